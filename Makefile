@@ -1,0 +1,101 @@
+# sfpipe — the one build entry: make, make test, make demo, make bench, make asan, make fuzz, make clean.
+# Without nvcc the build is CPU-only (one info line); with it, kernels/cuda/*.cu are compiled too.
+
+CC      ?= cc
+BUILD   ?= build
+CUDA_HOME ?= /usr/local/cuda
+NVCC    ?= $(shell command -v nvcc 2>/dev/null || ( test -x $(CUDA_HOME)/bin/nvcc && echo $(CUDA_HOME)/bin/nvcc ))
+CUDA_ARCH ?= 90a
+
+WARN    := -Wall -Wextra -Wshadow -Wstrict-prototypes -Wmissing-prototypes -Werror=implicit-function-declaration
+OPT     ?= -O2
+CFLAGS  ?= $(OPT) -g
+ALL_CFLAGS := -std=c11 $(CFLAGS) $(WARN) -pthread -MMD -MP -Icommon -Ikernels -I. $(EXTRA_CFLAGS)
+LDLIBS  := -lcjson -lyaml -lmsgpackc -lzmq -lm -pthread
+LDFLAGS ?=
+
+LIB_SRC := $(wildcard common/*.c) $(wildcard kernels/cpu/*.c) \
+           $(filter-out %/main.c,$(wildcard stages/*/*.c) $(wildcard tools/*/*.c))
+PROG_MAIN := $(wildcard stages/*/main.c) $(wildcard tools/*/main.c)
+PROGS   := $(foreach m,$(PROG_MAIN),$(BUILD)/bin/sf-$(notdir $(patsubst %/,%,$(dir $(m)))))
+TEST_SRC := $(wildcard tests/unit/test_*.c)
+TESTS   := $(patsubst tests/unit/%.c,$(BUILD)/tests/%,$(TEST_SRC))
+FUZZ_SRC := $(wildcard tests/fuzz/fuzz_*.c)
+
+ifneq ($(strip $(NVCC)),)
+  CU_SRC  := $(wildcard kernels/cuda/*.cu)
+  CU_OBJ  := $(patsubst %.cu,$(BUILD)/obj/%.o,$(CU_SRC))
+  LIB_OBJ_EXTRA := $(CU_OBJ)
+  LDLIBS  += -L$(CUDA_HOME)/lib64 -Wl,-rpath,$(CUDA_HOME)/lib64 -lcublas -lcudart_static -ldl -lrt -lstdc++
+  NVFLAGS ?= -O2 -std=c++17 -arch=sm_$(CUDA_ARCH) -Icommon -Ikernels -I. -Xcompiler -Wall
+  BUILD_KIND := CPU + CUDA (sm_$(CUDA_ARCH), $(NVCC))
+else
+  LIB_SRC += kernels/nocuda/nocuda.c
+  LIB_OBJ_EXTRA :=
+  BUILD_KIND := CPU only (nvcc not found; set NVCC= or put nvcc on PATH for CUDA)
+endif
+
+LIB_OBJ := $(patsubst %.c,$(BUILD)/obj/%.o,$(LIB_SRC)) $(LIB_OBJ_EXTRA)
+LIB     := $(BUILD)/libsf.a
+
+.PHONY: all test demo bench asan fuzz clean info
+all: info $(PROGS) $(TESTS)
+
+info:
+	@echo "sfpipe build: $(BUILD_KIND)"
+
+$(BUILD)/obj/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) -c $< -o $@
+
+$(BUILD)/obj/%.o: %.cu $(wildcard common/*.h kernels/*.h kernels/cuda/*.cuh)
+	@mkdir -p $(dir $@)
+	$(NVCC) $(NVFLAGS) -c $< -o $@
+
+$(LIB): $(LIB_OBJ)
+	@mkdir -p $(dir $@)
+	rm -f $@ && ar rcs $@ $^
+
+define prog_rule
+$(BUILD)/bin/sf-$(notdir $(patsubst %/,%,$(dir $(1)))): $(patsubst %.c,$(BUILD)/obj/%.o,$(1)) $(LIB)
+	@mkdir -p $$(dir $$@)
+	$$(CC) $$(ALL_CFLAGS) $$(LDFLAGS) -o $$@ $$^ $$(LDLIBS)
+endef
+$(foreach m,$(PROG_MAIN),$(eval $(call prog_rule,$(m))))
+
+$(BUILD)/tests/%: $(BUILD)/obj/tests/unit/%.o $(LIB)
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+test: all
+	@BUILD=$(BUILD) bash tests/run.sh
+
+# AddressSanitizer + UBSan build of everything, then the whole suite on it.
+asan:
+	$(MAKE) BUILD=build-asan NVCC= OPT=-O1 \
+	  EXTRA_CFLAGS="-fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined" \
+	  LDFLAGS="-fsanitize=address,undefined" test
+
+bench: all
+	@BUILD=$(BUILD) bash tests/bench/run.sh
+
+demo:
+	@bash tests/demo.sh
+
+# libFuzzer targets (clang); not part of CI. FUZZ_SECONDS per target.
+FUZZ_SECONDS ?= 60
+fuzz:
+	@mkdir -p $(BUILD)/fuzz
+	$(MAKE) BUILD=build-fuzz NVCC= CC=clang OPT=-O1 \
+	  EXTRA_CFLAGS="-fsanitize=fuzzer-no-link,address,undefined" build-fuzz/libsf.a
+	@set -e; for f in $(FUZZ_SRC); do n=$$(basename $$f .c); \
+	  clang -std=c11 -O1 -g -fsanitize=fuzzer,address,undefined -Icommon -Ikernels -I. $$f build-fuzz/libsf.a \
+	    $(filter-out -lcublas -lcudart_static -lstdc++,$(LDLIBS)) -o $(BUILD)/fuzz/$$n; \
+	  mkdir -p $(BUILD)/fuzz/corpus-$$n; cp -n tests/fuzz/seeds/$$n/* $(BUILD)/fuzz/corpus-$$n/ 2>/dev/null || true; \
+	  echo "== $$n ($(FUZZ_SECONDS)s)"; \
+	  $(BUILD)/fuzz/$$n -max_total_time=$(FUZZ_SECONDS) -rss_limit_mb=4096 $(BUILD)/fuzz/corpus-$$n; done
+
+clean:
+	rm -rf build build-asan build-fuzz
+
+-include $(shell find $(BUILD) -name '*.d' 2>/dev/null)

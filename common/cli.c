@@ -1,0 +1,180 @@
+/* cli.c — long flags in both dash and underscore form. Tested by tests/unit/test_core.c. */
+#include "cli.h"
+
+#include <errno.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static int name_eq(const char *given, size_t n, const char *name) {
+    if (strlen(name) != n) return 0;
+    for (size_t i = 0; i < n; i++) {
+        char a = given[i] == '_' ? '-' : given[i];
+        if (a != name[i]) return 0;
+    }
+    return 1;
+}
+
+static int push(sf_args *a, int opt, const char *value) {
+    sf_arg *nv = realloc(a->v, (size_t)(a->n + 1) * sizeof *nv);
+    if (!nv) return 0;
+    a->v = nv;
+    a->v[a->n].opt = opt;
+    a->v[a->n].value = value;
+    a->n++;
+    return 1;
+}
+
+static int is_flag_word(const char *s) {
+    /* "-" alone is a value (stdin/stdout); negative numbers are values too */
+    if (s[0] != '-' || s[1] == 0) return 0;
+    if ((s[1] >= '0' && s[1] <= '9') || s[1] == '.') return 0;
+    return 1;
+}
+
+sf_status sf_args_parse(int argc, char **argv, const sf_opt *opts, sf_args *out, sf_err *err) {
+    int nopts = 0;
+    while (opts[nopts].name) nopts++;
+    out->v = NULL;
+    out->n = 0;
+    int only_pos = 0;
+    for (int i = 1; i < argc; i++) {
+        const char *w = argv[i];
+        if (only_pos || !is_flag_word(w)) {
+            if (!push(out, -1, w)) goto nomem;
+            continue;
+        }
+        if (strcmp(w, "--") == 0) {
+            only_pos = 1;
+            continue;
+        }
+        int o = -1;
+        const char *inline_val = NULL;
+        if (w[1] == '-') {
+            const char *nm = w + 2, *eq = strchr(nm, '=');
+            size_t n = eq ? (size_t)(eq - nm) : strlen(nm);
+            for (int k = 0; k < nopts; k++)
+                if (name_eq(nm, n, opts[k].name)) { o = k; break; }
+            if (eq) inline_val = eq + 1;
+        } else if (w[2] == 0) {
+            for (int k = 0; k < nopts; k++)
+                if (opts[k].short_name == w[1]) { o = k; break; }
+        }
+        if (o < 0) {
+            sf_args_free(out);
+            return sf_fail(err, SF_E_ARG, "unknown option '%s' (see --help)", w);
+        }
+        if (opts[o].kind == SF_ARG_FLAG) {
+            if (inline_val) {
+                sf_args_free(out);
+                return sf_fail(err, SF_E_ARG, "option --%s takes no value", opts[o].name);
+            }
+            if (!push(out, o, NULL)) goto nomem;
+        } else if (inline_val) {
+            if (!push(out, o, inline_val)) goto nomem;
+        } else if (opts[o].kind == SF_ARG_VALUE) {
+            if (i + 1 >= argc) {
+                sf_args_free(out);
+                return sf_fail(err, SF_E_ARG, "option --%s needs a value", opts[o].name);
+            }
+            if (!push(out, o, argv[++i])) goto nomem;
+        } else {
+            int got = 0;
+            while (i + 1 < argc && !is_flag_word(argv[i + 1])) {
+                if (!push(out, o, argv[++i])) goto nomem;
+                got++;
+            }
+            if (!got) {
+                sf_args_free(out);
+                return sf_fail(err, SF_E_ARG, "option --%s needs at least one value", opts[o].name);
+            }
+        }
+    }
+    return SF_OK;
+nomem:
+    sf_args_free(out);
+    return sf_fail(err, SF_E_NOMEM, "out of memory");
+}
+
+void sf_args_free(sf_args *a) {
+    free(a->v);
+    a->v = NULL;
+    a->n = 0;
+}
+
+static int find_opt(const sf_opt *opts, const char *name) {
+    for (int k = 0; opts[k].name; k++)
+        if (strcmp(opts[k].name, name) == 0) return k;
+    return -2;
+}
+
+const char *sf_args_get(const sf_args *a, const sf_opt *opts, const char *name) {
+    int o = find_opt(opts, name);
+    const char *v = NULL;
+    for (int i = 0; i < a->n; i++)
+        if (a->v[i].opt == o) v = a->v[i].value;
+    return v;
+}
+
+int sf_args_has(const sf_args *a, const sf_opt *opts, const char *name) {
+    int o = find_opt(opts, name);
+    for (int i = 0; i < a->n; i++)
+        if (a->v[i].opt == o) return 1;
+    return 0;
+}
+
+static int collect(const sf_args *a, int o, const char ***vals) {
+    int n = 0;
+    *vals = calloc((size_t)a->n + 1, sizeof(char *));
+    if (!*vals) return 0;
+    for (int i = 0; i < a->n; i++)
+        if (a->v[i].opt == o) (*vals)[n++] = a->v[i].value;
+    return n;
+}
+
+int sf_args_all(const sf_args *a, const sf_opt *opts, const char *name, const char ***vals) {
+    return collect(a, find_opt(opts, name), vals);
+}
+
+int sf_args_positional(const sf_args *a, const char ***vals) { return collect(a, -1, vals); }
+
+sf_status sf_arg_long(const char *flag, const char *s, long lo, long hi, long *out, sf_err *err) {
+    char *end = NULL;
+    errno = 0;
+    long v = s ? strtol(s, &end, 10) : 0;
+    if (!s || !*s || *end || errno || v < lo || v > hi)
+        return sf_fail(err, SF_E_ARG, "--%s: expected an integer in [%ld, %ld], got '%s'", flag, lo, hi, s ? s : "");
+    *out = v;
+    return SF_OK;
+}
+
+sf_status sf_arg_double(const char *flag, const char *s, double *out, sf_err *err) {
+    char *end = NULL;
+    errno = 0;
+    double v = s ? strtod(s, &end) : 0;
+    if (!s || !*s || *end || errno || !isfinite(v))
+        return sf_fail(err, SF_E_ARG, "--%s: expected a number, got '%s'", flag, s ? s : "");
+    *out = v;
+    return SF_OK;
+}
+
+void sf_args_usage(const char *prog, const char *synopsis, const sf_opt *opts) {
+    int nopts = 0;
+    while (opts[nopts].name) nopts++;
+    printf("usage: %s %s\n\noptions (every --dash-form also works as --underscore_form):\n", prog, synopsis);
+    for (int k = 0; k < nopts; k++) {
+        const char *h = opts[k].help ? opts[k].help : "";
+        const char *tab = strchr(h, '\t');
+        char left[96];
+        if (tab)
+            snprintf(left, sizeof left, "%s%c%s--%s %.*s", opts[k].short_name ? "-" : "",
+                     opts[k].short_name ? opts[k].short_name : ' ', opts[k].short_name ? ", " : "  ",
+                     opts[k].name, (int)(tab - h), h);
+        else
+            snprintf(left, sizeof left, "%s%c%s--%s", opts[k].short_name ? "-" : "",
+                     opts[k].short_name ? opts[k].short_name : ' ', opts[k].short_name ? ", " : "  ",
+                     opts[k].name);
+        printf("  %-34s %s\n", left, tab ? tab + 1 : h);
+    }
+}

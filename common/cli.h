@@ -1,0 +1,50 @@
+/* cli.h — long-flag parsing shared by every program.
+ *
+ * Every long flag is accepted as --dash-form and as the reference's --underscore_form, with
+ * its value as "--flag value" or "--flag=value". SF_ARG_MULTI flags take one or more values
+ * (argparse nargs='+': all following words up to the next flag) and may repeat.
+ * Tested by tests/unit/test_core.c. */
+#ifndef SF_CLI_H
+#define SF_CLI_H
+
+#include "sf.h"
+
+typedef enum sf_arg_kind { SF_ARG_FLAG = 0, SF_ARG_VALUE = 1, SF_ARG_MULTI = 2 } sf_arg_kind;
+
+typedef struct sf_opt {
+    const char *name;  /* dash form without "--", e.g. "layer-indices" */
+    char short_name;   /* 0 or e.g. 'o' */
+    sf_arg_kind kind;
+    const char *help;  /* "VALUE\tdescription" or "description" */
+} sf_opt;
+
+/* One parsed occurrence. */
+typedef struct sf_arg {
+    int opt;            /* index into the option table, or -1 for a positional */
+    const char *value;  /* NULL for flags */
+} sf_arg;
+
+typedef struct sf_args {
+    sf_arg *v;
+    int n;
+} sf_args;
+
+/* Parse argv[1..]. Unknown flags and missing values are SF_E_ARG with a one-line message. */
+/* opts is terminated by an entry with name == NULL. */
+sf_status sf_args_parse(int argc, char **argv, const sf_opt *opts, sf_args *out, sf_err *err);
+void sf_args_free(sf_args *a);
+/* Last value of option `name` (dash form), or NULL. */
+const char *sf_args_get(const sf_args *a, const sf_opt *opts, const char *name);
+/* 1 when flag `name` appeared. */
+int sf_args_has(const sf_args *a, const sf_opt *opts, const char *name);
+/* All values of `name` in order (pointer array, caller frees the array). */
+int sf_args_all(const sf_args *a, const sf_opt *opts, const char *name, const char ***vals);
+/* Positional arguments in order (caller frees the array). */
+int sf_args_positional(const sf_args *a, const char ***vals);
+/* Typed value helpers: SF_E_ARG with "--name: ..." on a bad number. */
+sf_status sf_arg_long(const char *flag, const char *s, long lo, long hi, long *out, sf_err *err);
+sf_status sf_arg_double(const char *flag, const char *s, double *out, sf_err *err);
+/* Print a usage block for the table to stdout. */
+void sf_args_usage(const char *prog, const char *synopsis, const sf_opt *opts);
+
+#endif

@@ -1,0 +1,231 @@
+/* core.c — status strings, errors, logging, checked arithmetic, atomic output, mmap.
+ * Tested by tests/unit/test_core.c. */
+#define _POSIX_C_SOURCE 200809L
+#include "sf.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+const char *sf_status_str(sf_status s) {
+    switch (s) {
+    case SF_OK: return "ok";
+    case SF_E_IO: return "i/o error";
+    case SF_E_FORMAT: return "malformed input";
+    case SF_E_NOMEM: return "out of memory";
+    case SF_E_ARG: return "bad argument";
+    case SF_E_UNSUPPORTED: return "unsupported";
+    case SF_E_NOTFOUND: return "not found";
+    case SF_E_SHAPE: return "wrong shape";
+    case SF_E_DEVICE: return "device error";
+    case SF_E_STOPPED: return "stopped";
+    }
+    return "unknown status";
+}
+
+sf_status sf_fail(sf_err *err, sf_status s, const char *fmt, ...) {
+    if (err) {
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(err->msg, sizeof err->msg, fmt, ap);
+        va_end(ap);
+        /* keep it one line */
+        for (char *p = err->msg; *p; p++)
+            if (*p == '\n' || *p == '\r') *p = ' ';
+    }
+    return s;
+}
+
+int sf_exit_code(sf_status s) {
+    if (s == SF_OK) return 0;
+    if (s == SF_E_ARG) return 2;
+    return 1;
+}
+
+/* The log level and prefix are set once by main() before any work starts. */
+static int g_log_level = -1;
+static char g_log_prefix[64] = "sfpipe";
+
+int sf_log_parse_level(const char *s) {
+    static const char *names[] = {"error", "warn", "info", "debug"};
+    if (!s || !*s) return -1;
+    if (s[0] >= '0' && s[0] <= '3' && s[1] == 0) return s[0] - '0';
+    for (int i = 0; i < 4; i++)
+        if (strcasecmp(s, names[i]) == 0) return i;
+    if (strcasecmp(s, "warning") == 0) return 1;
+    return -1;
+}
+
+int sf_log_level(void) {
+    if (g_log_level < 0) {
+        int l = sf_log_parse_level(getenv("SF_LOG_LEVEL"));
+        g_log_level = l < 0 ? SF_LOG_INFO : l;
+    }
+    return g_log_level;
+}
+
+void sf_log_set_level(int level) { g_log_level = level; }
+
+void sf_log_set_prefix(const char *prefix) {
+    snprintf(g_log_prefix, sizeof g_log_prefix, "%s", prefix);
+}
+
+void sf_log(int level, const char *fmt, ...) {
+    static const char *tags[] = {"error", "warning", "info", "debug"};
+    if (level > sf_log_level()) return;
+    char line[2048];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(line, sizeof line, fmt, ap);
+    va_end(ap);
+    fprintf(stderr, "%s: %s: %s\n", g_log_prefix, tags[level < 0 ? 0 : level > 3 ? 3 : level], line);
+}
+
+void sf_die(const char *prog, sf_status s, const sf_err *err) {
+    fprintf(stderr, "%s: error: %s\n", prog, err && err->msg[0] ? err->msg : sf_status_str(s));
+    exit(sf_exit_code(s) ? sf_exit_code(s) : 1);
+}
+
+int sf_mul_ok(size_t a, size_t b, size_t *out) {
+    if (a && b > SIZE_MAX / a) return 0;
+    *out = a * b;
+    return 1;
+}
+
+int sf_add_ok(size_t a, size_t b, size_t *out) {
+    if (b > SIZE_MAX - a) return 0;
+    *out = a + b;
+    return 1;
+}
+
+void *sf_calloc2(size_t n, size_t size) {
+    size_t t;
+    if (!sf_mul_ok(n, size, &t)) return NULL;
+    return calloc(n ? n : 1, size ? size : 1);
+}
+
+double sf_now(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+sf_status sf_atomic_open(sf_atomic_file *af, const char *path, sf_err *err) {
+    static unsigned counter;
+    memset(af, 0, sizeof *af);
+    if (strlen(path) >= sizeof af->path) return sf_fail(err, SF_E_ARG, "path too long: %s", path);
+    snprintf(af->path, sizeof af->path, "%s", path);
+    snprintf(af->tmp, sizeof af->tmp, "%s.tmp.%ld.%u", path, (long)getpid(), counter++);
+    FILE *fp = fopen(af->tmp, "wb");
+    if (!fp) return sf_fail(err, SF_E_IO, "cannot write %s: %s", path, strerror(errno));
+    af->fp = fp;
+    return SF_OK;
+}
+
+sf_status sf_atomic_commit(sf_atomic_file *af, sf_err *err) {
+    FILE *fp = af->fp;
+    if (!fp) return sf_fail(err, SF_E_IO, "%s: not open", af->path);
+    af->fp = NULL;
+    int bad = ferror(fp) || fflush(fp) != 0;
+    if (!bad) fsync(fileno(fp));
+    if (fclose(fp) != 0) bad = 1;
+    if (bad) {
+        int e = errno;
+        unlink(af->tmp);
+        return sf_fail(err, SF_E_IO, "cannot write %s: %s", af->path, strerror(e));
+    }
+    if (rename(af->tmp, af->path) != 0) {
+        int e = errno;
+        unlink(af->tmp);
+        return sf_fail(err, SF_E_IO, "cannot rename to %s: %s", af->path, strerror(e));
+    }
+    return SF_OK;
+}
+
+void sf_atomic_abort(sf_atomic_file *af) {
+    if (af->fp) {
+        fclose((FILE *)af->fp);
+        af->fp = NULL;
+    }
+    if (af->tmp[0]) unlink(af->tmp);
+    af->tmp[0] = 0;
+}
+
+sf_status sf_read_file(const char *path, char **data, size_t *len, size_t max_len, sf_err *err) {
+    *data = NULL;
+    *len = 0;
+    FILE *fp = fopen(path, "rb");
+    if (!fp) return sf_fail(err, SF_E_IO, "cannot open %s: %s", path, strerror(errno));
+    size_t cap = max_len < 4096 ? max_len : 4096, n = 0;
+    char *buf = malloc(cap + 1);
+    if (!buf) {
+        fclose(fp);
+        return sf_fail(err, SF_E_NOMEM, "out of memory reading %s", path);
+    }
+    for (;;) {
+        if (n == cap) {
+            if (cap >= max_len) {
+                if (fgetc(fp) == EOF) break;
+                free(buf);
+                fclose(fp);
+                return sf_fail(err, SF_E_FORMAT, "%s: larger than %zu bytes", path, max_len);
+            }
+            cap = cap * 2 > max_len ? max_len : cap * 2;
+            char *nb = realloc(buf, cap + 1);
+            if (!nb) {
+                free(buf);
+                fclose(fp);
+                return sf_fail(err, SF_E_NOMEM, "out of memory reading %s", path);
+            }
+            buf = nb;
+        }
+        size_t got = fread(buf + n, 1, cap - n, fp);
+        n += got;
+        if (got == 0) break;
+    }
+    int bad = ferror(fp);
+    fclose(fp);
+    if (bad) {
+        free(buf);
+        return sf_fail(err, SF_E_IO, "cannot read %s", path);
+    }
+    buf[n] = 0;
+    *data = buf;
+    *len = n;
+    return SF_OK;
+}
+
+sf_status sf_mmap_open(sf_mmap *m, const char *path, sf_err *err) {
+    m->data = NULL;
+    m->len = 0;
+    int fd = open(path, O_RDONLY);
+    if (fd < 0) return sf_fail(err, SF_E_IO, "cannot open %s: %s", path, strerror(errno));
+    struct stat st;
+    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+        close(fd);
+        return sf_fail(err, SF_E_IO, "%s: not a regular file", path);
+    }
+    if (st.st_size == 0) {
+        close(fd);
+        return SF_OK;
+    }
+    void *p = mmap(NULL, (size_t)st.st_size, PROT_READ, MAP_PRIVATE, fd, 0);
+    close(fd);
+    if (p == MAP_FAILED) return sf_fail(err, SF_E_IO, "cannot mmap %s: %s", path, strerror(errno));
+    m->data = p;
+    m->len = (size_t)st.st_size;
+    return SF_OK;
+}
+
+void sf_mmap_close(sf_mmap *m) {
+    if (m->data) munmap((void *)m->data, m->len);
+    m->data = NULL;
+    m->len = 0;
+}

@@ -1,0 +1,98 @@
+/* sf.h — libsf basics: status codes, error messages, logging, checked arithmetic.
+ *
+ * Every library function returns an sf_status and, on failure, fills an sf_err with a
+ * one-line cause. Library code never exits; only a program's main() maps a status to an
+ * exit code (sf_exit_code). Tested by tests/unit/test_core.c. */
+#ifndef SF_H
+#define SF_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <stdarg.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define SF_VERSION "0.1.0"
+
+typedef enum sf_status {
+    SF_OK = 0,
+    SF_E_IO = -1,          /* open/read/write/mmap failed */
+    SF_E_FORMAT = -2,      /* malformed, truncated or hostile file */
+    SF_E_NOMEM = -3,       /* allocation failed or size overflow */
+    SF_E_ARG = -4,         /* bad argument / flag / combination */
+    SF_E_UNSUPPORTED = -5, /* valid but not supported (dtype, feature) */
+    SF_E_NOTFOUND = -6,    /* missing tensor / key / file */
+    SF_E_SHAPE = -7,       /* tensor of the wrong shape or dtype */
+    SF_E_DEVICE = -8,      /* CUDA / device failure */
+    SF_E_STOPPED = -9,     /* interrupted by a signal or upstream error */
+} sf_status;
+
+/* One-line error message buffer. */
+typedef struct sf_err {
+    char msg[512];
+} sf_err;
+
+const char *sf_status_str(sf_status s);
+
+/* Format a message into err (when non-NULL) and return s. */
+sf_status sf_fail(sf_err *err, sf_status s, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+/* Exit code for a status: 0 ok, 2 bad arguments, 1 everything else. */
+int sf_exit_code(sf_status s);
+
+/* Logging to stderr. Levels: 0 error, 1 warn, 2 info, 3 debug. Default info, from
+ * SF_LOG_LEVEL or --log-level. */
+enum { SF_LOG_ERROR = 0, SF_LOG_WARN = 1, SF_LOG_INFO = 2, SF_LOG_DEBUG = 3 };
+void sf_log_set_level(int level);
+int sf_log_parse_level(const char *s); /* name or digit; -1 when unknown */
+int sf_log_level(void);
+void sf_log_set_prefix(const char *prefix); /* e.g. "sf-denoise" */
+void sf_log(int level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+#define sf_error(...) sf_log(SF_LOG_ERROR, __VA_ARGS__)
+#define sf_warn(...) sf_log(SF_LOG_WARN, __VA_ARGS__)
+#define sf_info(...) sf_log(SF_LOG_INFO, __VA_ARGS__)
+#define sf_debug(...) sf_log(SF_LOG_DEBUG, __VA_ARGS__)
+
+/* Print "prog: error: msg" and exit with sf_exit_code(s). Only for main(). */
+void sf_die(const char *prog, sf_status s, const sf_err *err) __attribute__((noreturn));
+
+/* Checked size arithmetic: return 0 on overflow (result untouched), 1 on success. */
+int sf_mul_ok(size_t a, size_t b, size_t *out);
+int sf_add_ok(size_t a, size_t b, size_t *out);
+
+/* Allocation that returns NULL on a size overflow. */
+void *sf_calloc2(size_t n, size_t size);
+
+/* Monotonic clock in seconds. */
+double sf_now(void);
+
+/* Atomic file output: write to "<path>.tmp.<pid>.<n>", then rename over path. */
+typedef struct sf_atomic_file {
+    char path[4096];
+    char tmp[4096 + 64];
+    void *fp; /* FILE* */
+} sf_atomic_file;
+sf_status sf_atomic_open(sf_atomic_file *af, const char *path, sf_err *err);
+/* Flush, fsync, close and rename. On failure the temp file is removed. */
+sf_status sf_atomic_commit(sf_atomic_file *af, sf_err *err);
+/* Remove the temp file (idempotent). */
+void sf_atomic_abort(sf_atomic_file *af);
+
+/* Read a whole file into a malloc'd buffer (NUL-terminated; caller frees). */
+sf_status sf_read_file(const char *path, char **data, size_t *len, size_t max_len, sf_err *err);
+
+/* Read-only memory map of a whole file (empty files give data=NULL, len=0). */
+typedef struct sf_mmap {
+    const uint8_t *data;
+    size_t len;
+} sf_mmap;
+sf_status sf_mmap_open(sf_mmap *m, const char *path, sf_err *err);
+void sf_mmap_close(sf_mmap *m);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,41 @@
+#!/usr/bin/env bash
+# tests/run.sh — run every C unit-test binary and every bats suite; print "N passed, N failed".
+# Used by `make test` and `make asan` (BUILD selects the build folder). A binary that dies
+# without reporting a failure (a crash, a sanitizer abort) counts as one failure.
+set -u
+cd "$(dirname "$0")/.."
+BUILD=${BUILD:-build}
+export PATH="$PWD/$BUILD/bin:$PATH" SF_BUILD="$BUILD" SF_GOLDEN="$PWD/tests/golden" SF_ROOT="$PWD"
+pass=0 fail=0
+out=$(mktemp)
+trap 'rm -f "$out"' EXIT
+count() { # TAP in $out → update pass/fail; $1 = exit code, $2 = what ran
+    local p f
+    cat "$out"
+    p=$(grep -c '^ok' "$out")
+    f=$(grep -c '^not ok' "$out")
+    pass=$((pass + p)) fail=$((fail + f))
+    if [ "$1" -ne 0 ] && [ "$f" -eq 0 ]; then
+        echo "not ok - $2 exited with status $1 without reporting a failure"
+        fail=$((fail + 1))
+    fi
+}
+for t in "$BUILD"/tests/test_*; do
+    [ -x "$t" ] || continue
+    echo "# == $(basename "$t")"
+    (cd "$PWD" && "$t") >"$out" 2>&1
+    count $? "$(basename "$t")"
+done
+if command -v bats >/dev/null 2>&1; then
+    for b in tests/bats/*.bats; do
+        [ -f "$b" ] || continue
+        echo "# == $b"
+        bats --tap "$b" >"$out" 2>&1
+        count $? "$b"
+    done
+else
+    echo "not ok - bats is not installed (apt-get install bats bats-assert bats-support)"
+    fail=$((fail + 1))
+fi
+echo "$pass passed, $fail failed"
+[ "$fail" -eq 0 ]

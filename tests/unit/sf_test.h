@@ -1,0 +1,120 @@
+/* sf_test.h — the unit-test harness: a {name, fn} table per binary, runnable by name,
+ * TAP output ("ok N name" / "not ok N name"), SF_CHECK that works under NDEBUG, and
+ * tolerance comparisons |Δ| ≤ atol + rtol·|ref| that report the worst element and NMSE.
+ *
+ *   static const sf_test tests[] = {{"bf16_round", test_bf16_round}, ...};
+ *   SF_TEST_MAIN(tests)
+ *
+ * Run `build/tests/test_core` for all, `build/tests/test_core bf16_round` for one. */
+#ifndef SF_TEST_H
+#define SF_TEST_H
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "sf.h"
+#include "tensor.h"
+
+typedef struct sf_test {
+    const char *name;
+    void (*fn)(void);
+} sf_test;
+
+extern int sf_test_failures;
+int sf_test_failures;
+
+#define SF_CHECK(cond)                                                                     \
+    do {                                                                                   \
+        if (!(cond)) {                                                                     \
+            fprintf(stderr, "# %s:%d: check failed: %s\n", __FILE__, __LINE__, #cond);     \
+            sf_test_failures++;                                                            \
+        }                                                                                  \
+    } while (0)
+
+#define SF_CHECK_MSG(cond, ...)                                                            \
+    do {                                                                                   \
+        if (!(cond)) {                                                                     \
+            fprintf(stderr, "# %s:%d: check failed: %s: ", __FILE__, __LINE__, #cond);     \
+            fprintf(stderr, __VA_ARGS__);                                                  \
+            fputc('\n', stderr);                                                           \
+            sf_test_failures++;                                                            \
+        }                                                                                  \
+    } while (0)
+
+/* Status must be SF_OK; prints the error message otherwise. */
+#define SF_CHECK_OK(expr, errp)                                                            \
+    do {                                                                                   \
+        sf_status st_ = (expr);                                                            \
+        if (st_ != SF_OK) {                                                                \
+            fprintf(stderr, "# %s:%d: %s -> %s: %s\n", __FILE__, __LINE__, #expr,          \
+                    sf_status_str(st_), (errp)->msg);                                      \
+            sf_test_failures++;                                                            \
+        }                                                                                  \
+    } while (0)
+
+/* Compare n floats: |got - ref| <= atol + rtol*|ref|, NaN fails. Returns 1 when close. */
+static inline int sf_test_allclose(const char *what, const float *got, const float *ref, size_t n, double rtol,
+                                   double atol) {
+    size_t bad = 0, worst = 0;
+    double worst_d = -1, se = 0, sr = 0;
+    for (size_t i = 0; i < n; i++) {
+        double d = fabs((double)got[i] - (double)ref[i]);
+        se += ((double)got[i] - ref[i]) * ((double)got[i] - ref[i]);
+        sr += (double)ref[i] * ref[i];
+        int ok = d <= atol + rtol * fabs((double)ref[i]) && !isnan(got[i]) && !isnan(ref[i]);
+        if (!ok || isnan(d)) {
+            bad++;
+            if (isnan(d) || d > worst_d) { worst_d = isnan(d) ? INFINITY : d; worst = i; }
+        }
+    }
+    double nmse = sr > 0 ? se / sr : se;
+    if (bad) {
+        fprintf(stderr, "# %s: %zu/%zu elements out of tolerance (rtol %g atol %g); worst [%zu] got %.8g ref %.8g; nmse %.3g\n",
+                what, bad, n, rtol, atol, worst, (double)got[worst], (double)ref[worst], nmse);
+        sf_test_failures++;
+        return 0;
+    }
+    if (getenv("SF_TEST_VERBOSE")) fprintf(stderr, "# %s: ok, nmse %.3g\n", what, nmse);
+    return 1;
+}
+
+/* Max |x| of n floats (tolerances relative to a tensor's scale). */
+static inline double sf_test_maxabs(const float *x, size_t n) {
+    double m = 0;
+    for (size_t i = 0; i < n; i++) m = fabs(x[i]) > m ? fabs(x[i]) : m;
+    return m;
+}
+
+/* The golden directory: $SF_GOLDEN or tests/golden relative to the repo root. */
+static inline const char *sf_test_golden(void) {
+    const char *g = getenv("SF_GOLDEN");
+    return g && *g ? g : "tests/golden";
+}
+
+static inline int sf_test_main(const sf_test *tests, size_t n, int argc, char **argv) {
+    int failed = 0, num = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (argc > 1) {
+            int want = 0;
+            for (int a = 1; a < argc; a++) want |= strcmp(argv[a], tests[i].name) == 0;
+            if (!want) continue;
+        }
+        sf_test_failures = 0;
+        tests[i].fn();
+        num++;
+        printf("%sok %d %s\n", sf_test_failures ? "not " : "", num, tests[i].name);
+        fflush(stdout);
+        if (sf_test_failures) failed++;
+    }
+    printf("1..%d\n", num);
+    return failed ? 1 : 0;
+}
+
+#define SF_TEST_MAIN(table)                                                                \
+    int main(int argc, char **argv) {                                                      \
+        return sf_test_main(table, sizeof(table) / sizeof(table[0]), argc, argv);          \
+    }
+
+#endif

@@ -1,0 +1,165 @@
+/* test_core.c — status/errors, tensors and dtype conversions, CLI flags, devices, atomic files. */
+#define _POSIX_C_SOURCE 200809L
+#include "sf_test.h"
+#include "cli.h"
+#include "device.h"
+
+#include <unistd.h>
+
+static void test_bf16_round(void) {
+    SF_CHECK(sf_f32_to_bf16(1.0f) == 0x3f80);
+    /* 1 + 2^-8 is exactly halfway between bf16 1.0 and 1.0078125: ties to even → 1.0 */
+    SF_CHECK(sf_f32_to_bf16(1.00390625f) == 0x3f80);
+    /* 1 + 3·2^-8 is halfway between 1.0078125 (odd mantissa) and 1.015625: → even 1.015625 */
+    SF_CHECK(sf_f32_to_bf16(1.01171875f) == 0x3f82);
+    SF_CHECK(sf_f32_to_bf16(1.0040f) == 0x3f81); /* above half → up */
+    SF_CHECK(sf_f32_to_bf16(-2.0f) == 0xc000);
+    SF_CHECK(sf_bf16_to_f32(0x3f81) == 1.0078125f);
+    uint16_t nan = sf_f32_to_bf16(NAN);
+    SF_CHECK((nan & 0x7f80) == 0x7f80 && (nan & 0x7f));
+    SF_CHECK(sf_f32_to_bf16(INFINITY) == 0x7f80);
+    SF_CHECK(sf_f32_to_bf16(3.4e38f) == 0x7f80); /* rounds past max → inf */
+}
+
+static void test_f16_round(void) {
+    SF_CHECK(sf_f32_to_f16(1.0f) == 0x3c00);
+    SF_CHECK(sf_f32_to_f16(65504.0f) == 0x7bff);
+    SF_CHECK(sf_f32_to_f16(65520.0f) == 0x7c00);    /* halfway to 65536 → inf */
+    SF_CHECK(sf_f32_to_f16(65519.0f) == 0x7bff);
+    SF_CHECK(sf_f32_to_f16(5.9604644775390625e-08f) == 0x0001); /* smallest subnormal */
+    SF_CHECK(sf_f32_to_f16(2.98023223876953125e-08f) == 0x0000); /* half of it: ties to even → 0 */
+    SF_CHECK(sf_f32_to_f16(4.5e-08f) == 0x0001);
+    SF_CHECK(sf_f32_to_f16(6.097555160522461e-05f) == 0x03ff); /* largest subnormal */
+    SF_CHECK(sf_f32_to_f16(-0.0f) == 0x8000);
+    SF_CHECK(sf_f32_to_f16(1.0f + 1.0f / 2048) == 0x3c00);       /* tie → even */
+    SF_CHECK(sf_f32_to_f16(1.0f + 3.0f / 2048) == 0x3c02);       /* tie → even (up) */
+    /* every f16 value round-trips exactly */
+    int bad = 0;
+    for (uint32_t h = 0; h < 0x10000; h++) {
+        if ((h & 0x7c00) == 0x7c00 && (h & 0x3ff)) continue; /* NaN payloads */
+        float f = sf_f16_to_f32((uint16_t)h);
+        if (sf_f32_to_f16(f) != h) bad++;
+    }
+    SF_CHECK_MSG(bad == 0, "%d f16 values do not round-trip", bad);
+    bad = 0;
+    for (uint32_t h = 0; h < 0x10000; h++) {
+        if ((h & 0x7f80) == 0x7f80 && (h & 0x7f)) continue;
+        if (sf_f32_to_bf16(sf_bf16_to_f32((uint16_t)h)) != h) bad++;
+    }
+    SF_CHECK_MSG(bad == 0, "%d bf16 values do not round-trip", bad);
+}
+
+static void test_tensor_strided(void) {
+    float data[6] = {0, 1, 2, 3, 4, 5};
+    int64_t shape[2] = {2, 3};
+    sf_tensor t = sf_tensor_view(data, SF_F32, 2, shape);
+    SF_CHECK(sf_tensor_numel(&t) == 6 && sf_tensor_nbytes(&t) == 24 && sf_tensor_is_contiguous(&t));
+    /* transpose view: shape (3, 2), strides (1, 3) */
+    sf_tensor tt = t;
+    tt.shape[0] = 3; tt.shape[1] = 2; tt.stride[0] = 1; tt.stride[1] = 3;
+    SF_CHECK(!sf_tensor_is_contiguous(&tt));
+    float out[6];
+    sf_tensor_to_f32(&tt, out);
+    float want[6] = {0, 3, 1, 4, 2, 5};
+    SF_CHECK(memcmp(out, want, sizeof out) == 0);
+    sf_err err = {{0}};
+    sf_tensor h;
+    SF_CHECK_OK(sf_tensor_convert(&tt, SF_BF16, &h, &err), &err);
+    SF_CHECK(h.owned && sf_tensor_is_contiguous(&h) && ((uint16_t *)h.data)[1] == 0x4040);
+    sf_tensor_free(&h);
+    char buf[64];
+    SF_CHECK(strcmp(sf_shape_str(&tt, buf, sizeof buf), "[3, 2]") == 0);
+    int64_t huge[3] = {INT64_MAX / 2, 4, 4};
+    SF_CHECK(sf_tensor_alloc(&h, SF_F32, 3, huge, &err) == SF_E_NOMEM);
+    SF_CHECK(sf_dtype_from_name("bf16") == SF_BF16 && sf_dtype_from_name("BF16") == SF_BF16);
+    SF_CHECK(sf_dtype_from_name("F8_E4M3") == -1);
+}
+
+static void test_checked_math(void) {
+    size_t r = 7;
+    SF_CHECK(!sf_mul_ok(SIZE_MAX / 2 + 1, 2, &r) && r == 7);
+    SF_CHECK(sf_mul_ok(1u << 20, 1u << 20, &r) && r == (size_t)1 << 40);
+    SF_CHECK(!sf_add_ok(SIZE_MAX, 1, &r));
+    SF_CHECK(sf_calloc2(SIZE_MAX / 4, 8) == NULL);
+}
+
+static void test_cli_forms(void) {
+    static const sf_opt opts[] = {
+        {"layer-indices", 0, SF_ARG_MULTI, "N...\tlayers"},
+        {"output-path", 'o', SF_ARG_VALUE, "FILE\tout"},
+        {"use-ema", 0, SF_ARG_FLAG, "ema"},
+        {"seed", 0, SF_ARG_VALUE, "N\tseed"},
+        {0},
+    };
+    char *argv[] = {"prog", "--layer_indices", "0", "4", "--output-path=x.pt", "--use_ema",
+                    "pos1", "--seed", "-3", "-o", "-", "--layer-indices", "7", NULL};
+    sf_args a;
+    sf_err err = {{0}};
+    SF_CHECK_OK(sf_args_parse(13, argv, opts, &a, &err), &err);
+    const char **v = NULL;
+    int n = sf_args_all(&a, opts, "layer-indices", &v);
+    SF_CHECK(n == 3 && strcmp(v[0], "0") == 0 && strcmp(v[1], "4") == 0 && strcmp(v[2], "7") == 0);
+    free(v);
+    SF_CHECK(strcmp(sf_args_get(&a, opts, "output-path"), "-") == 0); /* last wins */
+    SF_CHECK(sf_args_has(&a, opts, "use-ema"));
+    SF_CHECK(strcmp(sf_args_get(&a, opts, "seed"), "-3") == 0);
+    n = sf_args_positional(&a, &v);
+    SF_CHECK(n == 1 && strcmp(v[0], "pos1") == 0);
+    free(v);
+    sf_args_free(&a);
+    char *bad[] = {"prog", "--bogus", NULL};
+    SF_CHECK(sf_args_parse(2, bad, opts, &a, &err) == SF_E_ARG && strstr(err.msg, "--bogus"));
+    char *miss[] = {"prog", "--seed", NULL};
+    SF_CHECK(sf_args_parse(2, miss, opts, &a, &err) == SF_E_ARG);
+    char *flagval[] = {"prog", "--use-ema=1", NULL};
+    SF_CHECK(sf_args_parse(2, flagval, opts, &a, &err) == SF_E_ARG);
+    long l;
+    SF_CHECK(sf_arg_long("seed", "12x", 0, 10, &l, &err) == SF_E_ARG);
+    SF_CHECK(sf_arg_long("seed", "9", 0, 10, &l, &err) == SF_OK && l == 9);
+}
+
+static void test_device_parse(void) {
+    sf_device d;
+    sf_err err = {{0}};
+    SF_CHECK(sf_device_parse("cpu", &d, &err) == SF_OK && !d.cuda);
+    SF_CHECK(sf_device_parse("cuda:3", &d, &err) == SF_OK && d.cuda && d.ordinal == 3);
+    SF_CHECK(sf_device_parse("1", &d, &err) == SF_OK && d.cuda && d.ordinal == 1);
+    SF_CHECK(sf_device_parse("gpu", &d, &err) == SF_E_ARG);
+    SF_CHECK(sf_device_parse("cuda:x", &d, &err) == SF_E_ARG);
+}
+
+static void test_atomic_file(void) {
+    char dir[] = "/tmp/sf_test_XXXXXX";
+    SF_CHECK(mkdtemp(dir) != NULL);
+    char path[256];
+    snprintf(path, sizeof path, "%s/out.bin", dir);
+    sf_atomic_file af;
+    sf_err err = {{0}};
+    SF_CHECK_OK(sf_atomic_open(&af, path, &err), &err);
+    fputs("hello", (FILE *)af.fp);
+    SF_CHECK(access(path, F_OK) != 0); /* nothing visible before commit */
+    SF_CHECK_OK(sf_atomic_commit(&af, &err), &err);
+    char *data;
+    size_t len;
+    SF_CHECK_OK(sf_read_file(path, &data, &len, 1 << 20, &err), &err);
+    SF_CHECK(len == 5 && strcmp(data, "hello") == 0);
+    free(data);
+    SF_CHECK_OK(sf_atomic_open(&af, path, &err), &err);
+    fputs("partial", (FILE *)af.fp);
+    sf_atomic_abort(&af);
+    SF_CHECK_OK(sf_read_file(path, &data, &len, 1 << 20, &err), &err);
+    SF_CHECK(len == 5); /* old content survives an abort */
+    free(data);
+    SF_CHECK(sf_read_file(path, &data, &len, 3, &err) == SF_E_FORMAT);
+    unlink(path);
+    rmdir(dir);
+    snprintf(path, sizeof path, "/nonexistent-dir/x");
+    SF_CHECK(sf_atomic_open(&af, path, &err) == SF_E_IO && strstr(err.msg, "cannot write"));
+}
+
+static const sf_test tests[] = {
+    {"bf16_round", test_bf16_round},     {"f16_round", test_f16_round},   {"tensor_strided", test_tensor_strided},
+    {"checked_math", test_checked_math}, {"cli_forms", test_cli_forms},   {"device_parse", test_device_parse},
+    {"atomic_file", test_atomic_file},
+};
+SF_TEST_MAIN(tests)
