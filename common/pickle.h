@@ -34,6 +34,7 @@ typedef struct sf_py {
     size_t n, cap;      /* LIST/TUPLE: items[0..n); DICT: keys[i] = items[2i], values = items[2i+1], n pairs */
     struct sf_py **items;
     sf_tensor t;        /* TENSOR: view (borrowed from a mapping, or owned when t.owned) */
+    unsigned stamp;     /* reader-internal (cycle checks); ignore */
 } sf_py;
 
 sf_py *sf_py_none(void);
@@ -64,5 +65,16 @@ sf_status sf_pickle_load(const uint8_t *buf, size_t len, sf_pickle_storage_fn st
 /* Write a torch.save-compatible .pt: dicts (string keys), lists, tuples, str, int, float,
  * bool, None and tensors (any dtype of tensor.h except i16/i8 written as such). */
 sf_status sf_torch_write(const char *path, const sf_py *root, sf_err *err);
+
+/* As sf_torch_write; flags SF_TORCH_WRITE_ZIP64 forces zip64 records for every member and the
+ * end of the directory (tests exercise the zip64 paths without writing 4 GiB). */
+#define SF_TORCH_WRITE_ZIP64 1u
+sf_status sf_torch_write_ex(const char *path, const sf_py *root, unsigned flags, sf_err *err);
+
+/* Flatten every tensor of a tree into (name, borrowed tensor) pairs: dict keys joined with '/',
+ * list/tuple items by index; a bare tensor root is named "tensor". Calls fn for each; stops at
+ * the first non-OK status. Nesting deeper than 256 levels is SF_E_FORMAT. */
+typedef sf_status (*sf_py_tensor_fn)(void *ctx, const char *name, const sf_tensor *t, sf_err *err);
+sf_status sf_py_flatten(const sf_py *root, sf_py_tensor_fn fn, void *ctx, sf_err *err);
 
 #endif
