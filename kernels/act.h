@@ -1,0 +1,14 @@
+/* act.h — elementwise activations, in place on f32: SiLU x·σ(x) (time embedding) and GELU with
+ * the tanh approximation (text embedding, FFN; torch nn.GELU(approximate='tanh')).
+ * Shared by the DiT and the T5 encoder. Tested by tests/unit/test_kernels.c. */
+#ifndef SF_ACT_H
+#define SF_ACT_H
+
+#include <stdint.h>
+
+/* x: (n) f32, in place. */
+void sf_silu_cpu(float *x, int64_t n);
+/* 0.5·x·(1 + tanh(√(2/π)·(x + 0.044715·x³))), x: (n) f32, in place. */
+void sf_gelu_tanh_cpu(float *x, int64_t n);
+
+#endif

@@ -1,0 +1,22 @@
+/* attention.h — multi-head attention O = softmax(Q·Kᵀ·scale)·V without masking, with an optional
+ * tap of the pre-softmax scaled logits.
+ *
+ * q:  (Lq, heads, d) f32, token row stride ldq (elements)
+ * k, v: (Lk, heads, d) f32, token row stride ldkv (a KV-cache window)
+ * out: (Lq, heads, d) f32, token row stride ldo (must not alias q/k/v)
+ * logits: NULL or (heads, Lq, Lk) f32 — receives s = (q·k)·scale exactly as used by the softmax.
+ * Every logit is one dot product over d in a fixed order; every output element sums over the keys
+ * in key order; work is split over (head, query tile) only → bit-identical for any nthreads.
+ * Returns 0, or -1 when scratch memory could not be allocated (nothing valid written).
+ * Mirrors the golden's exact float32 attention (flash attention in the bf16 reference).
+ * Tested by tests/unit/test_kernels.c and tests/unit/test_dit.c. */
+#ifndef SF_ATTENTION_H
+#define SF_ATTENTION_H
+
+#include <stdint.h>
+
+int sf_attention_cpu(int64_t Lq, int64_t Lk, int heads, int d, const float *q, int64_t ldq, const float *k,
+                     const float *v, int64_t ldkv, float *out, int64_t ldo, float scale, float *logits,
+                     int nthreads);
+
+#endif

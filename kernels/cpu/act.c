@@ -1,0 +1,18 @@
+/* act.c — SiLU and GELU-tanh on f32 (see act.h). Mirrors torch.nn.SiLU / nn.GELU('tanh') in
+ * float32 (the transcendental is evaluated in double and rounded once).
+ * Tested by tests/unit/test_kernels.c. */
+#include "act.h"
+
+#include <math.h>
+
+void sf_silu_cpu(float *x, int64_t n) {
+    for (int64_t i = 0; i < n; i++) x[i] = (float)((double)x[i] / (1.0 + exp(-(double)x[i])));
+}
+
+void sf_gelu_tanh_cpu(float *x, int64_t n) {
+    const double k = 0.7978845608028654; /* sqrt(2/pi) */
+    for (int64_t i = 0; i < n; i++) {
+        double v = x[i];
+        x[i] = (float)(0.5 * v * (1.0 + tanh(k * (v + 0.044715 * v * v * v))));
+    }
+}

@@ -1,0 +1,16 @@
+/* timestep_embed.c — sinusoidal timestep embedding (see timestep_embed.h). Mirrors
+ * wan/modules/model.py sinusoidal_embedding_1d. Tested by tests/unit/test_kernels.c. */
+#include "timestep_embed.h"
+
+#include <math.h>
+
+void sf_timestep_embed_cpu(const float *t, int64_t n, int dim, double *out) {
+    int half = dim / 2;
+    for (int64_t i = 0; i < n; i++)
+        for (int j = 0; j < half; j++) {
+            double fr = pow(10000.0, -((double)j / (double)half));
+            double a = (double)t[i] * fr;
+            out[i * dim + j] = cos(a);
+            out[i * dim + half + j] = sin(a);
+        }
+}

@@ -1,0 +1,23 @@
+/* parallel.h — a deterministic parallel-for over an index range (pthreads).
+ *
+ * [0, n) is cut into at most `nthreads` contiguous ranges, one per thread; the caller's thread
+ * runs the first. Kernels built on it partition OUTPUT elements only and never split a
+ * reduction, so results are bit-identical for any thread count. When a thread cannot be
+ * created its range runs on the caller (same result, just slower).
+ * Tested by tests/unit/test_kernels.c (thread-count invariance of GEMM and attention). */
+#ifndef SF_PARALLEL_H
+#define SF_PARALLEL_H
+
+#include <stdint.h>
+
+/* fn(ctx, begin, end) processes indices [begin, end). */
+typedef void (*sf_range_fn)(void *ctx, int64_t begin, int64_t end);
+
+/* Run fn over [0, n) on up to nthreads threads (<= 1: inline). Ranges are no smaller than
+ * min_chunk (except the last) so tiny problems stay on one thread. */
+void sf_parallel_for(int64_t n, int nthreads, int64_t min_chunk, sf_range_fn fn, void *ctx);
+
+/* Number of online CPUs (>= 1). */
+int sf_cpu_count(void);
+
+#endif
