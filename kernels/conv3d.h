@@ -1,0 +1,54 @@
+/* conv3d.h — causal 3-D convolution (and its 2-D / pointwise special cases) for the Wan VAE.
+ *
+ * Mirrors wan/modules/vae.py CausalConv3d (F.pad with 2·p_t frames in FRONT only, symmetric zero
+ * spatial padding, stride 1, valid conv) and nn.Conv2d(3x3, pad 1) of Resample (kt = 1).
+ * The CPU reference lives in kernels/cpu/conv3d.c; tested by tests/unit/test_vae_kernels.c
+ * (hand-computed values, thread-count invariance) and through the VAE golden tests.
+ *
+ * Layout: frame-major. A frame is one contiguous [C, H, W] float32 block. The temporal context
+ * is given as an array of frame pointers so that the per-layer causal cache (the last kt-1
+ * input frames of the previous chunk) is used without concatenating copies. */
+#ifndef SF_CONV3D_H
+#define SF_CONV3D_H
+
+#include "sf.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct sf_conv3d_args {
+    /* frames: n_out + kt - 1 pointers, oldest first; each [cin, h, w] f32 (borrowed).
+     * frames[0 .. kt-2] are the history (cache or zero frames), frames[kt-1 ..] the chunk. */
+    const float *const *frames;
+    int64_t n_out;                 /* output frames */
+    int64_t cin, cout, h, w;
+    int kt, kh, kw;                /* odd kh, kw; spatial zero padding (kh-1)/2, (kw-1)/2 */
+    const float *weight;           /* [cout, cin, kt, kh, kw] (PyTorch Conv3d; Conv2d when kt = 1) */
+    const float *bias;             /* [cout] or NULL */
+    float *out;                    /* [n_out, cout, h, w], written entirely */
+    int threads;                   /* <= 1: run on the calling thread */
+} sf_conv3d_args;
+
+/* out[t, co, y, x] = bias[co] + Σ_{ci, dt, dy, dx} weight[co, ci, dt, dy, dx]
+ *                    · frames[t + dt][ci, y + dy - kh/2, x + dx - kw/2]   (zero outside H×W)
+ * Work is split over (frame, output-channel block, row block); each output element is summed by
+ * one thread in a fixed order, so results are bit-identical for every thread count. */
+sf_status sf_conv3d_cpu(const sf_conv3d_args *a, sf_err *err);
+
+/* Causal cache update after a conv over a chunk: cache holds the last `depth` input frames
+ * (each `frame_elems` floats, oldest first) of the sequence (cache ++ chunk). chunk: n frames
+ * [n, frame_elems] contiguous. With n >= depth the cache becomes the chunk's last frames; with
+ * n < depth the old cache shifts left and the chunk's frames are appended. */
+void sf_conv3d_cache_push(float *cache, int depth, const float *chunk, int64_t n, size_t frame_elems);
+
+/* Run fn(ctx, i, tid) for every i in [0, n_items) on min(threads, n_items) workers: worker tid
+ * (0-based) runs items tid, tid + n, tid + 2n, ... Items must write disjoint outputs; tid lets an
+ * item use per-worker scratch. When a pthread cannot be started its items run on the calling
+ * thread (same tid), so this never fails. Shared by the VAE kernels. */
+void sf_vae_parallel_for(int64_t n_items, int threads, void (*fn)(void *ctx, int64_t i, int tid), void *ctx);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

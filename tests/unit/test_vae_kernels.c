@@ -1,0 +1,168 @@
+/* test_vae_kernels.c — the VAE decoder's CPU kernels (kernels/conv3d.h, kernels/vae_ops.h)
+ * against hand-computed values and a naive direct convolution; thread-count bit identity. */
+#include "sf_test.h"
+#include "conv3d.h"
+#include "vae_ops.h"
+
+/* Naive causal conv (double accumulation) for comparison. x: frames pointer list. */
+static void naive_conv(const float *const *fr, int64_t n, int64_t cin, int64_t cout, int64_t H, int64_t W, int kt,
+                       int kh, int kw, const float *w, const float *b, float *out) {
+    for (int64_t t = 0; t < n; t++)
+        for (int64_t co = 0; co < cout; co++)
+            for (int64_t y = 0; y < H; y++)
+                for (int64_t x = 0; x < W; x++) {
+                    double acc = b ? b[co] : 0;
+                    for (int64_t ci = 0; ci < cin; ci++)
+                        for (int dt = 0; dt < kt; dt++)
+                            for (int dy = 0; dy < kh; dy++)
+                                for (int dx = 0; dx < kw; dx++) {
+                                    int64_t iy = y + dy - kh / 2, ix = x + dx - kw / 2;
+                                    if (iy < 0 || iy >= H || ix < 0 || ix >= W) continue;
+                                    acc += (double)w[(((co * cin + ci) * kt + dt) * kh + dy) * kw + dx] *
+                                           fr[t + dt][(ci * H + iy) * W + ix];
+                                }
+                    out[((t * cout + co) * H + y) * W + x] = (float)acc;
+                }
+}
+
+static float frand(uint32_t *s) {
+    *s = *s * 1664525u + 1013904223u;
+    return (float)((*s >> 8) & 0xffff) / 32768.0f - 1.0f;
+}
+
+static void test_conv3d_hand(void) {
+    /* 1→1 channel, kernel (3,3,3) all ones except centre tap 2, bias 0.5, H=W=2.
+     * History frames: zeros and a frame of ones; input frame: 1,2,3,4. */
+    float zero[4] = {0, 0, 0, 0}, ones[4] = {1, 1, 1, 1}, in[4] = {1, 2, 3, 4};
+    const float *fr[3] = {zero, ones, in};
+    float w[27], b = 0.5f, out[4 + 2], guard = 12345.0f;
+    for (int i = 0; i < 27; i++) w[i] = 1.0f;
+    w[13] = 2.0f; /* dt=1, dy=1, dx=1 */
+    out[4] = out[5] = guard;
+    sf_err err = {{0}};
+    sf_conv3d_args a = {fr, 1, 1, 1, 2, 2, 3, 3, 3, w, &b, out, 1};
+    SF_CHECK_OK(sf_conv3d_cpu(&a, &err), &err);
+    /* Every output sees the whole 2×2 (3×3 window with pad 1 covers it):
+     * frame 'ones' contributes 4 + 1 (centre tap doubled), frame 'in' contributes 10,
+     * bias 0.5 → 15.5 everywhere. */
+    for (int i = 0; i < 4; i++) SF_CHECK_MSG(out[i] == 15.5f, "out[%d] = %g", i, out[i]);
+    SF_CHECK(out[4] == guard && out[5] == guard);
+
+    /* 1x1x1 (pointwise) 2→1: y = 2·x0 − x1 + 1 */
+    float x2[2 * 4] = {1, 2, 3, 4, 10, 20, 30, 40}, w2[2] = {2, -1}, b2 = 1, o2[4];
+    const float *fr2[1] = {x2};
+    sf_conv3d_args a2 = {fr2, 1, 2, 1, 2, 2, 1, 1, 1, w2, &b2, o2, 1};
+    SF_CHECK_OK(sf_conv3d_cpu(&a2, &err), &err);
+    float want2[4] = {-7, -15, -23, -31};
+    SF_CHECK(memcmp(o2, want2, sizeof want2) == 0);
+}
+
+static void test_conv3d_naive_threads(void) {
+    /* cin 5, cout 6 (not a multiple of 4), W 11 (8 + 3 tail), H 7, kt 3, 3 output frames. */
+    enum { CI = 5, CO = 6, H = 7, W = 11, NT = 3, KT = 3 };
+    static float frames[NT + KT - 1][CI * H * W], w[CO * CI * KT * 9], b[CO];
+    static float ref[NT * CO * H * W], o1[NT * CO * H * W + 4], o3[NT * CO * H * W + 4];
+    uint32_t s = 7;
+    for (int f = 0; f < NT + KT - 1; f++)
+        for (int i = 0; i < CI * H * W; i++) frames[f][i] = frand(&s);
+    for (size_t i = 0; i < sizeof w / sizeof w[0]; i++) w[i] = frand(&s);
+    for (int i = 0; i < CO; i++) b[i] = frand(&s);
+    const float *fr[NT + KT - 1];
+    for (int f = 0; f < NT + KT - 1; f++) fr[f] = frames[f];
+    naive_conv(fr, NT, CI, CO, H, W, KT, 3, 3, w, b, ref);
+    for (int i = 0; i < 4; i++) o1[NT * CO * H * W + i] = o3[NT * CO * H * W + i] = -777.0f;
+    sf_err err = {{0}};
+    sf_conv3d_args a = {fr, NT, CI, CO, H, W, KT, 3, 3, w, b, o1, 1};
+    SF_CHECK_OK(sf_conv3d_cpu(&a, &err), &err);
+    a.out = o3;
+    a.threads = 3;
+    SF_CHECK_OK(sf_conv3d_cpu(&a, &err), &err);
+    sf_test_allclose("conv3d vs naive", o1, ref, NT * CO * H * W, 1e-5, 1e-5);
+    SF_CHECK_MSG(memcmp(o1, o3, sizeof(float) * NT * CO * H * W) == 0, "1 vs 3 threads differ");
+    for (int i = 0; i < 4; i++) SF_CHECK(o1[NT * CO * H * W + i] == -777.0f && o3[NT * CO * H * W + i] == -777.0f);
+
+    /* time_conv shape (3,1,1): no spatial padding */
+    static float ref2[NT * CO * H * W], o4[NT * CO * H * W];
+    naive_conv(fr, NT, CI, CO, H, W, KT, 1, 1, w, b, ref2);
+    sf_conv3d_args a4 = {fr, NT, CI, CO, H, W, KT, 1, 1, w, b, o4, 2};
+    SF_CHECK_OK(sf_conv3d_cpu(&a4, &err), &err);
+    sf_test_allclose("time_conv vs naive", o4, ref2, NT * CO * H * W, 1e-5, 1e-5);
+
+    /* bad arguments are rejected, not crashed on */
+    sf_conv3d_args bad = a;
+    bad.kh = 2;
+    SF_CHECK(sf_conv3d_cpu(&bad, &err) == SF_E_ARG);
+}
+
+static void test_cache_push(void) {
+    float cache[4] = {1, 1, 2, 2}; /* depth 2, frames of 2 floats */
+    float one[2] = {3, 3};
+    sf_conv3d_cache_push(cache, 2, one, 1, 2);
+    float w1[4] = {2, 2, 3, 3};
+    SF_CHECK(memcmp(cache, w1, sizeof w1) == 0);
+    float three[6] = {4, 4, 5, 5, 6, 6};
+    sf_conv3d_cache_push(cache, 2, three, 3, 2);
+    float w2[4] = {5, 5, 6, 6};
+    SF_CHECK(memcmp(cache, w2, sizeof w2) == 0);
+}
+
+static void test_rms_norm(void) {
+    /* one frame, C=2, 2 pixels: (3,4) and (0,0). ‖(3,4)‖ = 5 → (0.6, 0.8)·√2·γ, γ = (1, 2).
+     * The zero pixel stays 0 (norm clamped to 1e-12, no NaN). */
+    float x[4] = {3, 0, 4, 0}, y[4], g[2] = {1, 2};
+    sf_vae_rms_norm_cpu(x, y, 1, 2, 2, g, NULL, 0, 1);
+    float r2 = sqrtf(2.0f);
+    SF_CHECK(fabsf(y[0] - 0.6f * r2) < 1e-6f && fabsf(y[2] - 1.6f * r2) < 1e-6f);
+    SF_CHECK(y[1] == 0.0f && y[3] == 0.0f);
+    /* fused SiLU: silu(v) = v / (1 + e^-v) */
+    float z[4];
+    sf_vae_rms_norm_cpu(x, z, 1, 2, 2, g, NULL, 1, 2);
+    float v = 0.6f * r2;
+    SF_CHECK(fabsf(z[0] - v / (1 + expf(-v))) < 1e-6f);
+    float s[3] = {0, 1, -1}, so[3];
+    sf_vae_silu_cpu(s, so, 3);
+    SF_CHECK(so[0] == 0.0f && fabsf(so[1] - 0.7310586f) < 1e-6f && fabsf(so[2] + 0.2689414f) < 1e-6f);
+}
+
+static void test_upsample_interleave(void) {
+    float x[2 * 2] = {1, 2, 3, 4}, y[16];
+    sf_vae_upsample2x_cpu(x, y, 1, 1, 2, 2);
+    float want[16] = {1, 1, 2, 2, 1, 1, 2, 2, 3, 3, 4, 4, 3, 3, 4, 4};
+    SF_CHECK(memcmp(y, want, sizeof want) == 0);
+    /* time_conv out [1 frame, 2C=4 channels, HW=1]: channels 0,1 → frame 0; 2,3 → frame 1 */
+    float tc[4] = {10, 11, 20, 21}, o[4];
+    sf_vae_time_interleave_cpu(tc, o, 1, 2, 1);
+    float w[4] = {10, 11, 20, 21};
+    SF_CHECK(memcmp(o, w, sizeof w) == 0);
+}
+
+static void test_attention(void) {
+    /* C = 1, 2 tokens: q = (1, 0), k = (0, ln 3), v = (10, 20). Scale 1/√1.
+     * token 0: scores (0, ln3) → p = (1/4, 3/4) → 17.5; token 1: scores (0, 0) → 15. */
+    float qkv[6] = {1, 0, 0, logf(3.0f), 10, 20}, out[2];
+    float scratch[64];
+    SF_CHECK(sf_vae_attention_scratch(1, 2, 2) <= 64);
+    sf_vae_attention_cpu(qkv, out, 1, 1, 2, scratch, 2);
+    SF_CHECK_MSG(fabsf(out[0] - 17.5f) < 1e-5f && fabsf(out[1] - 15.0f) < 1e-5f, "%g %g", out[0], out[1]);
+}
+
+static void test_to_pixels(void) {
+    /* 0.9 → 0.95·255 = 242.25 → 242 (truncation); 0.999 → 254.87 → 254 (rounding would say 255);
+     * -3 → -1 → 0; 1.5 → 1 → 255; -0.5 → 0.25 → 63.75 → 63. */
+    float x[5] = {0.9f, 0.999f, -3.0f, 1.5f, -0.5f}, v[5];
+    uint8_t u[5];
+    sf_vae_to_pixels_cpu(x, 5, v, u);
+    SF_CHECK(u[0] == 242 && u[1] == 254 && u[2] == 0 && u[3] == 255 && u[4] == 63);
+    SF_CHECK(v[2] == -1.0f && v[3] == 1.0f && v[0] == 0.9f);
+}
+
+static const sf_test tests[] = {
+    {"conv3d_hand", test_conv3d_hand},
+    {"conv3d_naive_threads", test_conv3d_naive_threads},
+    {"cache_push", test_cache_push},
+    {"rms_norm", test_rms_norm},
+    {"upsample_interleave", test_upsample_interleave},
+    {"attention", test_attention},
+    {"to_pixels", test_to_pixels},
+};
+SF_TEST_MAIN(tests)
