@@ -1,0 +1,123 @@
+/* vae.h — the Wan2.1 3-D causal VAE decoder (latents → RGB frames), CPU, streaming.
+ *
+ * Mirrors wan/modules/vae.py (WanVAE_.decode / cached_decode, Decoder3d, ResidualBlock,
+ * AttentionBlock, Resample, CausalConv3d) and utils/wan_wrapper.py (WanVAEWrapper.decode_to_pixel:
+ * un-scaling with 16 mean/std constants, clamp to [-1, 1]). Every width is inferred from the
+ * tensor shapes of Wan2.1_VAE.pth (real file: base width 96; golden fixture: 8).
+ * Tested by tests/unit/test_vae.c against tests/golden/expect/vae.safetensors (intermediates,
+ * video, frames_u8; one-shot and block by block) and tests/bats/sf-decode.bats.
+ *
+ * Three structs: sf_vae_config (shapes inferred from the file), sf_vae_weights (pointers into
+ * the mmapped checkpoint, or f32 copies when the file is not f32), sf_vae_state (per-conv causal
+ * caches and activation buffers, sized once for a latent resolution h×w). Like the reference,
+ * the decoder runs one latent frame at a time with a per-conv cache of the last 2 input frames,
+ * so decoding block by block is bit-identical to decoding everything at once; memory is bounded
+ * by one latent frame's activations (4 pixel frames), independent of the video length. */
+#ifndef SF_VAE_H
+#define SF_VAE_H
+
+#include "sf.h"
+#include "tfile.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define SF_VAE_MAX_LAYERS 64
+
+typedef enum sf_vae_layer_kind { SF_VAE_RES = 0, SF_VAE_ATTN, SF_VAE_UP2D, SF_VAE_UP3D } sf_vae_layer_kind;
+
+typedef struct sf_vae_layer {
+    sf_vae_layer_kind kind;
+    int64_t cin, cout;   /* RES: in/out widths; ATTN: C, C; UP*: C → C/2 */
+    char prefix[64];     /* e.g. "decoder.upsamples.4" */
+} sf_vae_layer;
+
+typedef struct sf_vae_config {
+    int64_t z_dim;       /* latent channels (16) */
+    int64_t top;         /* decoder.conv1 output width (4·dim) */
+    int64_t dim;         /* base width = head input width (96 real, 8 fixture) */
+    int64_t out_ch;      /* 3 */
+    int n_layers;        /* middle + upsamples, in order */
+    sf_vae_layer layers[SF_VAE_MAX_LAYERS];
+    int n_up3d, n_up;    /* temporal ×2 stages, spatial ×2 stages */
+    int bf16_unscale;    /* 1: un-scale latents in bf16 like the real bf16 pipeline (SPEC §8.1) */
+    int threads;         /* worker threads for the kernels (>= 1) */
+} sf_vae_config;
+
+/* Weights of one layer (borrowed f32 pointers; NULL when absent). */
+typedef struct sf_vae_lw {
+    const float *g0, *wa, *ba, *g1, *wb, *bb, *wsc, *bsc; /* RES: [cin] [cout,cin,3,3,3] [cout] [cout] ... */
+    const float *g, *wqkv, *bqkv, *wproj, *bproj;         /* ATTN: [C] [3C,C] [3C] [C,C] [C] */
+    const float *wtc, *btc, *wrs, *brs;                   /* UP: [2C,C,3,1,1] [2C] [C/2,C,3,3] [C/2] */
+} sf_vae_lw;
+
+typedef struct sf_vae_weights {
+    sf_tfile *file;          /* owned; the mapping the pointers borrow from */
+    sf_tensor *copies;       /* owned f32 conversions (non-f32 or misaligned tensors) */
+    size_t n_copies, cap_copies;
+    const float *conv2_w, *conv2_b;   /* [z, z, 1, 1, 1], [z] */
+    const float *conv1_w, *conv1_b;   /* [top, z, 3, 3, 3], [top] */
+    sf_vae_lw layer[SF_VAE_MAX_LAYERS];
+    const float *head_g, *head_w, *head_b; /* [dim], [3, dim, 3, 3, 3], [3] */
+} sf_vae_weights;
+
+typedef struct sf_vae_state {
+    int64_t h, w;            /* latent resolution this state was sized for */
+    int n_caches;
+    float **cache;           /* [n_caches] each [2, Cin, H, W] of its conv's input (zeros at start) */
+    size_t *cache_frame;     /* elements of one cached frame */
+    int up3d_seen[SF_VAE_MAX_LAYERS]; /* first-frame rule: 1 once latent frame 0 passed layer i */
+    float *buf[3];           /* activation buffers, buf_elems each */
+    size_t buf_elems;
+    float *up;               /* one frame of 2× upsampled input [C, 2H, 2W] */
+    float *attn;             /* attention scratch */
+    float *zin;              /* one latent frame [z, h, w] after un-scaling */
+    int64_t frames_in;       /* latent frames decoded since the last reset */
+} sf_vae_state;
+
+typedef void (*sf_vae_tap_fn)(void *ctx, const char *name, int64_t latent_frame, const float *x, int64_t frames,
+                              int64_t C, int64_t H, int64_t W);
+
+typedef struct sf_vae {
+    sf_vae_config cfg;
+    sf_vae_weights wt;
+    sf_vae_state st;
+    sf_vae_tap_fn tap; /* debug taps (NULL: none) */
+    void *tap_ctx;
+} sf_vae;
+
+/* The 16 per-channel constants of WanVAEWrapper (float32). */
+extern const float sf_vae_latent_mean[16];
+extern const float sf_vae_latent_std[16];
+
+/* Open a VAE checkpoint (Wan2.1_VAE.pth or any container sf_tfile_open reads), infer the
+ * architecture from tensor shapes, check every tensor's presence and shape, and allocate the
+ * state for latents of h×w. threads <= 0 means one per CPU. Caller destroys with sf_vae_destroy. */
+sf_status sf_vae_new(const char *path, int64_t h, int64_t w, int threads, sf_vae **out, sf_err *err);
+void sf_vae_destroy(sf_vae **v);
+
+/* Clear the causal caches: the next decoded latent frame is frame 0 of a new video. */
+void sf_vae_reset(sf_vae *v);
+
+/* Pixel frames the next n latent frames will produce (1 + 4(n-1) for a fresh state, 4n after). */
+int64_t sf_vae_frames_for(const sf_vae *v, int64_t n);
+
+/* Decode n latent frames that continue the current video (streaming; call sf_vae_reset first
+ * for a new video). z: [n, z_dim, h, w] f32, scaled latents as the DiT produces them (pipeline
+ * layout [B=1, T, C, h, w] without B). video: [sf_vae_frames_for(v, n), 3, 8h, 8w] f32 in
+ * [-1, 1] (decode_to_pixel output, clamped); u8: same frames as [T, 8h, 8w, 3] uint8 (the
+ * reference's truncating cast of 255·(video·0.5 + 0.5)), either may be NULL. *n_out = frames
+ * written. Bit-identical whether a video is decoded at once or block by block. */
+sf_status sf_vae_decode(sf_vae *v, const float *z, int64_t n, float *video, uint8_t *u8, int64_t *n_out,
+                        sf_err *err);
+
+/* Debug taps for the golden intermediates: when non-NULL, called with each named activation of
+ * the current latent frame: "latent_unscaled", "decoder_in", "dec_conv1", "dec_middle",
+ * "dec_up0" (first upsample3d output). x: [frames, C, H, W] f32 (borrowed). */
+void sf_vae_set_tap(sf_vae *v, sf_vae_tap_fn fn, void *ctx);
+
+#ifdef __cplusplus
+}
+#endif
+#endif
