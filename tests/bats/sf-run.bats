@@ -1,0 +1,115 @@
+#!/usr/bin/env bats
+# sf-run: spec parsing (--dry-run), log prefixes, fail-fast with no orphaned processes.
+bats_require_minimum_version 1.5.0
+load '/usr/lib/bats/bats-support/load'
+load '/usr/lib/bats/bats-assert/load'
+
+setup() {
+    FAKE="$SF_ROOT/tests/bats/fixtures/fake-stage"
+    SPEC="$BATS_TEST_TMPDIR/p.yaml"
+}
+
+write_spec() { # $1 = transport, then stage lines
+    local tr=$1; shift
+    {
+        echo "name: test"
+        echo "transport: $tr"
+        echo "vars:"
+        echo "  greeting: hello world"
+        echo "stages:"
+        printf '%s\n' "$@"
+    } >"$SPEC"
+}
+
+@test "dry run expands vars, args, device and ipc urls" {
+    write_spec ipc \
+        "  - name: a" "    program: $FAKE" "    args: {message: '\${greeting}', flag: true, off: false, layers: [0, 4]}" \
+        "  - name: b" "    program: $FAKE" "    device: cuda:1"
+    run -0 sf-run --dry-run "$SPEC"
+    assert_line --index 0 --regexp "fake-stage --message 'hello world' --flag --layers 0 4 --out ipc:///tmp/sf-run-[0-9]+-0.sock$"
+    assert_line --index 1 --regexp "fake-stage --device cuda:1 --in ipc:///tmp/sf-run-[0-9]+-0.sock$"
+}
+
+@test "overrides: var=value and stage.arg=value" {
+    write_spec tcp \
+        "  - name: a" "    program: $FAKE" "    args: {message: '\${greeting}', seed: 1}" \
+        "  - name: b" "    program: $FAKE"
+    run -0 sf-run --dry-run --tcp-port 40000 "$SPEC" greeting=bye a.seed=7 b.extra=x
+    assert_line --index 0 "$FAKE --message bye --seed 7 --out '>tcp://127.0.0.1:40000'"
+    assert_line --index 1 "$FAKE --extra x --in @tcp://127.0.0.1:40000"
+}
+
+@test "remote stage goes through ssh and forces tcp" {
+    write_spec ipc "  - name: a" "    program: sf-encode" "  - name: b" "    program: sf-denoise" "    host: user@gpu2"
+    run -0 sf-run --dry-run --tcp-port 41000 "$SPEC"
+    assert_line --index 0 "sf-encode --out '>tcp://gpu2:41000'"
+    assert_line --index 1 "ssh -o BatchMode=yes user@gpu2 -- 'sf-denoise --in '\\''@tcp://*:41000'\\'''"
+}
+
+@test "bad specs are one-line errors" {
+    echo "stages: []" >"$SPEC"
+    run -1 sf-run "$SPEC"
+    assert_output --partial "non-empty list"
+    write_spec carrier-pigeon "  - program: x"
+    run -1 sf-run "$SPEC"
+    assert_output --partial "unknown transport"
+    write_spec ipc "  - program: x" "    args: {a: '\${nope}'}"
+    run -1 sf-run "$SPEC"
+    assert_output --partial 'undefined variable ${nope}'
+    run -2 sf-run
+    run -1 sf-run "$BATS_TEST_TMPDIR/missing.yaml"
+    assert_output --partial "cannot open"
+}
+
+@test "logs are prefixed and a clean run exits 0" {
+    write_spec pipe "  - name: first" "    program: $FAKE" "    args: {message: one}" \
+        "  - name: second" "    program: $FAKE" "    args: {message: two}"
+    run -0 sf-run "$SPEC"
+    assert_line "[first] one"
+    assert_line "[second] two"
+    assert_line "[first] --out -"
+}
+
+@test "a failing stage ends the run fast with its message and leaves no process" {
+    pids="$BATS_TEST_TMPDIR/pids"
+    write_spec ipc \
+        "  - name: slow" "    program: $FAKE" "    args: {pidfile: $pids, sleep: 60}" \
+        "  - name: broken" "    program: $FAKE" "    args: {pidfile: $pids, sleep: 1, fail: 'weights are missing'}" \
+        "  - name: slow2" "    program: $FAKE" "    args: {pidfile: $pids, sleep: 60}"
+    start=$(date +%s)
+    run -1 sf-run "$SPEC"
+    end=$(date +%s)
+    assert_output --partial "stage 'broken' failed (exit 3): error: weights are missing"
+    [ $((end - start)) -lt 10 ]
+    sleep 0.5
+    while read -r p; do
+        run ! kill -0 "$p"
+    done <"$pids"
+    [ "$(wc -l <"$pids")" -eq 3 ]
+}
+
+@test "a stage killed mid-run fails the run and nothing is left" {
+    pids="$BATS_TEST_TMPDIR/pids"
+    write_spec ipc \
+        "  - name: a" "    program: $FAKE" "    args: {pidfile: $pids, sleep: 60}" \
+        "  - name: b" "    program: $FAKE" "    args: {pidfile: $pids, sleep: 60}"
+    sf-run "$SPEC" 3>&- 2>"$BATS_TEST_TMPDIR/log" &
+    runner=$!
+    for _ in $(seq 50); do [ -f "$pids" ] && [ "$(wc -l <"$pids")" -eq 2 ] && break; sleep 0.1; done
+    victim=$(sed -n 2p "$pids")
+    kill -9 "$victim"
+    rc=0
+    wait "$runner" || rc=$?
+    [ "$rc" -eq 1 ]
+    run cat "$BATS_TEST_TMPDIR/log"
+    assert_output --partial "stage 'b' failed (killed by signal 9)"
+    sleep 0.5
+    while read -r p; do run ! kill -0 "$p"; done <"$pids"
+}
+
+@test "a missing program is reported" {
+    write_spec ipc "  - name: ghost" "    program: /nonexistent/sf-ghost"
+    run -1 sf-run "$SPEC"
+    assert_output --partial "stage 'ghost' failed (exit 127)"
+    assert_output --partial "cannot run /nonexistent/sf-ghost"
+}

@@ -1,0 +1,135 @@
+/* spiece_write.c — writes a SentencePiece ModelProto (unigram) for sf-mkmodel: the umT5
+ * special ids (pad 0, eos 1, unk 2, no bos), "▁", printable ASCII characters with and
+ * without "▁", then "▁"-prefixed letter strings until n pieces. Identity normalizer (no
+ * precompiled charsmap). Field numbers as in SPEC.md §2.3. Read back by common/spiece.c in
+ * tests/bats/sf-mkmodel.bats. */
+#include "mkmodel.h"
+#include "rng.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+typedef struct pbuf {
+    uint8_t *p;
+    size_t n, cap;
+    int oom;
+} pbuf;
+
+static void put(pbuf *b, const void *d, size_t n) {
+    if (b->oom) return;
+    if (b->n + n > b->cap) {
+        size_t nc = b->cap ? b->cap : 4096;
+        while (nc < b->n + n) nc *= 2;
+        uint8_t *np = realloc(b->p, nc);
+        if (!np) {
+            b->oom = 1;
+            return;
+        }
+        b->p = np;
+        b->cap = nc;
+    }
+    memcpy(b->p + b->n, d, n);
+    b->n += n;
+}
+
+static void varint(pbuf *b, uint64_t v) {
+    uint8_t t[10];
+    int n = 0;
+    do {
+        t[n] = (uint8_t)(v & 0x7f);
+        v >>= 7;
+        if (v) t[n] |= 0x80;
+        n++;
+    } while (v);
+    put(b, t, (size_t)n);
+}
+
+static void field_varint(pbuf *b, int field, int64_t v) {
+    varint(b, (uint64_t)field << 3);
+    varint(b, (uint64_t)v); /* negative int32 → 10-byte two's complement, as protobuf does */
+}
+
+static void field_bytes(pbuf *b, int field, const void *d, size_t n) {
+    varint(b, ((uint64_t)field << 3) | 2);
+    varint(b, n);
+    put(b, d, n);
+}
+
+static void piece(pbuf *out, const char *s, float score, int type) {
+    pbuf m = {0};
+    field_bytes(&m, 1, s, strlen(s));
+    uint32_t u;
+    memcpy(&u, &score, 4);
+    varint(&m, (2u << 3) | 5);
+    uint8_t le[4] = {(uint8_t)u, (uint8_t)(u >> 8), (uint8_t)(u >> 16), (uint8_t)(u >> 24)};
+    put(&m, le, 4);
+    field_varint(&m, 3, type);
+    if (m.oom) out->oom = 1;
+    else field_bytes(out, 1, m.p, m.n);
+    free(m.p);
+}
+
+sf_status sf_mk_write_spiece(const char *path, int n_pieces, uint64_t seed, sf_err *err) {
+    if (n_pieces < 3 + 1 + 2 * 94) return sf_fail(err, SF_E_ARG, "spiece.model needs at least %d pieces", 3 + 1 + 2 * 94);
+    pbuf b = {0};
+    sf_rng r;
+    sf_rng_seed(&r, seed);
+    piece(&b, "<pad>", 0, 3);
+    piece(&b, "</s>", 0, 3);
+    piece(&b, "<unk>", 0, 2);
+    piece(&b, "\xe2\x96\x81", -3.0f, 1);
+    int n = 4;
+    char s[64];
+    for (int c = 33; c < 127; c++) {
+        snprintf(s, sizeof s, "%c", c);
+        piece(&b, s, -8.0f - (float)sf_rng_uniform(&r), 1);
+        snprintf(s, sizeof s, "\xe2\x96\x81%c", c);
+        piece(&b, s, -7.0f - (float)sf_rng_uniform(&r), 1);
+        n += 2;
+    }
+    /* "▁" + lowercase strings of growing length: a, b, ..., z, aa, ab, ... */
+    for (uint64_t k = 0; n < n_pieces; k++) {
+        char w[32];
+        int len = 0;
+        uint64_t v = k;
+        do {
+            w[len++] = (char)('a' + v % 26);
+            v = v / 26;
+        } while (v && len < 30);
+        w[len] = 0;
+        if (len == 1) continue; /* single letters already exist as "▁c" */
+        snprintf(s, sizeof s, "\xe2\x96\x81%s", w);
+        piece(&b, s, -5.0f - 0.5f * (float)len - (float)sf_rng_uniform(&r), 1);
+        n++;
+    }
+    pbuf t = {0};
+    field_varint(&t, 3, 1);          /* model_type UNIGRAM */
+    field_varint(&t, 4, n_pieces);   /* vocab_size */
+    field_varint(&t, 35, 0);         /* byte_fallback */
+    field_varint(&t, 40, 2);         /* unk_id */
+    field_varint(&t, 41, -1);        /* bos_id */
+    field_varint(&t, 42, 1);         /* eos_id */
+    field_varint(&t, 43, 0);         /* pad_id */
+    pbuf nm = {0};
+    field_bytes(&nm, 1, "identity", 8);
+    field_varint(&nm, 3, 1);         /* add_dummy_prefix */
+    field_varint(&nm, 4, 1);         /* remove_extra_whitespaces */
+    field_varint(&nm, 5, 1);         /* escape_whitespaces */
+    if (!t.oom) field_bytes(&b, 2, t.p, t.n);
+    if (!nm.oom) field_bytes(&b, 3, nm.p, nm.n);
+    sf_status s2 = SF_OK;
+    if (b.oom || t.oom || nm.oom) s2 = sf_fail(err, SF_E_NOMEM, "out of memory");
+    if (!s2) {
+        sf_atomic_file af;
+        s2 = sf_atomic_open(&af, path, err);
+        if (!s2) {
+            fwrite(b.p, 1, b.n, af.fp);
+            s2 = sf_atomic_commit(&af, err);
+        }
+    }
+    free(b.p);
+    free(t.p);
+    free(nm.p);
+    return s2;
+}

@@ -1,0 +1,266 @@
+/* sf-run — start the stages of a pipeline spec, wire them, prefix their logs, and fail fast.
+ *
+ *   sf-run PIPELINE.yaml [key=value | stage.key=value ...] [--dry-run] [--timeout S]
+ *
+ * Every stage is a child process (ssh for stages with a host). Their stderr lines are
+ * relayed with a "[stage] " prefix. When a stage exits non-zero or dies, the others get
+ * SIGTERM (SIGKILL 3 s later) and sf-run exits 1 naming the stage and its last message.
+ * Children get PR_SET_PDEATHSIG so that they never outlive sf-run. Tested by
+ * tests/bats/sf-run.bats. */
+#define _GNU_SOURCE
+#include "cli.h"
+#include "runspec.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+static volatile sig_atomic_t g_stop;
+static void on_signal(int sig) { g_stop = sig; }
+
+static const sf_opt opts[] = {
+    {"dry-run", 'n', SF_ARG_FLAG, "print the stage command lines and exit"},
+    {"timeout", 0, SF_ARG_VALUE, "S\tkill the run after S seconds (default: none)"},
+    {"tcp-port", 0, SF_ARG_VALUE, "P\tfirst tcp port for tcp transports (default 47600)"},
+    {"log-level", 0, SF_ARG_VALUE, "L\terror|warn|info|debug"},
+    {"help", 'h', SF_ARG_FLAG, "show this help"},
+    {"version", 0, SF_ARG_FLAG, "print the version"},
+    {0},
+};
+
+typedef struct child {
+    pid_t pid;
+    int err_fd;          /* read end of the child's stderr */
+    char buf[4096];      /* partial line */
+    size_t blen;
+    char last[512];      /* last complete stderr line */
+    int done, status;
+} child;
+
+static void relay(child *c, const char *name, int flush) {
+    char *start = c->buf, *end = c->buf + c->blen;
+    for (;;) {
+        char *nl = NULL;
+        for (char *p = start; p < end; p++)
+            if (*p == '\n' || *p == '\r') { nl = p; break; }
+        if (!nl) break;
+        *nl = 0;
+        if (nl > start) {
+            fprintf(stderr, "[%s] %s\n", name, start);
+            snprintf(c->last, sizeof c->last, "%.500s", start);
+        }
+        start = nl + 1;
+    }
+    size_t rest = (size_t)(end - start);
+    if (flush && rest) {
+        fprintf(stderr, "[%s] %.*s\n", name, (int)rest, start);
+        snprintf(c->last, sizeof c->last, "%.*s", (int)rest, start);
+        rest = 0;
+    }
+    if (rest == sizeof c->buf) { /* an over-long line: print it as it is */
+        fprintf(stderr, "[%s] %.*s\n", name, (int)rest, start);
+        rest = 0;
+    }
+    memmove(c->buf, start, rest);
+    c->blen = rest;
+}
+
+int main(int argc, char **argv) {
+    const char *prog = "sf-run";
+    sf_log_set_prefix(prog);
+    sf_args a;
+    sf_err err = {{0}};
+    sf_status s = sf_args_parse(argc, argv, opts, &a, &err);
+    if (s) sf_die(prog, s, &err);
+    if (sf_args_has(&a, opts, "help")) {
+        sf_args_usage(prog, "PIPELINE.yaml [var=value | stage.arg=value ...] [options]", opts);
+        return 0;
+    }
+    if (sf_args_has(&a, opts, "version")) {
+        printf("%s %s\n", prog, SF_VERSION);
+        return 0;
+    }
+    const char **pos = NULL;
+    int np = sf_args_positional(&a, &pos);
+    if (np < 1) sf_die(prog, SF_E_ARG, &(sf_err){"usage: sf-run PIPELINE.yaml [key=value ...] (see --help)"});
+    long timeout = 0, port0 = 47600;
+    if (sf_args_get(&a, opts, "timeout") &&
+        (s = sf_arg_long("timeout", sf_args_get(&a, opts, "timeout"), 1, 1L << 30, &timeout, &err)))
+        sf_die(prog, s, &err);
+    if (sf_args_get(&a, opts, "tcp-port") &&
+        (s = sf_arg_long("tcp-port", sf_args_get(&a, opts, "tcp-port"), 1024, 65000, &port0, &err)))
+        sf_die(prog, s, &err);
+    char run_id[32];
+    snprintf(run_id, sizeof run_id, "%ld", (long)getpid());
+    sf_run_plan plan;
+    s = sf_run_plan_load(pos[0], pos + 1, np - 1, run_id, (int)port0, &plan, &err);
+    if (s) sf_die(prog, s, &err);
+    char line[8192];
+    if (sf_args_has(&a, opts, "dry-run")) {
+        for (int i = 0; i < plan.n; i++) printf("%s\n", sf_run_stage_cmdline(&plan.stages[i], line, sizeof line));
+        sf_run_plan_free(&plan);
+        free(pos);
+        sf_args_free(&a);
+        return 0;
+    }
+
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_signal;
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
+    signal(SIGPIPE, SIG_IGN);
+
+    child kids[SF_RUN_MAX_STAGES];
+    memset(kids, 0, sizeof kids);
+    int prev_out = -1; /* pipe transport: read end feeding the next stage's stdin */
+    pid_t parent = getpid();
+    double t0 = sf_now();
+    int started = 0;
+    for (int i = 0; i < plan.n; i++) {
+        sf_run_stage *st = &plan.stages[i];
+        sf_info("stage %s: %s", st->name, sf_run_stage_cmdline(st, line, sizeof line));
+        int ep[2], dp[2] = {-1, -1};
+        if (pipe(ep) != 0) sf_die(prog, SF_E_IO, &(sf_err){"pipe() failed"});
+        if (plan.transport == SF_RUN_PIPE && i + 1 < plan.n && pipe(dp) != 0) sf_die(prog, SF_E_IO, &(sf_err){"pipe() failed"});
+        pid_t pid = fork();
+        if (pid < 0) {
+            sf_error("cannot start stage %s: %s", st->name, strerror(errno));
+            break;
+        }
+        if (pid == 0) {
+            prctl(PR_SET_PDEATHSIG, SIGTERM);
+            if (getppid() != parent) _exit(1);
+            signal(SIGINT, SIG_DFL);
+            signal(SIGTERM, SIG_DFL);
+            signal(SIGPIPE, SIG_DFL);
+            dup2(ep[1], 2);
+            close(ep[0]);
+            close(ep[1]);
+            if (prev_out >= 0) {
+                dup2(prev_out, 0);
+                close(prev_out);
+            }
+            if (dp[1] >= 0) {
+                dup2(dp[1], 1);
+                close(dp[0]);
+                close(dp[1]);
+            }
+            for (int k = 0; k < i; k++) if (kids[k].err_fd >= 0) close(kids[k].err_fd);
+            execvp(st->argv[0], st->argv);
+            fprintf(stderr, "error: cannot run %s: %s\n", st->argv[0], strerror(errno));
+            _exit(127);
+        }
+        close(ep[1]);
+        if (prev_out >= 0) close(prev_out);
+        prev_out = -1;
+        if (dp[1] >= 0) {
+            close(dp[1]);
+            prev_out = dp[0];
+        }
+        kids[i].pid = pid;
+        kids[i].err_fd = ep[0];
+        /* non-blocking: a grandchild that inherited the pipe must not stall the drain */
+        fcntl(ep[0], F_SETFL, fcntl(ep[0], F_GETFL) | O_NONBLOCK);
+        started++;
+    }
+    if (prev_out >= 0) close(prev_out);
+
+    int failed = -1, remaining = started;
+    double kill_at = 0;
+    while (remaining > 0) {
+        struct pollfd pf[SF_RUN_MAX_STAGES];
+        int map[SF_RUN_MAX_STAGES], nf = 0;
+        for (int i = 0; i < started; i++)
+            if (kids[i].err_fd >= 0) {
+                pf[nf].fd = kids[i].err_fd;
+                pf[nf].events = POLLIN;
+                map[nf++] = i;
+            }
+        poll(pf, (nfds_t)nf, 100);
+        for (int k = 0; k < nf; k++) {
+            if (!(pf[k].revents & (POLLIN | POLLHUP | POLLERR))) continue;
+            child *c = &kids[map[k]];
+            ssize_t r = read(c->err_fd, c->buf + c->blen, sizeof c->buf - c->blen);
+            if (r > 0) {
+                c->blen += (size_t)r;
+                relay(c, plan.stages[map[k]].name, 0);
+            } else if (r == 0 || (errno != EINTR && errno != EAGAIN)) {
+                relay(c, plan.stages[map[k]].name, 1);
+                close(c->err_fd);
+                c->err_fd = -1;
+            }
+        }
+        for (int i = 0; i < started; i++) {
+            if (kids[i].done) continue;
+            int st;
+            pid_t w = waitpid(kids[i].pid, &st, WNOHANG);
+            if (w != kids[i].pid) continue;
+            /* drain what is left of its stderr */
+            if (kids[i].err_fd >= 0) {
+                ssize_t r;
+                while ((r = read(kids[i].err_fd, kids[i].buf + kids[i].blen, sizeof kids[i].buf - kids[i].blen)) > 0) {
+                    kids[i].blen += (size_t)r;
+                    relay(&kids[i], plan.stages[i].name, 0);
+                }
+                relay(&kids[i], plan.stages[i].name, 1);
+                close(kids[i].err_fd);
+                kids[i].err_fd = -1;
+            }
+            kids[i].done = 1;
+            kids[i].status = st;
+            remaining--;
+            int bad = !(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+            if (bad && failed < 0 && !kill_at) {
+                failed = i;
+                kill_at = sf_now() + 3.0;
+                for (int k = 0; k < started; k++)
+                    if (!kids[k].done) kill(kids[k].pid, SIGTERM);
+            }
+        }
+        if (g_stop && !kill_at) {
+            sf_warn("interrupted: stopping all stages");
+            kill_at = sf_now() + 3.0;
+            for (int k = 0; k < started; k++)
+                if (!kids[k].done) kill(kids[k].pid, SIGTERM);
+        }
+        if (timeout && !kill_at && sf_now() - t0 > (double)timeout) {
+            sf_error("timeout after %ld s: stopping all stages", timeout);
+            g_stop = SIGALRM;
+            kill_at = sf_now() + 3.0;
+            for (int k = 0; k < started; k++)
+                if (!kids[k].done) kill(kids[k].pid, SIGTERM);
+        }
+        if (kill_at && sf_now() > kill_at)
+            for (int k = 0; k < started; k++)
+                if (!kids[k].done) kill(kids[k].pid, SIGKILL);
+    }
+    int rc = 0;
+    if (failed >= 0) {
+        int st = kids[failed].status;
+        char why[64];
+        if (WIFSIGNALED(st)) snprintf(why, sizeof why, "killed by signal %d", WTERMSIG(st));
+        else snprintf(why, sizeof why, "exit %d", WEXITSTATUS(st));
+        fprintf(stderr, "%s: error: stage '%s' failed (%s): %s\n", prog, plan.stages[failed].name, why,
+                kids[failed].last[0] ? kids[failed].last : "no message");
+        rc = 1;
+    } else if (g_stop) {
+        fprintf(stderr, "%s: error: stopped\n", prog);
+        rc = g_stop == SIGALRM ? 1 : 130;
+    } else if (started < plan.n) {
+        rc = 1;
+    } else {
+        sf_info("pipeline '%s' finished in %.1f s", plan.name, sf_now() - t0);
+    }
+    sf_run_plan_free(&plan);
+    free(pos);
+    sf_args_free(&a);
+    return rc;
+}

@@ -1,0 +1,279 @@
+/* runspec.c — turns a pipeline spec (pipelines/*.yaml) into stage command lines.
+ *
+ * Spec keys: name, transport (pipe|ipc|tcp|shm, default ipc), vars (map; ${var} expands in
+ * every string; overrides "var=value"), stages (list of {name, program, device, host, args}).
+ * args is a map: "--key value" for scalars, "--key" alone for true, nothing for false/null,
+ * "--key v1 v2" for lists. "stage.key=value" overrides set or replace one arg of one stage.
+ * Tested by tests/unit/test_runspec.c and tests/bats/sf-run.bats. */
+#define _POSIX_C_SOURCE 200809L
+#include "runspec.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+typedef struct vars {
+    const char *k[64];
+    const char *v[64];
+    int n;
+} vars;
+
+static sf_status expand(const char *in, const vars *vs, char *out, size_t n, sf_err *err) {
+    size_t o = 0;
+    for (const char *p = in; *p;) {
+        if (p[0] == '$' && p[1] == '{') {
+            const char *e = strchr(p, '}');
+            if (!e) return sf_fail(err, SF_E_FORMAT, "unterminated ${ in '%s'", in);
+            size_t kl = (size_t)(e - p - 2);
+            const char *val = NULL;
+            for (int i = vs->n - 1; i >= 0 && !val; i--)
+                if (strlen(vs->k[i]) == kl && strncmp(vs->k[i], p + 2, kl) == 0) val = vs->v[i];
+            if (!val) return sf_fail(err, SF_E_FORMAT, "undefined variable ${%.*s}", (int)kl, p + 2);
+            size_t vl = strlen(val);
+            if (o + vl >= n) return sf_fail(err, SF_E_FORMAT, "expanded value too long");
+            memcpy(out + o, val, vl);
+            o += vl;
+            p = e + 1;
+        } else {
+            if (o + 1 >= n) return sf_fail(err, SF_E_FORMAT, "value too long");
+            out[o++] = *p++;
+        }
+    }
+    out[o] = 0;
+    return SF_OK;
+}
+
+static int push_arg(sf_run_stage *st, const char *a) {
+    char **nv = realloc(st->argv, (size_t)(st->argc + 2) * sizeof *nv);
+    if (!nv) return 0;
+    st->argv = nv;
+    if (!(st->argv[st->argc] = strdup(a))) return 0;
+    st->argc++;
+    st->argv[st->argc] = NULL;
+    return 1;
+}
+
+static const char *scalar(const sf_yaml *y, const char *key) {
+    const sf_yaml *v = sf_yaml_get(y, key);
+    return v && v->kind == SF_YAML_SCALAR ? v->value : NULL;
+}
+
+static int is_false(const char *v) { return !*v || !strcmp(v, "false") || !strcmp(v, "null") || !strcmp(v, "~"); }
+
+/* Apply "stage.key=value" overrides to the args map of stage `name` (creating keys). */
+static sf_status apply_stage_overrides(sf_yaml *args, const char *name, const char *const *ov, int nov, sf_err *err) {
+    for (int i = 0; i < nov; i++) {
+        const char *eq = strchr(ov[i], '='), *dot = strchr(ov[i], '.');
+        if (!eq || !dot || dot > eq) continue;
+        if ((size_t)(dot - ov[i]) != strlen(name) || strncmp(ov[i], name, strlen(name)) != 0) continue;
+        char text[1024];
+        snprintf(text, sizeof text, "%.*s: %s\n", (int)(eq - dot - 1), dot + 1, eq + 1);
+        sf_yaml *one = NULL;
+        sf_status s = sf_yaml_parse(text, strlen(text), ov[i], &one, err);
+        if (s) return s;
+        sf_yaml_merge(args, one);
+    }
+    return SF_OK;
+}
+
+sf_status sf_run_plan_load(const char *spec_path, const char *const *ov, int nov, const char *run_id, int tcp_port0,
+                           sf_run_plan *plan, sf_err *err) {
+    memset(plan, 0, sizeof *plan);
+    sf_yaml *spec = NULL;
+    sf_status s = sf_yaml_load(spec_path, &spec, err);
+    if (s) return s;
+    vars vs = {.n = 0};
+    const sf_yaml *vy = sf_yaml_get(spec, "vars");
+    if (vy && vy->kind == SF_YAML_MAP)
+        for (size_t i = 0; i < vy->n && vs.n < 48; i++)
+            if (vy->items[i]->kind == SF_YAML_SCALAR) {
+                vs.k[vs.n] = vy->keys[i];
+                vs.v[vs.n++] = vy->items[i]->value;
+            }
+    char ovk[16][128];
+    for (int i = 0; i < nov; i++) {
+        const char *eq = strchr(ov[i], '=');
+        if (!eq || eq == ov[i]) {
+            s = sf_fail(err, SF_E_ARG, "override '%s' is not key=value", ov[i]);
+            goto done;
+        }
+        const char *dot = strchr(ov[i], '.');
+        if (dot && dot < eq) continue; /* stage override */
+        if (vs.n >= 64 || i >= 16) {
+            s = sf_fail(err, SF_E_ARG, "too many overrides");
+            goto done;
+        }
+        snprintf(ovk[i], sizeof ovk[i], "%.*s", (int)(eq - ov[i]), ov[i]);
+        vs.k[vs.n] = ovk[i];
+        vs.v[vs.n++] = eq + 1;
+    }
+    const char *nm = scalar(spec, "name");
+    snprintf(plan->name, sizeof plan->name, "%s", nm ? nm : "pipeline");
+    const char *tr = scalar(spec, "transport");
+    char trbuf[32] = "ipc";
+    if (tr && (s = expand(tr, &vs, trbuf, sizeof trbuf, err))) goto done;
+    if (!strcmp(trbuf, "pipe")) plan->transport = SF_RUN_PIPE;
+    else if (!strcmp(trbuf, "ipc")) plan->transport = SF_RUN_IPC;
+    else if (!strcmp(trbuf, "tcp")) plan->transport = SF_RUN_TCP;
+    else if (!strcmp(trbuf, "shm")) plan->transport = SF_RUN_SHM;
+    else {
+        s = sf_fail(err, SF_E_FORMAT, "%s: unknown transport '%s' (pipe, ipc, tcp or shm)", spec_path, trbuf);
+        goto done;
+    }
+    sf_yaml *stages = (sf_yaml *)sf_yaml_get(spec, "stages");
+    if (!stages || stages->kind != SF_YAML_SEQ || stages->n == 0) {
+        s = sf_fail(err, SF_E_FORMAT, "%s: 'stages' must be a non-empty list", spec_path);
+        goto done;
+    }
+    if (stages->n > SF_RUN_MAX_STAGES) {
+        s = sf_fail(err, SF_E_FORMAT, "%s: more than %d stages", spec_path, SF_RUN_MAX_STAGES);
+        goto done;
+    }
+    int any_remote = 0;
+    for (size_t i = 0; i < stages->n; i++) {
+        sf_yaml *sy = stages->items[i];
+        sf_run_stage *st = &plan->stages[plan->n++];
+        if (sy->kind != SF_YAML_MAP) {
+            s = sf_fail(err, SF_E_FORMAT, "%s: stage %zu is not a map", spec_path, i);
+            goto done;
+        }
+        const char *sn = scalar(sy, "name"), *prog = scalar(sy, "program");
+        if (!prog) {
+            s = sf_fail(err, SF_E_FORMAT, "%s: stage %zu has no 'program'", spec_path, i);
+            goto done;
+        }
+        snprintf(st->name, sizeof st->name, "%s", sn ? sn : prog);
+        if ((s = expand(prog, &vs, st->program, sizeof st->program, err))) goto done;
+        const char *host = scalar(sy, "host"), *dev = scalar(sy, "device");
+        if (host && (s = expand(host, &vs, st->host, sizeof st->host, err))) goto done;
+        if (dev && (s = expand(dev, &vs, st->device, sizeof st->device, err))) goto done;
+        if (!strcmp(st->host, "local") || !strcmp(st->host, "localhost")) st->host[0] = 0;
+        any_remote |= st->host[0] != 0;
+    }
+    if (any_remote) plan->transport = SF_RUN_TCP; /* data between hosts goes over tcp */
+    for (int i = 0; i + 1 < plan->n; i++) {
+        sf_run_stage *a = &plan->stages[i], *b = &plan->stages[i + 1];
+        switch (plan->transport) {
+        case SF_RUN_PIPE:
+            snprintf(a->out_url, sizeof a->out_url, "-");
+            snprintf(b->in_url, sizeof b->in_url, "-");
+            break;
+        case SF_RUN_IPC:
+            snprintf(a->out_url, sizeof a->out_url, "ipc:///tmp/sf-run-%s-%d.sock", run_id, i);
+            snprintf(b->in_url, sizeof b->in_url, "ipc:///tmp/sf-run-%s-%d.sock", run_id, i);
+            break;
+        case SF_RUN_SHM:
+            snprintf(a->out_url, sizeof a->out_url, "shm://sf-run-%s-%d", run_id, i);
+            snprintf(b->in_url, sizeof b->in_url, "shm://sf-run-%s-%d", run_id, i);
+            break;
+        case SF_RUN_TCP: {
+            /* the receiver binds on all interfaces; the sender connects to the receiver's host */
+            const char *rh = b->host[0] ? strchr(b->host, '@') ? strchr(b->host, '@') + 1 : b->host : "127.0.0.1";
+            snprintf(b->in_url, sizeof b->in_url, "@tcp://%s:%d", b->host[0] ? "*" : "127.0.0.1", tcp_port0 + i);
+            snprintf(a->out_url, sizeof a->out_url, ">tcp://%s:%d", rh, tcp_port0 + i);
+            break;
+        }
+        }
+    }
+    for (size_t i = 0; i < stages->n; i++) {
+        sf_yaml *sy = stages->items[i];
+        sf_run_stage *st = &plan->stages[i];
+        sf_yaml *args = (sf_yaml *)sf_yaml_get(sy, "args");
+        sf_yaml *empty = NULL;
+        if (!args) {
+            if ((s = sf_yaml_parse("{}", 2, "args", &empty, err))) goto done;
+            args = empty;
+        }
+        if (args->kind != SF_YAML_MAP) {
+            s = sf_fail(err, SF_E_FORMAT, "%s: stage '%s': 'args' must be a map", spec_path, st->name);
+            goto done;
+        }
+        s = apply_stage_overrides(args, st->name, ov, nov, err);
+        if (!s && !push_arg(st, st->program)) s = sf_fail(err, SF_E_NOMEM, "out of memory");
+        for (size_t k = 0; !s && k < args->n; k++) {
+            const sf_yaml *v = args->items[k];
+            char flag[160], val[2048];
+            snprintf(flag, sizeof flag, "--%s", args->keys[k]);
+            if (v->kind == SF_YAML_MAP) {
+                s = sf_fail(err, SF_E_FORMAT, "%s: stage '%s': arg '%s' cannot be a map", spec_path, st->name, args->keys[k]);
+            } else if (v->kind == SF_YAML_SEQ) {
+                if (v->n && !push_arg(st, flag)) s = sf_fail(err, SF_E_NOMEM, "out of memory");
+                for (size_t j = 0; !s && j < v->n; j++) {
+                    if (v->items[j]->kind != SF_YAML_SCALAR)
+                        s = sf_fail(err, SF_E_FORMAT, "%s: arg '%s': list items must be scalars", spec_path, args->keys[k]);
+                    else if (!(s = expand(v->items[j]->value, &vs, val, sizeof val, err)) && !push_arg(st, val))
+                        s = sf_fail(err, SF_E_NOMEM, "out of memory");
+                }
+            } else if (!(s = expand(v->value, &vs, val, sizeof val, err))) {
+                if (!v->quoted && !strcmp(val, "true")) {
+                    if (!push_arg(st, flag)) s = sf_fail(err, SF_E_NOMEM, "out of memory");
+                } else if (v->quoted || !is_false(val)) {
+                    if (!push_arg(st, flag) || !push_arg(st, val)) s = sf_fail(err, SF_E_NOMEM, "out of memory");
+                }
+            }
+        }
+        if (!s && st->device[0] && (!push_arg(st, "--device") || !push_arg(st, st->device)))
+            s = sf_fail(err, SF_E_NOMEM, "out of memory");
+        if (!s && st->in_url[0] && (!push_arg(st, "--in") || !push_arg(st, st->in_url)))
+            s = sf_fail(err, SF_E_NOMEM, "out of memory");
+        if (!s && st->out_url[0] && (!push_arg(st, "--out") || !push_arg(st, st->out_url)))
+            s = sf_fail(err, SF_E_NOMEM, "out of memory");
+        sf_yaml_free(empty);
+        if (s) goto done;
+        if (st->host[0]) {
+            /* remote: ssh HOST -- 'quoted command line' */
+            char line[8192];
+            sf_run_stage_cmdline(st, line, sizeof line);
+            for (int k = 0; k < st->argc; k++) free(st->argv[k]);
+            st->argc = 0;
+            if (!push_arg(st, "ssh") || !push_arg(st, "-o") || !push_arg(st, "BatchMode=yes") || !push_arg(st, st->host) ||
+                !push_arg(st, "--") || !push_arg(st, line)) {
+                s = sf_fail(err, SF_E_NOMEM, "out of memory");
+                goto done;
+            }
+        }
+    }
+done:
+    sf_yaml_free(spec);
+    if (s) sf_run_plan_free(plan);
+    return s;
+}
+
+void sf_run_plan_free(sf_run_plan *plan) {
+    for (int i = 0; i < plan->n; i++) {
+        sf_run_stage *st = &plan->stages[i];
+        for (int k = 0; k < st->argc; k++) free(st->argv[k]);
+        free(st->argv);
+        st->argv = NULL;
+        st->argc = 0;
+    }
+}
+
+const char *sf_run_stage_cmdline(const sf_run_stage *st, char *buf, size_t n) {
+    size_t o = 0;
+    buf[0] = 0;
+    for (int k = 0; k < st->argc && o + 4 < n; k++) {
+        const char *a = st->argv[k];
+        int plain = *a != 0;
+        for (const char *c = a; *c; c++)
+            if (!strchr("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_./:=@,+%", *c)) plain = 0;
+        if (k) buf[o++] = ' ';
+        if (plain) {
+            o += (size_t)snprintf(buf + o, n - o, "%s", a);
+        } else {
+            buf[o++] = '\'';
+            for (const char *c = a; *c && o + 6 < n; c++) {
+                if (*c == '\'') {
+                    memcpy(buf + o, "'\\''", 4);
+                    o += 4;
+                } else {
+                    buf[o++] = *c;
+                }
+            }
+            buf[o++] = '\'';
+        }
+        if (o >= n) o = n - 1;
+        buf[o] = 0;
+    }
+    return buf;
+}
