@@ -1,0 +1,63 @@
+#!/usr/bin/env bats
+# sf-mkmodel: folders in the real formats, with the golden fixture's names and shapes,
+# deterministic by seed; the other stages read what it writes.
+bats_require_minimum_version 1.5.0
+load '/usr/lib/bats/bats-support/load'
+load '/usr/lib/bats/bats-assert/load'
+
+setup() { M="$BATS_TEST_TMPDIR/m"; }
+
+same_names_shapes() { # $1 golden file, $2 ours, $3 optional grep -v filter
+    sf-tensor ls "$1" | grep -Ev "${3:-^$}" | sort >"$BATS_TEST_TMPDIR/a"
+    sf-tensor ls "$2" | sort >"$BATS_TEST_TMPDIR/b"
+    diff "$BATS_TEST_TMPDIR/a" "$BATS_TEST_TMPDIR/b"
+}
+
+@test "tiny matches the golden model's tensor names, dtypes and shapes" {
+    run -0 sf-mkmodel tiny "$M" --checkpoint "$M/ckpt.pt"
+    same_names_shapes "$SF_GOLDEN/model/diffusion_pytorch_model.safetensors" "$M/diffusion_pytorch_model.safetensors"
+    same_names_shapes "$SF_GOLDEN/model/models_t5_umt5-xxl-enc-bf16.pth" "$M/models_t5_umt5-xxl-enc-bf16.pth"
+    # we write the decoder half of the VAE (the encoder is unused for text-to-video)
+    same_names_shapes "$SF_GOLDEN/model/Wan2.1_VAE.pth" "$M/Wan2.1_VAE.pth" '^(encoder\.|conv1\.)'
+    same_names_shapes "$SF_GOLDEN/checkpoints/tiny_dmd.pt" "$M/ckpt.pt"
+    run -0 cat "$M/config.json"
+    assert_output --partial '"dim": 256'
+    assert_output --partial '"text_dim": 64'
+    [ -s "$M/google/umt5-xxl/spiece.model" ]
+}
+
+@test "same seed gives identical files, another seed differs" {
+    sf-mkmodel tiny "$M" --seed 3
+    sf-mkmodel tiny "$M.2" --seed 3
+    sf-mkmodel tiny "$M.3" --seed 4
+    cmp "$M/diffusion_pytorch_model.safetensors" "$M.2/diffusion_pytorch_model.safetensors"
+    cmp "$M/models_t5_umt5-xxl-enc-bf16.pth" "$M.2/models_t5_umt5-xxl-enc-bf16.pth"
+    cmp "$M/Wan2.1_VAE.pth" "$M.2/Wan2.1_VAE.pth"
+    run ! cmp -s "$M/diffusion_pytorch_model.safetensors" "$M.3/diffusion_pytorch_model.safetensors"
+    run -1 sf-tensor diff "$M/Wan2.1_VAE.pth" "$M.3/Wan2.1_VAE.pth"
+}
+
+@test "checkpoint generator and generator_ema differ from each other and from the base" {
+    sf-mkmodel tiny "$M" --checkpoint "$M/ckpt.pt" --only dit
+    sf-tensor convert "$M/ckpt.pt" "$BATS_TEST_TMPDIR/g.safetensors" --select generator
+    sf-tensor convert "$M/ckpt.pt" "$BATS_TEST_TMPDIR/e.safetensors" --select generator_ema
+    run -1 sf-tensor diff "$BATS_TEST_TMPDIR/g.safetensors" "$BATS_TEST_TMPDIR/e.safetensors"
+    run -0 sf-tensor cat "$BATS_TEST_TMPDIR/g.safetensors" model.head.head.bias
+}
+
+@test "1.3b sizes: one-layer DiT has the real per-block shapes" {
+    run -0 sf-mkmodel 1.3b "$M" --only config,dit --dit-layers 1
+    run -0 sf-tensor ls "$M/diffusion_pytorch_model.safetensors"
+    assert_line --regexp '^blocks\.0\.ffn\.0\.weight	F?f?32	\[8960, 1536\]$'
+    assert_line --regexp '^patch_embedding\.weight	F?f?32	\[1536, 16, 1, 2, 2\]$'
+    assert_line --regexp '^text_embedding\.0\.weight	F?f?32	\[1536, 4096\]$'
+}
+
+@test "bad arguments" {
+    run -2 sf-mkmodel
+    run -2 sf-mkmodel huge "$M"
+    assert_output --partial "unknown model preset 'huge'"
+    run -2 sf-mkmodel tiny "$M" --seed x
+    run -1 sf-mkmodel tiny /proc/nope/m
+    assert_output --partial "error:"
+}
