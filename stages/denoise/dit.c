@@ -1,0 +1,513 @@
+/* dit.c — causal Wan DiT inference forward on the CPU (see dit.h).
+ * Mirrors wan/modules/causal_model.py: CausalWanModel._forward_inference, CausalWanAttentionBlock,
+ * CausalWanSelfAttention (KV cache + eviction), WanT2VCrossAttention (crossattn_cache), CausalHead;
+ * float32 everywhere (the golden reference), fp64 sinusoid and RoPE.
+ * Tested by tests/unit/test_dit.c (every dit_forward intermediate) and test_dit_pipeline.c. */
+#define _POSIX_C_SOURCE 200809L
+#include "dit.h"
+#include "act.h"
+#include "attention.h"
+#include "gemm.h"
+#include "modulate.h"
+#include "norm_rows.h"
+#include "patch.h"
+#include "timestep_embed.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* ---------------------------------------------------------------- weights */
+
+typedef struct loader {
+    const sf_tfile *base, *ckpt;
+    const char *key;
+    sf_dit_weights *w;
+    unsigned char *used; /* (ckpt->n) 1 = consumed */
+} loader;
+
+static sf_status find_tensor(loader *ld, const char *name, const sf_tensor **out, char *full, size_t fn,
+                             sf_err *err) {
+    if (ld->ckpt) {
+        snprintf(full, fn, "%s/model.%s", ld->key, name);
+        const sf_tensor_entry *e = sf_tfile_find(ld->ckpt, full);
+        if (!e)
+            return sf_fail(err, SF_E_NOTFOUND, "%s: checkpoint entry '%s' lacks tensor 'model.%s'",
+                           ld->ckpt->path, ld->key, name);
+        ld->used[e - ld->ckpt->entries] = 1;
+        *out = &e->t;
+    } else {
+        snprintf(full, fn, "%s", name);
+        *out = sf_tfile_get(ld->base, name);
+        if (!*out) return sf_fail(err, SF_E_NOTFOUND, "%s: missing tensor '%s'", ld->base->path, name);
+    }
+    return SF_OK;
+}
+
+static sf_status check_shape(const sf_tensor *t, const char *full, int nd, const int64_t *shape, sf_err *err) {
+    if (sf_shape_eq(t, nd, shape)) return SF_OK;
+    char got[128], want[128] = "[";
+    for (int i = 0; i < nd; i++)
+        snprintf(want + strlen(want), sizeof want - strlen(want), "%s%lld", i ? ", " : "", (long long)shape[i]);
+    strncat(want, "]", sizeof want - strlen(want) - 1);
+    return sf_fail(err, SF_E_SHAPE, "tensor '%s' has shape %s, expected %s", full, sf_shape_str(t, got, sizeof got),
+                   want);
+}
+
+static sf_status load_mat(loader *ld, const char *name, int nd, const int64_t *shape, sf_dit_mat *m, sf_err *err) {
+    const sf_tensor *t;
+    char full[512];
+    sf_status s = find_tensor(ld, name, &t, full, sizeof full, err);
+    if (s) return s;
+    if ((s = check_shape(t, full, nd, shape, err))) return s;
+    if (t->dtype != SF_F32 && t->dtype != SF_BF16 && t->dtype != SF_F16)
+        return sf_fail(err, SF_E_UNSUPPORTED, "tensor '%s': dtype %s not supported (f32, bf16, f16)", full,
+                       sf_dtype_name(t->dtype));
+    if (!sf_tensor_is_contiguous(t)) return sf_fail(err, SF_E_FORMAT, "tensor '%s' is not contiguous", full);
+    m->w = t->data;
+    m->dt = t->dtype;
+    m->n = shape[0];
+    m->k = sf_tensor_numel(t) / shape[0];
+    ld->w->n_params += sf_tensor_numel(t);
+    return SF_OK;
+}
+
+static sf_status load_vec(loader *ld, const char *name, int nd, const int64_t *shape, float **out, sf_err *err) {
+    const sf_tensor *t;
+    char full[512];
+    sf_status s = find_tensor(ld, name, &t, full, sizeof full, err);
+    if (s) return s;
+    if ((s = check_shape(t, full, nd, shape, err))) return s;
+    if (t->dtype != SF_F32 && t->dtype != SF_BF16 && t->dtype != SF_F16 && t->dtype != SF_F64)
+        return sf_fail(err, SF_E_UNSUPPORTED, "tensor '%s': dtype %s not supported", full, sf_dtype_name(t->dtype));
+    sf_dit_weights *w = ld->w;
+    if (w->n_owned == w->cap_owned) {
+        size_t nc = w->cap_owned ? 2 * w->cap_owned : 64;
+        void **p = realloc(w->owned, nc * sizeof *p);
+        if (!p) return sf_fail(err, SF_E_NOMEM, "out of memory");
+        w->owned = p;
+        w->cap_owned = nc;
+    }
+    int64_t n = sf_tensor_numel(t);
+    float *v = sf_calloc2((size_t)n, sizeof(float));
+    if (!v) return sf_fail(err, SF_E_NOMEM, "out of memory");
+    sf_tensor_to_f32(t, v);
+    w->owned[w->n_owned++] = v;
+    w->n_params += n;
+    *out = v;
+    return SF_OK;
+}
+
+#define MAT(name, m, ...)                                                                  \
+    do {                                                                                   \
+        const int64_t sh_[] = {__VA_ARGS__};                                               \
+        if ((s = load_mat(&ld, name, (int)(sizeof sh_ / sizeof sh_[0]), sh_, m, err))) goto fail; \
+    } while (0)
+#define VEC(name, p, ...)                                                                  \
+    do {                                                                                   \
+        const int64_t sh_[] = {__VA_ARGS__};                                               \
+        if ((s = load_vec(&ld, name, (int)(sizeof sh_ / sizeof sh_[0]), sh_, p, err))) goto fail; \
+    } while (0)
+
+sf_status sf_dit_weights_load(sf_dit_weights *w, const sf_dit_config *cfg, const sf_tfile *base,
+                              const sf_tfile *ckpt, const char *ckpt_key, sf_err *err) {
+    sf_status s = SF_OK;
+    memset(w, 0, sizeof *w);
+    w->cfg = *cfg;
+    loader ld = {base, ckpt, ckpt_key ? ckpt_key : "generator", w, NULL};
+    if (!ckpt && !base) return sf_fail(err, SF_E_ARG, "dit: no weights given");
+    if (ckpt && !(ld.used = calloc(ckpt->n + 1, 1))) return sf_fail(err, SF_E_NOMEM, "out of memory");
+    int64_t D = cfg->dim, FF = cfg->ffn_dim, pt = cfg->patch_size[0], ph = cfg->patch_size[1],
+            pw = cfg->patch_size[2];
+    if (pt != 1) { s = sf_fail(err, SF_E_UNSUPPORTED, "dit: temporal patch size %lld not supported", (long long)pt); goto fail; }
+    if (D % cfg->num_heads) { s = sf_fail(err, SF_E_FORMAT, "dit: dim %lld not divisible by heads", (long long)D); goto fail; }
+    char nm[256];
+    MAT("patch_embedding.weight", &w->patch, D, cfg->in_dim, pt, ph, pw);
+    VEC("patch_embedding.bias", &w->patch_b, D);
+    MAT("text_embedding.0.weight", &w->txt0, D, cfg->text_dim);
+    VEC("text_embedding.0.bias", &w->txt0_b, D);
+    MAT("text_embedding.2.weight", &w->txt2, D, D);
+    VEC("text_embedding.2.bias", &w->txt2_b, D);
+    MAT("time_embedding.0.weight", &w->tim0, D, cfg->freq_dim);
+    VEC("time_embedding.0.bias", &w->tim0_b, D);
+    MAT("time_embedding.2.weight", &w->tim2, D, D);
+    VEC("time_embedding.2.bias", &w->tim2_b, D);
+    MAT("time_projection.1.weight", &w->tproj, 6 * D, D);
+    VEC("time_projection.1.bias", &w->tproj_b, 6 * D);
+    w->layers = sf_calloc2((size_t)cfg->num_layers, sizeof *w->layers);
+    if (!w->layers) { s = sf_fail(err, SF_E_NOMEM, "out of memory"); goto fail; }
+    for (int l = 0; l < cfg->num_layers; l++) {
+        sf_dit_layer *L = &w->layers[l];
+#define N(suffix) (snprintf(nm, sizeof nm, "blocks.%d.%s", l, suffix), nm)
+        VEC(N("modulation"), &L->modulation, 1, 6, D);
+        const char *att[2] = {"self_attn", "cross_attn"};
+        for (int a = 0; a < 2; a++) {
+            sf_dit_mat *m[4] = {a ? &L->ca_q : &L->sa_q, a ? &L->ca_k : &L->sa_k, a ? &L->ca_v : &L->sa_v,
+                                a ? &L->ca_o : &L->sa_o};
+            float **b[4] = {a ? &L->ca_qb : &L->sa_qb, a ? &L->ca_kb : &L->sa_kb, a ? &L->ca_vb : &L->sa_vb,
+                            a ? &L->ca_ob : &L->sa_ob};
+            const char *pn[4] = {"q", "k", "v", "o"};
+            char sub[64];
+            for (int i = 0; i < 4; i++) {
+                snprintf(sub, sizeof sub, "%s.%s.weight", att[a], pn[i]);
+                MAT(N(sub), m[i], D, D);
+                snprintf(sub, sizeof sub, "%s.%s.bias", att[a], pn[i]);
+                VEC(N(sub), b[i], D);
+            }
+            if (cfg->qk_norm) {
+                snprintf(sub, sizeof sub, "%s.norm_q.weight", att[a]);
+                VEC(N(sub), a ? &L->ca_nq : &L->sa_nq, D);
+                snprintf(sub, sizeof sub, "%s.norm_k.weight", att[a]);
+                VEC(N(sub), a ? &L->ca_nk : &L->sa_nk, D);
+            }
+        }
+        if (cfg->cross_attn_norm) {
+            VEC(N("norm3.weight"), &L->n3_w, D);
+            VEC(N("norm3.bias"), &L->n3_b, D);
+        }
+        MAT(N("ffn.0.weight"), &L->ffn0, FF, D);
+        VEC(N("ffn.0.bias"), &L->ffn0_b, FF);
+        MAT(N("ffn.2.weight"), &L->ffn2, D, FF);
+        VEC(N("ffn.2.bias"), &L->ffn2_b, D);
+#undef N
+    }
+    VEC("head.modulation", &w->head_mod, 1, 2, D);
+    MAT("head.head.weight", &w->head, cfg->out_dim * pt * ph * pw, D);
+    VEC("head.head.bias", &w->head_b, cfg->out_dim * pt * ph * pw);
+    if (ckpt) { /* every checkpoint tensor of this key must have been used (strict load) */
+        size_t kl = strlen(ld.key), n_key = 0;
+        for (size_t i = 0; i < ckpt->n; i++) {
+            const char *e = ckpt->entries[i].name;
+            if (strncmp(e, ld.key, kl) || e[kl] != '/') continue;
+            n_key++;
+            if (!ld.used[i]) {
+                s = sf_fail(err, SF_E_FORMAT, "%s: unexpected tensor '%s' (not a parameter of this model)",
+                            ckpt->path, e);
+                goto fail;
+            }
+        }
+        if (n_key == 0) {
+            s = sf_fail(err, SF_E_NOTFOUND, "%s: no checkpoint entry '%s'", ckpt->path, ld.key);
+            goto fail;
+        }
+    }
+    free(ld.used);
+    return SF_OK;
+fail:
+    free(ld.used);
+    sf_dit_weights_free(w);
+    return s;
+}
+
+void sf_dit_weights_free(sf_dit_weights *w) {
+    for (size_t i = 0; i < w->n_owned; i++) free(w->owned[i]);
+    free(w->owned);
+    free(w->layers);
+    memset(w, 0, sizeof *w);
+}
+
+/* ---------------------------------------------------------------- state */
+
+static float *falloc(int64_t n, int *bad) {
+    float *p = sf_calloc2((size_t)(n > 0 ? n : 1), sizeof(float));
+    if (!p) *bad = 1;
+    return p;
+}
+
+sf_status sf_dit_state_init(sf_dit_state *st, const sf_dit_weights *w, int max_frames, int lat_h, int lat_w,
+                            int64_t cache_frames, long local_attn_size, long sink_size, int nthreads, sf_err *err) {
+    memset(st, 0, sizeof *st);
+    const sf_dit_config *c = &w->cfg;
+    int ph = c->patch_size[1], pw = c->patch_size[2];
+    if (max_frames < 1 || lat_h < 1 || lat_w < 1 || lat_h % ph || lat_w % pw)
+        return sf_fail(err, SF_E_ARG, "latent %dx%d is not a positive multiple of the patch size %dx%d", lat_h, lat_w,
+                       ph, pw);
+    if (cache_frames < max_frames)
+        return sf_fail(err, SF_E_ARG, "KV cache of %lld frames is smaller than a block of %d frames",
+                       (long long)cache_frames, max_frames);
+    if (local_attn_size != -1 && sink_size >= 0 && sink_size + max_frames > cache_frames)
+        return sf_fail(err, SF_E_ARG, "sink_size %ld + block of %d frames does not fit a %lld-frame cache", sink_size,
+                       max_frames, (long long)cache_frames);
+    st->w = w;
+    st->max_frames = max_frames;
+    st->lat_h = lat_h;
+    st->lat_w = lat_w;
+    st->frame_tokens = (int64_t)(lat_h / ph) * (lat_w / pw);
+    st->cache_tokens = cache_frames * st->frame_tokens;
+    st->local_attn_size = local_attn_size;
+    st->sink_tokens = (sink_size > 0 ? sink_size : 0) * st->frame_tokens;
+    st->nthreads = nthreads < 1 ? 1 : nthreads;
+    int64_t D = c->dim, L = (int64_t)max_frames * st->frame_tokens, NL = c->num_layers;
+    size_t tot;
+    if (!sf_mul_ok((size_t)st->cache_tokens, (size_t)D, &tot) || !sf_mul_ok(tot, 2 * (size_t)NL, &tot))
+        return sf_fail(err, SF_E_NOMEM, "KV cache size overflows");
+    int bad = 0;
+    st->kc = calloc((size_t)NL, sizeof(float *));
+    st->vc = calloc((size_t)NL, sizeof(float *));
+    st->ck = calloc((size_t)NL, sizeof(float *));
+    st->cv = calloc((size_t)NL, sizeof(float *));
+    if (!st->kc || !st->vc || !st->ck || !st->cv) bad = 1;
+    for (int64_t l = 0; l < NL && !bad; l++) {
+        st->kc[l] = falloc(st->cache_tokens * D, &bad);
+        st->vc[l] = falloc(st->cache_tokens * D, &bad);
+        st->ck[l] = falloc((int64_t)c->text_len * D, &bad);
+        st->cv[l] = falloc((int64_t)c->text_len * D, &bad);
+    }
+    st->ctx = falloc((int64_t)c->text_len * D, &bad);
+    st->txt_tmp = falloc((int64_t)c->text_len * (D > c->text_dim ? D : c->text_dim), &bad);
+    st->x = falloc(L * D, &bad);
+    st->a = falloc(L * D, &bad);
+    st->q = falloc(L * D, &bad);
+    st->k = falloc(L * D, &bad);
+    st->v = falloc(L * D, &bad);
+    st->o = falloc(L * D, &bad);
+    st->y = falloc(L * D, &bad);
+    st->h = falloc(L * c->ffn_dim, &bad);
+    st->patches = falloc(L * c->in_dim * ph * pw, &bad);
+    st->hout = falloc(L * c->out_dim * ph * pw, &bad);
+    st->sinus = sf_calloc2((size_t)max_frames * (size_t)c->freq_dim, sizeof(double));
+    if (!st->sinus) bad = 1;
+    st->sinf = falloc((int64_t)max_frames * c->freq_dim, &bad);
+    st->e = falloc((int64_t)max_frames * D, &bad);
+    st->et = falloc((int64_t)max_frames * D, &bad);
+    st->e0 = falloc((int64_t)max_frames * 6 * D, &bad);
+    st->E = falloc((int64_t)max_frames * 6 * D, &bad);
+    st->Hm = falloc((int64_t)max_frames * 2 * D, &bad);
+    if (bad) {
+        sf_dit_state_free(st);
+        return sf_fail(err, SF_E_NOMEM, "out of memory allocating the DiT state (KV cache %.1f GB)",
+                       (double)tot * 4 / 1e9);
+    }
+    sf_status s = sf_rope_table_init(&st->rope, (int)(D / c->num_heads), 1024, err);
+    if (s) {
+        sf_dit_state_free(st);
+        return s;
+    }
+    return SF_OK;
+}
+
+void sf_dit_state_free(sf_dit_state *st) {
+    int NL = st->w ? st->w->cfg.num_layers : 0;
+    for (int l = 0; l < NL; l++) {
+        if (st->kc) free(st->kc[l]);
+        if (st->vc) free(st->vc[l]);
+        if (st->ck) free(st->ck[l]);
+        if (st->cv) free(st->cv[l]);
+    }
+    free(st->kc);
+    free(st->vc);
+    free(st->ck);
+    free(st->cv);
+    float *bufs[] = {st->ctx, st->txt_tmp, st->x, st->a, st->q, st->k, st->v, st->o, st->y, st->h,
+                     st->patches, st->hout, st->sinf, st->e, st->et, st->e0, st->E, st->Hm};
+    for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) free(bufs[i]);
+    free(st->sinus);
+    sf_rope_table_free(&st->rope);
+    memset(st, 0, sizeof *st);
+}
+
+void sf_dit_state_reset(sf_dit_state *st) {
+    st->global_end = 0;
+    st->local_end = 0;
+}
+
+static void probe(sf_dit_state *st, const char *name, const float *p, int64_t n) {
+    if (st->probe) st->probe(st->probe_ctx, name, p, n);
+}
+
+static sf_status gemm(sf_dit_state *st, int64_t M, const float *x, int64_t ldx, const sf_dit_mat *m, const float *b,
+                      float *y, sf_err *err) {
+    if (sf_gemm_cpu(M, m->n, m->k, x, ldx, m->w, m->dt, b, y, m->n, st->nthreads))
+        return sf_fail(err, SF_E_UNSUPPORTED, "gemm: unsupported weight dtype");
+    return SF_OK;
+}
+
+sf_status sf_dit_set_context(sf_dit_state *st, const float *emb, int64_t n_rows, sf_err *err) {
+    const sf_dit_weights *w = st->w;
+    const sf_dit_config *c = &w->cfg;
+    int64_t T = c->text_len, D = c->dim;
+    sf_status s;
+    if (n_rows < 0 || n_rows > T)
+        return sf_fail(err, SF_E_SHAPE, "prompt embeddings have %lld rows, more than text_len %d", (long long)n_rows,
+                       c->text_len);
+    float *pad = st->txt_tmp; /* (T, text_dim) zero-padded */
+    memset(pad, 0, sizeof(float) * (size_t)(T * c->text_dim));
+    memcpy(pad, emb, sizeof(float) * (size_t)(n_rows * c->text_dim));
+    float *h = st->ctx; /* reuse as the hidden (T, D) before the second linear */
+    float *tmp = malloc(sizeof(float) * (size_t)(T * D));
+    if (!tmp) return sf_fail(err, SF_E_NOMEM, "out of memory");
+    if ((s = gemm(st, T, pad, c->text_dim, &w->txt0, w->txt0_b, tmp, err))) goto fail;
+    sf_gelu_tanh_cpu(tmp, T * D);
+    if ((s = gemm(st, T, tmp, D, &w->txt2, w->txt2_b, h, err))) goto fail;
+    probe(st, "mid.text_embedding", st->ctx, T * D);
+    for (int l = 0; l < c->num_layers; l++) {
+        const sf_dit_layer *L = &w->layers[l];
+        if ((s = gemm(st, T, st->ctx, D, &L->ca_k, L->ca_kb, tmp, err))) goto fail;
+        if (c->qk_norm) sf_rmsnorm_cpu(T, D, tmp, D, L->ca_nk, c->eps, st->ck[l], D, st->nthreads);
+        else memcpy(st->ck[l], tmp, sizeof(float) * (size_t)(T * D));
+        if ((s = gemm(st, T, st->ctx, D, &L->ca_v, L->ca_vb, st->cv[l], err))) goto fail;
+        if (l == 0) {
+            probe(st, "mid.block0.cross_attn.k", st->ck[0], T * D);
+            probe(st, "mid.block0.cross_attn.v", st->cv[0], T * D);
+        }
+    }
+    st->ctx_ready = 1;
+    free(tmp);
+    return SF_OK;
+fail:
+    free(tmp);
+    return s;
+}
+
+/* Reference CausalWanSelfAttention cache arithmetic for one forward of n_new tokens starting at
+ * token cur_start: returns the slot range [*ls, *le) to write and, when eviction happens, the
+ * (evict, keep) roll to apply first. Same for every layer. */
+static sf_status kv_plan(sf_dit_state *st, int64_t cur_start, int64_t n_new, int64_t *ls, int64_t *le,
+                         int64_t *evict, int64_t *keep, sf_err *err) {
+    int64_t cur_end = cur_start + n_new, ge = st->global_end, lend = st->local_end;
+    *evict = 0;
+    *keep = 0;
+    if (st->local_attn_size != -1 && cur_end > ge && n_new + lend > st->cache_tokens) {
+        *evict = n_new + lend - st->cache_tokens;
+        *keep = lend - *evict - st->sink_tokens;
+        if (*keep < 0)
+            return sf_fail(err, SF_E_ARG, "KV cache eviction would keep %lld tokens (cache too small for sink + block)",
+                           (long long)*keep);
+        *le = lend + (cur_end - ge) - *evict;
+    } else {
+        *le = lend + (cur_end - ge);
+    }
+    *ls = *le - n_new;
+    if (*ls < 0 || *le > st->cache_tokens)
+        return sf_fail(err, SF_E_ARG,
+                       "KV cache overflow: writing tokens [%lld, %lld) into a %lld-token cache (more frames than the "
+                       "cache holds; use local_attn_size for long videos)",
+                       (long long)*ls, (long long)*le, (long long)st->cache_tokens);
+    return SF_OK;
+}
+
+sf_status sf_dit_forward(sf_dit_state *st, const float *x_t, int F, const float *t, int64_t start_frame,
+                         float *flow, sf_err *err) {
+    const sf_dit_weights *w = st->w;
+    const sf_dit_config *c = &w->cfg;
+    const int64_t D = c->dim, S = st->frame_tokens, L = (int64_t)F * S, NH = c->num_heads, hd = D / NH;
+    const int ph = c->patch_size[1], pw = c->patch_size[2], nt = st->nthreads;
+    sf_status s;
+    char nm[96];
+    if (F < 1 || F > st->max_frames)
+        return sf_fail(err, SF_E_ARG, "forward over %d frames (state sized for %d)", F, st->max_frames);
+    if (!st->ctx_ready) return sf_fail(err, SF_E_ARG, "forward without text conditioning");
+    if (start_frame < 0 || start_frame + F > st->rope.max_pos)
+        return sf_fail(err, SF_E_ARG, "latent frame %lld is past the RoPE table (%d positions)",
+                       (long long)(start_frame + F), st->rope.max_pos);
+    int64_t ls = 0, le = 0, evict = 0, keep = 0;
+    if ((s = kv_plan(st, start_frame * S, L, &ls, &le, &evict, &keep, err))) return s;
+    int64_t max_att = st->local_attn_size == -1 ? st->cache_tokens : st->local_attn_size * S;
+    int64_t lo = le - max_att > 0 ? le - max_att : 0, Lk = le - lo;
+
+    /* 1. patch embedding */
+    sf_patchify_cpu(x_t, F, c->in_dim, st->lat_h, st->lat_w, ph, pw, st->patches);
+    if ((s = gemm(st, L, st->patches, (int64_t)c->in_dim * ph * pw, &w->patch, w->patch_b, st->x, err))) return s;
+    probe(st, "mid.patch_embedding", st->x, L * D);
+    /* 2. time embedding per frame: e = time_embedding(sinusoid), e0 = time_projection(e) */
+    sf_timestep_embed_cpu(t, F, c->freq_dim, st->sinus);
+    for (int64_t i = 0; i < (int64_t)F * c->freq_dim; i++) st->sinf[i] = (float)st->sinus[i];
+    if ((s = gemm(st, F, st->sinf, c->freq_dim, &w->tim0, w->tim0_b, st->et, err))) return s;
+    sf_silu_cpu(st->et, F * D);
+    if ((s = gemm(st, F, st->et, D, &w->tim2, w->tim2_b, st->e, err))) return s;
+    probe(st, "mid.time_embedding", st->e, F * D);
+    memcpy(st->et, st->e, sizeof(float) * (size_t)(F * D));
+    sf_silu_cpu(st->et, F * D);
+    if ((s = gemm(st, F, st->et, D, &w->tproj, w->tproj_b, st->e0, err))) return s;
+    probe(st, "mid.time_projection", st->e0, F * 6 * D);
+
+    /* 3. transformer blocks */
+    const float scale = (float)(1.0 / sqrt((double)hd));
+    for (int l = 0; l < c->num_layers; l++) {
+        const sf_dit_layer *B = &w->layers[l];
+        for (int f = 0; f < F; f++)
+            for (int64_t i = 0; i < 6 * D; i++) st->E[f * 6 * D + i] = B->modulation[i] + st->e0[f * 6 * D + i];
+        float *E0 = st->E, *E1 = st->E + D, *E2 = st->E + 2 * D, *E3 = st->E + 3 * D, *E4 = st->E + 4 * D,
+              *E5 = st->E + 5 * D;
+        /* self-attention */
+        sf_layernorm_cpu(L, D, st->x, D, NULL, NULL, c->eps, st->a, D, nt);
+        sf_modulate_cpu(F, S, D, st->a, E0, E1, 6 * D, st->a);
+        if ((s = gemm(st, L, st->a, D, &B->sa_q, B->sa_qb, st->q, err))) return s;
+        if ((s = gemm(st, L, st->a, D, &B->sa_k, B->sa_kb, st->k, err))) return s;
+        if ((s = gemm(st, L, st->a, D, &B->sa_v, B->sa_vb, st->v, err))) return s;
+        if (c->qk_norm) {
+            sf_rmsnorm_cpu(L, D, st->q, D, B->sa_nq, c->eps, st->q, D, nt);
+            sf_rmsnorm_cpu(L, D, st->k, D, B->sa_nk, c->eps, st->k, D, nt);
+        }
+        if (l == 0) {
+            probe(st, "mid.block0.self_attn.q_normed", st->q, L * D);
+            probe(st, "mid.block0.self_attn.k_normed", st->k, L * D);
+            probe(st, "mid.block0.self_attn.v", st->v, L * D);
+        }
+        sf_rope_apply_cpu(&st->rope, st->q, D, F, st->lat_h / ph, st->lat_w / pw, (int)NH, start_frame, nt);
+        sf_rope_apply_cpu(&st->rope, st->k, D, F, st->lat_h / ph, st->lat_w / pw, (int)NH, start_frame, nt);
+        float *KC = st->kc[l], *VC = st->vc[l];
+        if (evict > 0 && keep > 0) { /* roll: [sink+evict, +keep) → [sink, +keep); memmove handles overlap */
+            memmove(KC + st->sink_tokens * D, KC + (st->sink_tokens + evict) * D, sizeof(float) * (size_t)(keep * D));
+            memmove(VC + st->sink_tokens * D, VC + (st->sink_tokens + evict) * D, sizeof(float) * (size_t)(keep * D));
+        }
+        memcpy(KC + ls * D, st->k, sizeof(float) * (size_t)(L * D));
+        memcpy(VC + ls * D, st->v, sizeof(float) * (size_t)(L * D));
+        if (l == 0) {
+            probe(st, "mid.block0.self_attn.q_roped", st->q, L * D);
+            probe(st, "mid.block0.self_attn.k_roped", KC + lo * D, Lk * D);
+        }
+        int tapped = st->tap.wants && st->tap.wants(st->tap.ctx, l);
+        float *logits = tapped && st->tap.logits_buf ? st->tap.logits_buf(st->tap.ctx, l, (int)NH, L, Lk) : NULL;
+        if (sf_attention_cpu(L, Lk, (int)NH, (int)hd, st->q, D, KC + lo * D, VC + lo * D, D, st->o, D, scale, logits,
+                             nt))
+            return sf_fail(err, SF_E_NOMEM, "attention: out of memory");
+        if (tapped && st->tap.done) {
+            sf_dit_attn_view vw = {l, L, Lk, (int)NH, (int)hd, st->q, KC + lo * D, D, S, logits};
+            if ((s = st->tap.done(st->tap.ctx, &vw, err))) return s;
+        }
+        if (l == 0) probe(st, "mid.block0.self_attn.attn_out", st->o, L * D);
+        if ((s = gemm(st, L, st->o, D, &B->sa_o, B->sa_ob, st->y, err))) return s;
+        if (l == 0) probe(st, "mid.block0.self_attn.out", st->y, L * D);
+        sf_gated_add_cpu(F, S, D, st->x, st->y, E2, 6 * D);
+        /* cross-attention (ungated residual) */
+        if (c->cross_attn_norm) sf_layernorm_cpu(L, D, st->x, D, B->n3_w, B->n3_b, c->eps, st->a, D, nt);
+        else memcpy(st->a, st->x, sizeof(float) * (size_t)(L * D));
+        if (l == 0) probe(st, "mid.block0.norm3.out", st->a, L * D);
+        if ((s = gemm(st, L, st->a, D, &B->ca_q, B->ca_qb, st->q, err))) return s;
+        if (c->qk_norm) sf_rmsnorm_cpu(L, D, st->q, D, B->ca_nq, c->eps, st->q, D, nt);
+        if (l == 0) probe(st, "mid.block0.cross_attn.q", st->q, L * D);
+        if (sf_attention_cpu(L, c->text_len, (int)NH, (int)hd, st->q, D, st->ck[l], st->cv[l], D, st->o, D, scale,
+                             NULL, nt))
+            return sf_fail(err, SF_E_NOMEM, "attention: out of memory");
+        if (l == 0) probe(st, "mid.block0.cross_attn.attn_out", st->o, L * D);
+        if ((s = gemm(st, L, st->o, D, &B->ca_o, B->ca_ob, st->y, err))) return s;
+        if (l == 0) probe(st, "mid.block0.cross_attn.out", st->y, L * D);
+        for (int64_t i = 0; i < L * D; i++) st->x[i] = st->x[i] + st->y[i];
+        /* feed-forward */
+        sf_layernorm_cpu(L, D, st->x, D, NULL, NULL, c->eps, st->a, D, nt);
+        sf_modulate_cpu(F, S, D, st->a, E3, E4, 6 * D, st->a);
+        if ((s = gemm(st, L, st->a, D, &B->ffn0, B->ffn0_b, st->h, err))) return s;
+        sf_gelu_tanh_cpu(st->h, L * c->ffn_dim);
+        if ((s = gemm(st, L, st->h, c->ffn_dim, &B->ffn2, B->ffn2_b, st->y, err))) return s;
+        if (l == 0) probe(st, "mid.block0.ffn.out", st->y, L * D);
+        sf_gated_add_cpu(F, S, D, st->x, st->y, E5, 6 * D);
+        snprintf(nm, sizeof nm, "mid.block%d.out", l);
+        probe(st, nm, st->x, L * D);
+    }
+    st->global_end = start_frame * S + L;
+    st->local_end = le;
+
+    /* 4. head: Hm = head.modulation + e (NOT e0), then unpatchify */
+    for (int f = 0; f < F; f++)
+        for (int i = 0; i < 2; i++)
+            for (int64_t j = 0; j < D; j++)
+                st->Hm[(f * 2 + i) * D + j] = w->head_mod[i * D + j] + st->e[f * D + j];
+    sf_layernorm_cpu(L, D, st->x, D, NULL, NULL, c->eps, st->a, D, nt);
+    sf_modulate_cpu(F, S, D, st->a, st->Hm, st->Hm + D, 2 * D, st->a);
+    if ((s = gemm(st, L, st->a, D, &w->head, w->head_b, st->hout, err))) return s;
+    probe(st, "mid.head_out", st->hout, L * w->head.n);
+    sf_unpatchify_cpu(st->hout, F, c->out_dim, st->lat_h, st->lat_w, ph, pw, flow);
+    return SF_OK;
+}

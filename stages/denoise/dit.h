@@ -1,0 +1,133 @@
+/* dit.h — the causal Wan DiT (CausalWanModel) for inference: weights, state, one forward.
+ *
+ * Three structs (STYLE.md): sf_dit_config (config.h), sf_dit_weights (pointers into the mmapped
+ * safetensors / torch files, small vectors widened to owned f32 copies), sf_dit_state (KV cache,
+ * cross-attention cache, activations — all allocated once by sf_dit_state_init).
+ * Mirrors wan/modules/causal_model.py (CausalWanModel._forward_inference) in float32, fp64 where
+ * the reference uses it (sinusoid, RoPE). Tested by tests/unit/test_dit.c (dit_forward golden)
+ * and tests/unit/test_dit_pipeline.c. */
+#ifndef SF_DIT_H
+#define SF_DIT_H
+
+#include "config.h"
+#include "rope.h"
+#include "tensor.h"
+#include "tfile.h"
+
+/* A weight matrix (N, K) in its file dtype (f32 / bf16 / f16), borrowed from a mapping. */
+typedef struct sf_dit_mat {
+    const void *w;
+    sf_dtype dt;
+    int64_t n, k;
+} sf_dit_mat;
+
+typedef struct sf_dit_layer {
+    float *modulation;               /* (6, dim) */
+    sf_dit_mat sa_q, sa_k, sa_v, sa_o;   /* (dim, dim) */
+    float *sa_qb, *sa_kb, *sa_vb, *sa_ob; /* (dim) */
+    float *sa_nq, *sa_nk;            /* (dim) RMSNorm weights */
+    float *n3_w, *n3_b;              /* (dim) norm3 */
+    sf_dit_mat ca_q, ca_k, ca_v, ca_o;
+    float *ca_qb, *ca_kb, *ca_vb, *ca_ob, *ca_nq, *ca_nk;
+    sf_dit_mat ffn0, ffn2;           /* (ffn, dim), (dim, ffn) */
+    float *ffn0_b, *ffn2_b;          /* (ffn), (dim) */
+} sf_dit_layer;
+
+typedef struct sf_dit_weights {
+    sf_dit_config cfg;
+    sf_dit_mat patch;                /* (dim, in_dim·pt·ph·pw) = Conv3d weight flattened */
+    float *patch_b;
+    sf_dit_mat txt0, txt2;           /* (dim, text_dim), (dim, dim) */
+    float *txt0_b, *txt2_b;
+    sf_dit_mat tim0, tim2, tproj;    /* (dim, freq), (dim, dim), (6·dim, dim) */
+    float *tim0_b, *tim2_b, *tproj_b;
+    sf_dit_layer *layers;            /* num_layers */
+    float *head_mod;                 /* (2, dim) */
+    sf_dit_mat head;                 /* (out_dim·ph·pw, dim) */
+    float *head_b;
+    void **owned;                    /* every owned f32 vector */
+    size_t n_owned, cap_owned;
+    int64_t n_params;
+} sf_dit_weights;
+
+/* Load every tensor of the model. When ckpt is non-NULL every tensor comes from it, under
+ * "<ckpt_key>/model.<name>" (Self-Forcing checkpoints), and every tensor under "<ckpt_key>/"
+ * must be used; otherwise from base (diffusion_pytorch_model.safetensors names). Missing or
+ * mis-shaped tensors are SF_E_NOTFOUND / SF_E_SHAPE naming the tensor. The files must outlive w. */
+sf_status sf_dit_weights_load(sf_dit_weights *w, const sf_dit_config *cfg, const sf_tfile *base,
+                              const sf_tfile *ckpt, const char *ckpt_key, sf_err *err);
+void sf_dit_weights_free(sf_dit_weights *w);
+
+/* What a tap sees of one self-attention call (all borrowed, valid during the callback only). */
+typedef struct sf_dit_attn_view {
+    int layer;
+    int64_t Lq, Lk;              /* query tokens, key tokens in the window */
+    int heads, head_dim;
+    const float *q;              /* (Lq, heads, d) post-RoPE, row stride ld */
+    const float *k;              /* (Lk, heads, d) post-RoPE window kv_cache[lo:local_end], stride ld */
+    int64_t ld;
+    int64_t frame_tokens;        /* tokens per latent frame */
+    const float *logits;         /* (heads, Lq, Lk) when the tap supplied a buffer, else NULL */
+} sf_dit_attn_view;
+
+typedef struct sf_dit_tap {
+    /* Return a (heads, Lq, Lk) f32 buffer to receive the logits of this layer's self-attention,
+     * or NULL (no logits wanted). May be NULL. */
+    float *(*logits_buf)(void *ctx, int layer, int heads, int64_t Lq, int64_t Lk);
+    /* Called after the attention of a layer for which wants() is true. */
+    int (*wants)(void *ctx, int layer);
+    sf_status (*done)(void *ctx, const sf_dit_attn_view *v, sf_err *err);
+    void *ctx;
+} sf_dit_tap;
+
+/* Debug probe: named intermediates (golden names, e.g. "mid.block0.self_attn.q_roped"). */
+typedef void (*sf_dit_probe_fn)(void *ctx, const char *name, const float *data, int64_t n);
+
+typedef struct sf_dit_state {
+    const sf_dit_weights *w;
+    int max_frames;                  /* frames per forward (block) */
+    int lat_h, lat_w;                /* latent H, W */
+    int64_t frame_tokens;            /* (H/ph)·(W/pw) */
+    int64_t cache_tokens;            /* self-attention KV slots per layer */
+    int64_t sink_tokens;
+    long local_attn_size;            /* -1 = global */
+    int64_t global_end, local_end;   /* reference kv_cache indices (same for every layer) */
+    float **kc, **vc;                /* per layer (cache_tokens, dim) */
+    float *ctx;                      /* (text_len, dim) text embedding */
+    float **ck, **cv;                /* per layer (text_len, dim) cross-attention K (normed) / V */
+    int ctx_ready;
+    /* activations, L = max_frames·frame_tokens */
+    float *x, *a, *q, *k, *v, *o, *y;/* (L, dim) */
+    float *h;                        /* (L, ffn_dim) */
+    float *patches;                  /* (L, in_dim·ph·pw) */
+    float *hout;                     /* (L, out_dim·ph·pw) */
+    double *sinus;                   /* (F, freq_dim) */
+    float *sinf;                     /* (F, freq_dim) */
+    float *e, *et, *e0, *E, *Hm;     /* (F,dim) (F,dim) (F,6dim) (F,6,dim) (F,2,dim) */
+    float *txt_tmp;                  /* (text_len, max(dim, text_dim)) */
+    sf_rope_table rope;
+    int nthreads;
+    sf_dit_tap tap;                  /* optional */
+    sf_dit_probe_fn probe;           /* optional */
+    void *probe_ctx;
+} sf_dit_state;
+
+/* Allocate the state for blocks of up to max_frames latent frames of lat_h × lat_w, a KV cache of
+ * cache_frames frames (global attention: the whole video; local: local_attn_size), sink frames. */
+sf_status sf_dit_state_init(sf_dit_state *st, const sf_dit_weights *w, int max_frames, int lat_h, int lat_w,
+                            int64_t cache_frames, long local_attn_size, long sink_size, int nthreads, sf_err *err);
+void sf_dit_state_free(sf_dit_state *st);
+/* Start a new video: cache indices to 0 (the cross-attention cache stays with its prompt). */
+void sf_dit_state_reset(sf_dit_state *st);
+
+/* Text conditioning: emb (n_rows, text_dim) f32 with n_rows <= text_len; zero-padded to text_len
+ * rows, embedded, and every layer's cross-attention K/V computed (the reference's crossattn_cache). */
+sf_status sf_dit_set_context(sf_dit_state *st, const float *emb, int64_t n_rows, sf_err *err);
+
+/* One forward over a block: x_t (F, C, H, W) f32 noisy latents, t (F) timesteps, start_frame =
+ * first latent frame of the block (absolute; current_start = start_frame·frame_tokens).
+ * flow: (F, C, H, W) f32 model output. Updates the KV cache like the reference. */
+sf_status sf_dit_forward(sf_dit_state *st, const float *x_t, int F, const float *t, int64_t start_frame,
+                         float *flow, sf_err *err);
+
+#endif
