@@ -1,0 +1,43 @@
+#!/usr/bin/env bash
+# make demo — on a fresh Debian machine: install missing packages (when root; otherwise print
+# the apt line), build, make a tiny random model with sf-mkmodel, and run the whole
+# prompt → video → attention-taps pipeline on the CPU. Prints where the outputs are.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PKGS=(build-essential libzmq3-dev libmsgpack-dev libyaml-dev libcjson-dev libpng-dev bats bats-assert bats-support ffmpeg)
+missing=()
+for p in "${PKGS[@]}"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+    if [ "$(id -u)" = 0 ]; then
+        echo "demo: installing ${missing[*]}"
+        export DEBIAN_FRONTEND=noninteractive
+        apt-get update -qq && apt-get install -y -qq "${missing[@]}" >/dev/null
+    else
+        echo "demo: missing packages; run:  sudo apt-get install -y ${missing[*]}" >&2
+        exit 1
+    fi
+fi
+make -j2 >/dev/null
+export PATH="$PWD/build/bin:$PATH"
+OUT=${DEMO_OUT:-demo-out}
+rm -rf "$OUT"
+mkdir -p "$OUT"
+echo "demo: making a tiny random model in $OUT/model"
+sf-mkmodel tiny "$OUT/model" --seed 1 --checkpoint "$OUT/model/self_forcing_dmd.pt"
+video="$OUT/demo.mp4"
+command -v ffmpeg >/dev/null 2>&1 || video="$OUT/demo.y4m"
+# 9 latent frames of 8×12 (64×96 pixels): three blocks, a few seconds on two cores.
+size=(num_frames=9 height=64 width=96)
+echo "demo: prompt → video ($video)"
+sf-run pipelines/t2v.yaml model_dir="$OUT/model" checkpoint="$OUT/model/self_forcing_dmd.pt" \
+    output="$video" cache_dir="$OUT/cache" "${size[@]}" prompt="A red fox trotting through fresh snow"
+echo "demo: prompt → attention taps ($OUT/attention_cache_figure4.pt)"
+pipelines/figure4.sh --model-dir "$OUT/model" --checkpoint_path "$OUT/model/self_forcing_dmd.pt" \
+    --output_path "$OUT/attention_cache_figure4.pt" --num_frames 9 --height 64 --width 96 \
+    --layer_indices 0 2 --cache-dir "$OUT/cache" --prompt "A red fox trotting through fresh snow" --progress none
+sf-tensor ls "$OUT/attention_cache_figure4.pt"
+echo
+echo "demo: video: $video"
+echo "demo: taps:  $OUT/attention_cache_figure4.pt"
