@@ -1,0 +1,288 @@
+/* sf-decode — latent blocks → video (Wan VAE decoder, streaming).
+ *
+ * Inputs: --latents FILE[:NAME] (safetensors/.pt, [1, T, 16, h, w] or [T, 16, h, w]; default
+ * name "latents") or --in URL (wire stream of latent blocks, decoded as each block arrives).
+ * Outputs: -o FILE (.y4m / .mp4 / DIR/ of PNGs, see video.h), --save-video FILE (safetensors
+ * "video" [1, T, 3, H, W] f32 in [-1, 1]). Mirrors inference.py's decode + write_video step.
+ * Tested by tests/bats/sf-decode.bats. Only parses flags and calls vae.c / video.c. */
+#define _POSIX_C_SOURCE 200809L
+#include "cli.h"
+#include "device.h"
+#include "parallel.h"
+#include "tfile.h"
+#include "wire.h"
+#include "stages/decode/vae.h"
+#include "stages/decode/video.h"
+
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static const sf_opt opts[] = {
+    {"latents", 0, SF_ARG_VALUE, "FILE[:NAME]\tlatents [1,T,16,h,w] from a safetensors/.pt file (default name latents)"},
+    {"in", 0, SF_ARG_VALUE, "URL\twire stream of latent blocks (-, fd:N, file, tcp://, ipc://, shm://)"},
+    {"output", 'o', SF_ARG_VALUE, "FILE\tvideo: .y4m (4:4:4, BT.601 full range), .mp4 (via ffmpeg), DIR/ (PNG frames), - (y4m to stdout)"},
+    {"out", 0, SF_ARG_VALUE, "FILE\tsame as --output"},
+    {"save-video", 0, SF_ARG_VALUE, "FILE\twrite safetensors 'video' [1,T,3,H,W] f32 in [-1,1]"},
+    {"model-dir", 0, SF_ARG_VALUE, "DIR\tmodel folder (default wan_models/Wan2.1-T2V-1.3B or $SF_MODEL_DIR)"},
+    {"vae", 0, SF_ARG_VALUE, "PATH\tVAE checkpoint (default <model-dir>/Wan2.1_VAE.pth)"},
+    {"fps", 0, SF_ARG_VALUE, "N\tframes per second (default 16, like the reference)"},
+    {"threads", 0, SF_ARG_VALUE, "N\tCPU threads (default: all CPUs)"},
+    {"device", 0, SF_ARG_VALUE, "DEV\tcpu (the VAE decoder runs on the CPU)"},
+    {"gpu-id", 0, SF_ARG_VALUE, "N\talias of --device cuda:N"},
+    {"bf16-unscale", 0, SF_ARG_FLAG, "un-scale latents in bf16 like the bf16 reference pipeline (SPEC 8.1)"},
+    {"progress", 0, SF_ARG_VALUE, "auto|none\tprogress lines on stderr"},
+    {"log-level", 0, SF_ARG_VALUE, "LEVEL\terror|warn|info|debug"},
+    {"help", 'h', SF_ARG_FLAG, "show this help"},
+    {"version", 0, SF_ARG_FLAG, "print the version"},
+    {NULL, 0, 0, NULL},
+};
+
+typedef struct run {
+    const char *vae_path, *out_path, *save_path;
+    int fps, threads, bf16, progress;
+    sf_vae *vae;
+    sf_video_writer *vw;
+    float *video;        /* --save-video: all frames [T, 3, H, W] */
+    int64_t video_cap, video_n;
+    uint8_t *u8;         /* one block's frames [n, H, W, 3] */
+    int64_t blk_cap;
+    int64_t latents_done;
+    double t0;
+} run;
+
+/* Lazily create the decoder and the writer for latents of h×w. */
+static sf_status ensure_init(run *r, int64_t C, int64_t h, int64_t w, sf_err *err) {
+    sf_status s;
+    if (r->vae) {
+        if (h != r->vae->st.h || w != r->vae->st.w || C != r->vae->cfg.z_dim)
+            return sf_fail(err, SF_E_SHAPE, "latent block [%lld, %lld, %lld] does not match the first block's [%lld, %lld, %lld]",
+                           (long long)C, (long long)h, (long long)w, (long long)r->vae->cfg.z_dim,
+                           (long long)r->vae->st.h, (long long)r->vae->st.w);
+        return SF_OK;
+    }
+    if ((s = sf_vae_new(r->vae_path, h, w, r->threads, &r->vae, err)) != SF_OK) return s;
+    r->vae->cfg.bf16_unscale = r->bf16;
+    if (C != r->vae->cfg.z_dim)
+        return sf_fail(err, SF_E_SHAPE, "latents have %lld channels but the VAE expects %lld", (long long)C,
+                       (long long)r->vae->cfg.z_dim);
+    int64_t H = h << r->vae->cfg.n_up, W = w << r->vae->cfg.n_up;
+    sf_info("VAE %s: dim %lld, %lldx%lld latents -> %lldx%lld frames, %d threads", r->vae_path,
+            (long long)r->vae->cfg.dim, (long long)h, (long long)w, (long long)W, (long long)H, r->vae->cfg.threads);
+    if (r->out_path && (s = sf_video_open(r->out_path, (int)W, (int)H, r->fps, &r->vw, err)) != SF_OK) return s;
+    return SF_OK;
+}
+
+/* Decode n latent frames [n, C, h, w] f32 and emit their frames. */
+static sf_status decode_block(run *r, const float *z, int64_t n, sf_err *err) {
+    sf_status s;
+    const int64_t H = r->vae->st.h << r->vae->cfg.n_up, W = r->vae->st.w << r->vae->cfg.n_up, fe = 3 * H * W;
+    int64_t nf = sf_vae_frames_for(r->vae, n), got = 0;
+    if (nf > r->blk_cap) {
+        free(r->u8);
+        r->u8 = sf_calloc2((size_t)(nf * fe), 1);
+        if (!r->u8) return sf_fail(err, SF_E_NOMEM, "out of memory for %lld frames", (long long)nf);
+        r->blk_cap = nf;
+    }
+    if (r->save_path && r->video_n + nf > r->video_cap) {
+        int64_t cap = r->video_cap ? 2 * r->video_cap : 64;
+        while (cap < r->video_n + nf) cap *= 2;
+        float *v = realloc(r->video, (size_t)(cap * fe) * sizeof(float));
+        if (!v) return sf_fail(err, SF_E_NOMEM, "out of memory for --save-video");
+        r->video = v;
+        r->video_cap = cap;
+    }
+    float *dst = r->save_path ? r->video + r->video_n * fe : NULL;
+    if ((s = sf_vae_decode(r->vae, z, n, dst, r->vw ? r->u8 : NULL, &got, err)) != SF_OK) return s;
+    for (int64_t f = 0; r->vw && f < got; f++)
+        if ((s = sf_video_write(r->vw, r->u8 + f * fe, err)) != SF_OK) return s;
+    if (r->save_path) r->video_n += got;
+    r->latents_done += n;
+    if (r->progress)
+        sf_info("decoded %lld latent frames -> %lld video frames (%.1f s)", (long long)r->latents_done,
+                (long long)(r->save_path ? r->video_n : sf_video_frames(r->vw)), sf_now() - r->t0);
+    return SF_OK;
+}
+
+/* Latents tensor → (T, C, h, w) after dropping a leading batch of 1. */
+static sf_status latent_dims(const sf_tensor *t, const char *what, int64_t d[4], sf_err *err) {
+    char b[96];
+    if (t->ndim == 5 && t->shape[0] == 1) memcpy(d, t->shape + 1, 4 * sizeof(int64_t));
+    else if (t->ndim == 4) memcpy(d, t->shape, 4 * sizeof(int64_t));
+    else
+        return sf_fail(err, SF_E_SHAPE, "%s has shape %s, expected [1, T, 16, h, w] or [T, 16, h, w]", what,
+                       sf_shape_str(t, b, sizeof b));
+    if (d[0] <= 0 || d[1] <= 0 || d[2] <= 0 || d[3] <= 0)
+        return sf_fail(err, SF_E_SHAPE, "%s has an empty shape %s", what, sf_shape_str(t, b, sizeof b));
+    if (t->dtype != SF_F32 && t->dtype != SF_BF16 && t->dtype != SF_F16 && t->dtype != SF_F64)
+        return sf_fail(err, SF_E_UNSUPPORTED, "%s has dtype %s, expected a float type", what, sf_dtype_name(t->dtype));
+    return SF_OK;
+}
+
+static sf_status run_file(run *r, const char *arg, sf_err *err) {
+    char path[4096];
+    const char *name = NULL;
+    sf_tfile *tf = NULL;
+    float *z = NULL;
+    sf_status s;
+    sf_split_file_arg(arg, path, sizeof path, &name);
+    if (!name) name = "latents";
+    if ((s = sf_tfile_open(path, &tf, err)) != SF_OK) return s;
+    const sf_tensor *t = sf_tfile_get(tf, name);
+    int64_t d[4];
+    char what[4200];
+    snprintf(what, sizeof what, "latents %s:%s", path, name);
+    if (!t) {
+        s = sf_fail(err, SF_E_NOTFOUND, "%s: no tensor named %s (pick one with FILE:NAME)", path, name);
+        goto done;
+    }
+    if ((s = latent_dims(t, what, d, err)) != SF_OK) goto done;
+    if ((s = ensure_init(r, d[1], d[2], d[3], err)) != SF_OK) goto done;
+    size_t n = (size_t)(d[0] * d[1] * d[2] * d[3]);
+    if (!(z = sf_calloc2(n, sizeof(float)))) {
+        s = sf_fail(err, SF_E_NOMEM, "out of memory");
+        goto done;
+    }
+    sf_tensor_to_f32(t, z);
+    /* stream in blocks of 3 latent frames (the DiT's block size) to bound memory */
+    for (int64_t i = 0; i < d[0] && s == SF_OK; i += 3) {
+        int64_t k = d[0] - i < 3 ? d[0] - i : 3;
+        s = decode_block(r, z + i * d[1] * d[2] * d[3], k, err);
+    }
+done:
+    free(z);
+    sf_tfile_destroy(&tf);
+    return s;
+}
+
+static sf_status run_wire(run *r, const char *url, sf_err *err) {
+    sf_wire *in = NULL;
+    sf_wire_msg *m = malloc(sizeof *m);
+    float *z = NULL;
+    size_t zcap = 0;
+    sf_status s;
+    if (!m) return sf_fail(err, SF_E_NOMEM, "out of memory");
+    if ((s = sf_wire_install_signals(err)) != SF_OK) goto done;
+    if ((s = sf_wire_open_reader(url, &in, err)) != SF_OK) goto done;
+    for (;;) {
+        const void *payload = NULL;
+        if ((s = sf_wire_recv(in, m, &payload, err)) != SF_OK) goto done;
+        if (m->type == SF_WIRE_END) break;
+        if (strcmp(m->name, "latents") != 0) {
+            sf_debug("ignoring wire message '%s'", m->name);
+            continue;
+        }
+        sf_tensor t = sf_wire_msg_view(m, payload);
+        int64_t d[4];
+        if ((s = latent_dims(&t, "wire latents", d, err)) != SF_OK) goto done;
+        if ((s = ensure_init(r, d[1], d[2], d[3], err)) != SF_OK) goto done;
+        size_t n = (size_t)(d[0] * d[1] * d[2] * d[3]);
+        if (n > zcap) {
+            free(z);
+            if (!(z = sf_calloc2(n, sizeof(float)))) {
+                s = sf_fail(err, SF_E_NOMEM, "out of memory");
+                goto done;
+            }
+            zcap = n;
+        }
+        sf_tensor_to_f32(&t, z);
+        if ((s = decode_block(r, z, d[0], err)) != SF_OK) goto done;
+    }
+    if (!r->vae) s = sf_fail(err, SF_E_FORMAT, "%s: stream ended without any latents", url);
+done:
+    sf_wire_close(&in, NULL);
+    free(z);
+    free(m);
+    return s;
+}
+
+int main(int argc, char **argv) {
+    const char *prog = "sf-decode";
+    sf_err err = {{0}};
+    sf_args a = {0};
+    run r = {0};
+    sf_status s;
+    char vae_buf[4096];
+    sf_log_set_prefix(prog);
+    signal(SIGPIPE, SIG_IGN);
+    if ((s = sf_args_parse(argc, argv, opts, &a, &err)) != SF_OK) sf_die(prog, s, &err);
+    if (sf_args_has(&a, opts, "help")) {
+        sf_args_usage(prog, "(--latents FILE[:NAME] | --in URL) [-o VIDEO] [--save-video FILE] [options]", opts);
+        return 0;
+    }
+    if (sf_args_has(&a, opts, "version")) {
+        printf("%s %s\n", prog, SF_VERSION);
+        return 0;
+    }
+    const char *v;
+    if ((v = sf_args_get(&a, opts, "log-level"))) {
+        int lv = sf_log_parse_level(v);
+        if (lv < 0) {
+            sf_fail(&err, SF_E_ARG, "--log-level: unknown level '%s'", v);
+            sf_die(prog, SF_E_ARG, &err);
+        }
+        sf_log_set_level(lv);
+    }
+    const char *dev_s = sf_args_get(&a, opts, "device"), *gpu = sf_args_get(&a, opts, "gpu-id");
+    sf_device dev = {0, 0};
+    if ((dev_s || gpu) && (s = sf_device_parse(dev_s ? dev_s : gpu, &dev, &err)) != SF_OK) sf_die(prog, s, &err);
+    if (dev.cuda) sf_warn("the VAE decoder has no CUDA path yet; decoding on the CPU");
+    long fps = 16, threads = 0;
+    if ((v = sf_args_get(&a, opts, "fps")) && (s = sf_arg_long("--fps", v, 1, 1000, &fps, &err)) != SF_OK)
+        sf_die(prog, s, &err);
+    if ((v = sf_args_get(&a, opts, "threads")) && (s = sf_arg_long("--threads", v, 1, 256, &threads, &err)) != SF_OK)
+        sf_die(prog, s, &err);
+    r.fps = (int)fps;
+    r.threads = threads > 0 ? (int)threads : sf_cpu_count();
+    r.bf16 = sf_args_has(&a, opts, "bf16-unscale");
+    v = sf_args_get(&a, opts, "progress");
+    if (v && strcmp(v, "auto") && strcmp(v, "none")) {
+        sf_fail(&err, SF_E_ARG, "--progress: expected auto or none, got '%s'", v);
+        sf_die(prog, SF_E_ARG, &err);
+    }
+    r.progress = !v || !strcmp(v, "auto");
+    r.out_path = sf_args_get(&a, opts, "output");
+    if (!r.out_path) r.out_path = sf_args_get(&a, opts, "out");
+    r.save_path = sf_args_get(&a, opts, "save-video");
+    const char *lat = sf_args_get(&a, opts, "latents"), *in = sf_args_get(&a, opts, "in");
+    if (!!lat == !!in) {
+        sf_fail(&err, SF_E_ARG, "give exactly one of --latents FILE[:NAME] or --in URL (see --help)");
+        sf_die(prog, SF_E_ARG, &err);
+    }
+    if (!r.out_path && !r.save_path) {
+        sf_fail(&err, SF_E_ARG, "nothing to write: give -o VIDEO and/or --save-video FILE");
+        sf_die(prog, SF_E_ARG, &err);
+    }
+    sf_video_kind kind;
+    if (r.out_path && (s = sf_video_kind_of(r.out_path, &kind, &err)) != SF_OK) sf_die(prog, s, &err);
+    if ((v = sf_args_get(&a, opts, "vae"))) {
+        r.vae_path = v;
+    } else {
+        const char *md = sf_args_get(&a, opts, "model-dir");
+        if (!md) md = getenv("SF_MODEL_DIR");
+        if (!md || !*md) md = "wan_models/Wan2.1-T2V-1.3B";
+        snprintf(vae_buf, sizeof vae_buf, "%s/Wan2.1_VAE.pth", md);
+        r.vae_path = vae_buf;
+    }
+    r.t0 = sf_now();
+    s = lat ? run_file(&r, lat, &err) : run_wire(&r, in, &err);
+    if (s == SF_OK && r.vw) {
+        int64_t nf = sf_video_frames(r.vw);
+        s = sf_video_close(&r.vw, &err);
+        if (s == SF_OK) sf_info("wrote %s: %lld frames at %d fps", r.out_path, (long long)nf, r.fps);
+    }
+    if (s == SF_OK && r.save_path) {
+        const int64_t H = r.vae->st.h << r.vae->cfg.n_up, W = r.vae->st.w << r.vae->cfg.n_up;
+        int64_t shape[5] = {1, r.video_n, 3, H, W};
+        sf_tensor_entry e = {"video", sf_tensor_view(r.video, SF_F32, 5, shape)};
+        s = sf_safetensors_write(r.save_path, &e, 1, NULL, 0, &err);
+    }
+    sf_video_abort(&r.vw);
+    sf_vae_destroy(&r.vae);
+    free(r.video);
+    free(r.u8);
+    sf_args_free(&a);
+    if (s != SF_OK) sf_die(prog, s, &err);
+    return 0;
+}

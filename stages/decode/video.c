@@ -1,0 +1,380 @@
+/* video.c — frame writers for sf-decode: y4m (native, 4:4:4 BT.601 full range), mp4 (through
+ * ffmpeg on PATH), a folder of PNG frames (own stored-deflate writer). See video.h.
+ *
+ * Mirrors inference.py's torchvision.io.write_video(path, frames, fps=16) (libx264, yuv420p)
+ * for mp4. Tested by tests/unit/test_vae_video.c (PNG bytes, colour conversion, atomic
+ * abort) and tests/bats/sf-decode.bats (ffprobe reads the y4m/mp4 with the right frame count,
+ * size and rate). */
+#define _POSIX_C_SOURCE 200809L
+#include "video.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/types.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+struct sf_video_writer {
+    sf_video_kind kind;
+    int width, height, fps;
+    int64_t frames;
+    char path[4096];
+    /* y4m */
+    sf_atomic_file af;
+    FILE *out;         /* af.fp or stdout */
+    int to_stdout;
+    uint8_t *planes;   /* Y, Cb, Cr planes of one frame */
+    /* mp4 */
+    char tmp[4200];
+    pid_t pid;
+    int pipe_fd;
+    /* png dir */
+    char tmpdir[4200];
+};
+
+/* ---- helpers ----------------------------------------------------------------------------- */
+
+static int ends_with(const char *s, const char *suf) {
+    size_t n = strlen(s), m = strlen(suf);
+    if (n < m) return 0;
+    for (size_t i = 0; i < m; i++) {
+        char a = s[n - m + i], b = suf[i];
+        if (a >= 'A' && a <= 'Z') a = (char)(a - 'A' + 'a');
+        if (a != b) return 0;
+    }
+    return 1;
+}
+
+sf_status sf_video_kind_of(const char *path, sf_video_kind *kind, sf_err *err) {
+    struct stat sb;
+    if (!path || !*path) return sf_fail(err, SF_E_ARG, "empty output path");
+    if (!strcmp(path, "-") || ends_with(path, ".y4m")) *kind = SF_VIDEO_Y4M;
+    else if (ends_with(path, ".mp4")) *kind = SF_VIDEO_MP4;
+    else if (path[strlen(path) - 1] == '/' || (stat(path, &sb) == 0 && S_ISDIR(sb.st_mode))) *kind = SF_VIDEO_PNGDIR;
+    else
+        return sf_fail(err, SF_E_ARG,
+                       "output %s: unknown format (use .y4m, .mp4, '-' for y4m on stdout, or DIR/ for PNG frames)",
+                       path);
+    return SF_OK;
+}
+
+void sf_rgb_to_ycbcr601(uint8_t r, uint8_t g, uint8_t b, uint8_t *y, uint8_t *cb, uint8_t *cr) {
+    /* JPEG / BT.601 full range: Y in [0,255], Cb/Cr centred on 128 (ITU-T T.871). */
+    double R = r, G = g, B = b;
+    double Y = 0.299 * R + 0.587 * G + 0.114 * B;
+    double U = 128.0 - 0.168735892 * R - 0.331264108 * G + 0.5 * B;
+    double V = 128.0 + 0.5 * R - 0.418687589 * G - 0.081312411 * B;
+    int yi = (int)(Y + 0.5), ui = (int)(U + 0.5), vi = (int)(V + 0.5);
+    *y = (uint8_t)(yi < 0 ? 0 : yi > 255 ? 255 : yi);
+    *cb = (uint8_t)(ui < 0 ? 0 : ui > 255 ? 255 : ui);
+    *cr = (uint8_t)(vi < 0 ? 0 : vi > 255 ? 255 : vi);
+}
+
+/* Find an executable `name` on $PATH into buf; 0 when absent. */
+static int find_on_path(const char *name, char *buf, size_t n) {
+    const char *p = getenv("PATH");
+    if (!p) return 0;
+    while (*p) {
+        const char *e = strchr(p, ':');
+        size_t len = e ? (size_t)(e - p) : strlen(p);
+        if (len > 0 && (size_t)snprintf(buf, n, "%.*s/%s", (int)len, p, name) < n && access(buf, X_OK) == 0)
+            return 1;
+        p += len;
+        if (*p == ':') p++;
+    }
+    return 0;
+}
+
+static sf_status write_all(int fd, const uint8_t *p, size_t n, const char *what, sf_err *err) {
+    while (n > 0) {
+        ssize_t k = write(fd, p, n);
+        if (k < 0 && errno == EINTR) continue;
+        if (k <= 0) return sf_fail(err, SF_E_IO, "%s: %s", what, k < 0 ? strerror(errno) : "short write");
+        p += k;
+        n -= (size_t)k;
+    }
+    return SF_OK;
+}
+
+/* ---- PNG --------------------------------------------------------------------------------- */
+
+static uint32_t crc32_update(uint32_t crc, const uint8_t *p, size_t n, const uint32_t *tab) {
+    crc = ~crc;
+    for (size_t i = 0; i < n; i++) crc = tab[(crc ^ p[i]) & 0xff] ^ (crc >> 8);
+    return ~crc;
+}
+
+static void be32(uint8_t *p, uint32_t v) {
+    p[0] = (uint8_t)(v >> 24), p[1] = (uint8_t)(v >> 16), p[2] = (uint8_t)(v >> 8), p[3] = (uint8_t)v;
+}
+
+sf_status sf_png_encode(const uint8_t *rgb, int width, int height, uint8_t **png, size_t *len, sf_err *err) {
+    *png = NULL;
+    *len = 0;
+    if (width <= 0 || height <= 0 || width > 65535 || height > 65535)
+        return sf_fail(err, SF_E_ARG, "png: bad size %dx%d", width, height);
+    uint32_t tab[256];
+    for (uint32_t i = 0; i < 256; i++) {
+        uint32_t c = i;
+        for (int k = 0; k < 8; k++) c = c & 1 ? 0xedb88320u ^ (c >> 1) : c >> 1;
+        tab[i] = c;
+    }
+    const size_t row = (size_t)width * 3 + 1, raw = row * (size_t)height;
+    const size_t nblk = raw / 65535 + 1;
+    const size_t zlen = 2 + raw + 5 * nblk + 4;
+    const size_t total = 8 + (12 + 13) + (12 + zlen) + 12;
+    uint8_t *o = malloc(total);
+    if (!o) return sf_fail(err, SF_E_NOMEM, "png: out of memory");
+    static const uint8_t sig[8] = {0x89, 'P', 'N', 'G', '\r', '\n', 0x1a, '\n'};
+    uint8_t *p = o;
+    memcpy(p, sig, 8);
+    p += 8;
+    /* IHDR */
+    be32(p, 13);
+    memcpy(p + 4, "IHDR", 4);
+    be32(p + 8, (uint32_t)width);
+    be32(p + 12, (uint32_t)height);
+    p[16] = 8, p[17] = 2, p[18] = 0, p[19] = 0, p[20] = 0; /* 8-bit RGB, deflate, no filter, no interlace */
+    be32(p + 21, crc32_update(0, p + 4, 17, tab));
+    p += 25;
+    /* IDAT: zlib header, stored blocks over the filtered (filter 0) rows, Adler-32 */
+    be32(p, (uint32_t)zlen);
+    memcpy(p + 4, "IDAT", 4);
+    uint8_t *d = p + 8, *z = d;
+    *z++ = 0x78, *z++ = 0x01;
+    uint32_t a1 = 1, a2 = 0;
+    size_t done = 0; /* bytes of the raw stream emitted */
+    for (size_t b = 0; b < nblk; b++) {
+        size_t n = raw - done < 65535 ? raw - done : 65535;
+        *z++ = (uint8_t)(b + 1 == nblk); /* BFINAL, BTYPE 00 */
+        z[0] = (uint8_t)n, z[1] = (uint8_t)(n >> 8), z[2] = (uint8_t)~n, z[3] = (uint8_t)(~n >> 8);
+        z += 4;
+        for (size_t i = 0; i < n; i++, done++) {
+            size_t r = done / row, c = done % row;
+            uint8_t v = c == 0 ? 0 : rgb[r * (size_t)width * 3 + c - 1];
+            *z++ = v;
+            a1 = (a1 + v) % 65521;
+            a2 = (a2 + a1) % 65521;
+        }
+    }
+    be32(z, (a2 << 16) | a1);
+    z += 4;
+    be32(z, crc32_update(0, p + 4, 4 + zlen, tab));
+    p = z + 4;
+    be32(p, 0);
+    memcpy(p + 4, "IEND", 4);
+    be32(p + 8, crc32_update(0, p + 4, 4, tab));
+    p += 12;
+    *png = o;
+    *len = (size_t)(p - o);
+    return SF_OK;
+}
+
+static void rm_tree_flat(const char *dir) {
+    DIR *d = opendir(dir);
+    if (d) {
+        struct dirent *e;
+        char f[4400];
+        while ((e = readdir(d))) {
+            if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, "..")) continue;
+            snprintf(f, sizeof f, "%s/%s", dir, e->d_name);
+            unlink(f);
+        }
+        closedir(d);
+    }
+    rmdir(dir);
+}
+
+/* ---- writer ------------------------------------------------------------------------------ */
+
+sf_status sf_video_open(const char *path, int width, int height, int fps, sf_video_writer **out, sf_err *err) {
+    sf_status s;
+    *out = NULL;
+    sf_video_kind kind;
+    if ((s = sf_video_kind_of(path, &kind, err)) != SF_OK) return s;
+    if (width <= 0 || height <= 0 || width > 16384 || height > 16384 || fps <= 0 || fps > 1000)
+        return sf_fail(err, SF_E_ARG, "video: bad size %dx%d or fps %d", width, height, fps);
+    if (strlen(path) >= 4000) return sf_fail(err, SF_E_ARG, "output path too long");
+    sf_video_writer *w = calloc(1, sizeof *w);
+    if (!w) return sf_fail(err, SF_E_NOMEM, "out of memory");
+    w->kind = kind, w->width = width, w->height = height, w->fps = fps, w->pipe_fd = -1, w->pid = -1;
+    snprintf(w->path, sizeof w->path, "%s", path);
+    if (kind == SF_VIDEO_Y4M) {
+        if (!(w->planes = malloc((size_t)width * (size_t)height * 3))) {
+            s = sf_fail(err, SF_E_NOMEM, "out of memory");
+            goto fail;
+        }
+        if (!strcmp(path, "-")) {
+            w->to_stdout = 1;
+            w->out = stdout;
+        } else {
+            if ((s = sf_atomic_open(&w->af, path, err)) != SF_OK) goto fail;
+            w->out = w->af.fp;
+        }
+        fprintf(w->out, "YUV4MPEG2 W%d H%d F%d:1 Ip A1:1 C444 XCOLORRANGE=FULL\n", width, height, fps);
+    } else if (kind == SF_VIDEO_MP4) {
+        char ff[4096];
+        if (!find_on_path("ffmpeg", ff, sizeof ff)) {
+            s = sf_fail(err, SF_E_UNSUPPORTED,
+                        "writing %s needs ffmpeg on PATH (Debian/Ubuntu: apt-get install ffmpeg); or write .y4m", path);
+            goto fail;
+        }
+        snprintf(w->tmp, sizeof w->tmp, "%s.tmp.%ld.mp4", path, (long)getpid());
+        int fd = open(w->tmp, O_WRONLY | O_CREAT | O_EXCL, 0644); /* fail early when unwritable */
+        if (fd < 0) {
+            s = sf_fail(err, SF_E_IO, "cannot write %s: %s", path, strerror(errno));
+            w->tmp[0] = 0;
+            goto fail;
+        }
+        close(fd);
+        int pfd[2];
+        if (pipe(pfd) != 0) {
+            s = sf_fail(err, SF_E_IO, "pipe: %s", strerror(errno));
+            goto fail;
+        }
+        char size[32], rate[16];
+        snprintf(size, sizeof size, "%dx%d", width, height);
+        snprintf(rate, sizeof rate, "%d", fps);
+        pid_t pid = fork();
+        if (pid < 0) {
+            close(pfd[0]), close(pfd[1]);
+            s = sf_fail(err, SF_E_IO, "fork: %s", strerror(errno));
+            goto fail;
+        }
+        if (pid == 0) {
+            dup2(pfd[0], 0);
+            close(pfd[0]), close(pfd[1]);
+            int nul = open("/dev/null", O_WRONLY);
+            if (nul >= 0) dup2(nul, 1);
+            /* yuv420p needs even sizes: pad odd ones by one pixel */
+            char *argv[] = {ff, "-hide_banner", "-loglevel", "error", "-y", "-f", "rawvideo", "-pix_fmt", "rgb24",
+                            "-s", size, "-r", rate, "-i", "pipe:0", "-vf", "pad=ceil(iw/2)*2:ceil(ih/2)*2",
+                            "-c:v", "libx264", "-pix_fmt", "yuv420p", "-f", "mp4", w->tmp, NULL};
+            execv(ff, argv);
+            _exit(127);
+        }
+        close(pfd[0]);
+        w->pid = pid;
+        w->pipe_fd = pfd[1];
+    } else {
+        char base[4096];
+        snprintf(base, sizeof base, "%s", path);
+        size_t n = strlen(base);
+        while (n > 1 && base[n - 1] == '/') base[--n] = 0;
+        snprintf(w->path, sizeof w->path, "%s", base);
+        struct stat sb;
+        if (stat(base, &sb) == 0) {
+            DIR *d = opendir(base);
+            int nonempty = 0;
+            struct dirent *e;
+            while (d && (e = readdir(d)))
+                if (strcmp(e->d_name, ".") && strcmp(e->d_name, "..")) nonempty = 1;
+            if (d) closedir(d);
+            if (!S_ISDIR(sb.st_mode) || nonempty) {
+                s = sf_fail(err, SF_E_IO, "output folder %s exists and is not empty (remove it first)", base);
+                goto fail;
+            }
+        }
+        snprintf(w->tmpdir, sizeof w->tmpdir, "%s.tmp.%ld", base, (long)getpid());
+        if (mkdir(w->tmpdir, 0755) != 0) {
+            s = sf_fail(err, SF_E_IO, "cannot create %s: %s", w->tmpdir, strerror(errno));
+            w->tmpdir[0] = 0;
+            goto fail;
+        }
+    }
+    *out = w;
+    return SF_OK;
+fail:
+    sf_video_abort(&w);
+    return s;
+}
+
+int64_t sf_video_frames(const sf_video_writer *w) { return w ? w->frames : 0; }
+
+sf_status sf_video_write(sf_video_writer *w, const uint8_t *rgb, sf_err *err) {
+    const size_t P = (size_t)w->width * (size_t)w->height;
+    sf_status s = SF_OK;
+    if (w->kind == SF_VIDEO_Y4M) {
+        uint8_t *Y = w->planes, *U = Y + P, *V = U + P;
+        for (size_t i = 0; i < P; i++) sf_rgb_to_ycbcr601(rgb[3 * i], rgb[3 * i + 1], rgb[3 * i + 2], Y + i, U + i, V + i);
+        if (fputs("FRAME\n", w->out) == EOF || fwrite(w->planes, 1, 3 * P, w->out) != 3 * P)
+            return sf_fail(err, SF_E_IO, "writing %s: %s", w->path, strerror(errno));
+    } else if (w->kind == SF_VIDEO_MP4) {
+        if ((s = write_all(w->pipe_fd, rgb, 3 * P, "ffmpeg pipe (ffmpeg failed?)", err)) != SF_OK) return s;
+    } else {
+        uint8_t *png = NULL;
+        size_t len = 0;
+        char f[4400];
+        if ((s = sf_png_encode(rgb, w->width, w->height, &png, &len, err)) != SF_OK) return s;
+        snprintf(f, sizeof f, "%s/frame_%05lld.png", w->tmpdir, (long long)w->frames);
+        int fd = open(f, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+        if (fd < 0) s = sf_fail(err, SF_E_IO, "cannot write %s: %s", f, strerror(errno));
+        else {
+            s = write_all(fd, png, len, f, err);
+            if (close(fd) != 0 && s == SF_OK) s = sf_fail(err, SF_E_IO, "cannot write %s: %s", f, strerror(errno));
+        }
+        free(png);
+        if (s != SF_OK) return s;
+    }
+    w->frames++;
+    return SF_OK;
+}
+
+static int wait_child(pid_t pid) {
+    int status = 0;
+    while (waitpid(pid, &status, 0) < 0)
+        if (errno != EINTR) return -1;
+    return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + (WIFSIGNALED(status) ? WTERMSIG(status) : 0);
+}
+
+sf_status sf_video_close(sf_video_writer **wp, sf_err *err) {
+    sf_video_writer *w = *wp;
+    sf_status s = SF_OK;
+    if (!w) return SF_OK;
+    if (w->kind == SF_VIDEO_Y4M) {
+        if (w->to_stdout) {
+            if (fflush(stdout) != 0) s = sf_fail(err, SF_E_IO, "writing stdout: %s", strerror(errno));
+        } else {
+            s = sf_atomic_commit(&w->af, err);
+        }
+        w->af.fp = NULL;
+        w->af.tmp[0] = 0;
+    } else if (w->kind == SF_VIDEO_MP4) {
+        close(w->pipe_fd);
+        w->pipe_fd = -1;
+        int rc = wait_child(w->pid);
+        w->pid = -1;
+        if (rc != 0)
+            s = sf_fail(err, SF_E_IO, "ffmpeg failed (exit %d) writing %s%s", rc, w->path,
+                        rc == 127 ? " (could not run ffmpeg)" : "");
+        else if (rename(w->tmp, w->path) != 0)
+            s = sf_fail(err, SF_E_IO, "cannot rename to %s: %s", w->path, strerror(errno));
+        else
+            w->tmp[0] = 0;
+    } else {
+        if (rename(w->tmpdir, w->path) != 0)
+            s = sf_fail(err, SF_E_IO, "cannot rename %s to %s: %s", w->tmpdir, w->path, strerror(errno));
+        else
+            w->tmpdir[0] = 0;
+    }
+    sf_video_abort(wp); /* frees; removes temporaries that are still there */
+    return s;
+}
+
+void sf_video_abort(sf_video_writer **wp) {
+    sf_video_writer *w = wp ? *wp : NULL;
+    if (!w) return;
+    if (w->kind == SF_VIDEO_Y4M && !w->to_stdout) sf_atomic_abort(&w->af);
+    if (w->pipe_fd >= 0) close(w->pipe_fd);
+    if (w->pid > 0) wait_child(w->pid);
+    if (w->tmp[0]) unlink(w->tmp);
+    if (w->tmpdir[0]) rm_tree_flat(w->tmpdir);
+    free(w->planes);
+    free(w);
+    *wp = NULL;
+}
