@@ -1,0 +1,128 @@
+/* pipeline.c — the causal denoising loop with KV-cache refresh (see pipeline.h).
+ * Mirrors pipeline/causal_inference.py CausalInferencePipeline.inference (T2V path).
+ * Tested by tests/unit/test_dit_pipeline.c against dit_pipeline_{base,generator,generator_ema}. */
+#define _POSIX_C_SOURCE 200809L
+#include "pipeline.h"
+#include "rng.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+sf_status sf_pipeline_check(const sf_pipeline_cfg *cfg, int *n_blocks, sf_err *err) {
+    int fpb = cfg->frames_per_block, T = cfg->num_frames;
+    if (cfg->n_steps < 1 || cfg->n_steps > 16) return sf_fail(err, SF_E_ARG, "denoising_step_list needs 1..16 steps");
+    if (fpb < 1 || fpb > 64) return sf_fail(err, SF_E_ARG, "num_frame_per_block must be in 1..64");
+    if (T < 1) return sf_fail(err, SF_E_ARG, "num_frames must be positive");
+    int rest = cfg->independent_first_frame ? T - 1 : T;
+    if (rest < 0 || rest % fpb)
+        return sf_fail(err, SF_E_ARG, "num_frames %d is not %sa multiple of num_frame_per_block %d", T,
+                       cfg->independent_first_frame ? "1 + " : "", fpb);
+    *n_blocks = rest / fpb + (cfg->independent_first_frame ? 1 : 0);
+    return SF_OK;
+}
+
+static sf_status replay(const sf_tfile *nf, const char *name, int nd, const int64_t *shape, float *dst, sf_err *err) {
+    const sf_tensor *t = sf_tfile_get(nf, name);
+    if (!t) return sf_fail(err, SF_E_NOTFOUND, "%s: missing noise tensor '%s'", nf->path, name);
+    int64_t n = 1;
+    for (int i = 0; i < nd; i++) n *= shape[i];
+    int ok = sf_tensor_numel(t) == n && (sf_shape_eq(t, nd, shape) || sf_shape_eq(t, nd - 1, shape + 1) ||
+                                         (t->ndim == nd + 1 && t->shape[0] == 1));
+    if (!ok) {
+        char b[96];
+        return sf_fail(err, SF_E_SHAPE, "%s: noise tensor '%s' has shape %s, expected %lld elements", nf->path, name,
+                       sf_shape_str(t, b, sizeof b), (long long)n);
+    }
+    sf_tensor_to_f32(t, dst);
+    return SF_OK;
+}
+
+sf_status sf_pipeline_run(sf_dit_state *st, const sf_scheduler *sc, const sf_pipeline_cfg *cfg,
+                          const sf_pipeline_hooks *hk, float *out, sf_err *err) {
+    int n_blocks;
+    sf_status s = sf_pipeline_check(cfg, &n_blocks, err);
+    if (s) return s;
+    const int C = cfg->channels, H = cfg->lat_h, W = cfg->lat_w, T = cfg->num_frames, fpb = cfg->frames_per_block;
+    const int64_t fr = (int64_t)C * H * W;
+    if (H != st->lat_h || W != st->lat_w || fpb > st->max_frames)
+        return sf_fail(err, SF_E_ARG, "pipeline shape does not match the DiT state");
+    float *noise = sf_calloc2((size_t)T * (size_t)fr, sizeof(float));
+    float *x = sf_calloc2((size_t)fpb * (size_t)fr, sizeof(float));
+    float *flow = sf_calloc2((size_t)fpb * (size_t)fr, sizeof(float));
+    float *x0 = sf_calloc2((size_t)fpb * (size_t)fr, sizeof(float));
+    float *eps = sf_calloc2((size_t)fpb * (size_t)fr, sizeof(float));
+    sf_rng rng;
+    if (!noise || !x || !flow || !x0 || !eps) {
+        s = sf_fail(err, SF_E_NOMEM, "out of memory");
+        goto fail;
+    }
+    if (cfg->noise) {
+        int64_t sh[5] = {1, T, C, H, W};
+        if ((s = replay(cfg->noise, "noise.init", 5, sh, noise, err))) goto fail;
+    } else {
+        sf_rng_seed(&rng, cfg->seed);
+        sf_rng_fill_normal(&rng, noise, (size_t)T * (size_t)fr, 0.0f, 1.0f);
+    }
+    sf_dit_state_reset(st);
+    int64_t start = 0;
+    int draw = 0;
+    double t0 = sf_now();
+    int total_fwd = n_blocks * (cfg->n_steps + 1), done_fwd = 0;
+    for (int b = 0; b < n_blocks; b++) {
+        int F = (cfg->independent_first_frame && b == 0) ? 1 : fpb;
+        memcpy(x, noise + start * fr, sizeof(float) * (size_t)(F * fr));
+        for (int k = 0; k <= cfg->n_steps; k++) {
+            int refresh = k == cfg->n_steps;
+            float tk = refresh ? cfg->context_noise : cfg->steps[k];
+            float tv[64];
+            for (int f = 0; f < F && f < 64; f++) tv[f] = tk;
+            if (hk && hk->stop && *hk->stop) {
+                s = sf_fail(err, SF_E_STOPPED, "interrupted");
+                goto fail;
+            }
+            if (hk && hk->on_forward) hk->on_forward(hk->ctx, b, k, start, F);
+            /* the refresh pass feeds the clean x0 of the last step, never noised */
+            if (refresh) memcpy(x, x0, sizeof(float) * (size_t)(F * fr));
+            if ((s = sf_dit_forward(st, x, F, tv, start, flow, err))) goto fail;
+            done_fwd++;
+            if (!refresh || (hk && hk->on_pred)) {
+                float *dst = refresh ? eps : x0; /* the refresh x0 is discarded: don't clobber x0 */
+                sf_scheduler_flow_to_x0(sc, x, flow, F * fr, tk, dst);
+                if (hk && hk->on_pred && (s = hk->on_pred(hk->ctx, b, k, F, dst, err))) goto fail;
+            }
+            if (hk && hk->progress) {
+                double el = sf_now() - t0;
+                fprintf(stderr, "\rsf-denoise: block %d/%d step %d/%d  %.1fs  %.2f it/s   ", b + 1, n_blocks, k + 1,
+                        cfg->n_steps + 1, el, el > 0 ? done_fwd / el : 0.0);
+                if (done_fwd == total_fwd) fputc('\n', stderr);
+                fflush(stderr);
+            }
+            if (k + 1 < cfg->n_steps) { /* re-noise to the next step's level */
+                if (cfg->noise) {
+                    char nm[64];
+                    snprintf(nm, sizeof nm, "noise.renoise.%d", draw);
+                    int64_t sh[4] = {F, C, H, W};
+                    if ((s = replay(cfg->noise, nm, 4, sh, eps, err))) goto fail;
+                } else {
+                    sf_rng_fill_normal(&rng, eps, (size_t)(F * fr), 0.0f, 1.0f);
+                }
+                draw++;
+                sf_scheduler_add_noise(sc, x0, eps, F * fr, cfg->steps[k + 1], x);
+            }
+            if (k + 1 == cfg->n_steps) { /* block finished: emit before the refresh pass */
+                if (out) memcpy(out + start * fr, x0, sizeof(float) * (size_t)(F * fr));
+                if (hk && hk->on_block && (s = hk->on_block(hk->ctx, b, start, F, x0, err))) goto fail;
+            }
+        }
+        start += F;
+    }
+    s = SF_OK;
+fail:
+    free(noise);
+    free(x);
+    free(flow);
+    free(x0);
+    free(eps);
+    return s;
+}

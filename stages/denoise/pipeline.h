@@ -1,0 +1,51 @@
+/* pipeline.h — the Self-Forcing causal inference loop (CausalInferencePipeline.inference):
+ * blocks of num_frame_per_block latent frames; per block n_steps denoising forwards with
+ * re-noising in between, then the clean-context refresh forward at context_noise that rewrites
+ * the block's K/V; each finished block is handed to a callback as soon as it exists.
+ *
+ * Noise: either replayed from a tensor file (`noise.init` (1, T, C, H, W) and `noise.renoise.<k>`
+ * (F, C, H, W), k = draw index = (n_steps − 1)·block + step), or drawn from sfpipe's own
+ * generator (common/rng.h: xoshiro256** seeded by splitmix64(seed), Box–Muller normals in double
+ * rounded to f32): first the whole initial noise T·C·H·W in (frame, channel, row, column) order,
+ * then each re-noising draw F·C·H·W in loop order — the reference's consumption order. Serial,
+ * so bit-reproducible across runs and thread counts.
+ * Mirrors pipeline/causal_inference.py. Tested by tests/unit/test_dit_pipeline.c. */
+#ifndef SF_PIPELINE_H
+#define SF_PIPELINE_H
+
+#include "dit.h"
+#include "scheduler.h"
+
+typedef struct sf_pipeline_cfg {
+    float steps[16];             /* warped timesteps, e.g. 1000 937.5 833.33 625 */
+    int n_steps;
+    int frames_per_block;        /* 3 */
+    int independent_first_frame; /* first block of 1 frame */
+    float context_noise;         /* timestep of the refresh pass (0) */
+    int num_frames;              /* latent frames T */
+    int lat_h, lat_w, channels;  /* latent H, W, C (16) */
+    uint64_t seed;
+    const sf_tfile *noise;       /* replay file, or NULL for the seeded generator */
+} sf_pipeline_cfg;
+
+typedef struct sf_pipeline_hooks {
+    /* Before every forward: block, step (n_steps = refresh pass), start frame, frames. */
+    void (*on_forward)(void *ctx, int block, int step, int64_t start_frame, int F);
+    /* x0 prediction of every forward (step n_steps = the refresh pass's discarded x0), (F, C, H, W). */
+    sf_status (*on_pred)(void *ctx, int block, int step, int F, const float *x0, sf_err *err);
+    /* A finished block: frames [start_frame, start_frame + F) of the output, (F, C, H, W). */
+    sf_status (*on_block)(void *ctx, int block, int64_t start_frame, int F, const float *x0, sf_err *err);
+    void *ctx;
+    int progress;                /* 1: progress lines on stderr */
+    const volatile int *stop;    /* optional: non-zero → SF_E_STOPPED between forwards */
+} sf_pipeline_hooks;
+
+/* Check the block layout (frames a multiple of the block, ...) and fill *n_blocks. */
+sf_status sf_pipeline_check(const sf_pipeline_cfg *cfg, int *n_blocks, sf_err *err);
+
+/* Run the loop over a fresh cache (st must be sized for frames_per_block frames and have its
+ * context set). out: (T, C, H, W) f32 or NULL. */
+sf_status sf_pipeline_run(sf_dit_state *st, const sf_scheduler *sc, const sf_pipeline_cfg *cfg,
+                          const sf_pipeline_hooks *hk, float *out, sf_err *err);
+
+#endif

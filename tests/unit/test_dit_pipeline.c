@@ -1,0 +1,150 @@
+/* test_dit_pipeline.c — the causal loop against dit_pipeline_{base,generator,generator_ema}:
+ * replayed noise, 3 blocks × (4 steps + refresh); every pred.<b>.<s> (s = 4: the refresh pass)
+ * and the final output; checkpoint key selection (generator / generator_ema with the 'model.'
+ * prefix); bit-identical results for 1 and 2 threads; the seeded generator is reproducible.
+ * Metric as dit_manifest.json: max|x − golden| / max|golden| <= 1e-4 for pipeline tensors
+ * (its fp32 tolerance "pipeline preds/outputs ~1e-4..1e-3"; we measure ~7e-7). */
+#define _POSIX_C_SOURCE 200809L
+#include "sf_test.h"
+#include "config.h"
+#include "tfile.h"
+#include "stages/denoise/pipeline.h"
+
+#include <stdio.h>
+
+static double rel_err(const float *got, const sf_tensor *ref, int64_t n) {
+    float *r = malloc(sizeof(float) * (size_t)n);
+    sf_tensor_to_f32(ref, r);
+    double md = 0, mg = 0;
+    for (int64_t i = 0; i < n; i++) {
+        double d = fabs((double)got[i] - r[i]);
+        if (isnan(d)) md = INFINITY;
+        else if (d > md) md = d;
+        if (fabs(r[i]) > mg) mg = fabs(r[i]);
+    }
+    free(r);
+    return mg > 0 ? md / mg : md;
+}
+
+typedef struct pctx {
+    const sf_tfile *g;
+    int n_pred;
+    double worst;
+} pctx;
+
+static sf_status on_pred(void *vc, int b, int s, int F, const float *x0, sf_err *err) {
+    (void)err;
+    pctx *c = vc;
+    char nm[64];
+    snprintf(nm, sizeof nm, "pred.%d.%d", b, s);
+    const sf_tensor *t = sf_tfile_get(c->g, nm);
+    SF_CHECK_MSG(t != NULL, "missing %s", nm);
+    if (!t) return SF_OK;
+    double e = rel_err(x0, t, (int64_t)F * 16 * 8 * 12);
+    SF_CHECK_MSG(e <= 1e-4, "%s rel err %.3g", nm, e);
+    if (e > c->worst) c->worst = e;
+    c->n_pred++;
+    return SF_OK;
+}
+
+/* Run one golden mode; out (9,16,8,12) is filled. */
+static void run_mode(const char *mode, const char *ckpt_key, int nthreads, int use_noise, uint64_t seed, float *out,
+                     int check) {
+    char p[1024];
+    sf_err err = {{0}};
+    sf_dit_config cfg;
+    sf_tfile *base = NULL, *ck = NULL, *g = NULL;
+    snprintf(p, sizeof p, "%s/model/config.json", sf_test_golden());
+    SF_CHECK_OK(sf_dit_config_load(p, &cfg, &err), &err);
+    snprintf(p, sizeof p, "%s/model/diffusion_pytorch_model.safetensors", sf_test_golden());
+    SF_CHECK_OK(sf_tfile_open(p, &base, &err), &err);
+    if (ckpt_key) {
+        snprintf(p, sizeof p, "%s/checkpoints/tiny_dmd.pt", sf_test_golden());
+        SF_CHECK_OK(sf_tfile_open(p, &ck, &err), &err);
+    }
+    snprintf(p, sizeof p, "%s/expect/dit_pipeline_%s.safetensors", sf_test_golden(), mode);
+    SF_CHECK_OK(sf_tfile_open(p, &g, &err), &err);
+    if (!base || !g || (ckpt_key && !ck)) goto done;
+    sf_dit_weights w;
+    SF_CHECK_OK(sf_dit_weights_load(&w, &cfg, base, ck, ckpt_key, &err), &err);
+    sf_dit_state st;
+    SF_CHECK_OK(sf_dit_state_init(&st, &w, 3, 8, 12, 9, -1, 0, nthreads, &err), &err);
+    const sf_tensor *pe = sf_tfile_get(g, "context.prompt_embeds");
+    float *emb = malloc(sizeof(float) * (size_t)sf_tensor_numel(pe));
+    sf_tensor_to_f32(pe, emb);
+    SF_CHECK_OK(sf_dit_set_context(&st, emb, pe->shape[1], &err), &err);
+    sf_scheduler sc;
+    SF_CHECK_OK(sf_scheduler_init(&sc, 5.0, &err), &err);
+    sf_pipeline_cfg pc = {{0}, 4, 3, 0, 0.0f, 9, 8, 12, 16, seed, use_noise ? g : NULL};
+    double raw[4] = {1000, 750, 500, 250};
+    SF_CHECK_OK(sf_scheduler_steps(&sc, raw, 4, 1, pc.steps, &err), &err);
+    pctx c = {g, 0, 0};
+    sf_pipeline_hooks hk = {NULL, check ? on_pred : NULL, NULL, &c, 0, NULL};
+    SF_CHECK_OK(sf_pipeline_run(&st, &sc, &pc, &hk, out, &err), &err);
+    if (check) {
+        SF_CHECK_MSG(c.n_pred == 15, "%d preds", c.n_pred);
+        double e = rel_err(out, sf_tfile_get(g, "output"), 9 * 16 * 8 * 12);
+        SF_CHECK_MSG(e <= 1e-4, "%s output rel err %.3g", mode, e);
+        if (getenv("SF_TEST_VERBOSE")) fprintf(stderr, "# %s: worst pred %.3g output %.3g\n", mode, c.worst, e);
+        SF_CHECK(st.global_end == 216 && st.local_end == 216);
+    }
+    free(emb);
+    sf_dit_state_free(&st);
+    sf_dit_weights_free(&w);
+done:
+    sf_tfile_destroy(&g);
+    sf_tfile_destroy(&ck);
+    sf_tfile_destroy(&base);
+}
+
+enum { NOUT = 9 * 16 * 8 * 12 };
+
+static void test_base(void) {
+    static float a[NOUT], b[NOUT];
+    run_mode("base", NULL, 1, 1, 0, a, 1);
+    run_mode("base", NULL, 2, 1, 0, b, 0);
+    SF_CHECK_MSG(memcmp(a, b, sizeof a) == 0, "1 vs 2 threads differ");
+}
+
+static void test_generator(void) {
+    static float a[NOUT];
+    run_mode("generator", "generator", 2, 1, 0, a, 1);
+}
+
+static void test_generator_ema(void) {
+    static float a[NOUT];
+    run_mode("generator_ema", "generator_ema", 2, 1, 0, a, 1);
+}
+
+static void test_seeded(void) {
+    static float a[NOUT], b[NOUT], c[NOUT];
+    run_mode("base", NULL, 1, 0, 42, a, 0);
+    run_mode("base", NULL, 2, 0, 42, b, 0);
+    run_mode("base", NULL, 2, 0, 43, c, 0);
+    SF_CHECK(memcmp(a, b, sizeof a) == 0);
+    SF_CHECK(memcmp(a, c, sizeof a) != 0);
+    int finite = 1;
+    for (int i = 0; i < NOUT; i++) finite &= isfinite(a[i]);
+    SF_CHECK(finite);
+}
+
+static void test_block_layout_errors(void) {
+    sf_err err = {{0}};
+    int nb;
+    sf_pipeline_cfg pc = {{1000}, 1, 3, 0, 0.0f, 10, 8, 12, 16, 0, NULL};
+    SF_CHECK(sf_pipeline_check(&pc, &nb, &err) == SF_E_ARG && strstr(err.msg, "multiple"));
+    pc.num_frames = 12;
+    SF_CHECK(sf_pipeline_check(&pc, &nb, &err) == SF_OK && nb == 4);
+    pc.independent_first_frame = 1;
+    pc.num_frames = 10;
+    SF_CHECK(sf_pipeline_check(&pc, &nb, &err) == SF_OK && nb == 4);
+}
+
+static const sf_test tests[] = {
+    {"base", test_base},
+    {"generator", test_generator},
+    {"generator_ema", test_generator_ema},
+    {"seeded", test_seeded},
+    {"block_layout_errors", test_block_layout_errors},
+};
+SF_TEST_MAIN(tests)
