@@ -21,6 +21,8 @@ PROGS   := $(foreach m,$(PROG_MAIN),$(BUILD)/bin/sf-$(notdir $(patsubst %/,%,$(d
 TEST_SRC := $(wildcard tests/unit/test_*.c)
 TESTS   := $(patsubst tests/unit/%.c,$(BUILD)/tests/%,$(TEST_SRC))
 FUZZ_SRC := $(wildcard tests/fuzz/fuzz_*.c)
+BENCH_SRC := $(wildcard tests/bench/bench_*.c)
+BENCHES := $(patsubst tests/bench/%.c,$(BUILD)/bench/%,$(BENCH_SRC))
 
 ifneq ($(strip $(NVCC)),)
   CU_SRC  := $(wildcard kernels/cuda/*.cu)
@@ -67,6 +69,10 @@ $(BUILD)/tests/%: $(BUILD)/obj/tests/unit/%.o $(LIB)
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_CFLAGS) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
+$(BUILD)/bench/%: $(BUILD)/obj/tests/bench/%.o $(LIB)
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
 test: all
 	@BUILD=$(BUILD) bash tests/run.sh
 
@@ -76,7 +82,7 @@ asan:
 	  EXTRA_CFLAGS="-fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined" \
 	  LDFLAGS="-fsanitize=address,undefined" test
 
-bench: all
+bench: all $(BENCHES)
 	@BUILD=$(BUILD) bash tests/bench/run.sh
 
 demo:

@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# tests/bench/run.sh — `make bench`: every benchmark prints figures (ms, GB/s, peak RSS) and
+# ratios; nothing here passes or fails on time. SF_BENCH_FULL=1 adds the full-size runs
+# (used by tests/gpu/check.sh); SF_THREADS sets the thread count (default: all cores).
+set -uo pipefail
+cd "$(dirname "$0")/../.."
+BUILD=${BUILD:-build}
+export PATH="$PWD/$BUILD/bin:$PATH" SF_ROOT="$PWD" SF_GOLDEN="$PWD/tests/golden"
+echo "sfpipe bench — $(uname -m), $(nproc) cores, $(date -u +%F)"
+grep -m1 'model name' /proc/cpuinfo | sed 's/.*: /cpu: /'
+status=0
+for b in "$BUILD"/bench/bench_*; do
+    [ -x "$b" ] || continue
+    echo
+    echo "== $(basename "$b")"
+    if [ -n "${SF_BENCH_FULL:-}" ]; then "$b" --full || status=1; else "$b" || status=1; fi
+done
+if command -v sf-wire >/dev/null 2>&1; then
+    echo
+    echo "== transports (sf-wire bench; memcpy baseline first)"
+    for mb in 4 15; do
+        for t in pipe ipc tcp shm; do
+            sf-wire bench --transport "$t" --size-mb "$mb" --count "${SF_BENCH_COUNT:-40}" || status=1
+        done
+    done
+fi
+exit $status
