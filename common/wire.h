@@ -150,7 +150,7 @@ sf_status sf_wire_header_encode(const sf_wire_msg *m, void **buf, size_t *len, s
 /* Decode and validate a header (SF_E_FORMAT with one line on anything malformed). */
 sf_status sf_wire_header_decode(const void *buf, size_t len, sf_wire_msg *m, sf_err *err);
 /* Parse one byte-stream frame from memory: on SF_OK, *used = frame bytes consumed and
- * *payload points into buf (borrowed). SF_E_FORMAT on any malformed or truncated frame
+ * *payload points into buf (borrowed; NOT necessarily aligned). SF_E_FORMAT on any malformed or truncated frame
  * (used by the fuzzer and by tests). */
 sf_status sf_wire_frame_parse(const void *buf, size_t len, sf_wire_msg *m, const void **payload,
                               size_t *used, sf_err *err);

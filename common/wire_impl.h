@@ -1,0 +1,61 @@
+/* wire_impl.h — internals shared by wire.c (codec, byte streams, signals, dispatch) and
+ * wire_zmq.c (ZeroMQ and shm transports). Not a public API; include wire.h instead.
+ * Tested through tests/unit/test_wire.c. */
+#ifndef SF_WIRE_IMPL_H
+#define SF_WIRE_IMPL_H
+
+#include "wire.h"
+
+#include <stdatomic.h>
+#include <stdio.h>
+#include <zmq.h>
+
+enum { SF_WK_STDIO = 1, SF_WK_FD, SF_WK_FILE, SF_WK_TCP, SF_WK_IPC, SF_WK_SHM };
+
+struct sf_wire_shm; /* wire_zmq.c */
+
+struct sf_wire {
+    int writer;           /* 1 writer, 0 reader */
+    int kind;             /* SF_WK_* */
+    char url[1024];
+    int sent_end, got_end;
+    sf_wire_msg end_msg;  /* replayed after end */
+    /* byte streams */
+    int fd, own_fd;
+    sf_atomic_file af;    /* file writer */
+    int file_open;
+    uint8_t *hbuf;        /* reader: header bytes */
+    size_t hcap;
+    uint8_t *pbuf;        /* reader: payload bytes (borrowed to the caller) */
+    size_t pcap;
+    /* scratch for sf_wire_reserve on non-shm transports */
+    void *scratch;
+    size_t scratch_cap;
+    /* zeromq */
+    void *zctx, *zsock, *zmon;
+    int zbind;
+    int zconnected, zever_connected;
+    int zparts_held;
+    zmq_msg_t zparts[4];         /* received parts, held until the next recv */
+    int zfree_pipe[2];           /* zero-copy frees signal here */
+    atomic_int zpending;
+    /* shm */
+    struct sf_wire_shm *shm;
+};
+
+/* wire.c helpers used by wire_zmq.c */
+int sf_wire_selfpipe_fd(void); /* -1 when signals are not installed */
+sf_status sf_wire_stop_err(sf_err *err);
+
+/* wire_zmq.c */
+sf_status sf_wire_zmq_open(sf_wire *w, const char *addr, int force, sf_err *err);
+sf_status sf_wire_zmq_send(sf_wire *w, const sf_wire_msg *m, const void *payload, sf_err *err);
+sf_status sf_wire_zmq_recv(sf_wire *w, sf_wire_msg *m, const void **payload, sf_err *err);
+sf_status sf_wire_zmq_close(sf_wire *w, sf_err *err);
+sf_status sf_wire_shm_open(sf_wire *w, const char *spec, sf_err *err);
+sf_status sf_wire_shm_send(sf_wire *w, const sf_wire_msg *m, const void *payload, sf_err *err);
+sf_status sf_wire_shm_recv(sf_wire *w, sf_wire_msg *m, const void **payload, sf_err *err);
+sf_status sf_wire_shm_reserve(sf_wire *w, size_t nbytes, void **buf, sf_err *err);
+sf_status sf_wire_shm_close(sf_wire *w, sf_err *err);
+
+#endif

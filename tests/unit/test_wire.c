@@ -1,0 +1,403 @@
+/* test_wire.c — the wire format and its transports (common/wire.c, common/wire_zmq.c):
+ * header round trip with every meta kind, byte streams through pipe(), ZeroMQ ipc and tcp
+ * between threads, the shm ring with more messages than slots (back-pressure, data intact,
+ * oversize payloads inline), error/end propagation, EOF without end, malformed frames, and a
+ * SIGTERM that stops a blocked receiver (in a forked child, since the stop flag is sticky). */
+#define _POSIX_C_SOURCE 200809L
+#include "sf_test.h"
+#include "wire.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+static sf_wire_msg g_m, g_m2; /* 36 KiB each: keep them off small thread stacks */
+
+/* Deterministic payload: element i of message k. */
+static float val(int k, size_t i) { return (float)k * 1000.0f + (float)(i % 997) * 0.5f; }
+
+static void sleep_ms(long ms) {
+    struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
+    nanosleep(&ts, NULL);
+}
+
+static void test_roundtrip_meta(void) {
+    sf_err err = {{0}};
+    int64_t shape[3] = {1, 2, 3};
+    float data[6] = {0};
+    sf_tensor t = sf_tensor_view(data, SF_BF16, 3, shape);
+    SF_CHECK_OK(sf_wire_msg_tensor(&g_m, "latents", &t, &err), &err);
+    SF_CHECK_OK(sf_wire_meta_set_int(&g_m, "block", 2, &err), &err);
+    SF_CHECK_OK(sf_wire_meta_set_int(&g_m, "seed", -42, &err), &err);
+    SF_CHECK_OK(sf_wire_meta_set_double(&g_m, "t", 0.25, &err), &err);
+    SF_CHECK_OK(sf_wire_meta_set_str(&g_m, "prompt", "a cat \"on\" a mat ü", &err), &err);
+    SF_CHECK_OK(sf_wire_meta_set_bool(&g_m, "last", 1, &err), &err);
+    int64_t li[3] = {0, 15, 29};
+    SF_CHECK_OK(sf_wire_meta_set_ints(&g_m, "layers", li, 3, &err), &err);
+    SF_CHECK_OK(sf_wire_meta_set_int(&g_m, "block", 3, &err), &err); /* replaces */
+    SF_CHECK(g_m.n_meta == 6);
+    void *buf = NULL;
+    size_t len = 0;
+    SF_CHECK_OK(sf_wire_header_encode(&g_m, &buf, &len, &err), &err);
+    SF_CHECK_OK(sf_wire_header_decode(buf, len, &g_m2, &err), &err);
+    free(buf);
+    SF_CHECK(g_m2.type == SF_WIRE_TENSOR && strcmp(g_m2.name, "latents") == 0 && g_m2.dtype == SF_BF16);
+    SF_CHECK(g_m2.ndim == 3 && g_m2.shape[0] == 1 && g_m2.shape[1] == 2 && g_m2.shape[2] == 3);
+    SF_CHECK(sf_wire_msg_nbytes(&g_m2) == 12);
+    SF_CHECK(sf_wire_meta_int(&g_m2, "block", -1) == 3);
+    SF_CHECK(sf_wire_meta_int(&g_m2, "seed", 0) == -42);
+    SF_CHECK(sf_wire_meta_double(&g_m2, "t", 0) == 0.25);
+    SF_CHECK(sf_wire_meta_double(&g_m2, "block", 0) == 3.0);
+    SF_CHECK(sf_wire_meta_int(&g_m2, "last", 0) == 1);
+    SF_CHECK(sf_wire_meta_int(&g_m2, "missing", 7) == 7);
+    SF_CHECK(sf_wire_meta_str(&g_m2, "block") == NULL);
+    const char *p = sf_wire_meta_str(&g_m2, "prompt");
+    SF_CHECK(p && strcmp(p, "a cat \"on\" a mat ü") == 0);
+    size_t n = 0;
+    const int64_t *v = sf_wire_meta_ints(&g_m2, "layers", &n);
+    SF_CHECK(v && n == 3 && v[0] == 0 && v[1] == 15 && v[2] == 29);
+    char line[512];
+    sf_wire_msg_str(&g_m2, line, sizeof line);
+    SF_CHECK_MSG(strstr(line, "tensor latents bf16 [1, 2, 3]") && strstr(line, "layers: [0, 15, 29]"), "%s", line);
+    /* a message is self-contained: a struct copy keeps its strings */
+    memcpy(&g_m, &g_m2, sizeof g_m);
+    memset(&g_m2, 0x55, sizeof g_m2);
+    SF_CHECK(strcmp(sf_wire_meta_str(&g_m, "prompt"), "a cat \"on\" a mat ü") == 0);
+    /* f64 cannot travel */
+    sf_tensor t64 = sf_tensor_view(data, SF_F64, 1, shape);
+    SF_CHECK(sf_wire_msg_tensor(&g_m, "x", &t64, &err) == SF_E_UNSUPPORTED);
+}
+
+/* A frame in memory for the malformed-input tests. */
+static size_t make_frame(uint8_t *out, size_t cap, const sf_wire_msg *m, const void *payload, size_t plen) {
+    void *hdr;
+    size_t hlen;
+    sf_err err;
+    if (sf_wire_header_encode(m, &hdr, &hlen, &err)) return 0;
+    size_t n = 16 + hlen + plen;
+    if (n > cap) { free(hdr); return 0; }
+    memcpy(out, "SFT1", 4);
+    for (int i = 0; i < 4; i++) out[4 + i] = (uint8_t)(hlen >> (8 * i));
+    memcpy(out + 8, hdr, hlen);
+    for (int i = 0; i < 8; i++) out[8 + hlen + i] = (uint8_t)((uint64_t)plen >> (8 * i));
+    memcpy(out + 16 + hlen, payload, plen);
+    free(hdr);
+    return n;
+}
+
+static void test_malformed(void) {
+    sf_err err;
+    static uint8_t f[4096], g[4096];
+    float data[10];
+    for (int i = 0; i < 10; i++) data[i] = (float)i;
+    int64_t shape[1] = {10};
+    sf_tensor t = sf_tensor_view(data, SF_F32, 1, shape);
+    sf_wire_msg_tensor(&g_m, "x", &t, &err);
+    size_t n = make_frame(f, sizeof f, &g_m, data, 40);
+    SF_CHECK(n > 56);
+    const void *pl;
+    size_t used;
+    SF_CHECK_OK(sf_wire_frame_parse(f, n, &g_m2, &pl, &used, &err), &err);
+    float last = 0;
+    if (pl) memcpy(&last, (const uint8_t *)pl + 36, 4); /* in-memory frames may be unaligned */
+    SF_CHECK(used == n && pl && last == 9.0f);
+    size_t hlen = n - 16 - 40;
+    /* every truncation is SF_E_FORMAT */
+    int bad = 0;
+    for (size_t k = 0; k < n; k++)
+        if (sf_wire_frame_parse(f, k, &g_m2, &pl, &used, &err) != SF_E_FORMAT) bad++;
+    SF_CHECK_MSG(bad == 0, "%d truncations not rejected", bad);
+    memcpy(g, f, n); g[0] = 'X';
+    SF_CHECK(sf_wire_frame_parse(g, n, &g_m2, &pl, &used, &err) == SF_E_FORMAT && strstr(err.msg, "magic"));
+    memcpy(g, f, n); g[8 + hlen] = 36; /* lying payload length */
+    SF_CHECK(sf_wire_frame_parse(g, n, &g_m2, &pl, &used, &err) == SF_E_FORMAT && strstr(err.msg, "payload is 36"));
+    memcpy(g, f, n); g[6] = 0x20; /* header length 2 MiB + ... */
+    SF_CHECK(sf_wire_frame_parse(g, n, &g_m2, &pl, &used, &err) == SF_E_FORMAT && strstr(err.msg, "out of range"));
+    memcpy(g, f, n); g[4] = g[5] = g[6] = g[7] = 0;
+    SF_CHECK(sf_wire_frame_parse(g, n, &g_m2, &pl, &used, &err) == SF_E_FORMAT);
+    /* wrong numel: shape says 9 floats, payload 40 bytes */
+    g_m.shape[0] = 9;
+    size_t n2 = make_frame(g, sizeof g, &g_m, data, 40);
+    SF_CHECK(sf_wire_frame_parse(g, n2, &g_m2, &pl, &used, &err) == SF_E_FORMAT && strstr(err.msg, "header says 36"));
+    g_m.shape[0] = 10;
+    /* header bytes that are not msgpack / hostile container sizes / wrong version */
+    static const uint8_t hostile[][8] = {
+        {0xdd, 0xff, 0xff, 0xff, 0xff, 0, 0, 0}, /* array of 4G elements */
+        {0xdf, 0x7f, 0xff, 0xff, 0xff, 0, 0, 0}, /* map of 2G pairs */
+        {0xc1, 0, 0, 0, 0, 0, 0, 0},             /* never-used byte */
+        {0x81, 0xa1, 'v', 0x02, 0, 0, 0, 0},     /* {v: 2} */
+        {0x92, 0x01, 0x02, 0, 0, 0, 0, 0},       /* not a map */
+    };
+    static const size_t hl[] = {5, 5, 1, 4, 3};
+    for (size_t k = 0; k < sizeof hl / sizeof hl[0]; k++) {
+        SF_CHECK_MSG(sf_wire_header_decode(hostile[k], hl[k], &g_m2, &err) == SF_E_FORMAT, "hostile %zu", k);
+        if (k == 3) SF_CHECK_MSG(strstr(err.msg, "version 2"), "%s", err.msg);
+    }
+    /* unknown dtype, over-deep shape, negative dim */
+    static const uint8_t dt[] = {0x84, 0xa1, 'v', 0x01, 0xa4, 't', 'y', 'p', 'e', 0xa6, 't', 'e', 'n', 's', 'o', 'r',
+                                 0xa5, 'd', 't', 'y', 'p', 'e', 0xa3, 'f', '6', '4', 0xa5, 's', 'h', 'a', 'p', 'e', 0x90};
+    SF_CHECK(sf_wire_header_decode(dt, sizeof dt, &g_m2, &err) == SF_E_FORMAT && strstr(err.msg, "dtype"));
+    uint8_t neg[sizeof dt + 1];
+    memcpy(neg, dt, sizeof dt);
+    neg[24] = '3'; neg[25] = '2'; /* f32 */
+    neg[sizeof dt - 1] = 0x91;
+    neg[sizeof dt] = 0xff; /* shape [-1] */
+    SF_CHECK(sf_wire_header_decode(neg, sizeof neg, &g_m2, &err) == SF_E_FORMAT && strstr(err.msg, "shape"));
+    neg[sizeof dt] = 0x05; /* shape [5]: valid */
+    SF_CHECK_OK(sf_wire_header_decode(neg, sizeof neg, &g_m2, &err), &err);
+    SF_CHECK(g_m2.ndim == 1 && g_m2.shape[0] == 5 && g_m2.dtype == SF_F32);
+    /* the same through a file reader */
+    char path[256];
+    snprintf(path, sizeof path, "/tmp/sf-test-wire-%d.bin", (int)getpid());
+    FILE *fp = fopen(path, "wb");
+    memcpy(g, f, n); g[8 + hlen] = 36;
+    fwrite(g, 1, n, fp);
+    fclose(fp);
+    sf_wire *r = NULL;
+    SF_CHECK_OK(sf_wire_open_reader(path, &r, &err), &err);
+    SF_CHECK(r && sf_wire_recv(r, &g_m2, &pl, &err) == SF_E_FORMAT);
+    sf_wire_close(&r, &err);
+    unlink(path);
+}
+
+/* ---- a writer thread for the transport tests ---- */
+typedef struct job {
+    const char *url;
+    int count;
+    size_t numel; /* f32 elements per message */
+    int no_end;   /* close without end */
+    int error;    /* send an error instead of end */
+    atomic_int sent;
+    sf_status st;
+    char msg[512];
+} job;
+
+static void *writer_main(void *arg) {
+    job *j = arg;
+    sf_err err = {{0}};
+    sf_wire *w = NULL;
+    float *buf = malloc(j->numel * sizeof(float));
+    sf_wire_msg *m = malloc(sizeof *m);
+    sf_status st = sf_wire_open_writer(j->url, &w, &err);
+    for (int k = 0; !st && k < j->count; k++) {
+        for (size_t i = 0; i < j->numel; i++) buf[i] = val(k, i);
+        int64_t shape[2] = {2, (int64_t)j->numel / 2};
+        sf_tensor t = sf_tensor_view(buf, SF_F32, 2, shape);
+        sf_wire_msg_tensor(m, "blk", &t, &err);
+        sf_wire_meta_set_int(m, "block", k, &err);
+        st = sf_wire_send(w, m, buf, &err);
+        /* the buffer is ours again: scribble over it to catch a transport still reading it */
+        memset(buf, 0xff, j->numel * sizeof(float));
+        atomic_fetch_add(&j->sent, 1);
+    }
+    if (!st && j->error) st = sf_wire_send_error(w, "boom: stage failed", &err);
+    else if (!st && !j->no_end) st = sf_wire_send_end(w, &err);
+    sf_status c = sf_wire_close(&w, &err);
+    j->st = st ? st : c;
+    snprintf(j->msg, sizeof j->msg, "%s", err.msg);
+    free(buf);
+    free(m);
+    return NULL;
+}
+
+/* Receive j->count tensors from url and check every value, then end/error/EOF. Returns the
+ * final status. slow_ms > 0: hold the first message that long and check back-pressure. */
+static sf_status run_pair(const char *url, job *j, int slow_ms, sf_err *err) {
+    sf_wire *r = NULL;
+    sf_status st = sf_wire_open_reader(url, &r, err);
+    SF_CHECK_MSG(st == SF_OK, "%s: %s", url, err->msg);
+    if (st) return st;
+    pthread_t th;
+    pthread_create(&th, NULL, writer_main, j);
+    const void *pl;
+    for (int k = 0; k < j->count; k++) {
+        st = sf_wire_recv(r, &g_m, &pl, err);
+        SF_CHECK_MSG(st == SF_OK, "%s: message %d: %s", url, k, err->msg);
+        if (st) break;
+        SF_CHECK(g_m.type == SF_WIRE_TENSOR && strcmp(g_m.name, "blk") == 0);
+        SF_CHECK(sf_wire_meta_int(&g_m, "block", -1) == k);
+        SF_CHECK(sf_wire_msg_nbytes(&g_m) == j->numel * 4 && ((uintptr_t)pl & 7) == 0);
+        if (k == 0 && slow_ms) {
+            sleep_ms(slow_ms);
+            int s = atomic_load(&j->sent);
+            /* ring of 2 slots: message 0 held here, 1 in the ring, the writer blocked on 2 */
+            SF_CHECK_MSG(s <= 3, "writer ran ahead: %d sent while the reader held message 0", s);
+        }
+        const float *f = pl;
+        int bad = 0;
+        for (size_t i = 0; i < j->numel; i++) bad += f[i] != val(k, i);
+        SF_CHECK_MSG(bad == 0, "%s: message %d: %d wrong values", url, k, bad);
+    }
+    if (!st) st = sf_wire_recv(r, &g_m, &pl, err);
+    pthread_join(th, NULL);
+    sf_wire_close(&r, NULL);
+    return st;
+}
+
+static void test_pipe(void) {
+    int p[2];
+    SF_CHECK(pipe(p) == 0);
+    char rurl[32], wurl[32];
+    snprintf(rurl, sizeof rurl, "fd:%d", p[0]);
+    snprintf(wurl, sizeof wurl, "fd:%d", p[1]);
+    job j = {.url = wurl, .count = 3, .numel = 300000};
+    sf_err err = {{0}};
+    sf_status st = run_pair(rurl, &j, 0, &err);
+    SF_CHECK_MSG(st == SF_OK && g_m.type == SF_WIRE_END, "%s", err.msg);
+    SF_CHECK_MSG(j.st == SF_OK, "writer: %s", j.msg);
+}
+
+static void test_pipe_eof_and_error(void) {
+    sf_err err = {{0}};
+    int p[2];
+    char rurl[32], wurl[32];
+    SF_CHECK(pipe(p) == 0);
+    snprintf(rurl, sizeof rurl, "fd:%d", p[0]);
+    snprintf(wurl, sizeof wurl, "fd:%d", p[1]);
+    job j = {.url = wurl, .count = 1, .numel = 16, .no_end = 1};
+    SF_CHECK(run_pair(rurl, &j, 0, &err) == SF_E_IO && strstr(err.msg, "upstream closed without end-of-stream"));
+    SF_CHECK(pipe(p) == 0);
+    snprintf(rurl, sizeof rurl, "fd:%d", p[0]);
+    snprintf(wurl, sizeof wurl, "fd:%d", p[1]);
+    job j2 = {.url = wurl, .count = 2, .numel = 16, .error = 1};
+    SF_CHECK(run_pair(rurl, &j2, 0, &err) == SF_E_STOPPED && strstr(err.msg, "upstream error: boom: stage failed"));
+    SF_CHECK(g_m.type == SF_WIRE_ERROR && strcmp(g_m.text, "boom: stage failed") == 0);
+}
+
+static void test_file_atomic(void) {
+    sf_err err = {{0}};
+    char path[256];
+    snprintf(path, sizeof path, "/tmp/sf-test-wire-file-%d.sft", (int)getpid());
+    unlink(path);
+    job j = {.url = path, .count = 2, .numel = 64, .no_end = 1};
+    writer_main(&j);
+    SF_CHECK(access(path, F_OK) != 0); /* no end → no file */
+    job j2 = {.url = path, .count = 2, .numel = 64};
+    writer_main(&j2);
+    SF_CHECK_MSG(j2.st == SF_OK, "%s", j2.msg);
+    sf_wire *r = NULL;
+    const void *pl;
+    SF_CHECK_OK(sf_wire_open_reader(path, &r, &err), &err);
+    for (int k = 0; k < 3 && r; k++) {
+        SF_CHECK_OK(sf_wire_recv(r, &g_m, &pl, &err), &err);
+        SF_CHECK(k < 2 ? g_m.type == SF_WIRE_TENSOR && ((const float *)pl)[5] == val(k, 5) : g_m.type == SF_WIRE_END);
+    }
+    SF_CHECK_OK(sf_wire_recv(r, &g_m, &pl, &err), &err); /* end is sticky */
+    SF_CHECK(g_m.type == SF_WIRE_END);
+    sf_wire_close(&r, &err);
+    unlink(path);
+}
+
+static void test_zmq_ipc(void) {
+    char url[128];
+    snprintf(url, sizeof url, "ipc:///tmp/sf-test-wire-%d.sock", (int)getpid());
+    job j = {.url = url, .count = 6, .numel = 1 << 20}; /* 4 MiB messages */
+    sf_err err = {{0}};
+    sf_status st = run_pair(url, &j, 0, &err);
+    SF_CHECK_MSG(st == SF_OK && g_m.type == SF_WIRE_END, "%s", err.msg);
+    SF_CHECK_MSG(j.st == SF_OK, "writer: %s", j.msg);
+    /* the writer vanishes without end */
+    job j2 = {.url = url, .count = 1, .numel = 64, .no_end = 1};
+    st = run_pair(url, &j2, 0, &err);
+    SF_CHECK_MSG(st == SF_E_IO && strstr(err.msg, "upstream closed without end-of-stream"), "%s", err.msg);
+    /* an upstream error */
+    job j3 = {.url = url, .count = 1, .numel = 64, .error = 1};
+    st = run_pair(url, &j3, 0, &err);
+    SF_CHECK_MSG(st == SF_E_STOPPED && strstr(err.msg, "boom"), "%s", err.msg);
+    char path[128];
+    snprintf(path, sizeof path, "/tmp/sf-test-wire-%d.sock", (int)getpid());
+    unlink(path);
+}
+
+static void test_zmq_tcp(void) {
+    sf_err err = {{0}};
+    sf_status st = SF_E_IO;
+    for (int attempt = 0; attempt < 5 && st == SF_E_IO; attempt++) {
+        char url[64];
+        snprintf(url, sizeof url, "tcp://127.0.0.1:%d", 20000 + (int)((getpid() * 7 + attempt * 7919) % 40000));
+        job j = {.url = url, .count = 3, .numel = 100000};
+        st = run_pair(url, &j, 0, &err);
+        if (st == SF_OK) SF_CHECK_MSG(j.st == SF_OK && g_m.type == SF_WIRE_END, "writer: %s", j.msg);
+    }
+    SF_CHECK_MSG(st == SF_OK, "%s", err.msg);
+}
+
+static void test_shm_ring(void) {
+    sf_err err = {{0}};
+    char url[128];
+    /* 2 slots of 1 MiB, 7 messages of 512 KiB: the writer must wait for the reader */
+    snprintf(url, sizeof url, "shm://sftest%d?slots=2&slot_mb=1", (int)getpid());
+    job j = {.url = url, .count = 7, .numel = 1 << 17};
+    sf_status st = run_pair(url, &j, 300, &err);
+    SF_CHECK_MSG(st == SF_OK && g_m.type == SF_WIRE_END, "%s", err.msg);
+    SF_CHECK_MSG(j.st == SF_OK, "writer: %s", j.msg);
+    /* payloads larger than a slot travel inline */
+    job j2 = {.url = url, .count = 2, .numel = 1 << 19};
+    st = run_pair(url, &j2, 0, &err);
+    SF_CHECK_MSG(st == SF_OK && g_m.type == SF_WIRE_END && j2.st == SF_OK, "%s / %s", err.msg, j2.msg);
+    /* sized on first use */
+    snprintf(url, sizeof url, "shm://sftest%d", (int)getpid());
+    job j3 = {.url = url, .count = 9, .numel = 300000};
+    st = run_pair(url, &j3, 0, &err);
+    SF_CHECK_MSG(st == SF_OK && g_m.type == SF_WIRE_END && j3.st == SF_OK, "%s / %s", err.msg, j3.msg);
+    /* nothing left behind in /dev/shm */
+    char seg[128];
+    snprintf(seg, sizeof seg, "/dev/shm/sf-sftest%d-%d-0", (int)getpid(), (int)getpid());
+    SF_CHECK(access(seg, F_OK) != 0);
+}
+
+static void test_bad_urls(void) {
+    sf_err err;
+    sf_wire *w = NULL;
+    SF_CHECK(sf_wire_open_reader("foo://x", &w, &err) == SF_E_ARG && !w);
+    SF_CHECK(sf_wire_open_reader("fd:abc", &w, &err) == SF_E_ARG);
+    SF_CHECK(sf_wire_open_reader("shm://bad/name", &w, &err) == SF_E_ARG);
+    SF_CHECK(sf_wire_open_reader("shm://x?slots=0", &w, &err) == SF_E_ARG);
+    SF_CHECK(sf_wire_open_reader("/nonexistent/dir/file", &w, &err) == SF_E_NOTFOUND);
+    SF_CHECK(sf_wire_open_writer("/nonexistent/dir/file", &w, &err) == SF_E_IO);
+}
+
+/* SIGTERM wakes a receiver blocked on an empty pipe (child process: the flag is sticky). */
+static void test_sigterm_stops_recv(void) {
+    int p[2];
+    SF_CHECK(pipe(p) == 0);
+    pid_t pid = fork();
+    if (pid == 0) {
+        sf_err err;
+        close(p[1]);
+        sf_wire *r = NULL;
+        char url[32];
+        snprintf(url, sizeof url, "fd:%d", p[0]);
+        if (sf_wire_install_signals(&err) || sf_wire_open_reader(url, &r, &err)) _exit(3);
+        const void *pl;
+        sf_status st = sf_wire_recv(r, &g_m, &pl, &err);
+        _exit(st == SF_E_STOPPED && strstr(err.msg, "signal") ? 0 : 4);
+    }
+    sleep_ms(150);
+    double t0 = sf_now();
+    kill(pid, SIGTERM);
+    int status = -1;
+    while (waitpid(pid, &status, WNOHANG) == 0 && sf_now() - t0 < 5) sleep_ms(5);
+    SF_CHECK_MSG(WIFEXITED(status) && WEXITSTATUS(status) == 0, "child status %d", status);
+    SF_CHECK_MSG(sf_now() - t0 < 1.0, "stop took %.2f s", sf_now() - t0);
+    close(p[0]);
+    close(p[1]);
+}
+
+static const sf_test tests[] = {
+    {"roundtrip_meta", test_roundtrip_meta},
+    {"malformed", test_malformed},
+    {"pipe", test_pipe},
+    {"pipe_eof_and_error", test_pipe_eof_and_error},
+    {"file_atomic", test_file_atomic},
+    {"zmq_ipc", test_zmq_ipc},
+    {"zmq_tcp", test_zmq_tcp},
+    {"shm_ring", test_shm_ring},
+    {"bad_urls", test_bad_urls},
+    {"sigterm_stops_recv", test_sigterm_stops_recv},
+};
+SF_TEST_MAIN(tests)
