@@ -1,0 +1,46 @@
+/* encode.h — sf-encode's per-prompt pipeline: tokenize → cache lookup → (lazy) umT5 → cache store.
+ *
+ * Mirrors the reference's WanTextEncoder.forward (utils/wan_wrapper.py) for one prompt, plus
+ * the embedding cache. The encoder weights are opened only on the first cache miss, so a run
+ * whose prompts are all cached never opens them. Tested by tests/bats/sf-encode.bats. */
+#ifndef SF_ENCODE_H
+#define SF_ENCODE_H
+
+#include "stages/encode/t5.h"
+#include "stages/encode/tokenizer.h"
+
+typedef struct sf_encoder {
+    char tok_path[4096], weights_path[4096], cache_dir[4096];
+    int use_cache;              /* 0: --no-cache */
+    int nthreads;
+    sf_tokenizer *tok;          /* owned */
+    sf_t5 *t5;                  /* owned; NULL until the first cache miss */
+    char tok_hex[65];           /* SHA-256 of spiece.model */
+    char weights_id[4300];      /* sf_cache_weights_identity, computed on first use */
+} sf_encoder;
+
+/* One encoded prompt. emb: (seq_len, dim) f32 (rows ≥ n_tokens are 0); ids, mask: (seq_len). */
+typedef struct sf_encoded {
+    float *emb;
+    int64_t *ids, *mask;
+    int64_t seq_len, dim, n_tokens;
+    char *cleaned;
+    char key[65];
+    int from_cache;
+} sf_encoded;
+void sf_encoded_free(sf_encoded *e);
+
+/* Load the tokenizer (and hash it). cache_dir NULL or "" with use_cache = 0 is fine. */
+sf_status sf_encoder_init(sf_encoder *enc, const char *tok_path, const char *weights_path, const char *cache_dir,
+                          int use_cache, int nthreads, sf_err *err);
+void sf_encoder_free(sf_encoder *enc);
+
+/* Tokenize only: ids/mask (seq_len) int64 caller-provided. */
+sf_status sf_encoder_tokens(sf_encoder *enc, const char *prompt, size_t len, int64_t seq_len, int64_t *ids,
+                            int64_t *mask, int64_t *n_tokens, sf_err *err);
+
+/* Full pipeline for one prompt (prompt: len bytes, need not be NUL-terminated). */
+sf_status sf_encoder_run(sf_encoder *enc, const char *prompt, size_t len, int64_t seq_len, sf_encoded *out,
+                         sf_err *err);
+
+#endif
