@@ -68,9 +68,9 @@ static sf_status ensure_init(run *r, int64_t C, int64_t h, int64_t w, sf_err *er
         return sf_fail(err, SF_E_SHAPE, "latents have %lld channels but the VAE expects %lld", (long long)C,
                        (long long)r->vae->cfg.z_dim);
     int64_t H = h << r->vae->cfg.n_up, W = w << r->vae->cfg.n_up;
+    if (r->out_path && (s = sf_video_open(r->out_path, (int)W, (int)H, r->fps, &r->vw, err)) != SF_OK) return s;
     sf_info("VAE %s: dim %lld, %lldx%lld latents -> %lldx%lld frames, %d threads", r->vae_path,
             (long long)r->vae->cfg.dim, (long long)h, (long long)w, (long long)W, (long long)H, r->vae->cfg.threads);
-    if (r->out_path && (s = sf_video_open(r->out_path, (int)W, (int)H, r->fps, &r->vw, err)) != SF_OK) return s;
     return SF_OK;
 }
 

@@ -1,0 +1,161 @@
+#!/usr/bin/env bats
+# sf-decode: golden latents → y4m / mp4 / PNG frames / --save-video; wire input; bad input.
+# Golden data: tests/golden/expect/vae.safetensors (z [1,9,16,8,12] → video [1,33,3,64,96]).
+
+bats_require_minimum_version 1.5.0
+load '/usr/lib/bats/bats-support/load'
+load '/usr/lib/bats/bats-assert/load'
+
+setup() {
+    G="${SF_GOLDEN:-$BATS_TEST_DIRNAME/../golden}"
+    VAE="$G/model/Wan2.1_VAE.pth"
+    LAT="$G/expect/vae.safetensors:z"
+    T="$BATS_TEST_TMPDIR/o"
+    mkdir -p "$T"
+    export SF_LOG_LEVEL=warn
+}
+
+probe() { # FILE → "width,height,rate,frames"
+    ffprobe -v error -count_frames -select_streams v:0 \
+        -show_entries stream=width,height,r_frame_rate,nb_read_frames -of csv=p=0 "$1"
+}
+
+@test "golden latents → y4m that ffprobe reads: 33 frames, 96x64, 16 fps, 4:4:4 full range" {
+    command -v ffprobe >/dev/null || skip "ffprobe not installed (apt-get install ffmpeg)"
+    run -0 sf-decode --latents "$LAT" --vae "$VAE" -o "$T/a.y4m" --threads 2
+    run -0 probe "$T/a.y4m"
+    assert_output "96,64,16/1,33"
+    run -0 ffprobe -v error -show_entries stream=pix_fmt,color_range -of csv=p=0 "$T/a.y4m"
+    assert_output "yuv444p,pc"
+    head -c 64 "$T/a.y4m" | grep -q '^YUV4MPEG2 W96 H64 F16:1 Ip A1:1 C444 XCOLORRANGE=FULL'
+    [ -z "$(ls "$T" | grep tmp)" ]
+}
+
+@test "--fps changes the frame rate; --underscore_form flags work" {
+    command -v ffprobe >/dev/null || skip "ffprobe not installed (apt-get install ffmpeg)"
+    run -0 sf-decode --latents "$LAT" --vae "$VAE" --output "$T/b.y4m" --fps 24 --log_level error
+    run -0 probe "$T/b.y4m"
+    assert_output "96,64,24/1,33"
+}
+
+@test "mp4 through ffmpeg: 33 frames, 96x64, 16 fps" {
+    command -v ffmpeg >/dev/null || skip "ffmpeg not on PATH (CI installs the Debian package ffmpeg)"
+    run -0 sf-decode --latents "$LAT" --vae "$VAE" -o "$T/c.mp4"
+    run -0 probe "$T/c.mp4"
+    assert_output "96,64,16/1,33"
+    [ "$(ls "$T")" = "c.mp4" ]
+}
+
+@test "mp4 without ffmpeg on PATH: one-line error naming the package, no file" {
+    mkdir -p "$T/bin"
+    run -1 --separate-stderr env PATH="$T/bin" "$(command -v sf-decode)" --latents "$LAT" --vae "$VAE" -o "$T/d.mp4"
+    [ "${#stderr_lines[@]}" -eq 1 ]
+    [[ "$stderr" == *"apt-get install ffmpeg"* ]]
+    [ ! -e "$T/d.mp4" ] && [ "$(ls "$T")" = "bin" ]
+}
+
+@test "--save-video equals the golden video within 1e-4" {
+    run -0 sf-decode --latents "$LAT" --vae "$VAE" --save-video "$T/v.safetensors"
+    run sf-tensor diff "$T/v.safetensors" "$G/expect/vae.safetensors" --rtol 1e-4 --atol 1e-4
+    assert_line --regexp '^video	.*	ok$'
+    run -0 sf-tensor ls "$T/v.safetensors"
+    assert_output --partial "[1, 33, 3, 64, 96]"
+}
+
+@test "PNG folder: 33 RGB frames, atomic (no temp folder left)" {
+    run -0 sf-decode --latents "$LAT" --vae "$VAE" -o "$T/frames/"
+    [ "$(ls "$T/frames" | wc -l)" -eq 33 ]
+    [ -f "$T/frames/frame_00000.png" ] && [ -f "$T/frames/frame_00032.png" ]
+    [ "$(ls "$T")" = "frames" ]
+    if command -v ffprobe >/dev/null; then
+        run -0 ffprobe -v error -show_entries stream=width,height,pix_fmt -of csv=p=0 "$T/frames/frame_00007.png"
+        assert_output "96,64,rgb24"
+    fi
+}
+
+@test "--model-dir and SF_MODEL_DIR find Wan2.1_VAE.pth" {
+    run -0 sf-decode --latents "$LAT" --model-dir "$G/model" -o "$T/e.y4m"
+    SF_MODEL_DIR="$G/model" run -0 sf-decode --latents "$LAT" -o "$T/f.y4m"
+    cmp "$T/e.y4m" "$T/f.y4m"
+}
+
+@test "wire stream on --in (file transport) decodes like --latents" {
+    # Hand-made SFT1 stream: z [1,9,16,8,12] from the golden file as 3 'latents' blocks + end.
+    local hdr off0 off1
+    hdr=$(head -c 8 "$G/expect/vae.safetensors" | od -An -tu8 | tr -d ' ')
+    off0=$(head -c $((8 + hdr)) "$G/expect/vae.safetensors" | tail -c "$hdr" |
+        grep -o '"z":{[^}]*}' | grep -o 'data_offsets":\[[0-9]*,[0-9]*' | grep -o '[0-9]*,[0-9]*')
+    off1=${off0#*,}; off0=${off0%,*}
+    [ $((off1 - off0)) -eq 55296 ]
+    {
+        # three blocks of 3 latent frames, as sf-denoise streams them:
+        # header {v:1, type:"tensor", name:"latents", dtype:"f32", shape:[1,3,16,8,12]} (msgpack)
+        for b in 0 1 2; do
+            printf 'SFT1\x33\x00\x00\x00'
+            printf '\x85\xa1v\x01\xa4type\xa6tensor\xa4name\xa7latents\xa5dtype\xa3f32\xa5shape\x95\x01\x03\x10\x08\x0c'
+            printf '\x00\x48\x00\x00\x00\x00\x00\x00'
+            tail -c +$((9 + hdr + off0 + b * 18432)) "$G/expect/vae.safetensors" | head -c 18432
+        done
+        printf 'SFT1\x0d\x00\x00\x00\x82\xa1v\x01\xa4type\xa3end\x00\x00\x00\x00\x00\x00\x00\x00'
+    } >"$T/z.sft"
+    run -0 sf-decode --in "$T/z.sft" --vae "$VAE" -o "$T/w.y4m"
+    run -0 sf-decode --latents "$LAT" --vae "$VAE" -o "$T/l.y4m"
+    cmp "$T/w.y4m" "$T/l.y4m"
+}
+
+@test "latents with the wrong channel count: one-line error, exit 1, no output" {
+    # safetensors with latents [1, 1, 8, 8, 12] f32 (zeros)
+    local h='{"latents":{"dtype":"F32","shape":[1,1,8,8,12],"data_offsets":[0,3072]}}'
+    while [ $(((${#h} % 8))) -ne 0 ]; do h="$h "; done
+    { printf "\\x$(printf %02x ${#h})\\x00\\x00\\x00\\x00\\x00\\x00\\x00"; printf '%s' "$h"; head -c 3072 /dev/zero; } >"$T/bad.safetensors"
+    mkdir "$T/out"
+    run -1 --separate-stderr sf-decode --latents "$T/bad.safetensors" --vae "$VAE" -o "$T/out/x.y4m" --save-video "$T/out/v.safetensors"
+    [ "${#stderr_lines[@]}" -eq 1 ]
+    [[ "$stderr" == *"latents have 8 channels but the VAE expects 16"* ]]
+    [ -z "$(ls "$T/out")" ]
+}
+
+@test "VAE file missing a tensor: one-line error naming it, exit 1, no output" {
+    sf-tensor convert "$VAE" "$T/vae.safetensors"
+    # rename one key inside the JSON header (same length, offsets unchanged)
+    local hdr
+    hdr=$(head -c 8 "$T/vae.safetensors" | od -An -tu8 | tr -d ' ')
+    {
+        head -c $((8 + hdr)) "$T/vae.safetensors" | sed 's/decoder\.middle\.0\.residual\.6\.weight/decoder.middle.0.residual.6.weighX/'
+        tail -c +$((9 + hdr)) "$T/vae.safetensors"
+    } >"$T/vae_missing.safetensors"
+    [ "$(stat -c %s "$T/vae.safetensors")" -eq "$(stat -c %s "$T/vae_missing.safetensors")" ]
+    mkdir "$T/out"
+    run -1 --separate-stderr sf-decode --latents "$LAT" --vae "$T/vae_missing.safetensors" -o "$T/out/x.y4m"
+    [ "${#stderr_lines[@]}" -eq 1 ]
+    [[ "$stderr" == *"missing tensor decoder.middle.0.residual.6.weight"* ]]
+    [ -z "$(ls "$T/out")" ]
+    run -1 --separate-stderr sf-decode --latents "$LAT" --vae "$T/nonexistent.pth" -o "$T/out/x.y4m"
+    [ "${#stderr_lines[@]}" -eq 1 ]
+}
+
+@test "unwritable output path: one-line error, exit 1, no partial file" {
+    run -1 --separate-stderr sf-decode --latents "$LAT" --vae "$VAE" -o "$T/no/such/dir/x.y4m"
+    [ "${#stderr_lines[@]}" -eq 1 ]
+    [[ "$stderr" == *"cannot write"* ]]
+    run -1 --separate-stderr sf-decode --latents "$LAT" --vae "$VAE" --save-video "$T/no/such/v.safetensors"
+    [ "${#stderr_lines[@]}" -eq 1 ]
+    mkdir -p "$T/full" && touch "$T/full/x"
+    run -1 --separate-stderr sf-decode --latents "$LAT" --vae "$VAE" -o "$T/full/"
+    [[ "$stderr" == *"not empty"* ]]
+    [ "$(ls "$T/full")" = "x" ] && [ -z "$(ls "$T" | grep tmp)" ]
+}
+
+@test "bad flags exit 2; unknown format and missing inputs are one-line errors" {
+    run -2 --separate-stderr sf-decode --latents "$LAT" --vae "$VAE" -o "$T/a.y4m" --fps 0
+    [ "${#stderr_lines[@]}" -eq 1 ]
+    run -2 --separate-stderr sf-decode --latents "$LAT" --vae "$VAE" -o "$T/a.avi"
+    [[ "$stderr" == *"unknown format"* ]]
+    run -2 --separate-stderr sf-decode --vae "$VAE" -o "$T/a.y4m"
+    run -2 --separate-stderr sf-decode --latents "$LAT" --vae "$VAE"
+    run -1 --separate-stderr sf-decode --latents "$G/expect/vae.safetensors:nope" --vae "$VAE" -o "$T/a.y4m"
+    [[ "$stderr" == *"no tensor named nope"* ]]
+    [ -z "$(ls "$T")" ]
+    run -0 sf-decode --help
+    assert_output --partial "--save-video"
+}
