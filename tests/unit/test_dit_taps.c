@@ -1,0 +1,209 @@
+/* test_dit_taps.c — attention taps against taps_{base,generator_ema}.safetensors: every full-logit
+ * capture taps.L<l>.b<b>.s<s> (--tap-select all), the Figure-4 selection fig4.L<l>.attn_logits
+ * (--tap-select seed), one capture by b:B,s:S, the frame aggregates (frames.* = stream.*), the
+ * .pt figure-4 layout read back with our reader, and the layer-range error.
+ * Tolerances from dit_manifest.json: f16 logits |d| <= 1e-3·|x| + 1e-3; frame aggregates rtol 1e-4
+ * (relative to the tensor's max-abs). */
+#define _POSIX_C_SOURCE 200809L
+#include "sf_test.h"
+#include "config.h"
+#include "tfile.h"
+#include "pickle.h"
+#include "stages/denoise/pipeline.h"
+#include "stages/denoise/taps.h"
+
+#include <stdio.h>
+#include <unistd.h>
+
+typedef struct fwd_ctx { sf_taps *t; } fwd_ctx;
+static void on_fwd(void *c, int b, int s, int64_t start, int F) {
+    (void)F;
+    sf_taps_on_forward(((fwd_ctx *)c)->t, b, s, start);
+}
+
+/* Run the golden pipeline of `mode` with taps configured; returns the golden taps file. */
+static void run_taps(const char *mode, const char *ckpt_key, sf_taps *taps) {
+    char p[1024];
+    sf_err err = {{0}};
+    sf_dit_config cfg;
+    sf_tfile *base = NULL, *ck = NULL, *g = NULL;
+    snprintf(p, sizeof p, "%s/model/config.json", sf_test_golden());
+    SF_CHECK_OK(sf_dit_config_load(p, &cfg, &err), &err);
+    snprintf(p, sizeof p, "%s/model/diffusion_pytorch_model.safetensors", sf_test_golden());
+    SF_CHECK_OK(sf_tfile_open(p, &base, &err), &err);
+    if (ckpt_key) {
+        snprintf(p, sizeof p, "%s/checkpoints/tiny_dmd.pt", sf_test_golden());
+        SF_CHECK_OK(sf_tfile_open(p, &ck, &err), &err);
+    }
+    snprintf(p, sizeof p, "%s/expect/dit_pipeline_%s.safetensors", sf_test_golden(), mode);
+    SF_CHECK_OK(sf_tfile_open(p, &g, &err), &err);
+    if (!base || !g || (ckpt_key && !ck)) goto done;
+    sf_dit_weights w;
+    SF_CHECK_OK(sf_dit_weights_load(&w, &cfg, base, ck, ckpt_key, &err), &err);
+    sf_dit_state st;
+    SF_CHECK_OK(sf_dit_state_init(&st, &w, 3, 8, 12, 9, -1, 0, 2, &err), &err);
+    const sf_tensor *pe = sf_tfile_get(g, "context.prompt_embeds");
+    float *emb = malloc(sizeof(float) * (size_t)sf_tensor_numel(pe));
+    sf_tensor_to_f32(pe, emb);
+    SF_CHECK_OK(sf_dit_set_context(&st, emb, pe->shape[1], &err), &err);
+    sf_scheduler sc;
+    SF_CHECK_OK(sf_scheduler_init(&sc, 5.0, &err), &err);
+    sf_pipeline_cfg pc = {{0}, 4, 3, 0, 0.0f, 9, 8, 12, 16, 0, g};
+    double raw[4] = {1000, 750, 500, 250};
+    SF_CHECK_OK(sf_scheduler_steps(&sc, raw, 4, 1, pc.steps, &err), &err);
+    sf_taps_attach(taps, &st);
+    fwd_ctx fc = {taps};
+    sf_pipeline_hooks hk = {on_fwd, NULL, NULL, &fc, 0, NULL};
+    SF_CHECK_OK(sf_pipeline_run(&st, &sc, &pc, &hk, NULL, &err), &err);
+    free(emb);
+    sf_dit_state_free(&st);
+    sf_dit_weights_free(&w);
+done:
+    sf_tfile_destroy(&g);
+    sf_tfile_destroy(&ck);
+    sf_tfile_destroy(&base);
+}
+
+static sf_tfile *open_expect(const char *file) {
+    char p[1024];
+    sf_err err = {{0}};
+    sf_tfile *g = NULL;
+    snprintf(p, sizeof p, "%s/expect/%s", sf_test_golden(), file);
+    SF_CHECK_OK(sf_tfile_open(p, &g, &err), &err);
+    return g;
+}
+
+/* Compare a capture with golden tensor `gname`. kind 0: f16 logits; 1: frame aggregates. */
+static void cmp_cap(const sf_tfile *g, const char *gname, const sf_tap_capture *c, int kind) {
+    const sf_tensor *ref = sf_tfile_get(g, gname);
+    SF_CHECK_MSG(ref != NULL, "golden %s missing", gname);
+    if (!ref) return;
+    int64_t n = sf_tensor_numel(ref);
+    int64_t mine = kind ? (int64_t)c->heads * (c->Lq / c->frame_tokens) * (c->Lk / c->frame_tokens)
+                        : (int64_t)c->heads * c->Lq * c->Lk;
+    SF_CHECK_MSG(n == mine, "%s: %lld elements vs %lld", gname, (long long)n, (long long)mine);
+    if (n != mine) return;
+    float *r = malloc(sizeof(float) * (size_t)n), *got = malloc(sizeof(float) * (size_t)n);
+    sf_tensor_to_f32(ref, r);
+    for (int64_t i = 0; i < n; i++) got[i] = kind ? c->frames[i] : sf_f16_to_f32(c->logits[i]);
+    if (kind) sf_test_allclose(gname, got, r, (size_t)n, 0, 1e-4 * sf_test_maxabs(r, (size_t)n));
+    else sf_test_allclose(gname, got, r, (size_t)n, 1e-3, 1e-3);
+    free(r);
+    free(got);
+}
+
+static void check_all(const char *mode, const char *key, const char *gfile) {
+    sf_err err = {{0}};
+    sf_taps t;
+    int layers[2] = {0, 2};
+    SF_CHECK_OK(sf_taps_init(&t, SF_TAP_LOGITS, SF_TAP_SEL_ALL, 0, 0, layers, 2, 3, &err), &err);
+    run_taps(mode, key, &t);
+    SF_CHECK_MSG(t.n_caps == 30, "%zu captures", t.n_caps);
+    sf_tfile *g = open_expect(gfile);
+    for (size_t i = 0; g && i < t.n_caps; i++) {
+        char nm[64];
+        snprintf(nm, sizeof nm, "taps.L%d.b%d.s%d", t.caps[i].layer, t.caps[i].block, t.caps[i].step);
+        cmp_cap(g, nm, &t.caps[i], 0);
+    }
+    sf_tfile_destroy(&g);
+    sf_taps_free(&t);
+}
+
+static void test_logits_all_base(void) { check_all("base", NULL, "taps_base.safetensors"); }
+static void test_logits_all_ema(void) { check_all("generator_ema", "generator_ema", "taps_generator_ema.safetensors"); }
+
+static void test_seed_and_pt(void) {
+    sf_err err = {{0}};
+    sf_taps t;
+    int layers[2] = {2, 0};
+    SF_CHECK_OK(sf_taps_init(&t, SF_TAP_LOGITS, SF_TAP_SEL_SEED, 0, 0, layers, 2, 3, &err), &err);
+    run_taps("base", NULL, &t);
+    SF_CHECK(t.n_caps == 2);
+    sf_tfile *g = open_expect("taps_base.safetensors");
+    for (size_t i = 0; g && i < t.n_caps; i++) {
+        SF_CHECK(t.caps[i].block == 2 && t.caps[i].step == 0 && t.caps[i].Lk == 216);
+        char nm[64];
+        snprintf(nm, sizeof nm, "fig4.L%d.attn_logits", t.caps[i].layer);
+        cmp_cap(g, nm, &t.caps[i], 0);
+    }
+    /* the figure-4 .pt layout, read back with our torch reader */
+    char path[256];
+    snprintf(path, sizeof path, "/tmp/sf_test_taps_%d.pt", (int)getpid());
+    sf_taps_meta meta = {"a prompt", 9, 3};
+    SF_CHECK_OK(sf_taps_write(&t, path, &meta, &err), &err);
+    sf_tfile *pt = NULL;
+    SF_CHECK_OK(sf_tfile_open(path, &pt, &err), &err);
+    if (pt) {
+        const sf_tensor *l0 = sf_tfile_get(pt, "attention_weights/0/attn_logits");
+        SF_CHECK(l0 && l0->dtype == SF_F16 && l0->ndim == 4 && l0->shape[1] == 2 && l0->shape[2] == 72 &&
+                 l0->shape[3] == 216);
+        const sf_tensor *ref = g ? sf_tfile_get(g, "fig4.L0.attn_logits") : NULL;
+        if (l0 && ref) {
+            /* layer 0 comes first (ascending), whatever order was requested */
+            float a = sf_f16_to_f32(((uint16_t *)l0->data)[5]), b = (float)sf_tensor_get(ref, 5);
+            SF_CHECK(fabsf(a - b) <= 1e-3f * fabsf(b) + 1e-3f);
+        }
+        sf_py *root = pt->root;
+        SF_CHECK(root && sf_py_dict_get(root, "query_frames") && sf_py_dict_get(root, "key_frames"));
+        sf_py *qf = root ? sf_py_dict_get(root, "query_frames") : NULL;
+        SF_CHECK(qf && qf->n == 3 && qf->items[0]->i == 6);
+        sf_py *cm = root ? sf_py_dict_get(root, "capture_method") : NULL;
+        SF_CHECK(cm && cm->s && !strcmp(cm->s, "native_inference_capture"));
+        sf_tfile_destroy(&pt);
+    }
+    unlink(path);
+    sf_tfile_destroy(&g);
+    sf_taps_free(&t);
+}
+
+static void test_select_one(void) {
+    sf_err err = {{0}};
+    sf_taps t;
+    int layers[1] = {2};
+    sf_tap_sel sel;
+    int b, s;
+    SF_CHECK_OK(sf_taps_parse_select("b:1,s:4", &sel, &b, &s, &err), &err);
+    SF_CHECK(sf_taps_parse_select("b:1", &sel, &b, &s, &err) == SF_E_ARG);
+    SF_CHECK_OK(sf_taps_init(&t, SF_TAP_LOGITS, SF_TAP_SEL_ONE, 1, 4, layers, 1, 3, &err), &err);
+    run_taps("base", NULL, &t);
+    SF_CHECK(t.n_caps == 1);
+    sf_tfile *g = open_expect("taps_base.safetensors");
+    if (g && t.n_caps == 1) cmp_cap(g, "taps.L2.b1.s4", &t.caps[0], 0);
+    sf_tfile_destroy(&g);
+    sf_taps_free(&t);
+}
+
+static void test_frames(void) {
+    sf_err err = {{0}};
+    sf_taps t;
+    int layers[2] = {0, 2};
+    SF_CHECK_OK(sf_taps_init(&t, SF_TAP_FRAMES, SF_TAP_SEL_SEED, 0, 0, layers, 2, 3, &err), &err);
+    run_taps("base", NULL, &t);
+    SF_CHECK_MSG(t.n_caps == 30, "%zu captures", t.n_caps);
+    sf_tfile *g = open_expect("taps_base.safetensors");
+    for (size_t i = 0; g && i < t.n_caps; i++) {
+        char nm[64];
+        snprintf(nm, sizeof nm, "stream.L%d.b%d.s%d", t.caps[i].layer, t.caps[i].block, t.caps[i].step);
+        cmp_cap(g, nm, &t.caps[i], 1);
+    }
+    sf_tfile_destroy(&g);
+    sf_taps_free(&t);
+}
+
+static void test_layer_range(void) {
+    sf_err err = {{0}};
+    sf_taps t;
+    int layers[2] = {0, 3};
+    SF_CHECK(sf_taps_init(&t, SF_TAP_LOGITS, SF_TAP_SEL_SEED, 0, 0, layers, 2, 3, &err) == SF_E_ARG);
+    SF_CHECK(strstr(err.msg, "layer 3 out of range") != NULL);
+}
+
+static const sf_test tests[] = {
+    {"logits_all_base", test_logits_all_base},
+    {"logits_all_ema", test_logits_all_ema},
+    {"seed_and_pt", test_seed_and_pt},
+    {"select_one", test_select_one},
+    {"frames", test_frames},
+    {"layer_range", test_layer_range},
+};
+SF_TEST_MAIN(tests)
