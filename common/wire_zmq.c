@@ -2,7 +2,7 @@
  * format (DESIGN.md §4; frame spec at the top of wire.h).
  *
  * ZeroMQ: PUSH → PULL, one multipart message per wire message, high-water mark 2 so a slow
- * reader applies back-pressure. Sends are zero-copy (zmq_msg_init_data on the caller's
+ * reader applies back-pressure. Payloads over 64 KiB are sent zero-copy (zmq_msg_init_data on the caller's
  * payload); sf_wire_send waits until ZeroMQ frees the frame (it was written to the socket), so
  * the caller may reuse the buffer on return. A socket monitor tells a reader that every
  * writer disconnected ("upstream closed without end-of-stream").
@@ -27,6 +27,7 @@
 #include <unistd.h>
 
 #define ZHWM 2
+#define ZCOPY_MIN 65536 /* payloads up to this many bytes are copied, not zero-copy */
 #define SHM_CTL_BYTES 4096u
 #define SHM_MAGIC 0x53464d31u /* "SFM1" */
 #define SHM_MAX_MAPS 8
@@ -45,11 +46,6 @@ static void zfree_signal(void *data, void *hint) {
     atomic_fetch_sub(&w->zpending, 1);
     ssize_t r = write(w->zfree_pipe[1], "x", 1);
     (void)r;
-}
-
-static void zfree_header(void *data, void *hint) {
-    free(data);
-    zfree_signal(NULL, hint);
 }
 
 /* Tear the ZeroMQ side down at once (linger 0): pending frames are dropped and freed. */
@@ -164,10 +160,16 @@ static sf_status zsend_parts(sf_wire *w, void *hdr, size_t hlen, const void *con
     zmq_msg_t parts[4];
     int built = 0, sent = 0;
     sf_status st = SF_OK;
-    atomic_fetch_add(&w->zpending, 1);
-    zmq_msg_init_data(&parts[built++], hdr, hlen, zfree_header, w);
+    /* The header and small payloads are copied (waiting for a free callback would cost more
+     * than the copy); large payloads go zero-copy. */
+    zmq_msg_init_size(&parts[built], hlen);
+    memcpy(zmq_msg_data(&parts[built++]), hdr, hlen);
+    free(hdr);
     for (int i = 0; i < n; i++) {
-        if (lens[i]) {
+        if (lens[i] && lens[i] <= ZCOPY_MIN) {
+            zmq_msg_init_size(&parts[built], lens[i]);
+            memcpy(zmq_msg_data(&parts[built++]), bufs[i], lens[i]);
+        } else if (lens[i]) {
             atomic_fetch_add(&w->zpending, 1);
             zmq_msg_init_data(&parts[built++], (void *)bufs[i], lens[i], zfree_signal, w);
         } else {
