@@ -1,0 +1,174 @@
+#!/usr/bin/env bats
+# sf-wire: tensors through a shell pipe, tcp / ipc / shm between separately started processes,
+# upstream errors, EOF without end, malformed streams, SIGTERM on a blocked receiver.
+bats_require_minimum_version 1.5.0
+load '/usr/lib/bats/bats-support/load'
+load '/usr/lib/bats/bats-assert/load'
+
+setup() {
+    G="${SF_GOLDEN:-$BATS_TEST_DIRNAME/../golden}"
+    T="$BATS_TEST_TMPDIR"
+    F="$G/expect/vae.safetensors"        # 10 f32 + 1 u8 tensors, 3.3 MB
+    F2="$G/expect/dit_pipeline_base.safetensors" # f32 + i64
+    PORT=$((20000 + (RANDOM * 7 + BATS_TEST_NUMBER * 101) % 40000))
+    PIDS=()
+}
+
+teardown() {
+    for p in "${PIDS[@]}"; do kill -9 "$p" 2>/dev/null || true; done
+    rm -f "/tmp/sf-shm-sfbats$$"*.ctl 2>/dev/null || true
+}
+
+# one line "sf-wire: error: ..." on stderr
+assert_one_error_line() {
+    assert_equal "$(printf '%s\n' "$stderr" | wc -l)" 1
+    assert_regex "$stderr" '^sf-wire: error: '
+}
+
+# wait up to $2 seconds for PID $1 to exit; fails when it is still running
+wait_gone() {
+    local i
+    for ((i = 0; i < $2 * 20; i++)); do
+        kill -0 "$1" 2>/dev/null || return 0
+        sleep 0.05
+    done
+    return 1
+}
+
+@test "shell pipe: send | recv --save reproduces the file" {
+    run bash -c "sf-wire send - --from '$F' | sf-wire recv - --save '$T/out.safetensors'"
+    assert_success
+    run sf-tensor diff "$F" "$T/out.safetensors"
+    assert_success
+    assert_output --partial "11 compared, 0 mismatched"
+}
+
+@test "cat prints one header line per message, meta included" {
+    run --separate-stderr bash -c "sf-wire send - --from '$F' --name z video --meta block=2 prompt='a red fox' | sf-wire cat -"
+    assert_success
+    assert_equal "${#lines[@]}" 3
+    assert_regex "${lines[0]}" '^tensor z f32 \[[0-9, ]+\] \{block: 2, prompt: "a red fox"\}$'
+    assert_regex "${lines[1]}" '^tensor video f32 \['
+    assert_equal "${lines[2]}" "end -"
+}
+
+@test "tcp: receiver and sender as separate processes" {
+    sf-wire recv "tcp://127.0.0.1:$PORT" --save "$T/tcp.safetensors" 3>&- &
+    PIDS+=($!)
+    run sf-wire send --from "$F2" "tcp://127.0.0.1:$PORT"
+    assert_success
+    wait "${PIDS[0]}"
+    run sf-tensor diff "$F2" "$T/tcp.safetensors"
+    assert_success
+    assert_output --partial "0 mismatched"
+}
+
+@test "ipc: the sender may start before the receiver" {
+    sf-wire send --from "$F" "ipc://$T/s.sock" 3>&- &
+    PIDS+=($!)
+    sleep 0.3
+    run sf-wire recv "ipc://$T/s.sock" --save "$T/ipc.safetensors"
+    assert_success
+    wait "${PIDS[0]}"
+    run sf-tensor diff "$F" "$T/ipc.safetensors"
+    assert_success
+}
+
+@test "shm: a ring smaller than the stream, separate processes" {
+    local url="shm://sfbats$$-$BATS_TEST_NUMBER?slots=2&slot_mb=1"
+    sf-wire recv "$url" --save "$T/shm.safetensors" 3>&- &
+    PIDS+=($!)
+    run sf-wire send --from "$F2" "$url"
+    assert_success
+    wait "${PIDS[0]}"
+    run sf-tensor diff "$F2" "$T/shm.safetensors"
+    assert_success
+    assert_output --partial "0 mismatched"
+    run bash -c "ls /dev/shm | grep -c 'sf-sfbats$$-$BATS_TEST_NUMBER-'"
+    assert_output 0
+}
+
+@test "an upstream error propagates: exit 1 with its text" {
+    run --separate-stderr bash -c "sf-wire send - --from '$F' --error 'encoder exploded' | sf-wire recv - --save '$T/e.safetensors'"
+    assert_failure 1
+    assert_one_error_line
+    assert_regex "$stderr" 'upstream error: encoder exploded'
+    [ ! -e "$T/e.safetensors" ]
+    # the same over tcp
+    sf-wire send --error "denoiser died" "tcp://127.0.0.1:$PORT" 3>&- &
+    PIDS+=($!)
+    run --separate-stderr sf-wire cat "tcp://127.0.0.1:$PORT"
+    assert_failure 1
+    assert_regex "$stderr" 'upstream error: denoiser died'
+}
+
+@test "EOF without end-of-stream is an error, not a silent success" {
+    sf-wire send --from "$F" "$T/s.sft"
+    # the end message is exactly 41 bytes: 8 (magic, length) + 25 (msgpack map) + 8 (payload length)
+    head -c -41 "$T/s.sft" >"$T/noend.sft"
+    run --separate-stderr sf-wire cat "$T/noend.sft"
+    assert_failure 1
+    assert_regex "$stderr" 'upstream closed without end-of-stream'
+    assert_equal "${#lines[@]}" 11
+    run --separate-stderr sf-wire cat "$T/s.sft"
+    assert_success
+    assert_equal "${lines[11]}" "end -"
+}
+
+@test "malformed streams: one error line, exit 1" {
+    run --separate-stderr bash -c "echo hello world | sf-wire cat -"
+    assert_failure 1
+    assert_one_error_line
+    assert_regex "$stderr" 'bad magic'
+    sf-wire send --from "$F" "$T/s.sft"
+    head -c 100000 "$T/s.sft" >"$T/trunc.sft"
+    run --separate-stderr sf-wire cat "$T/trunc.sft"
+    assert_failure 1
+    assert_regex "$stderr" 'truncated'
+}
+
+@test "file output is atomic: a failed send leaves no file" {
+    run --separate-stderr sf-wire send "$T/x.sft" --from "$F" --name no_such_tensor
+    assert_failure 1
+    assert_one_error_line
+    [ ! -e "$T/x.sft" ]
+    run bash -c "ls '$T' | grep -c x.sft"
+    assert_output 0
+}
+
+@test "SIGTERM stops a blocked receiver promptly (tcp and shm)" {
+    sf-wire recv "tcp://127.0.0.1:$PORT" 3>&- 2>"$T/err1" &
+    local p1=$!
+    PIDS+=($p1)
+    sf-wire recv "shm://sfbats$$-$BATS_TEST_NUMBER" 3>&- 2>"$T/err2" &
+    local p2=$!
+    PIDS+=($p2)
+    sleep 0.5
+    kill -0 "$p1" && kill -0 "$p2" # really blocked
+    kill -TERM "$p1" "$p2"
+    wait_gone "$p1" 2
+    wait_gone "$p2" 2
+    run wait "$p1"
+    assert_failure 1
+    run cat "$T/err1" "$T/err2"
+    assert_line "sf-wire: error: interrupted by signal"
+    assert_equal "${#lines[@]}" 2
+}
+
+@test "bad usage exits 2" {
+    run --separate-stderr sf-wire frobnicate
+    assert_failure 2
+    run --separate-stderr sf-wire cat
+    assert_failure 2
+    run --separate-stderr sf-wire cat "foo://bar"
+    assert_failure 2
+    assert_regex "$stderr" 'unknown URL scheme'
+    run --separate-stderr sf-wire bench --transport carrier-pigeon
+    assert_failure 2
+}
+
+@test "bench prints throughput beside memcpy" {
+    run sf-wire bench --transport pipe --size-mb 1 --count 5
+    assert_success
+    assert_regex "$output" '^transport pipe size 1.0 MiB count 5: [0-9.]+ GB/s, [0-9.]+ ms/message; 64 B messages [0-9.]+ us/message; memcpy [0-9.]+ GB/s$'
+}
