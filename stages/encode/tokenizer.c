@@ -98,9 +98,9 @@ sf_status sf_utf8_check(const char *s, size_t len, const char *what, sf_err *err
     const unsigned char *u = (const unsigned char *)s;
     for (size_t i = 0; i < len;) {
         uint32_t cp;
-        if (u[i] == 0) return sf_fail(err, SF_E_ARG, "%s contains a NUL byte at byte offset %zu", what, i);
+        if (u[i] == 0) return sf_fail(err, SF_E_FORMAT, "%s contains a NUL byte at byte offset %zu", what, i);
         size_t k = utf8_dec(u + i, len - i, &cp);
-        if (!k) return sf_fail(err, SF_E_ARG, "%s is not valid UTF-8 (bad byte 0x%02x at offset %zu)", what, u[i], i);
+        if (!k) return sf_fail(err, SF_E_FORMAT, "%s is not valid UTF-8 (bad byte 0x%02x at offset %zu)", what, u[i], i);
         i += k;
     }
     return SF_OK;
@@ -275,7 +275,7 @@ sf_status sf_text_clean(const char *text, size_t len, char **out, size_t *out_le
     while (i < end) {
         uint32_t cp;
         size_t k = utf8_dec(u + i, end - i, &cp);
-        if (!k) { st = sf_fail(err, SF_E_ARG, "prompt: invalid UTF-8 after unescaping"); goto fail; }
+        if (!k) { st = sf_fail(err, SF_E_FORMAT, "prompt: invalid UTF-8 after unescaping"); goto fail; }
         if (is_white_space(cp) || (is_py_space(cp) && w.n == 0)) {
             pending_space = w.n > 0;
         } else {

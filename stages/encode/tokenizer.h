@@ -24,7 +24,7 @@ const sf_spiece_model *sf_tokenizer_model(const sf_tokenizer *t);
 /* Piece text of id (borrowed), NULL when out of range. */
 const char *sf_tokenizer_piece(const sf_tokenizer *t, int32_t id);
 
-/* Check that s[0..len) is valid UTF-8 without NUL bytes; SF_E_ARG with the byte offset. */
+/* Check that s[0..len) is valid UTF-8 without NUL bytes; SF_E_FORMAT with the byte offset. */
 sf_status sf_utf8_check(const char *s, size_t len, const char *what, sf_err *err);
 
 /* Python html.unescape(s) (named HTML5 references incl. the semicolon-less legacy ones,

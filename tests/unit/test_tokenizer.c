@@ -127,14 +127,14 @@ static void test_bad_input(void) {
     size_t n = 0;
     sf_err err = {{0}};
     const char bad1[] = "abc\xff";
-    SF_CHECK(sf_tokenizer_prompt(t, bad1, 4, 8, ids, mask, &n, NULL, &err) == SF_E_ARG);
+    SF_CHECK(sf_tokenizer_prompt(t, bad1, 4, 8, ids, mask, &n, NULL, &err) == SF_E_FORMAT);
     SF_CHECK(strstr(err.msg, "UTF-8") != NULL);
     const char over[] = "\xC0\xAF";  /* overlong '/' */
-    SF_CHECK(sf_tokenizer_prompt(t, over, 2, 8, ids, mask, &n, NULL, &err) == SF_E_ARG);
+    SF_CHECK(sf_tokenizer_prompt(t, over, 2, 8, ids, mask, &n, NULL, &err) == SF_E_FORMAT);
     const char sur[] = "\xED\xA0\x80"; /* surrogate */
-    SF_CHECK(sf_tokenizer_prompt(t, sur, 3, 8, ids, mask, &n, NULL, &err) == SF_E_ARG);
+    SF_CHECK(sf_tokenizer_prompt(t, sur, 3, 8, ids, mask, &n, NULL, &err) == SF_E_FORMAT);
     const char nul[] = "ab\0cd";
-    SF_CHECK(sf_tokenizer_prompt(t, nul, 5, 8, ids, mask, &n, NULL, &err) == SF_E_ARG);
+    SF_CHECK(sf_tokenizer_prompt(t, nul, 5, 8, ids, mask, &n, NULL, &err) == SF_E_FORMAT);
     SF_CHECK(strstr(err.msg, "NUL") != NULL && strstr(err.msg, "offset 2") != NULL);
     SF_CHECK(sf_tokenizer_prompt(t, "a", 1, 0, ids, mask, &n, NULL, &err) == SF_E_ARG);
     /* seq_len 1: only the eos survives; seq_len 3 keeps 2 pieces + eos */

@@ -1,0 +1,161 @@
+#!/usr/bin/env bats
+# sf-encode: golden token ids and embeddings for all 28 golden prompts, the embedding cache
+# (second run hits without loading the encoder, corrupt/truncated entries repaired, --list,
+# --no-cache), wire output, prompt sources, and bad input → one-line error, exit 1/2.
+bats_require_minimum_version 1.5.0
+load '/usr/lib/bats/bats-support/load'
+load '/usr/lib/bats/bats-assert/load'
+
+setup() {
+    G="${SF_GOLDEN:-$BATS_TEST_DIRNAME/../golden}"
+    T="$BATS_TEST_TMPDIR"
+    M="$G/model"
+    export SF_LOG_LEVEL=info
+    # the 28 golden prompts as --prompt arguments (texts contain tabs/newlines: NUL-separated)
+    python3 -c '
+import json, sys
+d = json.load(open(sys.argv[1]))
+sys.stdout.write("".join(p["text"] + "\0" for p in d["prompts"]))
+' "$G/expect/tokens.json" >"$T/prompts.nul"
+    mapfile -d '' P <"$T/prompts.nul"
+    PARGS=()
+    for p in "${P[@]}"; do PARGS+=(--prompt "$p"); done
+}
+
+assert_one_error_line() {
+    assert_equal "$(printf '%s\n' "$stderr" | wc -l)" 1
+    assert_regex "$stderr" '^sf-encode: error: '
+}
+
+@test "tokens-only: ids of all 28 golden prompts byte-exact" {
+    run --separate-stderr sf-encode --model-dir "$M" --no-cache --tokens-only "${PARGS[@]}"
+    assert_success
+    python3 -c '
+import json, sys
+d = json.load(open(sys.argv[1]))
+want = [" ".join(str(i) for i in p["ids"][:p["num_tokens"]]) for p in d["prompts"]]
+print("\n".join(want))
+' "$G/expect/tokens.json" >"$T/want.txt"
+    printf '%s\n' "$output" >"$T/got.txt"
+    run diff "$T/want.txt" "$T/got.txt"
+    assert_success
+}
+
+@test "save-embeds: all 28 prompts match t5.safetensors (emb, ids, mask)" {
+    run --separate-stderr sf-encode --model-dir "$M" --no-cache "${PARGS[@]}" --save-embeds "$T/e.safetensors"
+    assert_success
+    # |d| <= 1e-4 absolute is stricter than the manifest's 1e-4 * max|ref| (max|ref| ~ 4);
+    # ids/mask must be exact (atol 1e-4 on integers)
+    run --separate-stderr sf-tensor diff "$T/e.safetensors" "$G/expect/t5.safetensors" --atol 1e-4 --rtol 0
+    assert_regex "$output" '# 84 compared, 0 mismatched, 0 only in A'
+}
+
+@test "cache: second run hits without loading the encoder, identical output" {
+    run --separate-stderr sf-encode --model-dir "$M" --cache-dir "$T/c" --prompt "a red fox" --prompt "a dog" \
+        --save-embeds "$T/a.safetensors"
+    assert_success
+    assert_regex "$stderr" 'loading umT5 encoder'
+    run --separate-stderr sf-encode --model-dir "$M" --cache-dir "$T/c" --prompt "a red fox" --prompt "a dog" \
+        --save-embeds "$T/b.safetensors"
+    assert_success
+    refute_regex "$stderr" 'loading umT5'
+    assert_equal "$(grep -c 'cache hit .* (encoder not loaded)' <<<"$stderr")" 2
+    cmp "$T/a.safetensors" "$T/b.safetensors"
+    # the cleaned prompt is the key: extra whitespace hits the same entry
+    run --separate-stderr sf-encode --model-dir "$M" --cache-dir "$T/c" --prompt "  a   red fox " --save-embeds "$T/c1.safetensors"
+    assert_regex "$stderr" 'encoder not loaded'
+    run --separate-stderr sf-encode --cache-dir "$T/c" --list
+    assert_success
+    assert_regex "$output" '# 2 entries'
+    assert_regex "$output" '	3 tokens	\[512, 64\]	[0-9]+ bytes	a dog'
+    # another text length is another key
+    run --separate-stderr sf-encode --model-dir "$M" --cache-dir "$T/c" --prompt "a dog" --text-len 16 --save-embeds "$T/d.safetensors"
+    assert_regex "$stderr" 'loading umT5'
+}
+
+@test "cache: truncated and corrupted entries are a miss that repairs itself" {
+    sf-encode --model-dir "$M" --cache-dir "$T/c" --prompt "a red fox" --save-embeds "$T/a.safetensors" 2>/dev/null
+    f=$(ls "$T"/c/*.safetensors)
+    size=$(stat -c %s "$f")
+    truncate -s $((size / 2)) "$f"
+    run --separate-stderr sf-encode --model-dir "$M" --cache-dir "$T/c" --prompt "a red fox" --save-embeds "$T/b.safetensors"
+    assert_success
+    assert_regex "$stderr" 'is invalid'
+    assert_regex "$stderr" 'loading umT5'
+    cmp "$T/a.safetensors" "$T/b.safetensors"
+    [ "$(stat -c %s "$f")" -eq "$size" ]
+    # flip one byte of the embedding payload: the checksum catches it
+    printf '\x55' | dd of="$f" bs=1 seek=$((size - 5000)) conv=notrunc 2>/dev/null
+    run --separate-stderr sf-encode --model-dir "$M" --cache-dir "$T/c" --prompt "a red fox" --save-embeds "$T/c.safetensors"
+    assert_success
+    assert_regex "$stderr" 'checksum mismatch'
+    cmp "$T/a.safetensors" "$T/c.safetensors"
+    run --separate-stderr sf-encode --model-dir "$M" --cache-dir "$T/c" --prompt "a red fox" --save-embeds "$T/d.safetensors"
+    assert_regex "$stderr" 'encoder not loaded'
+    # garbage file with a key name is listed as invalid
+    echo junk >"$T/c/$(printf '0%.0s' {1..64}).safetensors"
+    run --separate-stderr sf-encode --cache-dir "$T/c" --list
+    assert_success
+    assert_regex "$output" 'INVALID'
+}
+
+@test "cache: concurrent writers of the same prompt leave one valid entry" {
+    for i in 1 2 3 4; do
+        sf-encode --model-dir "$M" --cache-dir "$T/c" --prompt "a cat" --save-embeds "$T/p$i.safetensors" 2>/dev/null 3>&- &
+    done
+    wait
+    for i in 2 3 4; do cmp "$T/p1.safetensors" "$T/p$i.safetensors"; done
+    [ "$(ls "$T/c" | wc -l)" -eq 1 ]
+    run --separate-stderr sf-encode --model-dir "$M" --cache-dir "$T/c" --prompt "a cat" --save-embeds "$T/q.safetensors"
+    assert_regex "$stderr" 'encoder not loaded'
+}
+
+@test "no-cache: nothing written; --prompts FILE and stdin; wire output" {
+    printf 'a red fox\r\na dog\n' >"$T/p.txt"
+    run --separate-stderr env XDG_CACHE_HOME="$T/xdg" sf-encode --model-dir "$M" --no-cache --prompts "$T/p.txt" --save-embeds "$T/f.safetensors"
+    assert_success
+    [ ! -e "$T/xdg" ]
+    printf 'a red fox\na dog\n' | sf-encode --model-dir "$M" --no-cache --save-embeds "$T/s.safetensors" 2>/dev/null
+    cmp "$T/f.safetensors" "$T/s.safetensors"
+    # default cache folder from XDG_CACHE_HOME
+    XDG_CACHE_HOME="$T/xdg" sf-encode --model-dir "$M" --prompt "a dog" --save-embeds "$T/x.safetensors" 2>/dev/null
+    [ "$(ls "$T/xdg/sfpipe/embeds" | wc -l)" -eq 1 ]
+    # wire stream: two prompt_embeds messages then end
+    SF_MODEL_DIR="$M" sf-encode --no-cache --prompts "$T/p.txt" --out "$T/w.sft" 2>/dev/null
+    [ "$(head -c 4 "$T/w.sft")" = SFT1 ]
+    [ "$(grep -c -a -o prompt_embeds "$T/w.sft")" -eq 2 ]
+    grep -q -a 'a red fox' "$T/w.sft"
+}
+
+@test "bad input: invalid UTF-8, NUL bytes, missing/corrupt spiece.model, bad flags" {
+    run --separate-stderr sf-encode --model-dir "$M" --no-cache --tokens-only --prompt "$(printf 'caf\xe9')"
+    assert_failure 1
+    assert_one_error_line
+    assert_regex "$stderr" 'not valid UTF-8'
+    printf 'ok\nab\0cd\n' >"$T/nul.txt"
+    run --separate-stderr sf-encode --model-dir "$M" --no-cache --tokens-only --prompts "$T/nul.txt"
+    assert_failure 1
+    assert_one_error_line
+    assert_regex "$stderr" 'prompt 1: prompt contains a NUL byte'
+    run --separate-stderr sf-encode --model-dir "$T/nowhere" --no-cache --tokens-only --prompt x
+    assert_failure 1
+    assert_one_error_line
+    assert_regex "$stderr" 'spiece.model'
+    head -c 1000 "$M/google/umt5-xxl/spiece.model" >"$T/trunc.model"
+    run --separate-stderr sf-encode --tokenizer "$T/trunc.model" --model-dir "$M" --no-cache --tokens-only --prompt x
+    assert_failure 1
+    assert_one_error_line
+    assert_regex "$stderr" 'trunc.model'
+    head -c 5000 /dev/urandom >"$T/rand.model"
+    run --separate-stderr sf-encode --tokenizer "$T/rand.model" --model-dir "$M" --no-cache --tokens-only --prompt x
+    assert_failure 1
+    assert_one_error_line
+    run --separate-stderr sf-encode --log-level warn --model-dir "$M" --weights "$T/nowhere.pth" --no-cache --prompt x --save-embeds "$T/o.safetensors"
+    assert_failure 1
+    assert_one_error_line
+    [ ! -e "$T/o.safetensors" ]
+    run --separate-stderr sf-encode --model-dir "$M" --text-len 0 --prompt x
+    assert_failure 2
+    run --separate-stderr sf-encode --model-dir "$M" --bogus
+    assert_failure 2
+}
