@@ -96,7 +96,9 @@ sf_status sf_tfile_open(const char *path, sf_tfile **out, sf_err *err) {
     if (tf->map.len >= 4 && memcmp(tf->map.data, "PK\x03\x04", 4) == 0) {
         tf->kind = SF_TFILE_TORCH;
         s = sf_torch_read(tf, err);
-    } else if (tf->map.len >= 2 && tf->map.data[0] == 0x80) {
+    } else if (tf->map.len >= 3 && tf->map.data[0] == 0x80 && tf->map.data[1] <= 5 && tf->map.data[2] == 0x8a) {
+        /* legacy torch.save starts "\x80\x02\x8a\x0a" (PROTO 2, LONG1 magic number); a bare 0x80
+         * first byte is also a safetensors header length ≡ 0x80 (mod 256), so check more bytes */
         s = sf_fail(err, SF_E_UNSUPPORTED,
                     "%s: legacy (non-zip) torch pickle file; re-save it with torch>=1.6 or convert it", path);
     } else {
