@@ -35,6 +35,7 @@ struct sf_wire {
     void *zctx, *zsock, *zmon;
     int zbind;
     int zconnected, zever_connected;
+    double zdown_since;   /* writer: when the last reader disconnected (0: connected) */
     int zparts_held;
     zmq_msg_t zparts[4];         /* received parts, held until the next recv */
     int zfree_pipe[2];           /* zero-copy frees signal here */

@@ -27,6 +27,7 @@
 #include <unistd.h>
 
 #define ZHWM 2
+#define WRITER_GRACE_S 3.0 /* seconds a blocked writer waits for a vanished reader to return */
 #define ZCOPY_MIN 65536 /* payloads up to this many bytes are copied, not zero-copy */
 #define SHM_CTL_BYTES 4096u
 #define SHM_MAGIC 0x53464d31u /* "SFM1" */
@@ -108,6 +109,15 @@ static sf_status zwait(sf_wire *w, short events, int extra_fd, long timeout_ms, 
     if (r < 0 && errno != EINTR) return sf_fail(err, SF_E_IO, "wire: zmq_poll: %s", zmq_strerror(errno));
     if (sf_wire_stopped()) return sf_wire_stop_err(err);
     zmon_drain(w);
+    /* A writer whose reader went away (and did not come back within a grace period) fails
+     * instead of blocking forever on a full queue. */
+    if (w->writer && w->zever_connected && w->zconnected == 0) {
+        if (!w->zdown_since) w->zdown_since = sf_now();
+        if (sf_now() - w->zdown_since > WRITER_GRACE_S)
+            return sf_fail(err, SF_E_IO, "wire: %s: downstream closed", w->url);
+    } else {
+        w->zdown_since = 0;
+    }
     return SF_OK;
 }
 
@@ -187,7 +197,7 @@ static sf_status zsend_parts(sf_wire *w, void *hdr, size_t hlen, const void *con
             st = sf_fail(err, SF_E_IO, "wire: send %s: %s", w->url, zmq_strerror(errno));
             break;
         }
-        if ((st = zwait(w, ZMQ_POLLOUT, -1, -1, err))) break;
+        if ((st = zwait(w, ZMQ_POLLOUT, -1, 500, err))) break;
     }
     for (int i = sent; i < built; i++) zmq_msg_close(&parts[i]); /* unsent: frees now */
     if (st) {
