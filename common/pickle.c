@@ -84,6 +84,10 @@ static size_t py_nitems(const sf_py *p) {
     return 0;
 }
 
+static int is_container_(const sf_py *p) {
+    return p->type == SF_PY_LIST || p->type == SF_PY_TUPLE || p->type == SF_PY_DICT;
+}
+
 /* Iterative so that a hostile, deeply nested tree cannot overflow the C stack. The reader
  * never builds cycles, so every node is reached once its count drops to zero. */
 void sf_py_free(sf_py *p) {
@@ -189,11 +193,65 @@ sf_py *sf_py_dict_get(const sf_py *dict, const char *key) {
     return NULL;
 }
 
+/* ---- size of a shared graph ----------------------------------------------------------- */
+
+/* Edges between distinct nodes, counted with a pointer set (iterative, no recursion). */
+uint64_t sf_py_count_edges(const sf_py *root) {
+    if (!root) return 0;
+    size_t cap = 1024, used = 0, n = 0, wcap = 256;
+    const sf_py **set = calloc(cap, sizeof *set), **work = malloc(wcap * sizeof *work);
+    uint64_t edges = 0;
+    if (!set || !work) goto oom;
+    work[n++] = root;
+    while (n) {
+        const sf_py *q = work[--n];
+        size_t k = py_nitems(q);
+        edges += k;
+        for (size_t i = 0; i < k; i++) {
+            const sf_py *c = q->items[i];
+            if (!is_container_(c)) continue;
+            size_t h = ((uintptr_t)c >> 4) * 0x9E3779B97F4A7C15ull & (cap - 1);
+            while (set[h] && set[h] != c) h = (h + 1) & (cap - 1);
+            if (set[h]) continue;
+            set[h] = c;
+            if (++used * 2 > cap) { /* grow and rehash */
+                size_t nc = cap * 2;
+                const sf_py **ns = calloc(nc, sizeof *ns);
+                if (!ns) goto oom;
+                for (size_t j = 0; j < cap; j++) {
+                    if (!set[j]) continue;
+                    size_t g = ((uintptr_t)set[j] >> 4) * 0x9E3779B97F4A7C15ull & (nc - 1);
+                    while (ns[g]) g = (g + 1) & (nc - 1);
+                    ns[g] = set[j];
+                }
+                free(set);
+                set = ns;
+                cap = nc;
+            }
+            if (n == wcap) {
+                const sf_py **nw = realloc(work, 2 * wcap * sizeof *nw);
+                if (!nw) goto oom;
+                work = nw;
+                wcap *= 2;
+            }
+            work[n++] = c;
+        }
+    }
+    free(set);
+    free(work);
+    return edges;
+oom:
+    free(set);
+    free(work);
+    return UINT64_MAX;
+}
+
 /* ---- flatten ---------------------------------------------------------------------------- */
 
 typedef struct flat_ctx {
     sf_py_tensor_fn fn;
     void *ctx;
+    uint64_t visits_left; /* shared sub-trees may repeat, but not exponentially */
     char *name;
     size_t len, cap;
 } flat_ctx;
@@ -217,6 +275,8 @@ static int name_put(flat_ctx *f, size_t at, const char *sep, const char *part) {
 
 static sf_status flat_rec(flat_ctx *f, const sf_py *p, int depth, sf_err *err) {
     if (depth > SF_PY_MAX_DEPTH) return sf_fail(err, SF_E_FORMAT, "object tree nested deeper than %d levels", SF_PY_MAX_DEPTH);
+    if (f->visits_left-- == 0)
+        return sf_fail(err, SF_E_FORMAT, "object tree shares sub-trees too often (expands beyond its size)");
     if (p->type == SF_PY_TENSOR) return f->fn(f->ctx, f->len ? f->name : "tensor", &p->t, err);
     if (p->type != SF_PY_LIST && p->type != SF_PY_TUPLE && p->type != SF_PY_DICT) return SF_OK;
     size_t base = f->len;
@@ -244,9 +304,15 @@ static sf_status flat_rec(flat_ctx *f, const sf_py *p, int depth, sf_err *err) {
     return SF_OK;
 }
 
+uint64_t sf_py_expand_budget(const sf_py *root) {
+    uint64_t e = sf_py_count_edges(root);
+    return e >= UINT64_MAX / 8 ? UINT64_MAX : 4 * (e + 1) + 4096;
+}
+
 sf_status sf_py_flatten(const sf_py *root, sf_py_tensor_fn fn, void *ctx, sf_err *err) {
-    flat_ctx f = {fn, ctx, NULL, 0, 0};
+    flat_ctx f = {fn, ctx, 0, NULL, 0, 0};
     if (!root) return SF_OK;
+    f.visits_left = sf_py_expand_budget(root);
     sf_status s = flat_rec(&f, root, 0, err);
     free(f.name);
     return s;

@@ -73,7 +73,13 @@ sf_status sf_torch_write_ex(const char *path, const sf_py *root, unsigned flags,
 
 /* Flatten every tensor of a tree into (name, borrowed tensor) pairs: dict keys joined with '/',
  * list/tuple items by index; a bare tensor root is named "tensor". Calls fn for each; stops at
- * the first non-OK status. Nesting deeper than 256 levels is SF_E_FORMAT. */
+ * the first non-OK status. Nesting deeper than 256 levels or expanding beyond the budget above
+ * is SF_E_FORMAT. */
+/* The memo lets one sub-tree appear many times; walkers (flatten, the writer) visit at most
+ * sf_py_expand_budget(root) = 4·(edges between distinct nodes + 1) + 4096 nodes, so a hostile
+ * "billion laughs" DAG is an error instead of exponential work. */
+uint64_t sf_py_count_edges(const sf_py *root);
+uint64_t sf_py_expand_budget(const sf_py *root);
 typedef sf_status (*sf_py_tensor_fn)(void *ctx, const char *name, const sf_tensor *t, sf_err *err);
 sf_status sf_py_flatten(const sf_py *root, sf_py_tensor_fn fn, void *ctx, sf_err *err);
 

@@ -29,6 +29,7 @@ typedef struct pw {
     size_t n, cap;
     const sf_tensor **tensors; /* storage key i = tensors[i] */
     size_t nt, tcap;
+    uint64_t visits_left; /* sf_py_expand_budget: shared sub-trees cannot blow up the output */
     sf_err *err;
 } pw;
 
@@ -153,6 +154,7 @@ static sf_status emit(pw *w, const sf_py *p, int depth) {
     sf_status s = SF_OK;
     if (!p) return sf_fail(w->err, SF_E_ARG, "NULL node in the object tree");
     if (depth > PW_MAX_DEPTH) return sf_fail(w->err, SF_E_ARG, "object tree nested deeper than %d levels", PW_MAX_DEPTH);
+    if (w->visits_left-- == 0) return sf_fail(w->err, SF_E_ARG, "object tree shares sub-trees too often");
     switch (p->type) {
     case SF_PY_NONE: return op(w, 'N');
     case SF_PY_BOOL: return op(w, p->i ? 0x88 : 0x89);
@@ -389,6 +391,7 @@ sf_status sf_torch_write_ex(const char *path, const sf_py *root, unsigned flags,
     memset(&z, 0, sizeof z);
     memset(&af, 0, sizeof af);
     w.err = err;
+    w.visits_left = sf_py_expand_budget(root);
     z.err = err;
     z.force64 = (flags & SF_TORCH_WRITE_ZIP64) != 0;
     for (uint32_t i = 0; i < 256; i++) {

@@ -423,6 +423,17 @@ static void test_hostile_pickles(void) {
     SF_CHECK(sf_py_flatten(out, NULL, NULL, &err) == SF_E_FORMAT && strstr(err.msg, "deeper"));
     SF_CHECK(sf_torch_write(tmpname("deep.pt"), out, &err) != SF_OK && access(tmpname("deep.pt"), F_OK) != 0);
     sf_py_free(out);
+    /* "billion laughs": 40 × (DUP DUP TUPLE3) shares one sub-tree 3^40 times; walkers refuse */
+    char laughs[3 + 3 * 40 + 1];
+    memcpy(laughs, "\x80\x02)", 3);
+    for (int i = 0; i < 40; i++) memcpy(laughs + 3 + 3 * i, "22\x87", 3);
+    laughs[sizeof laughs - 1] = '.';
+    out = NULL;
+    SF_CHECK_OK(sf_pickle_load((const uint8_t *)laughs, sizeof laughs, NULL, NULL, &out, &err), &err);
+    SF_CHECK(sf_py_count_edges(out) == 120);
+    SF_CHECK(sf_py_flatten(out, NULL, NULL, &err) == SF_E_FORMAT && strstr(err.msg, "too often"));
+    SF_CHECK(sf_torch_write(tmpname("laughs.pt"), out, &err) != SF_OK && access(tmpname("laughs.pt"), F_OK) != 0);
+    sf_py_free(out);
     /* every prefix of a valid pickle is rejected cleanly */
     static const char ok[] = "\x80\x02}q\x00(X\x01\x00\x00\x00" "aK\x01X\x01\x00\x00\x00" "b]q\x01(G?\xf8\x00\x00\x00\x00\x00\x00" "Ne" "u.";
     size_t okn = sizeof ok - 1;
