@@ -425,9 +425,20 @@ static sf_status shm_create(sf_wire *w, size_t nb, sf_err *err) {
     return SF_OK;
 }
 
+/* The reader process exited (gone, or a zombie its parent has not reaped yet). */
 static int reader_gone(const shm_ctl *c) {
     int pid = atomic_load(&((shm_ctl *)c)->reader_pid);
-    return pid > 0 && kill(pid, 0) != 0 && errno == ESRCH;
+    if (pid <= 0) return 0;
+    if (kill(pid, 0) != 0) return errno == ESRCH;
+    char path[64], buf[256];
+    snprintf(path, sizeof path, "/proc/%d/stat", pid);
+    FILE *fp = fopen(path, "r");
+    if (!fp) return 0;
+    size_t n = fread(buf, 1, sizeof buf - 1, fp);
+    fclose(fp);
+    buf[n] = 0;
+    const char *rp = strrchr(buf, ')'); /* "pid (comm) S ..." */
+    return rp && rp[1] == ' ' && (rp[2] == 'Z' || rp[2] == 'X');
 }
 
 /* Writer: take a free slot (blocks while the ring is full). */

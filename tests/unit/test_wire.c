@@ -388,6 +388,46 @@ static void test_sigterm_stops_recv(void) {
     close(p[1]);
 }
 
+/* A reader that dies mid-stream makes a blocked writer fail ("downstream closed") instead of
+ * hanging: zmq (after the grace period) and shm (dead reader pid). */
+static void writer_vs_dead_reader(const char *url) {
+    pid_t pid = fork();
+    if (pid == 0) {
+        sf_err err;
+        sf_wire *r = NULL;
+        const void *pl;
+        if (sf_wire_open_reader(url, &r, &err) || sf_wire_recv(r, &g_m, &pl, &err)) _exit(3);
+        _exit(0); /* vanish without reading the rest, holding a slot */
+    }
+    sf_err err = {{0}};
+    sf_wire *w = NULL;
+    size_t n = 1 << 18;
+    float *buf = calloc(n, sizeof(float));
+    int64_t shape[1] = {(int64_t)n};
+    sf_tensor t = sf_tensor_view(buf, SF_F32, 1, shape);
+    sf_status st = sf_wire_open_writer(url, &w, &err);
+    double t0 = sf_now();
+    int k = 0;
+    for (; !st && k < 400 && sf_now() - t0 < 10; k++) st = sf_wire_send_tensor(w, "x", &t, NULL, &err);
+    SF_CHECK_MSG(st == SF_E_IO && strstr(err.msg, "downstream closed"), "%s: status %d after %d sends: %s", url, st, k,
+                 err.msg);
+    SF_CHECK_MSG(sf_now() - t0 < 8, "%s: took %.1f s", url, sf_now() - t0);
+    sf_wire_close(&w, NULL);
+    int status;
+    waitpid(pid, &status, 0);
+    SF_CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    free(buf);
+}
+
+static void test_dead_reader(void) {
+    char url[128];
+    snprintf(url, sizeof url, "shm://sftestdead%d?slots=2&slot_mb=1", (int)getpid());
+    writer_vs_dead_reader(url);
+    snprintf(url, sizeof url, "ipc:///tmp/sf-test-wire-dead-%d.sock", (int)getpid());
+    writer_vs_dead_reader(url);
+    unlink(url + 6);
+}
+
 static const sf_test tests[] = {
     {"roundtrip_meta", test_roundtrip_meta},
     {"malformed", test_malformed},
@@ -398,6 +438,7 @@ static const sf_test tests[] = {
     {"zmq_tcp", test_zmq_tcp},
     {"shm_ring", test_shm_ring},
     {"bad_urls", test_bad_urls},
+    {"dead_reader", test_dead_reader},
     {"sigterm_stops_recv", test_sigterm_stops_recv},
 };
 SF_TEST_MAIN(tests)
