@@ -50,10 +50,19 @@ static void zfree_signal(void *data, void *hint) {
 }
 
 /* Tear the ZeroMQ side down at once (linger 0): pending frames are dropped and freed. */
+static void zmon_drain(sf_wire *w);
+
 static void zmq_teardown(sf_wire *w, int linger) {
     for (int i = 0; i < w->zparts_held; i++) zmq_msg_close(&w->zparts[i]);
     w->zparts_held = 0;
-    if (w->zmon) zmq_close(w->zmon);
+    if (w->zmon) {
+        /* Stop the monitor and drain its queue: libzmq leaks event frames left in it. */
+        zmq_socket_monitor(w->zsock, NULL, 0);
+        zmon_drain(w);
+        int zero = 0;
+        zmq_setsockopt(w->zmon, ZMQ_LINGER, &zero, sizeof zero);
+        zmq_close(w->zmon);
+    }
     if (w->zsock) {
         zmq_setsockopt(w->zsock, ZMQ_LINGER, &linger, sizeof linger);
         zmq_close(w->zsock);
