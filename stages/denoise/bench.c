@@ -1,0 +1,168 @@
+/* bench.c — sf-denoise --bench (see bench.h). Random weights come from common/rng.h.
+ * Exercised by tests/bats/sf-denoise.bats (tiny, smoke) and tests/bench/run.sh. */
+#define _POSIX_C_SOURCE 200809L
+#include "bench.h"
+#include "config.h"
+#include "rng.h"
+#include "tfile.h"
+#include "stages/denoise/dit.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+
+static double peak_rss_mb(void) {
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    return (double)ru.ru_maxrss / 1024.0;
+}
+
+typedef struct membank {
+    sf_tfile *tf;
+    void **bufs;
+    size_t n, cap;
+    sf_rng rng;
+} membank;
+
+static sf_status add_rand(membank *mb, const char *name, int nd, const int64_t *shape, float std, float mean,
+                          sf_err *err) {
+    int64_t n = 1;
+    for (int i = 0; i < nd; i++) n *= shape[i];
+    int mat = nd == 2 && shape[0] > 1 && shape[1] > 1;
+    float *tmp = malloc(sizeof(float) * (size_t)n);
+    void *buf = mat ? malloc(2 * (size_t)n) : tmp;
+    if (!tmp || !buf) return sf_fail(err, SF_E_NOMEM, "out of memory");
+    sf_rng_fill_normal(&mb->rng, tmp, (size_t)n, mean, std);
+    if (mat) {
+        for (int64_t i = 0; i < n; i++) ((uint16_t *)buf)[i] = sf_f32_to_bf16(tmp[i]);
+        free(tmp);
+    }
+    if (mb->n == mb->cap) {
+        size_t nc = mb->cap ? 2 * mb->cap : 64;
+        void **p = realloc(mb->bufs, nc * sizeof *p);
+        if (!p) return sf_fail(err, SF_E_NOMEM, "out of memory");
+        mb->bufs = p;
+        mb->cap = nc;
+    }
+    mb->bufs[mb->n++] = buf;
+    sf_tensor t = sf_tensor_view(buf, mat ? SF_BF16 : SF_F32, nd, shape);
+    return sf_tfile_add(mb->tf, name, &t, err);
+}
+
+#define R(name, std, mean, ...)                                                             \
+    do {                                                                                    \
+        const int64_t sh_[] = {__VA_ARGS__};                                                \
+        if ((s = add_rand(&mb, name, (int)(sizeof sh_ / sizeof sh_[0]), sh_, std, mean, err))) goto fail; \
+    } while (0)
+
+static sf_status time_forward(sf_dit_weights *w, int nthreads, const char *label, int H, int W, int n_blocks,
+                              double scale_layers, sf_err *err) {
+    sf_dit_state st;
+    sf_status s = sf_dit_state_init(&st, w, 3, H, W, 3 * n_blocks, -1, 0, nthreads, err);
+    if (s) return s;
+    const sf_dit_config *c = &w->cfg;
+    float *emb = calloc((size_t)16 * (size_t)c->text_dim, sizeof(float));
+    float *x = calloc((size_t)3 * 16 * H * W, sizeof(float)), *flow = calloc((size_t)3 * 16 * H * W, sizeof(float));
+    if (!emb || !x || !flow) { s = sf_fail(err, SF_E_NOMEM, "out of memory"); goto done; }
+    sf_rng rng;
+    sf_rng_seed(&rng, 7);
+    sf_rng_fill_normal(&rng, emb, (size_t)16 * (size_t)c->text_dim, 0, 1);
+    sf_rng_fill_normal(&rng, x, (size_t)3 * 16 * H * W, 0, 1);
+    if ((s = sf_dit_set_context(&st, emb, 16, err))) goto done;
+    float t[3] = {1000, 1000, 1000};
+    for (int b = 0; b < n_blocks; b++) {
+        double t0 = sf_now();
+        if ((s = sf_dit_forward(&st, x, 3, t, 3 * b, flow, err))) goto done;
+        double ms = (sf_now() - t0) * 1e3;
+        if (b == 0 || b == n_blocks - 1)
+            printf("denoise %s block %d (%lld keys): %.1f ms per block-forward%s", label, b,
+                   (long long)(st.local_end), ms, scale_layers > 1 ? "" : "\n");
+        if (scale_layers > 1 && (b == 0 || b == n_blocks - 1))
+            printf(" (x%.0f layers ≈ %.1f s)\n", scale_layers, ms * scale_layers / 1e3);
+    }
+done:
+    free(emb);
+    free(x);
+    free(flow);
+    sf_dit_state_free(&st);
+    return s;
+}
+
+sf_status sf_denoise_bench(const char *kind, const char *model_dir, int nthreads, sf_err *err) {
+    sf_status s = SF_OK;
+    membank mb = {0};
+    sf_dit_weights w;
+    memset(&w, 0, sizeof w);
+    printf("denoise threads: %d\n", nthreads);
+    if (!strcmp(kind, "tiny")) {
+        char p[4096];
+        sf_dit_config cfg;
+        sf_tfile *tf = NULL;
+        snprintf(p, sizeof p, "%s/config.json", model_dir);
+        if ((s = sf_dit_config_load(p, &cfg, err))) return s;
+        snprintf(p, sizeof p, "%s/diffusion_pytorch_model.safetensors", model_dir);
+        if ((s = sf_tfile_open(p, &tf, err))) return s;
+        if (!(s = sf_dit_weights_load(&w, &cfg, tf, NULL, NULL, err))) {
+            s = time_forward(&w, nthreads, "tiny", 8, 12, 3, 1, err);
+            sf_dit_weights_free(&w);
+        }
+        sf_tfile_destroy(&tf);
+    } else if (!strcmp(kind, "1.3b-layer")) {
+        sf_dit_config c;
+        sf_dit_config_default(&c);
+        c.num_layers = 1;
+        mb.tf = sf_tfile_new_empty("random-1.3b-layer");
+        if (!mb.tf) return sf_fail(err, SF_E_NOMEM, "out of memory");
+        sf_rng_seed(&mb.rng, 1);
+        int64_t D = c.dim, FF = c.ffn_dim;
+        float g = 1.0f / 39.2f; /* ~1/sqrt(dim) */
+        R("patch_embedding.weight", 0.125f, 0, D, 16, 1, 2, 2);
+        R("patch_embedding.bias", 0.05f, 0, D);
+        R("text_embedding.0.weight", 1.0f / 64, 0, D, c.text_dim);
+        R("text_embedding.0.bias", 0.05f, 0, D);
+        R("text_embedding.2.weight", g, 0, D, D);
+        R("text_embedding.2.bias", 0.05f, 0, D);
+        R("time_embedding.0.weight", 1.0f / 16, 0, D, c.freq_dim);
+        R("time_embedding.0.bias", 0.05f, 0, D);
+        R("time_embedding.2.weight", g, 0, D, D);
+        R("time_embedding.2.bias", 0.05f, 0, D);
+        R("time_projection.1.weight", g / 2, 0, 6 * D, D);
+        R("time_projection.1.bias", 0.05f, 0, 6 * D);
+        R("blocks.0.modulation", 0.2f, 0, 1, 6, D);
+        const char *att[2] = {"self_attn", "cross_attn"}, *pn[4] = {"q", "k", "v", "o"};
+        char nm[128];
+        for (int a = 0; a < 2; a++) {
+            for (int i = 0; i < 4; i++) {
+                snprintf(nm, sizeof nm, "blocks.0.%s.%s.weight", att[a], pn[i]);
+                R(nm, g, 0, D, D);
+                snprintf(nm, sizeof nm, "blocks.0.%s.%s.bias", att[a], pn[i]);
+                R(nm, 0.05f, 0, D);
+            }
+            snprintf(nm, sizeof nm, "blocks.0.%s.norm_q.weight", att[a]);
+            R(nm, 0.2f, 1, D);
+            snprintf(nm, sizeof nm, "blocks.0.%s.norm_k.weight", att[a]);
+            R(nm, 0.2f, 1, D);
+        }
+        R("blocks.0.norm3.weight", 0.2f, 1, D);
+        R("blocks.0.norm3.bias", 0.1f, 0, D);
+        R("blocks.0.ffn.0.weight", g, 0, FF, D);
+        R("blocks.0.ffn.0.bias", 0.05f, 0, FF);
+        R("blocks.0.ffn.2.weight", 1.0f / 94.7f, 0, D, FF);
+        R("blocks.0.ffn.2.bias", 0.05f, 0, D);
+        R("head.modulation", 0.2f, 0, 1, 2, D);
+        R("head.head.weight", g, 0, 64, D);
+        R("head.head.bias", 0.05f, 0, 64);
+        if ((s = sf_dit_weights_load(&w, &c, mb.tf, NULL, NULL, err))) goto fail;
+        s = time_forward(&w, nthreads, "1.3b-layer", 60, 104, 1, 30, err);
+        sf_dit_weights_free(&w);
+    } else {
+        return sf_fail(err, SF_E_ARG, "--bench: expected tiny or 1.3b-layer, got '%s'", kind);
+    }
+    if (!s) printf("denoise %s peak RSS: %.0f MB\n", kind, peak_rss_mb());
+fail:
+    for (size_t i = 0; i < mb.n; i++) free(mb.bufs[i]);
+    free(mb.bufs);
+    if (mb.tf) sf_tfile_destroy(&mb.tf);
+    return s;
+}

@@ -1,0 +1,14 @@
+/* bench.h — `sf-denoise --bench`: CPU timing of DiT block-forwards and peak RSS.
+ *   tiny:        the model in --model-dir (e.g. tests/golden/model), 3-frame blocks of the golden
+ *                8×12 latent (72 tokens): ms for block 0 (72 keys) and block 2 (216 keys).
+ *   1.3b-layer:  one Wan2.1-1.3B-size layer (dim 1536, ffn 8960, 12 heads, text_dim 4096) with
+ *                random bf16 weights: ms for one block-0 forward of the real 60×104 latent (4680 tokens) (and ×30 as a full-model estimate).
+ * Prints one line per figure on stdout. Used by tests/bench/run.sh. */
+#ifndef SF_DENOISE_BENCH_H
+#define SF_DENOISE_BENCH_H
+
+#include "sf.h"
+
+sf_status sf_denoise_bench(const char *kind, const char *model_dir, int nthreads, sf_err *err);
+
+#endif

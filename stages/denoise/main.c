@@ -1,0 +1,460 @@
+/* sf-denoise — prompt embeddings → latent blocks: the causal Wan DiT with KV cache, the Self-Forcing
+ * 4-step schedule with re-noising and the clean-context refresh pass, attention taps.
+ *
+ * Inputs: --prompt-embeds FILE[:NAME] ([L, text_dim] or [1, L, text_dim], L <= text_len, default name
+ * prompt_embeds) or --in URL (wire stream; the first "prompt_embeds" tensor). Weights: --model-dir
+ * (config.json + diffusion_pytorch_model.safetensors), then the checkpoint decision of DESIGN.md §3.
+ * Outputs: --out URL (one "latents" wire message per finished block, then end), --save-latents FILE
+ * (safetensors "latents" [1, T, C, h, w], + pred.<b>.<s> with --dump-preds), taps to --output_path.
+ * Mirrors inference.py / experiments/run_extraction_figure4.py. Tested by tests/bats/sf-denoise.bats.
+ * Only parses flags and calls dit.c / pipeline.c / taps.c. */
+#define _POSIX_C_SOURCE 200809L
+#include "cli.h"
+#include "config.h"
+#include "device.h"
+#include "parallel.h"
+#include "tfile.h"
+#include "wire.h"
+#include "stages/denoise/bench.h"
+#include "stages/denoise/pipeline.h"
+#include "stages/denoise/taps.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+static const sf_opt opts[] = {
+    {"model-dir", 0, SF_ARG_VALUE, "DIR\tmodel folder (default wan_models/Wan2.1-T2V-1.3B or $SF_MODEL_DIR)"},
+    {"config-path", 0, SF_ARG_VALUE, "FILE\trun config merged over configs/default_config.yaml (default configs/self_forcing_dmd.yaml)"},
+    {"checkpoint-path", 0, SF_ARG_VALUE, "FILE\tSelf-Forcing checkpoint (.pt); missing file: warning, base weights"},
+    {"no-checkpoint", 0, SF_ARG_FLAG, "keep the base Wan2.1 weights"},
+    {"use-ema", 0, SF_ARG_FLAG, "use generator_ema (default; falls back to generator when absent)"},
+    {"no-ema", 0, SF_ARG_FLAG, "use the checkpoint's generator weights"},
+    {"prompt-embeds", 0, SF_ARG_VALUE, "FILE[:NAME]\ttext embeddings [L,D] or [1,L,D] (default name prompt_embeds)"},
+    {"prompt", 0, SF_ARG_VALUE, "TEXT\tprompt text recorded in the outputs' metadata"},
+    {"in", 0, SF_ARG_VALUE, "URL\twire stream with a prompt_embeds tensor (-, fd:N, file, tcp://, ipc://, shm://)"},
+    {"out", 0, SF_ARG_VALUE, "URL\twire stream of latent blocks (one 'latents' message per block)"},
+    {"noise", 0, SF_ARG_VALUE, "FILE\treplay noise.init and noise.renoise.<k> instead of drawing"},
+    {"num-frames", 0, SF_ARG_VALUE, "N\tlatent frames (default 21)"},
+    {"height", 0, SF_ARG_VALUE, "PX\tvideo height (default 480; latent = /8)"},
+    {"width", 0, SF_ARG_VALUE, "PX\tvideo width (default 832; latent = /8)"},
+    {"seed", 0, SF_ARG_VALUE, "N\tseed of sfpipe's noise generator (default 42)"},
+    {"local-attn-size", 0, SF_ARG_VALUE, "N\tKV window in frames (-1 global; overrides model_kwargs.local_attn_size)"},
+    {"sink-size", 0, SF_ARG_VALUE, "N\tframes pinned at the start of a local window (model_kwargs.sink_size)"},
+    {"save-latents", 0, SF_ARG_VALUE, "FILE\twrite safetensors 'latents' [1,T,C,h,w]"},
+    {"dump-preds", 0, SF_ARG_FLAG, "also write every forward's x0 as pred.<block>.<step> (4 = refresh)"},
+    {"layer-indices", 0, SF_ARG_MULTI, "L...\ttap the self-attention of these blocks"},
+    {"tap-mode", 0, SF_ARG_VALUE, "logits|frames\tfull pre-softmax logits, or frame-level means (default logits)"},
+    {"tap-select", 0, SF_ARG_VALUE, "seed|all|b:B,s:S\twhich captures to keep (default seed = figure-4 selection)"},
+    {"output-path", 0, SF_ARG_VALUE, "FILE\ttap file: .pt (reference figure-4 dict) or .safetensors"},
+    {"device", 0, SF_ARG_VALUE, "DEV\tcpu (cuda: not yet available for sf-denoise)"},
+    {"gpu-id", 0, SF_ARG_VALUE, "N\talias of --device cuda:N"},
+    {"threads", 0, SF_ARG_VALUE, "N\tCPU threads (default: all CPUs)"},
+    {"bench", 0, SF_ARG_VALUE, "tiny|1.3b-layer\tprint CPU ms per block-forward and peak RSS, then exit"},
+    {"progress", 0, SF_ARG_VALUE, "auto|none\tprogress on stderr (default auto: when stderr is a terminal)"},
+    {"log-level", 0, SF_ARG_VALUE, "LEVEL\terror|warn|info|debug"},
+    {"help", 'h', SF_ARG_FLAG, "show this help"},
+    {"version", 0, SF_ARG_FLAG, "print the version"},
+    {NULL, 0, 0, NULL},
+};
+
+#define PROG "sf-denoise"
+
+typedef struct run {
+    sf_wire *out;
+    float *preds;            /* dump: (blocks, steps+1, F, C, H, W) */
+    int n_steps, fpb, C, H, W;
+    int64_t fr;
+    sf_taps *taps;
+    const char *prompt;
+    uint64_t seed;
+} run;
+
+static void on_forward(void *c, int b, int s, int64_t start, int F) {
+    run *r = c;
+    (void)F;
+    if (r->taps) sf_taps_on_forward(r->taps, b, s, start);
+}
+
+static sf_status on_pred(void *c, int b, int s, int F, const float *x0, sf_err *err) {
+    run *r = c;
+    (void)err;
+    memcpy(r->preds + ((int64_t)b * (r->n_steps + 1) + s) * r->fpb * r->fr, x0, sizeof(float) * (size_t)(F * r->fr));
+    return SF_OK;
+}
+
+static sf_status on_block(void *c, int b, int64_t start, int F, const float *x0, sf_err *err) {
+    run *r = c;
+    if (!r->out) return SF_OK;
+    sf_wire_msg m;
+    sf_status s;
+    sf_wire_msg_init(&m, SF_WIRE_TENSOR, "latents");
+    if ((s = sf_wire_meta_set_int(&m, "block", b, err)) || (s = sf_wire_meta_set_int(&m, "start_frame", start, err)) ||
+        (s = sf_wire_meta_set_int(&m, "seed", (int64_t)r->seed, err)))
+        return s;
+    if (r->prompt && (s = sf_wire_meta_set_str(&m, "prompt", r->prompt, err))) return s;
+    int64_t sh[5] = {1, F, r->C, r->H, r->W};
+    sf_tensor t = sf_tensor_view((void *)x0, SF_F32, 5, sh);
+    return sf_wire_send_tensor(r->out, "latents", &t, &m, err);
+}
+
+static int file_exists(const char *p) { return p && access(p, R_OK) == 0; }
+
+/* configs/<name>: in the working directory, then next to the binary (../../configs). */
+static const char *find_config(const char *name, const char *argv0, char *buf, size_t n) {
+    snprintf(buf, n, "configs/%s", name);
+    if (file_exists(buf)) return buf;
+    const char *root = getenv("SF_ROOT");
+    if (root && *root) {
+        snprintf(buf, n, "%s/configs/%s", root, name);
+        if (file_exists(buf)) return buf;
+    }
+    const char *slash = strrchr(argv0, '/');
+    if (slash) {
+        snprintf(buf, n, "%.*s/../../configs/%s", (int)(slash - argv0), argv0, name);
+        if (file_exists(buf)) return buf;
+    }
+    return NULL;
+}
+
+static sf_status get_long(const sf_args *a, const char *name, long lo, long hi, long *v, sf_err *err) {
+    const char *s = sf_args_get(a, opts, name);
+    char flag[64];
+    snprintf(flag, sizeof flag, "--%s", name);
+    return s ? sf_arg_long(flag, s, lo, hi, v, err) : SF_OK;
+}
+
+/* Prompt embeddings from FILE[:NAME] or the first prompt_embeds message of a wire stream:
+ * (rows, text_dim) f32, malloc'd. */
+static sf_status load_embeds(const char *arg, const char *in_url, int text_dim, int text_len, float **emb,
+                             int64_t *rows, char *prompt, size_t pn, sf_err *err) {
+    sf_status s;
+    if (arg) {
+        char path[4096];
+        const char *name = NULL;
+        sf_split_file_arg(arg, path, sizeof path, &name);
+        sf_tfile *tf = NULL;
+        if ((s = sf_tfile_open(path, &tf, err))) return s;
+        const char *nm = name ? name : "prompt_embeds";
+        const sf_tensor *t = sf_tfile_get(tf, nm);
+        if (!t && !name && tf->n == 1) t = &tf->entries[0].t;
+        if (!t) {
+            s = sf_fail(err, SF_E_NOTFOUND, "%s: no tensor '%s'", path, nm);
+            sf_tfile_destroy(&tf);
+            return s;
+        }
+        int ok = (t->ndim == 2 || (t->ndim == 3 && t->shape[0] == 1));
+        int64_t L = t->shape[t->ndim - 2], D = t->shape[t->ndim - 1];
+        char b[96];
+        if (!ok || D != text_dim || L > text_len || L < 1) {
+            s = sf_fail(err, SF_E_SHAPE, "%s: prompt embeddings '%s' have shape %s; the model expects [L, %d] with L <= %d",
+                        path, nm, sf_shape_str(t, b, sizeof b), text_dim, text_len);
+            sf_tfile_destroy(&tf);
+            return s;
+        }
+        *emb = sf_calloc2((size_t)(L * D), sizeof(float));
+        if (!*emb) {
+            sf_tfile_destroy(&tf);
+            return sf_fail(err, SF_E_NOMEM, "out of memory");
+        }
+        sf_tensor_to_f32(t, *emb);
+        *rows = L;
+        sf_tfile_destroy(&tf);
+        return SF_OK;
+    }
+    sf_wire *r = NULL;
+    if ((s = sf_wire_open_reader(in_url, &r, err))) return s;
+    for (;;) {
+        sf_wire_msg m;
+        const void *payload;
+        if ((s = sf_wire_recv(r, &m, &payload, err))) break;
+        if (m.type == SF_WIRE_END) {
+            s = sf_fail(err, SF_E_FORMAT, "%s: stream ended without prompt_embeds", in_url);
+            break;
+        }
+        size_t ln = strlen(m.name);
+        if (ln < 13 || strcmp(m.name + ln - 13, "prompt_embeds")) continue; /* prompt_embeds, x.prompt_embeds */
+        sf_tensor t = sf_wire_msg_view(&m, payload);
+        int ok = (t.ndim == 2 || (t.ndim == 3 && t.shape[0] == 1));
+        int64_t L = t.shape[t.ndim - 2], D = t.shape[t.ndim - 1];
+        char b[96];
+        if (!ok || D != text_dim || L > text_len || L < 1) {
+            s = sf_fail(err, SF_E_SHAPE, "%s: prompt_embeds of shape %s; the model expects [L, %d] with L <= %d", in_url,
+                        sf_shape_str(&t, b, sizeof b), text_dim, text_len);
+            break;
+        }
+        *emb = sf_calloc2((size_t)(L * D), sizeof(float));
+        if (!*emb) {
+            s = sf_fail(err, SF_E_NOMEM, "out of memory");
+            break;
+        }
+        sf_tensor_to_f32(&t, *emb);
+        *rows = L;
+        const char *pr = sf_wire_meta_str(&m, "prompt");
+        if (pr && prompt && !prompt[0]) snprintf(prompt, pn, "%s", pr);
+        break;
+    }
+    sf_err e2;
+    sf_wire_close(&r, &e2);
+    return s;
+}
+
+int main(int argc, char **argv) {
+    sf_log_set_prefix(PROG);
+    sf_err err = {{0}};
+    sf_args a = {0};
+    sf_status s = sf_args_parse(argc, argv, opts, &a, &err);
+    if (s) sf_die(PROG, s, &err);
+    if (sf_args_has(&a, opts, "help")) {
+        sf_args_usage(PROG, "[--model-dir DIR] (--prompt-embeds FILE[:NAME] | --in URL) [--out URL] [--save-latents FILE] [--layer_indices L... --output_path FILE]", opts);
+        return 0;
+    }
+    if (sf_args_has(&a, opts, "version")) {
+        printf(PROG " " SF_VERSION "\n");
+        return 0;
+    }
+    const char *lv = sf_args_get(&a, opts, "log-level");
+    if (lv) {
+        int l = sf_log_parse_level(lv);
+        if (l < 0) { sf_fail(&err, SF_E_ARG, "--log-level: unknown level '%s'", lv); sf_die(PROG, SF_E_ARG, &err); }
+        sf_log_set_level(l);
+    }
+    /* device */
+    sf_device dev = {0, 0};
+    const char *ds = sf_args_get(&a, opts, "device"), *gid = sf_args_get(&a, opts, "gpu-id");
+    if ((ds && (s = sf_device_parse(ds, &dev, &err))) || (!ds && gid && (s = sf_device_parse(gid, &dev, &err))))
+        sf_die(PROG, s, &err);
+    if (dev.cuda) {
+        sf_fail(&err, SF_E_UNSUPPORTED, "the CUDA backend of sf-denoise is not implemented yet; use --device cpu");
+        sf_die(PROG, SF_E_UNSUPPORTED, &err);
+    }
+    long threads = sf_cpu_count(), v;
+    if ((s = get_long(&a, "threads", 1, 1024, &threads, &err))) sf_die(PROG, s, &err);
+    const char *model_dir = sf_args_get(&a, opts, "model-dir");
+    if (!model_dir) model_dir = getenv("SF_MODEL_DIR");
+    if (!model_dir || !*model_dir) model_dir = "wan_models/Wan2.1-T2V-1.3B";
+    const char *bench = sf_args_get(&a, opts, "bench");
+    if (bench) {
+        s = sf_denoise_bench(bench, model_dir, (int)threads, &err);
+        if (s) sf_die(PROG, s, &err);
+        return 0;
+    }
+    const char *progress = sf_args_get(&a, opts, "progress");
+    if (progress && strcmp(progress, "auto") && strcmp(progress, "none")) {
+        sf_fail(&err, SF_E_ARG, "--progress: expected auto or none");
+        sf_die(PROG, SF_E_ARG, &err);
+    }
+    int show_progress = (!progress || !strcmp(progress, "auto")) && isatty(2);
+
+    /* inputs and outputs named up front so flag errors come before any heavy work */
+    const char *pe_arg = sf_args_get(&a, opts, "prompt-embeds"), *in_url = sf_args_get(&a, opts, "in");
+    const char *out_url = sf_args_get(&a, opts, "out"), *save = sf_args_get(&a, opts, "save-latents");
+    const char *tap_out = sf_args_get(&a, opts, "output-path");
+    const char **lay = NULL;
+    int n_lay = sf_args_all(&a, opts, "layer-indices", &lay);
+    if (!pe_arg && !in_url) {
+        sf_fail(&err, SF_E_ARG, "no text conditioning: give --prompt-embeds FILE[:NAME] or --in URL");
+        sf_die(PROG, SF_E_ARG, &err);
+    }
+    if (n_lay > 0 && !tap_out) {
+        sf_fail(&err, SF_E_ARG, "--layer_indices needs --output_path FILE (.pt or .safetensors)");
+        sf_die(PROG, SF_E_ARG, &err);
+    }
+    if (!out_url && !save && !tap_out) {
+        sf_fail(&err, SF_E_ARG, "nothing to write: give --out URL, --save-latents FILE or --output_path FILE");
+        sf_die(PROG, SF_E_ARG, &err);
+    }
+    int layers[256], n_layers = 0;
+    for (int i = 0; i < n_lay && n_layers < 256; i++) {
+        long l;
+        if ((s = sf_arg_long("--layer_indices", lay[i], -1000000, 1000000, &l, &err))) sf_die(PROG, s, &err);
+        layers[n_layers++] = (int)l;
+    }
+    free(lay);
+    if (tap_out && n_layers == 0) { layers[0] = 0; layers[1] = 4; n_layers = 2; } /* the reference's default */
+    sf_tap_mode tmode = SF_TAP_LOGITS;
+    sf_tap_sel tsel = SF_TAP_SEL_SEED;
+    int sel_b = 0, sel_s = 0;
+    const char *tm = sf_args_get(&a, opts, "tap-mode"), *ts = sf_args_get(&a, opts, "tap-select");
+    if ((tm && (s = sf_taps_parse_mode(tm, &tmode, &err))) || (ts && (s = sf_taps_parse_select(ts, &tsel, &sel_b, &sel_s, &err))))
+        sf_die(PROG, s, &err);
+
+    /* configs */
+    char dbuf[4096], cbuf[4096];
+    const char *def = find_config("default_config.yaml", argv[0], dbuf, sizeof dbuf);
+    const char *cpath = sf_args_get(&a, opts, "config-path");
+    if (!cpath) cpath = find_config("self_forcing_dmd.yaml", argv[0], cbuf, sizeof cbuf);
+    sf_run_config rc;
+    if ((s = sf_run_config_load(def, cpath, &rc, &err))) sf_die(PROG, s, &err);
+    if (rc.n_steps == 0) {
+        sf_fail(&err, SF_E_ARG, "the config has no denoising_step_list (use --config_path configs/self_forcing_dmd.yaml)");
+        sf_die(PROG, SF_E_ARG, &err);
+    }
+    long num_frames = 21, height = 480, width = 832, seed = 42, las = rc.local_attn_size, sink = rc.sink_size;
+    if ((s = get_long(&a, "num-frames", 1, 1023, &num_frames, &err)) || (s = get_long(&a, "height", 8, 1 << 16, &height, &err)) ||
+        (s = get_long(&a, "width", 8, 1 << 16, &width, &err)) || (s = get_long(&a, "seed", 0, (long)((~0ul) >> 1), &seed, &err)) ||
+        (s = get_long(&a, "local-attn-size", -1, 1023, &las, &err)) || (s = get_long(&a, "sink-size", 0, 1023, &sink, &err)))
+        sf_die(PROG, s, &err);
+    (void)v;
+    if (height % 16 || width % 16) {
+        sf_fail(&err, SF_E_ARG, "--height/--width must be multiples of 16 (latent /8, patch 2)");
+        sf_die(PROG, SF_E_ARG, &err);
+    }
+    if (las == 0 || las < -1) {
+        sf_fail(&err, SF_E_ARG, "local_attn_size must be -1 (global) or a positive number of frames");
+        sf_die(PROG, SF_E_ARG, &err);
+    }
+
+    /* model */
+    char p[4096];
+    sf_dit_config cfg;
+    snprintf(p, sizeof p, "%s/config.json", model_dir);
+    if ((s = sf_dit_config_load(p, &cfg, &err))) sf_die(PROG, s, &err);
+    sf_tfile *base = NULL, *ck = NULL, *noise = NULL;
+    const char *ckpath = sf_args_get(&a, opts, "checkpoint-path"), *key = NULL;
+    int use_ema = !sf_args_has(&a, opts, "no-ema");
+    if (!sf_args_has(&a, opts, "no-checkpoint") && ckpath && *ckpath) {
+        if (!file_exists(ckpath)) {
+            sf_warn("checkpoint %s not found; using the base weights", ckpath);
+        } else {
+            if ((s = sf_tfile_open(ckpath, &ck, &err))) sf_die(PROG, s, &err);
+            int has_ema = 0, has_gen = 0;
+            for (size_t i = 0; i < ck->n; i++) {
+                has_ema |= !strncmp(ck->entries[i].name, "generator_ema/", 14);
+                has_gen |= !strncmp(ck->entries[i].name, "generator/", 10);
+            }
+            key = use_ema && has_ema ? "generator_ema" : "generator";
+            if (!strcmp(key, "generator") && !has_gen) {
+                sf_fail(&err, SF_E_NOTFOUND, "%s: checkpoint has no '%s'%s entry", ckpath, key, use_ema ? " (nor generator_ema)" : "");
+                sf_die(PROG, SF_E_NOTFOUND, &err);
+            }
+            if (use_ema && !has_ema) sf_info("checkpoint has no generator_ema; using generator");
+        }
+    }
+    if (!ck) {
+        snprintf(p, sizeof p, "%s/diffusion_pytorch_model.safetensors", model_dir);
+        if ((s = sf_tfile_open(p, &base, &err))) sf_die(PROG, s, &err);
+    }
+    sf_dit_weights w;
+    if ((s = sf_dit_weights_load(&w, &cfg, base, ck, key, &err))) sf_die(PROG, s, &err);
+    sf_info("DiT: %d layers, dim %d, %lld parameters, weights from %s%s%s", cfg.num_layers, cfg.dim,
+            (long long)w.n_params, ck ? ckpath : model_dir, key ? ":" : "", key ? key : "");
+    sf_taps taps;
+    int have_taps = tap_out != NULL;
+    if (have_taps && (s = sf_taps_init(&taps, tmode, tsel, sel_b, sel_s, layers, n_layers, cfg.num_layers, &err)))
+        sf_die(PROG, s, &err);
+    const char *noise_path = sf_args_get(&a, opts, "noise");
+    if (noise_path && (s = sf_tfile_open(noise_path, &noise, &err))) sf_die(PROG, s, &err);
+
+    char prompt[4096] = "";
+    const char *pa = sf_args_get(&a, opts, "prompt");
+    if (pa) snprintf(prompt, sizeof prompt, "%s", pa);
+    float *emb = NULL;
+    int64_t rows = 0;
+    if ((s = load_embeds(pe_arg, in_url, cfg.text_dim, cfg.text_len, &emb, &rows, prompt, sizeof prompt, &err)))
+        sf_die(PROG, s, &err);
+
+    /* pipeline */
+    sf_scheduler sc;
+    if ((s = sf_scheduler_init(&sc, rc.timestep_shift, &err))) sf_die(PROG, s, &err);
+    sf_pipeline_cfg pc;
+    memset(&pc, 0, sizeof pc);
+    pc.n_steps = rc.n_steps;
+    if ((s = sf_scheduler_steps(&sc, rc.denoising_step_list, rc.n_steps, rc.warp_denoising_step, pc.steps, &err)))
+        sf_die(PROG, s, &err);
+    pc.frames_per_block = rc.num_frame_per_block;
+    pc.independent_first_frame = rc.independent_first_frame;
+    pc.context_noise = (float)rc.context_noise;
+    pc.num_frames = (int)num_frames;
+    pc.lat_h = (int)height / 8;
+    pc.lat_w = (int)width / 8;
+    pc.channels = cfg.in_dim;
+    pc.seed = (uint64_t)seed;
+    pc.noise = noise;
+    int n_blocks;
+    if ((s = sf_pipeline_check(&pc, &n_blocks, &err))) sf_die(PROG, s, &err);
+    if (cfg.out_dim != cfg.in_dim) {
+        sf_fail(&err, SF_E_UNSUPPORTED, "in_dim %d != out_dim %d is not supported", cfg.in_dim, cfg.out_dim);
+        sf_die(PROG, s, &err);
+    }
+    int64_t cache_frames = las == -1 ? num_frames : las;
+    if (las != -1 && las < rc.num_frame_per_block + sink) {
+        sf_fail(&err, SF_E_ARG, "local_attn_size %ld cannot hold sink_size %ld + a block of %d frames", las, sink,
+                rc.num_frame_per_block);
+        sf_die(PROG, SF_E_ARG, &err);
+    }
+    sf_dit_state st;
+    if ((s = sf_dit_state_init(&st, &w, rc.num_frame_per_block, pc.lat_h, pc.lat_w, cache_frames, las, sink, (int)threads, &err)))
+        sf_die(PROG, s, &err);
+    if ((s = sf_dit_set_context(&st, emb, rows, &err))) sf_die(PROG, s, &err);
+    if (have_taps) sf_taps_attach(&taps, &st);
+
+    const int64_t fr = (int64_t)cfg.in_dim * pc.lat_h * pc.lat_w;
+    run r = {NULL, NULL, rc.n_steps, rc.num_frame_per_block, cfg.in_dim, pc.lat_h, pc.lat_w, fr,
+             have_taps ? &taps : NULL, prompt[0] ? prompt : NULL, (uint64_t)seed};
+    int dump = sf_args_has(&a, opts, "dump-preds") && save;
+    float *latents = NULL;
+    if (save) latents = sf_calloc2((size_t)(num_frames * fr), sizeof(float));
+    if (dump) r.preds = sf_calloc2((size_t)n_blocks * (size_t)(rc.n_steps + 1) * (size_t)(rc.num_frame_per_block * fr), sizeof(float));
+    if ((save && !latents) || (dump && !r.preds)) {
+        sf_fail(&err, SF_E_NOMEM, "out of memory");
+        sf_die(PROG, SF_E_NOMEM, &err);
+    }
+    if (out_url) {
+        if ((s = sf_wire_install_signals(&err)) || (s = sf_wire_open_writer(out_url, &r.out, &err))) sf_die(PROG, s, &err);
+    }
+    static int never_stop = 0;
+    sf_pipeline_hooks hk = {on_forward, dump ? on_pred : NULL, on_block, &r, show_progress, &never_stop};
+    s = sf_pipeline_run(&st, &sc, &pc, &hk, latents, &err);
+    if (s) {
+        if (r.out) {
+            sf_err e2;
+            sf_wire_send_error(r.out, err.msg, &e2);
+            sf_wire_close(&r.out, &e2);
+        }
+        sf_die(PROG, s, &err);
+    }
+    if (r.out) {
+        if ((s = sf_wire_send_end(r.out, &err)) || (s = sf_wire_close(&r.out, &err))) sf_die(PROG, s, &err);
+    }
+    if (save) {
+        size_t ne = 1 + (dump ? (size_t)n_blocks * (size_t)(rc.n_steps + 1) : 0), k = 0;
+        sf_tensor_entry *ents = calloc(ne, sizeof *ents);
+        char (*names)[32] = calloc(ne, 32);
+        if (!ents || !names) { sf_fail(&err, SF_E_NOMEM, "out of memory"); sf_die(PROG, SF_E_NOMEM, &err); }
+        int64_t sh[5] = {1, num_frames, cfg.in_dim, pc.lat_h, pc.lat_w};
+        snprintf(names[k], 32, "latents");
+        ents[k].name = names[k];
+        ents[k++].t = sf_tensor_view(latents, SF_F32, 5, sh);
+        for (int b = 0; dump && b < n_blocks; b++)
+            for (int st2 = 0; st2 <= rc.n_steps; st2++) {
+                int F = pc.independent_first_frame && b == 0 ? 1 : rc.num_frame_per_block;
+                int64_t ps[5] = {1, F, cfg.in_dim, pc.lat_h, pc.lat_w};
+                snprintf(names[k], 32, "pred.%d.%d", b, st2);
+                ents[k].name = names[k];
+                ents[k++].t = sf_tensor_view(r.preds + ((int64_t)b * (rc.n_steps + 1) + st2) * rc.num_frame_per_block * fr, SF_F32, 5, ps);
+            }
+        char seedbuf[32];
+        snprintf(seedbuf, sizeof seedbuf, "%ld", seed);
+        const char *kv[] = {"seed", noise ? "replayed" : seedbuf, "prompt", prompt};
+        if ((s = sf_safetensors_write(save, ents, k, kv, 2, &err))) sf_die(PROG, s, &err);
+        free(ents);
+        free(names);
+    }
+    if (have_taps) {
+        sf_taps_meta meta = {prompt, (int)num_frames, rc.num_frame_per_block};
+        if ((s = sf_taps_write(&taps, tap_out, &meta, &err))) sf_die(PROG, s, &err);
+        sf_taps_free(&taps);
+    }
+    free(latents);
+    free(r.preds);
+    free(emb);
+    sf_dit_state_free(&st);
+    sf_dit_weights_free(&w);
+    sf_tfile_destroy(&noise);
+    sf_tfile_destroy(&ck);
+    sf_tfile_destroy(&base);
+    sf_args_free(&a);
+    return 0;
+}

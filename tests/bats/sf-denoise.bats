@@ -1,0 +1,130 @@
+#!/usr/bin/env bats
+# sf-denoise: golden reproduction through the CLI (noise replayed), checkpoint selection, taps file
+# layout, seeded reproducibility, wire output, and one-line errors without partial outputs.
+
+bats_require_minimum_version 1.5.0
+load '/usr/lib/bats/bats-support/load'
+load '/usr/lib/bats/bats-assert/load'
+
+setup() {
+    G="${SF_GOLDEN:-$BATS_TEST_DIRNAME/../golden}"
+    P="$G/expect/dit_pipeline_base.safetensors"
+    COMMON=(--model-dir "$G/model" --num_frames 9 --height 64 --width 96 --progress none --threads 2)
+}
+
+@test "base weights reproduce every golden pred (noise replayed)" {
+    run sf-denoise "${COMMON[@]}" --prompt-embeds "$P:context.prompt_embeds" --noise "$P" \
+        --save-latents "$BATS_TEST_TMPDIR/lat.safetensors" --dump-preds
+    assert_success
+    run sf-tensor diff "$BATS_TEST_TMPDIR/lat.safetensors" "$P" --rtol 1e-4 --atol 1e-4 -q
+    assert_output --partial "15 compared, 0 mismatched"
+}
+
+@test "checkpoint: generator_ema by default, generator with --no_ema" {
+    for mode in generator_ema generator; do
+        E="$G/expect/dit_pipeline_$mode.safetensors"
+        flag=""; [ "$mode" = generator ] && flag="--no_ema"
+        run sf-denoise "${COMMON[@]}" --checkpoint_path "$G/checkpoints/tiny_dmd.pt" $flag \
+            --prompt-embeds "$E:context.prompt_embeds" --noise "$E" \
+            --save-latents "$BATS_TEST_TMPDIR/$mode.safetensors" --dump-preds
+        assert_success
+        run sf-tensor diff "$BATS_TEST_TMPDIR/$mode.safetensors" "$E" --rtol 1e-4 --atol 1e-4 -q
+        assert_output --partial "15 compared, 0 mismatched"
+    done
+}
+
+@test "missing checkpoint file: warning and base weights" {
+    run --separate-stderr sf-denoise "${COMMON[@]}" --checkpoint_path "$BATS_TEST_TMPDIR/nope.pt" \
+        --prompt-embeds "$P:context.prompt_embeds" --noise "$P" --save-latents "$BATS_TEST_TMPDIR/l.safetensors" --dump-preds
+    assert_success
+    [[ "$stderr" == *"not found; using the base weights"* ]]
+    run sf-tensor diff "$BATS_TEST_TMPDIR/l.safetensors" "$P" --rtol 1e-4 --atol 1e-4 -q
+    assert_output --partial "15 compared, 0 mismatched"
+}
+
+@test "taps: figure-4 .pt layout and taps.* / frames.* safetensors" {
+    run sf-denoise "${COMMON[@]}" --prompt-embeds "$P:context.prompt_embeds" --noise "$P" \
+        --layer_indices 0 2 --output_path "$BATS_TEST_TMPDIR/fig4.pt"
+    assert_success
+    run sf-tensor ls "$BATS_TEST_TMPDIR/fig4.pt"
+    assert_output --partial "attention_weights/0/attn_logits"
+    assert_output --partial "[1, 2, 72, 216]"
+    run sf-denoise "${COMMON[@]}" --prompt-embeds "$P:context.prompt_embeds" --noise "$P" \
+        --layer_indices 0 2 --tap-select all --output_path "$BATS_TEST_TMPDIR/all.safetensors"
+    assert_success
+    run sf-tensor diff "$BATS_TEST_TMPDIR/all.safetensors" "$G/expect/taps_base.safetensors" --rtol 1e-3 --atol 1e-3 -q
+    assert_output --partial "30 compared, 0 mismatched"
+    run sf-denoise "${COMMON[@]}" --prompt-embeds "$P:context.prompt_embeds" --noise "$P" \
+        --layer_indices 2 --tap-mode frames --output_path "$BATS_TEST_TMPDIR/fr.safetensors"
+    assert_success
+    run sf-tensor ls "$BATS_TEST_TMPDIR/fr.safetensors"
+    assert_output --partial "frames.L2.b2.s4"
+}
+
+@test "same seed gives identical bytes, another seed differs" {
+    for s in 1 1b 2; do
+        seed=${s%b}
+        run sf-denoise "${COMMON[@]}" --prompt-embeds "$P:context.prompt_embeds" --seed "$seed" \
+            --save-latents "$BATS_TEST_TMPDIR/s$s.safetensors"
+        assert_success
+    done
+    cmp "$BATS_TEST_TMPDIR/s1.safetensors" "$BATS_TEST_TMPDIR/s1b.safetensors"
+    run sf-tensor diff "$BATS_TEST_TMPDIR/s1.safetensors" "$BATS_TEST_TMPDIR/s2.safetensors" -q
+    assert_failure
+}
+
+@test "wire in/out: prompt_embeds from a stream, one latents message per block" {
+    sf-wire send "$BATS_TEST_TMPDIR/in.sft" --from "$P" --name context.prompt_embeds
+    run sf-denoise "${COMMON[@]}" --in "$BATS_TEST_TMPDIR/in.sft" --noise "$P" --out "$BATS_TEST_TMPDIR/lat.sft"
+    assert_success
+    run sf-wire cat "$BATS_TEST_TMPDIR/lat.sft"
+    assert_success
+    [ "$(grep -c 'latents' <<< "$output")" -eq 3 ]
+    assert_output --partial "start_frame: 6"
+    run sf-wire recv "$BATS_TEST_TMPDIR/lat.sft" --save "$BATS_TEST_TMPDIR/blocks.safetensors"
+    assert_success
+}
+
+@test "bad inputs: one-line error, exit 1/2, no output file" {
+    O="$BATS_TEST_TMPDIR/o.safetensors"
+    run --separate-stderr sf-denoise "${COMMON[@]}" --prompt-embeds "$P:no_such" --save-latents "$O"
+    assert_failure 1
+    [[ "$stderr" == *"no tensor 'no_such'"* ]]
+    [ ! -e "$O" ]
+    run --separate-stderr sf-denoise "${COMMON[@]}" --prompt-embeds "$G/expect/dit_forward.safetensors:mid.text_embedding" --save-latents "$O"
+    assert_failure 1
+    [[ "$stderr" == *"expects [L, 64]"* ]]
+    run --separate-stderr sf-denoise "${COMMON[@]}" --prompt-embeds "$P:context.prompt_embeds" --layer_indices 3 --output_path "$BATS_TEST_TMPDIR/t.pt"
+    assert_failure 2
+    [[ "$stderr" == *"layer 3 out of range"* ]]
+    run --separate-stderr sf-denoise "${COMMON[@]}" --prompt-embeds "$P:context.prompt_embeds" --num_frames 10 --save-latents "$O"
+    assert_failure 2
+    [[ "$stderr" == *"multiple of num_frame_per_block"* ]]
+    run --separate-stderr sf-denoise "${COMMON[@]}" --prompt-embeds "$P:context.prompt_embeds" --device cuda --save-latents "$O"
+    assert_failure
+    run --separate-stderr sf-denoise "${COMMON[@]}" --bogus-flag
+    assert_failure 2
+    # a model whose config does not match its weights: the mis-shaped tensor is named
+    mkdir -p "$BATS_TEST_TMPDIR/m"
+    sed 's/"ffn_dim": 384/"ffn_dim": 100/' "$G/model/config.json" > "$BATS_TEST_TMPDIR/m/config.json"
+    ln -s "$(cd "$G/model" && pwd)/diffusion_pytorch_model.safetensors" "$BATS_TEST_TMPDIR/m/"
+    run --separate-stderr sf-denoise --model-dir "$BATS_TEST_TMPDIR/m" --num_frames 9 --height 64 --width 96 \
+        --prompt-embeds "$P:context.prompt_embeds" --save-latents "$O"
+    assert_failure 1
+    [[ "$stderr" == *"blocks.0.ffn.0.weight"* ]]
+    # a checkpoint without generator / generator_ema
+    sf-tensor convert "$G/checkpoints/tiny_dmd.pt" "$BATS_TEST_TMPDIR/flat.pt" --select generator
+    run --separate-stderr sf-denoise "${COMMON[@]}" --checkpoint_path "$BATS_TEST_TMPDIR/flat.pt" \
+        --prompt-embeds "$P:context.prompt_embeds" --save-latents "$O"
+    assert_failure 1
+    [[ "$stderr" == *"no 'generator'"* ]]
+    [ ! -e "$O" ]
+    [ "$(ls "$BATS_TEST_TMPDIR" | grep -c tmp)" -eq 0 ]
+}
+
+@test "bench tiny prints ms per block-forward and peak RSS" {
+    run sf-denoise --bench tiny --model-dir "$G/model" --threads 2
+    assert_success
+    assert_output --partial "ms per block-forward"
+    assert_output --partial "peak RSS"
+}
