@@ -1,10 +1,13 @@
-/* test_t5.c — stages/encode/t5.c against tests/golden/expect/t5.safetensors: the bucket
+/* test_t5.c — stages/encode/cache.c (SHA-256 vectors, put/get, corrupt entry → miss) and
+ * stages/encode/t5.c against tests/golden/expect/t5.safetensors: the bucket
  * table (exact), prompt-0 intermediates dbg.embed (exact), dbg.block0.{norm1,attn,out} and
  * emb.<i> of all 28 prompts within the manifest's fp32 tolerance (max|Δ| ≤ 1e-4·max|ref| over
  * the real rows, pad rows exactly 0), thread-count invariance, and bad weights/ids. */
 #define _POSIX_C_SOURCE 200809L
 #include "sf_test.h"
+#include "stages/encode/cache.h"
 #include "stages/encode/t5.h"
+#include <unistd.h>
 #include "tfile.h"
 
 static sf_t5 *open_golden(int nthreads) {
@@ -155,7 +158,54 @@ static void test_bad_weights(void) {
     SF_CHECK(sf_t5_open("/nonexistent.pth", 1, &m, &err) != SF_OK && m == NULL);
 }
 
+static void test_cache_sha256_and_roundtrip(void) {
+    uint8_t d[32];
+    char hex[65];
+    sf_sha256 s;
+    sf_sha256_init(&s);
+    sf_sha256_update(&s, "abc", 3);
+    sf_sha256_final(&s, d);
+    sf_sha256_hex(d, hex);
+    SF_CHECK(strcmp(hex, "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad") == 0);
+    /* 56-byte message: padding spills into a second block; fed in odd pieces */
+    const char *m = "abcdbcdecdefdefgefghfghighijhijkijkljklmklmnlmnomnopnopq";
+    sf_sha256_init(&s);
+    for (size_t i = 0; i < 56; i += 7) sf_sha256_update(&s, m + i, 7);
+    sf_sha256_final(&s, d);
+    sf_sha256_hex(d, hex);
+    SF_CHECK(strcmp(hex, "248d6a61d20638b8e5c026930c3e6039a33ce45964ff2167f6ecedd419db06c1") == 0);
+    /* put → get round trip; a corrupted entry is a miss and is removed */
+    char dir[] = "/tmp/sf-test-cache-XXXXXX";
+    if (!mkdtemp(dir)) { SF_CHECK(0); return; }
+    char key[65];
+    sf_cache_key("tok", "weights", "a dog", 4, key);
+    float emb[4 * 2] = {1, 2, 3, 4, 0, 0, 0, 0};
+    int64_t ids[4] = {5, 6, 1, 0}, mask[4] = {1, 1, 1, 0};
+    sf_err err = {{0}};
+    SF_CHECK_OK(sf_cache_put(dir, key, "a dog", "tok", "weights", 4, 2, emb, ids, mask, 3, &err), &err);
+    sf_cache_entry e;
+    int hit = 0;
+    SF_CHECK_OK(sf_cache_get(dir, key, 4, &e, &hit, &err), &err);
+    SF_CHECK(hit && e.dim == 2 && e.n_tokens == 3 && memcmp(e.emb, emb, sizeof emb) == 0 && e.ids[1] == 6);
+    sf_cache_entry_free(&e);
+    char path[256];
+    snprintf(path, sizeof path, "%s/%s.safetensors", dir, key);
+    FILE *f = fopen(path, "r+b");
+    if (f) {
+        fseek(f, -20, SEEK_END); /* inside the ids/mask payload */
+        fputc(0x7f, f);
+        fclose(f);
+    }
+    SF_CHECK_OK(sf_cache_get(dir, key, 4, &e, &hit, &err), &err);
+    SF_CHECK(!hit && access(path, F_OK) != 0);
+    char other[65];
+    sf_cache_key("tok", "weights", "a dog", 5, other);
+    SF_CHECK(strcmp(other, key) != 0);
+    rmdir(dir);
+}
+
 static const sf_test tests[] = {
+    {"cache_sha256_and_roundtrip", test_cache_sha256_and_roundtrip},
     {"config_and_buckets", test_config_and_buckets}, {"prompt0_intermediates", test_prompt0_intermediates},
     {"all_prompts", test_all_prompts},               {"threads_bit_identical", test_threads_bit_identical},
     {"bad_weights", test_bad_weights},
