@@ -10,7 +10,7 @@ CUDA_ARCH ?= 90a
 WARN    := -Wall -Wextra -Wshadow -Wstrict-prototypes -Wmissing-prototypes -Werror=implicit-function-declaration
 OPT     ?= -O2
 CFLAGS  ?= $(OPT) -g
-ALL_CFLAGS := -std=c11 $(CFLAGS) $(WARN) -pthread -MMD -MP -Icommon -Ikernels -I. $(EXTRA_CFLAGS)
+ALL_CFLAGS := -std=c11 $(CFLAGS) $(WARN) -pthread -MMD -MP -Icommon -Ikernels -I. -DSF_DATADIR='"$(CURDIR)"' $(EXTRA_CFLAGS)
 LDLIBS  := -lcjson -lyaml -lmsgpackc -lzmq -lm -pthread
 LDFLAGS ?=
 

@@ -111,6 +111,39 @@ void *sf_calloc2(size_t n, size_t size) {
     return calloc(n ? n : 1, size ? size : 1);
 }
 
+int sf_fd_is_data(int fd) {
+    struct stat st;
+    if (fstat(fd, &st) != 0) return 0;
+    return S_ISFIFO(st.st_mode) || S_ISSOCK(st.st_mode) || S_ISREG(st.st_mode);
+}
+
+#ifndef SF_DATADIR
+#define SF_DATADIR "."
+#endif
+
+const char *sf_find_data(const char *rel, char *buf, size_t n) {
+    struct stat st;
+    char exe[4096];
+    const char *root = getenv("SF_ROOT");
+    ssize_t el = readlink("/proc/self/exe", exe, sizeof exe - 1);
+    if (el > 0) {
+        exe[el] = 0;
+        char *slash = strrchr(exe, '/');
+        if (slash) *slash = 0;
+    } else {
+        exe[0] = 0;
+    }
+    const char *bases[4] = {NULL, root && *root ? root : NULL, exe[0] ? exe : NULL, SF_DATADIR};
+    for (int i = 0; i < 4; i++) {
+        if (i == 0) snprintf(buf, n, "%s", rel);
+        else if (!bases[i]) continue;
+        else if (i == 2) snprintf(buf, n, "%s/../../%s", bases[i], rel);
+        else snprintf(buf, n, "%s/%s", bases[i], rel);
+        if (stat(buf, &st) == 0 && S_ISREG(st.st_mode)) return buf;
+    }
+    return NULL;
+}
+
 double sf_now(void) {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);

@@ -66,6 +66,15 @@ int sf_add_ok(size_t a, size_t b, size_t *out);
 /* Allocation that returns NULL on a size overflow. */
 void *sf_calloc2(size_t n, size_t size);
 
+/* 1 when fd is a pipe, socket or regular file — i.e. data is being piped in or out (not a
+ * terminal, not /dev/null). Used for the shell-composition defaults `--in -` / `--out -`. */
+int sf_fd_is_data(int fd);
+
+/* Find a project data file such as "configs/default_config.yaml": tried as given (relative to
+ * the working directory, like the reference), then under $SF_ROOT, next to the executable
+ * (<exe>/../../), and under the source tree the binary was built from. NULL when absent. */
+const char *sf_find_data(const char *rel, char *buf, size_t n);
+
 /* Monotonic clock in seconds. */
 double sf_now(void);
 

@@ -50,7 +50,8 @@ while [ $# -gt 0 ]; do
     --height) need "$@"; height=$2; shift 2 ;;
     --width) need "$@"; width=$2; shift 2 ;;
     --cache-dir) need "$@"; cache_dir=$2; shift 2 ;;
-    --log-level|--progress) need "$@"; extra_encode+=("$flag" "$2"); extra_denoise+=("$flag" "$2"); shift 2 ;;
+    --log-level) need "$@"; extra_encode+=("$flag" "$2"); extra_denoise+=("$flag" "$2"); shift 2 ;;
+    --progress) need "$@"; extra_denoise+=("$flag" "$2"); shift 2 ;;
     -h|--help) usage; exit 0 ;;
     *) echo "figure4.sh: error: unknown option '$1' (see --help)" >&2; exit 2 ;;
     esac

@@ -18,6 +18,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 static const sf_opt opts[] = {
     {"latents", 0, SF_ARG_VALUE, "FILE[:NAME]\tlatents [1,T,16,h,w] from a safetensors/.pt file (default name latents)"},
@@ -246,6 +247,7 @@ int main(int argc, char **argv) {
     if (!r.out_path) r.out_path = sf_args_get(&a, opts, "out");
     r.save_path = sf_args_get(&a, opts, "save-video");
     const char *lat = sf_args_get(&a, opts, "latents"), *in = sf_args_get(&a, opts, "in");
+    if (!lat && !in && sf_fd_is_data(0)) in = "-"; /* `... | sf-decode -o v.y4m` */
     if (!!lat == !!in) {
         sf_fail(&err, SF_E_ARG, "give exactly one of --latents FILE[:NAME] or --in URL (see --help)");
         sf_die(prog, SF_E_ARG, &err);

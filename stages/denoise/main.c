@@ -102,20 +102,10 @@ static sf_status on_block(void *c, int b, int64_t start, int F, const float *x0,
 static int file_exists(const char *p) { return p && access(p, R_OK) == 0; }
 
 /* configs/<name>: in the working directory, then next to the binary (../../configs). */
-static const char *find_config(const char *name, const char *argv0, char *buf, size_t n) {
-    snprintf(buf, n, "configs/%s", name);
-    if (file_exists(buf)) return buf;
-    const char *root = getenv("SF_ROOT");
-    if (root && *root) {
-        snprintf(buf, n, "%s/configs/%s", root, name);
-        if (file_exists(buf)) return buf;
-    }
-    const char *slash = strrchr(argv0, '/');
-    if (slash) {
-        snprintf(buf, n, "%.*s/../../configs/%s", (int)(slash - argv0), argv0, name);
-        if (file_exists(buf)) return buf;
-    }
-    return NULL;
+static const char *find_config(const char *name, char *buf, size_t n) {
+    char rel[256];
+    snprintf(rel, sizeof rel, "configs/%s", name);
+    return sf_find_data(rel, buf, n);
 }
 
 static sf_status get_long(const sf_args *a, const char *name, long lo, long hi, long *v, sf_err *err) {
@@ -253,6 +243,11 @@ int main(int argc, char **argv) {
     const char *tap_out = sf_args_get(&a, opts, "output-path");
     const char **lay = NULL;
     int n_lay = sf_args_all(&a, opts, "layer-indices", &lay);
+    /* shell composition: `sf-encode ... | sf-denoise | sf-decode -o v.y4m` reads and writes the
+     * wire on stdin/stdout when those are pipes or files (DESIGN §3: stdout carries data only
+     * when it is the --out) */
+    if (!pe_arg && !in_url && sf_fd_is_data(0)) in_url = "-";
+    if (!out_url && !save && !tap_out && sf_fd_is_data(1)) out_url = "-";
     if (!pe_arg && !in_url) {
         sf_fail(&err, SF_E_ARG, "no text conditioning: give --prompt-embeds FILE[:NAME] or --in URL");
         sf_die(PROG, SF_E_ARG, &err);
@@ -282,9 +277,12 @@ int main(int argc, char **argv) {
 
     /* configs */
     char dbuf[4096], cbuf[4096];
-    const char *def = find_config("default_config.yaml", argv[0], dbuf, sizeof dbuf);
+    const char *def = find_config("default_config.yaml", dbuf, sizeof dbuf);
     const char *cpath = sf_args_get(&a, opts, "config-path");
-    if (!cpath) cpath = find_config("self_forcing_dmd.yaml", argv[0], cbuf, sizeof cbuf);
+    if (!cpath) cpath = find_config("self_forcing_dmd.yaml", cbuf, sizeof cbuf);
+    else if (cpath[0] != '/' && sf_find_data(cpath, cbuf, sizeof cbuf)) cpath = cbuf; /* configs/x.yaml from anywhere */
+    if (!def) sf_warn("configs/default_config.yaml not found (set SF_ROOT to the sfpipe folder); using only %s",
+                      cpath ? cpath : "built-in defaults");
     sf_run_config rc;
     if ((s = sf_run_config_load(def, cpath, &rc, &err))) sf_die(PROG, s, &err);
     if (rc.n_steps == 0) {

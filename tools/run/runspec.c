@@ -1,4 +1,4 @@
-/* runspec.c — turns a pipeline spec (pipelines/*.yaml) into stage command lines.
+/* runspec.c — turns a pipeline spec (pipelines/NAME.yaml) into stage command lines.
  *
  * Spec keys: name, transport (pipe|ipc|tcp|shm, default ipc), vars (map; ${var} expands in
  * every string; overrides "var=value"), stages (list of {name, program, device, host, args}).
