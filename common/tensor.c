@@ -58,7 +58,8 @@ void sf_tensor_set_contiguous(sf_tensor *t) {
     int64_t s = 1;
     for (int i = t->ndim - 1; i >= 0; i--) {
         t->stride[i] = s;
-        s *= t->shape[i];
+        /* saturate: an overflowing shape is rejected later by sf_tensor_numel's check */
+        if (__builtin_mul_overflow(s, t->shape[i], &s)) s = INT64_MAX;
     }
 }
 

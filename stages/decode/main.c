@@ -210,10 +210,12 @@ int main(int argc, char **argv) {
     if ((s = sf_args_parse(argc, argv, opts, &a, &err)) != SF_OK) sf_die(prog, s, &err);
     if (sf_args_has(&a, opts, "help")) {
         sf_args_usage(prog, "(--latents FILE[:NAME] | --in URL) [-o VIDEO] [--save-video FILE] [options]", opts);
+        sf_args_free(&a);
         return 0;
     }
     if (sf_args_has(&a, opts, "version")) {
         printf("%s %s\n", prog, SF_VERSION);
+        sf_args_free(&a);
         return 0;
     }
     const char *v;

@@ -198,10 +198,12 @@ int main(int argc, char **argv) {
     if (s) sf_die(PROG, s, &err);
     if (sf_args_has(&a, opts, "help")) {
         sf_args_usage(PROG, "[--model-dir DIR] (--prompt-embeds FILE[:NAME] | --in URL) [--out URL] [--save-latents FILE] [--layer_indices L... --output_path FILE]", opts);
+        sf_args_free(&a);
         return 0;
     }
     if (sf_args_has(&a, opts, "version")) {
         printf(PROG " " SF_VERSION "\n");
+        sf_args_free(&a);
         return 0;
     }
     const char *lv = sf_args_get(&a, opts, "log-level");
@@ -228,6 +230,7 @@ int main(int argc, char **argv) {
     if (bench) {
         s = sf_denoise_bench(bench, model_dir, (int)threads, &err);
         if (s) sf_die(PROG, s, &err);
+        sf_args_free(&a);
         return 0;
     }
     const char *progress = sf_args_get(&a, opts, "progress");
