@@ -1,0 +1,110 @@
+/* bench_kernels.c — GFLOP/s of the DiT's CPU reference kernels at Wan2.1-1.3B shapes:
+ * sf_gemm_cpu (x · Wᵀ + b, f32 and bf16 weights; K=1536 → N=1536 (q/k/v/o) and N=8960 (ffn
+ * up), K=8960 → N=1536 (ffn down)) and sf_attention_cpu (12 heads, d=128, 4680 keys = one
+ * block, 9360 = two blocks of KV cache; with and without the logits tap), and peak RSS.
+ * Each figure is the best of `reps` runs (the dev box is shared; best-of is the stable one).
+ * Nothing passes or fails on time.
+ *   bench_kernels           quick: fewer rows / queries (under ~30 s on 2 cores)
+ *   bench_kernels --full    full 4680-row GEMMs and 4680-query attention (minutes)
+ * Env: SF_THREADS (default all cores). Run by `make bench` (tests/bench/run.sh). */
+#define _POSIX_C_SOURCE 200809L
+#include "attention.h"
+#include "gemm.h"
+#include "parallel.h"
+#include "rng.h"
+#include "sf.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+
+static double peak_rss_mb(void) {
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    return (double)ru.ru_maxrss / 1024.0;
+}
+
+static void *xmalloc(size_t n) {
+    void *p = malloc(n);
+    if (!p) {
+        fprintf(stderr, "bench_kernels: out of memory (%zu bytes)\n", n);
+        exit(1);
+    }
+    return p;
+}
+
+static float *randf(size_t n, uint64_t seed, float std) {
+    float *p = xmalloc(n * sizeof *p);
+    sf_rng r;
+    sf_rng_seed(&r, seed);
+    sf_rng_fill_normal(&r, p, n, 0, std);
+    return p;
+}
+
+static void bench_gemm(int64_t M, int64_t K, int64_t N, int threads, int reps) {
+    float *x = randf((size_t)(M * K), 1, 1.0f), *w = randf((size_t)(N * K), 2, 0.02f), *b = randf((size_t)N, 3, 0.1f);
+    float *y = xmalloc(sizeof(float) * (size_t)(M * N));
+    uint16_t *wb = xmalloc(sizeof(uint16_t) * (size_t)(N * K));
+    for (int64_t i = 0; i < N * K; i++) wb[i] = sf_f32_to_bf16(w[i]);
+    double flop = 2.0 * (double)M * (double)N * (double)K;
+    for (int dt = 0; dt < 2; dt++) {
+        double best = 1e30;
+        for (int r = 0; r < reps; r++) {
+            double t0 = sf_now();
+            if (sf_gemm_cpu(M, N, K, x, K, dt ? (const void *)wb : (const void *)w, dt ? SF_BF16 : SF_F32, b, y, N,
+                            threads)) {
+                fprintf(stderr, "bench_kernels: gemm failed\n");
+                exit(1);
+            }
+            double t = sf_now() - t0;
+            best = t < best ? t : best;
+        }
+        printf("gemm %-4s M=%-5lld K=%-5lld N=%-5lld  %8.1f ms  %6.1f GFLOP/s\n", dt ? "bf16" : "f32", (long long)M,
+               (long long)K, (long long)N, best * 1e3, flop / best / 1e9);
+    }
+    free(x), free(w), free(b), free(y), free(wb);
+}
+
+static void bench_attn(int64_t Lq, int64_t Lk, int heads, int d, int threads, int tap, int reps) {
+    int64_t D = (int64_t)heads * d;
+    float *q = randf((size_t)(Lq * D), 4, 1.0f), *k = randf((size_t)(Lk * D), 5, 1.0f);
+    float *v = randf((size_t)(Lk * D), 6, 1.0f), *o = xmalloc(sizeof(float) * (size_t)(Lq * D));
+    float *lg = tap ? xmalloc(sizeof(float) * (size_t)heads * (size_t)Lq * (size_t)Lk) : NULL;
+    double flop = 4.0 * (double)Lq * (double)Lk * (double)D, best = 1e30;
+    for (int r = 0; r < reps; r++) {
+        double t0 = sf_now();
+        if (sf_attention_cpu(Lq, Lk, heads, d, q, D, k, v, D, o, D, 0.08838834764831845f, lg, threads)) {
+            fprintf(stderr, "bench_kernels: attention failed\n");
+            exit(1);
+        }
+        double t = sf_now() - t0;
+        best = t < best ? t : best;
+    }
+    printf("attention %d heads d=%d Lq=%-5lld Lk=%-5lld%s  %8.1f ms  %6.1f GFLOP/s\n", heads, d, (long long)Lq,
+           (long long)Lk, tap ? " +logits" : "        ", best * 1e3, flop / best / 1e9);
+    free(q), free(k), free(v), free(o), free(lg);
+}
+
+int main(int argc, char **argv) {
+    int full = argc > 1 && strcmp(argv[1], "--full") == 0;
+    if (argc > 1 && !full) {
+        fprintf(stderr, "usage: bench_kernels [--full]\n");
+        return 2;
+    }
+    const char *ts = getenv("SF_THREADS");
+    int threads = ts && atoi(ts) > 0 ? atoi(ts) : sf_cpu_count();
+    printf("threads: %d%s\n", threads, full ? " (full shapes)" : " (quick shapes; --full for 4680 rows/queries)");
+    int64_t M = full ? 4680 : 520, Q = full ? 4680 : 260;
+    int reps = full ? 1 : 2;
+    bench_gemm(M, 1536, 1536, threads, reps);
+    bench_gemm(M, 1536, 8960, threads, reps);
+    bench_gemm(full ? M : 260, 8960, 1536, threads, reps);
+    bench_gemm(4, 1536, 8960, threads, reps); /* small M: the column split */
+    bench_attn(Q, 4680, 12, 128, threads, 0, reps);
+    bench_attn(Q, 9360, 12, 128, threads, 0, reps);
+    bench_attn(Q, 4680, 12, 128, threads, 1, reps);
+    bench_attn(Q, 512, 12, 128, threads, 0, reps); /* cross-attention */
+    printf("peak RSS: %.0f MB\n", peak_rss_mb());
+    return 0;
+}
