@@ -1,0 +1,109 @@
+#!/usr/bin/env bats
+# The three stages as cooperating processes: shell pipes, tcp between separately started
+# processes, shared memory, sf-run specs, fail-fast, figure4.sh, the embedding cache.
+bats_require_minimum_version 1.5.0
+load '/usr/lib/bats/bats-support/load'
+load '/usr/lib/bats/bats-assert/load'
+
+setup_file() {
+    export M="$BATS_FILE_TMPDIR/model"
+    sf-mkmodel tiny "$M" --seed 5 --checkpoint "$M/ckpt.pt" >/dev/null 2>&1
+}
+
+setup() {
+    T="$BATS_TEST_TMPDIR"
+    SIZE=(--num_frames 9 --height 64 --width 96)
+    PROMPT="A red fox trotting through fresh snow"
+    PIDS=()
+}
+
+teardown() {
+    for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
+}
+
+frames() { ffprobe -v error -count_frames -select_streams v:0 -show_entries stream=nb_read_frames -of csv=p=0 "$1"; }
+
+encode() { sf-encode --model-dir "$M" --prompt "$PROMPT" --cache-dir "$T/cache" "$@"; }
+denoise() { sf-denoise --model-dir "$M" --checkpoint_path "$M/ckpt.pt" "${SIZE[@]}" --progress none "$@"; }
+decode() { sf-decode --model-dir "$M" --progress none "$@"; }
+
+@test "three-stage shell pipe: sf-encode | sf-denoise | sf-decode" {
+    encode | denoise | decode -o "$T/a.y4m"
+    [ "$(frames "$T/a.y4m")" = 33 ]
+    # the same run through files gives the same video
+    encode --save-embeds "$T/e.safetensors" --no-cache
+    denoise --prompt-embeds "$T/e.safetensors:emb.0" --save-latents "$T/lat.safetensors"
+    decode --latents "$T/lat.safetensors" -o "$T/b.y4m"
+    cmp "$T/a.y4m" "$T/b.y4m"
+}
+
+@test "stages over tcp between separately started processes" {
+    port=$((20000 + RANDOM % 20000))
+    decode --in "tcp://127.0.0.1:$port" -o "$T/tcp.y4m" 3>&- &
+    PIDS+=($!)
+    dec=$!
+    encode --out "ipc://$T/emb.sock" 3>&- &
+    PIDS+=($!)
+    denoise --in "ipc://$T/emb.sock" --out "tcp://127.0.0.1:$port"
+    wait "$dec"
+    encode | denoise | decode -o "$T/ref.y4m"
+    cmp "$T/tcp.y4m" "$T/ref.y4m"
+}
+
+@test "stages over shared memory" {
+    decode --in "shm://sfp-$$-$BATS_TEST_NUMBER" -o "$T/shm.y4m" 3>&- &
+    PIDS+=($!)
+    dec=$!
+    encode | denoise --out "shm://sfp-$$-$BATS_TEST_NUMBER"
+    wait "$dec"
+    [ "$(frames "$T/shm.y4m")" = 33 ]
+}
+
+@test "sf-run t2v.yaml makes the video; a cached rerun does not load the encoder" {
+    cd "$SF_ROOT"
+    args=(model_dir="$M" checkpoint="$M/ckpt.pt" output="$T/run.y4m" cache_dir="$T/cache" num_frames=9 height=64 width=96 prompt="$PROMPT")
+    run -0 sf-run pipelines/t2v.yaml "${args[@]}"
+    assert_output --partial "[encode] sf-encode: info: loading umT5 encoder"
+    [ "$(frames "$T/run.y4m")" = 33 ]
+    rm "$T/run.y4m"
+    run -0 sf-run pipelines/t2v.yaml "${args[@]}"
+    assert_output --partial "(encoder not loaded)"
+    refute_output --partial "loading umT5 encoder"
+    [ "$(frames "$T/run.y4m")" = 33 ]
+}
+
+@test "sf-run over pipe, tcp and shm transports gives the same video" {
+    cd "$SF_ROOT"
+    args=(model_dir="$M" checkpoint="$M/ckpt.pt" cache_dir="$T/cache" num_frames=9 height=64 width=96 prompt="$PROMPT")
+    for tr in pipe tcp shm; do
+        sed "s/^transport: ipc/transport: $tr/" pipelines/t2v.yaml >"$T/$tr.yaml"
+        sf-run "$T/$tr.yaml" "${args[@]}" output="$T/$tr.y4m" --tcp-port $((30000 + RANDOM % 20000)) 2>/dev/null
+    done
+    cmp "$T/pipe.y4m" "$T/tcp.y4m"
+    cmp "$T/pipe.y4m" "$T/shm.y4m"
+}
+
+@test "a failing stage ends sf-run with its message and no process is left" {
+    cd "$SF_ROOT"
+    run -1 sf-run pipelines/t2v.yaml model_dir="$M" checkpoint="$M/ckpt.pt" output="$T/x.y4m" \
+        cache_dir="$T/cache" num_frames=9 height=64 width=96 "decode.vae=$T/missing.pth"
+    assert_output --partial "stage 'decode' failed"
+    assert_output --partial "missing.pth"
+    [ ! -e "$T/x.y4m" ]
+    sleep 0.3
+    run ! pgrep -f "$M/ckpt.pt"
+}
+
+@test "figure4.sh with the reference flags writes the reference .pt layout" {
+    cd "$T"
+    run -0 "$SF_ROOT/pipelines/figure4.sh" --config_path configs/self_forcing_dmd.yaml --checkpoint_path "$M/ckpt.pt" \
+        --output_path "$T/fig4.pt" --prompt "$PROMPT" --num_frames 9 --layer_indices 0 2 --use_ema --seed 42 \
+        --model-dir "$M" --height 64 --width 96 --cache-dir "$T/cache"
+    run -0 sf-tensor ls "$T/fig4.pt"
+    # per layer [1, heads, Lq = 3 frames × 24 tokens, Lk = 9 frames × 24 tokens], float16
+    assert_line --regexp '^attention_weights/0/attn_logits	f16	\[1, 2, 72, 216\]$'
+    assert_line --regexp '^attention_weights/1/attn_logits	f16	\[1, 2, 72, 216\]$'
+    run -2 "$SF_ROOT/pipelines/figure4.sh" --bogus
+    run -1 "$SF_ROOT/pipelines/figure4.sh" --output_path "$T/no/such/dir/x.pt" --model-dir "$M"
+    assert_output --partial "does not exist"
+}
