@@ -107,3 +107,14 @@ decode() { sf-decode --model-dir "$M" --progress none "$@"; }
     run -1 "$SF_ROOT/pipelines/figure4.sh" --output_path "$T/no/such/dir/x.pt" --model-dir "$M"
     assert_output --partial "does not exist"
 }
+
+@test "make demo: tiny model → video and taps on the CPU" {
+    [ "${SF_BUILD:-build}" = build ] || skip "runs the regular build only (this is $SF_BUILD)"
+    cd "$SF_ROOT"
+    run -0 env DEMO_OUT="$T/demo" bash tests/demo.sh
+    assert_output --partial "demo: video: $T/demo/demo."
+    assert_output --partial "attention_weights/0/attn_logits"
+    [ -s "$T/demo/attention_cache_figure4.pt" ]
+    v=$(ls "$T"/demo/demo.*)
+    [ "$(frames "$v")" = 33 ]
+}
