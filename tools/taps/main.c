@@ -1,0 +1,385 @@
+/* sf-taps — attention-tap files → frame-level tables (CSV/JSON), a readable summary and SVG
+ * figures for the attention-sink study (Deep Forcing Figure 4).
+ *
+ *   sf-taps summary FILE [-o OUT]                     per source: logit range, head-mean first/middle/
+ *                                                     last/ratio, per-head Δ, spread %, softmax sink ratio
+ *   sf-taps table FILE [--format csv|json] [-o OUT]   F[layer, head, key_frame] rows (+ softmax means)
+ *   sf-taps plot FILE -o DIR                          heads_<label>.svg, heatmap_<label>.svg, layers.svg,
+ *                                                     sink_ratio.svg
+ * Filters: --layers L..., --heads H..., --set fig4|taps|frames|stream|all, --frame-seq-length N.
+ * Inputs: the figure-4 .pt of run_extraction_figure4.py / sf-denoise, the streaming .pt of
+ * run_extraction_streaming.py, and sf-denoise's / the goldens' safetensors names.
+ * Mirrors notebooks/plt_fig4.ipynb and the summary of run_extraction_figure4.py.
+ * Tested by tests/bats/sf-taps.bats (statistics by tests/unit/test_taps_analysis.c). */
+#define _POSIX_C_SOURCE 200809L
+#include "cli.h"
+#include "taps_analysis.h"
+
+#include <errno.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+static const char *prog = "sf-taps";
+static const char *synopsis = "summary FILE [-o OUT] | table FILE [--format csv|json] [-o OUT] | plot FILE -o DIR";
+
+static const sf_opt opts[] = {
+    {"output", 'o', SF_ARG_VALUE, "PATH\toutput file (summary/table; default stdout) or directory (plot)"},
+    {"format", 'f', SF_ARG_VALUE, "csv|json\ttable format (default csv)"},
+    {"layers", 'l', SF_ARG_MULTI, "L...\tonly these layers"},
+    {"heads", 0, SF_ARG_MULTI, "H...\tonly these heads (the head mean is over the selected heads)"},
+    {"set", 0, SF_ARG_VALUE, "S\tfig4|taps|frames|stream|all (default: fig4 if present, else stream, else taps+frames)"},
+    {"frame-seq-length", 0, SF_ARG_VALUE, "N\ttokens per latent frame (default: from the file, else Lq / query frames)"},
+    {"log-level", 0, SF_ARG_VALUE, "L\terror|warn|info|debug"},
+    {"help", 'h', SF_ARG_FLAG, "show this help"},
+    {"version", 0, SF_ARG_FLAG, "print the version"},
+    {0},
+};
+
+typedef struct run {
+    sf_tfile *tf;
+    sf_taps_src *src;
+    size_t n;
+    sf_taps_stats *st;
+} run;
+
+static void run_free(run *r) {
+    for (size_t i = 0; r->st && i < r->n; i++) sf_taps_stats_free(&r->st[i]);
+    free(r->st);
+    free(r->src);
+    sf_tfile_destroy(&r->tf);
+}
+
+static void die_run(run *r, sf_status s, const sf_err *e) {
+    run_free(r);
+    sf_die(prog, s, e);
+}
+
+static void usage_die(const char *msg) {
+    sf_err e;
+    snprintf(e.msg, sizeof e.msg, "%s (usage: sf-taps %s)", msg, synopsis);
+    sf_die(prog, SF_E_ARG, &e);
+}
+
+static int *int_list(const sf_args *a, const char *name, const char *flag, int *n) {
+    const char **v = NULL;
+    int k = sf_args_all(a, opts, name, &v);
+    *n = k;
+    if (k <= 0) {
+        free(v);
+        return NULL;
+    }
+    int *out = malloc(sizeof(int) * (size_t)k);
+    if (!out) usage_die("out of memory");
+    for (int i = 0; i < k; i++) {
+        long x;
+        sf_err e;
+        if (sf_arg_long(flag, v[i], 0, 1 << 20, &x, &e)) sf_die(prog, SF_E_ARG, &e);
+        out[i] = (int)x;
+    }
+    free(v);
+    return out;
+}
+
+/* CSV/plain number: "nan"/"inf" spelled out. */
+static void num(FILE *f, const char *fmt, double v) {
+    if (isnan(v)) fputs("nan", f);
+    else if (isinf(v)) fputs(v > 0 ? "inf" : "-inf", f);
+    else fprintf(f, fmt, v);
+}
+
+/* JSON number: null for NaN/inf. */
+static void jnum(FILE *f, double v) {
+    if (isfinite(v)) fprintf(f, "%.10g", v);
+    else fputs("null", f);
+}
+
+static void jstr(FILE *f, const char *s) {
+    fputc('"', f);
+    for (; *s; s++) {
+        unsigned char c = (unsigned char)*s;
+        if (c == '"' || c == '\\') fprintf(f, "\\%c", c);
+        else if (c < 0x20) fprintf(f, "\\u%04x", c);
+        else fputc(c, f);
+    }
+    fputc('"', f);
+}
+
+static void jarr(FILE *f, const double *v, int64_t n) {
+    fputc('[', f);
+    for (int64_t i = 0; i < n; i++) {
+        if (i) fputs(", ", f);
+        jnum(f, v[i]);
+    }
+    fputc(']', f);
+}
+
+static void write_summary(FILE *f, const run *r, const char *path) {
+    char sh[128];
+    fprintf(f, "# %s: %zu source%s\n", path, r->n, r->n == 1 ? "" : "s");
+    for (size_t i = 0; i < r->n; i++) {
+        const sf_taps_src *s = &r->src[i];
+        const sf_taps_stats *t = &r->st[i];
+        fprintf(f, "\n== %s  layer %d", s->label, s->layer);
+        if (s->block >= 0) fprintf(f, "  block %d  step %d", s->block, s->step);
+        fprintf(f, "  (%s %s %s)\n", s->name, sf_dtype_name(s->t->dtype), sf_shape_str(s->t, sh, sizeof sh));
+        if (s->kind == SF_TAPS_SRC_LOGITS)
+            fprintf(f, "query tokens %lld, frame_seq_length %lld, key frames %lld, heads %d\n", (long long)t->nq,
+                    (long long)t->fsl, (long long)t->nkf, t->nh);
+        else
+            fprintf(f, "frame-level input: %lld query frame row(s) averaged, key frames %lld, heads %d\n", (long long)t->nq,
+                    (long long)t->nkf, t->nh);
+        fprintf(f, "%s range: [", s->kind == SF_TAPS_SRC_LOGITS ? "logits" : "values");
+        num(f, "%.4f", t->lmin);
+        fputs(", ", f);
+        num(f, "%.4f", t->lmax);
+        fputs("]\nhead mean: first ", f);
+        num(f, "%.4f", t->first);
+        fputs("  middle ", f);
+        num(f, "%.4f", t->middle);
+        fputs("  last ", f);
+        num(f, "%.4f", t->last);
+        fputs("  first/middle ", f);
+        num(f, "%.2fx", t->ratio);
+        fputs("  first-last ", f);
+        num(f, "%.4f", t->first_minus_last);
+        fprintf(f, "\n%-6s %10s %10s %10s %10s %10s\n", "head", "first", "last", "delta", "spread%", "sink_ratio");
+        for (int h = 0; h < t->nh; h++) {
+            const double *F = t->F + (size_t)h * (size_t)t->nkf;
+            fprintf(f, "H%-5d ", t->heads[h]);
+            double v[5] = {F[0], F[t->nkf - 1], t->delta[h], t->spread[h], t->sink[h]};
+            for (int k = 0; k < 5; k++) {
+                char b[32];
+                if (isfinite(v[k])) snprintf(b, sizeof b, k == 3 ? "%.1f" : "%.4f", v[k]);
+                else snprintf(b, sizeof b, isnan(v[k]) ? "nan" : v[k] > 0 ? "inf" : "-inf");
+                fprintf(f, "%10s%s", b, k == 4 ? "\n" : " ");
+            }
+        }
+    }
+}
+
+static void write_csv(FILE *f, const run *r) {
+    fputs("source,layer,block,step,head,key_frame,logit_mean,softmax_mean\n", f);
+    for (size_t i = 0; i < r->n; i++) {
+        const sf_taps_src *s = &r->src[i];
+        const sf_taps_stats *t = &r->st[i];
+        for (int h = 0; h < t->nh; h++)
+            for (int64_t k = 0; k < t->nkf; k++) {
+                size_t o = (size_t)h * (size_t)t->nkf + (size_t)k;
+                fprintf(f, "%s,%d,", s->label, s->layer);
+                if (s->block >= 0) fprintf(f, "%d,%d,", s->block, s->step);
+                else fputs(",,", f);
+                fprintf(f, "%d,%lld,", t->heads[h], (long long)k);
+                num(f, "%.9g", t->F[o]);
+                fputc(',', f);
+                if (t->W) num(f, "%.9g", t->W[o]);
+                fputc('\n', f);
+            }
+    }
+}
+
+static void write_json(FILE *f, const run *r, const char *path) {
+    fputs("{\"file\": ", f);
+    jstr(f, path);
+    fputs(", \"sources\": [", f);
+    for (size_t i = 0; i < r->n; i++) {
+        const sf_taps_src *s = &r->src[i];
+        const sf_taps_stats *t = &r->st[i];
+        fputs(i ? ",\n  {" : "\n  {", f);
+        fputs("\"label\": ", f);
+        jstr(f, s->label);
+        fputs(", \"tensor\": ", f);
+        jstr(f, s->name);
+        fprintf(f, ", \"kind\": \"%s\", \"layer\": %d, ", s->kind == SF_TAPS_SRC_LOGITS ? "logits" : "frames", s->layer);
+        if (s->block >= 0) fprintf(f, "\"block\": %d, \"step\": %d, ", s->block, s->step);
+        else fputs("\"block\": null, \"step\": null, ", f);
+        fprintf(f, "\"frame_seq_length\": %lld, \"num_key_frames\": %lld, \"heads\": [", (long long)t->fsl, (long long)t->nkf);
+        for (int h = 0; h < t->nh; h++) fprintf(f, "%s%d", h ? ", " : "", t->heads[h]);
+        fputs("],\n   \"logits_min\": ", f);
+        jnum(f, t->lmin);
+        fputs(", \"logits_max\": ", f);
+        jnum(f, t->lmax);
+        fputs(",\n   \"frame_attention\": [", f);
+        for (int h = 0; h < t->nh; h++) {
+            fputs(h ? ", " : "", f);
+            jarr(f, t->F + (size_t)h * (size_t)t->nkf, t->nkf);
+        }
+        fputs("],\n   \"softmax_frame_mean\": ", f);
+        if (t->W) {
+            fputc('[', f);
+            for (int h = 0; h < t->nh; h++) {
+                fputs(h ? ", " : "", f);
+                jarr(f, t->W + (size_t)h * (size_t)t->nkf, t->nkf);
+            }
+            fputc(']', f);
+        } else
+            fputs("null", f);
+        fputs(",\n   \"delta\": ", f);
+        jarr(f, t->delta, t->nh);
+        fputs(", \"spread_pct\": ", f);
+        jarr(f, t->spread, t->nh);
+        fputs(", \"sink_ratio\": ", f);
+        jarr(f, t->sink, t->nh);
+        fputs(",\n   \"head_mean\": ", f);
+        jarr(f, t->mean, t->nkf);
+        fputs(", \"head_std\": ", f);
+        jarr(f, t->std, t->nkf);
+        fputs(",\n   \"summary\": {\"first\": ", f);
+        jnum(f, t->first);
+        fputs(", \"middle\": ", f);
+        jnum(f, t->middle);
+        fputs(", \"last\": ", f);
+        jnum(f, t->last);
+        fputs(", \"ratio\": ", f);
+        jnum(f, t->ratio);
+        fputs(", \"first_minus_last\": ", f);
+        jnum(f, t->first_minus_last);
+        fputs("}}", f);
+    }
+    fputs("\n]}\n", f);
+}
+
+typedef enum { OUT_SUMMARY, OUT_CSV, OUT_JSON } out_kind;
+
+static sf_status emit(const run *r, out_kind k, const char *out, const char *path, sf_err *err) {
+    sf_atomic_file af;
+    FILE *f = stdout;
+    int to_file = out && strcmp(out, "-") != 0;
+    if (to_file) {
+        sf_status s = sf_atomic_open(&af, out, err);
+        if (s) return s;
+        f = af.fp;
+    }
+    if (k == OUT_SUMMARY) write_summary(f, r, path);
+    else if (k == OUT_CSV) write_csv(f, r);
+    else write_json(f, r, path);
+    if (!to_file) return fflush(stdout) == 0 ? SF_OK : sf_fail(err, SF_E_IO, "stdout: write failed");
+    if (ferror(f)) {
+        sf_atomic_abort(&af);
+        return sf_fail(err, SF_E_IO, "%s: write failed", out);
+    }
+    return sf_atomic_commit(&af, err);
+}
+
+static sf_status plot(const run *r, const char *dir, sf_err *err) {
+    if (mkdir(dir, 0777) != 0 && errno != EEXIST) return sf_fail(err, SF_E_IO, "%s: cannot create directory: %s", dir, strerror(errno));
+    struct stat sb;
+    if (stat(dir, &sb) != 0 || !S_ISDIR(sb.st_mode)) return sf_fail(err, SF_E_IO, "%s: not a directory", dir);
+    char p[4096];
+    sf_status s;
+    int nfiles = 0;
+    for (size_t i = 0; i < r->n; i++) {
+        snprintf(p, sizeof p, "%s/heads_%s.svg", dir, r->src[i].label);
+        if ((s = sf_taps_svg_heads(p, &r->src[i], &r->st[i], err))) return s;
+        snprintf(p, sizeof p, "%s/heatmap_%s.svg", dir, r->src[i].label);
+        if ((s = sf_taps_svg_heatmap(p, &r->src[i], &r->st[i], err))) return s;
+        nfiles += 2;
+    }
+    snprintf(p, sizeof p, "%s/layers.svg", dir);
+    if ((s = sf_taps_svg_layers(p, r->src, r->st, r->n, err))) return s;
+    nfiles++;
+    /* sink ratios: the logits sources only (frame-level inputs have no softmax) */
+    sf_taps_src *ls = calloc(r->n, sizeof *ls);
+    sf_taps_stats *lt = calloc(r->n, sizeof *lt);
+    if (!ls || !lt) {
+        free(ls);
+        free(lt);
+        return sf_fail(err, SF_E_NOMEM, "out of memory");
+    }
+    size_t m = 0;
+    for (size_t i = 0; i < r->n; i++)
+        if (r->st[i].W) {
+            ls[m] = r->src[i];
+            lt[m++] = r->st[i]; /* shallow copies: not freed here */
+        }
+    s = SF_OK;
+    if (m) {
+        snprintf(p, sizeof p, "%s/sink_ratio.svg", dir);
+        s = sf_taps_svg_sink(p, ls, lt, m, err);
+        nfiles++;
+    }
+    free(ls);
+    free(lt);
+    if (!s) sf_info("wrote %d SVG files to %s", nfiles, dir);
+    return s;
+}
+
+int main(int argc, char **argv) {
+    sf_log_set_prefix(prog);
+    sf_args a;
+    sf_err err = {{0}};
+    sf_status s = sf_args_parse(argc, argv, opts, &a, &err);
+    if (s) sf_die(prog, s, &err);
+    if (sf_args_has(&a, opts, "help")) {
+        sf_args_usage(prog, synopsis, opts);
+        return 0;
+    }
+    if (sf_args_has(&a, opts, "version")) {
+        printf("%s %s\n", prog, SF_VERSION);
+        return 0;
+    }
+    const char *lv = sf_args_get(&a, opts, "log-level");
+    if (lv) {
+        int l = sf_log_parse_level(lv);
+        if (l < 0) usage_die("--log-level: expected error|warn|info|debug");
+        sf_log_set_level(l);
+    }
+    const char **pos = NULL;
+    int np = sf_args_positional(&a, &pos);
+    if (np != 2) usage_die(np < 2 ? "expected a command and a FILE" : "too many arguments");
+    const char *cmd = pos[0], *path = pos[1];
+    free(pos);
+    out_kind ok = OUT_SUMMARY;
+    const char *out = sf_args_get(&a, opts, "output"), *fmt = sf_args_get(&a, opts, "format");
+    if (!strcmp(cmd, "table")) {
+        if (!fmt || !strcmp(fmt, "csv")) ok = OUT_CSV;
+        else if (!strcmp(fmt, "json")) ok = OUT_JSON;
+        else usage_die("--format: expected csv or json");
+    } else if (!strcmp(cmd, "plot")) {
+        if (!out) usage_die("plot: -o DIR is required");
+    } else if (strcmp(cmd, "summary") != 0) {
+        char m[160];
+        snprintf(m, sizeof m, "unknown command '%.60s'", cmd);
+        usage_die(m);
+    }
+    if (fmt && strcmp(cmd, "table") != 0) usage_die("--format applies to table only");
+    unsigned sets = 0;
+    const char *set = sf_args_get(&a, opts, "set");
+    if (set) {
+        if (!strcmp(set, "fig4")) sets = SF_TAPS_SET_FIG4;
+        else if (!strcmp(set, "taps")) sets = SF_TAPS_SET_TAPS;
+        else if (!strcmp(set, "frames")) sets = SF_TAPS_SET_FRAMES;
+        else if (!strcmp(set, "stream")) sets = SF_TAPS_SET_STREAM;
+        else if (!strcmp(set, "all")) sets = SF_TAPS_SET_FIG4 | SF_TAPS_SET_TAPS | SF_TAPS_SET_FRAMES | SF_TAPS_SET_STREAM;
+        else usage_die("--set: expected fig4, taps, frames, stream or all");
+    }
+    long fsl = 0;
+    const char *fs = sf_args_get(&a, opts, "frame-seq-length");
+    if (fs && (s = sf_arg_long("--frame-seq-length", fs, 1, 1L << 30, &fsl, &err))) sf_die(prog, s, &err);
+    int nl = 0, nh = 0;
+    int *layers = int_list(&a, "layers", "--layers", &nl);
+    int *heads = int_list(&a, "heads", "--heads", &nh);
+    char *outp = out ? strdup(out) : NULL;
+    out = outp;
+    sf_args_free(&a);
+
+    run r = {0};
+    if ((s = sf_tfile_open(path, &r.tf, &err))) die_run(&r, s, &err);
+    if ((s = sf_taps_find_sources(r.tf, sets, fsl, layers, nl, &r.src, &r.n, &err))) die_run(&r, s, &err);
+    r.st = calloc(r.n, sizeof *r.st);
+    if (!r.st) die_run(&r, sf_fail(&err, SF_E_NOMEM, "out of memory"), &err);
+    for (size_t i = 0; i < r.n; i++) {
+        sf_debug("%s: computing", r.src[i].name);
+        if ((s = sf_taps_stats_source(&r.src[i], heads, nh, &r.st[i], &err))) die_run(&r, s, &err);
+    }
+    if (!strcmp(cmd, "plot")) s = plot(&r, out, &err);
+    else s = emit(&r, ok, out, path, &err);
+    free(layers);
+    free(heads);
+    free(outp);
+    if (s) die_run(&r, s, &err);
+    run_free(&r);
+    return 0;
+}

@@ -1,0 +1,101 @@
+/* taps_analysis.h — frame-level statistics of attention taps for the attention-sink study
+ * (Deep Forcing Figure 4): what notebooks/plt_fig4.ipynb and the summary printed by
+ * experiments/run_extraction_figure4.py compute from a figure-4 file (SPEC.md §7.3, §7.5).
+ *
+ * A "source" is one tapped attention: either pre-softmax logits [1, H, Lq, Lk] (or [H, Lq, Lk])
+ * of any float dtype, streamed one query row at a time (never copied whole: 3.7 GB per layer
+ * for the real model), or an already frame-level tensor [H, q_frames, k_frames] / [H, k_frames].
+ * Per source and selected head h:
+ *   F[h, kf]    = mean over all queries and the keys of key frame kf of the logits
+ *   W[h, kf]    = softmax_K(logits) averaged over the queries, then over frame kf's keys
+ *                 (logits sources only; max-subtracted softmax, double accumulation)
+ *   delta[h]    = F[h,0] − mean(F[h,1:−1])   (notebook: mean(F[h,:]) when K < 3)
+ *   spread[h]   = (max − min)/|mean| · 100 over F[h,:]
+ *   sink[h]     = W[h,0] / mean(W[h,1:−1])   (the script's softmax "sink ratio"; NaN when K < 3)
+ * Head mean over the selected heads: m = mean_h F, s = population std_h F (numpy .std), and
+ * first = m[0], middle = mean(m[1:−1]) (NaN when K < 3), last = m[−1], ratio = first/middle,
+ * first_minus_last. Source discovery for sf-taps' containers is here too.
+ * Tested by tests/unit/test_taps_analysis.c (hand-made logits, golden fig4.L*.frame_attention). */
+#ifndef SF_TAPS_ANALYSIS_H
+#define SF_TAPS_ANALYSIS_H
+
+#include "tfile.h"
+
+#include <stdio.h>
+
+typedef enum sf_taps_src_kind {
+    SF_TAPS_SRC_LOGITS = 0, /* [1,H,Lq,Lk] or [H,Lq,Lk] token logits */
+    SF_TAPS_SRC_FRAMES = 1, /* [H, q_frames, k_frames]: F = mean over the used query-frame rows */
+    SF_TAPS_SRC_CURVE = 2,  /* [H, k_frames]: F directly (last_block_frame_attention) */
+} sf_taps_src_kind;
+
+typedef enum sf_taps_set {
+    SF_TAPS_SET_FIG4 = 1,   /* figure-4 selection: .pt attention_weights, fig4.L<l>.attn_logits */
+    SF_TAPS_SET_TAPS = 2,   /* taps.L<l>.b<b>.s<s> (every forward) */
+    SF_TAPS_SET_FRAMES = 4, /* frames.L<l>.b<b>.s<s>, stream.L<l>.b<b>.s<s> */
+    SF_TAPS_SET_STREAM = 8, /* streaming .pt / stream.L<l>.full_frame_attention: last block rows */
+} sf_taps_set;
+
+typedef struct sf_taps_src {
+    char name[128];         /* tensor name in the file ("fig4.L0.attn_logits", "attention_weights/0/attn_logits") */
+    char label[64];         /* short label for file names and tables: "L0", "L0.b2.s0" */
+    sf_taps_src_kind kind;
+    sf_taps_set set;
+    int layer, block, step; /* block/step -1 when unknown */
+    const sf_tensor *t;     /* borrowed from the sf_tfile */
+    int64_t fsl;            /* frame_seq_length (LOGITS; 0 = derive) */
+    int64_t row0, nrows;    /* FRAMES: query-frame rows averaged (nrows 0 = all) */
+} sf_taps_src;
+
+typedef struct sf_taps_stats {
+    int nh;                 /* selected heads */
+    int *heads;             /* [nh] head indices (owned) */
+    int64_t nkf;            /* key frames K */
+    int64_t nq;             /* query tokens (LOGITS) or query frames (FRAMES) averaged */
+    int64_t fsl;            /* tokens per frame (LOGITS), 0 otherwise */
+    double *F;              /* [nh, nkf] frame means of the logits (owned) */
+    double *W;              /* [nh, nkf] frame means of the softmax weights; NULL unless LOGITS */
+    double *delta, *spread, *sink; /* [nh] each (sink all NaN without W) */
+    double *mean, *std;     /* [nkf] head mean / population std of F */
+    double first, middle, last, ratio, first_minus_last;
+    double lmin, lmax;      /* min/max of the logits (of the frame values for non-LOGITS) */
+} sf_taps_stats;
+
+/* Logits pass over `t` ([1,H,Lq,Lk] or [H,Lq,Lk]; f16/bf16/f32/f64; last dim contiguous).
+ * fsl = tokens per frame (Lk and Lq multiples of it; must be > 0). heads: nh indices (NULL/0 =
+ * all heads). Fills F, W and the logit range, then sf_taps_stats_finish. `out` is initialised
+ * here; free with sf_taps_stats_free (also after a failure). */
+sf_status sf_taps_stats_logits(const sf_tensor *t, int64_t fsl, const int *heads, int nh, sf_taps_stats *out,
+                               sf_err *err);
+/* Frame-level input: [H, Qf, K] averaged over rows row0..row0+nrows−1 (nrows 0 = all), or
+ * [H, K] used directly. Any float dtype/strides. W stays NULL. */
+sf_status sf_taps_stats_frames(const sf_tensor *t, int64_t row0, int64_t nrows, const int *heads, int nh,
+                               sf_taps_stats *out, sf_err *err);
+/* Derived statistics from F (and W): delta, spread, sink, mean/std, first/middle/last/ratio. */
+void sf_taps_stats_finish(sf_taps_stats *s);
+void sf_taps_stats_free(sf_taps_stats *s);
+
+/* Softmax sink ratio of one frame-mean weight row w[K]: w[0]/mean(w[1:−1]), NaN when K < 3. */
+double sf_taps_sink_ratio(const double *w, int64_t K);
+
+/* Find the sources of an opened tap file: figure-4 / streaming .pt dicts, or the safetensors
+ * names of sf-denoise and the goldens. `sets` = OR of sf_taps_set (0 = automatic: fig4 when
+ * present, else stream, else taps + frames). fsl_override > 0 replaces the file's
+ * frame_seq_length; fpb (query frames of the last block for streaming files) defaults to the
+ * file's num_frame_per_block or 3. layers: nl filter values (NULL = all). Sorted by layer,
+ * block, step. No source → SF_E_NOTFOUND. *out owned (free()). */
+sf_status sf_taps_find_sources(const sf_tfile *tf, unsigned sets, int64_t fsl_override, const int *layers, int nl,
+                               sf_taps_src **out, size_t *n_out, sf_err *err);
+
+/* Compute the statistics of one source (dispatching on its kind). */
+sf_status sf_taps_stats_source(const sf_taps_src *src, const int *heads, int nh, sf_taps_stats *out, sf_err *err);
+
+/* SVG figures (svg.c); each written atomically. */
+sf_status sf_taps_svg_heads(const char *path, const sf_taps_src *src, const sf_taps_stats *s, sf_err *err);
+sf_status sf_taps_svg_heatmap(const char *path, const sf_taps_src *src, const sf_taps_stats *s, sf_err *err);
+sf_status sf_taps_svg_layers(const char *path, const sf_taps_src *srcs, const sf_taps_stats *st, size_t n,
+                             sf_err *err);
+sf_status sf_taps_svg_sink(const char *path, const sf_taps_src *srcs, const sf_taps_stats *st, size_t n,
+                           sf_err *err);
+
+#endif
