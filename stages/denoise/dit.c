@@ -2,7 +2,8 @@
  * Mirrors wan/modules/causal_model.py: CausalWanModel._forward_inference, CausalWanAttentionBlock,
  * CausalWanSelfAttention (KV cache + eviction), WanT2VCrossAttention (crossattn_cache), CausalHead;
  * float32 everywhere (the golden reference), fp64 sinusoid and RoPE.
- * Tested by tests/unit/test_dit.c (every dit_forward intermediate) and test_dit_pipeline.c. */
+ * Tested by tests/unit/test_dit.c (every dit_forward intermediate), test_dit_pipeline.c and
+ * test_dit_longvideo.c (rolling KV cache vs global attention and a brute-force key-frame list). */
 #define _POSIX_C_SOURCE 200809L
 #include "dit.h"
 #include "act.h"
@@ -226,6 +227,9 @@ sf_status sf_dit_state_init(sf_dit_state *st, const sf_dit_weights *w, int max_f
     if (cache_frames < max_frames)
         return sf_fail(err, SF_E_ARG, "KV cache of %lld frames is smaller than a block of %d frames",
                        (long long)cache_frames, max_frames);
+    if (local_attn_size != -1 && local_attn_size != cache_frames)
+        return sf_fail(err, SF_E_ARG, "a rolling KV cache holds local_attn_size %ld frames, not %lld", local_attn_size,
+                       (long long)cache_frames);
     if (local_attn_size != -1 && sink_size >= 0 && sink_size + max_frames > cache_frames)
         return sf_fail(err, SF_E_ARG, "sink_size %ld + block of %d frames does not fit a %lld-frame cache", sink_size,
                        max_frames, (long long)cache_frames);
@@ -254,6 +258,8 @@ sf_status sf_dit_state_init(sf_dit_state *st, const sf_dit_weights *w, int max_f
         st->ck[l] = falloc((int64_t)c->text_len * D, &bad);
         st->cv[l] = falloc((int64_t)c->text_len * D, &bad);
     }
+    st->key_frames = calloc((size_t)cache_frames, sizeof(int64_t));
+    if (!st->key_frames) bad = 1;
     st->ctx = falloc((int64_t)c->text_len * D, &bad);
     st->txt_tmp = falloc((int64_t)c->text_len * (D > c->text_dim ? D : c->text_dim), &bad);
     st->x = falloc(L * D, &bad);
@@ -303,6 +309,7 @@ void sf_dit_state_free(sf_dit_state *st) {
                      st->patches, st->hout, st->sinf, st->e, st->et, st->e0, st->E, st->Hm};
     for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) free(bufs[i]);
     free(st->sinus);
+    free(st->key_frames);
     sf_rope_table_free(&st->rope);
     memset(st, 0, sizeof *st);
 }
@@ -405,21 +412,52 @@ sf_status sf_dit_forward(sf_dit_state *st, const float *x_t, int F, const float 
     if ((s = kv_plan(st, start_frame * S, L, &ls, &le, &evict, &keep, err))) return s;
     int64_t max_att = st->local_attn_size == -1 ? st->cache_tokens : st->local_attn_size * S;
     int64_t lo = le - max_att > 0 ? le - max_att : 0, Lk = le - lo;
+    /* which absolute frame each cache frame-slot holds after this forward's roll + write (all
+     * quantities are whole frames: blocks, sink and cache are frame multiples) */
+    const int64_t cache_fr = st->cache_tokens / S, sink_fr = st->sink_tokens / S;
+    if (evict > 0 && keep > 0)
+        memmove(st->key_frames + sink_fr, st->key_frames + sink_fr + evict / S, sizeof(int64_t) * (size_t)(keep / S));
+    for (int f = 0; f < F; f++) st->key_frames[ls / S + f] = start_frame + f;
+    const int64_t *kfr = st->key_frames + lo / S;
+    /* test seam: attend to an explicit list of frames gathered from a global (absolute-slot) cache */
+    int64_t *sel = NULL;
+    float *Kg = NULL, *Vg = NULL;
+    if (st->key_select) {
+        if (st->local_attn_size != -1) return sf_fail(err, SF_E_ARG, "key_select needs a global-attention state");
+        sel = malloc(sizeof(int64_t) * (size_t)cache_fr);
+        int64_t n = sel ? st->key_select(st->key_select_ctx, start_frame, F, sel, cache_fr) : -1;
+        for (int64_t i = 0; i < n; i++)
+            if (sel[i] < 0 || sel[i] >= start_frame + F || (i && sel[i] <= sel[i - 1])) n = -1;
+        if (n < 1) {
+            free(sel);
+            return sf_fail(err, SF_E_ARG, "key_select: bad frame list");
+        }
+        Kg = malloc(sizeof(float) * (size_t)(n * S * D));
+        Vg = malloc(sizeof(float) * (size_t)(n * S * D));
+        if (!Kg || !Vg) {
+            free(sel);
+            free(Kg);
+            free(Vg);
+            return sf_fail(err, SF_E_NOMEM, "out of memory");
+        }
+        Lk = n * S;
+        kfr = sel;
+    }
 
     /* 1. patch embedding */
     sf_patchify_cpu(x_t, F, c->in_dim, st->lat_h, st->lat_w, ph, pw, st->patches);
-    if ((s = gemm(st, L, st->patches, (int64_t)c->in_dim * ph * pw, &w->patch, w->patch_b, st->x, err))) return s;
+    if ((s = gemm(st, L, st->patches, (int64_t)c->in_dim * ph * pw, &w->patch, w->patch_b, st->x, err))) goto fail;
     probe(st, "mid.patch_embedding", st->x, L * D);
     /* 2. time embedding per frame: e = time_embedding(sinusoid), e0 = time_projection(e) */
     sf_timestep_embed_cpu(t, F, c->freq_dim, st->sinus);
     for (int64_t i = 0; i < (int64_t)F * c->freq_dim; i++) st->sinf[i] = (float)st->sinus[i];
-    if ((s = gemm(st, F, st->sinf, c->freq_dim, &w->tim0, w->tim0_b, st->et, err))) return s;
+    if ((s = gemm(st, F, st->sinf, c->freq_dim, &w->tim0, w->tim0_b, st->et, err))) goto fail;
     sf_silu_cpu(st->et, F * D);
-    if ((s = gemm(st, F, st->et, D, &w->tim2, w->tim2_b, st->e, err))) return s;
+    if ((s = gemm(st, F, st->et, D, &w->tim2, w->tim2_b, st->e, err))) goto fail;
     probe(st, "mid.time_embedding", st->e, F * D);
     memcpy(st->et, st->e, sizeof(float) * (size_t)(F * D));
     sf_silu_cpu(st->et, F * D);
-    if ((s = gemm(st, F, st->et, D, &w->tproj, w->tproj_b, st->e0, err))) return s;
+    if ((s = gemm(st, F, st->et, D, &w->tproj, w->tproj_b, st->e0, err))) goto fail;
     probe(st, "mid.time_projection", st->e0, F * 6 * D);
 
     /* 3. transformer blocks */
@@ -433,9 +471,9 @@ sf_status sf_dit_forward(sf_dit_state *st, const float *x_t, int F, const float 
         /* self-attention */
         sf_layernorm_cpu(L, D, st->x, D, NULL, NULL, c->eps, st->a, D, nt);
         sf_modulate_cpu(F, S, D, st->a, E0, E1, 6 * D, st->a);
-        if ((s = gemm(st, L, st->a, D, &B->sa_q, B->sa_qb, st->q, err))) return s;
-        if ((s = gemm(st, L, st->a, D, &B->sa_k, B->sa_kb, st->k, err))) return s;
-        if ((s = gemm(st, L, st->a, D, &B->sa_v, B->sa_vb, st->v, err))) return s;
+        if ((s = gemm(st, L, st->a, D, &B->sa_q, B->sa_qb, st->q, err))) goto fail;
+        if ((s = gemm(st, L, st->a, D, &B->sa_k, B->sa_kb, st->k, err))) goto fail;
+        if ((s = gemm(st, L, st->a, D, &B->sa_v, B->sa_vb, st->v, err))) goto fail;
         if (c->qk_norm) {
             sf_rmsnorm_cpu(L, D, st->q, D, B->sa_nq, c->eps, st->q, D, nt);
             sf_rmsnorm_cpu(L, D, st->k, D, B->sa_nk, c->eps, st->k, D, nt);
@@ -454,43 +492,55 @@ sf_status sf_dit_forward(sf_dit_state *st, const float *x_t, int F, const float 
         }
         memcpy(KC + ls * D, st->k, sizeof(float) * (size_t)(L * D));
         memcpy(VC + ls * D, st->v, sizeof(float) * (size_t)(L * D));
+        const float *Ka = KC + lo * D, *Va = VC + lo * D;
+        if (sel) {
+            for (int64_t i = 0; i < Lk / S; i++) {
+                memcpy(Kg + i * S * D, KC + sel[i] * S * D, sizeof(float) * (size_t)(S * D));
+                memcpy(Vg + i * S * D, VC + sel[i] * S * D, sizeof(float) * (size_t)(S * D));
+            }
+            Ka = Kg;
+            Va = Vg;
+        }
         if (l == 0) {
             probe(st, "mid.block0.self_attn.q_roped", st->q, L * D);
-            probe(st, "mid.block0.self_attn.k_roped", KC + lo * D, Lk * D);
+            probe(st, "mid.block0.self_attn.k_roped", Ka, Lk * D);
         }
         int tapped = st->tap.wants && st->tap.wants(st->tap.ctx, l);
         float *logits = tapped && st->tap.logits_buf ? st->tap.logits_buf(st->tap.ctx, l, (int)NH, L, Lk) : NULL;
-        if (sf_attention_cpu(L, Lk, (int)NH, (int)hd, st->q, D, KC + lo * D, VC + lo * D, D, st->o, D, scale, logits,
-                             nt))
-            return sf_fail(err, SF_E_NOMEM, "attention: out of memory");
+        if (sf_attention_cpu(L, Lk, (int)NH, (int)hd, st->q, D, Ka, Va, D, st->o, D, scale, logits, nt)) {
+            s = sf_fail(err, SF_E_NOMEM, "attention: out of memory");
+            goto fail;
+        }
         if (tapped && st->tap.done) {
-            sf_dit_attn_view vw = {l, L, Lk, (int)NH, (int)hd, st->q, KC + lo * D, D, S, logits};
-            if ((s = st->tap.done(st->tap.ctx, &vw, err))) return s;
+            sf_dit_attn_view vw = {l, L, Lk, (int)NH, (int)hd, st->q, Ka, D, S, kfr, logits};
+            if ((s = st->tap.done(st->tap.ctx, &vw, err))) goto fail;
         }
         if (l == 0) probe(st, "mid.block0.self_attn.attn_out", st->o, L * D);
-        if ((s = gemm(st, L, st->o, D, &B->sa_o, B->sa_ob, st->y, err))) return s;
+        if ((s = gemm(st, L, st->o, D, &B->sa_o, B->sa_ob, st->y, err))) goto fail;
         if (l == 0) probe(st, "mid.block0.self_attn.out", st->y, L * D);
         sf_gated_add_cpu(F, S, D, st->x, st->y, E2, 6 * D);
         /* cross-attention (ungated residual) */
         if (c->cross_attn_norm) sf_layernorm_cpu(L, D, st->x, D, B->n3_w, B->n3_b, c->eps, st->a, D, nt);
         else memcpy(st->a, st->x, sizeof(float) * (size_t)(L * D));
         if (l == 0) probe(st, "mid.block0.norm3.out", st->a, L * D);
-        if ((s = gemm(st, L, st->a, D, &B->ca_q, B->ca_qb, st->q, err))) return s;
+        if ((s = gemm(st, L, st->a, D, &B->ca_q, B->ca_qb, st->q, err))) goto fail;
         if (c->qk_norm) sf_rmsnorm_cpu(L, D, st->q, D, B->ca_nq, c->eps, st->q, D, nt);
         if (l == 0) probe(st, "mid.block0.cross_attn.q", st->q, L * D);
         if (sf_attention_cpu(L, c->text_len, (int)NH, (int)hd, st->q, D, st->ck[l], st->cv[l], D, st->o, D, scale,
-                             NULL, nt))
-            return sf_fail(err, SF_E_NOMEM, "attention: out of memory");
+                             NULL, nt)) {
+            s = sf_fail(err, SF_E_NOMEM, "attention: out of memory");
+            goto fail;
+        }
         if (l == 0) probe(st, "mid.block0.cross_attn.attn_out", st->o, L * D);
-        if ((s = gemm(st, L, st->o, D, &B->ca_o, B->ca_ob, st->y, err))) return s;
+        if ((s = gemm(st, L, st->o, D, &B->ca_o, B->ca_ob, st->y, err))) goto fail;
         if (l == 0) probe(st, "mid.block0.cross_attn.out", st->y, L * D);
         for (int64_t i = 0; i < L * D; i++) st->x[i] = st->x[i] + st->y[i];
         /* feed-forward */
         sf_layernorm_cpu(L, D, st->x, D, NULL, NULL, c->eps, st->a, D, nt);
         sf_modulate_cpu(F, S, D, st->a, E3, E4, 6 * D, st->a);
-        if ((s = gemm(st, L, st->a, D, &B->ffn0, B->ffn0_b, st->h, err))) return s;
+        if ((s = gemm(st, L, st->a, D, &B->ffn0, B->ffn0_b, st->h, err))) goto fail;
         sf_gelu_tanh_cpu(st->h, L * c->ffn_dim);
-        if ((s = gemm(st, L, st->h, c->ffn_dim, &B->ffn2, B->ffn2_b, st->y, err))) return s;
+        if ((s = gemm(st, L, st->h, c->ffn_dim, &B->ffn2, B->ffn2_b, st->y, err))) goto fail;
         if (l == 0) probe(st, "mid.block0.ffn.out", st->y, L * D);
         sf_gated_add_cpu(F, S, D, st->x, st->y, E5, 6 * D);
         snprintf(nm, sizeof nm, "mid.block%d.out", l);
@@ -506,8 +556,13 @@ sf_status sf_dit_forward(sf_dit_state *st, const float *x_t, int F, const float 
                 st->Hm[(f * 2 + i) * D + j] = w->head_mod[i * D + j] + st->e[f * D + j];
     sf_layernorm_cpu(L, D, st->x, D, NULL, NULL, c->eps, st->a, D, nt);
     sf_modulate_cpu(F, S, D, st->a, st->Hm, st->Hm + D, 2 * D, st->a);
-    if ((s = gemm(st, L, st->a, D, &w->head, w->head_b, st->hout, err))) return s;
+    if ((s = gemm(st, L, st->a, D, &w->head, w->head_b, st->hout, err))) goto fail;
     probe(st, "mid.head_out", st->hout, L * w->head.n);
     sf_unpatchify_cpu(st->hout, F, c->out_dim, st->lat_h, st->lat_w, ph, pw, flow);
-    return SF_OK;
+    s = SF_OK;
+fail:
+    free(sel);
+    free(Kg);
+    free(Vg);
+    return s;
 }

@@ -67,6 +67,7 @@ typedef struct sf_dit_attn_view {
     const float *k;              /* (Lk, heads, d) post-RoPE window kv_cache[lo:local_end], stride ld */
     int64_t ld;
     int64_t frame_tokens;        /* tokens per latent frame */
+    const int64_t *key_frames;   /* (Lk/frame_tokens) absolute latent frame of each key frame-slot */
     const float *logits;         /* (heads, Lq, Lk) when the tap supplied a buffer, else NULL */
 } sf_dit_attn_view;
 
@@ -80,6 +81,10 @@ typedef struct sf_dit_tap {
     void *ctx;
 } sf_dit_tap;
 
+/* Test seam (tests/unit/test_dit_longvideo.c): list into frames[0..cap) the absolute latent frames the
+ * block [start_frame, start_frame + F) attends to, ascending; return how many (or -1 to fail). */
+typedef int64_t (*sf_dit_key_select_fn)(void *ctx, int64_t start_frame, int F, int64_t *frames, int64_t cap);
+
 /* Debug probe: named intermediates (golden names, e.g. "mid.block0.self_attn.q_roped"). */
 typedef void (*sf_dit_probe_fn)(void *ctx, const char *name, const float *data, int64_t n);
 
@@ -92,6 +97,7 @@ typedef struct sf_dit_state {
     int64_t sink_tokens;
     long local_attn_size;            /* -1 = global */
     int64_t global_end, local_end;   /* reference kv_cache indices (same for every layer) */
+    int64_t *key_frames;             /* (cache_tokens/frame_tokens) absolute frame of each cache frame-slot */
     float **kc, **vc;                /* per layer (cache_tokens, dim) */
     float *ctx;                      /* (text_len, dim) text embedding */
     float **ck, **cv;                /* per layer (text_len, dim) cross-attention K (normed) / V */
@@ -110,10 +116,17 @@ typedef struct sf_dit_state {
     sf_dit_tap tap;                  /* optional */
     sf_dit_probe_fn probe;           /* optional */
     void *probe_ctx;
+    /* Optional test seam: with global attention (slot = absolute token), attend to exactly the
+     * listed key frames, gathered in list order, instead of the cache window. */
+    sf_dit_key_select_fn key_select;
+    void *key_select_ctx;
 } sf_dit_state;
 
 /* Allocate the state for blocks of up to max_frames latent frames of lat_h × lat_w, a KV cache of
- * cache_frames frames (global attention: the whole video; local: local_attn_size), sink frames. */
+ * cache_frames frames (global attention: the whole video; local: local_attn_size), sink frames.
+ * Rolling cache (local_attn_size != -1, cache_frames = local_attn_size): block [s, s+F) attends to
+ * frames [0, sink) ∪ [max(sink, s+F−(local_attn_size−sink)), s+F) — the reference's eviction
+ * (see /work/notes/longvideo.md); needs sink_size + max_frames <= cache_frames (else SF_E_ARG). */
 sf_status sf_dit_state_init(sf_dit_state *st, const sf_dit_weights *w, int max_frames, int lat_h, int lat_w,
                             int64_t cache_frames, long local_attn_size, long sink_size, int nthreads, sf_err *err);
 void sf_dit_state_free(sf_dit_state *st);

@@ -1,0 +1,276 @@
+/* test_dit_longvideo.c — the rolling KV cache (local_attn_size / sink_size) of the causal DiT.
+ * There is no golden for it, so the checks are built to fail on wrong eviction arithmetic:
+ *  (a) a window that covers the whole video (local_attn_size >= frames) gives the global-attention
+ *      run bit for bit;
+ *  (b) an independent brute-force run: a global-attention state (slot = absolute frame) whose
+ *      self-attention is restricted, through the key_select seam, to an explicit list of key
+ *      frames computed here from the semantics below; every x0 prediction (all blocks, all steps,
+ *      the refresh pass) of the rolling run must equal it bit for bit (same keys in the same order),
+ *      and must differ from the global run once frames were evicted;
+ *  (c) impossible combinations are errors.
+ * Semantics (derived from CausalWanSelfAttention's kv_cache update in wan/modules/causal_model.py
+ * and checked against a frame-level simulation of that arithmetic for all T <= 39, block 1..4,
+ * window 1..19, every sink, with and without an independent first frame): a block covering
+ * latent frames [s, e) — every pass of it, since repeated passes never evict — attends to
+ *     [0, e)                                         if e <= local_attn_size
+ *     [0, sink) ∪ [max(sink, e − (local_attn_size − sink)), e)   otherwise,
+ * keys kept in that order (sink first), RoPE positions absolute.
+ * Tiny golden model, 12 latent frames 8×12, seeded noise. */
+#define _POSIX_C_SOURCE 200809L
+#include "sf_test.h"
+#include "config.h"
+#include "tfile.h"
+#include "stages/denoise/pipeline.h"
+
+#include <stdio.h>
+
+enum { T = 12, FR = 16 * 8 * 12, NSTEP = 2 }; /* 2 steps + refresh: repeated passes, fewer forwards */
+
+typedef struct model {
+    sf_dit_config cfg;
+    sf_tfile *base, *g;
+    sf_dit_weights w;
+    float *emb;
+    int64_t rows;
+    int ok;
+} model;
+
+static model M;
+
+static void model_load(void) {
+    if (M.ok) return;
+    char p[1024];
+    sf_err err = {{0}};
+    snprintf(p, sizeof p, "%s/model/config.json", sf_test_golden());
+    SF_CHECK_OK(sf_dit_config_load(p, &M.cfg, &err), &err);
+    snprintf(p, sizeof p, "%s/model/diffusion_pytorch_model.safetensors", sf_test_golden());
+    SF_CHECK_OK(sf_tfile_open(p, &M.base, &err), &err);
+    snprintf(p, sizeof p, "%s/expect/dit_pipeline_base.safetensors", sf_test_golden());
+    SF_CHECK_OK(sf_tfile_open(p, &M.g, &err), &err);
+    if (!M.base || !M.g) return;
+    SF_CHECK_OK(sf_dit_weights_load(&M.w, &M.cfg, M.base, NULL, NULL, &err), &err);
+    const sf_tensor *pe = sf_tfile_get(M.g, "context.prompt_embeds");
+    SF_CHECK(pe != NULL);
+    if (!pe) return;
+    M.emb = malloc(sizeof(float) * (size_t)sf_tensor_numel(pe));
+    sf_tensor_to_f32(pe, M.emb);
+    M.rows = pe->shape[1];
+    M.ok = 1;
+}
+
+/* The test's own statement of which key frames block [s, s+F) sees (see the file comment). */
+typedef struct window { long las, sink; } window;
+
+static int64_t visible(const window *wd, int64_t s, int F, int64_t *out, int64_t cap) {
+    int64_t e = s + F, n = 0;
+    if (e <= wd->las) {
+        for (int64_t f = 0; f < e && n < cap; f++) out[n++] = f;
+        return n;
+    }
+    for (int64_t f = 0; f < wd->sink && n < cap; f++) out[n++] = f;
+    int64_t lo = e - (wd->las - wd->sink);
+    if (lo < wd->sink) lo = wd->sink;
+    for (int64_t f = lo; f < e && n < cap; f++) out[n++] = f;
+    return n;
+}
+
+static int64_t select_cb(void *ctx, int64_t s, int F, int64_t *out, int64_t cap) {
+    return visible(ctx, s, F, out, cap);
+}
+
+/* Records, for layer 0, the absolute key frames the tap view reports, per forward. */
+typedef struct run_ctx {
+    float *preds;            /* (n_blocks, NSTEP+1, fpb, FR) */
+    int fpb, block, step;
+    int64_t start;
+    const window *expect;    /* check the tap's key_frames against visible() */
+    int n_views, bad_views;
+} run_ctx;
+
+static sf_status on_pred(void *vc, int b, int s, int F, const float *x0, sf_err *err) {
+    (void)err;
+    run_ctx *c = vc;
+    memcpy(c->preds + ((int64_t)b * (NSTEP + 1) + s) * c->fpb * FR, x0, sizeof(float) * (size_t)(F * FR));
+    return SF_OK;
+}
+
+static void on_fwd(void *vc, int b, int s, int64_t start, int F) {
+    (void)F;
+    run_ctx *c = vc;
+    c->block = b;
+    c->step = s;
+    c->start = start;
+}
+
+static int tap_wants(void *ctx, int layer) {
+    (void)ctx;
+    return layer == 0;
+}
+
+static sf_status tap_done(void *ctx, const sf_dit_attn_view *v, sf_err *err) {
+    (void)err;
+    run_ctx *c = ctx;
+    int64_t want[T], n = visible(c->expect, c->start, (int)(v->Lq / v->frame_tokens), want, T);
+    int ok = v->Lk == n * v->frame_tokens && v->key_frames != NULL;
+    for (int64_t i = 0; ok && i < n; i++) ok = v->key_frames[i] == want[i];
+    c->n_views++;
+    c->bad_views += !ok;
+    return SF_OK;
+}
+
+/* One pipeline run over T frames. las == -1: global. sel != NULL: global state + key_select. */
+static void run(long las, long sink, int iff, const window *sel, const window *check_taps, float *preds) {
+    sf_err err = {{0}};
+    model_load();
+    if (!M.ok) return;
+    int nf = iff ? T - 2 : T; /* 1 + 3·3 = 10 frames with an independent first frame */
+    sf_dit_state st;
+    int64_t cache = las == -1 ? nf : las;
+    SF_CHECK_OK(sf_dit_state_init(&st, &M.w, 3, 8, 12, cache, las, sink, 2, &err), &err);
+    if (err.msg[0]) return;
+    SF_CHECK_OK(sf_dit_set_context(&st, M.emb, M.rows, &err), &err);
+    if (sel) {
+        st.key_select = select_cb;
+        st.key_select_ctx = (void *)sel;
+    }
+    run_ctx c = {preds, 3, 0, 0, 0, check_taps, 0, 0};
+    if (check_taps) {
+        st.tap.wants = tap_wants;
+        st.tap.done = tap_done;
+        st.tap.ctx = &c;
+    }
+    sf_scheduler sc;
+    SF_CHECK_OK(sf_scheduler_init(&sc, 5.0, &err), &err);
+    sf_pipeline_cfg pc = {{0}, NSTEP, 3, iff, 0.0f, nf, 8, 12, 16, 7, NULL};
+    double raw[NSTEP] = {1000, 500};
+    SF_CHECK_OK(sf_scheduler_steps(&sc, raw, NSTEP, 1, pc.steps, &err), &err);
+    sf_pipeline_hooks hk = {on_fwd, on_pred, NULL, &c, 0, NULL};
+    SF_CHECK_OK(sf_pipeline_run(&st, &sc, &pc, &hk, NULL, &err), &err);
+    if (check_taps) {
+        int n_blocks = iff ? 4 : T / 3;
+        SF_CHECK_MSG(c.n_views == n_blocks * (NSTEP + 1) && c.bad_views == 0, "tap key_frames: %d views, %d wrong",
+                     c.n_views, c.bad_views);
+    }
+    if (las != -1 && !sel) { /* the rolling cache ends full once anything was evicted */
+        int64_t S = st.frame_tokens;
+        SF_CHECK(st.global_end == nf * S);
+        SF_CHECK(st.local_end == (nf <= las ? nf : las) * S);
+    }
+    sf_dit_state_free(&st);
+}
+
+enum { NPRED = (T / 3) * (NSTEP + 1) * 3 * FR, BLK = (NSTEP + 1) * 3 * FR };
+
+/* Block b's preds (all steps) of two runs identical? */
+static int same_block(const float *a, const float *b, int blk) {
+    return memcmp(a + (size_t)blk * BLK, b + (size_t)blk * BLK, sizeof(float) * BLK) == 0;
+}
+
+/* The global-attention run, computed once. */
+static const float *global_run(void) {
+    static float g[NPRED];
+    static int done;
+    if (!done) run(-1, 0, 0, NULL, NULL, g);
+    done = 1;
+    return g;
+}
+
+static void test_window_covers_video(void) {
+    static float a[NPRED], b[NPRED];
+    const float *g = global_run();
+    run(T, 0, 0, NULL, NULL, a);
+    run(T + 3, 3, 0, NULL, NULL, b); /* sinks are irrelevant while nothing is evicted */
+    SF_CHECK_MSG(memcmp(g, a, sizeof a) == 0, "local_attn_size = frames differs from global attention");
+    SF_CHECK_MSG(memcmp(g, b, sizeof b) == 0, "local_attn_size > frames differs from global attention");
+    int finite = 1;
+    for (int i = 0; i < NPRED; i++) finite &= isfinite(g[i]);
+    SF_CHECK(finite);
+}
+
+/* Rolling run vs brute force for one (window, sink); first_evicting_block: the first block whose
+ * end frame exceeds the window (its and later preds must differ from global attention). */
+static void rolling_case(long las, long sink, int first_evicting_block) {
+    static float r[NPRED], bf[NPRED];
+    window wd = {las, sink};
+    const float *g = global_run();
+    run(las, sink, 0, NULL, &wd, r);
+    run(-1, 0, 0, &wd, NULL, bf);
+    for (int blk = 0; blk < T / 3; blk++) {
+        SF_CHECK_MSG(same_block(r, bf, blk), "las %ld sink %ld: block %d differs from the brute-force reference", las,
+                     sink, blk);
+        int evicted = blk >= first_evicting_block;
+        SF_CHECK_MSG(same_block(r, g, blk) == !evicted, "las %ld sink %ld: block %d %s global attention", las, sink,
+                     blk, evicted ? "equals" : "differs from");
+    }
+}
+
+static void test_rolling_sink3(void) { rolling_case(6, 3, 2); } /* keeps 0 rolled frames: sink + block */
+static void test_rolling_sink0(void) { rolling_case(6, 0, 2); }
+static void test_rolling_roll(void) { rolling_case(8, 2, 2); }  /* block 2: evict 1, roll 3 frames */
+
+/* Independent first frame: blocks of 1, 3, 3, 3 frames, window 5 with 1 sink (evictions of 2 then
+ * 3 frames, not a multiple of the block). */
+static void test_rolling_first_frame(void) {
+    static float r[NPRED], bf[NPRED];
+    window wd = {5, 1};
+    run(5, 1, 1, NULL, &wd, r);
+    run(-1, 0, 1, &wd, NULL, bf);
+    SF_CHECK(memcmp(r, bf, sizeof(float) * (size_t)(4 * BLK)) == 0);
+}
+
+static int64_t future_cb(void *ctx, int64_t s, int F, int64_t *out, int64_t cap) {
+    (void)ctx;
+    (void)cap;
+    out[0] = s + F;
+    return 1;
+}
+
+static void test_impossible(void) {
+    sf_err err = {{0}};
+    sf_dit_state st;
+    model_load();
+    if (!M.ok) return;
+    /* window smaller than sink + block */
+    SF_CHECK(sf_dit_state_init(&st, &M.w, 3, 8, 12, 4, 4, 2, 1, &err) == SF_E_ARG && strstr(err.msg, "sink_size 2"));
+    /* window smaller than a block */
+    SF_CHECK(sf_dit_state_init(&st, &M.w, 3, 8, 12, 2, 2, 0, 1, &err) == SF_E_ARG);
+    /* rolling cache not sized to the window */
+    SF_CHECK(sf_dit_state_init(&st, &M.w, 3, 8, 12, 6, 5, 0, 1, &err) == SF_E_ARG);
+    /* global cache too small for the video: the forward past it is an error, not an overflow */
+    SF_CHECK_OK(sf_dit_state_init(&st, &M.w, 3, 8, 12, 6, -1, 0, 1, &err), &err);
+    SF_CHECK_OK(sf_dit_set_context(&st, M.emb, M.rows, &err), &err);
+    static float x[3 * FR], flow[3 * FR];
+    float t[3] = {1000, 1000, 1000};
+    SF_CHECK_OK(sf_dit_forward(&st, x, 3, t, 0, flow, &err), &err);
+    SF_CHECK_OK(sf_dit_forward(&st, x, 3, t, 3, flow, &err), &err);
+    SF_CHECK(sf_dit_forward(&st, x, 3, t, 6, flow, &err) == SF_E_ARG && strstr(err.msg, "overflow"));
+    /* the seam refuses a list with a frame from the future */
+    st.key_select = future_cb;
+    sf_dit_state_reset(&st);
+    SF_CHECK(sf_dit_forward(&st, x, 3, t, 0, flow, &err) == SF_E_ARG && strstr(err.msg, "key_select"));
+    sf_dit_state_free(&st);
+    /* frames not a multiple of the block */
+    int nb;
+    sf_pipeline_cfg pc = {{1000}, 1, 3, 0, 0.0f, 13, 8, 12, 16, 0, NULL};
+    SF_CHECK(sf_pipeline_check(&pc, &nb, &err) == SF_E_ARG);
+}
+
+static void test_cleanup(void) {
+    if (!M.ok) return;
+    free(M.emb);
+    sf_dit_weights_free(&M.w);
+    sf_tfile_destroy(&M.g);
+    sf_tfile_destroy(&M.base);
+    M.ok = 0;
+}
+
+static const sf_test tests[] = {
+    {"window_covers_video", test_window_covers_video},
+    {"rolling_sink3", test_rolling_sink3},
+    {"rolling_sink0", test_rolling_sink0},
+    {"rolling_roll", test_rolling_roll},
+    {"rolling_first_frame", test_rolling_first_frame},
+    {"impossible", test_impossible},
+    {"cleanup", test_cleanup},
+};
+SF_TEST_MAIN(tests)
