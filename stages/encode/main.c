@@ -2,13 +2,15 @@
  *
  * Mirrors the reference's text-encoder step (utils/wan_wrapper.py WanTextEncoder, called by
  * inference.py / the extraction scripts). Flags, prompt sources and outputs: see --help and
- * /work/notes/encode.md. Tested by tests/bats/sf-encode.bats. */
+ * /work/notes/encode.md; the resident server (--serve) and its client (--server) live in
+ * serve.c. Tested by tests/bats/sf-encode.bats and tests/bats/sf-encode-serve.bats. */
 #define _POSIX_C_SOURCE 200809L
 #include "cli.h"
 #include "device.h"
 #include "parallel.h"
 #include "stages/encode/cache.h"
 #include "stages/encode/encode.h"
+#include "stages/encode/serve.h"
 #include "tfile.h"
 #include "wire.h"
 
@@ -27,6 +29,11 @@ static const sf_opt opts[] = {
     {"save-embeds", 0, SF_ARG_VALUE, "FILE\twrite emb.<i> [N, D] f32, ids.<i>, mask.<i> (safetensors)"},
     {"tokens-only", 0, SF_ARG_FLAG, "print the token ids of each prompt (one line each) and exit"},
     {"out", 'o', SF_ARG_VALUE, "URL\twire output: one prompt_embeds message per prompt (default '-' when stdout is not a terminal)"},
+    {"cache-only", 0, SF_ARG_FLAG, "only fill the cache for the prompts; output nothing"},
+    {"serve", 0, SF_ARG_VALUE, "URL\trun as a resident encoder server on tcp://HOST:PORT or ipc://PATH (bind) until SIGINT/SIGTERM"},
+    {"server", 0, SF_ARG_VALUE, "URL\task the encoder server at URL instead of loading anything (alias --connect)"},
+    {"connect", 0, SF_ARG_VALUE, "URL\tsame as --server"},
+    {"server-timeout", 0, SF_ARG_VALUE, "SEC\twith --server: fail when a reply takes longer (default 0: wait)"},
     {"cache-dir", 0, SF_ARG_VALUE, "DIR\tembedding cache (default $XDG_CACHE_HOME/sfpipe/embeds)"},
     {"no-cache", 0, SF_ARG_FLAG, "neither read nor write the cache"},
     {"list", 0, SF_ARG_FLAG, "list the cache entries and exit"},
@@ -87,6 +94,113 @@ static sf_status read_prompts(const char *path, prompt_list *p, sf_err *err) {
     return st;
 }
 
+/* Prefix err with "prompt i: ". */
+static sf_status prompt_fail(sf_status st, size_t i, sf_err *err) {
+    char m2[sizeof err->msg];
+    snprintf(m2, sizeof m2, "%s", err->msg);
+    return sf_fail(err, st, "prompt %zu: %s", i, m2);
+}
+
+/* One prompt: locally (enc) or by asking a server (cl). */
+static sf_status encode_one(sf_encoder *enc, sf_encode_client *cl, const prompt_list *pl, size_t i, int64_t tl,
+                            sf_encoded *r, sf_err *err) {
+    sf_status st = cl ? sf_encode_client_run(cl, pl->s[i], pl->len[i], tl, (int64_t)i, r, err)
+                      : sf_encoder_run(enc, pl->s[i], pl->len[i], tl, r, err);
+    return st ? prompt_fail(st, i, err) : SF_OK;
+}
+
+static sf_status send_embeds(sf_wire *w, const sf_encoded *r, size_t i, sf_err *err) {
+    int64_t shp[2] = {r->seq_len, r->dim};
+    sf_tensor t = sf_tensor_view(r->emb, SF_F32, 2, shp);
+    sf_wire_msg *msg = malloc(sizeof *msg);
+    if (!msg) return sf_fail(err, SF_E_NOMEM, "out of memory");
+    sf_status st;
+    if (!(st = sf_wire_msg_tensor(msg, "prompt_embeds", &t, err)) &&
+        !(st = sf_wire_meta_set_str(msg, "prompt", r->cleaned, err)) &&
+        !(st = sf_wire_meta_set_int(msg, "n_tokens", r->n_tokens, err)) &&
+        !(st = sf_wire_meta_set_int(msg, "index", (int64_t)i, err)) &&
+        !(st = sf_wire_meta_set_str(msg, "cache_key", r->key, err)))
+        st = sf_wire_send(w, msg, r->emb, err);
+    free(msg);
+    return st;
+}
+
+/* emb.<i> [N, D] f32, ids.<i> [N] i64, mask.<i> [N] i64 (DESIGN.md §5). */
+static sf_status save_embeds(const char *path, const sf_encoded *res, size_t n, sf_err *err) {
+    sf_status st = SF_OK;
+    sf_tensor_entry *ents = sf_calloc2(3 * n, sizeof *ents);
+    char(*names)[32] = sf_calloc2(3 * n, 32);
+    if (!ents || !names) st = sf_fail(err, SF_E_NOMEM, "out of memory");
+    for (size_t i = 0; !st && i < n; i++) {
+        int64_t se[2] = {res[i].seq_len, res[i].dim}, si[1] = {res[i].seq_len};
+        snprintf(names[3 * i], 32, "emb.%zu", i);
+        snprintf(names[3 * i + 1], 32, "ids.%zu", i);
+        snprintf(names[3 * i + 2], 32, "mask.%zu", i);
+        ents[3 * i] = (sf_tensor_entry){names[3 * i], sf_tensor_view(res[i].emb, SF_F32, 2, se)};
+        ents[3 * i + 1] = (sf_tensor_entry){names[3 * i + 1], sf_tensor_view(res[i].ids, SF_I64, 1, si)};
+        ents[3 * i + 2] = (sf_tensor_entry){names[3 * i + 2], sf_tensor_view(res[i].mask, SF_I64, 1, si)};
+    }
+    if (!st) {
+        const char *meta[] = {"producer", "sf-encode " SF_VERSION};
+        st = sf_safetensors_write(path, ents, 3 * n, meta, 1, err);
+    }
+    free(ents), free(names);
+    return st;
+}
+
+static sf_status run_tokens_only(sf_encoder *enc, const prompt_list *pl, int64_t tl, sf_err *err) {
+    sf_status st = SF_OK;
+    int64_t *ids = sf_calloc2((size_t)tl, 8), *mask = sf_calloc2((size_t)tl, 8), n = 0;
+    if (!ids || !mask) st = sf_fail(err, SF_E_NOMEM, "out of memory");
+    for (size_t i = 0; i < pl->n && !st; i++) {
+        if ((st = sf_encoder_tokens(enc, pl->s[i], pl->len[i], tl, ids, mask, &n, err))) {
+            st = prompt_fail(st, i, err);
+            break;
+        }
+        for (int64_t k = 0; k < n; k++) printf(k ? " %lld" : "%lld", (long long)ids[k]);
+        printf("\n");
+    }
+    free(ids), free(mask);
+    if (!st && fflush(stdout) != 0) st = sf_fail(err, SF_E_IO, "cannot write to stdout");
+    return st;
+}
+
+/* Encode every prompt (locally or via a server) and write the requested outputs; with neither
+ * save nor out_url it only fills the cache (--cache-only). */
+static sf_status run_encode(sf_encoder *enc, sf_encode_client *cl, const prompt_list *pl, int64_t tl,
+                            const char *save, const char *out_url, sf_err *err) {
+    sf_status st = SF_OK;
+    sf_wire *w = NULL;
+    size_t done = 0;
+    if (out_url && (st = sf_wire_open_writer(out_url, &w, err))) return st;
+    sf_encoded *res = sf_calloc2(pl->n, sizeof *res);
+    if (!res) st = sf_fail(err, SF_E_NOMEM, "out of memory");
+    for (size_t i = 0; !st && i < pl->n; i++) {
+        if ((st = encode_one(enc, cl, pl, i, tl, &res[i], err))) break;
+        done++;
+        if (w && (st = send_embeds(w, &res[i], i, err))) break;
+        if (!save) sf_encoded_free(&res[i]);
+    }
+    if (!st && save) st = save_embeds(save, res, pl->n, err);
+    if (w) {
+        sf_err e2;
+        if (st) sf_wire_send_error(w, err->msg, &e2);
+        else st = sf_wire_send_end(w, err);
+        sf_status cst = sf_wire_close(&w, st ? &e2 : err);
+        if (!st) st = cst;
+    }
+    for (size_t i = 0; res && i < pl->n; i++) sf_encoded_free(&res[i]);
+    free(res);
+    if (!st) sf_info("%zu prompt(s) done%s", done, !save && !out_url ? " (cache filled, no output)" : "");
+    return st;
+}
+
+static void usage_die(const char *prog, const char *msg) {
+    sf_err e;
+    snprintf(e.msg, sizeof e.msg, "%s", msg);
+    sf_die(prog, SF_E_ARG, &e);
+}
+
 int main(int argc, char **argv) {
     const char *prog = "sf-encode";
     sf_log_set_prefix(prog);
@@ -95,7 +209,9 @@ int main(int argc, char **argv) {
     sf_status st = sf_args_parse(argc, argv, opts, &a, &err);
     if (st) sf_die(prog, st, &err);
     if (sf_args_has(&a, opts, "help")) {
-        sf_args_usage(prog, "[--prompt TEXT]... [--prompts FILE] [--save-embeds FILE | --out URL | --tokens-only]",
+        sf_args_usage(prog,
+                      "[--prompt TEXT]... [--prompts FILE] [--save-embeds FILE | --out URL | --tokens-only | "
+                      "--cache-only] [--server URL] | --serve URL | --list",
                       opts);
         return 0;
     }
@@ -106,16 +222,21 @@ int main(int argc, char **argv) {
     const char *lv = sf_args_get(&a, opts, "log-level");
     if (lv) {
         int l = sf_log_parse_level(lv);
-        if (l < 0) sf_die(prog, SF_E_ARG, &(sf_err){"--log-level: expected error|warn|info|debug"});
+        if (l < 0) usage_die(prog, "--log-level: expected error|warn|info|debug");
         sf_log_set_level(l);
     }
     long text_len = 512, threads = 0;
+    double timeout_s = 0;
     if (sf_args_get(&a, opts, "text-len") &&
         (st = sf_arg_long("text-len", sf_args_get(&a, opts, "text-len"), 1, 1 << 20, &text_len, &err)))
         sf_die(prog, st, &err);
     if (sf_args_get(&a, opts, "threads") &&
         (st = sf_arg_long("threads", sf_args_get(&a, opts, "threads"), 1, 1024, &threads, &err)))
         sf_die(prog, st, &err);
+    if (sf_args_get(&a, opts, "server-timeout") &&
+        (st = sf_arg_double("server-timeout", sf_args_get(&a, opts, "server-timeout"), &timeout_s, &err)))
+        sf_die(prog, st, &err);
+    if (!(timeout_s >= 0)) usage_die(prog, "--server-timeout must be >= 0");
     if (threads == 0) threads = sf_cpu_count();
     const char *dev_s = sf_args_get(&a, opts, "device");
     char devbuf[32];
@@ -128,14 +249,38 @@ int main(int argc, char **argv) {
         if ((st = sf_device_parse(dev_s, &dev, &err))) sf_die(prog, st, &err);
         if (dev.cuda) sf_warn("--device %s: the umT5 encoder runs on the CPU only; using cpu", dev_s);
     }
+    /* modes and outputs: check combinations before anything is loaded */
+    const char *serve_url = sf_args_get(&a, opts, "serve"), *server_url = sf_args_get(&a, opts, "server");
+    if (!server_url) server_url = sf_args_get(&a, opts, "connect");
+    const char *save = sf_args_get(&a, opts, "save-embeds"), *out_url = sf_args_get(&a, opts, "out");
+    int tokens_only = sf_args_has(&a, opts, "tokens-only"), cache_only = sf_args_has(&a, opts, "cache-only");
+    int list = sf_args_has(&a, opts, "list"), use_cache = !sf_args_has(&a, opts, "no-cache");
+    int has_prompts = sf_args_get(&a, opts, "prompt") || sf_args_get(&a, opts, "prompts");
+    if (serve_url && (server_url || save || out_url || tokens_only || cache_only || list || has_prompts))
+        usage_die(prog, "--serve URL runs a server: it takes no prompts and no --out/--save-embeds/--tokens-only/"
+                        "--cache-only/--list/--server");
+    if (cache_only && (save || out_url || tokens_only))
+        usage_die(prog, "--cache-only writes no output: drop --out/--save-embeds/--tokens-only");
+    if (cache_only && !use_cache && !server_url) usage_die(prog, "--cache-only needs the cache: drop --no-cache");
+    if (server_url && (tokens_only || list))
+        usage_die(prog, "--tokens-only and --list run locally: drop --server");
+    if (!serve_url && !list && !tokens_only && !cache_only && !save && !out_url) {
+        if (isatty(1))
+            usage_die(prog, "stdout is a terminal: give --out URL, --save-embeds FILE or --cache-only, or pipe it "
+                            "(sf-encode --prompt TEXT | sf-denoise | sf-decode -o out.y4m)");
+        out_url = "-";
+    }
+    if ((serve_url && (st = sf_encode_url_check(serve_url, &err))) ||
+        (server_url && (st = sf_encode_url_check(server_url, &err))))
+        sf_die(prog, st, &err);
+    if (server_url && (sf_args_get(&a, opts, "cache-dir") || !use_cache))
+        sf_warn("--cache-dir/--no-cache are ignored with --server (the server uses its own cache)");
     /* cache folder */
     char cache_dir[4096] = "";
-    int use_cache = !sf_args_has(&a, opts, "no-cache");
     if (sf_args_get(&a, opts, "cache-dir")) snprintf(cache_dir, sizeof cache_dir, "%s", sf_args_get(&a, opts, "cache-dir"));
-    else if ((use_cache || sf_args_has(&a, opts, "list")) &&
-             (st = sf_cache_default_dir(cache_dir, sizeof cache_dir, &err)))
+    else if (!server_url && (use_cache || list) && (st = sf_cache_default_dir(cache_dir, sizeof cache_dir, &err)))
         sf_die(prog, st, &err);
-    if (sf_args_has(&a, opts, "list")) {
+    if (list) {
         st = sf_cache_list(cache_dir, stdout, &err);
         sf_args_free(&a);
         if (st) sf_die(prog, st, &err);
@@ -150,6 +295,16 @@ int main(int argc, char **argv) {
     else snprintf(tok_path, sizeof tok_path, "%s/google/umt5-xxl/spiece.model", mdir);
     if (sf_args_get(&a, opts, "weights")) snprintf(w_path, sizeof w_path, "%s", sf_args_get(&a, opts, "weights"));
     else snprintf(w_path, sizeof w_path, "%s/models_t5_umt5-xxl-enc-bf16.pth", mdir);
+    if ((serve_url || server_url || out_url) && (st = sf_wire_install_signals(&err))) sf_die(prog, st, &err);
+    sf_encoder enc;
+    if (serve_url) {
+        if ((st = sf_encoder_init(&enc, tok_path, w_path, cache_dir, use_cache, (int)threads, &err))) sf_die(prog, st, &err);
+        st = sf_encode_serve(&enc, serve_url, text_len, &err);
+        sf_encoder_free(&enc);
+        sf_args_free(&a);
+        if (st) sf_die(prog, st, &err);
+        return 0;
+    }
     /* prompts */
     prompt_list pl = {0};
     const char **pv = NULL;
@@ -160,95 +315,18 @@ int main(int argc, char **argv) {
     const char *pf = sf_args_get(&a, opts, "prompts");
     if (!pf && np == 0 && !isatty(0)) pf = "-";
     if (pf && (st = read_prompts(pf, &pl, &err))) sf_die(prog, st, &err);
-    if (pl.n == 0) sf_die(prog, SF_E_ARG, &(sf_err){"no prompts: give --prompt TEXT, --prompts FILE or lines on stdin"});
+    if (pl.n == 0) usage_die(prog, "no prompts: give --prompt TEXT, --prompts FILE or lines on stdin");
 
-    sf_encoder enc;
-    if ((st = sf_encoder_init(&enc, tok_path, w_path, cache_dir, use_cache, (int)threads, &err))) sf_die(prog, st, &err);
-    int rc = 0;
-    if (sf_args_has(&a, opts, "tokens-only")) {
-        int64_t *ids = sf_calloc2((size_t)text_len, 8), *mask = sf_calloc2((size_t)text_len, 8), n = 0;
-        if (!ids || !mask) sf_die(prog, SF_E_NOMEM, &(sf_err){"out of memory"});
-        for (size_t i = 0; i < pl.n && !st; i++) {
-            if ((st = sf_encoder_tokens(&enc, pl.s[i], pl.len[i], text_len, ids, mask, &n, &err))) {
-                char m2[sizeof err.msg];
-                snprintf(m2, sizeof m2, "%s", err.msg);
-                sf_fail(&err, st, "prompt %zu: %s", i, m2);
-                break;
-            }
-            for (int64_t k = 0; k < n; k++) printf(k ? " %lld" : "%lld", (long long)ids[k]);
-            printf("\n");
-        }
-        free(ids), free(mask);
-        sf_encoder_free(&enc);
-        pl_free(&pl);
-        sf_args_free(&a);
-        if (st) sf_die(prog, st, &err);
-        return fflush(stdout) == 0 ? 0 : 1;
-    }
-    const char *save = sf_args_get(&a, opts, "save-embeds"), *out_url = sf_args_get(&a, opts, "out");
-    if (!save && !out_url && !isatty(1)) out_url = "-";
-    if (!save && !out_url) sf_info("no --out / --save-embeds: only filling the cache");
-    sf_wire *w = NULL;
-    if (out_url && (st = sf_wire_open_writer(out_url, &w, &err))) sf_die(prog, st, &err);
-    sf_encoded *res = sf_calloc2(pl.n, sizeof *res);
-    if (!res) sf_die(prog, SF_E_NOMEM, &(sf_err){"out of memory"});
-    size_t done = 0;
-    for (size_t i = 0; i < pl.n; i++) {
-        if ((st = sf_encoder_run(&enc, pl.s[i], pl.len[i], text_len, &res[i], &err))) {
-            char m2[sizeof err.msg];
-            snprintf(m2, sizeof m2, "%s", err.msg);
-            sf_fail(&err, st, "prompt %zu: %s", i, m2);
-            break;
-        }
-        done++;
-        if (w) {
-            int64_t shp[2] = {res[i].seq_len, res[i].dim};
-            sf_tensor t = sf_tensor_view(res[i].emb, SF_F32, 2, shp);
-            sf_wire_msg *msg = malloc(sizeof *msg);
-            if (!msg) { st = sf_fail(&err, SF_E_NOMEM, "out of memory"); break; }
-            if (!(st = sf_wire_msg_tensor(msg, "prompt_embeds", &t, &err)) &&
-                !(st = sf_wire_meta_set_str(msg, "prompt", res[i].cleaned, &err)) &&
-                !(st = sf_wire_meta_set_int(msg, "n_tokens", res[i].n_tokens, &err)) &&
-                !(st = sf_wire_meta_set_int(msg, "index", (int64_t)i, &err)) &&
-                !(st = sf_wire_meta_set_str(msg, "cache_key", res[i].key, &err)))
-                st = sf_wire_send(w, msg, res[i].emb, &err);
-            free(msg);
-            if (st) break;
-        }
-        if (!save) sf_encoded_free(&res[i]);
-    }
-    if (!st && save) {
-        sf_tensor_entry *ents = sf_calloc2(3 * pl.n, sizeof *ents);
-        char(*names)[32] = sf_calloc2(3 * pl.n, 32);
-        if (!ents || !names) st = sf_fail(&err, SF_E_NOMEM, "out of memory");
-        for (size_t i = 0; !st && i < pl.n; i++) {
-            int64_t se[2] = {res[i].seq_len, res[i].dim}, si[1] = {res[i].seq_len};
-            snprintf(names[3 * i], 32, "emb.%zu", i);
-            snprintf(names[3 * i + 1], 32, "ids.%zu", i);
-            snprintf(names[3 * i + 2], 32, "mask.%zu", i);
-            ents[3 * i] = (sf_tensor_entry){names[3 * i], sf_tensor_view(res[i].emb, SF_F32, 2, se)};
-            ents[3 * i + 1] = (sf_tensor_entry){names[3 * i + 1], sf_tensor_view(res[i].ids, SF_I64, 1, si)};
-            ents[3 * i + 2] = (sf_tensor_entry){names[3 * i + 2], sf_tensor_view(res[i].mask, SF_I64, 1, si)};
-        }
-        if (!st) {
-            const char *meta[] = {"producer", "sf-encode " SF_VERSION};
-            st = sf_safetensors_write(save, ents, 3 * pl.n, meta, 1, &err);
-        }
-        free(ents), free(names);
-    }
-    if (w) {
-        sf_err e2;
-        if (st) sf_wire_send_error(w, err.msg, &e2);
-        else if ((st = sf_wire_send_end(w, &err))) { /* keep err */ }
-        sf_status cst = sf_wire_close(&w, st ? &e2 : &err);
-        if (!st) st = cst;
-    }
-    for (size_t i = 0; i < pl.n; i++) sf_encoded_free(&res[i]);
-    free(res);
-    if (!st) sf_info("%zu prompt(s) done", done);
-    sf_encoder_free(&enc);
+    sf_encode_client *cl = NULL;
+    if (server_url) st = sf_encode_client_open(server_url, timeout_s, &cl, &err);
+    else st = sf_encoder_init(&enc, tok_path, w_path, cache_dir, use_cache, (int)threads, &err);
+    if (st) sf_die(prog, st, &err);
+    if (tokens_only) st = run_tokens_only(&enc, &pl, text_len, &err);
+    else st = run_encode(cl ? NULL : &enc, cl, &pl, text_len, save, out_url, &err);
+    if (cl) sf_encode_client_close(&cl);
+    else sf_encoder_free(&enc);
     pl_free(&pl);
     sf_args_free(&a);
     if (st) sf_die(prog, st, &err);
-    return rc;
+    return 0;
 }

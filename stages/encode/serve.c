@@ -1,0 +1,375 @@
+/* serve.c — sf-encode --serve (resident encoder, ZeroMQ REP) and --server (REQ client).
+ *
+ * The protocol is described at the top of serve.h (wire headers from common/wire.h, one
+ * header + payload frame pair per wire message). Mirrors no reference module: the reference
+ * loads umT5 in every process. Tested by tests/bats/sf-encode-serve.bats (two clients get the
+ * same bytes as a direct run, a bad request gets an error reply and the server keeps serving,
+ * SIGTERM stops it with exit 0 and removes the ipc socket file). */
+#define _POSIX_C_SOURCE 200809L
+#include "serve.h"
+#include "wire.h"
+#include "wire_impl.h" /* sf_wire_selfpipe_fd: the stop signal's self-pipe, for zmq_poll */
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+#include <zmq.h>
+
+#define MAX_PARTS 6
+#define MAX_REQUEST (64 << 20) /* bytes of one request (ZMQ_MAXMSGSIZE) */
+
+struct sf_encode_client {
+    void *ctx, *sock;
+    char url[1024];
+    double timeout_s;
+    sf_wire_msg *m; /* scratch header (large: heap) */
+};
+
+sf_status sf_encode_url_check(const char *url, sf_err *err) {
+    if (!url || (strncmp(url, "tcp://", 6) != 0 && strncmp(url, "ipc://", 6) != 0) || !url[6])
+        return sf_fail(err, SF_E_ARG, "encode server URL must be tcp://HOST:PORT or ipc://PATH (got '%s')",
+                       url ? url : "");
+    if (strlen(url) >= 1024) return sf_fail(err, SF_E_ARG, "encode server URL too long");
+    return SF_OK;
+}
+
+/* 1 when something accepts connections on the Unix socket `path`. */
+static int ipc_alive(const char *path) {
+    struct sockaddr_un sa;
+    if (strlen(path) >= sizeof sa.sun_path) return 0;
+    int fd = socket(AF_UNIX, SOCK_STREAM, 0);
+    if (fd < 0) return 0;
+    memset(&sa, 0, sizeof sa);
+    sa.sun_family = AF_UNIX;
+    memcpy(sa.sun_path, path, strlen(path) + 1);
+    int ok = connect(fd, (struct sockaddr *)&sa, sizeof sa) == 0;
+    close(fd);
+    return ok;
+}
+
+/* Wait until sock has `events` (1), timeout (0), or a stop signal (SF_E_STOPPED). */
+static int poll_sock(void *sock, short events, long timeout_ms, sf_err *err) {
+    double t_end = timeout_ms >= 0 ? sf_now() + timeout_ms / 1000.0 : 0;
+    for (;;) {
+        if (sf_wire_stopped()) return sf_fail(err, SF_E_STOPPED, "interrupted by signal");
+        zmq_pollitem_t it[2] = {{sock, 0, events, 0}, {NULL, sf_wire_selfpipe_fd(), ZMQ_POLLIN, 0}};
+        int n = it[1].fd >= 0 ? 2 : 1;
+        long wait_ms = 500; /* re-check the flag at least twice a second (no self-pipe, other threads) */
+        if (timeout_ms >= 0) {
+            double left = t_end - sf_now();
+            if (left <= 0) return 0;
+            if (left * 1000 < wait_ms) wait_ms = (long)(left * 1000) + 1;
+        }
+        int r = zmq_poll(it, n, wait_ms);
+        if (r < 0 && errno != EINTR) return sf_fail(err, SF_E_IO, "zmq_poll: %s", zmq_strerror(errno));
+        if (sf_wire_stopped()) return sf_fail(err, SF_E_STOPPED, "interrupted by signal");
+        if (r > 0 && (it[0].revents & events)) return 1;
+    }
+}
+
+/* Receive every frame of one multipart message; *n = number of frames (MAX_PARTS + 1 when
+ * there were more, the rest dropped). Frames are initialised; close them with close_parts. */
+static sf_status recv_parts(void *sock, zmq_msg_t *parts, int *n, sf_err *err) {
+    *n = 0;
+    int more = 1;
+    zmq_msg_t extra;
+    while (more) {
+        zmq_msg_t *p = *n < MAX_PARTS ? &parts[*n] : &extra;
+        zmq_msg_init(p);
+        if (zmq_msg_recv(p, sock, 0) < 0) {
+            int e = errno;
+            zmq_msg_close(p);
+            return sf_fail(err, e == EINTR ? SF_E_STOPPED : SF_E_IO, "zmq receive: %s", zmq_strerror(e));
+        }
+        more = zmq_msg_more(p);
+        if (p == &extra) {
+            zmq_msg_close(p);
+            *n = MAX_PARTS + 1;
+        } else {
+            (*n)++;
+        }
+    }
+    return SF_OK;
+}
+
+static void close_parts(zmq_msg_t *parts, int n) {
+    for (int i = 0; i < n && i < MAX_PARTS; i++) zmq_msg_close(&parts[i]);
+}
+
+/* Send one wire message as [header, payload]; more: another pair follows. */
+static sf_status send_pair(void *sock, const sf_wire_msg *m, const void *payload, int more, sf_err *err) {
+    void *hdr = NULL;
+    size_t hl = 0;
+    sf_status st = sf_wire_header_encode(m, &hdr, &hl, err);
+    if (st) return st;
+    size_t pl = sf_wire_msg_nbytes(m);
+    int r = zmq_send(sock, hdr, hl, ZMQ_SNDMORE);
+    if (r >= 0) r = zmq_send(sock, pl ? payload : "", pl, more ? ZMQ_SNDMORE : 0);
+    free(hdr);
+    if (r < 0) return sf_fail(err, errno == EINTR ? SF_E_STOPPED : SF_E_IO, "zmq send: %s", zmq_strerror(errno));
+    return SF_OK;
+}
+
+/* Decode frames [2i, 2i+1] into m and check the payload length. */
+static sf_status parse_pair(zmq_msg_t *parts, int i, sf_wire_msg *m, const void **payload, sf_err *err) {
+    sf_status st = sf_wire_header_decode(zmq_msg_data(&parts[2 * i]), zmq_msg_size(&parts[2 * i]), m, err);
+    if (st) return st;
+    if (zmq_msg_size(&parts[2 * i + 1]) != sf_wire_msg_nbytes(m))
+        return sf_fail(err, SF_E_FORMAT, "payload of message %d has %zu bytes, its header says %zu", i,
+                       zmq_msg_size(&parts[2 * i + 1]), sf_wire_msg_nbytes(m));
+    *payload = zmq_msg_data(&parts[2 * i + 1]);
+    return SF_OK;
+}
+
+/* ------------------------------------------------------------------ server */
+
+/* Answer one request (frames parts[0..n)): encodes and sends the reply; a bad request or a
+ * failing prompt is answered with an error message (returned SF_OK: the server goes on).
+ * Only a failure to send is returned. */
+static sf_status serve_one(sf_encoder *enc, void *sock, zmq_msg_t *parts, int n, int64_t default_tl,
+                           sf_wire_msg *m, sf_err *err) {
+    sf_err rerr = {{0}};
+    sf_status rst = SF_OK;
+    sf_encoded res = {0};
+    const void *payload = NULL;
+    int64_t index = -1, tl = default_tl;
+    double t0 = sf_now();
+    if (n != 2) {
+        rst = sf_fail(&rerr, SF_E_FORMAT, "bad request: expected 2 frames [header, payload], got %d", n);
+        goto reply;
+    }
+    if ((rst = parse_pair(parts, 0, m, &payload, &rerr))) goto reply;
+    if (m->type != SF_WIRE_TENSOR || strcmp(m->name, "prompt") != 0 || m->dtype != SF_U8 || m->ndim != 1) {
+        rst = sf_fail(&rerr, SF_E_FORMAT, "bad request: expected tensor 'prompt' u8 [n_bytes]");
+        goto reply;
+    }
+    tl = sf_wire_meta_int(m, "text_len", default_tl);
+    index = sf_wire_meta_int(m, "index", -1);
+    if (tl < 1 || tl > SF_SERVE_MAX_TEXT_LEN) {
+        rst = sf_fail(&rerr, SF_E_ARG, "bad request: text_len %lld not in 1..%d", (long long)tl,
+                      SF_SERVE_MAX_TEXT_LEN);
+        goto reply;
+    }
+    rst = sf_encoder_run(enc, m->shape[0] ? payload : "", (size_t)m->shape[0], tl, &res, &rerr);
+reply:
+    if (rst) {
+        sf_warn("request failed: %s", rerr.msg);
+        sf_wire_msg_init(m, SF_WIRE_ERROR, "");
+        snprintf(m->text, sizeof m->text, "%s", rerr.msg);
+        return send_pair(sock, m, NULL, 0, err);
+    }
+    sf_status st;
+    int64_t se[2] = {res.seq_len, res.dim}, si[1] = {res.seq_len};
+    sf_tensor te = sf_tensor_view(res.emb, SF_F32, 2, se);
+    sf_tensor ti = sf_tensor_view(res.ids, SF_I64, 1, si), tm = sf_tensor_view(res.mask, SF_I64, 1, si);
+    if ((st = sf_wire_msg_tensor(m, "prompt_embeds", &te, err)) ||
+        (st = sf_wire_meta_set_str(m, "prompt", res.cleaned, err)) ||
+        (st = sf_wire_meta_set_int(m, "n_tokens", res.n_tokens, err)) ||
+        (st = sf_wire_meta_set_str(m, "cache_key", res.key, err)) ||
+        (st = sf_wire_meta_set_bool(m, "from_cache", res.from_cache, err)) ||
+        (index >= 0 && (st = sf_wire_meta_set_int(m, "index", index, err)))) {
+        /* e.g. a cleaned prompt too long for the meta arena: tell the client */
+        sf_warn("request failed: %s", err->msg);
+        sf_wire_msg_init(m, SF_WIRE_ERROR, "");
+        snprintf(m->text, sizeof m->text, "%s", err->msg);
+        sf_encoded_free(&res);
+        return send_pair(sock, m, NULL, 0, err);
+    }
+    if (!(st = send_pair(sock, m, res.emb, 1, err)) && !(st = sf_wire_msg_tensor(m, "ids", &ti, err)) &&
+        !(st = send_pair(sock, m, res.ids, 1, err)) && !(st = sf_wire_msg_tensor(m, "mask", &tm, err)))
+        st = send_pair(sock, m, res.mask, 0, err);
+    if (!st)
+        sf_info("served %lld tokens (%s) in %.3f s", (long long)res.n_tokens,
+                res.from_cache ? "cache hit" : "encoded", sf_now() - t0);
+    sf_encoded_free(&res);
+    return st;
+}
+
+sf_status sf_encode_serve(sf_encoder *enc, const char *url, int64_t default_text_len, sf_err *err) {
+    sf_status st;
+    void *ctx = NULL, *sock = NULL;
+    sf_wire_msg *m = NULL;
+    int bound = 0;
+    const char *ipc = strncmp(url, "ipc://", 6) == 0 ? url + 6 : NULL;
+    if ((st = sf_encode_url_check(url, err))) return st;
+    if (default_text_len < 1 || default_text_len > SF_SERVE_MAX_TEXT_LEN)
+        return sf_fail(err, SF_E_ARG, "--text-len must be in 1..%d for a server", SF_SERVE_MAX_TEXT_LEN);
+    if (!enc->t5) { /* resident: load the weights now, so "bound" means "ready" */
+        double t0 = sf_now();
+        sf_info("loading umT5 encoder %s", enc->weights_path);
+        if ((st = sf_t5_open(enc->weights_path, enc->nthreads, &enc->t5, err))) return st;
+        sf_info("umT5 loaded (%.2f s)", sf_now() - t0);
+    }
+    if (ipc && ipc_alive(ipc)) return sf_fail(err, SF_E_IO, "%s: another server is already listening there", url);
+    if (!(m = malloc(sizeof *m))) return sf_fail(err, SF_E_NOMEM, "out of memory");
+    int zero = 0;
+    int64_t maxmsg = MAX_REQUEST;
+    if (!(ctx = zmq_ctx_new()) || !(sock = zmq_socket(ctx, ZMQ_REP)) ||
+        zmq_setsockopt(sock, ZMQ_LINGER, &zero, sizeof zero) ||
+        zmq_setsockopt(sock, ZMQ_MAXMSGSIZE, &maxmsg, sizeof maxmsg)) {
+        st = sf_fail(err, SF_E_IO, "zmq socket: %s", zmq_strerror(errno));
+        goto fail;
+    }
+    if (zmq_bind(sock, url) != 0) {
+        st = sf_fail(err, SF_E_IO, "cannot bind %s: %s", url, zmq_strerror(errno));
+        goto fail;
+    }
+    bound = 1;
+    sf_info("serving on %s (text_len %lld by default)", url, (long long)default_text_len);
+    zmq_msg_t parts[MAX_PARTS];
+    for (;;) {
+        int r = poll_sock(sock, ZMQ_POLLIN, -1, err);
+        if (r < 0) {
+            st = (sf_status)r;
+            break;
+        }
+        int n = 0;
+        if ((st = recv_parts(sock, parts, &n, err))) break;
+        st = serve_one(enc, sock, parts, n, default_text_len, m, err);
+        close_parts(parts, n);
+        if (st) break;
+    }
+    if (st == SF_E_STOPPED) {
+        sf_info("stop signal: server exits");
+        st = SF_OK;
+    }
+fail:
+    if (sock) zmq_close(sock);
+    if (ctx) zmq_ctx_term(ctx); /* the ipc listener unlinks its socket file while terminating */
+    if (bound && ipc) {
+        struct stat sb;
+        if (stat(ipc, &sb) == 0 && S_ISSOCK(sb.st_mode) && !ipc_alive(ipc)) unlink(ipc);
+    }
+    free(m);
+    return st;
+}
+
+/* ------------------------------------------------------------------ client */
+
+sf_status sf_encode_client_open(const char *url, double timeout_s, sf_encode_client **out, sf_err *err) {
+    *out = NULL;
+    sf_status st = sf_encode_url_check(url, err);
+    if (st) return st;
+    if (strncmp(url, "ipc://", 6) == 0) {
+        struct stat sb;
+        if (stat(url + 6, &sb) != 0 || !S_ISSOCK(sb.st_mode))
+            return sf_fail(err, SF_E_IO, "no encode server at %s (no socket file; start one with sf-encode --serve)",
+                           url);
+    }
+    sf_encode_client *c = calloc(1, sizeof *c);
+    if (!c || !(c->m = malloc(sizeof *c->m))) {
+        if (c) free(c);
+        return sf_fail(err, SF_E_NOMEM, "out of memory");
+    }
+    snprintf(c->url, sizeof c->url, "%s", url);
+    c->timeout_s = timeout_s;
+    int zero = 0;
+    if (!(c->ctx = zmq_ctx_new()) || !(c->sock = zmq_socket(c->ctx, ZMQ_REQ)) ||
+        zmq_setsockopt(c->sock, ZMQ_LINGER, &zero, sizeof zero)) {
+        st = sf_fail(err, SF_E_IO, "zmq socket: %s", zmq_strerror(errno));
+        goto fail;
+    }
+    if (zmq_connect(c->sock, url) != 0) {
+        st = sf_fail(err, SF_E_IO, "cannot connect to %s: %s", url, zmq_strerror(errno));
+        goto fail;
+    }
+    *out = c;
+    return SF_OK;
+fail:
+    sf_encode_client_close(&c);
+    return st;
+}
+
+void sf_encode_client_close(sf_encode_client **pc) {
+    sf_encode_client *c = *pc;
+    if (!c) return;
+    if (c->sock) zmq_close(c->sock);
+    if (c->ctx) zmq_ctx_term(c->ctx);
+    free(c->m);
+    free(c);
+    *pc = NULL;
+}
+
+/* Check one reply tensor: name, dtype and shape. */
+static sf_status expect_tensor(const sf_wire_msg *m, const char *name, sf_dtype dt, int ndim, int64_t d0,
+                               sf_err *err) {
+    if (m->type != SF_WIRE_TENSOR || strcmp(m->name, name) != 0 || m->dtype != dt || m->ndim != ndim ||
+        m->shape[0] != d0 || (ndim == 2 && (m->shape[1] < 1 || m->shape[1] > (1 << 20))))
+        return sf_fail(err, SF_E_FORMAT, "encode server: malformed reply (expected %s %s with %lld rows)", name,
+                       sf_dtype_name(dt), (long long)d0);
+    return SF_OK;
+}
+
+sf_status sf_encode_client_run(sf_encode_client *c, const char *prompt, size_t len, int64_t seq_len,
+                               int64_t index, sf_encoded *out, sf_err *err) {
+    sf_status st;
+    zmq_msg_t parts[MAX_PARTS];
+    int n = 0;
+    sf_wire_msg *m = c->m;
+    const void *p0 = NULL, *p1 = NULL, *p2 = NULL;
+    memset(out, 0, sizeof *out);
+    if (seq_len < 1 || seq_len > SF_SERVE_MAX_TEXT_LEN)
+        return sf_fail(err, SF_E_ARG, "--text-len must be in 1..%d with a server", SF_SERVE_MAX_TEXT_LEN);
+    int64_t shp[1] = {(int64_t)len};
+    sf_tensor t = sf_tensor_view((void *)prompt, SF_U8, 1, shp);
+    if ((st = sf_wire_msg_tensor(m, "prompt", &t, err)) || (st = sf_wire_meta_set_int(m, "text_len", seq_len, err)) ||
+        (st = sf_wire_meta_set_int(m, "index", index, err)))
+        return st;
+    int r = poll_sock(c->sock, ZMQ_POLLOUT, c->timeout_s > 0 ? (long)(c->timeout_s * 1000) : -1, err);
+    if (r < 0) return (sf_status)r;
+    if (r == 0) return sf_fail(err, SF_E_IO, "encode server %s: cannot send (timeout)", c->url);
+    if ((st = send_pair(c->sock, m, prompt, 0, err))) return st;
+    double t0 = sf_now();
+    r = poll_sock(c->sock, ZMQ_POLLIN, c->timeout_s > 0 ? (long)(c->timeout_s * 1000) : -1, err);
+    if (r < 0) return (sf_status)r;
+    if (r == 0) return sf_fail(err, SF_E_IO, "no reply from encode server %s within %g s", c->url, c->timeout_s);
+    if ((st = recv_parts(c->sock, parts, &n, err))) return st;
+    if (n == 2 || n == 6) {
+        if ((st = parse_pair(parts, 0, m, &p0, err))) goto fail;
+    } else {
+        st = sf_fail(err, SF_E_FORMAT, "encode server: malformed reply (%d frames)", n);
+        goto fail;
+    }
+    if (m->type == SF_WIRE_ERROR) {
+        st = sf_fail(err, SF_E_FORMAT, "encode server: %s", m->text);
+        goto fail;
+    }
+    if (n != 6 || (st = expect_tensor(m, "prompt_embeds", SF_F32, 2, seq_len, err))) {
+        if (!st) st = sf_fail(err, SF_E_FORMAT, "encode server: malformed reply (%d frames)", n);
+        goto fail;
+    }
+    out->seq_len = seq_len;
+    out->dim = m->shape[1];
+    out->n_tokens = sf_wire_meta_int(m, "n_tokens", -1);
+    out->from_cache = (int)sf_wire_meta_int(m, "from_cache", 0);
+    const char *pr = sf_wire_meta_str(m, "prompt"), *key = sf_wire_meta_str(m, "cache_key");
+    if (out->n_tokens < 1 || out->n_tokens > seq_len || !pr) {
+        st = sf_fail(err, SF_E_FORMAT, "encode server: reply without a valid n_tokens / prompt");
+        goto fail;
+    }
+    snprintf(out->key, sizeof out->key, "%s", key ? key : "");
+    size_t ne = (size_t)seq_len * (size_t)out->dim; /* both bounded above: no overflow */
+    if (!(out->cleaned = strdup(pr)) || !(out->emb = malloc(ne * sizeof *out->emb)) ||
+        !(out->ids = malloc((size_t)seq_len * 8)) || !(out->mask = malloc((size_t)seq_len * 8))) {
+        st = sf_fail(err, SF_E_NOMEM, "out of memory");
+        goto fail;
+    }
+    memcpy(out->emb, p0, ne * sizeof *out->emb);
+    if ((st = parse_pair(parts, 1, m, &p1, err)) || (st = expect_tensor(m, "ids", SF_I64, 1, seq_len, err)) ||
+        (st = parse_pair(parts, 2, m, &p2, err)) || (st = expect_tensor(m, "mask", SF_I64, 1, seq_len, err)))
+        goto fail;
+    memcpy(out->ids, p1, (size_t)seq_len * 8);
+    memcpy(out->mask, p2, (size_t)seq_len * 8);
+    sf_info("server: %lld tokens (%s) in %.3f s", (long long)out->n_tokens,
+            out->from_cache ? "cache hit" : "encoded", sf_now() - t0);
+    close_parts(parts, n);
+    return SF_OK;
+fail:
+    close_parts(parts, n);
+    sf_encoded_free(out);
+    return st;
+}

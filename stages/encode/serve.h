@@ -1,0 +1,46 @@
+/* serve.h — sf-encode as a resident server (`--serve URL`) and its client (`--server URL`).
+ *
+ * Mirrors no reference module (the reference loads the text encoder in every process); this
+ * lets several pipelines share one loaded tokenizer + umT5 encoder + embedding cache.
+ * Protocol (ZeroMQ REQ → REP, every frame pair is a wire header + payload, see wire.h):
+ *   request  [hdr, payload]  tensor "prompt" u8 [n_bytes], payload = the UTF-8 prompt
+ *                            meta: text_len (int, optional; default the server's --text-len,
+ *                            1..65536), index (int, optional; echoed back)
+ *   reply    6 frames        tensor "prompt_embeds" f32 [N, D] (rows ≥ n_tokens are 0),
+ *                            meta prompt (cleaned), n_tokens, cache_key, from_cache, [index];
+ *                            then tensor "ids" i64 [N] and tensor "mask" i64 [N]
+ *            or 2 frames     error {text} with an empty payload (bad request, bad prompt, ...)
+ * The server binds tcp://… or ipc://…, answers one request at a time (cache hits never touch
+ * the encoder) and returns SF_OK on SIGINT/SIGTERM (sf_wire_install_signals first).
+ * Tested by tests/bats/sf-encode-serve.bats. */
+#ifndef SF_ENCODE_SERVE_H
+#define SF_ENCODE_SERVE_H
+
+#include "stages/encode/encode.h"
+
+#define SF_SERVE_MAX_TEXT_LEN 65536
+
+/* SF_E_ARG unless url is tcp://… or ipc://… (checked by serve/open too). */
+sf_status sf_encode_url_check(const char *url, sf_err *err);
+
+/* Bind url (tcp://host:port or ipc://path) and answer requests with enc until a stop signal.
+ * The encoder weights are opened before binding (so a bound socket means "ready"). An ipc
+ * socket file that a live server still answers on is an error (SF_E_IO), a stale one is
+ * replaced; the socket file is removed on return. default_text_len: for requests without
+ * meta text_len. Returns SF_OK after a stop signal. */
+sf_status sf_encode_serve(sf_encoder *enc, const char *url, int64_t default_text_len, sf_err *err);
+
+typedef struct sf_encode_client sf_encode_client;
+
+/* Connect to a server (no tokenizer or weights are loaded here). timeout_s: how long one
+ * request may wait for its reply (0 = forever). An ipc URL whose socket file is missing is
+ * SF_E_IO "no encode server at ...". Caller closes with sf_encode_client_close. */
+sf_status sf_encode_client_open(const char *url, double timeout_s, sf_encode_client **out, sf_err *err);
+/* Ask for one prompt (len bytes). Fills out like sf_encoder_run (all owned; free with
+ * sf_encoded_free). A server error reply is SF_E_FORMAT "encode server: <text>"; a missing
+ * reply after timeout_s is SF_E_IO; a stop signal SF_E_STOPPED. */
+sf_status sf_encode_client_run(sf_encode_client *c, const char *prompt, size_t len, int64_t seq_len,
+                               int64_t index, sf_encoded *out, sf_err *err);
+void sf_encode_client_close(sf_encode_client **c);
+
+#endif
