@@ -36,6 +36,12 @@ static void text(FILE *f, double x, double y, const char *anchor, int size, cons
     fputs("</text>\n", f);
 }
 
+/* Width that fits a 15 px bold title (≈ 9.5 px per character). */
+static double fit_title(double w, const char *title) {
+    double need = 9.5 * (double)strlen(title) + 40;
+    return w > need ? w : need;
+}
+
 static void begin(FILE *f, double w, double h, const char *title) {
     fprintf(f,
             "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n"
@@ -140,6 +146,7 @@ sf_status sf_taps_svg_heads(const char *path, const sf_taps_src *src, const sf_t
     char title[256], buf[128];
     snprintf(title, sizeof title, "Layer %d (%s): per-head frame attention, Δ = first − middle frames", src->layer,
              src->label);
+    W = fit_title(W, title);
     begin(f, W, H, title);
     int64_t K = s->nkf;
     for (int hi = 0; hi < s->nh; hi++) {
@@ -179,9 +186,18 @@ sf_status sf_taps_svg_heatmap(const char *path, const sf_taps_src *src, const sf
     double W = x0 + cw * (double)K + 130, H = y0 + chh * s->nh + 60;
     char title[256], col[16], buf[96];
     snprintf(title, sizeof title, "Layer %d (%s): frame attention logits across heads", src->layer, src->label);
+    W = fit_title(W, title);
     begin(f, W, H, title);
-    double lo, hi;
-    range_of(s->F, (size_t)s->nh * (size_t)K, 0, &lo, &hi);
+    double lo = INFINITY, hi = -INFINITY; /* exact finite range: full colour contrast */
+    for (size_t i = 0; i < (size_t)s->nh * (size_t)K; i++)
+        if (isfinite(s->F[i])) {
+            if (s->F[i] < lo) lo = s->F[i];
+            if (s->F[i] > hi) hi = s->F[i];
+        }
+    if (!(hi > lo)) {
+        lo = isfinite(lo) ? lo - 1 : 0;
+        hi = lo + 2;
+    }
     for (int h = 0; h < s->nh; h++) {
         snprintf(buf, sizeof buf, "H%d", s->heads[h]);
         text(f, x0 - 6, y0 + chh * h + chh / 2 + 4, "end", 10, NULL, buf);
@@ -279,7 +295,15 @@ sf_status sf_taps_svg_sink(const char *path, const sf_taps_src *srcs, const sf_t
     double r[2] = {lo, hi};
     axes a = {.x = 80, .y = 45, .w = W - 260, .h = H - 110, .x0 = -0.5, .x1 = maxh - 0.5};
     range_of(r, 2, 1, &a.y0, &a.y1);
-    frame(f, &a, maxh, 10, "Head", "Sink ratio");
+    frame(f, &a, 0, 10, "Head", "Sink ratio");
+    for (int h = 0; h < maxh; h++) {
+        char hb[32];
+        const sf_taps_stats *w = NULL;
+        for (size_t i = 0; i < n && !w; i++)
+            if (st[i].nh > h) w = &st[i];
+        snprintf(hb, sizeof hb, "H%d", w ? w->heads[h] : h);
+        text(f, ax_px(&a, h), a.y + a.h + 12, "middle", 10, NULL, hb);
+    }
     double one = ax_py(&a, 1.0), zero = ax_py(&a, 0.0);
     fprintf(f, "<line x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\" stroke=\"#555555\" stroke-dasharray=\"6,3\"/>\n", a.x,
             one, a.x + a.w, one);
