@@ -191,3 +191,56 @@ bad_input() {
     assert_failure 1
     assert_one_error_line
 }
+
+@test "wire streams: ls/cat/diff/convert on an SFT1 file and on stdin; repeated names get #k" {
+    S="$G/expect/t5.safetensors"
+    sf-wire send "$T/t5.sft" --from "$S" --meta block=3 note=hi
+    run --separate-stderr sf-tensor ls "$T/t5.sft"
+    assert_success
+    assert_equal "$output" "$(sf-tensor ls "$S")"
+    run --separate-stderr sf-tensor diff "$T/t5.sft" "$S"
+    assert_success
+    assert_regex "$output" "# $(sf-tensor ls "$S" | wc -l) compared, 0 mismatched, 0 only in A, 0 only in B"
+    # stdin, either side of diff
+    run --separate-stderr sh -c "cat '$T/t5.sft' | sf-tensor diff '$S' - --quiet"
+    assert_success
+    run --separate-stderr sh -c "sf-wire send - --from '$S' --name ids.3 | sf-tensor cat - ids.3 --limit 3"
+    assert_success
+    assert_equal "$output" "$(sf-tensor cat "$S" ids.3 --limit 3)"
+    # convert to safetensors (meta kept as <tensor>.<key>) and to .pt, both equal to the source
+    sf-tensor convert "$T/t5.sft" "$T/back.safetensors"
+    cmp <(sf-tensor cat "$T/back.safetensors" emb.7) <(sf-tensor cat "$S" emb.7)
+    grep -a -q '"emb.7.block":"3"' "$T/back.safetensors"
+    grep -a -q '"mask.0.note":"hi"' "$T/back.safetensors"
+    sf-tensor convert "$T/t5.sft" "$T/back.pt"
+    run sf-tensor diff "$T/back.pt" "$S"
+    assert_success
+    # a stream with the same name twice (two concatenated streams, the first without its
+    # 41-byte end frame): latents, latents#1
+    { sf-wire send - --from "$S" --name emb.0 emb.1 | head -c -41; sf-wire send - --from "$S" --name emb.0; } >"$T/dup.sft"
+    run --separate-stderr sf-tensor ls "$T/dup.sft"
+    assert_success
+    assert_equal "$output" "$(printf 'emb.0\tf32\t[512, 64]\nemb.1\tf32\t[512, 64]\nemb.0#1\tf32\t[512, 64]')"
+    cmp <(sf-tensor cat "$T/dup.sft" 'emb.0#1' | tail -n +2) <(sf-tensor cat "$S" emb.0 | tail -n +2)
+}
+
+@test "wire streams: no end, upstream error, truncated frame -> one error line, exit 1" {
+    S="$G/expect/t5.safetensors"
+    sf-wire send - --from "$S" --name emb.0 | head -c -41 >"$T/noend.sft"
+    run --separate-stderr sf-tensor ls "$T/noend.sft"
+    assert_failure 1
+    assert_one_error_line
+    assert_regex "$stderr" 'without end-of-stream'
+    sf-wire send - --from "$S" --name emb.0 --error "encoder crashed" >"$T/err.sft" || true
+    run --separate-stderr sf-tensor ls "$T/err.sft"
+    assert_failure 1
+    assert_one_error_line
+    assert_regex "$stderr" 'upstream error: encoder crashed'
+    sf-wire send - --from "$S" --name emb.0 | head -c 1000 >"$T/trunc.sft"
+    run --separate-stderr sf-tensor convert "$T/trunc.sft" "$T/out.safetensors"
+    assert_failure 1
+    assert_one_error_line
+    [ ! -e "$T/out.safetensors" ]
+    run --separate-stderr sf-tensor diff - -
+    assert_failure 2
+}
