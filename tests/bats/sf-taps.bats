@@ -1,0 +1,154 @@
+#!/usr/bin/env bats
+# sf-taps: summary / table (CSV, JSON) / plot (SVG) from the golden taps file and from a figure-4
+# .pt made by sf-denoise on the tiny model; frame means against the notebook values in the golden
+# (fig4.L<l>.frame_attention); filters; one-line errors with no output left behind.
+
+bats_require_minimum_version 1.5.0
+load '/usr/lib/bats/bats-support/load'
+load '/usr/lib/bats/bats-assert/load'
+
+setup() {
+    G="${SF_GOLDEN:-$BATS_TEST_DIRNAME/../golden}"
+    T="$G/expect/taps_base.safetensors"
+    P="$G/expect/dit_pipeline_base.safetensors"
+}
+
+# max |a − b| over two whitespace-separated number lists
+maxdiff() {
+    python3 -c 'import sys
+a=[float(x) for x in sys.argv[1].split()]; b=[float(x) for x in sys.argv[2].split()]
+assert len(a)==len(b) and a, (len(a), len(b))
+print(max(abs(x-y) for x,y in zip(a,b)))' "$1" "$2"
+}
+
+golden_values() { # NAME → its values, one line
+    sf-tensor cat "$T" "$1" | tail -n +2 | tr '\n' ' '
+}
+
+@test "summary: per-layer range, head-mean summary and per-head rows" {
+    run sf-taps summary "$T"
+    assert_success
+    assert_output --partial "2 sources"
+    assert_output --partial "== L0  layer 0  (fig4.L0.attn_logits f16 [1, 2, 72, 216])"
+    assert_output --partial "query tokens 72, frame_seq_length 24, key frames 9, heads 2"
+    assert_output --partial "logits range: [-4.4219, 4.5508]"
+    assert_output --partial "head mean: first 0.1852  middle 0.0612  last 0.0242  first/middle 3.03x  first-last 0.1610"
+    # H0 of layer 0: first / last frame = golden fig4.L0.frame_attention[0, 0] / [0, 8]
+    assert_line --regexp '^H0 +-0\.0992 +-0\.1927 +-0\.01[23][0-9] +220\.9 +0\.903[0-9]$'
+    assert_equal "$(grep -c '^H[01] ' <<<"$output")" 4
+}
+
+@test "table csv: F[layer, head, key_frame] rows equal the notebook's frame_attention" {
+    run sf-taps table "$T" -o "$BATS_TEST_TMPDIR/t.csv"
+    assert_success
+    assert_equal "$(head -1 "$BATS_TEST_TMPDIR/t.csv")" "source,layer,block,step,head,key_frame,logit_mean,softmax_mean"
+    assert_equal "$(wc -l <"$BATS_TEST_TMPDIR/t.csv")" 37 # 1 + 2 layers × 2 heads × 9 frames
+    for l in 0 2; do
+        got=$(awk -F, -v l=$l '$2==l {print $7}' "$BATS_TEST_TMPDIR/t.csv" | tr '\n' ' ')
+        d=$(maxdiff "$got" "$(golden_values fig4.L$l.frame_attention)")
+        python3 -c "import sys; sys.exit(0 if $d <= 1e-6 else 1)"
+        d=$(maxdiff "$got" "$(golden_values fig4.L$l.frame_attention_exact)")
+        python3 -c "import sys; sys.exit(0 if $d <= 1e-3 else 1)"
+    done
+    # softmax means of one (layer, head) sum to 1/frame_seq_length per key token → 9 frames × 24 = 1
+    s=$(awk -F, '$2==2 && $5==1 {s+=$8*24} END {printf "%.6f", s}' "$BATS_TEST_TMPDIR/t.csv")
+    assert_equal "$s" "1.000000"
+}
+
+@test "table json: structure, shapes and summary" {
+    run sf-taps table "$T" --format json --layers 2
+    assert_success
+    python3 -c '
+import json, sys
+d = json.loads(sys.argv[1])
+s = d["sources"]
+assert len(s) == 1 and s[0]["layer"] == 2 and s[0]["label"] == "L2", s
+x = s[0]
+assert x["frame_seq_length"] == 24 and x["num_key_frames"] == 9 and x["heads"] == [0, 1]
+assert len(x["frame_attention"]) == 2 and all(len(r) == 9 for r in x["frame_attention"])
+assert len(x["softmax_frame_mean"]) == 2 and len(x["head_mean"]) == 9 and len(x["sink_ratio"]) == 2
+m = x["head_mean"]
+assert abs(x["summary"]["first"] - m[0]) < 1e-12 and abs(x["summary"]["last"] - m[-1]) < 1e-12
+assert abs(x["summary"]["middle"] - sum(m[1:-1]) / 7) < 1e-9
+F = x["frame_attention"]
+assert abs(x["delta"][1] - (F[1][0] - sum(F[1][1:-1]) / 7)) < 1e-9
+' "$output"
+}
+
+@test "figure-4 .pt from sf-denoise gives the golden table" {
+    run sf-denoise --model-dir "$G/model" --num_frames 9 --height 64 --width 96 --progress none --threads 2 \
+        --prompt-embeds "$P:context.prompt_embeds" --noise "$P" --layer_indices 0 2 \
+        --output_path "$BATS_TEST_TMPDIR/fig4.pt"
+    assert_success
+    run sf-taps table "$BATS_TEST_TMPDIR/fig4.pt"
+    assert_success
+    assert_line --index 1 --regexp '^L0,0,,,0,0,'
+    got=$(awk -F, '$2==2 {print $7}' <<<"$output" | tr '\n' ' ')
+    d=$(maxdiff "$got" "$(golden_values fig4.L2.frame_attention)")
+    python3 -c "import sys; sys.exit(0 if $d <= 1e-3 else 1)"
+    run sf-taps summary "$BATS_TEST_TMPDIR/fig4.pt" --heads 1
+    assert_success
+    assert_output --partial "attention_weights/1/attn_logits"
+    refute_line --regexp '^H0 '
+}
+
+@test "plot: well-formed SVG files, one heatmap cell per head and frame" {
+    run sf-taps plot "$T" -o "$BATS_TEST_TMPDIR/fig"
+    assert_success
+    for f in heads_L0 heads_L2 heatmap_L0 heatmap_L2 layers sink_ratio; do
+        [ -s "$BATS_TEST_TMPDIR/fig/$f.svg" ]
+        if command -v xmllint >/dev/null; then
+            xmllint --noout "$BATS_TEST_TMPDIR/fig/$f.svg"
+        else
+            tail -1 "$BATS_TEST_TMPDIR/fig/$f.svg" | grep -qx '</svg>'
+        fi
+    done
+    assert_equal "$(grep -c '<title>H[01] frame' "$BATS_TEST_TMPDIR/fig/heatmap_L0.svg")" 18
+    assert_equal "$(grep -c '<title>frame ' "$BATS_TEST_TMPDIR/fig/heads_L2.svg")" 18
+    assert_equal "$(grep -c '<polygon' "$BATS_TEST_TMPDIR/fig/layers.svg")" 2 # ±std bands
+    assert_equal "$(find "$BATS_TEST_TMPDIR/fig" -name '*.tmp.*' | wc -l)" 0
+}
+
+@test "--set taps / stream / frames select the other tensors of the file" {
+    run sf-taps table "$T" --set taps --layers 0
+    assert_success
+    assert_equal "$(grep -c "^L0\.b[0-2]\.s[0-4],0," <<<"$output")" 180 # 5 steps × 2 heads × (3 + 6 + 9) key frames
+    run sf-taps summary "$T" --set stream
+    assert_success
+    assert_output --partial "== stream.L0"
+    assert_output --partial "3 query frame row(s) averaged, key frames 9"
+    run sf-taps summary "$T" --set frames --layers 2
+    assert_success
+    assert_output --partial "== frames.L2.b2.s4"
+}
+
+@test "bad input: one-line errors, exit 1 (2 for flags), no output left behind" {
+    run --separate-stderr sf-taps summary "$BATS_TEST_TMPDIR/missing.pt"
+    assert_failure 1
+    [ "$(wc -l <<<"$stderr")" -eq 1 ]
+    run --separate-stderr sf-taps table "$G/expect/scheduler.safetensors" -o "$BATS_TEST_TMPDIR/x.csv"
+    assert_failure 1
+    [[ "$stderr" == *"no attention taps"* ]]
+    [ ! -e "$BATS_TEST_TMPDIR/x.csv" ]
+    head -c 100000 "$T" >"$BATS_TEST_TMPDIR/trunc.safetensors"
+    run --separate-stderr sf-taps table "$BATS_TEST_TMPDIR/trunc.safetensors" -o "$BATS_TEST_TMPDIR/x.csv"
+    assert_failure 1
+    [ "$(wc -l <<<"$stderr")" -eq 1 ]
+    [ ! -e "$BATS_TEST_TMPDIR/x.csv" ]
+    run --separate-stderr sf-taps table "$T" --frame-seq-length 25
+    assert_failure 1
+    [[ "$stderr" == *"not a multiple of frame_seq_length"* ]]
+    run --separate-stderr sf-taps summary "$T" --layers 7
+    assert_failure 1
+    run --separate-stderr sf-taps summary "$T" --heads 2
+    assert_failure 2
+    [[ "$stderr" == *"head 2 out of range"* ]]
+    run --separate-stderr sf-taps table "$T" --format xml
+    assert_failure 2
+    run --separate-stderr sf-taps plot "$T"
+    assert_failure 2
+    run --separate-stderr sf-taps frobnicate "$T"
+    assert_failure 2
+    run --separate-stderr sf-taps summary "$T" --bogus
+    assert_failure 2
+}
