@@ -47,7 +47,8 @@ static const sf_opt opts[] = {
     {"layer-indices", 0, SF_ARG_MULTI, "L...\ttap the self-attention of these blocks"},
     {"tap-mode", 0, SF_ARG_VALUE, "logits|frames\tfull pre-softmax logits, or frame-level means (default logits)"},
     {"tap-select", 0, SF_ARG_VALUE, "seed|all|b:B,s:S\twhich captures to keep (default seed = figure-4 selection)"},
-    {"output-path", 0, SF_ARG_VALUE, "FILE\ttap file: .pt (reference figure-4 dict) or .safetensors"},
+    {"output-path", 0, SF_ARG_VALUE, "FILE\ttap file: .pt (reference figure-4 / streaming dict) or .safetensors"},
+    {"chunk-frames", 0, SF_ARG_VALUE, "N\trecorded as chunk_frames in the streaming tap file (default 3; no effect on values)"},
     {"device", 0, SF_ARG_VALUE, "DEV\tcpu (cuda: not yet available for sf-denoise)"},
     {"gpu-id", 0, SF_ARG_VALUE, "N\talias of --device cuda:N"},
     {"threads", 0, SF_ARG_VALUE, "N\tCPU threads (default: all CPUs)"},
@@ -302,6 +303,9 @@ int main(int argc, char **argv) {
         sf_fail(&err, SF_E_ARG, "--height/--width must be multiples of 16 (latent /8, patch 2)");
         sf_die(PROG, SF_E_ARG, &err);
     }
+    long chunk = 3;
+    if ((s = get_long(&a, "chunk-frames", 1, 1 << 20, &chunk, &err))) sf_die(PROG, s, &err);
+    if (las == -1 && sink > 0) sf_warn("sink_size %ld has no effect with global attention (local_attn_size -1)", sink);
     if (las == 0 || las < -1) {
         sf_fail(&err, SF_E_ARG, "local_attn_size must be -1 (global) or a positive number of frames");
         sf_die(PROG, SF_E_ARG, &err);
@@ -444,7 +448,7 @@ int main(int argc, char **argv) {
         free(names);
     }
     if (have_taps) {
-        sf_taps_meta meta = {prompt, (int)num_frames, rc.num_frame_per_block};
+        sf_taps_meta meta = {prompt, (int)num_frames, rc.num_frame_per_block, rc.independent_first_frame, (int)chunk};
         if ((s = sf_taps_write(&taps, tap_out, &meta, &err))) sf_die(PROG, s, &err);
         sf_taps_free(&taps);
     }

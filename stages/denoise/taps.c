@@ -1,7 +1,9 @@
 /* taps.c — attention taps: capture, selection, frame aggregates and the output files (see taps.h).
  * Mirrors the fork's attention capture (wan/modules/attention.py), run_extraction_figure4.py's
- * selection + torch.save dict and run_extraction_streaming.py's frame aggregates.
- * Tested by tests/unit/test_dit_taps.c. */
+ * selection + torch.save dict and run_extraction_streaming.py's frame aggregates, its
+ * FrameAttentionAggregator (step-0 capture per block → full_frame_attention) and save_data dict.
+ * Tested by tests/unit/test_dit_taps.c (vs taps_base stream.* goldens, .pt read back) and
+ * tests/bats/sf-denoise.bats, tests/bats/streaming.bats. */
 #define _POSIX_C_SOURCE 200809L
 #include "taps.h"
 #include "pickle.h"
@@ -39,7 +41,7 @@ sf_status sf_taps_init(sf_taps *t, sf_tap_mode mode, sf_tap_sel sel, int sel_blo
     memcpy(t->layers, layers, sizeof(int) * (size_t)n);
     t->n_layers = n;
     t->mode = mode;
-    t->sel = mode == SF_TAP_FRAMES && sel == SF_TAP_SEL_SEED ? SF_TAP_SEL_ALL : sel;
+    t->sel = sel;
     t->sel_block = sel_block;
     t->sel_step = sel_step;
     return SF_OK;
@@ -48,6 +50,7 @@ sf_status sf_taps_init(sf_taps *t, sf_tap_mode mode, sf_tap_sel sel, int sel_blo
 static void cap_free(sf_tap_capture *c) {
     free(c->logits);
     free(c->frames);
+    free(c->key_frames);
     memset(c, 0, sizeof *c);
 }
 
@@ -68,6 +71,8 @@ void sf_taps_on_forward(sf_taps *t, int block, int step, int64_t start_frame) {
 static int tap_wants(void *ctx, int layer) {
     sf_taps *t = ctx;
     if (t->sel == SF_TAP_SEL_ONE && (t->cur_block != t->sel_block || t->cur_step != t->sel_step)) return 0;
+    /* streaming aggregate: only the block's first forward (the one whose key frames grew) */
+    if (t->mode == SF_TAP_FRAMES && t->sel == SF_TAP_SEL_SEED && t->cur_step != 0) return 0;
     for (int i = 0; i < t->n_layers; i++)
         if (t->layers[i] == layer) return 1;
     return 0;
@@ -142,13 +147,14 @@ static sf_status tap_done(void *ctx, const sf_dit_attn_view *v, sf_err *err) {
     double *qm = calloc((size_t)(QF * v->heads * d), sizeof(double));
     double *km = calloc((size_t)(KF * v->heads * d), sizeof(double));
     c->frames = calloc((size_t)(v->heads * QF * KF), sizeof(float));
-    if (!qm || !km || !c->frames) {
+    c->key_frames = malloc(sizeof(int64_t) * (size_t)(KF > 0 ? KF : 1));
+    if (!qm || !km || !c->frames || !c->key_frames) {
         free(qm);
         free(km);
-        free(c->frames);
-        c->frames = NULL;
+        cap_free(c);
         return sf_fail(err, SF_E_NOMEM, "out of memory");
     }
+    for (int64_t f = 0; f < KF; f++) c->key_frames[f] = v->key_frames ? v->key_frames[f] : f;
     for (int pass = 0; pass < 2; pass++) {
         const float *src = pass ? v->k : v->q;
         double *m = pass ? km : qm;
@@ -272,9 +278,168 @@ done:
     return s;
 }
 
+/* ---------------------------------------------------------------- streaming aggregate (frames + seed) */
+
+static int last_block_size(const sf_taps_meta *m) {
+    return m->independent_first_frame && m->num_frames == 1 ? 1 : m->num_frame_per_block;
+}
+
+sf_status sf_taps_stream_matrix(const sf_taps *t, int layer, const sf_taps_meta *meta, int *heads, float *full,
+                                float *last, sf_err *err) {
+    const int64_t T = meta->num_frames;
+    int H = 0;
+    for (size_t i = 0; i < t->n_caps; i++)
+        if (t->caps[i].layer == layer) H = t->caps[i].heads;
+    if (!H) return sf_fail(err, SF_E_NOTFOUND, "no frame attention was captured for layer %d", layer);
+    *heads = H;
+    memset(full, 0, sizeof(float) * (size_t)(H * T * T));
+    for (size_t i = 0; i < t->n_caps; i++) {
+        const sf_tap_capture *c = &t->caps[i];
+        if (c->layer != layer || !c->frames) continue;
+        int64_t QF = c->Lq / c->frame_tokens, KF = c->Lk / c->frame_tokens;
+        if (c->heads != H || c->start_frame < 0 || c->start_frame + QF > T)
+            return sf_fail(err, SF_E_ARG, "frame capture of layer %d block %d does not fit %lld frames", layer, c->block,
+                           (long long)T);
+        for (int64_t kf = 0; kf < KF; kf++)
+            if (c->key_frames[kf] < 0 || c->key_frames[kf] >= T)
+                return sf_fail(err, SF_E_ARG, "frame capture of layer %d: key frame %lld outside %lld frames", layer,
+                               (long long)c->key_frames[kf], (long long)T);
+        for (int h = 0; h < H; h++)
+            for (int64_t qf = 0; qf < QF; qf++)
+                for (int64_t kf = 0; kf < KF; kf++)
+                    full[(h * T + c->start_frame + qf) * T + c->key_frames[kf]] = c->frames[(h * QF + qf) * KF + kf];
+    }
+    int64_t lb = last_block_size(meta), q0 = T - lb;
+    if (lb < 1 || q0 < 0) return sf_fail(err, SF_E_ARG, "bad block layout for the streaming aggregate");
+    for (int h = 0; h < H; h++)
+        for (int64_t k = 0; k < T; k++) {
+            double sum = 0;
+            for (int64_t q = q0; q < T; q++) sum += full[(h * T + q) * T + k];
+            last[h * T + k] = (float)(sum / (double)lb);
+        }
+    return SF_OK;
+}
+
+/* Both aggregates of one layer, owned f32 buffers. */
+static sf_status stream_alloc(const sf_taps *t, int layer, const sf_taps_meta *m, int *H, float **full, float **last,
+                              sf_err *err) {
+    const size_t T = (size_t)(m->num_frames > 0 ? m->num_frames : 1);
+    int heads = 0;
+    for (size_t i = 0; i < t->n_caps; i++)
+        if (t->caps[i].layer == layer) heads = t->caps[i].heads;
+    *full = NULL;
+    *last = NULL;
+    if (!heads) return sf_fail(err, SF_E_NOTFOUND, "no frame attention was captured for layer %d", layer);
+    size_t n;
+    if (!sf_mul_ok((size_t)heads, T, &n) || !sf_mul_ok(n, T, &n)) return sf_fail(err, SF_E_NOMEM, "size overflow");
+    *full = malloc(n * sizeof(float));
+    *last = malloc((size_t)heads * T * sizeof(float));
+    if (!*full || !*last) return sf_fail(err, SF_E_NOMEM, "out of memory");
+    return sf_taps_stream_matrix(t, layer, m, H, *full, *last, err);
+}
+
+static uint16_t *to_f16(const float *x, size_t n) {
+    uint16_t *y = malloc((n ? n : 1) * sizeof(uint16_t));
+    for (size_t i = 0; y && i < n; i++) y[i] = sf_f32_to_f16(x[i]);
+    return y;
+}
+
+/* run_extraction_streaming.py's save_data dict (SPEC.md §7.4), one layer. */
+static sf_status write_stream_pt(const sf_taps *t, const char *path, const sf_taps_meta *m, sf_err *err) {
+    if (t->n_layers != 1)
+        return sf_fail(err, SF_E_ARG, "the streaming .pt holds one layer (--layer_index); got %d layers (use .safetensors)",
+                       t->n_layers);
+    const int64_t T = m->num_frames, fpb = m->num_frame_per_block;
+    float *full = NULL, *last = NULL;
+    uint16_t *f16 = NULL, *l16 = NULL;
+    sf_py *root = NULL;
+    int H = 0;
+    sf_status s = stream_alloc(t, t->layers[0], m, &H, &full, &last, err);
+    if (s) goto done;
+    f16 = to_f16(full, (size_t)(H * T * T));
+    l16 = to_f16(last, (size_t)(H * T));
+    root = sf_py_dict();
+    sf_py *bs = sf_py_list();
+    if (!f16 || !l16 || !root || !bs) {
+        sf_py_free(bs);
+        s = sf_fail(err, SF_E_NOMEM, "out of memory");
+        goto done;
+    }
+    int64_t rest = T;
+    if (m->independent_first_frame && rest > 0) {
+        sf_py_append(bs, sf_py_int(1));
+        rest--;
+    }
+    for (int64_t i = 0; fpb > 0 && i < rest / fpb; i++) sf_py_append(bs, sf_py_int(fpb));
+    int64_t sf[3] = {H, T, T}, sl[2] = {H, T};
+    sf_tensor tf = sf_tensor_view(f16, SF_F16, 3, sf), tl = sf_tensor_view(l16, SF_F16, 2, sl);
+    int64_t S = t->n_caps ? t->caps[0].frame_tokens : 0;
+    sf_py_dict_set(root, "layer_index", sf_py_int(t->layers[0]));
+    sf_py_dict_set(root, "full_frame_attention", sf_py_tensor(&tf));
+    sf_py_dict_set(root, "last_block_frame_attention", sf_py_tensor(&tl));
+    sf_py_dict_set(root, "is_logits", sf_py_bool(1));
+    sf_py_dict_set(root, "prompt", sf_py_str(m->prompt ? m->prompt : ""));
+    sf_py_dict_set(root, "num_frames", sf_py_int(T));
+    sf_py_dict_set(root, "frame_seq_length", sf_py_int(S));
+    sf_py_dict_set(root, "num_frame_per_block", sf_py_int(fpb));
+    sf_py_dict_set(root, "num_heads", sf_py_int(H));
+    sf_py_dict_set(root, "block_sizes", bs);
+    sf_py_dict_set(root, "query_frames", int_range(0, T));
+    sf_py_dict_set(root, "key_frames", int_range(0, T));
+    sf_py_dict_set(root, "last_block_query_frames", int_range(T - last_block_size(m), T));
+    sf_py_dict_set(root, "extraction_method", sf_py_str("streaming"));
+    sf_py_dict_set(root, "chunk_frames", sf_py_int(m->chunk_frames > 0 ? m->chunk_frames : 3));
+    s = sf_torch_write(path, root, err);
+done:
+    sf_py_free(root);
+    free(full);
+    free(last);
+    free(f16);
+    free(l16);
+    return s;
+}
+
+/* stream.L<l>.full_frame_attention / .last_block_frame_attention (f32) for every requested layer. */
+static sf_status write_stream_st(const sf_taps *t, const char *path, const sf_taps_meta *m, sf_err *err) {
+    size_t n = (size_t)t->n_layers * 2;
+    sf_tensor_entry *ents = calloc(n ? n : 1, sizeof *ents);
+    char (*names)[64] = calloc(n ? n : 1, 64);
+    float **bufs = calloc(n ? n : 1, sizeof *bufs);
+    sf_status s = SF_OK;
+    if (!ents || !names || !bufs) { s = sf_fail(err, SF_E_NOMEM, "out of memory"); goto done; }
+    const int64_t T = m->num_frames;
+    for (int i = 0; i < t->n_layers; i++) {
+        int H = 0, l = t->layers[i];
+        if ((s = stream_alloc(t, l, m, &H, &bufs[2 * i], &bufs[2 * i + 1], err))) goto done;
+        int64_t sf[3] = {H, T, T}, sl[2] = {H, T};
+        snprintf(names[2 * i], 64, "stream.L%d.full_frame_attention", l);
+        snprintf(names[2 * i + 1], 64, "stream.L%d.last_block_frame_attention", l);
+        ents[2 * i].name = names[2 * i];
+        ents[2 * i].t = sf_tensor_view(bufs[2 * i], SF_F32, 3, sf);
+        ents[2 * i + 1].name = names[2 * i + 1];
+        ents[2 * i + 1].t = sf_tensor_view(bufs[2 * i + 1], SF_F32, 2, sl);
+    }
+    char fpb[32], nf[32], ch[32];
+    snprintf(fpb, sizeof fpb, "%d", m->num_frame_per_block);
+    snprintf(nf, sizeof nf, "%d", m->num_frames);
+    snprintf(ch, sizeof ch, "%d", m->chunk_frames > 0 ? m->chunk_frames : 3);
+    const char *kv[] = {"tap_mode", "frames", "extraction_method", "streaming", "num_frames", nf,
+                        "num_frame_per_block", fpb, "chunk_frames", ch, "prompt", m->prompt ? m->prompt : ""};
+    s = sf_safetensors_write(path, ents, n, kv, 6, err);
+done:
+    for (size_t i = 0; bufs && i < n; i++) free(bufs[i]);
+    free(bufs);
+    free(names);
+    free(ents);
+    return s;
+}
+
 sf_status sf_taps_write(const sf_taps *t, const char *path, const sf_taps_meta *meta, sf_err *err) {
     if (t->n_caps == 0) return sf_fail(err, SF_E_NOTFOUND, "no attention was captured (check --layer_indices / --tap-select)");
-    if (ends_with(path, ".pt") || ends_with(path, ".pth")) return write_pt(t, path, meta, err);
+    int stream = t->mode == SF_TAP_FRAMES && t->sel == SF_TAP_SEL_SEED;
+    if (ends_with(path, ".pt") || ends_with(path, ".pth"))
+        return stream ? write_stream_pt(t, path, meta, err) : write_pt(t, path, meta, err);
+    if (stream && ends_with(path, ".safetensors")) return write_stream_st(t, path, meta, err);
     if (!ends_with(path, ".safetensors"))
         return sf_fail(err, SF_E_ARG, "--output_path %s: use a .pt or .safetensors extension", path);
     sf_tensor_entry *ents = calloc(t->n_caps, sizeof *ents);

@@ -5,11 +5,15 @@
  * SF_TAP_FRAMES computes per forward the frame aggregate A[h, qf, kf] = mean over query frame qf's
  * and key frame-slot kf's tokens of the logits, = (q̄_{h,qf} · k̄_{h,kf})/√d (linearity), in
  * double, from the post-RoPE queries and the cached keys — never forming the logits.
- * Selection: SF_TAP_SEL_SEED (per layer the first capture with the largest key length, what
- * run_extraction_figure4.py saves), SF_TAP_SEL_ALL, SF_TAP_SEL_ONE (block B, step S; step
- * n_steps = the refresh pass). Frames mode ignores SEED (keeps all forwards).
+ * Selection: SF_TAP_SEL_SEED (logits: per layer the first capture with the largest key length,
+ * what run_extraction_figure4.py saves; frames: the first forward of every block (step 0, where
+ * the key frames grow), assembled into full_frame_attention [heads, T, T] like
+ * run_extraction_streaming.py's FrameAttentionAggregator, columns = absolute key frames, zeros
+ * elsewhere), SF_TAP_SEL_ALL, SF_TAP_SEL_ONE (block B, step S; step n_steps = the refresh pass).
  * Output by extension: .safetensors (taps.L<l>.b<b>.s<s> | fig4.L<l>.attn_logits |
- * frames.L<l>.b<b>.s<s>) or .pt (figure-4 dict layout of SPEC.md §7.3 for logits).
+ * frames.L<l>.b<b>.s<s> | stream.L<l>.full_frame_attention + stream.L<l>.last_block_frame_attention,
+ * f32) or .pt (figure-4 dict of SPEC.md §7.3 for logits; the streaming dict of §7.4 for frames +
+ * seed, one layer).
  * Mirrors experiments/run_extraction_figure4.py and run_extraction_streaming.py.
  * Tested by tests/unit/test_dit_taps.c against taps_{base,generator,generator_ema}. */
 #ifndef SF_TAPS_H
@@ -27,6 +31,7 @@ typedef struct sf_tap_capture {
     int64_t Lq, Lk, frame_tokens;
     uint16_t *logits;        /* LOGITS: (heads, Lq, Lk) f16, owned */
     float *frames;           /* FRAMES: (heads, Lq/frame_tokens, Lk/frame_tokens) f32, owned */
+    int64_t *key_frames;     /* FRAMES: (Lk/frame_tokens) absolute frame of each key slot, owned */
 } sf_tap_capture;
 
 typedef struct sf_taps {
@@ -58,7 +63,15 @@ void sf_taps_on_forward(sf_taps *t, int block, int step, int64_t start_frame);
 typedef struct sf_taps_meta {
     const char *prompt;
     int num_frames, num_frame_per_block;
+    int independent_first_frame; /* block sizes [1, fpb, ...] (streaming dict) */
+    int chunk_frames;            /* recorded in the streaming dict (0 → 3, the reference default) */
 } sf_taps_meta;
+
+/* Frames + seed: the streaming aggregate of one layer. full (heads, T, T) f32 and last
+ * (heads, T) f32 = mean of full's rows of the last block; both caller-allocated (heads from the
+ * captures, T = meta->num_frames). SF_E_NOTFOUND when the layer has no capture. */
+sf_status sf_taps_stream_matrix(const sf_taps *t, int layer, const sf_taps_meta *meta, int *heads, float *full,
+                                float *last, sf_err *err);
 
 /* Write the kept captures; nothing captured → SF_E_NOTFOUND (like the reference's exit 1). */
 sf_status sf_taps_write(const sf_taps *t, const char *path, const sf_taps_meta *meta, sf_err *err);

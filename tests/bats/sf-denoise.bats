@@ -55,10 +55,16 @@ setup() {
     run sf-tensor diff "$BATS_TEST_TMPDIR/all.safetensors" "$G/expect/taps_base.safetensors" --rtol 1e-3 --atol 1e-3 -q
     assert_output --partial "30 compared, 0 mismatched"
     run sf-denoise "${COMMON[@]}" --prompt-embeds "$P:context.prompt_embeds" --noise "$P" \
-        --layer_indices 2 --tap-mode frames --output_path "$BATS_TEST_TMPDIR/fr.safetensors"
+        --layer_indices 2 --tap-mode frames --tap-select all --output_path "$BATS_TEST_TMPDIR/fr.safetensors"
     assert_success
     run sf-tensor ls "$BATS_TEST_TMPDIR/fr.safetensors"
     assert_output --partial "frames.L2.b2.s4"
+    # frames + seed = the streaming aggregate (run_extraction_streaming.py), vs the golden
+    run sf-denoise "${COMMON[@]}" --prompt-embeds "$P:context.prompt_embeds" --noise "$P" \
+        --layer_indices 0 2 --tap-mode frames --output_path "$BATS_TEST_TMPDIR/st.safetensors"
+    assert_success
+    run sf-tensor diff "$BATS_TEST_TMPDIR/st.safetensors" "$G/expect/taps_base.safetensors" --rtol 1e-4 --atol 1e-5 -q
+    assert_output --partial "4 compared, 0 mismatched"
 }
 
 @test "same seed gives identical bytes, another seed differs" {

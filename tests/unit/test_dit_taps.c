@@ -129,7 +129,7 @@ static void test_seed_and_pt(void) {
     /* the figure-4 .pt layout, read back with our torch reader */
     char path[256];
     snprintf(path, sizeof path, "/tmp/sf_test_taps_%d.pt", (int)getpid());
-    sf_taps_meta meta = {"a prompt", 9, 3};
+    sf_taps_meta meta = {"a prompt", 9, 3, 0, 3};
     SF_CHECK_OK(sf_taps_write(&t, path, &meta, &err), &err);
     sf_tfile *pt = NULL;
     SF_CHECK_OK(sf_tfile_open(path, &pt, &err), &err);
@@ -177,7 +177,7 @@ static void test_frames(void) {
     sf_err err = {{0}};
     sf_taps t;
     int layers[2] = {0, 2};
-    SF_CHECK_OK(sf_taps_init(&t, SF_TAP_FRAMES, SF_TAP_SEL_SEED, 0, 0, layers, 2, 3, &err), &err);
+    SF_CHECK_OK(sf_taps_init(&t, SF_TAP_FRAMES, SF_TAP_SEL_ALL, 0, 0, layers, 2, 3, &err), &err);
     run_taps("base", NULL, &t);
     SF_CHECK_MSG(t.n_caps == 30, "%zu captures", t.n_caps);
     sf_tfile *g = open_expect("taps_base.safetensors");
@@ -186,6 +186,103 @@ static void test_frames(void) {
         snprintf(nm, sizeof nm, "stream.L%d.b%d.s%d", t.caps[i].layer, t.caps[i].block, t.caps[i].step);
         cmp_cap(g, nm, &t.caps[i], 1);
     }
+    sf_tfile_destroy(&g);
+    sf_taps_free(&t);
+}
+
+/* Compare n floats with golden `gname` (rtol 1e-4 of its max-abs, the manifest's tolerance). */
+static void cmp_f32(const sf_tfile *g, const char *gname, const float *got, int64_t n, double atol_f16) {
+    const sf_tensor *ref = g ? sf_tfile_get(g, gname) : NULL;
+    SF_CHECK_MSG(ref && sf_tensor_numel(ref) == n, "golden %s missing or mis-sized", gname);
+    if (!ref || sf_tensor_numel(ref) != n) return;
+    float *r = malloc(sizeof(float) * (size_t)n);
+    sf_tensor_to_f32(ref, r);
+    double tol = atol_f16 > 0 ? atol_f16 : 1e-4 * sf_test_maxabs(r, (size_t)n);
+    sf_test_allclose(gname, got, r, (size_t)n, atol_f16 > 0 ? 1e-3 : 0, tol);
+    free(r);
+}
+
+/* --tap-mode frames --tap-select seed: run_extraction_streaming.py's aggregate. Keeps only each
+ * block's step-0 forward; full_frame_attention rows = stream.L<l>.b<b>.s0, zeros above the
+ * block-causal band; last_block = mean of the last block's rows; the .pt dict layout read back. */
+static void test_stream(void) {
+    sf_err err = {{0}};
+    sf_taps t;
+    int layers[2] = {2, 0};
+    SF_CHECK_OK(sf_taps_init(&t, SF_TAP_FRAMES, SF_TAP_SEL_SEED, 0, 0, layers, 2, 3, &err), &err);
+    run_taps("base", NULL, &t);
+    SF_CHECK_MSG(t.n_caps == 6, "%zu captures", t.n_caps);
+    for (size_t i = 0; i < t.n_caps; i++) SF_CHECK(t.caps[i].step == 0);
+    sf_tfile *g = open_expect("taps_base.safetensors");
+    sf_taps_meta meta = {"a prompt", 9, 3, 0, 5};
+    float full[2 * 9 * 9], last[2 * 9];
+    for (int li = 0; li < 2 && g; li++) {
+        int l = layers[li], H = 0;
+        char nm[64];
+        SF_CHECK_OK(sf_taps_stream_matrix(&t, l, &meta, &H, full, last, &err), &err);
+        SF_CHECK(H == 2);
+        snprintf(nm, sizeof nm, "stream.L%d.full_frame_attention", l);
+        cmp_f32(g, nm, full, 2 * 9 * 9, 0);
+        snprintf(nm, sizeof nm, "stream.L%d.last_block_frame_attention", l);
+        cmp_f32(g, nm, last, 2 * 9, 0);
+        /* each block's rows are the golden step-0 capture; above the band exactly zero */
+        for (int b = 0; b < 3; b++) {
+            float rows[2 * 3 * 9];
+            int KF = 3 * (b + 1), zeros = 1;
+            for (int h = 0; h < 2; h++)
+                for (int q = 0; q < 3; q++)
+                    for (int k = 0; k < 9; k++) {
+                        float v = full[(h * 9 + 3 * b + q) * 9 + k];
+                        if (k < KF) rows[(h * 3 + q) * KF + k] = v;
+                        else zeros &= v == 0.0f;
+                    }
+            SF_CHECK_MSG(zeros, "L%d block %d: non-zero above the band", l, b);
+            snprintf(nm, sizeof nm, "stream.L%d.b%d.s0", l, b);
+            cmp_f32(g, nm, rows, 2 * 3 * KF, 0);
+        }
+    }
+    char path[256];
+    snprintf(path, sizeof path, "/tmp/sf_test_stream_%d.pt", (int)getpid());
+    SF_CHECK(sf_taps_write(&t, path, &meta, &err) == SF_E_ARG && strstr(err.msg, "one layer"));
+    sf_taps_free(&t);
+
+    int one[1] = {2};
+    SF_CHECK_OK(sf_taps_init(&t, SF_TAP_FRAMES, SF_TAP_SEL_SEED, 0, 0, one, 1, 3, &err), &err);
+    run_taps("base", NULL, &t);
+    SF_CHECK_OK(sf_taps_write(&t, path, &meta, &err), &err);
+    sf_tfile *pt = NULL;
+    SF_CHECK_OK(sf_tfile_open(path, &pt, &err), &err);
+    if (pt && pt->root) {
+        static const char *keys[] = {"layer_index", "full_frame_attention", "last_block_frame_attention", "is_logits",
+                                     "prompt", "num_frames", "frame_seq_length", "num_frame_per_block", "num_heads",
+                                     "block_sizes", "query_frames", "key_frames", "last_block_query_frames",
+                                     "extraction_method", "chunk_frames"};
+        sf_py *root = pt->root;
+        SF_CHECK(root->n == 15);
+        for (size_t i = 0; i < 15; i++) SF_CHECK_MSG(sf_py_dict_get(root, keys[i]) != NULL, "missing %s", keys[i]);
+        const sf_tensor *ff = sf_tfile_get(pt, "full_frame_attention"), *lb = sf_tfile_get(pt, "last_block_frame_attention");
+        int64_t sff[3] = {2, 9, 9}, slb[2] = {2, 9};
+        SF_CHECK(ff && ff->dtype == SF_F16 && sf_shape_eq(ff, 3, sff));
+        SF_CHECK(lb && lb->dtype == SF_F16 && sf_shape_eq(lb, 2, slb));
+        if (ff && sf_shape_eq(ff, 3, sff)) {
+            float v[2 * 9 * 9];
+            sf_tensor_to_f32(ff, v);
+            cmp_f32(g, "stream.L2.full_frame_attention_f16", v, 2 * 9 * 9, 1e-3);
+        }
+        sf_py *x;
+        SF_CHECK((x = sf_py_dict_get(root, "layer_index")) && x->i == 2);
+        SF_CHECK((x = sf_py_dict_get(root, "num_frames")) && x->i == 9);
+        SF_CHECK((x = sf_py_dict_get(root, "frame_seq_length")) && x->i == 24);
+        SF_CHECK((x = sf_py_dict_get(root, "num_heads")) && x->i == 2);
+        SF_CHECK((x = sf_py_dict_get(root, "chunk_frames")) && x->i == 5);
+        SF_CHECK((x = sf_py_dict_get(root, "block_sizes")) && x->n == 3 && x->items[0]->i == 3 && x->items[2]->i == 3);
+        SF_CHECK((x = sf_py_dict_get(root, "query_frames")) && x->n == 9 && x->items[8]->i == 8);
+        SF_CHECK((x = sf_py_dict_get(root, "last_block_query_frames")) && x->n == 3 && x->items[0]->i == 6);
+        SF_CHECK((x = sf_py_dict_get(root, "extraction_method")) && x->s && !strcmp(x->s, "streaming"));
+        SF_CHECK((x = sf_py_dict_get(root, "prompt")) && x->s && !strcmp(x->s, "a prompt"));
+    }
+    sf_tfile_destroy(&pt);
+    unlink(path);
     sf_tfile_destroy(&g);
     sf_taps_free(&t);
 }
@@ -204,6 +301,7 @@ static const sf_test tests[] = {
     {"seed_and_pt", test_seed_and_pt},
     {"select_one", test_select_one},
     {"frames", test_frames},
+    {"stream", test_stream},
     {"layer_range", test_layer_range},
 };
 SF_TEST_MAIN(tests)
