@@ -1,0 +1,218 @@
+/* test_encode_serve.c — the sf-encode server protocol (stages/encode/serve.c) with raw frames.
+ *
+ * A forked child serves the golden tiny umT5 on an ipc socket; the parent sends malformed
+ * requests over a raw ZeroMQ REQ socket (wrong frame counts, garbage header, lying payload
+ * length, wrong name/dtype, bad text_len, an `end` message) and checks that each gets a
+ * 2-frame `error` reply while the server keeps serving; then a valid request through the
+ * client API must equal a local sf_encoder_run bit for bit, and SIGTERM must end the child
+ * with exit 0 and remove the socket file. Mirrors no reference module. */
+#define _POSIX_C_SOURCE 200809L
+#include "sf_test.h"
+#include "stages/encode/serve.h"
+#include "wire.h"
+
+#include <signal.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+#include <zmq.h>
+
+static void paths(char *tok, char *w, size_t n) {
+    snprintf(tok, n, "%s/model/google/umt5-xxl/spiece.model", sf_test_golden());
+    snprintf(w, n, "%s/model/models_t5_umt5-xxl-enc-bf16.pth", sf_test_golden());
+}
+
+static void sleep_ms(long ms) {
+    struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
+    nanosleep(&ts, NULL);
+}
+
+/* Send nparts frames, receive the reply; returns the number of reply frames and decodes the
+ * first one into m (type 0 when it is not a header). */
+static int exchange(void *sock, const void *const *parts, const size_t *lens, int nparts, sf_wire_msg *m) {
+    for (int i = 0; i < nparts; i++)
+        if (zmq_send(sock, parts[i], lens[i], i + 1 < nparts ? ZMQ_SNDMORE : 0) < 0) return -1;
+    zmq_pollitem_t it = {sock, 0, ZMQ_POLLIN, 0};
+    if (zmq_poll(&it, 1, 5000) != 1) return -1;
+    int n = 0, more = 1;
+    memset(m, 0, sizeof *m);
+    while (more) {
+        zmq_msg_t f;
+        zmq_msg_init(&f);
+        if (zmq_msg_recv(&f, sock, 0) < 0) return -1;
+        sf_err e;
+        if (n == 0 && sf_wire_header_decode(zmq_msg_data(&f), zmq_msg_size(&f), m, &e)) m->type = 0;
+        more = zmq_msg_more(&f);
+        zmq_msg_close(&f);
+        n++;
+    }
+    return n;
+}
+
+/* Header bytes of a tensor message "name" dtype [len] with optional text_len. */
+static void *header(const char *name, sf_dtype dt, int64_t len, int64_t text_len, size_t *hl) {
+    sf_wire_msg *m = malloc(sizeof *m);
+    int64_t shp[1] = {len};
+    sf_tensor t = sf_tensor_view(NULL, dt, 1, shp);
+    sf_err e;
+    void *h = NULL;
+    if (!m || sf_wire_msg_tensor(m, name, &t, &e) ||
+        (text_len >= 0 && sf_wire_meta_set_int(m, "text_len", text_len, &e)) || sf_wire_header_encode(m, &h, hl, &e))
+        h = NULL;
+    free(m);
+    return h;
+}
+
+static void expect_error(void *sock, const void *const *parts, const size_t *lens, int nparts, const char *want,
+                         sf_wire_msg *m) {
+    int n = exchange(sock, parts, lens, nparts, m);
+    SF_CHECK_MSG(n == 2 && m->type == SF_WIRE_ERROR && strstr(m->text, want), "want error '%s': %d frames, '%s'",
+                 want, n, m->text);
+}
+
+static void test_protocol(void) {
+    char tok[4096], w[4096], sock_path[256], url[300];
+    paths(tok, w, sizeof tok);
+    snprintf(sock_path, sizeof sock_path, "/tmp/sf-test-serve-%d.sock", (int)getpid());
+    snprintf(url, sizeof url, "ipc://%s", sock_path);
+    unlink(sock_path);
+    pid_t pid = fork();
+    SF_CHECK(pid >= 0);
+    if (pid < 0) return;
+    if (pid == 0) {
+        sf_err err;
+        sf_encoder enc;
+        sf_log_set_level(SF_LOG_ERROR);
+        if (sf_wire_install_signals(&err) || sf_encoder_init(&enc, tok, w, NULL, 0, 1, &err)) _exit(3);
+        sf_status st = sf_encode_serve(&enc, url, 512, &err);
+        sf_encoder_free(&enc);
+        _exit(st ? 1 : 0);
+    }
+    struct stat sb;
+    for (int i = 0; i < 200 && stat(sock_path, &sb) != 0; i++) sleep_ms(25);
+    SF_CHECK(stat(sock_path, &sb) == 0 && S_ISSOCK(sb.st_mode));
+    void *ctx = zmq_ctx_new(), *sock = zmq_socket(ctx, ZMQ_REQ);
+    int zero = 0;
+    zmq_setsockopt(sock, ZMQ_LINGER, &zero, sizeof zero);
+    SF_CHECK(zmq_connect(sock, url) == 0);
+    sf_wire_msg *m = malloc(sizeof *m);
+    size_t hl = 0;
+    void *h;
+    {   /* one frame; three frames */
+        const void *p[3] = {"hello", "a", "b"};
+        size_t l[3] = {5, 1, 1};
+        expect_error(sock, p, l, 1, "expected 2 frames", m);
+        expect_error(sock, p, l, 3, "expected 2 frames", m);
+    }
+    {   /* garbage header */
+        const void *p[2] = {"\xff\x00garbage", "x"};
+        size_t l[2] = {9, 1};
+        int n = exchange(sock, p, l, 2, m);
+        SF_CHECK(n == 2 && m->type == SF_WIRE_ERROR && m->text[0]);
+    }
+    h = header("prompt", SF_U8, 5, -1, &hl);
+    {   /* payload shorter than the header says */
+        const void *p[2] = {h, "abc"};
+        size_t l[2] = {hl, 3};
+        expect_error(sock, p, l, 2, "payload of message 0 has 3 bytes", m);
+    }
+    free(h);
+    h = header("prompt", SF_F32, 1, -1, &hl);
+    {
+        const void *p[2] = {h, "abcd"};
+        size_t l[2] = {hl, 4};
+        expect_error(sock, p, l, 2, "expected tensor 'prompt' u8", m);
+    }
+    free(h);
+    h = header("prompt", SF_U8, 5, 0, &hl);
+    {
+        const void *p[2] = {h, "a dog"};
+        size_t l[2] = {hl, 5};
+        expect_error(sock, p, l, 2, "text_len 0 not in 1..", m);
+    }
+    free(h);
+    h = header("prompt", SF_U8, 3, 16, &hl);
+    {   /* a NUL byte inside the prompt is the tokenizer's error, passed back */
+        const void *p[2] = {h, "a\0b"};
+        size_t l[2] = {hl, 3};
+        expect_error(sock, p, l, 2, "NUL", m);
+    }
+    free(h);
+    {   /* an end message is not a request */
+        sf_wire_msg_init(m, SF_WIRE_END, "");
+        sf_err e;
+        h = NULL;
+        SF_CHECK_OK(sf_wire_header_encode(m, &h, &hl, &e), &e);
+        const void *p[2] = {h, ""};
+        size_t l[2] = {hl, 0};
+        expect_error(sock, p, l, 2, "expected tensor 'prompt'", m);
+        free(h);
+    }
+    h = header("prompt", SF_U8, 5, 16, &hl);
+    {   /* a valid raw request: 6 frames, embeds first */
+        const void *p[2] = {h, "a dog"};
+        size_t l[2] = {hl, 5};
+        int n = exchange(sock, p, l, 2, m);
+        SF_CHECK(n == 6 && m->type == SF_WIRE_TENSOR && strcmp(m->name, "prompt_embeds") == 0);
+        SF_CHECK(m->dtype == SF_F32 && m->ndim == 2 && m->shape[0] == 16 && m->shape[1] == 64);
+        SF_CHECK(sf_wire_meta_int(m, "n_tokens", 0) == 3 && sf_wire_meta_str(m, "prompt") &&
+                 strcmp(sf_wire_meta_str(m, "prompt"), "a dog") == 0);
+    }
+    free(h);
+    zmq_close(sock);
+    zmq_ctx_term(ctx);
+    /* the client API against a local run: bit-identical */
+    sf_err err;
+    sf_encode_client *cl = NULL;
+    sf_encoder enc;
+    sf_encoded a = {0}, b = {0};
+    SF_CHECK_OK(sf_encode_client_open(url, 10, &cl, &err), &err);
+    SF_CHECK_OK(sf_encoder_init(&enc, tok, w, NULL, 0, 1, &err), &err);
+    if (cl) SF_CHECK_OK(sf_encode_client_run(cl, "  a red  fox ", 13, 32, 7, &a, &err), &err);
+    SF_CHECK_OK(sf_encoder_run(&enc, "  a red  fox ", 13, 32, &b, &err), &err);
+    SF_CHECK(a.emb && b.emb && a.dim == b.dim && a.n_tokens == b.n_tokens && a.n_tokens == 6);
+    if (a.emb && b.emb && a.dim == b.dim) {
+        SF_CHECK(memcmp(a.emb, b.emb, (size_t)(32 * a.dim) * sizeof(float)) == 0);
+        SF_CHECK(memcmp(a.ids, b.ids, 32 * 8) == 0 && memcmp(a.mask, b.mask, 32 * 8) == 0);
+        SF_CHECK(strcmp(a.cleaned, "a red fox") == 0);
+    }
+    /* an error reply through the client */
+    sf_encoded c = {0};
+    if (cl) {
+        SF_CHECK(sf_encode_client_run(cl, "x\xff", 2, 32, 0, &c, &err) == SF_E_FORMAT);
+        SF_CHECK(strstr(err.msg, "encode server: ") && strstr(err.msg, "UTF-8"));
+        SF_CHECK(sf_encode_client_run(cl, "ok", 2, 0, 0, &c, &err) == SF_E_ARG);
+    }
+    sf_encoded_free(&a);
+    sf_encoded_free(&b);
+    sf_encoder_free(&enc);
+    sf_encode_client_close(&cl);
+    free(m);
+    /* SIGTERM: exit 0 within a second, socket file gone */
+    kill(pid, SIGTERM);
+    int status = -1;
+    pid_t r = 0;
+    for (int i = 0; i < 100 && (r = waitpid(pid, &status, WNOHANG)) == 0; i++) sleep_ms(10);
+    if (r == 0) {
+        kill(pid, SIGKILL);
+        waitpid(pid, &status, 0);
+    }
+    SF_CHECK_MSG(r == pid && WIFEXITED(status) && WEXITSTATUS(status) == 0, "server status %d", status);
+    SF_CHECK(stat(sock_path, &sb) != 0);
+}
+
+static void test_urls(void) {
+    sf_err err;
+    SF_CHECK(sf_encode_url_check("tcp://127.0.0.1:5555", &err) == SF_OK);
+    SF_CHECK(sf_encode_url_check("ipc:///tmp/x.sock", &err) == SF_OK);
+    SF_CHECK(sf_encode_url_check("shm://x", &err) == SF_E_ARG);
+    SF_CHECK(sf_encode_url_check("tcp://", &err) == SF_E_ARG);
+    SF_CHECK(sf_encode_url_check("-", &err) == SF_E_ARG);
+    sf_encode_client *cl = NULL;
+    SF_CHECK(sf_encode_client_open("ipc:///nonexistent/dir/x.sock", 1, &cl, &err) == SF_E_IO && !cl);
+    SF_CHECK(strstr(err.msg, "no encode server"));
+}
+
+static const sf_test tests[] = {{"urls", test_urls}, {"protocol", test_protocol}};
+SF_TEST_MAIN(tests)
