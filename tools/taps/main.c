@@ -247,6 +247,17 @@ static sf_status emit(const run *r, out_kind k, const char *out, const char *pat
     sf_atomic_file af;
     FILE *f = stdout;
     int to_file = out && strcmp(out, "-") != 0;
+    struct stat sb;
+    if (to_file && stat(out, &sb) == 0 && !S_ISREG(sb.st_mode)) {
+        /* a device or FIFO (/dev/stdout, a pipe): write in place, never rename over it */
+        f = fopen(out, "w");
+        if (!f) return sf_fail(err, SF_E_IO, "%s: %s", out, strerror(errno));
+        if (k == OUT_SUMMARY) write_summary(f, r, path);
+        else if (k == OUT_CSV) write_csv(f, r);
+        else write_json(f, r, path);
+        int bad = ferror(f) | (fclose(f) != 0);
+        return bad ? sf_fail(err, SF_E_IO, "%s: write failed", out) : SF_OK;
+    }
     if (to_file) {
         sf_status s = sf_atomic_open(&af, out, err);
         if (s) return s;
