@@ -1,6 +1,21 @@
 /* attention.c — exact f32 softmax attention with an optional logits tap (see attention.h).
- * Queries are processed in tiles of QT per head so each key/value row is loaded once per tile.
- * Mirrors wan/modules/attention.py (its float32 path). Tested by tests/unit/test_kernels.c. */
+ * Mirrors wan/modules/attention.py (its float32 path). Tested by tests/unit/test_kernels.c
+ * (vs a double-precision softmax, tapped vs untapped, 1 vs N threads, ragged tile edges) and
+ * benchmarked by tests/bench/bench_kernels.c.
+ *
+ * Two passes per (head, tile of QT queries), everything for the tile in a QT × Lk scratch:
+ *  1. logits S = (Q·Kᵀ)·scale, register-tiled 3 queries × 4 keys; each logit is one dot product
+ *     over d in 8 interleaved lanes (lane sums combined pairwise, then the d%8 tail), times scale;
+ *  2. per query row: max, p = expf(s - max), sum in double, p *= 1/sum (P overwrites S, or goes
+ *     to the scratch when S is the caller's logits tap);
+ *  3. O = P·V, register-tiled 6 queries × 16 channels over blocks of KB keys; each output element
+ *     accumulates p·v in key order from 0 (partial sums parked in an f32 tile between key blocks,
+ *     which does not change them).
+ * Every value is computed by the same operations whatever the tile shape that holds it, so the
+ * result does not depend on the thread count, the tile edges or the logits tap. The kernels are
+ * plain GCC vector code (no FMA contraction: -std=c11 keeps -ffp-contract=off) in
+ * attention_tile.inc, compiled twice: for the baseline ISA and under target("avx2") (8-lane ymm),
+ * chosen at run time — both give the same bits, only speed differs. */
 #include "attention.h"
 #include "parallel.h"
 
@@ -8,24 +23,16 @@
 #include <stdlib.h>
 #include <string.h>
 
+#pragma GCC diagnostic ignored "-Wpsabi" /* static always-inline vector helpers: no ABI */
+
 typedef float v8 __attribute__((vector_size(32)));
+typedef int32_t v8i __attribute__((vector_size(32)));
+typedef double v4d __attribute__((vector_size(32)));
 
-#define QT 16
+#define QT 48 /* queries per work item (a multiple of 6) */
+#define KB 64 /* keys per P·V block */
 
-static inline v8 ld8(const float *p) {
-    v8 v;
-    memcpy(&v, p, sizeof v);
-    return v;
-}
-
-static inline float dot(const float *a, const float *b, int d) {
-    int d8 = d & ~7;
-    v8 acc = {0};
-    for (int i = 0; i < d8; i += 8) acc += ld8(a + i) * ld8(b + i);
-    float s = ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7]));
-    for (int i = d8; i < d; i++) s += a[i] * b[i];
-    return s;
-}
+#define AI static inline __attribute__((always_inline))
 
 typedef struct attn_job {
     int64_t Lq, Lk, ldq, ldkv, ldo, ntiles;
@@ -35,73 +42,37 @@ typedef struct attn_job {
     int failed;
 } attn_job;
 
+#define KSUF _base
+#include "attention_tile.inc"
+#undef KSUF
+
+#if defined(__GNUC__) && (defined(__x86_64__) || defined(__i386__))
+#define SF_HAVE_AVX2_PATH 1
+#pragma GCC push_options
+#pragma GCC target("avx2")
+#define KSUF _avx2
+#include "attention_tile.inc"
+#undef KSUF
+#pragma GCC pop_options
+#endif
+
 static void attn_range(void *ctx, int64_t b, int64_t e) {
     attn_job *j = ctx;
-    float *sc = j->logits ? NULL : malloc(sizeof(float) * QT * (size_t)j->Lk);
-    float *acc = malloc(sizeof(float) * QT * (size_t)j->d);
-    if ((!j->logits && !sc) || !acc) {
+    size_t lk = (size_t)(j->Lk > 0 ? j->Lk : 1), dd = (size_t)(j->d > 0 ? j->d : 1);
+    float *sc = malloc(sizeof(float) * QT * lk), *acc = malloc(sizeof(float) * QT * dd);
+    float *kv = malloc(sizeof(float) * 2 * lk * dd);
+    if (!sc || !acc || !kv) {
         j->failed = 1; /* benign race: every writer stores 1 */
-        free(sc);
-        free(acc);
+        free(sc), free(acc), free(kv);
         return;
     }
-    int d = j->d;
-    for (int64_t item = b; item < e; item++) {
-        int h = (int)(item / j->ntiles);
-        int64_t q0 = (item % j->ntiles) * QT, nq = j->Lq - q0 < QT ? j->Lq - q0 : QT;
-        float *S[QT];
-        for (int64_t i = 0; i < nq; i++)
-            S[i] = j->logits ? j->logits + ((int64_t)h * j->Lq + q0 + i) * j->Lk : sc + i * j->Lk;
-        /* logits */
-        for (int64_t t = 0; t < j->Lk; t++) {
-            const float *kr = j->k + t * j->ldkv + (int64_t)h * d;
-            for (int64_t i = 0; i < nq; i++) S[i][t] = dot(j->q + (q0 + i) * j->ldq + (int64_t)h * d, kr, d) * j->scale;
-        }
-        /* softmax per row: p = exp(s - max) / sum */
-        for (int64_t i = 0; i < nq; i++) {
-            float mx = -INFINITY;
-            for (int64_t t = 0; t < j->Lk; t++) mx = S[i][t] > mx ? S[i][t] : mx;
-            double sum = 0;
-            float *p = j->logits ? NULL : S[i];
-            if (p) {
-                for (int64_t t = 0; t < j->Lk; t++) {
-                    p[t] = expf(S[i][t] - mx);
-                    sum += p[t];
-                }
-                float inv = (float)(1.0 / sum);
-                for (int64_t t = 0; t < j->Lk; t++) p[t] *= inv;
-            }
-            (void)sum;
-        }
-        /* when the logits are tapped they must survive: compute probabilities into sc lazily */
-        memset(acc, 0, sizeof(float) * (size_t)nq * d);
-        for (int64_t i = 0; i < nq; i++) {
-            float *a = acc + i * d;
-            if (j->logits) {
-                const float *s = S[i];
-                float mx = -INFINITY;
-                for (int64_t t = 0; t < j->Lk; t++) mx = s[t] > mx ? s[t] : mx;
-                double sum = 0;
-                for (int64_t t = 0; t < j->Lk; t++) sum += expf(s[t] - mx);
-                float inv = (float)(1.0 / sum);
-                for (int64_t t = 0; t < j->Lk; t++) {
-                    float p = expf(s[t] - mx) * inv;
-                    const float *vr = j->v + t * j->ldkv + (int64_t)h * d;
-                    for (int c = 0; c < d; c++) a[c] += p * vr[c];
-                }
-            } else {
-                const float *p = S[i];
-                for (int64_t t = 0; t < j->Lk; t++) {
-                    const float *vr = j->v + t * j->ldkv + (int64_t)h * d;
-                    float pt = p[t];
-                    for (int c = 0; c < d; c++) a[c] += pt * vr[c];
-                }
-            }
-            memcpy(j->out + (q0 + i) * j->ldo + (int64_t)h * d, a, sizeof(float) * (size_t)d);
-        }
-    }
-    free(sc);
-    free(acc);
+#ifdef SF_HAVE_AVX2_PATH
+    if (__builtin_cpu_supports("avx2")) attn_items_avx2(j, b, e, sc, acc, kv, kv + lk * dd);
+    else attn_items_base(j, b, e, sc, acc, kv, kv + lk * dd);
+#else
+    attn_items_base(j, b, e, sc, acc, kv, kv + lk * dd);
+#endif
+    free(sc), free(acc), free(kv);
 }
 
 int sf_attention_cpu(int64_t Lq, int64_t Lk, int heads, int d, const float *q, int64_t ldq, const float *k,
