@@ -92,6 +92,22 @@ assert abs(x["delta"][1] - (F[1][0] - sum(F[1][1:-1]) / 7)) < 1e-9
     refute_line --regexp '^H0 '
 }
 
+@test "streaming .pt from sf-denoise --tap-mode frames: the golden last-block curve" {
+    run sf-denoise --model-dir "$G/model" --num_frames 9 --height 64 --width 96 --progress none --threads 2 \
+        --prompt-embeds "$P:context.prompt_embeds" --noise "$P" --layer_indices 2 --tap-mode frames \
+        --output_path "$BATS_TEST_TMPDIR/stream.pt"
+    assert_success
+    run sf-taps table "$BATS_TEST_TMPDIR/stream.pt"
+    assert_success
+    assert_line --index 1 --regexp '^stream\.L2,2,,,0,0,-?[0-9.e-]+,$' # no softmax for frame-level input
+    got=$(awk -F, 'NR > 1 {print $7}' <<<"$output" | tr '\n' ' ')
+    d=$(maxdiff "$got" "$(golden_values stream.L2.last_block_frame_attention)")
+    python3 -c "import sys; sys.exit(0 if $d <= 1e-3 else 1)"
+    run sf-taps summary "$BATS_TEST_TMPDIR/stream.pt"
+    assert_output --partial "frame-level curve (last block"
+    assert_line --regexp '^H1 .* nan$'
+}
+
 @test "plot: well-formed SVG files, one heatmap cell per head and frame" {
     run sf-taps plot "$T" -o "$BATS_TEST_TMPDIR/fig"
     assert_success

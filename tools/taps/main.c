@@ -128,8 +128,11 @@ static void write_summary(FILE *f, const run *r, const char *path) {
         if (s->kind == SF_TAPS_SRC_LOGITS)
             fprintf(f, "query tokens %lld, frame_seq_length %lld, key frames %lld, heads %d\n", (long long)t->nq,
                     (long long)t->fsl, (long long)t->nkf, t->nh);
-        else
+        else if (s->kind == SF_TAPS_SRC_FRAMES)
             fprintf(f, "frame-level input: %lld query frame row(s) averaged, key frames %lld, heads %d\n", (long long)t->nq,
+                    (long long)t->nkf, t->nh);
+        else
+            fprintf(f, "frame-level curve (last block, already averaged over its query frames), key frames %lld, heads %d\n",
                     (long long)t->nkf, t->nh);
         fprintf(f, "%s range: [", s->kind == SF_TAPS_SRC_LOGITS ? "logits" : "values");
         num(f, "%.4f", t->lmin);
