@@ -1,0 +1,79 @@
+#!/usr/bin/env bats
+# pipelines/streaming.sh (run_extraction_streaming.py's flags → sf-encode | sf-denoise [| sf-decode])
+# on the golden tiny model, and sf-denoise's rolling KV cache (--local_attn_size / --sink_size)
+# through the CLI: window ⊇ video = global, eviction changes only the later blocks, bad combinations.
+bats_require_minimum_version 1.5.0
+load '/usr/lib/bats/bats-support/load'
+load '/usr/lib/bats/bats-assert/load'
+
+setup() {
+    G="${SF_GOLDEN:-$BATS_TEST_DIRNAME/../golden}"
+    P="$G/expect/dit_pipeline_base.safetensors"
+    T="$BATS_TEST_TMPDIR"
+    S="${SF_ROOT:-$BATS_TEST_DIRNAME/../..}/pipelines/streaming.sh"
+    SIZE=(--height 64 --width 96)
+    DN=(sf-denoise --model-dir "$G/model" "${SIZE[@]}" --progress none --threads 2 --prompt-embeds "$P:context.prompt_embeds" --seed 3)
+}
+
+frames() { ffprobe -v error -count_frames -select_streams v:0 -show_entries stream=nb_read_frames -of csv=p=0 "$1"; }
+
+@test "streaming.sh: reference flags → the streaming .pt layout, parent created, video" {
+    cd "$T"
+    run -0 "$S" --config_path configs/self_forcing_dmd.yaml --checkpoint_path "$G/checkpoints/tiny_dmd.pt" \
+        --output_path "$T/cache/deeper/attention_streaming.pt" --prompt "A red fox trotting through fresh snow" \
+        --num_frames 10 --layer_index 2 --chunk_frames 3 --use_ema --seed 42 --force --save_video \
+        --model-dir "$G/model" "${SIZE[@]}" --cache-dir "$T/emb" --progress none
+    assert_output --partial "adjusting num_frames from 10 to 9"
+    run -0 sf-tensor ls "$T/cache/deeper/attention_streaming.pt"
+    # [heads, T, T] and [heads, T], float16, like the reference's save_data
+    assert_line --regexp '^full_frame_attention	f16	\[2, 9, 9\]$'
+    assert_line --regexp '^last_block_frame_attention	f16	\[2, 9\]$'
+    assert_equal "${#lines[@]}" 2
+    # row (head 0, query frame 0) sees only block 0's key frames: columns 3..8 are zero
+    run -0 sf-tensor cat "$T/cache/deeper/attention_streaming.pt" full_frame_attention --limit 9
+    row=("${lines[@]:1:9}")
+    for k in 0 1 2; do [ "${row[$k]}" != 0 ]; done
+    for k in 3 4 5 6 7 8; do [ "${row[$k]}" = 0 ]; done
+    # --save_video without --video_path: output path with .pt → .mp4 (latent 9 frames → 33)
+    [ "$(frames "$T/cache/deeper/attention_streaming.mp4")" = 33 ]
+    run -0 "$S" --no_checkpoint --output_path "$T/b/x.pt" --num_frames 6 --layer-index 0 --model-dir "$G/model" \
+        "${SIZE[@]}" --cache-dir "$T/emb" --save-video --video-path "$T/v/y.mp4"
+    run -0 sf-tensor ls "$T/b/x.pt"
+    assert_line --regexp '^full_frame_attention	f16	\[2, 6, 6\]$'
+    [ "$(frames "$T/v/y.mp4")" = 21 ]
+}
+
+@test "streaming.sh: bad flags exit 2, a bad layer exits non-zero without output" {
+    run -2 "$S" --bogus
+    run -2 "$S" --num_frames abc
+    run -2 "$S" --layer_index
+    run -0 "$S" --help
+    assert_output --partial "--chunk_frames"
+    cd "$T"
+    run ! "$S" --no_checkpoint --output_path "$T/o/a.pt" --num_frames 6 --layer_index 7 --model-dir "$G/model" \
+        "${SIZE[@]}" --cache-dir "$T/emb"
+    assert_output --partial "out of range"
+    [ ! -e "$T/o/a.pt" ]
+}
+
+@test "rolling KV cache: a window covering the video equals global attention; eviction changes later blocks" {
+    run -0 "${DN[@]}" --num_frames 12 --save-latents "$T/g.safetensors" --dump-preds
+    run -0 "${DN[@]}" --num_frames 12 --local_attn_size 12 --sink_size 3 --save-latents "$T/w.safetensors" --dump-preds
+    run -0 sf-tensor diff "$T/g.safetensors" "$T/w.safetensors" -q
+    assert_output --partial "21 compared, 0 mismatched"
+    # window 6, sink 3: blocks 0-1 (frames 0..5) are untouched, blocks 2-3 lose frames 3..5 / 3..8
+    run -0 "${DN[@]}" --num_frames 12 --local_attn_size 6 --sink_size 3 --save-latents "$T/r.safetensors" --dump-preds
+    run sf-tensor diff "$T/g.safetensors" "$T/r.safetensors" -q
+    assert_output --partial "21 compared, 11 mismatched" # latents + pred.2.* + pred.3.* (5 steps each)
+    refute_output --regexp 'pred\.[01]\.'
+}
+
+@test "rolling KV cache: impossible combinations are one-line errors, no output" {
+    run -2 --separate-stderr "${DN[@]}" --num_frames 12 --local_attn_size 4 --sink_size 2 --save-latents "$T/x.safetensors"
+    [ "$(grep -c 'error' <<<"$stderr")" = 1 ]
+    [[ "$stderr" == *"sf-denoise: error: local_attn_size 4 cannot hold sink_size 2 + a block of 3 frames"* ]]
+    run -2 "${DN[@]}" --num_frames 12 --local_attn_size 2 --save-latents "$T/x.safetensors"
+    run -2 "${DN[@]}" --num_frames 12 --local_attn_size 0 --save-latents "$T/x.safetensors"
+    run -2 "${DN[@]}" --num_frames 11 --local_attn_size 6 --save-latents "$T/x.safetensors"
+    [ ! -e "$T/x.safetensors" ]
+}
