@@ -57,13 +57,20 @@ static sf_status json_bool(const cJSON *root, const char *key, int *out, const c
 }
 
 sf_status sf_dit_config_load(const char *path, sf_dit_config *c, sf_err *err) {
-    sf_dit_config_default(c);
     char *text = NULL;
     size_t len = 0;
+    sf_dit_config_default(c);
     sf_status s = sf_read_file(path, &text, &len, SF_CONFIG_MAX_BYTES, err);
     if (s) return s;
-    cJSON *root = cJSON_ParseWithLength(text, len);
+    s = sf_dit_config_parse(text, len, path, c, err);
     free(text);
+    return s;
+}
+
+sf_status sf_dit_config_parse(const char *text, size_t len, const char *path, sf_dit_config *c, sf_err *err) {
+    sf_status s = SF_OK;
+    sf_dit_config_default(c);
+    cJSON *root = cJSON_ParseWithLength(text, len);
     if (!root || !cJSON_IsObject(root)) {
         cJSON_Delete(root);
         return sf_fail(err, SF_E_FORMAT, "%s: not a JSON object", path);
@@ -453,12 +460,17 @@ int sf_yaml_dump(const sf_yaml *y, void *fp) {
 
 /* ---------------- run config ---------------- */
 
-sf_status sf_run_config_load(const char *default_path, const char *path, sf_run_config *rc, sf_err *err) {
+/* The reference's code defaults for keys no config sets. */
+static void run_config_default(sf_run_config *rc) {
     memset(rc, 0, sizeof *rc);
     rc->num_frame_per_block = 1;
     rc->timestep_shift = 8.0;
     rc->local_attn_size = -1;
     rc->sink_size = 0;
+}
+
+sf_status sf_run_config_load(const char *default_path, const char *path, sf_run_config *rc, sf_err *err) {
+    run_config_default(rc);
     sf_yaml *root = NULL, *top = NULL;
     sf_status s = SF_OK;
     if (default_path && (s = sf_yaml_load(default_path, &root, err))) return s;
@@ -468,7 +480,16 @@ sf_status sf_run_config_load(const char *default_path, const char *path, sf_run_
         else root = top;
         top = NULL;
     }
-    if (!root) return SF_OK;
+    if (root) s = sf_run_config_from_yaml(root, rc, err);
+done:
+    sf_yaml_free(root);
+    sf_yaml_free(top);
+    return s;
+}
+
+sf_status sf_run_config_from_yaml(const sf_yaml *root, sf_run_config *rc, sf_err *err) {
+    sf_status s = SF_OK;
+    run_config_default(rc);
     int n = 16;
     s = sf_yaml_doubles(root, "denoising_step_list", rc->denoising_step_list, &n, err);
     if (s == SF_OK) rc->n_steps = n;
@@ -483,7 +504,7 @@ sf_status sf_run_config_load(const char *default_path, const char *path, sf_run_
         else if (s != SF_E_NOTFOUND) goto done;                                                                      \
     } while (0)
     OPT(sf_yaml_bool(root, "warp_denoising_step", &b, err), rc->warp_denoising_step = b);
-    OPT(sf_yaml_long(root, "num_frame_per_block", &l, err), rc->num_frame_per_block = (int)l);
+    OPT(sf_yaml_long(root, "num_frame_per_block", &l, err), rc->num_frame_per_block = l < 1 || l > 1024 ? 0 : (int)l);
     OPT(sf_yaml_bool(root, "independent_first_frame", &b, err), rc->independent_first_frame = b);
     OPT(sf_yaml_double(root, "context_noise", &d, err), rc->context_noise = d);
     /* The wrapper reads the shift from model_kwargs only; with no model_kwargs its default is 8.0
@@ -495,7 +516,13 @@ sf_status sf_run_config_load(const char *default_path, const char *path, sf_run_
     n = 5;
     s = sf_yaml_doubles(root, "image_or_video_shape", shp, &n, err);
     if (s == SF_OK && n == 5) {
-        for (int i = 0; i < 5; i++) rc->image_or_video_shape[i] = (long)shp[i];
+        for (int i = 0; i < 5; i++) {
+            if (!(shp[i] >= 0 && shp[i] <= 1e9) || shp[i] != floor(shp[i])) {
+                s = sf_fail(err, SF_E_FORMAT, "config: image_or_video_shape must be 5 non-negative integers");
+                goto done;
+            }
+            rc->image_or_video_shape[i] = (long)shp[i];
+        }
         rc->has_shape = 1;
     } else if (s != SF_OK && s != SF_E_NOTFOUND) {
         goto done;
@@ -512,7 +539,5 @@ sf_status sf_run_config_load(const char *default_path, const char *path, sf_run_
             goto done;
         }
 done:
-    sf_yaml_free(root);
-    sf_yaml_free(top);
     return s;
 }

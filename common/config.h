@@ -30,6 +30,8 @@ typedef struct sf_dit_config {
 void sf_dit_config_default(sf_dit_config *c);
 /* Read and validate config.json (dim divisible by heads, positive sizes, ...). */
 sf_status sf_dit_config_load(const char *path, sf_dit_config *c, sf_err *err);
+/* The same from JSON text in memory (`what` names it in errors). */
+sf_status sf_dit_config_parse(const char *text, size_t len, const char *what, sf_dit_config *c, sf_err *err);
 
 /* A parsed YAML document as a tree (maps keep insertion order). */
 typedef enum sf_yaml_kind { SF_YAML_SCALAR = 0, SF_YAML_MAP, SF_YAML_SEQ } sf_yaml_kind;
@@ -76,5 +78,7 @@ typedef struct sf_run_config {
 
 /* Load default_path (may be NULL to skip) then path (may be NULL) on top. */
 sf_status sf_run_config_load(const char *default_path, const char *path, sf_run_config *rc, sf_err *err);
+/* The inference keys of an already merged YAML tree. */
+sf_status sf_run_config_from_yaml(const sf_yaml *root, sf_run_config *rc, sf_err *err);
 
 #endif

@@ -108,6 +108,12 @@ static void test_run_config_reference(void) {
     write_tmp(p, sizeof p, "num_frame_per_block: 0\n");
     SF_CHECK(sf_run_config_load(NULL, p, &rc, &err) == SF_E_FORMAT);
     unlink(p);
+    write_tmp(p, sizeof p, "image_or_video_shape: [1, 21, 16, 1e300, 104]\n");
+    SF_CHECK(sf_run_config_load(NULL, p, &rc, &err) == SF_E_FORMAT && strstr(err.msg, "image_or_video_shape"));
+    unlink(p);
+    write_tmp(p, sizeof p, "num_frame_per_block: 99999999999\n");
+    SF_CHECK(sf_run_config_load(NULL, p, &rc, &err) == SF_E_FORMAT && strstr(err.msg, "num_frame_per_block"));
+    unlink(p);
     write_tmp(p, sizeof p, "model_kwargs:\n  timestep_shift: [1]\n");
     SF_CHECK(sf_run_config_load(NULL, p, &rc, &err) == SF_E_FORMAT && strstr(err.msg, "timestep_shift"));
     unlink(p);
