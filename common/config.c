@@ -480,7 +480,11 @@ sf_status sf_run_config_load(const char *default_path, const char *path, sf_run_
         else root = top;
         top = NULL;
     }
-    if (root) s = sf_run_config_from_yaml(root, rc, err);
+    if (root && (s = sf_run_config_from_yaml(root, rc, err)) && err) {
+        char msg[sizeof err->msg];
+        snprintf(msg, sizeof msg, "%s", err->msg);
+        sf_fail(err, s, "%s: %s", path ? path : default_path, msg);
+    }
 done:
     sf_yaml_free(root);
     sf_yaml_free(top);
