@@ -1,18 +1,54 @@
 /* gemm.c — CPU reference GEMM with bias for f32 / bf16 / f16 weights (see gemm.h).
- * Blocked: a panel of 64 weight rows is widened to f32 once per thread and reused for every
- * input row; the 1×4 micro-kernel keeps 4 columns' 8-lane partial sums in registers (GCC
- * vector extension; plain SSE without -mavx). Mirrors torch.nn.Linear (float32).
- * Tested by tests/unit/test_kernels.c. */
+ * Mirrors torch.nn.Linear (float32). Tested by tests/unit/test_kernels.c (vs a double reference,
+ * f32 vs bf16 weights, 1..4 threads, row/column split, ragged tile edges, guard bytes);
+ * benchmarked by tests/bench/bench_kernels.c.
+ *
+ * Blocking (kernels in gemm_tile.inc): per panel of NP weight rows (bf16/f16 widened to an f32
+ * panel once per thread), per block of RB input rows, per K chunk of KC: 3 rows × 4 weight rows
+ * register tiles of 8-lane partial sums, parked in an f32 scratch between chunks (which does not
+ * change them); finally each output = the canonical lane combination + K%8 tail + bias. So every
+ * output is the same sum whatever the tile, chunk or thread that computes it. Plain GCC vector
+ * code (no FMA contraction: -std=c11 keeps -ffp-contract=off), compiled for the baseline ISA and
+ * under target("avx2"), chosen at run time: same bits either way. */
 #include "gemm.h"
 #include "parallel.h"
 
 #include <stdlib.h>
 #include <string.h>
 
+#pragma GCC diagnostic ignored "-Wpsabi" /* static always-inline vector helpers: no ABI */
 
 typedef float v8 __attribute__((vector_size(32)));
 
-#define PANEL 64
+#define NP 64  /* weight rows per panel (a multiple of 4) */
+#define RB 48  /* input rows per block (a multiple of 3) */
+#define KC 1024 /* K chunk (a multiple of 8): RB x KC inputs + NP x KC weights stay in L2 */
+
+#define AI static inline __attribute__((always_inline))
+
+typedef struct gemm_job {
+    int64_t M, N, K, ldx, ldy, np; /* np: weight rows per panel */
+    const float *x;
+    const void *w;
+    sf_dtype wdt;
+    const float *bias;
+    float *y;
+    int by_cols;
+} gemm_job;
+
+#define KSUF _base
+#include "gemm_tile.inc"
+#undef KSUF
+
+#if defined(__GNUC__) && (defined(__x86_64__) || defined(__i386__))
+#define SF_HAVE_AVX2_PATH 1
+#pragma GCC push_options
+#pragma GCC target("avx2")
+#define KSUF _avx2
+#include "gemm_tile.inc"
+#undef KSUF
+#pragma GCC pop_options
+#endif
 
 static inline v8 ld8(const float *p) {
     v8 v;
@@ -24,90 +60,11 @@ static inline float hsum8(v8 a) {
     return ((a[0] + a[4]) + (a[1] + a[5])) + ((a[2] + a[6]) + (a[3] + a[7]));
 }
 
-/* One dot product in the canonical order (used for the column remainder). */
-static inline float dot1(const float *x, const float *w, int64_t K) {
-    int64_t K8 = K & ~(int64_t)7;
-    v8 acc = {0};
-    for (int64_t k = 0; k < K8; k += 8) acc += ld8(x + k) * ld8(w + k);
-    float s = hsum8(acc);
-    for (int64_t k = K8; k < K; k++) s += x[k] * w[k];
-    return s;
-}
-
-/* Four dot products sharing x, each in the same canonical order as dot1. */
-static inline void dot4(const float *x, const float *w, int64_t K, float *out) {
-    int64_t K8 = K & ~(int64_t)7;
-    v8 a0 = {0}, a1 = {0}, a2 = {0}, a3 = {0};
-    const float *w0 = w, *w1 = w + K, *w2 = w + 2 * K, *w3 = w + 3 * K;
-    for (int64_t k = 0; k < K8; k += 8) {
-        v8 xv = ld8(x + k);
-        a0 += xv * ld8(w0 + k);
-        a1 += xv * ld8(w1 + k);
-        a2 += xv * ld8(w2 + k);
-        a3 += xv * ld8(w3 + k);
-    }
-    float s0 = hsum8(a0), s1 = hsum8(a1), s2 = hsum8(a2), s3 = hsum8(a3);
-    for (int64_t k = K8; k < K; k++) {
-        s0 += x[k] * w0[k];
-        s1 += x[k] * w1[k];
-        s2 += x[k] * w2[k];
-        s3 += x[k] * w3[k];
-    }
-    out[0] = s0;
-    out[1] = s1;
-    out[2] = s2;
-    out[3] = s3;
-}
-
-typedef struct gemm_job {
-    int64_t M, N, K, ldx, ldy;
-    const float *x;
-    const void *w;
-    sf_dtype wdt;
-    const float *bias;
-    float *y;
-    int by_cols;
-} gemm_job;
-
 static void widen_rows(const void *w, sf_dtype wdt, int64_t K, int64_t n0, int64_t nr, float *dst) {
-    size_t cnt = (size_t)(nr * K);
-    if (wdt == SF_BF16) {
-        const uint16_t *s = (const uint16_t *)w + n0 * K;
-        for (size_t i = 0; i < cnt; i++) {
-            uint32_t u = (uint32_t)s[i] << 16;
-            memcpy(&dst[i], &u, 4);
-        }
-    } else {
-        const uint16_t *s = (const uint16_t *)w + n0 * K;
-        for (size_t i = 0; i < cnt; i++) dst[i] = sf_f16_to_f32(s[i]);
-    }
+    widen_base(w, wdt, K, n0, nr, dst);
 }
 
-static void gemm_block(const gemm_job *j, int64_t m0, int64_t m1, int64_t n0, int64_t n1, float *panel) {
-    for (int64_t p0 = n0; p0 < n1; p0 += PANEL) {
-        int64_t pn = n1 - p0 < PANEL ? n1 - p0 : PANEL;
-        const float *wp;
-        if (j->wdt == SF_F32) {
-            wp = (const float *)j->w + p0 * j->K;
-        } else {
-            widen_rows(j->w, j->wdt, j->K, p0, pn, panel);
-            wp = panel;
-        }
-        for (int64_t m = m0; m < m1; m++) {
-            const float *xr = j->x + m * j->ldx;
-            float *yr = j->y + m * j->ldy + p0;
-            int64_t c = 0;
-            for (; c + 4 <= pn; c += 4) dot4(xr, wp + c * j->K, j->K, yr + c);
-            for (; c < pn; c++) yr[c] = dot1(xr, wp + c * j->K, j->K);
-            if (j->bias)
-                for (c = 0; c < pn; c++) yr[c] += j->bias[p0 + c];
-        }
-    }
-}
-
-static void gemm_lowmem(const gemm_job *j, int64_t b, int64_t e) {
-    int64_t m0 = j->by_cols ? 0 : b, m1 = j->by_cols ? j->M : e;
-    int64_t n0 = j->by_cols ? b * PANEL : 0, n1 = j->by_cols ? (e * PANEL < j->N ? e * PANEL : j->N) : j->N;
+static void gemm_lowmem(const gemm_job *j, int64_t m0, int64_t m1, int64_t n0, int64_t n1) {
     for (int64_t m = m0; m < m1; m++)
         for (int64_t n = n0; n < n1; n++) {
             int64_t K = j->K, K8 = K & ~(int64_t)7;
@@ -115,7 +72,7 @@ static void gemm_lowmem(const gemm_job *j, int64_t b, int64_t e) {
             float wb[8];
             v8 acc = {0};
             for (int64_t k = 0; k < K8; k += 8) {
-                widen_rows((const char *)j->w + 0, j->wdt, 1, n * K + k, 8, wb); /* 8 elements */
+                widen_rows(j->w, j->wdt, 1, n * K + k, 8, wb); /* 8 elements */
                 acc += ld8(xr + k) * ld8(wb);
             }
             float s = hsum8(acc);
@@ -130,25 +87,31 @@ static void gemm_lowmem(const gemm_job *j, int64_t b, int64_t e) {
 
 static void gemm_range(void *ctx, int64_t b, int64_t e) {
     const gemm_job *j = ctx;
-    float *panel = NULL;
-    if (j->wdt != SF_F32) {
-        panel = malloc(sizeof(float) * (size_t)PANEL * (size_t)j->K);
-        if (!panel) { /* out of memory: widen one weight row at a time (same sums, slower) */
-            gemm_lowmem(j, b, e);
-            return;
-        }
+    int64_t m0 = j->by_cols ? 0 : b, m1 = j->by_cols ? j->M : e;
+    int64_t n0 = j->by_cols ? b * j->np : 0, n1 = j->by_cols ? (e * j->np < j->N ? e * j->np : j->N) : j->N;
+    float *panel = NULL, *acc = malloc(sizeof(float) * 8 * RB * NP);
+    if (j->wdt != SF_F32) panel = malloc(sizeof(float) * (size_t)j->np * (size_t)(j->K > 0 ? j->K : 1));
+    if (!acc || (j->wdt != SF_F32 && !panel)) { /* out of memory: one output at a time (same sums, slower) */
+        free(acc), free(panel);
+        gemm_lowmem(j, m0, m1, n0, n1);
+        return;
     }
-    if (j->by_cols) gemm_block(j, 0, j->M, b * PANEL, e * PANEL < j->N ? e * PANEL : j->N, panel);
-    else gemm_block(j, b, e, 0, j->N, panel);
-    free(panel);
+#ifdef SF_HAVE_AVX2_PATH
+    if (__builtin_cpu_supports("avx2")) gemm_block_avx2(j, m0, m1, n0, n1, panel, acc);
+    else gemm_block_base(j, m0, m1, n0, n1, panel, acc);
+#else
+    gemm_block_base(j, m0, m1, n0, n1, panel, acc);
+#endif
+    free(panel), free(acc);
 }
 
 int sf_gemm_cpu(int64_t M, int64_t N, int64_t K, const float *x, int64_t ldx, const void *w, sf_dtype wdt,
                 const float *bias, float *y, int64_t ldy, int nthreads) {
     if (wdt != SF_F32 && wdt != SF_BF16 && wdt != SF_F16) return -1;
     if (M <= 0 || N <= 0) return 0;
-    gemm_job j = {M, N, K, ldx, ldy, x, w, wdt, bias, y, 0};
-    int64_t npanels = (N + PANEL - 1) / PANEL;
+    int64_t np = NP;
+    gemm_job j = {M, N, K, ldx, ldy, np, x, w, wdt, bias, y, 0};
+    int64_t npanels = (N + np - 1) / np;
     /* Split rows when there are enough of them, else weight panels (columns). */
     if (nthreads > 1 && M < 8 * (int64_t)nthreads && npanels >= 2) {
         j.by_cols = 1;
