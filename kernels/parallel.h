@@ -4,7 +4,8 @@
  * runs the first. Kernels built on it partition OUTPUT elements only and never split a
  * reduction, so results are bit-identical for any thread count. When a thread cannot be
  * created its range runs on the caller (same result, just slower).
- * Tested by tests/unit/test_kernels.c (thread-count invariance of GEMM and attention). */
+ * Tested by tests/unit/test_kernels.c (thread-count invariance of GEMM and attention, baseline vs
+ * avx2 kernels). */
 #ifndef SF_PARALLEL_H
 #define SF_PARALLEL_H
 
@@ -19,5 +20,10 @@ void sf_parallel_for(int64_t n, int nthreads, int64_t min_chunk, sf_range_fn fn,
 
 /* Number of online CPUs (>= 1). */
 int sf_cpu_count(void);
+
+/* 1 when the CPU kernels may run their target("avx2") variants: an x86 CPU with AVX2 and the
+ * environment variable SF_CPU_BASELINE unset, empty or "0". Both variants give the same bits;
+ * tests set SF_CPU_BASELINE=1 to check that. */
+int sf_cpu_use_avx2(void);
 
 #endif

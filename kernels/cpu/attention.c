@@ -39,7 +39,7 @@ typedef struct attn_job {
     int heads, d;
     const float *q, *k, *v;
     float *out, *logits, scale;
-    int failed;
+    int failed, avx2;
 } attn_job;
 
 #define KSUF _base
@@ -67,7 +67,7 @@ static void attn_range(void *ctx, int64_t b, int64_t e) {
         return;
     }
 #ifdef SF_HAVE_AVX2_PATH
-    if (__builtin_cpu_supports("avx2")) attn_items_avx2(j, b, e, sc, acc, kv, kv + lk * dd);
+    if (j->avx2) attn_items_avx2(j, b, e, sc, acc, kv, kv + lk * dd);
     else attn_items_base(j, b, e, sc, acc, kv, kv + lk * dd);
 #else
     attn_items_base(j, b, e, sc, acc, kv, kv + lk * dd);
@@ -79,7 +79,8 @@ int sf_attention_cpu(int64_t Lq, int64_t Lk, int heads, int d, const float *q, i
                      const float *v, int64_t ldkv, float *out, int64_t ldo, float scale, float *logits,
                      int nthreads) {
     if (Lq <= 0) return 0;
-    attn_job j = {Lq, Lk, ldq, ldkv, ldo, (Lq + QT - 1) / QT, heads, d, q, k, v, out, logits, scale, 0};
+    attn_job j = {Lq, Lk, ldq, ldkv, ldo, (Lq + QT - 1) / QT, heads, d, q, k, v, out, logits, scale, 0,
+                  sf_cpu_use_avx2()};
     sf_parallel_for((int64_t)heads * j.ntiles, nthreads, 1, attn_range, &j);
     return j.failed ? -1 : 0;
 }

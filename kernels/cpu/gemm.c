@@ -33,7 +33,7 @@ typedef struct gemm_job {
     sf_dtype wdt;
     const float *bias;
     float *y;
-    int by_cols;
+    int by_cols, avx2;
 } gemm_job;
 
 #define KSUF _base
@@ -97,7 +97,7 @@ static void gemm_range(void *ctx, int64_t b, int64_t e) {
         return;
     }
 #ifdef SF_HAVE_AVX2_PATH
-    if (__builtin_cpu_supports("avx2")) gemm_block_avx2(j, m0, m1, n0, n1, panel, acc);
+    if (j->avx2) gemm_block_avx2(j, m0, m1, n0, n1, panel, acc);
     else gemm_block_base(j, m0, m1, n0, n1, panel, acc);
 #else
     gemm_block_base(j, m0, m1, n0, n1, panel, acc);
@@ -110,7 +110,7 @@ int sf_gemm_cpu(int64_t M, int64_t N, int64_t K, const float *x, int64_t ldx, co
     if (wdt != SF_F32 && wdt != SF_BF16 && wdt != SF_F16) return -1;
     if (M <= 0 || N <= 0) return 0;
     int64_t np = NP;
-    gemm_job j = {M, N, K, ldx, ldy, np, x, w, wdt, bias, y, 0};
+    gemm_job j = {M, N, K, ldx, ldy, np, x, w, wdt, bias, y, 0, sf_cpu_use_avx2()};
     int64_t npanels = (N + np - 1) / np;
     /* Split rows when there are enough of them, else weight panels (columns). */
     if (nthreads > 1 && M < 8 * (int64_t)nthreads && npanels >= 2) {

@@ -5,6 +5,7 @@
 
 #include <pthread.h>
 #include <stdlib.h>
+#include <string.h>
 #include <unistd.h>
 
 typedef struct par_job {
@@ -17,6 +18,16 @@ static void *par_main(void *p) {
     par_job *j = p;
     j->fn(j->ctx, j->begin, j->end);
     return NULL;
+}
+
+int sf_cpu_use_avx2(void) {
+#if defined(__GNUC__) && (defined(__x86_64__) || defined(__i386__))
+    const char *e = getenv("SF_CPU_BASELINE");
+    if (e && *e && strcmp(e, "0") != 0) return 0;
+    return __builtin_cpu_supports("avx2") ? 1 : 0;
+#else
+    return 0;
+#endif
 }
 
 int sf_cpu_count(void) {

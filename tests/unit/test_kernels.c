@@ -1,7 +1,9 @@
 /* test_kernels.c — the DiT's CPU kernels by hand and against golden tables: GEMM (f32/bf16/f16
  * weights vs a double-precision reference, bit-identical for 1..4 threads, guard bytes), attention
  * (vs a naive double softmax, logits tap, thread invariance), RoPE tables (rope.freqs_f64), the
- * sinusoid (mid.t_sinusoid_f64), norms, activations, modulation, patchify/unpatchify round trip. */
+ * sinusoid (mid.t_sinusoid_f64), norms, activations, modulation, patchify/unpatchify round trip;
+ * ragged shapes across every tile edge of the blocked GEMM / attention, bit-exact against the
+ * canonical summation order, baseline-ISA vs avx2 kernels (SF_CPU_BASELINE=1). */
 #define _POSIX_C_SOURCE 200809L
 #include "sf_test.h"
 #include "act.h"
@@ -9,6 +11,7 @@
 #include "gemm.h"
 #include "modulate.h"
 #include "norm_rows.h"
+#include "parallel.h"
 #include "patch.h"
 #include "rope.h"
 #include "rng.h"
@@ -16,6 +19,7 @@
 #include "timestep_embed.h"
 
 #include <stdio.h>
+#include <stdlib.h>
 
 static void fill(float *x, size_t n, uint64_t seed) {
     sf_rng r;
@@ -81,6 +85,124 @@ static void test_attention(void) {
     SF_CHECK_MSG(maxl < 1e-5 && maxd < 1e-5, "logits %.3g out %.3g", maxl, maxd);
     SF_CHECK(sf_attention_cpu(LQ, LK, H, D, q, H * D, k, v, H * D, o2, H * D, sc, NULL, 3) == 0);
     SF_CHECK_MSG(memcmp(o, o2, sizeof o) == 0, "tapped/1 thread vs untapped/3 threads differ");
+}
+
+/* The canonical order of gemm.h / attention.h in scalar code: 8 lanes (lane = k mod 8) summed in
+ * k order, combined pairwise, then the tail. -std=c11 compiles this without FMA contraction. */
+static float canon_dot(const float *x, const float *w, int64_t K) {
+    float l[8] = {0};
+    int64_t K8 = K & ~(int64_t)7, k;
+    for (k = 0; k < K8; k++) l[k & 7] += x[k] * w[k];
+    float s = ((l[0] + l[4]) + (l[1] + l[5])) + ((l[2] + l[6]) + (l[3] + l[7]));
+    for (; k < K; k++) s += x[k] * w[k];
+    return s;
+}
+
+/* Shapes that cross every tile edge of the blocked GEMM (3-row × 4-column tiles, 48-row blocks,
+ * 64-row panels, 1024-wide K chunks, the K%8 tail) with padded strides: bit-exact against the
+ * canonical order for f32 / bf16 / f16 weights, 1..4 threads, row and column splits, and the
+ * baseline-ISA kernels (SF_CPU_BASELINE=1) vs the avx2 ones. */
+static void test_gemm_tiles(void) {
+    enum { M = 50, N = 70, K = 2 * 1024 + 13, LDX = K + 3, LDY = N + 5 };
+    float *x = calloc((size_t)M * LDX, 4), *w = malloc((size_t)N * K * 4), *wf = malloc((size_t)N * K * 4);
+    float *b = malloc(N * 4), *ref = malloc((size_t)M * N * 4), *y = malloc((size_t)M * LDY * 4);
+    uint16_t *wb = malloc((size_t)N * K * 2), *wh = malloc((size_t)N * K * 2);
+    SF_CHECK(x && w && wf && b && ref && y && wb && wh);
+    if (!(x && w && wf && b && ref && y && wb && wh)) goto done;
+    for (int m = 0; m < M; m++) fill(x + (size_t)m * LDX, K, 10 + (uint64_t)m);
+    fill(w, (size_t)N * K, 11);
+    fill(b, N, 12);
+    for (size_t i = 0; i < (size_t)N * K; i++) {
+        wb[i] = sf_f32_to_bf16(w[i]);
+        w[i] = sf_bf16_to_f32(wb[i]); /* representable in bf16 and f16 (|w| < 65504, 8-bit mantissa) */
+        wh[i] = sf_f32_to_f16(w[i]);
+    }
+    for (int m = 0; m < M; m++)
+        for (int n = 0; n < N; n++) ref[m * N + n] = canon_dot(x + (size_t)m * LDX, w + (size_t)n * K, K) + b[n];
+    for (int pass = 0; pass < 2; pass++) {
+        if (pass) setenv("SF_CPU_BASELINE", "1", 1);
+        for (int th = 1; th <= 4; th++)
+            for (int dt = 0; dt < 3; dt++) {
+                for (size_t i = 0; i < (size_t)M * LDY; i++) y[i] = -7.0f;
+                const void *wp = dt == 0 ? (const void *)w : dt == 1 ? (const void *)wb : (const void *)wh;
+                sf_dtype wdt = dt == 0 ? SF_F32 : dt == 1 ? SF_BF16 : SF_F16;
+                SF_CHECK(sf_gemm_cpu(M, N, K, x, LDX, wp, wdt, b, y, LDY, th) == 0);
+                int bad = 0, pad = 0;
+                for (int m = 0; m < M; m++) {
+                    for (int n = 0; n < N; n++) bad += memcmp(&y[m * LDY + n], &ref[m * N + n], 4) != 0;
+                    for (int n = N; n < LDY; n++) pad += y[m * LDY + n] != -7.0f;
+                }
+                SF_CHECK_MSG(!bad && !pad, "gemm tiles: dtype %d, %d threads, baseline %d: %d differ, %d pad", dt, th,
+                             pass, bad, pad);
+            }
+        /* M < 8·threads: columns split over panels */
+        SF_CHECK(sf_gemm_cpu(5, N, K, x, LDX, wb, SF_BF16, NULL, y, LDY, 3) == 0);
+        int bad = 0;
+        for (int m = 0; m < 5; m++)
+            for (int n = 0; n < N; n++) {
+                float r = canon_dot(x + (size_t)m * LDX, w + (size_t)n * K, K);
+                bad += memcmp(&y[m * LDY + n], &r, 4) != 0;
+            }
+        SF_CHECK_MSG(!bad, "gemm column split, baseline %d: %d differ", pass, bad);
+    }
+    unsetenv("SF_CPU_BASELINE");
+done:
+    free(x), free(w), free(wf), free(b), free(ref), free(y), free(wb), free(wh);
+}
+
+/* Ragged attention shapes (queries across the 48-query tile and the 6/3-query register tiles,
+ * keys across the 64-key P·V blocks and 4-key tiles, d = 27: a 16-, an 8-wide and a scalar channel
+ * part) with padded strides: logits bit-exact vs the canonical dot × scale, output vs a double
+ * softmax, and identical bits for 1..4 threads, tapped or not, baseline or avx2 kernels. */
+static void test_attention_tiles(void) {
+    enum { LQ = 101, LK = 133, H = 3, D = 27, LDQ = H * D + 2, LDKV = H * D + 5, LDO = H * D + 1 };
+    float *q = malloc(LQ * LDQ * 4), *k = malloc(LK * LDKV * 4), *v = malloc(LK * LDKV * 4);
+    float *o = malloc(LQ * LDO * 4), *o2 = malloc(LQ * LDO * 4), *lg = malloc((size_t)H * LQ * LK * 4);
+    SF_CHECK(q && k && v && o && o2 && lg);
+    if (!(q && k && v && o && o2 && lg)) goto done;
+    fill(q, LQ * LDQ, 21);
+    fill(k, LK * LDKV, 22);
+    fill(v, LK * LDKV, 23);
+    const float sc = 0.19245009f;
+    for (int i = 0; i < LQ * LDO; i++) o[i] = -7.0f;
+    SF_CHECK(sf_attention_cpu(LQ, LK, H, D, q, LDQ, k, v, LDKV, o, LDO, sc, lg, 1) == 0);
+    int badl = 0, pad = 0;
+    double maxd = 0;
+    for (int h = 0; h < H; h++)
+        for (int i = 0; i < LQ; i++) {
+            double s[LK], mx = -1e300, sum = 0;
+            for (int t = 0; t < LK; t++) {
+                float c = canon_dot(q + i * LDQ + h * D, k + t * LDKV + h * D, D) * sc;
+                badl += memcmp(&c, &lg[((size_t)h * LQ + i) * LK + t], 4) != 0;
+                s[t] = c;
+                mx = s[t] > mx ? s[t] : mx;
+            }
+            for (int t = 0; t < LK; t++) sum += exp(s[t] - mx);
+            for (int c = 0; c < D; c++) {
+                double a = 0;
+                for (int t = 0; t < LK; t++) a += exp(s[t] - mx) / sum * v[t * LDKV + h * D + c];
+                double dd = fabs(a - o[i * LDO + h * D + c]);
+                maxd = dd > maxd ? dd : maxd;
+            }
+        }
+    for (int i = 0; i < LQ; i++)
+        for (int c = H * D; c < LDO; c++) pad += o[i * LDO + c] != -7.0f;
+    SF_CHECK_MSG(!badl && !pad && maxd < 1e-5, "attention tiles: %d logits differ, %d pad, out %.3g", badl, pad, maxd);
+    for (int pass = 0; pass < 2; pass++) {
+        if (pass) setenv("SF_CPU_BASELINE", "1", 1);
+        for (int th = 1; th <= 4; th++) {
+            for (int i = 0; i < LQ * LDO; i++) o2[i] = -7.0f;
+            SF_CHECK(sf_attention_cpu(LQ, LK, H, D, q, LDQ, k, v, LDKV, o2, LDO, sc, th & 1 ? NULL : lg, th) == 0);
+            SF_CHECK_MSG(memcmp(o, o2, (size_t)LQ * LDO * 4) == 0, "attention: %d threads, baseline %d differ", th,
+                         pass);
+        }
+    }
+    unsetenv("SF_CPU_BASELINE");
+    /* no keys: zeros, like the softmax of an empty row times nothing */
+    SF_CHECK(sf_attention_cpu(2, 0, H, D, q, LDQ, k, v, LDKV, o2, LDO, sc, NULL, 2) == 0);
+    SF_CHECK(o2[0] == 0.0f && o2[LDO + H * D - 1] == 0.0f);
+done:
+    free(q), free(k), free(v), free(o), free(o2), free(lg);
 }
 
 static void test_rope_and_sinusoid(void) {
@@ -153,6 +275,8 @@ static void test_small_ops(void) {
 static const sf_test tests[] = {
     {"gemm", test_gemm},
     {"attention", test_attention},
+    {"gemm_tiles", test_gemm_tiles},
+    {"attention_tiles", test_attention_tiles},
     {"rope_and_sinusoid", test_rope_and_sinusoid},
     {"small_ops", test_small_ops},
 };
