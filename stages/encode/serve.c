@@ -194,17 +194,17 @@ sf_status sf_encode_serve(sf_encoder *enc, const char *url, int64_t default_text
     void *ctx = NULL, *sock = NULL;
     sf_wire_msg *m = NULL;
     int bound = 0;
-    const char *ipc = strncmp(url, "ipc://", 6) == 0 ? url + 6 : NULL;
     if ((st = sf_encode_url_check(url, err))) return st;
+    const char *ipc = strncmp(url, "ipc://", 6) == 0 ? url + 6 : NULL;
     if (default_text_len < 1 || default_text_len > SF_SERVE_MAX_TEXT_LEN)
         return sf_fail(err, SF_E_ARG, "--text-len must be in 1..%d for a server", SF_SERVE_MAX_TEXT_LEN);
+    if (ipc && ipc_alive(ipc)) return sf_fail(err, SF_E_IO, "%s: another server is already listening there", url);
     if (!enc->t5) { /* resident: load the weights now, so "bound" means "ready" */
         double t0 = sf_now();
         sf_info("loading umT5 encoder %s", enc->weights_path);
         if ((st = sf_t5_open(enc->weights_path, enc->nthreads, &enc->t5, err))) return st;
         sf_info("umT5 loaded (%.2f s)", sf_now() - t0);
     }
-    if (ipc && ipc_alive(ipc)) return sf_fail(err, SF_E_IO, "%s: another server is already listening there", url);
     if (!(m = malloc(sizeof *m))) return sf_fail(err, SF_E_NOMEM, "out of memory");
     int zero = 0;
     int64_t maxmsg = MAX_REQUEST;
