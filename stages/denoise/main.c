@@ -46,7 +46,7 @@ static const sf_opt opts[] = {
     {"dump-preds", 0, SF_ARG_FLAG, "also write every forward's x0 as pred.<block>.<step> (4 = refresh)"},
     {"layer-indices", 0, SF_ARG_MULTI, "L...\ttap the self-attention of these blocks"},
     {"tap-mode", 0, SF_ARG_VALUE, "logits|frames\tfull pre-softmax logits, or frame-level means (default logits)"},
-    {"tap-select", 0, SF_ARG_VALUE, "seed|all|b:B,s:S\twhich captures to keep (default seed = figure-4 selection)"},
+    {"tap-select", 0, SF_ARG_VALUE, "seed|all|b:B,s:S\twhich captures to keep (default seed: logits = figure-4 selection, frames = streaming aggregate)"},
     {"output-path", 0, SF_ARG_VALUE, "FILE\ttap file: .pt (reference figure-4 / streaming dict) or .safetensors"},
     {"chunk-frames", 0, SF_ARG_VALUE, "N\trecorded as chunk_frames in the streaming tap file (default 3; no effect on values)"},
     {"device", 0, SF_ARG_VALUE, "DEV\tcpu (cuda: not yet available for sf-denoise)"},
