@@ -3,13 +3,13 @@
  * f32 vs bf16 weights, 1..4 threads, row/column split, ragged tile edges, guard bytes);
  * benchmarked by tests/bench/bench_kernels.c.
  *
- * Blocking (kernels in gemm_tile.inc): per panel of NP weight rows (bf16/f16 widened to an f32
- * panel once per thread), per block of RB input rows, per K chunk of KC: 3 rows × 4 weight rows
- * register tiles of 8-lane partial sums, parked in an f32 scratch between chunks (which does not
- * change them); finally each output = the canonical lane combination + K%8 tail + bias. So every
- * output is the same sum whatever the tile, chunk or thread that computes it. Plain GCC vector
- * code (no FMA contraction: -std=c11 keeps -ffp-contract=off), compiled for the baseline ISA and
- * under target("avx2"), chosen at run time: same bits either way. */
+ * Blocking (kernels in gemm_tile.inc): per panel of NP weight rows (copied, or widened from
+ * bf16/f16, into an f32 panel once per thread), per block of RB input rows, per K chunk of KC:
+ * 3 rows × 4 weight rows register tiles of 8-lane partial sums, parked in an f32 scratch between
+ * chunks (which does not change them); finally each output = the canonical lane combination +
+ * K%8 tail + bias. So every output is the same sum whatever the tile, chunk or thread that
+ * computes it. Plain GCC vector code (no FMA contraction: -std=c11 keeps -ffp-contract=off),
+ * compiled for the baseline ISA and under target("avx2"), chosen at run time: same bits. */
 #include "gemm.h"
 #include "parallel.h"
 
@@ -89,9 +89,9 @@ static void gemm_range(void *ctx, int64_t b, int64_t e) {
     const gemm_job *j = ctx;
     int64_t m0 = j->by_cols ? 0 : b, m1 = j->by_cols ? j->M : e;
     int64_t n0 = j->by_cols ? b * j->np : 0, n1 = j->by_cols ? (e * j->np < j->N ? e * j->np : j->N) : j->N;
-    float *panel = NULL, *acc = malloc(sizeof(float) * 8 * RB * NP);
-    if (j->wdt != SF_F32) panel = malloc(sizeof(float) * (size_t)j->np * (size_t)(j->K > 0 ? j->K : 1));
-    if (!acc || (j->wdt != SF_F32 && !panel)) { /* out of memory: one output at a time (same sums, slower) */
+    float *acc = malloc(sizeof(float) * 8 * RB * NP);
+    float *panel = malloc(sizeof(float) * (size_t)j->np * (size_t)(j->K > 0 ? j->K : 1));
+    if (!acc || !panel) { /* out of memory: one output at a time (same sums, slower) */
         free(acc), free(panel);
         gemm_lowmem(j, m0, m1, n0, n1);
         return;
@@ -112,8 +112,9 @@ int sf_gemm_cpu(int64_t M, int64_t N, int64_t K, const float *x, int64_t ldx, co
     int64_t np = NP;
     gemm_job j = {M, N, K, ldx, ldy, np, x, w, wdt, bias, y, 0, sf_cpu_use_avx2()};
     int64_t npanels = (N + np - 1) / np;
-    /* Split rows when there are enough of them, else weight panels (columns). */
-    if (nthreads > 1 && M < 8 * (int64_t)nthreads && npanels >= 2) {
+    /* Split weight panels (columns) when rows are few, or moderately few and panels many (each
+     * thread then widens only its own bf16/f16 panels); else split rows. */
+    if (nthreads > 1 && npanels >= 2 && (M < 8 * (int64_t)nthreads || (M <= 1024 && npanels >= 4 * nthreads))) {
         j.by_cols = 1;
         sf_parallel_for(npanels, nthreads, 1, gemm_range, &j);
     } else {
