@@ -50,16 +50,6 @@ typedef struct gemm_job {
 #pragma GCC pop_options
 #endif
 
-static inline v8 ld8(const float *p) {
-    v8 v;
-    memcpy(&v, p, sizeof v);
-    return v;
-}
-
-static inline float hsum8(v8 a) {
-    return ((a[0] + a[4]) + (a[1] + a[5])) + ((a[2] + a[6]) + (a[3] + a[7]));
-}
-
 static void widen_rows(const void *w, sf_dtype wdt, int64_t K, int64_t n0, int64_t nr, float *dst) {
     widen_base(w, wdt, K, n0, nr, dst);
 }
@@ -73,9 +63,9 @@ static void gemm_lowmem(const gemm_job *j, int64_t m0, int64_t m1, int64_t n0, i
             v8 acc = {0};
             for (int64_t k = 0; k < K8; k += 8) {
                 widen_rows(j->w, j->wdt, 1, n * K + k, 8, wb); /* 8 elements */
-                acc += ld8(xr + k) * ld8(wb);
+                acc += ld8_base(xr + k) * ld8_base(wb);
             }
-            float s = hsum8(acc);
+            float s = hsum8_base(&acc);
             for (int64_t k = K8; k < K; k++) {
                 widen_rows(j->w, j->wdt, 1, n * K + k, 1, wb);
                 s += xr[k] * wb[0];
