@@ -155,6 +155,16 @@ sf_status sf_atomic_open(sf_atomic_file *af, const char *path, sf_err *err) {
     memset(af, 0, sizeof *af);
     if (strlen(path) >= sizeof af->path) return sf_fail(err, SF_E_ARG, "path too long: %s", path);
     snprintf(af->path, sizeof af->path, "%s", path);
+    struct stat st;
+    if (stat(path, &st) == 0 && !S_ISREG(st.st_mode)) {
+        /* a device or FIFO (/dev/stdout, a named pipe): write in place, never rename over it */
+        if (S_ISDIR(st.st_mode)) return sf_fail(err, SF_E_IO, "cannot write %s: is a directory", path);
+        FILE *dp = fopen(path, "wb");
+        if (!dp) return sf_fail(err, SF_E_IO, "cannot write %s: %s", path, strerror(errno));
+        af->fp = dp;
+        af->tmp[0] = 0;
+        return SF_OK;
+    }
     snprintf(af->tmp, sizeof af->tmp, "%s.tmp.%ld.%u", path, (long)getpid(), counter++);
     FILE *fp = fopen(af->tmp, "wb");
     if (!fp) return sf_fail(err, SF_E_IO, "cannot write %s: %s", path, strerror(errno));
@@ -167,8 +177,10 @@ sf_status sf_atomic_commit(sf_atomic_file *af, sf_err *err) {
     if (!fp) return sf_fail(err, SF_E_IO, "%s: not open", af->path);
     af->fp = NULL;
     int bad = ferror(fp) || fflush(fp) != 0;
-    if (!bad) fsync(fileno(fp));
+    if (!bad && af->tmp[0]) fsync(fileno(fp));
     if (fclose(fp) != 0) bad = 1;
+    if (!af->tmp[0]) /* written in place (a device or FIFO) */
+        return bad ? sf_fail(err, SF_E_IO, "cannot write %s: %s", af->path, strerror(errno)) : SF_OK;
     if (bad) {
         int e = errno;
         unlink(af->tmp);

@@ -78,7 +78,8 @@ const char *sf_find_data(const char *rel, char *buf, size_t n);
 /* Monotonic clock in seconds. */
 double sf_now(void);
 
-/* Atomic file output: write to "<path>.tmp.<pid>.<n>", then rename over path. */
+/* Atomic file output: write to "<path>.tmp.<pid>.<n>", then rename over path. An existing
+ * device or FIFO (/dev/stdout, a named pipe) is written in place instead. */
 typedef struct sf_atomic_file {
     char path[4096];
     char tmp[4096 + 64];

@@ -419,13 +419,15 @@ static sf_status write_stream_st(const sf_taps *t, const char *path, const sf_ta
         ents[2 * i + 1].name = names[2 * i + 1];
         ents[2 * i + 1].t = sf_tensor_view(bufs[2 * i + 1], SF_F32, 2, sl);
     }
-    char fpb[32], nf[32], ch[32];
+    char fpb[32], nf[32], ch[32], fsl[32];
     snprintf(fpb, sizeof fpb, "%d", m->num_frame_per_block);
     snprintf(nf, sizeof nf, "%d", m->num_frames);
     snprintf(ch, sizeof ch, "%d", m->chunk_frames > 0 ? m->chunk_frames : 3);
+    snprintf(fsl, sizeof fsl, "%lld", (long long)t->caps[0].frame_tokens);
     const char *kv[] = {"tap_mode", "frames", "extraction_method", "streaming", "num_frames", nf,
-                        "num_frame_per_block", fpb, "chunk_frames", ch, "prompt", m->prompt ? m->prompt : ""};
-    s = sf_safetensors_write(path, ents, n, kv, 6, err);
+                        "num_frame_per_block", fpb, "chunk_frames", ch, "frame_seq_length", fsl,
+                        "prompt", m->prompt ? m->prompt : ""};
+    s = sf_safetensors_write(path, ents, n, kv, 7, err);
 done:
     for (size_t i = 0; bufs && i < n; i++) free(bufs[i]);
     free(bufs);
@@ -454,12 +456,15 @@ sf_status sf_taps_write(const sf_taps *t, const char *path, const sf_taps_meta *
         ents[i].name = names[i];
         ents[i].t = cap_tensor(&t->caps[i]);
     }
-    char fpb[32], nf[32];
+    char fpb[32], nf[32], fsl[32];
     snprintf(fpb, sizeof fpb, "%d", meta->num_frame_per_block);
     snprintf(nf, sizeof nf, "%d", meta->num_frames);
+    /* tokens per latent frame: readers (sf-taps) need it to group keys by frame, and a
+     * 1-frame first block (independent_first_frame) makes Lq / num_frame_per_block wrong */
+    snprintf(fsl, sizeof fsl, "%lld", (long long)t->caps[0].frame_tokens);
     const char *kv[] = {"tap_mode", t->mode == SF_TAP_LOGITS ? "logits" : "frames", "num_frames", nf,
-                        "num_frame_per_block", fpb, "prompt", meta->prompt ? meta->prompt : ""};
-    s = sf_safetensors_write(path, ents, t->n_caps, kv, 4, err);
+                        "num_frame_per_block", fpb, "frame_seq_length", fsl, "prompt", meta->prompt ? meta->prompt : ""};
+    s = sf_safetensors_write(path, ents, t->n_caps, kv, 5, err);
 done:
     if (names)
         for (size_t i = 0; i < t->n_caps; i++) free(names[i]);

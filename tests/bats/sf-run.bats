@@ -92,11 +92,12 @@ write_spec() { # $1 = transport, then stage lines
     pids="$BATS_TEST_TMPDIR/pids"
     write_spec ipc \
         "  - name: a" "    program: $FAKE" "    args: {pidfile: $pids, sleep: 60}" \
-        "  - name: b" "    program: $FAKE" "    args: {pidfile: $pids, sleep: 60}"
+        "  - name: b" "    program: $FAKE" "    args: {pidfile: $pids.b, sleep: 60}"
     sf-run "$SPEC" 3>&- 2>"$BATS_TEST_TMPDIR/log" &
     runner=$!
-    for _ in $(seq 50); do [ -f "$pids" ] && [ "$(wc -l <"$pids")" -eq 2 ] && break; sleep 0.1; done
-    victim=$(sed -n 2p "$pids")
+    for _ in $(seq 100); do [ -s "$pids" ] && [ -s "$pids.b" ] && break; sleep 0.1; done
+    victim=$(cat "$pids.b")
+    cat "$pids.b" >>"$pids"
     kill -9 "$victim"
     rc=0
     wait "$runner" || rc=$?

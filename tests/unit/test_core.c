@@ -5,6 +5,7 @@
 #include "device.h"
 #include "rng.h"
 
+#include <sys/stat.h>
 #include <unistd.h>
 
 static void test_bf16_round(void) {
@@ -154,6 +155,13 @@ static void test_atomic_file(void) {
     SF_CHECK(sf_read_file(path, &data, &len, 3, &err) == SF_E_FORMAT);
     unlink(path);
     rmdir(dir);
+    /* devices are written in place, never renamed over */
+    SF_CHECK_OK(sf_atomic_open(&af, "/dev/null", &err), &err);
+    fputs("discarded", (FILE *)af.fp);
+    SF_CHECK_OK(sf_atomic_commit(&af, &err), &err);
+    struct stat st;
+    SF_CHECK(stat("/dev/null", &st) == 0 && S_ISCHR(st.st_mode));
+    SF_CHECK(sf_atomic_open(&af, "/tmp", &err) == SF_E_IO && strstr(err.msg, "directory"));
     snprintf(path, sizeof path, "/nonexistent-dir/x");
     SF_CHECK(sf_atomic_open(&af, path, &err) == SF_E_IO && strstr(err.msg, "cannot write"));
 }
