@@ -178,3 +178,30 @@ void sf_args_usage(const char *prog, const char *synopsis, const sf_opt *opts) {
         printf("  %-34s %s\n", left, tab ? tab + 1 : h);
     }
 }
+
+int sf_args_main(int argc, char **argv, const char *prog, const char *synopsis, const sf_opt *opts, sf_args *a) {
+    sf_err err = {{0}};
+    sf_log_set_prefix(prog);
+    sf_status s = sf_args_parse(argc, argv, opts, a, &err);
+    if (s) sf_die(prog, s, &err);
+    if (sf_args_has(a, opts, "help")) {
+        sf_args_usage(prog, synopsis, opts);
+        sf_args_free(a);
+        return 1;
+    }
+    if (sf_args_has(a, opts, "version")) {
+        printf("%s %s\n", prog, SF_VERSION);
+        sf_args_free(a);
+        return 1;
+    }
+    const char *lv = sf_args_get(a, opts, "log-level");
+    if (lv) {
+        int l = sf_log_parse_level(lv);
+        if (l < 0) {
+            sf_args_free(a);
+            sf_die(prog, SF_E_ARG, &(sf_err){"--log-level: expected error, warn, info or debug"});
+        }
+        sf_log_set_level(l);
+    }
+    return 0;
+}

@@ -44,6 +44,11 @@ int sf_args_positional(const sf_args *a, const char ***vals);
 /* Typed value helpers: SF_E_ARG with "--name: ..." on a bad number. */
 sf_status sf_arg_long(const char *flag, const char *s, long lo, long hi, long *out, sf_err *err);
 sf_status sf_arg_double(const char *flag, const char *s, double *out, sf_err *err);
+/* The start of every program's main(): sf_args_parse plus the flags all programs share.
+ * -h/--help prints the usage and --version the version: both return 1 with *a freed (the
+ * caller returns 0). --log-level sets the log level. A bad flag or level prints a one-line
+ * error and exits 2. Otherwise returns 0 with *a filled (caller frees). */
+int sf_args_main(int argc, char **argv, const char *prog, const char *synopsis, const sf_opt *opts, sf_args *a);
 /* Print a usage block for the table to stdout. */
 void sf_args_usage(const char *prog, const char *synopsis, const sf_opt *opts);
 

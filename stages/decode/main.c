@@ -205,28 +205,11 @@ int main(int argc, char **argv) {
     run r = {0};
     sf_status s;
     char vae_buf[4096];
-    sf_log_set_prefix(prog);
     signal(SIGPIPE, SIG_IGN);
-    if ((s = sf_args_parse(argc, argv, opts, &a, &err)) != SF_OK) sf_die(prog, s, &err);
-    if (sf_args_has(&a, opts, "help")) {
-        sf_args_usage(prog, "(--latents FILE[:NAME] | --in URL) [-o VIDEO] [--save-video FILE] [options]", opts);
-        sf_args_free(&a);
+    if (sf_args_main(argc, argv, prog, "(--latents FILE[:NAME] | --in URL) [-o VIDEO] [--save-video FILE] [options]",
+                     opts, &a))
         return 0;
-    }
-    if (sf_args_has(&a, opts, "version")) {
-        printf("%s %s\n", prog, SF_VERSION);
-        sf_args_free(&a);
-        return 0;
-    }
     const char *v;
-    if ((v = sf_args_get(&a, opts, "log-level"))) {
-        int lv = sf_log_parse_level(v);
-        if (lv < 0) {
-            sf_fail(&err, SF_E_ARG, "--log-level: unknown level '%s'", v);
-            sf_die(prog, SF_E_ARG, &err);
-        }
-        sf_log_set_level(lv);
-    }
     const char *dev_s = sf_args_get(&a, opts, "device"), *gpu = sf_args_get(&a, opts, "gpu-id");
     sf_device dev = {0, 0};
     if ((dev_s || gpu) && (s = sf_device_parse(dev_s ? dev_s : gpu, &dev, &err)) != SF_OK) sf_die(prog, s, &err);

@@ -192,27 +192,14 @@ static sf_status load_embeds(const char *arg, const char *in_url, int text_dim, 
 }
 
 int main(int argc, char **argv) {
-    sf_log_set_prefix(PROG);
     sf_err err = {{0}};
     sf_args a = {0};
-    sf_status s = sf_args_parse(argc, argv, opts, &a, &err);
-    if (s) sf_die(PROG, s, &err);
-    if (sf_args_has(&a, opts, "help")) {
-        sf_args_usage(PROG, "[--model-dir DIR] (--prompt-embeds FILE[:NAME] | --in URL) [--out URL] [--save-latents FILE] [--layer_indices L... --output_path FILE]", opts);
-        sf_args_free(&a);
+    sf_status s = SF_OK;
+    if (sf_args_main(argc, argv, PROG,
+                     "[--model-dir DIR] (--prompt-embeds FILE[:NAME] | --in URL) [--out URL] [--save-latents FILE] "
+                     "[--layer_indices L... --output_path FILE]",
+                     opts, &a))
         return 0;
-    }
-    if (sf_args_has(&a, opts, "version")) {
-        printf(PROG " " SF_VERSION "\n");
-        sf_args_free(&a);
-        return 0;
-    }
-    const char *lv = sf_args_get(&a, opts, "log-level");
-    if (lv) {
-        int l = sf_log_parse_level(lv);
-        if (l < 0) { sf_fail(&err, SF_E_ARG, "--log-level: unknown level '%s'", lv); sf_die(PROG, SF_E_ARG, &err); }
-        sf_log_set_level(l);
-    }
     /* device */
     sf_device dev = {0, 0};
     const char *ds = sf_args_get(&a, opts, "device"), *gid = sf_args_get(&a, opts, "gpu-id");

@@ -203,28 +203,14 @@ static void usage_die(const char *prog, const char *msg) {
 
 int main(int argc, char **argv) {
     const char *prog = "sf-encode";
-    sf_log_set_prefix(prog);
     sf_args a = {0};
     sf_err err = {{0}};
-    sf_status st = sf_args_parse(argc, argv, opts, &a, &err);
-    if (st) sf_die(prog, st, &err);
-    if (sf_args_has(&a, opts, "help")) {
-        sf_args_usage(prog,
-                      "[--prompt TEXT]... [--prompts FILE] [--save-embeds FILE | --out URL | --tokens-only | "
-                      "--cache-only] [--server URL] | --serve URL | --list",
-                      opts);
+    sf_status st = SF_OK;
+    if (sf_args_main(argc, argv, prog,
+                     "[--prompt TEXT]... [--prompts FILE] [--save-embeds FILE | --out URL | --tokens-only | "
+                     "--cache-only] [--server URL] | --serve URL | --list",
+                     opts, &a))
         return 0;
-    }
-    if (sf_args_has(&a, opts, "version")) {
-        printf("sf-encode %s\n", SF_VERSION);
-        return 0;
-    }
-    const char *lv = sf_args_get(&a, opts, "log-level");
-    if (lv) {
-        int l = sf_log_parse_level(lv);
-        if (l < 0) usage_die(prog, "--log-level: expected error|warn|info|debug");
-        sf_log_set_level(l);
-    }
     long text_len = 512, threads = 0;
     double timeout_s = 0;
     if (sf_args_get(&a, opts, "text-len") &&

@@ -24,20 +24,10 @@ static const sf_opt opts[] = {
 
 int main(int argc, char **argv) {
     const char *prog = "sf-mkmodel";
-    sf_log_set_prefix(prog);
     sf_args a;
     sf_err err = {{0}};
-    sf_status s = sf_args_parse(argc, argv, opts, &a, &err);
-    if (s) sf_die(prog, s, &err);
-    if (sf_args_has(&a, opts, "help")) {
-        sf_args_usage(prog, "tiny|1.3b|CONFIG.json OUTDIR [options]", opts);
-        return 0;
-    }
-    if (sf_args_has(&a, opts, "version")) {
-        printf("%s %s\n", prog, SF_VERSION);
-        return 0;
-    }
-    if (sf_args_get(&a, opts, "log-level")) sf_log_set_level(sf_log_parse_level(sf_args_get(&a, opts, "log-level")));
+    sf_status s = SF_OK;
+    if (sf_args_main(argc, argv, prog, "tiny|1.3b|CONFIG.json OUTDIR [options]", opts, &a)) return 0;
     const char **pos = NULL;
     int np = sf_args_positional(&a, &pos);
     if (np != 2) {

@@ -74,19 +74,10 @@ static void relay(child *c, const char *name, int flush) {
 
 int main(int argc, char **argv) {
     const char *prog = "sf-run";
-    sf_log_set_prefix(prog);
     sf_args a;
     sf_err err = {{0}};
-    sf_status s = sf_args_parse(argc, argv, opts, &a, &err);
-    if (s) sf_die(prog, s, &err);
-    if (sf_args_has(&a, opts, "help")) {
-        sf_args_usage(prog, "PIPELINE.yaml [var=value | stage.arg=value ...] [options]", opts);
-        return 0;
-    }
-    if (sf_args_has(&a, opts, "version")) {
-        printf("%s %s\n", prog, SF_VERSION);
-        return 0;
-    }
+    sf_status s = SF_OK;
+    if (sf_args_main(argc, argv, prog, "PIPELINE.yaml [var=value | stage.arg=value ...] [options]", opts, &a)) return 0;
     const char **pos = NULL;
     int np = sf_args_positional(&a, &pos);
     if (np < 1) sf_die(prog, SF_E_ARG, &(sf_err){"usage: sf-run PIPELINE.yaml [key=value ...] (see --help)"});

@@ -321,25 +321,10 @@ static sf_status plot(const run *r, const char *dir, sf_err *err) {
 }
 
 int main(int argc, char **argv) {
-    sf_log_set_prefix(prog);
     sf_args a;
     sf_err err = {{0}};
-    sf_status s = sf_args_parse(argc, argv, opts, &a, &err);
-    if (s) sf_die(prog, s, &err);
-    if (sf_args_has(&a, opts, "help")) {
-        sf_args_usage(prog, synopsis, opts);
-        return 0;
-    }
-    if (sf_args_has(&a, opts, "version")) {
-        printf("%s %s\n", prog, SF_VERSION);
-        return 0;
-    }
-    const char *lv = sf_args_get(&a, opts, "log-level");
-    if (lv) {
-        int l = sf_log_parse_level(lv);
-        if (l < 0) usage_die("--log-level: expected error|warn|info|debug");
-        sf_log_set_level(l);
-    }
+    sf_status s = SF_OK;
+    if (sf_args_main(argc, argv, prog, synopsis, opts, &a)) return 0;
     const char **pos = NULL;
     int np = sf_args_positional(&a, &pos);
     if (np != 2) usage_die(np < 2 ? "expected a command and a FILE" : "too many arguments");

@@ -303,19 +303,8 @@ int main(int argc, char **argv) {
     }
     sf_args a;
     sf_err err = {{0}};
-    sf_status st = sf_args_parse(argc - 1, argv + 1, opts, &a, &err);
-    if (st) sf_die(prog, st, &err);
-    if (sf_args_has(&a, opts, "help")) {
-        sf_args_usage(prog, synopsis, opts);
-        sf_args_free(&a);
-        return 0;
-    }
-    const char *ll = sf_args_get(&a, opts, "log-level");
-    if (ll) {
-        int lv = sf_log_parse_level(ll);
-        if (lv < 0) usage_die("--log-level must be error, warn, info or debug");
-        sf_log_set_level(lv);
-    }
+    sf_status st = SF_OK;
+    if (sf_args_main(argc - 1, argv + 1, prog, synopsis, opts, &a)) return 0;
     if ((st = sf_wire_install_signals(&err))) sf_die(prog, st, &err);
     const char **pos = NULL;
     int npos = sf_args_positional(&a, &pos);
