@@ -28,6 +28,8 @@ static const sf_opt opts[] = {
     {"text-len", 0, SF_ARG_VALUE, "N\ttokens per prompt incl. eos, padded (default 512)"},
     {"save-embeds", 0, SF_ARG_VALUE, "FILE\twrite emb.<i> [N, D] f32, ids.<i>, mask.<i> (safetensors)"},
     {"tokens-only", 0, SF_ARG_FLAG, "print the token ids of each prompt (one line each) and exit"},
+    {"in", 0, SF_ARG_VALUE, "URL\tprompts as a wire stream: 'prompt' u8 messages holding UTF-8 text (the --serve request format)"},
+    {"progress", 0, SF_ARG_VALUE, "auto|none\tper-prompt progress lines on stderr (auto: when stderr is a terminal)"},
     {"out", 'o', SF_ARG_VALUE, "URL\twire output: one prompt_embeds message per prompt (default '-' when stdout is not a terminal)"},
     {"cache-only", 0, SF_ARG_FLAG, "only fill the cache for the prompts; output nothing"},
     {"serve", 0, SF_ARG_VALUE, "URL\trun as a resident encoder server on tcp://HOST:PORT or ipc://PATH (bind) until SIGINT/SIGTERM"},
@@ -91,6 +93,27 @@ static sf_status read_prompts(const char *path, prompt_list *p, sf_err *err) {
     }
     free(line);
     if (fp != stdin) fclose(fp);
+    return st;
+}
+
+/* Prompts from a wire stream: every tensor message named "prompt" (u8 [n], UTF-8 text) until
+ * end — the same message a --serve request carries. Other messages are skipped. */
+static sf_status read_prompt_stream(const char *url, prompt_list *p, sf_err *err) {
+    sf_wire *r = NULL;
+    sf_wire_msg *m = malloc(sizeof *m);
+    sf_status st = m ? sf_wire_open_reader(url, &r, err) : sf_fail(err, SF_E_NOMEM, "out of memory");
+    while (!st) {
+        const void *payload = NULL;
+        if ((st = sf_wire_recv(r, m, &payload, err)) || m->type == SF_WIRE_END) break;
+        if (strcmp(m->name, "prompt") != 0) continue;
+        if (m->dtype != SF_U8 || m->ndim != 1) {
+            st = sf_fail(err, SF_E_FORMAT, "%s: a 'prompt' message must be u8 [n] UTF-8 text", url);
+            break;
+        }
+        if (!pl_add(p, payload, (size_t)m->shape[0])) st = sf_fail(err, SF_E_NOMEM, "out of memory reading prompts");
+    }
+    sf_wire_close(&r, NULL);
+    free(m);
     return st;
 }
 
@@ -168,7 +191,8 @@ static sf_status run_tokens_only(sf_encoder *enc, const prompt_list *pl, int64_t
 /* Encode every prompt (locally or via a server) and write the requested outputs; with neither
  * save nor out_url it only fills the cache (--cache-only). */
 static sf_status run_encode(sf_encoder *enc, sf_encode_client *cl, const prompt_list *pl, int64_t tl,
-                            const char *save, const char *out_url, sf_err *err) {
+                            const char *save, const char *out_url, int progress, sf_err *err) {
+    double t0 = sf_now();
     sf_status st = SF_OK;
     sf_wire *w = NULL;
     size_t done = 0;
@@ -178,6 +202,9 @@ static sf_status run_encode(sf_encoder *enc, sf_encode_client *cl, const prompt_
     for (size_t i = 0; !st && i < pl->n; i++) {
         if ((st = encode_one(enc, cl, pl, i, tl, &res[i], err))) break;
         done++;
+        if (progress)
+            fprintf(stderr, "sf-encode: prompt %zu/%zu, %.1f s, %.2f prompts/s\n", done, pl->n, sf_now() - t0,
+                    (double)done / (sf_now() - t0 + 1e-9));
         if (w && (st = send_embeds(w, &res[i], i, err))) break;
         if (!save) sf_encoded_free(&res[i]);
     }
@@ -291,6 +318,9 @@ int main(int argc, char **argv) {
         if (st) sf_die(prog, st, &err);
         return 0;
     }
+    const char *pmode = sf_args_get(&a, opts, "progress");
+    if (pmode && strcmp(pmode, "auto") && strcmp(pmode, "none")) usage_die(prog, "--progress: expected auto or none");
+    int show_progress = (!pmode || !strcmp(pmode, "auto")) && isatty(2);
     /* prompts */
     prompt_list pl = {0};
     const char **pv = NULL;
@@ -298,9 +328,10 @@ int main(int argc, char **argv) {
     for (int i = 0; i < np; i++)
         if (!pl_add(&pl, pv[i], strlen(pv[i]))) sf_die(prog, SF_E_NOMEM, &(sf_err){"out of memory"});
     free(pv);
-    const char *pf = sf_args_get(&a, opts, "prompts");
-    if (!pf && np == 0 && !isatty(0)) pf = "-";
+    const char *pf = sf_args_get(&a, opts, "prompts"), *in_url = sf_args_get(&a, opts, "in");
+    if (!pf && !in_url && np == 0 && !isatty(0)) pf = "-";
     if (pf && (st = read_prompts(pf, &pl, &err))) sf_die(prog, st, &err);
+    if (in_url && (st = read_prompt_stream(in_url, &pl, &err))) sf_die(prog, st, &err);
     if (pl.n == 0) usage_die(prog, "no prompts: give --prompt TEXT, --prompts FILE or lines on stdin");
 
     sf_encode_client *cl = NULL;
@@ -308,7 +339,7 @@ int main(int argc, char **argv) {
     else st = sf_encoder_init(&enc, tok_path, w_path, cache_dir, use_cache, (int)threads, &err);
     if (st) sf_die(prog, st, &err);
     if (tokens_only) st = run_tokens_only(&enc, &pl, text_len, &err);
-    else st = run_encode(cl ? NULL : &enc, cl, &pl, text_len, save, out_url, &err);
+    else st = run_encode(cl ? NULL : &enc, cl, &pl, text_len, save, out_url, show_progress, &err);
     if (cl) sf_encode_client_close(&cl);
     else sf_encoder_free(&enc);
     pl_free(&pl);

@@ -159,3 +159,25 @@ print("\n".join(want))
     run --separate-stderr sf-encode --model-dir "$M" --bogus
     assert_failure 2
 }
+
+# A safetensors file holding one u8 tensor "prompt" with the UTF-8 text (no python needed).
+mk_prompt_file() { # $1 text, $2 out
+    local n json hl
+    n=$(printf '%s' "$1" | wc -c)
+    json="{\"prompt\":{\"dtype\":\"U8\",\"shape\":[$n],\"data_offsets\":[0,$n]}}"
+    hl=${#json}
+    printf "$(printf '\\x%02x\\x%02x\\x%02x\\x%02x\\x00\\x00\\x00\\x00' $((hl & 255)) $((hl >> 8 & 255)) $((hl >> 16 & 255)) $((hl >> 24 & 255)))" >"$2"
+    printf '%s%s' "$json" "$1" >>"$2"
+}
+
+@test "--in: prompts from a wire stream equal --prompt; --progress is validated" {
+    T="$BATS_TEST_TMPDIR"
+    mk_prompt_file "A red fox & a hare" "$T/p.safetensors"
+    sf-wire send - --from "$T/p.safetensors" | sf-encode --model-dir "$SF_GOLDEN/model" --in - --no-cache \
+        --save-embeds "$T/a.safetensors" --progress none
+    sf-encode --model-dir "$SF_GOLDEN/model" --prompt "A red fox & a hare" --no-cache --save-embeds "$T/b.safetensors"
+    run -0 sf-tensor diff "$T/a.safetensors" "$T/b.safetensors"
+    run -2 sf-encode --model-dir "$SF_GOLDEN/model" --prompt x --progress loud --save-embeds "$T/c.safetensors"
+    assert_output --partial "--progress"
+    [ ! -e "$T/c.safetensors" ]
+}
