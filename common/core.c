@@ -111,6 +111,12 @@ void *sf_calloc2(size_t n, size_t size) {
     return calloc(n ? n : 1, size ? size : 1);
 }
 
+int sf_progress_enabled(const char *mode) {
+    if (mode && strcmp(mode, "auto") != 0) return 0;
+    const char *env = getenv("SF_PROGRESS");
+    return isatty(2) || (env && *env && strcmp(env, "0") != 0);
+}
+
 int sf_fd_is_data(int fd) {
     struct stat st;
     if (fstat(fd, &st) != 0) return 0;

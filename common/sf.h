@@ -75,6 +75,11 @@ int sf_fd_is_data(int fd);
  * (<exe>/../../), and under the source tree the binary was built from. NULL when absent. */
 const char *sf_find_data(const char *rel, char *buf, size_t n);
 
+/* --progress auto|none: 1 when progress should be shown — "none" never; "auto" (or NULL) when
+ * stderr is a terminal or SF_PROGRESS is set (sf-run sets it and draws one status line from
+ * the '\r'-terminated progress updates of all its stages). */
+int sf_progress_enabled(const char *mode);
+
 /* Monotonic clock in seconds. */
 double sf_now(void);
 

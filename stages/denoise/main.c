@@ -226,7 +226,7 @@ int main(int argc, char **argv) {
         sf_fail(&err, SF_E_ARG, "--progress: expected auto or none");
         sf_die(PROG, SF_E_ARG, &err);
     }
-    int show_progress = (!progress || !strcmp(progress, "auto")) && isatty(2);
+    int show_progress = sf_progress_enabled(progress);
 
     /* inputs and outputs named up front so flag errors come before any heavy work */
     const char *pe_arg = sf_args_get(&a, opts, "prompt-embeds"), *in_url = sf_args_get(&a, opts, "in");

@@ -203,8 +203,8 @@ static sf_status run_encode(sf_encoder *enc, sf_encode_client *cl, const prompt_
         if ((st = encode_one(enc, cl, pl, i, tl, &res[i], err))) break;
         done++;
         if (progress)
-            fprintf(stderr, "sf-encode: prompt %zu/%zu, %.1f s, %.2f prompts/s\n", done, pl->n, sf_now() - t0,
-                    (double)done / (sf_now() - t0 + 1e-9));
+            fprintf(stderr, "\rsf-encode: prompt %zu/%zu  %.1fs  %.2f prompts/s   %s", done, pl->n, sf_now() - t0,
+                    (double)done / (sf_now() - t0 + 1e-9), done == pl->n ? "\n" : "");
         if (w && (st = send_embeds(w, &res[i], i, err))) break;
         if (!save) sf_encoded_free(&res[i]);
     }
@@ -320,7 +320,7 @@ int main(int argc, char **argv) {
     }
     const char *pmode = sf_args_get(&a, opts, "progress");
     if (pmode && strcmp(pmode, "auto") && strcmp(pmode, "none")) usage_die(prog, "--progress: expected auto or none");
-    int show_progress = (!pmode || !strcmp(pmode, "auto")) && isatty(2);
+    int show_progress = sf_progress_enabled(pmode);
     /* prompts */
     prompt_list pl = {0};
     const char **pv = NULL;

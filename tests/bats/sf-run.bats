@@ -114,3 +114,22 @@ write_spec() { # $1 = transport, then stage lines
     assert_output --partial "stage 'ghost' failed (exit 127)"
     assert_output --partial "cannot run /nonexistent/sf-ghost"
 }
+
+@test "progress updates become one status line on a terminal and are dropped in logs" {
+    command -v script >/dev/null || skip "script(1) is not installed"
+    prog="$BATS_TEST_TMPDIR/progress-stage"
+    printf '#!/usr/bin/env bash\nfor i in 1 2 3; do printf "\\rstage: step %%d/3   " $i >&2; sleep 0.05; done\nprintf "\\n" >&2\necho "done: SF_PROGRESS=$SF_PROGRESS" >&2\n' >"$prog"
+    chmod +x "$prog"
+    write_spec ipc "  - name: p" "    program: $prog"
+    run -0 sf-run "$SPEC"
+    assert_output --partial "[p] done: SF_PROGRESS="
+    refute_output --partial "step 1/3"   # updates are dropped when stderr is not a terminal
+    assert_output --partial "[p] stage: step 3/3"  # the final one ends with a newline: kept
+    script -qec "sf-run '$SPEC'" "$BATS_TEST_TMPDIR/tty.out" >/dev/null
+    run cat "$BATS_TEST_TMPDIR/tty.out"
+    assert_output --partial "[p] step 2/3"
+    assert_output --partial "[p] stage: step 3/3"
+    assert_output --partial "[p] done: SF_PROGRESS=1"
+    run grep -a "done: SF_PROGRESS" "$BATS_TEST_TMPDIR/tty.out"
+    refute_output --partial "step 2/3"   # the status line ended with the final update
+}

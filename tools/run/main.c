@@ -3,7 +3,9 @@
  *   sf-run PIPELINE.yaml [key=value | stage.key=value ...] [--dry-run] [--timeout S]
  *
  * Every stage is a child process (ssh for stages with a host). Their stderr lines are
- * relayed with a "[stage] " prefix. When a stage exits non-zero or dies, the others get
+ * relayed with a "[stage] " prefix; their '\r'-terminated progress updates are drawn as one
+ * status line for the whole pipeline when sf-run's stderr is a terminal (SF_PROGRESS=1 asks
+ * the stages for them) and dropped otherwise. When a stage exits non-zero or dies, the others get
  * SIGTERM (SIGKILL 3 s later) and sf-run exits 1 naming the stage and its last message.
  * Children get PR_SET_PDEATHSIG so that they never outlive sf-run. Tested by
  * tests/bats/sf-run.bats. */
@@ -41,30 +43,74 @@ typedef struct child {
     char buf[4096];      /* partial line */
     size_t blen;
     char last[512];      /* last complete stderr line */
+    int after_cr;        /* the last segment ended with '\r' */
+    char progress[160];  /* last progress update ('\r'-terminated) */
     int done, status;
 } child;
 
-static void relay(child *c, const char *name, int flush) {
+/* The pipeline's status line: every stage's last progress update, on one terminal line. */
+typedef struct status_line {
+    int tty;       /* sf-run's stderr is a terminal */
+    int shown;     /* a status line is on screen */
+} status_line;
+
+static void status_clear(status_line *sl) {
+    if (sl->shown) fputs("\r\033[K", stderr);
+    sl->shown = 0;
+}
+
+static void status_draw(status_line *sl, const child *kids, const sf_run_plan *plan, int n) {
+    if (!sl->tty) return;
+    char line[512];
+    size_t o = 0;
+    for (int i = 0; i < n && o + 8 < sizeof line; i++) {
+        if (!kids[i].progress[0]) continue;
+        const char *st = kids[i].progress;
+        const char *colon = strstr(st, ": "); /* drop the program's own "sf-x: " prefix */
+        if (colon && colon - st < 16) st = colon + 2;
+        o += (size_t)snprintf(line + o, sizeof line - o, "%s[%s] %s", o ? " | " : "", plan->stages[i].name, st);
+    }
+    if (!o) return;
+    if (o > 200) o = 200; /* stay on one line of a wide terminal */
+    fprintf(stderr, "\r\033[K%.*s", (int)o, line);
+    fflush(stderr);
+    sl->shown = 1;
+}
+
+static void relay(child *c, const char *name, int flush, status_line *sl) {
     char *start = c->buf, *end = c->buf + c->blen;
     for (;;) {
         char *nl = NULL;
         for (char *p = start; p < end; p++)
             if (*p == '\n' || *p == '\r') { nl = p; break; }
         if (!nl) break;
+        int progress = *nl == '\r';
         *nl = 0;
-        if (nl > start) {
-            fprintf(stderr, "[%s] %s\n", name, start);
-            snprintf(c->last, sizeof c->last, "%.500s", start);
+        /* trim the padding stages put after a progress update */
+        char *e = nl;
+        while (e > start && e[-1] == ' ') *--e = 0;
+        if (!progress && c->after_cr) c->progress[0] = 0; /* the final update ends with '\n' */
+        c->after_cr = progress;
+        if (e > start) {
+            if (progress) {
+                snprintf(c->progress, sizeof c->progress, "%.150s", start);
+            } else {
+                status_clear(sl);
+                fprintf(stderr, "[%s] %s\n", name, start);
+                snprintf(c->last, sizeof c->last, "%.500s", start);
+            }
         }
         start = nl + 1;
     }
     size_t rest = (size_t)(end - start);
     if (flush && rest) {
+        status_clear(sl);
         fprintf(stderr, "[%s] %.*s\n", name, (int)rest, start);
         snprintf(c->last, sizeof c->last, "%.*s", (int)rest, start);
         rest = 0;
     }
     if (rest == sizeof c->buf) { /* an over-long line: print it as it is */
+        status_clear(sl);
         fprintf(stderr, "[%s] %.*s\n", name, (int)rest, start);
         rest = 0;
     }
@@ -113,6 +159,7 @@ int main(int argc, char **argv) {
     memset(kids, 0, sizeof kids);
     int prev_out = -1; /* pipe transport: read end feeding the next stage's stdin */
     pid_t parent = getpid();
+    status_line sl = {isatty(2), 0};
     double t0 = sf_now();
     int started = 0;
     for (int i = 0; i < plan.n; i++) {
@@ -132,6 +179,7 @@ int main(int argc, char **argv) {
             signal(SIGINT, SIG_DFL);
             signal(SIGTERM, SIG_DFL);
             signal(SIGPIPE, SIG_DFL);
+            if (sl.tty) setenv("SF_PROGRESS", "1", 1);
             dup2(ep[1], 2);
             close(ep[0]);
             close(ep[1]);
@@ -182,9 +230,10 @@ int main(int argc, char **argv) {
             ssize_t r = read(c->err_fd, c->buf + c->blen, sizeof c->buf - c->blen);
             if (r > 0) {
                 c->blen += (size_t)r;
-                relay(c, plan.stages[map[k]].name, 0);
+                relay(c, plan.stages[map[k]].name, 0, &sl);
+                status_draw(&sl, kids, &plan, started);
             } else if (r == 0 || (errno != EINTR && errno != EAGAIN)) {
-                relay(c, plan.stages[map[k]].name, 1);
+                relay(c, plan.stages[map[k]].name, 1, &sl);
                 close(c->err_fd);
                 c->err_fd = -1;
             }
@@ -199,14 +248,15 @@ int main(int argc, char **argv) {
                 ssize_t r;
                 while ((r = read(kids[i].err_fd, kids[i].buf + kids[i].blen, sizeof kids[i].buf - kids[i].blen)) > 0) {
                     kids[i].blen += (size_t)r;
-                    relay(&kids[i], plan.stages[i].name, 0);
+                    relay(&kids[i], plan.stages[i].name, 0, &sl);
                 }
-                relay(&kids[i], plan.stages[i].name, 1);
+                relay(&kids[i], plan.stages[i].name, 1, &sl);
                 close(kids[i].err_fd);
                 kids[i].err_fd = -1;
             }
             kids[i].done = 1;
             kids[i].status = st;
+            kids[i].progress[0] = 0; /* a finished stage leaves the status line */
             remaining--;
             int bad = !(WIFEXITED(st) && WEXITSTATUS(st) == 0);
             if (bad && failed < 0 && !kill_at) {
@@ -233,6 +283,7 @@ int main(int argc, char **argv) {
             for (int k = 0; k < started; k++)
                 if (!kids[k].done) kill(kids[k].pid, SIGKILL);
     }
+    status_clear(&sl);
     int rc = 0;
     if (failed >= 0) {
         int st = kids[failed].status;
