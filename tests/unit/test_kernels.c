@@ -151,15 +151,16 @@ done:
 }
 
 /* Ragged attention shapes (queries across the 48-query tile and the 6/3-query register tiles,
- * keys across the 64-key P·V blocks and 4-key tiles, d = 27: a 16-, an 8-wide and a scalar channel
- * part) with padded strides: logits bit-exact vs the canonical dot × scale, output vs a double
- * softmax, and identical bits for 1..4 threads, tapped or not, baseline or avx2 kernels. */
-static void test_attention_tiles(void) {
-    enum { LQ = 101, LK = 133, H = 3, D = 27, LDQ = H * D + 2, LDKV = H * D + 5, LDO = H * D + 1 };
-    float *q = malloc(LQ * LDQ * 4), *k = malloc(LK * LDKV * 4), *v = malloc(LK * LDKV * 4);
-    float *o = malloc(LQ * LDO * 4), *o2 = malloc(LQ * LDO * 4), *lg = malloc((size_t)H * LQ * LK * 4);
-    SF_CHECK(q && k && v && o && o2 && lg);
-    if (!(q && k && v && o && o2 && lg)) goto done;
+ * keys across the 64-key P·V blocks and 4-key tiles; d = 27 and 128) with padded strides: logits
+ * bit-exact vs the canonical dot × scale, output vs a double softmax, and identical bits for 1..4
+ * threads, tapped or not, baseline or avx2 kernels. */
+static void attention_tiles(const int LQ, const int LK, const int H, const int D) {
+    const int LDQ = H * D + 2, LDKV = H * D + 5, LDO = H * D + 1;
+    float *q = malloc((size_t)LQ * LDQ * 4), *k = malloc((size_t)LK * LDKV * 4), *v = malloc((size_t)LK * LDKV * 4);
+    float *o = malloc((size_t)LQ * LDO * 4), *o2 = malloc((size_t)LQ * LDO * 4), *lg = malloc((size_t)H * LQ * LK * 4);
+    double *s = malloc(sizeof(double) * (size_t)LK);
+    SF_CHECK(q && k && v && o && o2 && lg && s);
+    if (!(q && k && v && o && o2 && lg && s)) goto done;
     fill(q, LQ * LDQ, 21);
     fill(k, LK * LDKV, 22);
     fill(v, LK * LDKV, 23);
@@ -170,7 +171,7 @@ static void test_attention_tiles(void) {
     double maxd = 0;
     for (int h = 0; h < H; h++)
         for (int i = 0; i < LQ; i++) {
-            double s[LK], mx = -1e300, sum = 0;
+            double mx = -1e300, sum = 0;
             for (int t = 0; t < LK; t++) {
                 float c = canon_dot(q + i * LDQ + h * D, k + t * LDKV + h * D, D) * sc;
                 badl += memcmp(&c, &lg[((size_t)h * LQ + i) * LK + t], 4) != 0;
@@ -187,14 +188,15 @@ static void test_attention_tiles(void) {
         }
     for (int i = 0; i < LQ; i++)
         for (int c = H * D; c < LDO; c++) pad += o[i * LDO + c] != -7.0f;
-    SF_CHECK_MSG(!badl && !pad && maxd < 1e-5, "attention tiles: %d logits differ, %d pad, out %.3g", badl, pad, maxd);
+    SF_CHECK_MSG(!badl && !pad && maxd < 1e-5, "attention tiles d=%d: %d logits differ, %d pad, out %.3g", D, badl, pad,
+                 maxd);
     for (int pass = 0; pass < 2; pass++) {
         if (pass) setenv("SF_CPU_BASELINE", "1", 1);
         for (int th = 1; th <= 4; th++) {
             for (int i = 0; i < LQ * LDO; i++) o2[i] = -7.0f;
             SF_CHECK(sf_attention_cpu(LQ, LK, H, D, q, LDQ, k, v, LDKV, o2, LDO, sc, th & 1 ? NULL : lg, th) == 0);
-            SF_CHECK_MSG(memcmp(o, o2, (size_t)LQ * LDO * 4) == 0, "attention: %d threads, baseline %d differ", th,
-                         pass);
+            SF_CHECK_MSG(memcmp(o, o2, (size_t)LQ * LDO * 4) == 0, "attention d=%d: %d threads, baseline %d differ", D,
+                         th, pass);
         }
     }
     unsetenv("SF_CPU_BASELINE");
@@ -202,7 +204,12 @@ static void test_attention_tiles(void) {
     SF_CHECK(sf_attention_cpu(2, 0, H, D, q, LDQ, k, v, LDKV, o2, LDO, sc, NULL, 2) == 0);
     SF_CHECK(o2[0] == 0.0f && o2[LDO + H * D - 1] == 0.0f);
 done:
-    free(q), free(k), free(v), free(o), free(o2), free(lg);
+    free(q), free(k), free(v), free(o), free(o2), free(lg), free(s);
+}
+
+static void test_attention_tiles(void) {
+    attention_tiles(101, 133, 3, 27); /* d: a 16-wide, an 8-wide and a scalar channel part */
+    attention_tiles(55, 70, 2, 128);  /* the model's head size: the vector logit reduction */
 }
 
 static void test_rope_and_sinusoid(void) {
