@@ -15,6 +15,10 @@ for b in "$BUILD"/bench/bench_*; do
     echo "== $(basename "$b")"
     if [ -n "${SF_BENCH_FULL:-}" ]; then "$b" --full || status=1; else "$b" || status=1; fi
 done
+echo
+echo "== sf-denoise --bench (ms per block-forward, peak RSS)"
+sf-denoise --bench tiny --model-dir tests/golden/model --progress none || status=1
+sf-denoise --bench 1.3b-layer --progress none || status=1
 if command -v sf-wire >/dev/null 2>&1; then
     echo
     echo "== transports (sf-wire bench; memcpy baseline first)"
