@@ -244,3 +244,13 @@ bad_input() {
     run --separate-stderr sf-tensor diff - -
     assert_failure 2
 }
+
+@test "tree shows a checkpoint's nested dicts and a flat file's tensors" {
+    run -0 sf-tensor tree "$SF_GOLDEN/checkpoints/tiny_dmd.pt"
+    assert_line "/: dict of 2"
+    assert_line --regexp '^/generator: dict of [0-9]+$'
+    assert_line "/generator_ema/model.head.head.bias: tensor bf16 [64]"
+    run -0 sf-tensor tree "$SF_GOLDEN/model/diffusion_pytorch_model.safetensors"
+    assert_line --regexp '^head\.head\.bias	f32	\[64\]$'
+    run -1 sf-tensor tree "$SF_GOLDEN/model/config.json"
+}

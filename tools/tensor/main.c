@@ -3,6 +3,8 @@
  *   sf-tensor cat FILE NAME [--limit N]     the values of one tensor
  *   sf-tensor diff A B [--rtol R] [--atol A] per-tensor max abs/rel error and NMSE; exit 1 on mismatch
  *   sf-tensor convert IN OUT [--select KEY] by OUT's extension; --select takes a sub-dict
+ *   sf-tensor tree FILE                     a .pt/.pth file's whole object tree (dicts, lists,
+ *                                           scalars, strings, tensors) — e.g. a taps file's layout
  * FILE may also be a wire byte stream (starts with "SFT1", common/wire.h) or "-" (a wire stream
  * on stdin): its tensor messages are read into memory in stream order; a repeated name gets
  * "#<k>" for its k-th repeat (latents, latents#1, latents#2, ...); message meta becomes string
@@ -22,7 +24,7 @@
 
 static const char *prog = "sf-tensor";
 static const char *synopsis = "ls FILE | cat FILE NAME [--limit N] | diff A B [--rtol R --atol A] | "
-                              "convert IN OUT [--select KEY]";
+                              "convert IN OUT [--select KEY] | tree FILE";
 
 static const sf_opt opts[] = {
     {"limit", 'n', SF_ARG_VALUE, "N\tcat: print at most N values"},
@@ -161,6 +163,62 @@ static int cmd_ls(const char *path) {
     for (size_t i = 0; i < tf->n; i++)
         printf("%s\t%s\t%s\n", tf->entries[i].name, sf_dtype_name(tf->entries[i].t.dtype),
                sf_shape_str(&tf->entries[i].t, shape, sizeof shape));
+    sf_tfile_destroy(&tf);
+    return 0;
+}
+
+/* One line per node: "path: type value" with tensors as "dtype [shape]"; strings quoted. */
+static void tree_print(const sf_py *p, char *path, size_t len, size_t cap, int depth) {
+    char shape[256];
+    if (depth > 64) {
+        printf("%s: ...\n", len ? path : "/");
+        return;
+    }
+    const char *at = len ? path : "/";
+    switch (p->type) {
+    case SF_PY_NONE: printf("%s: None\n", at); return;
+    case SF_PY_BOOL: printf("%s: bool %s\n", at, p->i ? "True" : "False"); return;
+    case SF_PY_INT: printf("%s: int %lld\n", at, (long long)p->i); return;
+    case SF_PY_FLOAT: printf("%s: float %.17g\n", at, p->f); return;
+    case SF_PY_STR: printf("%s: str '%s'\n", at, p->s); return;
+    case SF_PY_TENSOR: printf("%s: tensor %s %s\n", at, sf_dtype_name(p->t.dtype), sf_shape_str(&p->t, shape, sizeof shape)); return;
+    case SF_PY_LIST:
+    case SF_PY_TUPLE:
+    case SF_PY_DICT: {
+        int dict = p->type == SF_PY_DICT;
+        printf("%s: %s of %zu\n", at, dict ? "dict" : p->type == SF_PY_LIST ? "list" : "tuple", p->n);
+        for (size_t i = 0; i < p->n; i++) {
+            const sf_py *key = dict ? p->items[2 * i] : NULL, *val = dict ? p->items[2 * i + 1] : p->items[i];
+            char k[64];
+            const char *ks = k;
+            if (dict && key->type == SF_PY_STR) ks = key->s;
+            else if (dict && key->type == SF_PY_INT) snprintf(k, sizeof k, "%lld", (long long)key->i);
+            else if (dict) snprintf(k, sizeof k, "<key %zu>", i);
+            else snprintf(k, sizeof k, "%zu", i);
+            size_t kl = strlen(ks);
+            if (len + 1 + kl + 1 > cap) {
+                printf("%s/...: (path too long)\n", at);
+                continue;
+            }
+            path[len] = '/';
+            memcpy(path + len + 1, ks, kl + 1);
+            tree_print(val, path, len + 1 + kl, cap, depth + 1);
+            path[len] = 0;
+        }
+        return;
+    }
+    }
+}
+
+static int cmd_tree(const char *path) {
+    sf_tfile *tf = open_or_die(path);
+    if (!tf->root) {
+        /* flat containers: the tensors are the whole tree */
+        sf_tfile_destroy(&tf);
+        return cmd_ls(path);
+    }
+    char buf[4096] = "";
+    tree_print(tf->root, buf, 0, sizeof buf, 0);
     sf_tfile_destroy(&tf);
     return 0;
 }
@@ -395,6 +453,9 @@ int main(int argc, char **argv) {
         if (t && (s = sf_arg_double("atol", t, &atol, &err))) sf_die(prog, s, &err);
         if (!(rtol >= 0) || !(atol >= 0)) usage_die("--rtol/--atol must be >= 0");
         rc = cmd_diff(pos[1], pos[2], rtol, atol, sf_args_has(&a, opts, "quiet"));
+    } else if (strcmp(cmd, "tree") == 0) {
+        if (np != 2) usage_die("tree takes one FILE");
+        rc = cmd_tree(pos[1]);
     } else if (strcmp(cmd, "convert") == 0) {
         if (np != 3) usage_die("convert takes IN OUT");
         rc = cmd_convert(pos[1], pos[2], sf_args_get(&a, opts, "select"));
