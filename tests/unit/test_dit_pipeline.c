@@ -5,10 +5,7 @@
  * Metric as dit_manifest.json: max|x − golden| / max|golden| <= 1e-4 for pipeline tensors
  * (its fp32 tolerance "pipeline preds/outputs ~1e-4..1e-3"; we measure ~7e-7). */
 #define _POSIX_C_SOURCE 200809L
-#include "sf_test.h"
-#include "config.h"
-#include "tfile.h"
-#include "stages/denoise/pipeline.h"
+#include "dit_golden.h"
 
 #include <stdio.h>
 
@@ -50,51 +47,21 @@ static sf_status on_pred(void *vc, int b, int s, int F, const float *x0, sf_err 
 /* Run one golden mode; out (9,16,8,12) is filled. */
 static void run_mode(const char *mode, const char *ckpt_key, int nthreads, int use_noise, uint64_t seed, float *out,
                      int check) {
-    char p[1024];
     sf_err err = {{0}};
-    sf_dit_config cfg;
-    sf_tfile *base = NULL, *ck = NULL, *g = NULL;
-    snprintf(p, sizeof p, "%s/model/config.json", sf_test_golden());
-    SF_CHECK_OK(sf_dit_config_load(p, &cfg, &err), &err);
-    snprintf(p, sizeof p, "%s/model/diffusion_pytorch_model.safetensors", sf_test_golden());
-    SF_CHECK_OK(sf_tfile_open(p, &base, &err), &err);
-    if (ckpt_key) {
-        snprintf(p, sizeof p, "%s/checkpoints/tiny_dmd.pt", sf_test_golden());
-        SF_CHECK_OK(sf_tfile_open(p, &ck, &err), &err);
+    dit_golden d;
+    if (dit_golden_open(&d, mode, ckpt_key, nthreads, use_noise, seed)) {
+        pctx c = {d.g, 0, 0};
+        sf_pipeline_hooks hk = {NULL, check ? on_pred : NULL, NULL, &c, 0, NULL};
+        SF_CHECK_OK(sf_pipeline_run(&d.st, &d.sc, &d.pc, &hk, out, &err), &err);
+        if (check) {
+            SF_CHECK_MSG(c.n_pred == 15, "%d preds", c.n_pred);
+            double e = rel_err(out, sf_tfile_get(d.g, "output"), 9 * 16 * 8 * 12);
+            SF_CHECK_MSG(e <= 1e-4, "%s output rel err %.3g", mode, e);
+            if (getenv("SF_TEST_VERBOSE")) fprintf(stderr, "# %s: worst pred %.3g output %.3g\n", mode, c.worst, e);
+            SF_CHECK(d.st.global_end == 216 && d.st.local_end == 216);
+        }
     }
-    snprintf(p, sizeof p, "%s/expect/dit_pipeline_%s.safetensors", sf_test_golden(), mode);
-    SF_CHECK_OK(sf_tfile_open(p, &g, &err), &err);
-    if (!base || !g || (ckpt_key && !ck)) goto done;
-    sf_dit_weights w;
-    SF_CHECK_OK(sf_dit_weights_load(&w, &cfg, base, ck, ckpt_key, &err), &err);
-    sf_dit_state st;
-    SF_CHECK_OK(sf_dit_state_init(&st, &w, 3, 8, 12, 9, -1, 0, nthreads, &err), &err);
-    const sf_tensor *pe = sf_tfile_get(g, "context.prompt_embeds");
-    float *emb = malloc(sizeof(float) * (size_t)sf_tensor_numel(pe));
-    sf_tensor_to_f32(pe, emb);
-    SF_CHECK_OK(sf_dit_set_context(&st, emb, pe->shape[1], &err), &err);
-    sf_scheduler sc;
-    SF_CHECK_OK(sf_scheduler_init(&sc, 5.0, &err), &err);
-    sf_pipeline_cfg pc = {{0}, 4, 3, 0, 0.0f, 9, 8, 12, 16, seed, use_noise ? g : NULL};
-    double raw[4] = {1000, 750, 500, 250};
-    SF_CHECK_OK(sf_scheduler_steps(&sc, raw, 4, 1, pc.steps, &err), &err);
-    pctx c = {g, 0, 0};
-    sf_pipeline_hooks hk = {NULL, check ? on_pred : NULL, NULL, &c, 0, NULL};
-    SF_CHECK_OK(sf_pipeline_run(&st, &sc, &pc, &hk, out, &err), &err);
-    if (check) {
-        SF_CHECK_MSG(c.n_pred == 15, "%d preds", c.n_pred);
-        double e = rel_err(out, sf_tfile_get(g, "output"), 9 * 16 * 8 * 12);
-        SF_CHECK_MSG(e <= 1e-4, "%s output rel err %.3g", mode, e);
-        if (getenv("SF_TEST_VERBOSE")) fprintf(stderr, "# %s: worst pred %.3g output %.3g\n", mode, c.worst, e);
-        SF_CHECK(st.global_end == 216 && st.local_end == 216);
-    }
-    free(emb);
-    sf_dit_state_free(&st);
-    sf_dit_weights_free(&w);
-done:
-    sf_tfile_destroy(&g);
-    sf_tfile_destroy(&ck);
-    sf_tfile_destroy(&base);
+    dit_golden_close(&d);
 }
 
 enum { NOUT = 9 * 16 * 8 * 12 };

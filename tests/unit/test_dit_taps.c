@@ -5,9 +5,7 @@
  * Tolerances from dit_manifest.json: f16 logits |d| <= 1e-3·|x| + 1e-3; frame aggregates rtol 1e-4
  * (relative to the tensor's max-abs). */
 #define _POSIX_C_SOURCE 200809L
-#include "sf_test.h"
-#include "config.h"
-#include "tfile.h"
+#include "dit_golden.h"
 #include "pickle.h"
 #include "stages/denoise/pipeline.h"
 #include "stages/denoise/taps.h"
@@ -21,47 +19,17 @@ static void on_fwd(void *c, int b, int s, int64_t start, int F) {
     sf_taps_on_forward(((fwd_ctx *)c)->t, b, s, start);
 }
 
-/* Run the golden pipeline of `mode` with taps configured; returns the golden taps file. */
+/* Run the golden pipeline of `mode` (replayed noise, 2 threads) with taps configured. */
 static void run_taps(const char *mode, const char *ckpt_key, sf_taps *taps) {
-    char p[1024];
     sf_err err = {{0}};
-    sf_dit_config cfg;
-    sf_tfile *base = NULL, *ck = NULL, *g = NULL;
-    snprintf(p, sizeof p, "%s/model/config.json", sf_test_golden());
-    SF_CHECK_OK(sf_dit_config_load(p, &cfg, &err), &err);
-    snprintf(p, sizeof p, "%s/model/diffusion_pytorch_model.safetensors", sf_test_golden());
-    SF_CHECK_OK(sf_tfile_open(p, &base, &err), &err);
-    if (ckpt_key) {
-        snprintf(p, sizeof p, "%s/checkpoints/tiny_dmd.pt", sf_test_golden());
-        SF_CHECK_OK(sf_tfile_open(p, &ck, &err), &err);
+    dit_golden d;
+    if (dit_golden_open(&d, mode, ckpt_key, 2, 1, 0)) {
+        sf_taps_attach(taps, &d.st);
+        fwd_ctx fc = {taps};
+        sf_pipeline_hooks hk = {on_fwd, NULL, NULL, &fc, 0, NULL};
+        SF_CHECK_OK(sf_pipeline_run(&d.st, &d.sc, &d.pc, &hk, NULL, &err), &err);
     }
-    snprintf(p, sizeof p, "%s/expect/dit_pipeline_%s.safetensors", sf_test_golden(), mode);
-    SF_CHECK_OK(sf_tfile_open(p, &g, &err), &err);
-    if (!base || !g || (ckpt_key && !ck)) goto done;
-    sf_dit_weights w;
-    SF_CHECK_OK(sf_dit_weights_load(&w, &cfg, base, ck, ckpt_key, &err), &err);
-    sf_dit_state st;
-    SF_CHECK_OK(sf_dit_state_init(&st, &w, 3, 8, 12, 9, -1, 0, 2, &err), &err);
-    const sf_tensor *pe = sf_tfile_get(g, "context.prompt_embeds");
-    float *emb = malloc(sizeof(float) * (size_t)sf_tensor_numel(pe));
-    sf_tensor_to_f32(pe, emb);
-    SF_CHECK_OK(sf_dit_set_context(&st, emb, pe->shape[1], &err), &err);
-    sf_scheduler sc;
-    SF_CHECK_OK(sf_scheduler_init(&sc, 5.0, &err), &err);
-    sf_pipeline_cfg pc = {{0}, 4, 3, 0, 0.0f, 9, 8, 12, 16, 0, g};
-    double raw[4] = {1000, 750, 500, 250};
-    SF_CHECK_OK(sf_scheduler_steps(&sc, raw, 4, 1, pc.steps, &err), &err);
-    sf_taps_attach(taps, &st);
-    fwd_ctx fc = {taps};
-    sf_pipeline_hooks hk = {on_fwd, NULL, NULL, &fc, 0, NULL};
-    SF_CHECK_OK(sf_pipeline_run(&st, &sc, &pc, &hk, NULL, &err), &err);
-    free(emb);
-    sf_dit_state_free(&st);
-    sf_dit_weights_free(&w);
-done:
-    sf_tfile_destroy(&g);
-    sf_tfile_destroy(&ck);
-    sf_tfile_destroy(&base);
+    dit_golden_close(&d);
 }
 
 static sf_tfile *open_expect(const char *file) {

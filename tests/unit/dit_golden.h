@@ -1,0 +1,66 @@
+/* dit_golden.h — the golden causal-loop fixture shared by test_dit_pipeline.c and
+ * test_dit_taps.c: the tiny model (base weights, or a key of the tiny_dmd.pt checkpoint), the
+ * dit_pipeline_<mode>.safetensors expect file, a state for 9 latent frames of 8×12 in blocks of
+ * 3, the golden text context, and the reference schedule (shift 5, warped 1000/750/500/250). */
+#ifndef SF_TEST_DIT_GOLDEN_H
+#define SF_TEST_DIT_GOLDEN_H
+
+#include "sf_test.h"
+#include "config.h"
+#include "tfile.h"
+#include "stages/denoise/pipeline.h"
+
+typedef struct dit_golden {
+    sf_dit_config cfg;
+    sf_tfile *base, *ck, *g; /* g: the mode's expect file (also the noise to replay) */
+    sf_dit_weights w;
+    sf_dit_state st;
+    sf_scheduler sc;
+    sf_pipeline_cfg pc;
+    float *emb;
+} dit_golden;
+
+/* Returns 1 when everything is loaded (failures are recorded as test failures). With
+ * use_noise the expect file's noise.* draws are replayed, else `seed` drives our RNG. */
+static int dit_golden_open(dit_golden *d, const char *mode, const char *ckpt_key, int nthreads, int use_noise,
+                           uint64_t seed) {
+    char p[1024];
+    sf_err err = {{0}};
+    memset(d, 0, sizeof *d);
+    snprintf(p, sizeof p, "%s/model/config.json", sf_test_golden());
+    SF_CHECK_OK(sf_dit_config_load(p, &d->cfg, &err), &err);
+    snprintf(p, sizeof p, "%s/model/diffusion_pytorch_model.safetensors", sf_test_golden());
+    SF_CHECK_OK(sf_tfile_open(p, &d->base, &err), &err);
+    if (ckpt_key) {
+        snprintf(p, sizeof p, "%s/checkpoints/tiny_dmd.pt", sf_test_golden());
+        SF_CHECK_OK(sf_tfile_open(p, &d->ck, &err), &err);
+    }
+    snprintf(p, sizeof p, "%s/expect/dit_pipeline_%s.safetensors", sf_test_golden(), mode);
+    SF_CHECK_OK(sf_tfile_open(p, &d->g, &err), &err);
+    if (!d->base || !d->g || (ckpt_key && !d->ck)) return 0;
+    SF_CHECK_OK(sf_dit_weights_load(&d->w, &d->cfg, d->base, d->ck, ckpt_key, &err), &err);
+    SF_CHECK_OK(sf_dit_state_init(&d->st, &d->w, 3, 8, 12, 9, -1, 0, nthreads, &err), &err);
+    const sf_tensor *pe = sf_tfile_get(d->g, "context.prompt_embeds");
+    d->emb = malloc(sizeof(float) * (size_t)sf_tensor_numel(pe));
+    sf_tensor_to_f32(pe, d->emb);
+    SF_CHECK_OK(sf_dit_set_context(&d->st, d->emb, pe->shape[1], &err), &err);
+    SF_CHECK_OK(sf_scheduler_init(&d->sc, 5.0, &err), &err);
+    sf_pipeline_cfg pc = {{0}, 4, 3, 0, 0.0f, 9, 8, 12, 16, seed, use_noise ? d->g : NULL};
+    d->pc = pc;
+    double raw[4] = {1000, 750, 500, 250};
+    SF_CHECK_OK(sf_scheduler_steps(&d->sc, raw, 4, 1, d->pc.steps, &err), &err);
+    return 1;
+}
+
+static void dit_golden_close(dit_golden *d) {
+    if (d->emb) {
+        free(d->emb);
+        sf_dit_state_free(&d->st);
+        sf_dit_weights_free(&d->w);
+    }
+    sf_tfile_destroy(&d->g);
+    sf_tfile_destroy(&d->ck);
+    sf_tfile_destroy(&d->base);
+}
+
+#endif
