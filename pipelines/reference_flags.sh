@@ -1,0 +1,58 @@
+# reference_flags.sh — sourced by figure4.sh and streaming.sh: the flags the reference's
+# experiments/run_extraction_*.py scripts share (same defaults), our shared additions, and the
+# sf-encode | sf-denoise command lines they lead to. Set ref_prog before sourcing.
+
+config_path=configs/self_forcing_dmd.yaml
+checkpoint_path=checkpoints/self_forcing_dmd.pt
+prompt="A majestic eagle soaring through a cloudy sky, cinematic lighting"
+no_checkpoint=0
+seed=42
+device=
+model_dir=${SF_MODEL_DIR:-wan_models/Wan2.1-T2V-1.3B}
+height=480
+width=832
+cache_dir=
+extra_encode=()
+extra_denoise=()
+
+ref_need() { [ $# -ge 2 ] || { echo "$ref_prog: error: option $1 needs a value" >&2; exit 2; }; }
+ref_int() { [[ "$2" =~ ^[0-9]+$ ]] || { echo "$ref_prog: error: $1 must be a non-negative integer, got '$2'" >&2; exit 2; }; }
+
+# ref_flag FLAG [VALUE...]: handle one shared flag (FLAG already in --dash-form); sets ref_used
+# to the number of words consumed, 0 when FLAG is not a shared one.
+ref_flag() {
+    ref_used=2
+    case "$1" in
+    --config-path) ref_need "$@"; config_path=$2 ;;
+    --checkpoint-path) ref_need "$@"; checkpoint_path=$2 ;;
+    --prompt) ref_need "$@"; prompt=$2 ;;
+    --no-checkpoint) no_checkpoint=1; ref_used=1 ;;
+    --use-ema) ref_used=1 ;; # always true in the reference scripts
+    --seed) ref_need "$@"; ref_int "$1" "$2"; seed=$2 ;;
+    --gpu-id) ref_need "$@"; ref_int "$1" "$2"; device="cuda:$2" ;;
+    --device) ref_need "$@"; device=$2 ;;
+    --model-dir) ref_need "$@"; model_dir=$2 ;;
+    --height) ref_need "$@"; ref_int "$1" "$2"; height=$2 ;;
+    --width) ref_need "$@"; ref_int "$1" "$2"; width=$2 ;;
+    --cache-dir) ref_need "$@"; cache_dir=$2 ;;
+    --log-level) ref_need "$@"; extra_encode+=("$1" "$2"); extra_denoise+=("$1" "$2") ;;
+    --progress) ref_need "$@"; extra_denoise+=("$1" "$2") ;;
+    *) ref_used=0 ;;
+    esac
+}
+
+# ref_commands NUM_FRAMES: the arrays `encode` and `denoise` (the script appends its tap flags).
+# The reference always runs on CUDA device --gpu_id (default 0); sf-denoise's DiT runs on the CPU
+# today, so without --gpu_id/--device we use the CPU.
+ref_commands() {
+    [ -n "$device" ] || device=cpu
+    encode=(sf-encode --model-dir "$model_dir" --prompt "$prompt" --out - "${extra_encode[@]}")
+    [ -n "$cache_dir" ] && encode+=(--cache-dir "$cache_dir")
+    denoise=(sf-denoise --model-dir "$model_dir" --config_path "$config_path" --device "$device"
+        --num_frames "$1" --height "$height" --width "$width" --seed "$seed" --in - "${extra_denoise[@]}")
+    if [ "$no_checkpoint" = 1 ]; then
+        denoise+=(--no_checkpoint)
+    else
+        denoise+=(--checkpoint_path "$checkpoint_path" --use_ema)
+    fi
+}
