@@ -379,6 +379,10 @@ int main(int argc, char **argv) {
     sf_dit_state st;
     if ((s = sf_dit_state_init(&st, &w, rc.num_frame_per_block, pc.lat_h, pc.lat_w, cache_frames, las, sink, (int)threads, &err)))
         sf_die(PROG, s, &err);
+    /* the KV cache is the big allocation of a CPU run (f32: 12 GiB for 21 frames at 480×832) */
+    sf_info("KV cache: %lld frames x %lld tokens x %d layers, %.2f GiB (f32)", (long long)cache_frames,
+            (long long)st.frame_tokens, cfg.num_layers,
+            2.0 * (double)st.cache_tokens * cfg.dim * cfg.num_layers * 4 / (1024.0 * 1024.0 * 1024.0));
     if ((s = sf_dit_set_context(&st, emb, rows, &err))) sf_die(PROG, s, &err);
     if (have_taps) sf_taps_attach(&taps, &st);
 
