@@ -34,7 +34,7 @@ ifneq ($(strip $(NVCC)),)
 else
   LIB_SRC += kernels/nocuda/nocuda.c
   LIB_OBJ_EXTRA :=
-  BUILD_KIND := CPU only (nvcc not found; set NVCC= or put nvcc on PATH for CUDA)
+  BUILD_KIND := CPU only (nvcc not found: put it on PATH or set NVCC=/path/to/nvcc for the CUDA parts)
 endif
 
 LIB_OBJ := $(patsubst %.c,$(BUILD)/obj/%.o,$(LIB_SRC)) $(LIB_OBJ_EXTRA)
