@@ -32,8 +32,11 @@ typedef struct sf_conv3d_args {
 
 /* out[t, co, y, x] = bias[co] + Σ_{ci, dt, dy, dx} weight[co, ci, dt, dy, dx]
  *                    · frames[t + dt][ci, y + dy - kh/2, x + dx - kw/2]   (zero outside H×W)
- * Work is split over (frame, output-channel block, row block); each output element is summed by
- * one thread in a fixed order, so results are bit-identical for every thread count. */
+ * Each output element is one float32 sum in a fixed order — bias (0 without), then + w·x over
+ * r = ((ci·kt + dt)·kh + dy)·kw + dx ascending, x = 0 outside H×W; plain mul + add — computed by
+ * one thread (work is split over (frame, row block)), so results are bit-identical for every
+ * thread count and ISA variant. Scratch: per thread a padded input slab (≤ ~6 MB) and one
+ * output row of partial sums; the packed weights once. */
 sf_status sf_conv3d_cpu(const sf_conv3d_args *a, sf_err *err);
 
 /* Causal cache update after a conv over a chunk: cache holds the last `depth` input frames

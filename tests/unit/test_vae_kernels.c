@@ -1,5 +1,7 @@
 /* test_vae_kernels.c — the VAE decoder's CPU kernels (kernels/conv3d.h, kernels/vae_ops.h)
- * against hand-computed values and a naive direct convolution; thread-count bit identity. */
+ * against hand-computed values and a naive direct convolution; thread-count bit identity; the
+ * conv's exact summation order (bit for bit, avx2 and baseline kernels: SF_CPU_BASELINE=1). */
+#define _POSIX_C_SOURCE 200809L
 #include "sf_test.h"
 #include "conv3d.h"
 #include "vae_ops.h"
@@ -94,6 +96,70 @@ static void test_conv3d_naive_threads(void) {
     SF_CHECK(sf_conv3d_cpu(&bad, &err) == SF_E_ARG);
 }
 
+/* The documented summation order in float: bias (or 0), then + w·x over r = ((ci·kt + dt)·kh + dy)·kw + dx
+ * ascending, with x = 0 outside the frame. The kernel must match it bit for bit. */
+static void seq_conv(const float *const *fr, int64_t n, int64_t cin, int64_t cout, int64_t H, int64_t W, int kt,
+                     int kh, int kw, const float *w, const float *b, float *out) {
+    for (int64_t t = 0; t < n; t++)
+        for (int64_t co = 0; co < cout; co++)
+            for (int64_t y = 0; y < H; y++)
+                for (int64_t x = 0; x < W; x++) {
+                    float acc = b ? b[co] : 0.0f;
+                    const float *wr = w + co * cin * kt * kh * kw;
+                    for (int64_t ci = 0; ci < cin; ci++)
+                        for (int dt = 0; dt < kt; dt++)
+                            for (int dy = 0; dy < kh; dy++)
+                                for (int dx = 0; dx < kw; dx++) {
+                                    int64_t iy = y + dy - kh / 2, ix = x + dx - kw / 2;
+                                    float v = iy < 0 || iy >= H || ix < 0 || ix >= W
+                                                  ? 0.0f
+                                                  : fr[t + dt][(ci * H + iy) * W + ix];
+                                    acc += *wr++ * v;
+                                }
+                    out[((t * cout + co) * H + y) * W + x] = acc;
+                }
+}
+
+static void test_conv3d_exact_order(void) {
+    /* Shapes that exercise: W tails (3, 11, 20 not multiples of 16 / 8), cout not a multiple of the
+     * 6-channel tile (1, 7, 13), several row blocks (H 37), reduction chunks (W 832: 19 planes per
+     * chunk, 24 planes), 1×1 and (3,1,1) kernels, no bias. 1, 2 and 5 threads, avx2 and baseline. */
+    static const struct { int64_t n, cin, cout, h, w; int kt, kh, kw, bias; } sh[] = {
+        {2, 5, 7, 37, 11, 3, 3, 3, 1}, {1, 8, 13, 3, 832, 3, 3, 3, 1}, {3, 9, 3, 4, 20, 1, 1, 1, 1},
+        {2, 6, 1, 5, 3, 3, 1, 1, 0},   {1, 4, 12, 6, 16, 1, 3, 3, 0},
+    };
+    for (size_t k = 0; k < sizeof sh / sizeof sh[0]; k++) {
+        const int64_t n = sh[k].n, ci = sh[k].cin, co = sh[k].cout, H = sh[k].h, W = sh[k].w;
+        const int kt = sh[k].kt, nf = (int)n + kt - 1;
+        const size_t fe = (size_t)(ci * H * W), on = (size_t)(n * co * H * W), wn = (size_t)(co * ci * kt * 9);
+        float *frames = malloc(sizeof(float) * fe * (size_t)nf), *w = malloc(sizeof(float) * wn);
+        float *b = malloc(sizeof(float) * (size_t)co), *ref = malloc(sizeof(float) * on);
+        float *o = malloc(sizeof(float) * (on + 4));
+        const float *fr[8];
+        uint32_t s = 11 + (uint32_t)k;
+        for (size_t i = 0; i < fe * (size_t)nf; i++) frames[i] = frand(&s);
+        for (size_t i = 0; i < wn; i++) w[i] = frand(&s);
+        for (int64_t i = 0; i < co; i++) b[i] = frand(&s);
+        for (int f = 0; f < nf; f++) fr[f] = frames + (size_t)f * fe;
+        const float *bp = sh[k].bias ? b : NULL;
+        seq_conv(fr, n, ci, co, H, W, kt, sh[k].kh, sh[k].kw, w, bp, ref);
+        for (int pass = 0; pass < 2; pass++) {
+            if (pass) setenv("SF_CPU_BASELINE", "1", 1);
+            for (int th = 1; th <= 5; th += 1 + (th == 2)) {
+                for (int i = 0; i < 4; i++) o[on + (size_t)i] = -777.0f;
+                sf_err err = {{0}};
+                sf_conv3d_args a = {fr, n, ci, co, H, W, kt, sh[k].kh, sh[k].kw, w, bp, o, th};
+                SF_CHECK_OK(sf_conv3d_cpu(&a, &err), &err);
+                SF_CHECK_MSG(memcmp(o, ref, sizeof(float) * on) == 0, "shape %zu, %d threads, %s: not the exact order",
+                             k, th, pass ? "baseline" : "default isa");
+                for (int i = 0; i < 4; i++) SF_CHECK(o[on + (size_t)i] == -777.0f);
+            }
+        }
+        unsetenv("SF_CPU_BASELINE");
+        free(frames), free(w), free(b), free(ref), free(o);
+    }
+}
+
 static void test_cache_push(void) {
     float cache[4] = {1, 1, 2, 2}; /* depth 2, frames of 2 floats */
     float one[2] = {3, 3};
@@ -159,6 +225,7 @@ static void test_to_pixels(void) {
 static const sf_test tests[] = {
     {"conv3d_hand", test_conv3d_hand},
     {"conv3d_naive_threads", test_conv3d_naive_threads},
+    {"conv3d_exact_order", test_conv3d_exact_order},
     {"cache_push", test_cache_push},
     {"rms_norm", test_rms_norm},
     {"upsample_interleave", test_upsample_interleave},
