@@ -1,7 +1,9 @@
 /* act.c — SiLU and GELU-tanh on f32 (see act.h). Mirrors torch.nn.SiLU / nn.GELU('tanh') in
  * float32 (the transcendental is evaluated in double and rounded once).
- * Tested by tests/unit/test_kernels.c. */
+ * Tested by tests/unit/test_kernels.c (values) and tests/unit/test_vae_kernels.c (threaded GELU
+ * = single-threaded GELU bit for bit). */
 #include "act.h"
+#include "parallel.h"
 
 #include <math.h>
 
@@ -9,10 +11,19 @@ void sf_silu_cpu(float *x, int64_t n) {
     for (int64_t i = 0; i < n; i++) x[i] = (float)((double)x[i] / (1.0 + exp(-(double)x[i])));
 }
 
-void sf_gelu_tanh_cpu(float *x, int64_t n) {
+static void gelu_range(void *ctx, int64_t b, int64_t e) {
+    float *x = ctx;
     const double k = 0.7978845608028654; /* sqrt(2/pi) */
-    for (int64_t i = 0; i < n; i++) {
+    for (int64_t i = b; i < e; i++) {
         double v = x[i];
         x[i] = (float)(0.5 * v * (1.0 + tanh(k * (v + 0.044715 * v * v * v))));
     }
+}
+
+void sf_gelu_tanh_cpu(float *x, int64_t n) {
+    if (n > 0) gelu_range(x, 0, n);
+}
+
+void sf_gelu_tanh_mt_cpu(float *x, int64_t n, int nthreads) {
+    if (n > 0) sf_parallel_for(n, nthreads, 1 << 14, gelu_range, x); /* elementwise: same bits */
 }

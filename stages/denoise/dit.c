@@ -345,7 +345,7 @@ sf_status sf_dit_set_context(sf_dit_state *st, const float *emb, int64_t n_rows,
     float *tmp = malloc(sizeof(float) * (size_t)(T * D));
     if (!tmp) return sf_fail(err, SF_E_NOMEM, "out of memory");
     if ((s = gemm(st, T, pad, c->text_dim, &w->txt0, w->txt0_b, tmp, err))) goto fail;
-    sf_gelu_tanh_cpu(tmp, T * D);
+    sf_gelu_tanh_mt_cpu(tmp, T * D, st->nthreads);
     if ((s = gemm(st, T, tmp, D, &w->txt2, w->txt2_b, h, err))) goto fail;
     probe(st, "mid.text_embedding", st->ctx, T * D);
     for (int l = 0; l < c->num_layers; l++) {
@@ -539,7 +539,7 @@ sf_status sf_dit_forward(sf_dit_state *st, const float *x_t, int F, const float 
         sf_layernorm_cpu(L, D, st->x, D, NULL, NULL, c->eps, st->a, D, nt);
         sf_modulate_cpu(F, S, D, st->a, E3, E4, 6 * D, st->a);
         if ((s = gemm(st, L, st->a, D, &B->ffn0, B->ffn0_b, st->h, err))) goto fail;
-        sf_gelu_tanh_cpu(st->h, L * c->ffn_dim);
+        sf_gelu_tanh_mt_cpu(st->h, L * c->ffn_dim, nt);
         if ((s = gemm(st, L, st->h, c->ffn_dim, &B->ffn2, B->ffn2_b, st->y, err))) goto fail;
         if (l == 0) probe(st, "mid.block0.ffn.out", st->y, L * D);
         sf_gated_add_cpu(F, S, D, st->x, st->y, E5, 6 * D);

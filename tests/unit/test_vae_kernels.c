@@ -3,6 +3,7 @@
  * conv's exact summation order (bit for bit, avx2 and baseline kernels: SF_CPU_BASELINE=1). */
 #define _POSIX_C_SOURCE 200809L
 #include "sf_test.h"
+#include "act.h"
 #include "conv3d.h"
 #include "vae_ops.h"
 
@@ -222,6 +223,22 @@ static void test_to_pixels(void) {
     SF_CHECK(v[2] == -1.0f && v[3] == 1.0f && v[0] == 0.9f);
 }
 
+static void test_gelu_threads(void) {
+    /* The threaded GELU (the DiT's FFN) equals the single-threaded one bit for bit, and the values
+     * are GELU-tanh: gelu(1) = 0.5·(1 + tanh(√(2/π)·1.044715)) = 0.8411920, gelu(0) = 0, gelu(-10) ≈ 0. */
+    enum { N = 100003 };
+    static float a[N], b[N];
+    uint32_t s = 5;
+    for (int i = 0; i < N; i++) a[i] = b[i] = 6.0f * frand(&s);
+    a[0] = b[0] = 1.0f, a[1] = b[1] = 0.0f, a[2] = b[2] = -10.0f;
+    sf_gelu_tanh_cpu(a, N);
+    sf_gelu_tanh_mt_cpu(b, N, 3);
+    SF_CHECK(memcmp(a, b, sizeof a) == 0);
+    SF_CHECK_MSG(fabsf(b[0] - 0.8411920f) < 1e-6f && b[1] == 0.0f && fabsf(b[2]) < 1e-6f, "%g %g %g", b[0], b[1], b[2]);
+    sf_gelu_tanh_mt_cpu(b + 3, 5, 4); /* tiny n on many threads: runs, touches only its range */
+    SF_CHECK(fabsf(b[0] - 0.8411920f) < 1e-6f);
+}
+
 static const sf_test tests[] = {
     {"conv3d_hand", test_conv3d_hand},
     {"conv3d_naive_threads", test_conv3d_naive_threads},
@@ -231,5 +248,6 @@ static const sf_test tests[] = {
     {"upsample_interleave", test_upsample_interleave},
     {"attention", test_attention},
     {"to_pixels", test_to_pixels},
+    {"gelu_threads", test_gelu_threads},
 };
 SF_TEST_MAIN(tests)
