@@ -874,6 +874,7 @@ sf_status sf_wire_recv(sf_wire *r, sf_wire_msg *msg, const void **payload, sf_er
     if (msg->type == SF_WIRE_END) {
         r->got_end = 1;
         memcpy(&r->end_msg, msg, sizeof *msg);
+        if (r->kind == SF_WK_TCP || r->kind == SF_WK_IPC || r->kind == SF_WK_SHM) sf_wire_zmq_end_received(r);
     } else if (msg->type == SF_WIRE_ERROR) {
         *payload = NULL;
         return sf_fail(err, SF_E_STOPPED, "upstream error: %s", msg->text);

@@ -52,6 +52,7 @@ sf_status sf_wire_stop_err(sf_err *err);
 sf_status sf_wire_zmq_open(sf_wire *w, const char *addr, int force, sf_err *err);
 sf_status sf_wire_zmq_send(sf_wire *w, const sf_wire_msg *m, const void *payload, sf_err *err);
 sf_status sf_wire_zmq_recv(sf_wire *w, sf_wire_msg *m, const void **payload, sf_err *err);
+void sf_wire_zmq_end_received(sf_wire *w);
 sf_status sf_wire_zmq_close(sf_wire *w, sf_err *err);
 sf_status sf_wire_shm_open(sf_wire *w, const char *spec, sf_err *err);
 sf_status sf_wire_shm_send(sf_wire *w, const sf_wire_msg *m, const void *payload, sf_err *err);

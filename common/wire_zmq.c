@@ -319,11 +319,23 @@ sf_status sf_wire_zmq_recv(sf_wire *w, sf_wire_msg *m, const void **payload, sf_
     return nb ? aligned_payload(w, zmq_msg_data(&w->zparts[1]), nb, payload, err) : SF_OK;
 }
 
+/* The reader got `end`: nothing more will be read, so hang up now — that is what a writer
+ * waiting in sf_wire_zmq_close listens for. */
+void sf_wire_zmq_end_received(sf_wire *w) {
+    if (w->zctx) zmq_teardown(w, 0);
+}
+
 sf_status sf_wire_zmq_close(sf_wire *w, sf_err *err) {
-    (void)err;
+    sf_status st = SF_OK;
     if (!w->zctx) return SF_OK;
+    /* A writer that sent `end` stays connected until its reader hangs up (after reading `end`,
+     * or by dying). Closing earlier can lose the stream's tail on ipc: when the peer's socket
+     * closes, a libzmq reader whose queue is full (high-water mark) gets the hang-up before it
+     * has read the rest of the socket buffer, and drops it. Signals still end the wait. */
+    while (w->writer && w->sent_end && w->zever_connected && w->zconnected > 0 && !st)
+        st = zwait(w, 0, -1, 200, err);
     zmq_teardown(w, w->writer ? 5000 : 0);
-    return SF_OK;
+    return st == SF_E_STOPPED ? st : SF_OK;
 }
 
 /* ------------------------------------------------------------------------------------------

@@ -313,6 +313,39 @@ static void test_zmq_ipc(void) {
     unlink(path);
 }
 
+/* A writer that sends a burst of small messages and `end` while its reader is busy must not
+ * lose the tail: on ipc, a peer that closed while the reader's queue was full used to make
+ * libzmq drop the rest of the socket buffer ("upstream closed without end-of-stream"). */
+static void test_zmq_ipc_busy_reader_tail(void) {
+    char url[128];
+    snprintf(url, sizeof url, "ipc:///tmp/sf-test-wire-tail-%d.sock", (int)getpid());
+    sf_err err = {{0}};
+    for (int round = 0; round < 3; round++) {
+        job j = {.url = url, .count = 200, .numel = 16};
+        sf_wire *r = NULL;
+        SF_CHECK_OK(sf_wire_open_reader(url, &r, &err), &err);
+        if (!r) return;
+        pthread_t th;
+        pthread_create(&th, NULL, writer_main, &j);
+        sleep_ms(300); /* busy: the writer sends everything and reaches close meanwhile */
+        const void *pl;
+        int got = 0;
+        sf_status st = SF_OK;
+        for (;;) {
+            st = sf_wire_recv(r, &g_m, &pl, &err);
+            if (st || g_m.type == SF_WIRE_END) break;
+            SF_CHECK(sf_wire_meta_int(&g_m, "block", -1) == got);
+            got++;
+        }
+        SF_CHECK_MSG(st == SF_OK && got == 200, "round %d: %d of 200 messages, then %s", round, got,
+                     st ? err.msg : "end");
+        pthread_join(th, NULL);
+        SF_CHECK_MSG(j.st == SF_OK, "writer: %s", j.msg);
+        sf_wire_close(&r, NULL);
+    }
+    unlink(url + 6);
+}
+
 static void test_zmq_tcp(void) {
     sf_err err = {{0}};
     sf_status st = SF_E_IO;
@@ -435,6 +468,7 @@ static const sf_test tests[] = {
     {"pipe_eof_and_error", test_pipe_eof_and_error},
     {"file_atomic", test_file_atomic},
     {"zmq_ipc", test_zmq_ipc},
+    {"zmq_ipc_busy_reader_tail", test_zmq_ipc_busy_reader_tail},
     {"zmq_tcp", test_zmq_tcp},
     {"shm_ring", test_shm_ring},
     {"bad_urls", test_bad_urls},
