@@ -27,6 +27,15 @@
 
 typedef float v8 __attribute__((vector_size(32)));
 typedef int32_t v8i __attribute__((vector_size(32)));
+/* Constant lane shuffles of v8: GCC spells them __builtin_shuffle(a, b, mask), clang
+ * __builtin_shufflevector(a, b, i...) (the fuzz and sanitizer builds use clang). */
+#if defined(__clang__)
+#define SHUF2(a, b, i0, i1, i2, i3, i4, i5, i6, i7) __builtin_shufflevector(a, b, i0, i1, i2, i3, i4, i5, i6, i7)
+#define SHUF1(a, i0, i1, i2, i3, i4, i5, i6, i7) __builtin_shufflevector(a, a, i0, i1, i2, i3, i4, i5, i6, i7)
+#else
+#define SHUF2(a, b, i0, i1, i2, i3, i4, i5, i6, i7) __builtin_shuffle(a, b, (v8i){i0, i1, i2, i3, i4, i5, i6, i7})
+#define SHUF1(a, i0, i1, i2, i3, i4, i5, i6, i7) __builtin_shuffle(a, (v8i){i0, i1, i2, i3, i4, i5, i6, i7})
+#endif
 typedef double v4d __attribute__((vector_size(32)));
 
 #define QT 48 /* queries per work item (a multiple of 6) */
