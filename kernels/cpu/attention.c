@@ -51,19 +51,8 @@ typedef struct attn_job {
     int failed, avx2;
 } attn_job;
 
-#define KSUF _base
-#include "attention_tile.inc"
-#undef KSUF
-
-#if defined(__GNUC__) && (defined(__x86_64__) || defined(__i386__))
-#define SF_HAVE_AVX2_PATH 1
-#pragma GCC push_options
-#pragma GCC target("avx2")
-#define KSUF _avx2
-#include "attention_tile.inc"
-#undef KSUF
-#pragma GCC pop_options
-#endif
+#define SF_VARIANT_FILE "attention_tile.inc"
+#include "simd_variants.h"
 
 static void attn_range(void *ctx, int64_t b, int64_t e) {
     attn_job *j = ctx;

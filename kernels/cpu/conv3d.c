@@ -87,19 +87,8 @@ typedef struct conv_ctx {
     int avx2;
 } conv_ctx;
 
-#define KSUF _base
-#include "conv3d_tile.inc"
-#undef KSUF
-
-#if defined(__GNUC__) && (defined(__x86_64__) || defined(__i386__))
-#define SF_HAVE_AVX2_PATH 1
-#pragma GCC push_options
-#pragma GCC target("avx2")
-#define KSUF _avx2
-#include "conv3d_tile.inc"
-#undef KSUF
-#pragma GCC pop_options
-#endif
+#define SF_VARIANT_FILE "conv3d_tile.inc"
+#include "simd_variants.h"
 
 static void conv_item(void *p, int64_t item, int tid) {
     const conv_ctx *c = p;

@@ -36,19 +36,8 @@ typedef struct gemm_job {
     int by_cols, avx2;
 } gemm_job;
 
-#define KSUF _base
-#include "gemm_tile.inc"
-#undef KSUF
-
-#if defined(__GNUC__) && (defined(__x86_64__) || defined(__i386__))
-#define SF_HAVE_AVX2_PATH 1
-#pragma GCC push_options
-#pragma GCC target("avx2")
-#define KSUF _avx2
-#include "gemm_tile.inc"
-#undef KSUF
-#pragma GCC pop_options
-#endif
+#define SF_VARIANT_FILE "gemm_tile.inc"
+#include "simd_variants.h"
 
 static void widen_rows(const void *w, sf_dtype wdt, int64_t K, int64_t n0, int64_t nr, float *dst) {
     widen_base(w, wdt, K, n0, nr, dst);
