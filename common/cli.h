@@ -44,6 +44,11 @@ int sf_args_positional(const sf_args *a, const char ***vals);
 /* Typed value helpers: SF_E_ARG with "--name: ..." on a bad number. */
 sf_status sf_arg_long(const char *flag, const char *s, long lo, long hi, long *out, sf_err *err);
 sf_status sf_arg_double(const char *flag, const char *s, double *out, sf_err *err);
+/* The option-table entries of the flags sf_args_main handles; end every table with them. */
+#define SF_OPTS_STD                                                                         \
+    {"log-level", 0, SF_ARG_VALUE, "LEVEL\terror|warn|info|debug (default info, env SF_LOG_LEVEL)"}, \
+        {"help", 'h', SF_ARG_FLAG, "show this help"}, {"version", 0, SF_ARG_FLAG, "print the version"}
+
 /* The start of every program's main(): sf_args_parse plus the flags all programs share.
  * -h/--help prints the usage and --version the version: both return 1 with *a freed (the
  * caller returns 0). --log-level sets the log level. A bad flag or level prints a one-line

@@ -34,9 +34,7 @@ static const sf_opt opts[] = {
     {"gpu-id", 0, SF_ARG_VALUE, "N\talias of --device cuda:N"},
     {"bf16-unscale", 0, SF_ARG_FLAG, "un-scale latents in bf16 like the bf16 reference pipeline (SPEC 8.1)"},
     {"progress", 0, SF_ARG_VALUE, "auto|none\tprogress lines on stderr"},
-    {"log-level", 0, SF_ARG_VALUE, "LEVEL\terror|warn|info|debug"},
-    {"help", 'h', SF_ARG_FLAG, "show this help"},
-    {"version", 0, SF_ARG_FLAG, "print the version"},
+    SF_OPTS_STD,
     {NULL, 0, 0, NULL},
 };
 

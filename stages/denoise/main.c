@@ -54,9 +54,7 @@ static const sf_opt opts[] = {
     {"threads", 0, SF_ARG_VALUE, "N\tCPU threads (default: all CPUs)"},
     {"bench", 0, SF_ARG_VALUE, "tiny|1.3b-layer\tprint CPU ms per block-forward and peak RSS, then exit"},
     {"progress", 0, SF_ARG_VALUE, "auto|none\tprogress on stderr (default auto: when stderr is a terminal)"},
-    {"log-level", 0, SF_ARG_VALUE, "LEVEL\terror|warn|info|debug"},
-    {"help", 'h', SF_ARG_FLAG, "show this help"},
-    {"version", 0, SF_ARG_FLAG, "print the version"},
+    SF_OPTS_STD,
     {NULL, 0, 0, NULL},
 };
 

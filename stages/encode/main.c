@@ -42,9 +42,7 @@ static const sf_opt opts[] = {
     {"threads", 0, SF_ARG_VALUE, "N\tCPU threads (default: all)"},
     {"device", 0, SF_ARG_VALUE, "DEV\tcpu (cuda falls back to cpu with a warning)"},
     {"gpu-id", 0, SF_ARG_VALUE, "N\talias of --device cuda:N"},
-    {"log-level", 0, SF_ARG_VALUE, "L\terror|warn|info|debug"},
-    {"help", 'h', SF_ARG_FLAG, "show this help"},
-    {"version", 0, SF_ARG_FLAG, "print the version"},
+    SF_OPTS_STD,
     {NULL, 0, 0, NULL},
 };
 

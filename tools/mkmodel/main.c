@@ -16,9 +16,7 @@ static const sf_opt opts[] = {
     {"dit-layers", 0, SF_ARG_VALUE, "N\toverride the DiT depth (e.g. 1 for a one-layer benchmark model)"},
     {"t5-layers", 0, SF_ARG_VALUE, "N\toverride the umT5 depth"},
     {"spiece-pieces", 0, SF_ARG_VALUE, "N\tpieces in spiece.model (default: the preset's)"},
-    {"log-level", 0, SF_ARG_VALUE, "L\terror|warn|info|debug"},
-    {"help", 'h', SF_ARG_FLAG, "show this help"},
-    {"version", 0, SF_ARG_FLAG, "print the version"},
+    SF_OPTS_STD,
     {0},
 };
 

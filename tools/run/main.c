@@ -31,9 +31,7 @@ static const sf_opt opts[] = {
     {"dry-run", 'n', SF_ARG_FLAG, "print the stage command lines and exit"},
     {"timeout", 0, SF_ARG_VALUE, "S\tkill the run after S seconds (default: none)"},
     {"tcp-port", 0, SF_ARG_VALUE, "P\tfirst tcp port for tcp transports (default 47600)"},
-    {"log-level", 0, SF_ARG_VALUE, "L\terror|warn|info|debug"},
-    {"help", 'h', SF_ARG_FLAG, "show this help"},
-    {"version", 0, SF_ARG_FLAG, "print the version"},
+    SF_OPTS_STD,
     {0},
 };
 

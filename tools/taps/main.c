@@ -32,9 +32,7 @@ static const sf_opt opts[] = {
     {"heads", 0, SF_ARG_MULTI, "H...\tonly these heads (the head mean is over the selected heads)"},
     {"set", 0, SF_ARG_VALUE, "S\tfig4|taps|frames|stream|all (default: fig4 if present, else stream, else taps+frames)"},
     {"frame-seq-length", 0, SF_ARG_VALUE, "N\ttokens per latent frame (default: from the file, else Lq / query frames)"},
-    {"log-level", 0, SF_ARG_VALUE, "L\terror|warn|info|debug"},
-    {"help", 'h', SF_ARG_FLAG, "show this help"},
-    {"version", 0, SF_ARG_FLAG, "print the version"},
+    SF_OPTS_STD,
     {0},
 };
 

@@ -32,9 +32,7 @@ static const sf_opt opts[] = {
     {"atol", 0, SF_ARG_VALUE, "A\tdiff: absolute tolerance (default 0: values must be equal)"},
     {"select", 0, SF_ARG_VALUE, "KEY\tconvert: only the sub-dict KEY (e.g. generator_ema), prefix stripped"},
     {"quiet", 'q', SF_ARG_FLAG, "diff: print only mismatching tensors and the summary"},
-    {"log-level", 0, SF_ARG_VALUE, "L\terror|warn|info|debug"},
-    {"help", 'h', SF_ARG_FLAG, "show this help"},
-    {"version", 0, SF_ARG_FLAG, "print the version"},
+    SF_OPTS_STD,
     {0},
 };
 

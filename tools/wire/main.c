@@ -34,9 +34,7 @@ static const sf_opt opts[] = {
     {"transport", 't', SF_ARG_VALUE, "T\tbench: pipe, ipc, tcp or shm"},
     {"size-mb", 0, SF_ARG_VALUE, "M\tbench: message size in MiB (default 4)"},
     {"count", 'c', SF_ARG_VALUE, "N\tbench: messages (default 50)"},
-    {"log-level", 0, SF_ARG_VALUE, "L\terror|warn|info|debug"},
-    {"help", 'h', SF_ARG_FLAG, "show this help"},
-    {"version", 0, SF_ARG_FLAG, "print the version"},
+    SF_OPTS_STD,
     {0},
 };
 
