@@ -109,6 +109,18 @@ static sf_tap_capture *new_cap(sf_taps *t, sf_err *err) {
     return c;
 }
 
+/* Where a capture comes from: layer, the forward (block, step, start frame) and its shape. */
+static void cap_describe(sf_tap_capture *c, const sf_taps *t, const sf_dit_attn_view *v) {
+    c->layer = v->layer;
+    c->block = t->cur_block;
+    c->step = t->cur_step;
+    c->start_frame = t->cur_start;
+    c->heads = v->heads;
+    c->Lq = v->Lq;
+    c->Lk = v->Lk;
+    c->frame_tokens = v->frame_tokens;
+}
+
 static sf_status tap_done(void *ctx, const sf_dit_attn_view *v, sf_err *err) {
     sf_taps *t = ctx;
     const int64_t S = v->frame_tokens, d = v->head_dim;
@@ -129,14 +141,7 @@ static sf_status tap_done(void *ctx, const sf_dit_attn_view *v, sf_err *err) {
         c->logits = malloc(n * sizeof(uint16_t));
         if (!c->logits) return sf_fail(err, SF_E_NOMEM, "out of memory storing the logits of layer %d", v->layer);
         for (size_t i = 0; i < n; i++) c->logits[i] = sf_f32_to_f16(v->logits[i]);
-        c->layer = v->layer;
-        c->block = t->cur_block;
-        c->step = t->cur_step;
-        c->start_frame = t->cur_start;
-        c->heads = v->heads;
-        c->Lq = v->Lq;
-        c->Lk = v->Lk;
-        c->frame_tokens = S;
+        cap_describe(c, t, v);
         if (fresh) t->n_caps++;
         return SF_OK;
     }
@@ -179,14 +184,7 @@ static sf_status tap_done(void *ctx, const sf_dit_attn_view *v, sf_err *err) {
             }
     free(qm);
     free(km);
-    c->layer = v->layer;
-    c->block = t->cur_block;
-    c->step = t->cur_step;
-    c->start_frame = t->cur_start;
-    c->heads = v->heads;
-    c->Lq = v->Lq;
-    c->Lk = v->Lk;
-    c->frame_tokens = S;
+    cap_describe(c, t, v);
     t->n_caps++;
     return SF_OK;
 }
