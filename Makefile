@@ -40,7 +40,7 @@ endif
 LIB_OBJ := $(patsubst %.c,$(BUILD)/obj/%.o,$(LIB_SRC)) $(LIB_OBJ_EXTRA)
 LIB     := $(BUILD)/libsf.a
 
-.PHONY: all test demo bench asan fuzz clean info
+.PHONY: all test demo bench asan fuzz clean info install
 all: info $(PROGS) $(TESTS)
 
 info:
@@ -100,6 +100,15 @@ fuzz:
 	  mkdir -p $(BUILD)/fuzz/corpus-$$n; cp -n tests/fuzz/seeds/$$n/* $(BUILD)/fuzz/corpus-$$n/ 2>/dev/null || true; \
 	  echo "== $$n ($(FUZZ_SECONDS)s)"; \
 	  $(BUILD)/fuzz/$$n -max_total_time=$(FUZZ_SECONDS) -rss_limit_mb=4096 $(BUILD)/fuzz/corpus-$$n; done
+
+# Install the programs and the data they look for (configs, pipeline specs and scripts).
+PREFIX ?= /usr/local
+install: all
+	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/share/sfpipe/configs $(DESTDIR)$(PREFIX)/share/sfpipe/pipelines
+	install -m 755 $(PROGS) $(DESTDIR)$(PREFIX)/bin/
+	install -m 644 configs/*.yaml $(DESTDIR)$(PREFIX)/share/sfpipe/configs/
+	install -m 644 pipelines/*.yaml pipelines/reference_flags.sh $(DESTDIR)$(PREFIX)/share/sfpipe/pipelines/
+	install -m 755 pipelines/figure4.sh pipelines/streaming.sh $(DESTDIR)$(PREFIX)/share/sfpipe/pipelines/
 
 clean:
 	rm -rf build build-asan build-fuzz

@@ -139,11 +139,14 @@ const char *sf_find_data(const char *rel, char *buf, size_t n) {
     } else {
         exe[0] = 0;
     }
-    const char *bases[4] = {NULL, root && *root ? root : NULL, exe[0] ? exe : NULL, SF_DATADIR};
-    for (int i = 0; i < 4; i++) {
+    /* as given; $SF_ROOT; an installed tree (<prefix>/bin → <prefix>/share/sfpipe); the build
+     * tree (build/bin → repo); the source tree this binary was built from */
+    const char *bases[5] = {NULL, root && *root ? root : NULL, exe[0] ? exe : NULL, exe[0] ? exe : NULL, SF_DATADIR};
+    for (int i = 0; i < 5; i++) {
         if (i == 0) snprintf(buf, n, "%s", rel);
         else if (!bases[i]) continue;
-        else if (i == 2) snprintf(buf, n, "%s/../../%s", bases[i], rel);
+        else if (i == 2) snprintf(buf, n, "%s/../share/sfpipe/%s", bases[i], rel);
+        else if (i == 3) snprintf(buf, n, "%s/../../%s", bases[i], rel);
         else snprintf(buf, n, "%s/%s", bases[i], rel);
         if (stat(buf, &st) == 0 && S_ISREG(st.st_mode)) return buf;
     }

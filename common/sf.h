@@ -71,8 +71,9 @@ void *sf_calloc2(size_t n, size_t size);
 int sf_fd_is_data(int fd);
 
 /* Find a project data file such as "configs/default_config.yaml": tried as given (relative to
- * the working directory, like the reference), then under $SF_ROOT, next to the executable
- * (<exe>/../../), and under the source tree the binary was built from. NULL when absent. */
+ * the working directory, like the reference), then under $SF_ROOT, in an installed tree
+ * (<exe>/../share/sfpipe/), next to the build tree (<exe>/../../) and under the source tree
+ * the binary was built from. NULL when absent. */
 const char *sf_find_data(const char *rel, char *buf, size_t n);
 
 /* --progress auto|none: 1 when progress should be shown — "none" never; "auto" (or NULL) when

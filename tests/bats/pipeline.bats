@@ -133,3 +133,18 @@ decode() { sf-decode --model-dir "$M" --progress none "$@"; }
     v=$(ls "$T"/demo/demo.*)
     [ "$(frames "$v")" = 33 ]
 }
+
+@test "make install: programs, configs and pipelines work from another directory" {
+    [ "${SF_BUILD:-build}" = build ] || skip "installs the regular build only (this is $SF_BUILD)"
+    make -C "$SF_ROOT" install PREFIX="$T/prefix" >/dev/null
+    [ -x "$T/prefix/bin/sf-denoise" ] && [ -f "$T/prefix/share/sfpipe/configs/default_config.yaml" ]
+    cd "$T"
+    # the installed stages find configs/ and pipelines/ without the source tree in the cwd
+    PATH="$T/prefix/bin:$PATH" run -0 sf-run pipelines/t2v.yaml model_dir="$M" checkpoint="$M/ckpt.pt" \
+        output="$T/inst.y4m" cache_dir="$T/cache" num_frames=9 height=64 width=96
+    [ "$(frames "$T/inst.y4m")" = 33 ]
+    PATH="$T/prefix/bin:$PATH" run -0 "$T/prefix/share/sfpipe/pipelines/figure4.sh" --model-dir "$M" \
+        --checkpoint_path "$M/ckpt.pt" --output_path "$T/f.pt" --num_frames 9 --height 64 --width 96 --cache-dir "$T/cache" \
+        --layer_indices 0 2
+    [ -s "$T/f.pt" ]
+}

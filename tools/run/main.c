@@ -135,7 +135,11 @@ int main(int argc, char **argv) {
     char run_id[32];
     snprintf(run_id, sizeof run_id, "%ld", (long)getpid());
     sf_run_plan plan;
-    s = sf_run_plan_load(pos[0], pos + 1, np - 1, run_id, (int)port0, &plan, &err);
+    /* a spec such as pipelines/t2v.yaml is also found from any directory (installed or built) */
+    char spec_buf[4096];
+    const char *spec = pos[0];
+    if (spec[0] != '/' && access(spec, F_OK) != 0 && sf_find_data(spec, spec_buf, sizeof spec_buf)) spec = spec_buf;
+    s = sf_run_plan_load(spec, pos + 1, np - 1, run_id, (int)port0, &plan, &err);
     if (s) sf_die(prog, s, &err);
     char line[8192];
     if (sf_args_has(&a, opts, "dry-run")) {
