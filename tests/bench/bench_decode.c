@@ -98,7 +98,8 @@ int main(int argc, char **argv) {
     int64_t frames = 3, h = 60, w = 104, dim = 96;
     int threads = 0, first = 0, plan = 0;
     for (int i = 1; i < argc; i++) {
-        if (!strcmp(argv[i], "--first")) first = 1;
+        if (!strcmp(argv[i], "--full")) continue; /* make bench's full mode: the default is already full size */
+        else if (!strcmp(argv[i], "--first")) first = 1;
         else if (!strcmp(argv[i], "--plan")) plan = 1;
         else if (i + 1 < argc && !strcmp(argv[i], "--frames")) frames = atoll(argv[++i]);
         else if (i + 1 < argc && !strcmp(argv[i], "--h")) h = atoll(argv[++i]);
