@@ -24,6 +24,11 @@ typedef struct sf_test {
 
 extern int sf_test_failures;
 int sf_test_failures;
+/* A test that cannot run here (no CUDA device) sets a reason with SF_TEST_SKIP("..."); the
+ * harness then prints the TAP skip "ok N name # SKIP reason" (a failure still prints "not ok"). */
+extern const char *sf_test_skip;
+const char *sf_test_skip;
+#define SF_TEST_SKIP(reason) (sf_test_skip = (reason))
 
 #define SF_CHECK(cond)                                                                     \
     do {                                                                                   \
@@ -102,9 +107,13 @@ static inline int sf_test_main(const sf_test *tests, size_t n, int argc, char **
             if (!want) continue;
         }
         sf_test_failures = 0;
+        sf_test_skip = NULL;
         tests[i].fn();
         num++;
-        printf("%sok %d %s\n", sf_test_failures ? "not " : "", num, tests[i].name);
+        if (sf_test_skip && !sf_test_failures)
+            printf("ok %d %s # SKIP %s\n", num, tests[i].name, sf_test_skip);
+        else
+            printf("%sok %d %s\n", sf_test_failures ? "not " : "", num, tests[i].name);
         fflush(stdout);
         if (sf_test_failures) failed++;
     }

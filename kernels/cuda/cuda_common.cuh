@@ -1,0 +1,94 @@
+/* cuda_common.cuh — shared by the kernels/cuda .cu files: error-check macros that turn CUDA / cuBLAS
+ * failures into sf_status + sf_err (library code never exits), launch-error checks, bf16 helpers
+ * and a block reduction. The context and memory helpers declared in kernels/cuda_ops.h are
+ * implemented in cuda_common.cu. Compiled, never executed (no GPU yet); tested by
+ * tests/unit/test_cuda_kernels.c on a GPU (tests/gpu/check.sh). */
+#ifndef SF_CUDA_COMMON_CUH
+#define SF_CUDA_COMMON_CUH
+
+#include "cuda_ops.h"
+
+#include <cublas_v2.h>
+#include <cuda_bf16.h>
+#include <cuda_runtime.h>
+#include <limits.h>
+
+static inline int sf_cuda_current_device(void) {
+    int d = -1;
+    if (cudaGetDevice(&d) != cudaSuccess) d = -1;
+    return d;
+}
+
+/* Both macros expect `sf_status st` and `sf_err *err` in scope and a `fail:` label: on error
+ * they fill err with statement, function, file:line and device, set st and jump to fail. */
+#define CUDA_CHECK(stmt)                                                                               \
+    do {                                                                                               \
+        cudaError_t e_ = (stmt);                                                                       \
+        if (e_ != cudaSuccess) {                                                                       \
+            st = sf_fail(err, SF_E_DEVICE, "%s: %s (in %s at %s:%d, cuda:%d)", #stmt,                  \
+                         cudaGetErrorString(e_), __func__, __FILE__, __LINE__, sf_cuda_current_device()); \
+            goto fail;                                                                                 \
+        }                                                                                              \
+    } while (0)
+
+#define CUBLAS_CHECK(stmt)                                                                             \
+    do {                                                                                               \
+        cublasStatus_t s_ = (stmt);                                                                    \
+        if (s_ != CUBLAS_STATUS_SUCCESS) {                                                             \
+            st = sf_fail(err, SF_E_DEVICE, "%s: %s (%d) (in %s at %s:%d, cuda:%d)", #stmt,             \
+                         cublasGetStatusString(s_), (int)s_, __func__, __FILE__, __LINE__,             \
+                         sf_cuda_current_device());                                                    \
+            goto fail;                                                                                 \
+        }                                                                                              \
+    } while (0)
+
+/* After every kernel launch: configuration / launch errors (execution errors show at sync). */
+#define CUDA_CHECK_LAUNCH(kname)                                                                       \
+    do {                                                                                               \
+        cudaError_t e_ = cudaGetLastError();                                                           \
+        if (e_ != cudaSuccess) {                                                                       \
+            st = sf_fail(err, SF_E_DEVICE, "launch of %s: %s (in %s at %s:%d, cuda:%d)", kname,        \
+                         cudaGetErrorString(e_), __func__, __FILE__, __LINE__, sf_cuda_current_device()); \
+            goto fail;                                                                                 \
+        }                                                                                              \
+    } while (0)
+
+#define SF_CUDA_STREAM(ctx) ((cudaStream_t)(ctx)->stream)
+#define SF_CUDA_BLAS(ctx) ((cublasHandle_t)(ctx)->cublas)
+
+/* Argument checks shared by the ops (before anything is enqueued). */
+#define SF_CUDA_REQUIRE(cond, ...)                                                                     \
+    do {                                                                                               \
+        if (!(cond)) {                                                                                 \
+            st = sf_fail(err, SF_E_ARG, __VA_ARGS__);                                                  \
+            goto fail;                                                                                 \
+        }                                                                                              \
+    } while (0)
+
+/* Blocks for a 1-D elementwise launch over n items (grid-stride loops cover the rest). */
+static inline unsigned sf_cuda_blocks(int64_t n, int threads) {
+    int64_t b = (n + threads - 1) / threads;
+    if (b < 1) b = 1;
+    if (b > 65535LL * 16) b = 65535LL * 16;
+    return (unsigned)b;
+}
+
+__device__ __forceinline__ float sf_bf(__nv_bfloat16 v) { return __bfloat162float(v); }
+/* Round-to-nearest-even fp32 → bf16, the reference's ⌊·⌉. */
+__device__ __forceinline__ __nv_bfloat16 sf_tobf(float v) { return __float2bfloat16_rn(v); }
+__device__ __forceinline__ float sf_round_bf(float v) { return __bfloat162float(__float2bfloat16_rn(v)); }
+
+/* Sum of v over the block (blockDim.x a multiple of 32, ≤ 1024); every thread gets the result.
+ * `shm` holds ≥ 32 floats; the function syncs before reusing it, so it may be called repeatedly. */
+__device__ __forceinline__ float sf_block_sum(float v, float *shm) {
+    for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+    int lane = threadIdx.x & 31, wid = threadIdx.x >> 5, nw = blockDim.x >> 5;
+    __syncthreads(); /* shm may still be read from a previous call */
+    if (lane == 0) shm[wid] = v;
+    __syncthreads();
+    v = lane < nw ? shm[lane] : 0.0f;
+    for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+    return v;
+}
+
+#endif

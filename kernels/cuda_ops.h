@@ -1,0 +1,96 @@
+/* cuda_ops.h — the C-callable CUDA backend: a context (device, stream, cuBLAS handle), device
+ * memory helpers, and the first kernels (GEMM, RMSNorm, LayerNorm, GELU-tanh, SiLU, modulation,
+ * gated residual add). Usable from C without CUDA headers: streams and handles are void*.
+ *
+ * Implemented in kernels/cuda/{cuda_common,gemm,norm_act}.cu; a build without nvcc links the
+ * stubs in kernels/nocuda/nocuda.c, which return SF_E_DEVICE ("this build has no CUDA support").
+ * STATUS: compiled (nvcc 13, sm_90a), never executed on a GPU — tests/gpu/check.sh runs
+ * tests/unit/test_cuda_kernels.c, which compares every op with its CPU contract
+ * (kernels/gemm.h, norm_rows.h, act.h, modulate.h) and with SPEC §5.4's bf16 rounding order.
+ *
+ * Conventions: "dev" pointers are device memory; bf16 tensors are raw uint16 bit patterns
+ * (__nv_bfloat16 on the device). Every op is enqueued on ctx->stream (asynchronous: call
+ * sf_cuda_sync before reading results on the host) and runs on ctx->ordinal, which
+ * sf_cuda_ctx_init makes current on the calling thread. Ops take the context rather than a bare
+ * cudaStream_t (STYLE's sf_<op>_cuda(..., cudaStream_t)) because the GEMM also needs the cuBLAS
+ * handle and C callers cannot name either type. Launch errors are checked after every kernel;
+ * asynchronous execution errors surface at the next sf_cuda_sync / download. */
+#ifndef SF_CUDA_OPS_H
+#define SF_CUDA_OPS_H
+
+#include "sf.h"
+#include "tensor.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct sf_cuda_ctx {
+    int ordinal;  /* CUDA device index */
+    void *stream; /* cudaStream_t, owned (non-blocking stream) */
+    void *cublas; /* cublasHandle_t, owned, bound to stream */
+} sf_cuda_ctx;
+
+/* Select device `ordinal`, create a stream and a cuBLAS handle. On failure everything created so
+ * far is released and *ctx is zeroed (sf_cuda_ctx_free on it is harmless). */
+sf_status sf_cuda_ctx_init(sf_cuda_ctx *ctx, int ordinal, sf_err *err);
+/* Release the handle and stream; zeroes *ctx. NULL or zeroed ctx: no-op. */
+void sf_cuda_ctx_free(sf_cuda_ctx *ctx);
+/* Wait for everything enqueued on ctx->stream; reports asynchronous kernel errors. */
+sf_status sf_cuda_sync(const sf_cuda_ctx *ctx, sf_err *err);
+
+/* Device memory: *dev = bytes of device memory (caller frees with sf_cuda_free). bytes 0 → NULL. */
+sf_status sf_cuda_malloc(void **dev, size_t bytes, sf_err *err);
+void sf_cuda_free(void *dev); /* NULL: no-op */
+/* Byte copies on ctx->stream; both return after the copy finished (host buffers reusable). */
+sf_status sf_cuda_copy_h2d(const sf_cuda_ctx *ctx, void *dev, const void *host, size_t bytes, sf_err *err);
+sf_status sf_cuda_copy_d2h(const sf_cuda_ctx *ctx, void *host, const void *dev, size_t bytes, sf_err *err);
+/* Fill bytes of device memory with the byte value `byte` (guard patterns in tests). */
+sf_status sf_cuda_memset(const sf_cuda_ctx *ctx, void *dev, int byte, size_t bytes, sf_err *err);
+/* n floats host f32 → device f32 / device bf16 (rounded to nearest even on the host). */
+sf_status sf_cuda_upload_f32(const sf_cuda_ctx *ctx, void *dev, const float *host, size_t n, sf_err *err);
+sf_status sf_cuda_upload_bf16(const sf_cuda_ctx *ctx, void *dev, const float *host, size_t n, sf_err *err);
+/* n elements device f32 / device bf16 → host f32 (bf16 widened exactly). Synchronises the stream. */
+sf_status sf_cuda_download_f32(const sf_cuda_ctx *ctx, float *host, const void *dev, size_t n, sf_err *err);
+sf_status sf_cuda_download_bf16(const sf_cuda_ctx *ctx, float *host, const void *dev, size_t n, sf_err *err);
+
+/* y = x · Wᵀ + b (nn.Linear) with fp32 accumulation (cublasGemmEx, CUBLAS_COMPUTE_32F).
+ * x: (M, K) bf16, row stride ldx ≥ K. w: (N, K) bf16 row-major as stored ([out, in]).
+ * bias: (N) f32 device or NULL. y: (M, N) of dtype ydt (SF_BF16 or SF_F32), row stride ldy ≥ N;
+ * y must not alias x or w. The bias is written into y first and added by the GEMM (beta = 1), so
+ * each output is rounded once from fp32 (as torch's addmm); with a bf16 y the bias is therefore
+ * rounded to bf16 first — exact for the model's bf16 biases. M, N, K, ldx, ldy ≤ INT_MAX. */
+sf_status sf_gemm_cuda(const sf_cuda_ctx *ctx, int64_t M, int64_t N, int64_t K, const void *x, int64_t ldx,
+                       const void *w, const float *bias, void *y, sf_dtype ydt, int64_t ldy, sf_err *err);
+
+/* RMSNorm over the full width D (WanRMSNorm; norm_q / norm_k over all 1536 features):
+ * y = ⌊ ⌊ x·rsqrt(mean(x²) + eps) ⌉ · w ⌉ with fp32 statistics (⌊·⌉ = round to bf16).
+ * x, y: (M, D) bf16, row strides ldx / ldy (y may equal x when ldx == ldy). w: (D) f32 device or NULL. */
+sf_status sf_rmsnorm_cuda(const sf_cuda_ctx *ctx, int64_t M, int64_t D, const void *x, int64_t ldx, const float *w,
+                          double eps, void *y, int64_t ldy, sf_err *err);
+/* LayerNorm (WanLayerNorm), biased variance, fp32 statistics (two passes: mean, then squared
+ * deviations), one rounding to bf16: y = ⌊ (x − mean)·rsqrt(var + eps) [·w + b] ⌉.
+ * x, y: (M, D) bf16 as above. w, b: (D) f32 device; w NULL = no affine (b ignored), b NULL = 0. */
+sf_status sf_layernorm_cuda(const sf_cuda_ctx *ctx, int64_t M, int64_t D, const void *x, int64_t ldx, const float *w,
+                            const float *b, double eps, void *y, int64_t ldy, sf_err *err);
+
+/* In place on n bf16 values, computed in fp32 and rounded once:
+ * GELU-tanh 0.5·x·(1 + tanh(√(2/π)·(x + 0.044715·x³))), SiLU x·σ(x). */
+sf_status sf_gelu_tanh_cuda(const sf_cuda_ctx *ctx, void *x, int64_t n, sf_err *err);
+sf_status sf_silu_cuda(const sf_cuda_ctx *ctx, void *x, int64_t n, sf_err *err);
+
+/* adaLN modulation per latent frame (kernels/modulate.h layout: rows [f·S, (f+1)·S) of x belong to
+ * frame f; shift / scale row f starts at f·fstride), SPEC §5.4 rounding order:
+ *   y = ⌊ ⌊ x · ⌊1 + scale⌉ ⌉ + shift ⌉
+ * x, y: (F·S, D) contiguous bf16 (y may equal x). shift, scale: f32 device holding the reference's
+ * bf16 E_i values (the kernel does not round them). */
+sf_status sf_modulate_cuda(const sf_cuda_ctx *ctx, int F, int64_t S, int64_t D, const void *x, const float *shift,
+                           const float *scale, int64_t fstride, void *y, sf_err *err);
+/* Gated residual, SPEC §5.4: x = ⌊ x + ⌊ y · gate ⌉ ⌉. x, y: (F·S, D) contiguous bf16, gate as shift. */
+sf_status sf_gated_add_cuda(const sf_cuda_ctx *ctx, int F, int64_t S, int64_t D, void *x, const void *y,
+                            const float *gate, int64_t fstride, sf_err *err);
+
+#ifdef __cplusplus
+}
+#endif
+#endif
