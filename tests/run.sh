@@ -1,20 +1,22 @@
 #!/usr/bin/env bash
 # tests/run.sh — run every C unit-test binary and every bats suite; print "N passed, N failed".
 # Used by `make test` and `make asan` (BUILD selects the build folder). A binary that dies
-# without reporting a failure (a crash, a sanitizer abort) counts as one failure.
+# without reporting a failure (a crash, a sanitizer abort) counts as one failure; skipped tests
+# (TAP "ok ... # SKIP", e.g. CUDA kernels without a GPU) count as neither and are reported.
 set -u
 cd "$(dirname "$0")/.."
 BUILD=${BUILD:-build}
 export PATH="$PWD/$BUILD/bin:$PATH" SF_BUILD="$BUILD" SF_GOLDEN="$PWD/tests/golden" SF_ROOT="$PWD"
-pass=0 fail=0
+pass=0 fail=0 skip=0
 out=$(mktemp)
 trap 'rm -f "$out"' EXIT
 count() { # TAP in $out → update pass/fail; $1 = exit code, $2 = what ran
     local p f
     cat "$out"
     p=$(grep -c '^ok' "$out")
+    k=$(grep -ci '^ok.*# skip' "$out")
     f=$(grep -c '^not ok' "$out")
-    pass=$((pass + p)) fail=$((fail + f))
+    pass=$((pass + p - k)) skip=$((skip + k)) fail=$((fail + f))
     if [ "$1" -ne 0 ] && [ "$f" -eq 0 ]; then
         echo "not ok - $2 exited with status $1 without reporting a failure"
         fail=$((fail + 1))
@@ -37,5 +39,6 @@ else
     echo "not ok - bats is not installed (apt-get install bats bats-assert bats-support)"
     fail=$((fail + 1))
 fi
+[ "$skip" -eq 0 ] || echo "# $skip skipped (see the '# SKIP' lines above for why)"
 echo "$pass passed, $fail failed"
 [ "$fail" -eq 0 ]
