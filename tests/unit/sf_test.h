@@ -16,6 +16,7 @@
 
 #include "sf.h"
 #include "tensor.h"
+#include "tfile.h"
 
 typedef struct sf_test {
     const char *name;
@@ -96,6 +97,17 @@ static inline double sf_test_maxabs(const float *x, size_t n) {
 static inline const char *sf_test_golden(void) {
     const char *g = getenv("SF_GOLDEN");
     return g && *g ? g : "tests/golden";
+}
+
+/* Open tests/golden/<rel> (e.g. "expect/dit_forward.safetensors"); NULL (and a recorded
+ * failure) when it cannot be read. Caller destroys. */
+static inline sf_tfile *sf_test_open_golden(const char *rel) {
+    char p[1024];
+    sf_err err = {{0}};
+    sf_tfile *g = NULL;
+    snprintf(p, sizeof p, "%s/%s", sf_test_golden(), rel);
+    SF_CHECK_OK(sf_tfile_open(p, &g, &err), &err);
+    return g;
 }
 
 static inline int sf_test_main(const sf_test *tests, size_t n, int argc, char **argv) {

@@ -130,24 +130,15 @@ static void run_forward(const sf_tfile *g, const char *prefix, int nthreads, int
     sf_tfile_destroy(&sch);
 }
 
-static sf_tfile *open_golden(const char *file) {
-    char p[1024];
-    sf_err err = {{0}};
-    sf_tfile *g = NULL;
-    snprintf(p, sizeof p, "%s/expect/%s", sf_test_golden(), file);
-    SF_CHECK_OK(sf_tfile_open(p, &g, &err), &err);
-    return g;
-}
-
 static void test_forward_intermediates(void) {
-    sf_tfile *g = open_golden("dit_forward.safetensors");
+    sf_tfile *g = sf_test_open_golden("expect/dit_forward.safetensors");
     if (!g) return;
     run_forward(g, "", 1, 1);
     sf_tfile_destroy(&g);
 }
 
 static void test_forward_prompt1_threads(void) {
-    sf_tfile *g = open_golden("dit_forward.safetensors");
+    sf_tfile *g = sf_test_open_golden("expect/dit_forward.safetensors");
     if (!g) return;
     run_forward(g, "p1.", 3, 0);
     sf_tfile_destroy(&g);

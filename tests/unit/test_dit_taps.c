@@ -32,15 +32,6 @@ static void run_taps(const char *mode, const char *ckpt_key, sf_taps *taps) {
     dit_golden_close(&d);
 }
 
-static sf_tfile *open_expect(const char *file) {
-    char p[1024];
-    sf_err err = {{0}};
-    sf_tfile *g = NULL;
-    snprintf(p, sizeof p, "%s/expect/%s", sf_test_golden(), file);
-    SF_CHECK_OK(sf_tfile_open(p, &g, &err), &err);
-    return g;
-}
-
 /* Compare a capture with golden tensor `gname`. kind 0: f16 logits; 1: frame aggregates. */
 static void cmp_cap(const sf_tfile *g, const char *gname, const sf_tap_capture *c, int kind) {
     const sf_tensor *ref = sf_tfile_get(g, gname);
@@ -67,7 +58,7 @@ static void check_all(const char *mode, const char *key, const char *gfile) {
     SF_CHECK_OK(sf_taps_init(&t, SF_TAP_LOGITS, SF_TAP_SEL_ALL, 0, 0, layers, 2, 3, &err), &err);
     run_taps(mode, key, &t);
     SF_CHECK_MSG(t.n_caps == 30, "%zu captures", t.n_caps);
-    sf_tfile *g = open_expect(gfile);
+    sf_tfile *g = sf_test_open_golden(gfile);
     for (size_t i = 0; g && i < t.n_caps; i++) {
         char nm[64];
         snprintf(nm, sizeof nm, "taps.L%d.b%d.s%d", t.caps[i].layer, t.caps[i].block, t.caps[i].step);
@@ -77,8 +68,8 @@ static void check_all(const char *mode, const char *key, const char *gfile) {
     sf_taps_free(&t);
 }
 
-static void test_logits_all_base(void) { check_all("base", NULL, "taps_base.safetensors"); }
-static void test_logits_all_ema(void) { check_all("generator_ema", "generator_ema", "taps_generator_ema.safetensors"); }
+static void test_logits_all_base(void) { check_all("base", NULL, "expect/taps_base.safetensors"); }
+static void test_logits_all_ema(void) { check_all("generator_ema", "generator_ema", "expect/taps_generator_ema.safetensors"); }
 
 static void test_seed_and_pt(void) {
     sf_err err = {{0}};
@@ -87,7 +78,7 @@ static void test_seed_and_pt(void) {
     SF_CHECK_OK(sf_taps_init(&t, SF_TAP_LOGITS, SF_TAP_SEL_SEED, 0, 0, layers, 2, 3, &err), &err);
     run_taps("base", NULL, &t);
     SF_CHECK(t.n_caps == 2);
-    sf_tfile *g = open_expect("taps_base.safetensors");
+    sf_tfile *g = sf_test_open_golden("expect/taps_base.safetensors");
     for (size_t i = 0; g && i < t.n_caps; i++) {
         SF_CHECK(t.caps[i].block == 2 && t.caps[i].step == 0 && t.caps[i].Lk == 216);
         char nm[64];
@@ -135,7 +126,7 @@ static void test_select_one(void) {
     SF_CHECK_OK(sf_taps_init(&t, SF_TAP_LOGITS, SF_TAP_SEL_ONE, 1, 4, layers, 1, 3, &err), &err);
     run_taps("base", NULL, &t);
     SF_CHECK(t.n_caps == 1);
-    sf_tfile *g = open_expect("taps_base.safetensors");
+    sf_tfile *g = sf_test_open_golden("expect/taps_base.safetensors");
     if (g && t.n_caps == 1) cmp_cap(g, "taps.L2.b1.s4", &t.caps[0], 0);
     sf_tfile_destroy(&g);
     sf_taps_free(&t);
@@ -148,7 +139,7 @@ static void test_frames(void) {
     SF_CHECK_OK(sf_taps_init(&t, SF_TAP_FRAMES, SF_TAP_SEL_ALL, 0, 0, layers, 2, 3, &err), &err);
     run_taps("base", NULL, &t);
     SF_CHECK_MSG(t.n_caps == 30, "%zu captures", t.n_caps);
-    sf_tfile *g = open_expect("taps_base.safetensors");
+    sf_tfile *g = sf_test_open_golden("expect/taps_base.safetensors");
     for (size_t i = 0; g && i < t.n_caps; i++) {
         char nm[64];
         snprintf(nm, sizeof nm, "stream.L%d.b%d.s%d", t.caps[i].layer, t.caps[i].block, t.caps[i].step);
@@ -181,7 +172,7 @@ static void test_stream(void) {
     run_taps("base", NULL, &t);
     SF_CHECK_MSG(t.n_caps == 6, "%zu captures", t.n_caps);
     for (size_t i = 0; i < t.n_caps; i++) SF_CHECK(t.caps[i].step == 0);
-    sf_tfile *g = open_expect("taps_base.safetensors");
+    sf_tfile *g = sf_test_open_golden("expect/taps_base.safetensors");
     sf_taps_meta meta = {"a prompt", 9, 3, 0, 5};
     float full[2 * 9 * 9], last[2 * 9];
     for (int li = 0; li < 2 && g; li++) {
