@@ -10,6 +10,7 @@
  * bucket table exact, dbg.* intermediates and emb.<i> of all 28 prompts within 1e-4·max|ref|). */
 #include "t5.h"
 #include "gemm.h"
+#include "norm_rows.h"
 #include "parallel.h"
 
 #include <math.h>
@@ -177,26 +178,6 @@ int sf_t5_bucket(const sf_t5_config *c, int64_t rel) {
 
 /* ---------- row-parallel helpers ---------- */
 
-typedef struct rms_ctx {
-    const float *x;
-    float *y;
-    const float *w;
-    int64_t D;
-    float eps;
-} rms_ctx;
-
-static void rms_rows(void *vc, int64_t b, int64_t e) {
-    const rms_ctx *c = vc;
-    for (int64_t i = b; i < e; i++) {
-        const float *x = c->x + i * c->D;
-        float *y = c->y + i * c->D;
-        double ss = 0;
-        for (int64_t j = 0; j < c->D; j++) ss += (double)x[j] * x[j];
-        float r = (float)(1.0 / sqrt(ss / (double)c->D + (double)c->eps));
-        for (int64_t j = 0; j < c->D; j++) y[j] = c->w[j] * (x[j] * r);
-    }
-}
-
 typedef struct attn_ctx {
     const float *q, *k, *v; /* (L, A) */
     float *o;               /* (L, A) */
@@ -304,8 +285,8 @@ sf_status sf_t5_encode(const sf_t5 *m, const int64_t *ids, int64_t seq_len, int6
     if (dbg && dbg->embed) memcpy(dbg->embed, x, nLD * 4);
     for (int64_t l = 0; l < c->num_layers; l++) {
         const sf_t5_layer *W = &m->layers[l];
-        rms_ctx rc = {x, h, m->norms + (size_t)(2 * l) * (size_t)D, D, c->eps};
-        sf_parallel_for(L, m->nthreads, 8, rms_rows, &rc);
+        /* T5LayerNorm: x·rsqrt(mean(x²) + eps)·w; eps as the float the config holds */
+        sf_rmsnorm_cpu(L, D, x, D, m->norms + (size_t)(2 * l) * (size_t)D, (double)c->eps, h, D, m->nthreads);
         if (l == 0 && dbg && dbg->block0_norm1) memcpy(dbg->block0_norm1, h, nLD * 4);
         if (gemm(m, L, h, W->q, q) || gemm(m, L, h, W->k, k) || gemm(m, L, h, W->v, v)) goto gemm_fail;
         attn_ctx ac = {q, k, v, o, W->pos, bucket, L, A, c->num_heads, c->head_dim, 0};
@@ -314,8 +295,7 @@ sf_status sf_t5_encode(const sf_t5 *m, const int64_t *ids, int64_t seq_len, int6
         if (gemm(m, L, o, W->o, t)) goto gemm_fail;
         if (l == 0 && dbg && dbg->block0_attn) memcpy(dbg->block0_attn, t, nLD * 4);
         for (size_t i = 0; i < nLD; i++) x[i] += t[i];
-        rc.w = m->norms + (size_t)(2 * l + 1) * (size_t)D;
-        sf_parallel_for(L, m->nthreads, 8, rms_rows, &rc);
+        sf_rmsnorm_cpu(L, D, x, D, m->norms + (size_t)(2 * l + 1) * (size_t)D, (double)c->eps, h, D, m->nthreads);
         if (gemm(m, L, h, W->gate, g) || gemm(m, L, h, W->fc1, f1)) goto gemm_fail;
         gelu_ctx gc = {g, f1, F};
         sf_parallel_for(L, m->nthreads, 8, gelu_rows, &gc);
@@ -324,8 +304,7 @@ sf_status sf_t5_encode(const sf_t5 *m, const int64_t *ids, int64_t seq_len, int6
         if (l == 0 && dbg && dbg->block0_out) memcpy(dbg->block0_out, x, nLD * 4);
     }
     {
-        rms_ctx rc = {x, out, m->final_norm, D, c->eps};
-        sf_parallel_for(L, m->nthreads, 8, rms_rows, &rc);
+        sf_rmsnorm_cpu(L, D, x, D, m->final_norm, (double)c->eps, out, D, m->nthreads);
         memset(out + nLD, 0, (size_t)(seq_len - L) * (size_t)D * 4);
     }
     goto fail; /* common cleanup */
