@@ -11,7 +11,7 @@ WARN    := -Wall -Wextra -Wshadow -Wstrict-prototypes -Wmissing-prototypes -Werr
 OPT     ?= -O2
 CFLAGS  ?= $(OPT) -g
 ALL_CFLAGS := -std=c11 $(CFLAGS) $(WARN) -pthread -MMD -MP -Icommon -Ikernels -I. -DSF_DATADIR='"$(CURDIR)"' $(EXTRA_CFLAGS)
-LDLIBS  := -lcjson -lyaml -lmsgpackc -lzmq -lm -pthread
+LDLIBS  := -lcjson -lyaml -lmsgpackc -lzmq -lsodium -lpng -lz -lm -pthread
 LDFLAGS ?=
 
 LIB_SRC := $(wildcard common/*.c) $(wildcard kernels/cpu/*.c) \
@@ -27,6 +27,8 @@ BENCHES := $(patsubst tests/bench/%.c,$(BUILD)/bench/%,$(BENCH_SRC))
 ifneq ($(strip $(NVCC)),)
   CU_SRC  := $(wildcard kernels/cuda/*.cu)
   CU_OBJ  := $(patsubst %.cu,$(BUILD)/obj/%.o,$(CU_SRC))
+  # plain-C CUDA-side files (cuDNN through dlopen): $(CC) with the toolkit's headers
+  CU_OBJ  += $(patsubst %.c,$(BUILD)/obj/%.o,$(wildcard kernels/cuda/*.c))
   LIB_OBJ_EXTRA := $(CU_OBJ)
   LDLIBS  += -L$(CUDA_HOME)/lib64 -Wl,-rpath,$(CUDA_HOME)/lib64 -lcublas -lcudart_static -ldl -lrt -lstdc++
   NVFLAGS ?= -O2 -std=c++17 -arch=sm_$(CUDA_ARCH) -Icommon -Ikernels -I. -Xcompiler -Wall
@@ -50,6 +52,16 @@ $(BUILD)/obj/%.o: %.c
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_CFLAGS) -c $< -o $@
 
+$(BUILD)/obj/kernels/cuda/%.o: kernels/cuda/%.c
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) -isystem $(CUDA_HOME)/include -c $< -o $@
+
+# test_sdpa_plans runs cuDNN deviceless with this libcuda.so.1 stand-in first on LD_LIBRARY_PATH
+$(BUILD)/tests/cudnn_stub/libcuda.so.1: tests/gpu/cudnn_stub/stub.c
+	@mkdir -p $(dir $@)
+	$(CC) -shared -fPIC -O1 -o $@ $<
+$(BUILD)/tests/test_sdpa_plans: | $(BUILD)/tests/cudnn_stub/libcuda.so.1
+
 $(BUILD)/obj/%.o: %.cu $(wildcard common/*.h kernels/*.h kernels/cuda/*.cuh)
 	@mkdir -p $(dir $@)
 	$(NVCC) $(NVFLAGS) -c $< -o $@
@@ -68,6 +80,32 @@ $(foreach m,$(PROG_MAIN),$(eval $(call prog_rule,$(m))))
 $(BUILD)/tests/%: $(BUILD)/obj/tests/unit/%.o $(LIB)
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_CFLAGS) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+# CPU emulation of the CUDA kernels (kernels/cuda/emu/cuda_emu.h): the same .cu files compiled by
+# g++ with -DSF_CUDA_EMU into $(BUILD)/emu/, linked into test_cuda_emu only (never into libsf.a),
+# in every build: no nvcc, CUDA headers or GPU needed. Add a .cu here when it has custom kernels
+# (cuBLAS/cuDNN-only files need their library calls emulated first). The emulated wrappers have
+# the real ones' names: the objects come before libsf.a, so its CUDA members are never pulled in,
+# and the link checks that no real CUDA code got in.
+CXX     ?= g++
+EMU_SRC := kernels/cuda/emu/cuda_emu.cc kernels/cuda/emu/emu_selftest.cu kernels/cuda/cuda_common.cu \
+           kernels/cuda/norm_act.cu kernels/cuda/gemm.cu kernels/cuda/dit_glue.cu
+EMU_OBJ := $(patsubst %,$(BUILD)/emu/%.o,$(EMU_SRC))
+EMU_CXXFLAGS := -std=c++17 $(CFLAGS) -Wall -Wextra -Wshadow -ffp-contract=off -MMD -MP -DSF_CUDA_EMU \
+           -Icommon -Ikernels -I. $(EXTRA_CFLAGS)
+emu_comma := ,
+CPU_LDLIBS = $(filter-out -L% -Wl$(emu_comma)% -lcublas -lcudart_static -lstdc++,$(LDLIBS))
+
+$(BUILD)/emu/%.o: %
+	@mkdir -p $(dir $@)
+	$(CXX) -x c++ $(EMU_CXXFLAGS) -c $< -o $@
+
+$(BUILD)/tests/test_cuda_emu: $(BUILD)/obj/tests/unit/test_cuda_emu.o $(EMU_OBJ) $(LIB)
+	@mkdir -p $(dir $@)
+	$(CXX) $(LDFLAGS) -o $@.tmp $^ $(CPU_LDLIBS)
+	@if nm $@.tmp | grep -q -e __cudaRegisterFatBinary -e cudaLaunchKernel; then \
+	  echo "$@: real CUDA objects were linked instead of the emulated ones"; rm -f $@.tmp; exit 1; fi
+	@mv $@.tmp $@
 
 $(BUILD)/bench/%: $(BUILD)/obj/tests/bench/%.o $(LIB)
 	@mkdir -p $(dir $@)

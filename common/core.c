@@ -153,6 +153,21 @@ const char *sf_find_data(const char *rel, char *buf, size_t n) {
     return NULL;
 }
 
+const char *sf_find_program(const char *name, char *buf, size_t n) {
+    if (!name || !*name || strchr(name, '/')) return NULL;
+    char exe[4096];
+    ssize_t el = readlink("/proc/self/exe", exe, sizeof exe - 1);
+    if (el <= 0) return NULL;
+    exe[el] = 0;
+    char *slash = strrchr(exe, '/');
+    if (!slash) return NULL;
+    *slash = 0;
+    int k = snprintf(buf, n, "%s/%s", exe, name);
+    struct stat st;
+    if (k < 0 || (size_t)k >= n || stat(buf, &st) != 0 || !S_ISREG(st.st_mode) || access(buf, X_OK) != 0) return NULL;
+    return buf;
+}
+
 double sf_now(void) {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);

@@ -3,7 +3,7 @@
  * Mirrors torch.serialization._save + PyTorchStreamWriter (caffe2/serialize/inline_container.cc):
  * members archive/data.pkl, archive/byteorder ("little"), archive/data/<n> (one contiguous
  * little-endian storage per tensor), archive/version ("3\n"); every member's data starts at a
- * multiple of 64 bytes (an "FB" padding record in the local extra field), CRC-32 is filled in
+ * multiple of 64 bytes (an "FB" padding record in the local extra field), CRC-32 (zlib) is filled in
  * after streaming each member (the local header is patched), and zip64 records are written for
  * members, offsets or counts that do not fit 32/16 bits. The pickle is what torch's protocol 2
  * pickler emits for dicts, lists, tuples, str, int, float, bool, None and tensors
@@ -18,6 +18,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <zlib.h>
 
 #define PW_MAX_DEPTH 256
 #define ZIP_FB_ALIGN 64
@@ -203,7 +204,6 @@ typedef struct zentry {
 typedef struct zw {
     FILE *fp;
     uint64_t off;
-    uint32_t crc_table[256];
     zentry *e;
     size_t n, cap;
     int force64;
@@ -220,11 +220,8 @@ static void le_into(uint8_t *b, uint64_t v, int bytes) {
     for (int i = 0; i < bytes; i++) b[i] = (uint8_t)(v >> (8 * i));
 }
 
-static uint32_t crc_update(const zw *z, uint32_t crc, const uint8_t *p, size_t n) {
-    crc = ~crc;
-    for (size_t i = 0; i < n; i++) crc = z->crc_table[(crc ^ p[i]) & 0xff] ^ (crc >> 8);
-    return ~crc;
-}
+/* CRC-32 of zip members: zlib's. */
+static uint32_t crc_update(uint32_t crc, const void *p, size_t n) { return (uint32_t)crc32_z(crc, p, n); }
 
 static sf_status zbegin(zw *z, const char *name, uint64_t size) {
     if (z->n == z->cap) {
@@ -284,7 +281,7 @@ static sf_status zend(zw *z, uint32_t crc) {
 static sf_status zmember_bytes(zw *z, const char *name, const void *d, size_t n) {
     sf_status s = zbegin(z, name, n);
     if (!s) s = zput(z, d, n);
-    if (!s) s = zend(z, crc_update(z, 0, d, n));
+    if (!s) s = zend(z, crc_update(0, d, n));
     return s;
 }
 
@@ -299,14 +296,14 @@ static sf_status zmember_tensor(zw *z, const char *name, const sf_tensor *t) {
         const uint8_t *p = t->data;
         for (size_t o = 0; o < nb && !s; o += (size_t)1 << 24) {
             size_t k = nb - o < ((size_t)1 << 24) ? nb - o : (size_t)1 << 24;
-            crc = crc_update(z, crc, p + o, k);
+            crc = crc_update(crc, p + o, k);
             s = zput(z, p + o, k);
         }
     } else if (nb) {
         uint8_t *tmp = malloc(nb);
         if (!tmp) return sf_fail(z->err, SF_E_NOMEM, "out of memory for a %zu-byte strided tensor copy", nb);
         sf_tensor_copy_contiguous(t, tmp);
-        crc = crc_update(z, 0, tmp, nb);
+        crc = crc_update(0, tmp, nb);
         s = zput(z, tmp, nb);
         free(tmp);
     }
@@ -394,11 +391,6 @@ sf_status sf_torch_write_ex(const char *path, const sf_py *root, unsigned flags,
     w.visits_left = sf_py_expand_budget(root);
     z.err = err;
     z.force64 = (flags & SF_TORCH_WRITE_ZIP64) != 0;
-    for (uint32_t i = 0; i < 256; i++) {
-        uint32_t c = i;
-        for (int k = 0; k < 8; k++) c = (c & 1) ? 0xEDB88320u ^ (c >> 1) : c >> 1;
-        z.crc_table[i] = c;
-    }
     sf_status s;
     uint8_t proto[2] = {0x80, 2};
     if ((s = put(&w, proto, 2)) || (s = emit(&w, root, 0)) || (s = op(&w, '.'))) goto fail;

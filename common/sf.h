@@ -76,6 +76,12 @@ int sf_fd_is_data(int fd);
  * the binary was built from. NULL when absent. */
 const char *sf_find_data(const char *rel, char *buf, size_t n);
 
+/* A sibling program: <folder of the running binary>/name when it is an executable file there
+ * (build/bin/sf-run finds build/bin/sf-encode, <prefix>/bin/sf-run finds <prefix>/bin/...), so
+ * a fresh build works without build/bin on PATH. NULL otherwise — and for names containing a
+ * '/' — in which case the caller leaves the name to PATH (execvp). */
+const char *sf_find_program(const char *name, char *buf, size_t n);
+
 /* --progress auto|none: 1 when progress should be shown — "none" never; "auto" (or NULL) when
  * stderr is a terminal or SF_PROGRESS is set (sf-run sets it and draws one status line from
  * the '\r'-terminated progress updates of all its stages). */

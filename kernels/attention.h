@@ -19,4 +19,9 @@ int sf_attention_cpu(int64_t Lq, int64_t Lk, int heads, int d, const float *q, i
                      const float *v, int64_t ldkv, float *out, int64_t ldo, float scale, float *logits,
                      int nthreads);
 
+/* Row softmax of the explicit (tapped / fallback) GPU attention path, its CPU reference:
+ * p[r, i] = ⌊ exp(s[r, i] − max_r) / Σ_i exp(s[r, i] − max_r) ⌉ with float statistics, ⌊·⌉ = round to
+ * bf16 (P is bf16 before the P·V product, as in flash attention). s: (rows, n) stride lds, p stride ldp. */
+void sf_softmax_rows_cpu(int64_t rows, int64_t n, const float *s, int64_t lds, float *p, int64_t ldp);
+
 #endif

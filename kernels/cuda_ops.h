@@ -90,6 +90,60 @@ sf_status sf_modulate_cuda(const sf_cuda_ctx *ctx, int F, int64_t S, int64_t D, 
 sf_status sf_gated_add_cuda(const sf_cuda_ctx *ctx, int F, int64_t S, int64_t D, void *x, const void *y,
                             const float *gate, int64_t fstride, sf_err *err);
 
+
+/* ---- DiT glue (kernels/cuda/dit_glue.cu) ------------------------------------------------------ */
+
+/* 3-axis RoPE in place on x: (F·H·W, heads·d) bf16, token row stride ld; tokens ordered (f, h, w).
+ * cs: device copy of sf_rope_table.cs (max_pos, d/2, 2) fp64; pairs [0, n_t) use the time axis
+ * (position start_frame + f), [n_t, n_t + n_h) height, the rest width. Rotation in fp64, one
+ * rounding to bf16. CPU reference: sf_rope_apply_cpu (kernels/rope.h). */
+sf_status sf_rope_cuda(const sf_cuda_ctx *ctx, void *x, int64_t ld, int F, int H, int W, int heads, int d, int n_t,
+                       int n_h, int64_t start_frame, const double *cs, int max_pos, sf_err *err);
+/* Patch embedding input: x (F, C, H, W) f32 device → P (F·H/ph·W/pw, C·ph·pw) bf16 (rounded).
+ * Unpatchify: O (F·H/ph·W/pw, ph·pw·C) bf16 → y (F, C, H, W) f32. CPU: kernels/patch.h. */
+sf_status sf_patchify_cuda(const sf_cuda_ctx *ctx, const float *x, int F, int C, int H, int W, int ph, int pw, void *P,
+                           sf_err *err);
+sf_status sf_unpatchify_cuda(const sf_cuda_ctx *ctx, const void *O, int F, int C, int H, int W, int ph, int pw,
+                             float *y, sf_err *err);
+/* Modulation table: out[f·n + i] = ⌊ mod[i] + e[f·lde + i mod period] ⌉ as f32, f < F, i < n.
+ * mod: (n) f32 device; e: bf16 device. Blocks: n = period = lde = 6·dim (E = modulation + e0);
+ * head: n = 2·dim, period = lde = dim (Hm = head.modulation + e). CPU: sf_mod_table_cpu. */
+sf_status sf_mod_table_cuda(const sf_cuda_ctx *ctx, int F, int64_t n, const float *mod, const void *e, int64_t lde,
+                            int64_t period, float *out, sf_err *err);
+/* x = ⌊ x + y ⌉ over n bf16 values. */
+sf_status sf_add_cuda(const sf_cuda_ctx *ctx, void *x, const void *y, int64_t n, sf_err *err);
+/* n values f32 → bf16 (round to nearest even) and bf16 → f32, device to device. */
+sf_status sf_f32_to_bf16_cuda(const sf_cuda_ctx *ctx, const float *x, void *y, int64_t n, sf_err *err);
+sf_status sf_bf16_to_f32_cuda(const sf_cuda_ctx *ctx, const void *x, float *y, int64_t n, sf_err *err);
+/* Row softmax of the explicit attention path: s (rows, n) f32 scaled logits, row stride lds →
+ * p (rows, n) bf16, row stride ldp: p = ⌊ exp(s − max_row) / Σ_row exp(s − max_row) ⌉ with fp32
+ * statistics. CPU: sf_softmax_rows_cpu (kernels/attention.h). */
+sf_status sf_softmax_rows_cuda(const sf_cuda_ctx *ctx, int64_t rows, int64_t n, const float *s, int64_t lds, void *p,
+                               int64_t ldp, sf_err *err);
+
+/* ---- explicit attention (kernels/cuda/attn_blas.cu) ------------------------------------------- */
+
+/* Called per query chunk with the device logits S: (H, rows, Lk) f32 of queries [r0, r0 + rows),
+ * before the softmax (enqueued on ctx->stream; the callback may enqueue copies of S). */
+typedef sf_status (*sf_attn_logits_fn)(void *ctx, int64_t r0, int64_t rows, const float *S, sf_err *err);
+/* O = softmax(Q·Kᵀ·scale)·V per head, no mask. q: (Lq, H·d) bf16 row stride ldq; k, v: (Lk, H·d) bf16
+ * stride ldk; o: (Lq, H·d) bf16 stride ldo. Workspace: S ≥ H·chunk·Lk f32, P ≥ H·chunk·Lk bf16 (device).
+ * Queries are processed chunk rows at a time. on_logits may be NULL. CPU: sf_attention_cpu. */
+sf_status sf_attention_blas_cuda(const sf_cuda_ctx *ctx, int64_t Lq, int64_t Lk, int H, int d, const void *q,
+                                 int64_t ldq, const void *k, const void *v, int64_t ldk, void *o, int64_t ldo,
+                                 float scale, float *S, void *P, int64_t chunk, sf_attn_logits_fn on_logits,
+                                 void *cb_ctx, sf_err *err);
+/* Device → host copy of `height` rows of `width` bytes (pitches in bytes), synchronous. */
+sf_status sf_cuda_copy_d2h_2d(const sf_cuda_ctx *ctx, void *host, size_t hpitch, const void *dev, size_t dpitch,
+                              size_t width, size_t height, sf_err *err);
+/* Device → device byte copy on ctx->stream (regions may overlap: copied through a bounce when they do). */
+sf_status sf_cuda_copy_d2d(const sf_cuda_ctx *ctx, void *dst, const void *src, size_t bytes, sf_err *err);
+/* Pinned (page-locked) host memory for staging uploads; *p NULL on failure. */
+sf_status sf_cuda_host_alloc(void **p, size_t bytes, sf_err *err);
+void sf_cuda_host_free(void *p); /* NULL: no-op */
+/* Free and total memory of the current device, bytes. */
+sf_status sf_cuda_mem_info(size_t *free_bytes, size_t *total_bytes, sf_err *err);
+
 #ifdef __cplusplus
 }
 #endif

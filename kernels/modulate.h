@@ -14,5 +14,9 @@
 void sf_modulate_cpu(int F, int64_t S, int64_t D, const float *x, const float *shift, const float *scale,
                      int64_t fstride, float *y);
 void sf_gated_add_cpu(int F, int64_t S, int64_t D, float *x, const float *y, const float *gate, int64_t fstride);
+/* The bf16 path's modulation table (SPEC §5.4 E_i, §5.9 Hm_i):
+ *   out[f·n + i] = ⌊ mod[i] + e[f·lde + i mod period] ⌉   (⌊·⌉ = round to bf16, kept as f32)
+ * mod: (n), e: rows of lde values per frame. CPU reference of sf_mod_table_cuda. */
+void sf_mod_table_cpu(int F, int64_t n, const float *mod, const float *e, int64_t lde, int64_t period, float *out);
 
 #endif

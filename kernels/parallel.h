@@ -26,4 +26,13 @@ int sf_cpu_count(void);
  * tests set SF_CPU_BASELINE=1 to check that. */
 int sf_cpu_use_avx2(void);
 
+/* Which compiled variant the blocked CPU kernels run now (same choice as sf_cpu_use_avx2()):
+ * SF_ISA_BASE or SF_ISA_AVX2. The answer comes from a probe compiled inside the variant
+ * (kernels/cpu/simd_variants.h): SF_ISA_AVX2 proves the AVX2 copy exists and was built with
+ * AVX2 enabled, so "baseline vs avx2, same bits" tests can show they ran two variants. */
+enum { SF_ISA_BASE = 0, SF_ISA_AVX2 = 2 };
+int sf_gemm_cpu_isa(void);      /* kernels/cpu/gemm.c */
+int sf_attention_cpu_isa(void); /* kernels/cpu/attention.c */
+int sf_conv3d_cpu_isa(void);    /* kernels/cpu/conv3d.c */
+
 #endif

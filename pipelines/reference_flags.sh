@@ -2,6 +2,18 @@
 # experiments/run_extraction_*.py scripts share (same defaults), our shared additions, and the
 # sf-encode | sf-denoise command lines they lead to. Set ref_prog before sourcing.
 
+# The sf-* programs next to these scripts come before PATH: the build tree's
+# (pipelines/../build/bin, or ../$SF_BUILD/bin) or an installed tree's
+# (<prefix>/share/sfpipe/pipelines → <prefix>/bin), so they run right after a plain `make`.
+ref_here=$(dirname -- "$(readlink -f -- "${BASH_SOURCE[0]}")")
+case "${SF_BUILD:-build}" in /*) ref_build=${SF_BUILD} ;; *) ref_build=$ref_here/../${SF_BUILD:-build} ;; esac
+for ref_bin in "$ref_build/bin" "$ref_here/../../../bin"; do
+    if [ -x "$ref_bin/sf-denoise" ] && [ -x "$ref_bin/sf-encode" ]; then
+        PATH="$(cd -- "$ref_bin" && pwd -P):$PATH"
+        break
+    fi
+done
+
 config_path=configs/self_forcing_dmd.yaml
 checkpoint_path=checkpoints/self_forcing_dmd.pt
 prompt="A majestic eagle soaring through a cloudy sky, cinematic lighting"

@@ -17,6 +17,7 @@
  * attention_tile.inc, compiled twice: for the baseline ISA and under target("avx2") (8-lane ymm),
  * chosen at run time — both give the same bits, only speed differs. */
 #include "attention.h"
+#include "tensor.h"
 #include "parallel.h"
 
 #include <math.h>
@@ -52,6 +53,7 @@ typedef struct attn_job {
 } attn_job;
 
 #define SF_VARIANT_FILE "attention_tile.inc"
+#define SF_VARIANT_ISA sf_attention_cpu_isa
 #include "simd_variants.h"
 
 static void attn_range(void *ctx, int64_t b, int64_t e) {
@@ -81,4 +83,15 @@ int sf_attention_cpu(int64_t Lq, int64_t Lk, int heads, int d, const float *q, i
                   sf_cpu_use_avx2()};
     sf_parallel_for((int64_t)heads * j.ntiles, nthreads, 1, attn_range, &j);
     return j.failed ? -1 : 0;
+}
+
+void sf_softmax_rows_cpu(int64_t rows, int64_t n, const float *s, int64_t lds, float *p, int64_t ldp) {
+    for (int64_t r = 0; r < rows; r++) {
+        const float *sr = s + r * lds;
+        float m = -INFINITY, sum = 0.0f;
+        for (int64_t i = 0; i < n; i++) m = sr[i] > m ? sr[i] : m;
+        for (int64_t i = 0; i < n; i++) sum += expf(sr[i] - m);
+        const float inv = 1.0f / sum;
+        for (int64_t i = 0; i < n; i++) p[r * ldp + i] = sf_round_bf16(expf(sr[i] - m) * inv);
+    }
 }

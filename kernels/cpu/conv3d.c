@@ -88,6 +88,7 @@ typedef struct conv_ctx {
 } conv_ctx;
 
 #define SF_VARIANT_FILE "conv3d_tile.inc"
+#define SF_VARIANT_ISA sf_conv3d_cpu_isa
 #include "simd_variants.h"
 
 static void conv_item(void *p, int64_t item, int tid) {

@@ -37,6 +37,7 @@ typedef struct gemm_job {
 } gemm_job;
 
 #define SF_VARIANT_FILE "gemm_tile.inc"
+#define SF_VARIANT_ISA sf_gemm_cpu_isa
 #include "simd_variants.h"
 
 static void widen_rows(const void *w, sf_dtype wdt, int64_t K, int64_t n0, int64_t nr, float *dst) {

@@ -11,9 +11,29 @@ extern "C" sf_status sf_cuda_ctx_init(sf_cuda_ctx *ctx, int ordinal, sf_err *err
     sf_status st = SF_OK;
     cudaStream_t s = NULL;
     cublasHandle_t h = NULL;
+    int count = 0;
+    cudaDeviceProp p;
+    cudaError_t e;
     memset(ctx, 0, sizeof *ctx);
     ctx->ordinal = ordinal;
     SF_CUDA_REQUIRE(ordinal >= 0, "cuda:%d: bad device ordinal", ordinal);
+    e = cudaGetDeviceCount(&count);
+    if (e != cudaSuccess || count == 0) {
+        st = sf_fail(err, SF_E_DEVICE, "no usable CUDA GPU (%s): install the NVIDIA driver or use --device cpu",
+                     e != cudaSuccess ? cudaGetErrorString(e) : "no device present");
+        cudaGetLastError();
+        goto fail;
+    }
+    if (ordinal >= count) {
+        st = sf_fail(err, SF_E_DEVICE, "cuda:%d: no such GPU (%d visible: cuda:0..cuda:%d)", ordinal, count, count - 1);
+        goto fail;
+    }
+    CUDA_CHECK(cudaGetDeviceProperties(&p, ordinal));
+    if (p.major < 8) {
+        st = sf_fail(err, SF_E_UNSUPPORTED, "cuda:%d (%s) is sm_%d%d; sfpipe needs sm_80 or newer (A100, RTX 30/40, H100)",
+                     ordinal, p.name, p.major, p.minor);
+        goto fail;
+    }
     CUDA_CHECK(cudaSetDevice(ordinal));
     CUDA_CHECK(cudaStreamCreateWithFlags(&s, cudaStreamNonBlocking));
     CUBLAS_CHECK(cublasCreate(&h));
@@ -53,6 +73,7 @@ extern "C" sf_status sf_cuda_malloc(void **dev, size_t bytes, sf_err *err) {
     return SF_OK;
 fail:
     *dev = NULL;
+    cudaGetLastError(); /* clear it: the next kernel's launch check must not report this failure */
     if (st == SF_E_DEVICE) { /* out of device memory is SF_E_NOMEM; keep the CUDA message */
         char why[sizeof err->msg];
         snprintf(why, sizeof why, "%s", err->msg);
@@ -130,5 +151,69 @@ extern "C" sf_status sf_cuda_download_bf16(const sf_cuda_ctx *ctx, float *host, 
     if (st == SF_OK)
         for (size_t i = 0; i < n; i++) host[i] = sf_bf16_to_f32(tmp[i]);
     free(tmp);
+    return st;
+}
+
+extern "C" sf_status sf_cuda_copy_d2h_2d(const sf_cuda_ctx *ctx, void *host, size_t hpitch, const void *dev,
+                                         size_t dpitch, size_t width, size_t height, sf_err *err) {
+    sf_status st = SF_OK;
+    if (width == 0 || height == 0) return SF_OK;
+    CUDA_CHECK(cudaMemcpy2DAsync(host, hpitch, dev, dpitch, width, height, cudaMemcpyDeviceToHost,
+                                 SF_CUDA_STREAM(ctx)));
+    CUDA_CHECK(cudaStreamSynchronize(SF_CUDA_STREAM(ctx)));
+    return SF_OK;
+fail:
+    return st;
+}
+
+/* Overlapping device copies (the rolling KV cache's roll moves a range down by `evict` tokens):
+ * cudaMemcpyAsync is undefined for overlap, so copy forward in pieces no longer than the shift,
+ * each of which reads only bytes that no earlier piece has overwritten. */
+extern "C" sf_status sf_cuda_copy_d2d(const sf_cuda_ctx *ctx, void *dst, const void *src, size_t bytes,
+                                      sf_err *err) {
+    sf_status st = SF_OK;
+    char *d = (char *)dst;
+    const char *s = (const char *)src;
+    if (bytes == 0 || d == s) return SF_OK;
+    if (d + bytes <= s || s + bytes <= d) {
+        CUDA_CHECK(cudaMemcpyAsync(d, s, bytes, cudaMemcpyDeviceToDevice, SF_CUDA_STREAM(ctx)));
+    } else if (d < s) { /* moving down: ascending pieces of at most (s − d) bytes */
+        size_t step = (size_t)(s - d);
+        for (size_t off = 0; off < bytes; off += step) {
+            size_t n = bytes - off < step ? bytes - off : step;
+            CUDA_CHECK(cudaMemcpyAsync(d + off, s + off, n, cudaMemcpyDeviceToDevice, SF_CUDA_STREAM(ctx)));
+        }
+    } else { /* moving up: descending pieces */
+        size_t step = (size_t)(d - s), off = bytes;
+        while (off > 0) {
+            size_t n = off < step ? off : step;
+            off -= n;
+            CUDA_CHECK(cudaMemcpyAsync(d + off, s + off, n, cudaMemcpyDeviceToDevice, SF_CUDA_STREAM(ctx)));
+        }
+    }
+    return SF_OK;
+fail:
+    return st;
+}
+
+extern "C" sf_status sf_cuda_host_alloc(void **p, size_t bytes, sf_err *err) {
+    sf_status st = SF_OK;
+    *p = NULL;
+    CUDA_CHECK(cudaMallocHost(p, bytes));
+    return SF_OK;
+fail:
+    *p = NULL;
+    return st;
+}
+
+extern "C" void sf_cuda_host_free(void *p) {
+    if (p) cudaFreeHost(p);
+}
+
+extern "C" sf_status sf_cuda_mem_info(size_t *free_bytes, size_t *total_bytes, sf_err *err) {
+    sf_status st = SF_OK;
+    CUDA_CHECK(cudaMemGetInfo(free_bytes, total_bytes));
+    return SF_OK;
+fail:
     return st;
 }

@@ -8,9 +8,13 @@
 
 #include "cuda_ops.h"
 
+#ifdef SF_CUDA_EMU /* host emulation for the unit tests (kernels/cuda/emu/cuda_emu.h), plain g++ */
+#include "cuda/emu/cuda_emu.h"
+#else
 #include <cublas_v2.h>
 #include <cuda_bf16.h>
 #include <cuda_runtime.h>
+#endif
 #include <limits.h>
 
 static inline int sf_cuda_current_device(void) {
@@ -53,6 +57,12 @@ static inline int sf_cuda_current_device(void) {
         }                                                                                              \
     } while (0)
 
+/* Every kernel launch goes through SF_LAUNCH so that the CPU emulation layer (tests) can run the
+ * same kernel bodies on the host: SF_LAUNCH(kernel, grid, block, shared_bytes, stream, args...). */
+#ifndef SF_LAUNCH
+#define SF_LAUNCH(kern, grid, block, smem, stream, ...) kern<<<(grid), (block), (smem), (stream)>>>(__VA_ARGS__)
+#endif
+
 #define SF_CUDA_STREAM(ctx) ((cudaStream_t)(ctx)->stream)
 #define SF_CUDA_BLAS(ctx) ((cublasHandle_t)(ctx)->cublas)
 
@@ -65,11 +75,21 @@ static inline int sf_cuda_current_device(void) {
         }                                                                                              \
     } while (0)
 
-/* Blocks for a 1-D elementwise launch over n items (grid-stride loops cover the rest). */
+/* Dynamic shared memory: SF_DYN_SHARED(float, smem); declares `smem` (the emulation cannot
+ * express `extern __shared__`). */
+#ifndef SF_DYN_SHARED
+#define SF_DYN_SHARED(type, name) extern __shared__ type name[]
+#endif
+
+/* Blocks for a 1-D elementwise launch over n items (grid-stride loops cover the rest). The
+ * emulation lowers the cap at run time so that unit tests reach the grid-stride wrap. */
+#ifndef SF_CUDA_MAX_BLOCKS
+#define SF_CUDA_MAX_BLOCKS (65535LL * 16)
+#endif
 static inline unsigned sf_cuda_blocks(int64_t n, int threads) {
     int64_t b = (n + threads - 1) / threads;
     if (b < 1) b = 1;
-    if (b > 65535LL * 16) b = 65535LL * 16;
+    if (b > SF_CUDA_MAX_BLOCKS) b = SF_CUDA_MAX_BLOCKS;
     return (unsigned)b;
 }
 
@@ -88,6 +108,18 @@ __device__ __forceinline__ float sf_block_sum(float v, float *shm) {
     __syncthreads();
     v = lane < nw ? shm[lane] : 0.0f;
     for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+    return v;
+}
+
+/* Maximum of v over the block (same contract as sf_block_sum). */
+__device__ __forceinline__ float sf_block_max(float v, float *shm) {
+    for (int o = 16; o > 0; o >>= 1) v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, o));
+    int lane = threadIdx.x & 31, wid = threadIdx.x >> 5, nw = blockDim.x >> 5;
+    __syncthreads();
+    if (lane == 0) shm[wid] = v;
+    __syncthreads();
+    v = lane < nw ? shm[lane] : -INFINITY;
+    for (int o = 16; o > 0; o >>= 1) v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, o));
     return v;
 }
 

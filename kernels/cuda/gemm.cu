@@ -23,7 +23,7 @@ template <>
 __device__ __forceinline__ __nv_bfloat16 bias_cast<__nv_bfloat16>(float v) { return sf_tobf(v); }
 
 template <typename T>
-__global__ void gemm_bias_fill_kernel(int64_t M, int64_t N, const float *__restrict__ bias, T *__restrict__ y,
+static __global__ void gemm_bias_fill_kernel(int64_t M, int64_t N, const float *__restrict__ bias, T *__restrict__ y,
                                       int64_t ldy) {
     int64_t total = M * N;
     for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < total; i += (int64_t)gridDim.x * blockDim.x) {
@@ -54,10 +54,10 @@ extern "C" sf_status sf_gemm_cuda(const sf_cuda_ctx *ctx, int64_t M, int64_t N, 
         const int threads = 256;
         unsigned blocks = sf_cuda_blocks(M * N, threads);
         if (ydt == SF_BF16)
-            gemm_bias_fill_kernel<__nv_bfloat16><<<blocks, threads, 0, SF_CUDA_STREAM(ctx)>>>(
+            SF_LAUNCH(gemm_bias_fill_kernel<__nv_bfloat16>, blocks, threads, 0, SF_CUDA_STREAM(ctx),
                 M, N, bias, (__nv_bfloat16 *)y, ldy);
         else
-            gemm_bias_fill_kernel<float><<<blocks, threads, 0, SF_CUDA_STREAM(ctx)>>>(M, N, bias, (float *)y, ldy);
+            SF_LAUNCH(gemm_bias_fill_kernel<float>, blocks, threads, 0, SF_CUDA_STREAM(ctx), M, N, bias, (float *)y, ldy);
         CUDA_CHECK_LAUNCH("gemm_bias_fill_kernel");
     }
     /* K == 0: x·Wᵀ is zero; cuBLAS then scales C by beta (bias or zeros) — still a defined result. */

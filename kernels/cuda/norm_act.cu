@@ -12,7 +12,7 @@
 
 /* One block per row. y = ⌊ ⌊ x·rs ⌉ · w ⌉, rs = 1 / sqrt(mean(x²) + eps) in fp32 (the reference's
  * x.float().pow(2).mean(-1) + eps, rsqrt, .type_as(x) before the weight multiply). */
-__global__ void rmsnorm_kernel(int64_t D, const __nv_bfloat16 *x, int64_t ldx,
+static __global__ void rmsnorm_kernel(int64_t D, const __nv_bfloat16 *x, int64_t ldx,
                                const float *__restrict__ w, float eps, __nv_bfloat16 *y, int64_t ldy) {
     __shared__ float shm[32];
     const __nv_bfloat16 *xr = x + (int64_t)blockIdx.x * ldx;
@@ -35,7 +35,7 @@ __global__ void rmsnorm_kernel(int64_t D, const __nv_bfloat16 *x, int64_t ldx,
 
 /* One block per row; two passes over the row for the statistics (mean, then Σ(x − mean)²), which
  * avoids the cancellation of E[x²] − mean². y = ⌊ (x − mean)·rstd [·w + b] ⌉. */
-__global__ void layernorm_kernel(int64_t D, const __nv_bfloat16 *x, int64_t ldx,
+static __global__ void layernorm_kernel(int64_t D, const __nv_bfloat16 *x, int64_t ldx,
                                  const float *__restrict__ w, const float *__restrict__ b, float eps,
                                  __nv_bfloat16 *y, int64_t ldy) {
     __shared__ float shm[32];
@@ -57,7 +57,7 @@ __global__ void layernorm_kernel(int64_t D, const __nv_bfloat16 *x, int64_t ldx,
     }
 }
 
-__global__ void gelu_tanh_kernel(int64_t n, __nv_bfloat16 *x) {
+static __global__ void gelu_tanh_kernel(int64_t n, __nv_bfloat16 *x) {
     const float k = 0.7978845608028654f; /* sqrt(2/pi) */
     for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += (int64_t)gridDim.x * blockDim.x) {
         float v = sf_bf(x[i]);
@@ -65,7 +65,7 @@ __global__ void gelu_tanh_kernel(int64_t n, __nv_bfloat16 *x) {
     }
 }
 
-__global__ void silu_kernel(int64_t n, __nv_bfloat16 *x) {
+static __global__ void silu_kernel(int64_t n, __nv_bfloat16 *x) {
     for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += (int64_t)gridDim.x * blockDim.x) {
         float v = sf_bf(x[i]);
         x[i] = sf_tobf(v / (1.0f + expf(-v)));
@@ -74,7 +74,7 @@ __global__ void silu_kernel(int64_t n, __nv_bfloat16 *x) {
 
 /* y = ⌊ ⌊ x · ⌊1 + scale⌉ ⌉ + shift ⌉, element i of (F·S, D): row r = i / D, frame f = r / S.
  * The explicit roundings between the steps also keep nvcc from contracting them into an FMA. */
-__global__ void modulate_kernel(int64_t S, int64_t D, int64_t total, const __nv_bfloat16 *x,
+static __global__ void modulate_kernel(int64_t S, int64_t D, int64_t total, const __nv_bfloat16 *x,
                                 const float *__restrict__ shift, const float *__restrict__ scale, int64_t fstride,
                                 __nv_bfloat16 *y) {
     for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < total; i += (int64_t)gridDim.x * blockDim.x) {
@@ -86,7 +86,7 @@ __global__ void modulate_kernel(int64_t S, int64_t D, int64_t total, const __nv_
 }
 
 /* x = ⌊ x + ⌊ y · gate ⌉ ⌉ (same indexing as modulate_kernel). */
-__global__ void gated_add_kernel(int64_t S, int64_t D, int64_t total, __nv_bfloat16 *x,
+static __global__ void gated_add_kernel(int64_t S, int64_t D, int64_t total, __nv_bfloat16 *x,
                                  const __nv_bfloat16 *__restrict__ y, const float *__restrict__ gate,
                                  int64_t fstride) {
     for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < total; i += (int64_t)gridDim.x * blockDim.x) {
@@ -112,7 +112,7 @@ extern "C" sf_status sf_rmsnorm_cuda(const sf_cuda_ctx *ctx, int64_t M, int64_t 
     sf_status st = norm_args("sf_rmsnorm_cuda", ctx, M, D, ldx, ldy, err);
     if (st != SF_OK) return st;
     if (M == 0) return SF_OK;
-    rmsnorm_kernel<<<(unsigned)M, NORM_THREADS, 0, SF_CUDA_STREAM(ctx)>>>(D, (const __nv_bfloat16 *)x, ldx, w,
+    SF_LAUNCH(rmsnorm_kernel, (unsigned)M, NORM_THREADS, 0, SF_CUDA_STREAM(ctx), D, (const __nv_bfloat16 *)x, ldx, w,
                                                                           (float)eps, (__nv_bfloat16 *)y, ldy);
     CUDA_CHECK_LAUNCH("rmsnorm_kernel");
     return SF_OK;
@@ -126,7 +126,7 @@ extern "C" sf_status sf_layernorm_cuda(const sf_cuda_ctx *ctx, int64_t M, int64_
     sf_status st = norm_args("sf_layernorm_cuda", ctx, M, D, ldx, ldy, err);
     if (st != SF_OK) return st;
     if (M == 0) return SF_OK;
-    layernorm_kernel<<<(unsigned)M, NORM_THREADS, 0, SF_CUDA_STREAM(ctx)>>>(
+    SF_LAUNCH(layernorm_kernel, (unsigned)M, NORM_THREADS, 0, SF_CUDA_STREAM(ctx),
         D, (const __nv_bfloat16 *)x, ldx, w, w ? b : NULL, (float)eps, (__nv_bfloat16 *)y, ldy);
     CUDA_CHECK_LAUNCH("layernorm_kernel");
     return SF_OK;
@@ -139,7 +139,7 @@ extern "C" sf_status sf_gelu_tanh_cuda(const sf_cuda_ctx *ctx, void *x, int64_t 
     SF_CUDA_REQUIRE(ctx && ctx->stream, "sf_gelu_tanh_cuda: CUDA context not initialised");
     SF_CUDA_REQUIRE(n >= 0, "sf_gelu_tanh_cuda: negative length %lld", (long long)n);
     if (n == 0) return SF_OK;
-    gelu_tanh_kernel<<<sf_cuda_blocks(n, 256), 256, 0, SF_CUDA_STREAM(ctx)>>>(n, (__nv_bfloat16 *)x);
+    SF_LAUNCH(gelu_tanh_kernel, sf_cuda_blocks(n, 256), 256, 0, SF_CUDA_STREAM(ctx), n, (__nv_bfloat16 *)x);
     CUDA_CHECK_LAUNCH("gelu_tanh_kernel");
     return SF_OK;
 fail:
@@ -151,7 +151,7 @@ extern "C" sf_status sf_silu_cuda(const sf_cuda_ctx *ctx, void *x, int64_t n, sf
     SF_CUDA_REQUIRE(ctx && ctx->stream, "sf_silu_cuda: CUDA context not initialised");
     SF_CUDA_REQUIRE(n >= 0, "sf_silu_cuda: negative length %lld", (long long)n);
     if (n == 0) return SF_OK;
-    silu_kernel<<<sf_cuda_blocks(n, 256), 256, 0, SF_CUDA_STREAM(ctx)>>>(n, (__nv_bfloat16 *)x);
+    SF_LAUNCH(silu_kernel, sf_cuda_blocks(n, 256), 256, 0, SF_CUDA_STREAM(ctx), n, (__nv_bfloat16 *)x);
     CUDA_CHECK_LAUNCH("silu_kernel");
     return SF_OK;
 fail:
@@ -177,7 +177,7 @@ extern "C" sf_status sf_modulate_cuda(const sf_cuda_ctx *ctx, int F, int64_t S, 
     sf_status st = frame_args("sf_modulate_cuda", ctx, F, S, D, fstride, &total, err);
     if (st != SF_OK) return st;
     if (total == 0) return SF_OK;
-    modulate_kernel<<<sf_cuda_blocks(total, 256), 256, 0, SF_CUDA_STREAM(ctx)>>>(
+    SF_LAUNCH(modulate_kernel, sf_cuda_blocks(total, 256), 256, 0, SF_CUDA_STREAM(ctx),
         S, D, total, (const __nv_bfloat16 *)x, shift, scale, fstride, (__nv_bfloat16 *)y);
     CUDA_CHECK_LAUNCH("modulate_kernel");
     return SF_OK;
@@ -191,7 +191,7 @@ extern "C" sf_status sf_gated_add_cuda(const sf_cuda_ctx *ctx, int F, int64_t S,
     sf_status st = frame_args("sf_gated_add_cuda", ctx, F, S, D, fstride, &total, err);
     if (st != SF_OK) return st;
     if (total == 0) return SF_OK;
-    gated_add_kernel<<<sf_cuda_blocks(total, 256), 256, 0, SF_CUDA_STREAM(ctx)>>>(
+    SF_LAUNCH(gated_add_kernel, sf_cuda_blocks(total, 256), 256, 0, SF_CUDA_STREAM(ctx),
         S, D, total, (__nv_bfloat16 *)x, (const __nv_bfloat16 *)y, gate, fstride);
     CUDA_CHECK_LAUNCH("gated_add_kernel");
     return SF_OK;

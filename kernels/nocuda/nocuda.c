@@ -1,8 +1,9 @@
 /* nocuda.c — the CUDA entry points of a CPU-only build (no nvcc at build time): each one
  * reports that CUDA is not compiled in, so --device cuda fails with a clear message.
- * Also stubs every function of kernels/cuda_ops.h (SF_E_DEVICE). Tested by tests/unit/test_cuda_kernels.c. */
+ * Also stubs every function of kernels/cuda_ops.h and kernels/sdpa_cuda.h (SF_E_DEVICE). Tested by tests/unit/test_cuda_kernels.c. */
 #include "cuda_ops.h"
 #include "device.h"
+#include "sdpa_cuda.h"
 
 #include <string.h>
 
@@ -117,5 +118,110 @@ sf_status sf_modulate_cuda(const sf_cuda_ctx *ctx, int F, int64_t S, int64_t D, 
 sf_status sf_gated_add_cuda(const sf_cuda_ctx *ctx, int F, int64_t S, int64_t D, void *x, const void *y,
                             const float *gate, int64_t fstride, sf_err *err) {
     (void)ctx, (void)F, (void)S, (void)D, (void)x, (void)y, (void)gate, (void)fstride;
+    return SF_NO_CUDA(err);
+}
+
+/* DiT glue, explicit attention and copies (kernels/cuda/dit_glue.cu, attn_blas.cu, cuda_common.cu). */
+sf_status sf_rope_cuda(const sf_cuda_ctx *ctx, void *x, int64_t ld, int F, int H, int W, int heads, int d, int n_t,
+                       int n_h, int64_t start_frame, const double *cs, int max_pos, sf_err *err) {
+    (void)ctx, (void)x, (void)ld, (void)F, (void)H, (void)W, (void)heads, (void)d, (void)n_t, (void)n_h;
+    (void)start_frame, (void)cs, (void)max_pos;
+    return SF_NO_CUDA(err);
+}
+sf_status sf_patchify_cuda(const sf_cuda_ctx *ctx, const float *x, int F, int C, int H, int W, int ph, int pw, void *P,
+                           sf_err *err) {
+    (void)ctx, (void)x, (void)F, (void)C, (void)H, (void)W, (void)ph, (void)pw, (void)P;
+    return SF_NO_CUDA(err);
+}
+sf_status sf_unpatchify_cuda(const sf_cuda_ctx *ctx, const void *O, int F, int C, int H, int W, int ph, int pw,
+                             float *y, sf_err *err) {
+    (void)ctx, (void)O, (void)F, (void)C, (void)H, (void)W, (void)ph, (void)pw, (void)y;
+    return SF_NO_CUDA(err);
+}
+sf_status sf_mod_table_cuda(const sf_cuda_ctx *ctx, int F, int64_t n, const float *mod, const void *e, int64_t lde,
+                            int64_t period, float *out, sf_err *err) {
+    (void)ctx, (void)F, (void)n, (void)mod, (void)e, (void)lde, (void)period, (void)out;
+    return SF_NO_CUDA(err);
+}
+sf_status sf_add_cuda(const sf_cuda_ctx *ctx, void *x, const void *y, int64_t n, sf_err *err) {
+    (void)ctx, (void)x, (void)y, (void)n;
+    return SF_NO_CUDA(err);
+}
+sf_status sf_f32_to_bf16_cuda(const sf_cuda_ctx *ctx, const float *x, void *y, int64_t n, sf_err *err) {
+    (void)ctx, (void)x, (void)y, (void)n;
+    return SF_NO_CUDA(err);
+}
+sf_status sf_bf16_to_f32_cuda(const sf_cuda_ctx *ctx, const void *x, float *y, int64_t n, sf_err *err) {
+    (void)ctx, (void)x, (void)y, (void)n;
+    return SF_NO_CUDA(err);
+}
+sf_status sf_softmax_rows_cuda(const sf_cuda_ctx *ctx, int64_t rows, int64_t n, const float *s, int64_t lds, void *p,
+                               int64_t ldp, sf_err *err) {
+    (void)ctx, (void)rows, (void)n, (void)s, (void)lds, (void)p, (void)ldp;
+    return SF_NO_CUDA(err);
+}
+sf_status sf_attention_blas_cuda(const sf_cuda_ctx *ctx, int64_t Lq, int64_t Lk, int H, int d, const void *q,
+                                 int64_t ldq, const void *k, const void *v, int64_t ldk, void *o, int64_t ldo,
+                                 float scale, float *S, void *P, int64_t chunk, sf_attn_logits_fn on_logits,
+                                 void *cb_ctx, sf_err *err) {
+    (void)ctx, (void)Lq, (void)Lk, (void)H, (void)d, (void)q, (void)ldq, (void)k, (void)v, (void)ldk, (void)o;
+    (void)ldo, (void)scale, (void)S, (void)P, (void)chunk, (void)on_logits, (void)cb_ctx;
+    return SF_NO_CUDA(err);
+}
+sf_status sf_cuda_copy_d2h_2d(const sf_cuda_ctx *ctx, void *host, size_t hpitch, const void *dev, size_t dpitch,
+                              size_t width, size_t height, sf_err *err) {
+    (void)ctx, (void)host, (void)hpitch, (void)dev, (void)dpitch, (void)width, (void)height;
+    return SF_NO_CUDA(err);
+}
+sf_status sf_cuda_copy_d2d(const sf_cuda_ctx *ctx, void *dst, const void *src, size_t bytes, sf_err *err) {
+    (void)ctx, (void)dst, (void)src, (void)bytes;
+    return SF_NO_CUDA(err);
+}
+
+/* kernels/sdpa_cuda.h: cuDNN flash attention — unavailable here. */
+sf_status sf_sdpa_new(sf_sdpa **out, void *cuda_stream, sf_err *err) {
+    (void)cuda_stream;
+    *out = NULL;
+    return SF_NO_CUDA(err);
+}
+void sf_sdpa_destroy(sf_sdpa **s) {
+    if (s) *s = NULL;
+}
+sf_status sf_sdpa_prepare(sf_sdpa *s, int64_t Lq, int64_t Lk, int H, int d, int64_t ldq, int64_t ldk, int64_t ldo,
+                          sf_err *err) {
+    (void)s, (void)Lq, (void)Lk, (void)H, (void)d, (void)ldq, (void)ldk, (void)ldo;
+    return SF_NO_CUDA(err);
+}
+sf_status sf_sdpa_forward(sf_sdpa *s, int64_t Lq, int64_t Lk, int H, int d, const void *q, int64_t ldq,
+                          const void *k, const void *v, int64_t ldk, void *o, int64_t ldo, float scale,
+                          sf_err *err) {
+    (void)s, (void)Lq, (void)Lk, (void)H, (void)d, (void)q, (void)ldq, (void)k, (void)v, (void)ldk, (void)o;
+    (void)ldo, (void)scale;
+    return SF_NO_CUDA(err);
+}
+sf_status sf_sdpa_describe(const sf_sdpa *s, int64_t Lq, int64_t Lk, int H, int d, int64_t ldq, int64_t ldk,
+                           int64_t ldo, char *desc, size_t desc_n, sf_err *err) {
+    (void)s, (void)Lq, (void)Lk, (void)H, (void)d, (void)ldq, (void)ldk, (void)ldo;
+    if (desc_n) desc[0] = 0;
+    return SF_NO_CUDA(err);
+}
+sf_status sf_sdpa_plan_deviceless(const char *deviceprop_json_path, int64_t Lq, int64_t Lk, int H, int d,
+                                  int64_t ldq, int64_t ldk, int64_t ldo, char *desc, size_t desc_n, sf_err *err) {
+    (void)deviceprop_json_path, (void)Lq, (void)Lk, (void)H, (void)d, (void)ldq, (void)ldk, (void)ldo;
+    if (desc_n) desc[0] = 0;
+    return SF_NO_CUDA(err);
+}
+sf_status sf_sdpa_cudnn_version(int *version, sf_err *err) {
+    *version = 0;
+    return SF_NO_CUDA(err);
+}
+sf_status sf_cuda_host_alloc(void **p, size_t bytes, sf_err *err) {
+    (void)bytes;
+    *p = NULL;
+    return SF_NO_CUDA(err);
+}
+void sf_cuda_host_free(void *p) { (void)p; }
+sf_status sf_cuda_mem_info(size_t *free_bytes, size_t *total_bytes, sf_err *err) {
+    *free_bytes = *total_bytes = 0;
     return SF_NO_CUDA(err);
 }

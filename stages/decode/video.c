@@ -1,16 +1,17 @@
 /* video.c — frame writers for sf-decode: y4m (native, 4:4:4 BT.601 full range), mp4 (through
- * ffmpeg on PATH), a folder of PNG frames (own stored-deflate writer). See video.h.
+ * ffmpeg on PATH), a folder of PNG frames (libpng). See video.h.
  *
  * Mirrors inference.py's torchvision.io.write_video(path, frames, fps=16) (libx264, yuv420p)
- * for mp4. Tested by tests/unit/test_vae_video.c (PNG bytes, colour conversion, atomic
- * abort) and tests/bats/sf-decode.bats (ffprobe reads the y4m/mp4 with the right frame count,
- * size and rate). */
+ * for mp4. Tested by tests/unit/test_vae_video.c (PNG decoded back with libpng, colour
+ * conversion, atomic abort) and tests/bats/sf-decode.bats (ffprobe reads the y4m/mp4 with the
+ * right frame count, size and rate). */
 #define _POSIX_C_SOURCE 200809L
 #include "video.h"
 
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <png.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -103,75 +104,31 @@ static sf_status write_all(int fd, const uint8_t *p, size_t n, const char *what,
 
 /* ---- PNG --------------------------------------------------------------------------------- */
 
-static uint32_t crc32_update(uint32_t crc, const uint8_t *p, size_t n, const uint32_t *tab) {
-    crc = ~crc;
-    for (size_t i = 0; i < n; i++) crc = tab[(crc ^ p[i]) & 0xff] ^ (crc >> 8);
-    return ~crc;
-}
-
-static void be32(uint8_t *p, uint32_t v) {
-    p[0] = (uint8_t)(v >> 24), p[1] = (uint8_t)(v >> 16), p[2] = (uint8_t)(v >> 8), p[3] = (uint8_t)v;
-}
-
+/* libpng's simplified API, written into a buffer of the worst-case size in one pass, with
+ * libpng's default filtering and compression: an 832×480 frame takes ~70 ms and about a
+ * quarter of its raw size (PNG_IMAGE_FLAG_FAST: ~20 ms but 2.6× larger files). */
 sf_status sf_png_encode(const uint8_t *rgb, int width, int height, uint8_t **png, size_t *len, sf_err *err) {
     *png = NULL;
     *len = 0;
     if (width <= 0 || height <= 0 || width > 65535 || height > 65535)
         return sf_fail(err, SF_E_ARG, "png: bad size %dx%d", width, height);
-    uint32_t tab[256];
-    for (uint32_t i = 0; i < 256; i++) {
-        uint32_t c = i;
-        for (int k = 0; k < 8; k++) c = c & 1 ? 0xedb88320u ^ (c >> 1) : c >> 1;
-        tab[i] = c;
-    }
-    const size_t row = (size_t)width * 3 + 1, raw = row * (size_t)height;
-    const size_t nblk = raw / 65535 + 1;
-    const size_t zlen = 2 + raw + 5 * nblk + 4;
-    const size_t total = 8 + (12 + 13) + (12 + zlen) + 12;
-    uint8_t *o = malloc(total);
+    png_image im;
+    memset(&im, 0, sizeof im);
+    im.version = PNG_IMAGE_VERSION;
+    im.width = (png_uint_32)width;
+    im.height = (png_uint_32)height;
+    im.format = PNG_FORMAT_RGB;
+    png_alloc_size_t cap = PNG_IMAGE_PNG_SIZE_MAX(im), n = cap;
+    uint8_t *o = cap ? malloc(cap) : NULL;
     if (!o) return sf_fail(err, SF_E_NOMEM, "png: out of memory");
-    static const uint8_t sig[8] = {0x89, 'P', 'N', 'G', '\r', '\n', 0x1a, '\n'};
-    uint8_t *p = o;
-    memcpy(p, sig, 8);
-    p += 8;
-    /* IHDR */
-    be32(p, 13);
-    memcpy(p + 4, "IHDR", 4);
-    be32(p + 8, (uint32_t)width);
-    be32(p + 12, (uint32_t)height);
-    p[16] = 8, p[17] = 2, p[18] = 0, p[19] = 0, p[20] = 0; /* 8-bit RGB, deflate, no filter, no interlace */
-    be32(p + 21, crc32_update(0, p + 4, 17, tab));
-    p += 25;
-    /* IDAT: zlib header, stored blocks over the filtered (filter 0) rows, Adler-32 */
-    be32(p, (uint32_t)zlen);
-    memcpy(p + 4, "IDAT", 4);
-    uint8_t *d = p + 8, *z = d;
-    *z++ = 0x78, *z++ = 0x01;
-    uint32_t a1 = 1, a2 = 0;
-    size_t done = 0; /* bytes of the raw stream emitted */
-    for (size_t b = 0; b < nblk; b++) {
-        size_t n = raw - done < 65535 ? raw - done : 65535;
-        *z++ = (uint8_t)(b + 1 == nblk); /* BFINAL, BTYPE 00 */
-        z[0] = (uint8_t)n, z[1] = (uint8_t)(n >> 8), z[2] = (uint8_t)~n, z[3] = (uint8_t)(~n >> 8);
-        z += 4;
-        for (size_t i = 0; i < n; i++, done++) {
-            size_t r = done / row, c = done % row;
-            uint8_t v = c == 0 ? 0 : rgb[r * (size_t)width * 3 + c - 1];
-            *z++ = v;
-            a1 = (a1 + v) % 65521;
-            a2 = (a2 + a1) % 65521;
-        }
+    if (!png_image_write_to_memory(&im, o, &n, 0, rgb, 0, NULL) || n > cap) {
+        sf_status s = sf_fail(err, SF_E_IO, "png: %s", im.message[0] ? im.message : "libpng could not encode the frame");
+        png_image_free(&im);
+        free(o);
+        return s;
     }
-    be32(z, (a2 << 16) | a1);
-    z += 4;
-    be32(z, crc32_update(0, p + 4, 4 + zlen, tab));
-    p = z + 4;
-    be32(p, 0);
-    memcpy(p + 4, "IEND", 4);
-    be32(p + 8, crc32_update(0, p + 4, 4, tab));
-    p += 12;
     *png = o;
-    *len = (size_t)(p - o);
+    *len = (size_t)n;
     return SF_OK;
 }
 

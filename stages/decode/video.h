@@ -44,7 +44,8 @@ void sf_video_abort(sf_video_writer **w);
 /* Frames written so far. */
 int64_t sf_video_frames(const sf_video_writer *w);
 
-/* Encode one RGB frame as a PNG (8-bit RGB, stored deflate) into a malloc'd buffer (caller frees). */
+/* Encode one RGB frame (height, width, 3) u8 as a PNG (8-bit RGB, libpng, deflate-compressed)
+ * into a malloc'd buffer (caller frees). */
 sf_status sf_png_encode(const uint8_t *rgb, int width, int height, uint8_t **png, size_t *len, sf_err *err);
 
 /* BT.601 full-range RGB → Y'CbCr, rounded and clamped to [0, 255]. */

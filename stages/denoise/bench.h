@@ -3,12 +3,20 @@
  *                8×12 latent (72 tokens): ms for block 0 (72 keys) and block 2 (216 keys).
  *   1.3b-layer:  one Wan2.1-1.3B-size layer (dim 1536, ffn 8960, 12 heads, text_dim 4096) with
  *                random bf16 weights: ms for one block-0 forward of the real 60×104 latent (4680 tokens) (and ×30 as a full-model estimate).
+ *   1.3b:        the whole Wan2.1-1.3B DiT (30 layers) with random bf16 weights on a GPU (--device
+ *                cuda): one warm-up and one timed 21-frame video (7 blocks × (4 steps + refresh) =
+ *                35 forwards), ms per forward and per block, total s, DiT-only FPS, GPU memory.
+ * cuda_ordinal −1 = CPU, N = cuda:N (bench_video.c).
  * Prints one line per figure on stdout. Used by tests/bench/run.sh. */
 #ifndef SF_DENOISE_BENCH_H
 #define SF_DENOISE_BENCH_H
 
 #include "sf.h"
+#include "stages/denoise/dit.h"
 
-sf_status sf_denoise_bench(const char *kind, const char *model_dir, int nthreads, sf_err *err);
+/* The full-size GPU video bench (bench_video.c). */
+sf_status sf_denoise_bench_video(const sf_dit_weights *w, int cuda_ordinal, sf_err *err);
+
+sf_status sf_denoise_bench(const char *kind, const char *model_dir, int nthreads, int cuda_ordinal, sf_err *err);
 
 #endif

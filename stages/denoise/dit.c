@@ -6,6 +6,7 @@
  * test_dit_longvideo.c (rolling KV cache vs global attention and a brute-force key-frame list). */
 #define _POSIX_C_SOURCE 200809L
 #include "dit.h"
+#include "dit_cuda.h"
 #include "act.h"
 #include "attention.h"
 #include "gemm.h"
@@ -218,6 +219,13 @@ static float *falloc(int64_t n, int *bad) {
 
 sf_status sf_dit_state_init(sf_dit_state *st, const sf_dit_weights *w, int max_frames, int lat_h, int lat_w,
                             int64_t cache_frames, long local_attn_size, long sink_size, int nthreads, sf_err *err) {
+    return sf_dit_state_init_on(st, w, max_frames, lat_h, lat_w, cache_frames, local_attn_size, sink_size, nthreads,
+                                -1, err);
+}
+
+sf_status sf_dit_state_init_on(sf_dit_state *st, const sf_dit_weights *w, int max_frames, int lat_h, int lat_w,
+                               int64_t cache_frames, long local_attn_size, long sink_size, int nthreads,
+                               int cuda_ordinal, sf_err *err) {
     memset(st, 0, sizeof *st);
     const sf_dit_config *c = &w->cfg;
     int ph = c->patch_size[1], pw = c->patch_size[2];
@@ -246,6 +254,15 @@ sf_status sf_dit_state_init(sf_dit_state *st, const sf_dit_weights *w, int max_f
     size_t tot;
     if (!sf_mul_ok((size_t)st->cache_tokens, (size_t)D, &tot) || !sf_mul_ok(tot, 2 * (size_t)NL, &tot))
         return sf_fail(err, SF_E_NOMEM, "KV cache size overflows");
+    if (cuda_ordinal >= 0) { /* GPU: only the cache plan and the RoPE table stay on the host */
+        st->key_frames = calloc((size_t)cache_frames, sizeof(int64_t));
+        if (!st->key_frames) return sf_fail(err, SF_E_NOMEM, "out of memory");
+        sf_status s = sf_rope_table_init(&st->rope, (int)(D / c->num_heads), 1024, err);
+        if (!s) s = sf_dit_cuda_init(st, cuda_ordinal, err);
+        if (s) sf_dit_state_free(st);
+        return s;
+    }
+    (void)L;
     int bad = 0;
     st->kc = calloc((size_t)NL, sizeof(float *));
     st->vc = calloc((size_t)NL, sizeof(float *));
@@ -294,6 +311,7 @@ sf_status sf_dit_state_init(sf_dit_state *st, const sf_dit_weights *w, int max_f
 }
 
 void sf_dit_state_free(sf_dit_state *st) {
+    sf_dit_cuda_free(st);
     int NL = st->w ? st->w->cfg.num_layers : 0;
     for (int l = 0; l < NL; l++) {
         if (st->kc) free(st->kc[l]);
@@ -338,6 +356,11 @@ sf_status sf_dit_set_context(sf_dit_state *st, const float *emb, int64_t n_rows,
     if (n_rows < 0 || n_rows > T)
         return sf_fail(err, SF_E_SHAPE, "prompt embeddings have %lld rows, more than text_len %d", (long long)n_rows,
                        c->text_len);
+    if (st->gpu) {
+        if ((s = sf_dit_cuda_set_context(st, emb, n_rows, err))) return s;
+        st->ctx_ready = 1;
+        return SF_OK;
+    }
     float *pad = st->txt_tmp; /* (T, text_dim) zero-padded */
     memset(pad, 0, sizeof(float) * (size_t)(T * c->text_dim));
     memcpy(pad, emb, sizeof(float) * (size_t)(n_rows * c->text_dim));
@@ -419,6 +442,14 @@ sf_status sf_dit_forward(sf_dit_state *st, const float *x_t, int F, const float 
         memmove(st->key_frames + sink_fr, st->key_frames + sink_fr + evict / S, sizeof(int64_t) * (size_t)(keep / S));
     for (int f = 0; f < F; f++) st->key_frames[ls / S + f] = start_frame + f;
     const int64_t *kfr = st->key_frames + lo / S;
+    if (st->gpu) {
+        if (st->key_select) return sf_fail(err, SF_E_UNSUPPORTED, "key_select (a test seam) runs on the CPU only");
+        sf_dit_kv_step kv = {ls, le, evict, keep, lo, Lk};
+        if ((s = sf_dit_cuda_forward(st, x_t, F, t, start_frame, &kv, flow, err))) return s;
+        st->global_end = start_frame * S + L;
+        st->local_end = le;
+        return SF_OK;
+    }
     /* test seam: attend to an explicit list of frames gathered from a global (absolute-slot) cache */
     int64_t *sel = NULL;
     float *Kg = NULL, *Vg = NULL;

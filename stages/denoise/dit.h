@@ -88,8 +88,18 @@ typedef int64_t (*sf_dit_key_select_fn)(void *ctx, int64_t start_frame, int F, i
 /* Debug probe: named intermediates (golden names, e.g. "mid.block0.self_attn.q_roped"). */
 typedef void (*sf_dit_probe_fn)(void *ctx, const char *name, const float *data, int64_t n);
 
+/* The KV-cache arithmetic of one forward, shared by the CPU and CUDA paths (reference
+ * CausalWanSelfAttention): roll [sink+evict, +keep) down to [sink, +keep) when evict > 0, write the
+ * new tokens to slots [ls, le), attend to [lo, le) (Lk = le − lo keys). Same for every layer. */
+typedef struct sf_dit_kv_step {
+    int64_t ls, le, evict, keep, lo, Lk;
+} sf_dit_kv_step;
+
+typedef struct sf_dit_gpu sf_dit_gpu; /* the CUDA backend's state (dit_cuda.c) */
+
 typedef struct sf_dit_state {
     const sf_dit_weights *w;
+    sf_dit_gpu *gpu;                 /* non-NULL: this state lives on a GPU (dit_cuda.c) */
     int max_frames;                  /* frames per forward (block) */
     int lat_h, lat_w;                /* latent H, W */
     int64_t frame_tokens;            /* (H/ph)·(W/pw) */
@@ -129,6 +139,12 @@ typedef struct sf_dit_state {
  * (see /work/notes/longvideo.md); needs sink_size + max_frames <= cache_frames (else SF_E_ARG). */
 sf_status sf_dit_state_init(sf_dit_state *st, const sf_dit_weights *w, int max_frames, int lat_h, int lat_w,
                             int64_t cache_frames, long local_attn_size, long sink_size, int nthreads, sf_err *err);
+/* The same on a device: cuda_ordinal −1 = the CPU (sf_dit_state_init), N ≥ 0 = cuda:N, where the
+ * weights are uploaded as bf16 and the state is allocated on the GPU (the host keeps only the cache
+ * plan and the RoPE table). SF_E_DEVICE / SF_E_UNSUPPORTED / SF_E_NOMEM name what is missing. */
+sf_status sf_dit_state_init_on(sf_dit_state *st, const sf_dit_weights *w, int max_frames, int lat_h, int lat_w,
+                               int64_t cache_frames, long local_attn_size, long sink_size, int nthreads,
+                               int cuda_ordinal, sf_err *err);
 void sf_dit_state_free(sf_dit_state *st);
 /* Start a new video: cache indices to 0 (the cross-attention cache stays with its prompt). */
 void sf_dit_state_reset(sf_dit_state *st);

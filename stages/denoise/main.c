@@ -49,10 +49,10 @@ static const sf_opt opts[] = {
     {"tap-select", 0, SF_ARG_VALUE, "seed|all|b:B,s:S\twhich captures to keep (default seed: logits = figure-4 selection, frames = streaming aggregate)"},
     {"output-path", 0, SF_ARG_VALUE, "FILE\ttap file: .pt (reference figure-4 / streaming dict) or .safetensors"},
     {"chunk-frames", 0, SF_ARG_VALUE, "N\trecorded as chunk_frames in the streaming tap file (default 3; no effect on values)"},
-    {"device", 0, SF_ARG_VALUE, "DEV\tcpu (cuda: not yet available for sf-denoise)"},
+    {"device", 0, SF_ARG_VALUE, "DEV\tcpu, cuda or cuda:N (bf16 on an NVIDIA GPU, sm_80 or newer)"},
     {"gpu-id", 0, SF_ARG_VALUE, "N\talias of --device cuda:N"},
     {"threads", 0, SF_ARG_VALUE, "N\tCPU threads (default: all CPUs)"},
-    {"bench", 0, SF_ARG_VALUE, "tiny|1.3b-layer\tprint CPU ms per block-forward and peak RSS, then exit"},
+    {"bench", 0, SF_ARG_VALUE, "tiny|1.3b-layer|1.3b\tprint ms per block-forward and peak memory, then exit (1.3b: a whole random-weight video, GPU only)"},
     {"progress", 0, SF_ARG_VALUE, "auto|none\tprogress on stderr (default auto: when stderr is a terminal)"},
     SF_OPTS_STD,
     {NULL, 0, 0, NULL},
@@ -203,10 +203,6 @@ int main(int argc, char **argv) {
     const char *ds = sf_args_get(&a, opts, "device"), *gid = sf_args_get(&a, opts, "gpu-id");
     if ((ds && (s = sf_device_parse(ds, &dev, &err))) || (!ds && gid && (s = sf_device_parse(gid, &dev, &err))))
         sf_die(PROG, s, &err);
-    if (dev.cuda) {
-        sf_fail(&err, SF_E_UNSUPPORTED, "the CUDA backend of sf-denoise is not implemented yet; use --device cpu");
-        sf_die(PROG, SF_E_UNSUPPORTED, &err);
-    }
     long threads = sf_cpu_count(), v;
     if ((s = get_long(&a, "threads", 1, 1024, &threads, &err))) sf_die(PROG, s, &err);
     const char *model_dir = sf_args_get(&a, opts, "model-dir");
@@ -214,7 +210,7 @@ int main(int argc, char **argv) {
     if (!model_dir || !*model_dir) model_dir = "wan_models/Wan2.1-T2V-1.3B";
     const char *bench = sf_args_get(&a, opts, "bench");
     if (bench) {
-        s = sf_denoise_bench(bench, model_dir, (int)threads, &err);
+        s = sf_denoise_bench(bench, model_dir, (int)threads, dev.cuda ? dev.ordinal : -1, &err);
         if (s) sf_die(PROG, s, &err);
         sf_args_free(&a);
         return 0;
@@ -375,12 +371,14 @@ int main(int argc, char **argv) {
         sf_die(PROG, SF_E_ARG, &err);
     }
     sf_dit_state st;
-    if ((s = sf_dit_state_init(&st, &w, rc.num_frame_per_block, pc.lat_h, pc.lat_w, cache_frames, las, sink, (int)threads, &err)))
+    if ((s = sf_dit_state_init_on(&st, &w, rc.num_frame_per_block, pc.lat_h, pc.lat_w, cache_frames, las, sink,
+                                  (int)threads, dev.cuda ? dev.ordinal : -1, &err)))
         sf_die(PROG, s, &err);
-    /* the KV cache is the big allocation of a CPU run (f32: 12 GiB for 21 frames at 480×832) */
-    sf_info("KV cache: %lld frames x %lld tokens x %d layers, %.2f GiB (f32)", (long long)cache_frames,
+    /* the KV cache is the big allocation (CPU f32: 12 GiB for 21 frames at 480×832; GPU bf16: 6) */
+    sf_info("KV cache: %lld frames x %lld tokens x %d layers, %.2f GiB (%s)", (long long)cache_frames,
             (long long)st.frame_tokens, cfg.num_layers,
-            2.0 * (double)st.cache_tokens * cfg.dim * cfg.num_layers * 4 / (1024.0 * 1024.0 * 1024.0));
+            2.0 * (double)st.cache_tokens * cfg.dim * cfg.num_layers * (dev.cuda ? 2 : 4) / (1024.0 * 1024.0 * 1024.0),
+            dev.cuda ? "bf16, on the GPU" : "f32");
     if ((s = sf_dit_set_context(&st, emb, rows, &err))) sf_die(PROG, s, &err);
     if (have_taps) sf_taps_attach(&taps, &st);
 

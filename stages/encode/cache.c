@@ -1,4 +1,4 @@
-/* cache.c — content-addressed embedding cache for sf-encode, plus a small SHA-256 (FIPS 180-4).
+/* cache.c — content-addressed embedding cache for sf-encode; SHA-256 from libsodium.
  *
  * Mirrors no reference module (see cache.h for the entry format and the key). Tested by
  * tests/unit/test_t5.c (sha256 vectors, put/get round trip, truncated and corrupted entries
@@ -9,6 +9,7 @@
 #include "tfile.h"
 
 #include <dirent.h>
+#include <sodium.h>
 #include <errno.h>
 #include <limits.h>
 #include <stdlib.h>
@@ -18,90 +19,26 @@
 
 #define CACHE_FORMAT "sfpipe-embed-v1"
 
-/* ---------- SHA-256 ---------- */
+/* ---------- SHA-256 (libsodium) ---------- */
 
-static const uint32_t K256[64] = {
-    0x428a2f98, 0x71374491, 0xb5c0fbcf, 0xe9b5dba5, 0x3956c25b, 0x59f111f1, 0x923f82a4, 0xab1c5ed5, 0xd807aa98,
-    0x12835b01, 0x243185be, 0x550c7dc3, 0x72be5d74, 0x80deb1fe, 0x9bdc06a7, 0xc19bf174, 0xe49b69c1, 0xefbe4786,
-    0x0fc19dc6, 0x240ca1cc, 0x2de92c6f, 0x4a7484aa, 0x5cb0a9dc, 0x76f988da, 0x983e5152, 0xa831c66d, 0xb00327c8,
-    0xbf597fc7, 0xc6e00bf3, 0xd5a79147, 0x06ca6351, 0x14292967, 0x27b70a85, 0x2e1b2138, 0x4d2c6dfc, 0x53380d13,
-    0x650a7354, 0x766a0abb, 0x81c2c92e, 0x92722c85, 0xa2bfe8a1, 0xa81a664b, 0xc24b8b70, 0xc76c51a3, 0xd192e819,
-    0xd6990624, 0xf40e3585, 0x106aa070, 0x19a4c116, 0x1e376c08, 0x2748774c, 0x34b0bcb5, 0x391c0cb3, 0x4ed8aa4a,
-    0x5b9cca4f, 0x682e6ff3, 0x748f82ee, 0x78a5636f, 0x84c87814, 0x8cc70208, 0x90befffa, 0xa4506ceb, 0xbef9a3f7,
-    0xc67178f2};
-
-static uint32_t ror(uint32_t x, int n) {
-    return x >> n | x << (32 - n);
+/* libsodium asks for sodium_init() before anything else; it is idempotent and thread-safe, and
+ * its SHA-256 does not depend on it succeeding (it only seeds the random generator). */
+static void sha256_begin(crypto_hash_sha256_state *s) {
+    int rc = sodium_init(); /* 0 first time, 1 after; -1 only matters for randomness */
+    (void)rc;
+    crypto_hash_sha256_init(s);
 }
 
-static void sha_block(uint32_t h[8], const uint8_t *p) {
-    uint32_t w[64];
-    for (int i = 0; i < 16; i++)
-        w[i] = (uint32_t)p[4 * i] << 24 | (uint32_t)p[4 * i + 1] << 16 | (uint32_t)p[4 * i + 2] << 8 | p[4 * i + 3];
-    for (int i = 16; i < 64; i++) {
-        uint32_t s0 = ror(w[i - 15], 7) ^ ror(w[i - 15], 18) ^ (w[i - 15] >> 3);
-        uint32_t s1 = ror(w[i - 2], 17) ^ ror(w[i - 2], 19) ^ (w[i - 2] >> 10);
-        w[i] = w[i - 16] + s0 + w[i - 7] + s1;
-    }
-    uint32_t a = h[0], b = h[1], c = h[2], d = h[3], e = h[4], f = h[5], g = h[6], hh = h[7];
-    for (int i = 0; i < 64; i++) {
-        uint32_t t1 = hh + (ror(e, 6) ^ ror(e, 11) ^ ror(e, 25)) + ((e & f) ^ (~e & g)) + K256[i] + w[i];
-        uint32_t t2 = (ror(a, 2) ^ ror(a, 13) ^ ror(a, 22)) + ((a & b) ^ (a & c) ^ (b & c));
-        hh = g, g = f, f = e, e = d + t1, d = c, c = b, b = a, a = t1 + t2;
-    }
-    h[0] += a, h[1] += b, h[2] += c, h[3] += d, h[4] += e, h[5] += f, h[6] += g, h[7] += hh;
-}
-
-void sf_sha256_init(sf_sha256 *s) {
-    static const uint32_t iv[8] = {0x6a09e667, 0xbb67ae85, 0x3c6ef372, 0xa54ff53a,
-                                   0x510e527f, 0x9b05688c, 0x1f83d9ab, 0x5be0cd19};
-    memcpy(s->h, iv, sizeof iv);
-    s->len = 0;
-    s->nbuf = 0;
-}
-
-void sf_sha256_update(sf_sha256 *s, const void *data, size_t n) {
-    const uint8_t *p = data;
-    s->len += n;
-    while (n) {
-        if (s->nbuf == 0 && n >= 64) {
-            sha_block(s->h, p);
-            p += 64, n -= 64;
-            continue;
-        }
-        size_t k = 64 - s->nbuf < n ? 64 - s->nbuf : n;
-        memcpy(s->buf + s->nbuf, p, k);
-        s->nbuf += k, p += k, n -= k;
-        if (s->nbuf == 64) sha_block(s->h, s->buf), s->nbuf = 0;
-    }
-}
-
-void sf_sha256_final(sf_sha256 *s, uint8_t out[32]) {
-    uint64_t bits = s->len * 8;
-    uint8_t pad = 0x80, z = 0, lenb[8];
-    sf_sha256_update(s, &pad, 1);
-    while (s->nbuf != 56) sf_sha256_update(s, &z, 1);
-    for (int i = 0; i < 8; i++) lenb[i] = (uint8_t)(bits >> (56 - 8 * i));
-    sf_sha256_update(s, lenb, 8);
-    for (int i = 0; i < 8; i++)
-        out[4 * i] = (uint8_t)(s->h[i] >> 24), out[4 * i + 1] = (uint8_t)(s->h[i] >> 16),
-                out[4 * i + 2] = (uint8_t)(s->h[i] >> 8), out[4 * i + 3] = (uint8_t)s->h[i];
-}
-
-void sf_sha256_hex(const uint8_t d[32], char hex[65]) {
-    static const char x[] = "0123456789abcdef";
-    for (int i = 0; i < 32; i++) hex[2 * i] = x[d[i] >> 4], hex[2 * i + 1] = x[d[i] & 15];
-    hex[64] = 0;
-}
+void sf_sha256_hex(const uint8_t d[32], char hex[65]) { sodium_bin2hex(hex, 65, d, 32); }
 
 sf_status sf_sha256_file(const char *path, uint8_t out[32], sf_err *err) {
     sf_mmap m = {0};
     sf_status st = sf_mmap_open(&m, path, err);
     if (st) return st;
-    sf_sha256 s;
-    sf_sha256_init(&s);
-    sf_sha256_update(&s, m.data, m.len);
-    sf_sha256_final(&s, out);
+    crypto_hash_sha256_state s;
+    sha256_begin(&s);
+    crypto_hash_sha256_update(&s, m.data, m.len);
+    crypto_hash_sha256_final(&s, out);
     sf_mmap_close(&m);
     return SF_OK;
 }
@@ -130,14 +67,15 @@ sf_status sf_cache_weights_identity(const char *path, char *buf, size_t n, sf_er
 }
 
 void sf_cache_key(const char *tok_hex, const char *weights_id, const char *cleaned, int64_t seq_len, char key[65]) {
-    sf_sha256 s;
+    crypto_hash_sha256_state s;
     uint8_t d[32];
     char sl[32];
     snprintf(sl, sizeof sl, "%lld", (long long)seq_len);
     const char *parts[5] = {CACHE_FORMAT, tok_hex, weights_id, cleaned, sl};
-    sf_sha256_init(&s);
-    for (int i = 0; i < 5; i++) sf_sha256_update(&s, parts[i], strlen(parts[i]) + 1); /* with the NUL */
-    sf_sha256_final(&s, d);
+    sha256_begin(&s);
+    for (int i = 0; i < 5; i++) /* with the NUL */
+        crypto_hash_sha256_update(&s, (const unsigned char *)parts[i], strlen(parts[i]) + 1);
+    crypto_hash_sha256_final(&s, d);
     sf_sha256_hex(d, key);
 }
 
@@ -148,13 +86,13 @@ static int entry_path(char *buf, size_t n, const char *dir, const char *key) {
 
 static void payload_digest(const float *emb, size_t n_emb, const int64_t *ids, const int64_t *mask, size_t L,
                            char hex[65]) {
-    sf_sha256 s;
+    crypto_hash_sha256_state s;
     uint8_t d[32];
-    sf_sha256_init(&s);
-    sf_sha256_update(&s, emb, n_emb * sizeof *emb);
-    sf_sha256_update(&s, ids, L * sizeof *ids);
-    sf_sha256_update(&s, mask, L * sizeof *mask);
-    sf_sha256_final(&s, d);
+    sha256_begin(&s);
+    crypto_hash_sha256_update(&s, (const unsigned char *)emb, n_emb * sizeof *emb);
+    crypto_hash_sha256_update(&s, (const unsigned char *)ids, L * sizeof *ids);
+    crypto_hash_sha256_update(&s, (const unsigned char *)mask, L * sizeof *mask);
+    crypto_hash_sha256_final(&s, d);
     sf_sha256_hex(d, hex);
 }
 

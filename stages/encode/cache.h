@@ -1,4 +1,4 @@
-/* cache.h — sf-encode's content-addressed embedding cache (and the SHA-256 it keys with).
+/* cache.h — sf-encode's content-addressed embedding cache (SHA-256 keys: libsodium).
  *
  * Mirrors no reference module (the reference re-encodes every prompt). An entry is one
  * safetensors file <dir>/<key>.safetensors holding `emb` (seq_len, dim) f32, `ids` (seq_len)
@@ -16,16 +16,8 @@
 
 #include "sf.h"
 
-typedef struct sf_sha256 {
-    uint32_t h[8];
-    uint64_t len;
-    uint8_t buf[64];
-    size_t nbuf;
-} sf_sha256;
-
-void sf_sha256_init(sf_sha256 *s);
-void sf_sha256_update(sf_sha256 *s, const void *data, size_t n);
-void sf_sha256_final(sf_sha256 *s, uint8_t out[32]);
+/* Lowercase hex of a SHA-256 digest. The digests themselves come from libsodium
+ * (crypto_hash_sha256). */
 void sf_sha256_hex(const uint8_t d[32], char hex[65]);
 /* SHA-256 of a whole file. */
 sf_status sf_sha256_file(const char *path, uint8_t out[32], sf_err *err);

@@ -148,3 +148,19 @@ decode() { sf-decode --model-dir "$M" --progress none "$@"; }
         --layer_indices 0 2
     [ -s "$T/f.pt" ]
 }
+
+@test "after a plain make, without build/bin on PATH: build/bin/sf-run, figure4.sh and streaming.sh find the programs" {
+    bin="$SF_ROOT/${SF_BUILD:-build}/bin"
+    bare=$(printf '%s\n' "${PATH//:/$'\n'}" | grep -vxF -e "$bin" -e "$bin/" | paste -sd: -)
+    if PATH=$bare command -v sf-encode >/dev/null; then skip "sf-encode is installed on PATH: $(PATH=$bare command -v sf-encode)"; fi
+    cd "$T"
+    PATH=$bare run -0 "$bin/sf-run" "$SF_ROOT/pipelines/t2v.yaml" model_dir="$M" checkpoint="$M/ckpt.pt" \
+        output="$T/run.y4m" cache_dir="$T/cache" num_frames=3 height=64 width=96
+    [ "$(frames "$T/run.y4m")" = 9 ]
+    PATH=$bare run -0 "$SF_ROOT/pipelines/figure4.sh" --model-dir "$M" --checkpoint_path "$M/ckpt.pt" \
+        --output_path "$T/f.pt" --num_frames 3 --height 64 --width 96 --cache-dir "$T/cache" --layer_indices 0
+    [ -s "$T/f.pt" ]
+    PATH=$bare run -0 "$SF_ROOT/pipelines/streaming.sh" --model-dir "$M" --no_checkpoint --output_path "$T/s/f.pt" \
+        --num_frames 3 --layer_index 0 --height 64 --width 96 --cache-dir "$T/cache" --progress none
+    [ -s "$T/s/f.pt" ]
+}

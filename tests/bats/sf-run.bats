@@ -39,6 +39,54 @@ write_spec() { # $1 = transport, then stage lines
     assert_line --index 1 "$FAKE --extra x --in @tcp://127.0.0.1:40000"
 }
 
+@test "unknown variables and stages are refused, naming the closest valid one, before anything starts" {
+    pids="$BATS_TEST_TMPDIR/pids"
+    write_spec ipc \
+        "  - name: denoise" "    program: $FAKE" "    args: {pidfile: $pids, seed: 1, message: '\${greeting}', out: '\${output}'}"
+    run -2 --separate-stderr sf-run "$SPEC" greting=hi
+    assert_equal "$stderr" "sf-run: error: $SPEC: unknown variable 'greting' (did you mean 'greeting'?)"
+    run -2 --separate-stderr sf-run "$SPEC" outptu=x.mp4   # used by the spec, not declared: still valid
+    assert_equal "$stderr" "sf-run: error: $SPEC: unknown variable 'outptu' (did you mean 'output'?)"
+    run -2 --separate-stderr sf-run "$SPEC" sede=7          # only a stage has it: say which
+    assert_equal "$stderr" "sf-run: error: $SPEC: unknown variable 'sede' (did you mean 'denoise.seed'?)"
+    run -2 --separate-stderr sf-run "$SPEC" denoize.seed=7
+    assert_equal "$stderr" "sf-run: error: $SPEC: unknown stage 'denoize' in 'denoize.seed=7' (did you mean 'denoise'?)"
+    run -2 --separate-stderr sf-run --dry-run "$SPEC" greeting=hi denoize.seed=7
+    assert_equal "$output" ""
+    [ ! -e "$pids" ]                                       # nothing was started
+    run -0 sf-run --dry-run "$SPEC" greeting=hi output=x.mp4 denoise.seed=7 denoise.new_flag=1
+    assert_output "$FAKE --pidfile $pids --seed 7 --message hi --out x.mp4 --new_flag 1"
+}
+
+@test "the issue's typos on pipelines/t2v.yaml are refused" {
+    run -2 sf-run --dry-run "$SF_ROOT/pipelines/t2v.yaml" num_frame=9
+    assert_output --partial "unknown variable 'num_frame' (did you mean 'num_frames'?)"
+    run -2 sf-run --dry-run "$SF_ROOT/pipelines/t2v.yaml" denoize.seed=7
+    assert_output --partial "unknown stage 'denoize' in 'denoize.seed=7' (did you mean 'denoise'?)"
+    run -2 sf-run --dry-run "$SF_ROOT/pipelines/t2v.yaml" outptu=fox.mp4
+    assert_output --partial "unknown variable 'outptu' (did you mean 'output'?)"
+}
+
+@test "stage.device and stage.host set the stage's fields; a '-'/'_' respelling replaces the arg" {
+    write_spec ipc "  - name: a" "    program: $FAKE" "    device: cpu" "    args: {checkpoint_path: a.pt}"
+    run -0 sf-run --dry-run "$SPEC" a.device=cuda:1 a.checkpoint-path=b.pt
+    assert_output "$FAKE --checkpoint_path b.pt --device cuda:1"
+    run -0 sf-run --dry-run --tcp-port 42000 "$SPEC" a.host=gpu2
+    assert_output "ssh -o BatchMode=yes gpu2 -- '$FAKE --checkpoint_path a.pt --device cpu'"
+}
+
+@test "build/bin/sf-run finds its sibling programs without build/bin on PATH" {
+    bin="$SF_ROOT/${SF_BUILD:-build}/bin"
+    bare=$(printf '%s\n' "${PATH//:/$'\n'}" | grep -vxF -e "$bin" -e "$bin/" | paste -sd: -)
+    if PATH=$bare command -v sf-tensor >/dev/null; then skip "sf-tensor is installed on PATH"; fi
+    write_spec ipc "  - name: t" "    program: sf-tensor" "    args: {help: true}"
+    PATH=$bare run -0 "$bin/sf-run" "$SPEC"
+    assert_output --partial "usage: sf-tensor"
+    write_spec ipc "  - name: t" "    program: sf-nonesuch"
+    PATH=$bare run -1 "$bin/sf-run" "$SPEC"
+    assert_output --partial "cannot run sf-nonesuch"
+}
+
 @test "remote stage goes through ssh and forces tcp" {
     write_spec ipc "  - name: a" "    program: sf-encode" "  - name: b" "    program: sf-denoise" "    host: user@gpu2"
     run -0 sf-run --dry-run --tcp-port 41000 "$SPEC"

@@ -1,41 +1,102 @@
 #!/usr/bin/env bash
-# tests/gpu/check.sh — the one prepared device check (run through the device tool on an H100):
-#   1. build with nvcc -arch=sm_90a,
-#   2. run build/tests/test_cuda_kernels (must pass, not SKIP: a device is expected), then every unit test (each CUDA kernel's test compares it with its CPU reference when a
-#      GPU is present) and the golden end-to-end bats suites,
-#   3. run `make bench` at full size with random weights (sf-mkmodel 1.3b),
-# and write a report under $OUT (default ./gpu-out). Record the figures in tests/gpu/RESULTS.md.
+# tests/gpu/check.sh — the one prepared device check, run on the lent GPU machine through the
+# device tool with the binaries built HERE by ../shared/device/bundle.sh (the GPU machine has no
+# Debian -dev packages, so it cannot `make`):
+#
+#   ../shared/device/bundle.sh                       # on the CPU machine: build-gpu/ + .gpu/
+#   device run: bash tests/gpu/check.sh              carry [".gpu", ".ref"]
+#
+# Steps (each under its own timeout; the summary table is printed last):
+#   1. test_cuda_kernels          every CUDA kernel against its CPU reference
+#   2. test_sdpa_plans            cuDNN fused attention: plans + forward vs the CPU attention
+#   3. test_dit_cuda              golden dit_forward / dit_pipeline_* / taps on the GPU (bf16 tolerances)
+#   4. compute-sanitizer          memcheck on a small end-to-end run (test_dit_cuda forward),
+#                                 racecheck on the kernels
+#   5. sf-denoise --bench 1.3b    full size, random weights: ms per forward, video s, GPU memory
+#   6. the reference PyTorch bench (../shared/refbench/ref_bench.py, copied into .ref) in the same call
+# Everything lands in $OUT (at most 8 files come back): summary.txt, report.txt, bench.txt,
+# ref_bench.json, deviceprop.json. A step that fails prints enough to fix it blind.
 set -uo pipefail
 cd "$(dirname "$0")/../.."
-OUT=${OUT:-$PWD/gpu-out}
-mkdir -p "$OUT"
-report="$OUT/report.txt"
-exec > >(tee "$report") 2>&1
-echo "== sfpipe GPU check $(date -u +%FT%TZ)"
-nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader || echo "nvidia-smi: not available"
-command -v nvcc >/dev/null || export PATH=/usr/local/cuda/bin:$PATH
-nvcc --version | tail -n 2
-echo "== build (sm_90a)"
-make -j"$(nproc)" CUDA_ARCH=90a >"$OUT/build.log" 2>&1 || { tail -n 50 "$OUT/build.log"; echo "BUILD FAILED"; exit 1; }
-grep -m1 '^sfpipe build' "$OUT/build.log"
-echo "== device"
-build/bin/sf-tensor --version || true
-echo "== CUDA kernels vs CPU references (tests/unit/test_cuda_kernels.c; a GPU is expected here)"
-# A SKIP here means the test found no usable device: on the GPU machine that is a failure.
-cuda_log="$OUT/test_cuda_kernels.txt"
-SF_TEST_DEVICE=cuda:0 build/tests/test_cuda_kernels >"$cuda_log" 2>&1
-cuda_rc=$?
-cat "$cuda_log"
-if [ "$cuda_rc" -ne 0 ] || grep -q '^not ok' "$cuda_log"; then
-    echo "CUDA KERNEL TESTS FAILED (exit $cuda_rc); see $cuda_log"; cuda_bad=1
-elif grep -q '# SKIP' "$cuda_log"; then
-    echo "CUDA KERNEL TESTS SKIPPED ON A GPU MACHINE: no usable CUDA device (nvidia-smi above, driver?)"; cuda_bad=1
+ROOT=$PWD
+OUT=${OUT:-$ROOT/gpu-out}
+G=${SF_GPU_DIR:-/tmp/sfgpu}
+mkdir -p "$OUT" "$G"
+exec > >(tee "$OUT/report.txt") 2>&1
+S=$OUT/summary.txt
+: >"$S"
+row() { printf '%-26s %s\n' "$1" "$2" >>"$S"; }
+fail=0
+echo "== sfpipe GPU check $(date -u +%FT%TZ) on $(uname -n)"
+nvidia-smi --query-gpu=name,memory.total,driver_version,compute_cap --format=csv,noheader | tee "$OUT/gpu.txt"
+row gpu "$(head -n1 "$OUT/gpu.txt")"
+tar -xzf .gpu/bundle.tar.gz -C "$G" || { echo "no .gpu/bundle.tar.gz: run ../shared/device/bundle.sh first"; exit 1; }
+
+# Libraries the bundle does not carry: cuBLAS (toolkit or the venv's wheels), cuDNN, NVRTC.
+find1() { find /usr/local /opt /usr/lib -name "$1" -print -quit 2>/dev/null | xargs -r dirname; }
+cublas=$(for d in /usr/local/cuda/lib64 /usr/local/cuda/targets/x86_64-linux/lib; do [ -e "$d/libcublas.so.13" ] && echo "$d" && break; done)
+[ -n "$cublas" ] || cublas=$(find1 libcublas.so.13)
+cudnn=$(find1 libcudnn.so.9)
+nvrtc=$(find1 libnvrtc.so.13)
+export LD_LIBRARY_PATH="$G/lib${cublas:+:$cublas}${cudnn:+:$cudnn}${nvrtc:+:$nvrtc}${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+export PATH="$G/bin:$PATH" SF_ROOT="$ROOT" SF_GOLDEN="$ROOT/tests/golden" SF_TEST_DEVICE=cuda:0
+row libraries "cublas ${cublas:-MISSING}; cudnn ${cudnn:-MISSING}; nvrtc ${nvrtc:-MISSING}"
+
+# step LABEL SECONDS CMD... : run, keep the log in the report, summarise TAP counts.
+step() {
+    local label=$1 t=$2 log=/tmp/sf-$1.log rc p f k
+    shift 2
+    echo "== $label: $*"
+    timeout "$t" "$@" >"$log" 2>&1
+    rc=$?
+    cat "$log"
+    p=$(grep -c '^ok' "$log") f=$(grep -c '^not ok' "$log") k=$(grep -ci '^ok.*# skip' "$log")
+    if [ "$rc" -ne 0 ] || [ "$f" -ne 0 ] || [ "$k" -ne 0 ]; then
+        fail=1
+        row "$label" "FAILED: exit $rc, $((p - k)) ok, $f not ok, $k skipped (a SKIP on the GPU is a failure)"
+    else
+        row "$label" "$p ok, exit 0"
+    fi
+}
+
+step kernels 60 "$G/tests/test_cuda_kernels"
+step sdpa 120 env SF_CUDNN_DEBUG=1 "$G/tests/test_sdpa_plans" forward_gpu # deviceless_plans: CPU machine only
+step dit_cuda 180 "$G/tests/test_dit_cuda"
+
+cs=$(command -v compute-sanitizer || ls /usr/local/cuda*/bin/compute-sanitizer 2>/dev/null | head -n1)
+if [ -n "$cs" ]; then
+    for spec in "memcheck test_dit_cuda forward" "racecheck test_cuda_kernels"; do
+        set -- $spec
+        timeout 120 "$cs" --tool "$1" --error-exitcode 99 "$G/tests/$2" ${3:-} >/tmp/sf-san-$1.log 2>&1
+        rc=$?
+        sum=$(grep -m1 -oE '(ERROR|RACECHECK) SUMMARY: [0-9]+ [a-z]+' /tmp/sf-san-$1.log)
+        echo "== sanitizer $1 on $2 ${3:-}: exit $rc, $sum"
+        grep -m8 -E '^=+ +(Invalid|Race|Error|.*hazard|Uninitialized)|^=+ +at ' /tmp/sf-san-$1.log
+        tail -n 3 /tmp/sf-san-$1.log
+        row "sanitizer $1" "exit $rc; ${sum:-no summary} ($2 ${3:-})"
+        [ "$rc" -eq 0 ] || fail=1
+    done
 else
-    cuda_bad=0
+    row compute-sanitizer "not found"
 fi
-echo "== unit + bats tests (CUDA kernels vs CPU references where a GPU is present)"
-SF_TEST_DEVICE=cuda:0 make test 2>&1 | tail -n 40
-echo "== bench (full size, random weights)"
-SF_BENCH_FULL=1 make bench 2>&1 | tee "$OUT/bench.txt"
-echo "== done; report in $report"
-[ "$cuda_bad" -eq 0 ] || { echo "FAILED: CUDA kernel tests (see above)"; exit 1; }
+
+echo "== bench: sf-denoise --bench 1.3b --device cuda (random weights, 832x480, 21 latent frames)"
+timeout 150 sf-denoise --bench 1.3b --device cuda:0 --progress none 2>&1 | tee "$OUT/bench.txt"
+rc=${PIPESTATUS[0]}
+row "bench sfpipe" "exit $rc; $(grep -m1 'gpu video:' "$OUT/bench.txt" | sed 's/^denoise 1.3b gpu video: //')"
+[ "$rc" -eq 0 ] || fail=1
+
+if [ -f .ref/ref_bench.py ] && [ "${SF_SKIP_REF:-0}" != 1 ]; then
+    echo "== reference PyTorch bench (same call, same card)"
+    PYTHONUNBUFFERED=1 timeout -s INT "${SF_REF_TIMEOUT:-200}" python3 .ref/ref_bench.py --ref .ref --out /tmp/ref \
+        --stages "${SF_REF_STAGES:-dit}" --deadline-s "${SF_REF_DEADLINE:-150}" >/tmp/sf-ref.log 2>&1
+    rc=$?
+    tail -n 25 /tmp/sf-ref.log
+    cp /tmp/ref/ref_bench.json "$OUT/" 2>/dev/null
+    row "bench reference" "exit $rc; $(python3 -c 'import json,sys;d=json.load(open("/tmp/ref/ref_bench.json"));s=d.get("summary",{});print({k:s[k] for k in list(s)[:6]})' 2>/dev/null)"
+else
+    row "bench reference" "skipped (.ref missing or SF_SKIP_REF=1)"
+fi
+echo "== summary (logs in $OUT)"
+cat "$S"
+[ $fail -eq 0 ] && echo "GPU CHECK PASSED" || { echo "GPU CHECK FAILED"; exit 1; }

@@ -22,8 +22,9 @@ typedef struct dit_golden {
 
 /* Returns 1 when everything is loaded (failures are recorded as test failures). With
  * use_noise the expect file's noise.* draws are replayed, else `seed` drives our RNG. */
-static int dit_golden_open(dit_golden *d, const char *mode, const char *ckpt_key, int nthreads, int use_noise,
-                           uint64_t seed) {
+/* cuda_ordinal −1: the CPU; N: the state lives on cuda:N (test_dit_cuda.c). */
+static int dit_golden_open_on(dit_golden *d, const char *mode, const char *ckpt_key, int nthreads, int use_noise,
+                              uint64_t seed, int cuda_ordinal) {
     char p[1024];
     sf_err err = {{0}};
     memset(d, 0, sizeof *d);
@@ -39,7 +40,12 @@ static int dit_golden_open(dit_golden *d, const char *mode, const char *ckpt_key
     SF_CHECK_OK(sf_tfile_open(p, &d->g, &err), &err);
     if (!d->base || !d->g || (ckpt_key && !d->ck)) return 0;
     SF_CHECK_OK(sf_dit_weights_load(&d->w, &d->cfg, d->base, d->ck, ckpt_key, &err), &err);
-    SF_CHECK_OK(sf_dit_state_init(&d->st, &d->w, 3, 8, 12, 9, -1, 0, nthreads, &err), &err);
+    sf_status ss = sf_dit_state_init_on(&d->st, &d->w, 3, 8, 12, 9, -1, 0, nthreads, cuda_ordinal, &err);
+    SF_CHECK_OK(ss, &err);
+    if (ss) {
+        sf_dit_weights_free(&d->w);
+        return 0;
+    }
     const sf_tensor *pe = sf_tfile_get(d->g, "context.prompt_embeds");
     d->emb = malloc(sizeof(float) * (size_t)sf_tensor_numel(pe));
     sf_tensor_to_f32(pe, d->emb);
@@ -50,6 +56,11 @@ static int dit_golden_open(dit_golden *d, const char *mode, const char *ckpt_key
     double raw[4] = {1000, 750, 500, 250};
     SF_CHECK_OK(sf_scheduler_steps(&d->sc, raw, 4, 1, d->pc.steps, &err), &err);
     return 1;
+}
+
+static inline int dit_golden_open(dit_golden *d, const char *mode, const char *ckpt_key, int nthreads, int use_noise,
+                                  uint64_t seed) {
+    return dit_golden_open_on(d, mode, ckpt_key, nthreads, use_noise, seed, -1);
 }
 
 static void dit_golden_close(dit_golden *d) {

@@ -21,6 +21,16 @@
 #include <stdio.h>
 #include <stdlib.h>
 
+/* The kernel variant that should run: the AVX2 copy on an AVX2 CPU unless SF_CPU_BASELINE is
+ * set. sf_*_cpu_isa() answers from inside the variant, so "baseline vs avx2, same bits" below
+ * really compares two differently compiled kernels (clang used to build both for the baseline). */
+static int expected_isa(int baseline) {
+#if defined(__GNUC__) && (defined(__x86_64__) || defined(__i386__))
+    if (!baseline && __builtin_cpu_supports("avx2")) return SF_ISA_AVX2;
+#endif
+    return SF_ISA_BASE;
+}
+
 static void fill(float *x, size_t n, uint64_t seed) {
     sf_rng r;
     sf_rng_seed(&r, seed);
@@ -121,6 +131,8 @@ static void test_gemm_tiles(void) {
         for (int n = 0; n < N; n++) ref[m * N + n] = canon_dot(x + (size_t)m * LDX, w + (size_t)n * K, K) + b[n];
     for (int pass = 0; pass < 2; pass++) {
         if (pass) setenv("SF_CPU_BASELINE", "1", 1);
+        SF_CHECK_MSG(sf_gemm_cpu_isa() == expected_isa(pass), "gemm runs isa %d, expected %d (baseline %d)",
+                     sf_gemm_cpu_isa(), expected_isa(pass), pass);
         for (int th = 1; th <= 4; th++)
             for (int dt = 0; dt < 3; dt++) {
                 for (size_t i = 0; i < (size_t)M * LDY; i++) y[i] = -7.0f;
@@ -192,6 +204,8 @@ static void attention_tiles(const int LQ, const int LK, const int H, const int D
                  maxd);
     for (int pass = 0; pass < 2; pass++) {
         if (pass) setenv("SF_CPU_BASELINE", "1", 1);
+        SF_CHECK_MSG(sf_attention_cpu_isa() == expected_isa(pass), "attention runs isa %d, expected %d (baseline %d)",
+                     sf_attention_cpu_isa(), expected_isa(pass), pass);
         for (int th = 1; th <= 4; th++) {
             for (int i = 0; i < LQ * LDO; i++) o2[i] = -7.0f;
             SF_CHECK(sf_attention_cpu(LQ, LK, H, D, q, LDQ, k, v, LDKV, o2, LDO, sc, th & 1 ? NULL : lg, th) == 0);

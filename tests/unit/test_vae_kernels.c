@@ -5,6 +5,7 @@
 #include "sf_test.h"
 #include "act.h"
 #include "conv3d.h"
+#include "parallel.h"
 #include "vae_ops.h"
 
 /* Naive causal conv (double accumulation) for comparison. x: frames pointer list. */
@@ -146,6 +147,13 @@ static void test_conv3d_exact_order(void) {
         seq_conv(fr, n, ci, co, H, W, kt, sh[k].kh, sh[k].kw, w, bp, ref);
         for (int pass = 0; pass < 2; pass++) {
             if (pass) setenv("SF_CPU_BASELINE", "1", 1);
+            /* the variant that runs, answered from inside it (kernels/cpu/simd_variants.h): the
+             * two passes compare two differently compiled kernels, under gcc and clang alike */
+            int want = SF_ISA_BASE;
+#if defined(__GNUC__) && (defined(__x86_64__) || defined(__i386__))
+            if (!pass && __builtin_cpu_supports("avx2")) want = SF_ISA_AVX2;
+#endif
+            SF_CHECK_MSG(sf_conv3d_cpu_isa() == want, "conv3d runs isa %d, expected %d", sf_conv3d_cpu_isa(), want);
             for (int th = 1; th <= 5; th += 1 + (th == 2)) {
                 for (int i = 0; i < 4; i++) o[on + (size_t)i] = -777.0f;
                 sf_err err = {{0}};

@@ -7,7 +7,8 @@
  * status line for the whole pipeline when sf-run's stderr is a terminal (SF_PROGRESS=1 asks
  * the stages for them) and dropped otherwise. When a stage exits non-zero or dies, the others get
  * SIGTERM (SIGKILL 3 s later) and sf-run exits 1 naming the stage and its last message.
- * Children get PR_SET_PDEATHSIG so that they never outlive sf-run. Tested by
+ * Children get PR_SET_PDEATHSIG so that they never outlive sf-run. A stage program without a
+ * '/' is looked up next to sf-run first (build/bin, <prefix>/bin), then on PATH. Tested by
  * tests/bats/sf-run.bats. */
 #define _GNU_SOURCE
 #include "cli.h"
@@ -167,6 +168,9 @@ int main(int argc, char **argv) {
     for (int i = 0; i < plan.n; i++) {
         sf_run_stage *st = &plan.stages[i];
         sf_info("stage %s: %s", st->name, sf_run_stage_cmdline(st, line, sizeof line));
+        /* sf-* programs next to this sf-run first (build/bin or <prefix>/bin), then PATH */
+        char exe_buf[4096];
+        const char *exe = st->host[0] ? NULL : sf_find_program(st->argv[0], exe_buf, sizeof exe_buf);
         int ep[2], dp[2] = {-1, -1};
         if (pipe(ep) != 0) sf_die(prog, SF_E_IO, &(sf_err){"pipe() failed"});
         if (plan.transport == SF_RUN_PIPE && i + 1 < plan.n && pipe(dp) != 0) sf_die(prog, SF_E_IO, &(sf_err){"pipe() failed"});
@@ -195,7 +199,8 @@ int main(int argc, char **argv) {
                 close(dp[1]);
             }
             for (int k = 0; k < i; k++) if (kids[k].err_fd >= 0) close(kids[k].err_fd);
-            execvp(st->argv[0], st->argv);
+            if (exe) execv(exe, st->argv);
+            else execvp(st->argv[0], st->argv);
             fprintf(stderr, "error: cannot run %s: %s\n", st->argv[0], strerror(errno));
             _exit(127);
         }

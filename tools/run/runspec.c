@@ -3,7 +3,10 @@
  * Spec keys: name, transport (pipe|ipc|tcp|shm, default ipc), vars (map; ${var} expands in
  * every string; overrides "var=value"), stages (list of {name, program, device, host, args}).
  * args is a map: "--key value" for scalars, "--key" alone for true, nothing for false/null,
- * "--key v1 v2" for lists. "stage.key=value" overrides set or replace one arg of one stage.
+ * "--key v1 v2" for lists. "stage.key=value" overrides set or replace one arg of one stage
+ * (matching an existing arg whatever its '-'/'_' spelling); "stage.device=" and "stage.host="
+ * set the stage's own fields. Overrides naming a variable the spec neither declares nor uses,
+ * or a stage it does not have, are errors that name the closest valid one.
  * Tested by tests/unit/test_runspec.c and tests/bats/sf-run.bats. */
 #define _POSIX_C_SOURCE 200809L
 #include "runspec.h"
@@ -60,14 +63,147 @@ static const char *scalar(const sf_yaml *y, const char *key) {
 
 static int is_false(const char *v) { return !*v || !strcmp(v, "false") || !strcmp(v, "null") || !strcmp(v, "~"); }
 
+/* ---------- names: what an override may name, and the closest one to a typo ---------- */
+
+#define MAX_NAMES 256
+
+typedef struct name_set {
+    char v[MAX_NAMES][64];
+    int n;
+} name_set;
+
+static void names_add(name_set *ns, const char *s, size_t len) {
+    if (len == 0 || len >= sizeof ns->v[0]) return;
+    for (int i = 0; i < ns->n; i++)
+        if (strlen(ns->v[i]) == len && !strncmp(ns->v[i], s, len)) return;
+    if (ns->n < MAX_NAMES) {
+        memcpy(ns->v[ns->n], s, len);
+        ns->v[ns->n++][len] = 0;
+    }
+}
+
+/* Every ${name} used in a scalar anywhere under y. */
+static void names_used(name_set *ns, const sf_yaml *y) {
+    if (!y) return;
+    if (y->kind == SF_YAML_SCALAR) {
+        for (const char *p = y->value ? y->value : ""; (p = strstr(p, "${"));) {
+            const char *e = strchr(p, '}');
+            if (!e) break;
+            names_add(ns, p + 2, (size_t)(e - p - 2));
+            p = e + 1;
+        }
+        return;
+    }
+    for (size_t i = 0; i < y->n; i++) names_used(ns, y->items[i]);
+}
+
+static int has_name(const name_set *ns, const char *s, size_t len) {
+    for (int i = 0; i < ns->n; i++)
+        if (strlen(ns->v[i]) == len && !strncmp(ns->v[i], s, len)) return 1;
+    return 0;
+}
+
+/* Edit distance with adjacent transpositions counting one (optimal string alignment), so
+ * "outptu" is one edit from "output". Names longer than 63 bytes compare as far apart. */
+static int edit_distance(const char *a, size_t la, const char *b) {
+    size_t lb = strlen(b);
+    if (la > 63 || lb > 63) return 1000;
+    int d[64][64];
+    for (size_t i = 0; i <= la; i++) d[i][0] = (int)i;
+    for (size_t j = 0; j <= lb; j++) d[0][j] = (int)j;
+    for (size_t i = 1; i <= la; i++)
+        for (size_t j = 1; j <= lb; j++) {
+            int c = d[i - 1][j - 1] + (a[i - 1] != b[j - 1]);
+            if (d[i - 1][j] + 1 < c) c = d[i - 1][j] + 1;
+            if (d[i][j - 1] + 1 < c) c = d[i][j - 1] + 1;
+            if (i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1] && d[i - 2][j - 2] + 1 < c)
+                c = d[i - 2][j - 2] + 1;
+            d[i][j] = c;
+        }
+    return d[la][lb];
+}
+
+/* The closest name in ns to s[0, len) (the first of equally close ones); NULL when ns is empty. */
+static const char *closest(const name_set *ns, const char *s, size_t len, int *dist) {
+    const char *best = NULL;
+    int bd = 1 << 30;
+    for (int i = 0; i < ns->n; i++) {
+        int d = edit_distance(s, len, ns->v[i]);
+        if (d < bd) bd = d, best = ns->v[i];
+    }
+    if (dist) *dist = bd;
+    return best;
+}
+
+/* Refuse overrides that would be silently ignored: a variable the spec neither declares nor
+ * uses (num_frame=9, outptu=x), a stage that does not exist (denoize.seed=7). The message names
+ * the closest valid one. */
+static sf_status check_overrides(const char *spec_path, const sf_yaml *spec, const sf_run_plan *plan,
+                                 const char *const *ov, int nov, sf_err *err) {
+    name_set vars_ok = {.n = 0}, stages = {.n = 0}, stage_keys = {.n = 0};
+    const sf_yaml *vy = sf_yaml_get(spec, "vars");
+    if (vy && vy->kind == SF_YAML_MAP)
+        for (size_t i = 0; i < vy->n; i++) names_add(&vars_ok, vy->keys[i], strlen(vy->keys[i]));
+    names_used(&vars_ok, spec);
+    for (int i = 0; i < plan->n; i++) names_add(&stages, plan->stages[i].name, strlen(plan->stages[i].name));
+    /* stage.key spellings, offered when a bare key is closer to one of them than to any variable */
+    const sf_yaml *sy = sf_yaml_get(spec, "stages");
+    for (size_t i = 0; sy && sy->kind == SF_YAML_SEQ && i < sy->n && (int)i < plan->n; i++) {
+        const sf_yaml *args = sf_yaml_get(sy->items[i], "args");
+        for (size_t k = 0; args && args->kind == SF_YAML_MAP && k < args->n; k++) {
+            char full[64];
+            int fl = snprintf(full, sizeof full, "%s.%s", plan->stages[i].name, args->keys[k]);
+            if (fl > 0 && (size_t)fl < sizeof full) names_add(&stage_keys, full, (size_t)fl);
+        }
+    }
+    for (int i = 0; i < nov; i++) {
+        const char *o = ov[i], *eq = strchr(o, '='), *dot = strchr(o, '.');
+        size_t kl = (size_t)(eq - o);
+        if (dot && dot < eq) {
+            size_t sl = (size_t)(dot - o);
+            if (has_name(&stages, o, sl)) continue;
+            const char *c = closest(&stages, o, sl, NULL);
+            return sf_fail(err, SF_E_ARG, "%s: unknown stage '%.*s' in '%s' (did you mean '%s'?)", spec_path, (int)sl,
+                           o, o, c ? c : "?");
+        }
+        if (has_name(&vars_ok, o, kl)) continue;
+        int dv = 0, dk = 0;
+        const char *cv = closest(&vars_ok, o, kl, &dv);
+        /* "seed=7" where only a stage has a seed: compare with the key after "stage." */
+        const char *ck = NULL;
+        for (int k = 0; k < stage_keys.n; k++) {
+            const char *key = strchr(stage_keys.v[k], '.') + 1;
+            int d = edit_distance(o, kl, key);
+            if (!ck || d < dk) ck = stage_keys.v[k], dk = d;
+        }
+        if (ck && (!cv || dk < dv)) cv = ck;
+        if (!cv)
+            return sf_fail(err, SF_E_ARG, "%s: unknown variable '%.*s': this spec has no variables (set a stage's "
+                           "argument with STAGE.ARG=VALUE)", spec_path, (int)kl, o);
+        return sf_fail(err, SF_E_ARG, "%s: unknown variable '%.*s' (did you mean '%s'?)", spec_path, (int)kl, o, cv);
+    }
+    return SF_OK;
+}
+
+/* Same name apart from '-' vs '_' (the programs accept both spellings of a flag). */
+static int same_flag(const char *a, const char *b) {
+    for (; *a && *b; a++, b++)
+        if (*a != *b && !((*a == '-' || *a == '_') && (*b == '-' || *b == '_'))) return 0;
+    return *a == *b;
+}
+
 /* Apply "stage.key=value" overrides to the args map of stage `name` (creating keys). */
 static sf_status apply_stage_overrides(sf_yaml *args, const char *name, const char *const *ov, int nov, sf_err *err) {
     for (int i = 0; i < nov; i++) {
         const char *eq = strchr(ov[i], '='), *dot = strchr(ov[i], '.');
         if (!eq || !dot || dot > eq) continue;
         if ((size_t)(dot - ov[i]) != strlen(name) || strncmp(ov[i], name, strlen(name)) != 0) continue;
-        char text[1024];
-        snprintf(text, sizeof text, "%.*s: %s\n", (int)(eq - dot - 1), dot + 1, eq + 1);
+        char key[256], text[1024];
+        snprintf(key, sizeof key, "%.*s", (int)(eq - dot - 1), dot + 1);
+        if (!strcmp(key, "device") || !strcmp(key, "host")) continue; /* the stage's own fields */
+        for (size_t k = 0; k < args->n; k++) /* denoise.checkpoint-path replaces checkpoint_path */
+            if (same_flag(args->keys[k], key)) snprintf(key, sizeof key, "%s", args->keys[k]);
+        snprintf(text, sizeof text, "%s: %s\n", key, eq + 1);
         sf_yaml *one = NULL;
         sf_status s = sf_yaml_parse(text, strlen(text), ov[i], &one, err);
         if (s) return s;
@@ -145,11 +281,18 @@ sf_status sf_run_plan_load(const char *spec_path, const char *const *ov, int nov
         snprintf(st->name, sizeof st->name, "%s", sn ? sn : prog);
         if ((s = expand(prog, &vs, st->program, sizeof st->program, err))) goto done;
         const char *host = scalar(sy, "host"), *dev = scalar(sy, "device");
+        for (int k = 0; k < nov; k++) { /* "stage.device=cuda:1" / "stage.host=gpu2" */
+            size_t nl = strlen(st->name);
+            if (strncmp(ov[k], st->name, nl) != 0 || ov[k][nl] != '.') continue;
+            if (!strncmp(ov[k] + nl + 1, "device=", 7)) dev = ov[k] + nl + 8;
+            if (!strncmp(ov[k] + nl + 1, "host=", 5)) host = ov[k] + nl + 6;
+        }
         if (host && (s = expand(host, &vs, st->host, sizeof st->host, err))) goto done;
         if (dev && (s = expand(dev, &vs, st->device, sizeof st->device, err))) goto done;
         if (!strcmp(st->host, "local") || !strcmp(st->host, "localhost")) st->host[0] = 0;
         any_remote |= st->host[0] != 0;
     }
+    if ((s = check_overrides(spec_path, spec, plan, ov, nov, err))) goto done;
     if (any_remote) plan->transport = SF_RUN_TCP; /* data between hosts goes over tcp */
     for (int i = 0; i + 1 < plan->n; i++) {
         sf_run_stage *a = &plan->stages[i], *b = &plan->stages[i + 1];

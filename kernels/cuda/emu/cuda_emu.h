@@ -1,0 +1,428 @@
+/* cuda_emu.h — a CPU emulation of the CUDA subset the project's kernels use, so that the SAME .cu
+ * files (kernels/cuda/NAME.cu) compile with plain g++ (-x c++ -DSF_CUDA_EMU; cuda_common.cuh then
+ * includes this header instead of the CUDA ones) and run on the host. No CUDA installation is
+ * needed. Scheduler and runtime: cuda_emu.cc. Tested by tests/unit/test_cuda_emu.c, which holds
+ * every emulated kernel to its CPU reference and checks the emulator's own rules (emu_selftest.cu).
+ *
+ * How a launch runs: SF_LAUNCH(kernel, grid, block, smem, stream, args...) converts the arguments
+ * to the kernel's parameter types once (as a <<<>>> call does), then runs the blocks one after
+ * another (x fastest, then y, z), and inside a block every thread as a coroutine (ucontext, one
+ * preallocated stack per thread slot, reused across launches; a PROT_NONE page under each stack).
+ * A thread runs until it finishes or reaches a barrier; the scheduler resumes the others in
+ * thread order and releases a barrier when every thread it names has arrived.
+ *
+ * Faithful:
+ *  - indexing: threadIdx/blockIdx/blockDim/gridDim are those of the running coroutine (1-3 D);
+ *  - arithmetic: IEEE fp32/fp64 as written (compiled with -ffp-contract=off), bf16 conversions
+ *    round to nearest even bit for bit like the GPU's cvt.rn.bf16.f32 (NaN → 0x7FFF);
+ *  - __syncthreads: a real block barrier. Fails the launch (cudaErrorLaunchFailure, message on
+ *    stderr and in cudaGetErrorString) when threads wait at different __syncthreads calls, when a
+ *    thread exits while others wait (divergent barrier), or when the block deadlocks;
+ *  - warp intrinsics (__shfl_sync/_up/_down/_xor, __ballot/__any/__all_sync, __syncwarp): a
+ *    barrier over the lanes named in the mask (lanes that do not exist or have exited are not
+ *    waited for), values exchanged after all arrived. Fails on a lane not in its own mask, lanes
+ *    of one group with different masks or intrinsics, and a shuffle reading a lane that does not
+ *    take part (the GPU returns garbage there);
+ *  - __shared__ memory: one copy per block (blocks run one at a time), filled with 0xFF bytes
+ *    (NaN for f32/bf16, -1 for integers) before every block, so a read of shared memory no thread
+ *    of this block wrote shows up as NaN. Dynamic shared memory likewise, declared with
+ *    SF_DYN_SHARED(type, name) (cuda_common.cuh) instead of `extern __shared__ type name[]`,
+ *    which does not compile here;
+ *  - device memory: cudaMalloc is host memory (ASan-visible), registered: a kernel argument or a
+ *    cudaMemcpy side that must be device memory but is not fails (a host pointer on the GPU faults);
+ *  - launch limits: block ≤ 1024 threads (x, y ≤ 1024, z ≤ 64), grid y, z ≤ 65535, dynamic
+ *    shared memory ≤ 227 KiB (cudaErrorInvalidConfiguration, from cudaGetLastError);
+ *  - streams: every operation is synchronous, so anything enqueued is done at return.
+ * Blind to:
+ *  - races: threads of a block run one after another between barriers, so a missing barrier
+ *    between a write and another thread's read may go unnoticed (the order here is thread order);
+ *    no race detection (use compute-sanitizer racecheck on the GPU);
+ *  - the memory model, fences, atomics contention (atomics are plain read-modify-writes here, which
+ *    is exact because coroutines never switch inside one), timing and occupancy;
+ *  - nvcc's FMA contraction (-fmad=true): the GPU may compute a·b + c with one rounding where the
+ *    emulation rounds twice; kernels that must match bit for bit round explicitly (sf_round_bf);
+ *  - approximate intrinsics: rsqrtf, __expf, __logf, __fdividef are computed exactly here
+ *    (the GPU's are within a few ulps); out-of-bounds __shared__ accesses (no ASan redzones there);
+ *  - cuBLAS: cublasGemmEx is a plain fp32-accumulating loop (tests the wrappers' layout mapping,
+ *    not cuBLAS).
+ * Single host thread: one launch at a time (a nested or concurrent launch fails loudly). */
+#ifndef SF_CUDA_EMU_H
+#define SF_CUDA_EMU_H
+
+#ifndef __cplusplus
+#error "cuda_emu.h is C++: compile the .cu file with g++ -x c++ -DSF_CUDA_EMU"
+#endif
+
+#include <math.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <string.h>
+
+#include <tuple>
+#include <type_traits>
+#include <utility>
+
+#include "sf_emu.h"
+
+/* ---- qualifiers ---------------------------------------------------------------------------- */
+#define __global__
+#define __device__
+#define __host__
+#define __forceinline__ inline
+#define __noinline__ __attribute__((noinline))
+#define __launch_bounds__(...)
+#define __constant__
+#define __align__(n) __attribute__((aligned(n)))
+/* Block-scope statics in one named section: the scheduler poisons [__start, __stop) per block. */
+#define __shared__ static __attribute__((section("sf_emu_shared"), aligned(16)))
+#define SF_DYN_SHARED(type, name) type *name = static_cast<type *>(sf_emu::dyn_shared())
+#define SF_CUDA_MAX_BLOCKS (sf_emu_max_blocks())
+
+/* ---- index types and the running coroutine's indices --------------------------------------- */
+struct uint3 {
+    unsigned int x, y, z;
+};
+struct dim3 {
+    unsigned int x, y, z;
+    constexpr dim3(unsigned int vx = 1, unsigned int vy = 1, unsigned int vz = 1) : x(vx), y(vy), z(vz) {}
+    constexpr dim3(uint3 v) : x(v.x), y(v.y), z(v.z) {}
+};
+static constexpr int warpSize = 32;
+
+/* ---- runtime types ------------------------------------------------------------------------- */
+enum cudaError {
+    cudaSuccess = 0,
+    cudaErrorInvalidValue = 1,
+    cudaErrorMemoryAllocation = 2,
+    cudaErrorInvalidConfiguration = 9,
+    cudaErrorInvalidDevice = 101,
+    cudaErrorInvalidResourceHandle = 400,
+    cudaErrorLaunchFailure = 719,
+};
+typedef enum cudaError cudaError_t;
+enum cudaMemcpyKind {
+    cudaMemcpyHostToHost = 0,
+    cudaMemcpyHostToDevice = 1,
+    cudaMemcpyDeviceToHost = 2,
+    cudaMemcpyDeviceToDevice = 3,
+    cudaMemcpyDefault = 4,
+};
+enum cudaFuncAttribute { cudaFuncAttributeMaxDynamicSharedMemorySize = 8 };
+typedef struct CUstream_st *cudaStream_t;
+typedef struct CUevent_st *cudaEvent_t;
+#define cudaStreamDefault 0x00
+#define cudaStreamNonBlocking 0x01
+
+cudaError_t cudaGetLastError(void);
+cudaError_t cudaPeekAtLastError(void);
+const char *cudaGetErrorString(cudaError_t e);
+const char *cudaGetErrorName(cudaError_t e);
+cudaError_t cudaSetDevice(int d);
+cudaError_t cudaGetDevice(int *d);
+cudaError_t cudaGetDeviceCount(int *n);
+cudaError_t cudaDeviceSynchronize(void);
+cudaError_t cudaStreamCreate(cudaStream_t *s);
+cudaError_t cudaStreamCreateWithFlags(cudaStream_t *s, unsigned int flags);
+cudaError_t cudaStreamDestroy(cudaStream_t s);
+cudaError_t cudaStreamSynchronize(cudaStream_t s);
+cudaError_t cudaEventCreate(cudaEvent_t *e);
+cudaError_t cudaEventDestroy(cudaEvent_t e);
+cudaError_t cudaEventRecord(cudaEvent_t e, cudaStream_t s = 0);
+cudaError_t cudaEventSynchronize(cudaEvent_t e);
+cudaError_t cudaEventElapsedTime(float *ms, cudaEvent_t a, cudaEvent_t b);
+cudaError_t cudaMalloc(void **p, size_t bytes);
+cudaError_t cudaMallocHost(void **p, size_t bytes);
+cudaError_t cudaFreeHost(void *p);
+cudaError_t cudaMemGetInfo(size_t *free_bytes, size_t *total_bytes);
+cudaError_t cudaMemcpy2DAsync(void *dst, size_t dpitch, const void *src, size_t spitch, size_t width, size_t height,
+                              cudaMemcpyKind kind, cudaStream_t s = 0);
+/* The emulated device: sm_90 named "sf_emu (CPU emulation)", 1 GiB. */
+struct cudaDeviceProp {
+    char name[256];
+    size_t totalGlobalMem, sharedMemPerBlock, sharedMemPerBlockOptin;
+    int major, minor, multiProcessorCount, warpSize, maxThreadsPerBlock;
+};
+cudaError_t cudaGetDeviceProperties(cudaDeviceProp *p, int d);
+template <typename T>
+static inline cudaError_t cudaMalloc(T **p, size_t bytes) {
+    return cudaMalloc(reinterpret_cast<void **>(p), bytes);
+}
+cudaError_t cudaFree(void *p);
+cudaError_t cudaMemcpy(void *dst, const void *src, size_t bytes, cudaMemcpyKind kind);
+cudaError_t cudaMemcpyAsync(void *dst, const void *src, size_t bytes, cudaMemcpyKind kind, cudaStream_t s = 0);
+cudaError_t cudaMemset(void *p, int byte, size_t bytes);
+cudaError_t cudaMemsetAsync(void *p, int byte, size_t bytes, cudaStream_t s = 0);
+template <typename F>
+static inline cudaError_t cudaFuncSetAttribute(F *, cudaFuncAttribute, int) {
+    return cudaSuccess;
+}
+
+/* ---- cuBLAS (the subset gemm.cu uses; cublasGemmEx is a plain loop) ------------------------ */
+typedef enum { CUBLAS_STATUS_SUCCESS = 0, CUBLAS_STATUS_NOT_INITIALIZED = 1, CUBLAS_STATUS_INVALID_VALUE = 7,
+               CUBLAS_STATUS_EXECUTION_FAILED = 13, CUBLAS_STATUS_NOT_SUPPORTED = 15 } cublasStatus_t;
+typedef struct cublasContext *cublasHandle_t;
+typedef enum { CUBLAS_OP_N = 0, CUBLAS_OP_T = 1 } cublasOperation_t;
+typedef enum { CUBLAS_DEFAULT_MATH = 0, CUBLAS_TF32_TENSOR_OP_MATH = 3 } cublasMath_t;
+typedef enum { CUDA_R_32F = 0, CUDA_R_64F = 1, CUDA_R_16F = 2, CUDA_R_16BF = 14 } cudaDataType_t;
+typedef enum { CUBLAS_COMPUTE_32F = 68 } cublasComputeType_t;
+typedef enum { CUBLAS_GEMM_DEFAULT = -1 } cublasGemmAlgo_t;
+cublasStatus_t cublasCreate(cublasHandle_t *h);
+cublasStatus_t cublasDestroy(cublasHandle_t h);
+cublasStatus_t cublasSetStream(cublasHandle_t h, cudaStream_t s);
+cublasStatus_t cublasSetMathMode(cublasHandle_t h, cublasMath_t m);
+const char *cublasGetStatusString(cublasStatus_t s);
+cublasStatus_t cublasGemmEx(cublasHandle_t h, cublasOperation_t ta, cublasOperation_t tb, int m, int n, int k,
+                            const void *alpha, const void *A, cudaDataType_t at, int lda, const void *B,
+                            cudaDataType_t bt, int ldb, const void *beta, void *C, cudaDataType_t ct, int ldc,
+                            cublasComputeType_t compute, cublasGemmAlgo_t algo);
+
+/* ---- bf16 ---------------------------------------------------------------------------------- */
+static inline unsigned short sf_emu_f2bf_bits(float f) { /* RNE; NaN → canonical 0x7FFF (cvt.rn.bf16.f32) */
+    uint32_t u;
+    memcpy(&u, &f, 4);
+    if ((u & 0x7fffffffu) > 0x7f800000u) return 0x7fffu;
+    u += 0x7fffu + ((u >> 16) & 1u);
+    return (unsigned short)(u >> 16);
+}
+static inline float sf_emu_bf_bits2f(unsigned short h) {
+    uint32_t u = (uint32_t)h << 16;
+    float f;
+    memcpy(&f, &u, 4);
+    return f;
+}
+struct __nv_bfloat16 {
+    unsigned short __x;
+    __nv_bfloat16() = default;
+    __nv_bfloat16(float f) : __x(sf_emu_f2bf_bits(f)) {}
+    __nv_bfloat16(double d);
+    operator float() const { return sf_emu_bf_bits2f(__x); }
+};
+static inline __nv_bfloat16 __float2bfloat16_rn(float f) {
+    __nv_bfloat16 r;
+    r.__x = sf_emu_f2bf_bits(f);
+    return r;
+}
+static inline __nv_bfloat16 __float2bfloat16(float f) { return __float2bfloat16_rn(f); }
+static inline float __bfloat162float(__nv_bfloat16 h) { return sf_emu_bf_bits2f(h.__x); }
+/* double → bf16 with ONE rounding (like cvt.rn.bf16.f64): round to odd into fp32 (24 ≥ 8 + 2
+ * bits, so no double rounding), then to nearest even into bf16. */
+static inline __nv_bfloat16 __double2bfloat16(double d) {
+    __nv_bfloat16 r;
+    if (d != d) {
+        r.__x = 0x7fffu;
+        return r;
+    }
+    float f = (float)d;
+    if ((double)f != d) {
+        if (fabs((double)f) > fabs(d)) f = nextafterf(f, 0.0f);
+        uint32_t u;
+        memcpy(&u, &f, 4);
+        u |= 1u;
+        memcpy(&f, &u, 4);
+    }
+    r.__x = sf_emu_f2bf_bits(f);
+    return r;
+}
+inline __nv_bfloat16::__nv_bfloat16(double d) : __x(__double2bfloat16(d).__x) {}
+static inline unsigned short __bfloat16_as_ushort(__nv_bfloat16 h) { return h.__x; }
+static inline __nv_bfloat16 __ushort_as_bfloat16(unsigned short u) {
+    __nv_bfloat16 r;
+    r.__x = u;
+    return r;
+}
+
+/* ---- math and integer intrinsics ----------------------------------------------------------- */
+static inline float rsqrtf(float x) { return 1.0f / sqrtf(x); }
+static inline double rsqrt(double x) { return 1.0 / sqrt(x); }
+/* glibc declares __expf / __logf itself (same functions as expf / logf): use those. */
+static inline float __fdividef(float a, float b) { return a / b; }
+static inline float __frcp_rn(float x) { return 1.0f / x; }
+static inline float __fsqrt_rn(float x) { return sqrtf(x); }
+static inline float __saturatef(float x) { return x < 0.0f ? 0.0f : (x > 1.0f ? 1.0f : x); }
+static inline int __float2int_rn(float x) { return (int)nearbyintf(x); }
+static inline int __popc(unsigned int x) { return __builtin_popcount(x); }
+static inline int __clz(int x) { return x ? __builtin_clz((unsigned)x) : 32; }
+static inline int __ffs(int x) { return __builtin_ffs(x); }
+#define SF_EMU_MINMAX(T)                                                                               \
+    static inline T min(T a, T b) { return a < b ? a : b; }                                            \
+    static inline T max(T a, T b) { return a > b ? a : b; }
+SF_EMU_MINMAX(int)
+SF_EMU_MINMAX(unsigned int)
+SF_EMU_MINMAX(long)
+SF_EMU_MINMAX(unsigned long)
+SF_EMU_MINMAX(long long)
+SF_EMU_MINMAX(unsigned long long)
+static inline float min(float a, float b) { return fminf(a, b); }
+static inline float max(float a, float b) { return fmaxf(a, b); }
+#undef SF_EMU_MINMAX
+template <typename T>
+static inline T __ldg(const T *p) {
+    return *p;
+}
+static inline void __threadfence(void) {}
+static inline void __threadfence_block(void) {}
+
+/* Atomics: plain read-modify-write (coroutines never switch inside one, so this is exact). */
+template <typename T>
+static inline T atomicAdd(T *p, T v) {
+    T o = *p;
+    *p = o + v;
+    return o;
+}
+template <typename T>
+static inline T atomicMax(T *p, T v) {
+    T o = *p;
+    *p = o > v ? o : v;
+    return o;
+}
+template <typename T>
+static inline T atomicMin(T *p, T v) {
+    T o = *p;
+    *p = o < v ? o : v;
+    return o;
+}
+template <typename T>
+static inline T atomicExch(T *p, T v) {
+    T o = *p;
+    *p = v;
+    return o;
+}
+template <typename T>
+static inline T atomicCAS(T *p, T cmp, T v) {
+    T o = *p;
+    if (o == cmp) *p = v;
+    return o;
+}
+
+/* ---- the scheduler's interface ------------------------------------------------------------- */
+namespace sf_emu {
+struct index_state {
+    uint3 tid, bid;
+    dim3 bdim, gdim;
+};
+extern index_state cur; /* the running coroutine's indices */
+enum warp_kind { W_SHFL = 1, W_BALLOT, W_SYNC };
+void syncthreads(const char *file, int line);
+/* A warp collective: waits for the lanes of `mask`; SHFL returns lane `arg`'s `val`, BALLOT the
+ * mask of lanes whose arg != 0, SYNC 0. */
+uint64_t warp_op(warp_kind kind, unsigned mask, uint64_t val, int arg, const char *file, int line);
+unsigned lane_id(void);
+void *dyn_shared(void);
+bool is_device_ptr(const void *p);
+void fail_launch(const char *kernel, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+void launch_raw(const char *kernel, dim3 grid, dim3 block, size_t smem, cudaStream_t s, void (*run)(void *),
+                void *arg);
+
+template <typename T>
+static inline uint64_t to_bits(T v) {
+    static_assert(sizeof(T) <= 8 && std::is_trivially_copyable<T>::value, "warp value type");
+    uint64_t b = 0;
+    memcpy(&b, &v, sizeof v);
+    return b;
+}
+template <typename T>
+static inline T from_bits(uint64_t b) {
+    T v;
+    memcpy(&v, &b, sizeof v);
+    return v;
+}
+
+template <typename P>
+static inline P implicit(P v) { /* the implicit conversion a kernel call applies */
+    return v;
+}
+template <typename... P>
+struct call {
+    void (*k)(P...);
+    std::tuple<P...> args;
+    template <size_t... I>
+    void go(std::index_sequence<I...>) {
+        std::tuple<P...> a = args; /* every thread gets its own copy of the parameters */
+        k(std::get<I>(a)...);
+    }
+    static void run(void *self) { static_cast<call *>(self)->go(std::index_sequence_for<P...>{}); }
+};
+template <typename T>
+static inline bool arg_ok(const T &) {
+    return true;
+}
+template <typename T>
+static inline bool arg_ok(T *const &p) {
+    return p == nullptr || is_device_ptr(p);
+}
+template <typename... P, size_t... I>
+static inline int bad_arg(const std::tuple<P...> &t, std::index_sequence<I...>) {
+    int bad = -1, i = 0;
+    ((bad = (bad < 0 && !arg_ok(std::get<I>(t))) ? i : bad, i++), ...);
+    return bad;
+}
+template <typename... P, typename... A>
+static inline void launch(const char *kname, dim3 grid, dim3 block, size_t smem, cudaStream_t s, void (*k)(P...),
+                          A &&...a) {
+    static_assert(sizeof...(P) == sizeof...(A), "kernel launched with the wrong number of arguments");
+    call<P...> c{k, std::tuple<P...>(implicit<P>(std::forward<A>(a))...)};
+    int bad = bad_arg(c.args, std::index_sequence_for<P...>{});
+    if (bad >= 0) {
+        fail_launch(kname, "argument %d is a pointer to host memory, not cudaMalloc'd memory", bad + 1);
+        return;
+    }
+    launch_raw(kname, grid, block, smem, s, &call<P...>::run, &c);
+}
+} // namespace sf_emu
+
+#define threadIdx (static_cast<const uint3 &>(sf_emu::cur.tid))
+#define blockIdx (static_cast<const uint3 &>(sf_emu::cur.bid))
+#define blockDim (static_cast<const dim3 &>(sf_emu::cur.bdim))
+#define gridDim (static_cast<const dim3 &>(sf_emu::cur.gdim))
+
+#define SF_LAUNCH(kern, grid, block, smem, stream, ...)                                                \
+    sf_emu::launch(#kern, (grid), (block), (smem), (stream), kern, ##__VA_ARGS__)
+
+/* ---- barriers and warp intrinsics ---------------------------------------------------------- */
+static inline void __syncthreads(const char *file = __builtin_FILE(), int line = __builtin_LINE()) {
+    sf_emu::syncthreads(file, line);
+}
+static inline void __syncwarp(unsigned mask = 0xffffffffu, const char *file = __builtin_FILE(),
+                              int line = __builtin_LINE()) {
+    sf_emu::warp_op(sf_emu::W_SYNC, mask, 0, 0, file, line);
+}
+static inline unsigned __ballot_sync(unsigned mask, int pred, const char *file = __builtin_FILE(),
+                                     int line = __builtin_LINE()) {
+    return (unsigned)sf_emu::warp_op(sf_emu::W_BALLOT, mask, 0, pred != 0, file, line);
+}
+static inline int __any_sync(unsigned mask, int pred, const char *file = __builtin_FILE(), int line = __builtin_LINE()) {
+    return __ballot_sync(mask, pred, file, line) != 0;
+}
+static inline int __all_sync(unsigned mask, int pred, const char *file = __builtin_FILE(), int line = __builtin_LINE()) {
+    return (__ballot_sync(mask, pred, file, line) & mask) == (__ballot_sync(mask, 1, file, line) & mask);
+}
+/* Source lanes as the CUDA programming guide defines them for a segment of `width` lanes. */
+template <typename T>
+static inline T __shfl_sync(unsigned mask, T v, int src, int width = 32, const char *file = __builtin_FILE(),
+                            int line = __builtin_LINE()) {
+    int lane = (int)sf_emu::lane_id(), base = lane & ~(width - 1);
+    return sf_emu::from_bits<T>(sf_emu::warp_op(sf_emu::W_SHFL, mask, sf_emu::to_bits(v), base + (src & (width - 1)), file, line));
+}
+template <typename T>
+static inline T __shfl_up_sync(unsigned mask, T v, unsigned delta, int width = 32, const char *file = __builtin_FILE(),
+                               int line = __builtin_LINE()) {
+    int lane = (int)sf_emu::lane_id(), in_seg = lane & (width - 1);
+    int src = in_seg >= (int)delta ? lane - (int)delta : lane;
+    return sf_emu::from_bits<T>(sf_emu::warp_op(sf_emu::W_SHFL, mask, sf_emu::to_bits(v), src, file, line));
+}
+template <typename T>
+static inline T __shfl_down_sync(unsigned mask, T v, unsigned delta, int width = 32,
+                                 const char *file = __builtin_FILE(), int line = __builtin_LINE()) {
+    int lane = (int)sf_emu::lane_id(), in_seg = lane & (width - 1);
+    int src = in_seg + (int)delta < width ? lane + (int)delta : lane;
+    return sf_emu::from_bits<T>(sf_emu::warp_op(sf_emu::W_SHFL, mask, sf_emu::to_bits(v), src, file, line));
+}
+template <typename T>
+static inline T __shfl_xor_sync(unsigned mask, T v, int lane_mask, int width = 32,
+                                const char *file = __builtin_FILE(), int line = __builtin_LINE()) {
+    int lane = (int)sf_emu::lane_id(), src = lane ^ lane_mask;
+    if (src >= ((lane / width) + 1) * width) src = lane; /* later segments: own value */
+    return sf_emu::from_bits<T>(sf_emu::warp_op(sf_emu::W_SHFL, mask, sf_emu::to_bits(v), src, file, line));
+}
+
+#endif

@@ -1,0 +1,126 @@
+/* emu_selftest.cu — small kernels that check the CUDA emulation itself (cuda_emu.h): indices of
+ * 3-D grids and blocks, block barriers, warp shuffles and ballots (including partial-width
+ * segments), per-block static and dynamic shared memory and its poison, and the failures the
+ * emulation must report (divergent __syncthreads, a warp deadlock, a shuffle from a lane that does
+ * not take part, a host pointer as kernel argument). Valid CUDA, but compiled only for the
+ * emulation (kernels/cuda/emu/ is not in the nvcc build). Driven by tests/unit/test_cuda_emu.c. */
+#include "../cuda_common.cuh"
+
+/* out[linear thread id] = tx | ty<<4 | tz<<8 | bx<<12 | by<<16 | bz<<20, with the dims in out_dims. */
+static __global__ void index_kernel(int *out, int *out_dims) {
+    unsigned nt = blockDim.x * blockDim.y * blockDim.z;
+    unsigned b = (blockIdx.z * gridDim.y + blockIdx.y) * gridDim.x + blockIdx.x;
+    unsigned t = (threadIdx.z * blockDim.y + threadIdx.y) * blockDim.x + threadIdx.x;
+    out[b * nt + t] = (int)(threadIdx.x | threadIdx.y << 4 | threadIdx.z << 8 | blockIdx.x << 12 | blockIdx.y << 16 |
+                            blockIdx.z << 20);
+    if (b == 0 && t == 0) {
+        out_dims[0] = (int)(blockDim.x | blockDim.y << 4 | blockDim.z << 8);
+        out_dims[1] = (int)(gridDim.x | gridDim.y << 4 | gridDim.z << 8);
+    }
+}
+
+/* Per thread t (value v = 1000·warp + lane): 6 results, see the test for the expected ones. */
+static __global__ void shfl_kernel(int *out) {
+    int t = (int)threadIdx.x, lane = t & 31, v = 1000 * (t >> 5) + lane;
+    int *o = out + 6 * t;
+    o[0] = __shfl_xor_sync(0xffffffffu, v, 5);
+    o[1] = __shfl_up_sync(0xffffffffu, v, 3);
+    o[2] = __shfl_down_sync(0xffffffffu, v, 3);
+    o[3] = __shfl_sync(0xffffffffu, v, 7);
+    o[4] = __shfl_xor_sync(0xffffffffu, v, 2, 8);
+    o[5] = (int)__ballot_sync(0xffffffffu, lane % 3 == 0);
+}
+
+/* Block reversal through static shared memory; poison[block] = a shared value read before any
+ * thread of this block wrote it (thread 0 writes it at the end, for the next block to see). */
+static __global__ void shared_kernel(float *out, float *poison) {
+    __shared__ float buf[256];
+    __shared__ float unwritten[1];
+    int t = (int)threadIdx.x, n = (int)blockDim.x;
+    if (t == 0) poison[blockIdx.x] = unwritten[0];
+    buf[t] = (float)(1000 * blockIdx.x + t);
+    __syncthreads();
+    out[blockIdx.x * n + t] = buf[n - 1 - t];
+    __syncthreads();
+    if (t == 0) unwritten[0] = 1.0f;
+}
+
+static __global__ void dyn_shared_kernel(float *out, float *poison) {
+    SF_DYN_SHARED(float, buf);
+    int t = (int)threadIdx.x, n = (int)blockDim.x;
+    if (t == 0) poison[blockIdx.x] = buf[n]; /* one float past the block's use: never written */
+    buf[t] = (float)(1000 * blockIdx.x + t);
+    __syncthreads();
+    out[blockIdx.x * n + t] = buf[n - 1 - t];
+    __syncthreads();
+    if (t == 0) buf[n] = 1.0f;
+}
+
+/* sf_block_sum over a block: out[block] = Σ (t + 1) for t < blockDim.x. */
+static __global__ void block_sum_kernel(float *out) {
+    __shared__ float shm[32];
+    float s = sf_block_sum((float)(threadIdx.x + 1), shm);
+    float s2 = sf_block_sum(1.0f, shm); /* a second call reuses shm */
+    if (threadIdx.x == 0) out[2 * blockIdx.x] = s, out[2 * blockIdx.x + 1] = s2;
+}
+
+/* --- kernels that must fail ---------------------------------------------------------------- */
+static __global__ void early_exit_kernel(float *out) {
+    if (threadIdx.x < 5) return;
+    __syncthreads();
+    out[threadIdx.x] = 1.0f;
+}
+static __global__ void two_sites_kernel(float *out) {
+    if (threadIdx.x & 1) {
+        __syncthreads();
+        out[threadIdx.x] = 1.0f;
+    } else {
+        __syncthreads();
+        out[threadIdx.x] = 2.0f;
+    }
+}
+static __global__ void warp_deadlock_kernel(float *out) {
+    float v = (float)threadIdx.x;
+    if ((threadIdx.x & 31) != 3) v += __shfl_xor_sync(0xffffffffu, v, 1);
+    __syncthreads();
+    out[threadIdx.x] = v;
+}
+static __global__ void missing_lane_kernel(float *out) { /* 48 threads: lanes 16..31 of warp 1 do not exist */
+    float v = __shfl_xor_sync(0xffffffffu, (float)threadIdx.x, 16);
+    out[threadIdx.x] = v;
+}
+
+/* which: 0 index (grid (3,2,2), block (4,3,2)), 1 shuffles (64 threads), 2 static shared (4 blocks
+ * of 256), 3 dynamic shared (3 blocks of 128), 4 block sum (2 blocks of 1024, then 3 of 96),
+ * 10..13 the failing kernels, 14 a host pointer as argument. out/aux: device buffers large enough. */
+extern "C" sf_status sf_emu_selftest(const sf_cuda_ctx *ctx, int which, void *out, void *aux, sf_err *err) {
+    sf_status st = SF_OK;
+    cudaStream_t s = SF_CUDA_STREAM(ctx);
+    float *fo = (float *)out, *fa = (float *)aux;
+    switch (which) {
+    case 0: SF_LAUNCH(index_kernel, dim3(3, 2, 2), dim3(4, 3, 2), 0, s, (int *)out, (int *)aux); break;
+    case 1: SF_LAUNCH(shfl_kernel, 1, 64, 0, s, (int *)out); break;
+    case 2: SF_LAUNCH(shared_kernel, 4, 256, 0, s, fo, fa); break;
+    case 3: SF_LAUNCH(dyn_shared_kernel, 3, 128, (128 + 1) * sizeof(float), s, fo, fa); break;
+    case 4:
+        SF_LAUNCH(block_sum_kernel, 2, 1024, 0, s, fo);
+        CUDA_CHECK_LAUNCH("block_sum_kernel");
+        SF_LAUNCH(block_sum_kernel, 3, 96, 0, s, fo + 4);
+        break;
+    case 10: SF_LAUNCH(early_exit_kernel, 1, 64, 0, s, fo); break;
+    case 11: SF_LAUNCH(two_sites_kernel, 1, 64, 0, s, fo); break;
+    case 12: SF_LAUNCH(warp_deadlock_kernel, 1, 64, 0, s, fo); break;
+    case 13: SF_LAUNCH(missing_lane_kernel, 1, 48, 0, s, fo); break;
+    case 14: {
+        static float host[64];
+        SF_LAUNCH(early_exit_kernel, 1, 64, 0, s, host);
+        break;
+    }
+    default: return sf_fail(err, SF_E_ARG, "sf_emu_selftest: no case %d", which);
+    }
+    CUDA_CHECK_LAUNCH("selftest kernel");
+    CUDA_CHECK(cudaStreamSynchronize(s));
+    return SF_OK;
+fail:
+    return st;
+}

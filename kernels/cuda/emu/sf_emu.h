@@ -1,0 +1,28 @@
+/* sf_emu.h — the C-callable side of the CUDA CPU emulation (kernels/cuda/emu/cuda_emu.h): knobs and
+ * counters a test uses to drive the emulated kernels. Only defined in the emulated objects that
+ * build/tests/test_cuda_emu links (never in libsf.a). Tested by tests/unit/test_cuda_emu.c. */
+#ifndef SF_EMU_H
+#define SF_EMU_H
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* Cap on the blocks of a 1-D elementwise launch (sf_cuda_blocks); 0 restores the GPU's cap
+ * (65535·16). A small cap makes grid-stride loops wrap at unit-test sizes. */
+void sf_emu_set_max_blocks(long long n);
+long long sf_emu_max_blocks(void);
+/* Kernels launched / threads run (all blocks) since the process started. */
+unsigned long long sf_emu_launches(void);
+unsigned long long sf_emu_threads_run(void);
+/* The message of the last kernel failure ("" if none) and the sticky error flag: like a CUDA
+ * context after a fault, every later sync reports it until sf_emu_reset clears it. */
+const char *sf_emu_last_error(void);
+void sf_emu_reset(void);
+/* 1: do not print kernel failures on stderr (tests that provoke them on purpose). */
+void sf_emu_set_quiet(int quiet);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

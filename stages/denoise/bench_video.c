@@ -1,0 +1,84 @@
+/* bench_video.c — `sf-denoise --bench 1.3b --device cuda`: a whole 21-frame video of the full-size
+ * DiT with random weights (see bench.h), the Self-Forcing defaults (shift 5, warped steps
+ * 1000 750 500 250, 3-frame blocks, refresh pass at t = 0), timed per forward on the host (every
+ * forward ends with its latents' download, so host time brackets the GPU work). Run by
+ * tests/gpu/check.sh beside the reference PyTorch bench (../shared/refbench). */
+#define _POSIX_C_SOURCE 200809L
+#include "bench.h"
+#include "cuda_ops.h"
+#include "rng.h"
+#include "stages/denoise/dit_cuda.h"
+#include "stages/denoise/pipeline.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+enum { N_FWD = 35 };
+
+typedef struct clock_ctx {
+    double t[N_FWD + 1];
+    int n;
+} clock_ctx;
+
+static void on_fwd(void *ctx, int block, int step, int64_t start, int F) {
+    (void)block, (void)step, (void)start, (void)F;
+    clock_ctx *c = ctx;
+    if (c->n < N_FWD) c->t[c->n++] = sf_now();
+}
+
+sf_status sf_denoise_bench_video(const sf_dit_weights *w, int cuda_ordinal, sf_err *err) {
+    const sf_dit_config *c = &w->cfg;
+    const int T = 21, H = 60, W = 104, FPB = 3;
+    sf_scheduler sc;
+    sf_dit_state st;
+    sf_status s;
+    size_t fr0 = 0, tot = 0, fr1 = 0;
+    float *emb = NULL;
+    memset(&st, 0, sizeof st);
+    if ((s = sf_scheduler_init(&sc, 5.0, err))) return s;
+    sf_pipeline_cfg pc = {{0}, 4, FPB, 0, 0.0f, T, H, W, c->in_dim, 0, NULL};
+    const double raw[4] = {1000, 750, 500, 250};
+    if ((s = sf_scheduler_steps(&sc, raw, 4, 1, pc.steps, err))) return s;
+    double t0 = sf_now();
+    if ((s = sf_dit_state_init_on(&st, w, FPB, H, W, T, -1, 0, 1, cuda_ordinal, err))) return s;
+    double t_init = sf_now() - t0;
+    if ((s = sf_cuda_mem_info(&fr0, &tot, err))) goto done;
+    emb = calloc((size_t)c->text_len * (size_t)c->text_dim, sizeof(float));
+    if (!emb) { s = sf_fail(err, SF_E_NOMEM, "out of memory"); goto done; }
+    sf_rng rng;
+    sf_rng_seed(&rng, 3);
+    sf_rng_fill_normal(&rng, emb, (size_t)40 * (size_t)c->text_dim, 0, 0.2f); /* 40 prompt rows, rest zero */
+    if ((s = sf_dit_set_context(&st, emb, c->text_len, err))) goto done;
+    printf("denoise 1.3b gpu: bf16 weights + state %.2f GiB on the device, upload + init %.2f s\n",
+           (double)sf_dit_cuda_bytes(&st) / 1073741824.0, t_init);
+    for (int run = 0; run < 2; run++) {
+        clock_ctx ck = {{0}, 0};
+        sf_pipeline_hooks hk = {on_fwd, NULL, NULL, &ck, 0, NULL};
+        double a = sf_now();
+        if ((s = sf_pipeline_run(&st, &sc, &pc, &hk, NULL, err))) goto done;
+        double total = sf_now() - a;
+        ck.t[N_FWD] = a + total;
+        if (run == 0) {
+            printf("denoise 1.3b gpu warm-up video: %.3f s (plans, cuBLAS heuristics)\n", total);
+            continue;
+        }
+        printf("denoise 1.3b gpu video: %.3f s for 21 latent frames (81 video frames): %.1f FPS DiT only\n", total,
+               81.0 / total);
+        for (int b = 0; b < 7; b++) {
+            printf("denoise 1.3b gpu block %d (%d keys): ms per forward", b, (b + 1) * FPB * (int)st.frame_tokens);
+            for (int k = 0; k < 5; k++) printf(" %.1f", (ck.t[b * 5 + k + 1] - ck.t[b * 5 + k]) * 1e3);
+            printf("  block %.1f ms\n", (ck.t[b * 5 + 5] - ck.t[b * 5]) * 1e3);
+        }
+    }
+    if ((s = sf_cuda_mem_info(&fr1, &tot, err))) goto done;
+    printf("denoise 1.3b gpu memory: %.2f GiB allocated by the DiT (weights + KV cache + activations), device "
+           "used %.2f of %.2f GiB after the run\n",
+           (double)sf_dit_cuda_bytes(&st) / 1073741824.0, (double)(tot - fr1) / 1073741824.0,
+           (double)tot / 1073741824.0);
+    (void)fr0;
+done:
+    free(emb);
+    sf_dit_state_free(&st);
+    return s;
+}

@@ -1,0 +1,502 @@
+/* dit_cuda.c — the causal Wan DiT forward on CUDA (see dit_cuda.h). Plain C over the kernels'
+ * C API (kernels/cuda_ops.h, kernels/sdpa_cuda.h): the same steps as sf_dit_forward in dit.c, in
+ * the reference's bf16 rounding order (SPEC §5.4). Mirrors wan/modules/causal_model.py as run by
+ * the reference in bf16. Tested by tests/unit/test_dit_cuda.c. */
+#define _POSIX_C_SOURCE 200809L
+#include "dit_cuda.h"
+#include "cuda_ops.h"
+#include "sdpa_cuda.h"
+#include "timestep_embed.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+typedef uint16_t bf16;
+
+typedef struct gmat {
+    bf16 *w; /* (n, k) bf16 device */
+    int64_t n, k;
+} gmat;
+
+typedef struct glayer {
+    float *mod;                                /* (6, D) */
+    gmat sa_q, sa_k, sa_v, sa_o, ca_q, ca_k, ca_v, ca_o, ffn0, ffn2;
+    float *sa_qb, *sa_kb, *sa_vb, *sa_ob, *sa_nq, *sa_nk, *n3_w, *n3_b;
+    float *ca_qb, *ca_kb, *ca_vb, *ca_ob, *ca_nq, *ca_nk, *ffn0_b, *ffn2_b;
+} glayer;
+
+struct sf_dit_gpu {
+    sf_cuda_ctx cx;
+    sf_sdpa *sdpa;      /* NULL: cuDNN unavailable, explicit attention everywhere */
+    int sdpa_off;       /* a shape cuDNN refused: explicit attention from then on */
+    void *wmat;         /* one allocation: every bf16 matrix */
+    float *wvec;        /* one allocation: every f32 vector (bf16-rounded values) */
+    size_t mat_bytes, vec_bytes, state_bytes;
+    gmat patch, txt0, txt2, tim0, tim2, tproj, head;
+    float *patch_b, *txt0_b, *txt2_b, *tim0_b, *tim2_b, *tproj_b, *head_mod, *head_b;
+    glayer *L;
+    /* state, one allocation (offsets below) */
+    void *arena;
+    bf16 *kc, *vc;      /* (NL, cache_tokens, D) */
+    bf16 *ck, *cv;      /* (NL, text_len, D) */
+    bf16 *ctx, *txt_pad, *txt_tmp;            /* (T, D), (T, text_dim), (T, D) */
+    bf16 *x, *a, *q, *o, *y;                  /* (L, D) */
+    bf16 *h;                                  /* (L, FF) */
+    bf16 *patches, *hout;                     /* (L, C·ph·pw), (L, out·ph·pw) */
+    float *xin, *flow;                        /* (F, C, H, W) */
+    bf16 *sinus, *et, *e, *e0;                /* (F, freq), (F, D), (F, D), (F, 6D) */
+    float *E, *Hm;                            /* (F, 6D), (F, 2D) */
+    double *rope_cs;                          /* (max_pos, d/2, 2) */
+    float *S;                                 /* explicit attention logits (H, chunk, Lk_max) */
+    bf16 *P;                                  /* its probabilities */
+    int64_t chunk, lk_max;
+    /* host scratch */
+    double *sin_h;
+    uint16_t *sin_b;
+    float *tap_q, *tap_k;                     /* post-RoPE q (L, D) and K window (Lk_max, D), f32 */
+};
+
+/* ---------------------------------------------------------------- weights */
+
+typedef struct up {
+    sf_dit_gpu *g;
+    int pass;          /* 0 size, 1 upload */
+    size_t moff, voff; /* bytes into wmat, floats into wvec */
+    uint16_t *stage;   /* pinned staging (bf16) */
+    float *vstage;
+    size_t stage_n;
+    sf_err *err;
+} up;
+
+static sf_status up_mat(up *u, const sf_dit_mat *m, gmat *out) {
+    size_t n = (size_t)m->n * (size_t)m->k;
+    if (u->pass == 0) {
+        u->moff += (n * 2 + 255) & ~(size_t)255;
+        return SF_OK;
+    }
+    out->w = (bf16 *)((char *)u->g->wmat + u->moff);
+    out->n = m->n;
+    out->k = m->k;
+    u->moff += (n * 2 + 255) & ~(size_t)255;
+    for (size_t off = 0; off < n; off += u->stage_n) {
+        size_t c = n - off < u->stage_n ? n - off : u->stage_n;
+        if (m->dt == SF_BF16) memcpy(u->stage, (const uint16_t *)m->w + off, c * 2);
+        else if (m->dt == SF_F32)
+            for (size_t i = 0; i < c; i++) u->stage[i] = sf_f32_to_bf16(((const float *)m->w)[off + i]);
+        else
+            for (size_t i = 0; i < c; i++) u->stage[i] = sf_f32_to_bf16(sf_f16_to_f32(((const uint16_t *)m->w)[off + i]));
+        sf_status s = sf_cuda_copy_h2d(&u->g->cx, out->w + off, u->stage, c * 2, u->err);
+        if (s) return s;
+    }
+    return SF_OK;
+}
+
+static sf_status up_vec(up *u, const float *v, int64_t n, float **out) {
+    if (!v) {
+        if (u->pass) *out = NULL;
+        return SF_OK;
+    }
+    size_t nn = ((size_t)n + 63) & ~(size_t)63;
+    if (u->pass == 0) {
+        u->voff += nn;
+        return SF_OK;
+    }
+    *out = u->g->wvec + u->voff;
+    u->voff += nn;
+    for (int64_t off = 0; off < n; off += (int64_t)u->stage_n) {
+        int64_t c = n - off < (int64_t)u->stage_n ? n - off : (int64_t)u->stage_n;
+        for (int64_t i = 0; i < c; i++) u->vstage[i] = sf_round_bf16(v[off + i]); /* the bf16 model's values */
+        sf_status s = sf_cuda_copy_h2d(&u->g->cx, *out + off, u->vstage, (size_t)c * 4, u->err);
+        if (s) return s;
+    }
+    return SF_OK;
+}
+
+static sf_status walk_weights(up *u, const sf_dit_weights *w) {
+    const sf_dit_config *c = &w->cfg;
+    sf_dit_gpu *g = u->g;
+    const int64_t D = c->dim, FF = c->ffn_dim;
+    sf_status s;
+#define M(src, dst) if ((s = up_mat(u, src, dst))) return s
+#define V(src, n, dst) if ((s = up_vec(u, src, n, dst))) return s
+    M(&w->patch, &g->patch); V(w->patch_b, D, &g->patch_b);
+    M(&w->txt0, &g->txt0); V(w->txt0_b, D, &g->txt0_b);
+    M(&w->txt2, &g->txt2); V(w->txt2_b, D, &g->txt2_b);
+    M(&w->tim0, &g->tim0); V(w->tim0_b, D, &g->tim0_b);
+    M(&w->tim2, &g->tim2); V(w->tim2_b, D, &g->tim2_b);
+    M(&w->tproj, &g->tproj); V(w->tproj_b, 6 * D, &g->tproj_b);
+    M(&w->head, &g->head); V(w->head_b, w->head.n, &g->head_b);
+    V(w->head_mod, 2 * D, &g->head_mod);
+    for (int l = 0; l < c->num_layers; l++) {
+        const sf_dit_layer *h = &w->layers[l];
+        glayer *d = &g->L[l];
+        V(h->modulation, 6 * D, &d->mod);
+        M(&h->sa_q, &d->sa_q); M(&h->sa_k, &d->sa_k); M(&h->sa_v, &d->sa_v); M(&h->sa_o, &d->sa_o);
+        M(&h->ca_q, &d->ca_q); M(&h->ca_k, &d->ca_k); M(&h->ca_v, &d->ca_v); M(&h->ca_o, &d->ca_o);
+        M(&h->ffn0, &d->ffn0); M(&h->ffn2, &d->ffn2);
+        V(h->sa_qb, D, &d->sa_qb); V(h->sa_kb, D, &d->sa_kb); V(h->sa_vb, D, &d->sa_vb); V(h->sa_ob, D, &d->sa_ob);
+        V(h->ca_qb, D, &d->ca_qb); V(h->ca_kb, D, &d->ca_kb); V(h->ca_vb, D, &d->ca_vb); V(h->ca_ob, D, &d->ca_ob);
+        V(h->sa_nq, D, &d->sa_nq); V(h->sa_nk, D, &d->sa_nk); V(h->ca_nq, D, &d->ca_nq); V(h->ca_nk, D, &d->ca_nk);
+        V(h->n3_w, D, &d->n3_w); V(h->n3_b, D, &d->n3_b);
+        V(h->ffn0_b, FF, &d->ffn0_b); V(h->ffn2_b, D, &d->ffn2_b);
+    }
+#undef M
+#undef V
+    return SF_OK;
+}
+
+static sf_status upload_weights(sf_dit_gpu *g, const sf_dit_weights *w, sf_err *err) {
+    up u = {g, 0, 0, 0, NULL, NULL, (size_t)16 << 20, err};
+    sf_status s = walk_weights(&u, w);
+    if (s) return s;
+    g->mat_bytes = u.moff;
+    g->vec_bytes = u.voff * sizeof(float);
+    if ((s = sf_cuda_malloc(&g->wmat, g->mat_bytes, err))) return s;
+    if ((s = sf_cuda_malloc((void **)&g->wvec, g->vec_bytes, err))) return s;
+    if ((s = sf_cuda_host_alloc((void **)&u.stage, u.stage_n * sizeof(float), err))) return s;
+    u.vstage = (float *)u.stage; /* vectors and matrices never stage at the same time */
+    u.pass = 1;
+    u.moff = u.voff = 0;
+    s = walk_weights(&u, w);
+    sf_cuda_host_free(u.stage);
+    return s;
+}
+
+/* ---------------------------------------------------------------- state */
+
+/* Carve n bytes (256-aligned) from the arena; pass 0 only counts. */
+static void *carve(char *base, size_t *off, size_t n) {
+    void *p = base ? base + *off : NULL;
+    *off += (n + 255) & ~(size_t)255;
+    return p;
+}
+
+static size_t layout(sf_dit_gpu *g, const sf_dit_state *st, char *base) {
+    const sf_dit_config *c = &st->w->cfg;
+    const size_t D = (size_t)c->dim, NL = (size_t)c->num_layers, T = (size_t)c->text_len, F = (size_t)st->max_frames;
+    const size_t L = F * (size_t)st->frame_tokens, ph = (size_t)c->patch_size[1], pw = (size_t)c->patch_size[2];
+    const size_t lat = F * (size_t)c->in_dim * (size_t)st->lat_h * (size_t)st->lat_w;
+    const size_t latout = F * (size_t)c->out_dim * (size_t)st->lat_h * (size_t)st->lat_w;
+    size_t off = 0;
+    g->kc = carve(base, &off, NL * (size_t)st->cache_tokens * D * 2);
+    g->vc = carve(base, &off, NL * (size_t)st->cache_tokens * D * 2);
+    g->ck = carve(base, &off, NL * T * D * 2);
+    g->cv = carve(base, &off, NL * T * D * 2);
+    g->ctx = carve(base, &off, T * D * 2);
+    g->txt_pad = carve(base, &off, T * (size_t)c->text_dim * 2);
+    g->txt_tmp = carve(base, &off, T * D * 2);
+    bf16 **act[] = {&g->x, &g->a, &g->q, &g->o, &g->y};
+    for (size_t i = 0; i < sizeof act / sizeof act[0]; i++) *act[i] = carve(base, &off, L * D * 2);
+    g->h = carve(base, &off, L * (size_t)c->ffn_dim * 2);
+    g->patches = carve(base, &off, L * (size_t)c->in_dim * ph * pw * 2);
+    g->hout = carve(base, &off, L * (size_t)c->out_dim * ph * pw * 2);
+    g->xin = carve(base, &off, lat * 4);
+    g->flow = carve(base, &off, (latout > lat ? latout : lat) * 4);
+    g->sinus = carve(base, &off, F * (size_t)c->freq_dim * 2);
+    g->et = carve(base, &off, F * D * 2);
+    g->e = carve(base, &off, F * D * 2);
+    g->e0 = carve(base, &off, F * 6 * D * 2);
+    g->E = carve(base, &off, F * 6 * D * 4);
+    g->Hm = carve(base, &off, F * 2 * D * 4);
+    g->rope_cs = carve(base, &off, (size_t)st->rope.max_pos * (size_t)(st->rope.head_dim / 2) * 2 * 8);
+    g->S = carve(base, &off, (size_t)c->num_heads * (size_t)g->chunk * (size_t)g->lk_max * 4);
+    g->P = carve(base, &off, (size_t)c->num_heads * (size_t)g->chunk * (size_t)g->lk_max * 2);
+    return off;
+}
+
+void sf_dit_cuda_free(sf_dit_state *st) {
+    sf_dit_gpu *g = st->gpu;
+    if (!g) return;
+    sf_sdpa_destroy(&g->sdpa);
+    sf_cuda_free(g->arena);
+    sf_cuda_free(g->wmat);
+    sf_cuda_free(g->wvec);
+    sf_cuda_ctx_free(&g->cx);
+    free(g->L);
+    free(g->sin_h);
+    free(g->sin_b);
+    free(g->tap_q);
+    free(g->tap_k);
+    free(g);
+    st->gpu = NULL;
+}
+
+size_t sf_dit_cuda_bytes(const sf_dit_state *st) {
+    const sf_dit_gpu *g = st->gpu;
+    return g ? g->mat_bytes + g->vec_bytes + g->state_bytes : 0;
+}
+
+/* The explicit attention's query chunk: logits of at most ~1 GiB (f32) per chunk. */
+static int64_t pick_chunk(int heads, int64_t L, int64_t lk_max) {
+    int64_t c = ((int64_t)1 << 28) / ((int64_t)heads * lk_max);
+    if (c < 1) c = 1;
+    return c < L ? c : L;
+}
+
+sf_status sf_dit_cuda_init(sf_dit_state *st, int ordinal, sf_err *err) {
+    const sf_dit_config *c = &st->w->cfg;
+    sf_status s;
+    sf_dit_gpu *g = calloc(1, sizeof *g);
+    if (!g) return sf_fail(err, SF_E_NOMEM, "out of memory");
+    st->gpu = g;
+    if ((s = sf_cuda_ctx_init(&g->cx, ordinal, err))) goto fail;
+    g->L = calloc((size_t)c->num_layers, sizeof *g->L);
+    g->sin_h = calloc((size_t)st->max_frames * (size_t)c->freq_dim, sizeof(double));
+    g->sin_b = calloc((size_t)st->max_frames * (size_t)c->freq_dim, sizeof(uint16_t));
+    if (!g->L || !g->sin_h || !g->sin_b) { s = sf_fail(err, SF_E_NOMEM, "out of memory"); goto fail; }
+    const int64_t L = (int64_t)st->max_frames * st->frame_tokens;
+    int64_t max_att = st->local_attn_size == -1 ? st->cache_tokens : st->local_attn_size * st->frame_tokens;
+    g->lk_max = max_att > c->text_len ? max_att : c->text_len;
+    g->chunk = pick_chunk(c->num_heads, L, g->lk_max);
+    /* memory check before any large allocation: weights + state must fit */
+    size_t need_state = layout(g, st, NULL);
+    up probe = {g, 0, 0, 0, NULL, NULL, 0, err};
+    if ((s = walk_weights(&probe, st->w))) goto fail;
+    size_t need = need_state + probe.moff + probe.voff * sizeof(float), fr = 0, tot = 0;
+    if (sf_cuda_mem_info(&fr, &tot, err) == SF_OK && need + ((size_t)256 << 20) > fr) {
+        s = sf_fail(err, SF_E_NOMEM,
+                    "cuda:%d has %.2f GiB free, the DiT needs %.2f GiB (weights %.2f + KV cache and activations %.2f): "
+                    "use a GPU with more memory, fewer frames or a rolling cache (local_attn_size)",
+                    ordinal, fr / 1073741824.0, need / 1073741824.0, (probe.moff + probe.voff * 4.0) / 1073741824.0,
+                    need_state / 1073741824.0);
+        goto fail;
+    }
+    if ((s = upload_weights(g, st->w, err))) goto fail;
+    g->state_bytes = need_state;
+    if ((s = sf_cuda_malloc(&g->arena, need_state, err))) goto fail;
+    layout(g, st, g->arena);
+    if ((s = sf_cuda_memset(&g->cx, g->arena, 0, need_state, err))) goto fail;
+    size_t ncs = (size_t)st->rope.max_pos * (size_t)(st->rope.head_dim / 2) * 2;
+    if ((s = sf_cuda_copy_h2d(&g->cx, g->rope_cs, st->rope.cs, ncs * sizeof(double), err))) goto fail;
+    sf_err e2 = {0};
+    if (getenv("SF_NO_CUDNN") || sf_sdpa_new(&g->sdpa, g->cx.stream, &e2) != SF_OK) {
+        g->sdpa = NULL;
+        if (!getenv("SF_NO_CUDNN")) sf_log(SF_LOG_WARN, "sf-denoise: %s; attention uses cuBLAS (slower)", e2.msg);
+    }
+    return sf_cuda_sync(&g->cx, err);
+fail:
+    sf_dit_cuda_free(st);
+    return s;
+}
+
+/* ---------------------------------------------------------------- forward pieces */
+
+static sf_status mm(sf_dit_gpu *g, int64_t M, const void *x, int64_t ldx, const gmat *w, const float *b, void *y,
+                    sf_err *err) {
+    return sf_gemm_cuda(&g->cx, M, w->n, w->k, x, ldx, w->w, b, y, SF_BF16, w->n, err);
+}
+
+/* Debug probe (golden intermediate names): bf16 device → f32 host. */
+static sf_status gprobe(sf_dit_state *st, const char *name, const void *dev, int64_t n, sf_err *err) {
+    if (!st->probe) return SF_OK;
+    float *h = malloc(sizeof(float) * (size_t)n);
+    if (!h) return sf_fail(err, SF_E_NOMEM, "out of memory");
+    sf_status s = sf_cuda_download_bf16(&st->gpu->cx, h, dev, (size_t)n, err);
+    if (!s) st->probe(st->probe_ctx, name, h, n);
+    free(h);
+    return s;
+}
+
+sf_status sf_dit_cuda_set_context(sf_dit_state *st, const float *emb, int64_t n_rows, sf_err *err) {
+    sf_dit_gpu *g = st->gpu;
+    const sf_dit_config *c = &st->w->cfg;
+    const int64_t T = c->text_len, D = c->dim, TD = c->text_dim;
+    sf_status s;
+    float *pad = calloc((size_t)(T * TD), sizeof(float));
+    if (!pad) return sf_fail(err, SF_E_NOMEM, "out of memory");
+    memcpy(pad, emb, sizeof(float) * (size_t)(n_rows * TD));
+    s = sf_cuda_upload_bf16(&g->cx, g->txt_pad, pad, (size_t)(T * TD), err);
+    free(pad);
+    if (s) return s;
+    if ((s = mm(g, T, g->txt_pad, TD, &g->txt0, g->txt0_b, g->txt_tmp, err))) return s;
+    if ((s = sf_gelu_tanh_cuda(&g->cx, g->txt_tmp, T * D, err))) return s;
+    if ((s = mm(g, T, g->txt_tmp, D, &g->txt2, g->txt2_b, g->ctx, err))) return s;
+    if ((s = gprobe(st, "mid.text_embedding", g->ctx, T * D, err))) return s;
+    for (int l = 0; l < c->num_layers; l++) {
+        const glayer *B = &g->L[l];
+        bf16 *ck = g->ck + (size_t)l * T * D, *cv = g->cv + (size_t)l * T * D;
+        if ((s = mm(g, T, g->ctx, D, &B->ca_k, B->ca_kb, ck, err))) return s;
+        if (c->qk_norm && (s = sf_rmsnorm_cuda(&g->cx, T, D, ck, D, B->ca_nk, c->eps, ck, D, err))) return s;
+        if ((s = mm(g, T, g->ctx, D, &B->ca_v, B->ca_vb, cv, err))) return s;
+    }
+    return sf_cuda_sync(&g->cx, err);
+}
+
+/* Logits tap: copy each chunk's device logits (H, rows, Lk) into the host (H, Lq, Lk) buffer. */
+typedef struct tapcopy {
+    sf_dit_gpu *g;
+    float *host;
+    int64_t Lq, Lk;
+    int H;
+} tapcopy;
+
+static sf_status tap_chunk(void *ctx, int64_t r0, int64_t rows, const float *S, sf_err *err) {
+    tapcopy *t = ctx;
+    size_t w = (size_t)(rows * t->Lk) * sizeof(float);
+    return sf_cuda_copy_d2h_2d(&t->g->cx, t->host + r0 * t->Lk, (size_t)(t->Lq * t->Lk) * sizeof(float), S, w, w,
+                               (size_t)t->H, err);
+}
+
+/* Attention, fused (cuDNN) when possible, else explicit. */
+static sf_status attend(sf_dit_gpu *g, int64_t Lq, int64_t Lk, int H, int d, const bf16 *q, const bf16 *k,
+                        const bf16 *v, bf16 *o, int64_t ld, float scale, tapcopy *tap, sf_err *err) {
+    if (!tap && g->sdpa && !g->sdpa_off) {
+        sf_err e2 = {0};
+        sf_status s = sf_sdpa_forward(g->sdpa, Lq, Lk, H, d, q, ld, k, v, ld, o, ld, scale, &e2);
+        if (s == SF_OK) return SF_OK;
+        if (s != SF_E_UNSUPPORTED) {
+            *err = e2;
+            return s;
+        }
+        sf_log(SF_LOG_WARN, "sf-denoise: %s; attention uses cuBLAS from here on", e2.msg);
+        g->sdpa_off = 1;
+    }
+    return sf_attention_blas_cuda(&g->cx, Lq, Lk, H, d, q, ld, k, v, ld, o, ld, scale, g->S, g->P, g->chunk,
+                                  tap ? tap_chunk : NULL, tap, err);
+}
+
+static sf_status tap_layer(sf_dit_state *st, int l, int64_t L, int64_t Lk, const bf16 *Ka, const int64_t *kfr,
+                           float *logits, sf_err *err) {
+    sf_dit_gpu *g = st->gpu;
+    const sf_dit_config *c = &st->w->cfg;
+    const int64_t D = c->dim;
+    sf_status s;
+    if (!g->tap_q) g->tap_q = malloc(sizeof(float) * (size_t)(st->max_frames * st->frame_tokens * D));
+    if (!g->tap_k) g->tap_k = malloc(sizeof(float) * (size_t)(g->lk_max * D));
+    if (!g->tap_q || !g->tap_k) return sf_fail(err, SF_E_NOMEM, "out of memory (attention tap)");
+    if ((s = sf_cuda_download_bf16(&g->cx, g->tap_q, g->q, (size_t)(L * D), err))) return s;
+    if ((s = sf_cuda_download_bf16(&g->cx, g->tap_k, Ka, (size_t)(Lk * D), err))) return s;
+    sf_dit_attn_view vw = {l, L, Lk, c->num_heads, (int)(D / c->num_heads), g->tap_q, g->tap_k, D, st->frame_tokens,
+                           kfr, logits};
+    return st->tap.done(st->tap.ctx, &vw, err);
+}
+
+static sf_status layer(sf_dit_state *st, int l, int F, int64_t start_frame, const sf_dit_kv_step *kv,
+                       const int64_t *kfr, sf_err *err) {
+    sf_dit_gpu *g = st->gpu;
+    const sf_dit_config *c = &st->w->cfg;
+    const glayer *B = &g->L[l];
+    const int64_t D = c->dim, S = st->frame_tokens, L = (int64_t)F * S, NH = c->num_heads, hd = D / NH;
+    const int ph = c->patch_size[1], pw = c->patch_size[2];
+    const float scale = (float)(1.0 / sqrt((double)hd));
+    sf_cuda_ctx *cx = &g->cx;
+    sf_status s;
+    /* chunks of E: 0 shift-attn, 1 scale-attn, 2 gate-attn, 3 shift-ffn, 4 scale-ffn, 5 gate-ffn */
+    if ((s = sf_mod_table_cuda(cx, F, 6 * D, B->mod, g->e0, 6 * D, 6 * D, g->E, err))) return s;
+    const float *shift_a = g->E, *scale_a = g->E + D, *gate_a = g->E + 2 * D;
+    const float *shift_f = g->E + 3 * D, *scale_f = g->E + 4 * D, *gate_f = g->E + 5 * D;
+
+    /* self-attention: K and V land in their cache slots */
+    bf16 *KC = g->kc + (size_t)l * st->cache_tokens * D, *VC = g->vc + (size_t)l * st->cache_tokens * D;
+    if (kv->evict > 0 && kv->keep > 0) {
+        size_t sb = (size_t)st->sink_tokens * D * 2, eb = (size_t)kv->evict * D * 2, kb = (size_t)kv->keep * D * 2;
+        if ((s = sf_cuda_copy_d2d(cx, (char *)KC + sb, (char *)KC + sb + eb, kb, err))) return s;
+        if ((s = sf_cuda_copy_d2d(cx, (char *)VC + sb, (char *)VC + sb + eb, kb, err))) return s;
+    }
+    bf16 *kn = KC + kv->ls * D, *vn = VC + kv->ls * D;
+    if ((s = sf_layernorm_cuda(cx, L, D, g->x, D, NULL, NULL, c->eps, g->a, D, err))) return s;
+    if ((s = sf_modulate_cuda(cx, F, S, D, g->a, shift_a, scale_a, 6 * D, g->a, err))) return s;
+    if ((s = mm(g, L, g->a, D, &B->sa_q, B->sa_qb, g->q, err))) return s;
+    if ((s = mm(g, L, g->a, D, &B->sa_k, B->sa_kb, kn, err))) return s;
+    if ((s = mm(g, L, g->a, D, &B->sa_v, B->sa_vb, vn, err))) return s;
+    if (c->qk_norm) {
+        if ((s = sf_rmsnorm_cuda(cx, L, D, g->q, D, B->sa_nq, c->eps, g->q, D, err))) return s;
+        if ((s = sf_rmsnorm_cuda(cx, L, D, kn, D, B->sa_nk, c->eps, kn, D, err))) return s;
+    }
+    if (l == 0) {
+        if ((s = gprobe(st, "mid.block0.self_attn.q_normed", g->q, L * D, err))) return s;
+        if ((s = gprobe(st, "mid.block0.self_attn.k_normed", kn, L * D, err))) return s;
+        if ((s = gprobe(st, "mid.block0.self_attn.v", vn, L * D, err))) return s;
+    }
+    const sf_rope_table *rt = &st->rope;
+    const int Hp = st->lat_h / ph, Wp = st->lat_w / pw;
+    if ((s = sf_rope_cuda(cx, g->q, D, F, Hp, Wp, (int)NH, (int)hd, rt->n_t, rt->n_h, start_frame, g->rope_cs,
+                          rt->max_pos, err)))
+        return s;
+    if ((s = sf_rope_cuda(cx, kn, D, F, Hp, Wp, (int)NH, (int)hd, rt->n_t, rt->n_h, start_frame, g->rope_cs,
+                          rt->max_pos, err)))
+        return s;
+    const bf16 *Ka = KC + kv->lo * D, *Va = VC + kv->lo * D;
+    if (l == 0) {
+        if ((s = gprobe(st, "mid.block0.self_attn.q_roped", g->q, L * D, err))) return s;
+        if ((s = gprobe(st, "mid.block0.self_attn.k_roped", Ka, kv->Lk * D, err))) return s;
+    }
+    int tapped = st->tap.wants && st->tap.wants(st->tap.ctx, l);
+    float *logits = tapped && st->tap.logits_buf ? st->tap.logits_buf(st->tap.ctx, l, (int)NH, L, kv->Lk) : NULL;
+    tapcopy tc = {g, logits, L, kv->Lk, (int)NH};
+    if ((s = attend(g, L, kv->Lk, (int)NH, (int)hd, g->q, Ka, Va, g->o, D, scale, logits ? &tc : NULL, err))) return s;
+    if (tapped && st->tap.done && (s = tap_layer(st, l, L, kv->Lk, Ka, kfr, logits, err))) return s;
+    if (l == 0 && (s = gprobe(st, "mid.block0.self_attn.attn_out", g->o, L * D, err))) return s;
+    if ((s = mm(g, L, g->o, D, &B->sa_o, B->sa_ob, g->y, err))) return s;
+    if ((s = sf_gated_add_cuda(cx, F, S, D, g->x, g->y, gate_a, 6 * D, err))) return s;
+
+    /* cross-attention (ungated residual) */
+    const bf16 *cin = g->x;
+    if (c->cross_attn_norm) {
+        if ((s = sf_layernorm_cuda(cx, L, D, g->x, D, B->n3_w, B->n3_b, c->eps, g->a, D, err))) return s;
+        cin = g->a;
+    }
+    if ((s = mm(g, L, cin, D, &B->ca_q, B->ca_qb, g->q, err))) return s;
+    if (c->qk_norm && (s = sf_rmsnorm_cuda(cx, L, D, g->q, D, B->ca_nq, c->eps, g->q, D, err))) return s;
+    const bf16 *ck = g->ck + (size_t)l * c->text_len * D, *cv = g->cv + (size_t)l * c->text_len * D;
+    if ((s = attend(g, L, c->text_len, (int)NH, (int)hd, g->q, ck, cv, g->o, D, scale, NULL, err))) return s;
+    if ((s = mm(g, L, g->o, D, &B->ca_o, B->ca_ob, g->y, err))) return s;
+    if ((s = sf_add_cuda(cx, g->x, g->y, L * D, err))) return s;
+
+    /* feed-forward */
+    if ((s = sf_layernorm_cuda(cx, L, D, g->x, D, NULL, NULL, c->eps, g->a, D, err))) return s;
+    if ((s = sf_modulate_cuda(cx, F, S, D, g->a, shift_f, scale_f, 6 * D, g->a, err))) return s;
+    if ((s = mm(g, L, g->a, D, &B->ffn0, B->ffn0_b, g->h, err))) return s;
+    if ((s = sf_gelu_tanh_cuda(cx, g->h, L * c->ffn_dim, err))) return s;
+    if ((s = mm(g, L, g->h, c->ffn_dim, &B->ffn2, B->ffn2_b, g->y, err))) return s;
+    if ((s = sf_gated_add_cuda(cx, F, S, D, g->x, g->y, gate_f, 6 * D, err))) return s;
+    if (st->probe) {
+        char nm[64];
+        snprintf(nm, sizeof nm, "mid.block%d.out", l);
+        if ((s = gprobe(st, nm, g->x, L * D, err))) return s;
+    }
+    return SF_OK;
+}
+
+sf_status sf_dit_cuda_forward(sf_dit_state *st, const float *x_t, int F, const float *t, int64_t start_frame,
+                              const sf_dit_kv_step *kv, float *flow, sf_err *err) {
+    sf_dit_gpu *g = st->gpu;
+    const sf_dit_config *c = &st->w->cfg;
+    const int64_t D = c->dim, S = st->frame_tokens, L = (int64_t)F * S, FD = c->freq_dim;
+    const int ph = c->patch_size[1], pw = c->patch_size[2];
+    sf_cuda_ctx *cx = &g->cx;
+    sf_status s;
+    const int64_t nin = (int64_t)F * c->in_dim * st->lat_h * st->lat_w;
+    const int64_t nout = (int64_t)F * c->out_dim * st->lat_h * st->lat_w;
+    /* 1. patch embedding */
+    if ((s = sf_cuda_copy_h2d(cx, g->xin, x_t, (size_t)nin * sizeof(float), err))) return s;
+    if ((s = sf_patchify_cuda(cx, g->xin, F, c->in_dim, st->lat_h, st->lat_w, ph, pw, g->patches, err))) return s;
+    if ((s = mm(g, L, g->patches, (int64_t)c->in_dim * ph * pw, &g->patch, g->patch_b, g->x, err))) return s;
+    if ((s = gprobe(st, "mid.patch_embedding", g->x, L * D, err))) return s;
+    /* 2. time embedding: fp64 sinusoid on the host (F·freq values), rounded to bf16 */
+    sf_timestep_embed_cpu(t, F, (int)FD, g->sin_h);
+    for (int64_t i = 0; i < F * FD; i++) g->sin_b[i] = sf_f32_to_bf16((float)g->sin_h[i]);
+    if ((s = sf_cuda_copy_h2d(cx, g->sinus, g->sin_b, (size_t)(F * FD) * 2, err))) return s;
+    if ((s = mm(g, F, g->sinus, FD, &g->tim0, g->tim0_b, g->et, err))) return s;
+    if ((s = sf_silu_cuda(cx, g->et, F * D, err))) return s;
+    if ((s = mm(g, F, g->et, D, &g->tim2, g->tim2_b, g->e, err))) return s;
+    if ((s = gprobe(st, "mid.time_embedding", g->e, F * D, err))) return s;
+    if ((s = sf_cuda_copy_d2d(cx, g->et, g->e, (size_t)(F * D) * 2, err))) return s;
+    if ((s = sf_silu_cuda(cx, g->et, F * D, err))) return s;
+    if ((s = mm(g, F, g->et, D, &g->tproj, g->tproj_b, g->e0, err))) return s;
+    if ((s = gprobe(st, "mid.time_projection", g->e0, F * 6 * D, err))) return s;
+    /* 3. blocks */
+    const int64_t *kfr = st->key_frames + kv->lo / S;
+    for (int l = 0; l < c->num_layers; l++)
+        if ((s = layer(st, l, F, start_frame, kv, kfr, err))) return s;
+    /* 4. head: Hm = head.modulation + e (not e0) */
+    if ((s = sf_mod_table_cuda(cx, F, 2 * D, g->head_mod, g->e, D, D, g->Hm, err))) return s;
+    if ((s = sf_layernorm_cuda(cx, L, D, g->x, D, NULL, NULL, c->eps, g->a, D, err))) return s;
+    if ((s = sf_modulate_cuda(cx, F, S, D, g->a, g->Hm, g->Hm + D, 2 * D, g->a, err))) return s;
+    if ((s = mm(g, L, g->a, D, &g->head, g->head_b, g->hout, err))) return s;
+    if ((s = gprobe(st, "mid.head_out", g->hout, L * g->head.n, err))) return s;
+    if ((s = sf_unpatchify_cuda(cx, g->hout, F, c->out_dim, st->lat_h, st->lat_w, ph, pw, g->flow, err))) return s;
+    return sf_cuda_copy_d2h(cx, flow, g->flow, (size_t)nout * sizeof(float), err);
+}

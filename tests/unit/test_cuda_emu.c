@@ -1,0 +1,732 @@
+/* test_cuda_emu.c — every custom CUDA kernel run on the host through the CPU emulation layer
+ * (kernels/cuda/emu/cuda_emu.h: the same .cu files compiled by g++ with -DSF_CUDA_EMU, linked into
+ * this binary only) and held to its CPU reference; plus the emulator's own rules (emu_selftest.cu).
+ * Runs in every build, with or without nvcc or a GPU (make test). Run one case by name:
+ * build/tests/test_cuda_emu rmsnorm_strided.
+ *
+ * Each op is compared twice where that is meaningful:
+ *  - "mirror": the kernel's own arithmetic replayed on the host in the same order (for the block
+ *    reductions: per-thread strided partial sums, the xor-butterfly inside each warp, the warp
+ *    totals through shared memory, the butterfly again). Same IEEE operations → bit-exact; this is
+ *    what catches indexing, coverage and barrier mistakes;
+ *  - "cpu": the project's CPU contract (kernels/<op>.h), with the tolerance below.
+ * Outputs live between guard elements (poison byte 0xA5) and strided outputs keep their row gaps:
+ * both are checked untouched. Inputs are random, bf16-exact where the op reads bf16, never zero.
+ * Grid-stride loops are made to wrap by capping the grid (sf_emu_set_max_blocks) in the "_wrap"
+ * cases. A failure prints tensor, first bad index, both values, the count, max |Δ| and NMSE. */
+#include "sf_test.h"
+
+#include "act.h"
+#include "attention.h"
+#include "cuda/emu/sf_emu.h"
+#include "cuda_ops.h"
+#include "gemm.h"
+#include "modulate.h"
+#include "norm_rows.h"
+#include "patch.h"
+#include "rope.h"
+
+#include <stdint.h>
+
+/* Tolerance table: pass if ulps(got, ref) ≤ ulps, or |Δ| ≤ atol + rtol·|ref|. ulps count bf16
+ * steps for bf16 outputs and f32 steps for f32 outputs. */
+enum { T_EXACT, T_NORM_CPU, T_ONE_ULP, T_GELU_CPU, T_FRAME_CPU, T_GEMM_CPU, T_COUNT };
+static const struct tol {
+    int ulps;
+    double rtol, atol;
+} TOL[T_COUNT] = {
+    /* same IEEE operations in the same order (mirror / SPEC order / pure data movement): exact. */
+    [T_EXACT] = {0, 0, 0},
+    /* RMSNorm vs sf_rmsnorm_cpu: fp32 tree statistics vs double (rs differs in the last fp32
+       bits), and two roundings ⌊⌊x·rs⌉·w⌉ where the CPU rounds x·rs to f32 only: the intermediate
+       may land one bf16 step apart, which w can carry into the output: ≤ 2 ulps. */
+    [T_NORM_CPU] = {2, 0, 0},
+    /* one final rounding of values that differ only in fp32 rounding (LayerNorm statistics fp32 vs
+       double; GELU/SiLU tanhf/expf vs double; RoPE rounded f64→f32→bf16 on the CPU vs f64→bf16;
+       softmax sum in tree vs sequential order): adjacent bf16 values at most. */
+    [T_ONE_ULP] = {1, 0, 0},
+    /* GELU vs the double CPU: as above, plus fp32 cancellation in 1 + tanhf(u) for x ≲ −3, where
+       tanhf ≈ −1 carries ≤ 2^-25 absolute error, times 0.5·|x| ≤ 2.5: ≤ 1e-7 absolute (tiny
+       outputs, many bf16 ulps of themselves). */
+    [T_GELU_CPU] = {1, 0, 1e-7},
+    /* modulate / gated add vs the f32 contract, which does not round in between (as
+       test_cuda_kernels.c): ⌊1+s⌉ and ⌊x·(1+s)⌉ (|·| ≤ 3) each move by ≤ 2^-8·3 before the shift. */
+    [T_FRAME_CPU] = {1, 1e-2, 3e-2},
+    /* GEMM vs sf_gemm_cpu: the emulated cublasGemmEx sums in k order in fp32, the CPU in its own
+       order: K=33, |terms| ≤ 1 → ≲ 33·2^-24 absolute before the single bf16 rounding: 1 ulp. */
+    [T_GEMM_CPU] = {1, 0, 1e-5},
+};
+
+#define GUARD 64
+#define POISON 0xA5
+
+/* ---- host helpers --------------------------------------------------------------------------- */
+static uint64_t rng = 0x9E3779B97F4A7C15ull;
+static float urand(float lo, float hi) { /* never exactly 0 */
+    for (;;) {
+        rng ^= rng << 13, rng ^= rng >> 7, rng ^= rng << 17;
+        float v = lo + (hi - lo) * (float)((rng >> 40) / 16777216.0);
+        if (v != 0.0f) return v;
+    }
+}
+static float *hrand(size_t n, float lo, float hi, int bf16) {
+    float *p = malloc((n ? n : 1) * sizeof *p);
+    for (size_t i = 0; p && i < n; i++) p[i] = bf16 ? sf_round_bf16(urand(lo, hi)) : urand(lo, hi);
+    SF_CHECK(p != NULL);
+    return p;
+}
+static float *hzalloc(size_t n) { return calloc(n ? n : 1, sizeof(float)); }
+static float rbf(float v) { return sf_round_bf16(v); }
+/* double → bf16 with one rounding (round to odd into f32, then to nearest even): the GPU's cvt. */
+static float rbf_d(double d) {
+    float f = (float)d;
+    if ((double)f != d) {
+        if (fabs((double)f) > fabs(d)) f = nextafterf(f, 0.0f);
+        uint32_t u;
+        memcpy(&u, &f, 4);
+        u |= 1u;
+        memcpy(&f, &u, 4);
+    }
+    return rbf(f);
+}
+
+static int64_t ord(float f) { /* monotonic integer image of a float */
+    int32_t i;
+    memcpy(&i, &f, 4);
+    return i < 0 ? -(int64_t)(i & 0x7fffffff) : (int64_t)i;
+}
+
+/* Compare n values with tolerance t; bf16: values are bf16-exact and ulps count bf16 steps. */
+static int cmp(const char *what, const float *got, const float *ref, size_t n, int t, int bf16) {
+    size_t bad = 0, first = 0;
+    double maxd = 0, se = 0, sr = 0;
+    for (size_t i = 0; i < n; i++) {
+        double d = fabs((double)got[i] - (double)ref[i]);
+        int64_t u = ord(got[i]) - ord(ref[i]);
+        if (u < 0) u = -u;
+        if (bf16) u >>= 16;
+        int ok = !isnan(got[i]) && !isnan(ref[i]) &&
+                 (u <= TOL[t].ulps || d <= TOL[t].atol + TOL[t].rtol * fabs((double)ref[i]));
+        if (!isnan(d)) {
+            se += d * d, sr += (double)ref[i] * ref[i];
+            if (d > maxd) maxd = d;
+        }
+        if (!ok && bad++ == 0) first = i;
+    }
+    if (bad) {
+        fprintf(stderr,
+                "# %s: %zu/%zu out of tolerance (%d ulps, rtol %g, atol %g); first bad [%zu] got %.9g ref %.9g; "
+                "max |d| %.3g; nmse %.3g\n",
+                what, bad, n, TOL[t].ulps, TOL[t].rtol, TOL[t].atol, first, (double)got[first], (double)ref[first], maxd,
+                sr > 0 ? se / sr : se);
+        sf_test_failures++;
+        return 0;
+    }
+    return 1;
+}
+
+/* ---- device helpers (the emulated kernels/cuda/cuda_common.cu) ------------------------------- */
+typedef struct cu {
+    sf_cuda_ctx ctx;
+    sf_err err;
+    void *dev[24];
+    int ndev;
+} cu;
+static int cu_open(cu *c) {
+    memset(c, 0, sizeof *c);
+    sf_emu_reset();
+    sf_emu_set_max_blocks(0);
+    sf_status st = sf_cuda_ctx_init(&c->ctx, 0, &c->err);
+    SF_CHECK_OK(st, &c->err);
+    return st == SF_OK;
+}
+static void cu_close(cu *c) {
+    for (int i = 0; i < c->ndev; i++) sf_cuda_free(c->dev[i]);
+    sf_cuda_ctx_free(&c->ctx);
+    sf_emu_set_max_blocks(0);
+}
+static void *cu_alloc(cu *c, size_t bytes) {
+    void *p = NULL;
+    SF_CHECK(c->ndev < 24);
+    if (c->ndev >= 24) return NULL;
+    SF_CHECK_OK(sf_cuda_malloc(&p, bytes, &c->err), &c->err);
+    if (p) c->dev[c->ndev++] = p;
+    return p;
+}
+
+/* A guarded device tensor (rows, cols) with row stride ld, element size esz (2: bf16, 4: f32, 8: f64):
+ * GUARD poisoned elements before and after and poison in the row gaps. */
+typedef struct gbuf {
+    unsigned char *raw, *at;
+    int64_t rows, cols, ld;
+    size_t esz, bytes;
+} gbuf;
+static int gb_new(cu *c, gbuf *g, int64_t rows, int64_t cols, int64_t ld, size_t esz) {
+    g->rows = rows, g->cols = cols, g->ld = ld, g->esz = esz;
+    g->bytes = ((size_t)(rows * ld) + 2 * GUARD) * esz;
+    g->raw = cu_alloc(c, g->bytes);
+    if (!g->raw) return 0;
+    g->at = g->raw + GUARD * esz;
+    sf_status st = sf_cuda_memset(&c->ctx, g->raw, POISON, g->bytes, &c->err);
+    SF_CHECK_OK(st, &c->err);
+    return st == SF_OK;
+}
+/* Upload contiguous rows·cols host floats into the interior (as bf16 / f32), leaving the gaps. */
+static int gb_put(cu *c, gbuf *g, const float *h) {
+    for (int64_t r = 0; r < g->rows; r++) {
+        unsigned char *d = g->at + (size_t)(r * g->ld) * g->esz;
+        sf_status st = g->esz == 2 ? sf_cuda_upload_bf16(&c->ctx, d, h + r * g->cols, (size_t)g->cols, &c->err)
+                                   : sf_cuda_upload_f32(&c->ctx, d, h + r * g->cols, (size_t)g->cols, &c->err);
+        SF_CHECK_OK(st, &c->err);
+        if (st != SF_OK) return 0;
+    }
+    return 1;
+}
+/* Read back, check guards and gaps, write the interior contiguously to vals (f32). */
+static int gb_get(cu *c, const gbuf *g, const char *what, float *vals) {
+    unsigned char *h = malloc(g->bytes);
+    if (!h) return 0;
+    sf_status st = sf_cuda_copy_d2h(&c->ctx, h, g->raw, g->bytes, &c->err);
+    SF_CHECK_OK(st, &c->err);
+    size_t bad = 0, first = 0;
+    for (size_t i = 0; st == SF_OK && i < g->bytes; i++) {
+        int64_t e = (int64_t)(i / g->esz) - GUARD;
+        int inside = e >= 0 && e < g->rows * g->ld && e % g->ld < g->cols;
+        if (!inside && h[i] != POISON && bad++ == 0) first = i;
+    }
+    SF_CHECK_MSG(bad == 0, "%s: %zu guard/gap bytes overwritten, first at byte %lld of the interior", what, bad,
+                 (long long)first - (long long)(GUARD * g->esz));
+    for (int64_t r = 0; st == SF_OK && r < g->rows; r++)
+        for (int64_t k = 0; k < g->cols; k++) {
+            const unsigned char *p = h + (GUARD + r * g->ld + k) * g->esz;
+            if (g->esz == 2) {
+                uint16_t b;
+                memcpy(&b, p, 2);
+                vals[r * g->cols + k] = sf_bf16_to_f32(b);
+            } else {
+                memcpy(&vals[r * g->cols + k], p, 4);
+            }
+        }
+    free(h);
+    return st == SF_OK && bad == 0;
+}
+/* A plain device copy of n host values (bf16 or f32 or f64). */
+static void *dput(cu *c, const float *h, size_t n, int bf16) {
+    void *p = cu_alloc(c, n * (bf16 ? 2 : 4));
+    if (!p) return NULL;
+    sf_status st = bf16 ? sf_cuda_upload_bf16(&c->ctx, p, h, n, &c->err) : sf_cuda_upload_f32(&c->ctx, p, h, n, &c->err);
+    SF_CHECK_OK(st, &c->err);
+    return st == SF_OK ? p : NULL;
+}
+
+/* ---- the reduction tree of sf_block_sum / sf_block_max (cuda_common.cuh), replayed -------- */
+static float warp_reduce(float *v, int is_max) { /* v[32]: xor butterfly, every lane ends equal */
+    for (int o = 16; o > 0; o >>= 1) {
+        float nv[32];
+        for (int l = 0; l < 32; l++) nv[l] = is_max ? fmaxf(v[l], v[l ^ o]) : v[l] + v[l ^ o];
+        memcpy(v, nv, sizeof nv);
+    }
+    return v[0];
+}
+static float block_reduce(const float *part, int T, int is_max) { /* T a multiple of 32 */
+    float w[32], v[32];
+    int nw = T / 32;
+    for (int i = 0; i < nw; i++) {
+        memcpy(v, part + 32 * i, sizeof v);
+        w[i] = warp_reduce(v, is_max);
+    }
+    for (int l = 0; l < 32; l++) v[l] = l < nw ? w[l] : (is_max ? -INFINITY : 0.0f);
+    return warp_reduce(v, is_max);
+}
+
+/* ---- emulator self-tests ------------------------------------------------------------------- */
+sf_status sf_emu_selftest(const sf_cuda_ctx *ctx, int which, void *out, void *aux, sf_err *err);
+
+static void test_emu_index(void) {
+    cu c;
+    if (!cu_open(&c)) return;
+    enum { NB = 12, NT = 24 };
+    int *out = cu_alloc(&c, NB * NT * 4), *dims = cu_alloc(&c, 8), h[NB * NT], hd[2];
+    if (!out || !dims) goto done;
+    SF_CHECK_OK(sf_cuda_memset(&c.ctx, out, 0xFF, NB * NT * 4, &c.err), &c.err);
+    SF_CHECK_OK(sf_emu_selftest(&c.ctx, 0, out, dims, &c.err), &c.err);
+    SF_CHECK_OK(sf_cuda_copy_d2h(&c.ctx, h, out, sizeof h, &c.err), &c.err);
+    SF_CHECK_OK(sf_cuda_copy_d2h(&c.ctx, hd, dims, sizeof hd, &c.err), &c.err);
+    SF_CHECK(hd[0] == (4 | 3 << 4 | 2 << 8) && hd[1] == (3 | 2 << 4 | 2 << 8));
+    for (int b = 0, bad = 0; b < NB; b++)
+        for (int t = 0; t < NT; t++) {
+            int bx = b % 3, by = b / 3 % 2, bz = b / 6, tx = t % 4, ty = t / 4 % 3, tz = t / 12;
+            int want = tx | ty << 4 | tz << 8 | bx << 12 | by << 16 | bz << 20;
+            if (h[b * NT + t] != want && bad++ == 0)
+                SF_CHECK_MSG(0, "block %d thread %d: got %#x want %#x", b, t, h[b * NT + t], want);
+        }
+done:
+    cu_close(&c);
+}
+
+static void test_emu_shuffles(void) {
+    cu c;
+    if (!cu_open(&c)) return;
+    int *out = cu_alloc(&c, 64 * 6 * 4), h[64 * 6];
+    if (!out) goto done;
+    SF_CHECK_OK(sf_emu_selftest(&c.ctx, 1, out, NULL, &c.err), &c.err);
+    SF_CHECK_OK(sf_cuda_copy_d2h(&c.ctx, h, out, sizeof h, &c.err), &c.err);
+    unsigned ballot = 0;
+    for (int l = 0; l < 32; l++) ballot |= (unsigned)(l % 3 == 0) << l;
+    for (int t = 0, bad = 0; t < 64; t++) {
+        int lane = t & 31, base = 1000 * (t >> 5);
+        int want[6] = {base + (lane ^ 5), base + (lane >= 3 ? lane - 3 : lane), base + (lane + 3 < 32 ? lane + 3 : lane),
+                       base + 7, base + (lane ^ 2), (int)ballot};
+        for (int k = 0; k < 6; k++)
+            if (h[6 * t + k] != want[k] && bad++ < 3)
+                SF_CHECK_MSG(0, "thread %d result %d: got %d want %d", t, k, h[6 * t + k], want[k]);
+    }
+done:
+    cu_close(&c);
+}
+
+static void shared_case(int which, int nb, int nt) {
+    cu c;
+    if (!cu_open(&c)) return;
+    float *out = cu_alloc(&c, (size_t)nb * nt * 4), *poison = cu_alloc(&c, (size_t)nb * 4);
+    float *h = hzalloc((size_t)nb * nt), hp[8];
+    if (!out || !poison || !h) goto done;
+    SF_CHECK_OK(sf_emu_selftest(&c.ctx, which, out, poison, &c.err), &c.err);
+    SF_CHECK_OK(sf_cuda_copy_d2h(&c.ctx, h, out, (size_t)nb * nt * 4, &c.err), &c.err);
+    SF_CHECK_OK(sf_cuda_copy_d2h(&c.ctx, hp, poison, (size_t)nb * 4, &c.err), &c.err);
+    for (int b = 0, bad = 0; b < nb; b++) {
+        SF_CHECK_MSG(isnan(hp[b]), "block %d read %g from unwritten shared memory (want the NaN poison)", b, hp[b]);
+        for (int t = 0; t < nt; t++)
+            if (h[b * nt + t] != (float)(1000 * b + nt - 1 - t) && bad++ == 0)
+                SF_CHECK_MSG(0, "block %d thread %d: got %g", b, t, h[b * nt + t]);
+    }
+done:
+    free(h);
+    cu_close(&c);
+}
+static void test_emu_shared_static(void) { shared_case(2, 4, 256); }
+static void test_emu_shared_dynamic(void) { shared_case(3, 3, 128); }
+
+static void test_emu_block_sum(void) {
+    cu c;
+    if (!cu_open(&c)) return;
+    float *out = cu_alloc(&c, 10 * 4), h[10];
+    if (!out) goto done;
+    SF_CHECK_OK(sf_emu_selftest(&c.ctx, 4, out, NULL, &c.err), &c.err);
+    SF_CHECK_OK(sf_cuda_copy_d2h(&c.ctx, h, out, sizeof h, &c.err), &c.err);
+    for (int b = 0; b < 5; b++) {
+        float T = b < 2 ? 1024 : 96;
+        SF_CHECK_MSG(h[2 * b] == T * (T + 1) / 2 && h[2 * b + 1] == T, "block %d: sums %g %g", b, h[2 * b], h[2 * b + 1]);
+    }
+done:
+    cu_close(&c);
+}
+
+/* Kernels that break a rule must fail the launch with a message naming the rule. */
+static void test_emu_reports_misuse(void) {
+    static const struct {
+        int which;
+        const char *needle;
+    } cases[] = {{10, "divergent __syncthreads"}, {11, "divergent __syncthreads"}, {12, "deadlock"},
+                 {13, "does not take part"},      {14, "host memory"}};
+    cu c;
+    if (!cu_open(&c)) return;
+    float *out = cu_alloc(&c, 64 * 4);
+    sf_emu_set_quiet(1);
+    for (size_t i = 0; out && i < sizeof cases / sizeof cases[0]; i++) {
+        sf_emu_reset();
+        c.err.msg[0] = 0;
+        sf_status st = sf_emu_selftest(&c.ctx, cases[i].which, out, NULL, &c.err);
+        SF_CHECK_MSG(st == SF_E_DEVICE && strstr(c.err.msg, cases[i].needle), "case %d: status %d, message '%s'",
+                     cases[i].which, (int)st, c.err.msg);
+        SF_CHECK(strstr(sf_emu_last_error(), cases[i].needle) != NULL);
+    }
+    sf_emu_set_quiet(0);
+    sf_emu_reset();
+    cu_close(&c);
+}
+
+/* The binary runs the emulated wrappers (not the real CUDA objects of libsf.a): launches are counted. */
+static void test_emu_is_linked(void) {
+    cu c;
+    if (!cu_open(&c)) return;
+    unsigned long long n0 = sf_emu_launches();
+    float one = 1.5f;
+    void *x = dput(&c, &one, 1, 1);
+    if (x) SF_CHECK_OK(sf_silu_cuda(&c.ctx, x, 1, &c.err), &c.err);
+    SF_CHECK(sf_emu_launches() == n0 + 1);
+    cu_close(&c);
+}
+
+/* ---- bf16 conversions (dit_glue.cu) ---------------------------------------------------------- */
+static void test_f32_to_bf16(void) {
+    enum { N = 4099 };
+    cu c;
+    if (!cu_open(&c)) return;
+    float *x = hrand(N, -3, 3, 0), *got = hzalloc(N), *ref = hzalloc(N);
+    uint32_t special[] = {0x3f808000u /* tie → even */, 0x3f818000u /* tie → up */, 0x7f7fffffu /* → inf */,
+                          0x00000001u /* subnormal */,  0x807fffffu, 0x7f800000u, 0xff800000u, 0x80000000u};
+    for (size_t i = 0; i < sizeof special / 4; i++) memcpy(&x[i * 97], &special[i], 4);
+    for (int i = 0; i < N; i++) ref[i] = sf_bf16_to_f32(sf_f32_to_bf16(x[i]));
+    gbuf y;
+    float *dx = dput(&c, x, N, 0);
+    sf_emu_set_max_blocks(3); /* 17 blocks' worth of work on 3: every thread loops 5-6 times */
+    if (!dx || !gb_new(&c, &y, 1, N, N, 2)) goto done;
+    SF_CHECK_OK(sf_f32_to_bf16_cuda(&c.ctx, dx, y.at, N, &c.err), &c.err);
+    if (gb_get(&c, &y, "f32_to_bf16", got)) cmp("f32_to_bf16 vs sf_f32_to_bf16", got, ref, N, T_EXACT, 1);
+    /* NaN: the GPU's canonical 0x7FFF (the project's sf_f32_to_bf16 keeps the payload) */
+    float qnan = NAN;
+    uint16_t b = 0;
+    void *dn = dput(&c, &qnan, 1, 0), *db = cu_alloc(&c, 2);
+    if (dn && db) {
+        SF_CHECK_OK(sf_f32_to_bf16_cuda(&c.ctx, dn, db, 1, &c.err), &c.err);
+        SF_CHECK_OK(sf_cuda_copy_d2h(&c.ctx, &b, db, 2, &c.err), &c.err);
+        SF_CHECK_MSG(b == 0x7fff, "NaN → %#06x, want 0x7fff", b);
+    }
+done:
+    free(x), free(got), free(ref);
+    cu_close(&c);
+}
+
+static void test_bf16_to_f32_and_add_wrap(void) {
+    enum { N = 5003 };
+    cu c;
+    if (!cu_open(&c)) return;
+    float *x = hrand(N, -4, 4, 1), *y = hrand(N, -4, 4, 1), *got = hzalloc(N), *ref = hzalloc(N);
+    gbuf o, s;
+    sf_emu_set_max_blocks(2);
+    void *dy = dput(&c, y, N, 1);
+    if (!dy || !gb_new(&c, &o, 1, N, N, 4) || !gb_new(&c, &s, 1, N, N, 2) || !gb_put(&c, &s, x)) goto done;
+    SF_CHECK_OK(sf_bf16_to_f32_cuda(&c.ctx, dy, (float *)o.at, N, &c.err), &c.err);
+    if (gb_get(&c, &o, "bf16_to_f32", got)) cmp("bf16_to_f32", got, y, N, T_EXACT, 0);
+    SF_CHECK_OK(sf_add_cuda(&c.ctx, s.at, dy, N, &c.err), &c.err); /* in place */
+    for (int i = 0; i < N; i++) ref[i] = rbf(x[i] + y[i]);
+    if (gb_get(&c, &s, "add", got)) cmp("add vs ⌊x + y⌉", got, ref, N, T_EXACT, 1);
+done:
+    free(x), free(y), free(got), free(ref);
+    cu_close(&c);
+}
+
+/* ---- norms --------------------------------------------------------------------------------- */
+static void norm_case(int layer, int64_t M, int64_t D, int64_t ldx, int64_t ldy, int affine, int inplace) {
+    enum { T = 256 };
+    cu c;
+    if (!cu_open(&c)) return;
+    size_t n = (size_t)(M * D);
+    float *x = hrand(n, -3, 3, 1), *w = hrand((size_t)D, 0.5f, 1.5f, 0), *b = hrand((size_t)D, -0.5f, 0.5f, 0);
+    float *mir = hzalloc(n), *cpu = hzalloc(n), *got = hzalloc(n);
+    const double eps = 1e-6;
+    gbuf gx, gy;
+    if (inplace) ldy = ldx;
+    /* mirror: the kernel's arithmetic in its order */
+    for (int64_t r = 0; r < M; r++) {
+        const float *xr = x + r * D;
+        float part[T], part2[T];
+        for (int t = 0; t < T; t++) {
+            float s = 0.0f;
+            for (int64_t i = t; i < D; i += T) s += layer ? xr[i] : xr[i] * xr[i];
+            part[t] = s;
+        }
+        float s = block_reduce(part, T, 0);
+        if (!layer) {
+            float rs = 1.0f / sqrtf(s / (float)D + (float)eps);
+            for (int64_t i = 0; i < D; i++) {
+                float v = rbf(xr[i] * rs);
+                mir[r * D + i] = rbf(affine ? v * w[i] : v);
+            }
+        } else {
+            float mean = s / (float)D;
+            for (int t = 0; t < T; t++) {
+                float ss = 0.0f;
+                for (int64_t i = t; i < D; i += T) {
+                    float d = xr[i] - mean;
+                    ss += d * d;
+                }
+                part2[t] = ss;
+            }
+            float rstd = 1.0f / sqrtf(block_reduce(part2, T, 0) / (float)D + (float)eps);
+            for (int64_t i = 0; i < D; i++) {
+                float v = (xr[i] - mean) * rstd;
+                if (affine) v = v * w[i] + b[i];
+                mir[r * D + i] = rbf(v);
+            }
+        }
+    }
+    if (layer) sf_layernorm_cpu(M, D, x, D, affine ? w : NULL, affine ? b : NULL, eps, cpu, D, 1);
+    else sf_rmsnorm_cpu(M, D, x, D, affine ? w : NULL, eps, cpu, D, 1);
+    for (size_t i = 0; i < n; i++) cpu[i] = rbf(cpu[i]);
+    if (!gb_new(&c, &gx, M, D, ldx, 2) || !gb_put(&c, &gx, x)) goto done;
+    if (inplace) gy = gx;
+    else if (!gb_new(&c, &gy, M, D, ldy, 2)) goto done;
+    float *dw = dput(&c, w, (size_t)D, 0), *db = dput(&c, b, (size_t)D, 0);
+    if (!dw || !db) goto done;
+    sf_status st = layer ? sf_layernorm_cuda(&c.ctx, M, D, gx.at, ldx, affine ? dw : NULL, affine ? db : NULL, eps, gy.at, ldy, &c.err)
+                         : sf_rmsnorm_cuda(&c.ctx, M, D, gx.at, ldx, affine ? dw : NULL, eps, gy.at, ldy, &c.err);
+    SF_CHECK_OK(st, &c.err);
+    if (gb_get(&c, &gy, layer ? "layernorm" : "rmsnorm", got)) {
+        cmp(layer ? "layernorm vs mirror" : "rmsnorm vs mirror", got, mir, n, T_EXACT, 1);
+        cmp(layer ? "layernorm vs sf_layernorm_cpu" : "rmsnorm vs sf_rmsnorm_cpu", got, cpu, n,
+            layer ? T_ONE_ULP : T_NORM_CPU, 1);
+    }
+done:
+    free(x), free(w), free(b), free(mir), free(cpu), free(got);
+    cu_close(&c);
+}
+static void test_rmsnorm_strided(void) { norm_case(0, 5, 1536, 1600, 1541, 1, 0); }
+static void test_rmsnorm_odd_inplace(void) { norm_case(0, 4, 77, 80, 80, 0, 1); }
+static void test_rmsnorm_wide_odd(void) { norm_case(0, 2, 1001, 1001, 1003, 1, 0); }
+static void test_layernorm_plain_strided(void) { norm_case(1, 6, 333, 340, 337, 0, 0); }
+static void test_layernorm_affine_inplace(void) { norm_case(1, 3, 1536, 1536, 1536, 1, 1); }
+
+/* ---- activations --------------------------------------------------------------------------- */
+static void act_case(int gelu, int64_t n, float lo, float hi, long long cap) {
+    cu c;
+    if (!cu_open(&c)) return;
+    float *x = hrand((size_t)n, lo, hi, 1), *mir = hzalloc((size_t)n), *cpu = hzalloc((size_t)n), *got = hzalloc((size_t)n);
+    const float k = 0.7978845608028654f;
+    gbuf g;
+    for (int64_t i = 0; i < n; i++) {
+        float v = x[i];
+        mir[i] = rbf(gelu ? 0.5f * v * (1.0f + tanhf(k * (v + 0.044715f * v * v * v))) : v / (1.0f + expf(-v)));
+    }
+    memcpy(cpu, x, (size_t)n * 4);
+    if (gelu) sf_gelu_tanh_cpu(cpu, n);
+    else sf_silu_cpu(cpu, n);
+    for (int64_t i = 0; i < n; i++) cpu[i] = rbf(cpu[i]);
+    sf_emu_set_max_blocks(cap);
+    if (!gb_new(&c, &g, 1, n, n, 2) || !gb_put(&c, &g, x)) goto done;
+    SF_CHECK_OK(gelu ? sf_gelu_tanh_cuda(&c.ctx, g.at, n, &c.err) : sf_silu_cuda(&c.ctx, g.at, n, &c.err), &c.err);
+    if (gb_get(&c, &g, gelu ? "gelu" : "silu", got)) {
+        cmp(gelu ? "gelu_tanh vs mirror" : "silu vs mirror", got, mir, (size_t)n, T_EXACT, 1);
+        cmp(gelu ? "gelu_tanh vs sf_gelu_tanh_cpu" : "silu vs sf_silu_cpu", got, cpu, (size_t)n, gelu ? T_GELU_CPU : T_ONE_ULP, 1);
+    }
+done:
+    free(x), free(mir), free(cpu), free(got);
+    cu_close(&c);
+}
+static void test_gelu_tanh(void) { act_case(1, 1000, -5, 5, 0); }
+static void test_gelu_tanh_wrap(void) { act_case(1, 10007, -5, 5, 7); }
+static void test_silu_wrap(void) { act_case(0, 4099, -8, 8, 3); }
+
+/* ---- modulation (norm_act.cu) and the modulation table (dit_glue.cu) ------------------------ */
+static void frame_case(int gated, long long cap) {
+    enum { F = 3, S = 5, D = 70 };
+    const int64_t n = (int64_t)F * S * D, fstride = 6 * D;
+    cu c;
+    if (!cu_open(&c)) return;
+    float *x = hrand((size_t)n, -2, 2, 1), *y = hrand((size_t)n, -2, 2, 1), *E = hrand((size_t)(F * fstride), -0.5f, 0.5f, 1);
+    float *spec = hzalloc((size_t)n), *cpu = hzalloc((size_t)n), *got = hzalloc((size_t)n);
+    const float *shift = E, *scale = E + D, *gate = E + 2 * D;
+    gbuf o;
+    for (int64_t i = 0; i < n; i++) {
+        int64_t f = i / (S * D), k = i % D;
+        spec[i] = gated ? rbf(x[i] + rbf(y[i] * gate[f * fstride + k]))
+                        : rbf(rbf(x[i] * rbf(1.0f + scale[f * fstride + k])) + shift[f * fstride + k]);
+    }
+    if (gated) {
+        memcpy(cpu, x, (size_t)n * 4);
+        sf_gated_add_cpu(F, S, D, cpu, y, gate, fstride);
+    } else {
+        sf_modulate_cpu(F, S, D, x, shift, scale, fstride, cpu);
+    }
+    sf_emu_set_max_blocks(cap);
+    float *dE = dput(&c, E, (size_t)(F * fstride), 0);
+    void *dy = dput(&c, y, (size_t)n, 1), *dx = dput(&c, x, (size_t)n, 1);
+    if (!dE || !dy || !dx || !gb_new(&c, &o, F * S, D, D, 2)) goto done;
+    if (gated) {
+        if (!gb_put(&c, &o, x)) goto done;
+        SF_CHECK_OK(sf_gated_add_cuda(&c.ctx, F, S, D, o.at, dy, dE + 2 * D, fstride, &c.err), &c.err);
+    } else {
+        SF_CHECK_OK(sf_modulate_cuda(&c.ctx, F, S, D, dx, dE, dE + D, fstride, o.at, &c.err), &c.err);
+    }
+    if (gb_get(&c, &o, gated ? "gated_add" : "modulate", got)) {
+        cmp(gated ? "gated_add vs SPEC order" : "modulate vs SPEC order", got, spec, (size_t)n, T_EXACT, 1);
+        cmp(gated ? "gated_add vs sf_gated_add_cpu" : "modulate vs sf_modulate_cpu", got, cpu, (size_t)n, T_FRAME_CPU, 1);
+    }
+done:
+    free(x), free(y), free(E), free(spec), free(cpu), free(got);
+    cu_close(&c);
+}
+static void test_modulate(void) { frame_case(0, 0); }
+static void test_modulate_wrap(void) { frame_case(0, 2); }
+static void test_gated_add_wrap(void) { frame_case(1, 2); }
+
+static void test_mod_table(void) {
+    enum { F = 3, DIM = 37, N = 2 * DIM, LDE = DIM + 3 };
+    cu c;
+    if (!cu_open(&c)) return;
+    float *mod = hrand(N, -1, 1, 0), *e = hrand(F * LDE, -1, 1, 1), *cpu = hzalloc(F * N), *got = hzalloc(F * N);
+    gbuf o;
+    sf_mod_table_cpu(F, N, mod, e, LDE, DIM, cpu);
+    sf_emu_set_max_blocks(1);
+    float *dm = dput(&c, mod, N, 0);
+    void *de = dput(&c, e, F * LDE, 1);
+    if (!dm || !de || !gb_new(&c, &o, F, N, N, 4)) goto done;
+    SF_CHECK_OK(sf_mod_table_cuda(&c.ctx, F, N, dm, de, LDE, DIM, (float *)o.at, &c.err), &c.err);
+    if (gb_get(&c, &o, "mod_table", got)) cmp("mod_table vs sf_mod_table_cpu", got, cpu, F * N, T_EXACT, 0);
+done:
+    free(mod), free(e), free(cpu), free(got);
+    cu_close(&c);
+}
+
+/* ---- RoPE, patchify, unpatchify (dit_glue.cu) ----------------------------------------------- */
+static void test_rope_strided(void) {
+    enum { F = 2, H = 3, W = 5, HEADS = 2, D = 12, LD = HEADS * D + 5, START = 3, MAXPOS = 16 };
+    const int ntok = F * H * W, c2 = D / 2;
+    cu c;
+    sf_rope_table t = {0};
+    if (!cu_open(&c)) return;
+    SF_CHECK_OK(sf_rope_table_init(&t, D, MAXPOS, &c.err), &c.err);
+    float *x = hrand((size_t)ntok * HEADS * D, -2, 2, 1), *mir = hzalloc((size_t)ntok * HEADS * D);
+    float *cpu = hzalloc((size_t)ntok * HEADS * D), *got = hzalloc((size_t)ntok * HEADS * D);
+    gbuf g;
+    if (!t.cs) goto done;
+    for (int tok = 0; tok < ntok; tok++)
+        for (int h = 0; h < HEADS; h++)
+            for (int j = 0; j < c2; j++) {
+                int hw = tok % (H * W);
+                int pos = j < t.n_t ? START + tok / (H * W) : (j < t.n_t + t.n_h ? hw / W : hw % W);
+                const double *p = t.cs + ((size_t)pos * c2 + j) * 2;
+                const float *z = x + (size_t)tok * HEADS * D + h * D + 2 * j;
+                double re = z[0], im = z[1];
+                mir[(size_t)tok * HEADS * D + h * D + 2 * j] = rbf_d(re * p[0] - im * p[1]);
+                mir[(size_t)tok * HEADS * D + h * D + 2 * j + 1] = rbf_d(re * p[1] + im * p[0]);
+            }
+    memcpy(cpu, x, (size_t)ntok * HEADS * D * 4);
+    sf_rope_apply_cpu(&t, cpu, HEADS * D, F, H, W, HEADS, START, 1);
+    for (int i = 0; i < ntok * HEADS * D; i++) cpu[i] = rbf(cpu[i]);
+    sf_emu_set_max_blocks(1);
+    double *dcs = cu_alloc(&c, (size_t)MAXPOS * c2 * 2 * 8);
+    if (!dcs || !gb_new(&c, &g, ntok, HEADS * D, LD, 2) || !gb_put(&c, &g, x)) goto done;
+    SF_CHECK_OK(sf_cuda_copy_h2d(&c.ctx, dcs, t.cs, (size_t)MAXPOS * c2 * 2 * 8, &c.err), &c.err);
+    SF_CHECK_OK(sf_rope_cuda(&c.ctx, g.at, LD, F, H, W, HEADS, D, t.n_t, t.n_h, START, dcs, MAXPOS, &c.err), &c.err);
+    if (gb_get(&c, &g, "rope", got)) {
+        cmp("rope vs mirror (f64, one rounding)", got, mir, (size_t)ntok * HEADS * D, T_EXACT, 1);
+        cmp("rope vs sf_rope_apply_cpu", got, cpu, (size_t)ntok * HEADS * D, T_ONE_ULP, 1);
+    }
+done:
+    sf_rope_table_free(&t);
+    free(x), free(mir), free(cpu), free(got);
+    cu_close(&c);
+}
+
+static void test_patchify_unpatchify(void) {
+    enum { F = 2, C = 3, H = 6, W = 10, PH = 2, PW = 2, NTOK = F * (H / PH) * (W / PW), K = C * PH * PW };
+    const size_t n = (size_t)F * C * H * W;
+    cu c;
+    if (!cu_open(&c)) return;
+    float *x = hrand(n, -3, 3, 0), *O = hrand(n, -3, 3, 1), *cpu = hzalloc(n), *got = hzalloc(n);
+    gbuf gp, gy;
+    sf_emu_set_max_blocks(2);
+    float *dx = dput(&c, x, n, 0);
+    void *dO = dput(&c, O, n, 1);
+    if (!dx || !dO || !gb_new(&c, &gp, NTOK, K, K, 2) || !gb_new(&c, &gy, 1, (int64_t)n, (int64_t)n, 4)) goto done;
+    sf_patchify_cpu(x, F, C, H, W, PH, PW, cpu);
+    for (size_t i = 0; i < n; i++) cpu[i] = rbf(cpu[i]);
+    SF_CHECK_OK(sf_patchify_cuda(&c.ctx, dx, F, C, H, W, PH, PW, gp.at, &c.err), &c.err);
+    if (gb_get(&c, &gp, "patchify", got)) cmp("patchify vs ⌊sf_patchify_cpu⌉", got, cpu, n, T_EXACT, 1);
+    sf_unpatchify_cpu(O, F, C, H, W, PH, PW, cpu);
+    SF_CHECK_OK(sf_unpatchify_cuda(&c.ctx, dO, F, C, H, W, PH, PW, (float *)gy.at, &c.err), &c.err);
+    if (gb_get(&c, &gy, "unpatchify", got)) cmp("unpatchify vs sf_unpatchify_cpu", got, cpu, n, T_EXACT, 0);
+done:
+    free(x), free(O), free(cpu), free(got);
+    cu_close(&c);
+}
+
+/* ---- row softmax (dit_glue.cu) -------------------------------------------------------------- */
+/* spike: one logit of 120 per row (at an odd lane, position 13 + 64·r): only a max over every lane
+ * keeps exp(s − max) finite. */
+static void softmax_case(int64_t rows, int64_t n, int64_t lds, int64_t ldp, int spike) {
+    enum { T = 256 };
+    cu c;
+    if (!cu_open(&c)) return;
+    float *s = hrand((size_t)(rows * lds), -6, 6, 0), *mir = hzalloc((size_t)(rows * n));
+    for (int64_t r = 0; spike && r < rows; r++) s[r * lds + (13 + 64 * r) % n] = 120.0f;
+    float *cpu = hzalloc((size_t)(rows * n)), *got = hzalloc((size_t)(rows * n));
+    gbuf gp;
+    for (int64_t r = 0; r < rows; r++) {
+        const float *sr = s + r * lds;
+        float part[T];
+        for (int t = 0; t < T; t++) {
+            float m = -INFINITY;
+            for (int64_t i = t; i < n; i += T) m = fmaxf(m, sr[i]);
+            part[t] = m;
+        }
+        float m = block_reduce(part, T, 1);
+        for (int t = 0; t < T; t++) {
+            float sum = 0.0f;
+            for (int64_t i = t; i < n; i += T) sum += expf(sr[i] - m);
+            part[t] = sum;
+        }
+        float inv = 1.0f / block_reduce(part, T, 0);
+        for (int64_t i = 0; i < n; i++) mir[r * n + i] = rbf(expf(sr[i] - m) * inv);
+    }
+    sf_softmax_rows_cpu(rows, n, s, lds, cpu, n);
+    float *ds = dput(&c, s, (size_t)(rows * lds), 0);
+    if (!ds || !gb_new(&c, &gp, rows, n, ldp, 2)) goto done;
+    SF_CHECK_OK(sf_softmax_rows_cuda(&c.ctx, rows, n, ds, lds, gp.at, ldp, &c.err), &c.err);
+    if (gb_get(&c, &gp, "softmax", got)) {
+        cmp("softmax_rows vs mirror", got, mir, (size_t)(rows * n), T_EXACT, 1);
+        cmp("softmax_rows vs sf_softmax_rows_cpu", got, cpu, (size_t)(rows * n), T_ONE_ULP, 1);
+    }
+done:
+    free(s), free(mir), free(cpu), free(got);
+    cu_close(&c);
+}
+static void test_softmax_rows_strided(void) { softmax_case(4, 1000, 1003, 1010, 0); }
+static void test_softmax_rows_short(void) { softmax_case(3, 37, 37, 41, 0); }
+static void test_softmax_rows_spike(void) { softmax_case(4, 700, 700, 700, 1); }
+
+/* ---- GEMM wrapper (gemm.cu: the bias fill kernel + the row/column-major mapping) ----------- */
+static void test_gemm_bias_strided(void) {
+    enum { M = 5, N = 7, K = 33, LDX = 40, LDY = 9 };
+    cu c;
+    if (!cu_open(&c)) return;
+    float *x = hrand(M * K, -1, 1, 1), *w = hrand(N * K, -1, 1, 1), *bias = hrand(N, -1, 1, 1);
+    float *cpu = hzalloc(M * N), *got = hzalloc(M * N);
+    uint16_t wb[N * K];
+    gbuf gx, gy;
+    for (int i = 0; i < N * K; i++) wb[i] = sf_f32_to_bf16(w[i]);
+    sf_gemm_cpu(M, N, K, x, K, wb, SF_BF16, bias, cpu, N, 1);
+    for (int i = 0; i < M * N; i++) cpu[i] = rbf(cpu[i]);
+    sf_emu_set_max_blocks(1);
+    void *dw = dput(&c, w, N * K, 1);
+    float *db = dput(&c, bias, N, 0);
+    if (!dw || !db || !gb_new(&c, &gx, M, K, LDX, 2) || !gb_put(&c, &gx, x) || !gb_new(&c, &gy, M, N, LDY, 2)) goto done;
+    SF_CHECK_OK(sf_gemm_cuda(&c.ctx, M, N, K, gx.at, LDX, dw, db, gy.at, SF_BF16, LDY, &c.err), &c.err);
+    if (gb_get(&c, &gy, "gemm", got)) cmp("gemm bf16 + bias vs sf_gemm_cpu", got, cpu, M * N, T_GEMM_CPU, 1);
+done:
+    free(x), free(w), free(bias), free(cpu), free(got);
+    cu_close(&c);
+}
+
+static const sf_test tests[] = {
+    {"emu_is_linked", test_emu_is_linked},
+    {"emu_index", test_emu_index},
+    {"emu_shuffles", test_emu_shuffles},
+    {"emu_shared_static", test_emu_shared_static},
+    {"emu_shared_dynamic", test_emu_shared_dynamic},
+    {"emu_block_sum", test_emu_block_sum},
+    {"emu_reports_misuse", test_emu_reports_misuse},
+    {"f32_to_bf16", test_f32_to_bf16},
+    {"bf16_to_f32_and_add_wrap", test_bf16_to_f32_and_add_wrap},
+    {"rmsnorm_strided", test_rmsnorm_strided},
+    {"rmsnorm_odd_inplace", test_rmsnorm_odd_inplace},
+    {"rmsnorm_wide_odd", test_rmsnorm_wide_odd},
+    {"layernorm_plain_strided", test_layernorm_plain_strided},
+    {"layernorm_affine_inplace", test_layernorm_affine_inplace},
+    {"gelu_tanh", test_gelu_tanh},
+    {"gelu_tanh_wrap", test_gelu_tanh_wrap},
+    {"silu_wrap", test_silu_wrap},
+    {"modulate", test_modulate},
+    {"modulate_wrap", test_modulate_wrap},
+    {"gated_add_wrap", test_gated_add_wrap},
+    {"mod_table", test_mod_table},
+    {"rope_strided", test_rope_strided},
+    {"patchify_unpatchify", test_patchify_unpatchify},
+    {"softmax_rows_strided", test_softmax_rows_strided},
+    {"softmax_rows_short", test_softmax_rows_short},
+    {"softmax_rows_spike", test_softmax_rows_spike},
+    {"gemm_bias_strided", test_gemm_bias_strided},
+};
+SF_TEST_MAIN(tests)

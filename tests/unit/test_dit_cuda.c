@@ -1,0 +1,266 @@
+/* test_dit_cuda.c — sf-denoise's CUDA backend (stages/denoise/dit_cuda.c) against the goldens, in
+ * the reference's bf16 numerics, on a GPU ($SF_TEST_DEVICE=cuda:N; tests/gpu/check.sh):
+ * dit_forward (flow, x0 and every probed intermediate), dit_pipeline_{base,generator,generator_ema}
+ * (every pred and the output), the full-logit taps and the frame aggregates, and cuDNN's fused
+ * attention against the explicit cuBLAS path. Without a GPU every case SKIPs except `refusal`,
+ * which checks that asking for one fails with one clear line and leaves nothing allocated.
+ *
+ * Tolerances (max|Δ| / max|ref| per tensor), from the golden README's bf16 GPU column:
+ *   single forward, every tensor            2e-2  (bf16 storage of every activation)
+ *   pipeline preds / output                 5e-2  (bf16 error compounds over 15 forwards + refresh)
+ *   f16 logit taps                          5e-2  (logits of bf16 q, k; pipeline drift as above)
+ *   frame aggregates                        5e-2  (means of those logits)
+ *   cuDNN fused vs explicit attention       2e-2  (two bf16 attention algorithms, one forward) */
+#define _POSIX_C_SOURCE 200809L
+#include "dit_golden.h"
+#include "device.h"
+#include "stages/denoise/taps.h"
+
+#include <stdio.h>
+
+#define TOL_FWD 2e-2
+#define TOL_PIPE 5e-2
+#define TOL_TAP 5e-2
+
+/* The device under test, or −1 (SKIP set) when there is none. */
+static int gpu(void) {
+    int count = 0;
+    sf_err err = {{0}};
+    if (sf_cuda_device_count(&count, &err) != SF_OK) {
+        SF_TEST_SKIP("no CUDA device");
+        return -1;
+    }
+    sf_device d = {1, 0};
+    const char *env = getenv("SF_TEST_DEVICE");
+    if (env && *env) SF_CHECK_OK(sf_device_parse(env, &d, &err), &err);
+    return d.ordinal;
+}
+
+/* max|got − ref| / max|ref| ≤ tol, else print tensor, first bad index, both values, max|Δ|, NMSE. */
+static void rel_check(const char *what, const float *got, const float *ref, int64_t n, double tol) {
+    double mr = sf_test_maxabs(ref, (size_t)n);
+    sf_test_allclose(what, got, ref, (size_t)n, 0, tol * (mr > 0 ? mr : 1));
+}
+
+static float *golden(const sf_tfile *g, const char *name, int64_t *n) {
+    const sf_tensor *t = sf_tfile_get(g, name);
+    SF_CHECK_MSG(t != NULL, "golden tensor %s missing", name);
+    if (!t) return NULL;
+    *n = sf_tensor_numel(t);
+    float *p = malloc(sizeof(float) * (size_t)*n);
+    sf_tensor_to_f32(t, p);
+    return p;
+}
+
+static sf_status open_model(sf_dit_config *cfg, sf_tfile **base, sf_dit_weights *w, sf_err *err) {
+    char p[1024];
+    snprintf(p, sizeof p, "%s/model/config.json", sf_test_golden());
+    sf_status s = sf_dit_config_load(p, cfg, err);
+    if (s) return s;
+    snprintf(p, sizeof p, "%s/model/diffusion_pytorch_model.safetensors", sf_test_golden());
+    if ((s = sf_tfile_open(p, base, err))) return s;
+    return sf_dit_weights_load(w, cfg, *base, NULL, NULL, err);
+}
+
+/* Without a GPU: a CUDA state fails with SF_E_DEVICE (or "no CUDA support" in a CPU-only build),
+ * one line naming the GPU and what to do; the state is left zeroed. With one: a missing ordinal. */
+static void test_refusal(void) {
+    sf_err err = {{0}};
+    sf_dit_config cfg;
+    sf_tfile *base = NULL;
+    sf_dit_weights w;
+    SF_CHECK_OK(open_model(&cfg, &base, &w, &err), &err);
+    if (!base) return;
+    int count = 0;
+    sf_err e2 = {{0}};
+    int have = sf_cuda_device_count(&count, &e2) == SF_OK;
+    sf_dit_state st;
+    sf_status s = sf_dit_state_init_on(&st, &w, 3, 8, 12, 9, -1, 0, 1, have ? 99 : 0, &err);
+    SF_CHECK_MSG(s == SF_E_DEVICE, "status %s: %s", sf_status_str(s), err.msg);
+    SF_CHECK_MSG(strstr(err.msg, have ? "no such GPU" : "CUDA") != NULL && !strchr(err.msg, '\n'), "message: %s",
+                 err.msg);
+    SF_CHECK(st.gpu == NULL && st.kc == NULL && st.key_frames == NULL);
+    sf_dit_weights_free(&w);
+    sf_tfile_destroy(&base);
+}
+
+typedef struct probe_ctx {
+    const sf_tfile *g;
+    int checked;
+} probe_ctx;
+
+static void on_probe(void *vc, const char *name, const float *data, int64_t n) {
+    probe_ctx *pc = vc;
+    const sf_tensor *t = sf_tfile_get(pc->g, name);
+    if (!t || t->ndim == 5) return; /* the patch embedding's channel-major golden layout: test_dit.c transposes it */
+    int64_t gn;
+    float *ref = golden(pc->g, name, &gn);
+    if (!ref) return;
+    rel_check(name, data, ref, n < gn ? n : gn, TOL_FWD); /* text/cross K/V goldens hold the first rows */
+    pc->checked++;
+    free(ref);
+}
+
+static void test_forward(void) {
+    int dev = gpu();
+    if (dev < 0) return;
+    sf_err err = {{0}};
+    sf_dit_config cfg;
+    sf_tfile *base = NULL, *g = sf_test_open_golden("expect/dit_forward.safetensors");
+    sf_dit_weights w;
+    if (!g) return;
+    SF_CHECK_OK(open_model(&cfg, &base, &w, &err), &err);
+    if (!base) return;
+    int64_t n;
+    const sf_tensor *lat = sf_tfile_get(g, "in.noisy_latent");
+    int F = (int)lat->shape[1], H = (int)lat->shape[3], W = (int)lat->shape[4];
+    sf_dit_state st;
+    sf_status s = sf_dit_state_init_on(&st, &w, F, H, W, 21, -1, 0, 1, dev, &err);
+    SF_CHECK_OK(s, &err);
+    if (!s) {
+        probe_ctx pc = {g, 0};
+        st.probe = on_probe;
+        st.probe_ctx = &pc;
+        float *ctx = golden(g, "in.context", &n), *x = golden(g, "in.noisy_latent", &n);
+        float *t = golden(g, "in.timestep", &n), *ref = golden(g, "out.flow_pred", &n);
+        float *flow = calloc((size_t)n, sizeof(float)), *x0 = calloc((size_t)n, sizeof(float));
+        SF_CHECK_OK(sf_dit_set_context(&st, ctx, 512, &err), &err);
+        SF_CHECK_OK(sf_dit_forward(&st, x, F, t, 0, flow, &err), &err);
+        rel_check("out.flow_pred", flow, ref, n, TOL_FWD);
+        sf_scheduler sc;
+        SF_CHECK_OK(sf_scheduler_init(&sc, 5.0, &err), &err);
+        sf_scheduler_flow_to_x0(&sc, x, flow, n, t[0], x0);
+        float *rx0 = golden(g, "out.x0_pred", &n);
+        rel_check("out.x0_pred", x0, rx0, n, TOL_FWD);
+        SF_CHECK_MSG(pc.checked >= 5, "only %d intermediates checked", pc.checked);
+        SF_CHECK(st.global_end == 72 && st.local_end == 72);
+        free(ctx), free(x), free(t), free(ref), free(flow), free(x0), free(rx0);
+        sf_dit_state_free(&st);
+    }
+    sf_dit_weights_free(&w);
+    sf_tfile_destroy(&base);
+    sf_tfile_destroy(&g);
+}
+
+typedef struct pctx {
+    const sf_tfile *g;
+    int n_pred;
+} pctx;
+
+static sf_status on_pred(void *vc, int b, int s, int F, const float *x0, sf_err *err) {
+    (void)err;
+    pctx *c = vc;
+    char nm[64];
+    snprintf(nm, sizeof nm, "pred.%d.%d", b, s);
+    int64_t n;
+    float *ref = golden(c->g, nm, &n);
+    if (!ref) return SF_OK;
+    rel_check(nm, x0, ref, (int64_t)F * 16 * 8 * 12, TOL_PIPE);
+    c->n_pred++;
+    free(ref);
+    return SF_OK;
+}
+
+static void pipeline(const char *mode, const char *key) {
+    int dev = gpu();
+    if (dev < 0) return;
+    sf_err err = {{0}};
+    dit_golden d;
+    static float out[9 * 16 * 8 * 12];
+    if (dit_golden_open_on(&d, mode, key, 1, 1, 0, dev)) {
+        pctx c = {d.g, 0};
+        sf_pipeline_hooks hk = {NULL, on_pred, NULL, &c, 0, NULL};
+        SF_CHECK_OK(sf_pipeline_run(&d.st, &d.sc, &d.pc, &hk, out, &err), &err);
+        SF_CHECK_MSG(c.n_pred == 15, "%d preds", c.n_pred);
+        int64_t n;
+        float *ref = golden(d.g, "output", &n);
+        if (ref) rel_check(mode, out, ref, n, TOL_PIPE);
+        free(ref);
+    }
+    dit_golden_close(&d);
+}
+
+static void test_pipeline_base(void) { pipeline("base", NULL); }
+static void test_pipeline_generator(void) { pipeline("generator", "generator"); }
+static void test_pipeline_generator_ema(void) { pipeline("generator_ema", "generator_ema"); }
+
+typedef struct fwd_ctx { sf_taps *t; } fwd_ctx;
+static void on_fwd(void *c, int b, int s, int64_t start, int F) {
+    (void)F;
+    sf_taps_on_forward(((fwd_ctx *)c)->t, b, s, start);
+}
+
+static void taps(sf_tap_mode mode) {
+    int dev = gpu();
+    if (dev < 0) return;
+    sf_err err = {{0}};
+    sf_taps t;
+    int layers[2] = {0, 2};
+    SF_CHECK_OK(sf_taps_init(&t, mode, SF_TAP_SEL_ALL, 0, 0, layers, 2, 3, &err), &err);
+    dit_golden d;
+    if (dit_golden_open_on(&d, "base", NULL, 1, 1, 0, dev)) {
+        sf_taps_attach(&t, &d.st);
+        fwd_ctx fc = {&t};
+        sf_pipeline_hooks hk = {on_fwd, NULL, NULL, &fc, 0, NULL};
+        SF_CHECK_OK(sf_pipeline_run(&d.st, &d.sc, &d.pc, &hk, NULL, &err), &err);
+    }
+    dit_golden_close(&d);
+    SF_CHECK_MSG(t.n_caps == 30, "%zu captures", t.n_caps);
+    sf_tfile *g = sf_test_open_golden("expect/taps_base.safetensors");
+    for (size_t i = 0; g && i < t.n_caps; i++) {
+        const sf_tap_capture *c = &t.caps[i];
+        char nm[64];
+        snprintf(nm, sizeof nm, "%s.L%d.b%d.s%d", mode == SF_TAP_LOGITS ? "taps" : "stream", c->layer, c->block,
+                 c->step);
+        int64_t n;
+        float *ref = golden(g, nm, &n);
+        if (!ref) continue;
+        int64_t mine = mode == SF_TAP_LOGITS ? (int64_t)c->heads * c->Lq * c->Lk
+                                             : (int64_t)c->heads * (c->Lq / c->frame_tokens) * (c->Lk / c->frame_tokens);
+        SF_CHECK_MSG(n == mine, "%s: %lld elements vs %lld", nm, (long long)n, (long long)mine);
+        if (n == mine) {
+            float *got = malloc(sizeof(float) * (size_t)n);
+            for (int64_t k = 0; k < n; k++) got[k] = mode == SF_TAP_LOGITS ? sf_f16_to_f32(c->logits[k]) : c->frames[k];
+            rel_check(nm, got, ref, n, TOL_TAP);
+            free(got);
+        }
+        free(ref);
+    }
+    sf_tfile_destroy(&g);
+    sf_taps_free(&t);
+}
+
+static void test_taps_logits(void) { taps(SF_TAP_LOGITS); }
+static void test_taps_frames(void) { taps(SF_TAP_FRAMES); }
+
+/* cuDNN's fused attention and the explicit cuBLAS path give the same forward (SF_NO_CUDNN=1 makes a
+ * state use only the explicit path). */
+static void test_fused_vs_explicit(void) {
+    int dev = gpu();
+    if (dev < 0) return;
+    sf_err err = {{0}};
+    dit_golden a, b;
+    static float oa[9 * 16 * 8 * 12], ob[9 * 16 * 8 * 12];
+    unsetenv("SF_NO_CUDNN");
+    if (dit_golden_open_on(&a, "base", NULL, 1, 1, 0, dev))
+        SF_CHECK_OK(sf_pipeline_run(&a.st, &a.sc, &a.pc, NULL, oa, &err), &err);
+    dit_golden_close(&a);
+    setenv("SF_NO_CUDNN", "1", 1);
+    if (dit_golden_open_on(&b, "base", NULL, 1, 1, 0, dev))
+        SF_CHECK_OK(sf_pipeline_run(&b.st, &b.sc, &b.pc, NULL, ob, &err), &err);
+    dit_golden_close(&b);
+    unsetenv("SF_NO_CUDNN");
+    rel_check("fused vs explicit output", oa, ob, 9 * 16 * 8 * 12, TOL_FWD);
+}
+
+static const sf_test tests[] = {
+    {"refusal", test_refusal},
+    {"forward", test_forward},
+    {"pipeline_base", test_pipeline_base},
+    {"pipeline_generator", test_pipeline_generator},
+    {"pipeline_generator_ema", test_pipeline_generator_ema},
+    {"taps_logits", test_taps_logits},
+    {"taps_frames", test_taps_frames},
+    {"fused_vs_explicit", test_fused_vs_explicit},
+};
+SF_TEST_MAIN(tests)

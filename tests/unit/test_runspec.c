@@ -1,0 +1,95 @@
+/* test_runspec.c — sf-run's pipeline specs (tools/run/runspec.c): overrides that would be
+ * silently ignored (an unknown variable, a misspelt stage) are refused naming the closest valid
+ * name; stage.device / stage.host set the stage's fields; a '-'/'_' respelling of an existing
+ * arg replaces it. The command-line side is tests/bats/sf-run.bats. */
+#define _POSIX_C_SOURCE 200809L
+#include "sf_test.h"
+#include "tools/run/runspec.h"
+
+#include <unistd.h>
+
+static const char spec_text[] = "name: t\n"
+                                "vars:\n"
+                                "  num_frames: 21\n"
+                                "  output: v.mp4\n"
+                                "stages:\n"
+                                "  - name: encode\n"
+                                "    program: sf-encode\n"
+                                "    args: {prompt: '${prompt}'}\n"
+                                "  - name: denoise\n"
+                                "    program: sf-denoise\n"
+                                "    device: cpu\n"
+                                "    args: {num_frames: '${num_frames}', seed: 0, checkpoint_path: c.pt}\n"
+                                "  - name: decode\n"
+                                "    program: sf-decode\n"
+                                "    args: {output: '${output}'}\n";
+
+/* Load the spec with overrides; returns the status, err.msg holds the message. */
+static sf_status load(const char *path, const char *const *ov, int n, sf_run_plan *plan, sf_err *err) {
+    memset(err, 0, sizeof *err);
+    return sf_run_plan_load(path, ov, n, "1", 47600, plan, err);
+}
+
+static int write_spec(char *path) {
+    int fd = mkstemp(path);
+    if (fd < 0) return 0;
+    ssize_t n = write(fd, spec_text, sizeof spec_text - 1);
+    close(fd);
+    return n == (ssize_t)(sizeof spec_text - 1);
+}
+
+static void test_unknown_overrides(void) {
+    char path[] = "/tmp/sf-test-runspec-XXXXXX";
+    SF_CHECK(write_spec(path));
+    sf_run_plan plan;
+    sf_err err;
+    static const struct { const char *ov, *want; } bad[] = {
+        {"num_frame=9", "unknown variable 'num_frame' (did you mean 'num_frames'?)"},
+        {"outptu=fox.mp4", "unknown variable 'outptu' (did you mean 'output'?)"},
+        {"promt=a fox", "unknown variable 'promt' (did you mean 'prompt'?)"}, /* used, not declared */
+        {"sed=7", "unknown variable 'sed' (did you mean 'denoise.seed'?)"},
+        {"denoize.seed=7", "unknown stage 'denoize' in 'denoize.seed=7' (did you mean 'denoise'?)"},
+        {"Decode.output=x", "unknown stage 'Decode' in 'Decode.output=x' (did you mean 'decode'?)"},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        const char *ov[2] = {"prompt=a fox", bad[i].ov};
+        SF_CHECK_MSG(load(path, ov, 2, &plan, &err) == SF_E_ARG && strstr(err.msg, bad[i].want),
+                     "%s: got '%s'", bad[i].ov, err.msg);
+    }
+    /* valid: declared, used-only, stage args old and new */
+    const char *ok[] = {"num_frames=9", "prompt=a fox", "output=o.y4m", "denoise.seed=7", "denoise.layer_indices=[0, 2]"};
+    SF_CHECK_OK(load(path, ok, 5, &plan, &err), &err);
+    if (!err.msg[0]) {
+        char line[1024];
+        sf_run_stage_cmdline(&plan.stages[1], line, sizeof line);
+        SF_CHECK_MSG(strstr(line, "--num_frames 9 --seed 7 --checkpoint_path c.pt --layer_indices 0 2") != NULL, "%s",
+                     line);
+        sf_run_plan_free(&plan);
+    }
+    unlink(path);
+}
+
+static void test_stage_fields_and_spellings(void) {
+    char path[] = "/tmp/sf-test-runspec-XXXXXX";
+    SF_CHECK(write_spec(path));
+    sf_run_plan plan;
+    sf_err err;
+    const char *ov[] = {"prompt=p", "denoise.device=cuda:1", "denoise.checkpoint-path=d.pt", "decode.host=gpu2"};
+    SF_CHECK_OK(load(path, ov, 4, &plan, &err), &err);
+    if (err.msg[0]) return;
+    char line[2048];
+    sf_run_stage_cmdline(&plan.stages[1], line, sizeof line);
+    /* one --device (the stage's), one checkpoint flag (replaced, not added) */
+    SF_CHECK_MSG(strstr(line, "--checkpoint_path d.pt --device cuda:1 --in") != NULL && !strstr(line, "checkpoint-path") &&
+                     !strstr(line, "--device cpu"),
+                 "%s", line);
+    SF_CHECK(!strcmp(plan.stages[2].host, "gpu2") && plan.transport == SF_RUN_TCP);
+    sf_run_plan_free(&plan);
+    unlink(path);
+}
+
+static const sf_test tests[] = {
+    {"unknown_overrides", test_unknown_overrides},
+    {"stage_fields_and_spellings", test_stage_fields_and_spellings},
+};
+SF_TEST_MAIN(tests)
