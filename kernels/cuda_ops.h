@@ -28,7 +28,7 @@ extern "C" {
 typedef struct sf_cuda_ctx {
     int ordinal;  /* CUDA device index */
     void *stream; /* cudaStream_t, owned (non-blocking stream) */
-    void *cublas; /* cublasHandle_t, owned, bound to stream */
+    void *lt;     /* sf_blaslt * (kernels/blaslt_cuda.h), owned, bound to stream */
 } sf_cuda_ctx;
 
 /* Select device `ordinal`, create a stream and a cuBLAS handle. On failure everything created so
@@ -54,7 +54,7 @@ sf_status sf_cuda_upload_bf16(const sf_cuda_ctx *ctx, void *dev, const float *ho
 sf_status sf_cuda_download_f32(const sf_cuda_ctx *ctx, float *host, const void *dev, size_t n, sf_err *err);
 sf_status sf_cuda_download_bf16(const sf_cuda_ctx *ctx, float *host, const void *dev, size_t n, sf_err *err);
 
-/* y = x · Wᵀ + b (nn.Linear) with fp32 accumulation (cublasGemmEx, CUBLAS_COMPUTE_32F).
+/* y = x · Wᵀ + b (nn.Linear) with fp32 accumulation (cuBLASLt, kernels/blaslt_cuda.h).
  * x: (M, K) bf16, row stride ldx ≥ K. w: (N, K) bf16 row-major as stored ([out, in]).
  * bias: (N) f32 device or NULL. y: (M, N) of dtype ydt (SF_BF16 or SF_F32), row stride ldy ≥ N;
  * y must not alias x or w. The bias is written into y first and added by the GEMM (beta = 1), so
@@ -62,6 +62,11 @@ sf_status sf_cuda_download_bf16(const sf_cuda_ctx *ctx, float *host, const void 
  * rounded to bf16 first — exact for the model's bf16 biases. M, N, K, ldx, ldy ≤ INT_MAX. */
 sf_status sf_gemm_cuda(const sf_cuda_ctx *ctx, int64_t M, int64_t N, int64_t K, const void *x, int64_t ldx,
                        const void *w, const float *bias, void *y, sf_dtype ydt, int64_t ldy, sf_err *err);
+
+/* The DiT's linear layer: y = ⌊ x · Wᵀ + b ⌉, bf16 x (M, K) stride ldx, W (N, K), bias (N) bf16 device
+ * or NULL, added in fp32 by cuBLASLt's epilogue before the single rounding; y (M, N) bf16 stride ldy. */
+sf_status sf_linear_cuda(const sf_cuda_ctx *ctx, int64_t M, int64_t N, int64_t K, const void *x, int64_t ldx,
+                         const void *w, const void *bias, void *y, int64_t ldy, sf_err *err);
 
 /* RMSNorm over the full width D (WanRMSNorm; norm_q / norm_k over all 1536 features):
  * y = ⌊ ⌊ x·rsqrt(mean(x²) + eps) ⌉ · w ⌉ with fp32 statistics (⌊·⌉ = round to bf16).
@@ -141,6 +146,12 @@ sf_status sf_cuda_copy_d2d(const sf_cuda_ctx *ctx, void *dst, const void *src, s
 /* Pinned (page-locked) host memory for staging uploads; *p NULL on failure. */
 sf_status sf_cuda_host_alloc(void **p, size_t bytes, sf_err *err);
 void sf_cuda_host_free(void *p); /* NULL: no-op */
+/* Timing events on ctx->stream (profiles): an array of n events; record event i; elapsed ms from
+ * event i to event j once both completed (synchronises on j). */
+sf_status sf_cuda_events_new(void **ev, int n, sf_err *err);
+void sf_cuda_events_free(void *ev, int n);
+sf_status sf_cuda_event_record(const sf_cuda_ctx *ctx, void *ev, int i, sf_err *err);
+sf_status sf_cuda_event_ms(void *ev, int i, int j, float *ms, sf_err *err);
 /* Free and total memory of the current device, bytes. */
 sf_status sf_cuda_mem_info(size_t *free_bytes, size_t *total_bytes, sf_err *err);
 

@@ -16,28 +16,31 @@ extern "C" sf_status sf_attention_blas_cuda(const sf_cuda_ctx *ctx, int64_t Lq, 
                                             void *o, int64_t ldo, float scale, float *S, void *P, int64_t chunk,
                                             sf_attn_logits_fn on_logits, void *cb_ctx, sf_err *err) {
     sf_status st = SF_OK;
-    const float one = 1.0f, zero = 0.0f;
-    SF_CUDA_REQUIRE(ctx && ctx->stream && ctx->cublas, "sf_attention_blas_cuda: CUDA context not initialised");
+    SF_CUDA_REQUIRE(ctx && ctx->stream && ctx->lt, "sf_attention_blas_cuda: CUDA context not initialised");
     SF_CUDA_REQUIRE(Lq >= 0 && Lk >= 1 && H >= 1 && d >= 1 && chunk >= 1 && ldq >= (int64_t)H * d &&
                         ldk >= (int64_t)H * d && ldo >= (int64_t)H * d,
                     "sf_attention_blas_cuda: bad shape Lq=%lld Lk=%lld H=%d d=%d", (long long)Lq, (long long)Lk, H, d);
-    SF_CUDA_REQUIRE(Lk <= INT_MAX && chunk * Lk <= INT_MAX && ldq <= INT_MAX && ldk <= INT_MAX && ldo <= INT_MAX,
-                    "sf_attention_blas_cuda: sizes beyond cuBLAS's int range (Lk=%lld chunk=%lld)", (long long)Lk,
-                    (long long)chunk);
     for (int64_t r0 = 0; r0 < Lq; r0 += chunk) {
         int64_t rows = Lq - r0 < chunk ? Lq - r0 : chunk;
-        const __nv_bfloat16 *qc = (const __nv_bfloat16 *)q + r0 * ldq;
-        __nv_bfloat16 *oc = (__nv_bfloat16 *)o + r0 * ldo;
-        CUBLAS_CHECK(cublasGemmStridedBatchedEx(SF_CUDA_BLAS(ctx), CUBLAS_OP_T, CUBLAS_OP_N, (int)Lk, (int)rows, d,
-                                                &scale, k, CUDA_R_16BF, (int)ldk, d, qc, CUDA_R_16BF, (int)ldq, d,
-                                                &zero, S, CUDA_R_32F, (int)Lk, rows * Lk, H, CUBLAS_COMPUTE_32F,
-                                                CUBLAS_GEMM_DEFAULT));
-        if (on_logits && (st = on_logits(cb_ctx, r0, rows, S, err)) != SF_OK) goto fail;
-        if ((st = sf_softmax_rows_cuda(ctx, (int64_t)H * rows, Lk, S, Lk, P, Lk, err)) != SF_OK) goto fail;
-        CUBLAS_CHECK(cublasGemmStridedBatchedEx(SF_CUDA_BLAS(ctx), CUBLAS_OP_N, CUBLAS_OP_N, d, (int)rows, (int)Lk,
-                                                &one, v, CUDA_R_16BF, (int)ldk, d, P, CUDA_R_16BF, (int)Lk,
-                                                rows * Lk, &zero, oc, CUDA_R_16BF, (int)ldo, d, H,
-                                                CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
+        sf_mm m;
+        /* Sᵀ (Lk, rows) per head = K_h · Q_hᵀ · scale, f32 */
+        memset(&m, 0, sizeof m);
+        m.transa = 1, m.transb = 0, m.m = Lk, m.n = rows, m.k = d;
+        m.A = k, m.at = SF_BF16, m.lda = ldk, m.sa = d;
+        m.B = (const __nv_bfloat16 *)q + r0 * ldq, m.bt = SF_BF16, m.ldb = ldq, m.sb = d;
+        m.D = S, m.dt = SF_F32, m.ldd = Lk, m.sd = rows * Lk;
+        m.batch = H, m.alpha = scale;
+        SF_CHECK_STATUS(sf_blaslt_matmul(SF_CUDA_LT(ctx), &m, err));
+        if (on_logits) SF_CHECK_STATUS(on_logits(cb_ctx, r0, rows, S, err));
+        SF_CHECK_STATUS(sf_softmax_rows_cuda(ctx, (int64_t)H * rows, Lk, S, Lk, P, Lk, err));
+        /* Oᵀ (d, rows) per head = V_hᵀ · P_hᵀ, bf16 */
+        memset(&m, 0, sizeof m);
+        m.transa = 0, m.transb = 0, m.m = d, m.n = rows, m.k = Lk;
+        m.A = v, m.at = SF_BF16, m.lda = ldk, m.sa = d;
+        m.B = P, m.bt = SF_BF16, m.ldb = Lk, m.sb = rows * Lk;
+        m.D = (__nv_bfloat16 *)o + r0 * ldo, m.dt = SF_BF16, m.ldd = ldo, m.sd = d;
+        m.batch = H, m.alpha = 1.0f;
+        SF_CHECK_STATUS(sf_blaslt_matmul(SF_CUDA_LT(ctx), &m, err));
     }
     return SF_OK;
 fail:

@@ -1,5 +1,5 @@
-/* cuda_common.cu — the CUDA context (device, stream, cuBLAS handle) and device memory helpers of
- * kernels/cuda_ops.h. Compiled (sm_90a), never executed: no GPU has run this yet. Tested by
+/* cuda_common.cu — the CUDA context (device, stream, cuBLASLt handle) and device memory helpers of
+ * kernels/cuda_ops.h. Run on an H200 (tests/gpu/RESULTS.md). Tested by
  * tests/unit/test_cuda_kernels.c (every op test goes through these helpers) via tests/gpu/check.sh. */
 #include "cuda_common.cuh"
 
@@ -10,7 +10,7 @@
 extern "C" sf_status sf_cuda_ctx_init(sf_cuda_ctx *ctx, int ordinal, sf_err *err) {
     sf_status st = SF_OK;
     cudaStream_t s = NULL;
-    cublasHandle_t h = NULL;
+    sf_blaslt *lt = NULL;
     int count = 0;
     cudaDeviceProp p;
     cudaError_t e;
@@ -36,15 +36,12 @@ extern "C" sf_status sf_cuda_ctx_init(sf_cuda_ctx *ctx, int ordinal, sf_err *err
     }
     CUDA_CHECK(cudaSetDevice(ordinal));
     CUDA_CHECK(cudaStreamCreateWithFlags(&s, cudaStreamNonBlocking));
-    CUBLAS_CHECK(cublasCreate(&h));
-    CUBLAS_CHECK(cublasSetStream(h, s));
-    /* bf16 inputs with CUBLAS_COMPUTE_32F: keep the default (no TF32 down-conversion of f32). */
-    CUBLAS_CHECK(cublasSetMathMode(h, CUBLAS_DEFAULT_MATH));
+    SF_CHECK_STATUS(sf_blaslt_new(&lt, (void *)s, err)); /* dlopen'd: a missing cuBLASLt is one clear line */
     ctx->stream = (void *)s;
-    ctx->cublas = (void *)h;
+    ctx->lt = (void *)lt;
     return SF_OK;
 fail:
-    if (h) cublasDestroy(h);
+    sf_blaslt_destroy(&lt);
     if (s) cudaStreamDestroy(s);
     memset(ctx, 0, sizeof *ctx);
     return st;
@@ -52,7 +49,8 @@ fail:
 
 extern "C" void sf_cuda_ctx_free(sf_cuda_ctx *ctx) {
     if (!ctx) return;
-    if (ctx->cublas) cublasDestroy((cublasHandle_t)ctx->cublas);
+    sf_blaslt *lt = (sf_blaslt *)ctx->lt;
+    sf_blaslt_destroy(&lt);
     if (ctx->stream) cudaStreamDestroy((cudaStream_t)ctx->stream);
     memset(ctx, 0, sizeof *ctx);
 }
@@ -213,6 +211,44 @@ extern "C" void sf_cuda_host_free(void *p) {
 extern "C" sf_status sf_cuda_mem_info(size_t *free_bytes, size_t *total_bytes, sf_err *err) {
     sf_status st = SF_OK;
     CUDA_CHECK(cudaMemGetInfo(free_bytes, total_bytes));
+    return SF_OK;
+fail:
+    return st;
+}
+
+extern "C" sf_status sf_cuda_events_new(void **ev, int n, sf_err *err) {
+    sf_status st = SF_OK;
+    cudaEvent_t *e = (cudaEvent_t *)calloc((size_t)(n > 0 ? n : 1), sizeof *e);
+    *ev = e;
+    if (!e) return sf_fail(err, SF_E_NOMEM, "out of memory");
+    for (int i = 0; i < n; i++) CUDA_CHECK(cudaEventCreate(&e[i]));
+    return SF_OK;
+fail:
+    sf_cuda_events_free(e, n);
+    *ev = NULL;
+    return st;
+}
+
+extern "C" void sf_cuda_events_free(void *ev, int n) {
+    cudaEvent_t *e = (cudaEvent_t *)ev;
+    for (int i = 0; e && i < n; i++)
+        if (e[i]) cudaEventDestroy(e[i]);
+    free(e);
+}
+
+extern "C" sf_status sf_cuda_event_record(const sf_cuda_ctx *ctx, void *ev, int i, sf_err *err) {
+    sf_status st = SF_OK;
+    CUDA_CHECK(cudaEventRecord(((cudaEvent_t *)ev)[i], SF_CUDA_STREAM(ctx)));
+    return SF_OK;
+fail:
+    return st;
+}
+
+extern "C" sf_status sf_cuda_event_ms(void *ev, int i, int j, float *ms, sf_err *err) {
+    sf_status st = SF_OK;
+    cudaEvent_t *e = (cudaEvent_t *)ev;
+    CUDA_CHECK(cudaEventSynchronize(e[j]));
+    CUDA_CHECK(cudaEventElapsedTime(ms, e[i], e[j]));
     return SF_OK;
 fail:
     return st;

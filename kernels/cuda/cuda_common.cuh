@@ -6,16 +6,17 @@
 #ifndef SF_CUDA_COMMON_CUH
 #define SF_CUDA_COMMON_CUH
 
+#include "blaslt_cuda.h"
 #include "cuda_ops.h"
 
 #ifdef SF_CUDA_EMU /* host emulation for the unit tests (kernels/cuda/emu/cuda_emu.h), plain g++ */
 #include "cuda/emu/cuda_emu.h"
 #else
-#include <cublas_v2.h>
 #include <cuda_bf16.h>
 #include <cuda_runtime.h>
 #endif
 #include <limits.h>
+#include <string.h>
 
 static inline int sf_cuda_current_device(void) {
     int d = -1;
@@ -35,15 +36,10 @@ static inline int sf_cuda_current_device(void) {
         }                                                                                              \
     } while (0)
 
-#define CUBLAS_CHECK(stmt)                                                                             \
+/* A library call returning sf_status (cuBLASLt, cuDNN wrappers): keep its message. */
+#define SF_CHECK_STATUS(stmt)                                                                          \
     do {                                                                                               \
-        cublasStatus_t s_ = (stmt);                                                                    \
-        if (s_ != CUBLAS_STATUS_SUCCESS) {                                                             \
-            st = sf_fail(err, SF_E_DEVICE, "%s: %s (%d) (in %s at %s:%d, cuda:%d)", #stmt,             \
-                         cublasGetStatusString(s_), (int)s_, __func__, __FILE__, __LINE__,             \
-                         sf_cuda_current_device());                                                    \
-            goto fail;                                                                                 \
-        }                                                                                              \
+        if ((st = (stmt)) != SF_OK) goto fail;                                                         \
     } while (0)
 
 /* After every kernel launch: configuration / launch errors (execution errors show at sync). */
@@ -64,7 +60,7 @@ static inline int sf_cuda_current_device(void) {
 #endif
 
 #define SF_CUDA_STREAM(ctx) ((cudaStream_t)(ctx)->stream)
-#define SF_CUDA_BLAS(ctx) ((cublasHandle_t)(ctx)->cublas)
+#define SF_CUDA_LT(ctx) ((sf_blaslt *)(ctx)->lt)
 
 /* Argument checks shared by the ops (before anything is enqueued). */
 #define SF_CUDA_REQUIRE(cond, ...)                                                                     \

@@ -1,7 +1,7 @@
 /* device.cu — CUDA device discovery for --device cuda[:N]. Tested by tests/gpu/check.sh. */
 #include "device.h"
 
-#include <cuda_runtime.h>
+#include "cuda_common.cuh" /* the CUDA runtime, or its host emulation (test_dit_emu) */
 #include <stdio.h>
 
 extern "C" int sf_cuda_compiled(void) { return 1; }

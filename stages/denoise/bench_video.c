@@ -60,11 +60,14 @@ sf_status sf_denoise_bench_video(const sf_dit_weights *w, int cuda_ordinal, sf_e
         double total = sf_now() - a;
         ck.t[N_FWD] = a + total;
         if (run == 0) {
-            printf("denoise 1.3b gpu warm-up video: %.3f s (plans, cuBLAS heuristics)\n", total);
+            printf("denoise 1.3b gpu warm-up video: %.3f s (plans, cuBLASLt heuristics)\n", total);
+            sf_dit_cuda_profile_reset(&st);
             continue;
         }
         printf("denoise 1.3b gpu video: %.3f s for 21 latent frames (81 video frames): %.1f FPS DiT only\n", total,
                81.0 / total);
+        char prof[512];
+        if (sf_dit_cuda_profile(&st, prof, sizeof prof)) printf("denoise 1.3b gpu profile (SF_CUDA_PROFILE, timed video): %s\n", prof);
         for (int b = 0; b < 7; b++) {
             printf("denoise 1.3b gpu block %d (%d keys): ms per forward", b, (b + 1) * FPB * (int)st.frame_tokens);
             for (int k = 0; k < 5; k++) printf(" %.1f", (ck.t[b * 5 + k + 1] - ck.t[b * 5 + k]) * 1e3);

@@ -17,14 +17,14 @@ typedef uint16_t bf16;
 
 typedef struct gmat {
     bf16 *w; /* (n, k) bf16 device */
+    bf16 *b; /* (n) bf16 device bias, or NULL */
     int64_t n, k;
 } gmat;
 
 typedef struct glayer {
     float *mod;                                /* (6, D) */
-    gmat sa_q, sa_k, sa_v, sa_o, ca_q, ca_k, ca_v, ca_o, ffn0, ffn2;
-    float *sa_qb, *sa_kb, *sa_vb, *sa_ob, *sa_nq, *sa_nk, *n3_w, *n3_b;
-    float *ca_qb, *ca_kb, *ca_vb, *ca_ob, *ca_nq, *ca_nk, *ffn0_b, *ffn2_b;
+    gmat sa_q, sa_kv, sa_o, ca_q, ca_k, ca_v, ca_o, ffn0, ffn2; /* sa_kv: [Wk; Wv] (2D, D), [bk; bv] */
+    float *sa_nq, *sa_nk, *n3_w, *n3_b, *ca_nq, *ca_nk;
 } glayer;
 
 struct sf_dit_gpu {
@@ -35,11 +35,11 @@ struct sf_dit_gpu {
     float *wvec;        /* one allocation: every f32 vector (bf16-rounded values) */
     size_t mat_bytes, vec_bytes, state_bytes;
     gmat patch, txt0, txt2, tim0, tim2, tproj, head;
-    float *patch_b, *txt0_b, *txt2_b, *tim0_b, *tim2_b, *tproj_b, *head_mod, *head_b;
+    float *head_mod;
     glayer *L;
     /* state, one allocation (offsets below) */
     void *arena;
-    bf16 *kc, *vc;      /* (NL, cache_tokens, D) */
+    bf16 *kv;           /* (NL, cache_tokens, 2D): row = [k | v] (one fused projection writes both) */
     bf16 *ck, *cv;      /* (NL, text_len, D) */
     bf16 *ctx, *txt_pad, *txt_tmp;            /* (T, D), (T, text_dim), (T, D) */
     bf16 *x, *a, *q, *o, *y;                  /* (L, D) */
@@ -49,9 +49,14 @@ struct sf_dit_gpu {
     bf16 *sinus, *et, *e, *e0;                /* (F, freq), (F, D), (F, D), (F, 6D) */
     float *E, *Hm;                            /* (F, 6D), (F, 2D) */
     double *rope_cs;                          /* (max_pos, d/2, 2) */
-    float *S;                                 /* explicit attention logits (H, chunk, Lk_max) */
+    float *S;                                 /* explicit attention logits (H, chunk, Lk_max), lazily */
     bf16 *P;                                  /* its probabilities */
     int64_t chunk, lk_max;
+    /* SF_CUDA_PROFILE=1: events around every op, ms per category summed over forwards */
+    void *ev;
+    int n_ev, cap_ev, *ev_cat;
+    double prof_ms[4];
+    int prof_fwd;
     /* host scratch */
     double *sin_h;
     uint16_t *sin_b;
@@ -70,16 +75,9 @@ typedef struct up {
     sf_err *err;
 } up;
 
-static sf_status up_mat(up *u, const sf_dit_mat *m, gmat *out) {
+/* Stage n values of a matrix (any file dtype) as bf16 and copy them to dst. */
+static sf_status up_bf16(up *u, const sf_dit_mat *m, bf16 *dst) {
     size_t n = (size_t)m->n * (size_t)m->k;
-    if (u->pass == 0) {
-        u->moff += (n * 2 + 255) & ~(size_t)255;
-        return SF_OK;
-    }
-    out->w = (bf16 *)((char *)u->g->wmat + u->moff);
-    out->n = m->n;
-    out->k = m->k;
-    u->moff += (n * 2 + 255) & ~(size_t)255;
     for (size_t off = 0; off < n; off += u->stage_n) {
         size_t c = n - off < u->stage_n ? n - off : u->stage_n;
         if (m->dt == SF_BF16) memcpy(u->stage, (const uint16_t *)m->w + off, c * 2);
@@ -87,10 +85,37 @@ static sf_status up_mat(up *u, const sf_dit_mat *m, gmat *out) {
             for (size_t i = 0; i < c; i++) u->stage[i] = sf_f32_to_bf16(((const float *)m->w)[off + i]);
         else
             for (size_t i = 0; i < c; i++) u->stage[i] = sf_f32_to_bf16(sf_f16_to_f32(((const uint16_t *)m->w)[off + i]));
-        sf_status s = sf_cuda_copy_h2d(&u->g->cx, out->w + off, u->stage, c * 2, u->err);
+        sf_status s = sf_cuda_copy_h2d(&u->g->cx, dst + off, u->stage, c * 2, u->err);
         if (s) return s;
     }
     return SF_OK;
+}
+
+static sf_status up_bias(up *u, const float *b, int64_t n, bf16 *dst) {
+    for (int64_t i = 0; i < n; i++) u->stage[i] = sf_f32_to_bf16(b[i]); /* n ≤ stage_n: biases are short */
+    return sf_cuda_copy_h2d(&u->g->cx, dst, u->stage, (size_t)n * 2, u->err);
+}
+
+/* A linear layer: matrix (and its bias, bf16) into the matrix arena. With m2, the rows of m2 follow
+ * those of m (and b2 follows b): one fused projection [W; W2]. */
+static sf_status up_linear(up *u, const sf_dit_mat *m, const float *b, const sf_dit_mat *m2, const float *b2,
+                           gmat *out) {
+    int64_t n = m->n + (m2 ? m2->n : 0);
+    size_t wbytes = ((size_t)n * (size_t)m->k * 2 + 255) & ~(size_t)255, bbytes = b ? ((size_t)n * 2 + 255) & ~(size_t)255 : 0;
+    if (u->pass == 0) {
+        u->moff += wbytes + bbytes;
+        return SF_OK;
+    }
+    out->w = (bf16 *)((char *)u->g->wmat + u->moff);
+    out->b = b ? (bf16 *)((char *)u->g->wmat + u->moff + wbytes) : NULL;
+    out->n = n;
+    out->k = m->k;
+    u->moff += wbytes + bbytes;
+    sf_status s = up_bf16(u, m, out->w);
+    if (!s && m2) s = up_bf16(u, m2, out->w + (size_t)m->n * (size_t)m->k);
+    if (!s && b) s = up_bias(u, b, m->n, out->b);
+    if (!s && b && m2) s = up_bias(u, b2, m2->n, out->b + m->n);
+    return s;
 }
 
 static sf_status up_vec(up *u, const float *v, int64_t n, float **out) {
@@ -119,29 +144,30 @@ static sf_status walk_weights(up *u, const sf_dit_weights *w) {
     sf_dit_gpu *g = u->g;
     const int64_t D = c->dim, FF = c->ffn_dim;
     sf_status s;
-#define M(src, dst) if ((s = up_mat(u, src, dst))) return s
+#define M(src, b, dst) if ((s = up_linear(u, src, b, NULL, NULL, dst))) return s
 #define V(src, n, dst) if ((s = up_vec(u, src, n, dst))) return s
-    M(&w->patch, &g->patch); V(w->patch_b, D, &g->patch_b);
-    M(&w->txt0, &g->txt0); V(w->txt0_b, D, &g->txt0_b);
-    M(&w->txt2, &g->txt2); V(w->txt2_b, D, &g->txt2_b);
-    M(&w->tim0, &g->tim0); V(w->tim0_b, D, &g->tim0_b);
-    M(&w->tim2, &g->tim2); V(w->tim2_b, D, &g->tim2_b);
-    M(&w->tproj, &g->tproj); V(w->tproj_b, 6 * D, &g->tproj_b);
-    M(&w->head, &g->head); V(w->head_b, w->head.n, &g->head_b);
+    M(&w->patch, w->patch_b, &g->patch);
+    M(&w->txt0, w->txt0_b, &g->txt0);
+    M(&w->txt2, w->txt2_b, &g->txt2);
+    M(&w->tim0, w->tim0_b, &g->tim0);
+    M(&w->tim2, w->tim2_b, &g->tim2);
+    M(&w->tproj, w->tproj_b, &g->tproj);
+    M(&w->head, w->head_b, &g->head);
     V(w->head_mod, 2 * D, &g->head_mod);
     for (int l = 0; l < c->num_layers; l++) {
         const sf_dit_layer *h = &w->layers[l];
         glayer *d = &g->L[l];
         V(h->modulation, 6 * D, &d->mod);
-        M(&h->sa_q, &d->sa_q); M(&h->sa_k, &d->sa_k); M(&h->sa_v, &d->sa_v); M(&h->sa_o, &d->sa_o);
-        M(&h->ca_q, &d->ca_q); M(&h->ca_k, &d->ca_k); M(&h->ca_v, &d->ca_v); M(&h->ca_o, &d->ca_o);
-        M(&h->ffn0, &d->ffn0); M(&h->ffn2, &d->ffn2);
-        V(h->sa_qb, D, &d->sa_qb); V(h->sa_kb, D, &d->sa_kb); V(h->sa_vb, D, &d->sa_vb); V(h->sa_ob, D, &d->sa_ob);
-        V(h->ca_qb, D, &d->ca_qb); V(h->ca_kb, D, &d->ca_kb); V(h->ca_vb, D, &d->ca_vb); V(h->ca_ob, D, &d->ca_ob);
+        M(&h->sa_q, h->sa_qb, &d->sa_q);
+        if ((s = up_linear(u, &h->sa_k, h->sa_kb, &h->sa_v, h->sa_vb, &d->sa_kv))) return s;
+        M(&h->sa_o, h->sa_ob, &d->sa_o);
+        M(&h->ca_q, h->ca_qb, &d->ca_q); M(&h->ca_k, h->ca_kb, &d->ca_k); M(&h->ca_v, h->ca_vb, &d->ca_v);
+        M(&h->ca_o, h->ca_ob, &d->ca_o);
+        M(&h->ffn0, h->ffn0_b, &d->ffn0); M(&h->ffn2, h->ffn2_b, &d->ffn2);
         V(h->sa_nq, D, &d->sa_nq); V(h->sa_nk, D, &d->sa_nk); V(h->ca_nq, D, &d->ca_nq); V(h->ca_nk, D, &d->ca_nk);
         V(h->n3_w, D, &d->n3_w); V(h->n3_b, D, &d->n3_b);
-        V(h->ffn0_b, FF, &d->ffn0_b); V(h->ffn2_b, D, &d->ffn2_b);
     }
+    (void)FF;
 #undef M
 #undef V
     return SF_OK;
@@ -180,8 +206,7 @@ static size_t layout(sf_dit_gpu *g, const sf_dit_state *st, char *base) {
     const size_t lat = F * (size_t)c->in_dim * (size_t)st->lat_h * (size_t)st->lat_w;
     const size_t latout = F * (size_t)c->out_dim * (size_t)st->lat_h * (size_t)st->lat_w;
     size_t off = 0;
-    g->kc = carve(base, &off, NL * (size_t)st->cache_tokens * D * 2);
-    g->vc = carve(base, &off, NL * (size_t)st->cache_tokens * D * 2);
+    g->kv = carve(base, &off, NL * (size_t)st->cache_tokens * 2 * D * 2);
     g->ck = carve(base, &off, NL * T * D * 2);
     g->cv = carve(base, &off, NL * T * D * 2);
     g->ctx = carve(base, &off, T * D * 2);
@@ -201,8 +226,6 @@ static size_t layout(sf_dit_gpu *g, const sf_dit_state *st, char *base) {
     g->E = carve(base, &off, F * 6 * D * 4);
     g->Hm = carve(base, &off, F * 2 * D * 4);
     g->rope_cs = carve(base, &off, (size_t)st->rope.max_pos * (size_t)(st->rope.head_dim / 2) * 2 * 8);
-    g->S = carve(base, &off, (size_t)c->num_heads * (size_t)g->chunk * (size_t)g->lk_max * 4);
-    g->P = carve(base, &off, (size_t)c->num_heads * (size_t)g->chunk * (size_t)g->lk_max * 2);
     return off;
 }
 
@@ -210,6 +233,10 @@ void sf_dit_cuda_free(sf_dit_state *st) {
     sf_dit_gpu *g = st->gpu;
     if (!g) return;
     sf_sdpa_destroy(&g->sdpa);
+    sf_cuda_free(g->S);
+    sf_cuda_free(g->P);
+    sf_cuda_events_free(g->ev, g->cap_ev);
+    free(g->ev_cat);
     sf_cuda_free(g->arena);
     sf_cuda_free(g->wmat);
     sf_cuda_free(g->wvec);
@@ -273,7 +300,13 @@ sf_status sf_dit_cuda_init(sf_dit_state *st, int ordinal, sf_err *err) {
     sf_err e2 = {0};
     if (getenv("SF_NO_CUDNN") || sf_sdpa_new(&g->sdpa, g->cx.stream, &e2) != SF_OK) {
         g->sdpa = NULL;
-        if (!getenv("SF_NO_CUDNN")) sf_log(SF_LOG_WARN, "sf-denoise: %s; attention uses cuBLAS (slower)", e2.msg);
+        if (!getenv("SF_NO_CUDNN")) sf_log(SF_LOG_WARN, "sf-denoise: %s; attention uses the explicit cuBLASLt path (slower)", e2.msg);
+    }
+    if (getenv("SF_CUDA_PROFILE") && atoi(getenv("SF_CUDA_PROFILE")) > 0) {
+        g->cap_ev = 64 + 24 * c->num_layers;
+        g->ev_cat = calloc((size_t)g->cap_ev, sizeof(int));
+        if (!g->ev_cat) { s = sf_fail(err, SF_E_NOMEM, "out of memory"); goto fail; }
+        if ((s = sf_cuda_events_new(&g->ev, g->cap_ev, err))) goto fail;
     }
     return sf_cuda_sync(&g->cx, err);
 fail:
@@ -281,22 +314,80 @@ fail:
     return s;
 }
 
-/* ---------------------------------------------------------------- forward pieces */
+/* ---------------------------------------------------------------- profile */
 
-static sf_status mm(sf_dit_gpu *g, int64_t M, const void *x, int64_t ldx, const gmat *w, const float *b, void *y,
-                    sf_err *err) {
-    return sf_gemm_cuda(&g->cx, M, w->n, w->k, x, ldx, w->w, b, y, SF_BF16, w->n, err);
+/* SF_CUDA_PROFILE=1: an event before each op with its category; the time to the next event is
+ * that op's. Summed per category over forwards (sf_dit_cuda_profile prints them). */
+enum { P_LINEAR, P_SELF, P_CROSS, P_GLUE, P_N };
+static const char *const P_NAME[P_N] = {"linear (cuBLASLt)", "self-attention", "cross-attention", "norms + glue"};
+
+static void prof(sf_dit_gpu *g, int cat) {
+    if (!g->ev || g->n_ev >= g->cap_ev) return;
+    sf_err e = {0};
+    if (sf_cuda_event_record(&g->cx, g->ev, g->n_ev, &e) == SF_OK) g->ev_cat[g->n_ev++] = cat;
 }
 
-/* Debug probe (golden intermediate names): bf16 device → f32 host. */
-static sf_status gprobe(sf_dit_state *st, const char *name, const void *dev, int64_t n, sf_err *err) {
+static sf_status prof_collect(sf_dit_gpu *g, sf_err *err) {
+    if (!g->ev || g->n_ev < 2) return SF_OK;
+    for (int i = 0; i + 1 < g->n_ev; i++) {
+        float ms = 0;
+        sf_status s = sf_cuda_event_ms(g->ev, i, i + 1, &ms, err);
+        if (s) return s;
+        g->prof_ms[g->ev_cat[i]] += ms;
+    }
+    g->n_ev = 0;
+    g->prof_fwd++;
+    return SF_OK;
+}
+
+int sf_dit_cuda_profile(const sf_dit_state *st, char *buf, size_t n) {
+    const sf_dit_gpu *g = st->gpu;
+    if (!g || !g->prof_fwd) return 0;
+    double tot = 0;
+    for (int c = 0; c < P_N; c++) tot += g->prof_ms[c];
+    int k = snprintf(buf, n, "%d forwards, %.1f ms each on the GPU:", g->prof_fwd, tot / g->prof_fwd);
+    for (int c = 0; c < P_N && k > 0 && (size_t)k < n; c++)
+        k += snprintf(buf + k, n - (size_t)k, " %s %.1f ms (%.0f%%)%s", P_NAME[c], g->prof_ms[c] / g->prof_fwd,
+                      tot > 0 ? 100 * g->prof_ms[c] / tot : 0, c + 1 < P_N ? "," : "");
+    return 1;
+}
+
+void sf_dit_cuda_profile_reset(sf_dit_state *st) {
+    sf_dit_gpu *g = st->gpu;
+    if (!g) return;
+    memset(g->prof_ms, 0, sizeof g->prof_ms);
+    g->prof_fwd = 0;
+    g->n_ev = 0;
+}
+
+/* ---------------------------------------------------------------- forward pieces */
+
+static sf_status mm(sf_dit_gpu *g, int64_t M, const void *x, int64_t ldx, const gmat *w, void *y, int64_t ldy,
+                    sf_err *err) {
+    prof(g, P_LINEAR);
+    return sf_linear_cuda(&g->cx, M, w->n, w->k, x, ldx, w->w, w->b, y, ldy, err);
+}
+
+/* Debug probe (golden intermediate names): bf16 device rows → f32 host. */
+static sf_status gprobe2(sf_dit_state *st, const char *name, const void *dev, int64_t rows, int64_t cols, int64_t ld,
+                         sf_err *err) {
     if (!st->probe) return SF_OK;
+    int64_t n = rows * cols;
     float *h = malloc(sizeof(float) * (size_t)n);
-    if (!h) return sf_fail(err, SF_E_NOMEM, "out of memory");
-    sf_status s = sf_cuda_download_bf16(&st->gpu->cx, h, dev, (size_t)n, err);
-    if (!s) st->probe(st->probe_ctx, name, h, n);
+    uint16_t *b = malloc(2 * (size_t)n);
+    sf_status s = h && b ? SF_OK : sf_fail(err, SF_E_NOMEM, "out of memory");
+    if (!s) s = sf_cuda_copy_d2h_2d(&st->gpu->cx, b, (size_t)cols * 2, dev, (size_t)ld * 2, (size_t)cols * 2, (size_t)rows, err);
+    if (!s) {
+        for (int64_t i = 0; i < n; i++) h[i] = sf_bf16_to_f32(b[i]);
+        st->probe(st->probe_ctx, name, h, n);
+    }
     free(h);
+    free(b);
     return s;
+}
+
+static sf_status gprobe(sf_dit_state *st, const char *name, const void *dev, int64_t n, sf_err *err) {
+    return gprobe2(st, name, dev, 1, n, n, err);
 }
 
 sf_status sf_dit_cuda_set_context(sf_dit_state *st, const float *emb, int64_t n_rows, sf_err *err) {
@@ -310,18 +401,34 @@ sf_status sf_dit_cuda_set_context(sf_dit_state *st, const float *emb, int64_t n_
     s = sf_cuda_upload_bf16(&g->cx, g->txt_pad, pad, (size_t)(T * TD), err);
     free(pad);
     if (s) return s;
-    if ((s = mm(g, T, g->txt_pad, TD, &g->txt0, g->txt0_b, g->txt_tmp, err))) return s;
+    if ((s = mm(g, T, g->txt_pad, TD, &g->txt0, g->txt_tmp, D, err))) return s;
     if ((s = sf_gelu_tanh_cuda(&g->cx, g->txt_tmp, T * D, err))) return s;
-    if ((s = mm(g, T, g->txt_tmp, D, &g->txt2, g->txt2_b, g->ctx, err))) return s;
+    if ((s = mm(g, T, g->txt_tmp, D, &g->txt2, g->ctx, D, err))) return s;
     if ((s = gprobe(st, "mid.text_embedding", g->ctx, T * D, err))) return s;
     for (int l = 0; l < c->num_layers; l++) {
         const glayer *B = &g->L[l];
         bf16 *ck = g->ck + (size_t)l * T * D, *cv = g->cv + (size_t)l * T * D;
-        if ((s = mm(g, T, g->ctx, D, &B->ca_k, B->ca_kb, ck, err))) return s;
+        if ((s = mm(g, T, g->ctx, D, &B->ca_k, ck, D, err))) return s;
         if (c->qk_norm && (s = sf_rmsnorm_cuda(&g->cx, T, D, ck, D, B->ca_nk, c->eps, ck, D, err))) return s;
-        if ((s = mm(g, T, g->ctx, D, &B->ca_v, B->ca_vb, cv, err))) return s;
+        if ((s = mm(g, T, g->ctx, D, &B->ca_v, cv, D, err))) return s;
+        if (l == 0) {
+            if ((s = gprobe(st, "mid.block0.cross_attn.k", ck, T * D, err))) return s;
+            if ((s = gprobe(st, "mid.block0.cross_attn.v", cv, T * D, err))) return s;
+        }
     }
+    g->n_ev = 0; /* the profile covers forwards only */
     return sf_cuda_sync(&g->cx, err);
+}
+
+/* The explicit attention's workspace, made on first use (taps, or no cuDNN plan for a shape): the
+ * fused path never needs it. */
+static sf_status explicit_ws(sf_dit_gpu *g, int heads, sf_err *err) {
+    if (g->S) return SF_OK;
+    size_t n = (size_t)heads * (size_t)g->chunk * (size_t)g->lk_max;
+    sf_status s = sf_cuda_malloc((void **)&g->S, n * 4, err);
+    if (!s) s = sf_cuda_malloc((void **)&g->P, n * 2, err);
+    if (!s) g->state_bytes += n * 6;
+    return s;
 }
 
 /* Logits tap: copy each chunk's device logits (H, rows, Lk) into the host (H, Lq, Lk) buffer. */
@@ -339,21 +446,23 @@ static sf_status tap_chunk(void *ctx, int64_t r0, int64_t rows, const float *S, 
                                (size_t)t->H, err);
 }
 
-/* Attention, fused (cuDNN) when possible, else explicit. */
+/* Attention (k, v rows of stride ldk), fused (cuDNN) when possible, else explicit. */
 static sf_status attend(sf_dit_gpu *g, int64_t Lq, int64_t Lk, int H, int d, const bf16 *q, const bf16 *k,
-                        const bf16 *v, bf16 *o, int64_t ld, float scale, tapcopy *tap, sf_err *err) {
+                        const bf16 *v, int64_t ldk, bf16 *o, int64_t ld, float scale, tapcopy *tap, sf_err *err) {
     if (!tap && g->sdpa && !g->sdpa_off) {
         sf_err e2 = {0};
-        sf_status s = sf_sdpa_forward(g->sdpa, Lq, Lk, H, d, q, ld, k, v, ld, o, ld, scale, &e2);
+        sf_status s = sf_sdpa_forward(g->sdpa, Lq, Lk, H, d, q, ld, k, v, ldk, o, ld, scale, &e2);
         if (s == SF_OK) return SF_OK;
         if (s != SF_E_UNSUPPORTED) {
             *err = e2;
             return s;
         }
-        sf_log(SF_LOG_WARN, "sf-denoise: %s; attention uses cuBLAS from here on", e2.msg);
+        sf_log(SF_LOG_WARN, "sf-denoise: %s; attention uses cuBLASLt from here on", e2.msg);
         g->sdpa_off = 1;
     }
-    return sf_attention_blas_cuda(&g->cx, Lq, Lk, H, d, q, ld, k, v, ld, o, ld, scale, g->S, g->P, g->chunk,
+    sf_status s = explicit_ws(g, H, err);
+    if (s) return s;
+    return sf_attention_blas_cuda(&g->cx, Lq, Lk, H, d, q, ld, k, v, ldk, o, ld, scale, g->S, g->P, g->chunk,
                                   tap ? tap_chunk : NULL, tap, err);
 }
 
@@ -365,9 +474,17 @@ static sf_status tap_layer(sf_dit_state *st, int l, int64_t L, int64_t Lk, const
     sf_status s;
     if (!g->tap_q) g->tap_q = malloc(sizeof(float) * (size_t)(st->max_frames * st->frame_tokens * D));
     if (!g->tap_k) g->tap_k = malloc(sizeof(float) * (size_t)(g->lk_max * D));
-    if (!g->tap_q || !g->tap_k) return sf_fail(err, SF_E_NOMEM, "out of memory (attention tap)");
-    if ((s = sf_cuda_download_bf16(&g->cx, g->tap_q, g->q, (size_t)(L * D), err))) return s;
-    if ((s = sf_cuda_download_bf16(&g->cx, g->tap_k, Ka, (size_t)(Lk * D), err))) return s;
+    uint16_t *tmp = malloc(2 * (size_t)(Lk > L ? Lk : L) * (size_t)D);
+    if (!g->tap_q || !g->tap_k || !tmp) {
+        free(tmp);
+        return sf_fail(err, SF_E_NOMEM, "out of memory (attention tap)");
+    }
+    s = sf_cuda_copy_d2h_2d(&g->cx, tmp, (size_t)D * 2, g->q, (size_t)D * 2, (size_t)D * 2, (size_t)L, err);
+    for (int64_t i = 0; !s && i < L * D; i++) g->tap_q[i] = sf_bf16_to_f32(tmp[i]);
+    if (!s) s = sf_cuda_copy_d2h_2d(&g->cx, tmp, (size_t)D * 2, Ka, (size_t)D * 4, (size_t)D * 2, (size_t)Lk, err);
+    for (int64_t i = 0; !s && i < Lk * D; i++) g->tap_k[i] = sf_bf16_to_f32(tmp[i]);
+    free(tmp);
+    if (s) return s;
     sf_dit_attn_view vw = {l, L, Lk, c->num_heads, (int)(D / c->num_heads), g->tap_q, g->tap_k, D, st->frame_tokens,
                            kfr, logits};
     return st->tap.done(st->tap.ctx, &vw, err);
@@ -384,52 +501,58 @@ static sf_status layer(sf_dit_state *st, int l, int F, int64_t start_frame, cons
     sf_cuda_ctx *cx = &g->cx;
     sf_status s;
     /* chunks of E: 0 shift-attn, 1 scale-attn, 2 gate-attn, 3 shift-ffn, 4 scale-ffn, 5 gate-ffn */
+    prof(g, P_GLUE);
     if ((s = sf_mod_table_cuda(cx, F, 6 * D, B->mod, g->e0, 6 * D, 6 * D, g->E, err))) return s;
     const float *shift_a = g->E, *scale_a = g->E + D, *gate_a = g->E + 2 * D;
     const float *shift_f = g->E + 3 * D, *scale_f = g->E + 4 * D, *gate_f = g->E + 5 * D;
 
-    /* self-attention: K and V land in their cache slots */
-    bf16 *KC = g->kc + (size_t)l * st->cache_tokens * D, *VC = g->vc + (size_t)l * st->cache_tokens * D;
+    /* self-attention: the fused K|V projection lands in its cache slots, rows of 2D */
+    bf16 *KV = g->kv + (size_t)l * st->cache_tokens * 2 * D;
     if (kv->evict > 0 && kv->keep > 0) {
-        size_t sb = (size_t)st->sink_tokens * D * 2, eb = (size_t)kv->evict * D * 2, kb = (size_t)kv->keep * D * 2;
-        if ((s = sf_cuda_copy_d2d(cx, (char *)KC + sb, (char *)KC + sb + eb, kb, err))) return s;
-        if ((s = sf_cuda_copy_d2d(cx, (char *)VC + sb, (char *)VC + sb + eb, kb, err))) return s;
+        size_t row = (size_t)D * 4;
+        if ((s = sf_cuda_copy_d2d(cx, (char *)KV + (size_t)st->sink_tokens * row,
+                                  (char *)KV + (size_t)(st->sink_tokens + kv->evict) * row, (size_t)kv->keep * row, err)))
+            return s;
     }
-    bf16 *kn = KC + kv->ls * D, *vn = VC + kv->ls * D;
+    bf16 *kn = KV + kv->ls * 2 * D, *vn = kn + D;
     if ((s = sf_layernorm_cuda(cx, L, D, g->x, D, NULL, NULL, c->eps, g->a, D, err))) return s;
     if ((s = sf_modulate_cuda(cx, F, S, D, g->a, shift_a, scale_a, 6 * D, g->a, err))) return s;
-    if ((s = mm(g, L, g->a, D, &B->sa_q, B->sa_qb, g->q, err))) return s;
-    if ((s = mm(g, L, g->a, D, &B->sa_k, B->sa_kb, kn, err))) return s;
-    if ((s = mm(g, L, g->a, D, &B->sa_v, B->sa_vb, vn, err))) return s;
+    if ((s = mm(g, L, g->a, D, &B->sa_q, g->q, D, err))) return s;
+    if ((s = mm(g, L, g->a, D, &B->sa_kv, kn, 2 * D, err))) return s;
+    prof(g, P_GLUE);
     if (c->qk_norm) {
         if ((s = sf_rmsnorm_cuda(cx, L, D, g->q, D, B->sa_nq, c->eps, g->q, D, err))) return s;
-        if ((s = sf_rmsnorm_cuda(cx, L, D, kn, D, B->sa_nk, c->eps, kn, D, err))) return s;
+        if ((s = sf_rmsnorm_cuda(cx, L, D, kn, 2 * D, B->sa_nk, c->eps, kn, 2 * D, err))) return s;
     }
     if (l == 0) {
         if ((s = gprobe(st, "mid.block0.self_attn.q_normed", g->q, L * D, err))) return s;
-        if ((s = gprobe(st, "mid.block0.self_attn.k_normed", kn, L * D, err))) return s;
-        if ((s = gprobe(st, "mid.block0.self_attn.v", vn, L * D, err))) return s;
+        if ((s = gprobe2(st, "mid.block0.self_attn.k_normed", kn, L, D, 2 * D, err))) return s;
+        if ((s = gprobe2(st, "mid.block0.self_attn.v", vn, L, D, 2 * D, err))) return s;
     }
     const sf_rope_table *rt = &st->rope;
     const int Hp = st->lat_h / ph, Wp = st->lat_w / pw;
     if ((s = sf_rope_cuda(cx, g->q, D, F, Hp, Wp, (int)NH, (int)hd, rt->n_t, rt->n_h, start_frame, g->rope_cs,
                           rt->max_pos, err)))
         return s;
-    if ((s = sf_rope_cuda(cx, kn, D, F, Hp, Wp, (int)NH, (int)hd, rt->n_t, rt->n_h, start_frame, g->rope_cs,
+    if ((s = sf_rope_cuda(cx, kn, 2 * D, F, Hp, Wp, (int)NH, (int)hd, rt->n_t, rt->n_h, start_frame, g->rope_cs,
                           rt->max_pos, err)))
         return s;
-    const bf16 *Ka = KC + kv->lo * D, *Va = VC + kv->lo * D;
+    const bf16 *Ka = KV + kv->lo * 2 * D, *Va = Ka + D;
     if (l == 0) {
         if ((s = gprobe(st, "mid.block0.self_attn.q_roped", g->q, L * D, err))) return s;
-        if ((s = gprobe(st, "mid.block0.self_attn.k_roped", Ka, kv->Lk * D, err))) return s;
+        if ((s = gprobe2(st, "mid.block0.self_attn.k_roped", Ka, kv->Lk, D, 2 * D, err))) return s;
     }
     int tapped = st->tap.wants && st->tap.wants(st->tap.ctx, l);
     float *logits = tapped && st->tap.logits_buf ? st->tap.logits_buf(st->tap.ctx, l, (int)NH, L, kv->Lk) : NULL;
     tapcopy tc = {g, logits, L, kv->Lk, (int)NH};
-    if ((s = attend(g, L, kv->Lk, (int)NH, (int)hd, g->q, Ka, Va, g->o, D, scale, logits ? &tc : NULL, err))) return s;
+    prof(g, P_SELF);
+    if ((s = attend(g, L, kv->Lk, (int)NH, (int)hd, g->q, Ka, Va, 2 * D, g->o, D, scale, logits ? &tc : NULL, err)))
+        return s;
     if (tapped && st->tap.done && (s = tap_layer(st, l, L, kv->Lk, Ka, kfr, logits, err))) return s;
     if (l == 0 && (s = gprobe(st, "mid.block0.self_attn.attn_out", g->o, L * D, err))) return s;
-    if ((s = mm(g, L, g->o, D, &B->sa_o, B->sa_ob, g->y, err))) return s;
+    if ((s = mm(g, L, g->o, D, &B->sa_o, g->y, D, err))) return s;
+    if (l == 0 && (s = gprobe(st, "mid.block0.self_attn.out", g->y, L * D, err))) return s;
+    prof(g, P_GLUE);
     if ((s = sf_gated_add_cuda(cx, F, S, D, g->x, g->y, gate_a, 6 * D, err))) return s;
 
     /* cross-attention (ungated residual) */
@@ -438,19 +561,29 @@ static sf_status layer(sf_dit_state *st, int l, int F, int64_t start_frame, cons
         if ((s = sf_layernorm_cuda(cx, L, D, g->x, D, B->n3_w, B->n3_b, c->eps, g->a, D, err))) return s;
         cin = g->a;
     }
-    if ((s = mm(g, L, cin, D, &B->ca_q, B->ca_qb, g->q, err))) return s;
+    if (l == 0 && (s = gprobe(st, "mid.block0.norm3.out", cin, L * D, err))) return s;
+    if ((s = mm(g, L, cin, D, &B->ca_q, g->q, D, err))) return s;
+    prof(g, P_GLUE);
     if (c->qk_norm && (s = sf_rmsnorm_cuda(cx, L, D, g->q, D, B->ca_nq, c->eps, g->q, D, err))) return s;
+    if (l == 0 && (s = gprobe(st, "mid.block0.cross_attn.q", g->q, L * D, err))) return s;
     const bf16 *ck = g->ck + (size_t)l * c->text_len * D, *cv = g->cv + (size_t)l * c->text_len * D;
-    if ((s = attend(g, L, c->text_len, (int)NH, (int)hd, g->q, ck, cv, g->o, D, scale, NULL, err))) return s;
-    if ((s = mm(g, L, g->o, D, &B->ca_o, B->ca_ob, g->y, err))) return s;
+    prof(g, P_CROSS);
+    if ((s = attend(g, L, c->text_len, (int)NH, (int)hd, g->q, ck, cv, D, g->o, D, scale, NULL, err))) return s;
+    if (l == 0 && (s = gprobe(st, "mid.block0.cross_attn.attn_out", g->o, L * D, err))) return s;
+    if ((s = mm(g, L, g->o, D, &B->ca_o, g->y, D, err))) return s;
+    if (l == 0 && (s = gprobe(st, "mid.block0.cross_attn.out", g->y, L * D, err))) return s;
+    prof(g, P_GLUE);
     if ((s = sf_add_cuda(cx, g->x, g->y, L * D, err))) return s;
 
     /* feed-forward */
     if ((s = sf_layernorm_cuda(cx, L, D, g->x, D, NULL, NULL, c->eps, g->a, D, err))) return s;
     if ((s = sf_modulate_cuda(cx, F, S, D, g->a, shift_f, scale_f, 6 * D, g->a, err))) return s;
-    if ((s = mm(g, L, g->a, D, &B->ffn0, B->ffn0_b, g->h, err))) return s;
+    if ((s = mm(g, L, g->a, D, &B->ffn0, g->h, c->ffn_dim, err))) return s;
+    prof(g, P_GLUE);
     if ((s = sf_gelu_tanh_cuda(cx, g->h, L * c->ffn_dim, err))) return s;
-    if ((s = mm(g, L, g->h, c->ffn_dim, &B->ffn2, B->ffn2_b, g->y, err))) return s;
+    if ((s = mm(g, L, g->h, c->ffn_dim, &B->ffn2, g->y, D, err))) return s;
+    if (l == 0 && (s = gprobe(st, "mid.block0.ffn.out", g->y, L * D, err))) return s;
+    prof(g, P_GLUE);
     if ((s = sf_gated_add_cuda(cx, F, S, D, g->x, g->y, gate_f, 6 * D, err))) return s;
     if (st->probe) {
         char nm[64];
@@ -471,32 +604,39 @@ sf_status sf_dit_cuda_forward(sf_dit_state *st, const float *x_t, int F, const f
     const int64_t nin = (int64_t)F * c->in_dim * st->lat_h * st->lat_w;
     const int64_t nout = (int64_t)F * c->out_dim * st->lat_h * st->lat_w;
     /* 1. patch embedding */
+    prof(g, P_GLUE);
     if ((s = sf_cuda_copy_h2d(cx, g->xin, x_t, (size_t)nin * sizeof(float), err))) return s;
     if ((s = sf_patchify_cuda(cx, g->xin, F, c->in_dim, st->lat_h, st->lat_w, ph, pw, g->patches, err))) return s;
-    if ((s = mm(g, L, g->patches, (int64_t)c->in_dim * ph * pw, &g->patch, g->patch_b, g->x, err))) return s;
-    if ((s = gprobe(st, "mid.patch_embedding", g->x, L * D, err))) return s;
+    if ((s = mm(g, L, g->patches, (int64_t)c->in_dim * ph * pw, &g->patch, g->x, D, err))) return s;
     /* 2. time embedding: fp64 sinusoid on the host (F·freq values), rounded to bf16 */
     sf_timestep_embed_cpu(t, F, (int)FD, g->sin_h);
     for (int64_t i = 0; i < F * FD; i++) g->sin_b[i] = sf_f32_to_bf16((float)g->sin_h[i]);
+    prof(g, P_GLUE);
     if ((s = sf_cuda_copy_h2d(cx, g->sinus, g->sin_b, (size_t)(F * FD) * 2, err))) return s;
-    if ((s = mm(g, F, g->sinus, FD, &g->tim0, g->tim0_b, g->et, err))) return s;
+    if ((s = mm(g, F, g->sinus, FD, &g->tim0, g->et, D, err))) return s;
+    prof(g, P_GLUE);
     if ((s = sf_silu_cuda(cx, g->et, F * D, err))) return s;
-    if ((s = mm(g, F, g->et, D, &g->tim2, g->tim2_b, g->e, err))) return s;
-    if ((s = gprobe(st, "mid.time_embedding", g->e, F * D, err))) return s;
+    if ((s = mm(g, F, g->et, D, &g->tim2, g->e, D, err))) return s;
+    prof(g, P_GLUE);
     if ((s = sf_cuda_copy_d2d(cx, g->et, g->e, (size_t)(F * D) * 2, err))) return s;
     if ((s = sf_silu_cuda(cx, g->et, F * D, err))) return s;
-    if ((s = mm(g, F, g->et, D, &g->tproj, g->tproj_b, g->e0, err))) return s;
+    if ((s = mm(g, F, g->et, D, &g->tproj, g->e0, 6 * D, err))) return s;
+    if ((s = gprobe(st, "mid.time_embedding", g->e, F * D, err))) return s;
     if ((s = gprobe(st, "mid.time_projection", g->e0, F * 6 * D, err))) return s;
     /* 3. blocks */
     const int64_t *kfr = st->key_frames + kv->lo / S;
     for (int l = 0; l < c->num_layers; l++)
         if ((s = layer(st, l, F, start_frame, kv, kfr, err))) return s;
     /* 4. head: Hm = head.modulation + e (not e0) */
+    prof(g, P_GLUE);
     if ((s = sf_mod_table_cuda(cx, F, 2 * D, g->head_mod, g->e, D, D, g->Hm, err))) return s;
     if ((s = sf_layernorm_cuda(cx, L, D, g->x, D, NULL, NULL, c->eps, g->a, D, err))) return s;
     if ((s = sf_modulate_cuda(cx, F, S, D, g->a, g->Hm, g->Hm + D, 2 * D, g->a, err))) return s;
-    if ((s = mm(g, L, g->a, D, &g->head, g->head_b, g->hout, err))) return s;
+    if ((s = mm(g, L, g->a, D, &g->head, g->hout, g->head.n, err))) return s;
     if ((s = gprobe(st, "mid.head_out", g->hout, L * g->head.n, err))) return s;
+    prof(g, P_GLUE);
     if ((s = sf_unpatchify_cuda(cx, g->hout, F, c->out_dim, st->lat_h, st->lat_w, ph, pw, g->flow, err))) return s;
-    return sf_cuda_copy_d2h(cx, flow, g->flow, (size_t)nout * sizeof(float), err);
+    if ((s = sf_cuda_copy_d2h(cx, flow, g->flow, (size_t)nout * sizeof(float), err))) return s;
+    prof(g, P_GLUE);
+    return prof_collect(g, err);
 }

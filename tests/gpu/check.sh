@@ -85,6 +85,8 @@ timeout 150 sf-denoise --bench 1.3b --device cuda:0 --progress none 2>&1 | tee "
 rc=${PIPESTATUS[0]}
 row "bench sfpipe" "exit $rc; $(grep -m1 'gpu video:' "$OUT/bench.txt" | sed 's/^denoise 1.3b gpu video: //')"
 [ "$rc" -eq 0 ] || fail=1
+echo "== bench again with SF_CUDA_PROFILE=1 (events around every op: where the time goes)"
+SF_CUDA_PROFILE=1 timeout 120 sf-denoise --bench 1.3b --device cuda:0 --progress none 2>&1 | grep -E 'gpu (video|profile)' | tee -a "$OUT/bench.txt"
 
 if [ -f .ref/ref_bench.py ] && [ "${SF_SKIP_REF:-0}" != 1 ]; then
     echo "== reference PyTorch bench (same call, same card)"

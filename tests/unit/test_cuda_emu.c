@@ -700,6 +700,81 @@ done:
     cu_close(&c);
 }
 
+/* sf_linear_cuda: bf16 bias through the epilogue == sf_gemm_cpu with that bias, one rounding. */
+static void test_linear_bias_epilogue(void) {
+    enum { M = 6, N = 9, K = 31, LDX = 35, LDY = 12 };
+    cu c;
+    if (!cu_open(&c)) return;
+    float *x = hrand(M * K, -1, 1, 1), *w = hrand(N * K, -1, 1, 1), *bias = hrand(N, -1, 1, 1);
+    float *cpu = hzalloc(M * N), *got = hzalloc(M * N);
+    uint16_t wb[N * K];
+    gbuf gx, gy;
+    for (int i = 0; i < N * K; i++) wb[i] = sf_f32_to_bf16(w[i]);
+    sf_gemm_cpu(M, N, K, x, K, wb, SF_BF16, bias, cpu, N, 1);
+    for (int i = 0; i < M * N; i++) cpu[i] = rbf(cpu[i]);
+    void *dw = dput(&c, w, N * K, 1), *db = dput(&c, bias, N, 1);
+    if (!dw || !db || !gb_new(&c, &gx, M, K, LDX, 2) || !gb_put(&c, &gx, x) || !gb_new(&c, &gy, M, N, LDY, 2)) goto done;
+    SF_CHECK_OK(sf_linear_cuda(&c.ctx, M, N, K, gx.at, LDX, dw, db, gy.at, LDY, &c.err), &c.err);
+    if (gb_get(&c, &gy, "linear", got)) cmp("linear bf16 + bias epilogue vs sf_gemm_cpu", got, cpu, M * N, T_GEMM_CPU, 1);
+done:
+    free(x), free(w), free(bias), free(cpu), free(got);
+    cu_close(&c);
+}
+
+/* Explicit attention (attn_blas.cu) in the DiT's interleaved KV-cache layout (row = [k | v]),
+ * strided q and o, query chunks with a remainder, against sf_attention_cpu on the same bf16
+ * inputs; the logits handed to the tap callback against the CPU's logits. */
+typedef struct logit_cap {
+    cu *c;
+    float *all; /* (H, Lq, Lk) */
+    int64_t Lq, Lk;
+    int H, calls;
+} logit_cap;
+static sf_status cap_logits(void *vc, int64_t r0, int64_t rows, const float *S, sf_err *err) {
+    logit_cap *lc = vc;
+    lc->calls++;
+    for (int h = 0; h < lc->H; h++) {
+        sf_status st = sf_cuda_copy_d2h(&lc->c->ctx, lc->all + ((int64_t)h * lc->Lq + r0) * lc->Lk,
+                                        S + (int64_t)h * rows * lc->Lk, (size_t)(rows * lc->Lk) * sizeof(float), err);
+        if (st) return st;
+    }
+    return SF_OK;
+}
+static void test_attention_blas_kv_interleaved(void) {
+    enum { LQ = 7, LK = 37, H = 2, D = 8, HD = H * D, LDQ = HD + 3, LDKV = 2 * HD, LDO = HD + 5, CHUNK = 3 };
+    cu c;
+    if (!cu_open(&c)) return;
+    float *q = hrand(LQ * HD, -1, 1, 1), *kv = hrand(LK * 2 * HD, -1, 1, 1);
+    float *k = hzalloc(LK * HD), *v = hzalloc(LK * HD), *cpu = hzalloc(LQ * HD), *got = hzalloc(LQ * HD);
+    float *lcpu = hzalloc(H * LQ * LK), *lgot = hzalloc(H * LQ * LK);
+    for (int t = 0; t < LK; t++)
+        for (int i = 0; i < HD; i++) k[t * HD + i] = kv[t * 2 * HD + i], v[t * HD + i] = kv[t * 2 * HD + HD + i];
+    const float scale = 0.35355339f;
+    SF_CHECK(sf_attention_cpu(LQ, LK, H, D, q, HD, k, v, HD, cpu, HD, scale, lcpu, 1) == 0);
+    gbuf gq, gkv, go;
+    float *S = NULL;
+    void *P = NULL;
+    logit_cap lc = {&c, lgot, LQ, LK, H, 0};
+    if (!gb_new(&c, &gq, LQ, HD, LDQ, 2) || !gb_put(&c, &gq, q) || !gb_new(&c, &gkv, LK, 2 * HD, LDKV, 2) ||
+        !gb_put(&c, &gkv, kv) || !gb_new(&c, &go, LQ, HD, LDO, 2))
+        goto done;
+    S = cu_alloc(&c, sizeof(float) * H * CHUNK * LK);
+    P = cu_alloc(&c, 2 * H * CHUNK * LK);
+    if (!S || !P) goto done;
+    SF_CHECK_OK(sf_attention_blas_cuda(&c.ctx, LQ, LK, H, D, gq.at, LDQ, gkv.at, gkv.at + 2 * HD, LDKV, go.at, LDO,
+                                       scale, S, P, CHUNK, cap_logits, &lc, &c.err),
+                &c.err);
+    SF_CHECK_MSG(lc.calls == 3, "%d logit chunks (want 3 for %d queries in chunks of %d)", lc.calls, LQ, CHUNK);
+    /* logits: fp32 sums of bf16 products in another order: ≤ 1e-5 absolute for |q|,|k| ≤ 1, d = 8 */
+    sf_test_allclose("attention logits vs CPU", lgot, lcpu, H * LQ * LK, 0, 1e-5);
+    /* output: P rounded to bf16 before P·V (flash semantics) and one bf16 rounding of O; the CPU
+       stays f32: |Δ| ≤ 2^-8·max|v| + one bf16 step of |o| ≤ 1 → 8e-3 */
+    if (gb_get(&c, &go, "attention out", got)) sf_test_allclose("attention out vs CPU", got, cpu, LQ * HD, 0, 8e-3);
+done:
+    free(q), free(kv), free(k), free(v), free(cpu), free(got), free(lcpu), free(lgot);
+    cu_close(&c);
+}
+
 static const sf_test tests[] = {
     {"emu_is_linked", test_emu_is_linked},
     {"emu_index", test_emu_index},
@@ -728,5 +803,7 @@ static const sf_test tests[] = {
     {"softmax_rows_short", test_softmax_rows_short},
     {"softmax_rows_spike", test_softmax_rows_spike},
     {"gemm_bias_strided", test_gemm_bias_strided},
+    {"linear_bias_epilogue", test_linear_bias_epilogue},
+    {"attention_blas_kv_interleaved", test_attention_blas_kv_interleaved},
 };
 SF_TEST_MAIN(tests)

@@ -181,18 +181,18 @@ static void test_ctx_init(void) {
         err.msg[0] = 0;
         SF_CHECK(sf_cuda_ctx_init(&ctx, 0, &err) == SF_E_DEVICE);
         SF_CHECK(err.msg[0] != 0);
-        SF_CHECK(ctx.stream == NULL && ctx.cublas == NULL);
+        SF_CHECK(ctx.stream == NULL && ctx.lt == NULL);
         sf_cuda_ctx_free(&ctx);
         sf_cuda_ctx_free(NULL);
         return;
     }
     if (!cu_open(&c)) return;
-    SF_CHECK(c.ctx.stream != NULL && c.ctx.cublas != NULL);
+    SF_CHECK(c.ctx.stream != NULL && c.ctx.lt != NULL);
     /* argument errors are reported before anything is enqueued */
     SF_CHECK(sf_gemm_cuda(&c.ctx, 2, 2, 2, NULL, 2, NULL, NULL, NULL, SF_F16, 2, &c.err) == SF_E_ARG);
     SF_CHECK(sf_rmsnorm_cuda(&c.ctx, 2, 4, NULL, 3, NULL, 1e-6, NULL, 4, &c.err) == SF_E_ARG);
     cu_close(&c);
-    SF_CHECK(c.ctx.stream == NULL && c.ctx.cublas == NULL);
+    SF_CHECK(c.ctx.stream == NULL && c.ctx.lt == NULL);
 }
 
 /* One GEMM case: x (M, K) stride ldx, W (N, K), bias or not, y of ydt with stride ldy. */

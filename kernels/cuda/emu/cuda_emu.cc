@@ -1,7 +1,7 @@
 /* cuda_emu.cc — the scheduler and host runtime of the CUDA CPU emulation (see cuda_emu.h for what
  * is faithful and what it is blind to): blocks run one after another, the threads of a block as
  * ucontext coroutines that switch only at barriers and warp collectives; cudaMalloc is registered
- * host memory; streams are synchronous; cublasGemmEx is a plain loop.
+ * host memory; streams are synchronous; sf_blaslt_matmul is a plain loop.
  * Built only into build/tests/test_cuda_emu (Makefile, EMU_*), tested by tests/unit/test_cuda_emu.c.
  * Under AddressSanitizer every stack switch is announced with __sanitizer_start/finish_switch_fiber. */
 #include "cuda_emu.h"
@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <sys/mman.h>
+#include <setjmp.h>
 #include <ucontext.h>
 #include <unistd.h>
 
@@ -29,7 +30,9 @@ namespace {
 enum tstate { T_READY, T_BAR, T_WARP, T_DONE, T_FAULT };
 
 struct thr {
-    ucontext_t uc;
+    ucontext_t *uc;   /* the portable switch (swapcontext); own allocation, so that the scheduler's
+                         scans over thrs stay within a few cache lines per thread */
+    void *sp;         /* the x86-64 switch: saved stack pointer */
     char *stack;      /* usable stack (above the guard page) */
     void *fake_stack; /* ASan: this fiber's fake stack while switched out */
     tstate state;
@@ -82,16 +85,61 @@ struct stream_tag {
 extern "C" char __start_sf_emu_shared[] __attribute__((weak));
 extern "C" char __stop_sf_emu_shared[] __attribute__((weak));
 
-/* No ASan check: the section may hold padding that is not a variable. */
+/* No ASan check: the section may hold padding that is not a variable (so no memset under ASan). */
 __attribute__((no_sanitize_address)) void poison(unsigned char *p, size_t n) {
+#if SF_EMU_ASAN
     for (size_t i = 0; i < n; i++) ((volatile unsigned char *)p)[i] = 0xFF;
+#else
+    memset(p, 0xFF, n);
+#endif
+}
+
+/* Context switch. swapcontext saves and restores the signal mask with a system call on every
+ * switch, which made the barrier-heavy kernels (norms, softmax: a switch per shuffle) cost ~1 µs
+ * per switch; on x86-64 a six-register switch in user space does the same job in nanoseconds.
+ * Callee-saved registers (rbx, rbp, r12–r15) go on the old stack, rsp is swapped; the signal mask
+ * and MXCSR are never changed by the kernels. Other architectures keep swapcontext. */
+#if defined(__x86_64__) && !defined(SF_EMU_UCONTEXT)
+#define SF_EMU_FAST_SWITCH 1
+extern "C" void sf_emu_switch(void **save_sp, void *new_sp);
+__asm__(".text\n"
+        ".globl sf_emu_switch\n"
+        ".type sf_emu_switch,@function\n"
+        "sf_emu_switch:\n"
+        "  pushq %rbp\n  pushq %rbx\n  pushq %r12\n  pushq %r13\n  pushq %r14\n  pushq %r15\n"
+        "  movq %rsp, (%rdi)\n"
+        "  movq %rsi, %rsp\n"
+        "  popq %r15\n  popq %r14\n  popq %r13\n  popq %r12\n  popq %rbx\n  popq %rbp\n"
+        "  ret\n"
+        ".size sf_emu_switch, .-sf_emu_switch\n");
+void *sched_sp;
+#else
+#define SF_EMU_FAST_SWITCH 0
+#endif
+
+void entry(void);
+
+/* A fresh coroutine's stack: six zero registers, then entry as the return address, with rsp + 8
+ * 16-byte aligned at entry as after a call. */
+void *initial_sp(char *stack) {
+    uintptr_t top = ((uintptr_t)stack + STACK) & ~(uintptr_t)15;
+    void **sp = (void **)(top - 16);
+    sp[1] = nullptr;        /* entry's (never used) return address slot */
+    sp[0] = (void *)entry;  /* popped by ret */
+    sp -= 6;
+    for (int i = 0; i < 6; i++) sp[i] = nullptr;
+    return sp;
 }
 
 void to_thread(unsigned t) {
 #if SF_EMU_ASAN
     __sanitizer_start_switch_fiber(&sched_fake, thrs[t].stack, STACK);
 #endif
-    swapcontext(&sched_uc, &thrs[t].uc);
+#if SF_EMU_FAST_SWITCH
+    sf_emu_switch(&sched_sp, thrs[t].sp);
+#else
+    swapcontext(&sched_uc, thrs[t].uc);
+#endif
 #if SF_EMU_ASAN
     __sanitizer_finish_switch_fiber(sched_fake, nullptr, nullptr);
 #endif
@@ -104,7 +152,11 @@ void to_scheduler(bool exiting) {
 #else
     (void)exiting;
 #endif
-    swapcontext(&t.uc, &sched_uc);
+#if SF_EMU_FAST_SWITCH
+    sf_emu_switch(&t.sp, sched_sp);
+#else
+    swapcontext(t.uc, &sched_uc);
+#endif
 #if SF_EMU_ASAN
     __sanitizer_finish_switch_fiber(t.fake_stack, &sched_bottom, &sched_size);
 #endif
@@ -120,15 +172,17 @@ void entry(void) {
     abort();
 }
 
+/* getcontext "returns twice" like setjmp; called from its own frame so the loops below keep their
+ * counters in registers (-Wclobbered). The saved context is only a template for makecontext. */
+__attribute__((noinline)) static int fresh_context(ucontext_t *uc) { return getcontext(uc); }
+
 bool ensure_threads(unsigned n) {
     if (n <= nthr_cap) return true;
     thr *nt = (thr *)realloc(thrs, n * sizeof *nt);
     if (!nt) return false;
     thrs = nt;
-    /* ucontext_t points into itself (uc_mcontext.fpregs): re-initialise the moved ones. No
-     * coroutine is alive between launches, so nothing else refers to them. */
-    for (unsigned i = 0; i < nthr_cap; i++)
-        if (getcontext(&thrs[i].uc) != 0) return false;
+    /* the ucontexts are separate allocations (thr.uc), so nothing self-referential moved with the
+     * array; no coroutine is alive between launches, so nothing refers to the old slots. */
     size_t page = (size_t)sysconf(_SC_PAGESIZE);
     for (unsigned i = nthr_cap; i < n; i++) {
         memset(&thrs[i], 0, sizeof thrs[i]);
@@ -136,7 +190,8 @@ bool ensure_threads(unsigned n) {
         if (m == MAP_FAILED) return false;
         mprotect(m, page, PROT_NONE); /* a stack overflow faults instead of corrupting a neighbour */
         thrs[i].stack = (char *)m + page;
-        if (getcontext(&thrs[i].uc) != 0) return false;
+        thrs[i].uc = (ucontext_t *)calloc(1, sizeof(ucontext_t));
+        if (!thrs[i].uc || fresh_context(thrs[i].uc) != 0) return false;
         nthr_cap = i + 1;
     }
     return true;
@@ -202,16 +257,61 @@ int complete_warp(unsigned w) {
     return released;
 }
 
+/* Fast path: a kernel that never reaches a barrier or warp collective runs each thread as a plain
+ * call on the scheduler's stack (no coroutine switches: the emulation of the elementwise kernels
+ * is ~20x faster). A launch site starts in this mode; when its first thread reaches a barrier or a
+ * collective the block is abandoned (longjmp back here) and the site is remembered as needing
+ * coroutines. Thread 0 is then the only one that ran, up to its first barrier — re-running the
+ * block from the start is exact unless that thread wrote, before its first barrier, global memory
+ * it also reads (none of the project's kernels does; such a kernel would compute twice). If a
+ * later thread is the first to reach one, the threads before it ran whole and run again in the
+ * coroutine pass (which reports the divergence when it is one); SF_EMU_NO_DIRECT=1 turns the fast
+ * path off. */
+bool direct_mode;
+jmp_buf direct_jb;
+unsigned direct_t;
+const char *coop_sites[256];
+unsigned n_coop_sites;
+
+bool needs_coroutines(const char *k) {
+    for (unsigned i = 0; i < n_coop_sites; i++)
+        if (coop_sites[i] == k || !strcmp(coop_sites[i], k)) return true;
+    return false;
+}
+
+void leave_direct(void) {
+    if (direct_mode) {
+        direct_mode = false;
+        longjmp(direct_jb, 1);
+    }
+}
+
+/* 0 = the block ran to completion, 1 = a thread reached a barrier (direct_t says which). */
+__attribute__((noinline)) int run_block_direct(void) {
+    if (setjmp(direct_jb)) return 1;
+    direct_mode = true;
+    for (direct_t = 0; direct_t < nthreads; direct_t++) {
+        set_index(direct_t);
+        body(body_arg);
+    }
+    direct_mode = false;
+    return 0;
+}
+
 /* Run one block to completion; false = failed (message in fault_msg). */
 bool run_block(void) {
     for (unsigned t = 0; t < nthreads; t++) {
         thr &th = thrs[t];
         th.state = T_READY;
         th.fake_stack = nullptr;
-        th.uc.uc_stack.ss_sp = th.stack;
-        th.uc.uc_stack.ss_size = STACK;
-        th.uc.uc_link = nullptr;
-        makecontext(&th.uc, entry, 0);
+#if SF_EMU_FAST_SWITCH
+        th.sp = initial_sp(th.stack);
+#else
+        th.uc->uc_stack.ss_sp = th.stack;
+        th.uc->uc_stack.ss_size = STACK;
+        th.uc->uc_link = nullptr;
+        makecontext(th.uc, entry, 0);
+#endif
     }
     for (;;) {
         for (unsigned t = 0; t < nthreads; t++) {
@@ -298,6 +398,7 @@ cudaError_t set_error(cudaError_t e) {
 } // namespace
 
 void syncthreads(const char *file, int line) {
+    leave_direct();
     thr &t = running("__syncthreads");
     t.state = T_BAR;
     t.file = file;
@@ -307,6 +408,7 @@ void syncthreads(const char *file, int line) {
 }
 
 uint64_t warp_op(warp_kind kind, unsigned mask, uint64_t val, int arg, const char *file, int line) {
+    leave_direct();
     thr &t = running("a warp intrinsic");
     unsigned lane = lane_id();
     t.file = file;
@@ -385,6 +487,7 @@ void launch_raw(const char *kernel, dim3 grid, dim3 block, size_t smem, cudaStre
         for (unsigned y = 0; y < block.y; y++)
             for (unsigned x = 0; x < block.x; x++) thrs[t++].idx = uint3{x, y, z};
     in_launch = true;
+    bool direct = !needs_coroutines(kernel) && !getenv("SF_EMU_NO_DIRECT");
     for (unsigned bz = 0; bz < grid.z; bz++)
         for (unsigned by = 0; by < grid.y; by++)
             for (unsigned bx = 0; bx < grid.x; bx++) {
@@ -393,6 +496,17 @@ void launch_raw(const char *kernel, dim3 grid, dim3 block, size_t smem, cudaStre
                     poison((unsigned char *)__start_sf_emu_shared, (size_t)(__stop_sf_emu_shared - __start_sf_emu_shared));
                 if (smem) poison(dyn_buf, smem);
                 n_threads_run += nt;
+                if (direct) {
+                    if (run_block_direct() == 0) continue;
+                    /* direct_t > 0: threads 0..direct_t-1 skipped every barrier; the coroutine run below
+                       repeats them (and reports the divergence if it is one) */
+                    direct = false;
+                    if (n_coop_sites < sizeof coop_sites / sizeof coop_sites[0]) coop_sites[n_coop_sites++] = kernel;
+                    if (+__start_sf_emu_shared && +__stop_sf_emu_shared > +__start_sf_emu_shared)
+                        poison((unsigned char *)__start_sf_emu_shared,
+                               (size_t)(__stop_sf_emu_shared - __start_sf_emu_shared));
+                    if (smem) poison(dyn_buf, smem);
+                }
                 if (!run_block()) {
                     in_launch = false;
                     fail_launch(kernel, "block (%u,%u,%u) of (%u,%u,%u), %llu threads: %s", bx, by, bz, grid.x, grid.y,
@@ -581,66 +695,84 @@ cudaError_t cudaMemset(void *p, int byte, size_t bytes) {
 }
 cudaError_t cudaMemsetAsync(void *p, int byte, size_t bytes, cudaStream_t) { return cudaMemset(p, byte, bytes); }
 
-/* ---- cuBLAS -------------------------------------------------------------------------------- */
-struct cublasContext {
+/* ---- cuBLASLt (kernels/blaslt_cuda.h) --------------------------------------------------------- */
+struct sf_blaslt {
     cudaStream_t stream;
 };
-cublasStatus_t cublasCreate(cublasHandle_t *h) {
-    *h = (cublasHandle_t)calloc(1, sizeof(cublasContext));
-    return *h ? CUBLAS_STATUS_SUCCESS : CUBLAS_STATUS_NOT_INITIALIZED;
+extern "C" sf_status sf_blaslt_new(sf_blaslt **out, void *cuda_stream, sf_err *err) {
+    *out = (sf_blaslt *)calloc(1, sizeof(sf_blaslt));
+    if (!*out) return sf_fail(err, SF_E_NOMEM, "out of memory");
+    (*out)->stream = (cudaStream_t)cuda_stream;
+    return SF_OK;
 }
-cublasStatus_t cublasDestroy(cublasHandle_t h) {
-    free(h);
-    return CUBLAS_STATUS_SUCCESS;
+extern "C" void sf_blaslt_destroy(sf_blaslt **p) {
+    if (!p || !*p) return;
+    free(*p);
+    *p = NULL;
 }
-cublasStatus_t cublasSetStream(cublasHandle_t h, cudaStream_t s) {
-    h->stream = s;
-    return CUBLAS_STATUS_SUCCESS;
+extern "C" int sf_blaslt_version(const sf_blaslt *lt) { return lt ? 1 : 0; }
+static float ld_el(const void *p, sf_dtype t, size_t i) {
+    return t == SF_BF16 ? sf_emu_bf_bits2f(((const unsigned short *)p)[i]) : ((const float *)p)[i];
 }
-cublasStatus_t cublasSetMathMode(cublasHandle_t, cublasMath_t) { return CUBLAS_STATUS_SUCCESS; }
-const char *cublasGetStatusString(cublasStatus_t s) {
-    switch (s) {
-    case CUBLAS_STATUS_SUCCESS: return "CUBLAS_STATUS_SUCCESS";
-    case CUBLAS_STATUS_NOT_INITIALIZED: return "CUBLAS_STATUS_NOT_INITIALIZED";
-    case CUBLAS_STATUS_INVALID_VALUE: return "CUBLAS_STATUS_INVALID_VALUE";
-    case CUBLAS_STATUS_EXECUTION_FAILED: return "CUBLAS_STATUS_EXECUTION_FAILED";
-    case CUBLAS_STATUS_NOT_SUPPORTED: return "CUBLAS_STATUS_NOT_SUPPORTED";
+/* Column-major D (m, n) = alpha·op(A)·op(B) + beta·D + bias, fp32 accumulation in k order, per batch;
+ * D is not read when beta == 0 (as cuBLASLt). */
+extern "C" sf_status sf_blaslt_matmul(sf_blaslt *lt, const sf_mm *m, sf_err *err) {
+    if (!lt) return sf_fail(err, SF_E_ARG, "sf_blaslt_matmul: no handle");
+    if (m->m < 1 || m->n < 1 || m->k < 1 || m->batch < 1 || (m->at != SF_BF16 && m->at != SF_F32) ||
+        m->bt != m->at || (m->dt != SF_BF16 && m->dt != SF_F32) ||
+        m->lda < (m->transa ? m->k : m->m) || m->ldb < (m->transb ? m->n : m->k) || m->ldd < m->m)
+        return sf_fail(err, SF_E_ARG, "sf_blaslt_matmul: bad product m=%lld n=%lld k=%lld", (long long)m->m,
+                       (long long)m->n, (long long)m->k);
+    if (!is_device_ptr(m->A) || !is_device_ptr(m->B) || !is_device_ptr(m->D) || (m->bias && !is_device_ptr(m->bias)))
+        return sf_fail(err, SF_E_DEVICE, "sf_blaslt_matmul: an operand is not device memory");
+    if (sticky_error) return sf_fail(err, SF_E_DEVICE, "sf_blaslt_matmul: sticky CUDA error");
+    /* op(A) as (m, k) and op(B) as (n, k) row-major floats, so the k loop runs over contiguous memory;
+       the sum is still in k order in fp32 (the values are exact widenings). */
+    float *a = (float *)malloc(sizeof(float) * (size_t)(m->m * m->k));
+    float *bt = (float *)malloc(sizeof(float) * (size_t)(m->n * m->k));
+    if (!a || !bt) {
+        free(a), free(bt);
+        return sf_fail(err, SF_E_NOMEM, "out of memory");
     }
-    return "CUBLAS_STATUS_UNKNOWN";
-}
-static float ld_el(const void *p, cudaDataType_t t, size_t i) {
-    return t == CUDA_R_16BF ? sf_emu_bf_bits2f(((const unsigned short *)p)[i]) : ((const float *)p)[i];
-}
-/* Column-major C (m, n) = alpha·op(A)·op(B) + beta·C, fp32 accumulation in k order; C is not read
- * when beta == 0 (as cuBLAS). Only bf16/f32 data and CUBLAS_COMPUTE_32F. */
-cublasStatus_t cublasGemmEx(cublasHandle_t h, cublasOperation_t ta, cublasOperation_t tb, int m, int n, int k,
-                            const void *alpha, const void *A, cudaDataType_t at, int lda, const void *B,
-                            cudaDataType_t bt, int ldb, const void *beta, void *C, cudaDataType_t ct, int ldc,
-                            cublasComputeType_t compute, cublasGemmAlgo_t) {
-    if (!h) return CUBLAS_STATUS_NOT_INITIALIZED;
-    bool types = (at == CUDA_R_16BF || at == CUDA_R_32F) && (bt == CUDA_R_16BF || bt == CUDA_R_32F) &&
-                 (ct == CUDA_R_16BF || ct == CUDA_R_32F) && compute == CUBLAS_COMPUTE_32F;
-    if (!types) return CUBLAS_STATUS_NOT_SUPPORTED;
-    if (m < 0 || n < 0 || k < 0 || lda < (ta == CUBLAS_OP_N ? (m > 1 ? m : 1) : (k > 1 ? k : 1)) ||
-        ldb < (tb == CUBLAS_OP_N ? (k > 1 ? k : 1) : (n > 1 ? n : 1)) || ldc < (m > 1 ? m : 1))
-        return CUBLAS_STATUS_INVALID_VALUE;
-    if (m == 0 || n == 0) return CUBLAS_STATUS_SUCCESS;
-    if ((k > 0 && (!is_device_ptr(A) || !is_device_ptr(B))) || !is_device_ptr(C)) return CUBLAS_STATUS_INVALID_VALUE;
-    if (sticky_error) return CUBLAS_STATUS_EXECUTION_FAILED;
-    float al = *(const float *)alpha, be = *(const float *)beta;
-    for (int j = 0; j < n; j++)
-        for (int i = 0; i < m; i++) {
-            float acc = 0.0f;
-            for (int p = 0; p < k; p++) {
-                size_t ia = ta == CUBLAS_OP_N ? (size_t)i + (size_t)p * lda : (size_t)p + (size_t)i * lda;
-                size_t ib = tb == CUBLAS_OP_N ? (size_t)p + (size_t)j * ldb : (size_t)j + (size_t)p * ldb;
-                acc += ld_el(A, at, ia) * ld_el(B, bt, ib);
+    for (int b = 0; b < m->batch; b++) {
+        const char *A = (const char *)m->A + (size_t)(b * m->sa) * (m->at == SF_BF16 ? 2 : 4);
+        const char *B = (const char *)m->B + (size_t)(b * m->sb) * (m->bt == SF_BF16 ? 2 : 4);
+        char *D = (char *)m->D + (size_t)(b * m->sd) * (m->dt == SF_BF16 ? 2 : 4);
+        for (int64_t i = 0; i < m->m; i++)
+            for (int64_t p = 0; p < m->k; p++)
+                a[i * m->k + p] = ld_el(A, m->at, m->transa ? (size_t)(p + i * m->lda) : (size_t)(i + p * m->lda));
+        for (int64_t j = 0; j < m->n; j++)
+            for (int64_t p = 0; p < m->k; p++)
+                bt[j * m->k + p] = ld_el(B, m->bt, m->transb ? (size_t)(j + p * m->ldb) : (size_t)(p + j * m->ldb));
+        for (int64_t j = 0; j < m->n; j++)
+            for (int64_t i = 0; i < m->m; i++) {
+                const float *ar = a + i * m->k, *br = bt + j * m->k;
+                float acc = 0.0f;
+                for (int64_t p = 0; p < m->k; p++) acc += ar[p] * br[p];
+                size_t id = (size_t)(i + j * m->ldd);
+                float v = m->alpha * acc;
+                if (m->beta != 0.0f) v += m->beta * ld_el(D, m->dt, id);
+                if (m->bias) v += ld_el(m->bias, m->dt, (size_t)i);
+                if (m->dt == SF_BF16) ((unsigned short *)D)[id] = sf_emu_f2bf_bits(v);
+                else ((float *)D)[id] = v;
             }
-            size_t ic = (size_t)i + (size_t)j * ldc;
-            float v = al * acc;
-            if (be != 0.0f) v += be * ld_el(C, ct, ic);
-            if (ct == CUDA_R_16BF) ((unsigned short *)C)[ic] = sf_emu_f2bf_bits(v);
-            else ((float *)C)[ic] = v;
-        }
-    return CUBLAS_STATUS_SUCCESS;
+    }
+    free(a);
+    free(bt);
+    return SF_OK;
+}
+
+
+/* ---- cuDNN attention (kernels/sdpa_cuda.h) is not emulated: callers take their explicit path ---- */
+#include "sdpa_cuda.h"
+extern "C" sf_status sf_sdpa_new(sf_sdpa **out, void *, sf_err *err) {
+    *out = NULL;
+    return sf_fail(err, SF_E_UNSUPPORTED, "cuDNN is not emulated");
+}
+extern "C" void sf_sdpa_destroy(sf_sdpa **s) {
+    if (s) *s = NULL;
+}
+extern "C" sf_status sf_sdpa_forward(sf_sdpa *, int64_t, int64_t, int, int, const void *, int64_t, const void *,
+                                     const void *, int64_t, void *, int64_t, float, sf_err *err) {
+    return sf_fail(err, SF_E_UNSUPPORTED, "cuDNN is not emulated");
 }

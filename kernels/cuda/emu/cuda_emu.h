@@ -43,8 +43,8 @@
  *    emulation rounds twice; kernels that must match bit for bit round explicitly (sf_round_bf);
  *  - approximate intrinsics: rsqrtf, __expf, __logf, __fdividef are computed exactly here
  *    (the GPU's are within a few ulps); out-of-bounds __shared__ accesses (no ASan redzones there);
- *  - cuBLAS: cublasGemmEx is a plain fp32-accumulating loop (tests the wrappers' layout mapping,
- *    not cuBLAS).
+ *  - cuBLASLt: sf_blaslt_matmul is a plain fp32-accumulating loop in k order (tests the wrappers'
+ *    layout mapping, batching and bias epilogue, not cuBLASLt).
  * Single host thread: one launch at a time (a nested or concurrent launch fails loudly). */
 #ifndef SF_CUDA_EMU_H
 #define SF_CUDA_EMU_H
@@ -157,24 +157,9 @@ static inline cudaError_t cudaFuncSetAttribute(F *, cudaFuncAttribute, int) {
     return cudaSuccess;
 }
 
-/* ---- cuBLAS (the subset gemm.cu uses; cublasGemmEx is a plain loop) ------------------------ */
-typedef enum { CUBLAS_STATUS_SUCCESS = 0, CUBLAS_STATUS_NOT_INITIALIZED = 1, CUBLAS_STATUS_INVALID_VALUE = 7,
-               CUBLAS_STATUS_EXECUTION_FAILED = 13, CUBLAS_STATUS_NOT_SUPPORTED = 15 } cublasStatus_t;
-typedef struct cublasContext *cublasHandle_t;
-typedef enum { CUBLAS_OP_N = 0, CUBLAS_OP_T = 1 } cublasOperation_t;
-typedef enum { CUBLAS_DEFAULT_MATH = 0, CUBLAS_TF32_TENSOR_OP_MATH = 3 } cublasMath_t;
-typedef enum { CUDA_R_32F = 0, CUDA_R_64F = 1, CUDA_R_16F = 2, CUDA_R_16BF = 14 } cudaDataType_t;
-typedef enum { CUBLAS_COMPUTE_32F = 68 } cublasComputeType_t;
-typedef enum { CUBLAS_GEMM_DEFAULT = -1 } cublasGemmAlgo_t;
-cublasStatus_t cublasCreate(cublasHandle_t *h);
-cublasStatus_t cublasDestroy(cublasHandle_t h);
-cublasStatus_t cublasSetStream(cublasHandle_t h, cudaStream_t s);
-cublasStatus_t cublasSetMathMode(cublasHandle_t h, cublasMath_t m);
-const char *cublasGetStatusString(cublasStatus_t s);
-cublasStatus_t cublasGemmEx(cublasHandle_t h, cublasOperation_t ta, cublasOperation_t tb, int m, int n, int k,
-                            const void *alpha, const void *A, cudaDataType_t at, int lda, const void *B,
-                            cudaDataType_t bt, int ldb, const void *beta, void *C, cudaDataType_t ct, int ldc,
-                            cublasComputeType_t compute, cublasGemmAlgo_t algo);
+/* ---- cuBLASLt: kernels/blaslt_cuda.h's sf_blaslt_* are implemented by cuda_emu.cc as plain
+ * fp32-accumulating loops (they test the wrappers' layout mapping, not cuBLASLt). */
+#include "blaslt_cuda.h"
 
 /* ---- bf16 ---------------------------------------------------------------------------------- */
 static inline unsigned short sf_emu_f2bf_bits(float f) { /* RNE; NaN → canonical 0x7FFF (cvt.rn.bf16.f32) */

@@ -1,0 +1,57 @@
+/* blaslt_cuda.h — every matrix product of the CUDA backend, through cuBLASLt loaded at run time
+ * (dlopen libcublasLt.so.13, or $SF_CUBLASLT_LIB): a CUDA build links no cuBLAS, so it starts on
+ * machines without it and says what is missing when a GPU path is asked for.
+ *
+ * Terms are cuBLAS's column-major ones (see kernels/cuda/gemm.cu for the row-major mapping):
+ * D (m, n) = alpha · op(A) (m, k) · op(B) (k, n) + beta · D [+ bias (m) broadcast over columns],
+ * bf16 or f32 operands, fp32 compute and scale, `batch` products with element strides sa, sb, sd.
+ * The bias epilogue (CUBLASLT_EPILOGUE_BIAS) adds a bias of D's dtype in fp32 before D's single
+ * rounding — torch's addmm. Reduction schemes that round partial sums to the output type
+ * (INPLACE, OUTPUT_TYPE split-K) are excluded: only fp32 (compute-type) reductions are allowed.
+ * One heuristic query per distinct shape/alignment, cached; a 32 MiB workspace allocated once.
+ *
+ * Implemented in kernels/cuda/blaslt.c; CPU-only builds link stubs (kernels/nocuda/nocuda.c).
+ * Tested by tests/unit/test_cuda_kernels.c on a GPU (gemm, linear, batched attention products
+ * against the CPU references). */
+#ifndef SF_BLASLT_CUDA_H
+#define SF_BLASLT_CUDA_H
+
+#include "sf.h"
+#include "tensor.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct sf_blaslt sf_blaslt;
+
+typedef struct sf_mm {
+    int transa, transb;       /* 1 = transposed (CUBLAS_OP_T) */
+    int64_t m, n, k;
+    const void *A;            /* device */
+    sf_dtype at;              /* SF_BF16 or SF_F32 */
+    int64_t lda, sa;          /* leading dimension, batch stride (elements) */
+    const void *B;
+    sf_dtype bt;
+    int64_t ldb, sb;
+    void *D;                  /* also C when beta != 0 */
+    sf_dtype dt;
+    int64_t ldd, sd;
+    int batch;                /* ≥ 1 */
+    float alpha, beta;
+    const void *bias;         /* NULL, or (m) of dtype dt: the bias epilogue */
+} sf_mm;
+
+/* dlopen cuBLASLt, create a handle and the workspace on the current device, bind to stream
+ * (cudaStream_t). Missing library → SF_E_UNSUPPORTED with what to install. */
+sf_status sf_blaslt_new(sf_blaslt **out, void *cuda_stream, sf_err *err);
+void sf_blaslt_destroy(sf_blaslt **p); /* NULL / *p NULL: no-op */
+/* Enqueue one (batched) product on the stream. */
+sf_status sf_blaslt_matmul(sf_blaslt *lt, const sf_mm *p, sf_err *err);
+/* Version of the loaded library (e.g. 130100), 0 when none. */
+int sf_blaslt_version(const sf_blaslt *lt);
+
+#ifdef __cplusplus
+}
+#endif
+#endif
