@@ -5,7 +5,10 @@ CC      ?= cc
 BUILD   ?= build
 CUDA_HOME ?= /usr/local/cuda
 NVCC    ?= $(shell command -v nvcc 2>/dev/null || ( test -x $(CUDA_HOME)/bin/nvcc && echo $(CUDA_HOME)/bin/nvcc ))
-CUDA_ARCH ?= 90a
+# Fat binary: A100 (80), RTX 30xx (86), RTX 40xx / L40 (89), H100/H200 (90a, Hopper-only
+# instructions), plus compute_90 PTX that newer GPUs JIT-compile. CUDA_ARCH=NN builds one arch.
+CUDA_ARCHS ?= 80 86 89 90a
+CUDA_ARCH ?=
 
 WARN    := -Wall -Wextra -Wshadow -Wstrict-prototypes -Wmissing-prototypes -Werror=implicit-function-declaration
 OPT     ?= -O2
@@ -31,8 +34,14 @@ ifneq ($(strip $(NVCC)),)
   CU_OBJ  += $(patsubst %.c,$(BUILD)/obj/%.o,$(wildcard kernels/cuda/*.c))
   LIB_OBJ_EXTRA := $(CU_OBJ)
   LDLIBS  += -L$(CUDA_HOME)/lib64 -lcudart_static -ldl -lrt -lstdc++
-  NVFLAGS ?= -O2 -std=c++17 -arch=sm_$(CUDA_ARCH) -Icommon -Ikernels -I. -Xcompiler -Wall
-  BUILD_KIND := CPU + CUDA (sm_$(CUDA_ARCH), $(NVCC))
+  ifneq ($(strip $(CUDA_ARCH)),)
+    CUDA_ARCHS := $(CUDA_ARCH)
+  endif
+  nv_comma := ,
+  NV_GENCODE := $(foreach a,$(CUDA_ARCHS),-gencode=arch=compute_$(a)$(nv_comma)code=sm_$(a)) \
+                $(if $(filter 90a,$(CUDA_ARCHS)),-gencode=arch=compute_90$(nv_comma)code=compute_90)
+  NVFLAGS ?= -O2 -std=c++17 $(NV_GENCODE) -Icommon -Ikernels -I. -Xcompiler -Wall
+  BUILD_KIND := CPU + CUDA ($(foreach a,$(CUDA_ARCHS),sm_$(a)), $(NVCC))
 else
   LIB_SRC += kernels/nocuda/nocuda.c
   LIB_OBJ_EXTRA :=
@@ -113,6 +122,11 @@ endef
 all: $(BUILD)/tests/test_dit_emu
 $(BUILD)/tests/test_cuda_emu: $(BUILD)/obj/tests/unit/test_cuda_emu.o $(EMU_OBJ) $(LIB)
 	$(emu_link)
+# test_cuda_glue: test_cuda_emu.c against the real CUDA kernels (SKIPs without a GPU; check.sh runs it)
+all: $(BUILD)/tests/test_cuda_glue
+$(BUILD)/obj/tests/unit/test_cuda_glue.o: tests/unit/test_cuda_emu.c
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) -DSF_TEST_GPU -c $< -o $@
 $(BUILD)/obj/tests/unit/test_dit_emu.o: tests/unit/test_dit_cuda.c
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_CFLAGS) -DSF_TEST_EMU -c $< -o $@
