@@ -99,9 +99,9 @@ $(BUILD)/tests/%: $(BUILD)/obj/tests/unit/%.o $(LIB)
 CXX     ?= g++
 EMU_SRC := kernels/cuda/emu/cuda_emu.cc kernels/cuda/emu/emu_selftest.cu kernels/cuda/cuda_common.cu \
            kernels/cuda/norm_act.cu kernels/cuda/gemm.cu kernels/cuda/dit_glue.cu kernels/cuda/attn_blas.cu \
-           kernels/cuda/device.cu
+           kernels/cuda/device.cu kernels/cuda/norm_fused.cu
 EMU_OBJ := $(patsubst %,$(BUILD)/emu/%.o,$(EMU_SRC))
-EMU_CXXFLAGS := -std=c++17 $(CFLAGS) -Wall -Wextra -Wshadow -ffp-contract=off -MMD -MP -DSF_CUDA_EMU \
+EMU_CXXFLAGS := -std=c++17 $(CFLAGS) -Wall -Wextra -Wshadow -Wno-unknown-pragmas -ffp-contract=off -MMD -MP -DSF_CUDA_EMU \
            -Icommon -Ikernels -I. $(EXTRA_CFLAGS)
 emu_comma := ,
 CPU_LDLIBS = $(filter-out -L% -Wl$(emu_comma)% -lcublas -lcudart_static -lstdc++,$(LDLIBS))

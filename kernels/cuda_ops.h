@@ -126,6 +126,25 @@ sf_status sf_bf16_to_f32_cuda(const sf_cuda_ctx *ctx, const void *x, float *y, i
 sf_status sf_softmax_rows_cuda(const sf_cuda_ctx *ctx, int64_t rows, int64_t n, const float *s, int64_t lds, void *p,
                                int64_t ldp, sf_err *err);
 
+/* ---- fused row ops (kernels/cuda/norm_fused.cu): one warp per row, 16-byte loads ------------------
+ * Shapes: D a multiple of 8 up to 2048, row strides multiples of 8, 16-byte aligned rows (else
+ * SF_E_ARG: callers fall back to the unfused kernels); y may equal x (same stride). */
+
+/* LayerNorm (fp32 statistics, biased variance, eps) of x (M, D) bf16 → y (M, D) bf16:
+ *   a = ⌊ (x − mean)·rstd [·w + b] ⌉           (w, b: (D) f32 device, NULL = no affine)
+ *   with shift, scale (f32 device, per frame: row r uses frame r / S at frame·fstride):
+ *   y = ⌊ ⌊ a · ⌊1 + scale⌉ ⌉ + shift ⌉         else y = a.
+ * = sf_layernorm_cuda followed by sf_modulate_cuda. */
+sf_status sf_ln_mod_cuda(const sf_cuda_ctx *ctx, int64_t M, int64_t D, const void *x, int64_t ldx, const float *w,
+                         const float *b, double eps, int64_t S, const float *shift, const float *scale, int64_t fstride,
+                         void *y, int64_t ldy, sf_err *err);
+/* RMSNorm over the full row, y = ⌊ ⌊ x·rsqrt(mean(x²) + eps) ⌉ · w ⌉ (w NULL: no weight), then with cs
+ * (non-NULL) the 3-axis RoPE of sf_rope_cuda on rows = tokens (f, h, w) of an F×Hp×Wp grid,
+ * heads·d = D. = sf_rmsnorm_cuda followed by sf_rope_cuda. */
+sf_status sf_rmsnorm_rope_cuda(const sf_cuda_ctx *ctx, int64_t M, int64_t D, const void *x, int64_t ldx,
+                               const float *w, double eps, void *y, int64_t ldy, int heads, int d, int Hp, int Wp,
+                               int n_t, int n_h, int64_t start_frame, const double *cs, int max_pos, sf_err *err);
+
 /* ---- explicit attention (kernels/cuda/attn_blas.cu) ------------------------------------------- */
 
 /* Called per query chunk with the device logits S: (H, rows, Lk) f32 of queries [r0, r0 + rows),

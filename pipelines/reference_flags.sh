@@ -54,8 +54,9 @@ ref_flag() {
 }
 
 # ref_commands NUM_FRAMES: the arrays `encode` and `denoise` (the script appends its tap flags).
-# The reference always runs on CUDA device --gpu_id (default 0); sf-denoise's DiT runs on the CPU
-# today, so without --gpu_id/--device we use the CPU.
+# The reference always runs on CUDA device --gpu_id (default 0). sf-denoise's DiT runs there with
+# --gpu_id N / --device cuda[:N]; without either we keep the CPU, so that the scripts also run on
+# machines without a GPU (the text encoder runs on the CPU either way for now).
 ref_commands() {
     [ -n "$device" ] || device=cpu
     encode=(sf-encode --model-dir "$model_dir" --prompt "$prompt" --out - "${extra_encode[@]}")

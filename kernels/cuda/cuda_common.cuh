@@ -107,6 +107,12 @@ __device__ __forceinline__ float sf_block_sum(float v, float *shm) {
     return v;
 }
 
+/* Sum of v over the warp (all 32 lanes active); every lane gets the result. */
+__device__ __forceinline__ float sf_warp_sum(float v) {
+    for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+    return v;
+}
+
 /* Maximum of v over the block (same contract as sf_block_sum). */
 __device__ __forceinline__ float sf_block_max(float v, float *shm) {
     for (int o = 16; o > 0; o >>= 1) v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, o));

@@ -245,3 +245,17 @@ sf_status sf_cuda_event_ms(void *ev, int i, int j, float *ms, sf_err *err) {
     *ms = 0;
     return SF_NO_CUDA(err);
 }
+sf_status sf_ln_mod_cuda(const sf_cuda_ctx *ctx, int64_t M, int64_t D, const void *x, int64_t ldx, const float *w,
+                         const float *b, double eps, int64_t S, const float *shift, const float *scale, int64_t fstride,
+                         void *y, int64_t ldy, sf_err *err) {
+    (void)ctx, (void)M, (void)D, (void)x, (void)ldx, (void)w, (void)b, (void)eps, (void)S, (void)shift, (void)scale;
+    (void)fstride, (void)y, (void)ldy;
+    return SF_NO_CUDA(err);
+}
+sf_status sf_rmsnorm_rope_cuda(const sf_cuda_ctx *ctx, int64_t M, int64_t D, const void *x, int64_t ldx,
+                               const float *w, double eps, void *y, int64_t ldy, int heads, int d, int Hp, int Wp,
+                               int n_t, int n_h, int64_t start_frame, const double *cs, int max_pos, sf_err *err) {
+    (void)ctx, (void)M, (void)D, (void)x, (void)ldx, (void)w, (void)eps, (void)y, (void)ldy, (void)heads, (void)d;
+    (void)Hp, (void)Wp, (void)n_t, (void)n_h, (void)start_frame, (void)cs, (void)max_pos;
+    return SF_NO_CUDA(err);
+}

@@ -31,6 +31,7 @@ struct sf_dit_gpu {
     sf_cuda_ctx cx;
     sf_sdpa *sdpa;      /* NULL: cuDNN unavailable, explicit attention everywhere */
     int sdpa_off;       /* a shape cuDNN refused: explicit attention from then on */
+    int fused;          /* the one-warp-per-row fused norms apply (dim, head_dim multiples of 8, dim ≤ 2048) */
     void *wmat;         /* one allocation: every bf16 matrix */
     float *wvec;        /* one allocation: every f32 vector (bf16-rounded values) */
     size_t mat_bytes, vec_bytes, state_bytes;
@@ -274,6 +275,7 @@ sf_status sf_dit_cuda_init(sf_dit_state *st, int ordinal, sf_err *err) {
     g->sin_b = calloc((size_t)st->max_frames * (size_t)c->freq_dim, sizeof(uint16_t));
     if (!g->L || !g->sin_h || !g->sin_b) { s = sf_fail(err, SF_E_NOMEM, "out of memory"); goto fail; }
     const int64_t L = (int64_t)st->max_frames * st->frame_tokens;
+    g->fused = c->dim % 8 == 0 && c->dim <= 2048 && (c->dim / c->num_heads) % 8 == 0 && !getenv("SF_CUDA_UNFUSED");
     int64_t max_att = st->local_attn_size == -1 ? st->cache_tokens : st->local_attn_size * st->frame_tokens;
     g->lk_max = max_att > c->text_len ? max_att : c->text_len;
     g->chunk = pick_chunk(c->num_heads, L, g->lk_max);
@@ -390,6 +392,37 @@ static sf_status gprobe(sf_dit_state *st, const char *name, const void *dev, int
     return gprobe2(st, name, dev, 1, n, n, err);
 }
 
+/* y = LN(x) [·w + b] [then the adaLN modulation of frame r / S]: one fused kernel, or the two
+ * unfused ones when the shape does not allow it (or SF_CUDA_UNFUSED=1). */
+static sf_status ln_mod(sf_dit_gpu *g, const sf_dit_config *c, int F, int64_t S, const bf16 *x, const float *w,
+                        const float *b, const float *shift, const float *scale, int64_t fstride, bf16 *y, sf_err *err) {
+    const int64_t D = c->dim, M = (int64_t)F * S;
+    prof(g, P_GLUE);
+    if (g->fused) return sf_ln_mod_cuda(&g->cx, M, D, x, D, w, b, c->eps, S, shift, scale, fstride, y, D, err);
+    sf_status s = sf_layernorm_cuda(&g->cx, M, D, x, D, w, b, c->eps, y, D, err);
+    if (!s && shift) s = sf_modulate_cuda(&g->cx, F, S, D, y, shift, scale, fstride, y, err);
+    return s;
+}
+
+/* RMSNorm of rows (stride ld) in place [then RoPE for tokens of frames start_frame.. (rope = 1)]. */
+static sf_status rms_rope(sf_dit_state *st, int64_t M, bf16 *x, int64_t ld, const float *w, int rope,
+                          int64_t start_frame, sf_err *err) {
+    sf_dit_gpu *g = st->gpu;
+    const sf_dit_config *c = &st->w->cfg;
+    const sf_rope_table *rt = &st->rope;
+    const int64_t D = c->dim;
+    const int hd = (int)(D / c->num_heads), Hp = st->lat_h / c->patch_size[1], Wp = st->lat_w / c->patch_size[2];
+    prof(g, P_GLUE);
+    if (g->fused)
+        return sf_rmsnorm_rope_cuda(&g->cx, M, D, x, ld, w, c->eps, x, ld, c->num_heads, hd, Hp, Wp, rt->n_t, rt->n_h,
+                                    start_frame, rope ? g->rope_cs : NULL, rt->max_pos, err);
+    sf_status s = sf_rmsnorm_cuda(&g->cx, M, D, x, ld, w, c->eps, x, ld, err);
+    if (!s && rope)
+        s = sf_rope_cuda(&g->cx, x, ld, (int)(M / ((int64_t)Hp * Wp)), Hp, Wp, c->num_heads, hd, rt->n_t, rt->n_h,
+                         start_frame, g->rope_cs, rt->max_pos, err);
+    return s;
+}
+
 sf_status sf_dit_cuda_set_context(sf_dit_state *st, const float *emb, int64_t n_rows, sf_err *err) {
     sf_dit_gpu *g = st->gpu;
     const sf_dit_config *c = &st->w->cfg;
@@ -409,7 +442,7 @@ sf_status sf_dit_cuda_set_context(sf_dit_state *st, const float *emb, int64_t n_
         const glayer *B = &g->L[l];
         bf16 *ck = g->ck + (size_t)l * T * D, *cv = g->cv + (size_t)l * T * D;
         if ((s = mm(g, T, g->ctx, D, &B->ca_k, ck, D, err))) return s;
-        if (c->qk_norm && (s = sf_rmsnorm_cuda(&g->cx, T, D, ck, D, B->ca_nk, c->eps, ck, D, err))) return s;
+        if (c->qk_norm && (s = rms_rope(st, T, ck, D, B->ca_nk, 0, 0, err))) return s;
         if ((s = mm(g, T, g->ctx, D, &B->ca_v, cv, D, err))) return s;
         if (l == 0) {
             if ((s = gprobe(st, "mid.block0.cross_attn.k", ck, T * D, err))) return s;
@@ -515,28 +548,32 @@ static sf_status layer(sf_dit_state *st, int l, int F, int64_t start_frame, cons
             return s;
     }
     bf16 *kn = KV + kv->ls * 2 * D, *vn = kn + D;
-    if ((s = sf_layernorm_cuda(cx, L, D, g->x, D, NULL, NULL, c->eps, g->a, D, err))) return s;
-    if ((s = sf_modulate_cuda(cx, F, S, D, g->a, shift_a, scale_a, 6 * D, g->a, err))) return s;
+    if ((s = ln_mod(g, c, F, S, g->x, NULL, NULL, shift_a, scale_a, 6 * D, g->a, err))) return s;
     if ((s = mm(g, L, g->a, D, &B->sa_q, g->q, D, err))) return s;
     if ((s = mm(g, L, g->a, D, &B->sa_kv, kn, 2 * D, err))) return s;
-    prof(g, P_GLUE);
-    if (c->qk_norm) {
-        if ((s = sf_rmsnorm_cuda(cx, L, D, g->q, D, B->sa_nq, c->eps, g->q, D, err))) return s;
-        if ((s = sf_rmsnorm_cuda(cx, L, D, kn, 2 * D, B->sa_nk, c->eps, kn, 2 * D, err))) return s;
-    }
-    if (l == 0) {
-        if ((s = gprobe(st, "mid.block0.self_attn.q_normed", g->q, L * D, err))) return s;
-        if ((s = gprobe2(st, "mid.block0.self_attn.k_normed", kn, L, D, 2 * D, err))) return s;
-        if ((s = gprobe2(st, "mid.block0.self_attn.v", vn, L, D, 2 * D, err))) return s;
-    }
     const sf_rope_table *rt = &st->rope;
     const int Hp = st->lat_h / ph, Wp = st->lat_w / pw;
-    if ((s = sf_rope_cuda(cx, g->q, D, F, Hp, Wp, (int)NH, (int)hd, rt->n_t, rt->n_h, start_frame, g->rope_cs,
-                          rt->max_pos, err)))
-        return s;
-    if ((s = sf_rope_cuda(cx, kn, 2 * D, F, Hp, Wp, (int)NH, (int)hd, rt->n_t, rt->n_h, start_frame, g->rope_cs,
-                          rt->max_pos, err)))
-        return s;
+    if (c->qk_norm && !st->probe) { /* RMSNorm + RoPE in one pass over q and over the new k */
+        if ((s = rms_rope(st, L, g->q, D, B->sa_nq, 1, start_frame, err))) return s;
+        if ((s = rms_rope(st, L, kn, 2 * D, B->sa_nk, 1, start_frame, err))) return s;
+    } else { /* separately, so that a probe sees the normed q / k (golden intermediates) */
+        if (c->qk_norm) {
+            if ((s = rms_rope(st, L, g->q, D, B->sa_nq, 0, 0, err))) return s;
+            if ((s = rms_rope(st, L, kn, 2 * D, B->sa_nk, 0, 0, err))) return s;
+        }
+        if (l == 0) {
+            if ((s = gprobe(st, "mid.block0.self_attn.q_normed", g->q, L * D, err))) return s;
+            if ((s = gprobe2(st, "mid.block0.self_attn.k_normed", kn, L, D, 2 * D, err))) return s;
+            if ((s = gprobe2(st, "mid.block0.self_attn.v", vn, L, D, 2 * D, err))) return s;
+        }
+        prof(g, P_GLUE);
+        if ((s = sf_rope_cuda(cx, g->q, D, F, Hp, Wp, (int)NH, (int)hd, rt->n_t, rt->n_h, start_frame, g->rope_cs,
+                              rt->max_pos, err)))
+            return s;
+        if ((s = sf_rope_cuda(cx, kn, 2 * D, F, Hp, Wp, (int)NH, (int)hd, rt->n_t, rt->n_h, start_frame, g->rope_cs,
+                              rt->max_pos, err)))
+            return s;
+    }
     const bf16 *Ka = KV + kv->lo * 2 * D, *Va = Ka + D;
     if (l == 0) {
         if ((s = gprobe(st, "mid.block0.self_attn.q_roped", g->q, L * D, err))) return s;
@@ -558,13 +595,12 @@ static sf_status layer(sf_dit_state *st, int l, int F, int64_t start_frame, cons
     /* cross-attention (ungated residual) */
     const bf16 *cin = g->x;
     if (c->cross_attn_norm) {
-        if ((s = sf_layernorm_cuda(cx, L, D, g->x, D, B->n3_w, B->n3_b, c->eps, g->a, D, err))) return s;
+        if ((s = ln_mod(g, c, F, S, g->x, B->n3_w, B->n3_b, NULL, NULL, 0, g->a, err))) return s;
         cin = g->a;
     }
     if (l == 0 && (s = gprobe(st, "mid.block0.norm3.out", cin, L * D, err))) return s;
     if ((s = mm(g, L, cin, D, &B->ca_q, g->q, D, err))) return s;
-    prof(g, P_GLUE);
-    if (c->qk_norm && (s = sf_rmsnorm_cuda(cx, L, D, g->q, D, B->ca_nq, c->eps, g->q, D, err))) return s;
+    if (c->qk_norm && (s = rms_rope(st, L, g->q, D, B->ca_nq, 0, 0, err))) return s;
     if (l == 0 && (s = gprobe(st, "mid.block0.cross_attn.q", g->q, L * D, err))) return s;
     const bf16 *ck = g->ck + (size_t)l * c->text_len * D, *cv = g->cv + (size_t)l * c->text_len * D;
     prof(g, P_CROSS);
@@ -576,8 +612,7 @@ static sf_status layer(sf_dit_state *st, int l, int F, int64_t start_frame, cons
     if ((s = sf_add_cuda(cx, g->x, g->y, L * D, err))) return s;
 
     /* feed-forward */
-    if ((s = sf_layernorm_cuda(cx, L, D, g->x, D, NULL, NULL, c->eps, g->a, D, err))) return s;
-    if ((s = sf_modulate_cuda(cx, F, S, D, g->a, shift_f, scale_f, 6 * D, g->a, err))) return s;
+    if ((s = ln_mod(g, c, F, S, g->x, NULL, NULL, shift_f, scale_f, 6 * D, g->a, err))) return s;
     if ((s = mm(g, L, g->a, D, &B->ffn0, g->h, c->ffn_dim, err))) return s;
     prof(g, P_GLUE);
     if ((s = sf_gelu_tanh_cuda(cx, g->h, L * c->ffn_dim, err))) return s;
@@ -630,8 +665,7 @@ sf_status sf_dit_cuda_forward(sf_dit_state *st, const float *x_t, int F, const f
     /* 4. head: Hm = head.modulation + e (not e0) */
     prof(g, P_GLUE);
     if ((s = sf_mod_table_cuda(cx, F, 2 * D, g->head_mod, g->e, D, D, g->Hm, err))) return s;
-    if ((s = sf_layernorm_cuda(cx, L, D, g->x, D, NULL, NULL, c->eps, g->a, D, err))) return s;
-    if ((s = sf_modulate_cuda(cx, F, S, D, g->a, g->Hm, g->Hm + D, 2 * D, g->a, err))) return s;
+    if ((s = ln_mod(g, c, F, S, g->x, NULL, NULL, g->Hm, g->Hm + D, 2 * D, g->a, err))) return s;
     if ((s = mm(g, L, g->a, D, &g->head, g->hout, g->head.n, err))) return s;
     if ((s = gprobe(st, "mid.head_out", g->hout, L * g->head.n, err))) return s;
     prof(g, P_GLUE);

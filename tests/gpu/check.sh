@@ -86,6 +86,29 @@ else
     row compute-sanitizer "not found"
 fi
 
+echo "== figure4.sh --gpu_id 0 (the reference command on the GPU) vs the same on the CPU, tiny model"
+M=/tmp/sf-tiny
+rm -rf "$M" /tmp/f4 && mkdir -p /tmp/f4
+if sf-mkmodel tiny "$M" --seed 5 --checkpoint "$M/ckpt.pt" >/tmp/sf-mk.log 2>&1; then
+    f4() { timeout 120 pipelines/figure4.sh --config_path configs/self_forcing_dmd.yaml --checkpoint_path "$M/ckpt.pt" \
+        --prompt "A red fox trotting through fresh snow" --num_frames 9 --layer_indices 0 2 --use_ema --seed 42 \
+        --model-dir "$M" --height 64 --width 96 --cache-dir /tmp/f4/cache "$@"; }
+    f4 --output_path /tmp/f4/gpu.pt --gpu_id 0 >/tmp/f4/gpu.log 2>&1
+    rg=$?
+    f4 --output_path /tmp/f4/cpu.pt >/tmp/f4/cpu.log 2>&1
+    rc=$?
+    tail -n 3 /tmp/f4/gpu.log
+    sf-tensor ls /tmp/f4/gpu.pt 2>&1 | head -n 6
+    # bf16 GPU logits vs the f32 CPU run: the tolerance of the GPU golden taps (5e-2 of the logits' scale)
+    sf-tensor diff /tmp/f4/cpu.pt /tmp/f4/gpu.pt --rtol 0.05 --atol 0.5 -q 2>&1 | tail -n 4
+    rd=${PIPESTATUS[0]}
+    row "figure4.sh --gpu_id 0" "gpu exit $rg, cpu exit $rc, diff exit $rd"
+    [ "$rg" -eq 0 ] && [ "$rc" -eq 0 ] || fail=1
+else
+    row "figure4.sh --gpu_id 0" "sf-mkmodel failed: $(tail -n1 /tmp/sf-mk.log)"
+    fail=1
+fi
+
 echo "== bench: sf-denoise --bench 1.3b --device cuda (random weights, 832x480, 21 latent frames)"
 timeout 150 sf-denoise --bench 1.3b --device cuda:0 --progress none 2>&1 | tee "$OUT/bench.txt"
 rc=${PIPESTATUS[0]}

@@ -823,6 +823,92 @@ done:
     cu_close(&c);
 }
 
+/* ---- fused row ops (norm_fused.cu) ---------------------------------------------------------- */
+/* LayerNorm [affine] [+ modulation] in one warp per row vs the unfused kernels (layernorm, then
+ * modulate: same rounding points, only the row sums run in another order → ≤ 1 ulp, T_ONE_ULP)
+ * and vs the CPU LayerNorm followed by SPEC §5.4's modulation (T_FRAME_CPU, as modulate). D = 264:
+ * 33 chunks of 8, so lane 0 holds two and the rest one; strided rows; guard bytes. */
+static void ln_mod_case(int affine, int modulated) {
+    enum { F = 3, S = 5, M = F * S, D = 264, LDX = 272, LDY = 280, FS = 6 * D };
+    cu c;
+    if (!cu_open(&c)) return;
+    float *x = hrand(M * D, -3, 3, 1), *w = hrand(D, 0.5f, 1.5f, 1), *b = hrand(D, -0.5f, 0.5f, 1);
+    float *E = hrand(F * FS, -0.5f, 0.5f, 1), *cpu = hzalloc(M * D), *ref = hzalloc(M * D), *got = hzalloc(M * D);
+    const float *shift = E, *scale = E + D;
+    gbuf gx, gy, gt;
+    sf_layernorm_cpu(M, D, x, D, affine ? w : NULL, affine ? b : NULL, 1e-6, cpu, D, 1);
+    for (int r = 0; r < M; r++)
+        for (int j = 0; j < D; j++) {
+            float a = rbf(cpu[r * D + j]);
+            if (modulated) {
+                const float *sh = shift + (r / S) * FS, *sc = scale + (r / S) * FS;
+                a = rbf(rbf(a * rbf(1.0f + sc[j])) + sh[j]);
+            }
+            cpu[r * D + j] = a;
+        }
+    float *dw = dput(&c, w, D, 0), *db = dput(&c, b, D, 0), *dE = dput(&c, E, F * FS, 0);
+    if (!dw || !db || !dE || !gb_new(&c, &gx, M, D, LDX, 2) || !gb_put(&c, &gx, x) || !gb_new(&c, &gy, M, D, LDY, 2) ||
+        !gb_new(&c, &gt, M, D, D, 2))
+        goto done;
+    SF_CHECK_OK(sf_ln_mod_cuda(&c.ctx, M, D, gx.at, LDX, affine ? dw : NULL, affine ? db : NULL, 1e-6, S,
+                               modulated ? dE : NULL, modulated ? dE + D : NULL, FS, gy.at, LDY, &c.err),
+                &c.err);
+    SF_CHECK_OK(sf_layernorm_cuda(&c.ctx, M, D, gx.at, LDX, affine ? dw : NULL, affine ? db : NULL, 1e-6, gt.at, D, &c.err),
+                &c.err);
+    if (modulated) SF_CHECK_OK(sf_modulate_cuda(&c.ctx, F, S, D, gt.at, dE, dE + D, FS, gt.at, &c.err), &c.err);
+    if (gb_get(&c, &gy, "ln_mod", got) && gb_get(&c, &gt, "layernorm+modulate", ref)) {
+        cmp("ln_mod vs layernorm + modulate kernels", got, ref, M * D, T_ONE_ULP, 1);
+        cmp("ln_mod vs CPU LayerNorm + SPEC modulation", got, cpu, M * D, T_FRAME_CPU, 1);
+    }
+done:
+    free(x), free(w), free(b), free(E), free(cpu), free(ref), free(got);
+    cu_close(&c);
+}
+static void test_ln_mod_fused(void) { ln_mod_case(0, 1); }
+static void test_ln_affine_fused(void) { ln_mod_case(1, 0); }
+
+/* RMSNorm + RoPE in one warp per row, in place in a strided buffer (the KV cache's [k | v] rows),
+ * vs sf_rmsnorm_cuda then sf_rope_cuda. A 1-ulp difference of the normed value (row sums in
+ * another order) can move the rotated pair by 1 ulp each: T_NORM_CPU (2 ulps). Without RoPE
+ * (cs NULL, no weight) vs sf_rmsnorm_cuda alone: T_ONE_ULP. */
+static void test_rmsnorm_rope_fused(void) {
+    enum { F = 2, HP = 3, WP = 5, HEADS = 2, D = 16, HD = HEADS * D, LD = 2 * HD, START = 3, MAXPOS = 16 };
+    const int M = F * HP * WP;
+    cu c;
+    sf_rope_table t = {0};
+    if (!cu_open(&c)) return;
+    SF_CHECK_OK(sf_rope_table_init(&t, D, MAXPOS, &c.err), &c.err);
+    float *x = hrand(M * HD, -2, 2, 1), *w = hrand(HD, 0.5f, 1.5f, 1), *ref = hzalloc(M * HD), *got = hzalloc(M * HD);
+    gbuf ga, gb;
+    double *dcs = cu_alloc(&c, (size_t)MAXPOS * D * 8);
+    float *dw = dput(&c, w, HD, 0);
+    if (!t.cs || !dcs || !dw || !gb_new(&c, &ga, M, HD, LD, 2) || !gb_put(&c, &ga, x) || !gb_new(&c, &gb, M, HD, LD, 2) ||
+        !gb_put(&c, &gb, x))
+        goto done;
+    SF_CHECK_OK(sf_cuda_copy_h2d(&c.ctx, dcs, t.cs, (size_t)MAXPOS * D * 8, &c.err), &c.err);
+    SF_CHECK_OK(sf_rmsnorm_rope_cuda(&c.ctx, M, HD, ga.at, LD, dw, 1e-6, ga.at, LD, HEADS, D, HP, WP, t.n_t, t.n_h,
+                                     START, dcs, MAXPOS, &c.err),
+                &c.err);
+    SF_CHECK_OK(sf_rmsnorm_cuda(&c.ctx, M, HD, gb.at, LD, dw, 1e-6, gb.at, LD, &c.err), &c.err);
+    SF_CHECK_OK(sf_rope_cuda(&c.ctx, gb.at, LD, F, HP, WP, HEADS, D, t.n_t, t.n_h, START, dcs, MAXPOS, &c.err), &c.err);
+    if (gb_get(&c, &ga, "rmsnorm_rope", got) && gb_get(&c, &gb, "rmsnorm then rope", ref))
+        cmp("rmsnorm_rope vs rmsnorm + rope kernels", got, ref, M * HD, T_NORM_CPU, 1);
+    /* no RoPE, no weight */
+    if (!gb_put(&c, &ga, x) || !gb_put(&c, &gb, x)) goto done;
+    SF_CHECK_OK(sf_rmsnorm_rope_cuda(&c.ctx, M, HD, ga.at, LD, NULL, 1e-6, ga.at, LD, 0, 0, 0, 0, 0, 0, 0, NULL, 0,
+                                     &c.err),
+                &c.err);
+    SF_CHECK_OK(sf_rmsnorm_cuda(&c.ctx, M, HD, gb.at, LD, NULL, 1e-6, gb.at, LD, &c.err), &c.err);
+    if (gb_get(&c, &ga, "rmsnorm (fused kernel)", got) && gb_get(&c, &gb, "rmsnorm", ref))
+        cmp("rmsnorm_rope without rope vs rmsnorm kernel", got, ref, M * HD, T_ONE_ULP, 1);
+    /* shapes the fused kernels refuse (callers fall back): D not a multiple of 8 */
+    SF_CHECK(sf_ln_mod_cuda(&c.ctx, M, 12, ga.at, LD, NULL, NULL, 1e-6, 1, NULL, NULL, 0, ga.at, LD, &c.err) == SF_E_ARG);
+done:
+    sf_rope_table_free(&t);
+    free(x), free(w), free(ref), free(got);
+    cu_close(&c);
+}
+
 static const sf_test tests[] = {
     {"emu_is_linked", test_emu_is_linked},
     {"emu_index", test_emu_index},
@@ -853,5 +939,8 @@ static const sf_test tests[] = {
     {"gemm_bias_strided", test_gemm_bias_strided},
     {"linear_bias_epilogue", test_linear_bias_epilogue},
     {"attention_blas_kv_interleaved", test_attention_blas_kv_interleaved},
+    {"ln_mod_fused", test_ln_mod_fused},
+    {"ln_affine_fused", test_ln_affine_fused},
+    {"rmsnorm_rope_fused", test_rmsnorm_rope_fused},
 };
 SF_TEST_MAIN(tests)
