@@ -138,6 +138,15 @@ sf_status sf_softmax_rows_cuda(const sf_cuda_ctx *ctx, int64_t rows, int64_t n, 
 sf_status sf_ln_mod_cuda(const sf_cuda_ctx *ctx, int64_t M, int64_t D, const void *x, int64_t ldx, const float *w,
                          const float *b, double eps, int64_t S, const float *shift, const float *scale, int64_t fstride,
                          void *y, int64_t ldy, sf_err *err);
+/* The residual add that ends a sub-block, then the LayerNorm [+ modulation] that starts the next, in
+ * one pass: x = ⌊ x + ⌊ res · gate ⌉ ⌉ (gate: f32 per frame, SPEC §5.4's gated residual) or
+ * x = ⌊ x + res ⌉ (gate NULL: the cross-attention residual), written back to x (M, D) stride ldx;
+ * then y = sf_ln_mod_cuda's output on the new x. res: (M, D) bf16 stride ldr; y must not alias x.
+ * = sf_gated_add_cuda / sf_add_cuda followed by sf_ln_mod_cuda. */
+sf_status sf_res_ln_mod_cuda(const sf_cuda_ctx *ctx, int64_t M, int64_t D, void *x, int64_t ldx, const void *res,
+                             int64_t ldr, const float *gate, const float *w, const float *b, double eps, int64_t S,
+                             const float *shift, const float *scale, int64_t fstride, void *y, int64_t ldy,
+                             sf_err *err);
 /* RMSNorm over the full row, y = ⌊ ⌊ x·rsqrt(mean(x²) + eps) ⌉ · w ⌉ (w NULL: no weight), then with cs
  * (non-NULL) the 3-axis RoPE of sf_rope_cuda on rows = tokens (f, h, w) of an F×Hp×Wp grid,
  * heads·d = D. = sf_rmsnorm_cuda followed by sf_rope_cuda. */

@@ -107,6 +107,11 @@ __device__ __forceinline__ float sf_block_sum(float v, float *shm) {
     return v;
 }
 
+/* Eight bf16 values, one 16-byte load or store (rows of the fused kernels, vectorised elementwise ops). */
+struct alignas(16) bf16x8 {
+    __nv_bfloat16 h[8];
+};
+
 /* Sum of v over the warp (all 32 lanes active); every lane gets the result. */
 __device__ __forceinline__ float sf_warp_sum(float v) {
     for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);

@@ -2,6 +2,7 @@
  * loads (the glue that took a quarter of a forward on the H200 as separate one-block-per-row and
  * elementwise kernels, tests/gpu/RESULTS.md):
  *   sf_ln_mod_cuda        LayerNorm [affine] [+ adaLN modulation]   (SPEC §5.4 a/u, c; §5.9)
+ *   sf_res_ln_mod_cuda    the same after the residual add that precedes it (gated or plain)
  *   sf_rmsnorm_rope_cuda  RMSNorm [+ 3-axis RoPE]                   (SPEC §5.5 + §5.6)
  * Same arithmetic and rounding points as the unfused kernels (norm_act.cu, dit_glue.cu); only the
  * order of the row sums differs (a warp butterfly instead of a block tree). Contracts in
@@ -12,27 +13,38 @@
 #define FUSED_MAXC 8 /* 8-element chunks per lane: rows of up to 32 · 8 · 8 = 2048 values */
 #define FUSED_WARPS 8
 
-struct alignas(16) bf16x8 {
-    __nv_bfloat16 h[8];
-};
 
-/* One warp per row r < M. y = ⌊ (x − mean)·rstd [·w + b] ⌉, then with shift/scale
+/* One warp per row r < M. With res (the residual branch's output, row stride ldr) first
+ *   x = ⌊ x + ⌊ res · gate ⌉ ⌉   (gate per frame at frame·fstride)   or   x = ⌊ x + res ⌉ (gate NULL),
+ * written back to x; then y = ⌊ (x − mean)·rstd [·w + b] ⌉ and with shift/scale
  * y = ⌊ ⌊ y · ⌊1 + scale⌉ ⌉ + shift ⌉ (frame r / S, vectors at frame·fstride). */
-static __global__ void ln_mod_kernel(int64_t M, int D, const __nv_bfloat16 *x, int64_t ldx, const float *__restrict__ w,
+static __global__ void ln_mod_kernel(int64_t M, int D, __nv_bfloat16 *x, int64_t ldx, const __nv_bfloat16 *res,
+                                     int64_t ldr, const float *__restrict__ gate, const float *__restrict__ w,
                                      const float *__restrict__ b, float eps, int64_t S, const float *__restrict__ shift,
                                      const float *__restrict__ scale, int64_t fstride, __nv_bfloat16 *y, int64_t ldy) {
     const int lane = threadIdx.x & 31;
     const int64_t row = (int64_t)blockIdx.x * (blockDim.x >> 5) + (threadIdx.x >> 5);
     if (row >= M) return; /* whole warps leave together: the shuffles below see full warps */
     const int nc = D >> 3;
-    const bf16x8 *xr = (const bf16x8 *)(x + row * ldx);
+    bf16x8 *xr = (bf16x8 *)(x + row * ldx);
+    const bf16x8 *rr = res ? (const bf16x8 *)(res + row * ldr) : NULL;
+    const int64_t fo = (row / S) * fstride;
     float v[FUSED_MAXC][8];
     float s = 0.0f;
 #pragma unroll
     for (int k = 0; k < FUSED_MAXC; k++) {
         const int c = lane + 32 * k;
         if (c < nc) {
-            const bf16x8 t = xr[c];
+            bf16x8 t = xr[c];
+            if (rr) { /* the residual add of gated_add_kernel / add_kernel, written back */
+                const bf16x8 u = rr[c];
+#pragma unroll
+                for (int e = 0; e < 8; e++) {
+                    const float add = gate ? sf_round_bf(sf_bf(u.h[e]) * gate[fo + c * 8 + e]) : sf_bf(u.h[e]);
+                    t.h[e] = sf_tobf(sf_bf(t.h[e]) + add);
+                }
+                xr[c] = t;
+            }
 #pragma unroll
             for (int e = 0; e < 8; e++) {
                 v[k][e] = sf_bf(t.h[e]);
@@ -51,7 +63,6 @@ static __global__ void ln_mod_kernel(int64_t M, int D, const __nv_bfloat16 *x, i
                 ss += d * d;
             }
     const float rstd = 1.0f / sqrtf(sf_warp_sum(ss) / (float)D + eps);
-    const int64_t fo = shift ? (row / S) * fstride : 0;
     bf16x8 *yr = (bf16x8 *)(y + row * ldy);
 #pragma unroll
     for (int k = 0; k < FUSED_MAXC; k++) {
@@ -157,8 +168,30 @@ extern "C" sf_status sf_ln_mod_cuda(const sf_cuda_ctx *ctx, int64_t M, int64_t D
                     (long long)fstride);
     if (M == 0) return SF_OK;
     SF_LAUNCH(ln_mod_kernel, (unsigned)((M + FUSED_WARPS - 1) / FUSED_WARPS), 32 * FUSED_WARPS, 0,
-              SF_CUDA_STREAM(ctx), M, (int)D, (const __nv_bfloat16 *)x, ldx, w, w ? b : NULL, (float)eps, S > 0 ? S : 1,
-              shift, scale, fstride, (__nv_bfloat16 *)y, ldy);
+              SF_CUDA_STREAM(ctx), M, (int)D, (__nv_bfloat16 *)x, ldx, (const __nv_bfloat16 *)NULL, (int64_t)0,
+              (const float *)NULL, w, w ? b : NULL, (float)eps, S > 0 ? S : 1, shift, scale, fstride,
+              (__nv_bfloat16 *)y, ldy);
+    CUDA_CHECK_LAUNCH("ln_mod_kernel");
+    return SF_OK;
+fail:
+    return st;
+}
+
+extern "C" sf_status sf_res_ln_mod_cuda(const sf_cuda_ctx *ctx, int64_t M, int64_t D, void *x, int64_t ldx,
+                                        const void *res, int64_t ldr, const float *gate, const float *w, const float *b,
+                                        double eps, int64_t S, const float *shift, const float *scale, int64_t fstride,
+                                        void *y, int64_t ldy, sf_err *err) {
+    sf_status st = fused_args("sf_res_ln_mod_cuda", ctx, M, D, x, ldx, y, ldy, err);
+    if (st != SF_OK) return st;
+    SF_CUDA_REQUIRE(res && ldr >= D && ldr % 8 == 0 && (uintptr_t)res % 16 == 0 && x != y && x != res,
+                    "sf_res_ln_mod_cuda: the residual needs its own 16-byte aligned rows (stride %lld) and y != x",
+                    (long long)ldr);
+    SF_CUDA_REQUIRE(!shift == !scale && (S >= 1 && ((!shift && !gate) || fstride >= D)),
+                    "sf_res_ln_mod_cuda: bad frame vectors (S=%lld fstride=%lld)", (long long)S, (long long)fstride);
+    if (M == 0) return SF_OK;
+    SF_LAUNCH(ln_mod_kernel, (unsigned)((M + FUSED_WARPS - 1) / FUSED_WARPS), 32 * FUSED_WARPS, 0,
+              SF_CUDA_STREAM(ctx), M, (int)D, (__nv_bfloat16 *)x, ldx, (const __nv_bfloat16 *)res, ldr, gate, w,
+              w ? b : NULL, (float)eps, S, shift, scale, fstride, (__nv_bfloat16 *)y, ldy);
     CUDA_CHECK_LAUNCH("ln_mod_kernel");
     return SF_OK;
 fail:

@@ -48,7 +48,7 @@ struct sf_dit_gpu {
     bf16 *patches, *hout;                     /* (L, C·ph·pw), (L, out·ph·pw) */
     float *xin, *flow;                        /* (F, C, H, W) */
     bf16 *sinus, *et, *e, *e0;                /* (F, freq), (F, D), (F, D), (F, 6D) */
-    float *E, *Hm;                            /* (F, 6D), (F, 2D) */
+    float *E, *Hm;                            /* (NL, F, 6D) every layer's modulation, (F, 2D) the head's */
     double *rope_cs;                          /* (max_pos, d/2, 2) */
     float *S;                                 /* explicit attention logits (H, chunk, Lk_max), lazily */
     bf16 *P;                                  /* its probabilities */
@@ -56,7 +56,7 @@ struct sf_dit_gpu {
     /* SF_CUDA_PROFILE=1: events around every op, ms per category summed over forwards */
     void *ev;
     int n_ev, cap_ev, *ev_cat;
-    double prof_ms[4];
+    double prof_ms[8];
     int prof_fwd;
     /* host scratch */
     double *sin_h;
@@ -224,7 +224,7 @@ static size_t layout(sf_dit_gpu *g, const sf_dit_state *st, char *base) {
     g->et = carve(base, &off, F * D * 2);
     g->e = carve(base, &off, F * D * 2);
     g->e0 = carve(base, &off, F * 6 * D * 2);
-    g->E = carve(base, &off, F * 6 * D * 4);
+    g->E = carve(base, &off, NL * F * 6 * D * 4);
     g->Hm = carve(base, &off, F * 2 * D * 4);
     g->rope_cs = carve(base, &off, (size_t)st->rope.max_pos * (size_t)(st->rope.head_dim / 2) * 2 * 8);
     return off;
@@ -320,8 +320,10 @@ fail:
 
 /* SF_CUDA_PROFILE=1: an event before each op with its category; the time to the next event is
  * that op's. Summed per category over forwards (sf_dit_cuda_profile prints them). */
-enum { P_LINEAR, P_SELF, P_CROSS, P_GLUE, P_N };
-static const char *const P_NAME[P_N] = {"linear (cuBLASLt)", "self-attention", "cross-attention", "norms + glue"};
+enum { P_LINEAR, P_SELF, P_CROSS, P_NORM, P_QK, P_GELU, P_IO, P_N };
+static const char *const P_NAME[P_N] = {"linear (cuBLASLt)", "self-attention", "cross-attention",
+                                        "residual + LayerNorm + modulation", "q/k RMSNorm + RoPE", "GELU",
+                                        "embeddings, tables, copies"};
 
 static void prof(sf_dit_gpu *g, int cat) {
     if (!g->ev || g->n_ev >= g->cap_ev) return;
@@ -397,11 +399,26 @@ static sf_status gprobe(sf_dit_state *st, const char *name, const void *dev, int
 static sf_status ln_mod(sf_dit_gpu *g, const sf_dit_config *c, int F, int64_t S, const bf16 *x, const float *w,
                         const float *b, const float *shift, const float *scale, int64_t fstride, bf16 *y, sf_err *err) {
     const int64_t D = c->dim, M = (int64_t)F * S;
-    prof(g, P_GLUE);
+    prof(g, P_NORM);
     if (g->fused) return sf_ln_mod_cuda(&g->cx, M, D, x, D, w, b, c->eps, S, shift, scale, fstride, y, D, err);
     sf_status s = sf_layernorm_cuda(&g->cx, M, D, x, D, w, b, c->eps, y, D, err);
     if (!s && shift) s = sf_modulate_cuda(&g->cx, F, S, D, y, shift, scale, fstride, y, err);
     return s;
+}
+
+/* The residual that ends a sub-block, x = ⌊x + ⌊res·gate⌉⌉ (gate NULL: ⌊x + res⌉), then ln_mod of the
+ * new x into y — one pass when fused. */
+static sf_status res_ln_mod(sf_dit_gpu *g, const sf_dit_config *c, int F, int64_t S, bf16 *x, const bf16 *res,
+                            const float *gate, int64_t gstride, const float *w, const float *b, const float *shift,
+                            const float *scale, int64_t fstride, bf16 *y, sf_err *err) {
+    const int64_t D = c->dim, M = (int64_t)F * S;
+    sf_status s;
+    prof(g, P_NORM);
+    if (g->fused && (!gate || !shift || gstride == fstride))
+        return sf_res_ln_mod_cuda(&g->cx, M, D, x, D, res, D, gate, w, b, c->eps, S, shift, scale,
+                                  gate ? gstride : fstride, y, D, err);
+    s = gate ? sf_gated_add_cuda(&g->cx, F, S, D, x, res, gate, gstride, err) : sf_add_cuda(&g->cx, x, res, M * D, err);
+    return s ? s : ln_mod(g, c, F, S, x, w, b, shift, scale, fstride, y, err);
 }
 
 /* RMSNorm of rows (stride ld) in place [then RoPE for tokens of frames start_frame.. (rope = 1)]. */
@@ -412,7 +429,7 @@ static sf_status rms_rope(sf_dit_state *st, int64_t M, bf16 *x, int64_t ld, cons
     const sf_rope_table *rt = &st->rope;
     const int64_t D = c->dim;
     const int hd = (int)(D / c->num_heads), Hp = st->lat_h / c->patch_size[1], Wp = st->lat_w / c->patch_size[2];
-    prof(g, P_GLUE);
+    prof(g, P_QK);
     if (g->fused)
         return sf_rmsnorm_rope_cuda(&g->cx, M, D, x, ld, w, c->eps, x, ld, c->num_heads, hd, Hp, Wp, rt->n_t, rt->n_h,
                                     start_frame, rope ? g->rope_cs : NULL, rt->max_pos, err);
@@ -523,6 +540,9 @@ static sf_status tap_layer(sf_dit_state *st, int l, int64_t L, int64_t Lk, const
     return st->tap.done(st->tap.ctx, &vw, err);
 }
 
+/* Layer l. On entry g->a holds this layer's attention input ⌊LN(x)·⌊1+E1⌉ + E0⌉ (made by the
+ * previous step, fused with its residual); on return x holds the layer's output and g->a the next
+ * consumer's input: the next layer's modulated LayerNorm, or the head's (Hm) after the last layer. */
 static sf_status layer(sf_dit_state *st, int l, int F, int64_t start_frame, const sf_dit_kv_step *kv,
                        const int64_t *kfr, sf_err *err) {
     sf_dit_gpu *g = st->gpu;
@@ -534,21 +554,19 @@ static sf_status layer(sf_dit_state *st, int l, int F, int64_t start_frame, cons
     sf_cuda_ctx *cx = &g->cx;
     sf_status s;
     /* chunks of E: 0 shift-attn, 1 scale-attn, 2 gate-attn, 3 shift-ffn, 4 scale-ffn, 5 gate-ffn */
-    prof(g, P_GLUE);
-    if ((s = sf_mod_table_cuda(cx, F, 6 * D, B->mod, g->e0, 6 * D, 6 * D, g->E, err))) return s;
-    const float *shift_a = g->E, *scale_a = g->E + D, *gate_a = g->E + 2 * D;
-    const float *shift_f = g->E + 3 * D, *scale_f = g->E + 4 * D, *gate_f = g->E + 5 * D;
+    const float *E = g->E + (size_t)l * F * 6 * D;
+    const float *gate_a = E + 2 * D, *shift_f = E + 3 * D, *scale_f = E + 4 * D, *gate_f = E + 5 * D;
 
     /* self-attention: the fused K|V projection lands in its cache slots, rows of 2D */
     bf16 *KV = g->kv + (size_t)l * st->cache_tokens * 2 * D;
     if (kv->evict > 0 && kv->keep > 0) {
         size_t row = (size_t)D * 4;
+        prof(g, P_IO);
         if ((s = sf_cuda_copy_d2d(cx, (char *)KV + (size_t)st->sink_tokens * row,
                                   (char *)KV + (size_t)(st->sink_tokens + kv->evict) * row, (size_t)kv->keep * row, err)))
             return s;
     }
     bf16 *kn = KV + kv->ls * 2 * D, *vn = kn + D;
-    if ((s = ln_mod(g, c, F, S, g->x, NULL, NULL, shift_a, scale_a, 6 * D, g->a, err))) return s;
     if ((s = mm(g, L, g->a, D, &B->sa_q, g->q, D, err))) return s;
     if ((s = mm(g, L, g->a, D, &B->sa_kv, kn, 2 * D, err))) return s;
     const sf_rope_table *rt = &st->rope;
@@ -566,7 +584,7 @@ static sf_status layer(sf_dit_state *st, int l, int F, int64_t start_frame, cons
             if ((s = gprobe2(st, "mid.block0.self_attn.k_normed", kn, L, D, 2 * D, err))) return s;
             if ((s = gprobe2(st, "mid.block0.self_attn.v", vn, L, D, 2 * D, err))) return s;
         }
-        prof(g, P_GLUE);
+        prof(g, P_QK);
         if ((s = sf_rope_cuda(cx, g->q, D, F, Hp, Wp, (int)NH, (int)hd, rt->n_t, rt->n_h, start_frame, g->rope_cs,
                               rt->max_pos, err)))
             return s;
@@ -589,14 +607,15 @@ static sf_status layer(sf_dit_state *st, int l, int F, int64_t start_frame, cons
     if (l == 0 && (s = gprobe(st, "mid.block0.self_attn.attn_out", g->o, L * D, err))) return s;
     if ((s = mm(g, L, g->o, D, &B->sa_o, g->y, D, err))) return s;
     if (l == 0 && (s = gprobe(st, "mid.block0.self_attn.out", g->y, L * D, err))) return s;
-    prof(g, P_GLUE);
-    if ((s = sf_gated_add_cuda(cx, F, S, D, g->x, g->y, gate_a, 6 * D, err))) return s;
 
-    /* cross-attention (ungated residual) */
+    /* gated residual, then the cross-attention's input (norm3, or x itself without it) */
     const bf16 *cin = g->x;
     if (c->cross_attn_norm) {
-        if ((s = ln_mod(g, c, F, S, g->x, B->n3_w, B->n3_b, NULL, NULL, 0, g->a, err))) return s;
+        if ((s = res_ln_mod(g, c, F, S, g->x, g->y, gate_a, 6 * D, B->n3_w, B->n3_b, NULL, NULL, 0, g->a, err))) return s;
         cin = g->a;
+    } else {
+        prof(g, P_NORM);
+        if ((s = sf_gated_add_cuda(cx, F, S, D, g->x, g->y, gate_a, 6 * D, err))) return s;
     }
     if (l == 0 && (s = gprobe(st, "mid.block0.norm3.out", cin, L * D, err))) return s;
     if ((s = mm(g, L, cin, D, &B->ca_q, g->q, D, err))) return s;
@@ -608,18 +627,21 @@ static sf_status layer(sf_dit_state *st, int l, int F, int64_t start_frame, cons
     if (l == 0 && (s = gprobe(st, "mid.block0.cross_attn.attn_out", g->o, L * D, err))) return s;
     if ((s = mm(g, L, g->o, D, &B->ca_o, g->y, D, err))) return s;
     if (l == 0 && (s = gprobe(st, "mid.block0.cross_attn.out", g->y, L * D, err))) return s;
-    prof(g, P_GLUE);
-    if ((s = sf_add_cuda(cx, g->x, g->y, L * D, err))) return s;
 
-    /* feed-forward */
-    if ((s = ln_mod(g, c, F, S, g->x, NULL, NULL, shift_f, scale_f, 6 * D, g->a, err))) return s;
+    /* ungated cross residual, then the feed-forward's modulated LayerNorm */
+    if ((s = res_ln_mod(g, c, F, S, g->x, g->y, NULL, 0, NULL, NULL, shift_f, scale_f, 6 * D, g->a, err))) return s;
     if ((s = mm(g, L, g->a, D, &B->ffn0, g->h, c->ffn_dim, err))) return s;
-    prof(g, P_GLUE);
+    prof(g, P_GELU);
     if ((s = sf_gelu_tanh_cuda(cx, g->h, L * c->ffn_dim, err))) return s;
     if ((s = mm(g, L, g->h, c->ffn_dim, &B->ffn2, g->y, D, err))) return s;
     if (l == 0 && (s = gprobe(st, "mid.block0.ffn.out", g->y, L * D, err))) return s;
-    prof(g, P_GLUE);
-    if ((s = sf_gated_add_cuda(cx, F, S, D, g->x, g->y, gate_f, 6 * D, err))) return s;
+
+    /* gated residual, then the next consumer's modulated LayerNorm (next layer, or the head) */
+    const int last = l + 1 == c->num_layers;
+    const float *nE = last ? g->Hm : g->E + (size_t)(l + 1) * F * 6 * D;
+    if ((s = res_ln_mod(g, c, F, S, g->x, g->y, gate_f, 6 * D, NULL, NULL, nE, nE + D, last ? 2 * D : 6 * D, g->a,
+                        err)))
+        return s;
     if (st->probe) {
         char nm[64];
         snprintf(nm, sizeof nm, "mid.block%d.out", l);
@@ -639,38 +661,42 @@ sf_status sf_dit_cuda_forward(sf_dit_state *st, const float *x_t, int F, const f
     const int64_t nin = (int64_t)F * c->in_dim * st->lat_h * st->lat_w;
     const int64_t nout = (int64_t)F * c->out_dim * st->lat_h * st->lat_w;
     /* 1. patch embedding */
-    prof(g, P_GLUE);
+    prof(g, P_IO);
     if ((s = sf_cuda_copy_h2d(cx, g->xin, x_t, (size_t)nin * sizeof(float), err))) return s;
     if ((s = sf_patchify_cuda(cx, g->xin, F, c->in_dim, st->lat_h, st->lat_w, ph, pw, g->patches, err))) return s;
     if ((s = mm(g, L, g->patches, (int64_t)c->in_dim * ph * pw, &g->patch, g->x, D, err))) return s;
     /* 2. time embedding: fp64 sinusoid on the host (F·freq values), rounded to bf16 */
     sf_timestep_embed_cpu(t, F, (int)FD, g->sin_h);
     for (int64_t i = 0; i < F * FD; i++) g->sin_b[i] = sf_f32_to_bf16((float)g->sin_h[i]);
-    prof(g, P_GLUE);
+    prof(g, P_IO);
     if ((s = sf_cuda_copy_h2d(cx, g->sinus, g->sin_b, (size_t)(F * FD) * 2, err))) return s;
     if ((s = mm(g, F, g->sinus, FD, &g->tim0, g->et, D, err))) return s;
-    prof(g, P_GLUE);
+    prof(g, P_IO);
     if ((s = sf_silu_cuda(cx, g->et, F * D, err))) return s;
     if ((s = mm(g, F, g->et, D, &g->tim2, g->e, D, err))) return s;
-    prof(g, P_GLUE);
+    prof(g, P_IO);
     if ((s = sf_cuda_copy_d2d(cx, g->et, g->e, (size_t)(F * D) * 2, err))) return s;
     if ((s = sf_silu_cuda(cx, g->et, F * D, err))) return s;
     if ((s = mm(g, F, g->et, D, &g->tproj, g->e0, 6 * D, err))) return s;
     if ((s = gprobe(st, "mid.time_embedding", g->e, F * D, err))) return s;
     if ((s = gprobe(st, "mid.time_projection", g->e0, F * 6 * D, err))) return s;
-    /* 3. blocks */
+    /* every layer's modulation table E_l = ⌊mod_l + e0⌉ and the head's Hm = ⌊head.modulation + e⌉ (not e0) */
+    prof(g, P_IO);
+    for (int l = 0; l < c->num_layers; l++)
+        if ((s = sf_mod_table_cuda(cx, F, 6 * D, g->L[l].mod, g->e0, 6 * D, 6 * D, g->E + (size_t)l * F * 6 * D, err)))
+            return s;
+    if ((s = sf_mod_table_cuda(cx, F, 2 * D, g->head_mod, g->e, D, D, g->Hm, err))) return s;
+    /* 3. blocks: layer 0's modulated LayerNorm here, every later one fused into the residual before it */
+    if ((s = ln_mod(g, c, F, S, g->x, NULL, NULL, g->E, g->E + D, 6 * D, g->a, err))) return s;
     const int64_t *kfr = st->key_frames + kv->lo / S;
     for (int l = 0; l < c->num_layers; l++)
         if ((s = layer(st, l, F, start_frame, kv, kfr, err))) return s;
-    /* 4. head: Hm = head.modulation + e (not e0) */
-    prof(g, P_GLUE);
-    if ((s = sf_mod_table_cuda(cx, F, 2 * D, g->head_mod, g->e, D, D, g->Hm, err))) return s;
-    if ((s = ln_mod(g, c, F, S, g->x, NULL, NULL, g->Hm, g->Hm + D, 2 * D, g->a, err))) return s;
+    /* 4. head (g->a = ⌊LN(x)·⌊1+Hm1⌉ + Hm0⌉ from the last layer's residual step) */
     if ((s = mm(g, L, g->a, D, &g->head, g->hout, g->head.n, err))) return s;
     if ((s = gprobe(st, "mid.head_out", g->hout, L * g->head.n, err))) return s;
-    prof(g, P_GLUE);
+    prof(g, P_IO);
     if ((s = sf_unpatchify_cuda(cx, g->hout, F, c->out_dim, st->lat_h, st->lat_w, ph, pw, g->flow, err))) return s;
     if ((s = sf_cuda_copy_d2h(cx, flow, g->flow, (size_t)nout * sizeof(float), err))) return s;
-    prof(g, P_GLUE);
+    prof(g, P_IO);
     return prof_collect(g, err);
 }

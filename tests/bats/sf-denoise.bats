@@ -128,6 +128,18 @@ setup() {
     [ "$(ls "$BATS_TEST_TMPDIR" | grep -c tmp)" -eq 0 ]
 }
 
+@test "--device cuda / --gpu_id without a usable GPU: one line naming what is missing, exit 1, no output" {
+    if command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L >/dev/null 2>&1; then skip "this machine has a GPU"; fi
+    O="$BATS_TEST_TMPDIR/o.safetensors"
+    for dev in "--device cuda" "--device cuda:1" "--gpu_id 0"; do
+        run --separate-stderr sf-denoise "${COMMON[@]}" --prompt-embeds "$P:context.prompt_embeds" $dev --save-latents "$O"
+        assert_failure 1
+        [ "$(printf '%s\n' "$stderr" | grep -c 'error')" -eq 1 ]
+        [[ "$stderr" == *"no usable CUDA GPU"*"--device cpu"* || "$stderr" == *"no CUDA support"* ]]
+        [ ! -e "$O" ]
+    done
+}
+
 @test "bench tiny prints ms per block-forward and peak RSS" {
     run sf-denoise --bench tiny --model-dir "$G/model" --threads 2
     assert_success

@@ -909,6 +909,40 @@ done:
     cu_close(&c);
 }
 
+/* The residual add fused in front of the LayerNorm + modulation: the same as gated_add (gate) or
+ * add (no gate) followed by ln_mod — same operations, exact (T_EXACT) for both the updated x and y. */
+static void res_ln_case(int gated) {
+    enum { F = 2, S = 7, M = F * S, D = 1536, LDX = 1536, LDR = 1544, LDY = 1552, FS = 6 * D };
+    cu c;
+    if (!cu_open(&c)) return;
+    float *x = hrand(M * D, -3, 3, 1), *r = hrand(M * D, -2, 2, 1), *E = hrand(F * FS, -0.5f, 0.5f, 1);
+    float *gx = hzalloc(M * D), *gy = hzalloc(M * D), *rx = hzalloc(M * D), *ry = hzalloc(M * D);
+    gbuf bx, br, by, cx, cr, cy;
+    float *dE = dput(&c, E, F * FS, 0);
+    const float *gate = dE ? dE + 2 * D : NULL, *shift = dE, *scale = dE ? dE + D : NULL;
+    if (!dE || !gb_new(&c, &bx, M, D, LDX, 2) || !gb_put(&c, &bx, x) || !gb_new(&c, &br, M, D, LDR, 2) ||
+        !gb_put(&c, &br, r) || !gb_new(&c, &by, M, D, LDY, 2) || !gb_new(&c, &cx, M, D, D, 2) || !gb_put(&c, &cx, x) ||
+        !gb_new(&c, &cr, M, D, D, 2) || !gb_put(&c, &cr, r) || !gb_new(&c, &cy, M, D, D, 2))
+        goto done;
+    SF_CHECK_OK(sf_res_ln_mod_cuda(&c.ctx, M, D, bx.at, LDX, br.at, LDR, gated ? gate : NULL, NULL, NULL, 1e-6, S, shift,
+                                   scale, FS, by.at, LDY, &c.err),
+                &c.err);
+    if (gated) SF_CHECK_OK(sf_gated_add_cuda(&c.ctx, F, S, D, cx.at, cr.at, gate, FS, &c.err), &c.err);
+    else SF_CHECK_OK(sf_add_cuda(&c.ctx, cx.at, cr.at, M * D, &c.err), &c.err);
+    SF_CHECK_OK(sf_ln_mod_cuda(&c.ctx, M, D, cx.at, D, NULL, NULL, 1e-6, S, shift, scale, FS, cy.at, D, &c.err), &c.err);
+    if (gb_get(&c, &bx, "res_ln_mod x", gx) && gb_get(&c, &cx, "gated_add x", rx))
+        cmp(gated ? "res_ln_mod x vs gated_add" : "res_ln_mod x vs add", gx, rx, M * D, T_EXACT, 1);
+    if (gb_get(&c, &by, "res_ln_mod y", gy) && gb_get(&c, &cy, "ln_mod y", ry))
+        cmp("res_ln_mod y vs ln_mod after the add", gy, ry, M * D, T_EXACT, 1);
+    SF_CHECK(sf_res_ln_mod_cuda(&c.ctx, M, D, bx.at, LDX, br.at, LDR, NULL, NULL, NULL, 1e-6, S, NULL, NULL, 0, bx.at,
+                                LDX, &c.err) == SF_E_ARG); /* y aliasing x is refused */
+done:
+    free(x), free(r), free(E), free(gx), free(gy), free(rx), free(ry);
+    cu_close(&c);
+}
+static void test_res_ln_mod_gated(void) { res_ln_case(1); }
+static void test_res_ln_mod_plain(void) { res_ln_case(0); }
+
 static const sf_test tests[] = {
     {"emu_is_linked", test_emu_is_linked},
     {"emu_index", test_emu_index},
@@ -942,5 +976,7 @@ static const sf_test tests[] = {
     {"ln_mod_fused", test_ln_mod_fused},
     {"ln_affine_fused", test_ln_affine_fused},
     {"rmsnorm_rope_fused", test_rmsnorm_rope_fused},
+    {"res_ln_mod_gated", test_res_ln_mod_gated},
+    {"res_ln_mod_plain", test_res_ln_mod_plain},
 };
 SF_TEST_MAIN(tests)

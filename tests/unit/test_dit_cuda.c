@@ -272,6 +272,60 @@ static void test_fused_vs_explicit(void) {
     rel_check("fused vs explicit output", oa, ob, 9 * 16 * 8 * 12, TOL_FWD);
 }
 
+/* The rolling KV cache with a sink on the GPU (device copies of the roll, RoPE at absolute
+ * positions after eviction) against the CPU state on the same inputs: 12 frames in blocks of 3
+ * through a 6-frame window with a 1-frame sink, with and without an independent first frame;
+ * every forward's flow within the single-forward bf16 tolerance of the CPU's (each forward
+ * starts from the same x, so the error does not compound). */
+static void rolling_case(int iff) {
+    int dev = gpu();
+    if (dev < 0) return;
+    sf_err err = {{0}};
+    dit_golden d;
+    if (!dit_golden_open(&d, "base", NULL, 1, 1, 0)) {
+        dit_golden_close(&d);
+        return;
+    }
+    sf_dit_state gs;
+    const long las = 6, sink = 1;
+    sf_status s = sf_dit_state_init_on(&gs, &d.w, 3, 8, 12, las, las, sink, 1, dev, &err);
+    SF_CHECK_OK(s, &err);
+    sf_dit_state cs;
+    SF_CHECK_OK(sf_dit_state_init(&cs, &d.w, 3, 8, 12, las, las, sink, 1, &err), &err);
+    const sf_tensor *pe = sf_tfile_get(d.g, "context.prompt_embeds");
+    if (!s) {
+        SF_CHECK_OK(sf_dit_set_context(&gs, d.emb, pe->shape[1], &err), &err);
+        SF_CHECK_OK(sf_dit_set_context(&cs, d.emb, pe->shape[1], &err), &err);
+        enum { FR = 16 * 8 * 12 };
+        static float x[3 * FR], fg[3 * FR], fc[3 * FR];
+        uint64_t r = 0x1234567u + (uint64_t)iff;
+        int64_t start = 0;
+        for (int b = 0; start < 12 - (iff ? 2 : 0); b++) {
+            int F = iff && b == 0 ? 1 : 3;
+            for (int k = 0; k < 2; k++) { /* a denoising step, then the refresh at t = 0 (same slots) */
+                for (int i = 0; i < F * FR; i++) { /* fresh inputs, never zero */
+                    r ^= r << 13, r ^= r >> 7, r ^= r << 17;
+                    x[i] = (float)((double)(r >> 11) / 9007199254740992.0 * 4.0 - 2.0) + 1e-3f;
+                }
+                float t[3] = {k ? 0.0f : 750.0f, k ? 0.0f : 750.0f, k ? 0.0f : 750.0f};
+                SF_CHECK_OK(sf_dit_forward(&gs, x, F, t, start, fg, &err), &err);
+                SF_CHECK_OK(sf_dit_forward(&cs, x, F, t, start, fc, &err), &err);
+                char nm[64];
+                snprintf(nm, sizeof nm, "rolling%s block %d pass %d (start %lld)", iff ? " iff" : "", b, k,
+                         (long long)start);
+                rel_check(nm, fg, fc, (int64_t)F * FR, TOL_FWD);
+            }
+            start += F;
+        }
+        SF_CHECK(gs.local_end == cs.local_end && gs.global_end == cs.global_end);
+        sf_dit_state_free(&gs);
+    }
+    sf_dit_state_free(&cs);
+    dit_golden_close(&d);
+}
+static void test_rolling_cache(void) { rolling_case(0); }
+static void test_rolling_cache_first_frame(void) { rolling_case(1); }
+
 static const sf_test tests[] = {
     {"refusal", test_refusal},
     {"forward", test_forward},
@@ -281,5 +335,7 @@ static const sf_test tests[] = {
     {"taps_logits", test_taps_logits},
     {"taps_frames", test_taps_frames},
     {"fused_vs_explicit", test_fused_vs_explicit},
+    {"rolling_cache", test_rolling_cache},
+    {"rolling_cache_first_frame", test_rolling_cache_first_frame},
 };
 SF_TEST_MAIN(tests)

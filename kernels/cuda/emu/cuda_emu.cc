@@ -259,24 +259,29 @@ int complete_warp(unsigned w) {
 
 /* Fast path: a kernel that never reaches a barrier or warp collective runs each thread as a plain
  * call on the scheduler's stack (no coroutine switches: the emulation of the elementwise kernels
- * is ~20x faster). A launch site starts in this mode; when its first thread reaches a barrier or a
- * collective the block is abandoned (longjmp back here) and the site is remembered as needing
- * coroutines. Thread 0 is then the only one that ran, up to its first barrier — re-running the
- * block from the start is exact unless that thread wrote, before its first barrier, global memory
- * it also reads (none of the project's kernels does; such a kernel would compute twice). If a
- * later thread is the first to reach one, the threads before it ran whole and run again in the
- * coroutine pass (which reports the divergence when it is one); SF_EMU_NO_DIRECT=1 turns the fast
- * path off. */
+ * is ~20x faster). A launch site's first block always runs on coroutines; if none of its threads
+ * reached a barrier or a collective, the site's later blocks and launches run direct. Should a
+ * direct block still reach one (barriers that depend on the data or the block), it is abandoned
+ * (longjmp back here), the site goes back to coroutines and the block is re-run from the start —
+ * exact unless the threads that ran wrote global memory they also read (that case is not
+ * emulated faithfully). SF_EMU_NO_DIRECT=1 turns the fast path off. */
 bool direct_mode;
 jmp_buf direct_jb;
 unsigned direct_t;
-const char *coop_sites[256];
-unsigned n_coop_sites;
+unsigned long long n_syncs; /* barriers + warp collectives reached, for the learning above */
+struct site {
+    const char *k;
+    int direct; /* 1: no barriers seen in a whole block */
+};
+site sites[256];
+unsigned n_sites;
 
-bool needs_coroutines(const char *k) {
-    for (unsigned i = 0; i < n_coop_sites; i++)
-        if (coop_sites[i] == k || !strcmp(coop_sites[i], k)) return true;
-    return false;
+site *find_site(const char *k) {
+    for (unsigned i = 0; i < n_sites; i++)
+        if (sites[i].k == k || !strcmp(sites[i].k, k)) return &sites[i];
+    if (n_sites == sizeof sites / sizeof sites[0]) return nullptr;
+    sites[n_sites] = site{k, 0};
+    return &sites[n_sites++];
 }
 
 void leave_direct(void) {
@@ -399,6 +404,7 @@ cudaError_t set_error(cudaError_t e) {
 
 void syncthreads(const char *file, int line) {
     leave_direct();
+    n_syncs++;
     thr &t = running("__syncthreads");
     t.state = T_BAR;
     t.file = file;
@@ -409,6 +415,7 @@ void syncthreads(const char *file, int line) {
 
 uint64_t warp_op(warp_kind kind, unsigned mask, uint64_t val, int arg, const char *file, int line) {
     leave_direct();
+    n_syncs++;
     thr &t = running("a warp intrinsic");
     unsigned lane = lane_id();
     t.file = file;
@@ -487,7 +494,8 @@ void launch_raw(const char *kernel, dim3 grid, dim3 block, size_t smem, cudaStre
         for (unsigned y = 0; y < block.y; y++)
             for (unsigned x = 0; x < block.x; x++) thrs[t++].idx = uint3{x, y, z};
     in_launch = true;
-    bool direct = !needs_coroutines(kernel) && !getenv("SF_EMU_NO_DIRECT");
+    site *st = getenv("SF_EMU_NO_DIRECT") ? nullptr : find_site(kernel);
+    bool learn = st && !st->direct; /* from this launch's first block */
     for (unsigned bz = 0; bz < grid.z; bz++)
         for (unsigned by = 0; by < grid.y; by++)
             for (unsigned bx = 0; bx < grid.x; bx++) {
@@ -496,23 +504,25 @@ void launch_raw(const char *kernel, dim3 grid, dim3 block, size_t smem, cudaStre
                     poison((unsigned char *)__start_sf_emu_shared, (size_t)(__stop_sf_emu_shared - __start_sf_emu_shared));
                 if (smem) poison(dyn_buf, smem);
                 n_threads_run += nt;
-                if (direct) {
+                if (st && st->direct) {
                     if (run_block_direct() == 0) continue;
-                    /* direct_t > 0: threads 0..direct_t-1 skipped every barrier; the coroutine run below
-                       repeats them (and reports the divergence if it is one) */
-                    direct = false;
-                    if (n_coop_sites < sizeof coop_sites / sizeof coop_sites[0]) coop_sites[n_coop_sites++] = kernel;
+                    /* a barrier after all: back to coroutines for this site, re-run the block */
+                    st->direct = 0;
+                    learn = false;
                     if (+__start_sf_emu_shared && +__stop_sf_emu_shared > +__start_sf_emu_shared)
                         poison((unsigned char *)__start_sf_emu_shared,
                                (size_t)(__stop_sf_emu_shared - __start_sf_emu_shared));
                     if (smem) poison(dyn_buf, smem);
                 }
+                const unsigned long long syncs0 = n_syncs;
                 if (!run_block()) {
                     in_launch = false;
                     fail_launch(kernel, "block (%u,%u,%u) of (%u,%u,%u), %llu threads: %s", bx, by, bz, grid.x, grid.y,
                                 grid.z, nt, fault_msg);
                     return;
                 }
+                if (learn && n_syncs == syncs0) st->direct = 1; /* a whole block without a barrier */
+                learn = false;
             }
     in_launch = false;
 }
