@@ -14,6 +14,20 @@
 #define FUSED_WARPS 8
 
 
+/* A row's chunks c = lane + 32k (< nc) into v[k][0..8) as floats. */
+__device__ __forceinline__ void load_row(const __nv_bfloat16 *x, int nc, int lane, float (&v)[FUSED_MAXC][8]) {
+    const bf16x8 *xr = (const bf16x8 *)x;
+#pragma unroll
+    for (int k = 0; k < FUSED_MAXC; k++) {
+        const int c = lane + 32 * k;
+        if (c < nc) {
+            const bf16x8 t = xr[c];
+#pragma unroll
+            for (int e = 0; e < 8; e++) v[k][e] = sf_bf(t.h[e]);
+        }
+    }
+}
+
 /* One warp per row r < M. With res (the residual branch's output, row stride ldr) first
  *   x = ⌊ x + ⌊ res · gate ⌉ ⌉   (gate per frame at frame·fstride)   or   x = ⌊ x + res ⌉ (gate NULL),
  * written back to x; then y = ⌊ (x − mean)·rstd [·w + b] ⌉ and with shift/scale
@@ -30,28 +44,31 @@ static __global__ void ln_mod_kernel(int64_t M, int D, __nv_bfloat16 *x, int64_t
     const bf16x8 *rr = res ? (const bf16x8 *)(res + row * ldr) : NULL;
     const int64_t fo = (row / S) * fstride;
     float v[FUSED_MAXC][8];
-    float s = 0.0f;
+    if (rr) { /* the residual add of gated_add_kernel / add_kernel, written back */
 #pragma unroll
-    for (int k = 0; k < FUSED_MAXC; k++) {
-        const int c = lane + 32 * k;
-        if (c < nc) {
-            bf16x8 t = xr[c];
-            if (rr) { /* the residual add of gated_add_kernel / add_kernel, written back */
+        for (int k = 0; k < FUSED_MAXC; k++) {
+            const int c = lane + 32 * k;
+            if (c < nc) {
+                bf16x8 t = xr[c];
                 const bf16x8 u = rr[c];
 #pragma unroll
                 for (int e = 0; e < 8; e++) {
                     const float add = gate ? sf_round_bf(sf_bf(u.h[e]) * gate[fo + c * 8 + e]) : sf_bf(u.h[e]);
                     t.h[e] = sf_tobf(sf_bf(t.h[e]) + add);
+                    v[k][e] = sf_bf(t.h[e]);
                 }
                 xr[c] = t;
             }
-#pragma unroll
-            for (int e = 0; e < 8; e++) {
-                v[k][e] = sf_bf(t.h[e]);
-                s += v[k][e];
-            }
         }
+    } else {
+        load_row(x + row * ldx, nc, lane, v);
     }
+    float s = 0.0f;
+#pragma unroll
+    for (int k = 0; k < FUSED_MAXC; k++)
+        if (lane + 32 * k < nc)
+#pragma unroll
+            for (int e = 0; e < 8; e++) s += v[k][e];
     const float mean = sf_warp_sum(s) / (float)D;
     float ss = 0.0f;
 #pragma unroll
@@ -99,21 +116,14 @@ static __global__ void rmsnorm_rope_kernel(int64_t M, int D, const __nv_bfloat16
     const int64_t row = (int64_t)blockIdx.x * (blockDim.x >> 5) + (threadIdx.x >> 5);
     if (row >= M) return;
     const int nc = D >> 3;
-    const bf16x8 *xr = (const bf16x8 *)(x + row * ldx);
     float v[FUSED_MAXC][8];
+    load_row(x + row * ldx, nc, lane, v);
     float ss = 0.0f;
 #pragma unroll
-    for (int k = 0; k < FUSED_MAXC; k++) {
-        const int c = lane + 32 * k;
-        if (c < nc) {
-            const bf16x8 t = xr[c];
+    for (int k = 0; k < FUSED_MAXC; k++)
+        if (lane + 32 * k < nc)
 #pragma unroll
-            for (int e = 0; e < 8; e++) {
-                v[k][e] = sf_bf(t.h[e]);
-                ss += v[k][e] * v[k][e];
-            }
-        }
-    }
+            for (int e = 0; e < 8; e++) ss += v[k][e] * v[k][e];
     const float rs = 1.0f / sqrtf(sf_warp_sum(ss) / (float)D + eps);
     const int64_t hw = row % ((int64_t)Hp * Wp);
     const int64_t pt = start_frame + row / ((int64_t)Hp * Wp), ph = hw / Wp, pw = hw % Wp; /* (no array: registers) */

@@ -22,8 +22,19 @@ typedef struct dit_golden {
 
 /* Returns 1 when everything is loaded (failures are recorded as test failures). With
  * use_noise the expect file's noise.* draws are replayed, else `seed` drives our RNG. */
+/* The tiny model's config and base weights (no checkpoint); *base must outlive w. */
+static inline sf_status dit_golden_base_model(sf_dit_config *cfg, sf_tfile **base, sf_dit_weights *w, sf_err *err) {
+    char p[1024];
+    snprintf(p, sizeof p, "%s/model/config.json", sf_test_golden());
+    sf_status s = sf_dit_config_load(p, cfg, err);
+    if (s) return s;
+    snprintf(p, sizeof p, "%s/model/diffusion_pytorch_model.safetensors", sf_test_golden());
+    if ((s = sf_tfile_open(p, base, err))) return s;
+    return sf_dit_weights_load(w, cfg, *base, NULL, NULL, err);
+}
+
 /* cuda_ordinal −1: the CPU; N: the state lives on cuda:N (test_dit_cuda.c). */
-static int dit_golden_open_on(dit_golden *d, const char *mode, const char *ckpt_key, int nthreads, int use_noise,
+static inline int dit_golden_open_on(dit_golden *d, const char *mode, const char *ckpt_key, int nthreads, int use_noise,
                               uint64_t seed, int cuda_ordinal) {
     char p[1024];
     sf_err err = {{0}};
@@ -63,7 +74,7 @@ static inline int dit_golden_open(dit_golden *d, const char *mode, const char *c
     return dit_golden_open_on(d, mode, ckpt_key, nthreads, use_noise, seed, -1);
 }
 
-static void dit_golden_close(dit_golden *d) {
+static inline void dit_golden_close(dit_golden *d) {
     if (d->emb) {
         free(d->emb);
         sf_dit_state_free(&d->st);

@@ -4,7 +4,7 @@
  * second prompt, and weight-loading errors. Metric as in dit_manifest.json: max|x − golden| /
  * max|golden| per tensor. */
 #define _POSIX_C_SOURCE 200809L
-#include "sf_test.h"
+#include "dit_golden.h"
 #include "config.h"
 #include "tfile.h"
 #include "stages/denoise/dit.h"
@@ -75,22 +75,13 @@ static void on_probe(void *vctx, const char *name, const float *data, int64_t n)
     free(ref);
 }
 
-static sf_status load_model(sf_dit_config *cfg, sf_tfile **base, sf_dit_weights *w, sf_err *err) {
-    char p[1024];
-    snprintf(p, sizeof p, "%s/model/config.json", sf_test_golden());
-    sf_status s = sf_dit_config_load(p, cfg, err);
-    if (s) return s;
-    snprintf(p, sizeof p, "%s/model/diffusion_pytorch_model.safetensors", sf_test_golden());
-    if ((s = sf_tfile_open(p, base, err))) return s;
-    return sf_dit_weights_load(w, cfg, *base, NULL, NULL, err);
-}
 
 static void run_forward(const sf_tfile *g, const char *prefix, int nthreads, int with_probe) {
     sf_err err = {{0}};
     sf_dit_config cfg;
     sf_tfile *base = NULL, *sch = NULL;
     sf_dit_weights w;
-    SF_CHECK_OK(load_model(&cfg, &base, &w, &err), &err);
+    SF_CHECK_OK(dit_golden_base_model(&cfg, &base, &w, &err), &err);
     if (!base) return;
     const sf_tensor *lat = sf_tfile_get(g, "in.noisy_latent");
     int F = (int)lat->shape[1], H = (int)lat->shape[3], W = (int)lat->shape[4];
@@ -149,7 +140,7 @@ static void test_weights_errors(void) {
     sf_dit_config cfg;
     sf_tfile *base = NULL;
     sf_dit_weights w;
-    SF_CHECK_OK(load_model(&cfg, &base, &w, &err), &err);
+    SF_CHECK_OK(dit_golden_base_model(&cfg, &base, &w, &err), &err);
     if (!base) return;
     sf_dit_weights_free(&w);
     /* wrong config: ffn_dim mismatch → shape error naming the tensor */

@@ -57,15 +57,6 @@ static float *golden(const sf_tfile *g, const char *name, int64_t *n) {
     return p;
 }
 
-static sf_status open_model(sf_dit_config *cfg, sf_tfile **base, sf_dit_weights *w, sf_err *err) {
-    char p[1024];
-    snprintf(p, sizeof p, "%s/model/config.json", sf_test_golden());
-    sf_status s = sf_dit_config_load(p, cfg, err);
-    if (s) return s;
-    snprintf(p, sizeof p, "%s/model/diffusion_pytorch_model.safetensors", sf_test_golden());
-    if ((s = sf_tfile_open(p, base, err))) return s;
-    return sf_dit_weights_load(w, cfg, *base, NULL, NULL, err);
-}
 
 /* Without a GPU: a CUDA state fails with SF_E_DEVICE (or "no CUDA support" in a CPU-only build),
  * one line naming the GPU and what to do; the state is left zeroed. With one: a missing ordinal. */
@@ -74,7 +65,7 @@ static void test_refusal(void) {
     sf_dit_config cfg;
     sf_tfile *base = NULL;
     sf_dit_weights w;
-    SF_CHECK_OK(open_model(&cfg, &base, &w, &err), &err);
+    SF_CHECK_OK(dit_golden_base_model(&cfg, &base, &w, &err), &err);
     if (!base) return;
     int count = 0;
     sf_err e2 = {{0}};
@@ -114,7 +105,7 @@ static void test_forward(void) {
     sf_tfile *base = NULL, *g = sf_test_open_golden("expect/dit_forward.safetensors");
     sf_dit_weights w;
     if (!g) return;
-    SF_CHECK_OK(open_model(&cfg, &base, &w, &err), &err);
+    SF_CHECK_OK(dit_golden_base_model(&cfg, &base, &w, &err), &err);
     if (!base) return;
     int64_t n;
     const sf_tensor *lat = sf_tfile_get(g, "in.noisy_latent");
@@ -310,7 +301,7 @@ static void rolling_case(int iff) {
                 float t[3] = {k ? 0.0f : 750.0f, k ? 0.0f : 750.0f, k ? 0.0f : 750.0f};
                 SF_CHECK_OK(sf_dit_forward(&gs, x, F, t, start, fg, &err), &err);
                 SF_CHECK_OK(sf_dit_forward(&cs, x, F, t, start, fc, &err), &err);
-                char nm[64];
+                char nm[128];
                 snprintf(nm, sizeof nm, "rolling%s block %d pass %d (start %lld)", iff ? " iff" : "", b, k,
                          (long long)start);
                 rel_check(nm, fg, fc, (int64_t)F * FR, TOL_FWD);

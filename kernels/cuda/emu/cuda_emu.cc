@@ -15,7 +15,9 @@
 #include <unistd.h>
 
 #if defined(__SANITIZE_ADDRESS__)
+#include <sanitizer/asan_interface.h>
 #include <sanitizer/common_interface_defs.h>
+#define ASAN_STACK_CLEAR ((size_t)64 * 1024)
 #define SF_EMU_ASAN 1
 #else
 #define SF_EMU_ASAN 0
@@ -311,6 +313,13 @@ bool run_block(void) {
         th.fake_stack = nullptr;
 #if SF_EMU_FAST_SWITCH
         th.sp = initial_sp(th.stack);
+#if SF_EMU_ASAN
+        /* swapcontext's ASan interceptor clears the shadow of the stack it switches to; this switch
+           is not intercepted, so a reused stack would keep the scope poison of the frames of the
+           last coroutine that ran there (they end by switching away, never returning): clear the
+           part a kernel's frames use. */
+        __asan_unpoison_memory_region(th.stack + STACK - ASAN_STACK_CLEAR, ASAN_STACK_CLEAR);
+#endif
 #else
         th.uc->uc_stack.ss_sp = th.stack;
         th.uc->uc_stack.ss_size = STACK;
