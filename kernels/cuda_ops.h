@@ -120,6 +120,8 @@ sf_status sf_add_cuda(const sf_cuda_ctx *ctx, void *x, const void *y, int64_t n,
 /* n values f32 → bf16 (round to nearest even) and bf16 → f32, device to device. */
 sf_status sf_f32_to_bf16_cuda(const sf_cuda_ctx *ctx, const float *x, void *y, int64_t n, sf_err *err);
 sf_status sf_bf16_to_f32_cuda(const sf_cuda_ctx *ctx, const void *x, float *y, int64_t n, sf_err *err);
+/* n values f32 → f16 bits (round to nearest even, as sf_f32_to_f16; the attention taps' storage). */
+sf_status sf_f32_to_f16_cuda(const sf_cuda_ctx *ctx, const float *x, void *y, int64_t n, sf_err *err);
 /* Row softmax of the explicit attention path: s (rows, n) f32 scaled logits, row stride lds →
  * p (rows, n) bf16, row stride ldp: p = ⌊ exp(s − max_row) / Σ_row exp(s − max_row) ⌉ with fp32
  * statistics. CPU: sf_softmax_rows_cpu (kernels/attention.h). */

@@ -13,6 +13,7 @@
 #include "cuda/emu/cuda_emu.h"
 #else
 #include <cuda_bf16.h>
+#include <cuda_fp16.h>
 #include <cuda_runtime.h>
 #endif
 #include <limits.h>

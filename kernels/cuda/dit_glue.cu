@@ -204,6 +204,22 @@ fail:
     return st;
 }
 
+static __global__ void f32_to_f16_kernel(int64_t n, const float *__restrict__ x, uint16_t *__restrict__ y) {
+    for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += (int64_t)gridDim.x * blockDim.x)
+        y[i] = __half_as_ushort(__float2half_rn(x[i]));
+}
+
+extern "C" sf_status sf_f32_to_f16_cuda(const sf_cuda_ctx *ctx, const float *x, void *y, int64_t n, sf_err *err) {
+    sf_status st = SF_OK;
+    SF_CUDA_REQUIRE(ctx && ctx->stream && n >= 0, "sf_f32_to_f16_cuda: bad arguments");
+    if (n == 0) return SF_OK;
+    SF_LAUNCH(f32_to_f16_kernel, sf_cuda_blocks(n, 256), 256, 0, SF_CUDA_STREAM(ctx), n, x, (uint16_t *)y);
+    CUDA_CHECK_LAUNCH("f32_to_f16_kernel");
+    return SF_OK;
+fail:
+    return st;
+}
+
 /* ---------------------------------------------------------------- row softmax */
 
 #define SOFTMAX_THREADS 256

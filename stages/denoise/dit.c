@@ -543,7 +543,7 @@ sf_status sf_dit_forward(sf_dit_state *st, const float *x_t, int F, const float 
             goto fail;
         }
         if (tapped && st->tap.done) {
-            sf_dit_attn_view vw = {l, L, Lk, (int)NH, (int)hd, st->q, Ka, D, S, kfr, logits};
+            sf_dit_attn_view vw = {l, L, Lk, (int)NH, (int)hd, st->q, Ka, D, S, kfr, logits, NULL};
             if ((s = st->tap.done(st->tap.ctx, &vw, err))) goto fail;
         }
         if (l == 0) probe(st, "mid.block0.self_attn.attn_out", st->o, L * D);

@@ -69,12 +69,16 @@ typedef struct sf_dit_attn_view {
     int64_t frame_tokens;        /* tokens per latent frame */
     const int64_t *key_frames;   /* (Lk/frame_tokens) absolute latent frame of each key frame-slot */
     const float *logits;         /* (heads, Lq, Lk) when the tap supplied a buffer, else NULL */
+    const uint16_t *logits_f16;  /* GPU: (heads, Lq, Lk) f16, filled into the tap's logits_f16 buffer, else NULL */
 } sf_dit_attn_view;
 
 typedef struct sf_dit_tap {
     /* Return a (heads, Lq, Lk) f32 buffer to receive the logits of this layer's self-attention,
      * or NULL (no logits wanted). May be NULL. */
     float *(*logits_buf)(void *ctx, int layer, int heads, int64_t Lq, int64_t Lk);
+    /* The GPU backend's form: a (heads, Lq, Lk) f16 buffer it fills chunk by chunk, converted on the
+     * device (no f32 host copy of the logits), or NULL (none wanted). May be NULL (then logits_buf). */
+    uint16_t *(*logits_f16)(void *ctx, int layer, int heads, int64_t Lq, int64_t Lk);
     /* Called after the attention of a layer for which wants() is true. */
     int (*wants)(void *ctx, int layer);
     sf_status (*done)(void *ctx, const sf_dit_attn_view *v, sf_err *err);

@@ -52,6 +52,7 @@ struct sf_dit_gpu {
     double *rope_cs;                          /* (max_pos, d/2, 2) */
     float *S;                                 /* explicit attention logits (H, chunk, Lk_max), lazily */
     bf16 *P;                                  /* its probabilities */
+    uint16_t *S16;                            /* a chunk of logits as f16, on its way to a tap */
     int64_t chunk, lk_max;
     /* SF_CUDA_PROFILE=1: events around every op, ms per category summed over forwards */
     void *ev;
@@ -236,6 +237,7 @@ void sf_dit_cuda_free(sf_dit_state *st) {
     sf_sdpa_destroy(&g->sdpa);
     sf_cuda_free(g->S);
     sf_cuda_free(g->P);
+    sf_cuda_free(g->S16);
     sf_cuda_events_free(g->ev, g->cap_ev);
     free(g->ev_cat);
     sf_cuda_free(g->arena);
@@ -279,6 +281,8 @@ sf_status sf_dit_cuda_init(sf_dit_state *st, int ordinal, sf_err *err) {
     int64_t max_att = st->local_attn_size == -1 ? st->cache_tokens : st->local_attn_size * st->frame_tokens;
     g->lk_max = max_att > c->text_len ? max_att : c->text_len;
     g->chunk = pick_chunk(c->num_heads, L, g->lk_max);
+    const char *ch = getenv("SF_CUDA_ATTN_CHUNK"); /* tests: several query chunks at small sizes */
+    if (ch && atoll(ch) > 0 && atoll(ch) < g->chunk) g->chunk = atoll(ch);
     /* memory check before any large allocation: weights + state must fit */
     size_t need_state = layout(g, st, NULL);
     up probe = {g, 0, 0, 0, NULL, NULL, 0, err};
@@ -477,20 +481,30 @@ static sf_status explicit_ws(sf_dit_gpu *g, int heads, sf_err *err) {
     size_t n = (size_t)heads * (size_t)g->chunk * (size_t)g->lk_max;
     sf_status s = sf_cuda_malloc((void **)&g->S, n * 4, err);
     if (!s) s = sf_cuda_malloc((void **)&g->P, n * 2, err);
-    if (!s) g->state_bytes += n * 6;
+    if (!s) s = sf_cuda_malloc((void **)&g->S16, n * 2, err);
+    if (!s) g->state_bytes += n * 8;
     return s;
 }
 
-/* Logits tap: copy each chunk's device logits (H, rows, Lk) into the host (H, Lq, Lk) buffer. */
+/* Logits tap: each chunk's device logits (H, rows, Lk) go into the host (H, Lq, Lk) buffer — as f16
+ * converted on the device (the tap's storage, half the bytes over PCIe, no f32 host copy), or f32
+ * for a tap that asked for floats. */
 typedef struct tapcopy {
     sf_dit_gpu *g;
     float *host;
+    uint16_t *host16;
     int64_t Lq, Lk;
     int H;
 } tapcopy;
 
 static sf_status tap_chunk(void *ctx, int64_t r0, int64_t rows, const float *S, sf_err *err) {
     tapcopy *t = ctx;
+    if (t->host16) {
+        size_t w = (size_t)(rows * t->Lk) * sizeof(uint16_t);
+        sf_status s = sf_f32_to_f16_cuda(&t->g->cx, S, t->g->S16, (int64_t)t->H * rows * t->Lk, err);
+        return s ? s : sf_cuda_copy_d2h_2d(&t->g->cx, t->host16 + r0 * t->Lk, (size_t)(t->Lq * t->Lk) * sizeof(uint16_t),
+                                           t->g->S16, w, w, (size_t)t->H, err);
+    }
     size_t w = (size_t)(rows * t->Lk) * sizeof(float);
     return sf_cuda_copy_d2h_2d(&t->g->cx, t->host + r0 * t->Lk, (size_t)(t->Lq * t->Lk) * sizeof(float), S, w, w,
                                (size_t)t->H, err);
@@ -517,7 +531,7 @@ static sf_status attend(sf_dit_gpu *g, int64_t Lq, int64_t Lk, int H, int d, con
 }
 
 static sf_status tap_layer(sf_dit_state *st, int l, int64_t L, int64_t Lk, const bf16 *Ka, const int64_t *kfr,
-                           float *logits, sf_err *err) {
+                           float *logits, const uint16_t *logits16, sf_err *err) {
     sf_dit_gpu *g = st->gpu;
     const sf_dit_config *c = &st->w->cfg;
     const int64_t D = c->dim;
@@ -536,7 +550,7 @@ static sf_status tap_layer(sf_dit_state *st, int l, int64_t L, int64_t Lk, const
     free(tmp);
     if (s) return s;
     sf_dit_attn_view vw = {l, L, Lk, c->num_heads, (int)(D / c->num_heads), g->tap_q, g->tap_k, D, st->frame_tokens,
-                           kfr, logits};
+                           kfr, logits, logits16};
     return st->tap.done(st->tap.ctx, &vw, err);
 }
 
@@ -598,12 +612,16 @@ static sf_status layer(sf_dit_state *st, int l, int F, int64_t start_frame, cons
         if ((s = gprobe2(st, "mid.block0.self_attn.k_roped", Ka, kv->Lk, D, 2 * D, err))) return s;
     }
     int tapped = st->tap.wants && st->tap.wants(st->tap.ctx, l);
-    float *logits = tapped && st->tap.logits_buf ? st->tap.logits_buf(st->tap.ctx, l, (int)NH, L, kv->Lk) : NULL;
-    tapcopy tc = {g, logits, L, kv->Lk, (int)NH};
+    float *logits = NULL;
+    uint16_t *logits16 = NULL;
+    if (tapped && st->tap.logits_f16) logits16 = st->tap.logits_f16(st->tap.ctx, l, (int)NH, L, kv->Lk);
+    else if (tapped && st->tap.logits_buf) logits = st->tap.logits_buf(st->tap.ctx, l, (int)NH, L, kv->Lk);
+    tapcopy tc = {g, logits, logits16, L, kv->Lk, (int)NH};
     prof(g, P_SELF);
-    if ((s = attend(g, L, kv->Lk, (int)NH, (int)hd, g->q, Ka, Va, 2 * D, g->o, D, scale, logits ? &tc : NULL, err)))
+    if ((s = attend(g, L, kv->Lk, (int)NH, (int)hd, g->q, Ka, Va, 2 * D, g->o, D, scale,
+                    logits || logits16 ? &tc : NULL, err)))
         return s;
-    if (tapped && st->tap.done && (s = tap_layer(st, l, L, kv->Lk, Ka, kfr, logits, err))) return s;
+    if (tapped && st->tap.done && (s = tap_layer(st, l, L, kv->Lk, Ka, kfr, logits, logits16, err))) return s;
     if (l == 0 && (s = gprobe(st, "mid.block0.self_attn.attn_out", g->o, L * D, err))) return s;
     if ((s = mm(g, L, g->o, D, &B->sa_o, g->y, D, err))) return s;
     if (l == 0 && (s = gprobe(st, "mid.block0.self_attn.out", g->y, L * D, err))) return s;

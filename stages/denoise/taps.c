@@ -59,6 +59,7 @@ void sf_taps_free(sf_taps *t) {
     free(t->caps);
     free(t->layers);
     free(t->buf);
+    free(t->pend);
     memset(t, 0, sizeof *t);
 }
 
@@ -93,6 +94,36 @@ static float *tap_logits_buf(void *ctx, int layer, int heads, int64_t Lq, int64_
     return t->buf;
 }
 
+/* The seed selection keeps, per layer, the first capture with the largest key length: a later one
+ * with no more keys is not kept. The existing capture of that layer, or NULL. */
+static sf_tap_capture *seed_cap(sf_taps *t, int layer) {
+    sf_tap_capture *c = NULL;
+    for (size_t i = 0; i < t->n_caps; i++)
+        if (t->caps[i].layer == layer) c = &t->caps[i];
+    return c;
+}
+
+/* GPU backend: the f16 destination of this forward's logits, or NULL when none are wanted
+ * (frames mode, or the seed selection already holds as many keys). */
+static uint16_t *tap_logits_f16(void *ctx, int layer, int heads, int64_t Lq, int64_t Lk) {
+    sf_taps *t = ctx;
+    t->pend_skip = 0;
+    free(t->pend);
+    t->pend = NULL;
+    if (t->mode != SF_TAP_LOGITS) return NULL;
+    if (t->sel == SF_TAP_SEL_SEED) {
+        const sf_tap_capture *c = seed_cap(t, layer);
+        if (c && c->Lk >= Lk) {
+            t->pend_skip = 1;
+            return NULL;
+        }
+    }
+    size_t n;
+    if (!sf_mul_ok((size_t)heads, (size_t)Lq, &n) || !sf_mul_ok(n, (size_t)Lk, &n)) return NULL;
+    t->pend = malloc(n * sizeof(uint16_t));
+    return t->pend;
+}
+
 static sf_tap_capture *new_cap(sf_taps *t, sf_err *err) {
     if (t->n_caps == t->cap_caps) {
         size_t nc = t->cap_caps ? 2 * t->cap_caps : 16;
@@ -125,22 +156,29 @@ static sf_status tap_done(void *ctx, const sf_dit_attn_view *v, sf_err *err) {
     sf_taps *t = ctx;
     const int64_t S = v->frame_tokens, d = v->head_dim;
     if (t->mode == SF_TAP_LOGITS) {
-        if (!v->logits)
-            return sf_fail(err, SF_E_NOMEM, "out of memory for the logits of layer %d (%d×%lld×%lld floats)", v->layer,
+        if (!v->logits && !v->logits_f16) {
+            if (t->pend_skip) return SF_OK; /* GPU: the seed selection did not want this one */
+            return sf_fail(err, SF_E_NOMEM, "out of memory for the logits of layer %d (%d×%lld×%lld values)", v->layer,
                            v->heads, (long long)v->Lq, (long long)v->Lk);
+        }
         sf_tap_capture *c = NULL;
         if (t->sel == SF_TAP_SEL_SEED) { /* per layer: the first capture with the largest Lk */
-            for (size_t i = 0; i < t->n_caps; i++)
-                if (t->caps[i].layer == v->layer) c = &t->caps[i];
+            c = seed_cap(t, v->layer);
             if (c && c->Lk >= v->Lk) return SF_OK;
             if (c) cap_free(c);
         }
         int fresh = c == NULL;
         if (fresh && !(c = new_cap(t, err))) return SF_E_NOMEM;
         size_t n = (size_t)v->heads * (size_t)v->Lq * (size_t)v->Lk;
-        c->logits = malloc(n * sizeof(uint16_t));
-        if (!c->logits) return sf_fail(err, SF_E_NOMEM, "out of memory storing the logits of layer %d", v->layer);
-        for (size_t i = 0; i < n; i++) c->logits[i] = sf_f32_to_f16(v->logits[i]);
+        if (v->logits_f16 && v->logits_f16 == t->pend) { /* the GPU filled our buffer: take it */
+            c->logits = t->pend;
+            t->pend = NULL;
+        } else {
+            c->logits = malloc(n * sizeof(uint16_t));
+            if (!c->logits) return sf_fail(err, SF_E_NOMEM, "out of memory storing the logits of layer %d", v->layer);
+            for (size_t i = 0; i < n; i++)
+                c->logits[i] = v->logits_f16 ? v->logits_f16[i] : sf_f32_to_f16(v->logits[i]);
+        }
         cap_describe(c, t, v);
         if (fresh) t->n_caps++;
         return SF_OK;
@@ -192,6 +230,7 @@ static sf_status tap_done(void *ctx, const sf_dit_attn_view *v, sf_err *err) {
 void sf_taps_attach(sf_taps *t, sf_dit_state *st) {
     st->tap.wants = tap_wants;
     st->tap.logits_buf = tap_logits_buf;
+    st->tap.logits_f16 = tap_logits_f16;
     st->tap.done = tap_done;
     st->tap.ctx = t;
 }

@@ -44,6 +44,8 @@ typedef struct sf_taps {
     int64_t cur_start;
     float *buf;              /* f32 logits scratch (owned) */
     size_t buf_cap;
+    uint16_t *pend;          /* GPU: the f16 logits being filled for the current capture (owned) */
+    int pend_skip;           /* 1: this forward's logits are not kept (seed selection already has them) */
     sf_tap_capture *caps;    /* kept captures (owned) */
     size_t n_caps, cap_caps;
 } sf_taps;

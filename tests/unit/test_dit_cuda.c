@@ -199,28 +199,37 @@ static void on_fwd(void *c, int b, int s, int64_t start, int F) {
     sf_taps_on_forward(((fwd_ctx *)c)->t, b, s, start);
 }
 
-static void taps(sf_tap_mode mode) {
+static void taps(sf_tap_mode mode, sf_tap_sel sel) {
     int dev = gpu();
     if (dev < 0) return;
     sf_err err = {{0}};
     sf_taps t;
     int layers[2] = {0, 2};
-    SF_CHECK_OK(sf_taps_init(&t, mode, SF_TAP_SEL_ALL, 0, 0, layers, 2, 3, &err), &err);
+    SF_CHECK_OK(sf_taps_init(&t, mode, sel, 0, 0, layers, 2, 3, &err), &err);
     dit_golden d;
-    if (dit_golden_open_on(&d, "base", NULL, 1, 1, 0, dev)) {
+    setenv("SF_CUDA_ATTN_CHUNK", "20", 1); /* 72 query rows: chunks of 20, 20, 20, 12 through the tap copies */
+    int opened = dit_golden_open_on(&d, "base", NULL, 1, 1, 0, dev);
+    unsetenv("SF_CUDA_ATTN_CHUNK");
+    if (opened) {
         sf_taps_attach(&t, &d.st);
         fwd_ctx fc = {&t};
         sf_pipeline_hooks hk = {on_fwd, NULL, NULL, &fc, 0, NULL};
         SF_CHECK_OK(sf_pipeline_run(&d.st, &d.sc, &d.pc, &hk, NULL, &err), &err);
     }
     dit_golden_close(&d);
-    SF_CHECK_MSG(t.n_caps == 30, "%zu captures", t.n_caps);
+    const int seed = sel == SF_TAP_SEL_SEED; /* figure-4: per layer the first capture with the most keys */
+    SF_CHECK_MSG(t.n_caps == (seed ? 2u : 30u), "%zu captures", t.n_caps);
     sf_tfile *g = sf_test_open_golden("expect/taps_base.safetensors");
     for (size_t i = 0; g && i < t.n_caps; i++) {
         const sf_tap_capture *c = &t.caps[i];
         char nm[64];
-        snprintf(nm, sizeof nm, "%s.L%d.b%d.s%d", mode == SF_TAP_LOGITS ? "taps" : "stream", c->layer, c->block,
-                 c->step);
+        if (seed) {
+            SF_CHECK(c->block == 2 && c->step == 0 && c->Lk == 216);
+            snprintf(nm, sizeof nm, "fig4.L%d.attn_logits", c->layer);
+        } else {
+            snprintf(nm, sizeof nm, "%s.L%d.b%d.s%d", mode == SF_TAP_LOGITS ? "taps" : "stream", c->layer, c->block,
+                     c->step);
+        }
         int64_t n;
         float *ref = golden(g, nm, &n);
         if (!ref) continue;
@@ -239,8 +248,10 @@ static void taps(sf_tap_mode mode) {
     sf_taps_free(&t);
 }
 
-static void test_taps_logits(void) { taps(SF_TAP_LOGITS); }
-static void test_taps_frames(void) { taps(SF_TAP_FRAMES); }
+static void test_taps_logits(void) { taps(SF_TAP_LOGITS, SF_TAP_SEL_ALL); }
+static void test_taps_frames(void) { taps(SF_TAP_FRAMES, SF_TAP_SEL_ALL); }
+/* the figure-4 selection: the GPU copies out only the captures that are kept (f16, chunk by chunk) */
+static void test_taps_seed(void) { taps(SF_TAP_LOGITS, SF_TAP_SEL_SEED); }
 
 /* cuDNN's fused attention and the explicit cuBLAS path give the same forward (SF_NO_CUDNN=1 makes a
  * state use only the explicit path). */
@@ -325,6 +336,7 @@ static const sf_test tests[] = {
     {"pipeline_generator_ema", test_pipeline_generator_ema},
     {"taps_logits", test_taps_logits},
     {"taps_frames", test_taps_frames},
+    {"taps_seed", test_taps_seed},
     {"fused_vs_explicit", test_fused_vs_explicit},
     {"rolling_cache", test_rolling_cache},
     {"rolling_cache_first_frame", test_rolling_cache_first_frame},

@@ -210,6 +210,18 @@ static inline __nv_bfloat16 __double2bfloat16(double d) {
 }
 inline __nv_bfloat16::__nv_bfloat16(double d) : __x(__double2bfloat16(d).__x) {}
 static inline unsigned short __bfloat16_as_ushort(__nv_bfloat16 h) { return h.__x; }
+/* f16: only the conversion the kernels use; round to nearest even by the project's own
+ * sf_f32_to_f16 (common/tensor.h; NaN gives 0x7e00 where the GPU gives 0x7fff). */
+extern "C" uint16_t sf_f32_to_f16(float f);
+struct __half {
+    unsigned short __x;
+};
+static inline __half __float2half_rn(float f) {
+    __half r;
+    r.__x = sf_f32_to_f16(f);
+    return r;
+}
+static inline unsigned short __half_as_ushort(__half h) { return h.__x; }
 static inline __nv_bfloat16 __ushort_as_bfloat16(unsigned short u) {
     __nv_bfloat16 r;
     r.__x = u;
