@@ -19,6 +19,12 @@ echo
 echo "== sf-denoise --bench (ms per block-forward, peak RSS)"
 sf-denoise --bench tiny --model-dir tests/golden/model --progress none || status=1
 sf-denoise --bench 1.3b-layer --progress none || status=1
+if command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L >/dev/null 2>&1; then
+    echo
+    echo "== sf-denoise --bench 1.3b --device cuda (the whole DiT, 21 frames at 832x480, random weights)"
+    sf-denoise --bench 1.3b --device cuda --progress none || status=1
+    SF_CUDA_PROFILE=1 sf-denoise --bench 1.3b --device cuda --progress none | grep 'gpu profile' || status=1
+fi
 if command -v sf-wire >/dev/null 2>&1; then
     echo
     echo "== transports (sf-wire bench; memcpy baseline first)"
