@@ -52,6 +52,8 @@ LIB_OBJ := $(patsubst %.c,$(BUILD)/obj/%.o,$(LIB_SRC)) $(LIB_OBJ_EXTRA)
 LIB     := $(BUILD)/libsf.a
 
 .PHONY: all test demo bench asan fuzz clean info install
+# keep the objects of tests/benches built through pattern rules, so a second make relinks nothing
+.SECONDARY:
 all: info $(PROGS) $(TESTS)
 
 info:

@@ -117,6 +117,41 @@ int sf_progress_enabled(const char *mode) {
     return isatty(2) || (env && *env && strcmp(env, "0") != 0);
 }
 
+sf_status sf_check_out_dir(const char *flag, const char *path, int create, sf_err *err) {
+    if (!path || !*path || !strcmp(path, "-") || !strncmp(path, "fd:", 3) || strstr(path, "://")) return SF_OK;
+    char dir[4096];
+    size_t n = strlen(path);
+    if (n >= sizeof dir) return sf_fail(err, SF_E_ARG, "%s %s: path too long", flag, path);
+    memcpy(dir, path, n + 1);
+    while (n > 1 && dir[n - 1] == '/') dir[--n] = 0; /* DIR/ → the folder DIR goes into */
+    char *slash = strrchr(dir, '/');
+    if (!slash) snprintf(dir, sizeof dir, ".");
+    else if (slash == dir) dir[1] = 0;
+    else *slash = 0;
+    struct stat st;
+    if (stat(dir, &st) != 0) {
+        if (errno != ENOENT) return sf_fail(err, SF_E_IO, "%s %s: folder %s: %s", flag, path, dir, strerror(errno));
+        if (!create) return sf_fail(err, SF_E_IO, "%s %s: folder %s does not exist (mkdir -p %s)", flag, path, dir, dir);
+        for (char *q = dir + 1;; q++) { /* mkdir -p */
+            if (*q && *q != '/') continue;
+            char c = *q;
+            *q = 0;
+            if (mkdir(dir, 0755) != 0 && errno != EEXIST) {
+                int e = errno;
+                *q = c;
+                return sf_fail(err, SF_E_IO, "%s %s: cannot create folder %s: %s", flag, path, dir, strerror(e));
+            }
+            *q = c;
+            if (!c) break;
+        }
+        if (stat(dir, &st) != 0) return sf_fail(err, SF_E_IO, "%s %s: cannot create folder %s", flag, path, dir);
+    }
+    if (!S_ISDIR(st.st_mode)) return sf_fail(err, SF_E_IO, "%s %s: %s is not a folder", flag, path, dir);
+    if (access(dir, W_OK | X_OK) != 0)
+        return sf_fail(err, SF_E_IO, "%s %s: folder %s is not writable (%s)", flag, path, dir, strerror(errno));
+    return SF_OK;
+}
+
 int sf_fd_is_data(int fd) {
     struct stat st;
     if (fstat(fd, &st) != 0) return 0;

@@ -82,6 +82,13 @@ const char *sf_find_data(const char *rel, char *buf, size_t n);
  * '/' — in which case the caller leaves the name to PATH (execvp). */
 const char *sf_find_program(const char *name, char *buf, size_t n);
 
+/* Check, before any work, that the folder an output file PATH goes into exists and is writable
+ * (flag names the option in the message, e.g. "--save-latents"). PATH NULL, "", "-", fd:N and
+ * URLs (scheme://) pass; a trailing '/' (a folder output, e.g. PNG frames) checks its parent.
+ * A missing folder is created (mkdir -p) when create is set, else SF_E_IO with the hint
+ * "mkdir -p DIR"; an existing but unwritable folder is SF_E_IO. Tested by test_core.c. */
+sf_status sf_check_out_dir(const char *flag, const char *path, int create, sf_err *err);
+
 /* --progress auto|none: 1 when progress should be shown — "none" never; "auto" (or NULL) when
  * stderr is a terminal or SF_PROGRESS is set (sf-run sets it and draws one status line from
  * the '\r'-terminated progress updates of all its stages). */

@@ -63,11 +63,18 @@ static void zmq_teardown(sf_wire *w, int linger) {
         zmq_setsockopt(w->zmon, ZMQ_LINGER, &zero, sizeof zero);
         zmq_close(w->zmon);
     }
+    /* the ipc:// socket file this side bound (sf-run's /tmp/sf-run-*.sock, shm's sf-shm-*.ctl):
+     * libzmq leaves it behind, so remove it once the socket is closed */
+    char ipc[1100] = "";
+    size_t ipc_n = sizeof ipc - 1;
+    if (w->zsock && w->zbind && (zmq_getsockopt(w->zsock, ZMQ_LAST_ENDPOINT, ipc, &ipc_n) != 0 || strncmp(ipc, "ipc:///", 7)))
+        ipc[0] = 0;
     if (w->zsock) {
         zmq_setsockopt(w->zsock, ZMQ_LINGER, &linger, sizeof linger);
         zmq_close(w->zsock);
     }
     if (w->zctx) zmq_ctx_term(w->zctx); /* waits until every frame was freed */
+    if (ipc[0]) unlink(ipc + 6);
     w->zmon = w->zsock = w->zctx = NULL;
     for (int i = 0; i < 2; i++) {
         if (w->zfree_pipe[i] >= 0) close(w->zfree_pipe[i]);

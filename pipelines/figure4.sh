@@ -34,7 +34,7 @@ while [ $# -gt 0 ]; do
     esac
 done
 dir=$(dirname -- "$output_path")
-[ -d "$dir" ] || { echo "figure4.sh: error: output directory '$dir' does not exist" >&2; exit 1; }
+[ -d "$dir" ] || { echo "figure4.sh: error: output directory '$dir' does not exist (like the reference; mkdir -p $dir)" >&2; exit 1; }
 
 ref_commands "$num_frames"
 denoise+=(--layer_indices "${layer_indices[@]}" --tap-mode logits --tap-select seed --output_path "$output_path")

@@ -241,6 +241,9 @@ int main(int argc, char **argv) {
     }
     sf_video_kind kind;
     if (r.out_path && (s = sf_video_kind_of(r.out_path, &kind, &err)) != SF_OK) sf_die(prog, s, &err);
+    /* the output folders, before the VAE loads and the latents arrive */
+    if ((s = sf_check_out_dir("-o", r.out_path, 0, &err)) || (s = sf_check_out_dir("--save-video", r.save_path, 0, &err)))
+        sf_die(prog, s, &err);
     if ((v = sf_args_get(&a, opts, "vae"))) {
         r.vae_path = v;
     } else {

@@ -27,7 +27,8 @@
 static const sf_opt opts[] = {
     {"model-dir", 0, SF_ARG_VALUE, "DIR\tmodel folder (default wan_models/Wan2.1-T2V-1.3B or $SF_MODEL_DIR)"},
     {"config-path", 0, SF_ARG_VALUE, "FILE\trun config merged over configs/default_config.yaml (default configs/self_forcing_dmd.yaml)"},
-    {"checkpoint-path", 0, SF_ARG_VALUE, "FILE\tSelf-Forcing checkpoint (.pt); missing file: warning, base weights"},
+    {"checkpoint-path", 0, SF_ARG_VALUE, "FILE\tSelf-Forcing checkpoint (.pt); missing file: loud warning, base weights (like the reference)"},
+    {"require-checkpoint", 0, SF_ARG_FLAG, "a missing --checkpoint_path is an error (exit 1) instead of a fallback to the base weights"},
     {"no-checkpoint", 0, SF_ARG_FLAG, "keep the base Wan2.1 weights"},
     {"use-ema", 0, SF_ARG_FLAG, "use generator_ema (default; falls back to generator when absent)"},
     {"no-ema", 0, SF_ARG_FLAG, "use the checkpoint's generator weights"},
@@ -53,7 +54,7 @@ static const sf_opt opts[] = {
     {"gpu-id", 0, SF_ARG_VALUE, "N\talias of --device cuda:N"},
     {"threads", 0, SF_ARG_VALUE, "N\tCPU threads (default: all CPUs)"},
     {"bench", 0, SF_ARG_VALUE, "tiny|1.3b-layer|1.3b\tprint ms per block-forward and peak memory, then exit (1.3b: a whole random-weight video, GPU only)"},
-    {"progress", 0, SF_ARG_VALUE, "auto|none\tprogress on stderr (default auto: when stderr is a terminal)"},
+    {"progress", 0, SF_ARG_VALUE, "auto|bar|lines|none\tprogress on stderr: bar = one '\\r' line, lines = a line per forward with elapsed time and ETA (default auto: bar on a terminal, lines otherwise)"},
     SF_OPTS_STD,
     {NULL, 0, 0, NULL},
 };
@@ -216,11 +217,17 @@ int main(int argc, char **argv) {
         return 0;
     }
     const char *progress = sf_args_get(&a, opts, "progress");
-    if (progress && strcmp(progress, "auto") && strcmp(progress, "none")) {
-        sf_fail(&err, SF_E_ARG, "--progress: expected auto or none");
+    int show_progress;
+    if (!progress || !strcmp(progress, "auto")) /* a bar on a terminal or under sf-run, plain lines in logs */
+        show_progress = sf_progress_enabled(progress) ? SF_PROGRESS_BAR
+                        : sf_log_level() >= SF_LOG_INFO ? SF_PROGRESS_LINES : SF_PROGRESS_NONE;
+    else if (!strcmp(progress, "bar")) show_progress = SF_PROGRESS_BAR;
+    else if (!strcmp(progress, "lines")) show_progress = SF_PROGRESS_LINES;
+    else if (!strcmp(progress, "none")) show_progress = SF_PROGRESS_NONE;
+    else {
+        sf_fail(&err, SF_E_ARG, "--progress: expected auto, bar, lines or none, got '%s'", progress);
         sf_die(PROG, SF_E_ARG, &err);
     }
-    int show_progress = sf_progress_enabled(progress);
 
     /* inputs and outputs named up front so flag errors come before any heavy work */
     const char *pe_arg = sf_args_get(&a, opts, "prompt-embeds"), *in_url = sf_args_get(&a, opts, "in");
@@ -245,6 +252,10 @@ int main(int argc, char **argv) {
         sf_fail(&err, SF_E_ARG, "nothing to write: give --out URL, --save-latents FILE or --output_path FILE");
         sf_die(PROG, SF_E_ARG, &err);
     }
+    /* every output's folder, before any work: a typo must not cost the whole run */
+    if ((s = sf_check_out_dir("--save-latents", save, 0, &err)) || (s = sf_check_out_dir("--output_path", tap_out, 0, &err)) ||
+        (s = sf_check_out_dir("--out", out_url, 0, &err)))
+        sf_die(PROG, s, &err);
     int layers[256], n_layers = 0;
     for (int i = 0; i < n_lay && n_layers < 256; i++) {
         long l;
@@ -299,10 +310,19 @@ int main(int argc, char **argv) {
     if ((s = sf_dit_config_load(p, &cfg, &err))) sf_die(PROG, s, &err);
     sf_tfile *base = NULL, *ck = NULL, *noise = NULL;
     const char *ckpath = sf_args_get(&a, opts, "checkpoint-path"), *key = NULL;
-    int use_ema = !sf_args_has(&a, opts, "no-ema");
+    int use_ema = !sf_args_has(&a, opts, "no-ema"), ck_missing = 0;
     if (!sf_args_has(&a, opts, "no-checkpoint") && ckpath && *ckpath) {
         if (!file_exists(ckpath)) {
-            sf_warn("checkpoint %s not found; using the base weights", ckpath);
+            if (sf_args_has(&a, opts, "require-checkpoint")) {
+                sf_fail(&err, SF_E_NOTFOUND, "checkpoint %s not found (--require-checkpoint); check the path, or drop "
+                        "--require-checkpoint to run on the base weights", ckpath);
+                sf_die(PROG, SF_E_NOTFOUND, &err);
+            }
+            /* the reference falls back silently; a mistyped path costs a whole run, so say it loudly
+             * (here and again at the end) and record it in the outputs' metadata */
+            ck_missing = 1;
+            sf_warn("CHECKPOINT %s NOT FOUND: using the BASE Wan2.1 weights of %s; the result is NOT the "
+                    "Self-Forcing model (--require-checkpoint makes this an error)", ckpath, model_dir);
         } else {
             if ((s = sf_tfile_open(ckpath, &ck, &err))) sf_die(PROG, s, &err);
             int has_ema = 0, has_gen = 0;
@@ -322,6 +342,11 @@ int main(int argc, char **argv) {
         snprintf(p, sizeof p, "%s/diffusion_pytorch_model.safetensors", model_dir);
         if ((s = sf_tfile_open(p, &base, &err))) sf_die(PROG, s, &err);
     }
+    /* which weights were used, recorded in the outputs' metadata ("weights") */
+    char weights[4200];
+    if (ck) snprintf(weights, sizeof weights, "checkpoint %s:%s", ckpath, key);
+    else snprintf(weights, sizeof weights, "base %s%s%s%s", p, ck_missing ? " (checkpoint " : "",
+                  ck_missing ? ckpath : "", ck_missing ? " not found)" : "");
     sf_dit_weights w;
     if ((s = sf_dit_weights_load(&w, &cfg, base, ck, key, &err))) sf_die(PROG, s, &err);
     sf_info("DiT: %d layers, dim %d, %lld parameters, weights from %s%s%s", cfg.num_layers, cfg.dim,
@@ -429,16 +454,21 @@ int main(int argc, char **argv) {
             }
         char seedbuf[32];
         snprintf(seedbuf, sizeof seedbuf, "%ld", seed);
-        const char *kv[] = {"seed", noise ? "replayed" : seedbuf, "prompt", prompt};
-        if ((s = sf_safetensors_write(save, ents, k, kv, 2, &err))) sf_die(PROG, s, &err);
+        const char *kv[] = {"seed", noise ? "replayed" : seedbuf, "prompt", prompt, "weights", weights};
+        if ((s = sf_safetensors_write(save, ents, k, kv, 3, &err))) sf_die(PROG, s, &err);
+        sf_info("wrote the latents to %s", save);
         free(ents);
         free(names);
     }
     if (have_taps) {
-        sf_taps_meta meta = {prompt, (int)num_frames, rc.num_frame_per_block, rc.independent_first_frame, (int)chunk};
+        sf_taps_meta meta = {prompt, (int)num_frames, rc.num_frame_per_block, rc.independent_first_frame, (int)chunk, weights};
         if ((s = sf_taps_write(&taps, tap_out, &meta, &err))) sf_die(PROG, s, &err);
+        sf_info("wrote the attention taps to %s", tap_out);
         sf_taps_free(&taps);
     }
+    if (ck_missing)
+        sf_warn("this run used the BASE Wan2.1 weights: checkpoint %s was not found; the result is NOT the Self-Forcing model",
+                ckpath);
     free(latents);
     free(r.preds);
     free(emb);

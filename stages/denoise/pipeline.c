@@ -165,7 +165,12 @@ sf_status sf_pipeline_run(sf_dit_state *st, const sf_scheduler *sc, const sf_pip
                 sf_scheduler_flow_to_x0(sc, x, flow, F * fr, tk, dst);
                 if (hk && hk->on_pred && (s = hk->on_pred(hk->ctx, b, k, F, dst, err))) goto fail;
             }
-            if (hk && hk->progress) {
+            if (hk && hk->progress == SF_PROGRESS_LINES) {
+                double el = sf_now() - t0, eta = el / done_fwd * (total_fwd - done_fwd);
+                fprintf(stderr, "sf-denoise: block %d/%d step %d/%d: elapsed %.1fs, ETA %.1fs (%d/%d forwards)\n", b + 1,
+                        n_blocks, k + 1, cfg->n_steps + 1, el, eta, done_fwd, total_fwd);
+                fflush(stderr);
+            } else if (hk && hk->progress) {
                 double el = sf_now() - t0;
                 fprintf(stderr, "\rsf-denoise: block %d/%d step %d/%d  %.1fs  %.2f it/s   ", b + 1, n_blocks, k + 1,
                         cfg->n_steps + 1, el, el > 0 ? done_fwd / el : 0.0);

@@ -463,8 +463,8 @@ static sf_status write_stream_st(const sf_taps *t, const char *path, const sf_ta
     snprintf(fsl, sizeof fsl, "%lld", (long long)t->caps[0].frame_tokens);
     const char *kv[] = {"tap_mode", "frames", "extraction_method", "streaming", "num_frames", nf,
                         "num_frame_per_block", fpb, "chunk_frames", ch, "frame_seq_length", fsl,
-                        "prompt", m->prompt ? m->prompt : ""};
-    s = sf_safetensors_write(path, ents, n, kv, 7, err);
+                        "prompt", m->prompt ? m->prompt : "", "weights", m->weights ? m->weights : ""};
+    s = sf_safetensors_write(path, ents, n, kv, m->weights ? 8 : 7, err);
 done:
     for (size_t i = 0; bufs && i < n; i++) free(bufs[i]);
     free(bufs);
@@ -500,8 +500,9 @@ sf_status sf_taps_write(const sf_taps *t, const char *path, const sf_taps_meta *
      * 1-frame first block (independent_first_frame) makes Lq / num_frame_per_block wrong */
     snprintf(fsl, sizeof fsl, "%lld", (long long)t->caps[0].frame_tokens);
     const char *kv[] = {"tap_mode", t->mode == SF_TAP_LOGITS ? "logits" : "frames", "num_frames", nf,
-                        "num_frame_per_block", fpb, "frame_seq_length", fsl, "prompt", meta->prompt ? meta->prompt : ""};
-    s = sf_safetensors_write(path, ents, t->n_caps, kv, 5, err);
+                        "num_frame_per_block", fpb, "frame_seq_length", fsl, "prompt", meta->prompt ? meta->prompt : "",
+                        "weights", meta->weights ? meta->weights : ""};
+    s = sf_safetensors_write(path, ents, t->n_caps, kv, meta->weights ? 6 : 5, err);
 done:
     if (names)
         for (size_t i = 0; i < t->n_caps; i++) free(names[i]);

@@ -62,7 +62,10 @@ decode() { sf-decode --model-dir "$M" --progress none "$@"; }
 @test "sf-run t2v.yaml makes the video; a cached rerun does not load the encoder" {
     cd "$SF_ROOT"
     args=(model_dir="$M" checkpoint="$M/ckpt.pt" output="$T/run.y4m" cache_dir="$T/cache" num_frames=9 height=64 width=96 prompt="$PROMPT")
+    socks() { ls /tmp | grep -E '^sf-run-[0-9]+-[0-9]+\.sock$' | sort; }
+    before=$(socks)
     run -0 sf-run pipelines/t2v.yaml "${args[@]}"
+    [ "$(socks)" = "$before" ] # the ipc sockets between the stages are removed
     assert_output --partial "[encode] sf-encode: info: loading umT5 encoder"
     [ "$(frames "$T/run.y4m")" = 33 ]
     rm "$T/run.y4m"
@@ -120,7 +123,7 @@ decode() { sf-decode --model-dir "$M" --progress none "$@"; }
     assert_output "/attention_weights /prompt /num_frames /frame_seq_length /num_frame_per_block /layer_indices /is_logits /capture_method /query_frames /key_frames "
     run -2 "$SF_ROOT/pipelines/figure4.sh" --bogus
     run -1 "$SF_ROOT/pipelines/figure4.sh" --output_path "$T/no/such/dir/x.pt" --model-dir "$M"
-    assert_output --partial "does not exist"
+    assert_output --partial "does not exist (like the reference; mkdir -p $T/no/such/dir)"
 }
 
 @test "make demo: tiny model → video and taps on the CPU" {

@@ -137,13 +137,22 @@ probe() { # FILE → "width,height,rate,frames"
 @test "unwritable output path: one-line error, exit 1, no partial file" {
     run -1 --separate-stderr sf-decode --latents "$LAT" --vae "$VAE" -o "$T/no/such/dir/x.y4m"
     [ "${#stderr_lines[@]}" -eq 1 ]
-    [[ "$stderr" == *"cannot write"* ]]
+    [[ "$stderr" == *"does not exist (mkdir -p $T/no/such/dir)"* ]]
     run -1 --separate-stderr sf-decode --latents "$LAT" --vae "$VAE" --save-video "$T/no/such/v.safetensors"
     [ "${#stderr_lines[@]}" -eq 1 ]
     mkdir -p "$T/full" && touch "$T/full/x"
     run -1 --separate-stderr sf-decode --latents "$LAT" --vae "$VAE" -o "$T/full/"
     [[ "$stderr" == *"not empty"* ]]
     [ "$(ls "$T/full")" = "x" ] && [ -z "$(ls "$T" | grep tmp)" ]
+}
+
+@test "a missing output folder is found before any work (the VAE is not even opened)" {
+    for o in "-o $T/no/dir/x.mp4" "-o $T/no/dir/frames/" "--save-video $T/no/dir/v.safetensors"; do
+        run -1 --separate-stderr sf-decode --latents "$LAT" --vae "$T/no-such-vae.pth" $o
+        [ "${#stderr_lines[@]}" -eq 1 ]
+        [[ "$stderr" == *"folder $T/no/dir does not exist (mkdir -p $T/no/dir)"* ]]
+        [ ! -e "$T/no" ]
+    done
 }
 
 @test "bad flags exit 2; unknown format and missing inputs are one-line errors" {

@@ -33,19 +33,42 @@ setup() {
     done
 }
 
-@test "missing checkpoint file: warning and base weights" {
+# the safetensors header (JSON, metadata included) of FILE
+st_header() { tail -c +9 "$1" | head -c 4096 | tr -d '\0'; }
+
+@test "missing checkpoint file: loud warning at start and end, base weights, recorded in the metadata" {
     run --separate-stderr sf-denoise "${COMMON[@]}" --checkpoint_path "$BATS_TEST_TMPDIR/nope.pt" \
         --prompt-embeds "$P:context.prompt_embeds" --noise "$P" --save-latents "$BATS_TEST_TMPDIR/l.safetensors" --dump-preds
     assert_success
-    [[ "$stderr" == *"not found; using the base weights"* ]]
+    [ "$(printf '%s\n' "$stderr" | grep -c 'warning: .*nope.pt.*NOT the Self-Forcing model')" -eq 2 ]
+    [[ "$(printf '%s\n' "$stderr" | tail -1)" == *"BASE Wan2.1 weights"* ]]
     run sf-tensor diff "$BATS_TEST_TMPDIR/l.safetensors" "$P" --rtol 1e-4 --atol 1e-4 -q
     assert_output --partial "15 compared, 0 mismatched"
+    [[ "$(st_header "$BATS_TEST_TMPDIR/l.safetensors")" == *'"weights":"base '*"(checkpoint $BATS_TEST_TMPDIR/nope.pt not found)"* ]]
+}
+
+@test "--require-checkpoint: a missing checkpoint is one error line, exit 1, nothing written" {
+    O="$BATS_TEST_TMPDIR/l.safetensors"
+    run --separate-stderr sf-denoise "${COMMON[@]}" --checkpoint_path "$BATS_TEST_TMPDIR/nope.pt" --require-checkpoint \
+        --prompt-embeds "$P:context.prompt_embeds" --save-latents "$O"
+    assert_failure 1
+    [ "$(printf '%s\n' "$stderr" | grep -c .)" -eq 1 ]
+    [[ "$stderr" == "sf-denoise: error: checkpoint $BATS_TEST_TMPDIR/nope.pt not found"* ]]
+    [ ! -e "$O" ]
+    # with the checkpoint present it runs, and the metadata of latents and taps names it
+    run sf-denoise "${COMMON[@]}" --checkpoint_path "$G/checkpoints/tiny_dmd.pt" --require-checkpoint \
+        --prompt-embeds "$P:context.prompt_embeds" --save-latents "$O" \
+        --layer_indices 0 --tap-select all --output_path "$BATS_TEST_TMPDIR/t.safetensors"
+    assert_success
+    [[ "$(st_header "$O")" == *"\"weights\":\"checkpoint $G/checkpoints/tiny_dmd.pt:generator_ema\""* ]]
+    [[ "$(st_header "$BATS_TEST_TMPDIR/t.safetensors")" == *"\"weights\":\"checkpoint $G/checkpoints/tiny_dmd.pt:generator_ema\""* ]]
 }
 
 @test "taps: figure-4 .pt layout and taps.* / frames.* safetensors" {
     run sf-denoise "${COMMON[@]}" --prompt-embeds "$P:context.prompt_embeds" --noise "$P" \
         --layer_indices 0 2 --output_path "$BATS_TEST_TMPDIR/fig4.pt"
     assert_success
+    assert_output --partial "info: wrote the attention taps to $BATS_TEST_TMPDIR/fig4.pt"
     run sf-tensor ls "$BATS_TEST_TMPDIR/fig4.pt"
     assert_output --partial "attention_weights/0/attn_logits"
     assert_output --partial "[1, 2, 72, 216]"
@@ -128,6 +151,18 @@ setup() {
     [ "$(ls "$BATS_TEST_TMPDIR" | grep -c tmp)" -eq 0 ]
 }
 
+@test "missing output folders are found before any work: one line, exit 1, nothing written" {
+    O="$BATS_TEST_TMPDIR/ok.safetensors"
+    for bad in "--save-latents $BATS_TEST_TMPDIR/no/dir/l.safetensors" "--layer_indices 0 --output_path $BATS_TEST_TMPDIR/no/dir/t.pt" \
+               "--out $BATS_TEST_TMPDIR/no/dir/lat.sft"; do
+        run --separate-stderr sf-denoise "${COMMON[@]}" --prompt-embeds "$P:context.prompt_embeds" --save-latents "$O" $bad
+        assert_failure 1
+        [ "${#stderr_lines[@]}" -eq 1 ]
+        [[ "$stderr" == *"folder $BATS_TEST_TMPDIR/no/dir does not exist (mkdir -p $BATS_TEST_TMPDIR/no/dir)"* ]]
+        [ ! -e "$O" ] && [ ! -e "$BATS_TEST_TMPDIR/no" ]
+    done
+}
+
 @test "--device cuda / --gpu_id without a usable GPU: one line naming what is missing, exit 1, no output" {
     if command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L >/dev/null 2>&1; then skip "this machine has a GPU"; fi
     O="$BATS_TEST_TMPDIR/o.safetensors"
@@ -138,6 +173,22 @@ setup() {
         [[ "$stderr" == *"no usable CUDA GPU"*"--device cpu"* || "$stderr" == *"no CUDA support"* ]]
         [ ! -e "$O" ]
     done
+}
+
+@test "--progress: plain lines with elapsed time and ETA when stderr is not a terminal (auto), bar, none" {
+    ARGS=(--model-dir "$G/model" --num_frames 9 --height 64 --width 96 --threads 2 --prompt-embeds "$P:context.prompt_embeds")
+    for mode in "" "--progress auto" "--progress lines"; do
+        run -0 --separate-stderr env -u SF_PROGRESS sf-denoise "${ARGS[@]}" $mode --save-latents "$BATS_TEST_TMPDIR/l.safetensors"
+        [ "$(printf '%s\n' "$stderr" | grep -cE '^sf-denoise: block [1-3]/3 step [1-5]/5: elapsed [0-9.]+s, ETA [0-9.]+s')" -eq 15 ]
+        [[ "$stderr" != *$'\r'* ]]
+        [[ "$(printf '%s\n' "$stderr" | grep 'sf-denoise: block' | tail -1)" == *"block 3/3 step 5/5"*"ETA 0.0s (15/15 forwards)"* ]]
+    done
+    run -0 --separate-stderr sf-denoise "${ARGS[@]}" --progress bar --save-latents "$BATS_TEST_TMPDIR/l.safetensors"
+    [[ "$stderr" == *$'\r'"sf-denoise: block 3/3 step 5/5"* ]]
+    run -0 --separate-stderr sf-denoise "${ARGS[@]}" --progress none --save-latents "$BATS_TEST_TMPDIR/l.safetensors"
+    [[ "$stderr" != *"block 1/3"* ]]
+    run -2 --separate-stderr sf-denoise "${ARGS[@]}" --progress sometimes --save-latents "$BATS_TEST_TMPDIR/l.safetensors"
+    [[ "$stderr" == *"expected auto, bar, lines or none"* ]]
 }
 
 @test "bench tiny prints ms per block-forward and peak RSS" {

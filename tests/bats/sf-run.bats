@@ -118,6 +118,19 @@ write_spec() { # $1 = transport, then stage lines
     assert_line "[first] --out -"
 }
 
+@test "the folders of a spec's outputs are created before the stages start" {
+    write_spec pipe "  - name: first" "    program: $FAKE" \
+        "    args: {output: $BATS_TEST_TMPDIR/videos/sub/x.mp4, output_path: $BATS_TEST_TMPDIR/cache/t.pt}"
+    run -0 sf-run "$SPEC"
+    [ -d "$BATS_TEST_TMPDIR/videos/sub" ] && [ -d "$BATS_TEST_TMPDIR/cache" ]
+    # a folder that cannot be made: one line, before any stage starts
+    touch "$BATS_TEST_TMPDIR/file"
+    write_spec pipe "  - name: first" "    program: $FAKE" "    args: {message: started, output: $BATS_TEST_TMPDIR/file/x.mp4}"
+    run -1 --separate-stderr sf-run "$SPEC"
+    [[ "$stderr" == *"not a folder"* ]]
+    [[ "$stderr" != *started* ]]
+}
+
 @test "a failing stage ends the run fast with its message and leaves no process" {
     pids="$BATS_TEST_TMPDIR/pids"
     write_spec ipc \

@@ -86,6 +86,8 @@ wait_gone() {
     assert_output --partial "0 mismatched"
     run bash -c "ls /dev/shm | grep -c 'sf-sfbats$$-$BATS_TEST_NUMBER-'"
     assert_output 0
+    # nor the ipc control socket (checked before teardown's clean-up)
+    [ -z "$(ls "${TMPDIR:-/tmp}" | grep "^sf-shm-sfbats$$-$BATS_TEST_NUMBER")" ]
 }
 
 @test "an upstream error propagates: exit 1 with its text" {

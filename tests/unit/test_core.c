@@ -166,6 +166,52 @@ static void test_atomic_file(void) {
     SF_CHECK(sf_atomic_open(&af, path, &err) == SF_E_IO && strstr(err.msg, "cannot write"));
 }
 
+static void test_check_out_dir(void) {
+    char dir[] = "/tmp/sf_test_XXXXXX";
+    SF_CHECK(mkdtemp(dir) != NULL);
+    char path[256], sub[256];
+    sf_err err = {{0}};
+    SF_CHECK_OK(sf_check_out_dir("--x", NULL, 0, &err), &err);
+    SF_CHECK_OK(sf_check_out_dir("--x", "-", 0, &err), &err);
+    SF_CHECK_OK(sf_check_out_dir("--x", "ipc:///nonexistent/x.sock", 0, &err), &err);
+    SF_CHECK_OK(sf_check_out_dir("--x", "relative.bin", 0, &err), &err);
+    snprintf(path, sizeof path, "%s/out.bin", dir);
+    SF_CHECK_OK(sf_check_out_dir("--x", path, 0, &err), &err);
+    /* a missing folder: the message names it and says how to make it; nothing is created */
+    snprintf(path, sizeof path, "%s/a/b/out.bin", dir);
+    snprintf(sub, sizeof sub, "%s/a/b", dir);
+    SF_CHECK(sf_check_out_dir("--save-latents", path, 0, &err) == SF_E_IO);
+    SF_CHECK_MSG(strstr(err.msg, "--save-latents") && strstr(err.msg, "does not exist (mkdir -p ") && strstr(err.msg, sub),
+                 "%s", err.msg);
+    SF_CHECK(access(sub, F_OK) != 0);
+    /* create: mkdir -p */
+    SF_CHECK_OK(sf_check_out_dir("--x", path, 1, &err), &err);
+    struct stat st;
+    SF_CHECK(stat(sub, &st) == 0 && S_ISDIR(st.st_mode));
+    /* a folder output (PNG frames, "DIR/") checks the folder it goes into */
+    snprintf(path, sizeof path, "%s/a/b/frames/", dir);
+    SF_CHECK_OK(sf_check_out_dir("--x", path, 0, &err), &err);
+    /* a file where the folder should be, and an unwritable folder (unless root) */
+    snprintf(path, sizeof path, "%s/f", dir);
+    FILE *f = fopen(path, "w");
+    SF_CHECK(f != NULL);
+    if (f) fclose(f);
+    snprintf(path, sizeof path, "%s/f/out.bin", dir);
+    SF_CHECK(sf_check_out_dir("--x", path, 1, &err) == SF_E_IO && strstr(err.msg, "not a folder"));
+    if (geteuid() != 0) {
+        chmod(sub, 0555);
+        snprintf(path, sizeof path, "%s/a/b/out.bin", dir);
+        SF_CHECK(sf_check_out_dir("--x", path, 0, &err) == SF_E_IO && strstr(err.msg, "not writable"));
+        chmod(sub, 0755);
+    }
+    snprintf(path, sizeof path, "%s/f", dir);
+    unlink(path);
+    rmdir(sub);
+    snprintf(sub, sizeof sub, "%s/a", dir);
+    rmdir(sub);
+    rmdir(dir);
+}
+
 static void test_rng_known(void) {
     /* xoshiro256** from splitmix64(0): fixed known answers guard the documented stream */
     sf_rng r;
@@ -195,6 +241,6 @@ static const sf_test tests[] = {
     {"rng_known", test_rng_known},
     {"bf16_round", test_bf16_round},     {"f16_round", test_f16_round},   {"tensor_strided", test_tensor_strided},
     {"checked_math", test_checked_math}, {"cli_forms", test_cli_forms},   {"device_parse", test_device_parse},
-    {"atomic_file", test_atomic_file},
+    {"atomic_file", test_atomic_file},   {"check_out_dir", test_check_out_dir},
 };
 SF_TEST_MAIN(tests)

@@ -151,6 +151,20 @@ int main(int argc, char **argv) {
         return 0;
     }
 
+    /* the outputs a spec names (videos/t2v.mp4, cache/...): create their folders now, and fail
+     * here rather than after the stages ran when one cannot be made */
+    for (int i = 0; i < plan.n; i++) {
+        const sf_run_stage *st = &plan.stages[i];
+        for (int k = 1; !st->host[0] && k + 1 < st->argc; k++) {
+            char f[64];
+            snprintf(f, sizeof f, "%s", st->argv[k]);
+            for (char *c = f; *c; c++) if (*c == '_') *c = '-';
+            if (!strcmp(f, "-o") || !strcmp(f, "--output") || !strcmp(f, "--output-path") || !strcmp(f, "--save-latents") ||
+                !strcmp(f, "--save-video"))
+                if ((s = sf_check_out_dir(st->argv[k], st->argv[k + 1], 1, &err))) sf_die(prog, s, &err);
+        }
+    }
+
     struct sigaction sa;
     memset(&sa, 0, sizeof sa);
     sa.sa_handler = on_signal;
@@ -308,6 +322,9 @@ int main(int argc, char **argv) {
     } else {
         sf_info("pipeline '%s' finished in %.1f s", plan.name, sf_now() - t0);
     }
+    /* the ipc sockets between stages: a stage that was killed cannot remove its own */
+    for (int i = 0; i < plan.n; i++)
+        if (!strncmp(plan.stages[i].out_url, "ipc:///", 7)) unlink(plan.stages[i].out_url + 6);
     sf_run_plan_free(&plan);
     free(pos);
     sf_args_free(&a);
