@@ -13,7 +13,12 @@ CUDA_ARCH ?=
 WARN    := -Wall -Wextra -Wshadow -Wstrict-prototypes -Wmissing-prototypes -Werror=implicit-function-declaration
 OPT     ?= -O2
 CFLAGS  ?= $(OPT) -g
-ALL_CFLAGS := -std=c11 $(CFLAGS) $(WARN) -pthread -MMD -MP -Icommon -Ikernels -I. -DSF_DATADIR='"$(CURDIR)"' $(EXTRA_CFLAGS)
+# -ffp-contract=off: the CPU kernels are bit-exact references (baseline vs AVX2, CPU vs the
+# emulated GPU, the golden sums), so a*b+c must round twice everywhere. GCC's -std=c11 implies
+# it, but clang contracts within a statement by default wherever FMA is available (aarch64, an
+# FMA target); say it for both (test_kernels no_fp_contract checks).
+FP_FLAGS := -ffp-contract=off
+ALL_CFLAGS := -std=c11 $(CFLAGS) $(WARN) $(FP_FLAGS) -pthread -MMD -MP -Icommon -Ikernels -I. -DSF_DATADIR='"$(CURDIR)"' $(EXTRA_CFLAGS)
 LDLIBS  := -lcjson -lyaml -lmsgpackc -lzmq -lsodium -lpng -lz -lm -pthread
 LDFLAGS ?=
 
@@ -103,7 +108,7 @@ EMU_SRC := kernels/cuda/emu/cuda_emu.cc kernels/cuda/emu/emu_selftest.cu kernels
            kernels/cuda/norm_act.cu kernels/cuda/gemm.cu kernels/cuda/dit_glue.cu kernels/cuda/attn_blas.cu \
            kernels/cuda/device.cu kernels/cuda/norm_fused.cu
 EMU_OBJ := $(patsubst %,$(BUILD)/emu/%.o,$(EMU_SRC))
-EMU_CXXFLAGS := -std=c++17 $(CFLAGS) -Wall -Wextra -Wshadow -Wno-unknown-pragmas -ffp-contract=off -MMD -MP -DSF_CUDA_EMU \
+EMU_CXXFLAGS := -std=c++17 $(CFLAGS) -Wall -Wextra -Wshadow -Wno-unknown-pragmas $(FP_FLAGS) -MMD -MP -DSF_CUDA_EMU \
            -Icommon -Ikernels -I. $(EXTRA_CFLAGS)
 emu_comma := ,
 CPU_LDLIBS = $(filter-out -L% -Wl$(emu_comma)% -lcublas -lcudart_static -lstdc++,$(LDLIBS))

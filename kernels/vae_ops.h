@@ -1,6 +1,7 @@
 /* vae_ops.h — the element-wise and per-frame ops of the Wan VAE decoder (besides convolution):
- * channel-first RMS norm, SiLU, nearest 2× spatial upsampling, the time_conv output interleave,
- * the single-head per-frame attention of the decoder middle, residual add, output mapping.
+ * channel-first RMS norm (with a fused SiLU), nearest 2× spatial upsampling, the time_conv
+ * output interleave, the single-head per-frame attention of the decoder middle, residual add,
+ * output mapping.
  *
  * Mirrors wan/modules/vae.py (RMS_norm, Resample, AttentionBlock) and the output handling of
  * utils/wan_wrapper.py + inference.py. CPU reference in kernels/cpu/vae_ops.c; tested by
@@ -18,13 +19,10 @@ extern "C" {
 
 /* RMS_norm over channels at every pixel, with optional fused SiLU:
  *   y[f,c,p] = x[f,c,p] / max(‖x[f,:,p]‖₂, 1e-12) · √C · gamma[c] (+ bias[c] when non-NULL)
- *   then y = y·sigmoid(y) when silu != 0.
+ *   then y = y·sigmoid(y) when silu != 0 (sf_silu1, kernels/act.h).
  * x, y: [n, C, HW] (y may equal x); gamma: [C]; bias: [C] or NULL. Threads split frames/pixels. */
 void sf_vae_rms_norm_cpu(const float *x, float *y, int64_t n, int64_t C, int64_t HW, const float *gamma,
                          const float *bias, int silu, int threads);
-
-/* SiLU y = x·sigmoid(x) = x / (1 + e^-x), n floats (y may equal x). */
-void sf_vae_silu_cpu(const float *x, float *y, int64_t n);
 
 /* Nearest-neighbour 2× spatial upsampling of one or more frames:
  * x: [n, C, H, W] → y: [n, C, 2H, 2W], y[.., 2i+a, 2j+b] = x[.., i, j]. */

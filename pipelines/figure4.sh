@@ -10,7 +10,8 @@
 # Every flag also works in --dash-form. Like the reference: paths are relative to the working
 # directory, the output's parent directory is not created, --use_ema is always on.
 set -euo pipefail
-usage() { sed -n '2,12p' "$0" | sed 's/^# \{0,1\}//'; }
+# --help: the comment block above, up to its first non-comment line
+usage() { awk 'NR > 1 && !/^#/ { exit } NR > 1 { sub(/^# ?/, ""); print }' "$0"; }
 
 ref_prog=figure4.sh
 . "$(dirname -- "$0")/reference_flags.sh"

@@ -14,7 +14,8 @@
 # --chunk_frames only sets the recorded chunk_frames (our frame means need no chunking); --force
 # is accepted (there is no GPU memory guard on the CPU path).
 set -euo pipefail
-usage() { sed -n '2,15p' "$0" | sed 's/^# \{0,1\}//'; }
+# --help: the comment block above, up to its first non-comment line
+usage() { awk 'NR > 1 && !/^#/ { exit } NR > 1 { sub(/^# ?/, ""); print }' "$0"; }
 
 ref_prog=streaming.sh
 . "$(dirname -- "$0")/reference_flags.sh"

@@ -8,7 +8,7 @@
 #include <math.h>
 
 void sf_silu_cpu(float *x, int64_t n) {
-    for (int64_t i = 0; i < n; i++) x[i] = (float)((double)x[i] / (1.0 + exp(-(double)x[i])));
+    for (int64_t i = 0; i < n; i++) x[i] = sf_silu1(x[i]);
 }
 
 static void gelu_range(void *ctx, int64_t b, int64_t e) {

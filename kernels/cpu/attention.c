@@ -13,7 +13,7 @@
  *     which does not change them).
  * Every value is computed by the same operations whatever the tile shape that holds it, so the
  * result does not depend on the thread count, the tile edges or the logits tap. The kernels are
- * plain GCC vector code (no FMA contraction: -std=c11 keeps -ffp-contract=off) in
+ * plain GCC vector code (no FMA contraction: the Makefile passes -ffp-contract=off) in
  * attention_tile.inc, compiled twice: for the baseline ISA and under target("avx2") (8-lane ymm),
  * chosen at run time — both give the same bits, only speed differs. */
 #include "attention.h"

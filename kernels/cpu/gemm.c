@@ -8,7 +8,7 @@
  * 3 rows × 4 weight rows register tiles of 8-lane partial sums, parked in an f32 scratch between
  * chunks (which does not change them); finally each output = the canonical lane combination +
  * K%8 tail + bias. So every output is the same sum whatever the tile, chunk or thread that
- * computes it. Plain GCC vector code (no FMA contraction: -std=c11 keeps -ffp-contract=off),
+ * computes it. Plain GCC vector code (no FMA contraction: the Makefile passes -ffp-contract=off),
  * compiled for the baseline ISA and under target("avx2"), chosen at run time: same bits. */
 #include "gemm.h"
 #include "parallel.h"

@@ -6,6 +6,7 @@
  * mapping. Tested by tests/unit/test_vae_kernels.c and the VAE golden tests. Parallel work is
  * split over output elements only (never a reduction), so results do not depend on threads. */
 #include "vae_ops.h"
+#include "act.h"
 #include "conv3d.h"
 
 #include <math.h>
@@ -48,7 +49,7 @@ static void rms_item(void *p, int64_t item, int tid) {
         for (int64_t i = 0; i < np; i++) {
             float v = xc[i] / inv[i] * c->scale * g;
             if (c->bias) v += b;
-            if (c->silu) v = v / (1.0f + expf(-v));
+            if (c->silu) v = sf_silu1(v);
             yc[i] = v;
         }
     }
@@ -59,10 +60,6 @@ void sf_vae_rms_norm_cpu(const float *x, float *y, int64_t n, int64_t C, int64_t
     if (n <= 0 || C <= 0 || HW <= 0) return;
     rms_ctx c = {x, y, C, HW, (HW + RMS_PIX - 1) / RMS_PIX, gamma, bias, silu, (float)sqrt((double)C)};
     sf_vae_parallel_for(n * c.n_pblk, threads, rms_item, &c);
-}
-
-void sf_vae_silu_cpu(const float *x, float *y, int64_t n) {
-    for (int64_t i = 0; i < n; i++) y[i] = x[i] / (1.0f + expf(-x[i]));
 }
 
 /* ---- resampling -------------------------------------------------------------------------- */

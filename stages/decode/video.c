@@ -239,7 +239,8 @@ sf_status sf_video_open(const char *path, int width, int height, int fps, sf_vid
         }
         snprintf(w->tmpdir, sizeof w->tmpdir, "%s.tmp.%ld", base, (long)getpid());
         if (mkdir(w->tmpdir, 0755) != 0) {
-            s = sf_fail(err, SF_E_IO, "cannot create %s: %s", w->tmpdir, strerror(errno));
+            /* name the output the user asked for, not the temp folder beside it */
+            s = sf_fail(err, SF_E_IO, "cannot create output folder %s: %s", base, strerror(errno));
             w->tmpdir[0] = 0;
             goto fail;
         }
@@ -266,14 +267,16 @@ sf_status sf_video_write(sf_video_writer *w, const uint8_t *rgb, sf_err *err) {
     } else {
         uint8_t *png = NULL;
         size_t len = 0;
-        char f[4400];
+        char f[4400], what[4400];
         if ((s = sf_png_encode(rgb, w->width, w->height, &png, &len, err)) != SF_OK) return s;
         snprintf(f, sizeof f, "%s/frame_%05lld.png", w->tmpdir, (long long)w->frames);
+        /* errors name the output folder and frame, not the temp folder the frames go to first */
+        snprintf(what, sizeof what, "cannot write %s/frame_%05lld.png", w->path, (long long)w->frames);
         int fd = open(f, O_WRONLY | O_CREAT | O_TRUNC, 0644);
-        if (fd < 0) s = sf_fail(err, SF_E_IO, "cannot write %s: %s", f, strerror(errno));
+        if (fd < 0) s = sf_fail(err, SF_E_IO, "%s: %s", what, strerror(errno));
         else {
-            s = write_all(fd, png, len, f, err);
-            if (close(fd) != 0 && s == SF_OK) s = sf_fail(err, SF_E_IO, "cannot write %s: %s", f, strerror(errno));
+            s = write_all(fd, png, len, what, err);
+            if (close(fd) != 0 && s == SF_OK) s = sf_fail(err, SF_E_IO, "%s: %s", what, strerror(errno));
         }
         free(png);
         if (s != SF_OK) return s;
@@ -315,7 +318,8 @@ sf_status sf_video_close(sf_video_writer **wp, sf_err *err) {
             w->tmp[0] = 0;
     } else {
         if (rename(w->tmpdir, w->path) != 0)
-            s = sf_fail(err, SF_E_IO, "cannot rename %s to %s: %s", w->tmpdir, w->path, strerror(errno));
+            s = sf_fail(err, SF_E_IO, "cannot create output folder %s (moving the frames into place): %s",
+                        w->path, strerror(errno));
         else
             w->tmpdir[0] = 0;
     }

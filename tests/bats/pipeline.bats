@@ -126,6 +126,18 @@ decode() { sf-decode --model-dir "$M" --progress none "$@"; }
     assert_output --partial "does not exist (like the reference; mkdir -p $T/no/such/dir)"
 }
 
+@test "figure4.sh and streaming.sh --help print their usage comment, whole, and no code" {
+    local s
+    for s in figure4.sh streaming.sh; do
+        run -0 "$SF_ROOT/pipelines/$s" --help
+        # the leading comment block, "# " stripped, is the help text
+        assert_output "$(awk 'NR > 1 && !/^#/ { exit } NR > 1 { sub(/^# ?/, ""); print }' "$SF_ROOT/pipelines/$s")"
+        assert_line --index 0 --regexp "^$s — the reference's"
+        refute_output --partial "set -euo"
+        refute_output --partial "usage()"
+    done
+}
+
 @test "make demo: tiny model → video and taps on the CPU" {
     [ "${SF_BUILD:-build}" = build ] || skip "runs the regular build only (this is $SF_BUILD)"
     cd "$SF_ROOT"

@@ -194,3 +194,38 @@ write_spec() { # $1 = transport, then stage lines
     run grep -a "done: SF_PROGRESS" "$BATS_TEST_TMPDIR/tty.out"
     refute_output --partial "step 2/3"   # the status line ended with the final update
 }
+
+@test "Ctrl-C: sf-run says it was interrupted, not that a stage failed with its shutdown error" {
+    command -v setsid >/dev/null || skip "setsid(1) is not installed"
+    pids="$BATS_TEST_TMPDIR/pids"
+    # like sf-decode when the terminal's SIGINT has also reached its ffmpeg (or sf-run's SIGTERM
+    # comes first): an error, exit 1
+    prog="$BATS_TEST_TMPDIR/writer-stage"
+    cat >"$prog" <<STAGE
+#!/usr/bin/env bash
+trap 'echo "sf-decode: error: ffmpeg pipe (ffmpeg failed?): Broken pipe" >&2; exit 1' INT TERM
+echo \$\$ >>"$pids"
+echo decoding >&2
+for i in \$(seq 600); do sleep 0.1; done
+STAGE
+    chmod +x "$prog"
+    write_spec ipc \
+        "  - name: denoise" "    program: $FAKE" "    args: {pidfile: $pids, sleep: 60}" \
+        "  - name: decode" "    program: $prog"
+    # its own process group, which gets the SIGINT as a terminal's foreground job does
+    setsid sf-run "$SPEC" 3>&- 2>"$BATS_TEST_TMPDIR/log" &
+    runner=$!
+    for _ in $(seq 100); do
+        [ "$(wc -l 2>/dev/null <"$pids")" = 2 ] && grep -q decoding "$BATS_TEST_TMPDIR/log" && break
+        sleep 0.1
+    done
+    kill -INT -- -"$(ps -o pgid= "$runner" | tr -d ' ')"
+    rc=0
+    wait "$runner" || rc=$?
+    run cat "$BATS_TEST_TMPDIR/log"
+    [ "$rc" -eq 130 ]
+    assert_output --regexp "sf-run: error: interrupted by SIGINT: all stages stopped \([12] error lines? of stages"
+    refute_output --partial "failed"
+    refute_output --partial "Broken pipe"
+    while read -r p; do run ! kill -0 "$p"; done <"$pids"
+}

@@ -174,3 +174,23 @@ wait_gone() {
     assert_success
     assert_regex "$output" '^transport pipe size 1.0 MiB count 5: [0-9.]+ GB/s, [0-9.]+ ms/message; 64 B messages [0-9.]+ us/message; memcpy [0-9.]+ GB/s$'
 }
+
+@test "--help: the send form runs as written (URL before the multi-valued options)" {
+    run --separate-stderr sf-wire --help
+    assert_success
+    local send
+    send=$(printf '%s\n' "${lines[0]}" | grep -o 'send [^|]*')
+    [ -n "$send" ]
+    send=${send//FILE/$F}
+    send=${send//URL/$T/h.sft}
+    send=${send/\[--name N...\]/--name z video}
+    send=${send/\[--meta K=V...\]/--meta block=2}
+    send=${send/\[--error TEXT\]/}
+    # shellcheck disable=SC2086 # word splitting is the point: the synopsis as a command line
+    run --separate-stderr sf-wire $send
+    assert_success
+    run --separate-stderr sf-wire cat "$T/h.sft"
+    assert_success
+    assert_equal "${#lines[@]}" 3
+    assert_regex "${lines[0]}" '^tensor z f32 .*\{block: 2\}$'
+}

@@ -293,6 +293,29 @@ static void test_small_ops(void) {
     SF_CHECK(memcmp(lat, back, sizeof lat) == 0);
 }
 
+/* The build must not contract a*b+c into an FMA: the CPU kernels are bit-exact references
+ * (baseline vs AVX2, CPU vs the emulated GPU), and clang contracts within a statement by default
+ * wherever FMA is available. This function is compiled for FMA and with the build's C flags; with
+ * -ffp-contract=off (Makefile ALL_CFLAGS) it rounds the product first: 1+2^-19 - (1+2^-19) = 0,
+ * where a fused multiply-add keeps the 2^-40 of the exact product. */
+#if defined(__GNUC__) && (defined(__x86_64__) || defined(__i386__))
+__attribute__((target("fma"))) static float mul_add_fma_target(float a, float b, float c) { return a * b + c; }
+#endif
+
+static void test_no_fp_contract(void) {
+#if defined(__GNUC__) && (defined(__x86_64__) || defined(__i386__))
+    if (!__builtin_cpu_supports("fma")) {
+        SF_TEST_SKIP("no FMA on this CPU");
+        return;
+    }
+    volatile float a = 1.0f + 0x1p-20f, c = -(1.0f + 0x1p-19f);
+    float r = mul_add_fma_target(a, a, c);
+    SF_CHECK_MSG(r == 0.0f, "a*b+c = %a: contracted into an FMA (build without -ffp-contract=off?)", (double)r);
+#else
+    SF_TEST_SKIP("x86 only");
+#endif
+}
+
 static const sf_test tests[] = {
     {"gemm", test_gemm},
     {"attention", test_attention},
@@ -300,5 +323,6 @@ static const sf_test tests[] = {
     {"attention_tiles", test_attention_tiles},
     {"rope_and_sinusoid", test_rope_and_sinusoid},
     {"small_ops", test_small_ops},
+    {"no_fp_contract", test_no_fp_contract},
 };
 SF_TEST_MAIN(tests)

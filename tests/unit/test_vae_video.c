@@ -158,10 +158,40 @@ static void test_atomic(void) {
     rmdir(dir);
 }
 
+/* PNG folder errors name the output folder the user asked for, never the temp folder beside it
+ * (DIR.tmp.PID) that the frames are written to first. */
+static void test_png_errors_name_output(void) {
+    char dir[] = "/tmp/sf_video_test_XXXXXX", path[256], tmp[320];
+    if (!mkdtemp(dir)) return;
+    sf_err err = {{0}};
+    sf_video_writer *w = NULL;
+    uint8_t frame[4 * 2 * 3] = {0};
+    /* the parent folder is missing */
+    snprintf(path, sizeof path, "%s/no/frames/", dir);
+    SF_CHECK(sf_video_open(path, 4, 2, 16, &w, &err) == SF_E_IO && w == NULL);
+    SF_CHECK_MSG(strstr(err.msg, "/no/frames") && !strstr(err.msg, ".tmp."), "%s", err.msg);
+    /* a frame cannot be written (the temp folder vanished under us) */
+    snprintf(path, sizeof path, "%s/frames/", dir);
+    SF_CHECK_OK(sf_video_open(path, 4, 2, 16, &w, &err), &err);
+    if (w) {
+        SF_CHECK_OK(sf_video_write(w, frame, &err), &err);
+        snprintf(tmp, sizeof tmp, "%s/frames.tmp.%ld/frame_00000.png", dir, (long)getpid());
+        SF_CHECK(unlink(tmp) == 0);
+        snprintf(tmp, sizeof tmp, "%s/frames.tmp.%ld", dir, (long)getpid());
+        SF_CHECK(rmdir(tmp) == 0);
+        SF_CHECK(sf_video_write(w, frame, &err) == SF_E_IO);
+        SF_CHECK_MSG(strstr(err.msg, "/frames/frame_00001.png") && !strstr(err.msg, ".tmp."), "%s", err.msg);
+        sf_video_abort(&w);
+    }
+    SF_CHECK(count_entries(dir) == 0);
+    rmdir(dir);
+}
+
 static const sf_test tests[] = {
     {"png_bytes", test_png_bytes},
     {"png_roundtrip_compressed", test_png_roundtrip_compressed},
     {"ycbcr", test_ycbcr},
     {"atomic", test_atomic},
+    {"png_errors_name_output", test_png_errors_name_output},
 };
 SF_TEST_MAIN(tests)

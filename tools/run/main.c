@@ -6,7 +6,8 @@
  * relayed with a "[stage] " prefix; their '\r'-terminated progress updates are drawn as one
  * status line for the whole pipeline when sf-run's stderr is a terminal (SF_PROGRESS=1 asks
  * the stages for them) and dropped otherwise. When a stage exits non-zero or dies, the others get
- * SIGTERM (SIGKILL 3 s later) and sf-run exits 1 naming the stage and its last message.
+ * SIGTERM (SIGKILL 3 s later) and sf-run exits 1 naming the stage and its last message. On
+ * SIGINT/SIGTERM it stops them all and exits 130, without blaming a stage for the shutdown.
  * Children get PR_SET_PDEATHSIG so that they never outlive sf-run. A stage program without a
  * '/' is looked up next to sf-run first (build/bin, <prefix>/bin), then on PATH. Tested by
  * tests/bats/sf-run.bats. */
@@ -27,6 +28,10 @@
 
 static volatile sig_atomic_t g_stop;
 static void on_signal(int sig) { g_stop = sig; }
+/* Error lines the stages print after sf-run started stopping them on a signal or the timeout
+ * (sf-decode's "ffmpeg pipe: Broken pipe" after Ctrl-C reached ffmpeg): the shutdown's doing, not
+ * a cause, so they are counted and shown only with --log-level debug. */
+static int g_hidden_errors;
 
 static const sf_opt opts[] = {
     {"dry-run", 'n', SF_ARG_FLAG, "print the stage command lines and exit"},
@@ -93,6 +98,8 @@ static void relay(child *c, const char *name, int flush, status_line *sl) {
         if (e > start) {
             if (progress) {
                 snprintf(c->progress, sizeof c->progress, "%.150s", start);
+            } else if (g_stop && strstr(start, "error") && sf_log_level() < SF_LOG_DEBUG) {
+                g_hidden_errors++;
             } else {
                 status_clear(sl);
                 fprintf(stderr, "[%s] %s\n", name, start);
@@ -280,7 +287,9 @@ int main(int argc, char **argv) {
             kids[i].progress[0] = 0; /* a finished stage leaves the status line */
             remaining--;
             int bad = !(WIFEXITED(st) && WEXITSTATUS(st) == 0);
-            if (bad && failed < 0 && !kill_at) {
+            /* once sf-run is stopping on a signal, a stage's exit is the shutdown's doing (the
+             * terminal's Ctrl-C reaches every stage, and ffmpeg, too), not a failure to report */
+            if (bad && failed < 0 && !kill_at && !g_stop) {
                 failed = i;
                 kill_at = sf_now() + 3.0;
                 for (int k = 0; k < started; k++)
@@ -315,7 +324,13 @@ int main(int argc, char **argv) {
                 kids[failed].last[0] ? kids[failed].last : "no message");
         rc = 1;
     } else if (g_stop) {
-        fprintf(stderr, "%s: error: stopped\n", prog);
+        char hidden[128] = "";
+        if (g_hidden_errors)
+            snprintf(hidden, sizeof hidden, " (%d error line%s of stages shutting down not shown: --log-level debug)",
+                     g_hidden_errors, g_hidden_errors == 1 ? "" : "s");
+        if (g_stop == SIGALRM) fprintf(stderr, "%s: error: stopped after the timeout%s\n", prog, hidden);
+        else fprintf(stderr, "%s: error: interrupted by %s: all stages stopped%s\n", prog,
+                     g_stop == SIGINT ? "SIGINT" : g_stop == SIGTERM ? "SIGTERM" : "a signal", hidden);
         rc = g_stop == SIGALRM ? 1 : 130;
     } else if (started < plan.n) {
         rc = 1;

@@ -21,7 +21,7 @@
 #include <unistd.h>
 
 static const char *prog = "sf-wire";
-static const char *synopsis = "cat URL | send --from FILE [--name N...] [--meta K=V...] [--error TEXT] URL | "
+static const char *synopsis = "cat URL | send URL --from FILE [--name N...] [--meta K=V...] [--error TEXT] | "
                               "recv URL [--save FILE.safetensors] | bench --transport pipe|ipc|tcp|shm "
                               "[--size-mb M] [--count N]";
 
