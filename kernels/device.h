@@ -1,7 +1,8 @@
 /* device.h — choosing the compute device at run time (--device cpu|cuda|cuda:N).
  *
- * The CUDA implementation lives in kernels/cuda/device.cu; a build without nvcc links
- * kernels/nocuda/nocuda.c instead, whose functions report that CUDA is not compiled in.
+ * Parsing and checking live in kernels/cpu/device.c, the CUDA queries in kernels/cuda/device.cu;
+ * a build without nvcc links kernels/nocuda/nocuda.c instead, whose functions report that CUDA
+ * is not compiled in.
  * Tested by tests/unit/test_core.c (parsing) and tests/gpu/check.sh (on a GPU). */
 #ifndef SF_DEVICE_H
 #define SF_DEVICE_H

@@ -417,14 +417,123 @@ static sf_status kv_plan(sf_dit_state *st, int64_t cur_start, int64_t n_new, int
     return SF_OK;
 }
 
+/* One forward's shared facts for its layers: shapes, the KV-cache step and the keys attended. */
+typedef struct dit_fwd {
+    int F;                  /* frames in this forward */
+    int64_t start_frame;    /* absolute latent frame of the first one */
+    sf_dit_kv_step kv;      /* cache roll / write / attend ranges (kv_plan) */
+    const int64_t *kfr;     /* (Lk/S) absolute frame held by each attended key frame */
+    const int64_t *sel;     /* key_select seam: NULL, or the (Lk/S) frames gathered into Kg, Vg */
+    float *Kg, *Vg;         /* (Lk, D) gathered keys and values (key_select only) */
+} dit_fwd;
+
+/* Transformer layer l (CausalWanAttentionBlock.forward): x ← x + gate_attn·SA(mod(LN(x))),
+ * x ← x + CA(LN3(x)), x ← x + gate_ffn·FFN(mod(LN(x))), on st->x (L, D) in place; writes this
+ * forward's keys and values into layer l's cache. */
+static sf_status dit_layer(sf_dit_state *st, int l, const dit_fwd *fw, sf_err *err) {
+    const sf_dit_weights *w = st->w;
+    const sf_dit_config *c = &w->cfg;
+    const int F = fw->F;
+    const int64_t start_frame = fw->start_frame, D = c->dim, S = st->frame_tokens, L = (int64_t)F * S;
+    const int64_t NH = c->num_heads, hd = D / NH, Lk = fw->kv.Lk;
+    const int ph = c->patch_size[1], pw = c->patch_size[2], nt = st->nthreads;
+    const sf_dit_kv_step *kv = &fw->kv;
+    const int64_t *kfr = fw->kfr, *sel = fw->sel;
+    float *Kg = fw->Kg, *Vg = fw->Vg;
+    const float scale = (float)(1.0 / sqrt((double)hd));
+    sf_status s;
+    char nm[96];
+    const sf_dit_layer *B = &w->layers[l];
+    /* E = modulation + e0: (F, 6, D), its chunks in the reference's order (CausalWanAttentionBlock's
+     * e[0..5]); each is read with a frame stride of 6·D */
+    for (int f = 0; f < F; f++)
+        for (int64_t i = 0; i < 6 * D; i++) st->E[f * 6 * D + i] = B->modulation[i] + st->e0[f * 6 * D + i];
+    const float *shift_attn = st->E, *scale_attn = st->E + D, *gate_attn = st->E + 2 * D;
+    const float *shift_ffn = st->E + 3 * D, *scale_ffn = st->E + 4 * D, *gate_ffn = st->E + 5 * D;
+    /* self-attention */
+    sf_layernorm_cpu(L, D, st->x, D, NULL, NULL, c->eps, st->a, D, nt);
+    sf_modulate_cpu(F, S, D, st->a, shift_attn, scale_attn, 6 * D, st->a);
+    if ((s = gemm(st, L, st->a, D, &B->sa_q, B->sa_qb, st->q, err))) return s;
+    if ((s = gemm(st, L, st->a, D, &B->sa_k, B->sa_kb, st->k, err))) return s;
+    if ((s = gemm(st, L, st->a, D, &B->sa_v, B->sa_vb, st->v, err))) return s;
+    if (c->qk_norm) {
+        sf_rmsnorm_cpu(L, D, st->q, D, B->sa_nq, c->eps, st->q, D, nt);
+        sf_rmsnorm_cpu(L, D, st->k, D, B->sa_nk, c->eps, st->k, D, nt);
+    }
+    if (l == 0) {
+        probe(st, "mid.block0.self_attn.q_normed", st->q, L * D);
+        probe(st, "mid.block0.self_attn.k_normed", st->k, L * D);
+        probe(st, "mid.block0.self_attn.v", st->v, L * D);
+    }
+    sf_rope_apply_cpu(&st->rope, st->q, D, F, st->lat_h / ph, st->lat_w / pw, (int)NH, start_frame, nt);
+    sf_rope_apply_cpu(&st->rope, st->k, D, F, st->lat_h / ph, st->lat_w / pw, (int)NH, start_frame, nt);
+    float *KC = st->kc[l], *VC = st->vc[l];
+    if (kv->evict > 0 && kv->keep > 0) { /* roll: [sink+evict, +keep) → [sink, +keep); memmove handles overlap */
+        const int64_t from = st->sink_tokens + kv->evict;
+        memmove(KC + st->sink_tokens * D, KC + from * D, sizeof(float) * (size_t)(kv->keep * D));
+        memmove(VC + st->sink_tokens * D, VC + from * D, sizeof(float) * (size_t)(kv->keep * D));
+    }
+    memcpy(KC + kv->ls * D, st->k, sizeof(float) * (size_t)(L * D));
+    memcpy(VC + kv->ls * D, st->v, sizeof(float) * (size_t)(L * D));
+    const float *Ka = KC + kv->lo * D, *Va = VC + kv->lo * D;
+    if (sel) { /* key_select seam: gather the listed frames */
+        for (int64_t i = 0; i < Lk / S; i++) {
+            memcpy(Kg + i * S * D, KC + sel[i] * S * D, sizeof(float) * (size_t)(S * D));
+            memcpy(Vg + i * S * D, VC + sel[i] * S * D, sizeof(float) * (size_t)(S * D));
+        }
+        Ka = Kg;
+        Va = Vg;
+    }
+    if (l == 0) {
+        probe(st, "mid.block0.self_attn.q_roped", st->q, L * D);
+        probe(st, "mid.block0.self_attn.k_roped", Ka, Lk * D);
+    }
+    int tapped = st->tap.wants && st->tap.wants(st->tap.ctx, l);
+    float *logits = tapped && st->tap.logits_buf ? st->tap.logits_buf(st->tap.ctx, l, (int)NH, L, Lk) : NULL;
+    if (sf_attention_cpu(L, Lk, (int)NH, (int)hd, st->q, D, Ka, Va, D, st->o, D, scale, logits, nt))
+        return sf_fail(err, SF_E_NOMEM, "attention: out of memory");
+    if (tapped && st->tap.done) {
+        sf_dit_attn_view vw = {l, L, Lk, (int)NH, (int)hd, st->q, Ka, D, S, kfr, logits, NULL};
+        if ((s = st->tap.done(st->tap.ctx, &vw, err))) return s;
+    }
+    if (l == 0) probe(st, "mid.block0.self_attn.attn_out", st->o, L * D);
+    if ((s = gemm(st, L, st->o, D, &B->sa_o, B->sa_ob, st->y, err))) return s;
+    if (l == 0) probe(st, "mid.block0.self_attn.out", st->y, L * D);
+    sf_gated_add_cpu(F, S, D, st->x, st->y, gate_attn, 6 * D);
+    /* cross-attention (ungated residual) */
+    if (c->cross_attn_norm) sf_layernorm_cpu(L, D, st->x, D, B->n3_w, B->n3_b, c->eps, st->a, D, nt);
+    else memcpy(st->a, st->x, sizeof(float) * (size_t)(L * D));
+    if (l == 0) probe(st, "mid.block0.norm3.out", st->a, L * D);
+    if ((s = gemm(st, L, st->a, D, &B->ca_q, B->ca_qb, st->q, err))) return s;
+    if (c->qk_norm) sf_rmsnorm_cpu(L, D, st->q, D, B->ca_nq, c->eps, st->q, D, nt);
+    if (l == 0) probe(st, "mid.block0.cross_attn.q", st->q, L * D);
+    if (sf_attention_cpu(L, c->text_len, (int)NH, (int)hd, st->q, D, st->ck[l], st->cv[l], D, st->o, D, scale,
+                         NULL, nt))
+        return sf_fail(err, SF_E_NOMEM, "attention: out of memory");
+    if (l == 0) probe(st, "mid.block0.cross_attn.attn_out", st->o, L * D);
+    if ((s = gemm(st, L, st->o, D, &B->ca_o, B->ca_ob, st->y, err))) return s;
+    if (l == 0) probe(st, "mid.block0.cross_attn.out", st->y, L * D);
+    for (int64_t i = 0; i < L * D; i++) st->x[i] = st->x[i] + st->y[i];
+    /* feed-forward */
+    sf_layernorm_cpu(L, D, st->x, D, NULL, NULL, c->eps, st->a, D, nt);
+    sf_modulate_cpu(F, S, D, st->a, shift_ffn, scale_ffn, 6 * D, st->a);
+    if ((s = gemm(st, L, st->a, D, &B->ffn0, B->ffn0_b, st->h, err))) return s;
+    sf_gelu_tanh_mt_cpu(st->h, L * c->ffn_dim, nt);
+    if ((s = gemm(st, L, st->h, c->ffn_dim, &B->ffn2, B->ffn2_b, st->y, err))) return s;
+    if (l == 0) probe(st, "mid.block0.ffn.out", st->y, L * D);
+    sf_gated_add_cpu(F, S, D, st->x, st->y, gate_ffn, 6 * D);
+    snprintf(nm, sizeof nm, "mid.block%d.out", l);
+    probe(st, nm, st->x, L * D);
+    return SF_OK;
+}
+
 sf_status sf_dit_forward(sf_dit_state *st, const float *x_t, int F, const float *t, int64_t start_frame,
                          float *flow, sf_err *err) {
     const sf_dit_weights *w = st->w;
     const sf_dit_config *c = &w->cfg;
-    const int64_t D = c->dim, S = st->frame_tokens, L = (int64_t)F * S, NH = c->num_heads, hd = D / NH;
+    const int64_t D = c->dim, S = st->frame_tokens, L = (int64_t)F * S;
     const int ph = c->patch_size[1], pw = c->patch_size[2], nt = st->nthreads;
     sf_status s;
-    char nm[96];
     if (F < 1 || F > st->max_frames)
         return sf_fail(err, SF_E_ARG, "forward over %d frames (state sized for %d)", F, st->max_frames);
     if (!st->ctx_ready) return sf_fail(err, SF_E_ARG, "forward without text conditioning");
@@ -492,91 +601,9 @@ sf_status sf_dit_forward(sf_dit_state *st, const float *x_t, int F, const float 
     probe(st, "mid.time_projection", st->e0, F * 6 * D);
 
     /* 3. transformer blocks */
-    const float scale = (float)(1.0 / sqrt((double)hd));
-    for (int l = 0; l < c->num_layers; l++) {
-        const sf_dit_layer *B = &w->layers[l];
-        for (int f = 0; f < F; f++)
-            for (int64_t i = 0; i < 6 * D; i++) st->E[f * 6 * D + i] = B->modulation[i] + st->e0[f * 6 * D + i];
-        float *E0 = st->E, *E1 = st->E + D, *E2 = st->E + 2 * D, *E3 = st->E + 3 * D, *E4 = st->E + 4 * D,
-              *E5 = st->E + 5 * D;
-        /* self-attention */
-        sf_layernorm_cpu(L, D, st->x, D, NULL, NULL, c->eps, st->a, D, nt);
-        sf_modulate_cpu(F, S, D, st->a, E0, E1, 6 * D, st->a);
-        if ((s = gemm(st, L, st->a, D, &B->sa_q, B->sa_qb, st->q, err))) goto fail;
-        if ((s = gemm(st, L, st->a, D, &B->sa_k, B->sa_kb, st->k, err))) goto fail;
-        if ((s = gemm(st, L, st->a, D, &B->sa_v, B->sa_vb, st->v, err))) goto fail;
-        if (c->qk_norm) {
-            sf_rmsnorm_cpu(L, D, st->q, D, B->sa_nq, c->eps, st->q, D, nt);
-            sf_rmsnorm_cpu(L, D, st->k, D, B->sa_nk, c->eps, st->k, D, nt);
-        }
-        if (l == 0) {
-            probe(st, "mid.block0.self_attn.q_normed", st->q, L * D);
-            probe(st, "mid.block0.self_attn.k_normed", st->k, L * D);
-            probe(st, "mid.block0.self_attn.v", st->v, L * D);
-        }
-        sf_rope_apply_cpu(&st->rope, st->q, D, F, st->lat_h / ph, st->lat_w / pw, (int)NH, start_frame, nt);
-        sf_rope_apply_cpu(&st->rope, st->k, D, F, st->lat_h / ph, st->lat_w / pw, (int)NH, start_frame, nt);
-        float *KC = st->kc[l], *VC = st->vc[l];
-        if (evict > 0 && keep > 0) { /* roll: [sink+evict, +keep) → [sink, +keep); memmove handles overlap */
-            memmove(KC + st->sink_tokens * D, KC + (st->sink_tokens + evict) * D, sizeof(float) * (size_t)(keep * D));
-            memmove(VC + st->sink_tokens * D, VC + (st->sink_tokens + evict) * D, sizeof(float) * (size_t)(keep * D));
-        }
-        memcpy(KC + ls * D, st->k, sizeof(float) * (size_t)(L * D));
-        memcpy(VC + ls * D, st->v, sizeof(float) * (size_t)(L * D));
-        const float *Ka = KC + lo * D, *Va = VC + lo * D;
-        if (sel) {
-            for (int64_t i = 0; i < Lk / S; i++) {
-                memcpy(Kg + i * S * D, KC + sel[i] * S * D, sizeof(float) * (size_t)(S * D));
-                memcpy(Vg + i * S * D, VC + sel[i] * S * D, sizeof(float) * (size_t)(S * D));
-            }
-            Ka = Kg;
-            Va = Vg;
-        }
-        if (l == 0) {
-            probe(st, "mid.block0.self_attn.q_roped", st->q, L * D);
-            probe(st, "mid.block0.self_attn.k_roped", Ka, Lk * D);
-        }
-        int tapped = st->tap.wants && st->tap.wants(st->tap.ctx, l);
-        float *logits = tapped && st->tap.logits_buf ? st->tap.logits_buf(st->tap.ctx, l, (int)NH, L, Lk) : NULL;
-        if (sf_attention_cpu(L, Lk, (int)NH, (int)hd, st->q, D, Ka, Va, D, st->o, D, scale, logits, nt)) {
-            s = sf_fail(err, SF_E_NOMEM, "attention: out of memory");
-            goto fail;
-        }
-        if (tapped && st->tap.done) {
-            sf_dit_attn_view vw = {l, L, Lk, (int)NH, (int)hd, st->q, Ka, D, S, kfr, logits, NULL};
-            if ((s = st->tap.done(st->tap.ctx, &vw, err))) goto fail;
-        }
-        if (l == 0) probe(st, "mid.block0.self_attn.attn_out", st->o, L * D);
-        if ((s = gemm(st, L, st->o, D, &B->sa_o, B->sa_ob, st->y, err))) goto fail;
-        if (l == 0) probe(st, "mid.block0.self_attn.out", st->y, L * D);
-        sf_gated_add_cpu(F, S, D, st->x, st->y, E2, 6 * D);
-        /* cross-attention (ungated residual) */
-        if (c->cross_attn_norm) sf_layernorm_cpu(L, D, st->x, D, B->n3_w, B->n3_b, c->eps, st->a, D, nt);
-        else memcpy(st->a, st->x, sizeof(float) * (size_t)(L * D));
-        if (l == 0) probe(st, "mid.block0.norm3.out", st->a, L * D);
-        if ((s = gemm(st, L, st->a, D, &B->ca_q, B->ca_qb, st->q, err))) goto fail;
-        if (c->qk_norm) sf_rmsnorm_cpu(L, D, st->q, D, B->ca_nq, c->eps, st->q, D, nt);
-        if (l == 0) probe(st, "mid.block0.cross_attn.q", st->q, L * D);
-        if (sf_attention_cpu(L, c->text_len, (int)NH, (int)hd, st->q, D, st->ck[l], st->cv[l], D, st->o, D, scale,
-                             NULL, nt)) {
-            s = sf_fail(err, SF_E_NOMEM, "attention: out of memory");
-            goto fail;
-        }
-        if (l == 0) probe(st, "mid.block0.cross_attn.attn_out", st->o, L * D);
-        if ((s = gemm(st, L, st->o, D, &B->ca_o, B->ca_ob, st->y, err))) goto fail;
-        if (l == 0) probe(st, "mid.block0.cross_attn.out", st->y, L * D);
-        for (int64_t i = 0; i < L * D; i++) st->x[i] = st->x[i] + st->y[i];
-        /* feed-forward */
-        sf_layernorm_cpu(L, D, st->x, D, NULL, NULL, c->eps, st->a, D, nt);
-        sf_modulate_cpu(F, S, D, st->a, E3, E4, 6 * D, st->a);
-        if ((s = gemm(st, L, st->a, D, &B->ffn0, B->ffn0_b, st->h, err))) goto fail;
-        sf_gelu_tanh_mt_cpu(st->h, L * c->ffn_dim, nt);
-        if ((s = gemm(st, L, st->h, c->ffn_dim, &B->ffn2, B->ffn2_b, st->y, err))) goto fail;
-        if (l == 0) probe(st, "mid.block0.ffn.out", st->y, L * D);
-        sf_gated_add_cpu(F, S, D, st->x, st->y, E5, 6 * D);
-        snprintf(nm, sizeof nm, "mid.block%d.out", l);
-        probe(st, nm, st->x, L * D);
-    }
+    const dit_fwd fw = {F, start_frame, {ls, le, evict, keep, lo, Lk}, kfr, sel, Kg, Vg};
+    for (int l = 0; l < c->num_layers; l++)
+        if ((s = dit_layer(st, l, &fw, err))) goto fail;
     st->global_end = start_frame * S + L;
     st->local_end = le;
 

@@ -93,7 +93,8 @@ decode() { sf-decode --model-dir "$M" --progress none "$@"; }
     assert_output --partial "stage 'decode' failed"
     assert_output --partial "missing.pth"
     [ ! -e "$T/x.y4m" ]
-    sleep 0.3
+    # no stage left: poll up to 5 s (a fixed sleep only guessed how long the others take to go)
+    for _ in $(seq 100); do pgrep -f "$M/ckpt.pt" >/dev/null || break; sleep 0.05; done
     run ! pgrep -f "$M/ckpt.pt"
 }
 

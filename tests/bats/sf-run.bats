@@ -21,6 +21,20 @@ write_spec() { # $1 = transport, then stage lines
     } >"$SPEC"
 }
 
+# wait up to $2 seconds until none of the PIDs listed in file $1 runs; fails naming the survivors
+# (a bounded poll instead of a fixed sleep: fast when they are gone, patient under a slow build)
+all_gone() {
+    local i p left
+    for ((i = 0; i < $2 * 20; i++)); do
+        left=""
+        while read -r p; do kill -0 "$p" 2>/dev/null && left+=" $p"; done <"$1"
+        [ -z "$left" ] && return 0
+        sleep 0.05
+    done
+    echo "# still running:$left" >&2
+    return 1
+}
+
 @test "dry run expands vars, args, device and ipc urls" {
     write_spec ipc \
         "  - name: a" "    program: $FAKE" "    args: {message: '\${greeting}', flag: true, off: false, layers: [0, 4]}" \
@@ -142,10 +156,7 @@ write_spec() { # $1 = transport, then stage lines
     end=$(date +%s)
     assert_output --partial "stage 'broken' failed (exit 3): error: weights are missing"
     [ $((end - start)) -lt 10 ]
-    sleep 0.5
-    while read -r p; do
-        run ! kill -0 "$p"
-    done <"$pids"
+    all_gone "$pids" 5
     [ "$(wc -l <"$pids")" -eq 3 ]
 }
 
@@ -165,8 +176,7 @@ write_spec() { # $1 = transport, then stage lines
     [ "$rc" -eq 1 ]
     run cat "$BATS_TEST_TMPDIR/log"
     assert_output --partial "stage 'b' failed (killed by signal 9)"
-    sleep 0.5
-    while read -r p; do run ! kill -0 "$p"; done <"$pids"
+    all_gone "$pids" 5
 }
 
 @test "a missing program is reported" {

@@ -35,6 +35,24 @@ wait_gone() {
     return 1
 }
 
+# wait up to 5 s until PID $1 has its SIGTERM handler installed and sleeps in a blocking call
+# (/proc/PID/status: SigCgt has bit 15, State S), and, with $2, something listens on tcp port $2:
+# the readiness a fixed sleep only guessed at. Fails (with the status) when that never happens.
+wait_blocked() {
+    local i st cgt
+    for ((i = 0; i < 100; i++)); do
+        st=$(cat "/proc/$1/status" 2>/dev/null) || return 1
+        cgt=$(sed -n 's/^SigCgt:[[:space:]]*//p' <<<"$st")
+        if (((0x${cgt:-0} & 0x4000) != 0)) && grep -q '^State:[[:space:]]*S' <<<"$st" &&
+            { [ -z "${2:-}" ] || ss -Hltn "sport = :$2" | grep -q .; }; then
+            return 0
+        fi
+        sleep 0.05
+    done
+    echo "# PID $1 never blocked: $(grep -E '^(State|SigCgt)' <<<"$st" | tr '\n' ' ')" >&2
+    return 1
+}
+
 @test "shell pipe: send | recv --save reproduces the file" {
     run bash -c "sf-wire send - --from '$F' | sf-wire recv - --save '$T/out.safetensors'"
     assert_success
@@ -66,7 +84,7 @@ wait_gone() {
 @test "ipc: the sender may start before the receiver" {
     sf-wire send --from "$F" "ipc://$T/s.sock" 3>&- &
     PIDS+=($!)
-    sleep 0.3
+    wait_blocked "${PIDS[0]}" # the sender is up and waiting before the receiver starts
     run sf-wire recv "ipc://$T/s.sock" --save "$T/ipc.safetensors"
     assert_success
     wait "${PIDS[0]}"
@@ -145,8 +163,8 @@ wait_gone() {
     sf-wire recv "shm://sfbats$$-$BATS_TEST_NUMBER" 3>&- 2>"$T/err2" &
     local p2=$!
     PIDS+=($p2)
-    sleep 0.5
-    kill -0 "$p1" && kill -0 "$p2" # really blocked
+    wait_blocked "$p1" "$PORT" # really blocked (handlers installed, listening) before the signal
+    wait_blocked "$p2"
     kill -TERM "$p1" "$p2"
     wait_gone "$p1" 2
     wait_gone "$p2" 2

@@ -10,12 +10,11 @@
  * `make test`; cuDNN is not emulated, so attention takes the explicit path, and the cases that
  * would only repeat a covered path are skipped there to keep the suite fast).
  *
- * Tolerances (max|Δ| / max|ref| per tensor), from the golden README's bf16 GPU column:
- *   single forward, every tensor            2e-2  (bf16 storage of every activation)
- *   pipeline preds / output                 5e-2  (bf16 error compounds over 15 forwards + refresh)
- *   f16 logit taps                          5e-2  (logits of bf16 q, k; pipeline drift as above)
- *   frame aggregates                        5e-2  (means of those logits)
- *   cuDNN fused vs explicit attention       2e-2  (two bf16 attention algorithms, one forward) */
+ * Tolerances (max|Δ| / max|ref| per tensor, sf_test_rel_close), the bf16 GPU entries of sf_test.h:
+ *   single forward, every tensor            SF_TOL_BF16_FWD   2e-2
+ *   pipeline preds / output                 SF_TOL_BF16_PIPE  5e-2
+ *   f16 logit taps, frame aggregates        SF_TOL_BF16_TAP   5e-2
+ *   cuDNN fused vs explicit attention       SF_TOL_BF16_FWD   2e-2  (two bf16 attention algorithms) */
 #define _POSIX_C_SOURCE 200809L
 #include "dit_golden.h"
 #include "device.h"
@@ -23,9 +22,6 @@
 
 #include <stdio.h>
 
-#define TOL_FWD 2e-2
-#define TOL_PIPE 5e-2
-#define TOL_TAP 5e-2
 
 /* The device under test, or −1 (SKIP set) when there is none. */
 static int gpu(void) {
@@ -39,12 +35,6 @@ static int gpu(void) {
     const char *env = getenv("SF_TEST_DEVICE");
     if (env && *env) SF_CHECK_OK(sf_device_parse(env, &d, &err), &err);
     return d.ordinal;
-}
-
-/* max|got − ref| / max|ref| ≤ tol, else print tensor, first bad index, both values, max|Δ|, NMSE. */
-static void rel_check(const char *what, const float *got, const float *ref, int64_t n, double tol) {
-    double mr = sf_test_maxabs(ref, (size_t)n);
-    sf_test_allclose(what, got, ref, (size_t)n, 0, tol * (mr > 0 ? mr : 1));
 }
 
 static float *golden(const sf_tfile *g, const char *name, int64_t *n) {
@@ -92,7 +82,8 @@ static void on_probe(void *vc, const char *name, const float *data, int64_t n) {
     int64_t gn;
     float *ref = golden(pc->g, name, &gn);
     if (!ref) return;
-    rel_check(name, data, ref, n < gn ? n : gn, TOL_FWD); /* text/cross K/V goldens hold the first rows */
+    /* text/cross K/V goldens hold the first rows */
+    sf_test_rel_close(name, data, ref, (size_t)(n < gn ? n : gn), SF_TOL_BF16_FWD);
     pc->checked++;
     free(ref);
 }
@@ -122,12 +113,12 @@ static void test_forward(void) {
         float *flow = calloc((size_t)n, sizeof(float)), *x0 = calloc((size_t)n, sizeof(float));
         SF_CHECK_OK(sf_dit_set_context(&st, ctx, 512, &err), &err);
         SF_CHECK_OK(sf_dit_forward(&st, x, F, t, 0, flow, &err), &err);
-        rel_check("out.flow_pred", flow, ref, n, TOL_FWD);
+        sf_test_rel_close("out.flow_pred", flow, ref, n, SF_TOL_BF16_FWD);
         sf_scheduler sc;
         SF_CHECK_OK(sf_scheduler_init(&sc, 5.0, &err), &err);
         sf_scheduler_flow_to_x0(&sc, x, flow, n, t[0], x0);
         float *rx0 = golden(g, "out.x0_pred", &n);
-        rel_check("out.x0_pred", x0, rx0, n, TOL_FWD);
+        sf_test_rel_close("out.x0_pred", x0, rx0, n, SF_TOL_BF16_FWD);
         SF_CHECK_MSG(pc.checked >= 5, "only %d intermediates checked", pc.checked);
         SF_CHECK(st.global_end == 72 && st.local_end == 72);
         free(ctx), free(x), free(t), free(ref), free(flow), free(x0), free(rx0);
@@ -151,7 +142,7 @@ static sf_status on_pred(void *vc, int b, int s, int F, const float *x0, sf_err 
     int64_t n;
     float *ref = golden(c->g, nm, &n);
     if (!ref) return SF_OK;
-    rel_check(nm, x0, ref, (int64_t)F * 16 * 8 * 12, TOL_PIPE);
+    sf_test_rel_close(nm, x0, ref, (int64_t)F * 16 * 8 * 12, SF_TOL_BF16_PIPE);
     c->n_pred++;
     free(ref);
     return SF_OK;
@@ -170,7 +161,7 @@ static void pipeline(const char *mode, const char *key) {
         SF_CHECK_MSG(c.n_pred == 15, "%d preds", c.n_pred);
         int64_t n;
         float *ref = golden(d.g, "output", &n);
-        if (ref) rel_check(mode, out, ref, n, TOL_PIPE);
+        if (ref) sf_test_rel_close(mode, out, ref, n, SF_TOL_BF16_PIPE);
         free(ref);
     }
     dit_golden_close(&d);
@@ -239,7 +230,7 @@ static void taps(sf_tap_mode mode, sf_tap_sel sel) {
         if (n == mine) {
             float *got = malloc(sizeof(float) * (size_t)n);
             for (int64_t k = 0; k < n; k++) got[k] = mode == SF_TAP_LOGITS ? sf_f16_to_f32(c->logits[k]) : c->frames[k];
-            rel_check(nm, got, ref, n, TOL_TAP);
+            sf_test_rel_close(nm, got, ref, n, SF_TOL_BF16_TAP);
             free(got);
         }
         free(ref);
@@ -271,7 +262,7 @@ static void test_fused_vs_explicit(void) {
         SF_CHECK_OK(sf_pipeline_run(&b.st, &b.sc, &b.pc, NULL, ob, &err), &err);
     dit_golden_close(&b);
     unsetenv("SF_NO_CUDNN");
-    rel_check("fused vs explicit output", oa, ob, 9 * 16 * 8 * 12, TOL_FWD);
+    sf_test_rel_close("fused vs explicit output", oa, ob, 9 * 16 * 8 * 12, SF_TOL_BF16_FWD);
 }
 
 /* The rolling KV cache with a sink on the GPU (device copies of the roll, RoPE at absolute
@@ -315,7 +306,7 @@ static void rolling_case(int iff) {
                 char nm[128];
                 snprintf(nm, sizeof nm, "rolling%s block %d pass %d (start %lld)", iff ? " iff" : "", b, k,
                          (long long)start);
-                rel_check(nm, fg, fc, (int64_t)F * FR, TOL_FWD);
+                sf_test_rel_close(nm, fg, fc, (int64_t)F * FR, SF_TOL_BF16_FWD);
             }
             start += F;
         }

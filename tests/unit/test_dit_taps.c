@@ -45,8 +45,8 @@ static void cmp_cap(const sf_tfile *g, const char *gname, const sf_tap_capture *
     float *r = malloc(sizeof(float) * (size_t)n), *got = malloc(sizeof(float) * (size_t)n);
     sf_tensor_to_f32(ref, r);
     for (int64_t i = 0; i < n; i++) got[i] = kind ? c->frames[i] : sf_f16_to_f32(c->logits[i]);
-    if (kind) sf_test_allclose(gname, got, r, (size_t)n, 0, 1e-4 * sf_test_maxabs(r, (size_t)n));
-    else sf_test_allclose(gname, got, r, (size_t)n, 1e-3, 1e-3);
+    if (kind) sf_test_rel_close(gname, got, r, (size_t)n, SF_TOL_FP32_TAP);
+    else sf_test_allclose(gname, got, r, (size_t)n, SF_TOL_F16_LOGITS, SF_TOL_F16_LOGITS);
     free(r);
     free(got);
 }
@@ -149,15 +149,16 @@ static void test_frames(void) {
     sf_taps_free(&t);
 }
 
-/* Compare n floats with golden `gname` (rtol 1e-4 of its max-abs, the manifest's tolerance). */
+/* Compare n floats with golden `gname`: SF_TOL_FP32_TAP of its max-abs (the manifest's tolerance), or
+ * atol_f16 > 0: per element |Δ| ≤ 1e-3·|ref| + atol_f16 (f16-stored values). */
 static void cmp_f32(const sf_tfile *g, const char *gname, const float *got, int64_t n, double atol_f16) {
     const sf_tensor *ref = g ? sf_tfile_get(g, gname) : NULL;
     SF_CHECK_MSG(ref && sf_tensor_numel(ref) == n, "golden %s missing or mis-sized", gname);
     if (!ref || sf_tensor_numel(ref) != n) return;
     float *r = malloc(sizeof(float) * (size_t)n);
     sf_tensor_to_f32(ref, r);
-    double tol = atol_f16 > 0 ? atol_f16 : 1e-4 * sf_test_maxabs(r, (size_t)n);
-    sf_test_allclose(gname, got, r, (size_t)n, atol_f16 > 0 ? 1e-3 : 0, tol);
+    if (atol_f16 > 0) sf_test_allclose(gname, got, r, (size_t)n, SF_TOL_F16_LOGITS, atol_f16);
+    else sf_test_rel_close(gname, got, r, (size_t)n, SF_TOL_FP32_TAP);
     free(r);
 }
 
@@ -226,7 +227,7 @@ static void test_stream(void) {
         if (ff && sf_shape_eq(ff, 3, sff)) {
             float v[2 * 9 * 9];
             sf_tensor_to_f32(ff, v);
-            cmp_f32(g, "stream.L2.full_frame_attention_f16", v, 2 * 9 * 9, 1e-3);
+            cmp_f32(g, "stream.L2.full_frame_attention_f16", v, 2 * 9 * 9, SF_TOL_F16_LOGITS);
         }
         sf_py *x;
         SF_CHECK((x = sf_py_dict_get(root, "layer_index")) && x->i == 2);

@@ -28,21 +28,6 @@ static sf_tfile *open_expect(void) {
     return tf;
 }
 
-/* max|got-ref| over the first n rows ≤ tol·max|ref| (manifest metric). */
-static int close_rel(const char *what, const float *got, const float *ref, size_t n, double tol) {
-    double mx = sf_test_maxabs(ref, n), md = 0;
-    size_t worst = 0;
-    for (size_t i = 0; i < n; i++) {
-        double d = fabs((double)got[i] - ref[i]);
-        if (!(d <= md)) md = d, worst = i;
-    }
-    int ok = md <= tol * mx && !isnan(md);
-    SF_CHECK_MSG(ok, "%s: max|d| %.3g at [%zu] (got %.7g ref %.7g), max|ref| %.3g, rel %.3g > %.1g", what, md, worst,
-                 (double)got[worst], (double)ref[worst], mx, md / mx, tol);
-    if (getenv("SF_TEST_VERBOSE")) fprintf(stderr, "# %s: rel %.3g\n", what, md / mx);
-    return ok;
-}
-
 static void test_config_and_buckets(void) {
     sf_t5 *m = open_golden(1);
     sf_tfile *ex = open_expect();
@@ -87,7 +72,7 @@ static void test_prompt0_intermediates(void) {
         const sf_tensor *r = sf_tfile_get(ex, names[k]);
         if (!r) { SF_CHECK_MSG(0, "missing %s", names[k]); continue; }
         sf_tensor_to_f32(r, ref);
-        close_rel(names[k], got[k], ref, (size_t)n * 64, k == 0 ? 0.0 : 1e-4);
+        sf_test_rel_close(names[k], got[k], ref, (size_t)n * 64, k == 0 ? SF_TOL_EXACT : SF_TOL_FP32_FWD);
     }
 done:
     sf_tfile_destroy(&ex);
@@ -116,7 +101,7 @@ static void test_all_prompts(void) {
         SF_CHECK_OK(sf_t5_encode(m, ids, 512, n, out, NULL, &err), &err);
         sf_tensor_to_f32(te, ref);
         snprintf(nm, sizeof nm, "emb.%d", p);
-        close_rel(nm, out, ref, (size_t)n * 64, 1e-4);
+        sf_test_rel_close(nm, out, ref, (size_t)n * 64, SF_TOL_FP32_FWD);
         int nz = 0;
         for (size_t i = (size_t)n * 64; i < 512 * 64; i++) nz += out[i] != 0.0f || ref[i] != 0.0f;
         SF_CHECK_MSG(nz == 0, "%s: %d pad values not exactly 0", nm, nz);

@@ -14,19 +14,6 @@ typedef struct tap_ctx {
     int checked;
 } tap_ctx;
 
-/* max|a-b| <= atol + rtol·max|ref| (the manifest's rule) */
-static int close_rule(const char *what, const float *got, const float *ref, size_t n, double atol, double rtol) {
-    double md = 0, mr = sf_test_maxabs(ref, n);
-    for (size_t i = 0; i < n; i++) {
-        double d = fabs((double)got[i] - ref[i]);
-        if (!(d <= md)) md = isnan(d) ? INFINITY : d;
-    }
-    int ok = md <= atol + rtol * mr;
-    SF_CHECK_MSG(ok, "%s: max|diff| %.3g > %.3g", what, md, atol + rtol * mr);
-    if (getenv("SF_TEST_VERBOSE")) fprintf(stderr, "# %s: max|diff| %.3g\n", what, md);
-    return ok;
-}
-
 static float *golden_f32(const sf_tfile *g, const char *name, size_t *n) {
     const sf_tensor *t = sf_tfile_get(g, name);
     SF_CHECK_MSG(t != NULL, "golden tensor %s missing", name);
@@ -50,8 +37,8 @@ static void tap(void *p, const char *name, int64_t lf, const float *x, int64_t f
         for (int64_t ch = 0; ch < C; ch++) memcpy(sl + ch * H * W, g + (ch * T + lf) * H * W, sizeof(float) * H * W);
         char what[64];
         snprintf(what, sizeof what, "%s[t=%lld]", name, (long long)lf);
-        close_rule(what, x, sl, (size_t)(C * H * W), strcmp(name, "decoder_in") ? 1e-6 : 1e-4,
-                   strcmp(name, "decoder_in") ? 1e-6 : 1e-4);
+        double tol = strcmp(name, "decoder_in") ? SF_TOL_VAE_LATENT : SF_TOL_VAE_FP32;
+        sf_test_max_close(what, x, sl, (size_t)(C * H * W), tol, tol); /* the manifest's atol + rtol·max|ref| */
         c->checked++;
         free(sl);
         free(g);
@@ -73,7 +60,7 @@ static void tap(void *p, const char *name, int64_t lf, const float *x, int64_t f
         for (int64_t f = 0; f < frames; f++)
             for (int64_t ch = 0; ch < C; ch++)
                 memcpy(ours + (ch * frames + f) * H * W, x + (f * C + ch) * H * W, sizeof(float) * H * W);
-        close_rule(gname, ours, g, n, 1e-4, 1e-4);
+        sf_test_max_close(gname, ours, g, n, SF_TOL_VAE_FP32, SF_TOL_VAE_FP32);
         free(ours);
         c->checked++;
     }
@@ -119,7 +106,7 @@ static void test_vae_golden(void) {
     SF_CHECK(no == 33);
     SF_CHECK_MSG(tc.checked == 9 + 9 + 4, "%d intermediates checked", tc.checked);
     sf_vae_set_tap(v, NULL, NULL);
-    close_rule("video", one, ref, nv, 1e-4, 1e-4);
+    sf_test_max_close("video", one, ref, nv, SF_TOL_VAE_FP32, SF_TOL_VAE_FP32);
     int du = 0;
     const uint8_t *gu = u8t->data;
     for (size_t i = 0; i < nv; i++) {

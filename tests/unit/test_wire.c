@@ -8,6 +8,7 @@
 #include "wire.h"
 
 #include <errno.h>
+#include <poll.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdatomic.h>
@@ -394,23 +395,31 @@ static void test_bad_urls(void) {
     SF_CHECK(sf_wire_open_writer("/nonexistent/dir/file", &w, &err) == SF_E_IO);
 }
 
-/* SIGTERM wakes a receiver blocked on an empty pipe (child process: the flag is sticky). */
+/* SIGTERM wakes a receiver blocked on an empty pipe (child process: the flag is sticky, so a
+ * signal between "ready" and the blocking read still stops it). */
 static void test_sigterm_stops_recv(void) {
-    int p[2];
-    SF_CHECK(pipe(p) == 0);
+    int p[2], ready[2];
+    SF_CHECK(pipe(p) == 0 && pipe(ready) == 0);
     pid_t pid = fork();
     if (pid == 0) {
         sf_err err;
         close(p[1]);
+        close(ready[0]);
         sf_wire *r = NULL;
         char url[32];
         snprintf(url, sizeof url, "fd:%d", p[0]);
         if (sf_wire_install_signals(&err) || sf_wire_open_reader(url, &r, &err)) _exit(3);
+        if (write(ready[1], "r", 1) != 1) _exit(5); /* handlers in place: the parent may signal */
         const void *pl;
         sf_status st = sf_wire_recv(r, &g_m, &pl, &err);
         _exit(st == SF_E_STOPPED && strstr(err.msg, "signal") ? 0 : 4);
     }
-    sleep_ms(150);
+    close(ready[1]);
+    /* readiness, not a guessed sleep: wait (up to 10 s) for the child's byte */
+    struct pollfd pfd = {ready[0], POLLIN, 0};
+    char b = 0;
+    SF_CHECK_MSG(poll(&pfd, 1, 10000) == 1 && read(ready[0], &b, 1) == 1 && b == 'r', "child never got ready");
+    close(ready[0]);
     double t0 = sf_now();
     kill(pid, SIGTERM);
     int status = -1;

@@ -1,4 +1,6 @@
-/* device.c — parsing and checking --device. Tested by tests/unit/test_core.c. */
+/* device.c — parsing and checking --device (see device.h): the host side of the device family, next
+ * to kernels/cuda/device.cu (CUDA discovery) and kernels/nocuda/nocuda.c (its stand-in without
+ * nvcc). Tested by tests/unit/test_core.c. */
 #include "device.h"
 
 #include <stdlib.h>
