@@ -554,7 +554,7 @@ static sf_status tap_layer(sf_dit_state *st, int l, int64_t L, int64_t Lk, const
     return st->tap.done(st->tap.ctx, &vw, err);
 }
 
-/* Layer l. On entry g->a holds this layer's attention input ⌊LN(x)·⌊1+E1⌉ + E0⌉ (made by the
+/* Layer l. On entry g->a holds this layer's attention input ⌊LN(x)·⌊1+scale_attn⌉ + shift_attn⌉ (made by the
  * previous step, fused with its residual); on return x holds the layer's output and g->a the next
  * consumer's input: the next layer's modulated LayerNorm, or the head's (Hm) after the last layer. */
 static sf_status layer(sf_dit_state *st, int l, int F, int64_t start_frame, const sf_dit_kv_step *kv,
@@ -569,7 +569,7 @@ static sf_status layer(sf_dit_state *st, int l, int F, int64_t start_frame, cons
     sf_status s;
     /* chunks of E: 0 shift-attn, 1 scale-attn, 2 gate-attn, 3 shift-ffn, 4 scale-ffn, 5 gate-ffn */
     const float *E = g->E + (size_t)l * F * 6 * D;
-    const float *gate_a = E + 2 * D, *shift_f = E + 3 * D, *scale_f = E + 4 * D, *gate_f = E + 5 * D;
+    const float *gate_attn = E + 2 * D, *shift_ffn = E + 3 * D, *scale_ffn = E + 4 * D, *gate_ffn = E + 5 * D;
 
     /* self-attention: the fused K|V projection lands in its cache slots, rows of 2D */
     bf16 *KV = g->kv + (size_t)l * st->cache_tokens * 2 * D;
@@ -629,11 +629,11 @@ static sf_status layer(sf_dit_state *st, int l, int F, int64_t start_frame, cons
     /* gated residual, then the cross-attention's input (norm3, or x itself without it) */
     const bf16 *cin = g->x;
     if (c->cross_attn_norm) {
-        if ((s = res_ln_mod(g, c, F, S, g->x, g->y, gate_a, 6 * D, B->n3_w, B->n3_b, NULL, NULL, 0, g->a, err))) return s;
+        if ((s = res_ln_mod(g, c, F, S, g->x, g->y, gate_attn, 6 * D, B->n3_w, B->n3_b, NULL, NULL, 0, g->a, err))) return s;
         cin = g->a;
     } else {
         prof(g, P_NORM);
-        if ((s = sf_gated_add_cuda(cx, F, S, D, g->x, g->y, gate_a, 6 * D, err))) return s;
+        if ((s = sf_gated_add_cuda(cx, F, S, D, g->x, g->y, gate_attn, 6 * D, err))) return s;
     }
     if (l == 0 && (s = gprobe(st, "mid.block0.norm3.out", cin, L * D, err))) return s;
     if ((s = mm(g, L, cin, D, &B->ca_q, g->q, D, err))) return s;
@@ -647,7 +647,7 @@ static sf_status layer(sf_dit_state *st, int l, int F, int64_t start_frame, cons
     if (l == 0 && (s = gprobe(st, "mid.block0.cross_attn.out", g->y, L * D, err))) return s;
 
     /* ungated cross residual, then the feed-forward's modulated LayerNorm */
-    if ((s = res_ln_mod(g, c, F, S, g->x, g->y, NULL, 0, NULL, NULL, shift_f, scale_f, 6 * D, g->a, err))) return s;
+    if ((s = res_ln_mod(g, c, F, S, g->x, g->y, NULL, 0, NULL, NULL, shift_ffn, scale_ffn, 6 * D, g->a, err))) return s;
     if ((s = mm(g, L, g->a, D, &B->ffn0, g->h, c->ffn_dim, err))) return s;
     prof(g, P_GELU);
     if ((s = sf_gelu_tanh_cuda(cx, g->h, L * c->ffn_dim, err))) return s;
@@ -657,7 +657,7 @@ static sf_status layer(sf_dit_state *st, int l, int F, int64_t start_frame, cons
     /* gated residual, then the next consumer's modulated LayerNorm (next layer, or the head) */
     const int last = l + 1 == c->num_layers;
     const float *nE = last ? g->Hm : g->E + (size_t)(l + 1) * F * 6 * D;
-    if ((s = res_ln_mod(g, c, F, S, g->x, g->y, gate_f, 6 * D, NULL, NULL, nE, nE + D, last ? 2 * D : 6 * D, g->a,
+    if ((s = res_ln_mod(g, c, F, S, g->x, g->y, gate_ffn, 6 * D, NULL, NULL, nE, nE + D, last ? 2 * D : 6 * D, g->a,
                         err)))
         return s;
     if (st->probe) {
