@@ -7,7 +7,7 @@
 #                          [--use_ema] [--seed N] [--gpu_id N] [--force] [--save_video]
 #                          [--video_path P]
 #                          [--model-dir DIR] [--device cpu|cuda|cuda:N] [--height H] [--width W]
-#                          [--cache-dir DIR] [--log-level L] [--progress auto|none]
+#                          [--cache-dir DIR] [--log-level L] [--progress auto|bar|lines|none]
 # Every flag also works in --dash-form. Like the reference: global attention over the whole video
 # (no eviction), num_frames rounded down to a multiple of 3, the output's parent directory is
 # created, --use_ema is always on, --save_video writes an mp4 (default: output path with .pt → .mp4).
