@@ -31,6 +31,7 @@ sf_status sf_device_check(const sf_device *dev, sf_err *err) {
     int n = 0;
     sf_status s = sf_cuda_device_count(&n, err);
     if (s) return s;
-    if (dev->ordinal >= n) return sf_fail(err, SF_E_DEVICE, "cuda:%d requested but %d device(s) present", dev->ordinal, n);
+    if (dev->ordinal >= n)
+        return sf_fail(err, SF_E_DEVICE, "cuda:%d: no such GPU (%d visible: cuda:0..cuda:%d)", dev->ordinal, n, n - 1);
     return SF_OK;
 }

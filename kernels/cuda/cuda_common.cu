@@ -2,6 +2,7 @@
  * kernels/cuda_ops.h. Run on an H200 (tests/gpu/RESULTS.md). Tested by
  * tests/unit/test_cuda_kernels.c (every op test goes through these helpers) via tests/gpu/check.sh. */
 #include "cuda_common.cuh"
+#include "device.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -11,23 +12,12 @@ extern "C" sf_status sf_cuda_ctx_init(sf_cuda_ctx *ctx, int ordinal, sf_err *err
     sf_status st = SF_OK;
     cudaStream_t s = NULL;
     sf_blaslt *lt = NULL;
-    int count = 0;
+    const sf_device dev = {1, ordinal};
     cudaDeviceProp p;
-    cudaError_t e;
     memset(ctx, 0, sizeof *ctx);
     ctx->ordinal = ordinal;
     SF_CUDA_REQUIRE(ordinal >= 0, "cuda:%d: bad device ordinal", ordinal);
-    e = cudaGetDeviceCount(&count);
-    if (e != cudaSuccess || count == 0) {
-        st = sf_fail(err, SF_E_DEVICE, "no usable CUDA GPU (%s): install the NVIDIA driver or use --device cpu",
-                     e != cudaSuccess ? cudaGetErrorString(e) : "no device present");
-        cudaGetLastError();
-        goto fail;
-    }
-    if (ordinal >= count) {
-        st = sf_fail(err, SF_E_DEVICE, "cuda:%d: no such GPU (%d visible: cuda:0..cuda:%d)", ordinal, count, count - 1);
-        goto fail;
-    }
+    SF_CHECK_STATUS(sf_device_check(&dev, err)); /* a driver and that GPU (kernels/device.h) */
     CUDA_CHECK(cudaGetDeviceProperties(&p, ordinal));
     if (p.major < 8) {
         st = sf_fail(err, SF_E_UNSUPPORTED, "cuda:%d (%s) is sm_%d%d; sfpipe needs sm_80 or newer (A100, RTX 30/40, H100)",

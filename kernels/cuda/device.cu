@@ -9,11 +9,12 @@ extern "C" int sf_cuda_compiled(void) { return 1; }
 extern "C" sf_status sf_cuda_device_count(int *count, sf_err *err) {
     *count = 0;
     cudaError_t e = cudaGetDeviceCount(count);
-    if (e != cudaSuccess) {
+    if (e != cudaSuccess || *count == 0) {
         *count = 0;
-        return sf_fail(err, SF_E_DEVICE, "no usable CUDA device: %s", cudaGetErrorString(e));
+        cudaGetLastError(); /* not to be blamed on a later call */
+        return sf_fail(err, SF_E_DEVICE, "no usable CUDA GPU (%s): install the NVIDIA driver or use --device cpu",
+                       e != cudaSuccess ? cudaGetErrorString(e) : "no device present");
     }
-    if (*count == 0) return sf_fail(err, SF_E_DEVICE, "no CUDA device present");
     return SF_OK;
 }
 

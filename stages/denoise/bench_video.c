@@ -33,7 +33,7 @@ sf_status sf_denoise_bench_video(const sf_dit_weights *w, int cuda_ordinal, sf_e
     sf_scheduler sc;
     sf_dit_state st;
     sf_status s;
-    size_t fr0 = 0, tot = 0, fr1 = 0;
+    size_t tot = 0, fr1 = 0;
     float *emb = NULL;
     memset(&st, 0, sizeof st);
     if ((s = sf_scheduler_init(&sc, 5.0, err))) return s;
@@ -43,7 +43,6 @@ sf_status sf_denoise_bench_video(const sf_dit_weights *w, int cuda_ordinal, sf_e
     double t0 = sf_now();
     if ((s = sf_dit_state_init_on(&st, w, FPB, H, W, T, -1, 0, 1, cuda_ordinal, err))) return s;
     double t_init = sf_now() - t0;
-    if ((s = sf_cuda_mem_info(&fr0, &tot, err))) goto done;
     emb = calloc((size_t)c->text_len * (size_t)c->text_dim, sizeof(float));
     if (!emb) { s = sf_fail(err, SF_E_NOMEM, "out of memory"); goto done; }
     sf_rng rng;
@@ -79,7 +78,6 @@ sf_status sf_denoise_bench_video(const sf_dit_weights *w, int cuda_ordinal, sf_e
            "used %.2f of %.2f GiB after the run\n",
            (double)sf_dit_cuda_bytes(&st) / 1073741824.0, (double)(tot - fr1) / 1073741824.0,
            (double)tot / 1073741824.0);
-    (void)fr0;
 done:
     free(emb);
     sf_dit_state_free(&st);

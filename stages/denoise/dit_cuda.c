@@ -175,18 +175,14 @@ static sf_status walk_weights(up *u, const sf_dit_weights *w) {
     return SF_OK;
 }
 
+/* g->mat_bytes / vec_bytes come from the sizing pass (walk_weights with pass 0) in sf_dit_cuda_init. */
 static sf_status upload_weights(sf_dit_gpu *g, const sf_dit_weights *w, sf_err *err) {
-    up u = {g, 0, 0, 0, NULL, NULL, (size_t)16 << 20, err};
-    sf_status s = walk_weights(&u, w);
-    if (s) return s;
-    g->mat_bytes = u.moff;
-    g->vec_bytes = u.voff * sizeof(float);
+    up u = {g, 1, 0, 0, NULL, NULL, (size_t)16 << 20, err};
+    sf_status s;
     if ((s = sf_cuda_malloc(&g->wmat, g->mat_bytes, err))) return s;
     if ((s = sf_cuda_malloc((void **)&g->wvec, g->vec_bytes, err))) return s;
     if ((s = sf_cuda_host_alloc((void **)&u.stage, u.stage_n * sizeof(float), err))) return s;
     u.vstage = (float *)u.stage; /* vectors and matrices never stage at the same time */
-    u.pass = 1;
-    u.moff = u.voff = 0;
     s = walk_weights(&u, w);
     sf_cuda_host_free(u.stage);
     return s;
@@ -285,14 +281,16 @@ sf_status sf_dit_cuda_init(sf_dit_state *st, int ordinal, sf_err *err) {
     if (ch && atoll(ch) > 0 && atoll(ch) < g->chunk) g->chunk = atoll(ch);
     /* memory check before any large allocation: weights + state must fit */
     size_t need_state = layout(g, st, NULL);
-    up probe = {g, 0, 0, 0, NULL, NULL, 0, err};
+    up probe = {g, 0, 0, 0, NULL, NULL, 0, err}; /* the sizing pass: nothing is uploaded */
     if ((s = walk_weights(&probe, st->w))) goto fail;
-    size_t need = need_state + probe.moff + probe.voff * sizeof(float), fr = 0, tot = 0;
+    g->mat_bytes = probe.moff;
+    g->vec_bytes = probe.voff * sizeof(float);
+    size_t need = need_state + g->mat_bytes + g->vec_bytes, fr = 0, tot = 0;
     if (sf_cuda_mem_info(&fr, &tot, err) == SF_OK && need + ((size_t)256 << 20) > fr) {
         s = sf_fail(err, SF_E_NOMEM,
                     "cuda:%d has %.2f GiB free, the DiT needs %.2f GiB (weights %.2f + KV cache and activations %.2f): "
                     "use a GPU with more memory, fewer frames or a rolling cache (local_attn_size)",
-                    ordinal, fr / 1073741824.0, need / 1073741824.0, (probe.moff + probe.voff * 4.0) / 1073741824.0,
+                    ordinal, fr / 1073741824.0, need / 1073741824.0, (double)(g->mat_bytes + g->vec_bytes) / 1073741824.0,
                     need_state / 1073741824.0);
         goto fail;
     }
@@ -376,21 +374,27 @@ static sf_status mm(sf_dit_gpu *g, int64_t M, const void *x, int64_t ldx, const 
     return sf_linear_cuda(&g->cx, M, w->n, w->k, x, ldx, w->w, w->b, y, ldy, err);
 }
 
+/* rows × cols bf16 device values (row stride ld) → contiguous f32 host (synchronous). */
+static sf_status download_rows(sf_dit_gpu *g, float *host, const void *dev, int64_t rows, int64_t cols, int64_t ld,
+                               sf_err *err) {
+    const int64_t n = rows * cols;
+    uint16_t *b = malloc(2 * (size_t)(n > 0 ? n : 1));
+    if (!b) return sf_fail(err, SF_E_NOMEM, "out of memory");
+    sf_status s = sf_cuda_copy_d2h_2d(&g->cx, b, (size_t)cols * 2, dev, (size_t)ld * 2, (size_t)cols * 2, (size_t)rows, err);
+    for (int64_t i = 0; !s && i < n; i++) host[i] = sf_bf16_to_f32(b[i]);
+    free(b);
+    return s;
+}
+
 /* Debug probe (golden intermediate names): bf16 device rows → f32 host. */
 static sf_status gprobe2(sf_dit_state *st, const char *name, const void *dev, int64_t rows, int64_t cols, int64_t ld,
                          sf_err *err) {
     if (!st->probe) return SF_OK;
-    int64_t n = rows * cols;
-    float *h = malloc(sizeof(float) * (size_t)n);
-    uint16_t *b = malloc(2 * (size_t)n);
-    sf_status s = h && b ? SF_OK : sf_fail(err, SF_E_NOMEM, "out of memory");
-    if (!s) s = sf_cuda_copy_d2h_2d(&st->gpu->cx, b, (size_t)cols * 2, dev, (size_t)ld * 2, (size_t)cols * 2, (size_t)rows, err);
-    if (!s) {
-        for (int64_t i = 0; i < n; i++) h[i] = sf_bf16_to_f32(b[i]);
-        st->probe(st->probe_ctx, name, h, n);
-    }
+    float *h = malloc(sizeof(float) * (size_t)(rows * cols > 0 ? rows * cols : 1));
+    if (!h) return sf_fail(err, SF_E_NOMEM, "out of memory");
+    sf_status s = download_rows(st->gpu, h, dev, rows, cols, ld, err);
+    if (!s) st->probe(st->probe_ctx, name, h, rows * cols);
     free(h);
-    free(b);
     return s;
 }
 
@@ -425,6 +429,16 @@ static sf_status res_ln_mod(sf_dit_gpu *g, const sf_dit_config *c, int F, int64_
     return s ? s : ln_mod(g, c, F, S, x, w, b, shift, scale, fstride, y, err);
 }
 
+/* The unfused 3-axis RoPE of M token rows (stride ld) in place, frames from start_frame. */
+static sf_status rope_rows(sf_dit_state *st, int64_t M, bf16 *x, int64_t ld, int64_t start_frame, sf_err *err) {
+    const sf_dit_config *c = &st->w->cfg;
+    const sf_rope_table *rt = &st->rope;
+    const int hd = c->dim / c->num_heads, Hp = st->lat_h / c->patch_size[1], Wp = st->lat_w / c->patch_size[2];
+    prof(st->gpu, P_QK);
+    return sf_rope_cuda(&st->gpu->cx, x, ld, (int)(M / ((int64_t)Hp * Wp)), Hp, Wp, c->num_heads, hd, rt->n_t,
+                        rt->n_h, start_frame, st->gpu->rope_cs, rt->max_pos, err);
+}
+
 /* RMSNorm of rows (stride ld) in place [then RoPE for tokens of frames start_frame.. (rope = 1)]. */
 static sf_status rms_rope(sf_dit_state *st, int64_t M, bf16 *x, int64_t ld, const float *w, int rope,
                           int64_t start_frame, sf_err *err) {
@@ -438,10 +452,7 @@ static sf_status rms_rope(sf_dit_state *st, int64_t M, bf16 *x, int64_t ld, cons
         return sf_rmsnorm_rope_cuda(&g->cx, M, D, x, ld, w, c->eps, x, ld, c->num_heads, hd, Hp, Wp, rt->n_t, rt->n_h,
                                     start_frame, rope ? g->rope_cs : NULL, rt->max_pos, err);
     sf_status s = sf_rmsnorm_cuda(&g->cx, M, D, x, ld, w, c->eps, x, ld, err);
-    if (!s && rope)
-        s = sf_rope_cuda(&g->cx, x, ld, (int)(M / ((int64_t)Hp * Wp)), Hp, Wp, c->num_heads, hd, rt->n_t, rt->n_h,
-                         start_frame, g->rope_cs, rt->max_pos, err);
-    return s;
+    return !s && rope ? rope_rows(st, M, x, ld, start_frame, err) : s;
 }
 
 sf_status sf_dit_cuda_set_context(sf_dit_state *st, const float *emb, int64_t n_rows, sf_err *err) {
@@ -538,17 +549,9 @@ static sf_status tap_layer(sf_dit_state *st, int l, int64_t L, int64_t Lk, const
     sf_status s;
     if (!g->tap_q) g->tap_q = malloc(sizeof(float) * (size_t)(st->max_frames * st->frame_tokens * D));
     if (!g->tap_k) g->tap_k = malloc(sizeof(float) * (size_t)(g->lk_max * D));
-    uint16_t *tmp = malloc(2 * (size_t)(Lk > L ? Lk : L) * (size_t)D);
-    if (!g->tap_q || !g->tap_k || !tmp) {
-        free(tmp);
-        return sf_fail(err, SF_E_NOMEM, "out of memory (attention tap)");
-    }
-    s = sf_cuda_copy_d2h_2d(&g->cx, tmp, (size_t)D * 2, g->q, (size_t)D * 2, (size_t)D * 2, (size_t)L, err);
-    for (int64_t i = 0; !s && i < L * D; i++) g->tap_q[i] = sf_bf16_to_f32(tmp[i]);
-    if (!s) s = sf_cuda_copy_d2h_2d(&g->cx, tmp, (size_t)D * 2, Ka, (size_t)D * 4, (size_t)D * 2, (size_t)Lk, err);
-    for (int64_t i = 0; !s && i < Lk * D; i++) g->tap_k[i] = sf_bf16_to_f32(tmp[i]);
-    free(tmp);
-    if (s) return s;
+    if (!g->tap_q || !g->tap_k) return sf_fail(err, SF_E_NOMEM, "out of memory (attention tap)");
+    if ((s = download_rows(g, g->tap_q, g->q, L, D, D, err))) return s;
+    if ((s = download_rows(g, g->tap_k, Ka, Lk, D, 2 * D, err))) return s; /* keys of the [k | v] cache rows */
     sf_dit_attn_view vw = {l, L, Lk, c->num_heads, (int)(D / c->num_heads), g->tap_q, g->tap_k, D, st->frame_tokens,
                            kfr, logits, logits16};
     return st->tap.done(st->tap.ctx, &vw, err);
@@ -563,7 +566,6 @@ static sf_status layer(sf_dit_state *st, int l, int F, int64_t start_frame, cons
     const sf_dit_config *c = &st->w->cfg;
     const glayer *B = &g->L[l];
     const int64_t D = c->dim, S = st->frame_tokens, L = (int64_t)F * S, NH = c->num_heads, hd = D / NH;
-    const int ph = c->patch_size[1], pw = c->patch_size[2];
     const float scale = (float)(1.0 / sqrt((double)hd));
     sf_cuda_ctx *cx = &g->cx;
     sf_status s;
@@ -583,8 +585,6 @@ static sf_status layer(sf_dit_state *st, int l, int F, int64_t start_frame, cons
     bf16 *kn = KV + kv->ls * 2 * D, *vn = kn + D;
     if ((s = mm(g, L, g->a, D, &B->sa_q, g->q, D, err))) return s;
     if ((s = mm(g, L, g->a, D, &B->sa_kv, kn, 2 * D, err))) return s;
-    const sf_rope_table *rt = &st->rope;
-    const int Hp = st->lat_h / ph, Wp = st->lat_w / pw;
     if (c->qk_norm && !st->probe) { /* RMSNorm + RoPE in one pass over q and over the new k */
         if ((s = rms_rope(st, L, g->q, D, B->sa_nq, 1, start_frame, err))) return s;
         if ((s = rms_rope(st, L, kn, 2 * D, B->sa_nk, 1, start_frame, err))) return s;
@@ -598,13 +598,8 @@ static sf_status layer(sf_dit_state *st, int l, int F, int64_t start_frame, cons
             if ((s = gprobe2(st, "mid.block0.self_attn.k_normed", kn, L, D, 2 * D, err))) return s;
             if ((s = gprobe2(st, "mid.block0.self_attn.v", vn, L, D, 2 * D, err))) return s;
         }
-        prof(g, P_QK);
-        if ((s = sf_rope_cuda(cx, g->q, D, F, Hp, Wp, (int)NH, (int)hd, rt->n_t, rt->n_h, start_frame, g->rope_cs,
-                              rt->max_pos, err)))
-            return s;
-        if ((s = sf_rope_cuda(cx, kn, 2 * D, F, Hp, Wp, (int)NH, (int)hd, rt->n_t, rt->n_h, start_frame, g->rope_cs,
-                              rt->max_pos, err)))
-            return s;
+        if ((s = rope_rows(st, L, g->q, D, start_frame, err))) return s;
+        if ((s = rope_rows(st, L, kn, 2 * D, start_frame, err))) return s;
     }
     const bf16 *Ka = KV + kv->lo * 2 * D, *Va = Ka + D;
     if (l == 0) {
