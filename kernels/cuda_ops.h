@@ -128,6 +128,24 @@ sf_status sf_f32_to_f16_cuda(const sf_cuda_ctx *ctx, const float *x, void *y, in
 sf_status sf_softmax_rows_cuda(const sf_cuda_ctx *ctx, int64_t rows, int64_t n, const float *s, int64_t lds, void *p,
                                int64_t ldp, sf_err *err);
 
+/* Wan's timestep sinusoid (sf_timestep_embed_cpu, kernels/timestep_embed.h) straight into bf16:
+ * out (n, dim) bf16, row f = ⌊(float)[cos(t_f·freq_j) …, sin(t_f·freq_j) …]⌉, freq: (dim/2) fp64 device
+ * table 10000^(−j/(dim/2)) (made on the host with the CPU reference's pow). t: n HOST floats, passed to
+ * the kernel as arguments (SF_CUDA_TVEC per launch): nothing is copied, nothing waits. */
+#define SF_CUDA_TVEC 64
+typedef struct sf_cuda_tvec {
+    float t[SF_CUDA_TVEC];
+} sf_cuda_tvec;
+sf_status sf_timestep_embed_cuda(const sf_cuda_ctx *ctx, const float *t, int n, int dim, const double *freq, void *out,
+                                 sf_err *err);
+/* The scheduler's element-wise steps on device f32 buffers, bit for bit the CPU references
+ * (stages/denoise/scheduler.h): x0 = fl32(fl64(xt) − σ·fl64(flow)) (sf_flow_to_x0_cpu) and
+ * out = fl32(1 − σ)·x0 + σ·noise with each product rounded (sf_add_noise_cpu). Aliasing as there. */
+sf_status sf_flow_to_x0_cuda(const sf_cuda_ctx *ctx, const float *xt, const float *flow, int64_t n, double sigma,
+                             float *x0, sf_err *err);
+sf_status sf_add_noise_cuda(const sf_cuda_ctx *ctx, const float *x0, const float *noise, int64_t n, float sigma,
+                            float *out, sf_err *err);
+
 /* ---- fused row ops (kernels/cuda/norm_fused.cu): one warp per row, 16-byte loads ------------------
  * Shapes: D a multiple of 8 up to 2048, row strides multiples of 8, 16-byte aligned rows (else
  * SF_E_ARG: callers fall back to the unfused kernels); y may equal x (same stride). */
@@ -173,15 +191,21 @@ sf_status sf_cuda_copy_d2h_2d(const sf_cuda_ctx *ctx, void *host, size_t hpitch,
                               size_t width, size_t height, sf_err *err);
 /* Device → device byte copy on ctx->stream (regions may overlap: copied through a bounce when they do). */
 sf_status sf_cuda_copy_d2d(const sf_cuda_ctx *ctx, void *dst, const void *src, size_t bytes, sf_err *err);
+/* Host → device byte copy enqueued on ctx->stream WITHOUT waiting: `pinned` must be page-locked
+ * (sf_cuda_host_alloc) and left unchanged until the stream has passed the copy (record an event
+ * after it and sf_cuda_event_sync before reusing the buffer). */
+sf_status sf_cuda_copy_h2d_async(const sf_cuda_ctx *ctx, void *dev, const void *pinned, size_t bytes, sf_err *err);
 /* Pinned (page-locked) host memory for staging uploads; *p NULL on failure. */
 sf_status sf_cuda_host_alloc(void **p, size_t bytes, sf_err *err);
 void sf_cuda_host_free(void *p); /* NULL: no-op */
-/* Timing events on ctx->stream (profiles): an array of n events; record event i; elapsed ms from
+/* Events on ctx->stream (profiles, staging-buffer reuse): an array of n events; record event i; elapsed ms from
  * event i to event j once both completed (synchronises on j). */
 sf_status sf_cuda_events_new(void **ev, int n, sf_err *err);
 void sf_cuda_events_free(void *ev, int n);
 sf_status sf_cuda_event_record(const sf_cuda_ctx *ctx, void *ev, int i, sf_err *err);
 sf_status sf_cuda_event_ms(void *ev, int i, int j, float *ms, sf_err *err);
+/* Wait until event i (recorded earlier) has completed; an event never recorded counts as done. */
+sf_status sf_cuda_event_sync(void *ev, int i, sf_err *err);
 /* Free and total memory of the current device, bytes. */
 sf_status sf_cuda_mem_info(size_t *free_bytes, size_t *total_bytes, sf_err *err);
 

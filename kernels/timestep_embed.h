@@ -7,6 +7,9 @@
 
 #include <stdint.h>
 
+/* The frequency of column pair j: 10000^(−j/half) in fp64 (also the GPU kernel's table,
+ * sf_timestep_embed_cuda in kernels/cuda_ops.h). */
+double sf_timestep_freq(int j, int dim);
 void sf_timestep_embed_cpu(const float *t, int64_t n, int dim, double *out);
 
 #endif

@@ -4,11 +4,13 @@
 
 #include <math.h>
 
+double sf_timestep_freq(int j, int dim) { return pow(10000.0, -((double)j / (double)(dim / 2))); }
+
 void sf_timestep_embed_cpu(const float *t, int64_t n, int dim, double *out) {
     int half = dim / 2;
     for (int64_t i = 0; i < n; i++)
         for (int j = 0; j < half; j++) {
-            double fr = pow(10000.0, -((double)j / (double)half));
+            double fr = sf_timestep_freq(j, dim);
             double a = (double)t[i] * fr;
             out[i * dim + j] = cos(a);
             out[i * dim + half + j] = sin(a);

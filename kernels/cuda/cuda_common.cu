@@ -85,6 +85,16 @@ fail:
     return st;
 }
 
+extern "C" sf_status sf_cuda_copy_h2d_async(const sf_cuda_ctx *ctx, void *dev, const void *pinned, size_t bytes,
+                                            sf_err *err) {
+    sf_status st = SF_OK;
+    if (bytes == 0) return SF_OK;
+    CUDA_CHECK(cudaMemcpyAsync(dev, pinned, bytes, cudaMemcpyHostToDevice, SF_CUDA_STREAM(ctx)));
+    return SF_OK;
+fail:
+    return st;
+}
+
 extern "C" sf_status sf_cuda_copy_d2h(const sf_cuda_ctx *ctx, void *host, const void *dev, size_t bytes,
                                       sf_err *err) {
     sf_status st = SF_OK;
@@ -229,6 +239,14 @@ extern "C" void sf_cuda_events_free(void *ev, int n) {
 extern "C" sf_status sf_cuda_event_record(const sf_cuda_ctx *ctx, void *ev, int i, sf_err *err) {
     sf_status st = SF_OK;
     CUDA_CHECK(cudaEventRecord(((cudaEvent_t *)ev)[i], SF_CUDA_STREAM(ctx)));
+    return SF_OK;
+fail:
+    return st;
+}
+
+extern "C" sf_status sf_cuda_event_sync(void *ev, int i, sf_err *err) {
+    sf_status st = SF_OK;
+    CUDA_CHECK(cudaEventSynchronize(((cudaEvent_t *)ev)[i]));
     return SF_OK;
 fail:
     return st;

@@ -3,7 +3,8 @@
  * table, residual add, dtype conversions and the row softmax of the explicit attention path.
  * Declarations and contracts: kernels/cuda_ops.h. CPU references: kernels/rope.h
  * (sf_rope_apply_cpu), kernels/patch.h (sf_patchify_cpu / sf_unpatchify_cpu), kernels/modulate.h
- * (sf_mod_table_cpu), kernels/attention.h (sf_softmax_rows_cpu).
+ * (sf_mod_table_cpu), kernels/attention.h (sf_softmax_rows_cpu), kernels/timestep_embed.h
+ * (sf_timestep_embed_cpu), stages/denoise/scheduler.h (sf_flow_to_x0_cpu / sf_add_noise_cpu).
  * Tested on the host through the CPU emulation layer (tests/unit/test_cuda_emu) and on a GPU by
  * tests/unit/test_cuda_kernels.c (tests/gpu/check.sh). */
 #include "cuda_common.cuh"
@@ -252,6 +253,83 @@ extern "C" sf_status sf_softmax_rows_cuda(const sf_cuda_ctx *ctx, int64_t rows, 
     SF_LAUNCH(softmax_rows_kernel, (unsigned)rows, SOFTMAX_THREADS, 0, SF_CUDA_STREAM(ctx), n, s, lds,
               (__nv_bfloat16 *)p, ldp);
     CUDA_CHECK_LAUNCH("softmax_rows_kernel");
+    return SF_OK;
+fail:
+    return st;
+}
+
+/* ---------------------------------------------------------------- timestep sinusoid */
+
+/* One thread per (frame, j < half): a = t_f·freq[j] in fp64 (freq = 10000^(−j/half), made on the host
+ * by the same pow() as the CPU reference, so the product is the CPU's bit for bit), then
+ * cos(a) → column j and sin(a) → column half + j, each rounded fp64 → fp32 → bf16 as the host path
+ * did (the GPU's cos/sin are within 2 ulp of fp64: at most one bf16 step apart, and only at a tie). */
+static __global__ void timestep_embed_kernel(sf_cuda_tvec tv, int n, int half, const double *__restrict__ freq,
+                                             __nv_bfloat16 *__restrict__ out) {
+    const int64_t total = (int64_t)n * half;
+    for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < total; i += (int64_t)gridDim.x * blockDim.x) {
+        int f = (int)(i / half), j = (int)(i - (int64_t)f * half);
+        double a = __dmul_rn((double)tv.t[f], freq[j]);
+        __nv_bfloat16 *o = out + (int64_t)f * 2 * half;
+        o[j] = sf_tobf((float)cos(a));
+        o[half + j] = sf_tobf((float)sin(a));
+    }
+}
+
+extern "C" sf_status sf_timestep_embed_cuda(const sf_cuda_ctx *ctx, const float *t, int n, int dim, const double *freq,
+                                            void *out, sf_err *err) {
+    sf_status st = SF_OK;
+    SF_CUDA_REQUIRE(ctx && ctx->stream && t && freq && out, "sf_timestep_embed_cuda: bad arguments");
+    SF_CUDA_REQUIRE(n >= 0 && dim >= 2 && dim % 2 == 0, "sf_timestep_embed_cuda: bad shape n=%d dim=%d", n, dim);
+    for (int f0 = 0; f0 < n; f0 += SF_CUDA_TVEC) { /* the timesteps travel as a kernel argument: no copy, no sync */
+        sf_cuda_tvec tv;
+        int m = n - f0 < SF_CUDA_TVEC ? n - f0 : SF_CUDA_TVEC;
+        memset(&tv, 0, sizeof tv);
+        memcpy(tv.t, t + f0, sizeof(float) * (size_t)m);
+        SF_LAUNCH(timestep_embed_kernel, sf_cuda_blocks((int64_t)m * (dim / 2), 128), 128, 0, SF_CUDA_STREAM(ctx), tv,
+                  m, dim / 2, freq, (__nv_bfloat16 *)out + (int64_t)f0 * dim);
+        CUDA_CHECK_LAUNCH("timestep_embed_kernel");
+    }
+    return SF_OK;
+fail:
+    return st;
+}
+
+/* ---------------------------------------------------------------- scheduler steps */
+
+/* x0 = float32(float64(xt) − σ·float64(flow)); __dmul_rn / __dsub_rn keep nvcc from fusing the
+ * two into one fma, so the result is sf_flow_to_x0_cpu's bit for bit. x0 may alias xt or flow. */
+static __global__ void flow_to_x0_kernel(int64_t n, const float *xt, const float *flow, double sigma, float *x0) {
+    for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += (int64_t)gridDim.x * blockDim.x)
+        x0[i] = (float)__dsub_rn((double)xt[i], __dmul_rn(sigma, (double)flow[i]));
+}
+
+/* out = fl32(fl32(1 − σ)·x0) + fl32(σ·noise), each product rounded (no fma): sf_add_noise_cpu's bits. */
+static __global__ void add_noise_kernel(int64_t n, const float *x0, const float *noise, float sigma, float *out) {
+    const float one = __fsub_rn(1.0f, sigma);
+    for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += (int64_t)gridDim.x * blockDim.x)
+        out[i] = __fadd_rn(__fmul_rn(one, x0[i]), __fmul_rn(sigma, noise[i]));
+}
+
+extern "C" sf_status sf_flow_to_x0_cuda(const sf_cuda_ctx *ctx, const float *xt, const float *flow, int64_t n,
+                                        double sigma, float *x0, sf_err *err) {
+    sf_status st = SF_OK;
+    SF_CUDA_REQUIRE(ctx && ctx->stream && n >= 0, "sf_flow_to_x0_cuda: bad arguments");
+    if (n == 0) return SF_OK;
+    SF_LAUNCH(flow_to_x0_kernel, sf_cuda_blocks(n, 256), 256, 0, SF_CUDA_STREAM(ctx), n, xt, flow, sigma, x0);
+    CUDA_CHECK_LAUNCH("flow_to_x0_kernel");
+    return SF_OK;
+fail:
+    return st;
+}
+
+extern "C" sf_status sf_add_noise_cuda(const sf_cuda_ctx *ctx, const float *x0, const float *noise, int64_t n,
+                                       float sigma, float *out, sf_err *err) {
+    sf_status st = SF_OK;
+    SF_CUDA_REQUIRE(ctx && ctx->stream && n >= 0, "sf_add_noise_cuda: bad arguments");
+    if (n == 0) return SF_OK;
+    SF_LAUNCH(add_noise_kernel, sf_cuda_blocks(n, 256), 256, 0, SF_CUDA_STREAM(ctx), n, x0, noise, sigma, out);
+    CUDA_CHECK_LAUNCH("add_noise_kernel");
     return SF_OK;
 fail:
     return st;

@@ -155,6 +155,21 @@ sf_status sf_bf16_to_f32_cuda(const sf_cuda_ctx *ctx, const void *x, float *y, i
     (void)ctx, (void)x, (void)y, (void)n;
     return SF_NO_CUDA(err);
 }
+sf_status sf_timestep_embed_cuda(const sf_cuda_ctx *ctx, const float *t, int n, int dim, const double *freq, void *out,
+                                 sf_err *err) {
+    (void)ctx, (void)t, (void)n, (void)dim, (void)freq, (void)out;
+    return SF_NO_CUDA(err);
+}
+sf_status sf_flow_to_x0_cuda(const sf_cuda_ctx *ctx, const float *xt, const float *flow, int64_t n, double sigma,
+                             float *x0, sf_err *err) {
+    (void)ctx, (void)xt, (void)flow, (void)n, (void)sigma, (void)x0;
+    return SF_NO_CUDA(err);
+}
+sf_status sf_add_noise_cuda(const sf_cuda_ctx *ctx, const float *x0, const float *noise, int64_t n, float sigma,
+                            float *out, sf_err *err) {
+    (void)ctx, (void)x0, (void)noise, (void)n, (void)sigma, (void)out;
+    return SF_NO_CUDA(err);
+}
 sf_status sf_softmax_rows_cuda(const sf_cuda_ctx *ctx, int64_t rows, int64_t n, const float *s, int64_t lds, void *p,
                                int64_t ldp, sf_err *err) {
     (void)ctx, (void)rows, (void)n, (void)s, (void)lds, (void)p, (void)ldp;
@@ -238,6 +253,14 @@ sf_status sf_cuda_events_new(void **ev, int n, sf_err *err) {
 void sf_cuda_events_free(void *ev, int n) { (void)ev, (void)n; }
 sf_status sf_cuda_event_record(const sf_cuda_ctx *ctx, void *ev, int i, sf_err *err) {
     (void)ctx, (void)ev, (void)i;
+    return SF_NO_CUDA(err);
+}
+sf_status sf_cuda_event_sync(void *ev, int i, sf_err *err) {
+    (void)ev, (void)i;
+    return SF_NO_CUDA(err);
+}
+sf_status sf_cuda_copy_h2d_async(const sf_cuda_ctx *ctx, void *dev, const void *pinned, size_t bytes, sf_err *err) {
+    (void)ctx, (void)dev, (void)pinned, (void)bytes;
     return SF_NO_CUDA(err);
 }
 sf_status sf_cuda_event_ms(void *ev, int i, int j, float *ms, sf_err *err) {

@@ -6,6 +6,7 @@
  * test_dit_longvideo.c (rolling KV cache vs global attention and a brute-force key-frame list). */
 #define _POSIX_C_SOURCE 200809L
 #include "dit.h"
+#include "scheduler.h"
 #include "dit_cuda.h"
 #include "act.h"
 #include "attention.h"
@@ -297,6 +298,9 @@ sf_status sf_dit_state_init_on(sf_dit_state *st, const sf_dit_weights *w, int ma
     st->e0 = falloc((int64_t)max_frames * 6 * D, &bad);
     st->E = falloc((int64_t)max_frames * 6 * D, &bad);
     st->Hm = falloc((int64_t)max_frames * 2 * D, &bad);
+    const int64_t lat_n = (int64_t)max_frames * (c->in_dim > c->out_dim ? c->in_dim : c->out_dim) * lat_h * lat_w;
+    for (int i = 0; i < SF_LAT_N; i++) st->lat[i] = falloc(lat_n, &bad);
+    st->lat_flow = falloc(lat_n, &bad);
     if (bad) {
         sf_dit_state_free(st);
         return sf_fail(err, SF_E_NOMEM, "out of memory allocating the DiT state (KV cache %.1f GB)",
@@ -324,7 +328,8 @@ void sf_dit_state_free(sf_dit_state *st) {
     free(st->ck);
     free(st->cv);
     float *bufs[] = {st->ctx, st->txt_tmp, st->x, st->a, st->q, st->k, st->v, st->o, st->y, st->h,
-                     st->patches, st->hout, st->sinf, st->e, st->et, st->e0, st->E, st->Hm};
+                     st->patches, st->hout, st->sinf, st->e, st->et, st->e0, st->E, st->Hm,
+                     st->lat[0], st->lat[1], st->lat[2], st->lat_flow};
     for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) free(bufs[i]);
     free(st->sinus);
     free(st->key_frames);
@@ -527,8 +532,16 @@ static sf_status dit_layer(sf_dit_state *st, int l, const dit_fwd *fw, sf_err *e
     return SF_OK;
 }
 
-sf_status sf_dit_forward(sf_dit_state *st, const float *x_t, int F, const float *t, int64_t start_frame,
-                         float *flow, sf_err *err) {
+/* A GPU forward that stays on the device: input from slot x, prediction x − σ·flow into slot dst. */
+typedef struct dev_step {
+    double sigma;
+    int dst;
+} dev_step;
+
+/* One forward: shapes, the KV-cache step and the keys attended, then the backend's layers.
+ * x_t / flow: host buffers; on a GPU with ds set, both NULL (slots, see dev_step). */
+static sf_status forward(sf_dit_state *st, const float *x_t, int F, const float *t, int64_t start_frame, float *flow,
+                         const dev_step *ds, sf_err *err) {
     const sf_dit_weights *w = st->w;
     const sf_dit_config *c = &w->cfg;
     const int64_t D = c->dim, S = st->frame_tokens, L = (int64_t)F * S;
@@ -554,7 +567,9 @@ sf_status sf_dit_forward(sf_dit_state *st, const float *x_t, int F, const float 
     if (st->gpu) {
         if (st->key_select) return sf_fail(err, SF_E_UNSUPPORTED, "key_select (a test seam) runs on the CPU only");
         sf_dit_kv_step kv = {ls, le, evict, keep, lo, Lk};
-        if ((s = sf_dit_cuda_forward(st, x_t, F, t, start_frame, &kv, flow, err))) return s;
+        if ((s = sf_dit_cuda_forward(st, x_t, F, t, start_frame, &kv, flow, ds ? ds->sigma : 0.0, ds ? ds->dst : -1,
+                                     err)))
+            return s;
         st->global_end = start_frame * S + L;
         st->local_end = le;
         return SF_OK;
@@ -622,5 +637,96 @@ fail:
     free(sel);
     free(Kg);
     free(Vg);
+    return s;
+}
+
+sf_status sf_dit_forward(sf_dit_state *st, const float *x_t, int F, const float *t, int64_t start_frame,
+                         float *flow, sf_err *err) {
+    return forward(st, x_t, F, t, start_frame, flow, NULL, err);
+}
+
+/* ---------------------------------------------------------------- the sampling loop's slots */
+
+static sf_status lat_check(const sf_dit_state *st, int slot, int64_t n, sf_err *err) {
+    const sf_dit_config *c = &st->w->cfg;
+    const int64_t cap = (int64_t)st->max_frames * c->in_dim * st->lat_h * st->lat_w;
+    if (slot < 0 || slot >= SF_LAT_N || n < 0 || n > cap || c->in_dim != c->out_dim)
+        return sf_fail(err, SF_E_ARG, "latent slot %d: %lld values (slots hold %lld; in_dim %d, out_dim %d)", slot,
+                       (long long)n, (long long)cap, c->in_dim, c->out_dim);
+    return SF_OK;
+}
+
+sf_status sf_dit_lat_put(sf_dit_state *st, sf_dit_slot slot, const float *host, int64_t n, sf_err *err) {
+    sf_status s = lat_check(st, (int)slot, n, err);
+    if (s) return s;
+    if (st->gpu) return sf_dit_cuda_lat_put(st, (int)slot, host, n, err);
+    memcpy(st->lat[slot], host, sizeof(float) * (size_t)n);
+    return SF_OK;
+}
+
+sf_status sf_dit_lat_get(sf_dit_state *st, sf_dit_slot slot, float *host, int64_t n, sf_err *err) {
+    sf_status s = lat_check(st, (int)slot, n, err);
+    if (s) return s;
+    if (st->gpu) return sf_dit_cuda_lat_get(st, (int)slot, host, n, err);
+    memcpy(host, st->lat[slot], sizeof(float) * (size_t)n);
+    return SF_OK;
+}
+
+sf_status sf_dit_lat_copy(sf_dit_state *st, sf_dit_slot dst, sf_dit_slot src, int64_t n, sf_err *err) {
+    sf_status s = lat_check(st, (int)dst, n, err);
+    if (!s) s = lat_check(st, (int)src, n, err);
+    if (s || dst == src) return s;
+    if (st->gpu) return sf_dit_cuda_lat_copy(st, (int)dst, (int)src, n, err);
+    memcpy(st->lat[dst], st->lat[src], sizeof(float) * (size_t)n);
+    return SF_OK;
+}
+
+sf_status sf_dit_denoise(sf_dit_state *st, int F, const float *t, int64_t start_frame, double sigma, sf_dit_slot dst,
+                         sf_err *err) {
+    if (F < 1 || F > st->max_frames)
+        return sf_fail(err, SF_E_ARG, "forward over %d frames (state sized for %d)", F, st->max_frames);
+    const int64_t n = (int64_t)F * st->w->cfg.in_dim * st->lat_h * st->lat_w;
+    sf_status s = lat_check(st, (int)dst, n, err);
+    if (s) return s;
+    if (st->gpu) {
+        const dev_step ds = {sigma, (int)dst};
+        return forward(st, NULL, F, t, start_frame, NULL, &ds, err);
+    }
+    if ((s = forward(st, st->lat[SF_LAT_X], F, t, start_frame, st->lat_flow, NULL, err))) return s;
+    sf_flow_to_x0_cpu(st->lat[SF_LAT_X], st->lat_flow, n, sigma, st->lat[dst]);
+    return SF_OK;
+}
+
+sf_status sf_dit_renoise(sf_dit_state *st, const float *eps, int64_t n, float sigma, sf_err *err) {
+    sf_status s = lat_check(st, SF_LAT_X, n, err);
+    if (s) return s;
+    if (st->gpu) return sf_dit_cuda_renoise(st, eps, n, sigma, err);
+    sf_add_noise_cpu(st->lat[SF_LAT_X0], eps, n, sigma, st->lat[SF_LAT_X]);
+    return SF_OK;
+}
+
+sf_status sf_dit_prepare(sf_dit_state *st, int n_blocks, const int *frames, sf_err *err) {
+    if (!st->gpu) return SF_OK;
+    const int64_t S = st->frame_tokens, ge = st->global_end, lend = st->local_end;
+    const int64_t max_att = st->local_attn_size == -1 ? st->cache_tokens : st->local_attn_size * S;
+    sf_status s = SF_OK;
+    int64_t start = 0;
+    st->global_end = st->local_end = 0;
+    for (int b = 0; b < n_blocks; b++) { /* the forwards' cache arithmetic, replayed without touching the cache */
+        const int F = frames[b];
+        int64_t ls, le, evict, keep;
+        if (F < 1 || F > st->max_frames) {
+            s = sf_fail(err, SF_E_ARG, "block %d has %d frames (state sized for %d)", b, F, st->max_frames);
+            break;
+        }
+        if ((s = kv_plan(st, start * S, F * S, &ls, &le, &evict, &keep, err))) break;
+        const int64_t lo = le - max_att > 0 ? le - max_att : 0;
+        if ((s = sf_dit_cuda_prepare(st, (int64_t)F * S, le - lo, err))) break;
+        st->global_end = (start + F) * S;
+        st->local_end = le;
+        start += F;
+    }
+    st->global_end = ge;
+    st->local_end = lend;
     return s;
 }

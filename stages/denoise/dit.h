@@ -101,6 +101,9 @@ typedef struct sf_dit_kv_step {
 
 typedef struct sf_dit_gpu sf_dit_gpu; /* the CUDA backend's state (dit_cuda.c) */
 
+/* The sampling loop's latent slots (sf_dit_lat_put and below). */
+typedef enum sf_dit_slot { SF_LAT_X = 0, SF_LAT_X0, SF_LAT_AUX, SF_LAT_N } sf_dit_slot;
+
 typedef struct sf_dit_state {
     const sf_dit_weights *w;
     sf_dit_gpu *gpu;                 /* non-NULL: this state lives on a GPU (dit_cuda.c) */
@@ -125,6 +128,7 @@ typedef struct sf_dit_state {
     float *sinf;                     /* (F, freq_dim) */
     float *e, *et, *e0, *E, *Hm;     /* (F,dim) (F,dim) (F,6dim) (F,6,dim) (F,2,dim) */
     float *txt_tmp;                  /* (text_len, max(dim, text_dim)) */
+    float *lat[SF_LAT_N], *lat_flow; /* CPU slots of the sampling loop (sf_dit_lat_*), (max_frames, C, H, W) */
     sf_rope_table rope;
     int nthreads;
     sf_dit_tap tap;                  /* optional */
@@ -162,5 +166,31 @@ sf_status sf_dit_set_context(sf_dit_state *st, const float *emb, int64_t n_rows,
  * flow: (F, C, H, W) f32 model output. Updates the KV cache like the reference. */
 sf_status sf_dit_forward(sf_dit_state *st, const float *x_t, int F, const float *t, int64_t start_frame,
                          float *flow, sf_err *err);
+
+/* ---- the sampling loop's latents, kept where the forward runs ---------------------------------
+ * Three slots (sf_dit_slot) of up to max_frames·C·H·W f32 (C = in_dim = out_dim): x (the forward's input), x0
+ * (the prediction) and aux (a prediction that must not clobber x0: the context pass's). On a GPU
+ * they live on the device and the calls below only enqueue work: within a block nothing crosses
+ * PCIe except the re-noising draws going in (staged through pinned memory), and the host waits
+ * only where it reads a slot (a finished block; a per-step prediction hook). On the CPU the slots
+ * are host buffers and the calls are the plain CPU steps, so one loop (pipeline.c) serves both. */
+/* slot ← n host floats. The host buffer may be reused at return. */
+sf_status sf_dit_lat_put(sf_dit_state *st, sf_dit_slot slot, const float *host, int64_t n, sf_err *err);
+/* n host floats ← slot, after everything enqueued before (waits on a GPU). */
+sf_status sf_dit_lat_get(sf_dit_state *st, sf_dit_slot slot, float *host, int64_t n, sf_err *err);
+/* dst ← src, n floats. */
+sf_status sf_dit_lat_copy(sf_dit_state *st, sf_dit_slot dst, sf_dit_slot src, int64_t n, sf_err *err);
+/* One forward on slot x (F frames, timesteps t, like sf_dit_forward), then the scheduler's flow → x0
+ * with σ = sf_scheduler_sigma_x0(t): slot dst = x − σ·flow (sf_flow_to_x0_cpu). */
+sf_status sf_dit_denoise(sf_dit_state *st, int F, const float *t, int64_t start_frame, double sigma, sf_dit_slot dst,
+                         sf_err *err);
+/* Re-noising: slot x = (1 − σ)·x0 + σ·eps (sf_add_noise_cpu), eps: n host floats (reusable at return). */
+sf_status sf_dit_renoise(sf_dit_state *st, const float *eps, int64_t n, float sigma, sf_err *err);
+/* Before a video's loop: make everything its forwards will need — on a GPU the cuDNN plan of every
+ * (queries, keys) shape the blocks produce and, when a tap is attached or cuDNN refuses a shape,
+ * the explicit attention's workspace — so that the loop allocates and plans nothing. frames[b]:
+ * latent frames of block b, starting from a reset cache. Leaves the cache indices as they were.
+ * The CPU has nothing to prepare. */
+sf_status sf_dit_prepare(sf_dit_state *st, int n_blocks, const int *frames, sf_err *err);
 
 #endif

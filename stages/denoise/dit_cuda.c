@@ -47,6 +47,8 @@ struct sf_dit_gpu {
     bf16 *h;                                  /* (L, FF) */
     bf16 *patches, *hout;                     /* (L, C·ph·pw), (L, out·ph·pw) */
     float *xin, *flow;                        /* (F, C, H, W) */
+    float *lat[SF_LAT_N];                     /* the sampling loop's slots (F, C, H, W) f32 */
+    double *freq;                             /* (freq_dim/2) timestep sinusoid frequencies */
     bf16 *sinus, *et, *e, *e0;                /* (F, freq), (F, D), (F, D), (F, 6D) */
     float *E, *Hm;                            /* (NL, F, 6D) every layer's modulation, (F, 2D) the head's */
     double *rope_cs;                          /* (max_pos, d/2, 2) */
@@ -59,9 +61,12 @@ struct sf_dit_gpu {
     int n_ev, cap_ev, *ev_cat;
     double prof_ms[8];
     int prof_fwd;
-    /* host scratch */
-    double *sin_h;
-    uint16_t *sin_b;
+    /* host side: two pinned staging buffers for slot puts and re-noising draws, and the event after
+     * each one's copy (a buffer is refilled only once its previous copy has run) */
+    float *stage[2];
+    void *stage_ev;
+    int stage_next;
+    size_t lat_n;
     float *tap_q, *tap_k;                     /* post-RoPE q (L, D) and K window (Lk_max, D), f32 */
 };
 
@@ -217,6 +222,8 @@ static size_t layout(sf_dit_gpu *g, const sf_dit_state *st, char *base) {
     g->hout = carve(base, &off, L * (size_t)c->out_dim * ph * pw * 2);
     g->xin = carve(base, &off, lat * 4);
     g->flow = carve(base, &off, (latout > lat ? latout : lat) * 4);
+    for (int i = 0; i < SF_LAT_N; i++) g->lat[i] = carve(base, &off, (latout > lat ? latout : lat) * 4);
+    g->freq = carve(base, &off, (size_t)c->freq_dim / 2 * 8);
     g->sinus = carve(base, &off, F * (size_t)c->freq_dim * 2);
     g->et = carve(base, &off, F * D * 2);
     g->e = carve(base, &off, F * D * 2);
@@ -241,12 +248,18 @@ void sf_dit_cuda_free(sf_dit_state *st) {
     sf_cuda_free(g->wvec);
     sf_cuda_ctx_free(&g->cx);
     free(g->L);
-    free(g->sin_h);
-    free(g->sin_b);
+    sf_cuda_host_free(g->stage[0]);
+    sf_cuda_host_free(g->stage[1]);
+    sf_cuda_events_free(g->stage_ev, 2);
     free(g->tap_q);
     free(g->tap_k);
     free(g);
     st->gpu = NULL;
+}
+
+sf_status sf_dit_cuda_mark(sf_dit_state *st, void *ev, int i, sf_err *err) {
+    if (!st->gpu) return sf_fail(err, SF_E_ARG, "not a GPU state");
+    return sf_cuda_event_record(&st->gpu->cx, ev, i, err);
 }
 
 size_t sf_dit_cuda_bytes(const sf_dit_state *st) {
@@ -269,9 +282,7 @@ sf_status sf_dit_cuda_init(sf_dit_state *st, int ordinal, sf_err *err) {
     st->gpu = g;
     if ((s = sf_cuda_ctx_init(&g->cx, ordinal, err))) goto fail;
     g->L = calloc((size_t)c->num_layers, sizeof *g->L);
-    g->sin_h = calloc((size_t)st->max_frames * (size_t)c->freq_dim, sizeof(double));
-    g->sin_b = calloc((size_t)st->max_frames * (size_t)c->freq_dim, sizeof(uint16_t));
-    if (!g->L || !g->sin_h || !g->sin_b) { s = sf_fail(err, SF_E_NOMEM, "out of memory"); goto fail; }
+    if (!g->L) { s = sf_fail(err, SF_E_NOMEM, "out of memory"); goto fail; }
     const int64_t L = (int64_t)st->max_frames * st->frame_tokens;
     g->fused = c->dim % 8 == 0 && c->dim <= 2048 && (c->dim / c->num_heads) % 8 == 0 && !getenv("SF_CUDA_UNFUSED");
     int64_t max_att = st->local_attn_size == -1 ? st->cache_tokens : st->local_attn_size * st->frame_tokens;
@@ -301,6 +312,20 @@ sf_status sf_dit_cuda_init(sf_dit_state *st, int ordinal, sf_err *err) {
     if ((s = sf_cuda_memset(&g->cx, g->arena, 0, need_state, err))) goto fail;
     size_t ncs = (size_t)st->rope.max_pos * (size_t)(st->rope.head_dim / 2) * 2;
     if ((s = sf_cuda_copy_h2d(&g->cx, g->rope_cs, st->rope.cs, ncs * sizeof(double), err))) goto fail;
+    {
+        const int half = c->freq_dim / 2;
+        double *tf = malloc(sizeof(double) * (size_t)(half > 0 ? half : 1));
+        if (!tf) { s = sf_fail(err, SF_E_NOMEM, "out of memory"); goto fail; }
+        for (int j = 0; j < half; j++) tf[j] = sf_timestep_freq(j, c->freq_dim);
+        s = sf_cuda_copy_h2d(&g->cx, g->freq, tf, sizeof(double) * (size_t)half, err);
+        free(tf);
+        if (s) goto fail;
+    }
+    g->lat_n = (size_t)st->max_frames * (size_t)(c->in_dim > c->out_dim ? c->in_dim : c->out_dim) * (size_t)st->lat_h *
+               (size_t)st->lat_w;
+    if ((s = sf_cuda_host_alloc((void **)&g->stage[0], g->lat_n * sizeof(float), err))) goto fail;
+    if ((s = sf_cuda_host_alloc((void **)&g->stage[1], g->lat_n * sizeof(float), err))) goto fail;
+    if ((s = sf_cuda_events_new(&g->stage_ev, 2, err))) goto fail;
     sf_err e2 = {0};
     if (getenv("SF_NO_CUDNN") || sf_sdpa_new(&g->sdpa, g->cx.stream, &e2) != SF_OK) {
         g->sdpa = NULL;
@@ -664,7 +689,7 @@ static sf_status layer(sf_dit_state *st, int l, int F, int64_t start_frame, cons
 }
 
 sf_status sf_dit_cuda_forward(sf_dit_state *st, const float *x_t, int F, const float *t, int64_t start_frame,
-                              const sf_dit_kv_step *kv, float *flow, sf_err *err) {
+                              const sf_dit_kv_step *kv, float *flow, double sigma, int x0_slot, sf_err *err) {
     sf_dit_gpu *g = st->gpu;
     const sf_dit_config *c = &st->w->cfg;
     const int64_t D = c->dim, S = st->frame_tokens, L = (int64_t)F * S, FD = c->freq_dim;
@@ -675,14 +700,13 @@ sf_status sf_dit_cuda_forward(sf_dit_state *st, const float *x_t, int F, const f
     const int64_t nout = (int64_t)F * c->out_dim * st->lat_h * st->lat_w;
     /* 1. patch embedding */
     prof(g, P_IO);
-    if ((s = sf_cuda_copy_h2d(cx, g->xin, x_t, (size_t)nin * sizeof(float), err))) return s;
-    if ((s = sf_patchify_cuda(cx, g->xin, F, c->in_dim, st->lat_h, st->lat_w, ph, pw, g->patches, err))) return s;
+    const float *xin = x_t ? g->xin : g->lat[SF_LAT_X];
+    if (x_t && (s = sf_cuda_copy_h2d(cx, g->xin, x_t, (size_t)nin * sizeof(float), err))) return s;
+    if ((s = sf_patchify_cuda(cx, xin, F, c->in_dim, st->lat_h, st->lat_w, ph, pw, g->patches, err))) return s;
     if ((s = mm(g, L, g->patches, (int64_t)c->in_dim * ph * pw, &g->patch, g->x, D, err))) return s;
-    /* 2. time embedding: fp64 sinusoid on the host (F·freq values), rounded to bf16 */
-    sf_timestep_embed_cpu(t, F, (int)FD, g->sin_h);
-    for (int64_t i = 0; i < F * FD; i++) g->sin_b[i] = sf_f32_to_bf16((float)g->sin_h[i]);
+    /* 2. time embedding: the fp64 sinusoid by a kernel that gets t as its arguments (no copy, no sync) */
     prof(g, P_IO);
-    if ((s = sf_cuda_copy_h2d(cx, g->sinus, g->sin_b, (size_t)(F * FD) * 2, err))) return s;
+    if ((s = sf_timestep_embed_cuda(cx, t, F, (int)FD, g->freq, g->sinus, err))) return s;
     if ((s = mm(g, F, g->sinus, FD, &g->tim0, g->et, D, err))) return s;
     prof(g, P_IO);
     if ((s = sf_silu_cuda(cx, g->et, F * D, err))) return s;
@@ -709,7 +733,71 @@ sf_status sf_dit_cuda_forward(sf_dit_state *st, const float *x_t, int F, const f
     if ((s = gprobe(st, "mid.head_out", g->hout, L * g->head.n, err))) return s;
     prof(g, P_IO);
     if ((s = sf_unpatchify_cuda(cx, g->hout, F, c->out_dim, st->lat_h, st->lat_w, ph, pw, g->flow, err))) return s;
-    if ((s = sf_cuda_copy_d2h(cx, flow, g->flow, (size_t)nout * sizeof(float), err))) return s;
+    if (x0_slot >= 0 && (s = sf_flow_to_x0_cuda(cx, xin, g->flow, nout, sigma, g->lat[x0_slot], err))) return s;
+    if (flow && (s = sf_cuda_copy_d2h(cx, flow, g->flow, (size_t)nout * sizeof(float), err))) return s;
     prof(g, P_IO);
     return prof_collect(g, err);
+}
+
+/* ---------------------------------------------------------------- sampling-loop slots */
+
+/* Copy n host floats into the next pinned staging buffer (after the copy that last read it has
+ * run) and enqueue its upload to dev; the host does not wait for the upload. */
+static sf_status stage_up(sf_dit_gpu *g, float *dev, const float *host, int64_t n, sf_err *err) {
+    const int i = g->stage_next;
+    sf_status s = sf_cuda_event_sync(g->stage_ev, i, err);
+    if (s) return s;
+    memcpy(g->stage[i], host, sizeof(float) * (size_t)n);
+    if ((s = sf_cuda_copy_h2d_async(&g->cx, dev, g->stage[i], sizeof(float) * (size_t)n, err))) return s;
+    g->stage_next = 1 - i;
+    return sf_cuda_event_record(&g->cx, g->stage_ev, i, err);
+}
+
+sf_status sf_dit_cuda_lat_put(sf_dit_state *st, int slot, const float *host, int64_t n, sf_err *err) {
+    return stage_up(st->gpu, st->gpu->lat[slot], host, n, err);
+}
+
+sf_status sf_dit_cuda_lat_get(sf_dit_state *st, int slot, float *host, int64_t n, sf_err *err) {
+    return sf_cuda_copy_d2h(&st->gpu->cx, host, st->gpu->lat[slot], sizeof(float) * (size_t)n, err);
+}
+
+sf_status sf_dit_cuda_lat_copy(sf_dit_state *st, int dst, int src, int64_t n, sf_err *err) {
+    return sf_cuda_copy_d2d(&st->gpu->cx, st->gpu->lat[dst], st->gpu->lat[src], sizeof(float) * (size_t)n, err);
+}
+
+/* x = (1 − σ)·x0 + σ·eps. The draw lands in the flow buffer (stream order: after the flow → x0 that
+ * read it; the next forward overwrites it), so no slot is disturbed. */
+sf_status sf_dit_cuda_renoise(sf_dit_state *st, const float *eps, int64_t n, float sigma, sf_err *err) {
+    sf_dit_gpu *g = st->gpu;
+    sf_status s = stage_up(g, g->flow, eps, n, err);
+    return s ? s : sf_add_noise_cuda(&g->cx, g->lat[SF_LAT_X0], g->flow, n, sigma, g->lat[SF_LAT_X], err);
+}
+
+sf_status sf_dit_cuda_prepare(sf_dit_state *st, int64_t Lq, int64_t Lk, sf_err *err) {
+    sf_dit_gpu *g = st->gpu;
+    const sf_dit_config *c = &st->w->cfg;
+    const int64_t D = c->dim;
+    const int H = c->num_heads, d = (int)(D / H);
+    sf_status s;
+    if (g->sdpa && !g->sdpa_off) {
+        sf_err e2 = {0};
+        s = sf_sdpa_prepare(g->sdpa, Lq, Lk, H, d, D, 2 * D, D, &e2); /* self: K|V cache rows of 2D */
+        if (!s) s = sf_sdpa_prepare(g->sdpa, Lq, c->text_len, H, d, D, D, D, &e2); /* cross */
+        if (s == SF_E_UNSUPPORTED) {
+            sf_log(SF_LOG_WARN, "sf-denoise: %s; attention uses cuBLASLt", e2.msg);
+            g->sdpa_off = 1;
+        } else if (s) {
+            *err = e2;
+            return s;
+        }
+    }
+    if (st->tap.wants || !g->sdpa || g->sdpa_off) { /* taps always read the explicit path's logits */
+        if ((s = explicit_ws(g, H, err))) return s;
+    }
+    if (st->tap.wants) {
+        if (!g->tap_q) g->tap_q = malloc(sizeof(float) * (size_t)(st->max_frames * st->frame_tokens * D));
+        if (!g->tap_k) g->tap_k = malloc(sizeof(float) * (size_t)(g->lk_max * D));
+        if (!g->tap_q || !g->tap_k) return sf_fail(err, SF_E_NOMEM, "out of memory (attention tap)");
+    }
+    return SF_OK;
 }

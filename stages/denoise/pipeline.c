@@ -1,5 +1,7 @@
 /* pipeline.c — the causal denoising loop with KV-cache refresh (see pipeline.h).
  * Mirrors pipeline/causal_inference.py CausalInferencePipeline.inference (T2V path).
+ * The latents stay where the DiT runs (dit.h's slots): on a GPU a block's steps are enqueued
+ * without a host sync, the re-noising draws go in and the block's x0 comes out.
  * Tested by tests/unit/test_dit_pipeline.c against dit_pipeline_{base,generator,generator_ema}. */
 #define _POSIX_C_SOURCE 200809L
 #include "pipeline.h"
@@ -100,10 +102,9 @@ sf_status sf_pipeline_run(sf_dit_state *st, const sf_scheduler *sc, const sf_pip
     memset(&nf, 0, sizeof nf);
     int feeding = 0;
     float *noise = cfg->noise ? sf_calloc2((size_t)T * (size_t)fr, sizeof(float)) : NULL;
-    float *x = sf_calloc2((size_t)fpb * (size_t)fr, sizeof(float));
-    float *flow = sf_calloc2((size_t)fpb * (size_t)fr, sizeof(float));
-    float *x0 = sf_calloc2((size_t)fpb * (size_t)fr, sizeof(float));
-    float *eps = sf_calloc2((size_t)fpb * (size_t)fr, sizeof(float));
+    float *x0 = sf_calloc2((size_t)fpb * (size_t)fr, sizeof(float));  /* a block's (or a step's) prediction, host copy */
+    float *eps = sf_calloc2((size_t)fpb * (size_t)fr, sizeof(float)); /* a replayed re-noising draw */
+    int *blk = calloc((size_t)n_blocks, sizeof(int));
     if (!cfg->noise) { /* block b's n_steps − 1 draws are F_b·fr values each (F_0 = 1 with an independent first frame) */
         nf.fr = fr, nf.T = T, nf.n_draws = n_draws;
         nf.off = calloc((size_t)n_draws + 1, sizeof(int64_t));
@@ -118,7 +119,7 @@ sf_status sf_pipeline_run(sf_dit_state *st, const sf_scheduler *sc, const sf_pip
         }
         noise = nf.buf;
     }
-    if (!noise || !x || !flow || !x0 || !eps) {
+    if (!noise || !x0 || !eps || !blk) {
         s = sf_fail(err, SF_E_NOMEM, "out of memory");
         goto fail;
     }
@@ -137,6 +138,9 @@ sf_status sf_pipeline_run(sf_dit_state *st, const sf_scheduler *sc, const sf_pip
         }
         feeding = 1;
     }
+    /* every plan and workspace the forwards need, before the loop */
+    for (int b = 0; b < n_blocks; b++) blk[b] = (cfg->independent_first_frame && b == 0) ? 1 : fpb;
+    if ((s = sf_dit_prepare(st, n_blocks, blk, err))) goto fail;
     sf_dit_state_reset(st);
     int64_t start = 0;
     int draw = 0;
@@ -144,8 +148,9 @@ sf_status sf_pipeline_run(sf_dit_state *st, const sf_scheduler *sc, const sf_pip
     int total_fwd = n_blocks * (cfg->n_steps + 1), done_fwd = 0;
     for (int b = 0; b < n_blocks; b++) {
         int F = (cfg->independent_first_frame && b == 0) ? 1 : fpb;
+        const int64_t n = (int64_t)F * fr;
         if (feeding) feed_wait(&nf, (start + F) * fr);
-        memcpy(x, noise + start * fr, sizeof(float) * (size_t)(F * fr));
+        if ((s = sf_dit_lat_put(st, SF_LAT_X, noise + start * fr, n, err))) goto fail;
         for (int k = 0; k <= cfg->n_steps; k++) {
             int refresh = k == cfg->n_steps;
             float tk = refresh ? cfg->context_noise : cfg->steps[k];
@@ -156,14 +161,16 @@ sf_status sf_pipeline_run(sf_dit_state *st, const sf_scheduler *sc, const sf_pip
                 goto fail;
             }
             if (hk && hk->on_forward) hk->on_forward(hk->ctx, b, k, start, F);
-            /* the refresh pass feeds the clean x0 of the last step, never noised */
-            if (refresh) memcpy(x, x0, sizeof(float) * (size_t)(F * fr));
-            if ((s = sf_dit_forward(st, x, F, tv, start, flow, err))) goto fail;
+            /* the refresh pass feeds the clean x0 of the last step, never noised; its own prediction
+             * goes to the aux slot (x0 is what the block hands out) */
+            if (refresh && (s = sf_dit_lat_copy(st, SF_LAT_X, SF_LAT_X0, n, err))) goto fail;
+            const sf_dit_slot dst = refresh ? SF_LAT_AUX : SF_LAT_X0;
+            if ((s = sf_dit_denoise(st, F, tv, start, sf_scheduler_sigma_x0(sc, tk), dst, err))) goto fail;
             done_fwd++;
-            if (!refresh || (hk && hk->on_pred)) {
-                float *dst = refresh ? eps : x0; /* the refresh x0 is discarded: don't clobber x0 */
-                sf_scheduler_flow_to_x0(sc, x, flow, F * fr, tk, dst);
-                if (hk && hk->on_pred && (s = hk->on_pred(hk->ctx, b, k, F, dst, err))) goto fail;
+            if (hk && hk->on_pred) { /* a per-step hook reads the prediction: the one place a step waits */
+                float *h = refresh ? eps : x0;
+                if ((s = sf_dit_lat_get(st, dst, h, n, err))) goto fail;
+                if ((s = hk->on_pred(hk->ctx, b, k, F, h, err))) goto fail;
             }
             if (hk && hk->progress == SF_PROGRESS_LINES) {
                 double el = sf_now() - t0, eta = el / done_fwd * (total_fwd - done_fwd);
@@ -183,14 +190,14 @@ sf_status sf_pipeline_run(sf_dit_state *st, const sf_scheduler *sc, const sf_pip
                     snprintf(nm, sizeof nm, "noise.renoise.%d", draw);
                     int64_t sh[4] = {F, C, H, W};
                     if ((s = replay(cfg->noise, nm, 4, sh, eps, err))) goto fail;
-                } else {
-                    memcpy(eps, feed_wait(&nf, nf.off[draw + 1]) + nf.off[draw], sizeof(float) * (size_t)(F * fr));
                 }
+                const float *e = cfg->noise ? eps : feed_wait(&nf, nf.off[draw + 1]) + nf.off[draw];
                 draw++;
-                sf_scheduler_add_noise(sc, x0, eps, F * fr, cfg->steps[k + 1], x);
+                if ((s = sf_dit_renoise(st, e, n, sf_scheduler_sigma_noise(sc, cfg->steps[k + 1]), err))) goto fail;
             }
-            if (k + 1 == cfg->n_steps) { /* block finished: emit before the refresh pass */
-                if (out) memcpy(out + start * fr, x0, sizeof(float) * (size_t)(F * fr));
+            if (k + 1 == cfg->n_steps) { /* block finished: hand it out before the refresh pass */
+                if ((s = sf_dit_lat_get(st, SF_LAT_X0, x0, n, err))) goto fail;
+                if (out) memcpy(out + start * fr, x0, sizeof(float) * (size_t)n);
                 if (hk && hk->on_block && (s = hk->on_block(hk->ctx, b, start, F, x0, err))) goto fail;
             }
         }
@@ -206,9 +213,8 @@ fail:
     }
     free(noise);
     free(nf.off);
-    free(x);
-    free(flow);
     free(x0);
     free(eps);
+    free(blk);
     return s;
 }

@@ -67,15 +67,28 @@ int sf_scheduler_index_f32(const sf_scheduler *s, float t) {
     return best;
 }
 
+double sf_scheduler_sigma_x0(const sf_scheduler *s, float t) {
+    return (double)s->sigmas[sf_scheduler_index_f64(s, (double)t)];
+}
+
+float sf_scheduler_sigma_noise(const sf_scheduler *s, float t) { return s->sigmas[sf_scheduler_index_f32(s, t)]; }
+
+void sf_flow_to_x0_cpu(const float *xt, const float *flow, int64_t n, double sigma, float *x0) {
+    for (int64_t i = 0; i < n; i++) x0[i] = (float)((double)xt[i] - sigma * (double)flow[i]);
+}
+
+void sf_add_noise_cpu(const float *x0, const float *noise, int64_t n, float sigma, float *out) {
+    const float one = 1.0f - sigma;
+    for (int64_t i = 0; i < n; i++) {
+        float a = one * x0[i], b = sigma * noise[i];
+        out[i] = a + b;
+    }
+}
+
 void sf_scheduler_flow_to_x0(const sf_scheduler *s, const float *xt, const float *flow, int64_t n, float t, float *x0) {
-    double sg = (double)s->sigmas[sf_scheduler_index_f64(s, (double)t)];
-    for (int64_t i = 0; i < n; i++) x0[i] = (float)((double)xt[i] - sg * (double)flow[i]);
+    sf_flow_to_x0_cpu(xt, flow, n, sf_scheduler_sigma_x0(s, t), x0);
 }
 
 void sf_scheduler_add_noise(const sf_scheduler *s, const float *x0, const float *noise, int64_t n, float t, float *out) {
-    float sg = s->sigmas[sf_scheduler_index_f32(s, t)], one = 1.0f - sg;
-    for (int64_t i = 0; i < n; i++) {
-        float a = one * x0[i], b = sg * noise[i];
-        out[i] = a + b;
-    }
+    sf_add_noise_cpu(x0, noise, n, sf_scheduler_sigma_noise(s, t), out);
 }

@@ -27,6 +27,18 @@ sf_status sf_scheduler_steps(const sf_scheduler *s, const double *raw, int n, in
 int sf_scheduler_index_f64(const sf_scheduler *s, double t);
 int sf_scheduler_index_f32(const sf_scheduler *s, float t);
 
+/* The σ each conversion uses: flow → x0 looks t up in float64, add_noise in float32 (the two
+ * reference call sites differ; SPEC §4.3). */
+double sf_scheduler_sigma_x0(const sf_scheduler *s, float t);
+float sf_scheduler_sigma_noise(const sf_scheduler *s, float t);
+
+/* The element-wise cores (CPU references of sf_flow_to_x0_cuda / sf_add_noise_cuda, kernels/cuda_ops.h):
+ *   x0  = float32(float64(xt) − σ·float64(flow))          (σ = sf_scheduler_sigma_x0)
+ *   out = (1 − σ)·x0 + σ·noise, float32, each product rounded, then the sum  (σ = sf_scheduler_sigma_noise)
+ * n elements; out may alias x0 or noise, x0 may alias xt or flow. */
+void sf_flow_to_x0_cpu(const float *xt, const float *flow, int64_t n, double sigma, float *x0);
+void sf_add_noise_cpu(const float *x0, const float *noise, int64_t n, float sigma, float *out);
+
 /* x0 = float32(float64(xt) − σ·float64(flow)), σ = float64(sigmas[index_f64(t)]). n elements. */
 void sf_scheduler_flow_to_x0(const sf_scheduler *s, const float *xt, const float *flow, int64_t n, float t, float *x0);
 /* out = (1 − σ)·x0 + σ·noise in float32, σ = sigmas[index_f32(t)]. n elements; out may alias x0. */

@@ -43,12 +43,14 @@ static const char *sf_emu_last_error(void) { return ""; }
 #include "norm_rows.h"
 #include "patch.h"
 #include "rope.h"
+#include "stages/denoise/scheduler.h"
+#include "timestep_embed.h"
 
 #include <stdint.h>
 
 /* Tolerance table: pass if ulps(got, ref) ≤ ulps, or |Δ| ≤ atol + rtol·|ref|. ulps count bf16
  * steps for bf16 outputs and f32 steps for f32 outputs. */
-enum { T_EXACT, T_NORM_CPU, T_ONE_ULP, T_GELU_CPU, T_FRAME_CPU, T_GEMM_CPU, T_COUNT };
+enum { T_EXACT, T_NORM_CPU, T_ONE_ULP, T_GELU_CPU, T_FRAME_CPU, T_GEMM_CPU, T_BITS, T_SINUS, T_COUNT };
 static const struct tol {
     int ulps;
     double rtol, atol;
@@ -79,6 +81,16 @@ static const struct tol {
     /* GEMM vs sf_gemm_cpu: the emulated cublasGemmEx sums in k order in fp32, the CPU in its own
        order: K=33, |terms| ≤ 1 → ≲ 33·2^-24 absolute before the single bf16 rounding: 1 ulp. */
     [T_GEMM_CPU] = {1, 0, 1e-5},
+    /* explicitly rounded arithmetic (__dmul_rn, __fadd_rn, ...: never contracted): bit for bit, GPU too. */
+    [T_BITS] = {0, 0, 0},
+    /* timestep sinusoid: the GPU's fp64 cos/sin are within 2 ulp of fp64 (not correctly rounded
+       like glibc's), which shows after fp64 → fp32 → bf16 only at a rounding tie: one bf16 step.
+       The emulation calls glibc: exact. */
+#ifdef SF_TEST_GPU
+    [T_SINUS] = {1, 0, 0},
+#else
+    [T_SINUS] = {0, 0, 0},
+#endif
 };
 
 #define GUARD 64
@@ -617,6 +629,60 @@ done:
     cu_close(&c);
 }
 
+/* ---- timestep sinusoid and the scheduler's steps (dit_glue.cu) ----------------------------- */
+/* 70 frames: two launches (SF_CUDA_TVEC = 64 timesteps per kernel argument), the second partial;
+ * fractional and large t (the warped schedule's 937.5…, the context pass's 0). */
+static void test_timestep_embed_wrap(void) {
+    enum { N = 70, DIM = 256, HALF = DIM / 2 };
+    cu c;
+    if (!cu_open(&c)) return;
+    float t[N], *cpu = hzalloc(N * DIM), *got = hzalloc(N * DIM);
+    double fr[HALF], *ref = calloc(N * DIM, sizeof(double));
+    gbuf o;
+    for (int i = 0; i < N; i++) t[i] = i == 0 ? 0.0f : i == 1 ? 1000.0f : urand(0, 1000);
+    for (int j = 0; j < HALF; j++) fr[j] = sf_timestep_freq(j, DIM);
+    sf_timestep_embed_cpu(t, N, DIM, ref);
+    for (int i = 0; i < N * DIM; i++) cpu[i] = rbf((float)ref[i]); /* the host path's f64 → f32 → bf16 */
+    sf_emu_set_max_blocks(3);
+    double *dfr = cu_alloc(&c, sizeof fr);
+    if (!dfr || !gb_new(&c, &o, N, DIM, DIM, 2)) goto done;
+    SF_CHECK_OK(sf_cuda_copy_h2d(&c.ctx, dfr, fr, sizeof fr, &c.err), &c.err);
+    SF_CHECK_OK(sf_timestep_embed_cuda(&c.ctx, t, N, DIM, dfr, o.at, &c.err), &c.err);
+    if (gb_get(&c, &o, "timestep_embed", got)) cmp("timestep_embed vs sf_timestep_embed_cpu", got, cpu, N * DIM, T_SINUS, 1);
+done:
+    free(cpu), free(got), free(ref);
+    cu_close(&c);
+}
+
+/* flow → x0 (fp64) and re-noising (fp32, two rounded products) on real schedule σ values, in place
+ * like the pipeline (x0 over the flow buffer, x over x0): bit for bit the CPU references. */
+static void test_scheduler_steps_wrap(void) {
+    enum { N = 4099 };
+    cu c;
+    if (!cu_open(&c)) return;
+    sf_scheduler sc;
+    sf_err e = {{0}};
+    SF_CHECK_OK(sf_scheduler_init(&sc, 5.0, &e), &e);
+    const double sx = sf_scheduler_sigma_x0(&sc, 750.0f);
+    const float sn = sf_scheduler_sigma_noise(&sc, 500.0f);
+    float *xt = hrand(N, -4, 4, 0), *flow = hrand(N, -4, 4, 0), *eps = hrand(N, -4, 4, 0);
+    float *x0 = hzalloc(N), *xn = hzalloc(N), *got = hzalloc(N);
+    gbuf dx, df, de;
+    sf_flow_to_x0_cpu(xt, flow, N, sx, x0);
+    sf_add_noise_cpu(x0, eps, N, sn, xn);
+    sf_emu_set_max_blocks(2);
+    if (!gb_new(&c, &dx, 1, N, N, 4) || !gb_new(&c, &df, 1, N, N, 4) || !gb_new(&c, &de, 1, N, N, 4) ||
+        !gb_put(&c, &dx, xt) || !gb_put(&c, &df, flow) || !gb_put(&c, &de, eps))
+        goto done;
+    SF_CHECK_OK(sf_flow_to_x0_cuda(&c.ctx, (float *)dx.at, (float *)df.at, N, sx, (float *)df.at, &c.err), &c.err);
+    if (gb_get(&c, &df, "flow_to_x0", got)) cmp("flow_to_x0 vs sf_flow_to_x0_cpu", got, x0, N, T_BITS, 0);
+    SF_CHECK_OK(sf_add_noise_cuda(&c.ctx, (float *)df.at, (float *)de.at, N, sn, (float *)df.at, &c.err), &c.err);
+    if (gb_get(&c, &df, "add_noise", got)) cmp("add_noise vs sf_add_noise_cpu", got, xn, N, T_BITS, 0);
+done:
+    free(xt), free(flow), free(eps), free(x0), free(xn), free(got);
+    cu_close(&c);
+}
+
 /* ---- RoPE, patchify, unpatchify (dit_glue.cu) ----------------------------------------------- */
 static void test_rope_strided(void) {
     enum { F = 2, H = 3, W = 5, HEADS = 2, D = 12, LD = HEADS * D + 5, START = 3, MAXPOS = 16 };
@@ -965,6 +1031,8 @@ static const sf_test tests[] = {
     {"modulate_wrap", test_modulate_wrap},
     {"gated_add_wrap", test_gated_add_wrap},
     {"mod_table", test_mod_table},
+    {"timestep_embed_wrap", test_timestep_embed_wrap},
+    {"scheduler_steps_wrap", test_scheduler_steps_wrap},
     {"rope_strided", test_rope_strided},
     {"patchify_unpatchify", test_patchify_unpatchify},
     {"softmax_rows_strided", test_softmax_rows_strided},

@@ -585,11 +585,27 @@ cudaError_t cudaGetDevice(int *d) {
     *d = 0;
     return cudaSuccess;
 }
+/* Host waits (sf_emu_host_waits): what would block the host thread on a GPU until the stream drains. */
+static unsigned long long n_host_waits;
+/* Page-locked host allocations (cudaMallocHost): async copies from / to them do not wait. */
+static struct pinned_range {
+    const char *p;
+    size_t n;
+} pinned[64];
+static int n_pinned;
+static bool is_pinned(const void *p, size_t bytes) {
+    for (int i = 0; i < n_pinned; i++)
+        if ((const char *)p >= pinned[i].p && (const char *)p + bytes <= pinned[i].p + pinned[i].n) return true;
+    return false;
+}
 cudaError_t cudaGetDeviceCount(int *n) {
     *n = 1;
     return cudaSuccess;
 }
-cudaError_t cudaDeviceSynchronize(void) { return sticky_error; }
+cudaError_t cudaDeviceSynchronize(void) {
+    n_host_waits++;
+    return sticky_error;
+}
 
 static cudaError_t add_alloc(void *p, size_t n) {
     if (nallocs == cap_allocs) {
@@ -625,7 +641,10 @@ cudaError_t cudaStreamDestroy(cudaStream_t s) {
     free(s);
     return cudaSuccess;
 }
-cudaError_t cudaStreamSynchronize(cudaStream_t) { return sticky_error; }
+cudaError_t cudaStreamSynchronize(cudaStream_t) {
+    n_host_waits++;
+    return sticky_error;
+}
 cudaError_t cudaEventCreate(cudaEvent_t *e) {
     *e = (cudaEvent_t)&sched_uc;
     return cudaSuccess;
@@ -638,8 +657,11 @@ cudaError_t cudaEventElapsedTime(float *ms, cudaEvent_t, cudaEvent_t) {
     return cudaSuccess;
 }
 
+static unsigned long long n_device_allocs;
+extern "C" unsigned long long sf_emu_device_allocs(void) { return n_device_allocs; }
 cudaError_t cudaMalloc(void **p, size_t bytes) {
     *p = nullptr;
+    n_device_allocs++;
     void *m = malloc(bytes ? bytes : 1);
     if (!m) return set_error(cudaErrorMemoryAllocation);
     if (add_alloc(m, bytes) != cudaSuccess) {
@@ -663,11 +685,14 @@ cudaError_t cudaMemGetInfo(size_t *free_bytes, size_t *total_bytes) {
     *free_bytes = *total_bytes = 1ull << 30;
     return cudaSuccess;
 }
-cudaError_t cudaMallocHost(void **p, size_t bytes) { /* pinned host memory: plain host memory */
+cudaError_t cudaMallocHost(void **p, size_t bytes) { /* pinned host memory: plain host memory, remembered */
     *p = malloc(bytes ? bytes : 1);
+    if (*p && n_pinned < 64) pinned[n_pinned++] = {(const char *)*p, bytes};
     return *p ? cudaSuccess : set_error(cudaErrorMemoryAllocation);
 }
 cudaError_t cudaFreeHost(void *p) {
+    for (int i = 0; i < n_pinned; i++)
+        if (pinned[i].p == p) pinned[i] = pinned[--n_pinned];
     free(p);
     return cudaSuccess;
 }
@@ -691,18 +716,26 @@ cudaError_t cudaMemcpy(void *dst, const void *src, size_t bytes, cudaMemcpyKind 
     if (bytes) memmove(dst, src, bytes);
     return cudaSuccess;
 }
+/* An async copy between the device and PAGEABLE host memory waits like a synchronous one on a GPU
+ * (the driver stages it): counted as a host wait. */
 cudaError_t cudaMemcpyAsync(void *dst, const void *src, size_t bytes, cudaMemcpyKind kind, cudaStream_t) {
+    if ((kind == cudaMemcpyHostToDevice && !is_pinned(src, bytes)) || (kind == cudaMemcpyDeviceToHost && !is_pinned(dst, bytes)))
+        n_host_waits++;
     return cudaMemcpy(dst, src, bytes, kind);
 }
 cudaError_t cudaMemcpy2DAsync(void *dst, size_t dpitch, const void *src, size_t spitch, size_t width, size_t height,
                               cudaMemcpyKind kind, cudaStream_t) {
     if (width > dpitch || width > spitch) return set_error(cudaErrorInvalidValue);
+    if ((kind == cudaMemcpyHostToDevice && !is_pinned(src, 1)) || (kind == cudaMemcpyDeviceToHost && !is_pinned(dst, 1)))
+        n_host_waits++;
     for (size_t r = 0; r < height; r++) {
         cudaError_t e = cudaMemcpy((char *)dst + r * dpitch, (const char *)src + r * spitch, width, kind);
         if (e != cudaSuccess) return e;
     }
     return cudaSuccess;
 }
+extern "C" unsigned long long sf_emu_host_waits(void) { return n_host_waits; }
+
 cudaError_t cudaMemset(void *p, int byte, size_t bytes) {
     if (sticky_error) return sticky_error;
     if (!registered(p, bytes)) {
@@ -793,5 +826,8 @@ extern "C" void sf_sdpa_destroy(sf_sdpa **s) {
 }
 extern "C" sf_status sf_sdpa_forward(sf_sdpa *, int64_t, int64_t, int, int, const void *, int64_t, const void *,
                                      const void *, int64_t, void *, int64_t, float, sf_err *err) {
+    return sf_fail(err, SF_E_UNSUPPORTED, "cuDNN is not emulated");
+}
+extern "C" sf_status sf_sdpa_prepare(sf_sdpa *, int64_t, int64_t, int, int, int64_t, int64_t, int64_t, sf_err *err) {
     return sf_fail(err, SF_E_UNSUPPORTED, "cuDNN is not emulated");
 }

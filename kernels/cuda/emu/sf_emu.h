@@ -15,6 +15,12 @@ long long sf_emu_max_blocks(void);
 /* Kernels launched / threads run (all blocks) since the process started. */
 unsigned long long sf_emu_launches(void);
 unsigned long long sf_emu_threads_run(void);
+/* Host waits since the process started: stream / device synchronisations, and async copies between
+ * the device and pageable host memory (which a GPU's driver performs synchronously). A loop that
+ * is meant to run ahead of the GPU is tested by counting these. */
+unsigned long long sf_emu_host_waits(void);
+/* cudaMalloc calls since the process started. */
+unsigned long long sf_emu_device_allocs(void);
 /* The message of the last kernel failure ("" if none) and the sticky error flag: like a CUDA
  * context after a fault, every later sync reports it until sf_emu_reset clears it. */
 const char *sf_emu_last_error(void);
