@@ -63,7 +63,7 @@ step() {
 step kernels 60 "$G/tests/test_cuda_kernels"
 step glue 60 "$G/tests/test_cuda_glue" $(for t in rmsnorm_strided rmsnorm_odd_inplace rmsnorm_wide_odd \
     layernorm_plain_strided layernorm_affine_inplace gelu_tanh gelu_tanh_wrap silu_wrap modulate modulate_wrap \
-    gated_add_wrap mod_table rope_strided patchify_unpatchify f32_to_bf16 bf16_to_f32_and_add_wrap \
+    gated_add_wrap mod_table timestep_embed_wrap scheduler_steps_wrap rope_strided patchify_unpatchify f32_to_bf16 bf16_to_f32_and_add_wrap \
     softmax_rows_strided softmax_rows_short softmax_rows_spike gemm_bias_strided linear_bias_epilogue \
     attention_blas_kv_interleaved; do echo $t; done) # the emulator's self-tests SKIP on a GPU
 step sdpa 120 env SF_CUDNN_DEBUG=1 "$G/tests/test_sdpa_plans" forward_gpu # deviceless_plans: CPU machine only
