@@ -18,8 +18,11 @@ CFLAGS  ?= $(OPT) -g
 # it, but clang contracts within a statement by default wherever FMA is available (aarch64, an
 # FMA target); say it for both (test_kernels no_fp_contract checks).
 FP_FLAGS := -ffp-contract=off
-ALL_CFLAGS := -std=c11 $(CFLAGS) $(WARN) $(FP_FLAGS) -pthread -MMD -MP -Icommon -Ikernels -I. -DSF_DATADIR='"$(CURDIR)"' $(EXTRA_CFLAGS)
-LDLIBS  := -lcjson -lyaml -lmsgpackc -lzmq -lsodium -lpng -lz -lm -pthread
+# OpenMP: the CPU kernels' one persistent thread team (kernels/cpu/parallel.c). OMP= builds
+# without it (a pthread per parallel part, as before).
+OMP     ?= -fopenmp
+ALL_CFLAGS := -std=c11 $(CFLAGS) $(WARN) $(FP_FLAGS) $(OMP) -pthread -MMD -MP -Icommon -Ikernels -I. -DSF_DATADIR='"$(CURDIR)"' $(EXTRA_CFLAGS)
+LDLIBS  := -lcjson -lyaml -lmsgpackc -lzmq -lsodium -lpng -lz -lm $(OMP) -pthread
 LDFLAGS ?=
 
 LIB_SRC := $(wildcard common/*.c) $(wildcard kernels/cpu/*.c) \

@@ -45,11 +45,6 @@ sf_status sf_conv3d_cpu(const sf_conv3d_args *a, sf_err *err);
  * n < depth the old cache shifts left and the chunk's frames are appended. */
 void sf_conv3d_cache_push(float *cache, int depth, const float *chunk, int64_t n, size_t frame_elems);
 
-/* Run fn(ctx, i, tid) for every i in [0, n_items) on min(threads, n_items) workers: worker tid
- * (0-based) runs items tid, tid + n, tid + 2n, ... Items must write disjoint outputs; tid lets an
- * item use per-worker scratch. When a pthread cannot be started its items run on the calling
- * thread (same tid), so this never fails. Shared by the VAE kernels. */
-void sf_vae_parallel_for(int64_t n_items, int threads, void (*fn)(void *ctx, int64_t i, int tid), void *ctx);
 
 #ifdef __cplusplus
 }

@@ -1,9 +1,10 @@
-/* parallel.h — a deterministic parallel-for over an index range (pthreads).
+/* parallel.h — deterministic parallel loops on one persistent thread team (OpenMP's, from the
+ * compiler's runtime: libgomp with GCC; a build without -fopenmp creates a pthread per part).
  *
- * [0, n) is cut into at most `nthreads` contiguous ranges, one per thread; the caller's thread
- * runs the first. Kernels built on it partition OUTPUT elements only and never split a
- * reduction, so results are bit-identical for any thread count. When a thread cannot be
- * created its range runs on the caller (same result, just slower).
+ * [0, n) is cut into at most `nthreads` contiguous ranges, one per part; which thread runs a part
+ * does not matter. Kernels built on it partition OUTPUT elements only and never split a
+ * reduction, so results are bit-identical for any thread count and schedule. A call from inside
+ * another parallel region runs its parts on the calling thread.
  * Tested by tests/unit/test_kernels.c (thread-count invariance of GEMM and attention, baseline vs
  * avx2 kernels). */
 #ifndef SF_PARALLEL_H
@@ -17,6 +18,11 @@ typedef void (*sf_range_fn)(void *ctx, int64_t begin, int64_t end);
 /* Run fn over [0, n) on up to nthreads threads (<= 1: inline). Ranges are no smaller than
  * min_chunk (except the last) so tiny problems stay on one thread. */
 void sf_parallel_for(int64_t n, int nthreads, int64_t min_chunk, sf_range_fn fn, void *ctx);
+
+/* Run fn(ctx, i, tid) for every i in [0, n_items) on min(threads, n_items) workers: worker tid
+ * (0-based) runs items tid, tid + workers, tid + 2·workers, ... one after another, so tid indexes
+ * per-worker scratch. Items must write disjoint outputs. Never fails. */
+void sf_parallel_items(int64_t n_items, int threads, void (*fn)(void *ctx, int64_t i, int tid), void *ctx);
 
 /* Number of online CPUs (>= 1). */
 int sf_cpu_count(void);

@@ -19,48 +19,10 @@
 #include "conv3d.h"
 #include "parallel.h"
 
-#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
 /* ---- thread pool ---------------------------------------------------------------------- */
-
-typedef struct pf_job {
-    int64_t n_items;
-    int n_workers, tid;
-    void (*fn)(void *, int64_t, int);
-    void *ctx;
-} pf_job;
-
-static void *pf_worker(void *p) {
-    pf_job *j = p;
-    for (int64_t i = j->tid; i < j->n_items; i += j->n_workers) j->fn(j->ctx, i, j->tid);
-    return NULL;
-}
-
-#define PF_MAX_THREADS 256
-
-void sf_vae_parallel_for(int64_t n_items, int threads, void (*fn)(void *ctx, int64_t i, int tid), void *ctx) {
-    if (n_items <= 0) return;
-    int n = threads < 1 ? 1 : threads > PF_MAX_THREADS ? PF_MAX_THREADS : threads;
-    if ((int64_t)n > n_items) n = (int)n_items;
-    if (n == 1) {
-        for (int64_t i = 0; i < n_items; i++) fn(ctx, i, 0);
-        return;
-    }
-    pf_job jobs[PF_MAX_THREADS];
-    pthread_t th[PF_MAX_THREADS];
-    int started[PF_MAX_THREADS];
-    for (int t = 0; t < n; t++) {
-        jobs[t] = (pf_job){n_items, n, t, fn, ctx};
-        started[t] = t > 0 && pthread_create(&th[t], NULL, pf_worker, &jobs[t]) == 0;
-    }
-    pf_worker(&jobs[0]);
-    for (int t = 1; t < n; t++) {
-        if (started[t]) pthread_join(th[t], NULL);
-        else pf_worker(&jobs[t]); /* could not start: run its items here */
-    }
-}
 
 /* ---- convolution ----------------------------------------------------------------------- */
 
@@ -116,7 +78,7 @@ sf_status sf_conv3d_cpu(const sf_conv3d_args *a, sf_err *err) {
     const int64_t ncd = a->cin * a->kt, red = ncd * a->kh * a->kw;
     const int64_t wv = (a->w + 7) / 8 * 8, wps = wv + a->kw - 1;
     size_t wn, slab_elems, all_slabs, acc_elems, all_accs;
-    const int threads = a->threads < 1 ? 1 : a->threads > PF_MAX_THREADS ? PF_MAX_THREADS : a->threads;
+    const int threads = a->threads < 1 ? 1 : a->threads > 256 ? 256 : a->threads; /* sf_parallel_items' cap */
 
     /* Rows per item: small enough to give every worker several items, at most 16, and a padded
      * input slab of at most SLAB_MAX bytes (the summation order does not depend on it). */
@@ -145,7 +107,7 @@ sf_status sf_conv3d_cpu(const sf_conv3d_args *a, sf_err *err) {
 
     conv_ctx c = {a,  wpk,      cout_pad, rows,       (a->h + rows - 1) / rows, sr,       wps,
                   wv, cd_chunk, slabs,    accs,       slab_elems,               acc_elems, sf_cpu_use_avx2()};
-    sf_vae_parallel_for(a->n_out * c.n_rblk, threads, conv_item, &c);
+    sf_parallel_items(a->n_out * c.n_rblk, threads, conv_item, &c);
 fail:
     free(wpk);
     free(slabs);

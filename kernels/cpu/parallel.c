@@ -1,24 +1,31 @@
-/* parallel.c — sf_parallel_for: contiguous range split over pthreads (see parallel.h).
+/* parallel.c — sf_parallel_for / sf_parallel_items on OpenMP's persistent thread team (see
+ * parallel.h); a build without OpenMP falls back to a pthread per part.
  * Tested by tests/unit/test_kernels.c. */
 #define _POSIX_C_SOURCE 200809L
 #include "parallel.h"
 
 #include <pthread.h>
 #include <stdlib.h>
+#ifdef _OPENMP
+#include <omp.h>
+#endif
 #include <string.h>
 #include <unistd.h>
 
-typedef struct par_job {
-    sf_range_fn fn;
-    void *ctx;
-    int64_t begin, end;
-} par_job;
+#define MAX_PARTS 256
 
-static void *par_main(void *p) {
-    par_job *j = p;
-    j->fn(j->ctx, j->begin, j->end);
+#ifndef _OPENMP
+typedef struct pjob {
+    void (*part)(void *, int);
+    void *arg;
+    int i;
+} pjob;
+static void *pjob_main(void *p) {
+    pjob *j = p;
+    j->part(j->arg, j->i);
     return NULL;
 }
+#endif
 
 int sf_cpu_use_avx2(void) {
 #if defined(__GNUC__) && (defined(__x86_64__) || defined(__i386__))
@@ -35,30 +42,81 @@ int sf_cpu_count(void) {
     return n < 1 ? 1 : (n > 1024 ? 1024 : (int)n);
 }
 
+/* Run part(arg, i) for every i in [0, parts), each part on one thread at a time.
+ * With OpenMP (-fopenmp, the default build): one region of the runtime's persistent team — no
+ * thread is created per call; a team smaller than asked (OMP_THREAD_LIMIT, nesting) runs several
+ * parts per thread. Without it: one pthread per part, created and joined here; a part whose
+ * thread cannot start runs on the caller. Either way each part's work, and so the result, is the
+ * same for any scheduling. */
+static void run_parts(int parts, void (*part)(void *arg, int i), void *arg) {
+#ifdef _OPENMP
+    if (omp_in_parallel()) { /* called from inside a region: run here (no nested teams) */
+        for (int i = 0; i < parts; i++) part(arg, i);
+        return;
+    }
+#pragma omp parallel num_threads(parts)
+    {
+        const int nt = omp_get_num_threads();
+        for (int i = omp_get_thread_num(); i < parts; i += nt) part(arg, i);
+    }
+#else
+    pjob jobs[MAX_PARTS];
+    pthread_t tid[MAX_PARTS];
+    int started[MAX_PARTS] = {0};
+    for (int i = 0; i < parts; i++) jobs[i] = (pjob){part, arg, i};
+    for (int i = 1; i < parts; i++) started[i] = pthread_create(&tid[i], NULL, pjob_main, &jobs[i]) == 0;
+    part(arg, 0);
+    for (int i = 1; i < parts; i++) {
+        if (started[i]) pthread_join(tid[i], NULL);
+        else part(arg, i);
+    }
+#endif
+}
+
+typedef struct range_job {
+    sf_range_fn fn;
+    void *ctx;
+    int64_t n, parts;
+} range_job;
+
+static void range_part(void *arg, int i) { /* contiguous range i of `parts` near-equal ones */
+    const range_job *j = arg;
+    int64_t base = j->n / j->parts, rem = j->n % j->parts;
+    int64_t begin = i * base + (i < rem ? i : rem), len = base + (i < rem ? 1 : 0);
+    j->fn(j->ctx, begin, begin + len);
+}
+
 void sf_parallel_for(int64_t n, int nthreads, int64_t min_chunk, sf_range_fn fn, void *ctx) {
     if (n <= 0) return;
     if (min_chunk < 1) min_chunk = 1;
     int64_t parts = nthreads < 1 ? 1 : nthreads;
     if (parts > (n + min_chunk - 1) / min_chunk) parts = (n + min_chunk - 1) / min_chunk;
-    if (parts > 256) parts = 256;
+    if (parts > MAX_PARTS) parts = MAX_PARTS;
     if (parts <= 1) {
         fn(ctx, 0, n);
         return;
     }
-    par_job jobs[256];
-    pthread_t tid[256];
-    int started[256] = {0};
-    int64_t base = n / parts, rem = n % parts, at = 0;
-    for (int64_t i = 0; i < parts; i++) {
-        int64_t len = base + (i < rem ? 1 : 0);
-        jobs[i] = (par_job){fn, ctx, at, at + len};
-        at += len;
-    }
-    for (int64_t i = 1; i < parts; i++)
-        started[i] = pthread_create(&tid[i], NULL, par_main, &jobs[i]) == 0;
-    fn(ctx, jobs[0].begin, jobs[0].end);
-    for (int64_t i = 1; i < parts; i++) {
-        if (started[i]) pthread_join(tid[i], NULL);
-        else fn(ctx, jobs[i].begin, jobs[i].end);
-    }
+    range_job j = {fn, ctx, n, parts};
+    run_parts((int)parts, range_part, &j);
+}
+
+typedef struct items_job {
+    void (*fn)(void *ctx, int64_t i, int tid);
+    void *ctx;
+    int64_t n_items;
+    int workers;
+} items_job;
+
+static void items_part(void *arg, int tid) { /* worker tid: items tid, tid + workers, ... */
+    const items_job *j = arg;
+    for (int64_t i = tid; i < j->n_items; i += j->workers) j->fn(j->ctx, i, tid);
+}
+
+void sf_parallel_items(int64_t n_items, int threads, void (*fn)(void *ctx, int64_t i, int tid), void *ctx) {
+    if (n_items <= 0) return;
+    int n = threads < 1 ? 1 : threads > MAX_PARTS ? MAX_PARTS : threads;
+    if ((int64_t)n > n_items) n = (int)n_items;
+    items_job j = {fn, ctx, n_items, n};
+    if (n == 1) items_part(&j, 0);
+    else run_parts(n, items_part, &j);
 }

@@ -8,6 +8,7 @@
 #include "vae_ops.h"
 #include "act.h"
 #include "conv3d.h"
+#include "parallel.h"
 
 #include <math.h>
 #include <string.h>
@@ -59,7 +60,7 @@ void sf_vae_rms_norm_cpu(const float *x, float *y, int64_t n, int64_t C, int64_t
                          const float *bias, int silu, int threads) {
     if (n <= 0 || C <= 0 || HW <= 0) return;
     rms_ctx c = {x, y, C, HW, (HW + RMS_PIX - 1) / RMS_PIX, gamma, bias, silu, (float)sqrt((double)C)};
-    sf_vae_parallel_for(n * c.n_pblk, threads, rms_item, &c);
+    sf_parallel_items(n * c.n_pblk, threads, rms_item, &c);
 }
 
 /* ---- resampling -------------------------------------------------------------------------- */
@@ -142,7 +143,7 @@ void sf_vae_attention_cpu(const float *qkv, float *out, int64_t n, int64_t C, in
                 vt[j * C + ch] = src[(2 * C + ch) * HW + j];
             }
         attn_ctx c = {qt, kt, vt, out + f * C * HW, rows, C, HW, (float)(1.0 / sqrt((double)C))};
-        sf_vae_parallel_for((HW + ATT_Q - 1) / ATT_Q, threads, attn_item, &c);
+        sf_parallel_items((HW + ATT_Q - 1) / ATT_Q, threads, attn_item, &c);
     }
 }
 

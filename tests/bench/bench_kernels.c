@@ -86,6 +86,23 @@ static void bench_attn(int64_t Lq, int64_t Lk, int heads, int d, int threads, in
     free(q), free(k), free(v), free(o), free(lg);
 }
 
+/* The cost of one parallel region: sf_parallel_for over a trivial body, the rate the CPU DiT
+ * hits (~20 000 regions per video: every GEMM, norm, RoPE and attention call), and one small GEMM
+ * (M = 4 rows: the time-embedding shape, where the region overhead dominates). */
+static void touch_range(void *ctx, int64_t b, int64_t e) {
+    volatile float *p = ctx;
+    for (int64_t i = b; i < e; i++) p[i] += 1.0f;
+}
+static void bench_regions(int threads) {
+    enum { N_CALLS = 20000 };
+    static float buf[4096];
+    double t0 = sf_now();
+    for (int i = 0; i < N_CALLS; i++) sf_parallel_for(4096, threads, 1, touch_range, buf);
+    double t = sf_now() - t0;
+    printf("parallel region (%d threads, trivial body): %.2f us per call, %d calls %.3f s\n", threads,
+           t / N_CALLS * 1e6, N_CALLS, t);
+}
+
 int main(int argc, char **argv) {
     int full = argc > 1 && strcmp(argv[1], "--full") == 0;
     if (argc > 1 && !full) {
@@ -97,6 +114,7 @@ int main(int argc, char **argv) {
     printf("threads: %d%s\n", threads, full ? " (full shapes)" : " (quick shapes; --full for 4680 rows/queries)");
     int64_t M = full ? 4680 : 520, Q = full ? 4680 : 260;
     int reps = full ? 1 : 2;
+    bench_regions(threads);
     bench_gemm(M, 1536, 1536, threads, reps);
     bench_gemm(M, 1536, 8960, threads, reps);
     bench_gemm(full ? M : 260, 8960, 1536, threads, reps);
