@@ -17,6 +17,7 @@
 #include "wire.h"
 #include "stages/denoise/bench.h"
 #include "stages/denoise/pipeline.h"
+#include "stages/denoise/run_io.h"
 #include "stages/denoise/taps.h"
 
 #include <stdio.h>
@@ -67,7 +68,7 @@ typedef struct run {
     int n_steps, fpb, C, H, W;
     int64_t fr;
     sf_taps *taps;
-    const char *prompt;
+    const char *prompt, *weights;
     uint64_t seed;
 } run;
 
@@ -87,19 +88,8 @@ static sf_status on_pred(void *c, int b, int s, int F, const float *x0, sf_err *
 static sf_status on_block(void *c, int b, int64_t start, int F, const float *x0, sf_err *err) {
     run *r = c;
     if (!r->out) return SF_OK;
-    sf_wire_msg m;
-    sf_status s;
-    sf_wire_msg_init(&m, SF_WIRE_TENSOR, "latents");
-    if ((s = sf_wire_meta_set_int(&m, "block", b, err)) || (s = sf_wire_meta_set_int(&m, "start_frame", start, err)) ||
-        (s = sf_wire_meta_set_int(&m, "seed", (int64_t)r->seed, err)))
-        return s;
-    if (r->prompt && (s = sf_wire_meta_set_str(&m, "prompt", r->prompt, err))) return s;
-    int64_t sh[5] = {1, F, r->C, r->H, r->W};
-    sf_tensor t = sf_tensor_view((void *)x0, SF_F32, 5, sh);
-    return sf_wire_send_tensor(r->out, "latents", &t, &m, err);
+    return sf_denoise_send_block(r->out, b, start, F, r->C, r->H, r->W, x0, r->seed, r->prompt, r->weights, err);
 }
-
-static int file_exists(const char *p) { return p && access(p, R_OK) == 0; }
 
 /* configs/<name>: in the working directory, then next to the binary (../../configs). */
 static const char *find_config(const char *name, char *buf, size_t n) {
@@ -308,49 +298,16 @@ int main(int argc, char **argv) {
     sf_dit_config cfg;
     snprintf(p, sizeof p, "%s/config.json", model_dir);
     if ((s = sf_dit_config_load(p, &cfg, &err))) sf_die(PROG, s, &err);
-    sf_tfile *base = NULL, *ck = NULL, *noise = NULL;
-    const char *ckpath = sf_args_get(&a, opts, "checkpoint-path"), *key = NULL;
-    int use_ema = !sf_args_has(&a, opts, "no-ema"), ck_missing = 0;
-    if (!sf_args_has(&a, opts, "no-checkpoint") && ckpath && *ckpath) {
-        if (!file_exists(ckpath)) {
-            if (sf_args_has(&a, opts, "require-checkpoint")) {
-                sf_fail(&err, SF_E_NOTFOUND, "checkpoint %s not found (--require-checkpoint); check the path, or drop "
-                        "--require-checkpoint to run on the base weights", ckpath);
-                sf_die(PROG, SF_E_NOTFOUND, &err);
-            }
-            /* the reference falls back silently; a mistyped path costs a whole run, so say it loudly
-             * (here and again at the end) and record it in the outputs' metadata */
-            ck_missing = 1;
-            sf_warn("CHECKPOINT %s NOT FOUND: using the BASE Wan2.1 weights of %s; the result is NOT the "
-                    "Self-Forcing model (--require-checkpoint makes this an error)", ckpath, model_dir);
-        } else {
-            if ((s = sf_tfile_open(ckpath, &ck, &err))) sf_die(PROG, s, &err);
-            int has_ema = 0, has_gen = 0;
-            for (size_t i = 0; i < ck->n; i++) {
-                has_ema |= !strncmp(ck->entries[i].name, "generator_ema/", 14);
-                has_gen |= !strncmp(ck->entries[i].name, "generator/", 10);
-            }
-            key = use_ema && has_ema ? "generator_ema" : "generator";
-            if (!strcmp(key, "generator") && !has_gen) {
-                sf_fail(&err, SF_E_NOTFOUND, "%s: checkpoint has no '%s'%s entry", ckpath, key, use_ema ? " (nor generator_ema)" : "");
-                sf_die(PROG, SF_E_NOTFOUND, &err);
-            }
-            if (use_ema && !has_ema) sf_info("checkpoint has no generator_ema; using generator");
-        }
-    }
-    if (!ck) {
-        snprintf(p, sizeof p, "%s/diffusion_pytorch_model.safetensors", model_dir);
-        if ((s = sf_tfile_open(p, &base, &err))) sf_die(PROG, s, &err);
-    }
-    /* which weights were used, recorded in the outputs' metadata ("weights") */
-    char weights[4200];
-    if (ck) snprintf(weights, sizeof weights, "checkpoint %s:%s", ckpath, key);
-    else snprintf(weights, sizeof weights, "base %s%s%s%s", p, ck_missing ? " (checkpoint " : "",
-                  ck_missing ? ckpath : "", ck_missing ? " not found)" : "");
+    sf_tfile *noise = NULL;
+    const char *ckpath = sf_args_get(&a, opts, "checkpoint-path");
+    sf_dit_source src;
+    if ((s = sf_dit_source_open(&src, model_dir, ckpath, sf_args_has(&a, opts, "no-checkpoint"),
+                                !sf_args_has(&a, opts, "no-ema"), sf_args_has(&a, opts, "require-checkpoint"), &err)))
+        sf_die(PROG, s, &err);
+    const char *weights = src.weights; /* which weights ran, in every output's metadata */
     sf_dit_weights w;
-    if ((s = sf_dit_weights_load(&w, &cfg, base, ck, key, &err))) sf_die(PROG, s, &err);
-    sf_info("DiT: %d layers, dim %d, %lld parameters, weights from %s%s%s", cfg.num_layers, cfg.dim,
-            (long long)w.n_params, ck ? ckpath : model_dir, key ? ":" : "", key ? key : "");
+    if ((s = sf_dit_weights_load(&w, &cfg, src.base, src.ck, src.key, &err))) sf_die(PROG, s, &err);
+    sf_info("DiT: %d layers, dim %d, %lld parameters, weights: %s", cfg.num_layers, cfg.dim, (long long)w.n_params, weights);
     sf_taps taps;
     int have_taps = tap_out != NULL;
     if (have_taps && (s = sf_taps_init(&taps, tmode, tsel, sel_b, sel_s, layers, n_layers, cfg.num_layers, &err)))
@@ -409,7 +366,7 @@ int main(int argc, char **argv) {
 
     const int64_t fr = (int64_t)cfg.in_dim * pc.lat_h * pc.lat_w;
     run r = {NULL, NULL, rc.n_steps, rc.num_frame_per_block, cfg.in_dim, pc.lat_h, pc.lat_w, fr,
-             have_taps ? &taps : NULL, prompt[0] ? prompt : NULL, (uint64_t)seed};
+             have_taps ? &taps : NULL, prompt[0] ? prompt : NULL, weights, (uint64_t)seed};
     int dump = sf_args_has(&a, opts, "dump-preds") && save;
     float *latents = NULL;
     if (save) latents = sf_calloc2((size_t)(num_frames * fr), sizeof(float));
@@ -436,29 +393,13 @@ int main(int argc, char **argv) {
         if ((s = sf_wire_send_end(r.out, &err)) || (s = sf_wire_close(&r.out, &err))) sf_die(PROG, s, &err);
     }
     if (save) {
-        size_t ne = 1 + (dump ? (size_t)n_blocks * (size_t)(rc.n_steps + 1) : 0), k = 0;
-        sf_tensor_entry *ents = calloc(ne, sizeof *ents);
-        char (*names)[32] = calloc(ne, 32);
-        if (!ents || !names) { sf_fail(&err, SF_E_NOMEM, "out of memory"); sf_die(PROG, SF_E_NOMEM, &err); }
-        int64_t sh[5] = {1, num_frames, cfg.in_dim, pc.lat_h, pc.lat_w};
-        snprintf(names[k], 32, "latents");
-        ents[k].name = names[k];
-        ents[k++].t = sf_tensor_view(latents, SF_F32, 5, sh);
-        for (int b = 0; dump && b < n_blocks; b++)
-            for (int st2 = 0; st2 <= rc.n_steps; st2++) {
-                int F = pc.independent_first_frame && b == 0 ? 1 : rc.num_frame_per_block;
-                int64_t ps[5] = {1, F, cfg.in_dim, pc.lat_h, pc.lat_w};
-                snprintf(names[k], 32, "pred.%d.%d", b, st2);
-                ents[k].name = names[k];
-                ents[k++].t = sf_tensor_view(r.preds + ((int64_t)b * (rc.n_steps + 1) + st2) * rc.num_frame_per_block * fr, SF_F32, 5, ps);
-            }
         char seedbuf[32];
         snprintf(seedbuf, sizeof seedbuf, "%ld", seed);
-        const char *kv[] = {"seed", noise ? "replayed" : seedbuf, "prompt", prompt, "weights", weights};
-        if ((s = sf_safetensors_write(save, ents, k, kv, 3, &err))) sf_die(PROG, s, &err);
+        sf_latents_out lo = {latents, dump ? r.preds : NULL, (int)num_frames, n_blocks, rc.n_steps, rc.num_frame_per_block,
+                             pc.independent_first_frame, cfg.in_dim, pc.lat_h, pc.lat_w, noise ? "replayed" : seedbuf,
+                             prompt, weights};
+        if ((s = sf_denoise_write_latents(save, &lo, &err))) sf_die(PROG, s, &err);
         sf_info("wrote the latents to %s", save);
-        free(ents);
-        free(names);
     }
     if (have_taps) {
         sf_taps_meta meta = {prompt, (int)num_frames, rc.num_frame_per_block, rc.independent_first_frame, (int)chunk, weights};
@@ -466,7 +407,7 @@ int main(int argc, char **argv) {
         sf_info("wrote the attention taps to %s", tap_out);
         sf_taps_free(&taps);
     }
-    if (ck_missing)
+    if (src.ck_missing)
         sf_warn("this run used the BASE Wan2.1 weights: checkpoint %s was not found; the result is NOT the Self-Forcing model",
                 ckpath);
     free(latents);
@@ -475,8 +416,7 @@ int main(int argc, char **argv) {
     sf_dit_state_free(&st);
     sf_dit_weights_free(&w);
     sf_tfile_destroy(&noise);
-    sf_tfile_destroy(&ck);
-    sf_tfile_destroy(&base);
+    sf_dit_source_close(&src);
     sf_args_free(&a);
     return 0;
 }

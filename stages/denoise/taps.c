@@ -294,6 +294,7 @@ static sf_status write_pt(const sf_taps *t, const char *path, const sf_taps_meta
     sf_py_dict_set(root, "attention_weights", list);
     list = NULL;
     sf_py_dict_set(root, "prompt", sf_py_str(m->prompt ? m->prompt : ""));
+    if (m->weights) sf_py_dict_set(root, "weights", sf_py_str(m->weights)); /* sfpipe's addition: which weights ran */
     sf_py_dict_set(root, "num_frames", sf_py_int(m->num_frames));
     sf_py_dict_set(root, "frame_seq_length", sf_py_int(S));
     sf_py_dict_set(root, "num_frame_per_block", sf_py_int(m->num_frame_per_block));
@@ -416,6 +417,7 @@ static sf_status write_stream_pt(const sf_taps *t, const char *path, const sf_ta
     sf_py_dict_set(root, "last_block_frame_attention", sf_py_tensor(&tl));
     sf_py_dict_set(root, "is_logits", sf_py_bool(1));
     sf_py_dict_set(root, "prompt", sf_py_str(m->prompt ? m->prompt : ""));
+    if (m->weights) sf_py_dict_set(root, "weights", sf_py_str(m->weights)); /* sfpipe's addition: which weights ran */
     sf_py_dict_set(root, "num_frames", sf_py_int(T));
     sf_py_dict_set(root, "frame_seq_length", sf_py_int(S));
     sf_py_dict_set(root, "num_frame_per_block", sf_py_int(fpb));

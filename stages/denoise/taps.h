@@ -67,7 +67,7 @@ typedef struct sf_taps_meta {
     int num_frames, num_frame_per_block;
     int independent_first_frame; /* block sizes [1, fpb, ...] (streaming dict) */
     int chunk_frames;            /* recorded in the streaming dict (0 → 3, the reference default) */
-    const char *weights;         /* which weights ran (safetensors metadata "weights"; NULL: not recorded) */
+    const char *weights;         /* which weights ran (safetensors metadata / .pt dict key "weights"; NULL: not recorded) */
 } sf_taps_meta;
 
 /* Frames + seed: the streaming aggregate of one layer. full (heads, T, T) f32 and last

@@ -88,7 +88,7 @@ static void test_seed_and_pt(void) {
     /* the figure-4 .pt layout, read back with our torch reader */
     char path[256];
     snprintf(path, sizeof path, "/tmp/sf_test_taps_%d.pt", (int)getpid());
-    sf_taps_meta meta = {"a prompt", 9, 3, 0, 3, NULL};
+    sf_taps_meta meta = {"a prompt", 9, 3, 0, 3, "checkpoint c.pt:generator_ema"};
     SF_CHECK_OK(sf_taps_write(&t, path, &meta, &err), &err);
     sf_tfile *pt = NULL;
     SF_CHECK_OK(sf_tfile_open(path, &pt, &err), &err);
@@ -104,6 +104,8 @@ static void test_seed_and_pt(void) {
         }
         sf_py *root = pt->root;
         SF_CHECK(root && sf_py_dict_get(root, "query_frames") && sf_py_dict_get(root, "key_frames"));
+        sf_py *wk = root ? sf_py_dict_get(root, "weights") : NULL; /* sfpipe's provenance key */
+        SF_CHECK_MSG(wk && wk->s && !strcmp(wk->s, "checkpoint c.pt:generator_ema"), "figure-4 .pt: weights key");
         sf_py *qf = root ? sf_py_dict_get(root, "query_frames") : NULL;
         SF_CHECK(qf && qf->n == 3 && qf->items[0]->i == 6);
         sf_py *cm = root ? sf_py_dict_get(root, "capture_method") : NULL;
@@ -174,7 +176,7 @@ static void test_stream(void) {
     SF_CHECK_MSG(t.n_caps == 6, "%zu captures", t.n_caps);
     for (size_t i = 0; i < t.n_caps; i++) SF_CHECK(t.caps[i].step == 0);
     sf_tfile *g = sf_test_open_golden("expect/taps_base.safetensors");
-    sf_taps_meta meta = {"a prompt", 9, 3, 0, 5, NULL};
+    sf_taps_meta meta = {"a prompt", 9, 3, 0, 5, "base m.safetensors"};
     float full[2 * 9 * 9], last[2 * 9];
     for (int li = 0; li < 2 && g; li++) {
         int l = layers[li], H = 0;
@@ -218,7 +220,7 @@ static void test_stream(void) {
                                      "block_sizes", "query_frames", "key_frames", "last_block_query_frames",
                                      "extraction_method", "chunk_frames"};
         sf_py *root = pt->root;
-        SF_CHECK(root->n == 15);
+        SF_CHECK(root->n == 16); /* the script's 15 keys + sfpipe's "weights" */
         for (size_t i = 0; i < 15; i++) SF_CHECK_MSG(sf_py_dict_get(root, keys[i]) != NULL, "missing %s", keys[i]);
         const sf_tensor *ff = sf_tfile_get(pt, "full_frame_attention"), *lb = sf_tfile_get(pt, "last_block_frame_attention");
         int64_t sff[3] = {2, 9, 9}, slb[2] = {2, 9};
@@ -231,6 +233,7 @@ static void test_stream(void) {
         }
         sf_py *x;
         SF_CHECK((x = sf_py_dict_get(root, "layer_index")) && x->i == 2);
+        SF_CHECK_MSG((x = sf_py_dict_get(root, "weights")) && x->s && !strcmp(x->s, "base m.safetensors"), "streaming .pt: weights key");
         SF_CHECK((x = sf_py_dict_get(root, "num_frames")) && x->i == 9);
         SF_CHECK((x = sf_py_dict_get(root, "frame_seq_length")) && x->i == 24);
         SF_CHECK((x = sf_py_dict_get(root, "num_heads")) && x->i == 2);
