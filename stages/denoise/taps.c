@@ -294,7 +294,6 @@ static sf_status write_pt(const sf_taps *t, const char *path, const sf_taps_meta
     sf_py_dict_set(root, "attention_weights", list);
     list = NULL;
     sf_py_dict_set(root, "prompt", sf_py_str(m->prompt ? m->prompt : ""));
-    if (m->weights) sf_py_dict_set(root, "weights", sf_py_str(m->weights)); /* sfpipe's addition: which weights ran */
     sf_py_dict_set(root, "num_frames", sf_py_int(m->num_frames));
     sf_py_dict_set(root, "frame_seq_length", sf_py_int(S));
     sf_py_dict_set(root, "num_frame_per_block", sf_py_int(m->num_frame_per_block));
@@ -309,6 +308,8 @@ static sf_status write_pt(const sf_taps *t, const char *path, const sf_taps_meta
                        int_range(first->start_frame, first->start_frame + first->Lq / first->frame_tokens));
         sf_py_dict_set(root, "key_frames", int_range(0, first->Lk / first->frame_tokens));
     }
+    /* sfpipe's addition, after the reference's keys (their order unchanged): which weights ran */
+    if (m->weights) sf_py_dict_set(root, "weights", sf_py_str(m->weights));
     s = sf_torch_write(path, root, err);
 done:
     sf_py_free(list);
@@ -417,7 +418,6 @@ static sf_status write_stream_pt(const sf_taps *t, const char *path, const sf_ta
     sf_py_dict_set(root, "last_block_frame_attention", sf_py_tensor(&tl));
     sf_py_dict_set(root, "is_logits", sf_py_bool(1));
     sf_py_dict_set(root, "prompt", sf_py_str(m->prompt ? m->prompt : ""));
-    if (m->weights) sf_py_dict_set(root, "weights", sf_py_str(m->weights)); /* sfpipe's addition: which weights ran */
     sf_py_dict_set(root, "num_frames", sf_py_int(T));
     sf_py_dict_set(root, "frame_seq_length", sf_py_int(S));
     sf_py_dict_set(root, "num_frame_per_block", sf_py_int(fpb));
@@ -428,6 +428,7 @@ static sf_status write_stream_pt(const sf_taps *t, const char *path, const sf_ta
     sf_py_dict_set(root, "last_block_query_frames", int_range(T - last_block_size(m), T));
     sf_py_dict_set(root, "extraction_method", sf_py_str("streaming"));
     sf_py_dict_set(root, "chunk_frames", sf_py_int(m->chunk_frames > 0 ? m->chunk_frames : 3));
+    if (m->weights) sf_py_dict_set(root, "weights", sf_py_str(m->weights)); /* sfpipe's, after the script's keys */
     s = sf_torch_write(path, root, err);
 done:
     sf_py_free(root);

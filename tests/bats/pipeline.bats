@@ -107,9 +107,11 @@ decode() { sf-decode --model-dir "$M" --progress none "$@"; }
     # per layer [1, heads, Lq = 3 frames × 24 tokens, Lk = 9 frames × 24 tokens], float16
     assert_line --regexp '^attention_weights/0/attn_logits	f16	\[1, 2, 72, 216\]$'
     assert_line --regexp '^attention_weights/1/attn_logits	f16	\[1, 2, 72, 216\]$'
-    # the whole dict, key for key, as run_extraction_figure4.py saves it (SPEC §7.3)
+    # the whole dict, key for key, as run_extraction_figure4.py saves it (SPEC §7.3), plus sfpipe's
+    # "weights" (which weights ran)
     run -0 sf-tensor tree "$T/fig4.pt"
-    assert_line "/: dict of 10"
+    assert_line "/: dict of 11"
+    assert_line --regexp "^/weights: str '(checkpoint|base) .*'$"
     for k in "attention_weights: list of 2" "prompt: str '$PROMPT'" "num_frames: int 9" "frame_seq_length: int 24" \
         "num_frame_per_block: int 3" "layer_indices: list of 2" "layer_indices/1: int 2" "is_logits: bool True" \
         "capture_method: str 'native_inference_capture'" "query_frames/0: int 6" "query_frames/2: int 8" \
@@ -119,9 +121,9 @@ decode() { sf-decode --model-dir "$M" --progress none "$@"; }
         "attention_weights/0/num_query_frames: int 3" "attention_weights/0/num_key_frames: int 9"; do
         assert_line "/$k"
     done
-    # and the dict's key order is the reference's
+    # and the dict's key order is the reference's (sfpipe's "weights" comes last)
     run -0 bash -c "sf-tensor tree '$T/fig4.pt' | grep -E '^/[a-z_]+:' | cut -d: -f1 | tr '\n' ' '"
-    assert_output "/attention_weights /prompt /num_frames /frame_seq_length /num_frame_per_block /layer_indices /is_logits /capture_method /query_frames /key_frames "
+    assert_output "/attention_weights /prompt /num_frames /frame_seq_length /num_frame_per_block /layer_indices /is_logits /capture_method /query_frames /key_frames /weights "
     run -2 "$SF_ROOT/pipelines/figure4.sh" --bogus
     run -1 "$SF_ROOT/pipelines/figure4.sh" --output_path "$T/no/such/dir/x.pt" --model-dir "$M"
     assert_output --partial "does not exist (like the reference; mkdir -p $T/no/such/dir)"
