@@ -45,23 +45,26 @@ sf_status sf_t5_res_rmsnorm_cuda(const sf_cuda_ctx *ctx, int64_t M, int64_t D, f
                                  sf_err *err);
 
 /* Bias + key mask + softmax over rows of T5 attention logits, one block per (head, query) row:
- *   S: (H, rows, Lk) f32 device, raw q·kᵀ of queries [q0, q0 + rows) (no 1/√d scale in T5), used as
- *      scratch (overwritten);
+ *   S: (H, rows, Lk) f32 device with row stride ld ≥ Lk (also between heads: row b = h·rows + i
+ *      starts at b·ld), raw q·kᵀ of queries [q0, q0 + rows) (no 1/√d scale in T5), used as scratch
+ *      (overwritten; columns past Lk untouched);
  *   s_j = S[h, i, j] + pos[bucket[j − (q0 + i) + off], h]  for j < nk_valid, else masked (weight 0:
  *         the reference replaces the bias of a padded key by the dtype's minimum);
- *   P[h, i, j] = ⌊ exp(s_j − max) / Σ exp(s − max) ⌉ bf16, fp32 statistics; P: (H, rows, Lk) bf16.
+ *   P[h, i, j] = ⌊ exp(s_j − max) / Σ exp(s − max) ⌉ bf16, fp32 statistics; P: (H, rows, Lk) bf16,
+ *   row stride ld (columns past Lk untouched).
  * bucket: device int table of the relative-position bucket of rel = key − query at index rel + off
  * (off = Lmax − 1 covers |rel| < Lmax; sf_t5_bucket); pos: (num_buckets, H) f32 device (one layer's
  * pos_embedding). Requires 1 ≤ nk_valid ≤ Lk and q0 + rows ≤ Lmax, Lk ≤ Lmax. */
 sf_status sf_t5_bias_softmax_cuda(const sf_cuda_ctx *ctx, int H, int64_t rows, int64_t q0, int64_t Lk,
-                                  int64_t nk_valid, float *S, const int *bucket, int64_t off, const float *pos,
-                                  int num_buckets, void *P, sf_err *err);
+                                  int64_t ld, int64_t nk_valid, float *S, const int *bucket, int64_t off,
+                                  const float *pos, int num_buckets, void *P, sf_err *err);
 
 /* T5 self-attention of L tokens: per head h (features [h·d, (h+1)·d)),
  *   O_h = ⌊ P_h · V_h ⌉,  P_h = sf_t5_bias_softmax(Q_h · K_hᵀ)   (fp32 accumulation, no scale)
  * q, k, v: (L, H·d) bf16 device, row stride ld (the fused projection: q, k, v are column offsets of
  * one (L, 3·H·d) buffer); o: (L, H·d) bf16, stride ldo. Keys ≥ nk_valid are masked. Queries go
- * chunk rows at a time through the workspace S ≥ H·chunk·L f32 and P ≥ H·chunk·L bf16 (device).
+ * chunk rows at a time through the workspace S ≥ H·chunk·Lp f32 and P ≥ H·chunk·Lp bf16 (device),
+ * Lp = L rounded up to a multiple of 8 (aligned rows for cuBLASLt).
  * QKᵀ and P·V are cuBLASLt strided-batched products (the head is the batch index, as
  * kernels/cuda/attn_blas.cu). */
 sf_status sf_t5_attention_cuda(const sf_cuda_ctx *ctx, int64_t L, int64_t nk_valid, int H, int d, const void *q,

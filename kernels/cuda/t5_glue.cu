@@ -110,13 +110,13 @@ fail:
  * (it stays in L2): biased logits written back and the max; exp and the sum; the normalised bf16
  * probabilities. Every thread touches the same columns in every pass (no barrier needed between a
  * thread's own write and read), and masked keys contribute exactly 0. */
-static __global__ void t5_bias_softmax_kernel(int64_t rows, int H, int64_t q0, int64_t Lk, int64_t nk_valid,
-                                              float *S, const int *__restrict__ bucket, int64_t off,
+static __global__ void t5_bias_softmax_kernel(int64_t rows, int H, int64_t q0, int64_t Lk, int64_t ld,
+                                              int64_t nk_valid, float *S, const int *__restrict__ bucket, int64_t off,
                                               const float *__restrict__ pos, __nv_bfloat16 *P) {
     __shared__ float shm[32];
     const int64_t b = blockIdx.x, h = b / rows, i = q0 + (b - h * rows);
-    float *s = S + b * Lk;
-    __nv_bfloat16 *p = P + b * Lk;
+    float *s = S + b * ld;
+    __nv_bfloat16 *p = P + b * ld;
     const int *bk = bucket + off - i; /* bk[j] = bucket of rel = j − i */
     float mx = -INFINITY;
     for (int64_t j = threadIdx.x; j < nk_valid; j += blockDim.x) {
@@ -136,17 +136,19 @@ static __global__ void t5_bias_softmax_kernel(int64_t rows, int H, int64_t q0, i
 }
 
 extern "C" sf_status sf_t5_bias_softmax_cuda(const sf_cuda_ctx *ctx, int H, int64_t rows, int64_t q0, int64_t Lk,
-                                             int64_t nk_valid, float *S, const int *bucket, int64_t off,
+                                             int64_t ld, int64_t nk_valid, float *S, const int *bucket, int64_t off,
                                              const float *pos, int num_buckets, void *P, sf_err *err) {
     sf_status st = SF_OK;
     SF_CUDA_REQUIRE(ctx && ctx->stream, "sf_t5_bias_softmax_cuda: CUDA context not initialised");
-    SF_CUDA_REQUIRE(H >= 1 && rows >= 0 && (int64_t)H * rows <= INT_MAX && q0 >= 0 && Lk >= 1 && nk_valid >= 1 &&
-                        nk_valid <= Lk && num_buckets >= 1 && q0 + rows <= off + 1 && Lk <= off + 1,
-                    "sf_t5_bias_softmax_cuda: bad shape H=%d rows=%lld q0=%lld Lk=%lld valid=%lld (table covers %lld)", H,
-                    (long long)rows, (long long)q0, (long long)Lk, (long long)nk_valid, (long long)(off + 1));
+    SF_CUDA_REQUIRE(H >= 1 && rows >= 0 && (int64_t)H * rows <= INT_MAX && q0 >= 0 && Lk >= 1 && ld >= Lk &&
+                        nk_valid >= 1 && nk_valid <= Lk && num_buckets >= 1 && q0 + rows <= off + 1 && Lk <= off + 1,
+                    "sf_t5_bias_softmax_cuda: bad shape H=%d rows=%lld q0=%lld Lk=%lld ld=%lld valid=%lld (table covers "
+                    "%lld)",
+                    H, (long long)rows, (long long)q0, (long long)Lk, (long long)ld, (long long)nk_valid,
+                    (long long)(off + 1));
     if (rows == 0) return SF_OK;
     SF_LAUNCH(t5_bias_softmax_kernel, (unsigned)((int64_t)H * rows), row_threads(Lk), 0, SF_CUDA_STREAM(ctx), rows, H,
-              q0, Lk, nk_valid, S, bucket, off, pos, (__nv_bfloat16 *)P);
+              q0, Lk, ld, nk_valid, S, bucket, off, pos, (__nv_bfloat16 *)P);
     CUDA_CHECK_LAUNCH("t5_bias_softmax_kernel");
     return SF_OK;
 fail:
@@ -155,12 +157,16 @@ fail:
 
 /* Row-major ↔ cuBLAS column-major, per head h (see attn_blas.cu):
  *   Sᵀ (L, rows) = K_h (L, d) · Q_hᵀ              → (T, N, m = L, n = rows, k = d), f32, alpha 1
- *   Oᵀ (d, rows) = V_hᵀ (d, L) · P_hᵀ (L, rows)   → (N, N, m = d, n = rows, k = L), bf16 */
+ *   Oᵀ (d, rows) = V_hᵀ (d, L) · P_hᵀ (L, rows)   → (N, N, m = d, n = rows, k = L), bf16
+ * S and P rows are Lp = L rounded up to 8 apart, so every row and every head's block starts 16-byte
+ * aligned whatever the prompt's length (cuBLASLt's fast kernels want aligned leading dimensions and
+ * batch strides); the Lp − L padding columns are neither written nor read. */
 extern "C" sf_status sf_t5_attention_cuda(const sf_cuda_ctx *ctx, int64_t L, int64_t nk_valid, int H, int d,
                                           const void *q, const void *k, const void *v, int64_t ld, void *o,
                                           int64_t ldo, const int *bucket, int64_t off, const float *pos,
                                           int num_buckets, float *S, void *P, int64_t chunk, sf_err *err) {
     sf_status st = SF_OK;
+    const int64_t Lp = (L + 7) / 8 * 8; /* before the checks: their goto may not skip an initialisation */
     SF_CUDA_REQUIRE(ctx && ctx->stream && ctx->lt, "sf_t5_attention_cuda: CUDA context not initialised");
     SF_CUDA_REQUIRE(L >= 1 && H >= 1 && d >= 1 && chunk >= 1 && ld >= (int64_t)H * d && ldo >= (int64_t)H * d,
                     "sf_t5_attention_cuda: bad shape L=%lld H=%d d=%d ld=%lld ldo=%lld chunk=%lld", (long long)L, H, d,
@@ -172,14 +178,15 @@ extern "C" sf_status sf_t5_attention_cuda(const sf_cuda_ctx *ctx, int64_t L, int
         m.transa = 1, m.transb = 0, m.m = L, m.n = rows, m.k = d;
         m.A = k, m.at = SF_BF16, m.lda = ld, m.sa = d;
         m.B = (const __nv_bfloat16 *)q + r0 * ld, m.bt = SF_BF16, m.ldb = ld, m.sb = d;
-        m.D = S, m.dt = SF_F32, m.ldd = L, m.sd = rows * L;
+        m.D = S, m.dt = SF_F32, m.ldd = Lp, m.sd = rows * Lp;
         m.batch = H, m.alpha = 1.0f; /* T5: no 1/sqrt(d) */
         SF_CHECK_STATUS(sf_blaslt_matmul(SF_CUDA_LT(ctx), &m, err));
-        SF_CHECK_STATUS(sf_t5_bias_softmax_cuda(ctx, H, rows, r0, L, nk_valid, S, bucket, off, pos, num_buckets, P, err));
+        SF_CHECK_STATUS(
+            sf_t5_bias_softmax_cuda(ctx, H, rows, r0, L, Lp, nk_valid, S, bucket, off, pos, num_buckets, P, err));
         memset(&m, 0, sizeof m);
         m.transa = 0, m.transb = 0, m.m = d, m.n = rows, m.k = L;
         m.A = v, m.at = SF_BF16, m.lda = ld, m.sa = d;
-        m.B = P, m.bt = SF_BF16, m.ldb = L, m.sb = rows * L;
+        m.B = P, m.bt = SF_BF16, m.ldb = Lp, m.sb = rows * Lp;
         m.D = (__nv_bfloat16 *)o + r0 * ldo, m.dt = SF_BF16, m.ldd = ldo, m.sd = d;
         m.batch = H, m.alpha = 1.0f;
         SF_CHECK_STATUS(sf_blaslt_matmul(SF_CUDA_LT(ctx), &m, err));

@@ -287,9 +287,9 @@ sf_status sf_t5_res_rmsnorm_cuda(const sf_cuda_ctx *ctx, int64_t M, int64_t D, f
     return SF_NO_CUDA(err);
 }
 sf_status sf_t5_bias_softmax_cuda(const sf_cuda_ctx *ctx, int H, int64_t rows, int64_t q0, int64_t Lk,
-                                  int64_t nk_valid, float *S, const int *bucket, int64_t off, const float *pos,
-                                  int num_buckets, void *P, sf_err *err) {
-    (void)ctx, (void)H, (void)rows, (void)q0, (void)Lk, (void)nk_valid, (void)S, (void)bucket, (void)off, (void)pos;
+                                  int64_t ld, int64_t nk_valid, float *S, const int *bucket, int64_t off,
+                                  const float *pos, int num_buckets, void *P, sf_err *err) {
+    (void)ctx, (void)H, (void)rows, (void)q0, (void)Lk, (void)ld, (void)nk_valid, (void)S, (void)bucket, (void)off, (void)pos;
     (void)num_buckets, (void)P;
     return SF_NO_CUDA(err);
 }

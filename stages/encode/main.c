@@ -8,6 +8,7 @@
  * tests/bats/sf-encode-serve.bats. */
 #define _POSIX_C_SOURCE 200809L
 #include "cli.h"
+#include "cuda_ops.h"
 #include "device.h"
 #include "parallel.h"
 #include "stages/encode/bench.h"
@@ -264,7 +265,6 @@ int main(int argc, char **argv) {
     if (dev_s && (st = sf_device_parse(dev_s, &dev, &err))) sf_die(prog, st, &err);
     int low_memory = sf_args_has(&a, opts, "low-memory");
     if (sf_args_get(&a, opts, "bench")) {
-        if (dev.cuda && (st = sf_device_check(&dev, &err))) sf_die(prog, st, &err);
         if ((st = sf_encode_bench(sf_args_get(&a, opts, "bench"), dev.cuda ? dev.ordinal : -1, &err)))
             sf_die(prog, st, &err);
         sf_args_free(&a);
@@ -296,14 +296,19 @@ int main(int argc, char **argv) {
         sf_die(prog, st, &err);
     if (server_url && (sf_args_get(&a, opts, "cache-dir") || !use_cache))
         sf_warn("--cache-dir/--no-cache are ignored with --server (the server uses its own cache)");
-    /* the device: one clear line before any work when it cannot be used (the encoder itself loads
-     * lazily, on the first cache miss, so this is the only early check) */
+    /* the device: one clear line before any work when it cannot be used — no driver or GPU, an old
+     * GPU, no cuBLASLt (a context is made and dropped: the encoder itself loads lazily, on the first
+     * cache miss, so this is the only early check; too little memory shows at that load) */
     if (low_memory && !dev.cuda) sf_warn("--low-memory applies to --device cuda; the CPU encoder maps its weights anyway");
-    if (dev.cuda && (server_url || tokens_only || list))
+    if (dev.cuda && (server_url || tokens_only || list)) {
         sf_warn("--device %s is ignored with %s (no encoder runs here)", dev_s,
                 server_url ? "--server" : tokens_only ? "--tokens-only" : "--list");
-    else if (dev.cuda && (st = sf_device_check(&dev, &err)))
-        sf_die(prog, st, &err);
+    } else if (dev.cuda) {
+        sf_cuda_ctx probe;
+        st = sf_cuda_ctx_init(&probe, dev.ordinal, &err);
+        sf_cuda_ctx_free(&probe);
+        if (st) sf_die(prog, st, &err);
+    }
     /* cache folder */
     char cache_dir[4096] = "";
     if (sf_args_get(&a, opts, "cache-dir")) snprintf(cache_dir, sizeof cache_dir, "%s", sf_args_get(&a, opts, "cache-dir"));

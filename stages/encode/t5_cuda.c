@@ -40,7 +40,8 @@ struct sf_t5_gpu {
     glayer *L;
     /* state, one allocation sized for max_len tokens */
     void *arena;
-    int64_t max_len, chunk_cap; /* chunk_cap: S holds H·chunk_cap·max_len floats */
+    int64_t max_len;
+    int64_t s_elems;   /* S holds s_elems floats (P as many bf16): H·chunk·Lp for max_len */
     int64_t *ids;      /* (max_len) */
     int *bucket;       /* (2·max_len − 1): bucket of rel = key − query at rel + max_len − 1 */
     float *x, *t;      /* (L, D) f32: residual stream, sub-block output */
@@ -48,8 +49,8 @@ struct sf_t5_gpu {
     bf16 *qkv, *ao;    /* (L, 3A), (L, A) */
     float *gf;         /* (L, 2F): [gate | fc1] */
     bf16 *hf;          /* (L, F) */
-    float *S;          /* (H, chunk, L) logits */
-    bf16 *P;           /* (H, chunk, L) probabilities */
+    float *S;          /* (H, chunk, Lp) logits, Lp = L rounded up to 8 (kernels/t5_cuda.h) */
+    bf16 *P;           /* (H, chunk, Lp) probabilities */
     /* SF_CUDA_PROFILE=1 */
     void *ev;
     int n_ev, cap_ev, *ev_cat, prof_n;
@@ -129,9 +130,11 @@ static size_t layout_weights(sf_t5_gpu *g, char *mb, float *vb, size_t *vec_floa
     return off;
 }
 
-/* The attention's chunk capacity for max_len tokens: logits of at most 2^28 floats (1 GiB). */
+static int64_t round8(int64_t n) { return (n + 7) / 8 * 8; }
+
+/* The attention's query chunk for L tokens: logits of at most 2^28 floats (1 GiB). */
 static int64_t chunk_for(int64_t heads, int64_t L) {
-    int64_t c = ((int64_t)1 << 28) / (heads * L);
+    int64_t c = ((int64_t)1 << 28) / (heads * round8(L));
     if (c < 1) c = 1;
     return c < L ? c : L;
 }
@@ -150,9 +153,10 @@ static size_t layout_state(sf_t5_gpu *g, int64_t max_len, char *base) {
     g->ao = carve(base, &off, L * A * 2);
     g->gf = carve(base, &off, L * 2 * F * 4);
     g->hf = carve(base, &off, L * F * 2);
-    g->S = carve(base, &off, H * ch * L * 4);
-    g->P = carve(base, &off, H * ch * L * 2);
-    if (base) g->chunk_cap = (int64_t)ch;
+    const size_t se = H * ch * (size_t)round8(max_len);
+    g->S = carve(base, &off, se * 4);
+    g->P = carve(base, &off, se * 2);
+    if (base) g->s_elems = (int64_t)se;
     return off;
 }
 
@@ -381,7 +385,7 @@ sf_status sf_t5_cuda_encode(sf_t5_gpu *g, const int64_t *ids, int64_t seq_len, i
                 g->ordinal, (long long)n, (long long)g->max_len);
         if ((s = alloc_state(g, n, err))) return s;
     }
-    int64_t chunk = g->chunk_cap * g->max_len / n; /* S holds H·chunk_cap·max_len floats */
+    int64_t chunk = g->s_elems / (H * round8(n)); /* ≥ chunk_for(max_len) ≥ 1 */
     if (chunk > n) chunk = n;
     const char *ch = getenv("SF_CUDA_ATTN_CHUNK"); /* tests: several query chunks at small sizes */
     if (ch && atoll(ch) > 0 && atoll(ch) < chunk) chunk = atoll(ch);

@@ -262,9 +262,10 @@ static int *bucket_table(const sf_t5_config *cf, int64_t Lmax) {
 }
 
 /* Rows of queries [q0, q0 + rows) over Lk = 150 keys (|rel| up to 149: every bucket incl. the far
- * ones), 30 of them masked, logits spread ±20 (the unscaled T5 logits are large). */
+ * ones), 30 of them masked, logits spread ±20 (the unscaled T5 logits are large); rows 157 apart
+ * (the gaps must stay untouched). */
 static void test_bias_softmax_masked(void) {
-    enum { H = 3, ROWS = 6, Q0 = 131, LK = 150, NK = 120, LMAX = 160 };
+    enum { H = 3, ROWS = 6, Q0 = 131, LK = 150, LD = 157, NK = 120, LMAX = 160 };
     cu c;
     if (!cu_open(&c)) return;
     sf_t5_config cf = t5cfg(H);
@@ -274,11 +275,12 @@ static void test_bias_softmax_masked(void) {
     gbuf gs, gp;
     void *db = bt ? dput(&c, bt, sizeof(int) * (2 * LMAX - 1)) : NULL;
     float *dpos = dput(&c, pos, 32 * H * 4);
-    if (!S || !pos || !ref || !got || !db || !dpos || !gb_new(&c, &gs, H * ROWS, LK, LK, 4) || !gb_put(&c, &gs, S) ||
-        !gb_new(&c, &gp, H * ROWS, LK, LK, 2))
+    if (!S || !pos || !ref || !got || !db || !dpos || !gb_new(&c, &gs, H * ROWS, LK, LD, 4) || !gb_put(&c, &gs, S) ||
+        !gb_new(&c, &gp, H * ROWS, LK, LD, 2))
         goto done;
-    SF_CHECK_OK(sf_t5_bias_softmax_cuda(&c.ctx, H, ROWS, Q0, LK, NK, (float *)gs.at, db, LMAX - 1, dpos, 32, gp.at, &c.err),
-                &c.err);
+    SF_CHECK_OK(
+        sf_t5_bias_softmax_cuda(&c.ctx, H, ROWS, Q0, LK, LD, NK, (float *)gs.at, db, LMAX - 1, dpos, 32, gp.at, &c.err),
+        &c.err);
     cpu_softmax(H, ROWS, Q0, LK, NK, S, &cf, pos, ref);
     if (gb_get(&c, &gp, "bias_softmax P", got)) {
         cmp("bias_softmax P vs t5.c softmax", got, ref, H * ROWS * LK, 1, 1, 0, 0);
@@ -288,8 +290,8 @@ static void test_bias_softmax_masked(void) {
         SF_CHECK_MSG(nz == 0, "%d masked probabilities not exactly 0", nz);
     }
     /* refused: queries past the bucket table */
-    SF_CHECK(sf_t5_bias_softmax_cuda(&c.ctx, H, ROWS, LMAX - 2, LK, NK, (float *)gs.at, db, LMAX - 1, dpos, 32, gp.at,
-                                     &c.err) == SF_E_ARG);
+    SF_CHECK(sf_t5_bias_softmax_cuda(&c.ctx, H, ROWS, LMAX - 2, LK, LD, NK, (float *)gs.at, db, LMAX - 1, dpos, 32,
+                                     gp.at, &c.err) == SF_E_ARG);
 done:
     free(S), free(pos), free(ref), free(got), free(bt);
     cu_close(&c);
@@ -308,8 +310,9 @@ static void test_attention_chunks(void) {
     int *bt = bucket_table(&cf, L);
     gbuf gq, go;
     void *db = bt ? dput(&c, bt, sizeof(int) * (2 * L - 1)) : NULL;
-    float *dpos = dput(&c, pos, 32 * H * 4), *dS = cu_alloc(&c, (size_t)H * CH * L * 4);
-    void *dP = cu_alloc(&c, (size_t)H * CH * L * 2);
+    const size_t ws = (size_t)H * CH * ((L + 7) / 8 * 8); /* H·chunk·Lp */
+    float *dpos = dput(&c, pos, 32 * H * 4), *dS = cu_alloc(&c, ws * 4);
+    void *dP = cu_alloc(&c, ws * 2);
     if (!qkv || !pos || !got || !ref || !S || !P || !db || !dpos || !dS || !dP || !gb_new(&c, &gq, L, LD, LD, 2) ||
         !gb_put(&c, &gq, qkv) || !gb_new(&c, &go, L, A, LDO, 2))
         goto done;
