@@ -15,7 +15,9 @@
  *   bias softmax vs t5.c's softmax                 1 ulp: e/Σ (fp32 tree sum) vs e·(1/Σ) (double sum)
  *   attention vs t5.c's attention on bf16 inputs   max|Δ| ≤ 8e-3·max|ref| (P moves by ≤ 1 ulp, as
  *                                                  test_cuda_emu's attention_blas)
- *   gated GELU vs t5.c's double formula            1 ulp, or |Δ| ≤ 3e-7 where 1 + tanhf cancels */
+ *   gated GELU vs t5.c's double formula            1 ulp, or |Δ| ≤ atol where 1 + tanhf cancels (z ≲ −4):
+ *                                                  0.5·|z|·|fc1| ≤ 9 times tanhf's error near −1, half an
+ *                                                  ulp (2^-25) on the host → 3e-7, CUDA's 2 ulps (2^-23) → 1.1e-6 */
 #define _POSIX_C_SOURCE 200809L
 #include "sf_test.h"
 #include "device.h"
@@ -343,6 +345,11 @@ done:
 
 /* h = ⌊fc1 · gelu_tanh(gate)⌉ from [gate | fc1] rows (strided both ways), gate over [−6, 6] (both
  * tails), against t5.c's double formula. */
+#ifdef SF_TEST_GPU
+#define GELU_ATOL 1.1e-6 /* CUDA tanhf: 2 ulps */
+#else
+#define GELU_ATOL 3e-7   /* glibc tanhf, as the emulation runs it */
+#endif
 static void test_gated_gelu(void) {
     enum { M = 7, F = 50, LDG = 2 * F + 6, LDH = F + 4 };
     cu c;
@@ -361,7 +368,7 @@ static void test_gated_gelu(void) {
             double z = g[r * 2 * F + j], f = g[r * 2 * F + F + j];
             ref[r * F + j] = sf_round_bf16((float)(f * (0.5 * z * (1.0 + tanh(k * (z + 0.044715 * z * z * z))))));
         }
-    if (gb_get(&c, &gh, "gated_gelu h", got)) cmp("gated_gelu vs t5.c (double)", got, ref, M * F, 1, 1, 0, 3e-7);
+    if (gb_get(&c, &gh, "gated_gelu h", got)) cmp("gated_gelu vs t5.c (double)", got, ref, M * F, 1, 1, 0, GELU_ATOL);
 done:
     free(g), free(got), free(ref);
     cu_close(&c);
