@@ -182,7 +182,7 @@ mk_prompt_file() { # $1 text, $2 out
     [ ! -e "$T/c.safetensors" ]
 }
 
-@test "--device cuda / --gpu_id / --bench xxl without a usable GPU: one line naming what is missing, exit 1, no output" {
+@test "--device cuda / --gpu_id / --serve / --bench xxl without a usable GPU: one line naming what is missing, exit 1, no output" {
     if command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L >/dev/null 2>&1; then skip "this machine has a GPU"; fi
     O="$BATS_TEST_TMPDIR/e.safetensors"
     for dev in "--device cuda" "--device cuda:1" "--gpu_id 0" "--device cuda --low-memory"; do
@@ -193,6 +193,11 @@ mk_prompt_file() { # $1 text, $2 out
         [ ! -e "$O" ]
         [ ! -e "$T/c" ] # nothing cached either
     done
+    # the resident server: refused before it binds (no socket file)
+    run --separate-stderr sf-encode --model-dir "$M" --serve "ipc://$T/enc.sock" --device cuda
+    assert_failure 1
+    assert_one_error_line
+    [ ! -e "$T/enc.sock" ]
     run --separate-stderr sf-encode --bench xxl --device cuda
     assert_failure 1
     assert_one_error_line
