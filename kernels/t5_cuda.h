@@ -46,8 +46,8 @@ sf_status sf_t5_res_rmsnorm_cuda(const sf_cuda_ctx *ctx, int64_t M, int64_t D, f
 
 /* Bias + key mask + softmax over rows of T5 attention logits, one block per (head, query) row:
  *   S: (H, rows, Lk) f32 device with row stride ld ≥ Lk (also between heads: row b = h·rows + i
- *      starts at b·ld), raw q·kᵀ of queries [q0, q0 + rows) (no 1/√d scale in T5), used as scratch
- *      (overwritten; columns past Lk untouched);
+ *      starts at b·ld), raw q·kᵀ of queries [q0, q0 + rows) (no 1/√d scale in T5); rows longer than
+ *      8192 keys are used as scratch (overwritten), shorter ones are worked on in shared memory;
  *   s_j = S[h, i, j] + pos[bucket[j − (q0 + i) + off], h]  for j < nk_valid, else masked (weight 0:
  *         the reference replaces the bias of a padded key by the dtype's minimum);
  *   P[h, i, j] = ⌊ exp(s_j − max) / Σ exp(s − max) ⌉ bf16, fp32 statistics; P: (H, rows, Lk) bf16,

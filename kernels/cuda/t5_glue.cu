@@ -106,33 +106,40 @@ fail:
 
 /* ---------------------------------------------------------------- bias + mask + softmax */
 
-/* One block per row b = h·rows + i of S (H, rows, Lk). Three passes over the row in global memory
- * (it stays in L2): biased logits written back and the max; exp and the sum; the normalised bf16
- * probabilities. Every thread touches the same columns in every pass (no barrier needed between a
- * thread's own write and read), and masked keys contribute exactly 0. */
+/* Rows up to this many keys keep their biased logits in shared memory (one read of S, one write of
+ * P); longer rows work in place in S (three passes over global memory). */
+#define T5_SOFTMAX_SMEM_KEYS 8192
+
+/* One block per row b = h·rows + i of S (H, rows, Lk). Three passes over the row: biased logits and
+ * the max; exp and the sum; the normalised bf16 probabilities. The row lives in dynamic shared
+ * memory when `cached` (Lk ≤ T5_SOFTMAX_SMEM_KEYS), else in S itself. Every thread touches the same
+ * columns in every pass, so a thread only reads back its own writes (no barrier needed beyond the
+ * reductions'), and masked keys contribute exactly 0. */
 static __global__ void t5_bias_softmax_kernel(int64_t rows, int H, int64_t q0, int64_t Lk, int64_t ld,
                                               int64_t nk_valid, float *S, const int *__restrict__ bucket, int64_t off,
-                                              const float *__restrict__ pos, __nv_bfloat16 *P) {
+                                              const float *__restrict__ pos, __nv_bfloat16 *P, int cached) {
     __shared__ float shm[32];
+    SF_DYN_SHARED(float, row);
     const int64_t b = blockIdx.x, h = b / rows, i = q0 + (b - h * rows);
-    float *s = S + b * ld;
+    const float *s = S + b * ld;
+    float *w = cached ? row : S + b * ld; /* the working copy of the row */
     __nv_bfloat16 *p = P + b * ld;
     const int *bk = bucket + off - i; /* bk[j] = bucket of rel = j − i */
     float mx = -INFINITY;
     for (int64_t j = threadIdx.x; j < nk_valid; j += blockDim.x) {
         float v = s[j] + pos[(int64_t)bk[j] * H + h];
-        s[j] = v;
+        w[j] = v;
         mx = fmaxf(mx, v);
     }
     mx = sf_block_max(mx, shm);
     float sum = 0.0f;
     for (int64_t j = threadIdx.x; j < nk_valid; j += blockDim.x) {
-        float e = expf(s[j] - mx);
-        s[j] = e;
+        float e = expf(w[j] - mx);
+        w[j] = e;
         sum += e;
     }
     sum = sf_block_sum(sum, shm);
-    for (int64_t j = threadIdx.x; j < Lk; j += blockDim.x) p[j] = sf_tobf(j < nk_valid ? s[j] / sum : 0.0f);
+    for (int64_t j = threadIdx.x; j < Lk; j += blockDim.x) p[j] = sf_tobf(j < nk_valid ? w[j] / sum : 0.0f);
 }
 
 extern "C" sf_status sf_t5_bias_softmax_cuda(const sf_cuda_ctx *ctx, int H, int64_t rows, int64_t q0, int64_t Lk,
@@ -147,8 +154,12 @@ extern "C" sf_status sf_t5_bias_softmax_cuda(const sf_cuda_ctx *ctx, int H, int6
                     H, (long long)rows, (long long)q0, (long long)Lk, (long long)ld, (long long)nk_valid,
                     (long long)(off + 1));
     if (rows == 0) return SF_OK;
-    SF_LAUNCH(t5_bias_softmax_kernel, (unsigned)((int64_t)H * rows), row_threads(Lk), 0, SF_CUDA_STREAM(ctx), rows, H,
-              q0, Lk, ld, nk_valid, S, bucket, off, pos, (__nv_bfloat16 *)P);
+    {
+        const int cached = Lk <= T5_SOFTMAX_SMEM_KEYS; /* 32 KiB of shared memory at most */
+        SF_LAUNCH(t5_bias_softmax_kernel, (unsigned)((int64_t)H * rows), row_threads(Lk),
+                  cached ? (size_t)Lk * sizeof(float) : 0, SF_CUDA_STREAM(ctx), rows, H, q0, Lk, ld, nk_valid, S,
+                  bucket, off, pos, (__nv_bfloat16 *)P, cached);
+    }
     CUDA_CHECK_LAUNCH("t5_bias_softmax_kernel");
     return SF_OK;
 fail:

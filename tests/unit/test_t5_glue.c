@@ -263,11 +263,9 @@ static int *bucket_table(const sf_t5_config *cf, int64_t Lmax) {
     return b;
 }
 
-/* Rows of queries [q0, q0 + rows) over Lk = 150 keys (|rel| up to 149: every bucket incl. the far
- * ones), 30 of them masked, logits spread ±20 (the unscaled T5 logits are large); rows 157 apart
- * (the gaps must stay untouched). */
-static void test_bias_softmax_masked(void) {
-    enum { H = 3, ROWS = 6, Q0 = 131, LK = 150, LD = 157, NK = 120, LMAX = 160 };
+/* Rows of queries [q0, q0 + rows) over Lk keys, nk of them real, logits spread ±20 (the unscaled T5
+ * logits are large), rows ld apart (the gaps must stay untouched). */
+static void bias_softmax_case(int H, int ROWS, int64_t Q0, int64_t LK, int64_t LD, int64_t NK, int64_t LMAX) {
     cu c;
     if (!cu_open(&c)) return;
     sf_t5_config cf = t5cfg(H);
@@ -292,12 +290,16 @@ static void test_bias_softmax_masked(void) {
         SF_CHECK_MSG(nz == 0, "%d masked probabilities not exactly 0", nz);
     }
     /* refused: queries past the bucket table */
-    SF_CHECK(sf_t5_bias_softmax_cuda(&c.ctx, H, ROWS, LMAX - 2, LK, LD, NK, (float *)gs.at, db, LMAX - 1, dpos, 32,
-                                     gp.at, &c.err) == SF_E_ARG);
+    SF_CHECK(sf_t5_bias_softmax_cuda(&c.ctx, H, ROWS, LMAX - ROWS + 1, LK, LD, NK, (float *)gs.at, db, LMAX - 1, dpos,
+                                     32, gp.at, &c.err) == SF_E_ARG);
 done:
     free(S), free(pos), free(ref), free(got), free(bt);
     cu_close(&c);
 }
+/* 150 keys (|rel| up to 149: every bucket incl. the far ones), 30 masked: the row in shared memory. */
+static void test_bias_softmax_masked(void) { bias_softmax_case(3, 6, 131, 150, 157, 120, 160); }
+/* 8200 keys, past T5_SOFTMAX_SMEM_KEYS (8192): the row worked on in place in S. */
+static void test_bias_softmax_long_row(void) { bias_softmax_case(1, 2, 8000, 8200, 8208, 8195, 8300); }
 
 /* The whole bias attention of L = 37 tokens (3 heads × 16) from one fused [q | k | v] buffer, in
  * query chunks of 10 (4 chunks, the last short), 7 keys masked, against t5.c's attention on the
@@ -401,6 +403,7 @@ static const sf_test tests[] = {
     {"embed_gather", test_embed_gather},
     {"res_rmsnorm", test_res_rmsnorm},
     {"bias_softmax_masked", test_bias_softmax_masked},
+    {"bias_softmax_long_row", test_bias_softmax_long_row},
     {"attention_chunks", test_attention_chunks},
     {"gated_gelu", test_gated_gelu},
     {"fill_random", test_fill_random},
