@@ -177,23 +177,39 @@ void sf_t5_cuda_destroy(sf_t5_gpu **gp) {
     *gp = NULL;
 }
 
-/* (Re)allocate the activations for max_len tokens and upload the bucket table. */
+/* (Re)allocate the activations for max_len tokens and upload the bucket table. A size that does not
+ * fit the free memory is refused before the current state is touched; any later failure leaves no
+ * state (max_len 0: the next prompt allocates again). */
 static sf_status alloc_state(sf_t5_gpu *g, int64_t max_len, sf_err *err) {
     sf_status s;
+    sf_t5_gpu sizing = *g; /* the counting pass sets the pointers to NULL: not on the live state */
+    const size_t need = layout_state(&sizing, max_len, NULL);
+    size_t fr = 0, tot = 0;
+    if (sf_cuda_mem_info(&fr, &tot, err) == SF_OK && need + ((size_t)256 << 20) > fr + g->state_bytes)
+        return sf_fail(err, SF_E_NOMEM,
+                       "cuda:%d: the umT5 activations for %lld tokens need %.2f GiB, %.2f GiB are free: use shorter "
+                       "prompts (--text-len) or --device cpu",
+                       g->ordinal, (long long)max_len, need / 1073741824.0, (fr + g->state_bytes) / 1073741824.0);
     sf_cuda_free(g->arena);
     g->arena = NULL;
     g->state_bytes = 0;
-    size_t need = layout_state(g, max_len, NULL);
-    if ((s = sf_cuda_malloc(&g->arena, need, err))) return s;
-    layout_state(g, max_len, g->arena);
-    g->state_bytes = need;
-    g->max_len = max_len;
+    g->max_len = 0;
     int *b = malloc(sizeof(int) * (size_t)(2 * max_len - 1));
     if (!b) return sf_fail(err, SF_E_NOMEM, "out of memory");
-    for (int64_t r = -(max_len - 1); r <= max_len - 1; r++) b[r + max_len - 1] = sf_t5_bucket(&g->cfg, r);
-    s = sf_cuda_copy_h2d(&g->cx, g->bucket, b, sizeof(int) * (size_t)(2 * max_len - 1), err);
+    if (!(s = sf_cuda_malloc(&g->arena, need, err))) {
+        layout_state(g, max_len, g->arena);
+        for (int64_t r = -(max_len - 1); r <= max_len - 1; r++) b[r + max_len - 1] = sf_t5_bucket(&g->cfg, r);
+        s = sf_cuda_copy_h2d(&g->cx, g->bucket, b, sizeof(int) * (size_t)(2 * max_len - 1), err);
+    }
     free(b);
-    return s;
+    if (s) {
+        sf_cuda_free(g->arena);
+        g->arena = NULL;
+        return s;
+    }
+    g->state_bytes = need;
+    g->max_len = max_len;
+    return SF_OK;
 }
 
 /* ---------------------------------------------------------------- weights */
@@ -381,9 +397,14 @@ sf_status sf_t5_cuda_encode(sf_t5_gpu *g, const int64_t *ids, int64_t seq_len, i
     if (dbg && dbg->block0_out && c->num_layers < 2) /* the residual is fused into the next norm */
         return sf_fail(err, SF_E_UNSUPPORTED, "umT5 on the GPU: the block-0 output tap needs at least 2 layers");
     if (n > g->max_len) {
-        sf_info("umT5 on cuda:%d: %lld tokens, more than the %lld sized at init: regrowing the activations",
-                g->ordinal, (long long)n, (long long)g->max_len);
-        if ((s = alloc_state(g, n, err))) return s;
+        const int64_t old = g->max_len;
+        sf_info("umT5 on cuda:%d: %lld tokens, more than the %lld sized so far: regrowing the activations",
+                g->ordinal, (long long)n, (long long)old);
+        if ((s = alloc_state(g, n, err))) {
+            sf_err e2 = {{0}};
+            if (old && !g->arena) alloc_state(g, old, &e2); /* keep serving the lengths that fit */
+            return s;
+        }
     }
     int64_t chunk = g->s_elems / (H * round8(n)); /* ≥ chunk_for(max_len) ≥ 1 */
     if (chunk > n) chunk = n;

@@ -2,7 +2,8 @@
  * tests/golden/expect/t5.safetensors on a GPU ($SF_TEST_DEVICE=cuda:N; tests/gpu/check.sh):
  * prompt 0's intermediates (dbg.embed exact, dbg.block0.{norm1,attn,out}), emb.<i> of all 28
  * prompts over the real rows with the pad rows exactly 0, query-chunked attention equal to the
- * unchunked one, the activations regrown for a prompt longer than sized at init, a resident
+ * unchunked one, the activations regrown for a prompt longer than sized at init (emulated: a
+ * prompt too long for the device's memory refused, the encoder still working), a resident
  * encoder giving the same bytes twice, bad ids, and sf-encode's per-prompt pipeline on the GPU
  * (stages/encode/encode.c: resident and --low-memory, GPU cache keys apart from the CPU's). Without a GPU every case SKIPs except
  * `refusal`: asking for one fails with one clear line and leaves nothing allocated.
@@ -193,6 +194,23 @@ static void test_regrow_resident_and_bad_ids(void) {
     SF_CHECK(sf_t5_cuda_bytes(g) > small && sf_t5_cuda_weight_bytes(g) < small);
     SF_CHECK_OK(sf_t5_cuda_encode(g, ids, 512, n, b, NULL, &err), &err);
     SF_CHECK(memcmp(a, b, sizeof a) == 0);
+#ifdef SF_TEST_EMU
+    { /* a prompt whose activations cannot fit (the emulated device has 1 GiB): refused with the sizes,
+         the encoder keeps working at the sizes it had */
+        enum { BIG = 200000 };
+        int64_t *big = calloc(BIG, sizeof *big);
+        float *bo = malloc(sizeof(float) * (size_t)BIG * 64);
+        if (big && bo) {
+            big[BIG - 1] = 1;
+            sf_status s = sf_t5_cuda_encode(g, big, BIG, BIG, bo, NULL, &err);
+            SF_CHECK_MSG(s == SF_E_NOMEM && strstr(err.msg, "200000 tokens") && !strchr(err.msg, '\n'),
+                         "status %s: %s", sf_status_str(s), err.msg);
+            SF_CHECK_OK(sf_t5_cuda_encode(g, ids, 512, n, b, NULL, &err), &err);
+            SF_CHECK(memcmp(a, b, sizeof a) == 0);
+        }
+        free(big), free(bo);
+    }
+#endif
     ids[3] = 1000;
     SF_CHECK(sf_t5_cuda_encode(g, ids, 512, n, b, NULL, &err) == SF_E_ARG && strstr(err.msg, "1000"));
     SF_CHECK(sf_t5_cuda_encode(g, ids, 512, 0, b, NULL, &err) == SF_E_ARG);
