@@ -109,7 +109,7 @@ $(BUILD)/tests/%: $(BUILD)/obj/tests/unit/%.o $(LIB)
 CXX     ?= g++
 EMU_SRC := kernels/cuda/emu/cuda_emu.cc kernels/cuda/emu/emu_selftest.cu kernels/cuda/cuda_common.cu \
            kernels/cuda/norm_act.cu kernels/cuda/gemm.cu kernels/cuda/dit_glue.cu kernels/cuda/attn_blas.cu \
-           kernels/cuda/device.cu kernels/cuda/norm_fused.cu
+           kernels/cuda/device.cu kernels/cuda/norm_fused.cu kernels/cuda/t5_glue.cu
 EMU_OBJ := $(patsubst %,$(BUILD)/emu/%.o,$(EMU_SRC))
 EMU_CXXFLAGS := -std=c++17 $(CFLAGS) -Wall -Wextra -Wshadow -Wno-unknown-pragmas $(FP_FLAGS) -MMD -MP -DSF_CUDA_EMU \
            -Icommon -Ikernels -I. $(EXTRA_CFLAGS)
@@ -141,6 +141,19 @@ $(BUILD)/obj/tests/unit/test_dit_emu.o: tests/unit/test_dit_cuda.c
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_CFLAGS) -DSF_TEST_EMU -c $< -o $@
 $(BUILD)/tests/test_dit_emu: $(BUILD)/obj/tests/unit/test_dit_emu.o $(EMU_OBJ) $(LIB)
+	$(emu_link)
+# The umT5 encoder's kernels (test_t5_glue.c: emulated here, test_t5_glue_gpu on a GPU) and the whole
+# GPU encoder (test_t5_cuda.c: test_t5_cuda on a GPU, test_t5_emu on the emulated kernels), as above.
+all: $(BUILD)/tests/test_t5_emu $(BUILD)/tests/test_t5_glue_gpu
+$(BUILD)/tests/test_t5_glue: $(BUILD)/obj/tests/unit/test_t5_glue.o $(EMU_OBJ) $(LIB)
+	$(emu_link)
+$(BUILD)/obj/tests/unit/test_t5_glue_gpu.o: tests/unit/test_t5_glue.c
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) -DSF_TEST_GPU -c $< -o $@
+$(BUILD)/obj/tests/unit/test_t5_emu.o: tests/unit/test_t5_cuda.c
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) -DSF_TEST_EMU -c $< -o $@
+$(BUILD)/tests/test_t5_emu: $(BUILD)/obj/tests/unit/test_t5_emu.o $(EMU_OBJ) $(LIB)
 	$(emu_link)
 
 $(BUILD)/bench/%: $(BUILD)/obj/tests/bench/%.o $(LIB)

@@ -1,9 +1,10 @@
 /* nocuda.c — the CUDA entry points of a CPU-only build (no nvcc at build time): each one
  * reports that CUDA is not compiled in, so --device cuda fails with a clear message.
- * Also stubs every function of kernels/cuda_ops.h and kernels/sdpa_cuda.h (SF_E_DEVICE). Tested by tests/unit/test_cuda_kernels.c. */
+ * Also stubs every function of kernels/cuda_ops.h, kernels/sdpa_cuda.h and kernels/t5_cuda.h (SF_E_DEVICE). Tested by tests/unit/test_cuda_kernels.c. */
 #include "cuda_ops.h"
 #include "device.h"
 #include "sdpa_cuda.h"
+#include "t5_cuda.h"
 
 #include <string.h>
 
@@ -292,5 +293,44 @@ sf_status sf_res_ln_mod_cuda(const sf_cuda_ctx *ctx, int64_t M, int64_t D, void 
 }
 sf_status sf_f32_to_f16_cuda(const sf_cuda_ctx *ctx, const float *x, void *y, int64_t n, sf_err *err) {
     (void)ctx, (void)x, (void)y, (void)n;
+    return SF_NO_CUDA(err);
+}
+
+/* kernels/t5_cuda.h: the umT5 encoder's kernels */
+sf_status sf_t5_embed_cuda(const sf_cuda_ctx *ctx, int64_t n, int64_t D, const int64_t *ids, int64_t vocab,
+                           const void *table, float *x, int64_t ldx, sf_err *err) {
+    (void)ctx, (void)n, (void)D, (void)ids, (void)vocab, (void)table, (void)x, (void)ldx;
+    return SF_NO_CUDA(err);
+}
+sf_status sf_t5_res_rmsnorm_cuda(const sf_cuda_ctx *ctx, int64_t M, int64_t D, float *x, int64_t ldx, const float *r,
+                                 int64_t ldr, const float *w, double eps, void *y, sf_dtype ydt, int64_t ldy,
+                                 sf_err *err) {
+    (void)ctx, (void)M, (void)D, (void)x, (void)ldx, (void)r, (void)ldr, (void)w, (void)eps, (void)y, (void)ydt;
+    (void)ldy;
+    return SF_NO_CUDA(err);
+}
+sf_status sf_t5_bias_softmax_cuda(const sf_cuda_ctx *ctx, int H, int64_t rows, int64_t q0, int64_t Lk,
+                                  int64_t ld, int64_t nk_valid, float *S, const int *bucket, int64_t off,
+                                  const float *pos, int num_buckets, void *P, sf_err *err) {
+    (void)ctx, (void)H, (void)rows, (void)q0, (void)Lk, (void)ld, (void)nk_valid, (void)S, (void)bucket, (void)off, (void)pos;
+    (void)num_buckets, (void)P;
+    return SF_NO_CUDA(err);
+}
+sf_status sf_t5_attention_cuda(const sf_cuda_ctx *ctx, int64_t L, int64_t nk_valid, int H, int d, const void *q,
+                               const void *k, const void *v, int64_t ld, void *o, int64_t ldo, const int *bucket,
+                               int64_t off, const float *pos, int num_buckets, float *S, void *P, int64_t chunk,
+                               sf_err *err) {
+    (void)ctx, (void)L, (void)nk_valid, (void)H, (void)d, (void)q, (void)k, (void)v, (void)ld, (void)o, (void)ldo;
+    (void)bucket, (void)off, (void)pos, (void)num_buckets, (void)S, (void)P, (void)chunk;
+    return SF_NO_CUDA(err);
+}
+sf_status sf_t5_gated_gelu_cuda(const sf_cuda_ctx *ctx, int64_t M, int64_t F, const float *g, int64_t ldg, void *h,
+                                int64_t ldh, sf_err *err) {
+    (void)ctx, (void)M, (void)F, (void)g, (void)ldg, (void)h, (void)ldh;
+    return SF_NO_CUDA(err);
+}
+sf_status sf_t5_fill_random_cuda(const sf_cuda_ctx *ctx, void *p, int64_t n, uint64_t seed, float scale,
+                                 sf_err *err) {
+    (void)ctx, (void)p, (void)n, (void)seed, (void)scale;
     return SF_NO_CUDA(err);
 }

@@ -6,6 +6,7 @@
  * encoder, corrupt entries repaired). */
 #include "encode.h"
 #include "cache.h"
+#include "device.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -28,6 +29,7 @@ static int copy_str(char *dst, size_t n, const char *s) {
 sf_status sf_encoder_init(sf_encoder *enc, const char *tok_path, const char *weights_path, const char *cache_dir,
                           int use_cache, int nthreads, sf_err *err) {
     memset(enc, 0, sizeof *enc);
+    enc->cuda_ordinal = -1;
     if (!copy_str(enc->tok_path, sizeof enc->tok_path, tok_path) ||
         !copy_str(enc->weights_path, sizeof enc->weights_path, weights_path) ||
         !copy_str(enc->cache_dir, sizeof enc->cache_dir, cache_dir ? cache_dir : ""))
@@ -49,7 +51,43 @@ fail:
 
 void sf_encoder_free(sf_encoder *enc) {
     sf_tokenizer_destroy(&enc->tok);
+    sf_t5_cuda_destroy(&enc->gpu);
     sf_t5_destroy(&enc->t5);
+}
+
+/* Upload the opened weights to the GPU (once; or per prompt with low_memory). */
+static sf_status load_gpu(sf_encoder *enc, int64_t max_len, sf_err *err) {
+    double t0 = sf_now();
+    char desc[256] = "";
+    sf_err e2 = {{0}};
+    sf_cuda_describe(enc->cuda_ordinal, desc, sizeof desc, &e2);
+    sf_status st = sf_t5_cuda_new(enc->t5, enc->cuda_ordinal, max_len, &enc->gpu, err);
+    if (st) return st;
+    sf_info("umT5 on cuda:%d (%s): %.2f GiB of bf16 weights + %.2f GiB of activations for %lld tokens (%.2f s)",
+            enc->cuda_ordinal, desc, sf_t5_cuda_weight_bytes(enc->gpu) / 1073741824.0,
+            (sf_t5_cuda_bytes(enc->gpu) - sf_t5_cuda_weight_bytes(enc->gpu)) / 1073741824.0, (long long)max_len,
+            sf_now() - t0);
+    return SF_OK;
+}
+
+void sf_encoder_set_device(sf_encoder *enc, int cuda_ordinal, int low_memory) {
+    enc->cuda_ordinal = cuda_ordinal < 0 ? -1 : cuda_ordinal;
+    enc->low_memory = low_memory && cuda_ordinal >= 0;
+}
+
+sf_status sf_encoder_load(sf_encoder *enc, int64_t max_len, sf_err *err) {
+    sf_status st;
+    if (!enc->t5) {
+        double t0 = sf_now();
+        sf_info("loading umT5 encoder %s", enc->weights_path);
+        if ((st = sf_t5_open(enc->weights_path, enc->nthreads, &enc->t5, err))) return st;
+        const sf_t5_config *c = &enc->t5->cfg;
+        sf_info("umT5: %lld layers, dim %lld, %lld heads, ffn %lld, vocab %lld (%.2f s)", (long long)c->num_layers,
+                (long long)c->dim, (long long)c->num_heads, (long long)c->dim_ffn, (long long)c->vocab,
+                sf_now() - t0);
+    }
+    if (enc->cuda_ordinal >= 0 && !enc->gpu && !enc->low_memory) return load_gpu(enc, max_len, err);
+    return SF_OK;
 }
 
 sf_status sf_encoder_tokens(sf_encoder *enc, const char *prompt, size_t len, int64_t seq_len, int64_t *ids,
@@ -75,9 +113,20 @@ sf_status sf_encoder_run(sf_encoder *enc, const char *prompt, size_t len, int64_
         goto fail;
     out->n_tokens = (int64_t)nt;
     if (enc->use_cache) {
-        if (!enc->weights_id[0] &&
-            (st = sf_cache_weights_identity(enc->weights_path, enc->weights_id, sizeof enc->weights_id, err)))
-            goto fail;
+        if (!enc->weights_id[0]) {
+            if ((st = sf_cache_weights_identity(enc->weights_path, enc->weights_id, sizeof enc->weights_id, err)))
+                goto fail;
+            /* other numerics, other bytes: GPU entries get their own keys (encode.h) */
+            size_t k = strlen(enc->weights_id);
+            const char *tag = "|umt5-cuda-bf16";
+            if (enc->cuda_ordinal >= 0) {
+                if (k + strlen(tag) >= sizeof enc->weights_id) {
+                    st = sf_fail(err, SF_E_ARG, "weights path too long for the cache key");
+                    goto fail;
+                }
+                memcpy(enc->weights_id + k, tag, strlen(tag) + 1);
+            }
+        }
         sf_cache_key(enc->tok_hex, enc->weights_id, out->cleaned, seq_len, out->key);
         sf_cache_entry ce;
         int hit = 0;
@@ -97,15 +146,8 @@ sf_status sf_encoder_run(sf_encoder *enc, const char *prompt, size_t len, int64_
             sf_cache_entry_free(&ce);
         }
     }
-    if (!enc->t5) {
-        double t0 = sf_now();
-        sf_info("loading umT5 encoder %s", enc->weights_path);
-        if ((st = sf_t5_open(enc->weights_path, enc->nthreads, &enc->t5, err))) goto fail;
-        const sf_t5_config *c = &enc->t5->cfg;
-        sf_info("umT5: %lld layers, dim %lld, %lld heads, ffn %lld, vocab %lld (%.2f s)", (long long)c->num_layers,
-                (long long)c->dim, (long long)c->num_heads, (long long)c->dim_ffn, (long long)c->vocab,
-                sf_now() - t0);
-    }
+    if ((st = sf_encoder_load(enc, seq_len, err))) goto fail;
+    if (enc->cuda_ordinal >= 0 && !enc->gpu && (st = load_gpu(enc, seq_len, err))) goto fail;
     out->dim = enc->t5->cfg.dim;
     size_t ne;
     if (!sf_mul_ok((size_t)seq_len, (size_t)out->dim, &ne) || !(out->emb = sf_calloc2(ne, sizeof *out->emb))) {
@@ -113,8 +155,15 @@ sf_status sf_encoder_run(sf_encoder *enc, const char *prompt, size_t len, int64_
         goto fail;
     }
     double t0 = sf_now();
-    if ((st = sf_t5_encode(enc->t5, out->ids, seq_len, out->n_tokens, out->emb, NULL, err))) goto fail;
-    sf_info("encoded %lld tokens in %.3f s", (long long)out->n_tokens, sf_now() - t0);
+    if (enc->gpu) {
+        st = sf_t5_cuda_encode(enc->gpu, out->ids, seq_len, out->n_tokens, out->emb, NULL, err);
+        if (enc->low_memory) sf_t5_cuda_destroy(&enc->gpu); /* --low-memory: give the GPU back */
+    } else {
+        st = sf_t5_encode(enc->t5, out->ids, seq_len, out->n_tokens, out->emb, NULL, err);
+    }
+    if (st) goto fail;
+    sf_info("encoded %lld tokens in %.3f s%s", (long long)out->n_tokens, sf_now() - t0,
+            enc->cuda_ordinal >= 0 ? (enc->low_memory ? " on the GPU (freed again: --low-memory)" : " on the GPU") : "");
     if (enc->use_cache) {
         sf_err e2;
         if (sf_cache_put(enc->cache_dir, out->key, out->cleaned, enc->tok_hex, enc->weights_id, seq_len, out->dim,

@@ -2,11 +2,18 @@
  *
  * Mirrors the reference's WanTextEncoder.forward (utils/wan_wrapper.py) for one prompt, plus
  * the embedding cache. The encoder weights are opened only on the first cache miss, so a run
- * whose prompts are all cached never opens them. Tested by tests/bats/sf-encode.bats. */
+ * whose prompts are all cached never opens them. With a CUDA device (sf_encoder_set_device) umT5
+ * runs on the GPU (stages/encode/t5_cuda.h): resident from the first miss on, or with low_memory
+ * uploaded for each prompt that misses the cache and freed right after it.
+ * Cache and device: the GPU's bf16 numerics give other bytes than the CPU's fp32 encoder, so a GPU
+ * entry is keyed with the weights identity plus "|umt5-cuda-bf16": CPU and GPU runs never read each
+ * other's entries (an output never depends on which device filled the cache first); CPU keys are
+ * unchanged. Tested by tests/bats/sf-encode.bats. */
 #ifndef SF_ENCODE_H
 #define SF_ENCODE_H
 
 #include "stages/encode/t5.h"
+#include "stages/encode/t5_cuda.h"
 #include "stages/encode/tokenizer.h"
 
 typedef struct sf_encoder {
@@ -15,6 +22,9 @@ typedef struct sf_encoder {
     int nthreads;
     sf_tokenizer *tok;          /* owned */
     sf_t5 *t5;                  /* owned; NULL until the first cache miss */
+    int cuda_ordinal;           /* −1: umT5 on the CPU; N: on cuda:N */
+    int low_memory;             /* with CUDA: free the GPU encoder after every prompt */
+    sf_t5_gpu *gpu;             /* owned; NULL until needed (and between prompts with low_memory) */
     char tok_hex[65];           /* SHA-256 of spiece.model */
     char weights_id[4300];      /* sf_cache_weights_identity, computed on first use */
 } sf_encoder;
@@ -34,6 +44,12 @@ void sf_encoded_free(sf_encoded *e);
 sf_status sf_encoder_init(sf_encoder *enc, const char *tok_path, const char *weights_path, const char *cache_dir,
                           int use_cache, int nthreads, sf_err *err);
 void sf_encoder_free(sf_encoder *enc);
+/* Run umT5 on cuda:ordinal (−1: the CPU, the default); low_memory: free the GPU copy after each
+ * prompt. Call after sf_encoder_init, before the first prompt. */
+void sf_encoder_set_device(sf_encoder *enc, int cuda_ordinal, int low_memory);
+/* Open the encoder weights now (and upload them to the GPU, sized for max_len tokens, unless
+ * low_memory): what the first cache miss would do; --serve calls it so that "bound" means "ready". */
+sf_status sf_encoder_load(sf_encoder *enc, int64_t max_len, sf_err *err);
 
 /* Tokenize only: ids/mask (seq_len) int64 caller-provided. */
 sf_status sf_encoder_tokens(sf_encoder *enc, const char *prompt, size_t len, int64_t seq_len, int64_t *ids,

@@ -2,12 +2,16 @@
  *
  * Mirrors the reference's text-encoder step (utils/wan_wrapper.py WanTextEncoder, called by
  * inference.py / the extraction scripts). Flags, prompt sources and outputs: see --help and
- * /work/notes/encode.md; the resident server (--serve) and its client (--server) live in
- * serve.c. Tested by tests/bats/sf-encode.bats and tests/bats/sf-encode-serve.bats. */
+ * README.md (sf-encode); the resident server (--serve) and its client (--server) live in
+ * serve.c, the GPU encoder (--device cuda[:N], --low-memory) in t5_cuda.c, the full-size GPU
+ * benchmark (--bench xxl) in bench.c. Tested by tests/bats/sf-encode.bats and
+ * tests/bats/sf-encode-serve.bats. */
 #define _POSIX_C_SOURCE 200809L
 #include "cli.h"
+#include "cuda_ops.h"
 #include "device.h"
 #include "parallel.h"
+#include "stages/encode/bench.h"
 #include "stages/encode/cache.h"
 #include "stages/encode/encode.h"
 #include "stages/encode/serve.h"
@@ -40,8 +44,10 @@ static const sf_opt opts[] = {
     {"no-cache", 0, SF_ARG_FLAG, "neither read nor write the cache"},
     {"list", 0, SF_ARG_FLAG, "list the cache entries and exit"},
     {"threads", 0, SF_ARG_VALUE, "N\tCPU threads (default: all)"},
-    {"device", 0, SF_ARG_VALUE, "DEV\tcpu (cuda falls back to cpu with a warning)"},
+    {"device", 0, SF_ARG_VALUE, "DEV\tcpu, cuda or cuda:N (umT5 in bf16 on an NVIDIA GPU, sm_80 or newer; 11.4 GB for umT5-XXL)"},
     {"gpu-id", 0, SF_ARG_VALUE, "N\talias of --device cuda:N"},
+    {"low-memory", 0, SF_ARG_FLAG, "with --device cuda: free the encoder's GPU memory after every prompt (each cache miss uploads the weights again)"},
+    {"bench", 0, SF_ARG_VALUE, "xxl\tprint ms per 512-token prompt and GPU memory of the full-size umT5-XXL with random weights (needs --device cuda), then exit"},
     SF_OPTS_STD,
     {NULL, 0, 0, NULL},
 };
@@ -255,10 +261,14 @@ int main(int argc, char **argv) {
         snprintf(devbuf, sizeof devbuf, "cuda:%s", sf_args_get(&a, opts, "gpu-id"));
         dev_s = devbuf;
     }
-    if (dev_s) {
-        sf_device dev;
-        if ((st = sf_device_parse(dev_s, &dev, &err))) sf_die(prog, st, &err);
-        if (dev.cuda) sf_warn("--device %s: the umT5 encoder runs on the CPU only; using cpu", dev_s);
+    sf_device dev = {0, 0};
+    if (dev_s && (st = sf_device_parse(dev_s, &dev, &err))) sf_die(prog, st, &err);
+    int low_memory = sf_args_has(&a, opts, "low-memory");
+    if (sf_args_get(&a, opts, "bench")) {
+        if ((st = sf_encode_bench(sf_args_get(&a, opts, "bench"), dev.cuda ? dev.ordinal : -1, &err)))
+            sf_die(prog, st, &err);
+        sf_args_free(&a);
+        return 0;
     }
     /* modes and outputs: check combinations before anything is loaded */
     const char *serve_url = sf_args_get(&a, opts, "serve"), *server_url = sf_args_get(&a, opts, "server");
@@ -286,6 +296,19 @@ int main(int argc, char **argv) {
         sf_die(prog, st, &err);
     if (server_url && (sf_args_get(&a, opts, "cache-dir") || !use_cache))
         sf_warn("--cache-dir/--no-cache are ignored with --server (the server uses its own cache)");
+    /* the device: one clear line before any work when it cannot be used — no driver or GPU, an old
+     * GPU, no cuBLASLt (a context is made and dropped: the encoder itself loads lazily, on the first
+     * cache miss, so this is the only early check; too little memory shows at that load) */
+    if (low_memory && !dev.cuda) sf_warn("--low-memory applies to --device cuda; the CPU encoder maps its weights anyway");
+    if (dev.cuda && (server_url || tokens_only || list)) {
+        sf_warn("--device %s is ignored with %s (no encoder runs here)", dev_s,
+                server_url ? "--server" : tokens_only ? "--tokens-only" : "--list");
+    } else if (dev.cuda) {
+        sf_cuda_ctx probe;
+        st = sf_cuda_ctx_init(&probe, dev.ordinal, &err);
+        sf_cuda_ctx_free(&probe);
+        if (st) sf_die(prog, st, &err);
+    }
     /* cache folder */
     char cache_dir[4096] = "";
     if (sf_args_get(&a, opts, "cache-dir")) snprintf(cache_dir, sizeof cache_dir, "%s", sf_args_get(&a, opts, "cache-dir"));
@@ -310,6 +333,7 @@ int main(int argc, char **argv) {
     sf_encoder enc;
     if (serve_url) {
         if ((st = sf_encoder_init(&enc, tok_path, w_path, cache_dir, use_cache, (int)threads, &err))) sf_die(prog, st, &err);
+        sf_encoder_set_device(&enc, dev.cuda ? dev.ordinal : -1, low_memory);
         st = sf_encode_serve(&enc, serve_url, text_len, &err);
         sf_encoder_free(&enc);
         sf_args_free(&a);
@@ -334,7 +358,8 @@ int main(int argc, char **argv) {
 
     sf_encode_client *cl = NULL;
     if (server_url) st = sf_encode_client_open(server_url, timeout_s, &cl, &err);
-    else st = sf_encoder_init(&enc, tok_path, w_path, cache_dir, use_cache, (int)threads, &err);
+    else if (!(st = sf_encoder_init(&enc, tok_path, w_path, cache_dir, use_cache, (int)threads, &err)))
+        sf_encoder_set_device(&enc, dev.cuda ? dev.ordinal : -1, low_memory);
     if (st) sf_die(prog, st, &err);
     if (tokens_only) st = run_tokens_only(&enc, &pl, text_len, &err);
     else st = run_encode(cl ? NULL : &enc, cl, &pl, text_len, save, out_url, show_progress, &err);

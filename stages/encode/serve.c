@@ -199,12 +199,8 @@ sf_status sf_encode_serve(sf_encoder *enc, const char *url, int64_t default_text
     if (default_text_len < 1 || default_text_len > SF_SERVE_MAX_TEXT_LEN)
         return sf_fail(err, SF_E_ARG, "--text-len must be in 1..%d for a server", SF_SERVE_MAX_TEXT_LEN);
     if (ipc && ipc_alive(ipc)) return sf_fail(err, SF_E_IO, "%s: another server is already listening there", url);
-    if (!enc->t5) { /* resident: load the weights now, so "bound" means "ready" */
-        double t0 = sf_now();
-        sf_info("loading umT5 encoder %s", enc->weights_path);
-        if ((st = sf_t5_open(enc->weights_path, enc->nthreads, &enc->t5, err))) return st;
-        sf_info("umT5 loaded (%.2f s)", sf_now() - t0);
-    }
+    /* resident: load the weights now (onto the GPU too, unless --low-memory), so "bound" means "ready" */
+    if ((st = sf_encoder_load(enc, default_text_len, err))) return st;
     if (!(m = malloc(sizeof *m))) return sf_fail(err, SF_E_NOMEM, "out of memory");
     int zero = 0;
     int64_t maxmsg = MAX_REQUEST;

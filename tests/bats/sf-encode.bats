@@ -181,3 +181,31 @@ mk_prompt_file() { # $1 text, $2 out
     assert_output --partial "--progress"
     [ ! -e "$T/c.safetensors" ]
 }
+
+@test "--device cuda / --gpu_id / --serve / --bench xxl without a usable GPU: one line naming what is missing, exit 1, no output" {
+    if command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L >/dev/null 2>&1; then skip "this machine has a GPU"; fi
+    O="$BATS_TEST_TMPDIR/e.safetensors"
+    for dev in "--device cuda" "--device cuda:1" "--gpu_id 0" "--device cuda --low-memory"; do
+        run --separate-stderr sf-encode --model-dir "$M" --cache-dir "$T/c" --prompt "a red fox" $dev --save-embeds "$O"
+        assert_failure 1
+        assert_one_error_line
+        [[ "$stderr" == *"no usable CUDA GPU"*"--device cpu"* || "$stderr" == *"no CUDA support"* ]]
+        [ ! -e "$O" ]
+        [ ! -e "$T/c" ] # nothing cached either
+    done
+    # the resident server: refused before it binds (no socket file)
+    run --separate-stderr sf-encode --model-dir "$M" --serve "ipc://$T/enc.sock" --device cuda
+    assert_failure 1
+    assert_one_error_line
+    [ ! -e "$T/enc.sock" ]
+    run --separate-stderr sf-encode --bench xxl --device cuda
+    assert_failure 1
+    assert_one_error_line
+    run --separate-stderr sf-encode --bench xxl
+    assert_failure 2
+    assert_regex "$stderr" 'needs? --device cuda|add --device cuda'
+    # --low-memory on the CPU only warns; the result is the CPU's
+    run --separate-stderr sf-encode --model-dir "$M" --no-cache --prompt "a red fox" --low-memory --save-embeds "$O"
+    assert_success
+    assert_regex "$stderr" 'low-memory applies to --device cuda'
+}

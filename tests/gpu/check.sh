@@ -11,9 +11,12 @@
 #      test_cuda_glue             test_cuda_emu.c's kernel cases on the real GPU
 #   2. test_sdpa_plans            cuDNN fused attention: plans + forward vs the CPU attention
 #   3. test_dit_cuda              golden dit_forward / dit_pipeline_* / taps on the GPU (bf16 tolerances)
-#   4. compute-sanitizer          memcheck on a small end-to-end run (test_dit_cuda forward),
-#                                 racecheck on the kernels
+#      test_t5_glue_gpu           the umT5 encoder's kernels against their CPU references
+#      test_t5_cuda               golden t5 (all 28 prompts, prompt-0 intermediates) on the GPU
+#   4. compute-sanitizer          memcheck on small end-to-end runs (test_dit_cuda forward, test_t5_cuda
+#                                 all_prompts), racecheck on the kernels (DiT's and umT5's)
 #   5. sf-denoise --bench 1.3b    full size, random weights: ms per forward, video s, GPU memory
+#      sf-encode --bench xxl      full-size umT5-XXL, random weights: ms per 512-token prompt, GPU memory
 #   6. the reference PyTorch bench (../shared/refbench/ref_bench.py, copied into .ref) in the same call
 # Everything lands in $OUT (at most 8 files come back): summary.txt, report.txt, bench.txt,
 # ref_bench.json, deviceprop.json. A step that fails prints enough to fix it blind.
@@ -68,10 +71,13 @@ step glue 60 "$G/tests/test_cuda_glue" $(for t in rmsnorm_strided rmsnorm_odd_in
     attention_blas_kv_interleaved; do echo $t; done) # the emulator's self-tests SKIP on a GPU
 step sdpa 120 env SF_CUDNN_DEBUG=1 "$G/tests/test_sdpa_plans" forward_gpu # deviceless_plans: CPU machine only
 step dit_cuda 180 "$G/tests/test_dit_cuda"
+step t5_glue 60 "$G/tests/test_t5_glue_gpu"
+step t5_cuda 120 "$G/tests/test_t5_cuda"
 
 cs=$(command -v compute-sanitizer || ls /usr/local/cuda*/bin/compute-sanitizer 2>/dev/null | head -n1)
 if [ -n "$cs" ]; then
-    for spec in "memcheck test_dit_cuda forward" "racecheck test_cuda_kernels"; do
+    for spec in "memcheck test_dit_cuda forward" "racecheck test_cuda_kernels" "memcheck test_t5_cuda all_prompts" \
+        "racecheck test_t5_glue_gpu"; do
         set -- $spec
         timeout 120 "$cs" --tool "$1" --error-exitcode 99 "$G/tests/$2" ${3:-} >/tmp/sf-san-$1.log 2>&1
         rc=$?
@@ -116,6 +122,13 @@ row "bench sfpipe" "exit $rc; $(grep -m1 'gpu video:' "$OUT/bench.txt" | sed 's/
 [ "$rc" -eq 0 ] || fail=1
 echo "== bench again with SF_CUDA_PROFILE=1 (events around every op: where the time goes)"
 SF_CUDA_PROFILE=1 timeout 120 sf-denoise --bench 1.3b --device cuda:0 --progress none 2>&1 | grep -E 'gpu (video|profile)' | tee -a "$OUT/bench.txt"
+
+echo "== bench: sf-encode --bench xxl --device cuda (umT5-XXL, random bf16 weights, one 512-token prompt)"
+timeout 120 sf-encode --bench xxl --device cuda:0 2>&1 | tee -a "$OUT/bench.txt" /tmp/sf-t5bench.log
+rc=${PIPESTATUS[0]}
+row "bench umT5-XXL" "exit $rc; $(grep -m1 'per 512-token prompt' /tmp/sf-t5bench.log | sed 's/^encode xxl gpu: //'); $(grep -m1 -o 'device used [0-9.]* of [0-9.]* GiB' /tmp/sf-t5bench.log)"
+[ "$rc" -eq 0 ] || fail=1
+SF_CUDA_PROFILE=1 timeout 120 sf-encode --bench xxl --device cuda:0 2>&1 | grep -E 'per 512|profile' | tee -a "$OUT/bench.txt"
 
 if [ -f .ref/ref_bench.py ] && [ "${SF_SKIP_REF:-0}" != 1 ]; then
     echo "== reference PyTorch bench (same call, same card)"

@@ -115,6 +115,11 @@ static inline double sf_test_maxabs(const float *x, size_t n) {
                                        forwards + refresh (manifest "up to ~5e-2 end of pipeline") */
 #define SF_TOL_BF16_TAP 5e-2        /* bf16 GPU f16 logit taps and their frame aggregates (logits of bf16
                                        q, k; pipeline drift as above) */
+#define SF_TOL_BF16_T5 2e-2         /* umT5 encoder on the GPU, every tensor over the real rows: bf16 GEMM
+                                       inputs (activations, attention probabilities) on bf16 weights,
+                                       f32 residual stream, against the fp32 golden (t5_manifest
+                                       "bf16_gpu" 0.02; the reference's all-bf16 run measured 1.4e-2,
+                                       ours 2e-3..7e-3 on the emulated kernels) */
 #define SF_TOL_VAE_FP32 1e-4        /* VAE fp32: max|Δ| ≤ atol + rtol·max|ref| with atol = rtol = this
                                        (vae_manifest "fp32_cpu"; sf_test_max_close) */
 #define SF_TOL_VAE_LATENT 1e-6      /* VAE latent un-scaling (one multiply-add): atol = rtol = this */

@@ -1,0 +1,274 @@
+/* test_t5_cuda.c — sf-encode's GPU encoder (stages/encode/t5_cuda.c) against the golden
+ * tests/golden/expect/t5.safetensors on a GPU ($SF_TEST_DEVICE=cuda:N; tests/gpu/check.sh):
+ * prompt 0's intermediates (dbg.embed exact, dbg.block0.{norm1,attn,out}), emb.<i> of all 28
+ * prompts over the real rows with the pad rows exactly 0, query-chunked attention equal to the
+ * unchunked one, the activations regrown for a prompt longer than sized at init (emulated: a
+ * prompt too long for the device's memory refused, the encoder still working), a resident
+ * encoder giving the same bytes twice, bad ids, and sf-encode's per-prompt pipeline on the GPU
+ * (stages/encode/encode.c: resident and --low-memory, GPU cache keys apart from the CPU's). Without a GPU every case SKIPs except
+ * `refusal`: asking for one fails with one clear line and leaves nothing allocated.
+ *
+ * Built twice: test_t5_cuda (the real CUDA backend; SKIPs without a GPU) and test_t5_emu
+ * (-DSF_TEST_EMU: the same encoder on the CPU emulation of the kernels, kernels/cuda/emu/, in every
+ * `make test`; the emulated cuBLASLt is an fp32 loop in k order, so this checks the layout and the
+ * numerics design, not cuBLASLt's summation order). Both run all 28 prompts (1 to 512
+ * tokens; under a second emulated).
+ *
+ * Tolerance: max|Δ| / max|ref| per tensor over the real rows, SF_TOL_BF16_T5 (sf_test.h) for every
+ * computed tensor; the embedding gather is exact. */
+#define _POSIX_C_SOURCE 200809L
+#include "sf_test.h"
+#include "device.h"
+#include "stages/encode/encode.h"
+#include "stages/encode/t5_cuda.h"
+
+#include <unistd.h>
+
+#include <stdio.h>
+
+/* The device under test, or −1 (SKIP set) when there is none. */
+static int gpu(void) {
+    int count = 0;
+    sf_err err = {{0}};
+    if (sf_cuda_device_count(&count, &err) != SF_OK) {
+        SF_TEST_SKIP("no CUDA device");
+        return -1;
+    }
+    sf_device d = {1, 0};
+    const char *env = getenv("SF_TEST_DEVICE");
+    if (env && *env) SF_CHECK_OK(sf_device_parse(env, &d, &err), &err);
+    return d.ordinal;
+}
+
+static sf_t5 *open_model(void) {
+    char path[1024];
+    snprintf(path, sizeof path, "%s/model/models_t5_umt5-xxl-enc-bf16.pth", sf_test_golden());
+    sf_t5 *m = NULL;
+    sf_err err = {{0}};
+    SF_CHECK_OK(sf_t5_open(path, 1, &m, &err), &err);
+    return m;
+}
+
+/* ids / n_tokens of golden prompt p; 0 when missing. */
+static int prompt(const sf_tfile *ex, int p, int64_t ids[512], int64_t *n) {
+    char nm[32];
+    snprintf(nm, sizeof nm, "ids.%d", p);
+    const sf_tensor *ti = sf_tfile_get(ex, nm);
+    snprintf(nm, sizeof nm, "mask.%d", p);
+    const sf_tensor *tm = sf_tfile_get(ex, nm);
+    SF_CHECK_MSG(ti && tm, "golden prompt %d missing", p);
+    if (!ti || !tm) return 0;
+    *n = 0;
+    for (int i = 0; i < 512; i++) ids[i] = (int64_t)sf_tensor_get(ti, i), *n += (int64_t)sf_tensor_get(tm, i);
+    return 1;
+}
+
+/* Without a GPU: SF_E_DEVICE (no driver, or "no CUDA support" in a CPU-only build), one line, *out
+ * NULL. With one (or the emulated one): a missing ordinal is "no such GPU". */
+static void test_refusal(void) {
+    sf_t5 *m = open_model();
+    if (!m) return;
+    int count = 0;
+    sf_err err = {{0}}, e2 = {{0}};
+    int have = sf_cuda_device_count(&count, &e2) == SF_OK;
+    sf_t5_gpu *g = (sf_t5_gpu *)&err; /* must come back NULL */
+    sf_status s = sf_t5_cuda_new(m, have ? 99 : 0, 512, &g, &err);
+    SF_CHECK_MSG(s == SF_E_DEVICE, "status %s: %s", sf_status_str(s), err.msg);
+    SF_CHECK_MSG(strstr(err.msg, have ? "no such GPU" : "CUDA") != NULL && !strchr(err.msg, '\n'), "message: %s",
+                 err.msg);
+    SF_CHECK(g == NULL);
+    sf_t5_cuda_destroy(&g); /* harmless */
+    sf_t5_destroy(&m);
+}
+
+static void test_prompt0_intermediates(void) {
+    int dev = gpu();
+    if (dev < 0) return;
+    sf_t5 *m = open_model();
+    sf_tfile *ex = sf_test_open_golden("expect/t5.safetensors");
+    sf_t5_gpu *g = NULL;
+    sf_err err = {{0}};
+    int64_t ids[512], n = 0;
+    if (!m || !ex || !prompt(ex, 0, ids, &n)) goto done;
+    SF_CHECK_OK(sf_t5_cuda_new(m, dev, 512, &g, &err), &err);
+    if (!g) goto done;
+    static float out[512 * 64], e[512 * 64], n1[512 * 64], at[512 * 64], bo[512 * 64], ref[512 * 64];
+    sf_t5_debug dbg = {e, n1, at, bo};
+    SF_CHECK_OK(sf_t5_cuda_encode(g, ids, 512, n, out, &dbg, &err), &err);
+    const char *names[4] = {"dbg.embed", "dbg.block0.norm1", "dbg.block0.attn", "dbg.block0.out"};
+    float *got[4] = {e, n1, at, bo};
+    for (int k = 0; k < 4; k++) {
+        const sf_tensor *r = sf_tfile_get(ex, names[k]);
+        if (!r) { SF_CHECK_MSG(0, "missing %s", names[k]); continue; }
+        sf_tensor_to_f32(r, ref);
+        sf_test_rel_close(names[k], got[k], ref, (size_t)n * 64, k == 0 ? SF_TOL_EXACT : SF_TOL_BF16_T5);
+    }
+done:
+    sf_t5_cuda_destroy(&g);
+    sf_tfile_destroy(&ex);
+    sf_t5_destroy(&m);
+}
+
+/* emb.<p> of one prompt through g, checked against the golden; the pad rows must be written as 0. */
+static void check_prompt(sf_t5_gpu *g, const sf_tfile *ex, int p, float *out) {
+    static float ref[512 * 64];
+    int64_t ids[512], n = 0;
+    char nm[32];
+    sf_err err = {{0}};
+    if (!prompt(ex, p, ids, &n)) return;
+    snprintf(nm, sizeof nm, "emb.%d", p);
+    const sf_tensor *te = sf_tfile_get(ex, nm);
+    if (!te) { SF_CHECK_MSG(0, "missing %s", nm); return; }
+    for (size_t i = 0; i < 512 * 64; i++) out[i] = NAN;
+    SF_CHECK_OK(sf_t5_cuda_encode(g, ids, 512, n, out, NULL, &err), &err);
+    sf_tensor_to_f32(te, ref);
+    char what[96];
+    snprintf(what, sizeof what, "%s (%lld tokens)", nm, (long long)n);
+    sf_test_rel_close(what, out, ref, (size_t)n * 64, SF_TOL_BF16_T5);
+    int nz = 0;
+    for (size_t i = (size_t)n * 64; i < 512 * 64; i++) nz += out[i] != 0.0f;
+    SF_CHECK_MSG(nz == 0, "%s: %d pad values not exactly 0", nm, nz);
+}
+
+static void test_all_prompts(void) {
+    int dev = gpu();
+    if (dev < 0) return;
+    sf_t5 *m = open_model();
+    sf_tfile *ex = sf_test_open_golden("expect/t5.safetensors");
+    sf_t5_gpu *g = NULL;
+    sf_err err = {{0}};
+    static float out[512 * 64];
+    if (!m || !ex) goto done;
+    SF_CHECK_OK(sf_t5_cuda_new(m, dev, 512, &g, &err), &err);
+    for (int p = 0; g && p < 28; p++) {
+        check_prompt(g, ex, p, out);
+    }
+done:
+    sf_t5_cuda_destroy(&g);
+    sf_tfile_destroy(&ex);
+    sf_t5_destroy(&m);
+}
+
+/* The attention in query chunks of 7 rows (SF_CUDA_ATTN_CHUNK) gives the same bytes as one chunk. */
+static void test_chunked_attention(void) {
+    int dev = gpu();
+    if (dev < 0) return;
+    sf_t5 *m = open_model();
+    sf_tfile *ex = sf_test_open_golden("expect/t5.safetensors");
+    sf_t5_gpu *g = NULL;
+    sf_err err = {{0}};
+    static float a[512 * 64], b[512 * 64];
+    int64_t ids[512], n = 0;
+    if (!m || !ex || !prompt(ex, 1, ids, &n)) goto done;
+    SF_CHECK_OK(sf_t5_cuda_new(m, dev, 512, &g, &err), &err);
+    if (!g) goto done;
+    SF_CHECK_OK(sf_t5_cuda_encode(g, ids, 512, n, a, NULL, &err), &err);
+    setenv("SF_CUDA_ATTN_CHUNK", "7", 1);
+    SF_CHECK_OK(sf_t5_cuda_encode(g, ids, 512, n, b, NULL, &err), &err);
+    unsetenv("SF_CUDA_ATTN_CHUNK");
+    SF_CHECK_MSG(n % 7 != 0 && n > 14, "prompt 1 has %lld tokens: pick one that is not a multiple of 7", (long long)n);
+    sf_test_max_close("chunked vs one chunk", b, a, 512 * 64, 0, 0);
+done:
+    sf_t5_cuda_destroy(&g);
+    sf_tfile_destroy(&ex);
+    sf_t5_destroy(&m);
+}
+
+/* Sized for 8 tokens at init, then a 19-token prompt: the activations regrow and the result is the
+ * golden's; the same prompt twice on the resident encoder gives the same bytes. Bad ids and
+ * lengths are refused before anything runs. */
+static void test_regrow_resident_and_bad_ids(void) {
+    int dev = gpu();
+    if (dev < 0) return;
+    sf_t5 *m = open_model();
+    sf_tfile *ex = sf_test_open_golden("expect/t5.safetensors");
+    sf_t5_gpu *g = NULL;
+    sf_err err = {{0}};
+    static float a[512 * 64], b[512 * 64];
+    int64_t ids[512], n = 0;
+    if (!m || !ex || !prompt(ex, 0, ids, &n)) goto done;
+    SF_CHECK_OK(sf_t5_cuda_new(m, dev, 8, &g, &err), &err);
+    if (!g) goto done;
+    size_t small = sf_t5_cuda_bytes(g);
+    check_prompt(g, ex, 0, a);
+    SF_CHECK(sf_t5_cuda_bytes(g) > small && sf_t5_cuda_weight_bytes(g) < small);
+    SF_CHECK_OK(sf_t5_cuda_encode(g, ids, 512, n, b, NULL, &err), &err);
+    SF_CHECK(memcmp(a, b, sizeof a) == 0);
+#ifdef SF_TEST_EMU
+    { /* a prompt whose activations cannot fit (the emulated device has 1 GiB): refused with the sizes,
+         the encoder keeps working at the sizes it had */
+        enum { BIG = 200000 };
+        int64_t *big = calloc(BIG, sizeof *big);
+        float *bo = malloc(sizeof(float) * (size_t)BIG * 64);
+        if (big && bo) {
+            big[BIG - 1] = 1;
+            sf_status s = sf_t5_cuda_encode(g, big, BIG, BIG, bo, NULL, &err);
+            SF_CHECK_MSG(s == SF_E_NOMEM && strstr(err.msg, "200000 tokens") && !strchr(err.msg, '\n'),
+                         "status %s: %s", sf_status_str(s), err.msg);
+            SF_CHECK_OK(sf_t5_cuda_encode(g, ids, 512, n, b, NULL, &err), &err);
+            SF_CHECK(memcmp(a, b, sizeof a) == 0);
+        }
+        free(big), free(bo);
+    }
+#endif
+    ids[3] = 1000;
+    SF_CHECK(sf_t5_cuda_encode(g, ids, 512, n, b, NULL, &err) == SF_E_ARG && strstr(err.msg, "1000"));
+    SF_CHECK(sf_t5_cuda_encode(g, ids, 512, 0, b, NULL, &err) == SF_E_ARG);
+    SF_CHECK(sf_t5_cuda_encode(g, ids, 512, 513, b, NULL, &err) == SF_E_ARG);
+done:
+    sf_t5_cuda_destroy(&g);
+    sf_tfile_destroy(&ex);
+    sf_t5_destroy(&m);
+}
+
+
+/* sf-encode's pipeline (encode.c) on the device: resident, the same embedding as the CPU encoder
+ * within the bf16 tolerance, a cache entry under a key of its own (not the CPU's), a second run
+ * served from it; with low_memory the GPU encoder is gone after each prompt and comes back for
+ * the next miss. */
+static void test_encoder_pipeline(void) {
+    int dev = gpu();
+    if (dev < 0) return;
+    char tok[4096], w[4096], dir[] = "/tmp/sf-test-t5cuda-XXXXXX";
+    snprintf(tok, sizeof tok, "%s/model/google/umt5-xxl/spiece.model", sf_test_golden());
+    snprintf(w, sizeof w, "%s/model/models_t5_umt5-xxl-enc-bf16.pth", sf_test_golden());
+    if (!mkdtemp(dir)) { SF_CHECK(0); return; }
+    sf_err err = {{0}};
+    sf_encoder cpu, gpu_enc, low;
+    sf_encoded a = {0}, b = {0}, c = {0}, d = {0};
+    SF_CHECK_OK(sf_encoder_init(&cpu, tok, w, dir, 1, 1, &err), &err);
+    SF_CHECK_OK(sf_encoder_init(&gpu_enc, tok, w, dir, 1, 1, &err), &err);
+    SF_CHECK_OK(sf_encoder_init(&low, tok, w, dir, 1, 1, &err), &err);
+    sf_encoder_set_device(&gpu_enc, dev, 0);
+    sf_encoder_set_device(&low, dev, 1);
+    const char *p = "A red fox trotting through fresh snow";
+    SF_CHECK_OK(sf_encoder_run(&cpu, p, strlen(p), 64, &a, &err), &err);
+    SF_CHECK_OK(sf_encoder_run(&gpu_enc, p, strlen(p), 64, &b, &err), &err);
+    if (a.emb && b.emb) {
+        SF_CHECK(!b.from_cache && gpu_enc.gpu != NULL && strcmp(a.key, b.key) != 0);
+        sf_test_rel_close("GPU vs CPU encoder (encode.c)", b.emb, a.emb, (size_t)(a.n_tokens * a.dim), SF_TOL_BF16_T5);
+        int nz = 0;
+        for (int64_t i = a.n_tokens * a.dim; i < 64 * a.dim; i++) nz += b.emb[i] != 0.0f;
+        SF_CHECK_MSG(nz == 0, "%d pad values not 0", nz);
+    }
+    SF_CHECK_OK(sf_encoder_run(&low, p, strlen(p), 64, &c, &err), &err); /* the GPU entry: a hit, no upload */
+    SF_CHECK(c.from_cache && low.gpu == NULL && c.emb && b.emb && memcmp(c.emb, b.emb, 64 * 64 * 4) == 0);
+    const char *q = "a second prompt misses the cache";
+    SF_CHECK_OK(sf_encoder_run(&low, q, strlen(q), 64, &d, &err), &err);
+    SF_CHECK(!d.from_cache && low.gpu == NULL && low.t5 != NULL); /* uploaded, encoded, freed */
+    sf_encoded_free(&a), sf_encoded_free(&b), sf_encoded_free(&c), sf_encoded_free(&d);
+    sf_encoder_free(&cpu), sf_encoder_free(&gpu_enc), sf_encoder_free(&low);
+    char cmd[128];
+    snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
+    SF_CHECK(system(cmd) == 0);
+}
+
+static const sf_test tests[] = {
+    {"refusal", test_refusal},
+    {"prompt0_intermediates", test_prompt0_intermediates},
+    {"all_prompts", test_all_prompts},
+    {"chunked_attention", test_chunked_attention},
+    {"regrow_resident_and_bad_ids", test_regrow_resident_and_bad_ids},
+    {"encoder_pipeline", test_encoder_pipeline},
+};
+SF_TEST_MAIN(tests)

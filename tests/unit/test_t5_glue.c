@@ -1,0 +1,411 @@
+/* test_t5_glue.c — the umT5 encoder's CUDA kernels (kernels/cuda/t5_glue.cu, contracts in
+ * kernels/t5_cuda.h), each held to its CPU reference (stages/encode/t5.c's arithmetic, replayed here
+ * in plain C, and kernels/norm_rows.h). Built twice: test_t5_glue runs the same .cu on the CPU
+ * emulation layer (kernels/cuda/emu/, in every `make test`), test_t5_glue_gpu (-DSF_TEST_GPU) on a
+ * real GPU (tests/gpu/check.sh; SKIPs without one). Run one case by name:
+ * build/tests/test_t5_glue bias_softmax_masked.
+ *
+ * Outputs live between guard elements (poison byte 0xA5) and strided outputs keep their row gaps:
+ * both are checked untouched. Inputs are random, bf16-exact where a kernel reads bf16. A failure
+ * prints tensor, first bad index, both values, the count, max |Δ| and NMSE.
+ * Tolerances (bf16 ulps = steps between adjacent bf16 values):
+ *   embedding gather, residual update x + r        exact (same IEEE operations)
+ *   RMS norm → bf16 vs sf_rmsnorm_cpu + rounding   1 ulp: rs in fp32 (block sum) vs double, one rounding
+ *   RMS norm → f32 in place vs sf_rmsnorm_cpu      rtol 1e-6 (rs in the last fp32 bits)
+ *   bias softmax vs t5.c's softmax                 1 ulp: e/Σ (fp32 tree sum) vs e·(1/Σ) (double sum)
+ *   attention vs t5.c's attention on bf16 inputs   max|Δ| ≤ 8e-3·max|ref| (P moves by ≤ 1 ulp, as
+ *                                                  test_cuda_emu's attention_blas)
+ *   gated GELU vs t5.c's double formula            1 ulp, or |Δ| ≤ atol where 1 + tanhf cancels (z ≲ −4):
+ *                                                  0.5·|z|·|fc1| ≤ 9 times tanhf's error near −1, half an
+ *                                                  ulp (2^-25) on the host → 3e-7, CUDA's 2 ulps (2^-23) → 1.1e-6 */
+#define _POSIX_C_SOURCE 200809L
+#include "sf_test.h"
+#include "device.h"
+#include "norm_rows.h"
+#include "stages/encode/t5.h"
+#include "t5_cuda.h"
+
+#include <stdint.h>
+
+#define GUARD 64
+#define POISON 0xA5
+
+static uint64_t rng = 0x2545F4914F6CDD1Dull;
+static float urand(float lo, float hi) { /* never exactly 0 */
+    for (;;) {
+        rng ^= rng << 13, rng ^= rng >> 7, rng ^= rng << 17;
+        float v = lo + (hi - lo) * (float)((rng >> 40) / 16777216.0);
+        if (v != 0.0f) return v;
+    }
+}
+static float *hrand(size_t n, float lo, float hi, int bf16) {
+    float *p = malloc((n ? n : 1) * sizeof *p);
+    for (size_t i = 0; p && i < n; i++) p[i] = bf16 ? sf_round_bf16(urand(lo, hi)) : urand(lo, hi);
+    return p;
+}
+
+/* Compare n values: equal within `ulps` bf16 (bf16 = 1) or f32 steps, or |Δ| ≤ atol + rtol·|ref|. */
+static int64_t ord(float f) {
+    int32_t i;
+    memcpy(&i, &f, 4);
+    return i < 0 ? -(int64_t)(i & 0x7fffffff) : (int64_t)i;
+}
+static int cmp(const char *what, const float *got, const float *ref, size_t n, int ulps, int bf16, double rtol,
+               double atol) {
+    size_t bad = 0, first = 0;
+    double maxd = 0, se = 0, sr = 0;
+    for (size_t i = 0; i < n; i++) {
+        double d = fabs((double)got[i] - (double)ref[i]);
+        int64_t u = ord(got[i]) - ord(ref[i]);
+        if (u < 0) u = -u;
+        if (bf16) u >>= 16;
+        int ok = !isnan(got[i]) && !isnan(ref[i]) && (u <= ulps || d <= atol + rtol * fabs((double)ref[i]));
+        if (!isnan(d)) {
+            se += d * d, sr += (double)ref[i] * ref[i];
+            if (d > maxd) maxd = d;
+        }
+        if (!ok && bad++ == 0) first = i;
+    }
+    if (bad) {
+        fprintf(stderr,
+                "# %s: %zu/%zu out of tolerance (%d ulps, rtol %g, atol %g); first bad [%zu] got %.9g ref %.9g; "
+                "max |d| %.3g; nmse %.3g\n",
+                what, bad, n, ulps, rtol, atol, first, (double)got[first], (double)ref[first], maxd, sr > 0 ? se / sr : se);
+        sf_test_failures++;
+        return 0;
+    }
+    return 1;
+}
+
+/* ---- device side ----------------------------------------------------------------------------- */
+typedef struct cu {
+    sf_cuda_ctx ctx;
+    sf_err err;
+    void *dev[16];
+    int ndev;
+} cu;
+static int cu_open(cu *c) {
+    memset(c, 0, sizeof *c);
+    int count = 0;
+    if (sf_cuda_device_count(&count, &c->err) != SF_OK) {
+        SF_TEST_SKIP("no CUDA device");
+        return 0;
+    }
+    sf_device d = {1, 0};
+    const char *env = getenv("SF_TEST_DEVICE");
+    if (env && *env) SF_CHECK_OK(sf_device_parse(env, &d, &c->err), &c->err);
+    sf_status st = sf_cuda_ctx_init(&c->ctx, d.ordinal, &c->err);
+    SF_CHECK_OK(st, &c->err);
+    return st == SF_OK;
+}
+static void cu_close(cu *c) {
+    for (int i = 0; i < c->ndev; i++) sf_cuda_free(c->dev[i]);
+    sf_cuda_ctx_free(&c->ctx);
+}
+static void *cu_alloc(cu *c, size_t bytes) {
+    void *p = NULL;
+    if (c->ndev >= 16) { SF_CHECK(c->ndev < 16); return NULL; }
+    SF_CHECK_OK(sf_cuda_malloc(&p, bytes, &c->err), &c->err);
+    if (p) c->dev[c->ndev++] = p;
+    return p;
+}
+/* A guarded device tensor (rows, cols), row stride ld, element size esz (2 bf16, 4 f32). */
+typedef struct gbuf {
+    unsigned char *raw, *at;
+    int64_t rows, cols, ld;
+    size_t esz, bytes;
+} gbuf;
+static int gb_new(cu *c, gbuf *g, int64_t rows, int64_t cols, int64_t ld, size_t esz) {
+    g->rows = rows, g->cols = cols, g->ld = ld, g->esz = esz;
+    g->bytes = ((size_t)(rows * ld) + 2 * GUARD) * esz;
+    if (!(g->raw = cu_alloc(c, g->bytes))) return 0;
+    g->at = g->raw + GUARD * esz;
+    sf_status st = sf_cuda_memset(&c->ctx, g->raw, POISON, g->bytes, &c->err);
+    SF_CHECK_OK(st, &c->err);
+    return st == SF_OK;
+}
+static int gb_put(cu *c, gbuf *g, const float *h) {
+    for (int64_t r = 0; r < g->rows; r++) {
+        unsigned char *d = g->at + (size_t)(r * g->ld) * g->esz;
+        sf_status st = g->esz == 2 ? sf_cuda_upload_bf16(&c->ctx, d, h + r * g->cols, (size_t)g->cols, &c->err)
+                                   : sf_cuda_upload_f32(&c->ctx, d, h + r * g->cols, (size_t)g->cols, &c->err);
+        SF_CHECK_OK(st, &c->err);
+        if (st) return 0;
+    }
+    return 1;
+}
+/* Read back, check guards and gaps, interior → vals (f32, contiguous). */
+static int gb_get(cu *c, const gbuf *g, const char *what, float *vals) {
+    unsigned char *h = malloc(g->bytes);
+    if (!h) return 0;
+    sf_status st = sf_cuda_copy_d2h(&c->ctx, h, g->raw, g->bytes, &c->err);
+    SF_CHECK_OK(st, &c->err);
+    size_t bad = 0, first = 0;
+    for (size_t i = 0; st == SF_OK && i < g->bytes; i++) {
+        int64_t e = (int64_t)(i / g->esz) - GUARD;
+        int inside = e >= 0 && e < g->rows * g->ld && e % g->ld < g->cols;
+        if (!inside && h[i] != POISON && bad++ == 0) first = i;
+    }
+    SF_CHECK_MSG(bad == 0, "%s: %zu guard/gap bytes overwritten, first at byte %lld of the interior", what, bad,
+                 (long long)first - (long long)(GUARD * g->esz));
+    for (int64_t r = 0; st == SF_OK && r < g->rows; r++)
+        for (int64_t k = 0; k < g->cols; k++) {
+            const unsigned char *p = h + (GUARD + r * g->ld + k) * g->esz;
+            if (g->esz == 2) {
+                uint16_t b;
+                memcpy(&b, p, 2);
+                vals[r * g->cols + k] = sf_bf16_to_f32(b);
+            } else {
+                memcpy(&vals[r * g->cols + k], p, 4);
+            }
+        }
+    free(h);
+    return st == SF_OK && bad == 0;
+}
+static void *dput(cu *c, const void *h, size_t bytes) {
+    void *p = cu_alloc(c, bytes);
+    if (p) SF_CHECK_OK(sf_cuda_copy_h2d(&c->ctx, p, h, bytes, &c->err), &c->err);
+    return p;
+}
+
+/* ---- the cases --------------------------------------------------------------------------------- */
+
+/* Rows of the table by id, exactly widened; an id outside the table writes NaN (the host checks ids first). */
+static void test_embed_gather(void) {
+    enum { V = 50, D = 40, N = 9, LDX = 44 };
+    cu c;
+    if (!cu_open(&c)) return;
+    float *tab = hrand(V * D, -3, 3, 1), got[N * D], ref[N * D];
+    int64_t ids[N] = {0, 49, 7, 7, 13, 1, 48, 50, 22}; /* 50: out of range */
+    gbuf tb, x;
+    void *dids = dput(&c, ids, sizeof ids);
+    if (!tab || !dids || !gb_new(&c, &tb, V, D, D, 2) || !gb_put(&c, &tb, tab) || !gb_new(&c, &x, N, D, LDX, 4)) goto done;
+    SF_CHECK_OK(sf_t5_embed_cuda(&c.ctx, N, D, dids, V, tb.at, (float *)x.at, LDX, &c.err), &c.err);
+    if (!gb_get(&c, &x, "embed", got)) goto done;
+    for (int i = 0; i < N; i++)
+        for (int k = 0; k < D; k++) ref[i * D + k] = ids[i] < V ? tab[ids[i] * D + k] : 0.0f;
+    cmp("embed rows 0..6", got, ref, 7 * D, 0, 0, 0, 0);
+    int nan = 0;
+    for (int k = 0; k < D; k++) nan += isnan(got[7 * D + k]);
+    SF_CHECK_MSG(nan == D, "out-of-range id: %d of %d values NaN", nan, D);
+    cmp("embed row 8", got + 8 * D, ref + 8 * D, D, 0, 0, 0, 0);
+done:
+    free(tab);
+    cu_close(&c);
+}
+
+/* x += r then the T5 RMS norm into a bf16 GEMM input (strided, D = 1000: 128 threads, the last
+ * columns on fewer threads), against x + r on the host and sf_rmsnorm_cpu rounded to bf16; then the
+ * final norm's form (no residual, f32, in place). */
+static void test_res_rmsnorm(void) {
+    enum { M = 5, D = 1000, LDX = 1008, LDR = 1016, LDY = 1024 };
+    cu c;
+    if (!cu_open(&c)) return;
+    float *x = hrand(M * D, -4, 4, 0), *r = hrand(M * D, -2, 2, 0), *w = hrand(D, 0.5f, 1.5f, 1);
+    float *gx = calloc(M * D, 4), *gy = calloc(M * D, 4), *rx = calloc(M * D, 4), *ry = calloc(M * D, 4);
+    gbuf bx, br, by;
+    float *dw = dput(&c, w, D * 4);
+    if (!x || !r || !w || !gx || !gy || !rx || !ry || !dw || !gb_new(&c, &bx, M, D, LDX, 4) || !gb_put(&c, &bx, x) ||
+        !gb_new(&c, &br, M, D, LDR, 4) || !gb_put(&c, &br, r) || !gb_new(&c, &by, M, D, LDY, 2))
+        goto done;
+    SF_CHECK_OK(sf_t5_res_rmsnorm_cuda(&c.ctx, M, D, (float *)bx.at, LDX, (const float *)br.at, LDR, dw, 1e-6, by.at,
+                                       SF_BF16, LDY, &c.err),
+                &c.err);
+    for (int i = 0; i < M * D; i++) rx[i] = x[i] + r[i];
+    sf_rmsnorm_cpu(M, D, rx, D, w, 1e-6, ry, D, 1);
+    for (int i = 0; i < M * D; i++) ry[i] = sf_round_bf16(ry[i]);
+    if (gb_get(&c, &bx, "res_rmsnorm x", gx)) cmp("res_rmsnorm x = x + r", gx, rx, M * D, 0, 0, 0, 0);
+    if (gb_get(&c, &by, "res_rmsnorm y", gy)) cmp("res_rmsnorm y vs CPU RMSNorm (bf16)", gy, ry, M * D, 1, 1, 0, 0);
+    /* final norm: no residual, f32 out, in place */
+    SF_CHECK_OK(sf_t5_res_rmsnorm_cuda(&c.ctx, M, D, (float *)bx.at, LDX, NULL, 0, dw, 1e-6, bx.at, SF_F32, LDX, &c.err),
+                &c.err);
+    sf_rmsnorm_cpu(M, D, rx, D, w, 1e-6, ry, D, 1);
+    if (gb_get(&c, &bx, "rmsnorm in place", gx)) cmp("rmsnorm f32 in place vs CPU", gx, ry, M * D, 4, 0, 1e-6, 0);
+    /* refused: bf16 output aliasing the f32 stream */
+    SF_CHECK(sf_t5_res_rmsnorm_cuda(&c.ctx, M, D, (float *)bx.at, LDX, NULL, 0, dw, 1e-6, bx.at, SF_BF16, LDX, &c.err) ==
+             SF_E_ARG);
+done:
+    free(x), free(r), free(w), free(gx), free(gy), free(rx), free(ry);
+    cu_close(&c);
+}
+
+/* t5.c's softmax over keys j < nk of s_j = logit + pos[bucket(j − i), h]: float logits and max, expf,
+ * double sum, p = e·(float)(1/sum), then ⌊·⌉ bf16; masked keys 0. */
+static void cpu_softmax(int H, int64_t rows, int64_t q0, int64_t Lk, int64_t nk, const float *S, const sf_t5_config *cf,
+                        const float *pos, float *P) {
+    float *e = malloc(sizeof(float) * (size_t)Lk);
+    for (int h = 0; h < H; h++)
+        for (int64_t i = 0; i < rows; i++) {
+            const float *s = S + ((int64_t)h * rows + i) * Lk;
+            float *p = P + ((int64_t)h * rows + i) * Lk, mx = -INFINITY;
+            for (int64_t j = 0; j < nk; j++) {
+                e[j] = s[j] + pos[sf_t5_bucket(cf, j - (q0 + i)) * H + h];
+                if (e[j] > mx) mx = e[j];
+            }
+            double sum = 0;
+            for (int64_t j = 0; j < nk; j++) sum += (e[j] = expf(e[j] - mx));
+            float inv = (float)(1.0 / sum);
+            for (int64_t j = 0; j < Lk; j++) p[j] = j < nk ? sf_round_bf16(e[j] * inv) : 0.0f;
+        }
+    free(e);
+}
+
+static sf_t5_config t5cfg(int H) {
+    sf_t5_config cf = {0};
+    cf.num_buckets = 32, cf.max_dist = 128, cf.num_heads = H;
+    return cf;
+}
+
+/* The bucket table at rel + Lmax − 1 (as t5_cuda.c builds it). */
+static int *bucket_table(const sf_t5_config *cf, int64_t Lmax) {
+    int *b = malloc(sizeof(int) * (size_t)(2 * Lmax - 1));
+    for (int64_t r = -(Lmax - 1); b && r <= Lmax - 1; r++) b[r + Lmax - 1] = sf_t5_bucket(cf, r);
+    return b;
+}
+
+/* Rows of queries [q0, q0 + rows) over Lk keys, nk of them real, logits spread ±20 (the unscaled T5
+ * logits are large), rows ld apart (the gaps must stay untouched). */
+static void bias_softmax_case(int H, int ROWS, int64_t Q0, int64_t LK, int64_t LD, int64_t NK, int64_t LMAX) {
+    cu c;
+    if (!cu_open(&c)) return;
+    sf_t5_config cf = t5cfg(H);
+    float *S = hrand(H * ROWS * LK, -20, 20, 0), *pos = hrand(32 * H, -3, 3, 1), *ref = calloc(H * ROWS * LK, 4);
+    float *got = calloc(H * ROWS * LK, 4);
+    int *bt = bucket_table(&cf, LMAX);
+    gbuf gs, gp;
+    void *db = bt ? dput(&c, bt, sizeof(int) * (2 * LMAX - 1)) : NULL;
+    float *dpos = dput(&c, pos, 32 * H * 4);
+    if (!S || !pos || !ref || !got || !db || !dpos || !gb_new(&c, &gs, H * ROWS, LK, LD, 4) || !gb_put(&c, &gs, S) ||
+        !gb_new(&c, &gp, H * ROWS, LK, LD, 2))
+        goto done;
+    SF_CHECK_OK(
+        sf_t5_bias_softmax_cuda(&c.ctx, H, ROWS, Q0, LK, LD, NK, (float *)gs.at, db, LMAX - 1, dpos, 32, gp.at, &c.err),
+        &c.err);
+    cpu_softmax(H, ROWS, Q0, LK, NK, S, &cf, pos, ref);
+    if (gb_get(&c, &gp, "bias_softmax P", got)) {
+        cmp("bias_softmax P vs t5.c softmax", got, ref, H * ROWS * LK, 1, 1, 0, 0);
+        int nz = 0;
+        for (int r = 0; r < H * ROWS; r++)
+            for (int j = NK; j < LK; j++) nz += got[r * LK + j] != 0.0f;
+        SF_CHECK_MSG(nz == 0, "%d masked probabilities not exactly 0", nz);
+    }
+    /* refused: queries past the bucket table */
+    SF_CHECK(sf_t5_bias_softmax_cuda(&c.ctx, H, ROWS, LMAX - ROWS + 1, LK, LD, NK, (float *)gs.at, db, LMAX - 1, dpos,
+                                     32, gp.at, &c.err) == SF_E_ARG);
+done:
+    free(S), free(pos), free(ref), free(got), free(bt);
+    cu_close(&c);
+}
+/* 150 keys (|rel| up to 149: every bucket incl. the far ones), 30 masked: the row in shared memory. */
+static void test_bias_softmax_masked(void) { bias_softmax_case(3, 6, 131, 150, 157, 120, 160); }
+/* 8200 keys, past T5_SOFTMAX_SMEM_KEYS (8192): the row worked on in place in S. */
+static void test_bias_softmax_long_row(void) { bias_softmax_case(1, 2, 8000, 8200, 8208, 8195, 8300); }
+
+/* The whole bias attention of L = 37 tokens (3 heads × 16) from one fused [q | k | v] buffer, in
+ * query chunks of 10 (4 chunks, the last short), 7 keys masked, against t5.c's attention on the
+ * same bf16 q, k, v with P rounded to bf16 and the output to bf16. */
+static void test_attention_chunks(void) {
+    enum { L = 37, NK = 30, H = 3, DH = 16, A = H * DH, LD = 3 * A, LDO = A + 8, CH = 10 };
+    cu c;
+    if (!cu_open(&c)) return;
+    sf_t5_config cf = t5cfg(H);
+    float *qkv = hrand(L * LD, -1.5f, 1.5f, 1), *pos = hrand(32 * H, -2, 2, 1), *got = calloc(L * A, 4);
+    float *ref = calloc(L * A, 4), *S = calloc(H * L * L, 4), *P = calloc(H * L * L, 4);
+    int *bt = bucket_table(&cf, L);
+    gbuf gq, go;
+    void *db = bt ? dput(&c, bt, sizeof(int) * (2 * L - 1)) : NULL;
+    const size_t ws = (size_t)H * CH * ((L + 7) / 8 * 8); /* H·chunk·Lp */
+    float *dpos = dput(&c, pos, 32 * H * 4), *dS = cu_alloc(&c, ws * 4);
+    void *dP = cu_alloc(&c, ws * 2);
+    if (!qkv || !pos || !got || !ref || !S || !P || !db || !dpos || !dS || !dP || !gb_new(&c, &gq, L, LD, LD, 2) ||
+        !gb_put(&c, &gq, qkv) || !gb_new(&c, &go, L, A, LDO, 2))
+        goto done;
+    const uint16_t *q = (const uint16_t *)gq.at;
+    SF_CHECK_OK(sf_t5_attention_cuda(&c.ctx, L, NK, H, DH, q, q + A, q + 2 * A, LD, go.at, LDO, db, L - 1, dpos, 32, dS, dP,
+                                     CH, &c.err),
+                &c.err);
+    for (int h = 0; h < H; h++) /* logits: q·k in fp32, d order */
+        for (int i = 0; i < L; i++)
+            for (int j = 0; j < L; j++) {
+                float d = 0;
+                for (int t = 0; t < DH; t++) d += qkv[i * LD + h * DH + t] * qkv[j * LD + A + h * DH + t];
+                S[(h * L + i) * L + j] = d;
+            }
+    cpu_softmax(H, L, 0, L, NK, S, &cf, pos, P);
+    for (int h = 0; h < H; h++)
+        for (int i = 0; i < L; i++)
+            for (int t = 0; t < DH; t++) {
+                float o = 0;
+                for (int j = 0; j < L; j++) o += P[(h * L + i) * L + j] * qkv[j * LD + 2 * A + h * DH + t];
+                ref[i * A + h * DH + t] = sf_round_bf16(o);
+            }
+    if (gb_get(&c, &go, "attention out", got)) sf_test_max_close("t5 attention vs t5.c (bf16 q, k, v, P)", got, ref, L * A, 8e-3, 0);
+done:
+    free(qkv), free(pos), free(got), free(ref), free(S), free(P), free(bt);
+    cu_close(&c);
+}
+
+/* h = ⌊fc1 · gelu_tanh(gate)⌉ from [gate | fc1] rows (strided both ways), gate over [−6, 6] (both
+ * tails), against t5.c's double formula. */
+#ifdef SF_TEST_GPU
+#define GELU_ATOL 1.1e-6 /* CUDA tanhf: 2 ulps */
+#else
+#define GELU_ATOL 3e-7   /* glibc tanhf, as the emulation runs it */
+#endif
+static void test_gated_gelu(void) {
+    enum { M = 7, F = 50, LDG = 2 * F + 6, LDH = F + 4 };
+    cu c;
+    if (!cu_open(&c)) return;
+    float *g = hrand(M * 2 * F, -6, 6, 0), *got = calloc(M * F, 4), *ref = calloc(M * F, 4);
+    gbuf gg, gh;
+    if (!g || !got || !ref || !gb_new(&c, &gg, M, 2 * F, LDG, 4) || !gb_put(&c, &gg, g) || !gb_new(&c, &gh, M, F, LDH, 2))
+        goto done;
+    for (int i = 0; i < M * 2 * F; i++)
+        if ((i / F) % 2) g[i] = g[i] / 2; /* fc1 in [−3, 3] */
+    if (!gb_put(&c, &gg, g)) goto done;
+    SF_CHECK_OK(sf_t5_gated_gelu_cuda(&c.ctx, M, F, (const float *)gg.at, LDG, gh.at, LDH, &c.err), &c.err);
+    const double k = 0.79788456080286535588;
+    for (int r = 0; r < M; r++)
+        for (int j = 0; j < F; j++) {
+            double z = g[r * 2 * F + j], f = g[r * 2 * F + F + j];
+            ref[r * F + j] = sf_round_bf16((float)(f * (0.5 * z * (1.0 + tanh(k * (z + 0.044715 * z * z * z))))));
+        }
+    if (gb_get(&c, &gh, "gated_gelu h", got)) cmp("gated_gelu vs t5.c (double)", got, ref, M * F, 1, 1, 0, GELU_ATOL);
+done:
+    free(g), free(got), free(ref);
+    cu_close(&c);
+}
+
+/* Benchmark weights: bf16 values in [−scale, scale), the same for the same seed, centred. */
+static void test_fill_random(void) {
+    enum { N = 5000 };
+    cu c;
+    if (!cu_open(&c)) return;
+    float *a = calloc(N, 4), *b = calloc(N, 4);
+    gbuf ga, gb;
+    if (!a || !b || !gb_new(&c, &ga, 1, N, N, 2) || !gb_new(&c, &gb, 1, N, N, 2)) goto done;
+    SF_CHECK_OK(sf_t5_fill_random_cuda(&c.ctx, ga.at, N, 7, 0.25f, &c.err), &c.err);
+    SF_CHECK_OK(sf_t5_fill_random_cuda(&c.ctx, gb.at, N, 7, 0.25f, &c.err), &c.err);
+    if (!gb_get(&c, &ga, "fill a", a) || !gb_get(&c, &gb, "fill b", b)) goto done;
+    SF_CHECK(memcmp(a, b, sizeof(float) * N) == 0);
+    double mean = 0;
+    int out = 0;
+    for (int i = 0; i < N; i++) mean += a[i] / N, out += !(a[i] >= -0.25f && a[i] <= 0.25f);
+    SF_CHECK_MSG(out == 0 && fabs(mean) < 0.01 && sf_test_maxabs(a, N) > 0.2, "out of range %d, mean %g", out, mean);
+    SF_CHECK_OK(sf_t5_fill_random_cuda(&c.ctx, gb.at, N, 8, 0.25f, &c.err), &c.err);
+    if (gb_get(&c, &gb, "fill seed 8", b)) SF_CHECK(memcmp(a, b, sizeof(float) * N) != 0);
+done:
+    free(a), free(b);
+    cu_close(&c);
+}
+
+static const sf_test tests[] = {
+    {"embed_gather", test_embed_gather},
+    {"res_rmsnorm", test_res_rmsnorm},
+    {"bias_softmax_masked", test_bias_softmax_masked},
+    {"bias_softmax_long_row", test_bias_softmax_long_row},
+    {"attention_chunks", test_attention_chunks},
+    {"gated_gelu", test_gated_gelu},
+    {"fill_random", test_fill_random},
+};
+SF_TEST_MAIN(tests)
