@@ -403,21 +403,10 @@ static sf_status decode_frame(sf_vae *v, const float *zf, float **res, int64_t *
     int slot = 0;
     sf_status s;
 
-    /* un-scale: z / (1/std) + mean (float32 division by the float32 reciprocal, like
-     * WanVAE_.decode with scale = [mean, 1/std]); bf16_unscale reproduces the bf16 pipeline. */
-    for (int64_t ch = 0; ch < C; ch++) {
-        float m = sf_vae_latent_mean[ch % 16], sd = sf_vae_latent_std[ch % 16], r;
-        if (c->bf16_unscale) {
-            m = sf_round_bf16(m);
-            r = sf_round_bf16(1.0f / sf_round_bf16(sd));
-        } else {
-            r = 1.0f / sd;
-        }
-        for (int64_t p = 0; p < H * W; p++) {
-            float zz = zf[ch * H * W + p];
-            A[ch * H * W + p] = c->bf16_unscale ? sf_round_bf16(sf_round_bf16(sf_round_bf16(zz) / r) + m) : zz / r + m;
-        }
-    }
+    /* un-scale (kernels/vae_ops.h: float32 z / (1/std) + mean, or the bf16 pipeline's rounding) */
+    float mr[2 * 4096];
+    sf_vae_unscale_consts(sf_vae_latent_mean, sf_vae_latent_std, C, c->bf16_unscale, mr);
+    sf_vae_unscale_cpu(zf, C, H * W, mr, c->bf16_unscale, A);
     TAP("latent_unscaled", A);
     TRY(frame_conv(v, A, 1, C, C, H, W, 1, Wt->conv2_w, Wt->conv2_b, B, err));
     SWAP(A, B);

@@ -11,6 +11,9 @@
 #      test_cuda_glue             test_cuda_emu.c's kernel cases on the real GPU
 #   2. test_sdpa_plans            cuDNN fused attention: plans + forward vs the CPU attention
 #   3. test_dit_cuda              golden dit_forward / dit_pipeline_* / taps on the GPU (bf16 tolerances)
+#      test_conv_plans            the VAE's cuDNN conv3d (every tiny-golden shape) vs sf_conv3d_cpu
+#      test_vae_cuda              the GPU VAE decoder vs the vae golden (streamed = one-shot);
+#                                 then sf-decode --device cuda vs --device cpu (memcheck on it too)
 #   4. compute-sanitizer          memcheck on a small end-to-end run (test_dit_cuda forward),
 #                                 racecheck on the kernels
 #   5. sf-denoise --bench 1.3b    full size, random weights: ms per forward, video s, GPU memory
@@ -68,10 +71,12 @@ step glue 60 "$G/tests/test_cuda_glue" $(for t in rmsnorm_strided rmsnorm_odd_in
     attention_blas_kv_interleaved; do echo $t; done) # the emulator's self-tests SKIP on a GPU
 step sdpa 120 env SF_CUDNN_DEBUG=1 "$G/tests/test_sdpa_plans" forward_gpu # deviceless_plans: CPU machine only
 step dit_cuda 180 "$G/tests/test_dit_cuda"
+step conv 120 env SF_CUDNN_DEBUG=1 "$G/tests/test_conv_plans" forward_gpu # the VAE's cuDNN conv3d vs sf_conv3d_cpu
+step vae_cuda 180 env SF_TEST_VERBOSE=1 "$G/tests/test_vae_cuda" # GPU VAE decoder vs the vae golden, streamed = one-shot
 
 cs=$(command -v compute-sanitizer || ls /usr/local/cuda*/bin/compute-sanitizer 2>/dev/null | head -n1)
 if [ -n "$cs" ]; then
-    for spec in "memcheck test_dit_cuda forward" "racecheck test_cuda_kernels"; do
+    for spec in "memcheck test_dit_cuda forward" "racecheck test_cuda_kernels" "memcheck test_vae_cuda vae_cuda_golden"; do
         set -- $spec
         timeout 120 "$cs" --tool "$1" --error-exitcode 99 "$G/tests/$2" ${3:-} >/tmp/sf-san-$1.log 2>&1
         rc=$?
@@ -85,6 +90,16 @@ if [ -n "$cs" ]; then
 else
     row compute-sanitizer "not found"
 fi
+
+echo "== sf-decode --device cuda vs --device cpu on the vae golden latents (y4m bytes, bf16 GPU vs f32 CPU)"
+for d in cuda cpu; do
+    timeout 120 sf-decode --latents tests/golden/expect/vae.safetensors:z --vae tests/golden/model/Wan2.1_VAE.pth \
+        --device $d --save-video /tmp/sf-vae-$d.safetensors -o /tmp/sf-vae-$d.y4m 2>&1 | tail -n 2
+done
+sf-tensor diff /tmp/sf-vae-cpu.safetensors /tmp/sf-vae-cuda.safetensors --rtol 0.05 --atol 0.05 -q 2>&1 | tail -n 3
+rd=${PIPESTATUS[0]}
+row "sf-decode --device cuda" "diff vs cpu exit $rd"
+[ "$rd" -eq 0 ] || fail=1
 
 echo "== figure4.sh --gpu_id 0 (the reference command on the GPU) vs the same on the CPU, tiny model"
 M=/tmp/sf-tiny
