@@ -148,6 +148,14 @@ $(BUILD)/obj/tests/unit/test_vae_emu.o: tests/unit/test_vae_cuda.c
 	$(CC) $(ALL_CFLAGS) -DSF_TEST_EMU -c $< -o $@
 $(BUILD)/tests/test_vae_emu: $(BUILD)/obj/tests/unit/test_vae_emu.o $(EMU_OBJ) $(LIB)
 	$(emu_link)
+# test_vae_glue_emu: tests/unit/test_vae_glue.c (the VAE's own kernels vs kernels/vae_ops.h) on the
+# emulation; build/tests/test_vae_glue is the same file on the real kernels (SKIPs without a GPU).
+all: $(BUILD)/tests/test_vae_glue_emu
+$(BUILD)/obj/tests/unit/test_vae_glue_emu.o: tests/unit/test_vae_glue.c
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) -DSF_TEST_EMU -c $< -o $@
+$(BUILD)/tests/test_vae_glue_emu: $(BUILD)/obj/tests/unit/test_vae_glue_emu.o $(EMU_OBJ) $(LIB)
+	$(emu_link)
 
 $(BUILD)/bench/%: $(BUILD)/obj/tests/bench/%.o $(LIB)
 	@mkdir -p $(dir $@)

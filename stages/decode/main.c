@@ -12,6 +12,7 @@
 #include "tfile.h"
 #include "wire.h"
 #include "stages/decode/vae.h"
+#include "stages/decode/bench_vae.h"
 #include "stages/decode/vae_cuda.h"
 #include "stages/decode/video.h"
 
@@ -33,6 +34,7 @@ static const sf_opt opts[] = {
     {"threads", 0, SF_ARG_VALUE, "N\tCPU threads (default: all CPUs)"},
     {"device", 0, SF_ARG_VALUE, "DEV\tcpu, cuda or cuda:N (bf16 on an NVIDIA GPU, sm_80 or newer; only uint8 frames come back)"},
     {"gpu-id", 0, SF_ARG_VALUE, "N\talias of --device cuda:N"},
+    {"bench", 0, SF_ARG_VALUE, "1.3b|tiny\tGPU decoder benchmark with random weights (1.3b: 21 latent frames -> 81 at 832x480; needs --device cuda)"},
     {"bf16-unscale", 0, SF_ARG_FLAG, "un-scale latents in bf16 like the bf16 reference pipeline (SPEC 8.1)"},
     {"progress", 0, SF_ARG_VALUE, "auto|none\tprogress lines on stderr"},
     SF_OPTS_STD,
@@ -227,6 +229,11 @@ int main(int argc, char **argv) {
     if (dev.cuda && (s = sf_device_check(&dev, &err)) != SF_OK) sf_die(prog, s, &err);
     r.cuda = dev.cuda;
     r.ordinal = dev.ordinal;
+    if ((v = sf_args_get(&a, opts, "bench"))) {
+        if ((s = sf_decode_bench(v, dev.cuda ? dev.ordinal : -1, &err)) != SF_OK) sf_die(prog, s, &err);
+        sf_args_free(&a);
+        return 0;
+    }
     long fps = 16, threads = 0;
     if ((v = sf_args_get(&a, opts, "fps")) && (s = sf_arg_long("--fps", v, 1, 1000, &fps, &err)) != SF_OK)
         sf_die(prog, s, &err);

@@ -11,12 +11,14 @@
 #      test_cuda_glue             test_cuda_emu.c's kernel cases on the real GPU
 #   2. test_sdpa_plans            cuDNN fused attention: plans + forward vs the CPU attention
 #   3. test_dit_cuda              golden dit_forward / dit_pipeline_* / taps on the GPU (bf16 tolerances)
+#      test_vae_glue              the VAE decoder's own kernels vs their CPU references
 #      test_conv_plans            the VAE's cuDNN conv3d (every tiny-golden shape) vs sf_conv3d_cpu
 #      test_vae_cuda              the GPU VAE decoder vs the vae golden (streamed = one-shot);
 #                                 then sf-decode --device cuda vs --device cpu (memcheck on it too)
 #   4. compute-sanitizer          memcheck on a small end-to-end run (test_dit_cuda forward),
 #                                 racecheck on the kernels
 #   5. sf-denoise --bench 1.3b    full size, random weights: ms per forward, video s, GPU memory
+#      sf-decode --bench 1.3b     the VAE decoder, full size, random weights: s per 3-latent block, video s, memory
 #   6. the reference PyTorch bench (../shared/refbench/ref_bench.py, copied into .ref) in the same call
 # Everything lands in $OUT (at most 8 files come back): summary.txt, report.txt, bench.txt,
 # ref_bench.json, deviceprop.json. A step that fails prints enough to fix it blind.
@@ -71,6 +73,7 @@ step glue 60 "$G/tests/test_cuda_glue" $(for t in rmsnorm_strided rmsnorm_odd_in
     attention_blas_kv_interleaved; do echo $t; done) # the emulator's self-tests SKIP on a GPU
 step sdpa 120 env SF_CUDNN_DEBUG=1 "$G/tests/test_sdpa_plans" forward_gpu # deviceless_plans: CPU machine only
 step dit_cuda 180 "$G/tests/test_dit_cuda"
+step vae_glue 60 "$G/tests/test_vae_glue" # the VAE's own kernels vs kernels/vae_ops.h
 step conv 120 env SF_CUDNN_DEBUG=1 "$G/tests/test_conv_plans" forward_gpu # the VAE's cuDNN conv3d vs sf_conv3d_cpu
 step vae_cuda 180 env SF_TEST_VERBOSE=1 "$G/tests/test_vae_cuda" # GPU VAE decoder vs the vae golden, streamed = one-shot
 
@@ -128,6 +131,11 @@ echo "== bench: sf-denoise --bench 1.3b --device cuda (random weights, 832x480, 
 timeout 150 sf-denoise --bench 1.3b --device cuda:0 --progress none 2>&1 | tee "$OUT/bench.txt"
 rc=${PIPESTATUS[0]}
 row "bench sfpipe" "exit $rc; $(grep -m1 'gpu video:' "$OUT/bench.txt" | sed 's/^denoise 1.3b gpu video: //')"
+[ "$rc" -eq 0 ] || fail=1
+echo "== bench: sf-decode --bench 1.3b --device cuda (random weights, 21 latent frames -> 81 frames at 832x480)"
+timeout 240 sf-decode --bench 1.3b --device cuda:0 2>&1 | tee -a "$OUT/bench.txt"
+rc=${PIPESTATUS[0]}
+row "bench sf-decode" "exit $rc; $(grep -m1 'decode 1.3b gpu video:' "$OUT/bench.txt" | sed 's/^decode 1.3b gpu video: //')"
 [ "$rc" -eq 0 ] || fail=1
 echo "== bench again with SF_CUDA_PROFILE=1 (events around every op: where the time goes)"
 SF_CUDA_PROFILE=1 timeout 120 sf-denoise --bench 1.3b --device cuda:0 --progress none 2>&1 | grep -E 'gpu (video|profile)' | tee -a "$OUT/bench.txt"
