@@ -66,7 +66,9 @@ static sf_status ensure_init(run *r, int64_t C, int64_t h, int64_t w, sf_err *er
                            (long long)r->vae->st.h, (long long)r->vae->st.w);
         return SF_OK;
     }
-    if ((s = sf_vae_new(r->vae_path, h, w, r->threads, &r->vae, err)) != SF_OK) return s;
+    sf_tfile *tf = NULL; /* on the GPU only config + weights are needed, not the CPU decoder's state */
+    if ((s = sf_tfile_open(r->vae_path, &tf, err)) != SF_OK) return s;
+    if ((s = sf_vae_new_from(tf, h, w, r->threads, !r->cuda, &r->vae, err)) != SF_OK) return s;
     r->vae->cfg.bf16_unscale = r->bf16;
     if (C != r->vae->cfg.z_dim)
         return sf_fail(err, SF_E_SHAPE, "latents have %lld channels but the VAE expects %lld", (long long)C,

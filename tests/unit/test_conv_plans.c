@@ -10,7 +10,7 @@
  * cannot be loaded or the build has no CUDA.
  * forward_gpu (SF_TEST_DEVICE=cuda:N, SKIP without a GPU): every tiny shape, sf_conv_cudnn_forward
  * against sf_conv3d_cpu on the same bf16-rounded inputs (+ bias + residual), first bad index,
- * both values, max |Δ|; then one full-size 96→96 480×832 call timed.
+ * both values, max |Δ|; bias + residual again through the plain graph and the separate epilogue.
  * Run alone: build/tests/test_conv_plans deviceless_plans  (SF_CUDNN_DEBUG=1 shows every attempt). */
 #define _POSIX_C_SOURCE 200809L
 #include "sf_test.h"
@@ -221,6 +221,16 @@ static void test_forward_gpu(void) {
     conv_case c[32];
     int n = vae_cases(c, 32, 8, 8, 12, "tiny");
     for (int i = 0; i < n; i++) check_forward(&cx, cv, &c[i]);
+    sf_conv_cudnn_destroy(&cv);
+    /* the plain conv graph + sf_vae_bias_res_cuda epilogue (the path when cuDNN refuses fusion) */
+    setenv("SF_CUDNN_ONLY", "plain", 1);
+    if (sf_conv_cudnn_new(&cv, &cx, &err) == SF_OK) {
+        check_forward(&cx, cv, &c[2]);  /* bias + residual */
+        check_forward(&cx, cv, &c[12]); /* resample, bias */
+    } else {
+        SF_CHECK_MSG(0, "%s", err.msg);
+    }
+    unsetenv("SF_CUDNN_ONLY");
     sf_conv_cudnn_destroy(&cv);
     sf_cuda_ctx_free(&cx);
 }

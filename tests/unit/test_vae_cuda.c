@@ -117,6 +117,7 @@ static void test_vae_cuda_golden(void) {
         int d = abs((int)u8[i] - (int)gu[i]);
         if (d > du) du = d, at_du = i;
     }
+    if (getenv("SF_TEST_VERBOSE")) fprintf(stderr, "# frames_u8: max|Δ| %d levels (bound %d)\n", du, SF_TOL_VAE_U8);
     SF_CHECK_MSG(du <= SF_TOL_VAE_U8, "frames_u8 max|diff| %d at [%zu] (got %d ref %d)", du, at_du, u8[at_du],
                  gu[at_du]);
     /* the u8 frames are the video's mapping: recompute from `one` exactly */
