@@ -8,7 +8,8 @@
  *              log-sum-exp branch (log, add → virtual Stats) that cuDNN's MHA pattern matcher
  *              requires even for inference; P is bf16 (SPEC §5.7 rounds P before P·V).
  * For each graph: heuristics mode A, then FALLBACK, then every engine by global index; the first
- * execution plan that finalizes wins. SF_CUDNN_DEBUG=1 prints every attempt to stderr.
+ * execution plan that finalizes wins. SF_CUDNN_DEBUG=1 prints every attempt to stderr. The library
+ * table, descriptor lists and that search are shared with the VAE's conv3d (kernels/cuda/cudnn_util.c).
  *
  * Device properties. On a GPU the heuristics, engines and plans get a DEVICEPROP descriptor made
  * from the handle (CUDNN_ATTR_DEVICEPROP_HANDLE), and the operation graph the (deprecated) handle
