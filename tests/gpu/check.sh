@@ -133,7 +133,7 @@ rc=${PIPESTATUS[0]}
 row "bench sfpipe" "exit $rc; $(grep -m1 'gpu video:' "$OUT/bench.txt" | sed 's/^denoise 1.3b gpu video: //')"
 [ "$rc" -eq 0 ] || fail=1
 echo "== bench: sf-decode --bench 1.3b --device cuda (random weights, 21 latent frames -> 81 frames at 832x480)"
-timeout 240 sf-decode --bench 1.3b --device cuda:0 2>&1 | tee -a "$OUT/bench.txt"
+timeout 150 sf-decode --bench 1.3b --device cuda:0 2>&1 | tee -a "$OUT/bench.txt"
 rc=${PIPESTATUS[0]}
 row "bench sf-decode" "exit $rc; $(grep -m1 'decode 1.3b gpu video:' "$OUT/bench.txt" | sed 's/^decode 1.3b gpu video: //')"
 [ "$rc" -eq 0 ] || fail=1
