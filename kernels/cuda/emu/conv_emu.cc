@@ -84,18 +84,19 @@ extern "C" sf_status sf_conv_cudnn_forward(sf_conv_cudnn *c, const sf_conv_shape
         for (int64_t yy = 0; yy < H; yy++)
             for (int64_t xx = 0; xx < W; xx++) {
                 for (int64_t co = 0; co < co_n; co++) acc[co] = s->bias ? bf2f(b[co]) : 0.0f;
+                /* taps inside the frame only (zero padding contributes nothing); same order per output */
+                const int64_t dy0 = yy - p < 0 ? p - yy : 0, dy1 = yy + (k - 1 - p) >= H ? H - 1 - yy + p : k - 1;
+                const int64_t dx0 = xx - p < 0 ? p - xx : 0, dx1 = xx + (k - 1 - p) >= W ? W - 1 - xx + p : k - 1;
                 for (int64_t co = 0; co < co_n; co++) {
                     float a = acc[co];
+                    const uint16_t *wc = w + co * K * ci_n;
                     for (int64_t ci = 0; ci < ci_n; ci++)
                         for (int64_t dt = 0; dt < kt; dt++)
-                            for (int64_t dy = 0; dy < k; dy++)
-                                for (int64_t dx = 0; dx < k; dx++) {
-                                    int64_t sy = yy + dy - p, sx = xx + dx - p;
-                                    if (sy < 0 || sy >= H || sx < 0 || sx >= W) continue;
-                                    float xvv = bf2f(x[(((t + dt) * H + sy) * W + sx) * ci_n + ci]);
-                                    float wvv = bf2f(w[(co * K + (dt * k + dy) * k + dx) * ci_n + ci]);
-                                    a += wvv * xvv;
-                                }
+                            for (int64_t dy = dy0; dy <= dy1; dy++) {
+                                const uint16_t *xr = x + (((t + dt) * H + yy + dy - p) * W + xx - p) * ci_n + ci;
+                                const uint16_t *wr = wc + ((dt * k + dy) * k) * ci_n + ci;
+                                for (int64_t dx = dx0; dx <= dx1; dx++) a += bf2f(wr[dx * ci_n]) * bf2f(xr[dx * ci_n]);
+                            }
                     acc[co] = a;
                 }
                 const int64_t o = ((t * H + yy) * W + xx) * co_n;
