@@ -15,8 +15,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define MAXF 64 /* pixel frames per latent frame (2^n_up3d), as vae.c's MAX_CHUNK */
-
 typedef struct conv_w {
     void *w, *b;   /* bf16 [cout, kt, k, k, cin] (or [cout, cin] for 1×1), bf16 [cout] */
     int64_t cin, cout;
@@ -50,7 +48,6 @@ struct sf_vae_cuda {
     int64_t attn_hw;
     float *zin, *mr, *video_d;
     uint8_t *u8_d;
-    float *tap_host;     /* debug taps: one chunk as f32 (allocated only with a tap) */
     int64_t frames_in;
     size_t bytes;
 };
@@ -298,7 +295,6 @@ void sf_vae_cuda_destroy(sf_vae_cuda **gp) {
     sf_cuda_free(g->A), sf_cuda_free(g->B), sf_cuda_free(g->X), sf_cuda_free(g->U);
     sf_cuda_free(g->S), sf_cuda_free(g->P), sf_cuda_free(g->zin), sf_cuda_free(g->mr);
     sf_cuda_free(g->u8_d), sf_cuda_free(g->video_d);
-    free(g->tap_host);
     sf_conv_cudnn_destroy(&g->conv);
     sf_cuda_ctx_free(&g->cx);
     free(g);
