@@ -79,7 +79,7 @@ $(BUILD)/obj/kernels/cuda/%.o: kernels/cuda/%.c
 $(BUILD)/tests/cudnn_stub/libcuda.so.1: tests/gpu/cudnn_stub/stub.c
 	@mkdir -p $(dir $@)
 	$(CC) -shared -fPIC -O1 -o $@ $<
-$(BUILD)/tests/test_sdpa_plans: | $(BUILD)/tests/cudnn_stub/libcuda.so.1
+$(BUILD)/tests/test_sdpa_plans $(BUILD)/tests/test_conv_plans: | $(BUILD)/tests/cudnn_stub/libcuda.so.1
 
 $(BUILD)/obj/%.o: %.cu $(wildcard common/*.h kernels/*.h kernels/cuda/*.cuh)
 	@mkdir -p $(dir $@)
@@ -109,7 +109,8 @@ $(BUILD)/tests/%: $(BUILD)/obj/tests/unit/%.o $(LIB)
 CXX     ?= g++
 EMU_SRC := kernels/cuda/emu/cuda_emu.cc kernels/cuda/emu/emu_selftest.cu kernels/cuda/cuda_common.cu \
            kernels/cuda/norm_act.cu kernels/cuda/gemm.cu kernels/cuda/dit_glue.cu kernels/cuda/attn_blas.cu \
-           kernels/cuda/device.cu kernels/cuda/norm_fused.cu kernels/cuda/t5_glue.cu
+           kernels/cuda/device.cu kernels/cuda/norm_fused.cu kernels/cuda/t5_glue.cu kernels/cuda/vae_glue.cu \
+           kernels/cuda/emu/conv_emu.cc
 EMU_OBJ := $(patsubst %,$(BUILD)/emu/%.o,$(EMU_SRC))
 EMU_CXXFLAGS := -std=c++17 $(CFLAGS) -Wall -Wextra -Wshadow -Wno-unknown-pragmas $(FP_FLAGS) -MMD -MP -DSF_CUDA_EMU \
            -Icommon -Ikernels -I. $(EXTRA_CFLAGS)
@@ -154,6 +155,22 @@ $(BUILD)/obj/tests/unit/test_t5_emu.o: tests/unit/test_t5_cuda.c
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_CFLAGS) -DSF_TEST_EMU -c $< -o $@
 $(BUILD)/tests/test_t5_emu: $(BUILD)/obj/tests/unit/test_t5_emu.o $(EMU_OBJ) $(LIB)
+	$(emu_link)
+# test_vae_emu: test_vae_cuda.c (the GPU VAE decoder against the goldens) on the emulated kernels,
+# cuBLASLt and cuDNN conv (kernels/cuda/emu/conv_emu.cc) — stages/decode/vae_cuda.c on the host.
+all: $(BUILD)/tests/test_vae_emu
+$(BUILD)/obj/tests/unit/test_vae_emu.o: tests/unit/test_vae_cuda.c
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) -DSF_TEST_EMU -c $< -o $@
+$(BUILD)/tests/test_vae_emu: $(BUILD)/obj/tests/unit/test_vae_emu.o $(EMU_OBJ) $(LIB)
+	$(emu_link)
+# test_vae_glue_emu: tests/unit/test_vae_glue.c (the VAE's own kernels vs kernels/vae_ops.h) on the
+# emulation; build/tests/test_vae_glue is the same file on the real kernels (SKIPs without a GPU).
+all: $(BUILD)/tests/test_vae_glue_emu
+$(BUILD)/obj/tests/unit/test_vae_glue_emu.o: tests/unit/test_vae_glue.c
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) -DSF_TEST_EMU -c $< -o $@
+$(BUILD)/tests/test_vae_glue_emu: $(BUILD)/obj/tests/unit/test_vae_glue_emu.o $(EMU_OBJ) $(LIB)
 	$(emu_link)
 
 $(BUILD)/bench/%: $(BUILD)/obj/tests/bench/%.o $(LIB)

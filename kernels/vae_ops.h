@@ -41,6 +41,13 @@ size_t sf_vae_attention_scratch(int64_t C, int64_t HW, int threads);
 void sf_vae_attention_cpu(const float *qkv, float *out, int64_t n, int64_t C, int64_t HW, float *scratch,
                           int threads);
 
+/* Latent un-scaling constants (SPEC §8.1) for C channels (channel c uses constant c mod 16):
+ * mr[c] = m, mr[C + c] = r with, for bf16 ≠ 0, m = ⌊mean⌉, r = ⌊1 / ⌊std⌉⌉ (bf16), else m = mean,
+ * r = 1 / std (f32). mr: 2·C floats (caller owns). */
+void sf_vae_unscale_consts(const float *mean16, const float *std16, int64_t C, int bf16, float *mr);
+/* One latent frame z [C, HW] → y [C, HW]: y = ⌊⌊⌊z⌉ / r⌉ + m⌉ (bf16) or z / r + m (f32). */
+void sf_vae_unscale_cpu(const float *z, int64_t C, int64_t HW, const float *mr, int bf16, float *y);
+
 /* y += x, n floats. */
 void sf_vae_add_cpu(float *y, const float *x, int64_t n);
 

@@ -9,6 +9,7 @@
 #include "act.h"
 #include "conv3d.h"
 #include "parallel.h"
+#include "tensor.h"
 
 #include <math.h>
 #include <string.h>
@@ -148,6 +149,26 @@ void sf_vae_attention_cpu(const float *qkv, float *out, int64_t n, int64_t C, in
 }
 
 /* ---- misc -------------------------------------------------------------------------------- */
+
+void sf_vae_unscale_consts(const float *mean16, const float *std16, int64_t C, int bf16, float *mr) {
+    for (int64_t ch = 0; ch < C; ch++) {
+        float m = mean16[ch % 16], sd = std16[ch % 16];
+        mr[ch] = bf16 ? sf_round_bf16(m) : m;
+        mr[C + ch] = bf16 ? sf_round_bf16(1.0f / sf_round_bf16(sd)) : 1.0f / sd;
+    }
+}
+
+/* z / (1/std) + mean: float32 division by the float32 reciprocal, like WanVAE_.decode with
+ * scale = [mean, 1/std]; the bf16 form reproduces the bf16 pipeline. */
+void sf_vae_unscale_cpu(const float *z, int64_t C, int64_t HW, const float *mr, int bf16, float *y) {
+    for (int64_t ch = 0; ch < C; ch++) {
+        const float m = mr[ch], r = mr[C + ch];
+        for (int64_t p = 0; p < HW; p++) {
+            float zz = z[ch * HW + p];
+            y[ch * HW + p] = bf16 ? sf_round_bf16(sf_round_bf16(sf_round_bf16(zz) / r) + m) : zz / r + m;
+        }
+    }
+}
 
 void sf_vae_add_cpu(float *y, const float *x, int64_t n) {
     for (int64_t i = 0; i < n; i++) y[i] += x[i];

@@ -8,7 +8,8 @@
  *              log-sum-exp branch (log, add → virtual Stats) that cuDNN's MHA pattern matcher
  *              requires even for inference; P is bf16 (SPEC §5.7 rounds P before P·V).
  * For each graph: heuristics mode A, then FALLBACK, then every engine by global index; the first
- * execution plan that finalizes wins. SF_CUDNN_DEBUG=1 prints every attempt to stderr.
+ * execution plan that finalizes wins. SF_CUDNN_DEBUG=1 prints every attempt to stderr. The library
+ * table, descriptor lists and that search are shared with the VAE's conv3d (kernels/cuda/cudnn_util.c).
  *
  * Device properties. On a GPU the heuristics, engines and plans get a DEVICEPROP descriptor made
  * from the handle (CUDNN_ATTR_DEVICEPROP_HANDLE), and the operation graph the (deprecated) handle
@@ -21,6 +22,7 @@
  *
  * Tested by tests/unit/test_sdpa_plans.c (deviceless plans in `make test`, forward on a GPU). */
 #include "sdpa_cuda.h"
+#include "cuda/cudnn_util.h"
 
 #include <cuda_runtime_api.h>
 #include <cudnn_graph.h>
@@ -30,123 +32,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-typedef cudnnBackendDescriptor_t bdesc;
-
-/* ---- the dlopen'd library ------------------------------------------------------------------ */
-
-typedef struct cudnn_api {
-    void *lib;
-    int version; /* cudnnGetVersion(), e.g. 91900 */
-    __typeof__(&cudnnGetVersion) get_version;
-    __typeof__(&cudnnGetCudartVersion) cudart_version;
-    __typeof__(&cudnnGetErrorString) error_string;
-    __typeof__(&cudnnGetLastErrorString) last_error;
-    __typeof__(&cudnnCreate) create;
-    __typeof__(&cudnnDestroy) destroy;
-    __typeof__(&cudnnSetStream) set_stream;
-    __typeof__(&cudnnBackendCreateDescriptor) create_desc;
-    __typeof__(&cudnnBackendDestroyDescriptor) destroy_desc;
-    __typeof__(&cudnnBackendSetAttribute) set_attr;
-    __typeof__(&cudnnBackendGetAttribute) get_attr;
-    __typeof__(&cudnnBackendFinalize) finalize;
-    __typeof__(&cudnnBackendExecute) execute;
-} cudnn_api;
-
-/* Load libcudnn.so.9 ($SF_CUDNN_LIB overrides). The library stays loaded for the life of the
- * process (it loads sub-libraries and NVRTC itself; a second dlopen is only a refcount). */
-static sf_status api_load(cudnn_api *a, sf_err *err) {
-    const char *path = getenv("SF_CUDNN_LIB");
-    if (!path || !*path) path = "libcudnn.so.9";
-    memset(a, 0, sizeof *a);
-    a->lib = dlopen(path, RTLD_NOW | RTLD_LOCAL);
-    if (!a->lib) {
-        const char *why = dlerror();
-        return sf_fail(err, SF_E_UNSUPPORTED, "cuDNN not found (%s): install cuDNN 9 or put it on LD_LIBRARY_PATH",
-                       why ? why : path);
-    }
-#define LOAD(field, name)                                                                                  \
-    do {                                                                                                   \
-        *(void **)&a->field = dlsym(a->lib, name);                                                         \
-        if (!a->field) return sf_fail(err, SF_E_UNSUPPORTED, "%s has no %s: cuDNN 9 is required", path, name); \
-    } while (0)
-    LOAD(get_version, "cudnnGetVersion");
-    LOAD(cudart_version, "cudnnGetCudartVersion");
-    LOAD(error_string, "cudnnGetErrorString");
-    LOAD(last_error, "cudnnGetLastErrorString");
-    LOAD(create, "cudnnCreate");
-    LOAD(destroy, "cudnnDestroy");
-    LOAD(set_stream, "cudnnSetStream");
-    LOAD(create_desc, "cudnnBackendCreateDescriptor");
-    LOAD(destroy_desc, "cudnnBackendDestroyDescriptor");
-    LOAD(set_attr, "cudnnBackendSetAttribute");
-    LOAD(get_attr, "cudnnBackendGetAttribute");
-    LOAD(finalize, "cudnnBackendFinalize");
-    LOAD(execute, "cudnnBackendExecute");
-#undef LOAD
-    a->version = (int)a->get_version();
-    if (a->version < 90800) /* DEVICEPROP descriptors (9.8) are needed for deviceless plans */
-        return sf_fail(err, SF_E_UNSUPPORTED, "cuDNN %d.%d.%d is too old (need ≥ 9.8)", a->version / 10000,
-                       a->version / 100 % 100, a->version % 100);
-    return SF_OK;
-}
-
-/* ---- descriptors: one list per shape, truncated back to a mark when an attempt fails ------------ */
-
-typedef struct dlist {
-    bdesc *d;
-    int n, cap;
-} dlist;
-
-static void dl_drop(const cudnn_api *a, dlist *l, int mark) {
-    while (l->n > mark) a->destroy_desc(l->d[--l->n]);
-}
-static void dl_free(const cudnn_api *a, dlist *l) {
-    dl_drop(a, l, 0);
-    free(l->d);
-    memset(l, 0, sizeof *l);
-}
-
-/* One plan search: the library, handle (NULL deviceless), device properties, the descriptor list,
- * and a record of the first failure for the final message. */
-typedef struct build {
-    const cudnn_api *api;
-    cudnnHandle_t handle;
-    bdesc devprop;
-    dlist *l;
-    int debug;
-    char why[256]; /* the last failing call and cuDNN's message */
-    char tried[200]; /* per graph: configs / engines seen */
-} build;
-
-/* Status check: 0 on success; otherwise records (and in debug mode prints) what failed. */
-static int bad(build *b, cudnnStatus_t st, const char *what) {
-    if (st == CUDNN_STATUS_SUCCESS) return 0;
-    char msg[256] = "";
-    b->api->last_error(msg, sizeof msg);
-    snprintf(b->why, sizeof b->why, "%s: %s%s%s", what, b->api->error_string(st), msg[0] ? ": " : "", msg);
-    if (b->debug) fprintf(stderr, "sf-cudnn:   %s\n", b->why);
-    return 1;
-}
-#define CK(b, call, what)                     \
-    do {                                      \
-        if (bad((b), (call), (what))) goto fail; \
-    } while (0)
-#define SET(b, d, name, type, n, p) CK(b, (b)->api->set_attr((d), (name), (type), (n), (p)), #name)
-
-static bdesc make(build *b, cudnnBackendDescriptorType_t t) {
-    bdesc d = NULL;
-    if (b->l->n == b->l->cap) {
-        int cap = b->l->cap ? 2 * b->l->cap : 64;
-        bdesc *p = realloc(b->l->d, sizeof *p * (size_t)cap);
-        if (!p) {
-            snprintf(b->why, sizeof b->why, "out of host memory");
-            return NULL;
-        }
-        b->l->d = p, b->l->cap = cap;
-    }
-    if (bad(b, b->api->create_desc(t, &d), "cudnnBackendCreateDescriptor")) return NULL;
-    return b->l->d[b->l->n++] = d;
-}
 
 /* ---- the operation graphs --------------------------------------------------------------------- */
 
@@ -158,9 +43,9 @@ enum { UID_Q = 1, UID_K, UID_V, UID_O, UID_SCALE, UID_VIRT = 100 };
 
 /* 4-D tensor (1, H, rows, cols) of given strides; virtual = a fused intermediate, by_value = the
  * host scalar scale. */
-static bdesc tensor(build *b, int64_t uid, cudnnDataType_t dt, const int64_t dim[4], const int64_t str[4], bool virt,
+static bdesc tensor(sf_cudnn_build *b, int64_t uid, cudnnDataType_t dt, const int64_t dim[4], const int64_t str[4], bool virt,
                     bool by_value) {
-    bdesc t = make(b, CUDNN_BACKEND_TENSOR_DESCRIPTOR);
+    bdesc t = sf_cudnn_make(b, CUDNN_BACKEND_TENSOR_DESCRIPTOR);
     int64_t align = 16;
     if (!t) return NULL;
     SET(b, t, CUDNN_ATTR_TENSOR_UNIQUE_ID, CUDNN_TYPE_INT64, 1, &uid);
@@ -176,13 +61,13 @@ fail:
     return NULL;
 }
 /* (1, H, Lq, cols) contiguous virtual tensor: the composite graph's per-row intermediates. */
-static bdesc virt_rows(build *b, const shape *s, int64_t *uid, int64_t cols, cudnnDataType_t dt) {
+static bdesc virt_rows(sf_cudnn_build *b, const shape *s, int64_t *uid, int64_t cols, cudnnDataType_t dt) {
     const int64_t dim[4] = {1, s->H, s->Lq, cols}, str[4] = {s->H * s->Lq * cols, s->Lq * cols, cols, 1};
     return tensor(b, (*uid)++, dt, dim, str, true, false);
 }
 
-static bdesc op_matmul(build *b, bdesc x, bdesc y, bdesc out) {
-    bdesc m = make(b, CUDNN_BACKEND_MATMUL_DESCRIPTOR), op = m ? make(b, CUDNN_BACKEND_OPERATION_MATMUL_DESCRIPTOR) : NULL;
+static bdesc op_matmul(sf_cudnn_build *b, bdesc x, bdesc y, bdesc out) {
+    bdesc m = sf_cudnn_make(b, CUDNN_BACKEND_MATMUL_DESCRIPTOR), op = m ? sf_cudnn_make(b, CUDNN_BACKEND_OPERATION_MATMUL_DESCRIPTOR) : NULL;
     cudnnDataType_t f32 = CUDNN_DATA_FLOAT;
     if (!op) return NULL;
     SET(b, m, CUDNN_ATTR_MATMUL_COMP_TYPE, CUDNN_TYPE_DATA_TYPE, 1, &f32);
@@ -196,9 +81,9 @@ static bdesc op_matmul(build *b, bdesc x, bdesc y, bdesc out) {
 fail:
     return NULL;
 }
-static bdesc op_pointwise(build *b, cudnnPointwiseMode_t mode, bdesc x, bdesc y /* NULL: unary */, bdesc out) {
-    bdesc pw = make(b, CUDNN_BACKEND_POINTWISE_DESCRIPTOR);
-    bdesc op = pw ? make(b, CUDNN_BACKEND_OPERATION_POINTWISE_DESCRIPTOR) : NULL;
+static bdesc op_pointwise(sf_cudnn_build *b, cudnnPointwiseMode_t mode, bdesc x, bdesc y /* NULL: unary */, bdesc out) {
+    bdesc pw = sf_cudnn_make(b, CUDNN_BACKEND_POINTWISE_DESCRIPTOR);
+    bdesc op = pw ? sf_cudnn_make(b, CUDNN_BACKEND_OPERATION_POINTWISE_DESCRIPTOR) : NULL;
     cudnnDataType_t f32 = CUDNN_DATA_FLOAT;
     if (!op) return NULL;
     SET(b, pw, CUDNN_ATTR_POINTWISE_MODE, CUDNN_TYPE_POINTWISE_MODE, 1, &mode);
@@ -213,9 +98,9 @@ static bdesc op_pointwise(build *b, cudnnPointwiseMode_t mode, bdesc x, bdesc y 
 fail:
     return NULL;
 }
-static bdesc op_reduce(build *b, cudnnReduceTensorOp_t rop, bdesc x, bdesc out) {
-    bdesc r = make(b, CUDNN_BACKEND_REDUCTION_DESCRIPTOR);
-    bdesc op = r ? make(b, CUDNN_BACKEND_OPERATION_REDUCTION_DESCRIPTOR) : NULL;
+static bdesc op_reduce(sf_cudnn_build *b, cudnnReduceTensorOp_t rop, bdesc x, bdesc out) {
+    bdesc r = sf_cudnn_make(b, CUDNN_BACKEND_REDUCTION_DESCRIPTOR);
+    bdesc op = r ? sf_cudnn_make(b, CUDNN_BACKEND_OPERATION_REDUCTION_DESCRIPTOR) : NULL;
     cudnnDataType_t f32 = CUDNN_DATA_FLOAT;
     if (!op) return NULL;
     SET(b, r, CUDNN_ATTR_REDUCTION_OPERATOR, CUDNN_TYPE_REDUCTION_OPERATOR_TYPE, 1, &rop);
@@ -231,7 +116,7 @@ fail:
 }
 
 /* The composite graph's ten operations into ops[]; returns their count (0 on failure). */
-static int composite_ops(build *b, const shape *s, bdesc q, bdesc v, bdesc o, bdesc scale, bdesc ops[10]) {
+static int composite_ops(sf_cudnn_build *b, const shape *s, bdesc q, bdesc v, bdesc o, bdesc scale, bdesc ops[10]) {
     const int64_t ktd[4] = {1, s->H, s->d, s->Lk}, kts[4] = {s->Lk * s->ldk, s->d, 1, s->ldk}; /* Kᵀ: K's memory */
     int64_t uid = UID_VIRT;
     cudnnDataType_t f32 = CUDNN_DATA_FLOAT;
@@ -256,10 +141,10 @@ static int composite_ops(build *b, const shape *s, bdesc q, bdesc v, bdesc o, bd
     return n;
 }
 
-static bdesc unified_op(build *b, const shape *s, bdesc q, bdesc v, bdesc o, bdesc scale) {
+static bdesc unified_op(sf_cudnn_build *b, const shape *s, bdesc q, bdesc v, bdesc o, bdesc scale) {
     const int64_t kd[4] = {1, s->H, s->Lk, s->d}, ks[4] = {s->Lk * s->ldk, s->d, s->ldk, 1};
     bdesc k = tensor(b, UID_K, CUDNN_DATA_BFLOAT16, kd, ks, false, false);
-    bdesc op = k ? make(b, CUDNN_BACKEND_OPERATION_SDPA_FWD_DESCRIPTOR) : NULL;
+    bdesc op = k ? sf_cudnn_make(b, CUDNN_BACKEND_OPERATION_SDPA_FWD_DESCRIPTOR) : NULL;
     if (!op) return NULL;
     SET(b, op, CUDNN_ATTR_OPERATION_SDPA_FWD_QDESC, CUDNN_TYPE_BACKEND_DESCRIPTOR, 1, &q);
     SET(b, op, CUDNN_ATTR_OPERATION_SDPA_FWD_KDESC, CUDNN_TYPE_BACKEND_DESCRIPTOR, 1, &k);
@@ -273,7 +158,7 @@ fail:
 }
 
 /* The finalized operation graph, unified (1 op) or composite (10 ops); NULL on failure. */
-static bdesc graph_new(build *b, const shape *s, int unified) {
+static bdesc graph_new(sf_cudnn_build *b, const shape *s, int unified) {
     const int64_t qd[4] = {1, s->H, s->Lq, s->d}, qs[4] = {s->Lq * s->ldq, s->d, s->ldq, 1};
     const int64_t vd[4] = {1, s->H, s->Lk, s->d}, vs[4] = {s->Lk * s->ldk, s->d, s->ldk, 1};
     const int64_t os[4] = {s->Lq * s->ldo, s->d, s->ldo, 1}, one[4] = {1, 1, 1, 1};
@@ -286,7 +171,7 @@ static bdesc graph_new(build *b, const shape *s, int unified) {
     if (!scale) return NULL;
     if (unified) nops = (ops[0] = unified_op(b, s, q, v, o, scale)) != NULL;
     else nops = composite_ops(b, s, q, v, o, scale, ops);
-    if (!nops || !(g = make(b, CUDNN_BACKEND_OPERATIONGRAPH_DESCRIPTOR))) return NULL;
+    if (!nops || !(g = sf_cudnn_make(b, CUDNN_BACKEND_OPERATIONGRAPH_DESCRIPTOR))) return NULL;
     SET(b, g, CUDNN_ATTR_OPERATIONGRAPH_OPS, CUDNN_TYPE_BACKEND_DESCRIPTOR, nops, ops);
     if (b->handle) SET(b, g, CUDNN_ATTR_OPERATIONGRAPH_HANDLE, CUDNN_TYPE_HANDLE, 1, &b->handle);
     CK(b, b->api->finalize(g), "operation graph finalize");
@@ -295,153 +180,6 @@ fail:
     return NULL;
 }
 
-/* ---- plans: heuristics A, FALLBACK, then every engine ----------------------------------------- */
-
-typedef struct found {
-    bdesc plan;
-    int64_t workspace, engine;
-    char desc[96];
-} found;
-
-/* Finalize an execution plan for one engine config; 1 = done (f filled). */
-static int plan_try(build *b, bdesc cfg, found *f, const char *label) {
-    bdesc plan = make(b, CUDNN_BACKEND_EXECUTION_PLAN_DESCRIPTOR), eng = NULL;
-    int64_t n = 0, ws = 0, engine = -1;
-    if (!plan) return 0;
-    if (b->handle) SET(b, plan, CUDNN_ATTR_EXECUTION_PLAN_HANDLE, CUDNN_TYPE_HANDLE, 1, &b->handle);
-    if (b->devprop) SET(b, plan, CUDNN_ATTR_EXECUTION_PLAN_DEVICEPROP, CUDNN_TYPE_BACKEND_DESCRIPTOR, 1, &b->devprop);
-    SET(b, plan, CUDNN_ATTR_EXECUTION_PLAN_ENGINE_CONFIG, CUDNN_TYPE_BACKEND_DESCRIPTOR, 1, &cfg);
-    CK(b, b->api->finalize(plan), "execution plan finalize");
-    CK(b, b->api->get_attr(plan, CUDNN_ATTR_EXECUTION_PLAN_WORKSPACE_SIZE, CUDNN_TYPE_INT64, 1, &n, &ws),
-       "plan workspace size");
-    if ((eng = make(b, CUDNN_BACKEND_ENGINE_DESCRIPTOR)) &&
-        b->api->get_attr(cfg, CUDNN_ATTR_ENGINECFG_ENGINE, CUDNN_TYPE_BACKEND_DESCRIPTOR, 1, &n, &eng) ==
-            CUDNN_STATUS_SUCCESS)
-        b->api->get_attr(eng, CUDNN_ATTR_ENGINE_GLOBAL_INDEX, CUDNN_TYPE_INT64, 1, &n, &engine);
-    f->plan = plan, f->workspace = ws, f->engine = engine;
-    snprintf(f->desc, sizeof f->desc, "%s engine %lld ws %lld", label, (long long)engine, (long long)ws);
-    if (b->debug) fprintf(stderr, "sf-cudnn:   plan finalized: %s\n", f->desc);
-    return 1;
-fail:
-    return 0;
-}
-
-/* Heuristics in one mode; tries each returned config. */
-static int plan_heur(build *b, bdesc g, cudnnBackendHeurMode_t mode, const char *label, found *f) {
-    bdesc heur = make(b, CUDNN_BACKEND_ENGINEHEUR_DESCRIPTOR), cfgs[32];
-    int64_t count = 0, got = 0;
-    if (!heur) return 0;
-    SET(b, heur, CUDNN_ATTR_ENGINEHEUR_OPERATION_GRAPH, CUDNN_TYPE_BACKEND_DESCRIPTOR, 1, &g);
-    SET(b, heur, CUDNN_ATTR_ENGINEHEUR_MODE, CUDNN_TYPE_HEUR_MODE, 1, &mode);
-    if (b->devprop) SET(b, heur, CUDNN_ATTR_ENGINEHEUR_DEVICEPROP, CUDNN_TYPE_BACKEND_DESCRIPTOR, 1, &b->devprop);
-    CK(b, b->api->finalize(heur), "heuristics finalize");
-    CK(b, b->api->get_attr(heur, CUDNN_ATTR_ENGINEHEUR_RESULTS, CUDNN_TYPE_BACKEND_DESCRIPTOR, 0, &count, NULL),
-       "heuristics result count");
-    if (count > 32) count = 32;
-    for (int64_t i = 0; i < count; i++)
-        if (!(cfgs[i] = make(b, CUDNN_BACKEND_ENGINECFG_DESCRIPTOR))) return 0;
-    if (count > 0)
-        CK(b, b->api->get_attr(heur, CUDNN_ATTR_ENGINEHEUR_RESULTS, CUDNN_TYPE_BACKEND_DESCRIPTOR, count, &got, cfgs),
-           "heuristics results");
-    if (b->debug) fprintf(stderr, "sf-cudnn: %s: %lld engine config(s), %lld returned\n", label, (long long)count, (long long)got);
-    size_t k = strlen(b->tried);
-    snprintf(b->tried + k, sizeof b->tried - k, " %s %lld/%lld cfg;", strchr(label, ' ') + 1, (long long)got,
-             (long long)count);
-    for (int64_t i = 0; i < got; i++) {
-        int mark = b->l->n;
-        if (b->debug) fprintf(stderr, "sf-cudnn: %s: config %lld\n", label, (long long)i);
-        if (plan_try(b, cfgs[i], f, label)) return 1;
-        dl_drop(b->api, b->l, mark);
-    }
-    return 0;
-fail:
-    return 0;
-}
-
-/* A finalized engine config for eng with knob values val[0..nk) of types typ[]; NULL if refused. */
-static bdesc engine_cfg(build *b, bdesc eng, int nk, const cudnnBackendKnobType_t *typ, const int64_t *val) {
-    bdesc kc[8], cfg;
-    for (int j = 0; j < nk; j++) {
-        if (!(kc[j] = make(b, CUDNN_BACKEND_KNOB_CHOICE_DESCRIPTOR))) return NULL;
-        SET(b, kc[j], CUDNN_ATTR_KNOB_CHOICE_KNOB_TYPE, CUDNN_TYPE_KNOB_TYPE, 1, &typ[j]);
-        SET(b, kc[j], CUDNN_ATTR_KNOB_CHOICE_KNOB_VALUE, CUDNN_TYPE_INT64, 1, &val[j]);
-        CK(b, b->api->finalize(kc[j]), "knob choice finalize");
-    }
-    if (!(cfg = make(b, CUDNN_BACKEND_ENGINECFG_DESCRIPTOR))) return NULL;
-    SET(b, cfg, CUDNN_ATTR_ENGINECFG_ENGINE, CUDNN_TYPE_BACKEND_DESCRIPTOR, 1, &eng);
-    if (nk) SET(b, cfg, CUDNN_ATTR_ENGINECFG_KNOB_CHOICES, CUDNN_TYPE_BACKEND_DESCRIPTOR, nk, kc);
-    CK(b, b->api->finalize(cfg), "engine config finalize");
-    return cfg;
-fail:
-    return NULL;
-}
-
-/* The engine's knobs (at most 8): types and ranges. Returns their count. */
-static int engine_knobs(build *b, bdesc eng, cudnnBackendKnobType_t typ[8], int64_t lo[8], int64_t hi[8], int64_t step[8]) {
-    bdesc ki[8];
-    int64_t n = 0, c;
-    for (int j = 0; j < 8; j++)
-        if (!(ki[j] = make(b, CUDNN_BACKEND_KNOB_INFO_DESCRIPTOR))) return 0;
-    if (bad(b, b->api->get_attr(eng, CUDNN_ATTR_ENGINE_KNOB_INFO, CUDNN_TYPE_BACKEND_DESCRIPTOR, 8, &n, ki), "knob info"))
-        return 0;
-    for (int j = 0; j < n; j++) {
-        typ[j] = 0, lo[j] = hi[j] = 0, step[j] = 1;
-        b->api->get_attr(ki[j], CUDNN_ATTR_KNOB_INFO_TYPE, CUDNN_TYPE_KNOB_TYPE, 1, &c, &typ[j]);
-        b->api->get_attr(ki[j], CUDNN_ATTR_KNOB_INFO_MINIMUM_VALUE, CUDNN_TYPE_INT64, 1, &c, &lo[j]);
-        b->api->get_attr(ki[j], CUDNN_ATTR_KNOB_INFO_MAXIMUM_VALUE, CUDNN_TYPE_INT64, 1, &c, &hi[j]);
-        b->api->get_attr(ki[j], CUDNN_ATTR_KNOB_INFO_STRIDE, CUDNN_TYPE_INT64, 1, &c, &step[j]);
-        if (step[j] < 1) step[j] = 1;
-    }
-    return (int)n;
-}
-
-/* Every engine by global index: first with cuDNN's default knobs, then (an engine that refuses
- * those, like the SDPA_FWD engines whose KERNEL_CFG must be chosen) with its first knob swept over
- * up to 64 values and the others at their minimum. */
-static int plan_engines(build *b, bdesc g, const char *label, found *f) {
-    int64_t count = 0, n = 0, ok = 0;
-    CK(b, b->api->get_attr(g, CUDNN_ATTR_OPERATIONGRAPH_ENGINE_GLOBAL_COUNT, CUDNN_TYPE_INT64, 1, &n, &count),
-       "engine global count");
-    if (b->debug) fprintf(stderr, "sf-cudnn: %s: %lld engines\n", label, (long long)count);
-    for (int64_t i = 0; i < count; i++) {
-        int mark = b->l->n, nk;
-        bdesc eng = make(b, CUDNN_BACKEND_ENGINE_DESCRIPTOR), cfg;
-        cudnnBackendKnobType_t typ[8];
-        int64_t lo[8], hi[8], step[8], val[8];
-        if (b->debug) fprintf(stderr, "sf-cudnn: %s: engine %lld\n", label, (long long)i);
-        if (!eng) break;
-        if (bad(b, b->api->set_attr(eng, CUDNN_ATTR_ENGINE_OPERATION_GRAPH, CUDNN_TYPE_BACKEND_DESCRIPTOR, 1, &g), "engine graph") ||
-            bad(b, b->api->set_attr(eng, CUDNN_ATTR_ENGINE_GLOBAL_INDEX, CUDNN_TYPE_INT64, 1, &i), "engine index") ||
-            (b->devprop && bad(b, b->api->set_attr(eng, CUDNN_ATTR_ENGINE_DEVICEPROP, CUDNN_TYPE_BACKEND_DESCRIPTOR, 1,
-                                                    &b->devprop), "engine deviceprop")) ||
-            bad(b, b->api->finalize(eng), "engine finalize")) {
-            dl_drop(b->api, b->l, mark);
-            continue;
-        }
-        int tries = 0, at = b->l->n;
-        if ((cfg = engine_cfg(b, eng, 0, NULL, NULL))) {
-            ok++;
-            if (plan_try(b, cfg, f, label)) return 1;
-        } else if ((nk = engine_knobs(b, eng, typ, lo, hi, step)) > 0) {
-            for (int j = 0; j < nk; j++) val[j] = lo[j];
-            for (; val[0] <= hi[0] && tries < 64; val[0] += step[0], tries++) {
-                dl_drop(b->api, b->l, at);
-                if (b->debug) fprintf(stderr, "sf-cudnn: %s: engine %lld knob %d = %lld\n", label, (long long)i,
-                                      (int)typ[0], (long long)val[0]);
-                if (!(cfg = engine_cfg(b, eng, nk, typ, val))) continue;
-                ok++;
-                if (plan_try(b, cfg, f, label)) return 1;
-            }
-        }
-        dl_drop(b->api, b->l, mark);
-    }
-    size_t k = strlen(b->tried);
-    snprintf(b->tried + k, sizeof b->tried - k, " engines: %lld configs usable of %lld engines;", (long long)ok,
-             (long long)count);
-    return 0;
-fail:
-    return 0;
-}
 
 /* SF_CUDNN_ONLY (testing aid) restricts the search: "composite", "unified", "heurA", "fallback",
  * "enum" or a graph and a mode ("composite enum"). Unset: everything. */
@@ -454,7 +192,7 @@ static int allowed(const char *kind, const char *mode) {
 }
 
 /* The plan search over both graphs. Descriptors of the winning plan stay in b->l. */
-static int plan_search(build *b, const shape *s, found *f) {
+static int plan_search(sf_cudnn_build *b, const shape *s, sf_cudnn_found *f) {
     for (int unified = 1; unified >= 0; unified--) {
         const char *kind = unified ? "unified" : "composite";
         char label[48];
@@ -473,37 +211,24 @@ static int plan_search(build *b, const shape *s, found *f) {
         if (!g) {
             k = strlen(b->tried);
             snprintf(b->tried + k, sizeof b->tried - k, " graph rejected;");
-            dl_drop(b->api, b->l, mark);
+            sf_cudnn_dl_drop(b->api, b->l, mark);
             continue;
         }
         snprintf(label, sizeof label, "%s heurA", kind);
-        if (allowed(kind, "heurA") && plan_heur(b, g, CUDNN_HEUR_MODE_A, label, f)) return 1;
+        if (allowed(kind, "heurA") && sf_cudnn_plan_heur(b, g, CUDNN_HEUR_MODE_A, label, f)) return 1;
         snprintf(label, sizeof label, "%s fallback", kind);
-        if (allowed(kind, "fallback") && plan_heur(b, g, CUDNN_HEUR_MODE_FALLBACK, label, f)) return 1;
+        if (allowed(kind, "fallback") && sf_cudnn_plan_heur(b, g, CUDNN_HEUR_MODE_FALLBACK, label, f)) return 1;
         snprintf(label, sizeof label, "%s enum", kind);
-        if (allowed(kind, "enum") && plan_engines(b, g, label, f)) return 1;
-        dl_drop(b->api, b->l, mark);
+        if (allowed(kind, "enum") && sf_cudnn_plan_engines(b, g, label, f)) return 1;
+        sf_cudnn_dl_drop(b->api, b->l, mark);
     }
     return 0;
 }
 
-/* NVRTC is what most often stops cuDNN's runtime-compiled engines (all SDPA engines on sm_90):
- * cuDNN dlopens libnvrtc.so.<CUDA major>; say so when it cannot be loaded. */
-static void nvrtc_hint(const cudnn_api *a, char *buf, size_t n) {
-    char name[32];
-    snprintf(name, sizeof name, "libnvrtc.so.%d", (int)(a->cudart_version() / 1000));
-    void *h = dlopen(name, RTLD_LAZY | RTLD_LOCAL);
-    if (h) {
-        dlclose(h);
-        buf[0] = 0;
-    } else {
-        snprintf(buf, n, "; %s cannot be loaded (runtime-compiled engines need it: put the CUDA toolkit's lib on LD_LIBRARY_PATH)", name);
-    }
-}
 
-static sf_status search_fail(build *b, const shape *s, sf_err *err) {
+static sf_status search_fail(sf_cudnn_build *b, const shape *s, sf_err *err) {
     char hint[160];
-    nvrtc_hint(b->api, hint, sizeof hint);
+    sf_cudnn_nvrtc_hint(b->api, hint, sizeof hint);
     return sf_fail(err, SF_E_UNSUPPORTED,
                    "cuDNN %d has no engine for bf16 SDPA Lq %lld Lk %lld H %lld d %lld (%s last: %s)%s%s", b->api->version,
                    (long long)s->Lq, (long long)s->Lk, (long long)s->H, (long long)s->d, b->tried,
@@ -522,23 +247,19 @@ static sf_status shape_check(const shape *s, sf_err *err) {
     return SF_OK;
 }
 
-static int debug_on(void) {
-    const char *e = getenv("SF_CUDNN_DEBUG");
-    return e && *e && strcmp(e, "0") != 0;
-}
 
 /* ---- the handle-bound object --------------------------------------------------------------- */
 
 typedef struct sdpa_plan {
     shape key;
-    found f;
-    dlist l; /* every descriptor the plan refers to */
+    sf_cudnn_found f;
+    sf_cudnn_dlist l; /* every descriptor the plan refers to */
 } sdpa_plan;
 
 struct sf_sdpa {
-    cudnn_api api;
+    sf_cudnn_api api;
     cudnnHandle_t handle;
-    dlist base;    /* the DEVICEPROP descriptor */
+    sf_cudnn_dlist base;    /* the DEVICEPROP descriptor */
     bdesc devprop; /* NULL when this cuDNN cannot make one from the handle */
     sdpa_plan *plans;
     int nplans, capplans;
@@ -547,8 +268,8 @@ struct sf_sdpa {
 };
 
 sf_status sf_sdpa_cudnn_version(int *version, sf_err *err) {
-    cudnn_api a;
-    sf_status st = api_load(&a, err);
+    sf_cudnn_api a;
+    sf_status st = sf_cudnn_api_load(&a, err);
     *version = st == SF_OK ? a.version : 0;
     return st;
 }
@@ -559,7 +280,7 @@ sf_status sf_sdpa_new(sf_sdpa **out, void *cuda_stream, sf_err *err) {
     cudnnStatus_t cs;
     *out = NULL;
     if (!s) return sf_fail(err, SF_E_NOMEM, "sdpa: out of memory");
-    if ((st = api_load(&s->api, err))) goto fail;
+    if ((st = sf_cudnn_api_load(&s->api, err))) goto fail;
     if ((cs = s->api.create(&s->handle)) != CUDNN_STATUS_SUCCESS) {
         s->handle = NULL;
         st = sf_fail(err, SF_E_DEVICE, "cudnnCreate: %s (no usable CUDA device?)", s->api.error_string(cs));
@@ -570,10 +291,10 @@ sf_status sf_sdpa_new(sf_sdpa **out, void *cuda_stream, sf_err *err) {
         goto fail;
     }
     /* device properties from the handle: the heuristics need them (see the file comment) */
-    build b = {.api = &s->api, .l = &s->base, .debug = debug_on()};
-    bdesc dp = make(&b, CUDNN_BACKEND_DEVICEPROP_DESCRIPTOR);
-    if (dp && !bad(&b, s->api.set_attr(dp, CUDNN_ATTR_DEVICEPROP_HANDLE, CUDNN_TYPE_HANDLE, 1, &s->handle), "deviceprop handle") &&
-        !bad(&b, s->api.finalize(dp), "deviceprop finalize"))
+    sf_cudnn_build b = {.api = &s->api, .l = &s->base, .debug = sf_cudnn_debug_on()};
+    bdesc dp = sf_cudnn_make(&b, CUDNN_BACKEND_DEVICEPROP_DESCRIPTOR);
+    if (dp && !sf_cudnn_bad(&b, s->api.set_attr(dp, CUDNN_ATTR_DEVICEPROP_HANDLE, CUDNN_TYPE_HANDLE, 1, &s->handle), "deviceprop handle") &&
+        !sf_cudnn_bad(&b, s->api.finalize(dp), "deviceprop finalize"))
         s->devprop = dp;
     else if (b.debug)
         fprintf(stderr, "sf-cudnn: no device properties from the handle (%s); the handle alone is used\n", b.why);
@@ -587,9 +308,9 @@ fail:
 void sf_sdpa_destroy(sf_sdpa **sp) {
     sf_sdpa *s = sp ? *sp : NULL;
     if (!s) return;
-    for (int i = 0; i < s->nplans; i++) dl_free(&s->api, &s->plans[i].l);
+    for (int i = 0; i < s->nplans; i++) sf_cudnn_dl_free(&s->api, &s->plans[i].l);
     free(s->plans);
-    if (s->api.lib) dl_free(&s->api, &s->base);
+    if (s->api.lib) sf_cudnn_dl_free(&s->api, &s->base);
     if (s->ws) cudaFree(s->ws);
     if (s->handle) s->api.destroy(s->handle);
     free(s);
@@ -616,17 +337,17 @@ static sf_status plan_get(sf_sdpa *s, const shape *k, sdpa_plan **out, sf_err *e
     sdpa_plan *p = &s->plans[s->nplans];
     memset(p, 0, sizeof *p);
     p->key = *k;
-    build b = {.api = &s->api, .handle = s->handle, .devprop = s->devprop, .l = &p->l, .debug = debug_on()};
+    sf_cudnn_build b = {.api = &s->api, .handle = s->handle, .devprop = s->devprop, .l = &p->l, .debug = sf_cudnn_debug_on()};
     if (!plan_search(&b, k, &p->f)) {
         st = search_fail(&b, k, err);
-        dl_free(&s->api, &p->l);
+        sf_cudnn_dl_free(&s->api, &p->l);
         return st;
     }
     if ((size_t)p->f.workspace > s->ws_bytes) { /* grow once; never shrinks */
         void *ws = NULL;
         cudaError_t ce = cudaMalloc(&ws, (size_t)p->f.workspace);
         if (ce != cudaSuccess) {
-            dl_free(&s->api, &p->l);
+            sf_cudnn_dl_free(&s->api, &p->l);
             return sf_fail(err, SF_E_DEVICE, "sdpa: cudaMalloc(%lld B workspace): %s", (long long)p->f.workspace,
                            cudaGetErrorString(ce));
         }
@@ -665,19 +386,19 @@ sf_status sf_sdpa_forward(sf_sdpa *s, int64_t Lq, int64_t Lk, int H, int d, cons
     if ((st = plan_get(s, &key, &p, err))) return st;
     int64_t uids[5] = {UID_Q, UID_K, UID_V, UID_O, UID_SCALE};
     void *ptrs[5] = {(void *)q, (void *)k, (void *)v, o, &scale};
-    dlist l = {0};
-    build b = {.api = &s->api, .l = &l};
-    bdesc vp = make(&b, CUDNN_BACKEND_VARIANT_PACK_DESCRIPTOR);
+    sf_cudnn_dlist l = {0};
+    sf_cudnn_build b = {.api = &s->api, .l = &l};
+    bdesc vp = sf_cudnn_make(&b, CUDNN_BACKEND_VARIANT_PACK_DESCRIPTOR);
     if (!vp) goto fail;
     SET(&b, vp, CUDNN_ATTR_VARIANT_PACK_UNIQUE_IDS, CUDNN_TYPE_INT64, 5, uids);
     SET(&b, vp, CUDNN_ATTR_VARIANT_PACK_DATA_POINTERS, CUDNN_TYPE_VOID_PTR, 5, ptrs);
     SET(&b, vp, CUDNN_ATTR_VARIANT_PACK_WORKSPACE, CUDNN_TYPE_VOID_PTR, 1, &s->ws);
     CK(&b, s->api.finalize(vp), "variant pack finalize");
     CK(&b, s->api.execute(s->handle, p->f.plan, vp), "cudnnBackendExecute");
-    dl_free(&s->api, &l);
+    sf_cudnn_dl_free(&s->api, &l);
     return SF_OK;
 fail:
-    dl_free(&s->api, &l);
+    sf_cudnn_dl_free(&s->api, &l);
     return sf_fail(err, SF_E_DEVICE, "sdpa (%s): %s", p->f.desc, b.why);
 }
 
@@ -686,20 +407,20 @@ fail:
 sf_status sf_sdpa_plan_deviceless(const char *deviceprop_json_path, int64_t Lq, int64_t Lk, int H, int d,
                                   int64_t ldq, int64_t ldk, int64_t ldo, char *desc, size_t desc_n, sf_err *err) {
     shape k = {Lq, Lk, H, d, ldq, ldk, ldo};
-    cudnn_api a;
-    dlist l = {0};
+    sf_cudnn_api a;
+    sf_cudnn_dlist l = {0};
     char *json = NULL;
     size_t n = 0;
-    found f = {0};
+    sf_cudnn_found f = {0};
     sf_status st;
     if (desc_n) desc[0] = 0;
-    if ((st = shape_check(&k, err)) || (st = api_load(&a, err))) return st;
+    if ((st = shape_check(&k, err)) || (st = sf_cudnn_api_load(&a, err))) return st;
     if ((st = sf_read_file(deviceprop_json_path, &json, &n, 1 << 20, err))) return st;
-    build b = {.api = &a, .l = &l, .debug = debug_on()};
-    bdesc dp = make(&b, CUDNN_BACKEND_DEVICEPROP_DESCRIPTOR);
-    if (!dp || bad(&b, a.set_attr(dp, CUDNN_ATTR_DEVICEPROP_JSON_REPRESENTATION, CUDNN_TYPE_CHAR, (int64_t)n, json),
+    sf_cudnn_build b = {.api = &a, .l = &l, .debug = sf_cudnn_debug_on()};
+    bdesc dp = sf_cudnn_make(&b, CUDNN_BACKEND_DEVICEPROP_DESCRIPTOR);
+    if (!dp || sf_cudnn_bad(&b, a.set_attr(dp, CUDNN_ATTR_DEVICEPROP_JSON_REPRESENTATION, CUDNN_TYPE_CHAR, (int64_t)n, json),
                    "deviceprop JSON") ||
-        bad(&b, a.finalize(dp), "deviceprop finalize")) {
+        sf_cudnn_bad(&b, a.finalize(dp), "deviceprop finalize")) {
         st = sf_fail(err, SF_E_FORMAT, "%s: not a cuDNN device description (%s)", deviceprop_json_path, b.why);
         goto done;
     }
@@ -710,7 +431,7 @@ sf_status sf_sdpa_plan_deviceless(const char *deviceprop_json_path, int64_t Lq, 
     }
     snprintf(desc, desc_n, "%s", f.desc);
 done:
-    dl_free(&a, &l);
+    sf_cudnn_dl_free(&a, &l);
     free(json);
     return st;
 }

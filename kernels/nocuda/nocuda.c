@@ -1,10 +1,12 @@
 /* nocuda.c — the CUDA entry points of a CPU-only build (no nvcc at build time): each one
  * reports that CUDA is not compiled in, so --device cuda fails with a clear message.
- * Also stubs every function of kernels/cuda_ops.h, kernels/sdpa_cuda.h and kernels/t5_cuda.h (SF_E_DEVICE). Tested by tests/unit/test_cuda_kernels.c. */
+ * Also stubs every function of kernels/cuda_ops.h, sdpa_cuda.h, t5_cuda.h, conv_cuda.h and vae_ops_cuda.h (SF_E_DEVICE). Tested by tests/unit/test_cuda_kernels.c. */
 #include "cuda_ops.h"
 #include "device.h"
+#include "conv_cuda.h"
 #include "sdpa_cuda.h"
 #include "t5_cuda.h"
+#include "vae_ops_cuda.h"
 
 #include <string.h>
 
@@ -332,5 +334,66 @@ sf_status sf_t5_gated_gelu_cuda(const sf_cuda_ctx *ctx, int64_t M, int64_t F, co
 sf_status sf_t5_fill_random_cuda(const sf_cuda_ctx *ctx, void *p, int64_t n, uint64_t seed, float scale,
                                  sf_err *err) {
     (void)ctx, (void)p, (void)n, (void)seed, (void)scale;
+    return SF_NO_CUDA(err);
+}
+
+/* kernels/vae_ops_cuda.h: the VAE decoder's GPU glue — unavailable here. */
+sf_status sf_vae_rms_norm_cuda(const sf_cuda_ctx *ctx, int64_t P, int64_t C, const void *x, const float *gamma,
+                               int silu, void *y, sf_err *err) {
+    (void)ctx, (void)P, (void)C, (void)x, (void)gamma, (void)silu, (void)y;
+    return SF_NO_CUDA(err);
+}
+sf_status sf_vae_upsample2x_cuda(const sf_cuda_ctx *ctx, int64_t n, int64_t H, int64_t W, int64_t C, const void *x,
+                                 int64_t fstride, int64_t pstride, void *y, sf_err *err) {
+    (void)ctx, (void)n, (void)H, (void)W, (void)C, (void)x, (void)fstride, (void)pstride, (void)y;
+    return SF_NO_CUDA(err);
+}
+sf_status sf_vae_unscale_cuda(const sf_cuda_ctx *ctx, int64_t C, int64_t HW, const float *z, const float *mr, int bf16,
+                              void *y, int64_t ldy, sf_err *err) {
+    (void)ctx, (void)C, (void)HW, (void)z, (void)mr, (void)bf16, (void)y, (void)ldy;
+    return SF_NO_CUDA(err);
+}
+sf_status sf_vae_bias_res_cuda(const sf_cuda_ctx *ctx, int64_t P, int64_t C, void *y, const void *bias,
+                               const void *res, sf_err *err) {
+    (void)ctx, (void)P, (void)C, (void)y, (void)bias, (void)res;
+    return SF_NO_CUDA(err);
+}
+sf_status sf_vae_to_pixels_cuda(const sf_cuda_ctx *ctx, int64_t n, int64_t P, int64_t ldx, const void *x, uint8_t *u8,
+                                float *video, sf_err *err) {
+    (void)ctx, (void)n, (void)P, (void)ldx, (void)x, (void)u8, (void)video;
+    return SF_NO_CUDA(err);
+}
+
+/* kernels/conv_cuda.h: cuDNN conv3d — unavailable here. */
+sf_status sf_conv_cudnn_new(sf_conv_cudnn **out, const sf_cuda_ctx *ctx, sf_err *err) {
+    (void)ctx;
+    *out = NULL;
+    return SF_NO_CUDA(err);
+}
+void sf_conv_cudnn_destroy(sf_conv_cudnn **c) {
+    if (c) *c = NULL;
+}
+sf_status sf_conv_cudnn_prepare(sf_conv_cudnn *c, const sf_conv_shape *s, sf_err *err) {
+    (void)c, (void)s;
+    return SF_NO_CUDA(err);
+}
+sf_status sf_conv_cudnn_forward(sf_conv_cudnn *c, const sf_conv_shape *s, const void *x, const void *w,
+                                const void *bias, const void *res, void *y, sf_err *err) {
+    (void)c, (void)s, (void)x, (void)w, (void)bias, (void)res, (void)y;
+    return SF_NO_CUDA(err);
+}
+sf_status sf_conv_cudnn_describe(const sf_conv_cudnn *c, const sf_conv_shape *s, char *desc, size_t n, sf_err *err) {
+    (void)c, (void)s;
+    if (n) desc[0] = 0;
+    return SF_NO_CUDA(err);
+}
+size_t sf_conv_cudnn_bytes(const sf_conv_cudnn *c) {
+    (void)c;
+    return 0;
+}
+sf_status sf_conv_cudnn_plan_deviceless(const char *deviceprop_json_path, const sf_conv_shape *s, char *desc,
+                                        size_t desc_n, sf_err *err) {
+    (void)deviceprop_json_path, (void)s;
+    if (desc_n) desc[0] = 0;
     return SF_NO_CUDA(err);
 }

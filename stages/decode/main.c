@@ -12,6 +12,8 @@
 #include "tfile.h"
 #include "wire.h"
 #include "stages/decode/vae.h"
+#include "stages/decode/bench_vae.h"
+#include "stages/decode/vae_cuda.h"
 #include "stages/decode/video.h"
 
 #include <signal.h>
@@ -30,8 +32,9 @@ static const sf_opt opts[] = {
     {"vae", 0, SF_ARG_VALUE, "PATH\tVAE checkpoint (default <model-dir>/Wan2.1_VAE.pth)"},
     {"fps", 0, SF_ARG_VALUE, "N\tframes per second (default 16, like the reference)"},
     {"threads", 0, SF_ARG_VALUE, "N\tCPU threads (default: all CPUs)"},
-    {"device", 0, SF_ARG_VALUE, "DEV\tcpu (the VAE decoder runs on the CPU)"},
+    {"device", 0, SF_ARG_VALUE, "DEV\tcpu, cuda or cuda:N (bf16 on an NVIDIA GPU, sm_80 or newer; only uint8 frames come back)"},
     {"gpu-id", 0, SF_ARG_VALUE, "N\talias of --device cuda:N"},
+    {"bench", 0, SF_ARG_VALUE, "1.3b|tiny\tGPU decoder benchmark with random weights (1.3b: 21 latent frames -> 81 at 832x480; needs --device cuda)"},
     {"bf16-unscale", 0, SF_ARG_FLAG, "un-scale latents in bf16 like the bf16 reference pipeline (SPEC 8.1)"},
     {"progress", 0, SF_ARG_VALUE, "auto|none\tprogress lines on stderr"},
     SF_OPTS_STD,
@@ -42,6 +45,8 @@ typedef struct run {
     const char *vae_path, *out_path, *save_path;
     int fps, threads, bf16, progress;
     sf_vae *vae;
+    int cuda, ordinal;   /* --device cuda[:N] */
+    sf_vae_cuda *gpu;    /* the GPU decoder (weights from vae) */
     sf_video_writer *vw;
     float *video;        /* --save-video: all frames [T, 3, H, W] */
     int64_t video_cap, video_n;
@@ -61,15 +66,24 @@ static sf_status ensure_init(run *r, int64_t C, int64_t h, int64_t w, sf_err *er
                            (long long)r->vae->st.h, (long long)r->vae->st.w);
         return SF_OK;
     }
-    if ((s = sf_vae_new(r->vae_path, h, w, r->threads, &r->vae, err)) != SF_OK) return s;
+    sf_tfile *tf = NULL; /* on the GPU only config + weights are needed, not the CPU decoder's state */
+    if ((s = sf_tfile_open(r->vae_path, &tf, err)) != SF_OK) return s;
+    if ((s = sf_vae_new_from(tf, h, w, r->threads, !r->cuda, &r->vae, err)) != SF_OK) return s;
     r->vae->cfg.bf16_unscale = r->bf16;
     if (C != r->vae->cfg.z_dim)
         return sf_fail(err, SF_E_SHAPE, "latents have %lld channels but the VAE expects %lld", (long long)C,
                        (long long)r->vae->cfg.z_dim);
+    if (r->cuda && (s = sf_vae_cuda_new(r->vae, r->ordinal, &r->gpu, err)) != SF_OK) return s;
     int64_t H = h << r->vae->cfg.n_up, W = w << r->vae->cfg.n_up;
     if (r->out_path && (s = sf_video_open(r->out_path, (int)W, (int)H, r->fps, &r->vw, err)) != SF_OK) return s;
-    sf_info("VAE %s: dim %lld, %lldx%lld latents -> %lldx%lld frames, %d threads", r->vae_path,
-            (long long)r->vae->cfg.dim, (long long)h, (long long)w, (long long)W, (long long)H, r->vae->cfg.threads);
+    if (r->gpu)
+        sf_info("VAE %s: dim %lld, %lldx%lld latents -> %lldx%lld frames, on cuda:%d (%.2f GiB)", r->vae_path,
+                (long long)r->vae->cfg.dim, (long long)h, (long long)w, (long long)W, (long long)H, r->ordinal,
+                sf_vae_cuda_bytes(r->gpu) / 1073741824.0);
+    else
+        sf_info("VAE %s: dim %lld, %lldx%lld latents -> %lldx%lld frames, %d threads", r->vae_path,
+                (long long)r->vae->cfg.dim, (long long)h, (long long)w, (long long)W, (long long)H,
+                r->vae->cfg.threads);
     return SF_OK;
 }
 
@@ -77,7 +91,7 @@ static sf_status ensure_init(run *r, int64_t C, int64_t h, int64_t w, sf_err *er
 static sf_status decode_block(run *r, const float *z, int64_t n, sf_err *err) {
     sf_status s;
     const int64_t H = r->vae->st.h << r->vae->cfg.n_up, W = r->vae->st.w << r->vae->cfg.n_up, fe = 3 * H * W;
-    int64_t nf = sf_vae_frames_for(r->vae, n), got = 0;
+    int64_t nf = r->gpu ? sf_vae_cuda_frames_for(r->gpu, n) : sf_vae_frames_for(r->vae, n), got = 0;
     if (nf > r->blk_cap) {
         free(r->u8);
         r->u8 = sf_calloc2((size_t)(nf * fe), 1);
@@ -93,7 +107,9 @@ static sf_status decode_block(run *r, const float *z, int64_t n, sf_err *err) {
         r->video_cap = cap;
     }
     float *dst = r->save_path ? r->video + r->video_n * fe : NULL;
-    if ((s = sf_vae_decode(r->vae, z, n, dst, r->vw ? r->u8 : NULL, &got, err)) != SF_OK) return s;
+    s = r->gpu ? sf_vae_cuda_decode(r->gpu, z, n, dst, r->vw ? r->u8 : NULL, &got, err)
+               : sf_vae_decode(r->vae, z, n, dst, r->vw ? r->u8 : NULL, &got, err);
+    if (s != SF_OK) return s;
     for (int64_t f = 0; r->vw && f < got; f++)
         if ((s = sf_video_write(r->vw, r->u8 + f * fe, err)) != SF_OK) return s;
     if (r->save_path) r->video_n += got;
@@ -211,7 +227,15 @@ int main(int argc, char **argv) {
     const char *dev_s = sf_args_get(&a, opts, "device"), *gpu = sf_args_get(&a, opts, "gpu-id");
     sf_device dev = {0, 0};
     if ((dev_s || gpu) && (s = sf_device_parse(dev_s ? dev_s : gpu, &dev, &err)) != SF_OK) sf_die(prog, s, &err);
-    if (dev.cuda) sf_warn("the VAE decoder has no CUDA path yet; decoding on the CPU");
+    /* a missing driver / GPU is one line before anything is read or written */
+    if (dev.cuda && (s = sf_device_check(&dev, &err)) != SF_OK) sf_die(prog, s, &err);
+    r.cuda = dev.cuda;
+    r.ordinal = dev.ordinal;
+    if ((v = sf_args_get(&a, opts, "bench"))) {
+        if ((s = sf_decode_bench(v, dev.cuda ? dev.ordinal : -1, &err)) != SF_OK) sf_die(prog, s, &err);
+        sf_args_free(&a);
+        return 0;
+    }
     long fps = 16, threads = 0;
     if ((v = sf_args_get(&a, opts, "fps")) && (s = sf_arg_long("--fps", v, 1, 1000, &fps, &err)) != SF_OK)
         sf_die(prog, s, &err);
@@ -267,6 +291,7 @@ int main(int argc, char **argv) {
         s = sf_safetensors_write(r.save_path, &e, 1, NULL, 0, &err);
     }
     sf_video_abort(&r.vw);
+    sf_vae_cuda_destroy(&r.gpu);
     sf_vae_destroy(&r.vae);
     free(r.video);
     free(r.u8);

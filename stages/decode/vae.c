@@ -293,20 +293,35 @@ void sf_vae_reset(sf_vae *v) {
 }
 
 sf_status sf_vae_new(const char *path, int64_t h, int64_t w, int threads, sf_vae **out, sf_err *err) {
+    sf_tfile *tf = NULL;
     sf_status s;
     *out = NULL;
     if (h <= 0 || w <= 0 || h > 4096 || w > 4096)
         return sf_fail(err, SF_E_ARG, "VAE: latent size %lldx%lld out of range", (long long)h, (long long)w);
+    if ((s = sf_tfile_open(path, &tf, err)) != SF_OK) return s;
+    return sf_vae_new_from(tf, h, w, threads, 1, out, err);
+}
+
+sf_status sf_vae_new_from(sf_tfile *tf, int64_t h, int64_t w, int threads, int cpu_state, sf_vae **out, sf_err *err) {
+    sf_status s;
+    *out = NULL;
+    if (h <= 0 || w <= 0 || h > 4096 || w > 4096) {
+        sf_tfile_destroy(&tf);
+        return sf_fail(err, SF_E_ARG, "VAE: latent size %lldx%lld out of range", (long long)h, (long long)w);
+    }
     sf_vae *v = calloc(1, sizeof *v);
-    if (!v) return sf_fail(err, SF_E_NOMEM, "out of memory");
+    if (!v) {
+        sf_tfile_destroy(&tf);
+        return sf_fail(err, SF_E_NOMEM, "out of memory");
+    }
+    v->wt.file = tf;
     v->cfg.threads = threads > 0 ? threads : sf_cpu_count();
-    if ((s = sf_tfile_open(path, &v->wt.file, err)) != SF_OK) goto fail;
     if ((s = infer_config(v, err)) != SF_OK) goto fail;
     if ((s = load_weights(v, err)) != SF_OK) goto fail;
     v->st.h = h;
     v->st.w = w;
-    if ((s = plan_state(v, 0, err)) != SF_OK) goto fail;
-    if ((s = plan_state(v, 1, err)) != SF_OK) goto fail;
+    if (cpu_state && (s = plan_state(v, 0, err)) != SF_OK) goto fail;
+    if (cpu_state && (s = plan_state(v, 1, err)) != SF_OK) goto fail;
     sf_vae_reset(v);
     *out = v;
     return SF_OK;
@@ -403,21 +418,10 @@ static sf_status decode_frame(sf_vae *v, const float *zf, float **res, int64_t *
     int slot = 0;
     sf_status s;
 
-    /* un-scale: z / (1/std) + mean (float32 division by the float32 reciprocal, like
-     * WanVAE_.decode with scale = [mean, 1/std]); bf16_unscale reproduces the bf16 pipeline. */
-    for (int64_t ch = 0; ch < C; ch++) {
-        float m = sf_vae_latent_mean[ch % 16], sd = sf_vae_latent_std[ch % 16], r;
-        if (c->bf16_unscale) {
-            m = sf_round_bf16(m);
-            r = sf_round_bf16(1.0f / sf_round_bf16(sd));
-        } else {
-            r = 1.0f / sd;
-        }
-        for (int64_t p = 0; p < H * W; p++) {
-            float zz = zf[ch * H * W + p];
-            A[ch * H * W + p] = c->bf16_unscale ? sf_round_bf16(sf_round_bf16(sf_round_bf16(zz) / r) + m) : zz / r + m;
-        }
-    }
+    /* un-scale (kernels/vae_ops.h: float32 z / (1/std) + mean, or the bf16 pipeline's rounding) */
+    float mr[2 * 4096];
+    sf_vae_unscale_consts(sf_vae_latent_mean, sf_vae_latent_std, C, c->bf16_unscale, mr);
+    sf_vae_unscale_cpu(zf, C, H * W, mr, c->bf16_unscale, A);
     TAP("latent_unscaled", A);
     TRY(frame_conv(v, A, 1, C, C, H, W, 1, Wt->conv2_w, Wt->conv2_b, B, err));
     SWAP(A, B);
@@ -495,6 +499,7 @@ sf_status sf_vae_decode(sf_vae *v, const float *z, int64_t n, float *video, uint
     int64_t done = 0;
     *n_out = 0;
     if (n < 0 || !z) return sf_fail(err, SF_E_ARG, "VAE decode: bad arguments");
+    if (!v->st.buf[0]) return sf_fail(err, SF_E_ARG, "VAE decode: opened without the CPU decoder's state");
     for (int64_t t = 0; t < n; t++) {
         float *res;
         int64_t nf;

@@ -95,6 +95,10 @@ extern const float sf_vae_latent_std[16];
  * architecture from tensor shapes, check every tensor's presence and shape, and allocate the
  * state for latents of h×w. threads <= 0 means one per CPU. Caller destroys with sf_vae_destroy. */
 sf_status sf_vae_new(const char *path, int64_t h, int64_t w, int threads, sf_vae **out, sf_err *err);
+/* The same from an open tensor file (ownership passes to the VAE, also on failure); cpu_state 0
+ * skips the CPU decoder's caches and buffers (a GPU decoder borrows only config and weights;
+ * sf_vae_decode must then not be called). */
+sf_status sf_vae_new_from(sf_tfile *tf, int64_t h, int64_t w, int threads, int cpu_state, sf_vae **out, sf_err *err);
 void sf_vae_destroy(sf_vae **v);
 
 /* Clear the causal caches: the next decoded latent frame is frame 0 of a new video. */

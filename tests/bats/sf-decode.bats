@@ -168,3 +168,19 @@ probe() { # FILE → "width,height,rate,frames"
     run -0 sf-decode --help
     assert_output --partial "--save-video"
 }
+
+@test "--device cuda without a usable GPU: one-line error, exit 1, no output (with one: decodes)" {
+    mkdir "$T/out"
+    if nvidia-smi >/dev/null 2>&1; then
+        run -0 sf-decode --latents "$LAT" --vae "$VAE" --device cuda -o "$T/out/x.y4m"
+        [ -s "$T/out/x.y4m" ]
+        skip "a GPU is present: the refusal is not testable here"
+    fi
+    run -1 --separate-stderr sf-decode --latents "$LAT" --vae "$VAE" --device cuda -o "$T/out/x.y4m"
+    [ "${#stderr_lines[@]}" -eq 1 ]
+    [[ "$stderr" == *"--device cpu"* ]]
+    [ -z "$(ls "$T/out")" ]
+    run -1 --separate-stderr sf-decode --latents "$LAT" --vae "$VAE" --gpu_id 0 --save-video "$T/out/v.safetensors"
+    [ "${#stderr_lines[@]}" -eq 1 ]
+    [ -z "$(ls "$T/out")" ]
+}

@@ -13,10 +13,15 @@
 #   3. test_dit_cuda              golden dit_forward / dit_pipeline_* / taps on the GPU (bf16 tolerances)
 #      test_t5_glue_gpu           the umT5 encoder's kernels against their CPU references
 #      test_t5_cuda               golden t5 (all 28 prompts, prompt-0 intermediates) on the GPU
+#      test_vae_glue              the VAE decoder's own kernels vs their CPU references
+#      test_conv_plans            the VAE's cuDNN conv3d (every tiny-golden shape) vs sf_conv3d_cpu
+#      test_vae_cuda              the GPU VAE decoder vs the vae golden (streamed = one-shot);
+#                                 then sf-decode --device cuda vs --device cpu
 #   4. compute-sanitizer          memcheck on small end-to-end runs (test_dit_cuda forward, test_t5_cuda
-#                                 all_prompts), racecheck on the kernels (DiT's and umT5's)
+#                                 all_prompts, test_vae_cuda), racecheck on the kernels (DiT's and umT5's)
 #   5. sf-denoise --bench 1.3b    full size, random weights: ms per forward, video s, GPU memory
 #      sf-encode --bench xxl      full-size umT5-XXL, random weights: ms per 512-token prompt, GPU memory
+#      sf-decode --bench 1.3b     the VAE decoder, full size, random weights: s per 3-latent block, video s, memory
 #   6. the reference PyTorch bench (../shared/refbench/ref_bench.py, copied into .ref) in the same call
 # Everything lands in $OUT (at most 8 files come back): summary.txt, report.txt, bench.txt,
 # ref_bench.json, deviceprop.json. A step that fails prints enough to fix it blind.
@@ -73,11 +78,14 @@ step sdpa 120 env SF_CUDNN_DEBUG=1 "$G/tests/test_sdpa_plans" forward_gpu # devi
 step dit_cuda 180 "$G/tests/test_dit_cuda"
 step t5_glue 60 "$G/tests/test_t5_glue_gpu"
 step t5_cuda 120 "$G/tests/test_t5_cuda"
+step vae_glue 60 "$G/tests/test_vae_glue" # the VAE's own kernels vs kernels/vae_ops.h
+step conv 120 env SF_CUDNN_DEBUG=1 "$G/tests/test_conv_plans" forward_gpu # the VAE's cuDNN conv3d vs sf_conv3d_cpu
+step vae_cuda 180 env SF_TEST_VERBOSE=1 "$G/tests/test_vae_cuda" # GPU VAE decoder vs the vae golden, streamed = one-shot
 
 cs=$(command -v compute-sanitizer || ls /usr/local/cuda*/bin/compute-sanitizer 2>/dev/null | head -n1)
 if [ -n "$cs" ]; then
     for spec in "memcheck test_dit_cuda forward" "racecheck test_cuda_kernels" "memcheck test_t5_cuda all_prompts" \
-        "racecheck test_t5_glue_gpu"; do
+        "racecheck test_t5_glue_gpu" "memcheck test_vae_cuda vae_cuda_golden"; do
         set -- $spec
         timeout 120 "$cs" --tool "$1" --error-exitcode 99 "$G/tests/$2" ${3:-} >/tmp/sf-san-$1.log 2>&1
         rc=$?
@@ -91,6 +99,16 @@ if [ -n "$cs" ]; then
 else
     row compute-sanitizer "not found"
 fi
+
+echo "== sf-decode --device cuda vs --device cpu on the vae golden latents (video: max abs diff <= 0.1, the bound of SF_TOL_VAE_BF16)"
+for d in cuda cpu; do
+    timeout 120 sf-decode --latents tests/golden/expect/vae.safetensors:z --vae tests/golden/model/Wan2.1_VAE.pth \
+        --device $d --save-video /tmp/sf-vae-$d.safetensors -o /tmp/sf-vae-$d.y4m 2>&1 | tail -n 2
+done
+sf-tensor diff /tmp/sf-vae-cpu.safetensors /tmp/sf-vae-cuda.safetensors --rtol 0 --atol 0.1 -q 2>&1 | tail -n 3
+rd=${PIPESTATUS[0]}
+row "sf-decode --device cuda" "diff vs cpu exit $rd"
+[ "$rd" -eq 0 ] || fail=1
 
 echo "== figure4.sh --gpu_id 0 (the reference command on the GPU) vs the same on the CPU, tiny model"
 M=/tmp/sf-tiny
@@ -119,6 +137,11 @@ echo "== bench: sf-denoise --bench 1.3b --device cuda (random weights, 832x480, 
 timeout 150 sf-denoise --bench 1.3b --device cuda:0 --progress none 2>&1 | tee "$OUT/bench.txt"
 rc=${PIPESTATUS[0]}
 row "bench sfpipe" "exit $rc; $(grep -m1 'gpu video:' "$OUT/bench.txt" | sed 's/^denoise 1.3b gpu video: //')"
+[ "$rc" -eq 0 ] || fail=1
+echo "== bench: sf-decode --bench 1.3b --device cuda (random weights, 21 latent frames -> 81 frames at 832x480)"
+timeout 150 sf-decode --bench 1.3b --device cuda:0 2>&1 | tee -a "$OUT/bench.txt"
+rc=${PIPESTATUS[0]}
+row "bench sf-decode" "exit $rc; $(grep -m1 'decode 1.3b gpu video:' "$OUT/bench.txt" | sed 's/^decode 1.3b gpu video: //')"
 [ "$rc" -eq 0 ] || fail=1
 echo "== bench again with SF_CUDA_PROFILE=1 (events around every op: where the time goes)"
 SF_CUDA_PROFILE=1 timeout 120 sf-denoise --bench 1.3b --device cuda:0 --progress none 2>&1 | grep -E 'gpu (video|profile)' | tee -a "$OUT/bench.txt"

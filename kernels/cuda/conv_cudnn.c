@@ -1,0 +1,331 @@
+/* conv_cudnn.c — kernels/conv_cuda.h: the VAE's NDHWC bf16 conv3d through cuDNN's backend graph
+ * API, plain C11, cuDNN dlopen'd (kernels/cuda/cudnn_util.h; the plan search is the DiT
+ * attention's). Learned from shared/device/cudnn-probe/conv3d_cudnn.c.
+ *
+ * Two graphs per shape, tried in order:
+ *   fused  conv_fprop (x, w → virtual f32) → + bias (bf16 [1,cout,1,1,1]) → + res → y bf16
+ *          (only the parts the shape asks for; cuDNN's runtime fusion engines);
+ *   plain  conv_fprop (x, w → y bf16); bias / residual then by sf_vae_bias_res_cuda.
+ * Each through heuristics A, FALLBACK, then every engine (cudnn_util). The temporal padding is 0:
+ * the causal cache is the input buffer's first kt−1 frames (see conv_cuda.h).
+ * Tested by tests/unit/test_conv_plans.c (deviceless plans for every VAE shape; GPU forward). */
+#include "conv_cuda.h"
+#include "cuda/cudnn_util.h"
+#include "vae_ops_cuda.h"
+
+#include <cuda_runtime_api.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+enum { UID_X = 1, UID_W, UID_Y, UID_B, UID_R, UID_VIRT = 100 };
+
+/* 5-D NDHWC tensor (n, c, t, h, w) of dtype dt; virtual = a fused intermediate. */
+static bdesc tensor5(sf_cudnn_build *b, int64_t uid, cudnnDataType_t dt, int64_t n, int64_t c, int64_t t, int64_t h,
+                     int64_t w, bool virt) {
+    bdesc d = sf_cudnn_make(b, CUDNN_BACKEND_TENSOR_DESCRIPTOR);
+    int64_t dim[5] = {n, c, t, h, w}, str[5] = {c * t * h * w, 1, h * w * c, w * c, c}, al = 16;
+    if (!d) return NULL;
+    SET(b, d, CUDNN_ATTR_TENSOR_UNIQUE_ID, CUDNN_TYPE_INT64, 1, &uid);
+    SET(b, d, CUDNN_ATTR_TENSOR_DATA_TYPE, CUDNN_TYPE_DATA_TYPE, 1, &dt);
+    SET(b, d, CUDNN_ATTR_TENSOR_DIMENSIONS, CUDNN_TYPE_INT64, 5, dim);
+    SET(b, d, CUDNN_ATTR_TENSOR_STRIDES, CUDNN_TYPE_INT64, 5, str);
+    SET(b, d, CUDNN_ATTR_TENSOR_BYTE_ALIGNMENT, CUDNN_TYPE_INT64, 1, &al);
+    SET(b, d, CUDNN_ATTR_TENSOR_IS_VIRTUAL, CUDNN_TYPE_BOOLEAN, 1, &virt);
+    CK(b, b->api->finalize(d), "tensor finalize");
+    return d;
+fail:
+    return NULL;
+}
+
+static bdesc op_add(sf_cudnn_build *b, bdesc x, bdesc y, bdesc out) {
+    bdesc pw = sf_cudnn_make(b, CUDNN_BACKEND_POINTWISE_DESCRIPTOR);
+    bdesc op = pw ? sf_cudnn_make(b, CUDNN_BACKEND_OPERATION_POINTWISE_DESCRIPTOR) : NULL;
+    cudnnPointwiseMode_t mode = CUDNN_POINTWISE_ADD;
+    cudnnDataType_t f32 = CUDNN_DATA_FLOAT;
+    if (!op) return NULL;
+    SET(b, pw, CUDNN_ATTR_POINTWISE_MODE, CUDNN_TYPE_POINTWISE_MODE, 1, &mode);
+    SET(b, pw, CUDNN_ATTR_POINTWISE_MATH_PREC, CUDNN_TYPE_DATA_TYPE, 1, &f32);
+    CK(b, b->api->finalize(pw), "pointwise finalize");
+    SET(b, op, CUDNN_ATTR_OPERATION_POINTWISE_PW_DESCRIPTOR, CUDNN_TYPE_BACKEND_DESCRIPTOR, 1, &pw);
+    SET(b, op, CUDNN_ATTR_OPERATION_POINTWISE_XDESC, CUDNN_TYPE_BACKEND_DESCRIPTOR, 1, &x);
+    SET(b, op, CUDNN_ATTR_OPERATION_POINTWISE_BDESC, CUDNN_TYPE_BACKEND_DESCRIPTOR, 1, &y);
+    SET(b, op, CUDNN_ATTR_OPERATION_POINTWISE_YDESC, CUDNN_TYPE_BACKEND_DESCRIPTOR, 1, &out);
+    CK(b, b->api->finalize(op), "pointwise op finalize");
+    return op;
+fail:
+    return NULL;
+}
+
+/* The finalized operation graph; fused = with the bias / residual epilogue. */
+static bdesc graph_new(sf_cudnn_build *b, const sf_conv_shape *s, int fused) {
+    const cudnnDataType_t bf = CUDNN_DATA_BFLOAT16, f32 = CUDNN_DATA_FLOAT;
+    const int pad = (s->k - 1) / 2, n_epi = fused ? (s->bias != 0) + (s->residual != 0) : 0;
+    int64_t uid = UID_VIRT;
+    bdesc x = tensor5(b, UID_X, bf, 1, s->cin, s->t_out + s->kt - 1, s->h, s->w, false);
+    bdesc w = x ? tensor5(b, UID_W, bf, s->cout, s->cin, s->kt, s->k, s->k, false) : NULL;
+    bdesc y = w ? tensor5(b, n_epi ? uid++ : UID_Y, n_epi ? f32 : bf, 1, s->cout, s->t_out, s->h, s->w, n_epi > 0) : NULL;
+    bdesc conv = y ? sf_cudnn_make(b, CUDNN_BACKEND_CONVOLUTION_DESCRIPTOR) : NULL;
+    bdesc op = conv ? sf_cudnn_make(b, CUDNN_BACKEND_OPERATION_CONVOLUTION_FORWARD_DESCRIPTOR) : NULL, ops[3], g;
+    int64_t nd = 3, pre[3] = {0, pad, pad}, post[3] = {0, pad, pad}, dil[3] = {1, 1, 1}, str[3] = {1, 1, 1};
+    cudnnConvolutionMode_t mode = CUDNN_CROSS_CORRELATION;
+    float one = 1.0f, zero = 0.0f;
+    int nops = 0;
+    if (!op) return NULL;
+    SET(b, conv, CUDNN_ATTR_CONVOLUTION_COMP_TYPE, CUDNN_TYPE_DATA_TYPE, 1, &f32);
+    SET(b, conv, CUDNN_ATTR_CONVOLUTION_CONV_MODE, CUDNN_TYPE_CONVOLUTION_MODE, 1, &mode);
+    SET(b, conv, CUDNN_ATTR_CONVOLUTION_SPATIAL_DIMS, CUDNN_TYPE_INT64, 1, &nd);
+    SET(b, conv, CUDNN_ATTR_CONVOLUTION_PRE_PADDINGS, CUDNN_TYPE_INT64, 3, pre);
+    SET(b, conv, CUDNN_ATTR_CONVOLUTION_POST_PADDINGS, CUDNN_TYPE_INT64, 3, post);
+    SET(b, conv, CUDNN_ATTR_CONVOLUTION_DILATIONS, CUDNN_TYPE_INT64, 3, dil);
+    SET(b, conv, CUDNN_ATTR_CONVOLUTION_FILTER_STRIDES, CUDNN_TYPE_INT64, 3, str);
+    CK(b, b->api->finalize(conv), "convolution finalize");
+    SET(b, op, CUDNN_ATTR_OPERATION_CONVOLUTION_FORWARD_X, CUDNN_TYPE_BACKEND_DESCRIPTOR, 1, &x);
+    SET(b, op, CUDNN_ATTR_OPERATION_CONVOLUTION_FORWARD_W, CUDNN_TYPE_BACKEND_DESCRIPTOR, 1, &w);
+    SET(b, op, CUDNN_ATTR_OPERATION_CONVOLUTION_FORWARD_Y, CUDNN_TYPE_BACKEND_DESCRIPTOR, 1, &y);
+    SET(b, op, CUDNN_ATTR_OPERATION_CONVOLUTION_FORWARD_CONV_DESC, CUDNN_TYPE_BACKEND_DESCRIPTOR, 1, &conv);
+    SET(b, op, CUDNN_ATTR_OPERATION_CONVOLUTION_FORWARD_ALPHA, CUDNN_TYPE_FLOAT, 1, &one);
+    SET(b, op, CUDNN_ATTR_OPERATION_CONVOLUTION_FORWARD_BETA, CUDNN_TYPE_FLOAT, 1, &zero);
+    CK(b, b->api->finalize(op), "convolution op finalize");
+    ops[nops++] = op;
+    if (fused && s->bias) { /* + bias: into y, or into another f32 intermediate when a residual follows */
+        bdesc bt = tensor5(b, UID_B, bf, 1, s->cout, 1, 1, 1, false);
+        bdesc out = bt ? tensor5(b, s->residual ? uid++ : UID_Y, s->residual ? f32 : bf, 1, s->cout, s->t_out, s->h,
+                                 s->w, s->residual != 0)
+                       : NULL;
+        if (!out || !(ops[nops++] = op_add(b, y, bt, out))) return NULL;
+        y = out;
+    }
+    if (fused && s->residual) { /* + res → y */
+        bdesc rt = tensor5(b, UID_R, bf, 1, s->cout, s->t_out, s->h, s->w, false);
+        bdesc out = rt ? tensor5(b, UID_Y, bf, 1, s->cout, s->t_out, s->h, s->w, false) : NULL;
+        if (!out || !(ops[nops++] = op_add(b, y, rt, out))) return NULL;
+    }
+    if (!(g = sf_cudnn_make(b, CUDNN_BACKEND_OPERATIONGRAPH_DESCRIPTOR))) return NULL;
+    SET(b, g, CUDNN_ATTR_OPERATIONGRAPH_OPS, CUDNN_TYPE_BACKEND_DESCRIPTOR, nops, ops);
+    if (b->handle) SET(b, g, CUDNN_ATTR_OPERATIONGRAPH_HANDLE, CUDNN_TYPE_HANDLE, 1, &b->handle);
+    CK(b, b->api->finalize(g), "operation graph finalize");
+    return g;
+fail:
+    return NULL;
+}
+
+/* fused graph (when the shape has an epilogue) then plain; *fused tells which won. */
+static int plan_search(sf_cudnn_build *b, const sf_conv_shape *s, sf_cudnn_found *f, int *fused) {
+    for (int fu = (s->bias || s->residual) ? 1 : 0; fu >= 0; fu--) {
+        const char *kind = fu ? "fused" : "plain";
+        const char *only = getenv("SF_CUDNN_ONLY"); /* testing aid: "fused" or "plain" */
+        char label[48];
+        if (only && *only && (strstr(only, "fused") || strstr(only, "plain")) && !strstr(only, kind)) continue;
+        int mark = b->l->n;
+        size_t k = strlen(b->tried);
+        snprintf(b->tried + k, sizeof b->tried - k, "%s%s:", k ? " " : "", kind);
+        bdesc g = graph_new(b, s, fu);
+        if (!g) {
+            k = strlen(b->tried);
+            snprintf(b->tried + k, sizeof b->tried - k, " graph rejected;");
+            sf_cudnn_dl_drop(b->api, b->l, mark);
+            continue;
+        }
+        *fused = fu;
+        snprintf(label, sizeof label, "%s heurA", kind);
+        if (sf_cudnn_plan_heur(b, g, CUDNN_HEUR_MODE_A, label, f)) return 1;
+        snprintf(label, sizeof label, "%s fallback", kind);
+        if (sf_cudnn_plan_heur(b, g, CUDNN_HEUR_MODE_FALLBACK, label, f)) return 1;
+        snprintf(label, sizeof label, "%s enum", kind);
+        if (sf_cudnn_plan_engines(b, g, label, f)) return 1;
+        sf_cudnn_dl_drop(b->api, b->l, mark);
+    }
+    return 0;
+}
+
+static sf_status shape_check(const sf_conv_shape *s, sf_err *err) {
+    if (s->cin < 8 || s->cout < 8 || s->cin % 8 || s->cout % 8 || s->h < 1 || s->w < 1 || s->t_out < 1 ||
+        (s->kt != 1 && s->kt != 3) || (s->k != 1 && s->k != 3))
+        return sf_fail(err, SF_E_ARG,
+                       "conv: bad shape cin %lld cout %lld %lldx%lld t_out %lld kernel %dx%dx%d (channels multiples of "
+                       "8, kt and k 1 or 3)",
+                       (long long)s->cin, (long long)s->cout, (long long)s->h, (long long)s->w, (long long)s->t_out,
+                       s->kt, s->k, s->k);
+    return SF_OK;
+}
+
+static sf_status search_fail(sf_cudnn_build *b, const sf_conv_shape *s, sf_err *err) {
+    char hint[160];
+    sf_cudnn_nvrtc_hint(b->api, hint, sizeof hint);
+    return sf_fail(err, SF_E_UNSUPPORTED,
+                   "cuDNN %d has no engine for the bf16 NDHWC conv %lld->%lld %lldx%lld t %lld kernel %dx%dx%d%s%s (%s "
+                   "last: %s)%s%s",
+                   b->api->version, (long long)s->cin, (long long)s->cout, (long long)s->h, (long long)s->w,
+                   (long long)s->t_out, s->kt, s->k, s->k, s->bias ? " +bias" : "", s->residual ? " +res" : "",
+                   b->tried, b->why[0] ? b->why : "none", hint,
+                   b->debug ? "" : "; SF_CUDNN_DEBUG=1 shows every attempt");
+}
+
+static int same(const sf_conv_shape *a, const sf_conv_shape *b) {
+    return a->cin == b->cin && a->cout == b->cout && a->h == b->h && a->w == b->w && a->t_out == b->t_out &&
+           a->kt == b->kt && a->k == b->k && !!a->bias == !!b->bias && !!a->residual == !!b->residual;
+}
+
+/* ---- the handle-bound object --------------------------------------------------------------- */
+
+typedef struct conv_plan {
+    sf_conv_shape key;
+    sf_cudnn_found f;
+    int fused;
+    sf_cudnn_dlist l;
+} conv_plan;
+
+struct sf_conv_cudnn {
+    sf_cudnn_api api;
+    const sf_cuda_ctx *ctx;
+    cudnnHandle_t handle;
+    sf_cudnn_dlist base; /* the DEVICEPROP descriptor */
+    bdesc devprop;
+    conv_plan *plans;
+    int nplans, capplans;
+    void *ws;
+    size_t ws_bytes;
+};
+
+sf_status sf_conv_cudnn_new(sf_conv_cudnn **out, const sf_cuda_ctx *ctx, sf_err *err) {
+    sf_conv_cudnn *c = calloc(1, sizeof *c);
+    sf_status st;
+    cudnnStatus_t cs;
+    *out = NULL;
+    if (!c) return sf_fail(err, SF_E_NOMEM, "conv: out of memory");
+    c->ctx = ctx;
+    if ((st = sf_cudnn_api_load(&c->api, err))) goto fail;
+    if ((cs = c->api.create(&c->handle)) != CUDNN_STATUS_SUCCESS) {
+        c->handle = NULL;
+        st = sf_fail(err, SF_E_DEVICE, "cudnnCreate: %s (no usable CUDA device?)", c->api.error_string(cs));
+        goto fail;
+    }
+    if ((cs = c->api.set_stream(c->handle, (cudaStream_t)ctx->stream)) != CUDNN_STATUS_SUCCESS) {
+        st = sf_fail(err, SF_E_DEVICE, "cudnnSetStream: %s", c->api.error_string(cs));
+        goto fail;
+    }
+    sf_cudnn_build b = {.api = &c->api, .l = &c->base, .debug = sf_cudnn_debug_on()};
+    c->devprop = sf_cudnn_devprop_handle(&b, c->handle);
+    *out = c;
+    return SF_OK;
+fail:
+    sf_conv_cudnn_destroy(&c);
+    return st;
+}
+
+void sf_conv_cudnn_destroy(sf_conv_cudnn **cp) {
+    sf_conv_cudnn *c = cp ? *cp : NULL;
+    if (!c) return;
+    for (int i = 0; i < c->nplans; i++) sf_cudnn_dl_free(&c->api, &c->plans[i].l);
+    free(c->plans);
+    if (c->api.lib) sf_cudnn_dl_free(&c->api, &c->base);
+    if (c->ws) cudaFree(c->ws);
+    if (c->handle) c->api.destroy(c->handle);
+    free(c);
+    *cp = NULL;
+}
+
+static conv_plan *plan_find(const sf_conv_cudnn *c, const sf_conv_shape *s) {
+    for (int i = 0; i < c->nplans; i++)
+        if (same(&c->plans[i].key, s)) return &c->plans[i];
+    return NULL;
+}
+
+sf_status sf_conv_cudnn_prepare(sf_conv_cudnn *c, const sf_conv_shape *s, sf_err *err) {
+    sf_status st = shape_check(s, err);
+    if (st || plan_find(c, s)) return st;
+    if (c->nplans == c->capplans) {
+        int cap = c->capplans ? 2 * c->capplans : 16;
+        conv_plan *p = realloc(c->plans, sizeof *p * (size_t)cap);
+        if (!p) return sf_fail(err, SF_E_NOMEM, "conv: out of memory");
+        c->plans = p, c->capplans = cap;
+    }
+    conv_plan *p = &c->plans[c->nplans];
+    memset(p, 0, sizeof *p);
+    p->key = *s;
+    sf_cudnn_build b = {.api = &c->api, .handle = c->handle, .devprop = c->devprop, .l = &p->l,
+                        .debug = sf_cudnn_debug_on()};
+    if (!plan_search(&b, s, &p->f, &p->fused)) {
+        st = search_fail(&b, s, err);
+        sf_cudnn_dl_free(&c->api, &p->l);
+        return st;
+    }
+    if ((size_t)p->f.workspace > c->ws_bytes) { /* grows at init only */
+        void *ws = NULL;
+        cudaError_t ce = cudaMalloc(&ws, (size_t)p->f.workspace);
+        if (ce != cudaSuccess) {
+            sf_cudnn_dl_free(&c->api, &p->l);
+            return sf_fail(err, ce == cudaErrorMemoryAllocation ? SF_E_NOMEM : SF_E_DEVICE,
+                           "conv: cudaMalloc(%lld B workspace): %s", (long long)p->f.workspace, cudaGetErrorString(ce));
+        }
+        if (c->ws) cudaFree(c->ws);
+        c->ws = ws, c->ws_bytes = (size_t)p->f.workspace;
+    }
+    c->nplans++;
+    return SF_OK;
+}
+
+sf_status sf_conv_cudnn_describe(const sf_conv_cudnn *c, const sf_conv_shape *s, char *desc, size_t n, sf_err *err) {
+    const conv_plan *p = plan_find(c, s);
+    if (!p) return sf_fail(err, SF_E_NOTFOUND, "conv: shape not prepared");
+    snprintf(desc, n, "%s", p->f.desc);
+    return SF_OK;
+}
+
+size_t sf_conv_cudnn_bytes(const sf_conv_cudnn *c) { return c ? c->ws_bytes : 0; }
+
+sf_status sf_conv_cudnn_forward(sf_conv_cudnn *c, const sf_conv_shape *s, const void *x, const void *w,
+                                const void *bias, const void *res, void *y, sf_err *err) {
+    conv_plan *p = plan_find(c, s);
+    if (!p)
+        return sf_fail(err, SF_E_ARG, "conv %lld->%lld %lldx%lld t %lld: no plan prepared at init", (long long)s->cin,
+                       (long long)s->cout, (long long)s->h, (long long)s->w, (long long)s->t_out);
+    if (!x || !w || !y || (s->bias && !bias) || (s->residual && !res) ||
+        (((uintptr_t)x | (uintptr_t)w | (uintptr_t)y | (uintptr_t)bias | (uintptr_t)res) & 15))
+        return sf_fail(err, SF_E_ARG, "conv: x, w, y (and bias, res when used) must be 16-byte aligned device pointers");
+    int64_t uids[5] = {UID_X, UID_W, UID_Y, UID_B, UID_R};
+    void *ptrs[5] = {(void *)x, (void *)w, y, (void *)bias, (void *)res};
+    int np = 3;
+    if (p->fused && s->bias) uids[np] = UID_B, ptrs[np++] = (void *)bias;
+    if (p->fused && s->residual) uids[np] = UID_R, ptrs[np++] = (void *)res;
+    sf_cudnn_dlist l = {0};
+    sf_cudnn_build b = {.api = &c->api, .l = &l};
+    bdesc vp = sf_cudnn_make(&b, CUDNN_BACKEND_VARIANT_PACK_DESCRIPTOR);
+    if (!vp) goto fail;
+    SET(&b, vp, CUDNN_ATTR_VARIANT_PACK_UNIQUE_IDS, CUDNN_TYPE_INT64, np, uids);
+    SET(&b, vp, CUDNN_ATTR_VARIANT_PACK_DATA_POINTERS, CUDNN_TYPE_VOID_PTR, np, ptrs);
+    SET(&b, vp, CUDNN_ATTR_VARIANT_PACK_WORKSPACE, CUDNN_TYPE_VOID_PTR, 1, &c->ws);
+    CK(&b, c->api.finalize(vp), "variant pack finalize");
+    CK(&b, c->api.execute(c->handle, p->f.plan, vp), "cudnnBackendExecute");
+    sf_cudnn_dl_free(&c->api, &l);
+    if (!p->fused && (s->bias || s->residual))
+        return sf_vae_bias_res_cuda(c->ctx, s->t_out * s->h * s->w, s->cout, y, s->bias ? bias : NULL,
+                                    s->residual ? res : NULL, err);
+    return SF_OK;
+fail:
+    sf_cudnn_dl_free(&c->api, &l);
+    return sf_fail(err, SF_E_DEVICE, "conv %lld->%lld %lldx%lld (%s): %s", (long long)s->cin, (long long)s->cout,
+                   (long long)s->h, (long long)s->w, p->f.desc, b.why);
+}
+
+sf_status sf_conv_cudnn_plan_deviceless(const char *deviceprop_json_path, const sf_conv_shape *s, char *desc,
+                                        size_t desc_n, sf_err *err) {
+    sf_cudnn_api a;
+    sf_cudnn_dlist l = {0};
+    sf_cudnn_found f = {0};
+    int fused = 0;
+    sf_status st;
+    if (desc_n) desc[0] = 0;
+    if ((st = shape_check(s, err)) || (st = sf_cudnn_api_load(&a, err))) return st;
+    sf_cudnn_build b = {.api = &a, .l = &l, .debug = sf_cudnn_debug_on()};
+    if ((st = sf_cudnn_devprop_json(&b, deviceprop_json_path, &b.devprop, err))) goto done;
+    if (!plan_search(&b, s, &f, &fused)) {
+        st = search_fail(&b, s, err);
+        goto done;
+    }
+    snprintf(desc, desc_n, "%s", f.desc);
+done:
+    sf_cudnn_dl_free(&a, &l);
+    return st;
+}

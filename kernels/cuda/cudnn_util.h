@@ -1,0 +1,94 @@
+/* cudnn_util.h — internal to kernels/cuda: what every cuDNN backend-graph user shares. The
+ * dlopen'd library table (sf_cudnn_api: libcudnn.so.9 or $SF_CUDNN_LIB, never linked), the
+ * descriptor list that a failed attempt truncates back to a mark, the plan search over heuristics
+ * mode A, FALLBACK and every engine by global index (with a knob sweep), NVRTC diagnosis and the
+ * SF_CUDNN_DEBUG switch. Extracted unchanged from sdpa_cudnn.c (the DiT's flash attention) so that
+ * conv_cudnn.c (the VAE's conv3d) uses the same search; tested through both
+ * (tests/unit/test_sdpa_plans.c, tests/unit/test_conv_plans.c). Plain C11, cuDNN headers only
+ * for types and enums. */
+#ifndef SF_CUDNN_UTIL_H
+#define SF_CUDNN_UTIL_H
+
+#include "sf.h"
+
+#include <cudnn_graph.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+typedef cudnnBackendDescriptor_t bdesc;
+
+typedef struct sf_cudnn_api {
+    void *lib;
+    int version; /* cudnnGetVersion(), e.g. 91900 */
+    __typeof__(&cudnnGetVersion) get_version;
+    __typeof__(&cudnnGetCudartVersion) cudart_version;
+    __typeof__(&cudnnGetErrorString) error_string;
+    __typeof__(&cudnnGetLastErrorString) last_error;
+    __typeof__(&cudnnCreate) create;
+    __typeof__(&cudnnDestroy) destroy;
+    __typeof__(&cudnnSetStream) set_stream;
+    __typeof__(&cudnnBackendCreateDescriptor) create_desc;
+    __typeof__(&cudnnBackendDestroyDescriptor) destroy_desc;
+    __typeof__(&cudnnBackendSetAttribute) set_attr;
+    __typeof__(&cudnnBackendGetAttribute) get_attr;
+    __typeof__(&cudnnBackendFinalize) finalize;
+    __typeof__(&cudnnBackendExecute) execute;
+} sf_cudnn_api;
+
+typedef struct sf_cudnn_dlist {
+    bdesc *d;
+    int n, cap;
+} sf_cudnn_dlist;
+
+typedef struct sf_cudnn_build {
+    const sf_cudnn_api *api;
+    cudnnHandle_t handle;
+    bdesc devprop;
+    sf_cudnn_dlist *l;
+    int debug;
+    char why[256]; /* the last failing call and cuDNN's message */
+    char tried[200]; /* per graph: configs / engines seen */
+} sf_cudnn_build;
+
+#define CK(b, call, what)                     \
+    do {                                      \
+        if (sf_cudnn_bad((b), (call), (what))) goto fail; \
+    } while (0)
+
+#define SET(b, d, name, type, n, p) CK(b, (b)->api->set_attr((d), (name), (type), (n), (p)), #name)
+
+typedef struct sf_cudnn_found {
+    bdesc plan;
+    int64_t workspace, engine;
+    char desc[96];
+} sf_cudnn_found;
+
+/* Load libcudnn.so.9 ($SF_CUDNN_LIB overrides); SF_E_UNSUPPORTED with the reason when absent or
+ * older than 9.8. The library stays loaded for the life of the process. */
+sf_status sf_cudnn_api_load(sf_cudnn_api *a, sf_err *err);
+/* Destroy the descriptors of l past mark / all of them (and the list). */
+void sf_cudnn_dl_drop(const sf_cudnn_api *a, sf_cudnn_dlist *l, int mark);
+void sf_cudnn_dl_free(const sf_cudnn_api *a, sf_cudnn_dlist *l);
+/* 0 on success; otherwise records in b->why (and prints with b->debug) what failed. */
+int sf_cudnn_bad(sf_cudnn_build *b, cudnnStatus_t st, const char *what);
+/* A new descriptor appended to b->l; NULL on failure (reason in b->why). */
+bdesc sf_cudnn_make(sf_cudnn_build *b, cudnnBackendDescriptorType_t t);
+/* Finalize a plan for one engine config / for the configs of heuristics `mode` / for every engine
+ * of graph g; 1 = found (f filled; its descriptors stay in b->l). label: "<graph> <mode>". */
+int sf_cudnn_plan_try(sf_cudnn_build *b, bdesc cfg, sf_cudnn_found *f, const char *label);
+int sf_cudnn_plan_heur(sf_cudnn_build *b, bdesc g, cudnnBackendHeurMode_t mode, const char *label, sf_cudnn_found *f);
+bdesc sf_cudnn_engine_cfg(sf_cudnn_build *b, bdesc eng, int nk, const cudnnBackendKnobType_t *typ, const int64_t *val);
+int sf_cudnn_engine_knobs(sf_cudnn_build *b, bdesc eng, cudnnBackendKnobType_t typ[8], int64_t lo[8], int64_t hi[8],
+                          int64_t step[8]);
+int sf_cudnn_plan_engines(sf_cudnn_build *b, bdesc g, const char *label, sf_cudnn_found *f);
+/* "" when libnvrtc.so.<major> loads, else a hint for the error message. */
+void sf_cudnn_nvrtc_hint(const sf_cudnn_api *a, char *buf, size_t n);
+/* SF_CUDNN_DEBUG set and not "0". */
+int sf_cudnn_debug_on(void);
+/* DEVICEPROP descriptor from the saved JSON at path (deviceless plans) into b->l; SF_E_IO when the
+ * file cannot be read, SF_E_FORMAT when cuDNN rejects it. */
+sf_status sf_cudnn_devprop_json(sf_cudnn_build *b, const char *path, bdesc *out, sf_err *err);
+/* DEVICEPROP descriptor from a handle (on a GPU); NULL when this cuDNN cannot make one. */
+bdesc sf_cudnn_devprop_handle(sf_cudnn_build *b, cudnnHandle_t h);
+
+#endif

@@ -1,0 +1,189 @@
+/* vae_glue.cu — kernels/vae_ops_cuda.h: the VAE decoder's memory-bound GPU kernels, channels-last bf16
+ * with fp32 arithmetic (fp64 for SiLU's sigmoid, as the CPU's sf_silu1). CPU references in
+ * kernels/vae_ops.h (channel-first f32). Compiled by nvcc and, for tests, by g++ on the CPU
+ * emulation (kernels/cuda/emu/cuda_emu.h). Tested through the whole decoder against the vae golden:
+ * test_vae_emu (emulated, every `make test`) and test_vae_cuda (GPU). */
+#include "cuda_common.cuh"
+#include "vae_ops_cuda.h"
+
+/* ---------------------------------------------------------------- RMS norm (+ SiLU) */
+
+/* One warp per pixel, bf16x8 vectors: sum of squares in fp32 (lane-strided, then the warp sum),
+ * then y = x / max(‖x‖, 1e-12) · √C · γ [→ SiLU], rounded once. 8 warps per block. */
+static __global__ void vae_rms_kernel(const __nv_bfloat16 *__restrict__ x, __nv_bfloat16 *y, int64_t P, int C,
+                                      const float *__restrict__ gamma, int silu, float scale) {
+    const int lane = threadIdx.x & 31, nv = C / 8;
+    for (int64_t p = (int64_t)blockIdx.x * (blockDim.x / 32) + (threadIdx.x >> 5); p < P;
+         p += (int64_t)gridDim.x * (blockDim.x / 32)) {
+        const bf16x8 *xr = reinterpret_cast<const bf16x8 *>(x + p * C);
+        bf16x8 *yr = reinterpret_cast<bf16x8 *>(y + p * C);
+        float ss = 0.0f;
+        for (int v = lane; v < nv; v += 32) {
+            bf16x8 a = xr[v];
+            for (int j = 0; j < 8; j++) {
+                float f = sf_bf(a.h[j]);
+                ss += f * f;
+            }
+        }
+        ss = sf_warp_sum(ss);
+        float nrm = sqrtf(ss);
+        nrm = nrm > 1e-12f ? nrm : 1e-12f;
+        for (int v = lane; v < nv; v += 32) {
+            bf16x8 a = xr[v], o;
+            for (int j = 0; j < 8; j++) {
+                float f = sf_bf(a.h[j]) / nrm * scale * gamma[v * 8 + j];
+                if (silu) f = (float)((double)f / (1.0 + exp(-(double)f)));
+                o.h[j] = sf_tobf(f);
+            }
+            yr[v] = o;
+        }
+    }
+}
+
+extern "C" sf_status sf_vae_rms_norm_cuda(const sf_cuda_ctx *ctx, int64_t P, int64_t C, const void *x,
+                                          const float *gamma, int silu, void *y, sf_err *err) {
+    sf_status st = SF_OK;
+    SF_CUDA_REQUIRE(ctx && ctx->stream, "sf_vae_rms_norm_cuda: CUDA context not initialised");
+    SF_CUDA_REQUIRE(P >= 0 && C >= 8 && C <= 4096 && C % 8 == 0 && gamma,
+                    "sf_vae_rms_norm_cuda: bad shape P=%lld C=%lld (C a multiple of 8 up to 4096, gamma required)",
+                    (long long)P, (long long)C);
+    SF_CUDA_REQUIRE((((uintptr_t)x | (uintptr_t)y) & 15) == 0, "sf_vae_rms_norm_cuda: x, y must be 16-byte aligned");
+    if (P == 0) return SF_OK;
+    SF_LAUNCH(vae_rms_kernel, sf_cuda_blocks(P, 8), 256, 0, SF_CUDA_STREAM(ctx), (const __nv_bfloat16 *)x,
+              (__nv_bfloat16 *)y, P, (int)C, gamma, silu, (float)sqrt((double)C));
+    CUDA_CHECK_LAUNCH("vae_rms_kernel");
+    return SF_OK;
+fail:
+    return st;
+}
+
+/* ---------------------------------------------------------------- nearest 2× upsampling */
+
+/* One thread per output (frame, 2H·2W pixel, 8-channel vector). */
+static __global__ void vae_up2x_kernel(const __nv_bfloat16 *__restrict__ x, int64_t fstride, int64_t pstride,
+                                       __nv_bfloat16 *__restrict__ y, int64_t n, int H, int W, int C) {
+    const int nv = C / 8;
+    const int64_t total = n * 4 * H * W * nv;
+    for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < total;
+         i += (int64_t)gridDim.x * blockDim.x) {
+        int64_t v = i % nv, pix = i / nv;
+        int64_t f = pix / (4LL * H * W), q = pix % (4LL * H * W);
+        int64_t yy = q / (2 * W), xx = q % (2 * W);
+        const bf16x8 *src = reinterpret_cast<const bf16x8 *>(x + f * fstride + ((yy / 2) * W + xx / 2) * pstride);
+        reinterpret_cast<bf16x8 *>(y + pix * C)[v] = src[v];
+    }
+}
+
+extern "C" sf_status sf_vae_upsample2x_cuda(const sf_cuda_ctx *ctx, int64_t n, int64_t H, int64_t W, int64_t C,
+                                            const void *x, int64_t fstride, int64_t pstride, void *y, sf_err *err) {
+    sf_status st = SF_OK;
+    SF_CUDA_REQUIRE(ctx && ctx->stream, "sf_vae_upsample2x_cuda: CUDA context not initialised");
+    SF_CUDA_REQUIRE(n >= 0 && H > 0 && W > 0 && H <= 65536 && W <= 65536 && C >= 8 && C % 8 == 0 && pstride >= C &&
+                        pstride % 8 == 0 && fstride % 8 == 0,
+                    "sf_vae_upsample2x_cuda: bad shape n=%lld H=%lld W=%lld C=%lld pstride=%lld (C, strides multiples of 8)",
+                    (long long)n, (long long)H, (long long)W, (long long)C, (long long)pstride);
+    SF_CUDA_REQUIRE((((uintptr_t)x | (uintptr_t)y) & 15) == 0, "sf_vae_upsample2x_cuda: x, y must be 16-byte aligned");
+    if (n == 0) return SF_OK;
+    SF_LAUNCH(vae_up2x_kernel, sf_cuda_blocks(n * 4 * H * W * (C / 8), 256), 256, 0, SF_CUDA_STREAM(ctx),
+              (const __nv_bfloat16 *)x, fstride, pstride, (__nv_bfloat16 *)y, n, (int)H, (int)W, (int)C);
+    CUDA_CHECK_LAUNCH("vae_up2x_kernel");
+    return SF_OK;
+fail:
+    return st;
+}
+
+/* ---------------------------------------------------------------- latent un-scaling */
+
+/* One thread per (pixel, channel): reads channel-first, writes channels-last. */
+static __global__ void vae_unscale_kernel(const float *__restrict__ z, const float *__restrict__ mr, int C, int64_t HW,
+                                          int bf16, __nv_bfloat16 *__restrict__ y, int64_t ldy) {
+    const int64_t total = HW * C;
+    for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < total;
+         i += (int64_t)gridDim.x * blockDim.x) {
+        int64_t p = i / C;
+        int c = (int)(i - p * C);
+        float m = mr[c], r = mr[C + c], zz = z[(int64_t)c * HW + p];
+        y[p * ldy + c] = sf_tobf(bf16 ? sf_round_bf(sf_round_bf(sf_round_bf(zz) / r) + m) : zz / r + m);
+    }
+}
+
+extern "C" sf_status sf_vae_unscale_cuda(const sf_cuda_ctx *ctx, int64_t C, int64_t HW, const float *z, const float *mr,
+                                         int bf16, void *y, int64_t ldy, sf_err *err) {
+    sf_status st = SF_OK;
+    SF_CUDA_REQUIRE(ctx && ctx->stream, "sf_vae_unscale_cuda: CUDA context not initialised");
+    SF_CUDA_REQUIRE(C > 0 && C <= 65536 && HW >= 0 && ldy >= C && z && mr,
+                    "sf_vae_unscale_cuda: bad shape C=%lld HW=%lld ldy=%lld", (long long)C, (long long)HW,
+                    (long long)ldy);
+    if (HW == 0) return SF_OK;
+    SF_LAUNCH(vae_unscale_kernel, sf_cuda_blocks(HW * C, 256), 256, 0, SF_CUDA_STREAM(ctx), z, mr, (int)C, HW, bf16,
+              (__nv_bfloat16 *)y, ldy);
+    CUDA_CHECK_LAUNCH("vae_unscale_kernel");
+    return SF_OK;
+fail:
+    return st;
+}
+
+/* ---------------------------------------------------------------- bias / residual epilogue */
+
+static __global__ void vae_bias_res_kernel(__nv_bfloat16 *y, int64_t P, int C, const __nv_bfloat16 *__restrict__ bias,
+                                           const __nv_bfloat16 *__restrict__ res) {
+    const int64_t total = P * C;
+    for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < total;
+         i += (int64_t)gridDim.x * blockDim.x) {
+        float v = sf_bf(y[i]);
+        if (bias) v += sf_bf(bias[i % C]);
+        if (res) v += sf_bf(res[i]);
+        y[i] = sf_tobf(v);
+    }
+}
+
+extern "C" sf_status sf_vae_bias_res_cuda(const sf_cuda_ctx *ctx, int64_t P, int64_t C, void *y, const void *bias,
+                                          const void *res, sf_err *err) {
+    sf_status st = SF_OK;
+    SF_CUDA_REQUIRE(ctx && ctx->stream, "sf_vae_bias_res_cuda: CUDA context not initialised");
+    SF_CUDA_REQUIRE(P >= 0 && C > 0 && C <= 65536, "sf_vae_bias_res_cuda: bad shape P=%lld C=%lld", (long long)P,
+                    (long long)C);
+    if (P == 0 || (!bias && !res)) return SF_OK;
+    SF_LAUNCH(vae_bias_res_kernel, sf_cuda_blocks(P * C, 256), 256, 0, SF_CUDA_STREAM(ctx), (__nv_bfloat16 *)y, P,
+              (int)C, (const __nv_bfloat16 *)bias, (const __nv_bfloat16 *)res);
+    CUDA_CHECK_LAUNCH("vae_bias_res_kernel");
+    return SF_OK;
+fail:
+    return st;
+}
+
+/* ---------------------------------------------------------------- output pixels */
+
+/* One thread per (frame, pixel): the 3 RGB channels; the mapping of sf_vae_to_pixels_cpu. */
+static __global__ void vae_pixels_kernel(const __nv_bfloat16 *__restrict__ x, int64_t n, int64_t P, int64_t ldx,
+                                         uint8_t *__restrict__ u8, float *__restrict__ video) {
+    const int64_t total = n * P;
+    for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < total;
+         i += (int64_t)gridDim.x * blockDim.x) {
+        int64_t f = i / P, p = i - f * P;
+        for (int c = 0; c < 3; c++) {
+            const float x0 = sf_bf(x[i * ldx + c]);
+            float v = x0 < -1.0f ? -1.0f : (x0 > 1.0f ? 1.0f : x0);
+            if (v != v) v = 0.0f; /* NaN: video keeps it, the pixel gets 0's value (as the CPU) */
+            if (video) video[(f * 3 + c) * P + p] = x0 != x0 ? x0 : v;
+            float q = v * 0.5f + 0.5f;
+            q = q < 0.0f ? 0.0f : (q > 1.0f ? 1.0f : q);
+            if (u8) u8[i * 3 + c] = (uint8_t)(255.0f * q);
+        }
+    }
+}
+
+extern "C" sf_status sf_vae_to_pixels_cuda(const sf_cuda_ctx *ctx, int64_t n, int64_t P, int64_t ldx, const void *x,
+                                           uint8_t *u8, float *video, sf_err *err) {
+    sf_status st = SF_OK;
+    SF_CUDA_REQUIRE(ctx && ctx->stream, "sf_vae_to_pixels_cuda: CUDA context not initialised");
+    SF_CUDA_REQUIRE(n >= 0 && P >= 0 && ldx >= 3, "sf_vae_to_pixels_cuda: bad shape n=%lld P=%lld ldx=%lld",
+                    (long long)n, (long long)P, (long long)ldx);
+    if (n * P == 0 || (!u8 && !video)) return SF_OK;
+    SF_LAUNCH(vae_pixels_kernel, sf_cuda_blocks(n * P, 256), 256, 0, SF_CUDA_STREAM(ctx), (const __nv_bfloat16 *)x, n,
+              P, ldx, u8, video);
+    CUDA_CHECK_LAUNCH("vae_pixels_kernel");
+    return SF_OK;
+fail:
+    return st;
+}

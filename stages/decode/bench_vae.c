@@ -1,0 +1,107 @@
+/* bench_vae.c — `sf-decode --bench 1.3b --device cuda`: the full-size Wan2.1 VAE decoder (dim 96,
+ * widths 384/192/96, random weights from sf-mkmodel's parameter list, tools/mkmodel) on the GPU for
+ * one 81-frame 832×480 video: 21 latent frames decoded in the pipeline's blocks of 3, seconds per
+ * block and in total (host time; every block ends with its uint8 frames' download), device memory.
+ * `--bench tiny` runs the golden-sized VAE (dim 8, 64×96) for a quick smoke test. Modeled on
+ * stages/denoise/bench_video.c; run by tests/gpu/check.sh. */
+#define _POSIX_C_SOURCE 200809L
+#include "bench_vae.h"
+#include "cuda_ops.h"
+#include "rng.h"
+#include "stages/decode/vae.h"
+#include "stages/decode/vae_cuda.h"
+#include "tools/mkmodel/mkmodel.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* Random VAE weights of base width `dim` as an in-memory tensor file (f32, the checkpoint's dtype). */
+static sf_status random_vae(int dim, sf_tfile **out, sf_err *err) {
+    sf_mk_params p = {0};
+    sf_tensor_entry *e = NULL;
+    sf_tfile *tf = sf_tfile_new_empty(dim == 96 ? "random-1.3b-vae" : "random-tiny-vae");
+    sf_status s;
+    *out = NULL;
+    if (!tf) return sf_fail(err, SF_E_NOMEM, "out of memory");
+    if ((s = sf_mk_vae_params(dim, 16, &p, err)) || (s = sf_mk_generate(&p, SF_F32, 11, "", 0, &e, err))) goto done;
+    for (size_t i = 0; i < p.n && !s; i++) {
+        s = sf_tfile_add(tf, e[i].name, &e[i].t, err);
+        if (!s) e[i].t.owned = 0; /* the data now belongs to tf */
+    }
+done:
+    if (e) sf_mk_entries_free(e, p.n);
+    sf_mk_params_free(&p);
+    if (s) sf_tfile_destroy(&tf);
+    *out = tf;
+    return s;
+}
+
+sf_status sf_decode_bench(const char *kind, int cuda_ordinal, sf_err *err) {
+    const int full = !strcmp(kind, "1.3b");
+    if (!full && strcmp(kind, "tiny"))
+        return sf_fail(err, SF_E_ARG, "--bench: expected 1.3b or tiny, got '%s'", kind);
+    if (cuda_ordinal < 0)
+        return sf_fail(err, SF_E_ARG, "--bench runs the GPU decoder: add --device cuda (the CPU decoder's speed is in "
+                                      "make bench)");
+    const int64_t T = 21, h = full ? 60 : 8, w = full ? 104 : 12, B = 3;
+    sf_tfile *tf = NULL;
+    sf_vae *v = NULL;
+    sf_vae_cuda *g = NULL;
+    float *z = NULL;
+    uint8_t *u8 = NULL;
+    size_t fr = 0, tot = 0;
+    sf_status s;
+    double t0 = sf_now();
+    if ((s = random_vae(full ? 96 : 8, &tf, err))) return s;
+    if ((s = sf_vae_new_from(tf, h, w, 1, 0, &v, err))) return s;
+    double t1 = sf_now();
+    if ((s = sf_vae_cuda_new(v, cuda_ordinal, &g, err))) goto done;
+    const int64_t Ho = h << v->cfg.n_up, Wo = w << v->cfg.n_up, fe = 3 * Ho * Wo, ze = 16 * h * w;
+    printf("decode %s gpu: %lldx%lld latents -> %lldx%lld frames; random weights %.1f s, upload + plans + buffers "
+           "%.2f s, %.2f GiB on the device\n",
+           kind, (long long)h, (long long)w, (long long)Wo, (long long)Ho, t1 - t0, sf_now() - t1,
+           (double)sf_vae_cuda_bytes(g) / 1073741824.0);
+    z = malloc(sizeof(float) * (size_t)(T * ze));
+    u8 = malloc((size_t)(4 * B * fe));
+    if (!z || !u8) {
+        s = sf_fail(err, SF_E_NOMEM, "out of memory");
+        goto done;
+    }
+    sf_rng rng;
+    sf_rng_seed(&rng, 5);
+    sf_rng_fill_normal(&rng, z, (size_t)(T * ze), 0, 1);
+    for (int run = 0; run < 2; run++) {
+        double a = sf_now(), tb[8];
+        int64_t frames = 0, no = 0;
+        if ((s = sf_vae_cuda_reset(g, err))) goto done;
+        for (int b = 0; b < T / B; b++) {
+            double c = sf_now();
+            if ((s = sf_vae_cuda_decode(g, z + b * B * ze, B, NULL, u8, &no, err))) goto done;
+            tb[b] = sf_now() - c;
+            frames += no;
+            if (run == 0) break; /* warm-up: one block */
+        }
+        if (run == 0) {
+            printf("decode %s gpu warm-up block: %.3f s\n", kind, sf_now() - a);
+            continue;
+        }
+        double total = sf_now() - a;
+        printf("decode %s gpu video: %.3f s for %lld latent frames (%lld video frames): %.1f FPS VAE only\n", kind,
+               total, (long long)T, (long long)frames, (double)frames / total);
+        printf("decode %s gpu seconds per block of %lld latent frames:", kind, (long long)B);
+        for (int b = 0; b < T / B; b++) printf(" %.3f", tb[b]);
+        printf("\n");
+    }
+    if ((s = sf_cuda_mem_info(&fr, &tot, err))) goto done;
+    printf("decode %s gpu memory: %.2f GiB allocated by the decoder (weights, caches, activations, workspaces), "
+           "device used %.2f of %.2f GiB after the run\n",
+           kind, (double)sf_vae_cuda_bytes(g) / 1073741824.0, (double)(tot - fr) / 1073741824.0,
+           (double)tot / 1073741824.0);
+done:
+    free(z);
+    free(u8);
+    sf_vae_cuda_destroy(&g);
+    sf_vae_destroy(&v);
+    return s;
+}

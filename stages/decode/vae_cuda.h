@@ -1,0 +1,54 @@
+/* vae_cuda.h — the Wan2.1 VAE decoder on a CUDA GPU (same streaming contract as vae.h).
+ *
+ * Mirrors stages/decode/vae.c (the readable CPU oracle) layer for layer: one latent frame at a time,
+ * a per-conv causal cache of the last 2 input frames, time_conv's 'Rep' first-frame rule; decoding
+ * in blocks gives the same bytes as decoding at once.
+ * Design: channels-last bf16 activations (H, W, C) end to end, fp32 accumulation and statistics.
+ *  - 3×3×3 / 3×1×1 causal convs and the 3×3 Resample convs: cuDNN (kernels/conv_cuda.h), bias and
+ *    the residual fused into the conv's epilogue. Each cached conv owns ONE buffer
+ *    [2 + n_max, H, W, Cin]: frames 0–1 are its cache, the producer (RMS norm + SiLU, conv2,
+ *    the copy before time_conv) writes the chunk behind them, the conv reads output frame t from
+ *    frames t..t+2 (temporal padding 0, one call and one plan per output frame), and afterwards
+ *    only the last 2 input frames move to the front.
+ *  - 1×1 convs (conv2, shortcut, to_qkv, proj): cuBLASLt GEMM + bias (sf_linear_cuda).
+ *  - mid-block attention: single head, d = C (384 real): cuDNN's SDPA takes d ≤ 256 only, so the
+ *    explicit cuBLASLt path (sf_attention_blas_cuda: QKᵀ f32 → softmax → PV).
+ *  - RMS norm + SiLU, nearest 2× upsampling (time_conv interleave through strides), un-scaling,
+ *    clamp → uint8: kernels/vae_ops_cuda.h. Only uint8 frames (and f32 video when asked) cross to
+ *    the host. The head's 3 output channels are padded to 8 (zero filters) for cuDNN.
+ * Every buffer and plan is made at init; the frame loop allocates nothing.
+ * Weights: taken from a loaded sf_vae (the CPU loader: same file formats and checks), reordered
+ * and rounded to bf16 once at upload ([cout, cin, kt, kh, kw] → [cout, kt, kh, kw, cin]).
+ * Tested by tests/unit/test_vae_cuda.c (golden, streamed and one-shot, on a GPU; refusal
+ * without one) and test_vae_emu (the same test on the CPU emulation of the kernels and cuDNN). */
+#ifndef SF_VAE_CUDA_H
+#define SF_VAE_CUDA_H
+
+#include "vae.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct sf_vae_cuda sf_vae_cuda;
+
+/* Upload v's weights to cuda:ordinal, build every conv plan and buffer for v's latent size.
+ * v is borrowed (config, weights, debug tap) and must outlive the GPU decoder. A missing driver,
+ * library or GPU, an old GPU, too little memory: one clear error line, nothing left allocated. */
+sf_status sf_vae_cuda_new(const sf_vae *v, int ordinal, sf_vae_cuda **out, sf_err *err);
+void sf_vae_cuda_destroy(sf_vae_cuda **g);
+/* Clear the causal caches: the next latent frame starts a new video. */
+sf_status sf_vae_cuda_reset(sf_vae_cuda *g, sf_err *err);
+/* Pixel frames the next n latent frames will produce. */
+int64_t sf_vae_cuda_frames_for(const sf_vae_cuda *g, int64_t n);
+/* sf_vae_decode's contract: z [n, z_dim, h, w] f32 host; video [frames, 3, 8h, 8w] f32 and/or
+ * u8 [frames, 8h, 8w, 3] host (either may be NULL); synchronous. */
+sf_status sf_vae_cuda_decode(sf_vae_cuda *g, const float *z, int64_t n, float *video, uint8_t *u8, int64_t *n_out,
+                             sf_err *err);
+/* Device memory held (weights, caches, activations, workspaces), bytes. */
+size_t sf_vae_cuda_bytes(const sf_vae_cuda *g);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

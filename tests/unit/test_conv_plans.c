@@ -1,0 +1,248 @@
+/* test_conv_plans.c — kernels/conv_cuda.h (the VAE's NDHWC bf16 conv3d through cuDNN,
+ * kernels/cuda/conv_cudnn.c).
+ *
+ * deviceless_plans (every `make test`, no GPU): finalizes cuDNN execution plans for the saved H200
+ * description (tests/gpu/h200_deviceprop.json) for every convolution shape the GPU decoder
+ * (stages/decode/vae_cuda.c) runs — the real Wan2.1 VAE at 832×480 (latent 60×104, widths
+ * 384/192/96, SPEC §8.3) and the tiny golden VAE (dim 8, latent 8×12) — each with the epilogue
+ * the decoder asks for (bias; bias + residual). Runs in a child with the libcuda.so.1 stand-in
+ * ($(BUILD)/tests/cudnn_stub) first on LD_LIBRARY_PATH, like test_sdpa_plans. SKIP when cuDNN 9
+ * cannot be loaded or the build has no CUDA.
+ * forward_gpu (SF_TEST_DEVICE=cuda:N, SKIP without a GPU): every tiny shape, sf_conv_cudnn_forward
+ * against sf_conv3d_cpu on the same bf16-rounded inputs (+ bias + residual), first bad index,
+ * both values, max |Δ|; bias + residual again through the plain graph and the separate epilogue.
+ * Run alone: build/tests/test_conv_plans deviceless_plans  (SF_CUDNN_DEBUG=1 shows every attempt). */
+#define _POSIX_C_SOURCE 200809L
+#include "sf_test.h"
+
+#include "conv3d.h"
+#include "conv_cuda.h"
+#include "cuda_ops.h"
+#include "device.h"
+#include "sdpa_cuda.h"
+
+#include <sys/wait.h>
+#include <unistd.h>
+
+typedef struct conv_case {
+    const char *what;
+    sf_conv_shape s;
+} conv_case;
+
+/* The decoder's convolutions for base width `dim` at latent h×w: t_out 1 (the decoder convolves
+ * one output frame per call, the cache frames in front), the epilogue each one gets. */
+static int vae_cases(conv_case *c, int cap, int64_t dim, int64_t h, int64_t w, const char *tag) {
+    int n = 0;
+    const int64_t top = 4 * dim;
+#define ADD(wh, ci, co, H, W, kt, k, b, r) \
+    if (n < cap) c[n++] = (conv_case){wh, {ci, co, H, W, 1, kt, k, b, r}}
+    (void)tag;
+    ADD("decoder.conv1", 16, top, h, w, 3, 3, 1, 0);
+    ADD("res conv a @1x", top, top, h, w, 3, 3, 1, 0);
+    ADD("res conv b @1x (+res)", top, top, h, w, 3, 3, 1, 1);
+    ADD("time_conv @1x", top, 2 * top, h, w, 3, 1, 1, 0);
+    ADD("resample @2x", top, top / 2, 2 * h, 2 * w, 1, 3, 1, 0);
+    ADD("res conv a @2x (192->384)", top / 2, top, 2 * h, 2 * w, 3, 3, 1, 0);
+    ADD("res conv a @2x", top, top, 2 * h, 2 * w, 3, 3, 1, 0);
+    ADD("res conv b @2x (+res)", top, top, 2 * h, 2 * w, 3, 3, 1, 1);
+    ADD("time_conv @2x", top, 2 * top, 2 * h, 2 * w, 3, 1, 1, 0);
+    ADD("resample @4x", top, top / 2, 4 * h, 4 * w, 1, 3, 1, 0);
+    ADD("res conv a @4x", top / 2, top / 2, 4 * h, 4 * w, 3, 3, 1, 0);
+    ADD("res conv b @4x (+res)", top / 2, top / 2, 4 * h, 4 * w, 3, 3, 1, 1);
+    ADD("resample @8x", top / 2, dim, 8 * h, 8 * w, 1, 3, 1, 0);
+    ADD("res conv a @8x", dim, dim, 8 * h, 8 * w, 3, 3, 1, 0);
+    ADD("res conv b @8x (+res)", dim, dim, 8 * h, 8 * w, 3, 3, 1, 1);
+    ADD("head (3 outputs padded to 8)", dim, 8, 8 * h, 8 * w, 3, 3, 1, 0);
+#undef ADD
+    return n;
+}
+
+static const char *h200_json(char *buf, size_t n) { return sf_find_data("tests/gpu/h200_deviceprop.json", buf, n); }
+
+static int deviceless_child(void) {
+    conv_case c[64];
+    char path[4096], desc[128];
+    sf_err err = {{0}};
+    int n = vae_cases(c, 64, 96, 60, 104, "real"), bad = 0, nfused = 0, nepi = 0;
+    n += vae_cases(c + n, 64 - n, 8, 8, 12, "tiny");
+    sf_status st;
+    const char *js = h200_json(path, sizeof path);
+    if (!js) {
+        printf("# tests/gpu/h200_deviceprop.json not found\n");
+        return 1;
+    }
+    for (int i = 0; i < n; i++) {
+        const sf_conv_shape *s = &c[i].s;
+        double t0 = sf_now();
+        st = sf_conv_cudnn_plan_deviceless(js, s, desc, sizeof desc, &err);
+        printf("# H200 %-30s %4lld->%-4lld %4lldx%-4lld k %dx%dx%d: %s (%.2f s)\n", c[i].what, (long long)s->cin,
+               (long long)s->cout, (long long)s->h, (long long)s->w, s->kt, s->k, s->k, st ? "FAILED" : desc,
+               sf_now() - t0);
+        if (st) printf("# %s: %s\n", sf_status_str(st), err.msg), bad++;
+        nepi += s->bias || s->residual;
+        nfused += !st && !strncmp(desc, "fused", 5);
+    }
+    printf("# %d of %d shapes with an epilogue got a fused plan\n", nfused, nepi);
+    /* the plain graph on its own for every real shape (the fallback when fusion is refused) */
+    setenv("SF_CUDNN_ONLY", "plain", 1);
+    for (int i = 0; i < 16; i++) {
+        st = sf_conv_cudnn_plan_deviceless(js, &c[i].s, desc, sizeof desc, &err);
+        printf("# H200 only \"plain\", %-30s: %s\n", c[i].what, st ? "FAILED" : desc);
+        if (st) printf("# %s: %s\n", sf_status_str(st), err.msg), bad++;
+    }
+    unsetenv("SF_CUDNN_ONLY");
+    /* clean failures: a bad shape, a missing description */
+    sf_conv_shape odd = {12, 16, 8, 8, 1, 3, 3, 1, 0};
+    st = sf_conv_cudnn_plan_deviceless(js, &odd, desc, sizeof desc, &err);
+    if (st != SF_E_ARG) printf("# cin 12 gave %s, not ARG\n", sf_status_str(st)), bad++;
+    st = sf_conv_cudnn_plan_deviceless("/nonexistent/deviceprop.json", &c[0].s, desc, sizeof desc, &err);
+    if (st != SF_E_IO) printf("# missing JSON gave %s, not IO\n", sf_status_str(st)), bad++;
+    fflush(stdout);
+    return bad ? 1 : 0;
+}
+
+static void test_deviceless_plans(void) {
+    sf_err err = {{0}};
+    int version = 0;
+    sf_status st = sf_sdpa_cudnn_version(&version, &err);
+    if (st == SF_E_DEVICE) {
+        SF_TEST_SKIP("this build has no CUDA support");
+        return;
+    }
+    if (st != SF_OK) {
+        SF_TEST_SKIP("libcudnn.so.9 cannot be loaded (cuDNN 9 not installed)");
+        fprintf(stderr, "# %s\n", err.msg);
+        return;
+    }
+    printf("# cuDNN %d\n", version);
+    char exe[4096], stub[4200], lib[4300];
+    ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
+    SF_CHECK(n > 0);
+    if (n <= 0) return;
+    exe[n] = 0;
+    snprintf(stub, sizeof stub, "%.*s/cudnn_stub", (int)(strrchr(exe, '/') - exe), exe);
+    snprintf(lib, sizeof lib, "%s/libcuda.so.1", stub);
+    SF_CHECK_MSG(access(lib, R_OK) == 0, "%s missing (make builds it from tests/gpu/cudnn_stub/stub.c)", lib);
+    if (access(lib, R_OK) != 0) return;
+    const char *old = getenv("LD_LIBRARY_PATH");
+    char *path = malloc(strlen(stub) + (old ? strlen(old) : 0) + 2);
+    SF_CHECK(path != NULL);
+    if (!path) return;
+    sprintf(path, "%s%s%s", stub, old && *old ? ":" : "", old && *old ? old : "");
+    fflush(stdout), fflush(stderr);
+    pid_t pid = fork();
+    if (pid == 0) {
+        setenv("LD_LIBRARY_PATH", path, 1);
+        execl(exe, exe, "--deviceless-child", (char *)NULL);
+        _exit(127);
+    }
+    int status = 0;
+    SF_CHECK(pid > 0 && waitpid(pid, &status, 0) == pid);
+    SF_CHECK_MSG(WIFEXITED(status) && WEXITSTATUS(status) == 0, "deviceless child: status %d", status);
+    free(path);
+}
+
+/* ---- on a GPU ------------------------------------------------------------------------------ */
+
+static uint32_t rng = 12345;
+static float frand(void) {
+    rng = rng * 1664525u + 1013904223u;
+    return sf_round_bf16((float)((rng >> 8) & 0xffff) / 32768.0f - 1.0f);
+}
+
+/* One shape with t_out 2 against sf_conv3d_cpu; returns 1 when close. */
+static int check_forward(sf_cuda_ctx *cx, sf_conv_cudnn *cv, const conv_case *cc) {
+    sf_conv_shape s = cc->s;
+    s.t_out = 2;
+    sf_err err = {{0}};
+    const int64_t T = s.t_out + s.kt - 1, HW = s.h * s.w, K = s.kt * s.k * s.k;
+    const size_t nx = (size_t)(T * HW * s.cin), nw = (size_t)(s.cout * s.cin * K), ny = (size_t)(s.t_out * HW * s.cout);
+    float *x = malloc(nx * 4), *xc = malloc(nx * 4), *w = malloc(nw * 4), *wr = malloc(nw * 4), *b = malloc(s.cout * 4);
+    float *r = malloc(ny * 4), *ref = malloc(ny * 4), *got = malloc(ny * 4), *tmp = malloc(ny * 4);
+    void *dx = NULL, *dw = NULL, *db = NULL, *dr = NULL, *dy = NULL;
+    int ok = 0;
+    for (size_t i = 0; i < nx; i++) x[i] = frand();
+    for (size_t i = 0; i < nw; i++) w[i] = frand() * 0.1f;
+    for (int64_t i = 0; i < s.cout; i++) b[i] = frand();
+    for (size_t i = 0; i < ny; i++) r[i] = frand();
+    /* CPU: channel-first frames */
+    for (int64_t t = 0; t < T; t++)
+        for (int64_t p = 0; p < HW; p++)
+            for (int64_t ch = 0; ch < s.cin; ch++) xc[(t * s.cin + ch) * HW + p] = x[(t * HW + p) * s.cin + ch];
+    const float *fr[8];
+    for (int64_t t = 0; t < T; t++) fr[t] = xc + t * s.cin * HW;
+    sf_conv3d_args a = {fr, s.t_out, s.cin, s.cout, s.h, s.w, s.kt, s.k, s.k, w, b, tmp, 1};
+    SF_CHECK_OK(sf_conv3d_cpu(&a, &err), &err);
+    for (int64_t t = 0; t < s.t_out; t++)
+        for (int64_t p = 0; p < HW; p++)
+            for (int64_t co = 0; co < s.cout; co++)
+                ref[(t * HW + p) * s.cout + co] = tmp[(t * s.cout + co) * HW + p] + (s.residual ? r[(t * HW + p) * s.cout + co] : 0);
+    /* weights [co, ci, K] → [co, K, ci] */
+    for (int64_t co = 0; co < s.cout; co++)
+        for (int64_t ci = 0; ci < s.cin; ci++)
+            for (int64_t k = 0; k < K; k++) wr[(co * K + k) * s.cin + ci] = w[(co * s.cin + ci) * K + k];
+    if (sf_cuda_malloc(&dx, nx * 2, &err) || sf_cuda_malloc(&dw, nw * 2, &err) || sf_cuda_malloc(&db, s.cout * 2, &err) ||
+        sf_cuda_malloc(&dr, ny * 2, &err) || sf_cuda_malloc(&dy, ny * 2, &err) ||
+        sf_cuda_upload_bf16(cx, dx, x, nx, &err) || sf_cuda_upload_bf16(cx, dw, wr, nw, &err) ||
+        sf_cuda_upload_bf16(cx, db, b, s.cout, &err) || sf_cuda_upload_bf16(cx, dr, r, ny, &err) ||
+        sf_conv_cudnn_prepare(cv, &s, &err) ||
+        sf_conv_cudnn_forward(cv, &s, dx, dw, db, s.residual ? dr : NULL, dy, &err) ||
+        sf_cuda_download_bf16(cx, got, dy, ny, &err)) {
+        SF_CHECK_MSG(0, "%s: %s", cc->what, err.msg);
+        goto done;
+    }
+    char desc[128] = "";
+    sf_conv_cudnn_describe(cv, &s, desc, sizeof desc, &err);
+    printf("# %s %lld->%lld %lldx%lld: %s\n", cc->what, (long long)s.cin, (long long)s.cout, (long long)s.h,
+           (long long)s.w, desc);
+    ok = sf_test_max_close(cc->what, got, ref, ny, SF_TOL_BF16_FWD, SF_TOL_BF16_FWD);
+done:
+    sf_cuda_free(dx), sf_cuda_free(dw), sf_cuda_free(db), sf_cuda_free(dr), sf_cuda_free(dy);
+    free(x), free(xc), free(w), free(wr), free(b), free(r), free(ref), free(got), free(tmp);
+    return ok;
+}
+
+static void test_forward_gpu(void) {
+    sf_err err = {{0}};
+    sf_device dev = {1, 0};
+    const char *d = getenv("SF_TEST_DEVICE");
+    if (d && *d && sf_device_parse(d, &dev, &err) != SF_OK) dev.ordinal = 0;
+    if (sf_device_check(&dev, &err) != SF_OK) {
+        SF_TEST_SKIP("no CUDA device");
+        return;
+    }
+    sf_cuda_ctx cx;
+    sf_conv_cudnn *cv = NULL;
+    SF_CHECK_OK(sf_cuda_ctx_init(&cx, dev.ordinal, &err), &err);
+    if (!cx.stream) return;
+    if (sf_conv_cudnn_new(&cv, &cx, &err) != SF_OK) {
+        SF_CHECK_MSG(0, "%s", err.msg);
+        sf_cuda_ctx_free(&cx);
+        return;
+    }
+    conv_case c[32];
+    int n = vae_cases(c, 32, 8, 8, 12, "tiny");
+    for (int i = 0; i < n; i++) check_forward(&cx, cv, &c[i]);
+    sf_conv_cudnn_destroy(&cv);
+    /* the plain conv graph + sf_vae_bias_res_cuda epilogue (the path when cuDNN refuses fusion) */
+    setenv("SF_CUDNN_ONLY", "plain", 1);
+    if (sf_conv_cudnn_new(&cv, &cx, &err) == SF_OK) {
+        check_forward(&cx, cv, &c[2]);  /* bias + residual */
+        check_forward(&cx, cv, &c[12]); /* resample, bias */
+    } else {
+        SF_CHECK_MSG(0, "%s", err.msg);
+    }
+    unsetenv("SF_CUDNN_ONLY");
+    sf_conv_cudnn_destroy(&cv);
+    sf_cuda_ctx_free(&cx);
+}
+
+static const sf_test tests[] = {
+    {"deviceless_plans", test_deviceless_plans},
+    {"forward_gpu", test_forward_gpu},
+};
+
+int main(int argc, char **argv) {
+    if (argc == 2 && strcmp(argv[1], "--deviceless-child") == 0) return deviceless_child();
+    return sf_test_main(tests, sizeof tests / sizeof tests[0], argc, argv);
+}

@@ -1,0 +1,187 @@
+/* test_vae_cuda.c — the GPU VAE decoder (stages/decode/vae_cuda.c) against the golden reference
+ * decode (tests/golden/expect/vae.safetensors, dim 8, 9 latent frames → 33) within bf16
+ * tolerances: intermediates (dec_conv1_f0, dec_middle_f0, dec_up0_f0/f1 through the debug tap),
+ * video, frames_u8; streamed in blocks (3,3,3 and 1,2,4,2) gives the same bytes as one-shot.
+ * SF_TEST_DEVICE=cuda:N picks the GPU; SKIP without one. refusal runs everywhere: on a machine
+ * without a usable GPU, sf_vae_cuda_new fails with one line and leaves nothing allocated.
+ * Built twice: test_vae_cuda (real CUDA) and, with -DSF_TEST_EMU, test_vae_emu — the whole GPU
+ * decoder on the CPU emulation of the kernels, cuBLASLt and cuDNN (kernels/cuda/emu), in every
+ * `make test`. */
+#include "sf_test.h"
+#include "device.h"
+#include "tfile.h"
+#include "stages/decode/vae.h"
+#include "stages/decode/vae_cuda.h"
+
+#include <stdio.h>
+
+typedef struct tap_ctx {
+    const sf_tfile *g;
+    int checked;
+} tap_ctx;
+
+static float *golden_f32(const sf_tfile *g, const char *name, size_t *n) {
+    const sf_tensor *t = sf_tfile_get(g, name);
+    SF_CHECK_MSG(t != NULL, "golden tensor %s missing", name);
+    if (!t) return NULL;
+    *n = (size_t)sf_tensor_numel(t);
+    float *f = malloc(*n * sizeof(float));
+    if (f) sf_tensor_to_f32(t, f);
+    return f;
+}
+
+/* The golden intermediates of latent frames 0 and 1 ([1, C, T, H, W]; ours [T, C, H, W]). */
+static void tap(void *p, const char *name, int64_t lf, const float *x, int64_t frames, int64_t C, int64_t H,
+                int64_t W) {
+    tap_ctx *c = p;
+    const char *gname = NULL;
+    if (lf == 0 && !strcmp(name, "decoder.conv1")) gname = "dec_conv1_f0";
+    if (lf == 0 && !strcmp(name, "decoder.middle.2")) gname = "dec_middle_f0";
+    if (lf == 0 && !strcmp(name, "decoder.upsamples.3")) gname = "dec_up0_f0";
+    if (lf == 1 && !strcmp(name, "decoder.upsamples.3")) gname = "dec_up0_f1";
+    if (!gname) return;
+    size_t n = 0;
+    float *g = golden_f32(c->g, gname, &n);
+    if (!g) return;
+    SF_CHECK_MSG(n == (size_t)(frames * C * H * W), "%s: %zu elements, ours %lld", gname, n,
+                 (long long)(frames * C * H * W));
+    if (n == (size_t)(frames * C * H * W)) {
+        float *ours = malloc(n * sizeof(float));
+        for (int64_t f = 0; f < frames; f++)
+            for (int64_t ch = 0; ch < C; ch++)
+                memcpy(ours + (ch * frames + f) * H * W, x + (f * C + ch) * H * W, sizeof(float) * H * W);
+        sf_test_max_close(gname, ours, g, n, SF_TOL_VAE_BF16, SF_TOL_VAE_BF16);
+        free(ours);
+        c->checked++;
+    }
+    free(g);
+}
+
+static char *gpath(const char *rel) {
+    static char buf[2][1024];
+    static int k;
+    k ^= 1;
+    snprintf(buf[k], sizeof buf[k], "%s/%s", sf_test_golden(), rel);
+    return buf[k];
+}
+
+/* The GPU to test: SF_TEST_DEVICE (default cuda:0); 0 when none can be used (SKIP). */
+static int pick_device(int *ordinal) {
+    sf_err err = {{0}};
+    sf_device dev = {1, 0};
+    const char *d = getenv("SF_TEST_DEVICE");
+    if (d && *d && (sf_device_parse(d, &dev, &err) != SF_OK || !dev.cuda)) return 0;
+    if (sf_device_check(&dev, &err) != SF_OK) return 0;
+    *ordinal = dev.ordinal;
+    return 1;
+}
+
+static void test_vae_cuda_golden(void) {
+    sf_err err = {{0}};
+    sf_tfile *g = NULL;
+    sf_vae *v = NULL;
+    sf_vae_cuda *gv = NULL;
+    int ord = 0;
+    if (!pick_device(&ord)) {
+        SF_TEST_SKIP("no CUDA device");
+        return;
+    }
+    SF_CHECK_OK(sf_tfile_open(gpath("expect/vae.safetensors"), &g, &err), &err);
+    if (!g) return;
+    SF_CHECK_OK(sf_vae_new(gpath("model/Wan2.1_VAE.pth"), 8, 12, 2, &v, &err), &err);
+    if (!v) goto done;
+    SF_CHECK_OK(sf_vae_cuda_new(v, ord, &gv, &err), &err);
+    if (!gv) goto done;
+    printf("# GPU VAE: %.1f MiB of device memory\n", sf_vae_cuda_bytes(gv) / 1048576.0);
+
+    size_t nz, nv;
+    float *z = golden_f32(g, "z", &nz), *ref = golden_f32(g, "video", &nv);
+    const sf_tensor *u8t = sf_tfile_get(g, "frames_u8");
+    SF_CHECK(nz == 9 * 16 * 8 * 12 && nv == 33 * 3 * 64 * 96 && u8t && u8t->dtype == SF_U8);
+    tap_ctx tc = {g, 0};
+    sf_vae_set_tap(v, tap, &tc);
+    float *one = malloc(nv * sizeof(float)), *blk = malloc(nv * sizeof(float));
+    uint8_t *u8 = malloc(nv), *u8b = malloc(nv);
+    int64_t no = 0;
+    SF_CHECK(sf_vae_cuda_frames_for(gv, 9) == 33);
+    SF_CHECK_OK(sf_vae_cuda_decode(gv, z, 9, one, u8, &no, &err), &err);
+    SF_CHECK(no == 33);
+    SF_CHECK_MSG(tc.checked == 4, "%d intermediates checked", tc.checked);
+    sf_vae_set_tap(v, NULL, NULL);
+    sf_test_max_close("video", one, ref, nv, SF_TOL_VAE_BF16, SF_TOL_VAE_BF16);
+    /* frames_u8: the bf16 error moves pixels by a few levels; the bound follows from the tolerance */
+    int du = 0;
+    size_t at_du = 0;
+    const uint8_t *gu = u8t->data;
+    for (size_t i = 0; i < nv; i++) {
+        int d = abs((int)u8[i] - (int)gu[i]);
+        if (d > du) du = d, at_du = i;
+    }
+    if (getenv("SF_TEST_VERBOSE")) fprintf(stderr, "# frames_u8: max|Δ| %d levels (bound %d)\n", du, SF_TOL_VAE_U8);
+    SF_CHECK_MSG(du <= SF_TOL_VAE_U8, "frames_u8 max|diff| %d at [%zu] (got %d ref %d)", du, at_du, u8[at_du],
+                 gu[at_du]);
+    /* the u8 frames are the video's mapping: recompute from `one` exactly */
+    int mism = 0;
+    for (size_t f = 0; f < 33 && !mism; f++)
+        for (size_t ch = 0; ch < 3; ch++)
+            for (size_t p = 0; p < 64 * 96; p++) {
+                float q = one[(f * 3 + ch) * 6144 + p] * 0.5f + 0.5f;
+                q = q < 0 ? 0 : q > 1 ? 1 : q;
+                if ((uint8_t)(255.0f * q) != u8[(f * 6144 + p) * 3 + ch]) mism++;
+            }
+    SF_CHECK_MSG(mism == 0, "u8 frames disagree with the video output (%d)", mism);
+
+    /* streamed: blocks of 3 latent frames → 9, 12, 12 frames, the same bytes */
+    const size_t fe = 3 * 64 * 96, ze = 16 * 8 * 12;
+    int64_t at = 0, want[3] = {9, 12, 12};
+    SF_CHECK_OK(sf_vae_cuda_reset(gv, &err), &err);
+    for (int b = 0; b < 3; b++) {
+        SF_CHECK(sf_vae_cuda_frames_for(gv, 3) == want[b]);
+        SF_CHECK_OK(sf_vae_cuda_decode(gv, z + (size_t)b * 3 * ze, 3, blk + at * fe, u8b + at * fe, &no, &err), &err);
+        SF_CHECK(no == want[b]);
+        at += no;
+    }
+    SF_CHECK_MSG(at == 33 && !memcmp(one, blk, nv * sizeof(float)) && !memcmp(u8, u8b, nv),
+                 "streamed (3,3,3) differs from one-shot");
+#ifdef SF_TEST_EMU /* emulated: the (3,3,3) blocks already exercise the cache hand-over; save ~30 s */
+    if (0)
+#endif
+    {
+    SF_CHECK_OK(sf_vae_cuda_reset(gv, &err), &err);
+    int sizes[4] = {1, 2, 4, 2}, zi = 0;
+    at = 0;
+    memset(blk, 0, nv * sizeof(float));
+    for (int b = 0; b < 4; b++) {
+        SF_CHECK_OK(sf_vae_cuda_decode(gv, z + (size_t)zi * ze, sizes[b], blk + at * fe, NULL, &no, &err), &err);
+        zi += sizes[b];
+        at += no;
+    }
+    SF_CHECK_MSG(at == 33 && !memcmp(one, blk, nv * sizeof(float)), "streamed (1,2,4,2) differs from one-shot");
+    }
+    free(z), free(ref), free(one), free(blk), free(u8), free(u8b);
+done:
+    sf_vae_cuda_destroy(&gv);
+    sf_vae_destroy(&v);
+    sf_tfile_destroy(&g);
+}
+
+/* Without a usable GPU: one clear line, nothing allocated. (With one: a bad ordinal.) */
+static void test_vae_cuda_refusal(void) {
+    sf_err err = {{0}};
+    sf_vae *v = NULL;
+    sf_vae_cuda *gv = NULL;
+    int ord = 0, has = pick_device(&ord);
+    SF_CHECK_OK(sf_vae_new(gpath("model/Wan2.1_VAE.pth"), 8, 12, 1, &v, &err), &err);
+    if (!v) return;
+    sf_status s = sf_vae_cuda_new(v, has ? 999 : 0, &gv, &err);
+    SF_CHECK_MSG(s != SF_OK && gv == NULL, "sf_vae_cuda_new gave %s", sf_status_str(s));
+    SF_CHECK_MSG(err.msg[0] && !strchr(err.msg, '\n'), "message: '%s'", err.msg);
+    printf("# refusal: %s\n", err.msg);
+    sf_vae_destroy(&v);
+}
+
+static const sf_test tests[] = {
+    {"vae_cuda_golden", test_vae_cuda_golden},
+    {"vae_cuda_refusal", test_vae_cuda_refusal},
+};
+SF_TEST_MAIN(tests)

@@ -1,0 +1,306 @@
+/* test_vae_glue.c — the VAE decoder's GPU kernels (kernels/vae_ops_cuda.h, kernels/cuda/vae_glue.cu)
+ * against their CPU references (kernels/vae_ops.h), channels-last vs channel-first transposed here.
+ * Built twice: test_vae_glue_emu (-DSF_TEST_EMU: the same .cu on the CPU emulation, every
+ * `make test`) and test_vae_glue (the real kernels; SKIP without a GPU, tests/gpu/check.sh runs it).
+ * Outputs sit between guard elements (byte 0xA5) that must stay untouched, strided outputs keep
+ * their gaps; the grid-stride loops are made to wrap in the emulation (grid capped at 3 blocks).
+ * A failure prints tensor, first bad index, both values, max |Δ|. Every case was seen failing with
+ * a planted bug in its kernel (wrong channel index, missing frame stride, skipped residual, ...). */
+#include "sf_test.h"
+#include "cuda_ops.h"
+#include "device.h"
+#include "tensor.h"
+#include "vae_ops.h"
+#include "vae_ops_cuda.h"
+#include "stages/decode/vae.h"
+
+#ifdef SF_TEST_EMU
+#include "cuda/emu/sf_emu.h"
+#else
+static void sf_emu_set_max_blocks(long long n) { (void)n; }
+#endif
+
+#define GUARD 64 /* bf16 elements each side */
+
+static sf_cuda_ctx cx;
+static int ctx_ok;
+
+static int open_ctx(void) {
+    sf_err err = {{0}};
+    sf_device dev = {1, 0};
+    const char *d = getenv("SF_TEST_DEVICE");
+    if (ctx_ok) return 1;
+    if (d && *d && (sf_device_parse(d, &dev, &err) != SF_OK || !dev.cuda)) return 0;
+    if (sf_device_check(&dev, &err) != SF_OK || sf_cuda_ctx_init(&cx, dev.ordinal, &err) != SF_OK) return 0;
+    return ctx_ok = 1;
+}
+#define NEED_GPU()                                                                                           \
+    do {                                                                                                     \
+        if (!open_ctx()) {                                                                                   \
+            SF_TEST_SKIP("no CUDA device");                                                                  \
+            return;                                                                                          \
+        }                                                                                                    \
+    } while (0)
+
+static uint32_t seed = 7;
+static float urand(float lo, float hi) {
+    seed = seed * 1664525u + 1013904223u;
+    float v = lo + (hi - lo) * (float)((seed >> 8) & 0xffffff) / 16777216.0f;
+    return v == 0.0f ? 0.5f : v;
+}
+static float *hrand(size_t n, float lo, float hi) { /* bf16-exact */
+    float *h = malloc((n ? n : 1) * sizeof(float));
+    for (size_t i = 0; i < n; i++) h[i] = sf_round_bf16(urand(lo, hi));
+    return h;
+}
+
+/* Device bf16 buffer of n elements between guards; returns the inner pointer. */
+typedef struct gbuf {
+    void *base;
+    size_t n, esz;
+} gbuf;
+static void *gnew(gbuf *g, size_t n, size_t esz) {
+    sf_err err = {{0}};
+    g->n = n, g->esz = esz, g->base = NULL;
+    SF_CHECK_OK(sf_cuda_malloc(&g->base, (n + 2 * GUARD) * esz, &err), &err);
+    if (g->base) SF_CHECK_OK(sf_cuda_memset(&cx, g->base, 0xA5, (n + 2 * GUARD) * esz, &err), &err);
+    return g->base ? (char *)g->base + GUARD * esz : NULL;
+}
+/* The guards are untouched (and, with gaps, every element i where keep(i) is 0). */
+static void gcheck(const gbuf *g, const char *what) {
+    sf_err err = {{0}};
+    size_t nb = (g->n + 2 * GUARD) * g->esz;
+    unsigned char *h = malloc(nb);
+    SF_CHECK_OK(sf_cuda_copy_d2h(&cx, h, g->base, nb, &err), &err);
+    size_t bad = 0;
+    for (size_t i = 0; i < GUARD * g->esz; i++) bad += (h[i] != 0xA5) + (h[nb - 1 - i] != 0xA5);
+    SF_CHECK_MSG(bad == 0, "%s: %zu guard bytes overwritten", what, bad);
+    free(h);
+    sf_cuda_free(g->base);
+}
+static void *dput_bf16(const float *h, size_t n) {
+    sf_err err = {{0}};
+    void *d = NULL;
+    SF_CHECK_OK(sf_cuda_malloc(&d, n * 2, &err), &err);
+    if (d) SF_CHECK_OK(sf_cuda_upload_bf16(&cx, d, h, n, &err), &err);
+    return d;
+}
+static float *dget_bf16(const void *d, size_t n) {
+    sf_err err = {{0}};
+    float *h = malloc(n * sizeof(float));
+    SF_CHECK_OK(sf_cuda_download_bf16(&cx, h, d, n, &err), &err);
+    return h;
+}
+
+/* ---- RMS norm (+ SiLU) ---------------------------------------------------------------------- */
+
+static void rms_case(int64_t P, int64_t C, int silu, int inplace) {
+    NEED_GPU();
+    sf_err err = {{0}};
+    float *x = hrand((size_t)(P * C), -3, 3), *g = hrand((size_t)C, 0.5f, 1.5f);
+    float *xc = malloc(sizeof(float) * (size_t)(P * C)), *yc = malloc(sizeof(float) * (size_t)(P * C));
+    float *ref = malloc(sizeof(float) * (size_t)(P * C));
+    for (int64_t p = 0; p < P; p++)
+        for (int64_t c = 0; c < C; c++) xc[c * P + p] = x[p * C + c];
+    sf_vae_rms_norm_cpu(xc, yc, 1, C, P, g, NULL, silu, 1);
+    for (int64_t p = 0; p < P; p++)
+        for (int64_t c = 0; c < C; c++) ref[p * C + c] = yc[c * P + p];
+    gbuf gy;
+    void *dx = dput_bf16(x, (size_t)(P * C)), *dy = gnew(&gy, (size_t)(P * C), 2);
+    float *dg = NULL;
+    SF_CHECK_OK(sf_cuda_malloc((void **)&dg, (size_t)C * 4, &err), &err);
+    SF_CHECK_OK(sf_cuda_upload_f32(&cx, dg, g, (size_t)C, &err), &err);
+    if (inplace) SF_CHECK_OK(sf_cuda_copy_d2d(&cx, dy, dx, (size_t)(P * C) * 2, &err), &err);
+    SF_CHECK_OK(sf_vae_rms_norm_cuda(&cx, P, C, inplace ? dy : dx, dg, silu, dy, &err), &err);
+    float *got = dget_bf16(dy, (size_t)(P * C));
+    /* fp32 statistics in another summation order, one bf16 rounding: within one bf16 step */
+    size_t bad = 0, first = 0;
+    double md = 0;
+    for (size_t i = 0; i < (size_t)(P * C); i++) {
+        double dd = fabs((double)got[i] - (double)ref[i]);
+        md = dd > md || isnan(dd) ? dd : md;
+        if (!(dd <= 4e-3 * fabs((double)ref[i]) + 1e-6) && bad++ == 0) first = i;
+    }
+    SF_CHECK_MSG(bad == 0, "vae_rms C=%lld silu=%d: %zu bad (|d| <= 4e-3|ref| + 1e-6), first [%zu] got %.8g ref %.8g, max|d| %.3g",
+                 (long long)C, silu, bad, first, (double)got[first], (double)ref[first], md);
+    gcheck(&gy, "vae_rms y");
+    sf_cuda_free(dx), sf_cuda_free(dg);
+    free(x), free(g), free(xc), free(yc), free(ref), free(got);
+}
+static void test_vae_rms_silu_wide(void) { rms_case(37, 384, 1, 0); } /* 48 vectors per pixel: lanes loop */
+static void test_vae_rms_narrow_inplace(void) { rms_case(101, 24, 0, 1); }
+static void test_vae_rms_wrap(void) {
+    sf_emu_set_max_blocks(3); /* 8 pixels per block: the grid-stride loop wraps */
+    rms_case(53, 96, 1, 0);
+    sf_emu_set_max_blocks(0);
+}
+
+/* ---- nearest 2× upsampling, plain and as the time_conv interleave ---------------------------- */
+
+static void test_vae_upsample2x_wrap(void) {
+    NEED_GPU();
+    sf_err err = {{0}};
+    const int64_t n = 3, H = 5, W = 7, C = 16, ne = n * H * W * C;
+    float *x = hrand((size_t)ne, -2, 2), *xc = malloc(ne * 4), *yc = malloc(4 * ne * 4), *ref = malloc(4 * ne * 4);
+    for (int64_t f = 0; f < n; f++)
+        for (int64_t p = 0; p < H * W; p++)
+            for (int64_t c = 0; c < C; c++) xc[(f * C + c) * H * W + p] = x[(f * H * W + p) * C + c];
+    sf_vae_upsample2x_cpu(xc, yc, n, C, H, W);
+    for (int64_t f = 0; f < n; f++)
+        for (int64_t p = 0; p < 4 * H * W; p++)
+            for (int64_t c = 0; c < C; c++) ref[(f * 4 * H * W + p) * C + c] = yc[(f * C + c) * 4 * H * W + p];
+    gbuf gy;
+    void *dx = dput_bf16(x, (size_t)ne), *dy = gnew(&gy, (size_t)(4 * ne), 2);
+    sf_emu_set_max_blocks(3);
+    SF_CHECK_OK(sf_vae_upsample2x_cuda(&cx, n, H, W, C, dx, H * W * C, C, dy, &err), &err);
+    sf_emu_set_max_blocks(0);
+    float *got = dget_bf16(dy, (size_t)(4 * ne));
+    sf_test_max_close("vae_upsample2x", got, ref, (size_t)(4 * ne), 0, 0);
+    gcheck(&gy, "vae_upsample2x y");
+    sf_cuda_free(dx);
+    free(x), free(xc), free(yc), free(ref), free(got);
+}
+
+/* time_conv output tc (n, H, W, 2C) → frames 2τ+j = channels [jC, (j+1)C) upsampled: one call per
+ * output frame with x = tc + τ·HW·2C + j·C, pixel stride 2C (as vae_cuda.c does). */
+static void test_vae_interleave_upsample(void) {
+    NEED_GPU();
+    sf_err err = {{0}};
+    const int64_t n = 2, H = 3, W = 4, C = 8, HW = H * W, ne = n * HW * 2 * C;
+    float *tc = hrand((size_t)ne, -2, 2), *tcc = malloc(ne * 4), *il = malloc(ne * 4), *yc = malloc(4 * ne * 4);
+    float *ref = malloc(4 * ne * 4);
+    for (int64_t t = 0; t < n; t++) /* channel-first (n, 2C, HW) for the CPU */
+        for (int64_t p = 0; p < HW; p++)
+            for (int64_t c = 0; c < 2 * C; c++) tcc[(t * 2 * C + c) * HW + p] = tc[(t * HW + p) * 2 * C + c];
+    sf_vae_time_interleave_cpu(tcc, il, n, C, HW);
+    sf_vae_upsample2x_cpu(il, yc, 2 * n, C, H, W);
+    for (int64_t f = 0; f < 2 * n; f++)
+        for (int64_t p = 0; p < 4 * HW; p++)
+            for (int64_t c = 0; c < C; c++) ref[(f * 4 * HW + p) * C + c] = yc[(f * C + c) * 4 * HW + p];
+    gbuf gy;
+    void *dx = dput_bf16(tc, (size_t)ne), *dy = gnew(&gy, (size_t)(4 * ne), 2);
+    for (int64_t t = 0; t < n; t++)
+        for (int j = 0; j < 2; j++)
+            SF_CHECK_OK(sf_vae_upsample2x_cuda(&cx, 1, H, W, C, (uint16_t *)dx + t * HW * 2 * C + j * C, 0, 2 * C,
+                                               (uint16_t *)dy + (2 * t + j) * 4 * HW * C, &err),
+                        &err);
+    float *got = dget_bf16(dy, (size_t)(4 * ne));
+    sf_test_max_close("vae_interleave_upsample", got, ref, (size_t)(4 * ne), 0, 0);
+    gcheck(&gy, "vae_interleave_upsample y");
+    sf_cuda_free(dx);
+    free(tc), free(tcc), free(il), free(yc), free(ref), free(got);
+}
+
+/* ---- latent un-scaling ------------------------------------------------------------------------ */
+
+static void unscale_case(int bf16) {
+    NEED_GPU();
+    sf_err err = {{0}};
+    const int64_t C = 16, HW = 35, ld = 24;
+    float *z = malloc(C * HW * 4), mr[32], *yc = malloc(C * HW * 4);
+    for (int64_t i = 0; i < C * HW; i++) z[i] = urand(-4, 4); /* f32 latents, not bf16-exact */
+    sf_vae_unscale_consts(sf_vae_latent_mean, sf_vae_latent_std, C, bf16, mr);
+    sf_vae_unscale_cpu(z, C, HW, mr, bf16, yc);
+    float *dz = NULL, *dmr = NULL;
+    gbuf gy;
+    void *dy = gnew(&gy, (size_t)(HW * ld), 2);
+    SF_CHECK_OK(sf_cuda_malloc((void **)&dz, C * HW * 4, &err), &err);
+    SF_CHECK_OK(sf_cuda_malloc((void **)&dmr, sizeof mr, &err), &err);
+    SF_CHECK_OK(sf_cuda_upload_f32(&cx, dz, z, (size_t)(C * HW), &err), &err);
+    SF_CHECK_OK(sf_cuda_upload_f32(&cx, dmr, mr, 32, &err), &err);
+    sf_emu_set_max_blocks(2);
+    SF_CHECK_OK(sf_vae_unscale_cuda(&cx, C, HW, dz, dmr, bf16, dy, ld, &err), &err);
+    sf_emu_set_max_blocks(0);
+    float *got = dget_bf16(dy, (size_t)(HW * ld)), *gv = malloc(C * HW * 4), *ref = malloc(C * HW * 4);
+    size_t gap = 0;
+    for (int64_t p = 0; p < HW; p++)
+        for (int64_t c = 0; c < ld; c++) {
+            if (c < C) gv[p * C + c] = got[p * ld + c], ref[p * C + c] = sf_round_bf16(yc[c * HW + p]);
+            else gap += ((uint16_t *)&got[p * ld + c])[1] != 0xA5A5; /* the gap keeps its poison */
+        }
+    sf_test_max_close(bf16 ? "vae_unscale_bf16" : "vae_unscale_f32", gv, ref, (size_t)(C * HW), 0, 0);
+    SF_CHECK_MSG(gap == 0, "vae_unscale: %zu gap elements written", gap);
+    gcheck(&gy, "vae_unscale y");
+    sf_cuda_free(dz), sf_cuda_free(dmr);
+    free(z), free(yc), free(got), free(gv), free(ref);
+}
+static void test_vae_unscale_f32_wrap(void) { unscale_case(0); }
+static void test_vae_unscale_bf16_wrap(void) { unscale_case(1); }
+
+/* ---- bias / residual epilogue ----------------------------------------------------------------- */
+
+static void bias_res_case(int bias, int res) {
+    NEED_GPU();
+    sf_err err = {{0}};
+    const int64_t P = 33, C = 40, ne = P * C;
+    float *y = hrand((size_t)ne, -2, 2), *b = hrand((size_t)C, -1, 1), *r = hrand((size_t)ne, -2, 2);
+    float *ref = malloc(ne * 4);
+    for (int64_t i = 0; i < ne; i++)
+        ref[i] = sf_round_bf16(y[i] + (bias ? b[i % C] : 0.0f) + (res ? r[i] : 0.0f));
+    gbuf gy;
+    void *dy = gnew(&gy, (size_t)ne, 2), *db = dput_bf16(b, (size_t)C), *dr = dput_bf16(r, (size_t)ne);
+    SF_CHECK_OK(sf_cuda_upload_bf16(&cx, dy, y, (size_t)ne, &err), &err);
+    SF_CHECK_OK(sf_vae_bias_res_cuda(&cx, P, C, dy, bias ? db : NULL, res ? dr : NULL, &err), &err);
+    float *got = dget_bf16(dy, (size_t)ne);
+    sf_test_max_close("vae_bias_res", got, ref, (size_t)ne, 0, 0);
+    gcheck(&gy, "vae_bias_res y");
+    sf_cuda_free(db), sf_cuda_free(dr);
+    free(y), free(b), free(r), free(ref), free(got);
+}
+static void test_vae_bias_res(void) {
+    bias_res_case(1, 1);
+    bias_res_case(1, 0);
+    bias_res_case(0, 1);
+}
+
+/* ---- decoder output → uint8 frames + f32 video ------------------------------------------------- */
+
+static void test_vae_to_pixels(void) {
+    NEED_GPU();
+    sf_err err = {{0}};
+    const int64_t n = 2, P = 50, ld = 8, ne = n * P * ld;
+    float *x = hrand((size_t)ne, -1.4f, 1.4f);
+    x[5 * ld + 1] = NAN; /* a NaN pixel: video keeps it, the byte is 0's (as the CPU) */
+    x[7 * ld + 2] = -0.0f;
+    uint8_t *ref8 = malloc(n * P * 3), *got8 = malloc(n * P * 3 + 2 * GUARD);
+    float *refv = malloc(n * 3 * P * 4), *gotv = malloc(n * 3 * P * 4);
+    for (int64_t f = 0; f < n; f++)
+        for (int64_t p = 0; p < P; p++)
+            for (int c = 0; c < 3; c++) {
+                float v = x[(f * P + p) * ld + c];
+                sf_vae_to_pixels_cpu(&v, 1, &refv[(f * 3 + c) * P + p], &ref8[(f * P + p) * 3 + c]);
+            }
+    void *dx = dput_bf16(x, (size_t)ne);
+    gbuf g8, gv;
+    uint8_t *d8 = gnew(&g8, (size_t)(n * P * 3), 1);
+    float *dv = gnew(&gv, (size_t)(n * 3 * P), 4);
+    SF_CHECK_OK(sf_vae_to_pixels_cuda(&cx, n, P, ld, dx, d8, dv, &err), &err);
+    SF_CHECK_OK(sf_cuda_copy_d2h(&cx, got8, d8, (size_t)(n * P * 3), &err), &err);
+    SF_CHECK_OK(sf_cuda_download_f32(&cx, gotv, dv, (size_t)(n * 3 * P), &err), &err);
+    size_t bad = 0, first = 0;
+    for (size_t i = 0; i < (size_t)(n * P * 3); i++)
+        if (got8[i] != ref8[i] && bad++ == 0) first = i;
+    SF_CHECK_MSG(bad == 0, "vae_to_pixels u8: %zu bad, first [%zu] got %d ref %d", bad, first, got8[first], ref8[first]);
+    size_t vb = 0;
+    for (size_t i = 0; i < (size_t)(n * 3 * P); i++)
+        if (!(gotv[i] == refv[i] || (isnan(gotv[i]) && isnan(refv[i]))) && vb++ == 0) first = i;
+    SF_CHECK_MSG(vb == 0, "vae_to_pixels video: %zu bad, first [%zu] got %g ref %g", vb, first, gotv[first],
+                 refv[first]);
+    gcheck(&g8, "vae_to_pixels u8");
+    gcheck(&gv, "vae_to_pixels video");
+    sf_cuda_free(dx);
+    free(x), free(ref8), free(got8), free(refv), free(gotv);
+}
+
+static const sf_test tests[] = {
+    {"vae_rms_silu_wide", test_vae_rms_silu_wide},
+    {"vae_rms_narrow_inplace", test_vae_rms_narrow_inplace},
+    {"vae_rms_wrap", test_vae_rms_wrap},
+    {"vae_upsample2x_wrap", test_vae_upsample2x_wrap},
+    {"vae_interleave_upsample", test_vae_interleave_upsample},
+    {"vae_unscale_f32_wrap", test_vae_unscale_f32_wrap},
+    {"vae_unscale_bf16_wrap", test_vae_unscale_bf16_wrap},
+    {"vae_bias_res", test_vae_bias_res},
+    {"vae_to_pixels", test_vae_to_pixels},
+};
+SF_TEST_MAIN(tests)
