@@ -68,6 +68,9 @@ step() {
     fi
 }
 
+# SF_CHECK_ONLY=LIST (comma list of tests,bench,e2e,ref) runs only those parts; default all.
+want() { [ -z "${SF_CHECK_ONLY:-}" ] || [[ ",$SF_CHECK_ONLY," == *",$1,"* ]]; }
+if want tests; then
 step kernels 60 "$G/tests/test_cuda_kernels"
 step glue 60 "$G/tests/test_cuda_glue" $(for t in rmsnorm_strided rmsnorm_odd_inplace rmsnorm_wide_odd \
     layernorm_plain_strided layernorm_affine_inplace gelu_tanh gelu_tanh_wrap silu_wrap modulate modulate_wrap \
@@ -133,6 +136,9 @@ else
     fail=1
 fi
 
+fi # tests
+
+if want bench; then
 echo "== bench: sf-denoise --bench 1.3b --device cuda (random weights, 832x480, 21 latent frames)"
 timeout 150 sf-denoise --bench 1.3b --device cuda:0 --progress none 2>&1 | tee "$OUT/bench.txt"
 rc=${PIPESTATUS[0]}
@@ -153,14 +159,25 @@ row "bench umT5-XXL" "exit $rc; $(grep -m1 'per 512-token prompt' /tmp/sf-t5benc
 [ "$rc" -eq 0 ] || fail=1
 SF_CUDA_PROFILE=1 timeout 120 sf-encode --bench xxl --device cuda:0 2>&1 | grep -E 'per 512|profile' | tee -a "$OUT/bench.txt"
 
-if [ -f .ref/ref_bench.py ] && [ "${SF_SKIP_REF:-0}" != 1 ]; then
+fi # bench
+
+# the three stages as one sf-run pipeline on the GPU: tiny (GPU vs CPU) and full size, timed end to end
+if want e2e; then
+    bash tests/gpu/e2e.sh "$G"
+    rc=$?
+    cat /tmp/sf-e2e/summary.txt 2>/dev/null | while IFS= read -r l; do row "e2e" "$l"; done
+    [ "$rc" -eq 0 ] || { fail=1; row "e2e" "FAILED: exit $rc"; }
+fi
+
+if want ref && [ -f .ref/ref_bench.py ] && [ "${SF_SKIP_REF:-0}" != 1 ]; then
     echo "== reference PyTorch bench (same call, same card)"
-    PYTHONUNBUFFERED=1 timeout -s INT "${SF_REF_TIMEOUT:-200}" python3 .ref/ref_bench.py --ref .ref --out /tmp/ref \
-        --stages "${SF_REF_STAGES:-dit}" --deadline-s "${SF_REF_DEADLINE:-150}" >/tmp/sf-ref.log 2>&1
+    PYTHONUNBUFFERED=1 timeout -s INT "${SF_REF_TIMEOUT:-260}" python3 .ref/ref_bench.py --ref .ref --out /tmp/ref \
+        --stages "${SF_REF_STAGES:-dit,vae,t5}" --deadline-s "${SF_REF_DEADLINE:-220}" >/tmp/sf-ref.log 2>&1
     rc=$?
     tail -n 25 /tmp/sf-ref.log
     cp /tmp/ref/ref_bench.json "$OUT/" 2>/dev/null
     row "bench reference" "exit $rc; $(python3 -c 'import json,sys;d=json.load(open("/tmp/ref/ref_bench.json"));s=d.get("summary",{});print({k:s[k] for k in list(s)[:6]})' 2>/dev/null)"
+    row "reference stages" "$(python3 -c 'import json;s=json.load(open("/tmp/ref/ref_bench.json")).get("summary",{});print({k:s.get(k) for k in ("dit_total_s","vae_decode_s","t5_encode_ms","fps","fps_incl_t5","vae_peak_gib","t5_peak_gib")})' 2>/dev/null)"
 else
     row "bench reference" "skipped (.ref missing or SF_SKIP_REF=1)"
 fi

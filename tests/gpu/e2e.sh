@@ -1,0 +1,107 @@
+#!/usr/bin/env bash
+# tests/gpu/e2e.sh — the three stages as one pipeline on the GPU (`sf-run pipelines/t2v.yaml
+# device=cuda:0`: sf-encode | sf-denoise | sf-decode over ipc), run by tests/gpu/check.sh (part
+# "e2e") with its environment (PATH to the bundle's programs, LD_LIBRARY_PATH to cuBLAS / cuDNN).
+#   1. tiny random model: the pipeline on the GPU and on the CPU, both must finish with the same
+#      number of frames; the mean / max |Δ| of the 8-bit frames is reported (bf16 vs f32).
+#   2. full size, random weights (sf-mkmodel 1.3b: DiT 1.3B, VAE, umT5-XXL at full width but
+#      SF_E2E_T5_LAYERS layers (default 2) so that writing the model fits the device minutes; the
+#      24-layer encoder costs ~11 ms more per prompt, measured by sf-encode --bench xxl): 832x480,
+#      21 latent frames -> 81 frames, timed end to end (process start, weight loading, plans,
+#      encode, denoise, decode, writing the video) twice.
+# The GPU machine has no ffmpeg, so the video is .y4m (an .mp4 output needs ffmpeg on PATH).
+# One line per result in /tmp/sf-e2e/summary.txt; exit 1 when a pipeline fails.
+set -uo pipefail
+cd "$(dirname "$0")/../.."
+W=/tmp/sf-e2e
+rm -rf "$W" && mkdir -p "$W"
+S=$W/summary.txt
+: >"$S"
+fail=0
+now() { date +%s.%N; }
+el() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", b - a }'; }
+
+t2v() { # MODEL DEVICE OUT LOG [var=value ...]
+    local m=$1 d=$2 o=$3 log=$4
+    shift 4
+    timeout "${SF_E2E_TIMEOUT:-150}" sf-run pipelines/t2v.yaml model_dir="$m" checkpoint= \
+        "prompt=A red fox trotting through fresh snow, cinematic lighting" device="$d" output="$o" \
+        cache_dir="$W/cache-$RANDOM" "$@" >"$log" 2>&1
+}
+# frames of two .y4m files: "n_a n_b mean|Δ| max|Δ|" over the frame bytes
+y4mdiff() { # frames of two .y4m files: "n_a n_b mean|Δ| max|Δ|" over the frame bytes (the tiny run only)
+    python3 - "$1" "$2" <<'PY'
+import sys
+def frames(p):
+    b = open(p, 'rb').read()
+    i = b.index(b'\n')
+    h = dict((t[0], t[1:]) for t in b[:i].decode().split()[1:])
+    size = int(h['W']) * int(h['H']) * 3 if h.get('C', '420').startswith('444') else int(h['W']) * int(h['H']) * 3 // 2
+    out, i = [], i + 1
+    while i < len(b):
+        j = b.index(b'\n', i) + 1  # the FRAME line
+        out.append(b[j:j + size]); i = j + size
+    return out
+a, c = frames(sys.argv[1]), frames(sys.argv[2])
+tot = mx = n = 0
+for x, y in zip(a, c):
+    for u, v in zip(x, y):
+        d = abs(u - v); tot += d; n += 1; mx = max(mx, d)
+print(len(a), len(c), "%.2f" % (tot / max(n, 1)), mx)
+PY
+}
+y4mframes() { # frames of a .y4m file (header fields W, H, C; FRAME lines without parameters)
+    python3 - "$1" <<'PY'
+import os, sys
+p = sys.argv[1]
+with open(p, 'rb') as f:
+    hdr = f.readline()
+h = dict((t[0], t[1:]) for t in hdr.decode().split()[1:])
+size = int(h['W']) * int(h['H']) * (3 if h.get('C', '420').startswith('444') else 1.5)
+print(int((os.path.getsize(p) - len(hdr)) // (size + 6)))
+PY
+}
+
+echo "== e2e 1: tiny model, sf-run t2v.yaml on the GPU and on the CPU"
+M=$W/tiny
+sf-mkmodel tiny "$M" --seed 5 >"$W/mk-tiny.log" 2>&1 || { echo "sf-mkmodel tiny failed"; tail -n 3 "$W/mk-tiny.log"; exit 1; }
+tiny=(num_frames=9 height=64 width=96)
+t2v "$M" cuda:0 "$W/tiny-gpu.y4m" "$W/tiny-gpu.log" "${tiny[@]}"; rg=$?
+t2v "$M" cpu "$W/tiny-cpu.y4m" "$W/tiny-cpu.log" "${tiny[@]}"; rc=$?
+tail -n 4 "$W/tiny-gpu.log"
+if [ $rg -eq 0 ] && [ $rc -eq 0 ]; then
+    read -r na nb mean mx < <(y4mdiff "$W/tiny-gpu.y4m" "$W/tiny-cpu.y4m")
+    echo "tiny t2v: gpu $na frames, cpu $nb frames, 8-bit |Δ| mean $mean max $mx (bf16 vs f32 pipelines)" | tee -a "$S"
+    [ "$na" = "$nb" ] && [ "$na" -gt 0 ] || fail=1
+else
+    echo "tiny t2v: FAILED (gpu exit $rg, cpu exit $rc)" | tee -a "$S"
+    tail -n 8 "$W/tiny-gpu.log" "$W/tiny-cpu.log"
+    fail=1
+fi
+
+echo "== e2e 2: full size, random weights, sf-run t2v.yaml device=cuda:0 (832x480, 21 latent frames -> 81 frames)"
+F=$W/full
+a=$(now)
+if timeout 240 sf-mkmodel 1.3b "$F" --seed 1 --t5-layers "${SF_E2E_T5_LAYERS:-2}" >"$W/mk-full.log" 2>&1; then
+    echo "full model written in $(el "$a" "$(now)") s ($(du -sh "$F" | cut -f1), umT5 with ${SF_E2E_T5_LAYERS:-2} layers)" | tee -a "$S"
+    for run in 1 2; do
+        a=$(now)
+        t2v "$F" cuda:0 "$W/full-$run.y4m" "$W/full-$run.log"; r=$?
+        b=$(now)
+        grep -E 'finished|decoded 21|encoded|DiT:|weights' "$W/full-$run.log" | tail -n 6
+        if [ $r -eq 0 ]; then
+            nf=$(y4mframes "$W/full-$run.y4m")
+            echo "full t2v run $run: $(el "$a" "$b") s end to end (sf-run wall: 3 processes, loading, plans, encode + denoise + decode, $nf frames of 832x480 written)" | tee -a "$S"
+        else
+            echo "full t2v run $run: FAILED (exit $r)" | tee -a "$S"
+            tail -n 12 "$W/full-$run.log"
+            fail=1
+            break
+        fi
+    done
+else
+    echo "full model: sf-mkmodel failed or timed out ($(tail -n 1 "$W/mk-full.log"))" | tee -a "$S"
+    fail=1
+fi
+rm -rf "$F"
+exit $fail
