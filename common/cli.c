@@ -1,5 +1,6 @@
 /* cli.c — long flags in both dash and underscore form. Tested by tests/unit/test_core.c. */
 #include "cli.h"
+#include "device.h"
 
 #include <errno.h>
 #include <math.h>
@@ -204,4 +205,39 @@ int sf_args_main(int argc, char **argv, const char *prog, const char *synopsis, 
         sf_log_set_level(l);
     }
     return 0;
+}
+
+sf_status sf_stage_flags_get(const sf_args *a, const sf_opt *opts, sf_stage_flags *f, sf_err *err) {
+    sf_status s;
+    memset(f, 0, sizeof *f);
+    f->model_dir = find_opt(opts, "model-dir") >= 0 ? sf_args_get(a, opts, "model-dir") : NULL;
+    if (!f->model_dir || !*f->model_dir) f->model_dir = getenv("SF_MODEL_DIR");
+    if (!f->model_dir || !*f->model_dir) f->model_dir = "wan_models/Wan2.1-T2V-1.3B";
+
+    const char *pm = find_opt(opts, "progress") >= 0 ? sf_args_get(a, opts, "progress") : NULL;
+    if (!pm || !strcmp(pm, "auto"))
+        f->progress = sf_progress_enabled(pm) ? SF_PROGRESS_BAR : sf_log_level() >= SF_LOG_INFO ? SF_PROGRESS_LINES
+                                                                                                : SF_PROGRESS_NONE;
+    else if (!strcmp(pm, "bar")) f->progress = SF_PROGRESS_BAR;
+    else if (!strcmp(pm, "lines")) f->progress = SF_PROGRESS_LINES;
+    else if (!strcmp(pm, "none")) f->progress = SF_PROGRESS_NONE;
+    else return sf_fail(err, SF_E_ARG, "--progress: expected auto, bar, lines or none, got '%s'", pm);
+
+    const char *ds = find_opt(opts, "device") >= 0 ? sf_args_get(a, opts, "device") : NULL;
+    const char *gs = find_opt(opts, "gpu-id") >= 0 ? sf_args_get(a, opts, "gpu-id") : NULL;
+    sf_device d = {0, 0}, g = {0, 0};
+    if (ds && (s = sf_device_parse(ds, &d, err))) return s;
+    if (gs) {
+        char *end = NULL;
+        long n = strtol(gs, &end, 10);
+        if (!*gs || *end || n < 0 || n > 1023)
+            return sf_fail(err, SF_E_ARG, "--gpu-id: expected a GPU number (0, 1, ...), got '%s'", gs);
+        g.cuda = 1, g.ordinal = (int)n;
+        if (ds && (!d.cuda || d.ordinal != g.ordinal))
+            return sf_fail(err, SF_E_ARG, "--device %s and --gpu-id %s name different devices: give one of them", ds, gs);
+        d = g;
+    }
+    f->cuda = d.cuda;
+    f->ordinal = d.ordinal;
+    return SF_OK;
 }

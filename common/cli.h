@@ -49,6 +49,33 @@ sf_status sf_arg_double(const char *flag, const char *s, double *out, sf_err *er
     {"log-level", 0, SF_ARG_VALUE, "LEVEL\terror|warn|info|debug (default info, env SF_LOG_LEVEL)"}, \
         {"help", 'h', SF_ARG_FLAG, "show this help"}, {"version", 0, SF_ARG_FLAG, "print the version"}
 
+/* ---- the flags the three stages share (sf-encode, sf-denoise, sf-decode): one table entry, one
+ * parser, one set of messages. Put the entries in a stage's table; sf_stage_flags_get reads them. */
+#define SF_OPTS_DEVICE(what)                                                                        \
+    {"device", 0, SF_ARG_VALUE, "DEV\tcpu, cuda or cuda:N (" what "; an NVIDIA GPU, sm_80 or newer)"}, \
+        {"gpu-id", 0, SF_ARG_VALUE, "N\talias of --device cuda:N (the reference's --gpu_id)"}
+#define SF_OPT_MODEL_DIR                                                                            \
+    {"model-dir", 0, SF_ARG_VALUE, "DIR\tmodel folder (default $SF_MODEL_DIR, else wan_models/Wan2.1-T2V-1.3B)"}
+#define SF_OPT_PROGRESS                                                                             \
+    {"progress", 0, SF_ARG_VALUE,                                                                   \
+     "auto|bar|lines|none\tprogress on stderr: bar = one '\\r' line, lines = a plain line per step with "  \
+     "elapsed time (default auto: bar on a terminal or under sf-run, lines otherwise)"}
+
+/* NONE prints nothing; BAR rewrites one '\r' line (a terminal, or sf-run's status line); LINES
+ * prints plain lines with elapsed time (logs, nohup, Slurm, CI). */
+typedef enum sf_progress_mode { SF_PROGRESS_NONE = 0, SF_PROGRESS_BAR = 1, SF_PROGRESS_LINES = 2 } sf_progress_mode;
+
+typedef struct sf_stage_flags {
+    int cuda, ordinal;     /* --device cpu|cuda|cuda:N or --gpu-id N: cuda 0 = the CPU */
+    const char *model_dir; /* --model-dir, else $SF_MODEL_DIR, else wan_models/Wan2.1-T2V-1.3B */
+    sf_progress_mode progress; /* --progress, auto resolved for this stderr and log level */
+} sf_stage_flags;
+
+/* Read whichever of the shared flags the table has (the others keep their defaults). --device and
+ * --gpu-id together must name the same GPU. SF_E_ARG with one line naming the flag. Parsing only:
+ * a stage that will use the GPU checks it before any work (sf_device_check, kernels/device.h). */
+sf_status sf_stage_flags_get(const sf_args *a, const sf_opt *opts, sf_stage_flags *f, sf_err *err);
+
 /* The start of every program's main(): sf_args_parse plus the flags all programs share.
  * -h/--help prints the usage and --version the version: both return 1 with *a freed (the
  * caller returns 0). --log-level sets the log level. A bad flag or level prints a one-line

@@ -28,15 +28,14 @@ static const sf_opt opts[] = {
     {"output", 'o', SF_ARG_VALUE, "FILE\tvideo: .y4m (4:4:4, BT.601 full range), .mp4 (via ffmpeg), DIR/ (PNG frames), - (y4m to stdout)"},
     {"out", 0, SF_ARG_VALUE, "FILE\tsame as --output"},
     {"save-video", 0, SF_ARG_VALUE, "FILE\twrite safetensors 'video' [1,T,3,H,W] f32 in [-1,1]"},
-    {"model-dir", 0, SF_ARG_VALUE, "DIR\tmodel folder (default wan_models/Wan2.1-T2V-1.3B or $SF_MODEL_DIR)"},
+    SF_OPT_MODEL_DIR,
     {"vae", 0, SF_ARG_VALUE, "PATH\tVAE checkpoint (default <model-dir>/Wan2.1_VAE.pth)"},
     {"fps", 0, SF_ARG_VALUE, "N\tframes per second (default 16, like the reference)"},
     {"threads", 0, SF_ARG_VALUE, "N\tCPU threads (default: all CPUs)"},
-    {"device", 0, SF_ARG_VALUE, "DEV\tcpu, cuda or cuda:N (bf16 on an NVIDIA GPU, sm_80 or newer; only uint8 frames come back)"},
-    {"gpu-id", 0, SF_ARG_VALUE, "N\talias of --device cuda:N"},
+    SF_OPTS_DEVICE("the VAE in bf16; only uint8 frames come back"),
     {"bench", 0, SF_ARG_VALUE, "1.3b|tiny\tGPU decoder benchmark with random weights (1.3b: 21 latent frames -> 81 at 832x480; needs --device cuda)"},
     {"bf16-unscale", 0, SF_ARG_FLAG, "un-scale latents in bf16 like the bf16 reference pipeline (SPEC 8.1)"},
-    {"progress", 0, SF_ARG_VALUE, "auto|none\tprogress lines on stderr"},
+    SF_OPT_PROGRESS,
     SF_OPTS_STD,
     {NULL, 0, 0, NULL},
 };
@@ -224,9 +223,9 @@ int main(int argc, char **argv) {
                      opts, &a))
         return 0;
     const char *v;
-    const char *dev_s = sf_args_get(&a, opts, "device"), *gpu = sf_args_get(&a, opts, "gpu-id");
-    sf_device dev = {0, 0};
-    if ((dev_s || gpu) && (s = sf_device_parse(dev_s ? dev_s : gpu, &dev, &err)) != SF_OK) sf_die(prog, s, &err);
+    sf_stage_flags sh; /* --device / --gpu-id, --model-dir, --progress: common/cli.c */
+    if ((s = sf_stage_flags_get(&a, opts, &sh, &err))) sf_die(prog, s, &err);
+    const sf_device dev = {sh.cuda, sh.ordinal};
     /* a missing driver / GPU is one line before anything is read or written */
     if (dev.cuda && (s = sf_device_check(&dev, &err)) != SF_OK) sf_die(prog, s, &err);
     r.cuda = dev.cuda;
@@ -244,12 +243,7 @@ int main(int argc, char **argv) {
     r.fps = (int)fps;
     r.threads = threads > 0 ? (int)threads : sf_cpu_count();
     r.bf16 = sf_args_has(&a, opts, "bf16-unscale");
-    v = sf_args_get(&a, opts, "progress");
-    if (v && strcmp(v, "auto") && strcmp(v, "none")) {
-        sf_fail(&err, SF_E_ARG, "--progress: expected auto or none, got '%s'", v);
-        sf_die(prog, SF_E_ARG, &err);
-    }
-    r.progress = !v || !strcmp(v, "auto");
+    r.progress = sh.progress != SF_PROGRESS_NONE; /* a line per decoded block (bar and lines alike) */
     r.out_path = sf_args_get(&a, opts, "output");
     if (!r.out_path) r.out_path = sf_args_get(&a, opts, "out");
     r.save_path = sf_args_get(&a, opts, "save-video");
@@ -271,10 +265,7 @@ int main(int argc, char **argv) {
     if ((v = sf_args_get(&a, opts, "vae"))) {
         r.vae_path = v;
     } else {
-        const char *md = sf_args_get(&a, opts, "model-dir");
-        if (!md) md = getenv("SF_MODEL_DIR");
-        if (!md || !*md) md = "wan_models/Wan2.1-T2V-1.3B";
-        snprintf(vae_buf, sizeof vae_buf, "%s/Wan2.1_VAE.pth", md);
+        snprintf(vae_buf, sizeof vae_buf, "%s/Wan2.1_VAE.pth", sh.model_dir);
         r.vae_path = vae_buf;
     }
     r.t0 = sf_now();

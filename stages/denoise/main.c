@@ -26,7 +26,7 @@
 #include <unistd.h>
 
 static const sf_opt opts[] = {
-    {"model-dir", 0, SF_ARG_VALUE, "DIR\tmodel folder (default wan_models/Wan2.1-T2V-1.3B or $SF_MODEL_DIR)"},
+    SF_OPT_MODEL_DIR,
     {"config-path", 0, SF_ARG_VALUE, "FILE\trun config merged over configs/default_config.yaml (default configs/self_forcing_dmd.yaml)"},
     {"checkpoint-path", 0, SF_ARG_VALUE, "FILE\tSelf-Forcing checkpoint (.pt); missing file: loud warning, base weights (like the reference)"},
     {"require-checkpoint", 0, SF_ARG_FLAG, "a missing --checkpoint_path is an error (exit 1) instead of a fallback to the base weights"},
@@ -51,11 +51,10 @@ static const sf_opt opts[] = {
     {"tap-select", 0, SF_ARG_VALUE, "seed|all|b:B,s:S\twhich captures to keep (default seed: logits = figure-4 selection, frames = streaming aggregate)"},
     {"output-path", 0, SF_ARG_VALUE, "FILE\ttap file: .pt (reference figure-4 / streaming dict) or .safetensors"},
     {"chunk-frames", 0, SF_ARG_VALUE, "N\trecorded as chunk_frames in the streaming tap file (default 3; no effect on values)"},
-    {"device", 0, SF_ARG_VALUE, "DEV\tcpu, cuda or cuda:N (bf16 on an NVIDIA GPU, sm_80 or newer)"},
-    {"gpu-id", 0, SF_ARG_VALUE, "N\talias of --device cuda:N"},
+    SF_OPTS_DEVICE("the DiT in bf16"),
     {"threads", 0, SF_ARG_VALUE, "N\tCPU threads (default: all CPUs)"},
     {"bench", 0, SF_ARG_VALUE, "tiny|1.3b-layer|1.3b\tprint ms per block-forward and peak memory, then exit (1.3b: a whole random-weight video, GPU only)"},
-    {"progress", 0, SF_ARG_VALUE, "auto|bar|lines|none\tprogress on stderr: bar = one '\\r' line, lines = a line per forward with elapsed time and ETA (default auto: bar on a terminal, lines otherwise)"},
+    SF_OPT_PROGRESS,
     SF_OPTS_STD,
     {NULL, 0, 0, NULL},
 };
@@ -189,35 +188,22 @@ int main(int argc, char **argv) {
                      "[--layer_indices L... --output_path FILE]",
                      opts, &a))
         return 0;
-    /* device */
-    sf_device dev = {0, 0};
-    const char *ds = sf_args_get(&a, opts, "device"), *gid = sf_args_get(&a, opts, "gpu-id");
-    if ((ds && (s = sf_device_parse(ds, &dev, &err))) || (!ds && gid && (s = sf_device_parse(gid, &dev, &err))))
-        sf_die(PROG, s, &err);
+    sf_stage_flags sh; /* --device / --gpu-id, --model-dir, --progress: common/cli.c */
+    if ((s = sf_stage_flags_get(&a, opts, &sh, &err))) sf_die(PROG, s, &err);
+    sf_device dev = {sh.cuda, sh.ordinal}; /* a GPU that cannot be used: one line before any work */
+    if (sh.cuda && (s = sf_device_check(&dev, &err))) sf_die(PROG, s, &err);
     long threads = sf_cpu_count(), v;
     if ((s = get_long(&a, "threads", 1, 1024, &threads, &err))) sf_die(PROG, s, &err);
-    const char *model_dir = sf_args_get(&a, opts, "model-dir");
-    if (!model_dir) model_dir = getenv("SF_MODEL_DIR");
-    if (!model_dir || !*model_dir) model_dir = "wan_models/Wan2.1-T2V-1.3B";
+    const char *model_dir = sh.model_dir;
+    const int ordinal = sh.cuda ? sh.ordinal : -1;
     const char *bench = sf_args_get(&a, opts, "bench");
     if (bench) {
-        s = sf_denoise_bench(bench, model_dir, (int)threads, dev.cuda ? dev.ordinal : -1, &err);
+        s = sf_denoise_bench(bench, model_dir, (int)threads, ordinal, &err);
         if (s) sf_die(PROG, s, &err);
         sf_args_free(&a);
         return 0;
     }
-    const char *progress = sf_args_get(&a, opts, "progress");
-    int show_progress;
-    if (!progress || !strcmp(progress, "auto")) /* a bar on a terminal or under sf-run, plain lines in logs */
-        show_progress = sf_progress_enabled(progress) ? SF_PROGRESS_BAR
-                        : sf_log_level() >= SF_LOG_INFO ? SF_PROGRESS_LINES : SF_PROGRESS_NONE;
-    else if (!strcmp(progress, "bar")) show_progress = SF_PROGRESS_BAR;
-    else if (!strcmp(progress, "lines")) show_progress = SF_PROGRESS_LINES;
-    else if (!strcmp(progress, "none")) show_progress = SF_PROGRESS_NONE;
-    else {
-        sf_fail(&err, SF_E_ARG, "--progress: expected auto, bar, lines or none, got '%s'", progress);
-        sf_die(PROG, SF_E_ARG, &err);
-    }
+    const int show_progress = (int)sh.progress;
 
     /* inputs and outputs named up front so flag errors come before any heavy work */
     const char *pe_arg = sf_args_get(&a, opts, "prompt-embeds"), *in_url = sf_args_get(&a, opts, "in");
@@ -354,13 +340,13 @@ int main(int argc, char **argv) {
     }
     sf_dit_state st;
     if ((s = sf_dit_state_init_on(&st, &w, rc.num_frame_per_block, pc.lat_h, pc.lat_w, cache_frames, las, sink,
-                                  (int)threads, dev.cuda ? dev.ordinal : -1, &err)))
+                                  (int)threads, ordinal, &err)))
         sf_die(PROG, s, &err);
     /* the KV cache is the big allocation (CPU f32: 12 GiB for 21 frames at 480×832; GPU bf16: 6) */
     sf_info("KV cache: %lld frames x %lld tokens x %d layers, %.2f GiB (%s)", (long long)cache_frames,
             (long long)st.frame_tokens, cfg.num_layers,
-            2.0 * (double)st.cache_tokens * cfg.dim * cfg.num_layers * (dev.cuda ? 2 : 4) / (1024.0 * 1024.0 * 1024.0),
-            dev.cuda ? "bf16, on the GPU" : "f32");
+            2.0 * (double)st.cache_tokens * cfg.dim * cfg.num_layers * (sh.cuda ? 2 : 4) / (1024.0 * 1024.0 * 1024.0),
+            sh.cuda ? "bf16, on the GPU" : "f32");
     if ((s = sf_dit_set_context(&st, emb, rows, &err))) sf_die(PROG, s, &err);
     if (have_taps) sf_taps_attach(&taps, &st);
 

@@ -13,6 +13,7 @@
 #ifndef SF_PIPELINE_H
 #define SF_PIPELINE_H
 
+#include "cli.h"
 #include "dit.h"
 #include "scheduler.h"
 
@@ -28,10 +29,8 @@ typedef struct sf_pipeline_cfg {
     const sf_tfile *noise;       /* replay file, or NULL for the seeded generator */
 } sf_pipeline_cfg;
 
-/* --progress: NONE prints nothing; BAR rewrites one '\r' line (a terminal, or sf-run's status
- * line); LINES prints one plain line per forward with elapsed time and an ETA (logs, nohup,
- * Slurm, CI: the default when stderr is not a terminal). */
-typedef enum sf_pipeline_progress { SF_PROGRESS_NONE = 0, SF_PROGRESS_BAR = 1, SF_PROGRESS_LINES = 2 } sf_pipeline_progress;
+/* progress (sf_progress_mode, common/cli.h): LINES prints one plain line per forward with elapsed
+ * time and an ETA, BAR rewrites one '\r' line. */
 
 typedef struct sf_pipeline_hooks {
     /* Before every forward: block, step (n_steps = refresh pass), start frame, frames. */
@@ -41,7 +40,7 @@ typedef struct sf_pipeline_hooks {
     /* A finished block: frames [start_frame, start_frame + F) of the output, (F, C, H, W). */
     sf_status (*on_block)(void *ctx, int block, int64_t start_frame, int F, const float *x0, sf_err *err);
     void *ctx;
-    int progress;                /* sf_pipeline_progress: none, a '\r' bar (terminal, sf-run) or plain lines */
+    int progress;                /* sf_progress_mode (cli.h): none, a '\r' bar (terminal, sf-run) or plain lines */
     const volatile int *stop;    /* optional: non-zero → SF_E_STOPPED between forwards */
 } sf_pipeline_hooks;
 

@@ -26,14 +26,14 @@
 static const sf_opt opts[] = {
     {"prompt", 'p', SF_ARG_VALUE, "TEXT\ta prompt (repeatable)"},
     {"prompts", 0, SF_ARG_VALUE, "FILE\tprompts, one per line ('-' = stdin; default when no --prompt and stdin is not a terminal)"},
-    {"model-dir", 0, SF_ARG_VALUE, "DIR\tWan2.1-T2V-1.3B folder (default $SF_MODEL_DIR or wan_models/Wan2.1-T2V-1.3B)"},
+    SF_OPT_MODEL_DIR,
     {"tokenizer", 0, SF_ARG_VALUE, "FILE\tspiece.model (default DIR/google/umt5-xxl/spiece.model)"},
     {"weights", 0, SF_ARG_VALUE, "FILE\tencoder weights (default DIR/models_t5_umt5-xxl-enc-bf16.pth)"},
     {"text-len", 0, SF_ARG_VALUE, "N\ttokens per prompt incl. eos, padded (default 512)"},
     {"save-embeds", 0, SF_ARG_VALUE, "FILE\twrite emb.<i> [N, D] f32, ids.<i>, mask.<i> (safetensors)"},
     {"tokens-only", 0, SF_ARG_FLAG, "print the token ids of each prompt (one line each) and exit"},
     {"in", 0, SF_ARG_VALUE, "URL\tprompts as a wire stream: 'prompt' u8 messages holding UTF-8 text (the --serve request format)"},
-    {"progress", 0, SF_ARG_VALUE, "auto|none\tper-prompt progress lines on stderr (auto: when stderr is a terminal)"},
+    SF_OPT_PROGRESS,
     {"out", 'o', SF_ARG_VALUE, "URL\twire output: one prompt_embeds message per prompt (default '-' when stdout is not a terminal)"},
     {"cache-only", 0, SF_ARG_FLAG, "only fill the cache for the prompts; output nothing"},
     {"serve", 0, SF_ARG_VALUE, "URL\trun as a resident encoder server on tcp://HOST:PORT or ipc://PATH (bind) until SIGINT/SIGTERM"},
@@ -44,8 +44,7 @@ static const sf_opt opts[] = {
     {"no-cache", 0, SF_ARG_FLAG, "neither read nor write the cache"},
     {"list", 0, SF_ARG_FLAG, "list the cache entries and exit"},
     {"threads", 0, SF_ARG_VALUE, "N\tCPU threads (default: all)"},
-    {"device", 0, SF_ARG_VALUE, "DEV\tcpu, cuda or cuda:N (umT5 in bf16 on an NVIDIA GPU, sm_80 or newer; 11.4 GB for umT5-XXL)"},
-    {"gpu-id", 0, SF_ARG_VALUE, "N\talias of --device cuda:N"},
+    SF_OPTS_DEVICE("umT5 in bf16, 11.4 GB for umT5-XXL"),
     {"low-memory", 0, SF_ARG_FLAG, "with --device cuda: free the encoder's GPU memory after every prompt (each cache miss uploads the weights again)"},
     {"bench", 0, SF_ARG_VALUE, "xxl\tprint ms per 512-token prompt and GPU memory of the full-size umT5-XXL with random weights (needs --device cuda), then exit"},
     SF_OPTS_STD,
@@ -255,14 +254,11 @@ int main(int argc, char **argv) {
         sf_die(prog, st, &err);
     if (!(timeout_s >= 0)) usage_die(prog, "--server-timeout must be >= 0");
     if (threads == 0) threads = sf_cpu_count();
-    const char *dev_s = sf_args_get(&a, opts, "device");
-    char devbuf[32];
-    if (!dev_s && sf_args_get(&a, opts, "gpu-id")) {
-        snprintf(devbuf, sizeof devbuf, "cuda:%s", sf_args_get(&a, opts, "gpu-id"));
-        dev_s = devbuf;
-    }
-    sf_device dev = {0, 0};
-    if (dev_s && (st = sf_device_parse(dev_s, &dev, &err))) sf_die(prog, st, &err);
+    sf_stage_flags sh; /* --device / --gpu-id, --model-dir, --progress: common/cli.c */
+    if ((st = sf_stage_flags_get(&a, opts, &sh, &err))) sf_die(prog, st, &err);
+    const sf_device dev = {sh.cuda, sh.ordinal};
+    char dev_s[32];
+    snprintf(dev_s, sizeof dev_s, "cuda:%d", sh.ordinal);
     int low_memory = sf_args_has(&a, opts, "low-memory");
     if (sf_args_get(&a, opts, "bench")) {
         if ((st = sf_encode_bench(sf_args_get(&a, opts, "bench"), dev.cuda ? dev.ordinal : -1, &err)))
@@ -321,9 +317,7 @@ int main(int argc, char **argv) {
         return 0;
     }
     /* model paths */
-    const char *mdir = sf_args_get(&a, opts, "model-dir");
-    if (!mdir) mdir = getenv("SF_MODEL_DIR");
-    if (!mdir || !*mdir) mdir = "wan_models/Wan2.1-T2V-1.3B";
+    const char *mdir = sh.model_dir;
     char tok_path[4096], w_path[4096];
     if (sf_args_get(&a, opts, "tokenizer")) snprintf(tok_path, sizeof tok_path, "%s", sf_args_get(&a, opts, "tokenizer"));
     else snprintf(tok_path, sizeof tok_path, "%s/google/umt5-xxl/spiece.model", mdir);
@@ -340,9 +334,7 @@ int main(int argc, char **argv) {
         if (st) sf_die(prog, st, &err);
         return 0;
     }
-    const char *pmode = sf_args_get(&a, opts, "progress");
-    if (pmode && strcmp(pmode, "auto") && strcmp(pmode, "none")) usage_die(prog, "--progress: expected auto or none");
-    int show_progress = sf_progress_enabled(pmode);
+    int show_progress = sh.progress != SF_PROGRESS_NONE; /* a line per prompt (bar and lines alike) */
     /* prompts */
     prompt_list pl = {0};
     const char **pv = NULL;

@@ -53,3 +53,19 @@ one_line_error() { # $1 expected substring; uses $status/$stderr from run --sepa
     run -0 sf-denoise --model-dir "$SF_GOLDEN/model" --config_path "$T/nowarp.yaml" "${ARGS[@]}" --seed 3
     run ! cmp -s "$T/dmd.safetensors" "$T/lat.safetensors"
 }
+
+@test "shared flags: sf-encode, sf-denoise and sf-decode read --device/--gpu-id/--progress one way" {
+    for p in sf-encode sf-denoise sf-decode; do
+        run -2 --separate-stderr "$p" --progress verbose
+        one_line_error "--progress: expected auto, bar, lines or none, got 'verbose'"
+        run -2 --separate-stderr "$p" --device cuda:0 --gpu-id 1
+        one_line_error "--device cuda:0 and --gpu-id 1 name different devices: give one of them"
+        run -2 --separate-stderr "$p" --gpu_id cuda:1
+        one_line_error "--gpu-id: expected a GPU number"
+    done
+    # and document them with the same words
+    for f in progress gpu-id model-dir; do
+        a=$(sf-encode --help | grep -- "^ *--$f"); b=$(sf-denoise --help | grep -- "^ *--$f"); c=$(sf-decode --help | grep -- "^ *--$f")
+        [ -n "$a" ] && [ "$a" = "$b" ] && [ "$b" = "$c" ] || { printf '%s\n%s\n%s\n' "$a" "$b" "$c"; false; }
+    done
+}

@@ -5,6 +5,7 @@
 #include "device.h"
 #include "rng.h"
 
+#include <stdarg.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -130,6 +131,54 @@ static void test_device_parse(void) {
     SF_CHECK(sf_device_parse("cuda:x", &d, &err) == SF_E_ARG);
 }
 
+/* The shared stage flags (common/cli.c sf_stage_flags_get): one parser for the three stages. */
+static const sf_opt stage_opts[] = {SF_OPT_MODEL_DIR, SF_OPTS_DEVICE("test"), SF_OPT_PROGRESS, SF_OPTS_STD, {NULL, 0, 0, NULL}};
+static sf_status stage_flags(sf_stage_flags *f, sf_err *err, ...) {
+    char *argv[16] = {"prog"};
+    int argc = 1;
+    va_list ap;
+    va_start(ap, err);
+    for (char *v; argc < 15 && (v = va_arg(ap, char *));) argv[argc++] = v;
+    va_end(ap);
+    sf_args a = {0};
+    sf_status s = sf_args_parse(argc, argv, stage_opts, &a, err);
+    if (!s) s = sf_stage_flags_get(&a, stage_opts, f, err);
+    sf_args_free(&a);
+    return s;
+}
+static void test_stage_flags(void) {
+    sf_err err = {{0}};
+    sf_stage_flags f;
+    unsetenv("SF_MODEL_DIR");
+    SF_CHECK_OK(stage_flags(&f, &err, "--progress", "none", NULL), &err);
+    SF_CHECK(!f.cuda && !strcmp(f.model_dir, "wan_models/Wan2.1-T2V-1.3B") && f.progress == SF_PROGRESS_NONE);
+    setenv("SF_MODEL_DIR", "/m/env", 1);
+    SF_CHECK_OK(stage_flags(&f, &err, "--progress", "lines", NULL), &err);
+    SF_CHECK(!strcmp(f.model_dir, "/m/env") && f.progress == SF_PROGRESS_LINES);
+    SF_CHECK_OK(stage_flags(&f, &err, "--model_dir", "/m/flag", "--progress=bar", NULL), &err);
+    SF_CHECK(!strcmp(f.model_dir, "/m/flag") && f.progress == SF_PROGRESS_BAR);
+    unsetenv("SF_MODEL_DIR");
+    SF_CHECK_OK(stage_flags(&f, &err, "--device", "cuda:1", NULL), &err);
+    SF_CHECK(f.cuda == 1 && f.ordinal == 1);
+    SF_CHECK_OK(stage_flags(&f, &err, "--gpu_id", "2", NULL), &err);
+    SF_CHECK(f.cuda == 1 && f.ordinal == 2);
+    SF_CHECK_OK(stage_flags(&f, &err, "--device", "cuda:3", "--gpu-id", "3", NULL), &err);
+    SF_CHECK(f.cuda == 1 && f.ordinal == 3);
+    SF_CHECK_OK(stage_flags(&f, &err, "--device", "cpu", NULL), &err);
+    SF_CHECK(!f.cuda);
+    sf_status s = stage_flags(&f, &err, "--device", "cuda:0", "--gpu-id", "1", NULL);
+    SF_CHECK_MSG(s == SF_E_ARG && strstr(err.msg, "--device cuda:0 and --gpu-id 1 name different devices"), "%s", err.msg);
+    s = stage_flags(&f, &err, "--device", "cpu", "--gpu-id", "0", NULL);
+    SF_CHECK_MSG(s == SF_E_ARG && strstr(err.msg, "name different devices"), "%s", err.msg);
+    s = stage_flags(&f, &err, "--gpu-id", "cuda:1", NULL);
+    SF_CHECK_MSG(s == SF_E_ARG && strstr(err.msg, "--gpu-id: expected a GPU number"), "%s", err.msg);
+    s = stage_flags(&f, &err, "--progress", "verbose", NULL);
+    SF_CHECK_MSG(s == SF_E_ARG && strstr(err.msg, "--progress: expected auto, bar, lines or none, got 'verbose'"), "%s",
+                 err.msg);
+    s = stage_flags(&f, &err, "--device", "gpu", NULL);
+    SF_CHECK_MSG(s == SF_E_ARG, "%s", err.msg);
+}
+
 static void test_atomic_file(void) {
     char dir[] = "/tmp/sf_test_XXXXXX";
     SF_CHECK(mkdtemp(dir) != NULL);
@@ -241,6 +290,6 @@ static const sf_test tests[] = {
     {"rng_known", test_rng_known},
     {"bf16_round", test_bf16_round},     {"f16_round", test_f16_round},   {"tensor_strided", test_tensor_strided},
     {"checked_math", test_checked_math}, {"cli_forms", test_cli_forms},   {"device_parse", test_device_parse},
-    {"atomic_file", test_atomic_file},   {"check_out_dir", test_check_out_dir},
+    {"stage_flags", test_stage_flags},   {"atomic_file", test_atomic_file},   {"check_out_dir", test_check_out_dir},
 };
 SF_TEST_MAIN(tests)
