@@ -10,6 +10,7 @@
 #ifndef SF_PARALLEL_H
 #define SF_PARALLEL_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 /* fn(ctx, begin, end) processes indices [begin, end). */
@@ -23,6 +24,14 @@ void sf_parallel_for(int64_t n, int nthreads, int64_t min_chunk, sf_range_fn fn,
  * (0-based) runs items tid, tid + workers, tid + 2·workers, ... one after another, so tid indexes
  * per-worker scratch. Items must write disjoint outputs. Never fails. */
 void sf_parallel_items(int64_t n_items, int threads, void (*fn)(void *ctx, int64_t i, int tid), void *ctx);
+
+/* Work memory of the calling thread: at least `floats` floats in buffer `slot` (0 or 1), kept
+ * between calls — grown (contents not kept) when a call needs more, freed when the thread exits.
+ * The kernels' per-part buffers (GEMM panels, attention tiles) come from here, so the persistent
+ * team's threads stop calling malloc/free ~20 000 times per video; a thread holds at most its
+ * largest request (what one call allocated before). NULL when out of memory (callers take their
+ * slow path). Never pass the pointer to another thread or keep it across a nested parallel call. */
+float *sf_thread_scratch(int slot, size_t floats);
 
 /* Number of online CPUs (>= 1). */
 int sf_cpu_count(void);

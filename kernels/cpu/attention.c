@@ -59,20 +59,19 @@ typedef struct attn_job {
 static void attn_range(void *ctx, int64_t b, int64_t e) {
     attn_job *j = ctx;
     size_t lk = (size_t)(j->Lk > 0 ? j->Lk : 1), dd = (size_t)(j->d > 0 ? j->d : 1);
-    float *sc = malloc(sizeof(float) * QT * lk), *acc = malloc(sizeof(float) * QT * dd);
-    float *kv = malloc(sizeof(float) * 2 * lk * dd);
-    if (!sc || !acc || !kv) {
+    /* the worker's own scratch, kept between calls (parallel.h): no malloc per call */
+    float *sc = sf_thread_scratch(0, QT * lk + QT * dd), *kv = sf_thread_scratch(1, 2 * lk * dd);
+    if (!sc || !kv) {
         j->failed = 1; /* benign race: every writer stores 1 */
-        free(sc), free(acc), free(kv);
         return;
     }
+    float *acc = sc + QT * lk;
 #ifdef SF_HAVE_AVX2_PATH
     if (j->avx2) attn_items_avx2(j, b, e, sc, acc, kv, kv + lk * dd);
     else attn_items_base(j, b, e, sc, acc, kv, kv + lk * dd);
 #else
     attn_items_base(j, b, e, sc, acc, kv, kv + lk * dd);
 #endif
-    free(sc), free(acc), free(kv);
 }
 
 int sf_attention_cpu(int64_t Lq, int64_t Lk, int heads, int d, const float *q, int64_t ldq, const float *k,

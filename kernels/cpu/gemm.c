@@ -69,10 +69,10 @@ static void gemm_range(void *ctx, int64_t b, int64_t e) {
     const gemm_job *j = ctx;
     int64_t m0 = j->by_cols ? 0 : b, m1 = j->by_cols ? j->M : e;
     int64_t n0 = j->by_cols ? b * j->np : 0, n1 = j->by_cols ? (e * j->np < j->N ? e * j->np : j->N) : j->N;
-    float *acc = malloc(sizeof(float) * 8 * RB * NP);
-    float *panel = malloc(sizeof(float) * (size_t)j->np * (size_t)(j->K > 0 ? j->K : 1));
+    /* the worker's own scratch, kept between calls (parallel.h): no malloc per call */
+    float *acc = sf_thread_scratch(0, (size_t)8 * RB * NP);
+    float *panel = sf_thread_scratch(1, (size_t)j->np * (size_t)(j->K > 0 ? j->K : 1));
     if (!acc || !panel) { /* out of memory: one output at a time (same sums, slower) */
-        free(acc), free(panel);
         gemm_lowmem(j, m0, m1, n0, n1);
         return;
     }
@@ -82,7 +82,6 @@ static void gemm_range(void *ctx, int64_t b, int64_t e) {
 #else
     gemm_block_base(j, m0, m1, n0, n1, panel, acc);
 #endif
-    free(panel), free(acc);
 }
 
 int sf_gemm_cpu(int64_t M, int64_t N, int64_t K, const float *x, int64_t ldx, const void *w, sf_dtype wdt,

@@ -5,6 +5,7 @@
 #include "parallel.h"
 
 #include <pthread.h>
+#include <stdint.h>
 #include <stdlib.h>
 #ifdef _OPENMP
 #include <omp.h>
@@ -119,4 +120,42 @@ void sf_parallel_items(int64_t n_items, int threads, void (*fn)(void *ctx, int64
     items_job j = {fn, ctx, n_items, n};
     if (n == 1) items_part(&j, 0);
     else run_parts(n, items_part, &j);
+}
+
+/* ---- per-thread scratch (sf_thread_scratch) ---- */
+typedef struct tscratch {
+    float *p[2];
+    size_t n[2];
+} tscratch;
+static pthread_key_t scratch_key;
+static pthread_once_t scratch_once = PTHREAD_ONCE_INIT;
+static int scratch_ok;
+
+static void scratch_free(void *v) {
+    tscratch *t = v;
+    free(t->p[0]);
+    free(t->p[1]);
+    free(t);
+}
+static void scratch_init(void) { scratch_ok = pthread_key_create(&scratch_key, scratch_free) == 0; }
+
+float *sf_thread_scratch(int slot, size_t floats) {
+    if (slot < 0 || slot > 1) return NULL;
+    pthread_once(&scratch_once, scratch_init);
+    if (!scratch_ok) return NULL;
+    tscratch *t = pthread_getspecific(scratch_key);
+    if (!t) {
+        if (!(t = calloc(1, sizeof *t))) return NULL;
+        if (pthread_setspecific(scratch_key, t)) {
+            free(t);
+            return NULL;
+        }
+    }
+    if (floats < 1) floats = 1;
+    if (t->n[slot] < floats) {
+        free(t->p[slot]);
+        t->p[slot] = floats <= SIZE_MAX / sizeof(float) ? malloc(floats * sizeof(float)) : NULL;
+        t->n[slot] = t->p[slot] ? floats : 0;
+    }
+    return t->p[slot];
 }
