@@ -23,39 +23,10 @@ enum { UID_X = 1, UID_W, UID_Y, UID_B, UID_R, UID_VIRT = 100 };
 /* 5-D NDHWC tensor (n, c, t, h, w) of dtype dt; virtual = a fused intermediate. */
 static bdesc tensor5(sf_cudnn_build *b, int64_t uid, cudnnDataType_t dt, int64_t n, int64_t c, int64_t t, int64_t h,
                      int64_t w, bool virt) {
-    bdesc d = sf_cudnn_make(b, CUDNN_BACKEND_TENSOR_DESCRIPTOR);
-    int64_t dim[5] = {n, c, t, h, w}, str[5] = {c * t * h * w, 1, h * w * c, w * c, c}, al = 16;
-    if (!d) return NULL;
-    SET(b, d, CUDNN_ATTR_TENSOR_UNIQUE_ID, CUDNN_TYPE_INT64, 1, &uid);
-    SET(b, d, CUDNN_ATTR_TENSOR_DATA_TYPE, CUDNN_TYPE_DATA_TYPE, 1, &dt);
-    SET(b, d, CUDNN_ATTR_TENSOR_DIMENSIONS, CUDNN_TYPE_INT64, 5, dim);
-    SET(b, d, CUDNN_ATTR_TENSOR_STRIDES, CUDNN_TYPE_INT64, 5, str);
-    SET(b, d, CUDNN_ATTR_TENSOR_BYTE_ALIGNMENT, CUDNN_TYPE_INT64, 1, &al);
-    SET(b, d, CUDNN_ATTR_TENSOR_IS_VIRTUAL, CUDNN_TYPE_BOOLEAN, 1, &virt);
-    CK(b, b->api->finalize(d), "tensor finalize");
-    return d;
-fail:
-    return NULL;
+    const int64_t dim[5] = {n, c, t, h, w}, str[5] = {c * t * h * w, 1, h * w * c, w * c, c};
+    return sf_cudnn_tensor(b, uid, dt, 5, dim, str, virt, false);
 }
 
-static bdesc op_add(sf_cudnn_build *b, bdesc x, bdesc y, bdesc out) {
-    bdesc pw = sf_cudnn_make(b, CUDNN_BACKEND_POINTWISE_DESCRIPTOR);
-    bdesc op = pw ? sf_cudnn_make(b, CUDNN_BACKEND_OPERATION_POINTWISE_DESCRIPTOR) : NULL;
-    cudnnPointwiseMode_t mode = CUDNN_POINTWISE_ADD;
-    cudnnDataType_t f32 = CUDNN_DATA_FLOAT;
-    if (!op) return NULL;
-    SET(b, pw, CUDNN_ATTR_POINTWISE_MODE, CUDNN_TYPE_POINTWISE_MODE, 1, &mode);
-    SET(b, pw, CUDNN_ATTR_POINTWISE_MATH_PREC, CUDNN_TYPE_DATA_TYPE, 1, &f32);
-    CK(b, b->api->finalize(pw), "pointwise finalize");
-    SET(b, op, CUDNN_ATTR_OPERATION_POINTWISE_PW_DESCRIPTOR, CUDNN_TYPE_BACKEND_DESCRIPTOR, 1, &pw);
-    SET(b, op, CUDNN_ATTR_OPERATION_POINTWISE_XDESC, CUDNN_TYPE_BACKEND_DESCRIPTOR, 1, &x);
-    SET(b, op, CUDNN_ATTR_OPERATION_POINTWISE_BDESC, CUDNN_TYPE_BACKEND_DESCRIPTOR, 1, &y);
-    SET(b, op, CUDNN_ATTR_OPERATION_POINTWISE_YDESC, CUDNN_TYPE_BACKEND_DESCRIPTOR, 1, &out);
-    CK(b, b->api->finalize(op), "pointwise op finalize");
-    return op;
-fail:
-    return NULL;
-}
 
 /* The finalized operation graph; fused = with the bias / residual epilogue. */
 static bdesc graph_new(sf_cudnn_build *b, const sf_conv_shape *s, int fused) {
@@ -93,13 +64,13 @@ static bdesc graph_new(sf_cudnn_build *b, const sf_conv_shape *s, int fused) {
         bdesc out = bt ? tensor5(b, s->residual ? uid++ : UID_Y, s->residual ? f32 : bf, 1, s->cout, s->t_out, s->h,
                                  s->w, s->residual != 0)
                        : NULL;
-        if (!out || !(ops[nops++] = op_add(b, y, bt, out))) return NULL;
+        if (!out || !(ops[nops++] = sf_cudnn_pointwise(b, CUDNN_POINTWISE_ADD, y, bt, out))) return NULL;
         y = out;
     }
     if (fused && s->residual) { /* + res → y */
         bdesc rt = tensor5(b, UID_R, bf, 1, s->cout, s->t_out, s->h, s->w, false);
         bdesc out = rt ? tensor5(b, UID_Y, bf, 1, s->cout, s->t_out, s->h, s->w, false) : NULL;
-        if (!out || !(ops[nops++] = op_add(b, y, rt, out))) return NULL;
+        if (!out || !(ops[nops++] = sf_cudnn_pointwise(b, CUDNN_POINTWISE_ADD, y, rt, out))) return NULL;
     }
     if (!(g = sf_cudnn_make(b, CUDNN_BACKEND_OPERATIONGRAPH_DESCRIPTOR))) return NULL;
     SET(b, g, CUDNN_ATTR_OPERATIONGRAPH_OPS, CUDNN_TYPE_BACKEND_DESCRIPTOR, nops, ops);

@@ -275,3 +275,39 @@ bdesc sf_cudnn_devprop_handle(sf_cudnn_build *b, cudnnHandle_t h) {
         return dp;
     return NULL;
 }
+
+bdesc sf_cudnn_tensor(sf_cudnn_build *b, int64_t uid, cudnnDataType_t dt, int ndim, const int64_t *dim, const int64_t *str,
+                      bool virt, bool by_value) {
+    bdesc t = sf_cudnn_make(b, CUDNN_BACKEND_TENSOR_DESCRIPTOR);
+    int64_t align = 16;
+    if (!t) return NULL;
+    SET(b, t, CUDNN_ATTR_TENSOR_UNIQUE_ID, CUDNN_TYPE_INT64, 1, &uid);
+    SET(b, t, CUDNN_ATTR_TENSOR_DATA_TYPE, CUDNN_TYPE_DATA_TYPE, 1, &dt);
+    SET(b, t, CUDNN_ATTR_TENSOR_DIMENSIONS, CUDNN_TYPE_INT64, ndim, dim);
+    SET(b, t, CUDNN_ATTR_TENSOR_STRIDES, CUDNN_TYPE_INT64, ndim, str);
+    SET(b, t, CUDNN_ATTR_TENSOR_BYTE_ALIGNMENT, CUDNN_TYPE_INT64, 1, &align);
+    SET(b, t, CUDNN_ATTR_TENSOR_IS_VIRTUAL, CUDNN_TYPE_BOOLEAN, 1, &virt);
+    if (by_value) SET(b, t, CUDNN_ATTR_TENSOR_IS_BY_VALUE, CUDNN_TYPE_BOOLEAN, 1, &by_value);
+    CK(b, b->api->finalize(t), "tensor finalize");
+    return t;
+fail:
+    return NULL;
+}
+
+bdesc sf_cudnn_pointwise(sf_cudnn_build *b, cudnnPointwiseMode_t mode, bdesc x, bdesc y, bdesc out) {
+    bdesc pw = sf_cudnn_make(b, CUDNN_BACKEND_POINTWISE_DESCRIPTOR);
+    bdesc op = pw ? sf_cudnn_make(b, CUDNN_BACKEND_OPERATION_POINTWISE_DESCRIPTOR) : NULL;
+    cudnnDataType_t f32 = CUDNN_DATA_FLOAT;
+    if (!op) return NULL;
+    SET(b, pw, CUDNN_ATTR_POINTWISE_MODE, CUDNN_TYPE_POINTWISE_MODE, 1, &mode);
+    SET(b, pw, CUDNN_ATTR_POINTWISE_MATH_PREC, CUDNN_TYPE_DATA_TYPE, 1, &f32);
+    CK(b, b->api->finalize(pw), "pointwise finalize");
+    SET(b, op, CUDNN_ATTR_OPERATION_POINTWISE_PW_DESCRIPTOR, CUDNN_TYPE_BACKEND_DESCRIPTOR, 1, &pw);
+    SET(b, op, CUDNN_ATTR_OPERATION_POINTWISE_XDESC, CUDNN_TYPE_BACKEND_DESCRIPTOR, 1, &x);
+    if (y) SET(b, op, CUDNN_ATTR_OPERATION_POINTWISE_BDESC, CUDNN_TYPE_BACKEND_DESCRIPTOR, 1, &y);
+    SET(b, op, CUDNN_ATTR_OPERATION_POINTWISE_YDESC, CUDNN_TYPE_BACKEND_DESCRIPTOR, 1, &out);
+    CK(b, b->api->finalize(op), "pointwise op finalize");
+    return op;
+fail:
+    return NULL;
+}

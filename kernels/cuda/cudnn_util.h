@@ -73,6 +73,12 @@ void sf_cudnn_dl_free(const sf_cudnn_api *a, sf_cudnn_dlist *l);
 int sf_cudnn_bad(sf_cudnn_build *b, cudnnStatus_t st, const char *what);
 /* A new descriptor appended to b->l; NULL on failure (reason in b->why). */
 bdesc sf_cudnn_make(sf_cudnn_build *b, cudnnBackendDescriptorType_t t);
+/* A finalized tensor descriptor of ndim (≤ 8) dims / strides, 16-byte aligned; virt = a fused
+ * intermediate, by_value = a host scalar. NULL on failure (reason in b->why). */
+bdesc sf_cudnn_tensor(sf_cudnn_build *b, int64_t uid, cudnnDataType_t dt, int ndim, const int64_t *dim, const int64_t *str,
+                      bool virt, bool by_value);
+/* A finalized pointwise operation out = mode(x[, y]) computed in fp32 (y NULL: unary). */
+bdesc sf_cudnn_pointwise(sf_cudnn_build *b, cudnnPointwiseMode_t mode, bdesc x, bdesc y, bdesc out);
 /* Finalize a plan for one engine config / for the configs of heuristics `mode` / for every engine
  * of graph g; 1 = found (f filled; its descriptors stay in b->l). label: "<graph> <mode>". */
 int sf_cudnn_plan_try(sf_cudnn_build *b, bdesc cfg, sf_cudnn_found *f, const char *label);

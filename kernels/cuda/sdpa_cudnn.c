@@ -45,20 +45,7 @@ enum { UID_Q = 1, UID_K, UID_V, UID_O, UID_SCALE, UID_VIRT = 100 };
  * host scalar scale. */
 static bdesc tensor(sf_cudnn_build *b, int64_t uid, cudnnDataType_t dt, const int64_t dim[4], const int64_t str[4], bool virt,
                     bool by_value) {
-    bdesc t = sf_cudnn_make(b, CUDNN_BACKEND_TENSOR_DESCRIPTOR);
-    int64_t align = 16;
-    if (!t) return NULL;
-    SET(b, t, CUDNN_ATTR_TENSOR_UNIQUE_ID, CUDNN_TYPE_INT64, 1, &uid);
-    SET(b, t, CUDNN_ATTR_TENSOR_DATA_TYPE, CUDNN_TYPE_DATA_TYPE, 1, &dt);
-    SET(b, t, CUDNN_ATTR_TENSOR_DIMENSIONS, CUDNN_TYPE_INT64, 4, dim);
-    SET(b, t, CUDNN_ATTR_TENSOR_STRIDES, CUDNN_TYPE_INT64, 4, str);
-    SET(b, t, CUDNN_ATTR_TENSOR_BYTE_ALIGNMENT, CUDNN_TYPE_INT64, 1, &align);
-    SET(b, t, CUDNN_ATTR_TENSOR_IS_VIRTUAL, CUDNN_TYPE_BOOLEAN, 1, &virt);
-    if (by_value) SET(b, t, CUDNN_ATTR_TENSOR_IS_BY_VALUE, CUDNN_TYPE_BOOLEAN, 1, &by_value);
-    CK(b, b->api->finalize(t), "tensor finalize");
-    return t;
-fail:
-    return NULL;
+    return sf_cudnn_tensor(b, uid, dt, 4, dim, str, virt, by_value);
 }
 /* (1, H, Lq, cols) contiguous virtual tensor: the composite graph's per-row intermediates. */
 static bdesc virt_rows(sf_cudnn_build *b, const shape *s, int64_t *uid, int64_t cols, cudnnDataType_t dt) {
@@ -77,23 +64,6 @@ static bdesc op_matmul(sf_cudnn_build *b, bdesc x, bdesc y, bdesc out) {
     SET(b, op, CUDNN_ATTR_OPERATION_MATMUL_CDESC, CUDNN_TYPE_BACKEND_DESCRIPTOR, 1, &out);
     SET(b, op, CUDNN_ATTR_OPERATION_MATMUL_DESC, CUDNN_TYPE_BACKEND_DESCRIPTOR, 1, &m);
     CK(b, b->api->finalize(op), "matmul op finalize");
-    return op;
-fail:
-    return NULL;
-}
-static bdesc op_pointwise(sf_cudnn_build *b, cudnnPointwiseMode_t mode, bdesc x, bdesc y /* NULL: unary */, bdesc out) {
-    bdesc pw = sf_cudnn_make(b, CUDNN_BACKEND_POINTWISE_DESCRIPTOR);
-    bdesc op = pw ? sf_cudnn_make(b, CUDNN_BACKEND_OPERATION_POINTWISE_DESCRIPTOR) : NULL;
-    cudnnDataType_t f32 = CUDNN_DATA_FLOAT;
-    if (!op) return NULL;
-    SET(b, pw, CUDNN_ATTR_POINTWISE_MODE, CUDNN_TYPE_POINTWISE_MODE, 1, &mode);
-    SET(b, pw, CUDNN_ATTR_POINTWISE_MATH_PREC, CUDNN_TYPE_DATA_TYPE, 1, &f32);
-    CK(b, b->api->finalize(pw), "pointwise finalize");
-    SET(b, op, CUDNN_ATTR_OPERATION_POINTWISE_PW_DESCRIPTOR, CUDNN_TYPE_BACKEND_DESCRIPTOR, 1, &pw);
-    SET(b, op, CUDNN_ATTR_OPERATION_POINTWISE_XDESC, CUDNN_TYPE_BACKEND_DESCRIPTOR, 1, &x);
-    if (y) SET(b, op, CUDNN_ATTR_OPERATION_POINTWISE_BDESC, CUDNN_TYPE_BACKEND_DESCRIPTOR, 1, &y);
-    SET(b, op, CUDNN_ATTR_OPERATION_POINTWISE_YDESC, CUDNN_TYPE_BACKEND_DESCRIPTOR, 1, &out);
-    CK(b, b->api->finalize(op), "pointwise op finalize");
     return op;
 fail:
     return NULL;
@@ -129,14 +99,14 @@ static int composite_ops(sf_cudnn_build *b, const shape *s, bdesc q, bdesc v, bd
     int n = 0;
     if (!lse) return 0;
     if (!(ops[n++] = op_matmul(b, q, kt, sc))) return 0;                             /* S = Q Kᵀ */
-    if (!(ops[n++] = op_pointwise(b, CUDNN_POINTWISE_MUL, sc, scale, s2))) return 0; /* · scale */
+    if (!(ops[n++] = sf_cudnn_pointwise(b, CUDNN_POINTWISE_MUL, sc, scale, s2))) return 0; /* · scale */
     if (!(ops[n++] = op_reduce(b, CUDNN_REDUCE_TENSOR_MAX, s2, mx))) return 0;     /* row max */
-    if (!(ops[n++] = op_pointwise(b, CUDNN_POINTWISE_SUB, s2, mx, s3))) return 0;
-    if (!(ops[n++] = op_pointwise(b, CUDNN_POINTWISE_EXP, s3, NULL, e))) return 0;
+    if (!(ops[n++] = sf_cudnn_pointwise(b, CUDNN_POINTWISE_SUB, s2, mx, s3))) return 0;
+    if (!(ops[n++] = sf_cudnn_pointwise(b, CUDNN_POINTWISE_EXP, s3, NULL, e))) return 0;
     if (!(ops[n++] = op_reduce(b, CUDNN_REDUCE_TENSOR_ADD, e, z))) return 0;       /* row sum */
-    if (!(ops[n++] = op_pointwise(b, CUDNN_POINTWISE_LOG, z, NULL, logz))) return 0; /* Stats = */
-    if (!(ops[n++] = op_pointwise(b, CUDNN_POINTWISE_ADD, mx, logz, lse))) return 0; /* max + log z */
-    if (!(ops[n++] = op_pointwise(b, CUDNN_POINTWISE_DIV, e, z, p))) return 0;      /* softmax */
+    if (!(ops[n++] = sf_cudnn_pointwise(b, CUDNN_POINTWISE_LOG, z, NULL, logz))) return 0; /* Stats = */
+    if (!(ops[n++] = sf_cudnn_pointwise(b, CUDNN_POINTWISE_ADD, mx, logz, lse))) return 0; /* max + log z */
+    if (!(ops[n++] = sf_cudnn_pointwise(b, CUDNN_POINTWISE_DIV, e, z, p))) return 0;      /* softmax */
     if (!(ops[n++] = op_matmul(b, p, v, o))) return 0;                              /* O = P V */
     return n;
 }

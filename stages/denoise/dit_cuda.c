@@ -4,6 +4,7 @@
  * the reference in bf16. Tested by tests/unit/test_dit_cuda.c. */
 #define _POSIX_C_SOURCE 200809L
 #include "dit_cuda.h"
+#include "gpu_prof.h"
 #include "cuda_ops.h"
 #include "sdpa_cuda.h"
 #include "timestep_embed.h"
@@ -26,6 +27,12 @@ typedef struct glayer {
     gmat sa_q, sa_kv, sa_o, ca_q, ca_k, ca_v, ca_o, ffn0, ffn2; /* sa_kv: [Wk; Wv] (2D, D), [bk; bv] */
     float *sa_nq, *sa_nk, *n3_w, *n3_b, *ca_nq, *ca_nk;
 } glayer;
+
+/* SF_CUDA_PROFILE categories */
+enum { P_LINEAR, P_SELF, P_CROSS, P_NORM, P_QK, P_GELU, P_IO, P_N };
+static const char *const P_NAME[P_N] = {"linear (cuBLASLt)", "self-attention", "cross-attention",
+                                        "residual + LayerNorm + modulation", "q/k RMSNorm + RoPE", "GELU",
+                                        "embeddings, tables, copies"};
 
 struct sf_dit_gpu {
     sf_cuda_ctx cx;
@@ -57,10 +64,7 @@ struct sf_dit_gpu {
     uint16_t *S16;                            /* a chunk of logits as f16, on its way to a tap */
     int64_t chunk, lk_max;
     /* SF_CUDA_PROFILE=1: events around every op, ms per category summed over forwards */
-    void *ev;
-    int n_ev, cap_ev, *ev_cat;
-    double prof_ms[8];
-    int prof_fwd;
+    sf_gpu_prof prof;
     /* host side: two pinned staging buffers for slot puts and re-noising draws, and the event after
      * each one's copy (a buffer is refilled only once its previous copy has run) */
     float *stage[2];
@@ -241,8 +245,7 @@ void sf_dit_cuda_free(sf_dit_state *st) {
     sf_cuda_free(g->S);
     sf_cuda_free(g->P);
     sf_cuda_free(g->S16);
-    sf_cuda_events_free(g->ev, g->cap_ev);
-    free(g->ev_cat);
+    sf_gpu_prof_free(&g->prof);
     sf_cuda_free(g->arena);
     sf_cuda_free(g->wmat);
     sf_cuda_free(g->wvec);
@@ -332,10 +335,7 @@ sf_status sf_dit_cuda_init(sf_dit_state *st, int ordinal, sf_err *err) {
         if (!getenv("SF_NO_CUDNN")) sf_log(SF_LOG_WARN, "sf-denoise: %s; attention uses the explicit cuBLASLt path (slower)", e2.msg);
     }
     if (getenv("SF_CUDA_PROFILE") && atoi(getenv("SF_CUDA_PROFILE")) > 0) {
-        g->cap_ev = 64 + 24 * c->num_layers;
-        g->ev_cat = calloc((size_t)g->cap_ev, sizeof(int));
-        if (!g->ev_cat) { s = sf_fail(err, SF_E_NOMEM, "out of memory"); goto fail; }
-        if ((s = sf_cuda_events_new(&g->ev, g->cap_ev, err))) goto fail;
+        if ((s = sf_gpu_prof_init(&g->prof, 64 + 24 * c->num_layers, P_N, P_NAME, err))) goto fail;
     }
     return sf_cuda_sync(&g->cx, err);
 fail:
@@ -347,48 +347,19 @@ fail:
 
 /* SF_CUDA_PROFILE=1: an event before each op with its category; the time to the next event is
  * that op's. Summed per category over forwards (sf_dit_cuda_profile prints them). */
-enum { P_LINEAR, P_SELF, P_CROSS, P_NORM, P_QK, P_GELU, P_IO, P_N };
-static const char *const P_NAME[P_N] = {"linear (cuBLASLt)", "self-attention", "cross-attention",
-                                        "residual + LayerNorm + modulation", "q/k RMSNorm + RoPE", "GELU",
-                                        "embeddings, tables, copies"};
 
-static void prof(sf_dit_gpu *g, int cat) {
-    if (!g->ev || g->n_ev >= g->cap_ev) return;
-    sf_err e = {0};
-    if (sf_cuda_event_record(&g->cx, g->ev, g->n_ev, &e) == SF_OK) g->ev_cat[g->n_ev++] = cat;
-}
-
-static sf_status prof_collect(sf_dit_gpu *g, sf_err *err) {
-    if (!g->ev || g->n_ev < 2) return SF_OK;
-    for (int i = 0; i + 1 < g->n_ev; i++) {
-        float ms = 0;
-        sf_status s = sf_cuda_event_ms(g->ev, i, i + 1, &ms, err);
-        if (s) return s;
-        g->prof_ms[g->ev_cat[i]] += ms;
-    }
-    g->n_ev = 0;
-    g->prof_fwd++;
-    return SF_OK;
-}
+static void prof(sf_dit_gpu *g, int cat) { sf_gpu_prof_mark(&g->prof, &g->cx, cat); }
+static sf_status prof_collect(sf_dit_gpu *g, sf_err *err) { return sf_gpu_prof_collect(&g->prof, err); }
 
 int sf_dit_cuda_profile(const sf_dit_state *st, char *buf, size_t n) {
     const sf_dit_gpu *g = st->gpu;
-    if (!g || !g->prof_fwd) return 0;
-    double tot = 0;
-    for (int c = 0; c < P_N; c++) tot += g->prof_ms[c];
-    int k = snprintf(buf, n, "%d forwards, %.1f ms each on the GPU:", g->prof_fwd, tot / g->prof_fwd);
-    for (int c = 0; c < P_N && k > 0 && (size_t)k < n; c++)
-        k += snprintf(buf + k, n - (size_t)k, " %s %.1f ms (%.0f%%)%s", P_NAME[c], g->prof_ms[c] / g->prof_fwd,
-                      tot > 0 ? 100 * g->prof_ms[c] / tot : 0, c + 1 < P_N ? "," : "");
-    return 1;
+    return g ? sf_gpu_prof_format(&g->prof, "forwards", 1, buf, n) : 0;
 }
 
 void sf_dit_cuda_profile_reset(sf_dit_state *st) {
     sf_dit_gpu *g = st->gpu;
     if (!g) return;
-    memset(g->prof_ms, 0, sizeof g->prof_ms);
-    g->prof_fwd = 0;
-    g->n_ev = 0;
+    sf_gpu_prof_reset(&g->prof);
 }
 
 /* ---------------------------------------------------------------- forward pieces */
@@ -506,7 +477,7 @@ sf_status sf_dit_cuda_set_context(sf_dit_state *st, const float *emb, int64_t n_
             if ((s = gprobe(st, "mid.block0.cross_attn.v", cv, T * D, err))) return s;
         }
     }
-    g->n_ev = 0; /* the profile covers forwards only */
+    g->prof.n_ev = 0; /* the profile covers forwards only */
     return sf_cuda_sync(&g->cx, err);
 }
 

@@ -6,6 +6,7 @@
 #define _POSIX_C_SOURCE 200809L
 #include "stages/encode/t5_cuda.h"
 #include "cuda_ops.h"
+#include "gpu_prof.h"
 #include "kernels/t5_cuda.h" /* the kernels (this folder has its own t5_cuda.h) */
 
 #include <math.h>
@@ -52,48 +53,21 @@ struct sf_t5_gpu {
     float *S;          /* (H, chunk, Lp) logits, Lp = L rounded up to 8 (kernels/t5_cuda.h) */
     bf16 *P;           /* (H, chunk, Lp) probabilities */
     /* SF_CUDA_PROFILE=1 */
-    void *ev;
-    int n_ev, cap_ev, *ev_cat, prof_n;
-    double prof_ms[P_N];
+    sf_gpu_prof prof;
 };
 
 /* ---------------------------------------------------------------- profile */
 
-static void prof(sf_t5_gpu *g, int cat) {
-    if (!g->ev || g->n_ev >= g->cap_ev) return;
-    sf_err e = {{0}};
-    if (sf_cuda_event_record(&g->cx, g->ev, g->n_ev, &e) == SF_OK) g->ev_cat[g->n_ev++] = cat;
-}
-
-static sf_status prof_collect(sf_t5_gpu *g, sf_err *err) {
-    if (!g->ev || g->n_ev < 2) return SF_OK;
-    for (int i = 0; i + 1 < g->n_ev; i++) {
-        float ms = 0;
-        sf_status s = sf_cuda_event_ms(g->ev, i, i + 1, &ms, err);
-        if (s) return s;
-        g->prof_ms[g->ev_cat[i]] += ms;
-    }
-    g->n_ev = 0;
-    g->prof_n++;
-    return SF_OK;
-}
+static void prof(sf_t5_gpu *g, int cat) { sf_gpu_prof_mark(&g->prof, &g->cx, cat); }
+static sf_status prof_collect(sf_t5_gpu *g, sf_err *err) { return sf_gpu_prof_collect(&g->prof, err); }
 
 int sf_t5_cuda_profile(const sf_t5_gpu *g, char *buf, size_t n) {
-    if (!g || !g->prof_n) return 0;
-    double tot = 0;
-    for (int c = 0; c < P_N; c++) tot += g->prof_ms[c];
-    int k = snprintf(buf, n, "%d prompts, %.2f ms each on the GPU:", g->prof_n, tot / g->prof_n);
-    for (int c = 0; c < P_N && k > 0 && (size_t)k < n; c++)
-        k += snprintf(buf + k, n - (size_t)k, " %s %.2f ms (%.0f%%)%s", P_NAME[c], g->prof_ms[c] / g->prof_n,
-                      tot > 0 ? 100 * g->prof_ms[c] / tot : 0, c + 1 < P_N ? "," : "");
-    return 1;
+    return g ? sf_gpu_prof_format(&g->prof, "prompts", 2, buf, n) : 0;
 }
 
 void sf_t5_cuda_profile_reset(sf_t5_gpu *g) {
     if (!g) return;
-    memset(g->prof_ms, 0, sizeof g->prof_ms);
-    g->prof_n = 0;
-    g->n_ev = 0;
+    sf_gpu_prof_reset(&g->prof);
 }
 
 /* ---------------------------------------------------------------- sizes and layout */
@@ -166,8 +140,7 @@ size_t sf_t5_cuda_weight_bytes(const sf_t5_gpu *g) { return g ? g->mat_bytes + g
 void sf_t5_cuda_destroy(sf_t5_gpu **gp) {
     if (!gp || !*gp) return;
     sf_t5_gpu *g = *gp;
-    sf_cuda_events_free(g->ev, g->cap_ev);
-    free(g->ev_cat);
+    sf_gpu_prof_free(&g->prof);
     sf_cuda_free(g->arena);
     sf_cuda_free(g->wmat);
     sf_cuda_free(g->wvec);
@@ -340,9 +313,7 @@ static sf_status init(const sf_t5 *m, const sf_t5_config *c, int ordinal, int64_
     if ((s = m ? upload(g, m, err) : fill_random(g, seed, err))) goto fail;
     if ((s = alloc_state(g, max_len, err))) goto fail;
     if (getenv("SF_CUDA_PROFILE") && atoi(getenv("SF_CUDA_PROFILE")) > 0) {
-        g->cap_ev = 16 + 16 * (int)c->num_layers;
-        if (!(g->ev_cat = calloc((size_t)g->cap_ev, sizeof(int)))) { s = sf_fail(err, SF_E_NOMEM, "out of memory"); goto fail; }
-        if ((s = sf_cuda_events_new(&g->ev, g->cap_ev, err))) goto fail;
+        if ((s = sf_gpu_prof_init(&g->prof, 16 + 16 * (int)c->num_layers, P_N, P_NAME, err))) goto fail;
     }
     if ((s = sf_cuda_sync(&g->cx, err))) goto fail;
     *out = g;

@@ -1,0 +1,63 @@
+/* gpu_prof.c — the shared SF_CUDA_PROFILE event profile (see gpu_prof.h). */
+#include "gpu_prof.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+sf_status sf_gpu_prof_init(sf_gpu_prof *p, int cap, int n_cat, const char *const *names, sf_err *err) {
+    memset(p, 0, sizeof *p);
+    if (n_cat < 1 || n_cat > SF_GPU_PROF_MAX_CAT || cap < 2)
+        return sf_fail(err, SF_E_ARG, "profile: %d categories, %d events", n_cat, cap);
+    if (!(p->ev_cat = calloc((size_t)cap, sizeof(int)))) return sf_fail(err, SF_E_NOMEM, "out of memory");
+    sf_status s = sf_cuda_events_new(&p->ev, cap, err);
+    if (s) {
+        free(p->ev_cat);
+        memset(p, 0, sizeof *p);
+        return s;
+    }
+    p->cap_ev = cap, p->n_cat = n_cat, p->names = names;
+    return SF_OK;
+}
+
+void sf_gpu_prof_free(sf_gpu_prof *p) {
+    if (p->ev) sf_cuda_events_free(p->ev, p->cap_ev);
+    free(p->ev_cat);
+    memset(p, 0, sizeof *p);
+}
+
+void sf_gpu_prof_mark(sf_gpu_prof *p, const sf_cuda_ctx *cx, int cat) {
+    if (!p->ev || p->n_ev >= p->cap_ev) return;
+    sf_err e = {{0}};
+    if (sf_cuda_event_record(cx, p->ev, p->n_ev, &e) == SF_OK) p->ev_cat[p->n_ev++] = cat;
+}
+
+sf_status sf_gpu_prof_collect(sf_gpu_prof *p, sf_err *err) {
+    if (!p->ev || p->n_ev < 2) return SF_OK;
+    for (int i = 0; i + 1 < p->n_ev; i++) {
+        float ms = 0;
+        sf_status s = sf_cuda_event_ms(p->ev, i, i + 1, &ms, err);
+        if (s) return s;
+        p->ms[p->ev_cat[i]] += ms;
+    }
+    p->n_ev = 0;
+    p->runs++;
+    return SF_OK;
+}
+
+int sf_gpu_prof_format(const sf_gpu_prof *p, const char *unit, int decimals, char *buf, size_t n) {
+    if (!p->runs || !n) return 0;
+    double tot = 0;
+    for (int c = 0; c < p->n_cat; c++) tot += p->ms[c];
+    int k = snprintf(buf, n, "%d %s, %.*f ms each on the GPU:", p->runs, unit, decimals, tot / p->runs);
+    for (int c = 0; c < p->n_cat && k > 0 && (size_t)k < n; c++)
+        k += snprintf(buf + k, n - (size_t)k, " %s %.*f ms (%.0f%%)%s", p->names[c], decimals, p->ms[c] / p->runs,
+                      tot > 0 ? 100 * p->ms[c] / tot : 0, c + 1 < p->n_cat ? "," : "");
+    return 1;
+}
+
+void sf_gpu_prof_reset(sf_gpu_prof *p) {
+    memset(p->ms, 0, sizeof p->ms);
+    p->runs = 0;
+    p->n_ev = 0;
+}

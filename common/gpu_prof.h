@@ -1,0 +1,34 @@
+/* gpu_prof.h — SF_CUDA_PROFILE's event profile, shared by the GPU DiT, umT5 and (when wanted) the
+ * VAE: an event on the stream before each op, tagged with its category; after a run the time from
+ * each event to the next is added to that event's category. Plain C over the CUDA C API
+ * (kernels/cuda_ops.h), so a CPU-only build compiles it against the stubs. Used by
+ * stages/denoise/dit_cuda.c and stages/encode/t5_cuda.c; exercised on a GPU by the benches
+ * (tests/gpu/check.sh, SF_CUDA_PROFILE=1). */
+#ifndef SF_GPU_PROF_H
+#define SF_GPU_PROF_H
+
+#include "cuda_ops.h"
+
+#define SF_GPU_PROF_MAX_CAT 8
+
+typedef struct sf_gpu_prof {
+    void *ev;                         /* NULL: profiling off (every call is a no-op) */
+    int n_ev, cap_ev, *ev_cat;
+    int n_cat, runs;
+    const char *const *names;         /* n_cat category names (borrowed) */
+    double ms[SF_GPU_PROF_MAX_CAT];   /* summed over runs */
+} sf_gpu_prof;
+
+/* Turn profiling on with room for cap events per run (on failure *p is left off). */
+sf_status sf_gpu_prof_init(sf_gpu_prof *p, int cap, int n_cat, const char *const *names, sf_err *err);
+void sf_gpu_prof_free(sf_gpu_prof *p);
+/* An event before the next op, of category cat (dropped when the run has used all cap events). */
+void sf_gpu_prof_mark(sf_gpu_prof *p, const sf_cuda_ctx *cx, int cat);
+/* End of a run: wait for its events and add their intervals to the categories. */
+sf_status sf_gpu_prof_collect(sf_gpu_prof *p, sf_err *err);
+/* "<runs> <unit>, <ms> ms each on the GPU: <name> <ms> ms (<pct>%), ..." with `decimals` digits
+ * into buf; 0 when nothing was profiled. */
+int sf_gpu_prof_format(const sf_gpu_prof *p, const char *unit, int decimals, char *buf, size_t n);
+void sf_gpu_prof_reset(sf_gpu_prof *p);
+
+#endif
