@@ -349,6 +349,8 @@ static void test_heads_grid(void) {
         {NAN, 1, 2, 3, 4},             /* 0..4 */
     };
     const int want_zero[6] = {0, 1, 0, 1, 1, 0};
+    /* Δ = F[0] − mean(F[1..3]) in the panel's label format with two more decimals */
+    const char *const want_delta[6] = {"0.300", "0.367", "1.000", "1.33×10⁻⁷", "0.000", "nan"};
     const char *const want_ticks[6] = {
         "0.0|0.1|0.2|0.3|0.4|0.5",
         "−0.2|−0.1|0.0|0.1|0.2|0.3",
@@ -382,10 +384,10 @@ static void test_heads_grid(void) {
             if (!panel) break;
             const char *end = strstr(panel + 1, "<g class=\"panel\">");
             size_t n = end ? (size_t)(end - panel) : strlen(panel);
-            char got[512], want[64];
+            char got[512], want[96];
             texts_of(panel, n, "panel-title", got, sizeof got);
-            snprintf(want, sizeof want, "head %d (Δ = ", ids[h]);
-            SF_CHECK_MSG(!strncmp(got, want, strlen(want)), "panel %d title '%s'", h, got);
+            snprintf(want, sizeof want, "head %d (Δ = %s)", ids[h], want_delta[h]);
+            SF_CHECK_MSG(!strcmp(got, want), "panel %d title '%s', expected '%s'", h, got, want);
             texts_of(panel, n, "y-tick", got, sizeof got);
             SF_CHECK_MSG(!strcmp(got, want_ticks[h]), "panel %d y ticks '%s', expected '%s'", h, got, want_ticks[h]);
             texts_of(panel, n, "x-tick", got, sizeof got);

@@ -293,13 +293,6 @@ static sf_status finish(sf_atomic_file *af, FILE *f, sf_err *err) {
     return sf_atomic_commit(af, err);
 }
 
-/* A value of a title: 3 decimals, U+2212 for minus. */
-static void fmt_num(char *buf, size_t n, double v) {
-    if (!isfinite(v)) snprintf(buf, n, "nan");
-    else if (v < 0 && lround(v * 1000) != 0) snprintf(buf, n, "−%.3f", -v);
-    else snprintf(buf, n, "%.3f", fabs(v));
-}
-
 #define X_KEY_FRAME "Key frame"
 #define Y_LOGIT "Mean attention logit"
 
@@ -326,7 +319,10 @@ sf_status sf_taps_svg_heads(const char *path, const sf_taps_src *src, const sf_t
         range_of(F, (size_t)K, 1, &lo, &up);
         set_y(&a, &yt, lo, up, 6);
         fputs("<g class=\"panel\">\n", f);
-        fmt_num(buf, 64, s->delta[hi]);
+        /* Δ in the panel's units: its axis format with two more decimals (−0.013, 1.33×10⁻⁷) */
+        sf_taps_ticks dt = yt;
+        dt.decimals += 2;
+        sf_taps_tick_label(&dt, s->delta[hi], buf, sizeof buf);
         char t2[200];
         snprintf(t2, sizeof t2, "head %d (Δ = %s)", s->heads[hi], buf);
         text(f, "panel-title", a.x + a.w / 2, a.y - 6, "middle", 11, "bold", t2);
