@@ -113,16 +113,65 @@ assert abs(x["delta"][1] - (F[1][0] - sum(F[1][1:-1]) / 7)) < 1e-9
     assert_success
     for f in heads_L0 heads_L2 heatmap_L0 heatmap_L2 layers sink_ratio; do
         [ -s "$BATS_TEST_TMPDIR/fig/$f.svg" ]
-        if command -v xmllint >/dev/null; then
-            xmllint --noout "$BATS_TEST_TMPDIR/fig/$f.svg"
-        else
-            tail -1 "$BATS_TEST_TMPDIR/fig/$f.svg" | grep -qx '</svg>'
-        fi
+        python3 -c 'import sys, xml.etree.ElementTree as E; E.parse(sys.argv[1])' "$BATS_TEST_TMPDIR/fig/$f.svg"
+        if command -v xmllint >/dev/null; then xmllint --noout "$BATS_TEST_TMPDIR/fig/$f.svg"; fi
     done
     assert_equal "$(grep -c '<title>H[01] frame' "$BATS_TEST_TMPDIR/fig/heatmap_L0.svg")" 18
     assert_equal "$(grep -c '<title>frame ' "$BATS_TEST_TMPDIR/fig/heads_L2.svg")" 18
     assert_equal "$(grep -c '<polygon' "$BATS_TEST_TMPDIR/fig/layers.svg")" 2 # ±std bands
     assert_equal "$(find "$BATS_TEST_TMPDIR/fig" -name '*.tmp.*' | wc -l)" 0
+    # the same input gives the same bytes
+    run sf-taps plot "$T" -o "$BATS_TEST_TMPDIR/fig2"
+    assert_success
+    diff -r "$BATS_TEST_TMPDIR/fig" "$BATS_TEST_TMPDIR/fig2"
+}
+
+@test "plot: round y ticks enclosing the data, zero line iff the range spans 0, head-grid labels" {
+    run sf-taps plot "$T" -o "$BATS_TEST_TMPDIR/fig"
+    assert_success
+    run sf-taps table "$T" -o "$BATS_TEST_TMPDIR/t.csv"
+    assert_success
+    python3 - "$BATS_TEST_TMPDIR/fig" "$BATS_TEST_TMPDIR/t.csv" <<'PY'
+import csv, math, re, sys, xml.etree.ElementTree as E
+S = "{http://www.w3.org/2000/svg}"
+SUP = str.maketrans("⁰¹²³⁴⁵⁶⁷⁸⁹⁻", "0123456789-")
+def value(lab):  # "−0.2", "0.5×10⁻⁶" → float
+    lab = lab.replace("−", "-")
+    m, _, e = lab.partition("×10")
+    return float(m) * 10 ** int(e.translate(SUP)) if e else float(m)
+def cls(el, c): return [t for t in el.iter() if t.get("class") == c]
+def ticks(el):
+    v = [value(t.text) for t in cls(el, "y-tick")]
+    assert len(v) >= 2 and v == sorted(v), v
+    step = v[1] - v[0]
+    k = math.floor(math.log10(step) + 1e-9)
+    assert min(abs(step / 10 ** k - m) for m in (1, 2, 5)) < 1e-9, ("not a round step", v)
+    assert all(abs((b - a) - step) < 1e-9 * step for a, b in zip(v, v[1:])), v
+    assert all(abs(x / step - round(x / step)) < 1e-6 for x in v), ("ticks off the step grid", v)
+    return v
+F = {}
+for r in csv.DictReader(open(sys.argv[2])):
+    F.setdefault((r["source"], int(r["head"])), []).append(float(r["logit_mean"]))
+for src in ("L0", "L2"):
+    root = E.parse(f"{sys.argv[1]}/heads_{src}.svg").getroot()
+    panels = [g for g in root.iter(S + "g") if g.get("class") == "panel"]
+    assert len(panels) == 2, len(panels)
+    for h, p in enumerate(panels):
+        assert [t.text.split(" (")[0] for t in cls(p, "panel-title")] == [f"head {h}"]
+        lo, hi = min(F[src, h] + [0]), max(F[src, h] + [0])  # bars from 0
+        v = ticks(p)
+        assert v[0] <= lo and v[-1] >= hi, (src, h, v, lo, hi)
+        assert v[1] > lo and v[-2] < hi, ("a tick too many", src, h, v, lo, hi)
+        zero = cls(p, "zero-line")
+        assert len(zero) == (lo < 0 < hi), (src, h, lo, hi, len(zero))
+        # one row of 2 panels: both are bottom panels, the first is the left column
+        assert [t.text for t in cls(p, "axis-label")] == ["Key frame"] + (["Mean attention logit"] if h == 0 else [])
+for f in ("layers", "sink_ratio"):
+    root = E.parse(f"{sys.argv[1]}/{f}.svg").getroot()
+    v = ticks(root)
+    assert len(cls(root, "zero-line")) == (v[0] < 0 < v[-1]), f
+    assert len(cls(root, "axis-label")) == 2
+PY
 }
 
 @test "--set taps / stream / frames select the other tensors of the file" {

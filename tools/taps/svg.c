@@ -1,14 +1,134 @@
 /* svg.c — hand-written SVG figures of sf-taps (no dependencies): per-head bar grids, a
  * heads × key-frames heatmap, the layer comparison of head-mean curves with a ±std band,
  * and the per-head softmax sink ratios. Mirrors the figures of notebooks/plt_fig4.ipynb
- * (per_head_grid, all_heads heatmap with viridis, layer_comparison). Every file is written
- * atomically. Tested by tests/bats/sf-taps.bats (xmllint well-formedness, element counts). */
+ * (per_head_grid, all_heads heatmap with viridis, layer_comparison). Axes have ticks at round
+ * values (sf_taps_nice_ticks) and span the enclosing ticks; a y range that spans 0 gets a zero
+ * line (class "zero-line"). Every file is written atomically and the same input gives the same
+ * bytes. Tested by tests/unit/test_taps_svg.c (ticks, labels, zero line, head-grid labels,
+ * well-formedness, determinism) and tests/bats/sf-taps.bats (xml parse, element counts). */
 #define _POSIX_C_SOURCE 200809L
 #include "taps_analysis.h"
 
+#include <float.h>
 #include <math.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+
+/* ---- ticks ---------------------------------------------------------------------------- */
+
+/* 10^a for a ≥ 0: exact up to 10^22 (= 2^22·5^22, 5^22 < 2^53), a product of those beyond. */
+static double pow10_pos(int a) {
+    static const double t[23] = {1e0,  1e1,  1e2,  1e3,  1e4,  1e5,  1e6,  1e7,  1e8,  1e9,  1e10, 1e11,
+                                 1e12, 1e13, 1e14, 1e15, 1e16, 1e17, 1e18, 1e19, 1e20, 1e21, 1e22};
+    double p = 1;
+    for (; a > 22; a -= 22) p *= 1e22;
+    return p * t[a];
+}
+
+/* The double nearest q·10^e (one correctly rounded operation on exact operands while
+ * |q| < 2^53 and |e| ≤ 22): 3·10^−1 is 0.3, where 3·0.1 would be 0.30000000000000004. */
+static double dec_value(int64_t q, int e) { return e >= 0 ? (double)q * pow10_pos(e) : (double)q / pow10_pos(-e); }
+
+/* Largest e with 10^e ≤ x (x > 0, finite). */
+static int decade_of(double x) {
+    int e = (int)floor(log10(x));
+    if (dec_value(1, e) > x) e--;
+    else if (dec_value(1, e + 1) <= x) e++;
+    return e;
+}
+
+void sf_taps_nice_ticks(double lo, double hi, int max_ticks, sf_taps_ticks *t) {
+    static const int mants[3] = {1, 2, 5};
+    memset(t, 0, sizeof *t);
+    if (max_ticks < 3) max_ticks = 3;
+    if (max_ticks > SF_TAPS_TICKS_MAX) max_ticks = SF_TAPS_TICKS_MAX;
+    if (!isfinite(lo)) lo = hi;
+    if (!isfinite(hi)) hi = lo;
+    if (!isfinite(lo)) lo = 0, hi = 1;
+    if (lo > hi) {
+        double s = lo;
+        lo = hi;
+        hi = s;
+    }
+    /* keep hi − lo and every step finite, and every step a normal number */
+    lo = fmax(lo, -1e300);
+    hi = fmin(hi, 1e300);
+    double mag = fmax(fabs(lo), fabs(hi));
+    if (mag < 1e-290) lo = hi = mag = 0;
+    if (hi - lo <= 1e-9 * mag || hi == lo) { /* one value: ± its decade */
+        double c = lo / 2 + hi / 2, d = c != 0 ? dec_value(1, decade_of(fabs(c))) : 1;
+        lo = c - d;
+        hi = c + d;
+    }
+    int e = (int)floor(log10((hi - lo) / max_ticks)) - 1; /* a step certainly too small */
+    for (int iter = 0; iter < 64; iter++, e++)
+        for (int j = 0; j < 3; j++) {
+            double step = dec_value(mants[j], e), ql = lo / step, qh = hi / step;
+            /* lo/step and hi/step carry a rounding error: a value within 1e-9 step of a tick
+             * (0.6000000000000001 for 0.6) is on it, not one step further out */
+            double k0 = floor(ql + 1e-9 + 8 * DBL_EPSILON * fabs(ql));
+            double k1 = ceil(qh - 1e-9 - 8 * DBL_EPSILON * fabs(qh));
+            if (k1 <= k0) k1 = k0 + 1;
+            if (k1 - k0 + 1 > max_ticks) continue;
+            t->n = (int)(k1 - k0) + 1;
+            t->mant = mants[j];
+            t->e = e;
+            t->step = step;
+            for (int i = 0; i < t->n; i++) t->v[i] = dec_value(((int64_t)k0 + i) * mants[j], e);
+            /* one label format per axis, from the decimal exponent of the largest |tick| */
+            int64_t qa = llabs((int64_t)k0 * mants[j]), qb = llabs((int64_t)k1 * mants[j]);
+            int digits = 0;
+            for (int64_t q = qa > qb ? qa : qb; q > 0; q /= 10) digits++;
+            int top = e + digits - 1;
+            t->decimals = e < 0 ? -e : 0;
+            if (top < -4 || top >= 6) {
+                t->sci = 1;
+                t->exp10 = top;
+                t->decimals = digits - 1;
+            }
+            return;
+        }
+    /* not reached (64 decades of steps were tried); a usable axis all the same */
+    t->n = 2, t->v[0] = lo, t->v[1] = hi, t->step = hi - lo, t->mant = 1;
+}
+
+void sf_taps_tick_label(const sf_taps_ticks *t, double v, char *buf, size_t n) {
+    static const char *const sup[10] = {"⁰", "¹", "²", "³", "⁴", "⁵", "⁶", "⁷", "⁸", "⁹"};
+    if (!n) return;
+    if (!isfinite(v)) {
+        snprintf(buf, n, "nan");
+        return;
+    }
+    if (fabs(v) < 1e-6 * t->step) v = 0; /* rounding residue and −0 */
+    if (t->sci && v == 0) {
+        snprintf(buf, n, "0");
+        return;
+    }
+    double x = !t->sci ? v : t->exp10 >= 0 ? v / pow10_pos(t->exp10) : v * pow10_pos(-t->exp10);
+    char num[400], ex[64] = "";
+    snprintf(num, sizeof num, "%.*f", t->decimals, fabs(x));
+    int neg = v < 0 && strspn(num, "0.") != strlen(num); /* no "−0.0" */
+    if (t->sci) {
+        char d[16];
+        size_t m = (size_t)snprintf(ex, sizeof ex, "×10");
+        snprintf(d, sizeof d, "%d", t->exp10);
+        for (const char *c = d; *c; c++) m += (size_t)snprintf(ex + m, sizeof ex - m, "%s", *c == '-' ? "⁻" : sup[*c - '0']);
+    }
+    snprintf(buf, n, "%s%s%s", neg ? "−" : "", num, ex);
+}
+
+int64_t sf_taps_int_tick_step(int64_t count, int max_ticks) {
+    static const int mants[3] = {1, 2, 5};
+    if (max_ticks < 1) max_ticks = 1;
+    if (count <= 1) return 1;
+    for (int64_t d = 1; d <= INT64_MAX / 50; d *= 10)
+        for (int j = 0; j < 3; j++)
+            if ((count - 1) / (mants[j] * d) + 1 <= max_ticks) return mants[j] * d;
+    return count;
+}
+
+/* ---- drawing ---------------------------------------------------------------------------- */
 
 /* Plot area in pixels and a data range. */
 typedef struct axes {
@@ -29,11 +149,30 @@ static void xml_text(FILE *f, const char *s) {
     }
 }
 
-static void text(FILE *f, double x, double y, const char *anchor, int size, const char *weight, const char *s) {
-    fprintf(f, "<text x=\"%.1f\" y=\"%.1f\" text-anchor=\"%s\" font-size=\"%d\"%s%s%s>", x, y, anchor, size,
-            weight ? " font-weight=\"" : "", weight ? weight : "", weight ? "\"" : "");
+static void text(FILE *f, const char *cls, double x, double y, const char *anchor, int size, const char *weight,
+                 const char *s) {
+    fputs("<text", f);
+    if (cls) fprintf(f, " class=\"%s\"", cls);
+    fprintf(f, " x=\"%.1f\" y=\"%.1f\" text-anchor=\"%s\" font-size=\"%d\"", x, y, anchor, size);
+    if (weight) fprintf(f, " font-weight=\"%s\"", weight);
+    fputc('>', f);
     xml_text(f, s);
     fputs("</text>\n", f);
+}
+
+/* Text reading upwards, centred on (x, y), its glyphs left of x: a y-axis label. */
+static void vtext(FILE *f, const char *cls, double x, double y, int size, const char *s) {
+    fprintf(f, "<text class=\"%s\" x=\"%.1f\" y=\"%.1f\" text-anchor=\"middle\" font-size=\"%d\" transform=\"rotate(-90 %.1f %.1f)\">",
+            cls, x, y, size, x, y);
+    xml_text(f, s);
+    fputs("</text>\n", f);
+}
+
+/* Rough rendered width of s in px at font size `size` (0.6 em per character). */
+static double text_w(const char *s, int size) {
+    size_t n = 0;
+    for (; *s; s++) n += ((unsigned char)*s & 0xC0) != 0x80; /* UTF-8 characters */
+    return 0.6 * size * (double)n;
 }
 
 /* Width that fits a 15 px bold title (≈ 9.5 px per character). */
@@ -50,10 +189,11 @@ static void begin(FILE *f, double w, double h, const char *title) {
             w, h, w, h);
     xml_text(f, title);
     fprintf(f, "</title>\n<rect x=\"0\" y=\"0\" width=\"%.0f\" height=\"%.0f\" fill=\"white\"/>\n", w, h);
-    text(f, w / 2, 24, "middle", 15, "bold", title);
+    text(f, "figure-title", w / 2, 24, "middle", 15, "bold", title);
 }
 
-/* Finite range of v[0..n) widened to include 0 when with_zero; never empty. */
+/* Finite range of v[0..n), widened to include 0 when with_zero; 0..1 when nothing is finite.
+ * May be empty (lo == hi): sf_taps_nice_ticks widens it. */
 static void range_of(const double *v, size_t n, int with_zero, double *lo, double *hi) {
     double a = with_zero ? 0 : INFINITY, b = with_zero ? 0 : -INFINITY;
     for (size_t i = 0; i < n; i++)
@@ -62,40 +202,62 @@ static void range_of(const double *v, size_t n, int with_zero, double *lo, doubl
             if (v[i] > b) b = v[i];
         }
     if (!isfinite(a) || !isfinite(b)) a = 0, b = 1;
-    if (b - a < 1e-12) {
-        double d = fabs(a) > 0 ? fabs(a) * 0.1 : 1;
-        a -= d;
-        b += d;
-    }
-    double pad = (b - a) * 0.05;
-    *lo = with_zero && a == 0 ? 0 : a - pad;
-    *hi = with_zero && b == 0 ? 0 : b + pad;
+    *lo = a;
+    *hi = b;
 }
 
-/* Frame, y grid with 5 labelled ticks, x ticks at integers 0..K-1 (thinned). */
-static void frame(FILE *f, const axes *a, int64_t K, int fsize, const char *xlabel, const char *ylabel) {
-    char buf[64];
-    for (int i = 0; i <= 4; i++) {
-        double v = a->y0 + (a->y1 - a->y0) * i / 4.0, py = ax_py(a, v);
-        fprintf(f, "<line x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\" stroke=\"#dddddd\" stroke-dasharray=\"3,3\"/>\n",
-                a->x, py, a->x + a->w, py);
-        snprintf(buf, sizeof buf, "%.3g", v);
-        text(f, a->x - 4, py + fsize / 3.0, "end", fsize, NULL, buf);
+/* Round y ticks enclosing the data range lo..hi; the y axis of `a` runs between the outer two. */
+static void set_y(axes *a, sf_taps_ticks *yt, double lo, double hi, int max_ticks) {
+    sf_taps_nice_ticks(lo, hi, max_ticks, yt);
+    a->y0 = yt->v[0];
+    a->y1 = yt->v[yt->n - 1];
+}
+
+/* Frame with dashed grid lines, tick marks and labels at the y ticks, integer x ticks 0..K−1
+ * (thinned to round steps; none for K = 0), and the axis labels (NULL: none). */
+static void frame(FILE *f, const axes *a, const sf_taps_ticks *yt, int64_t K, int fsize, const char *xlabel,
+                  const char *ylabel) {
+    char buf[128];
+    int zero = a->y0 < 0 && a->y1 > 0; /* drawn by zero_line instead of a grid line */
+    fputs("<g stroke=\"#dddddd\" stroke-dasharray=\"3,3\">\n", f);
+    for (int i = 1; i + 1 < yt->n; i++) {
+        if (zero && yt->v[i] == 0) continue;
+        double py = ax_py(a, yt->v[i]);
+        fprintf(f, "<line x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\"/>\n", a->x, py, a->x + a->w, py);
     }
-    int64_t step = K <= 24 ? 1 : (K + 23) / 24;
+    fputs("</g>\n<g stroke=\"#333333\">\n", f);
+    for (int i = 0; i < yt->n; i++) {
+        double py = ax_py(a, yt->v[i]);
+        fprintf(f, "<line x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\"/>\n", a->x - 4, py, a->x, py);
+    }
+    int64_t step = sf_taps_int_tick_step(K, (int)(a->w / (2.4 * fsize)));
+    for (int64_t k = 0; k < K; k += step) {
+        double px = ax_px(a, (double)k);
+        fprintf(f, "<line x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\"/>\n", px, a->y + a->h, px, a->y + a->h + 4);
+    }
+    fputs("</g>\n", f);
+    double wmax = 0;
+    for (int i = 0; i < yt->n; i++) {
+        sf_taps_tick_label(yt, yt->v[i], buf, sizeof buf);
+        if (text_w(buf, fsize) > wmax) wmax = text_w(buf, fsize);
+        text(f, "y-tick", a->x - 6, ax_py(a, yt->v[i]) + fsize / 3.0, "end", fsize, NULL, buf);
+    }
     for (int64_t k = 0; k < K; k += step) {
         snprintf(buf, sizeof buf, "%lld", (long long)k);
-        text(f, ax_px(a, (double)k), a->y + a->h + fsize + 2, "middle", fsize, NULL, buf);
+        text(f, "x-tick", ax_px(a, (double)k), a->y + a->h + fsize + 5, "middle", fsize, NULL, buf);
     }
     fprintf(f, "<rect x=\"%.1f\" y=\"%.1f\" width=\"%.1f\" height=\"%.1f\" fill=\"none\" stroke=\"#333333\"/>\n", a->x, a->y,
             a->w, a->h);
-    if (xlabel) text(f, a->x + a->w / 2, a->y + a->h + 2 * fsize + 8, "middle", fsize + 1, NULL, xlabel);
-    if (ylabel) {
-        fprintf(f, "<text x=\"%.1f\" y=\"%.1f\" text-anchor=\"middle\" font-size=\"%d\" transform=\"rotate(-90 %.1f %.1f)\">",
-                a->x - 48, a->y + a->h / 2, fsize + 1, a->x - 48, a->y + a->h / 2);
-        xml_text(f, ylabel);
-        fputs("</text>\n", f);
-    }
+    if (xlabel) text(f, "axis-label", a->x + a->w / 2, a->y + a->h + 2 * fsize + 11, "middle", fsize + 1, NULL, xlabel);
+    if (ylabel) vtext(f, "axis-label", a->x - 10 - wmax - 4, a->y + a->h / 2, fsize + 1, ylabel);
+}
+
+/* The horizontal rule at y = 0, when the y range spans zero (Δ-like statistics go negative). */
+static void zero_line(FILE *f, const axes *a) {
+    if (!(a->y0 < 0 && a->y1 > 0)) return;
+    double py = ax_py(a, 0);
+    fprintf(f, "<line class=\"zero-line\" x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\" stroke=\"#000000\" stroke-width=\"1\"/>\n",
+            a->x, py, a->x + a->w, py);
 }
 
 /* Viridis, linear between 9 anchor colours. */
@@ -131,10 +293,8 @@ static sf_status finish(sf_atomic_file *af, FILE *f, sf_err *err) {
     return sf_atomic_commit(af, err);
 }
 
-static void fmt_num(char *buf, size_t n, double v) {
-    if (isfinite(v)) snprintf(buf, n, "%.3f", v);
-    else snprintf(buf, n, "nan");
-}
+#define X_KEY_FRAME "Key frame"
+#define Y_LOGIT "Mean attention logit"
 
 sf_status sf_taps_svg_heads(const char *path, const sf_taps_src *src, const sf_taps_stats *s, sf_err *err) {
     sf_atomic_file af;
@@ -154,12 +314,20 @@ sf_status sf_taps_svg_heads(const char *path, const sf_taps_src *src, const sf_t
         axes a = {.x = 10 + (hi % 4) * pw + 60, .y = 50 + (hi / 4) * ph + 22, .w = pw - 80, .h = ph - 62};
         a.x0 = -0.6;
         a.x1 = (double)K - 0.4;
-        range_of(F, (size_t)K, 1, &a.y0, &a.y1);
-        fmt_num(buf, 64, s->delta[hi]);
+        double lo, up;
+        sf_taps_ticks yt;
+        range_of(F, (size_t)K, 1, &lo, &up);
+        set_y(&a, &yt, lo, up, 6);
+        fputs("<g class=\"panel\">\n", f);
+        /* Δ in the panel's units: its axis format with two more decimals (−0.013, 1.33×10⁻⁷) */
+        sf_taps_ticks dt = yt;
+        dt.decimals += 2;
+        sf_taps_tick_label(&dt, s->delta[hi], buf, sizeof buf);
         char t2[200];
-        snprintf(t2, sizeof t2, "H%d (Δ=%s)", s->heads[hi], buf);
-        text(f, a.x + a.w / 2, a.y - 6, "middle", 11, "bold", t2);
-        frame(f, &a, K, 8, NULL, NULL);
+        snprintf(t2, sizeof t2, "head %d (Δ = %s)", s->heads[hi], buf);
+        text(f, "panel-title", a.x + a.w / 2, a.y - 6, "middle", 11, "bold", t2);
+        /* axis labels on the outer panels: x under the last panel of each column, y on the left */
+        frame(f, &a, &yt, K, 8, hi + ncols >= s->nh ? X_KEY_FRAME : NULL, hi % 4 == 0 ? Y_LOGIT : NULL);
         double bw = a.w / ((double)K + 0.2) * 0.8, zero = ax_py(&a, 0);
         fprintf(f, "<g fill=\"%s\" fill-opacity=\"0.7\">\n", palette(0));
         for (int64_t k = 0; k < K; k++) {
@@ -172,6 +340,8 @@ sf_status sf_taps_svg_heads(const char *path, const sf_taps_src *src, const sf_t
         for (int64_t k = 0; k < K; k++)
             if (isfinite(F[k])) fprintf(f, "%.2f,%.2f ", ax_px(&a, (double)k), ax_py(&a, F[k]));
         fputs("\"/>\n", f);
+        zero_line(f, &a); /* over the bars: their common base */
+        fputs("</g>\n", f);
     }
     return finish(&af, f, err);
 }
@@ -183,8 +353,8 @@ sf_status sf_taps_svg_heatmap(const char *path, const sf_taps_src *src, const sf
     FILE *f = af.fp;
     int64_t K = s->nkf;
     double cw = K <= 32 ? 36 : 1200.0 / (double)K, chh = 28, x0 = 70, y0 = 50;
-    double W = x0 + cw * (double)K + 130, H = y0 + chh * s->nh + 60;
-    char title[256], col[16], buf[96];
+    double W = x0 + cw * (double)K + 160, H = y0 + chh * s->nh + 60;
+    char title[256], col[16], buf[128];
     snprintf(title, sizeof title, "Layer %d (%s): frame attention logits across heads", src->layer, src->label);
     W = fit_title(W, title);
     begin(f, W, H, title);
@@ -200,7 +370,7 @@ sf_status sf_taps_svg_heatmap(const char *path, const sf_taps_src *src, const sf
     }
     for (int h = 0; h < s->nh; h++) {
         snprintf(buf, sizeof buf, "H%d", s->heads[h]);
-        text(f, x0 - 6, y0 + chh * h + chh / 2 + 4, "end", 10, NULL, buf);
+        text(f, "y-tick", x0 - 6, y0 + chh * h + chh / 2 + 4, "end", 10, NULL, buf);
         for (int64_t k = 0; k < K; k++) {
             double v = s->F[(size_t)h * (size_t)K + (size_t)k];
             viridis((v - lo) / (hi - lo), col, sizeof col);
@@ -210,24 +380,34 @@ sf_status sf_taps_svg_heatmap(const char *path, const sf_taps_src *src, const sf
                     x0 + cw * (double)k, y0 + chh * h, cw, chh, col, s->heads[h], (long long)k, v);
         }
     }
-    int64_t step = K <= 32 ? 1 : (K + 31) / 32;
+    vtext(f, "axis-label", x0 - 40, y0 + chh * s->nh / 2, 12, "Head");
+    int64_t step = sf_taps_int_tick_step(K, (int)(cw * (double)K / 22));
     for (int64_t k = 0; k < K; k += step) {
         snprintf(buf, sizeof buf, "%lld", (long long)k);
-        text(f, x0 + cw * ((double)k + 0.5), y0 + chh * s->nh + 14, "middle", 9, NULL, buf);
+        text(f, "x-tick", x0 + cw * ((double)k + 0.5), y0 + chh * s->nh + 14, "middle", 9, NULL, buf);
     }
-    text(f, x0 + cw * (double)K / 2, y0 + chh * s->nh + 34, "middle", 12, NULL, "Key frame index");
-    /* colour bar */
+    text(f, "axis-label", x0 + cw * (double)K / 2, y0 + chh * s->nh + 34, "middle", 12, NULL, X_KEY_FRAME);
+    /* colour bar, with round ticks inside the exact range (as matplotlib's colorbar) */
     double bx = x0 + cw * (double)K + 30, bh = chh * s->nh;
+    fprintf(f, "<g><title>colour range %.6g to %.6g</title>\n", lo, hi);
     for (int i = 0; i < 64; i++) {
         viridis((63 - i) / 63.0, col, sizeof col);
         fprintf(f, "<rect x=\"%.1f\" y=\"%.2f\" width=\"16\" height=\"%.2f\" fill=\"%s\"/>\n", bx, y0 + bh * i / 64.0,
                 bh / 64.0 + 0.3, col);
     }
-    snprintf(buf, sizeof buf, "%.4g", hi);
-    text(f, bx + 20, y0 + 8, "start", 9, NULL, buf);
-    snprintf(buf, sizeof buf, "%.4g", lo);
-    text(f, bx + 20, y0 + bh, "start", 9, NULL, buf);
-    text(f, bx + 20, y0 + bh / 2, "start", 9, NULL, "logits");
+    fputs("</g>\n", f);
+    sf_taps_ticks ct;
+    sf_taps_nice_ticks(lo, hi, 6, &ct);
+    double tol = 1e-9 * (hi - lo);
+    for (int i = 0; i < ct.n; i++) {
+        double v = ct.v[i], py = y0 + bh * (hi - v) / (hi - lo);
+        if (v < lo - tol || v > hi + tol) continue;
+        fprintf(f, "<line x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\" stroke=\"#333333\"/>\n", bx + 16, py, bx + 20, py);
+        sf_taps_tick_label(&ct, v, buf, sizeof buf);
+        text(f, "c-tick", bx + 23, py + 3, "start", 9, NULL, buf);
+    }
+    /* above the bar: two heads make a bar shorter than the label */
+    text(f, "axis-label", bx, y0 - 8, "start", 10, NULL, Y_LOGIT);
     return finish(&af, f, err);
 }
 
@@ -251,8 +431,11 @@ sf_status sf_taps_svg_layers(const char *path, const sf_taps_src *srcs, const sf
     }
     double r[2] = {lo, hi};
     axes a = {.x = 80, .y = 45, .w = W - 260, .h = H - 110, .x0 = -0.5, .x1 = (double)K - 0.5};
-    range_of(r, 2, 0, &a.y0, &a.y1);
-    frame(f, &a, K, 10, "Key frame index", "Mean attention (logits)");
+    sf_taps_ticks yt;
+    range_of(r, 2, 0, &lo, &hi);
+    set_y(&a, &yt, lo, hi, 8);
+    frame(f, &a, &yt, K, 10, X_KEY_FRAME, Y_LOGIT);
+    zero_line(f, &a); /* under the bands and curves */
     for (size_t i = 0; i < n; i++) {
         const sf_taps_stats *s = &st[i];
         const char *c = palette(i);
@@ -272,7 +455,7 @@ sf_status sf_taps_svg_layers(const char *path, const sf_taps_src *srcs, const sf
                 ly - 4, a.x + a.w + 40, ly - 4, c);
         char lab[96];
         snprintf(lab, sizeof lab, "layer %d (%s)", srcs[i].layer, srcs[i].label);
-        text(f, a.x + a.w + 46, ly, "start", 11, NULL, lab);
+        text(f, "legend", a.x + a.w + 46, ly, "start", 11, NULL, lab);
     }
     return finish(&af, f, err);
 }
@@ -292,17 +475,17 @@ sf_status sf_taps_svg_sink(const char *path, const sf_taps_src *srcs, const sf_t
     double W = 120 + (double)maxh * (18.0 * (double)n + 14) + 180, H = 400;
     if (W < 600) W = 600;
     begin(f, W, H, "Softmax sink ratio per head: w(frame 0) / mean w(frames 1..K-2)");
-    double r[2] = {lo, hi};
     axes a = {.x = 80, .y = 45, .w = W - 260, .h = H - 110, .x0 = -0.5, .x1 = maxh - 0.5};
-    range_of(r, 2, 1, &a.y0, &a.y1);
-    frame(f, &a, 0, 10, "Head", "Sink ratio");
+    sf_taps_ticks yt;
+    set_y(&a, &yt, lo, hi, 8);
+    frame(f, &a, &yt, 0, 10, "Head", "Sink ratio");
     for (int h = 0; h < maxh; h++) {
         char hb[32];
         const sf_taps_stats *w = NULL;
         for (size_t i = 0; i < n && !w; i++)
             if (st[i].nh > h) w = &st[i];
         snprintf(hb, sizeof hb, "H%d", w ? w->heads[h] : h);
-        text(f, ax_px(&a, h), a.y + a.h + 12, "middle", 10, NULL, hb);
+        text(f, "x-tick", ax_px(&a, h), a.y + a.h + 14, "middle", 10, NULL, hb);
     }
     double one = ax_py(&a, 1.0), zero = ax_py(&a, 0.0);
     fprintf(f, "<line x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\" stroke=\"#555555\" stroke-dasharray=\"6,3\"/>\n", a.x,
@@ -322,7 +505,8 @@ sf_status sf_taps_svg_sink(const char *path, const sf_taps_src *srcs, const sf_t
         fprintf(f, "<rect x=\"%.1f\" y=\"%.1f\" width=\"20\" height=\"10\" fill=\"%s\"/>\n", a.x + a.w + 15, ly - 9, palette(i));
         char lab[96];
         snprintf(lab, sizeof lab, "layer %d (%s)", srcs[i].layer, srcs[i].label);
-        text(f, a.x + a.w + 40, ly, "start", 11, NULL, lab);
+        text(f, "legend", a.x + a.w + 40, ly, "start", 11, NULL, lab);
     }
+    zero_line(f, &a); /* sink ratios are ≥ 0: only for a range that does go negative */
     return finish(&af, f, err);
 }

@@ -90,6 +90,33 @@ sf_status sf_taps_find_sources(const sf_tfile *tf, unsigned sets, int64_t fsl_ov
 /* Compute the statistics of one source (dispatching on its kind). */
 sf_status sf_taps_stats_source(const sf_taps_src *src, const int *heads, int nh, sf_taps_stats *out, sf_err *err);
 
+/* Axis ticks of the SVG figures (svg.c; pure, tested by tests/unit/test_taps_svg.c).
+ * sf_taps_nice_ticks: ticks at every multiple of a "nice" step mant·10^e (mant 1, 2 or 5) from
+ * the last one ≤ lo to the first one ≥ hi, so the axis range is [v[0], v[n−1]] ⊇ [lo, hi]; the
+ * smallest such step that needs at most max_ticks ticks (clamped to 3..SF_TAPS_TICKS_MAX). Each
+ * v[i] is the double nearest the decimal (k0+i)·mant·10^e (0.3, not 0.30000000000000004), and
+ * 0 is one of the ticks whenever the range spans it. A single value (hi − lo ≤ 1e−9·max|·|)
+ * gets the window value ± its decade (5 → 4..6, 0 → −1..1); NaN/inf ends are dropped (none
+ * left: 0..1); lo > hi is swapped. Labels (sf_taps_tick_label) share one format per axis:
+ * fixed with `decimals` digits, or, when that would need more than 4 decimals or values from
+ * 10^6 up, a mantissa with `decimals` digits times 10^exp10 ("0.5×10⁻⁶"; zero is "0"). Negative
+ * labels use U+2212 MINUS SIGN. */
+#define SF_TAPS_TICKS_MAX 16
+typedef struct sf_taps_ticks {
+    int n;                       /* ticks, 2..max_ticks */
+    double v[SF_TAPS_TICKS_MAX]; /* [n] ascending tick values; the axis runs v[0]..v[n−1] */
+    double step;                 /* mant·10^e */
+    int mant, e;                 /* step = mant·10^e, mant ∈ {1, 2, 5} */
+    int decimals;                /* digits after the point, the same in every label */
+    int sci, exp10;              /* labels are mantissa×10^exp10 when sci */
+} sf_taps_ticks;
+void sf_taps_nice_ticks(double lo, double hi, int max_ticks, sf_taps_ticks *out);
+/* Label of value v on axis t into buf[n] (UTF-8, NUL-terminated; "nan" for non-finite v). */
+void sf_taps_tick_label(const sf_taps_ticks *t, double v, char *buf, size_t n);
+/* Step of the integer ticks 0, s, 2s, … < count (frame and head indices): the smallest of 1, 2,
+ * 5, 10, 20, 50, … that labels at most max_ticks of them (≥ 1). */
+int64_t sf_taps_int_tick_step(int64_t count, int max_ticks);
+
 /* SVG figures (svg.c); each written atomically. */
 sf_status sf_taps_svg_heads(const char *path, const sf_taps_src *src, const sf_taps_stats *s, sf_err *err);
 sf_status sf_taps_svg_heatmap(const char *path, const sf_taps_src *src, const sf_taps_stats *s, sf_err *err);
