@@ -208,64 +208,89 @@ static sf_status load_weights(sf_vae *v, sf_err *err) {
 
 /* ---- state ------------------------------------------------------------------------------- */
 
-/* Walk the decoder for a steady-state latent frame: count caches, size buffers. When `alloc` is
- * set, allocate each cache as it is met (same order as decode_frame uses them). */
-static sf_status plan_state(sf_vae *v, int alloc, sf_err *err) {
-    const sf_vae_config *c = &v->cfg;
-    sf_vae_state *S = &v->st;
-    int64_t n = 1, H = S->h, W = S->w;
-    size_t mx = 0, upmx = 0, attn = 0;
-    int slot = 0;
-#define NEED(e)                                                                                              \
-    do {                                                                                                     \
-        size_t e_ = (size_t)(e);                                                                             \
-        if (e_ > mx) mx = e_;                                                                                \
-    } while (0)
-#define CACHE(cin)                                                                                           \
-    do {                                                                                                     \
-        if (alloc) {                                                                                         \
-            S->cache_frame[slot] = (size_t)((cin) * H * W);                                                  \
-            if (!(S->cache[slot] = sf_calloc2(2 * S->cache_frame[slot], sizeof(float))))                     \
-                return sf_fail(err, SF_E_NOMEM, "VAE: out of memory for the causal cache");                  \
-        }                                                                                                    \
-        slot++;                                                                                              \
-    } while (0)
+void sf_vae_walk(const sf_vae_config *c, int64_t h, int64_t w, void (*fn)(void *ctx, const sf_vae_step *st), void *ctx) {
+    int64_t n = 1, H = h, W = w;
+#define STEP(k, e, ci) fn(ctx, &(sf_vae_step){(k), (size_t)(e), (ci), n, H, W})
     /* every product below is bounded: widths ≤ 65536, frames ≤ 64, h·w checked by the caller */
-    NEED(n * c->z_dim * H * W);
-    CACHE(c->z_dim);
-    NEED(n * c->top * H * W);
+    STEP(SF_VAE_STEP_ACT, n * c->z_dim * H * W, c->z_dim);
+    STEP(SF_VAE_STEP_CACHE, 0, c->z_dim);
+    STEP(SF_VAE_STEP_ACT, n * c->top * H * W, c->top);
     for (int i = 0; i < c->n_layers; i++) {
         const sf_vae_layer *L = &c->layers[i];
         switch (L->kind) {
         case SF_VAE_RES:
-            NEED(n * L->cin * H * W);
-            NEED(n * L->cout * H * W);
-            CACHE(L->cin);
-            CACHE(L->cout);
+            STEP(SF_VAE_STEP_ACT, n * L->cin * H * W, L->cin);
+            STEP(SF_VAE_STEP_ACT, n * L->cout * H * W, L->cout);
+            STEP(SF_VAE_STEP_CACHE, 0, L->cin);
+            STEP(SF_VAE_STEP_CACHE, 0, L->cout);
             break;
         case SF_VAE_ATTN:
-            NEED(n * 3 * L->cin * H * W);
-            if (sf_vae_attention_scratch(L->cin, H * W, c->threads) > attn)
-                attn = sf_vae_attention_scratch(L->cin, H * W, c->threads);
+            STEP(SF_VAE_STEP_ACT, n * 3 * L->cin * H * W, 3 * L->cin);
+            STEP(SF_VAE_STEP_ATTN, 0, L->cin);
             break;
         case SF_VAE_UP3D:
-            NEED(n * 2 * L->cin * H * W);
-            CACHE(L->cin);
+            STEP(SF_VAE_STEP_ACT, n * 2 * L->cin * H * W, 2 * L->cin);
+            STEP(SF_VAE_STEP_CACHE, 0, L->cin);
             n *= 2;
             /* fall through */
         case SF_VAE_UP2D:
-            if ((size_t)(L->cin * 4 * H * W) > upmx) upmx = (size_t)(L->cin * 4 * H * W);
+            STEP(SF_VAE_STEP_UP, n * L->cin * 4 * H * W, L->cin);
             H *= 2;
             W *= 2;
-            NEED(n * L->cout * H * W);
+            STEP(SF_VAE_STEP_ACT, n * L->cout * H * W, L->cout);
             break;
         }
     }
-    NEED(n * c->dim * H * W);
-    CACHE(c->dim);
-    NEED(n * c->out_ch * H * W);
-#undef NEED
-#undef CACHE
+    STEP(SF_VAE_STEP_ACT, n * c->dim * H * W, c->dim);
+    STEP(SF_VAE_STEP_CACHE, 0, c->dim);
+    STEP(SF_VAE_STEP_HEAD, 0, c->dim);
+#undef STEP
+}
+
+/* The CPU state's sizes from the walk; with `alloc`, each cache is allocated as it is met. */
+typedef struct cpu_plan {
+    sf_vae *v;
+    int alloc, slot, failed;
+    size_t mx, upmx, attn;
+} cpu_plan;
+
+static void cpu_step(void *ctx, const sf_vae_step *st) {
+    cpu_plan *p = ctx;
+    sf_vae_state *S = &p->v->st;
+    size_t e = st->elems;
+    switch (st->kind) {
+    case SF_VAE_STEP_ACT: break;
+    case SF_VAE_STEP_CACHE:
+        if (p->alloc && !p->failed) {
+            S->cache_frame[p->slot] = (size_t)(st->cin * st->H * st->W);
+            if (!(S->cache[p->slot] = sf_calloc2(2 * S->cache_frame[p->slot], sizeof(float)))) p->failed = 1;
+        }
+        p->slot++;
+        break;
+    case SF_VAE_STEP_ATTN: {
+        size_t a = sf_vae_attention_scratch(st->cin, st->H * st->W, p->v->cfg.threads);
+        if (a > p->attn) p->attn = a;
+        break;
+    }
+    case SF_VAE_STEP_UP: /* the CPU upsamples one frame at a time, into its own buffer */
+        if ((size_t)(st->cin * 4 * st->H * st->W) > p->upmx) p->upmx = (size_t)(st->cin * 4 * st->H * st->W);
+        e = 0;
+        break;
+    case SF_VAE_STEP_HEAD: e = (size_t)(st->n * p->v->cfg.out_ch * st->H * st->W); break;
+    }
+    if (e > p->mx) p->mx = e;
+}
+
+/* Size the state for a steady-state latent frame (sf_vae_walk): count caches, size buffers. When
+ * `alloc` is set, allocate each cache as it is met (same order as decode_frame uses them). */
+static sf_status plan_state(sf_vae *v, int alloc, sf_err *err) {
+    const sf_vae_config *c = &v->cfg;
+    sf_vae_state *S = &v->st;
+    cpu_plan p = {v, alloc, 0, 0, 0, 0, 0};
+    sf_vae_walk(c, S->h, S->w, cpu_step, &p);
+    if (p.failed) return sf_fail(err, SF_E_NOMEM, "VAE: out of memory for the causal cache");
+    size_t mx = p.mx, upmx = p.upmx, attn = p.attn;
+    int slot = p.slot;
     if (!alloc) {
         S->n_caches = slot;
         S->buf_elems = mx;

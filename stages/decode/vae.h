@@ -87,6 +87,21 @@ typedef struct sf_vae {
     void *tap_ctx;
 } sf_vae;
 
+/* The decoder's geometry for one steady-state latent frame, step by step in execution order — the
+ * one description both backends size their buffers from (vae.c plan_state, vae_cuda.c walk).
+ * ACT: an activation of `elems` elements (n frames); CACHE: a causal k=3 conv whose input is
+ * cin × H × W, n frames per call (its cache slot, in the order decode_frame uses them);
+ * ATTN: the middle attention over H·W tokens of width cin; UP: a 2× spatial upsample of n frames
+ * of cin × H × W (before the size doubles); HEAD: the head conv's n output frames of H × W (the
+ * caller multiplies by the output width it stores). */
+typedef enum sf_vae_step_kind { SF_VAE_STEP_ACT, SF_VAE_STEP_CACHE, SF_VAE_STEP_ATTN, SF_VAE_STEP_UP, SF_VAE_STEP_HEAD } sf_vae_step_kind;
+typedef struct sf_vae_step {
+    sf_vae_step_kind kind;
+    size_t elems;
+    int64_t cin, n, H, W;
+} sf_vae_step;
+void sf_vae_walk(const sf_vae_config *c, int64_t h, int64_t w, void (*fn)(void *ctx, const sf_vae_step *st), void *ctx);
+
 /* The 16 per-channel constants of WanVAEWrapper (float32). */
 extern const float sf_vae_latent_mean[16];
 extern const float sf_vae_latent_std[16];

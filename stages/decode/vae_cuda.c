@@ -94,45 +94,30 @@ typedef struct plan {
     cache_buf cache[128];
 } plan;
 
-static void walk(const sf_vae *v, plan *p) {
-    const sf_vae_config *c = &v->cfg;
-    int64_t n = 1, H = v->st.h, W = v->st.w;
-    memset(p, 0, sizeof *p);
-#define NEED(e) p->act = (size_t)(e) > p->act ? (size_t)(e) : p->act
-#define CACHE(cin) p->cache[p->n_caches].fe = (size_t)((cin) * H * W), p->cache[p->n_caches++].nmax = (int)n
-    NEED(c->z_dim * H * W);
-    CACHE(c->z_dim);
-    NEED(c->top * H * W);
-    for (int i = 0; i < c->n_layers; i++) {
-        const sf_vae_layer *L = &c->layers[i];
-        switch (L->kind) {
-        case SF_VAE_RES:
-            NEED(n * L->cin * H * W);
-            NEED(n * L->cout * H * W);
-            CACHE(L->cin);
-            CACHE(L->cout);
-            break;
-        case SF_VAE_ATTN:
-            NEED(n * 3 * L->cin * H * W);
-            if (H * W > p->attn_hw) p->attn_hw = H * W;
-            break;
-        case SF_VAE_UP3D:
-            NEED(n * 2 * L->cin * H * W);
-            CACHE(L->cin);
-            n *= 2;
-            /* fall through */
-        case SF_VAE_UP2D:
-            if ((size_t)(n * L->cin * 4 * H * W) > p->up) p->up = (size_t)(n * L->cin * 4 * H * W);
-            H *= 2, W *= 2;
-            NEED(n * L->cout * H * W);
-            break;
-        }
+static void gpu_step(void *ctx, const sf_vae_step *st) {
+    plan *p = ctx;
+    size_t e = st->elems;
+    switch (st->kind) {
+    case SF_VAE_STEP_ACT: break;
+    case SF_VAE_STEP_CACHE:
+        if (p->n_caches < 128) p->cache[p->n_caches].fe = (size_t)(st->cin * st->H * st->W), p->cache[p->n_caches].nmax = (int)st->n;
+        p->n_caches++;
+        break;
+    case SF_VAE_STEP_ATTN:
+        if (st->H * st->W > p->attn_hw) p->attn_hw = st->H * st->W;
+        break;
+    case SF_VAE_STEP_UP: /* all n frames at once */
+        if (e > p->up) p->up = e;
+        e = 0;
+        break;
+    case SF_VAE_STEP_HEAD: e = (size_t)(st->n * 8 * st->H * st->W); break; /* 3 outputs padded to 8 */
     }
-    NEED(n * c->dim * H * W);
-    CACHE(c->dim);
-    NEED(n * 8 * H * W);
-#undef NEED
-#undef CACHE
+    if (e > p->act) p->act = e;
+}
+
+static void walk(const sf_vae *v, plan *p) {
+    memset(p, 0, sizeof *p);
+    sf_vae_walk(&v->cfg, v->st.h, v->st.w, gpu_step, p);
 }
 
 /* Every conv shape the decoder runs (one output frame per call): prepared at init. */
