@@ -11,9 +11,11 @@
  * on a GPU as test_t5_glue_gpu):
  *   sf_t5_embed_cuda         exact widening gather, as t5.c's embedding (sf_tensor_to_f32 of a row)
  *   sf_t5_res_rmsnorm_cuda   `x += r` then sf_rmsnorm_cpu (kernels/norm_rows.h), rounded to y's dtype
- *   sf_t5_bias_softmax_cuda  t5.c attn_rows' softmax: logits + pos[bucket(j − i), h], key mask
- *   sf_t5_attention_cuda     t5.c attn_rows (no 1/√d scale) on bf16 q, k, v, P rounded to bf16
- *   sf_t5_gated_gelu_cuda    t5.c gelu_rows: fc1 · gelu_tanh(gate) (double there, fp32 here)
+ *   sf_t5_bias_softmax_cuda  sf_t5_bias_softmax_cpu (kernels/t5_ops.h), P rounded to bf16
+ *   sf_t5_attention_cuda     sf_t5_attention_cpu (kernels/t5_ops.h, no 1/√d scale) on bf16 q, k, v,
+ *                            P and o rounded to bf16
+ *   sf_t5_gated_gelu_cuda    sf_t5_gated_gelu_cpu (kernels/t5_ops.h): fc1 · gelu_tanh(gate) (double
+ *                            there, fp32 here), rounded to bf16
  * A build without nvcc links the stubs in kernels/nocuda/nocuda.c (SF_E_DEVICE). */
 #ifndef SF_T5_CUDA_KERNELS_H
 #define SF_T5_CUDA_KERNELS_H
@@ -44,7 +46,8 @@ sf_status sf_t5_res_rmsnorm_cuda(const sf_cuda_ctx *ctx, int64_t M, int64_t D, f
                                  int64_t ldr, const float *w, double eps, void *y, sf_dtype ydt, int64_t ldy,
                                  sf_err *err);
 
-/* Bias + key mask + softmax over rows of T5 attention logits, one block per (head, query) row:
+/* Bias + key mask + softmax over rows of T5 attention logits, one block per (head, query) row (CPU
+ * contract: sf_t5_bias_softmax_cpu, same layout; e/Σ here vs e·(1/Σ) with a double Σ there):
  *   S: (H, rows, Lk) f32 device with row stride ld ≥ Lk (also between heads: row b = h·rows + i
  *      starts at b·ld), raw q·kᵀ of queries [q0, q0 + rows) (no 1/√d scale in T5); rows longer than
  *      8192 keys are used as scratch (overwritten), shorter ones are worked on in shared memory;
@@ -66,7 +69,7 @@ sf_status sf_t5_bias_softmax_cuda(const sf_cuda_ctx *ctx, int H, int64_t rows, i
  * chunk rows at a time through the workspace S ≥ H·chunk·Lp f32 and P ≥ H·chunk·Lp bf16 (device),
  * Lp = L rounded up to a multiple of 8 (aligned rows for cuBLASLt).
  * QKᵀ and P·V are cuBLASLt strided-batched products (the head is the batch index, as
- * kernels/cuda/attn_blas.cu). */
+ * kernels/cuda/attn_blas.cu). CPU contract: sf_t5_attention_cpu (f32 q, k, v, P and o). */
 sf_status sf_t5_attention_cuda(const sf_cuda_ctx *ctx, int64_t L, int64_t nk_valid, int H, int d, const void *q,
                                const void *k, const void *v, int64_t ld, void *o, int64_t ldo, const int *bucket,
                                int64_t off, const float *pos, int num_buckets, float *S, void *P, int64_t chunk,
@@ -76,7 +79,8 @@ sf_status sf_t5_attention_cuda(const sf_cuda_ctx *ctx, int64_t L, int64_t nk_val
  *   h[i, c] = ⌊ fc1[i, c] · gelu_tanh(gate[i, c]) ⌉ bf16, fp32 arithmetic (tanhf),
  *   gelu_tanh(z) = 0.5·z·(1 + tanh(√(2/π)·(z + 0.044715·z³))).
  * g: (M, 2F) f32 device, row = [gate (F) | fc1 (F)] (one fused [W_gate; W_fc1] GEMM), stride ldg;
- * h: (M, F) bf16, stride ldh. */
+ * h: (M, F) bf16, stride ldh. CPU contract: sf_t5_gated_gelu_cpu (double, sf_gelu_tanh of kernels/act.h),
+ * with gate = g, fc1 = g + F, ldgate = ldf = ldg. */
 sf_status sf_t5_gated_gelu_cuda(const sf_cuda_ctx *ctx, int64_t M, int64_t F, const float *g, int64_t ldg, void *h,
                                 int64_t ldh, sf_err *err);
 

@@ -13,11 +13,7 @@ void sf_silu_cpu(float *x, int64_t n) {
 
 static void gelu_range(void *ctx, int64_t b, int64_t e) {
     float *x = ctx;
-    const double k = 0.7978845608028654; /* sqrt(2/pi) */
-    for (int64_t i = b; i < e; i++) {
-        double v = x[i];
-        x[i] = (float)(0.5 * v * (1.0 + tanh(k * (v + 0.044715 * v * v * v))));
-    }
+    for (int64_t i = b; i < e; i++) x[i] = (float)sf_gelu_tanh(x[i]);
 }
 
 void sf_gelu_tanh_cpu(float *x, int64_t n) {

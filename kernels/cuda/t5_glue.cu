@@ -4,7 +4,8 @@
  * a device-side random fill for the full-size benchmark. fp32 arithmetic throughout; bf16 only
  * where a GEMM reads the value.
  * Reference module: wan/modules/t5.py (T5LayerNorm, T5Attention, T5FeedForward) in the fp32 numerics
- * of the golden; CPU references: stages/encode/t5.c and kernels/norm_rows.h.
+ * of the golden; CPU references: kernels/t5_ops.h (bias softmax, attention, gated GELU),
+ * kernels/norm_rows.h (RMS norm) and stages/encode/t5.c (embedding gather).
  * Tested on the host through the CPU emulation layer (tests/unit/test_t5_glue.c, in `make test`) and
  * on a GPU by the same file built as test_t5_glue_gpu (tests/gpu/check.sh). */
 #include "cuda_common.cuh"

@@ -5,16 +5,18 @@
  * position bias (bidirectional buckets), RMS norm without mean or bias, attention WITHOUT the
  * 1/sqrt(d) scale, key mask, gated-GELU (tanh) FFN, final norm, rows past the real length 0.
  * GEMMs use kernels/cpu/gemm.c (sf_gemm_cpu: bf16 weights widened in the inner loop, rows split
- * across threads, bit-identical for any thread count); attention and the norms here are split
- * by output row too. Tested by tests/unit/test_t5.c (tests/golden/expect/t5.safetensors:
+ * across threads, bit-identical for any thread count); the bias attention and the gated GELU are
+ * kernels/t5_ops.h (sf_t5_attention_cpu, sf_t5_gated_gelu_cpu), the norms kernels/norm_rows.h, all
+ * split by output row too. Tested by tests/unit/test_t5.c (tests/golden/expect/t5.safetensors:
  * bucket table exact, dbg.* intermediates and emb.<i> of all 28 prompts within 1e-4·max|ref|). */
 #include "t5.h"
 #include "gemm.h"
 #include "norm_rows.h"
 #include "parallel.h"
+#include "t5_ops.h"
 
+#include <limits.h>
 #include <math.h>
-#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -88,7 +90,7 @@ sf_status sf_t5_open(const char *path, int nthreads, sf_t5 **out, sf_err *err) {
     c->num_buckets = pp->shape[0], c->num_heads = pp->shape[1];
     c->max_dist = 128, c->eps = 1e-6f;
     if (c->dim < 1 || c->dim_attn < 1 || c->dim_ffn < 1 || c->num_heads < 1 || c->num_buckets < 2 ||
-        c->dim_attn % c->num_heads || c->vocab < 1) {
+        c->dim_attn % c->num_heads || c->vocab < 1 || c->num_heads > INT_MAX || c->dim_attn / c->num_heads > INT_MAX) {
         st = sf_fail(err, SF_E_SHAPE, "%s: inconsistent dims (dim %lld, attn %lld, heads %lld, buckets %lld)", path,
                      (long long)c->dim, (long long)c->dim_attn, (long long)c->num_heads, (long long)c->num_buckets);
         goto fail;
@@ -176,70 +178,6 @@ int sf_t5_bucket(const sf_t5_config *c, int64_t rel) {
     return (int)(bucket + large);
 }
 
-/* ---------- row-parallel helpers ---------- */
-
-typedef struct attn_ctx {
-    const float *q, *k, *v; /* (L, A) */
-    float *o;               /* (L, A) */
-    const float *pos;       /* (num_buckets, H) */
-    const int *bucket;      /* (2L-1): bucket of rel = j - i, index rel + L - 1 */
-    int64_t L, A, H, hd;
-    atomic_int nomem;       /* set when a thread cannot allocate its scratch row */
-} attn_ctx;
-
-/* One (query row, head) pair per index: n = L·H; scratch of L floats per call. */
-static void attn_rows(void *vc, int64_t b, int64_t e) {
-    attn_ctx *c = vc;
-    float *s = malloc((size_t)c->L * sizeof *s);
-    if (!s) {
-        atomic_store(&c->nomem, 1);
-        return;
-    }
-    for (int64_t idx = b; idx < e; idx++) {
-        int64_t i = idx / c->H, h = idx % c->H;
-        const float *qi = c->q + i * c->A + h * c->hd;
-        float mx = -INFINITY;
-        for (int64_t j = 0; j < c->L; j++) {
-            const float *kj = c->k + j * c->A + h * c->hd;
-            float d = 0;
-            for (int64_t t = 0; t < c->hd; t++) d += qi[t] * kj[t];
-            d += c->pos[c->bucket[j - i + c->L - 1] * c->H + h]; /* no 1/sqrt(d) scale in T5 */
-            s[j] = d;
-            if (d > mx) mx = d;
-        }
-        double sum = 0;
-        for (int64_t j = 0; j < c->L; j++) {
-            s[j] = expf(s[j] - mx);
-            sum += s[j];
-        }
-        float inv = (float)(1.0 / sum);
-        float *oi = c->o + i * c->A + h * c->hd;
-        for (int64_t t = 0; t < c->hd; t++) oi[t] = 0;
-        for (int64_t j = 0; j < c->L; j++) {
-            float p = s[j] * inv;
-            const float *vj = c->v + j * c->A + h * c->hd;
-            for (int64_t t = 0; t < c->hd; t++) oi[t] += p * vj[t];
-        }
-    }
-    free(s);
-}
-
-typedef struct gelu_ctx {
-    float *g;        /* gate in, h out */
-    const float *f;  /* fc1 */
-    int64_t F;
-} gelu_ctx;
-
-static void gelu_rows(void *vc, int64_t b, int64_t e) {
-    const gelu_ctx *c = vc;
-    const double k = 0.79788456080286535588; /* sqrt(2/pi) */
-    for (int64_t i = b * c->F; i < e * c->F; i++) {
-        double z = c->g[i];
-        double gz = 0.5 * z * (1.0 + tanh(k * (z + 0.044715 * z * z * z)));
-        c->g[i] = (float)((double)c->f[i] * gz);
-    }
-}
-
 static int gemm(const sf_t5 *m, int64_t M, const float *x, const sf_tensor *w, float *y) {
     /* w: (N, K) */
     return sf_gemm_cpu(M, w->shape[0], w->shape[1], x, w->shape[1], w->data, w->dtype, NULL, y, w->shape[0],
@@ -289,16 +227,18 @@ sf_status sf_t5_encode(const sf_t5 *m, const int64_t *ids, int64_t seq_len, int6
         sf_rmsnorm_cpu(L, D, x, D, m->norms + (size_t)(2 * l) * (size_t)D, (double)c->eps, h, D, m->nthreads);
         if (l == 0 && dbg && dbg->block0_norm1) memcpy(dbg->block0_norm1, h, nLD * 4);
         if (gemm(m, L, h, W->q, q) || gemm(m, L, h, W->k, k) || gemm(m, L, h, W->v, v)) goto gemm_fail;
-        attn_ctx ac = {q, k, v, o, W->pos, bucket, L, A, c->num_heads, c->head_dim, 0};
-        sf_parallel_for(L * c->num_heads, m->nthreads, 16, attn_rows, &ac);
-        if (atomic_load(&ac.nomem)) { st = sf_fail(err, SF_E_NOMEM, "out of memory (umT5 attention)"); goto fail; }
+        /* all L keys are real (only the first n_tokens are encoded): nk_valid = L */
+        if (sf_t5_attention_cpu(L, L, (int)c->num_heads, (int)c->head_dim, q, k, v, A, o, A, bucket, L - 1, W->pos,
+                                m->nthreads)) {
+            st = sf_fail(err, SF_E_NOMEM, "out of memory (umT5 attention)");
+            goto fail;
+        }
         if (gemm(m, L, o, W->o, t)) goto gemm_fail;
         if (l == 0 && dbg && dbg->block0_attn) memcpy(dbg->block0_attn, t, nLD * 4);
         for (size_t i = 0; i < nLD; i++) x[i] += t[i];
         sf_rmsnorm_cpu(L, D, x, D, m->norms + (size_t)(2 * l + 1) * (size_t)D, (double)c->eps, h, D, m->nthreads);
         if (gemm(m, L, h, W->gate, g) || gemm(m, L, h, W->fc1, f1)) goto gemm_fail;
-        gelu_ctx gc = {g, f1, F};
-        sf_parallel_for(L, m->nthreads, 8, gelu_rows, &gc);
+        sf_t5_gated_gelu_cpu(L, F, g, F, f1, F, g, F, m->nthreads); /* h = fc1·gelu_tanh(gate), into g */
         if (gemm(m, L, g, W->fc2, t)) goto gemm_fail;
         for (size_t i = 0; i < nLD; i++) x[i] += t[i];
         if (l == 0 && dbg && dbg->block0_out) memcpy(dbg->block0_out, x, nLD * 4);

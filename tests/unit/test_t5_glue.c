@@ -1,7 +1,7 @@
 /* test_t5_glue.c — the umT5 encoder's CUDA kernels (kernels/cuda/t5_glue.cu, contracts in
- * kernels/t5_cuda.h), each held to its CPU reference (stages/encode/t5.c's arithmetic, replayed here
- * in plain C, and kernels/norm_rows.h). Built twice: test_t5_glue runs the same .cu on the CPU
- * emulation layer (kernels/cuda/emu/, in every `make test`), test_t5_glue_gpu (-DSF_TEST_GPU) on a
+ * kernels/t5_cuda.h), each held to its CPU reference: the CPU kernels of kernels/t5_ops.h (the ones
+ * stages/encode/t5.c runs) and kernels/norm_rows.h, called here, not replayed. Built twice:
+ * test_t5_glue runs the same .cu on the CPU emulation layer (kernels/cuda/emu/, in every `make test`), test_t5_glue_gpu (-DSF_TEST_GPU) on a
  * real GPU (tests/gpu/check.sh; SKIPs without one). Run one case by name:
  * build/tests/test_t5_glue bias_softmax_masked.
  *
@@ -12,10 +12,13 @@
  *   embedding gather, residual update x + r        exact (same IEEE operations)
  *   RMS norm → bf16 vs sf_rmsnorm_cpu + rounding   1 ulp: rs in fp32 (block sum) vs double, one rounding
  *   RMS norm → f32 in place vs sf_rmsnorm_cpu      rtol 1e-6 (rs in the last fp32 bits)
- *   bias softmax vs t5.c's softmax                 1 ulp: e/Σ (fp32 tree sum) vs e·(1/Σ) (double sum)
- *   attention vs t5.c's attention on bf16 inputs   max|Δ| ≤ 8e-3·max|ref| (P moves by ≤ 1 ulp, as
- *                                                  test_cuda_emu's attention_blas)
- *   gated GELU vs t5.c's double formula            1 ulp, or |Δ| ≤ atol where 1 + tanhf cancels (z ≲ −4):
+ *   bias softmax vs sf_t5_bias_softmax_cpu → bf16  1 ulp: e/Σ (fp32 tree sum) vs e·(1/Σ) (double sum)
+ *   attention vs sf_t5_attention_cpu (f32 P and o) |Δ| ≤ 2^-8·max|v| + 2^-8·|ref| + 1e-5: P rounded to
+ *     on the same bf16 q, k, v                     bf16 moves each weight by ≤ 2^-8 of itself (bf16's unit
+ *                                                  roundoff) and Σ P = 1; o's bf16 rounding ≤ 2^-8·|o|;
+ *                                                  1e-5 for fp32 sums in another order (the bound of
+ *                                                  test_cuda_emu's attention_blas vs sf_attention_cpu)
+ *   gated GELU vs sf_t5_gated_gelu_cpu (double)    1 ulp, or |Δ| ≤ atol where 1 + tanhf cancels (z ≲ −4):
  *                                                  0.5·|z|·|fc1| ≤ 9 times tanhf's error near −1, half an
  *                                                  ulp (2^-25) on the host → 3e-7, CUDA's 2 ulps (2^-23) → 1.1e-6 */
 #define _POSIX_C_SOURCE 200809L
@@ -24,6 +27,7 @@
 #include "norm_rows.h"
 #include "stages/encode/t5.h"
 #include "t5_cuda.h"
+#include "t5_ops.h"
 
 #include <stdint.h>
 
@@ -229,25 +233,11 @@ done:
     cu_close(&c);
 }
 
-/* t5.c's softmax over keys j < nk of s_j = logit + pos[bucket(j − i), h]: float logits and max, expf,
- * double sum, p = e·(float)(1/sum), then ⌊·⌉ bf16; masked keys 0. */
-static void cpu_softmax(int H, int64_t rows, int64_t q0, int64_t Lk, int64_t nk, const float *S, const sf_t5_config *cf,
-                        const float *pos, float *P) {
-    float *e = malloc(sizeof(float) * (size_t)Lk);
-    for (int h = 0; h < H; h++)
-        for (int64_t i = 0; i < rows; i++) {
-            const float *s = S + ((int64_t)h * rows + i) * Lk;
-            float *p = P + ((int64_t)h * rows + i) * Lk, mx = -INFINITY;
-            for (int64_t j = 0; j < nk; j++) {
-                e[j] = s[j] + pos[sf_t5_bucket(cf, j - (q0 + i)) * H + h];
-                if (e[j] > mx) mx = e[j];
-            }
-            double sum = 0;
-            for (int64_t j = 0; j < nk; j++) sum += (e[j] = expf(e[j] - mx));
-            float inv = (float)(1.0 / sum);
-            for (int64_t j = 0; j < Lk; j++) p[j] = j < nk ? sf_round_bf16(e[j] * inv) : 0.0f;
-        }
-    free(e);
+/* The CPU reference of the bias softmax, P rounded to bf16 as the GPU stores it (masked keys 0). */
+static void cpu_softmax(int H, int64_t rows, int64_t q0, int64_t Lk, int64_t nk, const float *S, const int *bucket,
+                        int64_t off, const float *pos, float *P) {
+    sf_t5_bias_softmax_cpu(H, rows, q0, Lk, nk, S, Lk, bucket, off, pos, P, Lk, 1);
+    for (int64_t i = 0; i < (int64_t)H * rows * Lk; i++) P[i] = sf_round_bf16(P[i]);
 }
 
 static sf_t5_config t5cfg(int H) {
@@ -281,9 +271,9 @@ static void bias_softmax_case(int H, int ROWS, int64_t Q0, int64_t LK, int64_t L
     SF_CHECK_OK(
         sf_t5_bias_softmax_cuda(&c.ctx, H, ROWS, Q0, LK, LD, NK, (float *)gs.at, db, LMAX - 1, dpos, 32, gp.at, &c.err),
         &c.err);
-    cpu_softmax(H, ROWS, Q0, LK, NK, S, &cf, pos, ref);
+    cpu_softmax(H, ROWS, Q0, LK, NK, S, bt, LMAX - 1, pos, ref);
     if (gb_get(&c, &gp, "bias_softmax P", got)) {
-        cmp("bias_softmax P vs t5.c softmax", got, ref, H * ROWS * LK, 1, 1, 0, 0);
+        cmp("bias_softmax P vs sf_t5_bias_softmax_cpu", got, ref, H * ROWS * LK, 1, 1, 0, 0);
         int nz = 0;
         for (int r = 0; r < H * ROWS; r++)
             for (int j = NK; j < LK; j++) nz += got[r * LK + j] != 0.0f;
@@ -302,51 +292,42 @@ static void test_bias_softmax_masked(void) { bias_softmax_case(3, 6, 131, 150, 1
 static void test_bias_softmax_long_row(void) { bias_softmax_case(1, 2, 8000, 8200, 8208, 8195, 8300); }
 
 /* The whole bias attention of L = 37 tokens (3 heads × 16) from one fused [q | k | v] buffer, in
- * query chunks of 10 (4 chunks, the last short), 7 keys masked, against t5.c's attention on the
- * same bf16 q, k, v with P rounded to bf16 and the output to bf16. */
+ * query chunks of 10 (4 chunks, the last short), 7 keys masked, against sf_t5_attention_cpu on the
+ * same bf16 q, k, v (f32 P and output: the tolerance covers the GPU's two bf16 roundings). */
 static void test_attention_chunks(void) {
     enum { L = 37, NK = 30, H = 3, DH = 16, A = H * DH, LD = 3 * A, LDO = A + 8, CH = 10 };
     cu c;
     if (!cu_open(&c)) return;
     sf_t5_config cf = t5cfg(H);
     float *qkv = hrand(L * LD, -1.5f, 1.5f, 1), *pos = hrand(32 * H, -2, 2, 1), *got = calloc(L * A, 4);
-    float *ref = calloc(L * A, 4), *S = calloc(H * L * L, 4), *P = calloc(H * L * L, 4);
+    float *ref = calloc(L * A, 4);
     int *bt = bucket_table(&cf, L);
     gbuf gq, go;
     void *db = bt ? dput(&c, bt, sizeof(int) * (2 * L - 1)) : NULL;
     const size_t ws = (size_t)H * CH * ((L + 7) / 8 * 8); /* H·chunk·Lp */
     float *dpos = dput(&c, pos, 32 * H * 4), *dS = cu_alloc(&c, ws * 4);
     void *dP = cu_alloc(&c, ws * 2);
-    if (!qkv || !pos || !got || !ref || !S || !P || !db || !dpos || !dS || !dP || !gb_new(&c, &gq, L, LD, LD, 2) ||
+    if (!qkv || !pos || !got || !ref || !db || !dpos || !dS || !dP || !gb_new(&c, &gq, L, LD, LD, 2) ||
         !gb_put(&c, &gq, qkv) || !gb_new(&c, &go, L, A, LDO, 2))
         goto done;
     const uint16_t *q = (const uint16_t *)gq.at;
     SF_CHECK_OK(sf_t5_attention_cuda(&c.ctx, L, NK, H, DH, q, q + A, q + 2 * A, LD, go.at, LDO, db, L - 1, dpos, 32, dS, dP,
                                      CH, &c.err),
                 &c.err);
-    for (int h = 0; h < H; h++) /* logits: q·k in fp32, d order */
-        for (int i = 0; i < L; i++)
-            for (int j = 0; j < L; j++) {
-                float d = 0;
-                for (int t = 0; t < DH; t++) d += qkv[i * LD + h * DH + t] * qkv[j * LD + A + h * DH + t];
-                S[(h * L + i) * L + j] = d;
-            }
-    cpu_softmax(H, L, 0, L, NK, S, &cf, pos, P);
-    for (int h = 0; h < H; h++)
-        for (int i = 0; i < L; i++)
-            for (int t = 0; t < DH; t++) {
-                float o = 0;
-                for (int j = 0; j < L; j++) o += P[(h * L + i) * L + j] * qkv[j * LD + 2 * A + h * DH + t];
-                ref[i * A + h * DH + t] = sf_round_bf16(o);
-            }
-    if (gb_get(&c, &go, "attention out", got)) sf_test_max_close("t5 attention vs t5.c (bf16 q, k, v, P)", got, ref, L * A, 8e-3, 0);
+    SF_CHECK(sf_t5_attention_cpu(L, NK, H, DH, qkv, qkv + A, qkv + 2 * A, LD, ref, A, bt, L - 1, pos, 1) == 0);
+    double vmax = 0;
+    for (int j = 0; j < L; j++)
+        for (int t = 0; t < A; t++) vmax = fmax(vmax, fabs((double)qkv[j * LD + 2 * A + t]));
+    if (gb_get(&c, &go, "attention out", got))
+        cmp("t5 attention vs sf_t5_attention_cpu (bf16 q, k, v)", got, ref, L * A, 0, 0, 0x1p-8,
+            0x1p-8 * vmax + 1e-5);
 done:
-    free(qkv), free(pos), free(got), free(ref), free(S), free(P), free(bt);
+    free(qkv), free(pos), free(got), free(ref), free(bt);
     cu_close(&c);
 }
 
 /* h = ⌊fc1 · gelu_tanh(gate)⌉ from [gate | fc1] rows (strided both ways), gate over [−6, 6] (both
- * tails), against t5.c's double formula. */
+ * tails), against sf_t5_gated_gelu_cpu (double) on the same fused rows, rounded to bf16. */
 #ifdef SF_TEST_GPU
 #define GELU_ATOL 1.1e-6 /* CUDA tanhf: 2 ulps */
 #else
@@ -364,13 +345,9 @@ static void test_gated_gelu(void) {
         if ((i / F) % 2) g[i] = g[i] / 2; /* fc1 in [−3, 3] */
     if (!gb_put(&c, &gg, g)) goto done;
     SF_CHECK_OK(sf_t5_gated_gelu_cuda(&c.ctx, M, F, (const float *)gg.at, LDG, gh.at, LDH, &c.err), &c.err);
-    const double k = 0.79788456080286535588;
-    for (int r = 0; r < M; r++)
-        for (int j = 0; j < F; j++) {
-            double z = g[r * 2 * F + j], f = g[r * 2 * F + F + j];
-            ref[r * F + j] = sf_round_bf16((float)(f * (0.5 * z * (1.0 + tanh(k * (z + 0.044715 * z * z * z))))));
-        }
-    if (gb_get(&c, &gh, "gated_gelu h", got)) cmp("gated_gelu vs t5.c (double)", got, ref, M * F, 1, 1, 0, GELU_ATOL);
+    sf_t5_gated_gelu_cpu(M, F, g, 2 * F, g + F, 2 * F, ref, F, 1);
+    for (int i = 0; i < M * F; i++) ref[i] = sf_round_bf16(ref[i]);
+    if (gb_get(&c, &gh, "gated_gelu h", got)) cmp("gated_gelu vs sf_t5_gated_gelu_cpu", got, ref, M * F, 1, 1, 0, GELU_ATOL);
 done:
     free(g), free(got), free(ref);
     cu_close(&c);

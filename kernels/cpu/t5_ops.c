@@ -1,0 +1,144 @@
+/* t5_ops.c — the umT5 encoder's bias attention and gated GELU on CPU, plain fp32 (see t5_ops.h).
+ * Mirrors wan/modules/t5.py T5Attention / T5FeedForward in the golden's float32 numerics (the
+ * softmax sum in double, the GELU in double and rounded once). Moved out of stages/encode/t5.c
+ * with the arithmetic unchanged (the golden encoder output is the same bits). Tested by
+ * tests/unit/test_t5_ops.c, tests/unit/test_t5.c and, as the GPU kernels' reference,
+ * tests/unit/test_t5_glue.c. */
+#include "t5_ops.h"
+#include "act.h"
+#include "parallel.h"
+
+#include <math.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+
+/* One softmax row in place: s (n_valid logits of query `qi` in head h) gets the bias, then becomes
+ * the probabilities. Shared by the softmax kernel and the attention so both are one arithmetic:
+ * f32 bias add, f32 max, expf, double sum in key order, p = e·(float)(1/Σ). */
+static void bias_softmax_row(float *s, int64_t n_valid, int64_t qi, int h, int H, const int *bucket, int64_t off,
+                             const float *pos) {
+    const int *bk = bucket + off - qi; /* bk[j] = bucket of rel = j − qi */
+    float mx = -INFINITY;
+    for (int64_t j = 0; j < n_valid; j++) {
+        float d = s[j] + pos[(int64_t)bk[j] * H + h];
+        s[j] = d;
+        if (d > mx) mx = d;
+    }
+    double sum = 0;
+    for (int64_t j = 0; j < n_valid; j++) {
+        s[j] = expf(s[j] - mx);
+        sum += s[j];
+    }
+    const float inv = (float)(1.0 / sum);
+    for (int64_t j = 0; j < n_valid; j++) s[j] = s[j] * inv;
+}
+
+/* ---------------------------------------------------------------- bias softmax */
+
+typedef struct softmax_ctx {
+    const float *S;
+    float *P;
+    const int *bucket;
+    const float *pos;
+    int64_t rows, q0, Lk, nk, lds, ldp, off;
+    int H;
+} softmax_ctx;
+
+/* One row b = h·rows + i per index. */
+static void softmax_rows(void *vc, int64_t b, int64_t e) {
+    const softmax_ctx *c = vc;
+    for (int64_t r = b; r < e; r++) {
+        const int h = (int)(r / c->rows);
+        const int64_t i = r - (int64_t)h * c->rows;
+        const float *s = c->S + r * c->lds;
+        float *p = c->P + r * c->ldp;
+        if (p != s)
+            for (int64_t j = 0; j < c->nk; j++) p[j] = s[j];
+        bias_softmax_row(p, c->nk, c->q0 + i, h, c->H, c->bucket, c->off, c->pos);
+        for (int64_t j = c->nk; j < c->Lk; j++) p[j] = 0.0f;
+    }
+}
+
+void sf_t5_bias_softmax_cpu(int H, int64_t rows, int64_t q0, int64_t Lk, int64_t nk_valid, const float *S,
+                            int64_t lds, const int *bucket, int64_t off, const float *pos, float *P, int64_t ldp,
+                            int nthreads) {
+    if (H < 1 || rows < 1) return;
+    softmax_ctx c = {S, P, bucket, pos, rows, q0, Lk, nk_valid, lds, ldp, off, H};
+    sf_parallel_for((int64_t)H * rows, nthreads, 16, softmax_rows, &c);
+}
+
+/* ---------------------------------------------------------------- attention */
+
+typedef struct attn_ctx {
+    const float *q, *k, *v; /* (L, H·d), stride ld */
+    float *o;               /* (L, H·d), stride ldo */
+    const float *pos;       /* (num_buckets, H) */
+    const int *bucket;      /* bucket of rel = j − i at rel + off */
+    int64_t L, nk, ld, ldo, off;
+    int H, d;
+    atomic_int nomem;       /* set when a part cannot allocate its scratch row */
+} attn_ctx;
+
+/* One (query row, head) pair per index idx = i·H + h: it owns o[i, h·d .. h·d + d). Scratch: one
+ * row of nk floats per part. */
+static void attn_rows(void *vc, int64_t b, int64_t e) {
+    attn_ctx *c = vc;
+    float *s = malloc((size_t)c->nk * sizeof *s);
+    if (!s) {
+        atomic_store(&c->nomem, 1);
+        return;
+    }
+    for (int64_t idx = b; idx < e; idx++) {
+        const int64_t i = idx / c->H;
+        const int h = (int)(idx % c->H);
+        const float *qi = c->q + i * c->ld + (int64_t)h * c->d;
+        for (int64_t j = 0; j < c->nk; j++) { /* masked keys: no logit at all */
+            const float *kj = c->k + j * c->ld + (int64_t)h * c->d;
+            float dot = 0;
+            for (int t = 0; t < c->d; t++) dot += qi[t] * kj[t];
+            s[j] = dot; /* no 1/sqrt(d) scale in T5 */
+        }
+        bias_softmax_row(s, c->nk, i, h, c->H, c->bucket, c->off, c->pos);
+        float *oi = c->o + i * c->ldo + (int64_t)h * c->d;
+        for (int t = 0; t < c->d; t++) oi[t] = 0;
+        for (int64_t j = 0; j < c->nk; j++) {
+            const float p = s[j];
+            const float *vj = c->v + j * c->ld + (int64_t)h * c->d;
+            for (int t = 0; t < c->d; t++) oi[t] += p * vj[t];
+        }
+    }
+    free(s);
+}
+
+int sf_t5_attention_cpu(int64_t L, int64_t nk_valid, int H, int d, const float *q, const float *k, const float *v,
+                        int64_t ld, float *o, int64_t ldo, const int *bucket, int64_t off, const float *pos,
+                        int nthreads) {
+    if (L < 1 || H < 1 || d < 1) return 0;
+    attn_ctx c = {q, k, v, o, pos, bucket, L, nk_valid, ld, ldo, off, H, d, 0};
+    sf_parallel_for(L * H, nthreads, 16, attn_rows, &c);
+    return atomic_load(&c.nomem) ? -1 : 0;
+}
+
+/* ---------------------------------------------------------------- gated GELU */
+
+typedef struct gelu_ctx {
+    const float *gate, *fc1;
+    float *h;
+    int64_t F, ldgate, ldf, ldh;
+} gelu_ctx;
+
+static void gelu_rows(void *vc, int64_t b, int64_t e) {
+    const gelu_ctx *c = vc;
+    for (int64_t i = b; i < e; i++) {
+        const float *g = c->gate + i * c->ldgate, *f = c->fc1 + i * c->ldf;
+        float *h = c->h + i * c->ldh;
+        for (int64_t j = 0; j < c->F; j++) h[j] = (float)((double)f[j] * sf_gelu_tanh(g[j]));
+    }
+}
+
+void sf_t5_gated_gelu_cpu(int64_t M, int64_t F, const float *gate, int64_t ldgate, const float *fc1, int64_t ldf,
+                          float *h, int64_t ldh, int nthreads) {
+    if (M < 1 || F < 1) return;
+    gelu_ctx c = {gate, fc1, h, F, ldgate, ldf, ldh};
+    sf_parallel_for(M, nthreads, 8, gelu_rows, &c);
+}
