@@ -31,141 +31,9 @@
 
 #include <stdint.h>
 
-#define GUARD 64
-#define POISON 0xA5
+#define KT_SEED 0x2545F4914F6CDD1Dull
+#include "kernel_test.h"
 
-static uint64_t rng = 0x2545F4914F6CDD1Dull;
-static float urand(float lo, float hi) { /* never exactly 0 */
-    for (;;) {
-        rng ^= rng << 13, rng ^= rng >> 7, rng ^= rng << 17;
-        float v = lo + (hi - lo) * (float)((rng >> 40) / 16777216.0);
-        if (v != 0.0f) return v;
-    }
-}
-static float *hrand(size_t n, float lo, float hi, int bf16) {
-    float *p = malloc((n ? n : 1) * sizeof *p);
-    for (size_t i = 0; p && i < n; i++) p[i] = bf16 ? sf_round_bf16(urand(lo, hi)) : urand(lo, hi);
-    return p;
-}
-
-/* Compare n values: equal within `ulps` bf16 (bf16 = 1) or f32 steps, or |Δ| ≤ atol + rtol·|ref|. */
-static int64_t ord(float f) {
-    int32_t i;
-    memcpy(&i, &f, 4);
-    return i < 0 ? -(int64_t)(i & 0x7fffffff) : (int64_t)i;
-}
-static int cmp(const char *what, const float *got, const float *ref, size_t n, int ulps, int bf16, double rtol,
-               double atol) {
-    size_t bad = 0, first = 0;
-    double maxd = 0, se = 0, sr = 0;
-    for (size_t i = 0; i < n; i++) {
-        double d = fabs((double)got[i] - (double)ref[i]);
-        int64_t u = ord(got[i]) - ord(ref[i]);
-        if (u < 0) u = -u;
-        if (bf16) u >>= 16;
-        int ok = !isnan(got[i]) && !isnan(ref[i]) && (u <= ulps || d <= atol + rtol * fabs((double)ref[i]));
-        if (!isnan(d)) {
-            se += d * d, sr += (double)ref[i] * ref[i];
-            if (d > maxd) maxd = d;
-        }
-        if (!ok && bad++ == 0) first = i;
-    }
-    if (bad) {
-        fprintf(stderr,
-                "# %s: %zu/%zu out of tolerance (%d ulps, rtol %g, atol %g); first bad [%zu] got %.9g ref %.9g; "
-                "max |d| %.3g; nmse %.3g\n",
-                what, bad, n, ulps, rtol, atol, first, (double)got[first], (double)ref[first], maxd, sr > 0 ? se / sr : se);
-        sf_test_failures++;
-        return 0;
-    }
-    return 1;
-}
-
-/* ---- device side ----------------------------------------------------------------------------- */
-typedef struct cu {
-    sf_cuda_ctx ctx;
-    sf_err err;
-    void *dev[16];
-    int ndev;
-} cu;
-static int cu_open(cu *c) {
-    memset(c, 0, sizeof *c);
-    int count = 0;
-    if (sf_cuda_device_count(&count, &c->err) != SF_OK) {
-        SF_TEST_SKIP("no CUDA device");
-        return 0;
-    }
-    sf_device d = {1, 0};
-    const char *env = getenv("SF_TEST_DEVICE");
-    if (env && *env) SF_CHECK_OK(sf_device_parse(env, &d, &c->err), &c->err);
-    sf_status st = sf_cuda_ctx_init(&c->ctx, d.ordinal, &c->err);
-    SF_CHECK_OK(st, &c->err);
-    return st == SF_OK;
-}
-static void cu_close(cu *c) {
-    for (int i = 0; i < c->ndev; i++) sf_cuda_free(c->dev[i]);
-    sf_cuda_ctx_free(&c->ctx);
-}
-static void *cu_alloc(cu *c, size_t bytes) {
-    void *p = NULL;
-    if (c->ndev >= 16) { SF_CHECK(c->ndev < 16); return NULL; }
-    SF_CHECK_OK(sf_cuda_malloc(&p, bytes, &c->err), &c->err);
-    if (p) c->dev[c->ndev++] = p;
-    return p;
-}
-/* A guarded device tensor (rows, cols), row stride ld, element size esz (2 bf16, 4 f32). */
-typedef struct gbuf {
-    unsigned char *raw, *at;
-    int64_t rows, cols, ld;
-    size_t esz, bytes;
-} gbuf;
-static int gb_new(cu *c, gbuf *g, int64_t rows, int64_t cols, int64_t ld, size_t esz) {
-    g->rows = rows, g->cols = cols, g->ld = ld, g->esz = esz;
-    g->bytes = ((size_t)(rows * ld) + 2 * GUARD) * esz;
-    if (!(g->raw = cu_alloc(c, g->bytes))) return 0;
-    g->at = g->raw + GUARD * esz;
-    sf_status st = sf_cuda_memset(&c->ctx, g->raw, POISON, g->bytes, &c->err);
-    SF_CHECK_OK(st, &c->err);
-    return st == SF_OK;
-}
-static int gb_put(cu *c, gbuf *g, const float *h) {
-    for (int64_t r = 0; r < g->rows; r++) {
-        unsigned char *d = g->at + (size_t)(r * g->ld) * g->esz;
-        sf_status st = g->esz == 2 ? sf_cuda_upload_bf16(&c->ctx, d, h + r * g->cols, (size_t)g->cols, &c->err)
-                                   : sf_cuda_upload_f32(&c->ctx, d, h + r * g->cols, (size_t)g->cols, &c->err);
-        SF_CHECK_OK(st, &c->err);
-        if (st) return 0;
-    }
-    return 1;
-}
-/* Read back, check guards and gaps, interior → vals (f32, contiguous). */
-static int gb_get(cu *c, const gbuf *g, const char *what, float *vals) {
-    unsigned char *h = malloc(g->bytes);
-    if (!h) return 0;
-    sf_status st = sf_cuda_copy_d2h(&c->ctx, h, g->raw, g->bytes, &c->err);
-    SF_CHECK_OK(st, &c->err);
-    size_t bad = 0, first = 0;
-    for (size_t i = 0; st == SF_OK && i < g->bytes; i++) {
-        int64_t e = (int64_t)(i / g->esz) - GUARD;
-        int inside = e >= 0 && e < g->rows * g->ld && e % g->ld < g->cols;
-        if (!inside && h[i] != POISON && bad++ == 0) first = i;
-    }
-    SF_CHECK_MSG(bad == 0, "%s: %zu guard/gap bytes overwritten, first at byte %lld of the interior", what, bad,
-                 (long long)first - (long long)(GUARD * g->esz));
-    for (int64_t r = 0; st == SF_OK && r < g->rows; r++)
-        for (int64_t k = 0; k < g->cols; k++) {
-            const unsigned char *p = h + (GUARD + r * g->ld + k) * g->esz;
-            if (g->esz == 2) {
-                uint16_t b;
-                memcpy(&b, p, 2);
-                vals[r * g->cols + k] = sf_bf16_to_f32(b);
-            } else {
-                memcpy(&vals[r * g->cols + k], p, 4);
-            }
-        }
-    free(h);
-    return st == SF_OK && bad == 0;
-}
 static void *dput(cu *c, const void *h, size_t bytes) {
     void *p = cu_alloc(c, bytes);
     if (p) SF_CHECK_OK(sf_cuda_copy_h2d(&c->ctx, p, h, bytes, &c->err), &c->err);
@@ -188,11 +56,11 @@ static void test_embed_gather(void) {
     if (!gb_get(&c, &x, "embed", got)) goto done;
     for (int i = 0; i < N; i++)
         for (int k = 0; k < D; k++) ref[i * D + k] = ids[i] < V ? tab[ids[i] * D + k] : 0.0f;
-    cmp("embed rows 0..6", got, ref, 7 * D, 0, 0, 0, 0);
+    tol_cmp("embed rows 0..6", got, ref, 7 * D, 0, 0, 0, 0);
     int nan = 0;
     for (int k = 0; k < D; k++) nan += isnan(got[7 * D + k]);
     SF_CHECK_MSG(nan == D, "out-of-range id: %d of %d values NaN", nan, D);
-    cmp("embed row 8", got + 8 * D, ref + 8 * D, D, 0, 0, 0, 0);
+    tol_cmp("embed row 8", got + 8 * D, ref + 8 * D, D, 0, 0, 0, 0);
 done:
     free(tab);
     cu_close(&c);
@@ -218,13 +86,13 @@ static void test_res_rmsnorm(void) {
     for (int i = 0; i < M * D; i++) rx[i] = x[i] + r[i];
     sf_rmsnorm_cpu(M, D, rx, D, w, 1e-6, ry, D, 1);
     for (int i = 0; i < M * D; i++) ry[i] = sf_round_bf16(ry[i]);
-    if (gb_get(&c, &bx, "res_rmsnorm x", gx)) cmp("res_rmsnorm x = x + r", gx, rx, M * D, 0, 0, 0, 0);
-    if (gb_get(&c, &by, "res_rmsnorm y", gy)) cmp("res_rmsnorm y vs CPU RMSNorm (bf16)", gy, ry, M * D, 1, 1, 0, 0);
+    if (gb_get(&c, &bx, "res_rmsnorm x", gx)) tol_cmp("res_rmsnorm x = x + r", gx, rx, M * D, 0, 0, 0, 0);
+    if (gb_get(&c, &by, "res_rmsnorm y", gy)) tol_cmp("res_rmsnorm y vs CPU RMSNorm (bf16)", gy, ry, M * D, 1, 1, 0, 0);
     /* final norm: no residual, f32 out, in place */
     SF_CHECK_OK(sf_t5_res_rmsnorm_cuda(&c.ctx, M, D, (float *)bx.at, LDX, NULL, 0, dw, 1e-6, bx.at, SF_F32, LDX, &c.err),
                 &c.err);
     sf_rmsnorm_cpu(M, D, rx, D, w, 1e-6, ry, D, 1);
-    if (gb_get(&c, &bx, "rmsnorm in place", gx)) cmp("rmsnorm f32 in place vs CPU", gx, ry, M * D, 4, 0, 1e-6, 0);
+    if (gb_get(&c, &bx, "rmsnorm in place", gx)) tol_cmp("rmsnorm f32 in place vs CPU", gx, ry, M * D, 4, 0, 1e-6, 0);
     /* refused: bf16 output aliasing the f32 stream */
     SF_CHECK(sf_t5_res_rmsnorm_cuda(&c.ctx, M, D, (float *)bx.at, LDX, NULL, 0, dw, 1e-6, bx.at, SF_BF16, LDX, &c.err) ==
              SF_E_ARG);
@@ -273,7 +141,7 @@ static void bias_softmax_case(int H, int ROWS, int64_t Q0, int64_t LK, int64_t L
         &c.err);
     cpu_softmax(H, ROWS, Q0, LK, NK, S, bt, LMAX - 1, pos, ref);
     if (gb_get(&c, &gp, "bias_softmax P", got)) {
-        cmp("bias_softmax P vs sf_t5_bias_softmax_cpu", got, ref, H * ROWS * LK, 1, 1, 0, 0);
+        tol_cmp("bias_softmax P vs sf_t5_bias_softmax_cpu", got, ref, H * ROWS * LK, 1, 1, 0, 0);
         int nz = 0;
         for (int r = 0; r < H * ROWS; r++)
             for (int j = NK; j < LK; j++) nz += got[r * LK + j] != 0.0f;
@@ -319,7 +187,7 @@ static void test_attention_chunks(void) {
     for (int j = 0; j < L; j++)
         for (int t = 0; t < A; t++) vmax = fmax(vmax, fabs((double)qkv[j * LD + 2 * A + t]));
     if (gb_get(&c, &go, "attention out", got))
-        cmp("t5 attention vs sf_t5_attention_cpu (bf16 q, k, v)", got, ref, L * A, 0, 0, 0x1p-8,
+        tol_cmp("t5 attention vs sf_t5_attention_cpu (bf16 q, k, v)", got, ref, L * A, 0, 0, 0x1p-8,
             0x1p-8 * vmax + 1e-5);
 done:
     free(qkv), free(pos), free(got), free(ref), free(bt);
@@ -347,7 +215,7 @@ static void test_gated_gelu(void) {
     SF_CHECK_OK(sf_t5_gated_gelu_cuda(&c.ctx, M, F, (const float *)gg.at, LDG, gh.at, LDH, &c.err), &c.err);
     sf_t5_gated_gelu_cpu(M, F, g, 2 * F, g + F, 2 * F, ref, F, 1);
     for (int i = 0; i < M * F; i++) ref[i] = sf_round_bf16(ref[i]);
-    if (gb_get(&c, &gh, "gated_gelu h", got)) cmp("gated_gelu vs sf_t5_gated_gelu_cpu", got, ref, M * F, 1, 1, 0, GELU_ATOL);
+    if (gb_get(&c, &gh, "gated_gelu h", got)) tol_cmp("gated_gelu vs sf_t5_gated_gelu_cpu", got, ref, M * F, 1, 1, 0, GELU_ATOL);
 done:
     free(g), free(got), free(ref);
     cu_close(&c);
