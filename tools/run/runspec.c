@@ -301,10 +301,15 @@ sf_status sf_run_plan_load(const char *spec_path, const char *const *ov, int nov
             snprintf(a->out_url, sizeof a->out_url, "-");
             snprintf(b->in_url, sizeof b->in_url, "-");
             break;
-        case SF_RUN_IPC:
-            snprintf(a->out_url, sizeof a->out_url, "ipc:///tmp/sf-run-%s-%d.sock", run_id, i);
-            snprintf(b->in_url, sizeof b->in_url, "ipc:///tmp/sf-run-%s-%d.sock", run_id, i);
+        case SF_RUN_IPC: { /* in $TMPDIR when set (an absolute path short enough for a socket), else /tmp */
+            const char *td = getenv("TMPDIR");
+            if (!td || td[0] != '/' || strlen(td) > 64) td = "/tmp";
+            size_t tl = strlen(td);
+            while (tl > 1 && td[tl - 1] == '/') tl--;
+            snprintf(a->out_url, sizeof a->out_url, "ipc://%.*s/sf-run-%s-%d.sock", (int)tl, td, run_id, i);
+            snprintf(b->in_url, sizeof b->in_url, "%s", a->out_url);
             break;
+        }
         case SF_RUN_SHM:
             snprintf(a->out_url, sizeof a->out_url, "shm://sf-run-%s-%d", run_id, i);
             snprintf(b->in_url, sizeof b->in_url, "shm://sf-run-%s-%d", run_id, i);
