@@ -196,11 +196,11 @@ demo:
 FUZZ_SECONDS ?= 60
 fuzz:
 	@mkdir -p $(BUILD)/fuzz
-	$(MAKE) BUILD=build-fuzz NVCC= CC=clang OPT=-O1 \
+	$(MAKE) BUILD=build-fuzz NVCC= OMP= CC=clang OPT=-O1 \
 	  EXTRA_CFLAGS="-fsanitize=fuzzer-no-link,address,undefined -fno-sanitize-recover=undefined" build-fuzz/libsf.a
 	@set -e; for f in $(FUZZ_SRC); do n=$$(basename $$f .c); \
 	  clang -std=c11 -O1 -g -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined -Icommon -Ikernels -I. $$f build-fuzz/libsf.a \
-	    $(filter-out -lcublas -lcudart_static -lstdc++,$(LDLIBS)) -o $(BUILD)/fuzz/$$n; \
+	    $(filter-out -lcublas -lcudart_static -lstdc++ -fopenmp,$(LDLIBS)) -o $(BUILD)/fuzz/$$n; \
 	  mkdir -p $(BUILD)/fuzz/corpus-$$n; cp -n tests/fuzz/seeds/$$n/* $(BUILD)/fuzz/corpus-$$n/ 2>/dev/null || true; \
 	  echo "== $$n ($(FUZZ_SECONDS)s)"; \
 	  $(BUILD)/fuzz/$$n -max_total_time=$(FUZZ_SECONDS) -rss_limit_mb=4096 $(BUILD)/fuzz/corpus-$$n; done
