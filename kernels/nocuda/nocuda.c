@@ -14,17 +14,17 @@ int sf_cuda_compiled(void) { return 0; }
 
 sf_status sf_cuda_device_count(int *count, sf_err *err) {
     *count = 0;
-    return sf_fail(err, SF_E_DEVICE, "this build has no CUDA support (rebuild with nvcc on PATH)");
+    return sf_fail(err, SF_E_DEVICE, "this build has no CUDA support: rebuild with nvcc on PATH, or use --device cpu");
 }
 
 sf_status sf_cuda_describe(int ordinal, char *buf, size_t n, sf_err *err) {
     (void)ordinal;
     if (n) buf[0] = 0;
-    return sf_fail(err, SF_E_DEVICE, "this build has no CUDA support (rebuild with nvcc on PATH)");
+    return sf_fail(err, SF_E_DEVICE, "this build has no CUDA support: rebuild with nvcc on PATH, or use --device cpu");
 }
 
 /* kernels/cuda_ops.h: the CUDA context, memory helpers and kernels — all unavailable here. */
-#define SF_NO_CUDA(err) sf_fail(err, SF_E_DEVICE, "this build has no CUDA support (rebuild with nvcc on PATH)")
+#define SF_NO_CUDA(err) sf_fail(err, SF_E_DEVICE, "this build has no CUDA support: rebuild with nvcc on PATH, or use --device cpu")
 
 sf_status sf_cuda_ctx_init(sf_cuda_ctx *ctx, int ordinal, sf_err *err) {
     (void)ordinal;
