@@ -91,16 +91,10 @@ typedef struct cu {
 /* The device under test ($SF_TEST_DEVICE, default cuda:0; the emulation has one); SKIP without one. */
 static int cu_open(cu *c) {
     memset(c, 0, sizeof *c);
-    int count = 0;
-    if (sf_cuda_device_count(&count, &c->err) != SF_OK) {
-        SF_TEST_SKIP("no CUDA device");
-        return 0;
-    }
-    sf_device d = {1, 0};
-    const char *env = getenv("SF_TEST_DEVICE");
-    if (env && *env) SF_CHECK_OK(sf_device_parse(env, &d, &c->err), &c->err);
+    const int ordinal = sf_test_gpu();
+    if (ordinal < 0) return 0;
     KT_OPEN_HOOK();
-    sf_status st = sf_cuda_ctx_init(&c->ctx, d.ordinal, &c->err);
+    sf_status st = sf_cuda_ctx_init(&c->ctx, ordinal, &c->err);
     SF_CHECK_OK(st, &c->err);
     return st == SF_OK;
 }

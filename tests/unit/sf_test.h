@@ -16,6 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "device.h"
 #include "sf.h"
 #include "tensor.h"
 #include "tfile.h"
@@ -162,6 +163,21 @@ static inline int sf_test_max_close(const char *what, const float *got, const fl
 /* max|got − ref| / max|ref| ≤ tol over n floats: the goldens' per-tensor metric (SF_TOL_* above). */
 static inline int sf_test_rel_close(const char *what, const float *got, const float *ref, size_t n, double tol) {
     return sf_test_max_close(what, got, ref, n, tol, 0);
+}
+
+/* The GPU a test runs on ($SF_TEST_DEVICE, default cuda:0; tests/gpu/check.sh sets it), or −1
+ * with the case SKIPped when there is none (also in a CPU-only build). */
+static inline int sf_test_gpu(void) {
+    int count = 0;
+    sf_err err = {{0}};
+    if (sf_cuda_device_count(&count, &err) != SF_OK) {
+        SF_TEST_SKIP("no CUDA device");
+        return -1;
+    }
+    sf_device d = {1, 0};
+    const char *env = getenv("SF_TEST_DEVICE");
+    if (env && *env) SF_CHECK_OK(sf_device_parse(env, &d, &err), &err);
+    return d.ordinal;
 }
 
 /* The golden directory: $SF_GOLDEN or tests/golden relative to the repo root. */

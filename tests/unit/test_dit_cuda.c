@@ -26,19 +26,6 @@
 #include <stdio.h>
 
 
-/* The device under test, or −1 (SKIP set) when there is none. */
-static int gpu(void) {
-    int count = 0;
-    sf_err err = {{0}};
-    if (sf_cuda_device_count(&count, &err) != SF_OK) {
-        SF_TEST_SKIP("no CUDA device");
-        return -1;
-    }
-    sf_device d = {1, 0};
-    const char *env = getenv("SF_TEST_DEVICE");
-    if (env && *env) SF_CHECK_OK(sf_device_parse(env, &d, &err), &err);
-    return d.ordinal;
-}
 
 static float *golden(const sf_tfile *g, const char *name, int64_t *n) {
     const sf_tensor *t = sf_tfile_get(g, name);
@@ -92,7 +79,7 @@ static void on_probe(void *vc, const char *name, const float *data, int64_t n) {
 }
 
 static void test_forward(void) {
-    int dev = gpu();
+    int dev = sf_test_gpu();
     if (dev < 0) return;
     sf_err err = {{0}};
     sf_dit_config cfg;
@@ -152,7 +139,7 @@ static sf_status on_pred(void *vc, int b, int s, int F, const float *x0, sf_err 
 }
 
 static void pipeline(const char *mode, const char *key) {
-    int dev = gpu();
+    int dev = sf_test_gpu();
     if (dev < 0) return;
     sf_err err = {{0}};
     dit_golden d;
@@ -196,7 +183,7 @@ static void first_forward(void *c, int b, int s, int64_t start, int F) {
 }
 #endif
 static void test_pipeline_runs_ahead(void) {
-    int dev = gpu();
+    int dev = sf_test_gpu();
     if (dev < 0) return;
     sf_err err = {{0}};
     dit_golden d;
@@ -237,7 +224,7 @@ static void on_fwd(void *c, int b, int s, int64_t start, int F) {
 }
 
 static void taps(sf_tap_mode mode, sf_tap_sel sel) {
-    int dev = gpu();
+    int dev = sf_test_gpu();
     if (dev < 0) return;
     sf_err err = {{0}};
     sf_taps t;
@@ -294,7 +281,7 @@ static void test_taps_seed(void) { taps(SF_TAP_LOGITS, SF_TAP_SEL_SEED); }
  * state use only the explicit path). */
 static void test_fused_vs_explicit(void) {
     EMU_SKIP("emulated: cuDNN is not emulated, both runs would take the explicit path");
-    int dev = gpu();
+    int dev = sf_test_gpu();
     if (dev < 0) return;
     sf_err err = {{0}};
     dit_golden a, b;
@@ -317,7 +304,7 @@ static void test_fused_vs_explicit(void) {
  * every forward's flow within the single-forward bf16 tolerance of the CPU's (each forward
  * starts from the same x, so the error does not compound). */
 static void rolling_case(int iff) {
-    int dev = gpu();
+    int dev = sf_test_gpu();
     if (dev < 0) return;
     sf_err err = {{0}};
     dit_golden d;

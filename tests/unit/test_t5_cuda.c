@@ -26,19 +26,6 @@
 
 #include <stdio.h>
 
-/* The device under test, or −1 (SKIP set) when there is none. */
-static int gpu(void) {
-    int count = 0;
-    sf_err err = {{0}};
-    if (sf_cuda_device_count(&count, &err) != SF_OK) {
-        SF_TEST_SKIP("no CUDA device");
-        return -1;
-    }
-    sf_device d = {1, 0};
-    const char *env = getenv("SF_TEST_DEVICE");
-    if (env && *env) SF_CHECK_OK(sf_device_parse(env, &d, &err), &err);
-    return d.ordinal;
-}
 
 static sf_t5 *open_model(void) {
     char path[1024];
@@ -82,7 +69,7 @@ static void test_refusal(void) {
 }
 
 static void test_prompt0_intermediates(void) {
-    int dev = gpu();
+    int dev = sf_test_gpu();
     if (dev < 0) return;
     sf_t5 *m = open_model();
     sf_tfile *ex = sf_test_open_golden("expect/t5.safetensors");
@@ -131,7 +118,7 @@ static void check_prompt(sf_t5_gpu *g, const sf_tfile *ex, int p, float *out) {
 }
 
 static void test_all_prompts(void) {
-    int dev = gpu();
+    int dev = sf_test_gpu();
     if (dev < 0) return;
     sf_t5 *m = open_model();
     sf_tfile *ex = sf_test_open_golden("expect/t5.safetensors");
@@ -151,7 +138,7 @@ done:
 
 /* The attention in query chunks of 7 rows (SF_CUDA_ATTN_CHUNK) gives the same bytes as one chunk. */
 static void test_chunked_attention(void) {
-    int dev = gpu();
+    int dev = sf_test_gpu();
     if (dev < 0) return;
     sf_t5 *m = open_model();
     sf_tfile *ex = sf_test_open_golden("expect/t5.safetensors");
@@ -178,7 +165,7 @@ done:
  * golden's; the same prompt twice on the resident encoder gives the same bytes. Bad ids and
  * lengths are refused before anything runs. */
 static void test_regrow_resident_and_bad_ids(void) {
-    int dev = gpu();
+    int dev = sf_test_gpu();
     if (dev < 0) return;
     sf_t5 *m = open_model();
     sf_tfile *ex = sf_test_open_golden("expect/t5.safetensors");
@@ -227,7 +214,7 @@ done:
  * served from it; with low_memory the GPU encoder is gone after each prompt and comes back for
  * the next miss. */
 static void test_encoder_pipeline(void) {
-    int dev = gpu();
+    int dev = sf_test_gpu();
     if (dev < 0) return;
     char tok[4096], w[4096], dir[] = "/tmp/sf-test-t5cuda-XXXXXX";
     snprintf(tok, sizeof tok, "%s/model/google/umt5-xxl/spiece.model", sf_test_golden());
