@@ -15,9 +15,17 @@
 
 #include <stdint.h>
 
+#include "parallel.h"
+
 int sf_attention_cpu(int64_t Lq, int64_t Lk, int heads, int d, const float *q, int64_t ldq, const float *k,
                      const float *v, int64_t ldkv, float *out, int64_t ldo, float scale, float *logits,
                      int nthreads);
+/* The same with its work memory from ws (a component's scratch, parallel.h: nthreads parts of at
+ * least sf_attention_cpu_scratch(Lk, d) floats): nothing is allocated per call. Same bits. */
+int sf_attention_cpu_ws(int64_t Lq, int64_t Lk, int heads, int d, const float *q, int64_t ldq, const float *k,
+                        const float *v, int64_t ldkv, float *out, int64_t ldo, float scale, float *logits,
+                        int nthreads, const sf_scratch *ws);
+size_t sf_attention_cpu_scratch(int64_t Lk, int d);
 
 /* Row softmax of the explicit (tapped / fallback) GPU attention path, its CPU reference:
  * p[r, i] = ⌊ exp(s[r, i] − max_r) / Σ_i exp(s[r, i] − max_r) ⌉ with float statistics, ⌊·⌉ = round to

@@ -10,10 +10,16 @@
 #ifndef SF_GEMM_H
 #define SF_GEMM_H
 
+#include "parallel.h"
 #include "tensor.h"
 
-/* Returns 0, or -1 for an unsupported weight dtype (nothing written). */
+/* Returns 0, or -1 for an unsupported weight dtype (nothing written). Allocates its work memory per
+ * call; sf_gemm_cpu_ws takes it from ws (a component's scratch, parallel.h: nthreads parts of at
+ * least sf_gemm_cpu_scratch(K) floats) and allocates nothing. Same bits either way. */
 int sf_gemm_cpu(int64_t M, int64_t N, int64_t K, const float *x, int64_t ldx, const void *w, sf_dtype wdt,
                 const float *bias, float *y, int64_t ldy, int nthreads);
+int sf_gemm_cpu_ws(int64_t M, int64_t N, int64_t K, const float *x, int64_t ldx, const void *w, sf_dtype wdt,
+                   const float *bias, float *y, int64_t ldy, int nthreads, const sf_scratch *ws);
+size_t sf_gemm_cpu_scratch(int64_t K);
 
 #endif

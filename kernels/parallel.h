@@ -13,6 +13,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "sf.h"
+
 /* fn(ctx, begin, end) processes indices [begin, end). */
 typedef void (*sf_range_fn)(void *ctx, int64_t begin, int64_t end);
 
@@ -25,13 +27,28 @@ void sf_parallel_for(int64_t n, int nthreads, int64_t min_chunk, sf_range_fn fn,
  * per-worker scratch. Items must write disjoint outputs. Never fails. */
 void sf_parallel_items(int64_t n_items, int threads, void (*fn)(void *ctx, int64_t i, int tid), void *ctx);
 
-/* Work memory of the calling thread: at least `floats` floats in buffer `slot` (0 or 1), kept
- * between calls — grown (contents not kept) when a call needs more, freed when the thread exits.
- * The kernels' per-part buffers (GEMM panels, attention tiles) come from here, so the persistent
- * team's threads stop calling malloc/free ~20 000 times per video; a thread holds at most its
- * largest request (what one call allocated before). NULL when out of memory (callers take their
- * slow path). Never pass the pointer to another thread or keep it across a nested parallel call. */
-float *sf_thread_scratch(int slot, size_t floats);
+/* As sf_parallel_for, with the part's index (0 ≤ part < the number of parts ≤ nthreads) passed
+ * to fn, so that a part can use its own slot of a scratch sized for nthreads parts. */
+typedef void (*sf_part_fn)(void *ctx, int64_t begin, int64_t end, int part);
+void sf_parallel_for_part(int64_t n, int nthreads, int64_t min_chunk, sf_part_fn fn, void *ctx);
+
+/* Work memory a component owns, sized at its init for the largest call it will make (the GPU
+ * backends' workspaces have the same shape): `parts` slots of `per_part` floats, one per parallel
+ * part. Kernels that take one (sf_gemm_cpu_ws, sf_attention_cpu_ws) allocate nothing per call;
+ * given NULL, or a slot too small, they allocate per call as before and count it (sf_scratch_misses:
+ * tests assert a component's forward never does). */
+typedef struct sf_scratch {
+    float *buf;
+    size_t per_part;
+    int parts;
+} sf_scratch;
+sf_status sf_scratch_init(sf_scratch *s, int parts, size_t per_part, sf_err *err);
+void sf_scratch_free(sf_scratch *s);
+/* Part `part`'s slot when it holds `need` floats; NULL otherwise (and for s NULL). */
+float *sf_scratch_part(const sf_scratch *s, int part, size_t need);
+/* Per-call allocations the kernels made because no (large enough) scratch was given. */
+unsigned long long sf_scratch_misses(void);
+void sf_scratch_count_miss(void);
 
 /* Number of online CPUs (>= 1). */
 int sf_cpu_count(void);

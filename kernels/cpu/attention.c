@@ -50,37 +50,53 @@ typedef struct attn_job {
     const float *q, *k, *v;
     float *out, *logits, scale;
     int failed, avx2;
+    const sf_scratch *ws; /* the caller's scratch (NULL: allocate per call) */
 } attn_job;
 
 #define SF_VARIANT_FILE "attention_tile.inc"
 #define SF_VARIANT_ISA sf_attention_cpu_isa
 #include "simd_variants.h"
 
-static void attn_range(void *ctx, int64_t b, int64_t e) {
+size_t sf_attention_cpu_scratch(int64_t Lk, int d) {
+    size_t lk = (size_t)(Lk > 0 ? Lk : 1), dd = (size_t)(d > 0 ? d : 1);
+    return QT * lk + QT * dd + 2 * lk * dd;
+}
+
+static void attn_range(void *ctx, int64_t b, int64_t e, int part) {
     attn_job *j = ctx;
     size_t lk = (size_t)(j->Lk > 0 ? j->Lk : 1), dd = (size_t)(j->d > 0 ? j->d : 1);
-    /* the worker's own scratch, kept between calls (parallel.h): no malloc per call */
-    float *sc = sf_thread_scratch(0, QT * lk + QT * dd), *kv = sf_thread_scratch(1, 2 * lk * dd);
-    if (!sc || !kv) {
-        j->failed = 1; /* benign race: every writer stores 1 */
-        return;
+    /* the part's slot of the caller's scratch (sized at its init), else memory of this call */
+    float *sc = sf_scratch_part(j->ws, part, sf_attention_cpu_scratch(j->Lk, j->d)), *own = NULL;
+    if (!sc) {
+        sf_scratch_count_miss();
+        if (!(sc = own = malloc(sizeof(float) * sf_attention_cpu_scratch(j->Lk, j->d)))) {
+            j->failed = 1; /* benign race: every writer stores 1 */
+            return;
+        }
     }
-    float *acc = sc + QT * lk;
+    float *acc = sc + QT * lk, *kv = acc + QT * dd;
 #ifdef SF_HAVE_AVX2_PATH
     if (j->avx2) attn_items_avx2(j, b, e, sc, acc, kv, kv + lk * dd);
     else attn_items_base(j, b, e, sc, acc, kv, kv + lk * dd);
 #else
     attn_items_base(j, b, e, sc, acc, kv, kv + lk * dd);
 #endif
+    free(own);
 }
 
 int sf_attention_cpu(int64_t Lq, int64_t Lk, int heads, int d, const float *q, int64_t ldq, const float *k,
                      const float *v, int64_t ldkv, float *out, int64_t ldo, float scale, float *logits,
                      int nthreads) {
+    return sf_attention_cpu_ws(Lq, Lk, heads, d, q, ldq, k, v, ldkv, out, ldo, scale, logits, nthreads, NULL);
+}
+
+int sf_attention_cpu_ws(int64_t Lq, int64_t Lk, int heads, int d, const float *q, int64_t ldq, const float *k,
+                        const float *v, int64_t ldkv, float *out, int64_t ldo, float scale, float *logits,
+                        int nthreads, const sf_scratch *ws) {
     if (Lq <= 0) return 0;
     attn_job j = {Lq, Lk, ldq, ldkv, ldo, (Lq + QT - 1) / QT, heads, d, q, k, v, out, logits, scale, 0,
-                  sf_cpu_use_avx2()};
-    sf_parallel_for((int64_t)heads * j.ntiles, nthreads, 1, attn_range, &j);
+                  sf_cpu_use_avx2(), ws};
+    sf_parallel_for_part((int64_t)heads * j.ntiles, nthreads, 1, attn_range, &j);
     return j.failed ? -1 : 0;
 }
 

@@ -34,6 +34,7 @@ typedef struct gemm_job {
     const float *bias;
     float *y;
     int by_cols, avx2;
+    const sf_scratch *ws; /* the caller's scratch (NULL: allocate per call) */
 } gemm_job;
 
 #define SF_VARIANT_FILE "gemm_tile.inc"
@@ -65,41 +66,53 @@ static void gemm_lowmem(const gemm_job *j, int64_t m0, int64_t m1, int64_t n0, i
         }
 }
 
-static void gemm_range(void *ctx, int64_t b, int64_t e) {
+static void gemm_range(void *ctx, int64_t b, int64_t e, int part) {
     const gemm_job *j = ctx;
     int64_t m0 = j->by_cols ? 0 : b, m1 = j->by_cols ? j->M : e;
     int64_t n0 = j->by_cols ? b * j->np : 0, n1 = j->by_cols ? (e * j->np < j->N ? e * j->np : j->N) : j->N;
-    /* the worker's own scratch, kept between calls (parallel.h): no malloc per call */
-    float *acc = sf_thread_scratch(0, (size_t)8 * RB * NP);
-    float *panel = sf_thread_scratch(1, (size_t)j->np * (size_t)(j->K > 0 ? j->K : 1));
-    if (!acc || !panel) { /* out of memory: one output at a time (same sums, slower) */
-        gemm_lowmem(j, m0, m1, n0, n1);
-        return;
+    /* the part's slot of the caller's scratch (sized at its init), else memory of this call */
+    const size_t na = (size_t)8 * RB * NP, np = (size_t)j->np * (size_t)(j->K > 0 ? j->K : 1);
+    float *acc = sf_scratch_part(j->ws, part, na + np), *own = NULL;
+    if (!acc) {
+        sf_scratch_count_miss();
+        if (!(acc = own = malloc(sizeof(float) * (na + np)))) { /* out of memory: one output at a time (same sums, slower) */
+            gemm_lowmem(j, m0, m1, n0, n1);
+            return;
+        }
     }
+    float *panel = acc + na;
 #ifdef SF_HAVE_AVX2_PATH
     if (j->avx2) gemm_block_avx2(j, m0, m1, n0, n1, panel, acc);
     else gemm_block_base(j, m0, m1, n0, n1, panel, acc);
 #else
     gemm_block_base(j, m0, m1, n0, n1, panel, acc);
 #endif
+    free(own);
 }
+
+size_t sf_gemm_cpu_scratch(int64_t K) { return (size_t)8 * RB * NP + (size_t)NP * (size_t)(K > 0 ? K : 1); }
 
 int sf_gemm_cpu(int64_t M, int64_t N, int64_t K, const float *x, int64_t ldx, const void *w, sf_dtype wdt,
                 const float *bias, float *y, int64_t ldy, int nthreads) {
+    return sf_gemm_cpu_ws(M, N, K, x, ldx, w, wdt, bias, y, ldy, nthreads, NULL);
+}
+
+int sf_gemm_cpu_ws(int64_t M, int64_t N, int64_t K, const float *x, int64_t ldx, const void *w, sf_dtype wdt,
+                   const float *bias, float *y, int64_t ldy, int nthreads, const sf_scratch *ws) {
     if (wdt != SF_F32 && wdt != SF_BF16 && wdt != SF_F16) return -1;
     if (M <= 0 || N <= 0) return 0;
     int64_t np = NP;
-    gemm_job j = {M, N, K, ldx, ldy, np, x, w, wdt, bias, y, 0, sf_cpu_use_avx2()};
+    gemm_job j = {M, N, K, ldx, ldy, np, x, w, wdt, bias, y, 0, sf_cpu_use_avx2(), ws};
     int64_t npanels = (N + np - 1) / np;
     /* Split weight panels (columns) when rows are few, or moderately few and panels many (each
      * thread then widens only its own bf16/f16 panels); else split rows. */
     if (nthreads > 1 && npanels >= 2 && (M < 8 * (int64_t)nthreads || (M <= 1024 && npanels >= 4 * nthreads))) {
         j.by_cols = 1;
-        sf_parallel_for(npanels, nthreads, 1, gemm_range, &j);
+        sf_parallel_for_part(npanels, nthreads, 1, gemm_range, &j);
     } else {
         int64_t work = N * K; /* per row */
         int64_t min_rows = work > 0 ? (1 << 16) / work + 1 : M;
-        sf_parallel_for(M, nthreads, min_rows, gemm_range, &j);
+        sf_parallel_for_part(M, nthreads, min_rows, gemm_range, &j);
     }
     return 0;
 }

@@ -74,31 +74,46 @@ static void run_parts(int parts, void (*part)(void *arg, int i), void *arg) {
 #endif
 }
 
-typedef struct range_job {
-    sf_range_fn fn;
+typedef struct part_job {
+    sf_part_fn fn;
     void *ctx;
     int64_t n, parts;
-} range_job;
+} part_job;
 
-static void range_part(void *arg, int i) { /* contiguous range i of `parts` near-equal ones */
-    const range_job *j = arg;
+static void part_part(void *arg, int i) { /* contiguous range i of `parts` near-equal ones */
+    const part_job *j = arg;
     int64_t base = j->n / j->parts, rem = j->n % j->parts;
     int64_t begin = i * base + (i < rem ? i : rem), len = base + (i < rem ? 1 : 0);
-    j->fn(j->ctx, begin, begin + len);
+    j->fn(j->ctx, begin, begin + len, i);
 }
 
-void sf_parallel_for(int64_t n, int nthreads, int64_t min_chunk, sf_range_fn fn, void *ctx) {
+void sf_parallel_for_part(int64_t n, int nthreads, int64_t min_chunk, sf_part_fn fn, void *ctx) {
     if (n <= 0) return;
     if (min_chunk < 1) min_chunk = 1;
     int64_t parts = nthreads < 1 ? 1 : nthreads;
     if (parts > (n + min_chunk - 1) / min_chunk) parts = (n + min_chunk - 1) / min_chunk;
     if (parts > MAX_PARTS) parts = MAX_PARTS;
     if (parts <= 1) {
-        fn(ctx, 0, n);
+        fn(ctx, 0, n, 0);
         return;
     }
-    range_job j = {fn, ctx, n, parts};
-    run_parts((int)parts, range_part, &j);
+    part_job j = {fn, ctx, n, parts};
+    run_parts((int)parts, part_part, &j);
+}
+
+typedef struct range_adapt {
+    sf_range_fn fn;
+    void *ctx;
+} range_adapt;
+static void range_adapter(void *c, int64_t b, int64_t e, int part) {
+    (void)part;
+    const range_adapt *r = c;
+    r->fn(r->ctx, b, e);
+}
+
+void sf_parallel_for(int64_t n, int nthreads, int64_t min_chunk, sf_range_fn fn, void *ctx) {
+    range_adapt r = {fn, ctx};
+    sf_parallel_for_part(n, nthreads, min_chunk, range_adapter, &r);
 }
 
 typedef struct items_job {
@@ -122,40 +137,31 @@ void sf_parallel_items(int64_t n_items, int threads, void (*fn)(void *ctx, int64
     else run_parts(n, items_part, &j);
 }
 
-/* ---- per-thread scratch (sf_thread_scratch) ---- */
-typedef struct tscratch {
-    float *p[2];
-    size_t n[2];
-} tscratch;
-static pthread_key_t scratch_key;
-static pthread_once_t scratch_once = PTHREAD_ONCE_INIT;
-static int scratch_ok;
+/* ---- component-owned scratch ---- */
+static unsigned long long scratch_misses;
 
-static void scratch_free(void *v) {
-    tscratch *t = v;
-    free(t->p[0]);
-    free(t->p[1]);
-    free(t);
+sf_status sf_scratch_init(sf_scratch *s, int parts, size_t per_part, sf_err *err) {
+    memset(s, 0, sizeof *s);
+    if (parts < 1) parts = 1;
+    if (per_part < 1) per_part = 1;
+    size_t n;
+    if (!sf_mul_ok(per_part, (size_t)parts, &n) || !(s->buf = malloc(n * sizeof(float))))
+        return sf_fail(err, SF_E_NOMEM, "out of memory for the kernels' scratch (%d x %zu MB)", parts,
+                       per_part * sizeof(float) >> 20);
+    s->per_part = per_part;
+    s->parts = parts;
+    return SF_OK;
 }
-static void scratch_init(void) { scratch_ok = pthread_key_create(&scratch_key, scratch_free) == 0; }
 
-float *sf_thread_scratch(int slot, size_t floats) {
-    if (slot < 0 || slot > 1) return NULL;
-    pthread_once(&scratch_once, scratch_init);
-    if (!scratch_ok) return NULL;
-    tscratch *t = pthread_getspecific(scratch_key);
-    if (!t) {
-        if (!(t = calloc(1, sizeof *t))) return NULL;
-        if (pthread_setspecific(scratch_key, t)) {
-            free(t);
-            return NULL;
-        }
-    }
-    if (floats < 1) floats = 1;
-    if (t->n[slot] < floats) {
-        free(t->p[slot]);
-        t->p[slot] = floats <= SIZE_MAX / sizeof(float) ? malloc(floats * sizeof(float)) : NULL;
-        t->n[slot] = t->p[slot] ? floats : 0;
-    }
-    return t->p[slot];
+void sf_scratch_free(sf_scratch *s) {
+    free(s->buf);
+    memset(s, 0, sizeof *s);
 }
+
+float *sf_scratch_part(const sf_scratch *s, int part, size_t need) {
+    if (!s || !s->buf || part < 0 || part >= s->parts || need > s->per_part) return NULL;
+    return s->buf + (size_t)part * s->per_part;
+}
+
+unsigned long long sf_scratch_misses(void) { return __atomic_load_n(&scratch_misses, __ATOMIC_RELAXED); }
+void sf_scratch_count_miss(void) { __atomic_fetch_add(&scratch_misses, 1, __ATOMIC_RELAXED); }

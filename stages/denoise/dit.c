@@ -307,6 +307,14 @@ sf_status sf_dit_state_init_on(sf_dit_state *st, const sf_dit_weights *w, int ma
                        (double)tot * 4 / 1e9);
     }
     sf_status s = sf_rope_table_init(&st->rope, (int)(D / c->num_heads), 1024, err);
+    if (!s) { /* the GEMMs' and attentions' work memory for the largest K and key window, once */
+        int64_t K = D > c->ffn_dim ? D : c->ffn_dim, Lk = st->cache_tokens > c->text_len ? st->cache_tokens : c->text_len;
+        if (c->text_dim > K) K = c->text_dim;
+        if (c->freq_dim > K) K = c->freq_dim;
+        if ((int64_t)c->in_dim * ph * pw > K) K = (int64_t)c->in_dim * ph * pw;
+        size_t g = sf_gemm_cpu_scratch(K), at = sf_attention_cpu_scratch(Lk, (int)(D / c->num_heads));
+        s = sf_scratch_init(&st->ws, st->nthreads, g > at ? g : at, err);
+    }
     if (s) {
         sf_dit_state_free(st);
         return s;
@@ -333,6 +341,7 @@ void sf_dit_state_free(sf_dit_state *st) {
     for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) free(bufs[i]);
     free(st->sinus);
     free(st->key_frames);
+    sf_scratch_free(&st->ws);
     sf_rope_table_free(&st->rope);
     memset(st, 0, sizeof *st);
 }
@@ -348,7 +357,7 @@ static void probe(sf_dit_state *st, const char *name, const float *p, int64_t n)
 
 static sf_status gemm(sf_dit_state *st, int64_t M, const float *x, int64_t ldx, const sf_dit_mat *m, const float *b,
                       float *y, sf_err *err) {
-    if (sf_gemm_cpu(M, m->n, m->k, x, ldx, m->w, m->dt, b, y, m->n, st->nthreads))
+    if (sf_gemm_cpu_ws(M, m->n, m->k, x, ldx, m->w, m->dt, b, y, m->n, st->nthreads, &st->ws))
         return sf_fail(err, SF_E_UNSUPPORTED, "gemm: unsupported weight dtype");
     return SF_OK;
 }
@@ -495,7 +504,7 @@ static sf_status dit_layer(sf_dit_state *st, int l, const dit_fwd *fw, sf_err *e
     }
     int tapped = st->tap.wants && st->tap.wants(st->tap.ctx, l);
     float *logits = tapped && st->tap.logits_buf ? st->tap.logits_buf(st->tap.ctx, l, (int)NH, L, Lk) : NULL;
-    if (sf_attention_cpu(L, Lk, (int)NH, (int)hd, st->q, D, Ka, Va, D, st->o, D, scale, logits, nt))
+    if (sf_attention_cpu_ws(L, Lk, (int)NH, (int)hd, st->q, D, Ka, Va, D, st->o, D, scale, logits, nt, &st->ws))
         return sf_fail(err, SF_E_NOMEM, "attention: out of memory");
     if (tapped && st->tap.done) {
         sf_dit_attn_view vw = {l, L, Lk, (int)NH, (int)hd, st->q, Ka, D, S, kfr, logits, NULL};
@@ -512,8 +521,8 @@ static sf_status dit_layer(sf_dit_state *st, int l, const dit_fwd *fw, sf_err *e
     if ((s = gemm(st, L, st->a, D, &B->ca_q, B->ca_qb, st->q, err))) return s;
     if (c->qk_norm) sf_rmsnorm_cpu(L, D, st->q, D, B->ca_nq, c->eps, st->q, D, nt);
     if (l == 0) probe(st, "mid.block0.cross_attn.q", st->q, L * D);
-    if (sf_attention_cpu(L, c->text_len, (int)NH, (int)hd, st->q, D, st->ck[l], st->cv[l], D, st->o, D, scale,
-                         NULL, nt))
+    if (sf_attention_cpu_ws(L, c->text_len, (int)NH, (int)hd, st->q, D, st->ck[l], st->cv[l], D, st->o, D, scale,
+                            NULL, nt, &st->ws))
         return sf_fail(err, SF_E_NOMEM, "attention: out of memory");
     if (l == 0) probe(st, "mid.block0.cross_attn.attn_out", st->o, L * D);
     if ((s = gemm(st, L, st->o, D, &B->ca_o, B->ca_ob, st->y, err))) return s;

@@ -10,6 +10,7 @@
 #define SF_DIT_H
 
 #include "config.h"
+#include "parallel.h"
 #include "rope.h"
 #include "tensor.h"
 #include "tfile.h"
@@ -129,6 +130,7 @@ typedef struct sf_dit_state {
     float *e, *et, *e0, *E, *Hm;     /* (F,dim) (F,dim) (F,6dim) (F,6,dim) (F,2,dim) */
     float *txt_tmp;                  /* (text_len, max(dim, text_dim)) */
     float *lat[SF_LAT_N], *lat_flow; /* CPU slots of the sampling loop (sf_dit_lat_*), (max_frames, C, H, W) */
+    sf_scratch ws;                   /* the CPU kernels' work memory, sized at init (parallel.h) */
     sf_rope_table rope;
     int nthreads;
     sf_dit_tap tap;                  /* optional */

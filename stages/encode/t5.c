@@ -136,6 +136,11 @@ sf_status sf_t5_open(const char *path, int nthreads, sf_t5 **out, sf_err *err) {
     const sf_tensor *fn = need(tf, "norm.weight", 1, sD, 0, &st, err);
     if (st) goto fail;
     sf_tensor_to_f32(fn, m->final_norm);
+    { /* the GEMMs' work memory for the largest K, once (the CPU kernels allocate nothing per call) */
+        int64_t K = c->dim > c->dim_attn ? c->dim : c->dim_attn;
+        if (c->dim_ffn > K) K = c->dim_ffn;
+        if ((st = sf_scratch_init(&m->ws, m->nthreads, sf_gemm_cpu_scratch(K), err))) goto fail;
+    }
     *out = m;
     return SF_OK;
 fail:
@@ -151,6 +156,7 @@ void sf_t5_destroy(sf_t5 **mp) {
     free(m->layers);
     free(m->norms);
     free(m->final_norm);
+    sf_scratch_free(&m->ws);
     sf_tfile_destroy(&m->tf);
     free(m);
     *mp = NULL;
@@ -180,8 +186,8 @@ int sf_t5_bucket(const sf_t5_config *c, int64_t rel) {
 
 static int gemm(const sf_t5 *m, int64_t M, const float *x, const sf_tensor *w, float *y) {
     /* w: (N, K) */
-    return sf_gemm_cpu(M, w->shape[0], w->shape[1], x, w->shape[1], w->data, w->dtype, NULL, y, w->shape[0],
-                       m->nthreads);
+    return sf_gemm_cpu_ws(M, w->shape[0], w->shape[1], x, w->shape[1], w->data, w->dtype, NULL, y, w->shape[0],
+                          m->nthreads, &m->ws);
 }
 
 sf_status sf_t5_encode(const sf_t5 *m, const int64_t *ids, int64_t seq_len, int64_t n_tokens, float *out,

@@ -9,6 +9,7 @@
 #ifndef SF_T5_H
 #define SF_T5_H
 
+#include "parallel.h"
 #include "tfile.h"
 
 typedef struct sf_t5_config {
@@ -42,6 +43,7 @@ typedef struct sf_t5 {
     float *norms;                /* per-layer norm1/norm2 (num_layers, 2, dim) f32, owned */
     sf_t5_layer *layers;         /* (num_layers) */
     int nthreads;
+    sf_scratch ws;               /* the GEMMs' work memory, sized at open (kernels/parallel.h) */
 } sf_t5;
 
 /* Optional per-call taps of prompt intermediates (layer 0), each (n_tokens, dim) f32,

@@ -42,7 +42,7 @@ static float *randf(size_t n, uint64_t seed, float std) {
     return p;
 }
 
-static void bench_gemm(int64_t M, int64_t K, int64_t N, int threads, int reps) {
+static void bench_gemm(int64_t M, int64_t K, int64_t N, int threads, int reps, const sf_scratch *ws) {
     float *x = randf((size_t)(M * K), 1, 1.0f), *w = randf((size_t)(N * K), 2, 0.02f), *b = randf((size_t)N, 3, 0.1f);
     float *y = xmalloc(sizeof(float) * (size_t)(M * N));
     uint16_t *wb = xmalloc(sizeof(uint16_t) * (size_t)(N * K));
@@ -52,16 +52,17 @@ static void bench_gemm(int64_t M, int64_t K, int64_t N, int threads, int reps) {
         double best = 1e30;
         for (int r = 0; r < reps; r++) {
             double t0 = sf_now();
-            if (sf_gemm_cpu(M, N, K, x, K, dt ? (const void *)wb : (const void *)w, dt ? SF_BF16 : SF_F32, b, y, N,
-                            threads)) {
+            if (sf_gemm_cpu_ws(M, N, K, x, K, dt ? (const void *)wb : (const void *)w, dt ? SF_BF16 : SF_F32, b, y, N,
+                               threads, ws)) {
                 fprintf(stderr, "bench_kernels: gemm failed\n");
                 exit(1);
             }
             double t = sf_now() - t0;
             best = t < best ? t : best;
         }
-        printf("gemm %-4s M=%-5lld K=%-5lld N=%-5lld  %8.1f ms  %6.1f GFLOP/s\n", dt ? "bf16" : "f32", (long long)M,
-               (long long)K, (long long)N, best * 1e3, flop / best / 1e9);
+        printf("gemm %-4s M=%-5lld K=%-5lld N=%-5lld  %8.1f ms  %6.1f GFLOP/s%s\n", dt ? "bf16" : "f32", (long long)M,
+               (long long)K, (long long)N, best * 1e3, flop / best / 1e9,
+               ws ? "  (work memory from a scratch sized at init)" : "");
     }
     free(x), free(w), free(b), free(y), free(wb);
 }
@@ -115,10 +116,18 @@ int main(int argc, char **argv) {
     int64_t M = full ? 4680 : 520, Q = full ? 4680 : 260;
     int reps = full ? 1 : 2;
     bench_regions(threads);
-    bench_gemm(M, 1536, 1536, threads, reps);
-    bench_gemm(M, 1536, 8960, threads, reps);
-    bench_gemm(full ? M : 260, 8960, 1536, threads, reps);
-    bench_gemm(4, 1536, 8960, threads, reps); /* small M: the column split */
+    bench_gemm(M, 1536, 1536, threads, reps, NULL);
+    bench_gemm(M, 1536, 8960, threads, reps, NULL);
+    bench_gemm(full ? M : 260, 8960, 1536, threads, reps, NULL);
+    bench_gemm(4, 1536, 8960, threads, reps, NULL); /* small M: the column split */
+    { /* the same with the work memory a component sizes at init (the DiT state's): no malloc per call */
+        sf_scratch ws;
+        sf_err err = {{0}};
+        if (sf_scratch_init(&ws, threads, sf_gemm_cpu_scratch(8960), &err) == SF_OK) {
+            bench_gemm(4, 1536, 8960, threads, reps, &ws);
+            sf_scratch_free(&ws);
+        }
+    }
     bench_attn(Q, 4680, 12, 128, threads, 0, reps);
     bench_attn(Q, 9360, 12, 128, threads, 0, reps);
     bench_attn(Q, 4680, 12, 128, threads, 1, reps);

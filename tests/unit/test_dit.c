@@ -78,7 +78,11 @@ static void run_forward(const sf_tfile *g, const char *prefix, int nthreads, int
     float *x = golden_f32(g, "in.noisy_latent", &n);
     float *t = golden_f32(g, "in.timestep", &n);
     float *flow = calloc((size_t)(F * 16 * H * W), sizeof(float));
+    const unsigned long long misses = sf_scratch_misses();
     SF_CHECK_OK(sf_dit_forward(&st, x, F, t, 0, flow, &err), &err);
+    /* the GEMMs and attentions ran in the state's scratch, sized at init: no allocation per call */
+    SF_CHECK_MSG(sf_scratch_misses() == misses, "%llu kernel calls allocated their own work memory",
+                 sf_scratch_misses() - misses);
     snprintf(nm, sizeof nm, "%sout.flow_pred", prefix);
     float *ref = golden_f32(g, nm, &n);
     sf_test_rel_close(nm, flow, ref, (size_t)n, SF_TOL_FP32_FWD);

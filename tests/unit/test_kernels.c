@@ -158,6 +158,28 @@ static void test_gemm_tiles(void) {
         SF_CHECK_MSG(!bad, "gemm column split, baseline %d: %d differ", pass, bad);
     }
     unsetenv("SF_CPU_BASELINE");
+    { /* a component's scratch: the same bits, nothing allocated per call; too small a slot is
+         counted (and the call allocates its own, same bits) */
+        sf_scratch ws, tiny;
+        sf_err err = {{0}};
+        SF_CHECK_OK(sf_scratch_init(&ws, 3, sf_gemm_cpu_scratch(K), &err), &err);
+        SF_CHECK_OK(sf_scratch_init(&tiny, 3, 16, &err), &err);
+        for (int row_split = 0; row_split < 2; row_split++) {
+            const int64_t Mx = row_split ? M : 5; /* rows, or the column split over panels */
+            unsigned long long m0 = sf_scratch_misses();
+            SF_CHECK(sf_gemm_cpu_ws(Mx, N, K, x, LDX, wb, SF_BF16, b, y, LDY, 3, &ws) == 0);
+            SF_CHECK_MSG(sf_scratch_misses() == m0, "gemm with a sized scratch allocated %llu times",
+                         sf_scratch_misses() - m0);
+            int bad = 0;
+            for (int m = 0; m < Mx; m++)
+                for (int n = 0; n < N; n++) bad += memcmp(&y[m * LDY + n], &ref[m * N + n], 4) != 0;
+            SF_CHECK_MSG(!bad, "gemm with a scratch (M %lld): %d differ", (long long)Mx, bad);
+            SF_CHECK(sf_gemm_cpu_ws(Mx, N, K, x, LDX, wb, SF_BF16, b, y, LDY, 3, &tiny) == 0);
+            SF_CHECK_MSG(sf_scratch_misses() > m0, "an undersized scratch was not counted");
+        }
+        sf_scratch_free(&ws);
+        sf_scratch_free(&tiny);
+    }
 done:
     free(x), free(w), free(wf), free(b), free(ref), free(y), free(wb), free(wh);
 }
@@ -214,6 +236,18 @@ static void attention_tiles(const int LQ, const int LK, const int H, const int D
         }
     }
     unsetenv("SF_CPU_BASELINE");
+    { /* from a sized scratch: the same bits and no allocation per call */
+        sf_scratch ws;
+        sf_err err = {{0}};
+        SF_CHECK_OK(sf_scratch_init(&ws, 4, sf_attention_cpu_scratch(LK, D), &err), &err);
+        unsigned long long m0 = sf_scratch_misses();
+        for (int i = 0; i < LQ * LDO; i++) o2[i] = -7.0f;
+        SF_CHECK(sf_attention_cpu_ws(LQ, LK, H, D, q, LDQ, k, v, LDKV, o2, LDO, sc, lg, 4, &ws) == 0);
+        SF_CHECK_MSG(sf_scratch_misses() == m0 && memcmp(o, o2, (size_t)LQ * LDO * 4) == 0,
+                     "attention d=%d with a scratch: %llu allocations, outputs %s", D, sf_scratch_misses() - m0,
+                     memcmp(o, o2, (size_t)LQ * LDO * 4) ? "differ" : "equal");
+        sf_scratch_free(&ws);
+    }
     /* no keys: zeros, like the softmax of an empty row times nothing */
     SF_CHECK(sf_attention_cpu(2, 0, H, D, q, LDQ, k, v, LDKV, o2, LDO, sc, NULL, 2) == 0);
     SF_CHECK(o2[0] == 0.0f && o2[LDO + H * D - 1] == 0.0f);

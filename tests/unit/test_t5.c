@@ -98,7 +98,10 @@ static void test_all_prompts(void) {
         for (int i = 0; i < 512; i++) ids[i] = (int64_t)sf_tensor_get(ti, i), n += (int64_t)sf_tensor_get(tm, i);
         sf_err err = {{0}};
         for (size_t i = 0; i < 512 * 64; i++) out[i] = NAN; /* pad rows must be written */
+        const unsigned long long misses = sf_scratch_misses();
         SF_CHECK_OK(sf_t5_encode(m, ids, 512, n, out, NULL, &err), &err);
+        SF_CHECK_MSG(sf_scratch_misses() == misses, "prompt %d: %llu GEMMs allocated their own work memory", p,
+                     sf_scratch_misses() - misses); /* the encoder's scratch is sized at open */
         sf_tensor_to_f32(te, ref);
         snprintf(nm, sizeof nm, "emb.%d", p);
         sf_test_rel_close(nm, out, ref, (size_t)n * 64, SF_TOL_FP32_FWD);
