@@ -11,6 +11,7 @@
 #ifndef SF_CONV3D_H
 #define SF_CONV3D_H
 
+#include "parallel.h"
 #include "sf.h"
 
 #ifdef __cplusplus
@@ -28,6 +29,8 @@ typedef struct sf_conv3d_args {
     const float *bias;             /* [cout] or NULL */
     float *out;                    /* [n_out, cout, h, w], written entirely */
     int threads;                   /* <= 1: run on the calling thread */
+    const sf_scratch *ws;          /* work memory sized at the caller's init (slot 0 of at least
+                                      sf_conv3d_cpu_scratch floats); NULL: allocated per call */
 } sf_conv3d_args;
 
 /* out[t, co, y, x] = bias[co] + Σ_{ci, dt, dy, dx} weight[co, ci, dt, dy, dx]
@@ -38,6 +41,11 @@ typedef struct sf_conv3d_args {
  * thread count and ISA variant. Scratch: per thread a padded input slab (≤ ~6 MB) and one
  * output row of partial sums; the packed weights once. */
 sf_status sf_conv3d_cpu(const sf_conv3d_args *a, sf_err *err);
+
+/* Floats of work memory sf_conv3d_cpu needs for a conv of this shape and width, whatever the number
+ * of frames or rows per call (an upper bound: the packed weights, and per worker a padded input
+ * slab and a row of partial sums). */
+size_t sf_conv3d_cpu_scratch(int64_t cin, int64_t cout, int kt, int kh, int kw, int64_t w, int threads);
 
 /* Causal cache update after a conv over a chunk: cache holds the last `depth` input frames
  * (each `frame_elems` floats, oldest first) of the sequence (cache ++ chunk). chunk: n frames

@@ -67,9 +67,21 @@ static void conv_item(void *p, int64_t item, int tid) {
     conv_rows_base(c, t, y0, y1, slab, acc);
 }
 
+size_t sf_conv3d_cpu_scratch(int64_t cin, int64_t cout, int kt, int kh, int kw, int64_t w, int threads) {
+    const int64_t cout_pad = (cout + CO - 1) / CO * CO, ncd = cin * kt, red = ncd * kh * kw;
+    const int64_t wv = (w + 7) / 8 * 8, wps = wv + kw - 1;
+    if (threads < 1) threads = 1;
+    if (threads > 256) threads = 256;
+    /* the slab holds (rows + kh − 1) padded rows of every (ci, dt): at most SLAB_MAX bytes, or kh rows
+     * when even one row per item exceeds it */
+    size_t slab = (size_t)(SLAB_MAX / sizeof(float)), one = (size_t)(kh * ncd * wps);
+    if (one > slab) slab = one;
+    return (size_t)(cout_pad * red) + (size_t)threads * (slab + (size_t)(cout_pad * wv));
+}
+
 sf_status sf_conv3d_cpu(const sf_conv3d_args *a, sf_err *err) {
     sf_status st = SF_OK;
-    float *wpk = NULL, *slabs = NULL, *accs = NULL;
+    float *wpk = NULL, *slabs = NULL, *accs = NULL, *own = NULL;
     if (!a || !a->frames || !a->weight || !a->out || a->n_out < 0 || a->cin <= 0 || a->cout <= 0 || a->h <= 0 ||
         a->w <= 0 || a->kt < 1 || a->kh < 1 || a->kw < 1 || a->kh % 2 == 0 || a->kw % 2 == 0)
         return sf_fail(err, SF_E_ARG, "conv3d: bad arguments");
@@ -90,14 +102,26 @@ sf_status sf_conv3d_cpu(const sf_conv3d_args *a, sf_err *err) {
     const int64_t sr = rows + a->kh - 1;
     int64_t cd_chunk = (int64_t)(CHUNK_BYTES / ((double)a->kh * (double)wps * sizeof(float)));
     if (cd_chunk < 1) cd_chunk = 1;
+    size_t total = 0;
     if (!sf_mul_ok((size_t)cout_pad, (size_t)red, &wn) || !sf_mul_ok((size_t)ncd, (size_t)(sr * wps), &slab_elems) ||
         !sf_mul_ok(slab_elems, (size_t)threads, &all_slabs) || !sf_mul_ok((size_t)cout_pad, (size_t)wv, &acc_elems) ||
-        !sf_mul_ok(acc_elems, (size_t)threads, &all_accs) || !(wpk = sf_calloc2(wn, sizeof(float))) ||
-        !(slabs = sf_calloc2(all_slabs, sizeof(float))) || !(accs = sf_calloc2(all_accs, sizeof(float)))) {
-        st = sf_fail(err, SF_E_NOMEM, "conv3d: out of memory (%lld->%lld channels, %lldx%lld)", (long long)a->cin,
-                     (long long)a->cout, (long long)a->h, (long long)a->w);
+        !sf_mul_ok(acc_elems, (size_t)threads, &all_accs) || (total = wn + all_slabs + all_accs) < wn) {
+        st = sf_fail(err, SF_E_NOMEM, "conv3d: work memory size overflows");
         goto fail;
     }
+    /* the caller's scratch (sized at its init with sf_conv3d_cpu_scratch), else memory of this call */
+    if (!(wpk = sf_scratch_part(a->ws, 0, total))) {
+        sf_scratch_count_miss();
+        if (!(wpk = own = malloc(total * sizeof(float)))) {
+            st = sf_fail(err, SF_E_NOMEM, "conv3d: out of memory (%lld->%lld channels, %lldx%lld)", (long long)a->cin,
+                         (long long)a->cout, (long long)a->h, (long long)a->w);
+            goto fail;
+        }
+    }
+    slabs = wpk + wn;
+    accs = slabs + all_slabs;
+    /* the padded output channels' weights are read by the tiles: zeros (their sums are never stored) */
+    memset(wpk + (size_t)(a->cout / CO) * (size_t)red * CO, 0, (wn - (size_t)(a->cout / CO) * (size_t)red * CO) * sizeof(float));
     /* Pack weights so one tile's CO output channels are adjacent: [cout_pad/CO][red][CO]. */
     for (int64_t co = 0; co < a->cout; co++) {
         float *d = wpk + (co / CO) * red * CO + co % CO;
@@ -109,9 +133,7 @@ sf_status sf_conv3d_cpu(const sf_conv3d_args *a, sf_err *err) {
                   wv, cd_chunk, slabs,    accs,       slab_elems,               acc_elems, sf_cpu_use_avx2()};
     sf_parallel_items(a->n_out * c.n_rblk, threads, conv_item, &c);
 fail:
-    free(wpk);
-    free(slabs);
-    free(accs);
+    free(own);
     return st;
 }
 

@@ -309,6 +309,44 @@ static sf_status plan_state(sf_vae *v, int alloc, sf_err *err) {
     return SF_OK;
 }
 
+/* The convolutions' work memory: the largest sf_conv3d_cpu_scratch over every conv the decoder runs
+ * (shape and width at its stage), so that decoding allocates nothing per call. */
+static size_t conv_scratch(const sf_vae_config *c, int64_t w) {
+    size_t mx = 0;
+    const int t = c->threads;
+#define CONV(ci, co, kt, k, ww)                                                                                     \
+    do {                                                                                                         \
+        size_t n_ = sf_conv3d_cpu_scratch((ci), (co), (kt), (k), (k), (ww), t);                                  \
+        if (n_ > mx) mx = n_;                                                                                    \
+    } while (0)
+    CONV(c->z_dim, c->z_dim, 1, 1, w); /* conv2 */
+    CONV(c->z_dim, c->top, 3, 3, w);   /* decoder.conv1 */
+    for (int i = 0; i < c->n_layers; i++) {
+        const sf_vae_layer *L = &c->layers[i];
+        switch (L->kind) {
+        case SF_VAE_RES:
+            CONV(L->cin, L->cout, 3, 3, w);
+            CONV(L->cout, L->cout, 3, 3, w);
+            CONV(L->cin, L->cout, 1, 1, w); /* shortcut */
+            break;
+        case SF_VAE_ATTN:
+            CONV(L->cin, 3 * L->cin, 1, 1, w);
+            CONV(L->cin, L->cin, 1, 1, w);
+            break;
+        case SF_VAE_UP3D:
+            mx = sf_conv3d_cpu_scratch(L->cin, 2 * L->cin, 3, 1, 1, w, t) > mx ? sf_conv3d_cpu_scratch(L->cin, 2 * L->cin, 3, 1, 1, w, t) : mx;
+            /* fall through */
+        case SF_VAE_UP2D:
+            w *= 2;
+            CONV(L->cin, L->cout, 1, 3, w); /* resample.1 on the upsampled frame */
+            break;
+        }
+    }
+    CONV(c->dim, c->out_ch, 3, 3, w); /* head */
+#undef CONV
+    return mx;
+}
+
 void sf_vae_reset(sf_vae *v) {
     sf_vae_state *S = &v->st;
     for (int i = 0; i < S->n_caches; i++)
@@ -347,6 +385,7 @@ sf_status sf_vae_new_from(sf_tfile *tf, int64_t h, int64_t w, int threads, int c
     v->st.w = w;
     if (cpu_state && (s = plan_state(v, 0, err)) != SF_OK) goto fail;
     if (cpu_state && (s = plan_state(v, 1, err)) != SF_OK) goto fail;
+    if (cpu_state && (s = sf_scratch_init(&v->st.ws, 1, conv_scratch(&v->cfg, w), err)) != SF_OK) goto fail;
     sf_vae_reset(v);
     *out = v;
     return SF_OK;
@@ -366,6 +405,7 @@ void sf_vae_destroy(sf_vae **vp) {
     free(S->up);
     free(S->attn);
     free(S->zin);
+    sf_scratch_free(&S->ws);
     for (size_t i = 0; i < v->wt.n_copies; i++) sf_tensor_free(&v->wt.copies[i]);
     free(v->wt.copies);
     sf_tfile_destroy(&v->wt.file);
@@ -398,7 +438,7 @@ static sf_status cached_conv(sf_vae *v, int *slot, const float *x, int64_t n, in
     fr[0] = cache;
     fr[1] = cache + fe;
     for (int64_t i = 0; i < n; i++) fr[2 + i] = x + (size_t)i * fe;
-    sf_conv3d_args a = {fr, n, cin, cout, H, W, 3, kk, kk, w, b, out, v->cfg.threads};
+    sf_conv3d_args a = {fr, n, cin, cout, H, W, 3, kk, kk, w, b, out, v->cfg.threads, &v->st.ws};
     sf_status s = sf_conv3d_cpu(&a, err);
     if (s != SF_OK) return s;
     sf_conv3d_cache_push(cache, 2, x, n, fe);
@@ -412,7 +452,7 @@ static sf_status frame_conv(sf_vae *v, const float *x, int64_t n, int64_t cin, i
     const float *fr[MAX_CHUNK];
     if (n > MAX_CHUNK) return sf_fail(err, SF_E_ARG, "VAE: too many frames in one chunk");
     for (int64_t i = 0; i < n; i++) fr[i] = x + (size_t)i * (size_t)(cin * H * W);
-    sf_conv3d_args a = {fr, n, cin, cout, H, W, 1, kk, kk, w, b, out, v->cfg.threads};
+    sf_conv3d_args a = {fr, n, cin, cout, H, W, 1, kk, kk, w, b, out, v->cfg.threads, &v->st.ws};
     return sf_conv3d_cpu(&a, err);
 }
 

@@ -16,6 +16,7 @@
 #ifndef SF_VAE_H
 #define SF_VAE_H
 
+#include "parallel.h"
 #include "sf.h"
 #include "tfile.h"
 
@@ -74,6 +75,7 @@ typedef struct sf_vae_state {
     float *attn;             /* attention scratch */
     float *zin;              /* one latent frame [z, h, w] after un-scaling */
     int64_t frames_in;       /* latent frames decoded since the last reset */
+    sf_scratch ws;           /* the convolutions' work memory, sized at init (conv3d.h) */
 } sf_vae_state;
 
 typedef void (*sf_vae_tap_fn)(void *ctx, const char *name, int64_t latent_frame, const float *x, int64_t frames,

@@ -102,7 +102,10 @@ static void test_vae_golden(void) {
     uint8_t *u8 = malloc(nv);
     int64_t no = 0;
     SF_CHECK(sf_vae_frames_for(v, 9) == 33);
+    const unsigned long long misses = sf_scratch_misses();
     SF_CHECK_OK(sf_vae_decode(v, z, 9, one, u8, &no, &err), &err);
+    SF_CHECK_MSG(sf_scratch_misses() == misses, "%llu convolutions allocated their own work memory (the state's "
+                 "scratch is sized at init)", sf_scratch_misses() - misses);
     SF_CHECK(no == 33);
     SF_CHECK_MSG(tc.checked == 9 + 9 + 4, "%d intermediates checked", tc.checked);
     sf_vae_set_tap(v, NULL, NULL);

@@ -44,7 +44,7 @@ static void test_conv3d_hand(void) {
     w[13] = 2.0f; /* dt=1, dy=1, dx=1 */
     out[4] = out[5] = guard;
     sf_err err = {{0}};
-    sf_conv3d_args a = {fr, 1, 1, 1, 2, 2, 3, 3, 3, w, &b, out, 1};
+    sf_conv3d_args a = {fr, 1, 1, 1, 2, 2, 3, 3, 3, w, &b, out, 1, NULL};
     SF_CHECK_OK(sf_conv3d_cpu(&a, &err), &err);
     /* Every output sees the whole 2×2 (3×3 window with pad 1 covers it):
      * frame 'ones' contributes 4 + 1 (centre tap doubled), frame 'in' contributes 10,
@@ -55,7 +55,7 @@ static void test_conv3d_hand(void) {
     /* 1x1x1 (pointwise) 2→1: y = 2·x0 − x1 + 1 */
     float x2[2 * 4] = {1, 2, 3, 4, 10, 20, 30, 40}, w2[2] = {2, -1}, b2 = 1, o2[4];
     const float *fr2[1] = {x2};
-    sf_conv3d_args a2 = {fr2, 1, 2, 1, 2, 2, 1, 1, 1, w2, &b2, o2, 1};
+    sf_conv3d_args a2 = {fr2, 1, 2, 1, 2, 2, 1, 1, 1, w2, &b2, o2, 1, NULL};
     SF_CHECK_OK(sf_conv3d_cpu(&a2, &err), &err);
     float want2[4] = {-7, -15, -23, -31};
     SF_CHECK(memcmp(o2, want2, sizeof want2) == 0);
@@ -76,7 +76,7 @@ static void test_conv3d_naive_threads(void) {
     naive_conv(fr, NT, CI, CO, H, W, KT, 3, 3, w, b, ref);
     for (int i = 0; i < 4; i++) o1[NT * CO * H * W + i] = o3[NT * CO * H * W + i] = -777.0f;
     sf_err err = {{0}};
-    sf_conv3d_args a = {fr, NT, CI, CO, H, W, KT, 3, 3, w, b, o1, 1};
+    sf_conv3d_args a = {fr, NT, CI, CO, H, W, KT, 3, 3, w, b, o1, 1, NULL};
     SF_CHECK_OK(sf_conv3d_cpu(&a, &err), &err);
     a.out = o3;
     a.threads = 3;
@@ -88,7 +88,7 @@ static void test_conv3d_naive_threads(void) {
     /* time_conv shape (3,1,1): no spatial padding */
     static float ref2[NT * CO * H * W], o4[NT * CO * H * W];
     naive_conv(fr, NT, CI, CO, H, W, KT, 1, 1, w, b, ref2);
-    sf_conv3d_args a4 = {fr, NT, CI, CO, H, W, KT, 1, 1, w, b, o4, 2};
+    sf_conv3d_args a4 = {fr, NT, CI, CO, H, W, KT, 1, 1, w, b, o4, 2, NULL};
     SF_CHECK_OK(sf_conv3d_cpu(&a4, &err), &err);
     sf_test_allclose("time_conv vs naive", o4, ref2, NT * CO * H * W, 1e-5, 1e-5);
 
@@ -157,11 +157,26 @@ static void test_conv3d_exact_order(void) {
             for (int th = 1; th <= 5; th += 1 + (th == 2)) {
                 for (int i = 0; i < 4; i++) o[on + (size_t)i] = -777.0f;
                 sf_err err = {{0}};
-                sf_conv3d_args a = {fr, n, ci, co, H, W, kt, sh[k].kh, sh[k].kw, w, bp, o, th};
+                sf_conv3d_args a = {fr, n, ci, co, H, W, kt, sh[k].kh, sh[k].kw, w, bp, o, th, NULL};
                 SF_CHECK_OK(sf_conv3d_cpu(&a, &err), &err);
                 SF_CHECK_MSG(memcmp(o, ref, sizeof(float) * on) == 0, "shape %zu, %d threads, %s: not the exact order",
                              k, th, pass ? "baseline" : "default isa");
                 for (int i = 0; i < 4; i++) SF_CHECK(o[on + (size_t)i] == -777.0f);
+            }
+            { /* work memory from a scratch sized by sf_conv3d_cpu_scratch (poisoned first: nothing may be
+                 read before it is written), 3 threads: same bits, no allocation */
+                sf_scratch ws;
+                sf_err err = {{0}};
+                SF_CHECK_OK(sf_scratch_init(&ws, 1, sf_conv3d_cpu_scratch(ci, co, kt, sh[k].kh, sh[k].kw, W, 3), &err),
+                            &err);
+                for (size_t i = 0; ws.buf && i < ws.per_part; i++) ws.buf[i] = NAN;
+                unsigned long long m0 = sf_scratch_misses();
+                sf_conv3d_args a = {fr, n, ci, co, H, W, kt, sh[k].kh, sh[k].kw, w, bp, o, 3, &ws};
+                SF_CHECK_OK(sf_conv3d_cpu(&a, &err), &err);
+                SF_CHECK_MSG(sf_scratch_misses() == m0 && memcmp(o, ref, sizeof(float) * on) == 0,
+                             "shape %zu with a scratch: %llu allocations, %s", k, sf_scratch_misses() - m0,
+                             memcmp(o, ref, sizeof(float) * on) ? "outputs differ" : "outputs equal");
+                sf_scratch_free(&ws);
             }
         }
         unsetenv("SF_CPU_BASELINE");
