@@ -1,9 +1,9 @@
-/* gpu_prof.h — SF_CUDA_PROFILE's event profile, shared by the GPU DiT, umT5 and (when wanted) the
+/* gpu_prof.h — host-side helpers the GPU backends share: SF_CUDA_PROFILE's event profile, shared by the GPU DiT, umT5 and (when wanted) the
  * VAE: an event on the stream before each op, tagged with its category; after a run the time from
  * each event to the next is added to that event's category. Plain C over the CUDA C API
  * (kernels/cuda_ops.h), so a CPU-only build compiles it against the stubs. Used by
  * stages/denoise/dit_cuda.c and stages/encode/t5_cuda.c; exercised on a GPU by the benches
- * (tests/gpu/check.sh, SF_CUDA_PROFILE=1). */
+ * (tests/gpu/check.sh, SF_CUDA_PROFILE=1); and the staged weight upload (any file dtype → bf16). */
 #ifndef SF_GPU_PROF_H
 #define SF_GPU_PROF_H
 
@@ -30,5 +30,11 @@ sf_status sf_gpu_prof_collect(sf_gpu_prof *p, sf_err *err);
  * into buf; 0 when nothing was profiled. */
 int sf_gpu_prof_format(const sf_gpu_prof *p, const char *unit, int decimals, char *buf, size_t n);
 void sf_gpu_prof_reset(sf_gpu_prof *p);
+
+/* n values of src (dtype dt: f32, bf16 or f16, host memory, e.g. an mmapped file) to dst as bf16
+ * (round to nearest even), through the pinned buffer stage of stage_n uint16 (no full host copy).
+ * Waits for each piece's copy before refilling stage. SF_E_UNSUPPORTED for another dtype. */
+sf_status sf_gpu_upload_bf16(const sf_cuda_ctx *cx, void *dst, const void *src, sf_dtype dt, size_t n, uint16_t *stage,
+                             size_t stage_n, sf_err *err);
 
 #endif

@@ -88,18 +88,7 @@ typedef struct up {
 
 /* Stage n values of a matrix (any file dtype) as bf16 and copy them to dst. */
 static sf_status up_bf16(up *u, const sf_dit_mat *m, bf16 *dst) {
-    size_t n = (size_t)m->n * (size_t)m->k;
-    for (size_t off = 0; off < n; off += u->stage_n) {
-        size_t c = n - off < u->stage_n ? n - off : u->stage_n;
-        if (m->dt == SF_BF16) memcpy(u->stage, (const uint16_t *)m->w + off, c * 2);
-        else if (m->dt == SF_F32)
-            for (size_t i = 0; i < c; i++) u->stage[i] = sf_f32_to_bf16(((const float *)m->w)[off + i]);
-        else
-            for (size_t i = 0; i < c; i++) u->stage[i] = sf_f32_to_bf16(sf_f16_to_f32(((const uint16_t *)m->w)[off + i]));
-        sf_status s = sf_cuda_copy_h2d(&u->g->cx, dst + off, u->stage, c * 2, u->err);
-        if (s) return s;
-    }
-    return SF_OK;
+    return sf_gpu_upload_bf16(&u->g->cx, dst, m->w, m->dt, (size_t)m->n * (size_t)m->k, u->stage, u->stage_n, u->err);
 }
 
 static sf_status up_bias(up *u, const float *b, int64_t n, bf16 *dst) {

@@ -196,18 +196,7 @@ typedef struct up {
 
 /* A whole tensor (bf16 / f16 / f32 in the file, contiguous: t5.c's loader checked it) as bf16 at dst. */
 static sf_status up_mat(up *u, const sf_tensor *t, bf16 *dst) {
-    const size_t n = (size_t)sf_tensor_numel(t);
-    for (size_t off = 0; off < n; off += u->stage_n) {
-        size_t c = n - off < u->stage_n ? n - off : u->stage_n;
-        if (t->dtype == SF_BF16) memcpy(u->stage, (const uint16_t *)t->data + off, c * 2);
-        else if (t->dtype == SF_F32)
-            for (size_t i = 0; i < c; i++) u->stage[i] = sf_f32_to_bf16(((const float *)t->data)[off + i]);
-        else
-            for (size_t i = 0; i < c; i++) u->stage[i] = sf_f32_to_bf16(sf_f16_to_f32(((const uint16_t *)t->data)[off + i]));
-        sf_status s = sf_cuda_copy_h2d(&u->g->cx, dst + off, u->stage, c * 2, u->err);
-        if (s) return s;
-    }
-    return SF_OK;
+    return sf_gpu_upload_bf16(&u->g->cx, dst, t->data, t->dtype, (size_t)sf_tensor_numel(t), u->stage, u->stage_n, u->err);
 }
 
 /* n f32 host values (t5.c already widened them) to dst; n ≤ stage_n / 2. */
