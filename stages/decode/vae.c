@@ -334,7 +334,7 @@ static size_t conv_scratch(const sf_vae_config *c, int64_t w) {
             CONV(L->cin, L->cin, 1, 1, w);
             break;
         case SF_VAE_UP3D:
-            mx = sf_conv3d_cpu_scratch(L->cin, 2 * L->cin, 3, 1, 1, w, t) > mx ? sf_conv3d_cpu_scratch(L->cin, 2 * L->cin, 3, 1, 1, w, t) : mx;
+            CONV(L->cin, 2 * L->cin, 3, 1, w); /* time_conv: 3 frames, 1×1 */
             /* fall through */
         case SF_VAE_UP2D:
             w *= 2;

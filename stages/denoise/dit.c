@@ -346,6 +346,10 @@ void sf_dit_state_free(sf_dit_state *st) {
     memset(st, 0, sizeof *st);
 }
 
+int64_t sf_dit_window_tokens(const sf_dit_state *st) {
+    return st->local_attn_size == -1 ? st->cache_tokens : st->local_attn_size * st->frame_tokens;
+}
+
 void sf_dit_state_reset(sf_dit_state *st) {
     st->global_end = 0;
     st->local_end = 0;
@@ -564,7 +568,7 @@ static sf_status forward(sf_dit_state *st, const float *x_t, int F, const float 
                        (long long)(start_frame + F), st->rope.max_pos);
     int64_t ls = 0, le = 0, evict = 0, keep = 0;
     if ((s = kv_plan(st, start_frame * S, L, &ls, &le, &evict, &keep, err))) return s;
-    int64_t max_att = st->local_attn_size == -1 ? st->cache_tokens : st->local_attn_size * S;
+    const int64_t max_att = sf_dit_window_tokens(st);
     int64_t lo = le - max_att > 0 ? le - max_att : 0, Lk = le - lo;
     /* which absolute frame each cache frame-slot holds after this forward's roll + write (all
      * quantities are whole frames: blocks, sink and cache are frame multiples) */
@@ -717,7 +721,7 @@ sf_status sf_dit_renoise(sf_dit_state *st, const float *eps, int64_t n, float si
 sf_status sf_dit_prepare(sf_dit_state *st, int n_blocks, const int *frames, sf_err *err) {
     if (!st->gpu) return SF_OK;
     const int64_t S = st->frame_tokens, ge = st->global_end, lend = st->local_end;
-    const int64_t max_att = st->local_attn_size == -1 ? st->cache_tokens : st->local_attn_size * S;
+    const int64_t max_att = sf_dit_window_tokens(st);
     sf_status s = SF_OK;
     int64_t start = 0;
     st->global_end = st->local_end = 0;

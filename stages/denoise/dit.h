@@ -156,6 +156,8 @@ sf_status sf_dit_state_init_on(sf_dit_state *st, const sf_dit_weights *w, int ma
                                int64_t cache_frames, long local_attn_size, long sink_size, int nthreads,
                                int cuda_ordinal, sf_err *err);
 void sf_dit_state_free(sf_dit_state *st);
+/* Keys a self-attention sees at most: the whole cache (global attention) or local_attn_size frames. */
+int64_t sf_dit_window_tokens(const sf_dit_state *st);
 /* Start a new video: cache indices to 0 (the cross-attention cache stays with its prompt). */
 void sf_dit_state_reset(sf_dit_state *st);
 

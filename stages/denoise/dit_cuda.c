@@ -4,7 +4,7 @@
  * the reference in bf16. Tested by tests/unit/test_dit_cuda.c. */
 #define _POSIX_C_SOURCE 200809L
 #include "dit_cuda.h"
-#include "gpu_prof.h"
+#include "gpu_host.h"
 #include "cuda_ops.h"
 #include "sdpa_cuda.h"
 #include "timestep_embed.h"
@@ -188,12 +188,6 @@ static sf_status upload_weights(sf_dit_gpu *g, const sf_dit_weights *w, sf_err *
 
 /* ---------------------------------------------------------------- state */
 
-/* Carve n bytes (256-aligned) from the arena; pass 0 only counts. */
-static void *carve(char *base, size_t *off, size_t n) {
-    void *p = base ? base + *off : NULL;
-    *off += (n + 255) & ~(size_t)255;
-    return p;
-}
 
 static size_t layout(sf_dit_gpu *g, const sf_dit_state *st, char *base) {
     const sf_dit_config *c = &st->w->cfg;
@@ -202,28 +196,28 @@ static size_t layout(sf_dit_gpu *g, const sf_dit_state *st, char *base) {
     const size_t lat = F * (size_t)c->in_dim * (size_t)st->lat_h * (size_t)st->lat_w;
     const size_t latout = F * (size_t)c->out_dim * (size_t)st->lat_h * (size_t)st->lat_w;
     size_t off = 0;
-    g->kv = carve(base, &off, NL * (size_t)st->cache_tokens * 2 * D * 2);
-    g->ck = carve(base, &off, NL * T * D * 2);
-    g->cv = carve(base, &off, NL * T * D * 2);
-    g->ctx = carve(base, &off, T * D * 2);
-    g->txt_pad = carve(base, &off, T * (size_t)c->text_dim * 2);
-    g->txt_tmp = carve(base, &off, T * D * 2);
+    g->kv = sf_gpu_carve(base, &off, NL * (size_t)st->cache_tokens * 2 * D * 2);
+    g->ck = sf_gpu_carve(base, &off, NL * T * D * 2);
+    g->cv = sf_gpu_carve(base, &off, NL * T * D * 2);
+    g->ctx = sf_gpu_carve(base, &off, T * D * 2);
+    g->txt_pad = sf_gpu_carve(base, &off, T * (size_t)c->text_dim * 2);
+    g->txt_tmp = sf_gpu_carve(base, &off, T * D * 2);
     bf16 **act[] = {&g->x, &g->a, &g->q, &g->o, &g->y};
-    for (size_t i = 0; i < sizeof act / sizeof act[0]; i++) *act[i] = carve(base, &off, L * D * 2);
-    g->h = carve(base, &off, L * (size_t)c->ffn_dim * 2);
-    g->patches = carve(base, &off, L * (size_t)c->in_dim * ph * pw * 2);
-    g->hout = carve(base, &off, L * (size_t)c->out_dim * ph * pw * 2);
-    g->xin = carve(base, &off, lat * 4);
-    g->flow = carve(base, &off, (latout > lat ? latout : lat) * 4);
-    for (int i = 0; i < SF_LAT_N; i++) g->lat[i] = carve(base, &off, (latout > lat ? latout : lat) * 4);
-    g->freq = carve(base, &off, (size_t)c->freq_dim / 2 * 8);
-    g->sinus = carve(base, &off, F * (size_t)c->freq_dim * 2);
-    g->et = carve(base, &off, F * D * 2);
-    g->e = carve(base, &off, F * D * 2);
-    g->e0 = carve(base, &off, F * 6 * D * 2);
-    g->E = carve(base, &off, NL * F * 6 * D * 4);
-    g->Hm = carve(base, &off, F * 2 * D * 4);
-    g->rope_cs = carve(base, &off, (size_t)st->rope.max_pos * (size_t)(st->rope.head_dim / 2) * 2 * 8);
+    for (size_t i = 0; i < sizeof act / sizeof act[0]; i++) *act[i] = sf_gpu_carve(base, &off, L * D * 2);
+    g->h = sf_gpu_carve(base, &off, L * (size_t)c->ffn_dim * 2);
+    g->patches = sf_gpu_carve(base, &off, L * (size_t)c->in_dim * ph * pw * 2);
+    g->hout = sf_gpu_carve(base, &off, L * (size_t)c->out_dim * ph * pw * 2);
+    g->xin = sf_gpu_carve(base, &off, lat * 4);
+    g->flow = sf_gpu_carve(base, &off, (latout > lat ? latout : lat) * 4);
+    for (int i = 0; i < SF_LAT_N; i++) g->lat[i] = sf_gpu_carve(base, &off, (latout > lat ? latout : lat) * 4);
+    g->freq = sf_gpu_carve(base, &off, (size_t)c->freq_dim / 2 * 8);
+    g->sinus = sf_gpu_carve(base, &off, F * (size_t)c->freq_dim * 2);
+    g->et = sf_gpu_carve(base, &off, F * D * 2);
+    g->e = sf_gpu_carve(base, &off, F * D * 2);
+    g->e0 = sf_gpu_carve(base, &off, F * 6 * D * 2);
+    g->E = sf_gpu_carve(base, &off, NL * F * 6 * D * 4);
+    g->Hm = sf_gpu_carve(base, &off, F * 2 * D * 4);
+    g->rope_cs = sf_gpu_carve(base, &off, (size_t)st->rope.max_pos * (size_t)(st->rope.head_dim / 2) * 2 * 8);
     return off;
 }
 
@@ -277,7 +271,7 @@ sf_status sf_dit_cuda_init(sf_dit_state *st, int ordinal, sf_err *err) {
     if (!g->L) { s = sf_fail(err, SF_E_NOMEM, "out of memory"); goto fail; }
     const int64_t L = (int64_t)st->max_frames * st->frame_tokens;
     g->fused = c->dim % 8 == 0 && c->dim <= 2048 && (c->dim / c->num_heads) % 8 == 0 && !getenv("SF_CUDA_UNFUSED");
-    int64_t max_att = st->local_attn_size == -1 ? st->cache_tokens : st->local_attn_size * st->frame_tokens;
+    const int64_t max_att = sf_dit_window_tokens(st);
     g->lk_max = max_att > c->text_len ? max_att : c->text_len;
     g->chunk = pick_chunk(c->num_heads, L, g->lk_max);
     const char *ch = getenv("SF_CUDA_ATTN_CHUNK"); /* tests: several query chunks at small sizes */
@@ -526,15 +520,23 @@ static sf_status attend(sf_dit_gpu *g, int64_t Lq, int64_t Lk, int H, int d, con
                                   tap ? tap_chunk : NULL, tap, err);
 }
 
+/* Host copies a tap reads (post-RoPE q and the key window, f32), made once: by sf_dit_prepare, or on
+ * a tapped layer's first call when the caller skipped it. */
+static sf_status tap_bufs(sf_dit_state *st, sf_err *err) {
+    sf_dit_gpu *g = st->gpu;
+    const size_t D = (size_t)st->w->cfg.dim;
+    if (!g->tap_q) g->tap_q = malloc(sizeof(float) * (size_t)st->max_frames * (size_t)st->frame_tokens * D);
+    if (!g->tap_k) g->tap_k = malloc(sizeof(float) * (size_t)g->lk_max * D);
+    return g->tap_q && g->tap_k ? SF_OK : sf_fail(err, SF_E_NOMEM, "out of memory (attention tap)");
+}
+
 static sf_status tap_layer(sf_dit_state *st, int l, int64_t L, int64_t Lk, const bf16 *Ka, const int64_t *kfr,
                            float *logits, const uint16_t *logits16, sf_err *err) {
     sf_dit_gpu *g = st->gpu;
     const sf_dit_config *c = &st->w->cfg;
     const int64_t D = c->dim;
     sf_status s;
-    if (!g->tap_q) g->tap_q = malloc(sizeof(float) * (size_t)(st->max_frames * st->frame_tokens * D));
-    if (!g->tap_k) g->tap_k = malloc(sizeof(float) * (size_t)(g->lk_max * D));
-    if (!g->tap_q || !g->tap_k) return sf_fail(err, SF_E_NOMEM, "out of memory (attention tap)");
+    if ((s = tap_bufs(st, err))) return s;
     if ((s = download_rows(g, g->tap_q, g->q, L, D, D, err))) return s;
     if ((s = download_rows(g, g->tap_k, Ka, Lk, D, 2 * D, err))) return s; /* keys of the [k | v] cache rows */
     sf_dit_attn_view vw = {l, L, Lk, c->num_heads, (int)(D / c->num_heads), g->tap_q, g->tap_k, D, st->frame_tokens,
@@ -754,10 +756,5 @@ sf_status sf_dit_cuda_prepare(sf_dit_state *st, int64_t Lq, int64_t Lk, sf_err *
     if (st->tap.wants || !g->sdpa || g->sdpa_off) { /* taps always read the explicit path's logits */
         if ((s = explicit_ws(g, H, err))) return s;
     }
-    if (st->tap.wants) {
-        if (!g->tap_q) g->tap_q = malloc(sizeof(float) * (size_t)(st->max_frames * st->frame_tokens * D));
-        if (!g->tap_k) g->tap_k = malloc(sizeof(float) * (size_t)(g->lk_max * D));
-        if (!g->tap_q || !g->tap_k) return sf_fail(err, SF_E_NOMEM, "out of memory (attention tap)");
-    }
-    return SF_OK;
+    return st->tap.wants ? tap_bufs(st, err) : SF_OK;
 }

@@ -6,7 +6,7 @@
 #define _POSIX_C_SOURCE 200809L
 #include "stages/encode/t5_cuda.h"
 #include "cuda_ops.h"
-#include "gpu_prof.h"
+#include "gpu_host.h"
 #include "kernels/t5_cuda.h" /* the kernels (this folder has its own t5_cuda.h) */
 
 #include <math.h>
@@ -72,14 +72,7 @@ void sf_t5_cuda_profile_reset(sf_t5_gpu *g) {
 
 /* ---------------------------------------------------------------- sizes and layout */
 
-static size_t al256(size_t n) { return (n + 255) & ~(size_t)255; }
 
-/* Carve n bytes (256-aligned) from base at *off; base NULL only counts. */
-static void *carve(char *base, size_t *off, size_t n) {
-    void *p = base ? base + *off : NULL;
-    *off += al256(n);
-    return p;
-}
 
 static size_t layout_weights(sf_t5_gpu *g, char *mb, float *vb, size_t *vec_floats) {
     const sf_t5_config *c = &g->cfg;
@@ -87,14 +80,14 @@ static size_t layout_weights(sf_t5_gpu *g, char *mb, float *vb, size_t *vec_floa
     const size_t NB = (size_t)c->num_buckets, H = (size_t)c->num_heads;
     size_t off = 0, voff = 0;
 #define VEC(n) (vb ? vb + voff : NULL), voff += ((size_t)(n) + 63) & ~(size_t)63
-    g->emb = carve(mb, &off, (size_t)c->vocab * D * 2);
+    g->emb = sf_gpu_carve(mb, &off, (size_t)c->vocab * D * 2);
     g->final_norm = VEC(D);
     for (int64_t l = 0; l < c->num_layers; l++) {
         glayer *L = &g->L[l];
-        L->qkv = carve(mb, &off, 3 * A * D * 2);
-        L->o = carve(mb, &off, D * A * 2);
-        L->gf = carve(mb, &off, 2 * F * D * 2);
-        L->fc2 = carve(mb, &off, D * F * 2);
+        L->qkv = sf_gpu_carve(mb, &off, 3 * A * D * 2);
+        L->o = sf_gpu_carve(mb, &off, D * A * 2);
+        L->gf = sf_gpu_carve(mb, &off, 2 * F * D * 2);
+        L->fc2 = sf_gpu_carve(mb, &off, D * F * 2);
         L->n1 = VEC(D);
         L->n2 = VEC(D);
         L->pos = VEC(NB * H);
@@ -118,18 +111,18 @@ static size_t layout_state(sf_t5_gpu *g, int64_t max_len, char *base) {
     const size_t L = (size_t)max_len, D = (size_t)c->dim, A = (size_t)c->dim_attn, F = (size_t)c->dim_ffn;
     const size_t H = (size_t)c->num_heads, ch = (size_t)chunk_for(c->num_heads, max_len);
     size_t off = 0;
-    g->ids = carve(base, &off, L * 8);
-    g->bucket = carve(base, &off, (2 * L - 1) * sizeof(int));
-    g->x = carve(base, &off, L * D * 4);
-    g->t = carve(base, &off, L * D * 4);
-    g->hn = carve(base, &off, L * D * 2);
-    g->qkv = carve(base, &off, L * 3 * A * 2);
-    g->ao = carve(base, &off, L * A * 2);
-    g->gf = carve(base, &off, L * 2 * F * 4);
-    g->hf = carve(base, &off, L * F * 2);
+    g->ids = sf_gpu_carve(base, &off, L * 8);
+    g->bucket = sf_gpu_carve(base, &off, (2 * L - 1) * sizeof(int));
+    g->x = sf_gpu_carve(base, &off, L * D * 4);
+    g->t = sf_gpu_carve(base, &off, L * D * 4);
+    g->hn = sf_gpu_carve(base, &off, L * D * 2);
+    g->qkv = sf_gpu_carve(base, &off, L * 3 * A * 2);
+    g->ao = sf_gpu_carve(base, &off, L * A * 2);
+    g->gf = sf_gpu_carve(base, &off, L * 2 * F * 4);
+    g->hf = sf_gpu_carve(base, &off, L * F * 2);
     const size_t se = H * ch * (size_t)round8(max_len);
-    g->S = carve(base, &off, se * 4);
-    g->P = carve(base, &off, se * 2);
+    g->S = sf_gpu_carve(base, &off, se * 4);
+    g->P = sf_gpu_carve(base, &off, se * 2);
     if (base) g->s_elems = (int64_t)se;
     return off;
 }

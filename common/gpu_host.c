@@ -1,6 +1,6 @@
-/* gpu_prof.c — the GPU backends' shared host-side helpers: the SF_CUDA_PROFILE event profile and the
+/* gpu_host.c — the GPU backends' shared host-side helpers: the SF_CUDA_PROFILE event profile and the
  * staged bf16 weight upload (see gpu_prof.h). */
-#include "gpu_prof.h"
+#include "gpu_host.h"
 
 #include <stdio.h>
 #include <stdlib.h>

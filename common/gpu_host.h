@@ -1,11 +1,11 @@
-/* gpu_prof.h — host-side helpers the GPU backends share: SF_CUDA_PROFILE's event profile, shared by the GPU DiT, umT5 and (when wanted) the
+/* gpu_host.h — host-side helpers the GPU backends share: SF_CUDA_PROFILE's event profile, shared by the GPU DiT, umT5 and (when wanted) the
  * VAE: an event on the stream before each op, tagged with its category; after a run the time from
  * each event to the next is added to that event's category. Plain C over the CUDA C API
  * (kernels/cuda_ops.h), so a CPU-only build compiles it against the stubs. Used by
  * stages/denoise/dit_cuda.c and stages/encode/t5_cuda.c; exercised on a GPU by the benches
  * (tests/gpu/check.sh, SF_CUDA_PROFILE=1); and the staged weight upload (any file dtype → bf16). */
-#ifndef SF_GPU_PROF_H
-#define SF_GPU_PROF_H
+#ifndef SF_GPU_HOST_H
+#define SF_GPU_HOST_H
 
 #include "cuda_ops.h"
 
@@ -30,6 +30,14 @@ sf_status sf_gpu_prof_collect(sf_gpu_prof *p, sf_err *err);
  * into buf; 0 when nothing was profiled. */
 int sf_gpu_prof_format(const sf_gpu_prof *p, const char *unit, int decimals, char *buf, size_t n);
 void sf_gpu_prof_reset(sf_gpu_prof *p);
+
+/* Carve n bytes (256-aligned) for the next buffer of an arena at base, at byte *off (advanced);
+ * base NULL only counts (the sizing pass before the one allocation). */
+static inline void *sf_gpu_carve(char *base, size_t *off, size_t n) {
+    void *p = base ? base + *off : NULL;
+    *off += (n + 255) & ~(size_t)255;
+    return p;
+}
 
 /* n values of src (dtype dt: f32, bf16 or f16, host memory, e.g. an mmapped file) to dst as bf16
  * (round to nearest even), through the pinned buffer stage of stage_n uint16 (no full host copy).
