@@ -131,4 +131,14 @@ __device__ __forceinline__ float sf_block_max(float v, float *shm) {
     return v;
 }
 
+/* The explicit attention's two cuBLASLt products per query chunk (attn_blas.cu), around the caller's
+ * softmax step: per head, S (rows, Lk) = alpha·Q·Kᵀ in f32 with rows lds apart (lds ≥ Lk), then
+ * softmax(cb, r0, rows, S, P) fills P (bf16, same layout), then O = P·V in bf16. Used by the DiT's
+ * sf_attention_blas_cuda and umT5's sf_t5_attention_cuda (t5_glue.cu). */
+typedef sf_status (*sf_attn_softmax_fn)(void *cb, int64_t r0, int64_t rows, float *S, void *P, sf_err *err);
+sf_status sf_attention_chunks_cuda(const sf_cuda_ctx *ctx, int64_t Lq, int64_t Lk, int64_t lds, int H, int d,
+                                   const void *q, int64_t ldq, const void *k, const void *v, int64_t ldk, void *o,
+                                   int64_t ldo, float alpha, float *S, void *P, int64_t chunk, sf_attn_softmax_fn softmax,
+                                   void *cb, sf_err *err);
+
 #endif

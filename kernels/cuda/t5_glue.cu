@@ -167,6 +167,23 @@ fail:
     return st;
 }
 
+/* The bias + mask softmax step of the explicit attention (sf_attention_chunks_cuda). */
+typedef struct t5_step {
+    const sf_cuda_ctx *ctx;
+    int H;
+    int64_t L, Lp, nk_valid;
+    const int *bucket;
+    int64_t off;
+    const float *pos;
+    int num_buckets;
+} t5_step;
+
+static sf_status t5_softmax(void *c, int64_t r0, int64_t rows, float *S, void *P, sf_err *err) {
+    const t5_step *t = (const t5_step *)c;
+    return sf_t5_bias_softmax_cuda(t->ctx, t->H, rows, r0, t->L, t->Lp, t->nk_valid, S, t->bucket, t->off, t->pos,
+                                   t->num_buckets, P, err);
+}
+
 /* Row-major ↔ cuBLAS column-major, per head h (see attn_blas.cu):
  *   Sᵀ (L, rows) = K_h (L, d) · Q_hᵀ              → (T, N, m = L, n = rows, k = d), f32, alpha 1
  *   Oᵀ (d, rows) = V_hᵀ (d, L) · P_hᵀ (L, rows)   → (N, N, m = d, n = rows, k = L), bf16
@@ -183,27 +200,11 @@ extern "C" sf_status sf_t5_attention_cuda(const sf_cuda_ctx *ctx, int64_t L, int
     SF_CUDA_REQUIRE(L >= 1 && H >= 1 && d >= 1 && chunk >= 1 && ld >= (int64_t)H * d && ldo >= (int64_t)H * d,
                     "sf_t5_attention_cuda: bad shape L=%lld H=%d d=%d ld=%lld ldo=%lld chunk=%lld", (long long)L, H, d,
                     (long long)ld, (long long)ldo, (long long)chunk);
-    for (int64_t r0 = 0; r0 < L; r0 += chunk) {
-        const int64_t rows = L - r0 < chunk ? L - r0 : chunk;
-        sf_mm m;
-        memset(&m, 0, sizeof m);
-        m.transa = 1, m.transb = 0, m.m = L, m.n = rows, m.k = d;
-        m.A = k, m.at = SF_BF16, m.lda = ld, m.sa = d;
-        m.B = (const __nv_bfloat16 *)q + r0 * ld, m.bt = SF_BF16, m.ldb = ld, m.sb = d;
-        m.D = S, m.dt = SF_F32, m.ldd = Lp, m.sd = rows * Lp;
-        m.batch = H, m.alpha = 1.0f; /* T5: no 1/sqrt(d) */
-        SF_CHECK_STATUS(sf_blaslt_matmul(SF_CUDA_LT(ctx), &m, err));
-        SF_CHECK_STATUS(
-            sf_t5_bias_softmax_cuda(ctx, H, rows, r0, L, Lp, nk_valid, S, bucket, off, pos, num_buckets, P, err));
-        memset(&m, 0, sizeof m);
-        m.transa = 0, m.transb = 0, m.m = d, m.n = rows, m.k = L;
-        m.A = v, m.at = SF_BF16, m.lda = ld, m.sa = d;
-        m.B = P, m.bt = SF_BF16, m.ldb = Lp, m.sb = rows * Lp;
-        m.D = (__nv_bfloat16 *)o + r0 * ldo, m.dt = SF_BF16, m.ldd = ldo, m.sd = d;
-        m.batch = H, m.alpha = 1.0f;
-        SF_CHECK_STATUS(sf_blaslt_matmul(SF_CUDA_LT(ctx), &m, err));
+    {
+        t5_step t = {ctx, H, L, Lp, nk_valid, bucket, off, pos, num_buckets};
+        return sf_attention_chunks_cuda(ctx, L, L, Lp, H, d, q, ld, k, v, ld, o, ldo, 1.0f /* T5: no 1/sqrt(d) */, S, P,
+                                        chunk, t5_softmax, &t, err);
     }
-    return SF_OK;
 fail:
     return st;
 }
