@@ -20,9 +20,8 @@
 #include "cuda_ops.h"
 #include "device.h"
 #include "sdpa_cuda.h"
+#include "deviceless_test.h"
 
-#include <sys/wait.h>
-#include <unistd.h>
 
 typedef struct sdpa_case {
     const char *what;
@@ -112,47 +111,7 @@ static int deviceless_child(void) {
     return bad ? 1 : 0;
 }
 
-static void test_deviceless_plans(void) {
-    sf_err err = {{0}};
-    int version = 0;
-    sf_status st = sf_sdpa_cudnn_version(&version, &err);
-    if (st == SF_E_DEVICE) {
-        SF_TEST_SKIP("this build has no CUDA support");
-        return;
-    }
-    if (st != SF_OK) {
-        SF_TEST_SKIP("libcudnn.so.9 cannot be loaded (cuDNN 9 not installed)");
-        fprintf(stderr, "# %s\n", err.msg);
-        return;
-    }
-    printf("# cuDNN %d\n", version);
-    char exe[4096], stub[4200];
-    ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
-    SF_CHECK(n > 0);
-    if (n <= 0) return;
-    exe[n] = 0;
-    snprintf(stub, sizeof stub, "%.*s/cudnn_stub", (int)(strrchr(exe, '/') - exe), exe);
-    char lib[4300];
-    snprintf(lib, sizeof lib, "%s/libcuda.so.1", stub);
-    SF_CHECK_MSG(access(lib, R_OK) == 0, "%s missing (make builds it from tests/gpu/cudnn_stub/stub.c)", lib);
-    if (access(lib, R_OK) != 0) return;
-    const char *old = getenv("LD_LIBRARY_PATH");
-    char *path = malloc(strlen(stub) + (old ? strlen(old) : 0) + 2);
-    SF_CHECK(path != NULL);
-    if (!path) return;
-    sprintf(path, "%s%s%s", stub, old && *old ? ":" : "", old && *old ? old : "");
-    fflush(stdout), fflush(stderr);
-    pid_t pid = fork();
-    if (pid == 0) {
-        setenv("LD_LIBRARY_PATH", path, 1);
-        execl(exe, exe, "--deviceless-child", (char *)NULL);
-        _exit(127);
-    }
-    free(path);
-    int status = 0;
-    SF_CHECK(pid > 0 && waitpid(pid, &status, 0) == pid);
-    SF_CHECK_MSG(WIFEXITED(status) && WEXITSTATUS(status) == 0, "deviceless child: status %d", status);
-}
+static void test_deviceless_plans(void) { sf_test_run_deviceless_child(); }
 
 /* ---- forward on a GPU --------------------------------------------------------------------- */
 
