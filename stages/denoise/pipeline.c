@@ -104,17 +104,14 @@ sf_status sf_pipeline_run(sf_dit_state *st, const sf_scheduler *sc, const sf_pip
     float *noise = cfg->noise ? sf_calloc2((size_t)T * (size_t)fr, sizeof(float)) : NULL;
     float *x0 = sf_calloc2((size_t)fpb * (size_t)fr, sizeof(float));  /* a block's (or a step's) prediction, host copy */
     float *eps = sf_calloc2((size_t)fpb * (size_t)fr, sizeof(float)); /* a replayed re-noising draw */
-    int *blk = calloc((size_t)n_blocks, sizeof(int));
-    if (!cfg->noise) { /* block b's n_steps − 1 draws are F_b·fr values each (F_0 = 1 with an independent first frame) */
+    int *blk = calloc((size_t)n_blocks, sizeof(int)); /* frames of each block: F_0 = 1 with an independent first frame */
+    for (int b = 0; blk && b < n_blocks; b++) blk[b] = (cfg->independent_first_frame && b == 0) ? 1 : fpb;
+    if (!cfg->noise && blk) { /* block b's n_steps − 1 draws are F_b·fr values each (F_0 = 1 with an independent first frame) */
         nf.fr = fr, nf.T = T, nf.n_draws = n_draws;
         nf.off = calloc((size_t)n_draws + 1, sizeof(int64_t));
         if (nf.off) {
             nf.off[0] = T * fr;
-            for (int64_t d = 0; d < n_draws; d++) {
-                int b = (int)(d / (cfg->n_steps - 1));
-                int Fb = (cfg->independent_first_frame && b == 0) ? 1 : fpb;
-                nf.off[d + 1] = nf.off[d] + (int64_t)Fb * fr;
-            }
+            for (int64_t d = 0; d < n_draws; d++) nf.off[d + 1] = nf.off[d] + (int64_t)blk[d / (cfg->n_steps - 1)] * fr;
             nf.buf = sf_calloc2((size_t)nf.off[n_draws], sizeof(float));
         }
         noise = nf.buf;
@@ -139,7 +136,6 @@ sf_status sf_pipeline_run(sf_dit_state *st, const sf_scheduler *sc, const sf_pip
         feeding = 1;
     }
     /* every plan and workspace the forwards need, before the loop */
-    for (int b = 0; b < n_blocks; b++) blk[b] = (cfg->independent_first_frame && b == 0) ? 1 : fpb;
     if ((s = sf_dit_prepare(st, n_blocks, blk, err))) goto fail;
     sf_dit_state_reset(st);
     int64_t start = 0;
@@ -147,7 +143,7 @@ sf_status sf_pipeline_run(sf_dit_state *st, const sf_scheduler *sc, const sf_pip
     double t0 = sf_now();
     int total_fwd = n_blocks * (cfg->n_steps + 1), done_fwd = 0;
     for (int b = 0; b < n_blocks; b++) {
-        int F = (cfg->independent_first_frame && b == 0) ? 1 : fpb;
+        const int F = blk[b];
         const int64_t n = (int64_t)F * fr;
         if (feeding) feed_wait(&nf, (start + F) * fr);
         if ((s = sf_dit_lat_put(st, SF_LAT_X, noise + start * fr, n, err))) goto fail;
