@@ -33,6 +33,12 @@ void sf_gpu_prof_mark(sf_gpu_prof *p, const sf_cuda_ctx *cx, int cat) {
     if (sf_cuda_event_record(cx, p->ev, p->n_ev, &e) == SF_OK) p->ev_cat[p->n_ev++] = cat;
 }
 
+void sf_gpu_prof_mark_flops(sf_gpu_prof *p, const sf_cuda_ctx *cx, int cat, double flops) {
+    int n = p->n_ev;
+    sf_gpu_prof_mark(p, cx, cat);
+    if (p->n_ev > n) p->flops[cat] += flops;
+}
+
 sf_status sf_gpu_prof_collect(sf_gpu_prof *p, sf_err *err) {
     if (!p->ev || p->n_ev < 2) return SF_OK;
     for (int i = 0; i + 1 < p->n_ev; i++) {
@@ -51,14 +57,20 @@ int sf_gpu_prof_format(const sf_gpu_prof *p, const char *unit, int decimals, cha
     double tot = 0;
     for (int c = 0; c < p->n_cat; c++) tot += p->ms[c];
     int k = snprintf(buf, n, "%d %s, %.*f ms each on the GPU:", p->runs, unit, decimals, tot / p->runs);
-    for (int c = 0; c < p->n_cat && k > 0 && (size_t)k < n; c++)
-        k += snprintf(buf + k, n - (size_t)k, " %s %.*f ms (%.0f%%)%s", p->names[c], decimals, p->ms[c] / p->runs,
-                      tot > 0 ? 100 * p->ms[c] / tot : 0, c + 1 < p->n_cat ? "," : "");
+    for (int c = 0; c < p->n_cat && k > 0 && (size_t)k < n; c++) {
+        k += snprintf(buf + k, n - (size_t)k, " %s %.*f ms (%.0f%%", p->names[c], decimals, p->ms[c] / p->runs,
+                      tot > 0 ? 100 * p->ms[c] / tot : 0);
+        if (p->flops[c] > 0 && k > 0 && (size_t)k < n)
+            k += snprintf(buf + k, n - (size_t)k, ", %.4g GFLOP, %.0f TFLOP/s", p->flops[c] / p->runs / 1e9,
+                          p->ms[c] > 0 ? p->flops[c] / (p->ms[c] * 1e-3) / 1e12 : 0.0);
+        if (k > 0 && (size_t)k < n) k += snprintf(buf + k, n - (size_t)k, ")%s", c + 1 < p->n_cat ? "," : "");
+    }
     return 1;
 }
 
 void sf_gpu_prof_reset(sf_gpu_prof *p) {
     memset(p->ms, 0, sizeof p->ms);
+    memset(p->flops, 0, sizeof p->flops);
     p->runs = 0;
     p->n_ev = 0;
 }

@@ -17,6 +17,7 @@ typedef struct sf_gpu_prof {
     int n_cat, runs;
     const char *const *names;         /* n_cat category names (borrowed) */
     double ms[SF_GPU_PROF_MAX_CAT];   /* summed over runs */
+    double flops[SF_GPU_PROF_MAX_CAT]; /* the FLOPs of the marked ops, summed over runs */
 } sf_gpu_prof;
 
 /* Turn profiling on with room for cap events per run (on failure *p is left off). */
@@ -24,10 +25,14 @@ sf_status sf_gpu_prof_init(sf_gpu_prof *p, int cap, int n_cat, const char *const
 void sf_gpu_prof_free(sf_gpu_prof *p);
 /* An event before the next op, of category cat (dropped when the run has used all cap events). */
 void sf_gpu_prof_mark(sf_gpu_prof *p, const sf_cuda_ctx *cx, int cat);
+/* The same for an op of known arithmetic (a GEMM: 2·M·N·K; attention: 4·Lq·Lk·heads·head_dim), so
+ * the category's achieved rate can be reported; counted only when the event is recorded. */
+void sf_gpu_prof_mark_flops(sf_gpu_prof *p, const sf_cuda_ctx *cx, int cat, double flops);
 /* End of a run: wait for its events and add their intervals to the categories. */
 sf_status sf_gpu_prof_collect(sf_gpu_prof *p, sf_err *err);
 /* "<runs> <unit>, <ms> ms each on the GPU: <name> <ms> ms (<pct>%), ..." with `decimals` digits
- * into buf; 0 when nothing was profiled. */
+ * into buf, a category with counted FLOPs as "<name> <ms> ms (<pct>%, <G> GFLOP, <R> TFLOP/s)"
+ * (per run); 0 when nothing was profiled. */
 int sf_gpu_prof_format(const sf_gpu_prof *p, const char *unit, int decimals, char *buf, size_t n);
 void sf_gpu_prof_reset(sf_gpu_prof *p);
 

@@ -10,6 +10,7 @@
 #include "device.h"
 #include "parallel.h"
 #include "tfile.h"
+#include "trace.h"
 #include "wire.h"
 #include "stages/decode/vae.h"
 #include "stages/decode/bench_vae.h"
@@ -52,6 +53,7 @@ typedef struct run {
     uint8_t *u8;         /* one block's frames [n, H, W, 3] */
     int64_t blk_cap;
     int64_t latents_done;
+    int64_t blocks_done; /* decode_block calls: the SF_TRACE block index */
     double t0;
 } run;
 
@@ -113,6 +115,7 @@ static sf_status decode_block(run *r, const float *z, int64_t n, sf_err *err) {
         if ((s = sf_video_write(r->vw, r->u8 + f * fe, err)) != SF_OK) return s;
     if (r->save_path) r->video_n += got;
     r->latents_done += n;
+    sf_trace("decode", "frames_out", r->blocks_done++, r->vw ? sf_video_frames(r->vw) : r->video_n);
     if (r->progress)
         sf_info("decoded %lld latent frames -> %lld video frames (%.1f s)", (long long)r->latents_done,
                 (long long)(r->save_path ? r->video_n : sf_video_frames(r->vw)), sf_now() - r->t0);
@@ -273,6 +276,7 @@ int main(int argc, char **argv) {
     if (s == SF_OK && r.vw) {
         int64_t nf = sf_video_frames(r.vw);
         s = sf_video_close(&r.vw, &err);
+        if (s == SF_OK) sf_trace("decode", "end", -1, nf);
         if (s == SF_OK) sf_info("wrote %s: %lld frames at %d fps", r.out_path, (long long)nf, r.fps);
     }
     if (s == SF_OK && r.save_path) {

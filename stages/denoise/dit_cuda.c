@@ -349,7 +349,7 @@ void sf_dit_cuda_profile_reset(sf_dit_state *st) {
 
 static sf_status mm(sf_dit_gpu *g, int64_t M, const void *x, int64_t ldx, const gmat *w, void *y, int64_t ldy,
                     sf_err *err) {
-    prof(g, P_LINEAR);
+    sf_gpu_prof_mark_flops(&g->prof, &g->cx, P_LINEAR, 2.0 * (double)M * (double)w->n * (double)w->k);
     return sf_linear_cuda(&g->cx, M, w->n, w->k, x, ldx, w->w, w->b, y, ldy, err);
 }
 
@@ -599,7 +599,7 @@ static sf_status layer(sf_dit_state *st, int l, int F, int64_t start_frame, cons
     if (tapped && st->tap.logits_f16) logits16 = st->tap.logits_f16(st->tap.ctx, l, (int)NH, L, kv->Lk);
     else if (tapped && st->tap.logits_buf) logits = st->tap.logits_buf(st->tap.ctx, l, (int)NH, L, kv->Lk);
     tapcopy tc = {g, logits, logits16, L, kv->Lk, (int)NH};
-    prof(g, P_SELF);
+    sf_gpu_prof_mark_flops(&g->prof, cx, P_SELF, 4.0 * (double)L * (double)kv->Lk * (double)D);
     if ((s = attend(g, L, kv->Lk, (int)NH, (int)hd, g->q, Ka, Va, 2 * D, g->o, D, scale,
                     logits || logits16 ? &tc : NULL, err)))
         return s;
@@ -622,7 +622,7 @@ static sf_status layer(sf_dit_state *st, int l, int F, int64_t start_frame, cons
     if (c->qk_norm && (s = rms_rope(st, L, g->q, D, B->ca_nq, 0, 0, err))) return s;
     if (l == 0 && (s = gprobe(st, "mid.block0.cross_attn.q", g->q, L * D, err))) return s;
     const bf16 *ck = g->ck + (size_t)l * c->text_len * D, *cv = g->cv + (size_t)l * c->text_len * D;
-    prof(g, P_CROSS);
+    sf_gpu_prof_mark_flops(&g->prof, cx, P_CROSS, 4.0 * (double)L * (double)c->text_len * (double)D);
     if ((s = attend(g, L, c->text_len, (int)NH, (int)hd, g->q, ck, cv, D, g->o, D, scale, NULL, err))) return s;
     if (l == 0 && (s = gprobe(st, "mid.block0.cross_attn.attn_out", g->o, L * D, err))) return s;
     if ((s = mm(g, L, g->o, D, &B->ca_o, g->y, D, err))) return s;

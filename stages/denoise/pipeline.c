@@ -6,6 +6,7 @@
 #define _POSIX_C_SOURCE 200809L
 #include "pipeline.h"
 #include "rng.h"
+#include "trace.h"
 
 #include <pthread.h>
 #include <stdio.h>
@@ -141,6 +142,7 @@ sf_status sf_pipeline_run(sf_dit_state *st, const sf_scheduler *sc, const sf_pip
     int64_t start = 0;
     int draw = 0;
     double t0 = sf_now();
+    sf_trace("denoise", "start", -1, n_blocks);
     int total_fwd = n_blocks * (cfg->n_steps + 1), done_fwd = 0;
     for (int b = 0; b < n_blocks; b++) {
         const int F = blk[b];
@@ -195,6 +197,7 @@ sf_status sf_pipeline_run(sf_dit_state *st, const sf_scheduler *sc, const sf_pip
                 if ((s = sf_dit_lat_get(st, SF_LAT_X0, x0, n, err))) goto fail;
                 if (out) memcpy(out + start * fr, x0, sizeof(float) * (size_t)n);
                 if (hk && hk->on_block && (s = hk->on_block(hk->ctx, b, start, F, x0, err))) goto fail;
+                sf_trace("denoise", "block_out", b, F);
             }
         }
         start += F;

@@ -16,6 +16,7 @@
 #include "stages/encode/encode.h"
 #include "stages/encode/serve.h"
 #include "tfile.h"
+#include "trace.h"
 #include "wire.h"
 
 #include <stdio.h>
@@ -147,6 +148,7 @@ static sf_status send_embeds(sf_wire *w, const sf_encoded *r, size_t i, sf_err *
         !(st = sf_wire_meta_set_int(msg, "index", (int64_t)i, err)) &&
         !(st = sf_wire_meta_set_str(msg, "cache_key", r->key, err)))
         st = sf_wire_send(w, msg, r->emb, err);
+    if (!st) sf_trace("encode", "embeds_out", (int64_t)i, r->n_tokens);
     free(msg);
     return st;
 }

@@ -185,3 +185,28 @@ decode() { sf-decode --model-dir "$M" --progress none "$@"; }
         --num_frames 3 --layer_index 0 --height 64 --width 96 --cache-dir "$T/cache" --progress none
     [ -s "$T/s/f.pt" ]
 }
+
+@test "SF_TRACE: the stages write one timeline and timeline.sh turns it into the run's figures" {
+    args=(model_dir="$M" checkpoint="$M/ckpt.pt" output="$T/run.y4m" cache_dir="$T/cache" num_frames=9 height=64 width=96 prompt="$PROMPT")
+    SF_TRACE="$T/trace" run -0 sf-run pipelines/t2v.yaml "${args[@]}"
+    # every stage wrote its events, whole lines, in time order per process
+    run -0 awk '{print $2, $3}' "$T/trace"
+    [ "$(grep -c '^encode embeds_out$' <<<"$output")" = 1 ]
+    [ "$(grep -c '^denoise start$' <<<"$output")" = 1 ]
+    [ "$(grep -c '^denoise block_out$' <<<"$output")" = 3 ]
+    [ "$(grep -c '^decode frames_out$' <<<"$output")" = 3 ]
+    [ "$(grep -c '^decode end$' <<<"$output")" = 1 ]
+    run -0 awk 'NF != 5 || length($1) != 19 || $1 !~ /^[0-9]+$/' "$T/trace"
+    [ -z "$output" ]
+    run -0 tests/gpu/timeline.sh "$T/trace"
+    # 9 frames per 3 blocks of 3 latents: 1 + 4 + 4 frames... the real count is what the video has
+    assert_output --regexp '^dit=[0-9.]+ first=[0-9.]+ steady_ms=[0-9.]+ e2e=[0-9.]+ blocks=3 decoded_blocks=3 frames=[0-9]+ fps=[0-9.]+$'
+    read -r dit first steady e2e _ <<<"$(sed 's/[a-z_0-9]*=//g' <<<"$output")"
+    [ "$(frames "$T/run.y4m")" = "$(sed -E 's/.* frames=([0-9]+) .*/\1/' <<<"$output")" ]
+    # first frames come after the first block, the video ends after the DiT's last block
+    awk -v d="$dit" -v f="$first" -v e="$e2e" 'BEGIN { exit !(f > 0 && f <= e && d <= e) }'
+    # a trace without the decoder's events is refused with a reason
+    grep -v '^[0-9]* decode' "$T/trace" >"$T/partial"
+    run -1 tests/gpu/timeline.sh "$T/partial"
+    assert_output --partial "no decode frames_out event"
+}

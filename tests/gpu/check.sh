@@ -24,7 +24,7 @@
 #      sf-decode --bench 1.3b     the VAE decoder, full size, random weights: s per 3-latent block, video s, memory
 #   6. the reference PyTorch bench (../shared/refbench/ref_bench.py, copied into .ref) in the same call
 # Everything lands in $OUT (at most 8 files come back): summary.txt, report.txt, bench.txt,
-# ref_bench.json, deviceprop.json. A step that fails prints enough to fix it blind.
+# ref_bench.json, deviceprop.json, table.md (issue 13's figures, measured / target, beside the reference). A step that fails prints enough to fix it blind.
 set -uo pipefail
 cd "$(dirname "$0")/../.."
 ROOT=$PWD
@@ -180,6 +180,11 @@ if want ref && [ -f .ref/ref_bench.py ] && [ "${SF_SKIP_REF:-0}" != 1 ]; then
     row "reference stages" "$(python3 -c 'import json;s=json.load(open("/tmp/ref/ref_bench.json")).get("summary",{});print({k:s.get(k) for k in ("dit_total_s","vae_decode_s","t5_encode_ms","fps","fps_incl_t5","vae_peak_gib","t5_peak_gib")})' 2>/dev/null)"
 else
     row "bench reference" "skipped (.ref missing or SF_SKIP_REF=1)"
+fi
+# issue 13's table: every figure measured / target, the reference's beside it (tests/gpu/table.py)
+if want bench || want e2e; then
+    echo "== the real-time table (tests/gpu/table.py)"
+    python3 tests/gpu/table.py "$OUT/bench.txt" /tmp/sf-e2e/summary.txt "$OUT/ref_bench.json" | tee "$OUT/table.md"
 fi
 echo "== summary (logs in $OUT)"
 cat "$S"

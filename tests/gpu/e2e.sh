@@ -8,7 +8,9 @@
 #      SF_E2E_T5_LAYERS layers (default 2) so that writing the model fits the device minutes; the
 #      24-layer encoder costs ~11 ms more per prompt, measured by sf-encode --bench xxl): 832x480,
 #      21 latent frames -> 81 frames, timed end to end (process start, weight loading, plans,
-#      encode, denoise, decode, writing the video) twice.
+#      encode, denoise, decode, writing the video) twice, each with an SF_TRACE timeline whose
+#      figures (tests/gpu/timeline.sh: DiT, first frames on screen, steady block, end to end from
+#      the first forward) go into the summary and the bench table (tests/gpu/table.sh).
 # The GPU machine has no ffmpeg, so the video is .y4m (an .mp4 output needs ffmpeg on PATH).
 # One line per result in /tmp/sf-e2e/summary.txt; exit 1 when a pipeline fails.
 set -uo pipefail
@@ -86,12 +88,14 @@ if timeout 240 sf-mkmodel 1.3b "$F" --seed 1 --t5-layers "${SF_E2E_T5_LAYERS:-2}
     echo "full model written in $(el "$a" "$(now)") s ($(du -sh "$F" | cut -f1), umT5 with ${SF_E2E_T5_LAYERS:-2} layers)" | tee -a "$S"
     for run in 1 2; do
         a=$(now)
-        t2v "$F" cuda:0 "$W/full-$run.y4m" "$W/full-$run.log"; r=$?
+        SF_TRACE="$W/trace-$run" t2v "$F" cuda:0 "$W/full-$run.y4m" "$W/full-$run.log"; r=$?
         b=$(now)
         grep -E 'finished|decoded 21|encoded|DiT:|weights' "$W/full-$run.log" | tail -n 6
         if [ $r -eq 0 ]; then
             nf=$(y4mframes "$W/full-$run.y4m")
             echo "full t2v run $run: $(el "$a" "$b") s end to end (sf-run wall: 3 processes, loading, plans, encode + denoise + decode, $nf frames of 832x480 written)" | tee -a "$S"
+            # from the first forward (weights loaded, embedding in hand): tests/gpu/timeline.sh
+            echo "full t2v run $run timeline: $(tests/gpu/timeline.sh "$W/trace-$run" 2>&1)" | tee -a "$S"
         else
             echo "full t2v run $run: FAILED (exit $r)" | tee -a "$S"
             tail -n 12 "$W/full-$run.log"

@@ -1,0 +1,34 @@
+#!/usr/bin/env bats
+# The device check's tools that run here too: tests/gpu/table.py (issue 13's table from the bench
+# output, the e2e timeline and the reference's JSON) on fixtures shaped like a real device run.
+bats_require_minimum_version 1.5.0
+load '/usr/lib/bats/bats-support/load'
+load '/usr/lib/bats/bats-assert/load'
+
+setup() {
+    command -v python3 >/dev/null || skip "no python3 (the device machine has one)"
+    FX="$SF_ROOT/tests/bats/fixtures/gpu-table"
+}
+
+@test "table.py: every figure measured / target beside the reference's, from the device check's files" {
+    run -0 python3 "$SF_ROOT/tests/gpu/table.py" "$FX/bench.txt" "$FX/e2e.txt" "$FX/ref_bench.json"
+    # the last full-size timeline counts (run 2: warm files)
+    assert_line "| whole 81-frame video, end to end (from the first forward) | 2.150 s / ≤ 2.0 s  ✗ | 4.664 s (DiT + VAE, serial) |"
+    assert_line "| DiT only, 7 blocks | 1.982 s / ≤ 1.45 s  ✗ | 2.996 s |"
+    assert_line "| denoise-only FPS | 40.9 / — | 27.0 |"
+    assert_line "| steady block (DiT + its decode, pipelined) | 282 ms / ≤ 260 ms  ✗ | 666 ms (DiT block + VAE/7, serial) |"
+    assert_line "| first frames on screen after the embedding | 0.380 s / ≤ 0.25 s  ✗ | 0.618 s (first DiT block + VAE/7) |"
+    assert_line "| VAE decode, 81 frames | 0.972 s / ≤ 0.55 s  ✗ | 1.668 s |"
+    # the rates come from the SF_CUDA_PROFILE line's categories
+    assert_line "| GEMM achieved (DiT linear, cuBLASLt) | 700 TFLOP/s / ≥ 600  ✓ | — (kprof: see ref_bench.json) |"
+    assert_line "| attention achieved (DiT self-attention) | 545 TFLOP/s / ≥ 600  ✗ | — |"
+    # 8.52 + 6.70 + 10.76 GiB against 8.64 + 4.38 + 10.86
+    assert_line "| GPU memory, three stages together | 25.98 GiB / ≤ 40 GB (37.25 GiB)  ✓ | 23.88 GiB (sum of the stages' peaks) |"
+}
+
+@test "table.py: a part that did not run leaves its figures empty, never a failure" {
+    run -0 python3 "$SF_ROOT/tests/gpu/table.py" "$FX/bench.txt" "$BATS_TEST_TMPDIR/none" "$BATS_TEST_TMPDIR/none.json"
+    assert_line "| whole 81-frame video, end to end (from the first forward) | — / ≤ 2.0 s | — (DiT + VAE, serial) |"
+    assert_line "| DiT only, 7 blocks | 1.982 s / ≤ 1.45 s  ✗ | — |"
+    refute_output --partial "reference ran on"
+}

@@ -1,0 +1,88 @@
+#!/usr/bin/env python3
+"""table.py BENCH_TXT [E2E_SUMMARY] [REF_JSON] — issue 13's table: every figure measured / target,
+beside the reference PyTorch pipeline measured in the same device call (../shared/refbench).
+
+Inputs are what tests/gpu/check.sh leaves: bench.txt (the sf-denoise / sf-decode / sf-encode
+--bench lines, with the SF_CUDA_PROFILE line that carries the GEMM and attention TFLOP/s), the
+e2e summary (tests/gpu/e2e.sh: the full-size sf-run with its SF_TRACE timeline figures) and
+ref_bench.json. A missing input leaves its figures as "—"; the script never fails a check."""
+import json
+import re
+import sys
+
+FRAMES = 81
+
+
+def grab(text, pattern, cast=float):
+    m = re.search(pattern, text)
+    return cast(m.group(1)) if m else None
+
+
+def main(argv):
+    bench = open(argv[1]).read() if len(argv) > 1 else ""
+    e2e = ""
+    if len(argv) > 2:
+        try:
+            e2e = open(argv[2]).read()
+        except OSError:
+            pass
+    ref = {}
+    if len(argv) > 3:
+        try:
+            ref = json.load(open(argv[3])).get("summary", {}) or {}
+        except (OSError, ValueError):
+            pass
+
+    dit = grab(bench, r"denoise 1\.3b gpu video: ([0-9.]+) s")
+    vae = grab(bench, r"decode 1\.3b gpu video: ([0-9.]+) s")
+    t5 = grab(bench, r"encode xxl gpu: ([0-9.]+) ms per 512-token prompt")
+    gemm = grab(bench, r"gpu profile[^\n]*linear \(cuBLASLt\)[^(]*\([^)]*?([0-9.]+) TFLOP/s\)")
+    attn = grab(bench, r"gpu profile[^\n]*self-attention[^(]*\([^)]*?([0-9.]+) TFLOP/s\)")
+    mem = [grab(bench, r"denoise 1\.3b gpu memory: ([0-9.]+) GiB"), grab(bench, r"decode 1\.3b gpu memory: ([0-9.]+) GiB"),
+           grab(bench, r"encode xxl gpu memory: ([0-9.]+) GiB")]
+    # the last full-size timeline (the second run has warm files)
+    tl = [dict(kv.split("=") for kv in m.split()) for m in re.findall(r"timeline: (dit=[^\n]*)", e2e)]
+    tl = {k: float(v) for k, v in tl[-1].items()} if tl else {}
+
+    r_dit, r_vae = ref.get("dit_total_s"), ref.get("vae_decode_s")
+    r_blk, r_first_blk = ref.get("dit_block_ms"), ref.get("dit_first_block_ms")
+    r_vae_blk = r_vae / 7 if r_vae else None
+    r_mem = [ref.get("dit_peak_gib"), ref.get("vae_peak_gib"), ref.get("t5_peak_gib")]
+
+    def f(v, fmt):
+        return "—" if v is None else fmt.format(v)
+
+    def row(name, ours, fmt, target, cmp, refv, note=""):
+        ok = "" if ours is None or cmp is None else ("  ✓" if cmp(ours) else "  ✗")
+        print(f"| {name} | {f(ours, fmt)} / {target}{ok} | {f(refv, fmt)}{note} |")
+
+    gib = lambda xs: sum(xs) if all(x is not None for x in xs) else None
+    print("| figure (H200, full Wan VAE, bf16, embedding cached) | sfpipe measured / target | reference, same call |")
+    print("|---|---|---|")
+    row("whole 81-frame video, end to end (from the first forward)", tl.get("e2e"), "{:.3f} s", "≤ 2.0 s",
+        lambda v: v <= 2.0, (r_dit + r_vae) if r_dit and r_vae else None, " (DiT + VAE, serial)")
+    row("end-to-end FPS", FRAMES / tl["e2e"] if tl.get("e2e") else None, "{:.1f}", "≥ 40", lambda v: v >= 40,
+        FRAMES / (r_dit + r_vae) if r_dit and r_vae else None)
+    row("DiT only, 7 blocks", dit, "{:.3f} s", "≤ 1.45 s", lambda v: v <= 1.45, r_dit)
+    row("denoise-only FPS", FRAMES / dit if dit else None, "{:.1f}", "—", None, FRAMES / r_dit if r_dit else None)
+    row("steady block (DiT + its decode, pipelined)", tl.get("steady_ms"), "{:.0f} ms", "≤ 260 ms", lambda v: v <= 260,
+        (r_blk + r_vae_blk * 1e3) if r_blk and r_vae_blk else None, " (DiT block + VAE/7, serial)")
+    row("first frames on screen after the embedding", tl.get("first"), "{:.3f} s", "≤ 0.25 s", lambda v: v <= 0.25,
+        (r_first_blk / 1e3 + r_vae_blk) if r_first_blk and r_vae_blk else None, " (first DiT block + VAE/7)")
+    row("VAE decode, 81 frames", vae, "{:.3f} s", "≤ 0.55 s", lambda v: v <= 0.55, r_vae)
+    row("GEMM achieved (DiT linear, cuBLASLt)", gemm, "{:.0f} TFLOP/s", "≥ 600", lambda v: v >= 600, None,
+        " (kprof: see ref_bench.json)")
+    row("attention achieved (DiT self-attention)", attn, "{:.0f} TFLOP/s", "≥ 600", lambda v: v >= 600, None)
+    row("umT5-XXL, one 512-token prompt", t5, "{:.1f} ms", "—", None,
+        ref.get("t5_encode_ms"))
+    m, rm = gib(mem), gib(r_mem)
+    row("GPU memory, three stages together", m, "{:.2f} GiB", "≤ 40 GB (37.25 GiB)", lambda v: v <= 37.25, rm,
+        " (sum of the stages' peaks)")
+    print("| `--low-memory` (24 GB cards) | not implemented / ≤ 22 GB | — |")
+    if ref.get("gpu"):
+        print(f"\nreference ran on: {ref.get('gpu')} (torch {ref.get('torch')}, attention {ref.get('attention_path')})")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv))
