@@ -84,6 +84,7 @@ sf_status sf_decode_bench(const char *kind, int cuda_ordinal, sf_err *err) {
         }
         if (run == 0) {
             printf("decode %s gpu warm-up block: %.3f s\n", kind, sf_now() - a);
+            sf_vae_cuda_profile_reset(g);
             continue;
         }
         double total = sf_now() - a;
@@ -92,6 +93,8 @@ sf_status sf_decode_bench(const char *kind, int cuda_ordinal, sf_err *err) {
         printf("decode %s gpu seconds per block of %lld latent frames:", kind, (long long)B);
         for (int b = 0; b < T / B; b++) printf(" %.3f", tb[b]);
         printf("\n");
+        char prof[2048];
+        if (sf_vae_cuda_profile(g, prof, sizeof prof)) printf("decode %s gpu profile (SF_CUDA_PROFILE, timed video): %s\n", kind, prof);
     }
     if ((s = sf_cuda_mem_info(&fr, &tot, err))) goto done;
     printf("decode %s gpu memory: %.2f GiB allocated by the decoder (weights, caches, activations, workspaces), "

@@ -7,6 +7,7 @@
 #include "conv_cuda.h"
 #include "cuda_ops.h"
 #include "device.h"
+#include "gpu_host.h"
 #include "vae_ops.h"
 #include "vae_ops_cuda.h"
 
@@ -32,6 +33,11 @@ typedef struct cache_buf {
     int nmax;
 } cache_buf;
 
+/* SF_CUDA_PROFILE categories (one profile run per latent frame) */
+enum { V_CONV, V_POINT, V_NORM, V_ATTN, V_UP, V_CACHE, V_IO, V_N };
+static const char *const V_NAME[V_N] = {"conv3d (cuDNN)", "1x1 convs (cuBLASLt)", "RMS norm + SiLU",
+                                        "mid-block attention", "upsampling", "cache shifts", "latent in, pixels out"};
+
 struct sf_vae_cuda {
     const sf_vae *v;
     sf_cuda_ctx cx;
@@ -50,7 +56,10 @@ struct sf_vae_cuda {
     uint8_t *u8_d;
     int64_t frames_in;
     size_t bytes;
+    sf_gpu_prof prof; /* SF_CUDA_PROFILE=1: events around every op, ms per category per latent frame */
 };
+
+static void prof(sf_vae_cuda *g, int cat, double flops) { sf_gpu_prof_mark_flops(&g->prof, &g->cx, cat, flops); }
 
 /* ---- allocation helpers ----------------------------------------------------------------- */
 
@@ -248,6 +257,9 @@ sf_status sf_vae_cuda_new(const sf_vae *v, int ordinal, sf_vae_cuda **out, sf_er
     if ((s = prepare_all(g, err))) goto fail;
     g->bytes += sf_conv_cudnn_bytes(g->conv);
     if ((s = sf_vae_cuda_reset(g, err))) goto fail;
+    if (getenv("SF_CUDA_PROFILE") && atoi(getenv("SF_CUDA_PROFILE")) > 0 &&
+        (s = sf_gpu_prof_init(&g->prof, 256 + 64 * c->n_layers, V_N, V_NAME, err)))
+        goto fail;
     free(p);
     *out = g;
     return SF_OK;
@@ -281,6 +293,7 @@ void sf_vae_cuda_destroy(sf_vae_cuda **gp) {
     sf_cuda_free(g->S), sf_cuda_free(g->P), sf_cuda_free(g->zin), sf_cuda_free(g->mr);
     sf_cuda_free(g->u8_d), sf_cuda_free(g->video_d);
     sf_conv_cudnn_destroy(&g->conv);
+    sf_gpu_prof_free(&g->prof);
     sf_cuda_ctx_free(&g->cx);
     free(g);
     *gp = NULL;
@@ -303,6 +316,14 @@ int64_t sf_vae_cuda_frames_for(const sf_vae_cuda *g, int64_t n) {
 
 size_t sf_vae_cuda_bytes(const sf_vae_cuda *g) { return g ? g->bytes : 0; }
 
+int sf_vae_cuda_profile(const sf_vae_cuda *g, char *buf, size_t n) {
+    return g ? sf_gpu_prof_format(&g->prof, "latent frames", 2, buf, n) : 0;
+}
+
+void sf_vae_cuda_profile_reset(sf_vae_cuda *g) {
+    if (g) sf_gpu_prof_reset(&g->prof);
+}
+
 /* ---- decoding ------------------------------------------------------------------------------ */
 
 #define BF(p, e) ((void *)((uint16_t *)(p) + (e))) /* bf16 element offset */
@@ -320,11 +341,14 @@ static sf_status cached_conv(sf_vae_cuda *g, int *slot, const conv_w *c, int64_t
     if (*slot >= g->n_caches || fe != (size_t)(c->cin * H * W) || n > cb->nmax)
         return sf_fail(err, SF_E_ARG, "VAE (cuda): internal cache mismatch at slot %d", *slot);
     sf_conv_shape sh = {c->cin, c->cout, H, W, 1, c->kt, c->k, 1, res != NULL};
-    for (int64_t t = 0; t < n; t++)
+    for (int64_t t = 0; t < n; t++) {
+        prof(g, V_CONV, 2.0 * (double)oe * (double)(c->cin * c->kt * c->k * c->k));
         if ((s = sf_conv_cudnn_forward(g->conv, &sh, BF(cb->buf, (size_t)t * fe), c->w, c->b,
                                        res ? BF(res, (size_t)t * oe) : NULL, BF(out, (size_t)t * oe), err)))
             return s;
+    }
     /* cache = frames n, n+1 of [cache0, cache1, x0 .. x(n-1)] (the conv is enqueued first) */
+    prof(g, V_CACHE, 0);
     for (int j = 0; j < 2; j++)
         if ((s = sf_cuda_copy_d2d(&g->cx, BF(cb->buf, (size_t)j * fe), BF(cb->buf, (size_t)(n + j) * fe), fe * 2, err)))
             return s;
@@ -334,6 +358,7 @@ static sf_status cached_conv(sf_vae_cuda *g, int *slot, const conv_w *c, int64_t
 
 /* 1×1 conv over P pixels: y (P, cout) = x (P, cin) · Wᵀ + b. */
 static sf_status pointwise(sf_vae_cuda *g, const conv_w *c, int64_t P, const void *x, void *y, sf_err *err) {
+    prof(g, V_POINT, 2.0 * (double)P * (double)c->cout * (double)c->cin);
     return sf_linear_cuda(&g->cx, P, c->cout, c->cin, x, c->cin, c->w, c->b, y, c->cout, err);
 }
 
@@ -374,6 +399,7 @@ static sf_status decode_frame(sf_vae_cuda *g, const float *zf, void **res, int64
     void *A = g->A, *B = g->B, *X = g->X;
     int slot = 0;
     sf_status s;
+    prof(g, V_IO, 0);
     TRY(sf_cuda_upload_f32(&g->cx, g->zin, zf, (size_t)(C * H * W), err));
     TRY(sf_vae_unscale_cuda(&g->cx, C, H * W, g->zin, g->mr, c->bf16_unscale, X, C, err));
     TRY(tap(g, "latent_unscaled", X, 1, C, H, W, err));
@@ -388,8 +414,10 @@ static sf_status decode_frame(sf_vae_cuda *g, const float *zf, void **res, int64
         const int64_t HW = H * W;
         switch (L->kind) {
         case SF_VAE_RES: { /* out = conv_b(silu(rms(conv_a(silu(rms(x)))))) + shortcut(x) */
+            prof(g, V_NORM, 0);
             TRY(sf_vae_rms_norm_cuda(&g->cx, n * HW, L->cin, A, w->g0, 1, slot_in(g, slot), err));
             TRY(cached_conv(g, &slot, &w->a, n, H, W, NULL, X, err));
+            prof(g, V_NORM, 0);
             TRY(sf_vae_rms_norm_cuda(&g->cx, n * HW, L->cout, X, w->g1, 1, slot_in(g, slot), err));
             const void *r = A;
             if (w->sc.w) {
@@ -401,8 +429,10 @@ static sf_status decode_frame(sf_vae_cuda *g, const float *zf, void **res, int64
             break;
         }
         case SF_VAE_ATTN: /* x + proj(attn(to_qkv(rms(x)))) per frame, single head d = C */
+            prof(g, V_NORM, 0);
             TRY(sf_vae_rms_norm_cuda(&g->cx, n * HW, C, A, w->g0, 0, B, err));
             TRY(pointwise(g, &w->qkv, n * HW, B, X, err));
+            prof(g, V_ATTN, 4.0 * (double)n * (double)HW * (double)HW * (double)C);
             for (int64_t f = 0; f < n; f++) {
                 const uint16_t *q = (const uint16_t *)X + (size_t)(f * HW * 3 * C);
                 TRY(sf_attention_blas_cuda(&g->cx, HW, HW, 1, (int)C, q, 3 * C, q + C, q + 2 * C, 3 * C,
@@ -410,6 +440,7 @@ static sf_status decode_frame(sf_vae_cuda *g, const float *zf, void **res, int64
                                            HW, NULL, NULL, err));
             }
             TRY(pointwise(g, &w->proj, n * HW, B, X, err));
+            prof(g, V_NORM, 0);
             TRY(sf_vae_bias_res_cuda(&g->cx, n * HW, C, X, NULL, A, err));
             SWAP(A, X);
             break;
@@ -417,10 +448,13 @@ static sf_status decode_frame(sf_vae_cuda *g, const float *zf, void **res, int64
             if (!g->up3d_seen[i]) {
                 g->up3d_seen[i] = 1; /* 'Rep': latent frame 0 skips time_conv, its cache stays zero */
                 slot++;
+                prof(g, V_UP, 0);
                 TRY(sf_vae_upsample2x_cuda(&g->cx, n, H, W, C, A, HW * C, C, g->U, err));
             } else {
+                prof(g, V_CACHE, 0);
                 TRY(sf_cuda_copy_d2d(&g->cx, slot_in(g, slot), A, (size_t)(n * HW * C) * 2, err));
                 TRY(cached_conv(g, &slot, &w->tc, n, H, W, NULL, X, err)); /* (n, H, W, 2C) */
+                prof(g, V_UP, 0);
                 for (int64_t t = 0; t < n; t++) /* frame 2t ← channels [0, C), 2t+1 ← [C, 2C) */
                     for (int j = 0; j < 2; j++)
                         TRY(sf_vae_upsample2x_cuda(&g->cx, 1, H, W, C, BF(X, (size_t)(t * HW * 2 * C + j * C)), 0,
@@ -429,9 +463,11 @@ static sf_status decode_frame(sf_vae_cuda *g, const float *zf, void **res, int64
             }
             goto resample;
         case SF_VAE_UP2D:
+            prof(g, V_UP, 0);
             TRY(sf_vae_upsample2x_cuda(&g->cx, n, H, W, C, A, HW * C, C, g->U, err));
         resample: {
             sf_conv_shape sh = {C, L->cout, 2 * H, 2 * W, 1, 1, 3, 1, 0};
+            prof(g, V_CONV, 2.0 * (double)n * (double)(4 * HW * L->cout) * (double)(C * 9));
             for (int64_t f = 0; f < n; f++)
                 TRY(sf_conv_cudnn_forward(g->conv, &sh, BF(g->U, (size_t)(f * 4 * HW * C)), w->rs.w, w->rs.b, NULL,
                                           BF(B, (size_t)(f * 4 * HW * L->cout)), err));
@@ -443,6 +479,7 @@ static sf_status decode_frame(sf_vae_cuda *g, const float *zf, void **res, int64
         C = L->cout;
         TRY(tap(g, L->prefix, A, n, C, H, W, err));
     }
+    prof(g, V_NORM, 0);
     TRY(sf_vae_rms_norm_cuda(&g->cx, n * H * W, C, A, g->head_g, 1, slot_in(g, slot), err));
     TRY(cached_conv(g, &slot, &g->head, n, H, W, NULL, X, err));
     if (slot != g->n_caches) return sf_fail(err, SF_E_ARG, "VAE (cuda): used %d of %d caches", slot, g->n_caches);
@@ -465,10 +502,13 @@ sf_status sf_vae_cuda_decode(sf_vae_cuda *g, const float *z, int64_t n, float *v
         void *res = NULL;
         int64_t nf = 0;
         TRY(decode_frame(g, z + t * zf, &res, &nf, err));
+        prof(g, V_IO, 0);
         TRY(sf_vae_to_pixels_cuda(&g->cx, nf, P, 8, res, u8 ? g->u8_d : NULL, video ? g->video_d : NULL, err));
         if (u8) TRY(sf_cuda_copy_d2h(&g->cx, u8 + done * 3 * P, g->u8_d, (size_t)(nf * 3 * P), err));
         if (video) TRY(sf_cuda_copy_d2h(&g->cx, video + done * 3 * P, g->video_d, (size_t)(nf * 3 * P) * 4, err));
         TRY(sf_cuda_sync(&g->cx, err));
+        prof(g, V_IO, 0); /* the closing event of this latent frame's profile run */
+        TRY(sf_gpu_prof_collect(&g->prof, err));
         done += nf;
         *n_out = done;
     }

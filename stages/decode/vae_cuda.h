@@ -47,6 +47,11 @@ sf_status sf_vae_cuda_decode(sf_vae_cuda *g, const float *z, int64_t n, float *v
                              sf_err *err);
 /* Device memory held (weights, caches, activations, workspaces), bytes. */
 size_t sf_vae_cuda_bytes(const sf_vae_cuda *g);
+/* SF_CUDA_PROFILE=1 at sf_vae_cuda_new: where each latent frame's GPU time goes, by category, with
+ * the convolutions' and GEMMs' achieved TFLOP/s (sf_gpu_prof_format) into buf; 0 when off.
+ * _reset starts a new tally (the bench resets after its warm-up). */
+int sf_vae_cuda_profile(const sf_vae_cuda *g, char *buf, size_t n);
+void sf_vae_cuda_profile_reset(sf_vae_cuda *g);
 
 #ifdef __cplusplus
 }

@@ -7,6 +7,7 @@
  * Built twice: test_vae_cuda (real CUDA) and, with -DSF_TEST_EMU, test_vae_emu — the whole GPU
  * decoder on the CPU emulation of the kernels, cuBLASLt and cuDNN (kernels/cuda/emu), in every
  * `make test`. */
+#define _POSIX_C_SOURCE 200809L
 #include "sf_test.h"
 #include "device.h"
 #include "tfile.h"
@@ -165,6 +166,54 @@ done:
     sf_tfile_destroy(&g);
 }
 
+/* SF_CUDA_PROFILE=1: one profile run per latent frame, every category timed, the convolutions' and
+ * GEMMs' arithmetic counted; profiling changes no output byte. */
+static void test_vae_cuda_profile(void) {
+    sf_err err = {{0}};
+    sf_tfile *g = NULL;
+    sf_vae *v = NULL;
+    sf_vae_cuda *plain = NULL, *prof = NULL;
+    int ord = 0;
+    if (!pick_device(&ord)) {
+        SF_TEST_SKIP("no CUDA device");
+        return;
+    }
+    SF_CHECK_OK(sf_tfile_open(gpath("expect/vae.safetensors"), &g, &err), &err);
+    if (!g) return;
+    SF_CHECK_OK(sf_vae_new(gpath("model/Wan2.1_VAE.pth"), 8, 12, 2, &v, &err), &err);
+    if (!v) goto done;
+    SF_CHECK_OK(sf_vae_cuda_new(v, ord, &plain, &err), &err);
+    setenv("SF_CUDA_PROFILE", "1", 1);
+    SF_CHECK_OK(sf_vae_cuda_new(v, ord, &prof, &err), &err);
+    unsetenv("SF_CUDA_PROFILE");
+    if (!plain || !prof) goto done;
+    char buf[2048] = "";
+    SF_CHECK(!sf_vae_cuda_profile(plain, buf, sizeof buf));
+    size_t nz;
+    float *z = golden_f32(g, "z", &nz);
+    const size_t n = 5 * 3 * 64 * 96; /* 2 latent frames → 1 + 4 frames */
+    uint8_t *a = malloc(n), *b = malloc(n);
+    int64_t na = 0, nb = 0;
+    SF_CHECK_OK(sf_vae_cuda_decode(plain, z, 2, NULL, a, &na, &err), &err);
+    SF_CHECK_OK(sf_vae_cuda_decode(prof, z, 2, NULL, b, &nb, &err), &err);
+    SF_CHECK(na == 5 && nb == 5 && !memcmp(a, b, n));
+    SF_CHECK(sf_vae_cuda_profile(prof, buf, sizeof buf));
+    SF_CHECK_MSG(!strncmp(buf, "2 latent frames,", 16), "%s", buf);
+    const char *cats[] = {"conv3d (cuDNN)", "1x1 convs (cuBLASLt)", "RMS norm + SiLU", "mid-block attention",
+                          "upsampling", "cache shifts", "latent in, pixels out"};
+    for (int i = 0; i < 7; i++) SF_CHECK_MSG(strstr(buf, cats[i]) != NULL, "no %s in %s", cats[i], buf);
+    const char *c = strstr(buf, "conv3d (cuDNN)");
+    SF_CHECK_MSG(c && strstr(c, "GFLOP") && strstr(c, "GFLOP") < strstr(c, "1x1"), "no conv FLOPs: %s", buf);
+    sf_vae_cuda_profile_reset(prof);
+    SF_CHECK(!sf_vae_cuda_profile(prof, buf, sizeof buf));
+    free(z), free(a), free(b);
+done:
+    sf_vae_cuda_destroy(&plain);
+    sf_vae_cuda_destroy(&prof);
+    sf_vae_destroy(&v);
+    sf_tfile_destroy(&g);
+}
+
 /* Without a usable GPU: one clear line, nothing allocated. (With one: a bad ordinal.) */
 static void test_vae_cuda_refusal(void) {
     sf_err err = {{0}};
@@ -182,6 +231,7 @@ static void test_vae_cuda_refusal(void) {
 
 static const sf_test tests[] = {
     {"vae_cuda_golden", test_vae_cuda_golden},
+    {"vae_cuda_profile", test_vae_cuda_profile},
     {"vae_cuda_refusal", test_vae_cuda_refusal},
 };
 SF_TEST_MAIN(tests)
