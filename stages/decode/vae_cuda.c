@@ -20,6 +20,7 @@ typedef struct conv_w {
     void *w, *b;   /* bf16 [cout, kt, k, k, cin] (or [cout, cin] for 1×1), bf16 [cout] */
     int64_t cin, cout;
     int kt, k;
+    int64_t tb; /* > 1: a plan convolves tb frames in one call (else one call per output frame) */
 } conv_w;
 
 typedef struct layer_w {
@@ -129,34 +130,47 @@ static void walk(const sf_vae *v, plan *p) {
     sf_vae_walk(&v->cfg, v->st.h, v->st.w, gpu_step, p);
 }
 
-/* Every conv shape the decoder runs (one output frame per call): prepared at init. */
-static sf_status prepare(sf_vae_cuda *g, const conv_w *c, int64_t H, int64_t W, int residual, sf_err *err) {
+/* Every conv shape the decoder runs, prepared at init: one output frame per call (the first latent
+ * frame, and the fallback), and all n frames of a steady latent frame at that level in one call
+ * (n = 2^(temporal upsamplings so far)) unless SF_VAE_FRAME_CONVS=1 asks for the per-frame calls
+ * (to measure one against the other) or cuDNN refuses the larger shape. */
+static sf_status prepare(sf_vae_cuda *g, conv_w *c, int64_t H, int64_t W, int residual, int64_t n, sf_err *err) {
     sf_conv_shape s = {c->cin, c->cout, H, W, 1, c->kt, c->k, 1, residual};
-    return sf_conv_cudnn_prepare(g->conv, &s, err);
+    sf_status st = sf_conv_cudnn_prepare(g->conv, &s, err);
+    const char *e = getenv("SF_VAE_FRAME_CONVS");
+    c->tb = 0;
+    if (st || n < 2 || (e && atoi(e) > 0)) return st;
+    sf_err e2 = {{0}};
+    s.t_out = n;
+    st = sf_conv_cudnn_prepare(g->conv, &s, &e2);
+    if (st == SF_OK) c->tb = n;
+    else if (st != SF_E_UNSUPPORTED) return *err = e2, st;
+    return SF_OK;
 }
 
 static sf_status prepare_all(sf_vae_cuda *g, sf_err *err) {
     const sf_vae_config *c = &g->v->cfg;
-    int64_t H = g->v->st.h, W = g->v->st.w;
+    int64_t H = g->v->st.h, W = g->v->st.w, n = 1;
     sf_status s;
-    if ((s = prepare(g, &g->conv1, H, W, 0, err))) return s;
+    if ((s = prepare(g, &g->conv1, H, W, 0, n, err))) return s;
     for (int i = 0; i < c->n_layers; i++) {
-        const layer_w *w = &g->L[i];
+        layer_w *w = &g->L[i];
         switch (c->layers[i].kind) {
         case SF_VAE_RES:
-            if ((s = prepare(g, &w->a, H, W, 0, err)) || (s = prepare(g, &w->b, H, W, 1, err))) return s;
+            if ((s = prepare(g, &w->a, H, W, 0, n, err)) || (s = prepare(g, &w->b, H, W, 1, n, err))) return s;
             break;
         case SF_VAE_ATTN: break;
         case SF_VAE_UP3D:
-            if ((s = prepare(g, &w->tc, H, W, 0, err))) return s;
+            if ((s = prepare(g, &w->tc, H, W, 0, n, err))) return s;
+            n *= 2;
             /* fall through */
         case SF_VAE_UP2D:
             H *= 2, W *= 2;
-            if ((s = prepare(g, &w->rs, H, W, 0, err))) return s;
+            if ((s = prepare(g, &w->rs, H, W, 0, n, err))) return s;
             break;
         }
     }
-    return prepare(g, &g->head, H, W, 0, err);
+    return prepare(g, &g->head, H, W, 0, n, err);
 }
 
 static sf_status upload(sf_vae_cuda *g, sf_err *err) {
@@ -341,12 +355,15 @@ static sf_status cached_conv(sf_vae_cuda *g, int *slot, const conv_w *c, int64_t
     if (*slot >= g->n_caches || fe != (size_t)(c->cin * H * W) || n > cb->nmax)
         return sf_fail(err, SF_E_ARG, "VAE (cuda): internal cache mismatch at slot %d", *slot);
     sf_conv_shape sh = {c->cin, c->cout, H, W, 1, c->kt, c->k, 1, res != NULL};
-    for (int64_t t = 0; t < n; t++) {
-        prof(g, V_CONV, 2.0 * (double)oe * (double)(c->cin * c->kt * c->k * c->k));
-        if ((s = sf_conv_cudnn_forward(g->conv, &sh, BF(cb->buf, (size_t)t * fe), c->w, c->b,
-                                       res ? BF(res, (size_t)t * oe) : NULL, BF(out, (size_t)t * oe), err)))
-            return s;
-    }
+    prof(g, V_CONV, 2.0 * (double)(n * oe) * (double)(c->cin * c->kt * c->k * c->k));
+    if (n > 1 && c->tb == n) { /* all n output frames in one call: the input is the n + kt − 1 frames from the cache on */
+        sh.t_out = n;
+        if ((s = sf_conv_cudnn_forward(g->conv, &sh, cb->buf, c->w, c->b, res, out, err))) return s;
+    } else
+        for (int64_t t = 0; t < n; t++)
+            if ((s = sf_conv_cudnn_forward(g->conv, &sh, BF(cb->buf, (size_t)t * fe), c->w, c->b,
+                                           res ? BF(res, (size_t)t * oe) : NULL, BF(out, (size_t)t * oe), err)))
+                return s;
     /* cache = frames n, n+1 of [cache0, cache1, x0 .. x(n-1)] (the conv is enqueued first) */
     prof(g, V_CACHE, 0);
     for (int j = 0; j < 2; j++)
@@ -468,9 +485,13 @@ static sf_status decode_frame(sf_vae_cuda *g, const float *zf, void **res, int64
         resample: {
             sf_conv_shape sh = {C, L->cout, 2 * H, 2 * W, 1, 1, 3, 1, 0};
             prof(g, V_CONV, 2.0 * (double)n * (double)(4 * HW * L->cout) * (double)(C * 9));
-            for (int64_t f = 0; f < n; f++)
-                TRY(sf_conv_cudnn_forward(g->conv, &sh, BF(g->U, (size_t)(f * 4 * HW * C)), w->rs.w, w->rs.b, NULL,
-                                          BF(B, (size_t)(f * 4 * HW * L->cout)), err));
+            if (n > 1 && w->rs.tb == n) { /* a 1×3×3 kernel: n frames in, n out, one call */
+                sh.t_out = n;
+                TRY(sf_conv_cudnn_forward(g->conv, &sh, g->U, w->rs.w, w->rs.b, NULL, B, err));
+            } else
+                for (int64_t f = 0; f < n; f++)
+                    TRY(sf_conv_cudnn_forward(g->conv, &sh, BF(g->U, (size_t)(f * 4 * HW * C)), w->rs.w, w->rs.b,
+                                              NULL, BF(B, (size_t)(f * 4 * HW * L->cout)), err));
             SWAP(A, B);
             H *= 2, W *= 2;
             break;

@@ -11,6 +11,9 @@
 #include "sf_test.h"
 #include "device.h"
 #include "tfile.h"
+#ifdef SF_TEST_EMU
+#include "cuda/emu/sf_emu.h"
+#endif
 #include "stages/decode/vae.h"
 #include "stages/decode/vae_cuda.h"
 
@@ -167,7 +170,9 @@ done:
 }
 
 /* SF_CUDA_PROFILE=1: one profile run per latent frame, every category timed, the convolutions' and
- * GEMMs' arithmetic counted; profiling changes no output byte. */
+ * GEMMs' arithmetic counted; profiling changes no output byte. And the convolutions of a steady
+ * latent frame's 2 or 4 frames batched into one cuDNN call each give the bytes of the per-frame
+ * calls (SF_VAE_FRAME_CONVS=1), in fewer calls. */
 static void test_vae_cuda_profile(void) {
     sf_err err = {{0}};
     sf_tfile *g = NULL;
@@ -182,7 +187,9 @@ static void test_vae_cuda_profile(void) {
     if (!g) return;
     SF_CHECK_OK(sf_vae_new(gpath("model/Wan2.1_VAE.pth"), 8, 12, 2, &v, &err), &err);
     if (!v) goto done;
+    setenv("SF_VAE_FRAME_CONVS", "1", 1); /* the per-frame convolutions, to compare the batched ones with */
     SF_CHECK_OK(sf_vae_cuda_new(v, ord, &plain, &err), &err);
+    unsetenv("SF_VAE_FRAME_CONVS");
     setenv("SF_CUDA_PROFILE", "1", 1);
     SF_CHECK_OK(sf_vae_cuda_new(v, ord, &prof, &err), &err);
     unsetenv("SF_CUDA_PROFILE");
@@ -194,9 +201,20 @@ static void test_vae_cuda_profile(void) {
     const size_t n = 5 * 3 * 64 * 96; /* 2 latent frames → 1 + 4 frames */
     uint8_t *a = malloc(n), *b = malloc(n);
     int64_t na = 0, nb = 0;
+#ifdef SF_TEST_EMU
+    unsigned long long c0 = sf_emu_conv_calls();
+#endif
     SF_CHECK_OK(sf_vae_cuda_decode(plain, z, 2, NULL, a, &na, &err), &err);
+#ifdef SF_TEST_EMU
+    unsigned long long c1 = sf_emu_conv_calls();
+#endif
     SF_CHECK_OK(sf_vae_cuda_decode(prof, z, 2, NULL, b, &nb, &err), &err);
-    SF_CHECK(na == 5 && nb == 5 && !memcmp(a, b, n));
+    /* batched (one call per conv of the second latent frame's 2 or 4 frames) = per frame, byte for byte */
+    SF_CHECK_MSG(na == 5 && nb == 5 && !memcmp(a, b, n), "batched convolutions differ from per-frame ones");
+#ifdef SF_TEST_EMU
+    unsigned long long c2 = sf_emu_conv_calls();
+    SF_CHECK_MSG(c2 - c1 < c1 - c0, "conv calls: %llu batched, %llu per frame", c2 - c1, c1 - c0);
+#endif
     SF_CHECK(sf_vae_cuda_profile(prof, buf, sizeof buf));
     SF_CHECK_MSG(!strncmp(buf, "2 latent frames,", 16), "%s", buf);
     const char *cats[] = {"conv3d (cuDNN)", "1x1 convs (cuBLASLt)", "RMS norm + SiLU", "mid-block attention",

@@ -64,8 +64,12 @@ extern "C" sf_status sf_conv_cudnn_prepare(sf_conv_cudnn *c, const sf_conv_shape
     return SF_OK;
 }
 
+static unsigned long long n_conv_calls;
+extern "C" unsigned long long sf_emu_conv_calls(void) { return n_conv_calls; }
+
 extern "C" sf_status sf_conv_cudnn_forward(sf_conv_cudnn *c, const sf_conv_shape *s, const void *xv, const void *wv,
                                            const void *bv, const void *rv, void *yv, sf_err *err) {
+    n_conv_calls++;
     int found = 0;
     for (int i = 0; i < c->n && !found; i++) found = same(&c->shapes[i], s);
     if (!found) return sf_fail(err, SF_E_ARG, "conv %lld->%lld: no plan prepared at init (emulated)",

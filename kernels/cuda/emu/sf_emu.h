@@ -19,6 +19,8 @@ unsigned long long sf_emu_threads_run(void);
  * the device and pageable host memory (which a GPU's driver performs synchronously). A loop that
  * is meant to run ahead of the GPU is tested by counting these. */
 unsigned long long sf_emu_host_waits(void);
+/* sf_conv_cudnn_forward calls since the process started (the emulated cuDNN convolution). */
+unsigned long long sf_emu_conv_calls(void);
 /* cudaMalloc calls since the process started. */
 unsigned long long sf_emu_device_allocs(void);
 /* The message of the last kernel failure ("" if none) and the sticky error flag: like a CUDA
