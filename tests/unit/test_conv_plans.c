@@ -90,6 +90,16 @@ static int deviceless_child(void) {
         if (st) printf("# %s: %s\n", sf_status_str(st), err.msg), bad++;
     }
     unsetenv("SF_CUDNN_ONLY");
+    /* a steady latent frame's 2 (after the first time_conv) or 4 (after the second) frames in one call
+     * (vae_cuda.c batches them; a refused shape would fall back to per-frame calls, so this is where a
+     * refusal shows first) */
+    for (int i = 4; i < 16; i++) {
+        sf_conv_shape s = c[i].s;
+        s.t_out = i < 9 ? 2 : 4;
+        st = sf_conv_cudnn_plan_deviceless(js, &s, desc, sizeof desc, &err);
+        printf("# H200 t_out %lld, %-30s: %s\n", (long long)s.t_out, c[i].what, st ? "FAILED" : desc);
+        if (st) printf("# %s: %s\n", sf_status_str(st), err.msg), bad++;
+    }
     /* clean failures: a bad shape, a missing description */
     sf_conv_shape odd = {12, 16, 8, 8, 1, 3, 3, 1, 0};
     st = sf_conv_cudnn_plan_deviceless(js, &odd, desc, sizeof desc, &err);
