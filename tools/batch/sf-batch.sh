@@ -153,7 +153,7 @@ if [ "$status" = 1 ]; then
             echo "job $jid (sacct):"; printf '  %s\n' ${out//|/ }
         elif out=$(scontrol -o show job "$jid" 2>/dev/null) && [ -n "$out" ]; then
             echo "job $jid (scontrol; sacct has no record):"
-            sed -nE 's/.*JobId=([0-9]+) .*ArrayTaskId=([^ ]+) .*JobState=([A-Z_]+) .*NodeList=([^ ]+).*/  task \2: \3 \4/p' <<<"$out"
+            sed -nE 's/.* ArrayTaskId=([^ ]+) .* JobState=([A-Z_]+) .* NodeList=([^ ]+).*/  task \1: \2 \3/p' <<<"$out"
         else
             echo "job $jid: no longer known to Slurm (no accounting); its tasks' own records:"
         fi
