@@ -54,6 +54,18 @@ by_hand() {
     run -0 sf-batch --data_path "$T/long.txt" --output_folder "$T/names" --model-dir "$M" --num_output_frames 3 --height 32 --width 48 \
         --cache-dir "$T/cache" --threads 1
     [ -f "$T/names/a_b $(printf 'x%.0s' $(seq 96))-0.mp4" ]
+    # a blank line keeps its index; --extended_prompt_path is the text generated (line for line)
+    printf 'short a\n\nshort b\n' >"$T/s.txt"
+    printf 'long a\n\nlong b, at night\n' >"$T/e.txt"
+    run -0 sf-batch "${B[@]}" --data_path "$T/s.txt" --extended_prompt_path "$T/e.txt" --output_folder "$T/ext"
+    run ls "$T/ext"
+    assert_output "$(printf '%s\n' 0-0_ema.mp4 2-0_ema.mp4)"
+    by_hand "long b, at night" 2 "$T/hand2.mp4"
+    cmp "$T/hand2.mp4" "$T/ext/2-0_ema.mp4"
+    head -n 1 "$T/e.txt" >"$T/e1.txt"
+    run -1 --separate-stderr sf-batch "${B[@]}" --data_path "$T/s.txt" --extended_prompt_path "$T/e1.txt" --output_folder "$T/x"
+    assert_equal "$stderr" "sf-batch: error: --extended_prompt_path has 1 lines, --data_path 3 (they must match)"
+    [ ! -e "$T/x" ]
     run -0 sf-batch --data_path "$T/p3.txt" --output_folder "$T/reg" --model-dir "$M" --num_output_frames 3 \
         --height 32 --width 48 --save_with_index --dry-run
     assert_output --partial "dry run: 3 of 3 videos to do on 1 workers"

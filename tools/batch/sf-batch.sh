@@ -94,38 +94,37 @@ done
 state=$output_folder/.sf-batch   # job lists, logs, failure reasons, temp files
 
 # ---- the set of videos: all.tsv = name \t idx \t sample \t seed \t prompt, one line per video ----
-video_name() { # idx sample prompt → the reference's file name
+video_name() { # idx sample prompt → vname, the reference's file name
     local p=${3:0:100}
     if [ "$with_index" = 1 ]; then
-        if [ "$use_ema" = 1 ]; then echo "$1-$2_ema.mp4"; else echo "$1-$2_regular.mp4"; fi
+        if [ "$use_ema" = 1 ]; then vname="$1-$2_ema.mp4"; else vname="$1-$2_regular.mp4"; fi
     else
         p=${p//\//_}; p=${p//$'\t'/ }   # a '/' would name a folder (the reference then fails)
-        echo "$p-$2.mp4"
+        vname="$p-$2.mp4"
     fi
 }
 
 list_videos() { # → stdout; blank lines keep their index but make no video
-    local idx=0 line ext s name
+    local idx line ext s vname
     local -A seen=()
-    local -a exts=()
+    local -a lines=() exts=()
+    mapfile -t lines <"$data_path" || die "cannot read --data_path $data_path"
     if [ -n "$extended" ]; then
         mapfile -t exts <"$extended" || die "cannot read --extended_prompt_path $extended"
-        [ "${#exts[@]}" = "$(wc -l <"$data_path")" ] ||
-            die "--extended_prompt_path has ${#exts[@]} lines, --data_path $(wc -l <"$data_path") (they must match)"
+        [ "${#exts[@]}" = "${#lines[@]}" ] ||
+            die "--extended_prompt_path has ${#exts[@]} lines, --data_path ${#lines[@]} (they must match)"
     fi
-    while IFS= read -r line || [ -n "$line" ]; do
-        line=${line%$'\r'}; line=${line%"${line##*[![:space:]]}"}   # rstrip, like TextDataset
-        ext=${exts[idx]:-}; ext=${ext%$'\r'}
-        if [ -n "$line" ]; then
-            for ((s = 0; s < num_samples; s++)); do
-                name=$(video_name "$idx" "$s" "$line")
-                [ -z "${seen[$name]:-}" ] || continue   # the reference overwrites; we keep the first
-                seen[$name]=1
-                printf '%s\t%d\t%d\t%d\t%s\n' "$name" "$idx" "$s" $((seed + idx * num_samples + s)) "${ext:-$line}"
-            done
-        fi
-        idx=$((idx + 1))
-    done <"$data_path"
+    for ((idx = 0; idx < ${#lines[@]}; idx++)); do
+        line=${lines[idx]%$'\r'}; line=${line%"${line##*[![:space:]]}"}   # rstrip, like TextDataset
+        [ -n "$line" ] || continue
+        ext=${exts[idx]:-}; ext=${ext%$'\r'}; ext=${ext%"${ext##*[![:space:]]}"}
+        for ((s = 0; s < num_samples; s++)); do
+            video_name "$idx" "$s" "$line"
+            [ -z "${seen[$vname]:-}" ] || continue   # the reference overwrites; we keep the first
+            seen[$vname]=1
+            printf '%s\t%d\t%d\t%d\t%s\n' "$vname" "$idx" "$s" $((seed + idx * num_samples + s)) "${ext:-$line}"
+        done
+    done
 }
 
 # counts over all.tsv: sets n_all n_exist n_failed, and prints failure reasons when $1 = show
@@ -240,13 +239,15 @@ if [ -n "$worker_job" ]; then
 fi
 
 # ---- submitter / supervisor: list the videos, keep those not yet in the folder ----
+all=$(list_videos) || exit
+[ -n "$all" ] || die "--data_path $data_path has no prompts"
 [ "$dry" = 1 ] || mkdir -p -- "$output_folder" || die "cannot create $output_folder"
 out_abs=$(readlink -f -- "$output_folder") || die "cannot resolve $output_folder"
 [ "$dry" = 0 ] || state=$(mktemp -d)   # a dry run writes nothing in the folder
 mkdir -p -- "$state/jobs" "$state/logs" "$state/failed" "$state/tmp" "$state/tasks" || die "cannot create $state"
 exec 9>"$state/lock"
 flock -n 9 || die "another sf-batch is working on $output_folder (its lock $state/lock is held)"
-list_videos >"$state/all.tsv.tmp" && mv -f "$state/all.tsv.tmp" "$state/all.tsv" || die "cannot write $state/all.tsv"
+printf '%s\n' "$all" >"$state/all.tsv.tmp" && mv -f "$state/all.tsv.tmp" "$state/all.tsv" || die "cannot write $state/all.tsv"
 stamp=$(date -u +%Y%m%dT%H%M%S)-$$
 job=$state/jobs/$stamp.tsv
 while IFS=$'\t' read -r name rest; do
@@ -255,7 +256,6 @@ done <"$state/all.tsv" >"$job"
 n_all=$(wc -l <"$state/all.tsv") n_todo=$(wc -l <"$job")
 skipped=$((n_all - n_todo))
 while IFS=$'\t' read -r name rest; do rm -f -- "$state/failed/$name"; done <"$job"   # this run's verdicts only
-[ "$n_all" -gt 0 ] || die "--data_path $data_path has no prompts"
 ntask=$((workers < n_todo ? workers : n_todo))
 # the flags a worker needs: ours, minus the ones only the submitter uses
 wflags=()
