@@ -19,7 +19,7 @@ teardown_file() {
 }
 
 setup() {
-    [ ! -f "$C/why" ] || skip "no Slurm cluster: $(cat "$C/why")"
+    [[ "$BATS_TEST_DESCRIPTION" == "no cluster needed:"* ]] || [ ! -f "$C/why" ] || skip "no Slurm cluster: $(cat "$C/why")"
     T="$BATS_TEST_TMPDIR"
     for i in $(seq 0 11); do echo "slurm prompt $i: a lighthouse at dusk"; done >"$T/prompts.txt"
     B=(--data_path "$T/prompts.txt" --output_folder "$T/out" --model-dir "$M" --checkpoint_path "$M/ckpt.pt"
@@ -78,7 +78,7 @@ wait_for() {
     wait_for "[ -z \"\$(squeue -h)\" ]" 120
 }
 
-@test "sf-run launcher: srun inside an allocation gives the one-host video" {
+@test "sf-run launcher: srun inside an allocation gives the one-host video; node: K picks a node" {
     local vars=(model_dir="$M" checkpoint="$M/ckpt.pt" num_frames=3 height=32 width=48 cache_dir="$T/cache")
     port=$((30000 + RANDOM % 20000))
     run -0 sbatch --wait -N1 -o "$T/job.out" --wrap \
@@ -91,4 +91,24 @@ wait_for() {
     run -0 env SLURM_JOB_NODELIST="$(hostname -s)" sf-run --dry-run --tcp-port 41000 "$SF_ROOT/pipelines/t2v_slurm.yaml"
     assert_line --index 0 --regexp "^srun --nodes=1 --ntasks=1 --nodelist=$(hostname -s) --overlap .* -- .*/sf-encode .* --out '>tcp://$(hostname -s):41000'$"
     assert_line --index 2 --regexp "^srun .* -- .*/sf-decode .* --in '@tcp://\*:41001'$"
+    # node: K indexes the allocation's node list (two nodes here, expanded by scontrol)
+    sed 's/^    program: sf-decode/    program: sf-decode\n    node: 0/' "$SF_ROOT/pipelines/t2v_slurm.yaml" >"$T/k.yaml"
+    run -0 env SLURM_JOB_NODELIST='gpu[7-8]' sf-run --dry-run --tcp-port 41000 "$T/k.yaml"
+    assert_line --index 0 --partial "--nodelist=gpu7 "
+    assert_line --index 1 --partial "--nodelist=gpu8 "
+    assert_line --index 1 --partial "--out '>tcp://gpu7:41001'"
+    assert_line --index 2 --partial "--nodelist=gpu7 "
+    sed 's/^    program: sf-decode/    program: sf-decode\n    node: 2/' "$SF_ROOT/pipelines/t2v_slurm.yaml" >"$T/k.yaml"
+    run -2 --separate-stderr env SLURM_JOB_NODELIST='gpu[7-8]' sf-run --dry-run "$T/k.yaml"
+    assert_equal "$stderr" "sf-run: error: stage 2: node '2' is not an index into the allocation's 2 node(s)"
+}
+
+@test "no cluster needed: launcher srun outside an allocation, or an unknown launcher, is one line, exit 2" {
+    run -2 --separate-stderr env -u SLURM_JOB_NODELIST -u SLURM_NODELIST sf-run --dry-run "$SF_ROOT/pipelines/t2v_slurm.yaml"
+    assert_equal "$stderr" "sf-run: error: launcher: srun needs a Slurm allocation (SLURM_JOB_NODELIST is not set): run sf-run inside salloc or an sbatch job"
+    sed 's/^launcher: srun/launcher: pbs/' "$SF_ROOT/pipelines/t2v_slurm.yaml" >"$T/x.yaml"
+    run -1 --separate-stderr sf-run --dry-run "$T/x.yaml"
+    assert_equal "$stderr" "sf-run: error: $T/x.yaml: unknown launcher 'pbs' (ssh or srun)"
+    run -2 --separate-stderr env SLURM_JOB_NODELIST='node[1-2]; rm -rf /' sf-run --dry-run "$SF_ROOT/pipelines/t2v_slurm.yaml"
+    assert_equal "$stderr" "sf-run: error: SLURM_JOB_NODELIST 'node[1-2]; rm -rf /' is not a host list"
 }

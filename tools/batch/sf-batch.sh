@@ -149,7 +149,7 @@ if [ "$status" = 1 ]; then
     [ -f "$state/slurm-jobs" ] || exit 0
     while read -r jid jobfile; do
         if out=$(sacct -n -X -P -j "$jid" --format=JobID,State,ExitCode,NodeList 2>/dev/null) && [ -n "$out" ]; then
-            echo "job $jid (sacct):"; printf '  %s\n' ${out//|/ }
+            echo "job $jid (sacct):"; sed 's/|/ /g; s/^/  /' <<<"$out"
         elif out=$(scontrol -o show job "$jid" 2>/dev/null) && [ -n "$out" ]; then
             echo "job $jid (scontrol; sacct has no record):"
             sed -nE 's/.* ArrayTaskId=([^ ]+) .* JobState=([A-Z_]+) .* NodeList=([^ ]+).*/  task \1: \2 \3/p' <<<"$out"
@@ -175,18 +175,18 @@ fi
 # ---- worker: the videos k ≡ task (mod tasks) of a job list ----
 run_video() { # name seed prompt dev → 0 and the video in place, or 1 and $state/failed/name
     local name=$1 vseed=$2 prompt=$3 dev=$4 tmp=$state/tmp log=$state/logs/${1%.mp4}.log st
-    local -a thr=() enc den dec
+    local -a thr=() enc den dec lv=("${extra_encode[@]}")   # --log-level L, when given (reference_flags.sh)
     [ -n "$threads" ] && thr=(--threads "$threads")
     rm -f -- "$tmp/$name" "$tmp/$name".tmp.* "$tmp/${name%.mp4}.pt"
-    enc=(sf-encode --model-dir "$model_dir" --prompt "$prompt" --device "$dev" --out - "${thr[@]}" "${extra_encode[@]}")
+    enc=(sf-encode --model-dir "$model_dir" --prompt "$prompt" --device "$dev" --out - "${thr[@]}" "${lv[@]}")
     [ -n "$cache_dir" ] && enc+=(--cache-dir "$cache_dir")
     den=(sf-denoise --model-dir "$model_dir" --config_path "$config_path" --device "$dev" --num_frames "$num_frames"
-        --height "$height" --width "$width" --seed "$vseed" --in - --out - --progress none "${thr[@]}" "${extra_encode[@]}")
+        --height "$height" --width "$width" --seed "$vseed" --in - --out - --progress none "${thr[@]}" "${lv[@]}")
     if [ -z "$checkpoint_path" ] || [ "$no_checkpoint" = 1 ]; then den+=(--no_checkpoint)
     else den+=(--checkpoint_path "$checkpoint_path" --require-checkpoint); fi
     if [ "$use_ema" = 1 ]; then den+=(--use_ema); else den+=(--no_ema); fi
     [ ${#layers[@]} -gt 0 ] && den+=(--layer_indices "${layers[@]}" --output_path "$tmp/${name%.mp4}.pt")
-    dec=(sf-decode --model-dir "$model_dir" --device "$dev" --in - -o "$tmp/$name" --progress none "${thr[@]}" "${extra_encode[@]}")
+    dec=(sf-decode --model-dir "$model_dir" --device "$dev" --in - -o "$tmp/$name" --progress none "${thr[@]}" "${lv[@]}")
     { "${enc[@]}" | "${den[@]}" | "${dec[@]}"; } 2>"$log"
     st=("${PIPESTATUS[@]}")
     if [ "${st[*]}" = "0 0 0" ] && [ -s "$tmp/$name" ]; then
