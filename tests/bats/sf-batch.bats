@@ -108,7 +108,8 @@ by_hand() {
     run -0 sf-batch "${B[@]}" --workers 3
     assert_output --partial "nothing to do: all 12 videos are in $T/out"
     run -0 sf-batch --status "$T/out"
-    assert_output "$T/out: 12 videos: 12 done, 0 failed, 0 to do"
+    assert_line --index 0 "$T/out: 12 videos: 12 done, 0 failed, 0 to do"
+    assert_line --regexp '^  worker 2: finished on .*: [0-9]+ done, [0-9]+ skipped, 0 failed$'
 }
 
 @test "a failing video is reported with its reason; the others are made; exit 1" {

@@ -146,7 +146,10 @@ if [ "$status" = 1 ]; then
     [ -f "$state/all.tsv" ] || die "$output_folder has no sf-batch run (no $state/all.tsv)"
     tally show
     echo "$output_folder: $n_all videos: $n_exist done, $n_failed failed, $((n_all - n_exist - n_failed)) to do"
-    [ -f "$state/slurm-jobs" ] || exit 0
+    if [ ! -f "$state/slurm-jobs" ]; then   # a local run: its workers' own records
+        for f in "$state/tasks/local_"*; do [ -f "$f" ] && echo "  worker ${f##*_}: $(cat "$f")"; done
+        exit 0
+    fi
     while read -r jid jobfile; do
         if out=$(sacct -n -X -P -j "$jid" --format=JobID,State,ExitCode,NodeList 2>/dev/null) && [ -n "$out" ]; then
             echo "job $jid (sacct):"; sed 's/|/ /g; s/^/  /' <<<"$out"
