@@ -264,7 +264,10 @@ sf_status sf_run_plan_load(const char *spec_path, const char *const *ov, int nov
         s = sf_fail(err, SF_E_FORMAT, "%s: unknown launcher '%s' (ssh or srun)", spec_path, ln);
         goto done;
     }
-    if (ln && !strcmp(ln, "srun") && (plan->launcher = SF_RUN_SRUN) && (s = sf_run_srun_nodes(plan, err))) goto done;
+    if (ln && !strcmp(ln, "srun")) {
+        plan->launcher = SF_RUN_SRUN;
+        if ((s = sf_run_srun_nodes(plan, err))) goto done;
+    }
     sf_yaml *stages = (sf_yaml *)sf_yaml_get(spec, "stages");
     if (!stages || stages->kind != SF_YAML_SEQ || stages->n == 0) {
         s = sf_fail(err, SF_E_FORMAT, "%s: 'stages' must be a non-empty list", spec_path);
