@@ -96,6 +96,13 @@ $(BUILD)/bin/sf-$(notdir $(patsubst %/,%,$(dir $(1)))): $(patsubst %.c,$(BUILD)/
 endef
 $(foreach m,$(PROG_MAIN),$(eval $(call prog_rule,$(m))))
 
+# sf-batch is a bash script (process orchestration: sbatch, workers, retries), copied beside the programs
+SCRIPTS := $(BUILD)/bin/sf-batch
+all: $(SCRIPTS)
+$(BUILD)/bin/sf-batch: tools/batch/sf-batch.sh
+	@mkdir -p $(dir $@)
+	install -m 755 $< $@
+
 $(BUILD)/tests/%: $(BUILD)/obj/tests/unit/%.o $(LIB)
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_CFLAGS) $(LDFLAGS) -o $@ $^ $(LDLIBS)
@@ -209,7 +216,7 @@ fuzz:
 PREFIX ?= /usr/local
 install: all
 	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/share/sfpipe/configs $(DESTDIR)$(PREFIX)/share/sfpipe/pipelines
-	install -m 755 $(PROGS) $(DESTDIR)$(PREFIX)/bin/
+	install -m 755 $(PROGS) $(SCRIPTS) $(DESTDIR)$(PREFIX)/bin/
 	install -m 644 configs/*.yaml $(DESTDIR)$(PREFIX)/share/sfpipe/configs/
 	install -m 644 pipelines/*.yaml pipelines/reference_flags.sh $(DESTDIR)$(PREFIX)/share/sfpipe/pipelines/
 	install -m 755 pipelines/figure4.sh pipelines/streaming.sh $(DESTDIR)$(PREFIX)/share/sfpipe/pipelines/

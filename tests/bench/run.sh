@@ -34,4 +34,7 @@ if command -v sf-wire >/dev/null 2>&1; then
         done
     done
 fi
+echo
+echo "== sf-batch throughput (tiny model, 1/2/3 local workers)"
+BUILD=$BUILD bash tests/bench/batch.sh || status=1
 exit $status

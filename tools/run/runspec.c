@@ -1,7 +1,9 @@
 /* runspec.c — turns a pipeline spec (pipelines/NAME.yaml) into stage command lines.
  *
  * Spec keys: name, transport (pipe|ipc|tcp|shm, default ipc), vars (map; ${var} expands in
- * every string; overrides "var=value"), stages (list of {name, program, device, host, args}).
+ * every string; overrides "var=value"), stages (list of {name, program, device, host, args}),
+ * launcher (ssh, the default, or srun: stages on the Slurm allocation's nodes, a stage's `node: K`
+ * picking the K-th, else node i mod n; launch_srun.c).
  * args is a map: "--key value" for scalars, "--key" alone for true, nothing for false/null,
  * "--key v1 v2" for lists. "stage.key=value" overrides set or replace one arg of one stage
  * (matching an existing arg whatever its '-'/'_' spelling); "stage.device=" and "stage.host="
@@ -10,6 +12,7 @@
  * Tested by tests/unit/test_runspec.c and tests/bats/sf-run.bats. */
 #define _POSIX_C_SOURCE 200809L
 #include "runspec.h"
+#include "launch_srun.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -256,6 +259,15 @@ sf_status sf_run_plan_load(const char *spec_path, const char *const *ov, int nov
         s = sf_fail(err, SF_E_FORMAT, "%s: unknown transport '%s' (pipe, ipc, tcp or shm)", spec_path, trbuf);
         goto done;
     }
+    const char *ln = scalar(spec, "launcher"); /* srun: every stage on a node of the Slurm allocation */
+    if (ln && strcmp(ln, "ssh") && strcmp(ln, "srun")) {
+        s = sf_fail(err, SF_E_FORMAT, "%s: unknown launcher '%s' (ssh or srun)", spec_path, ln);
+        goto done;
+    }
+    if (ln && !strcmp(ln, "srun")) {
+        plan->launcher = SF_RUN_SRUN;
+        if ((s = sf_run_srun_nodes(plan, err))) goto done;
+    }
     sf_yaml *stages = (sf_yaml *)sf_yaml_get(spec, "stages");
     if (!stages || stages->kind != SF_YAML_SEQ || stages->n == 0) {
         s = sf_fail(err, SF_E_FORMAT, "%s: 'stages' must be a non-empty list", spec_path);
@@ -289,6 +301,9 @@ sf_status sf_run_plan_load(const char *spec_path, const char *const *ov, int nov
         }
         if (host && (s = expand(host, &vs, st->host, sizeof st->host, err))) goto done;
         if (dev && (s = expand(dev, &vs, st->device, sizeof st->device, err))) goto done;
+        if (plan->launcher == SF_RUN_SRUN &&
+            (s = sf_run_srun_place(plan, (int)i, scalar(sy, "node"), st->host, sizeof st->host, err)))
+            goto done;
         if (!strcmp(st->host, "local") || !strcmp(st->host, "localhost")) st->host[0] = 0;
         any_remote |= st->host[0] != 0;
     }
@@ -368,7 +383,9 @@ sf_status sf_run_plan_load(const char *spec_path, const char *const *ov, int nov
             s = sf_fail(err, SF_E_NOMEM, "out of memory");
         sf_yaml_free(empty);
         if (s) goto done;
-        if (st->host[0]) {
+        if (st->host[0] && plan->launcher == SF_RUN_SRUN) {
+            if ((s = sf_run_srun_wrap(st, push_arg, err))) goto done;
+        } else if (st->host[0]) {
             /* remote: ssh HOST -- 'quoted command line' */
             char line[8192];
             sf_run_stage_cmdline(st, line, sizeof line);
@@ -395,6 +412,10 @@ void sf_run_plan_free(sf_run_plan *plan) {
         st->argv = NULL;
         st->argc = 0;
     }
+    for (int i = 0; i < plan->n_nodes; i++) free(plan->nodes[i]);
+    free(plan->nodes);
+    plan->nodes = NULL;
+    plan->n_nodes = 0;
 }
 
 const char *sf_run_stage_cmdline(const sf_run_stage *st, char *buf, size_t n) {

@@ -20,11 +20,16 @@ typedef struct sf_run_stage {
     char out_url[512];   /* "" for the last stage */
 } sf_run_stage;
 
+typedef enum sf_run_launcher { SF_RUN_SSH = 0, SF_RUN_SRUN } sf_run_launcher;
+
 typedef struct sf_run_plan {
     char name[128];
     sf_run_transport transport;
     int n;
     sf_run_stage stages[SF_RUN_MAX_STAGES];
+    sf_run_launcher launcher; /* how stages with a host start: ssh (default) or srun (launch_srun.c) */
+    char **nodes;             /* launcher srun: the allocation's host names, owned */
+    int n_nodes;
 } sf_run_plan;
 
 /* Build a plan from a spec file and "key=value" / "stage.key=value" overrides.

@@ -1,0 +1,162 @@
+#!/usr/bin/env bats
+# sf-batch in local mode: the reference inference.py's names and flags, per-video seeds, N workers
+# with a killed one restarted, resumable reruns, failures with reasons, taps, the sbatch script.
+# (The Slurm job array itself: sf-batch-slurm.bats.)
+bats_require_minimum_version 1.5.0
+load '/usr/lib/bats/bats-support/load'
+load '/usr/lib/bats/bats-assert/load'
+
+setup_file() {
+    export M="$BATS_FILE_TMPDIR/model"
+    sf-mkmodel tiny "$M" --seed 5 --checkpoint "$M/ckpt.pt" >/dev/null 2>&1
+}
+
+setup() {
+    T="$BATS_TEST_TMPDIR"
+    for i in $(seq 0 11); do echo "prompt $i: a paper boat on a stream"; done >"$T/prompts.txt"
+    B=(--data_path "$T/prompts.txt" --output_folder "$T/out" --model-dir "$M" --checkpoint_path "$M/ckpt.pt"
+        --use_ema --save_with_index --num_output_frames 3 --height 32 --width 48 --cache-dir "$T/cache" --threads 1)
+    PIDS=()
+}
+
+teardown() {
+    for p in "${PIDS[@]}"; do kill -- "-$p" "$p" 2>/dev/null || true; done
+}
+
+videos() { find "$T/out" -maxdepth 1 -name '*.mp4' | wc -l; }
+wait_for() { # $1 a command, $2 seconds
+    local i
+    for ((i = 0; i < $2 * 20; i++)); do eval "$1" && return 0; sleep 0.05; done
+    echo "# timed out waiting for: $1" >&2
+    return 1
+}
+# one video the way a user would make it by hand: the stages with seed $2
+by_hand() {
+    sf-encode --model-dir "$M" --prompt "$1" --cache-dir "$T/cache" --threads 1 --out - 2>/dev/null |
+        sf-denoise --model-dir "$M" --checkpoint_path "$M/ckpt.pt" --use_ema --num_frames 3 --height 32 --width 48 \
+            --seed "$2" --progress none --threads 1 2>/dev/null |
+        sf-decode --model-dir "$M" --progress none --threads 1 -o "$3" 2>/dev/null
+}
+
+@test "names, per-video seeds and samples follow the reference; worker count does not change a byte" {
+    head -n 3 "$T/prompts.txt" >"$T/p3.txt"
+    run -0 sf-batch "${B[@]}" --data_path "$T/p3.txt" --num_samples 2 --seed 10 --workers 2
+    run ls "$T/out"
+    assert_output "$(printf '%s\n' 0-0_ema.mp4 0-1_ema.mp4 1-0_ema.mp4 1-1_ema.mp4 2-0_ema.mp4 2-1_ema.mp4)"
+    # video (i, s) has seed = seed + i*num_samples + s: prompt 1, sample 1 → 13
+    by_hand "prompt 1: a paper boat on a stream" 13 "$T/hand.mp4"
+    cmp "$T/hand.mp4" "$T/out/1-1_ema.mp4"
+    # one worker instead of two: the same bytes
+    run -0 sf-batch "${B[@]}" --data_path "$T/p3.txt" --num_samples 2 --seed 10 --workers 1 --output_folder "$T/one"
+    for f in "$T/out/"*.mp4; do cmp "$f" "$T/one/$(basename "$f")"; done
+    # without --save_with_index: <prompt[:100]>-<sample>.mp4 ('/' cannot be in a name); no --use_ema: _regular
+    printf '%s\n' "a/b $(printf 'x%.0s' $(seq 120))" >"$T/long.txt"
+    run -0 sf-batch --data_path "$T/long.txt" --output_folder "$T/names" --model-dir "$M" --num_output_frames 3 --height 32 --width 48 \
+        --cache-dir "$T/cache" --threads 1
+    [ -f "$T/names/a_b $(printf 'x%.0s' $(seq 96))-0.mp4" ]
+    # a blank line keeps its index; --extended_prompt_path is the text generated (line for line)
+    printf 'short a\n\nshort b\n' >"$T/s.txt"
+    printf 'long a\n\nlong b, at night\n' >"$T/e.txt"
+    run -0 sf-batch "${B[@]}" --data_path "$T/s.txt" --extended_prompt_path "$T/e.txt" --output_folder "$T/ext"
+    run ls "$T/ext"
+    assert_output "$(printf '%s\n' 0-0_ema.mp4 2-0_ema.mp4)"
+    by_hand "long b, at night" 2 "$T/hand2.mp4"
+    cmp "$T/hand2.mp4" "$T/ext/2-0_ema.mp4"
+    head -n 1 "$T/e.txt" >"$T/e1.txt"
+    run -1 --separate-stderr sf-batch "${B[@]}" --data_path "$T/s.txt" --extended_prompt_path "$T/e1.txt" --output_folder "$T/x"
+    assert_equal "$stderr" "sf-batch: error: --extended_prompt_path has 1 lines, --data_path 3 (they must match)"
+    [ ! -e "$T/x" ]
+    run -0 sf-batch --data_path "$T/p3.txt" --output_folder "$T/reg" --model-dir "$M" --num_output_frames 3 \
+        --height 32 --width 48 --save_with_index --dry-run
+    assert_output --partial "dry run: 3 of 3 videos to do on 1 workers"
+    [ ! -e "$T/reg" ]   # a dry run writes nothing
+}
+
+@test "12 prompts on 3 workers, one killed mid-run: restarted, 12 videos, its finished ones kept" {
+    sf-batch "${B[@]}" --workers 3 2>"$T/log" 3>&- &
+    PIDS+=($!)
+    rec="$T/out/.sf-batch/tasks/local_1"
+    wait_for "grep -q ': [1-3] done' '$rec' 2>/dev/null" 120
+    victim=$(sed -nE 's/.* pid ([0-9]+).*/\1/p' "$rec")
+    kill -9 "$victim"
+    wait "${PIDS[0]}"
+    cat "$T/log"
+    grep -q "worker 1 (pid $victim) killed by SIGKILL: restarting it (retry 1/1)" "$T/log"
+    grep -q "summary: 12 videos in $T/out: 12 done, 0 skipped (already there), 0 failed, 0 not done (3 workers)" "$T/log"
+    [ "$(videos)" = 12 ]
+    # the restarted worker skipped what the killed one had finished
+    grep -Eq 'finished on .*: [1-3] done, [1-3] skipped, 0 failed' "$rec"
+    ! pgrep -f -- "--worker $T/out" >/dev/null   # no worker or stage of it left behind
+    [ -z "$(ls -A "$T/out/.sf-batch/tmp" 2>/dev/null)" ]
+}
+
+@test "--retries 0: a killed worker's videos are left; the rerun does only those; a third run nothing" {
+    sf-batch "${B[@]}" --workers 3 --retries 0 2>"$T/log" 3>&- &
+    PIDS+=($!)
+    rec="$T/out/.sf-batch/tasks/local_2"
+    wait_for "grep -q ': [1-3] done' '$rec' 2>/dev/null" 120
+    kill -9 "$(sed -nE 's/.* pid ([0-9]+).*/\1/p' "$rec")"
+    rc=0; wait "${PIDS[0]}" || rc=$?
+    [ "$rc" = 1 ]
+    n=$(videos)
+    grep -q "no retries left" "$T/log"
+    grep -q "summary: 12 videos in $T/out: $n done, 0 skipped (already there), 0 failed, $((12 - n)) not done" "$T/log"
+    stat -c '%n %i %Y' "$T/out/"*.mp4 >"$T/before"
+    run -0 sf-batch "${B[@]}" --workers 3
+    assert_output --partial "summary: 12 videos in $T/out: $((12 - n)) done, $n skipped (already there), 0 failed, 0 not done"
+    while read -r f rest; do [ "$(stat -c '%n %i %Y' "$f")" = "$f $rest" ]; done <"$T/before"
+    run -0 sf-batch "${B[@]}" --workers 3
+    assert_output --partial "nothing to do: all 12 videos are in $T/out"
+    run -0 sf-batch --status "$T/out"
+    assert_line --index 0 "$T/out: 12 videos: 12 done, 0 failed, 0 to do"
+    assert_line --regexp '^  worker 2: finished on .*: [0-9]+ done, [0-9]+ skipped, 0 failed$'
+}
+
+@test "a failing video is reported with its reason; the others are made; exit 1" {
+    printf 'a good prompt\nbad \xff\xfe bytes\nanother good one\n' >"$T/bad.txt"
+    run -1 --separate-stderr sf-batch "${B[@]}" --data_path "$T/bad.txt" --workers 2
+    [ "$(videos)" = 2 ]
+    [ ! -e "$T/out/1-0_ema.mp4" ]
+    assert_equal "$(grep -c 'summary: 3 videos in .*: 2 done, 0 skipped (already there), 1 failed, 0 not done' <<<"$stderr")" 1
+    grep -q 'failed: 1-0_ema.mp4: sf-encode: error: .*UTF-8' <<<"$stderr"
+    run -0 sf-batch --status "$T/out"
+    assert_line "$T/out: 3 videos: 2 done, 1 failed, 0 to do"
+}
+
+@test "taps: --layer_indices writes the reference's tap dict beside each video" {
+    head -n 2 "$T/prompts.txt" >"$T/p2.txt"
+    run -0 sf-batch "${B[@]}" --data_path "$T/p2.txt" --layer_indices 0 2
+    [ -f "$T/out/0-0_ema.pt" ] && [ -f "$T/out/1-0_ema.pt" ]
+    sf-tensor ls "$T/out/1-0_ema.pt" | grep -q 'attention_weights'
+}
+
+@test "bad flags and inputs: one line, nothing written" {
+    run -2 --separate-stderr sf-batch --output_folder "$T/o"
+    assert_equal "$stderr" "sf-batch: error: --data_path PROMPTS.txt is required (see --help)"
+    run -2 --separate-stderr sf-batch "${B[@]}" --num_samples 0
+    assert_equal "$stderr" "sf-batch: error: --num_samples must be at least 1"
+    run -2 --separate-stderr sf-batch "${B[@]}" --bogus
+    assert_equal "$stderr" "sf-batch: error: unknown option '--bogus' (see --help)"
+    run -1 --separate-stderr sf-batch "${B[@]}" --checkpoint_path "$T/nope.pt"
+    assert_equal "$stderr" "sf-batch: error: --checkpoint_path $T/nope.pt: no such file (without --checkpoint_path the base weights are used)"
+    run -1 --separate-stderr sf-batch "${B[@]}" --data_path "$T/nope.txt"
+    assert_equal "$stderr" "sf-batch: error: --data_path $T/nope.txt: no such file"
+    [ ! -e "$T/out" ]
+    run -0 sf-batch --help
+    assert_output --partial "--data_path PROMPTS.txt --output_folder DIR"
+}
+
+@test "--slurm --dry-run: one array, the pass-through flags as #SBATCH lines, a worker per task" {
+    run -0 --separate-stderr sf-batch "${B[@]}" --slurm --workers 4 --partition gpu --account proj1 --time 2:00:00 \
+        --gres=gpu:1 --sbatch-arg=--mail-type=END --dry-run
+    assert_line "#SBATCH --array=0-3"
+    assert_line "#SBATCH --requeue"
+    assert_line "#SBATCH --partition=gpu"
+    assert_line "#SBATCH --account=proj1"
+    assert_line "#SBATCH --time=2:00:00"
+    assert_line "#SBATCH --gres=gpu:1"
+    assert_line "#SBATCH --mail-type=END"
+    assert_line --regexp '^exec .*/sf-batch --worker .*/out/\.sf-batch/jobs/.*\.tsv --task "\$SLURM_ARRAY_TASK_ID" --tasks 4 --data_path .* --output_folder .*/out$'
+    refute_output --partial -- "--partition gpu"   # the submitter's flags stay out of the worker's
+    assert_equal "$stderr" "sf-batch: dry run: 12 of 12 videos to do in 4 array tasks"
+}

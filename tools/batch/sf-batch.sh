@@ -1,0 +1,362 @@
+#!/usr/bin/env bash
+# sf-batch — a prompt file → a folder of videos, the reference inference.py's flags, resumable;
+# N local workers or one Slurm job array. Installed as build/bin/sf-batch (tests/bats/sf-batch.bats).
+#
+#   sf-batch --data_path PROMPTS.txt --output_folder DIR [--num_output_frames N] [--num_samples N]
+#            [--save_with_index] [--use_ema] [--seed N] [--config_path P] [--checkpoint_path P]
+#            [--extended_prompt_path F] [--model-dir DIR] [--device cpu|cuda|cuda:N] [--workers N]
+#            [--height H] [--width W] [--threads N] [--cache-dir DIR] [--layer_indices L ...]
+#            [--retries N] [--dry-run] [--log-level L]
+#   sf-batch --slurm [--partition P] [--account A] [--time T] [--gres gpu:1] [--qos Q]
+#            [--constraint C] [--sbatch-arg ARG]... [--no-requeue] [--wait] (the flags above)
+#   sf-batch --status [DIR | --output_folder DIR]
+#
+# Every flag also works in --dash-form. A video is one (prompt line, sample): prompt line i
+# (0-based, like the reference's idx), sample s < num_samples, noise seed = seed + i*num_samples + s
+# (fixed per video, whatever the worker count or order); its file is the reference's name,
+# "<i>-<s>_ema.mp4" / "<i>-<s>_regular.mp4" with --save_with_index, else "<prompt[:100]>-<s>.mp4".
+# Locally, --workers N processes each take every N-th video (cuda:w for worker w with --device
+# cuda); with --slurm each array task takes its slice. Every video is sf-encode | sf-denoise |
+# sf-decode written to DIR/.sf-batch/tmp and renamed into DIR when complete, so a file in DIR is a
+# finished video, a rerun does only what is missing, and a killed worker loses its current video.
+# Exit 0 when every video exists, 1 otherwise (the summary says which failed and why), 2 bad flags.
+set -uo pipefail
+export LC_ALL=C.UTF-8   # ${prompt:0:100} counts characters, as Python's prompt[:100] does
+usage() { awk 'NR > 1 && !/^#/ { exit } NR > 1 { sub(/^# ?/, ""); print }' "$0"; }
+
+self=$(readlink -f -- "$0")
+here=$(dirname -- "$self")
+ref_prog=sf-batch
+ref=
+for f in "$here/../../pipelines/reference_flags.sh" "$here/../share/sfpipe/pipelines/reference_flags.sh" \
+    "${SF_ROOT:-/nonexistent}/pipelines/reference_flags.sh"; do
+    [ -f "$f" ] && { ref=$f; break; }
+done
+[ -n "$ref" ] || { echo "sf-batch: error: pipelines/reference_flags.sh not found next to $self" >&2; exit 1; }
+. "$ref"
+PATH="$here:$PATH"   # the sf-* programs beside this script first
+
+die() { echo "sf-batch: error: $*" >&2; exit 1; }
+bad() { echo "sf-batch: error: $*" >&2; exit 2; }
+say() { echo "sf-batch: $*" >&2; }
+
+# ---- flags: the reference's inference.py, the shared ones (reference_flags.sh), ours ----
+seed=0 checkpoint_path= use_ema=0   # inference.py's defaults: no checkpoint → the base weights
+data_path= output_folder= extended= num_frames=21 num_samples=1 with_index=0
+workers=1 retries=1 threads= layers=() dry=0 status=0
+slurm=0 sbatch_args=() requeue=1 wait=0
+worker_job= task=0 tasks=1
+orig=("$@")
+while [ $# -gt 0 ]; do
+    if [[ "$1" == --*=* ]]; then set -- "${1%%=*}" "${1#*=}" "${@:2}"; fi   # --gres=gpu:1
+    flag=${1//_/-}
+    case "$flag" in
+    --use-ema) use_ema=1; shift; continue ;;
+    --no-ema) use_ema=0; shift; continue ;;
+    --prompt) bad "--prompt: sf-batch reads prompts from --data_path (one per line)" ;;
+    esac
+    ref_flag "$flag" "${@:2}"
+    if [ "$ref_used" -gt 0 ]; then shift "$ref_used"; continue; fi
+    case "$flag" in
+    --data-path) ref_need "$@"; data_path=$2; shift 2 ;;
+    --output-folder) ref_need "$@"; output_folder=$2; shift 2 ;;
+    --extended-prompt-path) ref_need "$@"; extended=$2; shift 2 ;;
+    --num-output-frames) ref_need "$@"; ref_int "$1" "$2"; num_frames=$2; shift 2 ;;
+    --num-samples) ref_need "$@"; ref_int "$1" "$2"; num_samples=$2; shift 2 ;;
+    --save-with-index) with_index=1; shift ;;
+    --i2v) bad "--i2v: image-to-video is not supported (sfpipe is text-to-video)" ;;
+    --workers) ref_need "$@"; ref_int "$1" "$2"; workers=$2; shift 2 ;;
+    --retries) ref_need "$@"; ref_int "$1" "$2"; retries=$2; shift 2 ;;
+    --threads) ref_need "$@"; ref_int "$1" "$2"; threads=$2; shift 2 ;;
+    --layer-indices)
+        shift; layers=()
+        while [ $# -gt 0 ] && [[ "$1" != --* ]]; do ref_int --layer_indices "$1"; layers+=("$1"); shift; done
+        [ ${#layers[@]} -gt 0 ] || bad "--layer_indices needs at least one value" ;;
+    --dry-run|-n) dry=1; shift ;;
+    --status) status=1; shift ;;
+    --slurm) slurm=1; shift ;;
+    --partition|--account|--time|--gres|--qos|--constraint|--mem|--cpus-per-task|--job-name|--nodelist|--exclude)
+        ref_need "$@"; sbatch_args+=("$flag=$2"); shift 2 ;;
+    --sbatch-arg) ref_need "$@"; sbatch_args+=("$2"); shift 2 ;;
+    --requeue) requeue=1; shift ;;
+    --no-requeue) requeue=0; shift ;;
+    --wait) wait=1; shift ;;
+    --worker) ref_need "$@"; worker_job=$2; shift 2 ;;
+    --task) ref_need "$@"; ref_int "$1" "$2"; task=$2; shift 2 ;;
+    --tasks) ref_need "$@"; ref_int "$1" "$2"; tasks=$2; shift 2 ;;
+    -h|--help) usage; exit 0 ;;
+    --*) bad "unknown option '$1' (see --help)" ;;
+    *) if [ "$status" = 1 ] && [ -z "$output_folder" ]; then output_folder=$1; shift
+       else bad "unexpected argument '$1' (see --help)"; fi ;;
+    esac
+done
+[ -n "$output_folder" ] || bad "--output_folder DIR is required (see --help)"
+state=$output_folder/.sf-batch   # job lists, logs, failure reasons, temp files
+
+# ---- the set of videos: all.tsv = name \t idx \t sample \t seed \t prompt, one line per video ----
+video_name() { # idx sample prompt → vname, the reference's file name
+    local p=${3:0:100}
+    if [ "$with_index" = 1 ]; then
+        if [ "$use_ema" = 1 ]; then vname="$1-$2_ema.mp4"; else vname="$1-$2_regular.mp4"; fi
+    else
+        p=${p//\//_}; p=${p//$'\t'/ }   # a '/' would name a folder (the reference then fails)
+        vname="$p-$2.mp4"
+    fi
+}
+
+list_videos() { # → stdout; blank lines keep their index but make no video
+    local idx line ext s vname
+    local -A seen=()
+    local -a lines=() exts=()
+    mapfile -t lines <"$data_path" || die "cannot read --data_path $data_path"
+    if [ -n "$extended" ]; then
+        mapfile -t exts <"$extended" || die "cannot read --extended_prompt_path $extended"
+        [ "${#exts[@]}" = "${#lines[@]}" ] ||
+            die "--extended_prompt_path has ${#exts[@]} lines, --data_path ${#lines[@]} (they must match)"
+    fi
+    for ((idx = 0; idx < ${#lines[@]}; idx++)); do
+        line=${lines[idx]%$'\r'}; line=${line%"${line##*[![:space:]]}"}   # rstrip, like TextDataset
+        [ -n "$line" ] || continue
+        ext=${exts[idx]:-}; ext=${ext%$'\r'}; ext=${ext%"${ext##*[![:space:]]}"}
+        for ((s = 0; s < num_samples; s++)); do
+            video_name "$idx" "$s" "$line"
+            [ -z "${seen[$vname]:-}" ] || continue   # the reference overwrites; we keep the first
+            seen[$vname]=1
+            printf '%s\t%d\t%d\t%d\t%s\n' "$vname" "$idx" "$s" $((seed + idx * num_samples + s)) "${ext:-$line}"
+        done
+    done
+}
+
+# counts over all.tsv: sets n_all n_exist n_failed, and prints failure reasons when $1 = show
+tally() {
+    local name rest
+    n_all=0 n_exist=0 n_failed=0
+    while IFS=$'\t' read -r name rest; do
+        n_all=$((n_all + 1))
+        if [ -e "$output_folder/$name" ]; then n_exist=$((n_exist + 1))
+        elif [ -f "$state/failed/$name" ]; then
+            n_failed=$((n_failed + 1))
+            [ "${1:-}" = show ] && say "failed: $name: $(head -c 400 "$state/failed/$name")"
+        fi
+    done <"$state/all.tsv"
+}
+
+# ---- --status: the folder, then the array's state (sacct; scontrol/squeue without accounting) ----
+if [ "$status" = 1 ]; then
+    [ -f "$state/all.tsv" ] || die "$output_folder has no sf-batch run (no $state/all.tsv)"
+    tally show
+    echo "$output_folder: $n_all videos: $n_exist done, $n_failed failed, $((n_all - n_exist - n_failed)) to do"
+    if [ ! -f "$state/slurm-jobs" ]; then   # a local run: its workers' own records
+        for f in "$state/tasks/local_"*; do [ -f "$f" ] && echo "  worker ${f##*_}: $(cat "$f")"; done
+        exit 0
+    fi
+    while read -r jid jobfile; do
+        if out=$(sacct -n -X -P -j "$jid" --format=JobID,State,ExitCode,NodeList 2>/dev/null) && [ -n "$out" ]; then
+            echo "job $jid (sacct):"; sed 's/|/ /g; s/^/  /' <<<"$out"
+        elif out=$(scontrol -o show job "$jid" 2>/dev/null) && [ -n "$out" ]; then
+            echo "job $jid (scontrol; sacct has no record):"
+            sed -nE 's/.* ArrayTaskId=([^ ]+) .* JobState=([A-Z_]+) .* NodeList=([^ ]+).*/  task \1: \2 \3/p' <<<"$out"
+        else
+            echo "job $jid: no longer known to Slurm (no accounting); its tasks' own records:"
+        fi
+        for f in "$state/tasks/$jid"_*; do [ -f "$f" ] && echo "  $(basename "$f"): $(cat "$f")"; done
+    done <"$state/slurm-jobs"
+    exit 0
+fi
+
+# ---- the checks every mode shares ----
+[ -n "$data_path" ] || bad "--data_path PROMPTS.txt is required (see --help)"
+[ -f "$data_path" ] || die "--data_path $data_path: no such file"
+[ -z "$extended" ] || [ -f "$extended" ] || die "--extended_prompt_path $extended: no such file"
+[ "$num_samples" -ge 1 ] || bad "--num_samples must be at least 1"
+[ "$workers" -ge 1 ] || bad "--workers must be at least 1"
+[ -z "$checkpoint_path" ] || [ "$no_checkpoint" = 1 ] || [ -f "$checkpoint_path" ] ||
+    die "--checkpoint_path $checkpoint_path: no such file (without --checkpoint_path the base weights are used)"
+[ -d "$model_dir" ] || die "--model-dir $model_dir: no such folder (set --model-dir or SF_MODEL_DIR)"
+[ -n "$device" ] || device=cpu
+
+# ---- worker: the videos k ≡ task (mod tasks) of a job list ----
+run_video() { # name seed prompt dev → 0 and the video in place, or 1 and $state/failed/name
+    local name=$1 vseed=$2 prompt=$3 dev=$4 tmp=$state/tmp log=$state/logs/${1%.mp4}.log st
+    local -a thr=() enc den dec lv=("${extra_encode[@]}")   # --log-level L, when given (reference_flags.sh)
+    [ -n "$threads" ] && thr=(--threads "$threads")
+    rm -f -- "$tmp/$name" "$tmp/$name".tmp.* "$tmp/${name%.mp4}.pt"
+    enc=(sf-encode --model-dir "$model_dir" --prompt "$prompt" --device "$dev" --out - "${thr[@]}" "${lv[@]}")
+    [ -n "$cache_dir" ] && enc+=(--cache-dir "$cache_dir")
+    den=(sf-denoise --model-dir "$model_dir" --config_path "$config_path" --device "$dev" --num_frames "$num_frames"
+        --height "$height" --width "$width" --seed "$vseed" --in - --out - --progress none "${thr[@]}" "${lv[@]}")
+    if [ -z "$checkpoint_path" ] || [ "$no_checkpoint" = 1 ]; then den+=(--no_checkpoint)
+    else den+=(--checkpoint_path "$checkpoint_path" --require-checkpoint); fi
+    if [ "$use_ema" = 1 ]; then den+=(--use_ema); else den+=(--no_ema); fi
+    [ ${#layers[@]} -gt 0 ] && den+=(--layer_indices "${layers[@]}" --output_path "$tmp/${name%.mp4}.pt")
+    dec=(sf-decode --model-dir "$model_dir" --device "$dev" --in - -o "$tmp/$name" --progress none "${thr[@]}" "${lv[@]}")
+    { "${enc[@]}" | "${den[@]}" | "${dec[@]}"; } 2>"$log"
+    st=("${PIPESTATUS[@]}")
+    if [ "${st[*]}" = "0 0 0" ] && [ -s "$tmp/$name" ]; then
+        [ ${#layers[@]} -eq 0 ] || mv -f -- "$tmp/${name%.mp4}.pt" "$output_folder/${name%.mp4}.pt" || return 1
+        mv -f -- "$tmp/$name" "$output_folder/$name" || return 1
+        rm -f -- "$state/failed/$name"
+        return 0
+    fi
+    # the reason: the first error line of the stages (the cause; later ones are broken pipes)
+    local why
+    why=$(grep -m1 -E '(error|Error)' "$log" || true)
+    [ -n "$why" ] || why="exit statuses encode=${st[0]} denoise=${st[1]} decode=${st[2]}"
+    printf '%s (log: %s)\n' "$why" "$log" >"$state/failed/$name"
+    rm -f -- "$tmp/$name" "$tmp/$name".tmp.* "$tmp/${name%.mp4}.pt"
+    return 1
+}
+
+if [ -n "$worker_job" ]; then
+    trap 'trap - TERM INT; kill -TERM 0 2>/dev/null; exit 143' TERM INT   # stop the current video's stages
+    id=${SLURM_ARRAY_JOB_ID:-local}_$task
+    dev=$device
+    [ "$device" = cuda ] && [ -z "${SLURM_ARRAY_JOB_ID:-}" ] && dev=cuda:$task   # one GPU per local worker
+    rec=$state/tasks/$id
+    [ -n "$threads" ] || threads=${SLURM_CPUS_PER_TASK:-}
+    echo "running on $(hostname -s) pid $$ since $(date -u +%T)" >"$rec"
+    mine=$(awk -F'\t' -v t="$task" -v n="$tasks" '(NR - 1) % n == t' "$worker_job")
+    # fill the embedding cache for the slice's prompts with one encoder load; the per-video
+    # sf-encode then only reads the cache (a failure here is retried, and reported, per video)
+    todo=$(while IFS=$'\t' read -r name _ _ _ prompt; do [ -e "$output_folder/$name" ] || printf '%s\n' "$prompt"; done <<<"$mine" | sort -u)
+    if [ -n "$todo" ] && [ -n "$mine" ]; then
+        enc=(sf-encode --model-dir "$model_dir" --prompts - --cache-only --device "$dev" "${extra_encode[@]}")
+        [ -n "$cache_dir" ] && enc+=(--cache-dir "$cache_dir")
+        [ -n "$threads" ] && enc+=(--threads "$threads")
+        "${enc[@]}" <<<"$todo" 2>"$state/logs/prefill-$id.log" || say "[$id] warning: filling the embedding cache failed (see $state/logs/prefill-$id.log)"
+    fi
+    done_n=0 skip_n=0 fail_n=0
+    while IFS=$'\t' read -r name _ _ vseed prompt; do
+        [ -n "$name" ] || continue
+        if [ -e "$output_folder/$name" ]; then skip_n=$((skip_n + 1)); continue; fi
+        t0=$SECONDS
+        if run_video "$name" "$vseed" "$prompt" "$dev"; then
+            done_n=$((done_n + 1)); say "[$id] done $name ($((SECONDS - t0)) s)"
+        else
+            fail_n=$((fail_n + 1)); say "[$id] FAILED $name: $(cat "$state/failed/$name" 2>/dev/null)"
+        fi
+        echo "running on $(hostname -s) pid $$: $done_n done, $skip_n skipped, $fail_n failed" >"$rec"
+    done <<<"$mine"
+    echo "finished on $(hostname -s): $done_n done, $skip_n skipped, $fail_n failed" >"$rec"
+    exit 0
+fi
+
+# ---- submitter / supervisor: list the videos, keep those not yet in the folder ----
+all=$(list_videos) || exit
+[ -n "$all" ] || die "--data_path $data_path has no prompts"
+[ "$dry" = 1 ] || mkdir -p -- "$output_folder" || die "cannot create $output_folder"
+out_abs=$(readlink -f -- "$output_folder") || die "cannot resolve $output_folder"
+[ "$dry" = 0 ] || state=$(mktemp -d)   # a dry run writes nothing in the folder
+mkdir -p -- "$state/jobs" "$state/logs" "$state/failed" "$state/tmp" "$state/tasks" || die "cannot create $state"
+exec 9>"$state/lock"
+flock -n 9 || die "another sf-batch is working on $output_folder (its lock $state/lock is held)"
+printf '%s\n' "$all" >"$state/all.tsv.tmp" && mv -f "$state/all.tsv.tmp" "$state/all.tsv" || die "cannot write $state/all.tsv"
+stamp=$(date -u +%Y%m%dT%H%M%S)-$$
+job=$state/jobs/$stamp.tsv
+while IFS=$'\t' read -r name rest; do
+    [ -e "$output_folder/$name" ] || printf '%s\t%s\n' "$name" "$rest"
+done <"$state/all.tsv" >"$job"
+n_all=$(wc -l <"$state/all.tsv") n_todo=$(wc -l <"$job")
+skipped=$((n_all - n_todo))
+while IFS=$'\t' read -r name rest; do rm -f -- "$state/failed/$name"; done <"$job"   # this run's verdicts only
+ntask=$((workers < n_todo ? workers : n_todo))
+# the flags a worker needs: ours, minus the ones only the submitter uses
+wflags=()
+skip_next=0
+for a in "${orig[@]}"; do
+    if [ "$skip_next" = 1 ]; then skip_next=0; continue; fi
+    f=${a%%=*}
+    case "${f//_/-}" in
+    --slurm|--wait|--dry-run|-n|--requeue|--no-requeue) ;;
+    --workers|--retries|--partition|--account|--time|--gres|--qos|--constraint|--mem|--cpus-per-task|--job-name|--nodelist|--exclude|--sbatch-arg)
+        [ "$f" != "$a" ] || skip_next=1 ;;   # its value is the next word unless --flag=value
+    *) wflags+=("$a") ;;
+    esac
+done
+summary() { # $1 = what ran
+    local done_now
+    tally show
+    done_now=$((n_exist - skipped))
+    say "summary: $n_all videos in $output_folder: $done_now done, $skipped skipped (already there), $n_failed failed, $((n_all - n_exist - n_failed)) not done${1:+ ($1)}"
+    [ "$n_exist" = "$n_all" ]
+}
+if [ "$n_todo" = 0 ]; then
+    rm -f -- "$job"
+    say "nothing to do: all $n_all videos are in $output_folder"
+    summary
+    exit
+fi
+
+if [ "$slurm" = 1 ]; then
+    command -v sbatch >/dev/null || die "--slurm: sbatch not found (run on a Slurm login node, or without --slurm)"
+    if [ -f "$state/slurm-jobs" ] && [ "$dry" = 0 ]; then
+        live=$(squeue -h -o %A -j "$(cut -d' ' -f1 "$state/slurm-jobs" | paste -sd,)" 2>/dev/null | sort -u | paste -sd' ')
+        [ -z "$live" ] || die "job $live of $output_folder still has tasks queued or running (sf-batch --status $output_folder; scancel $live to stop it)"
+    fi
+    script=$state/jobs/$stamp.sh
+    {
+        echo "#!/bin/bash"
+        echo "#SBATCH --job-name=sf-batch"
+        echo "#SBATCH --array=0-$((ntask - 1))"
+        echo "#SBATCH --output=$out_abs/.sf-batch/logs/slurm-%A_%a.out"
+        [ "$requeue" = 1 ] && echo "#SBATCH --requeue"
+        for a in "${sbatch_args[@]}"; do printf '#SBATCH %s\n' "$a"; done
+        printf 'exec %q --worker %q --task "$SLURM_ARRAY_TASK_ID" --tasks %d' "$self" "$out_abs/.sf-batch/jobs/$stamp.tsv" "$ntask"
+        printf ' %q' "${wflags[@]}" --output_folder "$out_abs"
+        echo
+    } >"$script"
+    if [ "$dry" = 1 ]; then cat "$script"; say "dry run: $n_todo of $n_all videos to do in $ntask array tasks"; exit 0; fi
+    # the job's working directory is this one: relative paths (--data_path, --model-dir) keep their meaning
+    jid=$(sbatch --parsable "$script") || die "sbatch failed"
+    jid=${jid%%;*}
+    echo "$jid $job" >>"$state/slurm-jobs"
+    say "submitted array job $jid: $n_todo of $n_all videos in $ntask tasks ($skipped already there)"
+    if [ "$wait" = 0 ]; then say "watch it with: sf-batch --status $output_folder"; exit 0; fi
+    # sbatch --wait would hold this lock's fd; poll squeue instead (a requeued task stays listed)
+    while [ -n "$(squeue -h -j "$jid" -o %i 2>/dev/null)" ]; do sleep 1; done
+    summary "array job $jid"
+    exit
+fi
+
+# ---- local: N workers in their own process groups; a worker that dies is restarted ----
+if [ "$dry" = 1 ]; then
+    for ((w = 0; w < ntask; w++)); do
+        printf '%q' "$self"; printf ' %q' --worker "$job" --task "$w" --tasks "$ntask" "${wflags[@]}"; echo
+    done
+    say "dry run: $n_todo of $n_all videos to do on $ntask workers"
+    exit 0
+fi
+[ -n "$threads" ] || [ "$device" != cpu ] || threads=$(( $(nproc) / ntask > 0 ? $(nproc) / ntask : 1 ))
+[ -z "$threads" ] || wflags+=(--threads "$threads")
+declare -A slot=() tries=()
+start_worker() {
+    setsid "$self" --worker "$job" --task "$1" --tasks "$ntask" "${wflags[@]}" &
+    slot[$!]=$1
+}
+stop_all() {
+    for p in "${!slot[@]}"; do kill -TERM -- "-$p" 2>/dev/null; done
+    sleep 1
+    for p in "${!slot[@]}"; do kill -KILL -- "-$p" 2>/dev/null; done
+}
+trap 'trap - INT TERM; stop_all; wait; summary "interrupted"; exit 130' INT TERM
+say "$n_todo of $n_all videos to do on $ntask workers ($skipped already there)"
+for ((w = 0; w < ntask; w++)); do start_worker "$w"; done
+while [ ${#slot[@]} -gt 0 ]; do
+    wait -n -p pid
+    rc=$?
+    [ -n "${pid:-}" ] || continue
+    w=${slot[$pid]}
+    unset "slot[$pid]"
+    kill -KILL -- "-$pid" 2>/dev/null   # what the worker left running (its stages)
+    [ "$rc" = 0 ] && continue
+    why="exit status $rc"; [ "$rc" -gt 128 ] && why="killed by SIG$(kill -l $((rc - 128)))"
+    t=$((${tries[$w]:-0} + 1)) tries[$w]=$t
+    if [ "$t" -le "$retries" ]; then
+        say "worker $w (pid $pid) $why: restarting it (retry $t/$retries); its finished videos are kept"
+        start_worker "$w"
+    else
+        say "worker $w (pid $pid) $why: no retries left (--retries $retries)"
+    fi
+done
+rmdir -- "$state/tmp" 2>/dev/null
+summary "$ntask workers"
