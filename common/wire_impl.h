@@ -45,7 +45,7 @@ struct sf_wire {
     uint8_t zsid[256];    /* its ROUTER routing id */
     size_t zsid_len;
     int zsfd;             /* its connection's fd (-1 unknown) */
-    int zstarted, zstream_down, zacked, zwarned;
+    int zstarted, zstream_down, zacked, zwarned, zrefused; /* zwarned, zrefused: warned once */
     size_t zlast_id_len;  /* routing id of the message in zparts */
     uint8_t zlast_id[256];
     int zlast_fd;

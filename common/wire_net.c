@@ -194,7 +194,7 @@ void sf_wire_net_zap_serve(sf_wire *w) {
         }
         int ok = n >= 7 && zmq_msg_size(&part[5]) == 5 && !memcmp(zmq_msg_data(&part[5]), "CURVE", 5) &&
                  zmq_msg_size(&part[6]) == 32 && !memcmp(zmq_msg_data(&part[6]), pub, 32);
-        if (!ok && !w->zwarned++) sf_warn("wire: %s: refused a peer without this run's CURVE key", w->url);
+        if (!ok && !w->zrefused++) sf_warn("wire: %s: refused a peer without this run's CURVE key", w->url);
         if (n >= 2) {
             zmq_send(w->zap, "1.0", 3, ZMQ_SNDMORE);
             zmq_send(w->zap, zmq_msg_data(&part[1]), zmq_msg_size(&part[1]), ZMQ_SNDMORE);

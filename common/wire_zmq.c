@@ -141,6 +141,11 @@ static void zmon_drain(sf_wire *w) {
             } else if (ev == ZMQ_EVENT_HANDSHAKE_SUCCEEDED) {
                 w->zhandshaken = w->zever_connected = 1;
                 w->zdown_since = 0;
+            } else if (ev == ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL || ev == ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL ||
+                       ev == ZMQ_EVENT_HANDSHAKE_FAILED_AUTH) {
+                if (!w->writer && !w->zrefused++)
+                    sf_warn("wire: %s: refused a peer that failed the ZeroMQ handshake%s", w->url,
+                            w->curve ? " (without this run's CURVE key)" : " (not a wire writer)");
             } else if (ev == ZMQ_EVENT_DISCONNECTED) {
                 if (zpeer_del(w, fd) && w->zconnected == 0) {
                     w->zhandshaken = 0;
@@ -207,8 +212,9 @@ sf_status sf_wire_zmq_open(sf_wire *w, const char *addr, int force, sf_err *err)
     int hwm = ZHWM, linger = w->writer ? 5000 : 0;
     int hb = HEARTBEAT_IVL_MS, hbt = HEARTBEAT_TIMEOUT_MS, hs = HANDSHAKE_IVL_MS;
     /* the largest frame a peer may send: a reader takes headers and payloads up to its cap, a
-     * writer only acks; a bigger frame drops the connection before it is buffered */
-    int64_t maxmsg = w->writer ? 64 : (int64_t)(w->max_payload > SF_WIRE_MAX_HEADER ? w->max_payload : SF_WIRE_MAX_HEADER);
+     * writer only acks (and handshake commands: CURVE's are a few hundred bytes); a bigger
+     * frame drops the connection before it is buffered */
+    int64_t maxmsg = w->writer ? 65536 : (int64_t)(w->max_payload > SF_WIRE_MAX_HEADER ? w->max_payload : SF_WIRE_MAX_HEADER);
     zmq_setsockopt(w->zsock, ZMQ_SNDHWM, &hwm, sizeof hwm);
     zmq_setsockopt(w->zsock, ZMQ_RCVHWM, &hwm, sizeof hwm);
     zmq_setsockopt(w->zsock, ZMQ_LINGER, &linger, sizeof linger);
@@ -227,7 +233,8 @@ sf_status sf_wire_zmq_open(sf_wire *w, const char *addr, int force, sf_err *err)
     char mon[64];
     snprintf(mon, sizeof mon, "inproc://sf-wire-mon-%p", (void *)w);
     if (zmq_socket_monitor(w->zsock, mon, ZMQ_EVENT_CONNECTED | ZMQ_EVENT_ACCEPTED | ZMQ_EVENT_HANDSHAKE_SUCCEEDED |
-                                                ZMQ_EVENT_DISCONNECTED) == 0) {
+                                                ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL | ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL |
+                                                ZMQ_EVENT_HANDSHAKE_FAILED_AUTH | ZMQ_EVENT_DISCONNECTED) == 0) {
         w->zmon = zmq_socket(w->zctx, ZMQ_PAIR);
         if (w->zmon && zmq_connect(w->zmon, mon) != 0) {
             zmq_close(w->zmon);
