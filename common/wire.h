@@ -31,11 +31,16 @@
  * A stream ends after a message of type "end". EOF at a message boundary without "end" is
  * "upstream closed without end-of-stream" (SF_E_IO); EOF inside a message is SF_E_FORMAT.
  *
- * ZeroMQ (URL "tcp://host:port", "ipc:///path"): PUSH (writer) → PULL (reader); each message
- * is one two-part ZeroMQ message [header, payload] (the payload part is empty for end/error).
- * By default the reader binds and the writer connects; "@tcp://..." forces bind and
- * ">tcp://..." forces connect (CZMQ endpoint syntax). High-water marks are small, so a slow
- * reader blocks the writer (back-pressure) instead of queueing without bound.
+ * ZeroMQ (URL "tcp://host:port", "ipc:///path"): DEALER (writer) → ROUTER (reader); each
+ * message is one two-part ZeroMQ message [header, payload] (the payload part is empty for
+ * end/error). The first peer whose message is valid is the stream's writer; other peers are
+ * ignored. On "end" the reader sends the one-frame message "SFACK1" back to that writer; a
+ * writer's close waits for it (no ack: SF_E_IO). By default the reader binds and the writer
+ * connects; "@tcp://..." forces bind and ">tcp://..." forces connect (CZMQ endpoint syntax).
+ * A bind is exactly the host named (names resolved, "*" = every interface with a warning,
+ * "route=PEER" = the interface reaching PEER; wire_net.c); with $SF_WIRE_CURVE_KEY tcp uses
+ * CURVE. High-water marks are small, so a slow reader blocks the writer (back-pressure)
+ * instead of queueing without bound.
  *
  * Shared memory (URL "shm://NAME[?slots=N&slot_mb=M]", NAME = [A-Za-z0-9._-]{1,64}): the
  * writer creates a POSIX shm ring "/sf-NAME-<pid>" of N slots (default 4) of max(M MiB,
