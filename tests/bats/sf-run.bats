@@ -86,7 +86,7 @@ all_gone() {
     run -0 sf-run --dry-run "$SPEC" a.device=cuda:1 a.checkpoint-path=b.pt
     assert_output "$FAKE --checkpoint_path b.pt --device cuda:1"
     run -0 sf-run --dry-run --tcp-port 42000 "$SPEC" a.host=gpu2
-    assert_output "ssh -o BatchMode=yes gpu2 -- '$FAKE --checkpoint_path a.pt --device cpu'"
+    assert_output "ssh -o BatchMode=yes -- gpu2 'IFS= read -r SF_WIRE_CURVE_KEY; export SF_WIRE_CURVE_KEY; exec $FAKE --checkpoint_path a.pt --device cpu'"
 }
 
 @test "build/bin/sf-run finds its sibling programs without build/bin on PATH" {
