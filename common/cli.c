@@ -239,5 +239,13 @@ sf_status sf_stage_flags_get(const sf_args *a, const sf_opt *opts, sf_stage_flag
     }
     f->cuda = d.cuda;
     f->ordinal = d.ordinal;
+
+    const char *ts = find_opt(opts, "timeout") >= 0 ? sf_args_get(a, opts, "timeout") : NULL;
+    if (ts) {
+        double t = 0;
+        if ((s = sf_arg_double("--timeout", ts, &t, err))) return s;
+        if (!(t >= 0 && t <= 1e9)) return sf_fail(err, SF_E_ARG, "--timeout: expected seconds >= 0 (0: wait forever), got '%s'", ts);
+        f->wire_timeout = t == 0 ? -1 : t;
+    }
     return SF_OK;
 }

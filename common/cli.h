@@ -61,6 +61,11 @@ sf_status sf_arg_double(const char *flag, const char *s, double *out, sf_err *er
      "auto|bar|lines|none\tprogress on stderr: bar = one '\\r' line, lines = a plain line per step with "  \
      "elapsed time (default auto: bar on a terminal or under sf-run, lines otherwise)"}
 
+#define SF_OPT_TIMEOUT                                                                              \
+    {"timeout", 0, SF_ARG_VALUE,                                                                    \
+     "S\ttcp/ipc/shm streams: seconds to wait for the peer stage to connect, or for a vanished one "    \
+     "to come back (default 600; 0: forever). A connected peer is watched by heartbeats instead"}
+
 /* NONE prints nothing; BAR rewrites one '\r' line (a terminal, or sf-run's status line); LINES
  * prints plain lines with elapsed time (logs, nohup, Slurm, CI). */
 typedef enum sf_progress_mode { SF_PROGRESS_NONE = 0, SF_PROGRESS_BAR = 1, SF_PROGRESS_LINES = 2 } sf_progress_mode;
@@ -69,6 +74,7 @@ typedef struct sf_stage_flags {
     int cuda, ordinal;     /* --device cpu|cuda|cuda:N or --gpu-id N: cuda 0 = the CPU */
     const char *model_dir; /* --model-dir, else $SF_MODEL_DIR, else wan_models/Wan2.1-T2V-1.3B */
     sf_progress_mode progress; /* --progress, auto resolved for this stderr and log level */
+    double wire_timeout;   /* --timeout S as sf_wire_opts.timeout_s (0: default 600 s; -1: forever) */
 } sf_stage_flags;
 
 /* Read whichever of the shared flags the table has (the others keep their defaults). --device and

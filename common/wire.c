@@ -672,7 +672,7 @@ static sf_status stream_recv(sf_wire *w, sf_wire_msg *m, const void **payload, s
     if (got < (size_t)hlen + 8) return sf_fail(err, SF_E_FORMAT, "wire: %s: truncated frame", w->url);
     if ((st = sf_wire_header_decode(w->hbuf, hlen, m, err))) return st;
     uint64_t plen = rd64(w->hbuf + hlen);
-    if ((st = check_payload_len(m, plen, err))) return st;
+    if ((st = check_payload_len(m, plen, err)) || (st = sf_wire_check_size(w, m, err))) return st;
     *payload = NULL;
     if (plen) {
         if ((st = grow(&w->pbuf, &w->pcap, (size_t)plen, err))) return st;
@@ -698,13 +698,24 @@ static void grow_pipe(int fd) {
 
 static int starts(const char *s, const char *p) { return strncmp(s, p, strlen(p)) == 0; }
 
-static sf_status wire_open(const char *url, int writer, sf_wire **out, sf_err *err) {
+/* A message bigger than the reader takes is refused from its header, before any allocation. */
+sf_status sf_wire_check_size(const sf_wire *w, const sf_wire_msg *m, sf_err *err) {
+    size_t nb = sf_wire_msg_nbytes(m);
+    if (nb > w->max_payload)
+        return sf_fail(err, SF_E_FORMAT, "wire: %s: message '%s' announces %zu bytes, more than this reader takes (%zu)",
+                       w->url, m->name, nb, w->max_payload);
+    return SF_OK;
+}
+
+static sf_status wire_open(const char *url, int writer, const sf_wire_opts *o, sf_wire **out, sf_err *err) {
     *out = NULL;
     if (!url || !*url) return sf_fail(err, SF_E_ARG, "wire: empty URL");
     if (strlen(url) >= sizeof ((sf_wire *)0)->url) return sf_fail(err, SF_E_ARG, "wire: URL too long");
     sf_wire *w = calloc(1, sizeof *w);
     if (!w) return sf_fail(err, SF_E_NOMEM, "wire: out of memory");
     w->writer = writer;
+    w->timeout_s = !o || o->timeout_s == 0 ? SF_WIRE_TIMEOUT_S : o->timeout_s < 0 ? 0 : o->timeout_s;
+    w->max_payload = o && o->max_payload ? o->max_payload : SF_WIRE_MAX_MSG_DEFAULT;
     w->fd = -1;
     w->zfree_pipe[0] = w->zfree_pipe[1] = -1;
     snprintf(w->url, sizeof w->url, "%s", url);
@@ -761,8 +772,14 @@ static sf_status wire_open(const char *url, int writer, sf_wire **out, sf_err *e
     return SF_OK;
 }
 
-sf_status sf_wire_open_reader(const char *url, sf_wire **out, sf_err *err) { return wire_open(url, 0, out, err); }
-sf_status sf_wire_open_writer(const char *url, sf_wire **out, sf_err *err) { return wire_open(url, 1, out, err); }
+sf_status sf_wire_open_reader(const char *url, sf_wire **out, sf_err *err) { return wire_open(url, 0, NULL, out, err); }
+sf_status sf_wire_open_writer(const char *url, sf_wire **out, sf_err *err) { return wire_open(url, 1, NULL, out, err); }
+sf_status sf_wire_open_reader_opts(const char *url, const sf_wire_opts *o, sf_wire **out, sf_err *err) {
+    return wire_open(url, 0, o, out, err);
+}
+sf_status sf_wire_open_writer_opts(const char *url, const sf_wire_opts *o, sf_wire **out, sf_err *err) {
+    return wire_open(url, 1, o, out, err);
+}
 
 const char *sf_wire_kind(const sf_wire *w) {
     static const char *const names[] = {"?", "stdio", "fd", "file", "tcp", "ipc", "shm"};

@@ -31,11 +31,16 @@
  * A stream ends after a message of type "end". EOF at a message boundary without "end" is
  * "upstream closed without end-of-stream" (SF_E_IO); EOF inside a message is SF_E_FORMAT.
  *
- * ZeroMQ (URL "tcp://host:port", "ipc:///path"): PUSH (writer) → PULL (reader); each message
- * is one two-part ZeroMQ message [header, payload] (the payload part is empty for end/error).
- * By default the reader binds and the writer connects; "@tcp://..." forces bind and
- * ">tcp://..." forces connect (CZMQ endpoint syntax). High-water marks are small, so a slow
- * reader blocks the writer (back-pressure) instead of queueing without bound.
+ * ZeroMQ (URL "tcp://host:port", "ipc:///path"): DEALER (writer) → ROUTER (reader); each
+ * message is one two-part ZeroMQ message [header, payload] (the payload part is empty for
+ * end/error). The first peer whose message is valid is the stream's writer; other peers are
+ * ignored. On "end" the reader sends the one-frame message "SFACK1" back to that writer; a
+ * writer's close waits for it (no ack: SF_E_IO). By default the reader binds and the writer
+ * connects; "@tcp://..." forces bind and ">tcp://..." forces connect (CZMQ endpoint syntax).
+ * A bind is exactly the host named (names resolved, "*" = every interface with a warning,
+ * "route=PEER" = the interface reaching PEER; wire_net.c); with $SF_WIRE_CURVE_KEY tcp uses
+ * CURVE. High-water marks are small, so a slow reader blocks the writer (back-pressure)
+ * instead of queueing without bound.
  *
  * Shared memory (URL "shm://NAME[?slots=N&slot_mb=M]", NAME = [A-Za-z0-9._-]{1,64}): the
  * writer creates a POSIX shm ring "/sf-NAME-<pid>" of N slots (default 4) of max(M MiB,
@@ -160,9 +165,25 @@ typedef struct sf_wire sf_wire;
 
 /* Open a reader / writer for a URL: "-" (stdin / stdout), "fd:N", "tcp://host:port",
  * "ipc:///path", "shm://name[?slots=N&slot_mb=M]", "@url"/">url" (force bind/connect),
- * or a file path. Caller closes with sf_wire_close. */
+ * or a file path. Caller closes with sf_wire_close. The plain forms use the default options. */
 sf_status sf_wire_open_reader(const char *url, sf_wire **out, sf_err *err);
 sf_status sf_wire_open_writer(const char *url, sf_wire **out, sf_err *err);
+
+#define SF_WIRE_TIMEOUT_S 600.0               /* default sf_wire_opts.timeout_s (a stage's --timeout) */
+#define SF_WIRE_MAX_MSG_DEFAULT (1ull << 30)  /* default sf_wire_opts.max_payload: 1 GiB */
+typedef struct sf_wire_opts {
+    /* tcp/ipc/shm: seconds an endpoint waits with no peer: a reader for a writer to connect (a
+     * peer that completes the ZeroMQ handshake; one that connects and leaves does not count), a
+     * writer for its reader to connect or to come back. A connected peer proves it is alive by
+     * ZeroMQ heartbeats instead (dead after 10 s of silence). 0: SF_WIRE_TIMEOUT_S; < 0: forever. */
+    double timeout_s;
+    /* readers: the largest payload this reader takes (0: SF_WIRE_MAX_MSG_DEFAULT). A header that
+     * announces more is refused before anything is allocated, and ZeroMQ drops a peer whose
+     * frame is bigger (ZMQ_MAXMSGSIZE) before buffering it. */
+    size_t max_payload;
+} sf_wire_opts;
+sf_status sf_wire_open_reader_opts(const char *url, const sf_wire_opts *o, sf_wire **out, sf_err *err);
+sf_status sf_wire_open_writer_opts(const char *url, const sf_wire_opts *o, sf_wire **out, sf_err *err);
 
 /* Send one message. payload: sf_wire_msg_nbytes(msg) contiguous bytes (NULL for end/error),
  * borrowed for the call only. Blocks while the reader is behind (back-pressure); returns

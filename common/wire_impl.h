@@ -17,6 +17,8 @@ struct sf_wire_shm; /* wire_zmq.c */
 struct sf_wire {
     int writer;           /* 1 writer, 0 reader */
     int kind;             /* SF_WK_* */
+    double timeout_s;     /* sf_wire_opts.timeout_s resolved (0: wait forever) */
+    size_t max_payload;   /* sf_wire_opts.max_payload resolved */
     char url[1024];
     int sent_end, got_end;
     sf_wire_msg end_msg;  /* replayed after end */
@@ -32,10 +34,26 @@ struct sf_wire {
     void *scratch;
     size_t scratch_cap;
     /* zeromq */
-    void *zctx, *zsock, *zmon;
+    void *zctx, *zsock, *zmon, *zap;
     int zbind;
-    int zconnected, zever_connected;
-    double zdown_since;   /* writer: when the last reader disconnected (0: connected) */
+    int zpeer_fd[64], zconnected; /* open connections (monitor fds) */
+    int zhandshaken;      /* a connection completed the ZMTP handshake (cleared when none is left) */
+    int zever_connected;  /* one ever did */
+    double zopened;       /* when the endpoint was opened (timeout clock before any peer came) */
+    double zdown_since;   /* when the last peer disconnected (0: connected) */
+    /* reader: the stream's writer, fixed by its first valid message (other peers are ignored) */
+    uint8_t zsid[256];    /* its ROUTER routing id */
+    size_t zsid_len;
+    int zsfd;             /* its connection's fd (-1 unknown) */
+    int zstarted, zstream_down, zacked, zwarned, zrefused; /* zwarned, zrefused: warned once */
+    size_t zlast_id_len;  /* routing id of the message in zparts */
+    uint8_t zlast_id[256];
+    int zlast_fd;
+    /* writer: the reader acknowledged end-of-stream */
+    int zgot_ack;
+    /* CURVE (SF_WIRE_CURVE_KEY): the run's key pair, Z85 */
+    int curve;
+    char curve_pub[41], curve_sec[41];
     int zparts_held;
     zmq_msg_t zparts[4];         /* received parts, held until the next recv */
     int zfree_pipe[2];           /* zero-copy frees signal here */
@@ -45,8 +63,17 @@ struct sf_wire {
 };
 
 /* wire.c helpers used by wire_zmq.c */
+sf_status sf_wire_check_size(const sf_wire *w, const sf_wire_msg *m, sf_err *err);
 int sf_wire_selfpipe_fd(void); /* -1 when signals are not installed */
 sf_status sf_wire_stop_err(sf_err *err);
+
+/* wire_net.c: the network edge of the ZeroMQ transports */
+/* Bind w->zsock to exactly the address asked (names resolved, never widened; see wire.h). */
+sf_status sf_wire_net_bind(sf_wire *w, const char *addr, sf_err *err);
+/* CURVE from $SF_WIRE_CURVE_KEY on tcp endpoints (no-op when unset); before bind/connect. */
+sf_status sf_wire_net_curve(sf_wire *w, sf_err *err);
+/* Answer pending ZAP requests (reader with CURVE): only the run's own key is accepted. */
+void sf_wire_net_zap_serve(sf_wire *w);
 
 /* wire_zmq.c */
 sf_status sf_wire_zmq_open(sf_wire *w, const char *addr, int force, sf_err *err);

@@ -1,16 +1,18 @@
 /* wire_zmq.c — the ZeroMQ (tcp://, ipc://) and shared-memory (shm://) transports of the wire
  * format (DESIGN.md §4; frame spec at the top of wire.h).
  *
- * ZeroMQ: PUSH → PULL, one multipart message per wire message, high-water mark 2 so a slow
- * reader applies back-pressure. Payloads over 64 KiB are sent zero-copy (zmq_msg_init_data on the caller's
- * payload); sf_wire_send waits until ZeroMQ frees the frame (it was written to the socket), so
- * the caller may reuse the buffer on return. A socket monitor tells a reader that every
- * writer disconnected ("upstream closed without end-of-stream").
+ * ZeroMQ: DEALER → ROUTER, one multipart message per wire message, high-water mark 2 so a slow
+ * reader applies back-pressure; the reader acknowledges `end` (see "ZeroMQ plumbing" below).
+ * Payloads over 64 KiB are sent zero-copy (zmq_msg_init_data on the caller's payload);
+ * sf_wire_send waits until ZeroMQ frees the frame (it was written to the socket), so the caller
+ * may reuse the buffer on return. A socket monitor tells a reader that the stream's writer
+ * disconnected ("upstream closed without end-of-stream"). Addresses, CURVE: wire_net.c.
  * shm: a POSIX shared-memory ring owned by the writer, a counting semaphore of free slots in
  * the segment, headers over a ZeroMQ ipc control channel.
  *
  * Mirrors no reference module. Tested by tests/unit/test_wire.c (ipc, tcp, shm ring with more
- * messages than slots) and tests/bats/sf-wire.bats (separate processes). */
+ * messages than slots), tests/bats/sf-wire.bats (separate processes) and tests/bats/net-edge.bats
+ * (hostile peers, missing readers, acks, message caps). */
 #define _POSIX_C_SOURCE 200809L
 #include "wire_impl.h"
 
@@ -29,6 +31,12 @@
 #define ZHWM 2
 #define WRITER_GRACE_S 3.0 /* seconds a blocked writer waits for a vanished reader to return */
 #define ZCOPY_MIN 65536 /* payloads up to this many bytes are copied, not zero-copy */
+#define ZACK "SFACK1"   /* reader -> writer, alone in a message: end-of-stream received */
+#define ZACK_LEN 6
+#define ZACK_LINGER_MS 5000 /* how long a reader waits for the writer to take its ack */
+#define HEARTBEAT_IVL_MS 2000      /* ZMTP pings: a peer that stops answering ... */
+#define HEARTBEAT_TIMEOUT_MS 10000 /* ... is disconnected after this long (dead host, SIGSTOP) */
+#define HANDSHAKE_IVL_MS 10000     /* a connection that does not complete the handshake is dropped */
 #define SHM_CTL_BYTES 4096u
 #define SHM_MAGIC 0x53464d31u /* "SFM1" */
 #define SHM_MAX_MAPS 8
@@ -39,7 +47,13 @@ static void wr32(uint8_t *p, uint32_t v) { for (int i = 0; i < 4; i++) p[i] = (u
 static void wr64(uint8_t *p, uint64_t v) { for (int i = 0; i < 8; i++) p[i] = (uint8_t)(v >> (8 * i)); }
 
 /* ------------------------------------------------------------------------------------------
- * ZeroMQ plumbing. */
+ * ZeroMQ plumbing.
+ *
+ * DEALER (writer) -> ROUTER (reader). The reader takes the first peer that sends a valid message
+ * as the stream's writer and ignores every other peer from then on; before that, malformed
+ * messages are dropped with a warning, and peers that connect and leave (or never complete the
+ * ZMTP handshake) are not counted. On `end` the reader sends ZACK back to the stream's writer;
+ * a writer's close waits for it, so a stream is reported done only once its reader has it. */
 
 static void zfree_signal(void *data, void *hint) {
     (void)data;
@@ -49,7 +63,7 @@ static void zfree_signal(void *data, void *hint) {
     (void)r;
 }
 
-/* Tear the ZeroMQ side down at once (linger 0): pending frames are dropped and freed. */
+/* Tear the ZeroMQ side down (linger ms for queued frames; 0 drops them at once). */
 static void zmon_drain(sf_wire *w);
 
 static void zmq_teardown(sf_wire *w, int linger) {
@@ -63,6 +77,11 @@ static void zmq_teardown(sf_wire *w, int linger) {
         zmq_setsockopt(w->zmon, ZMQ_LINGER, &zero, sizeof zero);
         zmq_close(w->zmon);
     }
+    if (w->zap) {
+        int zero = 0;
+        zmq_setsockopt(w->zap, ZMQ_LINGER, &zero, sizeof zero);
+        zmq_close(w->zap);
+    }
     /* the ipc:// socket file this side bound (sf-run's /tmp/sf-run-*.sock, shm's sf-shm-*.ctl):
      * libzmq leaves it behind, so remove it once the socket is closed */
     char ipc[1100] = "";
@@ -75,14 +94,32 @@ static void zmq_teardown(sf_wire *w, int linger) {
     }
     if (w->zctx) zmq_ctx_term(w->zctx); /* waits until every frame was freed */
     if (ipc[0]) unlink(ipc + 6);
-    w->zmon = w->zsock = w->zctx = NULL;
+    w->zmon = w->zsock = w->zctx = w->zap = NULL;
     for (int i = 0; i < 2; i++) {
         if (w->zfree_pipe[i] >= 0) close(w->zfree_pipe[i]);
         w->zfree_pipe[i] = -1;
     }
 }
 
-/* Read pending monitor events and update the live connection count. */
+static int zpeer_del(sf_wire *w, int fd) {
+    for (int i = 0; i < w->zconnected; i++)
+        if (w->zpeer_fd[i] == fd) {
+            w->zpeer_fd[i] = w->zpeer_fd[--w->zconnected];
+            return 1;
+        }
+    return 0;
+}
+
+static int zpeer_has(const sf_wire *w, int fd) {
+    for (int i = 0; i < w->zconnected; i++)
+        if (w->zpeer_fd[i] == fd) return 1;
+    return 0;
+}
+
+/* Read pending monitor events: open connections by fd (CONNECTED/ACCEPTED to DISCONNECTED),
+ * and whether one completed the ZMTP handshake (libzmq reports that event without the fd, so
+ * it is a flag, cleared when no connection is left). A bare TCP connect, a port scanner or a
+ * peer without the run's CURVE key opens a connection but never completes the handshake. */
 static void zmon_drain(sf_wire *w) {
     if (!w->zmon) return;
     for (;;) {
@@ -92,14 +129,29 @@ static void zmon_drain(sf_wire *w) {
             zmq_msg_close(&a);
             return;
         }
-        if (zmq_msg_size(&a) >= 2) {
-            const uint8_t *p = zmq_msg_data(&a);
-            uint16_t ev = (uint16_t)(p[0] | p[1] << 8); /* host order; little-endian hosts */
-            if (ev == ZMQ_EVENT_CONNECTED || ev == ZMQ_EVENT_ACCEPTED) {
-                w->zconnected++;
-                w->zever_connected = 1;
-            } else if (ev == ZMQ_EVENT_DISCONNECTED && w->zconnected > 0) {
-                w->zconnected--;
+        if (zmq_msg_size(&a) >= 6) {
+            uint16_t ev;
+            uint32_t val;
+            memcpy(&ev, zmq_msg_data(&a), 2); /* host order, as libzmq writes it */
+            memcpy(&val, (const uint8_t *)zmq_msg_data(&a) + 2, 4);
+            int fd = (int)val;
+            if ((ev == ZMQ_EVENT_CONNECTED || ev == ZMQ_EVENT_ACCEPTED) && !zpeer_has(w, fd) &&
+                w->zconnected < (int)(sizeof w->zpeer_fd / sizeof w->zpeer_fd[0])) {
+                w->zpeer_fd[w->zconnected++] = fd;
+            } else if (ev == ZMQ_EVENT_HANDSHAKE_SUCCEEDED) {
+                w->zhandshaken = w->zever_connected = 1;
+                w->zdown_since = 0;
+            } else if (ev == ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL || ev == ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL ||
+                       ev == ZMQ_EVENT_HANDSHAKE_FAILED_AUTH) {
+                if (!w->writer && !w->zrefused++)
+                    sf_warn("wire: %s: refused a peer that failed the ZeroMQ handshake%s", w->url,
+                            w->curve ? " (without this run's CURVE key)" : " (not a wire writer)");
+            } else if (ev == ZMQ_EVENT_DISCONNECTED) {
+                if (zpeer_del(w, fd) && w->zconnected == 0) {
+                    w->zhandshaken = 0;
+                    if (!w->zdown_since) w->zdown_since = sf_now();
+                }
+                if (w->zstarted && fd == w->zsfd) w->zstream_down = 1;
             }
         }
         int more = zmq_msg_more(&a);
@@ -112,41 +164,67 @@ static void zmon_drain(sf_wire *w) {
     }
 }
 
-/* Poll the socket (events), the monitor, the self-pipe and optionally an extra fd. */
-static sf_status zwait(sf_wire *w, short events, int extra_fd, long timeout_ms, sf_err *err) {
-    zmq_pollitem_t it[4];
-    int n = 0;
-    if (events) it[n++] = (zmq_pollitem_t){w->zsock, 0, events, 0};
-    if (w->zmon) it[n++] = (zmq_pollitem_t){w->zmon, 0, ZMQ_POLLIN, 0};
-    if (sf_wire_selfpipe_fd() >= 0) it[n++] = (zmq_pollitem_t){NULL, sf_wire_selfpipe_fd(), ZMQ_POLLIN, 0};
-    if (extra_fd >= 0) it[n++] = (zmq_pollitem_t){NULL, extra_fd, ZMQ_POLLIN, 0};
-    if (sf_wire_selfpipe_fd() < 0 && (timeout_ms < 0 || timeout_ms > 200)) timeout_ms = 200;
-    int r = zmq_poll(it, n, timeout_ms);
-    if (r < 0 && errno != EINTR) return sf_fail(err, SF_E_IO, "wire: zmq_poll: %s", zmq_strerror(errno));
-    if (sf_wire_stopped()) return sf_wire_stop_err(err);
-    zmon_drain(w);
-    /* A writer whose reader went away (and did not come back within a grace period) fails
-     * instead of blocking forever on a full queue. */
-    if (w->writer && w->zever_connected && w->zconnected == 0) {
-        if (!w->zdown_since) w->zdown_since = sf_now();
-        if (sf_now() - w->zdown_since > WRITER_GRACE_S)
-            return sf_fail(err, SF_E_IO, "wire: %s: downstream closed", w->url);
-    } else {
-        w->zdown_since = 0;
+/* Writer: fail when there is no reader: none came within the timeout, or the one that was
+ * connected left and did not come back within a grace period. */
+static sf_status zwriter_check(sf_wire *w, sf_err *err) {
+    if (w->zhandshaken && w->zconnected > 0) return SF_OK;
+    double now = sf_now();
+    if (w->zever_connected) {
+        if (w->zdown_since && now - w->zdown_since > WRITER_GRACE_S)
+            return sf_fail(err, SF_E_IO, "wire: %s: downstream closed%s", w->url,
+                           w->sent_end ? " before acknowledging end-of-stream: the stream may be incomplete" : "");
+    } else if (w->timeout_s > 0 && now - w->zopened > w->timeout_s) {
+        return sf_fail(err, SF_E_IO, "wire: %s: no reader connected within %g s (--timeout): nothing was delivered", w->url,
+                       w->timeout_s);
     }
     return SF_OK;
 }
 
+/* Poll the socket (events), the monitor, the ZAP handler, the self-pipe and optionally an
+ * extra fd; then apply the writer's checks. */
+static sf_status zwait(sf_wire *w, short events, int extra_fd, long timeout_ms, sf_err *err) {
+    zmq_pollitem_t it[5];
+    int n = 0;
+    if (events) it[n++] = (zmq_pollitem_t){w->zsock, 0, events, 0};
+    if (w->zmon) it[n++] = (zmq_pollitem_t){w->zmon, 0, ZMQ_POLLIN, 0};
+    if (w->zap) it[n++] = (zmq_pollitem_t){w->zap, 0, ZMQ_POLLIN, 0};
+    if (sf_wire_selfpipe_fd() >= 0) it[n++] = (zmq_pollitem_t){NULL, sf_wire_selfpipe_fd(), ZMQ_POLLIN, 0};
+    if (extra_fd >= 0) it[n++] = (zmq_pollitem_t){NULL, extra_fd, ZMQ_POLLIN, 0};
+    /* wake up now and then: timeouts and the grace period are checked here */
+    if (timeout_ms < 0 || timeout_ms > 200) timeout_ms = 200;
+    int r = zmq_poll(it, n, timeout_ms);
+    if (r < 0 && errno != EINTR) return sf_fail(err, SF_E_IO, "wire: zmq_poll: %s", zmq_strerror(errno));
+    if (sf_wire_stopped()) return sf_wire_stop_err(err);
+    zmon_drain(w);
+    sf_wire_net_zap_serve(w);
+    return w->writer ? zwriter_check(w, err) : SF_OK;
+}
+
 sf_status sf_wire_zmq_open(sf_wire *w, const char *addr, int force, sf_err *err) {
+    sf_status st;
+    w->zsfd = -1;
+    w->zopened = sf_now();
     w->zctx = zmq_ctx_new();
     if (!w->zctx) return sf_fail(err, SF_E_IO, "wire: zmq_ctx_new: %s", zmq_strerror(errno));
     zmq_ctx_set(w->zctx, ZMQ_BLOCKY, 0);
-    w->zsock = zmq_socket(w->zctx, w->writer ? ZMQ_PUSH : ZMQ_PULL);
+    w->zsock = zmq_socket(w->zctx, w->writer ? ZMQ_DEALER : ZMQ_ROUTER);
     if (!w->zsock) return sf_fail(err, SF_E_IO, "wire: zmq_socket: %s", zmq_strerror(errno));
     int hwm = ZHWM, linger = w->writer ? 5000 : 0;
+    int hb = HEARTBEAT_IVL_MS, hbt = HEARTBEAT_TIMEOUT_MS, hs = HANDSHAKE_IVL_MS;
+    /* the largest frame a peer may send: a reader takes headers and payloads up to its cap, a
+     * writer only acks (and handshake commands: CURVE's are a few hundred bytes); a bigger
+     * frame drops the connection before it is buffered */
+    int64_t maxmsg = w->writer ? 65536 : (int64_t)(w->max_payload > SF_WIRE_MAX_HEADER ? w->max_payload : SF_WIRE_MAX_HEADER);
     zmq_setsockopt(w->zsock, ZMQ_SNDHWM, &hwm, sizeof hwm);
     zmq_setsockopt(w->zsock, ZMQ_RCVHWM, &hwm, sizeof hwm);
     zmq_setsockopt(w->zsock, ZMQ_LINGER, &linger, sizeof linger);
+    zmq_setsockopt(w->zsock, ZMQ_MAXMSGSIZE, &maxmsg, sizeof maxmsg);
+    zmq_setsockopt(w->zsock, ZMQ_HEARTBEAT_IVL, &hb, sizeof hb);
+    zmq_setsockopt(w->zsock, ZMQ_HEARTBEAT_TIMEOUT, &hbt, sizeof hbt);
+    zmq_setsockopt(w->zsock, ZMQ_HANDSHAKE_IVL, &hs, sizeof hs);
+    /* not ZMQ_IMMEDIATE on the writer: with it, libzmq drops a connection's unread inbound
+     * messages (the reader's ack) as soon as the reader hangs up */
+    if ((st = sf_wire_net_curve(w, err))) return st;
     if (w->writer) {
         if (pipe(w->zfree_pipe) != 0) return sf_fail(err, SF_E_IO, "wire: pipe: %s", strerror(errno));
         fcntl(w->zfree_pipe[0], F_SETFL, O_NONBLOCK);
@@ -154,28 +232,20 @@ sf_status sf_wire_zmq_open(sf_wire *w, const char *addr, int force, sf_err *err)
     }
     char mon[64];
     snprintf(mon, sizeof mon, "inproc://sf-wire-mon-%p", (void *)w);
-    if (zmq_socket_monitor(w->zsock, mon, ZMQ_EVENT_CONNECTED | ZMQ_EVENT_ACCEPTED | ZMQ_EVENT_DISCONNECTED) == 0) {
+    if (zmq_socket_monitor(w->zsock, mon, ZMQ_EVENT_CONNECTED | ZMQ_EVENT_ACCEPTED | ZMQ_EVENT_HANDSHAKE_SUCCEEDED |
+                                                ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL | ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL |
+                                                ZMQ_EVENT_HANDSHAKE_FAILED_AUTH | ZMQ_EVENT_DISCONNECTED) == 0) {
         w->zmon = zmq_socket(w->zctx, ZMQ_PAIR);
         if (w->zmon && zmq_connect(w->zmon, mon) != 0) {
             zmq_close(w->zmon);
             w->zmon = NULL;
         }
     }
+    if (!w->zmon) return sf_fail(err, SF_E_IO, "wire: %s: cannot monitor the socket: %s", w->url, zmq_strerror(errno));
     w->zbind = force == 1 || (force == 0 && !w->writer);
-    if (w->zbind) {
-        if (zmq_bind(w->zsock, addr) != 0) {
-            int e = errno;
-            /* "tcp://somehost:port" names a peer's view of us; bind every interface instead. */
-            const char *colon = strrchr(addr, ':');
-            char any[128];
-            if (strncmp(addr, "tcp://", 6) == 0 && colon && snprintf(any, sizeof any, "tcp://*%s", colon) < (int)sizeof any &&
-                zmq_bind(w->zsock, any) == 0)
-                return SF_OK;
-            return sf_fail(err, SF_E_IO, "wire: cannot bind %s: %s", addr, zmq_strerror(e));
-        }
-    } else if (zmq_connect(w->zsock, addr) != 0) {
+    if (w->zbind) return sf_wire_net_bind(w, addr, err);
+    if (zmq_connect(w->zsock, addr) != 0)
         return sf_fail(err, SF_E_IO, "wire: cannot connect %s: %s", addr, zmq_strerror(errno));
-    }
     return SF_OK;
 }
 
@@ -245,55 +315,105 @@ sf_status sf_wire_zmq_send(sf_wire *w, const sf_wire_msg *m, const void *payload
     return zsend_parts(w, hdr, hlen, bufs, &nb, 1, err);
 }
 
-/* Receive one multipart message into w->zparts (released at the next call). */
-static sf_status zrecv_parts(sf_wire *w, sf_err *err) {
+static void zrelease_parts(sf_wire *w) {
     for (int i = 0; i < w->zparts_held; i++) zmq_msg_close(&w->zparts[i]);
     w->zparts_held = 0;
-    if (!w->zsock) return sf_fail(err, SF_E_IO, "wire: %s is closed", w->url);
-    double eof_at = 0;
-    zmq_msg_init(&w->zparts[0]);
-    for (;;) {
-        if (zmq_msg_recv(&w->zparts[0], w->zsock, ZMQ_DONTWAIT) >= 0) break;
-        if (errno != EAGAIN && errno != EINTR) {
-            zmq_msg_close(&w->zparts[0]);
-            return sf_fail(err, SF_E_IO, "wire: recv %s: %s", w->url, zmq_strerror(errno));
-        }
-        /* Every writer went away: wait a little for frames still in flight, then give up. */
-        long timeout = -1;
-        if (w->zever_connected && w->zconnected == 0) {
-            if (!eof_at) eof_at = sf_now() + 0.5;
-            if (sf_now() > eof_at) {
-                zmq_msg_close(&w->zparts[0]);
-                return sf_fail(err, SF_E_IO, "wire: %s: upstream closed without end-of-stream", w->url);
-            }
-            timeout = 100;
-        } else {
-            eof_at = 0;
-        }
-        sf_status st = zwait(w, ZMQ_POLLIN, -1, timeout, err);
-        if (st) {
-            zmq_msg_close(&w->zparts[0]);
-            return st;
-        }
-    }
-    w->zparts_held = 1;
-    while (zmq_msg_more(&w->zparts[w->zparts_held - 1])) {
-        zmq_msg_t extra;
-        zmq_msg_t *dst = w->zparts_held < 4 ? &w->zparts[w->zparts_held] : &extra;
-        zmq_msg_init(dst);
-        if (zmq_msg_recv(dst, w->zsock, 0) < 0) {
-            zmq_msg_close(dst);
-            return sf_fail(err, SF_E_IO, "wire: recv %s: %s", w->url, zmq_strerror(errno));
-        }
-        if (dst == &extra) {
-            int more = zmq_msg_more(&extra);
-            zmq_msg_close(&extra);
-            if (!more) return sf_fail(err, SF_E_FORMAT, "wire: %s: message with more than 4 parts", w->url);
-            continue;
-        }
-        w->zparts_held++;
+}
+
+/* Reader: no message now. Fail when the stream started and its writer left (after a short
+ * wait for frames still in flight), or when no writer was connected for the timeout. */
+static sf_status zreader_check(sf_wire *w, double *eof_at, long *poll_ms, sf_err *err) {
+    double now = sf_now();
+    *poll_ms = -1;
+    if (w->zstarted && (w->zstream_down || (w->zsfd < 0 && w->zconnected == 0))) {
+        if (!*eof_at) *eof_at = now + 0.5;
+        if (now > *eof_at) return sf_fail(err, SF_E_IO, "wire: %s: upstream closed without end-of-stream", w->url);
+        *poll_ms = 100;
+    } else if (!w->zstarted && w->zconnected == 0 && w->timeout_s > 0) {
+        /* an open connection (a writer still loading, a stalled scanner until the handshake
+         * interval drops it) defers the verdict; peers that came and went do not */
+        if (now - w->zopened > w->timeout_s)
+            return sf_fail(err, SF_E_IO, "wire: %s: no writer connected for %g s (--timeout)", w->url, w->timeout_s);
     }
     return SF_OK;
+}
+
+/* Reader: receive one multipart message from the stream's writer (or, before the stream
+ * started, from any peer) into w->zparts (released at the next call). */
+static sf_status zrecv_parts(sf_wire *w, sf_err *err) {
+    zrelease_parts(w);
+    if (!w->zsock) return sf_fail(err, SF_E_IO, "wire: %s is closed", w->url);
+    double eof_at = 0;
+    for (;;) {
+        zmq_msg_t id;
+        zmq_msg_init(&id);
+        if (zmq_msg_recv(&id, w->zsock, ZMQ_DONTWAIT) < 0) {
+            zmq_msg_close(&id);
+            if (errno != EAGAIN && errno != EINTR) return sf_fail(err, SF_E_IO, "wire: recv %s: %s", w->url, zmq_strerror(errno));
+            long poll_ms;
+            sf_status st = zreader_check(w, &eof_at, &poll_ms, err);
+            if (!st) st = zwait(w, ZMQ_POLLIN, -1, poll_ms, err);
+            if (st) return st;
+            continue;
+        }
+        /* ROUTER: the routing id of the sending connection, then the message's parts */
+        w->zlast_id_len = zmq_msg_size(&id) < sizeof w->zlast_id ? zmq_msg_size(&id) : sizeof w->zlast_id;
+        memcpy(w->zlast_id, zmq_msg_data(&id), w->zlast_id_len);
+        int more = zmq_msg_more(&id), extra = 0;
+        zmq_msg_close(&id);
+        while (more) {
+            zmq_msg_t tmp, *dst = w->zparts_held < 4 ? &w->zparts[w->zparts_held] : &tmp;
+            zmq_msg_init(dst);
+            if (zmq_msg_recv(dst, w->zsock, 0) < 0) {
+                zmq_msg_close(dst);
+                return sf_fail(err, SF_E_IO, "wire: recv %s: %s", w->url, zmq_strerror(errno));
+            }
+            more = zmq_msg_more(dst);
+            if (dst == &tmp) {
+                zmq_msg_close(&tmp);
+                extra = 1;
+            } else {
+                w->zparts_held++;
+            }
+        }
+        w->zlast_fd = w->zparts_held ? zmq_msg_get(&w->zparts[0], ZMQ_SRCFD) : -1;
+        int other = w->zstarted && (w->zlast_id_len != w->zsid_len || memcmp(w->zlast_id, w->zsid, w->zsid_len));
+        if (other || (extra && !w->zstarted) || !w->zparts_held) {
+            if (!w->zwarned++)
+                sf_warn("wire: %s: ignoring messages from a peer that is not this stream's writer", w->url);
+            zrelease_parts(w);
+            continue;
+        }
+        if (extra) return sf_fail(err, SF_E_FORMAT, "wire: %s: message with more than 4 parts", w->url);
+        return SF_OK;
+    }
+}
+
+typedef sf_status (*zparse_fn)(sf_wire *w, sf_wire_msg *m, const void **payload, sf_err *err);
+
+/* Reader: the next valid message. Before the stream started, a malformed message is some
+ * other peer's (a scanner, a stray client): dropped with a warning. The first valid one fixes
+ * the stream's writer; after that a malformed message is a broken stream. */
+static sf_status zrecv_msg(sf_wire *w, sf_wire_msg *m, const void **payload, zparse_fn parse, sf_err *err) {
+    for (;;) {
+        sf_status st = zrecv_parts(w, err);
+        if (st) return st;
+        st = parse(w, m, payload, err);
+        if (!st) {
+            if (!w->zstarted) {
+                w->zstarted = 1;
+                memcpy(w->zsid, w->zlast_id, w->zlast_id_len);
+                w->zsid_len = w->zlast_id_len;
+                w->zsfd = w->zlast_fd;
+                zmon_drain(w);
+                if (w->zsfd >= 0 && !zpeer_has(w, w->zsfd)) w->zstream_down = 1; /* it already left */
+            }
+            return SF_OK;
+        }
+        if (w->zstarted || st != SF_E_FORMAT) return st;
+        if (!w->zwarned++) sf_warn("wire: %s: ignoring a malformed message from a peer (%s)", w->url, err->msg);
+        zrelease_parts(w);
+    }
 }
 
 /* A payload frame as an 8-byte-aligned pointer (ZeroMQ may hand out unaligned frames; then
@@ -314,11 +434,11 @@ static sf_status aligned_payload(sf_wire *w, const void *data, size_t n, const v
     return SF_OK;
 }
 
-sf_status sf_wire_zmq_recv(sf_wire *w, sf_wire_msg *m, const void **payload, sf_err *err) {
-    sf_status st = zrecv_parts(w, err);
-    if (st) return st;
+static sf_status zparse(sf_wire *w, sf_wire_msg *m, const void **payload, sf_err *err) {
+    sf_status st;
     if (w->zparts_held != 2) return sf_fail(err, SF_E_FORMAT, "wire: %s: message of %d parts (want 2)", w->url, w->zparts_held);
     if ((st = sf_wire_header_decode(zmq_msg_data(&w->zparts[0]), zmq_msg_size(&w->zparts[0]), m, err))) return st;
+    if ((st = sf_wire_check_size(w, m, err))) return st;
     size_t nb = zmq_msg_size(&w->zparts[1]);
     if (nb != sf_wire_msg_nbytes(m))
         return sf_fail(err, SF_E_FORMAT, "wire: %s: payload is %zu bytes, header says %zu", m->name, nb, sf_wire_msg_nbytes(m));
@@ -326,23 +446,52 @@ sf_status sf_wire_zmq_recv(sf_wire *w, sf_wire_msg *m, const void **payload, sf_
     return nb ? aligned_payload(w, zmq_msg_data(&w->zparts[1]), nb, payload, err) : SF_OK;
 }
 
-/* The reader got `end`: nothing more will be read, so hang up now — that is what a writer
- * waiting in sf_wire_zmq_close listens for. */
+sf_status sf_wire_zmq_recv(sf_wire *w, sf_wire_msg *m, const void **payload, sf_err *err) {
+    return zrecv_msg(w, m, payload, zparse, err);
+}
+
+/* The reader got `end`: acknowledge it to the stream's writer, then hang up once the writer
+ * did (it does as soon as it has the ack; at most ZACK_LINGER_MS): libzmq may drop a message
+ * that a peer has not read yet when the connection closes under it. */
 void sf_wire_zmq_end_received(sf_wire *w) {
-    if (w->zctx) zmq_teardown(w, 0);
+    if (!w->zctx) return;
+    if (w->zstarted && !w->zacked) {
+        w->zacked = 1;
+        if (zmq_send(w->zsock, w->zsid, w->zsid_len, ZMQ_SNDMORE | ZMQ_DONTWAIT) >= 0 &&
+            zmq_send(w->zsock, ZACK, ZACK_LEN, ZMQ_DONTWAIT) >= 0) {
+            double until = sf_now() + ZACK_LINGER_MS / 1000.0;
+            sf_err e;
+            while (!w->zstream_down && !(w->zsfd < 0 && w->zconnected == 0) && sf_now() < until &&
+                   zwait(w, 0, -1, 20, &e) == SF_OK) {
+            }
+        }
+    }
+    zmq_teardown(w, ZACK_LINGER_MS);
+}
+
+/* Writer after `end`: wait until the reader acknowledges it. Fails when the reader left first
+ * (after a grace period), none ever came within the timeout, or on a signal. */
+static sf_status zwait_ack(sf_wire *w, sf_err *err) {
+    sf_status st = SF_OK;
+    while (!st) {
+        char buf[16];
+        int n = zmq_recv(w->zsock, buf, sizeof buf, ZMQ_DONTWAIT);
+        if (n == ZACK_LEN && !memcmp(buf, ZACK, ZACK_LEN)) return SF_OK;
+        if (n >= 0 || errno == EINTR) continue; /* anything else from the reader: ignored */
+        if (errno != EAGAIN) return sf_fail(err, SF_E_IO, "wire: recv %s: %s", w->url, zmq_strerror(errno));
+        st = zwait(w, ZMQ_POLLIN, -1, 200, err);
+    }
+    return st;
 }
 
 sf_status sf_wire_zmq_close(sf_wire *w, sf_err *err) {
     sf_status st = SF_OK;
     if (!w->zctx) return SF_OK;
-    /* A writer that sent `end` stays connected until its reader hangs up (after reading `end`,
-     * or by dying). Closing earlier can lose the stream's tail on ipc: when the peer's socket
-     * closes, a libzmq reader whose queue is full (high-water mark) gets the hang-up before it
-     * has read the rest of the socket buffer, and drops it. Signals still end the wait. */
-    while (w->writer && w->sent_end && w->zever_connected && w->zconnected > 0 && !st)
-        st = zwait(w, 0, -1, 200, err);
-    zmq_teardown(w, w->writer ? 5000 : 0);
-    return st == SF_E_STOPPED ? st : SF_OK;
+    /* A writer that sent `end` is done only once its reader acknowledged it: until then the
+     * tail of the stream may sit in a queue that a vanished reader takes with it. */
+    if (w->writer && w->sent_end) st = zwait_ack(w, err);
+    zmq_teardown(w, w->writer ? (st ? 0 : 5000) : 0);
+    return st;
 }
 
 /* ------------------------------------------------------------------------------------------
@@ -586,14 +735,13 @@ static sf_status shm_map(sf_wire *w, const char *seg, int *idx, sf_err *err) {
     return SF_OK;
 }
 
-sf_status sf_wire_shm_recv(sf_wire *w, sf_wire_msg *m, const void **payload, sf_err *err) {
+static sf_status shm_parse(sf_wire *w, sf_wire_msg *m, const void **payload, sf_err *err) {
     struct sf_wire_shm *s = w->shm;
-    shm_release(s);
-    sf_status st = zrecv_parts(w, err);
-    if (st) return st;
+    sf_status st;
     if (w->zparts_held < 2 || w->zparts_held > 3)
         return sf_fail(err, SF_E_FORMAT, "wire: %s: control message of %d parts", w->url, w->zparts_held);
     if ((st = sf_wire_header_decode(zmq_msg_data(&w->zparts[0]), zmq_msg_size(&w->zparts[0]), m, err))) return st;
+    if ((st = sf_wire_check_size(w, m, err))) return st;
     size_t nb = sf_wire_msg_nbytes(m);
     size_t rlen = zmq_msg_size(&w->zparts[1]);
     *payload = NULL;
@@ -618,6 +766,11 @@ sf_status sf_wire_shm_recv(sf_wire *w, sf_wire_msg *m, const void **payload, sf_
                        (unsigned long long)size);
     *payload = nb ? s->maps[idx].base + SHM_CTL_BYTES + (size_t)slot * c->slot_size : NULL;
     return SF_OK;
+}
+
+sf_status sf_wire_shm_recv(sf_wire *w, sf_wire_msg *m, const void **payload, sf_err *err) {
+    shm_release(w->shm);
+    return zrecv_msg(w, m, payload, shm_parse, err);
 }
 
 sf_status sf_wire_shm_close(sf_wire *w, sf_err *err) {

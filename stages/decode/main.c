@@ -37,6 +37,7 @@ static const sf_opt opts[] = {
     {"bench", 0, SF_ARG_VALUE, "1.3b|tiny\tGPU decoder benchmark with random weights (1.3b: 21 latent frames -> 81 at 832x480; needs --device cuda)"},
     {"bf16-unscale", 0, SF_ARG_FLAG, "un-scale latents in bf16 like the bf16 reference pipeline (SPEC 8.1)"},
     SF_OPT_PROGRESS,
+    SF_OPT_TIMEOUT,
     SF_OPTS_STD,
     {NULL, 0, 0, NULL},
 };
@@ -54,6 +55,7 @@ typedef struct run {
     int64_t blk_cap;
     int64_t latents_done;
     int64_t blocks_done; /* decode_block calls: the SF_TRACE block index */
+    sf_wire_opts wo;     /* --in: --timeout; latents up to the default 1 GiB a message */
     double t0;
 } run;
 
@@ -181,7 +183,7 @@ static sf_status run_wire(run *r, const char *url, sf_err *err) {
     sf_status s;
     if (!m) return sf_fail(err, SF_E_NOMEM, "out of memory");
     if ((s = sf_wire_install_signals(err)) != SF_OK) goto done;
-    if ((s = sf_wire_open_reader(url, &in, err)) != SF_OK) goto done;
+    if ((s = sf_wire_open_reader_opts(url, &r->wo, &in, err)) != SF_OK) goto done;
     for (;;) {
         const void *payload = NULL;
         if ((s = sf_wire_recv(in, m, &payload, err)) != SF_OK) goto done;
@@ -233,6 +235,7 @@ int main(int argc, char **argv) {
     if (dev.cuda && (s = sf_device_check(&dev, &err)) != SF_OK) sf_die(prog, s, &err);
     r.cuda = dev.cuda;
     r.ordinal = dev.ordinal;
+    r.wo.timeout_s = sh.wire_timeout;
     if ((v = sf_args_get(&a, opts, "bench"))) {
         if ((s = sf_decode_bench(v, dev.cuda ? dev.ordinal : -1, &err)) != SF_OK) sf_die(prog, s, &err);
         sf_args_free(&a);

@@ -55,6 +55,7 @@ static const sf_opt opts[] = {
     {"threads", 0, SF_ARG_VALUE, "N\tCPU threads (default: all CPUs)"},
     {"bench", 0, SF_ARG_VALUE, "tiny|1.3b-layer|1.3b\tprint ms per block-forward and peak memory, then exit (1.3b: a whole random-weight video, GPU only)"},
     SF_OPT_PROGRESS,
+    SF_OPT_TIMEOUT,
     SF_OPTS_STD,
     {NULL, 0, 0, NULL},
 };
@@ -106,8 +107,8 @@ static sf_status get_long(const sf_args *a, const char *name, long lo, long hi, 
 
 /* Prompt embeddings from FILE[:NAME] or the first prompt_embeds message of a wire stream:
  * (rows, text_dim) f32, malloc'd. */
-static sf_status load_embeds(const char *arg, const char *in_url, int text_dim, int text_len, float **emb,
-                             int64_t *rows, char *prompt, size_t pn, sf_err *err) {
+static sf_status load_embeds(const char *arg, const char *in_url, double wire_timeout, int text_dim, int text_len,
+                             float **emb, int64_t *rows, char *prompt, size_t pn, sf_err *err) {
     sf_status s;
     if (arg) {
         char path[4096];
@@ -143,7 +144,9 @@ static sf_status load_embeds(const char *arg, const char *in_url, int text_dim, 
         return SF_OK;
     }
     sf_wire *r = NULL;
-    if ((s = sf_wire_open_reader(in_url, &r, err))) return s;
+    /* the largest message it takes: [text_len, text_dim] f32 embeddings */
+    sf_wire_opts wo = {wire_timeout, (size_t)text_len * (size_t)text_dim * sizeof(float)};
+    if ((s = sf_wire_open_reader_opts(in_url, &wo, &r, err))) return s;
     for (;;) {
         sf_wire_msg m;
         const void *payload;
@@ -172,6 +175,9 @@ static sf_status load_embeds(const char *arg, const char *in_url, int text_dim, 
         *rows = L;
         const char *pr = sf_wire_meta_str(&m, "prompt");
         if (pr && prompt && !prompt[0]) snprintf(prompt, pn, "%s", pr);
+        /* read on to `end`: the writer is done only once its end is acknowledged */
+        while (!(s = sf_wire_recv(r, &m, &payload, err)) && m.type != SF_WIRE_END) {
+        }
         break;
     }
     sf_err e2;
@@ -306,7 +312,7 @@ int main(int argc, char **argv) {
     if (pa) snprintf(prompt, sizeof prompt, "%s", pa);
     float *emb = NULL;
     int64_t rows = 0;
-    if ((s = load_embeds(pe_arg, in_url, cfg.text_dim, cfg.text_len, &emb, &rows, prompt, sizeof prompt, &err)))
+    if ((s = load_embeds(pe_arg, in_url, sh.wire_timeout, cfg.text_dim, cfg.text_len, &emb, &rows, prompt, sizeof prompt, &err)))
         sf_die(PROG, s, &err);
 
     /* pipeline */
@@ -362,7 +368,7 @@ int main(int argc, char **argv) {
         sf_die(PROG, SF_E_NOMEM, &err);
     }
     if (out_url) {
-        if ((s = sf_wire_install_signals(&err)) || (s = sf_wire_open_writer(out_url, &r.out, &err))) sf_die(PROG, s, &err);
+        if ((s = sf_wire_install_signals(&err)) || (s = sf_wire_open_writer_opts(out_url, &(sf_wire_opts){sh.wire_timeout, 0}, &r.out, &err))) sf_die(PROG, s, &err);
     }
     static int never_stop = 0;
     sf_pipeline_hooks hk = {on_forward, dump ? on_pred : NULL, on_block, &r, show_progress, &never_stop};

@@ -35,6 +35,7 @@ static const sf_opt opts[] = {
     {"tokens-only", 0, SF_ARG_FLAG, "print the token ids of each prompt (one line each) and exit"},
     {"in", 0, SF_ARG_VALUE, "URL\tprompts as a wire stream: 'prompt' u8 messages holding UTF-8 text (the --serve request format)"},
     SF_OPT_PROGRESS,
+    SF_OPT_TIMEOUT,
     {"out", 'o', SF_ARG_VALUE, "URL\twire output: one prompt_embeds message per prompt (default '-' when stdout is not a terminal)"},
     {"cache-only", 0, SF_ARG_FLAG, "only fill the cache for the prompts; output nothing"},
     {"serve", 0, SF_ARG_VALUE, "URL\trun as a resident encoder server on tcp://HOST:PORT or ipc://PATH (bind) until SIGINT/SIGTERM"},
@@ -102,10 +103,11 @@ static sf_status read_prompts(const char *path, prompt_list *p, sf_err *err) {
 
 /* Prompts from a wire stream: every tensor message named "prompt" (u8 [n], UTF-8 text) until
  * end — the same message a --serve request carries. Other messages are skipped. */
-static sf_status read_prompt_stream(const char *url, prompt_list *p, sf_err *err) {
+static sf_status read_prompt_stream(const char *url, double wire_timeout, prompt_list *p, sf_err *err) {
     sf_wire *r = NULL;
     sf_wire_msg *m = malloc(sizeof *m);
-    sf_status st = m ? sf_wire_open_reader(url, &r, err) : sf_fail(err, SF_E_NOMEM, "out of memory");
+    sf_wire_opts wo = {wire_timeout, 1u << 20}; /* a prompt's UTF-8 text: 1 MiB is far beyond any */
+    sf_status st = m ? sf_wire_open_reader_opts(url, &wo, &r, err) : sf_fail(err, SF_E_NOMEM, "out of memory");
     while (!st) {
         const void *payload = NULL;
         if ((st = sf_wire_recv(r, m, &payload, err)) || m->type == SF_WIRE_END) break;
@@ -196,12 +198,12 @@ static sf_status run_tokens_only(sf_encoder *enc, const prompt_list *pl, int64_t
 /* Encode every prompt (locally or via a server) and write the requested outputs; with neither
  * save nor out_url it only fills the cache (--cache-only). */
 static sf_status run_encode(sf_encoder *enc, sf_encode_client *cl, const prompt_list *pl, int64_t tl,
-                            const char *save, const char *out_url, int progress, sf_err *err) {
+                            const char *save, const char *out_url, double wire_timeout, int progress, sf_err *err) {
     double t0 = sf_now();
     sf_status st = SF_OK;
     sf_wire *w = NULL;
     size_t done = 0;
-    if (out_url && (st = sf_wire_open_writer(out_url, &w, err))) return st;
+    if (out_url && (st = sf_wire_open_writer_opts(out_url, &(sf_wire_opts){wire_timeout, 0}, &w, err))) return st;
     sf_encoded *res = sf_calloc2(pl->n, sizeof *res);
     if (!res) st = sf_fail(err, SF_E_NOMEM, "out of memory");
     for (size_t i = 0; !st && i < pl->n; i++) {
@@ -347,7 +349,7 @@ int main(int argc, char **argv) {
     const char *pf = sf_args_get(&a, opts, "prompts"), *in_url = sf_args_get(&a, opts, "in");
     if (!pf && !in_url && np == 0 && !isatty(0)) pf = "-";
     if (pf && (st = read_prompts(pf, &pl, &err))) sf_die(prog, st, &err);
-    if (in_url && (st = read_prompt_stream(in_url, &pl, &err))) sf_die(prog, st, &err);
+    if (in_url && (st = read_prompt_stream(in_url, sh.wire_timeout, &pl, &err))) sf_die(prog, st, &err);
     if (pl.n == 0) usage_die(prog, "no prompts: give --prompt TEXT, --prompts FILE or lines on stdin");
 
     sf_encode_client *cl = NULL;
@@ -356,7 +358,7 @@ int main(int argc, char **argv) {
         sf_encoder_set_device(&enc, dev.cuda ? dev.ordinal : -1, low_memory);
     if (st) sf_die(prog, st, &err);
     if (tokens_only) st = run_tokens_only(&enc, &pl, text_len, &err);
-    else st = run_encode(cl ? NULL : &enc, cl, &pl, text_len, save, out_url, show_progress, &err);
+    else st = run_encode(cl ? NULL : &enc, cl, &pl, text_len, save, out_url, sh.wire_timeout, show_progress, &err);
     if (cl) sf_encode_client_close(&cl);
     else sf_encoder_free(&enc);
     pl_free(&pl);

@@ -86,7 +86,7 @@ all_gone() {
     run -0 sf-run --dry-run "$SPEC" a.device=cuda:1 a.checkpoint-path=b.pt
     assert_output "$FAKE --checkpoint_path b.pt --device cuda:1"
     run -0 sf-run --dry-run --tcp-port 42000 "$SPEC" a.host=gpu2
-    assert_output "ssh -o BatchMode=yes gpu2 -- '$FAKE --checkpoint_path a.pt --device cpu'"
+    assert_output "ssh -o BatchMode=yes -- gpu2 'IFS= read -r SF_WIRE_CURVE_KEY; export SF_WIRE_CURVE_KEY; exec $FAKE --checkpoint_path a.pt --device cpu'"
 }
 
 @test "build/bin/sf-run finds its sibling programs without build/bin on PATH" {
@@ -105,7 +105,9 @@ all_gone() {
     write_spec ipc "  - name: a" "    program: sf-encode" "  - name: b" "    program: sf-denoise" "    host: user@gpu2"
     run -0 sf-run --dry-run --tcp-port 41000 "$SPEC"
     assert_line --index 0 "sf-encode --out '>tcp://gpu2:41000'"
-    assert_line --index 1 "ssh -o BatchMode=yes user@gpu2 -- 'sf-denoise --in '\\''@tcp://*:41000'\\'''"
+    # the host after "--"; the receiver binds the interface ssh reached it on, not every one; the
+    # run's CURVE key comes on stdin (tools/run/keys.c), never on a command line
+    assert_line --index 1 "ssh -o BatchMode=yes -- user@gpu2 'IFS= read -r SF_WIRE_CURVE_KEY; export SF_WIRE_CURVE_KEY; exec sf-denoise --in @tcp://route=ssh-client:41000'"
 }
 
 @test "bad specs are one-line errors" {

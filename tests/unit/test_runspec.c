@@ -88,8 +88,43 @@ static void test_stage_fields_and_spellings(void) {
     unlink(path);
 }
 
+/* Spec values are data (tools/run/validate.c): what would become syntax is refused with one
+ * line; good values pass; a remote stage gets its host after "--" and binds route=... */
+static void test_values_are_data(void) {
+    char path[] = "/tmp/sf-test-runspec-XXXXXX";
+    SF_CHECK(write_spec(path));
+    sf_run_plan plan;
+    sf_err err;
+    static const struct { const char *ov, *want; } bad[] = {
+        {"encode.prompt=x\nprogram: sh", "control character 0x0a"},
+        {"prompt=a\x1b[2Jfox", "control character 0x1b"},
+        {"encode.prompt=--out=/etc/x", "would be read as a flag"},
+        {"denoise.seed=-x", "would be read as a flag"},
+        {"decode.host=-oProxyCommand=sh", "is not a host name"},
+        {"decode.host=gpu2 -oX", "bad character in the host name"},
+        {"decode.host=u;rm@gpu2", "bad character in the user name"},
+        {"decode.device=--x", "would be read as a flag"},
+        {"enc$ode.prompt=x", "a key holds only"},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        const char *ov[2] = {"prompt=p", bad[i].ov};
+        SF_CHECK_MSG(load(path, ov, 2, &plan, &err) == SF_E_ARG && strstr(err.msg, bad[i].want), "%s: got '%s'",
+                     bad[i].ov, err.msg);
+    }
+    const char *ok[] = {"prompt=a fox, -1 and \"quotes\"", "denoise.seed=-1", "decode.host=me@gpu-2.lan"};
+    SF_CHECK_OK(load(path, ok, 3, &plan, &err), &err);
+    if (err.msg[0]) return;
+    SF_CHECK(plan.stages[2].argc == 6 && !strcmp(plan.stages[2].argv[3], "--") && !strcmp(plan.stages[2].argv[4], "me@gpu-2.lan"));
+    SF_CHECK_MSG(strstr(plan.stages[2].argv[5], "--in @tcp://route=ssh-client:47601") != NULL, "%s", plan.stages[2].argv[5]);
+    SF_CHECK_MSG(!strcmp(plan.stages[1].out_url, ">tcp://gpu-2.lan:47601"), "%s", plan.stages[1].out_url);
+    SF_CHECK_MSG(!strcmp(plan.stages[1].in_url, "@tcp://127.0.0.1:47600"), "%s", plan.stages[1].in_url);
+    sf_run_plan_free(&plan);
+    unlink(path);
+}
+
 static const sf_test tests[] = {
     {"unknown_overrides", test_unknown_overrides},
     {"stage_fields_and_spellings", test_stage_fields_and_spellings},
+    {"values_are_data", test_values_are_data},
 };
 SF_TEST_MAIN(tests)

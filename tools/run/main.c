@@ -172,6 +172,9 @@ int main(int argc, char **argv) {
         }
     }
 
+    sf_run_keys keys; /* tcp: the run's CURVE key, handed to each stage (keys.c) */
+    if ((s = sf_run_keys_new(&plan, &keys, &err))) sf_die(prog, s, &err);
+
     struct sigaction sa;
     memset(&sa, 0, sizeof sa);
     sa.sa_handler = on_signal;
@@ -220,6 +223,10 @@ int main(int argc, char **argv) {
                 close(dp[1]);
             }
             for (int k = 0; k < i; k++) if (kids[k].err_fd >= 0) close(kids[k].err_fd);
+            if (sf_run_keys_child(&keys, st) != 0) {
+                fprintf(stderr, "error: cannot hand the run's key to %s: %s\n", st->argv[0], strerror(errno));
+                _exit(127);
+            }
             if (exe) execv(exe, st->argv);
             else execvp(st->argv[0], st->argv);
             fprintf(stderr, "error: cannot run %s: %s\n", st->argv[0], strerror(errno));
@@ -239,6 +246,7 @@ int main(int argc, char **argv) {
         started++;
     }
     if (prev_out >= 0) close(prev_out);
+    sf_run_keys_wipe(&keys);
 
     int failed = -1, remaining = started;
     double kill_at = 0;

@@ -17,6 +17,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
+#include <zmq.h>
 
 typedef struct vars {
     const char *k[64];
@@ -63,6 +65,9 @@ static const char *scalar(const sf_yaml *y, const char *key) {
     const sf_yaml *v = sf_yaml_get(y, key);
     return v && v->kind == SF_YAML_SCALAR ? v->value : NULL;
 }
+
+/* "user@host" -> "host" */
+static const char *host_part(const char *h) { return strchr(h, '@') ? strchr(h, '@') + 1 : h; }
 
 static int is_false(const char *v) { return !*v || !strcmp(v, "false") || !strcmp(v, "null") || !strcmp(v, "~"); }
 
@@ -231,6 +236,7 @@ sf_status sf_run_plan_load(const char *spec_path, const char *const *ov, int nov
             }
     char ovk[16][128];
     for (int i = 0; i < nov; i++) {
+        if ((s = sf_run_check_override(ov[i], err))) goto done;
         const char *eq = strchr(ov[i], '=');
         if (!eq || eq == ov[i]) {
             s = sf_fail(err, SF_E_ARG, "override '%s' is not key=value", ov[i]);
@@ -305,10 +311,18 @@ sf_status sf_run_plan_load(const char *spec_path, const char *const *ov, int nov
             (s = sf_run_srun_place(plan, (int)i, scalar(sy, "node"), st->host, sizeof st->host, err)))
             goto done;
         if (!strcmp(st->host, "local") || !strcmp(st->host, "localhost")) st->host[0] = 0;
+        char what[128];
+        snprintf(what, sizeof what, "%s: stage '%s': host", spec_path, st->name);
+        if (st->host[0] && (s = sf_run_check_host(what, st->host, err))) goto done;
+        snprintf(what, sizeof what, "%s: stage '%s': device", spec_path, st->name);
+        if ((s = sf_run_check_value(what, st->device, 0, err)) || (s = sf_run_check_arg(what, st->device, err))) goto done;
+        snprintf(what, sizeof what, "%s: stage '%s': program", spec_path, st->name);
+        if ((s = sf_run_check_value(what, st->program, 0, err)) || (s = sf_run_check_value(what, st->name, 0, err))) goto done;
         any_remote |= st->host[0] != 0;
     }
     if ((s = check_overrides(spec_path, spec, plan, ov, nov, err))) goto done;
     if (any_remote) plan->transport = SF_RUN_TCP; /* data between hosts goes over tcp */
+    plan->curve = plan->transport == SF_RUN_TCP && zmq_has("curve");
     for (int i = 0; i + 1 < plan->n; i++) {
         sf_run_stage *a = &plan->stages[i], *b = &plan->stages[i + 1];
         switch (plan->transport) {
@@ -330,9 +344,17 @@ sf_status sf_run_plan_load(const char *spec_path, const char *const *ov, int nov
             snprintf(b->in_url, sizeof b->in_url, "shm://sf-run-%s-%d", run_id, i);
             break;
         case SF_RUN_TCP: {
-            /* the receiver binds on all interfaces; the sender connects to the receiver's host */
-            const char *rh = b->host[0] ? strchr(b->host, '@') ? strchr(b->host, '@') + 1 : b->host : "127.0.0.1";
-            snprintf(b->in_url, sizeof b->in_url, "@tcp://%s:%d", b->host[0] ? "*" : "127.0.0.1", tcp_port0 + i);
+            /* The sender connects to the receiver's host. The receiver binds loopback when both
+             * are here, else the interface that reaches the sender (wire_net.c "route="; a
+             * sender on sf-run's host is the one ssh came from), never every interface. */
+            char here[256] = "127.0.0.1";
+            if (a->host[0] && !b->host[0] && (gethostname(here, sizeof here) != 0 || !here[0])) snprintf(here, sizeof here, "localhost");
+            const char *rh = b->host[0] ? host_part(b->host) : here;
+            if (!a->host[0] && !b->host[0])
+                snprintf(b->in_url, sizeof b->in_url, "@tcp://127.0.0.1:%d", tcp_port0 + i);
+            else
+                snprintf(b->in_url, sizeof b->in_url, "@tcp://route=%s:%d", a->host[0] ? host_part(a->host) : "ssh-client",
+                         tcp_port0 + i);
             snprintf(a->out_url, sizeof a->out_url, ">tcp://%s:%d", rh, tcp_port0 + i);
             break;
         }
@@ -357,17 +379,23 @@ sf_status sf_run_plan_load(const char *spec_path, const char *const *ov, int nov
             const sf_yaml *v = args->items[k];
             char flag[160], val[2048];
             snprintf(flag, sizeof flag, "--%s", args->keys[k]);
-            if (v->kind == SF_YAML_MAP) {
+            char what[400];
+            snprintf(what, sizeof what, "%s: stage '%s': arg '%s'", spec_path, st->name, args->keys[k]);
+            if (!(s = sf_run_check_value(what, args->keys[k], 0, err)) && args->keys[k][0] == '-')
+                s = sf_fail(err, SF_E_ARG, "%s: name it without the leading '-'", what);
+            if (s) {
+            } else if (v->kind == SF_YAML_MAP) {
                 s = sf_fail(err, SF_E_FORMAT, "%s: stage '%s': arg '%s' cannot be a map", spec_path, st->name, args->keys[k]);
             } else if (v->kind == SF_YAML_SEQ) {
                 if (v->n && !push_arg(st, flag)) s = sf_fail(err, SF_E_NOMEM, "out of memory");
                 for (size_t j = 0; !s && j < v->n; j++) {
                     if (v->items[j]->kind != SF_YAML_SCALAR)
                         s = sf_fail(err, SF_E_FORMAT, "%s: arg '%s': list items must be scalars", spec_path, args->keys[k]);
-                    else if (!(s = expand(v->items[j]->value, &vs, val, sizeof val, err)) && !push_arg(st, val))
+                    else if (!(s = expand(v->items[j]->value, &vs, val, sizeof val, err)) &&
+                             !(s = sf_run_check_arg(what, val, err)) && !push_arg(st, val))
                         s = sf_fail(err, SF_E_NOMEM, "out of memory");
                 }
-            } else if (!(s = expand(v->value, &vs, val, sizeof val, err))) {
+            } else if (!(s = expand(v->value, &vs, val, sizeof val, err)) && !(s = sf_run_check_arg(what, val, err))) {
                 if (!v->quoted && !strcmp(val, "true")) {
                     if (!push_arg(st, flag)) s = sf_fail(err, SF_E_NOMEM, "out of memory");
                 } else if (v->quoted || !is_false(val)) {
@@ -386,13 +414,17 @@ sf_status sf_run_plan_load(const char *spec_path, const char *const *ov, int nov
         if (st->host[0] && plan->launcher == SF_RUN_SRUN) {
             if ((s = sf_run_srun_wrap(st, push_arg, err))) goto done;
         } else if (st->host[0]) {
-            /* remote: ssh HOST -- 'quoted command line' */
-            char line[8192];
+            /* remote: ssh -o BatchMode=yes -- HOST 'quoted command line' (the host after "--":
+             * never an option). With CURVE the remote shell reads the run's key from stdin
+             * (sf_run_keys_child) into the stage's environment: on no command line. */
+            char line[8192], cmd[8300];
             sf_run_stage_cmdline(st, line, sizeof line);
+            snprintf(cmd, sizeof cmd, "%s%s", plan->curve ? "IFS= read -r SF_WIRE_CURVE_KEY; export SF_WIRE_CURVE_KEY; exec " : "",
+                     line);
             for (int k = 0; k < st->argc; k++) free(st->argv[k]);
             st->argc = 0;
-            if (!push_arg(st, "ssh") || !push_arg(st, "-o") || !push_arg(st, "BatchMode=yes") || !push_arg(st, st->host) ||
-                !push_arg(st, "--") || !push_arg(st, line)) {
+            if (!push_arg(st, "ssh") || !push_arg(st, "-o") || !push_arg(st, "BatchMode=yes") || !push_arg(st, "--") ||
+                !push_arg(st, st->host) || !push_arg(st, cmd)) {
                 s = sf_fail(err, SF_E_NOMEM, "out of memory");
                 goto done;
             }

@@ -25,6 +25,7 @@ typedef enum sf_run_launcher { SF_RUN_SSH = 0, SF_RUN_SRUN } sf_run_launcher;
 typedef struct sf_run_plan {
     char name[128];
     sf_run_transport transport;
+    int curve;           /* tcp with CURVE: every stage gets the run's key (tools/run/keys.c) */
     int n;
     sf_run_stage stages[SF_RUN_MAX_STAGES];
     sf_run_launcher launcher; /* how stages with a host start: ssh (default) or srun (launch_srun.c) */
@@ -37,6 +38,29 @@ typedef struct sf_run_plan {
 sf_status sf_run_plan_load(const char *spec_path, const char *const *overrides, int n_overrides, const char *run_id,
                            int tcp_port0, sf_run_plan *plan, sf_err *err);
 void sf_run_plan_free(sf_run_plan *plan);
+/* validate.c: spec values are data. SF_E_ARG with one line naming `what`. text: newlines and
+ * tabs allowed (a prompt); other control characters never. */
+sf_status sf_run_check_value(const char *what, const char *v, int text, sf_err *err);
+/* A stage argument value: sf_run_check_value(text) and not something a stage reads as a flag. */
+sf_status sf_run_check_arg(const char *what, const char *v, sf_err *err);
+/* "[user@]host" with host a DNS name, an IPv4 address or [IPv6]; never an ssh option. */
+sf_status sf_run_check_host(const char *what, const char *host, sf_err *err);
+/* "key=value" overrides: key of [A-Za-z0-9_.-], no control character anywhere. */
+sf_status sf_run_check_override(const char *ov, sf_err *err);
+
+/* keys.c: CURVE keys for a run (sf-run generates one key pair per run). */
+typedef struct sf_run_keys {
+    int on;
+    char secret[41]; /* Z85 */
+} sf_run_keys;
+/* A fresh key pair when plan->curve; else k->on = 0. */
+sf_status sf_run_keys_new(const sf_run_plan *plan, sf_run_keys *k, sf_err *err);
+/* In a stage's child process, before exec: hand it the key. Never on a command line (ps
+ * shows those): local stages get $SF_WIRE_CURVE_KEY, remote ones (ssh) read it from stdin,
+ * one line, before exec'ing the stage (see runspec.c). Returns 0, or -1 with errno. */
+int sf_run_keys_child(const sf_run_keys *k, const sf_run_stage *st);
+void sf_run_keys_wipe(sf_run_keys *k);
+
 /* Shell-quoted command line of a stage into buf (for --dry-run and logs). */
 const char *sf_run_stage_cmdline(const sf_run_stage *st, char *buf, size_t n);
 

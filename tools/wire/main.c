@@ -34,6 +34,7 @@ static const sf_opt opts[] = {
     {"transport", 't', SF_ARG_VALUE, "T\tbench: pipe, ipc, tcp or shm"},
     {"size-mb", 0, SF_ARG_VALUE, "M\tbench: message size in MiB (default 4)"},
     {"count", 'c', SF_ARG_VALUE, "N\tbench: messages (default 50)"},
+    SF_OPT_TIMEOUT,
     SF_OPTS_STD,
     {0},
 };
@@ -45,14 +46,14 @@ static void usage_die(const char *msg) {
 }
 
 /* ---- cat / recv ---- */
-static int cmd_recv(const char *url, const char *save, int print) {
+static int cmd_recv(const char *url, const sf_wire_opts *wo, const char *save, int print) {
     sf_err err = {{0}};
     sf_wire *r = NULL;
     sf_wire_msg *m = malloc(sizeof *m);
     sf_tensor_entry *ents = NULL;
     size_t n = 0, cap = 0;
     char *line = malloc(65536);
-    sf_status st = m && line ? sf_wire_open_reader(url, &r, &err) : sf_fail(&err, SF_E_NOMEM, "out of memory");
+    sf_status st = m && line ? sf_wire_open_reader_opts(url, wo, &r, &err) : sf_fail(&err, SF_E_NOMEM, "out of memory");
     while (!st) {
         const void *pl;
         st = sf_wire_recv(r, m, &pl, &err);
@@ -122,7 +123,7 @@ static sf_status parse_meta(sf_wire_msg *m, const char *kv, sf_err *err) {
     return sf_wire_meta_set_str(m, key, v, err);
 }
 
-static int cmd_send(const char *url, const char *from, const char **names, int n_names, const char **metas,
+static int cmd_send(const char *url, const sf_wire_opts *wo, const char *from, const char **names, int n_names, const char **metas,
                     int n_meta, const char *error_text) {
     sf_err err = {{0}};
     sf_tfile *tf = NULL;
@@ -134,7 +135,7 @@ static int cmd_send(const char *url, const char *from, const char **names, int n
     if (!st && from) st = sf_tfile_open(from, &tf, &err);
     for (int i = 0; !st && tf && i < n_names; i++)
         if (!sf_tfile_get(tf, names[i])) st = sf_fail(&err, SF_E_NOTFOUND, "%s: no tensor named '%s'", from, names[i]);
-    if (!st) st = sf_wire_open_writer(url, &w, &err);
+    if (!st) st = sf_wire_open_writer_opts(url, wo, &w, &err);
     size_t count = tf ? (n_names ? (size_t)n_names : tf->n) : 0;
     for (size_t i = 0; !st && i < count; i++) {
         const sf_tensor_entry *e = n_names ? sf_tfile_find(tf, names[i]) : &tf->entries[i];
@@ -207,7 +208,7 @@ static sf_status bench_run(const char *wurl, const char *rurl, size_t bytes, int
     sf_wire *r = NULL;
     sf_wire_msg *m = malloc(sizeof *m);
     if (!m) return sf_fail(err, SF_E_NOMEM, "out of memory");
-    sf_status st = sf_wire_open_reader(rurl, &r, err);
+    sf_status st = sf_wire_open_reader_opts(rurl, &(sf_wire_opts){0, bytes}, &r, err);
     if (st) { free(m); return st; }
     bench_job j = {.url = wurl, .bytes = bytes, .count = count};
     double t0 = sf_now();
@@ -307,9 +308,12 @@ int main(int argc, char **argv) {
     const char **pos = NULL;
     int npos = sf_args_positional(&a, &pos);
     int rc = 0;
+    sf_stage_flags sh; /* --timeout */
+    if ((st = sf_stage_flags_get(&a, opts, &sh, &err))) sf_die(prog, st, &err);
+    sf_wire_opts wo = {sh.wire_timeout, 0};
     if (strcmp(cmd, "cat") == 0 || strcmp(cmd, "recv") == 0) {
         if (npos != 1) usage_die("want exactly one URL");
-        rc = cmd_recv(pos[0], sf_args_get(&a, opts, "save"), cmd[0] == 'c');
+        rc = cmd_recv(pos[0], &wo, sf_args_get(&a, opts, "save"), cmd[0] == 'c');
     } else if (strcmp(cmd, "send") == 0) {
         if (npos != 1) usage_die("want exactly one URL");
         const char *from = sf_args_get(&a, opts, "from");
@@ -317,7 +321,7 @@ int main(int argc, char **argv) {
         const char **names = NULL, **metas = NULL;
         int nn = sf_args_all(&a, opts, "name", &names);
         int nm = sf_args_all(&a, opts, "meta", &metas);
-        rc = cmd_send(pos[0], from, names, nn, metas, nm, sf_args_get(&a, opts, "error"));
+        rc = cmd_send(pos[0], &wo, from, names, nn, metas, nm, sf_args_get(&a, opts, "error"));
         free(names);
         free(metas);
     } else if (strcmp(cmd, "bench") == 0) {
