@@ -13,6 +13,7 @@
  * messages than slots) and tests/bats/sf-wire.bats (separate processes). */
 #define _POSIX_C_SOURCE 200809L
 #include "wire_impl.h"
+#include "stop.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -74,7 +75,10 @@ static void zmq_teardown(sf_wire *w, int linger) {
         zmq_close(w->zsock);
     }
     if (w->zctx) zmq_ctx_term(w->zctx); /* waits until every frame was freed */
-    if (ipc[0]) unlink(ipc + 6);
+    if (ipc[0]) {
+        unlink(ipc + 6);
+        sf_stop_forget(ipc + 6);
+    }
     w->zmon = w->zsock = w->zctx = NULL;
     for (int i = 0; i < 2; i++) {
         if (w->zfree_pipe[i] >= 0) close(w->zfree_pipe[i]);
@@ -173,6 +177,8 @@ sf_status sf_wire_zmq_open(sf_wire *w, const char *addr, int force, sf_err *err)
                 return SF_OK;
             return sf_fail(err, SF_E_IO, "wire: cannot bind %s: %s", addr, zmq_strerror(e));
         }
+        /* an ipc socket file this side bound goes away however the program ends (stop.h) */
+        if (!strncmp(addr, "ipc:///", 7)) sf_stop_unlink_at_exit(addr + 6);
     } else if (zmq_connect(w->zsock, addr) != 0) {
         return sf_fail(err, SF_E_IO, "wire: cannot connect %s: %s", addr, zmq_strerror(errno));
     }

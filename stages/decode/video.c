@@ -181,14 +181,12 @@ sf_status sf_video_open(const char *path, int width, int height, int fps, sf_vid
                         "writing %s needs ffmpeg on PATH (Debian/Ubuntu: apt-get install ffmpeg); or write .y4m", path);
             goto fail;
         }
-        snprintf(w->tmp, sizeof w->tmp, "%s.tmp.%ld.mp4", path, (long)getpid());
-        int fd = open(w->tmp, O_WRONLY | O_CREAT | O_EXCL, 0644); /* fail early when unwritable */
-        if (fd < 0) {
-            s = sf_fail(err, SF_E_IO, "cannot write %s: %s", path, strerror(errno));
-            w->tmp[0] = 0;
-            goto fail;
-        }
-        close(fd);
+        /* ffmpeg writes the (seekable) mp4 into sf_atomic_open's file: the anonymous O_TMPFILE
+         * through /proc/self/fd/3, or the named fallback; sf_atomic_commit links it into place */
+        if ((s = sf_atomic_open(&w->af, path, err)) != SF_OK) goto fail;
+        int ofd = fileno(w->af.fp);
+        if (w->af.tmp[0]) snprintf(w->tmp, sizeof w->tmp, "%s", w->af.tmp);
+        else snprintf(w->tmp, sizeof w->tmp, "/proc/self/fd/3");
         int pfd[2];
         if (pipe(pfd) != 0) {
             s = sf_fail(err, SF_E_IO, "pipe: %s", strerror(errno));
@@ -205,7 +203,10 @@ sf_status sf_video_open(const char *path, int width, int height, int fps, sf_vid
         }
         if (pid == 0) {
             dup2(pfd[0], 0);
-            close(pfd[0]), close(pfd[1]);
+            if (pfd[0] != 3 && pfd[0] != 0) close(pfd[0]);
+            if (pfd[1] != 3) close(pfd[1]);
+            if (ofd != 3) dup2(ofd, 3); /* the output file as fd 3 (dup2 clears close-on-exec) */
+            else fcntl(3, F_SETFD, 0);
             int nul = open("/dev/null", O_WRONLY);
             if (nul >= 0) dup2(nul, 1);
             /* yuv420p needs even sizes: pad odd ones by one pixel */
@@ -237,6 +238,7 @@ sf_status sf_video_open(const char *path, int width, int height, int fps, sf_vid
                 goto fail;
             }
         }
+        sf_tmp_sweep(base); /* the frames folder a killed sf-decode left */
         snprintf(w->tmpdir, sizeof w->tmpdir, "%s.tmp.%ld", base, (long)getpid());
         if (mkdir(w->tmpdir, 0755) != 0) {
             /* name the output the user asked for, not the temp folder beside it */
@@ -312,10 +314,10 @@ sf_status sf_video_close(sf_video_writer **wp, sf_err *err) {
         if (rc != 0)
             s = sf_fail(err, SF_E_IO, "ffmpeg failed (exit %d) writing %s%s", rc, w->path,
                         rc == 127 ? " (could not run ffmpeg)" : "");
-        else if (rename(w->tmp, w->path) != 0)
-            s = sf_fail(err, SF_E_IO, "cannot rename to %s: %s", w->path, strerror(errno));
         else
-            w->tmp[0] = 0;
+            s = sf_atomic_commit(&w->af, err);
+        w->af.fp = NULL;
+        w->af.tmp[0] = 0;
     } else {
         if (rename(w->tmpdir, w->path) != 0)
             s = sf_fail(err, SF_E_IO, "cannot create output folder %s (moving the frames into place): %s",
@@ -330,10 +332,9 @@ sf_status sf_video_close(sf_video_writer **wp, sf_err *err) {
 void sf_video_abort(sf_video_writer **wp) {
     sf_video_writer *w = wp ? *wp : NULL;
     if (!w) return;
-    if (w->kind == SF_VIDEO_Y4M && !w->to_stdout) sf_atomic_abort(&w->af);
+    if (w->kind != SF_VIDEO_PNGDIR && !w->to_stdout) sf_atomic_abort(&w->af);
     if (w->pipe_fd >= 0) close(w->pipe_fd);
     if (w->pid > 0) wait_child(w->pid);
-    if (w->tmp[0]) unlink(w->tmp);
     if (w->tmpdir[0]) rm_tree_flat(w->tmpdir);
     free(w->planes);
     free(w);
