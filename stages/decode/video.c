@@ -12,6 +12,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <png.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -358,7 +359,10 @@ void sf_video_abort(sf_video_writer **wp) {
     if (!w) return;
     if (w->kind != SF_VIDEO_PNGDIR && !w->to_stdout) sf_atomic_abort(&w->af);
     if (w->pipe_fd >= 0) close(w->pipe_fd);
-    if (w->pid > 0) wait_child(w->pid);
+    if (w->pid > 0) { /* the output is dropped: ffmpeg need not finish it (a stop stays under 1 s) */
+        kill(w->pid, SIGTERM);
+        wait_child(w->pid);
+    }
     if (w->ff_err) fclose(w->ff_err);
     if (w->tmpdir[0]) rm_tree_flat(w->tmpdir);
     free(w->planes);
