@@ -196,6 +196,16 @@ start_run() {
     wait_for "\[denoise\].*KV cache" "$T/log" "$runner"
 }
 
+# the children of PID $1 (named $2 when given), from /proc (no procps needed)
+children() {
+    local f pid comm state ppid rest
+    for f in /proc/[0-9]*/stat; do
+        read -r pid comm state ppid rest <"$f" 2>/dev/null || continue
+        [ "$ppid" = "$1" ] && { [ -z "${2:-}" ] || [ "$comm" = "($2)" ]; } && echo "$pid"
+    done
+    return 0
+}
+
 assert_nothing_left() { # $1 = the sf-run PID
     run ls -A "$TMPD"
     assert_output ""
@@ -210,7 +220,7 @@ assert_nothing_left() { # $1 = the sf-run PID
         run_spec "$tr"
         for stage in encode denoise decode; do
             start_run
-            sp=$(pgrep -P "$runner" -x "sf-$stage")
+            sp=$(children "$runner" "sf-$stage")
             [ -n "$sp" ]
             kill -9 "$sp"
             rc=0
@@ -239,7 +249,8 @@ assert_nothing_left() { # $1 = the sf-run PID
 @test "sf-run SIGKILLed: its stages stop and the next sf-run sweeps the names it left" {
     run_spec ipc
     start_run
-    kids=$(pgrep -P "$runner" | tr '\n' ' ')
+    kids=$(children "$runner" | tr '\n' ' ')
+    [ -n "$kids" ]
     kill -9 "$runner"
     wait "$runner" || true
     for _ in $(seq 100); do
