@@ -1,7 +1,8 @@
-/* core.c — status strings, errors, logging, checked arithmetic, atomic output, mmap.
+/* core.c — status strings, errors, logging, checked arithmetic, mmap (atomic output: outfile.c).
  * Tested by tests/unit/test_core.c. */
 #define _POSIX_C_SOURCE 200809L
 #include "sf.h"
+#include "stop.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -45,6 +46,8 @@ sf_status sf_fail(sf_err *err, sf_status s, const char *fmt, ...) {
 
 int sf_exit_code(sf_status s) {
     if (s == SF_OK) return 0;
+    /* any failure after a stop signal is the stop's doing: 128 + signal, as a shell reports it */
+    if (sf_stop_signal()) return 128 + sf_stop_signal();
     if (s == SF_E_ARG) return 2;
     return 1;
 }
@@ -89,7 +92,14 @@ void sf_log(int level, const char *fmt, ...) {
 }
 
 void sf_die(const char *prog, sf_status s, const sf_err *err) {
-    fprintf(stderr, "%s: error: %s\n", prog, err && err->msg[0] ? err->msg : sf_status_str(s));
+    const char *msg = err && err->msg[0] ? err->msg : sf_status_str(s);
+    sf_err why;
+    if (sf_stop_signal() && s != SF_E_STOPPED) { /* e.g. a read cut short by the signal: name the signal */
+        sf_stop_err(&why);
+        fprintf(stderr, "%s: error: %s (%s)\n", prog, why.msg, msg);
+    } else {
+        fprintf(stderr, "%s: error: %s\n", prog, msg);
+    }
     exit(sf_exit_code(s) ? sf_exit_code(s) : 1);
 }
 
@@ -207,59 +217,6 @@ double sf_now(void) {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
-sf_status sf_atomic_open(sf_atomic_file *af, const char *path, sf_err *err) {
-    static unsigned counter;
-    memset(af, 0, sizeof *af);
-    if (strlen(path) >= sizeof af->path) return sf_fail(err, SF_E_ARG, "path too long: %s", path);
-    snprintf(af->path, sizeof af->path, "%s", path);
-    struct stat st;
-    if (stat(path, &st) == 0 && !S_ISREG(st.st_mode)) {
-        /* a device or FIFO (/dev/stdout, a named pipe): write in place, never rename over it */
-        if (S_ISDIR(st.st_mode)) return sf_fail(err, SF_E_IO, "cannot write %s: is a directory", path);
-        FILE *dp = fopen(path, "wb");
-        if (!dp) return sf_fail(err, SF_E_IO, "cannot write %s: %s", path, strerror(errno));
-        af->fp = dp;
-        af->tmp[0] = 0;
-        return SF_OK;
-    }
-    snprintf(af->tmp, sizeof af->tmp, "%s.tmp.%ld.%u", path, (long)getpid(), counter++);
-    FILE *fp = fopen(af->tmp, "wb");
-    if (!fp) return sf_fail(err, SF_E_IO, "cannot write %s: %s", path, strerror(errno));
-    af->fp = fp;
-    return SF_OK;
-}
-
-sf_status sf_atomic_commit(sf_atomic_file *af, sf_err *err) {
-    FILE *fp = af->fp;
-    if (!fp) return sf_fail(err, SF_E_IO, "%s: not open", af->path);
-    af->fp = NULL;
-    int bad = ferror(fp) || fflush(fp) != 0;
-    if (!bad && af->tmp[0]) fsync(fileno(fp));
-    if (fclose(fp) != 0) bad = 1;
-    if (!af->tmp[0]) /* written in place (a device or FIFO) */
-        return bad ? sf_fail(err, SF_E_IO, "cannot write %s: %s", af->path, strerror(errno)) : SF_OK;
-    if (bad) {
-        int e = errno;
-        unlink(af->tmp);
-        return sf_fail(err, SF_E_IO, "cannot write %s: %s", af->path, strerror(e));
-    }
-    if (rename(af->tmp, af->path) != 0) {
-        int e = errno;
-        unlink(af->tmp);
-        return sf_fail(err, SF_E_IO, "cannot rename to %s: %s", af->path, strerror(e));
-    }
-    return SF_OK;
-}
-
-void sf_atomic_abort(sf_atomic_file *af) {
-    if (af->fp) {
-        fclose((FILE *)af->fp);
-        af->fp = NULL;
-    }
-    if (af->tmp[0]) unlink(af->tmp);
-    af->tmp[0] = 0;
 }
 
 sf_status sf_read_file(const char *path, char **data, size_t *len, size_t max_len, sf_err *err) {

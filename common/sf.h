@@ -97,18 +97,28 @@ int sf_progress_enabled(const char *mode);
 /* Monotonic clock in seconds. */
 double sf_now(void);
 
-/* Atomic file output: write to "<path>.tmp.<pid>.<n>", then rename over path. An existing
- * device or FIFO (/dev/stdout, a named pipe) is written in place instead. */
+/* Atomic file output (common/outfile.c): nothing is visible under PATH before it is complete,
+ * and nothing stays after a crash. The data goes to an anonymous O_TMPFILE in PATH's folder,
+ * linked into place by sf_atomic_commit (linkat; rename when PATH exists); where the filesystem
+ * has no O_TMPFILE, to "<path>.tmp.<pid>.<n>", removed at exit and by the stop watchdog, and
+ * swept by the next open of the same PATH once its PID is gone (SIGKILL). An existing device or
+ * FIFO (/dev/stdout, a named pipe) is written in place instead. */
 typedef struct sf_atomic_file {
     char path[4096];
-    char tmp[4096 + 64];
-    void *fp; /* FILE* */
+    char tmp[4096 + 64]; /* the named temp file; "" when anonymous or in place */
+    void *fp;            /* FILE* */
+    int anon;            /* 1: an O_TMPFILE, linked at commit */
 } sf_atomic_file;
 sf_status sf_atomic_open(sf_atomic_file *af, const char *path, sf_err *err);
-/* Flush, fsync, close and rename. On failure the temp file is removed. */
+/* Flush, fsync, close and link/rename into place. On failure nothing is left. */
 sf_status sf_atomic_commit(sf_atomic_file *af, sf_err *err);
-/* Remove the temp file (idempotent). */
+/* Drop the output (idempotent). */
 void sf_atomic_abort(sf_atomic_file *af);
+/* The temp names beside PATH: "<path>.tmp.<pid>.<n><suffix>" into buf (SF_E_ARG when too long). */
+sf_status sf_tmp_name(const char *path, const char *suffix, char *buf, size_t n, sf_err *err);
+/* Remove temp names of PATH ("<path>.tmp.<pid>[.*]": files, or flat folders such as a PNG
+ * output's) whose PID is not running and which this user owns. Returns how many went. */
+int sf_tmp_sweep(const char *path);
 
 /* Read a whole file into a malloc'd buffer (NUL-terminated; caller frees). */
 sf_status sf_read_file(const char *path, char **data, size_t *len, size_t max_len, sf_err *err);

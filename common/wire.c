@@ -7,6 +7,7 @@
  * tests/fuzz/fuzz_wire.c (sf_wire_frame_parse) and tests/bats/sf-wire.bats. */
 #define _POSIX_C_SOURCE 200809L
 #include "wire_impl.h"
+#include "stop.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -20,49 +21,12 @@
 #include <unistd.h>
 
 /* ------------------------------------------------------------------------------------------
- * Stop flag and self-pipe. The only mutable globals: sig_atomic_t, written once at install
- * (the pipe fds) or by the handler (the flag). */
-static volatile sig_atomic_t g_stop = 0;
-static volatile sig_atomic_t g_pipe_rd = -1, g_pipe_wr = -1;
-
-static void on_stop_signal(int sig) {
-    (void)sig;
-    int e = errno;
-    g_stop = 1;
-    if (g_pipe_wr >= 0) {
-        ssize_t r = write(g_pipe_wr, "x", 1);
-        (void)r;
-    }
-    errno = e;
-}
-
-sf_status sf_wire_install_signals(sf_err *err) {
-    if (g_pipe_rd < 0) {
-        int p[2];
-        if (pipe(p) != 0) return sf_fail(err, SF_E_IO, "self-pipe: %s", strerror(errno));
-        for (int i = 0; i < 2; i++) {
-            fcntl(p[i], F_SETFL, fcntl(p[i], F_GETFL) | O_NONBLOCK);
-            fcntl(p[i], F_SETFD, FD_CLOEXEC);
-        }
-        g_pipe_rd = p[0];
-        g_pipe_wr = p[1];
-        if (g_stop) on_stop_signal(0);
-    }
-    struct sigaction sa;
-    memset(&sa, 0, sizeof sa);
-    sa.sa_handler = on_stop_signal; /* no SA_RESTART: blocking syscalls return EINTR */
-    sigemptyset(&sa.sa_mask);
-    if (sigaction(SIGINT, &sa, NULL) != 0 || sigaction(SIGTERM, &sa, NULL) != 0)
-        return sf_fail(err, SF_E_IO, "sigaction: %s", strerror(errno));
-    sa.sa_handler = SIG_IGN;
-    sigaction(SIGPIPE, &sa, NULL);
-    return SF_OK;
-}
-
-int sf_wire_stopped(void) { return g_stop != 0; }
-void sf_wire_request_stop(void) { on_stop_signal(0); }
-int sf_wire_selfpipe_fd(void) { return g_pipe_rd; }
-sf_status sf_wire_stop_err(sf_err *err) { return sf_fail(err, SF_E_STOPPED, "interrupted by signal"); }
+ * The stop signal: common/stop.c (one module for every program); these names stay for callers. */
+sf_status sf_wire_install_signals(sf_err *err) { return sf_stop_install(err); }
+int sf_wire_stopped(void) { return sf_stopped(); }
+void sf_wire_request_stop(void) { sf_stop_request(); }
+int sf_wire_selfpipe_fd(void) { return sf_stop_fd(); }
+sf_status sf_wire_stop_err(sf_err *err) { return sf_stop_err(err); }
 
 /* ------------------------------------------------------------------------------------------
  * Messages and meta. */
@@ -579,11 +543,12 @@ sf_status sf_wire_frame_parse(const void *buf, size_t len, sf_wire_msg *m, const
 /* Wait until fd is ready for `events` or the stop flag rises. */
 static sf_status wait_fd(int fd, short events, sf_err *err) {
     for (;;) {
-        if (g_stop) return sf_wire_stop_err(err);
-        struct pollfd pf[2] = {{fd, events, 0}, {g_pipe_rd, POLLIN, 0}};
-        int n = poll(pf, g_pipe_rd >= 0 ? 2 : 1, g_pipe_rd >= 0 ? -1 : 200);
+        if (sf_stopped()) return sf_wire_stop_err(err);
+        int sp = sf_stop_fd();
+        struct pollfd pf[2] = {{fd, events, 0}, {sp, POLLIN, 0}};
+        int n = poll(pf, sp >= 0 ? 2 : 1, sp >= 0 ? -1 : 200);
         if (n < 0 && errno != EINTR) return sf_fail(err, SF_E_IO, "wire: poll: %s", strerror(errno));
-        if (g_stop) return sf_wire_stop_err(err);
+        if (sf_stopped()) return sf_wire_stop_err(err);
         if (n > 0 && pf[0].revents) return SF_OK;
     }
 }
@@ -791,7 +756,7 @@ sf_status sf_wire_send(sf_wire *w, const sf_wire_msg *msg, const void *payload, 
     if (w->sent_end) return sf_fail(err, SF_E_ARG, "wire: send after end-of-stream");
     if (msg->type == SF_WIRE_TENSOR && !payload && sf_wire_msg_nbytes(msg))
         return sf_fail(err, SF_E_ARG, "wire: tensor %s without payload", msg->name);
-    if (g_stop) return sf_wire_stop_err(err);
+    if (sf_stopped()) return sf_wire_stop_err(err);
     sf_status st;
     switch (w->kind) {
     case SF_WK_TCP: case SF_WK_IPC: st = sf_wire_zmq_send(w, msg, payload, err); break;
@@ -880,7 +845,7 @@ sf_status sf_wire_recv(sf_wire *r, sf_wire_msg *msg, const void **payload, sf_er
         memcpy(msg, &r->end_msg, sizeof *msg);
         return SF_OK;
     }
-    if (g_stop) return sf_wire_stop_err(err);
+    if (sf_stopped()) return sf_wire_stop_err(err);
     sf_status st;
     switch (r->kind) {
     case SF_WK_TCP: case SF_WK_IPC: st = sf_wire_zmq_recv(r, msg, payload, err); break;

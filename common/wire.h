@@ -212,7 +212,8 @@ sf_status sf_wire_close(sf_wire **w, sf_err *err);
 const char *sf_wire_kind(const sf_wire *w);
 
 /* ---- signals ---- */
-/* SIGINT/SIGTERM set a stop flag (volatile sig_atomic_t) and write to a self-pipe that every
+/* The wire's names for common/stop.h (sf_stop_install, sf_stopped, sf_stop_request): SIGINT,
+ * SIGTERM and SIGHUP set a stop flag (volatile sig_atomic_t) and write to a self-pipe that every
  * blocking wire call polls, so blocked sends/receives return SF_E_STOPPED promptly. Also
  * ignores SIGPIPE (writes to a closed pipe fail with "downstream closed"). Idempotent. */
 sf_status sf_wire_install_signals(sf_err *err);

@@ -15,6 +15,7 @@
  * (hostile peers, missing readers, acks, message caps). */
 #define _POSIX_C_SOURCE 200809L
 #include "wire_impl.h"
+#include "stop.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -93,7 +94,10 @@ static void zmq_teardown(sf_wire *w, int linger) {
         zmq_close(w->zsock);
     }
     if (w->zctx) zmq_ctx_term(w->zctx); /* waits until every frame was freed */
-    if (ipc[0]) unlink(ipc + 6);
+    if (ipc[0]) {
+        unlink(ipc + 6);
+        sf_stop_forget(ipc + 6);
+    }
     w->zmon = w->zsock = w->zctx = w->zap = NULL;
     for (int i = 0; i < 2; i++) {
         if (w->zfree_pipe[i] >= 0) close(w->zfree_pipe[i]);
@@ -243,7 +247,12 @@ sf_status sf_wire_zmq_open(sf_wire *w, const char *addr, int force, sf_err *err)
     }
     if (!w->zmon) return sf_fail(err, SF_E_IO, "wire: %s: cannot monitor the socket: %s", w->url, zmq_strerror(errno));
     w->zbind = force == 1 || (force == 0 && !w->writer);
-    if (w->zbind) return sf_wire_net_bind(w, addr, err);
+    if (w->zbind) {
+        sf_status bs = sf_wire_net_bind(w, addr, err);
+        /* an ipc socket file this side bound goes away however the program ends (stop.h) */
+        if (bs == SF_OK && !strncmp(addr, "ipc:///", 7)) sf_stop_unlink_at_exit(addr + 6);
+        return bs;
+    }
     if (zmq_connect(w->zsock, addr) != 0)
         return sf_fail(err, SF_E_IO, "wire: cannot connect %s: %s", addr, zmq_strerror(errno));
     return SF_OK;

@@ -7,6 +7,7 @@
  * Tested by tests/bats/sf-decode.bats. Only parses flags and calls vae.c / video.c. */
 #define _POSIX_C_SOURCE 200809L
 #include "cli.h"
+#include "stop.h"
 #include "device.h"
 #include "parallel.h"
 #include "tfile.h"
@@ -227,6 +228,7 @@ int main(int argc, char **argv) {
     if (sf_args_main(argc, argv, prog, "(--latents FILE[:NAME] | --in URL) [-o VIDEO] [--save-video FILE] [options]",
                      opts, &a))
         return 0;
+    if ((s = sf_stop_install(&err))) sf_die(prog, s, &err); /* SIGINT/SIGTERM: stop per conv, exit 130/143 */
     const char *v;
     sf_stage_flags sh; /* --device / --gpu-id, --model-dir, --progress: common/cli.c */
     if ((s = sf_stage_flags_get(&a, opts, &sh, &err))) sf_die(prog, s, &err);

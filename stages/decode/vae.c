@@ -12,6 +12,7 @@
  * (the reference's 'Rep' marker), so later frames get zero history — see MODEL_NOTES. */
 #define _POSIX_C_SOURCE 200809L
 #include "vae.h"
+#include "stop.h"
 #include "conv3d.h"
 #include "parallel.h"
 #include "vae_ops.h"
@@ -432,6 +433,7 @@ static sf_status cached_conv(sf_vae *v, int *slot, const float *x, int64_t n, in
     sf_vae_state *S = &v->st;
     const float *fr[MAX_CHUNK + 2];
     size_t fe = (size_t)(cin * H * W);
+    if (sf_stopped()) return sf_stop_err(err); /* a stop signal is honoured per conv chunk */
     if (*slot >= S->n_caches || S->cache_frame[*slot] != fe || n > MAX_CHUNK)
         return sf_fail(err, SF_E_ARG, "VAE: internal cache mismatch at slot %d", *slot);
     float *cache = S->cache[*slot];
@@ -450,6 +452,7 @@ static sf_status cached_conv(sf_vae *v, int *slot, const float *x, int64_t n, in
 static sf_status frame_conv(sf_vae *v, const float *x, int64_t n, int64_t cin, int64_t cout, int64_t H, int64_t W,
                             int kk, const float *w, const float *b, float *out, sf_err *err) {
     const float *fr[MAX_CHUNK];
+    if (sf_stopped()) return sf_stop_err(err);
     if (n > MAX_CHUNK) return sf_fail(err, SF_E_ARG, "VAE: too many frames in one chunk");
     for (int64_t i = 0; i < n; i++) fr[i] = x + (size_t)i * (size_t)(cin * H * W);
     sf_conv3d_args a = {fr, n, cin, cout, H, W, 1, kk, kk, w, b, out, v->cfg.threads, &v->st.ws};

@@ -4,6 +4,7 @@
  * Tested by tests/unit/test_vae_cuda.c (GPU golden + refusal) and test_vae_emu (CPU emulation). */
 #define _POSIX_C_SOURCE 200809L
 #include "vae_cuda.h"
+#include "stop.h"
 #include "conv_cuda.h"
 #include "cuda_ops.h"
 #include "device.h"
@@ -352,6 +353,7 @@ static sf_status cached_conv(sf_vae_cuda *g, int *slot, const conv_w *c, int64_t
     cache_buf *cb = &g->cache[*slot];
     const size_t fe = cb->fe, oe = (size_t)(H * W * c->cout);
     sf_status s;
+    if (sf_stopped()) return sf_stop_err(err); /* a stop signal is honoured per conv chunk */
     if (*slot >= g->n_caches || fe != (size_t)(c->cin * H * W) || n > cb->nmax)
         return sf_fail(err, SF_E_ARG, "VAE (cuda): internal cache mismatch at slot %d", *slot);
     sf_conv_shape sh = {c->cin, c->cout, H, W, 1, c->kt, c->k, 1, res != NULL};

@@ -12,6 +12,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <png.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -34,6 +35,7 @@ struct sf_video_writer {
     char tmp[4200];
     pid_t pid;
     int pipe_fd;
+    FILE *ff_err;      /* ffmpeg's stderr (an unlinked tmpfile): it can exit 0 after "Error writing trailer" */
     /* png dir */
     char tmpdir[4200];
 };
@@ -181,14 +183,17 @@ sf_status sf_video_open(const char *path, int width, int height, int fps, sf_vid
                         "writing %s needs ffmpeg on PATH (Debian/Ubuntu: apt-get install ffmpeg); or write .y4m", path);
             goto fail;
         }
-        snprintf(w->tmp, sizeof w->tmp, "%s.tmp.%ld.mp4", path, (long)getpid());
-        int fd = open(w->tmp, O_WRONLY | O_CREAT | O_EXCL, 0644); /* fail early when unwritable */
-        if (fd < 0) {
-            s = sf_fail(err, SF_E_IO, "cannot write %s: %s", path, strerror(errno));
-            w->tmp[0] = 0;
+        /* ffmpeg writes the (seekable) mp4 into sf_atomic_open's file: the anonymous O_TMPFILE
+         * through /proc/self/fd/3, or the named fallback; sf_atomic_commit links it into place */
+        if ((s = sf_atomic_open(&w->af, path, err)) != SF_OK) goto fail;
+        int ofd = fileno(w->af.fp);
+        if (w->af.tmp[0]) snprintf(w->tmp, sizeof w->tmp, "%s", w->af.tmp);
+        else snprintf(w->tmp, sizeof w->tmp, "/proc/self/fd/3");
+        if (!(w->ff_err = tmpfile())) {
+            s = sf_fail(err, SF_E_IO, "tmpfile: %s", strerror(errno));
             goto fail;
         }
-        close(fd);
+        int efd = fileno(w->ff_err);
         int pfd[2];
         if (pipe(pfd) != 0) {
             s = sf_fail(err, SF_E_IO, "pipe: %s", strerror(errno));
@@ -205,9 +210,13 @@ sf_status sf_video_open(const char *path, int width, int height, int fps, sf_vid
         }
         if (pid == 0) {
             dup2(pfd[0], 0);
-            close(pfd[0]), close(pfd[1]);
+            if (pfd[0] != 3 && pfd[0] != 0) close(pfd[0]);
+            if (pfd[1] != 3) close(pfd[1]);
+            if (ofd != 3) dup2(ofd, 3); /* the output file as fd 3 (dup2 clears close-on-exec) */
+            else fcntl(3, F_SETFD, 0);
             int nul = open("/dev/null", O_WRONLY);
             if (nul >= 0) dup2(nul, 1);
+            dup2(efd, 2);
             /* yuv420p needs even sizes: pad odd ones by one pixel */
             char *argv[] = {ff, "-hide_banner", "-loglevel", "error", "-y", "-f", "rawvideo", "-pix_fmt", "rgb24",
                             "-s", size, "-r", rate, "-i", "pipe:0", "-vf", "pad=ceil(iw/2)*2:ceil(ih/2)*2",
@@ -237,6 +246,7 @@ sf_status sf_video_open(const char *path, int width, int height, int fps, sf_vid
                 goto fail;
             }
         }
+        sf_tmp_sweep(base); /* the frames folder a killed sf-decode left */
         snprintf(w->tmpdir, sizeof w->tmpdir, "%s.tmp.%ld", base, (long)getpid());
         if (mkdir(w->tmpdir, 0755) != 0) {
             /* name the output the user asked for, not the temp folder beside it */
@@ -252,6 +262,18 @@ fail:
     return s;
 }
 
+/* The last line ffmpeg wrote to its stderr (-loglevel error: errors only), "" when none. */
+static const char *ffmpeg_said(sf_video_writer *w, char *buf, size_t n) {
+    buf[0] = 0;
+    if (!w->ff_err || fseek(w->ff_err, 0, SEEK_SET) != 0) return buf;
+    char line[1024];
+    while (fgets(line, sizeof line, w->ff_err)) {
+        line[strcspn(line, "\r\n")] = 0;
+        if (line[0]) snprintf(buf, n, "%.500s", line);
+    }
+    return buf;
+}
+
 int64_t sf_video_frames(const sf_video_writer *w) { return w ? w->frames : 0; }
 
 sf_status sf_video_write(sf_video_writer *w, const uint8_t *rgb, sf_err *err) {
@@ -263,7 +285,11 @@ sf_status sf_video_write(sf_video_writer *w, const uint8_t *rgb, sf_err *err) {
         if (fputs("FRAME\n", w->out) == EOF || fwrite(w->planes, 1, 3 * P, w->out) != 3 * P)
             return sf_fail(err, SF_E_IO, "writing %s: %s", w->path, strerror(errno));
     } else if (w->kind == SF_VIDEO_MP4) {
-        if ((s = write_all(w->pipe_fd, rgb, 3 * P, "ffmpeg pipe (ffmpeg failed?)", err)) != SF_OK) return s;
+        if ((s = write_all(w->pipe_fd, rgb, 3 * P, "ffmpeg pipe (ffmpeg failed?)", err)) != SF_OK) {
+            char said[512];
+            if (*ffmpeg_said(w, said, sizeof said)) sf_fail(err, s, "ffmpeg failed writing %s: %s", w->path, said);
+            return s;
+        }
     } else {
         uint8_t *png = NULL;
         size_t len = 0;
@@ -309,13 +335,14 @@ sf_status sf_video_close(sf_video_writer **wp, sf_err *err) {
         w->pipe_fd = -1;
         int rc = wait_child(w->pid);
         w->pid = -1;
-        if (rc != 0)
-            s = sf_fail(err, SF_E_IO, "ffmpeg failed (exit %d) writing %s%s", rc, w->path,
-                        rc == 127 ? " (could not run ffmpeg)" : "");
-        else if (rename(w->tmp, w->path) != 0)
-            s = sf_fail(err, SF_E_IO, "cannot rename to %s: %s", w->path, strerror(errno));
+        char said[512];
+        if (rc != 0 || *ffmpeg_said(w, said, sizeof said))
+            s = sf_fail(err, SF_E_IO, "ffmpeg failed (exit %d) writing %s%s%s", rc, w->path,
+                        rc == 127 ? " (could not run ffmpeg)" : said[0] ? ": " : "", rc == 127 ? "" : said);
         else
-            w->tmp[0] = 0;
+            s = sf_atomic_commit(&w->af, err);
+        w->af.fp = NULL;
+        w->af.tmp[0] = 0;
     } else {
         if (rename(w->tmpdir, w->path) != 0)
             s = sf_fail(err, SF_E_IO, "cannot create output folder %s (moving the frames into place): %s",
@@ -330,10 +357,13 @@ sf_status sf_video_close(sf_video_writer **wp, sf_err *err) {
 void sf_video_abort(sf_video_writer **wp) {
     sf_video_writer *w = wp ? *wp : NULL;
     if (!w) return;
-    if (w->kind == SF_VIDEO_Y4M && !w->to_stdout) sf_atomic_abort(&w->af);
+    if (w->kind != SF_VIDEO_PNGDIR && !w->to_stdout) sf_atomic_abort(&w->af);
     if (w->pipe_fd >= 0) close(w->pipe_fd);
-    if (w->pid > 0) wait_child(w->pid);
-    if (w->tmp[0]) unlink(w->tmp);
+    if (w->pid > 0) { /* the output is dropped: ffmpeg need not finish it (a stop stays under 1 s) */
+        kill(w->pid, SIGTERM);
+        wait_child(w->pid);
+    }
+    if (w->ff_err) fclose(w->ff_err);
     if (w->tmpdir[0]) rm_tree_flat(w->tmpdir);
     free(w->planes);
     free(w);

@@ -6,6 +6,7 @@
  * test_dit_longvideo.c (rolling KV cache vs global attention and a brute-force key-frame list). */
 #define _POSIX_C_SOURCE 200809L
 #include "dit.h"
+#include "stop.h"
 #include "scheduler.h"
 #include "dit_cuda.h"
 #include "act.h"
@@ -391,6 +392,7 @@ sf_status sf_dit_set_context(sf_dit_state *st, const float *emb, int64_t n_rows,
     probe(st, "mid.text_embedding", st->ctx, T * D);
     for (int l = 0; l < c->num_layers; l++) {
         const sf_dit_layer *L = &w->layers[l];
+        if ((s = sf_stop_check(err))) goto fail;
         if ((s = gemm(st, T, st->ctx, D, &L->ca_k, L->ca_kb, tmp, err))) goto fail;
         if (c->qk_norm) sf_rmsnorm_cpu(T, D, tmp, D, L->ca_nk, c->eps, st->ck[l], D, st->nthreads);
         else memcpy(st->ck[l], tmp, sizeof(float) * (size_t)(T * D));
@@ -630,8 +632,8 @@ static sf_status forward(sf_dit_state *st, const float *x_t, int F, const float 
 
     /* 3. transformer blocks */
     const dit_fwd fw = {F, start_frame, {ls, le, evict, keep, lo, Lk}, kfr, sel, Kg, Vg};
-    for (int l = 0; l < c->num_layers; l++)
-        if ((s = dit_layer(st, l, &fw, err))) goto fail;
+    for (int l = 0; l < c->num_layers; l++) /* a stop signal is honoured per layer */
+        if ((s = sf_stop_check(err)) || (s = dit_layer(st, l, &fw, err))) goto fail;
     st->global_end = start_frame * S + L;
     st->local_end = le;
 

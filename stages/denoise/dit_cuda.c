@@ -4,6 +4,7 @@
  * the reference in bf16. Tested by tests/unit/test_dit_cuda.c. */
 #define _POSIX_C_SOURCE 200809L
 #include "dit_cuda.h"
+#include "stop.h"
 #include "gpu_host.h"
 #include "cuda_ops.h"
 #include "sdpa_cuda.h"
@@ -452,6 +453,7 @@ sf_status sf_dit_cuda_set_context(sf_dit_state *st, const float *emb, int64_t n_
     for (int l = 0; l < c->num_layers; l++) {
         const glayer *B = &g->L[l];
         bf16 *ck = g->ck + (size_t)l * T * D, *cv = g->cv + (size_t)l * T * D;
+        if ((s = sf_stop_check(err))) return s;
         if ((s = mm(g, T, g->ctx, D, &B->ca_k, ck, D, err))) return s;
         if (c->qk_norm && (s = rms_rope(st, T, ck, D, B->ca_nk, 0, 0, err))) return s;
         if ((s = mm(g, T, g->ctx, D, &B->ca_v, cv, D, err))) return s;
@@ -688,8 +690,8 @@ sf_status sf_dit_cuda_forward(sf_dit_state *st, const float *x_t, int F, const f
     /* 3. blocks: layer 0's modulated LayerNorm here, every later one fused into the residual before it */
     if ((s = ln_mod(g, c, F, S, g->x, NULL, NULL, g->E, g->E + D, 6 * D, g->a, err))) return s;
     const int64_t *kfr = st->key_frames + kv->lo / S;
-    for (int l = 0; l < c->num_layers; l++)
-        if ((s = layer(st, l, F, start_frame, kv, kfr, err))) return s;
+    for (int l = 0; l < c->num_layers; l++) /* a stop signal is honoured per layer (host side) */
+        if ((s = sf_stop_check(err)) || (s = layer(st, l, F, start_frame, kv, kfr, err))) return s;
     /* 4. head (g->a = ⌊LN(x)·⌊1+Hm1⌉ + Hm0⌉ from the last layer's residual step) */
     if ((s = mm(g, L, g->a, D, &g->head, g->hout, g->head.n, err))) return s;
     if ((s = gprobe(st, "mid.head_out", g->hout, L * g->head.n, err))) return s;

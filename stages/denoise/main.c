@@ -10,6 +10,7 @@
  * Only parses flags and calls dit.c / pipeline.c / taps.c. */
 #define _POSIX_C_SOURCE 200809L
 #include "cli.h"
+#include "stop.h"
 #include "config.h"
 #include "device.h"
 #include "parallel.h"
@@ -194,6 +195,7 @@ int main(int argc, char **argv) {
                      "[--layer_indices L... --output_path FILE]",
                      opts, &a))
         return 0;
+    if ((s = sf_stop_install(&err))) sf_die(PROG, s, &err); /* SIGINT/SIGTERM: stop per layer, exit 130/143 */
     sf_stage_flags sh; /* --device / --gpu-id, --model-dir, --progress: common/cli.c */
     if ((s = sf_stage_flags_get(&a, opts, &sh, &err))) sf_die(PROG, s, &err);
     sf_device dev = {sh.cuda, sh.ordinal}; /* a GPU that cannot be used: one line before any work */
@@ -368,10 +370,10 @@ int main(int argc, char **argv) {
         sf_die(PROG, SF_E_NOMEM, &err);
     }
     if (out_url) {
-        if ((s = sf_wire_install_signals(&err)) || (s = sf_wire_open_writer_opts(out_url, &(sf_wire_opts){sh.wire_timeout, 0}, &r.out, &err))) sf_die(PROG, s, &err);
+        if ((s = sf_wire_open_writer_opts(out_url, &(sf_wire_opts){sh.wire_timeout, 0}, &r.out, &err)))
+            sf_die(PROG, s, &err);
     }
-    static int never_stop = 0;
-    sf_pipeline_hooks hk = {on_forward, dump ? on_pred : NULL, on_block, &r, show_progress, &never_stop};
+    sf_pipeline_hooks hk = {on_forward, dump ? on_pred : NULL, on_block, &r, show_progress, NULL};
     s = sf_pipeline_run(&st, &sc, &pc, &hk, latents, &err);
     if (s) {
         if (r.out) {

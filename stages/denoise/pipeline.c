@@ -5,6 +5,7 @@
  * Tested by tests/unit/test_dit_pipeline.c against dit_pipeline_{base,generator,generator_ema}. */
 #define _POSIX_C_SOURCE 200809L
 #include "pipeline.h"
+#include "stop.h"
 #include "rng.h"
 #include "trace.h"
 
@@ -154,6 +155,7 @@ sf_status sf_pipeline_run(sf_dit_state *st, const sf_scheduler *sc, const sf_pip
             float tk = refresh ? cfg->context_noise : cfg->steps[k];
             float tv[64];
             for (int f = 0; f < F && f < 64; f++) tv[f] = tk;
+            if ((s = sf_stop_check(err))) goto fail; /* SIGINT/SIGTERM (common/stop.c) */
             if (hk && hk->stop && *hk->stop) {
                 s = sf_fail(err, SF_E_STOPPED, "interrupted");
                 goto fail;

@@ -8,6 +8,7 @@
  * tests/bats/sf-encode-serve.bats. */
 #define _POSIX_C_SOURCE 200809L
 #include "cli.h"
+#include "stop.h"
 #include "cuda_ops.h"
 #include "device.h"
 #include "parallel.h"
@@ -245,6 +246,7 @@ int main(int argc, char **argv) {
                      "--cache-only] [--server URL] | --serve URL | --list",
                      opts, &a))
         return 0;
+    if ((st = sf_stop_install(&err))) sf_die(prog, st, &err); /* SIGINT/SIGTERM: stop per layer, exit 130/143 */
     long text_len = 512, threads = 0;
     double timeout_s = 0;
     if (sf_args_get(&a, opts, "text-len") &&
@@ -327,7 +329,6 @@ int main(int argc, char **argv) {
     else snprintf(tok_path, sizeof tok_path, "%s/google/umt5-xxl/spiece.model", mdir);
     if (sf_args_get(&a, opts, "weights")) snprintf(w_path, sizeof w_path, "%s", sf_args_get(&a, opts, "weights"));
     else snprintf(w_path, sizeof w_path, "%s/models_t5_umt5-xxl-enc-bf16.pth", mdir);
-    if ((serve_url || server_url || out_url) && (st = sf_wire_install_signals(&err))) sf_die(prog, st, &err);
     sf_encoder enc;
     if (serve_url) {
         if ((st = sf_encoder_init(&enc, tok_path, w_path, cache_dir, use_cache, (int)threads, &err))) sf_die(prog, st, &err);

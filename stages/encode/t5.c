@@ -10,6 +10,7 @@
  * split by output row too. Tested by tests/unit/test_t5.c (tests/golden/expect/t5.safetensors:
  * bucket table exact, dbg.* intermediates and emb.<i> of all 28 prompts within 1e-4·max|ref|). */
 #include "t5.h"
+#include "stop.h"
 #include "gemm.h"
 #include "norm_rows.h"
 #include "parallel.h"
@@ -229,6 +230,7 @@ sf_status sf_t5_encode(const sf_t5 *m, const int64_t *ids, int64_t seq_len, int6
     if (dbg && dbg->embed) memcpy(dbg->embed, x, nLD * 4);
     for (int64_t l = 0; l < c->num_layers; l++) {
         const sf_t5_layer *W = &m->layers[l];
+        if ((st = sf_stop_check(err))) goto fail; /* a stop signal is honoured per layer */
         /* T5LayerNorm: x·rsqrt(mean(x²) + eps)·w; eps as the float the config holds */
         sf_rmsnorm_cpu(L, D, x, D, m->norms + (size_t)(2 * l) * (size_t)D, (double)c->eps, h, D, m->nthreads);
         if (l == 0 && dbg && dbg->block0_norm1) memcpy(dbg->block0_norm1, h, nLD * 4);

@@ -5,6 +5,7 @@
  * test_t5_emu on the emulated kernels). */
 #define _POSIX_C_SOURCE 200809L
 #include "stages/encode/t5_cuda.h"
+#include "stop.h"
 #include "cuda_ops.h"
 #include "gpu_host.h"
 #include "kernels/t5_cuda.h" /* the kernels (this folder has its own t5_cuda.h) */
@@ -371,6 +372,7 @@ sf_status sf_t5_cuda_encode(sf_t5_gpu *g, const int64_t *ids, int64_t seq_len, i
     const bf16 *q = g->qkv, *k = g->qkv + A, *v = g->qkv + 2 * A;
     for (int64_t l = 0; l < c->num_layers; l++) {
         const glayer *W = &g->L[l];
+        if ((s = sf_stop_check(err))) return s; /* a stop signal is honoured per layer */
         /* the previous layer's FFN residual, then this layer's norm1 */
         if ((s = norm(g, n, l ? g->t : NULL, W->n1, g->hn, SF_BF16, err))) return s;
         if (l == 1 && dbg && (s = tap_f32(g, dbg->block0_out, g->x, nD, err))) return s;

@@ -90,7 +90,7 @@ wait_for() {
     # the plan: one srun step per stage on the allocation's nodes, tcp between them
     run -0 env SLURM_JOB_NODELIST="$(hostname -s)" sf-run --dry-run --tcp-port 41000 "$SF_ROOT/pipelines/t2v_slurm.yaml"
     assert_line --index 0 --regexp "^srun --nodes=1 --ntasks=1 --nodelist=$(hostname -s) --overlap .* -- .*/sf-encode .* --out '>tcp://$(hostname -s):41000'$"
-    assert_line --index 2 --regexp "^srun .* -- .*/sf-decode .* --in '@tcp://\*:41001'$"
+    assert_line --index 2 --regexp "^srun .* -- .*/sf-decode .* --in @tcp://route=$(hostname -s):41001$"
     # node: K indexes the allocation's node list (two nodes here, expanded by scontrol)
     sed 's/^    program: sf-decode/    program: sf-decode\n    node: 0/' "$SF_ROOT/pipelines/t2v_slurm.yaml" >"$T/k.yaml"
     run -0 env SLURM_JOB_NODELIST='gpu[7-8]' sf-run --dry-run --tcp-port 41000 "$T/k.yaml"

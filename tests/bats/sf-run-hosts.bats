@@ -50,5 +50,6 @@ tx_bytes() { ip -n "$NA" -s -j link show "$VA" | sed -nE 's/.*"tx":\{"bytes":([0
     run -0 env PATH="$T/bin:$PATH" sf-run --dry-run "$SF_ROOT/pipelines/t2v.yaml" "${VARS[@]}" \
         encode.host="$A" denoise.host="$A" decode.host="$B" --tcp-port "$port"
     assert_line --index 1 --partial "--out '\\''>tcp://$B:$((port + 1))'\\''"
-    assert_line --index 2 --partial "--in '\\''@tcp://*:$((port + 1))'\\''"
+    # decode binds the interface that reaches denoise's host (route=), never every interface
+    assert_line --index 2 --partial "--in @tcp://route=$A:$((port + 1))"
 }

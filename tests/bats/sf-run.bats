@@ -40,8 +40,9 @@ all_gone() {
         "  - name: a" "    program: $FAKE" "    args: {message: '\${greeting}', flag: true, off: false, layers: [0, 4]}" \
         "  - name: b" "    program: $FAKE" "    device: cuda:1"
     run -0 sf-run --dry-run "$SPEC"
-    assert_line --index 0 --regexp "fake-stage --message 'hello world' --flag --layers 0 4 --out ipc:///tmp/sf-run-[0-9]+-0.sock$"
-    assert_line --index 1 --regexp "fake-stage --device cuda:1 --in ipc:///tmp/sf-run-[0-9]+-0.sock$"
+    # the sockets live in the run's own folder (tools/run/cleanup.c)
+    assert_line --index 0 --regexp "fake-stage --message 'hello world' --flag --layers 0 4 --out ipc:///tmp/sf-run-[0-9]+\.d/sf-run-[0-9]+-0.sock$"
+    assert_line --index 1 --regexp "fake-stage --device cuda:1 --in ipc:///tmp/sf-run-[0-9]+\.d/sf-run-[0-9]+-0.sock$"
 }
 
 @test "overrides: var=value and stage.arg=value" {

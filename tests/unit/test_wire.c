@@ -413,7 +413,7 @@ static void test_sigterm_stops_recv(void) {
         if (write(ready[1], "r", 1) != 1) _exit(5); /* handlers in place: the parent may signal */
         const void *pl;
         sf_status st = sf_wire_recv(r, &g_m, &pl, &err);
-        _exit(st == SF_E_STOPPED && strstr(err.msg, "signal") ? 0 : 4);
+        _exit(st == SF_E_STOPPED && strstr(err.msg, "SIGTERM") ? 0 : 4); /* names the signal */
     }
     close(ready[1]);
     /* readiness, not a guessed sleep: wait (up to 10 s) for the child's byte */

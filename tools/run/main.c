@@ -7,13 +7,16 @@
  * status line for the whole pipeline when sf-run's stderr is a terminal (SF_PROGRESS=1 asks
  * the stages for them) and dropped otherwise. When a stage exits non-zero or dies, the others get
  * SIGTERM (SIGKILL 3 s later) and sf-run exits 1 naming the stage and its last message. On
- * SIGINT/SIGTERM it stops them all and exits 130, without blaming a stage for the shutdown.
+ * SIGINT/SIGTERM/SIGHUP it stops them all and exits 128 + signal (130, 143, 129), without blaming a
+ * stage for the shutdown. The sockets between stages live in a private run folder that is removed
+ * however the run ends (cleanup.c).
  * Children get PR_SET_PDEATHSIG so that they never outlive sf-run. A stage program without a
  * '/' is looked up next to sf-run first (build/bin, <prefix>/bin), then on PATH. Tested by
  * tests/bats/sf-run.bats. */
 #define _GNU_SOURCE
 #include "cli.h"
 #include "runspec.h"
+#include "cleanup.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -142,6 +145,9 @@ int main(int argc, char **argv) {
         sf_die(prog, s, &err);
     char run_id[32];
     snprintf(run_id, sizeof run_id, "%ld", (long)getpid());
+    /* the run's private folder (ipc and shm control sockets): removed however the run ends */
+    char run_dir[4096];
+    if ((s = sf_run_dir_setup(run_id, !sf_args_has(&a, opts, "dry-run"), run_dir, sizeof run_dir, &err))) sf_die(prog, s, &err);
     sf_run_plan plan;
     /* a spec such as pipelines/t2v.yaml is also found from any directory (installed or built) */
     char spec_buf[4096];
@@ -180,6 +186,7 @@ int main(int argc, char **argv) {
     sa.sa_handler = on_signal;
     sigaction(SIGINT, &sa, NULL);
     sigaction(SIGTERM, &sa, NULL);
+    sigaction(SIGHUP, &sa, NULL);
     signal(SIGPIPE, SIG_IGN);
 
     child kids[SF_RUN_MAX_STAGES];
@@ -208,6 +215,7 @@ int main(int argc, char **argv) {
             if (getppid() != parent) _exit(1);
             signal(SIGINT, SIG_DFL);
             signal(SIGTERM, SIG_DFL);
+            signal(SIGHUP, SIG_DFL);
             signal(SIGPIPE, SIG_DFL);
             if (sl.tty) setenv("SF_PROGRESS", "1", 1);
             dup2(ep[1], 2);
@@ -338,8 +346,9 @@ int main(int argc, char **argv) {
                      g_hidden_errors, g_hidden_errors == 1 ? "" : "s");
         if (g_stop == SIGALRM) fprintf(stderr, "%s: error: stopped after the timeout%s\n", prog, hidden);
         else fprintf(stderr, "%s: error: interrupted by %s: all stages stopped%s\n", prog,
-                     g_stop == SIGINT ? "SIGINT" : g_stop == SIGTERM ? "SIGTERM" : "a signal", hidden);
-        rc = g_stop == SIGALRM ? 1 : 130;
+                     g_stop == SIGINT ? "SIGINT" : g_stop == SIGTERM ? "SIGTERM" : g_stop == SIGHUP ? "SIGHUP" : "a signal",
+                     hidden);
+        rc = g_stop == SIGALRM ? 1 : 128 + g_stop; /* 130 SIGINT, 143 SIGTERM, 129 SIGHUP, as a shell reports */
     } else if (started < plan.n) {
         rc = 1;
     } else {
@@ -348,6 +357,7 @@ int main(int argc, char **argv) {
     /* the ipc sockets between stages: a stage that was killed cannot remove its own */
     for (int i = 0; i < plan.n; i++)
         if (!strncmp(plan.stages[i].out_url, "ipc:///", 7)) unlink(plan.stages[i].out_url + 6);
+    sf_run_dir_remove(); /* and everything else in the run folder, the shm segments */
     sf_run_plan_free(&plan);
     free(pos);
     sf_args_free(&a);

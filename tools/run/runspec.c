@@ -332,7 +332,7 @@ sf_status sf_run_plan_load(const char *spec_path, const char *const *ov, int nov
             break;
         case SF_RUN_IPC: { /* in $TMPDIR when set (an absolute path short enough for a socket), else /tmp */
             const char *td = getenv("TMPDIR");
-            if (!td || td[0] != '/' || strlen(td) > 64) td = "/tmp";
+            if (!td || td[0] != '/' || strlen(td) > 80) td = "/tmp"; /* sf-run's run folder: ≤ 80 */
             size_t tl = strlen(td);
             while (tl > 1 && td[tl - 1] == '/') tl--;
             snprintf(a->out_url, sizeof a->out_url, "ipc://%.*s/sf-run-%s-%d.sock", (int)tl, td, run_id, i);
