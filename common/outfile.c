@@ -36,8 +36,8 @@ static void rm_flat(const char *dir) {
     char f[8192];
     while (d && (e = readdir(d)))
         if (strcmp(e->d_name, ".") && strcmp(e->d_name, "..")) {
-            snprintf(f, sizeof f, "%s/%s", dir, e->d_name);
-            unlink(f);
+            int k = snprintf(f, sizeof f, "%s/%s", dir, e->d_name);
+            if (k > 0 && (size_t)k < sizeof f) unlink(f); /* a longer name is not one of ours */
         }
     if (d) closedir(d);
     rmdir(dir);
