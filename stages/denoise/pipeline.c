@@ -84,6 +84,10 @@ static sf_status replay(const sf_tfile *nf, const char *name, int nd, const int6
         return sf_fail(err, SF_E_SHAPE, "%s: noise tensor '%s' has shape %s, expected %lld elements", nf->path, name,
                        sf_shape_str(t, b, sizeof b), (long long)n);
     }
+    char what[192];
+    snprintf(what, sizeof what, "%.80s: noise tensor '%.64s'", nf->path, name);
+    sf_status s = sf_tensor_need_float(t, what, err);
+    if (s) return s;
     sf_tensor_to_f32(t, dst);
     return SF_OK;
 }

@@ -21,6 +21,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 static const char *prog = "sf-tensor";
 static const char *synopsis = "ls FILE | cat FILE NAME [--limit N] | diff A B [--rtol R --atol A] | "
@@ -50,11 +52,13 @@ static int has_ext(const char *path, const char *ext) {
 /* "-" or a file that starts with the wire magic. */
 static int is_wire_stream(const char *path) {
     if (strcmp(path, "-") == 0) return 1;
-    FILE *f = fopen(path, "rb");
-    if (!f) return 0;
+    int fd;
+    struct stat sb;
+    sf_err e;
+    if (sf_open_input(path, SF_IN_STREAM, 0, &fd, &sb, &e)) return 0; /* sf_tfile_open says why */
     char b[4];
-    int ok = fread(b, 1, 4, f) == 4 && memcmp(b, SF_WIRE_MAGIC, 4) == 0;
-    fclose(f);
+    int ok = !S_ISREG(sb.st_mode) || (read(fd, b, 4) == 4 && memcmp(b, SF_WIRE_MAGIC, 4) == 0); /* a pipe: a stream */
+    close(fd);
     return ok;
 }
 
