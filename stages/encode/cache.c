@@ -256,16 +256,19 @@ sf_status sf_cache_list(const char *dir, FILE *out, sf_err *err) {
             continue;
         }
         if (sf_tfile_open(path, &tf, &e2) != SF_OK) {
-            fprintf(out, "%s\tINVALID: %s\n", key, e2.msg);
+            fprintf(out, "%s\tINVALID: %s\n", key, e2.msg); /* sf_fail escaped it */
             continue;
         }
         const char *sl = sf_tfile_meta(tf, "seq_len");
         sf_cache_entry e = {0};
         const char *why = validate(tf, key, sl ? strtoll(sl, NULL, 10) : 0, &e);
         if (why) fprintf(out, "%s\tINVALID: %s\n", key, why);
-        else
+        else {
+            char pr[1024]; /* the entry's text: control characters escaped */
+            sf_escape_ctl(pr, sizeof pr, sf_tfile_meta(tf, "prompt") ? sf_tfile_meta(tf, "prompt") : "");
             fprintf(out, "%s\t%lld tokens\t[%lld, %lld]\t%lld bytes\t%s\n", key, (long long)e.n_tokens,
-                    (long long)e.seq_len, (long long)e.dim, (long long)sb.st_size, sf_tfile_meta(tf, "prompt"));
+                    (long long)e.seq_len, (long long)e.dim, (long long)sb.st_size, pr);
+        }
         sf_cache_entry_free(&e);
         sf_tfile_destroy(&tf);
     }

@@ -115,6 +115,10 @@ case("pt_non_utf8_key", pt, "not UTF-8",
 case("pt_surrogate_key", pt, "not UTF-8",
      {"x.pt": bytes(torch_zip([("data.pkl", b"\x80\x02}X\x03\x00\x00\x00\xed\xa0\x80K\x01s."),
                                ("version", b"3\n")]))})
+case("pt_tree_escapes", "sf-tensor tree x.pt", "", rc=0,
+     files={"x.pt": bytes(torch_zip([("data.pkl", b"\x80\x02}X\x01\x00\x00\x00kX\x08\x00\x00\x00\x1b]0;pwn\x07s."),
+                                     ("version", b"3\n")]))},
+     why="a pickled string with ESC/BEL is printed escaped by sf-tensor tree")
 case("pt_global_os_system", "sf-tensor ls $G/torch/hostile_os_system.pt", "not allowed", rc=None,
      why="guard: a pickle naming os.system is refused, never executed")
 b = torch_zip(views_members())
