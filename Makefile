@@ -184,14 +184,18 @@ $(BUILD)/bench/%: $(BUILD)/obj/tests/bench/%.o $(LIB)
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_CFLAGS) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
+# SF_FUZZ_SMOKE=0 skips the 20 s-per-target fuzz smoke (visibly)
+SF_FUZZ_SMOKE ?= 1
 test: all
-	@BUILD=$(BUILD) bash tests/run.sh
+	@BUILD=$(BUILD) SF_FUZZ_SMOKE=$(SF_FUZZ_SMOKE) bash tests/run.sh
 
-# AddressSanitizer + UBSan build of everything, then the whole suite on it.
+# AddressSanitizer + UBSan build of everything (GCC's UBSan leaves float-cast-overflow out: a NaN
+# or huge float converted to an integer; asked for here), then the whole suite on it, the
+# hostile-input corpus included. The fuzz smoke is skipped there (its targets are instrumented).
 asan:
 	$(MAKE) BUILD=build-asan NVCC= OPT=-O1 \
-	  EXTRA_CFLAGS="-fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined" \
-	  LDFLAGS="-fsanitize=address,undefined" test
+	  EXTRA_CFLAGS="-fsanitize=address,undefined,float-cast-overflow -fno-omit-frame-pointer -fno-sanitize-recover=undefined,float-cast-overflow" \
+	  LDFLAGS="-fsanitize=address,undefined,float-cast-overflow" SF_FUZZ_SMOKE=0 test
 
 bench: all $(BENCHES)
 	@BUILD=$(BUILD) bash tests/bench/run.sh
@@ -199,18 +203,33 @@ bench: all $(BENCHES)
 demo:
 	@bash tests/demo.sh
 
-# libFuzzer targets (clang); not part of CI. FUZZ_SECONDS per target.
+# libFuzzer targets (clang): the file and stream parsers (common/*.c) and the tokenizer, with
+# ASan + UBSan (float-cast-overflow included), in build-fuzz/ — their own small library, not the
+# whole libsf. `make fuzz` runs each for FUZZ_SECONDS (the README's figures: 600 each);
+# `make test` runs a 20 s smoke of each (tests/fuzz/smoke.sh; SKIPs without clang/libFuzzer).
 FUZZ_SECONDS ?= 60
-fuzz:
-	@mkdir -p $(BUILD)/fuzz
-	$(MAKE) BUILD=build-fuzz NVCC= OMP= CC=clang OPT=-O1 \
-	  EXTRA_CFLAGS="-fsanitize=fuzzer-no-link,address,undefined -fno-sanitize-recover=undefined" build-fuzz/libsf.a
-	@set -e; for f in $(FUZZ_SRC); do n=$$(basename $$f .c); \
-	  clang -std=c11 -O1 -g -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined -Icommon -Ikernels -I. $$f build-fuzz/libsf.a \
-	    $(filter-out -lcublas -lcudart_static -lstdc++ -fopenmp,$(LDLIBS)) -o $(BUILD)/fuzz/$$n; \
-	  mkdir -p $(BUILD)/fuzz/corpus-$$n; cp -n tests/fuzz/seeds/$$n/* $(BUILD)/fuzz/corpus-$$n/ 2>/dev/null || true; \
+FUZZ_DIR := build-fuzz
+FUZZ_CFLAGS := -std=c11 -O1 -g -fsanitize=address,undefined,float-cast-overflow -fno-sanitize-recover=all \
+               -Icommon -Ikernels -I. -DSF_DATADIR='"$(CURDIR)"'
+FUZZ_LIB_SRC := $(wildcard common/*.c) stages/encode/tokenizer.c stages/encode/html_entities.c
+FUZZ_OBJ := $(patsubst %.c,$(FUZZ_DIR)/obj/%.o,$(FUZZ_LIB_SRC))
+FUZZ_BIN := $(patsubst tests/fuzz/%.c,$(FUZZ_DIR)/%,$(FUZZ_SRC))
+FUZZ_LDLIBS := $(filter-out -lcublas -lcudart_static -lstdc++ -fopenmp -ldl -lrt -L%,$(LDLIBS))
+$(FUZZ_DIR)/obj/%.o: %.c
+	@mkdir -p $(dir $@)
+	clang $(FUZZ_CFLAGS) -fsanitize=fuzzer-no-link -MMD -MP -c $< -o $@
+$(FUZZ_DIR)/libsf-fuzz.a: $(FUZZ_OBJ)
+	rm -f $@ && ar rcs $@ $^
+$(FUZZ_DIR)/fuzz_%: tests/fuzz/fuzz_%.c $(FUZZ_DIR)/libsf-fuzz.a
+	clang $(FUZZ_CFLAGS) -fsanitize=fuzzer $< $(FUZZ_DIR)/libsf-fuzz.a $(FUZZ_LDLIBS) -o $@
+.PHONY: fuzz-build
+fuzz-build: $(FUZZ_BIN)
+fuzz: fuzz-build
+	@set -e; for b in $(FUZZ_BIN); do n=$$(basename $$b); \
+	  mkdir -p $(FUZZ_DIR)/corpus-$$n; cp -n tests/fuzz/seeds/$$n/* $(FUZZ_DIR)/corpus-$$n/ 2>/dev/null || true; \
 	  echo "== $$n ($(FUZZ_SECONDS)s)"; \
-	  $(BUILD)/fuzz/$$n -max_total_time=$(FUZZ_SECONDS) -rss_limit_mb=4096 $(BUILD)/fuzz/corpus-$$n; done
+	  $$b -max_total_time=$(FUZZ_SECONDS) -rss_limit_mb=4096 $(FUZZ_DIR)/corpus-$$n; done
+-include $(wildcard $(FUZZ_DIR)/obj/*/*.d $(FUZZ_DIR)/obj/*/*/*.d)
 
 # Install the programs and the data they look for (configs, pipeline specs and scripts).
 PREFIX ?= /usr/local

@@ -31,15 +31,34 @@ const char *sf_status_str(sf_status s) {
     return "unknown status";
 }
 
+void sf_escape_ctl(char *dst, size_t n, const char *src) {
+    static const char hex[] = "0123456789abcdef";
+    size_t k = 0;
+    if (!n) return;
+    for (const unsigned char *p = (const unsigned char *)src; *p; p++) {
+        unsigned char c = *p;
+        if (c == '\n' || c == '\r' || c == '\t') c = ' '; /* keep it one line */
+        if (c < 0x20 || c == 0x7f) {
+            if (k + 4 >= n) break;
+            dst[k++] = '\\', dst[k++] = 'x', dst[k++] = hex[c >> 4], dst[k++] = hex[c & 15];
+        } else {
+            if (k + 1 >= n) break;
+            dst[k++] = (char)c;
+        }
+    }
+    dst[k] = 0;
+}
+
 sf_status sf_fail(sf_err *err, sf_status s, const char *fmt, ...) {
     if (err) {
+        /* format into a copy first: callers may pass err->msg itself as an argument ("%s: %s",
+         * path, err->msg), which vsnprintf into the same buffer would overwrite mid-way */
+        char tmp[sizeof err->msg];
         va_list ap;
         va_start(ap, fmt);
-        vsnprintf(err->msg, sizeof err->msg, fmt, ap);
+        vsnprintf(tmp, sizeof tmp, fmt, ap);
         va_end(ap);
-        /* keep it one line */
-        for (char *p = err->msg; *p; p++)
-            if (*p == '\n' || *p == '\r') *p = ' ';
+        sf_escape_ctl(err->msg, sizeof err->msg, tmp);
     }
     return s;
 }
@@ -88,17 +107,20 @@ void sf_log(int level, const char *fmt, ...) {
     va_start(ap, fmt);
     vsnprintf(line, sizeof line, fmt, ap);
     va_end(ap);
-    fprintf(stderr, "%s: %s: %s\n", g_log_prefix, tags[level < 0 ? 0 : level > 3 ? 3 : level], line);
+    char safe[sizeof line];
+    sf_escape_ctl(safe, sizeof safe, line);
+    fprintf(stderr, "%s: %s: %s\n", g_log_prefix, tags[level < 0 ? 0 : level > 3 ? 3 : level], safe);
 }
 
 void sf_die(const char *prog, sf_status s, const sf_err *err) {
-    const char *msg = err && err->msg[0] ? err->msg : sf_status_str(s);
+    char safe[sizeof err->msg];
+    sf_escape_ctl(safe, sizeof safe, err && err->msg[0] ? err->msg : sf_status_str(s));
     sf_err why;
     if (sf_stop_signal() && s != SF_E_STOPPED) { /* e.g. a read cut short by the signal: name the signal */
         sf_stop_err(&why);
-        fprintf(stderr, "%s: error: %s (%s)\n", prog, why.msg, msg);
+        fprintf(stderr, "%s: error: %s (%s)\n", prog, why.msg, safe);
     } else {
-        fprintf(stderr, "%s: error: %s\n", prog, msg);
+        fprintf(stderr, "%s: error: %s\n", prog, safe);
     }
     exit(sf_exit_code(s) ? sf_exit_code(s) : 1);
 }
@@ -219,11 +241,49 @@ double sf_now(void) {
     return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
+sf_status sf_open_input(const char *path, int kind, size_t max_len, int *fd, struct stat *st, sf_err *err) {
+    *fd = -1;
+    int f = open(path, O_RDONLY | O_NONBLOCK | O_NOCTTY | O_CLOEXEC);
+    if (f < 0) {
+        int e = errno;
+        sf_fail(err, SF_E_IO, "cannot open %s: %s", path, strerror(e));
+        errno = e; /* callers may tell a missing file apart */
+        return SF_E_IO;
+    }
+    const char *why = NULL;
+    if (fstat(f, st) != 0) why = strerror(errno);
+    else if (S_ISDIR(st->st_mode)) why = "is a directory";
+    else if (!S_ISREG(st->st_mode) && (kind != SF_IN_STREAM || !(S_ISFIFO(st->st_mode) || S_ISSOCK(st->st_mode))))
+        why = kind == SF_IN_STREAM ? "not a regular file or a pipe" : "not a regular file";
+    if (!why && S_ISREG(st->st_mode) && max_len && (uint64_t)st->st_size > (uint64_t)max_len) {
+        close(f);
+        return sf_fail(err, SF_E_FORMAT, "%s: %lld bytes, larger than the %zu this format allows", path,
+                       (long long)st->st_size, max_len);
+    }
+    if (!why) {
+        int fl = fcntl(f, F_GETFL);
+        if (fl < 0 || fcntl(f, F_SETFL, fl & ~O_NONBLOCK) != 0) why = strerror(errno);
+    }
+    if (why) {
+        close(f);
+        return sf_fail(err, SF_E_IO, "%s: %s", path, why);
+    }
+    *fd = f;
+    return SF_OK;
+}
+
 sf_status sf_read_file(const char *path, char **data, size_t *len, size_t max_len, sf_err *err) {
     *data = NULL;
     *len = 0;
-    FILE *fp = fopen(path, "rb");
-    if (!fp) return sf_fail(err, SF_E_IO, "cannot open %s: %s", path, strerror(errno));
+    int fd;
+    struct stat st;
+    sf_status s = sf_open_input(path, SF_IN_STREAM, max_len, &fd, &st, err);
+    if (s) return s;
+    FILE *fp = fdopen(fd, "rb");
+    if (!fp) {
+        close(fd);
+        return sf_fail(err, SF_E_IO, "cannot open %s: %s", path, strerror(errno));
+    }
     size_t cap = max_len < 4096 ? max_len : 4096, n = 0;
     char *buf = malloc(cap + 1);
     if (!buf) {
@@ -266,13 +326,10 @@ sf_status sf_read_file(const char *path, char **data, size_t *len, size_t max_le
 sf_status sf_mmap_open(sf_mmap *m, const char *path, sf_err *err) {
     m->data = NULL;
     m->len = 0;
-    int fd = open(path, O_RDONLY);
-    if (fd < 0) return sf_fail(err, SF_E_IO, "cannot open %s: %s", path, strerror(errno));
+    int fd;
     struct stat st;
-    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
-        close(fd);
-        return sf_fail(err, SF_E_IO, "%s: not a regular file", path);
-    }
+    sf_status s = sf_open_input(path, SF_IN_REGULAR, 0, &fd, &st, err);
+    if (s) return s;
     if (st.st_size == 0) {
         close(fd);
         return SF_OK;
@@ -283,6 +340,53 @@ sf_status sf_mmap_open(sf_mmap *m, const char *path, sf_err *err) {
     m->data = p;
     m->len = (size_t)st.st_size;
     return SF_OK;
+}
+
+int sf_scan_i64(const char **pp, int64_t lo, int64_t hi, int64_t *out) {
+    const char *p = *pp;
+    int neg = *p == '-';
+    if (neg) p++;
+    if (*p < '0' || *p > '9') return 0;
+    uint64_t v = 0, lim = neg ? (uint64_t)INT64_MAX + 1 : (uint64_t)INT64_MAX;
+    for (; *p >= '0' && *p <= '9'; p++) {
+        unsigned d = (unsigned)(*p - '0');
+        if (v > (lim - d) / 10) return 0; /* overflow: never wrap */
+        v = v * 10 + d;
+    }
+    int64_t x = neg ? (v == (uint64_t)INT64_MAX + 1 ? INT64_MIN : -(int64_t)v) : (int64_t)v;
+    if (x < lo || x > hi) return 0;
+    *out = x;
+    *pp = p;
+    return 1;
+}
+
+int sf_parse_i64(const char *s, int64_t lo, int64_t hi, int64_t *out) {
+    const char *p = s;
+    int64_t v;
+    if (!s || !sf_scan_i64(&p, lo, hi, &v) || *p) return 0;
+    *out = v;
+    return 1;
+}
+
+int sf_utf8_valid(const char *s, size_t n, int allow_ctl) {
+    const unsigned char *p = (const unsigned char *)s, *e = p + n;
+    while (p < e) {
+        unsigned c = *p++;
+        if (c < 0x80) {
+            if (!allow_ctl && (c < 0x20 || c == 0x7f)) return 0;
+            continue;
+        }
+        int k = c >= 0xf0 && c <= 0xf4 ? 3 : c >= 0xe0 ? (c <= 0xef ? 2 : -1) : c >= 0xc2 && c <= 0xdf ? 1 : -1;
+        if (k < 0 || e - p < k) return 0;
+        uint32_t cp = c & (0x3fu >> k);
+        for (int i = 0; i < k; i++, p++) {
+            if ((*p & 0xc0) != 0x80) return 0;
+            cp = (cp << 6) | (*p & 0x3fu);
+        }
+        if ((k == 2 && (cp < 0x800 || (cp >= 0xd800 && cp <= 0xdfff))) || (k == 3 && (cp < 0x10000 || cp > 0x10ffff)))
+            return 0;
+    }
+    return 1;
 }
 
 void sf_mmap_close(sf_mmap *m) {

@@ -678,6 +678,9 @@ static sf_status tuple_n(vm *m, size_t k) {
 
 static sf_status op_string(vm *m, uint64_t n) {
     if (n > m->len - m->pos) return BAD("string length %llu beyond the end of the stream", (unsigned long long)n);
+    /* str in Python 3: UTF-8 (BINSTRING decodes as ASCII in torch.load); keys become names */
+    if (!sf_utf8_valid((const char *)m->p + m->pos, (size_t)n, 1)) return BAD("string is not UTF-8");
+    if (memchr(m->p + m->pos, 0, (size_t)n)) return BAD("string contains NUL");
     sf_py *s = py_strn((const char *)m->p + m->pos, (size_t)n);
     m->pos += (size_t)n;
     return push(m, s);
@@ -695,10 +698,14 @@ static sf_status run(vm *m, sf_py **out) {
             if (a[0] > 5) return BAD("unsupported protocol %u", a[0]);
             m->pos += 1;
             break;
-        case 0x95: /* FRAME: a length hint only */
+        case 0x95: { /* FRAME: the next n bytes form one frame; it must lie inside the stream */
             if (!need(m, 8)) goto trunc;
+            uint64_t fl = rd_le(a, 8);
             m->pos += 8;
+            if (fl > m->len - m->pos)
+                return BAD("frame of %llu bytes beyond the end of the %zu-byte stream", (unsigned long long)fl, m->len);
             break;
+        }
         case '.': { /* STOP */
             sf_py *r = pop(m);
             if (!r) return BAD("stack underflow at STOP");

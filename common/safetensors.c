@@ -12,7 +12,33 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define SF_ST_MAX_HEADER (100u << 20) /* the format's own limit is 100 MB */
+#define SF_ST_MAX_HEADER 100000000u /* the format's own limit: 100 MB (safetensors MAX_HEADER_SIZE) */
+
+typedef struct span {
+    uint64_t b, e;
+    const char *name;
+} span;
+
+static int cmp_span(const void *x, const void *y) {
+    const span *a = x, *b = y;
+    if (a->b != b->b) return a->b < b->b ? -1 : 1;
+    return a->e < b->e ? -1 : a->e > b->e;
+}
+
+/* A tensor entry is exactly {dtype, shape, data_offsets}, each once (cJSON keeps duplicates). */
+static const char *entry_keys_bad(const cJSON *it) {
+    int seen[3] = {0, 0, 0};
+    static const char *keys[3] = {"dtype", "shape", "data_offsets"};
+    const cJSON *f;
+    cJSON_ArrayForEach(f, it) {
+        int k = -1;
+        for (int i = 0; i < 3; i++)
+            if (f->string && strcmp(f->string, keys[i]) == 0) k = i;
+        if (k < 0) return "unknown field";
+        if (seen[k]++) return "duplicate field";
+    }
+    return NULL;
+}
 
 static sf_status read_shape(const cJSON *arr, sf_tensor *t, const char *path, const char *name, sf_err *err) {
     if (!cJSON_IsArray(arr)) return sf_fail(err, SF_E_FORMAT, "%s: tensor '%s': shape is not an array", path, name);
@@ -44,19 +70,38 @@ sf_status sf_safetensors_read(sf_tfile *tf, sf_err *err) {
                        (unsigned long long)hlen, len);
     if (hlen < 2 || p[8] != '{')
         return sf_fail(err, SF_E_FORMAT, "%s: not a safetensors file (header is not a JSON object)", path);
+    /* the spec: UTF-8 JSON starting with '{', only trailing spaces (0x20) as padding */
+    if (!sf_utf8_valid((const char *)p + 8, (size_t)hlen, 1))
+        return sf_fail(err, SF_E_FORMAT, "%s: safetensors header is not UTF-8", path);
     const char *end = NULL;
     cJSON *root = cJSON_ParseWithLengthOpts((const char *)p + 8, (size_t)hlen, &end, 0);
     if (!root || !cJSON_IsObject(root)) {
         cJSON_Delete(root);
         return sf_fail(err, SF_E_FORMAT, "%s: safetensors header is not valid JSON", path);
     }
+    for (const char *q = end; q && q < (const char *)p + 8 + hlen; q++)
+        if (*q != ' ') {
+            cJSON_Delete(root);
+            return sf_fail(err, SF_E_FORMAT, "%s: bytes after the safetensors JSON header (only space padding is allowed)",
+                           path);
+        }
     size_t data0 = 8 + (size_t)hlen, dlen = len - data0;
     sf_status s = SF_OK;
     const cJSON *it;
+    int n_items = cJSON_GetArraySize(root), n_sp = 0;
+    span *sp = calloc((size_t)(n_items > 0 ? n_items : 1), sizeof *sp);
+    if (!sp) {
+        cJSON_Delete(root);
+        return sf_fail(err, SF_E_NOMEM, "out of memory");
+    }
     cJSON_ArrayForEach(it, root) {
         const char *name = it->string;
         if (!name) continue;
         if (strcmp(name, "__metadata__") == 0) {
+            if (tf->meta_keys) {
+                s = sf_fail(err, SF_E_FORMAT, "%s: duplicate __metadata__", path);
+                goto done;
+            }
             if (!cJSON_IsObject(it)) {
                 s = sf_fail(err, SF_E_FORMAT, "%s: __metadata__ is not an object", path);
                 goto done;
@@ -74,6 +119,11 @@ sf_status sf_safetensors_read(sf_tfile *tf, sf_err *err) {
                     s = sf_fail(err, SF_E_FORMAT, "%s: __metadata__ value '%s' is not a string", path, m->string);
                     goto done;
                 }
+                if (!m->string || !sf_utf8_valid(m->string, strlen(m->string), 0) || sf_tfile_meta(tf, m->string)) {
+                    s = sf_fail(err, SF_E_FORMAT, "%s: __metadata__ key '%.64s' is duplicate, not UTF-8 or holds control "
+                                "characters", path, m->string ? m->string : "");
+                    goto done;
+                }
                 tf->meta_keys[tf->n_meta] = strdup(m->string);
                 tf->meta_vals[tf->n_meta] = strdup(m->valuestring);
                 tf->n_meta++;
@@ -86,6 +136,12 @@ sf_status sf_safetensors_read(sf_tfile *tf, sf_err *err) {
         }
         if (!cJSON_IsObject(it)) {
             s = sf_fail(err, SF_E_FORMAT, "%s: tensor '%s': entry is not an object", path, name);
+            goto done;
+        }
+        const char *bad = entry_keys_bad(it);
+        if (bad) {
+            s = sf_fail(err, SF_E_FORMAT, "%s: tensor '%.64s': %s (an entry holds dtype, shape and data_offsets once)",
+                        path, name, bad);
             goto done;
         }
         const cJSON *jd = cJSON_GetObjectItemCaseSensitive(it, "dtype");
@@ -124,9 +180,29 @@ sf_status sf_safetensors_read(sf_tfile *tf, sf_err *err) {
             goto done;
         }
         t.data = (void *)(p + data0 + (size_t)b);
+        sp[n_sp++] = (span){(uint64_t)b, (uint64_t)e, name};
         if ((s = sf_tfile_add(tf, name, &t, err))) goto done;
     }
+    /* the data area is tensors end to end: no overlap (aliased bytes), no hole or tail (a
+     * polyglot file hiding other content), as the spec and its reference reader require */
+    qsort(sp, (size_t)n_sp, sizeof *sp, cmp_span);
+    uint64_t at = 0;
+    for (int i = 0; i < n_sp; i++) {
+        if (sp[i].b != at) {
+            s = sf_fail(err, SF_E_FORMAT, "%s: tensor '%.64s' at data offset %llu %s (tensors must tile the data area)",
+                        path, sp[i].name, (unsigned long long)sp[i].b, sp[i].b < at ? "overlaps the previous one"
+                                                                               : "leaves a hole before it");
+            goto done;
+        }
+        at = sp[i].e;
+    }
+    if (at != dlen) {
+        s = sf_fail(err, SF_E_FORMAT, "%s: %llu data bytes after the last tensor (tensors must tile the data area)", path,
+                    (unsigned long long)(dlen - at));
+        goto done;
+    }
 done:
+    free(sp);
     cJSON_Delete(root);
     return s;
 }

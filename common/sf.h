@@ -120,8 +120,39 @@ sf_status sf_tmp_name(const char *path, const char *suffix, char *buf, size_t n,
  * output's) whose PID is not running and which this user owns. Returns how many went. */
 int sf_tmp_sweep(const char *path);
 
-/* Read a whole file into a malloc'd buffer (NUL-terminated; caller frees). */
+/* Open an input file for reading without ever blocking in open(): O_NONBLOCK (a FIFO or device
+ * with no writer cannot hang us), fstat, then O_NONBLOCK cleared. SF_IN_REGULAR refuses anything
+ * but a regular file (a mapped or seekable input: weights, tokenizer, tensors); SF_IN_STREAM also
+ * takes a pipe/FIFO or socket (text and wire streams read front to back), never a directory or a
+ * device (/dev/zero, a terminal). max_len (0 = no cap) refuses a regular file larger than the
+ * format allows before anything is read. On success *fd is open (caller closes) and *st filled;
+ * on failure SF_E_IO or SF_E_FORMAT (too large), errno kept from a failed open() (ENOENT).
+ * Every file input of every stage and tool goes through here (sf_read_file, sf_mmap_open, the
+ * wire's file reader, sf-encode --prompts). Tested by test_core.c and tests/hostile/. */
+enum { SF_IN_REGULAR = 0, SF_IN_STREAM = 1 };
+struct stat;
+sf_status sf_open_input(const char *path, int kind, size_t max_len, int *fd, struct stat *st, sf_err *err);
+
+/* Read a whole file into a malloc'd buffer (NUL-terminated; caller frees): a regular file or a
+ * stream (sf_open_input SF_IN_STREAM), never more than max_len bytes. */
 sf_status sf_read_file(const char *path, char **data, size_t *len, size_t max_len, sf_err *err);
+
+/* Strict decimal integer at *p: an optional '-', then digits (no space, no '+', no hex), the
+ * value in [lo, hi] (no wrap-around, no overflow). Advances *p past it; 0 when malformed or
+ * out of range. sf_parse_i64 wants the whole string to be that integer. */
+int sf_scan_i64(const char **p, int64_t lo, int64_t hi, int64_t *out);
+int sf_parse_i64(const char *s, int64_t lo, int64_t hi, int64_t *out);
+
+/* 1 when the n bytes are well-formed UTF-8 (no overlongs, surrogates or code points > U+10FFFF)
+ * and, unless allow_ctl, hold no C0 control character or DEL (names and keys read from files
+ * and peers: never a terminal escape, never a line break). */
+int sf_utf8_valid(const char *s, size_t n, int allow_ctl);
+
+/* Copy src into dst (size n, NUL-terminated, truncated) with every control character (C0, DEL)
+ * written as \xHH and newlines as spaces, so text from a file or a peer can never drive the
+ * terminal (escape sequences, BEL) nor split a one-line message. sf_fail, sf_log and sf_die
+ * apply it to everything they print. */
+void sf_escape_ctl(char *dst, size_t n, const char *src);
 
 /* Read-only memory map of a whole file (empty files give data=NULL, len=0). */
 typedef struct sf_mmap {

@@ -282,7 +282,8 @@ sf_status sf_spiece_load(const char *path, sf_spiece_model **out, sf_err *err) {
     char *data = NULL;
     size_t len = 0;
     *out = NULL;
-    sf_status st = sf_read_file(path, &data, &len, (size_t)1 << 31, err);
+    /* SentencePiece models are a few MB (umT5: 4.5 MB); 256 MiB bounds a hostile pipe or file */
+    sf_status st = sf_read_file(path, &data, &len, (size_t)256 << 20, err);
     if (st) return st;
     st = sf_spiece_parse((const uint8_t *)data, len, out, err);
     if (st) {

@@ -262,3 +262,9 @@ sf_status sf_tensor_convert(const sf_tensor *t, sf_dtype to, sf_tensor *out, sf_
     for (int64_t i = 0; i < n; i++) store_elem(out->data, to, i, sf_tensor_get(t, i));
     return SF_OK;
 }
+
+sf_status sf_tensor_need_float(const sf_tensor *t, const char *what, sf_err *err) {
+    if (t->dtype == SF_F32 || t->dtype == SF_BF16 || t->dtype == SF_F16 || t->dtype == SF_F64) return SF_OK;
+    return sf_fail(err, SF_E_UNSUPPORTED, "%s has dtype %s; expected a float type (f32, bf16, f16, f64)", what,
+                   (unsigned)t->dtype < SF_DTYPE_COUNT ? sf_dtype_name(t->dtype) : "?");
+}

@@ -49,6 +49,11 @@ const char *sf_dtype_name(sf_dtype d);     /* wire names: "f32", "bf16", ... */
 const char *sf_dtype_st_name(sf_dtype d);  /* safetensors names: "F32", "BF16", ... */
 int sf_dtype_from_name(const char *s);     /* either naming; -1 when unknown */
 
+/* SF_OK when t holds floating-point values (f32, bf16, f16, f64); else SF_E_UNSUPPORTED naming
+ * `what` — a stage takes activations (embeddings, latents, noise) as floats only, never an
+ * integer tensor silently converted. */
+sf_status sf_tensor_need_float(const sf_tensor *t, const char *what, sf_err *err);
+
 int64_t sf_tensor_numel(const sf_tensor *t);
 /* Bytes of a contiguous tensor of this shape; 0 on overflow (check numel first). */
 size_t sf_tensor_nbytes(const sf_tensor *t);

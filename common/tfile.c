@@ -37,6 +37,10 @@ static int index_insert(size_t *index, size_t cap, const sf_tensor_entry *entrie
 }
 
 sf_status sf_tfile_add(sf_tfile *tf, const char *name, const sf_tensor *t, sf_err *err) {
+    size_t nl = strlen(name);
+    if (!nl || !sf_utf8_valid(name, nl, 0))
+        return sf_fail(err, SF_E_FORMAT, "%s: tensor name '%.64s' is empty, not UTF-8 or holds control characters",
+                       tf->path, name);
     if (tf->n == tf->cap) {
         size_t nc = tf->cap ? tf->cap * 2 : 64;
         sf_tensor_entry *ne = realloc(tf->entries, nc * sizeof *ne);

@@ -23,6 +23,8 @@ typedef struct zmember {
     unsigned method;
     uint64_t size;     /* uncompressed */
     uint64_t data_off; /* from the local header */
+    uint64_t loff;     /* local header offset */
+    uint64_t csize;    /* stored bytes */
 } zmember;
 
 typedef struct zarchive {
@@ -51,8 +53,13 @@ static int cmp_member(const void *a, const void *b) {
     return x->name_len < y->name_len ? -1 : x->name_len > y->name_len;
 }
 
+static int cmp_loff(const void *a, const void *b) {
+    const zmember *x = a, *y = b;
+    return x->loff < y->loff ? -1 : x->loff > y->loff;
+}
+
 static const zmember *zfind(const zarchive *z, const char *name, size_t n) {
-    zmember key = {name, n, 0, 0, 0};
+    zmember key = {name, n, 0, 0, 0, 0, 0};
     return bsearch(&key, z->m, z->n, sizeof *z->m, cmp_member);
 }
 
@@ -146,14 +153,69 @@ static sf_status read_directory(zarchive *z, sf_err *err) {
         if (loff > z->len || z->len - loff < 30 || memcmp(p + loff, "PK\x03\x04", 4) != 0)
             return sf_fail(err, SF_E_FORMAT, "%s: member '%.*s': bad local header offset %llu", z->path,
                            (int)(nl > 200 ? 200 : nl), m->name, (unsigned long long)loff);
-        uint64_t doff = loff + 30 + le(p + loff + 26, 2) + le(p + loff + 28, 2);
+        /* the local header must describe the same member as the directory: same name, same
+         * method, same sizes unless they follow the data (flag bit 3). A reader trusting the
+         * directory alone reads whatever the local header really frames (the next header's
+         * bytes as tensor data, a second hidden member). */
+        const uint8_t *lh = p + loff;
+        size_t lnl = (size_t)le(lh + 26, 2), lxl = (size_t)le(lh + 28, 2);
+        unsigned lflag = (unsigned)le(lh + 6, 2);
+        if (lnl != nl || z->len - loff - 30 < lnl || memcmp(lh + 30, m->name, nl) != 0 ||
+            (unsigned)le(lh + 8, 2) != m->method)
+            return sf_fail(err, SF_E_FORMAT, "%s: member '%.*s': local header disagrees with the central directory "
+                           "(name or method)", z->path, (int)(nl > 200 ? 200 : nl), m->name);
+        if (!(lflag & 8)) {
+            uint64_t lc = le(lh + 18, 4), lu = le(lh + 22, 4);
+            if (z->len - loff - 30 - lnl < lxl)
+                return sf_fail(err, SF_E_FORMAT, "%s: member '%.*s': local extra field past the end of the file",
+                               z->path, (int)(nl > 200 ? 200 : nl), m->name);
+            const uint8_t *x2 = lh + 30 + lnl, *x2e = x2 + lxl; /* local zip64 extra: usize, csize */
+            while (x2e - x2 >= 4) {
+                unsigned id = (unsigned)le(x2, 2), sz = (unsigned)le(x2 + 2, 2);
+                if ((size_t)(x2e - x2 - 4) < sz) break;
+                if (id == 0x0001) {
+                    const uint8_t *v = x2 + 4;
+                    if (lu == 0xFFFFFFFFu && sz >= 8) lu = le(v, 8), v += 8;
+                    if (lc == 0xFFFFFFFFu && (size_t)(v - x2 - 4) + 8 <= sz) lc = le(v, 8);
+                }
+                x2 += 4 + sz;
+            }
+            if (lc != csize || lu != usize)
+                return sf_fail(err, SF_E_FORMAT, "%s: member '%.*s': local header sizes (%llu, %llu) disagree with the "
+                               "central directory (%llu, %llu)", z->path, (int)(nl > 200 ? 200 : nl), m->name,
+                               (unsigned long long)lc, (unsigned long long)lu, (unsigned long long)csize,
+                               (unsigned long long)usize);
+        }
+        m->loff = loff;
+        uint64_t doff = loff + 30 + lnl + lxl;
         if (doff > z->len || csize > z->len - doff)
             return sf_fail(err, SF_E_FORMAT, "%s: member '%.*s' (%llu bytes at %llu) extends past the end of the file",
                            z->path, (int)(nl > 200 ? 200 : nl), m->name, (unsigned long long)csize,
                            (unsigned long long)doff);
         m->data_off = doff;
+        m->csize = csize;
         z->n++;
         pos += 46 + nl + xl + cl;
+    }
+    /* members lie one after another before the directory: no member's data runs into the next
+     * local header or the directory (overlapping members alias bytes, a zip-bomb trick) */
+    {
+        zmember *byoff = malloc((z->n ? z->n : 1) * sizeof *byoff);
+        if (!byoff) return sf_fail(err, SF_E_NOMEM, "out of memory");
+        memcpy(byoff, z->m, z->n * sizeof *byoff);
+        qsort(byoff, z->n, sizeof *byoff, cmp_loff);
+        for (size_t i = 0; i < z->n; i++) {
+            uint64_t lim = i + 1 < z->n ? byoff[i + 1].loff : cd_off;
+            if (byoff[i].data_off + byoff[i].csize > lim) {
+                const zmember *b = &byoff[i];
+                s = sf_fail(err, SF_E_FORMAT, "%s: member '%.*s' (%llu bytes at %llu) overlaps the next member or the "
+                            "central directory at %llu", z->path, (int)(b->name_len > 200 ? 200 : b->name_len), b->name,
+                            (unsigned long long)b->csize, (unsigned long long)b->data_off, (unsigned long long)lim);
+                free(byoff);
+                return s;
+            }
+        }
+        free(byoff);
     }
     qsort(z->m, z->n, sizeof *z->m, cmp_member);
     for (size_t i = 1; i < z->n; i++)

@@ -237,6 +237,12 @@ const char *sf_wire_msg_str(const sf_wire_msg *m, char *buf, size_t n) {
         PUT("}");
     }
 #undef PUT
+    char *raw = strdup(buf); /* names and strings come from a peer: escape control characters */
+    if (raw) sf_escape_ctl(buf, n, raw);
+    else
+        for (char *c = buf; *c; c++)
+            if ((unsigned char)*c < 0x20 || *c == 0x7f) *c = '?';
+    free(raw);
     return buf;
 }
 
@@ -418,7 +424,11 @@ static sf_status decode_meta(const msgpack_object *o, sf_wire_msg *m, sf_err *er
         } else {
             return sf_fail(err, SF_E_FORMAT, "wire: header: meta %s: unsupported value type", key);
         }
-        if (st) return sf_fail(err, SF_E_FORMAT, "%s", err ? err->msg : "wire: bad meta");
+        if (st) { /* keep the cause (e.g. "meta strings exceed ..."), as a format error */
+            char why[sizeof err->msg];
+            snprintf(why, sizeof why, "%s", err ? err->msg : "wire: bad meta");
+            return sf_fail(err, SF_E_FORMAT, "%s", why);
+        }
     }
     return SF_OK;
 }
@@ -473,11 +483,15 @@ static sf_status decode_map(const msgpack_object *root, sf_wire_msg *m, sf_err *
     }
     if (t == SF_WIRE_ERROR) {
         if (text && text->type == MSGPACK_OBJECT_STR) {
-            size_t n = text->via.str.size < sizeof m->text - 1 ? text->via.str.size : sizeof m->text - 1;
-            memcpy(m->text, text->via.str.ptr, n);
-            m->text[n] = 0;
+            /* a peer's text: NULs dropped, control characters (ESC, BEL, newlines) escaped so it
+             * can never drive the terminal it is printed on nor split the one-line error */
+            char raw[sizeof m->text];
+            size_t n = text->via.str.size < sizeof raw - 1 ? text->via.str.size : sizeof raw - 1;
+            memcpy(raw, text->via.str.ptr, n);
+            raw[n] = 0;
             for (size_t i = 0; i < n; i++)
-                if (m->text[i] == 0 || m->text[i] == '\n') m->text[i] = ' '; /* one line */
+                if (raw[i] == 0) raw[i] = ' ';
+            sf_escape_ctl(m->text, sizeof m->text, raw);
         } else {
             snprintf(m->text, sizeof m->text, "(no text)");
         }
@@ -723,9 +737,16 @@ static sf_status wire_open(const char *url, int writer, const sf_wire_opts *o, s
         if (writer) {
             if (!(st = sf_atomic_open(&w->af, u, err))) w->file_open = 1;
         } else {
-            w->fd = open(u, O_RDONLY | O_CLOEXEC);
+            /* never blocks in open(): a FIFO whose writer is not there yet is waited for in
+             * poll (interruptible), a device or folder is refused */
+            struct stat sb;
             w->own_fd = 1;
-            if (w->fd < 0) st = sf_fail(err, errno == ENOENT ? SF_E_NOTFOUND : SF_E_IO, "wire: cannot open %s: %s", u, strerror(errno));
+            if (sf_open_input(u, SF_IN_STREAM, 0, &w->fd, &sb, err)) {
+                int missing = errno == ENOENT;
+                char m2[sizeof err->msg];
+                snprintf(m2, sizeof m2, "%s", err ? err->msg : "");
+                st = sf_fail(err, missing ? SF_E_NOTFOUND : SF_E_IO, "wire: %s", m2);
+            }
         }
     }
     if (st) {

@@ -22,12 +22,22 @@ count() { # TAP in $out → update pass/fail; $1 = exit code, $2 = what ran
         fail=$((fail + 1))
     fi
 }
+# the fuzz smoke (tests/fuzz/smoke.sh: 20 s per libFuzzer target, SKIPs without clang) runs in
+# the background alongside everything else; its TAP is counted at the end
+fz_out=$(mktemp)
+bash tests/fuzz/smoke.sh >"$fz_out" 2>&1 &
+fz_pid=$!
+trap 'rm -f "$out" "$fz_out"; kill "$fz_pid" 2>/dev/null' EXIT
 for t in "$BUILD"/tests/test_*; do
     [ -x "$t" ] || continue
     echo "# == $(basename "$t")"
     (cd "$PWD" && "$t") >"$out" 2>&1
     count $? "$(basename "$t")"
 done
+# hostile inputs: tests/hostile/<case>/ (files, command, expected one-line error)
+echo "# == tests/hostile"
+BUILD="$BUILD" bash tests/hostile/run.sh >"$out" 2>&1
+count $? "tests/hostile"
 if command -v bats >/dev/null 2>&1; then
     for b in tests/bats/*.bats; do
         [ -f "$b" ] || continue
@@ -39,6 +49,11 @@ else
     echo "not ok - bats is not installed (apt-get install bats bats-assert bats-support)"
     fail=$((fail + 1))
 fi
+echo "# == tests/fuzz/smoke.sh"
+wait "$fz_pid"
+fz_rc=$?
+cp "$fz_out" "$out"
+count "$fz_rc" "tests/fuzz/smoke.sh"
 [ "$skip" -eq 0 ] || echo "# $skip skipped (see the '# SKIP' lines above for why)"
 echo "$pass passed, $fail failed"
 [ "$fail" -eq 0 ]

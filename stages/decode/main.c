@@ -135,9 +135,7 @@ static sf_status latent_dims(const sf_tensor *t, const char *what, int64_t d[4],
                        sf_shape_str(t, b, sizeof b));
     if (d[0] <= 0 || d[1] <= 0 || d[2] <= 0 || d[3] <= 0)
         return sf_fail(err, SF_E_SHAPE, "%s has an empty shape %s", what, sf_shape_str(t, b, sizeof b));
-    if (t->dtype != SF_F32 && t->dtype != SF_BF16 && t->dtype != SF_F16 && t->dtype != SF_F64)
-        return sf_fail(err, SF_E_UNSUPPORTED, "%s has dtype %s, expected a float type", what, sf_dtype_name(t->dtype));
-    return SF_OK;
+    return sf_tensor_need_float(t, what, err);
 }
 
 static sf_status run_file(run *r, const char *arg, sf_err *err) {

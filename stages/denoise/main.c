@@ -126,8 +126,13 @@ static sf_status load_embeds(const char *arg, const char *in_url, double wire_ti
             return s;
         }
         int ok = (t->ndim == 2 || (t->ndim == 3 && t->shape[0] == 1));
-        int64_t L = t->shape[t->ndim - 2], D = t->shape[t->ndim - 1];
+        int64_t L = ok ? t->shape[t->ndim - 2] : 0, D = ok ? t->shape[t->ndim - 1] : 0; /* rank 0/1: no such dims */
         char b[96];
+        snprintf(b, sizeof b, "prompt embeddings '%.64s'", nm);
+        if ((s = sf_tensor_need_float(t, b, err))) {
+            sf_tfile_destroy(&tf);
+            return s;
+        }
         if (!ok || D != text_dim || L > text_len || L < 1) {
             s = sf_fail(err, SF_E_SHAPE, "%s: prompt embeddings '%s' have shape %s; the model expects [L, %d] with L <= %d",
                         path, nm, sf_shape_str(t, b, sizeof b), text_dim, text_len);
@@ -160,8 +165,9 @@ static sf_status load_embeds(const char *arg, const char *in_url, double wire_ti
         if (ln < 13 || strcmp(m.name + ln - 13, "prompt_embeds")) continue; /* prompt_embeds, x.prompt_embeds */
         sf_tensor t = sf_wire_msg_view(&m, payload);
         int ok = (t.ndim == 2 || (t.ndim == 3 && t.shape[0] == 1));
-        int64_t L = t.shape[t.ndim - 2], D = t.shape[t.ndim - 1];
+        int64_t L = ok ? t.shape[t.ndim - 2] : 0, D = ok ? t.shape[t.ndim - 1] : 0;
         char b[96];
+        if ((s = sf_tensor_need_float(&t, "wire prompt_embeds", err))) break;
         if (!ok || D != text_dim || L > text_len || L < 1) {
             s = sf_fail(err, SF_E_SHAPE, "%s: prompt_embeds of shape %s; the model expects [L, %d] with L <= %d", in_url,
                         sf_shape_str(&t, b, sizeof b), text_dim, text_len);

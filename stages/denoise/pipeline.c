@@ -77,6 +77,10 @@ sf_status sf_pipeline_check(const sf_pipeline_cfg *cfg, int *n_blocks, sf_err *e
 static sf_status replay(const sf_tfile *nf, const char *name, int nd, const int64_t *shape, float *dst, sf_err *err) {
     const sf_tensor *t = sf_tfile_get(nf, name);
     if (!t) return sf_fail(err, SF_E_NOTFOUND, "%s: missing noise tensor '%s'", nf->path, name);
+    char what[192];
+    snprintf(what, sizeof what, "%.80s: noise tensor '%.64s'", nf->path, name);
+    sf_status s = sf_tensor_need_float(t, what, err);
+    if (s) return s;
     int64_t n = 1;
     for (int i = 0; i < nd; i++) n *= shape[i];
     int ok = sf_tensor_numel(t) == n && (sf_shape_eq(t, nd, shape) || sf_shape_eq(t, nd - 1, shape + 1) ||

@@ -9,6 +9,7 @@
 #include "pickle.h"
 
 #include <math.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -21,11 +22,17 @@ sf_status sf_taps_parse_mode(const char *s, sf_tap_mode *m, sf_err *err) {
 }
 
 sf_status sf_taps_parse_select(const char *s, sf_tap_sel *sel, int *b, int *st, sf_err *err) {
-    int n = 0;
+    const char *p = s;
+    int64_t vb, vs; /* strict integers (sf_scan_i64): b:4294967296 is refused, never wrapped to 0 */
     if (!strcmp(s, "seed")) *sel = SF_TAP_SEL_SEED;
     else if (!strcmp(s, "all")) *sel = SF_TAP_SEL_ALL;
-    else if (sscanf(s, "b:%d,s:%d%n", b, st, &n) == 2 && s[n] == 0 && *b >= 0 && *st >= 0) *sel = SF_TAP_SEL_ONE;
-    else return sf_fail(err, SF_E_ARG, "--tap-select: expected seed, all or b:B,s:S, got '%s'", s);
+    else if (!strncmp(p, "b:", 2) && (p += 2, sf_scan_i64(&p, 0, INT_MAX, &vb)) && !strncmp(p, ",s:", 3) &&
+             (p += 3, sf_scan_i64(&p, 0, INT_MAX, &vs)) && !*p) {
+        *sel = SF_TAP_SEL_ONE;
+        *b = (int)vb, *st = (int)vs;
+    } else
+        return sf_fail(err, SF_E_ARG, "--tap-select: expected seed, all or b:B,s:S (B, S integers in [0, %d]), got '%s'",
+                       INT_MAX, s);
     return SF_OK;
 }
 

@@ -4,11 +4,13 @@
  * tests/unit/test_t5.c (sha256 vectors, put/get round trip, truncated and corrupted entries
  * repaired) and tests/bats/sf-encode.bats (second run hits without loading the encoder). */
 #define _DEFAULT_SOURCE /* realpath, st_mtim */
+#define _XOPEN_SOURCE 700 /* nftw */
 #define _POSIX_C_SOURCE 200809L
 #include "cache.h"
 #include "tfile.h"
 
 #include <dirent.h>
+#include <ftw.h>
 #include <sodium.h>
 #include <errno.h>
 #include <limits.h>
@@ -134,13 +136,34 @@ static const char *validate(const sf_tfile *tf, const char *key, int64_t seq_len
     return NULL;
 }
 
+static int rm_entry(const char *p, const struct stat *sb, int flag, struct FTW *ftw) {
+    (void)sb, (void)ftw;
+    return flag == FTW_DP ? rmdir(p) : unlink(p);
+}
+
+/* Something not a regular file under an entry's name (a folder, a FIFO, a socket, a symlink):
+ * never opened (a FIFO would hang the reader), removed — a folder with what it holds, never
+ * following links — so that the entry is recomputed and written once, not warned about forever. */
+static int repair_nonregular(const char *path, const char *why_prefix) {
+    struct stat sb, lb;
+    if (stat(path, &sb) == 0 && S_ISREG(sb.st_mode)) return 0; /* a file (or a link to one): validated when read */
+    if (lstat(path, &lb) != 0) return 0;                       /* nothing there */
+    const char *what = S_ISDIR(lb.st_mode) ? "a folder" : S_ISFIFO(lb.st_mode) ? "a FIFO" : S_ISLNK(lb.st_mode) ? "a dangling or odd symlink"
+                                                                                                       : "not a regular file";
+    int rc = S_ISDIR(lb.st_mode) ? nftw(path, rm_entry, 16, FTW_DEPTH | FTW_PHYS) : unlink(path);
+    if (rc != 0) sf_warn("%scache entry %s is %s and cannot be removed (%s)", why_prefix, path, what, strerror(errno));
+    else sf_warn("%scache entry %s was %s; removed it, recomputing", why_prefix, path, what);
+    return 1;
+}
+
 sf_status sf_cache_get(const char *dir, const char *key, int64_t seq_len, sf_cache_entry *e, int *hit, sf_err *err) {
     char path[4200];
     struct stat sb;
     memset(e, 0, sizeof *e);
     *hit = 0;
     if (!entry_path(path, sizeof path, dir, key)) return sf_fail(err, SF_E_ARG, "cache folder path too long");
-    if (stat(path, &sb) != 0) return SF_OK; /* miss */
+    if (lstat(path, &sb) != 0) return SF_OK; /* miss */
+    if (repair_nonregular(path, "")) return SF_OK; /* a miss, repaired */
     sf_tfile *tf = NULL;
     sf_err e2;
     const char *why = NULL;
@@ -183,6 +206,7 @@ sf_status sf_cache_put(const char *dir, const char *key, const char *cleaned, co
     sf_status st = mkdir_p(dir, err);
     if (st) return st;
     if (!entry_path(path, sizeof path, dir, key)) return sf_fail(err, SF_E_ARG, "cache folder path too long");
+    repair_nonregular(path, ""); /* written since the lookup: the atomic rename needs the name free */
     payload_digest(emb, (size_t)seq_len * (size_t)dim, ids, mask, (size_t)seq_len, hex);
     snprintf(nt, sizeof nt, "%lld", (long long)n_tokens);
     snprintf(sl, sizeof sl, "%lld", (long long)seq_len);
@@ -223,21 +247,28 @@ sf_status sf_cache_list(const char *dir, FILE *out, sf_err *err) {
         snprintf(path, sizeof path, "%s/%s", dir, de->d_name);
         memcpy(key, de->d_name, 64);
         key[64] = 0;
-        if (stat(path, &sb) != 0) continue;
+        if (stat(path, &sb) != 0 && lstat(path, &sb) != 0) continue;
         sf_tfile *tf = NULL;
         sf_err e2;
         n++;
+        if (!S_ISREG(sb.st_mode)) { /* listed, never opened (a FIFO would hang); sf-encode repairs it */
+            fprintf(out, "%s\tINVALID: not a regular file (removed and recomputed by the next sf-encode of it)\n", key);
+            continue;
+        }
         if (sf_tfile_open(path, &tf, &e2) != SF_OK) {
-            fprintf(out, "%s\tINVALID: %s\n", key, e2.msg);
+            fprintf(out, "%s\tINVALID: %s\n", key, e2.msg); /* sf_fail escaped it */
             continue;
         }
         const char *sl = sf_tfile_meta(tf, "seq_len");
         sf_cache_entry e = {0};
         const char *why = validate(tf, key, sl ? strtoll(sl, NULL, 10) : 0, &e);
         if (why) fprintf(out, "%s\tINVALID: %s\n", key, why);
-        else
+        else {
+            char pr[1024]; /* the entry's text: control characters escaped */
+            sf_escape_ctl(pr, sizeof pr, sf_tfile_meta(tf, "prompt") ? sf_tfile_meta(tf, "prompt") : "");
             fprintf(out, "%s\t%lld tokens\t[%lld, %lld]\t%lld bytes\t%s\n", key, (long long)e.n_tokens,
-                    (long long)e.seq_len, (long long)e.dim, (long long)sb.st_size, sf_tfile_meta(tf, "prompt"));
+                    (long long)e.seq_len, (long long)e.dim, (long long)sb.st_size, pr);
+        }
         sf_cache_entry_free(&e);
         sf_tfile_destroy(&tf);
     }

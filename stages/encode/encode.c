@@ -98,12 +98,21 @@ sf_status sf_encoder_tokens(sf_encoder *enc, const char *prompt, size_t len, int
     return st;
 }
 
+sf_status sf_encoder_check_prompt(const char *prompt, size_t len, sf_err *err) {
+    (void)prompt;
+    if (len > SF_ENCODE_MAX_PROMPT)
+        return sf_fail(err, SF_E_ARG, "%zu bytes of prompt text; at most %d are taken (the embeddings' wire message "
+                       "carries the prompt; 512 tokens need far less)", len, SF_ENCODE_MAX_PROMPT);
+    return SF_OK;
+}
+
 sf_status sf_encoder_run(sf_encoder *enc, const char *prompt, size_t len, int64_t seq_len, sf_encoded *out,
                          sf_err *err) {
     sf_status st;
     size_t nt = 0;
     memset(out, 0, sizeof *out);
     if (seq_len < 1) return sf_fail(err, SF_E_ARG, "text length must be at least 1");
+    if ((st = sf_encoder_check_prompt(prompt, len, err))) return st;
     out->seq_len = seq_len;
     out->ids = sf_calloc2((size_t)seq_len, sizeof *out->ids);
     out->mask = sf_calloc2((size_t)seq_len, sizeof *out->mask);

@@ -56,6 +56,13 @@ sf_status sf_encoder_tokens(sf_encoder *enc, const char *prompt, size_t len, int
                             int64_t *mask, int64_t *n_tokens, sf_err *err);
 
 /* Full pipeline for one prompt (prompt: len bytes, need not be NUL-terminated). */
+/* The longest prompt taken, in bytes: the cleaned prompt travels as the "prompt" meta string of
+ * its prompt_embeds message, and all of a message's meta strings share SF_WIRE_ARENA (32 KiB) —
+ * half of it leaves room for the rest. 512 tokens need far less. Checked before any work
+ * (sf-encode checks every prompt before loading the encoder; sf_encoder_run again). */
+#define SF_ENCODE_MAX_PROMPT 16384
+sf_status sf_encoder_check_prompt(const char *prompt, size_t len, sf_err *err);
+
 sf_status sf_encoder_run(sf_encoder *enc, const char *prompt, size_t len, int64_t seq_len, sf_encoded *out,
                          sf_err *err);
 

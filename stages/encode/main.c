@@ -23,6 +23,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 static const sf_opt opts[] = {
@@ -85,8 +86,17 @@ static void pl_free(prompt_list *p) {
 
 /* One prompt per line; "\n" or "\r\n" ends a line; a final line without newline counts. */
 static sf_status read_prompts(const char *path, prompt_list *p, sf_err *err) {
-    FILE *fp = strcmp(path, "-") == 0 ? stdin : fopen(path, "rb");
-    if (!fp) return sf_fail(err, SF_E_IO, "cannot open prompts file %s", path);
+    FILE *fp = stdin;
+    if (strcmp(path, "-") != 0) { /* a file or a pipe; never blocks in open(), never a device */
+        int fd;
+        struct stat sb;
+        sf_status so = sf_open_input(path, SF_IN_STREAM, 0, &fd, &sb, err);
+        if (so) return so;
+        if (!(fp = fdopen(fd, "rb"))) {
+            close(fd);
+            return sf_fail(err, SF_E_IO, "cannot open prompts file %s", path);
+        }
+    }
     char *line = NULL;
     size_t cap = 0;
     ssize_t n;
@@ -95,6 +105,12 @@ static sf_status read_prompts(const char *path, prompt_list *p, sf_err *err) {
         size_t k = (size_t)n;
         if (k && line[k - 1] == '\n') k--;
         if (k && line[k - 1] == '\r') k--;
+        if ((st = sf_encoder_check_prompt(line, k, err))) { /* before reading on, before any work */
+            char m2[sizeof err->msg];
+            snprintf(m2, sizeof m2, "%s", err->msg);
+            st = sf_fail(err, st, "%s: prompt %zu: %s", path, p->n, m2);
+            break;
+        }
         if (!pl_add(p, line, k)) { st = sf_fail(err, SF_E_NOMEM, "out of memory reading prompts"); break; }
     }
     free(line);
@@ -352,6 +368,8 @@ int main(int argc, char **argv) {
     if (pf && (st = read_prompts(pf, &pl, &err))) sf_die(prog, st, &err);
     if (in_url && (st = read_prompt_stream(in_url, sh.wire_timeout, &pl, &err))) sf_die(prog, st, &err);
     if (pl.n == 0) usage_die(prog, "no prompts: give --prompt TEXT, --prompts FILE or lines on stdin");
+    for (size_t i = 0; i < pl.n; i++) /* every prompt checked before the encoder loads */
+        if ((st = sf_encoder_check_prompt(pl.s[i], pl.len[i], &err))) sf_die(prog, prompt_fail(st, i, &err), &err);
 
     sf_encode_client *cl = NULL;
     if (server_url) st = sf_encode_client_open(server_url, timeout_s, &cl, &err);

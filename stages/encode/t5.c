@@ -90,6 +90,15 @@ sf_status sf_t5_open(const char *path, int nthreads, sf_t5 **out, sf_err *err) {
     c->dim_attn = q0->shape[0], c->dim_ffn = f0->shape[0];
     c->num_buckets = pp->shape[0], c->num_heads = pp->shape[1];
     c->max_dist = 128, c->eps = 1e-6f;
+    /* the relative-position table: T5RelativeEmbedding splits its buckets in two directions and
+     * each half into max_exact exact buckets plus log-spaced ones up to max_dist, so it needs an
+     * even count >= 4 with max_exact = buckets/4 below max_dist (a 2- or 3-bucket table would
+     * divide by zero: log(0/0) cast to an index) */
+    if (c->num_buckets < 4 || c->num_buckets % 2 || c->num_buckets / 4 >= c->max_dist) {
+        st = sf_fail(err, SF_E_SHAPE, "%s: relative-position table of %lld buckets; umT5 needs an even count in [4, %lld]",
+                     path, (long long)c->num_buckets, (long long)(4 * c->max_dist - 2));
+        goto fail;
+    }
     if (c->dim < 1 || c->dim_attn < 1 || c->dim_ffn < 1 || c->num_heads < 1 || c->num_buckets < 2 ||
         c->dim_attn % c->num_heads || c->vocab < 1 || c->num_heads > INT_MAX || c->dim_attn / c->num_heads > INT_MAX) {
         st = sf_fail(err, SF_E_SHAPE, "%s: inconsistent dims (dim %lld, attn %lld, heads %lld, buckets %lld)", path,
@@ -180,6 +189,9 @@ int sf_t5_bucket(const sf_t5_config *c, int64_t rel) {
      * float32 tensor math */
     float r = logf((float)a / (float)max_exact) / (float)log((double)c->max_dist / (double)max_exact) *
               (float)(nb - max_exact);
+    /* clamp in float before the conversion: a NaN or out-of-range float → integer is undefined */
+    if (!(r >= 0.0f)) r = 0.0f;
+    if (r > (float)nb) r = (float)nb;
     int64_t large = max_exact + (int64_t)r;
     if (large > nb - 1) large = nb - 1;
     return (int)(bucket + large);

@@ -6,6 +6,10 @@
 #include "rng.h"
 
 #include <stdarg.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -286,10 +290,91 @@ static void test_rng_known(void) {
     SF_CHECK_MSG(fabs(m) < 0.01 && fabs(v - 1) < 0.02, "mean %g var %g", m, v);
 }
 
+
+/* Hostile-input helpers (common/core.c): strict integers, UTF-8 names, escaped control
+ * characters, sf_fail with its own message as an argument, and inputs that never block. */
+static void test_strict_int(void) {
+    int64_t v = 0;
+    SF_CHECK(sf_parse_i64("42", 0, 100, &v) && v == 42);
+    SF_CHECK(sf_parse_i64("-7", -10, 10, &v) && v == -7);
+    SF_CHECK(sf_parse_i64("9223372036854775807", INT64_MIN, INT64_MAX, &v) && v == INT64_MAX);
+    SF_CHECK(sf_parse_i64("-9223372036854775808", INT64_MIN, INT64_MAX, &v) && v == INT64_MIN);
+    v = 5;
+    SF_CHECK(!sf_parse_i64("9223372036854775808", INT64_MIN, INT64_MAX, &v) && v == 5); /* overflow: no wrap */
+    SF_CHECK(!sf_parse_i64("99999999999999999999", 0, INT64_MAX, &v));
+    SF_CHECK(!sf_parse_i64("4294967296", 0, 2147483647, &v)); /* in int64, out of range */
+    SF_CHECK(!sf_parse_i64("0", 1, 10, &v) && !sf_parse_i64("-1", 0, 10, &v));
+    const char *bad[] = {"", "-", "+1", " 1", "1 ", "0x10", "1e3", "abc", "1.0", NULL};
+    for (int i = 0; bad[i]; i++) SF_CHECK_MSG(!sf_parse_i64(bad[i], INT64_MIN, INT64_MAX, &v), "'%s'", bad[i]);
+    const char *p = "12.b3";
+    SF_CHECK(sf_scan_i64(&p, 0, 100, &v) && v == 12 && *p == '.');
+}
+
+static void test_utf8_names(void) {
+    SF_CHECK(sf_utf8_valid("blocks.0.weight", 15, 0));
+    SF_CHECK(sf_utf8_valid("\xc3\xa9\xe2\x82\xac\xf0\x9f\x98\x80", 9, 0)); /* é € 😀 */
+    SF_CHECK(!sf_utf8_valid("a\xff", 2, 0));          /* invalid byte */
+    SF_CHECK(!sf_utf8_valid("\xc0\xaf", 2, 0));       /* overlong '/' */
+    SF_CHECK(!sf_utf8_valid("\xed\xa0\x80", 3, 0));   /* surrogate */
+    SF_CHECK(!sf_utf8_valid("\xf4\x90\x80\x80", 4, 0)); /* > U+10FFFF */
+    SF_CHECK(!sf_utf8_valid("\xe2\x82", 2, 0));       /* truncated */
+    SF_CHECK(!sf_utf8_valid("a\x1b[2J", 5, 0) && sf_utf8_valid("a\x1b[2J", 5, 1)); /* control: names only */
+    SF_CHECK(!sf_utf8_valid("a\x7f", 2, 0));
+}
+
+static void test_escape_ctl(void) {
+    char b[64];
+    sf_escape_ctl(b, sizeof b, "x\x1b]0;t\x07y\nz\x7f");
+    SF_CHECK_MSG(strcmp(b, "x\\x1b]0;t\\x07y z\\x7f") == 0, "%s", b);
+    sf_escape_ctl(b, 6, "ab\x1b\x1b"); /* never a partial escape */
+    SF_CHECK_MSG(strcmp(b, "ab") == 0, "%s", b);
+    sf_err err = {{0}};
+    snprintf(err.msg, sizeof err.msg, "inner cause");
+    sf_fail(&err, SF_E_FORMAT, "%s: %s (%s)", "outer", err.msg, "tail"); /* its own message as an argument */
+    SF_CHECK_MSG(strcmp(err.msg, "outer: inner cause (tail)") == 0, "%s", err.msg);
+    sf_fail(&err, SF_E_FORMAT, "peer said %s", "\x1b[31mred\a");
+    SF_CHECK_MSG(strcmp(err.msg, "peer said \\x1b[31mred\\x07") == 0, "%s", err.msg);
+}
+
+static void test_open_input(void) {
+    char dir[] = "/tmp/sf-test-open-XXXXXX", path[128];
+    SF_CHECK(mkdtemp(dir) != NULL);
+    sf_err err = {{0}};
+    int fd = -1;
+    struct stat st;
+    /* a FIFO with no writer: refused at once where a file is needed, empty as a stream */
+    snprintf(path, sizeof path, "%s/fifo", dir);
+    SF_CHECK(mkfifo(path, 0600) == 0);
+    SF_CHECK(sf_open_input(path, SF_IN_REGULAR, 0, &fd, &st, &err) == SF_E_IO && strstr(err.msg, "not a regular file"));
+    sf_mmap m;
+    SF_CHECK(sf_mmap_open(&m, path, &err) == SF_E_IO);
+    char *data = NULL;
+    size_t len = 1;
+    SF_CHECK_OK(sf_read_file(path, &data, &len, 1 << 20, &err), &err);
+    SF_CHECK(len == 0);
+    free(data);
+    unlink(path);
+    /* devices and folders: refused without reading */
+    SF_CHECK(sf_read_file("/dev/zero", &data, &len, (size_t)1 << 31, &err) == SF_E_IO && strstr(err.msg, "not a regular"));
+    SF_CHECK(sf_open_input(dir, SF_IN_STREAM, 0, &fd, &st, &err) == SF_E_IO && strstr(err.msg, "is a directory"));
+    /* a regular file larger than the cap: refused from its size, before reading */
+    snprintf(path, sizeof path, "%s/big", dir);
+    FILE *f = fopen(path, "wb");
+    SF_CHECK(f && fputs("0123456789", f) >= 0 && fclose(f) == 0);
+    SF_CHECK(sf_open_input(path, SF_IN_REGULAR, 4, &fd, &st, &err) == SF_E_FORMAT && strstr(err.msg, "10 bytes"));
+    SF_CHECK_OK(sf_open_input(path, SF_IN_REGULAR, 10, &fd, &st, &err), &err);
+    SF_CHECK(fd >= 0 && st.st_size == 10);
+    close(fd);
+    unlink(path);
+    rmdir(dir);
+}
+
 static const sf_test tests[] = {
     {"rng_known", test_rng_known},
     {"bf16_round", test_bf16_round},     {"f16_round", test_f16_round},   {"tensor_strided", test_tensor_strided},
     {"checked_math", test_checked_math}, {"cli_forms", test_cli_forms},   {"device_parse", test_device_parse},
     {"stage_flags", test_stage_flags},   {"atomic_file", test_atomic_file},   {"check_out_dir", test_check_out_dir},
+    {"strict_int", test_strict_int},     {"utf8_names", test_utf8_names}, {"escape_ctl", test_escape_ctl},
+    {"open_input", test_open_input},
 };
 SF_TEST_MAIN(tests)

@@ -442,6 +442,8 @@ static void test_hostile_pickles(void) {
     free(deep);
 }
 
+static size_t rd32(const uint8_t *b) { return (size_t)b[0] | (size_t)b[1] << 8 | (size_t)b[2] << 16 | (size_t)b[3] << 24; }
+
 static uint8_t *read_all(const char *path, size_t *n) {
     char *d = NULL;
     sf_err err = {{0}};
@@ -505,7 +507,12 @@ static void test_hostile_zips(void) {
         }
     memcpy(p, orig, n);
     p[first + 10] = 8;
-    SF_CHECK(torch_from_memory(p, n, &err) == SF_E_UNSUPPORTED && strstr(err.msg, "STORED"));
+    p[rd32(orig + first + 42) + 8] = 8; /* the local header says so too */
+    SF_CHECK_MSG(torch_from_memory(p, n, &err) == SF_E_UNSUPPORTED && strstr(err.msg, "STORED"), "%s", err.msg);
+    /* ... but a central directory that disagrees with the local header is refused */
+    memcpy(p, orig, n);
+    p[first + 10] = 8;
+    SF_CHECK_MSG(torch_from_memory(p, n, &err) == SF_E_FORMAT && strstr(err.msg, "local header"), "%s", err.msg);
     /* every single-byte corruption is handled without a crash (statuses vary) */
     for (size_t i = 0; i < n; i++) {
         memcpy(p, orig, n);

@@ -8,6 +8,7 @@
 #include "pickle.h"
 
 #include <math.h>
+#include <limits.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -277,9 +278,18 @@ static sf_status push(src_list *l, const sf_taps_src *s, sf_err *err) {
     return SF_OK;
 }
 
-static int64_t py_int(const sf_py *d, const char *key, int64_t dflt) {
+/* Integer fields of a tap file: absent → dflt; present, they must be an integer in [lo, hi]
+ * (never a fallback for 0, a negative, a string or a wrapped value). */
+static sf_status py_int(const sf_py *d, const char *key, int64_t lo, int64_t hi, int64_t dflt, int64_t *out,
+                        const char *path, sf_err *err) {
     const sf_py *v = d && d->type == SF_PY_DICT ? sf_py_dict_get(d, key) : NULL;
-    return v && (v->type == SF_PY_INT || v->type == SF_PY_BOOL) ? v->i : dflt;
+    *out = dflt;
+    if (!v) return SF_OK;
+    if (v->type != SF_PY_INT || v->i < lo || v->i > hi)
+        return sf_fail(err, SF_E_FORMAT, "%s: '%s' must be an integer in [%lld, %lld]", path, key, (long long)lo,
+                       (long long)hi);
+    *out = v->i;
+    return SF_OK;
 }
 
 static const sf_tensor *py_tensor(const sf_py *d, const char *key) {
@@ -307,25 +317,36 @@ static int cmp_src(const void *a, const void *b) {
     return strcmp(x->name, y->name);
 }
 
+#define TAP_INT_MAX ((int64_t)INT_MAX)
+
 static sf_status find_torch(const sf_tfile *tf, int64_t fslo, src_list *l, sf_err *err) {
     const sf_py *root = tf->root;
+    const char *path = tf->path ? tf->path : "file";
     if (!root || root->type != SF_PY_DICT) return SF_OK;
-    int64_t root_fsl = py_int(root, "frame_seq_length", 0);
-    int64_t fpb = py_int(root, "num_frame_per_block", 3);
+    int64_t root_fsl, fpb, v[4];
+    sf_status st;
+    if ((st = py_int(root, "frame_seq_length", 1, TAP_INT_MAX, 0, &root_fsl, path, err)) ||
+        (st = py_int(root, "num_frame_per_block", 1, TAP_INT_MAX, 3, &fpb, path, err)))
+        return st;
     const sf_py *aw = sf_py_dict_get(root, "attention_weights");
     if (aw && aw->type == SF_PY_LIST) {
         for (size_t i = 0; i < aw->n; i++) {
             const sf_py *e = aw->items[i];
             sf_taps_src s;
             memset(&s, 0, sizeof s);
-            s.layer = (int)py_int(e, "layer_idx", (int64_t)i);
-            s.block = (int)py_int(e, "block", -1);
-            s.step = (int)py_int(e, "step", -1);
+            if ((st = py_int(e, "layer_idx", 0, TAP_INT_MAX, (int64_t)(i < (size_t)INT_MAX ? i : 0), &v[0], path, err)) ||
+                (st = py_int(e, "block", 0, TAP_INT_MAX, -1, &v[1], path, err)) ||
+                (st = py_int(e, "step", 0, TAP_INT_MAX, -1, &v[2], path, err)))
+                return st;
+            s.layer = (int)v[0], s.block = (int)v[1], s.step = (int)v[2];
             if ((s.t = py_tensor(e, "attn_logits"))) {
                 s.kind = SF_TAPS_SRC_LOGITS;
                 s.set = s.block >= 0 ? SF_TAPS_SET_TAPS : SF_TAPS_SET_FIG4;
                 snprintf(s.name, sizeof s.name, "attention_weights/%zu/attn_logits", i);
-                s.fsl = pick_fsl(fslo, py_int(e, "frame_seq_length", root_fsl), py_int(e, "num_query_frames", fpb), s.t);
+                if ((st = py_int(e, "frame_seq_length", 1, TAP_INT_MAX, root_fsl, &v[0], path, err)) ||
+                    (st = py_int(e, "num_query_frames", 1, TAP_INT_MAX, fpb, &v[3], path, err)))
+                    return st;
+                s.fsl = pick_fsl(fslo, v[0], v[3], s.t);
             } else if ((s.t = py_tensor(e, "frame_attention"))) {
                 s.kind = SF_TAPS_SRC_FRAMES;
                 s.set = SF_TAPS_SET_FRAMES;
@@ -336,15 +357,15 @@ static sf_status find_torch(const sf_tfile *tf, int64_t fslo, src_list *l, sf_er
             else
                 snprintf(s.label, sizeof s.label, "%sL%d.b%d.s%d", s.kind == SF_TAPS_SRC_FRAMES ? "frames." : "", s.layer,
                          s.block, s.step);
-            sf_status st = push(l, &s, err);
-            if (st) return st;
+            if ((st = push(l, &s, err))) return st;
         }
     }
     const sf_tensor *full = py_tensor(root, "full_frame_attention"), *lastb = py_tensor(root, "last_block_frame_attention");
     if (full || lastb) {
         sf_taps_src s;
         memset(&s, 0, sizeof s);
-        s.layer = (int)py_int(root, "layer_index", 0);
+        if ((st = py_int(root, "layer_index", 0, TAP_INT_MAX, 0, &v[0], path, err))) return st;
+        s.layer = (int)v[0];
         s.block = s.step = -1;
         s.set = SF_TAPS_SET_STREAM;
         snprintf(s.label, sizeof s.label, "stream.L%d", s.layer);
@@ -357,60 +378,82 @@ static sf_status find_torch(const sf_tfile *tf, int64_t fslo, src_list *l, sf_er
             s.kind = SF_TAPS_SRC_FRAMES;
             snprintf(s.name, sizeof s.name, "full_frame_attention");
             int64_t T = full->ndim == 3 ? full->shape[1] : 0;
-            s.nrows = fpb > 0 && fpb <= T ? fpb : T;
+            s.nrows = fpb <= T ? fpb : T;
             s.row0 = T - s.nrows;
         }
-        sf_status st = push(l, &s, err);
-        if (st) return st;
+        if ((st = push(l, &s, err))) return st;
     }
     return SF_OK;
 }
 
-static int64_t meta_int(const sf_tfile *tf, const char *key, int64_t dflt) {
+/* A safetensors metadata integer: absent → dflt; present, a strict decimal in [1, INT_MAX]. */
+static sf_status meta_int(const sf_tfile *tf, const char *key, int64_t dflt, int64_t *out, sf_err *err) {
     const char *v = sf_tfile_meta(tf, key);
-    if (!v) return dflt;
-    char *end;
-    long long x = strtoll(v, &end, 10);
-    return end != v && *end == 0 ? x : dflt;
+    *out = dflt;
+    if (v && !sf_parse_i64(v, 1, TAP_INT_MAX, out))
+        return sf_fail(err, SF_E_FORMAT, "%s: metadata %s = '%.32s' is not an integer in [1, %lld]", tf->path, key, v,
+                       (long long)TAP_INT_MAX);
+    return SF_OK;
+}
+
+/* Match a tap tensor name against pat, where each '#' is a strict integer in [0, INT_MAX]:
+ * 1 matched (values in v), 0 another name, -1 the pattern's name with a malformed or
+ * out-of-range number (L99999999999999999999, b4294967296, L-1): refused, never wrapped. */
+static int match_name(const char *nm, const char *pat, int *v) {
+    int k = 0;
+    for (; *pat; pat++) {
+        if (*pat != '#') {
+            if (*nm++ != *pat) return 0;
+            continue;
+        }
+        if (*nm != '-' && (*nm < '0' || *nm > '9')) return 0;
+        int64_t x;
+        if (!sf_scan_i64(&nm, 0, TAP_INT_MAX, &x)) return -1;
+        v[k++] = (int)x;
+    }
+    return *nm ? 0 : 1;
 }
 
 static sf_status find_safetensors(const sf_tfile *tf, int64_t fslo, src_list *l, sf_err *err) {
-    int64_t mfsl = meta_int(tf, "frame_seq_length", 0), fpb = meta_int(tf, "num_frame_per_block", 3);
+    int64_t mfsl, fpb;
+    sf_status st;
+    if ((st = meta_int(tf, "frame_seq_length", 0, &mfsl, err)) || (st = meta_int(tf, "num_frame_per_block", 3, &fpb, err)))
+        return st;
+    static const struct {
+        const char *pat;
+        int kind, set;
+        const char *label; /* printf of the numbers */
+    } pats[] = {
+        {"fig4.L#.attn_logits", SF_TAPS_SRC_LOGITS, SF_TAPS_SET_FIG4, "L%d"},
+        {"taps.L#.b#.s#", SF_TAPS_SRC_LOGITS, SF_TAPS_SET_TAPS, "L%d.b%d.s%d"},
+        {"frames.L#.b#.s#", SF_TAPS_SRC_FRAMES, SF_TAPS_SET_FRAMES, "frames.L%d.b%d.s%d"},
+        {"stream.L#.b#.s#", SF_TAPS_SRC_FRAMES, SF_TAPS_SET_FRAMES, "frames.L%d.b%d.s%d"},
+        {"stream.L#.full_frame_attention", SF_TAPS_SRC_FRAMES, SF_TAPS_SET_STREAM, "stream.L%d"},
+    };
     for (size_t i = 0; i < tf->n; i++) {
         const char *nm = tf->entries[i].name;
         sf_taps_src s;
         memset(&s, 0, sizeof s);
-        s.block = s.step = -1;
-        int n = 0;
-        if (sscanf(nm, "fig4.L%d.attn_logits%n", &s.layer, &n) == 1 && n > 0 && !nm[n]) {
-            s.kind = SF_TAPS_SRC_LOGITS;
-            s.set = SF_TAPS_SET_FIG4;
-            snprintf(s.label, sizeof s.label, "L%d", s.layer);
-        } else if (n = 0, sscanf(nm, "taps.L%d.b%d.s%d%n", &s.layer, &s.block, &s.step, &n) == 3 && n > 0 && !nm[n]) {
-            s.kind = SF_TAPS_SRC_LOGITS;
-            s.set = SF_TAPS_SET_TAPS;
-            snprintf(s.label, sizeof s.label, "L%d.b%d.s%d", s.layer, s.block, s.step);
-        } else if (n = 0, (sscanf(nm, "frames.L%d.b%d.s%d%n", &s.layer, &s.block, &s.step, &n) == 3 ||
-                           sscanf(nm, "stream.L%d.b%d.s%d%n", &s.layer, &s.block, &s.step, &n) == 3) &&
-                              n > 0 && !nm[n]) {
-            s.kind = SF_TAPS_SRC_FRAMES;
-            s.set = SF_TAPS_SET_FRAMES;
-            snprintf(s.label, sizeof s.label, "frames.L%d.b%d.s%d", s.layer, s.block, s.step);
-        } else if (n = 0, sscanf(nm, "stream.L%d.full_frame_attention%n", &s.layer, &n) == 1 && n > 0 && !nm[n]) {
-            s.kind = SF_TAPS_SRC_FRAMES;
-            s.set = SF_TAPS_SET_STREAM;
-            snprintf(s.label, sizeof s.label, "stream.L%d", s.layer);
-            const sf_tensor *t = &tf->entries[i].t;
-            int64_t T = t->ndim == 3 ? t->shape[1] : 0;
-            s.nrows = fpb > 0 && fpb <= T ? fpb : T;
-            s.row0 = T - s.nrows;
-        } else
-            continue;
-        snprintf(s.name, sizeof s.name, "%s", nm);
+        int v[3] = {0, -1, -1}, p, m = 0;
+        for (p = 0; p < (int)(sizeof pats / sizeof pats[0]); p++)
+            if ((m = match_name(nm, pats[p].pat, v)) != 0) break;
+        if (m < 0)
+            return sf_fail(err, SF_E_FORMAT, "%s: tap tensor '%.64s': layer, block and step must be integers in [0, %d]",
+                           tf->path, nm, INT_MAX);
+        if (m == 0) continue;
+        s.layer = v[0], s.block = v[1], s.step = v[2];
+        s.kind = pats[p].kind;
+        s.set = pats[p].set;
+        snprintf(s.label, sizeof s.label, pats[p].label, s.layer, s.block, s.step);
         s.t = &tf->entries[i].t;
+        if (s.set == SF_TAPS_SET_STREAM) {
+            int64_t T = s.t->ndim == 3 ? s.t->shape[1] : 0;
+            s.nrows = fpb <= T ? fpb : T;
+            s.row0 = T - s.nrows;
+        }
+        snprintf(s.name, sizeof s.name, "%s", nm);
         if (s.kind == SF_TAPS_SRC_LOGITS) s.fsl = pick_fsl(fslo, mfsl, fpb, s.t);
-        sf_status st = push(l, &s, err);
-        if (st) return st;
+        if ((st = push(l, &s, err))) return st;
     }
     return SF_OK;
 }

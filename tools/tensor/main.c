@@ -21,6 +21,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 static const char *prog = "sf-tensor";
 static const char *synopsis = "ls FILE | cat FILE NAME [--limit N] | diff A B [--rtol R --atol A] | "
@@ -50,11 +52,13 @@ static int has_ext(const char *path, const char *ext) {
 /* "-" or a file that starts with the wire magic. */
 static int is_wire_stream(const char *path) {
     if (strcmp(path, "-") == 0) return 1;
-    FILE *f = fopen(path, "rb");
-    if (!f) return 0;
+    int fd;
+    struct stat sb;
+    sf_err e;
+    if (sf_open_input(path, SF_IN_STREAM, 0, &fd, &sb, &e)) return 0; /* sf_tfile_open says why */
     char b[4];
-    int ok = fread(b, 1, 4, f) == 4 && memcmp(b, SF_WIRE_MAGIC, 4) == 0;
-    fclose(f);
+    int ok = !S_ISREG(sb.st_mode) || (read(fd, b, 4) == 4 && memcmp(b, SF_WIRE_MAGIC, 4) == 0); /* a pipe: a stream */
+    close(fd);
     return ok;
 }
 
@@ -172,13 +176,16 @@ static void tree_print(const sf_py *p, char *path, size_t len, size_t cap, int d
         printf("%s: ...\n", len ? path : "/");
         return;
     }
-    const char *at = len ? path : "/";
+    /* keys and strings come from the file: control characters escaped (no terminal escapes) */
+    char at_buf[4096], str[1024];
+    sf_escape_ctl(at_buf, sizeof at_buf, len ? path : "/");
+    const char *at = at_buf;
     switch (p->type) {
     case SF_PY_NONE: printf("%s: None\n", at); return;
     case SF_PY_BOOL: printf("%s: bool %s\n", at, p->i ? "True" : "False"); return;
     case SF_PY_INT: printf("%s: int %lld\n", at, (long long)p->i); return;
     case SF_PY_FLOAT: printf("%s: float %.17g\n", at, p->f); return;
-    case SF_PY_STR: printf("%s: str '%s'\n", at, p->s); return;
+    case SF_PY_STR: sf_escape_ctl(str, sizeof str, p->s); printf("%s: str '%s'\n", at, str); return;
     case SF_PY_TENSOR: printf("%s: tensor %s %s\n", at, sf_dtype_name(p->t.dtype), sf_shape_str(&p->t, shape, sizeof shape)); return;
     case SF_PY_LIST:
     case SF_PY_TUPLE:
