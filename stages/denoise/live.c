@@ -25,6 +25,7 @@ struct sf_prompt_feed {
     pthread_t th;
     int running;         /* the reader thread exists (joined at close) */
     int done;            /* the reader returned (end of stream, error); __atomic */
+    int stop;            /* a "stop" message came (the live route ends the run); __atomic */
     pthread_mutex_t mu;
     pending q[FEED_QUEUE];
     int nq;
@@ -64,6 +65,10 @@ static void *reader_main(void *arg) {
         const void *payload;
         sf_err e;
         if (sf_wire_recv(f->r, m, &payload, &e) || m->type == SF_WIRE_END) break;
+        if (m->type == SF_WIRE_TENSOR && !strcmp(m->name, "stop")) {
+            __atomic_store_n(&f->stop, 1, __ATOMIC_RELEASE);
+            break;
+        }
         if (!is_embeds(m)) continue;
         pending p;
         memset(&p, 0, sizeof p);
@@ -188,7 +193,11 @@ sf_status sf_denoise_live_block_start(void *ctx, int block, int64_t start_frame,
     return SF_OK;
 }
 
+int sf_prompt_feed_stop_requested(const sf_prompt_feed *f) {
+    return f && __atomic_load_n(&f->stop, __ATOMIC_ACQUIRE);
+}
+
 int sf_denoise_live_stopped(void *ctx) {
-    (void)ctx;
-    return sf_wire_stopped();
+    const sf_denoise_live *lv = ctx;
+    return sf_wire_stopped() || sf_prompt_feed_stop_requested(lv->feed);
 }

@@ -7,7 +7,8 @@
  * due wins; meta `at_block` N delays it to block N, for reproducible scripts and tests; meta `recache`
  * true/false overrides --recache for that prompt). The switch replaces the cross-attention context
  * (sf_dit_set_context, on the CPU or the GPU) and, with re-cache, recomputes the window's K/V under the
- * new prompt (sf_dit_recache, LongLive). The stream's "end" stops the reader, not the video.
+ * new prompt (sf_dit_recache, LongLive). The stream's "end" stops the reader, not the video; a
+ * "stop" message ends an endless video cleanly (end sent downstream).
  * Mirrors no reference module (the reference demo has one prompt per video; LongLive's
  * interactive inference switches prompts the same way). Tested by tests/unit/test_live.c and
  * tests/bats/live.bats. */
@@ -28,6 +29,8 @@ sf_status sf_prompt_feed_open(const char *url, int text_dim, int text_len, int f
  * entries are dropped. Messages of a wrong shape are skipped with a warning (a live run goes on). */
 int sf_prompt_feed_take(sf_prompt_feed *f, int block, const float **emb, int64_t *rows, const char **prompt,
                         int *recache);
+/* 1 once a "stop" message came on the stream (the live route ends the run: sf-encode's stop request). */
+int sf_prompt_feed_stop_requested(const sf_prompt_feed *f);
 /* Stop the reader and free everything; *f = NULL. Safe with NULL. A reader still blocked on a silent
  * stream is woken by raising the wire stop flag (sf_wire_request_stop), so call it at the end of a run. */
 void sf_prompt_feed_close(sf_prompt_feed **f);
@@ -43,7 +46,7 @@ typedef struct sf_denoise_live {
 
 /* on_block_start: take the prompt due, set it as the context, ask for a re-cache when wanted. */
 sf_status sf_denoise_live_block_start(void *ctx, int block, int64_t start_frame, int *recache, sf_err *err);
-/* stopped: the wire's stop flag (SIGINT / SIGTERM). */
+/* stopped: the wire's stop flag (SIGINT / SIGTERM) or a "stop" message on the stream. */
 int sf_denoise_live_stopped(void *ctx);
 
 #endif

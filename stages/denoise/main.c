@@ -350,7 +350,8 @@ int main(int argc, char **argv) {
     const sf_pipeline_live lh = {follow ? sf_denoise_live_block_start : NULL, endless ? sf_denoise_live_stopped : NULL,
                                  &live};
     s = sf_pipeline_run_live(&st, &sc, &pc, &hk, &lh, latents, &err);
-    if (s == SF_E_STOPPED && endless && sf_wire_stopped()) { /* Ctrl-C ends an endless video cleanly */
+    if (s == SF_E_STOPPED && endless && (sf_wire_stopped() || sf_prompt_feed_stop_requested(live.feed))) {
+        /* Ctrl-C or the live route's stop ends an endless video cleanly */
         sf_info("stopped (%d prompt switches)", live.switches);
         s = SF_OK;
     }
