@@ -2,7 +2,8 @@
  * 4-step schedule with re-noising and the clean-context refresh pass, attention taps.
  *
  * Inputs: --prompt-embeds FILE[:NAME] ([L, text_dim] or [1, L, text_dim], L <= text_len, default name
- * prompt_embeds) or --in URL (wire stream; the first "prompt_embeds" tensor). Weights: --model-dir
+ * prompt_embeds) or --in URL (wire stream; the first "prompt_embeds" tensor, and with --follow-prompts
+ * / --num_frames 0 the later ones switch the prompt at block boundaries: live.c). Weights: --model-dir
  * (config.json + diffusion_pytorch_model.safetensors), then the checkpoint decision of DESIGN.md §3.
  * Outputs: --out URL (one "latents" wire message per finished block, then end), --save-latents FILE
  * (safetensors "latents" [1, T, C, h, w], + pred.<b>.<s> with --dump-preds), taps to --output_path.

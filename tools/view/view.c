@@ -192,7 +192,7 @@ int sf_view_viewers(sf_view *v, double *idle_s) {
 static sf_status encoder(sf_view *v, sf_err *err) {
     if (v->enc) return SF_OK;
     if (!v->o.encoder) return sf_fail(err, SF_E_ARG, "no encoder server: prompts cannot be sent (--encoder URL)");
-    return sf_encode_client_open(v->o.encoder, 0, &v->enc, err);
+    return sf_encode_client_open(v->o.encoder, 300, &v->enc, err); /* a cold umT5 on a CPU takes a while */
 }
 
 sf_status sf_view_stop_route(sf_view *v, sf_err *err) {
