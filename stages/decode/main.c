@@ -197,6 +197,10 @@ static sf_status run_wire(run *r, const char *url, sf_err *err) {
         const void *payload = NULL;
         if ((s = sf_wire_recv(in, m, &payload, err)) != SF_OK) goto done;
         if (m->type == SF_WIRE_END) break;
+        if (r->fo && !strcmp(m->name, "progress")) { /* the generator's progress: on to the viewer */
+            if ((s = sf_wire_send(r->fo, m, payload ? payload : "", err)) != SF_OK) goto done;
+            continue;
+        }
         if (strcmp(m->name, "latents") != 0) {
             sf_debug("ignoring wire message '%s'", m->name);
             continue;

@@ -193,6 +193,18 @@ sf_status sf_denoise_live_block_start(void *ctx, int block, int64_t start_frame,
     return SF_OK;
 }
 
+void sf_denoise_live_progress(sf_wire *out, int block, int step, int n_steps) {
+    sf_wire_msg m;
+    sf_err e;
+    int64_t z[1] = {0};
+    sf_tensor t = sf_tensor_view((void *)"", SF_U8, 1, z);
+    if (sf_wire_msg_tensor(&m, "progress", &t, &e) || sf_wire_meta_set_int(&m, "block", block, &e) ||
+        sf_wire_meta_set_int(&m, "step", step, &e) || sf_wire_meta_set_int(&m, "n_steps", n_steps, &e) ||
+        sf_wire_meta_set_double(&m, "t_sent", sf_now(), &e))
+        return;
+    sf_wire_send(out, &m, "", &e);
+}
+
 int sf_prompt_feed_stop_requested(const sf_prompt_feed *f) {
     return f && __atomic_load_n(&f->stop, __ATOMIC_ACQUIRE);
 }

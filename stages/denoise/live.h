@@ -16,6 +16,7 @@
 #define SF_DENOISE_LIVE_H
 
 #include "stages/denoise/dit.h"
+#include "wire.h"
 
 typedef struct sf_prompt_feed sf_prompt_feed;
 
@@ -46,6 +47,9 @@ typedef struct sf_denoise_live {
 
 /* on_block_start: take the prompt due, set it as the context, ask for a re-cache when wanted. */
 sf_status sf_denoise_live_block_start(void *ctx, int block, int64_t start_frame, int *recache, sf_err *err);
+/* A "progress" message (u8 [0], meta block, step, n_steps, t_sent) down out before a forward, for the
+ * viewer's generation progress; a failed send is left to the block's own send to report. */
+void sf_denoise_live_progress(sf_wire *out, int block, int step, int n_steps);
 /* stopped: the wire's stop flag (SIGINT / SIGTERM) or a "stop" message on the stream. */
 int sf_denoise_live_stopped(void *ctx);
 

@@ -74,12 +74,14 @@ typedef struct run {
     sf_taps *taps;
     const char *prompt, *weights;
     uint64_t seed;
+    int live;                /* following prompts: a "progress" message before every forward (live.h) */
 } run;
 
 static void on_forward(void *c, int b, int s, int64_t start, int F) {
     run *r = c;
     (void)F;
     if (r->taps) sf_taps_on_forward(r->taps, b, s, start);
+    if (r->live && r->out) sf_denoise_live_progress(r->out, b, s, r->n_steps);
 }
 
 static sf_status on_pred(void *c, int b, int s, int F, const float *x0, sf_err *err) {
@@ -333,7 +335,7 @@ int main(int argc, char **argv) {
     snprintf(live.prompt, sizeof live.prompt, "%s", prompt);
     live.st = &st;
     run r = {NULL, NULL, rc.n_steps, rc.num_frame_per_block, cfg.in_dim, pc.lat_h, pc.lat_w, fr,
-             have_taps ? &taps : NULL, prompt[0] || follow ? live.prompt : NULL, weights, (uint64_t)seed};
+             have_taps ? &taps : NULL, prompt[0] || follow ? live.prompt : NULL, weights, (uint64_t)seed, follow};
     int dump = sf_args_has(&a, opts, "dump-preds") && save;
     float *latents = NULL;
     if (save) latents = sf_calloc2((size_t)(num_frames * fr), sizeof(float));

@@ -72,8 +72,11 @@ ENDLESS=(--num_frames 0 --local_attn_size 6 --sink_size 3 --height 16 --width 16
     wait "$enc"
     run sf-wire cat "$T/lat.wire" # committed: the end went downstream
     assert_success
-    assert_line --index 0 --partial "tensor latents f32 [1, 3, 16, 2, 2]"
+    assert_output --partial "tensor latents f32 [1, 3, 16, 2, 2]"
     assert_output --partial 'prompt: "a red fox"'
+    assert_line --index 0 --partial "tensor progress u8 [0]" # the viewer's generation progress
+    assert_output --partial "step: 4"
+    assert_output --partial "n_steps: 4"
     run sf-denoise --model-dir "$M" --in "$T/emb.wire" --num_frames 0 --out - </dev/null
     assert_failure 2
     assert_output --partial "needs a rolling KV cache"
@@ -166,6 +169,7 @@ video_gray() { ffmpeg -v error -i "$1" -vf crop=560:300:40:70 -f rawvideo -pix_f
     "${CHROME[@]}" --virtual-time-budget=2000 --dump-dom "http://127.0.0.1:$PORT/" >dom2.html 2>/dev/null
     grep -q '<span id="prompt">a cat on the moon</span>' dom2.html
     grep -q '<span id="sw">switches 1' dom2.html
+    grep -q '<span id="gen">generating block [0-9]* step [1-5]/5</span>' dom2.html
     grep -q "prompt switched" "$T/run.log"
     # Ctrl-C: every stage stops
     kill -INT "$run_pid"

@@ -85,6 +85,7 @@ int main(int argc, char **argv) {
         const void *payload;
         if ((s = sf_wire_recv(r, m, &payload, &err))) break;
         if (m->type == SF_WIRE_END) break;
+        if (!strcmp(m->name, "progress")) sf_view_progress(v, m);
         if (!strcmp(m->name, "frames") && (s = sf_view_play(v, m, payload, &err))) break;
         if (!asked_stop && idle_over(v, idle_exit) && o.encoder) { /* the page was closed: end the run */
             sf_info("no viewer for %.0f s: stopping the live run", idle_exit);

@@ -29,6 +29,7 @@ struct sf_view {
     uint64_t seq;            /* frames published */
     char prompt[4096], pending[4096];
     int64_t block, frame;
+    int64_t gen_block, gen_step, n_steps; /* the generator's progress ("progress" messages) */
     double fps, video_fps, latency_ms, t_post, switch_ms;
     double shown[32];        /* when the last 32 frames were shown (a ring), for the measured rate */
     int switches, viewers, ever_viewed, ended, stopping;
@@ -99,6 +100,9 @@ char *sf_view_status_json(sf_view *v) {
     cJSON_AddStringToObject(j, "pending", v->pending);
     cJSON_AddNumberToObject(j, "block", (double)v->block);
     cJSON_AddNumberToObject(j, "frame", (double)v->frame);
+    cJSON_AddNumberToObject(j, "gen_block", (double)v->gen_block);
+    cJSON_AddNumberToObject(j, "gen_step", (double)v->gen_step);
+    cJSON_AddNumberToObject(j, "n_steps", (double)v->n_steps);
     cJSON_AddNumberToObject(j, "fps", v->fps);
     cJSON_AddNumberToObject(j, "video_fps", v->video_fps);
     cJSON_AddNumberToObject(j, "latency_ms", v->latency_ms);
@@ -170,6 +174,14 @@ sf_status sf_view_play(sf_view *v, const sf_wire_msg *m, const void *payload, sf
         pthread_mutex_unlock(&v->mu);
     }
     return SF_OK;
+}
+
+void sf_view_progress(sf_view *v, const sf_wire_msg *m) {
+    pthread_mutex_lock(&v->mu);
+    v->gen_block = sf_wire_meta_int(m, "block", -1);
+    v->gen_step = sf_wire_meta_int(m, "step", -1);
+    v->n_steps = sf_wire_meta_int(m, "n_steps", 0);
+    pthread_mutex_unlock(&v->mu);
 }
 
 void sf_view_mark_ended(sf_view *v) {
@@ -432,7 +444,7 @@ sf_status sf_view_new(const sf_view_opts *o, sf_view **out, sf_err *err) {
     if (!v) return sf_fail(err, SF_E_NOMEM, "out of memory");
     v->o = *o;
     v->switch_ms = -1;
-    v->block = -1;
+    v->block = v->gen_block = v->gen_step = -1;
     pthread_mutex_init(&v->mu, NULL);
     pthread_cond_init(&v->cv, NULL);
     pthread_mutex_init(&v->enc_mu, NULL);

@@ -6,7 +6,8 @@
  *   GET  /             the page (tools/view/page.c)
  *   GET  /stream.mjpg  multipart/x-mixed-replace JPEG frames (libjpeg-turbo) at the video's frame rate
  *   GET  /frame.jpg    the latest frame
- *   GET  /status       JSON: prompt, pending, block, frame, fps, video_fps, latency_ms, switches,
+ *   GET  /status       JSON: prompt, pending, block, frame, gen_block, gen_step, n_steps (the
+ *                      generator's position: sf-denoise's "progress" messages), fps, video_fps, latency_ms, switches,
  *                      switch_latency_ms, viewers, ended, can_prompt
  *   POST /prompt       JSON {"prompt": TEXT, "recache": BOOL}: TEXT valid UTF-8, 1..2000 bytes, no
  *                      control characters; a cross-origin Origin header is refused (403)
@@ -46,6 +47,8 @@ void sf_view_destroy(sf_view **v);
 /* Play one "frames" message: u8 [n, H, W, 3] with meta block, prompt, t_sent, fps. Each frame is
  * JPEG-encoded and published at the playback rate (this call sleeps between frames). */
 sf_status sf_view_play(sf_view *v, const sf_wire_msg *m, const void *payload, sf_err *err);
+/* A "progress" message (meta block, step, n_steps): the generator's position, shown on the page. */
+void sf_view_progress(sf_view *v, const sf_wire_msg *m);
 /* The stream ended (no more frames will come). */
 void sf_view_mark_ended(sf_view *v);
 /* Viewers connected to the stream now, and seconds since the last one left (-1: none ever came). */
