@@ -175,3 +175,23 @@ video_gray() { ffmpeg -v error -i "$1" -vf crop=560:300:40:70 -f rawvideo -pix_f
     kill -INT "$run_pid"
     wait_exit "$run_pid" 10
 }
+
+@test "pipelines/live.yaml: closing the page ends the whole run cleanly (idle_exit)" {
+    command -v chromium >/dev/null || skip "chromium is not installed"
+    sf-run pipelines/live.yaml model_dir="$M" port="$PORT" height=16 width=16 checkpoint=none local_attn_size=6 \
+        encoder_socket="$T/enc" cache_dir="$T/cache" denoise.threads=1 decode.threads=1 idle_exit=1 \
+        >"$T/run.log" 2>&1 3>&- &
+    run_pid=$!
+    PIDS+=("$run_pid")
+    for _ in $(seq 600); do
+        curl -s "http://127.0.0.1:$PORT/status" 2>/dev/null | grep -q '"frame":[1-9]' && break
+        sleep 0.1
+    done
+    chromium --headless --no-sandbox --disable-gpu --virtual-time-budget=1000 --dump-dom "http://127.0.0.1:$PORT/" \
+        >/dev/null 2>&1 # a page watches, then is closed
+    wait_exit "$run_pid" 30
+    run wait "$run_pid"
+    assert_success # every stage exited 0
+    grep -q "no viewer for 1 s: stopping the live run" "$T/run.log"
+    grep -q "pipeline 'live' finished" "$T/run.log"
+}
