@@ -787,6 +787,8 @@ sf_status sf_dit_recache(sf_dit_state *st, float t, int fpb, int independent_fir
     float *buf = sf_calloc2((size_t)st->max_frames * (size_t)fr, sizeof(float));
     if (!buf) return sf_fail(err, SF_E_NOMEM, "out of memory");
     sf_status s = SF_OK;
+    const sf_dit_tap tap = st->tap; /* taps see the video's forwards, not the re-cache's */
+    memset(&st->tap, 0, sizeof st->tap);
     for (int64_t at = 0; at < have && !s;) {
         /* one chunk: the slots from `at` that hold consecutive frames of one block */
         const int64_t f0 = st->key_frames[at], b0 = block_of(f0, fpb, independent_first_frame);
@@ -813,6 +815,7 @@ sf_status sf_dit_recache(sf_dit_state *st, float t, int fpb, int independent_fir
         }
         at += F;
     }
+    st->tap = tap;
     free(buf);
     return s;
 }
