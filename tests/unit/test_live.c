@@ -324,7 +324,7 @@ static void test_feed(void) {
     SF_CHECK_OK(sf_wire_open_writer(path, &w, &err), &err);
     const int64_t D = M.cfg.text_dim;
     send_emb(w, M.emb, M.rows, D, -1, "first");
-    send_emb(w, M.emb, M.rows, D + 1, -1, "bad shape"); /* skipped */
+    send_emb(w, M.emb, M.rows / 2, D + 1, -1, "bad shape"); /* skipped (fewer rows: stays inside M.emb) */
     send_emb(w, M.emb2, M.rows, D, 3, "second");
     send_emb(w, M.emb, 2, D, 5, "third");
     SF_CHECK_OK(sf_wire_send_end(w, &err), &err);
