@@ -180,6 +180,10 @@ $(BUILD)/obj/tests/unit/test_vae_glue_emu.o: tests/unit/test_vae_glue.c
 $(BUILD)/tests/test_vae_glue_emu: $(BUILD)/obj/tests/unit/test_vae_glue_emu.o $(EMU_OBJ) $(LIB)
 	$(emu_link)
 
+# sf-view (tools/view/): an HTTP server (libmicrohttpd) and JPEG (libjpeg-turbo), linked into it and its test only
+VIEW_LIBS := -lmicrohttpd -lturbojpeg
+$(BUILD)/bin/sf-view $(BUILD)/tests/test_view: LDLIBS += $(VIEW_LIBS)
+
 $(BUILD)/bench/%: $(BUILD)/obj/tests/bench/%.o $(LIB)
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_CFLAGS) $(LDFLAGS) -o $@ $^ $(LDLIBS)

@@ -145,8 +145,11 @@ sf_status sf_wire_meta_set_double(sf_wire_msg *m, const char *key, double v, sf_
 static sf_status meta_set_strn(sf_wire_msg *m, const char *key, const char *v, size_t n, sf_err *err) {
     uint32_t off;
     if (memchr(v, 0, n)) return sf_fail(err, SF_E_FORMAT, "wire: meta %s: string contains NUL", key);
-    if (!arena_put(m, v, n + 1, &off)) return sf_fail(err, SF_E_ARG, "wire: meta strings exceed %d bytes", SF_WIRE_ARENA);
+    /* n bytes only: v need not be NUL-terminated (a msgpack string may end its buffer); then the NUL */
+    if (!arena_put(m, v, n, &off) || m->arena_used >= SF_WIRE_ARENA)
+        return sf_fail(err, SF_E_ARG, "wire: meta strings exceed %d bytes", SF_WIRE_ARENA);
     m->arena[off + n] = 0;
+    m->arena_used++;
     sf_wire_meta *e = meta_slot(m, key, err);
     if (!e) return SF_E_ARG;
     e->kind = SF_META_STR;

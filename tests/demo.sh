@@ -4,7 +4,7 @@
 # prompt → video → attention-taps pipeline on the CPU. Prints where the outputs are.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-PKGS=(build-essential libzmq3-dev libmsgpack-dev libyaml-dev libcjson-dev libpng-dev libsodium-dev zlib1g-dev bats bats-assert bats-support ffmpeg)
+PKGS=(build-essential libzmq3-dev libmsgpack-dev libyaml-dev libcjson-dev libpng-dev libsodium-dev zlib1g-dev bats bats-assert bats-support ffmpeg libmicrohttpd-dev libturbojpeg0-dev)
 missing=()
 for p in "${PKGS[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -41,3 +41,8 @@ sf-tensor ls "$OUT/attention_cache_figure4.pt"
 echo
 echo "demo: video: $video"
 echo "demo: taps:  $OUT/attention_cache_figure4.pt"
+echo
+echo "demo: live (watch it generate, type new prompts; Ctrl-C ends it):"
+echo "    build/bin/sf-run pipelines/live.yaml model_dir=$OUT/model checkpoint=$OUT/model/self_forcing_dmd.pt \\"
+echo "        height=64 width=96 local_attn_size=6 cache_dir=$OUT/cache port=8080"
+echo "  then open http://127.0.0.1:8080/ in a browser (README \"Live\")"

@@ -3,7 +3,9 @@
  * Inputs: --latents FILE[:NAME] (safetensors/.pt, [1, T, 16, h, w] or [T, 16, h, w]; default
  * name "latents") or --in URL (wire stream of latent blocks, decoded as each block arrives).
  * Outputs: -o FILE (.y4m / .mp4 / DIR/ of PNGs, see video.h), --save-video FILE (safetensors
- * "video" [1, T, 3, H, W] f32 in [-1, 1]). Mirrors inference.py's decode + write_video step.
+ * "video" [1, T, 3, H, W] f32 in [-1, 1]), --out URL (a wire URL, or a file ending in .wire): raw
+ * frames, one "frames" u8 [n, H, W, 3] message per decoded block, meta block, start_frame, fps and
+ * the block's prompt / t_sent passed through (sf-view plays them). Mirrors inference.py's decode + write_video step.
  * Tested by tests/bats/sf-decode.bats. Only parses flags and calls vae.c / video.c. */
 #define _POSIX_C_SOURCE 200809L
 #include "cli.h"
@@ -28,7 +30,7 @@ static const sf_opt opts[] = {
     {"latents", 0, SF_ARG_VALUE, "FILE[:NAME]\tlatents [1,T,16,h,w] from a safetensors/.pt file (default name latents)"},
     {"in", 0, SF_ARG_VALUE, "URL\twire stream of latent blocks (-, fd:N, file, tcp://, ipc://, shm://)"},
     {"output", 'o', SF_ARG_VALUE, "FILE\tvideo: .y4m (4:4:4, BT.601 full range), .mp4 (via ffmpeg), DIR/ (PNG frames), - (y4m to stdout)"},
-    {"out", 0, SF_ARG_VALUE, "FILE\tsame as --output"},
+    {"out", 0, SF_ARG_VALUE, "URL\twire URL (tcp://, ipc://, shm://, fd:N, FILE.wire): raw u8 frames [n,H,W,3] per block; a video FILE: same as --output"},
     {"save-video", 0, SF_ARG_VALUE, "FILE\twrite safetensors 'video' [1,T,3,H,W] f32 in [-1,1]"},
     SF_OPT_MODEL_DIR,
     {"vae", 0, SF_ARG_VALUE, "PATH\tVAE checkpoint (default <model-dir>/Wan2.1_VAE.pth)"},
@@ -50,6 +52,9 @@ typedef struct run {
     int cuda, ordinal;   /* --device cuda[:N] */
     sf_vae_cuda *gpu;    /* the GPU decoder (weights from vae) */
     sf_video_writer *vw;
+    sf_wire *fo;         /* --out URL: raw frames on the wire */
+    sf_wire_msg *fm;     /* the frames message being sent (meta of the latents block) */
+    int64_t frames_sent;
     float *video;        /* --save-video: all frames [T, 3, H, W] */
     int64_t video_cap, video_n;
     uint8_t *u8;         /* one block's frames [n, H, W, 3] */
@@ -111,9 +116,18 @@ static sf_status decode_block(run *r, const float *z, int64_t n, sf_err *err) {
         r->video_cap = cap;
     }
     float *dst = r->save_path ? r->video + r->video_n * fe : NULL;
-    s = r->gpu ? sf_vae_cuda_decode(r->gpu, z, n, dst, r->vw ? r->u8 : NULL, &got, err)
-               : sf_vae_decode(r->vae, z, n, dst, r->vw ? r->u8 : NULL, &got, err);
+    uint8_t *u8 = r->vw || r->fo ? r->u8 : NULL;
+    s = r->gpu ? sf_vae_cuda_decode(r->gpu, z, n, dst, u8, &got, err) : sf_vae_decode(r->vae, z, n, dst, u8, &got, err);
     if (s != SF_OK) return s;
+    if (r->fo && got > 0) { /* one message per block: the viewer shows frames as soon as they exist */
+        int64_t sh[4] = {got, H, W, 3};
+        sf_tensor t = sf_tensor_view(r->u8, SF_U8, 4, sh);
+        if ((s = sf_wire_meta_set_int(r->fm, "start_frame", r->frames_sent, err)) ||
+            (s = sf_wire_meta_set_int(r->fm, "fps", r->fps, err)) ||
+            (s = sf_wire_send_tensor(r->fo, "frames", &t, r->fm, err)))
+            return s;
+        r->frames_sent += got;
+    }
     for (int64_t f = 0; r->vw && f < got; f++)
         if ((s = sf_video_write(r->vw, r->u8 + f * fe, err)) != SF_OK) return s;
     if (r->save_path) r->video_n += got;
@@ -121,7 +135,7 @@ static sf_status decode_block(run *r, const float *z, int64_t n, sf_err *err) {
     sf_trace("decode", "frames_out", r->blocks_done++, r->vw ? sf_video_frames(r->vw) : r->video_n);
     if (r->progress)
         sf_info("decoded %lld latent frames -> %lld video frames (%.1f s)", (long long)r->latents_done,
-                (long long)(r->save_path ? r->video_n : sf_video_frames(r->vw)), sf_now() - r->t0);
+                (long long)(r->save_path ? r->video_n : r->vw ? sf_video_frames(r->vw) : r->frames_sent), sf_now() - r->t0);
     return SF_OK;
 }
 
@@ -187,6 +201,10 @@ static sf_status run_wire(run *r, const char *url, sf_err *err) {
         const void *payload = NULL;
         if ((s = sf_wire_recv(in, m, &payload, err)) != SF_OK) goto done;
         if (m->type == SF_WIRE_END) break;
+        if (r->fo && !strcmp(m->name, "progress")) { /* the generator's progress: on to the viewer */
+            if ((s = sf_wire_send(r->fo, m, payload ? payload : "", err)) != SF_OK) goto done;
+            continue;
+        }
         if (strcmp(m->name, "latents") != 0) {
             sf_debug("ignoring wire message '%s'", m->name);
             continue;
@@ -205,6 +223,14 @@ static sf_status run_wire(run *r, const char *url, sf_err *err) {
             zcap = n;
         }
         sf_tensor_to_f32(&t, z);
+        if (r->fo) { /* the frames message carries the block's provenance for the viewer */
+            const char *pr = sf_wire_meta_str(m, "prompt");
+            sf_wire_msg_init(r->fm, SF_WIRE_TENSOR, "frames");
+            if ((s = sf_wire_meta_set_int(r->fm, "block", sf_wire_meta_int(m, "block", -1), err)) ||
+                (s = sf_wire_meta_set_double(r->fm, "t_sent", sf_wire_meta_double(m, "t_sent", 0.0), err)) ||
+                (pr && (s = sf_wire_meta_set_str(r->fm, "prompt", pr, err))))
+                goto done;
+        }
         if ((s = decode_block(r, z, d[0], err)) != SF_OK) goto done;
     }
     if (!r->vae) s = sf_fail(err, SF_E_FORMAT, "%s: stream ended without any latents", url);
@@ -213,6 +239,13 @@ done:
     free(z);
     free(m);
     return s;
+}
+
+/* --out URL: a wire URL (or a .wire file) gets raw frames; anything else is a video file (--output). */
+static int is_frames_url(const char *u) {
+    size_t n = strlen(u);
+    return !strncmp(u, "tcp://", 6) || !strncmp(u, "ipc://", 6) || !strncmp(u, "shm://", 6) || !strncmp(u, "fd:", 3) ||
+           u[0] == '@' || u[0] == '>' || (n > 5 && !strcmp(u + n - 5, ".wire"));
 }
 
 int main(int argc, char **argv) {
@@ -251,7 +284,11 @@ int main(int argc, char **argv) {
     r.bf16 = sf_args_has(&a, opts, "bf16-unscale");
     r.progress = sh.progress != SF_PROGRESS_NONE; /* a line per decoded block (bar and lines alike) */
     r.out_path = sf_args_get(&a, opts, "output");
-    if (!r.out_path) r.out_path = sf_args_get(&a, opts, "out");
+    const char *frames_url = sf_args_get(&a, opts, "out");
+    if (frames_url && !is_frames_url(frames_url)) { /* a video file: the old alias of --output */
+        if (!r.out_path) r.out_path = frames_url;
+        frames_url = NULL;
+    }
     r.save_path = sf_args_get(&a, opts, "save-video");
     const char *lat = sf_args_get(&a, opts, "latents"), *in = sf_args_get(&a, opts, "in");
     if (!lat && !in && sf_fd_is_data(0)) in = "-"; /* `... | sf-decode -o v.y4m` */
@@ -259,8 +296,8 @@ int main(int argc, char **argv) {
         sf_fail(&err, SF_E_ARG, "give exactly one of --latents FILE[:NAME] or --in URL (see --help)");
         sf_die(prog, SF_E_ARG, &err);
     }
-    if (!r.out_path && !r.save_path) {
-        sf_fail(&err, SF_E_ARG, "nothing to write: give -o VIDEO and/or --save-video FILE");
+    if (!r.out_path && !r.save_path && !frames_url) {
+        sf_fail(&err, SF_E_ARG, "nothing to write: give -o VIDEO, --save-video FILE and/or --out URL");
         sf_die(prog, SF_E_ARG, &err);
     }
     sf_video_kind kind;
@@ -275,7 +312,21 @@ int main(int argc, char **argv) {
         r.vae_path = vae_buf;
     }
     r.t0 = sf_now();
+    if (frames_url) {
+        if ((s = sf_check_out_dir("--out", frames_url, 0, &err)) || (s = sf_wire_install_signals(&err)) ||
+            (s = sf_wire_open_writer(frames_url, &r.fo, &err)))
+            sf_die(prog, s, &err);
+        if (!(r.fm = malloc(sizeof *r.fm))) sf_die(prog, sf_fail(&err, SF_E_NOMEM, "out of memory"), &err);
+        sf_wire_msg_init(r.fm, SF_WIRE_TENSOR, "frames");
+    }
     s = lat ? run_file(&r, lat, &err) : run_wire(&r, in, &err);
+    if (r.fo) { /* end (or the error) downstream, before the video file is finished */
+        sf_err e2;
+        if (s == SF_OK) s = sf_wire_send_end(r.fo, &err);
+        else if (!sf_wire_stopped()) sf_wire_send_error(r.fo, err.msg, &e2);
+        sf_status s2 = sf_wire_close(&r.fo, s ? &e2 : &err);
+        if (s == SF_OK) s = s2;
+    }
     if (s == SF_OK && r.vw) {
         int64_t nf = sf_video_frames(r.vw);
         s = sf_video_close(&r.vw, &err);
@@ -293,6 +344,7 @@ int main(int argc, char **argv) {
     sf_vae_destroy(&r.vae);
     free(r.video);
     free(r.u8);
+    free(r.fm);
     sf_args_free(&a);
     if (s != SF_OK) sf_die(prog, s, &err);
     return 0;

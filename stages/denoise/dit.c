@@ -225,10 +225,22 @@ sf_status sf_dit_state_init(sf_dit_state *st, const sf_dit_weights *w, int max_f
                                 -1, err);
 }
 
+static int rope_table_rows(const sf_dit_state *st, int rope_frames);
+
 sf_status sf_dit_state_init_on(sf_dit_state *st, const sf_dit_weights *w, int max_frames, int lat_h, int lat_w,
                                int64_t cache_frames, long local_attn_size, long sink_size, int nthreads,
                                int cuda_ordinal, sf_err *err) {
+    return sf_dit_state_init_rope(st, w, max_frames, lat_h, lat_w, cache_frames, local_attn_size, sink_size, nthreads,
+                                  cuda_ordinal, SF_DIT_ROPE_FRAMES, err);
+}
+
+sf_status sf_dit_state_init_rope(sf_dit_state *st, const sf_dit_weights *w, int max_frames, int lat_h, int lat_w,
+                                 int64_t cache_frames, long local_attn_size, long sink_size, int nthreads,
+                                 int cuda_ordinal, int rope_frames, sf_err *err) {
     memset(st, 0, sizeof *st);
+    if (rope_frames < max_frames || rope_frames > SF_DIT_ROPE_FRAMES_MAX)
+        return sf_fail(err, SF_E_ARG, "RoPE table of %d frames (needs %d..%d)", rope_frames, max_frames,
+                       SF_DIT_ROPE_FRAMES_MAX);
     const sf_dit_config *c = &w->cfg;
     int ph = c->patch_size[1], pw = c->patch_size[2];
     if (max_frames < 1 || lat_h < 1 || lat_w < 1 || lat_h % ph || lat_w % pw)
@@ -259,7 +271,7 @@ sf_status sf_dit_state_init_on(sf_dit_state *st, const sf_dit_weights *w, int ma
     if (cuda_ordinal >= 0) { /* GPU: only the cache plan and the RoPE table stay on the host */
         st->key_frames = calloc((size_t)cache_frames, sizeof(int64_t));
         if (!st->key_frames) return sf_fail(err, SF_E_NOMEM, "out of memory");
-        sf_status s = sf_rope_table_init(&st->rope, (int)(D / c->num_heads), 1024, err);
+        sf_status s = sf_rope_table_init(&st->rope, (int)(D / c->num_heads), rope_table_rows(st, rope_frames), err);
         if (!s) s = sf_dit_cuda_init(st, cuda_ordinal, err);
         if (s) sf_dit_state_free(st);
         return s;
@@ -307,7 +319,7 @@ sf_status sf_dit_state_init_on(sf_dit_state *st, const sf_dit_weights *w, int ma
         return sf_fail(err, SF_E_NOMEM, "out of memory allocating the DiT state (KV cache %.1f GB)",
                        (double)tot * 4 / 1e9);
     }
-    sf_status s = sf_rope_table_init(&st->rope, (int)(D / c->num_heads), 1024, err);
+    sf_status s = sf_rope_table_init(&st->rope, (int)(D / c->num_heads), rope_table_rows(st, rope_frames), err);
     if (!s) { /* the GEMMs' and attentions' work memory for the largest K and key window, once */
         int64_t K = D > c->ffn_dim ? D : c->ffn_dim, Lk = st->cache_tokens > c->text_len ? st->cache_tokens : c->text_len;
         if (c->text_dim > K) K = c->text_dim;
@@ -354,6 +366,14 @@ int64_t sf_dit_window_tokens(const sf_dit_state *st) {
 void sf_dit_state_reset(sf_dit_state *st) {
     st->global_end = 0;
     st->local_end = 0;
+}
+
+/* Rows of the RoPE table: the time positions asked for, and at least the spatial grid's. */
+static int rope_table_rows(const sf_dit_state *st, int rope_frames) {
+    const sf_dit_config *c = &st->w->cfg;
+    int hp = st->lat_h / c->patch_size[1], wp = st->lat_w / c->patch_size[2];
+    int r = rope_frames > hp ? rope_frames : hp;
+    return r > wp ? r : wp;
 }
 
 static void probe(sf_dit_state *st, const char *name, const float *p, int64_t n) {
@@ -556,7 +576,7 @@ typedef struct dev_step {
 /* One forward: shapes, the KV-cache step and the keys attended, then the backend's layers.
  * x_t / flow: host buffers; on a GPU with ds set, both NULL (slots, see dev_step). */
 static sf_status forward(sf_dit_state *st, const float *x_t, int F, const float *t, int64_t start_frame, float *flow,
-                         const dev_step *ds, sf_err *err) {
+                         const dev_step *ds, const sf_dit_kv_step *fix, sf_err *err) {
     const sf_dit_weights *w = st->w;
     const sf_dit_config *c = &w->cfg;
     const int64_t D = c->dim, S = st->frame_tokens, L = (int64_t)F * S;
@@ -569,7 +589,10 @@ static sf_status forward(sf_dit_state *st, const float *x_t, int F, const float 
         return sf_fail(err, SF_E_ARG, "latent frame %lld is past the RoPE table (%d positions)",
                        (long long)(start_frame + F), st->rope.max_pos);
     int64_t ls = 0, le = 0, evict = 0, keep = 0;
-    if ((s = kv_plan(st, start_frame * S, L, &ls, &le, &evict, &keep, err))) return s;
+    if (fix) /* a re-cache forward: rewrite slots [ls, le) in place, no roll, cache indices unchanged */
+        ls = fix->ls, le = fix->le;
+    else if ((s = kv_plan(st, start_frame * S, L, &ls, &le, &evict, &keep, err)))
+        return s;
     const int64_t max_att = sf_dit_window_tokens(st);
     int64_t lo = le - max_att > 0 ? le - max_att : 0, Lk = le - lo;
     /* which absolute frame each cache frame-slot holds after this forward's roll + write (all
@@ -585,8 +608,10 @@ static sf_status forward(sf_dit_state *st, const float *x_t, int F, const float 
         if ((s = sf_dit_cuda_forward(st, x_t, F, t, start_frame, &kv, flow, ds ? ds->sigma : 0.0, ds ? ds->dst : -1,
                                      err)))
             return s;
-        st->global_end = start_frame * S + L;
-        st->local_end = le;
+        if (!fix) {
+            st->global_end = start_frame * S + L;
+            st->local_end = le;
+        }
         return SF_OK;
     }
     /* test seam: attend to an explicit list of frames gathered from a global (absolute-slot) cache */
@@ -634,8 +659,10 @@ static sf_status forward(sf_dit_state *st, const float *x_t, int F, const float 
     const dit_fwd fw = {F, start_frame, {ls, le, evict, keep, lo, Lk}, kfr, sel, Kg, Vg};
     for (int l = 0; l < c->num_layers; l++) /* a stop signal is honoured per layer */
         if ((s = sf_stop_check(err)) || (s = dit_layer(st, l, &fw, err))) goto fail;
-    st->global_end = start_frame * S + L;
-    st->local_end = le;
+    if (!fix) {
+        st->global_end = start_frame * S + L;
+        st->local_end = le;
+    }
 
     /* 4. head: Hm = head.modulation + e (NOT e0), then unpatchify */
     for (int f = 0; f < F; f++)
@@ -657,7 +684,7 @@ fail:
 
 sf_status sf_dit_forward(sf_dit_state *st, const float *x_t, int F, const float *t, int64_t start_frame,
                          float *flow, sf_err *err) {
-    return forward(st, x_t, F, t, start_frame, flow, NULL, err);
+    return forward(st, x_t, F, t, start_frame, flow, NULL, NULL, err);
 }
 
 /* ---------------------------------------------------------------- the sampling loop's slots */
@@ -705,9 +732,9 @@ sf_status sf_dit_denoise(sf_dit_state *st, int F, const float *t, int64_t start_
     if (s) return s;
     if (st->gpu) {
         const dev_step ds = {sigma, (int)dst};
-        return forward(st, NULL, F, t, start_frame, NULL, &ds, err);
+        return forward(st, NULL, F, t, start_frame, NULL, &ds, NULL, err);
     }
-    if ((s = forward(st, st->lat[SF_LAT_X], F, t, start_frame, st->lat_flow, NULL, err))) return s;
+    if ((s = forward(st, st->lat[SF_LAT_X], F, t, start_frame, st->lat_flow, NULL, NULL, err))) return s;
     sf_flow_to_x0_cpu(st->lat[SF_LAT_X], st->lat_flow, n, sigma, st->lat[dst]);
     return SF_OK;
 }
@@ -743,5 +770,54 @@ sf_status sf_dit_prepare(sf_dit_state *st, int n_blocks, const int *frames, sf_e
     }
     st->global_end = ge;
     st->local_end = lend;
+    return s;
+}
+
+/* Block of latent frame f: with an independent first frame blocks are {0}, {1..fpb}, ...; else {0..fpb-1}, ... */
+static int64_t block_of(int64_t f, int fpb, int iff) {
+    return iff ? (f == 0 ? 0 : 1 + (f - 1) / fpb) : f / fpb;
+}
+
+sf_status sf_dit_recache(sf_dit_state *st, float t, int fpb, int independent_first_frame,
+                         const float *(*frame_x0)(void *ctx, int64_t frame), void *ctx, sf_err *err) {
+    const sf_dit_config *c = &st->w->cfg;
+    const int64_t S = st->frame_tokens, fr = (int64_t)c->in_dim * st->lat_h * st->lat_w;
+    const int64_t have = st->local_end / S;
+    float tv[64];
+    if (fpb < 1 || !st->ctx_ready) return sf_fail(err, SF_E_ARG, "re-cache needs a block size and a text context");
+    /* a chunk's clean latents, gathered on the host (a prompt switch is rare: allocate here) */
+    float *buf = sf_calloc2((size_t)st->max_frames * (size_t)fr, sizeof(float));
+    if (!buf) return sf_fail(err, SF_E_NOMEM, "out of memory");
+    sf_status s = SF_OK;
+    const sf_dit_tap tap = st->tap; /* taps see the video's forwards, not the re-cache's */
+    memset(&st->tap, 0, sizeof st->tap);
+    for (int64_t at = 0; at < have && !s;) {
+        /* one chunk: the slots from `at` that hold consecutive frames of one block */
+        const int64_t f0 = st->key_frames[at], b0 = block_of(f0, fpb, independent_first_frame);
+        int F = 1;
+        while (at + F < have && F < st->max_frames && F < 64 && st->key_frames[at + F] == f0 + F &&
+               block_of(f0 + F, fpb, independent_first_frame) == b0)
+            F++;
+        for (int f = 0; f < F && !s; f++) {
+            const float *x = frame_x0(ctx, f0 + f);
+            if (!x) s = sf_fail(err, SF_E_ARG, "re-cache: no clean latents of frame %lld", (long long)(f0 + f));
+            else memcpy(buf + f * fr, x, sizeof(float) * (size_t)fr);
+        }
+        for (int f = 0; f < F; f++) tv[f] = t;
+        /* the chunk rewrites its own slots and attends to every slot up to its end (block-causal
+         * over the window, LongLive's re-cache mask) */
+        const sf_dit_kv_step kv = {at * S, (at + F) * S, 0, 0, 0, (at + F) * S};
+        if (!s) s = sf_dit_lat_put(st, SF_LAT_X, buf, F * fr, err);
+        if (!s && st->gpu) {
+            const dev_step ds = {0.0, SF_LAT_AUX};
+            s = sf_dit_cuda_prepare(st, (int64_t)F * S, kv.Lk, err);
+            if (!s) s = forward(st, NULL, F, tv, f0, NULL, &ds, &kv, err);
+        } else if (!s) {
+            s = forward(st, st->lat[SF_LAT_X], F, tv, f0, st->lat_flow, NULL, &kv, err);
+        }
+        at += F;
+    }
+    st->tap = tap;
+    free(buf);
     return s;
 }

@@ -155,6 +155,15 @@ sf_status sf_dit_state_init(sf_dit_state *st, const sf_dit_weights *w, int max_f
 sf_status sf_dit_state_init_on(sf_dit_state *st, const sf_dit_weights *w, int max_frames, int lat_h, int lat_w,
                                int64_t cache_frames, long local_attn_size, long sink_size, int nthreads,
                                int cuda_ordinal, sf_err *err);
+/* The same with a RoPE table of rope_frames time positions (max_frames..SF_DIT_ROPE_FRAMES_MAX;
+ * the others use the reference's SF_DIT_ROPE_FRAMES = 1024). Positions past 1024 follow the
+ * reference's formula (pos·θ in fp64), so the first 1024 rows are the reference's table bit for bit;
+ * a forward past the last row is SF_E_ARG (an endless run ends there: README "Live"). */
+#define SF_DIT_ROPE_FRAMES 1024
+#define SF_DIT_ROPE_FRAMES_MAX (1 << 16)
+sf_status sf_dit_state_init_rope(sf_dit_state *st, const sf_dit_weights *w, int max_frames, int lat_h, int lat_w,
+                                 int64_t cache_frames, long local_attn_size, long sink_size, int nthreads,
+                                 int cuda_ordinal, int rope_frames, sf_err *err);
 void sf_dit_state_free(sf_dit_state *st);
 /* Keys a self-attention sees at most: the whole cache (global attention) or local_attn_size frames. */
 int64_t sf_dit_window_tokens(const sf_dit_state *st);
@@ -170,6 +179,16 @@ sf_status sf_dit_set_context(sf_dit_state *st, const float *emb, int64_t n_rows,
  * flow: (F, C, H, W) f32 model output. Updates the KV cache like the reference. */
 sf_status sf_dit_forward(sf_dit_state *st, const float *x_t, int F, const float *t, int64_t start_frame,
                          float *flow, sf_err *err);
+
+/* LongLive's KV re-cache after a prompt switch (sf_dit_set_context first): recompute the K/V of every
+ * frame now in the cache under the current context. The cached frames are taken in slot order, in
+ * chunks of consecutive frames of one block (blocks of fpb frames, the first of 1 with an
+ * independent first frame); each chunk's clean latents frame_x0(ctx, frame) ((C, H, W) f32, borrowed)
+ * run one forward at timestep t (context_noise) that rewrites the chunk's own slots and attends to
+ * every slot up to its end (sink, older window frames, itself); the prediction is discarded (slot aux)
+ * and slots past local_end, the cache indices and the latent slots x / x0 keep their meaning. */
+sf_status sf_dit_recache(sf_dit_state *st, float t, int fpb, int independent_first_frame,
+                         const float *(*frame_x0)(void *ctx, int64_t frame), void *ctx, sf_err *err);
 
 /* ---- the sampling loop's latents, kept where the forward runs ---------------------------------
  * Three slots (sf_dit_slot) of up to max_frames·C·H·W f32 (C = in_dim = out_dim): x (the forward's input), x0

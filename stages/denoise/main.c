@@ -2,7 +2,8 @@
  * 4-step schedule with re-noising and the clean-context refresh pass, attention taps.
  *
  * Inputs: --prompt-embeds FILE[:NAME] ([L, text_dim] or [1, L, text_dim], L <= text_len, default name
- * prompt_embeds) or --in URL (wire stream; the first "prompt_embeds" tensor). Weights: --model-dir
+ * prompt_embeds) or --in URL (wire stream; the first "prompt_embeds" tensor, and with --follow-prompts
+ * / --num_frames 0 the later ones switch the prompt at block boundaries: live.c). Weights: --model-dir
  * (config.json + diffusion_pytorch_model.safetensors), then the checkpoint decision of DESIGN.md §3.
  * Outputs: --out URL (one "latents" wire message per finished block, then end), --save-latents FILE
  * (safetensors "latents" [1, T, C, h, w], + pred.<b>.<s> with --dump-preds), taps to --output_path.
@@ -17,6 +18,7 @@
 #include "tfile.h"
 #include "wire.h"
 #include "stages/denoise/bench.h"
+#include "stages/denoise/live.h"
 #include "stages/denoise/pipeline.h"
 #include "stages/denoise/run_io.h"
 #include "stages/denoise/taps.h"
@@ -39,7 +41,10 @@ static const sf_opt opts[] = {
     {"in", 0, SF_ARG_VALUE, "URL\twire stream with a prompt_embeds tensor (-, fd:N, file, tcp://, ipc://, shm://)"},
     {"out", 0, SF_ARG_VALUE, "URL\twire stream of latent blocks (one 'latents' message per block)"},
     {"noise", 0, SF_ARG_VALUE, "FILE\treplay noise.init and noise.renoise.<k> instead of drawing"},
-    {"num-frames", 0, SF_ARG_VALUE, "N\tlatent frames (default 21)"},
+    {"num-frames", 0, SF_ARG_VALUE, "N\tlatent frames (default 21; 0 = endless until SIGINT, needs --local_attn_size)"},
+    {"follow-prompts", 0, SF_ARG_FLAG, "keep reading --in: a new prompt_embeds message switches the prompt at the next block (default with --num_frames 0)"},
+    {"recache", 0, SF_ARG_FLAG, "on a prompt switch, recompute the window's cached K/V under the new prompt (LongLive)"},
+    {"rope-frames", 0, SF_ARG_VALUE, "N\tRoPE positions of an endless run (default 65536; the run ends there)"},
     {"height", 0, SF_ARG_VALUE, "PX\tvideo height (default 480; latent = /8)"},
     {"width", 0, SF_ARG_VALUE, "PX\tvideo width (default 832; latent = /8)"},
     {"seed", 0, SF_ARG_VALUE, "N\tseed of sfpipe's noise generator (default 42)"},
@@ -71,12 +76,14 @@ typedef struct run {
     sf_taps *taps;
     const char *prompt, *weights;
     uint64_t seed;
+    int live;                /* following prompts: a "progress" message before every forward (live.h) */
 } run;
 
 static void on_forward(void *c, int b, int s, int64_t start, int F) {
     run *r = c;
     (void)F;
     if (r->taps) sf_taps_on_forward(r->taps, b, s, start);
+    if (r->live && r->out) sf_denoise_live_progress(r->out, b, s, r->n_steps);
 }
 
 static sf_status on_pred(void *c, int b, int s, int F, const float *x0, sf_err *err) {
@@ -106,90 +113,45 @@ static sf_status get_long(const sf_args *a, const char *name, long lo, long hi, 
     return s ? sf_arg_long(flag, s, lo, hi, v, err) : SF_OK;
 }
 
-/* Prompt embeddings from FILE[:NAME] or the first prompt_embeds message of a wire stream:
- * (rows, text_dim) f32, malloc'd. */
-static sf_status load_embeds(const char *arg, const char *in_url, double wire_timeout, int text_dim, int text_len,
-                             float **emb, int64_t *rows, char *prompt, size_t pn, sf_err *err) {
+/* Prompt embeddings from FILE[:NAME] (a wire stream: live.c): (rows, text_dim) f32, malloc'd. */
+static sf_status load_embeds(const char *arg, int text_dim, int text_len, float **emb, int64_t *rows, sf_err *err) {
     sf_status s;
-    if (arg) {
-        char path[4096];
-        const char *name = NULL;
-        sf_split_file_arg(arg, path, sizeof path, &name);
-        sf_tfile *tf = NULL;
-        if ((s = sf_tfile_open(path, &tf, err))) return s;
-        const char *nm = name ? name : "prompt_embeds";
-        const sf_tensor *t = sf_tfile_get(tf, nm);
-        if (!t && !name && tf->n == 1) t = &tf->entries[0].t;
-        if (!t) {
-            s = sf_fail(err, SF_E_NOTFOUND, "%s: no tensor '%s'", path, nm);
-            sf_tfile_destroy(&tf);
-            return s;
-        }
-        int ok = (t->ndim == 2 || (t->ndim == 3 && t->shape[0] == 1));
-        int64_t L = ok ? t->shape[t->ndim - 2] : 0, D = ok ? t->shape[t->ndim - 1] : 0; /* rank 0/1: no such dims */
-        char b[96];
-        snprintf(b, sizeof b, "prompt embeddings '%.64s'", nm);
-        if ((s = sf_tensor_need_float(t, b, err))) {
-            sf_tfile_destroy(&tf);
-            return s;
-        }
-        if (!ok || D != text_dim || L > text_len || L < 1) {
-            s = sf_fail(err, SF_E_SHAPE, "%s: prompt embeddings '%s' have shape %s; the model expects [L, %d] with L <= %d",
-                        path, nm, sf_shape_str(t, b, sizeof b), text_dim, text_len);
-            sf_tfile_destroy(&tf);
-            return s;
-        }
-        *emb = sf_calloc2((size_t)(L * D), sizeof(float));
-        if (!*emb) {
-            sf_tfile_destroy(&tf);
-            return sf_fail(err, SF_E_NOMEM, "out of memory");
-        }
-        sf_tensor_to_f32(t, *emb);
-        *rows = L;
+    char path[4096];
+    const char *name = NULL;
+    sf_split_file_arg(arg, path, sizeof path, &name);
+    sf_tfile *tf = NULL;
+    if ((s = sf_tfile_open(path, &tf, err))) return s;
+    const char *nm = name ? name : "prompt_embeds";
+    const sf_tensor *t = sf_tfile_get(tf, nm);
+    if (!t && !name && tf->n == 1) t = &tf->entries[0].t;
+    if (!t) {
+        s = sf_fail(err, SF_E_NOTFOUND, "%s: no tensor '%s'", path, nm);
         sf_tfile_destroy(&tf);
-        return SF_OK;
+        return s;
     }
-    sf_wire *r = NULL;
-    /* the largest message it takes: [text_len, text_dim] f32 embeddings */
-    sf_wire_opts wo = {wire_timeout, (size_t)text_len * (size_t)text_dim * sizeof(float)};
-    if ((s = sf_wire_open_reader_opts(in_url, &wo, &r, err))) return s;
-    for (;;) {
-        sf_wire_msg m;
-        const void *payload;
-        if ((s = sf_wire_recv(r, &m, &payload, err))) break;
-        if (m.type == SF_WIRE_END) {
-            s = sf_fail(err, SF_E_FORMAT, "%s: stream ended without prompt_embeds", in_url);
-            break;
-        }
-        size_t ln = strlen(m.name);
-        if (ln < 13 || strcmp(m.name + ln - 13, "prompt_embeds")) continue; /* prompt_embeds, x.prompt_embeds */
-        sf_tensor t = sf_wire_msg_view(&m, payload);
-        int ok = (t.ndim == 2 || (t.ndim == 3 && t.shape[0] == 1));
-        int64_t L = ok ? t.shape[t.ndim - 2] : 0, D = ok ? t.shape[t.ndim - 1] : 0;
-        char b[96];
-        if ((s = sf_tensor_need_float(&t, "wire prompt_embeds", err))) break;
-        if (!ok || D != text_dim || L > text_len || L < 1) {
-            s = sf_fail(err, SF_E_SHAPE, "%s: prompt_embeds of shape %s; the model expects [L, %d] with L <= %d", in_url,
-                        sf_shape_str(&t, b, sizeof b), text_dim, text_len);
-            break;
-        }
-        *emb = sf_calloc2((size_t)(L * D), sizeof(float));
-        if (!*emb) {
-            s = sf_fail(err, SF_E_NOMEM, "out of memory");
-            break;
-        }
-        sf_tensor_to_f32(&t, *emb);
-        *rows = L;
-        const char *pr = sf_wire_meta_str(&m, "prompt");
-        if (pr && prompt && !prompt[0]) snprintf(prompt, pn, "%s", pr);
-        /* read on to `end`: the writer is done only once its end is acknowledged */
-        while (!(s = sf_wire_recv(r, &m, &payload, err)) && m.type != SF_WIRE_END) {
-        }
-        break;
+    int ok = (t->ndim == 2 || (t->ndim == 3 && t->shape[0] == 1));
+    int64_t L = ok ? t->shape[t->ndim - 2] : 0, D = ok ? t->shape[t->ndim - 1] : 0; /* rank 0/1: no such dims */
+    char b[96];
+    snprintf(b, sizeof b, "prompt embeddings '%.64s'", nm);
+    if ((s = sf_tensor_need_float(t, b, err))) {
+        sf_tfile_destroy(&tf);
+        return s;
     }
-    sf_err e2;
-    sf_wire_close(&r, &e2);
-    return s;
+    if (!ok || D != text_dim || L > text_len || L < 1) {
+        s = sf_fail(err, SF_E_SHAPE, "%s: prompt embeddings '%s' have shape %s; the model expects [L, %d] with L <= %d",
+                    path, nm, sf_shape_str(t, b, sizeof b), text_dim, text_len);
+        sf_tfile_destroy(&tf);
+        return s;
+    }
+    *emb = sf_calloc2((size_t)(L * D), sizeof(float));
+    if (!*emb) {
+        sf_tfile_destroy(&tf);
+        return sf_fail(err, SF_E_NOMEM, "out of memory");
+    }
+    sf_tensor_to_f32(t, *emb);
+    *rows = L;
+    sf_tfile_destroy(&tf);
+    return SF_OK;
 }
 
 int main(int argc, char **argv) {
@@ -276,7 +238,7 @@ int main(int argc, char **argv) {
         sf_die(PROG, SF_E_ARG, &err);
     }
     long num_frames = 21, height = 480, width = 832, seed = 42, las = rc.local_attn_size, sink = rc.sink_size;
-    if ((s = get_long(&a, "num-frames", 1, 1023, &num_frames, &err)) || (s = get_long(&a, "height", 8, 1 << 16, &height, &err)) ||
+    if ((s = get_long(&a, "num-frames", 0, 1023, &num_frames, &err)) || (s = get_long(&a, "height", 8, 1 << 16, &height, &err)) ||
         (s = get_long(&a, "width", 8, 1 << 16, &width, &err)) || (s = get_long(&a, "seed", 0, (long)((~0ul) >> 1), &seed, &err)) ||
         (s = get_long(&a, "local-attn-size", -1, 1023, &las, &err)) || (s = get_long(&a, "sink-size", 0, 1023, &sink, &err)))
         sf_die(PROG, s, &err);
@@ -285,6 +247,15 @@ int main(int argc, char **argv) {
         sf_fail(&err, SF_E_ARG, "--height/--width must be multiples of 16 (latent /8, patch 2)");
         sf_die(PROG, SF_E_ARG, &err);
     }
+    const int endless = num_frames == 0;
+    long rope_frames = endless ? SF_DIT_ROPE_FRAMES_MAX : SF_DIT_ROPE_FRAMES;
+    if ((s = get_long(&a, "rope-frames", 1, SF_DIT_ROPE_FRAMES_MAX, &rope_frames, &err))) sf_die(PROG, s, &err);
+    if (endless && (las == -1 || save || tap_out || sf_args_get(&a, opts, "noise"))) {
+        sf_fail(&err, SF_E_ARG, "--num_frames 0 (endless) needs a rolling KV cache (--local_attn_size N) and writes only "
+                "--out (no --save-latents, --output_path or --noise)");
+        sf_die(PROG, SF_E_ARG, &err);
+    }
+    const int follow = (endless || sf_args_has(&a, opts, "follow-prompts")) && in_url && !pe_arg;
     long chunk = 3;
     if ((s = get_long(&a, "chunk-frames", 1, 1 << 20, &chunk, &err))) sf_die(PROG, s, &err);
     if (las == -1 && sink > 0) sf_warn("sink_size %ld has no effect with global attention (local_attn_size -1)", sink);
@@ -320,7 +291,10 @@ int main(int argc, char **argv) {
     if (pa) snprintf(prompt, sizeof prompt, "%s", pa);
     float *emb = NULL;
     int64_t rows = 0;
-    if ((s = load_embeds(pe_arg, in_url, sh.wire_timeout, cfg.text_dim, cfg.text_len, &emb, &rows, prompt, sizeof prompt, &err)))
+    sf_denoise_live live = {NULL, NULL, sf_args_has(&a, opts, "recache"), "", 0};
+    if ((s = pe_arg ? load_embeds(pe_arg, cfg.text_dim, cfg.text_len, &emb, &rows, &err)
+                    : sf_prompt_feed_open(in_url, sh.wire_timeout, cfg.text_dim, cfg.text_len, follow, &live.feed, &emb,
+                                          &rows, prompt, sizeof prompt, &err)))
         sf_die(PROG, s, &err);
 
     /* pipeline */
@@ -353,8 +327,8 @@ int main(int argc, char **argv) {
         sf_die(PROG, SF_E_ARG, &err);
     }
     sf_dit_state st;
-    if ((s = sf_dit_state_init_on(&st, &w, rc.num_frame_per_block, pc.lat_h, pc.lat_w, cache_frames, las, sink,
-                                  (int)threads, ordinal, &err)))
+    if ((s = sf_dit_state_init_rope(&st, &w, rc.num_frame_per_block, pc.lat_h, pc.lat_w, cache_frames, las, sink,
+                                    (int)threads, ordinal, (int)rope_frames, &err)))
         sf_die(PROG, s, &err);
     /* the KV cache is the big allocation (CPU f32: 12 GiB for 21 frames at 480×832; GPU bf16: 6) */
     sf_info("KV cache: %lld frames x %lld tokens x %d layers, %.2f GiB (%s)", (long long)cache_frames,
@@ -365,8 +339,10 @@ int main(int argc, char **argv) {
     if (have_taps) sf_taps_attach(&taps, &st);
 
     const int64_t fr = (int64_t)cfg.in_dim * pc.lat_h * pc.lat_w;
+    snprintf(live.prompt, sizeof live.prompt, "%s", prompt);
+    live.st = &st;
     run r = {NULL, NULL, rc.n_steps, rc.num_frame_per_block, cfg.in_dim, pc.lat_h, pc.lat_w, fr,
-             have_taps ? &taps : NULL, prompt[0] ? prompt : NULL, weights, (uint64_t)seed};
+             have_taps ? &taps : NULL, prompt[0] || follow ? live.prompt : NULL, weights, (uint64_t)seed, follow};
     int dump = sf_args_has(&a, opts, "dump-preds") && save;
     float *latents = NULL;
     if (save) latents = sf_calloc2((size_t)(num_frames * fr), sizeof(float));
@@ -380,7 +356,14 @@ int main(int argc, char **argv) {
             sf_die(PROG, s, &err);
     }
     sf_pipeline_hooks hk = {on_forward, dump ? on_pred : NULL, on_block, &r, show_progress, NULL};
-    s = sf_pipeline_run(&st, &sc, &pc, &hk, latents, &err);
+    const sf_pipeline_live lh = {follow ? sf_denoise_live_block_start : NULL, endless ? sf_denoise_live_stopped : NULL,
+                                 &live};
+    s = sf_pipeline_run_live(&st, &sc, &pc, &hk, &lh, latents, &err);
+    if (s == SF_E_STOPPED && endless && (sf_wire_stopped() || sf_prompt_feed_stop_requested(live.feed))) {
+        /* Ctrl-C or the live route's stop ends an endless video cleanly (exit 0, the video finished) */
+        sf_info("stopped (%d prompt switches)", live.switches);
+        s = SF_OK;
+    }
     if (s) {
         if (r.out) {
             sf_err e2;
@@ -390,8 +373,12 @@ int main(int argc, char **argv) {
         sf_die(PROG, s, &err);
     }
     if (r.out) {
-        if ((s = sf_wire_send_end(r.out, &err)) || (s = sf_wire_close(&r.out, &err))) sf_die(PROG, s, &err);
+        if (sf_wire_stopped()) { /* stopped: every wire call now fails; downstream got the signal too */
+            sf_err e2;
+            sf_wire_close(&r.out, &e2);
+        } else if ((s = sf_wire_send_end(r.out, &err)) || (s = sf_wire_close(&r.out, &err))) sf_die(PROG, s, &err);
     }
+    sf_prompt_feed_close(&live.feed); /* after the end went out: stopping the reader raises the stop flag */
     if (save) {
         char seedbuf[32];
         snprintf(seedbuf, sizeof seedbuf, "%ld", seed);

@@ -65,7 +65,11 @@ sf_status sf_pipeline_check(const sf_pipeline_cfg *cfg, int *n_blocks, sf_err *e
     int fpb = cfg->frames_per_block, T = cfg->num_frames;
     if (cfg->n_steps < 1 || cfg->n_steps > 16) return sf_fail(err, SF_E_ARG, "denoising_step_list needs 1..16 steps");
     if (fpb < 1 || fpb > 64) return sf_fail(err, SF_E_ARG, "num_frame_per_block must be in 1..64");
-    if (T < 1) return sf_fail(err, SF_E_ARG, "num_frames must be positive");
+    if (T == 0) { /* endless */
+        *n_blocks = 0;
+        return SF_OK;
+    }
+    if (T < 1) return sf_fail(err, SF_E_ARG, "num_frames must be positive (0: endless)");
     int rest = cfg->independent_first_frame ? T - 1 : T;
     if (rest < 0 || rest % fpb)
         return sf_fail(err, SF_E_ARG, "num_frames %d is not %sa multiple of num_frame_per_block %d", T,
@@ -94,25 +98,73 @@ static sf_status replay(const sf_tfile *nf, const char *name, int nd, const int6
     return SF_OK;
 }
 
+/* The clean latents of the frames the KV cache can hold, for a re-cache after a prompt switch: sink
+ * frames keep their slot, the others cycle through the rest (the cache's own eviction order). */
+typedef struct history {
+    float *x;           /* (n, C, H, W) */
+    int64_t *frame;     /* (n) absolute frame in each slot, −1 = none */
+    int64_t n, sink, fr;
+} history;
+
+static int64_t hist_slot(const history *h, int64_t f) {
+    return f < h->sink ? f : h->sink + (f - h->sink) % (h->n - h->sink);
+}
+
+static const float *hist_get(void *ctx, int64_t f) {
+    const history *h = ctx;
+    int64_t k = hist_slot(h, f);
+    return f >= 0 && h->frame[k] == f ? h->x + k * h->fr : NULL;
+}
+
+static void hist_put(history *h, int64_t start, int F, const float *x0) {
+    for (int f = 0; f < F; f++) {
+        int64_t k = hist_slot(h, start + f);
+        h->frame[k] = start + f;
+        memcpy(h->x + k * h->fr, x0 + f * h->fr, sizeof(float) * (size_t)h->fr);
+    }
+}
+
 sf_status sf_pipeline_run(sf_dit_state *st, const sf_scheduler *sc, const sf_pipeline_cfg *cfg,
                           const sf_pipeline_hooks *hk, float *out, sf_err *err) {
+    return sf_pipeline_run_live(st, sc, cfg, hk, NULL, out, err);
+}
+
+sf_status sf_pipeline_run_live(sf_dit_state *st, const sf_scheduler *sc, const sf_pipeline_cfg *cfg,
+                               const sf_pipeline_hooks *hk, const sf_pipeline_live *lv, float *out, sf_err *err) {
     int n_blocks;
     sf_status s = sf_pipeline_check(cfg, &n_blocks, err);
     if (s) return s;
     const int C = cfg->channels, H = cfg->lat_h, W = cfg->lat_w, T = cfg->num_frames, fpb = cfg->frames_per_block;
     const int64_t fr = (int64_t)C * H * W;
+    const int endless = n_blocks == 0;
     if (H != st->lat_h || W != st->lat_w || fpb > st->max_frames)
         return sf_fail(err, SF_E_ARG, "pipeline shape does not match the DiT state");
+    if (endless && (cfg->noise || st->local_attn_size == -1))
+        return sf_fail(err, SF_E_ARG, "an endless run (num_frames 0) needs a rolling KV cache (local_attn_size) and "
+                       "drawn noise (no --noise replay)");
+    /* endless: the blocks until the cache's shapes repeat, for sf_dit_prepare */
+    const int n_prep = endless ? (int)(st->cache_tokens / st->frame_tokens / fpb) + 3 : n_blocks;
     const int64_t n_draws = (int64_t)n_blocks * (cfg->n_steps > 1 ? cfg->n_steps - 1 : 0);
     noise_feed nf;
     memset(&nf, 0, sizeof nf);
     int feeding = 0;
-    float *noise = cfg->noise ? sf_calloc2((size_t)T * (size_t)fr, sizeof(float)) : NULL;
+    history hist = {NULL, NULL, 0, 0, fr};
+    float *noise = cfg->noise || endless ? sf_calloc2((size_t)(endless ? fpb : T) * (size_t)fr, sizeof(float)) : NULL;
     float *x0 = sf_calloc2((size_t)fpb * (size_t)fr, sizeof(float));  /* a block's (or a step's) prediction, host copy */
     float *eps = sf_calloc2((size_t)fpb * (size_t)fr, sizeof(float)); /* a replayed re-noising draw */
-    int *blk = calloc((size_t)n_blocks, sizeof(int)); /* frames of each block: F_0 = 1 with an independent first frame */
-    for (int b = 0; blk && b < n_blocks; b++) blk[b] = (cfg->independent_first_frame && b == 0) ? 1 : fpb;
-    if (!cfg->noise && blk) { /* block b's n_steps − 1 draws are F_b·fr values each (F_0 = 1 with an independent first frame) */
+    int *blk = calloc((size_t)n_prep, sizeof(int)); /* frames of each block: F_0 = 1 with an independent first frame */
+    for (int b = 0; blk && b < n_prep; b++) blk[b] = (cfg->independent_first_frame && b == 0) ? 1 : fpb;
+    if (lv && lv->on_block_start) {
+        hist.n = st->cache_tokens / st->frame_tokens;
+        hist.sink = st->local_attn_size == -1 ? 0 : st->sink_tokens / st->frame_tokens;
+        hist.x = sf_calloc2((size_t)hist.n * (size_t)fr, sizeof(float));
+        hist.frame = malloc(sizeof(int64_t) * (size_t)hist.n);
+        for (int64_t i = 0; hist.frame && i < hist.n; i++) hist.frame[i] = -1;
+        if (!hist.x || !hist.frame) blk = (free(blk), NULL); /* → out of memory below */
+    }
+    if (endless) {
+        sf_rng_seed(&nf.rng, cfg->seed);
+    } else if (!cfg->noise && blk) { /* block b's n_steps − 1 draws are F_b·fr values each (F_0 = 1 with an independent first frame) */
         nf.fr = fr, nf.T = T, nf.n_draws = n_draws;
         nf.off = calloc((size_t)n_draws + 1, sizeof(int64_t));
         if (nf.off) {
@@ -126,7 +178,8 @@ sf_status sf_pipeline_run(sf_dit_state *st, const sf_scheduler *sc, const sf_pip
         s = sf_fail(err, SF_E_NOMEM, "out of memory");
         goto fail;
     }
-    if (cfg->noise) {
+    if (endless) {
+    } else if (cfg->noise) {
         int64_t sh[5] = {1, T, C, H, W};
         if ((s = replay(cfg->noise, "noise.init", 5, sh, noise, err))) goto fail;
     } else {
@@ -142,25 +195,48 @@ sf_status sf_pipeline_run(sf_dit_state *st, const sf_scheduler *sc, const sf_pip
         feeding = 1;
     }
     /* every plan and workspace the forwards need, before the loop */
-    if ((s = sf_dit_prepare(st, n_blocks, blk, err))) goto fail;
+    if ((s = sf_dit_prepare(st, n_prep, blk, err))) goto fail;
     sf_dit_state_reset(st);
     int64_t start = 0;
     int draw = 0;
     double t0 = sf_now();
     sf_trace("denoise", "start", -1, n_blocks);
     int total_fwd = n_blocks * (cfg->n_steps + 1), done_fwd = 0;
-    for (int b = 0; b < n_blocks; b++) {
-        const int F = blk[b];
+    for (int b = 0; endless || b < n_blocks; b++) {
+        const int F = b < n_prep ? blk[b] : fpb;
         const int64_t n = (int64_t)F * fr;
-        if (feeding) feed_wait(&nf, (start + F) * fr);
-        if ((s = sf_dit_lat_put(st, SF_LAT_X, noise + start * fr, n, err))) goto fail;
+        if (endless && start + F > st->rope.max_pos) { /* the RoPE table's end: a clean end (pipeline.h) */
+            sf_info("endless run: latent frame %lld is past the RoPE table (%d positions); ending the video",
+                    (long long)(start + F), st->rope.max_pos);
+            break;
+        }
+        if (lv && lv->stopped && lv->stopped(lv->ctx)) {
+            s = sf_fail(err, SF_E_STOPPED, "interrupted");
+            goto fail;
+        }
+        if (lv && lv->on_block_start) {
+            int rc = 0;
+            if ((s = lv->on_block_start(lv->ctx, b, start, &rc, err))) goto fail;
+            if (rc && (s = sf_dit_recache(st, cfg->context_noise, fpb, cfg->independent_first_frame, hist_get,
+                                             &hist, err)))
+                goto fail;
+        }
+        const float *xin;
+        if (endless) { /* this block's initial noise (pipeline.h: drawn block by block) */
+            sf_rng_fill_normal(&nf.rng, noise, (size_t)n, 0.0f, 1.0f);
+            xin = noise;
+        } else {
+            if (feeding) feed_wait(&nf, (start + F) * fr);
+            xin = noise + start * fr;
+        }
+        if ((s = sf_dit_lat_put(st, SF_LAT_X, xin, n, err))) goto fail;
         for (int k = 0; k <= cfg->n_steps; k++) {
             int refresh = k == cfg->n_steps;
             float tk = refresh ? cfg->context_noise : cfg->steps[k];
             float tv[64];
             for (int f = 0; f < F && f < 64; f++) tv[f] = tk;
             if ((s = sf_stop_check(err))) goto fail; /* SIGINT/SIGTERM (common/stop.c) */
-            if (hk && hk->stop && *hk->stop) {
+            if ((hk && hk->stop && *hk->stop) || (lv && lv->stopped && lv->stopped(lv->ctx))) {
                 s = sf_fail(err, SF_E_STOPPED, "interrupted");
                 goto fail;
             }
@@ -176,7 +252,12 @@ sf_status sf_pipeline_run(sf_dit_state *st, const sf_scheduler *sc, const sf_pip
                 if ((s = sf_dit_lat_get(st, dst, h, n, err))) goto fail;
                 if ((s = hk->on_pred(hk->ctx, b, k, F, h, err))) goto fail;
             }
-            if (hk && hk->progress == SF_PROGRESS_LINES) {
+            if (hk && hk->progress && endless) {
+                fprintf(stderr, hk->progress == SF_PROGRESS_LINES ? "sf-denoise: block %d step %d/%d: elapsed %.1fs\n"
+                                                                   : "\rsf-denoise: block %d step %d/%d  %.1fs   ",
+                        b + 1, k + 1, cfg->n_steps + 1, sf_now() - t0);
+                fflush(stderr);
+            } else if (hk && hk->progress == SF_PROGRESS_LINES) {
                 double el = sf_now() - t0, eta = el / done_fwd * (total_fwd - done_fwd);
                 fprintf(stderr, "sf-denoise: block %d/%d step %d/%d: elapsed %.1fs, ETA %.1fs (%d/%d forwards)\n", b + 1,
                         n_blocks, k + 1, cfg->n_steps + 1, el, eta, done_fwd, total_fwd);
@@ -195,13 +276,15 @@ sf_status sf_pipeline_run(sf_dit_state *st, const sf_scheduler *sc, const sf_pip
                     int64_t sh[4] = {F, C, H, W};
                     if ((s = replay(cfg->noise, nm, 4, sh, eps, err))) goto fail;
                 }
-                const float *e = cfg->noise ? eps : feed_wait(&nf, nf.off[draw + 1]) + nf.off[draw];
+                if (endless) sf_rng_fill_normal(&nf.rng, eps, (size_t)n, 0.0f, 1.0f);
+                const float *e = cfg->noise || endless ? eps : feed_wait(&nf, nf.off[draw + 1]) + nf.off[draw];
                 draw++;
                 if ((s = sf_dit_renoise(st, e, n, sf_scheduler_sigma_noise(sc, cfg->steps[k + 1]), err))) goto fail;
             }
             if (k + 1 == cfg->n_steps) { /* block finished: hand it out before the refresh pass */
                 if ((s = sf_dit_lat_get(st, SF_LAT_X0, x0, n, err))) goto fail;
-                if (out) memcpy(out + start * fr, x0, sizeof(float) * (size_t)n);
+                if (out && !endless) memcpy(out + start * fr, x0, sizeof(float) * (size_t)n);
+                if (hist.x) hist_put(&hist, start, F, x0);
                 if (hk && hk->on_block && (s = hk->on_block(hk->ctx, b, start, F, x0, err))) goto fail;
                 sf_trace("denoise", "block_out", b, F);
             }
@@ -217,6 +300,8 @@ fail:
         pthread_mutex_destroy(&nf.mu);
     }
     free(noise);
+    free(hist.x);
+    free(hist.frame);
     free(nf.off);
     free(x0);
     free(eps);

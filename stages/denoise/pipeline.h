@@ -23,7 +23,7 @@ typedef struct sf_pipeline_cfg {
     int frames_per_block;        /* 3 */
     int independent_first_frame; /* first block of 1 frame */
     float context_noise;         /* timestep of the refresh pass (0) */
-    int num_frames;              /* latent frames T */
+    int num_frames;              /* latent frames T; 0 = endless (until stopped; needs a rolling cache) */
     int lat_h, lat_w, channels;  /* latent H, W, C (16) */
     uint64_t seed;
     const sf_tfile *noise;       /* replay file, or NULL for the seeded generator */
@@ -44,12 +44,30 @@ typedef struct sf_pipeline_hooks {
     const volatile int *stop;    /* optional: non-zero → SF_E_STOPPED between forwards */
 } sf_pipeline_hooks;
 
-/* Check the block layout (frames a multiple of the block, ...) and fill *n_blocks. */
+/* The live hooks (sf_pipeline_run_live): prompt switching and stopping an endless run. */
+typedef struct sf_pipeline_live {
+    /* Optional, before a block's first forward: may replace the text context (sf_dit_set_context, a
+     * prompt switch); set *recache = 1 to have the window's K/V re-cached under the new context
+     * (sf_dit_recache with the clean latents the loop keeps). An error status ends the run. */
+    sf_status (*on_block_start)(void *ctx, int block, int64_t start_frame, int *recache, sf_err *err);
+    int (*stopped)(void *ctx);   /* optional: non-zero → SF_E_STOPPED between forwards (a signal) */
+    void *ctx;
+} sf_pipeline_live;
+
+/* Check the block layout (frames a multiple of the block, ...) and fill *n_blocks (0: endless).
+ *
+ * Endless runs (num_frames 0): blocks until a stop (SF_E_STOPPED) or the RoPE table's last row
+ * (SF_OK, st->rope.max_pos latent frames). The seeded noise is then drawn block by block — the block's
+ * F·C·H·W initial noise, then its re-noising draws — since there is no "whole video" to draw first;
+ * replayed noise needs a finite run. Memory is constant: nothing grows with the block count. */
 sf_status sf_pipeline_check(const sf_pipeline_cfg *cfg, int *n_blocks, sf_err *err);
 
 /* Run the loop over a fresh cache (st must be sized for frames_per_block frames and have its
  * context set). out: (T, C, H, W) f32 or NULL. */
 sf_status sf_pipeline_run(sf_dit_state *st, const sf_scheduler *sc, const sf_pipeline_cfg *cfg,
                           const sf_pipeline_hooks *hk, float *out, sf_err *err);
+/* The same with live hooks (NULL: none); a finite run with hooks that never switch equals sf_pipeline_run. */
+sf_status sf_pipeline_run_live(sf_dit_state *st, const sf_scheduler *sc, const sf_pipeline_cfg *cfg,
+                               const sf_pipeline_hooks *hk, const sf_pipeline_live *lv, float *out, sf_err *err);
 
 #endif

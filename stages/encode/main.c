@@ -43,6 +43,7 @@ static const sf_opt opts[] = {
     {"serve", 0, SF_ARG_VALUE, "URL\trun as a resident encoder server on tcp://HOST:PORT or ipc://PATH (bind) until SIGINT/SIGTERM"},
     {"server", 0, SF_ARG_VALUE, "URL\task the encoder server at URL instead of loading anything (alias --connect)"},
     {"connect", 0, SF_ARG_VALUE, "URL\tsame as --server"},
+    {"stop-route", 0, SF_ARG_FLAG, "with --server: end the server's live run (sf-encode --serve URL --out ...: README \"Live\")"},
     {"server-timeout", 0, SF_ARG_VALUE, "SEC\twith --server: fail when a reply takes longer (default 0: wait)"},
     {"cache-dir", 0, SF_ARG_VALUE, "DIR\tembedding cache (default $XDG_CACHE_HOME/sfpipe/embeds)"},
     {"no-cache", 0, SF_ARG_FLAG, "neither read nor write the cache"},
@@ -295,9 +296,20 @@ int main(int argc, char **argv) {
     int tokens_only = sf_args_has(&a, opts, "tokens-only"), cache_only = sf_args_has(&a, opts, "cache-only");
     int list = sf_args_has(&a, opts, "list"), use_cache = !sf_args_has(&a, opts, "no-cache");
     int has_prompts = sf_args_get(&a, opts, "prompt") || sf_args_get(&a, opts, "prompts");
-    if (serve_url && (server_url || save || out_url || tokens_only || cache_only || list || has_prompts))
-        usage_die(prog, "--serve URL runs a server: it takes no prompts and no --out/--save-embeds/--tokens-only/"
-                        "--cache-only/--list/--server");
+    if (sf_args_has(&a, opts, "stop-route")) { /* a script's Ctrl-C for a live run */
+        if (!server_url || serve_url) usage_die(prog, "--stop-route needs --server URL");
+        sf_encode_client *sc = NULL;
+        if ((st = sf_encode_url_check(server_url, &err)) || (st = sf_wire_install_signals(&err)) ||
+            (st = sf_encode_client_open(server_url, timeout_s, &sc, &err)) || (st = sf_encode_client_stop_route(sc, &err)))
+            sf_die(prog, st, &err);
+        sf_encode_client_close(&sc);
+        sf_args_free(&a);
+        return 0;
+    }
+    if (serve_url && (server_url || save || tokens_only || cache_only || list || sf_args_get(&a, opts, "prompts") ||
+                      (has_prompts && !out_url)))
+        usage_die(prog, "--serve URL runs a server: it takes no --prompts/--save-embeds/--tokens-only/--cache-only/"
+                        "--list/--server (--out URL with one --prompt: the live route, README \"Live\")");
     if (cache_only && (save || out_url || tokens_only))
         usage_die(prog, "--cache-only writes no output: drop --out/--save-embeds/--tokens-only");
     if (cache_only && !use_cache && !server_url) usage_die(prog, "--cache-only needs the cache: drop --no-cache");
@@ -349,7 +361,10 @@ int main(int argc, char **argv) {
     if (serve_url) {
         if ((st = sf_encoder_init(&enc, tok_path, w_path, cache_dir, use_cache, (int)threads, &err))) sf_die(prog, st, &err);
         sf_encoder_set_device(&enc, dev.cuda ? dev.ordinal : -1, low_memory);
-        st = sf_encode_serve(&enc, serve_url, text_len, &err);
+        sf_wire *fwd = NULL; /* the live route: the opening --prompt and forwarded requests go down --out */
+        if (out_url && (st = sf_wire_open_writer(out_url, &fwd, &err))) sf_die(prog, st, &err);
+        st = sf_encode_serve_fwd(&enc, serve_url, text_len, fwd, sf_args_get(&a, opts, "prompt"), &err);
+        sf_wire_close(&fwd, NULL);
         sf_encoder_free(&enc);
         sf_args_free(&a);
         if (st) sf_die(prog, st, &err);

@@ -26,6 +26,7 @@ struct sf_encode_client {
     void *ctx, *sock;
     char url[1024];
     double timeout_s;
+    int forward, recache, stop; /* the live route's request meta (sf_encode_client_route) */
     sf_wire_msg *m; /* scratch header (large: heap) */
 };
 
@@ -130,13 +131,28 @@ static sf_status parse_pair(zmq_msg_t *parts, int i, sf_wire_msg *m, const void 
 /* Answer one request (frames parts[0..n)): encodes and sends the reply; a bad request or a
  * failing prompt is answered with an error message (returned SF_OK: the server goes on).
  * Only a failure to send is returned. */
+/* The live route: prompt_embeds (emb (seq_len, dim)) with meta prompt [and recache] to the stream. */
+static sf_status forward_embeds(sf_wire *fwd, const sf_encoded *res, int recache, sf_err *err) {
+    sf_wire_msg *m = malloc(sizeof *m);
+    if (!m) return sf_fail(err, SF_E_NOMEM, "out of memory");
+    int64_t se[2] = {res->seq_len, res->dim};
+    sf_tensor te = sf_tensor_view(res->emb, SF_F32, 2, se);
+    sf_status st = sf_wire_msg_tensor(m, "prompt_embeds", &te, err);
+    if (!st) st = sf_wire_meta_set_str(m, "prompt", res->cleaned, err);
+    if (!st && recache >= 0) st = sf_wire_meta_set_bool(m, "recache", recache, err);
+    if (!st) st = sf_wire_send(fwd, m, res->emb, err);
+    free(m);
+    return st;
+}
+
 static sf_status serve_one(sf_encoder *enc, void *sock, zmq_msg_t *parts, int n, int64_t default_tl,
-                           sf_wire_msg *m, sf_err *err) {
+                           sf_wire_msg *m, sf_wire *fwd, sf_err *err) {
     sf_err rerr = {{0}};
     sf_status rst = SF_OK;
     sf_encoded res = {0};
     const void *payload = NULL;
     int64_t index = -1, tl = default_tl;
+    int forward = 0, recache = -1;
     double t0 = sf_now();
     if (n != 2) {
         rst = sf_fail(&rerr, SF_E_FORMAT, "bad request: expected 2 frames [header, payload], got %d", n);
@@ -149,6 +165,19 @@ static sf_status serve_one(sf_encoder *enc, void *sock, zmq_msg_t *parts, int n,
     }
     tl = sf_wire_meta_int(m, "text_len", default_tl);
     index = sf_wire_meta_int(m, "index", -1);
+    forward = fwd && sf_wire_meta_int(m, "forward", 0);
+    recache = (int)sf_wire_meta_int(m, "recache", -1);
+    if (fwd && sf_wire_meta_int(m, "stop", 0)) { /* end the live run: "stop" downstream, then this server */
+        int64_t z[1] = {0};
+        sf_tensor te = sf_tensor_view((void *)"", SF_U8, 1, z);
+        sf_status fs = sf_wire_msg_tensor(m, "stop", &te, err);
+        if (!fs) fs = sf_wire_send(fwd, m, "", err);
+        sf_wire_msg_init(m, SF_WIRE_ERROR, "");
+        snprintf(m->text, sizeof m->text, "live route stopped");
+        sf_status ss = send_pair(sock, m, NULL, 0, err);
+        sf_info("stop request: the live route ends");
+        return fs ? fs : ss ? ss : sf_fail(err, SF_E_STOPPED, "stop request");
+    }
     if (tl < 1 || tl > SF_SERVE_MAX_TEXT_LEN) {
         rst = sf_fail(&rerr, SF_E_ARG, "bad request: text_len %lld not in 1..%d", (long long)tl,
                       SF_SERVE_MAX_TEXT_LEN);
@@ -179,17 +208,26 @@ reply:
         sf_encoded_free(&res);
         return send_pair(sock, m, NULL, 0, err);
     }
+    if (forward && (st = forward_embeds(fwd, &res, recache, err))) { /* downstream gone: the run is over */
+        sf_encoded_free(&res);
+        return st;
+    }
     if (!(st = send_pair(sock, m, res.emb, 1, err)) && !(st = sf_wire_msg_tensor(m, "ids", &ti, err)) &&
         !(st = send_pair(sock, m, res.ids, 1, err)) && !(st = sf_wire_msg_tensor(m, "mask", &tm, err)))
         st = send_pair(sock, m, res.mask, 0, err);
     if (!st)
-        sf_info("served %lld tokens (%s) in %.3f s", (long long)res.n_tokens,
-                res.from_cache ? "cache hit" : "encoded", sf_now() - t0);
+        sf_info("served %lld tokens (%s%s) in %.3f s", (long long)res.n_tokens,
+                res.from_cache ? "cache hit" : "encoded", forward ? ", forwarded" : "", sf_now() - t0);
     sf_encoded_free(&res);
     return st;
 }
 
 sf_status sf_encode_serve(sf_encoder *enc, const char *url, int64_t default_text_len, sf_err *err) {
+    return sf_encode_serve_fwd(enc, url, default_text_len, NULL, NULL, err);
+}
+
+sf_status sf_encode_serve_fwd(sf_encoder *enc, const char *url, int64_t default_text_len, sf_wire *fwd,
+                              const char *first, sf_err *err) {
     sf_status st;
     void *ctx = NULL, *sock = NULL;
     sf_wire_msg *m = NULL;
@@ -201,6 +239,13 @@ sf_status sf_encode_serve(sf_encoder *enc, const char *url, int64_t default_text
     if (ipc && ipc_alive(ipc)) return sf_fail(err, SF_E_IO, "%s: another server is already listening there", url);
     /* resident: load the weights now (onto the GPU too, unless --low-memory), so "bound" means "ready" */
     if ((st = sf_encoder_load(enc, default_text_len, err))) return st;
+    if (fwd && first) { /* the live route's opening prompt, before any request */
+        sf_encoded res = {0};
+        if ((st = sf_encoder_run(enc, first, strlen(first), default_text_len, &res, err))) return st;
+        st = forward_embeds(fwd, &res, -1, err);
+        sf_encoded_free(&res);
+        if (st) return st;
+    }
     if (!(m = malloc(sizeof *m))) return sf_fail(err, SF_E_NOMEM, "out of memory");
     int zero = 0;
     int64_t maxmsg = MAX_REQUEST;
@@ -225,7 +270,7 @@ sf_status sf_encode_serve(sf_encoder *enc, const char *url, int64_t default_text
         }
         int n = 0;
         if ((st = recv_parts(sock, parts, &n, err))) break;
-        st = serve_one(enc, sock, parts, n, default_text_len, m, err);
+        st = serve_one(enc, sock, parts, n, default_text_len, m, fwd, err);
         close_parts(parts, n);
         if (st) break;
     }
@@ -263,6 +308,7 @@ sf_status sf_encode_client_open(const char *url, double timeout_s, sf_encode_cli
     }
     snprintf(c->url, sizeof c->url, "%s", url);
     c->timeout_s = timeout_s;
+    c->recache = -1;
     int zero = 0;
     if (!(c->ctx = zmq_ctx_new()) || !(c->sock = zmq_socket(c->ctx, ZMQ_REQ)) ||
         zmq_setsockopt(c->sock, ZMQ_LINGER, &zero, sizeof zero)) {
@@ -278,6 +324,21 @@ sf_status sf_encode_client_open(const char *url, double timeout_s, sf_encode_cli
 fail:
     sf_encode_client_close(&c);
     return st;
+}
+
+void sf_encode_client_route(sf_encode_client *c, int forward, int recache) {
+    c->forward = forward;
+    c->recache = recache;
+}
+
+sf_status sf_encode_client_stop_route(sf_encode_client *c, sf_err *err) {
+    sf_encoded res;
+    c->stop = 1;
+    sf_status st = sf_encode_client_run(c, "", 0, 1, -1, &res, err);
+    c->stop = 0;
+    if (st == SF_E_FORMAT && strstr(err->msg, "live route stopped")) return SF_OK;
+    if (!st) sf_encoded_free(&res);
+    return st ? st : sf_fail(err, SF_E_FORMAT, "encode server %s has no live route (--out)", c->url);
 }
 
 void sf_encode_client_close(sf_encode_client **pc) {
@@ -313,7 +374,10 @@ sf_status sf_encode_client_run(sf_encode_client *c, const char *prompt, size_t l
     int64_t shp[1] = {(int64_t)len};
     sf_tensor t = sf_tensor_view((void *)prompt, SF_U8, 1, shp);
     if ((st = sf_wire_msg_tensor(m, "prompt", &t, err)) || (st = sf_wire_meta_set_int(m, "text_len", seq_len, err)) ||
-        (st = sf_wire_meta_set_int(m, "index", index, err)))
+        (st = sf_wire_meta_set_int(m, "index", index, err)) ||
+        (c->forward && (st = sf_wire_meta_set_bool(m, "forward", 1, err))) ||
+        (c->recache >= 0 && (st = sf_wire_meta_set_bool(m, "recache", c->recache, err))) ||
+        (c->stop && (st = sf_wire_meta_set_bool(m, "stop", 1, err))))
         return st;
     int r = poll_sock(c->sock, ZMQ_POLLOUT, c->timeout_s > 0 ? (long)(c->timeout_s * 1000) : -1, err);
     if (r < 0) return (sf_status)r;

@@ -15,6 +15,7 @@ setup_file() {
     mkdir -p "$FX"
     sf-mkmodel tiny "$M" --seed 5 >/dev/null 2>&1
     for i in $(seq 400); do echo "prompt $i: a red fox trotting through fresh snow"; done >"$FX/prompts.txt"
+    echo "a red fox trotting through fresh snow" >"$FX/one.txt"
     sf-encode --model-dir "$M" --prompt "a red fox" --no-cache --save-embeds "$FX/e.safetensors" 2>/dev/null
     # latents for the decoder: 6 latent frames at 160x256 (seconds of VAE work)
     sf-denoise --model-dir "$M" --prompt-embeds "$FX/e.safetensors:emb.0" --num_frames 6 --height 160 --width 256 \
@@ -168,7 +169,7 @@ assert_stopped() { # $1 = signal name, $2 = exit code
 
 # ---- sf-run ---------------------------------------------------------------------------------
 
-run_spec() { # $1 = transport
+run_spec() { # $1 = transport, $2 = the prompts file (default: 400 prompts, seconds of umT5 work)
     SPEC="$T/faults.yaml"
     cat >"$SPEC" <<EOF
 name: faults
@@ -176,7 +177,7 @@ transport: $1
 stages:
   - name: encode
     program: sf-encode
-    args: {model-dir: $M, prompts: $FX/prompts.txt, no-cache: true}
+    args: {model-dir: $M, prompts: ${2:-$FX/prompts.txt}, no-cache: true}
   - name: denoise
     program: sf-denoise
     args: {model-dir: $M, num_frames: 9, height: 160, width: 256}
@@ -189,11 +190,11 @@ EOF
 }
 
 # start sf-run on $SPEC; waits until the denoiser works; sets runner
-start_run() {
+start_run() { # $1 = the log line to wait for (default: the DiT has started)
     TMPDIR="$TMPD" sf-run "$SPEC" --log-level info 3>&- 2>"$T/log" &
     runner=$!
     PIDS+=("$runner")
-    wait_for "\[denoise\].*KV cache" "$T/log" "$runner"
+    wait_for "${1:-\[denoise\].*KV cache}" "$T/log" "$runner"
 }
 
 # the children of PID $1 (named $2 when given), from /proc (no procps needed)
@@ -217,9 +218,17 @@ assert_nothing_left() { # $1 = the sf-run PID
 
 @test "sf-run: a SIGKILLed stage (each stage, ipc and shm) fails the run and leaves no socket or shm file" {
     for tr in ipc shm; do
-        run_spec "$tr"
         for stage in encode denoise decode; do
-            start_run
+            # sf-denoise reads the encoder's stream to its end (the writer waits for that
+            # acknowledgement) before the DiT starts: the encoder is killed while it encodes its
+            # 400 prompts, the others with one prompt once the DiT runs
+            if [ "$stage" = encode ]; then
+                run_spec "$tr"
+                start_run "\[encode\].*prompt [0-9]+/400"
+            else
+                run_spec "$tr" "$FX/one.txt"
+                start_run
+            fi
             sp=$(children "$runner" "sf-$stage")
             [ -n "$sp" ]
             kill -9 "$sp"
@@ -233,7 +242,7 @@ assert_nothing_left() { # $1 = the sf-run PID
 }
 
 @test "sf-run: SIGINT, SIGTERM, SIGHUP stop the run with 130, 143, 129 and leave nothing" {
-    run_spec shm
+    run_spec shm "$FX/one.txt"
     for sig in INT:130 TERM:143 HUP:129; do
         start_run
         sleep 0.3
@@ -247,7 +256,7 @@ assert_nothing_left() { # $1 = the sf-run PID
 }
 
 @test "sf-run SIGKILLed: its stages stop and the next sf-run sweeps the names it left" {
-    run_spec ipc
+    run_spec ipc "$FX/one.txt"
     start_run
     kids=$(children "$runner" | tr '\n' ' ')
     [ -n "$kids" ]

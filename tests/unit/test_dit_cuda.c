@@ -306,8 +306,15 @@ static void test_fused_vs_explicit(void) {
  * positions after eviction) against the CPU state on the same inputs: 12 frames in blocks of 3
  * through a 6-frame window with a 1-frame sink, with and without an independent first frame;
  * every forward's flow within the single-forward bf16 tolerance of the CPU's (each forward
- * starts from the same x, so the error does not compound). */
-static void rolling_case(int iff) {
+ * starts from the same x, so the error does not compound). With sw >= 0, a prompt switch before block
+ * sw (live.h): both states get another context (sf_dit_set_context must replace the GPU's) and
+ * re-cache their window (sf_dit_recache on the device) from the same clean inputs; the later flows
+ * must still agree (a GPU that kept the old context fails that: checked when written). */
+enum { RFR = 16 * 8 * 12 };
+static float rc_hist[12 * RFR]; /* the refresh passes' inputs by absolute frame: the "clean latents" */
+static const float *rc_frame(void *ctx, int64_t f) { (void)ctx; return f >= 0 && f < 12 ? rc_hist + f * RFR : NULL; }
+
+static void rolling_case(int iff, int sw) {
     int dev = sf_test_gpu();
     if (dev < 0) return;
     sf_err err = {{0}};
@@ -326,18 +333,28 @@ static void rolling_case(int iff) {
     if (!s) {
         SF_CHECK_OK(sf_dit_set_context(&gs, d.emb, pe->shape[1], &err), &err);
         SF_CHECK_OK(sf_dit_set_context(&cs, d.emb, pe->shape[1], &err), &err);
-        enum { FR = 16 * 8 * 12 };
+        enum { FR = RFR };
         static float x[3 * FR], fg[3 * FR], fc[3 * FR];
+        int64_t ne = pe->shape[1] * pe->shape[2];
+        float *emb2 = malloc(sizeof(float) * (size_t)ne);
+        for (int64_t i = 0; i < ne; i++) emb2[i] = -0.5f * d.emb[ne - 1 - i] + 0.25f;
         uint64_t r = 0x1234567u + (uint64_t)iff;
         int64_t start = 0;
         for (int b = 0; start < 12 - (iff ? 2 : 0); b++) {
             int F = iff && b == 0 ? 1 : 3;
+            if (b == sw) { /* the prompt switch with LongLive's re-cache, on both backends */
+                SF_CHECK_OK(sf_dit_set_context(&gs, emb2, pe->shape[1], &err), &err);
+                SF_CHECK_OK(sf_dit_set_context(&cs, emb2, pe->shape[1], &err), &err);
+                SF_CHECK_OK(sf_dit_recache(&gs, 0.0f, 3, iff, rc_frame, NULL, &err), &err);
+                SF_CHECK_OK(sf_dit_recache(&cs, 0.0f, 3, iff, rc_frame, NULL, &err), &err);
+            }
             for (int k = 0; k < 2; k++) { /* a denoising step, then the refresh at t = 0 (same slots) */
                 for (int i = 0; i < F * FR; i++) { /* fresh inputs, never zero */
                     r ^= r << 13, r ^= r >> 7, r ^= r << 17;
                     x[i] = (float)((double)(r >> 11) / 9007199254740992.0 * 4.0 - 2.0) + 1e-3f;
                 }
                 float t[3] = {k ? 0.0f : 750.0f, k ? 0.0f : 750.0f, k ? 0.0f : 750.0f};
+                if (k) memcpy(rc_hist + start * FR, x, sizeof(float) * (size_t)(F * FR));
                 SF_CHECK_OK(sf_dit_forward(&gs, x, F, t, start, fg, &err), &err);
                 SF_CHECK_OK(sf_dit_forward(&cs, x, F, t, start, fc, &err), &err);
                 char nm[128];
@@ -348,13 +365,15 @@ static void rolling_case(int iff) {
             start += F;
         }
         SF_CHECK(gs.local_end == cs.local_end && gs.global_end == cs.global_end);
+        free(emb2);
         sf_dit_state_free(&gs);
     }
     sf_dit_state_free(&cs);
     dit_golden_close(&d);
 }
-static void test_rolling_cache(void) { rolling_case(0); }
-static void test_rolling_cache_first_frame(void) { rolling_case(1); }
+static void test_rolling_cache(void) { rolling_case(0, -1); }
+static void test_rolling_cache_first_frame(void) { rolling_case(1, -1); }
+static void test_prompt_switch(void) { rolling_case(1, 3); }
 
 /* the figure after "<name> " and "GFLOP" in an SF_CUDA_PROFILE line; -1 when absent */
 static double prof_gflop(const char *prof, const char *name) {
@@ -430,5 +449,6 @@ static const sf_test tests[] = {
     {"fused_vs_explicit", test_fused_vs_explicit},
     {"rolling_cache", test_rolling_cache},
     {"rolling_cache_first_frame", test_rolling_cache_first_frame},
+    {"prompt_switch", test_prompt_switch},
 };
 SF_TEST_MAIN(tests)

@@ -91,6 +91,29 @@ static size_t make_frame(uint8_t *out, size_t cap, const sf_wire_msg *m, const v
     return n;
 }
 
+/* A meta string that ends the header buffer (msgpack strings are not NUL-terminated): decoded from an
+ * exactly-sized copy, so reading one byte past it is an ASan error (make asan); both strings intact. */
+static void test_meta_string_at_end(void) {
+    sf_err err = {{0}};
+    sf_wire_msg_init(&g_m, SF_WIRE_TENSOR, "frames");
+    int64_t shape[1] = {0};
+    sf_tensor t = sf_tensor_view((void *)"", SF_U8, 1, shape);
+    SF_CHECK_OK(sf_wire_msg_tensor(&g_m, "frames", &t, &err), &err);
+    SF_CHECK_OK(sf_wire_meta_set_str(&g_m, "a", "first", &err), &err);
+    SF_CHECK_OK(sf_wire_meta_set_str(&g_m, "prompt", "A majestic eagle soaring through a cloudy sky", &err), &err);
+    void *buf = NULL;
+    size_t len = 0;
+    SF_CHECK_OK(sf_wire_header_encode(&g_m, &buf, &len, &err), &err);
+    char *exact = malloc(len);
+    if (exact && buf) memcpy(exact, buf, len);
+    free(buf);
+    SF_CHECK_OK(sf_wire_header_decode(exact, len, &g_m2, &err), &err);
+    free(exact);
+    const char *a = sf_wire_meta_str(&g_m2, "a"), *p = sf_wire_meta_str(&g_m2, "prompt");
+    SF_CHECK(a && !strcmp(a, "first"));
+    SF_CHECK(p && !strcmp(p, "A majestic eagle soaring through a cloudy sky"));
+}
+
 static void test_malformed(void) {
     sf_err err;
     static uint8_t f[4096], g[4096];
@@ -585,6 +608,7 @@ static void test_size_cap(void) {
 
 static const sf_test tests[] = {
     {"roundtrip_meta", test_roundtrip_meta},
+    {"meta_string_at_end", test_meta_string_at_end},
     {"malformed", test_malformed},
     {"pipe", test_pipe},
     {"pipe_eof_and_error", test_pipe_eof_and_error},

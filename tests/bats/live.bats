@@ -1,0 +1,203 @@
+#!/usr/bin/env bats
+# Live (README "Live"): an endless sf-denoise holds its memory flat and stops on SIGINT within 1 s;
+# sf-decode --out sends raw frames; a stop message ends an endless run cleanly; sf-view refuses bad
+# input; pipelines/live.yaml on a tiny model in headless Chromium: frames arrive (two screenshots of
+# the video differ, neither is blank), a prompt posted by the page is switched to and reported.
+# Background runs have fd 3 closed (3>&-) and are killed by saved PID in teardown.
+bats_require_minimum_version 1.5.0
+load '/usr/lib/bats/bats-support/load'
+load '/usr/lib/bats/bats-assert/load'
+
+setup() {
+    T="$BATS_TEST_TMPDIR"
+    M="$T/model"
+    sf-mkmodel tiny "$M" --seed 1 2>/dev/null
+    sf-encode --model-dir "$M" --no-cache --prompt "a red fox" --out "$T/emb.wire" 2>/dev/null
+    PIDS=()
+    PORT=$((20000 + (RANDOM % 20000)))
+}
+
+teardown() {
+    for p in "${PIDS[@]}"; do { kill -9 "$p" && wait "$p"; } 2>/dev/null || true; done
+}
+
+# wait up to $2 seconds for PID $1 to exit; fails when it is still running
+wait_exit() {
+    for _ in $(seq $(($2 * 50))); do
+        kill -0 "$1" 2>/dev/null || return 0
+        sleep 0.02
+    done
+    return 1
+}
+
+# the latest finished block of an endless run's progress lines in $1 (0 when none)
+blocks_done() {
+    local n
+    n=$(grep -a -c 'step 5/5' "$1" 2>/dev/null)
+    echo "${n:-0}"
+}
+
+ENDLESS=(--num_frames 0 --local_attn_size 6 --sink_size 3 --height 16 --width 16 --threads 1 --progress lines)
+
+@test "endless: memory flat over 200 blocks, SIGINT stops it within 1 s with exit 0" {
+    # (under make asan: a small quarantine, or freed chunks held by ASan would look like growth)
+    ASAN_OPTIONS="${ASAN_OPTIONS:+$ASAN_OPTIONS:}quarantine_size_mb=1" \
+        sf-denoise --model-dir "$M" --in "$T/emb.wire" "${ENDLESS[@]}" --out - 2>"$T/den.log" 3>&- >/dev/null &
+    pid=$!
+    PIDS+=("$pid")
+    for _ in $(seq 3000); do [ "$(blocks_done "$T/den.log")" -ge 20 ] && break; sleep 0.05; done
+    rss20=$(awk '/VmRSS/ {print $2}' /proc/$pid/status)
+    for _ in $(seq 6000); do [ "$(blocks_done "$T/den.log")" -ge 200 ] && break; sleep 0.05; done
+    [ "$(blocks_done "$T/den.log")" -ge 200 ]
+    rss200=$(awk '/VmRSS/ {print $2}' /proc/$pid/status)
+    echo "RSS at block 20: $rss20 kB, at block 200: $rss200 kB" >&3
+    [ $((rss200 - rss20)) -le 1024 ] # within 1 MiB: nothing grows with the block count
+    kill -INT "$pid"
+    t0=$(date +%s%N)
+    wait_exit "$pid" 1
+    wait "$pid"
+    [ $(( ($(date +%s%N) - t0) / 1000000 )) -le 1000 ]
+    grep -q "stopped" "$T/den.log"
+}
+
+@test "endless: the live route's stop ends it cleanly (end downstream, exit 0); bad flags are one line" {
+    S="$T/enc.sock"
+    sf-encode --model-dir "$M" --cache-dir "$T/c" --serve "ipc://$S" --prompt "a red fox" --out "ipc://$T/d.sock" \
+        2>"$T/enc.log" 3>&- &
+    enc=$!
+    PIDS+=("$enc")
+    sf-denoise --model-dir "$M" --in "ipc://$T/d.sock" "${ENDLESS[@]}" --out "$T/lat.wire" 2>"$T/den.log" 3>&- &
+    den=$!
+    PIDS+=("$den")
+    for _ in $(seq 600); do [ "$(blocks_done "$T/den.log")" -ge 3 ] && break; sleep 0.05; done
+    run sf-encode --server "ipc://$S" --stop-route
+    assert_success
+    wait_exit "$den" 5
+    wait "$den"
+    wait_exit "$enc" 5
+    wait "$enc"
+    run sf-wire cat "$T/lat.wire" # committed: the end went downstream
+    assert_success
+    assert_output --partial "tensor latents f32 [1, 3, 16, 2, 2]"
+    assert_output --partial 'prompt: "a red fox"'
+    assert_line --index 0 --partial "tensor progress u8 [0]" # the viewer's generation progress
+    assert_output --partial "step: 4"
+    assert_output --partial "n_steps: 4"
+    run sf-denoise --model-dir "$M" --in "$T/emb.wire" --num_frames 0 --out - </dev/null
+    assert_failure 2
+    assert_output --partial "needs a rolling KV cache"
+    [ "${#lines[@]}" -eq 1 ]
+}
+
+@test "sf-decode --out URL: one frames message u8 [n, H, W, 3] per block, with the block's prompt" {
+    sf-denoise --model-dir "$M" --in "$T/emb.wire" --num_frames 6 --height 16 --width 16 --threads 1 \
+        --out "$T/lat.wire" 2>/dev/null
+    run sf-decode --model-dir "$M" --in "$T/lat.wire" --out "$T/frames.wire" --threads 1
+    assert_success
+    run sf-wire cat "$T/frames.wire"
+    assert_success
+    assert_line --index 0 --partial "tensor frames u8 [9, 16, 16, 3]"
+    assert_line --index 1 --partial "tensor frames u8 [12, 16, 16, 3]"
+    assert_output --partial 'prompt: "a red fox"'
+    assert_output --partial "start_frame: 9"
+}
+
+@test "sf-view: local only, one-line errors, bad prompts refused with 400" {
+    run sf-view --in "$T/emb.wire" --port 0
+    assert_failure 2
+    run sf-view --in "$T/emb.wire" --port "$PORT" --bind not-an-ip
+    assert_failure
+    assert_output --partial "not an IPv4 address"
+    mkfifo "$T/fifo"
+    sf-view --in "$T/fifo" --port "$PORT" --encoder "ipc://$T/none.sock" 2>"$T/view.log" 3>&- &
+    PIDS+=("$!")
+    exec 4>"$T/fifo" # keep the stream open: no frames yet
+    for _ in $(seq 100); do curl -s "http://127.0.0.1:$PORT/status" >/dev/null && break; sleep 0.05; done
+    run curl -s "http://127.0.0.1:$PORT/status"
+    assert_output --partial '"ended":false'
+    code() { curl -s -o /dev/null -w '%{http_code}' "$@"; }
+    [ "$(code "http://127.0.0.1:$PORT/")" = 200 ]
+    [ "$(code "http://127.0.0.1:$PORT/nope")" = 404 ]
+    [ "$(code -X DELETE "http://127.0.0.1:$PORT/")" = 405 ]
+    [ "$(code -X POST -d 'prompt=x' "http://127.0.0.1:$PORT/prompt")" = 400 ]
+    [ "$(code -X POST -d '{"prompt": ""}' "http://127.0.0.1:$PORT/prompt")" = 400 ]
+    [ "$(code -X POST -d '{"prompt": "a\u0001b"}' "http://127.0.0.1:$PORT/prompt")" = 400 ]
+    [ "$(code -X POST --data-binary $'{"prompt": "\xff"}' "http://127.0.0.1:$PORT/prompt")" = 400 ]
+    [ "$(code -X POST -H 'Origin: http://evil.example' -d '{"prompt": "x"}' "http://127.0.0.1:$PORT/prompt")" = 403 ]
+    head -c 20000 /dev/zero | tr '\0' 'a' >"$T/big"
+    [ "$(code -X POST --data-binary @"$T/big" "http://127.0.0.1:$PORT/prompt")" = 413 ]
+    # a valid prompt with no encoder server running: 503, the view keeps serving
+    [ "$(code -X POST -d '{"prompt": "a cat"}' "http://127.0.0.1:$PORT/prompt")" = 503 ]
+    [ "$(code "http://127.0.0.1:$PORT/status")" = 200 ]
+    # only the loopback interface listens
+    ! ss -ltn | grep ":$PORT " | grep -v "127.0.0.1:$PORT"
+    exec 4>&-
+}
+
+# gray pixels of the video area of a screenshot (crop inside the <img>)
+video_gray() { ffmpeg -v error -i "$1" -vf crop=560:300:40:70 -f rawvideo -pix_fmt gray -; }
+
+@test "pipelines/live.yaml: frames in headless Chromium, a prompt from the page is switched to and reported" {
+    command -v chromium >/dev/null || skip "chromium is not installed"
+    CHROME=(chromium --headless --no-sandbox --disable-gpu --hide-scrollbars --window-size=700,900)
+    sf-run pipelines/live.yaml model_dir="$M" port="$PORT" height=16 width=16 checkpoint=none local_attn_size=6 \
+        encoder_socket="$T/enc" cache_dir="$T/cache" denoise.threads=1 decode.threads=1 idle_exit=0 \
+        >"$T/run.log" 2>&1 3>&- &
+    run_pid=$!
+    PIDS+=("$run_pid")
+    for _ in $(seq 600); do
+        curl -s "http://127.0.0.1:$PORT/status" 2>/dev/null | grep -q '"frame":[1-9]' && break
+        sleep 0.1
+    done
+    run curl -s "http://127.0.0.1:$PORT/status"
+    assert_output --regexp '"frame":[1-9]'
+    cd "$T"
+    "${CHROME[@]}" --virtual-time-budget=1500 --screenshot="$T/a.png" "http://127.0.0.1:$PORT/" 2>/dev/null
+    sleep 1
+    "${CHROME[@]}" --virtual-time-budget=1500 --screenshot="$T/b.png" "http://127.0.0.1:$PORT/" 2>/dev/null
+    video_gray a.png >a.gray
+    video_gray b.png >b.gray
+    [ -s a.gray ] && [ -s b.gray ]
+    ! cmp -s a.gray b.gray # frames arrive
+    for g in a.gray b.gray; do # neither is blank: many gray levels in the video area
+        [ "$(od -An -v -tu1 "$g" | tr -s ' ' '\n' | sort -u | wc -l)" -ge 16 ]
+    done
+    # the page posts ?prompt=...; its status line reports the switch once the new prompt's frames show
+    "${CHROME[@]}" --virtual-time-budget=2000 --dump-dom "http://127.0.0.1:$PORT/?prompt=a%20cat%20on%20the%20moon" \
+        >dom1.html 2>/dev/null
+    for _ in $(seq 600); do
+        curl -s "http://127.0.0.1:$PORT/status" | grep -q '"switches":1' && break
+        sleep 0.1
+    done
+    run curl -s "http://127.0.0.1:$PORT/status"
+    assert_output --partial '"prompt":"a cat on the moon"'
+    assert_output --partial '"switches":1'
+    "${CHROME[@]}" --virtual-time-budget=2000 --dump-dom "http://127.0.0.1:$PORT/" >dom2.html 2>/dev/null
+    grep -q '<span id="prompt">a cat on the moon</span>' dom2.html
+    grep -q '<span id="sw">switches 1' dom2.html
+    grep -q '<span id="gen">generating block [0-9]* step [1-5]/5</span>' dom2.html
+    grep -q "prompt switched" "$T/run.log"
+    # Ctrl-C: every stage stops
+    kill -INT "$run_pid"
+    wait_exit "$run_pid" 10
+}
+
+@test "pipelines/live.yaml: closing the page ends the whole run cleanly (idle_exit)" {
+    command -v chromium >/dev/null || skip "chromium is not installed"
+    sf-run pipelines/live.yaml model_dir="$M" port="$PORT" height=16 width=16 checkpoint=none local_attn_size=6 \
+        encoder_socket="$T/enc" cache_dir="$T/cache" denoise.threads=1 decode.threads=1 idle_exit=1 \
+        >"$T/run.log" 2>&1 3>&- &
+    run_pid=$!
+    PIDS+=("$run_pid")
+    for _ in $(seq 600); do
+        curl -s "http://127.0.0.1:$PORT/status" 2>/dev/null | grep -q '"frame":[1-9]' && break
+        sleep 0.1
+    done
+    chromium --headless --no-sandbox --disable-gpu --virtual-time-budget=1000 --dump-dom "http://127.0.0.1:$PORT/" \
+        >/dev/null 2>&1 # a page watches, then is closed
+    wait_exit "$run_pid" 30
+    run wait "$run_pid"
+    assert_success # every stage exited 0
+    grep -q "no viewer for 1 s: stopping the live run" "$T/run.log"
+    grep -q "pipeline 'live' finished" "$T/run.log"
+}

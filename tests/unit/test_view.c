@@ -1,0 +1,114 @@
+/* test_view.c — sf-view's pieces (tools/view/view.h): UTF-8 validation, the POST /prompt parser's
+ * refusals, a served server's /status JSON (escaping through cJSON) and a frame going through the
+ * JPEG encoder to /frame.jpg. The page in a browser: tests/bats/live.bats. */
+#define _POSIX_C_SOURCE 200809L
+#include "sf_test.h"
+#include "tools/view/view.h"
+
+#include <cjson/cJSON.h>
+#include <stdio.h>
+#include <unistd.h>
+
+static void test_utf8(void) {
+    SF_CHECK(sf_view_utf8_ok("plain", 5));
+    SF_CHECK(sf_view_utf8_ok("caf\xc3\xa9 \xe6\x97\xa5 \xf0\x9f\xa6\x8a", 14)); /* é 日 🦊 */
+    SF_CHECK(!sf_view_utf8_ok("\xff", 1));
+    SF_CHECK(!sf_view_utf8_ok("\xc0\xaf", 2));          /* overlong '/' */
+    SF_CHECK(!sf_view_utf8_ok("\xed\xa0\x80", 3));      /* a surrogate */
+    SF_CHECK(!sf_view_utf8_ok("\xf4\x90\x80\x80", 4));  /* > U+10FFFF */
+    SF_CHECK(!sf_view_utf8_ok("\xe6\x97", 2));          /* truncated */
+    SF_CHECK(!sf_view_utf8_ok("a\xe6\x97z", 4));
+}
+
+static void test_parse_prompt(void) {
+    char out[SF_VIEW_MAX_PROMPT + 1];
+    int rc;
+    sf_err err = {{0}};
+#define OK(body, want, want_rc)                                                                           \
+    do {                                                                                                   \
+        SF_CHECK_OK(sf_view_parse_prompt(body, strlen(body), out, sizeof out, &rc, &err), &err);            \
+        SF_CHECK_MSG(!strcmp(out, want) && rc == (want_rc), "%s -> '%s' %d", body, out, rc);                \
+    } while (0)
+#define BAD(body, why)                                                                                    \
+    do {                                                                                                   \
+        SF_CHECK(sf_view_parse_prompt(body, strlen(body), out, sizeof out, &rc, &err) == SF_E_ARG);        \
+        SF_CHECK_MSG(strstr(err.msg, why) != NULL, "%s: %s", body, err.msg);                                \
+    } while (0)
+    OK("{\"prompt\": \"a cat\"}", "a cat", -1);
+    OK("{\"prompt\": \"<b>\\\"x\\\"</b>\", \"recache\": false}", "<b>\"x\"</b>", 0);
+    OK("{\"recache\": true, \"prompt\": \"caf\\u00e9\"}", "caf\xc3\xa9", 1);
+    BAD("prompt=a", "JSON object");
+    BAD("[\"a\"]", "JSON object");
+    BAD("{\"prompt\": 3}", "must be a string");
+    BAD("{\"prompt\": \"a\", \"recache\": 1}", "true or false");
+    BAD("{\"prompt\": \"\"}", "1..2000 bytes");
+    BAD("{\"prompt\": \"  \"}", "empty");
+    BAD("{\"prompt\": \"a\\u0001b\"}", "control character");
+    BAD("{\"prompt\": \"a\\nb\"}", "control character");
+    BAD("{\"prompt\": \"a\xff\"}", "UTF-8");
+    BAD("{\"prompt\": \"\\ud800\"}", "JSON object"); /* a lone surrogate escape: cJSON refuses it */
+    static char as[2001], big[2100];
+    memset(as, 'a', sizeof as);
+    snprintf(big, sizeof big, "{\"prompt\": \"%.*s\"}", 2001, as);
+    BAD(big, "1..2000 bytes");
+}
+
+static void test_status_and_frame(void) {
+    sf_err err = {{0}};
+    sf_view *v = NULL;
+    sf_view_opts o = {"127.0.0.1", 20000 + (int)(getpid() % 20000), NULL, 512, 85, 1000, 4, 1.0};
+    SF_CHECK_OK(sf_view_new(&o, &v, &err), &err);
+    if (!v) return;
+    /* one frame of a block whose prompt needs escaping */
+    enum { H = 8, W = 12 };
+    static unsigned char px[2 * H * W * 3];
+    for (size_t i = 0; i < sizeof px; i++) px[i] = (unsigned char)(i * 7);
+    sf_wire_msg m;
+    int64_t sh[4] = {2, H, W, 3};
+    sf_tensor t = sf_tensor_view(px, SF_U8, 4, sh);
+    SF_CHECK_OK(sf_wire_msg_tensor(&m, "frames", &t, &err), &err);
+    SF_CHECK_OK(sf_wire_meta_set_str(&m, "prompt", "a \"fox\" </script>\n", &err), &err);
+    SF_CHECK_OK(sf_wire_meta_set_int(&m, "block", 4, &err), &err);
+    SF_CHECK_OK(sf_wire_meta_set_int(&m, "start_frame", 45, &err), &err);
+    SF_CHECK_OK(sf_view_play(v, &m, px, &err), &err);
+    char *js = sf_view_status_json(v);
+    cJSON *j = cJSON_Parse(js);
+    SF_CHECK(j != NULL);
+    if (j) {
+        SF_CHECK(!strcmp(cJSON_GetObjectItem(j, "prompt")->valuestring, "a \"fox\" </script>\n"));
+        SF_CHECK(cJSON_GetObjectItem(j, "block")->valuedouble == 4);
+        SF_CHECK(cJSON_GetObjectItem(j, "frame")->valuedouble == 46);
+        SF_CHECK(cJSON_GetObjectItem(j, "switches")->valuedouble == 0);
+        SF_CHECK(cJSON_IsFalse(cJSON_GetObjectItem(j, "can_prompt"))); /* no encoder */
+    }
+    cJSON_Delete(j);
+    free(js);
+    /* a second prompt counts one switch */
+    SF_CHECK_OK(sf_wire_meta_set_str(&m, "prompt", "a cat", &err), &err);
+    SF_CHECK_OK(sf_view_play(v, &m, px, &err), &err);
+    js = sf_view_status_json(v);
+    SF_CHECK(strstr(js, "\"switches\":1") && strstr(js, "\"prompt\":\"a cat\""));
+    free(js);
+    /* frames that are not u8 [n, H, W, 3] */
+    int64_t bad[3] = {H, W, 3};
+    sf_tensor tb = sf_tensor_view(px, SF_U8, 3, bad);
+    SF_CHECK_OK(sf_wire_msg_tensor(&m, "frames", &tb, &err), &err);
+    SF_CHECK(sf_view_play(v, &m, px, &err) == SF_E_SHAPE);
+    sf_view_mark_ended(v);
+    double idle;
+    SF_CHECK(sf_view_viewers(v, &idle) == 0 && idle < 0);
+    sf_view_destroy(&v);
+    SF_CHECK(v == NULL);
+    /* refusals: a port in use, a bad address */
+    sf_view *v2 = NULL;
+    sf_view_opts bad_o = o;
+    bad_o.bind = "localhost";
+    SF_CHECK(sf_view_new(&bad_o, &v2, &err) == SF_E_ARG && strstr(err.msg, "IPv4"));
+}
+
+static const sf_test tests[] = {
+    {"utf8", test_utf8},
+    {"parse_prompt", test_parse_prompt},
+    {"status_and_frame", test_status_and_frame},
+};
+SF_TEST_MAIN(tests)

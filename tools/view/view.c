@@ -1,0 +1,487 @@
+/* view.c — sf-view's HTTP server, MJPEG stream and prompt box (see view.h).
+ * Tested by tests/unit/test_view.c and tests/bats/live.bats. */
+#define _POSIX_C_SOURCE 200809L
+#include "tools/view/view.h"
+#include "stages/encode/serve.h"
+
+#include <arpa/inet.h>
+#include <cjson/cJSON.h>
+#include <microhttpd.h>
+#include <netinet/in.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <turbojpeg.h>
+
+#define MAX_BODY (16 << 10)
+#define BOUNDARY "sfpipeframe"
+
+struct sf_view {
+    sf_view_opts o;
+    struct MHD_Daemon *d;
+    tjhandle tj;
+    pthread_mutex_t mu;      /* everything below */
+    pthread_cond_t cv;       /* a new frame, or the end */
+    unsigned char *jpg;      /* the latest frame (tjAlloc'd) */
+    size_t jpg_len;
+    uint64_t seq;            /* frames published */
+    char prompt[4096], pending[4096];
+    int64_t block, frame;
+    int64_t gen_block, gen_step, n_steps; /* the generator's progress ("progress" messages) */
+    double fps, video_fps, latency_ms, t_post, switch_ms;
+    double shown[32];        /* when the last 32 frames were shown (a ring), for the measured rate */
+    int switches, viewers, ever_viewed, ended, stopping;
+    double t_left;           /* when the last viewer left */
+    double next_due;         /* when the next frame may be shown (playback pacing) */
+    pthread_mutex_t enc_mu;  /* one request at a time on the encoder's REQ socket */
+    sf_encode_client *enc;
+};
+
+/* ------------------------------------------------------------------ input checks */
+
+int sf_view_utf8_ok(const char *s, size_t len) {
+    const unsigned char *p = (const unsigned char *)s, *e = p + len;
+    while (p < e) {
+        unsigned c = *p;
+        int n = c < 0x80 ? 0 : (c & 0xE0) == 0xC0 ? 1 : (c & 0xF0) == 0xE0 ? 2 : (c & 0xF8) == 0xF0 ? 3 : -1;
+        if (n < 0 || e - p <= n) return n == 0;
+        unsigned cp = n == 0 ? c : n == 1 ? c & 0x1F : n == 2 ? c & 0x0F : c & 0x07;
+        for (int i = 1; i <= n; i++) {
+            if ((p[i] & 0xC0) != 0x80) return 0;
+            cp = (cp << 6) | (p[i] & 0x3F);
+        }
+        static const unsigned min[4] = {0, 0x80, 0x800, 0x10000};
+        if (cp < min[n] || cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF)) return 0;
+        p += n + 1;
+    }
+    return 1;
+}
+
+sf_status sf_view_parse_prompt(const char *body, size_t len, char *out, size_t n, int *recache, sf_err *err) {
+    *recache = -1;
+    if (len > MAX_BODY) return sf_fail(err, SF_E_ARG, "request body too large");
+    cJSON *j = cJSON_ParseWithLength(body, len);
+    if (!j || !cJSON_IsObject(j)) {
+        cJSON_Delete(j);
+        return sf_fail(err, SF_E_ARG, "expected a JSON object {\"prompt\": TEXT}");
+    }
+    const cJSON *p = cJSON_GetObjectItemCaseSensitive(j, "prompt"), *r = cJSON_GetObjectItemCaseSensitive(j, "recache");
+    sf_status s = SF_OK;
+    if (!cJSON_IsString(p) || !p->valuestring) s = sf_fail(err, SF_E_ARG, "\"prompt\" must be a string");
+    else if (r && !cJSON_IsBool(r)) s = sf_fail(err, SF_E_ARG, "\"recache\" must be true or false");
+    size_t pl = s ? 0 : strlen(p->valuestring);
+    if (!s && (pl < 1 || pl > SF_VIEW_MAX_PROMPT || pl + 1 > n))
+        s = sf_fail(err, SF_E_ARG, "the prompt must have 1..%d bytes", SF_VIEW_MAX_PROMPT);
+    if (!s && !sf_view_utf8_ok(p->valuestring, pl)) s = sf_fail(err, SF_E_ARG, "the prompt is not valid UTF-8");
+    for (size_t i = 0; !s && i < pl; i++) {
+        unsigned char c = (unsigned char)p->valuestring[i];
+        if ((c < 0x20 && c != '\t') || c == 0x7F) s = sf_fail(err, SF_E_ARG, "the prompt has a control character");
+    }
+    size_t k = 0; /* "" or only blanks is no prompt */
+    while (!s && k < pl && (p->valuestring[k] == ' ' || p->valuestring[k] == '\t')) k++;
+    if (!s && k == pl) s = sf_fail(err, SF_E_ARG, "the prompt is empty");
+    if (!s) {
+        memcpy(out, p->valuestring, pl + 1);
+        if (r) *recache = cJSON_IsTrue(r);
+    }
+    cJSON_Delete(j);
+    return s;
+}
+
+/* ------------------------------------------------------------------ state */
+
+char *sf_view_status_json(sf_view *v) {
+    cJSON *j = cJSON_CreateObject();
+    if (!j) return NULL;
+    pthread_mutex_lock(&v->mu);
+    cJSON_AddStringToObject(j, "prompt", v->prompt);
+    cJSON_AddStringToObject(j, "pending", v->pending);
+    cJSON_AddNumberToObject(j, "block", (double)v->block);
+    cJSON_AddNumberToObject(j, "frame", (double)v->frame);
+    cJSON_AddNumberToObject(j, "gen_block", (double)v->gen_block);
+    cJSON_AddNumberToObject(j, "gen_step", (double)v->gen_step);
+    cJSON_AddNumberToObject(j, "n_steps", (double)v->n_steps);
+    cJSON_AddNumberToObject(j, "fps", v->fps);
+    cJSON_AddNumberToObject(j, "video_fps", v->video_fps);
+    cJSON_AddNumberToObject(j, "latency_ms", v->latency_ms);
+    cJSON_AddNumberToObject(j, "switches", v->switches);
+    cJSON_AddNumberToObject(j, "switch_latency_ms", v->switch_ms);
+    cJSON_AddNumberToObject(j, "viewers", v->viewers);
+    cJSON_AddBoolToObject(j, "ended", v->ended);
+    cJSON_AddBoolToObject(j, "can_prompt", v->o.encoder != NULL && !v->ended);
+    pthread_mutex_unlock(&v->mu);
+    char *s = cJSON_PrintUnformatted(j);
+    cJSON_Delete(j);
+    return s;
+}
+
+static void sleep_until(double t) {
+    double d = t - sf_now();
+    if (d <= 0) return;
+    struct timespec ts = {(time_t)d, (long)((d - (double)(time_t)d) * 1e9)};
+    nanosleep(&ts, NULL);
+}
+
+sf_status sf_view_play(sf_view *v, const sf_wire_msg *m, const void *payload, sf_err *err) {
+    if (m->dtype != SF_U8 || m->ndim != 4 || m->shape[3] != 3 || m->shape[1] < 1 || m->shape[2] < 1 ||
+        m->shape[1] > 16384 || m->shape[2] > 16384)
+        return sf_fail(err, SF_E_SHAPE, "frames message must be u8 [n, H, W, 3]");
+    const int64_t n = m->shape[0], H = m->shape[1], W = m->shape[2];
+    const char *pr = sf_wire_meta_str(m, "prompt");
+    const double t_sent = sf_wire_meta_double(m, "t_sent", 0.0);
+    const double fps = v->o.fps > 0 ? v->o.fps : (double)sf_wire_meta_int(m, "fps", 16);
+    for (int64_t i = 0; i < n; i++) {
+        unsigned char *jpg = NULL;
+        unsigned long jl = 0;
+        const unsigned char *rgb = (const unsigned char *)payload + i * H * W * 3;
+        if (tjCompress2(v->tj, rgb, (int)W, 0, (int)H, TJPF_RGB, &jpg, &jl, TJSAMP_420, v->o.quality, 0) != 0) {
+            tjFree(jpg);
+            return sf_fail(err, SF_E_IO, "JPEG: %s", tjGetErrorStr2(v->tj));
+        }
+        /* playback at the video's rate: a block's frames arrive together and are shown 1/fps apart */
+        double now = sf_now();
+        if (v->next_due < now) v->next_due = now;
+        /* live, not buffered: a frame already later than max_lag behind its block's departure is shown
+         * at once, so the stages' queues drain and the lag (and a prompt switch's delay) stays small */
+        if (!(t_sent > 0 && now - t_sent - (double)i / fps > v->o.max_lag)) sleep_until(v->next_due);
+        else v->next_due = now;
+        v->next_due += 1.0 / (fps > 0 ? fps : 16);
+        now = sf_now();
+        pthread_mutex_lock(&v->mu);
+        tjFree(v->jpg);
+        v->jpg = jpg, v->jpg_len = jl;
+        v->seq++;
+        /* the measured rate: frames shown over the last (up to) 32 frames' span, at least 0.5 s of it */
+        v->shown[v->seq % 32] = now;
+        uint64_t k = v->seq < 32 ? v->seq : 32;
+        double span = now - v->shown[(v->seq - k + 1) % 32];
+        v->fps = k > 1 ? (double)(k - 1) / (span > 0.5 ? span : 0.5) : 0;
+        v->video_fps = fps;
+        v->block = sf_wire_meta_int(m, "block", -1);
+        v->frame = sf_wire_meta_int(m, "start_frame", 0) + i;
+        if (i == 0 && t_sent > 0) v->latency_ms = (now - t_sent) * 1e3; /* denoise → decode → screen */
+        if (pr && strcmp(pr, v->prompt) != 0) { /* a block of another prompt: the switch is on screen */
+            if (v->prompt[0]) v->switches++;
+            if (v->pending[0] && !strcmp(pr, v->pending)) {
+                v->switch_ms = (now - v->t_post) * 1e3;
+                v->pending[0] = 0;
+            }
+            snprintf(v->prompt, sizeof v->prompt, "%s", pr);
+        }
+        pthread_cond_broadcast(&v->cv);
+        pthread_mutex_unlock(&v->mu);
+    }
+    return SF_OK;
+}
+
+void sf_view_progress(sf_view *v, const sf_wire_msg *m) {
+    pthread_mutex_lock(&v->mu);
+    v->gen_block = sf_wire_meta_int(m, "block", -1);
+    v->gen_step = sf_wire_meta_int(m, "step", -1);
+    v->n_steps = sf_wire_meta_int(m, "n_steps", 0);
+    pthread_mutex_unlock(&v->mu);
+}
+
+void sf_view_mark_ended(sf_view *v) {
+    pthread_mutex_lock(&v->mu);
+    v->ended = 1;
+    pthread_cond_broadcast(&v->cv);
+    pthread_mutex_unlock(&v->mu);
+}
+
+int sf_view_viewers(sf_view *v, double *idle_s) {
+    pthread_mutex_lock(&v->mu);
+    int n = v->viewers;
+    *idle_s = v->ever_viewed && !n ? sf_now() - v->t_left : -1;
+    pthread_mutex_unlock(&v->mu);
+    return n;
+}
+
+/* The encoder client, connected on first use (the server may still be loading when the view starts).
+ * Call with enc_mu held. */
+static sf_status encoder(sf_view *v, sf_err *err) {
+    if (v->enc) return SF_OK;
+    if (!v->o.encoder) return sf_fail(err, SF_E_ARG, "no encoder server: prompts cannot be sent (--encoder URL)");
+    return sf_encode_client_open(v->o.encoder, 300, &v->enc, err); /* a cold umT5 on a CPU takes a while */
+}
+
+sf_status sf_view_stop_route(sf_view *v, sf_err *err) {
+    pthread_mutex_lock(&v->enc_mu);
+    sf_status s = encoder(v, err);
+    if (!s) s = sf_encode_client_stop_route(v->enc, err);
+    pthread_mutex_unlock(&v->enc_mu);
+    return s;
+}
+
+/* ------------------------------------------------------------------ HTTP */
+
+typedef struct mjpeg {   /* one viewer of /stream.mjpg */
+    sf_view *v;
+    uint64_t seq;        /* last frame sent */
+    unsigned char *buf;  /* the part being sent: header + JPEG + CRLF */
+    size_t len, off, cap;
+} mjpeg;
+
+static ssize_t mjpeg_read(void *cls, uint64_t pos, char *out, size_t max) {
+    (void)pos;
+    mjpeg *c = cls;
+    sf_view *v = c->v;
+    if (c->off == c->len) { /* wait for a newer frame */
+        pthread_mutex_lock(&v->mu);
+        while (v->seq == c->seq && !v->ended && !v->stopping) {
+            struct timespec ts;
+            clock_gettime(CLOCK_REALTIME, &ts);
+            ts.tv_nsec += 250 * 1000 * 1000;
+            if (ts.tv_nsec >= 1000000000L) ts.tv_sec++, ts.tv_nsec -= 1000000000L;
+            pthread_cond_timedwait(&v->cv, &v->mu, &ts);
+        }
+        if (v->stopping || v->seq == c->seq) {
+            pthread_mutex_unlock(&v->mu);
+            return v->stopping ? MHD_CONTENT_READER_END_WITH_ERROR : MHD_CONTENT_READER_END_OF_STREAM;
+        }
+        char hdr[128];
+        int hl = snprintf(hdr, sizeof hdr, "--" BOUNDARY "\r\nContent-Type: image/jpeg\r\nContent-Length: %zu\r\n\r\n",
+                          v->jpg_len);
+        size_t need = (size_t)hl + v->jpg_len + 2;
+        if (need > c->cap) {
+            unsigned char *nb = realloc(c->buf, need);
+            if (!nb) {
+                pthread_mutex_unlock(&v->mu);
+                return MHD_CONTENT_READER_END_WITH_ERROR;
+            }
+            c->buf = nb, c->cap = need;
+        }
+        memcpy(c->buf, hdr, (size_t)hl);
+        memcpy(c->buf + hl, v->jpg, v->jpg_len);
+        memcpy(c->buf + hl + v->jpg_len, "\r\n", 2);
+        c->len = need, c->off = 0, c->seq = v->seq;
+        pthread_mutex_unlock(&v->mu);
+    }
+    size_t k = c->len - c->off < max ? c->len - c->off : max;
+    memcpy(out, c->buf + c->off, k);
+    c->off += k;
+    return (ssize_t)k;
+}
+
+static void mjpeg_free(void *cls) {
+    mjpeg *c = cls;
+    pthread_mutex_lock(&c->v->mu);
+    c->v->viewers--;
+    c->v->t_left = sf_now();
+    pthread_mutex_unlock(&c->v->mu);
+    free(c->buf);
+    free(c);
+}
+
+static enum MHD_Result send_mem(struct MHD_Connection *cn, unsigned code, const char *type, const void *p, size_t n) {
+    struct MHD_Response *r = MHD_create_response_from_buffer(n, (void *)p, MHD_RESPMEM_MUST_COPY);
+    if (!r) return MHD_NO;
+    MHD_add_response_header(r, "Content-Type", type);
+    MHD_add_response_header(r, "Cache-Control", "no-store");
+    MHD_add_response_header(r, "X-Content-Type-Options", "nosniff");
+    MHD_add_response_header(r, "Content-Security-Policy", "default-src 'self'; script-src 'unsafe-inline' 'self'; "
+                                                          "style-src 'unsafe-inline'");
+    enum MHD_Result ret = MHD_queue_response(cn, code, r);
+    MHD_destroy_response(r);
+    return ret;
+}
+
+static enum MHD_Result send_json_error(struct MHD_Connection *cn, unsigned code, const char *msg) {
+    cJSON *j = cJSON_CreateObject();
+    cJSON_AddStringToObject(j, "error", msg);
+    char *s = cJSON_PrintUnformatted(j);
+    enum MHD_Result r = send_mem(cn, code, "application/json", s ? s : "{}", s ? strlen(s) : 2);
+    free(s);
+    cJSON_Delete(j);
+    return r;
+}
+
+typedef struct body {    /* a POST body being received */
+    char *p;
+    size_t n;
+    int too_big;
+} body;
+
+static void on_completed(void *cls, struct MHD_Connection *cn, void **con_cls, enum MHD_RequestTerminationCode t) {
+    (void)cls, (void)cn, (void)t;
+    body *b = *con_cls;
+    if (b) free(b->p);
+    free(b);
+    *con_cls = NULL;
+}
+
+/* POST /prompt: validate, ask the encoder (cache hits are instant), which forwards to sf-denoise. */
+static enum MHD_Result post_prompt(sf_view *v, struct MHD_Connection *cn, const body *b) {
+    char text[SF_VIEW_MAX_PROMPT + 1];
+    int recache;
+    sf_err err = {{0}};
+    if (b->too_big) return send_json_error(cn, MHD_HTTP_CONTENT_TOO_LARGE, "request body too large");
+    if (sf_view_parse_prompt(b->p ? b->p : "", b->n, text, sizeof text, &recache, &err))
+        return send_json_error(cn, MHD_HTTP_BAD_REQUEST, err.msg);
+    sf_encoded res;
+    double t0 = sf_now();
+    pthread_mutex_lock(&v->enc_mu);
+    sf_status s = encoder(v, &err);
+    if (s) {
+        pthread_mutex_unlock(&v->enc_mu);
+        return send_json_error(cn, MHD_HTTP_SERVICE_UNAVAILABLE, err.msg);
+    }
+    sf_encode_client_route(v->enc, 1, recache);
+    s = sf_encode_client_run(v->enc, text, strlen(text), v->o.text_len, -1, &res, &err);
+    pthread_mutex_unlock(&v->enc_mu);
+    if (s) {
+        sf_warn("prompt request failed: %s", err.msg);
+        return send_json_error(cn, MHD_HTTP_BAD_GATEWAY, err.msg);
+    }
+    pthread_mutex_lock(&v->mu);
+    snprintf(v->pending, sizeof v->pending, "%s", res.cleaned);
+    v->t_post = t0;
+    v->switch_ms = -1;
+    pthread_mutex_unlock(&v->mu);
+    cJSON *j = cJSON_CreateObject();
+    cJSON_AddStringToObject(j, "prompt", res.cleaned);
+    cJSON_AddBoolToObject(j, "from_cache", res.from_cache);
+    cJSON_AddNumberToObject(j, "encode_ms", (sf_now() - t0) * 1e3);
+    char *js = cJSON_PrintUnformatted(j);
+    enum MHD_Result r = send_mem(cn, MHD_HTTP_OK, "application/json", js ? js : "{}", js ? strlen(js) : 2);
+    sf_info("prompt queued: \"%.200s\"", res.cleaned);
+    free(js);
+    cJSON_Delete(j);
+    sf_encoded_free(&res);
+    return r;
+}
+
+/* A POST must come from this page: an Origin header, when present, must name the Host it was sent to. */
+static int same_origin(struct MHD_Connection *cn) {
+    const char *origin = MHD_lookup_connection_value(cn, MHD_HEADER_KIND, "Origin");
+    const char *host = MHD_lookup_connection_value(cn, MHD_HEADER_KIND, "Host");
+    if (!origin) return 1;
+    if (!host || strncmp(origin, "http://", 7) != 0) return 0;
+    return strcmp(origin + 7, host) == 0;
+}
+
+static enum MHD_Result handle(void *cls, struct MHD_Connection *cn, const char *url, const char *method,
+                              const char *version, const char *upload, size_t *upload_n, void **con_cls) {
+    (void)version;
+    sf_view *v = cls;
+    if (!strcmp(method, "POST")) {
+        body *b = *con_cls;
+        if (!b) { /* first call: headers only */
+            if (!(b = calloc(1, sizeof *b))) return MHD_NO;
+            *con_cls = b;
+            return MHD_YES;
+        }
+        if (*upload_n) { /* a chunk of the body */
+            if (!b->too_big && b->n + *upload_n <= MAX_BODY) {
+                char *np = realloc(b->p, b->n + *upload_n + 1);
+                if (!np) return MHD_NO;
+                memcpy(np + b->n, upload, *upload_n);
+                b->p = np, b->n += *upload_n;
+                b->p[b->n] = 0;
+            } else {
+                b->too_big = 1;
+            }
+            *upload_n = 0;
+            return MHD_YES;
+        }
+        if (strcmp(url, "/prompt") != 0) return send_json_error(cn, MHD_HTTP_NOT_FOUND, "not found");
+        if (!same_origin(cn)) return send_json_error(cn, MHD_HTTP_FORBIDDEN, "cross-origin request refused");
+        return post_prompt(v, cn, b);
+    }
+    if (strcmp(method, "GET") != 0 && strcmp(method, "HEAD") != 0)
+        return send_json_error(cn, MHD_HTTP_METHOD_NOT_ALLOWED, "method not allowed");
+    if (!strcmp(url, "/")) return send_mem(cn, MHD_HTTP_OK, "text/html; charset=utf-8", sf_view_page, strlen(sf_view_page));
+    if (!strcmp(url, "/status")) {
+        char *s = sf_view_status_json(v);
+        enum MHD_Result r = s ? send_mem(cn, MHD_HTTP_OK, "application/json", s, strlen(s)) : MHD_NO;
+        free(s);
+        return r;
+    }
+    if (!strcmp(url, "/frame.jpg")) {
+        pthread_mutex_lock(&v->mu);
+        enum MHD_Result r = v->jpg ? send_mem(cn, MHD_HTTP_OK, "image/jpeg", v->jpg, v->jpg_len)
+                                   : send_json_error(cn, MHD_HTTP_SERVICE_UNAVAILABLE, "no frame yet");
+        pthread_mutex_unlock(&v->mu);
+        return r;
+    }
+    if (!strcmp(url, "/stream.mjpg")) {
+        mjpeg *c = calloc(1, sizeof *c);
+        if (!c) return MHD_NO;
+        c->v = v;
+        struct MHD_Response *r = MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 64 * 1024, mjpeg_read, c, mjpeg_free);
+        if (!r) {
+            free(c);
+            return MHD_NO;
+        }
+        pthread_mutex_lock(&v->mu);
+        v->viewers++;
+        v->ever_viewed = 1;
+        pthread_mutex_unlock(&v->mu);
+        MHD_add_response_header(r, "Content-Type", "multipart/x-mixed-replace; boundary=" BOUNDARY);
+        MHD_add_response_header(r, "Cache-Control", "no-store");
+        enum MHD_Result ret = MHD_queue_response(cn, MHD_HTTP_OK, r);
+        MHD_destroy_response(r);
+        return ret;
+    }
+    return send_json_error(cn, MHD_HTTP_NOT_FOUND, "not found");
+}
+
+/* ------------------------------------------------------------------ life */
+
+sf_status sf_view_new(const sf_view_opts *o, sf_view **out, sf_err *err) {
+    *out = NULL;
+    struct sockaddr_in sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sin_family = AF_INET;
+    sa.sin_port = htons((uint16_t)o->port);
+    if (o->port < 1 || o->port > 65535) return sf_fail(err, SF_E_ARG, "--port must be in 1..65535");
+    if (inet_pton(AF_INET, o->bind ? o->bind : "127.0.0.1", &sa.sin_addr) != 1)
+        return sf_fail(err, SF_E_ARG, "--bind: '%s' is not an IPv4 address", o->bind);
+    if (o->quality < 1 || o->quality > 100) return sf_fail(err, SF_E_ARG, "--quality must be in 1..100");
+    sf_view *v = calloc(1, sizeof *v);
+    if (!v) return sf_fail(err, SF_E_NOMEM, "out of memory");
+    v->o = *o;
+    v->switch_ms = -1;
+    v->block = v->gen_block = v->gen_step = -1;
+    pthread_mutex_init(&v->mu, NULL);
+    pthread_cond_init(&v->cv, NULL);
+    pthread_mutex_init(&v->enc_mu, NULL);
+    sf_status s = SF_OK;
+    if (!(v->tj = tjInitCompress())) s = sf_fail(err, SF_E_NOMEM, "cannot start the JPEG encoder");
+    if (!s) {
+        v->d = MHD_start_daemon(MHD_USE_THREAD_PER_CONNECTION | MHD_USE_INTERNAL_POLLING_THREAD, (uint16_t)o->port, NULL,
+                                NULL, handle, v, MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&sa,
+                                MHD_OPTION_CONNECTION_LIMIT, (unsigned)(o->max_viewers > 0 ? o->max_viewers : 16) + 8,
+                                MHD_OPTION_NOTIFY_COMPLETED, on_completed, NULL, MHD_OPTION_CONNECTION_TIMEOUT,
+                                (unsigned)60, MHD_OPTION_END);
+        if (!v->d)
+            s = sf_fail(err, SF_E_IO, "cannot listen on %s:%d (port in use? pick another with port=N)",
+                        o->bind ? o->bind : "127.0.0.1", o->port);
+    }
+    if (s) {
+        sf_view_destroy(&v);
+        return s;
+    }
+    *out = v;
+    return SF_OK;
+}
+
+void sf_view_destroy(sf_view **pv) {
+    sf_view *v = *pv;
+    if (!v) return;
+    pthread_mutex_lock(&v->mu);
+    v->stopping = 1;
+    pthread_cond_broadcast(&v->cv);
+    pthread_mutex_unlock(&v->mu);
+    if (v->d) MHD_stop_daemon(v->d);
+    if (v->tj) tjDestroy(v->tj);
+    tjFree(v->jpg);
+    sf_encode_client_close(&v->enc);
+    pthread_mutex_destroy(&v->enc_mu);
+    pthread_cond_destroy(&v->cv);
+    pthread_mutex_destroy(&v->mu);
+    free(v);
+    *pv = NULL;
+}

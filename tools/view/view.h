@@ -1,0 +1,71 @@
+/* view.h — sf-view's server: decoded frames from a wire stream played as an MJPEG stream on one local
+ * web page, with the prompt in effect, progress, FPS and latency, and a text box that sends a new
+ * prompt through the live route (sf-encode --serve … --out → sf-denoise --in).
+ *
+ * HTTP (libmicrohttpd, one thread per connection, bound to 127.0.0.1 by default):
+ *   GET  /             the page (tools/view/page.c)
+ *   GET  /stream.mjpg  multipart/x-mixed-replace JPEG frames (libjpeg-turbo) at the video's frame rate
+ *   GET  /frame.jpg    the latest frame
+ *   GET  /status       JSON: prompt, pending, block, frame, gen_block, gen_step, n_steps (the
+ *                      generator's position: sf-denoise's "progress" messages), fps, video_fps, latency_ms, switches,
+ *                      switch_latency_ms, viewers, ended, can_prompt
+ *   POST /prompt       JSON {"prompt": TEXT, "recache": BOOL}: TEXT valid UTF-8, 1..2000 bytes, no
+ *                      control characters; a cross-origin Origin header is refused (403)
+ * Anything else is 404 / 405; request bodies over 16 KiB are 413. All JSON is built with cJSON.
+ * Mirrors the reference's demo.py (Flask + Socket.IO) in spirit, not in code. Tested by
+ * tests/unit/test_view.c (input validation, JSON, JPEG) and tests/bats/live.bats (the page in
+ * headless Chromium). */
+#ifndef SF_VIEW_H
+#define SF_VIEW_H
+
+#include "sf.h"
+#include "wire.h"
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define SF_VIEW_MAX_PROMPT 2000
+
+typedef struct sf_view sf_view;
+
+typedef struct sf_view_opts {
+    const char *bind;      /* IPv4 address, default 127.0.0.1 */
+    int port;
+    const char *encoder;   /* encode server URL (the live route) or NULL: prompts cannot be sent */
+    int64_t text_len;      /* for encoder requests (512) */
+    int quality;           /* JPEG quality 1..100 */
+    double fps;            /* playback rate; 0: the stream's meta fps (16 when absent) */
+    int max_viewers;       /* connection limit */
+    double max_lag;        /* seconds a frame may lag its block's departure before playback catches up */
+} sf_view_opts;
+
+/* Start the HTTP server (and connect to the encoder). Caller destroys. */
+sf_status sf_view_new(const sf_view_opts *o, sf_view **out, sf_err *err);
+/* Stop the server and free; *v = NULL. */
+void sf_view_destroy(sf_view **v);
+
+/* Play one "frames" message: u8 [n, H, W, 3] with meta block, prompt, t_sent, fps. Each frame is
+ * JPEG-encoded and published at the playback rate (this call sleeps between frames). */
+sf_status sf_view_play(sf_view *v, const sf_wire_msg *m, const void *payload, sf_err *err);
+/* A "progress" message (meta block, step, n_steps): the generator's position, shown on the page. */
+void sf_view_progress(sf_view *v, const sf_wire_msg *m);
+/* The stream ended (no more frames will come). */
+void sf_view_mark_ended(sf_view *v);
+/* Viewers connected to the stream now, and seconds since the last one left (-1: none ever came). */
+int sf_view_viewers(sf_view *v, double *idle_s);
+/* Ask the encoder server to end the live run (sf_encode_client_stop_route). */
+sf_status sf_view_stop_route(sf_view *v, sf_err *err);
+
+/* ---- pieces, exposed for tests ---- */
+/* A prompt from a POST body: SF_OK and the text copied into out (n ≥ SF_VIEW_MAX_PROMPT + 1), recache
+ * (-1 absent); SF_E_ARG with a one-line reason otherwise. */
+sf_status sf_view_parse_prompt(const char *body, size_t len, char *out, size_t n, int *recache, sf_err *err);
+/* 1 when s[0..len) is valid UTF-8 (no overlongs, surrogates or code points > U+10FFFF). */
+int sf_view_utf8_ok(const char *s, size_t len);
+/* The status JSON (malloc'd, caller frees). */
+char *sf_view_status_json(sf_view *v);
+
+/* The page (page.c). */
+extern const char sf_view_page[];
+
+#endif
