@@ -28,6 +28,7 @@
 #define SF_TAPS_H
 
 #include "dit.h"
+#include "tap_mass.h"
 
 typedef enum sf_tap_mode { SF_TAP_LOGITS = 0, SF_TAP_FRAMES = 1, SF_TAP_PROBS = 2 } sf_tap_mode;
 typedef enum sf_tap_sel { SF_TAP_SEL_SEED = 0, SF_TAP_SEL_ALL = 1, SF_TAP_SEL_ONE = 2 } sf_tap_sel;
