@@ -247,10 +247,20 @@ sf_status sf_taps_stats_frames(const sf_tensor *t, int64_t row0, int64_t nrows, 
     return SF_OK;
 }
 
+/* probs: W = F / fsl (the mean weight of one key of the frame, like the logits sources' W). */
+static sf_status probs_weights(sf_taps_stats *s, int64_t fsl, sf_err *err) {
+    size_t n = (size_t)s->nh * (size_t)s->nkf;
+    if (!(s->W = malloc(n * sizeof(double)))) return sf_fail(err, SF_E_NOMEM, "out of memory");
+    for (size_t i = 0; i < n; i++) s->W[i] = s->F[i] / (double)(fsl > 0 ? fsl : 1);
+    sf_taps_stats_finish(s);
+    return SF_OK;
+}
+
 sf_status sf_taps_stats_source(const sf_taps_src *src, const int *heads, int nh, sf_taps_stats *out, sf_err *err) {
     sf_status st;
     if (src->kind == SF_TAPS_SRC_LOGITS) st = sf_taps_stats_logits(src->t, src->fsl, heads, nh, out, err);
     else st = sf_taps_stats_frames(src->t, src->row0, src->nrows, heads, nh, out, err);
+    if (!st && src->kind == SF_TAPS_SRC_PROBS) st = probs_weights(out, src->fsl, err);
     if (st) {
         sf_err e2 = *err;
         sf_fail(err, st, "%s: %s", src->name, e2.msg);
@@ -374,6 +384,32 @@ static int64_t meta_int(const sf_tfile *tf, const char *key, int64_t dflt) {
     return end != v && *end == 0 ? x : dflt;
 }
 
+/* The workbench's tensor names, one parser: "probs.L<l>.b<b>.s<s>" (decimal digits only). 1 when nm
+ * is one; fills layer, block, step, kind, set and label. */
+static int digits(const char **p, int *v) {
+    long x = 0;
+    const char *q = *p;
+    while (*q >= '0' && *q <= '9' && q - *p < 7) x = 10 * x + (*q++ - '0');
+    if (q == *p || (*q >= '0' && *q <= '9')) return 0;
+    *v = (int)x;
+    *p = q;
+    return 1;
+}
+static int workbench_name(const char *nm, sf_taps_src *s) {
+    const char *p = nm;
+    if (strncmp(p, "probs.L", 7)) return 0;
+    p += 7;
+    if (!digits(&p, &s->layer) || strncmp(p, ".b", 2)) return 0;
+    p += 2;
+    if (!digits(&p, &s->block) || strncmp(p, ".s", 2)) return 0;
+    p += 2;
+    if (!digits(&p, &s->step) || *p) return 0;
+    s->kind = SF_TAPS_SRC_PROBS;
+    s->set = SF_TAPS_SET_PROBS;
+    snprintf(s->label, sizeof s->label, "probs.L%d.b%d.s%d", s->layer, s->block, s->step);
+    return 1;
+}
+
 static sf_status find_safetensors(const sf_tfile *tf, int64_t fslo, src_list *l, sf_err *err) {
     int64_t mfsl = meta_int(tf, "frame_seq_length", 0), fpb = meta_int(tf, "num_frame_per_block", 3);
     for (size_t i = 0; i < tf->n; i++) {
@@ -404,11 +440,12 @@ static sf_status find_safetensors(const sf_tfile *tf, int64_t fslo, src_list *l,
             int64_t T = t->ndim == 3 ? t->shape[1] : 0;
             s.nrows = fpb > 0 && fpb <= T ? fpb : T;
             s.row0 = T - s.nrows;
-        } else
+        } else if (!workbench_name(nm, &s))
             continue;
         snprintf(s.name, sizeof s.name, "%s", nm);
         s.t = &tf->entries[i].t;
         if (s.kind == SF_TAPS_SRC_LOGITS) s.fsl = pick_fsl(fslo, mfsl, fpb, s.t);
+        if (s.kind == SF_TAPS_SRC_PROBS) s.fsl = fslo > 0 ? fslo : mfsl;
         sf_status st = push(l, &s, err);
         if (st) return st;
     }
@@ -428,7 +465,7 @@ sf_status sf_taps_find_sources(const sf_tfile *tf, unsigned sets, int64_t fsl_ov
         for (size_t i = 0; i < l.n; i++) have |= l.v[i].set;
         sets = have & SF_TAPS_SET_FIG4 ? SF_TAPS_SET_FIG4
                : have & SF_TAPS_SET_STREAM ? SF_TAPS_SET_STREAM
-                                            : SF_TAPS_SET_TAPS | SF_TAPS_SET_FRAMES;
+                                            : SF_TAPS_SET_TAPS | SF_TAPS_SET_FRAMES | SF_TAPS_SET_PROBS;
     }
     size_t k = 0;
     for (size_t i = 0; i < l.n; i++) {
