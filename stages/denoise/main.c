@@ -279,6 +279,9 @@ int main(int argc, char **argv) {
     sf_dit_config cfg;
     snprintf(p, sizeof p, "%s/config.json", model_dir);
     if ((s = sf_dit_config_load(p, &cfg, &err))) sf_die(PROG, s, &err);
+    free(layers); /* the tapped layers, range-checked now that the model's depth is known */
+    if (tap_out && (s = sf_taps_parse_layers(lay, n_lay, cfg.num_layers, &layers, &n_layers, &err))) sf_die(PROG, s, &err);
+    free(lay);
     sf_tfile *noise = NULL;
     const char *ckpath = sf_args_get(&a, opts, "checkpoint-path");
     sf_dit_source src;
@@ -291,10 +294,8 @@ int main(int argc, char **argv) {
     sf_info("DiT: %d layers, dim %d, %lld parameters, weights: %s", cfg.num_layers, cfg.dim, (long long)w.n_params, weights);
     sf_taps taps;
     int have_taps = tap_out != NULL;
-    if (have_taps && ((s = sf_taps_parse_layers(lay, n_lay, cfg.num_layers, &layers, &n_layers, &err)) ||
-                      (s = sf_taps_init(&taps, tmode, tsel, sel_b, sel_s, layers, n_layers, cfg.num_layers, &err))))
+    if (have_taps && (s = sf_taps_init(&taps, tmode, tsel, sel_b, sel_s, layers, n_layers, cfg.num_layers, &err)))
         sf_die(PROG, s, &err);
-    free(lay);
     free(layers);
     if (have_taps) {
         taps.cross = sf_args_has(&a, opts, "tap-cross");

@@ -461,9 +461,11 @@ done:
 
 /* The run's facts as safetensors metadata, JSON where a value is a list: layers, heads, the
  * forwards (block, step, start frame, absolute key frame of every slot), seed, weights, prompt,
- * sink and window sizes. Owned strings in *bufs (freed by the caller). */
-static sf_status facts(const sf_taps *t, const sf_taps_meta *m, const char **kv, size_t *nkv, char **bufs, sf_err *err) {
-    static char num[8][32];
+ * sink and window sizes. bufs[0..1]: owned JSON strings (freed by the caller); num: the caller's
+ * storage for the numbers, alive until the file is written. */
+typedef char fact_num[4][32];
+static sf_status facts(const sf_taps *t, const sf_taps_meta *m, const char **kv, size_t *nkv, char **bufs, fact_num num,
+                       sf_err *err) {
     size_t k = *nkv;
     cJSON *li = cJSON_CreateArray(), *fw = cJSON_CreateArray();
     for (int i = 0; li && i < t->n_layers; i++) cJSON_AddItemToArray(li, cJSON_CreateNumber(t->layers[i]));
@@ -660,7 +662,8 @@ static sf_status write_stream_st(const sf_taps *t, const char *path, const sf_ta
                           "prompt", m->prompt ? m->prompt : ""};
     size_t nkv = 14;
     if (m->weights) kv[nkv++] = "weights", kv[nkv++] = m->weights;
-    if ((s = facts(t, m, kv, &nkv, fbufs, err))) goto done;
+    fact_num fn;
+    if ((s = facts(t, m, kv, &nkv, fbufs, fn, err))) goto done;
     s = sf_safetensors_write(path, ents, n, kv, nkv / 2, err);
 done:
     free(fbufs[0]);
@@ -716,7 +719,8 @@ sf_status sf_taps_write(const sf_taps *t, const char *path, const sf_taps_meta *
                           "frame_seq_length", fsl, "prompt", meta->prompt ? meta->prompt : ""};
     size_t nkv = 10;
     if (meta->weights) kv[nkv++] = "weights", kv[nkv++] = meta->weights;
-    if ((s = facts(t, meta, kv, &nkv, bufs, err))) goto done;
+    fact_num fn;
+    if ((s = facts(t, meta, kv, &nkv, bufs, fn, err))) goto done;
     s = sf_safetensors_write(path, ents, ne, kv, nkv / 2, err);
 done:
     if (names)
