@@ -597,10 +597,13 @@ static sf_status tap_layer(sf_dit_state *st, int l, int64_t L, int64_t Lk, const
     const int64_t D = c->dim;
     sf_status s;
     if ((s = tap_bufs(st, err))) return s;
-    if ((s = download_rows(g, g->tap_q, g->q, L, D, D, err))) return s;
-    if ((s = download_rows(g, g->tap_k, Ka, Lk, D, 2 * D, err))) return s; /* keys of the [k | v] cache rows */
-    sf_dit_attn_view vw = {l, L, Lk, c->num_heads, (int)(D / c->num_heads), g->tap_q, g->tap_k, D, st->frame_tokens,
-                           kfr, logits, logits16, mass ? g->tm_hout : NULL, mass ? g->tm_hst : NULL, 0, 0};
+    if (!mass) { /* the probability aggregates are made on the device: no q / k copies for them */
+        if ((s = download_rows(g, g->tap_q, g->q, L, D, D, err))) return s;
+        if ((s = download_rows(g, g->tap_k, Ka, Lk, D, 2 * D, err))) return s; /* keys of the [k | v] cache rows */
+    }
+    sf_dit_attn_view vw = {l, L, Lk, c->num_heads, (int)(D / c->num_heads), mass ? NULL : g->tap_q, mass ? NULL : g->tap_k,
+                           D, st->frame_tokens, kfr, logits, logits16, mass ? g->tm_hout : NULL, mass ? g->tm_hst : NULL,
+                           0, 0};
     return st->tap.done(st->tap.ctx, &vw, err);
 }
 
