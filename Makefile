@@ -117,7 +117,7 @@ CXX     ?= g++
 EMU_SRC := kernels/cuda/emu/cuda_emu.cc kernels/cuda/emu/emu_selftest.cu kernels/cuda/cuda_common.cu \
            kernels/cuda/norm_act.cu kernels/cuda/gemm.cu kernels/cuda/dit_glue.cu kernels/cuda/attn_blas.cu \
            kernels/cuda/device.cu kernels/cuda/norm_fused.cu kernels/cuda/t5_glue.cu kernels/cuda/vae_glue.cu \
-           kernels/cuda/emu/conv_emu.cc
+           kernels/cuda/emu/conv_emu.cc kernels/cuda/tap_mass.cu
 EMU_OBJ := $(patsubst %,$(BUILD)/emu/%.o,$(EMU_SRC))
 EMU_CXXFLAGS := -std=c++17 $(CFLAGS) -Wall -Wextra -Wshadow -Wno-unknown-pragmas $(FP_FLAGS) -MMD -MP -DSF_CUDA_EMU \
            -Icommon -Ikernels -I. $(EXTRA_CFLAGS)
@@ -183,6 +183,15 @@ $(BUILD)/tests/test_vae_glue_emu: $(BUILD)/obj/tests/unit/test_vae_glue_emu.o $(
 # sf-view (tools/view/): an HTTP server (libmicrohttpd) and JPEG (libjpeg-turbo), linked into it and its test only
 VIEW_LIBS := -lmicrohttpd -lturbojpeg
 $(BUILD)/bin/sf-view $(BUILD)/tests/test_view: LDLIBS += $(VIEW_LIBS)
+
+# test_tap_mass: the attention-tap probability aggregates, CPU reference and the emulated GPU kernels
+# (kernels/cuda/tap_mass.cu); build/tests/test_tap_mass_gpu is the same file on the real kernels.
+all: $(BUILD)/tests/test_tap_mass_gpu
+$(BUILD)/tests/test_tap_mass: $(BUILD)/obj/tests/unit/test_tap_mass.o $(EMU_OBJ) $(LIB)
+	$(emu_link)
+$(BUILD)/obj/tests/unit/test_tap_mass_gpu.o: tests/unit/test_tap_mass.c
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) -DSF_TEST_GPU -c $< -o $@
 
 $(BUILD)/bench/%: $(BUILD)/obj/tests/bench/%.o $(LIB)
 	@mkdir -p $(dir $@)

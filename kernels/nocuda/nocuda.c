@@ -397,3 +397,20 @@ sf_status sf_conv_cudnn_plan_deviceless(const char *deviceprop_json_path, const 
     if (desc_n) desc[0] = 0;
     return SF_NO_CUDA(err);
 }
+
+/* kernels/tap_mass_cuda.h: the attention-tap probability aggregates. */
+#include "tap_mass_cuda.h"
+sf_status sf_tap_row_mass_cuda(const sf_cuda_ctx *ctx, int H, int64_t rows, int64_t r0, int64_t Lq, int64_t Lk,
+                               const float *S, int64_t lds, int64_t G, int64_t NG, float *rowmass, float *lse,
+                               sf_err *err) {
+    (void)ctx, (void)H, (void)rows, (void)r0, (void)Lq, (void)Lk, (void)S, (void)lds, (void)G, (void)NG, (void)rowmass,
+        (void)lse;
+    return SF_NO_CUDA(err);
+}
+sf_status sf_tap_mass_reduce_cuda(const sf_cuda_ctx *ctx, int H, int64_t Lq, int64_t NG, int64_t S, int renorm,
+                                  const float *rowmass, const float *lse, double *rowtot, float *out, float *stats,
+                                  sf_err *err) {
+    (void)ctx, (void)H, (void)Lq, (void)NG, (void)S, (void)renorm, (void)rowmass, (void)lse, (void)rowtot, (void)out,
+        (void)stats;
+    return SF_NO_CUDA(err);
+}

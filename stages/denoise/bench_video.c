@@ -3,13 +3,17 @@
  * 1000 750 500 250, 3-frame blocks, refresh pass at t = 0). The loop runs ahead of the GPU (a
  * block waits only for its x0), so each forward is timed on the GPU's own clock: an event on the
  * state's stream as each forward is enqueued, the whole video by the host. Run by
- * tests/gpu/check.sh beside the reference PyTorch bench (../shared/refbench). */
+ * tests/gpu/check.sh beside the reference PyTorch bench (../shared/refbench).
+ * SF_BENCH_TAPS=frames|probs[+cross]: the same video with every layer tapped in that mode (every
+ * forward kept, --tap-select all): the taps' overhead against the plain run (tests/bench/run.sh,
+ * tests/gpu/check.sh print the ratio). */
 #define _POSIX_C_SOURCE 200809L
 #include "bench.h"
 #include "cuda_ops.h"
 #include "rng.h"
 #include "stages/denoise/dit_cuda.h"
 #include "stages/denoise/pipeline.h"
+#include "stages/denoise/taps.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -21,12 +25,14 @@ typedef struct clock_ctx {
     sf_dit_state *st;
     void *ev; /* N_FWD + 1 events */
     int n, bad;
+    sf_taps *taps; /* SF_BENCH_TAPS, or NULL */
 } clock_ctx;
 
 static void on_fwd(void *ctx, int block, int step, int64_t start, int F) {
     (void)block, (void)step, (void)start, (void)F;
     clock_ctx *c = ctx;
     sf_err e = {0};
+    if (c->taps) sf_taps_on_forward(c->taps, block, step, start);
     if (c->n < N_FWD && sf_dit_cuda_mark(c->st, c->ev, c->n++, &e)) c->bad = 1;
 }
 
@@ -39,6 +45,8 @@ sf_status sf_denoise_bench_video(const sf_dit_weights *w, int cuda_ordinal, sf_e
     size_t tot = 0, fr1 = 0;
     float *emb = NULL;
     void *ev = NULL;
+    sf_taps taps;
+    int have_taps = 0;
     memset(&st, 0, sizeof st);
     if ((s = sf_scheduler_init(&sc, 5.0, err))) return s;
     sf_pipeline_cfg pc = {{0}, 4, FPB, 0, 0.0f, T, H, W, c->in_dim, 0, NULL};
@@ -54,10 +62,29 @@ sf_status sf_denoise_bench_video(const sf_dit_weights *w, int cuda_ordinal, sf_e
     sf_rng_fill_normal(&rng, emb, (size_t)40 * (size_t)c->text_dim, 0, 0.2f); /* 40 prompt rows, rest zero */
     if ((s = sf_dit_set_context(&st, emb, c->text_len, err))) goto done;
     if ((s = sf_cuda_events_new(&ev, N_FWD + 1, err))) goto done;
+    const char *tapenv = getenv("SF_BENCH_TAPS");
+    char tapdesc[64] = "";
+    if (tapenv && *tapenv) { /* every layer, every forward */
+        char mode[16];
+        snprintf(mode, sizeof mode, "%.*s", (int)strcspn(tapenv, "+"), tapenv);
+        sf_tap_mode tm;
+        int *all = malloc(sizeof(int) * (size_t)c->num_layers);
+        for (int l = 0; all && l < c->num_layers; l++) all[l] = l;
+        if (!all) s = sf_fail(err, SF_E_NOMEM, "out of memory");
+        if (!s && !(s = sf_taps_parse_mode(mode, &tm, err)))
+            s = sf_taps_init(&taps, tm, SF_TAP_SEL_ALL, 0, 0, all, c->num_layers, c->num_layers, err);
+        free(all);
+        if (s) goto done;
+        have_taps = 1;
+        taps.cross = strstr(tapenv, "+cross") != NULL;
+        sf_taps_attach(&taps, &st);
+        snprintf(tapdesc, sizeof tapdesc, " [taps: %s%s, all %d layers]", mode, taps.cross ? " + cross" : "",
+                 c->num_layers);
+    }
     printf("denoise 1.3b gpu: bf16 weights + state %.2f GiB on the device, upload + init %.2f s\n",
            (double)sf_dit_cuda_bytes(&st) / 1073741824.0, t_init);
     for (int run = 0; run < 2; run++) {
-        clock_ctx ck = {&st, ev, 0, 0};
+        clock_ctx ck = {&st, ev, 0, 0, have_taps ? &taps : NULL};
         sf_pipeline_hooks hk = {on_fwd, NULL, NULL, &ck, 0, NULL};
         double a = sf_now();
         if ((s = sf_pipeline_run(&st, &sc, &pc, &hk, NULL, err))) goto done;
@@ -74,8 +101,8 @@ sf_status sf_denoise_bench_video(const sf_dit_weights *w, int cuda_ordinal, sf_e
             sf_dit_cuda_profile_reset(&st);
             continue;
         }
-        printf("denoise 1.3b gpu video: %.3f s for 21 latent frames (81 video frames): %.1f FPS DiT only\n", total,
-               81.0 / total);
+        printf("denoise 1.3b gpu video: %.3f s for 21 latent frames (81 video frames): %.1f FPS DiT only%s\n", total,
+               81.0 / total, tapdesc);
         char prof[512];
         if (sf_dit_cuda_profile(&st, prof, sizeof prof)) printf("denoise 1.3b gpu profile (SF_CUDA_PROFILE, timed video): %s\n", prof);
         for (int b = 0; b < 7; b++) {
@@ -91,6 +118,7 @@ sf_status sf_denoise_bench_video(const sf_dit_weights *w, int cuda_ordinal, sf_e
            (double)sf_dit_cuda_bytes(&st) / 1073741824.0, (double)(tot - fr1) / 1073741824.0,
            (double)tot / 1073741824.0);
 done:
+    if (have_taps) sf_taps_free(&taps);
     free(emb);
     sf_cuda_events_free(ev, N_FWD + 1);
     sf_dit_state_free(&st);

@@ -395,6 +395,13 @@ sf_status sf_dit_set_context(sf_dit_state *st, const float *emb, int64_t n_rows,
     if (n_rows < 0 || n_rows > T)
         return sf_fail(err, SF_E_SHAPE, "prompt embeddings have %lld rows, more than text_len %d", (long long)n_rows,
                        c->text_len);
+    st->ctx_real = 0; /* padding rows are zero (umT5's output past the prompt's length): the rest is real */
+    for (int64_t r = n_rows; r > 0 && !st->ctx_real; r--)
+        for (int64_t i = 0; i < c->text_dim; i++)
+            if (emb[(r - 1) * c->text_dim + i] != 0.0f) {
+                st->ctx_real = r;
+                break;
+            }
     if (st->gpu) {
         if ((s = sf_dit_cuda_set_context(st, emb, n_rows, err))) return s;
         st->ctx_ready = 1;
@@ -533,7 +540,7 @@ static sf_status dit_layer(sf_dit_state *st, int l, const dit_fwd *fw, sf_err *e
     if (sf_attention_cpu_ws(L, Lk, (int)NH, (int)hd, st->q, D, Ka, Va, D, st->o, D, scale, logits, nt, &st->ws))
         return sf_fail(err, SF_E_NOMEM, "attention: out of memory");
     if (tapped && st->tap.done) {
-        sf_dit_attn_view vw = {l, L, Lk, (int)NH, (int)hd, st->q, Ka, D, S, kfr, logits, NULL};
+        sf_dit_attn_view vw = {l, L, Lk, (int)NH, (int)hd, st->q, Ka, D, S, kfr, logits, NULL, NULL, NULL, 0, 0};
         if ((s = st->tap.done(st->tap.ctx, &vw, err))) return s;
     }
     if (l == 0) probe(st, "mid.block0.self_attn.attn_out", st->o, L * D);
@@ -550,6 +557,11 @@ static sf_status dit_layer(sf_dit_state *st, int l, const dit_fwd *fw, sf_err *e
     if (sf_attention_cpu_ws(L, c->text_len, (int)NH, (int)hd, st->q, D, st->ck[l], st->cv[l], D, st->o, D, scale,
                             NULL, nt, &st->ws))
         return sf_fail(err, SF_E_NOMEM, "attention: out of memory");
+    if (st->tap.wants_cross && st->tap.done && st->tap.wants_cross(st->tap.ctx, l)) {
+        sf_dit_attn_view vw = {l, L, c->text_len, (int)NH, (int)hd, st->q, st->ck[l], D, S, NULL, NULL, NULL,
+                               NULL, NULL, 1, st->ctx_real};
+        if ((s = st->tap.done(st->tap.ctx, &vw, err))) return s;
+    }
     if (l == 0) probe(st, "mid.block0.cross_attn.attn_out", st->o, L * D);
     if ((s = gemm(st, L, st->o, D, &B->ca_o, B->ca_ob, st->y, err))) return s;
     if (l == 0) probe(st, "mid.block0.cross_attn.out", st->y, L * D);

@@ -71,6 +71,12 @@ typedef struct sf_dit_attn_view {
     const int64_t *key_frames;   /* (Lk/frame_tokens) absolute latent frame of each key frame-slot */
     const float *logits;         /* (heads, Lq, Lk) when the tap supplied a buffer, else NULL */
     const uint16_t *logits_f16;  /* GPU: (heads, Lq, Lk) f16, filled into the tap's logits_f16 buffer, else NULL */
+    /* Probability aggregates (kernels/tap_mass.h) a backend computed itself (the GPU, when wants_mass),
+     * else NULL and the tap computes them from q and k: (heads, Lq/frame_tokens, groups) and
+     * (heads, Lq/frame_tokens, SF_TAP_NSTATS) f32. */
+    const float *mass, *mass_stats;
+    int cross;                   /* 1: the cross-attention: k = the text keys (Lk = text_len), groups = real tokens */
+    int64_t n_real;              /* cross: real (non-padding) text tokens, the first n_real keys */
 } sf_dit_attn_view;
 
 typedef struct sf_dit_tap {
@@ -84,6 +90,11 @@ typedef struct sf_dit_tap {
     int (*wants)(void *ctx, int layer);
     sf_status (*done)(void *ctx, const sf_dit_attn_view *v, sf_err *err);
     void *ctx;
+    /* Attention-sink workbench (taps.h), all optional: wants_mass true → a GPU backend computes the
+     * self-attention's probability aggregates (view.mass) on the device; wants_cross true → done()
+     * is also called after layer l's cross-attention with view.cross = 1 (and view.mass on a GPU). */
+    int (*wants_mass)(void *ctx, int layer);
+    int (*wants_cross)(void *ctx, int layer);
 } sf_dit_tap;
 
 /* Test seam (tests/unit/test_dit_longvideo.c): list into frames[0..cap) the absolute latent frames the
@@ -120,6 +131,7 @@ typedef struct sf_dit_state {
     float *ctx;                      /* (text_len, dim) text embedding */
     float **ck, **cv;                /* per layer (text_len, dim) cross-attention K (normed) / V */
     int ctx_ready;
+    int64_t ctx_real;                /* real text tokens: rows of the last set_context up to its last non-zero row */
     /* activations, L = max_frames·frame_tokens */
     float *x, *a, *q, *k, *v, *o, *y;/* (L, dim) */
     float *h;                        /* (L, ffn_dim) */

@@ -8,6 +8,7 @@
 #include "gpu_host.h"
 #include "cuda_ops.h"
 #include "sdpa_cuda.h"
+#include "tap_mass_cuda.h"
 #include "timestep_embed.h"
 
 #include <math.h>
@@ -73,6 +74,11 @@ struct sf_dit_gpu {
     int stage_next;
     size_t lat_n;
     float *tap_q, *tap_k;                     /* post-RoPE q (L, D) and K window (Lk_max, D), f32 */
+    /* probability taps (tap_mass_cuda.h), made on first use: per-row masses (H, L, NG_max), lse (H, L),
+     * row totals (H, L) f64, the aggregates (H, F, NG_max) + stats (H, F, 4) and their host copies */
+    float *tm_rm, *tm_lse, *tm_out, *tm_st, *tm_hout, *tm_hst;
+    double *tm_tot;
+    int64_t tm_ng;
 };
 
 /* ---------------------------------------------------------------- weights */
@@ -240,6 +246,13 @@ void sf_dit_cuda_free(sf_dit_state *st) {
     sf_cuda_events_free(g->stage_ev, 2);
     free(g->tap_q);
     free(g->tap_k);
+    sf_cuda_free(g->tm_rm);
+    sf_cuda_free(g->tm_lse);
+    sf_cuda_free(g->tm_out);
+    sf_cuda_free(g->tm_st);
+    sf_cuda_free(g->tm_tot);
+    free(g->tm_hout);
+    free(g->tm_hst);
     free(g);
     st->gpu = NULL;
 }
@@ -502,10 +515,57 @@ static sf_status tap_chunk(void *ctx, int64_t r0, int64_t rows, const float *S, 
                                (size_t)t->H, err);
 }
 
-/* Attention (k, v rows of stride ldk), fused (cuDNN) when possible, else explicit. */
+/* Probability taps: each chunk's logits reduced to per-row masses of NG groups of G keys
+ * (sf_tap_row_mass_cuda) before the softmax; the logits themselves never leave the chunk. */
+typedef struct massrun {
+    sf_dit_gpu *g;
+    int H;
+    int64_t Lq, Lk, G, NG;
+} massrun;
+
+static sf_status mass_chunk(void *ctx, int64_t r0, int64_t rows, const float *S, sf_err *err) {
+    const massrun *m = ctx;
+    return sf_tap_row_mass_cuda(&m->g->cx, m->H, rows, r0, m->Lq, m->Lk, S, m->Lk, m->G, m->NG, m->g->tm_rm,
+                                m->g->tm_lse, err);
+}
+
+/* The probability taps' buffers, made once (sf_dit_prepare, or the first tapped layer). */
+static sf_status mass_ws(sf_dit_state *st, sf_err *err) {
+    sf_dit_gpu *g = st->gpu;
+    if (g->tm_rm) return SF_OK;
+    const int64_t H = st->w->cfg.num_heads, L = (int64_t)st->max_frames * st->frame_tokens, F = st->max_frames;
+    const int64_t kf = g->lk_max / st->frame_tokens, T = st->w->cfg.text_len;
+    g->tm_ng = kf > T ? kf : T;
+    size_t rows = (size_t)(H * L), agg = (size_t)(H * F);
+    sf_status s = sf_cuda_malloc((void **)&g->tm_rm, rows * (size_t)g->tm_ng * 4, err);
+    if (!s) s = sf_cuda_malloc((void **)&g->tm_lse, rows * 4, err);
+    if (!s) s = sf_cuda_malloc((void **)&g->tm_tot, rows * 8, err);
+    if (!s) s = sf_cuda_malloc((void **)&g->tm_out, agg * (size_t)g->tm_ng * 4, err);
+    if (!s) s = sf_cuda_malloc((void **)&g->tm_st, agg * SF_TAP_NSTATS * 4, err);
+    if (s) return s;
+    g->state_bytes += rows * ((size_t)g->tm_ng * 4 + 12) + agg * ((size_t)g->tm_ng + SF_TAP_NSTATS) * 4;
+    g->tm_hout = malloc(agg * (size_t)g->tm_ng * sizeof(float));
+    g->tm_hst = malloc(agg * SF_TAP_NSTATS * sizeof(float));
+    return g->tm_hout && g->tm_hst ? SF_OK : sf_fail(err, SF_E_NOMEM, "out of memory (attention probability tap)");
+}
+
+/* After the attention: the per-frame aggregates (H, Lq/S, NG) and stats, copied to the host buffers. */
+static sf_status mass_finish(sf_dit_state *st, const massrun *m, int renorm, sf_err *err) {
+    sf_dit_gpu *g = st->gpu;
+    const int64_t S = st->frame_tokens, n = (int64_t)m->H * (m->Lq / S);
+    sf_status s = sf_tap_mass_reduce_cuda(&g->cx, m->H, m->Lq, m->NG, S, renorm, g->tm_rm, g->tm_lse, g->tm_tot,
+                                          g->tm_out, g->tm_st, err);
+    if (!s) s = sf_cuda_download_f32(&g->cx, g->tm_hout, g->tm_out, (size_t)(n * m->NG), err);
+    if (!s) s = sf_cuda_download_f32(&g->cx, g->tm_hst, g->tm_st, (size_t)(n * SF_TAP_NSTATS), err);
+    return s;
+}
+
+/* Attention (k, v rows of stride ldk), fused (cuDNN) when possible, else explicit — always explicit
+ * for a tap that reads each chunk's logits (on_logits non-NULL). */
 static sf_status attend(sf_dit_gpu *g, int64_t Lq, int64_t Lk, int H, int d, const bf16 *q, const bf16 *k,
-                        const bf16 *v, int64_t ldk, bf16 *o, int64_t ld, float scale, tapcopy *tap, sf_err *err) {
-    if (!tap && g->sdpa && !g->sdpa_off) {
+                        const bf16 *v, int64_t ldk, bf16 *o, int64_t ld, float scale, sf_attn_logits_fn on_logits,
+                        void *cb, sf_err *err) {
+    if (!on_logits && g->sdpa && !g->sdpa_off) {
         sf_err e2 = {0};
         sf_status s = sf_sdpa_forward(g->sdpa, Lq, Lk, H, d, q, ld, k, v, ldk, o, ld, scale, &e2);
         if (s == SF_OK) return SF_OK;
@@ -519,7 +579,7 @@ static sf_status attend(sf_dit_gpu *g, int64_t Lq, int64_t Lk, int H, int d, con
     sf_status s = explicit_ws(g, H, err);
     if (s) return s;
     return sf_attention_blas_cuda(&g->cx, Lq, Lk, H, d, q, ld, k, v, ldk, o, ld, scale, g->S, g->P, g->chunk,
-                                  tap ? tap_chunk : NULL, tap, err);
+                                  on_logits, cb, err);
 }
 
 /* Host copies a tap reads (post-RoPE q and the key window, f32), made once: by sf_dit_prepare, or on
@@ -533,16 +593,19 @@ static sf_status tap_bufs(sf_dit_state *st, sf_err *err) {
 }
 
 static sf_status tap_layer(sf_dit_state *st, int l, int64_t L, int64_t Lk, const bf16 *Ka, const int64_t *kfr,
-                           float *logits, const uint16_t *logits16, sf_err *err) {
+                           float *logits, const uint16_t *logits16, int mass, sf_err *err) {
     sf_dit_gpu *g = st->gpu;
     const sf_dit_config *c = &st->w->cfg;
     const int64_t D = c->dim;
     sf_status s;
     if ((s = tap_bufs(st, err))) return s;
-    if ((s = download_rows(g, g->tap_q, g->q, L, D, D, err))) return s;
-    if ((s = download_rows(g, g->tap_k, Ka, Lk, D, 2 * D, err))) return s; /* keys of the [k | v] cache rows */
-    sf_dit_attn_view vw = {l, L, Lk, c->num_heads, (int)(D / c->num_heads), g->tap_q, g->tap_k, D, st->frame_tokens,
-                           kfr, logits, logits16};
+    if (!mass) { /* the probability aggregates are made on the device: no q / k copies for them */
+        if ((s = download_rows(g, g->tap_q, g->q, L, D, D, err))) return s;
+        if ((s = download_rows(g, g->tap_k, Ka, Lk, D, 2 * D, err))) return s; /* keys of the [k | v] cache rows */
+    }
+    sf_dit_attn_view vw = {l, L, Lk, c->num_heads, (int)(D / c->num_heads), mass ? NULL : g->tap_q, mass ? NULL : g->tap_k,
+                           D, st->frame_tokens, kfr, logits, logits16, mass ? g->tm_hout : NULL, mass ? g->tm_hst : NULL,
+                           0, 0};
     return st->tap.done(st->tap.ctx, &vw, err);
 }
 
@@ -601,11 +664,16 @@ static sf_status layer(sf_dit_state *st, int l, int F, int64_t start_frame, cons
     if (tapped && st->tap.logits_f16) logits16 = st->tap.logits_f16(st->tap.ctx, l, (int)NH, L, kv->Lk);
     else if (tapped && st->tap.logits_buf) logits = st->tap.logits_buf(st->tap.ctx, l, (int)NH, L, kv->Lk);
     tapcopy tc = {g, logits, logits16, L, kv->Lk, (int)NH};
+    const int mass = tapped && !logits && !logits16 && st->tap.wants_mass && st->tap.wants_mass(st->tap.ctx, l);
+    massrun mr = {g, (int)NH, L, kv->Lk, S, kv->Lk / S};
+    if (mass && (s = mass_ws(st, err))) return s;
     sf_gpu_prof_mark_flops(&g->prof, cx, P_SELF, 4.0 * (double)L * (double)kv->Lk * (double)D);
     if ((s = attend(g, L, kv->Lk, (int)NH, (int)hd, g->q, Ka, Va, 2 * D, g->o, D, scale,
-                    logits || logits16 ? &tc : NULL, err)))
+                    logits || logits16 ? tap_chunk : mass ? mass_chunk : NULL, logits || logits16 ? (void *)&tc : &mr,
+                    err)))
         return s;
-    if (tapped && st->tap.done && (s = tap_layer(st, l, L, kv->Lk, Ka, kfr, logits, logits16, err))) return s;
+    if (mass && (s = mass_finish(st, &mr, 0, err))) return s;
+    if (tapped && st->tap.done && (s = tap_layer(st, l, L, kv->Lk, Ka, kfr, logits, logits16, mass, err))) return s;
     if (l == 0 && (s = gprobe(st, "mid.block0.self_attn.attn_out", g->o, L * D, err))) return s;
     if ((s = mm(g, L, g->o, D, &B->sa_o, g->y, D, err))) return s;
     if (l == 0 && (s = gprobe(st, "mid.block0.self_attn.out", g->y, L * D, err))) return s;
@@ -625,7 +693,22 @@ static sf_status layer(sf_dit_state *st, int l, int F, int64_t start_frame, cons
     if (l == 0 && (s = gprobe(st, "mid.block0.cross_attn.q", g->q, L * D, err))) return s;
     const bf16 *ck = g->ck + (size_t)l * c->text_len * D, *cv = g->cv + (size_t)l * c->text_len * D;
     sf_gpu_prof_mark_flops(&g->prof, cx, P_CROSS, 4.0 * (double)L * (double)c->text_len * (double)D);
-    if ((s = attend(g, L, c->text_len, (int)NH, (int)hd, g->q, ck, cv, D, g->o, D, scale, NULL, err))) return s;
+    const int xtap = st->tap.wants_cross && st->tap.done && st->tap.wants_cross(st->tap.ctx, l);
+    if (xtap && st->ctx_real < 1) { /* no real token: the tap reports it (as on the CPU) */
+        sf_dit_attn_view vw = {l, L, c->text_len, (int)NH, (int)hd, NULL, NULL, D, S, NULL, NULL, NULL, NULL, NULL, 1, 0};
+        return st->tap.done(st->tap.ctx, &vw, err);
+    }
+    massrun xr = {g, (int)NH, L, c->text_len, 1, st->ctx_real};
+    if (xtap && (s = mass_ws(st, err))) return s;
+    if ((s = attend(g, L, c->text_len, (int)NH, (int)hd, g->q, ck, cv, D, g->o, D, scale, xtap ? mass_chunk : NULL,
+                    &xr, err)))
+        return s;
+    if (xtap) { /* the cross-attention's text-token mass, renormalised over the real tokens */
+        if ((s = mass_finish(st, &xr, 1, err))) return s;
+        sf_dit_attn_view vw = {l, L, c->text_len, (int)NH, (int)hd, NULL, NULL, D, S, NULL, NULL, NULL,
+                               g->tm_hout, g->tm_hst, 1, st->ctx_real};
+        if ((s = st->tap.done(st->tap.ctx, &vw, err))) return s;
+    }
     if (l == 0 && (s = gprobe(st, "mid.block0.cross_attn.attn_out", g->o, L * D, err))) return s;
     if ((s = mm(g, L, g->o, D, &B->ca_o, g->y, D, err))) return s;
     if (l == 0 && (s = gprobe(st, "mid.block0.cross_attn.out", g->y, L * D, err))) return s;
@@ -758,5 +841,6 @@ sf_status sf_dit_cuda_prepare(sf_dit_state *st, int64_t Lq, int64_t Lk, sf_err *
     if (st->tap.wants || !g->sdpa || g->sdpa_off) { /* taps always read the explicit path's logits */
         if ((s = explicit_ws(g, H, err))) return s;
     }
+    if (st->tap.wants && (st->tap.wants_mass || st->tap.wants_cross) && (s = mass_ws(st, err))) return s;
     return st->tap.wants ? tap_bufs(st, err) : SF_OK;
 }

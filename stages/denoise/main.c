@@ -52,8 +52,9 @@ static const sf_opt opts[] = {
     {"sink-size", 0, SF_ARG_VALUE, "N\tframes pinned at the start of a local window (model_kwargs.sink_size)"},
     {"save-latents", 0, SF_ARG_VALUE, "FILE\twrite safetensors 'latents' [1,T,C,h,w]"},
     {"dump-preds", 0, SF_ARG_FLAG, "also write every forward's x0 as pred.<block>.<step> (4 = refresh)"},
-    {"layer-indices", 0, SF_ARG_MULTI, "L...\ttap the self-attention of these blocks"},
-    {"tap-mode", 0, SF_ARG_VALUE, "logits|frames\tfull pre-softmax logits, or frame-level means (default logits)"},
+    {"layer-indices", 0, SF_ARG_MULTI, "L...\ttap the self-attention of these blocks: all, N, A-B, A,B,... (default 0 4)"},
+    {"tap-mode", 0, SF_ARG_VALUE, "logits|frames|probs\tfull pre-softmax logits, frame-level mean logits, or exact frame-level softmax mass + log-sum-exp stats (default logits)"},
+    {"tap-cross", 0, SF_ARG_FLAG, "also tap the cross-attention: each query frame's mass over the real text tokens"},
     {"tap-select", 0, SF_ARG_VALUE, "seed|all|b:B,s:S\twhich captures to keep (default seed: logits = figure-4 selection, frames = streaming aggregate)"},
     {"output-path", 0, SF_ARG_VALUE, "FILE\ttap file: .pt (reference figure-4 / streaming dict) or .safetensors"},
     {"chunk-frames", 0, SF_ARG_VALUE, "N\trecorded as chunk_frames in the streaming tap file (default 3; no effect on values)"},
@@ -208,14 +209,8 @@ int main(int argc, char **argv) {
     if ((s = sf_check_out_dir("--save-latents", save, 0, &err)) || (s = sf_check_out_dir("--output_path", tap_out, 0, &err)) ||
         (s = sf_check_out_dir("--out", out_url, 0, &err)))
         sf_die(PROG, s, &err);
-    int layers[256], n_layers = 0;
-    for (int i = 0; i < n_lay && n_layers < 256; i++) {
-        long l;
-        if ((s = sf_arg_long("--layer_indices", lay[i], -1000000, 1000000, &l, &err))) sf_die(PROG, s, &err);
-        layers[n_layers++] = (int)l;
-    }
-    free(lay);
-    if (tap_out && n_layers == 0) { layers[0] = 0; layers[1] = 4; n_layers = 2; } /* the reference's default */
+    int *layers = NULL, n_layers = 0; /* taps.c parses them (syntax now, the range once the model is known) */
+    if ((s = sf_taps_parse_layers(lay, n_lay, -1, &layers, &n_layers, &err))) sf_die(PROG, s, &err);
     sf_tap_mode tmode = SF_TAP_LOGITS;
     sf_tap_sel tsel = SF_TAP_SEL_SEED;
     int sel_b = 0, sel_s = 0;
@@ -269,6 +264,9 @@ int main(int argc, char **argv) {
     sf_dit_config cfg;
     snprintf(p, sizeof p, "%s/config.json", model_dir);
     if ((s = sf_dit_config_load(p, &cfg, &err))) sf_die(PROG, s, &err);
+    free(layers); /* the tapped layers, range-checked now that the model's depth is known */
+    if (tap_out && (s = sf_taps_parse_layers(lay, n_lay, cfg.num_layers, &layers, &n_layers, &err))) sf_die(PROG, s, &err);
+    free(lay);
     sf_tfile *noise = NULL;
     const char *ckpath = sf_args_get(&a, opts, "checkpoint-path");
     sf_dit_source src;
@@ -283,6 +281,12 @@ int main(int argc, char **argv) {
     int have_taps = tap_out != NULL;
     if (have_taps && (s = sf_taps_init(&taps, tmode, tsel, sel_b, sel_s, layers, n_layers, cfg.num_layers, &err)))
         sf_die(PROG, s, &err);
+    free(layers);
+    if (have_taps) {
+        taps.cross = sf_args_has(&a, opts, "tap-cross");
+        taps.nthreads = (int)threads;
+        if ((s = sf_taps_check_path(&taps, tap_out, &err))) sf_die(PROG, s, &err);
+    }
     const char *noise_path = sf_args_get(&a, opts, "noise");
     if (noise_path && (s = sf_tfile_open(noise_path, &noise, &err))) sf_die(PROG, s, &err);
 
@@ -389,7 +393,10 @@ int main(int argc, char **argv) {
         sf_info("wrote the latents to %s", save);
     }
     if (have_taps) {
-        sf_taps_meta meta = {prompt, (int)num_frames, rc.num_frame_per_block, rc.independent_first_frame, (int)chunk, weights};
+        char seedbuf[32];
+        snprintf(seedbuf, sizeof seedbuf, "%ld", seed);
+        sf_taps_meta meta = {prompt, (int)num_frames, rc.num_frame_per_block, rc.independent_first_frame, (int)chunk, weights,
+                             noise ? "replayed" : seedbuf, las, sink, model_dir};
         if ((s = sf_taps_write(&taps, tap_out, &meta, &err))) sf_die(PROG, s, &err);
         sf_info("wrote the attention taps to %s", tap_out);
         sf_taps_free(&taps);

@@ -7,7 +7,10 @@
 #define _POSIX_C_SOURCE 200809L
 #include "taps.h"
 #include "pickle.h"
+#include "tap_mass.h"
 
+#include <cjson/cJSON.h>
+#include <errno.h>
 #include <math.h>
 #include <limits.h>
 #include <stdio.h>
@@ -17,8 +20,69 @@
 sf_status sf_taps_parse_mode(const char *s, sf_tap_mode *m, sf_err *err) {
     if (!strcmp(s, "logits")) *m = SF_TAP_LOGITS;
     else if (!strcmp(s, "frames")) *m = SF_TAP_FRAMES;
-    else return sf_fail(err, SF_E_ARG, "--tap-mode: expected logits or frames, got '%s'", s);
+    else if (!strcmp(s, "probs")) *m = SF_TAP_PROBS;
+    else return sf_fail(err, SF_E_ARG, "--tap-mode: expected logits, frames or probs, got '%s'", s);
     return SF_OK;
+}
+
+/* A decimal layer number: digits only (no sign, no spaces), at most 6 of them. */
+static int layer_num(const char *s, size_t n, long *v) {
+    if (n == 0 || n > 6) return 0;
+    long x = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (s[i] < '0' || s[i] > '9') return 0;
+        x = 10 * x + (s[i] - '0');
+    }
+    *v = x;
+    return 1;
+}
+
+sf_status sf_taps_parse_layers(const char *const *args, int n_args, int num_layers, int **out, int *n_out,
+                               sf_err *err) {
+    const int cap = num_layers > 0 ? num_layers : 1;
+    unsigned char *on = calloc((size_t)cap, 1);
+    *out = NULL;
+    *n_out = 0;
+    if (!on) return sf_fail(err, SF_E_NOMEM, "out of memory");
+    static const char *const dflt[2] = {"0", "4"}; /* run_extraction_figure4.py's default */
+    if (n_args == 0) {
+        args = dflt;
+        n_args = 2;
+    }
+    sf_status s = SF_OK;
+    for (int a = 0; a < n_args && !s; a++) {
+        const char *p = args[a];
+        do {
+            size_t n = strcspn(p, ",");
+            const char *dash = memchr(p, '-', n);
+            long lo = 0, hi = 0;
+            if (n == 3 && !strncmp(p, "all", 3)) lo = 0, hi = num_layers - 1;
+            else if (dash ? !(layer_num(p, (size_t)(dash - p), &lo) && layer_num(dash + 1, n - (size_t)(dash - p) - 1, &hi))
+                          : !layer_num(p, n, &lo)) {
+                s = sf_fail(err, SF_E_ARG, "--layer_indices: '%s' is not a layer, a range A-B, a list A,B or 'all'", args[a]);
+                break;
+            } else if (!dash) hi = lo;
+            if (dash && hi < lo) {
+                s = sf_fail(err, SF_E_ARG, "--layer_indices: empty range in '%s' (write A-B with A <= B)", args[a]);
+                break;
+            }
+            if (num_layers >= 0 && hi >= num_layers) {
+                s = sf_fail(err, SF_E_ARG, "--layer_indices: layer %ld out of range (the model has %d layers: 0..%d)", hi,
+                            num_layers, num_layers - 1);
+                break;
+            }
+            for (long l = lo; num_layers >= 0 && l <= hi; l++) on[l] = 1;
+            p += n;
+        } while (*p++ == ',');
+    }
+    int k = 0;
+    for (int l = 0; l < num_layers; l++) k += on[l];
+    if (!s && num_layers >= 0 && !(*out = malloc(sizeof(int) * (size_t)(k ? k : 1))))
+        s = sf_fail(err, SF_E_NOMEM, "out of memory");
+    for (int l = 0; !s && l < num_layers; l++)
+        if (on[l]) (*out)[(*n_out)++] = l;
+    free(on);
+    return s;
 }
 
 sf_status sf_taps_parse_select(const char *s, sf_tap_sel *sel, int *b, int *st, sf_err *err) {
@@ -57,6 +121,7 @@ sf_status sf_taps_init(sf_taps *t, sf_tap_mode mode, sf_tap_sel sel, int sel_blo
 static void cap_free(sf_tap_capture *c) {
     free(c->logits);
     free(c->frames);
+    free(c->stats);
     free(c->key_frames);
     memset(c, 0, sizeof *c);
 }
@@ -76,14 +141,28 @@ void sf_taps_on_forward(sf_taps *t, int block, int step, int64_t start_frame) {
     t->cur_start = start_frame;
 }
 
-static int tap_wants(void *ctx, int layer) {
-    sf_taps *t = ctx;
+static int wants_forward(const sf_taps *t, int layer, int aggregate) {
     if (t->sel == SF_TAP_SEL_ONE && (t->cur_block != t->sel_block || t->cur_step != t->sel_step)) return 0;
-    /* streaming aggregate: only the block's first forward (the one whose key frames grew) */
-    if (t->mode == SF_TAP_FRAMES && t->sel == SF_TAP_SEL_SEED && t->cur_step != 0) return 0;
+    /* streaming aggregate / probs / cross with seed: only the block's first forward (its key frames grew) */
+    if (aggregate && t->sel == SF_TAP_SEL_SEED && t->cur_step != 0) return 0;
     for (int i = 0; i < t->n_layers; i++)
         if (t->layers[i] == layer) return 1;
     return 0;
+}
+
+static int tap_wants(void *ctx, int layer) {
+    const sf_taps *t = ctx;
+    return wants_forward(t, layer, t->mode != SF_TAP_LOGITS);
+}
+
+static int tap_wants_cross(void *ctx, int layer) {
+    const sf_taps *t = ctx;
+    return t->cross && wants_forward(t, layer, 1);
+}
+
+static int tap_wants_mass(void *ctx, int layer) {
+    (void)layer;
+    return ((const sf_taps *)ctx)->mode == SF_TAP_PROBS;
 }
 
 static float *tap_logits_buf(void *ctx, int layer, int heads, int64_t Lq, int64_t Lk) {
@@ -106,7 +185,7 @@ static float *tap_logits_buf(void *ctx, int layer, int heads, int64_t Lq, int64_
 static sf_tap_capture *seed_cap(sf_taps *t, int layer) {
     sf_tap_capture *c = NULL;
     for (size_t i = 0; i < t->n_caps; i++)
-        if (t->caps[i].layer == layer) c = &t->caps[i];
+        if (t->caps[i].layer == layer && !t->caps[i].cross) c = &t->caps[i];
     return c;
 }
 
@@ -147,8 +226,17 @@ static sf_tap_capture *new_cap(sf_taps *t, sf_err *err) {
     return c;
 }
 
-/* Where a capture comes from: layer, the forward (block, step, start frame) and its shape. */
-static void cap_describe(sf_tap_capture *c, const sf_taps *t, const sf_dit_attn_view *v) {
+/* Where a capture comes from: layer, the forward (block, step, start frame), its shape and (for the
+ * self-attention) the absolute frame of each key slot. */
+static sf_status cap_describe(sf_tap_capture *c, const sf_taps *t, const sf_dit_attn_view *v, sf_err *err) {
+    if (!v->cross && !c->key_frames) {
+        int64_t KF = v->frame_tokens > 0 ? v->Lk / v->frame_tokens : 0;
+        if (!(c->key_frames = malloc(sizeof(int64_t) * (size_t)(KF > 0 ? KF : 1))))
+            return sf_fail(err, SF_E_NOMEM, "out of memory");
+        for (int64_t f = 0; f < KF; f++) c->key_frames[f] = v->key_frames ? v->key_frames[f] : f;
+    }
+    c->cross = v->cross;
+    c->n_real = v->n_real;
     c->layer = v->layer;
     c->block = t->cur_block;
     c->step = t->cur_step;
@@ -157,11 +245,46 @@ static void cap_describe(sf_tap_capture *c, const sf_taps *t, const sf_dit_attn_
     c->Lq = v->Lq;
     c->Lk = v->Lk;
     c->frame_tokens = v->frame_tokens;
+    return SF_OK;
+}
+
+/* PROBS / cross: the probability aggregates, from the backend (GPU) or computed here from q and k. */
+static sf_status tap_mass(sf_taps *t, const sf_dit_attn_view *v, sf_err *err) {
+    const int64_t S = v->frame_tokens, QF = v->Lq / S;
+    const int64_t G = v->cross ? 1 : S, NG = v->cross ? v->n_real : v->Lk / S;
+    if (v->cross && NG < 1)
+        return sf_fail(err, SF_E_ARG, "--tap-cross: the prompt embeddings have no non-zero (real) token rows");
+    sf_tap_capture *c = new_cap(t, err);
+    if (!c) return SF_E_NOMEM;
+    size_t n = (size_t)v->heads * (size_t)QF;
+    c->frames = malloc(sizeof(float) * n * (size_t)NG);
+    c->stats = malloc(sizeof(float) * n * SF_TAP_NSTATS);
+    if (!c->frames || !c->stats) goto nomem;
+    if (v->mass && v->mass_stats) {
+        memcpy(c->frames, v->mass, sizeof(float) * n * (size_t)NG);
+        memcpy(c->stats, v->mass_stats, sizeof(float) * n * SF_TAP_NSTATS);
+    } else if (sf_tap_mass_cpu(v->Lq, v->Lk, v->heads, v->head_dim, v->q, v->ld, v->k, v->ld,
+                               (float)(1.0 / sqrt((double)v->head_dim)), G, NG, S, v->cross, c->frames, c->stats,
+                               t->nthreads)) {
+        goto nomem;
+    }
+    sf_status s = cap_describe(c, t, v, err);
+    if (s) {
+        cap_free(c);
+        return s;
+    }
+    if (v->cross) c->Lk = NG * S; /* the stored tensor's last dim is NG = Lk / frame_tokens */
+    t->n_caps++;
+    return SF_OK;
+nomem:
+    cap_free(c);
+    return sf_fail(err, SF_E_NOMEM, "out of memory for the attention probabilities of layer %d", v->layer);
 }
 
 static sf_status tap_done(void *ctx, const sf_dit_attn_view *v, sf_err *err) {
     sf_taps *t = ctx;
     const int64_t S = v->frame_tokens, d = v->head_dim;
+    if (v->cross || t->mode == SF_TAP_PROBS) return tap_mass(t, v, err);
     if (t->mode == SF_TAP_LOGITS) {
         if (!v->logits && !v->logits_f16) {
             if (t->pend_skip) return SF_OK; /* GPU: the seed selection did not want this one */
@@ -186,7 +309,11 @@ static sf_status tap_done(void *ctx, const sf_dit_attn_view *v, sf_err *err) {
             for (size_t i = 0; i < n; i++)
                 c->logits[i] = v->logits_f16 ? v->logits_f16[i] : sf_f32_to_f16(v->logits[i]);
         }
-        cap_describe(c, t, v);
+        sf_status s = cap_describe(c, t, v, err);
+        if (s) {
+            if (fresh) cap_free(c);
+            return s;
+        }
         if (fresh) t->n_caps++;
         return SF_OK;
     }
@@ -229,7 +356,11 @@ static sf_status tap_done(void *ctx, const sf_dit_attn_view *v, sf_err *err) {
             }
     free(qm);
     free(km);
-    cap_describe(c, t, v);
+    sf_status s = cap_describe(c, t, v, err);
+    if (s) {
+        cap_free(c);
+        return s;
+    }
     t->n_caps++;
     return SF_OK;
 }
@@ -240,6 +371,8 @@ void sf_taps_attach(sf_taps *t, sf_dit_state *st) {
     st->tap.logits_f16 = tap_logits_f16;
     st->tap.done = tap_done;
     st->tap.ctx = t;
+    st->tap.wants_mass = tap_wants_mass;
+    st->tap.wants_cross = tap_wants_cross;
 }
 
 static sf_tensor cap_tensor(const sf_tap_capture *c) {
@@ -251,10 +384,19 @@ static sf_tensor cap_tensor(const sf_tap_capture *c) {
     return sf_tensor_view(c->frames, SF_F32, 3, sh);
 }
 
-static void cap_name(const sf_taps *t, const sf_tap_capture *c, char *nm, size_t n) {
-    if (t->mode == SF_TAP_FRAMES) snprintf(nm, n, "frames.L%d.b%d.s%d", c->layer, c->block, c->step);
-    else if (t->sel == SF_TAP_SEL_SEED) snprintf(nm, n, "fig4.L%d.attn_logits", c->layer);
-    else snprintf(nm, n, "taps.L%d.b%d.s%d", c->layer, c->block, c->step);
+static sf_tensor cap_stats_tensor(const sf_tap_capture *c) {
+    int64_t sh[3] = {c->heads, c->Lq / c->frame_tokens, SF_TAP_NSTATS};
+    return sf_tensor_view(c->stats, SF_F32, 3, sh);
+}
+
+/* The tensor name of a capture (stats = 1: its log-sum-exp statistics). */
+static void cap_name(const sf_taps *t, const sf_tap_capture *c, int stats, char *nm, size_t n) {
+    const char *kind = c->cross ? (stats ? "cross_lse" : "cross")
+                       : t->mode == SF_TAP_PROBS ? (stats ? "lse" : "probs")
+                       : t->mode == SF_TAP_FRAMES ? "frames"
+                       : t->sel == SF_TAP_SEL_SEED ? NULL : "taps";
+    if (kind) snprintf(nm, n, "%s.L%d.b%d.s%d", kind, c->layer, c->block, c->step);
+    else snprintf(nm, n, "fig4.L%d.attn_logits", c->layer);
 }
 
 static int ends_with(const char *s, const char *suf) {
@@ -322,6 +464,56 @@ done:
     sf_py_free(list);
     sf_py_free(root);
     return s;
+}
+
+/* The run's facts as safetensors metadata, JSON where a value is a list: layers, heads, the
+ * forwards (block, step, start frame, absolute key frame of every slot), seed, weights, prompt,
+ * sink and window sizes. bufs[0..1]: owned JSON strings (freed by the caller); num: the caller's
+ * storage for the numbers, alive until the file is written. */
+typedef char fact_num[4][32];
+static sf_status facts(const sf_taps *t, const sf_taps_meta *m, const char **kv, size_t *nkv, char **bufs, fact_num num,
+                       sf_err *err) {
+    size_t k = *nkv;
+    cJSON *li = cJSON_CreateArray(), *fw = cJSON_CreateArray();
+    for (int i = 0; li && i < t->n_layers; i++) cJSON_AddItemToArray(li, cJSON_CreateNumber(t->layers[i]));
+    for (size_t i = 0; fw && i < t->n_caps; i++) { /* one entry per forward, in run order */
+        const sf_tap_capture *c = &t->caps[i];
+        int seen = c->cross;
+        for (size_t j = 0; j < i && !seen; j++)
+            seen = !t->caps[j].cross && t->caps[j].block == c->block && t->caps[j].step == c->step;
+        if (seen) continue;
+        cJSON *o = cJSON_CreateObject(), *kf = cJSON_CreateArray();
+        cJSON_AddNumberToObject(o, "block", c->block);
+        cJSON_AddNumberToObject(o, "step", c->step);
+        cJSON_AddNumberToObject(o, "start_frame", (double)c->start_frame);
+        cJSON_AddNumberToObject(o, "query_frames", (double)(c->Lq / c->frame_tokens));
+        for (int64_t f = 0; c->key_frames && f < c->Lk / c->frame_tokens; f++)
+            cJSON_AddItemToArray(kf, cJSON_CreateNumber((double)c->key_frames[f]));
+        cJSON_AddItemToObject(o, "key_frames", kf);
+        cJSON_AddItemToArray(fw, o);
+    }
+    bufs[0] = li ? cJSON_PrintUnformatted(li) : NULL;
+    bufs[1] = fw ? cJSON_PrintUnformatted(fw) : NULL;
+    cJSON_Delete(li);
+    cJSON_Delete(fw);
+    if (!bufs[0] || !bufs[1]) return sf_fail(err, SF_E_NOMEM, "out of memory");
+    int64_t real = 0;
+    for (size_t i = 0; i < t->n_caps; i++)
+        if (t->caps[i].cross) real = t->caps[i].n_real;
+    snprintf(num[0], 32, "%d", t->caps[0].heads);
+    snprintf(num[1], 32, "%ld", m->local_attn_size);
+    snprintf(num[2], 32, "%ld", m->sink_size);
+    snprintf(num[3], 32, "%lld", (long long)real);
+    kv[k++] = "layers", kv[k++] = bufs[0];
+    kv[k++] = "forwards", kv[k++] = bufs[1];
+    kv[k++] = "heads", kv[k++] = num[0];
+    kv[k++] = "tap_cross", kv[k++] = t->cross ? "1" : "0";
+    if (t->cross) kv[k++] = "real_text_tokens", kv[k++] = num[3];
+    if (m->local_attn_size) kv[k++] = "local_attn_size", kv[k++] = num[1], kv[k++] = "sink_size", kv[k++] = num[2];
+    if (m->seed) kv[k++] = "seed", kv[k++] = m->seed;
+    if (m->model_dir) kv[k++] = "model_dir", kv[k++] = m->model_dir;
+    *nkv = k;
+    return SF_OK;
 }
 
 /* ---------------------------------------------------------------- streaming aggregate (frames + seed) */
@@ -452,6 +644,7 @@ static sf_status write_stream_st(const sf_taps *t, const char *path, const sf_ta
     sf_tensor_entry *ents = calloc(n ? n : 1, sizeof *ents);
     char (*names)[64] = calloc(n ? n : 1, 64);
     float **bufs = calloc(n ? n : 1, sizeof *bufs);
+    char *fbufs[2] = {NULL, NULL};
     sf_status s = SF_OK;
     if (!ents || !names || !bufs) { s = sf_fail(err, SF_E_NOMEM, "out of memory"); goto done; }
     const int64_t T = m->num_frames;
@@ -471,11 +664,17 @@ static sf_status write_stream_st(const sf_taps *t, const char *path, const sf_ta
     snprintf(nf, sizeof nf, "%d", m->num_frames);
     snprintf(ch, sizeof ch, "%d", m->chunk_frames > 0 ? m->chunk_frames : 3);
     snprintf(fsl, sizeof fsl, "%lld", (long long)t->caps[0].frame_tokens);
-    const char *kv[] = {"tap_mode", "frames", "extraction_method", "streaming", "num_frames", nf,
-                        "num_frame_per_block", fpb, "chunk_frames", ch, "frame_seq_length", fsl,
-                        "prompt", m->prompt ? m->prompt : "", "weights", m->weights ? m->weights : ""};
-    s = sf_safetensors_write(path, ents, n, kv, m->weights ? 8 : 7, err);
+    const char *kv[48] = {"tap_mode", "frames", "extraction_method", "streaming", "num_frames", nf,
+                          "num_frame_per_block", fpb, "chunk_frames", ch, "frame_seq_length", fsl,
+                          "prompt", m->prompt ? m->prompt : ""};
+    size_t nkv = 14;
+    if (m->weights) kv[nkv++] = "weights", kv[nkv++] = m->weights;
+    fact_num fn;
+    if ((s = facts(t, m, kv, &nkv, fbufs, fn, err))) goto done;
+    s = sf_safetensors_write(path, ents, n, kv, nkv / 2, err);
 done:
+    free(fbufs[0]);
+    free(fbufs[1]);
     for (size_t i = 0; bufs && i < n; i++) free(bufs[i]);
     free(bufs);
     free(names);
@@ -483,39 +682,58 @@ done:
     return s;
 }
 
+sf_status sf_taps_check_path(const sf_taps *t, const char *path, sf_err *err) {
+    int st = ends_with(path, ".safetensors"), pt = ends_with(path, ".pt") || ends_with(path, ".pth");
+    if (!st && !pt) return sf_fail(err, SF_E_ARG, "--output_path %s: use a .pt or .safetensors extension", path);
+    if (pt && (t->mode == SF_TAP_PROBS || t->cross))
+        return sf_fail(err, SF_E_ARG, "--output_path %s: --tap-mode probs and --tap-cross write .safetensors only", path);
+    if (t->cross && t->mode == SF_TAP_FRAMES && t->sel == SF_TAP_SEL_SEED)
+        return sf_fail(err, SF_E_ARG, "--tap-cross with the streaming aggregate (--tap-mode frames --tap-select seed): "
+                                      "use --tap-select all or b:B,s:S");
+    return SF_OK;
+}
+
 sf_status sf_taps_write(const sf_taps *t, const char *path, const sf_taps_meta *meta, sf_err *err) {
     if (t->n_caps == 0) return sf_fail(err, SF_E_NOTFOUND, "no attention was captured (check --layer_indices / --tap-select)");
+    sf_status s = sf_taps_check_path(t, path, err);
+    if (s) return s;
     int stream = t->mode == SF_TAP_FRAMES && t->sel == SF_TAP_SEL_SEED;
     if (ends_with(path, ".pt") || ends_with(path, ".pth"))
         return stream ? write_stream_pt(t, path, meta, err) : write_pt(t, path, meta, err);
-    if (stream && ends_with(path, ".safetensors")) return write_stream_st(t, path, meta, err);
-    if (!ends_with(path, ".safetensors"))
-        return sf_fail(err, SF_E_ARG, "--output_path %s: use a .pt or .safetensors extension", path);
-    sf_tensor_entry *ents = calloc(t->n_caps, sizeof *ents);
-    char **names = calloc(t->n_caps, sizeof *names);
-    sf_status s = SF_OK;
+    if (stream) return write_stream_st(t, path, meta, err);
+    size_t ne = 0;
+    for (size_t i = 0; i < t->n_caps; i++) ne += t->caps[i].stats ? 2 : 1;
+    sf_tensor_entry *ents = calloc(ne, sizeof *ents);
+    char **names = calloc(ne, sizeof *names), *bufs[2] = {NULL, NULL};
     if (!ents || !names) { s = sf_fail(err, SF_E_NOMEM, "out of memory"); goto done; }
-    for (size_t i = 0; i < t->n_caps; i++) {
-        char nm[96];
-        cap_name(t, &t->caps[i], nm, sizeof nm);
-        names[i] = strdup(nm);
-        if (!names[i]) { s = sf_fail(err, SF_E_NOMEM, "out of memory"); goto done; }
-        ents[i].name = names[i];
-        ents[i].t = cap_tensor(&t->caps[i]);
-    }
+    for (size_t i = 0, e = 0; i < t->n_caps; i++)
+        for (int st = 0; st < (t->caps[i].stats ? 2 : 1); st++, e++) {
+            char nm[96];
+            cap_name(t, &t->caps[i], st, nm, sizeof nm);
+            names[e] = strdup(nm);
+            if (!names[e]) { s = sf_fail(err, SF_E_NOMEM, "out of memory"); goto done; }
+            ents[e].name = names[e];
+            ents[e].t = st ? cap_stats_tensor(&t->caps[i]) : cap_tensor(&t->caps[i]);
+        }
     char fpb[32], nf[32], fsl[32];
     snprintf(fpb, sizeof fpb, "%d", meta->num_frame_per_block);
     snprintf(nf, sizeof nf, "%d", meta->num_frames);
     /* tokens per latent frame: readers (sf-taps) need it to group keys by frame, and a
      * 1-frame first block (independent_first_frame) makes Lq / num_frame_per_block wrong */
     snprintf(fsl, sizeof fsl, "%lld", (long long)t->caps[0].frame_tokens);
-    const char *kv[] = {"tap_mode", t->mode == SF_TAP_LOGITS ? "logits" : "frames", "num_frames", nf,
-                        "num_frame_per_block", fpb, "frame_seq_length", fsl, "prompt", meta->prompt ? meta->prompt : "",
-                        "weights", meta->weights ? meta->weights : ""};
-    s = sf_safetensors_write(path, ents, t->n_caps, kv, meta->weights ? 6 : 5, err);
+    static const char *mode_names[] = {"logits", "frames", "probs"};
+    const char *kv[48] = {"tap_mode", mode_names[t->mode], "num_frames", nf, "num_frame_per_block", fpb,
+                          "frame_seq_length", fsl, "prompt", meta->prompt ? meta->prompt : ""};
+    size_t nkv = 10;
+    if (meta->weights) kv[nkv++] = "weights", kv[nkv++] = meta->weights;
+    fact_num fn;
+    if ((s = facts(t, meta, kv, &nkv, bufs, fn, err))) goto done;
+    s = sf_safetensors_write(path, ents, ne, kv, nkv / 2, err);
 done:
     if (names)
-        for (size_t i = 0; i < t->n_caps; i++) free(names[i]);
+        for (size_t i = 0; i < ne; i++) free(names[i]);
+    free(bufs[0]);
+    free(bufs[1]);
     free(names);
     free(ents);
     return s;

@@ -14,14 +14,23 @@
  * frames.L<l>.b<b>.s<s> | stream.L<l>.full_frame_attention + stream.L<l>.last_block_frame_attention,
  * f32) or .pt (figure-4 dict of SPEC.md §7.3 for logits; the streaming dict of §7.4 for frames +
  * seed, one layer).
+ * Workbench additions (issue 14): SF_TAP_PROBS keeps per forward the exact post-softmax mass
+ * probs[h, qf, kf] = mean over query frame qf's tokens of the summed probabilities over key slot kf's
+ * tokens, and per-row log-sum-exp statistics per query frame lse[h, qf, (mean, min, max, held)]
+ * (kernels/tap_mass.h; the CPU computes them from q and k, the GPU from its explicit attention's
+ * logits chunk by chunk); its seed selection keeps each block's step 0 like frames. cross = 1 adds
+ * the cross-attention mass of each query frame over the real text tokens, renormalised over them
+ * (cross.L<l>.b<b>.s<s> [heads, qf, real_tokens], cross_lse.* with held = the real tokens' share).
+ * A .safetensors file carries the run's facts as metadata (sf_taps_write).
  * Mirrors experiments/run_extraction_figure4.py and run_extraction_streaming.py.
  * Tested by tests/unit/test_dit_taps.c against taps_{base,generator,generator_ema}. */
 #ifndef SF_TAPS_H
 #define SF_TAPS_H
 
 #include "dit.h"
+#include "tap_mass.h"
 
-typedef enum sf_tap_mode { SF_TAP_LOGITS = 0, SF_TAP_FRAMES = 1 } sf_tap_mode;
+typedef enum sf_tap_mode { SF_TAP_LOGITS = 0, SF_TAP_FRAMES = 1, SF_TAP_PROBS = 2 } sf_tap_mode;
 typedef enum sf_tap_sel { SF_TAP_SEL_SEED = 0, SF_TAP_SEL_ALL = 1, SF_TAP_SEL_ONE = 2 } sf_tap_sel;
 
 typedef struct sf_tap_capture {
@@ -30,8 +39,11 @@ typedef struct sf_tap_capture {
     int heads;
     int64_t Lq, Lk, frame_tokens;
     uint16_t *logits;        /* LOGITS: (heads, Lq, Lk) f16, owned */
-    float *frames;           /* FRAMES: (heads, Lq/frame_tokens, Lk/frame_tokens) f32, owned */
-    int64_t *key_frames;     /* FRAMES: (Lk/frame_tokens) absolute frame of each key slot, owned */
+    float *frames;           /* FRAMES / PROBS: (heads, Lq/frame_tokens, Lk/frame_tokens) f32; cross: (heads, QF, n_real); owned */
+    float *stats;            /* PROBS / cross: (heads, QF, SF_TAP_NSTATS) log-sum-exp statistics, owned */
+    int64_t *key_frames;     /* (Lk/frame_tokens) absolute frame of each key slot (self-attention), owned */
+    int cross;               /* 1: a cross-attention capture (Lk = text_len) */
+    int64_t n_real;          /* cross: real text tokens */
 } sf_tap_capture;
 
 typedef struct sf_taps {
@@ -40,6 +52,8 @@ typedef struct sf_taps {
     int sel_block, sel_step;
     int *layers;             /* requested layers, in the order given (owned) */
     int n_layers;
+    int cross;               /* --tap-cross: also the cross-attention's text-token mass */
+    int nthreads;            /* CPU threads for the probability aggregates (0 → 1) */
     int cur_block, cur_step;
     int64_t cur_start;
     float *buf;              /* f32 logits scratch (owned) */
@@ -54,6 +68,11 @@ typedef struct sf_taps {
 sf_status sf_taps_init(sf_taps *t, sf_tap_mode mode, sf_tap_sel sel, int sel_block, int sel_step, const int *layers,
                        int n, int num_layers, sf_err *err);
 void sf_taps_free(sf_taps *t);
+/* --layer_indices: every arg is "all", a layer, a range "A-B" (inclusive) or a comma list of those;
+ * n_args 0 → the reference's default 0 4. Ascending, duplicates dropped, each in [0, num_layers)
+ * (else SF_E_ARG naming it); num_layers < 0 checks the syntax only ("all" then gives nothing).
+ * *out owned (free()). */
+sf_status sf_taps_parse_layers(const char *const *args, int n_args, int num_layers, int **out, int *n_out, sf_err *err);
 /* Parse --tap-mode / --tap-select values ("seed", "all", "b:B,s:S"). */
 sf_status sf_taps_parse_mode(const char *s, sf_tap_mode *m, sf_err *err);
 sf_status sf_taps_parse_select(const char *s, sf_tap_sel *sel, int *b, int *st, sf_err *err);
@@ -68,6 +87,11 @@ typedef struct sf_taps_meta {
     int independent_first_frame; /* block sizes [1, fpb, ...] (streaming dict) */
     int chunk_frames;            /* recorded in the streaming dict (0 → 3, the reference default) */
     const char *weights;         /* which weights ran (safetensors metadata / .pt dict key "weights"; NULL: not recorded) */
+    /* the run's facts, recorded in a .safetensors tap file's metadata when set */
+    const char *seed;            /* decimal seed, or "replayed" (NULL: not recorded) */
+    long local_attn_size;        /* -1 global, > 0 rolling window; 0: not recorded (nor sink_size) */
+    long sink_size;
+    const char *model_dir;       /* NULL: not recorded */
 } sf_taps_meta;
 
 /* Frames + seed: the streaming aggregate of one layer. full (heads, T, T) f32 and last
@@ -76,7 +100,14 @@ typedef struct sf_taps_meta {
 sf_status sf_taps_stream_matrix(const sf_taps *t, int layer, const sf_taps_meta *meta, int *heads, float *full,
                                 float *last, sf_err *err);
 
-/* Write the kept captures; nothing captured → SF_E_NOTFOUND (like the reference's exit 1). */
+/* Whether path suits this configuration (extension; probs / cross need .safetensors): call it
+ * before the run so that a bad output fails before any work. SF_E_ARG with the reason. */
+sf_status sf_taps_check_path(const sf_taps *t, const char *path, sf_err *err);
+/* Write the kept captures; nothing captured → SF_E_NOTFOUND (like the reference's exit 1).
+ * .safetensors metadata: tap_mode, num_frames, num_frame_per_block, frame_seq_length, prompt,
+ * weights, layers (JSON list), heads, forwards (JSON: block, step, start_frame, query_frames and
+ * key_frames = the absolute frame of every key slot, sink frames of a rolling cache included),
+ * tap_cross, real_text_tokens, local_attn_size, sink_size, seed, model_dir (those set in meta). */
 sf_status sf_taps_write(const sf_taps *t, const char *path, const sf_taps_meta *meta, sf_err *err);
 
 #endif

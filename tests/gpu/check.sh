@@ -22,6 +22,8 @@
 #   5. sf-denoise --bench 1.3b    full size, random weights: ms per forward, video s, GPU memory
 #      sf-encode --bench xxl      full-size umT5-XXL, random weights: ms per 512-token prompt, GPU memory
 #      sf-decode --bench 1.3b     the VAE decoder, full size, random weights: s per 3-latent block, video s, memory
+#   5b. taps overhead             (part "taps") the 1.3b video with all 30 layers tapped, frames then
+#                                 probs, against the plain run (issue 14's ≤ 10 % / ≤ 25 %)
 #   6. the reference PyTorch bench (../shared/refbench/ref_bench.py, copied into .ref) in the same call
 # Everything lands in $OUT (at most 8 files come back): summary.txt, report.txt, bench.txt,
 # ref_bench.json, deviceprop.json, table.md (issue 13's figures, measured / target, beside the reference). A step that fails prints enough to fix it blind.
@@ -68,7 +70,7 @@ step() {
     fi
 }
 
-# SF_CHECK_ONLY=LIST (comma list of tests,bench,e2e,ref) runs only those parts; default all.
+# SF_CHECK_ONLY=LIST (comma list of tests,bench,taps,e2e,ref) runs only those parts; default all.
 want() { [ -z "${SF_CHECK_ONLY:-}" ] || [[ ",$SF_CHECK_ONLY," == *",$1,"* ]]; }
 if want tests; then
 step kernels 60 "$G/tests/test_cuda_kernels"
@@ -84,6 +86,7 @@ step t5_cuda 120 "$G/tests/test_t5_cuda"
 step vae_glue 60 "$G/tests/test_vae_glue" # the VAE's own kernels vs kernels/vae_ops.h
 step conv 120 env SF_CUDNN_DEBUG=1 "$G/tests/test_conv_plans" forward_gpu # the VAE's cuDNN conv3d vs sf_conv3d_cpu
 step vae_cuda 180 env SF_TEST_VERBOSE=1 "$G/tests/test_vae_cuda" # GPU VAE decoder vs the vae golden, streamed = one-shot
+step tap_mass 60 "$G/tests/test_tap_mass_gpu" # the probability taps' kernels vs kernels/tap_mass.h
 
 cs=$(command -v compute-sanitizer || ls /usr/local/cuda*/bin/compute-sanitizer 2>/dev/null | head -n1)
 if [ -n "$cs" ]; then
@@ -164,6 +167,18 @@ row "bench umT5-XXL" "exit $rc; $(grep -m1 'per 512-token prompt' /tmp/sf-t5benc
 SF_CUDA_PROFILE=1 timeout 120 sf-encode --bench xxl --device cuda:0 2>&1 | grep -E 'per 512|profile' | tee -a "$OUT/bench.txt"
 
 fi # bench
+
+# attention-tap overhead: the same full-size video with all 30 layers tapped (every forward kept)
+if want taps; then
+echo "== taps: sf-denoise --bench 1.3b with SF_BENCH_TAPS=frames / probs vs no taps"
+tv() { SF_BENCH_TAPS=$1 timeout 200 sf-denoise --bench 1.3b --device cuda:0 --progress none 2>&1 | tee -a "$OUT/bench.txt" | grep -m1 'gpu video:' | awk '{print $5}'; }
+t0=$(grep -m1 'gpu video:' "$OUT/bench.txt" 2>/dev/null | awk '{print $5}')
+[ -n "$t0" ] || t0=$(tv "")
+for m in frames probs; do
+    t=$(tv $m)
+    row "taps $m overhead" "$(awk -v a="$t0" -v b="$t" 'BEGIN { if (a > 0 && b > 0) printf "%.3f s vs %.3f s: +%.1f%%", b, a, 100 * (b / a - 1); else print "failed" }')"
+done
+fi # taps
 
 # the three stages as one sf-run pipeline on the GPU: tiny (GPU vs CPU) and full size, timed end to end
 if want e2e; then

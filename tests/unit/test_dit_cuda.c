@@ -281,6 +281,59 @@ static void test_taps_frames(void) { taps(SF_TAP_FRAMES, SF_TAP_SEL_ALL); }
 /* the figure-4 selection: the GPU copies out only the captures that are kept (f16, chunk by chunk) */
 static void test_taps_seed(void) { taps(SF_TAP_LOGITS, SF_TAP_SEL_SEED); }
 
+/* The workbench's probability taps on the GPU (tap_mass.cu over the explicit attention's chunks):
+ * probs + lse of the self-attention and the cross-attention's real-token mass of every forward,
+ * against the CPU backend's (f32) — bf16 activations: SF_TOL_BF16_TAP of the tensor's max. */
+static void run_wb(sf_taps *t, int dev) {
+    sf_err err = {{0}};
+    dit_golden d;
+    setenv("SF_CUDA_ATTN_CHUNK", "20", 1); /* chunks of 20 query rows: not aligned to the 24-token frames */
+    int opened = dit_golden_open_on(&d, "base", NULL, 1, 1, 0, dev);
+    unsetenv("SF_CUDA_ATTN_CHUNK");
+    if (opened) {
+        t->cross = 1;
+        t->nthreads = 1;
+        sf_taps_attach(t, &d.st);
+        fwd_ctx fc = {t};
+        sf_pipeline_hooks hk = {on_fwd, NULL, NULL, &fc, 0, NULL};
+        SF_CHECK_OK(sf_pipeline_run(&d.st, &d.sc, &d.pc, &hk, NULL, &err), &err);
+    }
+    dit_golden_close(&d);
+}
+
+static void test_taps_probs_cross(void) {
+    int dev = sf_test_gpu();
+    if (dev < 0) return;
+    sf_err err = {{0}};
+    sf_taps gt, ct;
+    int layers[2] = {0, 2};
+    SF_CHECK_OK(sf_taps_init(&gt, SF_TAP_PROBS, SF_TAP_SEL_ALL, 0, 0, layers, 2, 3, &err), &err);
+    SF_CHECK_OK(sf_taps_init(&ct, SF_TAP_PROBS, SF_TAP_SEL_ALL, 0, 0, layers, 2, 3, &err), &err);
+    run_wb(&gt, dev);
+    run_wb(&ct, -1);
+    SF_CHECK_MSG(gt.n_caps == 60 && ct.n_caps == 60, "%zu / %zu captures", gt.n_caps, ct.n_caps);
+    for (size_t i = 0; i < gt.n_caps && i < ct.n_caps; i++) {
+        const sf_tap_capture *a = &gt.caps[i], *b = &ct.caps[i];
+        SF_CHECK(a->layer == b->layer && a->block == b->block && a->step == b->step && a->cross == b->cross &&
+                 a->n_real == b->n_real && a->Lk == b->Lk);
+        const int64_t QF = a->Lq / a->frame_tokens, NG = a->Lk / a->frame_tokens;
+        char nm[64];
+        snprintf(nm, sizeof nm, "%s.L%d.b%d.s%d", a->cross ? "cross" : "probs", a->layer, a->block, a->step);
+        sf_test_rel_close(nm, a->frames, b->frames, (size_t)(a->heads * QF * NG), SF_TOL_BF16_TAP);
+        for (int64_t k = 0; k < a->heads * QF; k++) { /* rows are distributions over the key frames / real tokens */
+            double sum = 0;
+            for (int64_t g = 0; g < NG; g++) sum += a->frames[k * NG + g];
+            SF_CHECK_MSG(fabs(sum - 1) < 1e-5, "%s row %lld sums to %.8f", nm, (long long)k, sum);
+            for (int j = 0; j < SF_TAP_NSTATS; j++) { /* lse within the bf16 logits' error; held mass as the CPU's */
+                float x = a->stats[k * SF_TAP_NSTATS + j], y = b->stats[k * SF_TAP_NSTATS + j];
+                SF_CHECK_MSG(fabsf(x - y) <= SF_TOL_BF16_TAP * (1 + fabsf(y)), "%s stats[%d]: %g vs %g", nm, j, x, y);
+            }
+        }
+    }
+    sf_taps_free(&gt);
+    sf_taps_free(&ct);
+}
+
 /* cuDNN's fused attention and the explicit cuBLAS path give the same forward (SF_NO_CUDNN=1 makes a
  * state use only the explicit path). */
 static void test_fused_vs_explicit(void) {
@@ -446,6 +499,7 @@ static const sf_test tests[] = {
     {"taps_logits", test_taps_logits},
     {"taps_frames", test_taps_frames},
     {"taps_seed", test_taps_seed},
+    {"taps_probs_cross", test_taps_probs_cross},
     {"fused_vs_explicit", test_fused_vs_explicit},
     {"rolling_cache", test_rolling_cache},
     {"rolling_cache_first_frame", test_rolling_cache_first_frame},

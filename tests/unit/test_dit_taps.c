@@ -88,7 +88,8 @@ static void test_seed_and_pt(void) {
     /* the figure-4 .pt layout, read back with our torch reader */
     char path[256];
     snprintf(path, sizeof path, "/tmp/sf_test_taps_%d.pt", (int)getpid());
-    sf_taps_meta meta = {"a prompt", 9, 3, 0, 3, "checkpoint c.pt:generator_ema"};
+    sf_taps_meta meta = {.prompt = "a prompt", .num_frames = 9, .num_frame_per_block = 3, .chunk_frames = 3,
+                         .weights = "checkpoint c.pt:generator_ema"};
     SF_CHECK_OK(sf_taps_write(&t, path, &meta, &err), &err);
     sf_tfile *pt = NULL;
     SF_CHECK_OK(sf_tfile_open(path, &pt, &err), &err);
@@ -176,7 +177,8 @@ static void test_stream(void) {
     SF_CHECK_MSG(t.n_caps == 6, "%zu captures", t.n_caps);
     for (size_t i = 0; i < t.n_caps; i++) SF_CHECK(t.caps[i].step == 0);
     sf_tfile *g = sf_test_open_golden("expect/taps_base.safetensors");
-    sf_taps_meta meta = {"a prompt", 9, 3, 0, 5, "base m.safetensors"};
+    sf_taps_meta meta = {.prompt = "a prompt", .num_frames = 9, .num_frame_per_block = 3, .chunk_frames = 5,
+                         .weights = "base m.safetensors"};
     float full[2 * 9 * 9], last[2 * 9];
     for (int li = 0; li < 2 && g; li++) {
         int l = layers[li], H = 0;

@@ -6,13 +6,19 @@
  *   sf-taps table FILE [--format csv|json] [-o OUT]   F[layer, head, key_frame] rows (+ softmax means)
  *   sf-taps plot FILE -o DIR                          heads_<label>.svg, heatmap_<label>.svg, layers.svg,
  *                                                     sink_ratio.svg
- * Filters: --layers L..., --heads H..., --set fig4|taps|frames|stream|all, --frame-seq-length N.
+ *   sf-taps compare A B [C...] [-o DIR]              per layer × head: first-frame mass, sink ratio and their
+ *                                                     differences to A (CSV on stdout, or DIR/compare.csv + SVGs)
+ *   sf-taps heatmap FILE -o OUT.svg                  layers × heads sink-ratio heatmap
+ *   sf-taps report A [B...] -o OUT.html              one self-contained HTML page (compare.h)
+ * Filters: --layers L..., --heads H..., --set fig4|taps|frames|stream|probs|all, --frame-seq-length N,
+ * --labels NAME... (compare/report), --forward B:S (compare/report: that forward of every layer).
  * Inputs: the figure-4 .pt of run_extraction_figure4.py / sf-denoise, the streaming .pt of
  * run_extraction_streaming.py, and sf-denoise's / the goldens' safetensors names.
  * Mirrors notebooks/plt_fig4.ipynb and the summary of run_extraction_figure4.py.
  * Tested by tests/bats/sf-taps.bats (statistics by tests/unit/test_taps_analysis.c). */
 #define _POSIX_C_SOURCE 200809L
 #include "cli.h"
+#include "compare.h"
 #include "taps_analysis.h"
 
 #include <errno.h>
@@ -23,7 +29,8 @@
 #include <sys/stat.h>
 
 static const char *prog = "sf-taps";
-static const char *synopsis = "summary FILE [-o OUT] | table FILE [--format csv|json] [-o OUT] | plot FILE -o DIR";
+static const char *synopsis = "summary FILE [-o OUT] | table FILE [--format csv|json] [-o OUT] | plot FILE -o DIR | "
+                              "compare A B [C...] [-o DIR] | heatmap FILE -o OUT.svg | report A [B...] -o OUT.html";
 
 static const sf_opt opts[] = {
     {"output", 'o', SF_ARG_VALUE, "PATH\toutput file (summary/table; default stdout) or directory (plot)"},
@@ -32,6 +39,8 @@ static const sf_opt opts[] = {
     {"heads", 0, SF_ARG_MULTI, "H...\tonly these heads (the head mean is over the selected heads)"},
     {"set", 0, SF_ARG_VALUE, "S\tfig4|taps|frames|stream|all (default: fig4 if present, else stream, else taps+frames)"},
     {"frame-seq-length", 0, SF_ARG_VALUE, "N\ttokens per latent frame (default: from the file, else Lq / query frames)"},
+    {"labels", 0, SF_ARG_MULTI, "NAME...\tcompare/report: one name per file (default: the file names)"},
+    {"forward", 0, SF_ARG_VALUE, "B:S\tcompare/report: use block B, step S of every layer (default: the most key frames)"},
     SF_OPTS_STD,
     {0},
 };
@@ -318,6 +327,52 @@ static sf_status plot(const run *r, const char *dir, sf_err *err) {
     return s;
 }
 
+/* compare / heatmap / report (compare.h). Takes over a and pos. */
+static int workbench(sf_args *a, const char **pos, int np) {
+    sf_err err = {{0}};
+    sf_status s;
+    const char *cmd = pos[0], *out = sf_args_get(a, opts, "output");
+    const int nfiles = np - 1;
+    if (!strcmp(cmd, "compare") && nfiles < 2) usage_die("compare: expected two or more files");
+    if (!strcmp(cmd, "heatmap") && nfiles != 1) usage_die("heatmap: expected one file");
+    if (strcmp(cmd, "compare") != 0 && !out) usage_die(!strcmp(cmd, "report") ? "report: -o OUT.html is required"
+                                                                               : "heatmap: -o OUT.svg is required");
+    if (sf_args_get(a, opts, "format") || sf_args_get(a, opts, "set") || sf_args_has(a, opts, "heads"))
+        usage_die("--format, --set and --heads do not apply to compare/heatmap/report");
+    const char **labels = NULL;
+    int nlab = sf_args_all(a, opts, "labels", &labels);
+    if (nlab > 0 && nlab != nfiles) usage_die("--labels: give one name per file");
+    for (int i = 0; i < nlab; i++)
+        if (!labels[i][0] || strchr(labels[i], '/') || strlen(labels[i]) > 60) usage_die("--labels: names must be 1-60 characters without '/'");
+    int fb = -1, fs = -1, n = 0;
+    const char *fw = sf_args_get(a, opts, "forward");
+    if (fw && !(sscanf(fw, "%d:%d%n", &fb, &fs, &n) == 2 && !fw[n] && fb >= 0 && fs >= 0)) usage_die("--forward: expected B:S");
+    long fsl = 0;
+    const char *fsa = sf_args_get(a, opts, "frame-seq-length");
+    if (fsa && (s = sf_arg_long("--frame-seq-length", fsa, 1, 1L << 30, &fsl, &err))) sf_die(prog, s, &err);
+    int nl = 0;
+    int *layers = int_list(a, "layers", "--layers", &nl);
+    sf_taps_cmp c;
+    s = sf_taps_cmp_load(&c, pos + 1, nfiles, nlab > 0 ? labels : NULL, fsl, layers, nl, fb, fs, &err);
+    if (!s) {
+        if (!strcmp(cmd, "report")) s = sf_taps_cmp_report(&c, out, &err);
+        else if (!strcmp(cmd, "heatmap")) s = sf_taps_cmp_heatmap(&c, 0, out, &err);
+        else if (out && strcmp(out, "-") != 0) s = sf_taps_cmp_write_dir(&c, out, &err);
+        else {
+            sf_taps_cmp_csv(stdout, &c);
+            if (fflush(stdout) != 0) s = sf_fail(&err, SF_E_IO, "stdout: write failed");
+        }
+    }
+    if (!s && out && strcmp(out, "-") != 0) sf_info("wrote %s", out);
+    sf_taps_cmp_free(&c);
+    free(layers);
+    free(labels);
+    free(pos);
+    sf_args_free(a);
+    if (s) sf_die(prog, s, &err);
+    return 0;
+}
+
 int main(int argc, char **argv) {
     sf_args a;
     sf_err err = {{0}};
@@ -325,6 +380,8 @@ int main(int argc, char **argv) {
     if (sf_args_main(argc, argv, prog, synopsis, opts, &a)) return 0;
     const char **pos = NULL;
     int np = sf_args_positional(&a, &pos);
+    if (np >= 2 && (!strcmp(pos[0], "compare") || !strcmp(pos[0], "report") || !strcmp(pos[0], "heatmap")))
+        return workbench(&a, pos, np);
     if (np != 2) usage_die(np < 2 ? "expected a command and a FILE" : "too many arguments");
     const char *cmd = pos[0], *path = pos[1];
     free(pos);
@@ -349,8 +406,10 @@ int main(int argc, char **argv) {
         else if (!strcmp(set, "taps")) sets = SF_TAPS_SET_TAPS;
         else if (!strcmp(set, "frames")) sets = SF_TAPS_SET_FRAMES;
         else if (!strcmp(set, "stream")) sets = SF_TAPS_SET_STREAM;
-        else if (!strcmp(set, "all")) sets = SF_TAPS_SET_FIG4 | SF_TAPS_SET_TAPS | SF_TAPS_SET_FRAMES | SF_TAPS_SET_STREAM;
-        else usage_die("--set: expected fig4, taps, frames, stream or all");
+        else if (!strcmp(set, "probs")) sets = SF_TAPS_SET_PROBS;
+        else if (!strcmp(set, "all"))
+            sets = SF_TAPS_SET_FIG4 | SF_TAPS_SET_TAPS | SF_TAPS_SET_FRAMES | SF_TAPS_SET_STREAM | SF_TAPS_SET_PROBS;
+        else usage_die("--set: expected fig4, taps, frames, stream, probs or all");
     }
     long fsl = 0;
     const char *fs = sf_args_get(&a, opts, "frame-seq-length");

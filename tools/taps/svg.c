@@ -510,3 +510,105 @@ sf_status sf_taps_svg_sink(const char *path, const sf_taps_src *srcs, const sf_t
     zero_line(f, &a); /* sink ratios are ≥ 0: only for a range that does go negative */
     return finish(&af, f, err);
 }
+
+/* ---- the workbench's figures (compare / report): FILE* writers ------------------------------ */
+
+void sf_taps_svg_grid(FILE *f, const char *title, int rows, const int *row_ids, const char *row_prefix,
+                      const char *row_axis, int64_t cols, const char *col_axis, const char *col_name,
+                      const double *v, const char *bar_label) {
+    double cw = cols <= 32 ? 36 : 1200.0 / (double)cols, chh = rows <= 16 ? 28 : 448.0 / rows, x0 = 70, y0 = 50;
+    if (chh < 12) chh = 12;
+    double W = x0 + cw * (double)cols + 160, H = y0 + chh * rows + 60;
+    char col[16], buf[128];
+    W = fit_title(W, title);
+    begin(f, W, H, title);
+    double lo = INFINITY, hi = -INFINITY; /* exact finite range: full colour contrast */
+    for (size_t i = 0; i < (size_t)rows * (size_t)cols; i++)
+        if (isfinite(v[i])) {
+            if (v[i] < lo) lo = v[i];
+            if (v[i] > hi) hi = v[i];
+        }
+    if (!(hi > lo)) {
+        lo = isfinite(lo) ? lo - 1 : 0;
+        hi = lo + 2;
+    }
+    int64_t rstep = sf_taps_int_tick_step(rows, (int)(chh * rows / 12));
+    for (int r = 0; r < rows; r++) {
+        snprintf(buf, sizeof buf, "%s%d", row_prefix, row_ids ? row_ids[r] : r);
+        if (r % rstep == 0) text(f, "y-tick", x0 - 6, y0 + chh * r + chh / 2 + 4, "end", 10, NULL, buf);
+        for (int64_t k = 0; k < cols; k++) {
+            double x = v[(size_t)r * (size_t)cols + (size_t)k];
+            viridis((x - lo) / (hi - lo), col, sizeof col);
+            fprintf(f, "<rect x=\"%.2f\" y=\"%.2f\" width=\"%.2f\" height=\"%.2f\" fill=\"%s\"><title>", x0 + cw * (double)k,
+                    y0 + chh * r, cw, chh, col);
+            xml_text(f, buf);
+            fprintf(f, " %s %lld: %.6g</title></rect>\n", col_name, (long long)k, x);
+        }
+    }
+    vtext(f, "axis-label", x0 - 40, y0 + chh * rows / 2, 12, row_axis);
+    int64_t step = sf_taps_int_tick_step(cols, (int)(cw * (double)cols / 22));
+    for (int64_t k = 0; k < cols; k += step) {
+        snprintf(buf, sizeof buf, "%lld", (long long)k);
+        text(f, "x-tick", x0 + cw * ((double)k + 0.5), y0 + chh * rows + 14, "middle", 9, NULL, buf);
+    }
+    text(f, "axis-label", x0 + cw * (double)cols / 2, y0 + chh * rows + 34, "middle", 12, NULL, col_axis);
+    double bx = x0 + cw * (double)cols + 30, bh = chh * rows;
+    fprintf(f, "<g><title>colour range %.6g to %.6g</title>\n", lo, hi);
+    for (int i = 0; i < 64; i++) {
+        viridis((63 - i) / 63.0, col, sizeof col);
+        fprintf(f, "<rect x=\"%.1f\" y=\"%.2f\" width=\"16\" height=\"%.2f\" fill=\"%s\"/>\n", bx, y0 + bh * i / 64.0,
+                bh / 64.0 + 0.3, col);
+    }
+    fputs("</g>\n", f);
+    sf_taps_ticks ct;
+    sf_taps_nice_ticks(lo, hi, 6, &ct);
+    double tol = 1e-9 * (hi - lo);
+    for (int i = 0; i < ct.n; i++) {
+        double t = ct.v[i], py = y0 + bh * (hi - t) / (hi - lo);
+        if (t < lo - tol || t > hi + tol) continue;
+        fprintf(f, "<line x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\" stroke=\"#333333\"/>\n", bx + 16, py, bx + 20, py);
+        sf_taps_tick_label(&ct, t, buf, sizeof buf);
+        text(f, "c-tick", bx + 23, py + 3, "start", 9, NULL, buf);
+    }
+    text(f, "axis-label", bx, y0 - 8, "start", 10, NULL, bar_label);
+    fputs("</svg>\n", f);
+}
+
+void sf_taps_svg_lines(FILE *f, const char *title, const char *xlabel, const char *ylabel, int n_series,
+                       const char *const *names, int npts, const int *x_ids, const double *v) {
+    double W = 900, H = 420;
+    begin(f, W, H, title);
+    double lo, hi;
+    range_of(v, (size_t)n_series * (size_t)npts, 0, &lo, &hi);
+    axes a = {.x = 80, .y = 45, .w = W - 260, .h = H - 110, .x0 = -0.5, .x1 = (double)npts - 0.5};
+    sf_taps_ticks yt;
+    set_y(&a, &yt, lo, hi, 8);
+    frame(f, &a, &yt, 0, 10, xlabel, ylabel);
+    char buf[160];
+    int64_t step = sf_taps_int_tick_step(npts, (int)(a.w / 24));
+    for (int p = 0; p < npts; p += (int)step) {
+        snprintf(buf, sizeof buf, "%d", x_ids ? x_ids[p] : p);
+        text(f, "x-tick", ax_px(&a, p), a.y + a.h + 15, "middle", 10, NULL, buf);
+    }
+    zero_line(f, &a);
+    for (int i = 0; i < n_series; i++) {
+        const char *c = palette((size_t)i);
+        const double *s = v + (size_t)i * (size_t)npts;
+        fprintf(f, "<polyline fill=\"none\" stroke=\"%s\" stroke-width=\"2\" points=\"", c);
+        for (int p = 0; p < npts; p++)
+            if (isfinite(s[p])) fprintf(f, "%.2f,%.2f ", ax_px(&a, p), ax_py(&a, s[p]));
+        fprintf(f, "\"/>\n<g fill=\"%s\">\n", c);
+        for (int p = 0; p < npts; p++) {
+            if (!isfinite(s[p])) continue;
+            fprintf(f, "<circle cx=\"%.2f\" cy=\"%.2f\" r=\"3\"><title>", ax_px(&a, p), ax_py(&a, s[p]));
+            xml_text(f, names[i]);
+            fprintf(f, " %d: %.6g</title></circle>\n", x_ids ? x_ids[p] : p, s[p]);
+        }
+        fputs("</g>\n", f);
+        double ly = a.y + 14 + 18.0 * (double)i;
+        fprintf(f, "<line x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\" stroke=\"%s\" stroke-width=\"3\"/>\n", a.x + a.w + 15,
+                ly - 4, a.x + a.w + 40, ly - 4, c);
+        text(f, "legend", a.x + a.w + 46, ly, "start", 11, NULL, names[i]);
+    }
+    fputs("</svg>\n", f);
+}

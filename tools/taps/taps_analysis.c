@@ -248,10 +248,20 @@ sf_status sf_taps_stats_frames(const sf_tensor *t, int64_t row0, int64_t nrows, 
     return SF_OK;
 }
 
+/* probs: W = F / fsl (the mean weight of one key of the frame, like the logits sources' W). */
+static sf_status probs_weights(sf_taps_stats *s, int64_t fsl, sf_err *err) {
+    size_t n = (size_t)s->nh * (size_t)s->nkf;
+    if (!(s->W = malloc(n * sizeof(double)))) return sf_fail(err, SF_E_NOMEM, "out of memory");
+    for (size_t i = 0; i < n; i++) s->W[i] = s->F[i] / (double)(fsl > 0 ? fsl : 1);
+    sf_taps_stats_finish(s);
+    return SF_OK;
+}
+
 sf_status sf_taps_stats_source(const sf_taps_src *src, const int *heads, int nh, sf_taps_stats *out, sf_err *err) {
     sf_status st;
     if (src->kind == SF_TAPS_SRC_LOGITS) st = sf_taps_stats_logits(src->t, src->fsl, heads, nh, out, err);
     else st = sf_taps_stats_frames(src->t, src->row0, src->nrows, heads, nh, out, err);
+    if (!st && src->kind == SF_TAPS_SRC_PROBS) st = probs_weights(out, src->fsl, err);
     if (st) {
         sf_err e2 = *err;
         sf_fail(err, st, "%s: %s", src->name, e2.msg);
@@ -429,6 +439,7 @@ static sf_status find_safetensors(const sf_tfile *tf, int64_t fslo, src_list *l,
         {"frames.L#.b#.s#", SF_TAPS_SRC_FRAMES, SF_TAPS_SET_FRAMES, "frames.L%d.b%d.s%d"},
         {"stream.L#.b#.s#", SF_TAPS_SRC_FRAMES, SF_TAPS_SET_FRAMES, "frames.L%d.b%d.s%d"},
         {"stream.L#.full_frame_attention", SF_TAPS_SRC_FRAMES, SF_TAPS_SET_STREAM, "stream.L%d"},
+        {"probs.L#.b#.s#", SF_TAPS_SRC_PROBS, SF_TAPS_SET_PROBS, "probs.L%d.b%d.s%d"}, /* the workbench's */
     };
     for (size_t i = 0; i < tf->n; i++) {
         const char *nm = tf->entries[i].name;
@@ -453,6 +464,7 @@ static sf_status find_safetensors(const sf_tfile *tf, int64_t fslo, src_list *l,
         }
         snprintf(s.name, sizeof s.name, "%s", nm);
         if (s.kind == SF_TAPS_SRC_LOGITS) s.fsl = pick_fsl(fslo, mfsl, fpb, s.t);
+        if (s.kind == SF_TAPS_SRC_PROBS) s.fsl = fslo > 0 ? fslo : mfsl;
         if ((st = push(l, &s, err))) return st;
     }
     return SF_OK;
@@ -471,7 +483,7 @@ sf_status sf_taps_find_sources(const sf_tfile *tf, unsigned sets, int64_t fsl_ov
         for (size_t i = 0; i < l.n; i++) have |= l.v[i].set;
         sets = have & SF_TAPS_SET_FIG4 ? SF_TAPS_SET_FIG4
                : have & SF_TAPS_SET_STREAM ? SF_TAPS_SET_STREAM
-                                            : SF_TAPS_SET_TAPS | SF_TAPS_SET_FRAMES;
+                                            : SF_TAPS_SET_TAPS | SF_TAPS_SET_FRAMES | SF_TAPS_SET_PROBS;
     }
     size_t k = 0;
     for (size_t i = 0; i < l.n; i++) {

@@ -15,6 +15,8 @@
  * Head mean over the selected heads: m = mean_h F, s = population std_h F (numpy .std), and
  * first = m[0], middle = mean(m[1:−1]) (NaN when K < 3), last = m[−1], ratio = first/middle,
  * first_minus_last. Source discovery for sf-taps' containers is here too.
+ * Probability sources (probs.*, the exact per-frame softmax mass): F[h, kf] = the mass averaged over
+ * the query frames, W = F / frame_seq_length, so the sink ratio is the same statistic as for logits.
  * Tested by tests/unit/test_taps_analysis.c (hand-made logits, golden fig4.L*.frame_attention). */
 #ifndef SF_TAPS_ANALYSIS_H
 #define SF_TAPS_ANALYSIS_H
@@ -27,6 +29,8 @@ typedef enum sf_taps_src_kind {
     SF_TAPS_SRC_LOGITS = 0, /* [1,H,Lq,Lk] or [H,Lq,Lk] token logits */
     SF_TAPS_SRC_FRAMES = 1, /* [H, q_frames, k_frames]: F = mean over the used query-frame rows */
     SF_TAPS_SRC_CURVE = 2,  /* [H, k_frames]: F directly (last_block_frame_attention) */
+    SF_TAPS_SRC_PROBS = 3,  /* [H, q_frames, k_frames] softmax mass (probs.*): F = mass averaged over the
+                               query frames, W = F / fsl (the per-key mean, as for logits) */
 } sf_taps_src_kind;
 
 typedef enum sf_taps_set {
@@ -34,6 +38,7 @@ typedef enum sf_taps_set {
     SF_TAPS_SET_TAPS = 2,   /* taps.L<l>.b<b>.s<s> (every forward) */
     SF_TAPS_SET_FRAMES = 4, /* frames.L<l>.b<b>.s<s>, stream.L<l>.b<b>.s<s> */
     SF_TAPS_SET_STREAM = 8, /* streaming .pt / stream.L<l>.full_frame_attention: last block rows */
+    SF_TAPS_SET_PROBS = 16, /* probs.L<l>.b<b>.s<s> (sf-denoise --tap-mode probs) */
 } sf_taps_set;
 
 typedef struct sf_taps_src {
@@ -124,5 +129,17 @@ sf_status sf_taps_svg_layers(const char *path, const sf_taps_src *srcs, const sf
                              sf_err *err);
 sf_status sf_taps_svg_sink(const char *path, const sf_taps_src *srcs, const sf_taps_stats *st, size_t n,
                            sf_err *err);
+
+/* The workbench's figures, written to an open stream (compare.c writes them to files and inlines
+ * them in the HTML report), text XML-escaped:
+ * sf_taps_svg_grid: a rows × cols heatmap of v (row-major), viridis over the exact finite range with
+ * a colour bar; rows labelled row_prefix + row_ids[r] (NULL: r), columns 0..cols−1; each cell's
+ * <title> "<row> <col_name> <k>: value". sf_taps_svg_lines: one polyline per series over npts
+ * points labelled x_ids[p] (NULL: p), with a legend of names. */
+void sf_taps_svg_grid(FILE *f, const char *title, int rows, const int *row_ids, const char *row_prefix,
+                      const char *row_axis, int64_t cols, const char *col_axis, const char *col_name,
+                      const double *v, const char *bar_label);
+void sf_taps_svg_lines(FILE *f, const char *title, const char *xlabel, const char *ylabel, int n_series,
+                       const char *const *names, int npts, const int *x_ids, const double *v);
 
 #endif

@@ -1,0 +1,34 @@
+/* tap_mass_cuda.h — the attention-tap probability aggregates on the GPU (kernels/cuda/tap_mass.cu),
+ * held to the CPU reference of kernels/tap_mass.h (same definitions, layouts and statistics).
+ * The explicit attention hands each query chunk's logits S (H, rows, lds) f32 to
+ * sf_tap_row_mass_cuda before its softmax; after the last chunk sf_tap_mass_reduce_cuda makes the
+ * per-query-frame aggregates. Only rows' masses (H, Lq, NG) and lse (H, Lq) are kept: never all
+ * the logits. All pointers are device memory; work is enqueued on ctx->stream.
+ * Tested on the emulation layer by tests/unit/test_cuda_emu.c (tap_mass) and, through the whole
+ * GPU DiT, by test_dit_emu (probs / cross taps vs the CPU backend). */
+#ifndef SF_TAP_MASS_CUDA_H
+#define SF_TAP_MASS_CUDA_H
+
+#include "cuda_ops.h"
+#include "tap_mass.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* Rows [r0, r0 + rows) of H heads: S (H, rows, lds) f32 → rowmass (H, Lq, NG), lse (H, Lq) at those
+ * rows (sf_tap_row_mass_cpu per row). */
+sf_status sf_tap_row_mass_cuda(const sf_cuda_ctx *ctx, int H, int64_t rows, int64_t r0, int64_t Lq, int64_t Lk,
+                               const float *S, int64_t lds, int64_t G, int64_t NG, float *rowmass, float *lse,
+                               sf_err *err);
+/* rowmass, lse → out (H, Lq/S, NG), stats (H, Lq/S, SF_TAP_NSTATS) (sf_tap_mass_reduce_cpu); rowtot:
+ * (H·Lq) doubles of device scratch. */
+sf_status sf_tap_mass_reduce_cuda(const sf_cuda_ctx *ctx, int H, int64_t Lq, int64_t NG, int64_t S, int renorm,
+                                  const float *rowmass, const float *lse, double *rowtot, float *out, float *stats,
+                                  sf_err *err);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif

@@ -1,0 +1,82 @@
+#!/usr/bin/env bash
+# sink_study.sh — the attention-sink study (issue 14): the same prompts, seed and noise through three
+# checkpoints (base Wan, Self-Forcing DMD, Self-Forcing SID), every layer tapped in probs and frames
+# mode, then `sf-taps compare` and `sf-taps report`. Run through pipelines/sink_study.yaml
+# (`sf-run pipelines/sink_study.yaml ...`) or directly:
+#
+#   pipelines/sink_study.sh [--model-dir DIR] [--prompt S ...] [--seed N] [--num-frames N]
+#                           [--height H] [--width W] [--device cpu|cuda|cuda:N] [--layers all|A-B|L,...]
+#                           [--config FILE] [--dmd-checkpoint P] [--sid-checkpoint P]
+#                           [--dmd-config FILE] [--sid-config FILE] [--out-dir DIR] [--cache-dir DIR]
+#                           [--tap-select all|seed|b:B,s:S] [--progress auto|bar|lines|none]
+#
+# Writes, per prompt i, OUT/p<i>/{probs,frames}_{base,dmd,sid}.safetensors, OUT/p<i>/compare/
+# (compare.csv + SVG figures) and OUT/p<i>/report.html. The base run uses --config (the DMD
+# config: the same 4-step causal schedule for all three) with --no_checkpoint; a missing DMD/SID
+# checkpoint is an error (--require-checkpoint), never a silent fallback. The encoder runs once;
+# every run replays the same noise (same --seed, sfpipe's RNG). Every flag also works in
+# --underscore_form.
+set -euo pipefail
+usage() { awk 'NR > 1 && !/^#/ { exit } NR > 1 { sub(/^# ?/, ""); print }' "$0"; }
+here=$(dirname -- "$(readlink -f -- "${BASH_SOURCE[0]}")")
+for bin in "$here/../${SF_BUILD:-build}/bin" "$here/../../../bin"; do # the build tree's or an install's
+    if [ -x "$bin/sf-denoise" ]; then PATH="$(cd -- "$bin" && pwd -P):$PATH"; break; fi
+done
+die() { echo "sink_study.sh: error: $*" >&2; exit 2; }
+
+model_dir=${SF_MODEL_DIR:-wan_models/Wan2.1-T2V-1.3B}
+prompts=()
+seed=42 num_frames=21 height=480 width=832 device=cpu layers=all select=all progress=none
+config=configs/self_forcing_dmd.yaml dmd_config=configs/self_forcing_dmd.yaml sid_config=configs/self_forcing_sid.yaml
+dmd_ckpt=checkpoints/self_forcing_dmd.pt sid_ckpt=checkpoints/self_forcing_sid.pt
+out_dir=sink_study cache_dir=
+while [ $# -gt 0 ]; do
+    flag=${1//_/-}
+    case "$flag" in
+    -h | --help) usage; exit 0 ;;
+    --model-dir | --prompt | --seed | --num-frames | --height | --width | --device | --layers | --config | \
+        --dmd-checkpoint | --sid-checkpoint | --dmd-config | --sid-config | --out-dir | --cache-dir | --tap-select | --progress)
+        [ $# -ge 2 ] || die "option $1 needs a value"
+        case "$flag" in
+        --model-dir) model_dir=$2 ;; --prompt) prompts+=("$2") ;; --seed) seed=$2 ;; --num-frames) num_frames=$2 ;;
+        --height) height=$2 ;; --width) width=$2 ;; --device) device=$2 ;; --layers) layers=$2 ;; --config) config=$2 ;;
+        --dmd-checkpoint) dmd_ckpt=$2 ;; --sid-checkpoint) sid_ckpt=$2 ;; --dmd-config) dmd_config=$2 ;;
+        --sid-config) sid_config=$2 ;; --out-dir) out_dir=$2 ;; --cache-dir) cache_dir=$2 ;; --tap-select) select=$2 ;;
+        --progress) progress=$2 ;;
+        esac
+        shift 2 ;;
+    *) die "unknown option '$1' (see --help)" ;;
+    esac
+done
+[ ${#prompts[@]} -gt 0 ] || prompts=("A majestic eagle soaring through a cloudy sky, cinematic lighting")
+for v in "$seed" "$num_frames" "$height" "$width"; do [[ "$v" =~ ^[0-9]+$ ]] || die "expected a non-negative integer, got '$v'"; done
+for c in "$dmd_ckpt" "$sid_ckpt"; do [ -f "$c" ] || die "checkpoint $c not found (give --dmd-checkpoint / --sid-checkpoint)"; done
+mkdir -p "$out_dir"
+
+encode=(sf-encode --model-dir "$model_dir" --save-embeds "$out_dir/embeds.safetensors" --log-level warn)
+[ -n "$cache_dir" ] && encode+=(--cache-dir "$cache_dir")
+for p in "${prompts[@]}"; do encode+=(--prompt "$p"); done
+"${encode[@]}"
+
+common=(--model-dir "$model_dir" --seed "$seed" --num_frames "$num_frames" --height "$height" --width "$width"
+        --device "$device" --layer_indices "$layers" --tap-select "$select" --progress "$progress" --log-level warn)
+for i in "${!prompts[@]}"; do
+    d="$out_dir/p$i"
+    mkdir -p "$d"
+    for run in base dmd sid; do
+        case $run in
+        base) ck=(--config_path "$config" --no_checkpoint) ;;
+        dmd) ck=(--config_path "$dmd_config" --checkpoint_path "$dmd_ckpt" --require-checkpoint) ;;
+        sid) ck=(--config_path "$sid_config" --checkpoint_path "$sid_ckpt" --require-checkpoint) ;;
+        esac
+        for mode in probs frames; do
+            echo "sink_study: prompt $i, $run, $mode" >&2
+            sf-denoise "${common[@]}" "${ck[@]}" --prompt-embeds "$out_dir/embeds.safetensors:emb.$i" \
+                --prompt "${prompts[$i]}" --tap-mode "$mode" --output_path "$d/${mode}_$run.safetensors"
+        done
+    done
+    runs=("$d/probs_base.safetensors" "$d/probs_dmd.safetensors" "$d/probs_sid.safetensors")
+    sf-taps compare "${runs[@]}" --labels base dmd sid -o "$d/compare" --log-level warn
+    sf-taps report "${runs[@]}" --labels base dmd sid -o "$d/report.html" --log-level warn
+    echo "sink_study: $d/report.html" >&2
+done

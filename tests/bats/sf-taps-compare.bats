@@ -1,0 +1,155 @@
+#!/usr/bin/env bats
+# sf-taps compare / heatmap / report (the attention-sink workbench): numbers worked out by hand from
+# hand-made probs files and, independently in Python, from the golden logits file; the HTML report
+# escaped and self-contained, opened in headless Chromium (SKIPs, visibly, only without chromium).
+
+bats_require_minimum_version 1.5.0
+load '/usr/lib/bats/bats-support/load'
+load '/usr/lib/bats/bats-assert/load'
+
+setup() {
+    G="${SF_GOLDEN:-$BATS_TEST_DIRNAME/../golden}"
+    T="$G/expect/taps_base.safetensors"
+    D="$BATS_TEST_TMPDIR"
+    # two hand-made probs files: 2 layers × 2 heads × 2 query frames × 3 key frames
+    #   A L0 h0 rows [.5 .25 .25] [.7 .15 .15] → first mass .6, sink ratio .6/.2 = 3
+    #   A L0 h1 rows [.2 .4 .4] twice         → .2, .5
+    #   B L0 h0 rows [.4 .3 .3] twice         → .4, 4/3;  B L0 h1 [.1 .45 .45] → .1, 2/9
+    #   L3 (both files, both heads) rows [1/3 1/3 1/3] → 1/3, 1
+    python3 - "$D" <<'PY'
+import json, struct, sys
+def write(path, tensors, meta):
+    hdr, blob = {"__metadata__": meta}, b""
+    for name, (shape, vals) in tensors.items():
+        b = struct.pack("<%df" % len(vals), *vals)
+        hdr[name] = {"dtype": "F32", "shape": shape, "data_offsets": [len(blob), len(blob) + len(b)]}
+        blob += b
+    h = json.dumps(hdr).encode()
+    h += b" " * (-len(h) % 8)
+    open(path, "wb").write(struct.pack("<Q", len(h)) + h + blob)
+third = [1/3, 1/3, 1/3] * 4
+lse = [0.0] * 2 * 2 * 4
+meta = {"tap_mode": "probs", "frame_seq_length": "24", "heads": "2", "layers": "[0,3]", "seed": "42",
+        "prompt": "<script>alert(1)</script> & \"fox\"", "weights": "checkpoint a.pt:generator_ema",
+        "forwards": json.dumps([{"block": 1, "step": 0, "start_frame": 3, "query_frames": 2, "key_frames": [0, 4, 5]}])}
+write(sys.argv[1] + "/A.safetensors", {
+    "probs.L0.b1.s0": ([2, 2, 3], [.5, .25, .25, .7, .15, .15, .2, .4, .4, .2, .4, .4]),
+    "lse.L0.b1.s0": ([2, 2, 4], lse), "probs.L3.b1.s0": ([2, 2, 3], third)}, meta)
+meta["weights"] = "checkpoint b.pt:generator_ema"
+write(sys.argv[1] + "/B.safetensors", {
+    "probs.L0.b1.s0": ([2, 2, 3], [.4, .3, .3, .4, .3, .3, .1, .45, .45, .1, .45, .45]),
+    "probs.L3.b1.s0": ([2, 2, 3], third), "probs.L3.b0.s0": ([2, 2, 2], [.5] * 8)}, meta)
+PY
+}
+
+# CSV field of the row for (layer, head, run): column N
+field() { awk -F, -v l="$2" -v h="$3" -v r="$4" -v c="$5" '$1==l && $2==h && $3==r {print $c}' "$1"; }
+close_to() { python3 -c 'import sys; a,b,t=map(float,sys.argv[1:]); sys.exit(0 if abs(a-b)<=t else 1)' "$1" "$2" "${3:-1e-6}"; }
+
+@test "compare: first-frame mass, sink ratio and differences, worked out by hand" {
+    run -0 --separate-stderr sf-taps compare "$D/A.safetensors" "$D/B.safetensors"
+    echo "$output" > "$D/c.csv"
+    assert_line --index 0 "layer,head,run,block,step,first_mass,sink_ratio,d_first_mass,d_sink_ratio"
+    assert_equal "$(wc -l < "$D/c.csv")" 9 # 2 layers × 2 heads × 2 runs + header
+    close_to "$(field "$D/c.csv" 0 0 A 6)" 0.6
+    close_to "$(field "$D/c.csv" 0 0 A 7)" 3
+    close_to "$(field "$D/c.csv" 0 1 A 6)" 0.2
+    close_to "$(field "$D/c.csv" 0 1 A 7)" 0.5
+    close_to "$(field "$D/c.csv" 0 0 B 6)" 0.4
+    close_to "$(field "$D/c.csv" 0 0 B 7)" 1.3333333
+    close_to "$(field "$D/c.csv" 0 0 B 8)" -0.2
+    close_to "$(field "$D/c.csv" 0 0 B 9)" -1.6666667
+    close_to "$(field "$D/c.csv" 0 1 B 9)" -0.2777778
+    close_to "$(field "$D/c.csv" 3 1 B 7)" 1
+    # the forward with the most key frames (block 1, step 0), not B's 2-frame block 0
+    assert_equal "$(field "$D/c.csv" 3 0 B 4),$(field "$D/c.csv" 3 0 B 5)" "1,0"
+    assert_equal "$(field "$D/c.csv" 0 0 A 8)" 0
+    # --forward and --labels
+    run -1 --separate-stderr sf-taps compare "$D/A.safetensors" "$D/B.safetensors" --forward 0:0
+    assert_equal "$(grep -c '^sf-taps: error: .*no probs/logits tap of layer 0' <<<"$stderr")" 1
+    run -0 --separate-stderr sf-taps compare "$D/A.safetensors" "$D/B.safetensors" --labels base dmd --layers 3
+    assert_line --index 1 --regexp '^3,0,base,1,0,0\.333333'
+    assert_equal "${#lines[@]}" 5
+}
+
+@test "compare on the golden logits: the softmax mass of frame 0 as Python computes it from the f16 logits" {
+    run -0 --separate-stderr sf-taps compare "$T" "$T" --labels a b
+    echo "$output" > "$D/g.csv"
+    # independent: read fig4.L0.attn_logits [1,2,72,216] f16, row softmax, mean over queries, frames of 24
+    read -r m0 r0 m1 r1 < <(python3 - "$T" <<'PY'
+import json, math, struct, sys
+f = open(sys.argv[1], "rb"); n = struct.unpack("<Q", f.read(8))[0]; h = json.loads(f.read(n)); base = 8 + n
+e = h["fig4.L0.attn_logits"]; a, b = e["data_offsets"]; f.seek(base + a)
+raw = f.read(b - a); vals = struct.unpack("<%de" % ((b - a) // 2), raw)
+H, Lq, Lk, S = 2, 72, 216, 24
+out = []
+for hh in range(H):
+    W = [0.0] * Lk
+    for q in range(Lq):
+        row = vals[(hh * Lq + q) * Lk:(hh * Lq + q + 1) * Lk]; m = max(row)
+        ex = [math.exp(x - m) for x in row]; z = sum(ex)
+        for j in range(Lk): W[j] += ex[j] / z / Lq
+    fr = [sum(W[k * S:(k + 1) * S]) for k in range(Lk // S)]
+    out += [fr[0], fr[0] / (sum(fr[1:-1]) / (len(fr) - 2))]
+print(*out)
+PY
+)
+    close_to "$(field "$D/g.csv" 0 0 a 6)" "$m0" 1e-6
+    close_to "$(field "$D/g.csv" 0 0 a 7)" "$r0" 1e-6
+    close_to "$(field "$D/g.csv" 0 1 b 6)" "$m1" 1e-6
+    close_to "$(field "$D/g.csv" 0 1 b 7)" "$r1" 1e-6
+    assert_equal "$(field "$D/g.csv" 0 1 b 9)" 0
+}
+
+@test "compare -o DIR and heatmap: CSV and well-formed SVG figures" {
+    run -0 sf-taps compare "$D/A.safetensors" "$D/B.safetensors" -o "$D/out"
+    for f in compare.csv sink_ratio_A.svg sink_ratio_B.svg sink_ratio_diff_B.svg first_mass.svg sink_ratio_layers.svg; do
+        [ -s "$D/out/$f" ]
+    done
+    for f in "$D"/out/*.svg; do python3 -c 'import sys, xml.etree.ElementTree as E; E.parse(sys.argv[1])' "$f"; done
+    assert_equal "$(grep -c '<title>L[03] head [01]: ' "$D/out/sink_ratio_A.svg")" 4
+    grep -q '<title>L0 head 0: 3</title>' "$D/out/sink_ratio_A.svg"
+    grep -q '<title>L0 head 0: -1.66667</title>' "$D/out/sink_ratio_diff_B.svg"
+    run -0 sf-taps heatmap "$T" -o "$D/h.svg"
+    python3 -c 'import sys, xml.etree.ElementTree as E; E.parse(sys.argv[1])' "$D/h.svg"
+    assert_equal "$(grep -c '<title>L[02] head [01]: ' "$D/h.svg")" 4
+}
+
+@test "report: one self-contained HTML page, every text escaped" {
+    run -0 sf-taps report "$D/A.safetensors" "$D/B.safetensors" -o "$D/r.html"
+    f="$D/r.html"
+    ! grep -q '<script' "$f"                       # the prompt's markup is text, not markup
+    grep -qF '&lt;script&gt;alert(1)&lt;/script&gt; &amp; &quot;fox&quot;' "$f"
+    ! grep -Eq '(src|href)="' "$f"                 # nothing to fetch: works offline
+    assert_equal "$(grep -c '<svg ' "$f")" 5       # 2 per-layer curves, 2 heatmaps, 1 difference
+    grep -q 'block 1, step 0; key frames \[0,4,5\]' "$f"
+    grep -qF 'checkpoint b.pt:generator_ema' "$f"
+    python3 -c 'import sys, html.parser as h; p = h.HTMLParser(); p.feed(open(sys.argv[1]).read()); p.close()' "$f"
+}
+
+@test "report in headless Chromium: the DOM has the tables and figures, and a screenshot renders" {
+    command -v chromium >/dev/null || skip "chromium is not installed (apt-get install chromium): report not rendered"
+    run -0 sf-taps report "$D/A.safetensors" "$D/B.safetensors" -o "$D/r.html"
+    run -0 --separate-stderr timeout 120 chromium --headless --no-sandbox --disable-gpu --dump-dom "file://$D/r.html"
+    assert_equal "$(grep -o '<svg ' <<<"$output" | wc -l)" 5
+    assert_equal "$(grep -o '<table' <<<"$output" | wc -l)" 3
+    ! grep -q '<script' <<<"$output"
+    run -0 --separate-stderr timeout 120 chromium --headless --no-sandbox --disable-gpu --hide-scrollbars \
+        --window-size=1200,1600 --screenshot="$D/shot.png" "file://$D/r.html"
+    # a PNG of the window's size
+    python3 -c 'import struct, sys; d = open(sys.argv[1], "rb").read(24); assert d[:8] == b"\x89PNG\r\n\x1a\n"; assert struct.unpack(">II", d[16:24]) == (1200, 1600)' "$D/shot.png"
+}
+
+@test "compare / report errors: one line, exit codes, nothing written" {
+    run -2 --separate-stderr sf-taps compare "$D/A.safetensors"
+    assert_equal "${#stderr_lines[@]}" 1
+    run -2 --separate-stderr sf-taps report "$D/A.safetensors"
+    assert_equal "${#stderr_lines[@]}" 1
+    run -2 --separate-stderr sf-taps compare "$D/A.safetensors" "$D/B.safetensors" --labels x
+    run -1 --separate-stderr sf-taps report "$D/A.safetensors" "$D/missing.safetensors" -o "$D/r2.html"
+    assert_equal "${#stderr_lines[@]}" 1
+    [ ! -e "$D/r2.html" ]
+    run -1 --separate-stderr sf-taps report "$G/expect/dit_pipeline_base.safetensors" -o "$D/r3.html"
+    assert_equal "${#stderr_lines[@]}" 1
+    [ ! -e "$D/r3.html" ]
+}

@@ -1,0 +1,50 @@
+#!/usr/bin/env bats
+# pipelines/sink_study.yaml on the tiny model: one prompt, one seed, three checkpoints (base, DMD, SID
+# — two random checkpoints made by sf-mkmodel), every layer in probs and frames mode, then sf-taps
+# compare and report, all through sf-run.
+
+bats_require_minimum_version 1.5.0
+load '/usr/lib/bats/bats-support/load'
+load '/usr/lib/bats/bats-assert/load'
+
+@test "sink_study.yaml: three checkpoints, every layer, probs + frames, compare and report" {
+    D="$BATS_TEST_TMPDIR"
+    sf-mkmodel tiny "$D/m" --seed 1 --checkpoint "$D/m/dmd.pt" --log-level warn
+    sf-mkmodel tiny "$D/m2" --seed 2 --only config,dit --checkpoint "$D/m/sid.pt" --log-level warn
+    cd "$SF_ROOT"
+    run -0 --separate-stderr sf-run pipelines/sink_study.yaml model_dir="$D/m" dmd_checkpoint="$D/m/dmd.pt" \
+        sid_checkpoint="$D/m/sid.pt" num_frames=6 height=32 width=48 out_dir="$D/out" cache_dir="$D/cache" \
+        prompt='A red fox <b>trotting</b> & "jumping"'
+    p="$D/out/p0"
+    for r in base dmd sid; do
+        for m in probs frames; do
+            # every layer of the tiny model (3), every forward (2 blocks × 5), the run's facts
+            assert_equal "$(sf-tensor ls "$p/${m}_$r.safetensors" | grep -c "^$m\.L[0-2]\.b[01]\.s[0-4]	")" 30
+        done
+        assert_equal "$(sf-tensor ls "$p/probs_$r.safetensors" | grep -c '^lse\.L')" 30
+    done
+    meta() { python3 -c 'import json,struct,sys; f=open(sys.argv[1],"rb"); n=struct.unpack("<Q",f.read(8))[0]; print(json.loads(f.read(n))["__metadata__"].get(sys.argv[2],""))' "$1" "$2"; }
+    # one prompt, one seed (the same noise), three different weights
+    for r in base dmd sid; do
+        assert_equal "$(meta "$p/probs_$r.safetensors" seed)" 42
+        assert_equal "$(meta "$p/probs_$r.safetensors" layers)" "[0,1,2]"
+        assert_equal "$(meta "$p/frames_$r.safetensors" prompt)" 'A red fox <b>trotting</b> & "jumping"'
+    done
+    [[ "$(meta "$p/probs_base.safetensors" weights)" == base* ]]
+    [[ "$(meta "$p/probs_dmd.safetensors" weights)" == *dmd.pt:generator_ema ]]
+    [[ "$(meta "$p/probs_sid.safetensors" weights)" == *sid.pt:generator_ema ]]
+    # compare: 3 layers × 2 heads × 3 runs, the last block's step 0 (most key frames)
+    assert_equal "$(wc -l < "$p/compare/compare.csv")" 19
+    assert_equal "$(grep -c '^[0-2],[01],\(base\|dmd\|sid\),1,0,' "$p/compare/compare.csv")" 18
+    [ "$(awk -F, '$3=="sid" && $9!=0' "$p/compare/compare.csv" | wc -l)" -gt 0 ] # the checkpoints differ
+    # the report: escaped prompt, every figure inline
+    grep -qF 'A red fox &lt;b&gt;trotting&lt;/b&gt; &amp; &quot;jumping&quot;' "$p/report.html"
+    assert_equal "$(grep -c '<svg ' "$p/report.html")" 7 # 2 curves + 3 heatmaps + 2 differences
+}
+
+@test "sink_study.sh: a missing checkpoint is an error before any work" {
+    cd "$SF_ROOT"
+    run -2 --separate-stderr pipelines/sink_study.sh --dmd-checkpoint "$BATS_TEST_TMPDIR/none.pt" --out-dir "$BATS_TEST_TMPDIR/o"
+    assert_equal "$stderr" "sink_study.sh: error: checkpoint $BATS_TEST_TMPDIR/none.pt not found (give --dmd-checkpoint / --sid-checkpoint)"
+    [ ! -e "$BATS_TEST_TMPDIR/o" ]
+}

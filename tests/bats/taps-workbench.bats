@@ -1,0 +1,62 @@
+#!/usr/bin/env bats
+# sf-denoise's attention-sink workbench flags on the golden tiny model: layer ranges and lists, probs
+# and cross taps of one forward (the refresh pass), the run's facts in the file, and the flag errors
+# (exit 2, one line, before any work, nothing written).
+
+bats_require_minimum_version 1.5.0
+load '/usr/lib/bats/bats-support/load'
+load '/usr/lib/bats/bats-assert/load'
+
+setup() {
+    G="${SF_GOLDEN:-$BATS_TEST_DIRNAME/../golden}"
+    P="$G/expect/dit_pipeline_base.safetensors"
+    COMMON=(--model-dir "$G/model" --num_frames 9 --height 64 --width 96 --progress none --threads 2
+            --prompt-embeds "$P:context.prompt_embeds" --noise "$P")
+}
+
+meta() { python3 -c 'import json,struct,sys; f=open(sys.argv[1],"rb"); n=struct.unpack("<Q",f.read(8))[0]; print(json.loads(f.read(n))["__metadata__"].get(sys.argv[2],""))' "$1" "$2"; }
+
+@test "probs + cross of the refresh pass of layers 0-1,2: tensors, shapes and facts" {
+    O="$BATS_TEST_TMPDIR/p.safetensors"
+    run -0 sf-denoise "${COMMON[@]}" --layer_indices 0-1,2 --tap-mode probs --tap-cross --tap-select b:2,s:4 \
+        --output_path "$O" --prompt "a fox"
+    run -0 sf-tensor ls "$O"
+    assert_equal "${#lines[@]}" 12 # (probs + lse + cross + cross_lse) × 3 layers
+    assert_line --regexp '^probs\.L1\.b2\.s4	f32	\[2, 3, 9\]$'
+    assert_line --regexp '^lse\.L2\.b2\.s4	f32	\[2, 3, 4\]$'
+    assert_line --regexp '^cross\.L0\.b2\.s4	f32	\[2, 3, [0-9]+\]$'
+    assert_equal "$(meta "$O" layers)" "[0,1,2]"
+    assert_equal "$(meta "$O" tap_mode)" probs
+    assert_equal "$(meta "$O" tap_cross)" 1
+    assert_equal "$(meta "$O" seed)" replayed
+    assert_equal "$(meta "$O" prompt)" "a fox"
+    assert_equal "$(meta "$O" forwards)" '[{"block":2,"step":4,"start_frame":6,"query_frames":3,"key_frames":[0,1,2,3,4,5,6,7,8]}]'
+    # each query frame's key-frame masses sum to 1
+    run -0 python3 - "$O" <<'PY'
+import json, struct, sys
+f = open(sys.argv[1], "rb"); n = struct.unpack("<Q", f.read(8))[0]; h = json.loads(f.read(n)); base = 8 + n
+for name in ("probs.L0.b2.s4", "cross.L2.b2.s4"):
+    e = h[name]; a, b = e["data_offsets"]; f.seek(base + a); v = struct.unpack("<%df" % ((b - a) // 4), f.read(b - a))
+    k = e["shape"][2]
+    for r in range(len(v) // k):
+        assert abs(sum(v[r * k:(r + 1) * k]) - 1) < 1e-5, (name, r)
+PY
+}
+
+@test "workbench flag errors: exit 2, one line, before any work, nothing written" {
+    O="$BATS_TEST_TMPDIR/e.safetensors"
+    for bad in "--layer_indices 1-" "--layer_indices 2-1" "--layer_indices 0,x" "--layer_indices 0-3" "--tap-mode prob"; do
+        run --separate-stderr sf-denoise "${COMMON[@]}" $bad --output_path "$O"
+        assert_failure 2
+        assert_equal "$(printf '%s\n' "$stderr" | grep -c .)" 1
+    done
+    run --separate-stderr sf-denoise "${COMMON[@]}" --layer_indices 0-3 --output_path "$O"
+    [[ "$stderr" == *"--layer_indices: layer 3 out of range (the model has 3 layers: 0..2)"* ]]
+    run --separate-stderr sf-denoise "${COMMON[@]}" --layer_indices all --tap-mode probs --output_path "$BATS_TEST_TMPDIR/e.pt"
+    assert_failure 2
+    [[ "$stderr" == *"write .safetensors only"* ]]
+    run --separate-stderr sf-denoise "${COMMON[@]}" --layer_indices all --tap-mode frames --tap-cross --output_path "$O"
+    assert_failure 2
+    [[ "$stderr" == *"--tap-cross with the streaming aggregate"* ]]
+    [ ! -e "$O" ] && [ ! -e "$BATS_TEST_TMPDIR/e.pt" ]
+}

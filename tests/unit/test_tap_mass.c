@@ -1,0 +1,142 @@
+/* test_tap_mass.c — the attention-tap probability aggregates (kernels/tap_mass.h):
+ * the CPU reference against a direct softmax of the whole logits matrix (hand-checkable cases:
+ * uniform logits, one dominant key frame), and the GPU kernels (kernels/cuda/tap_mass.cu) held to
+ * the CPU reference — on the CPU emulation layer in every build (this binary links the emulated
+ * kernels), chunk by chunk as the explicit attention hands them over, with guard bytes.
+ * Tolerance: double sums in tree vs key order, expf on both sides: 1e-6 absolute (masses ≤ 1). */
+#include "sf_test.h"
+#include "device.h"
+#include "tap_mass.h"
+#include "tap_mass_cuda.h"
+
+#include <math.h>
+#include <stdint.h>
+
+#include "kernel_test.h"
+
+#define TM_TOL 1e-6
+
+static double maxdiff(const float *a, const float *b, size_t n) {
+    double m = 0;
+    for (size_t i = 0; i < n; i++) {
+        double d = fabs((double)a[i] - (double)b[i]);
+        if (!(d <= m)) m = d;
+    }
+    return m;
+}
+
+/* Hand cases: uniform logits → every key frame gets 1/KF, lse = log Lk; one frame 20 above the rest
+ * → almost all of it (e^20·S / (e^20·S + (Lk − S))). */
+static void test_hand(void) {
+    enum { Lk = 12, S = 3, KF = 4 };
+    float s[Lk], m[KF], lse;
+    for (int j = 0; j < Lk; j++) s[j] = 0.5f;
+    sf_tap_row_mass_cpu(s, Lk, S, KF, m, &lse);
+    for (int g = 0; g < KF; g++) SF_CHECK(fabsf(m[g] - 0.25f) < 1e-7f);
+    SF_CHECK(fabsf(lse - (0.5f + logf(12.0f))) < 1e-6f);
+    for (int j = 0; j < S; j++) s[j] = 20.5f;
+    sf_tap_row_mass_cpu(s, Lk, S, KF, m, &lse);
+    double big = exp(20.0) * 3, want0 = big / (big + 9);
+    SF_CHECK_MSG(fabs(m[0] - want0) < 1e-7 && fabs(m[1] - 3 / (big + 9)) < 1e-12, "m0 %.9g", m[0]);
+    /* reduce: two rows of one query frame, renormalised (groups cover half the keys) */
+    float rm[2 * 2] = {0.2f, 0.2f, 0.1f, 0.3f}, l2[2] = {1, 3}, out[2], st[SF_TAP_NSTATS];
+    SF_CHECK(sf_tap_mass_reduce_cpu(1, 2, 2, 2, 1, rm, l2, out, st) == 0);
+    SF_CHECK(fabsf(out[0] - 0.375f) < 1e-7f && fabsf(out[1] - 0.625f) < 1e-7f); /* (0.5 + 0.25)/2, (0.5 + 0.75)/2 */
+    SF_CHECK(st[0] == 2.0f && st[1] == 1.0f && st[2] == 3.0f && fabsf(st[3] - 0.4f) < 1e-7f);
+}
+
+/* sf_tap_mass_cpu from q, k = the softmax of the logits computed here, summed per frame, in double. */
+static void test_cpu_vs_softmax(void) {
+    enum { H = 3, d = 16, S = 5, QF = 2, KF = 4, Lq = QF * S, Lk = KF * S, ld = H * d + 3 };
+    float *q = hrand(Lq * ld, -1, 1, 0), *k = hrand(Lk * ld, -1, 1, 0);
+    for (int i = 0; i < Lk * ld; i++) k[i] *= 3; /* peaky rows */
+    float out[H * QF * KF], st[H * QF * SF_TAP_NSTATS];
+    const float scale = 1.0f / sqrtf((float)d);
+    SF_CHECK(sf_tap_mass_cpu(Lq, Lk, H, d, q, ld, k, ld, scale, S, KF, S, 0, out, st, 3) == 0);
+    double worst = 0;
+    for (int h = 0; h < H; h++)
+        for (int qf = 0; qf < QF; qf++) {
+            double acc[KF] = {0}, lsum = 0;
+            for (int r = qf * S; r < (qf + 1) * S; r++) {
+                double lg[Lk], mx = -INFINITY, z = 0;
+                for (int j = 0; j < Lk; j++) {
+                    double a = 0;
+                    for (int t = 0; t < d; t++) a += (double)q[r * ld + h * d + t] * k[j * ld + h * d + t];
+                    lg[j] = a * scale;
+                    mx = lg[j] > mx ? lg[j] : mx;
+                }
+                for (int j = 0; j < Lk; j++) z += exp(lg[j] - mx);
+                for (int j = 0; j < Lk; j++) acc[j / S] += exp(lg[j] - mx) / z / S;
+                lsum += (mx + log(z)) / S;
+            }
+            for (int g = 0; g < KF; g++) {
+                double e = fabs(out[(h * QF + qf) * KF + g] - acc[g]);
+                worst = e > worst ? e : worst;
+            }
+            SF_CHECK(fabs(st[(h * QF + qf) * SF_TAP_NSTATS] - lsum) < 1e-5);
+        }
+    SF_CHECK_MSG(worst < TM_TOL, "max|Δ| %.3g vs the double softmax", worst);
+    /* the same for any thread count */
+    float out1[H * QF * KF], st1[H * QF * SF_TAP_NSTATS];
+    SF_CHECK(sf_tap_mass_cpu(Lq, Lk, H, d, q, ld, k, ld, scale, S, KF, S, 0, out1, st1, 1) == 0);
+    SF_CHECK(!memcmp(out, out1, sizeof out) && !memcmp(st, st1, sizeof st));
+    free(q), free(k);
+}
+
+/* GPU: chunks of `chunk` rows of S (H, rows, lds) like the explicit attention's, then the reduce. */
+static void gpu_case(int H, int64_t Lq, int64_t Lk, int64_t lds, int64_t G, int64_t NG, int64_t S, int renorm,
+                     int64_t chunk) {
+    cu c;
+    if (!cu_open(&c)) return;
+    const int64_t QF = Lq / S;
+    float *s = hrand((size_t)(H * Lq * Lk), -8, 8, 0);
+    s[5] = 60.0f; /* a spike: only the true row max keeps exp finite */
+    float *rm = hzalloc((size_t)(H * Lq * NG)), *lse = hzalloc((size_t)(H * Lq));
+    float *ref = hzalloc((size_t)(H * QF * NG)), *rst = hzalloc((size_t)(H * QF * SF_TAP_NSTATS));
+    float *got = hzalloc((size_t)(H * QF * NG)), *gst = hzalloc((size_t)(H * QF * SF_TAP_NSTATS));
+    for (int64_t r = 0; r < H * Lq; r++) sf_tap_row_mass_cpu(s + r * Lk, Lk, G, NG, rm + r * NG, lse + r);
+    SF_CHECK(sf_tap_mass_reduce_cpu(H, Lq, NG, S, renorm, rm, lse, ref, rst) == 0);
+    float *dS = cu_alloc(&c, sizeof(float) * (size_t)(H * chunk * lds));
+    float *drm = cu_alloc(&c, sizeof(float) * (size_t)(H * Lq * NG)), *dl = cu_alloc(&c, sizeof(float) * (size_t)(H * Lq));
+    double *dt = cu_alloc(&c, sizeof(double) * (size_t)(H * Lq));
+    gbuf go, gs;
+    if (!dS || !drm || !dl || !dt || !gb_new(&c, &go, H * QF, NG, NG, 4) || !gb_new(&c, &gs, H * QF, SF_TAP_NSTATS, SF_TAP_NSTATS, 4))
+        goto done;
+    float *hc = hzalloc((size_t)(H * chunk * lds));
+    for (int64_t r0 = 0; r0 < Lq; r0 += chunk) {
+        int64_t rows = Lq - r0 < chunk ? Lq - r0 : chunk;
+        for (int h = 0; h < H; h++)
+            for (int64_t r = 0; r < rows; r++)
+                for (int64_t j = 0; j < lds; j++)
+                    hc[(h * rows + r) * lds + j] = j < Lk ? s[((int64_t)h * Lq + r0 + r) * Lk + j] : NAN; /* gap: never read */
+        SF_CHECK_OK(sf_cuda_upload_f32(&c.ctx, dS, hc, (size_t)(H * rows * lds), &c.err), &c.err);
+        SF_CHECK_OK(sf_tap_row_mass_cuda(&c.ctx, H, rows, r0, Lq, Lk, dS, lds, G, NG, drm, dl, &c.err), &c.err);
+    }
+    free(hc);
+    SF_CHECK_OK(sf_tap_mass_reduce_cuda(&c.ctx, H, Lq, NG, S, renorm, drm, dl, dt, (float *)go.at, (float *)gs.at, &c.err),
+                &c.err);
+    if (gb_get(&c, &go, "tap mass", got) && gb_get(&c, &gs, "tap stats", gst)) {
+        double e1 = maxdiff(got, ref, (size_t)(H * QF * NG)), e2 = maxdiff(gst, rst, (size_t)(H * QF * SF_TAP_NSTATS));
+        SF_CHECK_MSG(e1 <= TM_TOL, "mass max|Δ| %.3g vs the CPU reference", e1);
+        SF_CHECK_MSG(e2 <= 1e-5, "stats max|Δ| %.3g vs the CPU reference", e2);
+    }
+    SF_CHECK_OK(sf_tap_row_mass_cuda(&c.ctx, H, 1, Lq, Lq, Lk, dS, lds, G, NG, drm, dl, &c.err) == SF_E_ARG ? SF_OK : SF_E_ARG,
+                &c.err); /* a chunk past Lq is refused */
+done:
+    free(s), free(rm), free(lse), free(ref), free(rst), free(got), free(gst);
+    cu_close(&c);
+}
+/* self-attention: key frames of 40 tokens (block sums), chunks not aligned to query frames */
+static void test_gpu_frames(void) {
+    (void)gb_put, (void)tol_cmp; /* kernel_test.h helpers this file does not need */
+    gpu_case(2, 60, 160, 163, 40, 4, 20, 0, 25); }
+/* cross-attention: 7 real tokens of 64, renormalised (a thread per group) */
+static void test_gpu_cross(void) { gpu_case(3, 12, 64, 64, 1, 7, 4, 1, 5); }
+
+static const sf_test tests[] = {
+    {"hand", test_hand},
+    {"cpu_vs_softmax", test_cpu_vs_softmax},
+    {"gpu_frames", test_gpu_frames},
+    {"gpu_cross", test_gpu_cross},
+};
+SF_TEST_MAIN(tests)

@@ -1,0 +1,394 @@
+/* compare.c — sf-taps compare / heatmap / report (see compare.h). */
+#define _POSIX_C_SOURCE 200809L
+#include "compare.h"
+
+#include <cjson/cJSON.h>
+#include <errno.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+void sf_taps_cmp_free(sf_taps_cmp *c) {
+    for (int i = 0; c->r && i < c->nr; i++) {
+        sf_tfile_destroy(&c->r[i].tf);
+        free(c->r[i].block);
+        free(c->r[i].step);
+        free(c->r[i].mass);
+        free(c->r[i].ratio);
+    }
+    free(c->r);
+    free(c->layers);
+    memset(c, 0, sizeof *c);
+}
+
+/* key frames of a source from its shape */
+static int64_t src_kf(const sf_taps_src *s) {
+    const sf_tensor *t = s->t;
+    if (s->kind == SF_TAPS_SRC_LOGITS) return s->fsl > 0 ? t->shape[t->ndim - 1] / s->fsl : 0;
+    return t->shape[t->ndim - 1];
+}
+
+/* The source used for layer l: the forward asked for, else the first with the most key frames;
+ * probs before logits. NULL when none. */
+static const sf_taps_src *pick(const sf_taps_src *v, size_t n, int l, int fb, int fs) {
+    const sf_taps_src *best = NULL;
+    for (int want = SF_TAPS_SRC_PROBS; want >= 0 && !best; want = want == SF_TAPS_SRC_PROBS ? SF_TAPS_SRC_LOGITS : -1)
+        for (size_t i = 0; i < n; i++) {
+            const sf_taps_src *s = &v[i];
+            if (s->layer != l || (int)s->kind != want) continue;
+            if (fb >= 0 && (s->block != fb || s->step != fs)) continue;
+            if (!best || src_kf(s) > src_kf(best)) best = s;
+        }
+    return best;
+}
+
+static void base_label(const char *path, char *out, size_t n) {
+    const char *b = strrchr(path, '/');
+    b = b ? b + 1 : path;
+    snprintf(out, n, "%s", b);
+    char *dot = strrchr(out, '.');
+    if (dot && dot != out) *dot = 0;
+}
+
+static sf_status load_run(sf_taps_cmp *c, int i, const char *path, int64_t fsl, int fb, int fs, sf_err *err) {
+    sf_taps_run *r = &c->r[i];
+    sf_taps_src *v = NULL;
+    size_t n = 0;
+    sf_status s = sf_tfile_open(path, &r->tf, err);
+    if (!s) s = sf_taps_find_sources(r->tf, SF_TAPS_SET_PROBS | SF_TAPS_SET_TAPS | SF_TAPS_SET_FIG4, fsl, NULL, 0, &v, &n, err);
+    if (s) return s;
+    if (i == 0 && !c->layers) { /* the first file's layers */
+        c->layers = malloc(sizeof(int) * (n ? n : 1));
+        for (size_t k = 0; c->layers && k < n; k++) { /* distinct, ascending (insertion) */
+            int l = v[k].layer, at = c->nl, dup = 0;
+            for (int j = 0; j < c->nl; j++) dup |= c->layers[j] == l;
+            if (dup) continue;
+            while (at > 0 && c->layers[at - 1] > l) c->layers[at] = c->layers[at - 1], at--;
+            c->layers[at] = l;
+            c->nl++;
+        }
+    }
+    r->block = calloc((size_t)c->nl + 1, sizeof(int));
+    r->step = calloc((size_t)c->nl + 1, sizeof(int));
+    if (!c->layers || !r->block || !r->step) {
+        free(v);
+        return sf_fail(err, SF_E_NOMEM, "out of memory");
+    }
+    for (int li = 0; li < c->nl && !s; li++) {
+        const sf_taps_src *src = pick(v, n, c->layers[li], fb, fs);
+        if (!src) {
+            s = sf_fail(err, SF_E_NOTFOUND, "%s: no probs/logits tap of layer %d%s", path, c->layers[li],
+                        fb >= 0 ? " at the --forward asked for" : "");
+            break;
+        }
+        sf_taps_stats st;
+        if ((s = sf_taps_stats_source(src, NULL, 0, &st, err))) {
+            sf_taps_stats_free(&st);
+            break;
+        }
+        if (!c->H) {
+            c->H = st.nh;
+            c->fsl = src->fsl;
+            r->mass = calloc((size_t)c->nl * (size_t)c->H, sizeof(double));
+        } else if (st.nh != c->H) {
+            s = sf_fail(err, SF_E_SHAPE, "%s: layer %d has %d heads, %s has %d", path, src->layer, st.nh, c->r[0].path, c->H);
+        }
+        if (!r->mass) r->mass = calloc((size_t)c->nl * (size_t)c->H, sizeof(double));
+        if (!r->ratio) r->ratio = calloc((size_t)c->nl * (size_t)c->H, sizeof(double));
+        if (!s && (!r->mass || !r->ratio)) s = sf_fail(err, SF_E_NOMEM, "out of memory");
+        for (int h = 0; !s && h < c->H; h++) {
+            double w0 = st.W[(size_t)h * (size_t)st.nkf];
+            r->mass[li * c->H + h] = src->kind == SF_TAPS_SRC_PROBS ? st.F[(size_t)h * (size_t)st.nkf] : w0 * (double)src->fsl;
+            r->ratio[li * c->H + h] = st.sink[h];
+        }
+        r->block[li] = src->block;
+        r->step[li] = src->step;
+        sf_taps_stats_free(&st);
+    }
+    free(v);
+    return s;
+}
+
+sf_status sf_taps_cmp_load(sf_taps_cmp *c, const char *const *paths, int n, const char *const *labels,
+                           int64_t fsl, const int *layers, int nl, int fwd_b, int fwd_s, sf_err *err) {
+    memset(c, 0, sizeof *c);
+    if (n < 1) return sf_fail(err, SF_E_ARG, "no tap files");
+    c->r = calloc((size_t)n, sizeof *c->r);
+    if (!c->r) return sf_fail(err, SF_E_NOMEM, "out of memory");
+    c->nr = n;
+    if (layers && nl > 0) {
+        c->layers = malloc(sizeof(int) * (size_t)nl);
+        if (!c->layers) return sf_fail(err, SF_E_NOMEM, "out of memory");
+        memcpy(c->layers, layers, sizeof(int) * (size_t)nl);
+        c->nl = nl;
+    }
+    for (int i = 0; i < n; i++) {
+        c->r[i].path = paths[i];
+        if (labels) snprintf(c->r[i].label, sizeof c->r[i].label, "%s", labels[i]);
+        else base_label(paths[i], c->r[i].label, sizeof c->r[i].label);
+        sf_status s = load_run(c, i, paths[i], fsl, fwd_b, fwd_s, err);
+        if (s) return s;
+    }
+    return SF_OK;
+}
+
+static void num(FILE *f, double v) {
+    if (isnan(v)) fputs("nan", f);
+    else if (isinf(v)) fputs(v > 0 ? "inf" : "-inf", f);
+    else fprintf(f, "%.9g", v);
+}
+
+void sf_taps_cmp_csv(FILE *f, const sf_taps_cmp *c) {
+    fputs("layer,head,run,block,step,first_mass,sink_ratio,d_first_mass,d_sink_ratio\n", f);
+    for (int li = 0; li < c->nl; li++)
+        for (int h = 0; h < c->H; h++)
+            for (int i = 0; i < c->nr; i++) {
+                const sf_taps_run *r = &c->r[i], *r0 = &c->r[0];
+                int k = li * c->H + h;
+                fprintf(f, "%d,%d,%s,%d,%d,", c->layers[li], h, r->label, r->block[li], r->step[li]);
+                num(f, r->mass[k]);
+                fputc(',', f);
+                num(f, r->ratio[k]);
+                fputc(',', f);
+                num(f, r->mass[k] - r0->mass[k]);
+                fputc(',', f);
+                num(f, r->ratio[k] - r0->ratio[k]);
+                fputc('\n', f);
+            }
+}
+
+/* ---- figures ---------------------------------------------------------------------------- */
+
+typedef enum { FIG_HEAT, FIG_DIFF, FIG_MASS, FIG_RATIO } fig_kind;
+
+/* Head means per layer of run i's mass or ratio (NaN-skipping). */
+static void head_mean(const sf_taps_cmp *c, const double *v, double *out) {
+    for (int li = 0; li < c->nl; li++) {
+        double a = 0;
+        int m = 0;
+        for (int h = 0; h < c->H; h++)
+            if (isfinite(v[li * c->H + h])) a += v[li * c->H + h], m++;
+        out[li] = m ? a / m : NAN;
+    }
+}
+
+static sf_status figure(FILE *f, const sf_taps_cmp *c, fig_kind k, int run, sf_err *err) {
+    char title[256];
+    size_t n = (size_t)c->nl * (size_t)(k == FIG_MASS || k == FIG_RATIO ? c->nr : c->H);
+    double *v = calloc(n ? n : 1, sizeof(double));
+    const char **names = calloc((size_t)c->nr, sizeof *names);
+    if (!v || !names) {
+        free(v);
+        free(names);
+        return sf_fail(err, SF_E_NOMEM, "out of memory");
+    }
+    if (k == FIG_HEAT || k == FIG_DIFF) {
+        for (size_t i = 0; i < n; i++) v[i] = c->r[run].ratio[i] - (k == FIG_DIFF ? c->r[0].ratio[i] : 0);
+        if (k == FIG_HEAT) snprintf(title, sizeof title, "Sink ratio w(frame 0) / mean w(middle frames): %s", c->r[run].label);
+        else snprintf(title, sizeof title, "Sink ratio difference: %s minus %s", c->r[run].label, c->r[0].label);
+        sf_taps_svg_grid(f, title, c->nl, c->layers, "L", "Layer", c->H, "Head", "head", v,
+                         k == FIG_HEAT ? "Sink ratio" : "Difference");
+    } else {
+        for (int i = 0; i < c->nr; i++) {
+            head_mean(c, k == FIG_MASS ? c->r[i].mass : c->r[i].ratio, v + (size_t)i * (size_t)c->nl);
+            names[i] = c->r[i].label;
+        }
+        sf_taps_svg_lines(f, k == FIG_MASS ? "First-frame attention mass per layer (mean over heads)"
+                                           : "Sink ratio per layer (mean over heads)",
+                          "Layer", k == FIG_MASS ? "Mass on key frame 0" : "Sink ratio", c->nr, names, c->nl, c->layers, v);
+    }
+    free(v);
+    free(names);
+    return ferror(f) ? sf_fail(err, SF_E_IO, "write failed") : SF_OK;
+}
+
+static sf_status figure_file(const sf_taps_cmp *c, fig_kind k, int run, const char *path, sf_err *err) {
+    sf_atomic_file af;
+    sf_status s = sf_atomic_open(&af, path, err);
+    if (s) return s;
+    if ((s = figure(af.fp, c, k, run, err))) {
+        sf_atomic_abort(&af);
+        return sf_fail(err, s, "%s: %s", path, err->msg);
+    }
+    return sf_atomic_commit(&af, err);
+}
+
+sf_status sf_taps_cmp_heatmap(const sf_taps_cmp *c, int run, const char *path, sf_err *err) {
+    return figure_file(c, FIG_HEAT, run, path, err);
+}
+
+sf_status sf_taps_cmp_write_dir(const sf_taps_cmp *c, const char *dir, sf_err *err) {
+    if (mkdir(dir, 0777) != 0 && errno != EEXIST) return sf_fail(err, SF_E_IO, "%s: cannot create directory: %s", dir, strerror(errno));
+    char p[4096];
+    sf_atomic_file af;
+    snprintf(p, sizeof p, "%s/compare.csv", dir);
+    sf_status s = sf_atomic_open(&af, p, err);
+    if (s) return s;
+    sf_taps_cmp_csv(af.fp, c);
+    if ((s = sf_atomic_commit(&af, err))) return s;
+    for (int i = 0; i < c->nr && !s; i++) {
+        snprintf(p, sizeof p, "%s/sink_ratio_%s.svg", dir, c->r[i].label);
+        s = figure_file(c, FIG_HEAT, i, p, err);
+        if (!s && i > 0) {
+            snprintf(p, sizeof p, "%s/sink_ratio_diff_%s.svg", dir, c->r[i].label);
+            s = figure_file(c, FIG_DIFF, i, p, err);
+        }
+    }
+    snprintf(p, sizeof p, "%s/first_mass.svg", dir);
+    if (!s) s = figure_file(c, FIG_MASS, 0, p, err);
+    snprintf(p, sizeof p, "%s/sink_ratio_layers.svg", dir);
+    if (!s) s = figure_file(c, FIG_RATIO, 0, p, err);
+    return s;
+}
+
+/* ---- the HTML report ------------------------------------------------------------------------ */
+
+static void html(FILE *f, const char *s) {
+    for (; s && *s; s++) {
+        switch (*s) {
+        case '<': fputs("&lt;", f); break;
+        case '>': fputs("&gt;", f); break;
+        case '&': fputs("&amp;", f); break;
+        case '"': fputs("&quot;", f); break;
+        case '\'': fputs("&#39;", f); break;
+        default:
+            if ((unsigned char)*s >= 0x20 || *s == '\n' || *s == '\t') fputc(*s, f);
+        }
+    }
+}
+
+static void hnum(FILE *f, double v, const char *fmt) {
+    if (!isfinite(v)) fputs("nan", f);
+    else fprintf(f, fmt, v);
+}
+
+/* A figure inline: its SVG without the XML prolog. */
+static sf_status inline_figure(FILE *out, const sf_taps_cmp *c, fig_kind k, int run, sf_err *err) {
+    char *buf = NULL;
+    size_t len = 0;
+    FILE *m = open_memstream(&buf, &len);
+    if (!m) return sf_fail(err, SF_E_NOMEM, "out of memory");
+    sf_status s = figure(m, c, k, run, err);
+    fclose(m);
+    if (!s) {
+        const char *p = buf;
+        if (!strncmp(p, "<?xml", 5) && (p = strchr(p, '\n'))) p++;
+        fputs("<figure>", out);
+        fputs(p ? p : buf, out);
+        fputs("</figure>\n", out);
+    }
+    free(buf);
+    return s;
+}
+
+/* The key frames of the forward (block, step) from the file's "forwards" metadata, as text. */
+static void key_frames_of(const sf_tfile *tf, int b, int st, char *out, size_t n) {
+    snprintf(out, n, "%s", "(not recorded)");
+    const char *fw = sf_tfile_meta(tf, "forwards");
+    cJSON *a = fw ? cJSON_Parse(fw) : NULL, *o;
+    cJSON_ArrayForEach(o, a) {
+        cJSON *jb = cJSON_GetObjectItem(o, "block"), *js = cJSON_GetObjectItem(o, "step");
+        if (!cJSON_IsNumber(jb) || !cJSON_IsNumber(js) || jb->valueint != b || js->valueint != st) continue;
+        char *t = cJSON_PrintUnformatted(cJSON_GetObjectItem(o, "key_frames"));
+        if (t) snprintf(out, n, "%s", t);
+        free(t);
+    }
+    cJSON_Delete(a);
+}
+
+static const char *const FACTS[] = {"weights", "prompt", "seed", "tap_mode", "tap_cross", "num_frames",
+                                    "num_frame_per_block", "frame_seq_length", "heads", "layers", "local_attn_size",
+                                    "sink_size", "model_dir"};
+
+static void write_report(FILE *f, const sf_taps_cmp *c, sf_err *err, sf_status *s) {
+    fputs("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\n<title>Attention-sink report</title>\n"
+          "<style>body{font-family:DejaVu Sans,Arial,sans-serif;margin:24px;color:#222;max-width:1400px}"
+          "table{border-collapse:collapse;margin:8px 0 20px}td,th{border:1px solid #bbb;padding:3px 8px;"
+          "font-size:13px;text-align:right;vertical-align:top}th{background:#eee}td.t{text-align:left;"
+          "max-width:420px;word-break:break-word}figure{margin:10px 0;display:inline-block}"
+          "h2{border-bottom:1px solid #ccc;padding-bottom:3px}</style></head><body>\n"
+          "<h1>Attention-sink report</h1>\n<p>",
+          f);
+    fprintf(f, "%d run%s, %d layer%s × %d heads, %lld tokens per latent frame. First-frame mass: the softmax "
+               "mass of key frame 0 averaged over the queries; sink ratio: w(frame 0) / mean w(frames 1..K−2). "
+               "Made by sfpipe <code>sf-taps report</code>.</p>\n",
+            c->nr, c->nr == 1 ? "" : "s", c->nl, c->nl == 1 ? "" : "s", c->H, (long long)c->fsl);
+    fputs("<h2>Runs</h2>\n<table><tr><th>fact</th>", f);
+    for (int i = 0; i < c->nr; i++) fputs("<th>", f), html(f, c->r[i].label), fputs("</th>", f);
+    fputs("</tr>\n<tr><th>file</th>", f);
+    for (int i = 0; i < c->nr; i++) fputs("<td class=\"t\">", f), html(f, c->r[i].path), fputs("</td>", f);
+    fputs("</tr>\n", f);
+    for (size_t k = 0; k < sizeof FACTS / sizeof *FACTS; k++) {
+        fputs("<tr><th>", f), html(f, FACTS[k]), fputs("</th>", f);
+        for (int i = 0; i < c->nr; i++) {
+            const char *v = sf_tfile_meta(c->r[i].tf, FACTS[k]);
+            fputs("<td class=\"t\">", f), html(f, v ? v : "—"), fputs("</td>", f);
+        }
+        fputs("</tr>\n", f);
+    }
+    fputs("<tr><th>forward used (layer ", f);
+    fprintf(f, "%d)</th>", c->layers[c->nl - 1]);
+    for (int i = 0; i < c->nr; i++) {
+        char kf[1024];
+        key_frames_of(c->r[i].tf, c->r[i].block[c->nl - 1], c->r[i].step[c->nl - 1], kf, sizeof kf);
+        fprintf(f, "<td class=\"t\">block %d, step %d; key frames ", c->r[i].block[c->nl - 1], c->r[i].step[c->nl - 1]);
+        html(f, kf);
+        fputs("</td>", f);
+    }
+    fputs("</tr></table>\n<h2>Per layer (mean over heads)</h2>\n", f);
+    if (!*s) *s = inline_figure(f, c, FIG_MASS, 0, err);
+    if (!*s) *s = inline_figure(f, c, FIG_RATIO, 0, err);
+    fputs("\n<table><tr><th>layer</th>", f);
+    for (int i = 0; i < c->nr; i++) fputs("<th>first mass ", f), html(f, c->r[i].label), fputs("</th>", f);
+    for (int i = 0; i < c->nr; i++) fputs("<th>sink ratio ", f), html(f, c->r[i].label), fputs("</th>", f);
+    for (int i = 1; i < c->nr; i++) fputs("<th>Δ sink ratio ", f), html(f, c->r[i].label), fputs("</th>", f);
+    fputs("</tr>\n", f);
+    double *hm = calloc((size_t)c->nr * 2 * (size_t)c->nl, sizeof(double));
+    for (int i = 0; hm && i < c->nr; i++) {
+        head_mean(c, c->r[i].mass, hm + (size_t)(2 * i) * (size_t)c->nl);
+        head_mean(c, c->r[i].ratio, hm + (size_t)(2 * i + 1) * (size_t)c->nl);
+    }
+    for (int li = 0; hm && li < c->nl; li++) {
+        fprintf(f, "<tr><td>%d</td>", c->layers[li]);
+        for (int i = 0; i < c->nr; i++) fputs("<td>", f), hnum(f, hm[(size_t)(2 * i) * c->nl + li], "%.4f"), fputs("</td>", f);
+        for (int i = 0; i < c->nr; i++) fputs("<td>", f), hnum(f, hm[(size_t)(2 * i + 1) * c->nl + li], "%.4f"), fputs("</td>", f);
+        for (int i = 1; i < c->nr; i++)
+            fputs("<td>", f), hnum(f, hm[(size_t)(2 * i + 1) * c->nl + li] - hm[(size_t)1 * c->nl + li], "%+.4f"), fputs("</td>", f);
+        fputs("</tr>\n", f);
+    }
+    free(hm);
+    fputs("</table>\n<h2>Layers × heads</h2>\n", f);
+    for (int i = 0; i < c->nr && !*s; i++) *s = inline_figure(f, c, FIG_HEAT, i, err);
+    for (int i = 1; i < c->nr && !*s; i++) *s = inline_figure(f, c, FIG_DIFF, i, err);
+    fputs("\n<details><summary>Every layer and head</summary>\n<table><tr><th>layer</th><th>head</th>", f);
+    for (int i = 0; i < c->nr; i++) {
+        fputs("<th>first mass ", f), html(f, c->r[i].label), fputs("</th><th>sink ratio ", f), html(f, c->r[i].label);
+        fputs("</th>", f);
+    }
+    fputs("</tr>\n", f);
+    for (int li = 0; li < c->nl; li++)
+        for (int h = 0; h < c->H; h++) {
+            fprintf(f, "<tr><td>%d</td><td>%d</td>", c->layers[li], h);
+            for (int i = 0; i < c->nr; i++) {
+                fputs("<td>", f), hnum(f, c->r[i].mass[li * c->H + h], "%.6f"), fputs("</td><td>", f);
+                hnum(f, c->r[i].ratio[li * c->H + h], "%.6f"), fputs("</td>", f);
+            }
+            fputs("</tr>\n", f);
+        }
+    fputs("</table></details>\n</body></html>\n", f);
+}
+
+sf_status sf_taps_cmp_report(const sf_taps_cmp *c, const char *path, sf_err *err) {
+    sf_atomic_file af;
+    sf_status s = sf_atomic_open(&af, path, err);
+    if (s) return s;
+    write_report(af.fp, c, err, &s);
+    if (!s && ferror(af.fp)) s = sf_fail(err, SF_E_IO, "%s: write failed", path);
+    if (s) {
+        sf_atomic_abort(&af);
+        return s;
+    }
+    return sf_atomic_commit(&af, err);
+}

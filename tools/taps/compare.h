@@ -1,0 +1,49 @@
+/* compare.h — sf-taps' attention-sink workbench: several tap files (e.g. the base, DMD and SID
+ * checkpoints on one prompt, seed and noise) side by side, per layer × head:
+ *   first_mass = the softmax mass of key frame 0, averaged over the queries (probs.* directly; from
+ *                logits W[h,0]·frame_seq_length),
+ *   sink_ratio = W[h,0] / mean W[h,1:−1] (sf_taps_sink_ratio; NaN with fewer than 3 key frames),
+ *   d_first_mass, d_sink_ratio = the same minus the first file's.
+ * Per file and layer one forward is used: --forward B:S, else the first with the most key frames
+ * (the figure-4 choice), a probs.* source before a logits one. Outputs: a CSV table, SVG figures
+ * (layers × heads sink-ratio heatmaps, their differences to the first file, head-mean curves per
+ * layer) and one self-contained HTML report (inline SVG, tables, the runs' facts from the
+ * files' metadata; every text escaped). Tested by tests/bats/sf-taps-compare.bats on numbers
+ * worked out by hand from the golden tap file, and the report in headless Chromium. */
+#ifndef SF_TAPS_COMPARE_H
+#define SF_TAPS_COMPARE_H
+
+#include "taps_analysis.h"
+
+typedef struct sf_taps_run {
+    char label[64];
+    const char *path;         /* borrowed */
+    sf_tfile *tf;
+    int *block, *step;        /* [nl] the forward used per layer */
+    double *mass, *ratio;     /* [nl, H] */
+} sf_taps_run;
+
+typedef struct sf_taps_cmp {
+    int nr;
+    sf_taps_run *r;
+    int nl, H;
+    int *layers;              /* [nl] ascending: the first file's, every other file must have them */
+    int64_t fsl;
+} sf_taps_cmp;
+
+/* Open n files and compute the table. labels: n names or NULL (file base names). layers: filter
+ * (NULL = the first file's). fwd_b/fwd_s ≥ 0: that forward. Bad input: one-line error. */
+sf_status sf_taps_cmp_load(sf_taps_cmp *c, const char *const *paths, int n, const char *const *labels,
+                           int64_t fsl, const int *layers, int nl, int fwd_b, int fwd_s, sf_err *err);
+void sf_taps_cmp_free(sf_taps_cmp *c);
+/* CSV: layer,head,run,block,step,first_mass,sink_ratio,d_first_mass,d_sink_ratio (nan spelled out). */
+void sf_taps_cmp_csv(FILE *f, const sf_taps_cmp *c);
+/* DIR/compare.csv, sink_ratio_<label>.svg, sink_ratio_diff_<label>.svg (runs ≥ 1), first_mass.svg,
+ * sink_ratio_layers.svg. */
+sf_status sf_taps_cmp_write_dir(const sf_taps_cmp *c, const char *dir, sf_err *err);
+/* One run's layers × heads sink-ratio heatmap as an SVG file. */
+sf_status sf_taps_cmp_heatmap(const sf_taps_cmp *c, int run, const char *path, sf_err *err);
+/* The HTML report, atomically. */
+sf_status sf_taps_cmp_report(const sf_taps_cmp *c, const char *path, sf_err *err);
+
+#endif
