@@ -36,6 +36,7 @@ static const sf_opt opts[] = {
     {"bench", 0, SF_ARG_VALUE, "1.3b|tiny\tGPU decoder benchmark with random weights (1.3b: 21 latent frames -> 81 at 832x480; needs --device cuda)"},
     {"bf16-unscale", 0, SF_ARG_FLAG, "un-scale latents in bf16 like the bf16 reference pipeline (SPEC 8.1)"},
     SF_OPT_PROGRESS,
+    SF_OPTS_CPU_MODE,
     SF_OPTS_STD,
     {NULL, 0, 0, NULL},
 };

@@ -55,6 +55,7 @@ static const sf_opt opts[] = {
     {"threads", 0, SF_ARG_VALUE, "N\tCPU threads (default: all CPUs)"},
     {"bench", 0, SF_ARG_VALUE, "tiny|1.3b-layer|1.3b\tprint ms per block-forward and peak memory, then exit (1.3b: a whole random-weight video, GPU only)"},
     SF_OPT_PROGRESS,
+    SF_OPTS_CPU_MODE,
     SF_OPTS_STD,
     {NULL, 0, 0, NULL},
 };
