@@ -25,6 +25,9 @@ int sf_dnnl_matmul(int64_t M, int64_t N, int64_t K, const void *a, int64_t lda, 
 /* In place softmax over each of `rows` rows of n floats (row stride lds). Returns 0 or -1. */
 int sf_dnnl_softmax_rows(int64_t rows, int64_t n, float *s, int64_t lds, int nthreads);
 
+/* In place x = GELU-tanh(x) (nn.GELU('tanh')) over n floats, oneDNN's vectorised eltwise. 0 or -1. */
+int sf_dnnl_gelu_tanh(float *x, int64_t n, int nthreads);
+
 /* sf_conv3d_cpu's contract (conv3d.h) through oneDNN's convolution, f32, or with bf16 = 1 bf16
  * inputs and weights (f32 accumulation and output). Its work memory is oneDNN's (per call). */
 sf_status sf_dnnl_conv3d(const sf_conv3d_args *a, int bf16, sf_err *err);

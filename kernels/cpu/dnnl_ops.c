@@ -199,6 +199,38 @@ int sf_dnnl_softmax_rows(int64_t rows, int64_t n, float *s, int64_t lds, int nth
     return rc;
 }
 
+/* ---- GELU-tanh --------------------------------------------------------------------------- */
+
+int sf_dnnl_gelu_tanh(float *x, int64_t n, int nthreads) {
+    if (n <= 0) return 0;
+    pthread_once(&engine_once, engine_init);
+    if (!engine) return -1;
+    dnnl_memory_desc_t md;
+    dnnl_dims_t d = {n};
+    if (dnnl_memory_desc_init_by_tag(&md, 1, d, dnnl_f32, dnnl_a)) return -1;
+    prim_key k = {5, 0, 0, 1.0f, {n}};
+    pthread_mutex_lock(&prim_mu);
+    prim_entry *e = prim_find(&k);
+    if (!e) {
+        dnnl_eltwise_desc_t ed;
+        dnnl_primitive_desc_t pd = NULL;
+        int ok = dnnl_eltwise_forward_desc_init(&ed, dnnl_forward_inference, dnnl_eltwise_gelu_tanh, &md, 0.f, 0.f) ==
+                     dnnl_success &&
+                 dnnl_primitive_desc_create(&pd, &ed, NULL, engine, NULL) == dnnl_success;
+        e = ok ? prim_add(&k, pd) : NULL;
+    }
+    dnnl_primitive_t p = e ? e->p : NULL;
+    pthread_mutex_unlock(&prim_mu);
+    if (!p) return -1;
+    dnnl_memory_t m = mem(&md, x);
+    if (!m) return -1;
+    dnnl_exec_arg_t args[2] = {{DNNL_ARG_SRC, m}, {DNNL_ARG_DST, m}};
+    set_threads(nthreads);
+    int rc = run(p, 2, args);
+    dnnl_memory_destroy(m);
+    return rc;
+}
+
 /* ---- 3-D convolution --------------------------------------------------------------------- */
 
 /* Frames per oneDNN call: the blocked copies of input and output stay under ~64 M floats. */

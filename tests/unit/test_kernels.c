@@ -430,8 +430,22 @@ static void test_fast_attention(void) {
     }
 }
 
+/* The fast modes' GELU-tanh (oneDNN eltwise) against the exact one (tanh in double, rounded once). */
+static void test_fast_gelu(void) {
+    enum { N = 100003 };
+    static float x[N], ref[N];
+    fill(x, N, 41);
+    for (int i = 0; i < N; i++) x[i] *= 4.0f, ref[i] = (float)sf_gelu_tanh(x[i]);
+    sf_test_mode("fast");
+    const unsigned long long c0 = sf_dnnl_calls();
+    sf_gelu_tanh_mt_cpu(x, N, 2);
+    SF_CHECK_MSG(sf_dnnl_calls() > c0, "fast gelu: oneDNN did not run");
+    sf_test_allclose("fast gelu", x, ref, N, 1e-5, 1e-6);
+}
+
 static const sf_test tests[] = {
     {"fast_gemm", test_fast_gemm},
+    {"fast_gelu", test_fast_gelu},
     {"fast_attention", test_fast_attention},
     {"gemm", test_gemm},
     {"attention", test_attention},

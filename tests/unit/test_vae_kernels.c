@@ -251,6 +251,7 @@ static void test_to_pixels(void) {
 }
 
 static void test_gelu_threads(void) {
+    sf_test_exact(1); /* the exact kernels' bits: run in the exact mode */
     /* The threaded GELU (the DiT's FFN) equals the single-threaded one bit for bit, and the values
      * are GELU-tanh: gelu(1) = 0.5·(1 + tanh(√(2/π)·1.044715)) = 0.8411920, gelu(0) = 0, gelu(-10) ≈ 0. */
     enum { N = 100003 };
@@ -264,6 +265,7 @@ static void test_gelu_threads(void) {
     SF_CHECK_MSG(fabsf(b[0] - 0.8411920f) < 1e-6f && b[1] == 0.0f && fabsf(b[2]) < 1e-6f, "%g %g %g", b[0], b[1], b[2]);
     sf_gelu_tanh_mt_cpu(b + 3, 5, 4); /* tiny n on many threads: runs, touches only its range */
     SF_CHECK(fabsf(b[0] - 0.8411920f) < 1e-6f);
+    sf_test_exact(0);
 }
 
 /* The fast and bf16 modes' convolution (oneDNN) against the exact one: history frames apart from the
