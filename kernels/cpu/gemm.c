@@ -96,6 +96,10 @@ static void gemm_range(void *ctx, int64_t b, int64_t e, int part) {
  * rounded to bf16 (bf16 mode) FAST_ROWS·parts rows at a time into the scratch, and in the bf16 mode
  * the inputs are rounded to bf16 in row blocks there too. */
 #define FAST_ROWS 128 /* weight or input rows per scratch part (≥ NP: the exact path fits too) */
+/* Fewer input rows than this on bf16/f16 weights stay on the exact kernels in the fast mode: widening
+ * the whole matrix to f32 per call costs more than their in-cache panels (umT5 on a short prompt:
+ * 64 rows × 4096×10240 weights ran 1.5× slower through oneDNN). */
+#define FAST_MIN_ROWS 256
 
 typedef struct cvt_job {
     const void *src;
@@ -185,8 +189,8 @@ int sf_gemm_cpu_ws(int64_t M, int64_t N, int64_t K, const float *x, int64_t ldx,
     if (M <= 0 || N <= 0) return 0;
     const sf_cpu_mode mode = sf_cpu_mode_now();
     /* fast / bf16: oneDNN (on its refusal, the exact kernels below: same contract) */
-    if (mode != SF_CPU_EXACT && gemm_fast(M, N, K, x, ldx, w, wdt, bias, y, ldy, nthreads, ws, mode == SF_CPU_BF16) == 0)
-        return 0;
+    const int fast = mode == SF_CPU_BF16 || (mode == SF_CPU_FAST && (wdt == SF_F32 || M >= FAST_MIN_ROWS));
+    if (fast && gemm_fast(M, N, K, x, ldx, w, wdt, bias, y, ldy, nthreads, ws, mode == SF_CPU_BF16) == 0) return 0;
     int64_t np = NP;
     gemm_job j = {M, N, K, ldx, ldy, np, x, w, wdt, bias, y, 0, sf_cpu_use_avx2(), ws};
     int64_t npanels = (N + np - 1) / np;
