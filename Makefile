@@ -22,7 +22,8 @@ FP_FLAGS := -ffp-contract=off
 # without it (a pthread per parallel part, as before).
 OMP     ?= -fopenmp
 ALL_CFLAGS := -std=c11 $(CFLAGS) $(WARN) $(FP_FLAGS) $(OMP) -pthread -MMD -MP -Icommon -Ikernels -I. -DSF_DATADIR='"$(CURDIR)"' $(EXTRA_CFLAGS)
-LDLIBS  := -lcjson -lyaml -lmsgpackc -lzmq -lsodium -lpng -lz -lm $(OMP) -pthread
+# -ldnnl: oneDNN (libdnnl-dev), the CPU fast and bf16 modes (kernels/dnnl_ops.h)
+LDLIBS  := -lcjson -lyaml -lmsgpackc -lzmq -lsodium -lpng -lz -lm -ldnnl $(OMP) -pthread
 LDFLAGS ?=
 
 LIB_SRC := $(wildcard common/*.c) $(wildcard kernels/cpu/*.c) \

@@ -1,6 +1,8 @@
 /* cli.c — long flags in both dash and underscore form. Tested by tests/unit/test_core.c. */
+#define _POSIX_C_SOURCE 200809L /* setenv */
 #include "cli.h"
 #include "device.h"
+#include "parallel.h"
 
 #include <errno.h>
 #include <math.h>
@@ -247,5 +249,15 @@ sf_status sf_stage_flags_get(const sf_args *a, const sf_opt *opts, sf_stage_flag
         if (!(t >= 0 && t <= 1e9)) return sf_fail(err, SF_E_ARG, "--timeout: expected seconds >= 0 (0: wait forever), got '%s'", ts);
         f->wire_timeout = t == 0 ? -1 : t;
     }
+    /* the CPU numerics: through the environment, so the kernels and the stages sf-run starts see them */
+    const int det = find_opt(opts, "deterministic") >= 0 && sf_args_has(a, opts, "deterministic");
+    const char *prec = find_opt(opts, "precision") >= 0 ? sf_args_get(a, opts, "precision") : NULL;
+    if (prec && strcmp(prec, "fp32") && strcmp(prec, "bf16"))
+        return sf_fail(err, SF_E_ARG, "--precision: expected fp32 or bf16, got '%s'", prec);
+    if (det && prec && !strcmp(prec, "bf16"))
+        return sf_fail(err, SF_E_ARG, "--deterministic runs the exact fp32 kernels: drop --precision bf16");
+    if (det) setenv("SF_CPU_EXACT", "1", 1);
+    if (prec) setenv("SF_CPU_PRECISION", prec, 1);
+    f->cpu_mode = (int)sf_cpu_mode_now();
     return SF_OK;
 }

@@ -65,6 +65,14 @@ sf_status sf_arg_double(const char *flag, const char *s, double *out, sf_err *er
     {"timeout", 0, SF_ARG_VALUE,                                                                    \
      "S\ttcp/ipc/shm streams: seconds to wait for the peer stage to connect, or for a vanished one "    \
      "to come back (default 600; 0: forever). A connected peer is watched by heartbeats instead"}
+/* The CPU backend's numerics (kernels/parallel.h sf_cpu_mode); every stage's table has them. */
+#define SF_OPTS_CPU_MODE                                                                            \
+    {"deterministic", 0, SF_ARG_FLAG,                                                               \
+     "CPU: the exact kernels (fixed summation order, the same bits for any thread count; slower); "  \
+     "env SF_CPU_EXACT=1"},                                                                         \
+        {"precision", 0, SF_ARG_VALUE,                                                              \
+         "fp32|bf16\tCPU numerics: fp32 (default, oneDNN f32) or bf16 (the GPU's: bf16 products on "  \
+         "AMX / AVX512-BF16, f32 sums); env SF_CPU_PRECISION"}
 
 /* NONE prints nothing; BAR rewrites one '\r' line (a terminal, or sf-run's status line); LINES
  * prints plain lines with elapsed time (logs, nohup, Slurm, CI). */
@@ -75,10 +83,12 @@ typedef struct sf_stage_flags {
     const char *model_dir; /* --model-dir, else $SF_MODEL_DIR, else wan_models/Wan2.1-T2V-1.3B */
     sf_progress_mode progress; /* --progress, auto resolved for this stderr and log level */
     double wire_timeout;   /* --timeout S as sf_wire_opts.timeout_s (0: default 600 s; -1: forever) */
+    int cpu_mode;          /* sf_cpu_mode after --deterministic / --precision (parallel.h) */
 } sf_stage_flags;
 
 /* Read whichever of the shared flags the table has (the others keep their defaults). --device and
- * --gpu-id together must name the same GPU. SF_E_ARG with one line naming the flag. Parsing only:
+ * --gpu-id together must name the same GPU. --deterministic / --precision set SF_CPU_EXACT /
+ * SF_CPU_PRECISION in the environment, which the CPU kernels read (and child stages inherit). SF_E_ARG with one line naming the flag. Parsing only:
  * a stage that will use the GPU checks it before any work (sf_device_check, kernels/device.h). */
 sf_status sf_stage_flags_get(const sf_args *a, const sf_opt *opts, sf_stage_flags *f, sf_err *err);
 

@@ -25,7 +25,8 @@ static inline double sf_gelu_tanh(double x) {
 void sf_silu_cpu(float *x, int64_t n);
 /* 0.5·x·(1 + tanh(√(2/π)·(x + 0.044715·x³))), x: (n) f32, in place. */
 void sf_gelu_tanh_cpu(float *x, int64_t n);
-/* The same on up to nthreads threads (<= 1: inline); elementwise, so the same bits. */
+/* The same on up to nthreads threads (<= 1: inline); elementwise, so the same bits. In the fast and
+ * bf16 modes (parallel.h) oneDNN's vectorised GELU-tanh (within 1e-6 of it, tests/unit/test_kernels.c). */
 void sf_gelu_tanh_mt_cpu(float *x, int64_t n, int nthreads);
 
 #endif

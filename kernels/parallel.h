@@ -58,6 +58,22 @@ int sf_cpu_count(void);
  * tests set SF_CPU_BASELINE=1 to check that. */
 int sf_cpu_use_avx2(void);
 
+/* The CPU backend's numerics, read from the environment at each call so that a stage's flag
+ * (common/cli.c: --deterministic sets SF_CPU_EXACT=1, --precision bf16 sets SF_CPU_PRECISION=bf16)
+ * also reaches the stages sf-run starts:
+ *  - SF_CPU_FAST (default): GEMMs, attention's products and softmax, the VAE's convolution through
+ *    oneDNN (kernels/dnnl_ops.h), f32; within the golden tolerances, not bit-stable across thread
+ *    counts or CPUs.
+ *  - SF_CPU_EXACT (SF_CPU_EXACT set and not "0"): the fixed-summation-order kernels, same bits for
+ *    any thread count and ISA variant — the oracle of the bit-exact tests.
+ *  - SF_CPU_BF16 (SF_CPU_PRECISION=bf16, exact unset): the GPU backend's numerics — GEMM and
+ *    convolution inputs and weights rounded to bf16 (bf16 weights used as they are in memory),
+ *    f32 accumulation, on AMX / AVX512-BF16 where the CPU has them.
+ * SF_CPU_PRECISION other than fp32/bf16 counts as fp32 (the flags reject it first). */
+typedef enum sf_cpu_mode { SF_CPU_FAST = 0, SF_CPU_EXACT = 1, SF_CPU_BF16 = 2 } sf_cpu_mode;
+sf_cpu_mode sf_cpu_mode_now(void);
+const char *sf_cpu_mode_name(sf_cpu_mode m); /* "fast", "exact", "bf16" */
+
 /* Which compiled variant the blocked CPU kernels run now (same choice as sf_cpu_use_avx2()):
  * SF_ISA_BASE or SF_ISA_AVX2. The answer comes from a probe compiled inside the variant
  * (kernels/cpu/simd_variants.h): SF_ISA_AVX2 proves the AVX2 copy exists and was built with

@@ -50,7 +50,8 @@ void sf_t5_bias_softmax_cpu(int H, int64_t rows, int64_t q0, int64_t Lk, int64_t
  *   o[i, h·d + t] = Σ_{j < nk_valid} P_h[i, j]·v[j, h·d + t]   (f32, key order; masked keys add nothing)
  * q, k, v: (L, H·d) f32, row stride ld ≥ H·d (may be column offsets of one fused [q | k | v]
  * buffer); o: (L, H·d) f32, row stride ldo, must not alias q, k, v. Requires 1 ≤ nk_valid ≤ L.
- * Work is split over (query, head) pairs; scratch: L floats per thread part (malloc).
+ * Work is split over (query, head) pairs; scratch: L floats per thread part (malloc). In the fast
+ * and bf16 modes (parallel.h) the two products run on oneDNN (f32) per (head, 64-query block).
  * Returns 0, or −1 when scratch could not be allocated (o then partly unwritten).
  * The CPU contract of sf_t5_attention_cuda (which rounds q, k, v, P and o to bf16). */
 int sf_t5_attention_cpu(int64_t L, int64_t nk_valid, int H, int d, const float *q, const float *k, const float *v,

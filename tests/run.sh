@@ -40,6 +40,19 @@ done
 echo "# == tests/hostile"
 BUILD="$BUILD" bash tests/hostile/run.sh >"$out" 2>&1
 count $? "tests/hostile"
+
+# The golden tests again in the CPU's other modes (kernels/parallel.h sf_cpu_mode; the pass above ran
+# the default fast mode): the exact kernels (SF_CPU_EXACT=1) and the bf16 numerics (SF_CPU_PRECISION=bf16).
+for mode in exact bf16; do
+    for g in test_dit test_dit_pipeline test_t5 test_vae; do
+        t="$BUILD/tests/$g"
+        [ -x "$t" ] || continue
+        echo "# == $g ($mode mode)"
+        if [ "$mode" = exact ]; then (SF_CPU_EXACT=1 "$t") >"$out" 2>&1
+        else (unset SF_CPU_EXACT; SF_CPU_PRECISION=bf16 "$t") >"$out" 2>&1; fi
+        count $? "$g ($mode mode)"
+    done
+done
 if command -v bats >/dev/null 2>&1; then
     for b in tests/bats/*.bats; do
         [ -f "$b" ] || continue

@@ -17,6 +17,7 @@
  * attention_tile.inc, compiled twice: for the baseline ISA and under target("avx2") (8-lane ymm),
  * chosen at run time — both give the same bits, only speed differs. */
 #include "attention.h"
+#include "dnnl_ops.h"
 #include "tensor.h"
 #include "parallel.h"
 
@@ -84,6 +85,55 @@ static void attn_range(void *ctx, int64_t b, int64_t e, int part) {
     free(own);
 }
 
+/* ---- fast and bf16 modes (parallel.h sf_cpu_mode): per (head, block of qb queries), one thread each,
+ * S = (Q·Kᵀ)·scale, the row softmax and O = P·V by oneDNN (f32 in both modes: the bf16 mode keeps
+ * attention in f32, tighter than the GPU's bf16 flash attention). The logits tap runs the exact path. */
+#define FAST_QB 256 /* queries per item at most */
+
+typedef struct attn_fast_job {
+    int64_t Lq, Lk, ldq, ldkv, ldo, qb, nblk;
+    int heads, d;
+    const float *q, *k, *v;
+    float *out, scale;
+    const sf_scratch *ws;
+    int failed;
+} attn_fast_job;
+
+static void attn_fast_range(void *ctx, int64_t b, int64_t e, int part) {
+    attn_fast_job *j = ctx;
+    const size_t need = (size_t)j->qb * (size_t)j->Lk;
+    float *s = sf_scratch_part(j->ws, part, need), *own = NULL;
+    if (!s) {
+        sf_scratch_count_miss();
+        if (!(s = own = malloc(sizeof(float) * need))) {
+            j->failed = 1; /* benign race: every writer stores 1 */
+            return;
+        }
+    }
+    for (int64_t it = b; it < e && !j->failed; it++) {
+        const int64_t h = it / j->nblk, q0 = (it % j->nblk) * j->qb;
+        const int64_t n = j->Lq - q0 < j->qb ? j->Lq - q0 : j->qb;
+        if (sf_dnnl_matmul(n, j->Lk, j->d, j->q + q0 * j->ldq + h * j->d, j->ldq, j->k + h * j->d, j->ldkv, 0, SF_F32,
+                           NULL, j->scale, s, j->Lk, 1) ||
+            sf_dnnl_softmax_rows(n, j->Lk, s, j->Lk, 1) ||
+            sf_dnnl_matmul(n, j->d, j->Lk, s, j->Lk, j->v + h * j->d, j->ldkv, 1, SF_F32, NULL, 1.0f,
+                           j->out + q0 * j->ldo + h * j->d, j->ldo, 1))
+            j->failed = 1;
+    }
+    free(own);
+}
+
+static int attention_fast(int64_t Lq, int64_t Lk, int heads, int d, const float *q, int64_t ldq, const float *k,
+                          const float *v, int64_t ldkv, float *out, int64_t ldo, float scale, int nthreads,
+                          const sf_scratch *ws) {
+    int64_t qb = ws && ws->buf ? (int64_t)(ws->per_part / (size_t)Lk) : 64;
+    if (qb > FAST_QB) qb = FAST_QB;
+    if (qb < 1) qb = 1;
+    attn_fast_job j = {Lq, Lk, ldq, ldkv, ldo, qb, (Lq + qb - 1) / qb, heads, d, q, k, v, out, scale, ws, 0};
+    sf_parallel_for_part((int64_t)heads * j.nblk, nthreads, 1, attn_fast_range, &j);
+    return j.failed ? -1 : 0;
+}
+
 int sf_attention_cpu(int64_t Lq, int64_t Lk, int heads, int d, const float *q, int64_t ldq, const float *k,
                      const float *v, int64_t ldkv, float *out, int64_t ldo, float scale, float *logits,
                      int nthreads) {
@@ -94,6 +144,9 @@ int sf_attention_cpu_ws(int64_t Lq, int64_t Lk, int heads, int d, const float *q
                         const float *v, int64_t ldkv, float *out, int64_t ldo, float scale, float *logits,
                         int nthreads, const sf_scratch *ws) {
     if (Lq <= 0) return 0;
+    if (!logits && Lk > 0 && sf_cpu_mode_now() != SF_CPU_EXACT &&
+        attention_fast(Lq, Lk, heads, d, q, ldq, k, v, ldkv, out, ldo, scale, nthreads, ws) == 0)
+        return 0; /* else (oneDNN refused) the exact kernels below */
     attn_job j = {Lq, Lk, ldq, ldkv, ldo, (Lq + QT - 1) / QT, heads, d, q, k, v, out, logits, scale, 0,
                   sf_cpu_use_avx2(), ws};
     sf_parallel_for_part((int64_t)heads * j.ntiles, nthreads, 1, attn_range, &j);

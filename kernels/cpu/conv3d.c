@@ -17,6 +17,7 @@
  * against a scalar loop). ≈ 90–105 GFLOP/s per core at the decoder's shapes (was ≈ 16). */
 #define _POSIX_C_SOURCE 200809L
 #include "conv3d.h"
+#include "dnnl_ops.h"
 #include "parallel.h"
 
 #include <stdlib.h>
@@ -86,6 +87,11 @@ sf_status sf_conv3d_cpu(const sf_conv3d_args *a, sf_err *err) {
         a->w <= 0 || a->kt < 1 || a->kh < 1 || a->kw < 1 || a->kh % 2 == 0 || a->kw % 2 == 0)
         return sf_fail(err, SF_E_ARG, "conv3d: bad arguments");
     if (a->n_out == 0) return SF_OK;
+    const sf_cpu_mode mode = sf_cpu_mode_now();
+    if (mode != SF_CPU_EXACT) { /* fast / bf16: oneDNN's convolution; on its refusal, the exact kernels */
+        sf_err e2;
+        if (sf_dnnl_conv3d(a, mode == SF_CPU_BF16, &e2) == SF_OK) return SF_OK;
+    }
     const int64_t cout_pad = (a->cout + CO - 1) / CO * CO;
     const int64_t ncd = a->cin * a->kt, red = ncd * a->kh * a->kw;
     const int64_t wv = (a->w + 7) / 8 * 8, wps = wv + a->kw - 1;

@@ -11,6 +11,7 @@
  * computes it. Plain GCC vector code (no FMA contraction: the Makefile passes -ffp-contract=off),
  * compiled for the baseline ISA and under target("avx2"), chosen at run time: same bits. */
 #include "gemm.h"
+#include "dnnl_ops.h"
 #include "parallel.h"
 
 #include <stdlib.h>
@@ -90,7 +91,92 @@ static void gemm_range(void *ctx, int64_t b, int64_t e, int part) {
     free(own);
 }
 
-size_t sf_gemm_cpu_scratch(int64_t K) { return (size_t)8 * RB * NP + (size_t)NP * (size_t)(K > 0 ? K : 1); }
+/* ---- fast and bf16 modes (parallel.h sf_cpu_mode): oneDNN's matmul ---------------------------------
+ * f32 weights go to oneDNN as they are; bf16/f16 weights are widened (fast mode) or f32/f16 ones
+ * rounded to bf16 (bf16 mode) FAST_ROWS·parts rows at a time into the scratch, and in the bf16 mode
+ * the inputs are rounded to bf16 in row blocks there too. */
+#define FAST_ROWS 128 /* weight or input rows per scratch part (≥ NP: the exact path fits too) */
+/* Fewer input rows than this on bf16/f16 weights stay on the exact kernels in the fast mode: widening
+ * the whole matrix to f32 per call costs more than their in-cache panels (umT5 on a short prompt:
+ * 64 rows × 4096×10240 weights ran 1.5× slower through oneDNN). */
+#define FAST_MIN_ROWS 256
+
+typedef struct cvt_job {
+    const void *src;
+    sf_dtype sdt;
+    int64_t K, lds, r0; /* rows r0.. of src (row stride lds) */
+    void *dst;          /* rows of K, f32 (to_bf16 = 0) or bf16 */
+    int to_bf16;
+} cvt_job;
+
+static void cvt_range(void *ctx, int64_t b, int64_t e) {
+    const cvt_job *j = ctx;
+    for (int64_t r = b; r < e; r++) {
+        const int64_t so = (j->r0 + r) * j->lds;
+        if (!j->to_bf16) widen_rows(j->src, j->sdt, 1, so, j->K, (float *)j->dst + r * j->K);
+        else if (j->sdt == SF_F32) sf_dnnl_to_bf16((const float *)j->src + so, (uint16_t *)j->dst + r * j->K, j->K);
+        else { /* f16: through f32, 512 values at a time */
+            float tmp[512];
+            for (int64_t k = 0; k < j->K; k += 512) {
+                int64_t n = j->K - k < 512 ? j->K - k : 512;
+                widen_rows(j->src, j->sdt, 1, so + k, n, tmp);
+                sf_dnnl_to_bf16(tmp, (uint16_t *)j->dst + r * j->K + k, n);
+            }
+        }
+    }
+}
+
+/* Convert rows [r0, r0 + n) of src into dst (rows of K), on nthreads. */
+static void cvt_rows(const void *src, sf_dtype sdt, int64_t K, int64_t lds, int64_t r0, int64_t n, void *dst,
+                     int to_bf16, int nthreads) {
+    cvt_job j = {src, sdt, K, lds, r0, dst, to_bf16};
+    sf_parallel_for(n, nthreads, 1 + (1 << 14) / (K > 0 ? K : 1), cvt_range, &j);
+}
+
+static int gemm_fast(int64_t M, int64_t N, int64_t K, const float *x, int64_t ldx, const void *w, sf_dtype wdt,
+                     const float *bias, float *y, int64_t ldy, int nthreads, const sf_scratch *ws, int bf16) {
+    if (!bf16 && wdt == SF_F32) return sf_dnnl_matmul(M, N, K, x, ldx, w, K, 0, SF_F32, bias, 1.0f, y, ldy, nthreads);
+    if (K <= 0) return -1; /* nothing to convert: the exact kernels write the bias */
+    const int parts = nthreads < 1 ? 1 : nthreads;
+    size_t T = ws && ws->buf ? ws->per_part * (size_t)ws->parts : 0;
+    float *buf = ws && ws->buf ? ws->buf : NULL, *own = NULL;
+    if (T < (size_t)FAST_ROWS * (size_t)K) {
+        sf_scratch_count_miss();
+        T = (size_t)FAST_ROWS * (size_t)K * (size_t)parts;
+        if (!(buf = own = malloc(sizeof(float) * T))) return -1;
+    }
+    int rc = 0;
+    if (!bf16) { /* widen nc weight rows at a time */
+        const int64_t nc = (int64_t)(T / (size_t)K);
+        for (int64_t n0 = 0; n0 < N && !rc; n0 += nc) {
+            const int64_t nr = N - n0 < nc ? N - n0 : nc;
+            cvt_rows(w, wdt, K, K, n0, nr, buf, 0, nthreads);
+            rc = sf_dnnl_matmul(M, nr, K, x, ldx, buf, K, 0, SF_F32, bias ? bias + n0 : NULL, 1.0f, y + n0, ldy, nthreads);
+        }
+    } else { /* bf16: T floats = 2T bf16 values; inputs in mc-row blocks, then weights in nc-row blocks */
+        const int wcvt = wdt != SF_BF16;
+        const int64_t mc = (int64_t)((wcvt ? T : 2 * T) / (size_t)K), nc = (int64_t)(T / (size_t)K);
+        uint16_t *xb = (uint16_t *)buf, *wb = xb + (wcvt ? T : 0);
+        for (int64_t m0 = 0; m0 < M && !rc; m0 += mc) {
+            const int64_t mr = M - m0 < mc ? M - m0 : mc;
+            cvt_rows(x, SF_F32, K, ldx, m0, mr, xb, 1, nthreads);
+            if (!wcvt) {
+                rc = sf_dnnl_matmul(mr, N, K, xb, K, w, K, 0, SF_BF16, bias, 1.0f, y + m0 * ldy, ldy, nthreads);
+                continue;
+            }
+            for (int64_t n0 = 0; n0 < N && !rc; n0 += nc) {
+                const int64_t nr = N - n0 < nc ? N - n0 : nc;
+                cvt_rows(w, wdt, K, K, n0, nr, wb, 1, nthreads);
+                rc = sf_dnnl_matmul(mr, nr, K, xb, K, wb, K, 0, SF_BF16, bias ? bias + n0 : NULL, 1.0f,
+                                    y + m0 * ldy + n0, ldy, nthreads);
+            }
+        }
+    }
+    free(own);
+    return rc;
+}
+
+size_t sf_gemm_cpu_scratch(int64_t K) { return (size_t)8 * RB * NP + (size_t)FAST_ROWS * (size_t)(K > 0 ? K : 1); }
 
 int sf_gemm_cpu(int64_t M, int64_t N, int64_t K, const float *x, int64_t ldx, const void *w, sf_dtype wdt,
                 const float *bias, float *y, int64_t ldy, int nthreads) {
@@ -101,6 +187,10 @@ int sf_gemm_cpu_ws(int64_t M, int64_t N, int64_t K, const float *x, int64_t ldx,
                    const float *bias, float *y, int64_t ldy, int nthreads, const sf_scratch *ws) {
     if (wdt != SF_F32 && wdt != SF_BF16 && wdt != SF_F16) return -1;
     if (M <= 0 || N <= 0) return 0;
+    const sf_cpu_mode mode = sf_cpu_mode_now();
+    /* fast / bf16: oneDNN (on its refusal, the exact kernels below: same contract) */
+    const int fast = mode == SF_CPU_BF16 || (mode == SF_CPU_FAST && (wdt == SF_F32 || M >= FAST_MIN_ROWS));
+    if (fast && gemm_fast(M, N, K, x, ldx, w, wdt, bias, y, ldy, nthreads, ws, mode == SF_CPU_BF16) == 0) return 0;
     int64_t np = NP;
     gemm_job j = {M, N, K, ldx, ldy, np, x, w, wdt, bias, y, 0, sf_cpu_use_avx2(), ws};
     int64_t npanels = (N + np - 1) / np;

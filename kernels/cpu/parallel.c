@@ -38,6 +38,17 @@ int sf_cpu_use_avx2(void) {
 #endif
 }
 
+sf_cpu_mode sf_cpu_mode_now(void) {
+    const char *e = getenv("SF_CPU_EXACT"), *p = getenv("SF_CPU_PRECISION");
+    if (e && *e && strcmp(e, "0") != 0) return SF_CPU_EXACT;
+    if (p && !strcmp(p, "bf16")) return SF_CPU_BF16;
+    return SF_CPU_FAST;
+}
+
+const char *sf_cpu_mode_name(sf_cpu_mode m) {
+    return m == SF_CPU_EXACT ? "exact" : m == SF_CPU_BF16 ? "bf16" : "fast";
+}
+
 int sf_cpu_count(void) {
     long n = sysconf(_SC_NPROCESSORS_ONLN);
     return n < 1 ? 1 : (n > 1024 ? 1024 : (int)n);

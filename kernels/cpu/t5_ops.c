@@ -6,6 +6,7 @@
  * tests/unit/test_t5_glue.c. */
 #include "t5_ops.h"
 #include "act.h"
+#include "dnnl_ops.h"
 #include "parallel.h"
 
 #include <math.h>
@@ -110,10 +111,48 @@ static void attn_rows(void *vc, int64_t b, int64_t e) {
     free(s);
 }
 
+/* Fast and bf16 modes (parallel.h sf_cpu_mode): per (head, block of T5_QB queries), one thread each,
+ * S = Q·Kᵀ and O = P·V by oneDNN (f32) around the same bias softmax row as the exact path. */
+#define T5_QB 64
+
+static void attn_fast_items(void *vc, int64_t b, int64_t e) {
+    attn_ctx *c = vc;
+    const int64_t nblk = (c->L + T5_QB - 1) / T5_QB;
+    float *s = malloc((size_t)T5_QB * (size_t)c->nk * sizeof *s);
+    if (!s) {
+        atomic_store(&c->nomem, 1);
+        return;
+    }
+    for (int64_t it = b; it < e; it++) {
+        const int h = (int)(it / nblk);
+        const int64_t i0 = (it % nblk) * T5_QB, n = c->L - i0 < T5_QB ? c->L - i0 : T5_QB;
+        const int64_t hd = (int64_t)h * c->d;
+        if (sf_dnnl_matmul(n, c->nk, c->d, c->q + i0 * c->ld + hd, c->ld, c->k + hd, c->ld, 0, SF_F32, NULL, 1.0f, s,
+                           c->nk, 1)) {
+            atomic_store(&c->nomem, 2);
+            break;
+        }
+        for (int64_t r = 0; r < n; r++) bias_softmax_row(s + r * c->nk, c->nk, i0 + r, h, c->H, c->bucket, c->off, c->pos);
+        if (sf_dnnl_matmul(n, c->d, c->nk, s, c->nk, c->v + hd, c->ld, 1, SF_F32, NULL, 1.0f, c->o + i0 * c->ldo + hd,
+                           c->ldo, 1)) {
+            atomic_store(&c->nomem, 2);
+            break;
+        }
+    }
+    free(s);
+}
+
 int sf_t5_attention_cpu(int64_t L, int64_t nk_valid, int H, int d, const float *q, const float *k, const float *v,
                         int64_t ld, float *o, int64_t ldo, const int *bucket, int64_t off, const float *pos,
                         int nthreads) {
     if (L < 1 || H < 1 || d < 1) return 0;
+    if (sf_cpu_mode_now() != SF_CPU_EXACT) {
+        attn_ctx f = {q, k, v, o, pos, bucket, L, nk_valid, ld, ldo, off, H, d, 0};
+        sf_parallel_for((int64_t)H * ((L + T5_QB - 1) / T5_QB), nthreads, 1, attn_fast_items, &f);
+        int rc = atomic_load(&f.nomem);
+        if (rc == 1) return -1;
+        if (rc == 0) return 0; /* rc 2: oneDNN refused, the exact path below */
+    }
     attn_ctx c = {q, k, v, o, pos, bucket, L, nk_valid, ld, ldo, off, H, d, 0};
     sf_parallel_for(L * H, nthreads, 16, attn_rows, &c);
     return atomic_load(&c.nomem) ? -1 : 0;

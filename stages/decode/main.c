@@ -41,6 +41,7 @@ static const sf_opt opts[] = {
     {"bf16-unscale", 0, SF_ARG_FLAG, "un-scale latents in bf16 like the bf16 reference pipeline (SPEC 8.1)"},
     SF_OPT_PROGRESS,
     SF_OPT_TIMEOUT,
+    SF_OPTS_CPU_MODE,
     SF_OPTS_STD,
     {NULL, 0, 0, NULL},
 };

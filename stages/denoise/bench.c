@@ -6,6 +6,9 @@
 #include "rng.h"
 #include "tfile.h"
 #include "stages/denoise/dit.h"
+#include "parallel.h"
+
+#include <math.h>
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -91,6 +94,8 @@ static sf_status time_forward(sf_dit_weights *w, int nthreads, int cuda_ordinal,
     sf_rng_fill_normal(&rng, x, (size_t)3 * 16 * H * W, 0, 1);
     if ((s = sf_dit_set_context(&st, emb, 16, err))) goto done;
     float t[3] = {1000, 1000, 1000};
+    /* warm-up: oneDNN builds its kernels on first use (fast and bf16 modes) */
+    if (n_blocks == 1 && (s = sf_dit_forward(&st, x, 3, t, 0, flow, err))) goto done;
     for (int b = 0; b < n_blocks; b++) {
         double t0 = sf_now();
         if ((s = sf_dit_forward(&st, x, 3, t, 3 * b, flow, err))) goto done;
@@ -109,7 +114,8 @@ done:
     return s;
 }
 
-sf_status sf_denoise_bench(const char *kind, const char *model_dir, int nthreads, int cuda_ordinal, sf_err *err) {
+sf_status sf_denoise_bench(const char *kind, const char *model_dir, int nthreads, int cuda_ordinal, long tokens,
+                           sf_err *err) {
     sf_status s = SF_OK;
     membank mb = {0};
     sf_dit_weights w;
@@ -190,7 +196,17 @@ sf_status sf_denoise_bench(const char *kind, const char *model_dir, int nthreads
         R("head.head.bias", 0.05f, 0, 64);
         if ((s = sf_dit_weights_load(&w, &c, mb.tf, NULL, NULL, err))) goto fail;
         if (full) s = sf_denoise_bench_video(&w, cuda_ordinal, err);
-        else s = time_forward(&w, nthreads, cuda_ordinal, "1.3b-layer", 60, 104, 1, 30, err);
+        else {
+            /* tokens = 3 frames × h × w patches of 2×2 latent pixels; w the divisor of h·w nearest 104:60 */
+            if (tokens % 3) return sf_fail(err, SF_E_ARG, "--bench-tokens: expected a multiple of 3 (3 frames), got %ld", tokens);
+            long f = tokens / 3, pw = 1;
+            for (long d = 1; d <= f; d++)
+                if (f % d == 0 && fabs(log((double)d * d / f / (104.0 / 60))) < fabs(log((double)pw * pw / f / (104.0 / 60)))) pw = d;
+            char label[64];
+            snprintf(label, sizeof label, "1.3b-layer %ld tokens [%s]", tokens,
+                     cuda_ordinal >= 0 ? "cuda" : sf_cpu_mode_name(sf_cpu_mode_now()));
+            s = time_forward(&w, nthreads, cuda_ordinal, label, (int)(2 * (f / pw)), (int)(2 * pw), 1, 30, err);
+        }
         sf_dit_weights_free(&w);
     } else {
         return sf_fail(err, SF_E_ARG, "--bench: expected tiny, 1.3b-layer or 1.3b, got '%s'", kind);

@@ -2,7 +2,9 @@
  *   tiny:        the model in --model-dir (e.g. tests/golden/model), 3-frame blocks of the golden
  *                8×12 latent (72 tokens): ms for block 0 (72 keys) and block 2 (216 keys).
  *   1.3b-layer:  one Wan2.1-1.3B-size layer (dim 1536, ffn 8960, 12 heads, text_dim 4096) with
- *                random bf16 weights: ms for one block-0 forward of the real 60×104 latent (4680 tokens) (and ×30 as a full-model estimate).
+ *                random bf16 weights: ms for one block-0 forward (after a warm-up one) of the real 60×104
+ *                latent (4680 tokens; --bench-tokens N for others) (and ×30 as a full-model estimate),
+ *                labelled with the CPU mode (fast, exact, bf16: kernels/parallel.h).
  *   1.3b:        the whole Wan2.1-1.3B DiT (30 layers) with random bf16 weights on a GPU (--device
  *                cuda): one warm-up and one timed 21-frame video (7 blocks × (4 steps + refresh) =
  *                35 forwards), ms per forward and per block, total s, DiT-only FPS, GPU memory.
@@ -17,6 +19,9 @@
 /* The full-size GPU video bench (bench_video.c). */
 sf_status sf_denoise_bench_video(const sf_dit_weights *w, int cuda_ordinal, sf_err *err);
 
-sf_status sf_denoise_bench(const char *kind, const char *model_dir, int nthreads, int cuda_ordinal, sf_err *err);
+/* tokens: 1.3b-layer's tokens per 3-frame block (a multiple of 3; the latent frame is laid out as
+ * near 104:60 as its factors allow). */
+sf_status sf_denoise_bench(const char *kind, const char *model_dir, int nthreads, int cuda_ordinal, long tokens,
+                           sf_err *err);
 
 #endif

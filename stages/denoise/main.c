@@ -61,8 +61,10 @@ static const sf_opt opts[] = {
     SF_OPTS_DEVICE("the DiT in bf16"),
     {"threads", 0, SF_ARG_VALUE, "N\tCPU threads (default: all CPUs)"},
     {"bench", 0, SF_ARG_VALUE, "tiny|1.3b-layer|1.3b\tprint ms per block-forward and peak memory, then exit (1.3b: a whole random-weight video, GPU only)"},
+    {"bench-tokens", 0, SF_ARG_VALUE, "N\t--bench 1.3b-layer: tokens per 3-frame block (default 4680 = 832x480; 480 = 256x160)"},
     SF_OPT_PROGRESS,
     SF_OPT_TIMEOUT,
+    SF_OPTS_CPU_MODE,
     SF_OPTS_STD,
     {NULL, 0, 0, NULL},
 };
@@ -175,7 +177,9 @@ int main(int argc, char **argv) {
     const int ordinal = sh.cuda ? sh.ordinal : -1;
     const char *bench = sf_args_get(&a, opts, "bench");
     if (bench) {
-        s = sf_denoise_bench(bench, model_dir, (int)threads, ordinal, &err);
+        long tokens = 4680;
+        if ((s = get_long(&a, "bench-tokens", 3, 1L << 24, &tokens, &err))) sf_die(PROG, s, &err);
+        s = sf_denoise_bench(bench, model_dir, (int)threads, ordinal, tokens, &err);
         if (s) sf_die(PROG, s, &err);
         sf_args_free(&a);
         return 0;

@@ -7,6 +7,7 @@
 #include "encode.h"
 #include "cache.h"
 #include "device.h"
+#include "parallel.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -125,10 +126,15 @@ sf_status sf_encoder_run(sf_encoder *enc, const char *prompt, size_t len, int64_
         if (!enc->weights_id[0]) {
             if ((st = sf_cache_weights_identity(enc->weights_path, enc->weights_id, sizeof enc->weights_id, err)))
                 goto fail;
-            /* other numerics, other bytes: GPU entries get their own keys (encode.h) */
+            /* other numerics, other bytes: GPU entries get their own keys (encode.h), and so do the
+             * CPU's bf16 and exact modes (kernels/parallel.h; the exact mode's bits are reproducible) */
             size_t k = strlen(enc->weights_id);
-            const char *tag = "|umt5-cuda-bf16";
-            if (enc->cuda_ordinal >= 0) {
+            const sf_cpu_mode cm = sf_cpu_mode_now();
+            const char *tag = enc->cuda_ordinal >= 0 ? "|umt5-cuda-bf16"
+                              : cm == SF_CPU_BF16    ? "|umt5-cpu-bf16"
+                              : cm == SF_CPU_EXACT   ? "|umt5-cpu-exact"
+                                                     : NULL;
+            if (tag) {
                 if (k + strlen(tag) >= sizeof enc->weights_id) {
                     st = sf_fail(err, SF_E_ARG, "weights path too long for the cache key");
                     goto fail;

@@ -38,6 +38,7 @@ static const sf_opt opts[] = {
     {"in", 0, SF_ARG_VALUE, "URL\tprompts as a wire stream: 'prompt' u8 messages holding UTF-8 text (the --serve request format)"},
     SF_OPT_PROGRESS,
     SF_OPT_TIMEOUT,
+    SF_OPTS_CPU_MODE,
     {"out", 'o', SF_ARG_VALUE, "URL\twire output: one prompt_embeds message per prompt (default '-' when stdout is not a terminal)"},
     {"cache-only", 0, SF_ARG_FLAG, "only fill the cache for the prompts; output nothing"},
     {"serve", 0, SF_ARG_VALUE, "URL\trun as a resident encoder server on tcp://HOST:PORT or ipc://PATH (bind) until SIGINT/SIGTERM"},

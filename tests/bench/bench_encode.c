@@ -7,6 +7,7 @@
  * spiece.model. Nothing passes or fails on time.
  *   bench_encode            quick: XXL layer on 64 tokens
  *   bench_encode --full     XXL layer on 512 tokens (≈ 200 GFLOP; minutes on 2 cores)
+ *   bench_encode --xxl-layer N   only the XXL layer on N tokens (tests/bench/run.sh's CPU mode table)
  * Env: SF_THREADS (default all cores), SF_GOLDEN (default tests/golden). */
 #define _POSIX_C_SOURCE 200809L
 #include "parallel.h"
@@ -173,11 +174,11 @@ static void bench_xxl_layer(int threads, int64_t L) {
     for (int i = 0; i < NW; i++) sf_tensor_free(&ents[i].t);
     sf_t5 *m = NULL;
     if (sf_t5_open(path, threads, &m, &err)) die("open", &err);
-    double ms = encode_ms(m, L, 1);
+    double ms = encode_ms(m, L, 2); /* best of 2: the first builds oneDNN's kernels (fast, bf16 modes) */
     double flop = 2.0 * (double)L * (double)(4 * D * A + 3 * D * F) + 4.0 * (double)L * (double)L * (double)A;
-    printf("umT5-XXL layer (dim 4096, 64 heads, ffn 10240, bf16): %lld tokens %.0f ms, %.1f GFLOP/s "
+    printf("umT5-XXL layer (dim 4096, 64 heads, ffn 10240, bf16) [%s]: %lld tokens %.0f ms, %.1f GFLOP/s "
            "(x24 layers ≈ %.1f s per prompt)\n",
-           (long long)L, ms, flop / (ms * 1e-3) / 1e9, ms * 24 / 1e3);
+           sf_cpu_mode_name(sf_cpu_mode_now()), (long long)L, ms, flop / (ms * 1e-3) / 1e9, ms * 24 / 1e3);
     sf_t5_destroy(&m);
     unlink(path);
 }
@@ -186,6 +187,10 @@ int main(int argc, char **argv) {
     int full = argc > 1 && strcmp(argv[1], "--full") == 0;
     const char *ts = getenv("SF_THREADS");
     int threads = ts && atoi(ts) > 0 ? atoi(ts) : sf_cpu_count();
+    if (argc > 2 && strcmp(argv[1], "--xxl-layer") == 0) { /* make bench's mode table: this figure only */
+        bench_xxl_layer(threads, atol(argv[2]) > 0 ? atol(argv[2]) : 64);
+        return 0;
+    }
     printf("threads: %d\n", threads);
     bench_tokenizer(threads);
     char path[1024];

@@ -9,6 +9,7 @@
  * Env: SF_THREADS (default all cores). Run by `make bench` (tests/bench/run.sh). */
 #define _POSIX_C_SOURCE 200809L
 #include "attention.h"
+#include "conv3d.h"
 #include "gemm.h"
 #include "parallel.h"
 #include "rng.h"
@@ -104,7 +105,40 @@ static void bench_regions(int threads) {
            t / N_CALLS * 1e6, N_CALLS, t);
 }
 
+/* "VAE block": the two causal 3×3×3 convolutions of one decoder residual block at 192 channels on
+ * the 832×480 decoder's 120×208 stage, one output frame (two history frames): 2 × 0.1 TFLOP.
+ * tests/bench/torch_ref.py times the same two F.conv3d. */
+static void bench_vae_block(int threads) {
+    enum { C = 192, H = 120, W = 208, KT = 3 };
+    const size_t fe = (size_t)C * H * W, wn = (size_t)C * C * KT * 9;
+    float *x = randf(3 * fe, 31, 1.0f), *y = xmalloc(fe * sizeof(float)), *z = xmalloc(3 * fe * sizeof(float));
+    float *w = randf(wn, 32, 0.02f), *b = randf(C, 33, 0.05f);
+    memset(z, 0, 3 * fe * sizeof(float));
+    const float *f1[3] = {x, x + fe, x + 2 * fe}, *f2[3] = {z, z + fe, y};
+    sf_conv3d_args a1 = {f1, 1, C, C, H, W, KT, 3, 3, w, b, y, threads, NULL};
+    sf_conv3d_args a2 = {f2, 1, C, C, H, W, KT, 3, 3, w, b, z + 2 * fe, threads, NULL};
+    sf_err err = {{0}};
+    double best = 1e30;
+    for (int r = 0; r < 2; r++) { /* the first run builds oneDNN's kernels */
+        double t0 = sf_now();
+        if (sf_conv3d_cpu(&a1, &err) || sf_conv3d_cpu(&a2, &err)) {
+            fprintf(stderr, "bench_kernels: conv3d failed: %s\n", err.msg);
+            break;
+        }
+        double t = sf_now() - t0;
+        best = t < best ? t : best;
+    }
+    printf("vae block (2 causal convs 3x3x3, %d ch, %dx%d, 1 frame) [%s]  %8.1f ms  %6.1f GFLOP/s\n", C, H, W,
+           sf_cpu_mode_name(sf_cpu_mode_now()), best * 1e3, 2.0 * 2.0 * C * C * KT * 9 * H * W / best / 1e9);
+    free(x), free(y), free(z), free(w), free(b);
+}
+
 int main(int argc, char **argv) {
+    if (argc > 1 && strcmp(argv[1], "--vae-block") == 0) { /* make bench's mode table */
+        const char *ts = getenv("SF_THREADS");
+        bench_vae_block(ts && atoi(ts) > 0 ? atoi(ts) : sf_cpu_count());
+        return 0;
+    }
     int full = argc > 1 && strcmp(argv[1], "--full") == 0;
     if (argc > 1 && !full) {
         fprintf(stderr, "usage: bench_kernels [--full]\n");

@@ -19,6 +19,47 @@ echo
 echo "== sf-denoise --bench (ms per block-forward, peak RSS)"
 sf-denoise --bench tiny --model-dir tests/golden/model --progress none || status=1
 sf-denoise --bench 1.3b-layer --progress none || status=1
+
+# The CPU modes side by side (kernels/parallel.h: exact = --deterministic, fast = the default, bf16 =
+# --precision bf16) and, when a PyTorch is importable (not a test dependency), the reference on the
+# same shapes and threads (tests/bench/torch_ref.py): ratio = sfpipe / PyTorch, < 1 = sfpipe faster.
+T=${SF_THREADS:-$(nproc)}
+echo
+echo "== CPU modes, ms ($T threads; load average $(cut -d' ' -f1-3 /proc/loadavg))"
+mode_env() { case $1 in exact) echo "SF_CPU_EXACT=1 SF_CPU_PRECISION=fp32";; fast) echo "SF_CPU_EXACT= SF_CPU_PRECISION=fp32";; bf16) echo "SF_CPU_EXACT= SF_CPU_PRECISION=bf16";; esac; }
+figure() { # $1 mode, $2 figure → ms on stdout
+    local e; e=$(mode_env "$1")
+    case $2 in
+    dit480 | dit4680)
+        env $e SF_THREADS="$T" sf-denoise --bench 1.3b-layer --bench-tokens "${2#dit}" --threads "$T" --progress none |
+            sed -n 's/.*: \([0-9.]*\) ms per block-forward.*/\1/p' ;;
+    t5) env $e SF_THREADS="$T" "$BUILD/bench/bench_encode" --xxl-layer 64 | sed -n 's/.* tokens \([0-9.]*\) ms.*/\1/p' ;;
+    vae) env $e SF_THREADS="$T" "$BUILD/bench/bench_kernels" --vae-block | sed -n 's/.*  *\([0-9.]*\) ms .*/\1/p' ;;
+    esac
+}
+PY=
+for p in ${SF_TORCH_PYTHON:-} python3 /usr/bin/python3; do
+    if "$p" -c "import torch" >/dev/null 2>&1; then PY=$p; break; fi
+done
+figs="dit480 dit4680 t5 vae"
+declare -A ms
+for f in $figs; do
+    for m in exact fast bf16; do ms[$f.$m]=$(figure "$m" "$f"); done
+    if [ -n "$PY" ]; then
+        while read -r _ _ dt v; do ms[$f.torch_$dt]=$v; done < <("$PY" tests/bench/torch_ref.py "$T" "$f")
+    fi
+done
+ratio() { [ -n "$1" ] && [ -n "$2" ] && awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", a / b }' || echo "-"; }
+printf "%-9s %10s %10s %10s %12s %12s %11s %11s\n" figure exact fast bf16 torch-fp32 torch-bf16 fast/torch bf16/torch
+for f in $figs; do
+    printf "%-9s %10s %10s %10s %12s %12s %11s %11s\n" "$f" "${ms[$f.exact]:--}" "${ms[$f.fast]:--}" "${ms[$f.bf16]:--}" \
+        "${ms[$f.torch_fp32]:--}" "${ms[$f.torch_bf16]:--}" "$(ratio "${ms[$f.fast]}" "${ms[$f.torch_fp32]}")" \
+        "$(ratio "${ms[$f.bf16]}" "${ms[$f.torch_bf16]}")"
+done
+[ -n "$PY" ] || echo "(no PyTorch importable: set SF_TORCH_PYTHON to a python with torch for the reference columns)"
+echo "dit480/dit4680: one 1.3B-width layer forward (sf-denoise --bench 1.3b-layer --bench-tokens N); t5: one"
+echo "umT5-XXL layer, 64 tokens; vae: a decoder residual block's two causal 3x3x3 convs, 192 ch at 120x208"
+
 if command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L >/dev/null 2>&1; then
     echo
     echo "== sf-denoise --bench 1.3b --device cuda (the whole DiT, 21 frames at 832x480, random weights)"

@@ -17,6 +17,7 @@
 #include <string.h>
 
 #include "device.h"
+#include "parallel.h"
 #include "sf.h"
 #include "tensor.h"
 #include "tfile.h"
@@ -131,6 +132,36 @@ static inline double sf_test_maxabs(const float *x, size_t n) {
                                        video max|Δ| 0.047 (nmse 1.6e-4) against the bound 0.1 */
 #define SF_TOL_VAE_U8 13            /* VAE on the GPU: frames_u8 max |Δ| in levels = the video bound through
                                        255·(0.5·x + 0.5): 127.5·0.1 plus one level of truncation */
+
+/* The CPU golden tests run in each CPU mode (kernels/parallel.h; tests/run.sh runs them again with
+ * SF_CPU_EXACT=1 and with SF_CPU_PRECISION=bf16): the fp32 bound in the fast and exact modes, the GPU
+ * backend's bf16 bound for the same tensors in the bf16 mode (same numerics: bf16 GEMM inputs and
+ * weights, f32 accumulation; the precedent its tolerances set). */
+#define SF_TOL_CPU(fp32, bf16) (sf_cpu_mode_now() == SF_CPU_BF16 ? (bf16) : (fp32))
+
+/* Bit-exactness checks (thread-count invariance, streamed = one-shot) hold in the exact mode:
+ * sf_test_exact(1) switches this process to it (SF_CPU_EXACT=1), sf_test_exact(0) restores the mode
+ * it ran in. */
+int setenv(const char *name, const char *value, int overwrite); /* POSIX: not every test defines _POSIX_C_SOURCE */
+int unsetenv(const char *name);
+static inline void sf_test_exact(int on) {
+    static char saved[32];
+    static int had;
+    if (on) {
+        const char *e = getenv("SF_CPU_EXACT");
+        had = e != NULL;
+        if (e) snprintf(saved, sizeof saved, "%s", e);
+        setenv("SF_CPU_EXACT", "1", 1);
+    } else if (had) setenv("SF_CPU_EXACT", saved, 1);
+    else unsetenv("SF_CPU_EXACT");
+}
+
+/* Switch this process to the CPU mode m: "fast" (SF_CPU_EXACT, SF_CPU_PRECISION unset) or "bf16". */
+static inline void sf_test_mode(const char *m) {
+    unsetenv("SF_CPU_EXACT");
+    if (!strcmp(m, "bf16")) setenv("SF_CPU_PRECISION", "bf16", 1);
+    else unsetenv("SF_CPU_PRECISION");
+}
 
 /* max|got − ref| ≤ atol + rtol·max|ref| over n floats (an all-zero ref counts as max|ref| = 1); NaN
  * fails. On failure prints the tensor, the count and first bad index with both values, max|Δ| (and

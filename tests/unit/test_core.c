@@ -136,7 +136,8 @@ static void test_device_parse(void) {
 }
 
 /* The shared stage flags (common/cli.c sf_stage_flags_get): one parser for the three stages. */
-static const sf_opt stage_opts[] = {SF_OPT_MODEL_DIR, SF_OPTS_DEVICE("test"), SF_OPT_PROGRESS, SF_OPTS_STD, {NULL, 0, 0, NULL}};
+static const sf_opt stage_opts[] = {SF_OPT_MODEL_DIR, SF_OPTS_DEVICE("test"), SF_OPT_PROGRESS, SF_OPTS_CPU_MODE, SF_OPTS_STD,
+                                    {NULL, 0, 0, NULL}};
 static sf_status stage_flags(sf_stage_flags *f, sf_err *err, ...) {
     char *argv[16] = {"prog"};
     int argc = 1;
@@ -181,6 +182,31 @@ static void test_stage_flags(void) {
                  err.msg);
     s = stage_flags(&f, &err, "--device", "gpu", NULL);
     SF_CHECK_MSG(s == SF_E_ARG, "%s", err.msg);
+}
+
+/* --deterministic / --precision: the CPU mode (kernels/parallel.h), through the environment. */
+static void test_cpu_mode_flags(void) {
+    sf_err err = {{0}};
+    sf_stage_flags f;
+    unsetenv("SF_CPU_EXACT");
+    unsetenv("SF_CPU_PRECISION");
+    SF_CHECK_OK(stage_flags(&f, &err, NULL), &err);
+    SF_CHECK(f.cpu_mode == SF_CPU_FAST && sf_cpu_mode_now() == SF_CPU_FAST && !strcmp(sf_cpu_mode_name(SF_CPU_FAST), "fast"));
+    SF_CHECK_OK(stage_flags(&f, &err, "--precision", "bf16", NULL), &err);
+    SF_CHECK(f.cpu_mode == SF_CPU_BF16 && !strcmp(getenv("SF_CPU_PRECISION"), "bf16"));
+    SF_CHECK_OK(stage_flags(&f, &err, "--precision=fp32", NULL), &err);
+    SF_CHECK(f.cpu_mode == SF_CPU_FAST);
+    SF_CHECK_OK(stage_flags(&f, &err, "--deterministic", NULL), &err);
+    SF_CHECK(f.cpu_mode == SF_CPU_EXACT && sf_cpu_mode_now() == SF_CPU_EXACT);
+    sf_status s = stage_flags(&f, &err, "--precision", "fp16", NULL);
+    SF_CHECK_MSG(s == SF_E_ARG && strstr(err.msg, "--precision: expected fp32 or bf16, got 'fp16'"), "%s", err.msg);
+    s = stage_flags(&f, &err, "--deterministic", "--precision", "bf16", NULL);
+    SF_CHECK_MSG(s == SF_E_ARG && strstr(err.msg, "--deterministic"), "%s", err.msg);
+    setenv("SF_CPU_EXACT", "0", 1); /* "0" is off */
+    setenv("SF_CPU_PRECISION", "bf16", 1);
+    SF_CHECK(sf_cpu_mode_now() == SF_CPU_BF16);
+    unsetenv("SF_CPU_EXACT");
+    unsetenv("SF_CPU_PRECISION");
 }
 
 static void test_atomic_file(void) {
@@ -376,5 +402,6 @@ static const sf_test tests[] = {
     {"stage_flags", test_stage_flags},   {"atomic_file", test_atomic_file},   {"check_out_dir", test_check_out_dir},
     {"strict_int", test_strict_int},     {"utf8_names", test_utf8_names}, {"escape_ctl", test_escape_ctl},
     {"open_input", test_open_input},
+    {"cpu_mode_flags", test_cpu_mode_flags},
 };
 SF_TEST_MAIN(tests)

@@ -8,6 +8,7 @@
 #include "sf_test.h"
 #include "act.h"
 #include "attention.h"
+#include "dnnl_ops.h"
 #include "gemm.h"
 #include "modulate.h"
 #include "norm_rows.h"
@@ -38,6 +39,7 @@ static void fill(float *x, size_t n, uint64_t seed) {
 }
 
 static void test_gemm(void) {
+    sf_test_exact(1); /* the exact kernels' bits: run in the exact mode */
     enum { M = 37, N = 131, K = 203 };
     static float x[M * K], w[N * K], b[N], y[M * N + 4], y2[M * N + 4], ref[M * N];
     static uint16_t wb[N * K];
@@ -62,9 +64,11 @@ static void test_gemm(void) {
     SF_CHECK(sf_gemm_cpu(2, N, K, x, K, wb, SF_BF16, NULL, y2, N, 3) == 0); /* column split */
     for (int n = 0; n < N; n++) SF_CHECK(y2[n] == y[n] - b[n] || fabsf(y2[n] - (y[n] - b[n])) < 1e-4f);
     SF_CHECK(sf_gemm_cpu(1, 1, 1, x, 1, w, SF_I32, NULL, y2, 1, 1) == -1);
+    sf_test_exact(0);
 }
 
 static void test_attention(void) {
+    sf_test_exact(1); /* the exact kernels' bits: run in the exact mode */
     enum { LQ = 19, LK = 45, H = 2, D = 128 };
     static float q[LQ * H * D], k[LK * H * D], v[LK * H * D], o[LQ * H * D], o2[LQ * H * D], lg[H * LQ * LK];
     fill(q, LQ * H * D, 4);
@@ -95,6 +99,7 @@ static void test_attention(void) {
     SF_CHECK_MSG(maxl < 1e-5 && maxd < 1e-5, "logits %.3g out %.3g", maxl, maxd);
     SF_CHECK(sf_attention_cpu(LQ, LK, H, D, q, H * D, k, v, H * D, o2, H * D, sc, NULL, 3) == 0);
     SF_CHECK_MSG(memcmp(o, o2, sizeof o) == 0, "tapped/1 thread vs untapped/3 threads differ");
+    sf_test_exact(0);
 }
 
 /* The canonical order of gemm.h / attention.h in scalar code: 8 lanes (lane = k mod 8) summed in
@@ -113,6 +118,7 @@ static float canon_dot(const float *x, const float *w, int64_t K) {
  * canonical order for f32 / bf16 / f16 weights, 1..4 threads, row and column splits, and the
  * baseline-ISA kernels (SF_CPU_BASELINE=1) vs the avx2 ones. */
 static void test_gemm_tiles(void) {
+    sf_test_exact(1); /* the exact kernels' bits: run in the exact mode */
     enum { M = 50, N = 70, K = 2 * 1024 + 13, LDX = K + 3, LDY = N + 5 };
     float *x = calloc((size_t)M * LDX, 4), *w = malloc((size_t)N * K * 4), *wf = malloc((size_t)N * K * 4);
     float *b = malloc(N * 4), *ref = malloc((size_t)M * N * 4), *y = malloc((size_t)M * LDY * 4);
@@ -182,6 +188,7 @@ static void test_gemm_tiles(void) {
     }
 done:
     free(x), free(w), free(wf), free(b), free(ref), free(y), free(wb), free(wh);
+    sf_test_exact(0);
 }
 
 /* Ragged attention shapes (queries across the 48-query tile and the 6/3-query register tiles,
@@ -256,8 +263,10 @@ done:
 }
 
 static void test_attention_tiles(void) {
+    sf_test_exact(1); /* the exact kernels' bits: run in the exact mode */
     attention_tiles(101, 133, 3, 27); /* d: a 16-wide, an 8-wide and a scalar channel part */
     attention_tiles(55, 70, 2, 128);  /* the model's head size: the vector logit reduction */
+    sf_test_exact(0);
 }
 
 static void test_rope_and_sinusoid(void) {
@@ -350,7 +359,94 @@ static void test_no_fp_contract(void) {
 #endif
 }
 
+/* The fast and bf16 modes' GEMM (oneDNN) against the exact kernels: f32/bf16/f16 weights, bias or
+ * none, row strides with guard columns, 1 and 3 threads, more rows and columns than one scratch
+ * block (the chunk loops); the oneDNN path must really run. fast: f32 products, |Δ| ≤ 1e-5·max;
+ * bf16: inputs and non-bf16 weights rounded to bf16, ≤ 1e-2·max (SF_TOL_BF16_FWD's order). */
+static void test_fast_gemm(void) {
+    enum { M = 300, N = 290, K = 72, LDX = K + 5, LDY = N + 3 };
+    static float x[M * LDX], w[N * K], b[N], ref[M * LDY], y[M * LDY];
+    static uint16_t wb[N * K], wh[N * K];
+    fill(x, M * LDX, 11);
+    fill(w, N * K, 12);
+    fill(b, N, 13);
+    for (int i = 0; i < N * K; i++) wb[i] = sf_f32_to_bf16(w[i]), wh[i] = sf_f32_to_f16(w[i]);
+    const void *ws[3] = {w, wb, wh};
+    const sf_dtype dts[3] = {SF_F32, SF_BF16, SF_F16};
+    const char *modes[2] = {"fast", "bf16"};
+    for (int mi = 0; mi < 2; mi++)
+        for (int d = 0; d < 3; d++)
+            for (int th = 1; th <= 3; th += 2)
+                for (int bi = 0; bi < 2; bi++) {
+                    sf_test_exact(1);
+                    SF_CHECK(sf_gemm_cpu(M, N, K, x, LDX, ws[d], dts[d], bi ? b : NULL, ref, LDY, 1) == 0);
+                    sf_test_exact(0);
+                    sf_test_mode(modes[mi]);
+                    for (int i = 0; i < M * LDY; i++) y[i] = -555.0f;
+                    const unsigned long long c0 = sf_dnnl_calls();
+                    SF_CHECK(sf_gemm_cpu(M, N, K, x, LDX, ws[d], dts[d], bi ? b : NULL, y, LDY, th) == 0);
+                    SF_CHECK_MSG(sf_dnnl_calls() > c0, "%s gemm: oneDNN did not run", modes[mi]);
+                    float got[M * N], want[M * N];
+                    int guard = 0;
+                    for (int m = 0; m < M; m++) {
+                        for (int n = 0; n < N; n++) got[m * N + n] = y[m * LDY + n], want[m * N + n] = ref[m * LDY + n];
+                        for (int n = N; n < LDY; n++) guard += y[m * LDY + n] != -555.0f;
+                    }
+                    SF_CHECK_MSG(!guard, "%s gemm wrote %d guard values", modes[mi], guard);
+                    char what[64];
+                    snprintf(what, sizeof what, "%s gemm dtype %d, %d threads, bias %d", modes[mi], d, th, bi);
+                    sf_test_rel_close(what, got, want, M * N, mi ? 1e-2 : 1e-5);
+                    sf_test_mode("fast");
+                }
+}
+
+/* The fast modes' attention (oneDNN products + softmax) against the exact kernel: more queries than
+ * one block, strided q/k/v/out, 1 and 3 threads, guard columns; the tap keeps the exact path. */
+static void test_fast_attention(void) {
+    enum { LQ = 300, LK = 77, H = 3, D = 40, LDQ = H * D + 4, LDKV = H * D + 8, LDO = H * D + 2 };
+    static float q[LQ * LDQ], k[LK * LDKV], v[LK * LDKV], ref[LQ * LDO], o[LQ * LDO];
+    fill(q, LQ * LDQ, 21);
+    fill(k, LK * LDKV, 22);
+    fill(v, LK * LDKV, 23);
+    const float scale = 0.158f;
+    sf_test_exact(1);
+    SF_CHECK(sf_attention_cpu(LQ, LK, H, D, q, LDQ, k, v, LDKV, ref, LDO, scale, NULL, 1) == 0);
+    sf_test_exact(0);
+    sf_test_mode("fast");
+    for (int th = 1; th <= 3; th += 2) {
+        for (int i = 0; i < LQ * LDO; i++) o[i] = -555.0f;
+        const unsigned long long c0 = sf_dnnl_calls();
+        SF_CHECK(sf_attention_cpu(LQ, LK, H, D, q, LDQ, k, v, LDKV, o, LDO, scale, NULL, th) == 0);
+        SF_CHECK_MSG(sf_dnnl_calls() > c0, "fast attention: oneDNN did not run");
+        int guard = 0;
+        static float got[LQ * H * D], want[LQ * H * D];
+        for (int i = 0; i < LQ; i++) {
+            memcpy(got + i * H * D, o + i * LDO, sizeof(float) * H * D);
+            memcpy(want + i * H * D, ref + i * LDO, sizeof(float) * H * D);
+            for (int c = H * D; c < LDO; c++) guard += o[i * LDO + c] != -555.0f;
+        }
+        SF_CHECK_MSG(!guard, "fast attention wrote %d guard values", guard);
+        sf_test_allclose("fast attention", got, want, LQ * H * D, 1e-5, 1e-5);
+    }
+}
+
+/* The fast modes' GELU-tanh (oneDNN eltwise) against the exact one (tanh in double, rounded once). */
+static void test_fast_gelu(void) {
+    enum { N = 100003 };
+    static float x[N], ref[N];
+    fill(x, N, 41);
+    for (int i = 0; i < N; i++) x[i] *= 4.0f, ref[i] = (float)sf_gelu_tanh(x[i]);
+    sf_test_mode("fast");
+    const unsigned long long c0 = sf_dnnl_calls();
+    sf_gelu_tanh_mt_cpu(x, N, 2);
+    SF_CHECK_MSG(sf_dnnl_calls() > c0, "fast gelu: oneDNN did not run");
+    sf_test_allclose("fast gelu", x, ref, N, 1e-5, 1e-6);
+}
+
 static const sf_test tests[] = {
+    {"fast_gemm", test_fast_gemm},
+    {"fast_gelu", test_fast_gelu},
+    {"fast_attention", test_fast_attention},
     {"gemm", test_gemm},
     {"attention", test_attention},
     {"gemm_tiles", test_gemm_tiles},

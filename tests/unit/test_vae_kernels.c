@@ -5,6 +5,7 @@
 #include "sf_test.h"
 #include "act.h"
 #include "conv3d.h"
+#include "dnnl_ops.h"
 #include "parallel.h"
 #include "vae_ops.h"
 
@@ -35,6 +36,7 @@ static float frand(uint32_t *s) {
 }
 
 static void test_conv3d_hand(void) {
+    sf_test_exact(1); /* the exact kernels' bits: run in the exact mode */
     /* 1→1 channel, kernel (3,3,3) all ones except centre tap 2, bias 0.5, H=W=2.
      * History frames: zeros and a frame of ones; input frame: 1,2,3,4. */
     float zero[4] = {0, 0, 0, 0}, ones[4] = {1, 1, 1, 1}, in[4] = {1, 2, 3, 4};
@@ -59,9 +61,11 @@ static void test_conv3d_hand(void) {
     SF_CHECK_OK(sf_conv3d_cpu(&a2, &err), &err);
     float want2[4] = {-7, -15, -23, -31};
     SF_CHECK(memcmp(o2, want2, sizeof want2) == 0);
+    sf_test_exact(0);
 }
 
 static void test_conv3d_naive_threads(void) {
+    sf_test_exact(1); /* the exact kernels' bits: run in the exact mode */
     /* cin 5, cout 6 (not a multiple of 4), W 11 (8 + 3 tail), H 7, kt 3, 3 output frames. */
     enum { CI = 5, CO = 6, H = 7, W = 11, NT = 3, KT = 3 };
     static float frames[NT + KT - 1][CI * H * W], w[CO * CI * KT * 9], b[CO];
@@ -96,6 +100,7 @@ static void test_conv3d_naive_threads(void) {
     sf_conv3d_args bad = a;
     bad.kh = 2;
     SF_CHECK(sf_conv3d_cpu(&bad, &err) == SF_E_ARG);
+    sf_test_exact(0);
 }
 
 /* The documented summation order in float: bias (or 0), then + w·x over r = ((ci·kt + dt)·kh + dy)·kw + dx
@@ -123,6 +128,7 @@ static void seq_conv(const float *const *fr, int64_t n, int64_t cin, int64_t cou
 }
 
 static void test_conv3d_exact_order(void) {
+    sf_test_exact(1); /* the exact kernels' bits: run in the exact mode */
     /* Shapes that exercise: W tails (3, 11, 20 not multiples of 16 / 8), cout not a multiple of the
      * 6-channel tile (1, 7, 13), several row blocks (H 37), reduction chunks (W 832: 19 planes per
      * chunk, 24 planes), 1×1 and (3,1,1) kernels, no bias. 1, 2 and 5 threads, avx2 and baseline. */
@@ -182,6 +188,7 @@ static void test_conv3d_exact_order(void) {
         unsetenv("SF_CPU_BASELINE");
         free(frames), free(w), free(b), free(ref), free(o);
     }
+    sf_test_exact(0);
 }
 
 static void test_cache_push(void) {
@@ -244,6 +251,7 @@ static void test_to_pixels(void) {
 }
 
 static void test_gelu_threads(void) {
+    sf_test_exact(1); /* the exact kernels' bits: run in the exact mode */
     /* The threaded GELU (the DiT's FFN) equals the single-threaded one bit for bit, and the values
      * are GELU-tanh: gelu(1) = 0.5·(1 + tanh(√(2/π)·1.044715)) = 0.8411920, gelu(0) = 0, gelu(-10) ≈ 0. */
     enum { N = 100003 };
@@ -257,9 +265,48 @@ static void test_gelu_threads(void) {
     SF_CHECK_MSG(fabsf(b[0] - 0.8411920f) < 1e-6f && b[1] == 0.0f && fabsf(b[2]) < 1e-6f, "%g %g %g", b[0], b[1], b[2]);
     sf_gelu_tanh_mt_cpu(b + 3, 5, 4); /* tiny n on many threads: runs, touches only its range */
     SF_CHECK(fabsf(b[0] - 0.8411920f) < 1e-6f);
+    sf_test_exact(0);
+}
+
+/* The fast and bf16 modes' convolution (oneDNN) against the exact one: history frames apart from the
+ * chunk's (pointers, not one block), kt 3 and 1, channel counts off the 8/16 blocking, no bias; the
+ * oneDNN path must run. fast ≤ 1e-5, bf16 ≤ 1e-2 of max|ref| (inputs and weights rounded to bf16). */
+static void test_fast_conv3d(void) {
+    enum { CI = 5, CO = 7, H = 9, W = 11, NT = 4, KT = 3 };
+    static float frames[NT + KT - 1][CI * H * W], w[CO * CI * KT * 9], b[CO];
+    static float ref[NT * CO * H * W], o[NT * CO * H * W + 4];
+    uint32_t s = 9;
+    for (int f = 0; f < NT + KT - 1; f++)
+        for (int i = 0; i < CI * H * W; i++) frames[f][i] = frand(&s);
+    for (size_t i = 0; i < sizeof w / sizeof w[0]; i++) w[i] = frand(&s);
+    for (int i = 0; i < CO; i++) b[i] = frand(&s);
+    const float *fr[NT + KT - 1];
+    for (int f = 0; f < NT + KT - 1; f++) fr[f] = frames[(f * 3) % (NT + KT - 1)]; /* out of memory order */
+    const char *modes[2] = {"fast", "bf16"};
+    for (int mi = 0; mi < 2; mi++)
+        for (int kt = 1; kt <= KT; kt += 2)
+            for (int bi = 0; bi < 2; bi++) {
+                sf_err err = {{0}};
+                sf_conv3d_args a = {fr + (KT - kt), NT, CI, CO, H, W, kt, 3, 3, w, bi ? b : NULL, ref, 2, NULL};
+                sf_test_exact(1);
+                SF_CHECK_OK(sf_conv3d_cpu(&a, &err), &err);
+                sf_test_exact(0);
+                sf_test_mode(modes[mi]);
+                for (int i = 0; i < 4; i++) o[NT * CO * H * W + i] = -777.0f;
+                a.out = o;
+                const unsigned long long c0 = sf_dnnl_calls();
+                SF_CHECK_OK(sf_conv3d_cpu(&a, &err), &err);
+                SF_CHECK_MSG(sf_dnnl_calls() > c0, "%s conv3d: oneDNN did not run", modes[mi]);
+                char what[64];
+                snprintf(what, sizeof what, "%s conv3d kt %d bias %d", modes[mi], kt, bi);
+                sf_test_rel_close(what, o, ref, NT * CO * H * W, mi ? 1e-2 : 1e-5);
+                for (int i = 0; i < 4; i++) SF_CHECK(o[NT * CO * H * W + i] == -777.0f);
+                sf_test_mode("fast");
+            }
 }
 
 static const sf_test tests[] = {
+    {"fast_conv3d", test_fast_conv3d},
     {"conv3d_hand", test_conv3d_hand},
     {"conv3d_naive_threads", test_conv3d_naive_threads},
     {"conv3d_exact_order", test_conv3d_exact_order},

@@ -1,0 +1,353 @@
+/* dnnl_ops.c — oneDNN matmul, softmax and 3-D convolution for the CPU backend's fast and bf16
+ * modes (see dnnl_ops.h). Tested by tests/unit/test_kernels.c (fast_* against the exact kernels)
+ * and by the golden tests run in every mode (tests/run.sh).
+ *
+ * oneDNN is chosen over OpenBLAS / BLIS by measurement (README "Performance"): its f32 brgemm
+ * matched or beat OpenBLAS's sgemm at the DiT's shapes, and it is the one Debian library with a
+ * bf16 matmul and convolution on AMX / AVX512-BF16 — the CPU PyTorch's bf16 path runs on it.
+ * It uses the OpenMP runtime (libgomp) the exact kernels' team already uses: one pool of threads.
+ *
+ * Primitive descriptors are costly to create (tens of µs to ms) and the forward makes the same
+ * few shapes over and over, so created primitives are kept in one small process-wide table
+ * (mutex-guarded, like oneDNN's own primitive cache, which it complements: that cache skips the
+ * JIT, this one also the descriptor search). oneDNN primitives may run concurrently. */
+#define _POSIX_C_SOURCE 200809L
+#include "dnnl_ops.h"
+
+#include <dnnl.h>
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* ---- engine and primitive table ----------------------------------------------------------- */
+
+static dnnl_engine_t engine;
+static pthread_once_t engine_once = PTHREAD_ONCE_INIT;
+static void engine_init(void) {
+    if (dnnl_engine_create(&engine, dnnl_cpu, 0) != dnnl_success) engine = NULL;
+}
+
+typedef struct prim_key {
+    int kind; /* 1 matmul, 2 softmax, 3 conv, 4 reorder */
+    int dt, flag;
+    float scale;
+    int64_t d[12];
+} prim_key;
+
+typedef struct prim_entry {
+    prim_key key;
+    dnnl_primitive_t p;
+    dnnl_primitive_desc_t pd;
+} prim_entry;
+
+#define PRIM_CAP 256
+static prim_entry prims[PRIM_CAP];
+static int prim_n, prim_next;
+static pthread_mutex_t prim_mu = PTHREAD_MUTEX_INITIALIZER;
+
+/* The cached primitive for key, or NULL (then the caller creates and adds it). */
+static prim_entry *prim_find(const prim_key *k) {
+    for (int i = 0; i < prim_n; i++)
+        if (!memcmp(&prims[i].key, k, sizeof *k)) return &prims[i];
+    return NULL;
+}
+
+/* Create from pd (taken over) and add; returns the entry or NULL. Under prim_mu. */
+static prim_entry *prim_add(const prim_key *k, dnnl_primitive_desc_t pd) {
+    dnnl_primitive_t p;
+    if (dnnl_primitive_create(&p, pd) != dnnl_success) {
+        dnnl_primitive_desc_destroy(pd);
+        return NULL;
+    }
+    prim_entry *e;
+    if (prim_n < PRIM_CAP) e = &prims[prim_n++];
+    else { /* full: replace round-robin (a primitive still running elsewhere is not freed) */
+        e = &prims[prim_next];
+        prim_next = (prim_next + 1) % PRIM_CAP;
+    }
+    e->key = *k;
+    e->p = p;
+    e->pd = pd;
+    return e;
+}
+
+static dnnl_stream_t stream_new(void) {
+    pthread_once(&engine_once, engine_init);
+    dnnl_stream_t s = NULL;
+    if (!engine || dnnl_stream_create(&s, engine, dnnl_stream_default_flags) != dnnl_success) return NULL;
+    return s;
+}
+
+/* oneDNN takes its thread count from the OpenMP ICV; inside a region it runs on the caller. */
+static void set_threads(int nthreads) {
+#ifdef _OPENMP
+    if (!omp_in_parallel() && nthreads >= 1 && omp_get_max_threads() != nthreads) omp_set_num_threads(nthreads);
+#else
+    (void)nthreads;
+#endif
+}
+
+static unsigned long long dnnl_calls;
+unsigned long long sf_dnnl_calls(void) { return __atomic_load_n(&dnnl_calls, __ATOMIC_RELAXED); }
+
+static int run(dnnl_primitive_t p, int nargs, const dnnl_exec_arg_t *args) {
+    __atomic_fetch_add(&dnnl_calls, 1, __ATOMIC_RELAXED);
+    dnnl_stream_t s = stream_new();
+    if (!s) return -1;
+    int rc = dnnl_primitive_execute(p, s, nargs, args) == dnnl_success && dnnl_stream_wait(s) == dnnl_success ? 0 : -1;
+    dnnl_stream_destroy(s);
+    return rc;
+}
+
+static dnnl_memory_t mem(const dnnl_memory_desc_t *md, const void *ptr) {
+    dnnl_memory_t m = NULL;
+    if (dnnl_memory_create(&m, md, engine, ptr ? (void *)ptr : DNNL_MEMORY_ALLOCATE) != dnnl_success) return NULL;
+    return m;
+}
+
+/* ---- conversions ------------------------------------------------------------------------- */
+
+void sf_dnnl_to_bf16(const float *src, uint16_t *dst, int64_t n) {
+    for (int64_t i = 0; i < n; i++) { /* branch-free: GCC vectorises it */
+        uint32_t u;
+        memcpy(&u, &src[i], 4);
+        uint32_t r = (u + 0x7fffu + ((u >> 16) & 1u)) >> 16;
+        dst[i] = (uint16_t)((u & 0x7fffffffu) > 0x7f800000u ? ((u >> 16) | 0x40u) : r);
+    }
+}
+
+/* ---- matmul ------------------------------------------------------------------------------ */
+
+int sf_dnnl_matmul(int64_t M, int64_t N, int64_t K, const void *a, int64_t lda, const void *b, int64_t ldb,
+                   int b_kn, sf_dtype dt, const float *bias, float scale, float *c, int64_t ldc, int nthreads) {
+    if (M <= 0 || N <= 0) return 0;
+    if (dt != SF_F32 && dt != SF_BF16) return -1;
+    pthread_once(&engine_once, engine_init);
+    if (!engine) return -1;
+    const dnnl_data_type_t ddt = dt == SF_F32 ? dnnl_f32 : dnnl_bf16;
+    dnnl_memory_desc_t ma, mb, mc, mbias;
+    dnnl_dims_t da = {M, K}, db = {K, N}, dc = {M, N}, dbias = {1, N};
+    dnnl_dims_t sa = {lda, 1}, sc = {ldc, 1}, sbias = {N, 1};
+    dnnl_dims_t sb = {1, ldb};
+    if (b_kn) sb[0] = ldb, sb[1] = 1;
+    if (dnnl_memory_desc_init_by_strides(&ma, 2, da, ddt, sa) || dnnl_memory_desc_init_by_strides(&mb, 2, db, ddt, sb) ||
+        dnnl_memory_desc_init_by_strides(&mc, 2, dc, dnnl_f32, sc) ||
+        dnnl_memory_desc_init_by_strides(&mbias, 2, dbias, dnnl_f32, sbias))
+        return -1;
+    prim_key k = {1, (int)dt, (b_kn ? 1 : 0) | (bias ? 2 : 0), scale, {M, N, K, lda, ldb, ldc}};
+    pthread_mutex_lock(&prim_mu);
+    prim_entry *e = prim_find(&k);
+    if (!e) {
+        dnnl_matmul_desc_t md;
+        dnnl_primitive_attr_t attr = NULL;
+        dnnl_primitive_desc_t pd = NULL;
+        int ok = dnnl_matmul_desc_init(&md, &ma, &mb, bias ? &mbias : NULL, &mc) == dnnl_success &&
+                 dnnl_primitive_attr_create(&attr) == dnnl_success &&
+                 (scale == 1.0f || dnnl_primitive_attr_set_output_scales(attr, 1, 0, &scale) == dnnl_success) &&
+                 dnnl_primitive_desc_create(&pd, &md, attr, engine, NULL) == dnnl_success;
+        if (attr) dnnl_primitive_attr_destroy(attr);
+        e = ok ? prim_add(&k, pd) : NULL;
+    }
+    dnnl_primitive_t p = e ? e->p : NULL;
+    pthread_mutex_unlock(&prim_mu);
+    if (!p) return -1;
+    dnnl_memory_t xa = mem(&ma, a), xb = mem(&mb, b), xc = mem(&mc, c), xbias = bias ? mem(&mbias, bias) : NULL;
+    int rc = -1;
+    if (xa && xb && xc && (!bias || xbias)) {
+        dnnl_exec_arg_t args[4] = {{DNNL_ARG_SRC, xa}, {DNNL_ARG_WEIGHTS, xb}, {DNNL_ARG_DST, xc}, {DNNL_ARG_BIAS, xbias}};
+        set_threads(nthreads);
+        rc = run(p, bias ? 4 : 3, args);
+    }
+    if (xa) dnnl_memory_destroy(xa);
+    if (xb) dnnl_memory_destroy(xb);
+    if (xc) dnnl_memory_destroy(xc);
+    if (xbias) dnnl_memory_destroy(xbias);
+    return rc;
+}
+
+/* ---- softmax ----------------------------------------------------------------------------- */
+
+int sf_dnnl_softmax_rows(int64_t rows, int64_t n, float *s, int64_t lds, int nthreads) {
+    if (rows <= 0 || n <= 0) return 0;
+    pthread_once(&engine_once, engine_init);
+    if (!engine) return -1;
+    dnnl_memory_desc_t md;
+    dnnl_dims_t d = {rows, n}, st = {lds, 1};
+    if (dnnl_memory_desc_init_by_strides(&md, 2, d, dnnl_f32, st)) return -1;
+    prim_key k = {2, 0, 0, 1.0f, {rows, n, lds}};
+    pthread_mutex_lock(&prim_mu);
+    prim_entry *e = prim_find(&k);
+    if (!e) {
+        dnnl_softmax_desc_t sd;
+        dnnl_primitive_desc_t pd = NULL;
+        int ok = dnnl_softmax_forward_desc_init(&sd, dnnl_forward_inference, &md, 1) == dnnl_success &&
+                 dnnl_primitive_desc_create(&pd, &sd, NULL, engine, NULL) == dnnl_success;
+        e = ok ? prim_add(&k, pd) : NULL;
+    }
+    dnnl_primitive_t p = e ? e->p : NULL;
+    pthread_mutex_unlock(&prim_mu);
+    if (!p) return -1;
+    dnnl_memory_t m = mem(&md, s);
+    if (!m) return -1;
+    dnnl_exec_arg_t args[2] = {{DNNL_ARG_SRC, m}, {DNNL_ARG_DST, m}};
+    set_threads(nthreads);
+    int rc = run(p, 2, args);
+    dnnl_memory_destroy(m);
+    return rc;
+}
+
+/* ---- GELU-tanh --------------------------------------------------------------------------- */
+
+int sf_dnnl_gelu_tanh(float *x, int64_t n, int nthreads) {
+    if (n <= 0) return 0;
+    pthread_once(&engine_once, engine_init);
+    if (!engine) return -1;
+    dnnl_memory_desc_t md;
+    dnnl_dims_t d = {n};
+    if (dnnl_memory_desc_init_by_tag(&md, 1, d, dnnl_f32, dnnl_a)) return -1;
+    prim_key k = {5, 0, 0, 1.0f, {n}};
+    pthread_mutex_lock(&prim_mu);
+    prim_entry *e = prim_find(&k);
+    if (!e) {
+        dnnl_eltwise_desc_t ed;
+        dnnl_primitive_desc_t pd = NULL;
+        int ok = dnnl_eltwise_forward_desc_init(&ed, dnnl_forward_inference, dnnl_eltwise_gelu_tanh, &md, 0.f, 0.f) ==
+                     dnnl_success &&
+                 dnnl_primitive_desc_create(&pd, &ed, NULL, engine, NULL) == dnnl_success;
+        e = ok ? prim_add(&k, pd) : NULL;
+    }
+    dnnl_primitive_t p = e ? e->p : NULL;
+    pthread_mutex_unlock(&prim_mu);
+    if (!p) return -1;
+    dnnl_memory_t m = mem(&md, x);
+    if (!m) return -1;
+    dnnl_exec_arg_t args[2] = {{DNNL_ARG_SRC, m}, {DNNL_ARG_DST, m}};
+    set_threads(nthreads);
+    int rc = run(p, 2, args);
+    dnnl_memory_destroy(m);
+    return rc;
+}
+
+/* ---- 3-D convolution --------------------------------------------------------------------- */
+
+/* Frames per oneDNN call: the blocked copies of input and output stay under ~64 M floats. */
+#define CONV_BUDGET ((int64_t)64 << 20)
+
+sf_status sf_dnnl_conv3d(const sf_conv3d_args *a, int bf16, sf_err *err) {
+    pthread_once(&engine_once, engine_init);
+    if (!engine) return sf_fail(err, SF_E_UNSUPPORTED, "oneDNN: no CPU engine");
+    if (a->n_out <= 0) return SF_OK;
+    const int64_t hw = a->h * a->w, kt = a->kt;
+    int64_t per = (a->cin + a->cout) * hw, G = per > 0 ? CONV_BUDGET / per - (kt - 1) : 1;
+    if (G < 1) G = 1;
+    if (G > a->n_out) G = a->n_out;
+    const dnnl_data_type_t cdt = bf16 ? dnnl_bf16 : dnnl_f32;
+    sf_status st = SF_OK;
+    dnnl_memory_t wuser = NULL, wmem = NULL, bmem = NULL, smem = NULL, dmem = NULL, fmem = NULL, oumem = NULL, slmem = NULL;
+    dnnl_primitive_t conv = NULL, rw = NULL, rin = NULL, rout = NULL;
+    dnnl_primitive_desc_t cpd = NULL;
+    dnnl_stream_t s = stream_new();
+    if (!s) return sf_fail(err, SF_E_UNSUPPORTED, "oneDNN: no stream");
+    set_threads(a->threads);
+
+    for (int64_t t0 = 0; t0 < a->n_out && !st; t0 += G) {
+        const int64_t g = a->n_out - t0 < G ? a->n_out - t0 : G, D = g + kt - 1;
+        if (!conv || g != G) { /* (re)build for this group size: the first group, then a shorter last one */
+            if (conv) dnnl_primitive_destroy(conv), conv = NULL;
+            if (cpd) dnnl_primitive_desc_destroy(cpd), cpd = NULL;
+            dnnl_memory_desc_t sany, wany, dany, bmd, wplain;
+            dnnl_dims_t ds = {1, a->cin, D, a->h, a->w}, dw = {a->cout, a->cin, kt, a->kh, a->kw};
+            dnnl_dims_t dd = {1, a->cout, g, a->h, a->w}, db = {a->cout};
+            dnnl_dims_t strides = {1, 1, 1}, pl = {0, a->kh / 2, a->kw / 2}, pr = {0, a->kh / 2, a->kw / 2};
+            dnnl_convolution_desc_t cd;
+            if (dnnl_memory_desc_init_by_tag(&sany, 5, ds, cdt, dnnl_format_tag_any) ||
+                dnnl_memory_desc_init_by_tag(&wany, 5, dw, cdt, dnnl_format_tag_any) ||
+                dnnl_memory_desc_init_by_tag(&dany, 5, dd, dnnl_f32, dnnl_format_tag_any) ||
+                dnnl_memory_desc_init_by_tag(&bmd, 1, db, dnnl_f32, dnnl_a) ||
+                dnnl_memory_desc_init_by_tag(&wplain, 5, dw, dnnl_f32, dnnl_oidhw) ||
+                dnnl_convolution_forward_desc_init(&cd, dnnl_forward_inference, dnnl_convolution_direct, &sany, &wany,
+                                                   a->bias ? &bmd : NULL, &dany, strides, pl, pr) ||
+                dnnl_primitive_desc_create(&cpd, &cd, NULL, engine, NULL) || dnnl_primitive_create(&conv, cpd)) {
+                st = sf_fail(err, SF_E_UNSUPPORTED, "oneDNN: no convolution for %lldx%lld k%dx%dx%d",
+                             (long long)a->cin, (long long)a->cout, a->kt, a->kh, a->kw);
+                break;
+            }
+            const dnnl_memory_desc_t *smd = dnnl_primitive_desc_query_md(cpd, dnnl_query_src_md, 0);
+            const dnnl_memory_desc_t *wmd = dnnl_primitive_desc_query_md(cpd, dnnl_query_weights_md, 0);
+            const dnnl_memory_desc_t *dmd = dnnl_primitive_desc_query_md(cpd, dnnl_query_dst_md, 0);
+            if (smem) dnnl_memory_destroy(smem);
+            if (dmem) dnnl_memory_destroy(dmem);
+            smem = mem(smd, NULL), dmem = mem(dmd, NULL);
+            if (!wmem) { /* weights: reordered to the convolution's layout once per call */
+                dnnl_primitive_desc_t rpd = NULL;
+                wuser = mem(&wplain, a->weight), wmem = mem(wmd, NULL);
+                bmem = a->bias ? mem(&bmd, a->bias) : NULL;
+                if (wuser && wmem && !dnnl_reorder_primitive_desc_create(&rpd, &wplain, engine, wmd, engine, NULL) &&
+                    !dnnl_primitive_create(&rw, rpd)) {
+                    dnnl_exec_arg_t ra[2] = {{DNNL_ARG_FROM, wuser}, {DNNL_ARG_TO, wmem}};
+                    if (dnnl_primitive_execute(rw, s, 2, ra)) st = SF_E_UNSUPPORTED;
+                } else st = SF_E_UNSUPPORTED;
+                if (rpd) dnnl_primitive_desc_destroy(rpd);
+            }
+            /* one input frame (plain [cin, h, w] f32) → its depth slice of the blocked source */
+            dnnl_memory_desc_t fmd, slice, omd;
+            dnnl_dims_t df = {1, a->cin, 1, a->h, a->w}, off0 = {0, 0, 0, 0, 0};
+            dnnl_dims_t so = {g * a->cout * hw, hw, a->cout * hw, a->w, 1};
+            dnnl_primitive_desc_t p1 = NULL, p2 = NULL;
+            if (rin) dnnl_primitive_destroy(rin), rin = NULL;
+            if (rout) dnnl_primitive_destroy(rout), rout = NULL;
+            if (fmem) dnnl_memory_destroy(fmem), fmem = NULL;
+            if (oumem) dnnl_memory_destroy(oumem), oumem = NULL;
+            if (slmem) dnnl_memory_destroy(slmem), slmem = NULL;
+            if (st || !smem || !dmem || !bmem != !a->bias || dnnl_memory_desc_init_by_tag(&fmd, 5, df, dnnl_f32, dnnl_ncdhw) ||
+                dnnl_memory_desc_init_submemory(&slice, smd, df, off0) ||
+                dnnl_memory_desc_init_by_strides(&omd, 5, dd, dnnl_f32, so) ||
+                dnnl_reorder_primitive_desc_create(&p1, &fmd, engine, &slice, engine, NULL) ||
+                dnnl_primitive_create(&rin, p1) || dnnl_reorder_primitive_desc_create(&p2, dmd, engine, &omd, engine, NULL) ||
+                dnnl_primitive_create(&rout, p2) || !(fmem = mem(&fmd, a->frames[0])) || !(oumem = mem(&omd, a->out)) ||
+                dnnl_memory_create(&slmem, &slice, engine, DNNL_MEMORY_NONE)) {
+                if (p1) dnnl_primitive_desc_destroy(p1);
+                if (p2) dnnl_primitive_desc_destroy(p2);
+                st = sf_fail(err, SF_E_UNSUPPORTED, "oneDNN: convolution set-up failed (out of memory?)");
+                break;
+            }
+            dnnl_primitive_desc_destroy(p1);
+            dnnl_primitive_desc_destroy(p2);
+        }
+        /* gather the D input frames (depth f of the blocked source starts f · its depth stride
+         * elements in: the slice memory is that of depth 0, moved), convolve, scatter the g outputs */
+        char *sbase = NULL;
+        dnnl_memory_get_data_handle(smem, (void **)&sbase);
+        const dnnl_memory_desc_t *smd = dnnl_primitive_desc_query_md(cpd, dnnl_query_src_md, 0);
+        const size_t dstride = (size_t)smd->format_desc.blocking.strides[2] * (bf16 ? 2 : 4);
+        for (int64_t f = 0; f < D && !st; f++) {
+            dnnl_memory_set_data_handle(fmem, (void *)a->frames[t0 + f]);
+            dnnl_memory_set_data_handle(slmem, sbase + (size_t)f * dstride);
+            dnnl_exec_arg_t ra[2] = {{DNNL_ARG_FROM, fmem}, {DNNL_ARG_TO, slmem}};
+            if (dnnl_primitive_execute(rin, s, 2, ra)) st = sf_fail(err, SF_E_UNSUPPORTED, "oneDNN: reorder failed");
+        }
+        dnnl_exec_arg_t ca[4] = {{DNNL_ARG_SRC, smem}, {DNNL_ARG_WEIGHTS, wmem}, {DNNL_ARG_DST, dmem}, {DNNL_ARG_BIAS, bmem}};
+        __atomic_fetch_add(&dnnl_calls, 1, __ATOMIC_RELAXED);
+        if (!st && dnnl_primitive_execute(conv, s, a->bias ? 4 : 3, ca))
+            st = sf_fail(err, SF_E_UNSUPPORTED, "oneDNN: convolution failed");
+        dnnl_memory_set_data_handle(oumem, a->out + (size_t)t0 * (size_t)a->cout * (size_t)hw);
+        dnnl_exec_arg_t oa[2] = {{DNNL_ARG_FROM, dmem}, {DNNL_ARG_TO, oumem}};
+        if (!st && dnnl_primitive_execute(rout, s, 2, oa)) st = sf_fail(err, SF_E_UNSUPPORTED, "oneDNN: reorder failed");
+        if (!st) dnnl_stream_wait(s);
+    }
+    dnnl_stream_wait(s);
+    if (conv) dnnl_primitive_destroy(conv);
+    if (cpd) dnnl_primitive_desc_destroy(cpd);
+    if (rw) dnnl_primitive_destroy(rw);
+    if (rin) dnnl_primitive_destroy(rin);
+    if (rout) dnnl_primitive_destroy(rout);
+    dnnl_memory_t ms[] = {wuser, wmem, bmem, smem, dmem, fmem, oumem, slmem};
+    for (size_t i = 0; i < sizeof ms / sizeof ms[0]; i++)
+        if (ms[i]) dnnl_memory_destroy(ms[i]);
+    dnnl_stream_destroy(s);
+    if (st && !err->msg[0]) return sf_fail(err, st, "oneDNN: convolution failed");
+    return st;
+}

@@ -1,0 +1,41 @@
+/* dnnl_ops.h — the CPU backend's fast and bf16 modes (parallel.h sf_cpu_mode): matrix products,
+ * row softmax and the VAE's 3-D convolution through oneDNN (Debian libdnnl-dev), on the same OpenMP
+ * runtime (libgomp) as the exact kernels' team, so one persistent pool serves both. oneDNN picks its
+ * kernel by the CPU at run time: AVX-512 FMA brgemm for f32, AMX or AVX512-BF16 for bf16.
+ * The exact kernels (gemm.c, attention.c, conv3d.c) call these when the mode is not SF_CPU_EXACT;
+ * results then depend on oneDNN's blocking (not bit-stable across thread counts or CPUs) and stay
+ * within the golden tolerances (tests/unit/test_dit.c, test_t5.c, test_vae.c run in every mode).
+ * Tested by tests/unit/test_kernels.c (fast_* tests, against the exact kernels). */
+#ifndef SF_DNNL_OPS_H
+#define SF_DNNL_OPS_H
+
+#include <stdint.h>
+
+#include "conv3d.h"
+#include "tensor.h"
+
+/* C = (A · Bᵀ)·scale + bias. A: (M, K) row stride lda, dtype dt (SF_F32 or SF_BF16).
+ * B: (N, K) row-major, row stride ldb, dtype dt (nn.Linear's weight / the keys).
+ * With b_kn = 1, B is (K, N) row stride ldb instead (the values of P·V).
+ * bias: (N) f32 or NULL. C: (M, N) f32 row stride ldc. nthreads: oneDNN's threads (inside a
+ * parallel region it runs on the calling thread). Returns 0, or -1 when oneDNN refuses. */
+int sf_dnnl_matmul(int64_t M, int64_t N, int64_t K, const void *a, int64_t lda, const void *b, int64_t ldb,
+                   int b_kn, sf_dtype dt, const float *bias, float scale, float *c, int64_t ldc, int nthreads);
+
+/* In place softmax over each of `rows` rows of n floats (row stride lds). Returns 0 or -1. */
+int sf_dnnl_softmax_rows(int64_t rows, int64_t n, float *s, int64_t lds, int nthreads);
+
+/* In place x = GELU-tanh(x) (nn.GELU('tanh')) over n floats, oneDNN's vectorised eltwise. 0 or -1. */
+int sf_dnnl_gelu_tanh(float *x, int64_t n, int nthreads);
+
+/* sf_conv3d_cpu's contract (conv3d.h) through oneDNN's convolution, f32, or with bf16 = 1 bf16
+ * inputs and weights (f32 accumulation and output). Its work memory is oneDNN's (per call). */
+sf_status sf_dnnl_conv3d(const sf_conv3d_args *a, int bf16, sf_err *err);
+
+/* oneDNN primitives run so far (matmul, softmax, convolution): tests check the fast path ran. */
+unsigned long long sf_dnnl_calls(void);
+
+/* bf16 ← f32, round to nearest even (NaN stays NaN), n elements; vectorised (feeds oneDNN). */
+void sf_dnnl_to_bf16(const float *src, uint16_t *dst, int64_t n);
+
+#endif
