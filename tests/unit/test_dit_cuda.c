@@ -82,6 +82,18 @@ static void on_probe(void *vc, const char *name, const float *data, int64_t n) {
     free(ref);
 }
 
+/* the figure after "<name> " and "GFLOP" in an SF_CUDA_PROFILE line; -1 when absent */
+static double prof_gflop(const char *prof, const char *name) {
+    const char *p = strstr(prof, name);
+    if (!p || !(p = strchr(p, '(')) || !(p = strchr(p, ','))) return -1;
+    char *end;
+    double v = strtod(p + 1, &end);
+    return strncmp(end, " GFLOP", 6) ? -1 : v;
+}
+
+/* One forward of the golden model against the reference, with SF_CUDA_PROFILE on: the profile
+ * counts each category's arithmetic (so the bench reports the GEMMs' and the attention's TFLOP/s)
+ * and changes no value. */
 static void test_forward(void) {
     int dev = sf_test_gpu();
     if (dev < 0) return;
@@ -96,7 +108,9 @@ static void test_forward(void) {
     const sf_tensor *lat = sf_tfile_get(g, "in.noisy_latent");
     int F = (int)lat->shape[1], H = (int)lat->shape[3], W = (int)lat->shape[4];
     sf_dit_state st;
+    setenv("SF_CUDA_PROFILE", "1", 1);
     sf_status s = sf_dit_state_init_on(&st, &w, F, H, W, 21, -1, 0, 1, dev, &err);
+    unsetenv("SF_CUDA_PROFILE");
     SF_CHECK_OK(s, &err);
     if (!s) {
         probe_ctx pc = {g, 0};
@@ -106,8 +120,25 @@ static void test_forward(void) {
         float *t = golden(g, "in.timestep", &n), *ref = golden(g, "out.flow_pred", &n);
         float *flow = calloc((size_t)n, sizeof(float)), *x0 = calloc((size_t)n, sizeof(float));
         SF_CHECK_OK(sf_dit_set_context(&st, ctx, 512, &err), &err);
+        sf_dit_cuda_profile_reset(&st);
         SF_CHECK_OK(sf_dit_forward(&st, x, F, t, 0, flow, &err), &err);
         sf_test_rel_close("out.flow_pred", flow, ref, n, SF_TOL_BF16_FWD);
+        /* block 0: L tokens attend to L keys and text_len text tokens in each layer */
+        char prof[2048] = "";
+        SF_CHECK(sf_dit_cuda_profile(&st, prof, sizeof prof));
+        const double L = (double)st.global_end, D = cfg.dim, NL = cfg.num_layers, FF = cfg.ffn_dim;
+        double self = prof_gflop(prof, "self-attention"), cross = prof_gflop(prof, "cross-attention");
+        double lin = prof_gflop(prof, "linear"), want_self = 4 * L * L * D * NL / 1e9;
+        double want_cross = 4 * L * cfg.text_len * D * NL / 1e9;
+        /* q, k|v, o, cross q, cross o and the FFN's two matrices of every layer; embeddings and head on top */
+        double want_lin = 2 * L * D * (6 * D + 2 * FF) * NL / 1e9;
+        SF_CHECK_MSG(fabs(self - want_self) <= 1e-3 * want_self, "self-attention %.6g GFLOP, want %.6g (%s)", self,
+                     want_self, prof);
+        SF_CHECK_MSG(fabs(cross - want_cross) <= 1e-3 * want_cross, "cross-attention %.6g GFLOP, want %.6g", cross,
+                     want_cross);
+        SF_CHECK_MSG(lin >= want_lin * (1 - 1e-3) && lin <= want_lin * 1.5, "linear %.6g GFLOP, layers alone %.6g", lin,
+                     want_lin);
+        SF_CHECK_MSG(strstr(prof, "TFLOP/s") != NULL, "no rate in %s", prof);
         sf_scheduler sc;
         SF_CHECK_OK(sf_scheduler_init(&sc, 5.0, &err), &err);
         sf_scheduler_flow_to_x0(&sc, x, flow, n, t[0], x0);
@@ -428,70 +459,10 @@ static void test_rolling_cache(void) { rolling_case(0, -1); }
 static void test_rolling_cache_first_frame(void) { rolling_case(1, -1); }
 static void test_prompt_switch(void) { rolling_case(1, 3); }
 
-/* the figure after "<name> " and "GFLOP" in an SF_CUDA_PROFILE line; -1 when absent */
-static double prof_gflop(const char *prof, const char *name) {
-    const char *p = strstr(prof, name);
-    if (!p || !(p = strchr(p, '(')) || !(p = strchr(p, ','))) return -1;
-    char *end;
-    double v = strtod(p + 1, &end);
-    return strncmp(end, " GFLOP", 6) ? -1 : v;
-}
-
-/* SF_CUDA_PROFILE counts the arithmetic of each category, so the bench can report the GEMMs' and
- * the attention's achieved TFLOP/s: one block-0 forward of the golden model (L tokens attending
- * to L keys and text_len text tokens in each of its layers). */
-static void test_profile_flops(void) {
-    int dev = sf_test_gpu();
-    if (dev < 0) return;
-    sf_err err = {{0}};
-    sf_dit_config cfg;
-    sf_tfile *base = NULL, *g = sf_test_open_golden("expect/dit_forward.safetensors");
-    sf_dit_weights w;
-    if (!g) return;
-    SF_CHECK_OK(dit_golden_base_model(&cfg, &base, &w, &err), &err);
-    if (!base) return;
-    int64_t n;
-    const sf_tensor *lat = sf_tfile_get(g, "in.noisy_latent");
-    int F = (int)lat->shape[1], H = (int)lat->shape[3], W = (int)lat->shape[4];
-    sf_dit_state st;
-    setenv("SF_CUDA_PROFILE", "1", 1);
-    sf_status s = sf_dit_state_init_on(&st, &w, F, H, W, 21, -1, 0, 1, dev, &err);
-    unsetenv("SF_CUDA_PROFILE");
-    SF_CHECK_OK(s, &err);
-    if (!s) {
-        float *ctx = golden(g, "in.context", &n), *t = golden(g, "in.timestep", &n);
-        float *x = golden(g, "in.noisy_latent", &n), *flow = calloc((size_t)n, sizeof(float));
-        SF_CHECK_OK(sf_dit_set_context(&st, ctx, 512, &err), &err);
-        sf_dit_cuda_profile_reset(&st);
-        SF_CHECK_OK(sf_dit_forward(&st, x, F, t, 0, flow, &err), &err);
-        char prof[2048] = "";
-        SF_CHECK(sf_dit_cuda_profile(&st, prof, sizeof prof));
-        const double L = (double)st.global_end, D = cfg.dim, NL = cfg.num_layers, FF = cfg.ffn_dim;
-        double self = prof_gflop(prof, "self-attention"), cross = prof_gflop(prof, "cross-attention");
-        double lin = prof_gflop(prof, "linear"), want_self = 4 * L * L * D * NL / 1e9;
-        double want_cross = 4 * L * cfg.text_len * D * NL / 1e9;
-        /* q, k|v, o, cross q, cross o and the FFN's two matrices of every layer; the embeddings and
-         * the head come on top */
-        double want_lin = 2 * L * D * (6 * D + 2 * FF) * NL / 1e9;
-        SF_CHECK_MSG(fabs(self - want_self) <= 1e-3 * want_self, "self-attention %.6g GFLOP, want %.6g (%s)", self,
-                     want_self, prof);
-        SF_CHECK_MSG(fabs(cross - want_cross) <= 1e-3 * want_cross, "cross-attention %.6g GFLOP, want %.6g", cross,
-                     want_cross);
-        SF_CHECK_MSG(lin >= want_lin * (1 - 1e-3) && lin <= want_lin * 1.5, "linear %.6g GFLOP, layers alone %.6g", lin,
-                     want_lin);
-        SF_CHECK_MSG(strstr(prof, "TFLOP/s") != NULL, "no rate in %s", prof);
-        free(ctx), free(x), free(t), free(flow);
-        sf_dit_state_free(&st);
-    }
-    sf_dit_weights_free(&w);
-    sf_tfile_destroy(&base);
-    sf_tfile_destroy(&g);
-}
 
 static const sf_test tests[] = {
     {"refusal", test_refusal},
     {"forward", test_forward},
-    {"profile_flops", test_profile_flops},
     {"pipeline_base", test_pipeline_base},
     {"pipeline_runs_ahead", test_pipeline_runs_ahead},
     {"pipeline_generator", test_pipeline_generator},
