@@ -22,11 +22,16 @@ FP_FLAGS := -ffp-contract=off
 # without it (a pthread per parallel part, as before).
 OMP     ?= -fopenmp
 ALL_CFLAGS := -std=c11 $(CFLAGS) $(WARN) $(FP_FLAGS) $(OMP) -pthread -MMD -MP -Icommon -Ikernels -I. -DSF_DATADIR='"$(CURDIR)"' $(EXTRA_CFLAGS)
-# -ldnnl: oneDNN (libdnnl-dev), the CPU fast and bf16 modes (kernels/dnnl_ops.h)
-LDLIBS  := -lcjson -lyaml -lmsgpackc -lzmq -lsodium -lpng -lz -lm -ldnnl $(OMP) -pthread
+# oneDNN (libdnnl-dev): the CPU fast and bf16 modes (kernels/dnnl_ops.h). DNNL=0 builds without it
+# (kernels/nodnnl/: every mode runs the exact kernels); the GPU bundle (../shared/device/bundle.sh,
+# which passes CUDA_ARCH on the command line) leaves it out: the device machine has no libdnnl and
+# its 40 MB would not fit the carried bundle.
+DNNL ?= $(if $(filter command line,$(origin CUDA_ARCH)),0,1)
+LDLIBS  := -lcjson -lyaml -lmsgpackc -lzmq -lsodium -lpng -lz -lm $(if $(filter 1,$(DNNL)),-ldnnl) $(OMP) -pthread
 LDFLAGS ?=
 
-LIB_SRC := $(wildcard common/*.c) $(wildcard kernels/cpu/*.c) \
+LIB_SRC := $(wildcard common/*.c) $(filter-out $(if $(filter 1,$(DNNL)),,kernels/cpu/dnnl_ops.c),$(wildcard kernels/cpu/*.c)) \
+           $(if $(filter 1,$(DNNL)),,kernels/nodnnl/dnnl_none.c) \
            $(filter-out %/main.c,$(wildcard stages/*/*.c) $(wildcard tools/*/*.c))
 PROG_MAIN := $(wildcard stages/*/main.c) $(wildcard tools/*/main.c)
 PROGS   := $(foreach m,$(PROG_MAIN),$(BUILD)/bin/sf-$(notdir $(patsubst %/,%,$(dir $(m)))))

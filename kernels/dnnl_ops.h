@@ -32,6 +32,9 @@ int sf_dnnl_gelu_tanh(float *x, int64_t n, int nthreads);
  * inputs and weights (f32 accumulation and output). Its work memory is oneDNN's (per call). */
 sf_status sf_dnnl_conv3d(const sf_conv3d_args *a, int bf16, sf_err *err);
 
+/* 1 when built with oneDNN, 0 with DNNL=0 (kernels/nodnnl/dnnl_none.c: every call refuses). */
+int sf_dnnl_built(void);
+
 /* oneDNN primitives run so far (matmul, softmax, convolution): tests check the fast path ran. */
 unsigned long long sf_dnnl_calls(void);
 

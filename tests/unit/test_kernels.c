@@ -364,6 +364,10 @@ static void test_no_fp_contract(void) {
  * block (the chunk loops); the oneDNN path must really run. fast: f32 products, |Δ| ≤ 1e-5·max;
  * bf16: inputs and non-bf16 weights rounded to bf16, ≤ 1e-2·max (SF_TOL_BF16_FWD's order). */
 static void test_fast_gemm(void) {
+    if (!sf_dnnl_built()) {
+        SF_TEST_SKIP("built without oneDNN (DNNL=0)");
+        return;
+    }
     enum { M = 300, N = 290, K = 72, LDX = K + 5, LDY = N + 3 };
     static float x[M * LDX], w[N * K], b[N], ref[M * LDY], y[M * LDY];
     static uint16_t wb[N * K], wh[N * K];
@@ -403,6 +407,10 @@ static void test_fast_gemm(void) {
 /* The fast modes' attention (oneDNN products + softmax) against the exact kernel: more queries than
  * one block, strided q/k/v/out, 1 and 3 threads, guard columns; the tap keeps the exact path. */
 static void test_fast_attention(void) {
+    if (!sf_dnnl_built()) {
+        SF_TEST_SKIP("built without oneDNN (DNNL=0)");
+        return;
+    }
     enum { LQ = 300, LK = 77, H = 3, D = 40, LDQ = H * D + 4, LDKV = H * D + 8, LDO = H * D + 2 };
     static float q[LQ * LDQ], k[LK * LDKV], v[LK * LDKV], ref[LQ * LDO], o[LQ * LDO];
     fill(q, LQ * LDQ, 21);
@@ -432,6 +440,10 @@ static void test_fast_attention(void) {
 
 /* The fast modes' GELU-tanh (oneDNN eltwise) against the exact one (tanh in double, rounded once). */
 static void test_fast_gelu(void) {
+    if (!sf_dnnl_built()) {
+        SF_TEST_SKIP("built without oneDNN (DNNL=0)");
+        return;
+    }
     enum { N = 100003 };
     static float x[N], ref[N];
     fill(x, N, 41);

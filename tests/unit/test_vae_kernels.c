@@ -272,6 +272,10 @@ static void test_gelu_threads(void) {
  * chunk's (pointers, not one block), kt 3 and 1, channel counts off the 8/16 blocking, no bias; the
  * oneDNN path must run. fast ≤ 1e-5, bf16 ≤ 1e-2 of max|ref| (inputs and weights rounded to bf16). */
 static void test_fast_conv3d(void) {
+    if (!sf_dnnl_built()) {
+        SF_TEST_SKIP("built without oneDNN (DNNL=0)");
+        return;
+    }
     enum { CI = 5, CO = 7, H = 9, W = 11, NT = 4, KT = 3 };
     static float frames[NT + KT - 1][CI * H * W], w[CO * CI * KT * 9], b[CO];
     static float ref[NT * CO * H * W], o[NT * CO * H * W + 4];
