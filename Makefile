@@ -26,7 +26,8 @@ ALL_CFLAGS := -std=c11 $(CFLAGS) $(WARN) $(FP_FLAGS) $(OMP) -pthread -MMD -MP -I
 # (kernels/nodnnl/: every mode runs the exact kernels); the GPU bundle (../shared/device/bundle.sh,
 # which passes CUDA_ARCH on the command line) leaves it out: the device machine has no libdnnl and
 # its 40 MB would not fit the carried bundle.
-DNNL ?= $(if $(filter command line,$(origin CUDA_ARCH)),0,1)
+GPU_BUNDLE := $(if $(filter command line,$(origin CUDA_ARCH)),1,0)
+DNNL ?= $(if $(filter 1,$(GPU_BUNDLE)),0,1)
 LDLIBS  := -lcjson -lyaml -lmsgpackc -lzmq -lsodium -lpng -lz -lm $(if $(filter 1,$(DNNL)),-ldnnl) $(OMP) -pthread
 LDFLAGS ?=
 
@@ -68,7 +69,18 @@ LIB     := $(BUILD)/libsf.a
 .PHONY: all test demo bench asan fuzz clean info install
 # keep the objects of tests/benches built through pattern rules, so a second make relinks nothing
 .SECONDARY:
-all: info $(PROGS) $(TESTS)
+# The GPU bundle (GPU_BUNDLE, above) builds only what tests/gpu/check.sh runs on the device: the
+# carried tree + bundle must fit 64 MiB (each test binary holds libsf.a; sf-view pulls GnuTLS in
+# through libmicrohttpd). Elsewhere `all` is everything; $(ALL_EMU) collects the emulation tests.
+GPU_CHECK_TESTS := test_conv_plans test_cuda_glue test_cuda_kernels test_dit_cuda test_sdpa_plans test_t5_cuda \
+                   test_t5_glue_gpu test_tap_mass_gpu test_vae_cuda test_vae_glue
+ifeq ($(GPU_BUNDLE),1)
+  ALL_EMU := gpu-bundle-skips
+  all: info $(filter-out %/sf-view,$(PROGS)) $(addprefix $(BUILD)/tests/,$(GPU_CHECK_TESTS))
+else
+  ALL_EMU := all
+  all: info $(PROGS) $(TESTS)
+endif
 
 info:
 	@echo "sfpipe build: $(BUILD_KIND)"
@@ -103,8 +115,9 @@ endef
 $(foreach m,$(PROG_MAIN),$(eval $(call prog_rule,$(m))))
 
 # sf-batch is a bash script (process orchestration: sbatch, workers, retries), copied beside the programs
+# (not in the GPU bundle: bundle.sh strips every bin/sf-* as a binary, and the device check has no use for it)
 SCRIPTS := $(BUILD)/bin/sf-batch
-all: $(SCRIPTS)
+all: $(if $(filter 1,$(GPU_BUNDLE)),,$(SCRIPTS))
 $(BUILD)/bin/sf-batch: tools/batch/sf-batch.sh
 	@mkdir -p $(dir $@)
 	install -m 755 $< $@
@@ -143,7 +156,7 @@ define emu_link
 	  echo "$@: real CUDA objects were linked instead of the emulated ones"; rm -f $@.tmp; exit 1; fi
 	@mv $@.tmp $@
 endef
-all: $(BUILD)/tests/test_dit_emu
+$(ALL_EMU): $(BUILD)/tests/test_dit_emu
 $(BUILD)/tests/test_cuda_emu: $(BUILD)/obj/tests/unit/test_cuda_emu.o $(EMU_OBJ) $(LIB)
 	$(emu_link)
 # test_cuda_glue: test_cuda_emu.c against the real CUDA kernels (SKIPs without a GPU; check.sh runs it)
@@ -158,7 +171,8 @@ $(BUILD)/tests/test_dit_emu: $(BUILD)/obj/tests/unit/test_dit_emu.o $(EMU_OBJ) $
 	$(emu_link)
 # The umT5 encoder's kernels (test_t5_glue.c: emulated here, test_t5_glue_gpu on a GPU) and the whole
 # GPU encoder (test_t5_cuda.c: test_t5_cuda on a GPU, test_t5_emu on the emulated kernels), as above.
-all: $(BUILD)/tests/test_t5_emu $(BUILD)/tests/test_t5_glue_gpu
+$(ALL_EMU): $(BUILD)/tests/test_t5_emu
+all: $(BUILD)/tests/test_t5_glue_gpu
 $(BUILD)/tests/test_t5_glue: $(BUILD)/obj/tests/unit/test_t5_glue.o $(EMU_OBJ) $(LIB)
 	$(emu_link)
 $(BUILD)/obj/tests/unit/test_t5_glue_gpu.o: tests/unit/test_t5_glue.c
@@ -171,7 +185,7 @@ $(BUILD)/tests/test_t5_emu: $(BUILD)/obj/tests/unit/test_t5_emu.o $(EMU_OBJ) $(L
 	$(emu_link)
 # test_vae_emu: test_vae_cuda.c (the GPU VAE decoder against the goldens) on the emulated kernels,
 # cuBLASLt and cuDNN conv (kernels/cuda/emu/conv_emu.cc) — stages/decode/vae_cuda.c on the host.
-all: $(BUILD)/tests/test_vae_emu
+$(ALL_EMU): $(BUILD)/tests/test_vae_emu
 $(BUILD)/obj/tests/unit/test_vae_emu.o: tests/unit/test_vae_cuda.c
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_CFLAGS) -DSF_TEST_EMU -c $< -o $@
@@ -179,7 +193,7 @@ $(BUILD)/tests/test_vae_emu: $(BUILD)/obj/tests/unit/test_vae_emu.o $(EMU_OBJ) $
 	$(emu_link)
 # test_vae_glue_emu: tests/unit/test_vae_glue.c (the VAE's own kernels vs kernels/vae_ops.h) on the
 # emulation; build/tests/test_vae_glue is the same file on the real kernels (SKIPs without a GPU).
-all: $(BUILD)/tests/test_vae_glue_emu
+$(ALL_EMU): $(BUILD)/tests/test_vae_glue_emu
 $(BUILD)/obj/tests/unit/test_vae_glue_emu.o: tests/unit/test_vae_glue.c
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_CFLAGS) -DSF_TEST_EMU -c $< -o $@
