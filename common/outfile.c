@@ -29,19 +29,21 @@ sf_status sf_tmp_name(const char *path, const char *suffix, char *buf, size_t n,
     return SF_OK;
 }
 
-/* remove a flat folder (a PNG frames folder): its entries, then itself */
-static void rm_flat(const char *dir) {
+void sf_rm_flat(const char *dir) {
     DIR *d = opendir(dir);
     struct dirent *e;
     char f[8192];
     while (d && (e = readdir(d)))
         if (strcmp(e->d_name, ".") && strcmp(e->d_name, "..")) {
             int k = snprintf(f, sizeof f, "%s/%s", dir, e->d_name);
-            if (k > 0 && (size_t)k < sizeof f) unlink(f); /* a longer name is not one of ours */
+            if (k <= 0 || (size_t)k >= sizeof f) continue; /* a longer name is not one of ours */
+            if (unlink(f) != 0 && errno == EISDIR) rmdir(f);
         }
     if (d) closedir(d);
     rmdir(dir);
 }
+
+int sf_pid_gone(long pid) { return pid != (long)getpid() && kill((pid_t)pid, 0) != 0 && errno == ESRCH; }
 
 int sf_tmp_sweep(const char *path) {
     char dir[4096];
@@ -61,13 +63,13 @@ int sf_tmp_sweep(const char *path) {
         const char *p = nm + bl + 5;
         char *end;
         long pid = strtol(p, &end, 10);
-        if (end == p || pid <= 0 || (*end && *end != '.') || pid == (long)getpid()) continue;
-        if (kill((pid_t)pid, 0) == 0 || errno != ESRCH) continue; /* running (or not ours to know) */
+        if (end == p || pid <= 0 || (*end && *end != '.')) continue;
+        if (!sf_pid_gone(pid)) continue; /* ours, running, or not ours to know */
         char f[8192];
         snprintf(f, sizeof f, "%s/%s", dir, nm);
         struct stat st;
         if (lstat(f, &st) != 0 || st.st_uid != geteuid()) continue;
-        if (S_ISDIR(st.st_mode)) rm_flat(f);
+        if (S_ISDIR(st.st_mode)) sf_rm_flat(f);
         else unlink(f);
         swept++;
     }

@@ -119,6 +119,10 @@ sf_status sf_tmp_name(const char *path, const char *suffix, char *buf, size_t n,
 /* Remove temp names of PATH ("<path>.tmp.<pid>[.*]": files, or flat folders such as a PNG
  * output's) whose PID is not running and which this user owns. Returns how many went. */
 int sf_tmp_sweep(const char *path);
+/* Remove a flat folder: its files (and empty subfolders), then itself; errors are ignored. */
+void sf_rm_flat(const char *dir);
+/* 1 when process pid is certainly gone (not us, and kill(pid, 0) says ESRCH): whose leftovers may go. */
+int sf_pid_gone(long pid);
 
 /* Open an input file for reading without ever blocking in open(): O_NONBLOCK (a FIFO or device
  * with no writer cannot hang us), fstat, then O_NONBLOCK cleared. SF_IN_REGULAR refuses anything

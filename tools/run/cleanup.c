@@ -29,22 +29,6 @@ static long name_pid(const char *name, const char *prefix, const char *seps) {
     return pid;
 }
 
-static int gone(long pid) { return pid != (long)getpid() && kill((pid_t)pid, 0) != 0 && errno == ESRCH; }
-
-/* remove a flat folder: its entries, then itself */
-static void rm_flat(const char *dir) {
-    DIR *d = opendir(dir);
-    struct dirent *e;
-    char f[8192];
-    while (d && (e = readdir(d)))
-        if (strcmp(e->d_name, ".") && strcmp(e->d_name, "..")) {
-            snprintf(f, sizeof f, "%s/%s", dir, e->d_name);
-            if (unlink(f) != 0 && errno == EISDIR) rmdir(f);
-        }
-    if (d) closedir(d);
-    rmdir(dir);
-}
-
 static int owned(const char *path) {
     struct stat st;
     return lstat(path, &st) == 0 && st.st_uid == geteuid();
@@ -58,11 +42,11 @@ int sf_run_sweep_stale(const char *base) {
     while (d && (e = readdir(d))) {
         long pid = name_pid(e->d_name, "sf-run-", ".-");
         if (pid < 0) pid = name_pid(e->d_name, "sf-shm-sf-run-", "-");
-        if (pid < 0 || !gone(pid)) continue;
+        if (pid < 0 || !sf_pid_gone(pid)) continue;
         snprintf(f, sizeof f, "%s/%s", base, e->d_name);
         if (!owned(f)) continue;
         size_t l = strlen(e->d_name);
-        if (l > 2 && !strcmp(e->d_name + l - 2, ".d")) rm_flat(f);
+        if (l > 2 && !strcmp(e->d_name + l - 2, ".d")) sf_rm_flat(f);
         else if ((l > 5 && !strcmp(e->d_name + l - 5, ".sock")) || (l > 4 && !strcmp(e->d_name + l - 4, ".ctl"))) unlink(f);
         else continue;
         n++;
@@ -71,7 +55,7 @@ int sf_run_sweep_stale(const char *base) {
     if ((d = opendir(SHM_DIR))) {
         while ((e = readdir(d))) {
             long pid = name_pid(e->d_name, "sf-sf-run-", "-");
-            if (pid < 0 || !gone(pid)) continue;
+            if (pid < 0 || !sf_pid_gone(pid)) continue;
             snprintf(f, sizeof f, "%s/%s", SHM_DIR, e->d_name);
             if (owned(f) && unlink(f) == 0) n++;
         }
@@ -82,7 +66,7 @@ int sf_run_sweep_stale(const char *base) {
 }
 
 void sf_run_dir_remove(void) {
-    if (g_dir[0]) rm_flat(g_dir);
+    if (g_dir[0]) sf_rm_flat(g_dir);
     g_dir[0] = 0;
     if (!g_run_id[0]) return;
     char prefix[64], f[8192];
@@ -109,7 +93,7 @@ sf_status sf_run_dir_setup(const char *run_id, int create, char *dir, size_t n, 
         char base[4096];
         snprintf(base, sizeof base, "%.*s", (int)tl, td);
         sf_run_sweep_stale(base);
-        rm_flat(dir); /* a dead run with our PID (PID reuse) */
+        sf_rm_flat(dir); /* a dead run with our PID (PID reuse) */
         if (mkdir(dir, 0700) != 0) return sf_fail(err, SF_E_IO, "cannot create the run folder %s: %s", dir, strerror(errno));
         snprintf(g_dir, sizeof g_dir, "%s", dir);
         snprintf(g_run_id, sizeof g_run_id, "%s", run_id);
