@@ -159,7 +159,41 @@ int sf_dnnl_matmul(int64_t M, int64_t N, int64_t K, const void *a, int64_t lda, 
     return rc;
 }
 
-/* ---- softmax ----------------------------------------------------------------------------- */
+/* ---- in-place elementwise primitives: row softmax, GELU-tanh --------------------------------- */
+
+/* The cached primitive for key k (made by make(&pd, md) on a miss), run in place on buf. */
+static int run_inplace(const prim_key *k, const dnnl_memory_desc_t *md, void *buf, int nthreads,
+                       int (*make)(dnnl_primitive_desc_t *pd, const dnnl_memory_desc_t *md)) {
+    pthread_mutex_lock(&prim_mu);
+    prim_entry *e = prim_find(k);
+    if (!e) {
+        dnnl_primitive_desc_t pd = NULL;
+        e = make(&pd, md) ? prim_add(k, pd) : NULL;
+    }
+    dnnl_primitive_t p = e ? e->p : NULL;
+    pthread_mutex_unlock(&prim_mu);
+    if (!p) return -1;
+    dnnl_memory_t m = mem(md, buf);
+    if (!m) return -1;
+    dnnl_exec_arg_t args[2] = {{DNNL_ARG_SRC, m}, {DNNL_ARG_DST, m}};
+    set_threads(nthreads);
+    int rc = run(p, 2, args);
+    dnnl_memory_destroy(m);
+    return rc;
+}
+
+static int make_softmax(dnnl_primitive_desc_t *pd, const dnnl_memory_desc_t *md) {
+    dnnl_softmax_desc_t sd;
+    return dnnl_softmax_forward_desc_init(&sd, dnnl_forward_inference, md, 1) == dnnl_success &&
+           dnnl_primitive_desc_create(pd, &sd, NULL, engine, NULL) == dnnl_success;
+}
+
+static int make_gelu_tanh(dnnl_primitive_desc_t *pd, const dnnl_memory_desc_t *md) {
+    dnnl_eltwise_desc_t ed;
+    return dnnl_eltwise_forward_desc_init(&ed, dnnl_forward_inference, dnnl_eltwise_gelu_tanh, md, 0.f, 0.f) ==
+               dnnl_success &&
+           dnnl_primitive_desc_create(pd, &ed, NULL, engine, NULL) == dnnl_success;
+}
 
 int sf_dnnl_softmax_rows(int64_t rows, int64_t n, float *s, int64_t lds, int nthreads) {
     if (rows <= 0 || n <= 0) return 0;
@@ -169,28 +203,8 @@ int sf_dnnl_softmax_rows(int64_t rows, int64_t n, float *s, int64_t lds, int nth
     dnnl_dims_t d = {rows, n}, st = {lds, 1};
     if (dnnl_memory_desc_init_by_strides(&md, 2, d, dnnl_f32, st)) return -1;
     prim_key k = {2, 0, 0, 1.0f, {rows, n, lds}};
-    pthread_mutex_lock(&prim_mu);
-    prim_entry *e = prim_find(&k);
-    if (!e) {
-        dnnl_softmax_desc_t sd;
-        dnnl_primitive_desc_t pd = NULL;
-        int ok = dnnl_softmax_forward_desc_init(&sd, dnnl_forward_inference, &md, 1) == dnnl_success &&
-                 dnnl_primitive_desc_create(&pd, &sd, NULL, engine, NULL) == dnnl_success;
-        e = ok ? prim_add(&k, pd) : NULL;
-    }
-    dnnl_primitive_t p = e ? e->p : NULL;
-    pthread_mutex_unlock(&prim_mu);
-    if (!p) return -1;
-    dnnl_memory_t m = mem(&md, s);
-    if (!m) return -1;
-    dnnl_exec_arg_t args[2] = {{DNNL_ARG_SRC, m}, {DNNL_ARG_DST, m}};
-    set_threads(nthreads);
-    int rc = run(p, 2, args);
-    dnnl_memory_destroy(m);
-    return rc;
+    return run_inplace(&k, &md, s, nthreads, make_softmax);
 }
-
-/* ---- GELU-tanh --------------------------------------------------------------------------- */
 
 int sf_dnnl_gelu_tanh(float *x, int64_t n, int nthreads) {
     if (n <= 0) return 0;
@@ -200,26 +214,7 @@ int sf_dnnl_gelu_tanh(float *x, int64_t n, int nthreads) {
     dnnl_dims_t d = {n};
     if (dnnl_memory_desc_init_by_tag(&md, 1, d, dnnl_f32, dnnl_a)) return -1;
     prim_key k = {5, 0, 0, 1.0f, {n}};
-    pthread_mutex_lock(&prim_mu);
-    prim_entry *e = prim_find(&k);
-    if (!e) {
-        dnnl_eltwise_desc_t ed;
-        dnnl_primitive_desc_t pd = NULL;
-        int ok = dnnl_eltwise_forward_desc_init(&ed, dnnl_forward_inference, dnnl_eltwise_gelu_tanh, &md, 0.f, 0.f) ==
-                     dnnl_success &&
-                 dnnl_primitive_desc_create(&pd, &ed, NULL, engine, NULL) == dnnl_success;
-        e = ok ? prim_add(&k, pd) : NULL;
-    }
-    dnnl_primitive_t p = e ? e->p : NULL;
-    pthread_mutex_unlock(&prim_mu);
-    if (!p) return -1;
-    dnnl_memory_t m = mem(&md, x);
-    if (!m) return -1;
-    dnnl_exec_arg_t args[2] = {{DNNL_ARG_SRC, m}, {DNNL_ARG_DST, m}};
-    set_threads(nthreads);
-    int rc = run(p, 2, args);
-    dnnl_memory_destroy(m);
-    return rc;
+    return run_inplace(&k, &md, x, nthreads, make_gelu_tanh);
 }
 
 /* ---- 3-D convolution --------------------------------------------------------------------- */
