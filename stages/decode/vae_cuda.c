@@ -138,9 +138,8 @@ static void walk(const sf_vae *v, plan *p) {
 static sf_status prepare(sf_vae_cuda *g, conv_w *c, int64_t H, int64_t W, int residual, int64_t n, sf_err *err) {
     sf_conv_shape s = {c->cin, c->cout, H, W, 1, c->kt, c->k, 1, residual};
     sf_status st = sf_conv_cudnn_prepare(g->conv, &s, err);
-    const char *e = getenv("SF_VAE_FRAME_CONVS");
     c->tb = 0;
-    if (st || n < 2 || (e && atoi(e) > 0)) return st;
+    if (st || n < 2) return st;
     sf_err e2 = {{0}};
     s.t_out = n;
     st = sf_conv_cudnn_prepare(g->conv, &s, &e2);
@@ -152,6 +151,8 @@ static sf_status prepare(sf_vae_cuda *g, conv_w *c, int64_t H, int64_t W, int re
 static sf_status prepare_all(sf_vae_cuda *g, sf_err *err) {
     const sf_vae_config *c = &g->v->cfg;
     int64_t H = g->v->st.h, W = g->v->st.w, n = 1;
+    const char *pf = getenv("SF_VAE_FRAME_CONVS");
+    const int64_t up = pf && atoi(pf) > 0 ? 1 : 2; /* what n grows by: 1 keeps every call per frame */
     sf_status s;
     if ((s = prepare(g, &g->conv1, H, W, 0, n, err))) return s;
     for (int i = 0; i < c->n_layers; i++) {
@@ -163,7 +164,7 @@ static sf_status prepare_all(sf_vae_cuda *g, sf_err *err) {
         case SF_VAE_ATTN: break;
         case SF_VAE_UP3D:
             if ((s = prepare(g, &w->tc, H, W, 0, n, err))) return s;
-            n *= 2;
+            n *= up;
             /* fall through */
         case SF_VAE_UP2D:
             H *= 2, W *= 2;
@@ -346,26 +347,38 @@ void sf_vae_cuda_profile_reset(sf_vae_cuda *g) {
 /* The chunk area of cache slot `slot` (behind its 2 cached frames). */
 static void *slot_in(sf_vae_cuda *g, int slot) { return BF(g->cache[slot].buf, 2 * g->cache[slot].fe); }
 
+/* n output frames of conv c (shape sh, t_out 1) from frames of xe elements at x (output frame t reads
+ * input frames t..t+kt-1), with res (n frames) or NULL: one cuDNN call when a plan for all n was
+ * prepared (c->tb == n), else one per frame. */
+static sf_status conv_frames(sf_vae_cuda *g, sf_conv_shape sh, const conv_w *c, int64_t n, const void *x, size_t xe,
+                             const void *res, void *y, sf_err *err) {
+    const size_t oe = (size_t)(sh.h * sh.w * sh.cout);
+    sf_status s;
+    prof(g, V_CONV, 2.0 * (double)(n * (int64_t)oe) * (double)(c->cin * c->kt * c->k * c->k));
+    if (n > 1 && c->tb == n) {
+        sh.t_out = n;
+        return sf_conv_cudnn_forward(g->conv, &sh, x, c->w, c->b, res, y, err);
+    }
+    for (int64_t t = 0; t < n; t++)
+        if ((s = sf_conv_cudnn_forward(g->conv, &sh, BF(x, (size_t)t * xe), c->w, c->b, res ? BF(res, (size_t)t * oe) : NULL,
+                                       BF(y, (size_t)t * oe), err)))
+            return s;
+    return SF_OK;
+}
+
 /* Causal conv over the n frames written at slot_in(slot): output frame t reads frames t..t+kt-1 of
  * the slot buffer; res (n, H, W, cout) or NULL; then the last 2 input frames move to the front. */
 static sf_status cached_conv(sf_vae_cuda *g, int *slot, const conv_w *c, int64_t n, int64_t H, int64_t W,
                              const void *res, void *out, sf_err *err) {
     cache_buf *cb = &g->cache[*slot];
-    const size_t fe = cb->fe, oe = (size_t)(H * W * c->cout);
+    const size_t fe = cb->fe;
     sf_status s;
     if (sf_stopped()) return sf_stop_err(err); /* a stop signal is honoured per conv chunk */
     if (*slot >= g->n_caches || fe != (size_t)(c->cin * H * W) || n > cb->nmax)
         return sf_fail(err, SF_E_ARG, "VAE (cuda): internal cache mismatch at slot %d", *slot);
+    /* the input is the n + kt − 1 frames from the cache on */
     sf_conv_shape sh = {c->cin, c->cout, H, W, 1, c->kt, c->k, 1, res != NULL};
-    prof(g, V_CONV, 2.0 * (double)(n * oe) * (double)(c->cin * c->kt * c->k * c->k));
-    if (n > 1 && c->tb == n) { /* all n output frames in one call: the input is the n + kt − 1 frames from the cache on */
-        sh.t_out = n;
-        if ((s = sf_conv_cudnn_forward(g->conv, &sh, cb->buf, c->w, c->b, res, out, err))) return s;
-    } else
-        for (int64_t t = 0; t < n; t++)
-            if ((s = sf_conv_cudnn_forward(g->conv, &sh, BF(cb->buf, (size_t)t * fe), c->w, c->b,
-                                           res ? BF(res, (size_t)t * oe) : NULL, BF(out, (size_t)t * oe), err)))
-                return s;
+    if ((s = conv_frames(g, sh, c, n, cb->buf, fe, res, out, err))) return s;
     /* cache = frames n, n+1 of [cache0, cache1, x0 .. x(n-1)] (the conv is enqueued first) */
     prof(g, V_CACHE, 0);
     for (int j = 0; j < 2; j++)
@@ -485,15 +498,8 @@ static sf_status decode_frame(sf_vae_cuda *g, const float *zf, void **res, int64
             prof(g, V_UP, 0);
             TRY(sf_vae_upsample2x_cuda(&g->cx, n, H, W, C, A, HW * C, C, g->U, err));
         resample: {
-            sf_conv_shape sh = {C, L->cout, 2 * H, 2 * W, 1, 1, 3, 1, 0};
-            prof(g, V_CONV, 2.0 * (double)n * (double)(4 * HW * L->cout) * (double)(C * 9));
-            if (n > 1 && w->rs.tb == n) { /* a 1×3×3 kernel: n frames in, n out, one call */
-                sh.t_out = n;
-                TRY(sf_conv_cudnn_forward(g->conv, &sh, g->U, w->rs.w, w->rs.b, NULL, B, err));
-            } else
-                for (int64_t f = 0; f < n; f++)
-                    TRY(sf_conv_cudnn_forward(g->conv, &sh, BF(g->U, (size_t)(f * 4 * HW * C)), w->rs.w, w->rs.b,
-                                              NULL, BF(B, (size_t)(f * 4 * HW * L->cout)), err));
+            sf_conv_shape sh = {C, L->cout, 2 * H, 2 * W, 1, 1, 3, 1, 0}; /* 1×3×3: n frames in, n out */
+            TRY(conv_frames(g, sh, &w->rs, n, g->U, (size_t)(4 * HW * C), NULL, B, err));
             SWAP(A, B);
             H *= 2, W *= 2;
             break;
