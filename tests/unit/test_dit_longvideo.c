@@ -18,6 +18,7 @@
  * Tiny golden model, 12 latent frames 8×12, seeded noise. */
 #define _POSIX_C_SOURCE 200809L
 #include "sf_test.h"
+#include "dit_golden.h"
 #include "config.h"
 #include "tfile.h"
 #include "stages/denoise/pipeline.h"
@@ -41,14 +42,10 @@ static void model_load(void) {
     if (M.ok) return;
     char p[1024];
     sf_err err = {{0}};
-    snprintf(p, sizeof p, "%s/model/config.json", sf_test_golden());
-    SF_CHECK_OK(sf_dit_config_load(p, &M.cfg, &err), &err);
-    snprintf(p, sizeof p, "%s/model/diffusion_pytorch_model.safetensors", sf_test_golden());
-    SF_CHECK_OK(sf_tfile_open(p, &M.base, &err), &err);
+    SF_CHECK_OK(dit_golden_base_model(&M.cfg, &M.base, &M.w, &err), &err);
     snprintf(p, sizeof p, "%s/expect/dit_pipeline_base.safetensors", sf_test_golden());
     SF_CHECK_OK(sf_tfile_open(p, &M.g, &err), &err);
     if (!M.base || !M.g) return;
-    SF_CHECK_OK(sf_dit_weights_load(&M.w, &M.cfg, M.base, NULL, NULL, &err), &err);
     const sf_tensor *pe = sf_tfile_get(M.g, "context.prompt_embeds");
     SF_CHECK(pe != NULL);
     if (!pe) return;
