@@ -22,6 +22,12 @@
 int sf_dnnl_matmul(int64_t M, int64_t N, int64_t K, const void *a, int64_t lda, const void *b, int64_t ldb,
                    int b_kn, sf_dtype dt, const float *bias, float scale, float *c, int64_t ldc, int nthreads);
 
+/* Batched f32 products: for b < nb, C[b] = A[b]·B[b], A[b] (M, K), B[b] (K, N), C[b] (M, N), each
+ * addressed by element strides {batch, row, column} (sa, sb, sc: heads of a (tokens, heads·d) matrix,
+ * keys transposed by their strides). Returns 0, or -1 when oneDNN refuses. */
+int sf_dnnl_matmul_batch(int64_t nb, int64_t M, int64_t N, int64_t K, const float *a, const int64_t sa[3],
+                         const float *b, const int64_t sb[3], float *c, const int64_t sc[3], int nthreads);
+
 /* In place softmax over each of `rows` rows of n floats (row stride lds). Returns 0 or -1. */
 int sf_dnnl_softmax_rows(int64_t rows, int64_t n, float *s, int64_t lds, int nthreads);
 
@@ -40,5 +46,14 @@ unsigned long long sf_dnnl_calls(void);
 
 /* bf16 ← f32, round to nearest even (NaN stays NaN), n elements; vectorised (feeds oneDNN). */
 void sf_dnnl_to_bf16(const float *src, uint16_t *dst, int64_t n);
+
+/* x = hi + mid + lo for n floats: three bf16 pieces, each the rounding of what the previous ones leave
+ * (|x − Σ| ≤ 2⁻²⁵·|x| for normal x), so f32 × bf16 products become three exact bf16 × bf16 ones (the
+ * fast mode's GEMM on bf16 weights, gemm.c). Non-finite x: hi = bf16(x), mid = lo = 0. */
+void sf_dnnl_split3_bf16(const float *src, uint16_t *hi, uint16_t *mid, uint16_t *lo, int64_t n);
+
+/* 1 when oneDNN runs bf16 products on this CPU's bf16 units (AVX512-BF16 or AMX), else 0 (also
+ * without oneDNN). SF_CPU_NO_BF16_UNITS=1 says 0 (tests of the other path). */
+int sf_dnnl_bf16_native(void);
 
 #endif

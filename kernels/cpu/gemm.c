@@ -96,9 +96,9 @@ static void gemm_range(void *ctx, int64_t b, int64_t e, int part) {
  * rounded to bf16 (bf16 mode) FAST_ROWS·parts rows at a time into the scratch, and in the bf16 mode
  * the inputs are rounded to bf16 in row blocks there too. */
 #define FAST_ROWS 128 /* weight or input rows per scratch part (≥ NP: the exact path fits too) */
-/* Fewer input rows than this on bf16/f16 weights stay on the exact kernels in the fast mode: widening
- * the whole matrix to f32 per call costs more than their in-cache panels (umT5 on a short prompt:
- * 64 rows × 4096×10240 weights ran 1.5× slower through oneDNN). */
+/* Fewer input rows than this on f16 weights (or bf16 ones without bf16 units) stay on the exact kernels in
+ * the fast mode: widening the whole matrix to f32 per call costs more than their in-cache panels (umT5
+ * on a short prompt: 64 rows × 4096×10240 weights ran 1.5× slower through oneDNN). */
 #define FAST_MIN_ROWS 256
 
 typedef struct cvt_job {
@@ -133,9 +133,66 @@ static void cvt_rows(const void *src, sf_dtype sdt, int64_t K, int64_t lds, int6
     sf_parallel_for(n, nthreads, 1 + (1 << 14) / (K > 0 ? K : 1), cvt_range, &j);
 }
 
+/* ---- fast mode on bf16 weights, CPUs with bf16 units: three bf16 pieces of each input ----------------
+ * x = hi + mid + lo + e with each piece the bf16 rounding of what the previous ones leave, so
+ * |e| ≤ 2⁻²⁵·|x| (8 significant bits per piece, as f32's 24 in three): f32-grade. A bf16 piece times a
+ * bf16 weight is exact in f32 and oneDNN (AMX / AVX512-BF16) accumulates in f32, so one bf16 matmul
+ * of the stacked rows [hi; mid; lo] and y = hi·Wᵀ + (mid·Wᵀ + lo·Wᵀ) + b is an f32 product that reads
+ * the weights once, as they lie (no f32 copy: the bf16 umT5-XXL stays bf16 in memory). */
+#define SPLIT_CAP ((int64_t)1 << 23) /* floats of stacked output per matmul call (32 MiB) */
+
+typedef struct split_job {
+    const float *x, *bias;
+    int64_t K, ldx, N, ldy, mr; /* mr rows in this block */
+    uint16_t *xb;               /* 3·mr rows of K */
+    float *c3;                  /* 3·mr rows of N */
+    float *y;
+} split_job;
+
+static void split_range(void *ctx, int64_t b, int64_t e) {
+    const split_job *j = ctx;
+    for (int64_t r = b; r < e; r++)
+        sf_dnnl_split3_bf16(j->x + r * j->ldx, j->xb + r * j->K, j->xb + (j->mr + r) * j->K,
+                            j->xb + (2 * j->mr + r) * j->K, j->K);
+}
+
+static void combine_range(void *ctx, int64_t b, int64_t e) {
+    const split_job *j = ctx;
+    for (int64_t r = b; r < e; r++) {
+        const float *hi = j->c3 + r * j->N, *mid = hi + j->mr * j->N, *lo = mid + j->mr * j->N;
+        float *yr = j->y + r * j->ldy;
+        if (j->bias)
+            for (int64_t n = 0; n < j->N; n++) yr[n] = hi[n] + (mid[n] + lo[n]) + j->bias[n];
+        else
+            for (int64_t n = 0; n < j->N; n++) yr[n] = hi[n] + (mid[n] + lo[n]);
+    }
+}
+
+static int gemm_split3(int64_t M, int64_t N, int64_t K, const float *x, int64_t ldx, const uint16_t *w,
+                       const float *bias, float *y, int64_t ldy, int nthreads) {
+    int64_t mc = SPLIT_CAP / (3 * N);
+    if (mc < 16) mc = 16;
+    if (mc > M) mc = M;
+    uint16_t *xb = malloc(sizeof(uint16_t) * 3 * (size_t)mc * (size_t)K);
+    float *c3 = malloc(sizeof(float) * 3 * (size_t)mc * (size_t)N);
+    int rc = xb && c3 ? 0 : -1;
+    for (int64_t m0 = 0; m0 < M && !rc; m0 += mc) {
+        const int64_t mr = M - m0 < mc ? M - m0 : mc;
+        split_job j = {x + m0 * ldx, bias, K, ldx, N, ldy, mr, xb, c3, y + m0 * ldy};
+        sf_parallel_for(mr, nthreads, 1 + (1 << 14) / K, split_range, &j);
+        rc = sf_dnnl_matmul(3 * mr, N, K, xb, K, w, K, 0, SF_BF16, NULL, 1.0f, c3, N, nthreads);
+        if (!rc) sf_parallel_for(mr, nthreads, 1 + (1 << 14) / N, combine_range, &j);
+    }
+    free(xb);
+    free(c3);
+    return rc;
+}
+
 static int gemm_fast(int64_t M, int64_t N, int64_t K, const float *x, int64_t ldx, const void *w, sf_dtype wdt,
                      const float *bias, float *y, int64_t ldy, int nthreads, const sf_scratch *ws, int bf16) {
     if (!bf16 && wdt == SF_F32) return sf_dnnl_matmul(M, N, K, x, ldx, w, K, 0, SF_F32, bias, 1.0f, y, ldy, nthreads);
+    if (!bf16 && wdt == SF_BF16 && K > 0 && sf_dnnl_bf16_native())
+        return gemm_split3(M, N, K, x, ldx, w, bias, y, ldy, nthreads);
     if (K <= 0) return -1; /* nothing to convert: the exact kernels write the bias */
     const int parts = nthreads < 1 ? 1 : nthreads;
     size_t T = ws && ws->buf ? ws->per_part * (size_t)ws->parts : 0;
@@ -189,7 +246,8 @@ int sf_gemm_cpu_ws(int64_t M, int64_t N, int64_t K, const float *x, int64_t ldx,
     if (M <= 0 || N <= 0) return 0;
     const sf_cpu_mode mode = sf_cpu_mode_now();
     /* fast / bf16: oneDNN (on its refusal, the exact kernels below: same contract) */
-    const int fast = mode == SF_CPU_BF16 || (mode == SF_CPU_FAST && (wdt == SF_F32 || M >= FAST_MIN_ROWS));
+    const int fast = mode == SF_CPU_BF16 ||
+                     (mode == SF_CPU_FAST && (wdt == SF_F32 || M >= FAST_MIN_ROWS || (wdt == SF_BF16 && sf_dnnl_bf16_native())));
     if (fast && gemm_fast(M, N, K, x, ldx, w, wdt, bias, y, ldy, nthreads, ws, mode == SF_CPU_BF16) == 0) return 0;
     int64_t np = NP;
     gemm_job j = {M, N, K, ldx, ldy, np, x, w, wdt, bias, y, 0, sf_cpu_use_avx2(), ws};

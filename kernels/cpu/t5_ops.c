@@ -12,6 +12,7 @@
 #include <math.h>
 #include <stdatomic.h>
 #include <stdlib.h>
+#include <string.h>
 
 /* One softmax row in place: s (n_valid logits of query `qi` in head h) gets the bias, then becomes
  * the probabilities. Shared by the softmax kernel and the attention so both are one arithmetic:
@@ -111,35 +112,43 @@ static void attn_rows(void *vc, int64_t b, int64_t e) {
     free(s);
 }
 
-/* Fast and bf16 modes (parallel.h sf_cpu_mode): per (head, block of T5_QB queries), one thread each,
- * S = Q·Kᵀ and O = P·V by oneDNN (f32) around the same bias softmax row as the exact path. */
-#define T5_QB 64
+/* Fast and bf16 modes (parallel.h sf_cpu_mode): for a group of heads at a time, S = Q·Kᵀ and O = P·V as
+ * two batched oneDNN products (f32; the heads addressed by strides in place), around the same bias
+ * softmax row as the exact path. A group's logits stay under T5_SCORES floats (16 MiB). */
+#define T5_SCORES ((int64_t)1 << 22)
 
-static void attn_fast_items(void *vc, int64_t b, int64_t e) {
-    attn_ctx *c = vc;
-    const int64_t nblk = (c->L + T5_QB - 1) / T5_QB;
-    float *s = malloc((size_t)T5_QB * (size_t)c->nk * sizeof *s);
-    if (!s) {
-        atomic_store(&c->nomem, 1);
-        return;
+typedef struct fast_softmax_ctx {
+    float *S;
+    const attn_ctx *c;
+    int h0;
+} fast_softmax_ctx;
+
+static void fast_softmax_rows(void *vc, int64_t b, int64_t e) {
+    const fast_softmax_ctx *f = vc;
+    const attn_ctx *c = f->c;
+    for (int64_t r = b; r < e; r++)
+        bias_softmax_row(f->S + r * c->nk, c->nk, r % c->L, f->h0 + (int)(r / c->L), c->H, c->bucket, c->off, c->pos);
+}
+
+/* 0, -1 out of memory, -2 oneDNN refused (then the exact path). */
+static int attn_fast(attn_ctx *c, int nthreads) {
+    int64_t hg = T5_SCORES / (c->L * c->nk);
+    if (hg < 1) hg = 1;
+    if (hg > c->H) hg = c->H;
+    float *S = malloc(sizeof(float) * (size_t)(hg * c->L * c->nk));
+    if (!S) return -1;
+    int rc = 0;
+    for (int h0 = 0; h0 < c->H && !rc; h0 += (int)hg) {
+        const int64_t n = c->H - h0 < hg ? c->H - h0 : hg, hd = (int64_t)h0 * c->d;
+        const int64_t sq[3] = {c->d, c->ld, 1}, skt[3] = {c->d, 1, c->ld}, ss[3] = {c->L * c->nk, c->nk, 1};
+        const int64_t sv[3] = {c->d, c->ld, 1}, so[3] = {c->d, c->ldo, 1};
+        fast_softmax_ctx f = {S, c, h0};
+        if (sf_dnnl_matmul_batch(n, c->L, c->nk, c->d, c->q + hd, sq, c->k + hd, skt, S, ss, nthreads)) rc = -2;
+        if (!rc) sf_parallel_for(n * c->L, nthreads, 16, fast_softmax_rows, &f);
+        if (!rc && sf_dnnl_matmul_batch(n, c->L, c->d, c->nk, S, ss, c->v + hd, sv, c->o + hd, so, nthreads)) rc = -2;
     }
-    for (int64_t it = b; it < e; it++) {
-        const int h = (int)(it / nblk);
-        const int64_t i0 = (it % nblk) * T5_QB, n = c->L - i0 < T5_QB ? c->L - i0 : T5_QB;
-        const int64_t hd = (int64_t)h * c->d;
-        if (sf_dnnl_matmul(n, c->nk, c->d, c->q + i0 * c->ld + hd, c->ld, c->k + hd, c->ld, 0, SF_F32, NULL, 1.0f, s,
-                           c->nk, 1)) {
-            atomic_store(&c->nomem, 2);
-            break;
-        }
-        for (int64_t r = 0; r < n; r++) bias_softmax_row(s + r * c->nk, c->nk, i0 + r, h, c->H, c->bucket, c->off, c->pos);
-        if (sf_dnnl_matmul(n, c->d, c->nk, s, c->nk, c->v + hd, c->ld, 1, SF_F32, NULL, 1.0f, c->o + i0 * c->ldo + hd,
-                           c->ldo, 1)) {
-            atomic_store(&c->nomem, 2);
-            break;
-        }
-    }
-    free(s);
+    free(S);
+    return rc;
 }
 
 int sf_t5_attention_cpu(int64_t L, int64_t nk_valid, int H, int d, const float *q, const float *k, const float *v,
@@ -148,10 +157,9 @@ int sf_t5_attention_cpu(int64_t L, int64_t nk_valid, int H, int d, const float *
     if (L < 1 || H < 1 || d < 1) return 0;
     if (sf_cpu_mode_now() != SF_CPU_EXACT) {
         attn_ctx f = {q, k, v, o, pos, bucket, L, nk_valid, ld, ldo, off, H, d, 0};
-        sf_parallel_for((int64_t)H * ((L + T5_QB - 1) / T5_QB), nthreads, 1, attn_fast_items, &f);
-        int rc = atomic_load(&f.nomem);
-        if (rc == 1) return -1;
-        if (rc == 0) return 0; /* rc 2: oneDNN refused, the exact path below */
+        int rc = nk_valid > 0 ? attn_fast(&f, nthreads) : -2;
+        if (rc == -1) return -1;
+        if (rc == 0) return 0; /* -2: oneDNN refused, the exact path below */
     }
     attn_ctx c = {q, k, v, o, pos, bucket, L, nk_valid, ld, ldo, off, H, d, 0};
     sf_parallel_for(L * H, nthreads, 16, attn_rows, &c);
@@ -175,9 +183,28 @@ static void gelu_rows(void *vc, int64_t b, int64_t e) {
     }
 }
 
+static void gate_mul_rows(void *vc, int64_t b, int64_t e) {
+    const gelu_ctx *c = vc;
+    for (int64_t i = b; i < e; i++) {
+        const float *f = c->fc1 + i * c->ldf;
+        float *h = c->h + i * c->ldh;
+        for (int64_t j = 0; j < c->F; j++) h[j] = f[j] * h[j];
+    }
+}
+
 void sf_t5_gated_gelu_cpu(int64_t M, int64_t F, const float *gate, int64_t ldgate, const float *fc1, int64_t ldf,
                           float *h, int64_t ldh, int nthreads) {
     if (M < 1 || F < 1) return;
     gelu_ctx c = {gate, fc1, h, F, ldgate, ldf, ldh};
+    /* fast / bf16: oneDNN's vectorised GELU-tanh (f32) on the gate in h, then h·fc1 */
+    if (sf_cpu_mode_now() != SF_CPU_EXACT && ldh == F && (h != gate || ldgate == F)) {
+        if (h != gate)
+            for (int64_t i = 0; i < M; i++) memmove(h + i * F, gate + i * ldgate, sizeof(float) * (size_t)F);
+        if (sf_dnnl_gelu_tanh(h, M * F, nthreads) == 0) {
+            sf_parallel_for(M, nthreads, 8, gate_mul_rows, &c);
+            return;
+        }
+        c.gate = h, c.ldgate = F; /* refused: the exact GELU on the gate now in h */
+    }
     sf_parallel_for(M, nthreads, 8, gelu_rows, &c);
 }

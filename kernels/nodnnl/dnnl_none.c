@@ -10,6 +10,12 @@ int sf_dnnl_matmul(int64_t M, int64_t N, int64_t K, const void *a, int64_t lda, 
     return -1;
 }
 
+int sf_dnnl_matmul_batch(int64_t nb, int64_t M, int64_t N, int64_t K, const float *a, const int64_t sa[3],
+                         const float *b, const int64_t sb[3], float *c, const int64_t sc[3], int nthreads) {
+    (void)nb, (void)M, (void)N, (void)K, (void)a, (void)sa, (void)b, (void)sb, (void)c, (void)sc, (void)nthreads;
+    return -1;
+}
+
 int sf_dnnl_softmax_rows(int64_t rows, int64_t n, float *s, int64_t lds, int nthreads) {
     (void)rows, (void)n, (void)s, (void)lds, (void)nthreads;
     return -1;
@@ -28,3 +34,5 @@ sf_status sf_dnnl_conv3d(const sf_conv3d_args *a, int bf16, sf_err *err) {
 unsigned long long sf_dnnl_calls(void) { return 0; }
 
 int sf_dnnl_built(void) { return 0; }
+
+int sf_dnnl_bf16_native(void) { return 0; }

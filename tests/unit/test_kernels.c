@@ -19,6 +19,7 @@
 #include "tfile.h"
 #include "timestep_embed.h"
 
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 
@@ -404,6 +405,84 @@ static void test_fast_gemm(void) {
                 }
 }
 
+/* sf_dnnl_split3_bf16: hi + mid + lo equals x to 2⁻²⁴·|x| over 40 binades (tiny, huge, negative), each
+ * piece a bf16 that rounds what the previous left (hi = bf16(x)); non-finite x: hi = bf16(x), rest 0. */
+static void test_split3_bf16(void) {
+    enum { N = 4000 };
+    static float x[N];
+    static uint16_t hi[N], mid[N], lo[N];
+    fill(x, N, 51);
+    for (int i = 0; i < N; i++) x[i] *= ldexpf(1.0f, (i % 40) - 20);
+    x[0] = 0.0f, x[1] = -0.0f, x[2] = INFINITY, x[3] = -INFINITY, x[4] = NAN, x[5] = 1.0f + ldexpf(1.0f, -23);
+    sf_dnnl_split3_bf16(x, hi, mid, lo, N);
+    int bad = 0;
+    for (int i = 0; i < N; i++) {
+        const float h = sf_bf16_to_f32(hi[i]), m = sf_bf16_to_f32(mid[i]), l = sf_bf16_to_f32(lo[i]);
+        if (i >= 2 && i <= 4) {
+            bad += !(m == 0.0f && l == 0.0f && (isnan(x[i]) ? isnan(h) : h == x[i]));
+            continue;
+        }
+        const double sum = (double)h + (double)m + (double)l;
+        if (hi[i] != sf_f32_to_bf16(x[i]) || fabs(sum - (double)x[i]) > ldexp(fabs((double)x[i]), -24)) {
+            if (!bad) fprintf(stderr, "# first: x[%d] = %.9g: %.9g + %.9g + %.9g\n", i, x[i], h, m, l);
+            bad++;
+        }
+    }
+    SF_CHECK_MSG(bad == 0, "split3: %d values off", bad);
+}
+
+/* The fast mode's GEMM on bf16 weights with few rows (umT5 on a short prompt) on a CPU with bf16 units:
+ * three bf16 pieces of each input through one oneDNN bf16 matmul (gemm.c gemm_split3). Its error
+ * against a double reference stays at the exact f32 kernel's order (≤ 4× it + 1e-7·max) while one
+ * bf16 rounding of the inputs (the bf16 mode) is over 30× worse — so the check sees a piece missing;
+ * SF_CPU_NO_BF16_UNITS=1 takes the widening path (also f32-grade). */
+static void test_fast_gemm_split3(void) {
+    if (!sf_dnnl_built() || !sf_dnnl_bf16_native()) {
+        SF_TEST_SKIP("no oneDNN bf16 units on this CPU (or built without oneDNN)");
+        return;
+    }
+    enum { M = 40, N = 70, K = 1100, LDY = N + 2 };
+    static float x[M * K], w[N * K], b[N], y[M * LDY], ex[M * LDY], yb[M * LDY];
+    static uint16_t wb[N * K];
+    static double ref[M * N];
+    fill(x, M * K, 61);
+    fill(w, N * K, 62);
+    fill(b, N, 63);
+    for (int i = 0; i < N * K; i++) wb[i] = sf_f32_to_bf16(w[i]);
+    for (int m = 0; m < M; m++)
+        for (int n = 0; n < N; n++) {
+            double acc = b[n];
+            for (int k = 0; k < K; k++) acc += (double)x[m * K + k] * (double)sf_bf16_to_f32(wb[n * K + k]);
+            ref[m * N + n] = acc;
+        }
+    sf_test_exact(1);
+    SF_CHECK(sf_gemm_cpu(M, N, K, x, K, wb, SF_BF16, b, ex, LDY, 1) == 0);
+    sf_test_exact(0);
+    sf_test_mode("bf16");
+    SF_CHECK(sf_gemm_cpu(M, N, K, x, K, wb, SF_BF16, b, yb, LDY, 2) == 0);
+    sf_test_mode("fast");
+    for (int i = 0; i < M * LDY; i++) y[i] = -555.0f;
+    const unsigned long long c0 = sf_dnnl_calls();
+    SF_CHECK(sf_gemm_cpu(M, N, K, x, K, wb, SF_BF16, b, y, LDY, 2) == 0);
+    SF_CHECK_MSG(sf_dnnl_calls() > c0, "fast gemm on bf16 weights: oneDNN did not run");
+    double e_fast = 0, e_exact = 0, e_bf16 = 0, mx = 0;
+    int guard = 0;
+    for (int m = 0; m < M; m++) {
+        for (int n = 0; n < N; n++) {
+            const double r = ref[m * N + n];
+            mx = fmax(mx, fabs(r));
+            e_fast = fmax(e_fast, fabs(y[m * LDY + n] - r));
+            e_exact = fmax(e_exact, fabs(ex[m * LDY + n] - r));
+            e_bf16 = fmax(e_bf16, fabs(yb[m * LDY + n] - r));
+        }
+        for (int n = N; n < LDY; n++) guard += y[m * LDY + n] != -555.0f;
+    }
+    SF_CHECK_MSG(!guard, "split3 gemm wrote %d guard values", guard);
+    SF_CHECK_MSG(e_fast <= 4 * e_exact + 1e-7 * mx, "split3 max |err| %.3g vs exact f32 kernel's %.3g (max %.3g)",
+                 e_fast, e_exact, mx);
+    SF_CHECK_MSG(e_bf16 > 30 * e_fast, "bf16 inputs' error %.3g not above 30x split3's %.3g", e_bf16, e_fast);
+}
+
 /* The fast modes' attention (oneDNN products + softmax) against the exact kernel: more queries than
  * one block, strided q/k/v/out, 1 and 3 threads, guard columns; the tap keeps the exact path. */
 static void test_fast_attention(void) {
@@ -457,6 +536,8 @@ static void test_fast_gelu(void) {
 
 static const sf_test tests[] = {
     {"fast_gemm", test_fast_gemm},
+    {"split3_bf16", test_split3_bf16},
+    {"fast_gemm_split3", test_fast_gemm_split3},
     {"fast_gelu", test_fast_gelu},
     {"fast_attention", test_fast_attention},
     {"gemm", test_gemm},

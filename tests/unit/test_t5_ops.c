@@ -8,13 +8,16 @@
  * Tolerances:
  *   hand values (softmax of logs of small integers)  rtol 1e-6: a few f32 roundings of exp/log
  *   attention vs its definition in double            rtol 1e-5 + atol 1e-6: f32 P·V sums of ≤ 37 terms
- *   gated GELU vs the contract expression            exact (the same double expression, one rounding)
+ *   gated GELU vs the contract expression            exact (the same double expression, one rounding;
+ *                                                    the exact mode — the fast modes' oneDNN GELU:
+ *                                                    atol 1e-6 + rtol 1e-5, test_kernels fast_gelu's)
  *   gated GELU vs an independent formula (√(2/π)
  *   from libm, Python's values)                      rtol 1e-6 + atol 1e-12
  *   thread counts                                    exact (memcmp) */
 #define _POSIX_C_SOURCE 200809L
 #include "sf_test.h"
 #include "act.h"
+#include "dnnl_ops.h"
 #include "t5_ops.h"
 
 #include <stdint.h>
@@ -307,6 +310,7 @@ static void test_gated_gelu_formula_threads(void) {
     float *g = malloc(sizeof(float) * M * LDG), *h1 = galloc(M * F), *hn = galloc(M * F);
     float *exact = malloc(sizeof(float) * M * F), *indep = malloc(sizeof(float) * M * F);
     if (!g || !h1 || !hn || !exact || !indep) { SF_CHECK(0); goto done; }
+    sf_test_exact(1); /* the contract's arithmetic (the fast modes' oneDNN GELU: gated_gelu_fast) */
     for (int i = 0; i < M; i++)
         for (int c = 0; c < LDG; c++) g[i * LDG + c] = c < F ? urand(-8, 8) : urand(-3, 3);
     sf_t5_gated_gelu_cpu(M, F, g, LDG, g + F, LDG, h1, F, 1);
@@ -330,11 +334,45 @@ static void test_gated_gelu_formula_threads(void) {
     for (int i = 0; i < M; i++) diff += memcmp(g + i * LDG, h1 + i * F, sizeof(float) * F) != 0;
     SF_CHECK_MSG(diff == 0, "in place: %d rows differ", diff);
 done:
+    sf_test_exact(0);
     free(g), free(exact), free(indep);
     gfree(h1), gfree(hn);
 }
 
+/* The fast modes' gated GELU (oneDNN's vectorised GELU-tanh, then · fc1) against the exact contract:
+ * out of place (h rows dense) and in place over a dense gate (t5.c's form), 1 and 3 threads; oneDNN
+ * must run. Tolerance atol 1e-6 + rtol 1e-5 (oneDNN's f32 tanh; test_kernels fast_gelu's). */
+static void test_gated_gelu_fast(void) {
+    if (!sf_dnnl_built()) {
+        SF_TEST_SKIP("built without oneDNN (DNNL=0)");
+        return;
+    }
+    enum { M = 37, F = 301 };
+    float *g = malloc(sizeof(float) * M * F), *f = malloc(sizeof(float) * M * F), *want = galloc(M * F);
+    float *h = galloc(M * F), *gi = malloc(sizeof(float) * M * F);
+    if (!g || !f || !want || !h || !gi) { SF_CHECK(0); goto done; }
+    for (int i = 0; i < M * F; i++) g[i] = urand(-8, 8), f[i] = urand(-3, 3);
+    sf_test_exact(1);
+    sf_t5_gated_gelu_cpu(M, F, g, F, f, F, want, F, 1);
+    sf_test_exact(0);
+    sf_test_mode("fast");
+    for (int th = 1; th <= 3; th += 2) {
+        unsigned long long c0 = sf_dnnl_calls();
+        sf_t5_gated_gelu_cpu(M, F, g, F, f, F, h, F, th);
+        SF_CHECK_MSG(sf_dnnl_calls() > c0, "fast gated gelu: oneDNN did not run");
+        sf_test_allclose("fast gated gelu", h, want, M * F, 1e-5, 1e-6);
+        guards_ok("fast gated gelu h", h, M, F, F);
+        memcpy(gi, g, sizeof(float) * M * F);
+        sf_t5_gated_gelu_cpu(M, F, gi, F, f, F, gi, F, th); /* in place over the gate */
+        SF_CHECK_MSG(memcmp(gi, h, sizeof(float) * M * F) == 0, "fast gated gelu in place != out of place");
+    }
+done:
+    free(g), free(f), free(gi);
+    gfree(want), gfree(h);
+}
+
 static const sf_test tests[] = {
+    {"gated_gelu_fast", test_gated_gelu_fast},
     {"bias_softmax_hand", test_bias_softmax_hand},
     {"bias_softmax_offset_inplace", test_bias_softmax_offset_inplace},
     {"bias_softmax_double_sum", test_bias_softmax_double_sum},
