@@ -56,16 +56,19 @@ void sf_encoder_free(sf_encoder *enc) {
     sf_t5_destroy(&enc->t5);
 }
 
-/* Upload the opened weights to the GPU (once; or per prompt with low_memory). */
+/* Upload the opened weights to the GPU (once; or, with low_memory, a streaming encoder per prompt). */
 static sf_status load_gpu(sf_encoder *enc, int64_t max_len, sf_err *err) {
     double t0 = sf_now();
     char desc[256] = "";
     sf_err e2 = {{0}};
     sf_cuda_describe(enc->cuda_ordinal, desc, sizeof desc, &e2);
-    sf_status st = sf_t5_cuda_new(enc->t5, enc->cuda_ordinal, max_len, &enc->gpu, err);
+    /* --low-memory: one layer on the device at a time, streamed from the mapped weights per prompt */
+    sf_status st = enc->low_memory ? sf_t5_cuda_new_streaming(enc->t5, enc->cuda_ordinal, max_len, &enc->gpu, err)
+                                   : sf_t5_cuda_new(enc->t5, enc->cuda_ordinal, max_len, &enc->gpu, err);
     if (st) return st;
-    sf_info("umT5 on cuda:%d (%s): %.2f GiB of bf16 weights + %.2f GiB of activations for %lld tokens (%.2f s)",
+    sf_info("umT5 on cuda:%d (%s): %.2f GiB of bf16 weights%s + %.2f GiB of activations for %lld tokens (%.2f s)",
             enc->cuda_ordinal, desc, sf_t5_cuda_weight_bytes(enc->gpu) / 1073741824.0,
+            enc->low_memory ? " (one layer at a time: --low-memory)" : "",
             (sf_t5_cuda_bytes(enc->gpu) - sf_t5_cuda_weight_bytes(enc->gpu)) / 1073741824.0, (long long)max_len,
             sf_now() - t0);
     return SF_OK;

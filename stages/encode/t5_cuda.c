@@ -34,10 +34,15 @@ struct sf_t5_gpu {
     sf_cuda_ctx cx;
     sf_t5_config cfg;
     int ordinal;
+    /* streaming (sf_t5_cuda_new_streaming): one layer's matrices on the device at a time, uploaded
+     * from the borrowed host encoder before the layer runs; the prompt's embedding rows gathered on
+     * the host. NULL: resident. */
+    const sf_t5 *host;
+    uint16_t *stage;   /* pinned staging (streaming only), STAGE_N bf16 */
     void *wmat;        /* every bf16 matrix */
     float *wvec;       /* every f32 vector */
     size_t mat_bytes, vec_bytes, state_bytes;
-    bf16 *emb;         /* (vocab, D) */
+    bf16 *emb;         /* (vocab, D); streaming: the state's (max_len, D) rows of this prompt */
     float *final_norm; /* (D) */
     glayer *L;
     /* state, one allocation sized for max_len tokens */
@@ -75,20 +80,28 @@ void sf_t5_cuda_profile_reset(sf_t5_gpu *g) {
 
 
 
+#define STAGE_N ((size_t)16 << 20) /* bf16 values per staging buffer (32 MiB) */
+
+/* Resident: the embedding and every layer's matrices. Streaming: one slot of matrices that every
+ * layer's pointers share (the vectors stay per layer: a few KiB each). */
 static size_t layout_weights(sf_t5_gpu *g, char *mb, float *vb, size_t *vec_floats) {
     const sf_t5_config *c = &g->cfg;
     const size_t D = (size_t)c->dim, A = (size_t)c->dim_attn, F = (size_t)c->dim_ffn;
     const size_t NB = (size_t)c->num_buckets, H = (size_t)c->num_heads;
     size_t off = 0, voff = 0;
 #define VEC(n) (vb ? vb + voff : NULL), voff += ((size_t)(n) + 63) & ~(size_t)63
-    g->emb = sf_gpu_carve(mb, &off, (size_t)c->vocab * D * 2);
+    if (!g->host) g->emb = sf_gpu_carve(mb, &off, (size_t)c->vocab * D * 2);
     g->final_norm = VEC(D);
     for (int64_t l = 0; l < c->num_layers; l++) {
         glayer *L = &g->L[l];
-        L->qkv = sf_gpu_carve(mb, &off, 3 * A * D * 2);
-        L->o = sf_gpu_carve(mb, &off, D * A * 2);
-        L->gf = sf_gpu_carve(mb, &off, 2 * F * D * 2);
-        L->fc2 = sf_gpu_carve(mb, &off, D * F * 2);
+        if (g->host && l > 0) {
+            L->qkv = g->L[0].qkv, L->o = g->L[0].o, L->gf = g->L[0].gf, L->fc2 = g->L[0].fc2;
+        } else {
+            L->qkv = sf_gpu_carve(mb, &off, 3 * A * D * 2);
+            L->o = sf_gpu_carve(mb, &off, D * A * 2);
+            L->gf = sf_gpu_carve(mb, &off, 2 * F * D * 2);
+            L->fc2 = sf_gpu_carve(mb, &off, D * F * 2);
+        }
         L->n1 = VEC(D);
         L->n2 = VEC(D);
         L->pos = VEC(NB * H);
@@ -113,6 +126,7 @@ static size_t layout_state(sf_t5_gpu *g, int64_t max_len, char *base) {
     const size_t H = (size_t)c->num_heads, ch = (size_t)chunk_for(c->num_heads, max_len);
     size_t off = 0;
     g->ids = sf_gpu_carve(base, &off, L * 8);
+    if (g->host) g->emb = sf_gpu_carve(base, &off, L * D * 2); /* streaming: this prompt's embedding rows */
     g->bucket = sf_gpu_carve(base, &off, (2 * L - 1) * sizeof(int));
     g->x = sf_gpu_carve(base, &off, L * D * 4);
     g->t = sf_gpu_carve(base, &off, L * D * 4);
@@ -135,6 +149,7 @@ void sf_t5_cuda_destroy(sf_t5_gpu **gp) {
     if (!gp || !*gp) return;
     sf_t5_gpu *g = *gp;
     sf_gpu_prof_free(&g->prof);
+    sf_cuda_host_free(g->stage);
     sf_cuda_free(g->arena);
     sf_cuda_free(g->wmat);
     sf_cuda_free(g->wvec);
@@ -204,29 +219,67 @@ static sf_status up_vec(up *u, const float *v, int64_t n, float *dst) {
     return SF_OK;
 }
 
+/* Layer l's matrices into its slot (resident: its own; streaming: the shared one). */
+static sf_status up_layer(up *u, const sf_t5 *m, int64_t l) {
+    const sf_t5_config *c = &u->g->cfg;
+    const size_t D = (size_t)c->dim, A = (size_t)c->dim_attn, F = (size_t)c->dim_ffn;
+    const sf_t5_layer *h = &m->layers[l];
+    glayer *L = &u->g->L[l];
+    sf_status s;
+    if ((s = up_mat(u, h->q, L->qkv)) || (s = up_mat(u, h->k, L->qkv + A * D)) || (s = up_mat(u, h->v, L->qkv + 2 * A * D)) ||
+        (s = up_mat(u, h->o, L->o)) || (s = up_mat(u, h->gate, L->gf)) || (s = up_mat(u, h->fc1, L->gf + F * D)) ||
+        (s = up_mat(u, h->fc2, L->fc2)))
+        return s;
+    return SF_OK;
+}
+
+/* Streaming: the embedding rows of ids[0..n) gathered on the host (as bf16, through the stage) into
+ * g->emb rows 0..n−1, and the row indices 0..n−1 as the ids the embedding kernel gathers by. */
+static sf_status up_rows(sf_t5_gpu *g, const int64_t *ids, int64_t n, sf_err *err) {
+    const sf_tensor *e = g->host->emb;
+    const int64_t D = g->cfg.dim, per = (int64_t)(STAGE_N / (size_t)D);
+    const size_t es = sf_dtype_size(e->dtype);
+    sf_status s = SF_OK;
+    for (int64_t r0 = 0; r0 < n && !s; r0 += per) {
+        const int64_t nr = n - r0 < per ? n - r0 : per;
+        for (int64_t i = 0; i < nr; i++) {
+            const char *row = (const char *)e->data + (size_t)(ids[r0 + i] * e->stride[0]) * es;
+            uint16_t *dst = g->stage + (size_t)(i * D);
+            if (e->dtype == SF_BF16) memcpy(dst, row, (size_t)D * 2);
+            else if (e->dtype == SF_F32)
+                for (int64_t j = 0; j < D; j++) dst[j] = sf_f32_to_bf16(((const float *)row)[j]);
+            else
+                for (int64_t j = 0; j < D; j++) dst[j] = sf_f32_to_bf16(sf_f16_to_f32(((const uint16_t *)row)[j]));
+        }
+        s = sf_cuda_copy_h2d(&g->cx, g->emb + (size_t)(r0 * D), g->stage, (size_t)(nr * D) * 2, err);
+    }
+    int64_t *iota = s ? NULL : malloc(sizeof(int64_t) * (size_t)n);
+    if (!s && !iota) s = sf_fail(err, SF_E_NOMEM, "out of memory");
+    for (int64_t i = 0; !s && i < n; i++) iota[i] = i;
+    if (!s) s = sf_cuda_copy_h2d(&g->cx, g->ids, iota, (size_t)n * 8, err);
+    free(iota);
+    return s;
+}
+
 static sf_status upload(sf_t5_gpu *g, const sf_t5 *m, sf_err *err) {
     const sf_t5_config *c = &g->cfg;
-    const size_t D = (size_t)c->dim, A = (size_t)c->dim_attn, F = (size_t)c->dim_ffn;
-    up u = {g, NULL, (size_t)16 << 20, err};
-    sf_status s = sf_cuda_host_alloc((void **)&u.stage, u.stage_n * 2, err);
+    const size_t D = (size_t)c->dim;
+    up u = {g, g->stage, STAGE_N, err};
+    sf_status s = g->stage ? SF_OK : sf_cuda_host_alloc((void **)&u.stage, u.stage_n * 2, err);
     if (s) return s;
-    if ((s = up_mat(&u, m->emb, g->emb))) goto done;
+    if (!g->host && (s = up_mat(&u, m->emb, g->emb))) goto done;
     if ((s = up_vec(&u, m->final_norm, c->dim, g->final_norm))) goto done;
     for (int64_t l = 0; l < c->num_layers; l++) {
         const sf_t5_layer *h = &m->layers[l];
         glayer *L = &g->L[l];
-        if ((s = up_mat(&u, h->q, L->qkv)) || (s = up_mat(&u, h->k, L->qkv + A * D)) ||
-            (s = up_mat(&u, h->v, L->qkv + 2 * A * D)) || (s = up_mat(&u, h->o, L->o)) ||
-            (s = up_mat(&u, h->gate, L->gf)) || (s = up_mat(&u, h->fc1, L->gf + F * D)) ||
-            (s = up_mat(&u, h->fc2, L->fc2)))
-            goto done;
+        if (!g->host && (s = up_layer(&u, m, l))) goto done;
         if ((s = up_vec(&u, m->norms + (size_t)(2 * l) * D, c->dim, L->n1)) ||
             (s = up_vec(&u, m->norms + (size_t)(2 * l + 1) * D, c->dim, L->n2)) ||
             (s = up_vec(&u, h->pos, c->num_buckets * c->num_heads, L->pos)))
             goto done;
     }
 done:
-    sf_cuda_host_free(u.stage);
+    if (u.stage != g->stage) sf_cuda_host_free(u.stage);
     return s;
 }
 
@@ -266,7 +319,7 @@ done:
 /* ---------------------------------------------------------------- init */
 
 static sf_status init(const sf_t5 *m, const sf_t5_config *c, int ordinal, int64_t max_len, uint64_t seed,
-                      sf_t5_gpu **out, sf_err *err) {
+                      int streaming, sf_t5_gpu **out, sf_err *err) {
     sf_status s;
     *out = NULL;
     if (max_len < 1) return sf_fail(err, SF_E_ARG, "umT5 on cuda:%d: max length %lld < 1", ordinal, (long long)max_len);
@@ -274,7 +327,9 @@ static sf_status init(const sf_t5 *m, const sf_t5_config *c, int ordinal, int64_
     if (!g) return sf_fail(err, SF_E_NOMEM, "out of memory");
     g->cfg = *c;
     g->ordinal = ordinal;
+    g->host = streaming ? m : NULL;
     if ((s = sf_cuda_ctx_init(&g->cx, ordinal, err))) goto fail;
+    if (streaming && (s = sf_cuda_host_alloc((void **)&g->stage, STAGE_N * 2, err))) goto fail;
     if (!(g->L = calloc((size_t)c->num_layers, sizeof *g->L))) { s = sf_fail(err, SF_E_NOMEM, "out of memory"); goto fail; }
     /* memory check before any large allocation: weights + activations must fit */
     size_t vfl = 0;
@@ -285,9 +340,9 @@ static sf_status init(const sf_t5 *m, const sf_t5_config *c, int ordinal, int64_
     if (sf_cuda_mem_info(&fr, &tot, err) == SF_OK && need + ((size_t)256 << 20) > fr) {
         s = sf_fail(err, SF_E_NOMEM,
                     "cuda:%d has %.2f GiB free, the umT5 encoder needs %.2f GiB (bf16 weights %.2f + activations "
-                    "%.2f for %lld tokens): use a GPU with more memory, free it from other stages, or --device cpu",
+                    "%.2f for %lld tokens): use a GPU with more memory, free it from other stages, %sor --device cpu",
                     ordinal, fr / 1073741824.0, need / 1073741824.0, (g->mat_bytes + g->vec_bytes) / 1073741824.0,
-                    need_state / 1073741824.0, (long long)max_len);
+                    need_state / 1073741824.0, (long long)max_len, streaming ? "" : "--low-memory ");
         goto fail;
     }
     if ((s = sf_cuda_malloc(&g->wmat, g->mat_bytes, err))) goto fail;
@@ -307,12 +362,16 @@ fail:
 }
 
 sf_status sf_t5_cuda_new(const sf_t5 *m, int ordinal, int64_t max_len, sf_t5_gpu **out, sf_err *err) {
-    return init(m, &m->cfg, ordinal, max_len, 0, out, err);
+    return init(m, &m->cfg, ordinal, max_len, 0, 0, out, err);
+}
+
+sf_status sf_t5_cuda_new_streaming(const sf_t5 *m, int ordinal, int64_t max_len, sf_t5_gpu **out, sf_err *err) {
+    return init(m, &m->cfg, ordinal, max_len, 0, 1, out, err);
 }
 
 sf_status sf_t5_cuda_new_random(const sf_t5_config *c, int ordinal, int64_t max_len, uint64_t seed, sf_t5_gpu **out,
                                 sf_err *err) {
-    return init(NULL, c, ordinal, max_len, seed, out, err);
+    return init(NULL, c, ordinal, max_len, seed, 0, out, err);
 }
 
 /* ---------------------------------------------------------------- forward */
@@ -365,14 +424,19 @@ sf_status sf_t5_cuda_encode(sf_t5_gpu *g, const int64_t *ids, int64_t seq_len, i
     const char *ch = getenv("SF_CUDA_ATTN_CHUNK"); /* tests: several query chunks at small sizes */
     if (ch && atoll(ch) > 0 && atoll(ch) < chunk) chunk = atoll(ch);
     prof(g, P_IO);
-    if ((s = sf_cuda_copy_h2d(&g->cx, g->ids, ids, (size_t)n * 8, err))) return s;
+    if ((s = g->host ? up_rows(g, ids, n, err) : sf_cuda_copy_h2d(&g->cx, g->ids, ids, (size_t)n * 8, err))) return s;
     prof(g, P_GLUE);
-    if ((s = sf_t5_embed_cuda(&g->cx, n, D, g->ids, c->vocab, g->emb, g->x, D, err))) return s;
+    if ((s = sf_t5_embed_cuda(&g->cx, n, D, g->ids, g->host ? n : c->vocab, g->emb, g->x, D, err))) return s;
+    up u = {g, g->stage, STAGE_N, err};
     if (dbg && (s = tap_f32(g, dbg->embed, g->x, nD, err))) return s;
     const bf16 *q = g->qkv, *k = g->qkv + A, *v = g->qkv + 2 * A;
     for (int64_t l = 0; l < c->num_layers; l++) {
         const glayer *W = &g->L[l];
         if ((s = sf_stop_check(err))) return s; /* a stop signal is honoured per layer */
+        if (g->host) { /* streaming: this layer's matrices into the slot (the previous layer's kernels ran) */
+            prof(g, P_IO);
+            if ((s = up_layer(&u, g->host, l))) return s;
+        }
         /* the previous layer's FFN residual, then this layer's norm1 */
         if ((s = norm(g, n, l ? g->t : NULL, W->n1, g->hn, SF_BF16, err))) return s;
         if (l == 1 && dbg && (s = tap_f32(g, dbg->block0_out, g->x, nD, err))) return s;

@@ -17,7 +17,8 @@
  *    softmax as one fused kernel (kernels/t5_cuda.h); logits in query chunks of ≤ 1 GiB;
  *  - memory: every activation sized at init for max_len tokens (one allocation); a longer prompt
  *    regrows it once (logged). The encoder is resident until sf_t5_cuda_destroy; sf-encode
- *    --low-memory destroys it after each prompt (stages/encode/encode.c).
+ *    --low-memory streams the layers instead (sf_t5_cuda_new_streaming) and destroys the encoder
+ *    after each prompt (stages/encode/encode.c).
  * Tested by tests/unit/test_t5_cuda.c (golden t5 on a GPU; as test_t5_emu on the CPU emulation of
  * the kernels in every make test) and, for its kernels, tests/unit/test_t5_glue.c. */
 #ifndef SF_T5_CUDA_H
@@ -32,6 +33,12 @@ typedef struct sf_t5_gpu sf_t5_gpu;
  * SF_E_NOMEM: the weights and activations do not fit, with the sizes) and leaves *out NULL with
  * nothing allocated. m is borrowed only during the call. */
 sf_status sf_t5_cuda_new(const sf_t5 *m, int ordinal, int64_t max_len, sf_t5_gpu **out, sf_err *err);
+/* Streaming (sf-encode --low-memory): the same forward and results, with one layer's matrices on the
+ * device at a time — each prompt uploads layer l's from m (bf16 through a pinned stage) just before
+ * layer l runs, and gathers its embedding rows on the host — so the encoder holds ~0.4 GB of
+ * weights plus the activations instead of 10.8 GiB, for a transfer of the layers per prompt. m is
+ * borrowed for the encoder's whole life here. */
+sf_status sf_t5_cuda_new_streaming(const sf_t5 *m, int ordinal, int64_t max_len, sf_t5_gpu **out, sf_err *err);
 /* The same shapes with random bf16 weights generated on the device (the full-size benchmark). */
 sf_status sf_t5_cuda_new_random(const sf_t5_config *c, int ordinal, int64_t max_len, uint64_t seed, sf_t5_gpu **out,
                                 sf_err *err);

@@ -174,7 +174,7 @@ static void bench_xxl_layer(int threads, int64_t L) {
     for (int i = 0; i < NW; i++) sf_tensor_free(&ents[i].t);
     sf_t5 *m = NULL;
     if (sf_t5_open(path, threads, &m, &err)) die("open", &err);
-    double ms = encode_ms(m, L, 2); /* best of 2: the first builds oneDNN's kernels (fast, bf16 modes) */
+    double ms = encode_ms(m, L, 6); /* best of 6: the first builds oneDNN's kernels (fast, bf16 modes) */
     double flop = 2.0 * (double)L * (double)(4 * D * A + 3 * D * F) + 4.0 * (double)L * (double)L * (double)A;
     printf("umT5-XXL layer (dim 4096, 64 heads, ffn 10240, bf16) [%s]: %lld tokens %.0f ms, %.1f GFLOP/s "
            "(x24 layers ≈ %.1f s per prompt)\n",

@@ -5,7 +5,8 @@
  * unchunked one, the activations regrown for a prompt longer than sized at init (emulated: a
  * prompt too long for the device's memory refused, the encoder still working), a resident
  * encoder giving the same bytes twice, bad ids, and sf-encode's per-prompt pipeline on the GPU
- * (stages/encode/encode.c: resident and --low-memory, GPU cache keys apart from the CPU's). Without a GPU every case SKIPs except
+ * (stages/encode/encode.c: resident and --low-memory, GPU cache keys apart from the CPU's), and the
+ * --low-memory streaming encoder equal to the resident one byte for byte. Without a GPU every case SKIPs except
  * `refusal`: asking for one fails with one clear line and leaves nothing allocated.
  *
  * Built twice: test_t5_cuda (the real CUDA backend; SKIPs without a GPU) and test_t5_emu
@@ -209,6 +210,47 @@ done:
 }
 
 
+/* --low-memory's streaming encoder (sf_t5_cuda_new_streaming: one layer's matrices on the device at a
+ * time, uploaded before the layer runs; the prompt's embedding rows gathered on the host): the same
+ * bytes as the resident encoder for all 28 golden prompts (1 to 512 tokens; sized for 16 at init, so
+ * the activations and the row buffer regrow) and for prompt 0's intermediates, while holding under a
+ * quarter of the resident weight bytes (no embedding table, one layer slot). */
+static void test_streaming(void) {
+    int dev = sf_test_gpu();
+    if (dev < 0) return;
+    sf_t5 *m = open_model();
+    sf_tfile *ex = sf_test_open_golden("expect/t5.safetensors");
+    sf_t5_gpu *r = NULL, *st = NULL;
+    sf_err err = {{0}};
+    static float a[512 * 64], b[512 * 64], da[4][512 * 64], db[4][512 * 64];
+    int64_t ids[512], n = 0;
+    if (!m || !ex) goto done;
+    SF_CHECK_OK(sf_t5_cuda_new(m, dev, 512, &r, &err), &err);
+    SF_CHECK_OK(sf_t5_cuda_new_streaming(m, dev, 16, &st, &err), &err);
+    if (!r || !st) goto done;
+    SF_CHECK_MSG(4 * sf_t5_cuda_weight_bytes(st) < sf_t5_cuda_weight_bytes(r), "streaming holds %zu weight bytes, resident %zu",
+                 sf_t5_cuda_weight_bytes(st), sf_t5_cuda_weight_bytes(r));
+    int differ = 0;
+    for (int p = 0; p < 28; p++) {
+        if (!prompt(ex, p, ids, &n)) continue;
+        for (size_t i = 0; i < 512 * 64; i++) a[i] = NAN, b[i] = -NAN;
+        sf_t5_debug dba = {da[0], da[1], da[2], da[3]}, dbb = {db[0], db[1], db[2], db[3]};
+        SF_CHECK_OK(sf_t5_cuda_encode(r, ids, 512, n, a, p ? NULL : &dba, &err), &err);
+        SF_CHECK_OK(sf_t5_cuda_encode(st, ids, 512, n, b, p ? NULL : &dbb, &err), &err);
+        if (memcmp(a, b, sizeof a) != 0) {
+            if (!differ) sf_test_max_close("streaming vs resident", b, a, 512 * 64, 0, 0);
+            differ++;
+        }
+        if (!p) SF_CHECK_MSG(memcmp(da, db, sizeof da) == 0, "prompt 0 intermediates differ (streaming vs resident)");
+    }
+    SF_CHECK_MSG(differ == 0, "%d of 28 prompts differ between the streaming and the resident encoder", differ);
+done:
+    sf_t5_cuda_destroy(&r);
+    sf_t5_cuda_destroy(&st);
+    sf_tfile_destroy(&ex);
+    sf_t5_destroy(&m);
+}
+
 /* sf-encode's pipeline (encode.c) on the device: resident, the same embedding as the CPU encoder
  * within the bf16 tolerance, a cache entry under a key of its own (not the CPU's), a second run
  * served from it; with low_memory the GPU encoder is gone after each prompt and comes back for
@@ -257,5 +299,6 @@ static const sf_test tests[] = {
     {"chunked_attention", test_chunked_attention},
     {"regrow_resident_and_bad_ids", test_regrow_resident_and_bad_ids},
     {"encoder_pipeline", test_encoder_pipeline},
+    {"streaming", test_streaming},
 };
 SF_TEST_MAIN(tests)
