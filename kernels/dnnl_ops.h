@@ -56,4 +56,7 @@ void sf_dnnl_split3_bf16(const float *src, uint16_t *hi, uint16_t *mid, uint16_t
  * without oneDNN). SF_CPU_NO_BF16_UNITS=1 says 0 (tests of the other path). */
 int sf_dnnl_bf16_native(void);
 
+/* The variant sf_dnnl_to_bf16 / sf_dnnl_split3_bf16 run now (SF_ISA_BASE or SF_ISA_AVX2, parallel.h). */
+int sf_bf16_cvt_isa(void);
+
 #endif

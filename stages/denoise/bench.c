@@ -97,9 +97,16 @@ static sf_status time_forward(sf_dit_weights *w, int nthreads, int cuda_ordinal,
     /* warm-up: oneDNN builds its kernels on first use (fast and bf16 modes) */
     if (n_blocks == 1 && (s = sf_dit_forward(&st, x, 3, t, 0, flow, err))) goto done;
     for (int b = 0; b < n_blocks; b++) {
-        double t0 = sf_now();
-        if ((s = sf_dit_forward(&st, x, 3, t, 3 * b, flow, err))) goto done;
-        double ms = (sf_now() - t0) * 1e3;
+        /* one block (the CPU layer figures): the best of up to 5 runs within ~3 s, as torch_ref.py times
+         * the reference, so one noisy run on a shared machine does not make the figure */
+        double ms = 1e300, spent = 0;
+        for (int r = 0; r < (n_blocks == 1 ? 5 : 1) && (r < 2 || spent < 3.0); r++) {
+            double t0 = sf_now();
+            if ((s = sf_dit_forward(&st, x, 3, t, 3 * b, flow, err))) goto done;
+            double dt = sf_now() - t0;
+            spent += dt;
+            if (dt * 1e3 < ms) ms = dt * 1e3;
+        }
         if (b == 0 || b == n_blocks - 1)
             printf("denoise %s block %d (%lld keys): %.1f ms per block-forward%s", label, b,
                    (long long)(st.local_end), ms, scale_layers > 1 ? "" : "\n");

@@ -22,6 +22,7 @@
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 /* The kernel variant that should run: the AVX2 copy on an AVX2 CPU unless SF_CPU_BASELINE is
  * set. sf_*_cpu_isa() answers from inside the variant, so "baseline vs avx2, same bits" below
@@ -431,6 +432,36 @@ static void test_split3_bf16(void) {
     SF_CHECK_MSG(bad == 0, "split3: %d values off", bad);
 }
 
+/* sf_dnnl_to_bf16 and sf_dnnl_split3_bf16 in their baseline and AVX2 variants (bf16_cvt.inc): the
+ * same bits as each other, and to_bf16 the same as the scalar sf_f32_to_bf16, over normal, denormal,
+ * huge (rounding to inf), signed-zero, inf and NaN inputs and a ragged tail (n % 8 = 5). */
+static void test_to_bf16_variants(void) {
+    enum { N = 3005 };
+    static float x[N];
+    static uint16_t t[2][N], h[2][N], m[2][N], l[2][N];
+    fill(x, N, 71);
+    for (int i = 0; i < N; i++) x[i] *= ldexpf(1.0f, (i % 300) - 150); /* denormals up to near FLT_MAX */
+    x[0] = 0.0f, x[1] = -0.0f, x[2] = INFINITY, x[3] = -INFINITY, x[4] = NAN, x[5] = -NAN;
+    x[6] = 3.4028235e38f, x[7] = 1.0e-45f, x[N - 1] = NAN, x[N - 2] = 3.39e38f;
+    for (int pass = 0; pass < 2; pass++) {
+        if (pass) setenv("SF_CPU_BASELINE", "1", 1);
+        SF_CHECK_MSG(sf_bf16_cvt_isa() == expected_isa(pass), "to_bf16 runs isa %d, expected %d (baseline %d)",
+                     sf_bf16_cvt_isa(), expected_isa(pass), pass);
+        sf_dnnl_to_bf16(x, t[pass], N);
+        sf_dnnl_split3_bf16(x, h[pass], m[pass], l[pass], N);
+    }
+    unsetenv("SF_CPU_BASELINE");
+    int bad = 0;
+    for (int i = 0; i < N; i++) {
+        const uint16_t want = sf_f32_to_bf16(x[i]);
+        const int nan = isnan(x[i]);
+        bad += nan ? !(isnan(sf_bf16_to_f32(t[0][i])) && t[0][i] == t[1][i]) : t[0][i] != want || t[1][i] != want;
+    }
+    SF_CHECK_MSG(bad == 0, "to_bf16: %d values differ from sf_f32_to_bf16 or between variants", bad);
+    SF_CHECK_MSG(!memcmp(h[0], h[1], sizeof h[0]) && !memcmp(m[0], m[1], sizeof m[0]) && !memcmp(l[0], l[1], sizeof l[0]),
+                 "split3: the baseline and AVX2 variants differ");
+}
+
 /* The fast mode's GEMM on bf16 weights with few rows (umT5 on a short prompt) on a CPU with bf16 units:
  * three bf16 pieces of each input through one oneDNN bf16 matmul (gemm.c gemm_split3). Its error
  * against a double reference stays at the exact f32 kernel's order (≤ 4× it + 1e-7·max) while one
@@ -537,6 +568,7 @@ static void test_fast_gelu(void) {
 static const sf_test tests[] = {
     {"fast_gemm", test_fast_gemm},
     {"split3_bf16", test_split3_bf16},
+    {"to_bf16_variants", test_to_bf16_variants},
     {"fast_gemm_split3", test_fast_gemm_split3},
     {"fast_gelu", test_fast_gelu},
     {"fast_attention", test_fast_attention},
