@@ -218,11 +218,15 @@ sf_status sf_t5_encode(const sf_t5 *m, const int64_t *ids, int64_t seq_len, int6
     if (!sf_mul_ok((size_t)L, (size_t)D, &nLD) || !sf_mul_ok((size_t)L, (size_t)A, &nLA) ||
         !sf_mul_ok((size_t)L, (size_t)F, &nLF))
         return sf_fail(err, SF_E_NOMEM, "umT5: activation size overflow");
-    float *x = sf_calloc2(nLD, 4), *h = sf_calloc2(nLD, 4), *t = sf_calloc2(nLD, 4);
-    float *q = sf_calloc2(nLA, 4), *k = sf_calloc2(nLA, 4), *v = sf_calloc2(nLA, 4), *o = sf_calloc2(nLA, 4);
-    float *g = sf_calloc2(nLF, 4), *f1 = sf_calloc2(nLF, 4);
+    /* one block, every part written before it is read: no zeroing, and a block glibc keeps for the next
+     * prompt (its mmap threshold rises to it after the first free) instead of fresh pages per call */
+    if (nLD > SIZE_MAX / 64 || nLA > SIZE_MAX / 64 || nLF > SIZE_MAX / 64) /* 9 parts of 4 bytes fit */
+        return sf_fail(err, SF_E_NOMEM, "umT5: activation size overflow");
+    float *x = malloc(sizeof(float) * (3 * nLD + 4 * nLA + 2 * nLF)), *h = NULL, *t = NULL, *q = NULL, *k = NULL, *v = NULL, *o = NULL;
+    float *g = NULL, *f1 = NULL;
+    if (x) h = x + nLD, t = h + nLD, q = t + nLD, k = q + nLA, v = k + nLA, o = v + nLA, g = o + nLA, f1 = g + nLF;
     int *bucket = sf_calloc2((size_t)(2 * L - 1), sizeof *bucket);
-    if (!x || !h || !t || !q || !k || !v || !o || !g || !f1 || !bucket) {
+    if (!x || !bucket) {
         st = sf_fail(err, SF_E_NOMEM, "out of memory (umT5 activations for %lld tokens)", (long long)L);
         goto fail;
     }
@@ -271,6 +275,6 @@ sf_status sf_t5_encode(const sf_t5 *m, const int64_t *ids, int64_t seq_len, int6
 gemm_fail:
     st = sf_fail(err, SF_E_UNSUPPORTED, "umT5: unsupported weight dtype for the GEMM");
 fail:
-    free(x), free(h), free(t), free(q), free(k), free(v), free(o), free(g), free(f1), free(bucket);
+    free(x), free(bucket);
     return st;
 }
