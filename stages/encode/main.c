@@ -51,7 +51,7 @@ static const sf_opt opts[] = {
     {"list", 0, SF_ARG_FLAG, "list the cache entries and exit"},
     {"threads", 0, SF_ARG_VALUE, "N\tCPU threads (default: all)"},
     SF_OPTS_DEVICE("umT5 in bf16, 11.4 GB for umT5-XXL"),
-    {"low-memory", 0, SF_ARG_FLAG, "with --device cuda: free the encoder's GPU memory after every prompt (each cache miss uploads the weights again)"},
+    {"low-memory", 0, SF_ARG_FLAG, "with --device cuda: stream the layers (one on the GPU at a time) and free the GPU memory after every prompt"},
     {"bench", 0, SF_ARG_VALUE, "xxl\tprint ms per 512-token prompt and GPU memory of the full-size umT5-XXL with random weights (needs --device cuda), then exit"},
     SF_OPTS_STD,
     {NULL, 0, 0, NULL},

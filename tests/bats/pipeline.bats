@@ -67,6 +67,11 @@ decode() { sf-decode --model-dir "$M" --progress none "$@"; }
     mkdir -p "$T/tmp"
     TMPDIR="$T/tmp" run -0 sf-run --dry-run pipelines/t2v.yaml "${args[@]}"
     assert_output --partial "ipc://$T/tmp/sf-run-"
+    refute_output --partial "--low-memory"
+    # low_memory=true (24 GB cards) reaches the encoder, and only the encoder, as --low-memory
+    TMPDIR="$T/tmp" run -0 sf-run --dry-run pipelines/t2v.yaml "${args[@]}" low_memory=true device=cuda:0
+    [ "$(grep -c -- '--low-memory' <<<"$output")" = 1 ]
+    grep -- '--low-memory' <<<"$output" | grep -q 'sf-encode'
     TMPDIR="$T/tmp" run -0 sf-run pipelines/t2v.yaml "${args[@]}"
     [ -z "$(ls -A "$T/tmp")" ]
     assert_output --partial "[encode] sf-encode: info: loading umT5 encoder"

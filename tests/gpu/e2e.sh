@@ -8,9 +8,11 @@
 #      SF_E2E_T5_LAYERS layers (default 2) so that writing the model fits the device minutes; the
 #      24-layer encoder costs ~11 ms more per prompt, measured by sf-encode --bench xxl): 832x480,
 #      21 latent frames -> 81 frames, timed end to end (process start, weight loading, plans,
-#      encode, denoise, decode, writing the video) twice, each with an SF_TRACE timeline whose
+#      encode, denoise, decode, writing the video) twice, then once more with low_memory=true (the
+#      encoder streams its layers: the 24 GB-card configuration), each with an SF_TRACE timeline whose
 #      figures (tests/gpu/timeline.sh: DiT, first frames on screen, steady block, end to end from
-#      the first forward) go into the summary and the bench table (tests/gpu/table.sh).
+#      the first forward) and the peak GPU memory of the whole pipeline (nvidia-smi, sampled every
+#      100 ms) go into the summary and the bench table (tests/gpu/table.py).
 # The GPU machine has no ffmpeg, so the video is .y4m (an .mp4 output needs ffmpeg on PATH).
 # One line per result in /tmp/sf-e2e/summary.txt; exit 1 when a pipeline fails.
 set -uo pipefail
@@ -64,6 +66,18 @@ print(int((os.path.getsize(p) - len(hdr)) // (size + 6)))
 PY
 }
 
+# GPU memory in use (all processes: the three stages are the only ones on the device machine), sampled
+# by nvidia-smi every 100 ms while a pipeline runs; mempeak prints the largest sample in GiB.
+MEMPID=
+memwatch_start() {
+    MEMPID=
+    command -v nvidia-smi >/dev/null 2>&1 || return 0
+    nvidia-smi --query-gpu=memory.used --format=csv,noheader,nounits -i 0 -lms 100 >"$1" 2>/dev/null &
+    MEMPID=$!
+}
+memwatch_stop() { [ -n "$MEMPID" ] && kill "$MEMPID" 2>/dev/null && wait "$MEMPID" 2>/dev/null; MEMPID=; return 0; }
+mempeak() { awk '$1 + 0 > m { m = $1 + 0 } END { if (NR) printf "%.2f", m / 1024; else printf "-" }' "$1" 2>/dev/null || echo -; }
+
 echo "== e2e 1: tiny model, sf-run t2v.yaml on the GPU and on the CPU"
 M=$W/tiny
 sf-mkmodel tiny "$M" --seed 5 >"$W/mk-tiny.log" 2>&1 || { echo "sf-mkmodel tiny failed"; tail -n 3 "$W/mk-tiny.log"; exit 1; }
@@ -86,9 +100,13 @@ F=$W/full
 a=$(now)
 if timeout 240 sf-mkmodel 1.3b "$F" --seed 1 --t5-layers "${SF_E2E_T5_LAYERS:-2}" >"$W/mk-full.log" 2>&1; then
     echo "full model written in $(el "$a" "$(now)") s ($(du -sh "$F" | cut -f1), umT5 with ${SF_E2E_T5_LAYERS:-2} layers)" | tee -a "$S"
-    for run in 1 2; do
+    for run in 1 2 low; do
+        extra=()
+        [ "$run" = low ] && extra=(low_memory=true) # 24 GB cards: the encoder streams its layers
         a=$(now)
-        SF_TRACE="$W/trace-$run" t2v "$F" cuda:0 "$W/full-$run.y4m" "$W/full-$run.log"; r=$?
+        memwatch_start "$W/mem-$run.txt"
+        SF_TRACE="$W/trace-$run" t2v "$F" cuda:0 "$W/full-$run.y4m" "$W/full-$run.log" "${extra[@]}"; r=$?
+        memwatch_stop
         b=$(now)
         grep -E 'finished|decoded 21|encoded|DiT:|weights' "$W/full-$run.log" | tail -n 6
         if [ $r -eq 0 ]; then
@@ -96,6 +114,7 @@ if timeout 240 sf-mkmodel 1.3b "$F" --seed 1 --t5-layers "${SF_E2E_T5_LAYERS:-2}
             echo "full t2v run $run: $(el "$a" "$b") s end to end (sf-run wall: 3 processes, loading, plans, encode + denoise + decode, $nf frames of 832x480 written)" | tee -a "$S"
             # from the first forward (weights loaded, embedding in hand): tests/gpu/timeline.sh
             echo "full t2v run $run timeline: $(tests/gpu/timeline.sh "$W/trace-$run" 2>&1)" | tee -a "$S"
+            echo "full t2v run $run peak GPU memory: $(mempeak "$W/mem-$run.txt") GiB (nvidia-smi memory.used, every process, sampled every 100 ms)" | tee -a "$S"
         else
             echo "full t2v run $run: FAILED (exit $r)" | tee -a "$S"
             tail -n 12 "$W/full-$run.log"
