@@ -30,7 +30,7 @@ typedef struct layer_w {
 } layer_w;
 
 typedef struct cache_buf {
-    void *buf;      /* [2 + nmax, H, W, cin] bf16: frames 0..1 the cache */
+    void *buf;      /* [2, H, W, cin] bf16: the causal conv's 2 cached input frames */
     size_t fe;      /* elements per frame */
     int nmax;
 } cache_buf;
@@ -49,6 +49,9 @@ struct sf_vae_cuda {
     float *head_g;
     cache_buf *cache;
     int n_caches;
+    void *stage;         /* one conv's input [2 + n, H, W, cin] bf16, shared by every cache slot: the
+                            slot's 2 frames are copied in front of the chunk its producer wrote */
+    size_t cache_bytes;  /* the slots' 2 frames each + the stage */
     int up3d_seen[SF_VAE_MAX_LAYERS];
     void *A, *B, *X, *U; /* activations: residual stream ping-pong, scratch, upsampled frames */
     float *S;            /* attention logits [HW, HW] f32 */
@@ -237,9 +240,14 @@ sf_status sf_vae_cuda_new(const sf_vae *v, int ordinal, sf_vae_cuda **out, sf_er
     }
     /* the memory check before anything large: caches + 4 activations + attention + frames */
     const int64_t Ho = v->st.h << c->n_up, Wo = v->st.w << c->n_up, nf = (int64_t)1 << c->n_up3d;
-    size_t need = (2 * p->act + p->act + p->up) * 2 + (size_t)(p->attn_hw * p->attn_hw) * 6 + 
-                  (size_t)(nf * Ho * Wo) * (3 + 12) + ((size_t)64 << 20), fr = 0, tot = 0;
-    for (int i = 0; i < p->n_caches; i++) need += (size_t)(2 + p->cache[i].nmax) * p->cache[i].fe * 2;
+    size_t need = (2 * p->act + p->act + p->up) * 2 + (size_t)(p->attn_hw * p->attn_hw) * 6 +
+                  (size_t)(nf * Ho * Wo) * (3 + 12) + ((size_t)64 << 20), fr = 0, tot = 0, stage_e = 0;
+    for (int i = 0; i < p->n_caches; i++) {
+        const size_t se = (size_t)(2 + p->cache[i].nmax) * p->cache[i].fe;
+        need += 2 * p->cache[i].fe * 2;
+        if (se > stage_e) stage_e = se;
+    }
+    need += stage_e * 2;
     if (sf_cuda_mem_info(&fr, &tot, err) == SF_OK && need > fr) {
         s = sf_fail(err, SF_E_NOMEM,
                     "cuda:%d has %.2f GiB free, the VAE decoder needs about %.2f GiB for %lldx%lld latents: use a GPU "
@@ -256,8 +264,11 @@ sf_status sf_vae_cuda_new(const sf_vae *v, int ordinal, sf_vae_cuda **out, sf_er
     }
     for (int i = 0; i < p->n_caches; i++) {
         g->cache[i] = p->cache[i];
-        if ((s = dalloc(g, &g->cache[i].buf, (size_t)(2 + p->cache[i].nmax) * p->cache[i].fe * 2, err))) goto fail;
+        if ((s = dalloc(g, &g->cache[i].buf, 2 * p->cache[i].fe * 2, err))) goto fail;
+        g->cache_bytes += 2 * p->cache[i].fe * 2;
     }
+    if (stage_e && (s = dalloc(g, &g->stage, stage_e * 2, err))) goto fail;
+    g->cache_bytes += stage_e * 2;
     g->attn_hw = p->attn_hw;
     float mr[2 * 4096];
     sf_vae_unscale_consts(sf_vae_latent_mean, sf_vae_latent_std, c->z_dim, c->bf16_unscale, mr);
@@ -305,6 +316,7 @@ void sf_vae_cuda_destroy(sf_vae_cuda **gp) {
     sf_cuda_free(g->head_g);
     for (int i = 0; g->cache && i < g->n_caches; i++) sf_cuda_free(g->cache[i].buf);
     free(g->cache);
+    sf_cuda_free(g->stage);
     sf_cuda_free(g->A), sf_cuda_free(g->B), sf_cuda_free(g->X), sf_cuda_free(g->U);
     sf_cuda_free(g->S), sf_cuda_free(g->P), sf_cuda_free(g->zin), sf_cuda_free(g->mr);
     sf_cuda_free(g->u8_d), sf_cuda_free(g->video_d);
@@ -331,6 +343,7 @@ int64_t sf_vae_cuda_frames_for(const sf_vae_cuda *g, int64_t n) {
 }
 
 size_t sf_vae_cuda_bytes(const sf_vae_cuda *g) { return g ? g->bytes : 0; }
+size_t sf_vae_cuda_cache_bytes(const sf_vae_cuda *g) { return g ? g->cache_bytes : 0; }
 
 int sf_vae_cuda_profile(const sf_vae_cuda *g, char *buf, size_t n) {
     return g ? sf_gpu_prof_format(&g->prof, "latent frames", 2, buf, n) : 0;
@@ -344,8 +357,9 @@ void sf_vae_cuda_profile_reset(sf_vae_cuda *g) {
 
 #define BF(p, e) ((void *)((uint16_t *)(p) + (e))) /* bf16 element offset */
 
-/* The chunk area of cache slot `slot` (behind its 2 cached frames). */
-static void *slot_in(sf_vae_cuda *g, int slot) { return BF(g->cache[slot].buf, 2 * g->cache[slot].fe); }
+/* Where the producer of cache slot `slot`'s conv input writes its chunk: the stage, behind room for the
+ * slot's 2 cached frames (cached_conv copies them in front). */
+static void *slot_in(sf_vae_cuda *g, int slot) { return BF(g->stage, 2 * g->cache[slot].fe); }
 
 /* n output frames of conv c (shape sh, t_out 1) from frames of xe elements at x (output frame t reads
  * input frames t..t+kt-1), with res (n frames) or NULL: one cuDNN call when a plan for all n was
@@ -366,8 +380,9 @@ static sf_status conv_frames(sf_vae_cuda *g, sf_conv_shape sh, const conv_w *c, 
     return SF_OK;
 }
 
-/* Causal conv over the n frames written at slot_in(slot): output frame t reads frames t..t+kt-1 of
- * the slot buffer; res (n, H, W, cout) or NULL; then the last 2 input frames move to the front. */
+/* Causal conv over the n frames written at slot_in(slot): the slot's 2 cached frames go in front of them
+ * on the stage, output frame t reads stage frames t..t+kt-1; res (n, H, W, cout) or NULL; then the
+ * last 2 input frames become the slot's cache. */
 static sf_status cached_conv(sf_vae_cuda *g, int *slot, const conv_w *c, int64_t n, int64_t H, int64_t W,
                              const void *res, void *out, sf_err *err) {
     cache_buf *cb = &g->cache[*slot];
@@ -376,14 +391,14 @@ static sf_status cached_conv(sf_vae_cuda *g, int *slot, const conv_w *c, int64_t
     if (sf_stopped()) return sf_stop_err(err); /* a stop signal is honoured per conv chunk */
     if (*slot >= g->n_caches || fe != (size_t)(c->cin * H * W) || n > cb->nmax)
         return sf_fail(err, SF_E_ARG, "VAE (cuda): internal cache mismatch at slot %d", *slot);
-    /* the input is the n + kt − 1 frames from the cache on */
-    sf_conv_shape sh = {c->cin, c->cout, H, W, 1, c->kt, c->k, 1, res != NULL};
-    if ((s = conv_frames(g, sh, c, n, cb->buf, fe, res, out, err))) return s;
-    /* cache = frames n, n+1 of [cache0, cache1, x0 .. x(n-1)] (the conv is enqueued first) */
+    /* the input is the n + kt − 1 frames from the stage's start: [cache0, cache1, x0 .. x(n-1)] */
     prof(g, V_CACHE, 0);
-    for (int j = 0; j < 2; j++)
-        if ((s = sf_cuda_copy_d2d(&g->cx, BF(cb->buf, (size_t)j * fe), BF(cb->buf, (size_t)(n + j) * fe), fe * 2, err)))
-            return s;
+    if ((s = sf_cuda_copy_d2d(&g->cx, g->stage, cb->buf, 2 * fe * 2, err))) return s;
+    sf_conv_shape sh = {c->cin, c->cout, H, W, 1, c->kt, c->k, 1, res != NULL};
+    if ((s = conv_frames(g, sh, c, n, g->stage, fe, res, out, err))) return s;
+    /* cache = frames n, n+1 of the stage (the conv is enqueued first; one stream orders them) */
+    prof(g, V_CACHE, 0);
+    if ((s = sf_cuda_copy_d2d(&g->cx, cb->buf, BF(g->stage, (size_t)n * fe), 2 * fe * 2, err))) return s;
     (*slot)++;
     return SF_OK;
 }

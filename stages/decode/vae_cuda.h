@@ -5,11 +5,13 @@
  * in blocks gives the same bytes as decoding at once.
  * Design: channels-last bf16 activations (H, W, C) end to end, fp32 accumulation and statistics.
  *  - 3×3×3 / 3×1×1 causal convs and the 3×3 Resample convs: cuDNN (kernels/conv_cuda.h), bias and
- *    the residual fused into the conv's epilogue. Each cached conv owns ONE buffer
- *    [2 + n_max, H, W, Cin]: frames 0–1 are its cache, the producer (RMS norm + SiLU, conv2,
- *    the copy before time_conv) writes the chunk behind them, the conv reads output frame t from
- *    frames t..t+2 (temporal padding 0, one call and one plan per output frame), and afterwards
- *    only the last 2 input frames move to the front.
+ *    the residual fused into the conv's epilogue. Each cached conv keeps only its 2 cached input
+ *    frames [2, H, W, Cin]; one stage [2 + n_max, H, W, Cin] (the largest conv's) is shared: the
+ *    producer (RMS norm + SiLU, conv2, the copy before time_conv) writes the chunk behind room for
+ *    2 frames, the slot's 2 frames are copied in front, the conv reads output frame t from frames
+ *    t..t+2 (temporal padding 0; all n frames in one call where a plan was made), and afterwards
+ *    the last 2 input frames are copied back as the slot's cache. (Each conv owning a whole
+ *    [2 + n_max] buffer held ~3 GiB more at 832×480 for a copy of 2 frames per conv.)
  *  - 1×1 convs (conv2, shortcut, to_qkv, proj): cuBLASLt GEMM + bias (sf_linear_cuda).
  *  - mid-block attention: single head, d = C (384 real): cuDNN's SDPA takes d ≤ 256 only, so the
  *    explicit cuBLASLt path (sf_attention_blas_cuda: QKᵀ f32 → softmax → PV).
@@ -47,6 +49,8 @@ sf_status sf_vae_cuda_decode(sf_vae_cuda *g, const float *z, int64_t n, float *v
                              sf_err *err);
 /* Device memory held (weights, caches, activations, workspaces), bytes. */
 size_t sf_vae_cuda_bytes(const sf_vae_cuda *g);
+/* Of it, the causal caches: 2 frames per cached conv + the shared stage (tests: the layout's size). */
+size_t sf_vae_cuda_cache_bytes(const sf_vae_cuda *g);
 /* SF_CUDA_PROFILE=1 at sf_vae_cuda_new: where each latent frame's GPU time goes, by category, with
  * the convolutions' and GEMMs' achieved TFLOP/s (sf_gpu_prof_format) into buf; 0 when off.
  * _reset starts a new tally (the bench resets after its warm-up). */

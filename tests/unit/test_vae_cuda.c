@@ -1,7 +1,8 @@
 /* test_vae_cuda.c — the GPU VAE decoder (stages/decode/vae_cuda.c) against the golden reference
  * decode (tests/golden/expect/vae.safetensors, dim 8, 9 latent frames → 33) within bf16
  * tolerances: intermediates (dec_conv1_f0, dec_middle_f0, dec_up0_f0/f1 through the debug tap),
- * video, frames_u8; streamed in blocks (3,3,3 and 1,2,4,2) gives the same bytes as one-shot.
+ * video, frames_u8; streamed in blocks (3,3,3 and 1,2,4,2) gives the same bytes as one-shot; the causal
+ * caches hold 2 frames per conv plus one shared stage.
  * SF_TEST_DEVICE=cuda:N picks the GPU; SKIP without one. refusal runs everywhere: on a machine
  * without a usable GPU, sf_vae_cuda_new fails with one line and leaves nothing allocated.
  * Built twice: test_vae_cuda (real CUDA) and, with -DSF_TEST_EMU, test_vae_emu — the whole GPU
@@ -80,6 +81,19 @@ static int pick_device(int *ordinal) {
     return 1;
 }
 
+/* The causal caches' device memory by the layout: 2 frames per cached conv plus one shared stage of
+ * the largest conv's 2 + n frames (sf_vae_walk lists every cached conv with its frame size and n). */
+typedef struct cache_sum {
+    size_t two, stage;
+} cache_sum;
+static void sum_caches(void *ctx, const sf_vae_step *st) {
+    cache_sum *c = ctx;
+    if (st->kind != SF_VAE_STEP_CACHE) return;
+    const size_t fe = (size_t)(st->cin * st->H * st->W), se = (size_t)(2 + st->n) * fe * 2;
+    c->two += 2 * fe * 2;
+    if (se > c->stage) c->stage = se;
+}
+
 static void test_vae_cuda_golden(void) {
     sf_err err = {{0}};
     sf_tfile *g = NULL;
@@ -97,6 +111,11 @@ static void test_vae_cuda_golden(void) {
     SF_CHECK_OK(sf_vae_cuda_new(v, ord, &gv, &err), &err);
     if (!gv) goto done;
     printf("# GPU VAE: %.1f MiB of device memory\n", sf_vae_cuda_bytes(gv) / 1048576.0);
+    cache_sum cs = {0, 0};
+    sf_vae_walk(&v->cfg, v->st.h, v->st.w, sum_caches, &cs);
+    SF_CHECK_MSG(sf_vae_cuda_cache_bytes(gv) == cs.two + cs.stage && cs.two > 0,
+                 "causal caches hold %zu bytes; 2 frames per conv + one stage = %zu + %zu", sf_vae_cuda_cache_bytes(gv),
+                 cs.two, cs.stage);
 
     size_t nz, nv;
     float *z = golden_f32(g, "z", &nz), *ref = golden_f32(g, "video", &nv);
