@@ -38,6 +38,11 @@ int sf_dnnl_gelu_tanh(float *x, int64_t n, int nthreads);
  * inputs and weights (f32 accumulation and output). Its work memory is oneDNN's (per call). */
 sf_status sf_dnnl_conv3d(const sf_conv3d_args *a, int bf16, sf_err *err);
 
+/* A planar f32 frame src [C, HW] (C a multiple of 16) into oneDNN's 16-channel blocked layout: channel
+ * c, pixel p at dst[(c / 16)·cbs + p·16 + c % 16] (cbs: elements between channel blocks). Data
+ * movement only. */
+void sf_dnnl_to_blocked16(const float *src, int64_t C, int64_t HW, float *dst, int64_t cbs, int nthreads);
+
 /* 1 when built with oneDNN, 0 with DNNL=0 (kernels/nodnnl/dnnl_none.c: every call refuses). */
 int sf_dnnl_built(void);
 

@@ -13,6 +13,7 @@
  * JIT, this one also the descriptor search). oneDNN primitives may run concurrently. */
 #define _POSIX_C_SOURCE 200809L
 #include "dnnl_ops.h"
+#include "parallel.h"
 
 #include <dnnl.h>
 #ifdef _OPENMP
@@ -257,6 +258,38 @@ int sf_dnnl_gelu_tanh(float *x, int64_t n, int nthreads) {
     return run_inplace(&k, &md, x, nthreads, make_gelu_tanh);
 }
 
+/* ---- the f32 convolution's input layout ---------------------------------------------------
+ * A planar frame [C, HW] into the 16-channel blocked layout, channel block cb at dst + cb·cbs:
+ * [HW][16] per block. oneDNN's reorder into a depth slice of the blocked source ran its generic
+ * jit:uni kernel (4.1 ms for 192 × 120×208); this plain loop over tiles of 16 channel rows × 2048
+ * pixels takes 0.8 ms (an AVX2 8×8-transpose version measured 0.74: not worth its intrinsics). Data
+ * movement only, so the bits are the same. */
+typedef struct blk_job {
+    const float *src;
+    float *dst;
+    int64_t HW, cbs, chunk; /* pixels per item */
+    int64_t nchunks;
+} blk_job;
+
+static void blk_range(void *ctx, int64_t b, int64_t e) {
+    const blk_job *j = ctx;
+    for (int64_t it = b; it < e; it++) {
+        const int64_t cb = it / j->nchunks, p0 = (it % j->nchunks) * j->chunk;
+        const int64_t p1 = p0 + j->chunk < j->HW ? p0 + j->chunk : j->HW;
+        const float *rows[16];
+        for (int i = 0; i < 16; i++) rows[i] = j->src + (cb * 16 + i) * j->HW;
+        float *out = j->dst + cb * j->cbs;
+        for (int64_t p = p0; p < p1; p++)
+            for (int i = 0; i < 16; i++) out[p * 16 + i] = rows[i][p];
+    }
+}
+
+void sf_dnnl_to_blocked16(const float *src, int64_t C, int64_t HW, float *dst, int64_t cbs, int nthreads) {
+    if (C <= 0 || HW <= 0) return;
+    blk_job j = {src, dst, HW, cbs, 2048, (HW + 2047) / 2048};
+    sf_parallel_for(C / 16 * j.nchunks, nthreads, 1, blk_range, &j);
+}
+
 /* ---- 3-D convolution --------------------------------------------------------------------- */
 
 /* Frames per oneDNN call: the blocked copies of input and output stay under ~64 M floats. */
@@ -353,7 +386,15 @@ sf_status sf_dnnl_conv3d(const sf_conv3d_args *a, int bf16, sf_err *err) {
         dnnl_memory_get_data_handle(smem, (void **)&sbase);
         const dnnl_memory_desc_t *smd = dnnl_primitive_desc_query_md(cpd, dnnl_query_src_md, 0);
         const size_t dstride = (size_t)smd->format_desc.blocking.strides[2] * (bf16 ? 2 : 4);
-        for (int64_t f = 0; f < D && !st; f++) {
+        /* f32 in the 16-channel blocked layout: our transposes (blocked with [H][W][16] per block) */
+        const dnnl_blocking_desc_t *bd = &smd->format_desc.blocking;
+        const int own = !bf16 && bd->inner_nblks == 1 && bd->inner_blks[0] == 16 && bd->inner_idxs[0] == 1 &&
+                        bd->strides[4] == 16 && bd->strides[3] == 16 * a->w && a->cin % 16 == 0 &&
+                        !getenv("SF_DNNL_REORDER");
+        for (int64_t f = 0; f < D && !st && own; f++)
+            sf_dnnl_to_blocked16(a->frames[t0 + f], a->cin, hw, (float *)(sbase + (size_t)f * dstride), bd->strides[1],
+                                 a->threads);
+        for (int64_t f = 0; f < D && !st && !own; f++) {
             dnnl_memory_set_data_handle(fmem, (void *)a->frames[t0 + f]);
             dnnl_memory_set_data_handle(slmem, sbase + (size_t)f * dstride);
             dnnl_exec_arg_t ra[2] = {{DNNL_ARG_FROM, fmem}, {DNNL_ARG_TO, slmem}};
