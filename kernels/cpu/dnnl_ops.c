@@ -295,6 +295,27 @@ void sf_dnnl_to_blocked16(const float *src, int64_t C, int64_t HW, float *dst, i
 /* Frames per oneDNN call: the blocked copies of input and output stay under ~64 M floats. */
 #define CONV_BUDGET ((int64_t)64 << 20)
 
+/* The convolution's work buffers (blocked source, destination, weights: ~80 MB for a 192-channel
+ * 120×208 frame group), kept between calls — oneDNN's own allocation gave fresh pages per call, ~15 k
+ * page faults per conv. Grow-only, 64-byte aligned; one caller at a time holds them (conv_mu, tried:
+ * a concurrent caller lets oneDNN allocate as before). */
+static pthread_mutex_t conv_mu = PTHREAD_MUTEX_INITIALIZER;
+static struct {
+    void *p;
+    size_t n;
+} conv_buf[3];
+
+/* Memory for md on conv buffer k (held), or oneDNN-allocated (not held / out of memory). */
+static dnnl_memory_t conv_mem(const dnnl_memory_desc_t *md, int k, int held) {
+    const size_t n = dnnl_memory_desc_get_size(md);
+    if (held && conv_buf[k].n < n) {
+        free(conv_buf[k].p);
+        conv_buf[k].p = aligned_alloc(64, (n + 63) & ~(size_t)63);
+        conv_buf[k].n = conv_buf[k].p ? n : 0;
+    }
+    return mem(md, held && conv_buf[k].p ? conv_buf[k].p : NULL);
+}
+
 sf_status sf_dnnl_conv3d(const sf_conv3d_args *a, int bf16, sf_err *err) {
     pthread_once(&engine_once, engine_init);
     if (!engine) return sf_fail(err, SF_E_UNSUPPORTED, "oneDNN: no CPU engine");
@@ -310,6 +331,7 @@ sf_status sf_dnnl_conv3d(const sf_conv3d_args *a, int bf16, sf_err *err) {
     dnnl_primitive_desc_t cpd = NULL;
     dnnl_stream_t s = stream_new();
     if (!s) return sf_fail(err, SF_E_UNSUPPORTED, "oneDNN: no stream");
+    const int held = pthread_mutex_trylock(&conv_mu) == 0;
     set_threads(a->threads);
 
     for (int64_t t0 = 0; t0 < a->n_out && !st; t0 += G) {
@@ -343,10 +365,10 @@ sf_status sf_dnnl_conv3d(const sf_conv3d_args *a, int bf16, sf_err *err) {
             const dnnl_memory_desc_t *dmd = dnnl_primitive_desc_query_md(cpd, dnnl_query_dst_md, 0);
             if (smem) dnnl_memory_destroy(smem);
             if (dmem) dnnl_memory_destroy(dmem);
-            smem = mem(smd, NULL), dmem = mem(dmd, NULL);
+            smem = conv_mem(smd, 0, held), dmem = conv_mem(dmd, 1, held);
             if (!wmem) { /* weights: reordered to the convolution's layout once per call */
                 dnnl_primitive_desc_t rpd = NULL;
-                wuser = mem(&wplain, a->weight), wmem = mem(wmd, NULL);
+                wuser = mem(&wplain, a->weight), wmem = conv_mem(wmd, 2, held);
                 bmem = a->bias ? mem(&bmd, a->bias) : NULL;
                 if (wuser && wmem && !dnnl_reorder_primitive_desc_create(&rpd, &wplain, engine, wmd, engine, NULL) &&
                     !dnnl_primitive_create(&rw, rpd)) {
@@ -418,6 +440,7 @@ sf_status sf_dnnl_conv3d(const sf_conv3d_args *a, int bf16, sf_err *err) {
     dnnl_memory_t ms[] = {wuser, wmem, bmem, smem, dmem, fmem, oumem, slmem};
     for (size_t i = 0; i < sizeof ms / sizeof ms[0]; i++)
         if (ms[i]) dnnl_memory_destroy(ms[i]);
+    if (held) pthread_mutex_unlock(&conv_mu);
     dnnl_stream_destroy(s);
     if (st && !err->msg[0]) return sf_fail(err, st, "oneDNN: convolution failed");
     return st;
