@@ -139,7 +139,7 @@ static void cvt_rows(const void *src, sf_dtype sdt, int64_t K, int64_t lds, int6
  * bf16 weight is exact in f32 and oneDNN (AMX / AVX512-BF16) accumulates in f32, so one bf16 matmul
  * of the stacked rows [hi; mid; lo] and y = hi·Wᵀ + (mid·Wᵀ + lo·Wᵀ) + b is an f32 product that reads
  * the weights once, as they lie (no f32 copy: the bf16 umT5-XXL stays bf16 in memory). */
-#define SPLIT_CAP ((int64_t)1 << 23) /* floats of stacked output per matmul call (32 MiB) */
+#define SPLIT_CAP ((int64_t)1 << 22) /* floats of stacked output per matmul call (16 MiB: under glibc's 32 MiB mmap ceiling, so the buffers are reused, not fresh pages per call) */
 #define ALIGN64(b) (((b) + 63) & ~(size_t)63) /* oneDNN's operands start on 64-byte lines (parallel.c) */
 
 typedef struct split_job {
