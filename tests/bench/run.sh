@@ -42,12 +42,23 @@ for p in ${SF_TORCH_PYTHON:-} python3 /usr/bin/python3; do
     if "$p" -c "import torch" >/dev/null 2>&1; then PY=$p; break; fi
 done
 figs="dit480 dit4680 t5 vae"
+# The short figures vary by ±10 % from one process to the next on a shared machine (where the weights'
+# pages land, the neighbours' use of the L3): each cell is the median of SF_BENCH_REPEAT processes
+# (default 5), sfpipe's modes and PyTorch interleaved; dit4680 (seconds per run) once.
+median() { grep . | sort -g | awk '{ a[NR] = $1 } END { if (NR) print a[int((NR + 1) / 2)] }'; }
 declare -A ms
 for f in $figs; do
-    for m in exact fast bf16; do ms[$f.$m]=$(figure "$m" "$f"); done
-    if [ -n "$PY" ]; then
-        while read -r _ _ dt v; do ms[$f.torch_$dt]=$v; done < <("$PY" tests/bench/torch_ref.py "$T" "$f")
-    fi
+    R=1
+    [ "$f" = dit4680 ] || R=${SF_BENCH_REPEAT:-5}
+    declare -A acc=()
+    for _ in $(seq "$R"); do
+        for m in exact fast bf16; do acc[$m]+="$(figure "$m" "$f") "; done
+        if [ -n "$PY" ]; then
+            while read -r _ _ dt v; do acc[torch_$dt]+="$v "; done < <("$PY" tests/bench/torch_ref.py "$T" "$f")
+        fi
+    done
+    for k in "${!acc[@]}"; do ms[$f.$k]=$(tr ' ' '\n' <<<"${acc[$k]}" | median); done
+    unset acc
 done
 ratio() { [ -n "$1" ] && [ -n "$2" ] && awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", a / b }' || echo "-"; }
 printf "%-9s %10s %10s %10s %12s %12s %11s %11s\n" figure exact fast bf16 torch-fp32 torch-bf16 fast/torch bf16/torch
@@ -58,7 +69,8 @@ for f in $figs; do
 done
 [ -n "$PY" ] || echo "(no PyTorch importable: set SF_TORCH_PYTHON to a python with torch for the reference columns)"
 echo "dit480/dit4680: one 1.3B-width layer forward (sf-denoise --bench 1.3b-layer --bench-tokens N); t5: one"
-echo "umT5-XXL layer, 64 tokens; vae: a decoder residual block's two causal 3x3x3 convs, 192 ch at 120x208"
+echo "umT5-XXL layer, 64 tokens; vae: a decoder residual block's two causal 3x3x3 convs, 192 ch at 120x208;"
+echo "dit480, t5, vae: the median of ${SF_BENCH_REPEAT:-5} processes per cell"
 
 if command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L >/dev/null 2>&1; then
     echo
