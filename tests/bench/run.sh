@@ -44,18 +44,25 @@ done
 figs="dit480 dit4680 t5 vae"
 # The short figures vary by ±10 % from one process to the next on a shared machine (where the weights'
 # pages land, the neighbours' use of the L3): each cell is the median of SF_BENCH_REPEAT processes
-# (default 5), sfpipe's modes and PyTorch interleaved; dit4680 (seconds per run) once.
+# (default 5), sfpipe's modes and PyTorch interleaved in a rotating order; dit4680 (seconds per run) once.
 median() { grep . | sort -g | awk '{ a[NR] = $1 } END { if (NR) print a[int((NR + 1) / 2)] }'; }
 declare -A ms
 for f in $figs; do
     R=1
     [ "$f" = dit4680 ] || R=${SF_BENCH_REPEAT:-5}
     declare -A acc=()
-    for _ in $(seq "$R"); do
-        for m in exact fast bf16; do acc[$m]+="$(figure "$m" "$f") "; done
-        if [ -n "$PY" ]; then
-            while read -r _ _ dt v; do acc[torch_$dt]+="$v "; done < <("$PY" tests/bench/torch_ref.py "$T" "$f")
-        fi
+    # the order rotates per repeat: a process measures slower right after one that streamed ~400 MB
+    # through the shared cache (the umT5 layer: 34 ms after the exact and fast runs, 31 alone), so no
+    # side always runs in the other's wake
+    order=(exact fast bf16 torch)
+    for r in $(seq "$R"); do
+        for i in 0 1 2 3; do
+            m=${order[$(((i + r - 1) % 4))]}
+            if [ "$m" != torch ]; then acc[$m]+="$(figure "$m" "$f") "
+            elif [ -n "$PY" ]; then
+                while read -r _ _ dt v; do acc[torch_$dt]+="$v "; done < <("$PY" tests/bench/torch_ref.py "$T" "$f")
+            fi
+        done
     done
     for k in "${!acc[@]}"; do ms[$f.$k]=$(tr ' ' '\n' <<<"${acc[$k]}" | median); done
     unset acc
