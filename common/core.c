@@ -137,6 +137,12 @@ int sf_add_ok(size_t a, size_t b, size_t *out) {
     return 1;
 }
 
+void *sf_malloc64(size_t n, size_t size) {
+    size_t t;
+    if (!sf_mul_ok(n, size, &t) || t > SIZE_MAX - 63) return NULL;
+    return aligned_alloc(64, t ? (t + 63) & ~(size_t)63 : 64);
+}
+
 void *sf_calloc2(size_t n, size_t size) {
     size_t t;
     if (!sf_mul_ok(n, size, &t)) return NULL;

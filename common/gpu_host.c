@@ -75,17 +75,21 @@ void sf_gpu_prof_reset(sf_gpu_prof *p) {
     p->n_ev = 0;
 }
 
+void sf_gpu_to_bf16(const void *src, sf_dtype dt, size_t n, uint16_t *dst) {
+    if (dt == SF_BF16) memcpy(dst, src, n * 2);
+    else if (dt == SF_F32)
+        for (size_t i = 0; i < n; i++) dst[i] = sf_f32_to_bf16(((const float *)src)[i]);
+    else
+        for (size_t i = 0; i < n; i++) dst[i] = sf_f32_to_bf16(sf_f16_to_f32(((const uint16_t *)src)[i]));
+}
+
 sf_status sf_gpu_upload_bf16(const sf_cuda_ctx *cx, void *dst, const void *src, sf_dtype dt, size_t n, uint16_t *stage,
                              size_t stage_n, sf_err *err) {
     if (dt != SF_F32 && dt != SF_BF16 && dt != SF_F16)
         return sf_fail(err, SF_E_UNSUPPORTED, "weights of dtype %s cannot be uploaded as bf16", sf_dtype_name(dt));
     for (size_t off = 0; off < n; off += stage_n) {
         size_t c = n - off < stage_n ? n - off : stage_n;
-        if (dt == SF_BF16) memcpy(stage, (const uint16_t *)src + off, c * 2);
-        else if (dt == SF_F32)
-            for (size_t i = 0; i < c; i++) stage[i] = sf_f32_to_bf16(((const float *)src)[off + i]);
-        else
-            for (size_t i = 0; i < c; i++) stage[i] = sf_f32_to_bf16(sf_f16_to_f32(((const uint16_t *)src)[off + i]));
+        sf_gpu_to_bf16((const char *)src + off * sf_dtype_size(dt), dt, c, stage);
         sf_status s = sf_cuda_copy_h2d(cx, (uint16_t *)dst + off, stage, c * 2, err);
         if (s) return s;
     }

@@ -44,6 +44,9 @@ static inline void *sf_gpu_carve(char *base, size_t *off, size_t n) {
     return p;
 }
 
+/* n values of src (dtype f32, bf16 or f16; the caller checked it) as bf16 at dst (round to nearest even). */
+void sf_gpu_to_bf16(const void *src, sf_dtype dt, size_t n, uint16_t *dst);
+
 /* n values of src (dtype dt: f32, bf16 or f16, host memory, e.g. an mmapped file) to dst as bf16
  * (round to nearest even), through the pinned buffer stage of stage_n uint16 (no full host copy).
  * Waits for each piece's copy before refilling stage. SF_E_UNSUPPORTED for another dtype. */

@@ -13,7 +13,6 @@
  * JIT, this one also the descriptor search). oneDNN primitives may run concurrently. */
 #define _POSIX_C_SOURCE 200809L
 #include "dnnl_ops.h"
-#include "parallel.h"
 
 #include <dnnl.h>
 #ifdef _OPENMP
@@ -258,38 +257,6 @@ int sf_dnnl_gelu_tanh(float *x, int64_t n, int nthreads) {
     return run_inplace(&k, &md, x, nthreads, make_gelu_tanh);
 }
 
-/* ---- the f32 convolution's input layout ---------------------------------------------------
- * A planar frame [C, HW] into the 16-channel blocked layout, channel block cb at dst + cb·cbs:
- * [HW][16] per block. oneDNN's reorder into a depth slice of the blocked source ran its generic
- * jit:uni kernel (4.1 ms for 192 × 120×208); this plain loop over tiles of 16 channel rows × 2048
- * pixels takes 0.8 ms (an AVX2 8×8-transpose version measured 0.74: not worth its intrinsics). Data
- * movement only, so the bits are the same. */
-typedef struct blk_job {
-    const float *src;
-    float *dst;
-    int64_t HW, cbs, chunk; /* pixels per item */
-    int64_t nchunks;
-} blk_job;
-
-static void blk_range(void *ctx, int64_t b, int64_t e) {
-    const blk_job *j = ctx;
-    for (int64_t it = b; it < e; it++) {
-        const int64_t cb = it / j->nchunks, p0 = (it % j->nchunks) * j->chunk;
-        const int64_t p1 = p0 + j->chunk < j->HW ? p0 + j->chunk : j->HW;
-        const float *rows[16];
-        for (int i = 0; i < 16; i++) rows[i] = j->src + (cb * 16 + i) * j->HW;
-        float *out = j->dst + cb * j->cbs;
-        for (int64_t p = p0; p < p1; p++)
-            for (int i = 0; i < 16; i++) out[p * 16 + i] = rows[i][p];
-    }
-}
-
-void sf_dnnl_to_blocked16(const float *src, int64_t C, int64_t HW, float *dst, int64_t cbs, int nthreads) {
-    if (C <= 0 || HW <= 0) return;
-    blk_job j = {src, dst, HW, cbs, 2048, (HW + 2047) / 2048};
-    sf_parallel_for(C / 16 * j.nchunks, nthreads, 1, blk_range, &j);
-}
-
 /* ---- 3-D convolution --------------------------------------------------------------------- */
 
 /* Frames per oneDNN call: the blocked copies of input and output stay under ~64 M floats. */
@@ -310,7 +277,7 @@ static dnnl_memory_t conv_mem(const dnnl_memory_desc_t *md, int k, int held) {
     const size_t n = dnnl_memory_desc_get_size(md);
     if (held && conv_buf[k].n < n) {
         free(conv_buf[k].p);
-        conv_buf[k].p = aligned_alloc(64, (n + 63) & ~(size_t)63);
+        conv_buf[k].p = sf_malloc64(n, 1);
         conv_buf[k].n = conv_buf[k].p ? n : 0;
     }
     return mem(md, held && conv_buf[k].p ? conv_buf[k].p : NULL);

@@ -140,7 +140,6 @@ static void cvt_rows(const void *src, sf_dtype sdt, int64_t K, int64_t lds, int6
  * of the stacked rows [hi; mid; lo] and y = hi·Wᵀ + (mid·Wᵀ + lo·Wᵀ) + b is an f32 product that reads
  * the weights once, as they lie (no f32 copy: the bf16 umT5-XXL stays bf16 in memory). */
 #define SPLIT_CAP ((int64_t)1 << 22) /* floats of stacked output per matmul call (16 MiB: under glibc's 32 MiB mmap ceiling, so the buffers are reused, not fresh pages per call) */
-#define ALIGN64(b) (((b) + 63) & ~(size_t)63) /* oneDNN's operands start on 64-byte lines (parallel.c) */
 
 typedef struct split_job {
     const float *x, *bias;
@@ -174,8 +173,8 @@ static int gemm_split3(int64_t M, int64_t N, int64_t K, const float *x, int64_t 
     int64_t mc = SPLIT_CAP / (3 * N);
     if (mc < 16) mc = 16;
     if (mc > M) mc = M;
-    uint16_t *xb = aligned_alloc(64, ALIGN64(sizeof(uint16_t) * 3 * (size_t)mc * (size_t)K));
-    float *c3 = aligned_alloc(64, ALIGN64(sizeof(float) * 3 * (size_t)mc * (size_t)N));
+    uint16_t *xb = sf_malloc64(3 * (size_t)mc * (size_t)K, sizeof(uint16_t));
+    float *c3 = sf_malloc64(3 * (size_t)mc * (size_t)N, sizeof(float));
     int rc = xb && c3 ? 0 : -1;
     for (int64_t m0 = 0; m0 < M && !rc; m0 += mc) {
         const int64_t mr = M - m0 < mc ? M - m0 : mc;
@@ -201,7 +200,7 @@ static int gemm_fast(int64_t M, int64_t N, int64_t K, const float *x, int64_t ld
     if (T < (size_t)FAST_ROWS * (size_t)K) {
         sf_scratch_count_miss();
         T = (size_t)FAST_ROWS * (size_t)K * (size_t)parts;
-        if (!(buf = own = aligned_alloc(64, ALIGN64(sizeof(float) * T)))) return -1;
+        if (!(buf = own = sf_malloc64(T, sizeof(float)))) return -1;
     }
     int rc = 0;
     if (!bf16) { /* widen nc weight rows at a time */

@@ -159,8 +159,7 @@ sf_status sf_scratch_init(sf_scratch *s, int parts, size_t per_part, sf_err *err
      * slower (a 64-row umT5 product, 2.33 vs 2.69 ms) */
     per_part = (per_part + 15) & ~(size_t)15;
     size_t n;
-    if (!sf_mul_ok(per_part, (size_t)parts, &n) || n > SIZE_MAX / sizeof(float) ||
-        !(s->buf = aligned_alloc(64, n * sizeof(float))))
+    if (!sf_mul_ok(per_part, (size_t)parts, &n) || !(s->buf = sf_malloc64(n, sizeof(float))))
         return sf_fail(err, SF_E_NOMEM, "out of memory for the kernels' scratch (%d x %zu MB)", parts,
                        per_part * sizeof(float) >> 20);
     s->per_part = per_part;

@@ -224,7 +224,7 @@ static float *falloc(int64_t n, int *bad) {
  * AMX products slower: the bf16 480-token layer 55.5-58.4 -> 53.7-55.0 ms); free() releases them. */
 static float *aalloc(int64_t n, int *bad) {
     const size_t e = (size_t)(n > 0 ? n : 1);
-    float *p = e <= (SIZE_MAX - 63) / sizeof(float) ? aligned_alloc(64, (e * sizeof(float) + 63) & ~(size_t)63) : NULL;
+    float *p = sf_malloc64(e, sizeof(float));
     if (p) memset(p, 0, e * sizeof(float));
     else *bad = 1;
     return p;

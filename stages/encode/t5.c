@@ -222,7 +222,7 @@ sf_status sf_t5_encode(const sf_t5 *m, const int64_t *ids, int64_t seq_len, int6
      * prompt (its mmap threshold rises to it after the first free) instead of fresh pages per call */
     if (nLD > SIZE_MAX / 64 || nLA > SIZE_MAX / 64 || nLF > SIZE_MAX / 64) /* 9 parts of 4 bytes fit */
         return sf_fail(err, SF_E_NOMEM, "umT5: activation size overflow");
-    float *x = aligned_alloc(64, (sizeof(float) * (3 * nLD + 4 * nLA + 2 * nLF) + 63) & ~(size_t)63), *h = NULL, *t = NULL, *q = NULL, *k = NULL, *v = NULL, *o = NULL;
+    float *x = sf_malloc64(3 * nLD + 4 * nLA + 2 * nLF, sizeof(float)), *h = NULL, *t = NULL, *q = NULL, *k = NULL, *v = NULL, *o = NULL;
     float *g = NULL, *f1 = NULL;
     if (x) h = x + nLD, t = h + nLD, q = t + nLD, k = q + nLA, v = k + nLA, o = v + nLA, g = o + nLA, f1 = g + nLF;
     int *bucket = sf_calloc2((size_t)(2 * L - 1), sizeof *bucket);

@@ -242,15 +242,9 @@ static sf_status up_rows(sf_t5_gpu *g, const int64_t *ids, int64_t n, sf_err *er
     sf_status s = SF_OK;
     for (int64_t r0 = 0; r0 < n && !s; r0 += per) {
         const int64_t nr = n - r0 < per ? n - r0 : per;
-        for (int64_t i = 0; i < nr; i++) {
-            const char *row = (const char *)e->data + (size_t)(ids[r0 + i] * e->stride[0]) * es;
-            uint16_t *dst = g->stage + (size_t)(i * D);
-            if (e->dtype == SF_BF16) memcpy(dst, row, (size_t)D * 2);
-            else if (e->dtype == SF_F32)
-                for (int64_t j = 0; j < D; j++) dst[j] = sf_f32_to_bf16(((const float *)row)[j]);
-            else
-                for (int64_t j = 0; j < D; j++) dst[j] = sf_f32_to_bf16(sf_f16_to_f32(((const uint16_t *)row)[j]));
-        }
+        for (int64_t i = 0; i < nr; i++)
+            sf_gpu_to_bf16((const char *)e->data + (size_t)(ids[r0 + i] * e->stride[0]) * es, e->dtype, (size_t)D,
+                           g->stage + (size_t)(i * D));
         s = sf_cuda_copy_h2d(&g->cx, g->emb + (size_t)(r0 * D), g->stage, (size_t)(nr * D) * 2, err);
     }
     int64_t *iota = s ? NULL : malloc(sizeof(int64_t) * (size_t)n);
