@@ -81,6 +81,19 @@ static int pick_device(int *ordinal) {
     return 1;
 }
 
+/* The device to test, the golden file and the golden VAE (2 threads); 0 when the test cannot go on
+ * (SKIP without a device, a failed check otherwise); the caller destroys what was opened. */
+static int open_golden(int *ord, sf_tfile **g, sf_vae **v) {
+    sf_err err = {{0}};
+    if (!pick_device(ord)) {
+        SF_TEST_SKIP("no CUDA device");
+        return 0;
+    }
+    SF_CHECK_OK(sf_tfile_open(gpath("expect/vae.safetensors"), g, &err), &err);
+    if (*g) SF_CHECK_OK(sf_vae_new(gpath("model/Wan2.1_VAE.pth"), 8, 12, 2, v, &err), &err);
+    return *g && *v;
+}
+
 /* The causal caches' device memory by the layout: 2 frames per cached conv plus one shared stage of
  * the largest conv's 2 + n frames (sf_vae_walk lists every cached conv with its frame size and n). */
 typedef struct cache_sum {
@@ -100,14 +113,7 @@ static void test_vae_cuda_golden(void) {
     sf_vae *v = NULL;
     sf_vae_cuda *gv = NULL;
     int ord = 0;
-    if (!pick_device(&ord)) {
-        SF_TEST_SKIP("no CUDA device");
-        return;
-    }
-    SF_CHECK_OK(sf_tfile_open(gpath("expect/vae.safetensors"), &g, &err), &err);
-    if (!g) return;
-    SF_CHECK_OK(sf_vae_new(gpath("model/Wan2.1_VAE.pth"), 8, 12, 2, &v, &err), &err);
-    if (!v) goto done;
+    if (!open_golden(&ord, &g, &v)) goto done;
     SF_CHECK_OK(sf_vae_cuda_new(v, ord, &gv, &err), &err);
     if (!gv) goto done;
     printf("# GPU VAE: %.1f MiB of device memory\n", sf_vae_cuda_bytes(gv) / 1048576.0);
@@ -198,14 +204,7 @@ static void test_vae_cuda_profile(void) {
     sf_vae *v = NULL;
     sf_vae_cuda *plain = NULL, *prof = NULL;
     int ord = 0;
-    if (!pick_device(&ord)) {
-        SF_TEST_SKIP("no CUDA device");
-        return;
-    }
-    SF_CHECK_OK(sf_tfile_open(gpath("expect/vae.safetensors"), &g, &err), &err);
-    if (!g) return;
-    SF_CHECK_OK(sf_vae_new(gpath("model/Wan2.1_VAE.pth"), 8, 12, 2, &v, &err), &err);
-    if (!v) goto done;
+    if (!open_golden(&ord, &g, &v)) goto done;
     setenv("SF_VAE_FRAME_CONVS", "1", 1); /* the per-frame convolutions, to compare the batched ones with */
     SF_CHECK_OK(sf_vae_cuda_new(v, ord, &plain, &err), &err);
     unsetenv("SF_VAE_FRAME_CONVS");
