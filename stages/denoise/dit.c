@@ -483,7 +483,15 @@ typedef struct dit_fwd {
     const int64_t *kfr;     /* (Lk/S) absolute frame held by each attended key frame */
     const int64_t *sel;     /* key_select seam: NULL, or the (Lk/S) frames gathered into Kg, Vg */
     float *Kg, *Vg;         /* (Lk, D) gathered keys and values (key_select only) */
+    int kv_only;            /* a pass that only has to write the cache (sf_dit_kv_only_layer) */
 } dit_fwd;
+
+int sf_dit_kv_only_layer(const sf_dit_state *st, int l, int kv_only) {
+    if (!kv_only || l + 1 != st->w->cfg.num_layers) return 0;
+    const sf_dit_tap *tp = &st->tap;
+    if (tp->wants && tp->wants(tp->ctx, l)) return 0;
+    return !(tp->wants_cross && tp->done && tp->wants_cross(tp->ctx, l));
+}
 
 /* Transformer layer l (CausalWanAttentionBlock.forward): x ← x + gate_attn·SA(mod(LN(x))),
  * x ← x + CA(LN3(x)), x ← x + gate_ffn·FFN(mod(LN(x))), on st->x (L, D) in place; writes this
@@ -498,6 +506,7 @@ static sf_status dit_layer(sf_dit_state *st, int l, const dit_fwd *fw, sf_err *e
     const sf_dit_kv_step *kv = &fw->kv;
     const int64_t *kfr = fw->kfr, *sel = fw->sel;
     float *Kg = fw->Kg, *Vg = fw->Vg;
+    const int stop_kv = sf_dit_kv_only_layer(st, l, fw->kv_only); /* no query, attention, cross-attention or FFN */
     const float scale = (float)(1.0 / sqrt((double)hd));
     sf_status s;
     char nm[96];
@@ -511,19 +520,19 @@ static sf_status dit_layer(sf_dit_state *st, int l, const dit_fwd *fw, sf_err *e
     /* self-attention */
     sf_layernorm_cpu(L, D, st->x, D, NULL, NULL, c->eps, st->a, D, nt);
     sf_modulate_cpu(F, S, D, st->a, shift_attn, scale_attn, 6 * D, st->a);
-    if ((s = gemm(st, L, st->a, D, &B->sa_q, B->sa_qb, st->q, err))) return s;
+    if (!stop_kv && (s = gemm(st, L, st->a, D, &B->sa_q, B->sa_qb, st->q, err))) return s;
     if ((s = gemm(st, L, st->a, D, &B->sa_k, B->sa_kb, st->k, err))) return s;
     if ((s = gemm(st, L, st->a, D, &B->sa_v, B->sa_vb, st->v, err))) return s;
     if (c->qk_norm) {
-        sf_rmsnorm_cpu(L, D, st->q, D, B->sa_nq, c->eps, st->q, D, nt);
+        if (!stop_kv) sf_rmsnorm_cpu(L, D, st->q, D, B->sa_nq, c->eps, st->q, D, nt);
         sf_rmsnorm_cpu(L, D, st->k, D, B->sa_nk, c->eps, st->k, D, nt);
     }
-    if (l == 0) {
+    if (l == 0 && !stop_kv) {
         probe(st, "mid.block0.self_attn.q_normed", st->q, L * D);
         probe(st, "mid.block0.self_attn.k_normed", st->k, L * D);
         probe(st, "mid.block0.self_attn.v", st->v, L * D);
     }
-    sf_rope_apply_cpu(&st->rope, st->q, D, F, st->lat_h / ph, st->lat_w / pw, (int)NH, start_frame, nt);
+    if (!stop_kv) sf_rope_apply_cpu(&st->rope, st->q, D, F, st->lat_h / ph, st->lat_w / pw, (int)NH, start_frame, nt);
     sf_rope_apply_cpu(&st->rope, st->k, D, F, st->lat_h / ph, st->lat_w / pw, (int)NH, start_frame, nt);
     float *KC = st->kc[l], *VC = st->vc[l];
     if (kv->evict > 0 && kv->keep > 0) { /* roll: [sink+evict, +keep) → [sink, +keep); memmove handles overlap */
@@ -533,6 +542,7 @@ static sf_status dit_layer(sf_dit_state *st, int l, const dit_fwd *fw, sf_err *e
     }
     memcpy(KC + kv->ls * D, st->k, sizeof(float) * (size_t)(L * D));
     memcpy(VC + kv->ls * D, st->v, sizeof(float) * (size_t)(L * D));
+    if (stop_kv) return SF_OK;
     const float *Ka = KC + kv->lo * D, *Va = VC + kv->lo * D;
     if (sel) { /* key_select seam: gather the listed frames */
         for (int64_t i = 0; i < Lk / S; i++) {
@@ -599,7 +609,7 @@ typedef struct dev_step {
 /* One forward: shapes, the KV-cache step and the keys attended, then the backend's layers.
  * x_t / flow: host buffers; on a GPU with ds set, both NULL (slots, see dev_step). */
 static sf_status forward(sf_dit_state *st, const float *x_t, int F, const float *t, int64_t start_frame, float *flow,
-                         const dev_step *ds, const sf_dit_kv_step *fix, sf_err *err) {
+                         const dev_step *ds, const sf_dit_kv_step *fix, int kv_only, sf_err *err) {
     const sf_dit_weights *w = st->w;
     const sf_dit_config *c = &w->cfg;
     const int64_t D = c->dim, S = st->frame_tokens, L = (int64_t)F * S;
@@ -629,7 +639,7 @@ static sf_status forward(sf_dit_state *st, const float *x_t, int F, const float 
         if (st->key_select) return sf_fail(err, SF_E_UNSUPPORTED, "key_select (a test seam) runs on the CPU only");
         sf_dit_kv_step kv = {ls, le, evict, keep, lo, Lk};
         if ((s = sf_dit_cuda_forward(st, x_t, F, t, start_frame, &kv, flow, ds ? ds->sigma : 0.0, ds ? ds->dst : -1,
-                                     err)))
+                                     kv_only, err)))
             return s;
         if (!fix) {
             st->global_end = start_frame * S + L;
@@ -679,13 +689,14 @@ static sf_status forward(sf_dit_state *st, const float *x_t, int F, const float 
     probe(st, "mid.time_projection", st->e0, F * 6 * D);
 
     /* 3. transformer blocks */
-    const dit_fwd fw = {F, start_frame, {ls, le, evict, keep, lo, Lk}, kfr, sel, Kg, Vg};
+    const dit_fwd fw = {F, start_frame, {ls, le, evict, keep, lo, Lk}, kfr, sel, Kg, Vg, kv_only};
     for (int l = 0; l < c->num_layers; l++) /* a stop signal is honoured per layer */
         if ((s = sf_stop_check(err)) || (s = dit_layer(st, l, &fw, err))) goto fail;
     if (!fix) {
         st->global_end = start_frame * S + L;
         st->local_end = le;
     }
+    if (kv_only) goto fail; /* s == SF_OK: nothing reads this pass's prediction */
 
     /* 4. head: Hm = head.modulation + e (NOT e0), then unpatchify */
     for (int f = 0; f < F; f++)
@@ -707,7 +718,7 @@ fail:
 
 sf_status sf_dit_forward(sf_dit_state *st, const float *x_t, int F, const float *t, int64_t start_frame,
                          float *flow, sf_err *err) {
-    return forward(st, x_t, F, t, start_frame, flow, NULL, NULL, err);
+    return forward(st, x_t, F, t, start_frame, flow, NULL, NULL, 0, err);
 }
 
 /* ---------------------------------------------------------------- the sampling loop's slots */
@@ -755,11 +766,18 @@ sf_status sf_dit_denoise(sf_dit_state *st, int F, const float *t, int64_t start_
     if (s) return s;
     if (st->gpu) {
         const dev_step ds = {sigma, (int)dst};
-        return forward(st, NULL, F, t, start_frame, NULL, &ds, NULL, err);
+        return forward(st, NULL, F, t, start_frame, NULL, &ds, NULL, 0, err);
     }
-    if ((s = forward(st, st->lat[SF_LAT_X], F, t, start_frame, st->lat_flow, NULL, NULL, err))) return s;
+    if ((s = forward(st, st->lat[SF_LAT_X], F, t, start_frame, st->lat_flow, NULL, NULL, 0, err))) return s;
     sf_flow_to_x0_cpu(st->lat[SF_LAT_X], st->lat_flow, n, sigma, st->lat[dst]);
     return SF_OK;
+}
+
+sf_status sf_dit_refresh(sf_dit_state *st, int F, const float *t, int64_t start_frame, sf_err *err) {
+    if (F < 1 || F > st->max_frames)
+        return sf_fail(err, SF_E_ARG, "forward over %d frames (state sized for %d)", F, st->max_frames);
+    const dev_step ds = {0.0, -1};
+    return forward(st, st->gpu ? NULL : st->lat[SF_LAT_X], F, t, start_frame, NULL, st->gpu ? &ds : NULL, NULL, 1, err);
 }
 
 sf_status sf_dit_renoise(sf_dit_state *st, const float *eps, int64_t n, float sigma, sf_err *err) {
@@ -832,11 +850,11 @@ sf_status sf_dit_recache(sf_dit_state *st, float t, int fpb, int independent_fir
         const sf_dit_kv_step kv = {at * S, (at + F) * S, 0, 0, 0, (at + F) * S};
         if (!s) s = sf_dit_lat_put(st, SF_LAT_X, buf, F * fr, err);
         if (!s && st->gpu) {
-            const dev_step ds = {0.0, SF_LAT_AUX};
+            const dev_step ds = {0.0, -1};
             s = sf_dit_cuda_prepare(st, (int64_t)F * S, kv.Lk, err);
-            if (!s) s = forward(st, NULL, F, tv, f0, NULL, &ds, &kv, err);
+            if (!s) s = forward(st, NULL, F, tv, f0, NULL, &ds, &kv, 1, err);
         } else if (!s) {
-            s = forward(st, st->lat[SF_LAT_X], F, tv, f0, st->lat_flow, NULL, &kv, err);
+            s = forward(st, st->lat[SF_LAT_X], F, tv, f0, NULL, NULL, &kv, 1, err);
         }
         at += F;
     }

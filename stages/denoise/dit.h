@@ -179,6 +179,11 @@ sf_status sf_dit_state_init_rope(sf_dit_state *st, const sf_dit_weights *w, int 
 void sf_dit_state_free(sf_dit_state *st);
 /* Keys a self-attention sees at most: the whole cache (global attention) or local_attn_size frames. */
 int64_t sf_dit_window_tokens(const sf_dit_state *st);
+/* In a pass whose prediction nobody reads (kv_only: the clean-context refresh, a re-cache) layer l
+ * stops once its K/V are in the cache when it is the last layer — its output feeds only the head —
+ * and no tap wants its self- or cross-attention. Earlier layers run whole: each one's output is the
+ * next one's input, hence its K/V. Exact (test_dit_pipeline `refresh_kv_only`). Both backends. */
+int sf_dit_kv_only_layer(const sf_dit_state *st, int l, int kv_only);
 /* Start a new video: cache indices to 0 (the cross-attention cache stays with its prompt). */
 void sf_dit_state_reset(sf_dit_state *st);
 
@@ -197,7 +202,7 @@ sf_status sf_dit_forward(sf_dit_state *st, const float *x_t, int F, const float 
  * chunks of consecutive frames of one block (blocks of fpb frames, the first of 1 with an
  * independent first frame); each chunk's clean latents frame_x0(ctx, frame) ((C, H, W) f32, borrowed)
  * run one forward at timestep t (context_noise) that rewrites the chunk's own slots and attends to
- * every slot up to its end (sink, older window frames, itself); the prediction is discarded (slot aux)
+ * every slot up to its end (sink, older window frames, itself); no prediction is made (as sf_dit_refresh)
  * and slots past local_end, the cache indices and the latent slots x / x0 keep their meaning. */
 sf_status sf_dit_recache(sf_dit_state *st, float t, int fpb, int independent_first_frame,
                          const float *(*frame_x0)(void *ctx, int64_t frame), void *ctx, sf_err *err);
@@ -219,6 +224,11 @@ sf_status sf_dit_lat_copy(sf_dit_state *st, sf_dit_slot dst, sf_dit_slot src, in
  * with σ = sf_scheduler_sigma_x0(t): slot dst = x − σ·flow (sf_flow_to_x0_cpu). */
 sf_status sf_dit_denoise(sf_dit_state *st, int F, const float *t, int64_t start_frame, double sigma, sf_dit_slot dst,
                          sf_err *err);
+/* The clean-context refresh pass: the same forward as sf_dit_denoise on slot x, but nobody reads its
+ * prediction, so only the KV cache is written: the last layer stops once its K/V are stored (unless a
+ * tap wants that layer) and the head and flow → x0 are skipped; no slot changes. The cache gets the
+ * same values as sf_dit_denoise would write (test_dit_pipeline `refresh_kv_only`). */
+sf_status sf_dit_refresh(sf_dit_state *st, int F, const float *t, int64_t start_frame, sf_err *err);
 /* Re-noising: slot x = (1 − σ)·x0 + σ·eps (sf_add_noise_cpu), eps: n host floats (reusable at return). */
 sf_status sf_dit_renoise(sf_dit_state *st, const float *eps, int64_t n, float sigma, sf_err *err);
 /* Before a video's loop: make everything its forwards will need — on a GPU the cuDNN plan of every

@@ -613,7 +613,7 @@ static sf_status tap_layer(sf_dit_state *st, int l, int64_t L, int64_t Lk, const
  * previous step, fused with its residual); on return x holds the layer's output and g->a the next
  * consumer's input: the next layer's modulated LayerNorm, or the head's (Hm) after the last layer. */
 static sf_status layer(sf_dit_state *st, int l, int F, int64_t start_frame, const sf_dit_kv_step *kv,
-                       const int64_t *kfr, sf_err *err) {
+                       const int64_t *kfr, int stop_kv, sf_err *err) {
     sf_dit_gpu *g = st->gpu;
     const sf_dit_config *c = &st->w->cfg;
     const glayer *B = &g->L[l];
@@ -635,24 +635,25 @@ static sf_status layer(sf_dit_state *st, int l, int F, int64_t start_frame, cons
             return s;
     }
     bf16 *kn = KV + kv->ls * 2 * D, *vn = kn + D;
-    if ((s = mm(g, L, g->a, D, &B->sa_q, g->q, D, err))) return s;
+    if (!stop_kv && (s = mm(g, L, g->a, D, &B->sa_q, g->q, D, err))) return s;
     if ((s = mm(g, L, g->a, D, &B->sa_kv, kn, 2 * D, err))) return s;
     if (c->qk_norm && !st->probe) { /* RMSNorm + RoPE in one pass over q and over the new k */
-        if ((s = rms_rope(st, L, g->q, D, B->sa_nq, 1, start_frame, err))) return s;
+        if (!stop_kv && (s = rms_rope(st, L, g->q, D, B->sa_nq, 1, start_frame, err))) return s;
         if ((s = rms_rope(st, L, kn, 2 * D, B->sa_nk, 1, start_frame, err))) return s;
     } else { /* separately, so that a probe sees the normed q / k (golden intermediates) */
         if (c->qk_norm) {
-            if ((s = rms_rope(st, L, g->q, D, B->sa_nq, 0, 0, err))) return s;
+            if (!stop_kv && (s = rms_rope(st, L, g->q, D, B->sa_nq, 0, 0, err))) return s;
             if ((s = rms_rope(st, L, kn, 2 * D, B->sa_nk, 0, 0, err))) return s;
         }
-        if (l == 0) {
+        if (l == 0 && !stop_kv) {
             if ((s = gprobe(st, "mid.block0.self_attn.q_normed", g->q, L * D, err))) return s;
             if ((s = gprobe2(st, "mid.block0.self_attn.k_normed", kn, L, D, 2 * D, err))) return s;
             if ((s = gprobe2(st, "mid.block0.self_attn.v", vn, L, D, 2 * D, err))) return s;
         }
-        if ((s = rope_rows(st, L, g->q, D, start_frame, err))) return s;
+        if (!stop_kv && (s = rope_rows(st, L, g->q, D, start_frame, err))) return s;
         if ((s = rope_rows(st, L, kn, 2 * D, start_frame, err))) return s;
     }
+    if (stop_kv) return SF_OK; /* a pass nobody reads past the cache (sf_dit_kv_only_layer) */
     const bf16 *Ka = KV + kv->lo * 2 * D, *Va = Ka + D;
     if (l == 0) {
         if ((s = gprobe(st, "mid.block0.self_attn.q_roped", g->q, L * D, err))) return s;
@@ -736,7 +737,8 @@ static sf_status layer(sf_dit_state *st, int l, int F, int64_t start_frame, cons
 }
 
 sf_status sf_dit_cuda_forward(sf_dit_state *st, const float *x_t, int F, const float *t, int64_t start_frame,
-                              const sf_dit_kv_step *kv, float *flow, double sigma, int x0_slot, sf_err *err) {
+                              const sf_dit_kv_step *kv, float *flow, double sigma, int x0_slot, int kv_only,
+                              sf_err *err) {
     sf_dit_gpu *g = st->gpu;
     const sf_dit_config *c = &st->w->cfg;
     const int64_t D = c->dim, S = st->frame_tokens, L = (int64_t)F * S, FD = c->freq_dim;
@@ -774,7 +776,10 @@ sf_status sf_dit_cuda_forward(sf_dit_state *st, const float *x_t, int F, const f
     if ((s = ln_mod(g, c, F, S, g->x, NULL, NULL, g->E, g->E + D, 6 * D, g->a, err))) return s;
     const int64_t *kfr = st->key_frames + kv->lo / S;
     for (int l = 0; l < c->num_layers; l++) /* a stop signal is honoured per layer (host side) */
-        if ((s = sf_stop_check(err)) || (s = layer(st, l, F, start_frame, kv, kfr, err))) return s;
+        if ((s = sf_stop_check(err)) ||
+            (s = layer(st, l, F, start_frame, kv, kfr, sf_dit_kv_only_layer(st, l, kv_only), err)))
+            return s;
+    if (kv_only) return prof_collect(g, err); /* no head, no prediction */
     /* 4. head (g->a = ⌊LN(x)·⌊1+Hm1⌉ + Hm0⌉ from the last layer's residual step) */
     if ((s = mm(g, L, g->a, D, &g->head, g->hout, g->head.n, err))) return s;
     if ((s = gprobe(st, "mid.head_out", g->hout, L * g->head.n, err))) return s;

@@ -26,9 +26,11 @@ void sf_dit_cuda_free(sf_dit_state *st);
 sf_status sf_dit_cuda_set_context(sf_dit_state *st, const float *emb, int64_t n_rows, sf_err *err);
 /* One forward (same contract as sf_dit_forward); kv plan values computed by the caller. x_t: host
  * input, or NULL for the device slot SF_LAT_X; flow: host output, or NULL to keep it on the device;
- * x0_slot ≥ 0: then slot x0_slot = x − sigma·flow on the device (sf_dit_denoise). */
+ * x0_slot ≥ 0: then slot x0_slot = x − sigma·flow on the device (sf_dit_denoise). kv_only: write the
+ * cache only (sf_dit_refresh): the last layer stops after its K/V (sf_dit_kv_only_layer), no head. */
 sf_status sf_dit_cuda_forward(sf_dit_state *st, const float *x_t, int F, const float *t, int64_t start_frame,
-                              const sf_dit_kv_step *kv, float *flow, double sigma, int x0_slot, sf_err *err);
+                              const sf_dit_kv_step *kv, float *flow, double sigma, int x0_slot, int kv_only,
+                              sf_err *err);
 /* The device slots of sf_dit_lat_* (dit.h; arguments checked there). Puts and re-noising draws go
  * through two pinned staging buffers, each reused only after the copy that read it has run. */
 sf_status sf_dit_cuda_lat_put(sf_dit_state *st, int slot, const float *host, int64_t n, sf_err *err);

@@ -245,7 +245,11 @@ sf_status sf_pipeline_run_live(sf_dit_state *st, const sf_scheduler *sc, const s
              * goes to the aux slot (x0 is what the block hands out) */
             if (refresh && (s = sf_dit_lat_copy(st, SF_LAT_X, SF_LAT_X0, n, err))) goto fail;
             const sf_dit_slot dst = refresh ? SF_LAT_AUX : SF_LAT_X0;
-            if ((s = sf_dit_denoise(st, F, tv, start, sf_scheduler_sigma_x0(sc, tk), dst, err))) goto fail;
+            if (refresh && !(hk && hk->on_pred)) { /* nobody reads its prediction: the cache only */
+                if ((s = sf_dit_refresh(st, F, tv, start, err))) goto fail;
+            } else if ((s = sf_dit_denoise(st, F, tv, start, sf_scheduler_sigma_x0(sc, tk), dst, err))) {
+                goto fail;
+            }
             done_fwd++;
             if (hk && hk->on_pred) { /* a per-step hook reads the prediction: the one place a step waits */
                 float *h = refresh ? eps : x0;

@@ -247,6 +247,34 @@ static void test_pipeline_runs_ahead(void) {
     dit_golden_close(&d);
 }
 
+/* The cache-only refresh pass (sf_dit_refresh: the last layer stops after its K/V, no head) against the
+ * full one (a prediction hook forces it), both on the device: the same output, bit for bit. */
+static sf_status ignore_pred(void *vc, int b, int s, int F, const float *x0, sf_err *err) {
+    (void)b, (void)s, (void)F, (void)x0, (void)err;
+    ++*(int *)vc;
+    return SF_OK;
+}
+static void test_refresh_kv_only(void) {
+    int dev = sf_test_gpu();
+    if (dev < 0) return;
+    sf_err err = {{0}};
+    static float out[2][9 * 16 * 8 * 12];
+    int preds[2] = {0, 0};
+    for (int full = 0; full < 2; full++) {
+        dit_golden d;
+        if (dit_golden_open_on(&d, "base", NULL, 1, 1, 0, dev)) {
+            sf_pipeline_hooks hk = {NULL, full ? ignore_pred : NULL, NULL, &preds[full], 0, NULL};
+            SF_CHECK_OK(sf_pipeline_run(&d.st, &d.sc, &d.pc, &hk, out[full], &err), &err);
+        }
+        dit_golden_close(&d);
+    }
+    SF_CHECK_MSG(preds[1] == 15, "%d predictions read", preds[1]);
+    size_t i = 0, n = sizeof out[0] / sizeof out[0][0];
+    while (i < n && memcmp(&out[0][i], &out[1][i], sizeof(float)) == 0) i++;
+    SF_CHECK_MSG(i == n, "cache-only refresh: output differs at %zu: %g (cache only) vs %g (full)", i,
+                 i < n ? out[0][i] : 0.0, i < n ? out[1][i] : 0.0);
+}
+
 static void test_pipeline_generator_ema(void) {
     EMU_SKIP("emulated: same path as pipeline_generator");
     pipeline("generator_ema", "generator_ema");
@@ -466,6 +494,7 @@ static const sf_test tests[] = {
     {"pipeline_base", test_pipeline_base},
     {"pipeline_runs_ahead", test_pipeline_runs_ahead},
     {"pipeline_generator", test_pipeline_generator},
+    {"refresh_kv_only", test_refresh_kv_only},
     {"pipeline_generator_ema", test_pipeline_generator_ema},
     {"taps_logits", test_taps_logits},
     {"taps_frames", test_taps_frames},

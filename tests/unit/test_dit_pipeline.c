@@ -91,6 +91,79 @@ static void test_seeded(void) {
     SF_CHECK(finite);
 }
 
+/* The refresh pass writes only the KV cache when nobody reads its prediction (sf_dit_refresh): the
+ * last layer stops after its K/V, no head runs. Against the full pass (a prediction hook forces it):
+ * the same output and the same bits in every layer's cache, in the exact mode; the head ran for
+ * 12 forwards instead of 15, the last layer's output was made 12 times instead of 15, and the aux
+ * slot (where the full pass puts its prediction) was never written. */
+typedef struct kvrun {
+    int heads, last_out, layers;
+    char last_name[64];
+    size_t per;            /* floats per layer's K (or V) cache */
+    float *kv;             /* every layer's K then V cache, copied after the run */
+    float aux[NOUT / 3];   /* slot aux after the run (one block) */
+    float out[NOUT];
+} kvrun;
+static void count_probe(void *vc, const char *name, const float *p, int64_t n) {
+    (void)p, (void)n;
+    kvrun *c = vc;
+    c->heads += strcmp(name, "mid.head_out") == 0;
+    c->last_out += strcmp(name, c->last_name) == 0;
+}
+static sf_status read_pred(void *vc, int b, int s, int F, const float *x0, sf_err *err) {
+    (void)vc, (void)b, (void)s, (void)F, (void)x0, (void)err;
+    return SF_OK;
+}
+static void refresh_run(int full, kvrun *c) {
+    sf_err err = {{0}};
+    dit_golden d;
+    memset(c, 0, sizeof *c);
+    if (dit_golden_open(&d, "base", NULL, 2, 1, 0)) {
+        c->layers = d.cfg.num_layers;
+        snprintf(c->last_name, sizeof c->last_name, "mid.block%d.out", c->layers - 1);
+        d.st.probe = count_probe;
+        d.st.probe_ctx = c;
+        sf_pipeline_hooks hk = {NULL, full ? read_pred : NULL, NULL, NULL, 0, NULL};
+        SF_CHECK_OK(sf_pipeline_run(&d.st, &d.sc, &d.pc, &hk, c->out, &err), &err);
+        c->per = (size_t)d.st.cache_tokens * (size_t)d.cfg.dim;
+        c->kv = malloc(2 * (size_t)c->layers * c->per * sizeof(float));
+        for (int l = 0; l < c->layers && c->kv; l++) {
+            memcpy(c->kv + (2 * (size_t)l) * c->per, d.st.kc[l], c->per * sizeof(float));
+            memcpy(c->kv + (2 * (size_t)l + 1) * c->per, d.st.vc[l], c->per * sizeof(float));
+        }
+        SF_CHECK_OK(sf_dit_lat_get(&d.st, SF_LAT_AUX, c->aux, NOUT / 3, &err), &err);
+    }
+    dit_golden_close(&d);
+}
+
+static void test_refresh_kv_only(void) {
+    static kvrun full, fast;
+    sf_test_exact(1);
+    refresh_run(1, &full);
+    refresh_run(0, &fast);
+    sf_test_exact(0);
+    SF_CHECK(full.kv && fast.kv && full.per == fast.per && full.per > 0);
+    SF_CHECK_MSG(memcmp(full.out, fast.out, sizeof full.out) == 0, "output differs with the cache-only refresh");
+    if (full.kv && fast.kv)
+        for (int l = 0; l < full.layers; l++)
+            for (int kv = 0; kv < 2; kv++) {
+                const float *a = full.kv + (2 * (size_t)l + kv) * full.per, *b = fast.kv + (2 * (size_t)l + kv) * fast.per;
+                size_t i = 0;
+                while (i < full.per && memcmp(&a[i], &b[i], sizeof a[i]) == 0) i++;
+                SF_CHECK_MSG(i == full.per, "layer %d %s cache differs at %zu: %g vs %g", l, kv ? "V" : "K", i,
+                             i < full.per ? a[i] : 0.0, i < full.per ? b[i] : 0.0);
+            }
+    SF_CHECK_MSG(full.heads == 15 && fast.heads == 12, "head ran %d / %d times (expected 15 / 12)", full.heads,
+                 fast.heads);
+    SF_CHECK_MSG(full.last_out == 15 && fast.last_out == 12, "last layer's output made %d / %d times (expected 15 / 12)",
+                 full.last_out, fast.last_out);
+    int aux_full = 0, aux_fast = 0;
+    for (int i = 0; i < NOUT / 3; i++) aux_full |= full.aux[i] != 0.0f, aux_fast |= fast.aux[i] != 0.0f;
+    SF_CHECK_MSG(aux_full && !aux_fast, "aux slot written: full %d, cache-only %d (expected 1, 0)", aux_full, aux_fast);
+    free(full.kv);
+    free(fast.kv);
+}
+
 static void test_block_layout_errors(void) {
     sf_err err = {{0}};
     int nb;
@@ -109,5 +182,6 @@ static const sf_test tests[] = {
     {"generator_ema", test_generator_ema},
     {"seeded", test_seeded},
     {"block_layout_errors", test_block_layout_errors},
+    {"refresh_kv_only", test_refresh_kv_only},
 };
 SF_TEST_MAIN(tests)
