@@ -6,7 +6,9 @@
  * D (m, n) = alpha · op(A) (m, k) · op(B) (k, n) + beta · D [+ bias (m) broadcast over columns],
  * bf16 or f32 operands, fp32 compute and scale, `batch` products with element strides sa, sb, sd.
  * The bias epilogue (CUBLASLT_EPILOGUE_BIAS) adds a bias of D's dtype in fp32 before D's single
- * rounding — torch's addmm. Reduction schemes that round partial sums to the output type
+ * rounding — torch's addmm. The GELU epilogue (sf_mm.gelu) then applies cuBLASLt's GELU, the tanh
+ * approximation torch's nn.GELU(approximate='tanh') computes, to that fp32 value: one rounding where
+ * addmm + GELU rounds twice (tests/unit/test_cuda_emu.c `linear_gelu_epilogue`). Reduction schemes that round partial sums to the output type
  * (INPLACE, OUTPUT_TYPE split-K) are excluded: only fp32 (compute-type) reductions are allowed.
  * One heuristic query per distinct shape/alignment, cached; a 32 MiB workspace allocated once.
  *
@@ -40,6 +42,8 @@ typedef struct sf_mm {
     int batch;                /* ≥ 1 */
     float alpha, beta;
     const void *bias;         /* NULL, or (m) of dtype dt: the bias epilogue */
+    int gelu;                 /* 1: GELU (tanh form) of the fp32 result after the bias, before D's rounding
+                                 (CUBLASLT_EPILOGUE_GELU[_BIAS]; valid with beta == 0 only) */
 } sf_mm;
 
 /* dlopen cuBLASLt, create a handle and the workspace on the current device, bind to stream

@@ -67,6 +67,10 @@ sf_status sf_gemm_cuda(const sf_cuda_ctx *ctx, int64_t M, int64_t N, int64_t K, 
  * or NULL, added in fp32 by cuBLASLt's epilogue before the single rounding; y (M, N) bf16 stride ldy. */
 sf_status sf_linear_cuda(const sf_cuda_ctx *ctx, int64_t M, int64_t N, int64_t K, const void *x, int64_t ldx,
                          const void *w, const void *bias, void *y, int64_t ldy, sf_err *err);
+/* The same with GELU-tanh in the epilogue: y = ⌊ gelu(x · Wᵀ + b) ⌉, one rounding from fp32 (the FFN's
+ * first product; sf_linear_cuda then sf_gelu_tanh_cuda rounds twice — within a bf16 step of it). */
+sf_status sf_linear_gelu_cuda(const sf_cuda_ctx *ctx, int64_t M, int64_t N, int64_t K, const void *x, int64_t ldx,
+                              const void *w, const void *bias, void *y, int64_t ldy, sf_err *err);
 
 /* RMSNorm over the full width D (WanRMSNorm; norm_q / norm_k over all 1536 features):
  * y = ⌊ ⌊ x·rsqrt(mean(x²) + eps) ⌉ · w ⌉ with fp32 statistics (⌊·⌉ = round to bf16).

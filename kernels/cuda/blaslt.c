@@ -166,7 +166,8 @@ static int same_key(const lt_plan *p, const sf_mm *m, const int *al) {
     return k->transa == m->transa && k->transb == m->transb && k->m == m->m && k->n == m->n && k->k == m->k &&
            k->at == m->at && k->lda == m->lda && k->sa == m->sa && k->bt == m->bt && k->ldb == m->ldb &&
            k->sb == m->sb && k->dt == m->dt && k->ldd == m->ldd && k->sd == m->sd && k->batch == m->batch &&
-           (k->beta != 0) == (m->beta != 0) && (k->bias != NULL) == (m->bias != NULL) && !memcmp(p->align, al, sizeof p->align);
+           (k->beta != 0) == (m->beta != 0) && (k->bias != NULL) == (m->bias != NULL) && k->gelu == m->gelu &&
+           !memcmp(p->align, al, sizeof p->align);
 }
 
 static sf_status plan_build(sf_blaslt *lt, const sf_mm *m, const int *al, lt_plan *p, sf_err *err) {
@@ -187,12 +188,18 @@ static sf_status plan_build(sf_blaslt *lt, const sf_mm *m, const int *al, lt_pla
         goto fail;
     }
     if (m->bias) {
-        cublasLtEpilogue_t ep = CUBLASLT_EPILOGUE_BIAS;
+        cublasLtEpilogue_t ep = m->gelu ? CUBLASLT_EPILOGUE_GELU_BIAS : CUBLASLT_EPILOGUE_BIAS;
         int32_t bt = cdt(m->dt);
         if ((s = a->desc_set(p->desc, CUBLASLT_MATMUL_DESC_EPILOGUE, &ep, sizeof ep)) ||
             (s = a->desc_set(p->desc, CUBLASLT_MATMUL_DESC_BIAS_DATA_TYPE, &bt, sizeof bt)) ||
             (s = a->desc_set(p->desc, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &m->bias, sizeof m->bias))) {
             st = lt_fail(lt, err, s, "bias epilogue");
+            goto fail;
+        }
+    } else if (m->gelu) {
+        cublasLtEpilogue_t ep = CUBLASLT_EPILOGUE_GELU;
+        if ((s = a->desc_set(p->desc, CUBLASLT_MATMUL_DESC_EPILOGUE, &ep, sizeof ep))) {
+            st = lt_fail(lt, err, s, "GELU epilogue");
             goto fail;
         }
     }
@@ -222,18 +229,20 @@ static sf_status plan_build(sf_blaslt *lt, const sf_mm *m, const int *al, lt_pla
     s = a->heuristic(lt->h, p->desc, p->a, p->b, p->d, p->d, pref, 1, &r, &n);
     if (s || n < 1) {
         st = sf_fail(err, SF_E_UNSUPPORTED,
-                     "cuBLASLt has no algorithm for %s%s m=%lld n=%lld k=%lld batch %d (%s -> %s%s): %s", m->transa ? "T" : "N",
-                     m->transb ? "T" : "N", (long long)m->m, (long long)m->n, (long long)m->k, m->batch,
-                     sf_dtype_name(m->at), sf_dtype_name(m->dt), m->bias ? ", bias epilogue" : "",
+                     "cuBLASLt has no algorithm for %s%s m=%lld n=%lld k=%lld batch %d (%s -> %s%s%s): %s",
+                     m->transa ? "T" : "N", m->transb ? "T" : "N", (long long)m->m, (long long)m->n, (long long)m->k,
+                     m->batch, sf_dtype_name(m->at), sf_dtype_name(m->dt), m->bias ? ", bias epilogue" : "",
+                     m->gelu ? ", GELU epilogue" : "",
                      s ? a->status_string(s) : "none returned");
         goto fail;
     }
     p->algo = r.algo;
     a->pref_destroy(pref);
     if (getenv("SF_BLASLT_DEBUG"))
-        fprintf(stderr, "sf-blaslt: plan %s%s m=%lld n=%lld k=%lld batch %d %s->%s%s align %d/%d/%d ws %zu\n",
+        fprintf(stderr, "sf-blaslt: plan %s%s m=%lld n=%lld k=%lld batch %d %s->%s%s%s align %d/%d/%d ws %zu\n",
                 m->transa ? "T" : "N", m->transb ? "T" : "N", (long long)m->m, (long long)m->n, (long long)m->k,
-                m->batch, sf_dtype_name(m->at), sf_dtype_name(m->dt), m->bias ? " +bias" : "", al[0], al[1], al[2],
+                m->batch, sf_dtype_name(m->at), sf_dtype_name(m->dt), m->bias ? " +bias" : "", m->gelu ? " +gelu" : "",
+                al[0], al[1], al[2],
                 r.workspaceSize);
     return SF_OK;
 fail:
@@ -246,7 +255,7 @@ fail:
 sf_status sf_blaslt_matmul(sf_blaslt *lt, const sf_mm *m, sf_err *err) {
     if (!lt) return sf_fail(err, SF_E_ARG, "sf_blaslt_matmul: no cuBLASLt handle");
     if (m->m < 1 || m->n < 1 || m->k < 1 || m->batch < 1 || (m->at != SF_BF16 && m->at != SF_F32) ||
-        (m->bt != m->at) || (m->dt != SF_BF16 && m->dt != SF_F32))
+        (m->bt != m->at) || (m->dt != SF_BF16 && m->dt != SF_F32) || (m->gelu && m->beta != 0.0f))
         return sf_fail(err, SF_E_ARG, "sf_blaslt_matmul: bad product m=%lld n=%lld k=%lld batch %d (%s, %s -> %s)",
                        (long long)m->m, (long long)m->n, (long long)m->k, m->batch, sf_dtype_name(m->at),
                        sf_dtype_name(m->bt), sf_dtype_name(m->dt));

@@ -54,13 +54,25 @@ static sf_mm linear_mm(int64_t M, int64_t N, int64_t K, const void *x, int64_t l
     return m;
 }
 
-extern "C" sf_status sf_linear_cuda(const sf_cuda_ctx *ctx, int64_t M, int64_t N, int64_t K, const void *x,
-                                    int64_t ldx, const void *w, const void *bias, void *y, int64_t ldy, sf_err *err) {
-    sf_status st = linear_args("sf_linear_cuda", ctx, M, N, K, ldx, ldy, err);
+static sf_status linear(const char *op, const sf_cuda_ctx *ctx, int64_t M, int64_t N, int64_t K, const void *x,
+                        int64_t ldx, const void *w, const void *bias, int gelu, void *y, int64_t ldy, sf_err *err) {
+    sf_status st = linear_args(op, ctx, M, N, K, ldx, ldy, err);
     if (st != SF_OK || M == 0 || N == 0) return st;
     sf_mm m = linear_mm(M, N, K, x, ldx, w, y, SF_BF16, ldy);
     m.bias = bias;
+    m.gelu = gelu;
     return sf_blaslt_matmul(SF_CUDA_LT(ctx), &m, err);
+}
+
+extern "C" sf_status sf_linear_cuda(const sf_cuda_ctx *ctx, int64_t M, int64_t N, int64_t K, const void *x,
+                                    int64_t ldx, const void *w, const void *bias, void *y, int64_t ldy, sf_err *err) {
+    return linear("sf_linear_cuda", ctx, M, N, K, x, ldx, w, bias, 0, y, ldy, err);
+}
+
+extern "C" sf_status sf_linear_gelu_cuda(const sf_cuda_ctx *ctx, int64_t M, int64_t N, int64_t K, const void *x,
+                                         int64_t ldx, const void *w, const void *bias, void *y, int64_t ldy,
+                                         sf_err *err) {
+    return linear("sf_linear_gelu_cuda", ctx, M, N, K, x, ldx, w, bias, 1, y, ldy, err);
 }
 
 extern "C" sf_status sf_gemm_cuda(const sf_cuda_ctx *ctx, int64_t M, int64_t N, int64_t K, const void *x,

@@ -248,6 +248,10 @@ sf_status sf_linear_cuda(const sf_cuda_ctx *ctx, int64_t M, int64_t N, int64_t K
     (void)ctx, (void)M, (void)N, (void)K, (void)x, (void)ldx, (void)w, (void)bias, (void)y, (void)ldy;
     return SF_NO_CUDA(err);
 }
+sf_status sf_linear_gelu_cuda(const sf_cuda_ctx *ctx, int64_t M, int64_t N, int64_t K, const void *x, int64_t ldx,
+                              const void *w, const void *bias, void *y, int64_t ldy, sf_err *err) {
+    return sf_linear_cuda(ctx, M, N, K, x, ldx, w, bias, y, ldy, err);
+}
 sf_status sf_cuda_events_new(void **ev, int n, sf_err *err) {
     (void)n;
     *ev = NULL;

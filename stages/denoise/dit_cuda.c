@@ -41,6 +41,8 @@ struct sf_dit_gpu {
     sf_sdpa *sdpa;      /* NULL: cuDNN unavailable, explicit attention everywhere */
     int sdpa_off;       /* a shape cuDNN refused: explicit attention from then on */
     int fused;          /* the one-warp-per-row fused norms apply (dim, head_dim multiples of 8, dim ≤ 2048) */
+    int gelu_epi;       /* GELU in the FFN's (and text embedding's) first GEMM epilogue (sf_linear_gelu_cuda);
+                           0 with SF_CUDA_UNFUSED or SF_CUDA_GELU_UNFUSED: product, then the GELU kernel */
     void *wmat;         /* one allocation: every bf16 matrix */
     float *wvec;        /* one allocation: every f32 vector (bf16-rounded values) */
     size_t mat_bytes, vec_bytes, state_bytes;
@@ -285,6 +287,7 @@ sf_status sf_dit_cuda_init(sf_dit_state *st, int ordinal, sf_err *err) {
     if (!g->L) { s = sf_fail(err, SF_E_NOMEM, "out of memory"); goto fail; }
     const int64_t L = (int64_t)st->max_frames * st->frame_tokens;
     g->fused = c->dim % 8 == 0 && c->dim <= 2048 && (c->dim / c->num_heads) % 8 == 0 && !getenv("SF_CUDA_UNFUSED");
+    g->gelu_epi = !getenv("SF_CUDA_UNFUSED") && !getenv("SF_CUDA_GELU_UNFUSED");
     const int64_t max_att = sf_dit_window_tokens(st);
     g->lk_max = max_att > c->text_len ? max_att : c->text_len;
     g->chunk = pick_chunk(c->num_heads, L, g->lk_max);
@@ -365,6 +368,20 @@ static sf_status mm(sf_dit_gpu *g, int64_t M, const void *x, int64_t ldx, const 
                     sf_err *err) {
     sf_gpu_prof_mark_flops(&g->prof, &g->cx, P_LINEAR, 2.0 * (double)M * (double)w->n * (double)w->k);
     return sf_linear_cuda(&g->cx, M, w->n, w->k, x, ldx, w->w, w->b, y, ldy, err);
+}
+
+/* y = ⌊GELU-tanh(x·Wᵀ + b)⌉: in the GEMM's epilogue (one rounding), or product then kernel (two, the
+ * reference's order) with g->gelu_epi off. */
+static sf_status mm_gelu(sf_dit_gpu *g, int64_t M, const void *x, int64_t ldx, const gmat *w, void *y, int64_t ldy,
+                         sf_err *err) {
+    sf_status s;
+    if (g->gelu_epi) {
+        sf_gpu_prof_mark_flops(&g->prof, &g->cx, P_LINEAR, 2.0 * (double)M * (double)w->n * (double)w->k);
+        return sf_linear_gelu_cuda(&g->cx, M, w->n, w->k, x, ldx, w->w, w->b, y, ldy, err);
+    }
+    if ((s = mm(g, M, x, ldx, w, y, ldy, err))) return s;
+    prof(g, P_GELU);
+    return ldy == w->n ? sf_gelu_tanh_cuda(&g->cx, y, M * w->n, err) : sf_fail(err, SF_E_ARG, "mm_gelu: strided output");
 }
 
 /* rows × cols bf16 device values (row stride ld) → contiguous f32 host (synchronous). */
@@ -459,8 +476,7 @@ sf_status sf_dit_cuda_set_context(sf_dit_state *st, const float *emb, int64_t n_
     s = sf_cuda_upload_bf16(&g->cx, g->txt_pad, pad, (size_t)(T * TD), err);
     free(pad);
     if (s) return s;
-    if ((s = mm(g, T, g->txt_pad, TD, &g->txt0, g->txt_tmp, D, err))) return s;
-    if ((s = sf_gelu_tanh_cuda(&g->cx, g->txt_tmp, T * D, err))) return s;
+    if ((s = mm_gelu(g, T, g->txt_pad, TD, &g->txt0, g->txt_tmp, D, err))) return s;
     if ((s = mm(g, T, g->txt_tmp, D, &g->txt2, g->ctx, D, err))) return s;
     if ((s = gprobe(st, "mid.text_embedding", g->ctx, T * D, err))) return s;
     for (int l = 0; l < c->num_layers; l++) {
@@ -716,9 +732,7 @@ static sf_status layer(sf_dit_state *st, int l, int F, int64_t start_frame, cons
 
     /* ungated cross residual, then the feed-forward's modulated LayerNorm */
     if ((s = res_ln_mod(g, c, F, S, g->x, g->y, NULL, 0, NULL, NULL, shift_ffn, scale_ffn, 6 * D, g->a, err))) return s;
-    if ((s = mm(g, L, g->a, D, &B->ffn0, g->h, c->ffn_dim, err))) return s;
-    prof(g, P_GELU);
-    if ((s = sf_gelu_tanh_cuda(cx, g->h, L * c->ffn_dim, err))) return s;
+    if ((s = mm_gelu(g, L, g->a, D, &B->ffn0, g->h, c->ffn_dim, err))) return s;
     if ((s = mm(g, L, g->h, c->ffn_dim, &B->ffn2, g->y, D, err))) return s;
     if (l == 0 && (s = gprobe(st, "mid.block0.ffn.out", g->y, L * D, err))) return s;
 

@@ -158,6 +158,9 @@ echo "== VAE bench again with SF_CUDA_PROFILE=1 (per latent frame: convs, 1x1 GE
 SF_CUDA_PROFILE=1 timeout 120 sf-decode --bench 1.3b --device cuda:0 2>&1 | grep -E 'gpu (video|profile)' | sed 's/^/profiled: /' | tee -a "$OUT/bench.txt"
 echo "== bench again with SF_CUDA_PROFILE=1 (events around every op: where the time goes)"
 SF_CUDA_PROFILE=1 timeout 120 sf-denoise --bench 1.3b --device cuda:0 --progress none 2>&1 | grep -E 'gpu (video|profile)' | tee -a "$OUT/bench.txt"
+echo "== DiT bench with the FFN's GELU as its own kernel (SF_CUDA_GELU_UNFUSED=1: the cuBLASLt GELU epilogue must pay against it)"
+SF_CUDA_GELU_UNFUSED=1 timeout 120 sf-denoise --bench 1.3b --device cuda:0 --progress none 2>&1 | grep -E 'gpu video' | sed 's/^/gelu unfused: /' | tee -a "$OUT/bench.txt"
+row "GELU epilogue" "$(awk '/^denoise 1.3b gpu video:/ && !a { a = $5 } /^gelu unfused: denoise 1.3b gpu video:/ { b = $7 } END { if (a > 0 && b > 0) printf "fused %.3f s vs unfused %.3f s: %+.1f%%", a, b, 100 * (a / b - 1); else print "no figures" }' "$OUT/bench.txt")"
 
 echo "== bench: sf-encode --bench xxl --device cuda (umT5-XXL, random bf16 weights, one 512-token prompt)"
 timeout 120 sf-encode --bench xxl --device cuda:0 2>&1 | tee -a "$OUT/bench.txt" /tmp/sf-t5bench.log

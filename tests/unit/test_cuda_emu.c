@@ -50,7 +50,7 @@ static const char *sf_emu_last_error(void) { return ""; }
 
 /* Tolerance table: pass if ulps(got, ref) ≤ ulps, or |Δ| ≤ atol + rtol·|ref|. ulps count bf16
  * steps for bf16 outputs and f32 steps for f32 outputs. */
-enum { T_EXACT, T_NORM_CPU, T_ONE_ULP, T_GELU_CPU, T_FRAME_CPU, T_GEMM_CPU, T_BITS, T_SINUS, T_COUNT };
+enum { T_EXACT, T_NORM_CPU, T_ONE_ULP, T_GELU_CPU, T_FRAME_CPU, T_GEMM_CPU, T_GEMM_GELU, T_BITS, T_SINUS, T_COUNT };
 static const struct tol {
     int ulps;
     double rtol, atol;
@@ -81,6 +81,15 @@ static const struct tol {
     /* GEMM vs sf_gemm_cpu: the emulated cublasGemmEx sums in k order in fp32, the CPU in its own
        order: K=33, |terms| ≤ 1 → ≲ 33·2^-24 absolute before the single bf16 rounding: 1 ulp. */
     [T_GEMM_CPU] = {1, 0, 1e-5},
+    /* GEMM + bias + GELU in one epilogue vs sf_gemm_cpu then the double GELU, one rounding: the GEMM's
+       1e-5 (GELU's slope is ≤ 1.13) before a single bf16 rounding: 1 ulp. On a GPU cuBLASLt evaluates
+       the tanh in fp32, possibly with the hardware tanh (relative error ≤ 2^-10.9): where GELU is
+       tiny (x ≲ −2, 1 + tanh cancels) that is ≤ 0.5·|x|·2^-10.9 ≈ 1e-3 absolute. */
+#ifdef SF_TEST_GPU
+    [T_GEMM_GELU] = {1, 0, 2e-3},
+#else
+    [T_GEMM_GELU] = {1, 0, 1e-5},
+#endif
     /* explicitly rounded arithmetic (__dmul_rn, __fadd_rn, ...: never contracted): bit for bit, GPU too. */
     [T_BITS] = {0, 0, 0},
     /* timestep sinusoid: the GPU's fp64 cos/sin are within 2 ulp of fp64 (not correctly rounded
@@ -699,6 +708,51 @@ done:
     cu_close(&c);
 }
 
+/* sf_linear_gelu_cuda: bias and GELU-tanh in cuBLASLt's epilogue == sf_gemm_cpu with the bias, then
+ * the double GELU, one rounding; and against the unfused pair (sf_linear_cuda, then sf_gelu_tanh_cuda),
+ * which rounds the product to bf16 before the GELU: that half step of the input (GELU's slope ≤ 1.13)
+ * plus a step of the output, element by element. Inputs to ±3: the GELU's curve and its tail. */
+static void test_linear_gelu_epilogue(void) {
+    enum { M = 7, N = 10, K = 29, LDX = 32, LDY = 13 };
+    cu c;
+    if (!cu_open(&c)) return;
+    float *x = hrand(M * K, -1, 1, 1), *w = hrand(N * K, -0.6f, 0.6f, 1), *bias = hrand(N, -1, 1, 1);
+    float *cpu = hzalloc(M * N), *got = hzalloc(M * N), *two = hzalloc(M * N);
+    uint16_t wb[N * K];
+    gbuf gx, gy, g2;
+    for (int i = 0; i < N * K; i++) wb[i] = sf_f32_to_bf16(w[i]);
+    sf_gemm_cpu(M, N, K, x, K, wb, SF_BF16, bias, cpu, N, 1);
+    int neg = 0, pos = 0;
+    float pre[M * N];
+    memcpy(pre, cpu, sizeof pre);
+    for (int i = 0; i < M * N; i++) neg += cpu[i] < -1.0f, pos += cpu[i] > 1.0f, cpu[i] = rbf((float)sf_gelu_tanh(cpu[i]));
+    SF_CHECK_MSG(neg > 0 && pos > 0, "inputs reach only one side of the GELU (%d below -1, %d above 1)", neg, pos);
+    void *dw = dput(&c, w, N * K, 1), *db = dput(&c, bias, N, 1);
+    if (!dw || !db || !gb_new(&c, &gx, M, K, LDX, 2) || !gb_put(&c, &gx, x) || !gb_new(&c, &gy, M, N, LDY, 2) ||
+        !gb_new(&c, &g2, M, N, LDY, 2))
+        goto done;
+    SF_CHECK_OK(sf_linear_gelu_cuda(&c.ctx, M, N, K, gx.at, LDX, dw, db, gy.at, LDY, &c.err), &c.err);
+    SF_CHECK_OK(sf_linear_cuda(&c.ctx, M, N, K, gx.at, LDX, dw, db, g2.at, LDY, &c.err), &c.err);
+    for (int r = 0; r < M; r++)
+        SF_CHECK_OK(sf_gelu_tanh_cuda(&c.ctx, (char *)g2.at + (size_t)r * LDY * 2, N, &c.err), &c.err);
+    if (gb_get(&c, &gy, "linear+gelu", got)) {
+        cmp("linear + bias + GELU epilogue vs sf_gemm_cpu, GELU", got, cpu, M * N, T_GEMM_GELU, 1);
+        int bad = 0;
+        if (gb_get(&c, &g2, "linear, gelu", two))
+            for (int i = 0; i < M * N; i++) { /* a bf16 step of v: 2^(exponent(v) − 7) */
+                const double step_in = ldexp(1.0, ilogbf(pre[i] != 0.0f ? pre[i] : 1e-30f) - 7);
+                const double step_out = ldexp(1.0, ilogbf(got[i] != 0.0f ? got[i] : 1e-30f) - 7);
+                const double bound = 1.13 * 0.5 * step_in + step_out + TOL[T_GEMM_GELU].atol;
+                if (fabs((double)got[i] - (double)two[i]) > bound && !bad++)
+                    SF_CHECK_MSG(0, "GELU epilogue vs linear then GELU kernel: [%d] (x %g) %g vs %g, |d| %g > %g", i,
+                                 pre[i], got[i], two[i], fabs((double)got[i] - (double)two[i]), bound);
+            }
+    }
+done:
+    free(x), free(w), free(bias), free(cpu), free(got), free(two);
+    cu_close(&c);
+}
+
 /* Explicit attention (attn_blas.cu) in the DiT's interleaved KV-cache layout (row = [k | v]),
  * strided q and o, query chunks with a remainder, against sf_attention_cpu on the same bf16
  * inputs; the logits handed to the tap callback against the CPU's logits. */
@@ -904,6 +958,7 @@ static const sf_test tests[] = {
     {"softmax_rows_spike", test_softmax_rows_spike},
     {"gemm_bias_strided", test_gemm_bias_strided},
     {"linear_bias_epilogue", test_linear_bias_epilogue},
+    {"linear_gelu_epilogue", test_linear_gelu_epilogue},
     {"attention_blas_kv_interleaved", test_attention_blas_kv_interleaved},
     {"ln_mod_fused", test_ln_mod_fused},
     {"ln_affine_fused", test_ln_affine_fused},

@@ -5,6 +5,7 @@
  * Built only into build/tests/test_cuda_emu (Makefile, EMU_*), tested by tests/unit/test_cuda_emu.c.
  * Under AddressSanitizer every stack switch is announced with __sanitizer_start/finish_switch_fiber. */
 #include "cuda_emu.h"
+#include "act.h"
 
 #include <stdarg.h>
 #include <stdio.h>
@@ -771,7 +772,7 @@ static float ld_el(const void *p, sf_dtype t, size_t i) {
 extern "C" sf_status sf_blaslt_matmul(sf_blaslt *lt, const sf_mm *m, sf_err *err) {
     if (!lt) return sf_fail(err, SF_E_ARG, "sf_blaslt_matmul: no handle");
     if (m->m < 1 || m->n < 1 || m->k < 1 || m->batch < 1 || (m->at != SF_BF16 && m->at != SF_F32) ||
-        m->bt != m->at || (m->dt != SF_BF16 && m->dt != SF_F32) ||
+        m->bt != m->at || (m->dt != SF_BF16 && m->dt != SF_F32) || (m->gelu && m->beta != 0.0f) ||
         m->lda < (m->transa ? m->k : m->m) || m->ldb < (m->transb ? m->n : m->k) || m->ldd < m->m)
         return sf_fail(err, SF_E_ARG, "sf_blaslt_matmul: bad product m=%lld n=%lld k=%lld", (long long)m->m,
                        (long long)m->n, (long long)m->k);
@@ -805,6 +806,7 @@ extern "C" sf_status sf_blaslt_matmul(sf_blaslt *lt, const sf_mm *m, sf_err *err
                 float v = m->alpha * acc;
                 if (m->beta != 0.0f) v += m->beta * ld_el(D, m->dt, id);
                 if (m->bias) v += ld_el(m->bias, m->dt, (size_t)i);
+                if (m->gelu) v = (float)sf_gelu_tanh((double)v); /* the tanh form (double here; the tests' bf16 bounds cover cuBLASLt's fp32) */
                 if (m->dt == SF_BF16) ((unsigned short *)D)[id] = sf_emu_f2bf_bits(v);
                 else ((float *)D)[id] = v;
             }
