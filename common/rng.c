@@ -3,6 +3,7 @@
 #include "rng.h"
 
 #include <math.h>
+#include <stdlib.h>
 
 static uint64_t splitmix64(uint64_t *x) {
     uint64_t z = (*x += 0x9e3779b97f4a7c15ull);
@@ -52,4 +53,38 @@ double sf_rng_normal(sf_rng *r) {
 
 void sf_rng_fill_normal(sf_rng *r, float *x, size_t n, float mean, float std) {
     for (size_t i = 0; i < n; i++) x[i] = mean + std * (float)sf_rng_normal(r);
+}
+
+void sf_rng_fill_normal_mt(sf_rng *r, float *x, size_t n, float mean, float std, int nthreads) {
+    enum { CHUNK = 1 << 15 }; /* pairs per round: 512 KiB of uniforms */
+    double *u = nthreads > 1 && n >= 4 * CHUNK ? malloc(sizeof(double) * 2 * CHUNK) : NULL;
+    if (!u) {
+        sf_rng_fill_normal(r, x, n, mean, std);
+        return;
+    }
+    size_t i = 0;
+    if (r->has_spare) x[i++] = mean + std * (float)sf_rng_normal(r); /* the pending sine of the last pair */
+    while (n - i >= 2) {
+        const size_t np = (n - i) / 2 < CHUNK ? (n - i) / 2 : CHUNK;
+        for (size_t p = 0; p < np; p++) { /* serial: the stream's order (sf_rng_normal's draws, rejection included) */
+            double u1;
+            do u1 = sf_rng_uniform(r);
+            while (u1 <= 0.0);
+            u[2 * p] = u1;
+            u[2 * p + 1] = sf_rng_uniform(r);
+        }
+        float *o = x + i;
+        const long npl = (long)np;
+#pragma omp parallel for num_threads(nthreads) schedule(static)
+        for (long p = 0; p < npl; p++) { /* sf_rng_normal's arithmetic exactly: cos first, then the sine */
+            double rad = sqrt(-2.0 * log(u[2 * p])), th = 6.283185307179586 * u[2 * p + 1];
+            o[2 * p] = mean + std * (float)(rad * cos(th));
+            o[2 * p + 1] = mean + std * (float)(rad * sin(th));
+        }
+        i += 2 * np;
+        const double rad = sqrt(-2.0 * log(u[2 * np - 2])); /* the state as sf_rng_normal leaves it: the */
+        r->spare = rad * sin(6.283185307179586 * u[2 * np - 1]); /* last pair's sine, consumed */
+    }
+    if (i < n) x[i] = mean + std * (float)sf_rng_normal(r); /* an odd end: its sine stays pending */
+    free(u);
 }

@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 /* The seeded noise, drawn by a helper thread in the reference's consumption order while the DiT
  * runs: the initial noise frame by frame, then every re-noising draw. The draws depend on nothing
@@ -25,6 +26,7 @@ typedef struct noise_feed {
     int64_t fr, T, n_draws;
     int64_t *off;              /* (n_draws + 1) offsets into buf; off[0] = T·fr */
     int64_t ready;             /* floats published so far */
+    int threads;               /* for the Box–Muller transforms (sf_rng_fill_normal_mt; noise_threads) */
     int stop;                  /* read and written with __atomic */
     sf_rng rng;
     pthread_t th;
@@ -43,14 +45,24 @@ static void *feed_main(void *arg) {
     noise_feed *nf = arg;
     int64_t off = 0;
     for (int64_t f = 0; f < nf->T && !__atomic_load_n(&nf->stop, __ATOMIC_RELAXED); f++, off += nf->fr) {
-        sf_rng_fill_normal(&nf->rng, nf->buf + off, (size_t)nf->fr, 0.0f, 1.0f); /* frame by frame */
+        sf_rng_fill_normal_mt(&nf->rng, nf->buf + off, (size_t)nf->fr, 0.0f, 1.0f, nf->threads); /* frame by frame */
         feed_publish(nf, off + nf->fr);
     }
     for (int64_t d = 0; d < nf->n_draws && !__atomic_load_n(&nf->stop, __ATOMIC_RELAXED); d++) {
-        sf_rng_fill_normal(&nf->rng, nf->buf + nf->off[d], (size_t)(nf->off[d + 1] - nf->off[d]), 0.0f, 1.0f);
+        sf_rng_fill_normal_mt(&nf->rng, nf->buf + nf->off[d], (size_t)(nf->off[d + 1] - nf->off[d]), 0.0f, 1.0f,
+                              nf->threads);
         feed_publish(nf, nf->off[d + 1]);
     }
     return NULL;
+}
+
+/* Threads for the normals: on a GPU the host's cores are idle while the forwards run, and the first
+ * block's first re-noising waits for the whole video's initial noise (~2.4 M normals at 832×480, ~30 ms
+ * on one core): up to 8, leaving two cores to the driver and the main thread. On the CPU the forwards
+ * use every core and the normals are a rounding error of a forward's time: one. */
+static int noise_threads(const sf_dit_state *st) {
+    long n = sysconf(_SC_NPROCESSORS_ONLN) - 2;
+    return st->gpu ? (int)(n < 1 ? 1 : n > 8 ? 8 : n) : 1;
 }
 
 /* Wait until floats [0, upto) are drawn; returns them. */
@@ -147,6 +159,7 @@ sf_status sf_pipeline_run_live(sf_dit_state *st, const sf_scheduler *sc, const s
     const int64_t n_draws = (int64_t)n_blocks * (cfg->n_steps > 1 ? cfg->n_steps - 1 : 0);
     noise_feed nf;
     memset(&nf, 0, sizeof nf);
+    nf.threads = noise_threads(st);
     int feeding = 0;
     history hist = {NULL, NULL, 0, 0, fr};
     float *noise = cfg->noise || endless ? sf_calloc2((size_t)(endless ? fpb : T) * (size_t)fr, sizeof(float)) : NULL;
@@ -223,7 +236,7 @@ sf_status sf_pipeline_run_live(sf_dit_state *st, const sf_scheduler *sc, const s
         }
         const float *xin;
         if (endless) { /* this block's initial noise (pipeline.h: drawn block by block) */
-            sf_rng_fill_normal(&nf.rng, noise, (size_t)n, 0.0f, 1.0f);
+            sf_rng_fill_normal_mt(&nf.rng, noise, (size_t)n, 0.0f, 1.0f, nf.threads);
             xin = noise;
         } else {
             if (feeding) feed_wait(&nf, (start + F) * fr);
@@ -280,7 +293,7 @@ sf_status sf_pipeline_run_live(sf_dit_state *st, const sf_scheduler *sc, const s
                     int64_t sh[4] = {F, C, H, W};
                     if ((s = replay(cfg->noise, nm, 4, sh, eps, err))) goto fail;
                 }
-                if (endless) sf_rng_fill_normal(&nf.rng, eps, (size_t)n, 0.0f, 1.0f);
+                if (endless) sf_rng_fill_normal_mt(&nf.rng, eps, (size_t)n, 0.0f, 1.0f, nf.threads);
                 const float *e = cfg->noise || endless ? eps : feed_wait(&nf, nf.off[draw + 1]) + nf.off[draw];
                 draw++;
                 if ((s = sf_dit_renoise(st, e, n, sf_scheduler_sigma_noise(sc, cfg->steps[k + 1]), err))) goto fail;
