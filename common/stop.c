@@ -19,6 +19,7 @@
  * written by the handlers or once at install. */
 static volatile sig_atomic_t g_stop, g_signal, g_pipe_rd = -1, g_pipe_wr = -1, g_installed, g_timer_ok;
 static timer_t g_timer;
+static void *g_altstack; /* the handlers' stack (sf_stop_install) */
 
 /* Names to unlink at exit: a slot is published by setting used after the name is written. */
 #define SF_STOP_NAMES 32
@@ -92,9 +93,24 @@ sf_status sf_stop_install(sf_err *err) {
         g_timer_ok = timer_create(CLOCK_MONOTONIC, &sev, &g_timer) == 0;
         g_installed = 1;
     }
+    /* The handlers run on an alternate stack (SA_ONSTACK): some of oneDNN's JIT kernels borrow rsp as a
+     * general register pointing into their heap buffers, and a signal taken on "the stack" there wrote
+     * its frame (~12 KiB with AVX-512 and AMX state) into the heap: a Ctrl-C mid-GEMM corrupted malloc's
+     * chunks (1 run in 12, tests/bats/live.bats). Once per thread that installs; it lives to the exit. */
+    if (!g_altstack) {
+        size_t n = (size_t)256 << 10;
+        stack_t ss;
+        memset(&ss, 0, sizeof ss);
+        if ((ss.ss_sp = malloc(n))) {
+            ss.ss_size = n;
+            if (sigaltstack(&ss, NULL) == 0) g_altstack = ss.ss_sp;
+            else free(ss.ss_sp);
+        }
+    }
     struct sigaction sa;
     memset(&sa, 0, sizeof sa);
     sigemptyset(&sa.sa_mask);
+    sa.sa_flags = SA_ONSTACK;
     sa.sa_handler = force_exit;
     sigaction(SIGALRM, &sa, NULL);
     sa.sa_handler = on_stop_signal; /* no SA_RESTART: blocking syscalls return EINTR */

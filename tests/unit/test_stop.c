@@ -65,6 +65,47 @@ static void test_flag_and_exit_codes(void) {
 
 /* Registered names go at exit() but not when forgotten; a forked child never removes its
  * parent's. */
+/* A stop signal taken while rsp points into heap memory — what some of oneDNN's JIT kernels do, using
+ * rsp as a general register — must not write there: the handlers run on their own stack (SA_ONSTACK).
+ * Before, the kernel put the signal frame below that rsp, into the heap (a Ctrl-C mid-GEMM corrupted
+ * malloc's chunks). Here rsp points into a patterned buffer while a raw kill(2) delivers SIGINT. */
+#if defined(__x86_64__) && defined(__linux__)
+#include <sys/syscall.h>
+static long kill_on_stack(void *sp, long pid, long sig) {
+    long ret;
+    __asm__ volatile("mov %%rsp, %%r12\n\t"
+                     "mov %[sp], %%rsp\n\t"
+                     "syscall\n\t"
+                     "mov %%r12, %%rsp\n\t"
+                     : "=a"(ret)
+                     : "0"((long)SYS_kill), "D"(pid), "S"(sig), [sp] "r"(sp)
+                     : "rcx", "r11", "r12", "memory");
+    return ret;
+}
+#endif
+static void test_signal_off_heap(void) {
+#if defined(__x86_64__) && defined(__linux__)
+    pid_t pid = fork();
+    if (pid == 0) {
+        enum { N = 128 << 10 };
+        sf_err err = {{0}};
+        unsigned char *buf = malloc(N);
+        if (!buf || sf_stop_install(&err)) _exit(10);
+        memset(buf, 0xA5, N);
+        void *top = (void *)(((uintptr_t)(buf + N - 256)) & ~(uintptr_t)63);
+        if (kill_on_stack(top, getpid(), SIGINT) != 0 || !sf_stopped()) _exit(11);
+        size_t changed = 0;
+        for (size_t i = 0; i < N - 512; i++) changed += buf[i] != 0xA5;
+        _exit(changed ? 12 : 0);
+    }
+    int st = wait_status(pid, NULL);
+    SF_CHECK_MSG(WIFEXITED(st) && WEXITSTATUS(st) != 12, "the signal frame was written into the heap below rsp");
+    SF_CHECK_MSG(WIFEXITED(st) && WEXITSTATUS(st) == 0, "status %d", st);
+#else
+    SF_TEST_SKIP("x86-64 Linux only (raw syscall with a borrowed rsp)");
+#endif
+}
+
 static void test_unlink_at_exit(void) {
     char dir[] = "/tmp/sf_stop_XXXXXX";
     SF_CHECK(mkdtemp(dir) != NULL);
@@ -209,6 +250,7 @@ static void test_sweep(void) {
 static const sf_test tests[] = {
     {"flag_and_exit_codes", test_flag_and_exit_codes},
     {"unlink_at_exit", test_unlink_at_exit},
+    {"signal_off_heap", test_signal_off_heap},
     {"watchdog", test_watchdog},
     {"outfile_anonymous", test_outfile_anonymous},
     {"sweep", test_sweep},
