@@ -4,7 +4,8 @@
  * name "latents") or --in URL (wire stream of latent blocks, decoded as each block arrives).
  * Outputs: -o FILE (.y4m / .mp4 / DIR/ of PNGs, see video.h), --save-video FILE (safetensors
  * "video" [1, T, 3, H, W] f32 in [-1, 1]), --out URL (a wire URL, or a file ending in .wire): raw
- * frames, one "frames" u8 [n, H, W, 3] message per decoded block, meta block, start_frame, fps and
+ * frames, one "frames" u8 [n, H, W, 3] message per decoded latent frame (n = 1 for the first, then 4),
+ * meta block, start_frame, fps and
  * the block's prompt / t_sent passed through (sf-view plays them). Mirrors inference.py's decode + write_video step.
  * Tested by tests/bats/sf-decode.bats. Only parses flags and calls vae.c / video.c. */
 #define _POSIX_C_SOURCE 200809L
@@ -97,11 +98,12 @@ static sf_status ensure_init(run *r, int64_t C, int64_t h, int64_t w, sf_err *er
     return SF_OK;
 }
 
-/* Decode n latent frames [n, C, h, w] f32 and emit their frames. */
-static sf_status decode_block(run *r, const float *z, int64_t n, sf_err *err) {
+/* Decode one latent frame [C, h, w] f32 and emit its video frames at once (1 for a video's first
+ * latent frame, 4 after): a viewer sees the first frame after a third of the first block's decode. */
+static sf_status decode_latent(run *r, const float *z, sf_err *err) {
     sf_status s;
     const int64_t H = r->vae->st.h << r->vae->cfg.n_up, W = r->vae->st.w << r->vae->cfg.n_up, fe = 3 * H * W;
-    int64_t nf = r->gpu ? sf_vae_cuda_frames_for(r->gpu, n) : sf_vae_frames_for(r->vae, n), got = 0;
+    int64_t nf = r->gpu ? sf_vae_cuda_frames_for(r->gpu, 1) : sf_vae_frames_for(r->vae, 1), got = 0;
     if (nf > r->blk_cap) {
         free(r->u8);
         r->u8 = sf_calloc2((size_t)(nf * fe), 1);
@@ -118,9 +120,9 @@ static sf_status decode_block(run *r, const float *z, int64_t n, sf_err *err) {
     }
     float *dst = r->save_path ? r->video + r->video_n * fe : NULL;
     uint8_t *u8 = r->vw || r->fo ? r->u8 : NULL;
-    s = r->gpu ? sf_vae_cuda_decode(r->gpu, z, n, dst, u8, &got, err) : sf_vae_decode(r->vae, z, n, dst, u8, &got, err);
+    s = r->gpu ? sf_vae_cuda_decode(r->gpu, z, 1, dst, u8, &got, err) : sf_vae_decode(r->vae, z, 1, dst, u8, &got, err);
     if (s != SF_OK) return s;
-    if (r->fo && got > 0) { /* one message per block: the viewer shows frames as soon as they exist */
+    if (r->fo && got > 0) { /* one message per latent frame: the viewer shows frames as soon as they exist */
         int64_t sh[4] = {got, H, W, 3};
         sf_tensor t = sf_tensor_view(r->u8, SF_U8, 4, sh);
         if ((s = sf_wire_meta_set_int(r->fm, "start_frame", r->frames_sent, err)) ||
@@ -132,7 +134,17 @@ static sf_status decode_block(run *r, const float *z, int64_t n, sf_err *err) {
     for (int64_t f = 0; r->vw && f < got; f++)
         if ((s = sf_video_write(r->vw, r->u8 + f * fe, err)) != SF_OK) return s;
     if (r->save_path) r->video_n += got;
-    r->latents_done += n;
+    r->latents_done++;
+    sf_trace("decode", "latent_out", r->latents_done - 1, r->vw ? sf_video_frames(r->vw) : r->video_n);
+    return SF_OK;
+}
+
+/* Decode n latent frames [n, C, h, w] f32 (a block), emitting each one's frames as it is done. */
+static sf_status decode_block(run *r, const float *z, int64_t n, sf_err *err) {
+    const int64_t zf = r->vae->cfg.z_dim * r->vae->st.h * r->vae->st.w;
+    sf_status s;
+    for (int64_t t = 0; t < n; t++)
+        if ((s = decode_latent(r, z + t * zf, err)) != SF_OK) return s;
     sf_trace("decode", "frames_out", r->blocks_done++, r->vw ? sf_video_frames(r->vw) : r->video_n);
     if (r->progress)
         sf_info("decoded %lld latent frames -> %lld video frames (%.1f s)", (long long)r->latents_done,

@@ -89,17 +89,20 @@ ENDLESS=(--num_frames 0 --local_attn_size 6 --sink_size 3 --height 16 --width 16
     [ "${#lines[@]}" -eq 1 ]
 }
 
-@test "sf-decode --out URL: one frames message u8 [n, H, W, 3] per block, with the block's prompt" {
+@test "sf-decode --out URL: one frames message u8 [n, H, W, 3] per latent frame (1, then 4), with the block's prompt" {
     sf-denoise --model-dir "$M" --in "$T/emb.wire" --num_frames 6 --height 16 --width 16 --threads 1 \
         --out "$T/lat.wire" 2>/dev/null
     run sf-decode --model-dir "$M" --in "$T/lat.wire" --out "$T/frames.wire" --threads 1
     assert_success
     run sf-wire cat "$T/frames.wire"
     assert_success
-    assert_line --index 0 --partial "tensor frames u8 [9, 16, 16, 3]"
-    assert_line --index 1 --partial "tensor frames u8 [12, 16, 16, 3]"
+    # 6 latent frames in 2 blocks: the first decodes to 1 video frame, each later one to 4
+    assert_line --index 0 --partial "tensor frames u8 [1, 16, 16, 3]"
+    for i in 1 2 3 4 5; do assert_line --index $i --partial "tensor frames u8 [4, 16, 16, 3]"; done
+    [ "$(grep -c 'tensor frames' <<<"$output")" = 6 ]
     assert_output --partial 'prompt: "a red fox"'
-    assert_output --partial "start_frame: 9"
+    assert_output --partial "start_frame: 1,"
+    assert_output --partial "start_frame: 17"
 }
 
 @test "sf-view: local only, one-line errors, bad prompts refused with 400" {

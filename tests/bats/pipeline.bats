@@ -200,6 +200,7 @@ decode() { sf-decode --model-dir "$M" --progress none "$@"; }
     [ "$(grep -c '^denoise start$' <<<"$output")" = 1 ]
     [ "$(grep -c '^denoise block_out$' <<<"$output")" = 3 ]
     [ "$(grep -c '^decode frames_out$' <<<"$output")" = 3 ]
+    [ "$(grep -c '^decode latent_out$' <<<"$output")" = 9 ] # each latent frame's frames go out at once
     [ "$(grep -c '^decode end$' <<<"$output")" = 1 ]
     run -0 awk 'NF != 5 || length($1) != 19 || $1 !~ /^[0-9]+$/' "$T/trace"
     [ -z "$output" ]
@@ -210,6 +211,10 @@ decode() { sf-decode --model-dir "$M" --progress none "$@"; }
     [ "$(frames "$T/run.y4m")" = "$(sed -E 's/.* frames=([0-9]+) .*/\1/' <<<"$output")" ]
     # first frames come after the first block, the video ends after the DiT's last block
     awk -v d="$dit" -v f="$first" -v e="$e2e" 'BEGIN { exit !(f > 0 && f <= e && d <= e) }'
+    # "first" is the first latent frame's frames, before the first block's last (its frames_out)
+    t0=$(awk '$2 == "denoise" && $3 == "start" { print $1; exit }' "$T/trace")
+    f0=$(sort -n "$T/trace" | awk '$2 == "decode" && $3 == "frames_out" { print $1; exit }')
+    awk -v f="$first" -v t0="$t0" -v f0="$f0" 'BEGIN { exit !(f < (f0 - t0) / 1e9) }'
     # a trace without the decoder's events is refused with a reason
     grep -v '^[0-9]* decode' "$T/trace" >"$T/partial"
     run -1 tests/gpu/timeline.sh "$T/partial"

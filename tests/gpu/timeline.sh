@@ -2,7 +2,8 @@
 # timeline.sh TRACE — the figures of a run's SF_TRACE timeline (common/trace.h), measured from
 # the moment sf-denoise starts its first forward (the embedding is in hand, weights loaded):
 #   dit        last block handed out by sf-denoise
-#   first      first decoded frames written by sf-decode ("first frames on screen")
+#   first      first decoded frames written by sf-decode ("first frames on screen": its first
+#              latent_out, the first latent frame's frames, else its first block's frames_out)
 #   steady     median interval between consecutive decoded blocks after the first (DiT and decode
 #              pipelined: the rate a viewer sees)
 #   e2e        the video finished (sf-decode's end, else its last frames)
@@ -14,6 +15,7 @@ trace=${1:?usage: timeline.sh TRACE}
 sort -n "$trace" | awk '
     $2 == "denoise" && $3 == "start" && !t0 { t0 = $1 }
     $2 == "denoise" && $3 == "block_out" && t0 { dit = $1; blocks++ }
+    $2 == "decode" && $3 == "latent_out" && t0 { if (!first) first = $1 }
     $2 == "decode" && $3 == "frames_out" && t0 { if (!first) first = $1; fo[nfo++] = $1; frames = $5 }
     $2 == "decode" && $3 == "end" && t0 { end = $1; frames = $5 }
     END {
