@@ -39,4 +39,10 @@ int sf_tap_mass_reduce_cpu(int H, int64_t Lq, int64_t NG, int64_t S, int renorm,
 int sf_tap_mass_cpu(int64_t Lq, int64_t Lk, int H, int d, const float *q, int64_t ldq, const float *k, int64_t ldk,
                     float scale, int64_t G, int64_t NG, int64_t S, int renorm, float *out, float *stats, int nthreads);
 
+/* Frames mode (--tap-mode frames): the mean logit of query frame qf over key frame kf is bilinear,
+ * mean_{r∈qf, j∈kf} (q_r·k_j)·scale = (mean_r q_r)·(mean_j k_j)·scale, so per-frame means are all it
+ * needs. means[f·D + c] = (Σ_{t<S} x[(f·S + t)·ld + c]) / S for f < nframes, c < D: a double sum in
+ * token order, then one division. The GPU's (sf_frame_means_cuda) is bit for bit the same. */
+void sf_frame_means_cpu(int64_t nframes, int64_t S, int64_t D, const float *x, int64_t ld, double *means);
+
 #endif

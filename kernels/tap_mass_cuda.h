@@ -27,6 +27,12 @@ sf_status sf_tap_mass_reduce_cuda(const sf_cuda_ctx *ctx, int H, int64_t Lq, int
                                   const float *rowmass, const float *lse, double *rowtot, float *out, float *stats,
                                   sf_err *err);
 
+/* sf_frame_means_cpu on the device: x bf16 (nframes·S rows, stride ld) → means (nframes, D) f64, the
+ * same token-order double sums and division (bit for bit): frames-mode taps download these instead
+ * of q and the whole key window. */
+sf_status sf_frame_means_cuda(const sf_cuda_ctx *ctx, int64_t nframes, int64_t S, int64_t D, const void *x, int64_t ld,
+                              double *means, sf_err *err);
+
 #ifdef __cplusplus
 }
 #endif

@@ -95,3 +95,15 @@ int sf_tap_mass_cpu(int64_t Lq, int64_t Lk, int H, int d, const float *q, int64_
     free(j.srow);
     return rc;
 }
+
+void sf_frame_means_cpu(int64_t nframes, int64_t S, int64_t D, const float *x, int64_t ld, double *means) {
+    for (int64_t f = 0; f < nframes; f++) {
+        double *m = means + f * D;
+        for (int64_t c = 0; c < D; c++) m[c] = 0.0;
+        for (int64_t t = 0; t < S; t++) {
+            const float *row = x + (f * S + t) * ld;
+            for (int64_t c = 0; c < D; c++) m[c] += row[c];
+        }
+        for (int64_t c = 0; c < D; c++) m[c] /= (double)S;
+    }
+}

@@ -144,3 +144,31 @@ extern "C" sf_status sf_tap_mass_reduce_cuda(const sf_cuda_ctx *ctx, int H, int6
 fail:
     return st;
 }
+
+/* One thread per (frame, column): the column's S values summed in token order in double (the CPU's
+ * order), then divided by S. Adjacent threads read adjacent columns of a row: coalesced. */
+static __global__ void frame_means_kernel(int64_t nframes, int64_t S, int64_t D, const __nv_bfloat16 *__restrict__ x,
+                                          int64_t ld, double *__restrict__ means) {
+    const int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x;
+    if (i >= nframes * D) return;
+    const int64_t f = i / D, c = i % D;
+    const __nv_bfloat16 *p = x + f * S * ld + c;
+    double m = 0.0;
+    for (int64_t t = 0; t < S; t++) m = __dadd_rn(m, (double)sf_bf(p[t * ld]));
+    means[i] = __ddiv_rn(m, (double)S);
+}
+
+extern "C" sf_status sf_frame_means_cuda(const sf_cuda_ctx *ctx, int64_t nframes, int64_t S, int64_t D, const void *x,
+                                         int64_t ld, double *means, sf_err *err) {
+    sf_status st = SF_OK;
+    SF_CUDA_REQUIRE(ctx && ctx->stream, "sf_frame_means_cuda: CUDA context not initialised");
+    SF_CUDA_REQUIRE(nframes >= 0 && S >= 1 && D >= 1 && ld >= D, "sf_frame_means_cuda: bad shape nframes=%lld S=%lld D=%lld ld=%lld",
+                    (long long)nframes, (long long)S, (long long)D, (long long)ld);
+    if (nframes == 0) return SF_OK;
+    SF_LAUNCH(frame_means_kernel, sf_cuda_blocks(nframes * D, 256), 256, 0, SF_CUDA_STREAM(ctx), nframes, S, D,
+              (const __nv_bfloat16 *)x, ld, means);
+    CUDA_CHECK_LAUNCH("frame_means_kernel");
+    return SF_OK;
+fail:
+    return st;
+}

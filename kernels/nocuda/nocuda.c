@@ -411,6 +411,11 @@ sf_status sf_tap_row_mass_cuda(const sf_cuda_ctx *ctx, int H, int64_t rows, int6
         (void)lse;
     return SF_NO_CUDA(err);
 }
+sf_status sf_frame_means_cuda(const sf_cuda_ctx *ctx, int64_t nframes, int64_t S, int64_t D, const void *x, int64_t ld,
+                              double *means, sf_err *err) {
+    (void)ctx, (void)nframes, (void)S, (void)D, (void)x, (void)ld, (void)means;
+    return SF_NO_CUDA(err);
+}
 sf_status sf_tap_mass_reduce_cuda(const sf_cuda_ctx *ctx, int H, int64_t Lq, int64_t NG, int64_t S, int renorm,
                                   const float *rowmass, const float *lse, double *rowtot, float *out, float *stats,
                                   sf_err *err) {

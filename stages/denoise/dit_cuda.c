@@ -76,6 +76,7 @@ struct sf_dit_gpu {
     int stage_next;
     size_t lat_n;
     float *tap_q, *tap_k;                     /* post-RoPE q (L, D) and K window (Lk_max, D), f32 */
+    double *tm_means, *tap_means;             /* frames-mode per-frame means (F + Lk_max/S, D): device, host */
     /* probability taps (tap_mass_cuda.h), made on first use: per-row masses (H, L, NG_max), lse (H, L),
      * row totals (H, L) f64, the aggregates (H, F, NG_max) + stats (H, F, 4) and their host copies */
     float *tm_rm, *tm_lse, *tm_out, *tm_st, *tm_hout, *tm_hst;
@@ -248,6 +249,8 @@ void sf_dit_cuda_free(sf_dit_state *st) {
     sf_cuda_events_free(g->stage_ev, 2);
     free(g->tap_q);
     free(g->tap_k);
+    sf_cuda_free(g->tm_means);
+    free(g->tap_means);
     sf_cuda_free(g->tm_rm);
     sf_cuda_free(g->tm_lse);
     sf_cuda_free(g->tm_out);
@@ -603,9 +606,16 @@ static sf_status attend(sf_dit_gpu *g, int64_t Lq, int64_t Lk, int H, int d, con
 static sf_status tap_bufs(sf_dit_state *st, sf_err *err) {
     sf_dit_gpu *g = st->gpu;
     const size_t D = (size_t)st->w->cfg.dim;
+    const size_t nm = ((size_t)st->max_frames + (size_t)(g->lk_max / st->frame_tokens)) * D;
     if (!g->tap_q) g->tap_q = malloc(sizeof(float) * (size_t)st->max_frames * (size_t)st->frame_tokens * D);
     if (!g->tap_k) g->tap_k = malloc(sizeof(float) * (size_t)g->lk_max * D);
-    return g->tap_q && g->tap_k ? SF_OK : sf_fail(err, SF_E_NOMEM, "out of memory (attention tap)");
+    if (!g->tap_means) g->tap_means = malloc(sizeof(double) * nm);
+    if (!g->tm_means) {
+        sf_status s = sf_cuda_malloc((void **)&g->tm_means, sizeof(double) * nm, err);
+        if (s) return s;
+        g->state_bytes += sizeof(double) * nm;
+    }
+    return g->tap_q && g->tap_k && g->tap_means ? SF_OK : sf_fail(err, SF_E_NOMEM, "out of memory (attention tap)");
 }
 
 static sf_status tap_layer(sf_dit_state *st, int l, int64_t L, int64_t Lk, const bf16 *Ka, const int64_t *kfr,
@@ -615,13 +625,22 @@ static sf_status tap_layer(sf_dit_state *st, int l, int64_t L, int64_t Lk, const
     const int64_t D = c->dim;
     sf_status s;
     if ((s = tap_bufs(st, err))) return s;
-    if (!mass) { /* the probability aggregates are made on the device: no q / k copies for them */
+    const int64_t S = st->frame_tokens, QF = L / S, KF = Lk / S;
+    const int means = !mass && !logits && !logits16 && st->tap.wants_means && st->tap.wants_means(st->tap.ctx, l);
+    if (means) { /* frames mode: per-frame means of q and of the keys, made here; kilobytes cross PCIe */
+        if ((s = sf_frame_means_cuda(&g->cx, QF, S, D, g->q, D, g->tm_means, err)) ||
+            (s = sf_frame_means_cuda(&g->cx, KF, S, D, Ka, 2 * D, g->tm_means + QF * D, err)) ||
+            (s = sf_cuda_copy_d2h(&g->cx, g->tap_means, g->tm_means, sizeof(double) * (size_t)((QF + KF) * D), err)) ||
+            (s = sf_cuda_sync(&g->cx, err)))
+            return s;
+    } else if (!mass) { /* the probability aggregates are made on the device: no q / k copies for them */
         if ((s = download_rows(g, g->tap_q, g->q, L, D, D, err))) return s;
         if ((s = download_rows(g, g->tap_k, Ka, Lk, D, 2 * D, err))) return s; /* keys of the [k | v] cache rows */
     }
-    sf_dit_attn_view vw = {l, L, Lk, c->num_heads, (int)(D / c->num_heads), mass ? NULL : g->tap_q, mass ? NULL : g->tap_k,
-                           D, st->frame_tokens, kfr, logits, logits16, mass ? g->tm_hout : NULL, mass ? g->tm_hst : NULL,
-                           0, 0};
+    const int qk = !mass && !means;
+    sf_dit_attn_view vw = {l, L, Lk, c->num_heads, (int)(D / c->num_heads), qk ? g->tap_q : NULL, qk ? g->tap_k : NULL,
+                           D, S, kfr, logits, logits16, mass ? g->tm_hout : NULL, mass ? g->tm_hst : NULL,
+                           0, 0, means ? g->tap_means : NULL, means ? g->tap_means + QF * D : NULL};
     return st->tap.done(st->tap.ctx, &vw, err);
 }
 
@@ -712,7 +731,7 @@ static sf_status layer(sf_dit_state *st, int l, int F, int64_t start_frame, cons
     sf_gpu_prof_mark_flops(&g->prof, cx, P_CROSS, 4.0 * (double)L * (double)c->text_len * (double)D);
     const int xtap = st->tap.wants_cross && st->tap.done && st->tap.wants_cross(st->tap.ctx, l);
     if (xtap && st->ctx_real < 1) { /* no real token: the tap reports it (as on the CPU) */
-        sf_dit_attn_view vw = {l, L, c->text_len, (int)NH, (int)hd, NULL, NULL, D, S, NULL, NULL, NULL, NULL, NULL, 1, 0};
+        sf_dit_attn_view vw = {l, L, c->text_len, (int)NH, (int)hd, NULL, NULL, D, S, NULL, NULL, NULL, NULL, NULL, 1, 0, NULL, NULL};
         return st->tap.done(st->tap.ctx, &vw, err);
     }
     massrun xr = {g, (int)NH, L, c->text_len, 1, st->ctx_real};
@@ -723,7 +742,7 @@ static sf_status layer(sf_dit_state *st, int l, int F, int64_t start_frame, cons
     if (xtap) { /* the cross-attention's text-token mass, renormalised over the real tokens */
         if ((s = mass_finish(st, &xr, 1, err))) return s;
         sf_dit_attn_view vw = {l, L, c->text_len, (int)NH, (int)hd, NULL, NULL, D, S, NULL, NULL, NULL,
-                               g->tm_hout, g->tm_hst, 1, st->ctx_real};
+                               g->tm_hout, g->tm_hst, 1, st->ctx_real, NULL, NULL};
         if ((s = st->tap.done(st->tap.ctx, &vw, err))) return s;
     }
     if (l == 0 && (s = gprobe(st, "mid.block0.cross_attn.attn_out", g->o, L * D, err))) return s;

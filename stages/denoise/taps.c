@@ -165,6 +165,11 @@ static int tap_wants_mass(void *ctx, int layer) {
     return ((const sf_taps *)ctx)->mode == SF_TAP_PROBS;
 }
 
+static int tap_wants_means(void *ctx, int layer) {
+    (void)layer;
+    return ((const sf_taps *)ctx)->mode == SF_TAP_FRAMES;
+}
+
 static float *tap_logits_buf(void *ctx, int layer, int heads, int64_t Lq, int64_t Lk) {
     sf_taps *t = ctx;
     (void)layer;
@@ -317,39 +322,33 @@ static sf_status tap_done(void *ctx, const sf_dit_attn_view *v, sf_err *err) {
         if (fresh) t->n_caps++;
         return SF_OK;
     }
-    /* frames: A[h,qf,kf] = (mean_q · mean_k)·scale, reductions in double */
+    /* frames: A[h,qf,kf] = (mean_q · mean_k)·scale, reductions in double (sf_frame_means_cpu; a GPU
+     * backend hands the same means over, made on the device) */
     int64_t QF = v->Lq / S, KF = v->Lk / S;
     sf_tap_capture *c = new_cap(t, err);
     if (!c) return SF_E_NOMEM;
-    double *qm = calloc((size_t)(QF * v->heads * d), sizeof(double));
-    double *km = calloc((size_t)(KF * v->heads * d), sizeof(double));
+    const int given = v->q_mean && v->k_mean;
+    double *qm = given ? NULL : calloc((size_t)(QF * v->heads * d), sizeof(double));
+    double *km = given ? NULL : calloc((size_t)(KF * v->heads * d), sizeof(double));
     c->frames = calloc((size_t)(v->heads * QF * KF), sizeof(float));
     c->key_frames = malloc(sizeof(int64_t) * (size_t)(KF > 0 ? KF : 1));
-    if (!qm || !km || !c->frames || !c->key_frames) {
+    if ((!given && (!qm || !km)) || !c->frames || !c->key_frames) {
         free(qm);
         free(km);
         cap_free(c);
         return sf_fail(err, SF_E_NOMEM, "out of memory");
     }
     for (int64_t f = 0; f < KF; f++) c->key_frames[f] = v->key_frames ? v->key_frames[f] : f;
-    for (int pass = 0; pass < 2; pass++) {
-        const float *src = pass ? v->k : v->q;
-        double *m = pass ? km : qm;
-        int64_t nf = pass ? KF : QF;
-        for (int64_t f = 0; f < nf; f++) {
-            double *mf = m + f * v->heads * d;
-            for (int64_t tk = 0; tk < S; tk++) {
-                const float *row = src + (f * S + tk) * v->ld;
-                for (int64_t i = 0; i < v->heads * d; i++) mf[i] += row[i];
-            }
-            for (int64_t i = 0; i < v->heads * d; i++) mf[i] /= (double)S;
-        }
+    if (!given) {
+        sf_frame_means_cpu(QF, S, v->heads * d, v->q, v->ld, qm);
+        sf_frame_means_cpu(KF, S, v->heads * d, v->k, v->ld, km);
     }
+    const double *QM = given ? v->q_mean : qm, *KM = given ? v->k_mean : km;
     double scale = 1.0 / sqrt((double)d);
     for (int h = 0; h < v->heads; h++)
         for (int64_t qf = 0; qf < QF; qf++)
             for (int64_t kf = 0; kf < KF; kf++) {
-                const double *a = qm + (qf * v->heads + h) * d, *b = km + (kf * v->heads + h) * d;
+                const double *a = QM + (qf * v->heads + h) * d, *b = KM + (kf * v->heads + h) * d;
                 double s = 0;
                 for (int64_t i = 0; i < d; i++) s += a[i] * b[i];
                 c->frames[(h * QF + qf) * KF + kf] = (float)(s * scale);
@@ -373,6 +372,7 @@ void sf_taps_attach(sf_taps *t, sf_dit_state *st) {
     st->tap.ctx = t;
     st->tap.wants_mass = tap_wants_mass;
     st->tap.wants_cross = tap_wants_cross;
+    st->tap.wants_means = tap_wants_means;
 }
 
 static sf_tensor cap_tensor(const sf_tap_capture *c) {

@@ -286,6 +286,25 @@ static void on_fwd(void *c, int b, int s, int64_t start, int F) {
     sf_taps_on_forward(((fwd_ctx *)c)->t, b, s, start);
 }
 
+/* A spy between the DiT and the taps: what each self-attention view carried (frames mode on a GPU:
+ * the per-frame means made on the device, never q and the key window). */
+typedef struct spy {
+    sf_dit_tap in;
+    int with_means, with_qk;
+} spy;
+static spy *spy_of(void *c) { return c; }
+static int spy_wants(void *c, int l) { return spy_of(c)->in.wants(spy_of(c)->in.ctx, l); }
+static int spy_wants_mass(void *c, int l) { return spy_of(c)->in.wants_mass(spy_of(c)->in.ctx, l); }
+static int spy_wants_cross(void *c, int l) { return spy_of(c)->in.wants_cross(spy_of(c)->in.ctx, l); }
+static int spy_wants_means(void *c, int l) { return spy_of(c)->in.wants_means(spy_of(c)->in.ctx, l); }
+static float *spy_buf(void *c, int l, int h, int64_t q, int64_t k) { return spy_of(c)->in.logits_buf(spy_of(c)->in.ctx, l, h, q, k); }
+static uint16_t *spy_f16(void *c, int l, int h, int64_t q, int64_t k) { return spy_of(c)->in.logits_f16(spy_of(c)->in.ctx, l, h, q, k); }
+static sf_status spy_done(void *c, const sf_dit_attn_view *v, sf_err *err) {
+    spy *s = c;
+    if (!v->cross) s->with_means += v->q_mean && v->k_mean && !v->q && !v->k, s->with_qk += v->q && v->k;
+    return s->in.done(s->in.ctx, v, err);
+}
+
 static void taps(sf_tap_mode mode, sf_tap_sel sel) {
     int dev = sf_test_gpu();
     if (dev < 0) return;
@@ -297,13 +316,20 @@ static void taps(sf_tap_mode mode, sf_tap_sel sel) {
     setenv("SF_CUDA_ATTN_CHUNK", "20", 1); /* 72 query rows: chunks of 20, 20, 20, 12 through the tap copies */
     int opened = dit_golden_open_on(&d, "base", NULL, 1, 1, 0, dev);
     unsetenv("SF_CUDA_ATTN_CHUNK");
+    spy sp = {{0}, 0, 0};
     if (opened) {
         sf_taps_attach(&t, &d.st);
+        sp.in = d.st.tap;
+        sf_dit_tap x = {spy_buf, spy_f16, spy_wants, spy_done, &sp, spy_wants_mass, spy_wants_cross, spy_wants_means};
+        d.st.tap = x;
         fwd_ctx fc = {&t};
         sf_pipeline_hooks hk = {on_fwd, NULL, NULL, &fc, 0, NULL};
         SF_CHECK_OK(sf_pipeline_run(&d.st, &d.sc, &d.pc, &hk, NULL, &err), &err);
     }
     dit_golden_close(&d);
+    if (opened && mode == SF_TAP_FRAMES) /* 30 tapped self-attentions: means only, made on the device */
+        SF_CHECK_MSG(sp.with_means == 30 && sp.with_qk == 0, "frames mode: %d views with means, %d with q and k",
+                     sp.with_means, sp.with_qk);
     const int seed = sel == SF_TAP_SEL_SEED; /* figure-4: per layer the first capture with the most keys */
     SF_CHECK_MSG(t.n_caps == (seed ? 2u : 30u), "%zu captures", t.n_caps);
     sf_tfile *g = sf_test_open_golden("expect/taps_base.safetensors");

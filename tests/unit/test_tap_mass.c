@@ -133,10 +133,75 @@ static void test_gpu_frames(void) {
 /* cross-attention: 7 real tokens of 64, renormalised (a thread per group) */
 static void test_gpu_cross(void) { gpu_case(3, 12, 64, 64, 1, 7, 4, 1, 5); }
 
+/* Frames-mode means: x[t, c] = t + c/8 → means = (S−1)/2 + c/8 exactly; and the identity frames mode
+ * rests on: the mean of a frame pair's logits = (mean q)·(mean k)·scale, against the logits averaged
+ * one by one (1e-12 relative: double sums in different orders). */
+static void test_frame_means(void) {
+    enum { NF = 3, S = 5, D = 6, LD = 8 };
+    float x[NF * S * LD];
+    double m[NF * D];
+    for (int r = 0; r < NF * S; r++)
+        for (int c = 0; c < LD; c++) x[r * LD + c] = c < D ? (float)(r % S) + (float)c / 8 + (float)(r / S) : NAN;
+    sf_frame_means_cpu(NF, S, D, x, LD, m);
+    for (int f = 0; f < NF; f++)
+        for (int c = 0; c < D; c++) SF_CHECK_MSG(m[f * D + c] == (S - 1) / 2.0 + c / 8.0 + f, "means[%d,%d] = %g", f, c, m[f * D + c]);
+    /* the bilinear identity on random q (2 frames) and k (3 frames), one head of d = D */
+    float *q = hrand(2 * S * D, -1, 1, 0), *k = hrand(3 * S * D, -1, 1, 0);
+    double qm[2 * D], km[3 * D], scale = 0.25;
+    sf_frame_means_cpu(2, S, D, q, D, qm);
+    sf_frame_means_cpu(3, S, D, k, D, km);
+    for (int qf = 0; qf < 2; qf++)
+        for (int kf = 0; kf < 3; kf++) {
+            double direct = 0, viam = 0;
+            for (int i = 0; i < S; i++)
+                for (int j = 0; j < S; j++) {
+                    double s = 0;
+                    for (int c = 0; c < D; c++) s += (double)q[(qf * S + i) * D + c] * k[(kf * S + j) * D + c];
+                    direct += s * scale;
+                }
+            direct /= S * S;
+            for (int c = 0; c < D; c++) viam += qm[qf * D + c] * km[kf * D + c];
+            viam *= scale;
+            SF_CHECK_MSG(fabs(direct - viam) <= 1e-12 * (1 + fabs(direct)), "frame pair (%d, %d): %.17g vs %.17g", qf, kf,
+                         direct, viam);
+        }
+    free(q), free(k);
+}
+
+/* sf_frame_means_cuda == sf_frame_means_cpu bit for bit: bf16 rows with a stride (the [k | v] cache's
+ * 2·D), NaN in the gap (never read), frames of 40 tokens. */
+static void test_gpu_frame_means(void) {
+    enum { NF = 4, S = 40, D = 24, LD = 48 };
+    cu c;
+    if (!cu_open(&c)) return;
+    float *x = hrand(NF * S * LD, -3, 3, 1);
+    for (int r = 0; r < NF * S; r++)
+        for (int j = D; j < LD; j++) x[r * LD + j] = NAN;
+    double ref[NF * D], got[NF * D];
+    sf_frame_means_cpu(NF, S, D, x, LD, ref);
+    void *dx = cu_alloc(&c, 2 * (size_t)(NF * S * LD));
+    double *dm = cu_alloc(&c, sizeof got);
+    if (dx && dm) {
+        SF_CHECK_OK(sf_cuda_upload_bf16(&c.ctx, dx, x, (size_t)(NF * S * LD), &c.err), &c.err);
+        SF_CHECK_OK(sf_frame_means_cuda(&c.ctx, NF, S, D, dx, LD, dm, &c.err), &c.err);
+        SF_CHECK_OK(sf_cuda_copy_d2h(&c.ctx, got, dm, sizeof got, &c.err), &c.err);
+        SF_CHECK_OK(sf_cuda_sync(&c.ctx, &c.err), &c.err);
+        int i = 0;
+        while (i < NF * D && memcmp(&got[i], &ref[i], sizeof(double)) == 0) i++;
+        SF_CHECK_MSG(i == NF * D, "frame means [%d]: %.17g (GPU) vs %.17g (CPU)", i, i < NF * D ? got[i] : 0.0,
+                     i < NF * D ? ref[i] : 0.0);
+        SF_CHECK(sf_frame_means_cuda(&c.ctx, NF, S, D, dx, D - 1, dm, &c.err) == SF_E_ARG); /* ld < D */
+    }
+    free(x);
+    cu_close(&c);
+}
+
 static const sf_test tests[] = {
     {"hand", test_hand},
     {"cpu_vs_softmax", test_cpu_vs_softmax},
     {"gpu_frames", test_gpu_frames},
     {"gpu_cross", test_gpu_cross},
+    {"frame_means", test_frame_means},
+    {"gpu_frame_means", test_gpu_frame_means},
 };
 SF_TEST_MAIN(tests)
