@@ -374,13 +374,17 @@ static sf_status mm(sf_dit_gpu *g, int64_t M, const void *x, int64_t ldx, const 
 }
 
 /* y = ⌊GELU-tanh(x·Wᵀ + b)⌉: in the GEMM's epilogue (one rounding), or product then kernel (two, the
- * reference's order) with g->gelu_epi off. */
+ * reference's order) with g->gelu_epi off — also from the first shape cuBLASLt has no GELU-epilogue
+ * algorithm for (a warning; nothing was enqueued for that product). */
 static sf_status mm_gelu(sf_dit_gpu *g, int64_t M, const void *x, int64_t ldx, const gmat *w, void *y, int64_t ldy,
                          sf_err *err) {
     sf_status s;
     if (g->gelu_epi) {
         sf_gpu_prof_mark_flops(&g->prof, &g->cx, P_LINEAR, 2.0 * (double)M * (double)w->n * (double)w->k);
-        return sf_linear_gelu_cuda(&g->cx, M, w->n, w->k, x, ldx, w->w, w->b, y, ldy, err);
+        if ((s = sf_linear_gelu_cuda(&g->cx, M, w->n, w->k, x, ldx, w->w, w->b, y, ldy, err)) != SF_E_UNSUPPORTED)
+            return s;
+        sf_log(SF_LOG_WARN, "sf-denoise: %s; the GELU runs as its own kernel from here on", err->msg);
+        g->gelu_epi = 0;
     }
     if ((s = mm(g, M, x, ldx, w, y, ldy, err))) return s;
     prof(g, P_GELU);

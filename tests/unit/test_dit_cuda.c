@@ -203,6 +203,17 @@ static void pipeline(const char *mode, const char *key) {
 #endif
 
 static void test_pipeline_base(void) { pipeline("base", NULL); }
+/* cuBLASLt without a GELU-epilogue algorithm (emulated refusal): a warning, the GELU as its own kernel,
+ * the same golden results. */
+static void test_gelu_epilogue_refused(void) {
+#ifdef SF_TEST_EMU
+    setenv("SF_EMU_NO_GELU_EPILOGUE", "1", 1);
+    pipeline("base", NULL);
+    unsetenv("SF_EMU_NO_GELU_EPILOGUE");
+#else
+    SF_TEST_SKIP("the refusal is emulated (test_dit_emu)");
+#endif
+}
 static void test_pipeline_generator(void) { pipeline("generator", "generator"); } /* bf16 checkpoint upload */
 /* The sampling loop runs ahead of the GPU: within a block nothing waits for the device (the
  * latents stay there, the timestep sinusoid and the scheduler steps are kernels, the re-noising
@@ -521,6 +532,7 @@ static const sf_test tests[] = {
     {"pipeline_runs_ahead", test_pipeline_runs_ahead},
     {"pipeline_generator", test_pipeline_generator},
     {"refresh_kv_only", test_refresh_kv_only},
+    {"gelu_epilogue_refused", test_gelu_epilogue_refused},
     {"pipeline_generator_ema", test_pipeline_generator_ema},
     {"taps_logits", test_taps_logits},
     {"taps_frames", test_taps_frames},

@@ -779,6 +779,8 @@ extern "C" sf_status sf_blaslt_matmul(sf_blaslt *lt, const sf_mm *m, sf_err *err
     if (!is_device_ptr(m->A) || !is_device_ptr(m->B) || !is_device_ptr(m->D) || (m->bias && !is_device_ptr(m->bias)))
         return sf_fail(err, SF_E_DEVICE, "sf_blaslt_matmul: an operand is not device memory");
     if (sticky_error) return sf_fail(err, SF_E_DEVICE, "sf_blaslt_matmul: sticky CUDA error");
+    if (m->gelu && getenv("SF_EMU_NO_GELU_EPILOGUE")) /* tests: a cuBLASLt without a GELU-epilogue algorithm */
+        return sf_fail(err, SF_E_UNSUPPORTED, "cuBLASLt has no algorithm for this product (GELU epilogue; emulated refusal)");
     /* op(A) as (m, k) and op(B) as (n, k) row-major floats, so the k loop runs over contiguous memory;
        the sum is still in k order in fp32 (the values are exact widenings). */
     float *a = (float *)malloc(sizeof(float) * (size_t)(m->m * m->k));
