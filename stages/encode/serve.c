@@ -24,6 +24,7 @@
 
 struct sf_encode_client {
     void *ctx, *sock;
+    sf_wire *net;   /* the socket's network edge: CURVE (wire_net.c) */
     char url[1024];
     double timeout_s;
     int forward, recache, stop; /* the live route's request meta (sf_encode_client_route) */
@@ -53,12 +54,40 @@ static int ipc_alive(const char *path) {
 }
 
 /* Wait until sock has `events` (1), timeout (0), or a stop signal (SF_E_STOPPED). */
-static int poll_sock(void *sock, short events, long timeout_ms, sf_err *err) {
+/* The wire's network edge for a REQ/REP socket (common/wire_net.c, as the stages' tcp streams): with
+ * $SF_WIRE_CURVE_KEY a tcp server is a CURVE server whose ZAP handler accepts only that key's clients,
+ * a client a CURVE client with the same key pair; nothing without it. The returned sf_wire only
+ * carries the socket's context, socket and CURVE state (its other fields stay unused). */
+static sf_status net_edge(void *ctx, void *sock, const char *url, int client, sf_wire **out, sf_err *err) {
+    sf_wire *w = calloc(1, sizeof *w);
+    if (!(*out = w)) return sf_fail(err, SF_E_NOMEM, "out of memory");
+    w->writer = client;
+    w->kind = strncmp(url, "tcp://", 6) == 0 ? SF_WK_TCP : SF_WK_IPC;
+    w->zctx = ctx, w->zsock = sock;
+    snprintf(w->url, sizeof w->url, "%s", url);
+    return sf_wire_net_curve(w, err);
+}
+
+static void net_edge_free(sf_wire **pw) {
+    sf_wire *w = *pw;
+    if (!w) return;
+    if (w->zap) {
+        int zero = 0;
+        zmq_setsockopt(w->zap, ZMQ_LINGER, &zero, sizeof zero);
+        zmq_close(w->zap);
+    }
+    free(w);
+    *pw = NULL;
+}
+
+/* Wait for events on sock (timeout_ms < 0: forever); answers CURVE's ZAP requests meanwhile (net). */
+static int poll_sock(void *sock, sf_wire *net, short events, long timeout_ms, sf_err *err) {
     double t_end = timeout_ms >= 0 ? sf_now() + timeout_ms / 1000.0 : 0;
     for (;;) {
         if (sf_wire_stopped()) return sf_fail(err, SF_E_STOPPED, "interrupted by signal");
-        zmq_pollitem_t it[2] = {{sock, 0, events, 0}, {NULL, sf_wire_selfpipe_fd(), ZMQ_POLLIN, 0}};
+        zmq_pollitem_t it[3] = {{sock, 0, events, 0}, {NULL, sf_wire_selfpipe_fd(), ZMQ_POLLIN, 0}, {0}};
         int n = it[1].fd >= 0 ? 2 : 1;
+        if (net && net->zap) it[n++] = (zmq_pollitem_t){net->zap, 0, ZMQ_POLLIN, 0};
         long wait_ms = 500; /* re-check the flag at least twice a second (no self-pipe, other threads) */
         if (timeout_ms >= 0) {
             double left = t_end - sf_now();
@@ -68,6 +97,7 @@ static int poll_sock(void *sock, short events, long timeout_ms, sf_err *err) {
         int r = zmq_poll(it, n, wait_ms);
         if (r < 0 && errno != EINTR) return sf_fail(err, SF_E_IO, "zmq_poll: %s", zmq_strerror(errno));
         if (sf_wire_stopped()) return sf_fail(err, SF_E_STOPPED, "interrupted by signal");
+        if (r > 0 && net && net->zap) sf_wire_net_zap_serve(net);
         if (r > 0 && (it[0].revents & events)) return 1;
     }
 }
@@ -230,6 +260,7 @@ sf_status sf_encode_serve_fwd(sf_encoder *enc, const char *url, int64_t default_
                               const char *first, sf_err *err) {
     sf_status st;
     void *ctx = NULL, *sock = NULL;
+    sf_wire *net = NULL;
     sf_wire_msg *m = NULL;
     int bound = 0;
     if ((st = sf_encode_url_check(url, err))) return st;
@@ -255,15 +286,13 @@ sf_status sf_encode_serve_fwd(sf_encoder *enc, const char *url, int64_t default_
         st = sf_fail(err, SF_E_IO, "zmq socket: %s", zmq_strerror(errno));
         goto fail;
     }
-    if (zmq_bind(sock, url) != 0) {
-        st = sf_fail(err, SF_E_IO, "cannot bind %s: %s", url, zmq_strerror(errno));
-        goto fail;
-    }
+    /* CURVE before the bind; the bind is exactly the host named ('*' warns), as every wire endpoint */
+    if ((st = net_edge(ctx, sock, url, 0, &net, err)) || (st = sf_wire_net_bind(net, url, err))) goto fail;
     bound = 1;
     sf_info("serving on %s (text_len %lld by default)", url, (long long)default_text_len);
     zmq_msg_t parts[MAX_PARTS];
     for (;;) {
-        int r = poll_sock(sock, ZMQ_POLLIN, -1, err);
+        int r = poll_sock(sock, net, ZMQ_POLLIN, -1, err);
         if (r < 0) {
             st = (sf_status)r;
             break;
@@ -280,6 +309,7 @@ sf_status sf_encode_serve_fwd(sf_encoder *enc, const char *url, int64_t default_
     }
 fail:
     if (sock) zmq_close(sock);
+    net_edge_free(&net);
     if (ctx) zmq_ctx_term(ctx); /* the ipc listener unlinks its socket file while terminating */
     if (bound && ipc) {
         struct stat sb;
@@ -315,6 +345,7 @@ sf_status sf_encode_client_open(const char *url, double timeout_s, sf_encode_cli
         st = sf_fail(err, SF_E_IO, "zmq socket: %s", zmq_strerror(errno));
         goto fail;
     }
+    if ((st = net_edge(c->ctx, c->sock, url, 1, &c->net, err))) goto fail; /* CURVE client, before connecting */
     if (zmq_connect(c->sock, url) != 0) {
         st = sf_fail(err, SF_E_IO, "cannot connect to %s: %s", url, zmq_strerror(errno));
         goto fail;
@@ -345,6 +376,7 @@ void sf_encode_client_close(sf_encode_client **pc) {
     sf_encode_client *c = *pc;
     if (!c) return;
     if (c->sock) zmq_close(c->sock);
+    net_edge_free(&c->net);
     if (c->ctx) zmq_ctx_term(c->ctx);
     free(c->m);
     free(c);
@@ -379,12 +411,12 @@ sf_status sf_encode_client_run(sf_encode_client *c, const char *prompt, size_t l
         (c->recache >= 0 && (st = sf_wire_meta_set_bool(m, "recache", c->recache, err))) ||
         (c->stop && (st = sf_wire_meta_set_bool(m, "stop", 1, err))))
         return st;
-    int r = poll_sock(c->sock, ZMQ_POLLOUT, c->timeout_s > 0 ? (long)(c->timeout_s * 1000) : -1, err);
+    int r = poll_sock(c->sock, NULL, ZMQ_POLLOUT, c->timeout_s > 0 ? (long)(c->timeout_s * 1000) : -1, err);
     if (r < 0) return (sf_status)r;
     if (r == 0) return sf_fail(err, SF_E_IO, "encode server %s: cannot send (timeout)", c->url);
     if ((st = send_pair(c->sock, m, prompt, 0, err))) return st;
     double t0 = sf_now();
-    r = poll_sock(c->sock, ZMQ_POLLIN, c->timeout_s > 0 ? (long)(c->timeout_s * 1000) : -1, err);
+    r = poll_sock(c->sock, NULL, ZMQ_POLLIN, c->timeout_s > 0 ? (long)(c->timeout_s * 1000) : -1, err);
     if (r < 0) return (sf_status)r;
     if (r == 0) return sf_fail(err, SF_E_IO, "no reply from encode server %s within %g s", c->url, c->timeout_s);
     if ((st = recv_parts(c->sock, parts, &n, err))) return st;

@@ -155,6 +155,38 @@ wait_exit() {
     [ ! -e "$T/x.sock" ]
 }
 
+@test "serve over tcp with CURVE: the key's clients are answered, others refused and the server goes on; '*' warns" {
+    # two CURVE secret keys (Z85, made with zmq_curve_keypair; test constants, not secrets)
+    K1='i@10qW&TFv^r6cjgzZsaj32@n.T<C1VG?$=3tpy6'
+    K2=']mlkbgj}m>Kbvagajg?ST^RUrz#3Cma]rFDBYTXC'
+    port=$((20000 + RANDOM % 20000))
+    SF_WIRE_CURVE_KEY="$K1" start_server "tcp://127.0.0.1:$port" --no-cache
+    for _ in $(seq 100); do grep -q 'serving on' "$T/srv.log" 2>/dev/null && break; sleep 0.05; done
+    sf-encode --model-dir "$M" --no-cache --prompt "a red fox" --save-embeds "$T/d.safetensors" 2>/dev/null
+    SF_WIRE_CURVE_KEY="$K1" run --separate-stderr sf-encode --server "tcp://127.0.0.1:$port" --server-timeout 10 \
+        --prompt "a red fox" --save-embeds "$T/k1.safetensors"
+    assert_success
+    cmp "$T/k1.safetensors" "$T/d.safetensors"
+    # another key, or none: the CURVE handshake never completes, so no request reaches the encoder
+    SF_WIRE_CURVE_KEY="$K2" run --separate-stderr sf-encode --server "tcp://127.0.0.1:$port" --server-timeout 1 --prompt x --cache-only
+    assert_failure 1
+    assert_regex "$stderr" 'no reply from encode server .* within 1 s'
+    run --separate-stderr sf-encode --server "tcp://127.0.0.1:$port" --server-timeout 1 --prompt x --cache-only
+    assert_failure 1
+    # still serving the key's clients
+    SF_WIRE_CURVE_KEY="$K1" run --separate-stderr sf-encode --server "tcp://127.0.0.1:$port" --server-timeout 10 \
+        --prompt "a red fox" --save-embeds "$T/k1b.safetensors"
+    assert_success
+    cmp "$T/k1b.safetensors" "$T/d.safetensors"
+    [ "$(grep -c ': served ' "$T/srv.log")" = 2 ] # the two keyed requests, nothing else reached the encoder
+    kill -TERM "$SRV"
+    wait_exit "$SRV" 2
+    # every interface, no key: said loudly
+    start_server "tcp://*:$((port + 1))" --no-cache
+    for _ in $(seq 100); do grep -q "serving on tcp://\*" "$T/srv.log" 2>/dev/null && break; sleep 0.05; done
+    grep -q "binds every network interface.*no CURVE key: unauthenticated and unencrypted" "$T/srv.log"
+}
+
 @test "cache-only: fills the cache, writes nothing; later runs hit without the encoder" {
     printf 'a red fox\na dog\n' >"$T/p.txt"
     run --separate-stderr sf-encode --model-dir "$M" --cache-dir "$T/c" --prompts "$T/p.txt" --cache-only
