@@ -98,12 +98,10 @@ static sf_status ensure_init(run *r, int64_t C, int64_t h, int64_t w, sf_err *er
     return SF_OK;
 }
 
-/* Decode one latent frame [C, h, w] f32 and emit its video frames at once (1 for a video's first
- * latent frame, 4 after): a viewer sees the first frame after a third of the first block's decode. */
-static sf_status decode_latent(run *r, const float *z, sf_err *err) {
-    sf_status s;
+/* Room in r->u8 / r->video for one latent frame's video frames (at most 2^n_up3d). */
+static sf_status frame_room(run *r, sf_err *err) {
     const int64_t H = r->vae->st.h << r->vae->cfg.n_up, W = r->vae->st.w << r->vae->cfg.n_up, fe = 3 * H * W;
-    int64_t nf = r->gpu ? sf_vae_cuda_frames_for(r->gpu, 1) : sf_vae_frames_for(r->vae, 1), got = 0;
+    const int64_t nf = (int64_t)1 << r->vae->cfg.n_up3d;
     if (nf > r->blk_cap) {
         free(r->u8);
         r->u8 = sf_calloc2((size_t)(nf * fe), 1);
@@ -118,10 +116,15 @@ static sf_status decode_latent(run *r, const float *z, sf_err *err) {
         r->video = v;
         r->video_cap = cap;
     }
-    float *dst = r->save_path ? r->video + r->video_n * fe : NULL;
-    uint8_t *u8 = r->vw || r->fo ? r->u8 : NULL;
-    s = r->gpu ? sf_vae_cuda_decode(r->gpu, z, 1, dst, u8, &got, err) : sf_vae_decode(r->vae, z, 1, dst, u8, &got, err);
-    if (s != SF_OK) return s;
+    return SF_OK;
+}
+
+/* Emit the `got` video frames of one latent frame, now in r->u8 (and r->video at video_n): at once (1
+ * for a video's first latent frame, 4 after) — a viewer sees the first frame after a third of the
+ * first block's decode. */
+static sf_status emit_latent(run *r, int64_t got, sf_err *err) {
+    const int64_t H = r->vae->st.h << r->vae->cfg.n_up, W = r->vae->st.w << r->vae->cfg.n_up, fe = 3 * H * W;
+    sf_status s;
     if (r->fo && got > 0) { /* one message per latent frame: the viewer shows frames as soon as they exist */
         int64_t sh[4] = {got, H, W, 3};
         sf_tensor t = sf_tensor_view(r->u8, SF_U8, 4, sh);
@@ -139,12 +142,28 @@ static sf_status decode_latent(run *r, const float *z, sf_err *err) {
     return SF_OK;
 }
 
-/* Decode n latent frames [n, C, h, w] f32 (a block), emitting each one's frames as it is done. */
+/* Decode n latent frames [n, C, h, w] f32 (a block), emitting each one's frames as it is done. On a GPU
+ * latent frame t+1 is submitted before t's frames are received and written out, so the GPU decodes
+ * while the host sends and writes (sf_vae_cuda_submit / _receive). */
 static sf_status decode_block(run *r, const float *z, int64_t n, sf_err *err) {
     const int64_t zf = r->vae->cfg.z_dim * r->vae->st.h * r->vae->st.w;
+    const int64_t fe = 3 * (r->vae->st.h << r->vae->cfg.n_up) * (r->vae->st.w << r->vae->cfg.n_up);
+    const int want_u8 = r->vw || r->fo, want_video = r->save_path != NULL;
     sf_status s;
-    for (int64_t t = 0; t < n; t++)
-        if ((s = decode_latent(r, z + t * zf, err)) != SF_OK) return s;
+    if (r->gpu && n > 0 && (s = sf_vae_cuda_submit(r->gpu, z, want_video, want_u8, err))) return s;
+    for (int64_t t = 0; t < n; t++) {
+        int64_t got = 0;
+        if ((s = frame_room(r, err))) return s;
+        float *dst = want_video ? r->video + r->video_n * fe : NULL;
+        uint8_t *u8 = want_u8 ? r->u8 : NULL;
+        if (r->gpu) {
+            if (t + 1 < n && (s = sf_vae_cuda_submit(r->gpu, z + (t + 1) * zf, want_video, want_u8, err))) return s;
+            s = sf_vae_cuda_receive(r->gpu, dst, u8, &got, err);
+        } else {
+            s = sf_vae_decode(r->vae, z + t * zf, 1, dst, u8, &got, err);
+        }
+        if (s || (s = emit_latent(r, got, err))) return s;
+    }
     sf_trace("decode", "frames_out", r->blocks_done++, r->vw ? sf_video_frames(r->vw) : r->video_n);
     if (r->progress)
         sf_info("decoded %lld latent frames -> %lld video frames (%.1f s)", (long long)r->latents_done,

@@ -59,6 +59,14 @@ struct sf_vae_cuda {
     int64_t attn_hw;
     float *zin, *mr, *video_d;
     uint8_t *u8_d;
+    /* sf_vae_cuda_submit / _receive: up to two latent frames in flight, each with a pinned slot */
+    float *zin_h[2];     /* the latent frame, staged for its asynchronous upload */
+    uint8_t *u8_h[2];    /* its u8 frames */
+    float *video_h[2];   /* its f32 frames (made on the first submit that wants them) */
+    void *ev;            /* 2 events: slot k's frames are on the host */
+    int64_t tk_frames[2];
+    int tk_u8[2], tk_video[2];
+    int64_t submitted, received;
     int64_t frames_in;
     size_t bytes;
     sf_gpu_prof prof; /* SF_CUDA_PROFILE=1: events around every op, ms per category per latent frame */
@@ -279,8 +287,13 @@ sf_status sf_vae_cuda_new(const sf_vae *v, int ordinal, sf_vae_cuda **out, sf_er
         (s = dalloc(g, (void **)&g->zin, (size_t)(c->z_dim * v->st.h * v->st.w) * 4, err)) ||
         (s = up_f32(g, &g->mr, mr, (size_t)(2 * c->z_dim), err)) ||
         (s = dalloc(g, (void **)&g->u8_d, (size_t)(nf * Ho * Wo * 3), err)) ||
-        (s = dalloc(g, (void **)&g->video_d, (size_t)(nf * Ho * Wo * 3) * 4, err)))
+        (s = dalloc(g, (void **)&g->video_d, (size_t)(nf * Ho * Wo * 3) * 4, err)) ||
+        (s = sf_cuda_events_new(&g->ev, 2, err)))
         goto fail;
+    for (int k = 0; k < 2; k++)
+        if ((s = sf_cuda_host_alloc((void **)&g->zin_h[k], (size_t)(c->z_dim * v->st.h * v->st.w) * 4, err)) ||
+            (s = sf_cuda_host_alloc((void **)&g->u8_h[k], (size_t)(nf * Ho * Wo * 3), err)))
+            goto fail;
     if ((s = prepare_all(g, err))) goto fail;
     g->bytes += sf_conv_cudnn_bytes(g->conv);
     if ((s = sf_vae_cuda_reset(g, err))) goto fail;
@@ -320,6 +333,8 @@ void sf_vae_cuda_destroy(sf_vae_cuda **gp) {
     sf_cuda_free(g->A), sf_cuda_free(g->B), sf_cuda_free(g->X), sf_cuda_free(g->U);
     sf_cuda_free(g->S), sf_cuda_free(g->P), sf_cuda_free(g->zin), sf_cuda_free(g->mr);
     sf_cuda_free(g->u8_d), sf_cuda_free(g->video_d);
+    for (int k = 0; k < 2; k++) sf_cuda_host_free(g->zin_h[k]), sf_cuda_host_free(g->u8_h[k]), sf_cuda_host_free(g->video_h[k]);
+    if (g->ev) sf_cuda_events_free(g->ev, 2);
     sf_conv_cudnn_destroy(&g->conv);
     sf_gpu_prof_free(&g->prof);
     sf_cuda_ctx_free(&g->cx);
@@ -329,6 +344,10 @@ void sf_vae_cuda_destroy(sf_vae_cuda **gp) {
 
 sf_status sf_vae_cuda_reset(sf_vae_cuda *g, sf_err *err) {
     sf_status s;
+    if (g->submitted != g->received) { /* frames still in flight belong to the old video: dropped */
+        if ((s = sf_cuda_sync(&g->cx, err))) return s;
+        g->received = g->submitted;
+    }
     for (int i = 0; i < g->n_caches; i++)
         if ((s = sf_cuda_memset(&g->cx, g->cache[i].buf, 0, 2 * g->cache[i].fe * 2, err))) return s;
     memset(g->up3d_seen, 0, sizeof g->up3d_seen);
@@ -439,15 +458,13 @@ static sf_status tap(sf_vae_cuda *g, const char *name, const void *x, int64_t n,
         q = t_;                                                                                              \
     } while (0)
 
-/* One latent frame zf [z, h, w] f32 host → decoder output (n, 8h, 8w, 8) bf16 in *res. */
-static sf_status decode_frame(sf_vae_cuda *g, const float *zf, void **res, int64_t *n_out, sf_err *err) {
+/* One latent frame, uploaded to g->zin [z, h, w] f32 → decoder output (n, 8h, 8w, 8) bf16 in *res. */
+static sf_status decode_frame(sf_vae_cuda *g, void **res, int64_t *n_out, sf_err *err) {
     const sf_vae_config *c = &g->v->cfg;
     int64_t n = 1, C = c->z_dim, H = g->v->st.h, W = g->v->st.w;
     void *A = g->A, *B = g->B, *X = g->X;
     int slot = 0;
     sf_status s;
-    prof(g, V_IO, 0);
-    TRY(sf_cuda_upload_f32(&g->cx, g->zin, zf, (size_t)(C * H * W), err));
     TRY(sf_vae_unscale_cuda(&g->cx, C, H * W, g->zin, g->mr, c->bf16_unscale, X, C, err));
     TRY(tap(g, "latent_unscaled", X, 1, C, H, W, err));
     TRY(pointwise(g, &g->conv2, H * W, X, slot_in(g, slot), err)); /* conv2 writes conv1's input slot */
@@ -533,6 +550,58 @@ static sf_status decode_frame(sf_vae_cuda *g, const float *zf, void **res, int64
     return SF_OK;
 }
 
+sf_status sf_vae_cuda_submit(sf_vae_cuda *g, const float *z, int want_video, int want_u8, sf_err *err) {
+    const sf_vae_config *c = &g->v->cfg;
+    const int64_t zf = c->z_dim * g->v->st.h * g->v->st.w;
+    const int64_t P = (g->v->st.h << c->n_up) * (g->v->st.w << c->n_up), per = (int64_t)1 << c->n_up3d;
+    const int k = (int)(g->submitted % 2);
+    sf_status s;
+    if (!z) return sf_fail(err, SF_E_ARG, "VAE decode: no latent frame");
+    if (g->submitted - g->received >= 2)
+        return sf_fail(err, SF_E_ARG, "VAE (cuda): two latent frames in flight already (receive one first)");
+    if (want_video && !g->video_h[k] && (s = sf_cuda_host_alloc((void **)&g->video_h[k], (size_t)(per * 3 * P) * 4, err)))
+        return s;
+    /* slot k's last latent frame was received: its upload and copies are done, the slot is free */
+    memcpy(g->zin_h[k], z, sizeof(float) * (size_t)zf);
+    prof(g, V_IO, 0);
+    TRY(sf_cuda_copy_h2d_async(&g->cx, g->zin, g->zin_h[k], sizeof(float) * (size_t)zf, err));
+    void *res = NULL;
+    int64_t nf = 0;
+    TRY(decode_frame(g, &res, &nf, err));
+    prof(g, V_IO, 0);
+    TRY(sf_vae_to_pixels_cuda(&g->cx, nf, P, 8, res, want_u8 ? g->u8_d : NULL, want_video ? g->video_d : NULL, err));
+    /* pinned destinations: the copies are enqueued, the host goes on (the next frame's decode can be
+     * enqueued behind them while this one's frames are written out) */
+    if (want_u8) TRY(sf_cuda_copy_d2h(&g->cx, g->u8_h[k], g->u8_d, (size_t)(nf * 3 * P), err));
+    if (want_video) TRY(sf_cuda_copy_d2h(&g->cx, g->video_h[k], g->video_d, (size_t)(nf * 3 * P) * 4, err));
+    TRY(sf_cuda_event_record(&g->cx, g->ev, k, err));
+    g->tk_frames[k] = nf, g->tk_u8[k] = want_u8, g->tk_video[k] = want_video;
+    g->submitted++;
+    if (g->prof.ev) { /* profiling: one latent frame per run, closed here */
+        prof(g, V_IO, 0);
+        TRY(sf_gpu_prof_collect(&g->prof, err));
+    }
+    return SF_OK;
+}
+
+sf_status sf_vae_cuda_receive(sf_vae_cuda *g, float *video, uint8_t *u8, int64_t *n_out, sf_err *err) {
+    const sf_vae_config *c = &g->v->cfg;
+    const int64_t P = (g->v->st.h << c->n_up) * (g->v->st.w << c->n_up);
+    const int k = (int)(g->received % 2);
+    sf_status s;
+    *n_out = 0;
+    if (g->received == g->submitted) return sf_fail(err, SF_E_ARG, "VAE (cuda): no latent frame in flight");
+    if ((u8 && !g->tk_u8[k]) || (video && !g->tk_video[k]))
+        return sf_fail(err, SF_E_ARG, "VAE (cuda): frames asked for that were not submitted");
+    TRY(sf_cuda_event_sync(g->ev, k, err));
+    const int64_t nf = g->tk_frames[k];
+    if (u8) memcpy(u8, g->u8_h[k], (size_t)(nf * 3 * P));
+    if (video) memcpy(video, g->video_h[k], sizeof(float) * (size_t)(nf * 3 * P));
+    g->received++;
+    *n_out = nf;
+    return SF_OK;
+}
+
 sf_status sf_vae_cuda_decode(sf_vae_cuda *g, const float *z, int64_t n, float *video, uint8_t *u8, int64_t *n_out,
                              sf_err *err) {
     const sf_vae_config *c = &g->v->cfg;
@@ -542,17 +611,11 @@ sf_status sf_vae_cuda_decode(sf_vae_cuda *g, const float *z, int64_t n, float *v
     sf_status s;
     *n_out = 0;
     if (n < 0 || (!z && n > 0)) return sf_fail(err, SF_E_ARG, "VAE decode: bad arguments");
+    if (g->submitted != g->received) return sf_fail(err, SF_E_ARG, "VAE (cuda): latent frames in flight (receive them first)");
     for (int64_t t = 0; t < n; t++) {
-        void *res = NULL;
         int64_t nf = 0;
-        TRY(decode_frame(g, z + t * zf, &res, &nf, err));
-        prof(g, V_IO, 0);
-        TRY(sf_vae_to_pixels_cuda(&g->cx, nf, P, 8, res, u8 ? g->u8_d : NULL, video ? g->video_d : NULL, err));
-        if (u8) TRY(sf_cuda_copy_d2h(&g->cx, u8 + done * 3 * P, g->u8_d, (size_t)(nf * 3 * P), err));
-        if (video) TRY(sf_cuda_copy_d2h(&g->cx, video + done * 3 * P, g->video_d, (size_t)(nf * 3 * P) * 4, err));
-        TRY(sf_cuda_sync(&g->cx, err));
-        prof(g, V_IO, 0); /* the closing event of this latent frame's profile run */
-        TRY(sf_gpu_prof_collect(&g->prof, err));
+        TRY(sf_vae_cuda_submit(g, z + t * zf, video != NULL, u8 != NULL, err));
+        TRY(sf_vae_cuda_receive(g, video ? video + done * 3 * P : NULL, u8 ? u8 + done * 3 * P : NULL, &nf, err));
         done += nf;
         *n_out = done;
     }

@@ -47,6 +47,13 @@ int64_t sf_vae_cuda_frames_for(const sf_vae_cuda *g, int64_t n);
  * u8 [frames, 8h, 8w, 3] host (either may be NULL); synchronous. */
 sf_status sf_vae_cuda_decode(sf_vae_cuda *g, const float *z, int64_t n, float *video, uint8_t *u8, int64_t *n_out,
                              sf_err *err);
+/* The same, one latent frame at a time and asynchronous, for a loop that writes frames while the GPU
+ * decodes the next: submit enqueues latent frame z ([z_dim, h, w] f32 host, copied at once) and
+ * returns; receive waits for the oldest submitted frame and copies its frames out (u8 [n, 8h, 8w, 3]
+ * and/or video [n, 3, 8h, 8w], asked for at submit; n = 1 for a video's first latent frame, then 4).
+ * At most two in flight (a third submit is refused); frames come back in submit order. */
+sf_status sf_vae_cuda_submit(sf_vae_cuda *g, const float *z, int want_video, int want_u8, sf_err *err);
+sf_status sf_vae_cuda_receive(sf_vae_cuda *g, float *video, uint8_t *u8, int64_t *n_out, sf_err *err);
 /* Device memory held (weights, caches, activations, workspaces), bytes. */
 size_t sf_vae_cuda_bytes(const sf_vae_cuda *g);
 /* Of it, the causal caches: 2 frames per cached conv + the shared stage (tests: the layout's size). */

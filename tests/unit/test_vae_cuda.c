@@ -172,6 +172,26 @@ static void test_vae_cuda_golden(void) {
     }
     SF_CHECK_MSG(at == 33 && !memcmp(one, blk, nv * sizeof(float)) && !memcmp(u8, u8b, nv),
                  "streamed (3,3,3) differs from one-shot");
+    /* pipelined (sf-decode's GPU loop): latent frame t+1 submitted before t's frames are received — the
+     * same bytes, in order; a third frame in flight, a receive with none and a blocking decode with
+     * frames in flight are refused */
+    SF_CHECK_OK(sf_vae_cuda_reset(gv, &err), &err);
+    memset(u8b, 0, nv);
+    at = 0;
+    SF_CHECK_OK(sf_vae_cuda_submit(gv, z, 0, 1, &err), &err);
+    for (int t = 1; t <= 4; t++) { /* the first 4 latent frames: 1 + 4 + 4 + 4 video frames */
+        if (t < 4) SF_CHECK_OK(sf_vae_cuda_submit(gv, z + (size_t)t * ze, 0, 1, &err), &err);
+        if (t == 1) {
+            SF_CHECK(sf_vae_cuda_submit(gv, z, 0, 1, &err) == SF_E_ARG && strstr(err.msg, "in flight"));
+            SF_CHECK(sf_vae_cuda_decode(gv, z, 1, NULL, u8b, &no, &err) == SF_E_ARG);
+            SF_CHECK(sf_vae_cuda_receive(gv, one, NULL, &no, &err) == SF_E_ARG); /* f32 frames were not asked for */
+        }
+        SF_CHECK_OK(sf_vae_cuda_receive(gv, NULL, u8b + at * fe, &no, &err), &err);
+        SF_CHECK(no == (t == 1 ? 1 : 4));
+        at += no;
+    }
+    SF_CHECK(sf_vae_cuda_receive(gv, NULL, u8b, &no, &err) == SF_E_ARG && strstr(err.msg, "no latent frame"));
+    SF_CHECK_MSG(at == 13 && !memcmp(u8, u8b, (size_t)at * fe), "pipelined submit/receive differs from one-shot");
 #ifdef SF_TEST_EMU /* emulated: the (3,3,3) blocks already exercise the cache hand-over; save ~30 s */
     if (0)
 #endif
