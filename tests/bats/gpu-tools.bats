@@ -28,6 +28,9 @@ setup() {
     # (whose slower timeline does not replace run 2's above)
     assert_line "| GPU memory, the pipeline's measured peak | 27.40 GiB / ≤ 40 GB (37.25 GiB)  ✓ | — |"
     assert_line "| \`low_memory=true\` (24 GB cards), measured peak | 17.80 GiB / ≤ 22 GB (20.49 GiB)  ✓ | — |"
+    # the live pipeline (tests/gpu/live.sh's line in the e2e summary)
+    assert_line "| live (endless, full size): frames shown per second | 18.1 / — | — |"
+    assert_line "| live: prompt posted → its first frame on the page | 1630 ms / — | — |"
 }
 
 @test "table.py: a part that did not run leaves its figures empty, never a failure" {
@@ -35,5 +38,18 @@ setup() {
     assert_line "| whole 81-frame video, end to end (from the first forward) | — / ≤ 2.0 s | — (DiT + VAE, serial) |"
     assert_line "| DiT only, 7 blocks | 1.982 s / ≤ 1.45 s  ✗ | — |"
     assert_line "| \`low_memory=true\` (24 GB cards), measured peak | — / ≤ 22 GB (20.49 GiB) | — |"
+    assert_line "| live: prompt posted → its first frame on the page | — / — | — |"
     refute_output --partial "reference ran on"
+}
+
+@test "live.sh: the live pipeline plays, switches prompt and stops on SIGINT; one summary line (tiny model, CPU)" {
+    command -v curl >/dev/null || skip "no curl"
+    M="$BATS_TEST_TMPDIR/m"
+    sf-mkmodel tiny "$M" --seed 1 2>/dev/null
+    SF_LIVE_PLAY=1 SF_LIVE_WAIT=60 run -0 bash "$SF_ROOT/tests/gpu/live.sh" "$M" cpu height=16 width=16 \
+        local_attn_size=6 denoise.threads=1 decode.threads=1
+    assert_output --regexp '^live: fps [0-9.]+ before / [0-9.]+ after the switch \(video 16\), frame latency [0-9]+ ms, prompt switch [0-9]+ ms .*, start [0-9.]+ s, stop ok$'
+    # a model that cannot run: one FAILED line, exit 1
+    SF_LIVE_WAIT=20 run -1 bash "$SF_ROOT/tests/gpu/live.sh" "$BATS_TEST_TMPDIR/none" cpu
+    assert_output --partial "live: FAILED"
 }

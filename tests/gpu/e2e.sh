@@ -13,6 +13,9 @@
 #      figures (tests/gpu/timeline.sh: DiT, first frames on screen, steady block, end to end from
 #      the first forward) and the peak GPU memory of the whole pipeline (nvidia-smi, sampled every
 #      100 ms) go into the summary and the bench table (tests/gpu/table.py).
+#   3. the live pipeline on the same model (tests/gpu/live.sh: pipelines/live.yaml device=cuda:0,
+#      endless at 832x480): frames shown per second, frame latency and the prompt-to-change latency
+#      of one prompt switch posted to the page, then Ctrl-C (issue 15's figures).
 # The GPU machine has no ffmpeg, so the video is .y4m (an .mp4 output needs ffmpeg on PATH).
 # One line per result in /tmp/sf-e2e/summary.txt; exit 1 when a pipeline fails.
 set -uo pipefail
@@ -122,6 +125,10 @@ if timeout 240 sf-mkmodel 1.3b "$F" --seed 1 --t5-layers "${SF_E2E_T5_LAYERS:-2}
             break
         fi
     done
+    echo "== e2e 3: live, full size (pipelines/live.yaml device=cuda:0: endless, a prompt switch posted to the page)"
+    live=$(timeout 400 tests/gpu/live.sh "$F" cuda:0 2>"$W/live.err"); r=$?
+    echo "full ${live:-live: FAILED (exit $r)}" | tee -a "$S"
+    [ $r -eq 0 ] || { tail -n 12 "$W/live.err"; fail=1; }
 else
     echo "full model: sf-mkmodel failed or timed out ($(tail -n 1 "$W/mk-full.log"))" | tee -a "$S"
     fail=1

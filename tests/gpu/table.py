@@ -84,6 +84,11 @@ def main(argv):
     row("`low_memory=true` (24 GB cards), measured peak",
         grab(e2e, r"run low peak GPU memory: ([0-9.]+) GiB"), "{:.2f} GiB", "≤ 22 GB (20.49 GiB)",
         lambda v: v <= 20.49, None)
+    # issue 15: the live pipeline at full size (tests/gpu/live.sh, run by e2e.sh)
+    row("live (endless, full size): frames shown per second", grab(e2e, r"live: fps [0-9.]+ before / ([0-9.]+) after"),
+        "{:.1f}", "—", None, None)
+    row("live: prompt posted → its first frame on the page", grab(e2e, r"live: .*prompt switch ([0-9.]+) ms"),
+        "{:.0f} ms", "—", None, None)
     if ref.get("gpu"):
         print(f"\nreference ran on: {ref.get('gpu')} (torch {ref.get('torch')}, attention {ref.get('attention_path')})")
     return 0

@@ -1,0 +1,70 @@
+#!/usr/bin/env bash
+# tests/gpu/live.sh MODEL DEVICE [var=value ...] — issue 15's live figures: `sf-run pipelines/live.yaml`
+# (encoder server → endless sf-denoise → sf-decode → sf-view) on MODEL and DEVICE; once frames play,
+# it watches for SF_LIVE_PLAY seconds, posts a new prompt to the page's /prompt as a browser would,
+# waits for the view to report the switch, watches again, then stops the run with SIGINT (every stage
+# must exit). Prints one line:
+#   live: fps F (video V), frame latency L ms, prompt switch S ms (post -> first frame of the new
+#   prompt on the page), start T s, stop ok|FAILED
+# fps / latency / switch come from sf-view's /status (frames shown per second, denoise -> screen per
+# frame, post -> first frame generated under the new prompt). Run by tests/gpu/e2e.sh on the full
+# random model (device=cuda:0); tests/bats/gpu-tools.bats runs it on the tiny model on the CPU.
+# Exit 1 (with the log's tail) when the run fails, never plays, or does not switch in time.
+set -uo pipefail
+cd "$(dirname "$0")/../.."
+model=${1:?usage: live.sh MODEL DEVICE [var=value ...]}
+device=${2:?usage: live.sh MODEL DEVICE [var=value ...]}
+shift 2
+W=$(mktemp -d /tmp/sf-live.XXXXXX)
+port=$((20000 + RANDOM % 20000))
+play=${SF_LIVE_PLAY:-8}     # seconds watched before and after the switch
+wait_s=${SF_LIVE_WAIT:-240} # for the first frame (process start, weights, plans) and for the switch
+status() { curl -s --max-time 2 "http://127.0.0.1:$port/status" 2>/dev/null; }
+field() { sed -n "s/.*\"$1\":\\([-0-9.e+]*\\).*/\\1/p" <<<"$2"; }
+now() { date +%s.%N; }
+
+t0=$(now)
+sf-run pipelines/live.yaml model_dir="$model" device="$device" port="$port" checkpoint= idle_exit=0 \
+    encoder_socket="$W/enc" cache_dir="$W/cache" "$@" >"$W/run.log" 2>&1 3>&- &
+pid=$!
+fail() {
+    echo "live: FAILED ($1)"
+    tail -n 12 "$W/run.log" >&2
+    kill -INT "$pid" 2>/dev/null
+    sleep 2
+    kill -KILL "$pid" 2>/dev/null
+    rm -rf "$W"
+    exit 1
+}
+started=
+for _ in $(seq $((wait_s * 10))); do
+    kill -0 "$pid" 2>/dev/null || fail "the run exited before any frame"
+    if [ "$(field frame "$(status)")" ] && [ "$(field frame "$(status)")" != 0 ]; then started=$(now); break; fi
+    sleep 0.1
+done
+[ -n "$started" ] || fail "no frame within $wait_s s"
+sleep "$play"
+s1=$(status)
+code=$(curl -s -o /dev/null -w '%{http_code}' --max-time 10 -X POST -H 'Content-Type: application/json' \
+    -d '{"prompt": "A lighthouse on a cliff at night, waves crashing, cinematic"}' "http://127.0.0.1:$port/prompt")
+[ "$code" = 200 ] || fail "POST /prompt answered $code"
+switched=
+for _ in $(seq $((wait_s * 10))); do
+    s2=$(status)
+    [ "$(field switches "$s2")" = 1 ] && { switched=1; break; }
+    kill -0 "$pid" 2>/dev/null || fail "the run exited before the switch"
+    sleep 0.1
+done
+[ -n "$switched" ] || fail "no switch reported within $wait_s s"
+sleep "$play"
+s3=$(status)
+kill -INT "$pid"
+stop=FAILED
+for _ in $(seq 100); do kill -0 "$pid" 2>/dev/null || { stop=ok; break; }; sleep 0.1; done
+wait "$pid" 2>/dev/null
+awk -v t0="$t0" -v t1="$started" -v f1="$(field fps "$s1")" -v f3="$(field fps "$s3")" -v v="$(field video_fps "$s3")" \
+    -v l="$(field latency_ms "$s3")" -v sw="$(field switch_latency_ms "$s2")" -v stop="$stop" 'BEGIN {
+    printf "live: fps %.1f before / %.1f after the switch (video %.0f), frame latency %.0f ms, prompt switch %.0f ms (post -> first frame of the new prompt on the page), start %.1f s, stop %s\n",
+        f1, f3, v, l, sw, t1 - t0, stop }'
+rm -rf "$W"
+[ "$stop" = ok ]
