@@ -57,7 +57,7 @@ void sf_rng_fill_normal(sf_rng *r, float *x, size_t n, float mean, float std) {
 
 void sf_rng_fill_normal_mt(sf_rng *r, float *x, size_t n, float mean, float std, int nthreads) {
     enum { CHUNK = 1 << 15 }; /* pairs per round: 512 KiB of uniforms */
-    double *u = nthreads > 1 && n >= 4 * CHUNK ? malloc(sizeof(double) * 2 * CHUNK) : NULL;
+    double *u = nthreads > 1 && n >= 8192 ? malloc(sizeof(double) * 2 * CHUNK) : NULL; /* a latent frame at 832x480: 99840 */
     if (!u) {
         sf_rng_fill_normal(r, x, n, mean, std);
         return;
