@@ -44,5 +44,10 @@ int sf_tap_mass_cpu(int64_t Lq, int64_t Lk, int H, int d, const float *q, int64_
  * needs. means[f·D + c] = (Σ_{t<S} x[(f·S + t)·ld + c]) / S for f < nframes, c < D: a double sum in
  * token order, then one division. The GPU's (sf_frame_means_cuda) is bit for bit the same. */
 void sf_frame_means_cpu(int64_t nframes, int64_t S, int64_t D, const float *x, int64_t ld, double *means);
+/* The frames-mode aggregate from those means, D = H·d: out[(h·QF + qf)·KF + kf] =
+ * (float)((Σ_{i<d} qm[qf·D + h·d + i]·km[kf·D + h·d + i]) · scale), the products and sum in double in
+ * i order. The GPU's (sf_frame_logit_means_cuda) is bit for bit the same. */
+void sf_frame_logit_means_cpu(int H, int64_t d, int64_t QF, int64_t KF, const double *qm, const double *km,
+                              double scale, float *out);
 
 #endif

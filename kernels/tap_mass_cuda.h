@@ -32,6 +32,9 @@ sf_status sf_tap_mass_reduce_cuda(const sf_cuda_ctx *ctx, int H, int64_t Lq, int
  * of q and the whole key window. */
 sf_status sf_frame_means_cuda(const sf_cuda_ctx *ctx, int64_t nframes, int64_t S, int64_t D, const void *x, int64_t ld,
                               double *means, sf_err *err);
+/* sf_frame_logit_means_cpu on the device (qm, km, out device memory; bit for bit the same). */
+sf_status sf_frame_logit_means_cuda(const sf_cuda_ctx *ctx, int H, int64_t d, int64_t QF, int64_t KF, const double *qm,
+                                    const double *km, double scale, float *out, sf_err *err);
 
 #ifdef __cplusplus
 }

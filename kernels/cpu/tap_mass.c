@@ -107,3 +107,16 @@ void sf_frame_means_cpu(int64_t nframes, int64_t S, int64_t D, const float *x, i
         for (int64_t c = 0; c < D; c++) m[c] /= (double)S;
     }
 }
+
+void sf_frame_logit_means_cpu(int H, int64_t d, int64_t QF, int64_t KF, const double *qm, const double *km,
+                              double scale, float *out) {
+    const int64_t D = (int64_t)H * d;
+    for (int h = 0; h < H; h++)
+        for (int64_t qf = 0; qf < QF; qf++)
+            for (int64_t kf = 0; kf < KF; kf++) {
+                const double *a = qm + qf * D + h * d, *b = km + kf * D + h * d;
+                double s = 0;
+                for (int64_t i = 0; i < d; i++) s += a[i] * b[i];
+                out[(h * QF + qf) * KF + kf] = (float)(s * scale);
+            }
+}

@@ -172,3 +172,32 @@ extern "C" sf_status sf_frame_means_cuda(const sf_cuda_ctx *ctx, int64_t nframes
 fail:
     return st;
 }
+
+/* One thread per (head, query frame, key frame): the head's d products and their sum in double in i
+ * order (explicitly rounded: never fused), times scale, rounded to float — the CPU's arithmetic. */
+static __global__ void frame_logit_means_kernel(int H, int64_t d, int64_t QF, int64_t KF, const double *__restrict__ qm,
+                                                const double *__restrict__ km, double scale, float *__restrict__ out) {
+    const int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x;
+    if (i >= (int64_t)H * QF * KF) return;
+    const int64_t kf = i % KF, qf = (i / KF) % QF, h = i / (KF * QF), D = (int64_t)H * d;
+    const double *a = qm + qf * D + h * d, *b = km + kf * D + h * d;
+    double s = 0.0;
+    for (int64_t j = 0; j < d; j++) s = __dadd_rn(s, __dmul_rn(a[j], b[j]));
+    out[i] = __double2float_rn(__dmul_rn(s, scale));
+}
+
+extern "C" sf_status sf_frame_logit_means_cuda(const sf_cuda_ctx *ctx, int H, int64_t d, int64_t QF, int64_t KF,
+                                               const double *qm, const double *km, double scale, float *out,
+                                               sf_err *err) {
+    sf_status st = SF_OK;
+    SF_CUDA_REQUIRE(ctx && ctx->stream, "sf_frame_logit_means_cuda: CUDA context not initialised");
+    SF_CUDA_REQUIRE(H >= 1 && d >= 1 && QF >= 0 && KF >= 0, "sf_frame_logit_means_cuda: bad shape H=%d d=%lld QF=%lld KF=%lld",
+                    H, (long long)d, (long long)QF, (long long)KF);
+    if (QF == 0 || KF == 0) return SF_OK;
+    SF_LAUNCH(frame_logit_means_kernel, sf_cuda_blocks((int64_t)H * QF * KF, 128), 128, 0, SF_CUDA_STREAM(ctx), H, d, QF,
+              KF, qm, km, scale, out);
+    CUDA_CHECK_LAUNCH("frame_logit_means_kernel");
+    return SF_OK;
+fail:
+    return st;
+}

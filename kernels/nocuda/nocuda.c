@@ -416,6 +416,11 @@ sf_status sf_frame_means_cuda(const sf_cuda_ctx *ctx, int64_t nframes, int64_t S
     (void)ctx, (void)nframes, (void)S, (void)D, (void)x, (void)ld, (void)means;
     return SF_NO_CUDA(err);
 }
+sf_status sf_frame_logit_means_cuda(const sf_cuda_ctx *ctx, int H, int64_t d, int64_t QF, int64_t KF, const double *qm,
+                                    const double *km, double scale, float *out, sf_err *err) {
+    (void)ctx, (void)H, (void)d, (void)QF, (void)KF, (void)qm, (void)km, (void)scale, (void)out;
+    return SF_NO_CUDA(err);
+}
 sf_status sf_tap_mass_reduce_cuda(const sf_cuda_ctx *ctx, int H, int64_t Lq, int64_t NG, int64_t S, int renorm,
                                   const float *rowmass, const float *lse, double *rowtot, float *out, float *stats,
                                   sf_err *err) {

@@ -77,9 +77,10 @@ typedef struct sf_dit_attn_view {
     const float *mass, *mass_stats;
     int cross;                   /* 1: the cross-attention: k = the text keys (Lk = text_len), groups = real tokens */
     int64_t n_real;              /* cross: real (non-padding) text tokens, the first n_real keys */
-    /* Frames mode on a GPU (when wants_means): the per-frame means of q and of the keys, (Lq/S, D) and
-     * (Lk/S, D) f64 (sf_frame_means_cpu's), made on the device; q and k are then NULL. Else NULL. */
-    const double *q_mean, *k_mean;
+    /* Frames mode on a GPU (when wants_means): the frame aggregate itself, (heads, Lq/S, Lk/S) f32
+     * (sf_frame_means_cpu + sf_frame_logit_means_cpu's, made on the device); q and k are then NULL.
+     * Else NULL. */
+    const float *frames;
 } sf_dit_attn_view;
 
 typedef struct sf_dit_tap {
@@ -98,8 +99,10 @@ typedef struct sf_dit_tap {
      * is also called after layer l's cross-attention with view.cross = 1 (and view.mass on a GPU). */
     int (*wants_mass)(void *ctx, int layer);
     int (*wants_cross)(void *ctx, int layer);
-    /* Frames mode: true → a GPU backend hands over per-frame means of q and k (view.q_mean / k_mean)
-     * instead of q and the whole key window (kilobytes instead of ~200 MB per layer at full size). */
+    /* Frames mode: true → a GPU backend hands over the frame aggregate made on the device (view.frames)
+     * instead of q and the whole key window (kilobytes instead of ~200 MB per layer at full size), and
+     * may call done() for the self-attention taps at the end of the forward instead of per layer (one
+     * wait per forward; not when a cross-attention tap is wanted: its order is kept). */
     int (*wants_means)(void *ctx, int layer);
 } sf_dit_tap;
 

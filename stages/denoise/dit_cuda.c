@@ -76,7 +76,9 @@ struct sf_dit_gpu {
     int stage_next;
     size_t lat_n;
     float *tap_q, *tap_k;                     /* post-RoPE q (L, D) and K window (Lk_max, D), f32 */
-    double *tm_means, *tap_means;             /* frames-mode per-frame means (F + Lk_max/S, D): device, host */
+    double *tm_means;                         /* frames mode: per-frame means (F + Lk_max/S, D), device */
+    float *tm_agg, *tap_agg;                  /* frames mode: every layer's aggregate (H, F, Lk_max/S): device, pinned */
+    int defer, n_def, *def_layer;             /* frames-mode views delivered at the forward's end (tap_flush) */
     /* probability taps (tap_mass_cuda.h), made on first use: per-row masses (H, L, NG_max), lse (H, L),
      * row totals (H, L) f64, the aggregates (H, F, NG_max) + stats (H, F, 4) and their host copies */
     float *tm_rm, *tm_lse, *tm_out, *tm_st, *tm_hout, *tm_hst;
@@ -250,7 +252,9 @@ void sf_dit_cuda_free(sf_dit_state *st) {
     free(g->tap_q);
     free(g->tap_k);
     sf_cuda_free(g->tm_means);
-    free(g->tap_means);
+    sf_cuda_free(g->tm_agg);
+    sf_cuda_host_free(g->tap_agg);
+    free(g->def_layer);
     sf_cuda_free(g->tm_rm);
     sf_cuda_free(g->tm_lse);
     sf_cuda_free(g->tm_out);
@@ -605,47 +609,86 @@ static sf_status attend(sf_dit_gpu *g, int64_t Lq, int64_t Lk, int H, int d, con
                                   on_logits, cb, err);
 }
 
-/* Host copies a tap reads (post-RoPE q and the key window, f32), made once: by sf_dit_prepare, or on
- * a tapped layer's first call when the caller skipped it. */
+/* Floats of one layer's frames-mode aggregate slot: (heads, max_frames, Lk_max / frame_tokens). */
+static size_t tap_agg_per_layer(const sf_dit_state *st) {
+    return (size_t)st->w->cfg.num_heads * (size_t)st->max_frames * (size_t)(st->gpu->lk_max / st->frame_tokens);
+}
+
+/* Host copies a tap reads (post-RoPE q and the key window, f32) and the frames-mode buffers, made
+ * once: by sf_dit_prepare, or on a tapped layer's first call when the caller skipped it. */
 static sf_status tap_bufs(sf_dit_state *st, sf_err *err) {
     sf_dit_gpu *g = st->gpu;
     const size_t D = (size_t)st->w->cfg.dim;
     const size_t nm = ((size_t)st->max_frames + (size_t)(g->lk_max / st->frame_tokens)) * D;
+    const size_t na = (size_t)st->w->cfg.num_layers * tap_agg_per_layer(st);
+    sf_status s;
     if (!g->tap_q) g->tap_q = malloc(sizeof(float) * (size_t)st->max_frames * (size_t)st->frame_tokens * D);
     if (!g->tap_k) g->tap_k = malloc(sizeof(float) * (size_t)g->lk_max * D);
-    if (!g->tap_means) g->tap_means = malloc(sizeof(double) * nm);
+    if (!g->def_layer) g->def_layer = malloc(sizeof(int) * (size_t)st->w->cfg.num_layers);
     if (!g->tm_means) {
-        sf_status s = sf_cuda_malloc((void **)&g->tm_means, sizeof(double) * nm, err);
-        if (s) return s;
-        g->state_bytes += sizeof(double) * nm;
+        if ((s = sf_cuda_malloc((void **)&g->tm_means, sizeof(double) * nm, err)) ||
+            (s = sf_cuda_malloc((void **)&g->tm_agg, sizeof(float) * na, err)) ||
+            (s = sf_cuda_host_alloc((void **)&g->tap_agg, sizeof(float) * na, err)))
+            return s;
+        g->state_bytes += sizeof(double) * nm + sizeof(float) * na;
     }
-    return g->tap_q && g->tap_k && g->tap_means ? SF_OK : sf_fail(err, SF_E_NOMEM, "out of memory (attention tap)");
+    return g->tap_q && g->tap_k && g->def_layer ? SF_OK : sf_fail(err, SF_E_NOMEM, "out of memory (attention tap)");
+}
+
+/* A frames-mode view of layer l: its aggregate in the pinned tap_agg (copied there by tap_layer). */
+static sf_dit_attn_view frames_view(const sf_dit_state *st, int l, int64_t L, int64_t Lk, const int64_t *kfr) {
+    const sf_dit_config *c = &st->w->cfg;
+    sf_dit_attn_view vw = {l, L, Lk, c->num_heads, (int)(c->dim / c->num_heads), NULL, NULL, c->dim, st->frame_tokens,
+                           kfr, NULL, NULL, NULL, NULL, 0, 0, st->gpu->tap_agg + (size_t)l * tap_agg_per_layer(st)};
+    return vw;
 }
 
 static sf_status tap_layer(sf_dit_state *st, int l, int64_t L, int64_t Lk, const bf16 *Ka, const int64_t *kfr,
                            float *logits, const uint16_t *logits16, int mass, sf_err *err) {
     sf_dit_gpu *g = st->gpu;
     const sf_dit_config *c = &st->w->cfg;
-    const int64_t D = c->dim;
+    const int64_t D = c->dim, H = c->num_heads;
     sf_status s;
     if ((s = tap_bufs(st, err))) return s;
     const int64_t S = st->frame_tokens, QF = L / S, KF = Lk / S;
     const int means = !mass && !logits && !logits16 && st->tap.wants_means && st->tap.wants_means(st->tap.ctx, l);
-    if (means) { /* frames mode: per-frame means of q and of the keys, made here; kilobytes cross PCIe */
+    if (means) { /* frames mode: the aggregate made here from per-frame means; bytes, not the key window, cross PCIe */
+        const size_t per = tap_agg_per_layer(st);
         if ((s = sf_frame_means_cuda(&g->cx, QF, S, D, g->q, D, g->tm_means, err)) ||
             (s = sf_frame_means_cuda(&g->cx, KF, S, D, Ka, 2 * D, g->tm_means + QF * D, err)) ||
-            (s = sf_cuda_copy_d2h(&g->cx, g->tap_means, g->tm_means, sizeof(double) * (size_t)((QF + KF) * D), err)) ||
-            (s = sf_cuda_sync(&g->cx, err)))
+            (s = sf_frame_logit_means_cuda(&g->cx, (int)H, D / H, QF, KF, g->tm_means, g->tm_means + QF * D,
+                                           1.0 / sqrt((double)(D / H)), g->tm_agg + (size_t)l * per, err)) ||
+            (s = sf_cuda_copy_d2h(&g->cx, g->tap_agg + (size_t)l * per, g->tm_agg + (size_t)l * per,
+                                  sizeof(float) * (size_t)(H * QF * KF), err))) /* pinned: enqueued */
             return s;
-    } else if (!mass) { /* the probability aggregates are made on the device: no q / k copies for them */
+        if (g->defer) { /* delivered by tap_flush at the forward's end: no wait per layer */
+            g->def_layer[g->n_def++] = l;
+            return SF_OK;
+        }
+        if ((s = sf_cuda_sync(&g->cx, err))) return s;
+        sf_dit_attn_view vw = frames_view(st, l, L, Lk, kfr);
+        return st->tap.done(st->tap.ctx, &vw, err);
+    }
+    if (!mass) { /* the probability aggregates are made on the device: no q / k copies for them */
         if ((s = download_rows(g, g->tap_q, g->q, L, D, D, err))) return s;
         if ((s = download_rows(g, g->tap_k, Ka, Lk, D, 2 * D, err))) return s; /* keys of the [k | v] cache rows */
     }
-    const int qk = !mass && !means;
-    sf_dit_attn_view vw = {l, L, Lk, c->num_heads, (int)(D / c->num_heads), qk ? g->tap_q : NULL, qk ? g->tap_k : NULL,
-                           D, S, kfr, logits, logits16, mass ? g->tm_hout : NULL, mass ? g->tm_hst : NULL,
-                           0, 0, means ? g->tap_means : NULL, means ? g->tap_means + QF * D : NULL};
+    sf_dit_attn_view vw = {l, L, Lk, (int)H, (int)(D / H), mass ? NULL : g->tap_q, mass ? NULL : g->tap_k, D, S, kfr,
+                           logits, logits16, mass ? g->tm_hout : NULL, mass ? g->tm_hst : NULL, 0, 0, NULL};
     return st->tap.done(st->tap.ctx, &vw, err);
+}
+
+/* The forward's deferred frames-mode views, in layer order, after one wait for their copies. */
+static sf_status tap_flush(sf_dit_state *st, int64_t L, int64_t Lk, const int64_t *kfr, sf_err *err) {
+    sf_dit_gpu *g = st->gpu;
+    sf_status s = SF_OK;
+    if (g->n_def && !(s = sf_cuda_sync(&g->cx, err)))
+        for (int i = 0; i < g->n_def && !s; i++) {
+            sf_dit_attn_view vw = frames_view(st, g->def_layer[i], L, Lk, kfr);
+            s = st->tap.done(st->tap.ctx, &vw, err);
+        }
+    g->n_def = 0;
+    return s;
 }
 
 /* Layer l. On entry g->a holds this layer's attention input ⌊LN(x)·⌊1+scale_attn⌉ + shift_attn⌉ (made by the
@@ -735,7 +778,7 @@ static sf_status layer(sf_dit_state *st, int l, int F, int64_t start_frame, cons
     sf_gpu_prof_mark_flops(&g->prof, cx, P_CROSS, 4.0 * (double)L * (double)c->text_len * (double)D);
     const int xtap = st->tap.wants_cross && st->tap.done && st->tap.wants_cross(st->tap.ctx, l);
     if (xtap && st->ctx_real < 1) { /* no real token: the tap reports it (as on the CPU) */
-        sf_dit_attn_view vw = {l, L, c->text_len, (int)NH, (int)hd, NULL, NULL, D, S, NULL, NULL, NULL, NULL, NULL, 1, 0, NULL, NULL};
+        sf_dit_attn_view vw = {l, L, c->text_len, (int)NH, (int)hd, NULL, NULL, D, S, NULL, NULL, NULL, NULL, NULL, 1, 0, NULL};
         return st->tap.done(st->tap.ctx, &vw, err);
     }
     massrun xr = {g, (int)NH, L, c->text_len, 1, st->ctx_real};
@@ -746,7 +789,7 @@ static sf_status layer(sf_dit_state *st, int l, int F, int64_t start_frame, cons
     if (xtap) { /* the cross-attention's text-token mass, renormalised over the real tokens */
         if ((s = mass_finish(st, &xr, 1, err))) return s;
         sf_dit_attn_view vw = {l, L, c->text_len, (int)NH, (int)hd, NULL, NULL, D, S, NULL, NULL, NULL,
-                               g->tm_hout, g->tm_hst, 1, st->ctx_real, NULL, NULL};
+                               g->tm_hout, g->tm_hst, 1, st->ctx_real, NULL};
         if ((s = st->tap.done(st->tap.ctx, &vw, err))) return s;
     }
     if (l == 0 && (s = gprobe(st, "mid.block0.cross_attn.attn_out", g->o, L * D, err))) return s;
@@ -812,10 +855,17 @@ sf_status sf_dit_cuda_forward(sf_dit_state *st, const float *x_t, int F, const f
     /* 3. blocks: layer 0's modulated LayerNorm here, every later one fused into the residual before it */
     if ((s = ln_mod(g, c, F, S, g->x, NULL, NULL, g->E, g->E + D, 6 * D, g->a, err))) return s;
     const int64_t *kfr = st->key_frames + kv->lo / S;
+    /* frames-mode taps are delivered at the forward's end (one wait), unless a cross-attention tap is
+     * wanted: those are delivered as they come, and the self-attention's keep their place among them */
+    g->n_def = 0;
+    g->defer = st->tap.wants_means != NULL && st->tap.done != NULL;
+    for (int l = 0; g->defer && st->tap.wants_cross && l < c->num_layers; l++)
+        if (st->tap.wants_cross(st->tap.ctx, l)) g->defer = 0;
     for (int l = 0; l < c->num_layers; l++) /* a stop signal is honoured per layer (host side) */
         if ((s = sf_stop_check(err)) ||
             (s = layer(st, l, F, start_frame, kv, kfr, sf_dit_kv_only_layer(st, l, kv_only), err)))
             return s;
+    if ((s = tap_flush(st, L, kv->Lk, kfr, err))) return s;
     if (kv_only) return prof_collect(g, err); /* no head, no prediction */
     /* 4. head (g->a = ⌊LN(x)·⌊1+Hm1⌉ + Hm0⌉ from the last layer's residual step) */
     if ((s = mm(g, L, g->a, D, &g->head, g->hout, g->head.n, err))) return s;

@@ -322,12 +322,12 @@ static sf_status tap_done(void *ctx, const sf_dit_attn_view *v, sf_err *err) {
         if (fresh) t->n_caps++;
         return SF_OK;
     }
-    /* frames: A[h,qf,kf] = (mean_q · mean_k)·scale, reductions in double (sf_frame_means_cpu; a GPU
-     * backend hands the same means over, made on the device) */
+    /* frames: A[h,qf,kf] = (mean_q · mean_k)·scale, reductions in double (sf_frame_means_cpu and
+     * sf_frame_logit_means_cpu; a GPU backend hands over the same aggregate, made on the device) */
     int64_t QF = v->Lq / S, KF = v->Lk / S;
     sf_tap_capture *c = new_cap(t, err);
     if (!c) return SF_E_NOMEM;
-    const int given = v->q_mean && v->k_mean;
+    const int given = v->frames != NULL;
     double *qm = given ? NULL : calloc((size_t)(QF * v->heads * d), sizeof(double));
     double *km = given ? NULL : calloc((size_t)(KF * v->heads * d), sizeof(double));
     c->frames = calloc((size_t)(v->heads * QF * KF), sizeof(float));
@@ -339,20 +339,13 @@ static sf_status tap_done(void *ctx, const sf_dit_attn_view *v, sf_err *err) {
         return sf_fail(err, SF_E_NOMEM, "out of memory");
     }
     for (int64_t f = 0; f < KF; f++) c->key_frames[f] = v->key_frames ? v->key_frames[f] : f;
-    if (!given) {
+    if (given) {
+        memcpy(c->frames, v->frames, sizeof(float) * (size_t)(v->heads * QF * KF));
+    } else {
         sf_frame_means_cpu(QF, S, v->heads * d, v->q, v->ld, qm);
         sf_frame_means_cpu(KF, S, v->heads * d, v->k, v->ld, km);
+        sf_frame_logit_means_cpu(v->heads, d, QF, KF, qm, km, 1.0 / sqrt((double)d), c->frames);
     }
-    const double *QM = given ? v->q_mean : qm, *KM = given ? v->k_mean : km;
-    double scale = 1.0 / sqrt((double)d);
-    for (int h = 0; h < v->heads; h++)
-        for (int64_t qf = 0; qf < QF; qf++)
-            for (int64_t kf = 0; kf < KF; kf++) {
-                const double *a = QM + (qf * v->heads + h) * d, *b = KM + (kf * v->heads + h) * d;
-                double s = 0;
-                for (int64_t i = 0; i < d; i++) s += a[i] * b[i];
-                c->frames[(h * QF + qf) * KF + kf] = (float)(s * scale);
-            }
     free(qm);
     free(km);
     sf_status s = cap_describe(c, t, v, err);

@@ -312,7 +312,7 @@ static float *spy_buf(void *c, int l, int h, int64_t q, int64_t k) { return spy_
 static uint16_t *spy_f16(void *c, int l, int h, int64_t q, int64_t k) { return spy_of(c)->in.logits_f16(spy_of(c)->in.ctx, l, h, q, k); }
 static sf_status spy_done(void *c, const sf_dit_attn_view *v, sf_err *err) {
     spy *s = c;
-    if (!v->cross) s->with_means += v->q_mean && v->k_mean && !v->q && !v->k, s->with_qk += v->q && v->k;
+    if (!v->cross) s->with_means += v->frames && !v->q && !v->k, s->with_qk += v->q && v->k;
     return s->in.done(s->in.ctx, v, err);
 }
 
@@ -430,6 +430,34 @@ static void test_taps_probs_cross(void) {
     sf_taps_free(&ct);
 }
 
+/* Frames mode with cross-attention taps: the self-attention's aggregates are then delivered layer by
+ * layer (not at the forward's end), so the GPU's captures come in the CPU's order — per layer the self-
+ * then the cross-attention — with the CPU's values (frames: the mean logits; cross: rows summing to 1). */
+static void test_taps_frames_cross(void) {
+    int dev = sf_test_gpu();
+    if (dev < 0) return;
+    sf_err err = {{0}};
+    sf_taps gt, ct;
+    int layers[2] = {0, 2};
+    SF_CHECK_OK(sf_taps_init(&gt, SF_TAP_FRAMES, SF_TAP_SEL_ALL, 0, 0, layers, 2, 3, &err), &err);
+    SF_CHECK_OK(sf_taps_init(&ct, SF_TAP_FRAMES, SF_TAP_SEL_ALL, 0, 0, layers, 2, 3, &err), &err);
+    run_wb(&gt, dev);
+    run_wb(&ct, -1);
+    SF_CHECK_MSG(gt.n_caps == 60 && ct.n_caps == 60, "%zu / %zu captures", gt.n_caps, ct.n_caps);
+    for (size_t i = 0; i < gt.n_caps && i < ct.n_caps; i++) {
+        const sf_tap_capture *a = &gt.caps[i], *b = &ct.caps[i];
+        SF_CHECK_MSG(a->layer == b->layer && a->block == b->block && a->step == b->step && a->cross == b->cross,
+                     "capture %zu: GPU L%d b%d s%d %s, CPU L%d b%d s%d %s", i, a->layer, a->block, a->step,
+                     a->cross ? "cross" : "self", b->layer, b->block, b->step, b->cross ? "cross" : "self");
+        const int64_t n = (int64_t)a->heads * (a->Lq / a->frame_tokens) * (a->Lk / a->frame_tokens);
+        char nm[64];
+        snprintf(nm, sizeof nm, "%s.L%d.b%d.s%d", a->cross ? "cross" : "frames", a->layer, a->block, a->step);
+        if (a->Lk == b->Lk && a->Lq == b->Lq) sf_test_rel_close(nm, a->frames, b->frames, (size_t)n, SF_TOL_BF16_TAP);
+    }
+    sf_taps_free(&gt);
+    sf_taps_free(&ct);
+}
+
 /* cuDNN's fused attention and the explicit cuBLAS path give the same forward (SF_NO_CUDNN=1 makes a
  * state use only the explicit path). */
 static void test_fused_vs_explicit(void) {
@@ -538,6 +566,7 @@ static const sf_test tests[] = {
     {"taps_frames", test_taps_frames},
     {"taps_seed", test_taps_seed},
     {"taps_probs_cross", test_taps_probs_cross},
+    {"taps_frames_cross", test_taps_frames_cross},
     {"fused_vs_explicit", test_fused_vs_explicit},
     {"rolling_cache", test_rolling_cache},
     {"rolling_cache_first_frame", test_rolling_cache_first_frame},

@@ -135,7 +135,7 @@ static void test_gpu_cross(void) { gpu_case(3, 12, 64, 64, 1, 7, 4, 1, 5); }
 
 /* Frames-mode means: x[t, c] = t + c/8 → means = (S−1)/2 + c/8 exactly; and the identity frames mode
  * rests on: the mean of a frame pair's logits = (mean q)·(mean k)·scale, against the logits averaged
- * one by one (1e-12 relative: double sums in different orders). */
+ * one by one (1e-12 relative: double sums in different orders); sf_frame_logit_means_cpu is that. */
 static void test_frame_means(void) {
     enum { NF = 3, S = 5, D = 6, LD = 8 };
     float x[NF * S * LD];
@@ -164,6 +164,9 @@ static void test_frame_means(void) {
             viam *= scale;
             SF_CHECK_MSG(fabs(direct - viam) <= 1e-12 * (1 + fabs(direct)), "frame pair (%d, %d): %.17g vs %.17g", qf, kf,
                          direct, viam);
+            float agg[2 * 3];
+            sf_frame_logit_means_cpu(1, D, 2, 3, qm, km, scale, agg);
+            SF_CHECK(agg[qf * 3 + kf] == (float)viam);
         }
     free(q), free(k);
 }
@@ -191,6 +194,19 @@ static void test_gpu_frame_means(void) {
         SF_CHECK_MSG(i == NF * D, "frame means [%d]: %.17g (GPU) vs %.17g (CPU)", i, i < NF * D ? got[i] : 0.0,
                      i < NF * D ? ref[i] : 0.0);
         SF_CHECK(sf_frame_means_cuda(&c.ctx, NF, S, D, dx, D - 1, dm, &c.err) == SF_E_ARG); /* ld < D */
+        /* the aggregate from those means (3 heads of 8, 1 query frame against the 4): bit for bit */
+        enum { H = 3, d = D / H, QF = 1, KF = NF };
+        float agg[H * QF * KF], gagg[H * QF * KF];
+        const double scale = 1.0 / sqrt((double)d);
+        sf_frame_logit_means_cpu(H, d, QF, KF, ref + (NF - 1) * D, ref, scale, agg);
+        float *da = cu_alloc(&c, sizeof gagg);
+        if (da) {
+            SF_CHECK_OK(sf_frame_logit_means_cuda(&c.ctx, H, d, QF, KF, dm + (NF - 1) * D, dm, scale, da, &c.err), &c.err);
+            SF_CHECK_OK(sf_cuda_copy_d2h(&c.ctx, gagg, da, sizeof gagg, &c.err), &c.err);
+            SF_CHECK_OK(sf_cuda_sync(&c.ctx, &c.err), &c.err);
+            SF_CHECK_MSG(!memcmp(agg, gagg, sizeof agg), "frame aggregates differ (GPU %.9g vs CPU %.9g at [0])",
+                         gagg[0], agg[0]);
+        }
     }
     free(x);
     cu_close(&c);

@@ -243,6 +243,7 @@ static inline double __dadd_rn(double a, double b) { return a + b; }
 static inline double __dsub_rn(double a, double b) { return a - b; }
 static inline double __dmul_rn(double a, double b) { return a * b; }
 static inline double __ddiv_rn(double a, double b) { return a / b; }
+static inline float __double2float_rn(double x) { return (float)x; }
 static inline float __saturatef(float x) { return x < 0.0f ? 0.0f : (x > 1.0f ? 1.0f : x); }
 static inline int __float2int_rn(float x) { return (int)nearbyintf(x); }
 static inline int __popc(unsigned int x) { return __builtin_popcount(x); }
