@@ -72,6 +72,13 @@ decode() { sf-decode --model-dir "$M" --progress none "$@"; }
     TMPDIR="$T/tmp" run -0 sf-run --dry-run pipelines/t2v.yaml "${args[@]}" low_memory=true device=cuda:0
     [ "$(grep -c -- '--low-memory' <<<"$output")" = 1 ]
     grep -- '--low-memory' <<<"$output" | grep -q 'sf-encode'
+    # the presets extend t2v.yaml: its stages and variables, their own config and checkpoint only
+    for p in dmd sid; do
+        TMPDIR="$T/tmp" run -0 sf-run --dry-run "pipelines/t2v_$p.yaml" "${args[@]}" low_memory=true
+        [ "$(grep -c -- '--low-memory' <<<"$output")" = 1 ]
+        assert_output --partial "--config_path configs/self_forcing_$p.yaml"
+        [ "$(grep -c '^sf-' <<<"$output")" = 3 ]
+    done
     TMPDIR="$T/tmp" run -0 sf-run pipelines/t2v.yaml "${args[@]}"
     [ -z "$(ls -A "$T/tmp")" ]
     assert_output --partial "[encode] sf-encode: info: loading umT5 encoder"

@@ -91,14 +91,19 @@ wait_for() {
     run -0 env SLURM_JOB_NODELIST="$(hostname -s)" sf-run --dry-run --tcp-port 41000 "$SF_ROOT/pipelines/t2v_slurm.yaml"
     assert_line --index 0 --regexp "^srun --nodes=1 --ntasks=1 --nodelist=$(hostname -s) --overlap .* -- .*/sf-encode .* --out '>tcp://$(hostname -s):41000'$"
     assert_line --index 2 --regexp "^srun .* -- .*/sf-decode .* --in @tcp://route=$(hostname -s):41001$"
-    # node: K indexes the allocation's node list (two nodes here, expanded by scontrol)
-    sed 's/^    program: sf-decode/    program: sf-decode\n    node: 0/' "$SF_ROOT/pipelines/t2v_slurm.yaml" >"$T/k.yaml"
+    # node: K indexes the allocation's node list (two nodes here, expanded by scontrol); t2v_slurm.yaml
+    # extends t2v.yaml, so the stage list to edit is t2v.yaml's, with t2v_slurm's launcher and transport
+    slurm_with_node() {
+        { echo "launcher: srun"; sed -e "s/^    program: sf-decode/    program: sf-decode\n    node: $1/" \
+            -e 's/^transport: .*/transport: tcp/' "$SF_ROOT/pipelines/t2v.yaml"; } >"$T/k.yaml"
+    }
+    slurm_with_node 0
     run -0 env SLURM_JOB_NODELIST='gpu[7-8]' sf-run --dry-run --tcp-port 41000 "$T/k.yaml"
     assert_line --index 0 --partial "--nodelist=gpu7 "
     assert_line --index 1 --partial "--nodelist=gpu8 "
     assert_line --index 1 --partial "--out '>tcp://gpu7:41001'"
     assert_line --index 2 --partial "--nodelist=gpu7 "
-    sed 's/^    program: sf-decode/    program: sf-decode\n    node: 2/' "$SF_ROOT/pipelines/t2v_slurm.yaml" >"$T/k.yaml"
+    slurm_with_node 2
     run -2 --separate-stderr env SLURM_JOB_NODELIST='gpu[7-8]' sf-run --dry-run "$T/k.yaml"
     assert_equal "$stderr" "sf-run: error: stage 2: node '2' is not an index into the allocation's 2 node(s)"
 }
@@ -106,7 +111,7 @@ wait_for() {
 @test "no cluster needed: launcher srun outside an allocation, or an unknown launcher, is one line, exit 2" {
     run -2 --separate-stderr env -u SLURM_JOB_NODELIST -u SLURM_NODELIST sf-run --dry-run "$SF_ROOT/pipelines/t2v_slurm.yaml"
     assert_equal "$stderr" "sf-run: error: launcher: srun needs a Slurm allocation (SLURM_JOB_NODELIST is not set): run sf-run inside salloc or an sbatch job"
-    sed 's/^launcher: srun/launcher: pbs/' "$SF_ROOT/pipelines/t2v_slurm.yaml" >"$T/x.yaml"
+    sed -e 's/^launcher: srun/launcher: pbs/' -e "s|^extends: |extends: $SF_ROOT/pipelines/|" "$SF_ROOT/pipelines/t2v_slurm.yaml" >"$T/x.yaml"
     run -1 --separate-stderr sf-run --dry-run "$T/x.yaml"
     assert_equal "$stderr" "sf-run: error: $T/x.yaml: unknown launcher 'pbs' (ssh or srun)"
     run -2 --separate-stderr env SLURM_JOB_NODELIST='node[1-2]; rm -rf /' sf-run --dry-run "$SF_ROOT/pipelines/t2v_slurm.yaml"

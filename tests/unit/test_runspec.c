@@ -6,6 +6,8 @@
 #include "sf_test.h"
 #include "tools/run/runspec.h"
 
+#include <stdio.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 static const char spec_text[] = "name: t\n"
@@ -122,9 +124,51 @@ static void test_values_are_data(void) {
     unlink(path);
 }
 
+/* extends: a spec laid over another (a path relative to its own folder): vars merged key by key (the
+ * child's win, the base's others kept), stages and transport inherited unless the child sets them, its
+ * own name; a missing base names both files; a cycle stops at 4 levels with one line. */
+static void put(const char *path, const char *text) {
+    FILE *f = fopen(path, "w");
+    SF_CHECK(f != NULL);
+    if (f) fputs(text, f), fclose(f);
+}
+static void test_extends(void) {
+    char dir[] = "/tmp/sf-test-extends-XXXXXX";
+    SF_CHECK(mkdtemp(dir) != NULL);
+    char base[256], sub[256], child[256], loop[256], orphan[256];
+    snprintf(base, sizeof base, "%s/base.yaml", dir);
+    snprintf(sub, sizeof sub, "%s/sub", dir);
+    snprintf(child, sizeof child, "%s/sub/child.yaml", dir);
+    snprintf(loop, sizeof loop, "%s/loop.yaml", dir);
+    snprintf(orphan, sizeof orphan, "%s/orphan.yaml", dir);
+    SF_CHECK(mkdir(sub, 0700) == 0);
+    put(base, spec_text);
+    put(child, "name: c\nextends: ../base.yaml\ntransport: pipe\nvars:\n  num_frames: 9\n  seed: 3\n");
+    put(loop, "name: l\nextends: loop.yaml\n");
+    put(orphan, "name: o\nextends: nowhere.yaml\n");
+    sf_run_plan plan;
+    sf_err err;
+    const char *ov[] = {"prompt=p", "seed=5"};
+    SF_CHECK_OK(load(child, ov, 2, &plan, &err), &err);
+    if (!err.msg[0]) {
+        char line[2048];
+        SF_CHECK(!strcmp(plan.name, "c") && plan.n == 3 && plan.transport == SF_RUN_PIPE);
+        sf_run_stage_cmdline(&plan.stages[1], line, sizeof line);
+        SF_CHECK_MSG(strstr(line, "--num_frames 9 ") != NULL, "%s", line); /* the child's value */
+        sf_run_stage_cmdline(&plan.stages[2], line, sizeof line);
+        SF_CHECK_MSG(strstr(line, "--output v.mp4") != NULL, "%s", line);  /* the base's, kept */
+        sf_run_plan_free(&plan);
+    }
+    SF_CHECK(load(orphan, ov, 1, &plan, &err) != SF_OK && strstr(err.msg, "orphan.yaml extends nowhere.yaml"));
+    SF_CHECK_MSG(load(loop, ov, 1, &plan, &err) == SF_E_FORMAT && strstr(err.msg, "more than 4 specs deep"), "%s",
+                 err.msg);
+    unlink(base), unlink(child), unlink(loop), unlink(orphan), rmdir(sub), rmdir(dir);
+}
+
 static const sf_test tests[] = {
     {"unknown_overrides", test_unknown_overrides},
     {"stage_fields_and_spellings", test_stage_fields_and_spellings},
     {"values_are_data", test_values_are_data},
+    {"extends", test_extends},
 };
 SF_TEST_MAIN(tests)

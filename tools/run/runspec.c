@@ -3,7 +3,9 @@
  * Spec keys: name, transport (pipe|ipc|tcp|shm, default ipc), vars (map; ${var} expands in
  * every string; overrides "var=value"), stages (list of {name, program, device, host, args}),
  * launcher (ssh, the default, or srun: stages on the Slurm allocation's nodes, a stage's `node: K`
- * picking the K-th, else node i mod n; launch_srun.c).
+ * picking the K-th, else node i mod n; launch_srun.c), extends (another spec, a path relative to
+ * this one's folder: it is loaded first and this spec laid over it — vars key by key, every other
+ * key replaced; up to 4 levels).
  * args is a map: "--key value" for scalars, "--key" alone for true, nothing for false/null,
  * "--key v1 v2" for lists. "stage.key=value" overrides set or replace one arg of one stage
  * (matching an existing arg whatever its '-'/'_' spelling); "stage.device=" and "stage.host="
@@ -64,6 +66,37 @@ static int push_arg(sf_run_stage *st, const char *a) {
 static const char *scalar(const sf_yaml *y, const char *key) {
     const sf_yaml *v = sf_yaml_get(y, key);
     return v && v->kind == SF_YAML_SCALAR ? v->value : NULL;
+}
+
+/* The spec at path with what it extends laid under it (see the top). depth: levels above this one. */
+static sf_status load_spec(const char *path, int depth, sf_yaml **out, sf_err *err) {
+    sf_yaml *spec = NULL, *base = NULL;
+    sf_status s = sf_yaml_load(path, &spec, err);
+    if (s) return s;
+    const char *ext = scalar(spec, "extends");
+    if (!ext) {
+        *out = spec;
+        return SF_OK;
+    }
+    char bp[4096];
+    const char *slash = strrchr(path, '/');
+    if (depth >= 4) s = sf_fail(err, SF_E_FORMAT, "%s: 'extends' nests more than 4 specs deep (a cycle?)", path);
+    else if (!*ext) s = sf_fail(err, SF_E_FORMAT, "%s: 'extends' names no spec", path);
+    else if (ext[0] == '/' || !slash) snprintf(bp, sizeof bp, "%s", ext);
+    else if ((size_t)snprintf(bp, sizeof bp, "%.*s/%s", (int)(slash - path), path, ext) >= sizeof bp)
+        s = sf_fail(err, SF_E_ARG, "%s: 'extends' path too long", path);
+    if (!s && (s = load_spec(bp, depth + 1, &base, err))) {
+        char m[sizeof err->msg];
+        snprintf(m, sizeof m, "%s", err->msg);
+        s = sf_fail(err, s, "%s extends %s: %s", path, ext, m);
+    }
+    if (s) {
+        sf_yaml_free(spec);
+        return s;
+    }
+    sf_yaml_merge(base, spec); /* consumes spec */
+    *out = base;
+    return SF_OK;
 }
 
 /* "user@host" -> "host" */
@@ -224,7 +257,7 @@ sf_status sf_run_plan_load(const char *spec_path, const char *const *ov, int nov
                            sf_run_plan *plan, sf_err *err) {
     memset(plan, 0, sizeof *plan);
     sf_yaml *spec = NULL;
-    sf_status s = sf_yaml_load(spec_path, &spec, err);
+    sf_status s = load_spec(spec_path, 0, &spec, err);
     if (s) return s;
     vars vs = {.n = 0};
     const sf_yaml *vy = sf_yaml_get(spec, "vars");
