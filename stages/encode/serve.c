@@ -4,7 +4,7 @@
  * header + payload frame pair per wire message). Mirrors no reference module: the reference
  * loads umT5 in every process. Tested by tests/bats/sf-encode-serve.bats (two clients get the
  * same bytes as a direct run, a bad request gets an error reply and the server keeps serving,
- * SIGTERM stops it with exit 0 and removes the ipc socket file). */
+ * SIGTERM stops it with exit 0 and removes the ipc socket file, CURVE keeps other keys out). */
 #define _POSIX_C_SOURCE 200809L
 #include "serve.h"
 #include "wire.h"
@@ -53,7 +53,6 @@ static int ipc_alive(const char *path) {
     return ok;
 }
 
-/* Wait until sock has `events` (1), timeout (0), or a stop signal (SF_E_STOPPED). */
 /* The wire's network edge for a REQ/REP socket (common/wire_net.c, as the stages' tcp streams): with
  * $SF_WIRE_CURVE_KEY a tcp server is a CURVE server whose ZAP handler accepts only that key's clients,
  * a client a CURVE client with the same key pair; nothing without it. The returned sf_wire only
@@ -80,7 +79,8 @@ static void net_edge_free(sf_wire **pw) {
     *pw = NULL;
 }
 
-/* Wait for events on sock (timeout_ms < 0: forever); answers CURVE's ZAP requests meanwhile (net). */
+/* Wait until sock has `events` (1), timeout (0; timeout_ms < 0: never), or a stop signal
+ * (SF_E_STOPPED); answers CURVE's ZAP requests meanwhile (net, may be NULL). */
 static int poll_sock(void *sock, sf_wire *net, short events, long timeout_ms, sf_err *err) {
     double t_end = timeout_ms >= 0 ? sf_now() + timeout_ms / 1000.0 : 0;
     for (;;) {
