@@ -176,7 +176,7 @@ static void bench_xxl_layer(int threads, int64_t L) {
     if (sf_t5_open(path, threads, &m, &err)) die("open", &err);
     double ms = encode_ms(m, L, 6); /* best of 6: the first builds oneDNN's kernels (fast, bf16 modes) */
     double flop = 2.0 * (double)L * (double)(4 * D * A + 3 * D * F) + 4.0 * (double)L * (double)L * (double)A;
-    printf("umT5-XXL layer (dim 4096, 64 heads, ffn 10240, bf16) [%s]: %lld tokens %.0f ms, %.1f GFLOP/s "
+    printf("umT5-XXL layer (dim 4096, 64 heads, ffn 10240, bf16) [%s]: %lld tokens %.1f ms, %.1f GFLOP/s "
            "(x24 layers ≈ %.1f s per prompt)\n",
            sf_cpu_mode_name(sf_cpu_mode_now()), (long long)L, ms, flop / (ms * 1e-3) / 1e9, ms * 24 / 1e3);
     sf_t5_destroy(&m);
