@@ -120,7 +120,7 @@ typedef struct sf_dit_kv_step {
     int64_t ls, le, evict, keep, lo, Lk;
 } sf_dit_kv_step;
 
-typedef struct sf_dit_gpu sf_dit_gpu; /* the CUDA backend's state (dit_cuda.c) */
+typedef struct sf_dit_gpu sf_dit_gpu; /* the CUDA backend's state (dit_cuda_impl.h) */
 
 /* The sampling loop's latent slots (sf_dit_lat_put and below). */
 typedef enum sf_dit_slot { SF_LAT_X = 0, SF_LAT_X0, SF_LAT_AUX, SF_LAT_N } sf_dit_slot;

@@ -1,14 +1,11 @@
 /* dit_cuda.c — the causal Wan DiT forward on CUDA (see dit_cuda.h). Plain C over the kernels'
  * C API (kernels/cuda_ops.h, kernels/sdpa_cuda.h): the same steps as sf_dit_forward in dit.c, in
  * the reference's bf16 rounding order (SPEC §5.4). Mirrors wan/modules/causal_model.py as run by
- * the reference in bf16. Tested by tests/unit/test_dit_cuda.c. */
+ * the reference in bf16. The attention call and the taps' device work: dit_cuda_taps.c; the types
+ * both share: dit_cuda_impl.h. Tested by tests/unit/test_dit_cuda.c. */
 #define _POSIX_C_SOURCE 200809L
-#include "dit_cuda.h"
+#include "dit_cuda_impl.h"
 #include "stop.h"
-#include "gpu_host.h"
-#include "cuda_ops.h"
-#include "sdpa_cuda.h"
-#include "tap_mass_cuda.h"
 #include "timestep_embed.h"
 
 #include <math.h>
@@ -16,75 +13,10 @@
 #include <stdlib.h>
 #include <string.h>
 
-typedef uint16_t bf16;
-
-typedef struct gmat {
-    bf16 *w; /* (n, k) bf16 device */
-    bf16 *b; /* (n) bf16 device bias, or NULL */
-    int64_t n, k;
-} gmat;
-
-typedef struct glayer {
-    float *mod;                                /* (6, D) */
-    gmat sa_q, sa_kv, sa_o, ca_q, ca_k, ca_v, ca_o, ffn0, ffn2; /* sa_kv: [Wk; Wv] (2D, D), [bk; bv] */
-    float *sa_nq, *sa_nk, *n3_w, *n3_b, *ca_nq, *ca_nk;
-} glayer;
-
-/* SF_CUDA_PROFILE categories */
-enum { P_LINEAR, P_SELF, P_CROSS, P_NORM, P_QK, P_GELU, P_IO, P_N };
+/* SF_CUDA_PROFILE categories' names (dit_cuda_impl.h: P_*) */
 static const char *const P_NAME[P_N] = {"linear (cuBLASLt)", "self-attention", "cross-attention",
                                         "residual + LayerNorm + modulation", "q/k RMSNorm + RoPE", "GELU",
                                         "embeddings, tables, copies"};
-
-struct sf_dit_gpu {
-    sf_cuda_ctx cx;
-    sf_sdpa *sdpa;      /* NULL: cuDNN unavailable, explicit attention everywhere */
-    int sdpa_off;       /* a shape cuDNN refused: explicit attention from then on */
-    int fused;          /* the one-warp-per-row fused norms apply (dim, head_dim multiples of 8, dim ≤ 2048) */
-    int gelu_epi;       /* GELU in the FFN's (and text embedding's) first GEMM epilogue (sf_linear_gelu_cuda);
-                           0 with SF_CUDA_UNFUSED or SF_CUDA_GELU_UNFUSED: product, then the GELU kernel */
-    void *wmat;         /* one allocation: every bf16 matrix */
-    float *wvec;        /* one allocation: every f32 vector (bf16-rounded values) */
-    size_t mat_bytes, vec_bytes, state_bytes;
-    gmat patch, txt0, txt2, tim0, tim2, tproj, head;
-    float *head_mod;
-    glayer *L;
-    /* state, one allocation (offsets below) */
-    void *arena;
-    bf16 *kv;           /* (NL, cache_tokens, 2D): row = [k | v] (one fused projection writes both) */
-    bf16 *ck, *cv;      /* (NL, text_len, D) */
-    bf16 *ctx, *txt_pad, *txt_tmp;            /* (T, D), (T, text_dim), (T, D) */
-    bf16 *x, *a, *q, *o, *y;                  /* (L, D) */
-    bf16 *h;                                  /* (L, FF) */
-    bf16 *patches, *hout;                     /* (L, C·ph·pw), (L, out·ph·pw) */
-    float *xin, *flow;                        /* (F, C, H, W) */
-    float *lat[SF_LAT_N];                     /* the sampling loop's slots (F, C, H, W) f32 */
-    double *freq;                             /* (freq_dim/2) timestep sinusoid frequencies */
-    bf16 *sinus, *et, *e, *e0;                /* (F, freq), (F, D), (F, D), (F, 6D) */
-    float *E, *Hm;                            /* (NL, F, 6D) every layer's modulation, (F, 2D) the head's */
-    double *rope_cs;                          /* (max_pos, d/2, 2) */
-    float *S;                                 /* explicit attention logits (H, chunk, Lk_max), lazily */
-    bf16 *P;                                  /* its probabilities */
-    uint16_t *S16;                            /* a chunk of logits as f16, on its way to a tap */
-    int64_t chunk, lk_max;
-    /* SF_CUDA_PROFILE=1: events around every op, ms per category summed over forwards */
-    sf_gpu_prof prof;
-    /* host side: two pinned staging buffers for slot puts and re-noising draws, and the event after
-     * each one's copy (a buffer is refilled only once its previous copy has run) */
-    float *stage[2];
-    void *stage_ev;
-    int stage_next;
-    size_t lat_n;
-    float *tap_q, *tap_k;                     /* post-RoPE q (L, D) and K window (Lk_max, D), f32 */
-    double *tm_means;                         /* frames mode: per-frame means (F + Lk_max/S, D), device */
-    float *tm_agg, *tap_agg;                  /* frames mode: every layer's aggregate (H, F, Lk_max/S): device, pinned */
-    int defer, n_def, *def_layer;             /* frames-mode views delivered at the forward's end (tap_flush) */
-    /* probability taps (tap_mass_cuda.h), made on first use: per-row masses (H, L, NG_max), lse (H, L),
-     * row totals (H, L) f64, the aggregates (H, F, NG_max) + stats (H, F, 4) and their host copies */
-    float *tm_rm, *tm_lse, *tm_out, *tm_st, *tm_hout, *tm_hst;
-    double *tm_tot;
-    int64_t tm_ng;
-};
 
 /* ---------------------------------------------------------------- weights */
 
@@ -396,7 +328,7 @@ static sf_status mm_gelu(sf_dit_gpu *g, int64_t M, const void *x, int64_t ldx, c
 }
 
 /* rows × cols bf16 device values (row stride ld) → contiguous f32 host (synchronous). */
-static sf_status download_rows(sf_dit_gpu *g, float *host, const void *dev, int64_t rows, int64_t cols, int64_t ld,
+sf_status sf_dgpu_download_rows(sf_dit_gpu *g, float *host, const void *dev, int64_t rows, int64_t cols, int64_t ld,
                                sf_err *err) {
     const int64_t n = rows * cols;
     uint16_t *b = malloc(2 * (size_t)(n > 0 ? n : 1));
@@ -413,7 +345,7 @@ static sf_status gprobe2(sf_dit_state *st, const char *name, const void *dev, in
     if (!st->probe) return SF_OK;
     float *h = malloc(sizeof(float) * (size_t)(rows * cols > 0 ? rows * cols : 1));
     if (!h) return sf_fail(err, SF_E_NOMEM, "out of memory");
-    sf_status s = download_rows(st->gpu, h, dev, rows, cols, ld, err);
+    sf_status s = sf_dgpu_download_rows(st->gpu, h, dev, rows, cols, ld, err);
     if (!s) st->probe(st->probe_ctx, name, h, rows * cols);
     free(h);
     return s;
@@ -506,191 +438,6 @@ sf_status sf_dit_cuda_set_context(sf_dit_state *st, const float *emb, int64_t n_
     return sf_cuda_sync(&g->cx, err);
 }
 
-/* The explicit attention's workspace, made on first use (taps, or no cuDNN plan for a shape): the
- * fused path never needs it. */
-static sf_status explicit_ws(sf_dit_gpu *g, int heads, sf_err *err) {
-    if (g->S) return SF_OK;
-    size_t n = (size_t)heads * (size_t)g->chunk * (size_t)g->lk_max;
-    sf_status s = sf_cuda_malloc((void **)&g->S, n * 4, err);
-    if (!s) s = sf_cuda_malloc((void **)&g->P, n * 2, err);
-    if (!s) s = sf_cuda_malloc((void **)&g->S16, n * 2, err);
-    if (!s) g->state_bytes += n * 8;
-    return s;
-}
-
-/* Logits tap: each chunk's device logits (H, rows, Lk) go into the host (H, Lq, Lk) buffer — as f16
- * converted on the device (the tap's storage, half the bytes over PCIe, no f32 host copy), or f32
- * for a tap that asked for floats. */
-typedef struct tapcopy {
-    sf_dit_gpu *g;
-    float *host;
-    uint16_t *host16;
-    int64_t Lq, Lk;
-    int H;
-} tapcopy;
-
-static sf_status tap_chunk(void *ctx, int64_t r0, int64_t rows, const float *S, sf_err *err) {
-    tapcopy *t = ctx;
-    if (t->host16) {
-        size_t w = (size_t)(rows * t->Lk) * sizeof(uint16_t);
-        sf_status s = sf_f32_to_f16_cuda(&t->g->cx, S, t->g->S16, (int64_t)t->H * rows * t->Lk, err);
-        return s ? s : sf_cuda_copy_d2h_2d(&t->g->cx, t->host16 + r0 * t->Lk, (size_t)(t->Lq * t->Lk) * sizeof(uint16_t),
-                                           t->g->S16, w, w, (size_t)t->H, err);
-    }
-    size_t w = (size_t)(rows * t->Lk) * sizeof(float);
-    return sf_cuda_copy_d2h_2d(&t->g->cx, t->host + r0 * t->Lk, (size_t)(t->Lq * t->Lk) * sizeof(float), S, w, w,
-                               (size_t)t->H, err);
-}
-
-/* Probability taps: each chunk's logits reduced to per-row masses of NG groups of G keys
- * (sf_tap_row_mass_cuda) before the softmax; the logits themselves never leave the chunk. */
-typedef struct massrun {
-    sf_dit_gpu *g;
-    int H;
-    int64_t Lq, Lk, G, NG;
-} massrun;
-
-static sf_status mass_chunk(void *ctx, int64_t r0, int64_t rows, const float *S, sf_err *err) {
-    const massrun *m = ctx;
-    return sf_tap_row_mass_cuda(&m->g->cx, m->H, rows, r0, m->Lq, m->Lk, S, m->Lk, m->G, m->NG, m->g->tm_rm,
-                                m->g->tm_lse, err);
-}
-
-/* The probability taps' buffers, made once (sf_dit_prepare, or the first tapped layer). */
-static sf_status mass_ws(sf_dit_state *st, sf_err *err) {
-    sf_dit_gpu *g = st->gpu;
-    if (g->tm_rm) return SF_OK;
-    const int64_t H = st->w->cfg.num_heads, L = (int64_t)st->max_frames * st->frame_tokens, F = st->max_frames;
-    const int64_t kf = g->lk_max / st->frame_tokens, T = st->w->cfg.text_len;
-    g->tm_ng = kf > T ? kf : T;
-    size_t rows = (size_t)(H * L), agg = (size_t)(H * F);
-    sf_status s = sf_cuda_malloc((void **)&g->tm_rm, rows * (size_t)g->tm_ng * 4, err);
-    if (!s) s = sf_cuda_malloc((void **)&g->tm_lse, rows * 4, err);
-    if (!s) s = sf_cuda_malloc((void **)&g->tm_tot, rows * 8, err);
-    if (!s) s = sf_cuda_malloc((void **)&g->tm_out, agg * (size_t)g->tm_ng * 4, err);
-    if (!s) s = sf_cuda_malloc((void **)&g->tm_st, agg * SF_TAP_NSTATS * 4, err);
-    if (s) return s;
-    g->state_bytes += rows * ((size_t)g->tm_ng * 4 + 12) + agg * ((size_t)g->tm_ng + SF_TAP_NSTATS) * 4;
-    g->tm_hout = malloc(agg * (size_t)g->tm_ng * sizeof(float));
-    g->tm_hst = malloc(agg * SF_TAP_NSTATS * sizeof(float));
-    return g->tm_hout && g->tm_hst ? SF_OK : sf_fail(err, SF_E_NOMEM, "out of memory (attention probability tap)");
-}
-
-/* After the attention: the per-frame aggregates (H, Lq/S, NG) and stats, copied to the host buffers. */
-static sf_status mass_finish(sf_dit_state *st, const massrun *m, int renorm, sf_err *err) {
-    sf_dit_gpu *g = st->gpu;
-    const int64_t S = st->frame_tokens, n = (int64_t)m->H * (m->Lq / S);
-    sf_status s = sf_tap_mass_reduce_cuda(&g->cx, m->H, m->Lq, m->NG, S, renorm, g->tm_rm, g->tm_lse, g->tm_tot,
-                                          g->tm_out, g->tm_st, err);
-    if (!s) s = sf_cuda_download_f32(&g->cx, g->tm_hout, g->tm_out, (size_t)(n * m->NG), err);
-    if (!s) s = sf_cuda_download_f32(&g->cx, g->tm_hst, g->tm_st, (size_t)(n * SF_TAP_NSTATS), err);
-    return s;
-}
-
-/* Attention (k, v rows of stride ldk), fused (cuDNN) when possible, else explicit — always explicit
- * for a tap that reads each chunk's logits (on_logits non-NULL). */
-static sf_status attend(sf_dit_gpu *g, int64_t Lq, int64_t Lk, int H, int d, const bf16 *q, const bf16 *k,
-                        const bf16 *v, int64_t ldk, bf16 *o, int64_t ld, float scale, sf_attn_logits_fn on_logits,
-                        void *cb, sf_err *err) {
-    if (!on_logits && g->sdpa && !g->sdpa_off) {
-        sf_err e2 = {0};
-        sf_status s = sf_sdpa_forward(g->sdpa, Lq, Lk, H, d, q, ld, k, v, ldk, o, ld, scale, &e2);
-        if (s == SF_OK) return SF_OK;
-        if (s != SF_E_UNSUPPORTED) {
-            *err = e2;
-            return s;
-        }
-        sf_log(SF_LOG_WARN, "sf-denoise: %s; attention uses cuBLASLt from here on", e2.msg);
-        g->sdpa_off = 1;
-    }
-    sf_status s = explicit_ws(g, H, err);
-    if (s) return s;
-    return sf_attention_blas_cuda(&g->cx, Lq, Lk, H, d, q, ld, k, v, ldk, o, ld, scale, g->S, g->P, g->chunk,
-                                  on_logits, cb, err);
-}
-
-/* Floats of one layer's frames-mode aggregate slot: (heads, max_frames, Lk_max / frame_tokens). */
-static size_t tap_agg_per_layer(const sf_dit_state *st) {
-    return (size_t)st->w->cfg.num_heads * (size_t)st->max_frames * (size_t)(st->gpu->lk_max / st->frame_tokens);
-}
-
-/* Host copies a tap reads (post-RoPE q and the key window, f32) and the frames-mode buffers, made
- * once: by sf_dit_prepare, or on a tapped layer's first call when the caller skipped it. */
-static sf_status tap_bufs(sf_dit_state *st, sf_err *err) {
-    sf_dit_gpu *g = st->gpu;
-    const size_t D = (size_t)st->w->cfg.dim;
-    const size_t nm = ((size_t)st->max_frames + (size_t)(g->lk_max / st->frame_tokens)) * D;
-    const size_t na = (size_t)st->w->cfg.num_layers * tap_agg_per_layer(st);
-    sf_status s;
-    if (!g->tap_q) g->tap_q = malloc(sizeof(float) * (size_t)st->max_frames * (size_t)st->frame_tokens * D);
-    if (!g->tap_k) g->tap_k = malloc(sizeof(float) * (size_t)g->lk_max * D);
-    if (!g->def_layer) g->def_layer = malloc(sizeof(int) * (size_t)st->w->cfg.num_layers);
-    if (!g->tm_means) {
-        if ((s = sf_cuda_malloc((void **)&g->tm_means, sizeof(double) * nm, err)) ||
-            (s = sf_cuda_malloc((void **)&g->tm_agg, sizeof(float) * na, err)) ||
-            (s = sf_cuda_host_alloc((void **)&g->tap_agg, sizeof(float) * na, err)))
-            return s;
-        g->state_bytes += sizeof(double) * nm + sizeof(float) * na;
-    }
-    return g->tap_q && g->tap_k && g->def_layer ? SF_OK : sf_fail(err, SF_E_NOMEM, "out of memory (attention tap)");
-}
-
-/* A frames-mode view of layer l: its aggregate in the pinned tap_agg (copied there by tap_layer). */
-static sf_dit_attn_view frames_view(const sf_dit_state *st, int l, int64_t L, int64_t Lk, const int64_t *kfr) {
-    const sf_dit_config *c = &st->w->cfg;
-    sf_dit_attn_view vw = {l, L, Lk, c->num_heads, (int)(c->dim / c->num_heads), NULL, NULL, c->dim, st->frame_tokens,
-                           kfr, NULL, NULL, NULL, NULL, 0, 0, st->gpu->tap_agg + (size_t)l * tap_agg_per_layer(st)};
-    return vw;
-}
-
-static sf_status tap_layer(sf_dit_state *st, int l, int64_t L, int64_t Lk, const bf16 *Ka, const int64_t *kfr,
-                           float *logits, const uint16_t *logits16, int mass, sf_err *err) {
-    sf_dit_gpu *g = st->gpu;
-    const sf_dit_config *c = &st->w->cfg;
-    const int64_t D = c->dim, H = c->num_heads;
-    sf_status s;
-    if ((s = tap_bufs(st, err))) return s;
-    const int64_t S = st->frame_tokens, QF = L / S, KF = Lk / S;
-    const int means = !mass && !logits && !logits16 && st->tap.wants_means && st->tap.wants_means(st->tap.ctx, l);
-    if (means) { /* frames mode: the aggregate made here from per-frame means; bytes, not the key window, cross PCIe */
-        const size_t per = tap_agg_per_layer(st);
-        if ((s = sf_frame_means_cuda(&g->cx, QF, S, D, g->q, D, g->tm_means, err)) ||
-            (s = sf_frame_means_cuda(&g->cx, KF, S, D, Ka, 2 * D, g->tm_means + QF * D, err)) ||
-            (s = sf_frame_logit_means_cuda(&g->cx, (int)H, D / H, QF, KF, g->tm_means, g->tm_means + QF * D,
-                                           1.0 / sqrt((double)(D / H)), g->tm_agg + (size_t)l * per, err)) ||
-            (s = sf_cuda_copy_d2h(&g->cx, g->tap_agg + (size_t)l * per, g->tm_agg + (size_t)l * per,
-                                  sizeof(float) * (size_t)(H * QF * KF), err))) /* pinned: enqueued */
-            return s;
-        if (g->defer) { /* delivered by tap_flush at the forward's end: no wait per layer */
-            g->def_layer[g->n_def++] = l;
-            return SF_OK;
-        }
-        if ((s = sf_cuda_sync(&g->cx, err))) return s;
-        sf_dit_attn_view vw = frames_view(st, l, L, Lk, kfr);
-        return st->tap.done(st->tap.ctx, &vw, err);
-    }
-    if (!mass) { /* the probability aggregates are made on the device: no q / k copies for them */
-        if ((s = download_rows(g, g->tap_q, g->q, L, D, D, err))) return s;
-        if ((s = download_rows(g, g->tap_k, Ka, Lk, D, 2 * D, err))) return s; /* keys of the [k | v] cache rows */
-    }
-    sf_dit_attn_view vw = {l, L, Lk, (int)H, (int)(D / H), mass ? NULL : g->tap_q, mass ? NULL : g->tap_k, D, S, kfr,
-                           logits, logits16, mass ? g->tm_hout : NULL, mass ? g->tm_hst : NULL, 0, 0, NULL};
-    return st->tap.done(st->tap.ctx, &vw, err);
-}
-
-/* The forward's deferred frames-mode views, in layer order, after one wait for their copies. */
-static sf_status tap_flush(sf_dit_state *st, int64_t L, int64_t Lk, const int64_t *kfr, sf_err *err) {
-    sf_dit_gpu *g = st->gpu;
-    sf_status s = SF_OK;
-    if (g->n_def && !(s = sf_cuda_sync(&g->cx, err)))
-        for (int i = 0; i < g->n_def && !s; i++) {
-            sf_dit_attn_view vw = frames_view(st, g->def_layer[i], L, Lk, kfr);
-            s = st->tap.done(st->tap.ctx, &vw, err);
-        }
-    g->n_def = 0;
-    return s;
-}
-
 /* Layer l. On entry g->a holds this layer's attention input ⌊LN(x)·⌊1+scale_attn⌉ + shift_attn⌉ (made by the
  * previous step, fused with its residual); on return x holds the layer's output and g->a the next
  * consumer's input: the next layer's modulated LayerNorm, or the head's (Hm) after the last layer. */
@@ -749,14 +496,14 @@ static sf_status layer(sf_dit_state *st, int l, int F, int64_t start_frame, cons
     tapcopy tc = {g, logits, logits16, L, kv->Lk, (int)NH};
     const int mass = tapped && !logits && !logits16 && st->tap.wants_mass && st->tap.wants_mass(st->tap.ctx, l);
     massrun mr = {g, (int)NH, L, kv->Lk, S, kv->Lk / S};
-    if (mass && (s = mass_ws(st, err))) return s;
+    if (mass && (s = sf_dgpu_mass_ws(st, err))) return s;
     sf_gpu_prof_mark_flops(&g->prof, cx, P_SELF, 4.0 * (double)L * (double)kv->Lk * (double)D);
-    if ((s = attend(g, L, kv->Lk, (int)NH, (int)hd, g->q, Ka, Va, 2 * D, g->o, D, scale,
-                    logits || logits16 ? tap_chunk : mass ? mass_chunk : NULL, logits || logits16 ? (void *)&tc : &mr,
+    if ((s = sf_dgpu_attend(g, L, kv->Lk, (int)NH, (int)hd, g->q, Ka, Va, 2 * D, g->o, D, scale,
+                    logits || logits16 ? sf_dgpu_tap_chunk : mass ? sf_dgpu_mass_chunk : NULL, logits || logits16 ? (void *)&tc : &mr,
                     err)))
         return s;
-    if (mass && (s = mass_finish(st, &mr, 0, err))) return s;
-    if (tapped && st->tap.done && (s = tap_layer(st, l, L, kv->Lk, Ka, kfr, logits, logits16, mass, err))) return s;
+    if (mass && (s = sf_dgpu_mass_finish(st, &mr, 0, err))) return s;
+    if (tapped && st->tap.done && (s = sf_dgpu_tap_layer(st, l, L, kv->Lk, Ka, kfr, logits, logits16, mass, err))) return s;
     if (l == 0 && (s = gprobe(st, "mid.block0.self_attn.attn_out", g->o, L * D, err))) return s;
     if ((s = mm(g, L, g->o, D, &B->sa_o, g->y, D, err))) return s;
     if (l == 0 && (s = gprobe(st, "mid.block0.self_attn.out", g->y, L * D, err))) return s;
@@ -782,12 +529,12 @@ static sf_status layer(sf_dit_state *st, int l, int F, int64_t start_frame, cons
         return st->tap.done(st->tap.ctx, &vw, err);
     }
     massrun xr = {g, (int)NH, L, c->text_len, 1, st->ctx_real};
-    if (xtap && (s = mass_ws(st, err))) return s;
-    if ((s = attend(g, L, c->text_len, (int)NH, (int)hd, g->q, ck, cv, D, g->o, D, scale, xtap ? mass_chunk : NULL,
+    if (xtap && (s = sf_dgpu_mass_ws(st, err))) return s;
+    if ((s = sf_dgpu_attend(g, L, c->text_len, (int)NH, (int)hd, g->q, ck, cv, D, g->o, D, scale, xtap ? sf_dgpu_mass_chunk : NULL,
                     &xr, err)))
         return s;
     if (xtap) { /* the cross-attention's text-token mass, renormalised over the real tokens */
-        if ((s = mass_finish(st, &xr, 1, err))) return s;
+        if ((s = sf_dgpu_mass_finish(st, &xr, 1, err))) return s;
         sf_dit_attn_view vw = {l, L, c->text_len, (int)NH, (int)hd, NULL, NULL, D, S, NULL, NULL, NULL,
                                g->tm_hout, g->tm_hst, 1, st->ctx_real, NULL};
         if ((s = st->tap.done(st->tap.ctx, &vw, err))) return s;
@@ -865,7 +612,7 @@ sf_status sf_dit_cuda_forward(sf_dit_state *st, const float *x_t, int F, const f
         if ((s = sf_stop_check(err)) ||
             (s = layer(st, l, F, start_frame, kv, kfr, sf_dit_kv_only_layer(st, l, kv_only), err)))
             return s;
-    if ((s = tap_flush(st, L, kv->Lk, kfr, err))) return s;
+    if ((s = sf_dgpu_tap_flush(st, L, kv->Lk, kfr, err))) return s;
     if (kv_only) return prof_collect(g, err); /* no head, no prediction */
     /* 4. head (g->a = ⌊LN(x)·⌊1+Hm1⌉ + Hm0⌉ from the last layer's residual step) */
     if ((s = mm(g, L, g->a, D, &g->head, g->hout, g->head.n, err))) return s;
@@ -931,8 +678,8 @@ sf_status sf_dit_cuda_prepare(sf_dit_state *st, int64_t Lq, int64_t Lk, sf_err *
         }
     }
     if (st->tap.wants || !g->sdpa || g->sdpa_off) { /* taps always read the explicit path's logits */
-        if ((s = explicit_ws(g, H, err))) return s;
+        if ((s = sf_dgpu_explicit_ws(g, H, err))) return s;
     }
-    if (st->tap.wants && (st->tap.wants_mass || st->tap.wants_cross) && (s = mass_ws(st, err))) return s;
-    return st->tap.wants ? tap_bufs(st, err) : SF_OK;
+    if (st->tap.wants && (st->tap.wants_mass || st->tap.wants_cross) && (s = sf_dgpu_mass_ws(st, err))) return s;
+    return st->tap.wants ? sf_dgpu_tap_bufs(st, err) : SF_OK;
 }

@@ -397,17 +397,24 @@ static void run_wb(sf_taps *t, int dev) {
     dit_golden_close(&d);
 }
 
-static void test_taps_probs_cross(void) {
+/* Layers 0 and 2 tapped in `mode` with cross taps, every forward, on the GPU (gt) and the CPU (ct):
+ * 60 captures each. Returns 0 without a GPU (nothing to compare). */
+static int wb_pair(sf_tap_mode mode, sf_taps *gt, sf_taps *ct) {
     int dev = sf_test_gpu();
-    if (dev < 0) return;
+    if (dev < 0) return 0;
     sf_err err = {{0}};
-    sf_taps gt, ct;
     int layers[2] = {0, 2};
-    SF_CHECK_OK(sf_taps_init(&gt, SF_TAP_PROBS, SF_TAP_SEL_ALL, 0, 0, layers, 2, 3, &err), &err);
-    SF_CHECK_OK(sf_taps_init(&ct, SF_TAP_PROBS, SF_TAP_SEL_ALL, 0, 0, layers, 2, 3, &err), &err);
-    run_wb(&gt, dev);
-    run_wb(&ct, -1);
-    SF_CHECK_MSG(gt.n_caps == 60 && ct.n_caps == 60, "%zu / %zu captures", gt.n_caps, ct.n_caps);
+    SF_CHECK_OK(sf_taps_init(gt, mode, SF_TAP_SEL_ALL, 0, 0, layers, 2, 3, &err), &err);
+    SF_CHECK_OK(sf_taps_init(ct, mode, SF_TAP_SEL_ALL, 0, 0, layers, 2, 3, &err), &err);
+    run_wb(gt, dev);
+    run_wb(ct, -1);
+    SF_CHECK_MSG(gt->n_caps == 60 && ct->n_caps == 60, "%zu / %zu captures", gt->n_caps, ct->n_caps);
+    return 1;
+}
+
+static void test_taps_probs_cross(void) {
+    sf_taps gt, ct;
+    if (!wb_pair(SF_TAP_PROBS, &gt, &ct)) return;
     for (size_t i = 0; i < gt.n_caps && i < ct.n_caps; i++) {
         const sf_tap_capture *a = &gt.caps[i], *b = &ct.caps[i];
         SF_CHECK(a->layer == b->layer && a->block == b->block && a->step == b->step && a->cross == b->cross &&
@@ -434,16 +441,8 @@ static void test_taps_probs_cross(void) {
  * layer (not at the forward's end), so the GPU's captures come in the CPU's order — per layer the self-
  * then the cross-attention — with the CPU's values (frames: the mean logits; cross: rows summing to 1). */
 static void test_taps_frames_cross(void) {
-    int dev = sf_test_gpu();
-    if (dev < 0) return;
-    sf_err err = {{0}};
     sf_taps gt, ct;
-    int layers[2] = {0, 2};
-    SF_CHECK_OK(sf_taps_init(&gt, SF_TAP_FRAMES, SF_TAP_SEL_ALL, 0, 0, layers, 2, 3, &err), &err);
-    SF_CHECK_OK(sf_taps_init(&ct, SF_TAP_FRAMES, SF_TAP_SEL_ALL, 0, 0, layers, 2, 3, &err), &err);
-    run_wb(&gt, dev);
-    run_wb(&ct, -1);
-    SF_CHECK_MSG(gt.n_caps == 60 && ct.n_caps == 60, "%zu / %zu captures", gt.n_caps, ct.n_caps);
+    if (!wb_pair(SF_TAP_FRAMES, &gt, &ct)) return;
     for (size_t i = 0; i < gt.n_caps && i < ct.n_caps; i++) {
         const sf_tap_capture *a = &gt.caps[i], *b = &ct.caps[i];
         SF_CHECK_MSG(a->layer == b->layer && a->block == b->block && a->step == b->step && a->cross == b->cross,

@@ -1,0 +1,116 @@
+/* dit_cuda_impl.h — internals shared by the CUDA DiT's two files: dit_cuda.c (weights, state, the
+ * forward) and dit_cuda_taps.c (the attention call and everything the attention taps need). Not an
+ * API: include dit_cuda.h. */
+#ifndef SF_DIT_CUDA_IMPL_H
+#define SF_DIT_CUDA_IMPL_H
+
+#include "dit_cuda.h"
+#include "gpu_host.h"
+#include "cuda_ops.h"
+#include "sdpa_cuda.h"
+#include "tap_mass_cuda.h"
+
+typedef uint16_t bf16;
+
+typedef struct gmat {
+    bf16 *w; /* (n, k) bf16 device */
+    bf16 *b; /* (n) bf16 device bias, or NULL */
+    int64_t n, k;
+} gmat;
+
+typedef struct glayer {
+    float *mod;                                /* (6, D) */
+    gmat sa_q, sa_kv, sa_o, ca_q, ca_k, ca_v, ca_o, ffn0, ffn2; /* sa_kv: [Wk; Wv] (2D, D), [bk; bv] */
+    float *sa_nq, *sa_nk, *n3_w, *n3_b, *ca_nq, *ca_nk;
+} glayer;
+
+/* SF_CUDA_PROFILE categories */
+enum { P_LINEAR, P_SELF, P_CROSS, P_NORM, P_QK, P_GELU, P_IO, P_N };
+struct sf_dit_gpu {
+    sf_cuda_ctx cx;
+    sf_sdpa *sdpa;      /* NULL: cuDNN unavailable, explicit attention everywhere */
+    int sdpa_off;       /* a shape cuDNN refused: explicit attention from then on */
+    int fused;          /* the one-warp-per-row fused norms apply (dim, head_dim multiples of 8, dim ≤ 2048) */
+    int gelu_epi;       /* GELU in the FFN's (and text embedding's) first GEMM epilogue (sf_linear_gelu_cuda);
+                           0 with SF_CUDA_UNFUSED or SF_CUDA_GELU_UNFUSED: product, then the GELU kernel */
+    void *wmat;         /* one allocation: every bf16 matrix */
+    float *wvec;        /* one allocation: every f32 vector (bf16-rounded values) */
+    size_t mat_bytes, vec_bytes, state_bytes;
+    gmat patch, txt0, txt2, tim0, tim2, tproj, head;
+    float *head_mod;
+    glayer *L;
+    /* state, one allocation (offsets below) */
+    void *arena;
+    bf16 *kv;           /* (NL, cache_tokens, 2D): row = [k | v] (one fused projection writes both) */
+    bf16 *ck, *cv;      /* (NL, text_len, D) */
+    bf16 *ctx, *txt_pad, *txt_tmp;            /* (T, D), (T, text_dim), (T, D) */
+    bf16 *x, *a, *q, *o, *y;                  /* (L, D) */
+    bf16 *h;                                  /* (L, FF) */
+    bf16 *patches, *hout;                     /* (L, C·ph·pw), (L, out·ph·pw) */
+    float *xin, *flow;                        /* (F, C, H, W) */
+    float *lat[SF_LAT_N];                     /* the sampling loop's slots (F, C, H, W) f32 */
+    double *freq;                             /* (freq_dim/2) timestep sinusoid frequencies */
+    bf16 *sinus, *et, *e, *e0;                /* (F, freq), (F, D), (F, D), (F, 6D) */
+    float *E, *Hm;                            /* (NL, F, 6D) every layer's modulation, (F, 2D) the head's */
+    double *rope_cs;                          /* (max_pos, d/2, 2) */
+    float *S;                                 /* explicit attention logits (H, chunk, Lk_max), lazily */
+    bf16 *P;                                  /* its probabilities */
+    uint16_t *S16;                            /* a chunk of logits as f16, on its way to a tap */
+    int64_t chunk, lk_max;
+    /* SF_CUDA_PROFILE=1: events around every op, ms per category summed over forwards */
+    sf_gpu_prof prof;
+    /* host side: two pinned staging buffers for slot puts and re-noising draws, and the event after
+     * each one's copy (a buffer is refilled only once its previous copy has run) */
+    float *stage[2];
+    void *stage_ev;
+    int stage_next;
+    size_t lat_n;
+    float *tap_q, *tap_k;                     /* post-RoPE q (L, D) and K window (Lk_max, D), f32 */
+    double *tm_means;                         /* frames mode: per-frame means (F + Lk_max/S, D), device */
+    float *tm_agg, *tap_agg;                  /* frames mode: every layer's aggregate (H, F, Lk_max/S): device, pinned */
+    int defer, n_def, *def_layer;             /* frames-mode views delivered at the forward's end (tap_flush) */
+    /* probability taps (tap_mass_cuda.h), made on first use: per-row masses (H, L, NG_max), lse (H, L),
+     * row totals (H, L) f64, the aggregates (H, F, NG_max) + stats (H, F, 4) and their host copies */
+    float *tm_rm, *tm_lse, *tm_out, *tm_st, *tm_hout, *tm_hst;
+    double *tm_tot;
+    int64_t tm_ng;
+};
+
+/* Logits tap: each chunk's device logits (H, rows, Lk) go into the host (H, Lq, Lk) buffer — as f16
+ * converted on the device (the tap's storage, half the bytes over PCIe, no f32 host copy), or f32
+ * for a tap that asked for floats (sf_dgpu_tap_chunk). */
+typedef struct tapcopy {
+    sf_dit_gpu *g;
+    float *host;
+    uint16_t *host16;
+    int64_t Lq, Lk;
+    int H;
+} tapcopy;
+
+/* Probability taps: each chunk's logits reduced to per-row masses of NG groups of G keys before the
+ * softmax (sf_dgpu_mass_chunk); the logits themselves never leave the chunk. */
+typedef struct massrun {
+    sf_dit_gpu *g;
+    int H;
+    int64_t Lq, Lk, G, NG;
+} massrun;
+
+/* dit_cuda_taps.c (documented there) */
+sf_status sf_dgpu_explicit_ws(sf_dit_gpu *g, int heads, sf_err *err);
+sf_status sf_dgpu_tap_chunk(void *ctx, int64_t r0, int64_t rows, const float *S, sf_err *err);
+sf_status sf_dgpu_mass_chunk(void *ctx, int64_t r0, int64_t rows, const float *S, sf_err *err);
+sf_status sf_dgpu_mass_ws(sf_dit_state *st, sf_err *err);
+sf_status sf_dgpu_mass_finish(sf_dit_state *st, const massrun *m, int renorm, sf_err *err);
+sf_status sf_dgpu_attend(sf_dit_gpu *g, int64_t Lq, int64_t Lk, int H, int d, const bf16 *q, const bf16 *k,
+                        const bf16 *v, int64_t ldk, bf16 *o, int64_t ld, float scale, sf_attn_logits_fn on_logits,
+                        void *cb, sf_err *err);
+sf_status sf_dgpu_tap_bufs(sf_dit_state *st, sf_err *err);
+sf_status sf_dgpu_tap_layer(sf_dit_state *st, int l, int64_t L, int64_t Lk, const bf16 *Ka, const int64_t *kfr,
+                           float *logits, const uint16_t *logits16, int mass, sf_err *err);
+sf_status sf_dgpu_tap_flush(sf_dit_state *st, int64_t L, int64_t Lk, const int64_t *kfr, sf_err *err);
+
+/* dit_cuda.c: rows × cols bf16 device values (row stride ld) → contiguous f32 host (synchronous). */
+sf_status sf_dgpu_download_rows(sf_dit_gpu *g, float *host, const void *dev, int64_t rows, int64_t cols, int64_t ld,
+                               sf_err *err);
+
+#endif

@@ -1,0 +1,180 @@
+/* dit_cuda_taps.c — the CUDA DiT's attention call (cuDNN's fused attention, else the explicit cuBLASLt
+ * path) and what the attention taps need on the device: the explicit path's workspace, the logits
+ * copied out chunk by chunk, the probability masses (tap_mass_cuda.h), the frames-mode aggregate made
+ * from per-frame means and its delivery at the forward's end. Internals: dit_cuda_impl.h. Tested with
+ * the forward by tests/unit/test_dit_cuda.c (taps_*: against the CPU backend and the goldens). */
+#define _POSIX_C_SOURCE 200809L
+#include "dit_cuda_impl.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* The explicit attention's workspace, made on first use (taps, or no cuDNN plan for a shape): the
+ * fused path never needs it. */
+sf_status sf_dgpu_explicit_ws(sf_dit_gpu *g, int heads, sf_err *err) {
+    if (g->S) return SF_OK;
+    size_t n = (size_t)heads * (size_t)g->chunk * (size_t)g->lk_max;
+    sf_status s = sf_cuda_malloc((void **)&g->S, n * 4, err);
+    if (!s) s = sf_cuda_malloc((void **)&g->P, n * 2, err);
+    if (!s) s = sf_cuda_malloc((void **)&g->S16, n * 2, err);
+    if (!s) g->state_bytes += n * 8;
+    return s;
+}
+
+/* Logits tap: one chunk of logits to the host (tapcopy, dit_cuda_impl.h). */
+sf_status sf_dgpu_tap_chunk(void *ctx, int64_t r0, int64_t rows, const float *S, sf_err *err) {
+    tapcopy *t = ctx;
+    if (t->host16) {
+        size_t w = (size_t)(rows * t->Lk) * sizeof(uint16_t);
+        sf_status s = sf_f32_to_f16_cuda(&t->g->cx, S, t->g->S16, (int64_t)t->H * rows * t->Lk, err);
+        return s ? s : sf_cuda_copy_d2h_2d(&t->g->cx, t->host16 + r0 * t->Lk, (size_t)(t->Lq * t->Lk) * sizeof(uint16_t),
+                                           t->g->S16, w, w, (size_t)t->H, err);
+    }
+    size_t w = (size_t)(rows * t->Lk) * sizeof(float);
+    return sf_cuda_copy_d2h_2d(&t->g->cx, t->host + r0 * t->Lk, (size_t)(t->Lq * t->Lk) * sizeof(float), S, w, w,
+                               (size_t)t->H, err);
+}
+
+/* Probability taps: one chunk's per-row masses (sf_tap_row_mass_cuda; massrun, dit_cuda_impl.h). */
+sf_status sf_dgpu_mass_chunk(void *ctx, int64_t r0, int64_t rows, const float *S, sf_err *err) {
+    const massrun *m = ctx;
+    return sf_tap_row_mass_cuda(&m->g->cx, m->H, rows, r0, m->Lq, m->Lk, S, m->Lk, m->G, m->NG, m->g->tm_rm,
+                                m->g->tm_lse, err);
+}
+
+/* The probability taps' buffers, made once (sf_dit_prepare, or the first tapped layer). */
+sf_status sf_dgpu_mass_ws(sf_dit_state *st, sf_err *err) {
+    sf_dit_gpu *g = st->gpu;
+    if (g->tm_rm) return SF_OK;
+    const int64_t H = st->w->cfg.num_heads, L = (int64_t)st->max_frames * st->frame_tokens, F = st->max_frames;
+    const int64_t kf = g->lk_max / st->frame_tokens, T = st->w->cfg.text_len;
+    g->tm_ng = kf > T ? kf : T;
+    size_t rows = (size_t)(H * L), agg = (size_t)(H * F);
+    sf_status s = sf_cuda_malloc((void **)&g->tm_rm, rows * (size_t)g->tm_ng * 4, err);
+    if (!s) s = sf_cuda_malloc((void **)&g->tm_lse, rows * 4, err);
+    if (!s) s = sf_cuda_malloc((void **)&g->tm_tot, rows * 8, err);
+    if (!s) s = sf_cuda_malloc((void **)&g->tm_out, agg * (size_t)g->tm_ng * 4, err);
+    if (!s) s = sf_cuda_malloc((void **)&g->tm_st, agg * SF_TAP_NSTATS * 4, err);
+    if (s) return s;
+    g->state_bytes += rows * ((size_t)g->tm_ng * 4 + 12) + agg * ((size_t)g->tm_ng + SF_TAP_NSTATS) * 4;
+    g->tm_hout = malloc(agg * (size_t)g->tm_ng * sizeof(float));
+    g->tm_hst = malloc(agg * SF_TAP_NSTATS * sizeof(float));
+    return g->tm_hout && g->tm_hst ? SF_OK : sf_fail(err, SF_E_NOMEM, "out of memory (attention probability tap)");
+}
+
+/* After the attention: the per-frame aggregates (H, Lq/S, NG) and stats, copied to the host buffers. */
+sf_status sf_dgpu_mass_finish(sf_dit_state *st, const massrun *m, int renorm, sf_err *err) {
+    sf_dit_gpu *g = st->gpu;
+    const int64_t S = st->frame_tokens, n = (int64_t)m->H * (m->Lq / S);
+    sf_status s = sf_tap_mass_reduce_cuda(&g->cx, m->H, m->Lq, m->NG, S, renorm, g->tm_rm, g->tm_lse, g->tm_tot,
+                                          g->tm_out, g->tm_st, err);
+    if (!s) s = sf_cuda_download_f32(&g->cx, g->tm_hout, g->tm_out, (size_t)(n * m->NG), err);
+    if (!s) s = sf_cuda_download_f32(&g->cx, g->tm_hst, g->tm_st, (size_t)(n * SF_TAP_NSTATS), err);
+    return s;
+}
+
+/* Attention (k, v rows of stride ldk), fused (cuDNN) when possible, else explicit — always explicit
+ * for a tap that reads each chunk's logits (on_logits non-NULL). */
+sf_status sf_dgpu_attend(sf_dit_gpu *g, int64_t Lq, int64_t Lk, int H, int d, const bf16 *q, const bf16 *k,
+                        const bf16 *v, int64_t ldk, bf16 *o, int64_t ld, float scale, sf_attn_logits_fn on_logits,
+                        void *cb, sf_err *err) {
+    if (!on_logits && g->sdpa && !g->sdpa_off) {
+        sf_err e2 = {0};
+        sf_status s = sf_sdpa_forward(g->sdpa, Lq, Lk, H, d, q, ld, k, v, ldk, o, ld, scale, &e2);
+        if (s == SF_OK) return SF_OK;
+        if (s != SF_E_UNSUPPORTED) {
+            *err = e2;
+            return s;
+        }
+        sf_log(SF_LOG_WARN, "sf-denoise: %s; attention uses cuBLASLt from here on", e2.msg);
+        g->sdpa_off = 1;
+    }
+    sf_status s = sf_dgpu_explicit_ws(g, H, err);
+    if (s) return s;
+    return sf_attention_blas_cuda(&g->cx, Lq, Lk, H, d, q, ld, k, v, ldk, o, ld, scale, g->S, g->P, g->chunk,
+                                  on_logits, cb, err);
+}
+
+/* Floats of one layer's frames-mode aggregate slot: (heads, max_frames, Lk_max / frame_tokens). */
+static size_t tap_agg_per_layer(const sf_dit_state *st) {
+    return (size_t)st->w->cfg.num_heads * (size_t)st->max_frames * (size_t)(st->gpu->lk_max / st->frame_tokens);
+}
+
+/* Host copies a tap reads (post-RoPE q and the key window, f32) and the frames-mode buffers, made
+ * once: by sf_dit_prepare, or on a tapped layer's first call when the caller skipped it. */
+sf_status sf_dgpu_tap_bufs(sf_dit_state *st, sf_err *err) {
+    sf_dit_gpu *g = st->gpu;
+    const size_t D = (size_t)st->w->cfg.dim;
+    const size_t nm = ((size_t)st->max_frames + (size_t)(g->lk_max / st->frame_tokens)) * D;
+    const size_t na = (size_t)st->w->cfg.num_layers * tap_agg_per_layer(st);
+    sf_status s;
+    if (!g->tap_q) g->tap_q = malloc(sizeof(float) * (size_t)st->max_frames * (size_t)st->frame_tokens * D);
+    if (!g->tap_k) g->tap_k = malloc(sizeof(float) * (size_t)g->lk_max * D);
+    if (!g->def_layer) g->def_layer = malloc(sizeof(int) * (size_t)st->w->cfg.num_layers);
+    if (!g->tm_means) {
+        if ((s = sf_cuda_malloc((void **)&g->tm_means, sizeof(double) * nm, err)) ||
+            (s = sf_cuda_malloc((void **)&g->tm_agg, sizeof(float) * na, err)) ||
+            (s = sf_cuda_host_alloc((void **)&g->tap_agg, sizeof(float) * na, err)))
+            return s;
+        g->state_bytes += sizeof(double) * nm + sizeof(float) * na;
+    }
+    return g->tap_q && g->tap_k && g->def_layer ? SF_OK : sf_fail(err, SF_E_NOMEM, "out of memory (attention tap)");
+}
+
+/* A frames-mode view of layer l: its aggregate in the pinned tap_agg (copied there by sf_dgpu_tap_layer). */
+static sf_dit_attn_view frames_view(const sf_dit_state *st, int l, int64_t L, int64_t Lk, const int64_t *kfr) {
+    const sf_dit_config *c = &st->w->cfg;
+    sf_dit_attn_view vw = {l, L, Lk, c->num_heads, (int)(c->dim / c->num_heads), NULL, NULL, c->dim, st->frame_tokens,
+                           kfr, NULL, NULL, NULL, NULL, 0, 0, st->gpu->tap_agg + (size_t)l * tap_agg_per_layer(st)};
+    return vw;
+}
+
+sf_status sf_dgpu_tap_layer(sf_dit_state *st, int l, int64_t L, int64_t Lk, const bf16 *Ka, const int64_t *kfr,
+                           float *logits, const uint16_t *logits16, int mass, sf_err *err) {
+    sf_dit_gpu *g = st->gpu;
+    const sf_dit_config *c = &st->w->cfg;
+    const int64_t D = c->dim, H = c->num_heads;
+    sf_status s;
+    if ((s = sf_dgpu_tap_bufs(st, err))) return s;
+    const int64_t S = st->frame_tokens, QF = L / S, KF = Lk / S;
+    const int means = !mass && !logits && !logits16 && st->tap.wants_means && st->tap.wants_means(st->tap.ctx, l);
+    if (means) { /* frames mode: the aggregate made here from per-frame means; bytes, not the key window, cross PCIe */
+        const size_t per = tap_agg_per_layer(st);
+        if ((s = sf_frame_means_cuda(&g->cx, QF, S, D, g->q, D, g->tm_means, err)) ||
+            (s = sf_frame_means_cuda(&g->cx, KF, S, D, Ka, 2 * D, g->tm_means + QF * D, err)) ||
+            (s = sf_frame_logit_means_cuda(&g->cx, (int)H, D / H, QF, KF, g->tm_means, g->tm_means + QF * D,
+                                           1.0 / sqrt((double)(D / H)), g->tm_agg + (size_t)l * per, err)) ||
+            (s = sf_cuda_copy_d2h(&g->cx, g->tap_agg + (size_t)l * per, g->tm_agg + (size_t)l * per,
+                                  sizeof(float) * (size_t)(H * QF * KF), err))) /* pinned: enqueued */
+            return s;
+        if (g->defer) { /* delivered by sf_dgpu_tap_flush at the forward's end: no wait per layer */
+            g->def_layer[g->n_def++] = l;
+            return SF_OK;
+        }
+        if ((s = sf_cuda_sync(&g->cx, err))) return s;
+        sf_dit_attn_view vw = frames_view(st, l, L, Lk, kfr);
+        return st->tap.done(st->tap.ctx, &vw, err);
+    }
+    if (!mass) { /* the probability aggregates are made on the device: no q / k copies for them */
+        if ((s = sf_dgpu_download_rows(g, g->tap_q, g->q, L, D, D, err))) return s;
+        if ((s = sf_dgpu_download_rows(g, g->tap_k, Ka, Lk, D, 2 * D, err))) return s; /* keys of the [k | v] cache rows */
+    }
+    sf_dit_attn_view vw = {l, L, Lk, (int)H, (int)(D / H), mass ? NULL : g->tap_q, mass ? NULL : g->tap_k, D, S, kfr,
+                           logits, logits16, mass ? g->tm_hout : NULL, mass ? g->tm_hst : NULL, 0, 0, NULL};
+    return st->tap.done(st->tap.ctx, &vw, err);
+}
+
+/* The forward's deferred frames-mode views, in layer order, after one wait for their copies. */
+sf_status sf_dgpu_tap_flush(sf_dit_state *st, int64_t L, int64_t Lk, const int64_t *kfr, sf_err *err) {
+    sf_dit_gpu *g = st->gpu;
+    sf_status s = SF_OK;
+    if (g->n_def && !(s = sf_cuda_sync(&g->cx, err)))
+        for (int i = 0; i < g->n_def && !s; i++) {
+            sf_dit_attn_view vw = frames_view(st, g->def_layer[i], L, Lk, kfr);
+            s = st->tap.done(st->tap.ctx, &vw, err);
+        }
+    g->n_def = 0;
+    return s;
+}
