@@ -28,6 +28,9 @@ setup() {
     # (whose slower timeline does not replace run 2's above)
     assert_line "| GPU memory, the pipeline's measured peak | 27.40 GiB / ≤ 40 GB (37.25 GiB)  ✓ | — |"
     assert_line "| \`low_memory=true\` (24 GB cards), measured peak | 17.80 GiB / ≤ 22 GB (20.49 GiB)  ✓ | — |"
+    # issue 14: the tapped videos against the plain one (2.101 / 1.982, 3.964 / 1.982)
+    assert_line "| all-layer frames-mode taps: extra time over the plain video | +6.0 % / ≤ 10 %  ✓ | — |"
+    assert_line "| all-layer probs-mode taps: extra time over the plain video | +100.0 % / ≤ 25 %  ✗ | — |"
     # the live pipeline (tests/gpu/live.sh's line in the e2e summary)
     assert_line "| live (endless, full size): frames shown per second | 18.1 / — | — |"
     assert_line "| live: prompt posted → its first frame on the page | 1630 ms / — | — |"

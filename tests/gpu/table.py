@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
 """table.py BENCH_TXT [E2E_SUMMARY] [REF_JSON] — issue 13's table: every figure measured / target,
-beside the reference PyTorch pipeline measured in the same device call (../shared/refbench).
+beside the reference PyTorch pipeline measured in the same device call (../shared/refbench); then
+issue 14's all-layer tap overheads and issue 15's live figures.
 
 Inputs are what tests/gpu/check.sh leaves: bench.txt (the sf-denoise / sf-decode / sf-encode
 --bench lines, with the SF_CUDA_PROFILE line that carries the GEMM and attention TFLOP/s), the
@@ -84,6 +85,11 @@ def main(argv):
     row("`low_memory=true` (24 GB cards), measured peak",
         grab(e2e, r"run low peak GPU memory: ([0-9.]+) GiB"), "{:.2f} GiB", "≤ 22 GB (20.49 GiB)",
         lambda v: v <= 20.49, None)
+    # issue 14: the same video with all 30 layers tapped (check.sh part "taps"), against the plain one
+    for mode, limit in (("frames", 10), ("probs", 25)):
+        t = grab(bench, r"denoise 1\.3b gpu video: ([0-9.]+) s[^\n]*\[taps: " + mode + r"[ ,]")
+        row(f"all-layer {mode}-mode taps: extra time over the plain video", 100 * (t / dit - 1) if t and dit else None,
+            "{:+.1f} %", f"≤ {limit} %", lambda v, lim=limit: v <= lim, None)
     # issue 15: the live pipeline at full size (tests/gpu/live.sh, run by e2e.sh)
     row("live (endless, full size): frames shown per second", grab(e2e, r"live: fps [0-9.]+ before / ([0-9.]+) after"),
         "{:.1f}", "—", None, None)
