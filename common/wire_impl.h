@@ -74,6 +74,11 @@ sf_status sf_wire_net_bind(sf_wire *w, const char *addr, sf_err *err);
 sf_status sf_wire_net_curve(sf_wire *w, sf_err *err);
 /* Answer pending ZAP requests (reader with CURVE): only the run's own key is accepted. */
 void sf_wire_net_zap_serve(sf_wire *w);
+/* wire_zmq.c: the socket monitor (open before bind/connect; drain when w->zmon is readable): open
+ * connections, completed handshakes, and one warning for a peer that failed the handshake (a reader
+ * with CURVE: a peer without the run's key). Also used by sf-encode --serve (stages/encode/serve.c). */
+sf_status sf_wire_zmon_open(sf_wire *w, sf_err *err);
+void sf_wire_zmon_drain(sf_wire *w);
 
 /* wire_zmq.c */
 sf_status sf_wire_zmq_open(sf_wire *w, const char *addr, int force, sf_err *err);

@@ -65,15 +65,13 @@ static void zfree_signal(void *data, void *hint) {
 }
 
 /* Tear the ZeroMQ side down (linger ms for queued frames; 0 drops them at once). */
-static void zmon_drain(sf_wire *w);
-
 static void zmq_teardown(sf_wire *w, int linger) {
     for (int i = 0; i < w->zparts_held; i++) zmq_msg_close(&w->zparts[i]);
     w->zparts_held = 0;
     if (w->zmon) {
         /* Stop the monitor and drain its queue: libzmq leaks event frames left in it. */
         zmq_socket_monitor(w->zsock, NULL, 0);
-        zmon_drain(w);
+        sf_wire_zmon_drain(w);
         int zero = 0;
         zmq_setsockopt(w->zmon, ZMQ_LINGER, &zero, sizeof zero);
         zmq_close(w->zmon);
@@ -120,11 +118,27 @@ static int zpeer_has(const sf_wire *w, int fd) {
     return 0;
 }
 
+sf_status sf_wire_zmon_open(sf_wire *w, sf_err *err) {
+    char mon[64];
+    snprintf(mon, sizeof mon, "inproc://sf-wire-mon-%p", (void *)w);
+    if (zmq_socket_monitor(w->zsock, mon, ZMQ_EVENT_CONNECTED | ZMQ_EVENT_ACCEPTED | ZMQ_EVENT_HANDSHAKE_SUCCEEDED |
+                                                ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL | ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL |
+                                                ZMQ_EVENT_HANDSHAKE_FAILED_AUTH | ZMQ_EVENT_DISCONNECTED) == 0) {
+        w->zmon = zmq_socket(w->zctx, ZMQ_PAIR);
+        if (w->zmon && zmq_connect(w->zmon, mon) != 0) {
+            zmq_close(w->zmon);
+            w->zmon = NULL;
+        }
+    }
+    if (!w->zmon) return sf_fail(err, SF_E_IO, "wire: %s: cannot monitor the socket: %s", w->url, zmq_strerror(errno));
+    return SF_OK;
+}
+
 /* Read pending monitor events: open connections by fd (CONNECTED/ACCEPTED to DISCONNECTED),
  * and whether one completed the ZMTP handshake (libzmq reports that event without the fd, so
  * it is a flag, cleared when no connection is left). A bare TCP connect, a port scanner or a
  * peer without the run's CURVE key opens a connection but never completes the handshake. */
-static void zmon_drain(sf_wire *w) {
+void sf_wire_zmon_drain(sf_wire *w) {
     if (!w->zmon) return;
     for (;;) {
         zmq_msg_t a, b;
@@ -199,7 +213,7 @@ static sf_status zwait(sf_wire *w, short events, int extra_fd, long timeout_ms, 
     int r = zmq_poll(it, n, timeout_ms);
     if (r < 0 && errno != EINTR) return sf_fail(err, SF_E_IO, "wire: zmq_poll: %s", zmq_strerror(errno));
     if (sf_wire_stopped()) return sf_wire_stop_err(err);
-    zmon_drain(w);
+    sf_wire_zmon_drain(w);
     sf_wire_net_zap_serve(w);
     return w->writer ? zwriter_check(w, err) : SF_OK;
 }
@@ -234,18 +248,7 @@ sf_status sf_wire_zmq_open(sf_wire *w, const char *addr, int force, sf_err *err)
         fcntl(w->zfree_pipe[0], F_SETFL, O_NONBLOCK);
         fcntl(w->zfree_pipe[1], F_SETFL, O_NONBLOCK);
     }
-    char mon[64];
-    snprintf(mon, sizeof mon, "inproc://sf-wire-mon-%p", (void *)w);
-    if (zmq_socket_monitor(w->zsock, mon, ZMQ_EVENT_CONNECTED | ZMQ_EVENT_ACCEPTED | ZMQ_EVENT_HANDSHAKE_SUCCEEDED |
-                                                ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL | ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL |
-                                                ZMQ_EVENT_HANDSHAKE_FAILED_AUTH | ZMQ_EVENT_DISCONNECTED) == 0) {
-        w->zmon = zmq_socket(w->zctx, ZMQ_PAIR);
-        if (w->zmon && zmq_connect(w->zmon, mon) != 0) {
-            zmq_close(w->zmon);
-            w->zmon = NULL;
-        }
-    }
-    if (!w->zmon) return sf_fail(err, SF_E_IO, "wire: %s: cannot monitor the socket: %s", w->url, zmq_strerror(errno));
+    if ((st = sf_wire_zmon_open(w, err))) return st;
     w->zbind = force == 1 || (force == 0 && !w->writer);
     if (w->zbind) {
         sf_status bs = sf_wire_net_bind(w, addr, err);
@@ -414,7 +417,7 @@ static sf_status zrecv_msg(sf_wire *w, sf_wire_msg *m, const void **payload, zpa
                 memcpy(w->zsid, w->zlast_id, w->zlast_id_len);
                 w->zsid_len = w->zlast_id_len;
                 w->zsfd = w->zlast_fd;
-                zmon_drain(w);
+                sf_wire_zmon_drain(w);
                 if (w->zsfd >= 0 && !zpeer_has(w, w->zsfd)) w->zstream_down = 1; /* it already left */
             }
             return SF_OK;

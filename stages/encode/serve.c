@@ -64,17 +64,24 @@ static sf_status net_edge(void *ctx, void *sock, const char *url, int client, sf
     w->kind = strncmp(url, "tcp://", 6) == 0 ? SF_WK_TCP : SF_WK_IPC;
     w->zctx = ctx, w->zsock = sock;
     snprintf(w->url, sizeof w->url, "%s", url);
-    return sf_wire_net_curve(w, err);
+    sf_status s = sf_wire_net_curve(w, err);
+    /* a server also watches its connections: a peer failing the (CURVE) handshake is said once */
+    if (!s && !client) s = sf_wire_zmon_open(w, err);
+    return s;
 }
 
+/* Before the socket is closed: the monitor is stopped and drained (libzmq leaks event frames left in
+ * it, as wire_zmq.c's teardown says), then closed with the ZAP handler. */
 static void net_edge_free(sf_wire **pw) {
     sf_wire *w = *pw;
     if (!w) return;
-    if (w->zap) {
-        int zero = 0;
-        zmq_setsockopt(w->zap, ZMQ_LINGER, &zero, sizeof zero);
-        zmq_close(w->zap);
+    int zero = 0;
+    if (w->zmon) {
+        zmq_socket_monitor(w->zsock, NULL, 0);
+        sf_wire_zmon_drain(w);
+        zmq_setsockopt(w->zmon, ZMQ_LINGER, &zero, sizeof zero), zmq_close(w->zmon);
     }
+    if (w->zap) zmq_setsockopt(w->zap, ZMQ_LINGER, &zero, sizeof zero), zmq_close(w->zap);
     free(w);
     *pw = NULL;
 }
@@ -85,9 +92,10 @@ static int poll_sock(void *sock, sf_wire *net, short events, long timeout_ms, sf
     double t_end = timeout_ms >= 0 ? sf_now() + timeout_ms / 1000.0 : 0;
     for (;;) {
         if (sf_wire_stopped()) return sf_fail(err, SF_E_STOPPED, "interrupted by signal");
-        zmq_pollitem_t it[3] = {{sock, 0, events, 0}, {NULL, sf_wire_selfpipe_fd(), ZMQ_POLLIN, 0}, {0}};
+        zmq_pollitem_t it[4] = {{sock, 0, events, 0}, {NULL, sf_wire_selfpipe_fd(), ZMQ_POLLIN, 0}, {0}, {0}};
         int n = it[1].fd >= 0 ? 2 : 1;
         if (net && net->zap) it[n++] = (zmq_pollitem_t){net->zap, 0, ZMQ_POLLIN, 0};
+        if (net && net->zmon) it[n++] = (zmq_pollitem_t){net->zmon, 0, ZMQ_POLLIN, 0};
         long wait_ms = 500; /* re-check the flag at least twice a second (no self-pipe, other threads) */
         if (timeout_ms >= 0) {
             double left = t_end - sf_now();
@@ -98,6 +106,7 @@ static int poll_sock(void *sock, sf_wire *net, short events, long timeout_ms, sf
         if (r < 0 && errno != EINTR) return sf_fail(err, SF_E_IO, "zmq_poll: %s", zmq_strerror(errno));
         if (sf_wire_stopped()) return sf_fail(err, SF_E_STOPPED, "interrupted by signal");
         if (r > 0 && net && net->zap) sf_wire_net_zap_serve(net);
+        if (r > 0 && net && net->zmon) sf_wire_zmon_drain(net);
         if (r > 0 && (it[0].revents & events)) return 1;
     }
 }
@@ -308,8 +317,8 @@ sf_status sf_encode_serve_fwd(sf_encoder *enc, const char *url, int64_t default_
         st = SF_OK;
     }
 fail:
-    if (sock) zmq_close(sock);
     net_edge_free(&net);
+    if (sock) zmq_close(sock);
     if (ctx) zmq_ctx_term(ctx); /* the ipc listener unlinks its socket file while terminating */
     if (bound && ipc) {
         struct stat sb;
@@ -375,8 +384,8 @@ sf_status sf_encode_client_stop_route(sf_encode_client *c, sf_err *err) {
 void sf_encode_client_close(sf_encode_client **pc) {
     sf_encode_client *c = *pc;
     if (!c) return;
-    if (c->sock) zmq_close(c->sock);
     net_edge_free(&c->net);
+    if (c->sock) zmq_close(c->sock);
     if (c->ctx) zmq_ctx_term(c->ctx);
     free(c->m);
     free(c);

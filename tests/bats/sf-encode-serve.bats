@@ -179,6 +179,8 @@ wait_exit() {
     assert_success
     cmp "$T/k1b.safetensors" "$T/d.safetensors"
     [ "$(grep -c ': served ' "$T/srv.log")" = 2 ] # the two keyed requests, nothing else reached the encoder
+    # and the server said so, once
+    [ "$(grep -c "refused a peer that failed the ZeroMQ handshake (without this run's CURVE key)" "$T/srv.log")" = 1 ]
     kill -TERM "$SRV"
     wait_exit "$SRV" 2
     # every interface, no key: said loudly
