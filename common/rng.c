@@ -62,10 +62,10 @@ void sf_rng_fill_normal_mt(sf_rng *r, float *x, size_t n, float mean, float std,
         sf_rng_fill_normal(r, x, n, mean, std);
         return;
     }
-    size_t i = 0;
+    size_t i = 0, np = 0;
     if (r->has_spare) x[i++] = mean + std * (float)sf_rng_normal(r); /* the pending sine of the last pair */
     while (n - i >= 2) {
-        const size_t np = (n - i) / 2 < CHUNK ? (n - i) / 2 : CHUNK;
+        np = (n - i) / 2 < CHUNK ? (n - i) / 2 : CHUNK;
         for (size_t p = 0; p < np; p++) { /* serial: the stream's order (sf_rng_normal's draws, rejection included) */
             double u1;
             do u1 = sf_rng_uniform(r);
@@ -82,8 +82,10 @@ void sf_rng_fill_normal_mt(sf_rng *r, float *x, size_t n, float mean, float std,
             o[2 * p + 1] = mean + std * (float)(rad * sin(th));
         }
         i += 2 * np;
-        const double rad = sqrt(-2.0 * log(u[2 * np - 2])); /* the state as sf_rng_normal leaves it: the */
-        r->spare = rad * sin(6.283185307179586 * u[2 * np - 1]); /* last pair's sine, consumed */
+    }
+    if (np) { /* the state as sf_rng_normal leaves it: the last pair's sine, consumed */
+        const double rad = sqrt(-2.0 * log(u[2 * np - 2]));
+        r->spare = rad * sin(6.283185307179586 * u[2 * np - 1]);
     }
     if (i < n) x[i] = mean + std * (float)sf_rng_normal(r); /* an odd end: its sine stays pending */
     free(u);

@@ -12,7 +12,7 @@
  *         denoise start       -1 <blocks>          (before the first forward of a video)
  *                 block_out   <block> <latent frames>
  *         decode  latent_out  <latent frame> <video frames written so far> (its frames emitted)
-                 frames_out  <block> <video frames written so far>       (the block's last)
+ *                 frames_out  <block> <video frames written so far>       (the block's last)
  *                 end         -1 <video frames>
  * Off (no SF_TRACE) every call is one getenv-free branch. A trace that cannot be written is
  * reported once and then ignored: tracing never fails a run. */

@@ -8,8 +8,9 @@
  * The bias epilogue (CUBLASLT_EPILOGUE_BIAS) adds a bias of D's dtype in fp32 before D's single
  * rounding — torch's addmm. The GELU epilogue (sf_mm.gelu) then applies cuBLASLt's GELU, the tanh
  * approximation torch's nn.GELU(approximate='tanh') computes, to that fp32 value: one rounding where
- * addmm + GELU rounds twice (tests/unit/test_cuda_emu.c `linear_gelu_epilogue`). Reduction schemes that round partial sums to the output type
- * (INPLACE, OUTPUT_TYPE split-K) are excluded: only fp32 (compute-type) reductions are allowed.
+ * addmm + GELU rounds twice (tests/unit/test_cuda_emu.c `linear_gelu_epilogue`). Reduction schemes
+ * that round partial sums to the output type (INPLACE, OUTPUT_TYPE split-K) are excluded: only fp32
+ * (compute-type) reductions are allowed.
  * One heuristic query per distinct shape/alignment, cached; a 32 MiB workspace allocated once.
  *
  * Implemented in kernels/cuda/blaslt.c; CPU-only builds link stubs (kernels/nocuda/nocuda.c).

@@ -303,10 +303,16 @@ void sf_dit_cuda_profile_reset(sf_dit_state *st) {
 
 /* ---------------------------------------------------------------- forward pieces */
 
+/* y = x·Wᵀ + b (gelu: GELU in the epilogue), counted as a linear op in the profile. */
+static sf_status product(sf_dit_gpu *g, int64_t M, const void *x, int64_t ldx, const gmat *w, void *y, int64_t ldy,
+                         int gelu, sf_err *err) {
+    sf_gpu_prof_mark_flops(&g->prof, &g->cx, P_LINEAR, 2.0 * (double)M * (double)w->n * (double)w->k);
+    return (gelu ? sf_linear_gelu_cuda : sf_linear_cuda)(&g->cx, M, w->n, w->k, x, ldx, w->w, w->b, y, ldy, err);
+}
+
 static sf_status mm(sf_dit_gpu *g, int64_t M, const void *x, int64_t ldx, const gmat *w, void *y, int64_t ldy,
                     sf_err *err) {
-    sf_gpu_prof_mark_flops(&g->prof, &g->cx, P_LINEAR, 2.0 * (double)M * (double)w->n * (double)w->k);
-    return sf_linear_cuda(&g->cx, M, w->n, w->k, x, ldx, w->w, w->b, y, ldy, err);
+    return product(g, M, x, ldx, w, y, ldy, 0, err);
 }
 
 /* y = ⌊GELU-tanh(x·Wᵀ + b)⌉: in the GEMM's epilogue (one rounding), or product then kernel (two, the
@@ -316,9 +322,7 @@ static sf_status mm_gelu(sf_dit_gpu *g, int64_t M, const void *x, int64_t ldx, c
                          sf_err *err) {
     sf_status s;
     if (g->gelu_epi) {
-        sf_gpu_prof_mark_flops(&g->prof, &g->cx, P_LINEAR, 2.0 * (double)M * (double)w->n * (double)w->k);
-        if ((s = sf_linear_gelu_cuda(&g->cx, M, w->n, w->k, x, ldx, w->w, w->b, y, ldy, err)) != SF_E_UNSUPPORTED)
-            return s;
+        if ((s = product(g, M, x, ldx, w, y, ldy, 1, err)) != SF_E_UNSUPPORTED) return s;
         sf_log(SF_LOG_WARN, "sf-denoise: %s; the GELU runs as its own kernel from here on", err->msg);
         g->gelu_epi = 0;
     }

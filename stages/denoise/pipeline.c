@@ -254,8 +254,9 @@ sf_status sf_pipeline_run_live(sf_dit_state *st, const sf_scheduler *sc, const s
                 goto fail;
             }
             if (hk && hk->on_forward) hk->on_forward(hk->ctx, b, k, start, F);
-            /* the refresh pass feeds the clean x0 of the last step, never noised; its own prediction
-             * goes to the aux slot (x0 is what the block hands out) */
+            /* the refresh pass feeds the clean x0 of the last step, never noised; it writes only the
+             * cache (sf_dit_refresh), or, when a hook reads its prediction, puts that in the aux slot
+             * (x0 is what the block hands out) */
             if (refresh && (s = sf_dit_lat_copy(st, SF_LAT_X, SF_LAT_X0, n, err))) goto fail;
             const sf_dit_slot dst = refresh ? SF_LAT_AUX : SF_LAT_X0;
             if (refresh && !(hk && hk->on_pred)) { /* nobody reads its prediction: the cache only */

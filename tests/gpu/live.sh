@@ -39,7 +39,8 @@ fail() {
 started=
 for _ in $(seq $((wait_s * 10))); do
     kill -0 "$pid" 2>/dev/null || fail "the run exited before any frame"
-    if [ "$(field frame "$(status)")" ] && [ "$(field frame "$(status)")" != 0 ]; then started=$(now); break; fi
+    f=$(field frame "$(status)")
+    if [ -n "$f" ] && [ "$f" != 0 ]; then started=$(now); break; fi
     sleep 0.1
 done
 [ -n "$started" ] || fail "no frame within $wait_s s"
