@@ -136,7 +136,7 @@ CXX     ?= g++
 EMU_SRC := kernels/cuda/emu/cuda_emu.cc kernels/cuda/emu/emu_selftest.cu kernels/cuda/cuda_common.cu \
            kernels/cuda/norm_act.cu kernels/cuda/gemm.cu kernels/cuda/dit_glue.cu kernels/cuda/attn_blas.cu \
            kernels/cuda/device.cu kernels/cuda/norm_fused.cu kernels/cuda/t5_glue.cu kernels/cuda/vae_glue.cu \
-           kernels/cuda/emu/conv_emu.cc kernels/cuda/tap_mass.cu
+           kernels/cuda/emu/conv_emu.cc kernels/cuda/tap_mass.cu kernels/cuda/attn_mass.cu
 EMU_OBJ := $(patsubst %,$(BUILD)/emu/%.o,$(EMU_SRC))
 EMU_CXXFLAGS := -std=c++17 $(CFLAGS) -Wall -Wextra -Wshadow -Wno-unknown-pragmas $(FP_FLAGS) -MMD -MP -DSF_CUDA_EMU \
            -Icommon -Ikernels -I. $(EXTRA_CFLAGS)
@@ -158,6 +158,9 @@ define emu_link
 endef
 $(ALL_EMU): $(BUILD)/tests/test_dit_emu
 $(BUILD)/tests/test_cuda_emu: $(BUILD)/obj/tests/unit/test_cuda_emu.o $(EMU_OBJ) $(LIB)
+	$(emu_link)
+# test_emu_self: the emulation's own rules (emu_selftest.cu), emulated only
+$(BUILD)/tests/test_emu_self: $(BUILD)/obj/tests/unit/test_emu_self.o $(EMU_OBJ) $(LIB)
 	$(emu_link)
 # test_cuda_glue: test_cuda_emu.c against the real CUDA kernels (SKIPs without a GPU; check.sh runs it)
 all: $(BUILD)/tests/test_cuda_glue

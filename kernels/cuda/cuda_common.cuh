@@ -131,6 +131,57 @@ __device__ __forceinline__ float sf_block_max(float v, float *shm) {
     return v;
 }
 
+/* Warp-level matrix instructions for the hand-written tensor-core kernels (attn_mass.cu): bf16
+ * mma.sync m16n8k16 with fp32 accumulators, ldmatrix x4 (plain and transposed) from shared memory,
+ * cp.async 16-byte copies global → shared with zero fill. Operand layouts: the PTX ISA's, restated in
+ * cuda_emu.h, whose emulation of each (a warp barrier) the emulated tests run. */
+#ifdef SF_CUDA_EMU
+#define sf_mma_bf16_16816(d, a, b) sf_emu_mma_16816((d), (a), (b), __FILE__, __LINE__)
+#define sf_ldsm_x4(r, p) sf_emu_ldsm_x4((r), (p), false, __FILE__, __LINE__)
+#define sf_ldsm_x4_t(r, p) sf_emu_ldsm_x4((r), (p), true, __FILE__, __LINE__)
+static inline void sf_cp_async16(void *dst, const void *src, int src_bytes) {
+    memcpy(dst, src, (size_t)src_bytes);
+    memset((char *)dst + src_bytes, 0, (size_t)(16 - src_bytes));
+}
+static inline void sf_cp_async_commit(void) {}
+template <int N>
+static inline void sf_cp_async_wait(void) {}
+#else
+__device__ __forceinline__ void sf_mma_bf16_16816(float d[4], const uint32_t a[4], const uint32_t b[2]) {
+    asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, "
+                 "{%0,%1,%2,%3};\n"
+                 : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
+                 : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]));
+}
+__device__ __forceinline__ void sf_ldsm_x4(uint32_t r[4], const void *p) {
+    asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];\n"
+                 : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+                 : "r"((unsigned)__cvta_generic_to_shared(p))
+                 : "memory");
+}
+__device__ __forceinline__ void sf_ldsm_x4_t(uint32_t r[4], const void *p) {
+    asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0,%1,%2,%3}, [%4];\n"
+                 : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+                 : "r"((unsigned)__cvta_generic_to_shared(p))
+                 : "memory");
+}
+__device__ __forceinline__ void sf_cp_async16(void *dst, const void *src, int src_bytes) {
+    asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"((unsigned)__cvta_generic_to_shared(dst)),
+                 "l"(src), "r"(src_bytes)
+                 : "memory");
+}
+__device__ __forceinline__ void sf_cp_async_commit(void) { asm volatile("cp.async.commit_group;\n" ::: "memory"); }
+template <int N>
+__device__ __forceinline__ void sf_cp_async_wait(void) {
+    asm volatile("cp.async.wait_group %0;\n" ::"n"(N) : "memory");
+}
+#endif
+/* Two floats → one register of two bf16 (round to nearest even; lo in the lower half). */
+__device__ __forceinline__ uint32_t sf_pack_bf16x2(float lo, float hi) {
+    return (uint32_t)__bfloat16_as_ushort(__float2bfloat16_rn(lo)) |
+           (uint32_t)__bfloat16_as_ushort(__float2bfloat16_rn(hi)) << 16;
+}
+
 /* The explicit attention's two cuBLASLt products per query chunk (attn_blas.cu), around the caller's
  * softmax step: per head, S (rows, Lk) = alpha·Q·Kᵀ in f32 with rows lds apart (lds ≥ Lk), then
  * softmax(cb, r0, rows, S, P) fills P (bf16, same layout), then O = P·V in bf16. Used by the DiT's

@@ -428,3 +428,13 @@ sf_status sf_tap_mass_reduce_cuda(const sf_cuda_ctx *ctx, int H, int64_t Lq, int
         (void)stats;
     return SF_NO_CUDA(err);
 }
+
+/* kernels/attn_mass_cuda.h: the attention with its key-group probability mass in one pass. */
+#include "attn_mass_cuda.h"
+sf_status sf_attn_mass_cuda(const sf_cuda_ctx *ctx, int64_t Lq, int64_t Lk, int H, int d, const void *q, int64_t ldq,
+                            const void *k, const void *v, int64_t ldk, void *o, int64_t ldo, float scale, int64_t G,
+                            int64_t NG, float *rowmass, float *lse, sf_err *err) {
+    (void)ctx, (void)Lq, (void)Lk, (void)H, (void)d, (void)q, (void)ldq, (void)k, (void)v, (void)ldk, (void)o, (void)ldo,
+        (void)scale, (void)G, (void)NG, (void)rowmass, (void)lse;
+    return SF_NO_CUDA(err);
+}

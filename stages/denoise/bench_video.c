@@ -78,7 +78,8 @@ sf_status sf_denoise_bench_video(const sf_dit_weights *w, int cuda_ordinal, sf_e
         have_taps = 1;
         taps.cross = strstr(tapenv, "+cross") != NULL;
         sf_taps_attach(&taps, &st);
-        snprintf(tapdesc, sizeof tapdesc, " [taps: %s%s, all %d layers]", mode, taps.cross ? " + cross" : "",
+        snprintf(tapdesc, sizeof tapdesc, " [taps: %s%s%s, all %d layers]", mode,
+                 tm == SF_TAP_PROBS && getenv("SF_TAP_PROBS_EXPLICIT") ? "-explicit" : "", taps.cross ? " + cross" : "",
                  c->num_layers);
     }
     printf("denoise 1.3b gpu: bf16 weights + state %.2f GiB on the device, upload + init %.2f s\n",

@@ -227,6 +227,7 @@ sf_status sf_dit_cuda_init(sf_dit_state *st, int ordinal, sf_err *err) {
     const int64_t L = (int64_t)st->max_frames * st->frame_tokens;
     g->fused = c->dim % 8 == 0 && c->dim <= 2048 && (c->dim / c->num_heads) % 8 == 0 && !getenv("SF_CUDA_UNFUSED");
     g->gelu_epi = !getenv("SF_CUDA_UNFUSED") && !getenv("SF_CUDA_GELU_UNFUSED");
+    g->mass_explicit = getenv("SF_TAP_PROBS_EXPLICIT") != NULL;
     const int64_t max_att = sf_dit_window_tokens(st);
     g->lk_max = max_att > c->text_len ? max_att : c->text_len;
     g->chunk = pick_chunk(c->num_heads, L, g->lk_max);
@@ -502,9 +503,9 @@ static sf_status layer(sf_dit_state *st, int l, int F, int64_t start_frame, cons
     massrun mr = {g, (int)NH, L, kv->Lk, S, kv->Lk / S};
     if (mass && (s = sf_dgpu_mass_ws(st, err))) return s;
     sf_gpu_prof_mark_flops(&g->prof, cx, P_SELF, 4.0 * (double)L * (double)kv->Lk * (double)D);
-    if ((s = sf_dgpu_attend(g, L, kv->Lk, (int)NH, (int)hd, g->q, Ka, Va, 2 * D, g->o, D, scale,
-                    logits || logits16 ? sf_dgpu_tap_chunk : mass ? sf_dgpu_mass_chunk : NULL, logits || logits16 ? (void *)&tc : &mr,
-                    err)))
+    if ((s = mass ? sf_dgpu_attend_mass(&mr, (int)hd, g->q, Ka, Va, 2 * D, g->o, D, scale, err)
+                  : sf_dgpu_attend(g, L, kv->Lk, (int)NH, (int)hd, g->q, Ka, Va, 2 * D, g->o, D, scale,
+                                   logits || logits16 ? sf_dgpu_tap_chunk : NULL, &tc, err)))
         return s;
     if (mass && (s = sf_dgpu_mass_finish(st, &mr, 0, err))) return s;
     if (tapped && st->tap.done && (s = sf_dgpu_tap_layer(st, l, L, kv->Lk, Ka, kfr, logits, logits16, mass, err))) return s;

@@ -9,6 +9,7 @@
 #include "cuda_ops.h"
 #include "sdpa_cuda.h"
 #include "tap_mass_cuda.h"
+#include "attn_mass_cuda.h"
 
 typedef uint16_t bf16;
 
@@ -30,6 +31,8 @@ struct sf_dit_gpu {
     sf_cuda_ctx cx;
     sf_sdpa *sdpa;      /* NULL: cuDNN unavailable, explicit attention everywhere */
     int sdpa_off;       /* a shape cuDNN refused: explicit attention from then on */
+    int mass_explicit;  /* probability taps through the explicit attention + tap_mass.cu instead of the fused
+                           attn_mass.cu ($SF_TAP_PROBS_EXPLICIT, or a shape the fused kernel refused) */
     int fused;          /* the one-warp-per-row fused norms apply (dim, head_dim multiples of 8, dim ≤ 2048) */
     int gelu_epi;       /* GELU in the FFN's (and text embedding's) first GEMM epilogue (sf_linear_gelu_cuda);
                            0 with SF_CUDA_UNFUSED or SF_CUDA_GELU_UNFUSED: product, then the GELU kernel */
@@ -104,6 +107,8 @@ sf_status sf_dgpu_mass_finish(sf_dit_state *st, const massrun *m, int renorm, sf
 sf_status sf_dgpu_attend(sf_dit_gpu *g, int64_t Lq, int64_t Lk, int H, int d, const bf16 *q, const bf16 *k,
                         const bf16 *v, int64_t ldk, bf16 *o, int64_t ld, float scale, sf_attn_logits_fn on_logits,
                         void *cb, sf_err *err);
+sf_status sf_dgpu_attend_mass(const massrun *m, int d, const bf16 *q, const bf16 *k, const bf16 *v, int64_t ldk, bf16 *o,
+                             int64_t ld, float scale, sf_err *err);
 sf_status sf_dgpu_tap_bufs(sf_dit_state *st, sf_err *err);
 sf_status sf_dgpu_tap_layer(sf_dit_state *st, int l, int64_t L, int64_t Lk, const bf16 *Ka, const int64_t *kfr,
                            float *logits, const uint16_t *logits16, int mass, sf_err *err);

@@ -1,8 +1,9 @@
 /* dit_cuda_taps.c — the CUDA DiT's attention call (cuDNN's fused attention, else the explicit cuBLASLt
  * path) and what the attention taps need on the device: the explicit path's workspace, the logits
- * copied out chunk by chunk, the probability masses (tap_mass_cuda.h), the frames-mode aggregate made
- * from per-frame means and its delivery at the forward's end. Internals: dit_cuda_impl.h. Tested with
- * the forward by tests/unit/test_dit_cuda.c (taps_*: against the CPU backend and the goldens). */
+ * copied out chunk by chunk, the probability masses (fused with the attention, attn_mass_cuda.h, or
+ * from the explicit path's chunks, tap_mass_cuda.h), the frames-mode aggregate made from per-frame
+ * means and its delivery at the forward's end. Internals: dit_cuda_impl.h. Tested with the forward by
+ * tests/unit/test_dit_cuda.c (taps_*: against the CPU backend and the goldens). */
 #define _POSIX_C_SOURCE 200809L
 #include "dit_cuda_impl.h"
 
@@ -95,6 +96,27 @@ sf_status sf_dgpu_attend(sf_dit_gpu *g, int64_t Lq, int64_t Lk, int H, int d, co
     if (s) return s;
     return sf_attention_blas_cuda(&g->cx, Lq, Lk, H, d, q, ld, k, v, ldk, o, ld, scale, g->S, g->P, g->chunk,
                                   on_logits, cb, err);
+}
+
+/* A probability-tapped self-attention: the attention and its per-row key-frame masses in one fused pass
+ * (attn_mass.cu: no logits in memory, the attention's own running max and sum), into the massrun's
+ * rowmass / lse; the explicit attention + tap_mass.cu chunk by chunk when asked ($SF_TAP_PROBS_EXPLICIT)
+ * or for a shape the fused kernel does not take (said once). Either way sf_dgpu_mass_finish follows. */
+sf_status sf_dgpu_attend_mass(const massrun *m, int d, const bf16 *q, const bf16 *k, const bf16 *v, int64_t ldk, bf16 *o,
+                             int64_t ld, float scale, sf_err *err) {
+    sf_dit_gpu *g = m->g;
+    if (!g->mass_explicit) {
+        sf_err e2 = {0};
+        sf_status s = sf_attn_mass_cuda(&g->cx, m->Lq, m->Lk, m->H, d, q, ld, k, v, ldk, o, ld, scale, m->G, m->NG,
+                                        g->tm_rm, g->tm_lse, &e2);
+        if (s != SF_E_UNSUPPORTED) {
+            if (s) *err = e2;
+            return s;
+        }
+        sf_log(SF_LOG_WARN, "sf-denoise: %s; probability taps use the explicit attention from here on", e2.msg);
+        g->mass_explicit = 1;
+    }
+    return sf_dgpu_attend(g, m->Lq, m->Lk, m->H, d, q, k, v, ldk, o, ld, scale, sf_dgpu_mass_chunk, (void *)m, err);
 }
 
 /* Floats of one layer's frames-mode aggregate slot: (heads, max_frames, Lk_max / frame_tokens). */

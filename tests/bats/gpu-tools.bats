@@ -31,6 +31,8 @@ setup() {
     # issue 14: the tapped videos against the plain one (2.101 / 1.982, 3.964 / 1.982)
     assert_line "| all-layer frames-mode taps: extra time over the plain video | +6.0 % / ≤ 10 %  ✓ | — |"
     assert_line "| all-layer probs-mode taps: extra time over the plain video | +100.0 % / ≤ 25 %  ✗ | — |"
+    # the probs video again on the explicit attention path (SF_TAP_PROBS_EXPLICIT=1: 5.946 / 1.982)
+    assert_line "| all-layer probs-mode taps on the explicit attention (A/B): extra time over the plain video | +200.0 % / ≤ 25 %  ✗ | — |"
     # the live pipeline (tests/gpu/live.sh's line in the e2e summary)
     assert_line "| live (endless, full size): frames shown per second | 18.1 / — | — |"
     assert_line "| live: prompt posted → its first frame on the page | 1630 ms / — | — |"

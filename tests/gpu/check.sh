@@ -18,12 +18,14 @@
 #      test_vae_cuda              the GPU VAE decoder vs the vae golden (streamed = one-shot);
 #                                 then sf-decode --device cuda vs --device cpu
 #   4. compute-sanitizer          memcheck on small end-to-end runs (test_dit_cuda forward, test_t5_cuda
-#                                 all_prompts, test_vae_cuda), racecheck on the kernels (DiT's and umT5's)
+#                                 all_prompts, test_vae_cuda, test_tap_mass_gpu attn_mass_*), racecheck on
+#                                 the kernels (DiT's, umT5's, the fused attention + mass: cp.async buffers)
 #   5. sf-denoise --bench 1.3b    full size, random weights: ms per forward, video s, GPU memory
 #      sf-encode --bench xxl      full-size umT5-XXL, random weights: ms per 512-token prompt, GPU memory
 #      sf-decode --bench 1.3b     the VAE decoder, full size, random weights: s per 3-latent block, video s, memory
 #   5b. taps overhead             (part "taps") the 1.3b video with all 30 layers tapped, frames then
-#                                 probs, against the plain run (issue 14's ≤ 10 % / ≤ 25 %)
+#                                 probs (fused attn_mass.cu) then probs on the explicit path
+#                                 (SF_TAP_PROBS_EXPLICIT=1), against the plain run (issue 14's ≤ 10 % / ≤ 25 %)
 #   6. the reference PyTorch bench (../shared/refbench/ref_bench.py, copied into .ref) in the same call
 # Everything lands in $OUT (at most 8 files come back): summary.txt, report.txt, bench.txt,
 # ref_bench.json, deviceprop.json, table.md (issue 13's figures, measured / target, beside the reference). A step that fails prints enough to fix it blind.
@@ -91,7 +93,8 @@ step tap_mass 60 "$G/tests/test_tap_mass_gpu" # the probability taps' kernels vs
 cs=$(command -v compute-sanitizer || ls /usr/local/cuda*/bin/compute-sanitizer 2>/dev/null | head -n1)
 if [ -n "$cs" ]; then
     for spec in "memcheck test_dit_cuda forward" "racecheck test_cuda_kernels" "memcheck test_t5_cuda all_prompts" \
-        "racecheck test_t5_glue_gpu" "memcheck test_vae_cuda vae_cuda_golden"; do
+        "racecheck test_t5_glue_gpu" "memcheck test_vae_cuda vae_cuda_golden" \
+        "racecheck test_tap_mass_gpu attn_mass_frames" "memcheck test_tap_mass_gpu attn_mass_small_groups"; do
         set -- $spec
         timeout 120 "$cs" --tool "$1" --error-exitcode 99 "$G/tests/$2" ${3:-} >/tmp/sf-san-$1.log 2>&1
         rc=$?
@@ -177,8 +180,9 @@ echo "== taps: sf-denoise --bench 1.3b with SF_BENCH_TAPS=frames / probs vs no t
 tv() { SF_BENCH_TAPS=$1 timeout 200 sf-denoise --bench 1.3b --device cuda:0 --progress none 2>&1 | tee -a "$OUT/bench.txt" | grep -m1 'gpu video:' | awk '{print $5}'; }
 t0=$(grep -m1 'gpu video:' "$OUT/bench.txt" 2>/dev/null | awk '{print $5}')
 [ -n "$t0" ] || t0=$(tv "")
-for m in frames probs; do
-    t=$(tv $m)
+# probs: the attention fused with the masses (attn_mass.cu), then the explicit path it replaced (A/B)
+for m in frames probs probs-explicit; do
+    if [ $m = probs-explicit ]; then t=$(SF_TAP_PROBS_EXPLICIT=1 tv probs); else t=$(tv $m); fi
     row "taps $m overhead" "$(awk -v a="$t0" -v b="$t" 'BEGIN { if (a > 0 && b > 0) printf "%.3f s vs %.3f s: +%.1f%%", b, a, 100 * (b / a - 1); else print "failed" }')"
 done
 fi # taps

@@ -1,6 +1,6 @@
 /* test_cuda_emu.c — every custom CUDA kernel run on the host through the CPU emulation layer
  * (kernels/cuda/emu/cuda_emu.h: the same .cu files compiled by g++ with -DSF_CUDA_EMU, linked into
- * this binary only) and held to its CPU reference; plus the emulator's own rules (emu_selftest.cu).
+ * this binary only) and held to its CPU reference (the emulator's own rules: test_emu_self.c).
  * Runs in every build, with or without nvcc or a GPU (make test). Run one case by name:
  * build/tests/test_cuda_emu rmsnorm_strided.
  *
@@ -25,9 +25,7 @@
  * with the GPU's grid cap (they still pass, they just do not wrap). */
 static void sf_emu_set_max_blocks(long long n) { (void)n; }
 static void sf_emu_reset(void) {}
-static void sf_emu_set_quiet(int q) { (void)q; }
 static unsigned long long sf_emu_launches(void) { return 0; }
-static const char *sf_emu_last_error(void) { return ""; }
 #define EMU_ONLY() \
     do { \
         SF_TEST_SKIP("emulator self-test"); \
@@ -155,129 +153,7 @@ static float block_reduce(const float *part, int T, int is_max) { /* T a multipl
     return warp_reduce(v, is_max);
 }
 
-/* ---- emulator self-tests ------------------------------------------------------------------- */
-sf_status sf_emu_selftest(const sf_cuda_ctx *ctx, int which, void *out, void *aux, sf_err *err);
-#ifdef SF_TEST_GPU
-sf_status sf_emu_selftest(const sf_cuda_ctx *ctx, int which, void *out, void *aux, sf_err *err) {
-    (void)ctx, (void)which, (void)out, (void)aux;
-    return sf_fail(err, SF_E_UNSUPPORTED, "the emulator's self-test kernels exist only in test_cuda_emu");
-}
-#endif
-
-static void test_emu_index(void) {
-    EMU_ONLY();
-    cu c;
-    if (!cu_open(&c)) return;
-    enum { NB = 12, NT = 24 };
-    int *out = cu_alloc(&c, NB * NT * 4), *dims = cu_alloc(&c, 8), h[NB * NT], hd[2];
-    if (!out || !dims) goto done;
-    SF_CHECK_OK(sf_cuda_memset(&c.ctx, out, 0xFF, NB * NT * 4, &c.err), &c.err);
-    SF_CHECK_OK(sf_emu_selftest(&c.ctx, 0, out, dims, &c.err), &c.err);
-    SF_CHECK_OK(sf_cuda_copy_d2h(&c.ctx, h, out, sizeof h, &c.err), &c.err);
-    SF_CHECK_OK(sf_cuda_copy_d2h(&c.ctx, hd, dims, sizeof hd, &c.err), &c.err);
-    SF_CHECK(hd[0] == (4 | 3 << 4 | 2 << 8) && hd[1] == (3 | 2 << 4 | 2 << 8));
-    for (int b = 0, bad = 0; b < NB; b++)
-        for (int t = 0; t < NT; t++) {
-            int bx = b % 3, by = b / 3 % 2, bz = b / 6, tx = t % 4, ty = t / 4 % 3, tz = t / 12;
-            int want = tx | ty << 4 | tz << 8 | bx << 12 | by << 16 | bz << 20;
-            if (h[b * NT + t] != want && bad++ == 0)
-                SF_CHECK_MSG(0, "block %d thread %d: got %#x want %#x", b, t, h[b * NT + t], want);
-        }
-done:
-    cu_close(&c);
-}
-
-static void test_emu_shuffles(void) {
-    EMU_ONLY();
-    cu c;
-    if (!cu_open(&c)) return;
-    int *out = cu_alloc(&c, 64 * 6 * 4), h[64 * 6];
-    if (!out) goto done;
-    SF_CHECK_OK(sf_emu_selftest(&c.ctx, 1, out, NULL, &c.err), &c.err);
-    SF_CHECK_OK(sf_cuda_copy_d2h(&c.ctx, h, out, sizeof h, &c.err), &c.err);
-    unsigned ballot = 0;
-    for (int l = 0; l < 32; l++) ballot |= (unsigned)(l % 3 == 0) << l;
-    for (int t = 0, bad = 0; t < 64; t++) {
-        int lane = t & 31, base = 1000 * (t >> 5);
-        int want[6] = {base + (lane ^ 5), base + (lane >= 3 ? lane - 3 : lane), base + (lane + 3 < 32 ? lane + 3 : lane),
-                       base + 7, base + (lane ^ 2), (int)ballot};
-        for (int k = 0; k < 6; k++)
-            if (h[6 * t + k] != want[k] && bad++ < 3)
-                SF_CHECK_MSG(0, "thread %d result %d: got %d want %d", t, k, h[6 * t + k], want[k]);
-    }
-done:
-    cu_close(&c);
-}
-
-static void shared_case(int which, int nb, int nt) {
-    cu c;
-    if (!cu_open(&c)) return;
-    float *out = cu_alloc(&c, (size_t)nb * nt * 4), *poison = cu_alloc(&c, (size_t)nb * 4);
-    float *h = hzalloc((size_t)nb * nt), hp[8];
-    if (!out || !poison || !h) goto done;
-    SF_CHECK_OK(sf_emu_selftest(&c.ctx, which, out, poison, &c.err), &c.err);
-    SF_CHECK_OK(sf_cuda_copy_d2h(&c.ctx, h, out, (size_t)nb * nt * 4, &c.err), &c.err);
-    SF_CHECK_OK(sf_cuda_copy_d2h(&c.ctx, hp, poison, (size_t)nb * 4, &c.err), &c.err);
-    for (int b = 0, bad = 0; b < nb; b++) {
-        SF_CHECK_MSG(isnan(hp[b]), "block %d read %g from unwritten shared memory (want the NaN poison)", b, hp[b]);
-        for (int t = 0; t < nt; t++)
-            if (h[b * nt + t] != (float)(1000 * b + nt - 1 - t) && bad++ == 0)
-                SF_CHECK_MSG(0, "block %d thread %d: got %g", b, t, h[b * nt + t]);
-    }
-done:
-    free(h);
-    cu_close(&c);
-}
-static void test_emu_shared_static(void) {
-    EMU_ONLY();
-    shared_case(2, 4, 256);
-}
-static void test_emu_shared_dynamic(void) {
-    EMU_ONLY();
-    shared_case(3, 3, 128);
-}
-
-static void test_emu_block_sum(void) {
-    EMU_ONLY();
-    cu c;
-    if (!cu_open(&c)) return;
-    float *out = cu_alloc(&c, 10 * 4), h[10];
-    if (!out) goto done;
-    SF_CHECK_OK(sf_emu_selftest(&c.ctx, 4, out, NULL, &c.err), &c.err);
-    SF_CHECK_OK(sf_cuda_copy_d2h(&c.ctx, h, out, sizeof h, &c.err), &c.err);
-    for (int b = 0; b < 5; b++) {
-        float T = b < 2 ? 1024 : 96;
-        SF_CHECK_MSG(h[2 * b] == T * (T + 1) / 2 && h[2 * b + 1] == T, "block %d: sums %g %g", b, h[2 * b], h[2 * b + 1]);
-    }
-done:
-    cu_close(&c);
-}
-
-/* Kernels that break a rule must fail the launch with a message naming the rule. */
-static void test_emu_reports_misuse(void) {
-    EMU_ONLY();
-    static const struct {
-        int which;
-        const char *needle;
-    } cases[] = {{10, "divergent __syncthreads"}, {11, "divergent __syncthreads"}, {12, "deadlock"},
-                 {13, "does not take part"},      {14, "host memory"}};
-    cu c;
-    if (!cu_open(&c)) return;
-    float *out = cu_alloc(&c, 64 * 4);
-    sf_emu_set_quiet(1);
-    for (size_t i = 0; out && i < sizeof cases / sizeof cases[0]; i++) {
-        sf_emu_reset();
-        c.err.msg[0] = 0;
-        sf_status st = sf_emu_selftest(&c.ctx, cases[i].which, out, NULL, &c.err);
-        SF_CHECK_MSG(st == SF_E_DEVICE && strstr(c.err.msg, cases[i].needle), "case %d: status %d, message '%s'",
-                     cases[i].which, (int)st, c.err.msg);
-        SF_CHECK(strstr(sf_emu_last_error(), cases[i].needle) != NULL);
-    }
-    sf_emu_set_quiet(0);
-    sf_emu_reset();
-    cu_close(&c);
-}
-
+/* ---- the emulation is linked (its own rules: test_emu_self.c) ---------------------------- */
 /* The binary runs the emulated wrappers (not the real CUDA objects of libsf.a): launches are counted. */
 static void test_emu_is_linked(void) {
     EMU_ONLY();
@@ -929,12 +805,6 @@ static void test_res_ln_mod_plain(void) { res_ln_case(0); }
 
 static const sf_test tests[] = {
     {"emu_is_linked", test_emu_is_linked},
-    {"emu_index", test_emu_index},
-    {"emu_shuffles", test_emu_shuffles},
-    {"emu_shared_static", test_emu_shared_static},
-    {"emu_shared_dynamic", test_emu_shared_dynamic},
-    {"emu_block_sum", test_emu_block_sum},
-    {"emu_reports_misuse", test_emu_reports_misuse},
     {"f32_to_bf16", test_f32_to_bf16},
     {"bf16_to_f32_and_add_wrap", test_bf16_to_f32_and_add_wrap},
     {"rmsnorm_strided", test_rmsnorm_strided},

@@ -377,8 +377,8 @@ static void test_taps_frames(void) { taps(SF_TAP_FRAMES, SF_TAP_SEL_ALL); }
 /* the figure-4 selection: the GPU copies out only the captures that are kept (f16, chunk by chunk) */
 static void test_taps_seed(void) { taps(SF_TAP_LOGITS, SF_TAP_SEL_SEED); }
 
-/* The workbench's probability taps on the GPU (tap_mass.cu over the explicit attention's chunks):
- * probs + lse of the self-attention and the cross-attention's real-token mass of every forward,
+/* The workbench's probability taps on the GPU (attn_mass.cu fused with the self-attention, or tap_mass.cu
+ * over the explicit attention's chunks): probs + lse of the self-attention and the cross-attention's real-token mass of every forward,
  * against the CPU backend's (f32) — bf16 activations: SF_TOL_BF16_TAP of the tensor's max. */
 static void run_wb(sf_taps *t, int dev) {
     sf_err err = {{0}};
@@ -412,11 +412,10 @@ static int wb_pair(sf_tap_mode mode, sf_taps *gt, sf_taps *ct) {
     return 1;
 }
 
-static void test_taps_probs_cross(void) {
-    sf_taps gt, ct;
-    if (!wb_pair(SF_TAP_PROBS, &gt, &ct)) return;
-    for (size_t i = 0; i < gt.n_caps && i < ct.n_caps; i++) {
-        const sf_tap_capture *a = &gt.caps[i], *b = &ct.caps[i];
+/* The GPU's probability captures (gt) against the CPU's (ct). */
+static void probs_vs_cpu(const sf_taps *gt, const sf_taps *ct) {
+    for (size_t i = 0; i < gt->n_caps && i < ct->n_caps; i++) {
+        const sf_tap_capture *a = &gt->caps[i], *b = &ct->caps[i];
         SF_CHECK(a->layer == b->layer && a->block == b->block && a->step == b->step && a->cross == b->cross &&
                  a->n_real == b->n_real && a->Lk == b->Lk);
         const int64_t QF = a->Lq / a->frame_tokens, NG = a->Lk / a->frame_tokens;
@@ -433,8 +432,37 @@ static void test_taps_probs_cross(void) {
             }
         }
     }
+}
+
+/* Probability taps both ways on the GPU: the self-attention's masses fused with the attention
+ * (attn_mass.cu, the default: 2 layers × 15 forwards = 30 launches) and, with $SF_TAP_PROBS_EXPLICIT,
+ * from the explicit attention's logits chunk by chunk (tap_mass.cu; no fused launch) — each against
+ * the CPU backend. */
+static void test_taps_probs_cross(void) {
+    sf_taps gt, ct, et;
+    sf_err err = {{0}};
+    int layers[2] = {0, 2};
+#ifdef SF_TEST_EMU
+    const unsigned long long f0 = sf_emu_kernel_launches("attn_mass_kernel");
+#endif
+    if (!wb_pair(SF_TAP_PROBS, &gt, &ct)) return;
+#ifdef SF_TEST_EMU
+    const unsigned long long f1 = sf_emu_kernel_launches("attn_mass_kernel");
+    SF_CHECK_MSG(f1 - f0 == 30, "%llu fused attention + mass launches (want 30)", f1 - f0);
+#endif
+    probs_vs_cpu(&gt, &ct);
+    SF_CHECK_OK(sf_taps_init(&et, SF_TAP_PROBS, SF_TAP_SEL_ALL, 0, 0, layers, 2, 3, &err), &err);
+    setenv("SF_TAP_PROBS_EXPLICIT", "1", 1);
+    run_wb(&et, sf_test_gpu());
+    unsetenv("SF_TAP_PROBS_EXPLICIT");
+#ifdef SF_TEST_EMU
+    SF_CHECK_MSG(sf_emu_kernel_launches("attn_mass_kernel") == f1, "the explicit path launched the fused kernel");
+#endif
+    SF_CHECK_MSG(et.n_caps == 60, "%zu captures (explicit path)", et.n_caps);
+    probs_vs_cpu(&et, &ct);
     sf_taps_free(&gt);
     sf_taps_free(&ct);
+    sf_taps_free(&et);
 }
 
 /* Frames mode with cross-attention taps: the self-attention's aggregates are then delivered layer by

@@ -3,11 +3,18 @@
  * uniform logits, one dominant key frame), and the GPU kernels (kernels/cuda/tap_mass.cu) held to
  * the CPU reference — on the CPU emulation layer in every build (this binary links the emulated
  * kernels), chunk by chunk as the explicit attention hands them over, with guard bytes.
- * Tolerance: double sums in tree vs key order, expf on both sides: 1e-6 absolute (masses ≤ 1). */
+ * Tolerance: double sums in tree vs key order, expf on both sides: 1e-6 absolute (masses ≤ 1).
+ * The fused attention + mass kernel (kernels/cuda/attn_mass.cu, attn_mass_*) against sf_attention_cpu
+ * and sf_tap_row_mass_cpu on the same bf16 inputs: masses within 2e-5 absolute (fp32 running sums,
+ * logits summed in another order, exp2 of a difference of two log2-sums of magnitude ≲ 100:
+ * ~100·2⁻²⁴ ≈ 6e-6 relative), lse 1e-5 relative, O within 2 bf16 steps or 1e-2 of max|O| (P is bf16
+ * before P·V, as in flash attention; the CPU reference keeps it f32). */
 #include "sf_test.h"
 #include "device.h"
 #include "tap_mass.h"
 #include "tap_mass_cuda.h"
+#include "attention.h"
+#include "attn_mass_cuda.h"
 
 #include <math.h>
 #include <stdint.h>
@@ -212,6 +219,92 @@ static void test_gpu_frame_means(void) {
     cu_close(&c);
 }
 
+/* The fused kernel: q (Lq, H·d) stride H·d + 8, keys and values as the DiT's [k | v] cache rows (stride
+ * 2·H·d + 8), O into a guarded buffer; then the per-frame reduce on both sides. kscale sharpens the
+ * logits (large row maxima exercise the running rescale); G < 64 makes tiles span several groups,
+ * NG·G < Lk leaves padding keys out of the groups. */
+static void attn_mass_case(int H, int d, int64_t Lq, int64_t Lk, int64_t G, int64_t NG, int64_t S, float kscale) {
+    cu c;
+    if (!cu_open(&c)) return;
+    const int64_t D = (int64_t)H * d, ldq = D + 8, ldk = 2 * D + 8, QF = Lq / S;
+    float *q = hrand((size_t)(Lq * D), -1, 1, 1), *kv = hrand((size_t)(Lk * 2 * D), -1, 1, 0);
+    for (int64_t i = 0; i < Lk * 2 * D; i++) kv[i] = sf_round_bf16(i % (2 * D) < D ? kv[i] * kscale : kv[i]);
+    const float scale = 1.0f / sqrtf((float)d);
+    float *oref = hzalloc((size_t)(Lq * D)), *lg = hzalloc((size_t)(H * Lq * Lk));
+    float *rm = hzalloc((size_t)(H * Lq * NG)), *lse = hzalloc((size_t)(H * Lq));
+    SF_CHECK(sf_attention_cpu(Lq, Lk, H, d, q, D, kv, kv + D, 2 * D, oref, D, scale, lg, 1) == 0);
+    for (int64_t r = 0; r < H * Lq; r++) sf_tap_row_mass_cpu(lg + r * Lk, Lk, G, NG, rm + r * NG, lse + r);
+    float *aref = hzalloc((size_t)(H * QF * NG)), *sref = hzalloc((size_t)(H * QF * SF_TAP_NSTATS));
+    SF_CHECK(sf_tap_mass_reduce_cpu(H, Lq, NG, S, 0, rm, lse, aref, sref) == 0);
+
+    float *og = hzalloc((size_t)(Lq * D)), *rmg = hzalloc((size_t)(H * Lq * NG)), *lg2 = hzalloc((size_t)(H * Lq));
+    float *ag = hzalloc((size_t)(H * QF * NG)), *sg = hzalloc((size_t)(H * QF * SF_TAP_NSTATS));
+    gbuf gq, gkv, go, grm, gl, ga, gs;
+    double *dt = cu_alloc(&c, sizeof(double) * (size_t)(H * Lq));
+    if (!dt || !gb_new(&c, &gq, Lq, D, ldq, 2) || !gb_new(&c, &gkv, Lk, 2 * D, ldk, 2) || !gb_new(&c, &go, Lq, D, D + 8, 2) ||
+        !gb_new(&c, &grm, H * Lq, NG, NG, 4) || !gb_new(&c, &gl, H * Lq, 1, 1, 4) || !gb_new(&c, &ga, H * QF, NG, NG, 4) ||
+        !gb_new(&c, &gs, H * QF, SF_TAP_NSTATS, SF_TAP_NSTATS, 4) || !gb_put(&c, &gq, q) || !gb_put(&c, &gkv, kv))
+        goto done;
+    SF_CHECK_OK(sf_attn_mass_cuda(&c.ctx, Lq, Lk, H, d, gq.at, ldq, gkv.at, gkv.at + 2 * D, ldk, go.at, D + 8, scale, G, NG,
+                                  (float *)grm.at, (float *)gl.at, &c.err),
+                &c.err);
+    SF_CHECK_OK(sf_tap_mass_reduce_cuda(&c.ctx, H, Lq, NG, S, 0, (const float *)grm.at, (const float *)gl.at, dt,
+                                        (float *)ga.at, (float *)gs.at, &c.err),
+                &c.err);
+    if (gb_get(&c, &go, "attn_mass O", og) && gb_get(&c, &grm, "attn_mass rowmass", rmg) &&
+        gb_get(&c, &gl, "attn_mass lse", lg2) && gb_get(&c, &ga, "attn_mass aggregate", ag) &&
+        gb_get(&c, &gs, "attn_mass stats", sg)) {
+        double omax = 0;
+        for (int64_t i = 0; i < Lq * D; i++) omax = fabs(oref[i]) > omax ? fabs(oref[i]) : omax;
+        tol_cmp("attn_mass O", og, oref, (size_t)(Lq * D), 2, 1, 0, 1e-2 * omax);
+        tol_cmp("attn_mass rowmass", rmg, rm, (size_t)(H * Lq * NG), 0, 0, 0, 2e-5);
+        tol_cmp("attn_mass lse", lg2, lse, (size_t)(H * Lq), 0, 0, 1e-5, 1e-6);
+        tol_cmp("attn_mass per-frame mass", ag, aref, (size_t)(H * QF * NG), 0, 0, 0, 2e-5);
+        tol_cmp("attn_mass per-frame stats", sg, sref, (size_t)(H * QF * SF_TAP_NSTATS), 0, 0, 1e-5, 2e-5);
+        /* the masses are the softmax's: a row holds Σ_g ≤ 1 (= 1 when the groups cover every key) */
+        double worst = 0;
+        for (int64_t r = 0; r < H * Lq && NG * G == Lk; r++) {
+            double t = 0;
+            for (int64_t gi = 0; gi < NG; gi++) t += rmg[r * NG + gi];
+            worst = fabs(t - 1) > worst ? fabs(t - 1) : worst;
+        }
+        SF_CHECK_MSG(worst < 2e-5, "a row's masses sum to 1 ± %.3g", worst);
+    }
+done:
+    free(q), free(kv), free(oref), free(lg), free(rm), free(lse), free(aref), free(sref);
+    free(og), free(rmg), free(lg2), free(ag), free(sg);
+    cu_close(&c);
+}
+/* the DiT's shape class: d = 128, key frames of 80 tokens (tiles straddle them), a tail tile of 16
+ * keys and a last query block of 48 rows */
+static void test_attn_mass_frames(void) { attn_mass_case(2, 128, 240, 400, 80, 5, 80, 1.0f); }
+/* d = 32, groups of 5 (a tile spans up to 14), 5 padding keys outside the groups, sharp logits */
+static void test_attn_mass_small_groups(void) { attn_mass_case(3, 32, 20, 130, 5, 25, 10, 4.0f); }
+/* d = 64 and d = 16, a single query row and a single key tile */
+static void test_attn_mass_dims(void) {
+    attn_mass_case(1, 64, 1, 70, 35, 2, 1, 2.0f);
+    attn_mass_case(2, 16, 17, 9, 3, 3, 17, 1.0f);
+}
+/* What the kernel does not take is refused before anything runs: SF_E_UNSUPPORTED for a head dim or
+ * stride it has no code for (the caller falls back to the explicit path), SF_E_ARG for bad shapes. */
+static void test_attn_mass_refusals(void) {
+    cu c;
+    if (!cu_open(&c)) return;
+    void *b = cu_alloc(&c, 1 << 16);
+    float *f = cu_alloc(&c, 1 << 12);
+    if (b && f) {
+        SF_CHECK(sf_attn_mass_cuda(&c.ctx, 4, 8, 1, 48, b, 48, b, b, 96, b, 48, 1, 4, 2, f, f, &c.err) == SF_E_UNSUPPORTED);
+        SF_CHECK(strstr(c.err.msg, "head dim 48") != NULL);
+        SF_CHECK(sf_attn_mass_cuda(&c.ctx, 4, 8, 1, 64, b, 68, b, b, 128, b, 64, 1, 4, 2, f, f, &c.err) == SF_E_UNSUPPORTED);
+        SF_CHECK(sf_attn_mass_cuda(&c.ctx, 4, 8, 1, 64, (char *)b + 2, 64, b, b, 128, b, 64, 1, 4, 2, f, f, &c.err) ==
+                 SF_E_UNSUPPORTED);
+        SF_CHECK(sf_attn_mass_cuda(&c.ctx, 4, 8, 1, 64, b, 64, b, b, 128, b, 64, 1, 4, 3, f, f, &c.err) == SF_E_ARG);
+        SF_CHECK(sf_attn_mass_cuda(&c.ctx, 4, 8, 2, 64, b, 64, b, b, 128, b, 64, 1, 4, 2, f, f, &c.err) == SF_E_ARG);
+        SF_CHECK(sf_attn_mass_cuda(&c.ctx, 0, 8, 1, 64, b, 64, b, b, 128, b, 64, 1, 4, 2, f, f, &c.err) == SF_OK);
+    }
+    cu_close(&c);
+}
+
 static const sf_test tests[] = {
     {"hand", test_hand},
     {"cpu_vs_softmax", test_cpu_vs_softmax},
@@ -219,5 +312,9 @@ static const sf_test tests[] = {
     {"gpu_cross", test_gpu_cross},
     {"frame_means", test_frame_means},
     {"gpu_frame_means", test_gpu_frame_means},
+    {"attn_mass_frames", test_attn_mass_frames},
+    {"attn_mass_small_groups", test_attn_mass_small_groups},
+    {"attn_mass_dims", test_attn_mass_dims},
+    {"attn_mass_refusals", test_attn_mass_refusals},
 };
 SF_TEST_MAIN(tests)

@@ -275,6 +275,7 @@ unsigned long long n_syncs; /* barriers + warp collectives reached, for the lear
 struct site {
     const char *k;
     int direct; /* 1: no barriers seen in a whole block */
+    unsigned long long launches;
 };
 site sites[256];
 unsigned n_sites;
@@ -283,7 +284,7 @@ site *find_site(const char *k) {
     for (unsigned i = 0; i < n_sites; i++)
         if (sites[i].k == k || !strcmp(sites[i].k, k)) return &sites[i];
     if (n_sites == sizeof sites / sizeof sites[0]) return nullptr;
-    sites[n_sites] = site{k, 0};
+    sites[n_sites] = site{k, 0, 0};
     return &sites[n_sites++];
 }
 
@@ -448,6 +449,48 @@ uint64_t warp_op(warp_kind kind, unsigned mask, uint64_t val, int arg, const cha
 
 unsigned lane_id(void) { return cur_t & 31u; }
 
+/* Warp-matrix exchange (the emulated mma.sync / ldmatrix of cuda_emu.h): each lane posts its words in
+ * its slot with its exchange count, the whole warp meets at a barrier, every lane copies the 32
+ * slots. Two slot sets alternate by the count's parity, so a lane that runs on to the next exchange
+ * never overwrites a slot another lane is still reading (it cannot get two exchanges ahead: each
+ * one waits for every lane). A lane that exited without posting this exchange (the barrier does not
+ * wait for it) leaves an older count behind: that is the fault, not a lane that posted and exited. */
+namespace {
+struct wx_slot {
+    uint32_t w[SF_EMU_WX_WORDS];
+    unsigned long long seq;
+};
+wx_slot wx_buf[2][1024];
+unsigned long long wx_seq[1024];
+} // namespace
+void warp_exchange(const uint32_t *mine, uint32_t (*all)[SF_EMU_WX_WORDS], const char *file, int line) {
+    running("a warp matrix instruction");
+    const unsigned lo = cur_t & ~31u;
+    if (lo + 32 > nthreads)
+        thread_fault("warp matrix instruction at %s:%d in a warp of %u lanes (needs 32)", file, line, nthreads - lo);
+    const unsigned long long seq = ++wx_seq[cur_t];
+    wx_slot *set = wx_buf[seq & 1];
+    memcpy(set[cur_t].w, mine, sizeof set[cur_t].w);
+    set[cur_t].seq = seq;
+    warp_op(W_SYNC, 0xffffffffu, 0, 0, file, line);
+    for (unsigned m = lo; m < lo + 32; m++) {
+        if (set[m].seq != seq)
+            thread_fault("warp matrix instruction at %s:%d: lane %u has exited without taking part", file, line, m - lo);
+        memcpy(all[m - lo], set[m].w, sizeof set[m].w);
+    }
+}
+
+void thread_fault(const char *fmt, ...) {
+    running("a device-side fault");
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(fault_msg, sizeof fault_msg, fmt, ap);
+    va_end(ap);
+    thrs[cur_t].state = T_FAULT;
+    to_scheduler(false);
+    abort(); /* a faulted thread is never resumed */
+}
+
 void *dyn_shared(void) {
     running("dynamic shared memory");
     return dyn_buf;
@@ -504,7 +547,11 @@ void launch_raw(const char *kernel, dim3 grid, dim3 block, size_t smem, cudaStre
         for (unsigned y = 0; y < block.y; y++)
             for (unsigned x = 0; x < block.x; x++) thrs[t++].idx = uint3{x, y, z};
     in_launch = true;
-    site *st = getenv("SF_EMU_NO_DIRECT") ? nullptr : find_site(kernel);
+    memset(wx_seq, 0, sizeof wx_seq);
+    memset(wx_buf, 0, sizeof wx_buf);
+    site *named = find_site(kernel);
+    if (named) named->launches++;
+    site *st = getenv("SF_EMU_NO_DIRECT") ? nullptr : named;
     bool learn = st && !st->direct; /* from this launch's first block */
     for (unsigned bz = 0; bz < grid.z; bz++)
         for (unsigned by = 0; by < grid.y; by++)
@@ -546,6 +593,12 @@ extern "C" void sf_emu_set_max_blocks(long long n) { max_blocks_cap = n > 0 ? n 
 extern "C" long long sf_emu_max_blocks(void) { return max_blocks_cap > 0 ? max_blocks_cap : 65535LL * 16; }
 extern "C" unsigned long long sf_emu_launches(void) { return n_launches; }
 extern "C" unsigned long long sf_emu_threads_run(void) { return n_threads_run; }
+extern "C" unsigned long long sf_emu_kernel_launches(const char *prefix) {
+    unsigned long long n = 0;
+    for (unsigned i = 0; i < n_sites; i++)
+        if (!strncmp(sites[i].k, prefix, strlen(prefix))) n += sites[i].launches;
+    return n;
+}
 extern "C" const char *sf_emu_last_error(void) { return sticky_error != cudaSuccess ? err_msg : ""; }
 extern "C" void sf_emu_reset(void) {
     sticky_error = last_error = cudaSuccess;

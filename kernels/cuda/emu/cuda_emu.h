@@ -312,6 +312,11 @@ void syncthreads(const char *file, int line);
 /* A warp collective: waits for the lanes of `mask`; SHFL returns lane `arg`'s `val`, BALLOT the
  * mask of lanes whose arg != 0, SYNC 0. */
 uint64_t warp_op(warp_kind kind, unsigned mask, uint64_t val, int arg, const char *file, int line);
+/* Every lane of a full warp posts SF_EMU_WX_WORDS words; each gets all 32 lanes' posts (warp matrix ops). */
+#define SF_EMU_WX_WORDS 8
+void warp_exchange(const uint32_t *mine, uint32_t (*all)[SF_EMU_WX_WORDS], const char *file, int line);
+/* The running thread faults (the launch fails with this message); never returns. */
+[[noreturn]] void thread_fault(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 unsigned lane_id(void);
 void *dyn_shared(void);
 bool is_device_ptr(const void *p);
@@ -429,6 +434,53 @@ static inline T __shfl_xor_sync(unsigned mask, T v, int lane_mask, int width = 3
     int lane = (int)sf_emu::lane_id(), src = lane ^ lane_mask;
     if (src >= ((lane / width) + 1) * width) src = lane; /* later segments: own value */
     return sf_emu::from_bits<T>(sf_emu::warp_op(sf_emu::W_SHFL, mask, sf_emu::to_bits(v), src, file, line));
+}
+
+
+/* ---- warp-level matrix instructions (cuda_common.cuh's sf_mma_bf16_16816, sf_ldsm_x4[_t],
+ * sf_cp_async16), with the operand layouts of the PTX ISA: for lane l, g = l / 4, t = l % 4,
+ *  mma m16n8k16 .row.col bf16 → f32: A (16×16) a0 = (row g, k 2t..2t+1), a1 = (g+8, 2t..),
+ *    a2 = (g, 2t+8..), a3 = (g+8, 2t+8..); B (16×8) b0 = (k 2t..2t+1, col g), b1 = (k 2t+8.., g);
+ *    C/D c0,c1 = (row g, cols 2t, 2t+1), c2,c3 = (row g+8, same); the lower half of a 32-bit
+ *    register holds the smaller index. D = C + Σ_k A·B in fp32, k in order (the tensor core's
+ *    own summation order and internal width differ: tests compare with tolerances);
+ *  ldmatrix .m8n8.x4 .b16: lanes 8i..8i+7 give the 8 row addresses (16 bytes each, 16-byte aligned)
+ *    of matrix i; register i of lane l = (row l/4, cols 2(l%4), 2(l%4)+1) of matrix i, or with .trans
+ *    (rows 2(l%4), 2(l%4)+1, col l/4);
+ *  cp.async 16 bytes (src_bytes < 16: the rest zero-filled): a plain copy here (streams and async
+ *    groups are synchronous), commit / wait are no-ops.
+ * Each instruction is a warp barrier here, all 32 lanes must take part (a fault otherwise). */
+static inline void sf_emu_mma_16816(float d[4], const uint32_t a[4], const uint32_t b[2], const char *file, int line) {
+    uint32_t mine[SF_EMU_WX_WORDS] = {a[0], a[1], a[2], a[3], b[0], b[1], 0, 0}, all[32][SF_EMU_WX_WORDS];
+    sf_emu::warp_exchange(mine, all, file, line);
+    const unsigned lane = sf_emu::lane_id(), g = lane >> 2, t = lane & 3;
+    for (int i = 0; i < 4; i++) {
+        const unsigned row = g + 8 * (unsigned)(i >> 1), col = 2 * t + (unsigned)(i & 1);
+        float acc = d[i];
+        for (unsigned k = 0; k < 16; k++) {
+            uint32_t aw = all[(row & 7) * 4 + ((k & 7) >> 1)][(row >> 3) + 2 * (k >> 3)];
+            uint32_t bw = all[col * 4 + ((k & 7) >> 1)][4 + (k >> 3)];
+            float av = sf_emu_bf_bits2f((unsigned short)(k & 1 ? aw >> 16 : aw & 0xffffu));
+            float bv = sf_emu_bf_bits2f((unsigned short)(k & 1 ? bw >> 16 : bw & 0xffffu));
+            acc += av * bv; /* exact product (8-bit mantissas), fp32 sum */
+        }
+        d[i] = acc;
+    }
+}
+static inline void sf_emu_ldsm_x4(uint32_t r[4], const void *p, bool trans, const char *file, int line) {
+    uint32_t mine[SF_EMU_WX_WORDS] = {0}, all[32][SF_EMU_WX_WORDS];
+    if ((uintptr_t)p % 16) sf_emu::thread_fault("ldmatrix at %s:%d: row address %p not 16-byte aligned", file, line, p);
+    memcpy(mine, &p, sizeof p);
+    sf_emu::warp_exchange(mine, all, file, line);
+    const unsigned lane = sf_emu::lane_id();
+    for (unsigned i = 0; i < 4; i++) {
+        const unsigned short *row[8];
+        for (unsigned j = 0; j < 8; j++) memcpy(&row[j], all[8 * i + j], sizeof row[j]);
+        unsigned lo, hi;
+        if (!trans) lo = row[lane >> 2][2 * (lane & 3)], hi = row[lane >> 2][2 * (lane & 3) + 1];
+        else lo = row[2 * (lane & 3)][lane >> 2], hi = row[2 * (lane & 3) + 1][lane >> 2];
+        r[i] = lo | hi << 16;
+    }
 }
 
 #endif

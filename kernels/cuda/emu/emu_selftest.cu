@@ -2,8 +2,9 @@
  * 3-D grids and blocks, block barriers, warp shuffles and ballots (including partial-width
  * segments), per-block static and dynamic shared memory and its poison, and the failures the
  * emulation must report (divergent __syncthreads, a warp deadlock, a shuffle from a lane that does
- * not take part, a host pointer as kernel argument). Valid CUDA, but compiled only for the
- * emulation (kernels/cuda/emu/ is not in the nvcc build). Driven by tests/unit/test_cuda_emu.c. */
+ * not take part, a host pointer as kernel argument, warp matrix instructions in a partial warp or on
+ * misaligned rows); the warp-level matrix instructions' operand layouts. Valid CUDA, but compiled only
+ * for the emulation (kernels/cuda/emu/ is not in the nvcc build). Driven by tests/unit/test_emu_self.c. */
 #include "../cuda_common.cuh"
 
 /* out[linear thread id] = tx | ty<<4 | tz<<8 | bx<<12 | by<<16 | bz<<20, with the dims in out_dims. */
@@ -64,6 +65,37 @@ static __global__ void block_sum_kernel(float *out) {
     if (threadIdx.x == 0) out[2 * blockIdx.x] = s, out[2 * blockIdx.x + 1] = s2;
 }
 
+/* One 16×8×16 product, three ways (one warp): in = A (16×16) then B (16×8), bf16 row-major; out =
+ * three D (16×8, f32 row-major): fragments gathered by the PTX layout; A and Bᵀ by ldmatrix; A by
+ * ldmatrix and B by ldmatrix.trans. */
+static __device__ uint32_t st_pair(const __nv_bfloat16 *p, int i, int j) { /* p[i] low, p[j] high */
+    return (uint32_t)__bfloat16_as_ushort(p[i]) | (uint32_t)__bfloat16_as_ushort(p[j]) << 16;
+}
+static __global__ void mma_kernel(const __nv_bfloat16 *in, float *out) {
+    __shared__ __nv_bfloat16 sa[16 * 16], sbt[8 * 16], sb[16 * 8];
+    const __nv_bfloat16 *A = in, *B = in + 256;
+    const int lane = (int)threadIdx.x, g = lane >> 2, t = lane & 3;
+    for (int i = lane; i < 256; i += 32) sa[i] = A[i];
+    for (int i = lane; i < 128; i += 32) sb[i] = B[i], sbt[(i % 8) * 16 + i / 8] = B[i];
+    __syncthreads();
+    float d[3][4];
+    for (int v = 0; v < 3; v++) d[v][0] = d[v][1] = d[v][2] = d[v][3] = 0.0f;
+    const uint32_t a[4] = {st_pair(A, g * 16 + 2 * t, g * 16 + 2 * t + 1),
+                           st_pair(A, (g + 8) * 16 + 2 * t, (g + 8) * 16 + 2 * t + 1),
+                           st_pair(A, g * 16 + 2 * t + 8, g * 16 + 2 * t + 9),
+                           st_pair(A, (g + 8) * 16 + 2 * t + 8, (g + 8) * 16 + 2 * t + 9)};
+    const uint32_t b[2] = {st_pair(B, 2 * t * 8 + g, (2 * t + 1) * 8 + g), st_pair(B, (2 * t + 8) * 8 + g, (2 * t + 9) * 8 + g)};
+    sf_mma_bf16_16816(d[0], a, b);
+    uint32_t la[4], lb[4], lt[4];
+    sf_ldsm_x4(la, sa + ((lane & 7) + ((lane >> 3) & 1) * 8) * 16 + (lane >> 4) * 8);
+    sf_ldsm_x4(lb, sbt + (lane & 7) * 16 + ((lane >> 3) & 1) * 8); /* (n, k 0-7), (n, k 8-15), twice */
+    sf_ldsm_x4_t(lt, sb + ((lane & 7) + ((lane >> 3) & 1) * 8) * 8); /* (k 0-7, n), (k 8-15, n), twice */
+    sf_mma_bf16_16816(d[1], la, lb);
+    sf_mma_bf16_16816(d[2], la, lt + 2); /* the second copy: the x4's last two matrices */
+    for (int v = 0; v < 3; v++)
+        for (int i = 0; i < 4; i++) out[v * 128 + (g + 8 * (i >> 1)) * 8 + 2 * t + (i & 1)] = d[v][i];
+}
+
 /* --- kernels that must fail ---------------------------------------------------------------- */
 static __global__ void early_exit_kernel(float *out) {
     if (threadIdx.x < 5) return;
@@ -85,14 +117,35 @@ static __global__ void warp_deadlock_kernel(float *out) {
     __syncthreads();
     out[threadIdx.x] = v;
 }
+static __global__ void mma_half_warp_kernel(float *out) { /* 16 threads: an mma needs the whole warp */
+    const uint32_t a[4] = {0, 0, 0, 0}, b[2] = {0, 0};
+    float d[4] = {0, 0, 0, 0};
+    sf_mma_bf16_16816(d, a, b);
+    out[threadIdx.x] = d[0];
+}
+static __global__ void mma_lane_gone_kernel(float *out) { /* lane 3 leaves before the warp's mma */
+    if ((threadIdx.x & 31) == 3) return;
+    const uint32_t a[4] = {0, 0, 0, 0}, b[2] = {0, 0};
+    float d[4] = {0, 0, 0, 0};
+    sf_mma_bf16_16816(d, a, b);
+    out[threadIdx.x] = d[0];
+}
+static __global__ void ldsm_misaligned_kernel(float *out) {
+    __shared__ __nv_bfloat16 buf[8 * 40];
+    uint32_t r[4];
+    sf_ldsm_x4(r, buf + (threadIdx.x & 7) * 40 + 4); /* rows 8 bytes off a 16-byte boundary */
+    out[threadIdx.x] = (float)r[0];
+}
 static __global__ void missing_lane_kernel(float *out) { /* 48 threads: lanes 16..31 of warp 1 do not exist */
     float v = __shfl_xor_sync(0xffffffffu, (float)threadIdx.x, 16);
     out[threadIdx.x] = v;
 }
 
 /* which: 0 index (grid (3,2,2), block (4,3,2)), 1 shuffles (64 threads), 2 static shared (4 blocks
- * of 256), 3 dynamic shared (3 blocks of 128), 4 block sum (2 blocks of 1024, then 3 of 96),
- * 10..13 the failing kernels, 14 a host pointer as argument. out/aux: device buffers large enough. */
+ * of 256), 3 dynamic shared (3 blocks of 128), 4 block sum (2 blocks of 1024, then 3 of 96), 5 the
+ * mma product three ways (aux: A and B bf16, out: 384 floats), 10..13 the failing kernels, 14 a host
+ * pointer as argument, 15 an mma in half a warp, 16 ldmatrix rows off 16 bytes, 17 an mma a lane left. out/aux: device
+ * buffers large enough. */
 extern "C" sf_status sf_emu_selftest(const sf_cuda_ctx *ctx, int which, void *out, void *aux, sf_err *err) {
     sf_status st = SF_OK;
     cudaStream_t s = SF_CUDA_STREAM(ctx);
@@ -111,6 +164,10 @@ extern "C" sf_status sf_emu_selftest(const sf_cuda_ctx *ctx, int which, void *ou
     case 11: SF_LAUNCH(two_sites_kernel, 1, 64, 0, s, fo); break;
     case 12: SF_LAUNCH(warp_deadlock_kernel, 1, 64, 0, s, fo); break;
     case 13: SF_LAUNCH(missing_lane_kernel, 1, 48, 0, s, fo); break;
+    case 5: SF_LAUNCH(mma_kernel, 1, 32, 0, s, (const __nv_bfloat16 *)aux, fo); break;
+    case 15: SF_LAUNCH(mma_half_warp_kernel, 1, 16, 0, s, fo); break;
+    case 16: SF_LAUNCH(ldsm_misaligned_kernel, 1, 32, 0, s, fo); break;
+    case 17: SF_LAUNCH(mma_lane_gone_kernel, 1, 64, 0, s, fo); break;
     case 14: {
         static float host[64];
         SF_LAUNCH(early_exit_kernel, 1, 64, 0, s, host);

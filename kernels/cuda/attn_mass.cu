@@ -1,0 +1,226 @@
+/* attn_mass.cu — self-attention with the probability mass per key group in the same pass (the
+ * attention-sink workbench's --tap-mode probs on the GPU). Contract: kernels/attn_mass_cuda.h; CPU
+ * references: sf_attention_cpu (attention.h) and sf_tap_row_mass_cpu (tap_mass.h).
+ *
+ * Flash attention on the tensor cores (mma.sync m16n8k16 bf16 → f32, ldmatrix, cp.async double
+ * buffering): a block of 4 warps takes 64 query rows of one head (16 per warp, Q in registers) and
+ * walks the keys in tiles of 64. Per tile and row: S = Q·Kᵀ (scaled into log2 units), the running max
+ * m and sum l (flash attention's rescaling), P = 2^(S − m) (f32 for the masses, bf16 for P·V), and the
+ * row's P summed over each key group the tile touches (a segment loop: one or two segments for key
+ * frames of ≥ 64 tokens). A group's sum is kept relative to m like l and, when the keys leave the
+ * group, stored as its log2-sum (log2 acc + m) in the row's rowmass slot; at the end the same thread
+ * turns the slots into exp2(group − row log-sum) and writes lse. Sums over a quad's lanes use fixed
+ * shuffles, nothing is atomic: the bits do not depend on scheduling. The row of a thread: g = lane/4
+ * (and g + 8) of its warp's 16; its columns: 2·(lane%4) + {0, 1} of each 8-column n-tile. */
+#include "attn_mass_cuda.h"
+#include "cuda_common.cuh"
+
+#define AM_BM 64 /* query rows per block: 4 warps × 16 */
+#define AM_BN 64 /* keys per tile */
+#define AM_THREADS 128
+#define AM_LOG2E 1.4426950408889634f
+#define AM_LN2 0.6931471805599453f
+
+/* Rows [r0, r0 + 64) of a bf16 matrix (n rows, stride ld, D columns) → s (rows D + 8 apart: the
+ * padding makes every ldmatrix phase hit 32 distinct banks); rows past n are zero-filled. */
+template <int D>
+static __device__ __forceinline__ void am_load_tile(__nv_bfloat16 *s, const __nv_bfloat16 *src, int64_t ld, int64_t r0,
+                                                    int64_t n) {
+    constexpr int LD = D + 8, CH = D / 8;
+    for (int c = (int)threadIdx.x; c < 64 * CH; c += AM_THREADS) {
+        const int r = c / CH, col = (c % CH) * 8;
+        const bool in = r0 + r < n;
+        sf_cp_async16(s + r * LD + col, src + (in ? (r0 + r) * ld : 0) + col, in ? 16 : 0);
+    }
+}
+
+/* Sum over the four lanes of a quad (the lanes holding one row), the same order on every lane. */
+static __device__ __forceinline__ float am_quad_sum(float x) {
+    x += __shfl_xor_sync(0xffffffffu, x, 1);
+    return x + __shfl_xor_sync(0xffffffffu, x, 2);
+}
+static __device__ __forceinline__ float am_quad_max(float x) {
+    x = fmaxf(x, __shfl_xor_sync(0xffffffffu, x, 1));
+    return fmaxf(x, __shfl_xor_sync(0xffffffffu, x, 2));
+}
+
+/* Group gi's sum for the thread's two rows (relative to m) → its log2-sum in the rows' slots. */
+static __device__ __forceinline__ void am_flush(float *rowmass, int64_t base, int64_t Lq, int64_t NG, int64_t row0,
+                                                int64_t gi, const float acc[2], const float m[2]) {
+    if ((threadIdx.x & 3) || gi >= NG) return;
+    for (int r = 0; r < 2; r++) {
+        const int64_t row = row0 + 8 * r;
+        if (row < Lq) rowmass[(base + row) * NG + gi] = log2f(acc[r]) + m[r];
+    }
+}
+
+template <int D>
+static __global__ void __launch_bounds__(AM_THREADS)
+    attn_mass_kernel(const __nv_bfloat16 *__restrict__ q, int64_t ldq, const __nv_bfloat16 *__restrict__ k,
+                     const __nv_bfloat16 *__restrict__ v, int64_t ldk, __nv_bfloat16 *__restrict__ o, int64_t ldo,
+                     int64_t Lq, int64_t Lk, float sl2, int64_t G, int64_t NG, float *__restrict__ rowmass,
+                     float *__restrict__ lse) {
+    constexpr int LD = D + 8, KS = D / 16, NT = D / 8;
+    SF_DYN_SHARED(__nv_bfloat16, sm);
+    __nv_bfloat16 *Qs = sm, *Ks = sm + AM_BM * LD, *Vs = Ks + 2 * AM_BN * LD;
+    const int h = (int)blockIdx.y, warp = (int)threadIdx.x >> 5, lane = (int)threadIdx.x & 31, t = lane & 3;
+    const int64_t q0 = (int64_t)blockIdx.x * AM_BM, row0 = q0 + warp * 16 + (lane >> 2), base = (int64_t)h * Lq;
+    const int64_t ntiles = (Lk + AM_BN - 1) / AM_BN;
+    q += (int64_t)h * D, k += (int64_t)h * D, v += (int64_t)h * D, o += (int64_t)h * D;
+
+    am_load_tile<D>(Qs, q, ldq, q0, Lq);
+    sf_cp_async_commit();
+    am_load_tile<D>(Ks, k, ldk, 0, Lk);
+    am_load_tile<D>(Vs, v, ldk, 0, Lk);
+    sf_cp_async_commit();
+    sf_cp_async_wait<1>();
+    __syncthreads();
+    uint32_t qf[KS][4]; /* the warp's 16 rows as A fragments, all of d */
+    for (int kk = 0; kk < KS; kk++)
+        sf_ldsm_x4(qf[kk], Qs + (warp * 16 + (lane & 7) + ((lane >> 3) & 1) * 8) * LD + kk * 16 + (lane >> 4) * 8);
+
+    float m[2] = {-INFINITY, -INFINITY}, l[2] = {0.0f, 0.0f}, acc[2] = {0.0f, 0.0f};
+    float oacc[NT][4];
+    for (int nt = 0; nt < NT; nt++) oacc[nt][0] = oacc[nt][1] = oacc[nt][2] = oacc[nt][3] = 0.0f;
+    int64_t gcur = -1;
+    for (int64_t j = 0; j < ntiles; j++) {
+        const int buf = (int)(j & 1);
+        if (j + 1 < ntiles) { /* the next tile streams in while this one is computed */
+            am_load_tile<D>(Ks + (buf ^ 1) * AM_BN * LD, k, ldk, (j + 1) * AM_BN, Lk);
+            am_load_tile<D>(Vs + (buf ^ 1) * AM_BN * LD, v, ldk, (j + 1) * AM_BN, Lk);
+            sf_cp_async_commit();
+            sf_cp_async_wait<1>();
+        } else {
+            sf_cp_async_wait<0>();
+        }
+        __syncthreads();
+        const __nv_bfloat16 *Kt = Ks + buf * AM_BN * LD, *Vt = Vs + buf * AM_BN * LD;
+
+        float s[8][4];
+        for (int nt = 0; nt < 8; nt++) s[nt][0] = s[nt][1] = s[nt][2] = s[nt][3] = 0.0f;
+        for (int kk = 0; kk < KS; kk++)
+            for (int nt = 0; nt < 8; nt += 2) {
+                uint32_t b[4];
+                sf_ldsm_x4(b, Kt + (nt * 8 + (lane & 7) + (lane >> 4) * 8) * LD + kk * 16 + ((lane >> 3) & 1) * 8);
+                sf_mma_bf16_16816(s[nt], qf[kk], b);
+                sf_mma_bf16_16816(s[nt + 1], qf[kk], b + 2);
+            }
+        const int64_t key0 = j * AM_BN, kend = key0 + AM_BN < Lk ? key0 + AM_BN : Lk;
+        const int nvalid = (int)(kend - key0); /* columns are tile-relative from here on */
+        float mx[2] = {-INFINITY, -INFINITY};
+        for (int nt = 0; nt < 8; nt++)
+            for (int i = 0; i < 4; i++) {
+                const int col = nt * 8 + 2 * t + (i & 1);
+                const float x = col < nvalid ? s[nt][i] * sl2 : -INFINITY;
+                s[nt][i] = x;
+                mx[i >> 1] = fmaxf(mx[i >> 1], x);
+            }
+        float mn[2], alpha[2], rs[2] = {0.0f, 0.0f};
+        for (int r = 0; r < 2; r++) {
+            mn[r] = fmaxf(m[r], am_quad_max(mx[r])); /* finite: every tile has a key */
+            alpha[r] = exp2f(m[r] - mn[r]);
+        }
+        for (int nt = 0; nt < 8; nt++)
+            for (int i = 0; i < 4; i++) {
+                const float p = exp2f(s[nt][i] - mn[i >> 1]);
+                s[nt][i] = p;
+                rs[i >> 1] += p;
+            }
+        for (int r = 0; r < 2; r++) {
+            l[r] = l[r] * alpha[r] + am_quad_sum(rs[r]);
+            acc[r] *= alpha[r];
+        }
+        for (int nt = 0; nt < NT; nt++) {
+            oacc[nt][0] *= alpha[0], oacc[nt][1] *= alpha[0];
+            oacc[nt][2] *= alpha[1], oacc[nt][3] *= alpha[1];
+        }
+        for (int64_t a = key0; a < kend;) { /* the key groups this tile touches, in key order */
+            const int64_t gs = a / G, b = (gs + 1) * G < kend ? (gs + 1) * G : kend;
+            const int ca = (int)(a - key0), cb = (int)(b - key0);
+            float part[2] = {0.0f, 0.0f};
+            for (int nt = 0; nt < 8; nt++)
+                for (int i = 0; i < 4; i++) {
+                    const int col = nt * 8 + 2 * t + (i & 1);
+                    if (col >= ca && col < cb) part[i >> 1] += s[nt][i];
+                }
+            part[0] = am_quad_sum(part[0]), part[1] = am_quad_sum(part[1]);
+            if (gs != gcur) {
+                if (gcur >= 0) am_flush(rowmass, base, Lq, NG, row0, gcur, acc, mn);
+                gcur = gs, acc[0] = part[0], acc[1] = part[1];
+            } else {
+                acc[0] += part[0], acc[1] += part[1];
+            }
+            a = b;
+        }
+        for (int kk = 0; kk < AM_BN / 16; kk++) { /* O += P·V: the S accumulators are P's A fragments */
+            const uint32_t pa[4] = {sf_pack_bf16x2(s[2 * kk][0], s[2 * kk][1]), sf_pack_bf16x2(s[2 * kk][2], s[2 * kk][3]),
+                                    sf_pack_bf16x2(s[2 * kk + 1][0], s[2 * kk + 1][1]),
+                                    sf_pack_bf16x2(s[2 * kk + 1][2], s[2 * kk + 1][3])};
+            for (int nt = 0; nt < NT; nt += 2) {
+                uint32_t b[4];
+                sf_ldsm_x4_t(b, Vt + (kk * 16 + (lane & 7) + ((lane >> 3) & 1) * 8) * LD + nt * 8 + (lane >> 4) * 8);
+                sf_mma_bf16_16816(oacc[nt], pa, b);
+                sf_mma_bf16_16816(oacc[nt + 1], pa, b + 2);
+            }
+        }
+        m[0] = mn[0], m[1] = mn[1];
+        __syncthreads(); /* the buffer just read is the next prefetch's target */
+    }
+    if (gcur >= 0) am_flush(rowmass, base, Lq, NG, row0, gcur, acc, m);
+    for (int r = 0; r < 2; r++) {
+        const int64_t row = row0 + 8 * r;
+        if (row >= Lq) continue;
+        const float lse2 = m[r] + log2f(l[r]), inv = 1.0f / l[r];
+        if (t == 0) {
+            float *rm = rowmass + (base + row) * NG;
+            for (int64_t gi = 0; gi < NG; gi++) rm[gi] = exp2f(rm[gi] - lse2);
+            lse[base + row] = lse2 * AM_LN2;
+        }
+        uint32_t *orow = reinterpret_cast<uint32_t *>(o + row * ldo + 2 * t);
+        for (int nt = 0; nt < NT; nt++) orow[nt * 4] = sf_pack_bf16x2(oacc[nt][2 * r] * inv, oacc[nt][2 * r + 1] * inv);
+    }
+}
+
+template <int D>
+static sf_status am_launch(const sf_cuda_ctx *ctx, int64_t Lq, int64_t Lk, int H, const void *q, int64_t ldq,
+                           const void *k, const void *v, int64_t ldk, void *o, int64_t ldo, float scale, int64_t G,
+                           int64_t NG, float *rowmass, float *lse, sf_err *err) {
+    sf_status st = SF_OK;
+    const size_t smem = (size_t)5 * 64 * (D + 8) * sizeof(__nv_bfloat16); /* Q, 2 × K, 2 × V tiles */
+    CUDA_CHECK(cudaFuncSetAttribute(attn_mass_kernel<D>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem));
+    SF_LAUNCH(attn_mass_kernel<D>, dim3((unsigned)((Lq + AM_BM - 1) / AM_BM), (unsigned)H), AM_THREADS, smem,
+              SF_CUDA_STREAM(ctx), (const __nv_bfloat16 *)q, ldq, (const __nv_bfloat16 *)k, (const __nv_bfloat16 *)v,
+              ldk, (__nv_bfloat16 *)o, ldo, Lq, Lk, scale * AM_LOG2E, G, NG, rowmass, lse);
+    CUDA_CHECK_LAUNCH("attn_mass_kernel");
+    return SF_OK;
+fail:
+    return st;
+}
+
+extern "C" sf_status sf_attn_mass_cuda(const sf_cuda_ctx *ctx, int64_t Lq, int64_t Lk, int H, int d, const void *q,
+                                       int64_t ldq, const void *k, const void *v, int64_t ldk, void *o, int64_t ldo,
+                                       float scale, int64_t G, int64_t NG, float *rowmass, float *lse, sf_err *err) {
+    sf_status st = SF_OK;
+    SF_CUDA_REQUIRE(ctx && ctx->stream, "sf_attn_mass_cuda: CUDA context not initialised");
+    SF_CUDA_REQUIRE(Lq >= 0 && Lk >= 1 && H >= 1 && H <= 65535 && d >= 1 && G >= 1 && NG >= 0 && NG <= Lk / G &&
+                        ldq >= (int64_t)H * d && ldk >= (int64_t)H * d && ldo >= (int64_t)H * d &&
+                        (Lq + AM_BM - 1) / AM_BM <= INT_MAX && q && k && v && o && lse && (rowmass || NG == 0),
+                    "sf_attn_mass_cuda: bad shape Lq=%lld Lk=%lld H=%d d=%d G=%lld NG=%lld ldq=%lld ldk=%lld ldo=%lld",
+                    (long long)Lq, (long long)Lk, H, d, (long long)G, (long long)NG, (long long)ldq, (long long)ldk,
+                    (long long)ldo);
+    if ((d != 16 && d != 32 && d != 64 && d != 128) || ((uintptr_t)q | (uintptr_t)k | (uintptr_t)v | (uintptr_t)o) % 16 ||
+        ldq % 8 || ldk % 8 || ldo % 8)
+        return sf_fail(err, SF_E_UNSUPPORTED,
+                       "sf_attn_mass_cuda: head dim %d or the strides / alignment do not suit the fused kernel "
+                       "(needs d in {16, 32, 64, 128}, 16-byte rows)",
+                       d);
+    if (Lq == 0) return SF_OK;
+    switch (d) {
+    case 16: return am_launch<16>(ctx, Lq, Lk, H, q, ldq, k, v, ldk, o, ldo, scale, G, NG, rowmass, lse, err);
+    case 32: return am_launch<32>(ctx, Lq, Lk, H, q, ldq, k, v, ldk, o, ldo, scale, G, NG, rowmass, lse, err);
+    case 64: return am_launch<64>(ctx, Lq, Lk, H, q, ldq, k, v, ldk, o, ldo, scale, G, NG, rowmass, lse, err);
+    default: return am_launch<128>(ctx, Lq, Lk, H, q, ldq, k, v, ldk, o, ldo, scale, G, NG, rowmass, lse, err);
+    }
+fail:
+    return st;
+}

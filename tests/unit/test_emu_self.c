@@ -1,0 +1,173 @@
+/* test_emu_self.c — the CUDA emulation's own rules (kernels/cuda/emu/cuda_emu.h, through the kernels
+ * of emu_selftest.cu): indices of 3-D grids and blocks, warp shuffles and ballots, static and dynamic
+ * shared memory with its poison, the block reductions, the warp-level matrix instructions (mma.sync
+ * m16n8k16 bf16, ldmatrix x4 plain and transposed) against a product computed here from the PTX
+ * ISA's operand layouts, and the misuse each must report. Emulation only (there is no GPU build of
+ * this file: on a GPU the same instructions are checked through the kernels that use them, e.g.
+ * test_tap_mass_gpu's attn_mass_* cases). */
+#include "sf_test.h"
+#include "device.h"
+#include "cuda/emu/sf_emu.h"
+
+#include <math.h>
+#include <stdint.h>
+
+#define KT_OPEN_HOOK() (sf_emu_reset(), sf_emu_set_max_blocks(0))
+#define KT_CLOSE_HOOK() sf_emu_set_max_blocks(0)
+#include "kernel_test.h"
+
+sf_status sf_emu_selftest(const sf_cuda_ctx *ctx, int which, void *out, void *aux, sf_err *err);
+
+static void test_emu_index(void) {
+    (void)hrand, (void)tol_cmp, (void)gb_new, (void)gb_put, (void)gb_get; /* kernel_test.h helpers not needed here */
+    cu c;
+    if (!cu_open(&c)) return;
+    enum { NB = 12, NT = 24 };
+    int *out = cu_alloc(&c, NB * NT * 4), *dims = cu_alloc(&c, 8), h[NB * NT], hd[2];
+    if (!out || !dims) goto done;
+    SF_CHECK_OK(sf_cuda_memset(&c.ctx, out, 0xFF, NB * NT * 4, &c.err), &c.err);
+    SF_CHECK_OK(sf_emu_selftest(&c.ctx, 0, out, dims, &c.err), &c.err);
+    SF_CHECK_OK(sf_cuda_copy_d2h(&c.ctx, h, out, sizeof h, &c.err), &c.err);
+    SF_CHECK_OK(sf_cuda_copy_d2h(&c.ctx, hd, dims, sizeof hd, &c.err), &c.err);
+    SF_CHECK(hd[0] == (4 | 3 << 4 | 2 << 8) && hd[1] == (3 | 2 << 4 | 2 << 8));
+    for (int b = 0, bad = 0; b < NB; b++)
+        for (int t = 0; t < NT; t++) {
+            int bx = b % 3, by = b / 3 % 2, bz = b / 6, tx = t % 4, ty = t / 4 % 3, tz = t / 12;
+            int want = tx | ty << 4 | tz << 8 | bx << 12 | by << 16 | bz << 20;
+            if (h[b * NT + t] != want && bad++ == 0)
+                SF_CHECK_MSG(0, "block %d thread %d: got %#x want %#x", b, t, h[b * NT + t], want);
+        }
+done:
+    cu_close(&c);
+}
+
+static void test_emu_shuffles(void) {
+    cu c;
+    if (!cu_open(&c)) return;
+    int *out = cu_alloc(&c, 64 * 6 * 4), h[64 * 6];
+    if (!out) goto done;
+    SF_CHECK_OK(sf_emu_selftest(&c.ctx, 1, out, NULL, &c.err), &c.err);
+    SF_CHECK_OK(sf_cuda_copy_d2h(&c.ctx, h, out, sizeof h, &c.err), &c.err);
+    unsigned ballot = 0;
+    for (int l = 0; l < 32; l++) ballot |= (unsigned)(l % 3 == 0) << l;
+    for (int t = 0, bad = 0; t < 64; t++) {
+        int lane = t & 31, base = 1000 * (t >> 5);
+        int want[6] = {base + (lane ^ 5), base + (lane >= 3 ? lane - 3 : lane), base + (lane + 3 < 32 ? lane + 3 : lane),
+                       base + 7, base + (lane ^ 2), (int)ballot};
+        for (int k = 0; k < 6; k++)
+            if (h[6 * t + k] != want[k] && bad++ < 3)
+                SF_CHECK_MSG(0, "thread %d result %d: got %d want %d", t, k, h[6 * t + k], want[k]);
+    }
+done:
+    cu_close(&c);
+}
+
+static void shared_case(int which, int nb, int nt) {
+    cu c;
+    if (!cu_open(&c)) return;
+    float *out = cu_alloc(&c, (size_t)nb * nt * 4), *poison = cu_alloc(&c, (size_t)nb * 4);
+    float *h = hzalloc((size_t)nb * nt), hp[8];
+    if (!out || !poison || !h) goto done;
+    SF_CHECK_OK(sf_emu_selftest(&c.ctx, which, out, poison, &c.err), &c.err);
+    SF_CHECK_OK(sf_cuda_copy_d2h(&c.ctx, h, out, (size_t)nb * nt * 4, &c.err), &c.err);
+    SF_CHECK_OK(sf_cuda_copy_d2h(&c.ctx, hp, poison, (size_t)nb * 4, &c.err), &c.err);
+    for (int b = 0, bad = 0; b < nb; b++) {
+        SF_CHECK_MSG(isnan(hp[b]), "block %d read %g from unwritten shared memory (want the NaN poison)", b, hp[b]);
+        for (int t = 0; t < nt; t++)
+            if (h[b * nt + t] != (float)(1000 * b + nt - 1 - t) && bad++ == 0)
+                SF_CHECK_MSG(0, "block %d thread %d: got %g", b, t, h[b * nt + t]);
+    }
+done:
+    free(h);
+    cu_close(&c);
+}
+static void test_emu_shared_static(void) {
+    shared_case(2, 4, 256);
+}
+static void test_emu_shared_dynamic(void) {
+    shared_case(3, 3, 128);
+}
+
+static void test_emu_block_sum(void) {
+    cu c;
+    if (!cu_open(&c)) return;
+    float *out = cu_alloc(&c, 10 * 4), h[10];
+    if (!out) goto done;
+    SF_CHECK_OK(sf_emu_selftest(&c.ctx, 4, out, NULL, &c.err), &c.err);
+    SF_CHECK_OK(sf_cuda_copy_d2h(&c.ctx, h, out, sizeof h, &c.err), &c.err);
+    for (int b = 0; b < 5; b++) {
+        float T = b < 2 ? 1024 : 96;
+        SF_CHECK_MSG(h[2 * b] == T * (T + 1) / 2 && h[2 * b + 1] == T, "block %d: sums %g %g", b, h[2 * b], h[2 * b + 1]);
+    }
+done:
+    cu_close(&c);
+}
+
+/* One 16×8×16 product D = A·B three ways in one warp (emu_selftest.cu case 5): fragments gathered
+ * element by element as the PTX ISA lays them out, A and Bᵀ through ldmatrix, A through ldmatrix and B
+ * through ldmatrix.trans. Small integers: every product and sum is exact, so all three equal the
+ * product computed here bit for bit; a layout mistake moves values to other places. */
+static void test_emu_mma_layouts(void) {
+    cu c;
+    if (!cu_open(&c)) return;
+    float ab[256 + 128], want[128], got[3 * 128];
+    for (int i = 0; i < 384; i++) ab[i] = (float)((i * 7 + i / 16) % 9 - 4);
+    for (int r = 0; r < 16; r++)
+        for (int n = 0; n < 8; n++) {
+            float d = 0;
+            for (int k = 0; k < 16; k++) d += ab[r * 16 + k] * ab[256 + k * 8 + n];
+            want[r * 8 + n] = d;
+        }
+    void *in = cu_alloc(&c, sizeof ab / 2);
+    float *out = cu_alloc(&c, sizeof got);
+    if (in && out) {
+        SF_CHECK_OK(sf_cuda_upload_bf16(&c.ctx, in, ab, 384, &c.err), &c.err);
+        SF_CHECK_OK(sf_emu_selftest(&c.ctx, 5, out, in, &c.err), &c.err);
+        SF_CHECK_OK(sf_cuda_copy_d2h(&c.ctx, got, out, sizeof got, &c.err), &c.err);
+        for (int v = 0; v < 3; v++) {
+            int i = 0;
+            while (i < 128 && got[v * 128 + i] == want[i]) i++;
+            SF_CHECK_MSG(i == 128, "way %d (%s): D[%d][%d] = %g, want %g", v,
+                         v == 0 ? "PTX layout" : v == 1 ? "ldmatrix" : "ldmatrix.trans", i / 8, i % 8,
+                         i < 128 ? got[v * 128 + i] : 0.0, i < 128 ? want[i] : 0.0);
+        }
+    }
+    cu_close(&c);
+}
+
+/* Kernels that break a rule must fail the launch with a message naming the rule. */
+static void test_emu_reports_misuse(void) {
+    static const struct {
+        int which;
+        const char *needle;
+    } cases[] = {{10, "divergent __syncthreads"}, {11, "divergent __syncthreads"}, {12, "deadlock"},
+                 {13, "does not take part"},      {14, "host memory"},
+                 {15, "needs 32"},                {16, "not 16-byte aligned"},
+                 {17, "exited without taking part"}};
+    cu c;
+    if (!cu_open(&c)) return;
+    float *out = cu_alloc(&c, 64 * 4);
+    sf_emu_set_quiet(1);
+    for (size_t i = 0; out && i < sizeof cases / sizeof cases[0]; i++) {
+        sf_emu_reset();
+        c.err.msg[0] = 0;
+        sf_status st = sf_emu_selftest(&c.ctx, cases[i].which, out, NULL, &c.err);
+        SF_CHECK_MSG(st == SF_E_DEVICE && strstr(c.err.msg, cases[i].needle), "case %d: status %d, message '%s'",
+                     cases[i].which, (int)st, c.err.msg);
+        SF_CHECK(strstr(sf_emu_last_error(), cases[i].needle) != NULL);
+    }
+    sf_emu_set_quiet(0);
+    sf_emu_reset();
+    cu_close(&c);
+}
+
+static const sf_test tests[] = {
+    {"emu_index", test_emu_index},
+    {"emu_shuffles", test_emu_shuffles},
+    {"emu_shared_static", test_emu_shared_static},
+    {"emu_shared_dynamic", test_emu_shared_dynamic},
+    {"emu_block_sum", test_emu_block_sum},
+    {"emu_mma_layouts", test_emu_mma_layouts},
+    {"emu_reports_misuse", test_emu_reports_misuse},
+};
+SF_TEST_MAIN(tests)
