@@ -4,9 +4,10 @@
  * block waits only for its x0), so each forward is timed on the GPU's own clock: an event on the
  * state's stream as each forward is enqueued, the whole video by the host. Run by
  * tests/gpu/check.sh beside the reference PyTorch bench (../shared/refbench).
- * SF_BENCH_TAPS=frames|probs[+cross]: the same video with every layer tapped in that mode (every
- * forward kept, --tap-select all): the taps' overhead against the plain run (tests/bench/run.sh,
- * tests/gpu/check.sh print the ratio). */
+ * SF_BENCH_TAPS=frames|probs[+cross][+seed]: the same video with every layer tapped in that mode,
+ * every forward kept (--tap-select all), or with +seed the CLI's default selection (step 0 of each
+ * block): the taps' overhead against the plain run (tests/bench/run.sh, tests/gpu/check.sh print the
+ * ratio). The line says "[taps: MODE[-explicit][@seed][ + cross], all N layers]". */
 #define _POSIX_C_SOURCE 200809L
 #include "bench.h"
 #include "cuda_ops.h"
@@ -64,23 +65,25 @@ sf_status sf_denoise_bench_video(const sf_dit_weights *w, int cuda_ordinal, sf_e
     if ((s = sf_cuda_events_new(&ev, N_FWD + 1, err))) goto done;
     const char *tapenv = getenv("SF_BENCH_TAPS");
     char tapdesc[64] = "";
-    if (tapenv && *tapenv) { /* every layer, every forward */
+    if (tapenv && *tapenv) { /* every layer; every forward, or step 0 of each block */
         char mode[16];
         snprintf(mode, sizeof mode, "%.*s", (int)strcspn(tapenv, "+"), tapenv);
         sf_tap_mode tm;
+        const int seedsel = strstr(tapenv, "+seed") != NULL;
         int *all = malloc(sizeof(int) * (size_t)c->num_layers);
         for (int l = 0; all && l < c->num_layers; l++) all[l] = l;
         if (!all) s = sf_fail(err, SF_E_NOMEM, "out of memory");
         if (!s && !(s = sf_taps_parse_mode(mode, &tm, err)))
-            s = sf_taps_init(&taps, tm, SF_TAP_SEL_ALL, 0, 0, all, c->num_layers, c->num_layers, err);
+            s = sf_taps_init(&taps, tm, seedsel ? SF_TAP_SEL_SEED : SF_TAP_SEL_ALL, 0, 0, all, c->num_layers,
+                             c->num_layers, err);
         free(all);
         if (s) goto done;
         have_taps = 1;
         taps.cross = strstr(tapenv, "+cross") != NULL;
         sf_taps_attach(&taps, &st);
-        snprintf(tapdesc, sizeof tapdesc, " [taps: %s%s%s, all %d layers]", mode,
-                 tm == SF_TAP_PROBS && getenv("SF_TAP_PROBS_EXPLICIT") ? "-explicit" : "", taps.cross ? " + cross" : "",
-                 c->num_layers);
+        snprintf(tapdesc, sizeof tapdesc, " [taps: %s%s%s%s, all %d layers]", mode,
+                 tm == SF_TAP_PROBS && getenv("SF_TAP_PROBS_EXPLICIT") ? "-explicit" : "", seedsel ? "@seed" : "",
+                 taps.cross ? " + cross" : "", c->num_layers);
     }
     printf("denoise 1.3b gpu: bf16 weights + state %.2f GiB on the device, upload + init %.2f s\n",
            (double)sf_dit_cuda_bytes(&st) / 1073741824.0, t_init);

@@ -33,6 +33,9 @@ setup() {
     assert_line "| all-layer probs-mode taps: extra time over the plain video | +100.0 % / ≤ 25 %  ✗ | — |"
     # the probs video again on the explicit attention path (SF_TAP_PROBS_EXPLICIT=1: 5.946 / 1.982)
     assert_line "| all-layer probs-mode taps on the explicit attention (A/B): extra time over the plain video | +200.0 % / ≤ 25 %  ✗ | — |"
+    # the CLI's default selection (step 0 of each block: 2.002 / 1.982, 2.180 / 1.982)
+    assert_line "| all-layer frames-mode taps, default selection (step 0 of each block): extra time over the plain video | +1.0 % / ≤ 10 %  ✓ | — |"
+    assert_line "| all-layer probs-mode taps, default selection (step 0 of each block): extra time over the plain video | +10.0 % / ≤ 25 %  ✓ | — |"
     # the live pipeline (tests/gpu/live.sh's line in the e2e summary)
     assert_line "| live (endless, full size): frames shown per second | 18.1 / — | — |"
     assert_line "| live: prompt posted → its first frame on the page | 1630 ms / — | — |"

@@ -85,9 +85,10 @@ if command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L >/dev/null 2>&1; then
     sf-denoise --bench 1.3b --device cuda --progress none || status=1
     SF_CUDA_PROFILE=1 sf-denoise --bench 1.3b --device cuda --progress none | grep 'gpu profile' || status=1
     echo
-    echo "== attention-tap overhead: the same video with all 30 layers tapped (frames, probs) vs no taps"
+    echo "== attention-tap overhead: the same video with all 30 layers tapped (frames, probs; every forward, then"
+    echo "   the default selection +seed: step 0 of each block) vs no taps"
     tap_bench() { SF_BENCH_TAPS=$1 sf-denoise --bench 1.3b --device cuda --progress none | grep -m1 'gpu video:' | awk '{print $5}'; }
-    t0=$(tap_bench "") && for m in frames probs; do
+    t0=$(tap_bench "") && for m in frames probs frames+seed probs+seed; do
         t=$(tap_bench $m) && awk -v m=$m -v a="$t0" -v b="$t" 'BEGIN { printf "taps %s: %.3f s vs %.3f s without taps: +%.1f%%\n", m, b, a, 100 * (b / a - 1) }'
     done || status=1
 fi

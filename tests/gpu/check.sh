@@ -23,9 +23,11 @@
 #   5. sf-denoise --bench 1.3b    full size, random weights: ms per forward, video s, GPU memory
 #      sf-encode --bench xxl      full-size umT5-XXL, random weights: ms per 512-token prompt, GPU memory
 #      sf-decode --bench 1.3b     the VAE decoder, full size, random weights: s per 3-latent block, video s, memory
-#   5b. taps overhead             (part "taps") the 1.3b video with all 30 layers tapped, frames then
-#                                 probs (fused attn_mass.cu) then probs on the explicit path
-#                                 (SF_TAP_PROBS_EXPLICIT=1), against the plain run (issue 14's ≤ 10 % / ≤ 25 %)
+#   5b. taps overhead             (part "taps") the 1.3b video with all 30 layers tapped, every forward
+#                                 kept: frames, probs (fused attn_mass.cu), probs on the explicit path
+#                                 (SF_TAP_PROBS_EXPLICIT=1); then frames and probs with the default
+#                                 selection (step 0 of each block); against the plain run (issue 14's
+#                                 ≤ 10 % / ≤ 25 %)
 #   6. the reference PyTorch bench (../shared/refbench/ref_bench.py, copied into .ref) in the same call
 # Everything lands in $OUT (at most 8 files come back): summary.txt, report.txt, bench.txt,
 # ref_bench.json, deviceprop.json, table.md (issue 13's figures, measured / target, beside the reference). A step that fails prints enough to fix it blind.
@@ -180,8 +182,9 @@ echo "== taps: sf-denoise --bench 1.3b with SF_BENCH_TAPS=frames / probs vs no t
 tv() { SF_BENCH_TAPS=$1 timeout 200 sf-denoise --bench 1.3b --device cuda:0 --progress none 2>&1 | tee -a "$OUT/bench.txt" | grep -m1 'gpu video:' | awk '{print $5}'; }
 t0=$(grep -m1 'gpu video:' "$OUT/bench.txt" 2>/dev/null | awk '{print $5}')
 [ -n "$t0" ] || t0=$(tv "")
-# probs: the attention fused with the masses (attn_mass.cu), then the explicit path it replaced (A/B)
-for m in frames probs probs-explicit; do
+# probs: the attention fused with the masses (attn_mass.cu), then the explicit path it replaced (A/B);
+# every forward kept (the worst case), then the CLI's default selection (+seed: step 0 of each block)
+for m in frames probs probs-explicit frames+seed probs+seed; do
     if [ $m = probs-explicit ]; then t=$(SF_TAP_PROBS_EXPLICIT=1 tv probs); else t=$(tv $m); fi
     row "taps $m overhead" "$(awk -v a="$t0" -v b="$t" 'BEGIN { if (a > 0 && b > 0) printf "%.3f s vs %.3f s: +%.1f%%", b, a, 100 * (b / a - 1); else print "failed" }')"
 done

@@ -86,9 +86,11 @@ def main(argv):
         grab(e2e, r"run low peak GPU memory: ([0-9.]+) GiB"), "{:.2f} GiB", "≤ 22 GB (20.49 GiB)",
         lambda v: v <= 20.49, None)
     # issue 14: the same video with all 30 layers tapped (check.sh part "taps"), against the plain one
-    for mode, limit in (("frames", 10), ("probs", 25), ("probs-explicit", 25)):
+    for mode, limit in (("frames", 10), ("probs", 25), ("probs-explicit", 25), ("frames@seed", 10), ("probs@seed", 25)):
         t = grab(bench, r"denoise 1\.3b gpu video: ([0-9.]+) s[^\n]*\[taps: " + mode + r"[ ,]")
-        what = "probs-mode taps on the explicit attention (A/B)" if mode == "probs-explicit" else f"{mode}-mode taps"
+        what = {"probs-explicit": "probs-mode taps on the explicit attention (A/B)",
+                "frames@seed": "frames-mode taps, default selection (step 0 of each block)",
+                "probs@seed": "probs-mode taps, default selection (step 0 of each block)"}.get(mode, f"{mode}-mode taps")
         row(f"all-layer {what}: extra time over the plain video", 100 * (t / dit - 1) if t and dit else None,
             "{:+.1f} %", f"≤ {limit} %", lambda v, lim=limit: v <= lim, None)
     # issue 15: the live pipeline at full size (tests/gpu/live.sh, run by e2e.sh)
