@@ -17,6 +17,8 @@
  * probabilities are also summed per key group; a group's sum is kept relative to the running max
  * and, when the keys move past the group, stored as its log-sum-exp (log acc + m); at the end
  * rowmass = exp(group lse − row lse). No atomics: the result does not depend on scheduling.
+ * NG = 0 (rowmass unused) is the attention alone, lse may be NULL: the DiT's attention where cuDNN is
+ * not available or refuses a shape (no logits workspace, unlike the explicit path).
  * Head dims 16, 32, 64, 128; q, k, v, o 16-byte aligned with row strides (elements) multiples of 8.
  * Anything else returns SF_E_UNSUPPORTED before enqueueing anything (callers fall back to the
  * explicit attention + sf_tap_row_mass_cuda, which is exact too). Work is enqueued on ctx->stream.
@@ -30,6 +32,9 @@
 #ifdef __cplusplus
 extern "C" {
 #endif
+
+/* 1 when the kernel has code for head dim d (16, 32, 64, 128), else 0. */
+int sf_attn_mass_head_dim_ok(int d);
 
 sf_status sf_attn_mass_cuda(const sf_cuda_ctx *ctx, int64_t Lq, int64_t Lk, int H, int d, const void *q, int64_t ldq,
                             const void *k, const void *v, int64_t ldk, void *o, int64_t ldo, float scale, int64_t G,

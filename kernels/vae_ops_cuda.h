@@ -7,9 +7,9 @@
  * are (n, H, W, C); "P" = pixels over all frames. CPU contracts: kernels/vae_ops.h (channel-first
  * f32: the tests transpose). Every op is enqueued on ctx->stream. Implemented in
  * kernels/cuda/vae_glue.cu (also compiled for the CPU emulation); stubs in kernels/nocuda/nocuda.c.
- * Tested through the whole GPU decoder against the vae golden: test_vae_emu (emulated, every
- * `make test`) and test_vae_cuda (on a GPU, tests/gpu/check.sh). Per-kernel cases in
- * tests/unit/test_cuda_emu.c against the vae_ops.h references are still to be written. */
+ * Tested kernel by kernel against the vae_ops.h references by tests/unit/test_vae_glue.c
+ * (test_vae_glue_emu on the emulation in every `make test`, test_vae_glue on a GPU) and through the
+ * whole GPU decoder against the vae golden: test_vae_emu and test_vae_cuda (tests/gpu/check.sh). */
 #ifndef SF_VAE_OPS_CUDA_H
 #define SF_VAE_OPS_CUDA_H
 

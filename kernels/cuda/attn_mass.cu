@@ -11,7 +11,8 @@
  * group, stored as its log2-sum (log2 acc + m) in the row's rowmass slot; at the end the same thread
  * turns the slots into exp2(group − row log-sum) and writes lse. Sums over a quad's lanes use fixed
  * shuffles, nothing is atomic: the bits do not depend on scheduling. The row of a thread: g = lane/4
- * (and g + 8) of its warp's 16; its columns: 2·(lane%4) + {0, 1} of each 8-column n-tile. */
+ * (and g + 8) of its warp's 16; its columns: 2·(lane%4) + {0, 1} of each 8-column n-tile. With no
+ * groups (NG = 0) it is a plain fused attention: the DiT's attention where cuDNN is not available. */
 #include "attn_mass_cuda.h"
 #include "cuda_common.cuh"
 
@@ -54,7 +55,7 @@ static __device__ __forceinline__ void am_flush(float *rowmass, int64_t base, in
     }
 }
 
-template <int D>
+template <int D, bool MASS>
 static __global__ void __launch_bounds__(AM_THREADS)
     attn_mass_kernel(const __nv_bfloat16 *__restrict__ q, int64_t ldq, const __nv_bfloat16 *__restrict__ k,
                      const __nv_bfloat16 *__restrict__ v, int64_t ldk, __nv_bfloat16 *__restrict__ o, int64_t ldo,
@@ -134,7 +135,7 @@ static __global__ void __launch_bounds__(AM_THREADS)
             oacc[nt][0] *= alpha[0], oacc[nt][1] *= alpha[0];
             oacc[nt][2] *= alpha[1], oacc[nt][3] *= alpha[1];
         }
-        for (int64_t a = key0; a < kend;) { /* the key groups this tile touches, in key order */
+        for (int64_t a = key0; MASS && a < kend;) { /* the key groups this tile touches, in key order */
             const int64_t gs = a / G, b = (gs + 1) * G < kend ? (gs + 1) * G : kend;
             const int ca = (int)(a - key0), cb = (int)(b - key0);
             float part[2] = {0.0f, 0.0f};
@@ -166,16 +167,16 @@ static __global__ void __launch_bounds__(AM_THREADS)
         m[0] = mn[0], m[1] = mn[1];
         __syncthreads(); /* the buffer just read is the next prefetch's target */
     }
-    if (gcur >= 0) am_flush(rowmass, base, Lq, NG, row0, gcur, acc, m);
+    if (MASS && gcur >= 0) am_flush(rowmass, base, Lq, NG, row0, gcur, acc, m);
     for (int r = 0; r < 2; r++) {
         const int64_t row = row0 + 8 * r;
         if (row >= Lq) continue;
         const float lse2 = m[r] + log2f(l[r]), inv = 1.0f / l[r];
-        if (t == 0) {
+        if (MASS && t == 0) {
             float *rm = rowmass + (base + row) * NG;
             for (int64_t gi = 0; gi < NG; gi++) rm[gi] = exp2f(rm[gi] - lse2);
-            lse[base + row] = lse2 * AM_LN2;
         }
+        if (t == 0 && lse) lse[base + row] = lse2 * AM_LN2;
         uint32_t *orow = reinterpret_cast<uint32_t *>(o + row * ldo + 2 * t);
         for (int nt = 0; nt < NT; nt++) orow[nt * 4] = sf_pack_bf16x2(oacc[nt][2 * r] * inv, oacc[nt][2 * r + 1] * inv);
     }
@@ -187,15 +188,27 @@ static sf_status am_launch(const sf_cuda_ctx *ctx, int64_t Lq, int64_t Lk, int H
                            int64_t NG, float *rowmass, float *lse, sf_err *err) {
     sf_status st = SF_OK;
     const size_t smem = (size_t)5 * 64 * (D + 8) * sizeof(__nv_bfloat16); /* Q, 2 × K, 2 × V tiles */
-    CUDA_CHECK(cudaFuncSetAttribute(attn_mass_kernel<D>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem));
-    SF_LAUNCH(attn_mass_kernel<D>, dim3((unsigned)((Lq + AM_BM - 1) / AM_BM), (unsigned)H), AM_THREADS, smem,
-              SF_CUDA_STREAM(ctx), (const __nv_bfloat16 *)q, ldq, (const __nv_bfloat16 *)k, (const __nv_bfloat16 *)v,
-              ldk, (__nv_bfloat16 *)o, ldo, Lq, Lk, scale * AM_LOG2E, G, NG, rowmass, lse);
-    CUDA_CHECK_LAUNCH("attn_mass_kernel");
+    /* named pointers: the launch (and the emulation's per-kernel counts) tell the two variants apart */
+    auto *attn_mass_groups = &attn_mass_kernel<D, true>;
+    auto *attn_plain = &attn_mass_kernel<D, false>;
+    const dim3 grid((unsigned)((Lq + AM_BM - 1) / AM_BM), (unsigned)H);
+    CUDA_CHECK(cudaFuncSetAttribute(NG > 0 ? attn_mass_groups : attn_plain, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                    (int)smem));
+    if (NG > 0)
+        SF_LAUNCH(attn_mass_groups, grid, AM_THREADS, smem, SF_CUDA_STREAM(ctx), (const __nv_bfloat16 *)q, ldq,
+                  (const __nv_bfloat16 *)k, (const __nv_bfloat16 *)v, ldk, (__nv_bfloat16 *)o, ldo, Lq, Lk,
+                  scale * AM_LOG2E, G, NG, rowmass, lse);
+    else
+        SF_LAUNCH(attn_plain, grid, AM_THREADS, smem, SF_CUDA_STREAM(ctx), (const __nv_bfloat16 *)q, ldq,
+                  (const __nv_bfloat16 *)k, (const __nv_bfloat16 *)v, ldk, (__nv_bfloat16 *)o, ldo, Lq, Lk,
+                  scale * AM_LOG2E, G, NG, rowmass, lse);
+    CUDA_CHECK_LAUNCH(NG > 0 ? "attn_mass_groups" : "attn_plain");
     return SF_OK;
 fail:
     return st;
 }
+
+extern "C" int sf_attn_mass_head_dim_ok(int d) { return d == 16 || d == 32 || d == 64 || d == 128; }
 
 extern "C" sf_status sf_attn_mass_cuda(const sf_cuda_ctx *ctx, int64_t Lq, int64_t Lk, int H, int d, const void *q,
                                        int64_t ldq, const void *k, const void *v, int64_t ldk, void *o, int64_t ldo,
@@ -204,11 +217,11 @@ extern "C" sf_status sf_attn_mass_cuda(const sf_cuda_ctx *ctx, int64_t Lq, int64
     SF_CUDA_REQUIRE(ctx && ctx->stream, "sf_attn_mass_cuda: CUDA context not initialised");
     SF_CUDA_REQUIRE(Lq >= 0 && Lk >= 1 && H >= 1 && H <= 65535 && d >= 1 && G >= 1 && NG >= 0 && NG <= Lk / G &&
                         ldq >= (int64_t)H * d && ldk >= (int64_t)H * d && ldo >= (int64_t)H * d &&
-                        (Lq + AM_BM - 1) / AM_BM <= INT_MAX && q && k && v && o && lse && (rowmass || NG == 0),
+                        (Lq + AM_BM - 1) / AM_BM <= INT_MAX && q && k && v && o && (rowmass || NG == 0),
                     "sf_attn_mass_cuda: bad shape Lq=%lld Lk=%lld H=%d d=%d G=%lld NG=%lld ldq=%lld ldk=%lld ldo=%lld",
                     (long long)Lq, (long long)Lk, H, d, (long long)G, (long long)NG, (long long)ldq, (long long)ldk,
                     (long long)ldo);
-    if ((d != 16 && d != 32 && d != 64 && d != 128) || ((uintptr_t)q | (uintptr_t)k | (uintptr_t)v | (uintptr_t)o) % 16 ||
+    if (!sf_attn_mass_head_dim_ok(d) || ((uintptr_t)q | (uintptr_t)k | (uintptr_t)v | (uintptr_t)o) % 16 ||
         ldq % 8 || ldk % 8 || ldo % 8)
         return sf_fail(err, SF_E_UNSUPPORTED,
                        "sf_attn_mass_cuda: head dim %d or the strides / alignment do not suit the fused kernel "

@@ -431,6 +431,10 @@ sf_status sf_tap_mass_reduce_cuda(const sf_cuda_ctx *ctx, int H, int64_t Lq, int
 
 /* kernels/attn_mass_cuda.h: the attention with its key-group probability mass in one pass. */
 #include "attn_mass_cuda.h"
+int sf_attn_mass_head_dim_ok(int d) {
+    (void)d;
+    return 0;
+}
 sf_status sf_attn_mass_cuda(const sf_cuda_ctx *ctx, int64_t Lq, int64_t Lk, int H, int d, const void *q, int64_t ldq,
                             const void *k, const void *v, int64_t ldk, void *o, int64_t ldo, float scale, int64_t G,
                             int64_t NG, float *rowmass, float *lse, sf_err *err) {

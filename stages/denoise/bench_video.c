@@ -105,10 +105,15 @@ sf_status sf_denoise_bench_video(const sf_dit_weights *w, int cuda_ordinal, sf_e
             sf_dit_cuda_profile_reset(&st);
             continue;
         }
-        printf("denoise 1.3b gpu video: %.3f s for 21 latent frames (81 video frames): %.1f FPS DiT only%s\n", total,
-               81.0 / total, tapdesc);
+        /* the attention path when it is not cuDNN's (SF_NO_CUDNN: sfpipe's fused kernel, or the explicit one) */
+        const char *apath = !getenv("SF_NO_CUDNN") ? ""
+                            : getenv("SF_NO_FUSED_ATTN") ? " [attention: explicit cuBLASLt, no cuDNN]"
+                                                         : " [attention: sfpipe fused, no cuDNN]";
+        printf("denoise 1.3b gpu video: %.3f s for 21 latent frames (81 video frames): %.1f FPS DiT only%s%s\n", total,
+               81.0 / total, tapdesc, apath);
         char prof[512];
-        if (sf_dit_cuda_profile(&st, prof, sizeof prof)) printf("denoise 1.3b gpu profile (SF_CUDA_PROFILE, timed video): %s\n", prof);
+        if (sf_dit_cuda_profile(&st, prof, sizeof prof))
+            printf("denoise 1.3b gpu profile (SF_CUDA_PROFILE, timed video)%s: %s\n", apath, prof);
         for (int b = 0; b < 7; b++) {
             double blk = 0;
             printf("denoise 1.3b gpu block %d (%d keys): GPU ms per forward", b, (b + 1) * FPB * (int)st.frame_tokens);

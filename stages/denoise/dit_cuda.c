@@ -228,6 +228,7 @@ sf_status sf_dit_cuda_init(sf_dit_state *st, int ordinal, sf_err *err) {
     g->fused = c->dim % 8 == 0 && c->dim <= 2048 && (c->dim / c->num_heads) % 8 == 0 && !getenv("SF_CUDA_UNFUSED");
     g->gelu_epi = !getenv("SF_CUDA_UNFUSED") && !getenv("SF_CUDA_GELU_UNFUSED");
     g->mass_explicit = getenv("SF_TAP_PROBS_EXPLICIT") != NULL;
+    g->own_attn_off = getenv("SF_NO_FUSED_ATTN") != NULL;
     const int64_t max_att = sf_dit_window_tokens(st);
     g->lk_max = max_att > c->text_len ? max_att : c->text_len;
     g->chunk = pick_chunk(c->num_heads, L, g->lk_max);
@@ -272,7 +273,9 @@ sf_status sf_dit_cuda_init(sf_dit_state *st, int ordinal, sf_err *err) {
     sf_err e2 = {0};
     if (getenv("SF_NO_CUDNN") || sf_sdpa_new(&g->sdpa, g->cx.stream, &e2) != SF_OK) {
         g->sdpa = NULL;
-        if (!getenv("SF_NO_CUDNN")) sf_log(SF_LOG_WARN, "sf-denoise: %s; attention uses the explicit cuBLASLt path (slower)", e2.msg);
+        if (!getenv("SF_NO_CUDNN"))
+            sf_log(SF_LOG_WARN, "sf-denoise: %s; attention uses %s", e2.msg,
+                   g->own_attn_off ? "the explicit cuBLASLt path (slower)" : "sfpipe's fused kernel");
     }
     if (getenv("SF_CUDA_PROFILE") && atoi(getenv("SF_CUDA_PROFILE")) > 0) {
         if ((s = sf_gpu_prof_init(&g->prof, 64 + 24 * c->num_layers, P_N, P_NAME, err))) goto fail;
@@ -675,14 +678,17 @@ sf_status sf_dit_cuda_prepare(sf_dit_state *st, int64_t Lq, int64_t Lk, sf_err *
         s = sf_sdpa_prepare(g->sdpa, Lq, Lk, H, d, D, 2 * D, D, &e2); /* self: K|V cache rows of 2D */
         if (!s) s = sf_sdpa_prepare(g->sdpa, Lq, c->text_len, H, d, D, D, D, &e2); /* cross */
         if (s == SF_E_UNSUPPORTED) {
-            sf_log(SF_LOG_WARN, "sf-denoise: %s; attention uses cuBLASLt", e2.msg);
+            sf_log(SF_LOG_WARN, "sf-denoise: %s; attention uses %s", e2.msg,
+                   g->own_attn_off ? "cuBLASLt" : "sfpipe's fused kernel");
             g->sdpa_off = 1;
         } else if (s) {
             *err = e2;
             return s;
         }
     }
-    if (st->tap.wants || !g->sdpa || g->sdpa_off) { /* taps always read the explicit path's logits */
+    /* the explicit path's workspace: taps read its logits; without cuDNN only when our kernel cannot stand in */
+    const int own = !g->own_attn_off && sf_attn_mass_head_dim_ok(d) && D % 8 == 0;
+    if (st->tap.wants || ((!g->sdpa || g->sdpa_off) && !own)) {
         if ((s = sf_dgpu_explicit_ws(g, H, err))) return s;
     }
     if (st->tap.wants && (st->tap.wants_mass || st->tap.wants_cross) && (s = sf_dgpu_mass_ws(st, err))) return s;

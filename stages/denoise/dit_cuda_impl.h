@@ -30,7 +30,9 @@ enum { P_LINEAR, P_SELF, P_CROSS, P_NORM, P_QK, P_GELU, P_IO, P_N };
 struct sf_dit_gpu {
     sf_cuda_ctx cx;
     sf_sdpa *sdpa;      /* NULL: cuDNN unavailable, explicit attention everywhere */
-    int sdpa_off;       /* a shape cuDNN refused: explicit attention from then on */
+    int sdpa_off;       /* a shape cuDNN refused: sfpipe's fused kernel (else explicit) from then on */
+    int own_attn_off;   /* no sfpipe fused attention (attn_mass.cu) as cuDNN's stand-in: $SF_NO_FUSED_ATTN or
+                           a shape it refused; the explicit cuBLASLt path then */
     int mass_explicit;  /* probability taps through the explicit attention + tap_mass.cu instead of the fused
                            attn_mass.cu ($SF_TAP_PROBS_EXPLICIT, or a shape the fused kernel refused) */
     int fused;          /* the one-warp-per-row fused norms apply (dim, head_dim multiples of 8, dim ≤ 2048) */

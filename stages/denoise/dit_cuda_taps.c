@@ -76,8 +76,10 @@ sf_status sf_dgpu_mass_finish(sf_dit_state *st, const massrun *m, int renorm, sf
     return s;
 }
 
-/* Attention (k, v rows of stride ldk), fused (cuDNN) when possible, else explicit — always explicit
- * for a tap that reads each chunk's logits (on_logits non-NULL). */
+/* Attention (k, v rows of stride ldk): cuDNN's fused attention when possible, else our own fused kernel
+ * (attn_mass.cu without groups: no logits workspace), else the explicit cuBLASLt path — always explicit
+ * for a tap that reads each chunk's logits (on_logits non-NULL). A path that refuses a shape is left
+ * for the rest of the run, said once. */
 sf_status sf_dgpu_attend(sf_dit_gpu *g, int64_t Lq, int64_t Lk, int H, int d, const bf16 *q, const bf16 *k,
                         const bf16 *v, int64_t ldk, bf16 *o, int64_t ld, float scale, sf_attn_logits_fn on_logits,
                         void *cb, sf_err *err) {
@@ -89,8 +91,19 @@ sf_status sf_dgpu_attend(sf_dit_gpu *g, int64_t Lq, int64_t Lk, int H, int d, co
             *err = e2;
             return s;
         }
-        sf_log(SF_LOG_WARN, "sf-denoise: %s; attention uses cuBLASLt from here on", e2.msg);
+        sf_log(SF_LOG_WARN, "sf-denoise: %s; attention uses %s from here on", e2.msg,
+               g->own_attn_off ? "cuBLASLt" : "sfpipe's fused kernel");
         g->sdpa_off = 1;
+    }
+    if (!on_logits && !g->own_attn_off) {
+        sf_err e2 = {0};
+        sf_status s = sf_attn_mass_cuda(&g->cx, Lq, Lk, H, d, q, ld, k, v, ldk, o, ld, scale, 1, 0, NULL, NULL, &e2);
+        if (s != SF_E_UNSUPPORTED) {
+            if (s) *err = e2;
+            return s;
+        }
+        sf_log(SF_LOG_WARN, "sf-denoise: %s; attention uses cuBLASLt from here on", e2.msg);
+        g->own_attn_off = 1;
     }
     sf_status s = sf_dgpu_explicit_ws(g, H, err);
     if (s) return s;

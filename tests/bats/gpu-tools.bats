@@ -22,6 +22,9 @@ setup() {
     # the rates come from the SF_CUDA_PROFILE line's categories
     assert_line "| GEMM achieved (DiT linear, cuBLASLt) | 700 TFLOP/s / ≥ 600  ✓ | — (kprof: see ref_bench.json) |"
     assert_line "| attention achieved (DiT self-attention) | 545 TFLOP/s / ≥ 600  ✗ | — |"
+    # sfpipe's own fused attention (SF_NO_CUDNN=1 run, later in the file): its own rows, not the above
+    assert_line "| attention achieved, sfpipe's fused kernel (SF_NO_CUDNN=1) | 395 TFLOP/s / ≥ 600  ✗ | — |"
+    assert_line "| DiT only, 7 blocks, sfpipe's fused attention (SF_NO_CUDNN=1) | 2.420 s / ≤ 1.45 s  ✗ | — |"
     # 8.52 + 6.70 + 10.76 GiB against 8.64 + 4.38 + 10.86
     assert_line "| GPU memory, three stages together (sum of the benches) | 25.98 GiB / ≤ 40 GB (37.25 GiB)  ✓ | 23.88 GiB (sum of the stages' peaks) |"
     # the pipelines' nvidia-smi peaks: the largest normal run, and the low_memory run on its own

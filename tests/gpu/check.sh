@@ -182,6 +182,11 @@ echo "== taps: sf-denoise --bench 1.3b with SF_BENCH_TAPS=frames / probs vs no t
 tv() { SF_BENCH_TAPS=$1 timeout 200 sf-denoise --bench 1.3b --device cuda:0 --progress none 2>&1 | tee -a "$OUT/bench.txt" | grep -m1 'gpu video:' | awk '{print $5}'; }
 t0=$(grep -m1 'gpu video:' "$OUT/bench.txt" 2>/dev/null | awk '{print $5}')
 [ -n "$t0" ] || t0=$(tv "")
+# sfpipe's own fused attention in cuDNN's place (the kernel probs mode runs, without the masses): its
+# TFLOP/s against cuDNN's decides whether a wgmma version is the next step
+echo "== sfpipe's fused attention instead of cuDNN (SF_NO_CUDNN=1, profiled)"
+SF_NO_CUDNN=1 SF_CUDA_PROFILE=1 timeout 200 sf-denoise --bench 1.3b --device cuda:0 --progress none 2>&1 | tee -a "$OUT/bench.txt" |
+    grep -E 'gpu video:|gpu profile'
 # probs: the attention fused with the masses (attn_mass.cu), then the explicit path it replaced (A/B);
 # every forward kept (the worst case), then the CLI's default selection (+seed: step 0 of each block)
 for m in frames probs probs-explicit frames+seed probs+seed; do

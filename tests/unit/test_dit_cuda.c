@@ -443,11 +443,11 @@ static void test_taps_probs_cross(void) {
     sf_err err = {{0}};
     int layers[2] = {0, 2};
 #ifdef SF_TEST_EMU
-    const unsigned long long f0 = sf_emu_kernel_launches("attn_mass_kernel");
+    const unsigned long long f0 = sf_emu_kernel_launches("attn_mass_groups");
 #endif
     if (!wb_pair(SF_TAP_PROBS, &gt, &ct)) return;
 #ifdef SF_TEST_EMU
-    const unsigned long long f1 = sf_emu_kernel_launches("attn_mass_kernel");
+    const unsigned long long f1 = sf_emu_kernel_launches("attn_mass_groups");
     SF_CHECK_MSG(f1 - f0 == 30, "%llu fused attention + mass launches (want 30)", f1 - f0);
 #endif
     probs_vs_cpu(&gt, &ct);
@@ -456,7 +456,7 @@ static void test_taps_probs_cross(void) {
     run_wb(&et, sf_test_gpu());
     unsetenv("SF_TAP_PROBS_EXPLICIT");
 #ifdef SF_TEST_EMU
-    SF_CHECK_MSG(sf_emu_kernel_launches("attn_mass_kernel") == f1, "the explicit path launched the fused kernel");
+    SF_CHECK_MSG(sf_emu_kernel_launches("attn_mass_groups") == f1, "the explicit path launched the fused kernel");
 #endif
     SF_CHECK_MSG(et.n_caps == 60, "%zu captures (explicit path)", et.n_caps);
     probs_vs_cpu(&et, &ct);
@@ -485,25 +485,45 @@ static void test_taps_frames_cross(void) {
     sf_taps_free(&ct);
 }
 
-/* cuDNN's fused attention and the explicit cuBLAS path give the same forward (SF_NO_CUDNN=1 makes a
- * state use only the explicit path). */
-static void test_fused_vs_explicit(void) {
-    EMU_SKIP("emulated: cuDNN is not emulated, both runs would take the explicit path");
+/* The three attention paths give the same forward within the bf16 tolerance: the default (cuDNN's fused
+ * attention on a GPU; cuDNN is not emulated, so sfpipe's fused kernel on the emulation), sfpipe's own
+ * fused kernel (SF_NO_CUDNN=1: attn_mass.cu without groups, cuDNN's stand-in) and the explicit cuBLASLt
+ * path (SF_NO_CUDNN=1 SF_NO_FUSED_ATTN=1). On the emulation the first two are the same kernel (same
+ * bits) and the explicit run launches no fused kernel. */
+static void run_attn_path(int dev, const char *no_cudnn, const char *no_fused, float *out) {
+    sf_err err = {{0}};
+    dit_golden d;
+    if (no_cudnn) setenv("SF_NO_CUDNN", "1", 1);
+    if (no_fused) setenv("SF_NO_FUSED_ATTN", "1", 1);
+    if (dit_golden_open_on(&d, "base", NULL, 1, 1, 0, dev)) SF_CHECK_OK(sf_pipeline_run(&d.st, &d.sc, &d.pc, NULL, out, &err), &err);
+    dit_golden_close(&d);
+    unsetenv("SF_NO_CUDNN");
+    unsetenv("SF_NO_FUSED_ATTN");
+}
+static void test_attention_paths(void) {
     int dev = sf_test_gpu();
     if (dev < 0) return;
-    sf_err err = {{0}};
-    dit_golden a, b;
-    static float oa[9 * 16 * 8 * 12], ob[9 * 16 * 8 * 12];
-    unsetenv("SF_NO_CUDNN");
-    if (dit_golden_open_on(&a, "base", NULL, 1, 1, 0, dev))
-        SF_CHECK_OK(sf_pipeline_run(&a.st, &a.sc, &a.pc, NULL, oa, &err), &err);
-    dit_golden_close(&a);
-    setenv("SF_NO_CUDNN", "1", 1);
-    if (dit_golden_open_on(&b, "base", NULL, 1, 1, 0, dev))
-        SF_CHECK_OK(sf_pipeline_run(&b.st, &b.sc, &b.pc, NULL, ob, &err), &err);
-    dit_golden_close(&b);
-    unsetenv("SF_NO_CUDNN");
-    sf_test_rel_close("fused vs explicit output", oa, ob, 9 * 16 * 8 * 12, SF_TOL_BF16_FWD);
+    enum { N = 9 * 16 * 8 * 12 };
+    static float od[N], oo[N], oe[N];
+#ifdef SF_TEST_EMU
+    const unsigned long long f0 = sf_emu_kernel_launches("attn_plain");
+#endif
+    run_attn_path(dev, NULL, NULL, od);
+    run_attn_path(dev, "1", NULL, oo);
+#ifdef SF_TEST_EMU
+    const unsigned long long f1 = sf_emu_kernel_launches("attn_plain");
+    /* every attention of both runs: 3 blocks × (4 steps × 3 layers × (self + cross) + the cache-only
+       refresh pass, whose last layer stops after its K/V: 2 layers × 2) = 84 per run */
+    SF_CHECK_MSG(f1 - f0 == 2 * 84, "%llu fused attention launches (want 2 × 84)", f1 - f0);
+    SF_CHECK_MSG(!memcmp(od, oo, sizeof od), "the emulated default and SF_NO_CUDNN runs differ (both are the fused kernel)");
+#endif
+    run_attn_path(dev, "1", "1", oe);
+#ifdef SF_TEST_EMU
+    SF_CHECK_MSG(sf_emu_kernel_launches("attn_plain") == f1, "the explicit run launched the fused kernel");
+#endif
+    sf_test_rel_close("default vs explicit attention output", od, oe, N, SF_TOL_BF16_FWD);
+    sf_test_rel_close("sfpipe's fused vs explicit attention output", oo, oe, N, SF_TOL_BF16_FWD);
+    sf_test_rel_close("default vs sfpipe's fused attention output", od, oo, N, SF_TOL_BF16_FWD);
 }
 
 /* The rolling KV cache with a sink on the GPU (device copies of the roll, RoPE at absolute
@@ -594,7 +614,7 @@ static const sf_test tests[] = {
     {"taps_seed", test_taps_seed},
     {"taps_probs_cross", test_taps_probs_cross},
     {"taps_frames_cross", test_taps_frames_cross},
-    {"fused_vs_explicit", test_fused_vs_explicit},
+    {"attention_paths", test_attention_paths},
     {"rolling_cache", test_rolling_cache},
     {"rolling_cache_first_frame", test_rolling_cache_first_frame},
     {"prompt_switch", test_prompt_switch},

@@ -233,18 +233,27 @@ static void attn_mass_case(int H, int d, int64_t Lq, int64_t Lk, int64_t G, int6
     float *oref = hzalloc((size_t)(Lq * D)), *lg = hzalloc((size_t)(H * Lq * Lk));
     float *rm = hzalloc((size_t)(H * Lq * NG)), *lse = hzalloc((size_t)(H * Lq));
     SF_CHECK(sf_attention_cpu(Lq, Lk, H, d, q, D, kv, kv + D, 2 * D, oref, D, scale, lg, 1) == 0);
-    for (int64_t r = 0; r < H * Lq; r++) sf_tap_row_mass_cpu(lg + r * Lk, Lk, G, NG, rm + r * NG, lse + r);
+    for (int64_t r = 0; r < H * Lq && NG > 0; r++) sf_tap_row_mass_cpu(lg + r * Lk, Lk, G, NG, rm + r * NG, lse + r);
     float *aref = hzalloc((size_t)(H * QF * NG)), *sref = hzalloc((size_t)(H * QF * SF_TAP_NSTATS));
-    SF_CHECK(sf_tap_mass_reduce_cpu(H, Lq, NG, S, 0, rm, lse, aref, sref) == 0);
+    SF_CHECK(NG == 0 || sf_tap_mass_reduce_cpu(H, Lq, NG, S, 0, rm, lse, aref, sref) == 0);
 
     float *og = hzalloc((size_t)(Lq * D)), *rmg = hzalloc((size_t)(H * Lq * NG)), *lg2 = hzalloc((size_t)(H * Lq));
     float *ag = hzalloc((size_t)(H * QF * NG)), *sg = hzalloc((size_t)(H * QF * SF_TAP_NSTATS));
     gbuf gq, gkv, go, grm, gl, ga, gs;
     double *dt = cu_alloc(&c, sizeof(double) * (size_t)(H * Lq));
     if (!dt || !gb_new(&c, &gq, Lq, D, ldq, 2) || !gb_new(&c, &gkv, Lk, 2 * D, ldk, 2) || !gb_new(&c, &go, Lq, D, D + 8, 2) ||
-        !gb_new(&c, &grm, H * Lq, NG, NG, 4) || !gb_new(&c, &gl, H * Lq, 1, 1, 4) || !gb_new(&c, &ga, H * QF, NG, NG, 4) ||
+        !gb_new(&c, &grm, H * Lq, NG ? NG : 1, NG ? NG : 1, 4) || !gb_new(&c, &gl, H * Lq, 1, 1, 4) || !gb_new(&c, &ga, H * QF, NG, NG, 4) ||
         !gb_new(&c, &gs, H * QF, SF_TAP_NSTATS, SF_TAP_NSTATS, 4) || !gb_put(&c, &gq, q) || !gb_put(&c, &gkv, kv))
         goto done;
+    if (NG == 0) { /* the attention alone (the DiT's stand-in for cuDNN): no masses, no lse */
+        SF_CHECK_OK(sf_attn_mass_cuda(&c.ctx, Lq, Lk, H, d, gq.at, ldq, gkv.at, gkv.at + 2 * D, ldk, go.at, D + 8, scale, 1,
+                                      0, NULL, NULL, &c.err),
+                    &c.err);
+        double omax = 0;
+        for (int64_t i = 0; i < Lq * D; i++) omax = fabs(oref[i]) > omax ? fabs(oref[i]) : omax;
+        if (gb_get(&c, &go, "attention O", og)) tol_cmp("attention O", og, oref, (size_t)(Lq * D), 2, 1, 0, 1e-2 * omax);
+        goto done;
+    }
     SF_CHECK_OK(sf_attn_mass_cuda(&c.ctx, Lq, Lk, H, d, gq.at, ldq, gkv.at, gkv.at + 2 * D, ldk, go.at, D + 8, scale, G, NG,
                                   (float *)grm.at, (float *)gl.at, &c.err),
                 &c.err);
@@ -285,6 +294,11 @@ static void test_attn_mass_dims(void) {
     attn_mass_case(1, 64, 1, 70, 35, 2, 1, 2.0f);
     attn_mass_case(2, 16, 17, 9, 3, 3, 17, 1.0f);
 }
+/* no groups: the attention alone, as the DiT runs it without cuDNN (lse and masses not written) */
+static void test_attn_plain(void) {
+    attn_mass_case(2, 128, 100, 200, 1, 0, 100, 1.0f);
+    attn_mass_case(3, 64, 7, 512, 1, 0, 7, 3.0f);
+}
 /* What the kernel does not take is refused before anything runs: SF_E_UNSUPPORTED for a head dim or
  * stride it has no code for (the caller falls back to the explicit path), SF_E_ARG for bad shapes. */
 static void test_attn_mass_refusals(void) {
@@ -315,6 +329,7 @@ static const sf_test tests[] = {
     {"attn_mass_frames", test_attn_mass_frames},
     {"attn_mass_small_groups", test_attn_mass_small_groups},
     {"attn_mass_dims", test_attn_mass_dims},
+    {"attn_plain", test_attn_plain},
     {"attn_mass_refusals", test_attn_mass_refusals},
 };
 SF_TEST_MAIN(tests)

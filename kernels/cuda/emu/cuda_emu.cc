@@ -450,34 +450,34 @@ uint64_t warp_op(warp_kind kind, unsigned mask, uint64_t val, int arg, const cha
 unsigned lane_id(void) { return cur_t & 31u; }
 
 /* Warp-matrix exchange (the emulated mma.sync / ldmatrix of cuda_emu.h): each lane posts its words in
- * its slot with its exchange count, the whole warp meets at a barrier, every lane copies the 32
- * slots. Two slot sets alternate by the count's parity, so a lane that runs on to the next exchange
- * never overwrites a slot another lane is still reading (it cannot get two exchanges ahead: each
- * one waits for every lane). A lane that exited without posting this exchange (the barrier does not
+ * its slot with its exchange count, the whole warp meets at a barrier, every lane reads the 32 slots
+ * in place. Two slot sets alternate by the count's parity, so a lane that runs on to the next
+ * exchange never overwrites a slot another lane is still reading (it cannot get two exchanges ahead:
+ * each one waits for every lane). A lane that exited without posting this exchange (the barrier does not
  * wait for it) leaves an older count behind: that is the fault, not a lane that posted and exited. */
 namespace {
-struct wx_slot {
-    uint32_t w[SF_EMU_WX_WORDS];
-    unsigned long long seq;
-};
 wx_slot wx_buf[2][1024];
 unsigned long long wx_seq[1024];
+unsigned long long wx_chk[32]; /* per warp: the exchange last checked for lanes that left */
+bool wx_used; /* an exchange since the last reset (launches without one skip the reset) */
 } // namespace
-void warp_exchange(const uint32_t *mine, uint32_t (*all)[SF_EMU_WX_WORDS], const char *file, int line) {
+const wx_slot *warp_exchange(const uint32_t *mine, const char *file, int line) {
     running("a warp matrix instruction");
     const unsigned lo = cur_t & ~31u;
     if (lo + 32 > nthreads)
         thread_fault("warp matrix instruction at %s:%d in a warp of %u lanes (needs 32)", file, line, nthreads - lo);
+    wx_used = true;
     const unsigned long long seq = ++wx_seq[cur_t];
     wx_slot *set = wx_buf[seq & 1];
     memcpy(set[cur_t].w, mine, sizeof set[cur_t].w);
     set[cur_t].seq = seq;
     warp_op(W_SYNC, 0xffffffffu, 0, 0, file, line);
-    for (unsigned m = lo; m < lo + 32; m++) {
+    const bool first = wx_chk[lo >> 5] != seq; /* the first lane past the barrier checks for the warp */
+    wx_chk[lo >> 5] = seq;
+    for (unsigned m = lo; first && m < lo + 32; m++)
         if (set[m].seq != seq)
             thread_fault("warp matrix instruction at %s:%d: lane %u has exited without taking part", file, line, m - lo);
-        memcpy(all[m - lo], set[m].w, sizeof set[m].w);
-    }
+    return set + lo;
 }
 
 void thread_fault(const char *fmt, ...) {
@@ -547,8 +547,12 @@ void launch_raw(const char *kernel, dim3 grid, dim3 block, size_t smem, cudaStre
         for (unsigned y = 0; y < block.y; y++)
             for (unsigned x = 0; x < block.x; x++) thrs[t++].idx = uint3{x, y, z};
     in_launch = true;
-    memset(wx_seq, 0, sizeof wx_seq);
-    memset(wx_buf, 0, sizeof wx_buf);
+    if (wx_used) {
+        memset(wx_seq, 0, sizeof wx_seq);
+        memset(wx_buf, 0, sizeof wx_buf);
+        memset(wx_chk, 0, sizeof wx_chk);
+        wx_used = false;
+    }
     site *named = find_site(kernel);
     if (named) named->launches++;
     site *st = getenv("SF_EMU_NO_DIRECT") ? nullptr : named;

@@ -314,7 +314,12 @@ void syncthreads(const char *file, int line);
 uint64_t warp_op(warp_kind kind, unsigned mask, uint64_t val, int arg, const char *file, int line);
 /* Every lane of a full warp posts SF_EMU_WX_WORDS words; each gets all 32 lanes' posts (warp matrix ops). */
 #define SF_EMU_WX_WORDS 8
-void warp_exchange(const uint32_t *mine, uint32_t (*all)[SF_EMU_WX_WORDS], const char *file, int line);
+struct wx_slot {
+    uint32_t w[SF_EMU_WX_WORDS];
+    unsigned long long seq; /* the posting lane's exchange count */
+};
+/* Returns the warp's 32 slots (lane order), valid until this lane's next exchange. */
+const wx_slot *warp_exchange(const uint32_t *mine, const char *file, int line);
 /* The running thread faults (the launch fails with this message); never returns. */
 [[noreturn]] void thread_fault(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 unsigned lane_id(void);
@@ -451,31 +456,32 @@ static inline T __shfl_xor_sync(unsigned mask, T v, int lane_mask, int width = 3
  *    groups are synchronous), commit / wait are no-ops.
  * Each instruction is a warp barrier here, all 32 lanes must take part (a fault otherwise). */
 static inline void sf_emu_mma_16816(float d[4], const uint32_t a[4], const uint32_t b[2], const char *file, int line) {
-    uint32_t mine[SF_EMU_WX_WORDS] = {a[0], a[1], a[2], a[3], b[0], b[1], 0, 0}, all[32][SF_EMU_WX_WORDS];
-    sf_emu::warp_exchange(mine, all, file, line);
+    const uint32_t mine[SF_EMU_WX_WORDS] = {a[0], a[1], a[2], a[3], b[0], b[1], 0, 0};
+    const sf_emu::wx_slot *all = sf_emu::warp_exchange(mine, file, line);
     const unsigned lane = sf_emu::lane_id(), g = lane >> 2, t = lane & 3;
-    for (int i = 0; i < 4; i++) {
-        const unsigned row = g + 8 * (unsigned)(i >> 1), col = 2 * t + (unsigned)(i & 1);
-        float acc = d[i];
+    float A[2][16], B[2][16]; /* this lane's rows g, g + 8 of A and columns 2t, 2t + 1 of B */
+    for (unsigned r = 0; r < 2; r++)
         for (unsigned k = 0; k < 16; k++) {
-            uint32_t aw = all[(row & 7) * 4 + ((k & 7) >> 1)][(row >> 3) + 2 * (k >> 3)];
-            uint32_t bw = all[col * 4 + ((k & 7) >> 1)][4 + (k >> 3)];
-            float av = sf_emu_bf_bits2f((unsigned short)(k & 1 ? aw >> 16 : aw & 0xffffu));
-            float bv = sf_emu_bf_bits2f((unsigned short)(k & 1 ? bw >> 16 : bw & 0xffffu));
-            acc += av * bv; /* exact product (8-bit mantissas), fp32 sum */
+            const uint32_t aw = all[g * 4 + ((k & 7) >> 1)].w[r + 2 * (k >> 3)];
+            const uint32_t bw = all[(2 * t + r) * 4 + ((k & 7) >> 1)].w[4 + (k >> 3)];
+            A[r][k] = sf_emu_bf_bits2f((unsigned short)(k & 1 ? aw >> 16 : aw & 0xffffu));
+            B[r][k] = sf_emu_bf_bits2f((unsigned short)(k & 1 ? bw >> 16 : bw & 0xffffu));
         }
+    for (int i = 0; i < 4; i++) { /* row g + 8·(i / 2), column 2t + i % 2 */
+        float acc = d[i];
+        for (unsigned k = 0; k < 16; k++) acc += A[i >> 1][k] * B[i & 1][k]; /* exact products, fp32 sum */
         d[i] = acc;
     }
 }
 static inline void sf_emu_ldsm_x4(uint32_t r[4], const void *p, bool trans, const char *file, int line) {
-    uint32_t mine[SF_EMU_WX_WORDS] = {0}, all[32][SF_EMU_WX_WORDS];
+    uint32_t mine[SF_EMU_WX_WORDS] = {0};
     if ((uintptr_t)p % 16) sf_emu::thread_fault("ldmatrix at %s:%d: row address %p not 16-byte aligned", file, line, p);
     memcpy(mine, &p, sizeof p);
-    sf_emu::warp_exchange(mine, all, file, line);
+    const sf_emu::wx_slot *all = sf_emu::warp_exchange(mine, file, line);
     const unsigned lane = sf_emu::lane_id();
     for (unsigned i = 0; i < 4; i++) {
         const unsigned short *row[8];
-        for (unsigned j = 0; j < 8; j++) memcpy(&row[j], all[8 * i + j], sizeof row[j]);
+        for (unsigned j = 0; j < 8; j++) memcpy(&row[j], all[8 * i + j].w, sizeof row[j]);
         unsigned lo, hi;
         if (!trans) lo = row[lane >> 2][2 * (lane & 3)], hi = row[lane >> 2][2 * (lane & 3) + 1];
         else lo = row[2 * (lane & 3)][lane >> 2], hi = row[2 * (lane & 3) + 1][lane >> 2];

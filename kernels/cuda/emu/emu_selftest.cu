@@ -123,8 +123,8 @@ static __global__ void mma_half_warp_kernel(float *out) { /* 16 threads: an mma 
     sf_mma_bf16_16816(d, a, b);
     out[threadIdx.x] = d[0];
 }
-static __global__ void mma_lane_gone_kernel(float *out) { /* lane 3 leaves before the warp's mma */
-    if ((threadIdx.x & 31) == 3) return;
+static __global__ void mma_lane_gone_kernel(float *out) { /* lane 3 of warp 0, lane 0 of warp 1 leave first */
+    if (threadIdx.x == 3 || threadIdx.x == 32) return;
     const uint32_t a[4] = {0, 0, 0, 0}, b[2] = {0, 0};
     float d[4] = {0, 0, 0, 0};
     sf_mma_bf16_16816(d, a, b);

@@ -15,8 +15,8 @@ long long sf_emu_max_blocks(void);
 /* Kernels launched / threads run (all blocks) since the process started. */
 unsigned long long sf_emu_launches(void);
 unsigned long long sf_emu_threads_run(void);
-/* Launches of the kernels whose name (as written in SF_LAUNCH, e.g. "attn_mass_kernel<D>") starts
- * with prefix: which path a whole forward took. */
+/* Launches of the kernels whose name (as written in SF_LAUNCH, e.g. "attn_mass_groups") starts with
+ * prefix: which path a whole forward took. */
 unsigned long long sf_emu_kernel_launches(const char *prefix);
 /* Host waits since the process started: stream / device synchronisations, and async copies between
  * the device and pageable host memory (which a GPU's driver performs synchronously). A loop that
