@@ -13,14 +13,8 @@
  * shuffles, nothing is atomic: the bits do not depend on scheduling. The row of a thread: g = lane/4
  * (and g + 8) of its warp's 16; its columns: 2·(lane%4) + {0, 1} of each 8-column n-tile. With no
  * groups (NG = 0) it is a plain fused attention: the DiT's attention where cuDNN is not available. */
+#include "attn_mass_common.cuh"
 #include "attn_mass_cuda.h"
-#include "cuda_common.cuh"
-
-#define AM_BM 64 /* query rows per block: 4 warps × 16 */
-#define AM_BN 64 /* keys per tile */
-#define AM_THREADS 128
-#define AM_LOG2E 1.4426950408889634f
-#define AM_LN2 0.6931471805599453f
 
 /* Rows [r0, r0 + 64) of a bf16 matrix (n rows, stride ld, D columns) → s (rows D + 8 apart: the
  * padding makes every ldmatrix phase hit 32 distinct banks); rows past n are zero-filled. */
@@ -32,26 +26,6 @@ static __device__ __forceinline__ void am_load_tile(__nv_bfloat16 *s, const __nv
         const int r = c / CH, col = (c % CH) * 8;
         const bool in = r0 + r < n;
         sf_cp_async16(s + r * LD + col, src + (in ? (r0 + r) * ld : 0) + col, in ? 16 : 0);
-    }
-}
-
-/* Sum over the four lanes of a quad (the lanes holding one row), the same order on every lane. */
-static __device__ __forceinline__ float am_quad_sum(float x) {
-    x += __shfl_xor_sync(0xffffffffu, x, 1);
-    return x + __shfl_xor_sync(0xffffffffu, x, 2);
-}
-static __device__ __forceinline__ float am_quad_max(float x) {
-    x = fmaxf(x, __shfl_xor_sync(0xffffffffu, x, 1));
-    return fmaxf(x, __shfl_xor_sync(0xffffffffu, x, 2));
-}
-
-/* Group gi's sum for the thread's two rows (relative to m) → its log2-sum in the rows' slots. */
-static __device__ __forceinline__ void am_flush(float *rowmass, int64_t base, int64_t Lq, int64_t NG, int64_t row0,
-                                                int64_t gi, const float acc[2], const float m[2]) {
-    if ((threadIdx.x & 3) || gi >= NG) return;
-    for (int r = 0; r < 2; r++) {
-        const int64_t row = row0 + 8 * r;
-        if (row < Lq) rowmass[(base + row) * NG + gi] = log2f(acc[r]) + m[r];
     }
 }
 
@@ -106,53 +80,7 @@ static __global__ void __launch_bounds__(AM_THREADS)
                 sf_mma_bf16_16816(s[nt], qf[kk], b);
                 sf_mma_bf16_16816(s[nt + 1], qf[kk], b + 2);
             }
-        const int64_t key0 = j * AM_BN, kend = key0 + AM_BN < Lk ? key0 + AM_BN : Lk;
-        const int nvalid = (int)(kend - key0); /* columns are tile-relative from here on */
-        float mx[2] = {-INFINITY, -INFINITY};
-        for (int nt = 0; nt < 8; nt++)
-            for (int i = 0; i < 4; i++) {
-                const int col = nt * 8 + 2 * t + (i & 1);
-                const float x = col < nvalid ? s[nt][i] * sl2 : -INFINITY;
-                s[nt][i] = x;
-                mx[i >> 1] = fmaxf(mx[i >> 1], x);
-            }
-        float mn[2], alpha[2], rs[2] = {0.0f, 0.0f};
-        for (int r = 0; r < 2; r++) {
-            mn[r] = fmaxf(m[r], am_quad_max(mx[r])); /* finite: every tile has a key */
-            alpha[r] = exp2f(m[r] - mn[r]);
-        }
-        for (int nt = 0; nt < 8; nt++)
-            for (int i = 0; i < 4; i++) {
-                const float p = exp2f(s[nt][i] - mn[i >> 1]);
-                s[nt][i] = p;
-                rs[i >> 1] += p;
-            }
-        for (int r = 0; r < 2; r++) {
-            l[r] = l[r] * alpha[r] + am_quad_sum(rs[r]);
-            acc[r] *= alpha[r];
-        }
-        for (int nt = 0; nt < NT; nt++) {
-            oacc[nt][0] *= alpha[0], oacc[nt][1] *= alpha[0];
-            oacc[nt][2] *= alpha[1], oacc[nt][3] *= alpha[1];
-        }
-        for (int64_t a = key0; MASS && a < kend;) { /* the key groups this tile touches, in key order */
-            const int64_t gs = a / G, b = (gs + 1) * G < kend ? (gs + 1) * G : kend;
-            const int ca = (int)(a - key0), cb = (int)(b - key0);
-            float part[2] = {0.0f, 0.0f};
-            for (int nt = 0; nt < 8; nt++)
-                for (int i = 0; i < 4; i++) {
-                    const int col = nt * 8 + 2 * t + (i & 1);
-                    if (col >= ca && col < cb) part[i >> 1] += s[nt][i];
-                }
-            part[0] = am_quad_sum(part[0]), part[1] = am_quad_sum(part[1]);
-            if (gs != gcur) {
-                if (gcur >= 0) am_flush(rowmass, base, Lq, NG, row0, gcur, acc, mn);
-                gcur = gs, acc[0] = part[0], acc[1] = part[1];
-            } else {
-                acc[0] += part[0], acc[1] += part[1];
-            }
-            a = b;
-        }
+        am_tile_softmax<NT, MASS>(s, oacc, j * AM_BN, Lk, sl2, t, m, l, acc, gcur, G, NG, rowmass, base, Lq, row0);
         for (int kk = 0; kk < AM_BN / 16; kk++) { /* O += P·V: the S accumulators are P's A fragments */
             const uint32_t pa[4] = {sf_pack_bf16x2(s[2 * kk][0], s[2 * kk][1]), sf_pack_bf16x2(s[2 * kk][2], s[2 * kk][3]),
                                     sf_pack_bf16x2(s[2 * kk + 1][0], s[2 * kk + 1][1]),
@@ -164,22 +92,9 @@ static __global__ void __launch_bounds__(AM_THREADS)
                 sf_mma_bf16_16816(oacc[nt + 1], pa, b + 2);
             }
         }
-        m[0] = mn[0], m[1] = mn[1];
         __syncthreads(); /* the buffer just read is the next prefetch's target */
     }
-    if (MASS && gcur >= 0) am_flush(rowmass, base, Lq, NG, row0, gcur, acc, m);
-    for (int r = 0; r < 2; r++) {
-        const int64_t row = row0 + 8 * r;
-        if (row >= Lq) continue;
-        const float lse2 = m[r] + log2f(l[r]), inv = 1.0f / l[r];
-        if (MASS && t == 0) {
-            float *rm = rowmass + (base + row) * NG;
-            for (int64_t gi = 0; gi < NG; gi++) rm[gi] = exp2f(rm[gi] - lse2);
-        }
-        if (t == 0 && lse) lse[base + row] = lse2 * AM_LN2;
-        uint32_t *orow = reinterpret_cast<uint32_t *>(o + row * ldo + 2 * t);
-        for (int nt = 0; nt < NT; nt++) orow[nt * 4] = sf_pack_bf16x2(oacc[nt][2 * r] * inv, oacc[nt][2 * r + 1] * inv);
-    }
+    am_finish<NT, MASS>(oacc, m, l, acc, gcur, t, NG, rowmass, lse, base, Lq, row0, o, ldo);
 }
 
 template <int D>
@@ -208,6 +123,11 @@ fail:
     return st;
 }
 
+/* attn_mass_wg.cu: the same on Hopper's wgmma when asked for ($SF_ATTN_WGMMA) and it applies. */
+extern "C" sf_status sf_attn_mass_wg_try(const sf_cuda_ctx *ctx, int64_t Lq, int64_t Lk, int H, int d, const void *q,
+                                         int64_t ldq, const void *k, const void *v, int64_t ldk, void *o, int64_t ldo,
+                                         float sl2, int64_t G, int64_t NG, float *rowmass, float *lse, sf_err *err);
+
 extern "C" int sf_attn_mass_head_dim_ok(int d) { return d == 16 || d == 32 || d == 64 || d == 128; }
 
 extern "C" sf_status sf_attn_mass_cuda(const sf_cuda_ctx *ctx, int64_t Lq, int64_t Lk, int H, int d, const void *q,
@@ -228,6 +148,9 @@ extern "C" sf_status sf_attn_mass_cuda(const sf_cuda_ctx *ctx, int64_t Lq, int64
                        "(needs d in {16, 32, 64, 128}, 16-byte rows)",
                        d);
     if (Lq == 0) return SF_OK;
+    st = sf_attn_mass_wg_try(ctx, Lq, Lk, H, d, q, ldq, k, v, ldk, o, ldo, scale * AM_LOG2E, G, NG, rowmass, lse, err);
+    if (st != SF_E_UNSUPPORTED) return st;
+    st = SF_OK;
     switch (d) {
     case 16: return am_launch<16>(ctx, Lq, Lk, H, q, ldq, k, v, ldk, o, ldo, scale, G, NG, rowmass, lse, err);
     case 32: return am_launch<32>(ctx, Lq, Lk, H, q, ldq, k, v, ldk, o, ldo, scale, G, NG, rowmass, lse, err);

@@ -7,7 +7,8 @@
  * SF_BENCH_TAPS=frames|probs[+cross][+seed]: the same video with every layer tapped in that mode,
  * every forward kept (--tap-select all), or with +seed the CLI's default selection (step 0 of each
  * block): the taps' overhead against the plain run (tests/bench/run.sh, tests/gpu/check.sh print the
- * ratio). The line says "[taps: MODE[-explicit][@seed][ + cross], all N layers]". */
+ * ratio). The line says "[taps: MODE[-explicit|-wgmma][@seed][ + cross], all N layers]", and the
+ * attention path when SF_NO_CUDNN is set. */
 #define _POSIX_C_SOURCE 200809L
 #include "bench.h"
 #include "cuda_ops.h"
@@ -82,7 +83,11 @@ sf_status sf_denoise_bench_video(const sf_dit_weights *w, int cuda_ordinal, sf_e
         taps.cross = strstr(tapenv, "+cross") != NULL;
         sf_taps_attach(&taps, &st);
         snprintf(tapdesc, sizeof tapdesc, " [taps: %s%s%s%s, all %d layers]", mode,
-                 tm == SF_TAP_PROBS && getenv("SF_TAP_PROBS_EXPLICIT") ? "-explicit" : "", seedsel ? "@seed" : "",
+                 tm != SF_TAP_PROBS                ? ""
+                 : getenv("SF_TAP_PROBS_EXPLICIT") ? "-explicit"
+                 : getenv("SF_ATTN_WGMMA")         ? "-wgmma"
+                                                   : "",
+                 seedsel ? "@seed" : "",
                  taps.cross ? " + cross" : "", c->num_layers);
     }
     printf("denoise 1.3b gpu: bf16 weights + state %.2f GiB on the device, upload + init %.2f s\n",
@@ -106,8 +111,9 @@ sf_status sf_denoise_bench_video(const sf_dit_weights *w, int cuda_ordinal, sf_e
             continue;
         }
         /* the attention path when it is not cuDNN's (SF_NO_CUDNN: sfpipe's fused kernel, or the explicit one) */
-        const char *apath = !getenv("SF_NO_CUDNN") ? ""
+        const char *apath = !getenv("SF_NO_CUDNN")       ? ""
                             : getenv("SF_NO_FUSED_ATTN") ? " [attention: explicit cuBLASLt, no cuDNN]"
+                            : getenv("SF_ATTN_WGMMA")    ? " [attention: sfpipe fused wgmma, no cuDNN]"
                                                          : " [attention: sfpipe fused, no cuDNN]";
         printf("denoise 1.3b gpu video: %.3f s for 21 latent frames (81 video frames): %.1f FPS DiT only%s%s\n", total,
                81.0 / total, tapdesc, apath);

@@ -96,7 +96,8 @@ cs=$(command -v compute-sanitizer || ls /usr/local/cuda*/bin/compute-sanitizer 2
 if [ -n "$cs" ]; then
     for spec in "memcheck test_dit_cuda forward" "racecheck test_cuda_kernels" "memcheck test_t5_cuda all_prompts" \
         "racecheck test_t5_glue_gpu" "memcheck test_vae_cuda vae_cuda_golden" \
-        "racecheck test_tap_mass_gpu attn_mass_frames" "memcheck test_tap_mass_gpu attn_mass_small_groups"; do
+        "racecheck test_tap_mass_gpu attn_mass_frames" "memcheck test_tap_mass_gpu attn_mass_small_groups" \
+        "memcheck test_tap_mass_gpu attn_mass_wgmma"; do
         set -- $spec
         timeout 120 "$cs" --tool "$1" --error-exitcode 99 "$G/tests/$2" ${3:-} >/tmp/sf-san-$1.log 2>&1
         rc=$?
@@ -184,13 +185,19 @@ t0=$(grep -m1 'gpu video:' "$OUT/bench.txt" 2>/dev/null | awk '{print $5}')
 [ -n "$t0" ] || t0=$(tv "")
 # sfpipe's own fused attention in cuDNN's place (the kernel probs mode runs, without the masses): its
 # TFLOP/s against cuDNN's decides whether a wgmma version is the next step
-echo "== sfpipe's fused attention instead of cuDNN (SF_NO_CUDNN=1, profiled)"
+echo "== sfpipe's fused attention instead of cuDNN (SF_NO_CUDNN=1, profiled): mma.sync, then wgmma"
 SF_NO_CUDNN=1 SF_CUDA_PROFILE=1 timeout 200 sf-denoise --bench 1.3b --device cuda:0 --progress none 2>&1 | tee -a "$OUT/bench.txt" |
     grep -E 'gpu video:|gpu profile'
+SF_ATTN_WGMMA=1 SF_NO_CUDNN=1 SF_CUDA_PROFILE=1 timeout 200 sf-denoise --bench 1.3b --device cuda:0 --progress none 2>&1 |
+    tee -a "$OUT/bench.txt" | grep -E 'gpu video:|gpu profile'
 # probs: the attention fused with the masses (attn_mass.cu), then the explicit path it replaced (A/B);
 # every forward kept (the worst case), then the CLI's default selection (+seed: step 0 of each block)
-for m in frames probs probs-explicit frames+seed probs+seed; do
-    if [ $m = probs-explicit ]; then t=$(SF_TAP_PROBS_EXPLICIT=1 tv probs); else t=$(tv $m); fi
+for m in frames probs probs-explicit probs-wgmma frames+seed probs+seed; do
+    case $m in
+    probs-explicit) t=$(SF_TAP_PROBS_EXPLICIT=1 tv probs) ;;
+    probs-wgmma) t=$(SF_ATTN_WGMMA=1 tv probs) ;;
+    *) t=$(tv $m) ;;
+    esac
     row "taps $m overhead" "$(awk -v a="$t0" -v b="$t" 'BEGIN { if (a > 0 && b > 0) printf "%.3f s vs %.3f s: +%.1f%%", b, a, 100 * (b / a - 1); else print "failed" }')"
 done
 fi # taps

@@ -39,8 +39,10 @@ def main(argv):
     t5 = grab(bench, r"encode xxl gpu: ([0-9.]+) ms per 512-token prompt")
     gemm = grab(bench, r"gpu profile \(SF_CUDA_PROFILE, timed video\): [^\n]*linear \(cuBLASLt\)[^(]*\([^)]*?([0-9.]+) TFLOP/s\)")
     attn = grab(bench, r"gpu profile \(SF_CUDA_PROFILE, timed video\): [^\n]*self-attention[^(]*\([^)]*?([0-9.]+) TFLOP/s\)")
-    own = grab(bench, r"gpu profile \(SF_CUDA_PROFILE, timed video\) \[attention: sfpipe fused[^\n]*self-attention[^(]*\([^)]*?([0-9.]+) TFLOP/s\)")
-    own_video = grab(bench, r"denoise 1\.3b gpu video: ([0-9.]+) s[^\n]*\[attention: sfpipe fused")
+    own = grab(bench, r"gpu profile \(SF_CUDA_PROFILE, timed video\) \[attention: sfpipe fused, [^\n]*self-attention[^(]*\([^)]*?([0-9.]+) TFLOP/s\)")
+    own_video = grab(bench, r"denoise 1\.3b gpu video: ([0-9.]+) s[^\n]*\[attention: sfpipe fused, ")
+    wg = grab(bench, r"gpu profile \(SF_CUDA_PROFILE, timed video\) \[attention: sfpipe fused wgmma[^\n]*self-attention[^(]*\([^)]*?([0-9.]+) TFLOP/s\)")
+    wg_video = grab(bench, r"denoise 1\.3b gpu video: ([0-9.]+) s[^\n]*\[attention: sfpipe fused wgmma")
     mem = [grab(bench, r"denoise 1\.3b gpu memory: ([0-9.]+) GiB"), grab(bench, r"decode 1\.3b gpu memory: ([0-9.]+) GiB"),
            grab(bench, r"encode xxl gpu memory: ([0-9.]+) GiB")]
     # the last full-size timeline of a normal run (the second has warm files; "run low" is low_memory)
@@ -81,6 +83,9 @@ def main(argv):
         lambda v: v >= 600, None)
     row("DiT only, 7 blocks, sfpipe's fused attention (SF_NO_CUDNN=1)", own_video, "{:.3f} s", "≤ 1.45 s",
         lambda v: v <= 1.45, None)
+    row("attention achieved, sfpipe's wgmma kernel (SF_NO_CUDNN=1 SF_ATTN_WGMMA=1)", wg, "{:.0f} TFLOP/s", "≥ 600",
+        lambda v: v >= 600, None)
+    row("DiT only, 7 blocks, sfpipe's wgmma attention", wg_video, "{:.3f} s", "≤ 1.45 s", lambda v: v <= 1.45, None)
     row("umT5-XXL, one 512-token prompt", t5, "{:.1f} ms", "—", None,
         ref.get("t5_encode_ms"))
     m, rm = gib(mem), gib(r_mem)
@@ -93,9 +98,11 @@ def main(argv):
         grab(e2e, r"run low peak GPU memory: ([0-9.]+) GiB"), "{:.2f} GiB", "≤ 22 GB (20.49 GiB)",
         lambda v: v <= 20.49, None)
     # issue 14: the same video with all 30 layers tapped (check.sh part "taps"), against the plain one
-    for mode, limit in (("frames", 10), ("probs", 25), ("probs-explicit", 25), ("frames@seed", 10), ("probs@seed", 25)):
+    for mode, limit in (("frames", 10), ("probs", 25), ("probs-explicit", 25), ("probs-wgmma", 25), ("frames@seed", 10),
+                        ("probs@seed", 25)):
         t = grab(bench, r"denoise 1\.3b gpu video: ([0-9.]+) s[^\n]*\[taps: " + mode + r"[ ,]")
         what = {"probs-explicit": "probs-mode taps on the explicit attention (A/B)",
+                "probs-wgmma": "probs-mode taps on the wgmma kernel (SF_ATTN_WGMMA=1)",
                 "frames@seed": "frames-mode taps, default selection (step 0 of each block)",
                 "probs@seed": "probs-mode taps, default selection (step 0 of each block)"}.get(mode, f"{mode}-mode taps")
         row(f"all-layer {what}: extra time over the plain video", 100 * (t / dit - 1) if t and dit else None,

@@ -485,10 +485,11 @@ static void test_taps_frames_cross(void) {
     sf_taps_free(&ct);
 }
 
-/* The three attention paths give the same forward within the bf16 tolerance: the default (cuDNN's fused
+/* The attention paths give the same forward within the bf16 tolerance: the default (cuDNN's fused
  * attention on a GPU; cuDNN is not emulated, so sfpipe's fused kernel on the emulation), sfpipe's own
- * fused kernel (SF_NO_CUDNN=1: attn_mass.cu without groups, cuDNN's stand-in) and the explicit cuBLASLt
- * path (SF_NO_CUDNN=1 SF_NO_FUSED_ATTN=1). On the emulation the first two are the same kernel (same
+ * fused kernel (SF_NO_CUDNN=1: attn_mass.cu without groups, cuDNN's stand-in), the same on wgmma
+ * (SF_ATTN_WGMMA=1 too: attn_mass_wg.cu) and the explicit cuBLASLt path (SF_NO_CUDNN=1
+ * SF_NO_FUSED_ATTN=1). On the emulation the first two are the same kernel (same
  * bits) and the explicit run launches no fused kernel. */
 static void run_attn_path(int dev, const char *no_cudnn, const char *no_fused, float *out) {
     sf_err err = {{0}};
@@ -521,6 +522,19 @@ static void test_attention_paths(void) {
 #ifdef SF_TEST_EMU
     SF_CHECK_MSG(sf_emu_kernel_launches("attn_plain") == f1, "the explicit run launched the fused kernel");
 #endif
+    /* sfpipe's kernel on Hopper's wgmma (SF_ATTN_WGMMA=1: attn_mass_wg.cu; the emulation is an sm_90) */
+    static float ow[N];
+#ifdef SF_TEST_EMU
+    const unsigned long long w0 = sf_emu_kernel_launches("attn_plain_wg");
+#endif
+    setenv("SF_ATTN_WGMMA", "1", 1);
+    run_attn_path(dev, "1", NULL, ow);
+    unsetenv("SF_ATTN_WGMMA");
+#ifdef SF_TEST_EMU
+    SF_CHECK_MSG(sf_emu_kernel_launches("attn_plain_wg") - w0 == 84, "%llu wgmma attention launches (want 84)",
+                 sf_emu_kernel_launches("attn_plain_wg") - w0);
+#endif
+    sf_test_rel_close("sfpipe's wgmma vs explicit attention output", ow, oe, N, SF_TOL_BF16_FWD);
     sf_test_rel_close("default vs explicit attention output", od, oe, N, SF_TOL_BF16_FWD);
     sf_test_rel_close("sfpipe's fused vs explicit attention output", oo, oe, N, SF_TOL_BF16_FWD);
     sf_test_rel_close("default vs sfpipe's fused attention output", od, oo, N, SF_TOL_BF16_FWD);

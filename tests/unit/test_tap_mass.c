@@ -20,6 +20,9 @@
 #include <stdint.h>
 
 #include "kernel_test.h"
+#ifndef SF_TEST_GPU
+#include "cuda/emu/sf_emu.h"
+#endif
 
 #define TM_TOL 1e-6
 
@@ -299,6 +302,26 @@ static void test_attn_plain(void) {
     attn_mass_case(2, 128, 100, 200, 1, 0, 100, 1.0f);
     attn_mass_case(3, 64, 7, 512, 1, 0, 7, 3.0f);
 }
+/* The same cases on Hopper's wgmma (attn_mass_wg.cu, asked for by $SF_ATTN_WGMMA; the emulation reports
+ * an sm_90 device and emulates wgmma from the PTX layouts; on a GPU this runs on the H200's tensor cores):
+ * d = 128 and 64, groups of 80 and of 5, and the plain attention. On the emulation the wgmma kernels
+ * must be the ones that ran. */
+static void test_attn_mass_wgmma(void) {
+#ifndef SF_TEST_GPU
+    const unsigned long long g0 = sf_emu_kernel_launches("attn_mass_groups_wg"), p0 = sf_emu_kernel_launches("attn_plain_wg");
+#endif
+    setenv("SF_ATTN_WGMMA", "1", 1);
+    attn_mass_case(2, 128, 240, 400, 80, 5, 80, 1.0f);
+    attn_mass_case(1, 64, 100, 130, 5, 26, 10, 4.0f);
+    attn_mass_case(2, 128, 100, 200, 1, 0, 100, 1.0f);
+    unsetenv("SF_ATTN_WGMMA");
+#ifndef SF_TEST_GPU
+    SF_CHECK_MSG(sf_emu_kernel_launches("attn_mass_groups_wg") - g0 == 2 && sf_emu_kernel_launches("attn_plain_wg") - p0 == 1,
+                 "wgmma launches: %llu with groups, %llu plain (want 2, 1)", sf_emu_kernel_launches("attn_mass_groups_wg") - g0,
+                 sf_emu_kernel_launches("attn_plain_wg") - p0);
+#endif
+}
+
 /* What the kernel does not take is refused before anything runs: SF_E_UNSUPPORTED for a head dim or
  * stride it has no code for (the caller falls back to the explicit path), SF_E_ARG for bad shapes. */
 static void test_attn_mass_refusals(void) {
@@ -330,6 +353,7 @@ static const sf_test tests[] = {
     {"attn_mass_small_groups", test_attn_mass_small_groups},
     {"attn_mass_dims", test_attn_mass_dims},
     {"attn_plain", test_attn_plain},
+    {"attn_mass_wgmma", test_attn_mass_wgmma},
     {"attn_mass_refusals", test_attn_mass_refusals},
 };
 SF_TEST_MAIN(tests)

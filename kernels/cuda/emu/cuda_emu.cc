@@ -480,6 +480,42 @@ const wx_slot *warp_exchange(const uint32_t *mine, const char *file, int line) {
     return set + lo;
 }
 
+/* The shared window of the emulated kernels is the dynamic shared buffer: offsets into it. */
+uint32_t smem_offset(const void *p, const char *file, int line) {
+    running("a shared-memory address");
+    const unsigned char *c = (const unsigned char *)p;
+    if (!dyn_buf || c < dyn_buf || c >= dyn_buf + dyn_size)
+        thread_fault("%s:%d: %p is not in the dynamic shared memory (the only shared window the emulated "
+                     "async-proxy instructions address)", file, line, p);
+    return (uint32_t)(c - dyn_buf);
+}
+const unsigned char *smem_at(uint32_t off, size_t n, const char *file, int line) {
+    if (!dyn_buf || (size_t)off + n > dyn_size)
+        thread_fault("%s:%d: shared address %#x (+%zu bytes) is past the %zu bytes of dynamic shared memory", file, line,
+                     off, n, dyn_size);
+    return dyn_buf + off;
+}
+
+/* Warpgroup exchange (the emulated wgmma with A in registers): like warp_exchange over the block,
+ * which must be one warpgroup (128 threads); the block barrier is the warpgroup's. */
+namespace {
+wx_slot wg_buf[2][128];
+unsigned long long wg_seq[128];
+} // namespace
+const wx_slot *wg_exchange(const uint32_t *mine, const char *file, int line) {
+    running("a warpgroup matrix instruction");
+    if (nthreads != 128)
+        thread_fault("wgmma at %s:%d in a block of %u threads (the emulation needs one warpgroup, 128 threads, per block)",
+                     file, line, nthreads);
+    wx_used = true;
+    const unsigned long long seq = ++wg_seq[cur_t];
+    wx_slot *set = wg_buf[seq & 1];
+    if (mine) memcpy(set[cur_t].w, mine, sizeof set[cur_t].w);
+    set[cur_t].seq = seq;
+    syncthreads(file, line);
+    return set;
+}
+
 void thread_fault(const char *fmt, ...) {
     running("a device-side fault");
     va_list ap;
@@ -533,10 +569,11 @@ void launch_raw(const char *kernel, dim3 grid, dim3 block, size_t smem, cudaStre
         fprintf(stderr, "sf_emu: out of memory for %llu coroutine stacks\n", nt);
         abort();
     }
-    if (smem > dyn_size) {
-        unsigned char *nb = (unsigned char *)realloc(dyn_buf, smem);
-        if (!nb) abort();
-        dyn_buf = nb, dyn_size = smem;
+    if (smem > dyn_size) { /* 1024-aligned, as the GPU's shared window is (wgmma's 128-byte swizzle needs it) */
+        void *nb = nullptr;
+        if (posix_memalign(&nb, 1024, (smem + 1023) & ~(size_t)1023)) abort();
+        free(dyn_buf);
+        dyn_buf = (unsigned char *)nb, dyn_size = smem;
     }
     n_launches++;
     nthreads = (unsigned)nt;
@@ -548,6 +585,8 @@ void launch_raw(const char *kernel, dim3 grid, dim3 block, size_t smem, cudaStre
             for (unsigned x = 0; x < block.x; x++) thrs[t++].idx = uint3{x, y, z};
     in_launch = true;
     if (wx_used) {
+        memset(wg_seq, 0, sizeof wg_seq);
+        memset(wg_buf, 0, sizeof wg_buf);
         memset(wx_seq, 0, sizeof wx_seq);
         memset(wx_buf, 0, sizeof wx_buf);
         memset(wx_chk, 0, sizeof wx_chk);

@@ -320,6 +320,12 @@ struct wx_slot {
 };
 /* Returns the warp's 32 slots (lane order), valid until this lane's next exchange. */
 const wx_slot *warp_exchange(const uint32_t *mine, const char *file, int line);
+/* The warpgroup's (= the block's: 128 threads) 128 slots after a block barrier; mine may be NULL. */
+const wx_slot *wg_exchange(const uint32_t *mine, const char *file, int line);
+/* Offset of p in the shared window (the dynamic shared buffer, 1024-aligned), and back (n bytes
+ * checked to be inside). Faults on anything else. */
+uint32_t smem_offset(const void *p, const char *file, int line);
+const unsigned char *smem_at(uint32_t off, size_t n, const char *file, int line);
 /* The running thread faults (the launch fails with this message); never returns. */
 [[noreturn]] void thread_fault(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 unsigned lane_id(void);
@@ -487,6 +493,64 @@ static inline void sf_emu_ldsm_x4(uint32_t r[4], const void *p, bool trans, cons
         else lo = row[2 * (lane & 3)][lane >> 2], hi = row[2 * (lane & 3) + 1][lane >> 2];
         r[i] = lo | hi << 16;
     }
+}
+
+/* ---- warpgroup MMA (Hopper wgmma, kernels/cuda/wgmma.cuh), bf16 → f32, m64nNk16 ----------------
+ * Operands in shared memory are read through 64-bit matrix descriptors: start address >> 4 (bits
+ * 0-13), leading byte offset >> 4 (16-29), stride byte offset >> 4 (32-45), swizzle mode (62-63);
+ * only the 128-byte swizzle is emulated (mode 1; anything else faults). With T = 8 bf16 (16 bytes),
+ * as CUTLASS's GMMA descriptor documentation lays the canonical layouts out:
+ *   K-major  (A: M×K, or B: N×K, K contiguous): element (r, k), k < 64 of one 128-byte row:
+ *            start + (r / 8)·SBO + (r % 8)·128 + 2k                (the leading byte offset unused);
+ *   MN-major (B with trans-b: K×N, N contiguous): element (k, n):
+ *            start + (n / 64)·LBO + (k / 8)·SBO + (k % 8)·128 + 2(n % 64);
+ * then the swizzle on the shared-window address: bits 4-6 ^= bits 7-9 (16-byte chunks of a 128-byte
+ * row permuted by the row's index within its 1024-byte group). A in registers (RS): the mma.sync
+ * m16n8k16 A layout per warp w for rows 16w..16w+15. D (N/2 floats per thread): for n-chunk j < N/8,
+ * d[4j..4j+3] = rows 16w + g (+8 for the last two), columns 8j + 2t, 8j + 2t + 1 (g = lane / 4,
+ * t = lane % 4). D = (scale_d ? D : 0) + Σ_k A·B, k in order, fp32. The instruction is a block
+ * barrier here (the block must be one warpgroup); issuing, committing and waiting are synchronous. */
+static inline float sf_emu_smem_bf(uint32_t addr, const char *file, int line) {
+    addr ^= ((addr >> 7) & 7u) << 4; /* the 128-byte swizzle */
+    unsigned short h;
+    memcpy(&h, sf_emu::smem_at(addr, 2, file, line), 2);
+    return sf_emu_bf_bits2f(h);
+}
+static inline void sf_emu_wgmma(float *d, int N, const uint32_t *a, uint64_t da, uint64_t db, bool trans_b, int scale_d,
+                                const char *file, int line) {
+    const sf_emu::wx_slot *all = nullptr;
+    uint32_t mine[SF_EMU_WX_WORDS] = {0};
+    if (a) memcpy(mine, a, 4 * sizeof(uint32_t));
+    all = sf_emu::wg_exchange(a ? mine : nullptr, file, line);
+    for (uint64_t desc : {a ? (uint64_t)1 << 62 : da, db})
+        if ((desc >> 62) != 1 || ((desc >> 49) & 7))
+            sf_emu::thread_fault("wgmma at %s:%d: descriptor %#llx: only the 128-byte swizzle with base offset 0 is "
+                                 "emulated", file, line, (unsigned long long)desc);
+    const uint32_t sa = (uint32_t)(da & 0x3fff) << 4, sba = (uint32_t)((da >> 32) & 0x3fff) << 4;
+    const uint32_t sb = (uint32_t)(db & 0x3fff) << 4, lbb = (uint32_t)((db >> 16) & 0x3fff) << 4,
+                   sbb = (uint32_t)((db >> 32) & 0x3fff) << 4;
+    const unsigned tid = threadIdx.x + blockDim.x * (threadIdx.y + blockDim.y * threadIdx.z);
+    const unsigned w = tid >> 5, lane = tid & 31, g = lane >> 2, t = lane & 3;
+    for (int j = 0; j < N / 8; j++)
+        for (int i = 0; i < 4; i++) {
+            const unsigned row = 16 * w + g + 8 * (unsigned)(i >> 1), col = 8 * (unsigned)j + 2 * t + (unsigned)(i & 1);
+            float acc = 0.0f;
+            for (unsigned k = 0; k < 16; k++) {
+                float av;
+                if (a) { /* the register A of the lane holding (row, k) */
+                    const unsigned r16 = row & 15, src = (row >> 4) * 32 + (r16 & 7) * 4 + ((k & 7) >> 1);
+                    const uint32_t word = all[src].w[(r16 >> 3) + 2 * (k >> 3)];
+                    av = sf_emu_bf_bits2f((unsigned short)(k & 1 ? word >> 16 : word & 0xffffu));
+                } else {
+                    av = sf_emu_smem_bf(sa + (row >> 3) * sba + (row & 7) * 128 + 2 * k, file, line);
+                }
+                const float bv = trans_b ? sf_emu_smem_bf(sb + (col >> 6) * lbb + (k >> 3) * sbb + (k & 7) * 128 + 2 * (col & 63),
+                                                          file, line)
+                                         : sf_emu_smem_bf(sb + (col >> 3) * sbb + (col & 7) * 128 + 2 * k, file, line);
+                acc += av * bv;
+            }
+            d[4 * j + i] = scale_d ? d[4 * j + i] + acc : acc;
+        }
 }
 
 #endif

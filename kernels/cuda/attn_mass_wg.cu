@@ -1,0 +1,147 @@
+/* attn_mass_wg.cu — the fused attention + key-group mass of attn_mass.cu on Hopper's warpgroup MMA
+ * (wgmma, sm_90a): same contract (kernels/attn_mass_cuda.h), same per-tile arithmetic
+ * (attn_mass_common.cuh), the products on wgmma instead of mma.sync. Head dims 64 and 128.
+ *
+ * A block is one warpgroup (128 threads) over 64 query rows of one head; keys in tiles of 64,
+ * double-buffered by cp.async. Shared memory holds Q, K and V in 128-byte-swizzled atoms of
+ * 64 rows × 64 bf16 ([d / 64][row][128 bytes], chunk c of row r at c ^ (r % 8)): the K-major layout
+ * of A = Q and B = K for S = Q·Kᵀ (m64n64k16, both from shared memory, d / 16 steps, the descriptor's
+ * start advanced 32 bytes per step inside an atom), and the N-major layout of B = V for O += P·V
+ * (m64n{d}k16 with trans-b, P from the S accumulators in registers, 4 steps of 16 keys). The S and O
+ * accumulators have attn_mass.cu's fragments, so the softmax / mass code is shared.
+ * Tested against the CPU references with attn_mass.cu's cases ($SF_ATTN_WGMMA=1 in test_tap_mass:
+ * attn_mass_wg_*), on the emulation (cuda_emu.h emulates wgmma from the PTX layouts) and on an H200
+ * (test_tap_mass_gpu, tests/gpu/check.sh). */
+#include "attn_mass_common.cuh"
+#include "attn_mass_cuda.h"
+#include "wgmma.cuh"
+
+#include <stdlib.h>
+
+/* Rows [r0, r0 + 64) of a bf16 matrix (n rows, stride ld, D columns) → the swizzled atoms at s;
+ * rows past n zero-filled. */
+template <int D>
+static __device__ __forceinline__ void wg_load_tile(__nv_bfloat16 *s, const __nv_bfloat16 *src, int64_t ld, int64_t r0,
+                                                    int64_t n) {
+    constexpr int CH = D / 8; /* 16-byte chunks per row */
+    for (int c = (int)threadIdx.x; c < 64 * CH; c += AM_THREADS) {
+        const int r = c / CH, ch = c % CH, atom = ch / 8;
+        const bool in = r0 + r < n;
+        sf_cp_async16(s + atom * 64 * 64 + r * 64 + sf_swz128(r, ch % 8) * 8, src + (in ? (r0 + r) * ld : 0) + ch * 8,
+                      in ? 16 : 0);
+    }
+}
+
+template <int D, bool MASS>
+static __global__ void __launch_bounds__(AM_THREADS)
+    attn_mass_wg_kernel(const __nv_bfloat16 *__restrict__ q, int64_t ldq, const __nv_bfloat16 *__restrict__ k,
+                        const __nv_bfloat16 *__restrict__ v, int64_t ldk, __nv_bfloat16 *__restrict__ o, int64_t ldo,
+                        int64_t Lq, int64_t Lk, float sl2, int64_t G, int64_t NG, float *__restrict__ rowmass,
+                        float *__restrict__ lse) {
+    constexpr int NT = D / 8, TILE = 64 * D; /* elements of one 64-row tile */
+    constexpr uint32_t ATOM = 64 * 128;      /* bytes of one 64-row atom */
+    SF_DYN_SHARED(__nv_bfloat16, sm_raw);
+    /* the atoms must sit on 1024-byte boundaries of the shared window (the swizzle's period) */
+    __nv_bfloat16 *sm = sm_raw + ((1024u - (sf_smem_addr(sm_raw) & 1023u)) & 1023u) / 2;
+    __nv_bfloat16 *Qs = sm, *Ks = sm + TILE, *Vs = Ks + 2 * TILE;
+    const int h = (int)blockIdx.y, warp = (int)threadIdx.x >> 5, lane = (int)threadIdx.x & 31, t = lane & 3;
+    const int64_t q0 = (int64_t)blockIdx.x * AM_BM, row0 = q0 + warp * 16 + (lane >> 2), base = (int64_t)h * Lq;
+    const int64_t ntiles = (Lk + AM_BN - 1) / AM_BN;
+    q += (int64_t)h * D, k += (int64_t)h * D, v += (int64_t)h * D, o += (int64_t)h * D;
+
+    wg_load_tile<D>(Qs, q, ldq, q0, Lq);
+    wg_load_tile<D>(Ks, k, ldk, 0, Lk);
+    wg_load_tile<D>(Vs, v, ldk, 0, Lk);
+    sf_cp_async_commit();
+    const uint32_t qa = sf_smem_addr(Qs);
+
+    float m[2] = {-INFINITY, -INFINITY}, l[2] = {0.0f, 0.0f}, acc[2] = {0.0f, 0.0f};
+    float oacc[NT][4];
+    for (int nt = 0; nt < NT; nt++) oacc[nt][0] = oacc[nt][1] = oacc[nt][2] = oacc[nt][3] = 0.0f;
+    int64_t gcur = -1;
+    for (int64_t j = 0; j < ntiles; j++) {
+        const int buf = (int)(j & 1);
+        if (j + 1 < ntiles) {
+            wg_load_tile<D>(Ks + (buf ^ 1) * TILE, k, ldk, (j + 1) * AM_BN, Lk);
+            wg_load_tile<D>(Vs + (buf ^ 1) * TILE, v, ldk, (j + 1) * AM_BN, Lk);
+            sf_cp_async_commit();
+            sf_cp_async_wait<1>();
+        } else {
+            sf_cp_async_wait<0>();
+        }
+        sf_fence_proxy_async(); /* this thread's cp.async writes, visible to the tensor cores' reads */
+        __syncthreads();
+        const uint32_t ka = sf_smem_addr(Ks + buf * TILE), va = sf_smem_addr(Vs + buf * TILE);
+
+        float s[8][4];
+        sf_wgmma_fence();
+        for (int kk = 0; kk < D / 16; kk++) { /* S = Q·Kᵀ: 16 of d per step, 4 steps per 64-wide atom */
+            const uint32_t off = (uint32_t)(kk / 4) * ATOM + (uint32_t)(kk % 4) * 32;
+            sf_wgmma_m64n64k16_ss(&s[0][0], sf_wgmma_desc(qa + off, 16, 1024), sf_wgmma_desc(ka + off, 16, 1024), kk > 0);
+        }
+        sf_wgmma_commit();
+        sf_wgmma_wait<0>();
+        am_tile_softmax<NT, MASS>(s, oacc, j * AM_BN, Lk, sl2, t, m, l, acc, gcur, G, NG, rowmass, base, Lq, row0);
+        sf_wgmma_fence(); /* O was rescaled in registers */
+        for (int kk = 0; kk < AM_BN / 16; kk++) { /* O += P·V, 16 keys per step; V N-major: d atoms ATOM apart */
+            const uint32_t pa[4] = {sf_pack_bf16x2(s[2 * kk][0], s[2 * kk][1]), sf_pack_bf16x2(s[2 * kk][2], s[2 * kk][3]),
+                                    sf_pack_bf16x2(s[2 * kk + 1][0], s[2 * kk + 1][1]),
+                                    sf_pack_bf16x2(s[2 * kk + 1][2], s[2 * kk + 1][3])};
+            const uint64_t vd = sf_wgmma_desc(va + (uint32_t)kk * 16 * 128, ATOM, 1024);
+            if constexpr (D == 128) sf_wgmma_m64n128k16_rs_tb(&oacc[0][0], pa, vd, 1);
+            else sf_wgmma_m64n64k16_rs_tb(&oacc[0][0], pa, vd, 1);
+        }
+        sf_wgmma_commit();
+        sf_wgmma_wait<0>();
+        __syncthreads(); /* the buffer just read is the next prefetch's target */
+    }
+    am_finish<NT, MASS>(oacc, m, l, acc, gcur, t, NG, rowmass, lse, base, Lq, row0, o, ldo);
+}
+
+/* wgmma needs an sm_90 device (and the sm_90a build); asked once per device. */
+static int wg_device_ok(int ordinal) {
+    static int known[16], ok[16];
+    if (ordinal < 0 || ordinal >= 16) return 0;
+    if (!known[ordinal]) {
+        cudaDeviceProp p;
+        ok[ordinal] = cudaGetDeviceProperties(&p, ordinal) == cudaSuccess && p.major == 9 && p.minor == 0;
+        known[ordinal] = 1;
+    }
+    return ok[ordinal];
+}
+
+template <int D>
+static sf_status wg_launch(const sf_cuda_ctx *ctx, int64_t Lq, int64_t Lk, int H, const void *q, int64_t ldq,
+                           const void *k, const void *v, int64_t ldk, void *o, int64_t ldo, float sl2, int64_t G,
+                           int64_t NG, float *rowmass, float *lse, sf_err *err) {
+    sf_status st = SF_OK;
+    const size_t smem = (size_t)5 * 64 * D * sizeof(__nv_bfloat16) + 1024; /* Q, 2 × K, 2 × V; alignment slack */
+    auto *attn_mass_groups_wg = &attn_mass_wg_kernel<D, true>;
+    auto *attn_plain_wg = &attn_mass_wg_kernel<D, false>;
+    const dim3 grid((unsigned)((Lq + AM_BM - 1) / AM_BM), (unsigned)H);
+    CUDA_CHECK(cudaFuncSetAttribute(NG > 0 ? attn_mass_groups_wg : attn_plain_wg,
+                                    cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem));
+    if (NG > 0)
+        SF_LAUNCH(attn_mass_groups_wg, grid, AM_THREADS, smem, SF_CUDA_STREAM(ctx), (const __nv_bfloat16 *)q, ldq,
+                  (const __nv_bfloat16 *)k, (const __nv_bfloat16 *)v, ldk, (__nv_bfloat16 *)o, ldo, Lq, Lk, sl2, G, NG,
+                  rowmass, lse);
+    else
+        SF_LAUNCH(attn_plain_wg, grid, AM_THREADS, smem, SF_CUDA_STREAM(ctx), (const __nv_bfloat16 *)q, ldq,
+                  (const __nv_bfloat16 *)k, (const __nv_bfloat16 *)v, ldk, (__nv_bfloat16 *)o, ldo, Lq, Lk, sl2, G, NG,
+                  rowmass, lse);
+    CUDA_CHECK_LAUNCH(NG > 0 ? "attn_mass_groups_wg" : "attn_plain_wg");
+    return SF_OK;
+fail:
+    return st;
+}
+
+/* Called by sf_attn_mass_cuda (attn_mass.cu) after its checks: SF_E_UNSUPPORTED when this kernel does
+ * not apply (not asked for by $SF_ATTN_WGMMA, head dim, device), so the caller runs attn_mass.cu's. */
+extern "C" sf_status sf_attn_mass_wg_try(const sf_cuda_ctx *ctx, int64_t Lq, int64_t Lk, int H, int d, const void *q,
+                                         int64_t ldq, const void *k, const void *v, int64_t ldk, void *o, int64_t ldo,
+                                         float sl2, int64_t G, int64_t NG, float *rowmass, float *lse, sf_err *err) {
+    const char *asked = getenv("SF_ATTN_WGMMA"); /* read per call: cheap beside a kernel, and tests toggle it */
+    if (!asked || atoi(asked) <= 0 || (d != 64 && d != 128) || !wg_device_ok(ctx->ordinal)) return SF_E_UNSUPPORTED;
+    return d == 128 ? wg_launch<128>(ctx, Lq, Lk, H, q, ldq, k, v, ldk, o, ldo, sl2, G, NG, rowmass, lse, err)
+                    : wg_launch<64>(ctx, Lq, Lk, H, q, ldq, k, v, ldk, o, ldo, sl2, G, NG, rowmass, lse, err);
+}
