@@ -143,10 +143,11 @@ static void test_emu_reports_misuse(void) {
     } cases[] = {{10, "divergent __syncthreads"}, {11, "divergent __syncthreads"}, {12, "deadlock"},
                  {13, "does not take part"},      {14, "host memory"},
                  {15, "needs 32"},                {16, "not 16-byte aligned"},
-                 {17, "exited without taking part"}};
+                 {17, "exited without taking part"}, {18, "only the 128-byte swizzle"},
+                 {19, "one warpgroup"}};
     cu c;
     if (!cu_open(&c)) return;
-    float *out = cu_alloc(&c, 64 * 4);
+    float *out = cu_alloc(&c, 128 * 4);
     sf_emu_set_quiet(1);
     for (size_t i = 0; out && i < sizeof cases / sizeof cases[0]; i++) {
         sf_emu_reset();

@@ -6,6 +6,7 @@
  * misaligned rows); the warp-level matrix instructions' operand layouts. Valid CUDA, but compiled only
  * for the emulation (kernels/cuda/emu/ is not in the nvcc build). Driven by tests/unit/test_emu_self.c. */
 #include "../cuda_common.cuh"
+#include "../wgmma.cuh"
 
 /* out[linear thread id] = tx | ty<<4 | tz<<8 | bx<<12 | by<<16 | bz<<20, with the dims in out_dims. */
 static __global__ void index_kernel(int *out, int *out_dims) {
@@ -130,6 +131,13 @@ static __global__ void mma_lane_gone_kernel(float *out) { /* lane 3 of warp 0, l
     sf_mma_bf16_16816(d, a, b);
     out[threadIdx.x] = d[0];
 }
+static __global__ void wgmma_noswizzle_kernel(float *out) { /* a descriptor without the 128-byte swizzle */
+    SF_DYN_SHARED(__nv_bfloat16, buf);
+    float d[32];
+    const uint64_t desc = sf_wgmma_desc(sf_smem_addr(buf), 16, 1024) & ~((uint64_t)3 << 62);
+    sf_wgmma_m64n64k16_ss(d, desc, desc, 0);
+    out[threadIdx.x] = d[0];
+}
 static __global__ void ldsm_misaligned_kernel(float *out) {
     __shared__ __nv_bfloat16 buf[8 * 40];
     uint32_t r[4];
@@ -144,7 +152,8 @@ static __global__ void missing_lane_kernel(float *out) { /* 48 threads: lanes 16
 /* which: 0 index (grid (3,2,2), block (4,3,2)), 1 shuffles (64 threads), 2 static shared (4 blocks
  * of 256), 3 dynamic shared (3 blocks of 128), 4 block sum (2 blocks of 1024, then 3 of 96), 5 the
  * mma product three ways (aux: A and B bf16, out: 384 floats), 10..13 the failing kernels, 14 a host
- * pointer as argument, 15 an mma in half a warp, 16 ldmatrix rows off 16 bytes, 17 an mma a lane left. out/aux: device
+ * pointer as argument, 15 an mma in half a warp, 16 ldmatrix rows off 16 bytes, 17 an mma a lane left,
+ * 18 a wgmma descriptor without the 128-byte swizzle, 19 a wgmma in a block that is not one warpgroup. out/aux: device
  * buffers large enough. */
 extern "C" sf_status sf_emu_selftest(const sf_cuda_ctx *ctx, int which, void *out, void *aux, sf_err *err) {
     sf_status st = SF_OK;
@@ -168,6 +177,8 @@ extern "C" sf_status sf_emu_selftest(const sf_cuda_ctx *ctx, int which, void *ou
     case 15: SF_LAUNCH(mma_half_warp_kernel, 1, 16, 0, s, fo); break;
     case 16: SF_LAUNCH(ldsm_misaligned_kernel, 1, 32, 0, s, fo); break;
     case 17: SF_LAUNCH(mma_lane_gone_kernel, 1, 64, 0, s, fo); break;
+    case 18: SF_LAUNCH(wgmma_noswizzle_kernel, 1, 128, 4096, s, fo); break;
+    case 19: SF_LAUNCH(wgmma_noswizzle_kernel, 1, 64, 4096, s, fo); break;
     case 14: {
         static float host[64];
         SF_LAUNCH(early_exit_kernel, 1, 64, 0, s, host);
