@@ -1,0 +1,344 @@
+/* stage.c — sf-denoise's flags gathered and its run (stage.h). Moved out of main.c unchanged in
+ * behaviour: the same checks in the same order, the same messages; failures return a status (main
+ * turns it into the exit line) with everything made so far released. */
+#define _POSIX_C_SOURCE 200809L
+#include "stages/denoise/stage.h"
+
+#include "parallel.h"
+#include "tfile.h"
+#include "wire.h"
+#include "stages/denoise/live.h"
+#include "stages/denoise/pipeline.h"
+#include "stages/denoise/run_io.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* ---- flags -------------------------------------------------------------------------------- */
+
+/* configs/<name>: in the working directory, then next to the binary (../../configs). */
+static const char *find_config(const char *name, char *buf, size_t n) {
+    char rel[256];
+    snprintf(rel, sizeof rel, "configs/%s", name);
+    return sf_find_data(rel, buf, n);
+}
+
+static sf_status get_long(const sf_args *a, const sf_opt *opts, const char *name, long lo, long hi, long *v, sf_err *err) {
+    const char *s = sf_args_get(a, opts, name);
+    char flag[64];
+    snprintf(flag, sizeof flag, "--%s", name);
+    return s ? sf_arg_long(flag, s, lo, hi, v, err) : SF_OK;
+}
+
+sf_status sf_denoise_opts_get(const sf_args *a, const sf_opt *opts, const sf_stage_flags *sh, long threads,
+                              sf_denoise_opts *o, sf_err *err) {
+    sf_status s;
+    memset(o, 0, sizeof *o);
+    o->sh = sh, o->threads = threads, o->model_dir = sh->model_dir;
+    /* inputs and outputs named up front so flag errors come before any heavy work */
+    o->pe_arg = sf_args_get(a, opts, "prompt-embeds"), o->in_url = sf_args_get(a, opts, "in");
+    o->out_url = sf_args_get(a, opts, "out"), o->save = sf_args_get(a, opts, "save-latents");
+    o->tap_out = sf_args_get(a, opts, "output-path");
+    o->n_lay = sf_args_all(a, opts, "layer-indices", &o->lay);
+    /* shell composition: `sf-encode ... | sf-denoise | sf-decode -o v.y4m` reads and writes the
+     * wire on stdin/stdout when those are pipes or files (DESIGN §3: stdout carries data only
+     * when it is the --out) */
+    if (!o->pe_arg && !o->in_url && sf_fd_is_data(0)) o->in_url = "-";
+    if (!o->out_url && !o->save && !o->tap_out && sf_fd_is_data(1)) o->out_url = "-";
+    if (!o->pe_arg && !o->in_url)
+        return sf_fail(err, SF_E_ARG, "no text conditioning: give --prompt-embeds FILE[:NAME] or --in URL");
+    if (o->n_lay > 0 && !o->tap_out)
+        return sf_fail(err, SF_E_ARG, "--layer_indices needs --output_path FILE (.pt or .safetensors)");
+    if (!o->out_url && !o->save && !o->tap_out)
+        return sf_fail(err, SF_E_ARG, "nothing to write: give --out URL, --save-latents FILE or --output_path FILE");
+    /* every output's folder, before any work: a typo must not cost the whole run */
+    if ((s = sf_check_out_dir("--save-latents", o->save, 0, err)) || (s = sf_check_out_dir("--output_path", o->tap_out, 0, err)) ||
+        (s = sf_check_out_dir("--out", o->out_url, 0, err)))
+        return s;
+    int *layers = NULL, n_layers = 0; /* taps.c checks the syntax now, the range once the model is known */
+    if ((s = sf_taps_parse_layers(o->lay, o->n_lay, -1, &layers, &n_layers, err))) return s;
+    free(layers);
+    o->tmode = SF_TAP_LOGITS, o->tsel = SF_TAP_SEL_SEED;
+    const char *tm = sf_args_get(a, opts, "tap-mode"), *ts = sf_args_get(a, opts, "tap-select");
+    if ((tm && (s = sf_taps_parse_mode(tm, &o->tmode, err))) ||
+        (ts && (s = sf_taps_parse_select(ts, &o->tsel, &o->sel_b, &o->sel_s, err))))
+        return s;
+    o->tap_cross = sf_args_has(a, opts, "tap-cross");
+
+    /* configs */
+    char dbuf[4096], cbuf[4096];
+    const char *def = find_config("default_config.yaml", dbuf, sizeof dbuf);
+    const char *cpath = sf_args_get(a, opts, "config-path");
+    if (!cpath) cpath = find_config("self_forcing_dmd.yaml", cbuf, sizeof cbuf);
+    else if (cpath[0] != '/' && sf_find_data(cpath, cbuf, sizeof cbuf)) cpath = cbuf; /* configs/x.yaml from anywhere */
+    if (!def) sf_warn("configs/default_config.yaml not found (set SF_ROOT to the sfpipe folder); using only %s",
+                      cpath ? cpath : "built-in defaults");
+    if ((s = sf_run_config_load(def, cpath, &o->rc, err))) return s;
+    if (o->rc.n_steps == 0)
+        return sf_fail(err, SF_E_ARG, "the config has no denoising_step_list (use --config_path configs/self_forcing_dmd.yaml)");
+    o->num_frames = 21, o->height = 480, o->width = 832, o->seed = 42, o->las = o->rc.local_attn_size, o->sink = o->rc.sink_size;
+    if ((s = get_long(a, opts, "num-frames", 0, 1023, &o->num_frames, err)) ||
+        (s = get_long(a, opts, "height", 8, 1 << 16, &o->height, err)) ||
+        (s = get_long(a, opts, "width", 8, 1 << 16, &o->width, err)) ||
+        (s = get_long(a, opts, "seed", 0, (long)((~0ul) >> 1), &o->seed, err)) ||
+        (s = get_long(a, opts, "local-attn-size", -1, 1023, &o->las, err)) ||
+        (s = get_long(a, opts, "sink-size", 0, 1023, &o->sink, err)))
+        return s;
+    if (o->height % 16 || o->width % 16)
+        return sf_fail(err, SF_E_ARG, "--height/--width must be multiples of 16 (latent /8, patch 2)");
+    o->endless = o->num_frames == 0;
+    o->rope_frames = o->endless ? SF_DIT_ROPE_FRAMES_MAX : SF_DIT_ROPE_FRAMES;
+    if ((s = get_long(a, opts, "rope-frames", 1, SF_DIT_ROPE_FRAMES_MAX, &o->rope_frames, err))) return s;
+    o->noise_path = sf_args_get(a, opts, "noise");
+    if (o->endless && (o->las == -1 || o->save || o->tap_out || o->noise_path))
+        return sf_fail(err, SF_E_ARG,
+                       "--num_frames 0 (endless) needs a rolling KV cache (--local_attn_size N) and writes only "
+                       "--out (no --save-latents, --output_path or --noise)");
+    o->follow = (o->endless || sf_args_has(a, opts, "follow-prompts")) && o->in_url && !o->pe_arg;
+    o->chunk = 3;
+    if ((s = get_long(a, opts, "chunk-frames", 1, 1 << 20, &o->chunk, err))) return s;
+    if (o->las == -1 && o->sink > 0) sf_warn("sink_size %ld has no effect with global attention (local_attn_size -1)", o->sink);
+    if (o->las == 0 || o->las < -1)
+        return sf_fail(err, SF_E_ARG, "local_attn_size must be -1 (global) or a positive number of frames");
+    o->ckpath = sf_args_get(a, opts, "checkpoint-path");
+    o->no_ckpt = sf_args_has(a, opts, "no-checkpoint"), o->use_ema = !sf_args_has(a, opts, "no-ema");
+    o->require_ckpt = sf_args_has(a, opts, "require-checkpoint"), o->recache = sf_args_has(a, opts, "recache");
+    o->prompt = sf_args_get(a, opts, "prompt");
+    o->dump = sf_args_has(a, opts, "dump-preds") && o->save;
+    return SF_OK;
+}
+
+/* ---- the run ------------------------------------------------------------------------------ */
+
+typedef struct run {
+    sf_wire *out;
+    float *preds;            /* dump: (blocks, steps+1, F, C, H, W) */
+    int n_steps, fpb, C, H, W;
+    int64_t fr;
+    sf_taps *taps;
+    const char *prompt, *weights;
+    uint64_t seed;
+    int live;                /* following prompts: a "progress" message before every forward (live.h) */
+} run;
+
+static void on_forward(void *c, int b, int s, int64_t start, int F) {
+    run *r = c;
+    (void)F;
+    if (r->taps) sf_taps_on_forward(r->taps, b, s, start);
+    if (r->live && r->out) sf_denoise_live_progress(r->out, b, s, r->n_steps);
+}
+
+static sf_status on_pred(void *c, int b, int s, int F, const float *x0, sf_err *err) {
+    run *r = c;
+    (void)err;
+    memcpy(r->preds + ((int64_t)b * (r->n_steps + 1) + s) * r->fpb * r->fr, x0, sizeof(float) * (size_t)(F * r->fr));
+    return SF_OK;
+}
+
+static sf_status on_block(void *c, int b, int64_t start, int F, const float *x0, sf_err *err) {
+    run *r = c;
+    if (!r->out) return SF_OK;
+    return sf_denoise_send_block(r->out, b, start, F, r->C, r->H, r->W, x0, r->seed, r->prompt, r->weights, err);
+}
+
+/* Prompt embeddings from FILE[:NAME] (a wire stream: live.c): (rows, text_dim) f32, malloc'd. */
+static sf_status load_embeds(const char *arg, int text_dim, int text_len, float **emb, int64_t *rows, sf_err *err) {
+    sf_status s;
+    char path[4096];
+    const char *name = NULL;
+    sf_split_file_arg(arg, path, sizeof path, &name);
+    sf_tfile *tf = NULL;
+    if ((s = sf_tfile_open(path, &tf, err))) return s;
+    const char *nm = name ? name : "prompt_embeds";
+    const sf_tensor *t = sf_tfile_get(tf, nm);
+    if (!t && !name && tf->n == 1) t = &tf->entries[0].t;
+    int ok = t && (t->ndim == 2 || (t->ndim == 3 && t->shape[0] == 1));
+    int64_t L = ok ? t->shape[t->ndim - 2] : 0, D = ok ? t->shape[t->ndim - 1] : 0; /* rank 0/1: no such dims */
+    char b[96];
+    snprintf(b, sizeof b, "prompt embeddings '%.64s'", nm);
+    if (!t) s = sf_fail(err, SF_E_NOTFOUND, "%s: no tensor '%s'", path, nm);
+    else if ((s = sf_tensor_need_float(t, b, err))) {
+    } else if (!ok || D != text_dim || L > text_len || L < 1) {
+        s = sf_fail(err, SF_E_SHAPE, "%s: prompt embeddings '%s' have shape %s; the model expects [L, %d] with L <= %d",
+                    path, nm, sf_shape_str(t, b, sizeof b), text_dim, text_len);
+    } else if (!(*emb = sf_calloc2((size_t)(L * D), sizeof(float)))) {
+        s = sf_fail(err, SF_E_NOMEM, "out of memory");
+    } else {
+        sf_tensor_to_f32(t, *emb);
+        *rows = L;
+    }
+    sf_tfile_destroy(&tf);
+    return s;
+}
+
+/* What a finished run writes besides the wire: the latents file and the tap file (lo's seed is set
+ * here: the run's, or "replayed" with --noise). */
+static sf_status write_files(const sf_denoise_opts *o, const sf_latents_out *lo_in, sf_taps *taps, int replayed,
+                             sf_err *err) {
+    char seedbuf[32];
+    snprintf(seedbuf, sizeof seedbuf, "%ld", o->seed);
+    sf_latents_out lo = *lo_in;
+    lo.seed = replayed ? "replayed" : seedbuf;
+    sf_status s;
+    if (o->save) {
+        if ((s = sf_denoise_write_latents(o->save, &lo, err))) return s;
+        sf_info("wrote the latents to %s", o->save);
+    }
+    if (taps) {
+        sf_taps_meta meta = {lo.prompt, (int)o->num_frames, o->rc.num_frame_per_block, o->rc.independent_first_frame,
+                             (int)o->chunk, lo.weights, lo.seed, o->las, o->sink, o->model_dir};
+        if ((s = sf_taps_write(taps, o->tap_out, &meta, err))) return s;
+        sf_info("wrote the attention taps to %s", o->tap_out);
+    }
+    return SF_OK;
+}
+
+sf_status sf_denoise_stage_run(sf_denoise_opts *o, sf_err *err) {
+    const sf_run_config *rc = &o->rc;
+    const int ordinal = o->sh->cuda ? o->sh->ordinal : -1;
+    sf_status s;
+    sf_dit_config cfg;
+    sf_dit_source src;
+    sf_dit_weights w;
+    sf_taps taps;
+    sf_dit_state st;
+    sf_tfile *noise = NULL;
+    float *emb = NULL, *latents = NULL;
+    int *layers = NULL, n_layers = 0, have_w = 0, have_taps = 0, have_st = 0;
+    char p[4096], prompt[4096] = "";
+    memset(&src, 0, sizeof src);
+    sf_denoise_live live = {NULL, NULL, o->recache, "", 0};
+    run r = {0};
+
+    /* model */
+    snprintf(p, sizeof p, "%s/config.json", o->model_dir);
+    if ((s = sf_dit_config_load(p, &cfg, err))) goto done;
+    /* the tapped layers, range-checked now that the model's depth is known */
+    if (o->tap_out && (s = sf_taps_parse_layers(o->lay, o->n_lay, cfg.num_layers, &layers, &n_layers, err))) goto done;
+    if ((s = sf_dit_source_open(&src, o->model_dir, o->ckpath, o->no_ckpt, o->use_ema, o->require_ckpt, err))) goto done;
+    const char *weights = src.weights; /* which weights ran, in every output's metadata */
+    if ((s = sf_dit_weights_load(&w, &cfg, src.base, src.ck, src.key, err))) goto done;
+    have_w = 1;
+    sf_info("DiT: %d layers, dim %d, %lld parameters, weights: %s", cfg.num_layers, cfg.dim, (long long)w.n_params, weights);
+    if (o->tap_out) {
+        if ((s = sf_taps_init(&taps, o->tmode, o->tsel, o->sel_b, o->sel_s, layers, n_layers, cfg.num_layers, err))) goto done;
+        have_taps = 1;
+        taps.cross = o->tap_cross;
+        taps.nthreads = (int)o->threads;
+        if ((s = sf_taps_check_path(&taps, o->tap_out, err))) goto done;
+    }
+    if (o->noise_path && (s = sf_tfile_open(o->noise_path, &noise, err))) goto done;
+
+    if (o->prompt) snprintf(prompt, sizeof prompt, "%s", o->prompt);
+    int64_t rows = 0;
+    if ((s = o->pe_arg ? load_embeds(o->pe_arg, cfg.text_dim, cfg.text_len, &emb, &rows, err)
+                       : sf_prompt_feed_open(o->in_url, o->sh->wire_timeout, cfg.text_dim, cfg.text_len, o->follow,
+                                             &live.feed, &emb, &rows, prompt, sizeof prompt, err)))
+        goto done;
+
+    /* pipeline */
+    sf_scheduler sc;
+    if ((s = sf_scheduler_init(&sc, rc->timestep_shift, err))) goto done;
+    sf_pipeline_cfg pc;
+    memset(&pc, 0, sizeof pc);
+    pc.n_steps = rc->n_steps;
+    if ((s = sf_scheduler_steps(&sc, rc->denoising_step_list, rc->n_steps, rc->warp_denoising_step, pc.steps, err))) goto done;
+    pc.frames_per_block = rc->num_frame_per_block;
+    pc.independent_first_frame = rc->independent_first_frame;
+    pc.context_noise = (float)rc->context_noise;
+    pc.num_frames = (int)o->num_frames;
+    pc.lat_h = (int)o->height / 8;
+    pc.lat_w = (int)o->width / 8;
+    pc.channels = cfg.in_dim;
+    pc.seed = (uint64_t)o->seed;
+    pc.noise = noise;
+    int n_blocks;
+    if ((s = sf_pipeline_check(&pc, &n_blocks, err))) goto done;
+    if (cfg.out_dim != cfg.in_dim) {
+        s = sf_fail(err, SF_E_UNSUPPORTED, "in_dim %d != out_dim %d is not supported", cfg.in_dim, cfg.out_dim);
+        goto done;
+    }
+    const int64_t cache_frames = o->las == -1 ? o->num_frames : o->las;
+    if (o->las != -1 && o->las < rc->num_frame_per_block + o->sink) {
+        s = sf_fail(err, SF_E_ARG, "local_attn_size %ld cannot hold sink_size %ld + a block of %d frames", o->las, o->sink,
+                    rc->num_frame_per_block);
+        goto done;
+    }
+    if ((s = sf_dit_state_init_rope(&st, &w, rc->num_frame_per_block, pc.lat_h, pc.lat_w, cache_frames, o->las, o->sink,
+                                    (int)o->threads, ordinal, (int)o->rope_frames, err)))
+        goto done;
+    have_st = 1;
+    /* the KV cache is the big allocation (CPU f32: 12 GiB for 21 frames at 480×832; GPU bf16: 6) */
+    sf_info("KV cache: %lld frames x %lld tokens x %d layers, %.2f GiB (%s)", (long long)cache_frames,
+            (long long)st.frame_tokens, cfg.num_layers,
+            2.0 * (double)st.cache_tokens * cfg.dim * cfg.num_layers * (o->sh->cuda ? 2 : 4) / (1024.0 * 1024.0 * 1024.0),
+            o->sh->cuda ? "bf16, on the GPU" : "f32");
+    if ((s = sf_dit_set_context(&st, emb, rows, err))) goto done;
+    if (have_taps) sf_taps_attach(&taps, &st);
+
+    const int64_t fr = (int64_t)cfg.in_dim * pc.lat_h * pc.lat_w;
+    snprintf(live.prompt, sizeof live.prompt, "%s", prompt);
+    live.st = &st;
+    r = (run){NULL, NULL, rc->n_steps, rc->num_frame_per_block, cfg.in_dim, pc.lat_h, pc.lat_w, fr,
+              have_taps ? &taps : NULL, prompt[0] || o->follow ? live.prompt : NULL, weights, (uint64_t)o->seed, o->follow};
+    if (o->save) latents = sf_calloc2((size_t)(o->num_frames * fr), sizeof(float));
+    if (o->dump) r.preds = sf_calloc2((size_t)n_blocks * (size_t)(rc->n_steps + 1) * (size_t)(rc->num_frame_per_block * fr), sizeof(float));
+    if ((o->save && !latents) || (o->dump && !r.preds)) {
+        s = sf_fail(err, SF_E_NOMEM, "out of memory");
+        goto done;
+    }
+    if (o->out_url && (s = sf_wire_open_writer_opts(o->out_url, &(sf_wire_opts){o->sh->wire_timeout, 0}, &r.out, err)))
+        goto done;
+    sf_pipeline_hooks hk = {on_forward, o->dump ? on_pred : NULL, on_block, &r, (int)o->sh->progress, NULL};
+    const sf_pipeline_live lh = {o->follow ? sf_denoise_live_block_start : NULL,
+                                 o->endless ? sf_denoise_live_stopped : NULL, &live};
+    s = sf_pipeline_run_live(&st, &sc, &pc, &hk, &lh, latents, err);
+    if (s == SF_E_STOPPED && o->endless && (sf_wire_stopped() || sf_prompt_feed_stop_requested(live.feed))) {
+        /* Ctrl-C or the live route's stop ends an endless video cleanly (exit 0, the video finished) */
+        sf_info("stopped (%d prompt switches)", live.switches);
+        s = SF_OK;
+    }
+    if (s) {
+        if (r.out) {
+            sf_err e2;
+            sf_wire_send_error(r.out, err->msg, &e2);
+            sf_wire_close(&r.out, &e2);
+        }
+        goto done;
+    }
+    if (r.out) {
+        if (sf_wire_stopped()) { /* stopped: every wire call now fails; downstream got the signal too */
+            sf_err e2;
+            sf_wire_close(&r.out, &e2);
+        } else if ((s = sf_wire_send_end(r.out, err)) || (s = sf_wire_close(&r.out, err))) {
+            goto done;
+        }
+    }
+    sf_prompt_feed_close(&live.feed); /* after the end went out: stopping the reader raises the stop flag */
+    const sf_latents_out lo = {latents, o->dump ? r.preds : NULL, (int)o->num_frames, n_blocks, rc->n_steps,
+                               rc->num_frame_per_block, pc.independent_first_frame, cfg.in_dim, pc.lat_h, pc.lat_w,
+                               NULL, prompt, weights};
+    if ((s = write_files(o, &lo, have_taps ? &taps : NULL, noise != NULL, err))) goto done;
+    if (src.ck_missing)
+        sf_warn("this run used the BASE Wan2.1 weights: checkpoint %s was not found; the result is NOT the Self-Forcing model",
+                o->ckpath);
+done:
+    if (r.out) {
+        sf_err e2;
+        sf_wire_close(&r.out, &e2);
+    }
+    sf_prompt_feed_close(&live.feed);
+    if (have_taps) sf_taps_free(&taps);
+    free(latents);
+    free(r.preds);
+    free(emb);
+    if (have_st) sf_dit_state_free(&st);
+    if (have_w) sf_dit_weights_free(&w);
+    sf_tfile_destroy(&noise);
+    sf_dit_source_close(&src);
+    free(layers);
+    free(o->lay);
+    o->lay = NULL;
+    return s;
+}

@@ -1,0 +1,36 @@
+/* stage.h — sf-denoise's run as library code: its flags checked and gathered (sf_denoise_opts_get:
+ * every flag error before any heavy work, in the order the CLI has always reported them), then the
+ * run (sf_denoise_stage_run: the model, the text conditioning, the pipeline, the outputs). The stage's
+ * main.c only declares the flags, handles --bench and turns a failure into its exit line. Tested
+ * through the binary by tests/bats/sf-denoise.bats (and the pipelines' bats). */
+#ifndef SF_DENOISE_STAGE_H
+#define SF_DENOISE_STAGE_H
+
+#include "cli.h"
+#include "config.h"
+#include "stages/denoise/taps.h"
+
+typedef struct sf_denoise_opts {
+    const sf_stage_flags *sh;                       /* --device, --model-dir, --progress, wire timeout */
+    long threads;
+    const char *pe_arg, *in_url, *out_url, *save, *tap_out, *noise_path, *ckpath, *prompt, *model_dir;
+    const char **lay;                               /* --layer_indices words (owned: freed by the run) */
+    int n_lay;
+    sf_tap_mode tmode;
+    sf_tap_sel tsel;
+    int sel_b, sel_s, tap_cross;
+    sf_run_config rc;                               /* configs/default_config.yaml + --config_path */
+    long num_frames, height, width, seed, las, sink, rope_frames, chunk;
+    int endless, follow, recache, dump, no_ckpt, use_ema, require_ckpt;
+} sf_denoise_opts;
+
+/* The flags of a run (not --bench) → *o: inputs and outputs (stdin / stdout when they are data),
+ * their folders, the tap flags' syntax, the configs, the numbers and their combinations. */
+sf_status sf_denoise_opts_get(const sf_args *a, const sf_opt *opts, const sf_stage_flags *sh, long threads,
+                              sf_denoise_opts *o, sf_err *err);
+
+/* The run itself. On failure after --out is open, the error is sent downstream before returning.
+ * Frees o->lay. SF_OK also for an endless run stopped by Ctrl-C or the live route. */
+sf_status sf_denoise_stage_run(sf_denoise_opts *o, sf_err *err);
+
+#endif
