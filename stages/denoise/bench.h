@@ -8,6 +8,7 @@
  *   1.3b:        the whole Wan2.1-1.3B DiT (30 layers) with random bf16 weights on a GPU (--device
  *                cuda): one warm-up and one timed 21-frame video (7 blocks × (4 steps + refresh) =
  *                35 forwards), ms per forward and per block, total s, DiT-only FPS, GPU memory.
+ *   attn:        the self-attention alone at full size on a GPU, every path (bench_attn.c).
  * cuda_ordinal −1 = CPU, N = cuda:N (bench_video.c).
  * Prints one line per figure on stdout. Used by tests/bench/run.sh. */
 #ifndef SF_DENOISE_BENCH_H
@@ -15,6 +16,10 @@
 
 #include "sf.h"
 #include "stages/denoise/dit.h"
+
+/* The full-size GPU attention bench (bench_attn.c: `--bench attn`, `attn-small`): cuDNN and sfpipe's
+ * fused kernels (mma.sync, wgmma; plain and with the probability mass), ms and TFLOP/s. */
+sf_status sf_denoise_bench_attn(int cuda_ordinal, int small, sf_err *err);
 
 /* The full-size GPU video bench (bench_video.c). */
 sf_status sf_denoise_bench_video(const sf_dit_weights *w, int cuda_ordinal, sf_err *err);

@@ -23,6 +23,10 @@ setup() {
     assert_line "| GEMM achieved (DiT linear, cuBLASLt) | 700 TFLOP/s / ≥ 600  ✓ | — (kprof: see ref_bench.json) |"
     assert_line "| attention achieved (DiT self-attention) | 545 TFLOP/s / ≥ 600  ✗ | — |"
     # sfpipe's own fused attention (SF_NO_CUDNN=1 run, later in the file): its own rows, not the above
+    # sf-denoise --bench attn: each path at 4680 × 32760 (a FAILED path leaves its row empty)
+    assert_line "| attention alone, 4680 × 32760 keys, cudnn | 545 TFLOP/s / ≥ 600  ✗ | — |"
+    assert_line "| attention alone, 4680 × 32760 keys, sfpipe mma.sync + mass | 343 TFLOP/s / — | — |"
+    assert_line "| attention alone, 4680 × 32760 keys, sfpipe wgmma | — / ≥ 600 | — |"
     assert_line "| attention achieved, sfpipe's fused kernel (SF_NO_CUDNN=1) | 395 TFLOP/s / ≥ 600  ✗ | — |"
     assert_line "| DiT only, 7 blocks, sfpipe's fused attention (SF_NO_CUDNN=1) | 2.420 s / ≤ 1.45 s  ✗ | — |"
     assert_line "| attention achieved, sfpipe's wgmma kernel (SF_NO_CUDNN=1 SF_ATTN_WGMMA=1) | 520 TFLOP/s / ≥ 600  ✗ | — |"

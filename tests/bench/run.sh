@@ -85,6 +85,9 @@ if command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L >/dev/null 2>&1; then
     sf-denoise --bench 1.3b --device cuda --progress none || status=1
     SF_CUDA_PROFILE=1 sf-denoise --bench 1.3b --device cuda --progress none | grep 'gpu profile' || status=1
     echo
+    echo "== the attention paths alone at full size (cuDNN, sfpipe's mma.sync and wgmma kernels, with and without the mass)"
+    sf-denoise --bench attn --device cuda || status=1
+    echo
     echo "== attention-tap overhead: the same video with all 30 layers tapped (frames, probs; every forward, then"
     echo "   the default selection +seed: step 0 of each block) vs no taps"
     tap_bench() { SF_BENCH_TAPS=$1 sf-denoise --bench 1.3b --device cuda --progress none | grep -m1 'gpu video:' | awk '{print $5}'; }

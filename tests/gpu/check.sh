@@ -185,6 +185,8 @@ t0=$(grep -m1 'gpu video:' "$OUT/bench.txt" 2>/dev/null | awk '{print $5}')
 [ -n "$t0" ] || t0=$(tv "")
 # sfpipe's own fused attention in cuDNN's place (the kernel probs mode runs, without the masses): its
 # TFLOP/s against cuDNN's decides whether a wgmma version is the next step
+echo "== the attention paths alone at full size (sf-denoise --bench attn)"
+timeout 120 sf-denoise --bench attn --device cuda:0 2>&1 | tee -a "$OUT/bench.txt"
 echo "== sfpipe's fused attention instead of cuDNN (SF_NO_CUDNN=1, profiled): mma.sync, then wgmma"
 SF_NO_CUDNN=1 SF_CUDA_PROFILE=1 timeout 200 sf-denoise --bench 1.3b --device cuda:0 --progress none 2>&1 | tee -a "$OUT/bench.txt" |
     grep -E 'gpu video:|gpu profile'
