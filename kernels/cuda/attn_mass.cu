@@ -54,10 +54,8 @@ static __global__ void __launch_bounds__(AM_THREADS)
     for (int kk = 0; kk < KS; kk++)
         sf_ldsm_x4(qf[kk], Qs + (warp * 16 + (lane & 7) + ((lane >> 3) & 1) * 8) * LD + kk * 16 + (lane >> 4) * 8);
 
-    float m[2] = {-INFINITY, -INFINITY}, l[2] = {0.0f, 0.0f}, acc[2] = {0.0f, 0.0f};
-    float oacc[NT][4];
-    for (int nt = 0; nt < NT; nt++) oacc[nt][0] = oacc[nt][1] = oacc[nt][2] = oacc[nt][3] = 0.0f;
-    int64_t gcur = -1;
+    am_state<NT> st;
+    am_state_init(st);
     for (int64_t j = 0; j < ntiles; j++) {
         const int buf = (int)(j & 1);
         if (j + 1 < ntiles) { /* the next tile streams in while this one is computed */
@@ -80,7 +78,7 @@ static __global__ void __launch_bounds__(AM_THREADS)
                 sf_mma_bf16_16816(s[nt], qf[kk], b);
                 sf_mma_bf16_16816(s[nt + 1], qf[kk], b + 2);
             }
-        am_tile_softmax<NT, MASS>(s, oacc, j * AM_BN, Lk, sl2, t, m, l, acc, gcur, G, NG, rowmass, base, Lq, row0);
+        am_tile_softmax<NT, MASS>(s, st, j * AM_BN, Lk, sl2, t, G, NG, rowmass, base, Lq, row0);
         for (int kk = 0; kk < AM_BN / 16; kk++) { /* O += P·V: the S accumulators are P's A fragments */
             const uint32_t pa[4] = {sf_pack_bf16x2(s[2 * kk][0], s[2 * kk][1]), sf_pack_bf16x2(s[2 * kk][2], s[2 * kk][3]),
                                     sf_pack_bf16x2(s[2 * kk + 1][0], s[2 * kk + 1][1]),
@@ -88,39 +86,24 @@ static __global__ void __launch_bounds__(AM_THREADS)
             for (int nt = 0; nt < NT; nt += 2) {
                 uint32_t b[4];
                 sf_ldsm_x4_t(b, Vt + (kk * 16 + (lane & 7) + ((lane >> 3) & 1) * 8) * LD + nt * 8 + (lane >> 4) * 8);
-                sf_mma_bf16_16816(oacc[nt], pa, b);
-                sf_mma_bf16_16816(oacc[nt + 1], pa, b + 2);
+                sf_mma_bf16_16816(st.oacc[nt], pa, b);
+                sf_mma_bf16_16816(st.oacc[nt + 1], pa, b + 2);
             }
         }
         __syncthreads(); /* the buffer just read is the next prefetch's target */
     }
-    am_finish<NT, MASS>(oacc, m, l, acc, gcur, t, NG, rowmass, lse, base, Lq, row0, o, ldo);
+    am_finish<NT, MASS>(st, t, NG, rowmass, lse, base, Lq, row0, o, ldo);
 }
 
+/* The kernel for head dim D, with or without groups (told apart by the launch's name). */
 template <int D>
 static sf_status am_launch(const sf_cuda_ctx *ctx, int64_t Lq, int64_t Lk, int H, const void *q, int64_t ldq,
                            const void *k, const void *v, int64_t ldk, void *o, int64_t ldo, float scale, int64_t G,
                            int64_t NG, float *rowmass, float *lse, sf_err *err) {
-    sf_status st = SF_OK;
     const size_t smem = (size_t)5 * 64 * (D + 8) * sizeof(__nv_bfloat16); /* Q, 2 × K, 2 × V tiles */
-    /* named pointers: the launch (and the emulation's per-kernel counts) tell the two variants apart */
-    auto *attn_mass_groups = &attn_mass_kernel<D, true>;
-    auto *attn_plain = &attn_mass_kernel<D, false>;
-    const dim3 grid((unsigned)((Lq + AM_BM - 1) / AM_BM), (unsigned)H);
-    CUDA_CHECK(cudaFuncSetAttribute(NG > 0 ? attn_mass_groups : attn_plain, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                    (int)smem));
-    if (NG > 0)
-        SF_LAUNCH(attn_mass_groups, grid, AM_THREADS, smem, SF_CUDA_STREAM(ctx), (const __nv_bfloat16 *)q, ldq,
-                  (const __nv_bfloat16 *)k, (const __nv_bfloat16 *)v, ldk, (__nv_bfloat16 *)o, ldo, Lq, Lk,
-                  scale * AM_LOG2E, G, NG, rowmass, lse);
-    else
-        SF_LAUNCH(attn_plain, grid, AM_THREADS, smem, SF_CUDA_STREAM(ctx), (const __nv_bfloat16 *)q, ldq,
-                  (const __nv_bfloat16 *)k, (const __nv_bfloat16 *)v, ldk, (__nv_bfloat16 *)o, ldo, Lq, Lk,
-                  scale * AM_LOG2E, G, NG, rowmass, lse);
-    CUDA_CHECK_LAUNCH(NG > 0 ? "attn_mass_groups" : "attn_plain");
-    return SF_OK;
-fail:
-    return st;
+    return am_launch_kernel(ctx, NG > 0 ? attn_mass_kernel<D, true> : attn_mass_kernel<D, false>,
+                            NG > 0 ? "attn_mass_groups" : "attn_plain", smem, Lq, Lk, H, q, ldq, k, v, ldk, o, ldo,
+                            scale * AM_LOG2E, G, NG, rowmass, lse, err);
 }
 
 /* attn_mass_wg.cu: the same on Hopper's wgmma when asked for ($SF_ATTN_WGMMA) and it applies. */

@@ -34,14 +34,31 @@ static __device__ __forceinline__ void am_flush(float *rowmass, int64_t base, in
     }
 }
 
+/* A thread's running state over the key tiles, for its two rows: max m and sum l (log2 units), the
+ * open key group gcur and its sum acc (relative to m), and its part of O (NT 8-column chunks). */
+template <int NT>
+struct am_state {
+    float m[2], l[2], acc[2];
+    float oacc[NT][4];
+    int64_t gcur;
+};
+template <int NT>
+static __device__ __forceinline__ void am_state_init(am_state<NT> &st) {
+    for (int r = 0; r < 2; r++) st.m[r] = -INFINITY, st.l[r] = 0.0f, st.acc[r] = 0.0f;
+    for (int nt = 0; nt < NT; nt++) st.oacc[nt][0] = st.oacc[nt][1] = st.oacc[nt][2] = st.oacc[nt][3] = 0.0f;
+    st.gcur = -1;
+}
+
 /* One tile of S (raw q·k sums) at keys [key0, key0 + 64): scaled into log2 units and masked past Lk,
  * the running max m and sum l (and O, and the open group's sum) rescaled, S turned into P = 2^(S − m),
  * and with MASS the tile's key groups summed in key order (a group the keys leave is flushed). */
 template <int NT, bool MASS>
-static __device__ __forceinline__ void am_tile_softmax(float (*s)[4], float (*oacc)[4], int64_t key0, int64_t Lk, float sl2,
-                                                       int t, float m[2], float l[2], float acc[2], int64_t &gcur,
-                                                       int64_t G, int64_t NG, float *rowmass, int64_t base, int64_t Lq,
-                                                       int64_t row0) {
+static __device__ __forceinline__ void am_tile_softmax(float (*s)[4], am_state<NT> &st, int64_t key0, int64_t Lk, float sl2,
+                                                       int t, int64_t G, int64_t NG, float *rowmass, int64_t base,
+                                                       int64_t Lq, int64_t row0) {
+    float *m = st.m, *l = st.l, *acc = st.acc;
+    float(*oacc)[4] = st.oacc;
+    int64_t &gcur = st.gcur;
     const int64_t kend = key0 + AM_BN < Lk ? key0 + AM_BN : Lk;
     const int nvalid = (int)(kend - key0); /* columns are tile-relative from here on */
     float mx[2] = {-INFINITY, -INFINITY};
@@ -95,9 +112,11 @@ static __device__ __forceinline__ void am_tile_softmax(float (*s)[4], float (*oa
 /* After the last tile: the open group flushed, the rows' masses exp2(group − row log-sum), lse, and O
  * divided by l into bf16 (rows past Lq skipped). */
 template <int NT, bool MASS>
-static __device__ __forceinline__ void am_finish(float (*oacc)[4], const float m[2], const float l[2], const float acc[2],
-                                                 int64_t gcur, int t, int64_t NG, float *rowmass, float *lse, int64_t base,
-                                                 int64_t Lq, int64_t row0, __nv_bfloat16 *o, int64_t ldo) {
+static __device__ __forceinline__ void am_finish(am_state<NT> &st, int t, int64_t NG, float *rowmass, float *lse,
+                                                 int64_t base, int64_t Lq, int64_t row0, __nv_bfloat16 *o, int64_t ldo) {
+    const float *m = st.m, *l = st.l, *acc = st.acc;
+    float(*oacc)[4] = st.oacc;
+    const int64_t gcur = st.gcur;
     if (MASS && gcur >= 0) am_flush(rowmass, base, Lq, NG, row0, gcur, acc, m);
     for (int r = 0; r < 2; r++) {
         const int64_t row = row0 + 8 * r;
@@ -111,6 +130,25 @@ static __device__ __forceinline__ void am_finish(float (*oacc)[4], const float m
         uint32_t *orow = reinterpret_cast<uint32_t *>(o + row * ldo + 2 * t);
         for (int nt = 0; nt < NT; nt++) orow[nt * 4] = sf_pack_bf16x2(oacc[nt][2 * r] * inv, oacc[nt][2 * r + 1] * inv);
     }
+}
+
+/* Both kernels' signature, and their common launch: 64 query rows of one head per block, the dynamic
+ * shared memory limit raised to smem, launched under name (the variant: with or without groups). */
+typedef void (*am_kernel)(const __nv_bfloat16 *, int64_t, const __nv_bfloat16 *, const __nv_bfloat16 *, int64_t,
+                          __nv_bfloat16 *, int64_t, int64_t, int64_t, float, int64_t, int64_t, float *, float *);
+static inline sf_status am_launch_kernel(const sf_cuda_ctx *ctx, am_kernel kern, const char *name, size_t smem, int64_t Lq,
+                                         int64_t Lk, int H, const void *q, int64_t ldq, const void *k, const void *v,
+                                         int64_t ldk, void *o, int64_t ldo, float sl2, int64_t G, int64_t NG,
+                                         float *rowmass, float *lse, sf_err *err) {
+    sf_status st = SF_OK;
+    CUDA_CHECK(cudaFuncSetAttribute(kern, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem));
+    SF_LAUNCH_NAMED(name, kern, dim3((unsigned)((Lq + AM_BM - 1) / AM_BM), (unsigned)H), AM_THREADS, smem,
+                    SF_CUDA_STREAM(ctx), (const __nv_bfloat16 *)q, ldq, (const __nv_bfloat16 *)k,
+                    (const __nv_bfloat16 *)v, ldk, (__nv_bfloat16 *)o, ldo, Lq, Lk, sl2, G, NG, rowmass, lse);
+    CUDA_CHECK_LAUNCH(name);
+    return SF_OK;
+fail:
+    return st;
 }
 
 #endif

@@ -55,10 +55,8 @@ static __global__ void __launch_bounds__(AM_THREADS)
     sf_cp_async_commit();
     const uint32_t qa = sf_smem_addr(Qs);
 
-    float m[2] = {-INFINITY, -INFINITY}, l[2] = {0.0f, 0.0f}, acc[2] = {0.0f, 0.0f};
-    float oacc[NT][4];
-    for (int nt = 0; nt < NT; nt++) oacc[nt][0] = oacc[nt][1] = oacc[nt][2] = oacc[nt][3] = 0.0f;
-    int64_t gcur = -1;
+    am_state<NT> st;
+    am_state_init(st);
     for (int64_t j = 0; j < ntiles; j++) {
         const int buf = (int)(j & 1);
         if (j + 1 < ntiles) {
@@ -81,21 +79,21 @@ static __global__ void __launch_bounds__(AM_THREADS)
         }
         sf_wgmma_commit();
         sf_wgmma_wait<0>();
-        am_tile_softmax<NT, MASS>(s, oacc, j * AM_BN, Lk, sl2, t, m, l, acc, gcur, G, NG, rowmass, base, Lq, row0);
+        am_tile_softmax<NT, MASS>(s, st, j * AM_BN, Lk, sl2, t, G, NG, rowmass, base, Lq, row0);
         sf_wgmma_fence(); /* O was rescaled in registers */
         for (int kk = 0; kk < AM_BN / 16; kk++) { /* O += P·V, 16 keys per step; V N-major: d atoms ATOM apart */
             const uint32_t pa[4] = {sf_pack_bf16x2(s[2 * kk][0], s[2 * kk][1]), sf_pack_bf16x2(s[2 * kk][2], s[2 * kk][3]),
                                     sf_pack_bf16x2(s[2 * kk + 1][0], s[2 * kk + 1][1]),
                                     sf_pack_bf16x2(s[2 * kk + 1][2], s[2 * kk + 1][3])};
             const uint64_t vd = sf_wgmma_desc(va + (uint32_t)kk * 16 * 128, ATOM, 1024);
-            if constexpr (D == 128) sf_wgmma_m64n128k16_rs_tb(&oacc[0][0], pa, vd, 1);
-            else sf_wgmma_m64n64k16_rs_tb(&oacc[0][0], pa, vd, 1);
+            if constexpr (D == 128) sf_wgmma_m64n128k16_rs_tb(&st.oacc[0][0], pa, vd, 1);
+            else sf_wgmma_m64n64k16_rs_tb(&st.oacc[0][0], pa, vd, 1);
         }
         sf_wgmma_commit();
         sf_wgmma_wait<0>();
         __syncthreads(); /* the buffer just read is the next prefetch's target */
     }
-    am_finish<NT, MASS>(oacc, m, l, acc, gcur, t, NG, rowmass, lse, base, Lq, row0, o, ldo);
+    am_finish<NT, MASS>(st, t, NG, rowmass, lse, base, Lq, row0, o, ldo);
 }
 
 /* wgmma needs an sm_90 device (and the sm_90a build); asked once per device. */
@@ -114,25 +112,10 @@ template <int D>
 static sf_status wg_launch(const sf_cuda_ctx *ctx, int64_t Lq, int64_t Lk, int H, const void *q, int64_t ldq,
                            const void *k, const void *v, int64_t ldk, void *o, int64_t ldo, float sl2, int64_t G,
                            int64_t NG, float *rowmass, float *lse, sf_err *err) {
-    sf_status st = SF_OK;
     const size_t smem = (size_t)5 * 64 * D * sizeof(__nv_bfloat16) + 1024; /* Q, 2 × K, 2 × V; alignment slack */
-    auto *attn_mass_groups_wg = &attn_mass_wg_kernel<D, true>;
-    auto *attn_plain_wg = &attn_mass_wg_kernel<D, false>;
-    const dim3 grid((unsigned)((Lq + AM_BM - 1) / AM_BM), (unsigned)H);
-    CUDA_CHECK(cudaFuncSetAttribute(NG > 0 ? attn_mass_groups_wg : attn_plain_wg,
-                                    cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem));
-    if (NG > 0)
-        SF_LAUNCH(attn_mass_groups_wg, grid, AM_THREADS, smem, SF_CUDA_STREAM(ctx), (const __nv_bfloat16 *)q, ldq,
-                  (const __nv_bfloat16 *)k, (const __nv_bfloat16 *)v, ldk, (__nv_bfloat16 *)o, ldo, Lq, Lk, sl2, G, NG,
-                  rowmass, lse);
-    else
-        SF_LAUNCH(attn_plain_wg, grid, AM_THREADS, smem, SF_CUDA_STREAM(ctx), (const __nv_bfloat16 *)q, ldq,
-                  (const __nv_bfloat16 *)k, (const __nv_bfloat16 *)v, ldk, (__nv_bfloat16 *)o, ldo, Lq, Lk, sl2, G, NG,
-                  rowmass, lse);
-    CUDA_CHECK_LAUNCH(NG > 0 ? "attn_mass_groups_wg" : "attn_plain_wg");
-    return SF_OK;
-fail:
-    return st;
+    return am_launch_kernel(ctx, NG > 0 ? attn_mass_wg_kernel<D, true> : attn_mass_wg_kernel<D, false>,
+                            NG > 0 ? "attn_mass_groups_wg" : "attn_plain_wg", smem, Lq, Lk, H, q, ldq, k, v, ldk, o, ldo,
+                            sl2, G, NG, rowmass, lse, err);
 }
 
 /* Called by sf_attn_mass_cuda (attn_mass.cu) after its checks: SF_E_UNSUPPORTED when this kernel does

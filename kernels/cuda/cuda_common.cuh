@@ -59,6 +59,10 @@ static inline int sf_cuda_current_device(void) {
 #ifndef SF_LAUNCH
 #define SF_LAUNCH(kern, grid, block, smem, stream, ...) kern<<<(grid), (block), (smem), (stream)>>>(__VA_ARGS__)
 #endif
+/* The same through a kernel pointer, with the name the emulation reports (and counts launches by). */
+#ifndef SF_LAUNCH_NAMED
+#define SF_LAUNCH_NAMED(name, kern, grid, block, smem, stream, ...) kern<<<(grid), (block), (smem), (stream)>>>(__VA_ARGS__)
+#endif
 
 #define SF_CUDA_STREAM(ctx) ((cudaStream_t)(ctx)->stream)
 #define SF_CUDA_LT(ctx) ((sf_blaslt *)(ctx)->lt)

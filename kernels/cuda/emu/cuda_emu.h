@@ -399,6 +399,8 @@ static inline void launch(const char *kname, dim3 grid, dim3 block, size_t smem,
 
 #define SF_LAUNCH(kern, grid, block, smem, stream, ...)                                                \
     sf_emu::launch(#kern, (grid), (block), (smem), (stream), kern, ##__VA_ARGS__)
+#define SF_LAUNCH_NAMED(name, kern, grid, block, smem, stream, ...)                                    \
+    sf_emu::launch((name), (grid), (block), (smem), (stream), kern, ##__VA_ARGS__)
 
 /* ---- barriers and warp intrinsics ---------------------------------------------------------- */
 static inline void __syncthreads(const char *file = __builtin_FILE(), int line = __builtin_LINE()) {
