@@ -687,7 +687,9 @@ sf_status sf_dit_cuda_prepare(sf_dit_state *st, int64_t Lq, int64_t Lk, sf_err *
         }
     }
     /* the explicit path's workspace: taps read its logits; without cuDNN only when our kernel cannot stand in */
-    const int own = !g->own_attn_off && sf_attn_mass_head_dim_ok(d) && D % 8 == 0;
+    /* the fused kernel's self-check, before the loop, when a run will use it */
+    const int uses_own = !g->sdpa || g->sdpa_off || (st->tap.wants && st->tap.wants_mass && !g->mass_explicit);
+    const int own = D % 8 == 0 && (uses_own ? sf_dgpu_fused_ok(g, d) : !g->own_attn_off);
     if (st->tap.wants || ((!g->sdpa || g->sdpa_off) && !own)) {
         if ((s = sf_dgpu_explicit_ws(g, H, err))) return s;
     }

@@ -31,8 +31,9 @@ struct sf_dit_gpu {
     sf_cuda_ctx cx;
     sf_sdpa *sdpa;      /* NULL: cuDNN unavailable, explicit attention everywhere */
     int sdpa_off;       /* a shape cuDNN refused: sfpipe's fused kernel (else explicit) from then on */
-    int own_attn_off;   /* no sfpipe fused attention (attn_mass.cu) as cuDNN's stand-in: $SF_NO_FUSED_ATTN or
-                           a shape it refused; the explicit cuBLASLt path then */
+    int own_attn_off;   /* no sfpipe fused attention (attn_mass.cu) at all: $SF_NO_FUSED_ATTN, a failed
+                           self-check or a shape it refused; cuDNN / the explicit cuBLASLt path then */
+    int fused_checked;  /* the fused kernel's self-check ran (sf_dgpu_fused_ok) */
     int mass_explicit;  /* probability taps through the explicit attention + tap_mass.cu instead of the fused
                            attn_mass.cu ($SF_TAP_PROBS_EXPLICIT, or a shape the fused kernel refused) */
     int fused;          /* the one-warp-per-row fused norms apply (dim, head_dim multiples of 8, dim ≤ 2048) */
@@ -109,6 +110,7 @@ sf_status sf_dgpu_mass_finish(sf_dit_state *st, const massrun *m, int renorm, sf
 sf_status sf_dgpu_attend(sf_dit_gpu *g, int64_t Lq, int64_t Lk, int H, int d, const bf16 *q, const bf16 *k,
                         const bf16 *v, int64_t ldk, bf16 *o, int64_t ld, float scale, sf_attn_logits_fn on_logits,
                         void *cb, sf_err *err);
+int sf_dgpu_fused_ok(sf_dit_gpu *g, int d);
 sf_status sf_dgpu_attend_mass(const massrun *m, int d, const bf16 *q, const bf16 *k, const bf16 *v, int64_t ldk, bf16 *o,
                              int64_t ld, float scale, sf_err *err);
 sf_status sf_dgpu_tap_bufs(sf_dit_state *st, sf_err *err);

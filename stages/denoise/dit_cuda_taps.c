@@ -7,6 +7,9 @@
 #define _POSIX_C_SOURCE 200809L
 #include "dit_cuda_impl.h"
 
+#include "attention.h"
+#include "tap_mass.h"
+
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -95,7 +98,7 @@ sf_status sf_dgpu_attend(sf_dit_gpu *g, int64_t Lq, int64_t Lk, int H, int d, co
                g->own_attn_off ? "cuBLASLt" : "sfpipe's fused kernel");
         g->sdpa_off = 1;
     }
-    if (!on_logits && !g->own_attn_off) {
+    if (!on_logits && sf_dgpu_fused_ok(g, d)) {
         sf_err e2 = {0};
         sf_status s = sf_attn_mass_cuda(&g->cx, Lq, Lk, H, d, q, ld, k, v, ldk, o, ld, scale, 1, 0, NULL, NULL, &e2);
         if (s != SF_E_UNSUPPORTED) {
@@ -111,6 +114,76 @@ sf_status sf_dgpu_attend(sf_dit_gpu *g, int64_t Lq, int64_t Lk, int H, int d, co
                                   on_logits, cb, err);
 }
 
+/* sfpipe's fused attention (attn_mass.cu, or attn_mass_wg.cu when asked for) checked once per state, on
+ * this GPU, before a run relies on it: 80 queries × 150 keys of one head of d, groups of 50, against
+ * sf_attention_cpu and sf_tap_row_mass_cpu on the same bf16 values (O within 2 % of its largest value,
+ * masses 1e-3, lse 1e-3 relative: generous for bf16 and the GPU's exp2, far below what a wrong fragment
+ * layout or a kernel that did not run gives). A failure is said once with the first bad value and
+ * max |Δ|, and the run falls back to cuDNN / the explicit path (own_attn_off, mass_explicit). */
+static int fused_selfcheck(sf_dit_gpu *g, int d) {
+    enum { LQ = 80, LK = 150, GS = 50, NG = 3 };
+    const float scale = 1.0f / sqrtf((float)d);
+    const size_t nq = (size_t)LQ * d, nkv = (size_t)LK * 2 * d;
+    float *h = malloc(sizeof(float) * (nq + nkv + 2 * nq + (size_t)LQ * LK + 4 * (size_t)LQ * NG + 4 * LQ));
+    void *dq = NULL, *dkv = NULL, *dout = NULL;
+    float *drm = NULL, *dl = NULL;
+    sf_err e = {{0}};
+    int ok = 0;
+    if (!h || sf_cuda_malloc(&dq, nq * 2, &e) || sf_cuda_malloc(&dkv, nkv * 2, &e) || sf_cuda_malloc(&dout, nq * 2, &e) ||
+        sf_cuda_malloc((void **)&drm, (size_t)LQ * NG * 4, &e) || sf_cuda_malloc((void **)&dl, (size_t)LQ * 4, &e))
+        goto done;
+    float *q = h, *kv = q + nq, *oref = kv + nkv, *og = oref + nq, *lg = og + nq, *rm = lg + (size_t)LQ * LK,
+          *rmg = rm + (size_t)LQ * NG, *lse = rmg + (size_t)LQ * NG, *lseg = lse + LQ;
+    uint64_t x = 0x2545F4914F6CDD1Dull;
+    for (size_t i = 0; i < nq + nkv; i++) {
+        x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+        q[i] = sf_round_bf16((float)((x >> 40) % 4001) / 1000.0f - 2.0f); /* sharp enough rows to mean something */
+    }
+    if (sf_attention_cpu(LQ, LK, 1, d, q, d, kv, kv + d, 2 * d, oref, d, scale, lg, 1)) goto done;
+    for (int r = 0; r < LQ; r++) sf_tap_row_mass_cpu(lg + (size_t)r * LK, LK, GS, NG, rm + r * NG, lse + r);
+    if (sf_cuda_upload_bf16(&g->cx, dq, q, nq, &e) || sf_cuda_upload_bf16(&g->cx, dkv, kv, nkv, &e) ||
+        sf_cuda_memset(&g->cx, dout, 0xFF, nq * 2, &e) || sf_cuda_memset(&g->cx, drm, 0xFF, (size_t)LQ * NG * 4, &e) ||
+        sf_attn_mass_cuda(&g->cx, LQ, LK, 1, d, dq, d, dkv, (char *)dkv + (size_t)d * 2, 2 * d, dout, d, scale, GS, NG, drm,
+                          dl, &e) ||
+        sf_cuda_download_bf16(&g->cx, og, dout, nq, &e) || sf_cuda_download_f32(&g->cx, rmg, drm, (size_t)LQ * NG, &e) ||
+        sf_cuda_download_f32(&g->cx, lseg, dl, LQ, &e) || sf_cuda_sync(&g->cx, &e))
+        goto done;
+    double omax = 0, worst[3] = {0, 0, 0};
+    for (size_t i = 0; i < nq; i++) omax = fabs(oref[i]) > omax ? fabs(oref[i]) : omax;
+    const float *got[3] = {og, rmg, lseg}, *ref[3] = {oref, rm, lse};
+    const size_t n[3] = {nq, (size_t)LQ * NG, LQ};
+    const double tol[3] = {2e-2 * omax, 1e-3, 1e-3};
+    ok = 1;
+    for (int k = 0; k < 3; k++)
+        for (size_t i = 0; i < n[k]; i++) {
+            double dd = fabs((double)got[k][i] - ref[k][i]), lim = tol[k] * (k == 2 ? 1 + fabs(ref[k][i]) : 1);
+            if (!(dd <= lim) && ok) /* NaN too: the poison a kernel that never ran leaves */
+                snprintf(e.msg, sizeof e.msg, "%s[%zu] = %g, want %g", k == 0 ? "O" : k == 1 ? "mass" : "lse", i,
+                         (double)got[k][i], (double)ref[k][i]), ok = 0;
+            worst[k] = !(dd <= worst[k]) ? dd : worst[k];
+        }
+    if (!ok)
+        sf_log(SF_LOG_WARN, "sf-denoise: sfpipe's fused attention failed its self-check on this GPU (%s; max |d| O %.3g, "
+                            "mass %.3g, lse %.3g): attention uses cuDNN / the explicit path",
+               e.msg, worst[0], worst[1], worst[2]);
+    e.msg[0] = 0;
+done:
+    if (e.msg[0]) sf_log(SF_LOG_WARN, "sf-denoise: sfpipe's fused attention could not be checked (%s); not used", e.msg);
+    free(h);
+    sf_cuda_free(dq), sf_cuda_free(dkv), sf_cuda_free(dout), sf_cuda_free(drm), sf_cuda_free(dl);
+    return ok;
+}
+
+/* Whether the fused kernel may run for head dim d: checked on the first call, the answer kept. */
+int sf_dgpu_fused_ok(sf_dit_gpu *g, int d) {
+    if (g->own_attn_off) return 0; /* $SF_NO_FUSED_ATTN, or found wanting before */
+    if (!g->fused_checked) {
+        g->fused_checked = 1;
+        if (!sf_attn_mass_head_dim_ok(d) || !fused_selfcheck(g, d)) g->own_attn_off = 1, g->mass_explicit = 1;
+    }
+    return !g->own_attn_off;
+}
+
 /* A probability-tapped self-attention: the attention and its per-row key-frame masses in one fused pass
  * (attn_mass.cu: no logits in memory, the attention's own running max and sum), into the massrun's
  * rowmass / lse; the explicit attention + tap_mass.cu chunk by chunk when asked ($SF_TAP_PROBS_EXPLICIT)
@@ -118,7 +191,7 @@ sf_status sf_dgpu_attend(sf_dit_gpu *g, int64_t Lq, int64_t Lk, int H, int d, co
 sf_status sf_dgpu_attend_mass(const massrun *m, int d, const bf16 *q, const bf16 *k, const bf16 *v, int64_t ldk, bf16 *o,
                              int64_t ld, float scale, sf_err *err) {
     sf_dit_gpu *g = m->g;
-    if (!g->mass_explicit) {
+    if (!g->mass_explicit && sf_dgpu_fused_ok(g, d)) {
         sf_err e2 = {0};
         sf_status s = sf_attn_mass_cuda(&g->cx, m->Lq, m->Lk, m->H, d, q, ld, k, v, ldk, o, ld, scale, m->G, m->NG,
                                         g->tm_rm, g->tm_lse, &e2);

@@ -223,9 +223,9 @@ static void test_pipeline_generator(void) { pipeline("generator", "generator"); 
  * No device memory is allocated once the first forward has started. On a GPU: the hook-free loop's
  * output against the golden (the waits are the emulation's to count). */
 #ifdef SF_TEST_EMU
-static void first_forward(void *c, int b, int s, int64_t start, int F) {
+static void first_forward(void *c, int b, int s, int64_t start, int F) { /* c: {allocs, host waits} then */
     (void)start, (void)F;
-    if (b == 0 && s == 0) *(unsigned long long *)c = sf_emu_device_allocs();
+    if (b == 0 && s == 0) ((unsigned long long *)c)[0] = sf_emu_device_allocs(), ((unsigned long long *)c)[1] = sf_emu_host_waits();
 }
 #endif
 static void test_pipeline_runs_ahead(void) {
@@ -236,19 +236,21 @@ static void test_pipeline_runs_ahead(void) {
     static float out[9 * 16 * 8 * 12];
     if (dit_golden_open_on(&d, "base", NULL, 1, 1, 0, dev)) {
 #ifdef SF_TEST_EMU
-        unsigned long long w0 = sf_emu_host_waits(), a0 = 0;
-        sf_pipeline_hooks hk = {first_forward, NULL, NULL, &a0, 0, NULL};
+        unsigned long long at0[2] = {0, 0}; /* allocations and host waits when the first forward starts */
+        sf_pipeline_hooks hk = {first_forward, NULL, NULL, at0, 0, NULL};
 #else /* on a GPU only the result is checked (no hooks: the loop as sf-denoise runs it) */
         sf_pipeline_hooks hk = {NULL, NULL, NULL, NULL, 0, NULL};
 #endif
         SF_CHECK_OK(sf_pipeline_run(&d.st, &d.sc, &d.pc, &hk, out, &err), &err);
 #ifdef SF_TEST_EMU
-        unsigned long long waits = sf_emu_host_waits() - w0;
+        /* counted from the first forward: sf_dit_prepare's one-time work before it (plans, workspaces, the
+         * fused attention's self-check) is not the loop's */
+        unsigned long long waits = sf_emu_host_waits() - at0[1];
         SF_CHECK_MSG(waits == 2 * 3, "%llu host waits for 3 blocks of 5 forwards (expected 2 per block)", waits);
-        /* and allocates nothing once the loop runs: the explicit attention's workspace (cuDNN is not
-         * emulated) was made by sf_dit_prepare before the first forward */
-        SF_CHECK_MSG(a0 > 0 && sf_emu_device_allocs() == a0, "device allocations: %llu at the first forward, %llu after",
-                     a0, sf_emu_device_allocs());
+        /* and allocates nothing once the loop runs: what the attention needs (cuDNN is not emulated) was
+         * made by sf_dit_prepare before the first forward */
+        SF_CHECK_MSG(at0[0] > 0 && sf_emu_device_allocs() == at0[0], "device allocations: %llu at the first forward, %llu after",
+                     at0[0], sf_emu_device_allocs());
 #endif
         int64_t n;
         float *ref = golden(d.g, "output", &n);
@@ -435,7 +437,8 @@ static void probs_vs_cpu(const sf_taps *gt, const sf_taps *ct) {
 }
 
 /* Probability taps both ways on the GPU: the self-attention's masses fused with the attention
- * (attn_mass.cu, the default: 2 layers × 15 forwards = 30 launches) and, with $SF_TAP_PROBS_EXPLICIT,
+ * (attn_mass.cu, the default: 2 layers × 15 forwards = 30 launches, after the state's one self-check of
+ * the kernel on this GPU) and, with $SF_TAP_PROBS_EXPLICIT,
  * from the explicit attention's logits chunk by chunk (tap_mass.cu; no fused launch) — each against
  * the CPU backend. */
 static void test_taps_probs_cross(void) {
@@ -448,7 +451,7 @@ static void test_taps_probs_cross(void) {
     if (!wb_pair(SF_TAP_PROBS, &gt, &ct)) return;
 #ifdef SF_TEST_EMU
     const unsigned long long f1 = sf_emu_kernel_launches("attn_mass_groups");
-    SF_CHECK_MSG(f1 - f0 == 30, "%llu fused attention + mass launches (want 30)", f1 - f0);
+    SF_CHECK_MSG(f1 - f0 == 30 + 1, "%llu fused attention + mass launches (want 30 + the self-check's 1)", f1 - f0);
 #endif
     probs_vs_cpu(&gt, &ct);
     SF_CHECK_OK(sf_taps_init(&et, SF_TAP_PROBS, SF_TAP_SEL_ALL, 0, 0, layers, 2, 3, &err), &err);
@@ -456,7 +459,9 @@ static void test_taps_probs_cross(void) {
     run_wb(&et, sf_test_gpu());
     unsetenv("SF_TAP_PROBS_EXPLICIT");
 #ifdef SF_TEST_EMU
-    SF_CHECK_MSG(sf_emu_kernel_launches("attn_mass_groups") == f1, "the explicit path launched the fused kernel");
+    /* only the state's self-check (it stands in for the cuDNN the emulation lacks) */
+    SF_CHECK_MSG(sf_emu_kernel_launches("attn_mass_groups") == f1 + 1, "%llu fused + mass launches on the explicit path "
+                 "(want the self-check's 1)", sf_emu_kernel_launches("attn_mass_groups") - f1);
 #endif
     SF_CHECK_MSG(et.n_caps == 60, "%zu captures (explicit path)", et.n_caps);
     probs_vs_cpu(&et, &ct);
@@ -535,6 +540,15 @@ static void test_attention_paths(void) {
                  sf_emu_kernel_launches("attn_plain_wg") - w0);
 #endif
     sf_test_rel_close("sfpipe's wgmma vs explicit attention output", ow, oe, N, SF_TOL_BF16_FWD);
+#ifdef SF_TEST_EMU
+    /* a fused kernel that does nothing on this "GPU" (the emulation's fault injection): the state's
+       self-check catches it and the run takes the explicit path — the explicit run's bits */
+    static float of[N];
+    setenv("SF_EMU_SKIP_KERNEL", "attn_", 1);
+    run_attn_path(dev, "1", NULL, of);
+    unsetenv("SF_EMU_SKIP_KERNEL");
+    SF_CHECK_MSG(!memcmp(of, oe, sizeof of), "a run whose fused kernel fails its self-check is not the explicit run");
+#endif
     sf_test_rel_close("default vs explicit attention output", od, oe, N, SF_TOL_BF16_FWD);
     sf_test_rel_close("sfpipe's fused vs explicit attention output", oo, oe, N, SF_TOL_BF16_FWD);
     sf_test_rel_close("default vs sfpipe's fused attention output", od, oo, N, SF_TOL_BF16_FWD);

@@ -18,6 +18,9 @@ unsigned long long sf_emu_threads_run(void);
 /* Launches of the kernels whose name (as written in SF_LAUNCH, e.g. "attn_mass_groups") starts with
  * prefix: which path a whole forward took. */
 unsigned long long sf_emu_kernel_launches(const char *prefix);
+/* Fault injection: with $SF_EMU_SKIP_KERNEL=PREFIX, kernels whose name starts with PREFIX are counted as
+ * launched and do nothing (as a kernel built empty for the wrong architecture would): callers' self-
+ * checks must notice. */
 /* Host waits since the process started: stream / device synchronisations, and async copies between
  * the device and pageable host memory (which a GPU's driver performs synchronously). A loop that
  * is meant to run ahead of the GPU is tested by counting these. */
