@@ -16,37 +16,41 @@
 #include "attn_mass_common.cuh"
 #include "attn_mass_cuda.h"
 
-/* Rows [r0, r0 + 64) of a bf16 matrix (n rows, stride ld, D columns) → s (rows D + 8 apart: the
- * padding makes every ldmatrix phase hit 32 distinct banks); rows past n are zero-filled. */
-template <int D>
+#include <stdlib.h>
+
+/* Rows [r0, r0 + R) of a bf16 matrix (n rows, stride ld, D columns) → s (rows D + 8 apart: the
+ * padding makes every ldmatrix phase hit 32 distinct banks); rows past n are zero-filled; T threads. */
+template <int D, int R, int T>
 static __device__ __forceinline__ void am_load_tile(__nv_bfloat16 *s, const __nv_bfloat16 *src, int64_t ld, int64_t r0,
                                                     int64_t n) {
     constexpr int LD = D + 8, CH = D / 8;
-    for (int c = (int)threadIdx.x; c < 64 * CH; c += AM_THREADS) {
+    for (int c = (int)threadIdx.x; c < R * CH; c += T) {
         const int r = c / CH, col = (c % CH) * 8;
         const bool in = r0 + r < n;
         sf_cp_async16(s + r * LD + col, src + (in ? (r0 + r) * ld : 0) + col, in ? 16 : 0);
     }
 }
 
-template <int D, bool MASS>
-static __global__ void __launch_bounds__(AM_THREADS)
+/* WARPS warps × 16 query rows per block (4: the default; 8: 128 rows sharing each K/V tile, half the
+ * tile traffic per product — the A/B $SF_ATTN_BM128 asks for). */
+template <int D, bool MASS, int WARPS>
+static __global__ void __launch_bounds__(WARPS * 32)
     attn_mass_kernel(const __nv_bfloat16 *__restrict__ q, int64_t ldq, const __nv_bfloat16 *__restrict__ k,
                      const __nv_bfloat16 *__restrict__ v, int64_t ldk, __nv_bfloat16 *__restrict__ o, int64_t ldo,
                      int64_t Lq, int64_t Lk, float sl2, int64_t G, int64_t NG, float *__restrict__ rowmass,
                      float *__restrict__ lse) {
-    constexpr int LD = D + 8, KS = D / 16, NT = D / 8;
+    constexpr int LD = D + 8, KS = D / 16, NT = D / 8, BM = WARPS * 16, T = WARPS * 32;
     SF_DYN_SHARED(__nv_bfloat16, sm);
-    __nv_bfloat16 *Qs = sm, *Ks = sm + AM_BM * LD, *Vs = Ks + 2 * AM_BN * LD;
+    __nv_bfloat16 *Qs = sm, *Ks = sm + BM * LD, *Vs = Ks + 2 * AM_BN * LD;
     const int h = (int)blockIdx.y, warp = (int)threadIdx.x >> 5, lane = (int)threadIdx.x & 31, t = lane & 3;
-    const int64_t q0 = (int64_t)blockIdx.x * AM_BM, row0 = q0 + warp * 16 + (lane >> 2), base = (int64_t)h * Lq;
+    const int64_t q0 = (int64_t)blockIdx.x * BM, row0 = q0 + warp * 16 + (lane >> 2), base = (int64_t)h * Lq;
     const int64_t ntiles = (Lk + AM_BN - 1) / AM_BN;
     q += (int64_t)h * D, k += (int64_t)h * D, v += (int64_t)h * D, o += (int64_t)h * D;
 
-    am_load_tile<D>(Qs, q, ldq, q0, Lq);
+    am_load_tile<D, BM, T>(Qs, q, ldq, q0, Lq);
     sf_cp_async_commit();
-    am_load_tile<D>(Ks, k, ldk, 0, Lk);
-    am_load_tile<D>(Vs, v, ldk, 0, Lk);
+    am_load_tile<D, AM_BN, T>(Ks, k, ldk, 0, Lk);
+    am_load_tile<D, AM_BN, T>(Vs, v, ldk, 0, Lk);
     sf_cp_async_commit();
     sf_cp_async_wait<1>();
     __syncthreads();
@@ -59,8 +63,8 @@ static __global__ void __launch_bounds__(AM_THREADS)
     for (int64_t j = 0; j < ntiles; j++) {
         const int buf = (int)(j & 1);
         if (j + 1 < ntiles) { /* the next tile streams in while this one is computed */
-            am_load_tile<D>(Ks + (buf ^ 1) * AM_BN * LD, k, ldk, (j + 1) * AM_BN, Lk);
-            am_load_tile<D>(Vs + (buf ^ 1) * AM_BN * LD, v, ldk, (j + 1) * AM_BN, Lk);
+            am_load_tile<D, AM_BN, T>(Ks + (buf ^ 1) * AM_BN * LD, k, ldk, (j + 1) * AM_BN, Lk);
+            am_load_tile<D, AM_BN, T>(Vs + (buf ^ 1) * AM_BN * LD, v, ldk, (j + 1) * AM_BN, Lk);
             sf_cp_async_commit();
             sf_cp_async_wait<1>();
         } else {
@@ -100,9 +104,15 @@ template <int D>
 static sf_status am_launch(const sf_cuda_ctx *ctx, int64_t Lq, int64_t Lk, int H, const void *q, int64_t ldq,
                            const void *k, const void *v, int64_t ldk, void *o, int64_t ldo, float scale, int64_t G,
                            int64_t NG, float *rowmass, float *lse, sf_err *err) {
-    const size_t smem = (size_t)5 * 64 * (D + 8) * sizeof(__nv_bfloat16); /* Q, 2 × K, 2 × V tiles */
-    return am_launch_kernel(ctx, NG > 0 ? attn_mass_kernel<D, true> : attn_mass_kernel<D, false>,
-                            NG > 0 ? "attn_mass_groups" : "attn_plain", smem, Lq, Lk, H, q, ldq, k, v, ldk, o, ldo,
+    const char *b128 = getenv("SF_ATTN_BM128"); /* read per call (cheap beside a kernel; tests toggle it) */
+    const int w8 = b128 && atoi(b128) > 0;
+    const size_t smem = (size_t)((w8 ? 128 : 64) + 4 * 64) * (D + 8) * sizeof(__nv_bfloat16); /* Q, 2 × K, 2 × V */
+    if (w8)
+        return am_launch_kernel(ctx, NG > 0 ? attn_mass_kernel<D, true, 8> : attn_mass_kernel<D, false, 8>,
+                                NG > 0 ? "attn_mass_groups_bm128" : "attn_plain_bm128", 8, smem, Lq, Lk, H, q, ldq, k, v,
+                                ldk, o, ldo, scale * AM_LOG2E, G, NG, rowmass, lse, err);
+    return am_launch_kernel(ctx, NG > 0 ? attn_mass_kernel<D, true, 4> : attn_mass_kernel<D, false, 4>,
+                            NG > 0 ? "attn_mass_groups" : "attn_plain", 4, smem, Lq, Lk, H, q, ldq, k, v, ldk, o, ldo,
                             scale * AM_LOG2E, G, NG, rowmass, lse, err);
 }
 

@@ -114,7 +114,7 @@ static sf_status wg_launch(const sf_cuda_ctx *ctx, int64_t Lq, int64_t Lk, int H
                            int64_t NG, float *rowmass, float *lse, sf_err *err) {
     const size_t smem = (size_t)5 * 64 * D * sizeof(__nv_bfloat16) + 1024; /* Q, 2 × K, 2 × V; alignment slack */
     return am_launch_kernel(ctx, NG > 0 ? attn_mass_wg_kernel<D, true> : attn_mass_wg_kernel<D, false>,
-                            NG > 0 ? "attn_mass_groups_wg" : "attn_plain_wg", smem, Lq, Lk, H, q, ldq, k, v, ldk, o, ldo,
+                            NG > 0 ? "attn_mass_groups_wg" : "attn_plain_wg", 4, smem, Lq, Lk, H, q, ldq, k, v, ldk, o, ldo,
                             sl2, G, NG, rowmass, lse, err);
 }
 

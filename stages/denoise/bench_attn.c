@@ -1,10 +1,11 @@
 /* bench_attn.c — `sf-denoise --bench attn --device cuda`: the DiT's self-attention at full size on
  * the GPU, each path on the same inputs:
  * cuDNN's fused attention (what untapped layers run), sfpipe's fused kernel on mma.sync
- * (kernels/cuda/attn_mass.cu: cuDNN's stand-in) and on wgmma ($SF_ATTN_WGMMA: attn_mass_wg.cu), each
- * plain and with the per-key-frame probability mass (what --tap-mode probs runs). Shapes of the
- * 1.3B model at 832×480: 12 heads of d = 128, a block's 4680 queries against the first block's 4680
- * keys and the last block's 32760 (keys in the [k | v] cache rows, frames of 1560 tokens).
+ * (kernels/cuda/attn_mass.cu: cuDNN's stand-in; also with 128-row blocks, $SF_ATTN_BM128) and on
+ * wgmma ($SF_ATTN_WGMMA: attn_mass_wg.cu), each plain and with the per-key-frame probability mass
+ * (what --tap-mode probs runs). Shapes of the 1.3B model at 832×480: 12 heads of d = 128, a block's
+ * 4680 queries against the first block's 4680 keys and the last block's 32760 (keys in the [k | v]
+ * cache rows, frames of 1560 tokens).
  * Prints ms (median of 5 after a warm-up) and TFLOP/s (4·Lq·Lk·d·H) per path; nothing passes or
  * fails on time. Run by `make bench` and tests/gpu/check.sh (part taps). `--bench attn-small`: frames
  * of 64 tokens, to try the program itself on a small (or emulated) device. */
@@ -21,9 +22,9 @@
 
 enum { H = 12, D = 128, REPS = 5 };
 
-typedef enum { P_CUDNN, P_MMA, P_MMA_MASS, P_WG, P_WG_MASS, P_N } path;
-static const char *const NAME[P_N] = {"cudnn", "sfpipe mma.sync", "sfpipe mma.sync + mass", "sfpipe wgmma",
-                                      "sfpipe wgmma + mass"};
+typedef enum { P_CUDNN, P_MMA, P_MMA_MASS, P_MMA128, P_MMA128_MASS, P_WG, P_WG_MASS, P_N } path;
+static const char *const NAME[P_N] = {"cudnn", "sfpipe mma.sync", "sfpipe mma.sync + mass", "sfpipe mma.sync bm128",
+                                      "sfpipe mma.sync bm128 + mass", "sfpipe wgmma", "sfpipe wgmma + mass"};
 
 typedef struct bufs {
     void *q, *kv, *o;
@@ -35,9 +36,11 @@ static sf_status one(sf_cuda_ctx *cx, sf_sdpa *sd, path p, int64_t S, int64_t LQ
     const int64_t ldk = 2 * H * D;
     const void *k = b->kv, *v = (const char *)b->kv + (size_t)H * D * 2;
     if (p == P_CUDNN) return sf_sdpa_forward(sd, LQ, Lk, H, D, b->q, H * D, k, v, ldk, b->o, H * D, scale, err);
-    const int mass = p == P_MMA_MASS || p == P_WG_MASS;
+    const int mass = p == P_MMA_MASS || p == P_MMA128_MASS || p == P_WG_MASS;
     if (p == P_WG || p == P_WG_MASS) setenv("SF_ATTN_WGMMA", "1", 1);
     else unsetenv("SF_ATTN_WGMMA");
+    if (p == P_MMA128 || p == P_MMA128_MASS) setenv("SF_ATTN_BM128", "1", 1);
+    else unsetenv("SF_ATTN_BM128");
     return sf_attn_mass_cuda(cx, LQ, Lk, H, D, b->q, H * D, k, v, ldk, b->o, H * D, scale, mass ? S : 1,
                              mass ? Lk / S : 0, mass ? b->rowmass : NULL, mass ? b->lse : NULL, err);
 }
@@ -101,6 +104,7 @@ sf_status sf_denoise_bench_attn(int cuda_ordinal, int small, sf_err *err) {
         }
 done:
     unsetenv("SF_ATTN_WGMMA");
+    unsetenv("SF_ATTN_BM128");
     free(h);
     sf_sdpa_destroy(&sd);
     sf_cuda_events_free(ev, 2 * REPS);

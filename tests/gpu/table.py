@@ -80,7 +80,8 @@ def main(argv):
     row("attention achieved (DiT self-attention)", attn, "{:.0f} TFLOP/s", "≥ 600", lambda v: v >= 600, None)
     # sfpipe's own fused kernel (attn_mass.cu, mma.sync) in cuDNN's place: SF_NO_CUDNN=1, part "taps"
     # the attention alone at 4680 × 32760 (sf-denoise --bench attn): every path on the same inputs
-    for name in ("cudnn", "sfpipe mma.sync", "sfpipe mma.sync + mass", "sfpipe wgmma", "sfpipe wgmma + mass"):
+    for name in ("cudnn", "sfpipe mma.sync", "sfpipe mma.sync + mass", "sfpipe mma.sync bm128",
+                 "sfpipe mma.sync bm128 + mass", "sfpipe wgmma", "sfpipe wgmma + mass"):
         v = grab(bench, r"attention gpu 4680 q x 32760 k x 12 heads \(d 128\), " + re.escape(name) + r": [0-9.]+ ms, ([0-9.]+) TFLOP/s")
         row(f"attention alone, 4680 × 32760 keys, {name}", v, "{:.0f} TFLOP/s", "—" if "mass" in name else "≥ 600",
             None if "mass" in name else (lambda x: x >= 600), None)

@@ -322,6 +322,24 @@ static void test_attn_mass_wgmma(void) {
 #endif
 }
 
+/* The 128-row blocks of the mma.sync kernel ($SF_ATTN_BM128: 8 warps share each K/V tile), on a query
+ * count that leaves a partial block and on the plain attention. */
+static void test_attn_mass_bm128(void) {
+#ifndef SF_TEST_GPU
+    const unsigned long long g0 = sf_emu_kernel_launches("attn_mass_groups_bm128"), p0 = sf_emu_kernel_launches("attn_plain_bm128");
+#endif
+    setenv("SF_ATTN_BM128", "1", 1);
+    attn_mass_case(2, 128, 240, 400, 80, 5, 80, 1.0f);
+    attn_mass_case(3, 32, 20, 130, 5, 25, 10, 4.0f);
+    attn_mass_case(2, 128, 100, 200, 1, 0, 100, 1.0f);
+    unsetenv("SF_ATTN_BM128");
+#ifndef SF_TEST_GPU
+    SF_CHECK_MSG(sf_emu_kernel_launches("attn_mass_groups_bm128") - g0 == 2 && sf_emu_kernel_launches("attn_plain_bm128") - p0 == 1,
+                 "128-row launches: %llu with groups, %llu plain (want 2, 1)",
+                 sf_emu_kernel_launches("attn_mass_groups_bm128") - g0, sf_emu_kernel_launches("attn_plain_bm128") - p0);
+#endif
+}
+
 /* What the kernel does not take is refused before anything runs: SF_E_UNSUPPORTED for a head dim or
  * stride it has no code for (the caller falls back to the explicit path), SF_E_ARG for bad shapes. */
 static void test_attn_mass_refusals(void) {
@@ -354,6 +372,7 @@ static const sf_test tests[] = {
     {"attn_mass_dims", test_attn_mass_dims},
     {"attn_plain", test_attn_plain},
     {"attn_mass_wgmma", test_attn_mass_wgmma},
+    {"attn_mass_bm128", test_attn_mass_bm128},
     {"attn_mass_refusals", test_attn_mass_refusals},
 };
 SF_TEST_MAIN(tests)
