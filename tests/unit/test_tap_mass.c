@@ -302,43 +302,30 @@ static void test_attn_plain(void) {
     attn_mass_case(2, 128, 100, 200, 1, 0, 100, 1.0f);
     attn_mass_case(3, 64, 7, 512, 1, 0, 7, 3.0f);
 }
-/* The same cases on Hopper's wgmma (attn_mass_wg.cu, asked for by $SF_ATTN_WGMMA; the emulation reports
- * an sm_90 device and emulates wgmma from the PTX layouts; on a GPU this runs on the H200's tensor cores):
- * d = 128 and 64, groups of 80 and of 5, and the plain attention. On the emulation the wgmma kernels
- * must be the ones that ran. */
-static void test_attn_mass_wgmma(void) {
+/* A kernel variant asked for by env=1 on three cases — groups of 80 at d = 128, small groups at d2, the
+ * plain attention — and, on the emulation, proof that the variant's kernels (launched under the names
+ * groups and plain) are the ones that ran. */
+static void variant_cases(const char *env, const char *groups, const char *plain, int d2) {
 #ifndef SF_TEST_GPU
-    const unsigned long long g0 = sf_emu_kernel_launches("attn_mass_groups_wg"), p0 = sf_emu_kernel_launches("attn_plain_wg");
+    const unsigned long long g0 = sf_emu_kernel_launches(groups), p0 = sf_emu_kernel_launches(plain);
 #endif
-    setenv("SF_ATTN_WGMMA", "1", 1);
+    setenv(env, "1", 1);
     attn_mass_case(2, 128, 240, 400, 80, 5, 80, 1.0f);
-    attn_mass_case(1, 64, 100, 130, 5, 26, 10, 4.0f);
+    attn_mass_case(d2 == 64 ? 1 : 3, d2, d2 == 64 ? 100 : 20, 130, 5, d2 == 64 ? 26 : 25, 10, 4.0f);
     attn_mass_case(2, 128, 100, 200, 1, 0, 100, 1.0f);
-    unsetenv("SF_ATTN_WGMMA");
+    unsetenv(env);
 #ifndef SF_TEST_GPU
-    SF_CHECK_MSG(sf_emu_kernel_launches("attn_mass_groups_wg") - g0 == 2 && sf_emu_kernel_launches("attn_plain_wg") - p0 == 1,
-                 "wgmma launches: %llu with groups, %llu plain (want 2, 1)", sf_emu_kernel_launches("attn_mass_groups_wg") - g0,
-                 sf_emu_kernel_launches("attn_plain_wg") - p0);
+    const unsigned long long g = sf_emu_kernel_launches(groups) - g0, pl = sf_emu_kernel_launches(plain) - p0;
+    SF_CHECK_MSG(g == 2 && pl == 1, "%s: %llu launches of %s, %llu of %s (want 2, 1)", env, g, groups, pl, plain);
+#else
+    (void)groups, (void)plain;
 #endif
 }
-
-/* The 128-row blocks of the mma.sync kernel ($SF_ATTN_BM128: 8 warps share each K/V tile), on a query
- * count that leaves a partial block and on the plain attention. */
-static void test_attn_mass_bm128(void) {
-#ifndef SF_TEST_GPU
-    const unsigned long long g0 = sf_emu_kernel_launches("attn_mass_groups_bm128"), p0 = sf_emu_kernel_launches("attn_plain_bm128");
-#endif
-    setenv("SF_ATTN_BM128", "1", 1);
-    attn_mass_case(2, 128, 240, 400, 80, 5, 80, 1.0f);
-    attn_mass_case(3, 32, 20, 130, 5, 25, 10, 4.0f);
-    attn_mass_case(2, 128, 100, 200, 1, 0, 100, 1.0f);
-    unsetenv("SF_ATTN_BM128");
-#ifndef SF_TEST_GPU
-    SF_CHECK_MSG(sf_emu_kernel_launches("attn_mass_groups_bm128") - g0 == 2 && sf_emu_kernel_launches("attn_plain_bm128") - p0 == 1,
-                 "128-row launches: %llu with groups, %llu plain (want 2, 1)",
-                 sf_emu_kernel_launches("attn_mass_groups_bm128") - g0, sf_emu_kernel_launches("attn_plain_bm128") - p0);
-#endif
-}
+/* On Hopper's wgmma (attn_mass_wg.cu; the emulation reports an sm_90 device and emulates wgmma from the
+ * PTX layouts; on a GPU this runs on the H200's tensor cores): d = 128 and 64. */
+static void test_attn_mass_wgmma(void) { variant_cases("SF_ATTN_WGMMA", "attn_mass_groups_wg", "attn_plain_wg", 64); }
+/* The mma.sync kernel's 128-row blocks (8 warps share each K/V tile), partial blocks included: d = 128, 32. */
+static void test_attn_mass_bm128(void) { variant_cases("SF_ATTN_BM128", "attn_mass_groups_bm128", "attn_plain_bm128", 32); }
 
 /* What the kernel does not take is refused before anything runs: SF_E_UNSUPPORTED for a head dim or
  * stride it has no code for (the caller falls back to the explicit path), SF_E_ARG for bad shapes. */
