@@ -2,8 +2,8 @@
  * (wgmma, sm_90a): same contract (kernels/attn_mass_cuda.h), same per-tile arithmetic
  * (attn_mass_common.cuh), the products on wgmma instead of mma.sync. Head dims 64 and 128.
  *
- * A block is one warpgroup (128 threads) over 64 query rows of one head; keys in tiles of 64,
- * double-buffered by cp.async. Shared memory holds Q, K and V in 128-byte-swizzled atoms of
+ * A block is one warpgroup (128 threads) over 64 query rows of one head (or, with $SF_ATTN_BM128, two
+ * over 128 rows sharing each key tile); keys in tiles of 64, double-buffered by cp.async. Shared memory holds Q, K and V in 128-byte-swizzled atoms of
  * 64 rows × 64 bf16 ([d / 64][row][128 bytes], chunk c of row r at c ^ (r % 8)): the K-major layout
  * of A = Q and B = K for S = Q·Kᵀ (m64n64k16, both from shared memory, d / 16 steps, the descriptor's
  * start advanced 32 bytes per step inside an atom), and the N-major layout of B = V for O += P·V
@@ -18,50 +18,52 @@
 
 #include <stdlib.h>
 
-/* Rows [r0, r0 + 64) of a bf16 matrix (n rows, stride ld, D columns) → the swizzled atoms at s;
- * rows past n zero-filled. */
-template <int D>
+/* Rows [r0, r0 + R) of a bf16 matrix (n rows, stride ld, D columns) → the swizzled atoms at s (each
+ * R rows × 128 bytes); rows past n zero-filled; T threads. */
+template <int D, int R, int T>
 static __device__ __forceinline__ void wg_load_tile(__nv_bfloat16 *s, const __nv_bfloat16 *src, int64_t ld, int64_t r0,
                                                     int64_t n) {
     constexpr int CH = D / 8; /* 16-byte chunks per row */
-    for (int c = (int)threadIdx.x; c < 64 * CH; c += AM_THREADS) {
+    for (int c = (int)threadIdx.x; c < R * CH; c += T) {
         const int r = c / CH, ch = c % CH, atom = ch / 8;
         const bool in = r0 + r < n;
-        sf_cp_async16(s + atom * 64 * 64 + r * 64 + sf_swz128(r, ch % 8) * 8, src + (in ? (r0 + r) * ld : 0) + ch * 8,
+        sf_cp_async16(s + atom * R * 64 + r * 64 + sf_swz128(r, ch % 8) * 8, src + (in ? (r0 + r) * ld : 0) + ch * 8,
                       in ? 16 : 0);
     }
 }
 
-template <int D, bool MASS>
-static __global__ void __launch_bounds__(AM_THREADS)
+/* WGS warpgroups × 64 query rows per block (1: the default; 2: 128 rows sharing each K/V tile — the
+ * A/B $SF_ATTN_BM128 asks for). */
+template <int D, bool MASS, int WGS>
+static __global__ void __launch_bounds__(WGS * 128)
     attn_mass_wg_kernel(const __nv_bfloat16 *__restrict__ q, int64_t ldq, const __nv_bfloat16 *__restrict__ k,
                         const __nv_bfloat16 *__restrict__ v, int64_t ldk, __nv_bfloat16 *__restrict__ o, int64_t ldo,
                         int64_t Lq, int64_t Lk, float sl2, int64_t G, int64_t NG, float *__restrict__ rowmass,
                         float *__restrict__ lse) {
-    constexpr int NT = D / 8, TILE = 64 * D; /* elements of one 64-row tile */
-    constexpr uint32_t ATOM = 64 * 128;      /* bytes of one 64-row atom */
+    constexpr int NT = D / 8, TILE = 64 * D, BM = 64 * WGS, T = 128 * WGS; /* TILE: elements of a 64-row tile */
+    constexpr uint32_t ATOM = 64 * 128, QATOM = BM * 128; /* bytes of one K / V atom and of one Q atom */
     SF_DYN_SHARED(__nv_bfloat16, sm_raw);
     /* the atoms must sit on 1024-byte boundaries of the shared window (the swizzle's period) */
     __nv_bfloat16 *sm = sm_raw + ((1024u - (sf_smem_addr(sm_raw) & 1023u)) & 1023u) / 2;
-    __nv_bfloat16 *Qs = sm, *Ks = sm + TILE, *Vs = Ks + 2 * TILE;
+    __nv_bfloat16 *Qs = sm, *Ks = sm + BM * D, *Vs = Ks + 2 * TILE;
     const int h = (int)blockIdx.y, warp = (int)threadIdx.x >> 5, lane = (int)threadIdx.x & 31, t = lane & 3;
-    const int64_t q0 = (int64_t)blockIdx.x * AM_BM, row0 = q0 + warp * 16 + (lane >> 2), base = (int64_t)h * Lq;
+    const int64_t q0 = (int64_t)blockIdx.x * BM, row0 = q0 + warp * 16 + (lane >> 2), base = (int64_t)h * Lq;
     const int64_t ntiles = (Lk + AM_BN - 1) / AM_BN;
     q += (int64_t)h * D, k += (int64_t)h * D, v += (int64_t)h * D, o += (int64_t)h * D;
 
-    wg_load_tile<D>(Qs, q, ldq, q0, Lq);
-    wg_load_tile<D>(Ks, k, ldk, 0, Lk);
-    wg_load_tile<D>(Vs, v, ldk, 0, Lk);
+    wg_load_tile<D, BM, T>(Qs, q, ldq, q0, Lq);
+    wg_load_tile<D, 64, T>(Ks, k, ldk, 0, Lk);
+    wg_load_tile<D, 64, T>(Vs, v, ldk, 0, Lk);
     sf_cp_async_commit();
-    const uint32_t qa = sf_smem_addr(Qs);
+    const uint32_t qa = sf_smem_addr(Qs) + (uint32_t)(warp / 4) * 64 * 128; /* this warpgroup's 64 rows */
 
     am_state<NT> st;
     am_state_init(st);
     for (int64_t j = 0; j < ntiles; j++) {
         const int buf = (int)(j & 1);
         if (j + 1 < ntiles) {
-            wg_load_tile<D>(Ks + (buf ^ 1) * TILE, k, ldk, (j + 1) * AM_BN, Lk);
-            wg_load_tile<D>(Vs + (buf ^ 1) * TILE, v, ldk, (j + 1) * AM_BN, Lk);
+            wg_load_tile<D, 64, T>(Ks + (buf ^ 1) * TILE, k, ldk, (j + 1) * AM_BN, Lk);
+            wg_load_tile<D, 64, T>(Vs + (buf ^ 1) * TILE, v, ldk, (j + 1) * AM_BN, Lk);
             sf_cp_async_commit();
             sf_cp_async_wait<1>();
         } else {
@@ -74,8 +76,9 @@ static __global__ void __launch_bounds__(AM_THREADS)
         float s[8][4];
         sf_wgmma_fence();
         for (int kk = 0; kk < D / 16; kk++) { /* S = Q·Kᵀ: 16 of d per step, 4 steps per 64-wide atom */
-            const uint32_t off = (uint32_t)(kk / 4) * ATOM + (uint32_t)(kk % 4) * 32;
-            sf_wgmma_m64n64k16_ss(&s[0][0], sf_wgmma_desc(qa + off, 16, 1024), sf_wgmma_desc(ka + off, 16, 1024), kk > 0);
+            const uint32_t in_atom = (uint32_t)(kk % 4) * 32;
+            sf_wgmma_m64n64k16_ss(&s[0][0], sf_wgmma_desc(qa + (uint32_t)(kk / 4) * QATOM + in_atom, 16, 1024),
+                                  sf_wgmma_desc(ka + (uint32_t)(kk / 4) * ATOM + in_atom, 16, 1024), kk > 0);
         }
         sf_wgmma_commit();
         sf_wgmma_wait<0>();
@@ -112,8 +115,14 @@ template <int D>
 static sf_status wg_launch(const sf_cuda_ctx *ctx, int64_t Lq, int64_t Lk, int H, const void *q, int64_t ldq,
                            const void *k, const void *v, int64_t ldk, void *o, int64_t ldo, float sl2, int64_t G,
                            int64_t NG, float *rowmass, float *lse, sf_err *err) {
-    const size_t smem = (size_t)5 * 64 * D * sizeof(__nv_bfloat16) + 1024; /* Q, 2 × K, 2 × V; alignment slack */
-    return am_launch_kernel(ctx, NG > 0 ? attn_mass_wg_kernel<D, true> : attn_mass_wg_kernel<D, false>,
+    const char *b128 = getenv("SF_ATTN_BM128");
+    const int two = b128 && atoi(b128) > 0;
+    const size_t smem = (size_t)((two ? 128 : 64) + 4 * 64) * D * sizeof(__nv_bfloat16) + 1024; /* Q, 2 K, 2 V; slack */
+    if (two)
+        return am_launch_kernel(ctx, NG > 0 ? attn_mass_wg_kernel<D, true, 2> : attn_mass_wg_kernel<D, false, 2>,
+                                NG > 0 ? "attn_mass_groups_wg_bm128" : "attn_plain_wg_bm128", 8, smem, Lq, Lk, H, q, ldq,
+                                k, v, ldk, o, ldo, sl2, G, NG, rowmass, lse, err);
+    return am_launch_kernel(ctx, NG > 0 ? attn_mass_wg_kernel<D, true, 1> : attn_mass_wg_kernel<D, false, 1>,
                             NG > 0 ? "attn_mass_groups_wg" : "attn_plain_wg", 4, smem, Lq, Lk, H, q, ldq, k, v, ldk, o, ldo,
                             sl2, G, NG, rowmass, lse, err);
 }

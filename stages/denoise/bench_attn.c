@@ -22,9 +22,10 @@
 
 enum { H = 12, D = 128, REPS = 5 };
 
-typedef enum { P_CUDNN, P_MMA, P_MMA_MASS, P_MMA128, P_MMA128_MASS, P_WG, P_WG_MASS, P_N } path;
-static const char *const NAME[P_N] = {"cudnn", "sfpipe mma.sync", "sfpipe mma.sync + mass", "sfpipe mma.sync bm128",
-                                      "sfpipe mma.sync bm128 + mass", "sfpipe wgmma", "sfpipe wgmma + mass"};
+typedef enum { P_CUDNN, P_MMA, P_MMA_MASS, P_MMA128, P_MMA128_MASS, P_WG, P_WG_MASS, P_WG128, P_WG128_MASS, P_N } path;
+static const char *const NAME[P_N] = {"cudnn",         "sfpipe mma.sync",      "sfpipe mma.sync + mass",
+                                      "sfpipe mma.sync bm128", "sfpipe mma.sync bm128 + mass", "sfpipe wgmma",
+                                      "sfpipe wgmma + mass",   "sfpipe wgmma bm128",   "sfpipe wgmma bm128 + mass"};
 
 typedef struct bufs {
     void *q, *kv, *o;
@@ -36,10 +37,10 @@ static sf_status one(sf_cuda_ctx *cx, sf_sdpa *sd, path p, int64_t S, int64_t LQ
     const int64_t ldk = 2 * H * D;
     const void *k = b->kv, *v = (const char *)b->kv + (size_t)H * D * 2;
     if (p == P_CUDNN) return sf_sdpa_forward(sd, LQ, Lk, H, D, b->q, H * D, k, v, ldk, b->o, H * D, scale, err);
-    const int mass = p == P_MMA_MASS || p == P_MMA128_MASS || p == P_WG_MASS;
-    if (p == P_WG || p == P_WG_MASS) setenv("SF_ATTN_WGMMA", "1", 1);
+    const int mass = p == P_MMA_MASS || p == P_MMA128_MASS || p == P_WG_MASS || p == P_WG128_MASS;
+    if (p >= P_WG) setenv("SF_ATTN_WGMMA", "1", 1);
     else unsetenv("SF_ATTN_WGMMA");
-    if (p == P_MMA128 || p == P_MMA128_MASS) setenv("SF_ATTN_BM128", "1", 1);
+    if (p == P_MMA128 || p == P_MMA128_MASS || p == P_WG128 || p == P_WG128_MASS) setenv("SF_ATTN_BM128", "1", 1);
     else unsetenv("SF_ATTN_BM128");
     return sf_attn_mass_cuda(cx, LQ, Lk, H, D, b->q, H * D, k, v, ldk, b->o, H * D, scale, mass ? S : 1,
                              mass ? Lk / S : 0, mass ? b->rowmass : NULL, mass ? b->lse : NULL, err);

@@ -144,7 +144,7 @@ static void test_emu_reports_misuse(void) {
                  {13, "does not take part"},      {14, "host memory"},
                  {15, "needs 32"},                {16, "not 16-byte aligned"},
                  {17, "exited without taking part"}, {18, "only the 128-byte swizzle"},
-                 {19, "one warpgroup"}};
+                 {19, "whole warpgroups"}};
     cu c;
     if (!cu_open(&c)) return;
     float *out = cu_alloc(&c, 128 * 4);

@@ -326,6 +326,12 @@ static void variant_cases(const char *env, const char *groups, const char *plain
 static void test_attn_mass_wgmma(void) { variant_cases("SF_ATTN_WGMMA", "attn_mass_groups_wg", "attn_plain_wg", 64); }
 /* The mma.sync kernel's 128-row blocks (8 warps share each K/V tile), partial blocks included: d = 128, 32. */
 static void test_attn_mass_bm128(void) { variant_cases("SF_ATTN_BM128", "attn_mass_groups_bm128", "attn_plain_bm128", 32); }
+/* Both: the wgmma kernel with two warpgroups per block (128 rows sharing each K/V tile). */
+static void test_attn_mass_wgmma_bm128(void) {
+    setenv("SF_ATTN_WGMMA", "1", 1);
+    variant_cases("SF_ATTN_BM128", "attn_mass_groups_wg_bm128", "attn_plain_wg_bm128", 64);
+    unsetenv("SF_ATTN_WGMMA");
+}
 
 /* What the kernel does not take is refused before anything runs: SF_E_UNSUPPORTED for a head dim or
  * stride it has no code for (the caller falls back to the explicit path), SF_E_ARG for bad shapes. */
@@ -360,6 +366,7 @@ static const sf_test tests[] = {
     {"attn_plain", test_attn_plain},
     {"attn_mass_wgmma", test_attn_mass_wgmma},
     {"attn_mass_bm128", test_attn_mass_bm128},
+    {"attn_mass_wgmma_bm128", test_attn_mass_wgmma_bm128},
     {"attn_mass_refusals", test_attn_mass_refusals},
 };
 SF_TEST_MAIN(tests)

@@ -496,16 +496,18 @@ const unsigned char *smem_at(uint32_t off, size_t n, const char *file, int line)
     return dyn_buf + off;
 }
 
-/* Warpgroup exchange (the emulated wgmma with A in registers): like warp_exchange over the block,
- * which must be one warpgroup (128 threads); the block barrier is the warpgroup's. */
+/* Warpgroup exchange (the emulated wgmma with A in registers): like warp_exchange, over the block's
+ * warpgroups of 128 threads, whose block barrier stands in for each warpgroup's: every warpgroup of the
+ * block must issue its wgmma from the same place (the kernels do: their warpgroups run in lockstep).
+ * Returns the calling thread's warpgroup's 128 slots. */
 namespace {
-wx_slot wg_buf[2][128];
-unsigned long long wg_seq[128];
+wx_slot wg_buf[2][1024];
+unsigned long long wg_seq[1024];
 } // namespace
 const wx_slot *wg_exchange(const uint32_t *mine, const char *file, int line) {
     running("a warpgroup matrix instruction");
-    if (nthreads != 128)
-        thread_fault("wgmma at %s:%d in a block of %u threads (the emulation needs one warpgroup, 128 threads, per block)",
+    if (nthreads % 128)
+        thread_fault("wgmma at %s:%d in a block of %u threads (the emulation needs whole warpgroups, 128 threads each)",
                      file, line, nthreads);
     wx_used = true;
     const unsigned long long seq = ++wg_seq[cur_t];
@@ -513,7 +515,7 @@ const wx_slot *wg_exchange(const uint32_t *mine, const char *file, int line) {
     if (mine) memcpy(set[cur_t].w, mine, sizeof set[cur_t].w);
     set[cur_t].seq = seq;
     syncthreads(file, line);
-    return set;
+    return set + (cur_t & ~127u);
 }
 
 void thread_fault(const char *fmt, ...) {

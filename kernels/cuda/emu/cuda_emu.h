@@ -320,7 +320,8 @@ struct wx_slot {
 };
 /* Returns the warp's 32 slots (lane order), valid until this lane's next exchange. */
 const wx_slot *warp_exchange(const uint32_t *mine, const char *file, int line);
-/* The warpgroup's (= the block's: 128 threads) 128 slots after a block barrier; mine may be NULL. */
+/* The caller's warpgroup's 128 slots after a block barrier (all warpgroups of the block take part); mine
+ * may be NULL. */
 const wx_slot *wg_exchange(const uint32_t *mine, const char *file, int line);
 /* Offset of p in the shared window (the dynamic shared buffer, 1024-aligned), and back (n bytes
  * checked to be inside). Faults on anything else. */
@@ -511,7 +512,8 @@ static inline void sf_emu_ldsm_x4(uint32_t r[4], const void *p, bool trans, cons
  * m16n8k16 A layout per warp w for rows 16w..16w+15. D (N/2 floats per thread): for n-chunk j < N/8,
  * d[4j..4j+3] = rows 16w + g (+8 for the last two), columns 8j + 2t, 8j + 2t + 1 (g = lane / 4,
  * t = lane % 4). D = (scale_d ? D : 0) + Σ_k A·B, k in order, fp32. The instruction is a block
- * barrier here (the block must be one warpgroup); issuing, committing and waiting are synchronous. */
+ * barrier here (the block: whole warpgroups issuing together); issuing, committing and waiting are
+ * synchronous. */
 static inline float sf_emu_smem_bf(uint32_t addr, const char *file, int line) {
     addr ^= ((addr >> 7) & 7u) << 4; /* the 128-byte swizzle */
     unsigned short h;
@@ -531,7 +533,7 @@ static inline void sf_emu_wgmma(float *d, int N, const uint32_t *a, uint64_t da,
     const uint32_t sa = (uint32_t)(da & 0x3fff) << 4, sba = (uint32_t)((da >> 32) & 0x3fff) << 4;
     const uint32_t sb = (uint32_t)(db & 0x3fff) << 4, lbb = (uint32_t)((db >> 16) & 0x3fff) << 4,
                    sbb = (uint32_t)((db >> 32) & 0x3fff) << 4;
-    const unsigned tid = threadIdx.x + blockDim.x * (threadIdx.y + blockDim.y * threadIdx.z);
+    const unsigned tid = (threadIdx.x + blockDim.x * (threadIdx.y + blockDim.y * threadIdx.z)) & 127u; /* in its warpgroup */
     const unsigned w = tid >> 5, lane = tid & 31, g = lane >> 2, t = lane & 3;
     for (int j = 0; j < N / 8; j++)
         for (int i = 0; i < 4; i++) {

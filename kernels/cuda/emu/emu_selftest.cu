@@ -153,7 +153,7 @@ static __global__ void missing_lane_kernel(float *out) { /* 48 threads: lanes 16
  * of 256), 3 dynamic shared (3 blocks of 128), 4 block sum (2 blocks of 1024, then 3 of 96), 5 the
  * mma product three ways (aux: A and B bf16, out: 384 floats), 10..13 the failing kernels, 14 a host
  * pointer as argument, 15 an mma in half a warp, 16 ldmatrix rows off 16 bytes, 17 an mma a lane left,
- * 18 a wgmma descriptor without the 128-byte swizzle, 19 a wgmma in a block that is not one warpgroup. out/aux: device
+ * 18 a wgmma descriptor without the 128-byte swizzle, 19 a wgmma in a block of 64 threads. out/aux: device
  * buffers large enough. */
 extern "C" sf_status sf_emu_selftest(const sf_cuda_ctx *ctx, int which, void *out, void *aux, sf_err *err) {
     sf_status st = SF_OK;
