@@ -22,6 +22,8 @@
  * Head dims 16, 32, 64, 128; q, k, v, o 16-byte aligned with row strides (elements) multiples of 8.
  * Anything else returns SF_E_UNSUPPORTED before enqueueing anything (callers fall back to the
  * explicit attention + sf_tap_row_mass_cuda, which is exact too). Work is enqueued on ctx->stream.
+ * Variants, same results within the tolerances: mma.sync (attn_mass.cu, any sm_80+), wgmma on sm_90
+ * for d 64/128 ($SF_ATTN_WGMMA=1: attn_mass_wg.cu), 128 query rows per block ($SF_ATTN_BM128=1).
  * Tested by tests/unit/test_tap_mass.c (attn_mass_*: on the emulation layer in every build, on a GPU
  * by test_tap_mass_gpu) and through the DiT by test_dit_emu / test_dit_cuda (probs taps). */
 #ifndef SF_ATTN_MASS_CUDA_H

@@ -3,8 +3,8 @@
  * references: sf_attention_cpu (attention.h) and sf_tap_row_mass_cpu (tap_mass.h).
  *
  * Flash attention on the tensor cores (mma.sync m16n8k16 bf16 → f32, ldmatrix, cp.async double
- * buffering): a block of 4 warps takes 64 query rows of one head (16 per warp, Q in registers) and
- * walks the keys in tiles of 64. Per tile and row: S = Q·Kᵀ (scaled into log2 units), the running max
+ * buffering): a block of 4 warps takes 64 query rows of one head (16 per warp, Q in registers; 8 warps
+ * and 128 rows with $SF_ATTN_BM128) and walks the keys in tiles of 64. Per tile and row: S = Q·Kᵀ (scaled into log2 units), the running max
  * m and sum l (flash attention's rescaling), P = 2^(S − m) (f32 for the masses, bf16 for P·V), and the
  * row's P summed over each key group the tile touches (a segment loop: one or two segments for key
  * frames of ≥ 64 tokens). A group's sum is kept relative to m like l and, when the keys leave the
@@ -12,7 +12,8 @@
  * turns the slots into exp2(group − row log-sum) and writes lse. Sums over a quad's lanes use fixed
  * shuffles, nothing is atomic: the bits do not depend on scheduling. The row of a thread: g = lane/4
  * (and g + 8) of its warp's 16; its columns: 2·(lane%4) + {0, 1} of each 8-column n-tile. With no
- * groups (NG = 0) it is a plain fused attention: the DiT's attention where cuDNN is not available. */
+ * groups (NG = 0) it is a plain fused attention: the DiT's attention where cuDNN is not available.
+ * On sm_90 with $SF_ATTN_WGMMA, sf_attn_mass_cuda hands over to attn_mass_wg.cu (same contract). */
 #include "attn_mass_common.cuh"
 #include "attn_mass_cuda.h"
 

@@ -8,9 +8,9 @@
 
 #include "cuda_common.cuh"
 
-#define AM_BM 64 /* query rows per block: 4 warps × 16 */
+#define AM_BM 64 /* query rows per block by default: 4 warps × 16 (the launch takes the block's warps) */
 #define AM_BN 64 /* keys per tile */
-#define AM_THREADS 128
+#define AM_THREADS 128 /* threads of a default block (one warpgroup) */
 #define AM_LOG2E 1.4426950408889634f
 #define AM_LN2 0.6931471805599453f
 
