@@ -4,8 +4,8 @@
  *
  * Flash attention on the tensor cores (mma.sync m16n8k16 bf16 → f32, ldmatrix, cp.async double
  * buffering): a block of 4 warps takes 64 query rows of one head (16 per warp, Q in registers; 8 warps
- * and 128 rows with $SF_ATTN_BM128) and walks the keys in tiles of 64. Per tile and row: S = Q·Kᵀ (scaled into log2 units), the running max
- * m and sum l (flash attention's rescaling), P = 2^(S − m) (f32 for the masses, bf16 for P·V), and the
+ * and 128 rows with $SF_ATTN_BM128) and walks the keys in tiles of 64. Per tile and row: S = Q·Kᵀ
+ * (scaled into log2 units), the running max m and sum l (flash attention's rescaling), P = 2^(S − m) (f32 for the masses, bf16 for P·V), and the
  * row's P summed over each key group the tile touches (a segment loop: one or two segments for key
  * frames of ≥ 64 tokens). A group's sum is kept relative to m like l and, when the keys leave the
  * group, stored as its log2-sum (log2 acc + m) in the row's rowmass slot; at the end the same thread
@@ -100,13 +100,12 @@ static __global__ void __launch_bounds__(WARPS * 32)
     am_finish<NT, MASS>(st, t, NG, rowmass, lse, base, Lq, row0, o, ldo);
 }
 
-/* The kernel for head dim D, with or without groups (told apart by the launch's name). */
+/* The kernel for head dim D, with or without groups (told apart by the launch's name), 4 warps per
+ * block or with w8 8. */
 template <int D>
-static sf_status am_launch(const sf_cuda_ctx *ctx, int64_t Lq, int64_t Lk, int H, const void *q, int64_t ldq,
+static sf_status am_launch(const sf_cuda_ctx *ctx, int w8, int64_t Lq, int64_t Lk, int H, const void *q, int64_t ldq,
                            const void *k, const void *v, int64_t ldk, void *o, int64_t ldo, float scale, int64_t G,
                            int64_t NG, float *rowmass, float *lse, sf_err *err) {
-    const char *b128 = getenv("SF_ATTN_BM128"); /* read per call (cheap beside a kernel; tests toggle it) */
-    const int w8 = b128 && atoi(b128) > 0;
     const size_t smem = (size_t)((w8 ? 128 : 64) + 4 * 64) * (D + 8) * sizeof(__nv_bfloat16); /* Q, 2 × K, 2 × V */
     if (w8)
         return am_launch_kernel(ctx, NG > 0 ? attn_mass_kernel<D, true, 8> : attn_mass_kernel<D, false, 8>,
@@ -117,10 +116,16 @@ static sf_status am_launch(const sf_cuda_ctx *ctx, int64_t Lq, int64_t Lk, int H
                             scale * AM_LOG2E, G, NG, rowmass, lse, err);
 }
 
-/* attn_mass_wg.cu: the same on Hopper's wgmma when asked for ($SF_ATTN_WGMMA) and it applies. */
-extern "C" sf_status sf_attn_mass_wg_try(const sf_cuda_ctx *ctx, int64_t Lq, int64_t Lk, int H, int d, const void *q,
+/* attn_mass_wg.cu: the same on Hopper's wgmma (two warpgroups per block with wide), when it applies. */
+extern "C" sf_status sf_attn_mass_wg_try(const sf_cuda_ctx *ctx, int wide, int64_t Lq, int64_t Lk, int H, int d, const void *q,
                                          int64_t ldq, const void *k, const void *v, int64_t ldk, void *o, int64_t ldo,
                                          float sl2, int64_t G, int64_t NG, float *rowmass, float *lse, sf_err *err);
+
+/* An A/B knob: $name set to a positive number. Read per call (cheap beside a kernel; tests toggle it). */
+static int am_knob(const char *name) {
+    const char *v = getenv(name);
+    return v && atoi(v) > 0;
+}
 
 extern "C" int sf_attn_mass_head_dim_ok(int d) { return d == 16 || d == 32 || d == 64 || d == 128; }
 
@@ -128,6 +133,7 @@ extern "C" sf_status sf_attn_mass_cuda(const sf_cuda_ctx *ctx, int64_t Lq, int64
                                        int64_t ldq, const void *k, const void *v, int64_t ldk, void *o, int64_t ldo,
                                        float scale, int64_t G, int64_t NG, float *rowmass, float *lse, sf_err *err) {
     sf_status st = SF_OK;
+    const int wide = am_knob("SF_ATTN_BM128"); /* 128 query rows per block, either kernel */
     SF_CUDA_REQUIRE(ctx && ctx->stream, "sf_attn_mass_cuda: CUDA context not initialised");
     SF_CUDA_REQUIRE(Lq >= 0 && Lk >= 1 && H >= 1 && H <= 65535 && d >= 1 && G >= 1 && NG >= 0 && NG <= Lk / G &&
                         ldq >= (int64_t)H * d && ldk >= (int64_t)H * d && ldo >= (int64_t)H * d &&
@@ -142,14 +148,17 @@ extern "C" sf_status sf_attn_mass_cuda(const sf_cuda_ctx *ctx, int64_t Lq, int64
                        "(needs d in {16, 32, 64, 128}, 16-byte rows)",
                        d);
     if (Lq == 0) return SF_OK;
-    st = sf_attn_mass_wg_try(ctx, Lq, Lk, H, d, q, ldq, k, v, ldk, o, ldo, scale * AM_LOG2E, G, NG, rowmass, lse, err);
-    if (st != SF_E_UNSUPPORTED) return st;
-    st = SF_OK;
+    if (am_knob("SF_ATTN_WGMMA")) {
+        st = sf_attn_mass_wg_try(ctx, wide, Lq, Lk, H, d, q, ldq, k, v, ldk, o, ldo, scale * AM_LOG2E, G, NG, rowmass, lse,
+                                 err);
+        if (st != SF_E_UNSUPPORTED) return st;
+        st = SF_OK;
+    }
     switch (d) {
-    case 16: return am_launch<16>(ctx, Lq, Lk, H, q, ldq, k, v, ldk, o, ldo, scale, G, NG, rowmass, lse, err);
-    case 32: return am_launch<32>(ctx, Lq, Lk, H, q, ldq, k, v, ldk, o, ldo, scale, G, NG, rowmass, lse, err);
-    case 64: return am_launch<64>(ctx, Lq, Lk, H, q, ldq, k, v, ldk, o, ldo, scale, G, NG, rowmass, lse, err);
-    default: return am_launch<128>(ctx, Lq, Lk, H, q, ldq, k, v, ldk, o, ldo, scale, G, NG, rowmass, lse, err);
+    case 16: return am_launch<16>(ctx, wide, Lq, Lk, H, q, ldq, k, v, ldk, o, ldo, scale, G, NG, rowmass, lse, err);
+    case 32: return am_launch<32>(ctx, wide, Lq, Lk, H, q, ldq, k, v, ldk, o, ldo, scale, G, NG, rowmass, lse, err);
+    case 64: return am_launch<64>(ctx, wide, Lq, Lk, H, q, ldq, k, v, ldk, o, ldo, scale, G, NG, rowmass, lse, err);
+    default: return am_launch<128>(ctx, wide, Lq, Lk, H, q, ldq, k, v, ldk, o, ldo, scale, G, NG, rowmass, lse, err);
     }
 fail:
     return st;

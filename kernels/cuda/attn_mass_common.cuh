@@ -137,10 +137,9 @@ static __device__ __forceinline__ void am_finish(am_state<NT> &st, int t, int64_
 typedef void (*am_kernel)(const __nv_bfloat16 *, int64_t, const __nv_bfloat16 *, const __nv_bfloat16 *, int64_t,
                           __nv_bfloat16 *, int64_t, int64_t, int64_t, float, int64_t, int64_t, float *, float *);
 static inline sf_status am_launch_kernel(const sf_cuda_ctx *ctx, am_kernel kern, const char *name, int warps, size_t smem,
-                                         int64_t Lq,
-                                         int64_t Lk, int H, const void *q, int64_t ldq, const void *k, const void *v,
-                                         int64_t ldk, void *o, int64_t ldo, float sl2, int64_t G, int64_t NG,
-                                         float *rowmass, float *lse, sf_err *err) {
+                                         int64_t Lq, int64_t Lk, int H, const void *q, int64_t ldq, const void *k,
+                                         const void *v, int64_t ldk, void *o, int64_t ldo, float sl2, int64_t G,
+                                         int64_t NG, float *rowmass, float *lse, sf_err *err) {
     sf_status st = SF_OK;
     CUDA_CHECK(cudaFuncSetAttribute(kern, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem));
     SF_LAUNCH_NAMED(name, kern, dim3((unsigned)((Lq + 16 * warps - 1) / (16 * warps)), (unsigned)H), 32 * warps, smem,

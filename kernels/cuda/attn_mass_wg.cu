@@ -3,20 +3,19 @@
  * (attn_mass_common.cuh), the products on wgmma instead of mma.sync. Head dims 64 and 128.
  *
  * A block is one warpgroup (128 threads) over 64 query rows of one head (or, with $SF_ATTN_BM128, two
- * over 128 rows sharing each key tile); keys in tiles of 64, double-buffered by cp.async. Shared memory holds Q, K and V in 128-byte-swizzled atoms of
- * 64 rows × 64 bf16 ([d / 64][row][128 bytes], chunk c of row r at c ^ (r % 8)): the K-major layout
+ * over 128 rows sharing each key tile); keys in tiles of 64, double-buffered by cp.async. Shared memory
+ * holds Q, K and V in 128-byte-swizzled atoms of 64 (Q: 64 or 128) rows × 64 bf16 ([d / 64][row][128
+ * bytes], chunk c of row r at c ^ (r % 8)): the K-major layout
  * of A = Q and B = K for S = Q·Kᵀ (m64n64k16, both from shared memory, d / 16 steps, the descriptor's
  * start advanced 32 bytes per step inside an atom), and the N-major layout of B = V for O += P·V
  * (m64n{d}k16 with trans-b, P from the S accumulators in registers, 4 steps of 16 keys). The S and O
  * accumulators have attn_mass.cu's fragments, so the softmax / mass code is shared.
  * Tested against the CPU references with attn_mass.cu's cases ($SF_ATTN_WGMMA=1 in test_tap_mass:
- * attn_mass_wg_*), on the emulation (cuda_emu.h emulates wgmma from the PTX layouts) and on an H200
+ * attn_mass_wgmma, attn_mass_wgmma_bm128), on the emulation (cuda_emu.h emulates wgmma from the PTX layouts) and on an H200
  * (test_tap_mass_gpu, tests/gpu/check.sh). */
 #include "attn_mass_common.cuh"
 #include "attn_mass_cuda.h"
 #include "wgmma.cuh"
-
-#include <stdlib.h>
 
 /* Rows [r0, r0 + R) of a bf16 matrix (n rows, stride ld, D columns) → the swizzled atoms at s (each
  * R rows × 128 bytes); rows past n zero-filled; T threads. */
@@ -112,11 +111,9 @@ static int wg_device_ok(int ordinal) {
 }
 
 template <int D>
-static sf_status wg_launch(const sf_cuda_ctx *ctx, int64_t Lq, int64_t Lk, int H, const void *q, int64_t ldq,
+static sf_status wg_launch(const sf_cuda_ctx *ctx, int two, int64_t Lq, int64_t Lk, int H, const void *q, int64_t ldq,
                            const void *k, const void *v, int64_t ldk, void *o, int64_t ldo, float sl2, int64_t G,
                            int64_t NG, float *rowmass, float *lse, sf_err *err) {
-    const char *b128 = getenv("SF_ATTN_BM128");
-    const int two = b128 && atoi(b128) > 0;
     const size_t smem = (size_t)((two ? 128 : 64) + 4 * 64) * D * sizeof(__nv_bfloat16) + 1024; /* Q, 2 K, 2 V; slack */
     if (two)
         return am_launch_kernel(ctx, NG > 0 ? attn_mass_wg_kernel<D, true, 2> : attn_mass_wg_kernel<D, false, 2>,
@@ -127,13 +124,14 @@ static sf_status wg_launch(const sf_cuda_ctx *ctx, int64_t Lq, int64_t Lk, int H
                             sl2, G, NG, rowmass, lse, err);
 }
 
-/* Called by sf_attn_mass_cuda (attn_mass.cu) after its checks: SF_E_UNSUPPORTED when this kernel does
- * not apply (not asked for by $SF_ATTN_WGMMA, head dim, device), so the caller runs attn_mass.cu's. */
-extern "C" sf_status sf_attn_mass_wg_try(const sf_cuda_ctx *ctx, int64_t Lq, int64_t Lk, int H, int d, const void *q,
-                                         int64_t ldq, const void *k, const void *v, int64_t ldk, void *o, int64_t ldo,
-                                         float sl2, int64_t G, int64_t NG, float *rowmass, float *lse, sf_err *err) {
-    const char *asked = getenv("SF_ATTN_WGMMA"); /* read per call: cheap beside a kernel, and tests toggle it */
-    if (!asked || atoi(asked) <= 0 || (d != 64 && d != 128) || !wg_device_ok(ctx->ordinal)) return SF_E_UNSUPPORTED;
-    return d == 128 ? wg_launch<128>(ctx, Lq, Lk, H, q, ldq, k, v, ldk, o, ldo, sl2, G, NG, rowmass, lse, err)
-                    : wg_launch<64>(ctx, Lq, Lk, H, q, ldq, k, v, ldk, o, ldo, sl2, G, NG, rowmass, lse, err);
+/* Called by sf_attn_mass_cuda (attn_mass.cu) when $SF_ATTN_WGMMA asks for it, after its checks (wide:
+ * two warpgroups per block): SF_E_UNSUPPORTED when this kernel does not apply (head dim, device), so the
+ * caller runs attn_mass.cu's. */
+extern "C" sf_status sf_attn_mass_wg_try(const sf_cuda_ctx *ctx, int wide, int64_t Lq, int64_t Lk, int H, int d,
+                                         const void *q, int64_t ldq, const void *k, const void *v, int64_t ldk, void *o,
+                                         int64_t ldo, float sl2, int64_t G, int64_t NG, float *rowmass, float *lse,
+                                         sf_err *err) {
+    if ((d != 64 && d != 128) || !wg_device_ok(ctx->ordinal)) return SF_E_UNSUPPORTED;
+    return d == 128 ? wg_launch<128>(ctx, wide, Lq, Lk, H, q, ldq, k, v, ldk, o, ldo, sl2, G, NG, rowmass, lse, err)
+                    : wg_launch<64>(ctx, wide, Lq, Lk, H, q, ldq, k, v, ldk, o, ldo, sl2, G, NG, rowmass, lse, err);
 }

@@ -14,6 +14,7 @@
 
 #include "attn_mass_cuda.h"
 #include "cuda_ops.h"
+#include "rng.h"
 #include "sdpa_cuda.h"
 
 #include <stdio.h>
@@ -71,8 +72,9 @@ sf_status sf_denoise_bench_attn(int cuda_ordinal, int small, sf_err *err) {
         s = sf_fail(err, SF_E_NOMEM, "out of memory");
         goto done;
     }
-    uint64_t x = 0x9E3779B97F4A7C15ull;
-    for (size_t i = 0; i < nkv; i++) x ^= x << 13, x ^= x >> 7, x ^= x << 17, h[i] = (float)((x >> 40) % 2001) / 1000.0f - 1.0f;
+    sf_rng rng;
+    sf_rng_seed(&rng, 1);
+    for (size_t i = 0; i < nkv; i++) h[i] = (float)(2.0 * sf_rng_uniform(&rng) - 1.0); /* in [-1, 1) */
     if ((s = sf_cuda_upload_bf16(&cx, b.kv, h, nkv, err)) || (s = sf_cuda_upload_bf16(&cx, b.q, h, nq, err))) goto done;
     sf_err e2 = {{0}};
     if (sf_sdpa_new(&sd, cx.stream, &e2) != SF_OK) printf("attention gpu: cuDNN: %s (its rows are skipped)\n", e2.msg);

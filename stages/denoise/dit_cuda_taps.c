@@ -8,6 +8,7 @@
 #include "dit_cuda_impl.h"
 
 #include "attention.h"
+#include "rng.h"
 #include "tap_mass.h"
 
 #include <math.h>
@@ -124,22 +125,26 @@ static int fused_selfcheck(sf_dit_gpu *g, int d) {
     enum { LQ = 80, LK = 150, GS = 50, NG = 3 };
     const float scale = 1.0f / sqrtf((float)d);
     const size_t nq = (size_t)LQ * d, nkv = (size_t)LK * 2 * d;
-    float *h = malloc(sizeof(float) * (nq + nkv + 2 * nq + (size_t)LQ * LK + 4 * (size_t)LQ * NG + 4 * LQ));
+    /* host: q, [k | v], O (CPU, GPU), the logits, masses (CPU, GPU), lse (CPU, GPU) */
+    float *h = malloc(sizeof(float) * (nq + nkv + 2 * nq + (size_t)LQ * LK + 2 * (size_t)LQ * NG + 2 * LQ));
     void *dq = NULL, *dkv = NULL, *dout = NULL;
     float *drm = NULL, *dl = NULL;
     sf_err e = {{0}};
     int ok = 0;
+    if (!h) sf_fail(&e, SF_E_NOMEM, "out of memory");
     if (!h || sf_cuda_malloc(&dq, nq * 2, &e) || sf_cuda_malloc(&dkv, nkv * 2, &e) || sf_cuda_malloc(&dout, nq * 2, &e) ||
         sf_cuda_malloc((void **)&drm, (size_t)LQ * NG * 4, &e) || sf_cuda_malloc((void **)&dl, (size_t)LQ * 4, &e))
         goto done;
     float *q = h, *kv = q + nq, *oref = kv + nkv, *og = oref + nq, *lg = og + nq, *rm = lg + (size_t)LQ * LK,
           *rmg = rm + (size_t)LQ * NG, *lse = rmg + (size_t)LQ * NG, *lseg = lse + LQ;
-    uint64_t x = 0x2545F4914F6CDD1Dull;
-    for (size_t i = 0; i < nq + nkv; i++) {
-        x ^= x << 13, x ^= x >> 7, x ^= x << 17;
-        q[i] = sf_round_bf16((float)((x >> 40) % 4001) / 1000.0f - 2.0f); /* sharp enough rows to mean something */
+    sf_rng rng;
+    sf_rng_seed(&rng, 7);
+    for (size_t i = 0; i < nq + nkv; i++) /* in [-2, 2): rows sharp enough to mean something */
+        q[i] = sf_round_bf16((float)(4.0 * sf_rng_uniform(&rng) - 2.0));
+    if (sf_attention_cpu(LQ, LK, 1, d, q, d, kv, kv + d, 2 * d, oref, d, scale, lg, 1)) {
+        sf_fail(&e, SF_E_NOMEM, "out of memory (CPU reference)");
+        goto done;
     }
-    if (sf_attention_cpu(LQ, LK, 1, d, q, d, kv, kv + d, 2 * d, oref, d, scale, lg, 1)) goto done;
     for (int r = 0; r < LQ; r++) sf_tap_row_mass_cpu(lg + (size_t)r * LK, LK, GS, NG, rm + r * NG, lse + r);
     if (sf_cuda_upload_bf16(&g->cx, dq, q, nq, &e) || sf_cuda_upload_bf16(&g->cx, dkv, kv, nkv, &e) ||
         sf_cuda_memset(&g->cx, dout, 0xFF, nq * 2, &e) || sf_cuda_memset(&g->cx, drm, 0xFF, (size_t)LQ * NG * 4, &e) ||

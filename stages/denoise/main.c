@@ -12,8 +12,6 @@
 #define _POSIX_C_SOURCE 200809L
 #include "cli.h"
 #include "stop.h"
-#include "device.h"
-#include "parallel.h"
 #include "stages/denoise/bench.h"
 #include "stages/denoise/stage.h"
 
@@ -70,23 +68,12 @@ int main(int argc, char **argv) {
                      opts, &a))
         return 0;
     if ((s = sf_stop_install(&err))) sf_die(PROG, s, &err); /* SIGINT/SIGTERM: stop per layer, exit 130/143 */
-    sf_stage_flags sh; /* --device / --gpu-id, --model-dir, --progress: common/cli.c */
-    if ((s = sf_stage_flags_get(&a, opts, &sh, &err))) sf_die(PROG, s, &err);
-    sf_device dev = {sh.cuda, sh.ordinal}; /* a GPU that cannot be used: one line before any work */
-    if (sh.cuda && (s = sf_device_check(&dev, &err))) sf_die(PROG, s, &err);
-    long threads = sf_cpu_count(), tokens = 4680;
-    const char *t = sf_args_get(&a, opts, "threads"), *bench = sf_args_get(&a, opts, "bench");
-    if (t && (s = sf_arg_long("--threads", t, 1, 1024, &threads, &err))) sf_die(PROG, s, &err);
-    if (bench) { /* stages/denoise/bench*.c */
-        const char *bt = sf_args_get(&a, opts, "bench-tokens");
-        if ((bt && (s = sf_arg_long("--bench-tokens", bt, 3, 1L << 24, &tokens, &err))) ||
-            (s = sf_denoise_bench(bench, sh.model_dir, (int)threads, sh.cuda ? sh.ordinal : -1, tokens, &err)))
-            sf_die(PROG, s, &err);
-    } else { /* stages/denoise/stage.c: the flags, then the run */
-        sf_denoise_opts o;
-        if ((s = sf_denoise_opts_get(&a, opts, &sh, threads, &o, &err)) || (s = sf_denoise_stage_run(&o, &err)))
-            sf_die(PROG, s, &err);
-    }
+    sf_denoise_opts o; /* stages/denoise/stage.c: the flags, then the run (or bench*.c) */
+    if ((s = sf_denoise_opts_get(&a, opts, &o, &err)) ||
+        (s = o.bench ? sf_denoise_bench(o.bench, o.sh.model_dir, (int)o.threads, o.sh.cuda ? o.sh.ordinal : -1,
+                                        o.bench_tokens, &err)
+                     : sf_denoise_stage_run(&o, &err)))
+        sf_die(PROG, s, &err);
     sf_args_free(&a);
     return 0;
 }

@@ -4,6 +4,7 @@
 #define _POSIX_C_SOURCE 200809L
 #include "stages/denoise/stage.h"
 
+#include "device.h"
 #include "parallel.h"
 #include "tfile.h"
 #include "wire.h"
@@ -31,11 +32,16 @@ static sf_status get_long(const sf_args *a, const sf_opt *opts, const char *name
     return s ? sf_arg_long(flag, s, lo, hi, v, err) : SF_OK;
 }
 
-sf_status sf_denoise_opts_get(const sf_args *a, const sf_opt *opts, const sf_stage_flags *sh, long threads,
-                              sf_denoise_opts *o, sf_err *err) {
+sf_status sf_denoise_opts_get(const sf_args *a, const sf_opt *opts, sf_denoise_opts *o, sf_err *err) {
     sf_status s;
     memset(o, 0, sizeof *o);
-    o->sh = sh, o->threads = threads, o->model_dir = sh->model_dir;
+    if ((s = sf_stage_flags_get(a, opts, &o->sh, err))) return s; /* --device / --gpu-id, --model-dir, --progress */
+    const sf_device dev = {o->sh.cuda, o->sh.ordinal}; /* a GPU that cannot be used: one line before any work */
+    if (dev.cuda && (s = sf_device_check(&dev, err))) return s;
+    o->threads = sf_cpu_count(), o->bench_tokens = 4680, o->model_dir = o->sh.model_dir;
+    if ((s = get_long(a, opts, "threads", 1, 1024, &o->threads, err))) return s;
+    if ((o->bench = sf_args_get(a, opts, "bench"))) /* stages/denoise/bench*.c */
+        return get_long(a, opts, "bench-tokens", 3, 1L << 24, &o->bench_tokens, err);
     /* inputs and outputs named up front so flag errors come before any heavy work */
     o->pe_arg = sf_args_get(a, opts, "prompt-embeds"), o->in_url = sf_args_get(a, opts, "in");
     o->out_url = sf_args_get(a, opts, "out"), o->save = sf_args_get(a, opts, "save-latents");
@@ -196,7 +202,7 @@ static sf_status write_files(const sf_denoise_opts *o, const sf_latents_out *lo_
 
 sf_status sf_denoise_stage_run(sf_denoise_opts *o, sf_err *err) {
     const sf_run_config *rc = &o->rc;
-    const int ordinal = o->sh->cuda ? o->sh->ordinal : -1;
+    const int ordinal = o->sh.cuda ? o->sh.ordinal : -1;
     sf_status s;
     sf_dit_config cfg;
     sf_dit_source src;
@@ -233,7 +239,7 @@ sf_status sf_denoise_stage_run(sf_denoise_opts *o, sf_err *err) {
     if (o->prompt) snprintf(prompt, sizeof prompt, "%s", o->prompt);
     int64_t rows = 0;
     if ((s = o->pe_arg ? load_embeds(o->pe_arg, cfg.text_dim, cfg.text_len, &emb, &rows, err)
-                       : sf_prompt_feed_open(o->in_url, o->sh->wire_timeout, cfg.text_dim, cfg.text_len, o->follow,
+                       : sf_prompt_feed_open(o->in_url, o->sh.wire_timeout, cfg.text_dim, cfg.text_len, o->follow,
                                              &live.feed, &emb, &rows, prompt, sizeof prompt, err)))
         goto done;
 
@@ -272,8 +278,8 @@ sf_status sf_denoise_stage_run(sf_denoise_opts *o, sf_err *err) {
     /* the KV cache is the big allocation (CPU f32: 12 GiB for 21 frames at 480×832; GPU bf16: 6) */
     sf_info("KV cache: %lld frames x %lld tokens x %d layers, %.2f GiB (%s)", (long long)cache_frames,
             (long long)st.frame_tokens, cfg.num_layers,
-            2.0 * (double)st.cache_tokens * cfg.dim * cfg.num_layers * (o->sh->cuda ? 2 : 4) / (1024.0 * 1024.0 * 1024.0),
-            o->sh->cuda ? "bf16, on the GPU" : "f32");
+            2.0 * (double)st.cache_tokens * cfg.dim * cfg.num_layers * (o->sh.cuda ? 2 : 4) / (1024.0 * 1024.0 * 1024.0),
+            o->sh.cuda ? "bf16, on the GPU" : "f32");
     if ((s = sf_dit_set_context(&st, emb, rows, err))) goto done;
     if (have_taps) sf_taps_attach(&taps, &st);
 
@@ -288,9 +294,9 @@ sf_status sf_denoise_stage_run(sf_denoise_opts *o, sf_err *err) {
         s = sf_fail(err, SF_E_NOMEM, "out of memory");
         goto done;
     }
-    if (o->out_url && (s = sf_wire_open_writer_opts(o->out_url, &(sf_wire_opts){o->sh->wire_timeout, 0}, &r.out, err)))
+    if (o->out_url && (s = sf_wire_open_writer_opts(o->out_url, &(sf_wire_opts){o->sh.wire_timeout, 0}, &r.out, err)))
         goto done;
-    sf_pipeline_hooks hk = {on_forward, o->dump ? on_pred : NULL, on_block, &r, (int)o->sh->progress, NULL};
+    sf_pipeline_hooks hk = {on_forward, o->dump ? on_pred : NULL, on_block, &r, (int)o->sh.progress, NULL};
     const sf_pipeline_live lh = {o->follow ? sf_denoise_live_block_start : NULL,
                                  o->endless ? sf_denoise_live_stopped : NULL, &live};
     s = sf_pipeline_run_live(&st, &sc, &pc, &hk, &lh, latents, err);

@@ -2,7 +2,8 @@
  * every flag error before any heavy work, in the order the CLI has always reported them), then the
  * run (sf_denoise_stage_run: the model, the text conditioning, the pipeline, the outputs). The stage's
  * main.c only declares the flags, handles --bench and turns a failure into its exit line. Tested
- * through the binary by tests/bats/sf-denoise.bats (and the pipelines' bats). */
+ * through the binary by tests/bats/sf-denoise.bats (and the pipelines' bats). The three stages' stage.h
+ * have the same shape (sf_*_opts_get, then the run or --bench). */
 #ifndef SF_DENOISE_STAGE_H
 #define SF_DENOISE_STAGE_H
 
@@ -11,8 +12,10 @@
 #include "stages/denoise/taps.h"
 
 typedef struct sf_denoise_opts {
-    const sf_stage_flags *sh;                       /* --device, --model-dir, --progress, wire timeout */
+    sf_stage_flags sh;                              /* --device, --model-dir, --progress, wire timeout */
     long threads;
+    const char *bench;                              /* --bench: only bench_tokens was checked after it */
+    long bench_tokens;
     const char *pe_arg, *in_url, *out_url, *save, *tap_out, *noise_path, *ckpath, *prompt, *model_dir;
     const char **lay;                               /* --layer_indices words (owned: freed by the run) */
     int n_lay;
@@ -24,10 +27,10 @@ typedef struct sf_denoise_opts {
     int endless, follow, recache, dump, no_ckpt, use_ema, require_ckpt;
 } sf_denoise_opts;
 
-/* The flags of a run (not --bench) → *o: inputs and outputs (stdin / stdout when they are data),
- * their folders, the tap flags' syntax, the configs, the numbers and their combinations. */
-sf_status sf_denoise_opts_get(const sf_args *a, const sf_opt *opts, const sf_stage_flags *sh, long threads,
-                              sf_denoise_opts *o, sf_err *err);
+/* The flags → *o: the shared stage flags (a GPU that cannot be used is an error here), --threads, then
+ * either --bench (and --bench-tokens) or a run's: inputs and outputs (stdin / stdout when they are
+ * data), their folders, the tap flags' syntax, the configs, the numbers and their combinations. */
+sf_status sf_denoise_opts_get(const sf_args *a, const sf_opt *opts, sf_denoise_opts *o, sf_err *err);
 
 /* The run itself. On failure after --out is open, the error is sent downstream before returning.
  * Frees o->lay. SF_OK also for an endless run stopped by Ctrl-C or the live route. */

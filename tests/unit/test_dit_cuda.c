@@ -380,8 +380,9 @@ static void test_taps_frames(void) { taps(SF_TAP_FRAMES, SF_TAP_SEL_ALL); }
 static void test_taps_seed(void) { taps(SF_TAP_LOGITS, SF_TAP_SEL_SEED); }
 
 /* The workbench's probability taps on the GPU (attn_mass.cu fused with the self-attention, or tap_mass.cu
- * over the explicit attention's chunks): probs + lse of the self-attention and the cross-attention's real-token mass of every forward,
- * against the CPU backend's (f32) — bf16 activations: SF_TOL_BF16_TAP of the tensor's max. */
+ * over the explicit attention's chunks): probs + lse of the self-attention and the cross-attention's
+ * real-token mass of every forward, against the CPU backend's (f32) — bf16 activations:
+ * SF_TOL_BF16_TAP of the tensor's max. */
 static void run_wb(sf_taps *t, int dev) {
     sf_err err = {{0}};
     dit_golden d;
