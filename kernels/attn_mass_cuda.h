@@ -23,7 +23,10 @@
  * Anything else returns SF_E_UNSUPPORTED before enqueueing anything (callers fall back to the
  * explicit attention + sf_tap_row_mass_cuda, which is exact too). Work is enqueued on ctx->stream.
  * Variants, same results within the tolerances: mma.sync (attn_mass.cu, any sm_80+), wgmma on sm_90
- * for d 64/128 ($SF_ATTN_WGMMA=1: attn_mass_wg.cu), 128 query rows per block ($SF_ATTN_BM128=1).
+ * for d 64/128 ($SF_ATTN_WGMMA=1: attn_mass_wg.cu), 128 query rows per block ($SF_ATTN_BM128=1), and
+ * warp-specialised on sm_90 for d 64/128 ($SF_ATTN_WS=1: attn_mass_ws.cu — a TMA producer warpgroup and
+ * two wgmma consumers over 128 rows; it wins over the other two knobs). A variant that does not apply
+ * falls back to the next (sf_attn_mass_last_kernel says which ran).
  * Tested by tests/unit/test_tap_mass.c (attn_mass_*: on the emulation layer in every build, on a GPU
  * by test_tap_mass_gpu) and through the DiT by test_dit_emu / test_dit_cuda (probs taps). */
 #ifndef SF_ATTN_MASS_CUDA_H
@@ -37,6 +40,11 @@ extern "C" {
 
 /* 1 when the kernel has code for head dim d (16, 32, 64, 128), else 0. */
 int sf_attn_mass_head_dim_ok(int d);
+
+/* The launch name of the kernel the last successful sf_attn_mass_cuda call in this process enqueued
+ * ("attn_plain", "attn_mass_groups_wg_bm128", "attn_plain_ws", …; NULL before any): which variant ran,
+ * for benches and diagnostics. Not thread-safe (one process-wide note). */
+const char *sf_attn_mass_last_kernel(void);
 
 sf_status sf_attn_mass_cuda(const sf_cuda_ctx *ctx, int64_t Lq, int64_t Lk, int H, int d, const void *q, int64_t ldq,
                             const void *k, const void *v, int64_t ldk, void *o, int64_t ldo, float scale, int64_t G,

@@ -13,7 +13,8 @@
  * shuffles, nothing is atomic: the bits do not depend on scheduling. The row of a thread: g = lane/4
  * (and g + 8) of its warp's 16; its columns: 2·(lane%4) + {0, 1} of each 8-column n-tile. With no
  * groups (NG = 0) it is a plain fused attention: the DiT's attention where cuDNN is not available.
- * On sm_90 with $SF_ATTN_WGMMA, sf_attn_mass_cuda hands over to attn_mass_wg.cu (same contract). */
+ * On sm_90 with $SF_ATTN_WGMMA, sf_attn_mass_cuda hands over to attn_mass_wg.cu, with $SF_ATTN_WS to the
+ * warp-specialised TMA kernel of attn_mass_ws.cu (same contract; the first that applies runs). */
 #include "attn_mass_common.cuh"
 #include "attn_mass_cuda.h"
 
@@ -121,11 +122,20 @@ extern "C" sf_status sf_attn_mass_wg_try(const sf_cuda_ctx *ctx, int wide, int64
                                          int64_t ldq, const void *k, const void *v, int64_t ldk, void *o, int64_t ldo,
                                          float sl2, int64_t G, int64_t NG, float *rowmass, float *lse, sf_err *err);
 
+/* attn_mass_ws.cu: the warp-specialised TMA version (two consumer warpgroups, a producer), when it applies. */
+extern "C" sf_status sf_attn_mass_ws_try(const sf_cuda_ctx *ctx, int64_t Lq, int64_t Lk, int H, int d, const void *q,
+                                         int64_t ldq, const void *k, const void *v, int64_t ldk, void *o, int64_t ldo,
+                                         float sl2, int64_t G, int64_t NG, float *rowmass, float *lse, sf_err *err);
+
 /* An A/B knob: $name set to a positive number. Read per call (cheap beside a kernel; tests toggle it). */
 static int am_knob(const char *name) {
     const char *v = getenv(name);
     return v && atoi(v) > 0;
 }
+
+static const char *am_last;
+extern "C" void sf_attn_mass_note_kernel(const char *name) { am_last = name; }
+extern "C" const char *sf_attn_mass_last_kernel(void) { return am_last; }
 
 extern "C" int sf_attn_mass_head_dim_ok(int d) { return d == 16 || d == 32 || d == 64 || d == 128; }
 
@@ -148,6 +158,11 @@ extern "C" sf_status sf_attn_mass_cuda(const sf_cuda_ctx *ctx, int64_t Lq, int64
                        "(needs d in {16, 32, 64, 128}, 16-byte rows)",
                        d);
     if (Lq == 0) return SF_OK;
+    if (am_knob("SF_ATTN_WS")) {
+        st = sf_attn_mass_ws_try(ctx, Lq, Lk, H, d, q, ldq, k, v, ldk, o, ldo, scale * AM_LOG2E, G, NG, rowmass, lse, err);
+        if (st != SF_E_UNSUPPORTED) return st;
+        st = SF_OK;
+    }
     if (am_knob("SF_ATTN_WGMMA")) {
         st = sf_attn_mass_wg_try(ctx, wide, Lq, Lk, H, d, q, ldq, k, v, ldk, o, ldo, scale * AM_LOG2E, G, NG, rowmass, lse,
                                  err);

@@ -132,6 +132,9 @@ static __device__ __forceinline__ void am_finish(am_state<NT> &st, int t, int64_
     }
 }
 
+/* Remembers the launch name for sf_attn_mass_last_kernel (attn_mass.cu). */
+extern "C" void sf_attn_mass_note_kernel(const char *name);
+
 /* Both kernels' signature, and their common launch: warps × 16 query rows of one head per block, the
  * dynamic shared memory limit raised to smem, launched under name (the variant). */
 typedef void (*am_kernel)(const __nv_bfloat16 *, int64_t, const __nv_bfloat16 *, const __nv_bfloat16 *, int64_t,
@@ -146,6 +149,7 @@ static inline sf_status am_launch_kernel(const sf_cuda_ctx *ctx, am_kernel kern,
                     SF_CUDA_STREAM(ctx), (const __nv_bfloat16 *)q, ldq, (const __nv_bfloat16 *)k,
                     (const __nv_bfloat16 *)v, ldk, (__nv_bfloat16 *)o, ldo, Lq, Lk, sl2, G, NG, rowmass, lse);
     CUDA_CHECK_LAUNCH(name);
+    sf_attn_mass_note_kernel(name);
     return SF_OK;
 fail:
     return st;

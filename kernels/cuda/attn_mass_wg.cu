@@ -98,18 +98,6 @@ static __global__ void __launch_bounds__(WGS * 128)
     am_finish<NT, MASS>(st, t, NG, rowmass, lse, base, Lq, row0, o, ldo);
 }
 
-/* wgmma needs an sm_90 device (and the sm_90a build); asked once per device. */
-static int wg_device_ok(int ordinal) {
-    static int known[16], ok[16];
-    if (ordinal < 0 || ordinal >= 16) return 0;
-    if (!known[ordinal]) {
-        cudaDeviceProp p;
-        ok[ordinal] = cudaGetDeviceProperties(&p, ordinal) == cudaSuccess && p.major == 9 && p.minor == 0;
-        known[ordinal] = 1;
-    }
-    return ok[ordinal];
-}
-
 template <int D>
 static sf_status wg_launch(const sf_cuda_ctx *ctx, int two, int64_t Lq, int64_t Lk, int H, const void *q, int64_t ldq,
                            const void *k, const void *v, int64_t ldk, void *o, int64_t ldo, float sl2, int64_t G,
@@ -131,7 +119,7 @@ extern "C" sf_status sf_attn_mass_wg_try(const sf_cuda_ctx *ctx, int wide, int64
                                          const void *q, int64_t ldq, const void *k, const void *v, int64_t ldk, void *o,
                                          int64_t ldo, float sl2, int64_t G, int64_t NG, float *rowmass, float *lse,
                                          sf_err *err) {
-    if ((d != 64 && d != 128) || !wg_device_ok(ctx->ordinal)) return SF_E_UNSUPPORTED;
+    if ((d != 64 && d != 128) || !sf_wgmma_device_ok(ctx->ordinal)) return SF_E_UNSUPPORTED;
     return d == 128 ? wg_launch<128>(ctx, wide, Lq, Lk, H, q, ldq, k, v, ldk, o, ldo, sl2, G, NG, rowmass, lse, err)
                     : wg_launch<64>(ctx, wide, Lq, Lk, H, q, ldq, k, v, ldk, o, ldo, sl2, G, NG, rowmass, lse, err);
 }

@@ -83,4 +83,17 @@ __device__ __forceinline__ uint64_t sf_wgmma_desc(uint32_t addr, uint32_t lbo, u
            (uint64_t)((sbo >> 4) & 0x3fffu) << 32 | (uint64_t)1 << 62;
 }
 
+
+/* Host: wgmma (and TMA) need an sm_90 device (and the sm_90a build); asked once per device. */
+static inline int sf_wgmma_device_ok(int ordinal) {
+    static int known[16], ok[16];
+    if (ordinal < 0 || ordinal >= 16) return 0;
+    if (!known[ordinal]) {
+        cudaDeviceProp p;
+        ok[ordinal] = cudaGetDeviceProperties(&p, ordinal) == cudaSuccess && p.major == 9 && p.minor == 0;
+        known[ordinal] = 1;
+    }
+    return ok[ordinal];
+}
+
 #endif

@@ -435,6 +435,7 @@ int sf_attn_mass_head_dim_ok(int d) {
     (void)d;
     return 0;
 }
+const char *sf_attn_mass_last_kernel(void) { return NULL; }
 sf_status sf_attn_mass_cuda(const sf_cuda_ctx *ctx, int64_t Lq, int64_t Lk, int H, int d, const void *q, int64_t ldq,
                             const void *k, const void *v, int64_t ldk, void *o, int64_t ldo, float scale, int64_t G,
                             int64_t NG, float *rowmass, float *lse, sf_err *err) {

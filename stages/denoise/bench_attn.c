@@ -2,8 +2,10 @@
  * the GPU, each path on the same inputs:
  * cuDNN's fused attention (what untapped layers run), sfpipe's fused kernel on mma.sync
  * (kernels/cuda/attn_mass.cu: cuDNN's stand-in; also with 128-row blocks, $SF_ATTN_BM128) and on
- * wgmma ($SF_ATTN_WGMMA: attn_mass_wg.cu), each plain and with the per-key-frame probability mass
- * (what --tap-mode probs runs). Shapes of the 1.3B model at 832×480: 12 heads of d = 128, a block's
+ * wgmma ($SF_ATTN_WGMMA: attn_mass_wg.cu; warp-specialised with TMA, $SF_ATTN_WS: attn_mass_ws.cu), each
+ * plain and with the per-key-frame probability mass (what --tap-mode probs runs). Each row says the
+ * largest |difference| of its O from the first path's (cuDNN's), on the same inputs, and a variant the
+ * device does not run (it fell back to another kernel) is said as such instead of timed. Shapes of the 1.3B model at 832×480: 12 heads of d = 128, a block's
  * 4680 queries against the first block's 4680 keys and the last block's 32760 (keys in the [k | v]
  * cache rows, frames of 1560 tokens).
  * Prints ms (median of 5 after a warm-up) and TFLOP/s (4·Lq·Lk·d·H) per path; nothing passes or
@@ -17,16 +19,33 @@
 #include "rng.h"
 #include "sdpa_cuda.h"
 
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 enum { H = 12, D = 128, REPS = 5 };
 
-typedef enum { P_CUDNN, P_MMA, P_MMA_MASS, P_MMA128, P_MMA128_MASS, P_WG, P_WG_MASS, P_WG128, P_WG128_MASS, P_N } path;
-static const char *const NAME[P_N] = {"cudnn",         "sfpipe mma.sync",      "sfpipe mma.sync + mass",
+typedef enum {
+    P_CUDNN, P_MMA, P_MMA_MASS, P_MMA128, P_MMA128_MASS, P_WG, P_WG_MASS, P_WG128, P_WG128_MASS, P_WS, P_WS_MASS, P_N
+} path;
+static const char *const NAME[P_N] = {"cudnn",          "sfpipe mma.sync",         "sfpipe mma.sync + mass",
                                       "sfpipe mma.sync bm128", "sfpipe mma.sync bm128 + mass", "sfpipe wgmma",
-                                      "sfpipe wgmma + mass",   "sfpipe wgmma bm128",   "sfpipe wgmma bm128 + mass"};
+                                      "sfpipe wgmma + mass",    "sfpipe wgmma bm128",      "sfpipe wgmma bm128 + mass",
+                                      "sfpipe ws",              "sfpipe ws + mass"};
+/* the kernel each sfpipe path must have launched (sf_attn_mass_last_kernel): a variant that does not apply
+   on this device falls back inside sf_attn_mass_cuda, and its row must not pass for the variant's */
+static const char *const KERNEL[P_N] = {NULL,
+                                        "attn_plain",
+                                        "attn_mass_groups",
+                                        "attn_plain_bm128",
+                                        "attn_mass_groups_bm128",
+                                        "attn_plain_wg",
+                                        "attn_mass_groups_wg",
+                                        "attn_plain_wg_bm128",
+                                        "attn_mass_groups_wg_bm128",
+                                        "attn_plain_ws",
+                                        "attn_mass_groups_ws"};
 
 typedef struct bufs {
     void *q, *kv, *o;
@@ -38,9 +57,11 @@ static sf_status one(sf_cuda_ctx *cx, sf_sdpa *sd, path p, int64_t S, int64_t LQ
     const int64_t ldk = 2 * H * D;
     const void *k = b->kv, *v = (const char *)b->kv + (size_t)H * D * 2;
     if (p == P_CUDNN) return sf_sdpa_forward(sd, LQ, Lk, H, D, b->q, H * D, k, v, ldk, b->o, H * D, scale, err);
-    const int mass = p == P_MMA_MASS || p == P_MMA128_MASS || p == P_WG_MASS || p == P_WG128_MASS;
-    if (p >= P_WG) setenv("SF_ATTN_WGMMA", "1", 1);
+    const int mass = p == P_MMA_MASS || p == P_MMA128_MASS || p == P_WG_MASS || p == P_WG128_MASS || p == P_WS_MASS;
+    if (p >= P_WG && p < P_WS) setenv("SF_ATTN_WGMMA", "1", 1);
     else unsetenv("SF_ATTN_WGMMA");
+    if (p >= P_WS) setenv("SF_ATTN_WS", "1", 1);
+    else unsetenv("SF_ATTN_WS");
     if (p == P_MMA128 || p == P_MMA128_MASS || p == P_WG128 || p == P_WG128_MASS) setenv("SF_ATTN_BM128", "1", 1);
     else unsetenv("SF_ATTN_BM128");
     return sf_attn_mass_cuda(cx, LQ, Lk, H, D, b->q, H * D, k, v, ldk, b->o, H * D, scale, mass ? S : 1,
@@ -59,7 +80,7 @@ sf_status sf_denoise_bench_attn(int cuda_ordinal, int small, sf_err *err) {
     sf_sdpa *sd = NULL;
     bufs b = {0};
     void *ev = NULL;
-    float *h = NULL;
+    float *h = NULL, *o0 = NULL, *o1 = NULL; /* O of the first path that ran (per key count) and of this one */
     sf_status s = sf_cuda_ctx_init(&cx, cuda_ordinal, err);
     if (s) return s;
     const size_t nq = (size_t)LQ * H * D, nkv = (size_t)LK_MAX * 2 * H * D;
@@ -68,7 +89,7 @@ sf_status sf_denoise_bench_attn(int cuda_ordinal, int small, sf_err *err) {
         (s = sf_cuda_malloc((void **)&b.lse, (size_t)H * LQ * 4, err)) || (s = sf_cuda_events_new(&ev, 2 * REPS, err)))
         goto done;
     /* inputs: small random bf16 values drawn once on the host (the same for every path) */
-    if (!(h = malloc(sizeof(float) * nkv))) {
+    if (!(h = malloc(sizeof(float) * nkv)) || !(o0 = malloc(sizeof(float) * nq)) || !(o1 = malloc(sizeof(float) * nq))) {
         s = sf_fail(err, SF_E_NOMEM, "out of memory");
         goto done;
     }
@@ -80,7 +101,7 @@ sf_status sf_denoise_bench_attn(int cuda_ordinal, int small, sf_err *err) {
     if (sf_sdpa_new(&sd, cx.stream, &e2) != SF_OK) printf("attention gpu: cuDNN: %s (its rows are skipped)\n", e2.msg);
     const int64_t lks[2] = {LQ, LK_MAX};
     for (int li = 0; li < 2 && !s; li++)
-        for (int p = 0; p < P_N && !s; p++) {
+        for (int p = 0, first = -1; p < P_N && !s; p++) {
             const int64_t Lk = lks[li];
             if (p == P_CUDNN && (!sd || sf_sdpa_prepare(sd, LQ, Lk, H, D, H * D, 2 * H * D, H * D, &e2) != SF_OK)) continue;
             float ms[REPS];
@@ -98,17 +119,37 @@ sf_status sf_denoise_bench_attn(int cuda_ordinal, int small, sf_err *err) {
                 }
                 continue;
             }
+            const char *ran = p == P_CUDNN ? NULL : sf_attn_mass_last_kernel();
+            if (KERNEL[p] && (!ran || strcmp(ran, KERNEL[p]))) {
+                printf("attention gpu %lld q x %lld k, %s: not run (the device took %s instead)\n", (long long)LQ,
+                       (long long)Lk, NAME[p], ran ? ran : "no kernel");
+                continue;
+            }
+            /* the same inputs on every path: O against the first path's (cuDNN where it runs) */
+            double dmax = 0;
+            if ((s1 = sf_cuda_download_bf16(&cx, first < 0 ? o0 : o1, b.o, nq, &e2))) {
+                printf("attention gpu %lld q x %lld k, %s: FAILED (%s)\n", (long long)LQ, (long long)Lk, NAME[p], e2.msg);
+                *err = e2, s = s1;
+                continue;
+            }
+            for (size_t i = 0; first >= 0 && i < nq; i++) {
+                const double dd = fabs((double)o1[i] - o0[i]);
+                dmax = dd > dmax || dd != dd ? dd : dmax;
+            }
             qsort(ms, REPS, sizeof ms[0], cmp_f);
             const float med = ms[REPS / 2];
             printf("attention gpu %lld q x %lld k x %d heads (d %d), %s: %.3f ms, ", (long long)LQ, (long long)Lk, H, D,
                    NAME[p], med);
-            if (med > 0) printf("%.0f TFLOP/s\n", 4.0 * (double)LQ * (double)Lk * D * H / (med * 1e-3) / 1e12);
-            else printf("- TFLOP/s\n");
+            if (med > 0) printf("%.0f TFLOP/s", 4.0 * (double)LQ * (double)Lk * D * H / (med * 1e-3) / 1e12);
+            else printf("- TFLOP/s");
+            if (first < 0) printf(" (the reference for max |d|)\n"), first = p;
+            else printf(", O max |d| vs %s %.3g\n", NAME[first], dmax);
         }
 done:
     unsetenv("SF_ATTN_WGMMA");
     unsetenv("SF_ATTN_BM128");
-    free(h);
+    unsetenv("SF_ATTN_WS");
+    free(h), free(o0), free(o1);
     sf_sdpa_destroy(&sd);
     sf_cuda_events_free(ev, 2 * REPS);
     sf_cuda_free(b.q), sf_cuda_free(b.kv), sf_cuda_free(b.o), sf_cuda_free(b.rowmass), sf_cuda_free(b.lse);

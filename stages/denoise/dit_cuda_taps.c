@@ -115,14 +115,15 @@ sf_status sf_dgpu_attend(sf_dit_gpu *g, int64_t Lq, int64_t Lk, int H, int d, co
                                   on_logits, cb, err);
 }
 
-/* sfpipe's fused attention (attn_mass.cu, or attn_mass_wg.cu when asked for) checked once per state, on
- * this GPU, before a run relies on it: 80 queries × 150 keys of one head of d, groups of 50, against
+/* sfpipe's fused attention (attn_mass.cu, or attn_mass_wg.cu / attn_mass_ws.cu when asked for) checked once
+ * per state, on this GPU, before a run relies on it: 80 queries × 600 keys of one head of d (10 key tiles:
+ * the warp-specialised kernel's ring of 4 stages wraps twice), groups of 200, against
  * sf_attention_cpu and sf_tap_row_mass_cpu on the same bf16 values (O within 2 % of its largest value,
  * masses 1e-3, lse 1e-3 relative: generous for bf16 and the GPU's exp2, far below what a wrong fragment
  * layout or a kernel that did not run gives). A failure is said once with the first bad value and
  * max |Δ|, and the run falls back to cuDNN / the explicit path (own_attn_off, mass_explicit). */
 static int fused_selfcheck(sf_dit_gpu *g, int d) {
-    enum { LQ = 80, LK = 150, GS = 50, NG = 3 };
+    enum { LQ = 80, LK = 600, GS = 200, NG = 3 };
     const float scale = 1.0f / sqrtf((float)d);
     const size_t nq = (size_t)LQ * d, nkv = (size_t)LK * 2 * d;
     /* host: q, [k | v], O (CPU, GPU), the logits, masses (CPU, GPU), lse (CPU, GPU) */

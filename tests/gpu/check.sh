@@ -25,7 +25,8 @@
 #      sf-decode --bench 1.3b     the VAE decoder, full size, random weights: s per 3-latent block, video s, memory
 #   5b. taps overhead             (part "taps") the 1.3b video with all 30 layers tapped, every forward
 #                                 kept: frames, probs (fused attn_mass.cu), probs on the explicit path
-#                                 (SF_TAP_PROBS_EXPLICIT=1); then frames and probs with the default
+#                                 (SF_TAP_PROBS_EXPLICIT=1), on wgmma (SF_ATTN_WGMMA=1) and on the
+#                                 warp-specialised TMA kernel (SF_ATTN_WS=1); then frames and probs with the default
 #                                 selection (step 0 of each block); against the plain run (issue 14's
 #                                 ≤ 10 % / ≤ 25 %)
 #   6. the reference PyTorch bench (../shared/refbench/ref_bench.py, copied into .ref) in the same call
@@ -97,7 +98,8 @@ if [ -n "$cs" ]; then
     for spec in "memcheck test_dit_cuda forward" "racecheck test_cuda_kernels" "memcheck test_t5_cuda all_prompts" \
         "racecheck test_t5_glue_gpu" "memcheck test_vae_cuda vae_cuda_golden" \
         "racecheck test_tap_mass_gpu attn_mass_frames" "memcheck test_tap_mass_gpu attn_mass_small_groups" \
-        "memcheck test_tap_mass_gpu attn_mass_wgmma"; do
+        "memcheck test_tap_mass_gpu attn_mass_wgmma" "memcheck test_tap_mass_gpu attn_mass_ws" \
+        "racecheck test_tap_mass_gpu attn_mass_ws" "synccheck test_tap_mass_gpu attn_mass_ws"; do
         set -- $spec
         timeout 120 "$cs" --tool "$1" --error-exitcode 99 "$G/tests/$2" ${3:-} >/tmp/sf-san-$1.log 2>&1
         rc=$?
@@ -187,17 +189,20 @@ t0=$(grep -m1 'gpu video:' "$OUT/bench.txt" 2>/dev/null | awk '{print $5}')
 # TFLOP/s against cuDNN's decides whether a wgmma version is the next step
 echo "== the attention paths alone at full size (sf-denoise --bench attn)"
 timeout 120 sf-denoise --bench attn --device cuda:0 2>&1 | tee -a "$OUT/bench.txt"
-echo "== sfpipe's fused attention instead of cuDNN (SF_NO_CUDNN=1, profiled): mma.sync, then wgmma"
+echo "== sfpipe's fused attention instead of cuDNN (SF_NO_CUDNN=1, profiled): mma.sync, wgmma, warp-specialised"
 SF_NO_CUDNN=1 SF_CUDA_PROFILE=1 timeout 200 sf-denoise --bench 1.3b --device cuda:0 --progress none 2>&1 | tee -a "$OUT/bench.txt" |
     grep -E 'gpu video:|gpu profile'
 SF_ATTN_WGMMA=1 SF_NO_CUDNN=1 SF_CUDA_PROFILE=1 timeout 200 sf-denoise --bench 1.3b --device cuda:0 --progress none 2>&1 |
     tee -a "$OUT/bench.txt" | grep -E 'gpu video:|gpu profile'
+SF_ATTN_WS=1 SF_NO_CUDNN=1 SF_CUDA_PROFILE=1 timeout 200 sf-denoise --bench 1.3b --device cuda:0 --progress none 2>&1 |
+    tee -a "$OUT/bench.txt" | grep -E 'gpu video:|gpu profile'
 # probs: the attention fused with the masses (attn_mass.cu), then the explicit path it replaced (A/B);
 # every forward kept (the worst case), then the CLI's default selection (+seed: step 0 of each block)
-for m in frames probs probs-explicit probs-wgmma frames+seed probs+seed; do
+for m in frames probs probs-explicit probs-wgmma probs-ws frames+seed probs+seed; do
     case $m in
     probs-explicit) t=$(SF_TAP_PROBS_EXPLICIT=1 tv probs) ;;
     probs-wgmma) t=$(SF_ATTN_WGMMA=1 tv probs) ;;
+    probs-ws) t=$(SF_ATTN_WS=1 tv probs) ;;
     *) t=$(tv $m) ;;
     esac
     row "taps $m overhead" "$(awk -v a="$t0" -v b="$t" 'BEGIN { if (a > 0 && b > 0) printf "%.3f s vs %.3f s: +%.1f%%", b, a, 100 * (b / a - 1); else print "failed" }')"

@@ -541,6 +541,19 @@ static void test_attention_paths(void) {
                  sf_emu_kernel_launches("attn_plain_wg") - w0);
 #endif
     sf_test_rel_close("sfpipe's wgmma vs explicit attention output", ow, oe, N, SF_TOL_BF16_FWD);
+    /* the warp-specialised kernel (SF_ATTN_WS=1: attn_mass_ws.cu, TMA producer + two wgmma consumers) */
+    static float ows[N];
+#ifdef SF_TEST_EMU
+    const unsigned long long s0 = sf_emu_kernel_launches("attn_plain_ws");
+#endif
+    setenv("SF_ATTN_WS", "1", 1);
+    run_attn_path(dev, "1", NULL, ows);
+    unsetenv("SF_ATTN_WS");
+#ifdef SF_TEST_EMU
+    SF_CHECK_MSG(sf_emu_kernel_launches("attn_plain_ws") - s0 == 84, "%llu warp-specialised attention launches (want 84)",
+                 sf_emu_kernel_launches("attn_plain_ws") - s0);
+#endif
+    sf_test_rel_close("sfpipe's warp-specialised vs explicit attention output", ows, oe, N, SF_TOL_BF16_FWD);
 #ifdef SF_TEST_EMU
     /* a fused kernel that does nothing on this "GPU" (the emulation's fault injection): the state's
        self-check catches it and the run takes the explicit path — the explicit run's bits */

@@ -135,6 +135,35 @@ static void test_emu_mma_layouts(void) {
     cu_close(&c);
 }
 
+/* TMA tile loads through an mbarrier ring (emu_selftest.cu case 6): four boxes of 8 rows × 64 columns
+ * of a 10 × 100 bf16 matrix (row pitch 104) at rows −3, 3, 9, 15 and columns 0, 64, 0, 64, each read
+ * back through the 128-byte swizzle: the matrix's values where the box lies inside it, zeros outside. */
+static void test_emu_tma(void) {
+    cu c;
+    if (!cu_open(&c)) return;
+    float m[10 * 104], got[4 * 512];
+    for (int i = 0; i < 10 * 104; i++) m[i] = (float)(i % 104 < 100 ? 1 + i % 251 : -7); /* the pad: never read */
+    void *in = cu_alloc(&c, sizeof m / 2);
+    float *out = cu_alloc(&c, sizeof got);
+    if (in && out) {
+        SF_CHECK_OK(sf_cuda_upload_bf16(&c.ctx, in, m, 10 * 104, &c.err), &c.err);
+        SF_CHECK_OK(sf_emu_selftest(&c.ctx, 6, out, in, &c.err), &c.err);
+        SF_CHECK_OK(sf_cuda_copy_d2h(&c.ctx, got, out, sizeof got, &c.err), &c.err);
+        int bad = 0;
+        for (int r = 0; r < 4 && !bad; r++)
+            for (int e = 0; e < 512 && !bad; e++) {
+                const int row = 6 * r - 3 + e / 64, col = 64 * (r % 2) + e % 64;
+                const float want = row >= 0 && row < 10 && col < 100 ? m[row * 104 + col] : 0.0f;
+                if (got[r * 512 + e] != want) {
+                    bad = 1;
+                    SF_CHECK_MSG(0, "box %d element (%d, %d) = matrix (%d, %d): got %g, want %g", r, e / 64, e % 64, row,
+                                 col, got[r * 512 + e], want);
+                }
+            }
+    }
+    cu_close(&c);
+}
+
 /* Kernels that break a rule must fail the launch with a message naming the rule. */
 static void test_emu_reports_misuse(void) {
     static const struct {
@@ -144,15 +173,18 @@ static void test_emu_reports_misuse(void) {
                  {13, "does not take part"},      {14, "host memory"},
                  {15, "needs 32"},                {16, "not 16-byte aligned"},
                  {17, "exited without taking part"}, {18, "only the 128-byte swizzle"},
-                 {19, "whole warpgroups"}};
+                 {19, "whole warpgroups"},        {20, "no initialised mbarrier"},
+                 {21, "more arrivals than the count"}, {22, "polling mbarriers"},
+                 {23, "not 1024-byte aligned"},   {24, "divergent warpgroup barrier"}};
     cu c;
     if (!cu_open(&c)) return;
-    float *out = cu_alloc(&c, 128 * 4);
+    float *out = cu_alloc(&c, 256 * 4);
+    void *aux = cu_alloc(&c, 10 * 104 * 2);
     sf_emu_set_quiet(1);
     for (size_t i = 0; out && i < sizeof cases / sizeof cases[0]; i++) {
         sf_emu_reset();
         c.err.msg[0] = 0;
-        sf_status st = sf_emu_selftest(&c.ctx, cases[i].which, out, NULL, &c.err);
+        sf_status st = sf_emu_selftest(&c.ctx, cases[i].which, out, aux, &c.err);
         SF_CHECK_MSG(st == SF_E_DEVICE && strstr(c.err.msg, cases[i].needle), "case %d: status %d, message '%s'",
                      cases[i].which, (int)st, c.err.msg);
         SF_CHECK(strstr(sf_emu_last_error(), cases[i].needle) != NULL);
@@ -169,6 +201,7 @@ static const sf_test tests[] = {
     {"emu_shared_dynamic", test_emu_shared_dynamic},
     {"emu_block_sum", test_emu_block_sum},
     {"emu_mma_layouts", test_emu_mma_layouts},
+    {"emu_tma", test_emu_tma},
     {"emu_reports_misuse", test_emu_reports_misuse},
 };
 SF_TEST_MAIN(tests)

@@ -332,6 +332,15 @@ static void test_attn_mass_wgmma_bm128(void) {
     variant_cases("SF_ATTN_BM128", "attn_mass_groups_wg_bm128", "attn_plain_wg_bm128", 64);
     unsetenv("SF_ATTN_WGMMA");
 }
+/* The warp-specialised kernel (attn_mass_ws.cu: a TMA producer warpgroup, two wgmma consumers, a ring of
+ * 4 K/V stages on mbarriers): the variant cases, then 1100 keys (18 tiles: the ring wraps four times, so
+ * both parities of every stage's barriers are waited on) with a tail tile of 12 keys and 3 query blocks. */
+static void test_attn_mass_ws(void) {
+    variant_cases("SF_ATTN_WS", "attn_mass_groups_ws", "attn_plain_ws", 64);
+    setenv("SF_ATTN_WS", "1", 1);
+    attn_mass_case(1, 128, 300, 1100, 100, 11, 100, 2.0f);
+    unsetenv("SF_ATTN_WS");
+}
 
 /* What the kernel does not take is refused before anything runs: SF_E_UNSUPPORTED for a head dim or
  * stride it has no code for (the caller falls back to the explicit path), SF_E_ARG for bad shapes. */
@@ -367,6 +376,7 @@ static const sf_test tests[] = {
     {"attn_mass_wgmma", test_attn_mass_wgmma},
     {"attn_mass_bm128", test_attn_mass_bm128},
     {"attn_mass_wgmma_bm128", test_attn_mass_wgmma_bm128},
+    {"attn_mass_ws", test_attn_mass_ws},
     {"attn_mass_refusals", test_attn_mass_refusals},
 };
 SF_TEST_MAIN(tests)

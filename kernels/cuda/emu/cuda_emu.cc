@@ -1,11 +1,11 @@
 /* cuda_emu.cc — the scheduler and host runtime of the CUDA CPU emulation (see cuda_emu.h for what
  * is faithful and what it is blind to): blocks run one after another, the threads of a block as
- * ucontext coroutines that switch only at barriers and warp collectives; cudaMalloc is registered
- * host memory; streams are synchronous; sf_blaslt_matmul is a plain loop.
+ * ucontext coroutines that switch only at barriers (block, warpgroup), warp collectives and mbarrier
+ * waits; cudaMalloc is registered host memory; streams are synchronous. The vendor libraries' stand-ins
+ * are in libs_emu.cc, mbarriers and TMA in async_emu.cc.
  * Built only into build/tests/test_cuda_emu (Makefile, EMU_*), tested by tests/unit/test_cuda_emu.c.
  * Under AddressSanitizer every stack switch is announced with __sanitizer_start/finish_switch_fiber. */
 #include "cuda_emu.h"
-#include "act.h"
 
 #include <stdarg.h>
 #include <stdio.h>
@@ -30,7 +30,9 @@ index_state cur;
 
 namespace {
 
-enum tstate { T_READY, T_BAR, T_WARP, T_DONE, T_FAULT };
+/* T_GBAR: at a barrier of its own group of gsize threads (a warpgroup's); T_SPIN: polling an mbarrier
+ * that has not flipped (runnable again once any mbarrier phase completes). */
+enum tstate { T_READY, T_BAR, T_WARP, T_GBAR, T_SPIN, T_DONE, T_FAULT };
 
 struct thr {
     ucontext_t *uc;   /* the portable switch (swapcontext); own allocation, so that the scheduler's
@@ -46,6 +48,8 @@ struct thr {
     unsigned wmask;
     uint64_t wval, wres;
     int warg;
+    unsigned gsize;            /* T_GBAR: the group's size (groups are aligned runs of threads) */
+    unsigned long long epoch;  /* T_SPIN: the mbarrier epoch it saw */
 };
 
 const size_t STACK = 256 * 1024; /* per thread; kernels are leaf-ish, ASan frames are bigger */
@@ -70,6 +74,7 @@ cudaError_t sticky_error = cudaSuccess; /* reported by every sync until sf_emu_r
 bool quiet;
 long long max_blocks_cap;
 unsigned long long n_launches, n_threads_run;
+unsigned long long mbar_epoch;   /* mbarrier phases completed (spinning threads wait for a change) */
 
 unsigned char *dyn_buf;
 size_t dyn_size;
@@ -260,6 +265,43 @@ int complete_warp(unsigned w) {
     return released;
 }
 
+/* Release the groups (aligned runs of gsize threads) whose threads all wait at the same group barrier;
+ * 1 = released some, 0 = none ready, -1 = an error (message in fault_msg). */
+int complete_groups(void) {
+    int released = 0;
+    unsigned next = 0; /* groups below this one are done with */
+    for (unsigned t = 0; t < nthreads; t++) {
+        const thr &a = thrs[t];
+        if (a.state != T_GBAR || t < next) continue; /* the group's first waiting thread decides */
+        const unsigned g0 = t - t % a.gsize;
+        next = g0 + a.gsize;
+        bool ready = true;
+        for (unsigned m = g0; m < g0 + a.gsize && m < nthreads; m++) {
+            const thr &b = thrs[m];
+            if (b.state == T_DONE) {
+                snprintf(fault_msg, sizeof fault_msg,
+                         "divergent warpgroup barrier: thread (%u,%u,%u) waits at %s:%d but thread (%u,%u,%u) of its "
+                         "group exited", a.idx.x, a.idx.y, a.idx.z, a.file, a.line, b.idx.x, b.idx.y, b.idx.z);
+                return -1;
+            }
+            if (b.state != T_GBAR) {
+                ready = false;
+                break;
+            }
+            if (b.gsize != a.gsize || b.line != a.line || strcmp(b.file, a.file) != 0) {
+                snprintf(fault_msg, sizeof fault_msg,
+                         "divergent warpgroup barrier: thread (%u,%u,%u) waits at %s:%d, thread (%u,%u,%u) at %s:%d",
+                         a.idx.x, a.idx.y, a.idx.z, a.file, a.line, b.idx.x, b.idx.y, b.idx.z, b.file, b.line);
+                return -1;
+            }
+        }
+        if (!ready) continue;
+        for (unsigned m = g0; m < g0 + a.gsize && m < nthreads; m++) thrs[m].state = T_READY;
+        released = 1;
+    }
+    return released;
+}
+
 /* Fast path: a kernel that never reaches a barrier or warp collective runs each thread as a plain
  * call on the scheduler's stack (no coroutine switches: the emulation of the elementwise kernels
  * is ~20x faster). A launch site's first block always runs on coroutines; if none of its threads
@@ -336,12 +378,14 @@ bool run_block(void) {
             to_thread(t);
             if (thrs[t].state == T_FAULT) return false;
         }
-        unsigned done = 0, bar = 0, warp = 0, first_done = 0, first_bar = 0;
+        unsigned done = 0, bar = 0, warp = 0, gbar = 0, spin = 0, first_done = 0, first_bar = 0;
         for (unsigned t = 0; t < nthreads; t++) {
             tstate s = thrs[t].state;
             if (s == T_DONE && done++ == 0) first_done = t;
             if (s == T_BAR && bar++ == 0) first_bar = t;
             if (s == T_WARP) warp++;
+            if (s == T_GBAR) gbar++;
+            if (s == T_SPIN) spin++;
         }
         if (done == nthreads) return true;
         if (warp) {
@@ -351,6 +395,17 @@ bool run_block(void) {
                 if (r < 0) return false;
                 any |= r;
             }
+            if (any) continue;
+        }
+        if (gbar) {
+            int r = complete_groups();
+            if (r < 0) return false;
+            if (r) continue;
+        }
+        if (spin) { /* pollers wake when some mbarrier phase completed since they looked */
+            int any = 0;
+            for (unsigned t = 0; t < nthreads; t++)
+                if (thrs[t].state == T_SPIN && thrs[t].epoch != mbar_epoch) thrs[t].state = T_READY, any = 1;
             if (any) continue;
         }
         if (bar && bar + done == nthreads) {
@@ -376,10 +431,18 @@ bool run_block(void) {
             continue;
         }
         /* Nothing can move: describe one waiting thread of each kind. */
-        int off = snprintf(fault_msg, sizeof fault_msg, "deadlock: %u at __syncthreads, %u in warp collectives, %u exited",
-                           bar, warp, done);
+        int off = snprintf(fault_msg, sizeof fault_msg,
+                           "deadlock: %u at __syncthreads, %u in warp collectives, %u at warpgroup barriers, %u polling "
+                           "mbarriers, %u exited",
+                           bar, warp, gbar, spin, done);
         for (unsigned t = 0; t < nthreads && off < (int)sizeof fault_msg; t++) {
             const thr &b = thrs[t];
+            if (b.state == T_SPIN || b.state == T_GBAR) {
+                snprintf(fault_msg + off, sizeof fault_msg - (size_t)off, "; thread (%u,%u,%u) waits %s at %s:%d",
+                         b.idx.x, b.idx.y, b.idx.z, b.state == T_SPIN ? "on an mbarrier" : "at a warpgroup barrier",
+                         b.file, b.line);
+                break;
+            }
             if (b.state == T_WARP) {
                 snprintf(fault_msg + off, sizeof fault_msg - (size_t)off,
                          "; thread (%u,%u,%u) waits in a warp collective at %s:%d (mask %08x) for a lane in %s", b.idx.x,
@@ -423,6 +486,34 @@ void syncthreads(const char *file, int line) {
     to_scheduler(false);
     cur.tid = thrs[cur_t].idx;
 }
+
+void group_sync(unsigned gsize, const char *file, int line) {
+    leave_direct();
+    n_syncs++;
+    thr &t = running("a warpgroup barrier");
+    if (gsize == 0 || nthreads % gsize)
+        thread_fault("warpgroup barrier at %s:%d: a block of %u threads is not made of groups of %u", file, line,
+                     nthreads, gsize);
+    t.state = T_GBAR;
+    t.gsize = gsize;
+    t.file = file;
+    t.line = line;
+    to_scheduler(false);
+    cur.tid = thrs[cur_t].idx;
+}
+
+void spin_yield(const char *file, int line) {
+    leave_direct();
+    n_syncs++;
+    thr &t = running("an mbarrier wait");
+    t.state = T_SPIN;
+    t.epoch = mbar_epoch;
+    t.file = file;
+    t.line = line;
+    to_scheduler(false);
+    cur.tid = thrs[cur_t].idx;
+}
+void mbar_progress(void) { mbar_epoch++; }
 
 uint64_t warp_op(warp_kind kind, unsigned mask, uint64_t val, int arg, const char *file, int line) {
     leave_direct();
@@ -496,10 +587,9 @@ const unsigned char *smem_at(uint32_t off, size_t n, const char *file, int line)
     return dyn_buf + off;
 }
 
-/* Warpgroup exchange (the emulated wgmma with A in registers): like warp_exchange, over the block's
- * warpgroups of 128 threads, whose block barrier stands in for each warpgroup's: every warpgroup of the
- * block must issue its wgmma from the same place (the kernels do: their warpgroups run in lockstep).
- * Returns the calling thread's warpgroup's 128 slots. */
+/* Warpgroup exchange (the emulated wgmma): like warp_exchange, over the calling thread's warpgroup of
+ * 128 threads (a barrier of that warpgroup only: a TMA producer warpgroup issues no wgmma). Returns
+ * the warpgroup's 128 slots. */
 namespace {
 wx_slot wg_buf[2][1024];
 unsigned long long wg_seq[1024];
@@ -514,7 +604,7 @@ const wx_slot *wg_exchange(const uint32_t *mine, const char *file, int line) {
     wx_slot *set = wg_buf[seq & 1];
     if (mine) memcpy(set[cur_t].w, mine, sizeof set[cur_t].w);
     set[cur_t].seq = seq;
-    syncthreads(file, line);
+    group_sync(128, file, line);
     return set + (cur_t & ~127u);
 }
 
@@ -616,7 +706,7 @@ void launch_raw(const char *kernel, dim3 grid, dim3 block, size_t smem, cudaStre
                     /* a barrier after all: back to coroutines for this site, re-run the block */
                     st->direct = 0;
                     learn = false;
-                    if (+__start_sf_emu_shared && +__stop_sf_emu_shared > +__start_sf_emu_shared)
+                        if (+__start_sf_emu_shared && +__stop_sf_emu_shared > +__start_sf_emu_shared)
                         poison((unsigned char *)__start_sf_emu_shared,
                                (size_t)(__stop_sf_emu_shared - __start_sf_emu_shared));
                     if (smem) poison(dyn_buf, smem);
@@ -850,91 +940,3 @@ cudaError_t cudaMemset(void *p, int byte, size_t bytes) {
     return cudaSuccess;
 }
 cudaError_t cudaMemsetAsync(void *p, int byte, size_t bytes, cudaStream_t) { return cudaMemset(p, byte, bytes); }
-
-/* ---- cuBLASLt (kernels/blaslt_cuda.h) --------------------------------------------------------- */
-struct sf_blaslt {
-    cudaStream_t stream;
-};
-extern "C" sf_status sf_blaslt_new(sf_blaslt **out, void *cuda_stream, sf_err *err) {
-    *out = (sf_blaslt *)calloc(1, sizeof(sf_blaslt));
-    if (!*out) return sf_fail(err, SF_E_NOMEM, "out of memory");
-    (*out)->stream = (cudaStream_t)cuda_stream;
-    return SF_OK;
-}
-extern "C" void sf_blaslt_destroy(sf_blaslt **p) {
-    if (!p || !*p) return;
-    free(*p);
-    *p = NULL;
-}
-extern "C" int sf_blaslt_version(const sf_blaslt *lt) { return lt ? 1 : 0; }
-static float ld_el(const void *p, sf_dtype t, size_t i) {
-    return t == SF_BF16 ? sf_emu_bf_bits2f(((const unsigned short *)p)[i]) : ((const float *)p)[i];
-}
-/* Column-major D (m, n) = alpha·op(A)·op(B) + beta·D + bias, fp32 accumulation in k order, per batch;
- * D is not read when beta == 0 (as cuBLASLt). */
-extern "C" sf_status sf_blaslt_matmul(sf_blaslt *lt, const sf_mm *m, sf_err *err) {
-    if (!lt) return sf_fail(err, SF_E_ARG, "sf_blaslt_matmul: no handle");
-    if (m->m < 1 || m->n < 1 || m->k < 1 || m->batch < 1 || (m->at != SF_BF16 && m->at != SF_F32) ||
-        m->bt != m->at || (m->dt != SF_BF16 && m->dt != SF_F32) || (m->gelu && m->beta != 0.0f) ||
-        m->lda < (m->transa ? m->k : m->m) || m->ldb < (m->transb ? m->n : m->k) || m->ldd < m->m)
-        return sf_fail(err, SF_E_ARG, "sf_blaslt_matmul: bad product m=%lld n=%lld k=%lld", (long long)m->m,
-                       (long long)m->n, (long long)m->k);
-    if (!is_device_ptr(m->A) || !is_device_ptr(m->B) || !is_device_ptr(m->D) || (m->bias && !is_device_ptr(m->bias)))
-        return sf_fail(err, SF_E_DEVICE, "sf_blaslt_matmul: an operand is not device memory");
-    if (sticky_error) return sf_fail(err, SF_E_DEVICE, "sf_blaslt_matmul: sticky CUDA error");
-    if (m->gelu && getenv("SF_EMU_NO_GELU_EPILOGUE")) /* tests: a cuBLASLt without a GELU-epilogue algorithm */
-        return sf_fail(err, SF_E_UNSUPPORTED, "cuBLASLt has no algorithm for this product (GELU epilogue; emulated refusal)");
-    /* op(A) as (m, k) and op(B) as (n, k) row-major floats, so the k loop runs over contiguous memory;
-       the sum is still in k order in fp32 (the values are exact widenings). */
-    float *a = (float *)malloc(sizeof(float) * (size_t)(m->m * m->k));
-    float *bt = (float *)malloc(sizeof(float) * (size_t)(m->n * m->k));
-    if (!a || !bt) {
-        free(a), free(bt);
-        return sf_fail(err, SF_E_NOMEM, "out of memory");
-    }
-    for (int b = 0; b < m->batch; b++) {
-        const char *A = (const char *)m->A + (size_t)(b * m->sa) * (m->at == SF_BF16 ? 2 : 4);
-        const char *B = (const char *)m->B + (size_t)(b * m->sb) * (m->bt == SF_BF16 ? 2 : 4);
-        char *D = (char *)m->D + (size_t)(b * m->sd) * (m->dt == SF_BF16 ? 2 : 4);
-        for (int64_t i = 0; i < m->m; i++)
-            for (int64_t p = 0; p < m->k; p++)
-                a[i * m->k + p] = ld_el(A, m->at, m->transa ? (size_t)(p + i * m->lda) : (size_t)(i + p * m->lda));
-        for (int64_t j = 0; j < m->n; j++)
-            for (int64_t p = 0; p < m->k; p++)
-                bt[j * m->k + p] = ld_el(B, m->bt, m->transb ? (size_t)(j + p * m->ldb) : (size_t)(p + j * m->ldb));
-        for (int64_t j = 0; j < m->n; j++)
-            for (int64_t i = 0; i < m->m; i++) {
-                const float *ar = a + i * m->k, *br = bt + j * m->k;
-                float acc = 0.0f;
-                for (int64_t p = 0; p < m->k; p++) acc += ar[p] * br[p];
-                size_t id = (size_t)(i + j * m->ldd);
-                float v = m->alpha * acc;
-                if (m->beta != 0.0f) v += m->beta * ld_el(D, m->dt, id);
-                if (m->bias) v += ld_el(m->bias, m->dt, (size_t)i);
-                if (m->gelu) v = (float)sf_gelu_tanh((double)v); /* the tanh form (double here; the tests' bf16 bounds cover cuBLASLt's fp32) */
-                if (m->dt == SF_BF16) ((unsigned short *)D)[id] = sf_emu_f2bf_bits(v);
-                else ((float *)D)[id] = v;
-            }
-    }
-    free(a);
-    free(bt);
-    return SF_OK;
-}
-
-
-/* ---- cuDNN attention (kernels/sdpa_cuda.h) is not emulated: callers take their explicit path ---- */
-#include "sdpa_cuda.h"
-extern "C" sf_status sf_sdpa_new(sf_sdpa **out, void *, sf_err *err) {
-    *out = NULL;
-    return sf_fail(err, SF_E_UNSUPPORTED, "cuDNN is not emulated");
-}
-extern "C" void sf_sdpa_destroy(sf_sdpa **s) {
-    if (s) *s = NULL;
-}
-extern "C" sf_status sf_sdpa_forward(sf_sdpa *, int64_t, int64_t, int, int, const void *, int64_t, const void *,
-                                     const void *, int64_t, void *, int64_t, float, sf_err *err) {
-    return sf_fail(err, SF_E_UNSUPPORTED, "cuDNN is not emulated");
-}
-extern "C" sf_status sf_sdpa_prepare(sf_sdpa *, int64_t, int64_t, int, int, int64_t, int64_t, int64_t, sf_err *err) {
-    return sf_fail(err, SF_E_UNSUPPORTED, "cuDNN is not emulated");
-}

@@ -32,7 +32,9 @@
  *    cudaMemcpy side that must be device memory but is not fails (a host pointer on the GPU faults);
  *  - launch limits: block ≤ 1024 threads (x, y ≤ 1024, z ≤ 64), grid y, z ≤ 65535, dynamic
  *    shared memory ≤ 227 KiB (cudaErrorInvalidConfiguration, from cudaGetLastError);
- *  - streams: every operation is synchronous, so anything enqueued is done at return.
+ *  - streams: every operation is synchronous, so anything enqueued is done at return;
+ *  - mbarriers and TMA tile loads (tma.cuh): see "mbarriers and TMA" below; a thread waiting on an
+ *    mbarrier yields until some phase completes, so producer / consumer warpgroups interleave.
  * Blind to:
  *  - races: threads of a block run one after another between barriers, so a missing barrier
  *    between a write and another thread's read may go unnoticed (the order here is thread order);
@@ -72,6 +74,7 @@
 #define __noinline__ __attribute__((noinline))
 #define __launch_bounds__(...)
 #define __constant__
+#define __grid_constant__
 #define __align__(n) __attribute__((aligned(n)))
 /* Block-scope statics in one named section: the scheduler poisons [__start, __stop) per block. */
 #define __shared__ static __attribute__((section("sf_emu_shared"), aligned(16)))
@@ -320,8 +323,7 @@ struct wx_slot {
 };
 /* Returns the warp's 32 slots (lane order), valid until this lane's next exchange. */
 const wx_slot *warp_exchange(const uint32_t *mine, const char *file, int line);
-/* The caller's warpgroup's 128 slots after a block barrier (all warpgroups of the block take part); mine
- * may be NULL. */
+/* The caller's warpgroup's 128 slots after a barrier of that warpgroup; mine may be NULL. */
 const wx_slot *wg_exchange(const uint32_t *mine, const char *file, int line);
 /* Offset of p in the shared window (the dynamic shared buffer, 1024-aligned), and back (n bytes
  * checked to be inside). Faults on anything else. */
@@ -511,9 +513,9 @@ static inline void sf_emu_ldsm_x4(uint32_t r[4], const void *p, bool trans, cons
  * row permuted by the row's index within its 1024-byte group). A in registers (RS): the mma.sync
  * m16n8k16 A layout per warp w for rows 16w..16w+15. D (N/2 floats per thread): for n-chunk j < N/8,
  * d[4j..4j+3] = rows 16w + g (+8 for the last two), columns 8j + 2t, 8j + 2t + 1 (g = lane / 4,
- * t = lane % 4). D = (scale_d ? D : 0) + Σ_k A·B, k in order, fp32. The instruction is a block
- * barrier here (the block: whole warpgroups issuing together); issuing, committing and waiting are
- * synchronous. */
+ * t = lane % 4). D = (scale_d ? D : 0) + Σ_k A·B, k in order, fp32. The instruction is a barrier of
+ * the issuing warpgroup here (its 128 threads must all issue it at the same place; other warpgroups,
+ * e.g. a TMA producer, need not); issuing, committing and waiting are synchronous. */
 static inline float sf_emu_smem_bf(uint32_t addr, const char *file, int line) {
     addr ^= ((addr >> 7) & 7u) << 4; /* the 128-byte swizzle */
     unsigned short h;
@@ -556,5 +558,35 @@ static inline void sf_emu_wgmma(float *d, int N, const uint32_t *a, uint64_t da,
             d[4 * j + i] = scale_d ? d[4 * j + i] + acc : acc;
         }
 }
+
+
+/* ---- mbarriers and TMA (kernels/cuda/tma.cuh), implemented in async_emu.cc --------------------
+ * An mbarrier is 8 bytes of the dynamic shared memory holding (emulated format) its arrival count,
+ * the arrivals and transaction bytes still pending, its phase parity and a tag: a barrier no thread
+ * initialised (the shared memory's 0xFF poison) or one overwritten by data faults when used. Arrivals
+ * beyond the count in one phase fault. A thread waiting for a phase that has not completed yields
+ * (cuda_emu.cc's T_SPIN) until some barrier completes a phase; a wait nothing can end is a deadlock.
+ * A TMA load copies its whole box at once (rows and columns outside the matrix as zeros), 128-byte
+ * swizzled like wgmma reads it (dst 1024-byte aligned, 64 bf16 per box row), then completes its bytes on
+ * the barrier. CUtensorMap (128 bytes, opaque on the GPU) holds the emulation's own description. */
+struct alignas(64) CUtensorMap {
+    uint32_t magic, box_rows;
+    const void *base;
+    uint64_t rows, cols, row_bytes;
+    unsigned char pad[88];
+};
+void sf_emu_mbar_init(uint64_t *bar, unsigned count, const char *file, int line);
+void sf_emu_mbar_arrive(uint64_t *bar, unsigned tx_bytes, const char *file, int line);
+void sf_emu_mbar_wait(uint64_t *bar, unsigned parity, const char *file, int line);
+void sf_emu_tma_load_2d(void *dst, const CUtensorMap *map, int c0, int c1, uint64_t *bar, const char *file, int line);
+sf_status sf_emu_tma_map(CUtensorMap *map, const void *base, uint64_t rows, uint64_t cols, uint64_t row_bytes,
+                         uint32_t box_rows, sf_err *err);
+namespace sf_emu {
+/* The scheduler's side (cuda_emu.cc): a barrier over the caller's aligned group of gsize threads (a
+ * warpgroup: 128); yield until an mbarrier phase completes; announce a completed phase. */
+void group_sync(unsigned gsize, const char *file, int line);
+void spin_yield(const char *file, int line);
+void mbar_progress(void);
+} // namespace sf_emu
 
 #endif

@@ -6,6 +6,7 @@
  * misaligned rows); the warp-level matrix instructions' operand layouts. Valid CUDA, but compiled only
  * for the emulation (kernels/cuda/emu/ is not in the nvcc build). Driven by tests/unit/test_emu_self.c. */
 #include "../cuda_common.cuh"
+#include "../tma.cuh"
 #include "../wgmma.cuh"
 
 /* out[linear thread id] = tx | ty<<4 | tz<<8 | bx<<12 | by<<16 | bz<<20, with the dims in out_dims. */
@@ -97,6 +98,71 @@ static __global__ void mma_kernel(const __nv_bfloat16 *in, float *out) {
         for (int i = 0; i < 4; i++) out[v * 128 + (g + 8 * (i >> 1)) * 8 + 2 * t + (i & 1)] = d[v][i];
 }
 
+/* TMA through an mbarrier ring of one stage, 4 rounds (32 + 32 threads): thread 0 loads box r (8 rows ×
+ * 64 columns at column 64·(r % 2), row 6r − 3 of map) once warp 1 released the stage, warp 1 waits for
+ * it and copies the box out row-major (undoing the 128-byte swizzle by hand): out[r·512 + row·64 + col].
+ * Both parities of both barriers are waited on; rows and columns outside the matrix arrive as zeros. */
+static __global__ void tma_ring_kernel(const __grid_constant__ CUtensorMap map, float *out) {
+    SF_DYN_SHARED(unsigned char, sm);
+    uint64_t *full = reinterpret_cast<uint64_t *>(sm + 1024), *empty = full + 1;
+    if (threadIdx.x == 0) {
+        sf_mbar_init(full, 1), sf_mbar_init(empty, 32);
+        sf_mbar_fence_init();
+    }
+    __syncthreads();
+    for (int r = 0; r < 4; r++) {
+        if (threadIdx.x == 0) {
+            if (r) sf_mbar_wait(empty, (unsigned)((r - 1) & 1));
+            sf_mbar_arrive_expect_tx(full, 8 * 128);
+            sf_tma_load_2d(sm, &map, 64 * (r % 2), 6 * r - 3, full);
+        } else if (threadIdx.x >= 32) {
+            sf_mbar_wait(full, (unsigned)(r & 1));
+            const __nv_bfloat16 *box = reinterpret_cast<const __nv_bfloat16 *>(sm);
+            for (int e = (int)threadIdx.x - 32; e < 512; e += 32) {
+                const int row = e / 64, chunk = (e % 64) / 8;
+                out[r * 512 + e] = __bfloat162float(box[row * 64 + sf_swz128(row, chunk) * 8 + e % 8]);
+            }
+            sf_mbar_arrive(empty);
+        }
+    }
+}
+static __global__ void mbar_uninit_kernel(float *out) { /* a barrier no one initialised */
+    SF_DYN_SHARED(uint64_t, bar);
+    sf_mbar_arrive(bar);
+    out[threadIdx.x] = 1.0f;
+}
+static __global__ void mbar_extra_kernel(float *out) { /* 2 arrivals on a barrier of count 1, in one phase */
+    SF_DYN_SHARED(uint64_t, bar);
+    if (threadIdx.x == 0) sf_mbar_init(bar, 2);
+    __syncthreads();
+    if (threadIdx.x < 3) sf_mbar_arrive_expect_tx(bar, 16); /* the bytes keep the phase open */
+    out[threadIdx.x] = 1.0f;
+}
+static __global__ void mbar_hang_kernel(float *out) { /* waits for a phase nobody completes */
+    SF_DYN_SHARED(uint64_t, bar);
+    if (threadIdx.x == 0) sf_mbar_init(bar, 64);
+    __syncthreads();
+    if (threadIdx.x < 63) sf_mbar_arrive(bar);
+    sf_mbar_wait(bar, 0);
+    out[threadIdx.x] = 1.0f;
+}
+static __global__ void tma_misaligned_kernel(const __grid_constant__ CUtensorMap map, float *out) {
+    SF_DYN_SHARED(unsigned char, sm);
+    uint64_t *bar = reinterpret_cast<uint64_t *>(sm + 2048);
+    sf_mbar_init(bar, 1);
+    sf_mbar_arrive_expect_tx(bar, 8 * 128);
+    sf_tma_load_2d(sm + 512, &map, 0, 0, bar);
+    out[threadIdx.x] = 1.0f;
+}
+static __global__ void wgmma_half_group_kernel(float *out) { /* warpgroup 1 issues, half of warpgroup 0 left */
+    SF_DYN_SHARED(__nv_bfloat16, buf);
+    if (threadIdx.x < 64) return;
+    float d[32];
+    const uint64_t desc = sf_wgmma_desc(sf_smem_addr(buf), 16, 1024);
+    sf_wgmma_m64n64k16_ss(d, desc, desc, 0);
+    out[threadIdx.x] = d[0];
+}
+
 /* --- kernels that must fail ---------------------------------------------------------------- */
 static __global__ void early_exit_kernel(float *out) {
     if (threadIdx.x < 5) return;
@@ -153,8 +219,10 @@ static __global__ void missing_lane_kernel(float *out) { /* 48 threads: lanes 16
  * of 256), 3 dynamic shared (3 blocks of 128), 4 block sum (2 blocks of 1024, then 3 of 96), 5 the
  * mma product three ways (aux: A and B bf16, out: 384 floats), 10..13 the failing kernels, 14 a host
  * pointer as argument, 15 an mma in half a warp, 16 ldmatrix rows off 16 bytes, 17 an mma a lane left,
- * 18 a wgmma descriptor without the 128-byte swizzle, 19 a wgmma in a block of 64 threads. out/aux: device
- * buffers large enough. */
+ * 18 a wgmma descriptor without the 128-byte swizzle, 19 a wgmma in a block of 64 threads; 6 TMA through an
+ * mbarrier ring (aux: a 10 × 100 bf16 matrix, rows 104 apart; out: 4 × 512 floats), 20 an uninitialised
+ * mbarrier, 21 arrivals past the count, 22 a wait nothing ends, 23 a TMA box to a misaligned destination,
+ * 24 a wgmma whose warpgroup lost half its threads. out/aux: device buffers large enough. */
 extern "C" sf_status sf_emu_selftest(const sf_cuda_ctx *ctx, int which, void *out, void *aux, sf_err *err) {
     sf_status st = SF_OK;
     cudaStream_t s = SF_CUDA_STREAM(ctx);
@@ -179,6 +247,18 @@ extern "C" sf_status sf_emu_selftest(const sf_cuda_ctx *ctx, int which, void *ou
     case 17: SF_LAUNCH(mma_lane_gone_kernel, 1, 64, 0, s, fo); break;
     case 18: SF_LAUNCH(wgmma_noswizzle_kernel, 1, 128, 4096, s, fo); break;
     case 19: SF_LAUNCH(wgmma_noswizzle_kernel, 1, 64, 4096, s, fo); break;
+    case 6: /* aux: a 10 × 100 bf16 matrix, rows 104 apart */
+    case 23: {
+        CUtensorMap map;
+        SF_CHECK_STATUS(sf_tma_map_bf16(&map, aux, 10, 100, 104 * 2, 8, err));
+        if (which == 6) SF_LAUNCH(tma_ring_kernel, 1, 64, 1024 + 16, s, map, fo);
+        else SF_LAUNCH(tma_misaligned_kernel, 1, 1, 4096, s, map, fo);
+        break;
+    }
+    case 20: SF_LAUNCH(mbar_uninit_kernel, 1, 32, 64, s, fo); break;
+    case 21: SF_LAUNCH(mbar_extra_kernel, 1, 32, 64, s, fo); break;
+    case 22: SF_LAUNCH(mbar_hang_kernel, 1, 64, 64, s, fo); break;
+    case 24: SF_LAUNCH(wgmma_half_group_kernel, 1, 256, 16384, s, fo); break;
     case 14: {
         static float host[64];
         SF_LAUNCH(early_exit_kernel, 1, 64, 0, s, host);

@@ -1,0 +1,152 @@
+/* attn_mass_ws.cu — the fused attention + key-group mass (contract: kernels/attn_mass_cuda.h) as a
+ * warp-specialised Hopper kernel: a producer warpgroup feeds K/V tiles by TMA through a ring of
+ * shared-memory stages while two consumer warpgroups compute, FlashAttention-3's division of labour.
+ * Opt-in ($SF_ATTN_WS=1, sm_90, head dims 64/128) until the H200 has measured it against cuDNN and the
+ * other two kernels (sf-denoise --bench attn).
+ *
+ * A block = 3 warpgroups over 128 query rows of one head:
+ *   producer (warpgroup 0, one thread): loads Q once (TMA, 2 × d/64 boxes of 64 rows), then for each
+ *     64-key tile j waits until stage j % STAGES is free (its `empty` barrier), announces the tile's
+ *     bytes on the stage's `full` barrier and issues the K and V boxes (d/64 of 64 rows × 64 columns
+ *     each, 128-byte swizzled — the layout wgmma's descriptors read; rows past Lk zero-filled);
+ *   consumers (warpgroups 1, 2; 64 query rows each): wait for the tile's `full` phase, S = Q·Kᵀ and
+ *     O += P·V on wgmma exactly as attn_mass_wg.cu, the shared per-tile softmax / mass code
+ *     (attn_mass_common.cuh), then every consumer thread arrives on the stage's `empty` barrier (its
+ *     warpgroup's reads are complete: wgmma.wait_group 0).
+ * Loads never wait for compute unless all stages are full, and consumer registers hold no addresses
+ * for loads. Not (yet) done: FA3's intra-warpgroup overlap of one tile's softmax with the next tile's
+ * S = Q·Kᵀ, ping-pong scheduling of the two consumers, setmaxnreg register rebalancing.
+ * Tested like the other two (test_tap_mass attn_mass_ws, attn_mass_ws_d64; test_dit_emu
+ * attention_paths) on the emulation, which runs the mbarriers and TMA of tma.cuh. */
+#include "attn_mass_common.cuh"
+#include "attn_mass_cuda.h"
+#include "tma.cuh"
+
+#define WS_BM 128     /* query rows per block: two consumer warpgroups */
+#define WS_THREADS 384 /* producer + two consumers */
+#define WS_STAGES 4   /* K/V ring depth */
+
+template <int D>
+struct ws_layout { /* byte offsets in the 1024-aligned shared window */
+    static constexpr uint32_t NA = D / 64, ATOM = 64 * 128, QATOM = WS_BM * 128;
+    static constexpr uint32_t Q = 0, KV = NA * QATOM, STAGE = 2 * NA * ATOM;
+    static constexpr uint32_t BARS = KV + WS_STAGES * STAGE; /* full[S], empty[S], q */
+    static constexpr uint32_t BYTES = BARS + (2 * WS_STAGES + 1) * 8;
+};
+
+template <int D, bool MASS>
+static __global__ void __launch_bounds__(WS_THREADS, 1)
+    attn_mass_ws_kernel(const __grid_constant__ CUtensorMap tq, const __grid_constant__ CUtensorMap tk,
+                        const __grid_constant__ CUtensorMap tv, __nv_bfloat16 *__restrict__ o, int64_t ldo, int64_t Lq,
+                        int64_t Lk, float sl2, int64_t G, int64_t NG, float *__restrict__ rowmass,
+                        float *__restrict__ lse) {
+    using L = ws_layout<D>;
+    constexpr int NT = D / 8;
+    SF_DYN_SHARED(unsigned char, sm_raw);
+    unsigned char *sm = sm_raw + ((1024u - (sf_smem_addr(sm_raw) & 1023u)) & 1023u);
+    uint64_t *full = reinterpret_cast<uint64_t *>(sm + L::BARS), *empty = full + WS_STAGES, *qbar = empty + WS_STAGES;
+    const int h = (int)blockIdx.y, hc = h * D;
+    const int64_t q0 = (int64_t)blockIdx.x * WS_BM, ntiles = (Lk + AM_BN - 1) / AM_BN;
+
+    if (threadIdx.x == 0) {
+        for (int s = 0; s < WS_STAGES; s++) sf_mbar_init(&full[s], 1), sf_mbar_init(&empty[s], WS_BM * 2);
+        sf_mbar_init(qbar, 1);
+        sf_mbar_fence_init();
+    }
+    __syncthreads();
+
+    if (threadIdx.x < 128) { /* the producer warpgroup: one thread issues every copy */
+        if (threadIdx.x == 0) {
+            sf_mbar_arrive_expect_tx(qbar, L::NA * L::QATOM);
+            for (uint32_t a = 0; a < L::NA; a++)
+                for (int half = 0; half < 2; half++)
+                    sf_tma_load_2d(sm + L::Q + a * L::QATOM + half * 64 * 128, &tq, hc + 64 * (int)a,
+                                   (int)(q0 + 64 * half), qbar);
+            for (int64_t j = 0; j < ntiles; j++) {
+                const int s = (int)(j % WS_STAGES);
+                if (j >= WS_STAGES) sf_mbar_wait(&empty[s], (unsigned)((j / WS_STAGES - 1) & 1));
+                unsigned char *ks = sm + L::KV + s * L::STAGE, *vs = ks + L::NA * L::ATOM;
+                sf_mbar_arrive_expect_tx(&full[s], L::STAGE);
+                for (uint32_t a = 0; a < L::NA; a++) {
+                    sf_tma_load_2d(ks + a * L::ATOM, &tk, hc + 64 * (int)a, (int)(j * AM_BN), &full[s]);
+                    sf_tma_load_2d(vs + a * L::ATOM, &tv, hc + 64 * (int)a, (int)(j * AM_BN), &full[s]);
+                }
+            }
+        }
+        return;
+    }
+
+    /* consumers: warp 0..7 over the block's 128 rows, warpgroup wg = warp / 4 */
+    const int ct = (int)threadIdx.x - 128, warp = ct >> 5, lane = ct & 31, t = lane & 3;
+    const int64_t row0 = q0 + warp * 16 + (lane >> 2), base = (int64_t)h * Lq;
+    const uint32_t qa = sf_smem_addr(sm + L::Q) + (uint32_t)(warp / 4) * 64 * 128;
+    o += hc;
+    am_state<NT> st;
+    am_state_init(st);
+    sf_mbar_wait(qbar, 0);
+    for (int64_t j = 0; j < ntiles; j++) {
+        const int s = (int)(j % WS_STAGES);
+        sf_mbar_wait(&full[s], (unsigned)((j / WS_STAGES) & 1));
+        const uint32_t ka = sf_smem_addr(sm + L::KV + s * L::STAGE), va = ka + L::NA * L::ATOM;
+        float sc[8][4];
+        sf_wgmma_fence();
+        for (int kk = 0; kk < D / 16; kk++) { /* S = Q·Kᵀ (attn_mass_wg.cu) */
+            const uint32_t in_atom = (uint32_t)(kk % 4) * 32;
+            sf_wgmma_m64n64k16_ss(&sc[0][0], sf_wgmma_desc(qa + (uint32_t)(kk / 4) * L::QATOM + in_atom, 16, 1024),
+                                  sf_wgmma_desc(ka + (uint32_t)(kk / 4) * L::ATOM + in_atom, 16, 1024), kk > 0);
+        }
+        sf_wgmma_commit();
+        sf_wgmma_wait<0>();
+        am_tile_softmax<NT, MASS>(sc, st, j * AM_BN, Lk, sl2, t, G, NG, rowmass, base, Lq, row0);
+        sf_wgmma_fence();
+        for (int kk = 0; kk < AM_BN / 16; kk++) { /* O += P·V */
+            const uint32_t pa[4] = {sf_pack_bf16x2(sc[2 * kk][0], sc[2 * kk][1]), sf_pack_bf16x2(sc[2 * kk][2], sc[2 * kk][3]),
+                                    sf_pack_bf16x2(sc[2 * kk + 1][0], sc[2 * kk + 1][1]),
+                                    sf_pack_bf16x2(sc[2 * kk + 1][2], sc[2 * kk + 1][3])};
+            const uint64_t vd = sf_wgmma_desc(va + (uint32_t)kk * 16 * 128, L::ATOM, 1024);
+            if constexpr (D == 128) sf_wgmma_m64n128k16_rs_tb(&st.oacc[0][0], pa, vd, 1);
+            else sf_wgmma_m64n64k16_rs_tb(&st.oacc[0][0], pa, vd, 1);
+        }
+        sf_wgmma_commit();
+        sf_wgmma_wait<0>();
+        sf_mbar_arrive(&empty[s]); /* this thread's reads of the stage are done */
+    }
+    am_finish<NT, MASS>(st, t, NG, rowmass, lse, base, Lq, row0, o, ldo);
+}
+
+template <int D>
+static sf_status ws_launch(const sf_cuda_ctx *ctx, int64_t Lq, int64_t Lk, int H, const void *q, int64_t ldq,
+                           const void *k, const void *v, int64_t ldk, void *o, int64_t ldo, float sl2, int64_t G,
+                           int64_t NG, float *rowmass, float *lse, sf_err *err) {
+    sf_status st = SF_OK;
+    const size_t smem = ws_layout<D>::BYTES + 1024; /* + the alignment slack */
+    const uint64_t cols = (uint64_t)H * D;
+    CUtensorMap tq, tk, tv;
+    void (*kern)(const CUtensorMap, const CUtensorMap, const CUtensorMap, __nv_bfloat16 *, int64_t, int64_t, int64_t,
+                 float, int64_t, int64_t, float *, float *) =
+        NG > 0 ? attn_mass_ws_kernel<D, true> : attn_mass_ws_kernel<D, false>;
+    const char *name = NG > 0 ? "attn_mass_groups_ws" : "attn_plain_ws";
+    SF_CHECK_STATUS(sf_tma_map_bf16(&tq, q, (uint64_t)Lq, cols, (uint64_t)ldq * 2, 64, err));
+    SF_CHECK_STATUS(sf_tma_map_bf16(&tk, k, (uint64_t)Lk, cols, (uint64_t)ldk * 2, 64, err));
+    SF_CHECK_STATUS(sf_tma_map_bf16(&tv, v, (uint64_t)Lk, cols, (uint64_t)ldk * 2, 64, err));
+    CUDA_CHECK(cudaFuncSetAttribute(kern, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem));
+    SF_LAUNCH_NAMED(name, kern, dim3((unsigned)((Lq + WS_BM - 1) / WS_BM), (unsigned)H), WS_THREADS, smem,
+                    SF_CUDA_STREAM(ctx), tq, tk, tv, (__nv_bfloat16 *)o, ldo, Lq, Lk, sl2, G, NG, rowmass, lse);
+    CUDA_CHECK_LAUNCH(name);
+    sf_attn_mass_note_kernel(name);
+    return SF_OK;
+fail:
+    return st;
+}
+
+/* Called by sf_attn_mass_cuda (attn_mass.cu) when $SF_ATTN_WS asks for it, after its checks:
+ * SF_E_UNSUPPORTED (nothing enqueued) when this kernel does not apply — head dim, device, a key count
+ * or query count past TMA's 32-bit coordinates, or a driver without TMA — so the caller runs another. */
+extern "C" sf_status sf_attn_mass_ws_try(const sf_cuda_ctx *ctx, int64_t Lq, int64_t Lk, int H, int d, const void *q,
+                                         int64_t ldq, const void *k, const void *v, int64_t ldk, void *o, int64_t ldo,
+                                         float sl2, int64_t G, int64_t NG, float *rowmass, float *lse, sf_err *err) {
+    if ((d != 64 && d != 128) || !sf_wgmma_device_ok(ctx->ordinal) || Lq > INT_MAX / 2 || Lk > INT_MAX / 2)
+        return SF_E_UNSUPPORTED;
+    return d == 128 ? ws_launch<128>(ctx, Lq, Lk, H, q, ldq, k, v, ldk, o, ldo, sl2, G, NG, rowmass, lse, err)
+                    : ws_launch<64>(ctx, Lq, Lk, H, q, ldq, k, v, ldk, o, ldo, sl2, G, NG, rowmass, lse, err);
+}

@@ -1,0 +1,108 @@
+/* async_emu.cc — the emulation of Hopper's mbarriers and TMA tile loads (kernels/cuda/tma.cuh; the
+ * rules are in cuda_emu.h's "mbarriers and TMA" comment). Part of the emulated objects (Makefile
+ * EMU_SRC). Tested by tests/unit/test_emu_self.c (emu_selftest.cu's TMA and mbarrier cases) and through
+ * the warp-specialised attention kernel (test_tap_mass attn_mass_ws*). */
+#include "cuda_emu.h"
+
+#include <stdio.h>
+
+namespace {
+
+/* Emulated barrier word: bits 0-15 the arrival count, 16-31 arrivals pending, 32-55 transaction bytes
+ * pending (signed 24 bits: bytes may land before they are announced), 56-62 the tag, 63 the parity of
+ * the phase in progress. */
+const uint64_t TAG = 0x5b;
+
+struct mbar {
+    unsigned count, pending;
+    int tx;
+    unsigned parity;
+};
+
+mbar load(const uint64_t *bar, const char *what, const char *file, int line) {
+    const uint32_t off = sf_emu::smem_offset(bar, file, line);
+    if (off % 8) sf_emu::thread_fault("%s at %s:%d: mbarrier at shared offset %#x is not 8-byte aligned", what, file, line, off);
+    const uint64_t w = *bar;
+    if ((w >> 56 & 0x7f) != TAG)
+        sf_emu::thread_fault("%s at %s:%d: no initialised mbarrier at shared offset %#x (word %#llx)", what, file, line, off,
+                             (unsigned long long)w);
+    mbar m;
+    m.count = (unsigned)(w & 0xffff), m.pending = (unsigned)(w >> 16 & 0xffff);
+    m.tx = (int)((uint32_t)(w >> 32 & 0xffffff) << 8) >> 8;
+    m.parity = (unsigned)(w >> 63);
+    return m;
+}
+
+void store(uint64_t *bar, mbar m) {
+    if (m.pending == 0 && m.tx == 0) { /* the phase completes; the barrier re-arms */
+        m.pending = m.count, m.parity ^= 1u;
+        sf_emu::mbar_progress();
+    }
+    *bar = (uint64_t)m.count | (uint64_t)m.pending << 16 | (uint64_t)((uint32_t)m.tx & 0xffffff) << 32 | TAG << 56 |
+           (uint64_t)m.parity << 63;
+}
+
+void complete_tx(uint64_t *bar, unsigned bytes, const char *file, int line) {
+    mbar m = load(bar, "TMA completion", file, line);
+    m.tx -= (int)bytes;
+    if (m.tx < -(1 << 23)) sf_emu::thread_fault("TMA at %s:%d: transaction count underflow", file, line);
+    store(bar, m);
+}
+
+} // namespace
+
+void sf_emu_mbar_init(uint64_t *bar, unsigned count, const char *file, int line) {
+    const uint32_t off = sf_emu::smem_offset(bar, file, line);
+    if (off % 8 || count < 1 || count > 0xffff)
+        sf_emu::thread_fault("mbarrier.init at %s:%d: offset %#x, count %u (8-byte aligned, 1..65535 here)", file, line, off,
+                             count);
+    *bar = (uint64_t)count | (uint64_t)count << 16 | TAG << 56;
+}
+
+void sf_emu_mbar_arrive(uint64_t *bar, unsigned tx_bytes, const char *file, int line) {
+    mbar m = load(bar, "mbarrier.arrive", file, line);
+    if (m.pending == 0)
+        sf_emu::thread_fault("mbarrier.arrive at %s:%d: more arrivals than the count %u in one phase", file, line, m.count);
+    if (tx_bytes >= (1u << 23) || m.tx + (int)tx_bytes >= (1 << 23))
+        sf_emu::thread_fault("mbarrier.arrive.expect_tx at %s:%d: %u bytes overflow the transaction count", file, line,
+                             tx_bytes);
+    m.tx += (int)tx_bytes, m.pending--;
+    store(bar, m);
+}
+
+void sf_emu_mbar_wait(uint64_t *bar, unsigned parity, const char *file, int line) {
+    /* done once the phase of this parity completed, i.e. the phase in progress has the other parity */
+    while (load(bar, "mbarrier.try_wait", file, line).parity == (parity & 1u)) sf_emu::spin_yield(file, line);
+}
+
+void sf_emu_tma_load_2d(void *dst, const CUtensorMap *map, int c0, int c1, uint64_t *bar, const char *file, int line) {
+    if (!map || map->magic != 0x7e5a0001u)
+        sf_emu::thread_fault("TMA load at %s:%d: not a tensor map made by sf_tma_map_bf16", file, line);
+    const uint32_t off = sf_emu::smem_offset(dst, file, line), rows = map->box_rows;
+    if (off % 1024)
+        sf_emu::thread_fault("TMA load at %s:%d: destination at shared offset %#x is not 1024-byte aligned (the "
+                             "128-byte swizzle's period)", file, line, off);
+    if (!sf_emu::is_device_ptr(map->base))
+        sf_emu::thread_fault("TMA load at %s:%d: the tensor map's base %p is not device memory", file, line, map->base);
+    const unsigned char *src = (const unsigned char *)map->base;
+    for (uint32_t r = 0; r < rows; r++)
+        for (uint32_t c = 0; c < 64; c++) {
+            const int64_t gr = (int64_t)c1 + r, gc = (int64_t)c0 + c;
+            uint16_t v = 0;
+            if (gr >= 0 && gr < (int64_t)map->rows && gc >= 0 && gc < (int64_t)map->cols)
+                memcpy(&v, src + (uint64_t)gr * map->row_bytes + (uint64_t)gc * 2, 2);
+            uint32_t a = off + r * 128 + c * 2;
+            a ^= ((a >> 7) & 7u) << 4; /* the 128-byte swizzle, as wgmma's reads undo it */
+            memcpy(const_cast<unsigned char *>(sf_emu::smem_at(a, 2, file, line)), &v, 2);
+        }
+    complete_tx(bar, rows * 128, file, line);
+}
+
+sf_status sf_emu_tma_map(CUtensorMap *map, const void *base, uint64_t rows, uint64_t cols, uint64_t row_bytes,
+                         uint32_t box_rows, sf_err *err) {
+    (void)err;
+    memset(map, 0, sizeof *map);
+    map->magic = 0x7e5a0001u, map->box_rows = box_rows;
+    map->base = base, map->rows = rows, map->cols = cols, map->row_bytes = row_bytes;
+    return SF_OK;
+}

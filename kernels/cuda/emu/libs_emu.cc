@@ -1,0 +1,98 @@
+/* libs_emu.cc — the emulation's stand-ins for the vendor libraries the CUDA code calls (see cuda_emu.h):
+ * cuBLASLt's sf_blaslt_* as plain fp32-accumulating loops (they test the wrappers' layout mapping,
+ * batching and epilogues, not cuBLASLt), and cuDNN's attention as "not emulated" (callers take their
+ * fused or explicit path). Part of the emulated objects (Makefile EMU_SRC), never of libsf.a. */
+#include "cuda_emu.h"
+#include "act.h"
+
+#include <stdlib.h>
+
+using namespace sf_emu;
+
+/* ---- cuBLASLt (kernels/blaslt_cuda.h) --------------------------------------------------------- */
+struct sf_blaslt {
+    cudaStream_t stream;
+};
+extern "C" sf_status sf_blaslt_new(sf_blaslt **out, void *cuda_stream, sf_err *err) {
+    *out = (sf_blaslt *)calloc(1, sizeof(sf_blaslt));
+    if (!*out) return sf_fail(err, SF_E_NOMEM, "out of memory");
+    (*out)->stream = (cudaStream_t)cuda_stream;
+    return SF_OK;
+}
+extern "C" void sf_blaslt_destroy(sf_blaslt **p) {
+    if (!p || !*p) return;
+    free(*p);
+    *p = NULL;
+}
+extern "C" int sf_blaslt_version(const sf_blaslt *lt) { return lt ? 1 : 0; }
+static float ld_el(const void *p, sf_dtype t, size_t i) {
+    return t == SF_BF16 ? sf_emu_bf_bits2f(((const unsigned short *)p)[i]) : ((const float *)p)[i];
+}
+/* Column-major D (m, n) = alpha·op(A)·op(B) + beta·D + bias, fp32 accumulation in k order, per batch;
+ * D is not read when beta == 0 (as cuBLASLt). */
+extern "C" sf_status sf_blaslt_matmul(sf_blaslt *lt, const sf_mm *m, sf_err *err) {
+    if (!lt) return sf_fail(err, SF_E_ARG, "sf_blaslt_matmul: no handle");
+    if (m->m < 1 || m->n < 1 || m->k < 1 || m->batch < 1 || (m->at != SF_BF16 && m->at != SF_F32) ||
+        m->bt != m->at || (m->dt != SF_BF16 && m->dt != SF_F32) || (m->gelu && m->beta != 0.0f) ||
+        m->lda < (m->transa ? m->k : m->m) || m->ldb < (m->transb ? m->n : m->k) || m->ldd < m->m)
+        return sf_fail(err, SF_E_ARG, "sf_blaslt_matmul: bad product m=%lld n=%lld k=%lld", (long long)m->m,
+                       (long long)m->n, (long long)m->k);
+    if (!is_device_ptr(m->A) || !is_device_ptr(m->B) || !is_device_ptr(m->D) || (m->bias && !is_device_ptr(m->bias)))
+        return sf_fail(err, SF_E_DEVICE, "sf_blaslt_matmul: an operand is not device memory");
+    if (*sf_emu_last_error()) return sf_fail(err, SF_E_DEVICE, "sf_blaslt_matmul: sticky CUDA error");
+    if (m->gelu && getenv("SF_EMU_NO_GELU_EPILOGUE")) /* tests: a cuBLASLt without a GELU-epilogue algorithm */
+        return sf_fail(err, SF_E_UNSUPPORTED, "cuBLASLt has no algorithm for this product (GELU epilogue; emulated refusal)");
+    /* op(A) as (m, k) and op(B) as (n, k) row-major floats, so the k loop runs over contiguous memory;
+       the sum is still in k order in fp32 (the values are exact widenings). */
+    float *a = (float *)malloc(sizeof(float) * (size_t)(m->m * m->k));
+    float *bt = (float *)malloc(sizeof(float) * (size_t)(m->n * m->k));
+    if (!a || !bt) {
+        free(a), free(bt);
+        return sf_fail(err, SF_E_NOMEM, "out of memory");
+    }
+    for (int b = 0; b < m->batch; b++) {
+        const char *A = (const char *)m->A + (size_t)(b * m->sa) * (m->at == SF_BF16 ? 2 : 4);
+        const char *B = (const char *)m->B + (size_t)(b * m->sb) * (m->bt == SF_BF16 ? 2 : 4);
+        char *D = (char *)m->D + (size_t)(b * m->sd) * (m->dt == SF_BF16 ? 2 : 4);
+        for (int64_t i = 0; i < m->m; i++)
+            for (int64_t p = 0; p < m->k; p++)
+                a[i * m->k + p] = ld_el(A, m->at, m->transa ? (size_t)(p + i * m->lda) : (size_t)(i + p * m->lda));
+        for (int64_t j = 0; j < m->n; j++)
+            for (int64_t p = 0; p < m->k; p++)
+                bt[j * m->k + p] = ld_el(B, m->bt, m->transb ? (size_t)(j + p * m->ldb) : (size_t)(p + j * m->ldb));
+        for (int64_t j = 0; j < m->n; j++)
+            for (int64_t i = 0; i < m->m; i++) {
+                const float *ar = a + i * m->k, *br = bt + j * m->k;
+                float acc = 0.0f;
+                for (int64_t p = 0; p < m->k; p++) acc += ar[p] * br[p];
+                size_t id = (size_t)(i + j * m->ldd);
+                float v = m->alpha * acc;
+                if (m->beta != 0.0f) v += m->beta * ld_el(D, m->dt, id);
+                if (m->bias) v += ld_el(m->bias, m->dt, (size_t)i);
+                if (m->gelu) v = (float)sf_gelu_tanh((double)v); /* the tanh form (double here; the tests' bf16 bounds cover cuBLASLt's fp32) */
+                if (m->dt == SF_BF16) ((unsigned short *)D)[id] = sf_emu_f2bf_bits(v);
+                else ((float *)D)[id] = v;
+            }
+    }
+    free(a);
+    free(bt);
+    return SF_OK;
+}
+
+
+/* ---- cuDNN attention (kernels/sdpa_cuda.h) is not emulated: callers take their explicit path ---- */
+#include "sdpa_cuda.h"
+extern "C" sf_status sf_sdpa_new(sf_sdpa **out, void *, sf_err *err) {
+    *out = NULL;
+    return sf_fail(err, SF_E_UNSUPPORTED, "cuDNN is not emulated");
+}
+extern "C" void sf_sdpa_destroy(sf_sdpa **s) {
+    if (s) *s = NULL;
+}
+extern "C" sf_status sf_sdpa_forward(sf_sdpa *, int64_t, int64_t, int, int, const void *, int64_t, const void *,
+                                     const void *, int64_t, void *, int64_t, float, sf_err *err) {
+    return sf_fail(err, SF_E_UNSUPPORTED, "cuDNN is not emulated");
+}
+extern "C" sf_status sf_sdpa_prepare(sf_sdpa *, int64_t, int64_t, int, int, int64_t, int64_t, int64_t, sf_err *err) {
+    return sf_fail(err, SF_E_UNSUPPORTED, "cuDNN is not emulated");
+}
