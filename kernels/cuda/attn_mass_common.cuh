@@ -49,15 +49,25 @@ static __device__ __forceinline__ void am_state_init(am_state<NT> &st) {
     st.gcur = -1;
 }
 
+/* O's rescale by the factors am_tile_softmax returns (when the caller defers it: RESCALE_O = false). */
+template <int NT>
+static __device__ __forceinline__ void am_rescale_o(am_state<NT> &st, const float alpha[2]) {
+    for (int nt = 0; nt < NT; nt++) {
+        st.oacc[nt][0] *= alpha[0], st.oacc[nt][1] *= alpha[0];
+        st.oacc[nt][2] *= alpha[1], st.oacc[nt][3] *= alpha[1];
+    }
+}
+
 /* One tile of S (raw q·k sums) at keys [key0, key0 + 64): scaled into log2 units and masked past Lk,
  * the running max m and sum l (and O, and the open group's sum) rescaled, S turned into P = 2^(S − m),
- * and with MASS the tile's key groups summed in key order (a group the keys leave is flushed). */
-template <int NT, bool MASS>
+ * and with MASS the tile's key groups summed in key order (a group the keys leave is flushed). With
+ * RESCALE_O = false, O is left alone and its factors go to alpha_out (O may still be the target of an
+ * asynchronous product: the caller rescales after waiting for it, am_rescale_o). */
+template <int NT, bool MASS, bool RESCALE_O = true>
 static __device__ __forceinline__ void am_tile_softmax(float (*s)[4], am_state<NT> &st, int64_t key0, int64_t Lk, float sl2,
                                                        int t, int64_t G, int64_t NG, float *rowmass, int64_t base,
-                                                       int64_t Lq, int64_t row0) {
+                                                       int64_t Lq, int64_t row0, float *alpha_out = nullptr) {
     float *m = st.m, *l = st.l, *acc = st.acc;
-    float(*oacc)[4] = st.oacc;
     int64_t &gcur = st.gcur;
     const int64_t kend = key0 + AM_BN < Lk ? key0 + AM_BN : Lk;
     const int nvalid = (int)(kend - key0); /* columns are tile-relative from here on */
@@ -84,10 +94,8 @@ static __device__ __forceinline__ void am_tile_softmax(float (*s)[4], am_state<N
         l[r] = l[r] * alpha[r] + am_quad_sum(rs[r]);
         acc[r] *= alpha[r];
     }
-    for (int nt = 0; nt < NT; nt++) {
-        oacc[nt][0] *= alpha[0], oacc[nt][1] *= alpha[0];
-        oacc[nt][2] *= alpha[1], oacc[nt][3] *= alpha[1];
-    }
+    if constexpr (RESCALE_O) am_rescale_o<NT>(st, alpha);
+    else alpha_out[0] = alpha[0], alpha_out[1] = alpha[1];
     for (int64_t a = key0; MASS && a < kend;) { /* the key groups this tile touches, in key order */
         const int64_t gs = a / G, b = (gs + 1) * G < kend ? (gs + 1) * G : kend;
         const int ca = (int)(a - key0), cb = (int)(b - key0);

@@ -82,14 +82,18 @@ static __global__ void __launch_bounds__(WGS * 128)
         sf_wgmma_commit();
         sf_wgmma_wait<0>();
         am_tile_softmax<NT, MASS>(s, st, j * AM_BN, Lk, sl2, t, G, NG, rowmass, base, Lq, row0);
+        uint32_t pa[AM_BN / 16][4]; /* P as the A fragments, all packed before the first product (else ptxas
+                                       fences each product: C7519) */
+        for (int kk = 0; kk < AM_BN / 16; kk++) {
+            pa[kk][0] = sf_pack_bf16x2(s[2 * kk][0], s[2 * kk][1]), pa[kk][1] = sf_pack_bf16x2(s[2 * kk][2], s[2 * kk][3]);
+            pa[kk][2] = sf_pack_bf16x2(s[2 * kk + 1][0], s[2 * kk + 1][1]);
+            pa[kk][3] = sf_pack_bf16x2(s[2 * kk + 1][2], s[2 * kk + 1][3]);
+        }
         sf_wgmma_fence(); /* O was rescaled in registers */
         for (int kk = 0; kk < AM_BN / 16; kk++) { /* O += P·V, 16 keys per step; V N-major: d atoms ATOM apart */
-            const uint32_t pa[4] = {sf_pack_bf16x2(s[2 * kk][0], s[2 * kk][1]), sf_pack_bf16x2(s[2 * kk][2], s[2 * kk][3]),
-                                    sf_pack_bf16x2(s[2 * kk + 1][0], s[2 * kk + 1][1]),
-                                    sf_pack_bf16x2(s[2 * kk + 1][2], s[2 * kk + 1][3])};
             const uint64_t vd = sf_wgmma_desc(va + (uint32_t)kk * 16 * 128, ATOM, 1024);
-            if constexpr (D == 128) sf_wgmma_m64n128k16_rs_tb(&st.oacc[0][0], pa, vd, 1);
-            else sf_wgmma_m64n64k16_rs_tb(&st.oacc[0][0], pa, vd, 1);
+            if constexpr (D == 128) sf_wgmma_m64n128k16_rs_tb(&st.oacc[0][0], pa[kk], vd, 1);
+            else sf_wgmma_m64n64k16_rs_tb(&st.oacc[0][0], pa[kk], vd, 1);
         }
         sf_wgmma_commit();
         sf_wgmma_wait<0>();

@@ -14,9 +14,12 @@
  *     (attn_mass_common.cuh), then every consumer thread arrives on the stage's `empty` barrier (its
  *     warpgroup's reads are complete: wgmma.wait_group 0).
  * Loads never wait for compute unless all stages are full, and consumer registers hold no addresses
- * for loads. Not (yet) done: FA3's intra-warpgroup overlap of one tile's softmax with the next tile's
- * S = Q·Kᵀ, ping-pong scheduling of the two consumers, setmaxnreg register rebalancing.
- * Tested like the other two (test_tap_mass attn_mass_ws, attn_mass_ws_d64; test_dit_emu
+ * for loads. $SF_ATTN_WS=2 adds FA3's intra-warpgroup overlap (tile j's S = Q·Kᵀ and tile j − 1's
+ * O += P·V in flight on the tensor cores while the warpgroup runs tile j's softmax; O rescaled once
+ * its product is done) with setmaxnreg giving the consumers 240 registers and the producer 24. Not
+ * done: ping-pong scheduling of the two consumers (named barriers). ptxas must keep the products
+ * asynchronous: tests/bats/build.bats fails the build on its serialisation notes or spills.
+ * Tested like the other two (test_tap_mass attn_mass_ws, attn_mass_ws2; test_dit_emu
  * attention_paths) on the emulation, which runs the mbarriers and TMA of tma.cuh. */
 #include "attn_mass_common.cuh"
 #include "attn_mass_cuda.h"
@@ -34,7 +37,48 @@ struct ws_layout { /* byte offsets in the 1024-aligned shared window */
     static constexpr uint32_t BYTES = BARS + (2 * WS_STAGES + 1) * 8;
 };
 
-template <int D, bool MASS>
+/* The wgmma products of one tile (attn_mass_wg.cu's): S = Q·Kᵀ into sc from the stage's K atoms, and
+ * O += P·V with P packed from sc — each issued and committed, not waited for. The accumulators are
+ * fenced on both sides (no compiler-made copies or reads while the tensor cores own them) and P is
+ * packed before the first product, so ptxas need not serialise the products (its C7514 / C7519 / C7520
+ * notes, checked in the build: see RESULTS.md). */
+template <int D>
+static __device__ __forceinline__ void ws_qk(float (*sc)[4], uint32_t qa, uint32_t ka) {
+    using L = ws_layout<D>;
+    sf_wgmma_fence_regs(*reinterpret_cast<float(*)[8][4]>(sc));
+    sf_wgmma_fence();
+    for (int kk = 0; kk < D / 16; kk++) {
+        const uint32_t in_atom = (uint32_t)(kk % 4) * 32;
+        sf_wgmma_m64n64k16_ss(&sc[0][0], sf_wgmma_desc(qa + (uint32_t)(kk / 4) * L::QATOM + in_atom, 16, 1024),
+                              sf_wgmma_desc(ka + (uint32_t)(kk / 4) * L::ATOM + in_atom, 16, 1024), kk > 0);
+    }
+    sf_wgmma_commit();
+    sf_wgmma_fence_regs(*reinterpret_cast<float(*)[8][4]>(sc));
+}
+template <int D>
+static __device__ __forceinline__ void ws_pv(am_state<D / 8> &st, uint32_t (*pa)[4], const float (*sc)[4], uint32_t va) {
+    using L = ws_layout<D>;
+    for (int kk = 0; kk < AM_BN / 16; kk++) {
+        pa[kk][0] = sf_pack_bf16x2(sc[2 * kk][0], sc[2 * kk][1]), pa[kk][1] = sf_pack_bf16x2(sc[2 * kk][2], sc[2 * kk][3]);
+        pa[kk][2] = sf_pack_bf16x2(sc[2 * kk + 1][0], sc[2 * kk + 1][1]);
+        pa[kk][3] = sf_pack_bf16x2(sc[2 * kk + 1][2], sc[2 * kk + 1][3]);
+    }
+    sf_wgmma_fence_regs(st.oacc);
+    sf_wgmma_fence();
+    for (int kk = 0; kk < AM_BN / 16; kk++) {
+        const uint64_t vd = sf_wgmma_desc(va + (uint32_t)kk * 16 * 128, L::ATOM, 1024);
+        if constexpr (D == 128) sf_wgmma_m64n128k16_rs_tb(&st.oacc[0][0], pa[kk], vd, 1);
+        else sf_wgmma_m64n64k16_rs_tb(&st.oacc[0][0], pa[kk], vd, 1);
+    }
+    sf_wgmma_commit();
+    sf_wgmma_fence_regs(st.oacc);
+}
+
+/* OVL: FA3's intra-warpgroup pipelining — tile j's S = Q·Kᵀ and tile j−1's O += P·V are in flight on the
+ * tensor cores while the warpgroup turns tile j's S into P (O's rescale waits for the product writing it);
+ * registers rebalanced by setmaxnreg (producer 24, consumers 240). Without OVL each tile's products are
+ * waited for before its softmax. */
+template <int D, bool MASS, bool OVL>
 static __global__ void __launch_bounds__(WS_THREADS, 1)
     attn_mass_ws_kernel(const __grid_constant__ CUtensorMap tq, const __grid_constant__ CUtensorMap tk,
                         const __grid_constant__ CUtensorMap tv, __nv_bfloat16 *__restrict__ o, int64_t ldo, int64_t Lq,
@@ -56,6 +100,7 @@ static __global__ void __launch_bounds__(WS_THREADS, 1)
     __syncthreads();
 
     if (threadIdx.x < 128) { /* the producer warpgroup: one thread issues every copy */
+        if constexpr (OVL) sf_setmaxnreg_dec<24>();
         if (threadIdx.x == 0) {
             sf_mbar_arrive_expect_tx(qbar, L::NA * L::QATOM);
             for (uint32_t a = 0; a < L::NA; a++)
@@ -77,45 +122,61 @@ static __global__ void __launch_bounds__(WS_THREADS, 1)
     }
 
     /* consumers: warp 0..7 over the block's 128 rows, warpgroup wg = warp / 4 */
+    if constexpr (OVL) sf_setmaxnreg_inc<240>();
     const int ct = (int)threadIdx.x - 128, warp = ct >> 5, lane = ct & 31, t = lane & 3;
     const int64_t row0 = q0 + warp * 16 + (lane >> 2), base = (int64_t)h * Lq;
-    const uint32_t qa = sf_smem_addr(sm + L::Q) + (uint32_t)(warp / 4) * 64 * 128;
+    const uint32_t qa = sf_smem_addr(sm + L::Q) + (uint32_t)(warp / 4) * 64 * 128, kv0 = sf_smem_addr(sm + L::KV);
     o += hc;
     am_state<NT> st;
     am_state_init(st);
+    float sc[8][4];
+    uint32_t pa[AM_BN / 16][4];
     sf_mbar_wait(qbar, 0);
-    for (int64_t j = 0; j < ntiles; j++) {
-        const int s = (int)(j % WS_STAGES);
-        sf_mbar_wait(&full[s], (unsigned)((j / WS_STAGES) & 1));
-        const uint32_t ka = sf_smem_addr(sm + L::KV + s * L::STAGE), va = ka + L::NA * L::ATOM;
-        float sc[8][4];
-        sf_wgmma_fence();
-        for (int kk = 0; kk < D / 16; kk++) { /* S = Q·Kᵀ (attn_mass_wg.cu) */
-            const uint32_t in_atom = (uint32_t)(kk % 4) * 32;
-            sf_wgmma_m64n64k16_ss(&sc[0][0], sf_wgmma_desc(qa + (uint32_t)(kk / 4) * L::QATOM + in_atom, 16, 1024),
-                                  sf_wgmma_desc(ka + (uint32_t)(kk / 4) * L::ATOM + in_atom, 16, 1024), kk > 0);
+    if constexpr (!OVL) {
+        for (int64_t j = 0; j < ntiles; j++) {
+            const int s = (int)(j % WS_STAGES);
+            const uint32_t ka = kv0 + s * L::STAGE;
+            sf_mbar_wait(&full[s], (unsigned)((j / WS_STAGES) & 1));
+            ws_qk<D>(sc, qa, ka);
+            sf_wgmma_wait<0>();
+            am_tile_softmax<NT, MASS>(sc, st, j * AM_BN, Lk, sl2, t, G, NG, rowmass, base, Lq, row0);
+            ws_pv<D>(st, pa, sc, ka + L::NA * L::ATOM);
+            sf_wgmma_wait<0>();
+            sf_mbar_arrive(&empty[s]); /* this thread's reads of the stage are done */
         }
-        sf_wgmma_commit();
+    } else {
+        float sn[8][4], alpha[2];
+        sf_mbar_wait(&full[0], 0);
+        ws_qk<D>(sc, qa, kv0);
         sf_wgmma_wait<0>();
-        am_tile_softmax<NT, MASS>(sc, st, j * AM_BN, Lk, sl2, t, G, NG, rowmass, base, Lq, row0);
-        sf_wgmma_fence();
-        for (int kk = 0; kk < AM_BN / 16; kk++) { /* O += P·V */
-            const uint32_t pa[4] = {sf_pack_bf16x2(sc[2 * kk][0], sc[2 * kk][1]), sf_pack_bf16x2(sc[2 * kk][2], sc[2 * kk][3]),
-                                    sf_pack_bf16x2(sc[2 * kk + 1][0], sc[2 * kk + 1][1]),
-                                    sf_pack_bf16x2(sc[2 * kk + 1][2], sc[2 * kk + 1][3])};
-            const uint64_t vd = sf_wgmma_desc(va + (uint32_t)kk * 16 * 128, L::ATOM, 1024);
-            if constexpr (D == 128) sf_wgmma_m64n128k16_rs_tb(&st.oacc[0][0], pa, vd, 1);
-            else sf_wgmma_m64n64k16_rs_tb(&st.oacc[0][0], pa, vd, 1);
+        am_tile_softmax<NT, MASS>(sc, st, 0, Lk, sl2, t, G, NG, rowmass, base, Lq, row0);
+        for (int64_t j = 1; j < ntiles; j++) { /* sc: tile j − 1's P; its O += P·V goes out with tile j's S */
+            const int sp = (int)((j - 1) % WS_STAGES), s = (int)(j % WS_STAGES);
+            sf_mbar_wait(&full[s], (unsigned)((j / WS_STAGES) & 1));
+            ws_qk<D>(sn, qa, kv0 + s * L::STAGE);
+            ws_pv<D>(st, pa, sc, kv0 + sp * L::STAGE + L::NA * L::ATOM);
+            sf_wgmma_wait<1>(); /* tile j's S (the older group) */
+            sf_wgmma_fence_regs(sn);
+            am_tile_softmax<NT, MASS, false>(sn, st, j * AM_BN, Lk, sl2, t, G, NG, rowmass, base, Lq, row0, alpha);
+            sf_wgmma_wait<0>(); /* tile j − 1's O += P·V: O and P's registers are free again */
+            sf_wgmma_fence_regs(st.oacc);
+            sf_wgmma_fence_regs(pa);
+            sf_mbar_arrive(&empty[sp]);
+            am_rescale_o<NT>(st, alpha);
+            for (int nt = 0; nt < 8; nt++)
+                for (int i = 0; i < 4; i++) sc[nt][i] = sn[nt][i];
         }
-        sf_wgmma_commit();
+        const int sl = (int)((ntiles - 1) % WS_STAGES); /* the last tile's O += P·V */
+        ws_pv<D>(st, pa, sc, kv0 + sl * L::STAGE + L::NA * L::ATOM);
         sf_wgmma_wait<0>();
-        sf_mbar_arrive(&empty[s]); /* this thread's reads of the stage are done */
+        sf_wgmma_fence_regs(st.oacc);
+        sf_mbar_arrive(&empty[sl]);
     }
     am_finish<NT, MASS>(st, t, NG, rowmass, lse, base, Lq, row0, o, ldo);
 }
 
 template <int D>
-static sf_status ws_launch(const sf_cuda_ctx *ctx, int64_t Lq, int64_t Lk, int H, const void *q, int64_t ldq,
+static sf_status ws_launch(const sf_cuda_ctx *ctx, int ovl, int64_t Lq, int64_t Lk, int H, const void *q, int64_t ldq,
                            const void *k, const void *v, int64_t ldk, void *o, int64_t ldo, float sl2, int64_t G,
                            int64_t NG, float *rowmass, float *lse, sf_err *err) {
     sf_status st = SF_OK;
@@ -124,8 +185,10 @@ static sf_status ws_launch(const sf_cuda_ctx *ctx, int64_t Lq, int64_t Lk, int H
     CUtensorMap tq, tk, tv;
     void (*kern)(const CUtensorMap, const CUtensorMap, const CUtensorMap, __nv_bfloat16 *, int64_t, int64_t, int64_t,
                  float, int64_t, int64_t, float *, float *) =
-        NG > 0 ? attn_mass_ws_kernel<D, true> : attn_mass_ws_kernel<D, false>;
-    const char *name = NG > 0 ? "attn_mass_groups_ws" : "attn_plain_ws";
+        ovl ? (NG > 0 ? attn_mass_ws_kernel<D, true, true> : attn_mass_ws_kernel<D, false, true>)
+            : (NG > 0 ? attn_mass_ws_kernel<D, true, false> : attn_mass_ws_kernel<D, false, false>);
+    const char *name = ovl ? (NG > 0 ? "attn_mass_groups_ws2" : "attn_plain_ws2")
+                           : (NG > 0 ? "attn_mass_groups_ws" : "attn_plain_ws");
     SF_CHECK_STATUS(sf_tma_map_bf16(&tq, q, (uint64_t)Lq, cols, (uint64_t)ldq * 2, 64, err));
     SF_CHECK_STATUS(sf_tma_map_bf16(&tk, k, (uint64_t)Lk, cols, (uint64_t)ldk * 2, 64, err));
     SF_CHECK_STATUS(sf_tma_map_bf16(&tv, v, (uint64_t)Lk, cols, (uint64_t)ldk * 2, 64, err));
@@ -139,14 +202,16 @@ fail:
     return st;
 }
 
-/* Called by sf_attn_mass_cuda (attn_mass.cu) when $SF_ATTN_WS asks for it, after its checks:
+/* Called by sf_attn_mass_cuda (attn_mass.cu) when $SF_ATTN_WS asks for it (ovl: $SF_ATTN_WS=2, the
+ * intra-warpgroup overlap), after its checks:
  * SF_E_UNSUPPORTED (nothing enqueued) when this kernel does not apply — head dim, device, a key count
  * or query count past TMA's 32-bit coordinates, or a driver without TMA — so the caller runs another. */
-extern "C" sf_status sf_attn_mass_ws_try(const sf_cuda_ctx *ctx, int64_t Lq, int64_t Lk, int H, int d, const void *q,
-                                         int64_t ldq, const void *k, const void *v, int64_t ldk, void *o, int64_t ldo,
-                                         float sl2, int64_t G, int64_t NG, float *rowmass, float *lse, sf_err *err) {
+extern "C" sf_status sf_attn_mass_ws_try(const sf_cuda_ctx *ctx, int ovl, int64_t Lq, int64_t Lk, int H, int d,
+                                         const void *q, int64_t ldq, const void *k, const void *v, int64_t ldk, void *o,
+                                         int64_t ldo, float sl2, int64_t G, int64_t NG, float *rowmass, float *lse,
+                                         sf_err *err) {
     if ((d != 64 && d != 128) || !sf_wgmma_device_ok(ctx->ordinal) || Lq > INT_MAX / 2 || Lk > INT_MAX / 2)
         return SF_E_UNSUPPORTED;
-    return d == 128 ? ws_launch<128>(ctx, Lq, Lk, H, q, ldq, k, v, ldk, o, ldo, sl2, G, NG, rowmass, lse, err)
-                    : ws_launch<64>(ctx, Lq, Lk, H, q, ldq, k, v, ldk, o, ldo, sl2, G, NG, rowmass, lse, err);
+    return d == 128 ? ws_launch<128>(ctx, ovl, Lq, Lk, H, q, ldq, k, v, ldk, o, ldo, sl2, G, NG, rowmass, lse, err)
+                    : ws_launch<64>(ctx, ovl, Lq, Lk, H, q, ldq, k, v, ldk, o, ldo, sl2, G, NG, rowmass, lse, err);
 }

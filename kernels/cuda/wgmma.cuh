@@ -14,6 +14,42 @@
  * the chunk's position within the row (atoms 1024-byte aligned). */
 __device__ __forceinline__ int sf_swz128(int r, int c) { return c ^ (r & 7); }
 
+/* Register fences for asynchronous wgmma operands (as CUTLASS's warpgroup_fence_operand): after a wait,
+ * every register of x is treated as rewritten here, so the compiler neither reads a copy made while the
+ * tensor cores still owned it nor moves its uses above the wait. */
+#ifdef SF_CUDA_EMU
+static inline void sf_wgmma_fence_reg(float &) {}
+static inline void sf_wgmma_fence_reg(uint32_t &) {}
+template <int N>
+static inline void sf_setmaxnreg_inc(void) {}
+template <int N>
+static inline void sf_setmaxnreg_dec(void) {}
+#else
+__device__ __forceinline__ void sf_wgmma_fence_reg(float &x) { asm volatile("" : "+f"(x)::"memory"); }
+__device__ __forceinline__ void sf_wgmma_fence_reg(uint32_t &x) { asm volatile("" : "+r"(x)::"memory"); }
+/* Warp-specialised kernels hand registers between warpgroups (every thread of the warpgroup executes it). */
+template <int N>
+__device__ __forceinline__ void sf_setmaxnreg_inc(void) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900 && defined(__CUDA_ARCH_FEAT_SM90_ALL)
+    asm volatile("setmaxnreg.inc.sync.aligned.u32 %0;\n" ::"n"(N));
+#endif
+}
+template <int N>
+__device__ __forceinline__ void sf_setmaxnreg_dec(void) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900 && defined(__CUDA_ARCH_FEAT_SM90_ALL)
+    asm volatile("setmaxnreg.dec.sync.aligned.u32 %0;\n" ::"n"(N));
+#endif
+}
+#endif
+template <typename T, size_t N>
+__device__ __forceinline__ void sf_wgmma_fence_reg(T (&a)[N]) {
+    for (size_t i = 0; i < N; i++) sf_wgmma_fence_reg(a[i]);
+}
+template <typename T>
+__device__ __forceinline__ void sf_wgmma_fence_regs(T &a) {
+    sf_wgmma_fence_reg(a);
+}
+
 #ifdef SF_CUDA_EMU
 #define sf_smem_addr(p) sf_emu::smem_offset((p), __FILE__, __LINE__)
 #define sf_wgmma_m64n64k16_ss(d, da, db, sc) sf_emu_wgmma((d), 64, nullptr, (da), (db), false, (sc), __FILE__, __LINE__)

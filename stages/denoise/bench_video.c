@@ -7,7 +7,7 @@
  * SF_BENCH_TAPS=frames|probs[+cross][+seed]: the same video with every layer tapped in that mode,
  * every forward kept (--tap-select all), or with +seed the CLI's default selection (step 0 of each
  * block): the taps' overhead against the plain run (tests/bench/run.sh, tests/gpu/check.sh print the
- * ratio). The line says "[taps: MODE[-explicit|-ws|-wgmma][@seed][ + cross], all N layers]", and the
+ * ratio). The line says "[taps: MODE[-explicit|-ws|-ws2|-wgmma][@seed][ + cross], all N layers]", and the
  * attention path when SF_NO_CUDNN is set. */
 #define _POSIX_C_SOURCE 200809L
 #include "bench.h"
@@ -87,7 +87,7 @@ sf_status sf_denoise_bench_video(const sf_dit_weights *w, int cuda_ordinal, sf_e
         snprintf(tapdesc, sizeof tapdesc, " [taps: %s%s%s%s, all %d layers]", mode,
                  tm != SF_TAP_PROBS                ? ""
                  : getenv("SF_TAP_PROBS_EXPLICIT") ? "-explicit"
-                 : getenv("SF_ATTN_WS")            ? "-ws"
+                 : getenv("SF_ATTN_WS")            ? (atoi(getenv("SF_ATTN_WS")) >= 2 ? "-ws2" : "-ws")
                  : getenv("SF_ATTN_WGMMA")         ? "-wgmma"
                                                    : "",
                  seedsel ? "@seed" : "",
@@ -116,7 +116,8 @@ sf_status sf_denoise_bench_video(const sf_dit_weights *w, int cuda_ordinal, sf_e
         /* the attention path when it is not cuDNN's (SF_NO_CUDNN: sfpipe's fused kernel, or the explicit one) */
         const char *apath = !getenv("SF_NO_CUDNN")       ? ""
                             : getenv("SF_NO_FUSED_ATTN") ? " [attention: explicit cuBLASLt, no cuDNN]"
-                            : getenv("SF_ATTN_WS")       ? " [attention: sfpipe fused ws, no cuDNN]"
+                            : getenv("SF_ATTN_WS")       ? (atoi(getenv("SF_ATTN_WS")) >= 2 ? " [attention: sfpipe fused ws2, no cuDNN]"
+                                                                                               : " [attention: sfpipe fused ws, no cuDNN]")
                             : getenv("SF_ATTN_WGMMA")    ? " [attention: sfpipe fused wgmma, no cuDNN]"
                                                          : " [attention: sfpipe fused, no cuDNN]";
         /* which of sfpipe's kernels the last fused attention launched (a variant that does not apply falls back) */

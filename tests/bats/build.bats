@@ -20,3 +20,22 @@ setup() {
     assert_equal "$stderr" ""
     assert_output ""
 }
+
+# Hopper's asynchronous wgmma only pays when ptxas leaves the products asynchronous: operand registers
+# touched between issue and wait (or P packed between products) make it serialise them or inject
+# fences, said only as "ptxas info" notes (C7514, C7519, C7520). The hand-written kernels must compile
+# without them, and without spills (nvcc where it is installed; the device bundle builds the same).
+@test "the wgmma attention kernels compile for sm_90a with no serialised products, injected fences or spills" {
+    local nvcc
+    nvcc=$(command -v nvcc || echo /usr/local/cuda/bin/nvcc)
+    [ -x "$nvcc" ] || skip "no nvcc here"
+    for f in attn_mass_wg attn_mass_ws; do
+        run "$nvcc" -O2 -std=c++17 -gencode=arch=compute_90a,code=sm_90a -Icommon -Ikernels -I. -Xptxas -v \
+            -c "kernels/cuda/$f.cu" -o "$BATS_TEST_TMPDIR/$f.o"
+        assert_success
+        refute_output --partial "Potential Performance Loss"
+        refute_output --partial "is injected"
+        refute_output --regexp "[1-9][0-9]* bytes spill"
+        assert_output --partial "Compiling entry function"
+    done
+}

@@ -36,6 +36,11 @@ setup() {
     assert_line "| attention alone, 4680 × 32760 keys, sfpipe ws + mass | — / — | — |"
     assert_line "| attention achieved, sfpipe's warp-specialised kernel (SF_NO_CUDNN=1 SF_ATTN_WS=1) | 610 TFLOP/s / ≥ 600  ✓ | — |"
     assert_line "| DiT only, 7 blocks, sfpipe's warp-specialised attention | 1.900 s / ≤ 1.45 s  ✗ | — |"
+    # and with the intra-warpgroup overlap (SF_ATTN_WS=2): distinct rows, never mixed with the above
+    assert_line "| attention alone, 4680 × 32760 keys, sfpipe ws2 | 673 TFLOP/s / ≥ 600  ✓ | — |"
+    assert_line "| attention alone, 4680 × 32760 keys, sfpipe ws2 + mass | — / — | — |"
+    assert_line "| attention achieved, sfpipe's warp-specialised + overlap kernel (SF_NO_CUDNN=1 SF_ATTN_WS=2) | 685 TFLOP/s / ≥ 600  ✓ | — |"
+    assert_line "| DiT only, 7 blocks, sfpipe's warp-specialised + overlap attention | 1.800 s / ≤ 1.45 s  ✗ | — |"
     # 8.52 + 6.70 + 10.76 GiB against 8.64 + 4.38 + 10.86
     assert_line "| GPU memory, three stages together (sum of the benches) | 25.98 GiB / ≤ 40 GB (37.25 GiB)  ✓ | 23.88 GiB (sum of the stages' peaks) |"
     # the pipelines' nvidia-smi peaks: the largest normal run, and the low_memory run on its own
@@ -49,6 +54,7 @@ setup() {
     assert_line "| all-layer probs-mode taps on the explicit attention (A/B): extra time over the plain video | +200.0 % / ≤ 25 %  ✗ | — |"
     assert_line "| all-layer probs-mode taps on the wgmma kernel (SF_ATTN_WGMMA=1): extra time over the plain video | +20.0 % / ≤ 25 %  ✓ | — |"
     assert_line "| all-layer probs-mode taps on the warp-specialised kernel (SF_ATTN_WS=1): extra time over the plain video | +10.0 % / ≤ 25 %  ✓ | — |"
+    assert_line "| all-layer probs-mode taps on the overlapped warp-specialised kernel (SF_ATTN_WS=2): extra time over the plain video | +5.0 % / ≤ 25 %  ✓ | — |"
     # the CLI's default selection (step 0 of each block: 2.002 / 1.982, 2.180 / 1.982)
     assert_line "| all-layer frames-mode taps, default selection (step 0 of each block): extra time over the plain video | +1.0 % / ≤ 10 %  ✓ | — |"
     assert_line "| all-layer probs-mode taps, default selection (step 0 of each block): extra time over the plain video | +10.0 % / ≤ 25 %  ✓ | — |"

@@ -26,7 +26,8 @@
 #   5b. taps overhead             (part "taps") the 1.3b video with all 30 layers tapped, every forward
 #                                 kept: frames, probs (fused attn_mass.cu), probs on the explicit path
 #                                 (SF_TAP_PROBS_EXPLICIT=1), on wgmma (SF_ATTN_WGMMA=1) and on the
-#                                 warp-specialised TMA kernel (SF_ATTN_WS=1); then frames and probs with the default
+#                                 warp-specialised TMA kernel (SF_ATTN_WS=1, =2 with the intra-warpgroup
+#                                 overlap); then frames and probs with the default
 #                                 selection (step 0 of each block); against the plain run (issue 14's
 #                                 ≤ 10 % / ≤ 25 %)
 #   6. the reference PyTorch bench (../shared/refbench/ref_bench.py, copied into .ref) in the same call
@@ -99,7 +100,8 @@ if [ -n "$cs" ]; then
         "racecheck test_t5_glue_gpu" "memcheck test_vae_cuda vae_cuda_golden" \
         "racecheck test_tap_mass_gpu attn_mass_frames" "memcheck test_tap_mass_gpu attn_mass_small_groups" \
         "memcheck test_tap_mass_gpu attn_mass_wgmma" "memcheck test_tap_mass_gpu attn_mass_ws" \
-        "racecheck test_tap_mass_gpu attn_mass_ws" "synccheck test_tap_mass_gpu attn_mass_ws"; do
+        "racecheck test_tap_mass_gpu attn_mass_ws" "synccheck test_tap_mass_gpu attn_mass_ws" \
+        "memcheck test_tap_mass_gpu attn_mass_ws2" "racecheck test_tap_mass_gpu attn_mass_ws2"; do
         set -- $spec
         timeout 120 "$cs" --tool "$1" --error-exitcode 99 "$G/tests/$2" ${3:-} >/tmp/sf-san-$1.log 2>&1
         rc=$?
@@ -194,15 +196,18 @@ SF_NO_CUDNN=1 SF_CUDA_PROFILE=1 timeout 200 sf-denoise --bench 1.3b --device cud
     grep -E 'gpu video:|gpu profile'
 SF_ATTN_WGMMA=1 SF_NO_CUDNN=1 SF_CUDA_PROFILE=1 timeout 200 sf-denoise --bench 1.3b --device cuda:0 --progress none 2>&1 |
     tee -a "$OUT/bench.txt" | grep -E 'gpu video:|gpu profile'
-SF_ATTN_WS=1 SF_NO_CUDNN=1 SF_CUDA_PROFILE=1 timeout 200 sf-denoise --bench 1.3b --device cuda:0 --progress none 2>&1 |
-    tee -a "$OUT/bench.txt" | grep -E 'gpu video:|gpu profile'
+for ws in 1 2; do
+    SF_ATTN_WS=$ws SF_NO_CUDNN=1 SF_CUDA_PROFILE=1 timeout 200 sf-denoise --bench 1.3b --device cuda:0 --progress none 2>&1 |
+        tee -a "$OUT/bench.txt" | grep -E 'gpu video:|gpu profile'
+done
 # probs: the attention fused with the masses (attn_mass.cu), then the explicit path it replaced (A/B);
 # every forward kept (the worst case), then the CLI's default selection (+seed: step 0 of each block)
-for m in frames probs probs-explicit probs-wgmma probs-ws frames+seed probs+seed; do
+for m in frames probs probs-explicit probs-wgmma probs-ws probs-ws2 frames+seed probs+seed; do
     case $m in
     probs-explicit) t=$(SF_TAP_PROBS_EXPLICIT=1 tv probs) ;;
     probs-wgmma) t=$(SF_ATTN_WGMMA=1 tv probs) ;;
     probs-ws) t=$(SF_ATTN_WS=1 tv probs) ;;
+    probs-ws2) t=$(SF_ATTN_WS=2 tv probs) ;;
     *) t=$(tv $m) ;;
     esac
     row "taps $m overhead" "$(awk -v a="$t0" -v b="$t" 'BEGIN { if (a > 0 && b > 0) printf "%.3f s vs %.3f s: +%.1f%%", b, a, 100 * (b / a - 1); else print "failed" }')"

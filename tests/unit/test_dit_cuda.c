@@ -554,6 +554,18 @@ static void test_attention_paths(void) {
                  sf_emu_kernel_launches("attn_plain_ws") - s0);
 #endif
     sf_test_rel_close("sfpipe's warp-specialised vs explicit attention output", ows, oe, N, SF_TOL_BF16_FWD);
+    /* and with the intra-warpgroup overlap (SF_ATTN_WS=2) */
+#ifdef SF_TEST_EMU
+    const unsigned long long s2 = sf_emu_kernel_launches("attn_plain_ws2");
+#endif
+    setenv("SF_ATTN_WS", "2", 1);
+    run_attn_path(dev, "1", NULL, ows);
+    unsetenv("SF_ATTN_WS");
+#ifdef SF_TEST_EMU
+    SF_CHECK_MSG(sf_emu_kernel_launches("attn_plain_ws2") - s2 == 84, "%llu overlapped attention launches (want 84)",
+                 sf_emu_kernel_launches("attn_plain_ws2") - s2);
+#endif
+    sf_test_rel_close("sfpipe's overlapped warp-specialised vs explicit attention output", ows, oe, N, SF_TOL_BF16_FWD);
 #ifdef SF_TEST_EMU
     /* a fused kernel that does nothing on this "GPU" (the emulation's fault injection): the state's
        self-check catches it and the run takes the explicit path — the explicit run's bits */

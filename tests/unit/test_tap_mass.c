@@ -305,11 +305,11 @@ static void test_attn_plain(void) {
 /* A kernel variant asked for by env=1 on three cases — groups of 80 at d = 128, small groups at d2, the
  * plain attention — and, on the emulation, proof that the variant's kernels (launched under the names
  * groups and plain) are the ones that ran. */
-static void variant_cases(const char *env, const char *groups, const char *plain, int d2) {
+static void variant_cases_v(const char *env, const char *val, const char *groups, const char *plain, int d2) {
 #ifndef SF_TEST_GPU
     const unsigned long long g0 = sf_emu_kernel_launches(groups), p0 = sf_emu_kernel_launches(plain);
 #endif
-    setenv(env, "1", 1);
+    setenv(env, val, 1);
     attn_mass_case(2, 128, 240, 400, 80, 5, 80, 1.0f);
     attn_mass_case(d2 == 64 ? 1 : 3, d2, d2 == 64 ? 100 : 20, 130, 5, d2 == 64 ? 26 : 25, 10, 4.0f);
     attn_mass_case(2, 128, 100, 200, 1, 0, 100, 1.0f);
@@ -320,6 +320,9 @@ static void variant_cases(const char *env, const char *groups, const char *plain
 #else
     (void)groups, (void)plain;
 #endif
+}
+static void variant_cases(const char *env, const char *groups, const char *plain, int d2) {
+    variant_cases_v(env, "1", groups, plain, d2);
 }
 /* On Hopper's wgmma (attn_mass_wg.cu; the emulation reports an sm_90 device and emulates wgmma from the
  * PTX layouts; on a GPU this runs on the H200's tensor cores): d = 128 and 64. */
@@ -339,6 +342,15 @@ static void test_attn_mass_ws(void) {
     variant_cases("SF_ATTN_WS", "attn_mass_groups_ws", "attn_plain_ws", 64);
     setenv("SF_ATTN_WS", "1", 1);
     attn_mass_case(1, 128, 300, 1100, 100, 11, 100, 2.0f);
+    unsetenv("SF_ATTN_WS");
+}
+/* The same with FA3's intra-warpgroup overlap (SF_ATTN_WS=2: tile j's S = Q·Kᵀ and tile j − 1's O += P·V in
+ * flight while tile j's softmax runs, O rescaled after; one key tile — no overlap at all — included). */
+static void test_attn_mass_ws2(void) {
+    variant_cases_v("SF_ATTN_WS", "2", "attn_mass_groups_ws2", "attn_plain_ws2", 64);
+    setenv("SF_ATTN_WS", "2", 1);
+    attn_mass_case(1, 128, 300, 1100, 100, 11, 100, 2.0f);
+    attn_mass_case(2, 64, 70, 50, 10, 5, 10, 3.0f);
     unsetenv("SF_ATTN_WS");
 }
 
@@ -377,6 +389,7 @@ static const sf_test tests[] = {
     {"attn_mass_bm128", test_attn_mass_bm128},
     {"attn_mass_wgmma_bm128", test_attn_mass_wgmma_bm128},
     {"attn_mass_ws", test_attn_mass_ws},
+    {"attn_mass_ws2", test_attn_mass_ws2},
     {"attn_mass_refusals", test_attn_mass_refusals},
 };
 SF_TEST_MAIN(tests)
