@@ -7,6 +7,9 @@
 #   device run: bash tests/gpu/check.sh              carry [".gpu", ".ref"]
 #
 # Steps (each under its own timeout; the summary table is printed last):
+#   0. attention (part "attn", also in "tests"): test_tap_mass_gpu (every fused-attention variant vs the
+#      CPU), test_dit_cuda attention_paths / taps_probs_cross, compute-sanitizer on the variants
+#      (memcheck, racecheck, synccheck), sf-denoise --bench attn (every path beside cuDNN)
 #   1. test_cuda_kernels          every CUDA kernel against its CPU reference
 #      test_cuda_glue             test_cuda_emu.c's kernel cases on the real GPU
 #   2. test_sdpa_plans            cuDNN fused attention: plans + forward vs the CPU attention
@@ -76,8 +79,46 @@ step() {
     fi
 }
 
-# SF_CHECK_ONLY=LIST (comma list of tests,bench,taps,e2e,ref) runs only those parts; default all.
+# sanitize "TOOL TEST [CASE]"... : compute-sanitizer on each, its summary in the report and the table.
+cs=$(command -v compute-sanitizer || ls /usr/local/cuda*/bin/compute-sanitizer 2>/dev/null | head -n1)
+sanitize() {
+    local spec rc sum
+    for spec in "$@"; do
+        set -- $spec
+        timeout 120 "$cs" --tool "$1" --error-exitcode 99 "$G/tests/$2" ${3:-} >/tmp/sf-san-$1.log 2>&1
+        rc=$?
+        sum=$(grep -m1 -oE '(ERROR|RACECHECK) SUMMARY: [0-9]+ [a-z]+' /tmp/sf-san-$1.log)
+        echo "== sanitizer $1 on $2 ${3:-}: exit $rc, $sum"
+        grep -m8 -E '^=+ +(Invalid|Race|Error|.*hazard|Uninitialized)|^=+ +at ' /tmp/sf-san-$1.log
+        tail -n 3 /tmp/sf-san-$1.log
+        row "sanitizer $1" "exit $rc; ${sum:-no summary} ($2 ${3:-})"
+        [ "$rc" -eq 0 ] || fail=1
+    done
+}
+
+# SF_CHECK_ONLY=LIST (comma list of attn,tests,bench,taps,e2e,ref) runs only those parts; default all.
 want() { [ -z "${SF_CHECK_ONLY:-}" ] || [[ ",$SF_CHECK_ONLY," == *",$1,"* ]]; }
+
+# sfpipe's own attention kernels first (part "attn", also run by "tests"; a minute or two): correct on
+# this GPU (each variant against the CPU, alone and inside the DiT), clean under the sanitizers (the
+# warp-specialised kernel's mbarriers and TMA: synccheck), then their speed beside cuDNN's on the same
+# inputs — the numbers that decide which kernel the DiT and the probs taps use.
+if want attn || want tests; then
+step tap_mass 90 "$G/tests/test_tap_mass_gpu" # the probability taps' kernels vs kernels/tap_mass.h
+step attn_dit 180 "$G/tests/test_dit_cuda" attention_paths taps_probs_cross
+if [ -n "$cs" ]; then
+    sanitize "racecheck test_tap_mass_gpu attn_mass_frames" "memcheck test_tap_mass_gpu attn_mass_small_groups" \
+        "memcheck test_tap_mass_gpu attn_mass_wgmma" "memcheck test_tap_mass_gpu attn_mass_ws" \
+        "racecheck test_tap_mass_gpu attn_mass_ws" "synccheck test_tap_mass_gpu attn_mass_ws" \
+        "memcheck test_tap_mass_gpu attn_mass_ws2" "racecheck test_tap_mass_gpu attn_mass_ws2"
+fi
+echo "== the attention paths alone at full size (sf-denoise --bench attn)"
+timeout 150 sf-denoise --bench attn --device cuda:0 2>&1 | tee -a "$OUT/bench.txt"
+rc=${PIPESTATUS[0]}
+row "bench attn" "exit $rc; $(grep -c '^attention gpu .* ms, ' "$OUT/bench.txt") paths timed, $(grep -c '^attention gpu .*not run' "$OUT/bench.txt") not run, $(grep -c '^attention gpu .*FAILED' "$OUT/bench.txt") failed"
+[ "$rc" -eq 0 ] || fail=1
+fi # attn
+
 if want tests; then
 step kernels 60 "$G/tests/test_cuda_kernels"
 step glue 60 "$G/tests/test_cuda_glue" $(for t in rmsnorm_strided rmsnorm_odd_inplace rmsnorm_wide_odd \
@@ -92,26 +133,10 @@ step t5_cuda 120 "$G/tests/test_t5_cuda"
 step vae_glue 60 "$G/tests/test_vae_glue" # the VAE's own kernels vs kernels/vae_ops.h
 step conv 120 env SF_CUDNN_DEBUG=1 "$G/tests/test_conv_plans" forward_gpu # the VAE's cuDNN conv3d vs sf_conv3d_cpu
 step vae_cuda 180 env SF_TEST_VERBOSE=1 "$G/tests/test_vae_cuda" # GPU VAE decoder vs the vae golden, streamed = one-shot
-step tap_mass 60 "$G/tests/test_tap_mass_gpu" # the probability taps' kernels vs kernels/tap_mass.h
 
-cs=$(command -v compute-sanitizer || ls /usr/local/cuda*/bin/compute-sanitizer 2>/dev/null | head -n1)
 if [ -n "$cs" ]; then
-    for spec in "memcheck test_dit_cuda forward" "racecheck test_cuda_kernels" "memcheck test_t5_cuda all_prompts" \
-        "racecheck test_t5_glue_gpu" "memcheck test_vae_cuda vae_cuda_golden" \
-        "racecheck test_tap_mass_gpu attn_mass_frames" "memcheck test_tap_mass_gpu attn_mass_small_groups" \
-        "memcheck test_tap_mass_gpu attn_mass_wgmma" "memcheck test_tap_mass_gpu attn_mass_ws" \
-        "racecheck test_tap_mass_gpu attn_mass_ws" "synccheck test_tap_mass_gpu attn_mass_ws" \
-        "memcheck test_tap_mass_gpu attn_mass_ws2" "racecheck test_tap_mass_gpu attn_mass_ws2"; do
-        set -- $spec
-        timeout 120 "$cs" --tool "$1" --error-exitcode 99 "$G/tests/$2" ${3:-} >/tmp/sf-san-$1.log 2>&1
-        rc=$?
-        sum=$(grep -m1 -oE '(ERROR|RACECHECK) SUMMARY: [0-9]+ [a-z]+' /tmp/sf-san-$1.log)
-        echo "== sanitizer $1 on $2 ${3:-}: exit $rc, $sum"
-        grep -m8 -E '^=+ +(Invalid|Race|Error|.*hazard|Uninitialized)|^=+ +at ' /tmp/sf-san-$1.log
-        tail -n 3 /tmp/sf-san-$1.log
-        row "sanitizer $1" "exit $rc; ${sum:-no summary} ($2 ${3:-})"
-        [ "$rc" -eq 0 ] || fail=1
-    done
+    sanitize "memcheck test_dit_cuda forward" "racecheck test_cuda_kernels" "memcheck test_t5_cuda all_prompts" \
+        "racecheck test_t5_glue_gpu" "memcheck test_vae_cuda vae_cuda_golden"
 else
     row compute-sanitizer "not found"
 fi
@@ -153,7 +178,7 @@ fi # tests
 
 if want bench; then
 echo "== bench: sf-denoise --bench 1.3b --device cuda (random weights, 832x480, 21 latent frames)"
-timeout 150 sf-denoise --bench 1.3b --device cuda:0 --progress none 2>&1 | tee "$OUT/bench.txt"
+timeout 150 sf-denoise --bench 1.3b --device cuda:0 --progress none 2>&1 | tee -a "$OUT/bench.txt"
 rc=${PIPESTATUS[0]}
 row "bench sfpipe" "exit $rc; $(grep -m1 'gpu video:' "$OUT/bench.txt" | sed 's/^denoise 1.3b gpu video: //')"
 [ "$rc" -eq 0 ] || fail=1
@@ -189,8 +214,6 @@ t0=$(grep -m1 'gpu video:' "$OUT/bench.txt" 2>/dev/null | awk '{print $5}')
 [ -n "$t0" ] || t0=$(tv "")
 # sfpipe's own fused attention in cuDNN's place (the kernel probs mode runs, without the masses): its
 # TFLOP/s against cuDNN's decides whether a wgmma version is the next step
-echo "== the attention paths alone at full size (sf-denoise --bench attn)"
-timeout 120 sf-denoise --bench attn --device cuda:0 2>&1 | tee -a "$OUT/bench.txt"
 echo "== sfpipe's fused attention instead of cuDNN (SF_NO_CUDNN=1, profiled): mma.sync, wgmma, warp-specialised"
 SF_NO_CUDNN=1 SF_CUDA_PROFILE=1 timeout 200 sf-denoise --bench 1.3b --device cuda:0 --progress none 2>&1 | tee -a "$OUT/bench.txt" |
     grep -E 'gpu video:|gpu profile'
@@ -235,7 +258,7 @@ else
     row "bench reference" "skipped (.ref missing or SF_SKIP_REF=1)"
 fi
 # issue 13's table: every figure measured / target, the reference's beside it (tests/gpu/table.py)
-if want bench || want e2e; then
+if want bench || want e2e || want attn || want taps; then
     echo "== the real-time table (tests/gpu/table.py)"
     python3 tests/gpu/table.py "$OUT/bench.txt" /tmp/sf-e2e/summary.txt "$OUT/ref_bench.json" | tee "$OUT/table.md"
 fi
