@@ -57,14 +57,25 @@ __device__ __forceinline__ void sf_mbar_arrive_expect_tx(uint64_t *bar, unsigned
                  : "memory");
 #endif
 }
+/* A wait still not done after ~3 s of the GPU's clock is a hang (a phase nobody completes): it traps, so
+ * the launch fails ("illegal instruction", after those seconds) instead of the process hanging until a
+ * timeout kills it. No printf to say where: a call in the kernel makes ptxas serialise every wgmma
+ * (C7510); the emulation names the line of a wait nothing can end. One register: the low 32 bits of
+ * the global nanosecond timer at the first failed poll (differences modulo 2^32 are exact below 4.29 s). */
 __device__ __forceinline__ void sf_mbar_wait(uint64_t *bar, unsigned parity) {
 #ifdef SF_HAVE_TMA
-    uint32_t done = 0;
-    while (!done)
+    uint32_t done = 0, t0 = 0;
+    for (;;) {
         asm volatile("{\n.reg .pred p;\nmbarrier.try_wait.parity.shared::cta.b64 p, [%1], %2;\nselp.u32 %0, 1, 0, p;\n}\n"
                      : "=r"(done)
                      : "r"(sf_smem_addr(bar)), "r"(parity)
                      : "memory");
+        if (done) break;
+        uint32_t now;
+        asm volatile("mov.u32 %0, %%globaltimer_lo;" : "=r"(now));
+        if (!t0) t0 = now | 1u;
+        else if (now - t0 > 3000000000u) __trap();
+    }
 #endif
 }
 /* The box of map at column c0, row c1 (elements) → dst (1024-byte aligned for the 128-byte swizzle);
