@@ -9,14 +9,17 @@
  *     64-key tile j waits until stage j % STAGES is free (its `empty` barrier), announces the tile's
  *     bytes on the stage's `full` barrier and issues the K and V boxes (d/64 of 64 rows × 64 columns
  *     each, 128-byte swizzled — the layout wgmma's descriptors read; rows past Lk zero-filled);
- *   consumers (warpgroups 1, 2; 64 query rows each): wait for the tile's `full` phase, S = Q·Kᵀ and
- *     O += P·V on wgmma exactly as attn_mass_wg.cu, the shared per-tile softmax / mass code
+ *   consumers (warpgroups 1, 2; 64 query rows each; 240 registers each by setmaxnreg, the producer
+ *     keeps 24): Q once into registers (ldmatrix from the swizzled atoms: the wgmma A fragments), then
+ *     per tile wait for its `full` phase, S = Q·Kᵀ on wgmma with A from registers (only K is read from
+ *     shared memory: at 64 keys per tile, Q read from shared memory by every product would take most of
+ *     its bandwidth), O += P·V as attn_mass_wg.cu, the shared per-tile softmax / mass code
  *     (attn_mass_common.cuh), then every consumer thread arrives on the stage's `empty` barrier (its
  *     warpgroup's reads are complete: wgmma.wait_group 0).
  * Loads never wait for compute unless all stages are full, and consumer registers hold no addresses
  * for loads. $SF_ATTN_WS=2 adds FA3's intra-warpgroup overlap (tile j's S = Q·Kᵀ and tile j − 1's
  * O += P·V in flight on the tensor cores while the warpgroup runs tile j's softmax; O rescaled once
- * its product is done) with setmaxnreg giving the consumers 240 registers and the producer 24. Not
+ * its product is done). Not
  * done: ping-pong scheduling of the two consumers (named barriers). ptxas must keep the products
  * asynchronous: tests/bats/build.bats fails the build on its serialisation notes or spills.
  * Tested like the other two (test_tap_mass attn_mass_ws, attn_mass_ws2; test_dit_emu
@@ -43,15 +46,13 @@ struct ws_layout { /* byte offsets in the 1024-aligned shared window */
  * packed before the first product, so ptxas need not serialise the products (its C7514 / C7519 / C7520
  * notes, checked in the build: see RESULTS.md). */
 template <int D>
-static __device__ __forceinline__ void ws_qk(float (*sc)[4], uint32_t qa, uint32_t ka) {
+static __device__ __forceinline__ void ws_qk(float (*sc)[4], const uint32_t (*qf)[4], uint32_t ka) {
     using L = ws_layout<D>;
     sf_wgmma_fence_regs(*reinterpret_cast<float(*)[8][4]>(sc));
     sf_wgmma_fence();
-    for (int kk = 0; kk < D / 16; kk++) {
-        const uint32_t in_atom = (uint32_t)(kk % 4) * 32;
-        sf_wgmma_m64n64k16_ss(&sc[0][0], sf_wgmma_desc(qa + (uint32_t)(kk / 4) * L::QATOM + in_atom, 16, 1024),
-                              sf_wgmma_desc(ka + (uint32_t)(kk / 4) * L::ATOM + in_atom, 16, 1024), kk > 0);
-    }
+    for (int kk = 0; kk < D / 16; kk++) /* Q from registers (RS): only K is read from shared memory */
+        sf_wgmma_m64n64k16_rs(&sc[0][0], qf[kk], sf_wgmma_desc(ka + (uint32_t)(kk / 4) * L::ATOM + (uint32_t)(kk % 4) * 32, 16, 1024),
+                              kk > 0);
     sf_wgmma_commit();
     sf_wgmma_fence_regs(*reinterpret_cast<float(*)[8][4]>(sc));
 }
@@ -75,9 +76,10 @@ static __device__ __forceinline__ void ws_pv(am_state<D / 8> &st, uint32_t (*pa)
 }
 
 /* OVL: FA3's intra-warpgroup pipelining — tile j's S = Q·Kᵀ and tile j−1's O += P·V are in flight on the
- * tensor cores while the warpgroup turns tile j's S into P (O's rescale waits for the product writing it);
- * registers rebalanced by setmaxnreg (producer 24, consumers 240). Without OVL each tile's products are
- * waited for before its softmax. */
+ * tensor cores while the warpgroup turns tile j's S into P (O's rescale waits for the product writing it).
+ * Without OVL each tile's products are waited for before its softmax. Registers rebalanced by setmaxnreg
+ * either way (producer 24, consumers 240: ptxas allocates the consumer code within 240 though it
+ * reports the launch's 168). */
 template <int D, bool MASS, bool OVL>
 static __global__ void __launch_bounds__(WS_THREADS, 1)
     attn_mass_ws_kernel(const __grid_constant__ CUtensorMap tq, const __grid_constant__ CUtensorMap tk,
@@ -100,7 +102,7 @@ static __global__ void __launch_bounds__(WS_THREADS, 1)
     __syncthreads();
 
     if (threadIdx.x < 128) { /* the producer warpgroup: one thread issues every copy */
-        if constexpr (OVL) sf_setmaxnreg_dec<24>();
+        sf_setmaxnreg_dec<24>();
         if (threadIdx.x == 0) {
             sf_mbar_arrive_expect_tx(qbar, L::NA * L::QATOM);
             for (uint32_t a = 0; a < L::NA; a++)
@@ -122,22 +124,32 @@ static __global__ void __launch_bounds__(WS_THREADS, 1)
     }
 
     /* consumers: warp 0..7 over the block's 128 rows, warpgroup wg = warp / 4 */
-    if constexpr (OVL) sf_setmaxnreg_inc<240>();
+    sf_setmaxnreg_inc<240>();
     const int ct = (int)threadIdx.x - 128, warp = ct >> 5, lane = ct & 31, t = lane & 3;
     const int64_t row0 = q0 + warp * 16 + (lane >> 2), base = (int64_t)h * Lq;
-    const uint32_t qa = sf_smem_addr(sm + L::Q) + (uint32_t)(warp / 4) * 64 * 128, kv0 = sf_smem_addr(sm + L::KV);
+    const uint32_t kv0 = sf_smem_addr(sm + L::KV);
     o += hc;
     am_state<NT> st;
     am_state_init(st);
     float sc[8][4];
     uint32_t pa[AM_BN / 16][4];
     sf_mbar_wait(qbar, 0);
+    /* the warp's 16 query rows as wgmma A fragments (the mma.sync A layout), all of d, by ldmatrix from the
+       swizzled Q atoms: matrix i of step kk = rows +8·(i & 1), 16-byte chunk 2·kk + (i >> 1) */
+    uint32_t qf[D / 16][4];
+    {
+        const int qrow = (warp / 4) * 64 + (warp % 4) * 16 + (lane & 7) + ((lane >> 3) & 1) * 8;
+        for (int kk = 0; kk < D / 16; kk++) {
+            const int c = 2 * kk + (lane >> 4); /* the chunk of d, 8 per 128-byte atom row */
+            sf_ldsm_x4(qf[kk], sm + L::Q + (c / 8) * L::QATOM + qrow * 128 + sf_swz128(qrow, c % 8) * 16);
+        }
+    }
     if constexpr (!OVL) {
         for (int64_t j = 0; j < ntiles; j++) {
             const int s = (int)(j % WS_STAGES);
             const uint32_t ka = kv0 + s * L::STAGE;
             sf_mbar_wait(&full[s], (unsigned)((j / WS_STAGES) & 1));
-            ws_qk<D>(sc, qa, ka);
+            ws_qk<D>(sc, qf, ka);
             sf_wgmma_wait<0>();
             am_tile_softmax<NT, MASS>(sc, st, j * AM_BN, Lk, sl2, t, G, NG, rowmass, base, Lq, row0);
             ws_pv<D>(st, pa, sc, ka + L::NA * L::ATOM);
@@ -147,13 +159,13 @@ static __global__ void __launch_bounds__(WS_THREADS, 1)
     } else {
         float sn[8][4], alpha[2];
         sf_mbar_wait(&full[0], 0);
-        ws_qk<D>(sc, qa, kv0);
+        ws_qk<D>(sc, qf, kv0);
         sf_wgmma_wait<0>();
         am_tile_softmax<NT, MASS>(sc, st, 0, Lk, sl2, t, G, NG, rowmass, base, Lq, row0);
         for (int64_t j = 1; j < ntiles; j++) { /* sc: tile j − 1's P; its O += P·V goes out with tile j's S */
             const int sp = (int)((j - 1) % WS_STAGES), s = (int)(j % WS_STAGES);
             sf_mbar_wait(&full[s], (unsigned)((j / WS_STAGES) & 1));
-            ws_qk<D>(sn, qa, kv0 + s * L::STAGE);
+            ws_qk<D>(sn, qf, kv0 + s * L::STAGE);
             ws_pv<D>(st, pa, sc, kv0 + sp * L::STAGE + L::NA * L::ATOM);
             sf_wgmma_wait<1>(); /* tile j's S (the older group) */
             sf_wgmma_fence_regs(sn);

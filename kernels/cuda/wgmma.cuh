@@ -55,6 +55,7 @@ __device__ __forceinline__ void sf_wgmma_fence_regs(T &a) {
 #define sf_wgmma_m64n64k16_ss(d, da, db, sc) sf_emu_wgmma((d), 64, nullptr, (da), (db), false, (sc), __FILE__, __LINE__)
 #define sf_wgmma_m64n128k16_rs_tb(d, a, db, sc) sf_emu_wgmma((d), 128, (a), 0, (db), true, (sc), __FILE__, __LINE__)
 #define sf_wgmma_m64n64k16_rs_tb(d, a, db, sc) sf_emu_wgmma((d), 64, (a), 0, (db), true, (sc), __FILE__, __LINE__)
+#define sf_wgmma_m64n64k16_rs(d, a, db, sc) sf_emu_wgmma((d), 64, (a), 0, (db), false, (sc), __FILE__, __LINE__)
 static inline void sf_wgmma_fence(void) {}
 static inline void sf_wgmma_commit(void) {}
 template <int N>
@@ -106,7 +107,15 @@ __device__ __forceinline__ void sf_wgmma_m64n64k16_rs_tb(float *d, const uint32_
                  : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]), "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15]), "+f"(d[16]), "+f"(d[17]), "+f"(d[18]), "+f"(d[19]), "+f"(d[20]), "+f"(d[21]), "+f"(d[22]), "+f"(d[23]), "+f"(d[24]), "+f"(d[25]), "+f"(d[26]), "+f"(d[27]), "+f"(d[28]), "+f"(d[29]), "+f"(d[30]), "+f"(d[31])
                  : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(db), "r"(scale_d));
 }
+/* A in registers, B K-major (not transposed) in shared memory: S = Q·Kᵀ with Q held in registers. */
+__device__ __forceinline__ void sf_wgmma_m64n64k16_rs(float *d, const uint32_t *a, uint64_t db, int scale_d) {
+    asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %37, 0;\n"
+                 "wgmma.mma_async.sync.aligned.m64n64k16.f32.bf16.bf16 {%0,%1,%2,%3,%4,%5,%6,%7,%8,%9,%10,%11,%12,%13,%14,%15,%16,%17,%18,%19,%20,%21,%22,%23,%24,%25,%26,%27,%28,%29,%30,%31}, {%32,%33,%34,%35}, %36, p, 1, 1, 0;\n}\n"
+                 : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]), "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15]), "+f"(d[16]), "+f"(d[17]), "+f"(d[18]), "+f"(d[19]), "+f"(d[20]), "+f"(d[21]), "+f"(d[22]), "+f"(d[23]), "+f"(d[24]), "+f"(d[25]), "+f"(d[26]), "+f"(d[27]), "+f"(d[28]), "+f"(d[29]), "+f"(d[30]), "+f"(d[31])
+                 : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(db), "r"(scale_d));
+}
 #else
+__device__ __forceinline__ void sf_wgmma_m64n64k16_rs(float *, const uint32_t *, uint64_t, int) {}
 __device__ __forceinline__ void sf_wgmma_m64n64k16_ss(float *, uint64_t, uint64_t, int) {}
 __device__ __forceinline__ void sf_wgmma_m64n128k16_rs_tb(float *, const uint32_t *, uint64_t, int) {}
 __device__ __forceinline__ void sf_wgmma_m64n64k16_rs_tb(float *, const uint32_t *, uint64_t, int) {}
