@@ -54,7 +54,7 @@ static __global__ void __launch_bounds__(WGS * 128)
     wg_load_tile<D, 64, T>(Ks, k, ldk, 0, Lk);
     wg_load_tile<D, 64, T>(Vs, v, ldk, 0, Lk);
     sf_cp_async_commit();
-    const uint32_t qa = sf_smem_addr(Qs) + (uint32_t)(warp / 4) * 64 * 128; /* this warpgroup's 64 rows */
+    uint32_t qf[D / 16][4]; /* this warp's 16 query rows (of its warpgroup's 64) as wgmma A fragments */
 
     am_state<NT> st;
     am_state_init(st);
@@ -72,13 +72,13 @@ static __global__ void __launch_bounds__(WGS * 128)
         __syncthreads();
         const uint32_t ka = sf_smem_addr(Ks + buf * TILE), va = sf_smem_addr(Vs + buf * TILE);
 
+        if (j == 0) /* Q into registers once (wgmma A fragments): S = Q·Kᵀ then reads only K from shared memory */
+            sf_wgmma_load_a<D / 16>(qf, reinterpret_cast<const unsigned char *>(Qs), QATOM, warp * 16);
         float s[8][4];
         sf_wgmma_fence();
-        for (int kk = 0; kk < D / 16; kk++) { /* S = Q·Kᵀ: 16 of d per step, 4 steps per 64-wide atom */
-            const uint32_t in_atom = (uint32_t)(kk % 4) * 32;
-            sf_wgmma_m64n64k16_ss(&s[0][0], sf_wgmma_desc(qa + (uint32_t)(kk / 4) * QATOM + in_atom, 16, 1024),
-                                  sf_wgmma_desc(ka + (uint32_t)(kk / 4) * ATOM + in_atom, 16, 1024), kk > 0);
-        }
+        for (int kk = 0; kk < D / 16; kk++) /* S = Q·Kᵀ: 16 of d per step, 4 steps per 64-wide atom of K */
+            sf_wgmma_m64n64k16_rs(&s[0][0], qf[kk], sf_wgmma_desc(ka + (uint32_t)(kk / 4) * ATOM + (uint32_t)(kk % 4) * 32, 16, 1024),
+                                  kk > 0);
         sf_wgmma_commit();
         sf_wgmma_wait<0>();
         am_tile_softmax<NT, MASS>(s, st, j * AM_BN, Lk, sl2, t, G, NG, rowmass, base, Lq, row0);

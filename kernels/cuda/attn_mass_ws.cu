@@ -134,16 +134,9 @@ static __global__ void __launch_bounds__(WS_THREADS, 1)
     float sc[8][4];
     uint32_t pa[AM_BN / 16][4];
     sf_mbar_wait(qbar, 0);
-    /* the warp's 16 query rows as wgmma A fragments (the mma.sync A layout), all of d, by ldmatrix from the
-       swizzled Q atoms: matrix i of step kk = rows +8·(i & 1), 16-byte chunk 2·kk + (i >> 1) */
+    /* the warp's 16 query rows as wgmma A fragments, all of d (rows 64·wg + 16·(warp % 4) = 16·warp) */
     uint32_t qf[D / 16][4];
-    {
-        const int qrow = (warp / 4) * 64 + (warp % 4) * 16 + (lane & 7) + ((lane >> 3) & 1) * 8;
-        for (int kk = 0; kk < D / 16; kk++) {
-            const int c = 2 * kk + (lane >> 4); /* the chunk of d, 8 per 128-byte atom row */
-            sf_ldsm_x4(qf[kk], sm + L::Q + (c / 8) * L::QATOM + qrow * 128 + sf_swz128(qrow, c % 8) * 16);
-        }
-    }
+    sf_wgmma_load_a<D / 16>(qf, sm + L::Q, L::QATOM, warp * 16);
     if constexpr (!OVL) {
         for (int64_t j = 0; j < ntiles; j++) {
             const int s = (int)(j % WS_STAGES);

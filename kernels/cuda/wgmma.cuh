@@ -122,6 +122,20 @@ __device__ __forceinline__ void sf_wgmma_m64n64k16_rs_tb(float *, const uint32_t
 #endif
 #endif
 
+/* The wgmma A fragments (the mma.sync m16n8k16 A layout) of a warp's 16 rows, KS steps of 16 columns, from
+ * a bf16 matrix in 128-byte-swizzled atoms (64 columns each, atom_bytes apart, rows 128 bytes apart,
+ * 1024-byte aligned): row0 = the warp's first row in the atoms. ldmatrix x4, matrix i of step kk = rows
+ * + 8·(i & 1), 16-byte chunk 2·kk + (i >> 1). */
+template <int KS>
+__device__ __forceinline__ void sf_wgmma_load_a(uint32_t (*frag)[4], const unsigned char *atoms, uint32_t atom_bytes,
+                                                int row0) {
+    const int lane = (int)(threadIdx.x & 31), row = row0 + (lane & 7) + ((lane >> 3) & 1) * 8;
+    for (int kk = 0; kk < KS; kk++) {
+        const int c = 2 * kk + (lane >> 4);
+        sf_ldsm_x4(frag[kk], atoms + (c / 8) * atom_bytes + row * 128 + sf_swz128(row, c % 8) * 16);
+    }
+}
+
 /* A descriptor for a 128-byte-swizzled operand at shared address addr (lbo, sbo in bytes). */
 __device__ __forceinline__ uint64_t sf_wgmma_desc(uint32_t addr, uint32_t lbo, uint32_t sbo) {
     return (uint64_t)((addr & 0x3ffffu) >> 4) | (uint64_t)((lbo >> 4) & 0x3fffu) << 16 |
