@@ -528,44 +528,31 @@ static void test_attention_paths(void) {
 #ifdef SF_TEST_EMU
     SF_CHECK_MSG(sf_emu_kernel_launches("attn_plain") == f1, "the explicit run launched the fused kernel");
 #endif
-    /* sfpipe's kernel on Hopper's wgmma (SF_ATTN_WGMMA=1: attn_mass_wg.cu; the emulation is an sm_90) */
-    static float ow[N];
+    /* sfpipe's other kernels, each asked for by its knob (the emulation is an sm_90): on Hopper's wgmma
+       (attn_mass_wg.cu), warp-specialised with TMA (attn_mass_ws.cu) and that with the intra-warpgroup
+       overlap; on the emulation each must have run every attention of the pipeline */
+    static const struct {
+        const char *env, *val, *kernel, *what;
+    } variants[] = {{"SF_ATTN_WGMMA", "1", "attn_plain_wg", "sfpipe's wgmma"},
+                    {"SF_ATTN_WS", "1", "attn_plain_ws", "sfpipe's warp-specialised"},
+                    {"SF_ATTN_WS", "2", "attn_plain_ws2", "sfpipe's overlapped warp-specialised"}};
+    for (size_t i = 0; i < sizeof variants / sizeof variants[0]; i++) {
+        static float ov[N];
+        char what[96];
 #ifdef SF_TEST_EMU
-    const unsigned long long w0 = sf_emu_kernel_launches("attn_plain_wg");
+        const unsigned long long n0 = sf_emu_kernel_launches(variants[i].kernel);
 #endif
-    setenv("SF_ATTN_WGMMA", "1", 1);
-    run_attn_path(dev, "1", NULL, ow);
-    unsetenv("SF_ATTN_WGMMA");
+        setenv(variants[i].env, variants[i].val, 1);
+        run_attn_path(dev, "1", NULL, ov);
+        unsetenv(variants[i].env);
 #ifdef SF_TEST_EMU
-    SF_CHECK_MSG(sf_emu_kernel_launches("attn_plain_wg") - w0 == 84, "%llu wgmma attention launches (want 84)",
-                 sf_emu_kernel_launches("attn_plain_wg") - w0);
+        /* counts by name prefix ("attn_plain_ws" also counts "attn_plain_ws2"): each run launches one variant */
+        SF_CHECK_MSG(sf_emu_kernel_launches(variants[i].kernel) - n0 == 84, "%s: %llu launches of %s (want 84)",
+                     variants[i].what, sf_emu_kernel_launches(variants[i].kernel) - n0, variants[i].kernel);
 #endif
-    sf_test_rel_close("sfpipe's wgmma vs explicit attention output", ow, oe, N, SF_TOL_BF16_FWD);
-    /* the warp-specialised kernel (SF_ATTN_WS=1: attn_mass_ws.cu, TMA producer + two wgmma consumers) */
-    static float ows[N];
-#ifdef SF_TEST_EMU
-    const unsigned long long s0 = sf_emu_kernel_launches("attn_plain_ws");
-#endif
-    setenv("SF_ATTN_WS", "1", 1);
-    run_attn_path(dev, "1", NULL, ows);
-    unsetenv("SF_ATTN_WS");
-#ifdef SF_TEST_EMU
-    SF_CHECK_MSG(sf_emu_kernel_launches("attn_plain_ws") - s0 == 84, "%llu warp-specialised attention launches (want 84)",
-                 sf_emu_kernel_launches("attn_plain_ws") - s0);
-#endif
-    sf_test_rel_close("sfpipe's warp-specialised vs explicit attention output", ows, oe, N, SF_TOL_BF16_FWD);
-    /* and with the intra-warpgroup overlap (SF_ATTN_WS=2) */
-#ifdef SF_TEST_EMU
-    const unsigned long long s2 = sf_emu_kernel_launches("attn_plain_ws2");
-#endif
-    setenv("SF_ATTN_WS", "2", 1);
-    run_attn_path(dev, "1", NULL, ows);
-    unsetenv("SF_ATTN_WS");
-#ifdef SF_TEST_EMU
-    SF_CHECK_MSG(sf_emu_kernel_launches("attn_plain_ws2") - s2 == 84, "%llu overlapped attention launches (want 84)",
-                 sf_emu_kernel_launches("attn_plain_ws2") - s2);
-#endif
-    sf_test_rel_close("sfpipe's overlapped warp-specialised vs explicit attention output", ows, oe, N, SF_TOL_BF16_FWD);
+        snprintf(what, sizeof what, "%s vs explicit attention output", variants[i].what);
+        sf_test_rel_close(what, ov, oe, N, SF_TOL_BF16_FWD);
+    }
 #ifdef SF_TEST_EMU
     /* a fused kernel that does nothing on this "GPU" (the emulation's fault injection): the state's
        self-check catches it and the run takes the explicit path — the explicit run's bits */

@@ -476,65 +476,52 @@ cudaError_t set_error(cudaError_t e) {
 
 } // namespace
 
-void syncthreads(const char *file, int line) {
+namespace {
+/* A thread reaching a synchronisation point: off the fast path, counted, the running thread. */
+thr &sync_point(const char *what) {
     leave_direct();
     n_syncs++;
-    thr &t = running("__syncthreads");
-    t.state = T_BAR;
+    return running(what);
+}
+/* ... then waiting there in state st until the scheduler releases it. */
+void park(thr &t, tstate st, const char *file, int line) {
+    t.state = st;
     t.file = file;
     t.line = line;
     to_scheduler(false);
     cur.tid = thrs[cur_t].idx;
 }
+} // namespace
+
+void syncthreads(const char *file, int line) { park(sync_point("__syncthreads"), T_BAR, file, line); }
 
 void group_sync(unsigned gsize, const char *file, int line) {
-    leave_direct();
-    n_syncs++;
-    thr &t = running("a warpgroup barrier");
+    thr &t = sync_point("a warpgroup barrier");
     if (gsize == 0 || nthreads % gsize)
         thread_fault("warpgroup barrier at %s:%d: a block of %u threads is not made of groups of %u", file, line,
                      nthreads, gsize);
-    t.state = T_GBAR;
     t.gsize = gsize;
-    t.file = file;
-    t.line = line;
-    to_scheduler(false);
-    cur.tid = thrs[cur_t].idx;
+    park(t, T_GBAR, file, line);
 }
 
 void spin_yield(const char *file, int line) {
-    leave_direct();
-    n_syncs++;
-    thr &t = running("an mbarrier wait");
-    t.state = T_SPIN;
+    thr &t = sync_point("an mbarrier wait");
     t.epoch = mbar_epoch;
-    t.file = file;
-    t.line = line;
-    to_scheduler(false);
-    cur.tid = thrs[cur_t].idx;
+    park(t, T_SPIN, file, line);
 }
 void mbar_progress(void) { mbar_epoch++; }
 
 uint64_t warp_op(warp_kind kind, unsigned mask, uint64_t val, int arg, const char *file, int line) {
-    leave_direct();
-    n_syncs++;
-    thr &t = running("a warp intrinsic");
+    thr &t = sync_point("a warp intrinsic");
     unsigned lane = lane_id();
-    t.file = file;
-    t.line = line;
-    if (!(mask >> lane & 1u)) {
+    if (!(mask >> lane & 1u))
         snprintf(fault_msg, sizeof fault_msg, "warp collective at %s:%d: lane %u is not in its own mask %08x", file,
                  line, lane, mask);
-        t.state = T_FAULT;
-    } else {
-        t.state = T_WARP;
-        t.wkind = kind;
-        t.wmask = mask;
-        t.wval = val;
-        t.warg = arg;
-    }
-    to_scheduler(false);
-    cur.tid = thrs[cur_t].idx;
+    t.wkind = kind;
+    t.wmask = mask;
+    t.wval = val;
+    t.warg = arg;
+    park(t, mask >> lane & 1u ? T_WARP : T_FAULT, file, line);
     return thrs[cur_t].wres;
 }
 
