@@ -123,7 +123,7 @@ extern "C" sf_status sf_attn_mass_wg_try(const sf_cuda_ctx *ctx, int wide, int64
                                          float sl2, int64_t G, int64_t NG, float *rowmass, float *lse, sf_err *err);
 
 /* attn_mass_ws.cu: the warp-specialised TMA version (two consumer warpgroups, a producer), when it applies. */
-extern "C" sf_status sf_attn_mass_ws_try(const sf_cuda_ctx *ctx, int ovl, int64_t Lq, int64_t Lk, int H, int d,
+extern "C" sf_status sf_attn_mass_ws_try(const sf_cuda_ctx *ctx, int mode, int64_t Lq, int64_t Lk, int H, int d,
                                          const void *q, int64_t ldq, const void *k, const void *v, int64_t ldk, void *o,
                                          int64_t ldo, float sl2, int64_t G, int64_t NG, float *rowmass, float *lse,
                                          sf_err *err);
@@ -160,8 +160,8 @@ extern "C" sf_status sf_attn_mass_cuda(const sf_cuda_ctx *ctx, int64_t Lq, int64
                        "(needs d in {16, 32, 64, 128}, 16-byte rows)",
                        d);
     if (Lq == 0) return SF_OK;
-    if (const int ws = am_knob("SF_ATTN_WS")) { /* 2: with the intra-warpgroup overlap */
-        st = sf_attn_mass_ws_try(ctx, ws >= 2, Lq, Lk, H, d, q, ldq, k, v, ldk, o, ldo, scale * AM_LOG2E, G, NG, rowmass,
+    if (const int ws = am_knob("SF_ATTN_WS")) { /* 2: with the intra-warpgroup overlap, 3: and ping-pong */
+        st = sf_attn_mass_ws_try(ctx, ws, Lq, Lk, H, d, q, ldq, k, v, ldk, o, ldo, scale * AM_LOG2E, G, NG, rowmass,
                                  lse, err);
         if (st != SF_E_UNSUPPORTED) return st;
         st = SF_OK;

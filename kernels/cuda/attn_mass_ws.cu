@@ -19,8 +19,8 @@
  * Loads never wait for compute unless all stages are full, and consumer registers hold no addresses
  * for loads. $SF_ATTN_WS=2 adds FA3's intra-warpgroup overlap (tile j's S = Q·Kᵀ and tile j − 1's
  * O += P·V in flight on the tensor cores while the warpgroup runs tile j's softmax; O rescaled once
- * its product is done). Not
- * done: ping-pong scheduling of the two consumers (named barriers). ptxas must keep the products
+ * its product is done); =3 adds FA3's ping-pong of the two consumers (named barriers: one's softmax
+ * while the other's products run). ptxas must keep the products
  * asynchronous: tests/bats/build.bats fails the build on its serialisation notes or spills.
  * Tested like the other two (test_tap_mass attn_mass_ws, attn_mass_ws2; test_dit_emu
  * attention_paths) on the emulation, which runs the mbarriers and TMA of tma.cuh. */
@@ -75,12 +75,16 @@ static __device__ __forceinline__ void ws_pv(am_state<D / 8> &st, uint32_t (*pa)
     sf_wgmma_fence_regs(st.oacc);
 }
 
-/* OVL: FA3's intra-warpgroup pipelining — tile j's S = Q·Kᵀ and tile j−1's O += P·V are in flight on the
- * tensor cores while the warpgroup turns tile j's S into P (O's rescale waits for the product writing it).
- * Without OVL each tile's products are waited for before its softmax. Registers rebalanced by setmaxnreg
- * either way (producer 24, consumers 240: ptxas allocates the consumer code within 240 though it
- * reports the launch's 168). */
-template <int D, bool MASS, bool OVL>
+/* MODE 1: each tile's products are waited for before its softmax. MODE 2: FA3's intra-warpgroup
+ * pipelining — tile j's S = Q·Kᵀ and tile j−1's O += P·V are in flight on the tensor cores while the
+ * warpgroup turns tile j's S into P (O's rescale waits for the product writing it). MODE 3: that, and
+ * FA3's ping-pong between the two consumers — each issues its products only in its turn (named barrier
+ * 1 + its index, 256 threads: its own 128 waiting, the other's 128 arriving once it has issued), so one
+ * warpgroup's softmax runs while the other's products occupy the tensor cores. Warpgroup 0 goes first;
+ * each takes ntiles + 1 turns, and the other's arrivals match them one for one (warpgroup 1's last turn
+ * hands over to no one). Registers rebalanced by setmaxnreg in every mode (producer 24, consumers 240:
+ * ptxas allocates the consumer code within 240 though it reports the launch's 168). */
+template <int D, bool MASS, int MODE>
 static __global__ void __launch_bounds__(WS_THREADS, 1)
     attn_mass_ws_kernel(const __grid_constant__ CUtensorMap tq, const __grid_constant__ CUtensorMap tk,
                         const __grid_constant__ CUtensorMap tv, __nv_bfloat16 *__restrict__ o, int64_t ldo, int64_t Lq,
@@ -137,7 +141,7 @@ static __global__ void __launch_bounds__(WS_THREADS, 1)
     /* the warp's 16 query rows as wgmma A fragments, all of d (rows 64·wg + 16·(warp % 4) = 16·warp) */
     uint32_t qf[D / 16][4];
     sf_wgmma_load_a<D / 16>(qf, sm + L::Q, L::QATOM, warp * 16);
-    if constexpr (!OVL) {
+    if constexpr (MODE == 1) {
         for (int64_t j = 0; j < ntiles; j++) {
             const int s = (int)(j % WS_STAGES);
             const uint32_t ka = kv0 + s * L::STAGE;
@@ -150,16 +154,23 @@ static __global__ void __launch_bounds__(WS_THREADS, 1)
             sf_mbar_arrive(&empty[s]); /* this thread's reads of the stage are done */
         }
     } else {
+        constexpr bool PP = MODE == 3;
+        const unsigned mine = 1u + (unsigned)(warp / 4), other = 2u - (unsigned)(warp / 4); /* turn barriers */
         float sn[8][4], alpha[2];
+        if (PP && warp / 4 == 1) sf_named_arrive(1, 256); /* warpgroup 0's first turn */
         sf_mbar_wait(&full[0], 0);
+        if (PP) sf_named_sync(mine, 256);
         ws_qk<D>(sc, qf, kv0);
+        if (PP) sf_named_arrive(other, 256);
         sf_wgmma_wait<0>();
         am_tile_softmax<NT, MASS>(sc, st, 0, Lk, sl2, t, G, NG, rowmass, base, Lq, row0);
         for (int64_t j = 1; j < ntiles; j++) { /* sc: tile j − 1's P; its O += P·V goes out with tile j's S */
             const int sp = (int)((j - 1) % WS_STAGES), s = (int)(j % WS_STAGES);
             sf_mbar_wait(&full[s], (unsigned)((j / WS_STAGES) & 1));
+            if (PP) sf_named_sync(mine, 256);
             ws_qk<D>(sn, qf, kv0 + s * L::STAGE);
             ws_pv<D>(st, pa, sc, kv0 + sp * L::STAGE + L::NA * L::ATOM);
+            if (PP) sf_named_arrive(other, 256);
             sf_wgmma_wait<1>(); /* tile j's S (the older group) */
             sf_wgmma_fence_regs(sn);
             am_tile_softmax<NT, MASS, false>(sn, st, j * AM_BN, Lk, sl2, t, G, NG, rowmass, base, Lq, row0, alpha);
@@ -172,7 +183,9 @@ static __global__ void __launch_bounds__(WS_THREADS, 1)
                 for (int i = 0; i < 4; i++) sc[nt][i] = sn[nt][i];
         }
         const int sl = (int)((ntiles - 1) % WS_STAGES); /* the last tile's O += P·V */
+        if (PP) sf_named_sync(mine, 256);
         ws_pv<D>(st, pa, sc, kv0 + sl * L::STAGE + L::NA * L::ATOM);
+        if (PP && warp / 4 == 0) sf_named_arrive(other, 256);
         sf_wgmma_wait<0>();
         sf_wgmma_fence_regs(st.oacc);
         sf_mbar_arrive(&empty[sl]);
@@ -181,7 +194,7 @@ static __global__ void __launch_bounds__(WS_THREADS, 1)
 }
 
 template <int D>
-static sf_status ws_launch(const sf_cuda_ctx *ctx, int ovl, int64_t Lq, int64_t Lk, int H, const void *q, int64_t ldq,
+static sf_status ws_launch(const sf_cuda_ctx *ctx, int mode, int64_t Lq, int64_t Lk, int H, const void *q, int64_t ldq,
                            const void *k, const void *v, int64_t ldk, void *o, int64_t ldo, float sl2, int64_t G,
                            int64_t NG, float *rowmass, float *lse, sf_err *err) {
     sf_status st = SF_OK;
@@ -190,10 +203,12 @@ static sf_status ws_launch(const sf_cuda_ctx *ctx, int ovl, int64_t Lq, int64_t 
     CUtensorMap tq, tk, tv;
     void (*kern)(const CUtensorMap, const CUtensorMap, const CUtensorMap, __nv_bfloat16 *, int64_t, int64_t, int64_t,
                  float, int64_t, int64_t, float *, float *) =
-        ovl ? (NG > 0 ? attn_mass_ws_kernel<D, true, true> : attn_mass_ws_kernel<D, false, true>)
-            : (NG > 0 ? attn_mass_ws_kernel<D, true, false> : attn_mass_ws_kernel<D, false, false>);
-    const char *name = ovl ? (NG > 0 ? "attn_mass_groups_ws2" : "attn_plain_ws2")
-                           : (NG > 0 ? "attn_mass_groups_ws" : "attn_plain_ws");
+        mode == 3   ? (NG > 0 ? attn_mass_ws_kernel<D, true, 3> : attn_mass_ws_kernel<D, false, 3>)
+        : mode == 2 ? (NG > 0 ? attn_mass_ws_kernel<D, true, 2> : attn_mass_ws_kernel<D, false, 2>)
+                    : (NG > 0 ? attn_mass_ws_kernel<D, true, 1> : attn_mass_ws_kernel<D, false, 1>);
+    static const char *const names[2][3] = {{"attn_plain_ws", "attn_plain_ws2", "attn_plain_ws3"},
+                                            {"attn_mass_groups_ws", "attn_mass_groups_ws2", "attn_mass_groups_ws3"}};
+    const char *name = names[NG > 0][mode - 1];
     SF_CHECK_STATUS(sf_tma_map_bf16(&tq, q, (uint64_t)Lq, cols, (uint64_t)ldq * 2, 64, err));
     SF_CHECK_STATUS(sf_tma_map_bf16(&tk, k, (uint64_t)Lk, cols, (uint64_t)ldk * 2, 64, err));
     SF_CHECK_STATUS(sf_tma_map_bf16(&tv, v, (uint64_t)Lk, cols, (uint64_t)ldk * 2, 64, err));
@@ -207,16 +222,17 @@ fail:
     return st;
 }
 
-/* Called by sf_attn_mass_cuda (attn_mass.cu) when $SF_ATTN_WS asks for it (ovl: $SF_ATTN_WS=2, the
- * intra-warpgroup overlap), after its checks:
+/* Called by sf_attn_mass_cuda (attn_mass.cu) when $SF_ATTN_WS asks for it (mode: its value, 1..3 — see
+ * the kernel's MODE), after its checks:
  * SF_E_UNSUPPORTED (nothing enqueued) when this kernel does not apply — head dim, device, a key count
  * or query count past TMA's 32-bit coordinates, or a driver without TMA — so the caller runs another. */
-extern "C" sf_status sf_attn_mass_ws_try(const sf_cuda_ctx *ctx, int ovl, int64_t Lq, int64_t Lk, int H, int d,
+extern "C" sf_status sf_attn_mass_ws_try(const sf_cuda_ctx *ctx, int mode, int64_t Lq, int64_t Lk, int H, int d,
                                          const void *q, int64_t ldq, const void *k, const void *v, int64_t ldk, void *o,
                                          int64_t ldo, float sl2, int64_t G, int64_t NG, float *rowmass, float *lse,
                                          sf_err *err) {
     if ((d != 64 && d != 128) || !sf_wgmma_device_ok(ctx->ordinal) || Lq > INT_MAX / 2 || Lk > INT_MAX / 2)
         return SF_E_UNSUPPORTED;
-    return d == 128 ? ws_launch<128>(ctx, ovl, Lq, Lk, H, q, ldq, k, v, ldk, o, ldo, sl2, G, NG, rowmass, lse, err)
-                    : ws_launch<64>(ctx, ovl, Lq, Lk, H, q, ldq, k, v, ldk, o, ldo, sl2, G, NG, rowmass, lse, err);
+    mode = mode < 1 ? 1 : mode > 3 ? 3 : mode;
+    return d == 128 ? ws_launch<128>(ctx, mode, Lq, Lk, H, q, ldq, k, v, ldk, o, ldo, sl2, G, NG, rowmass, lse, err)
+                    : ws_launch<64>(ctx, mode, Lq, Lk, H, q, ldq, k, v, ldk, o, ldo, sl2, G, NG, rowmass, lse, err);
 }

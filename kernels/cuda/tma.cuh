@@ -1,7 +1,8 @@
 /* tma.cuh — Hopper's asynchronous copy machinery for the hand-written tensor-core kernels
  * (attn_mass_ws.cu): shared-memory mbarriers (init, arrive, arrive with an expected transaction count,
  * wait on a phase's parity) and TMA tile loads (cp.async.bulk.tensor.2d, global → shared, the
- * 128-byte swizzle, completion counted on an mbarrier), plus the host side that describes a bf16
+ * 128-byte swizzle, completion counted on an mbarrier), named barriers (bar.sync / bar.arrive), plus the
+ * host side that describes a bf16
  * matrix to the TMA unit (a CUtensorMap from cuTensorMapEncodeTiled, reached through the runtime's
  * driver entry point: nothing links libcuda).
  *
@@ -24,6 +25,8 @@
 #endif
 
 #ifdef SF_CUDA_EMU
+#define sf_named_sync(id, n) sf_emu::named_sync((id), (n), __FILE__, __LINE__)
+#define sf_named_arrive(id, n) sf_emu::named_arrive((id), (n), __FILE__, __LINE__)
 #define sf_mbar_init(bar, count) sf_emu_mbar_init((bar), (count), __FILE__, __LINE__)
 #define sf_mbar_arrive(bar) sf_emu_mbar_arrive((bar), 0, __FILE__, __LINE__)
 #define sf_mbar_arrive_expect_tx(bar, bytes) sf_emu_mbar_arrive((bar), (bytes), __FILE__, __LINE__)
@@ -34,6 +37,14 @@ static inline void sf_mbar_fence_init(void) {}
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
 #define SF_HAVE_TMA 1
 #endif
+/* Named barriers (id 1..15; 0 is __syncthreads): bar.sync waits until n threads (whole warps) arrived,
+ * counting itself; bar.arrive counts without waiting. For scheduling warpgroups against each other. */
+__device__ __forceinline__ void sf_named_sync(unsigned id, unsigned n) {
+    asm volatile("bar.sync %0, %1;\n" ::"r"(id), "r"(n) : "memory");
+}
+__device__ __forceinline__ void sf_named_arrive(unsigned id, unsigned n) {
+    asm volatile("bar.arrive %0, %1;\n" ::"r"(id), "r"(n) : "memory");
+}
 __device__ __forceinline__ void sf_mbar_init(uint64_t *bar, unsigned count) {
 #ifdef SF_HAVE_TMA
     asm volatile("mbarrier.init.shared::cta.b64 [%0], %1;\n" ::"r"(sf_smem_addr(bar)), "r"(count) : "memory");

@@ -3,7 +3,7 @@
  * cuDNN's fused attention (what untapped layers run), sfpipe's fused kernel on mma.sync
  * (kernels/cuda/attn_mass.cu: cuDNN's stand-in; also with 128-row blocks, $SF_ATTN_BM128) and on
  * wgmma ($SF_ATTN_WGMMA: attn_mass_wg.cu; warp-specialised with TMA, $SF_ATTN_WS=1, and with FA3's
- * intra-warpgroup overlap, $SF_ATTN_WS=2: attn_mass_ws.cu), each
+ * intra-warpgroup overlap, $SF_ATTN_WS=2, and the consumers' ping-pong, =3: attn_mass_ws.cu), each
  * plain and with the per-key-frame probability mass (what --tap-mode probs runs). Each row says the
  * largest |difference| of its O from the first path's (cuDNN's), on the same inputs, and a variant the
  * device does not run (it fell back to another kernel) is said as such instead of timed. Shapes of the 1.3B model at 832×480: 12 heads of d = 128, a block's
@@ -29,13 +29,13 @@ enum { H = 12, D = 128, REPS = 5 };
 
 typedef enum {
     P_CUDNN, P_MMA, P_MMA_MASS, P_MMA128, P_MMA128_MASS, P_WG, P_WG_MASS, P_WG128, P_WG128_MASS, P_WS, P_WS_MASS, P_WS2,
-    P_WS2_MASS, P_N
+    P_WS2_MASS, P_WS3, P_WS3_MASS, P_N
 } path;
 static const char *const NAME[P_N] = {"cudnn",          "sfpipe mma.sync",         "sfpipe mma.sync + mass",
                                       "sfpipe mma.sync bm128", "sfpipe mma.sync bm128 + mass", "sfpipe wgmma",
                                       "sfpipe wgmma + mass",    "sfpipe wgmma bm128",      "sfpipe wgmma bm128 + mass",
                                       "sfpipe ws",              "sfpipe ws + mass",        "sfpipe ws2",
-                                      "sfpipe ws2 + mass"};
+                                      "sfpipe ws2 + mass",      "sfpipe ws3",              "sfpipe ws3 + mass"};
 /* the kernel each sfpipe path must have launched (sf_attn_mass_last_kernel): a variant that does not apply
    on this device falls back inside sf_attn_mass_cuda, and its row must not pass for the variant's */
 static const char *const KERNEL[P_N] = {NULL,
@@ -50,7 +50,9 @@ static const char *const KERNEL[P_N] = {NULL,
                                         "attn_plain_ws",
                                         "attn_mass_groups_ws",
                                         "attn_plain_ws2",
-                                        "attn_mass_groups_ws2"};
+                                        "attn_mass_groups_ws2",
+                                        "attn_plain_ws3",
+                                        "attn_mass_groups_ws3"};
 
 typedef struct bufs {
     void *q, *kv, *o;
@@ -63,10 +65,11 @@ static sf_status one(sf_cuda_ctx *cx, sf_sdpa *sd, path p, int64_t S, int64_t LQ
     const void *k = b->kv, *v = (const char *)b->kv + (size_t)H * D * 2;
     if (p == P_CUDNN) return sf_sdpa_forward(sd, LQ, Lk, H, D, b->q, H * D, k, v, ldk, b->o, H * D, scale, err);
     const int mass =
-        p == P_MMA_MASS || p == P_MMA128_MASS || p == P_WG_MASS || p == P_WG128_MASS || p == P_WS_MASS || p == P_WS2_MASS;
+        p == P_MMA_MASS || p == P_MMA128_MASS || p == P_WG_MASS || p == P_WG128_MASS || p == P_WS_MASS || p == P_WS2_MASS ||
+        p == P_WS3_MASS;
     if (p >= P_WG && p < P_WS) setenv("SF_ATTN_WGMMA", "1", 1);
     else unsetenv("SF_ATTN_WGMMA");
-    if (p >= P_WS) setenv("SF_ATTN_WS", p >= P_WS2 ? "2" : "1", 1);
+    if (p >= P_WS) setenv("SF_ATTN_WS", p >= P_WS3 ? "3" : p >= P_WS2 ? "2" : "1", 1);
     else unsetenv("SF_ATTN_WS");
     if (p == P_MMA128 || p == P_MMA128_MASS || p == P_WG128 || p == P_WG128_MASS) setenv("SF_ATTN_BM128", "1", 1);
     else unsetenv("SF_ATTN_BM128");

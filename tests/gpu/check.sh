@@ -110,7 +110,8 @@ if [ -n "$cs" ]; then
     sanitize "racecheck test_tap_mass_gpu attn_mass_frames" "memcheck test_tap_mass_gpu attn_mass_small_groups" \
         "memcheck test_tap_mass_gpu attn_mass_wgmma" "memcheck test_tap_mass_gpu attn_mass_ws" \
         "racecheck test_tap_mass_gpu attn_mass_ws" "synccheck test_tap_mass_gpu attn_mass_ws" \
-        "memcheck test_tap_mass_gpu attn_mass_ws2" "racecheck test_tap_mass_gpu attn_mass_ws2"
+        "memcheck test_tap_mass_gpu attn_mass_ws2" "racecheck test_tap_mass_gpu attn_mass_ws2" \
+        "synccheck test_tap_mass_gpu attn_mass_ws3"
 fi
 echo "== the attention paths alone at full size (sf-denoise --bench attn)"
 timeout 150 sf-denoise --bench attn --device cuda:0 2>&1 | tee -a "$OUT/bench.txt"

@@ -529,13 +529,14 @@ static void test_attention_paths(void) {
     SF_CHECK_MSG(sf_emu_kernel_launches("attn_plain") == f1, "the explicit run launched the fused kernel");
 #endif
     /* sfpipe's other kernels, each asked for by its knob (the emulation is an sm_90): on Hopper's wgmma
-       (attn_mass_wg.cu), warp-specialised with TMA (attn_mass_ws.cu) and that with the intra-warpgroup
-       overlap; on the emulation each must have run every attention of the pipeline */
+       (attn_mass_wg.cu), warp-specialised with TMA (attn_mass_ws.cu), with the intra-warpgroup overlap and
+       with the consumers' ping-pong; on the emulation each must have run every attention of the pipeline */
     static const struct {
         const char *env, *val, *kernel, *what;
     } variants[] = {{"SF_ATTN_WGMMA", "1", "attn_plain_wg", "sfpipe's wgmma"},
                     {"SF_ATTN_WS", "1", "attn_plain_ws", "sfpipe's warp-specialised"},
-                    {"SF_ATTN_WS", "2", "attn_plain_ws2", "sfpipe's overlapped warp-specialised"}};
+                    {"SF_ATTN_WS", "2", "attn_plain_ws2", "sfpipe's overlapped warp-specialised"},
+                    {"SF_ATTN_WS", "3", "attn_plain_ws3", "sfpipe's ping-pong warp-specialised"}};
     for (size_t i = 0; i < sizeof variants / sizeof variants[0]; i++) {
         static float ov[N];
         char what[96];

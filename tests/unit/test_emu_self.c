@@ -164,6 +164,20 @@ static void test_emu_tma(void) {
     cu_close(&c);
 }
 
+/* Named barriers order two warps' turns (emu_selftest.cu case 7): the log alternates 0, 1, 0, 1, … */
+static void test_emu_named_barriers(void) {
+    cu c;
+    if (!cu_open(&c)) return;
+    float got[8];
+    float *out = cu_alloc(&c, sizeof got);
+    if (out) {
+        SF_CHECK_OK(sf_emu_selftest(&c.ctx, 7, out, NULL, &c.err), &c.err);
+        SF_CHECK_OK(sf_cuda_copy_d2h(&c.ctx, got, out, sizeof got, &c.err), &c.err);
+        for (int i = 0; i < 8; i++) SF_CHECK_MSG(got[i] == (float)(i & 1), "turn %d went to warp %g", i, got[i]);
+    }
+    cu_close(&c);
+}
+
 /* Kernels that break a rule must fail the launch with a message naming the rule. */
 static void test_emu_reports_misuse(void) {
     static const struct {
@@ -174,8 +188,9 @@ static void test_emu_reports_misuse(void) {
                  {15, "needs 32"},                {16, "not 16-byte aligned"},
                  {17, "exited without taking part"}, {18, "only the 128-byte swizzle"},
                  {19, "whole warpgroups"},        {20, "no initialised mbarrier"},
-                 {21, "more arrivals than the count"}, {22, "polling mbarriers"},
-                 {23, "not 1024-byte aligned"},   {24, "divergent warpgroup barrier"}};
+                 {21, "more arrivals than the count"}, {22, "waits on an mbarrier"},
+                 {23, "not 1024-byte aligned"},   {24, "divergent warpgroup barrier"},
+                 {25, "barrier 1..15"},           {26, "at a named barrier"}};
     cu c;
     if (!cu_open(&c)) return;
     float *out = cu_alloc(&c, 256 * 4);
@@ -202,6 +217,7 @@ static const sf_test tests[] = {
     {"emu_block_sum", test_emu_block_sum},
     {"emu_mma_layouts", test_emu_mma_layouts},
     {"emu_tma", test_emu_tma},
+    {"emu_named_barriers", test_emu_named_barriers},
     {"emu_reports_misuse", test_emu_reports_misuse},
 };
 SF_TEST_MAIN(tests)

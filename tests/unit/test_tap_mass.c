@@ -353,6 +353,14 @@ static void test_attn_mass_ws2(void) {
     attn_mass_case(2, 64, 70, 50, 10, 5, 10, 3.0f);
     unsetenv("SF_ATTN_WS");
 }
+/* With the two consumers' ping-pong on named barriers as well (SF_ATTN_WS=3). */
+static void test_attn_mass_ws3(void) {
+    variant_cases_v("SF_ATTN_WS", "3", "attn_mass_groups_ws3", "attn_plain_ws3", 64);
+    setenv("SF_ATTN_WS", "3", 1);
+    attn_mass_case(1, 128, 300, 1100, 100, 11, 100, 2.0f);
+    attn_mass_case(2, 64, 70, 50, 10, 5, 10, 3.0f);
+    unsetenv("SF_ATTN_WS");
+}
 
 /* What the kernel does not take is refused before anything runs: SF_E_UNSUPPORTED for a head dim or
  * stride it has no code for (the caller falls back to the explicit path), SF_E_ARG for bad shapes. */
@@ -390,6 +398,7 @@ static const sf_test tests[] = {
     {"attn_mass_wgmma_bm128", test_attn_mass_wgmma_bm128},
     {"attn_mass_ws", test_attn_mass_ws},
     {"attn_mass_ws2", test_attn_mass_ws2},
+    {"attn_mass_ws3", test_attn_mass_ws3},
     {"attn_mass_refusals", test_attn_mass_refusals},
 };
 SF_TEST_MAIN(tests)

@@ -31,8 +31,9 @@ index_state cur;
 namespace {
 
 /* T_GBAR: at a barrier of its own group of gsize threads (a warpgroup's); T_SPIN: polling an mbarrier
- * that has not flipped (runnable again once any mbarrier phase completes). */
-enum tstate { T_READY, T_BAR, T_WARP, T_GBAR, T_SPIN, T_DONE, T_FAULT };
+ * that has not flipped (runnable again once any mbarrier phase completes); T_NBAR: at named barrier
+ * nbid (bar.sync), released when its generation moves on. */
+enum tstate { T_READY, T_BAR, T_WARP, T_GBAR, T_SPIN, T_NBAR, T_DONE, T_FAULT };
 
 struct thr {
     ucontext_t *uc;   /* the portable switch (swapcontext); own allocation, so that the scheduler's
@@ -49,7 +50,8 @@ struct thr {
     uint64_t wval, wres;
     int warg;
     unsigned gsize;            /* T_GBAR: the group's size (groups are aligned runs of threads) */
-    unsigned long long epoch;  /* T_SPIN: the mbarrier epoch it saw */
+    unsigned long long epoch;  /* T_SPIN: the mbarrier epoch it saw; T_NBAR: its barrier's generation */
+    unsigned nbid;             /* T_NBAR: the named barrier */
 };
 
 const size_t STACK = 256 * 1024; /* per thread; kernels are leaf-ish, ASan frames are bigger */
@@ -75,6 +77,11 @@ bool quiet;
 long long max_blocks_cap;
 unsigned long long n_launches, n_threads_run;
 unsigned long long mbar_epoch;   /* mbarrier phases completed (spinning threads wait for a change) */
+/* named barriers 1..15 (bar.sync / bar.arrive; 0 is __syncthreads): arrivals in the open generation, the
+   thread count it completes at (0: none yet), generations completed; reset for every block */
+enum { NBARS = 16 };
+unsigned nb_count[NBARS], nb_n[NBARS];
+unsigned long long nb_gen[NBARS];
 
 unsigned char *dyn_buf;
 size_t dyn_size;
@@ -385,9 +392,18 @@ bool run_block(void) {
             if (s == T_BAR && bar++ == 0) first_bar = t;
             if (s == T_WARP) warp++;
             if (s == T_GBAR) gbar++;
-            if (s == T_SPIN) spin++;
+            if (s == T_SPIN || s == T_NBAR) spin++;
         }
-        if (done == nthreads) return true;
+        if (done == nthreads) {
+            for (unsigned id = 1; id < NBARS; id++)
+                if (nb_count[id]) { /* arrivals nobody waited for: the kernel's turns do not pair up */
+                    snprintf(fault_msg, sizeof fault_msg,
+                             "named barrier %u left with %u of %u arrivals when the block ended (unmatched "
+                             "bar.arrive / bar.sync)", id, nb_count[id], nb_n[id]);
+                    return false;
+                }
+            return true;
+        }
         if (warp) {
             int any = 0;
             for (unsigned w = 0; w * 32 < nthreads; w++) {
@@ -405,7 +421,9 @@ bool run_block(void) {
         if (spin) { /* pollers wake when some mbarrier phase completed since they looked */
             int any = 0;
             for (unsigned t = 0; t < nthreads; t++)
-                if (thrs[t].state == T_SPIN && thrs[t].epoch != mbar_epoch) thrs[t].state = T_READY, any = 1;
+                if ((thrs[t].state == T_SPIN && thrs[t].epoch != mbar_epoch) ||
+                    (thrs[t].state == T_NBAR && thrs[t].epoch != nb_gen[thrs[t].nbid]))
+                    thrs[t].state = T_READY, any = 1;
             if (any) continue;
         }
         if (bar && bar + done == nthreads) {
@@ -432,14 +450,17 @@ bool run_block(void) {
         }
         /* Nothing can move: describe one waiting thread of each kind. */
         int off = snprintf(fault_msg, sizeof fault_msg,
-                           "deadlock: %u at __syncthreads, %u in warp collectives, %u at warpgroup barriers, %u polling "
-                           "mbarriers, %u exited",
+                           "deadlock: %u at __syncthreads, %u in warp collectives, %u at warpgroup barriers, %u at "
+                           "mbarriers or named barriers, %u exited",
                            bar, warp, gbar, spin, done);
         for (unsigned t = 0; t < nthreads && off < (int)sizeof fault_msg; t++) {
             const thr &b = thrs[t];
-            if (b.state == T_SPIN || b.state == T_GBAR) {
+            if (b.state == T_SPIN || b.state == T_GBAR || b.state == T_NBAR) {
                 snprintf(fault_msg + off, sizeof fault_msg - (size_t)off, "; thread (%u,%u,%u) waits %s at %s:%d",
-                         b.idx.x, b.idx.y, b.idx.z, b.state == T_SPIN ? "on an mbarrier" : "at a warpgroup barrier",
+                         b.idx.x, b.idx.y, b.idx.z,
+                         b.state == T_SPIN   ? "on an mbarrier"
+                         : b.state == T_NBAR ? "at a named barrier"
+                                             : "at a warpgroup barrier",
                          b.file, b.line);
                 break;
             }
@@ -510,6 +531,35 @@ void spin_yield(const char *file, int line) {
     park(t, T_SPIN, file, line);
 }
 void mbar_progress(void) { mbar_epoch++; }
+
+/* bar.sync / bar.arrive id, n: one arrival per thread (the kernels' warps take part whole); the n-th
+ * arrival of a generation completes it and releases the threads waiting at it. */
+namespace {
+bool named_arrival(unsigned id, unsigned n, const char *what, const char *file, int line) {
+    if (id == 0 || id >= NBARS || n == 0 || n % 32 || n > nthreads)
+        thread_fault("%s %u, %u at %s:%d: barrier 1..%d and a thread count that is a multiple of 32, at most the block's %u",
+                     what, id, n, file, line, NBARS - 1, nthreads);
+    if (nb_count[id] && nb_n[id] != n)
+        thread_fault("%s %u at %s:%d: count %u, but this generation's arrivals counted to %u", what, id, file, line, n,
+                     nb_n[id]);
+    nb_n[id] = n;
+    if (++nb_count[id] < n) return false;
+    nb_count[id] = 0, nb_gen[id]++;
+    return true;
+}
+} // namespace
+void named_sync(unsigned id, unsigned n, const char *file, int line) {
+    thr &t = sync_point("bar.sync");
+    const unsigned long long gen = id < NBARS ? nb_gen[id] : 0;
+    if (named_arrival(id, n, "bar.sync", file, line)) return;
+    t.nbid = id;
+    t.epoch = gen;
+    park(t, T_NBAR, file, line);
+}
+void named_arrive(unsigned id, unsigned n, const char *file, int line) {
+    sync_point("bar.arrive");
+    named_arrival(id, n, "bar.arrive", file, line);
+}
 
 uint64_t warp_op(warp_kind kind, unsigned mask, uint64_t val, int arg, const char *file, int line) {
     thr &t = sync_point("a warp intrinsic");
@@ -688,6 +738,7 @@ void launch_raw(const char *kernel, dim3 grid, dim3 block, size_t smem, cudaStre
                     poison((unsigned char *)__start_sf_emu_shared, (size_t)(__stop_sf_emu_shared - __start_sf_emu_shared));
                 if (smem) poison(dyn_buf, smem);
                 n_threads_run += nt;
+                memset(nb_count, 0, sizeof nb_count), memset(nb_n, 0, sizeof nb_n);
                 if (st && st->direct) {
                     if (run_block_direct() == 0) continue;
                     /* a barrier after all: back to coroutines for this site, re-run the block */

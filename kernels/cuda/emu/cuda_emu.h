@@ -587,6 +587,9 @@ namespace sf_emu {
 void group_sync(unsigned gsize, const char *file, int line);
 void spin_yield(const char *file, int line);
 void mbar_progress(void);
+/* Named barriers (bar.sync / bar.arrive id, n: ids 1..15, n threads): see cuda_emu.cc. */
+void named_sync(unsigned id, unsigned n, const char *file, int line);
+void named_arrive(unsigned id, unsigned n, const char *file, int line);
 } // namespace sf_emu
 
 #endif

@@ -126,6 +126,31 @@ static __global__ void tma_ring_kernel(const __grid_constant__ CUtensorMap map, 
         }
     }
 }
+/* Ping-pong on named barriers (two warps, 4 turns each, warp 0 first): lane 0 of the warp whose turn it is
+ * appends its index to a log in shared memory; out = the log (0, 1, 0, 1, …). Without the barriers the
+ * emulation would run warp 0's four turns first. */
+static __global__ void pingpong_kernel(float *out) {
+    __shared__ int log[8], pos;
+    const unsigned w = threadIdx.x >> 5, mine = 1 + w, other = 2 - w;
+    if (threadIdx.x == 0) pos = 0;
+    __syncthreads();
+    if (w == 1) sf_named_arrive(1, 64);
+    for (int turn = 0; turn < 4; turn++) {
+        sf_named_sync(mine, 64);
+        if ((threadIdx.x & 31) == 0) log[pos++] = (int)w;
+        if (w == 0 || turn < 3) sf_named_arrive(other, 64);
+    }
+    __syncthreads();
+    if (threadIdx.x < 8) out[threadIdx.x] = (float)log[threadIdx.x];
+}
+static __global__ void named_bad_id_kernel(float *out) {
+    sf_named_sync(0, 32);
+    out[threadIdx.x] = 1.0f;
+}
+static __global__ void named_hang_kernel(float *out) { /* warp 0 waits for an arrival warp 1 never makes */
+    if (threadIdx.x < 32) sf_named_sync(3, 64);
+    out[threadIdx.x] = 1.0f;
+}
 static __global__ void mbar_uninit_kernel(float *out) { /* a barrier no one initialised */
     SF_DYN_SHARED(uint64_t, bar);
     sf_mbar_arrive(bar);
@@ -222,7 +247,8 @@ static __global__ void missing_lane_kernel(float *out) { /* 48 threads: lanes 16
  * 18 a wgmma descriptor without the 128-byte swizzle, 19 a wgmma in a block of 64 threads; 6 TMA through an
  * mbarrier ring (aux: a 10 × 100 bf16 matrix, rows 104 apart; out: 4 × 512 floats), 20 an uninitialised
  * mbarrier, 21 arrivals past the count, 22 a wait nothing ends, 23 a TMA box to a misaligned destination,
- * 24 a wgmma whose warpgroup lost half its threads. out/aux: device buffers large enough. */
+ * 24 a wgmma whose warpgroup lost half its threads; 7 named-barrier ping-pong of two warps (out: 8 floats),
+ * 25 bar.sync 0, 26 a named barrier nobody completes. out/aux: device buffers large enough. */
 extern "C" sf_status sf_emu_selftest(const sf_cuda_ctx *ctx, int which, void *out, void *aux, sf_err *err) {
     sf_status st = SF_OK;
     cudaStream_t s = SF_CUDA_STREAM(ctx);
@@ -255,6 +281,9 @@ extern "C" sf_status sf_emu_selftest(const sf_cuda_ctx *ctx, int which, void *ou
         else SF_LAUNCH(tma_misaligned_kernel, 1, 1, 4096, s, map, fo);
         break;
     }
+    case 7: SF_LAUNCH(pingpong_kernel, 1, 64, 0, s, fo); break;
+    case 25: SF_LAUNCH(named_bad_id_kernel, 1, 32, 0, s, fo); break;
+    case 26: SF_LAUNCH(named_hang_kernel, 1, 64, 0, s, fo); break;
     case 20: SF_LAUNCH(mbar_uninit_kernel, 1, 32, 64, s, fo); break;
     case 21: SF_LAUNCH(mbar_extra_kernel, 1, 32, 64, s, fo); break;
     case 22: SF_LAUNCH(mbar_hang_kernel, 1, 64, 64, s, fo); break;
