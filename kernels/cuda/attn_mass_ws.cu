@@ -20,10 +20,10 @@
  * for loads. $SF_ATTN_WS=2 adds FA3's intra-warpgroup overlap (tile j's S = Q·Kᵀ and tile j − 1's
  * O += P·V in flight on the tensor cores while the warpgroup runs tile j's softmax; O rescaled once
  * its product is done); =3 adds FA3's ping-pong of the two consumers (named barriers: one's softmax
- * while the other's products run). ptxas must keep the products
- * asynchronous: tests/bats/build.bats fails the build on its serialisation notes or spills.
- * Tested like the other two (test_tap_mass attn_mass_ws, attn_mass_ws2; test_dit_emu
- * attention_paths) on the emulation, which runs the mbarriers and TMA of tma.cuh. */
+ * while the other's products run). ptxas must keep the products asynchronous: tests/bats/build.bats
+ * fails the build on its serialisation notes or spills. Tested like the other two (test_tap_mass
+ * attn_mass_ws, attn_mass_ws2, attn_mass_ws3; test_dit_emu attention_paths) on the emulation, which
+ * runs the mbarriers, TMA and named barriers of tma.cuh. */
 #include "attn_mass_common.cuh"
 #include "attn_mass_cuda.h"
 #include "tma.cuh"
@@ -46,15 +46,15 @@ struct ws_layout { /* byte offsets in the 1024-aligned shared window */
  * packed before the first product, so ptxas need not serialise the products (its C7514 / C7519 / C7520
  * notes, checked in the build: see RESULTS.md). */
 template <int D>
-static __device__ __forceinline__ void ws_qk(float (*sc)[4], const uint32_t (*qf)[4], uint32_t ka) {
+static __device__ __forceinline__ void ws_qk(float (&sc)[8][4], const uint32_t (*qf)[4], uint32_t ka) {
     using L = ws_layout<D>;
-    sf_wgmma_fence_regs(*reinterpret_cast<float(*)[8][4]>(sc));
+    sf_wgmma_fence_regs(sc);
     sf_wgmma_fence();
     for (int kk = 0; kk < D / 16; kk++) /* Q from registers (RS): only K is read from shared memory */
         sf_wgmma_m64n64k16_rs(&sc[0][0], qf[kk], sf_wgmma_desc(ka + (uint32_t)(kk / 4) * L::ATOM + (uint32_t)(kk % 4) * 32, 16, 1024),
                               kk > 0);
     sf_wgmma_commit();
-    sf_wgmma_fence_regs(*reinterpret_cast<float(*)[8][4]>(sc));
+    sf_wgmma_fence_regs(sc);
 }
 template <int D>
 static __device__ __forceinline__ void ws_pv(am_state<D / 8> &st, uint32_t (*pa)[4], const float (*sc)[4], uint32_t va) {
