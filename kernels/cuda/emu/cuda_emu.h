@@ -46,7 +46,11 @@
  *  - approximate intrinsics: rsqrtf, __expf, __logf, __fdividef are computed exactly here
  *    (the GPU's are within a few ulps); out-of-bounds __shared__ accesses (no ASan redzones there);
  *  - cuBLASLt: sf_blaslt_matmul is a plain fp32-accumulating loop in k order (tests the wrappers'
- *    layout mapping, batching and bias epilogue, not cuBLASLt).
+ *    layout mapping, batching and bias epilogue, not cuBLASLt);
+ *  - asynchrony: wgmma products and TMA copies complete when issued, so a missing wgmma wait, a
+ *    register touched while its product is in flight, or an mbarrier wait that returns a phase early
+ *    (wrong parity) still reads the right data here — ptxas's serialisation notes (tests/bats/
+ *    build.bats) and compute-sanitizer racecheck / synccheck on the GPU cover those.
  * Single host thread: one launch at a time (a nested or concurrent launch fails loudly). */
 #ifndef SF_CUDA_EMU_H
 #define SF_CUDA_EMU_H
