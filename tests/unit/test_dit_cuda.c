@@ -16,6 +16,7 @@
  *   f16 logit taps, frame aggregates        SF_TOL_BF16_TAP   5e-2
  *   cuDNN fused vs explicit attention       SF_TOL_BF16_FWD   2e-2  (two bf16 attention algorithms) */
 #define _POSIX_C_SOURCE 200809L
+#include "attn_mass_cuda.h"
 #include "dit_golden.h"
 #include "device.h"
 #include "stages/denoise/dit_cuda.h"
@@ -550,6 +551,11 @@ static void test_attention_paths(void) {
         setenv(variants[i].env, variants[i].val, 1);
         run_attn_path(dev, "1", NULL, ov);
         unsetenv(variants[i].env);
+        /* on a GPU too: the variant ran (a kernel failing the state's self-check leaves the run on the
+           explicit path, whose output would pass the comparison below) */
+        const char *ran = sf_attn_mass_last_kernel();
+        SF_CHECK_MSG(ran && !strcmp(ran, variants[i].kernel), "%s: the last fused attention was %s, not %s",
+                     variants[i].what, ran ? ran : "none", variants[i].kernel);
 #ifdef SF_TEST_EMU
         /* counts by name prefix ("attn_plain_ws" also counts "attn_plain_ws2"): each run launches one variant */
         SF_CHECK_MSG(sf_emu_kernel_launches(variants[i].kernel) - n0 == 84, "%s: %llu launches of %s (want 84)",
