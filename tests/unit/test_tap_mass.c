@@ -226,9 +226,9 @@ static void test_gpu_frame_means(void) {
  * 2·H·d + 8), O into a guarded buffer; then the per-frame reduce on both sides. kscale sharpens the
  * logits (large row maxima exercise the running rescale); G < 64 makes tiles span several groups,
  * NG·G < Lk leaves padding keys out of the groups. */
-static void attn_mass_case(int H, int d, int64_t Lq, int64_t Lk, int64_t G, int64_t NG, int64_t S, float kscale) {
+static int attn_mass_case(int H, int d, int64_t Lq, int64_t Lk, int64_t G, int64_t NG, int64_t S, float kscale) {
     cu c;
-    if (!cu_open(&c)) return;
+    if (!cu_open(&c)) return 0; /* SKIPped: no device */
     const int64_t D = (int64_t)H * d, ldq = D + 8, ldk = 2 * D + 8, QF = Lq / S;
     float *q = hrand((size_t)(Lq * D), -1, 1, 1), *kv = hrand((size_t)(Lk * 2 * D), -1, 1, 0);
     for (int64_t i = 0; i < Lk * 2 * D; i++) kv[i] = sf_round_bf16(i % (2 * D) < D ? kv[i] * kscale : kv[i]);
@@ -286,6 +286,7 @@ done:
     free(q), free(kv), free(oref), free(lg), free(rm), free(lse), free(aref), free(sref);
     free(og), free(rmg), free(lg2), free(ag), free(sg);
     cu_close(&c);
+    return 1;
 }
 /* the DiT's shape class: d = 128, key frames of 80 tokens (tiles straddle them), a tail tile of 16
  * keys and a last query block of 48 rows */
@@ -310,15 +311,20 @@ static void variant_cases_v(const char *env, const char *val, const char *groups
     const unsigned long long g0 = sf_emu_kernel_launches(groups), p0 = sf_emu_kernel_launches(plain);
 #endif
     setenv(env, val, 1);
-    attn_mass_case(2, 128, 240, 400, 80, 5, 80, 1.0f);
+    /* on a GPU too, the kernel that ran must be the variant's (one the device declines falls back) */
+    const int on = attn_mass_case(2, 128, 240, 400, 80, 5, 80, 1.0f);
+    const char *ran = sf_attn_mass_last_kernel();
+    SF_CHECK_MSG(!on || (ran && !strcmp(ran, groups)), "%s=%s: the kernel that ran was %s, not %s", env, val,
+                 ran ? ran : "none", groups);
     attn_mass_case(d2 == 64 ? 1 : 3, d2, d2 == 64 ? 100 : 20, 130, 5, d2 == 64 ? 26 : 25, 10, 4.0f);
     attn_mass_case(2, 128, 100, 200, 1, 0, 100, 1.0f);
+    ran = sf_attn_mass_last_kernel();
+    SF_CHECK_MSG(!on || (ran && !strcmp(ran, plain)), "%s=%s: the kernel that ran was %s, not %s", env, val,
+                 ran ? ran : "none", plain);
     unsetenv(env);
 #ifndef SF_TEST_GPU
     const unsigned long long g = sf_emu_kernel_launches(groups) - g0, pl = sf_emu_kernel_launches(plain) - p0;
     SF_CHECK_MSG(g == 2 && pl == 1, "%s: %llu launches of %s, %llu of %s (want 2, 1)", env, g, groups, pl, plain);
-#else
-    (void)groups, (void)plain;
 #endif
 }
 static void variant_cases(const char *env, const char *groups, const char *plain, int d2) {
