@@ -342,31 +342,26 @@ static void test_attn_mass_wgmma_bm128(void) {
     unsetenv("SF_ATTN_WGMMA");
 }
 /* The warp-specialised kernel (attn_mass_ws.cu: a TMA producer warpgroup, two wgmma consumers, a ring of
- * 4 K/V stages on mbarriers): the variant cases, then 1100 keys (18 tiles: the ring wraps four times, so
- * both parities of every stage's barriers are waited on) with a tail tile of 12 keys and 3 query blocks. */
-static void test_attn_mass_ws(void) {
-    variant_cases("SF_ATTN_WS", "attn_mass_groups_ws", "attn_plain_ws", 64);
-    setenv("SF_ATTN_WS", "1", 1);
-    attn_mass_case(1, 128, 300, 1100, 100, 11, 100, 2.0f);
-    unsetenv("SF_ATTN_WS");
-}
-/* The same with FA3's intra-warpgroup overlap (SF_ATTN_WS=2: tile j's S = Q·Kᵀ and tile j − 1's O += P·V in
- * flight while tile j's softmax runs, O rescaled after; one key tile — no overlap at all — included). */
-static void test_attn_mass_ws2(void) {
-    variant_cases_v("SF_ATTN_WS", "2", "attn_mass_groups_ws2", "attn_plain_ws2", 64);
-    setenv("SF_ATTN_WS", "2", 1);
+ * 4 K/V stages on mbarriers) in mode val (SF_ATTN_WS): the variant cases, then 1100 keys (18 tiles: the
+ * ring wraps four times, so both parities of every stage's barriers are waited on) with a tail tile of
+ * 12 keys and 3 query blocks, and a single key tile at d = 64 (no overlap at all in modes 2 and 3). */
+static void ws_cases(const char *val) {
+    char groups[32], plain[32];
+    const int plain1 = !strcmp(val, "1"); /* mode 1's kernels carry no number */
+    snprintf(groups, sizeof groups, "attn_mass_groups_ws%s", plain1 ? "" : val);
+    snprintf(plain, sizeof plain, "attn_plain_ws%s", plain1 ? "" : val);
+    variant_cases_v("SF_ATTN_WS", val, groups, plain, 64);
+    setenv("SF_ATTN_WS", val, 1);
     attn_mass_case(1, 128, 300, 1100, 100, 11, 100, 2.0f);
     attn_mass_case(2, 64, 70, 50, 10, 5, 10, 3.0f);
     unsetenv("SF_ATTN_WS");
 }
-/* With the two consumers' ping-pong on named barriers as well (SF_ATTN_WS=3). */
-static void test_attn_mass_ws3(void) {
-    variant_cases_v("SF_ATTN_WS", "3", "attn_mass_groups_ws3", "attn_plain_ws3", 64);
-    setenv("SF_ATTN_WS", "3", 1);
-    attn_mass_case(1, 128, 300, 1100, 100, 11, 100, 2.0f);
-    attn_mass_case(2, 64, 70, 50, 10, 5, 10, 3.0f);
-    unsetenv("SF_ATTN_WS");
-}
+static void test_attn_mass_ws(void) { ws_cases("1"); }
+/* with FA3's intra-warpgroup overlap (tile j's S = Q·Kᵀ and tile j − 1's O += P·V in flight while tile j's
+   softmax runs, O rescaled after) */
+static void test_attn_mass_ws2(void) { ws_cases("2"); }
+/* and with the two consumers' ping-pong on named barriers */
+static void test_attn_mass_ws3(void) { ws_cases("3"); }
 
 /* What the kernel does not take is refused before anything runs: SF_E_UNSUPPORTED for a head dim or
  * stride it has no code for (the caller falls back to the explicit path), SF_E_ARG for bad shapes. */

@@ -1,11 +1,12 @@
 /* cuda_emu.cc — the scheduler and host runtime of the CUDA CPU emulation (see cuda_emu.h for what
  * is faithful and what it is blind to): blocks run one after another, the threads of a block as
- * ucontext coroutines that switch only at barriers (block, warpgroup), warp collectives and mbarrier
- * waits; cudaMalloc is registered host memory; streams are synchronous. The vendor libraries' stand-ins
- * are in libs_emu.cc, mbarriers and TMA in async_emu.cc.
+ * ucontext coroutines that switch only at barriers (block, warpgroup, named), warp collectives and
+ * mbarrier waits. The runtime API (memory, streams, copies) is emu_runtime.cc's, the vendor libraries'
+ * stand-ins libs_emu.cc's, mbarriers and TMA async_emu.cc's.
  * Built only into build/tests/test_cuda_emu (Makefile, EMU_*), tested by tests/unit/test_cuda_emu.c.
  * Under AddressSanitizer every stack switch is announced with __sanitizer_start/finish_switch_fiber. */
 #include "cuda_emu.h"
+#include "emu_state.h"
 
 #include <stdarg.h>
 #include <stdio.h>
@@ -60,7 +61,6 @@ unsigned nthr_cap;
 unsigned cur_t;      /* index of the running coroutine */
 unsigned nthreads;   /* threads of the current block */
 bool in_launch;
-ucontext_t sched_uc;
 #if SF_EMU_ASAN
 void *sched_fake;          /* the scheduler's fake stack while a coroutine runs */
 const void *sched_bottom;  /* the scheduler's stack, learned at the first switch */
@@ -70,9 +70,6 @@ void (*body)(void *);
 void *body_arg;
 
 char fault_msg[512]; /* a thread's own fault (set before it yields with T_FAULT) */
-char err_msg[1024];  /* the last kernel failure, for cudaGetErrorString */
-cudaError_t last_error = cudaSuccess;   /* cleared by cudaGetLastError */
-cudaError_t sticky_error = cudaSuccess; /* reported by every sync until sf_emu_reset */
 bool quiet;
 long long max_blocks_cap;
 unsigned long long n_launches, n_threads_run;
@@ -86,16 +83,6 @@ unsigned long long nb_gen[NBARS];
 unsigned char *dyn_buf;
 size_t dyn_size;
 
-struct alloc {
-    char *p;
-    size_t n;
-};
-alloc *allocs;
-size_t nallocs, cap_allocs;
-
-struct stream_tag {
-    int dummy;
-};
 
 extern "C" char __start_sf_emu_shared[] __attribute__((weak));
 extern "C" char __stop_sf_emu_shared[] __attribute__((weak));
@@ -130,10 +117,12 @@ __asm__(".text\n"
 void *sched_sp;
 #else
 #define SF_EMU_FAST_SWITCH 0
+ucontext_t sched_uc; /* the scheduler's context (swapcontext) */
 #endif
 
 void entry(void);
 
+#if SF_EMU_FAST_SWITCH
 /* A fresh coroutine's stack: six zero registers, then entry as the return address, with rsp + 8
  * 16-byte aligned at entry as after a call. */
 void *initial_sp(char *stack) {
@@ -145,6 +134,7 @@ void *initial_sp(char *stack) {
     for (int i = 0; i < 6; i++) sp[i] = nullptr;
     return sp;
 }
+#endif
 
 void to_thread(unsigned t) {
 #if SF_EMU_ASAN
@@ -483,19 +473,24 @@ thr &running(const char *what) {
     return thrs[cur_t];
 }
 
+} // namespace
+
+/* The state shared with emu_runtime.cc (emu_state.h). */
+char err_msg[1024];
+cudaError_t last_error = cudaSuccess;
+cudaError_t sticky_error = cudaSuccess;
+alloc *allocs;
+size_t nallocs, cap_allocs;
 bool registered(const void *p, size_t need) {
     const char *c = (const char *)p;
     for (size_t i = 0; i < nallocs; i++)
         if (c >= allocs[i].p && c <= allocs[i].p + allocs[i].n) return need <= (size_t)(allocs[i].p + allocs[i].n - c);
     return false;
 }
-
 cudaError_t set_error(cudaError_t e) {
     if (e != cudaSuccess) last_error = e;
     return e;
 }
-
-} // namespace
 
 namespace {
 /* A thread reaching a synchronisation point: off the fast path, counted, the running thread. */
@@ -783,198 +778,3 @@ extern "C" void sf_emu_reset(void) {
     err_msg[0] = 0;
 }
 extern "C" void sf_emu_set_quiet(int q) { quiet = q != 0; }
-
-/* ---- runtime ------------------------------------------------------------------------------- */
-cudaError_t cudaGetLastError(void) {
-    cudaError_t e = last_error;
-    last_error = cudaSuccess;
-    return e;
-}
-cudaError_t cudaPeekAtLastError(void) { return last_error; }
-const char *cudaGetErrorName(cudaError_t e) {
-    switch (e) {
-    case cudaSuccess: return "cudaSuccess";
-    case cudaErrorInvalidValue: return "cudaErrorInvalidValue";
-    case cudaErrorMemoryAllocation: return "cudaErrorMemoryAllocation";
-    case cudaErrorInvalidConfiguration: return "cudaErrorInvalidConfiguration";
-    case cudaErrorInvalidDevice: return "cudaErrorInvalidDevice";
-    case cudaErrorInvalidResourceHandle: return "cudaErrorInvalidResourceHandle";
-    case cudaErrorLaunchFailure: return "cudaErrorLaunchFailure";
-    }
-    return "cudaErrorUnknown";
-}
-const char *cudaGetErrorString(cudaError_t e) {
-    static char buf[1100];
-    if (e == cudaSuccess) return "no error";
-    if (err_msg[0]) {
-        snprintf(buf, sizeof buf, "%s (emulated: %s)", cudaGetErrorName(e), err_msg);
-        return buf;
-    }
-    return cudaGetErrorName(e);
-}
-cudaError_t cudaSetDevice(int d) { return set_error(d == 0 ? cudaSuccess : cudaErrorInvalidDevice); }
-cudaError_t cudaGetDevice(int *d) {
-    *d = 0;
-    return cudaSuccess;
-}
-/* Host waits (sf_emu_host_waits): what would block the host thread on a GPU until the stream drains. */
-static unsigned long long n_host_waits;
-/* Page-locked host allocations (cudaMallocHost): async copies from / to them do not wait. */
-static struct pinned_range {
-    const char *p;
-    size_t n;
-} pinned[64];
-static int n_pinned;
-static bool is_pinned(const void *p, size_t bytes) {
-    for (int i = 0; i < n_pinned; i++)
-        if ((const char *)p >= pinned[i].p && (const char *)p + bytes <= pinned[i].p + pinned[i].n) return true;
-    return false;
-}
-cudaError_t cudaGetDeviceCount(int *n) {
-    *n = 1;
-    return cudaSuccess;
-}
-cudaError_t cudaDeviceSynchronize(void) {
-    n_host_waits++;
-    return sticky_error;
-}
-
-static cudaError_t add_alloc(void *p, size_t n) {
-    if (nallocs == cap_allocs) {
-        size_t nc = cap_allocs ? 2 * cap_allocs : 64;
-        alloc *na = (alloc *)realloc(allocs, nc * sizeof *na);
-        if (!na) return cudaErrorMemoryAllocation;
-        allocs = na, cap_allocs = nc;
-    }
-    allocs[nallocs++] = alloc{(char *)p, n};
-    return cudaSuccess;
-}
-static bool del_alloc(void *p) {
-    for (size_t i = 0; i < nallocs; i++)
-        if (allocs[i].p == p) {
-            allocs[i] = allocs[--nallocs];
-            return true;
-        }
-    return false;
-}
-
-cudaError_t cudaStreamCreateWithFlags(cudaStream_t *s, unsigned int) {
-    void *p = malloc(sizeof(stream_tag));
-    if (!p || add_alloc(p, 0) != cudaSuccess) {
-        free(p);
-        return set_error(cudaErrorMemoryAllocation);
-    }
-    *s = (cudaStream_t)p;
-    return cudaSuccess;
-}
-cudaError_t cudaStreamCreate(cudaStream_t *s) { return cudaStreamCreateWithFlags(s, 0); }
-cudaError_t cudaStreamDestroy(cudaStream_t s) {
-    if (!s || !del_alloc(s)) return set_error(cudaErrorInvalidResourceHandle);
-    free(s);
-    return cudaSuccess;
-}
-cudaError_t cudaStreamSynchronize(cudaStream_t) {
-    n_host_waits++;
-    return sticky_error;
-}
-cudaError_t cudaEventCreate(cudaEvent_t *e) {
-    *e = (cudaEvent_t)&sched_uc;
-    return cudaSuccess;
-}
-cudaError_t cudaEventDestroy(cudaEvent_t) { return cudaSuccess; }
-cudaError_t cudaEventRecord(cudaEvent_t, cudaStream_t) { return cudaSuccess; }
-cudaError_t cudaEventSynchronize(cudaEvent_t) { return sticky_error; }
-cudaError_t cudaEventElapsedTime(float *ms, cudaEvent_t, cudaEvent_t) {
-    *ms = 0;
-    return cudaSuccess;
-}
-
-static unsigned long long n_device_allocs;
-extern "C" unsigned long long sf_emu_device_allocs(void) { return n_device_allocs; }
-cudaError_t cudaMalloc(void **p, size_t bytes) {
-    *p = nullptr;
-    n_device_allocs++;
-    void *m = malloc(bytes ? bytes : 1);
-    if (!m) return set_error(cudaErrorMemoryAllocation);
-    if (add_alloc(m, bytes) != cudaSuccess) {
-        free(m);
-        return set_error(cudaErrorMemoryAllocation);
-    }
-    *p = m;
-    return cudaSuccess;
-}
-cudaError_t cudaGetDeviceProperties(cudaDeviceProp *p, int d) {
-    if (d != 0) return set_error(cudaErrorInvalidDevice);
-    memset(p, 0, sizeof *p);
-    snprintf(p->name, sizeof p->name, "sf_emu (CPU emulation)");
-    p->totalGlobalMem = 1ull << 30;
-    p->sharedMemPerBlock = 48 * 1024;
-    p->sharedMemPerBlockOptin = 227 * 1024;
-    p->major = 9, p->minor = 0, p->multiProcessorCount = 1, p->warpSize = 32, p->maxThreadsPerBlock = 1024;
-    return cudaSuccess;
-}
-cudaError_t cudaMemGetInfo(size_t *free_bytes, size_t *total_bytes) {
-    *free_bytes = *total_bytes = 1ull << 30;
-    return cudaSuccess;
-}
-cudaError_t cudaMallocHost(void **p, size_t bytes) { /* pinned host memory: plain host memory, remembered */
-    *p = malloc(bytes ? bytes : 1);
-    if (*p && n_pinned < 64) pinned[n_pinned++] = {(const char *)*p, bytes};
-    return *p ? cudaSuccess : set_error(cudaErrorMemoryAllocation);
-}
-cudaError_t cudaFreeHost(void *p) {
-    for (int i = 0; i < n_pinned; i++)
-        if (pinned[i].p == p) pinned[i] = pinned[--n_pinned];
-    free(p);
-    return cudaSuccess;
-}
-cudaError_t cudaFree(void *p) {
-    if (!p) return cudaSuccess;
-    if (!del_alloc(p)) return set_error(cudaErrorInvalidValue); /* not a cudaMalloc'd base pointer */
-    free(p);
-    return cudaSuccess;
-}
-cudaError_t cudaMemcpy(void *dst, const void *src, size_t bytes, cudaMemcpyKind kind) {
-    if (sticky_error) return sticky_error;
-    bool dd = registered(dst, bytes), sd = registered(src, bytes);
-    bool ok = kind == cudaMemcpyDefault || (kind == cudaMemcpyHostToDevice && dd && !sd) ||
-              (kind == cudaMemcpyDeviceToHost && sd && !dd) || (kind == cudaMemcpyDeviceToDevice && dd && sd) ||
-              (kind == cudaMemcpyHostToHost && !dd && !sd);
-    if (!ok) {
-        snprintf(err_msg, sizeof err_msg, "cudaMemcpy kind %d does not match the pointers (dst %s, src %s, %zu bytes)",
-                 (int)kind, dd ? "device" : "host", sd ? "device" : "host", bytes);
-        return set_error(cudaErrorInvalidValue);
-    }
-    if (bytes) memmove(dst, src, bytes);
-    return cudaSuccess;
-}
-/* An async copy between the device and PAGEABLE host memory waits like a synchronous one on a GPU
- * (the driver stages it): counted as a host wait. */
-cudaError_t cudaMemcpyAsync(void *dst, const void *src, size_t bytes, cudaMemcpyKind kind, cudaStream_t) {
-    if ((kind == cudaMemcpyHostToDevice && !is_pinned(src, bytes)) || (kind == cudaMemcpyDeviceToHost && !is_pinned(dst, bytes)))
-        n_host_waits++;
-    return cudaMemcpy(dst, src, bytes, kind);
-}
-cudaError_t cudaMemcpy2DAsync(void *dst, size_t dpitch, const void *src, size_t spitch, size_t width, size_t height,
-                              cudaMemcpyKind kind, cudaStream_t) {
-    if (width > dpitch || width > spitch) return set_error(cudaErrorInvalidValue);
-    if ((kind == cudaMemcpyHostToDevice && !is_pinned(src, 1)) || (kind == cudaMemcpyDeviceToHost && !is_pinned(dst, 1)))
-        n_host_waits++;
-    for (size_t r = 0; r < height; r++) {
-        cudaError_t e = cudaMemcpy((char *)dst + r * dpitch, (const char *)src + r * spitch, width, kind);
-        if (e != cudaSuccess) return e;
-    }
-    return cudaSuccess;
-}
-extern "C" unsigned long long sf_emu_host_waits(void) { return n_host_waits; }
-
-cudaError_t cudaMemset(void *p, int byte, size_t bytes) {
-    if (sticky_error) return sticky_error;
-    if (!registered(p, bytes)) {
-        snprintf(err_msg, sizeof err_msg, "cudaMemset of %zu bytes at %p: not device memory", bytes, p);
-        return set_error(cudaErrorInvalidValue);
-    }
-    if (bytes) memset(p, byte, bytes);
-    return cudaSuccess;
-}
-cudaError_t cudaMemsetAsync(void *p, int byte, size_t bytes, cudaStream_t) { return cudaMemset(p, byte, bytes); }

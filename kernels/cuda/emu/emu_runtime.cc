@@ -1,0 +1,214 @@
+/* emu_runtime.cc — the CUDA runtime API of the CPU emulation (cuda_emu.h): errors (the last and the
+ * sticky one), devices, streams and events (synchronous), device memory (registered host memory, so
+ * a host pointer where device memory is due is caught), pinned host memory and copies. The scheduler
+ * and kernel launches are cuda_emu.cc's; the state both halves share is declared in emu_state.h.
+ * Part of the emulated objects (Makefile EMU_SRC), never of libsf.a. */
+#include "cuda_emu.h"
+#include "emu_state.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+
+using namespace sf_emu;
+
+namespace {
+struct stream_tag { /* what a cudaStream_t points at: a registered zero-size allocation */
+    int dummy;
+};
+char event_tag; /* every cudaEvent_t (events record nothing: streams are synchronous) */
+} // namespace
+
+/* ---- runtime ------------------------------------------------------------------------------- */
+cudaError_t cudaGetLastError(void) {
+    cudaError_t e = last_error;
+    last_error = cudaSuccess;
+    return e;
+}
+cudaError_t cudaPeekAtLastError(void) { return last_error; }
+const char *cudaGetErrorName(cudaError_t e) {
+    switch (e) {
+    case cudaSuccess: return "cudaSuccess";
+    case cudaErrorInvalidValue: return "cudaErrorInvalidValue";
+    case cudaErrorMemoryAllocation: return "cudaErrorMemoryAllocation";
+    case cudaErrorInvalidConfiguration: return "cudaErrorInvalidConfiguration";
+    case cudaErrorInvalidDevice: return "cudaErrorInvalidDevice";
+    case cudaErrorInvalidResourceHandle: return "cudaErrorInvalidResourceHandle";
+    case cudaErrorLaunchFailure: return "cudaErrorLaunchFailure";
+    }
+    return "cudaErrorUnknown";
+}
+const char *cudaGetErrorString(cudaError_t e) {
+    static char buf[1100];
+    if (e == cudaSuccess) return "no error";
+    if (err_msg[0]) {
+        snprintf(buf, sizeof buf, "%s (emulated: %s)", cudaGetErrorName(e), err_msg);
+        return buf;
+    }
+    return cudaGetErrorName(e);
+}
+cudaError_t cudaSetDevice(int d) { return set_error(d == 0 ? cudaSuccess : cudaErrorInvalidDevice); }
+cudaError_t cudaGetDevice(int *d) {
+    *d = 0;
+    return cudaSuccess;
+}
+/* Host waits (sf_emu_host_waits): what would block the host thread on a GPU until the stream drains. */
+static unsigned long long n_host_waits;
+/* Page-locked host allocations (cudaMallocHost): async copies from / to them do not wait. */
+static struct pinned_range {
+    const char *p;
+    size_t n;
+} pinned[64];
+static int n_pinned;
+static bool is_pinned(const void *p, size_t bytes) {
+    for (int i = 0; i < n_pinned; i++)
+        if ((const char *)p >= pinned[i].p && (const char *)p + bytes <= pinned[i].p + pinned[i].n) return true;
+    return false;
+}
+cudaError_t cudaGetDeviceCount(int *n) {
+    *n = 1;
+    return cudaSuccess;
+}
+cudaError_t cudaDeviceSynchronize(void) {
+    n_host_waits++;
+    return sticky_error;
+}
+
+static cudaError_t add_alloc(void *p, size_t n) {
+    if (nallocs == cap_allocs) {
+        size_t nc = cap_allocs ? 2 * cap_allocs : 64;
+        alloc *na = (alloc *)realloc(allocs, nc * sizeof *na);
+        if (!na) return cudaErrorMemoryAllocation;
+        allocs = na, cap_allocs = nc;
+    }
+    allocs[nallocs++] = alloc{(char *)p, n};
+    return cudaSuccess;
+}
+static bool del_alloc(void *p) {
+    for (size_t i = 0; i < nallocs; i++)
+        if (allocs[i].p == p) {
+            allocs[i] = allocs[--nallocs];
+            return true;
+        }
+    return false;
+}
+
+cudaError_t cudaStreamCreateWithFlags(cudaStream_t *s, unsigned int) {
+    void *p = malloc(sizeof(stream_tag));
+    if (!p || add_alloc(p, 0) != cudaSuccess) {
+        free(p);
+        return set_error(cudaErrorMemoryAllocation);
+    }
+    *s = (cudaStream_t)p;
+    return cudaSuccess;
+}
+cudaError_t cudaStreamCreate(cudaStream_t *s) { return cudaStreamCreateWithFlags(s, 0); }
+cudaError_t cudaStreamDestroy(cudaStream_t s) {
+    if (!s || !del_alloc(s)) return set_error(cudaErrorInvalidResourceHandle);
+    free(s);
+    return cudaSuccess;
+}
+cudaError_t cudaStreamSynchronize(cudaStream_t) {
+    n_host_waits++;
+    return sticky_error;
+}
+cudaError_t cudaEventCreate(cudaEvent_t *e) {
+    *e = (cudaEvent_t)&event_tag;
+    return cudaSuccess;
+}
+cudaError_t cudaEventDestroy(cudaEvent_t) { return cudaSuccess; }
+cudaError_t cudaEventRecord(cudaEvent_t, cudaStream_t) { return cudaSuccess; }
+cudaError_t cudaEventSynchronize(cudaEvent_t) { return sticky_error; }
+cudaError_t cudaEventElapsedTime(float *ms, cudaEvent_t, cudaEvent_t) {
+    *ms = 0;
+    return cudaSuccess;
+}
+
+static unsigned long long n_device_allocs;
+extern "C" unsigned long long sf_emu_device_allocs(void) { return n_device_allocs; }
+cudaError_t cudaMalloc(void **p, size_t bytes) {
+    *p = nullptr;
+    n_device_allocs++;
+    void *m = malloc(bytes ? bytes : 1);
+    if (!m) return set_error(cudaErrorMemoryAllocation);
+    if (add_alloc(m, bytes) != cudaSuccess) {
+        free(m);
+        return set_error(cudaErrorMemoryAllocation);
+    }
+    *p = m;
+    return cudaSuccess;
+}
+cudaError_t cudaGetDeviceProperties(cudaDeviceProp *p, int d) {
+    if (d != 0) return set_error(cudaErrorInvalidDevice);
+    memset(p, 0, sizeof *p);
+    snprintf(p->name, sizeof p->name, "sf_emu (CPU emulation)");
+    p->totalGlobalMem = 1ull << 30;
+    p->sharedMemPerBlock = 48 * 1024;
+    p->sharedMemPerBlockOptin = 227 * 1024;
+    p->major = 9, p->minor = 0, p->multiProcessorCount = 1, p->warpSize = 32, p->maxThreadsPerBlock = 1024;
+    return cudaSuccess;
+}
+cudaError_t cudaMemGetInfo(size_t *free_bytes, size_t *total_bytes) {
+    *free_bytes = *total_bytes = 1ull << 30;
+    return cudaSuccess;
+}
+cudaError_t cudaMallocHost(void **p, size_t bytes) { /* pinned host memory: plain host memory, remembered */
+    *p = malloc(bytes ? bytes : 1);
+    if (*p && n_pinned < 64) pinned[n_pinned++] = {(const char *)*p, bytes};
+    return *p ? cudaSuccess : set_error(cudaErrorMemoryAllocation);
+}
+cudaError_t cudaFreeHost(void *p) {
+    for (int i = 0; i < n_pinned; i++)
+        if (pinned[i].p == p) pinned[i] = pinned[--n_pinned];
+    free(p);
+    return cudaSuccess;
+}
+cudaError_t cudaFree(void *p) {
+    if (!p) return cudaSuccess;
+    if (!del_alloc(p)) return set_error(cudaErrorInvalidValue); /* not a cudaMalloc'd base pointer */
+    free(p);
+    return cudaSuccess;
+}
+cudaError_t cudaMemcpy(void *dst, const void *src, size_t bytes, cudaMemcpyKind kind) {
+    if (sticky_error) return sticky_error;
+    bool dd = registered(dst, bytes), sd = registered(src, bytes);
+    bool ok = kind == cudaMemcpyDefault || (kind == cudaMemcpyHostToDevice && dd && !sd) ||
+              (kind == cudaMemcpyDeviceToHost && sd && !dd) || (kind == cudaMemcpyDeviceToDevice && dd && sd) ||
+              (kind == cudaMemcpyHostToHost && !dd && !sd);
+    if (!ok) {
+        snprintf(err_msg, sizeof err_msg, "cudaMemcpy kind %d does not match the pointers (dst %s, src %s, %zu bytes)",
+                 (int)kind, dd ? "device" : "host", sd ? "device" : "host", bytes);
+        return set_error(cudaErrorInvalidValue);
+    }
+    if (bytes) memmove(dst, src, bytes);
+    return cudaSuccess;
+}
+/* An async copy between the device and PAGEABLE host memory waits like a synchronous one on a GPU
+ * (the driver stages it): counted as a host wait. */
+cudaError_t cudaMemcpyAsync(void *dst, const void *src, size_t bytes, cudaMemcpyKind kind, cudaStream_t) {
+    if ((kind == cudaMemcpyHostToDevice && !is_pinned(src, bytes)) || (kind == cudaMemcpyDeviceToHost && !is_pinned(dst, bytes)))
+        n_host_waits++;
+    return cudaMemcpy(dst, src, bytes, kind);
+}
+cudaError_t cudaMemcpy2DAsync(void *dst, size_t dpitch, const void *src, size_t spitch, size_t width, size_t height,
+                              cudaMemcpyKind kind, cudaStream_t) {
+    if (width > dpitch || width > spitch) return set_error(cudaErrorInvalidValue);
+    if ((kind == cudaMemcpyHostToDevice && !is_pinned(src, 1)) || (kind == cudaMemcpyDeviceToHost && !is_pinned(dst, 1)))
+        n_host_waits++;
+    for (size_t r = 0; r < height; r++) {
+        cudaError_t e = cudaMemcpy((char *)dst + r * dpitch, (const char *)src + r * spitch, width, kind);
+        if (e != cudaSuccess) return e;
+    }
+    return cudaSuccess;
+}
+extern "C" unsigned long long sf_emu_host_waits(void) { return n_host_waits; }
+
+cudaError_t cudaMemset(void *p, int byte, size_t bytes) {
+    if (sticky_error) return sticky_error;
+    if (!registered(p, bytes)) {
+        snprintf(err_msg, sizeof err_msg, "cudaMemset of %zu bytes at %p: not device memory", bytes, p);
+        return set_error(cudaErrorInvalidValue);
+    }
+    if (bytes) memset(p, byte, bytes);
+    return cudaSuccess;
+}
+cudaError_t cudaMemsetAsync(void *p, int byte, size_t bytes, cudaStream_t) { return cudaMemset(p, byte, bytes); }
