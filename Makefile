@@ -72,8 +72,8 @@ LIB     := $(BUILD)/libsf.a
 # The GPU bundle (GPU_BUNDLE, above) builds only what tests/gpu/check.sh runs on the device: the
 # carried tree + bundle must fit 64 MiB (each test binary holds libsf.a; sf-view pulls GnuTLS in
 # through libmicrohttpd). Elsewhere `all` is everything; $(ALL_EMU) collects the emulation tests.
-GPU_CHECK_TESTS := test_conv_plans test_cuda_glue test_cuda_kernels test_dit_cuda test_sdpa_plans test_t5_cuda \
-                   test_t5_glue_gpu test_tap_mass_gpu test_vae_cuda test_vae_glue
+GPU_CHECK_TESTS := test_conv_plans test_cuda_glue test_cuda_kernels test_dit_cuda test_hopper_gpu test_sdpa_plans \
+                   test_t5_cuda test_t5_glue_gpu test_tap_mass_gpu test_vae_cuda test_vae_glue
 ifeq ($(GPU_BUNDLE),1)
   ALL_EMU := gpu-bundle-skips
   all: info $(filter-out %/sf-view,$(PROGS)) $(addprefix $(BUILD)/tests/,$(GPU_CHECK_TESTS))
@@ -138,7 +138,7 @@ EMU_SRC := kernels/cuda/emu/cuda_emu.cc kernels/cuda/emu/emu_selftest.cu kernels
            kernels/cuda/device.cu kernels/cuda/norm_fused.cu kernels/cuda/t5_glue.cu kernels/cuda/vae_glue.cu \
            kernels/cuda/emu/conv_emu.cc kernels/cuda/emu/libs_emu.cc kernels/cuda/emu/async_emu.cc kernels/cuda/emu/emu_runtime.cc \
            kernels/cuda/tap_mass.cu kernels/cuda/attn_mass.cu \
-           kernels/cuda/attn_mass_wg.cu kernels/cuda/attn_mass_ws.cu
+           kernels/cuda/attn_mass_wg.cu kernels/cuda/attn_mass_ws.cu kernels/cuda/hopper_probe.cu
 EMU_OBJ := $(patsubst %,$(BUILD)/emu/%.o,$(EMU_SRC))
 EMU_CXXFLAGS := -std=c++17 $(CFLAGS) -Wall -Wextra -Wshadow -Wno-unknown-pragmas $(FP_FLAGS) -MMD -MP -DSF_CUDA_EMU \
            -Icommon -Ikernels -I. $(EXTRA_CFLAGS)
@@ -208,6 +208,15 @@ $(BUILD)/tests/test_vae_glue_emu: $(BUILD)/obj/tests/unit/test_vae_glue_emu.o $(
 # sf-view (tools/view/): an HTTP server (libmicrohttpd) and JPEG (libjpeg-turbo), linked into it and its test only
 VIEW_LIBS := -lmicrohttpd -lturbojpeg
 $(BUILD)/bin/sf-view $(BUILD)/tests/test_view: LDLIBS += $(VIEW_LIBS)
+
+# test_hopper: the Hopper probes (kernels/cuda/hopper_probe.cu) on the emulated kernels; test_hopper_gpu
+# is the same file on the real ones (tests/gpu/check.sh, part attn).
+all: $(BUILD)/tests/test_hopper_gpu
+$(BUILD)/tests/test_hopper: $(BUILD)/obj/tests/unit/test_hopper.o $(EMU_OBJ) $(LIB)
+	$(emu_link)
+$(BUILD)/obj/tests/unit/test_hopper_gpu.o: tests/unit/test_hopper.c
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) -DSF_TEST_GPU -c $< -o $@
 
 # test_tap_mass: the attention-tap probability aggregates, CPU reference and the emulated GPU kernels
 # (kernels/cuda/tap_mass.cu); build/tests/test_tap_mass_gpu is the same file on the real kernels.

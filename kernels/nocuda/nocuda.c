@@ -443,3 +443,19 @@ sf_status sf_attn_mass_cuda(const sf_cuda_ctx *ctx, int64_t Lq, int64_t Lk, int 
         (void)scale, (void)G, (void)NG, (void)rowmass, (void)lse;
     return SF_NO_CUDA(err);
 }
+
+/* kernels/hopper_probe_cuda.h: the Hopper probes. */
+#include "hopper_probe_cuda.h"
+sf_status sf_hopper_probe_wgmma(const sf_cuda_ctx *ctx, int mode, const void *a, const void *b, float *d, sf_err *err) {
+    (void)ctx, (void)mode, (void)a, (void)b, (void)d;
+    return SF_NO_CUDA(err);
+}
+sf_status sf_hopper_probe_tma(const sf_cuda_ctx *ctx, const void *m, int64_t rows, int64_t cols, int64_t pitch,
+                              float *out, sf_err *err) {
+    (void)ctx, (void)m, (void)rows, (void)cols, (void)pitch, (void)out;
+    return SF_NO_CUDA(err);
+}
+sf_status sf_hopper_probe_turns(const sf_cuda_ctx *ctx, float *out, sf_err *err) {
+    (void)ctx, (void)out;
+    return SF_NO_CUDA(err);
+}

@@ -7,8 +7,9 @@
 #   device run: bash tests/gpu/check.sh              carry [".gpu", ".ref"]
 #
 # Steps (each under its own timeout; the summary table is printed last):
-#   0. attention (part "attn", also in "tests"): test_tap_mass_gpu (every fused-attention variant vs the
-#      CPU), test_dit_cuda attention_paths / taps_probs_cross, compute-sanitizer on the variants
+#   0. attention (part "attn", also in "tests"): test_hopper_gpu (the Hopper probes: wgmma in each operand
+#      form, TMA through an mbarrier ring, named barriers — exact), test_tap_mass_gpu (every fused-attention
+#      variant vs the CPU), test_dit_cuda attention_paths / taps_probs_cross, compute-sanitizer on the variants
 #      (memcheck, racecheck, synccheck), sf-denoise --bench attn (every path beside cuDNN)
 #   1. test_cuda_kernels          every CUDA kernel against its CPU reference
 #      test_cuda_glue             test_cuda_emu.c's kernel cases on the real GPU
@@ -104,6 +105,7 @@ want() { [ -z "${SF_CHECK_ONLY:-}" ] || [[ ",$SF_CHECK_ONLY," == *",$1,"* ]]; }
 # warp-specialised kernel's mbarriers and TMA: synccheck), then their speed beside cuDNN's on the same
 # inputs — the numbers that decide which kernel the DiT and the probs taps use.
 if want attn || want tests; then
+step hopper 60 "$G/tests/test_hopper_gpu" # wgmma operand forms, TMA ring, named barriers: exact, one at a time
 step tap_mass 90 "$G/tests/test_tap_mass_gpu" # the probability taps' kernels vs kernels/tap_mass.h
 step attn_dit 180 "$G/tests/test_dit_cuda" attention_paths taps_probs_cross
 if [ -n "$cs" ]; then

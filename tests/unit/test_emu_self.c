@@ -135,49 +135,6 @@ static void test_emu_mma_layouts(void) {
     cu_close(&c);
 }
 
-/* TMA tile loads through an mbarrier ring (emu_selftest.cu case 6): four boxes of 8 rows × 64 columns
- * of a 10 × 100 bf16 matrix (row pitch 104) at rows −3, 3, 9, 15 and columns 0, 64, 0, 64, each read
- * back through the 128-byte swizzle: the matrix's values where the box lies inside it, zeros outside. */
-static void test_emu_tma(void) {
-    cu c;
-    if (!cu_open(&c)) return;
-    float m[10 * 104], got[4 * 512];
-    for (int i = 0; i < 10 * 104; i++) m[i] = (float)(i % 104 < 100 ? 1 + i % 251 : -7); /* the pad: never read */
-    void *in = cu_alloc(&c, sizeof m / 2);
-    float *out = cu_alloc(&c, sizeof got);
-    if (in && out) {
-        SF_CHECK_OK(sf_cuda_upload_bf16(&c.ctx, in, m, 10 * 104, &c.err), &c.err);
-        SF_CHECK_OK(sf_emu_selftest(&c.ctx, 6, out, in, &c.err), &c.err);
-        SF_CHECK_OK(sf_cuda_copy_d2h(&c.ctx, got, out, sizeof got, &c.err), &c.err);
-        int bad = 0;
-        for (int r = 0; r < 4 && !bad; r++)
-            for (int e = 0; e < 512 && !bad; e++) {
-                const int row = 6 * r - 3 + e / 64, col = 64 * (r % 2) + e % 64;
-                const float want = row >= 0 && row < 10 && col < 100 ? m[row * 104 + col] : 0.0f;
-                if (got[r * 512 + e] != want) {
-                    bad = 1;
-                    SF_CHECK_MSG(0, "box %d element (%d, %d) = matrix (%d, %d): got %g, want %g", r, e / 64, e % 64, row,
-                                 col, got[r * 512 + e], want);
-                }
-            }
-    }
-    cu_close(&c);
-}
-
-/* Named barriers order two warps' turns (emu_selftest.cu case 7): the log alternates 0, 1, 0, 1, … */
-static void test_emu_named_barriers(void) {
-    cu c;
-    if (!cu_open(&c)) return;
-    float got[8];
-    float *out = cu_alloc(&c, sizeof got);
-    if (out) {
-        SF_CHECK_OK(sf_emu_selftest(&c.ctx, 7, out, NULL, &c.err), &c.err);
-        SF_CHECK_OK(sf_cuda_copy_d2h(&c.ctx, got, out, sizeof got, &c.err), &c.err);
-        for (int i = 0; i < 8; i++) SF_CHECK_MSG(got[i] == (float)(i & 1), "turn %d went to warp %g", i, got[i]);
-    }
-    cu_close(&c);
-}
-
 /* Kernels that break a rule must fail the launch with a message naming the rule. */
 static void test_emu_reports_misuse(void) {
     static const struct {
@@ -216,8 +173,6 @@ static const sf_test tests[] = {
     {"emu_shared_dynamic", test_emu_shared_dynamic},
     {"emu_block_sum", test_emu_block_sum},
     {"emu_mma_layouts", test_emu_mma_layouts},
-    {"emu_tma", test_emu_tma},
-    {"emu_named_barriers", test_emu_named_barriers},
     {"emu_reports_misuse", test_emu_reports_misuse},
 };
 SF_TEST_MAIN(tests)
