@@ -26,7 +26,7 @@
  * for d 64/128 ($SF_ATTN_WGMMA=1: attn_mass_wg.cu), 128 query rows per block ($SF_ATTN_BM128=1), and
  * warp-specialised on sm_90 for d 64/128 ($SF_ATTN_WS=1: attn_mass_ws.cu — a TMA producer warpgroup and
  * two wgmma consumers over 128 rows; =2 with FA3's intra-warpgroup overlap, =3 and the consumers' ping-pong;
- * it wins over the other knobs). A variant that does not apply
+ * $SF_ATTN_WS_BN=128 for 128-key tiles; it wins over the other knobs). A variant that does not apply
  * falls back to the next (sf_attn_mass_last_kernel says which ran).
  * Tested by tests/unit/test_tap_mass.c (attn_mass_*: on the emulation layer in every build, on a GPU
  * by test_tap_mass_gpu) and through the DiT by test_dit_emu / test_dit_cuda (probs taps). */

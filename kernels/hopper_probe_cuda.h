@@ -20,7 +20,8 @@ extern "C" {
  *   mode 0  S = A·Bᵀ, A 64×128, B 64×128 (both K-major, from shared memory: wgmma SS), d 64×64;
  *   mode 1  the same with A in registers (ldmatrix → wgmma RS, as the attention kernels' Q·Kᵀ);
  *   mode 2  O = A·B, A 64×64 in registers, B 64×128 N-major (wgmma RS with B transposed, as P·V), d 64×128;
- *   mode 3  the same with B 64×64, d 64×64. */
+ *   mode 3  the same with B 64×64, d 64×64;
+ *   mode 4  S = A·Bᵀ, A 64×128 in registers, B 128×128 K-major (RS, n = 128: the 128-key tiles), d 64×128. */
 sf_status sf_hopper_probe_wgmma(const sf_cuda_ctx *ctx, int mode, const void *a, const void *b, float *d, sf_err *err);
 
 /* TMA through a one-stage mbarrier ring, four rounds: box r = 8 rows × 64 columns of the bf16 matrix m

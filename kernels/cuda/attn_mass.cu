@@ -123,10 +123,10 @@ extern "C" sf_status sf_attn_mass_wg_try(const sf_cuda_ctx *ctx, int wide, int64
                                          float sl2, int64_t G, int64_t NG, float *rowmass, float *lse, sf_err *err);
 
 /* attn_mass_ws.cu: the warp-specialised TMA version (two consumer warpgroups, a producer), when it applies. */
-extern "C" sf_status sf_attn_mass_ws_try(const sf_cuda_ctx *ctx, int mode, int64_t Lq, int64_t Lk, int H, int d,
-                                         const void *q, int64_t ldq, const void *k, const void *v, int64_t ldk, void *o,
-                                         int64_t ldo, float sl2, int64_t G, int64_t NG, float *rowmass, float *lse,
-                                         sf_err *err);
+extern "C" sf_status sf_attn_mass_ws_try(const sf_cuda_ctx *ctx, int mode, int wide, int64_t Lq, int64_t Lk, int H,
+                                         int d, const void *q, int64_t ldq, const void *k, const void *v, int64_t ldk,
+                                         void *o, int64_t ldo, float sl2, int64_t G, int64_t NG, float *rowmass,
+                                         float *lse, sf_err *err);
 
 /* An A/B knob: $name's number (0 when unset). Read per call (cheap beside a kernel; tests toggle it). */
 static int am_knob(const char *name) {
@@ -161,7 +161,7 @@ extern "C" sf_status sf_attn_mass_cuda(const sf_cuda_ctx *ctx, int64_t Lq, int64
                        d);
     if (Lq == 0) return SF_OK;
     if (const int ws = am_knob("SF_ATTN_WS")) { /* 2: with the intra-warpgroup overlap, 3: and ping-pong */
-        st = sf_attn_mass_ws_try(ctx, ws, Lq, Lk, H, d, q, ldq, k, v, ldk, o, ldo, scale * AM_LOG2E, G, NG, rowmass,
+        st = sf_attn_mass_ws_try(ctx, ws, am_knob("SF_ATTN_WS_BN") == 128, Lq, Lk, H, d, q, ldq, k, v, ldk, o, ldo, scale * AM_LOG2E, G, NG, rowmass,
                                  lse, err);
         if (st != SF_E_UNSUPPORTED) return st;
         st = SF_OK;

@@ -58,21 +58,22 @@ static __device__ __forceinline__ void am_rescale_o(am_state<NT> &st, const floa
     }
 }
 
-/* One tile of S (raw q·k sums) at keys [key0, key0 + 64): scaled into log2 units and masked past Lk,
+/* One tile of S (raw q·k sums) at keys [key0, key0 + 8·NS) (NS n-tiles of 8: 64 keys by default, 128 for
+ * the warp-specialised kernel's wide tiles): scaled into log2 units and masked past Lk,
  * the running max m and sum l (and O, and the open group's sum) rescaled, S turned into P = 2^(S − m),
  * and with MASS the tile's key groups summed in key order (a group the keys leave is flushed). With
  * RESCALE_O = false, O is left alone and its factors go to alpha_out (O may still be the target of an
  * asynchronous product: the caller rescales after waiting for it, am_rescale_o). */
-template <int NT, bool MASS, bool RESCALE_O = true>
+template <int NT, bool MASS, bool RESCALE_O = true, int NS = AM_BN / 8>
 static __device__ __forceinline__ void am_tile_softmax(float (*s)[4], am_state<NT> &st, int64_t key0, int64_t Lk, float sl2,
                                                        int t, int64_t G, int64_t NG, float *rowmass, int64_t base,
                                                        int64_t Lq, int64_t row0, float *alpha_out = nullptr) {
     float *m = st.m, *l = st.l, *acc = st.acc;
     int64_t &gcur = st.gcur;
-    const int64_t kend = key0 + AM_BN < Lk ? key0 + AM_BN : Lk;
+    const int64_t kend = key0 + 8 * NS < Lk ? key0 + 8 * NS : Lk;
     const int nvalid = (int)(kend - key0); /* columns are tile-relative from here on */
     float mx[2] = {-INFINITY, -INFINITY};
-    for (int nt = 0; nt < 8; nt++)
+    for (int nt = 0; nt < NS; nt++)
         for (int i = 0; i < 4; i++) {
             const int col = nt * 8 + 2 * t + (i & 1);
             const float x = col < nvalid ? s[nt][i] * sl2 : -INFINITY;
@@ -84,7 +85,7 @@ static __device__ __forceinline__ void am_tile_softmax(float (*s)[4], am_state<N
         mn[r] = fmaxf(m[r], am_quad_max(mx[r])); /* finite: every tile has a key */
         alpha[r] = exp2f(m[r] - mn[r]);
     }
-    for (int nt = 0; nt < 8; nt++)
+    for (int nt = 0; nt < NS; nt++)
         for (int i = 0; i < 4; i++) {
             const float p = exp2f(s[nt][i] - mn[i >> 1]);
             s[nt][i] = p;
@@ -100,7 +101,7 @@ static __device__ __forceinline__ void am_tile_softmax(float (*s)[4], am_state<N
         const int64_t gs = a / G, b = (gs + 1) * G < kend ? (gs + 1) * G : kend;
         const int ca = (int)(a - key0), cb = (int)(b - key0);
         float part[2] = {0.0f, 0.0f};
-        for (int nt = 0; nt < 8; nt++)
+        for (int nt = 0; nt < NS; nt++)
             for (int i = 0; i < 4; i++) {
                 const int col = nt * 8 + 2 * t + (i & 1);
                 if (col >= ca && col < cb) part[i >> 1] += s[nt][i];

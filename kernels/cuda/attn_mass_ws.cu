@@ -6,8 +6,8 @@
  *
  * A block = 3 warpgroups over 128 query rows of one head:
  *   producer (warpgroup 0, one thread): loads Q once (TMA, 2 × d/64 boxes of 64 rows), then for each
- *     64-key tile j waits until stage j % STAGES is free (its `empty` barrier), announces the tile's
- *     bytes on the stage's `full` barrier and issues the K and V boxes (d/64 of 64 rows × 64 columns
+ *     key tile j (64 keys; 128 with $SF_ATTN_WS_BN=128) waits until stage j % STAGES is free (its `empty` barrier), announces the tile's
+ *     bytes on the stage's `full` barrier and issues the K and V boxes (d/64 of BN rows × 64 columns
  *     each, 128-byte swizzled — the layout wgmma's descriptors read; rows past Lk zero-filled);
  *   consumers (warpgroups 1, 2; 64 query rows each; 240 registers each by setmaxnreg, the producer
  *     keeps 24): Q once into registers (ldmatrix from the swizzled atoms: the wgmma A fragments), then
@@ -20,7 +20,10 @@
  * for loads. $SF_ATTN_WS=2 adds FA3's intra-warpgroup overlap (tile j's S = Q·Kᵀ and tile j − 1's
  * O += P·V in flight on the tensor cores while the warpgroup runs tile j's softmax; O rescaled once
  * its product is done); =3 adds FA3's ping-pong of the two consumers (named barriers: one's softmax
- * while the other's products run). ptxas must keep the products asynchronous: tests/bats/build.bats
+ * while the other's products run). $SF_ATTN_WS_BN=128 makes the key tiles 128 wide (a ring of 2 stages of
+ * 64 KB at d = 128; S = Q·Kᵀ as m64n128k16; half the per-tile barrier, fence and softmax-reduction
+ * overhead): FA3's tile for d = 128. With the overlap, P is packed out of S's registers before the next
+ * tile's S = Q·Kᵀ is issued into them, which keeps 128-key tiles within the consumers' 240 registers. ptxas must keep the products asynchronous: tests/bats/build.bats
  * fails the build on its serialisation notes or spills. Tested like the other two (test_tap_mass
  * attn_mass_ws, attn_mass_ws2, attn_mass_ws3; test_dit_emu attention_paths) on the emulation, which
  * runs the mbarriers, TMA and named barriers of tma.cuh. */
@@ -28,45 +31,51 @@
 #include "attn_mass_cuda.h"
 #include "tma.cuh"
 
-#define WS_BM 128     /* query rows per block: two consumer warpgroups */
+#define WS_BM 128      /* query rows per block: two consumer warpgroups */
 #define WS_THREADS 384 /* producer + two consumers */
-#define WS_STAGES 4   /* K/V ring depth */
 
-template <int D>
+/* BN keys per tile (64, or 128 with $SF_ATTN_WS_BN=128), in a ring of 4 or 2 stages. */
+template <int D, int BN>
 struct ws_layout { /* byte offsets in the 1024-aligned shared window */
-    static constexpr uint32_t NA = D / 64, ATOM = 64 * 128, QATOM = WS_BM * 128;
+    static constexpr int STAGES = BN == 64 ? 4 : 2, NS = BN / 8;
+    static constexpr uint32_t NA = D / 64, ATOM = BN * 128, QATOM = WS_BM * 128; /* a K / V atom: BN rows */
     static constexpr uint32_t Q = 0, KV = NA * QATOM, STAGE = 2 * NA * ATOM;
-    static constexpr uint32_t BARS = KV + WS_STAGES * STAGE; /* full[S], empty[S], q */
-    static constexpr uint32_t BYTES = BARS + (2 * WS_STAGES + 1) * 8;
+    static constexpr uint32_t BARS = KV + STAGES * STAGE; /* full[S], empty[S], q */
+    static constexpr uint32_t BYTES = BARS + (2 * STAGES + 1) * 8;
 };
 
-/* The wgmma products of one tile (attn_mass_wg.cu's): S = Q·Kᵀ into sc from the stage's K atoms, and
- * O += P·V with P packed from sc — each issued and committed, not waited for. The accumulators are
- * fenced on both sides (no compiler-made copies or reads while the tensor cores own them) and P is
- * packed before the first product, so ptxas need not serialise the products (its C7514 / C7519 / C7520
- * notes, checked in the build: see RESULTS.md). */
-template <int D>
-static __device__ __forceinline__ void ws_qk(float (&sc)[8][4], const uint32_t (*qf)[4], uint32_t ka) {
-    using L = ws_layout<D>;
+/* The wgmma products of one tile: S = Q·Kᵀ into sc (Q from registers, K from the stage's atoms), and
+ * O += P·V from P packed beforehand (ws_pack) — each issued and committed, not waited for. The
+ * accumulators are fenced on both sides (no compiler-made copies or reads while the tensor cores own
+ * them) and P is packed before any product is issued, so ptxas need not serialise the products (its
+ * C7514 / C7519 / C7520 notes: tests/bats/build.bats) and S's registers are free for the next tile's. */
+template <int D, int BN>
+static __device__ __forceinline__ void ws_qk(float (&sc)[BN / 8][4], const uint32_t (*qf)[4], uint32_t ka) {
+    using L = ws_layout<D, BN>;
     sf_wgmma_fence_regs(sc);
     sf_wgmma_fence();
-    for (int kk = 0; kk < D / 16; kk++) /* Q from registers (RS): only K is read from shared memory */
-        sf_wgmma_m64n64k16_rs(&sc[0][0], qf[kk], sf_wgmma_desc(ka + (uint32_t)(kk / 4) * L::ATOM + (uint32_t)(kk % 4) * 32, 16, 1024),
-                              kk > 0);
+    for (int kk = 0; kk < D / 16; kk++) { /* only K is read from shared memory */
+        const uint64_t kd = sf_wgmma_desc(ka + (uint32_t)(kk / 4) * L::ATOM + (uint32_t)(kk % 4) * 32, 16, 1024);
+        if constexpr (BN == 128) sf_wgmma_m64n128k16_rs(&sc[0][0], qf[kk], kd, kk > 0);
+        else sf_wgmma_m64n64k16_rs(&sc[0][0], qf[kk], kd, kk > 0);
+    }
     sf_wgmma_commit();
     sf_wgmma_fence_regs(sc);
 }
-template <int D>
-static __device__ __forceinline__ void ws_pv(am_state<D / 8> &st, uint32_t (*pa)[4], const float (*sc)[4], uint32_t va) {
-    using L = ws_layout<D>;
-    for (int kk = 0; kk < AM_BN / 16; kk++) {
+template <int BN>
+static __device__ __forceinline__ void ws_pack(uint32_t (&pa)[BN / 16][4], const float (&sc)[BN / 8][4]) {
+    for (int kk = 0; kk < BN / 16; kk++) {
         pa[kk][0] = sf_pack_bf16x2(sc[2 * kk][0], sc[2 * kk][1]), pa[kk][1] = sf_pack_bf16x2(sc[2 * kk][2], sc[2 * kk][3]);
         pa[kk][2] = sf_pack_bf16x2(sc[2 * kk + 1][0], sc[2 * kk + 1][1]);
         pa[kk][3] = sf_pack_bf16x2(sc[2 * kk + 1][2], sc[2 * kk + 1][3]);
     }
+}
+template <int D, int BN>
+static __device__ __forceinline__ void ws_pv(am_state<D / 8> &st, uint32_t (&pa)[BN / 16][4], uint32_t va) {
+    using L = ws_layout<D, BN>;
     sf_wgmma_fence_regs(st.oacc);
     sf_wgmma_fence();
-    for (int kk = 0; kk < AM_BN / 16; kk++) {
+    for (int kk = 0; kk < BN / 16; kk++) { /* V N-major: its d atoms ATOM apart */
         const uint64_t vd = sf_wgmma_desc(va + (uint32_t)kk * 16 * 128, L::ATOM, 1024);
         if constexpr (D == 128) sf_wgmma_m64n128k16_rs_tb(&st.oacc[0][0], pa[kk], vd, 1);
         else sf_wgmma_m64n64k16_rs_tb(&st.oacc[0][0], pa[kk], vd, 1);
@@ -84,22 +93,22 @@ static __device__ __forceinline__ void ws_pv(am_state<D / 8> &st, uint32_t (*pa)
  * each takes ntiles + 1 turns, and the other's arrivals match them one for one (warpgroup 1's last turn
  * hands over to no one). Registers rebalanced by setmaxnreg in every mode (producer 24, consumers 240:
  * ptxas allocates the consumer code within 240 though it reports the launch's 168). */
-template <int D, bool MASS, int MODE>
+template <int D, bool MASS, int MODE, int BN>
 static __global__ void __launch_bounds__(WS_THREADS, 1)
     attn_mass_ws_kernel(const __grid_constant__ CUtensorMap tq, const __grid_constant__ CUtensorMap tk,
                         const __grid_constant__ CUtensorMap tv, __nv_bfloat16 *__restrict__ o, int64_t ldo, int64_t Lq,
                         int64_t Lk, float sl2, int64_t G, int64_t NG, float *__restrict__ rowmass,
                         float *__restrict__ lse) {
-    using L = ws_layout<D>;
-    constexpr int NT = D / 8;
+    using L = ws_layout<D, BN>;
+    constexpr int NT = D / 8, S = L::STAGES, NS = L::NS;
     SF_DYN_SHARED(unsigned char, sm_raw);
     unsigned char *sm = sm_raw + ((1024u - (sf_smem_addr(sm_raw) & 1023u)) & 1023u);
-    uint64_t *full = reinterpret_cast<uint64_t *>(sm + L::BARS), *empty = full + WS_STAGES, *qbar = empty + WS_STAGES;
+    uint64_t *full = reinterpret_cast<uint64_t *>(sm + L::BARS), *empty = full + S, *qbar = empty + S;
     const int h = (int)blockIdx.y, hc = h * D;
-    const int64_t q0 = (int64_t)blockIdx.x * WS_BM, ntiles = (Lk + AM_BN - 1) / AM_BN;
+    const int64_t q0 = (int64_t)blockIdx.x * WS_BM, ntiles = (Lk + BN - 1) / BN;
 
     if (threadIdx.x == 0) {
-        for (int s = 0; s < WS_STAGES; s++) sf_mbar_init(&full[s], 1), sf_mbar_init(&empty[s], WS_BM * 2);
+        for (int i = 0; i < S; i++) sf_mbar_init(&full[i], 1), sf_mbar_init(&empty[i], WS_BM * 2);
         sf_mbar_init(qbar, 1);
         sf_mbar_fence_init();
     }
@@ -114,13 +123,13 @@ static __global__ void __launch_bounds__(WS_THREADS, 1)
                     sf_tma_load_2d(sm + L::Q + a * L::QATOM + half * 64 * 128, &tq, hc + 64 * (int)a,
                                    (int)(q0 + 64 * half), qbar);
             for (int64_t j = 0; j < ntiles; j++) {
-                const int s = (int)(j % WS_STAGES);
-                if (j >= WS_STAGES) sf_mbar_wait(&empty[s], (unsigned)((j / WS_STAGES - 1) & 1));
+                const int s = (int)(j % S);
+                if (j >= S) sf_mbar_wait(&empty[s], (unsigned)((j / S - 1) & 1));
                 unsigned char *ks = sm + L::KV + s * L::STAGE, *vs = ks + L::NA * L::ATOM;
                 sf_mbar_arrive_expect_tx(&full[s], L::STAGE);
                 for (uint32_t a = 0; a < L::NA; a++) {
-                    sf_tma_load_2d(ks + a * L::ATOM, &tk, hc + 64 * (int)a, (int)(j * AM_BN), &full[s]);
-                    sf_tma_load_2d(vs + a * L::ATOM, &tv, hc + 64 * (int)a, (int)(j * AM_BN), &full[s]);
+                    sf_tma_load_2d(ks + a * L::ATOM, &tk, hc + 64 * (int)a, (int)(j * BN), &full[s]);
+                    sf_tma_load_2d(vs + a * L::ATOM, &tv, hc + 64 * (int)a, (int)(j * BN), &full[s]);
                 }
             }
         }
@@ -135,56 +144,57 @@ static __global__ void __launch_bounds__(WS_THREADS, 1)
     o += hc;
     am_state<NT> st;
     am_state_init(st);
-    float sc[8][4];
-    uint32_t pa[AM_BN / 16][4];
+    float sc[NS][4];
+    uint32_t pa[BN / 16][4];
     sf_mbar_wait(qbar, 0);
     /* the warp's 16 query rows as wgmma A fragments, all of d (rows 64·wg + 16·(warp % 4) = 16·warp) */
     uint32_t qf[D / 16][4];
     sf_wgmma_load_a<D / 16>(qf, sm + L::Q, L::QATOM, warp * 16);
     if constexpr (MODE == 1) {
         for (int64_t j = 0; j < ntiles; j++) {
-            const int s = (int)(j % WS_STAGES);
+            const int s = (int)(j % S);
             const uint32_t ka = kv0 + s * L::STAGE;
-            sf_mbar_wait(&full[s], (unsigned)((j / WS_STAGES) & 1));
-            ws_qk<D>(sc, qf, ka);
+            sf_mbar_wait(&full[s], (unsigned)((j / S) & 1));
+            ws_qk<D, BN>(sc, qf, ka);
             sf_wgmma_wait<0>();
-            am_tile_softmax<NT, MASS>(sc, st, j * AM_BN, Lk, sl2, t, G, NG, rowmass, base, Lq, row0);
-            ws_pv<D>(st, pa, sc, ka + L::NA * L::ATOM);
+            am_tile_softmax<NT, MASS, true, NS>(&sc[0], st, j * BN, Lk, sl2, t, G, NG, rowmass, base, Lq, row0);
+            ws_pack<BN>(pa, sc);
+            ws_pv<D, BN>(st, pa, ka + L::NA * L::ATOM);
             sf_wgmma_wait<0>();
             sf_mbar_arrive(&empty[s]); /* this thread's reads of the stage are done */
         }
     } else {
         constexpr bool PP = MODE == 3;
         const unsigned mine = 1u + (unsigned)(warp / 4), other = 2u - (unsigned)(warp / 4); /* turn barriers */
-        float sn[8][4], alpha[2];
+        float alpha[2];
         if (PP && warp / 4 == 1) sf_named_arrive(1, 256); /* warpgroup 0's first turn */
         sf_mbar_wait(&full[0], 0);
         if (PP) sf_named_sync(mine, 256);
-        ws_qk<D>(sc, qf, kv0);
+        ws_qk<D, BN>(sc, qf, kv0);
         if (PP) sf_named_arrive(other, 256);
         sf_wgmma_wait<0>();
-        am_tile_softmax<NT, MASS>(sc, st, 0, Lk, sl2, t, G, NG, rowmass, base, Lq, row0);
+        am_tile_softmax<NT, MASS, true, NS>(&sc[0], st, 0, Lk, sl2, t, G, NG, rowmass, base, Lq, row0);
         for (int64_t j = 1; j < ntiles; j++) { /* sc: tile j − 1's P; its O += P·V goes out with tile j's S */
-            const int sp = (int)((j - 1) % WS_STAGES), s = (int)(j % WS_STAGES);
-            sf_mbar_wait(&full[s], (unsigned)((j / WS_STAGES) & 1));
+            const int sp = (int)((j - 1) % S), s = (int)(j % S);
+            ws_pack<BN>(pa, sc); /* sc is free from here: tile j's S goes into the same registers */
+            sf_mbar_wait(&full[s], (unsigned)((j / S) & 1));
             if (PP) sf_named_sync(mine, 256);
-            ws_qk<D>(sn, qf, kv0 + s * L::STAGE);
-            ws_pv<D>(st, pa, sc, kv0 + sp * L::STAGE + L::NA * L::ATOM);
+            ws_qk<D, BN>(sc, qf, kv0 + s * L::STAGE);
+            ws_pv<D, BN>(st, pa, kv0 + sp * L::STAGE + L::NA * L::ATOM);
             if (PP) sf_named_arrive(other, 256);
             sf_wgmma_wait<1>(); /* tile j's S (the older group) */
-            sf_wgmma_fence_regs(sn);
-            am_tile_softmax<NT, MASS, false>(sn, st, j * AM_BN, Lk, sl2, t, G, NG, rowmass, base, Lq, row0, alpha);
+            sf_wgmma_fence_regs(sc);
+            am_tile_softmax<NT, MASS, false, NS>(&sc[0], st, j * BN, Lk, sl2, t, G, NG, rowmass, base, Lq, row0, alpha);
             sf_wgmma_wait<0>(); /* tile j − 1's O += P·V: O and P's registers are free again */
             sf_wgmma_fence_regs(st.oacc);
             sf_wgmma_fence_regs(pa);
             sf_mbar_arrive(&empty[sp]);
             am_rescale_o<NT>(st, alpha);
-            for (int nt = 0; nt < 8; nt++)
-                for (int i = 0; i < 4; i++) sc[nt][i] = sn[nt][i];
         }
-        const int sl = (int)((ntiles - 1) % WS_STAGES); /* the last tile's O += P·V */
+        const int sl = (int)((ntiles - 1) % S); /* the last tile's O += P·V */
+        ws_pack<BN>(pa, sc);
         if (PP) sf_named_sync(mine, 256);
-        ws_pv<D>(st, pa, sc, kv0 + sl * L::STAGE + L::NA * L::ATOM);
+        ws_pv<D, BN>(st, pa, kv0 + sl * L::STAGE + L::NA * L::ATOM);
         if (PP && warp / 4 == 0) sf_named_arrive(other, 256);
         sf_wgmma_wait<0>();
         sf_wgmma_fence_regs(st.oacc);
@@ -193,25 +203,32 @@ static __global__ void __launch_bounds__(WS_THREADS, 1)
     am_finish<NT, MASS>(st, t, NG, rowmass, lse, base, Lq, row0, o, ldo);
 }
 
-template <int D>
+typedef void (*ws_kernel)(const CUtensorMap, const CUtensorMap, const CUtensorMap, __nv_bfloat16 *, int64_t, int64_t,
+                          int64_t, float, int64_t, int64_t, float *, float *);
+template <int D, int BN>
+static ws_kernel ws_pick(int mode, bool mass) {
+    if (mode == 3) return mass ? attn_mass_ws_kernel<D, true, 3, BN> : attn_mass_ws_kernel<D, false, 3, BN>;
+    if (mode == 2) return mass ? attn_mass_ws_kernel<D, true, 2, BN> : attn_mass_ws_kernel<D, false, 2, BN>;
+    return mass ? attn_mass_ws_kernel<D, true, 1, BN> : attn_mass_ws_kernel<D, false, 1, BN>;
+}
+
+template <int D, int BN>
 static sf_status ws_launch(const sf_cuda_ctx *ctx, int mode, int64_t Lq, int64_t Lk, int H, const void *q, int64_t ldq,
                            const void *k, const void *v, int64_t ldk, void *o, int64_t ldo, float sl2, int64_t G,
                            int64_t NG, float *rowmass, float *lse, sf_err *err) {
     sf_status st = SF_OK;
-    const size_t smem = ws_layout<D>::BYTES + 1024; /* + the alignment slack */
+    const size_t smem = ws_layout<D, BN>::BYTES + 1024; /* + the alignment slack */
     const uint64_t cols = (uint64_t)H * D;
     CUtensorMap tq, tk, tv;
-    void (*kern)(const CUtensorMap, const CUtensorMap, const CUtensorMap, __nv_bfloat16 *, int64_t, int64_t, int64_t,
-                 float, int64_t, int64_t, float *, float *) =
-        mode == 3   ? (NG > 0 ? attn_mass_ws_kernel<D, true, 3> : attn_mass_ws_kernel<D, false, 3>)
-        : mode == 2 ? (NG > 0 ? attn_mass_ws_kernel<D, true, 2> : attn_mass_ws_kernel<D, false, 2>)
-                    : (NG > 0 ? attn_mass_ws_kernel<D, true, 1> : attn_mass_ws_kernel<D, false, 1>);
-    static const char *const names[2][3] = {{"attn_plain_ws", "attn_plain_ws2", "attn_plain_ws3"},
-                                            {"attn_mass_groups_ws", "attn_mass_groups_ws2", "attn_mass_groups_ws3"}};
-    const char *name = names[NG > 0][mode - 1];
+    const ws_kernel kern = ws_pick<D, BN>(mode, NG > 0);
+    static const char *const names[2][2][3] = {
+        {{"attn_plain_ws", "attn_plain_ws2", "attn_plain_ws3"}, {"attn_mass_groups_ws", "attn_mass_groups_ws2", "attn_mass_groups_ws3"}},
+        {{"attn_plain_ws_n128", "attn_plain_ws2_n128", "attn_plain_ws3_n128"},
+         {"attn_mass_groups_ws_n128", "attn_mass_groups_ws2_n128", "attn_mass_groups_ws3_n128"}}};
+    const char *name = names[BN == 128][NG > 0][mode - 1];
     SF_CHECK_STATUS(sf_tma_map_bf16(&tq, q, (uint64_t)Lq, cols, (uint64_t)ldq * 2, 64, err));
-    SF_CHECK_STATUS(sf_tma_map_bf16(&tk, k, (uint64_t)Lk, cols, (uint64_t)ldk * 2, 64, err));
-    SF_CHECK_STATUS(sf_tma_map_bf16(&tv, v, (uint64_t)Lk, cols, (uint64_t)ldk * 2, 64, err));
+    SF_CHECK_STATUS(sf_tma_map_bf16(&tk, k, (uint64_t)Lk, cols, (uint64_t)ldk * 2, BN, err));
+    SF_CHECK_STATUS(sf_tma_map_bf16(&tv, v, (uint64_t)Lk, cols, (uint64_t)ldk * 2, BN, err));
     CUDA_CHECK(cudaFuncSetAttribute(kern, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem));
     SF_LAUNCH_NAMED(name, kern, dim3((unsigned)((Lq + WS_BM - 1) / WS_BM), (unsigned)H), WS_THREADS, smem,
                     SF_CUDA_STREAM(ctx), tq, tk, tv, (__nv_bfloat16 *)o, ldo, Lq, Lk, sl2, G, NG, rowmass, lse);
@@ -223,16 +240,19 @@ fail:
 }
 
 /* Called by sf_attn_mass_cuda (attn_mass.cu) when $SF_ATTN_WS asks for it (mode: its value, 1..3 — see
- * the kernel's MODE), after its checks:
+ * the kernel's MODE; wide: $SF_ATTN_WS_BN=128, 128-key tiles), after its checks:
  * SF_E_UNSUPPORTED (nothing enqueued) when this kernel does not apply — head dim, device, a key count
  * or query count past TMA's 32-bit coordinates, or a driver without TMA — so the caller runs another. */
-extern "C" sf_status sf_attn_mass_ws_try(const sf_cuda_ctx *ctx, int mode, int64_t Lq, int64_t Lk, int H, int d,
-                                         const void *q, int64_t ldq, const void *k, const void *v, int64_t ldk, void *o,
-                                         int64_t ldo, float sl2, int64_t G, int64_t NG, float *rowmass, float *lse,
-                                         sf_err *err) {
+extern "C" sf_status sf_attn_mass_ws_try(const sf_cuda_ctx *ctx, int mode, int wide, int64_t Lq, int64_t Lk, int H,
+                                         int d, const void *q, int64_t ldq, const void *k, const void *v, int64_t ldk,
+                                         void *o, int64_t ldo, float sl2, int64_t G, int64_t NG, float *rowmass,
+                                         float *lse, sf_err *err) {
     if ((d != 64 && d != 128) || !sf_wgmma_device_ok(ctx->ordinal) || Lq > INT_MAX / 2 || Lk > INT_MAX / 2)
         return SF_E_UNSUPPORTED;
     mode = mode < 1 ? 1 : mode > 3 ? 3 : mode;
-    return d == 128 ? ws_launch<128>(ctx, mode, Lq, Lk, H, q, ldq, k, v, ldk, o, ldo, sl2, G, NG, rowmass, lse, err)
-                    : ws_launch<64>(ctx, mode, Lq, Lk, H, q, ldq, k, v, ldk, o, ldo, sl2, G, NG, rowmass, lse, err);
+    if (wide)
+        return d == 128 ? ws_launch<128, 128>(ctx, mode, Lq, Lk, H, q, ldq, k, v, ldk, o, ldo, sl2, G, NG, rowmass, lse, err)
+                        : ws_launch<64, 128>(ctx, mode, Lq, Lk, H, q, ldq, k, v, ldk, o, ldo, sl2, G, NG, rowmass, lse, err);
+    return d == 128 ? ws_launch<128, 64>(ctx, mode, Lq, Lk, H, q, ldq, k, v, ldk, o, ldo, sl2, G, NG, rowmass, lse, err)
+                    : ws_launch<64, 64>(ctx, mode, Lq, Lk, H, q, ldq, k, v, ldk, o, ldo, sl2, G, NG, rowmass, lse, err);
 }

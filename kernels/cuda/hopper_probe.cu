@@ -18,13 +18,14 @@ static __device__ void hp_store(unsigned char *s, const __nv_bfloat16 *g, int ro
 
 template <int MODE>
 static __global__ void __launch_bounds__(128) hp_wgmma_kernel(const __nv_bfloat16 *a, const __nv_bfloat16 *b, float *d) {
-    constexpr int N = MODE == 2 ? 128 : 64, KA = MODE <= 1 ? 128 : 64;
-    constexpr uint32_t ATOM = 64 * 128; /* a 64-row atom */
+    constexpr bool QK = MODE <= 1 || MODE == 4; /* B K-major (N rows × 128 k), else N-major (64 k × N) */
+    constexpr int N = MODE == 2 || MODE == 4 ? 128 : 64, KA = QK ? 128 : 64;
+    constexpr uint32_t ATOM = 64 * 128, BATOM = (QK ? N : 64) * 128; /* A's atoms: 64 rows; B's: its rows */
     SF_DYN_SHARED(unsigned char, raw);
     unsigned char *sa = raw + ((1024u - (sf_smem_addr(raw) & 1023u)) & 1023u), *sb = sa + 2 * ATOM;
     hp_store(sa, a, 64, KA);
-    if (MODE <= 1) hp_store(sb, b, 64, 128); /* B: 64 n-rows × 128 k, K-major */
-    else hp_store(sb, b, 64, N);             /* V: 64 k-rows × N n, N-major */
+    if (QK) hp_store(sb, b, N, 128); /* B: N n-rows × 128 k, K-major */
+    else hp_store(sb, b, 64, N);     /* V: 64 k-rows × N n, N-major */
     sf_fence_proxy_async();
     __syncthreads();
     const int warp = (int)threadIdx.x >> 5, lane = (int)threadIdx.x & 31, g = lane >> 2, t = lane & 3;
@@ -35,11 +36,14 @@ static __global__ void __launch_bounds__(128) hp_wgmma_kernel(const __nv_bfloat1
     sf_wgmma_fence_regs(acc);
     sf_wgmma_fence();
     for (int kk = 0; kk < KA / 16; kk++) {
-        const uint32_t in_atom = (uint32_t)(kk / 4) * ATOM + (uint32_t)(kk % 4) * 32;
+        const uint32_t in_atom = (uint32_t)(kk / 4) * ATOM + (uint32_t)(kk % 4) * 32,
+                       in_batom = (uint32_t)(kk / 4) * BATOM + (uint32_t)(kk % 4) * 32;
         if constexpr (MODE == 0)
-            sf_wgmma_m64n64k16_ss(acc, sf_wgmma_desc(a0 + in_atom, 16, 1024), sf_wgmma_desc(b0 + in_atom, 16, 1024), kk > 0);
+            sf_wgmma_m64n64k16_ss(acc, sf_wgmma_desc(a0 + in_atom, 16, 1024), sf_wgmma_desc(b0 + in_batom, 16, 1024), kk > 0);
         else if constexpr (MODE == 1)
-            sf_wgmma_m64n64k16_rs(acc, af[kk], sf_wgmma_desc(b0 + in_atom, 16, 1024), kk > 0);
+            sf_wgmma_m64n64k16_rs(acc, af[kk], sf_wgmma_desc(b0 + in_batom, 16, 1024), kk > 0);
+        else if constexpr (MODE == 4)
+            sf_wgmma_m64n128k16_rs(acc, af[kk], sf_wgmma_desc(b0 + in_batom, 16, 1024), kk > 0);
         else if constexpr (MODE == 2)
             sf_wgmma_m64n128k16_rs_tb(acc, af[kk], sf_wgmma_desc(b0 + (uint32_t)kk * 16 * 128, ATOM, 1024), kk > 0);
         else
@@ -55,8 +59,8 @@ static __global__ void __launch_bounds__(128) hp_wgmma_kernel(const __nv_bfloat1
 extern "C" sf_status sf_hopper_probe_wgmma(const sf_cuda_ctx *ctx, int mode, const void *a, const void *b, float *d,
                                            sf_err *err) {
     sf_status st = SF_OK;
-    const size_t smem = 4 * 64 * 128 + 1024;
-    if (!ctx || !ctx->stream || mode < 0 || mode > 3 || !a || !b || !d)
+    const size_t smem = 2 * 64 * 128 + 2 * 128 * 128 + 1024; /* A's atoms, B's (up to 128 rows), slack */
+    if (!ctx || !ctx->stream || mode < 0 || mode > 4 || !a || !b || !d)
         return sf_fail(err, SF_E_ARG, "sf_hopper_probe_wgmma: bad arguments (mode %d)", mode);
     if (!sf_wgmma_device_ok(ctx->ordinal)) return sf_fail(err, SF_E_UNSUPPORTED, "wgmma needs an sm_90 device");
     const __nv_bfloat16 *ab = (const __nv_bfloat16 *)a, *bb = (const __nv_bfloat16 *)b;
@@ -64,7 +68,8 @@ extern "C" sf_status sf_hopper_probe_wgmma(const sf_cuda_ctx *ctx, int mode, con
     case 0: SF_LAUNCH_NAMED("hp_wgmma_qk_ss", hp_wgmma_kernel<0>, 1, 128, smem, SF_CUDA_STREAM(ctx), ab, bb, d); break;
     case 1: SF_LAUNCH_NAMED("hp_wgmma_qk_rs", hp_wgmma_kernel<1>, 1, 128, smem, SF_CUDA_STREAM(ctx), ab, bb, d); break;
     case 2: SF_LAUNCH_NAMED("hp_wgmma_pv128", hp_wgmma_kernel<2>, 1, 128, smem, SF_CUDA_STREAM(ctx), ab, bb, d); break;
-    default: SF_LAUNCH_NAMED("hp_wgmma_pv64", hp_wgmma_kernel<3>, 1, 128, smem, SF_CUDA_STREAM(ctx), ab, bb, d); break;
+    case 3: SF_LAUNCH_NAMED("hp_wgmma_pv64", hp_wgmma_kernel<3>, 1, 128, smem, SF_CUDA_STREAM(ctx), ab, bb, d); break;
+    default: SF_LAUNCH_NAMED("hp_wgmma_qk128", hp_wgmma_kernel<4>, 1, 128, smem, SF_CUDA_STREAM(ctx), ab, bb, d); break;
     }
     CUDA_CHECK_LAUNCH("hp_wgmma");
     return SF_OK;

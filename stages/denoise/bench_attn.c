@@ -3,7 +3,8 @@
  * cuDNN's fused attention (what untapped layers run), sfpipe's fused kernel on mma.sync
  * (kernels/cuda/attn_mass.cu: cuDNN's stand-in; also with 128-row blocks, $SF_ATTN_BM128) and on
  * wgmma ($SF_ATTN_WGMMA: attn_mass_wg.cu; warp-specialised with TMA, $SF_ATTN_WS=1, and with FA3's
- * intra-warpgroup overlap, $SF_ATTN_WS=2, and the consumers' ping-pong, =3: attn_mass_ws.cu), each
+ * intra-warpgroup overlap, $SF_ATTN_WS=2, and the consumers' ping-pong, =3: attn_mass_ws.cu; each of those
+ * with 128-key tiles too, $SF_ATTN_WS_BN=128), each
  * plain and with the per-key-frame probability mass (what --tap-mode probs runs). Shapes of the 1.3B
  * model at 832×480: 12 heads of d = 128, a block's 4680 queries against the first block's 4680 keys and
  * the last block's 32760 (keys in the [k | v] cache rows, frames of 1560 tokens).
@@ -28,54 +29,61 @@
 
 enum { H = 12, D = 128, REPS = 5 };
 
-typedef enum {
-    P_CUDNN, P_MMA, P_MMA_MASS, P_MMA128, P_MMA128_MASS, P_WG, P_WG_MASS, P_WG128, P_WG128_MASS, P_WS, P_WS_MASS, P_WS2,
-    P_WS2_MASS, P_WS3, P_WS3_MASS, P_N
+/* The paths, cuDNN first: each sfpipe variant by its knobs (wgmma, 128-row blocks, warp-specialised mode,
+ * 128-key tiles), plain and with the masses, and the kernel it must have launched
+ * (sf_attn_mass_last_kernel): a variant that does not apply on this device falls back inside
+ * sf_attn_mass_cuda, and its row must not pass for the variant's. */
+typedef struct path {
+    const char *name, *kernel;
+    int wgmma, bm128, ws, ws_bn, mass;
 } path;
-static const char *const NAME[P_N] = {"cudnn",          "sfpipe mma.sync",         "sfpipe mma.sync + mass",
-                                      "sfpipe mma.sync bm128", "sfpipe mma.sync bm128 + mass", "sfpipe wgmma",
-                                      "sfpipe wgmma + mass",    "sfpipe wgmma bm128",      "sfpipe wgmma bm128 + mass",
-                                      "sfpipe ws",              "sfpipe ws + mass",        "sfpipe ws2",
-                                      "sfpipe ws2 + mass",      "sfpipe ws3",              "sfpipe ws3 + mass"};
-/* the kernel each sfpipe path must have launched (sf_attn_mass_last_kernel): a variant that does not apply
-   on this device falls back inside sf_attn_mass_cuda, and its row must not pass for the variant's */
-static const char *const KERNEL[P_N] = {NULL,
-                                        "attn_plain",
-                                        "attn_mass_groups",
-                                        "attn_plain_bm128",
-                                        "attn_mass_groups_bm128",
-                                        "attn_plain_wg",
-                                        "attn_mass_groups_wg",
-                                        "attn_plain_wg_bm128",
-                                        "attn_mass_groups_wg_bm128",
-                                        "attn_plain_ws",
-                                        "attn_mass_groups_ws",
-                                        "attn_plain_ws2",
-                                        "attn_mass_groups_ws2",
-                                        "attn_plain_ws3",
-                                        "attn_mass_groups_ws3"};
+static const path PATHS[] = {
+    {"cudnn", NULL, 0, 0, 0, 0, 0},
+    {"sfpipe mma.sync", "attn_plain", 0, 0, 0, 0, 0},
+    {"sfpipe mma.sync + mass", "attn_mass_groups", 0, 0, 0, 0, 1},
+    {"sfpipe mma.sync bm128", "attn_plain_bm128", 0, 1, 0, 0, 0},
+    {"sfpipe mma.sync bm128 + mass", "attn_mass_groups_bm128", 0, 1, 0, 0, 1},
+    {"sfpipe wgmma", "attn_plain_wg", 1, 0, 0, 0, 0},
+    {"sfpipe wgmma + mass", "attn_mass_groups_wg", 1, 0, 0, 0, 1},
+    {"sfpipe wgmma bm128", "attn_plain_wg_bm128", 1, 1, 0, 0, 0},
+    {"sfpipe wgmma bm128 + mass", "attn_mass_groups_wg_bm128", 1, 1, 0, 0, 1},
+    {"sfpipe ws", "attn_plain_ws", 0, 0, 1, 0, 0},
+    {"sfpipe ws + mass", "attn_mass_groups_ws", 0, 0, 1, 0, 1},
+    {"sfpipe ws2", "attn_plain_ws2", 0, 0, 2, 0, 0},
+    {"sfpipe ws2 + mass", "attn_mass_groups_ws2", 0, 0, 2, 0, 1},
+    {"sfpipe ws3", "attn_plain_ws3", 0, 0, 3, 0, 0},
+    {"sfpipe ws3 + mass", "attn_mass_groups_ws3", 0, 0, 3, 0, 1},
+    {"sfpipe ws n128", "attn_plain_ws_n128", 0, 0, 1, 128, 0},
+    {"sfpipe ws n128 + mass", "attn_mass_groups_ws_n128", 0, 0, 1, 128, 1},
+    {"sfpipe ws2 n128", "attn_plain_ws2_n128", 0, 0, 2, 128, 0},
+    {"sfpipe ws2 n128 + mass", "attn_mass_groups_ws2_n128", 0, 0, 2, 128, 1},
+    {"sfpipe ws3 n128", "attn_plain_ws3_n128", 0, 0, 3, 128, 0},
+    {"sfpipe ws3 n128 + mass", "attn_mass_groups_ws3_n128", 0, 0, 3, 128, 1},
+};
+enum { P_N = sizeof PATHS / sizeof PATHS[0] };
+
+static void knob(const char *name, int v) {
+    char b[16];
+    snprintf(b, sizeof b, "%d", v);
+    if (v) setenv(name, b, 1);
+    else unsetenv(name);
+}
 
 typedef struct bufs {
     void *q, *kv, *o;
     float *rowmass, *lse;
 } bufs;
 
-static sf_status one(sf_cuda_ctx *cx, sf_sdpa *sd, path p, int64_t S, int64_t LQ, int64_t Lk, const bufs *b, sf_err *err) {
+static sf_status one(sf_cuda_ctx *cx, sf_sdpa *sd, const path *p, int64_t S, int64_t LQ, int64_t Lk, const bufs *b,
+                     sf_err *err) {
     const float scale = 0.08838834764831845f; /* 1/√128 */
     const int64_t ldk = 2 * H * D;
     const void *k = b->kv, *v = (const char *)b->kv + (size_t)H * D * 2;
-    if (p == P_CUDNN) return sf_sdpa_forward(sd, LQ, Lk, H, D, b->q, H * D, k, v, ldk, b->o, H * D, scale, err);
-    const int mass =
-        p == P_MMA_MASS || p == P_MMA128_MASS || p == P_WG_MASS || p == P_WG128_MASS || p == P_WS_MASS || p == P_WS2_MASS ||
-        p == P_WS3_MASS;
-    if (p >= P_WG && p < P_WS) setenv("SF_ATTN_WGMMA", "1", 1);
-    else unsetenv("SF_ATTN_WGMMA");
-    if (p >= P_WS) setenv("SF_ATTN_WS", p >= P_WS3 ? "3" : p >= P_WS2 ? "2" : "1", 1);
-    else unsetenv("SF_ATTN_WS");
-    if (p == P_MMA128 || p == P_MMA128_MASS || p == P_WG128 || p == P_WG128_MASS) setenv("SF_ATTN_BM128", "1", 1);
-    else unsetenv("SF_ATTN_BM128");
-    return sf_attn_mass_cuda(cx, LQ, Lk, H, D, b->q, H * D, k, v, ldk, b->o, H * D, scale, mass ? S : 1,
-                             mass ? Lk / S : 0, mass ? b->rowmass : NULL, mass ? b->lse : NULL, err);
+    if (!p->kernel) return sf_sdpa_forward(sd, LQ, Lk, H, D, b->q, H * D, k, v, ldk, b->o, H * D, scale, err);
+    knob("SF_ATTN_WGMMA", p->wgmma), knob("SF_ATTN_BM128", p->bm128), knob("SF_ATTN_WS", p->ws);
+    knob("SF_ATTN_WS_BN", p->ws_bn);
+    return sf_attn_mass_cuda(cx, LQ, Lk, H, D, b->q, H * D, k, v, ldk, b->o, H * D, scale, p->mass ? S : 1,
+                             p->mass ? Lk / S : 0, p->mass ? b->rowmass : NULL, p->mass ? b->lse : NULL, err);
 }
 
 static int cmp_f(const void *a, const void *b) {
@@ -114,32 +122,32 @@ sf_status sf_denoise_bench_attn(int cuda_ordinal, int small, sf_err *err) {
         double omax = 0; /* the first path's largest |O| at this key count */
         for (int p = 0, first = -1; p < P_N && !s; p++) {
             const int64_t Lk = lks[li];
-            if (p == P_CUDNN && (!sd || sf_sdpa_prepare(sd, LQ, Lk, H, D, H * D, 2 * H * D, H * D, &e2) != SF_OK)) continue;
+            if (!PATHS[p].kernel && (!sd || sf_sdpa_prepare(sd, LQ, Lk, H, D, H * D, 2 * H * D, H * D, &e2) != SF_OK)) continue;
             float ms[REPS];
-            sf_status s1 = one(&cx, sd, (path)p, S, LQ, Lk, &b, &e2);
+            sf_status s1 = one(&cx, sd, &PATHS[p], S, LQ, Lk, &b, &e2);
             if (!s1) s1 = sf_cuda_sync(&cx, &e2); /* the warm-up */
             for (int r = 0; r < REPS && !s1; r++)
-                if (!(s1 = sf_cuda_event_record(&cx, ev, 2 * r, &e2)) && !(s1 = one(&cx, sd, (path)p, S, LQ, Lk, &b, &e2)) &&
+                if (!(s1 = sf_cuda_event_record(&cx, ev, 2 * r, &e2)) && !(s1 = one(&cx, sd, &PATHS[p], S, LQ, Lk, &b, &e2)) &&
                     !(s1 = sf_cuda_event_record(&cx, ev, 2 * r + 1, &e2)))
                     s1 = sf_cuda_event_ms(ev, 2 * r, 2 * r + 1, &ms[r], &e2);
             if (s1) {
-                printf("attention gpu %lld q x %lld k, %s: FAILED (%s)\n", (long long)LQ, (long long)Lk, NAME[p], e2.msg);
+                printf("attention gpu %lld q x %lld k, %s: FAILED (%s)\n", (long long)LQ, (long long)Lk, PATHS[p].name, e2.msg);
                 if (s1 == SF_E_DEVICE) { /* a device fault poisons the context: stop */
                     *err = e2;
                     s = s1;
                 }
                 continue;
             }
-            const char *ran = p == P_CUDNN ? NULL : sf_attn_mass_last_kernel();
-            if (KERNEL[p] && (!ran || strcmp(ran, KERNEL[p]))) {
+            const char *ran = PATHS[p].kernel ? sf_attn_mass_last_kernel() : NULL;
+            if (PATHS[p].kernel && (!ran || strcmp(ran, PATHS[p].kernel))) {
                 printf("attention gpu %lld q x %lld k, %s: not run (the device took %s instead)\n", (long long)LQ,
-                       (long long)Lk, NAME[p], ran ? ran : "no kernel");
+                       (long long)Lk, PATHS[p].name, ran ? ran : "no kernel");
                 continue;
             }
             /* the same inputs on every path: O against the first path's (cuDNN where it runs) */
             double dmax = 0;
             if ((s1 = sf_cuda_download_bf16(&cx, first < 0 ? o0 : o1, b.o, nq, &e2))) {
-                printf("attention gpu %lld q x %lld k, %s: FAILED (%s)\n", (long long)LQ, (long long)Lk, NAME[p], e2.msg);
+                printf("attention gpu %lld q x %lld k, %s: FAILED (%s)\n", (long long)LQ, (long long)Lk, PATHS[p].name, e2.msg);
                 *err = e2, s = s1;
                 continue;
             }
@@ -152,18 +160,16 @@ sf_status sf_denoise_bench_attn(int cuda_ordinal, int small, sf_err *err) {
             qsort(ms, REPS, sizeof ms[0], cmp_f);
             const float med = ms[REPS / 2];
             printf("attention gpu %lld q x %lld k x %d heads (d %d), %s: %.3f ms, ", (long long)LQ, (long long)Lk, H, D,
-                   NAME[p], med);
+                   PATHS[p].name, med);
             if (med > 0) printf("%.0f TFLOP/s", 4.0 * (double)LQ * (double)Lk * D * H / (med * 1e-3) / 1e12);
             else printf("- TFLOP/s");
             if (first < 0) printf(" (the reference for max |d|; max |O| %.3g)\n", omax), first = p;
-            else printf(", O max |d| vs %s %.3g%s\n", NAME[first], dmax,
+            else printf(", O max |d| vs %s %.3g%s\n", PATHS[first].name, dmax,
                         dmax <= 5e-2 * omax ? "" : " MISMATCH (over 5% of max |O|)");
         }
     }
 done:
-    unsetenv("SF_ATTN_WGMMA");
-    unsetenv("SF_ATTN_BM128");
-    unsetenv("SF_ATTN_WS");
+    knob("SF_ATTN_WGMMA", 0), knob("SF_ATTN_BM128", 0), knob("SF_ATTN_WS", 0), knob("SF_ATTN_WS_BN", 0);
     free(h), free(o0), free(o1);
     sf_sdpa_destroy(&sd);
     sf_cuda_events_free(ev, 2 * REPS);

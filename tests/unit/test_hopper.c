@@ -32,14 +32,15 @@ static int hp_open(cu *c) {
 static void wgmma_case(int mode, const char *what) {
     cu c;
     if (!hp_open(&c)) return;
-    const int n = mode == 2 ? 128 : 64, ka = mode <= 1 ? 128 : 64, nb = mode <= 1 ? 64 * 128 : 64 * n;
-    float a[64 * 128], b[64 * 128], want[64 * 128], got[64 * 128];
+    const int qk = mode <= 1 || mode == 4, n = mode == 2 || mode == 4 ? 128 : 64, ka = qk ? 128 : 64,
+              nb = qk ? n * 128 : 64 * n;
+    float a[64 * 128], b[128 * 128], want[64 * 128], got[64 * 128];
     for (int i = 0; i < 64 * ka; i++) a[i] = (float)((i * 7 + i / 13) % 9 - 4);
     for (int i = 0; i < nb; i++) b[i] = (float)((i * 5 + i / 11) % 7 - 3);
     for (int r = 0; r < 64; r++)
         for (int col = 0; col < n; col++) {
             float s = 0;
-            for (int k = 0; k < ka; k++) s += a[r * ka + k] * (mode <= 1 ? b[col * 128 + k] : b[k * n + col]);
+            for (int k = 0; k < ka; k++) s += a[r * ka + k] * (qk ? b[col * 128 + k] : b[k * n + col]);
             want[r * n + col] = s;
         }
     void *da = cu_alloc(&c, (size_t)64 * ka * 2), *db = cu_alloc(&c, (size_t)nb * 2);
@@ -65,6 +66,7 @@ static void test_wgmma_qk_ss(void) { wgmma_case(0, "Q·Kᵀ, both from shared me
 static void test_wgmma_qk_rs(void) { wgmma_case(1, "Q·Kᵀ, Q in registers (RS)"); }
 static void test_wgmma_pv128(void) { wgmma_case(2, "P·V, P in registers, V N-major, n = 128"); }
 static void test_wgmma_pv64(void) { wgmma_case(3, "P·V, P in registers, V N-major, n = 64"); }
+static void test_wgmma_qk128(void) { wgmma_case(4, "Q·Kᵀ, Q in registers, n = 128 (128-key tiles)"); }
 
 /* TMA boxes of 8 rows × 64 columns of a 10 × 100 matrix (pitch 104) at rows −3, 3, 9, 15 and columns
  * 0, 64, 0, 64, through a one-stage mbarrier ring (both parities of both barriers), read back through
@@ -111,6 +113,7 @@ static void test_named_turns(void) {
 
 static const sf_test tests[] = {
     {"wgmma_qk_ss", test_wgmma_qk_ss}, {"wgmma_qk_rs", test_wgmma_qk_rs}, {"wgmma_pv128", test_wgmma_pv128},
-    {"wgmma_pv64", test_wgmma_pv64},   {"tma_ring", test_tma_ring},       {"named_turns", test_named_turns},
+    {"wgmma_pv64", test_wgmma_pv64},   {"wgmma_qk128", test_wgmma_qk128}, {"tma_ring", test_tma_ring},
+    {"named_turns", test_named_turns},
 };
 SF_TEST_MAIN(tests)

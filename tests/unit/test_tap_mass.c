@@ -345,23 +345,31 @@ static void test_attn_mass_wgmma_bm128(void) {
  * 4 K/V stages on mbarriers) in mode val (SF_ATTN_WS): the variant cases, then 1100 keys (18 tiles: the
  * ring wraps four times, so both parities of every stage's barriers are waited on) with a tail tile of
  * 12 keys and 3 query blocks, and a single key tile at d = 64 (no overlap at all in modes 2 and 3). */
-static void ws_cases(const char *val) {
-    char groups[32], plain[32];
+static void ws_cases(const char *val, int wide) {
+    char groups[48], plain[48];
     const int plain1 = !strcmp(val, "1"); /* mode 1's kernels carry no number */
-    snprintf(groups, sizeof groups, "attn_mass_groups_ws%s", plain1 ? "" : val);
-    snprintf(plain, sizeof plain, "attn_plain_ws%s", plain1 ? "" : val);
+    snprintf(groups, sizeof groups, "attn_mass_groups_ws%s%s", plain1 ? "" : val, wide ? "_n128" : "");
+    snprintf(plain, sizeof plain, "attn_plain_ws%s%s", plain1 ? "" : val, wide ? "_n128" : "");
+    if (wide) setenv("SF_ATTN_WS_BN", "128", 1);
     variant_cases_v("SF_ATTN_WS", val, groups, plain, 64);
     setenv("SF_ATTN_WS", val, 1);
     attn_mass_case(1, 128, 300, 1100, 100, 11, 100, 2.0f);
     attn_mass_case(2, 64, 70, 50, 10, 5, 10, 3.0f);
     unsetenv("SF_ATTN_WS");
+    unsetenv("SF_ATTN_WS_BN");
 }
-static void test_attn_mass_ws(void) { ws_cases("1"); }
+static void test_attn_mass_ws(void) { ws_cases("1", 0); }
 /* with FA3's intra-warpgroup overlap (tile j's S = Q·Kᵀ and tile j − 1's O += P·V in flight while tile j's
    softmax runs, O rescaled after) */
-static void test_attn_mass_ws2(void) { ws_cases("2"); }
+static void test_attn_mass_ws2(void) { ws_cases("2", 0); }
 /* and with the two consumers' ping-pong on named barriers */
-static void test_attn_mass_ws3(void) { ws_cases("3"); }
+static void test_attn_mass_ws3(void) { ws_cases("3", 0); }
+/* the three modes with 128-key tiles (SF_ATTN_WS_BN=128: a ring of 2 stages; 1100 keys wrap it four times) */
+static void test_attn_mass_ws_n128(void) {
+    ws_cases("1", 1);
+    ws_cases("2", 1);
+    ws_cases("3", 1);
+}
 
 /* What the kernel does not take is refused before anything runs: SF_E_UNSUPPORTED for a head dim or
  * stride it has no code for (the caller falls back to the explicit path), SF_E_ARG for bad shapes. */
@@ -400,6 +408,7 @@ static const sf_test tests[] = {
     {"attn_mass_ws", test_attn_mass_ws},
     {"attn_mass_ws2", test_attn_mass_ws2},
     {"attn_mass_ws3", test_attn_mass_ws3},
+    {"attn_mass_ws_n128", test_attn_mass_ws_n128},
     {"attn_mass_refusals", test_attn_mass_refusals},
 };
 SF_TEST_MAIN(tests)
