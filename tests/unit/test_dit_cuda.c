@@ -535,10 +535,12 @@ static void test_attention_paths(void) {
     static const struct {
         const char *env, *val, *kernel, *what;
         int emulated; /* also on the emulation (the others differ only inside the kernel: test_tap_mass) */
-    } variants[] = {{"SF_ATTN_WGMMA", "1", "attn_plain_wg", "sfpipe's wgmma", 1},
-                    {"SF_ATTN_WS", "1", "attn_plain_ws", "sfpipe's warp-specialised", 0},
-                    {"SF_ATTN_WS", "2", "attn_plain_ws2", "sfpipe's overlapped warp-specialised", 1},
-                    {"SF_ATTN_WS", "3", "attn_plain_ws3", "sfpipe's ping-pong warp-specialised", 0}};
+        int wide;     /* SF_ATTN_WS_BN=128 */
+    } variants[] = {{"SF_ATTN_WGMMA", "1", "attn_plain_wg", "sfpipe's wgmma", 1, 0},
+                    {"SF_ATTN_WS", "1", "attn_plain_ws", "sfpipe's warp-specialised", 0, 0},
+                    {"SF_ATTN_WS", "2", "attn_plain_ws2", "sfpipe's overlapped warp-specialised", 1, 0},
+                    {"SF_ATTN_WS", "3", "attn_plain_ws3", "sfpipe's ping-pong warp-specialised", 0, 0},
+                    {"SF_ATTN_WS", "2", "attn_plain_ws2_n128", "sfpipe's overlapped warp-specialised, 128-key tiles", 0, 1}};
     for (size_t i = 0; i < sizeof variants / sizeof variants[0]; i++) {
 #ifdef SF_TEST_EMU
         if (!variants[i].emulated) continue;
@@ -549,8 +551,10 @@ static void test_attention_paths(void) {
         const unsigned long long n0 = sf_emu_kernel_launches(variants[i].kernel);
 #endif
         setenv(variants[i].env, variants[i].val, 1);
+        if (variants[i].wide) setenv("SF_ATTN_WS_BN", "128", 1);
         run_attn_path(dev, "1", NULL, ov);
         unsetenv(variants[i].env);
+        unsetenv("SF_ATTN_WS_BN");
         /* on a GPU too: the variant ran (a kernel failing the state's self-check leaves the run on the
            explicit path, whose output would pass the comparison below) */
         const char *ran = sf_attn_mass_last_kernel();
