@@ -11,7 +11,8 @@
  * Prints ms (median of 5 after a warm-up) and TFLOP/s (4·Lq·Lk·d·H) per path; nothing passes or fails
  * on time. Each row also says the largest |difference| of its O from the first path's (cuDNN's) on the
  * same inputs — "MISMATCH" past 5 % of the largest |O| (bf16 rounding makes ~1 %): a kernel wrong at
- * full size — and a variant the device does not run (it fell back to another kernel) is said as such
+ * full size — and, for the mass paths, the masses' largest |difference| from the first mass path's and
+ * how far a row's masses sum from 1 (MISMATCH past 1e-3), and a variant the device does not run (it fell back to another kernel) is said as such
  * instead of timed. Run by `make bench` and tests/gpu/check.sh (part attn). `--bench attn-small`: frames
  * of 64 tokens, to try the program itself on a small (or emulated) device (on the emulation: ~3 min). */
 #define _POSIX_C_SOURCE 200809L
@@ -86,6 +87,23 @@ static sf_status one(sf_cuda_ctx *cx, sf_sdpa *sd, const path *p, int64_t S, int
                              p->mass ? Lk / S : 0, p->mass ? b->rowmass : NULL, p->mass ? b->lse : NULL, err);
 }
 
+/* The masses of rows × ng (each row's over its key frames): the largest |difference| from ref (when
+ * given) and the largest |Σ − 1| of a row (the frames cover every key here). */
+static void mass_dev(const float *m, const float *ref, size_t rows, int64_t ng, double *dmax, double *sumdev) {
+    *dmax = 0, *sumdev = 0;
+    for (size_t r = 0; r < rows; r++) {
+        double t = 0;
+        for (int64_t g = 0; g < ng; g++) {
+            const size_t i = r * (size_t)ng + (size_t)g;
+            const double dd = ref ? fabs((double)m[i] - ref[i]) : 0;
+            *dmax = dd > *dmax || dd != dd ? dd : *dmax;
+            t += m[i];
+        }
+        const double sd = fabs(t - 1);
+        *sumdev = sd > *sumdev || sd != sd ? sd : *sumdev;
+    }
+}
+
 static int cmp_f(const void *a, const void *b) {
     float x = *(const float *)a, y = *(const float *)b;
     return (x > y) - (x < y);
@@ -99,6 +117,7 @@ sf_status sf_denoise_bench_attn(int cuda_ordinal, int small, sf_err *err) {
     bufs b = {0};
     void *ev = NULL;
     float *h = NULL, *o0 = NULL, *o1 = NULL; /* O of the first path that ran (per key count) and of this one */
+    float *m0 = NULL, *m1 = NULL;            /* the masses of the first mass path that ran, and of this one */
     sf_status s = sf_cuda_ctx_init(&cx, cuda_ordinal, err);
     if (s) return s;
     const size_t nq = (size_t)LQ * H * D, nkv = (size_t)LK_MAX * 2 * H * D;
@@ -107,7 +126,9 @@ sf_status sf_denoise_bench_attn(int cuda_ordinal, int small, sf_err *err) {
         (s = sf_cuda_malloc((void **)&b.lse, (size_t)H * LQ * 4, err)) || (s = sf_cuda_events_new(&ev, 2 * REPS, err)))
         goto done;
     /* inputs: small random bf16 values drawn once on the host (the same for every path) */
-    if (!(h = malloc(sizeof(float) * nkv)) || !(o0 = malloc(sizeof(float) * nq)) || !(o1 = malloc(sizeof(float) * nq))) {
+    const size_t nm = (size_t)H * LQ * 21;
+    if (!(h = malloc(sizeof(float) * nkv)) || !(o0 = malloc(sizeof(float) * nq)) || !(o1 = malloc(sizeof(float) * nq)) ||
+        !(m0 = malloc(sizeof(float) * nm)) || !(m1 = malloc(sizeof(float) * nm))) {
         s = sf_fail(err, SF_E_NOMEM, "out of memory");
         goto done;
     }
@@ -120,7 +141,7 @@ sf_status sf_denoise_bench_attn(int cuda_ordinal, int small, sf_err *err) {
     const int64_t lks[2] = {LQ, LK_MAX};
     for (int li = 0; li < 2 && !s; li++) {
         double omax = 0; /* the first path's largest |O| at this key count */
-        for (int p = 0, first = -1; p < P_N && !s; p++) {
+        for (int p = 0, first = -1, mfirst = -1; p < P_N && !s; p++) {
             const int64_t Lk = lks[li];
             if (!PATHS[p].kernel && (!sd || sf_sdpa_prepare(sd, LQ, Lk, H, D, H * D, 2 * H * D, H * D, &e2) != SF_OK)) continue;
             float ms[REPS];
@@ -163,14 +184,28 @@ sf_status sf_denoise_bench_attn(int cuda_ordinal, int small, sf_err *err) {
                    PATHS[p].name, med);
             if (med > 0) printf("%.0f TFLOP/s", 4.0 * (double)LQ * (double)Lk * D * H / (med * 1e-3) / 1e12);
             else printf("- TFLOP/s");
-            if (first < 0) printf(" (the reference for max |d|; max |O| %.3g)\n", omax), first = p;
-            else printf(", O max |d| vs %s %.3g%s\n", PATHS[first].name, dmax,
+            if (first < 0) printf(" (the reference for max |d|; max |O| %.3g)", omax), first = p;
+            else printf(", O max |d| vs %s %.3g%s", PATHS[first].name, dmax,
                         dmax <= 5e-2 * omax ? "" : " MISMATCH (over 5% of max |O|)");
+            /* the masses: against the first mass path's, and each row's sum (1: the frames cover the keys) */
+            const int64_t ng = Lk / S;
+            double mdev = 0, sdev = 0;
+            if (PATHS[p].mass && !(s1 = sf_cuda_download_f32(&cx, mfirst < 0 ? m0 : m1, b.rowmass, (size_t)H * LQ * ng, &e2))) {
+                mass_dev(mfirst < 0 ? m0 : m1, mfirst < 0 ? NULL : m0, (size_t)H * LQ, ng, &mdev, &sdev);
+                if (mfirst < 0) printf(", masses: the reference, rows sum to 1 ± %.2g", sdev);
+                else printf(", masses max |d| vs %s %.2g, rows sum to 1 ± %.2g", PATHS[mfirst].name, mdev, sdev);
+                printf("%s", mdev <= 1e-3 && sdev <= 1e-3 ? "" : " MISMATCH (masses off by over 1e-3)");
+                if (mfirst < 0) mfirst = p;
+            } else if (s1) {
+                printf(", masses: FAILED (%s)", e2.msg);
+                *err = e2, s = s1;
+            }
+            printf("\n");
         }
     }
 done:
     knob("SF_ATTN_WGMMA", 0), knob("SF_ATTN_BM128", 0), knob("SF_ATTN_WS", 0), knob("SF_ATTN_WS_BN", 0);
-    free(h), free(o0), free(o1);
+    free(h), free(o0), free(o1), free(m0), free(m1);
     sf_sdpa_destroy(&sd);
     sf_cuda_events_free(ev, 2 * REPS);
     sf_cuda_free(b.q), sf_cuda_free(b.kv), sf_cuda_free(b.o), sf_cuda_free(b.rowmass), sf_cuda_free(b.lse);

@@ -119,7 +119,7 @@ echo "== the attention paths alone at full size (sf-denoise --bench attn)"
 timeout 150 sf-denoise --bench attn --device cuda:0 2>&1 | tee -a "$OUT/bench.txt"
 rc=${PIPESTATUS[0]}
 mism=$(grep -c '^attention gpu .*MISMATCH' "$OUT/bench.txt")
-row "bench attn" "exit $rc; $(grep -c '^attention gpu .* ms, ' "$OUT/bench.txt") paths timed, $(grep -c '^attention gpu .*not run' "$OUT/bench.txt") not run, $(grep -c '^attention gpu .*FAILED' "$OUT/bench.txt") failed, $mism wrong at full size (O vs cuDNN)"
+row "bench attn" "exit $rc; $(grep -c '^attention gpu .* ms, ' "$OUT/bench.txt") paths timed, $(grep -c '^attention gpu .*not run' "$OUT/bench.txt") not run, $(grep -c '^attention gpu .*FAILED' "$OUT/bench.txt") failed, $mism wrong at full size (O vs cuDNN, masses vs the first mass path and their row sums)"
 [ "$rc" -eq 0 ] && [ "$mism" -eq 0 ] || fail=1
 fi # attn
 
