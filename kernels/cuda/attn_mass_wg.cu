@@ -5,17 +5,17 @@
  * A block is one warpgroup (128 threads) over 64 query rows of one head (or, with $SF_ATTN_BM128, two
  * over 128 rows sharing each key tile); keys in tiles of 64, double-buffered by cp.async. Shared memory
  * holds Q, K and V in 128-byte-swizzled atoms of 64 (Q: 64 or 128) rows × 64 bf16 ([d / 64][row][128
- * bytes], chunk c of row r at c ^ (r % 8)): the K-major layout
- * of A = Q and B = K for S = Q·Kᵀ (m64n64k16, both from shared memory, d / 16 steps, the descriptor's
- * start advanced 32 bytes per step inside an atom), and the N-major layout of B = V for O += P·V
- * (m64n{d}k16 with trans-b, P from the S accumulators in registers, 4 steps of 16 keys). The S and O
- * accumulators have attn_mass.cu's fragments, so the softmax / mass code is shared.
+ * bytes], chunk c of row r at c ^ (r % 8)). Q goes once into registers as wgmma A fragments; per tile,
+ * S = Q·Kᵀ (m64n64k16, A from registers, K K-major from shared memory, d / 16 steps) and O += P·V
+ * (m64n{d}k16 with trans-b, P from the S accumulators, V N-major, 4 steps of 16 keys) are the products of
+ * attn_mass_wgmma.cuh, shared with attn_mass_ws.cu. The S and O accumulators have attn_mass.cu's
+ * fragments, so the softmax / mass code is shared too.
  * Tested against the CPU references with attn_mass.cu's cases ($SF_ATTN_WGMMA=1 in test_tap_mass:
  * attn_mass_wgmma, attn_mass_wgmma_bm128), on the emulation (cuda_emu.h emulates wgmma from the PTX layouts) and on an H200
  * (test_tap_mass_gpu, tests/gpu/check.sh). */
 #include "attn_mass_common.cuh"
 #include "attn_mass_cuda.h"
-#include "wgmma.cuh"
+#include "attn_mass_wgmma.cuh"
 
 /* Rows [r0, r0 + R) of a bf16 matrix (n rows, stride ld, D columns) → the swizzled atoms at s (each
  * R rows × 128 bytes); rows past n zero-filled; T threads. */
@@ -40,7 +40,7 @@ static __global__ void __launch_bounds__(WGS * 128)
                         int64_t Lq, int64_t Lk, float sl2, int64_t G, int64_t NG, float *__restrict__ rowmass,
                         float *__restrict__ lse) {
     constexpr int NT = D / 8, TILE = 64 * D, BM = 64 * WGS, T = 128 * WGS; /* TILE: elements of a 64-row tile */
-    constexpr uint32_t ATOM = 64 * 128, QATOM = BM * 128; /* bytes of one K / V atom and of one Q atom */
+    constexpr uint32_t QATOM = BM * 128; /* bytes of one Q atom (K / V atoms: attn_mass_wgmma.cuh) */
     SF_DYN_SHARED(__nv_bfloat16, sm_raw);
     /* the atoms must sit on 1024-byte boundaries of the shared window (the swizzle's period) */
     __nv_bfloat16 *sm = sm_raw + ((1024u - (sf_smem_addr(sm_raw) & 1023u)) & 1023u) / 2;
@@ -75,27 +75,12 @@ static __global__ void __launch_bounds__(WGS * 128)
         if (j == 0) /* Q into registers once (wgmma A fragments): S = Q·Kᵀ then reads only K from shared memory */
             sf_wgmma_load_a<D / 16>(qf, reinterpret_cast<const unsigned char *>(Qs), QATOM, warp * 16);
         float s[8][4];
-        sf_wgmma_fence();
-        for (int kk = 0; kk < D / 16; kk++) /* S = Q·Kᵀ: 16 of d per step, 4 steps per 64-wide atom of K */
-            sf_wgmma_m64n64k16_rs(&s[0][0], qf[kk], sf_wgmma_desc(ka + (uint32_t)(kk / 4) * ATOM + (uint32_t)(kk % 4) * 32, 16, 1024),
-                                  kk > 0);
-        sf_wgmma_commit();
+        uint32_t pa[AM_BN / 16][4];
+        am_wg_qk<D, AM_BN>(s, qf, ka); /* S = Q·Kᵀ: only K is read from shared memory */
         sf_wgmma_wait<0>();
         am_tile_softmax<NT, MASS>(s, st, j * AM_BN, Lk, sl2, t, G, NG, rowmass, base, Lq, row0);
-        uint32_t pa[AM_BN / 16][4]; /* P as the A fragments, all packed before the first product (else ptxas
-                                       fences each product: C7519) */
-        for (int kk = 0; kk < AM_BN / 16; kk++) {
-            pa[kk][0] = sf_pack_bf16x2(s[2 * kk][0], s[2 * kk][1]), pa[kk][1] = sf_pack_bf16x2(s[2 * kk][2], s[2 * kk][3]);
-            pa[kk][2] = sf_pack_bf16x2(s[2 * kk + 1][0], s[2 * kk + 1][1]);
-            pa[kk][3] = sf_pack_bf16x2(s[2 * kk + 1][2], s[2 * kk + 1][3]);
-        }
-        sf_wgmma_fence(); /* O was rescaled in registers */
-        for (int kk = 0; kk < AM_BN / 16; kk++) { /* O += P·V, 16 keys per step; V N-major: d atoms ATOM apart */
-            const uint64_t vd = sf_wgmma_desc(va + (uint32_t)kk * 16 * 128, ATOM, 1024);
-            if constexpr (D == 128) sf_wgmma_m64n128k16_rs_tb(&st.oacc[0][0], pa[kk], vd, 1);
-            else sf_wgmma_m64n64k16_rs_tb(&st.oacc[0][0], pa[kk], vd, 1);
-        }
-        sf_wgmma_commit();
+        am_wg_pack<AM_BN>(pa, s); /* P packed before the first product (else ptxas fences each product: C7519) */
+        am_wg_pv<D, AM_BN>(st, pa, va); /* O += P·V (O was rescaled in registers) */
         sf_wgmma_wait<0>();
         __syncthreads(); /* the buffer just read is the next prefetch's target */
     }

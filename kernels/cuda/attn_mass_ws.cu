@@ -29,6 +29,7 @@
  * runs the mbarriers, TMA and named barriers of tma.cuh. */
 #include "attn_mass_common.cuh"
 #include "attn_mass_cuda.h"
+#include "attn_mass_wgmma.cuh"
 #include "tma.cuh"
 
 #define WS_BM 128      /* query rows per block: two consumer warpgroups */
@@ -43,46 +44,6 @@ struct ws_layout { /* byte offsets in the 1024-aligned shared window */
     static constexpr uint32_t BARS = KV + STAGES * STAGE; /* full[S], empty[S], q */
     static constexpr uint32_t BYTES = BARS + (2 * STAGES + 1) * 8;
 };
-
-/* The wgmma products of one tile: S = Q·Kᵀ into sc (Q from registers, K from the stage's atoms), and
- * O += P·V from P packed beforehand (ws_pack) — each issued and committed, not waited for. The
- * accumulators are fenced on both sides (no compiler-made copies or reads while the tensor cores own
- * them) and P is packed before any product is issued, so ptxas need not serialise the products (its
- * C7514 / C7519 / C7520 notes: tests/bats/build.bats) and S's registers are free for the next tile's. */
-template <int D, int BN>
-static __device__ __forceinline__ void ws_qk(float (&sc)[BN / 8][4], const uint32_t (*qf)[4], uint32_t ka) {
-    using L = ws_layout<D, BN>;
-    sf_wgmma_fence_regs(sc);
-    sf_wgmma_fence();
-    for (int kk = 0; kk < D / 16; kk++) { /* only K is read from shared memory */
-        const uint64_t kd = sf_wgmma_desc(ka + (uint32_t)(kk / 4) * L::ATOM + (uint32_t)(kk % 4) * 32, 16, 1024);
-        if constexpr (BN == 128) sf_wgmma_m64n128k16_rs(&sc[0][0], qf[kk], kd, kk > 0);
-        else sf_wgmma_m64n64k16_rs(&sc[0][0], qf[kk], kd, kk > 0);
-    }
-    sf_wgmma_commit();
-    sf_wgmma_fence_regs(sc);
-}
-template <int BN>
-static __device__ __forceinline__ void ws_pack(uint32_t (&pa)[BN / 16][4], const float (&sc)[BN / 8][4]) {
-    for (int kk = 0; kk < BN / 16; kk++) {
-        pa[kk][0] = sf_pack_bf16x2(sc[2 * kk][0], sc[2 * kk][1]), pa[kk][1] = sf_pack_bf16x2(sc[2 * kk][2], sc[2 * kk][3]);
-        pa[kk][2] = sf_pack_bf16x2(sc[2 * kk + 1][0], sc[2 * kk + 1][1]);
-        pa[kk][3] = sf_pack_bf16x2(sc[2 * kk + 1][2], sc[2 * kk + 1][3]);
-    }
-}
-template <int D, int BN>
-static __device__ __forceinline__ void ws_pv(am_state<D / 8> &st, uint32_t (&pa)[BN / 16][4], uint32_t va) {
-    using L = ws_layout<D, BN>;
-    sf_wgmma_fence_regs(st.oacc);
-    sf_wgmma_fence();
-    for (int kk = 0; kk < BN / 16; kk++) { /* V N-major: its d atoms ATOM apart */
-        const uint64_t vd = sf_wgmma_desc(va + (uint32_t)kk * 16 * 128, L::ATOM, 1024);
-        if constexpr (D == 128) sf_wgmma_m64n128k16_rs_tb(&st.oacc[0][0], pa[kk], vd, 1);
-        else sf_wgmma_m64n64k16_rs_tb(&st.oacc[0][0], pa[kk], vd, 1);
-    }
-    sf_wgmma_commit();
-    sf_wgmma_fence_regs(st.oacc);
-}
 
 /* MODE 1: each tile's products are waited for before its softmax. MODE 2: FA3's intra-warpgroup
  * pipelining — tile j's S = Q·Kᵀ and tile j−1's O += P·V are in flight on the tensor cores while the
@@ -155,11 +116,11 @@ static __global__ void __launch_bounds__(WS_THREADS, 1)
             const int s = (int)(j % S);
             const uint32_t ka = kv0 + s * L::STAGE;
             sf_mbar_wait(&full[s], (unsigned)((j / S) & 1));
-            ws_qk<D, BN>(sc, qf, ka);
+            am_wg_qk<D, BN>(sc, qf, ka);
             sf_wgmma_wait<0>();
             am_tile_softmax<NT, MASS, true, NS>(&sc[0], st, j * BN, Lk, sl2, t, G, NG, rowmass, base, Lq, row0);
-            ws_pack<BN>(pa, sc);
-            ws_pv<D, BN>(st, pa, ka + L::NA * L::ATOM);
+            am_wg_pack<BN>(pa, sc);
+            am_wg_pv<D, BN>(st, pa, ka + L::NA * L::ATOM);
             sf_wgmma_wait<0>();
             sf_mbar_arrive(&empty[s]); /* this thread's reads of the stage are done */
         }
@@ -170,17 +131,17 @@ static __global__ void __launch_bounds__(WS_THREADS, 1)
         if (PP && warp / 4 == 1) sf_named_arrive(1, 256); /* warpgroup 0's first turn */
         sf_mbar_wait(&full[0], 0);
         if (PP) sf_named_sync(mine, 256);
-        ws_qk<D, BN>(sc, qf, kv0);
+        am_wg_qk<D, BN>(sc, qf, kv0);
         if (PP) sf_named_arrive(other, 256);
         sf_wgmma_wait<0>();
         am_tile_softmax<NT, MASS, true, NS>(&sc[0], st, 0, Lk, sl2, t, G, NG, rowmass, base, Lq, row0);
         for (int64_t j = 1; j < ntiles; j++) { /* sc: tile j − 1's P; its O += P·V goes out with tile j's S */
             const int sp = (int)((j - 1) % S), s = (int)(j % S);
-            ws_pack<BN>(pa, sc); /* sc is free from here: tile j's S goes into the same registers */
+            am_wg_pack<BN>(pa, sc); /* sc is free from here: tile j's S goes into the same registers */
             sf_mbar_wait(&full[s], (unsigned)((j / S) & 1));
             if (PP) sf_named_sync(mine, 256);
-            ws_qk<D, BN>(sc, qf, kv0 + s * L::STAGE);
-            ws_pv<D, BN>(st, pa, kv0 + sp * L::STAGE + L::NA * L::ATOM);
+            am_wg_qk<D, BN>(sc, qf, kv0 + s * L::STAGE);
+            am_wg_pv<D, BN>(st, pa, kv0 + sp * L::STAGE + L::NA * L::ATOM);
             if (PP) sf_named_arrive(other, 256);
             sf_wgmma_wait<1>(); /* tile j's S (the older group) */
             sf_wgmma_fence_regs(sc);
@@ -192,9 +153,9 @@ static __global__ void __launch_bounds__(WS_THREADS, 1)
             am_rescale_o<NT>(st, alpha);
         }
         const int sl = (int)((ntiles - 1) % S); /* the last tile's O += P·V */
-        ws_pack<BN>(pa, sc);
+        am_wg_pack<BN>(pa, sc);
         if (PP) sf_named_sync(mine, 256);
-        ws_pv<D, BN>(st, pa, kv0 + sl * L::STAGE + L::NA * L::ATOM);
+        am_wg_pv<D, BN>(st, pa, kv0 + sl * L::STAGE + L::NA * L::ATOM);
         if (PP && warp / 4 == 0) sf_named_arrive(other, 256);
         sf_wgmma_wait<0>();
         sf_wgmma_fence_regs(st.oacc);

@@ -18,15 +18,15 @@ __device__ __forceinline__ int sf_swz128(int r, int c) { return c ^ (r & 7); }
  * every register of x is treated as rewritten here, so the compiler neither reads a copy made while the
  * tensor cores still owned it nor moves its uses above the wait. */
 #ifdef SF_CUDA_EMU
-static inline void sf_wgmma_fence_reg(float &) {}
-static inline void sf_wgmma_fence_reg(uint32_t &) {}
+static inline void sf_wgmma_fence_regs(float &) {}
+static inline void sf_wgmma_fence_regs(uint32_t &) {}
 template <int N>
 static inline void sf_setmaxnreg_inc(void) {}
 template <int N>
 static inline void sf_setmaxnreg_dec(void) {}
 #else
-__device__ __forceinline__ void sf_wgmma_fence_reg(float &x) { asm volatile("" : "+f"(x)::"memory"); }
-__device__ __forceinline__ void sf_wgmma_fence_reg(uint32_t &x) { asm volatile("" : "+r"(x)::"memory"); }
+__device__ __forceinline__ void sf_wgmma_fence_regs(float &x) { asm volatile("" : "+f"(x)::"memory"); }
+__device__ __forceinline__ void sf_wgmma_fence_regs(uint32_t &x) { asm volatile("" : "+r"(x)::"memory"); }
 /* Warp-specialised kernels hand registers between warpgroups (every thread of the warpgroup executes it). */
 template <int N>
 __device__ __forceinline__ void sf_setmaxnreg_inc(void) {
@@ -42,12 +42,8 @@ __device__ __forceinline__ void sf_setmaxnreg_dec(void) {
 }
 #endif
 template <typename T, size_t N>
-__device__ __forceinline__ void sf_wgmma_fence_reg(T (&a)[N]) {
-    for (size_t i = 0; i < N; i++) sf_wgmma_fence_reg(a[i]);
-}
-template <typename T>
-__device__ __forceinline__ void sf_wgmma_fence_regs(T &a) {
-    sf_wgmma_fence_reg(a);
+__device__ __forceinline__ void sf_wgmma_fence_regs(T (&a)[N]) {
+    for (size_t i = 0; i < N; i++) sf_wgmma_fence_regs(a[i]);
 }
 
 #ifdef SF_CUDA_EMU
