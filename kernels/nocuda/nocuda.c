@@ -1,7 +1,8 @@
 /* nocuda.c — the CUDA entry points of a CPU-only build (no nvcc at build time): each one
  * reports that CUDA is not compiled in, so --device cuda fails with a clear message.
- * Also stubs every function of kernels/cuda_ops.h, sdpa_cuda.h, t5_cuda.h, conv_cuda.h and vae_ops_cuda.h (SF_E_DEVICE). Tested by tests/unit/test_cuda_kernels.c. */
+ * Also stubs every function of kernels/cuda_ops.h, cuda_graph.h, sdpa_cuda.h, t5_cuda.h, conv_cuda.h and vae_ops_cuda.h (SF_E_DEVICE). Tested by tests/unit/test_cuda_kernels.c. */
 #include "cuda_ops.h"
+#include "cuda_graph.h"
 #include "device.h"
 #include "conv_cuda.h"
 #include "sdpa_cuda.h"
@@ -458,4 +459,23 @@ sf_status sf_hopper_probe_tma(const sf_cuda_ctx *ctx, const void *m, int64_t row
 sf_status sf_hopper_probe_turns(const sf_cuda_ctx *ctx, float *out, sf_err *err) {
     (void)ctx, (void)out;
     return SF_NO_CUDA(err);
+}
+
+/* kernels/cuda_graph.h */
+sf_status sf_cuda_graphs_new(sf_cuda_graphs **out, sf_err *err) {
+    *out = NULL;
+    return SF_NO_CUDA(err);
+}
+void sf_cuda_graphs_free(sf_cuda_graphs *gs) { (void)gs; }
+sf_status sf_cuda_graph_begin(const sf_cuda_ctx *ctx, sf_err *err) {
+    (void)ctx;
+    return SF_NO_CUDA(err);
+}
+sf_status sf_cuda_graph_end(const sf_cuda_ctx *ctx, sf_cuda_graphs *gs, uint64_t key, int run, sf_err *err) {
+    (void)ctx, (void)gs, (void)key, (void)run;
+    return SF_NO_CUDA(err);
+}
+void sf_cuda_graph_stats_get(const sf_cuda_graphs *gs, sf_cuda_graph_stats *out) {
+    (void)gs;
+    memset(out, 0, sizeof *out);
 }

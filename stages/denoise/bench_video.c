@@ -98,6 +98,8 @@ sf_status sf_denoise_bench_video(const sf_dit_weights *w, int cuda_ordinal, sf_e
     for (int run = 0; run < 2; run++) {
         clock_ctx ck = {&st, ev, 0, 0, have_taps ? &taps : NULL};
         sf_pipeline_hooks hk = {on_fwd, NULL, NULL, &ck, 0, NULL};
+        sf_cuda_graph_stats g0, g1;
+        sf_dit_cuda_graph_stats(&st, &g0);
         double a = sf_now();
         if ((s = sf_pipeline_run(&st, &sc, &pc, &hk, NULL, err))) goto done;
         double total = sf_now() - a;
@@ -124,6 +126,11 @@ sf_status sf_denoise_bench_video(const sf_dit_weights *w, int cuda_ordinal, sf_e
         const char *kern = sf_attn_mass_last_kernel();
         printf("denoise 1.3b gpu video: %.3f s for 21 latent frames (81 video frames): %.1f FPS DiT only%s%s%s%s%s\n",
                total, 81.0 / total, tapdesc, apath, kern ? " (last fused kernel: " : "", kern ? kern : "", kern ? ")" : "");
+        sf_dit_cuda_graph_stats(&st, &g1); /* the timed video's forwards as CUDA graphs (off: SF_CUDA_GRAPHS=0) */
+        printf("denoise 1.3b gpu CUDA graphs: %lld of %d forwards (%lld updated in place, %lld instantiated, %lld failed "
+               "captures)%s\n",
+               g1.launches - g0.launches, N_FWD, g1.updates - g0.updates, g1.instantiations - g0.instantiations,
+               g1.failed - g0.failed, getenv("SF_CUDA_GRAPHS") && !strcmp(getenv("SF_CUDA_GRAPHS"), "0") ? " [SF_CUDA_GRAPHS=0]" : "");
         char prof[512];
         if (sf_dit_cuda_profile(&st, prof, sizeof prof))
             printf("denoise 1.3b gpu profile (SF_CUDA_PROFILE, timed video)%s: %s\n", apath, prof);

@@ -169,6 +169,7 @@ void sf_dit_cuda_free(sf_dit_state *st) {
     sf_dit_gpu *g = st->gpu;
     if (!g) return;
     sf_sdpa_destroy(&g->sdpa);
+    sf_cuda_graphs_free(g->graphs);
     sf_cuda_free(g->S);
     sf_cuda_free(g->P);
     sf_cuda_free(g->S16);
@@ -277,6 +278,8 @@ sf_status sf_dit_cuda_init(sf_dit_state *st, int ordinal, sf_err *err) {
             sf_log(SF_LOG_WARN, "sf-denoise: %s; attention uses %s", e2.msg,
                    g->own_attn_off ? "the explicit cuBLASLt path (slower)" : "sfpipe's fused kernel");
     }
+    const char *gr = getenv("SF_CUDA_GRAPHS");
+    if ((!gr || strcmp(gr, "0") != 0) && (s = sf_cuda_graphs_new(&g->graphs, err))) goto fail;
     if (getenv("SF_CUDA_PROFILE") && atoi(getenv("SF_CUDA_PROFILE")) > 0) {
         if ((s = sf_gpu_prof_init(&g->prof, 64 + 24 * c->num_layers, P_N, P_NAME, err))) goto fail;
     }
@@ -571,21 +574,20 @@ static sf_status layer(sf_dit_state *st, int l, int F, int64_t start_frame, cons
     return SF_OK;
 }
 
-sf_status sf_dit_cuda_forward(sf_dit_state *st, const float *x_t, int F, const float *t, int64_t start_frame,
-                              const sf_dit_kv_step *kv, float *flow, double sigma, int x0_slot, int kv_only,
-                              sf_err *err) {
+/* Everything a forward enqueues between its input upload and its output download: what a CUDA graph
+ * records (see sf_dit_cuda_forward). Input from g->xin (host_in) or the slot SF_LAT_X. */
+static sf_status forward_body(sf_dit_state *st, int host_in, int F, const float *t, int64_t start_frame,
+                              const sf_dit_kv_step *kv, double sigma, int x0_slot, int kv_only, sf_err *err) {
     sf_dit_gpu *g = st->gpu;
     const sf_dit_config *c = &st->w->cfg;
     const int64_t D = c->dim, S = st->frame_tokens, L = (int64_t)F * S, FD = c->freq_dim;
     const int ph = c->patch_size[1], pw = c->patch_size[2];
     sf_cuda_ctx *cx = &g->cx;
     sf_status s;
-    const int64_t nin = (int64_t)F * c->in_dim * st->lat_h * st->lat_w;
     const int64_t nout = (int64_t)F * c->out_dim * st->lat_h * st->lat_w;
     /* 1. patch embedding */
     prof(g, P_IO);
-    const float *xin = x_t ? g->xin : g->lat[SF_LAT_X];
-    if (x_t && (s = sf_cuda_copy_h2d(cx, g->xin, x_t, (size_t)nin * sizeof(float), err))) return s;
+    const float *xin = host_in ? g->xin : g->lat[SF_LAT_X];
     if ((s = sf_patchify_cuda(cx, xin, F, c->in_dim, st->lat_h, st->lat_w, ph, pw, g->patches, err))) return s;
     if ((s = mm(g, L, g->patches, (int64_t)c->in_dim * ph * pw, &g->patch, g->x, D, err))) return s;
     /* 2. time embedding: the fp64 sinusoid by a kernel that gets t as its arguments (no copy, no sync) */
@@ -621,16 +623,93 @@ sf_status sf_dit_cuda_forward(sf_dit_state *st, const float *x_t, int F, const f
             (s = layer(st, l, F, start_frame, kv, kfr, sf_dit_kv_only_layer(st, l, kv_only), err)))
             return s;
     if ((s = sf_dgpu_tap_flush(st, L, kv->Lk, kfr, err))) return s;
-    if (kv_only) return prof_collect(g, err); /* no head, no prediction */
+    if (kv_only) return SF_OK; /* no head, no prediction */
     /* 4. head (g->a = ⌊LN(x)·⌊1+Hm1⌉ + Hm0⌉ from the last layer's residual step) */
     if ((s = mm(g, L, g->a, D, &g->head, g->hout, g->head.n, err))) return s;
     if ((s = gprobe(st, "mid.head_out", g->hout, L * g->head.n, err))) return s;
     prof(g, P_IO);
     if ((s = sf_unpatchify_cuda(cx, g->hout, F, c->out_dim, st->lat_h, st->lat_w, ph, pw, g->flow, err))) return s;
     if (x0_slot >= 0 && (s = sf_flow_to_x0_cuda(cx, xin, g->flow, nout, sigma, g->lat[x0_slot], err))) return s;
-    if (flow && (s = sf_cuda_copy_d2h(cx, flow, g->flow, (size_t)nout * sizeof(float), err))) return s;
     prof(g, P_IO);
+    return SF_OK;
+}
+
+/* ---------------------------------------------------------------- CUDA graphs */
+
+/* A forward's work is captured into a CUDA graph and launched as one (kernels/cuda_graph.h) when
+ *  - graphs are on ($SF_CUDA_GRAPHS=0 turns them off; so do 3 failed captures, with a warning),
+ *  - nothing reads the device between its operations: no probe, no profiling, no tap on any layer
+ *    (taps download as the forward runs), and
+ *  - its shape is warm: a forward of the same (queries, keys) ran before, or sf_dit_prepare prepared
+ *    it — whatever the first forward of a shape makes on first use (cuDNN plans, workspaces, the
+ *    fused attention's self-check) allocates or waits, which a capture may not.
+ * The graph is keyed by what changes the work's shape (frames, a cache-only pass, a cache roll, a
+ * prediction slot); the key's executable graph is updated with each forward's arguments. A capture
+ * that fails is discarded and the same forward enqueued directly: nothing ran, and the enqueueing
+ * changes no host state the second pass depends on. Exact: test_dit_cuda `graphs` (graphs on = off,
+ * bit for bit). */
+static int graph_shape_warm(const sf_dit_gpu *g, int64_t L, int64_t Lk) {
+    for (int i = 0; i < g->n_warm; i++)
+        if (g->warm[i][0] == L && g->warm[i][1] == Lk) return 1;
+    return 0;
+}
+
+static void graph_shape_add(sf_dit_gpu *g, int64_t L, int64_t Lk) {
+    if (graph_shape_warm(g, L, Lk) || g->n_warm == SF_DIT_WARM_MAX) return;
+    g->warm[g->n_warm][0] = L, g->warm[g->n_warm][1] = Lk;
+    g->n_warm++;
+}
+
+static int graph_wanted(const sf_dit_state *st, int64_t L, int64_t Lk) {
+    const sf_dit_gpu *g = st->gpu;
+    const sf_dit_tap *tp = &st->tap;
+    if (!g->graphs || g->graphs_off || st->probe || g->prof.ev || !graph_shape_warm(g, L, Lk)) return 0;
+    for (int l = 0; tp->wants && l < st->w->cfg.num_layers; l++)
+        if (tp->wants(tp->ctx, l) || (tp->wants_cross && tp->done && tp->wants_cross(tp->ctx, l))) return 0;
+    return 1;
+}
+
+sf_status sf_dit_cuda_forward(sf_dit_state *st, const float *x_t, int F, const float *t, int64_t start_frame,
+                              const sf_dit_kv_step *kv, float *flow, double sigma, int x0_slot, int kv_only,
+                              sf_err *err) {
+    sf_dit_gpu *g = st->gpu;
+    const sf_dit_config *c = &st->w->cfg;
+    const int64_t L = (int64_t)F * st->frame_tokens, plane = (int64_t)st->lat_h * st->lat_w;
+    sf_status s;
+    if (x_t && (s = sf_cuda_copy_h2d(&g->cx, g->xin, x_t, sizeof(float) * (size_t)(F * c->in_dim * plane), err)))
+        return s;
+    if (graph_wanted(st, L, kv->Lk)) {
+        const uint64_t key = (uint64_t)F | (uint64_t)(kv_only != 0) << 32 | (uint64_t)(kv->evict > 0 && kv->keep > 0) << 33 |
+                             (uint64_t)(x0_slot >= 0) << 34;
+        sf_err ge = {{0}};
+        s = sf_cuda_graph_begin(&g->cx, &ge);
+        if (!s) {
+            s = forward_body(st, x_t != NULL, F, t, start_frame, kv, sigma, x0_slot, kv_only, err);
+            sf_status e2 = sf_cuda_graph_end(&g->cx, g->graphs, key, s == SF_OK, &ge);
+            if (s == SF_E_STOPPED) return s;
+            if (!s) s = e2;
+            else ge = *err;
+        }
+        if (!s) goto out;
+        /* nothing of this forward ran: enqueue it directly */
+        if (++g->graph_fails >= 3) {
+            sf_log(SF_LOG_WARN, "sf-denoise: CUDA graphs off after %d failed captures (last: %s)", g->graph_fails, ge.msg);
+            g->graphs_off = 1;
+        } else {
+            sf_log(SF_LOG_DEBUG, "sf-denoise: forward without a CUDA graph: %s", ge.msg);
+        }
+    }
+    if ((s = forward_body(st, x_t != NULL, F, t, start_frame, kv, sigma, x0_slot, kv_only, err))) return s;
+    graph_shape_add(g, L, kv->Lk);
+out:
+    if (flow && !kv_only &&
+        (s = sf_cuda_copy_d2h(&g->cx, flow, g->flow, sizeof(float) * (size_t)(F * c->out_dim * plane), err)))
+        return s;
     return prof_collect(g, err);
+}
+
+void sf_dit_cuda_graph_stats(const sf_dit_state *st, sf_cuda_graph_stats *out) {
+    sf_cuda_graph_stats_get(st->gpu ? st->gpu->graphs : NULL, out);
 }
 
 /* ---------------------------------------------------------------- sampling-loop slots */
@@ -694,5 +773,7 @@ sf_status sf_dit_cuda_prepare(sf_dit_state *st, int64_t Lq, int64_t Lk, sf_err *
         if ((s = sf_dgpu_explicit_ws(g, H, err))) return s;
     }
     if (st->tap.wants && (st->tap.wants_mass || st->tap.wants_cross) && (s = sf_dgpu_mass_ws(st, err))) return s;
-    return st->tap.wants ? sf_dgpu_tap_bufs(st, err) : SF_OK;
+    if (st->tap.wants && (s = sf_dgpu_tap_bufs(st, err))) return s;
+    graph_shape_add(g, Lq, Lk); /* what this shape's first forward would have made on first use is made */
+    return SF_OK;
 }

@@ -19,6 +19,7 @@
 #define SF_DIT_CUDA_H
 
 #include "dit.h"
+#include "cuda_graph.h"
 
 /* Build the GPU side of st (the host part — shapes, cache plan, RoPE table — is already set). */
 sf_status sf_dit_cuda_init(sf_dit_state *st, int ordinal, sf_err *err);
@@ -48,6 +49,8 @@ void sf_dit_cuda_profile_reset(sf_dit_state *st);
 /* Record event i of an sf_cuda_events_new array on the state's stream (benchmarks time forwards
  * on the GPU's clock while the host runs ahead). */
 sf_status sf_dit_cuda_mark(sf_dit_state *st, void *ev, int i, sf_err *err);
+/* CUDA graphs launched for this state's forwards, and how (kernels/cuda_graph.h; zeros when off). */
+void sf_dit_cuda_graph_stats(const sf_dit_state *st, sf_cuda_graph_stats *out);
 /* Peak device memory of this state in bytes (weights + state), for reports. */
 size_t sf_dit_cuda_bytes(const sf_dit_state *st);
 

@@ -10,6 +10,7 @@
 #include "sdpa_cuda.h"
 #include "tap_mass_cuda.h"
 #include "attn_mass_cuda.h"
+#include "cuda_graph.h"
 
 typedef uint16_t bf16;
 
@@ -24,6 +25,8 @@ typedef struct glayer {
     gmat sa_q, sa_kv, sa_o, ca_q, ca_k, ca_v, ca_o, ffn0, ffn2; /* sa_kv: [Wk; Wv] (2D, D), [bk; bv] */
     float *sa_nq, *sa_nk, *n3_w, *n3_b, *ca_nq, *ca_nk;
 } glayer;
+
+#define SF_DIT_WARM_MAX 64 /* (queries, keys) shapes remembered as ready for a CUDA graph */
 
 /* SF_CUDA_PROFILE categories */
 enum { P_LINEAR, P_SELF, P_CROSS, P_NORM, P_QK, P_GELU, P_IO, P_N };
@@ -80,6 +83,11 @@ struct sf_dit_gpu {
     float *tm_rm, *tm_lse, *tm_out, *tm_st, *tm_hout, *tm_hst;
     double *tm_tot;
     int64_t tm_ng;
+    /* CUDA graphs of whole forwards (dit_cuda.c, "CUDA graphs"): NULL when off ($SF_CUDA_GRAPHS=0) */
+    sf_cuda_graphs *graphs;
+    int graph_fails, graphs_off;
+    int n_warm;
+    int64_t warm[SF_DIT_WARM_MAX][2]; /* shapes whose first-use work is done */
 };
 
 /* Logits tap: each chunk's device logits (H, rows, Lk) go into the host (H, Lq, Lk) buffer — as f16

@@ -107,7 +107,7 @@ want() { [ -z "${SF_CHECK_ONLY:-}" ] || [[ ",$SF_CHECK_ONLY," == *",$1,"* ]]; }
 if want attn || want tests; then
 step hopper 60 "$G/tests/test_hopper_gpu" # wgmma operand forms, TMA ring, named barriers: exact, one at a time
 step tap_mass 90 "$G/tests/test_tap_mass_gpu" # the probability taps' kernels vs kernels/tap_mass.h
-step attn_dit 180 "$G/tests/test_dit_cuda" attention_paths taps_probs_cross
+step attn_dit 180 "$G/tests/test_dit_cuda" attention_paths taps_probs_cross graphs # graphs: forwards as CUDA graphs = without
 if [ -n "$cs" ]; then
     # the warp-specialised modes share their memory traffic (memcheck on one), differ in register-level
     # overlap (racecheck on the overlapped one) and barriers (synccheck on the one with all of them)
@@ -129,7 +129,7 @@ step glue 60 "$G/tests/test_cuda_glue" $(for t in rmsnorm_strided rmsnorm_odd_in
     layernorm_plain_strided layernorm_affine_inplace gelu_tanh gelu_tanh_wrap silu_wrap modulate modulate_wrap \
     gated_add_wrap mod_table timestep_embed_wrap scheduler_steps_wrap rope_strided patchify_unpatchify f32_to_bf16 bf16_to_f32_and_add_wrap \
     softmax_rows_strided softmax_rows_short softmax_rows_spike gemm_bias_strided linear_bias_epilogue \
-    attention_blas_kv_interleaved; do echo $t; done) # the emulator's self-tests SKIP on a GPU
+    attention_blas_kv_interleaved graphs; do echo $t; done) # the emulator's self-tests SKIP on a GPU
 step sdpa 120 env SF_CUDNN_DEBUG=1 "$G/tests/test_sdpa_plans" forward_gpu # deviceless_plans: CPU machine only
 step dit_cuda 180 "$G/tests/test_dit_cuda"
 step t5_glue 60 "$G/tests/test_t5_glue_gpu"
@@ -200,6 +200,9 @@ SF_CUDA_PROFILE=1 timeout 120 sf-denoise --bench 1.3b --device cuda:0 --progress
 echo "== DiT bench with the FFN's GELU as its own kernel (SF_CUDA_GELU_UNFUSED=1: the cuBLASLt GELU epilogue must pay against it)"
 SF_CUDA_GELU_UNFUSED=1 timeout 120 sf-denoise --bench 1.3b --device cuda:0 --progress none 2>&1 | grep -E 'gpu video' | sed 's/^/gelu unfused: /' | tee -a "$OUT/bench.txt"
 row "GELU epilogue" "$(awk '/^denoise 1.3b gpu video:/ && !a { a = $5 } /^gelu unfused: denoise 1.3b gpu video:/ { b = $7 } END { if (a > 0 && b > 0) printf "fused %.3f s vs unfused %.3f s: %+.1f%%", a, b, 100 * (a / b - 1); else print "no figures" }' "$OUT/bench.txt")"
+echo "== DiT bench without CUDA graphs (SF_CUDA_GRAPHS=0: each forward's ~600 launches one by one; the graphs must pay against it)"
+SF_CUDA_GRAPHS=0 timeout 120 sf-denoise --bench 1.3b --device cuda:0 --progress none 2>&1 | grep -E 'gpu (video|block|CUDA graphs)' | sed 's/^/no graphs: /' | tee -a "$OUT/bench.txt"
+row "CUDA graphs" "$(awk '/^denoise 1.3b gpu CUDA graphs:/ && !g { g = $6 " of " $8 " forwards" } /^denoise 1.3b gpu video:/ && !a { a = $5 } /^no graphs: denoise 1.3b gpu video:/ { b = $7 } END { if (a > 0 && b > 0) printf "graphs %.3f s (%s) vs none %.3f s: %+.1f%%", a, g, b, 100 * (a / b - 1); else print "no figures" }' "$OUT/bench.txt")"
 
 echo "== bench: sf-encode --bench xxl --device cuda (umT5-XXL, random bf16 weights, one 512-token prompt)"
 timeout 120 sf-encode --bench xxl --device cuda:0 2>&1 | tee -a "$OUT/bench.txt" /tmp/sf-t5bench.log

@@ -289,6 +289,64 @@ static void test_refresh_kv_only(void) {
                  i < n ? out[0][i] : 0.0, i < n ? out[1][i] : 0.0);
 }
 
+/* CUDA graphs (dit_cuda.c, "CUDA graphs"): the golden pipeline with its forwards captured into graphs
+ * equals the run without them ($SF_CUDA_GRAPHS=0) bit for bit — a capture that missed some work, or a
+ * graph replayed with an earlier forward's arguments (the timesteps change every step, the key window
+ * every block), would differ. All 15 forwards are graphs (sf_dit_prepare readied every shape), and
+ * after the first denoising and refresh passes each is the cached graph updated in place. On the
+ * emulation also a capture the runtime invalidates (at its 40th operation, as a library call that
+ * cannot be captured would): that forward runs directly, same bits, the later ones are graphs again. */
+static void graphs_run(int on, int brk, float *out, sf_cuda_graph_stats *gs) {
+    int dev = sf_test_gpu();
+    sf_err err = {{0}};
+    dit_golden d;
+    memset(gs, 0, sizeof *gs);
+    if (on) unsetenv("SF_CUDA_GRAPHS");
+    else setenv("SF_CUDA_GRAPHS", "0", 1);
+#ifdef SF_TEST_EMU
+    sf_emu_capture_break_after(brk);
+#else
+    (void)brk;
+#endif
+    if (dit_golden_open_on(&d, "base", NULL, 1, 1, 0, dev)) {
+        sf_pipeline_hooks hk = {NULL, NULL, NULL, NULL, 0, NULL};
+        SF_CHECK_OK(sf_pipeline_run(&d.st, &d.sc, &d.pc, &hk, out, &err), &err);
+        sf_dit_cuda_graph_stats(&d.st, gs);
+    }
+    dit_golden_close(&d);
+#ifdef SF_TEST_EMU
+    sf_emu_capture_break_after(0);
+#endif
+    unsetenv("SF_CUDA_GRAPHS");
+}
+static void same_bits(const char *what, const float *a, const float *b, size_t n) {
+    size_t i = 0;
+    while (i < n && memcmp(&a[i], &b[i], sizeof(float)) == 0) i++;
+    SF_CHECK_MSG(i == n, "%s: output differs at %zu: %.9g vs %.9g", what, i, i < n ? a[i] : 0.0, i < n ? b[i] : 0.0);
+}
+static void test_graphs(void) {
+    if (sf_test_gpu() < 0) return;
+    static float out[3][9 * 16 * 8 * 12];
+    const size_t n = sizeof out[0] / sizeof out[0][0];
+    sf_cuda_graph_stats off, on, brk;
+    graphs_run(0, 0, out[0], &off);
+    graphs_run(1, 0, out[1], &on);
+    SF_CHECK_MSG(off.launches == 0, "SF_CUDA_GRAPHS=0 launched %lld graphs", off.launches);
+    SF_CHECK_MSG(on.launches == 15 && on.failed == 0 && on.instantiations >= 2 && on.instantiations <= 6 &&
+                     on.updates == on.launches - on.instantiations,
+                 "graphs: %lld launches (15 forwards), %lld updates, %lld instantiations, %lld failed", on.launches,
+                 on.updates, on.instantiations, on.failed);
+    same_bits("graphs on vs off", out[1], out[0], n);
+#ifdef SF_TEST_EMU
+    graphs_run(1, 40, out[2], &brk);
+    SF_CHECK_MSG(brk.failed == 1 && brk.launches == 14, "an invalidated capture: %lld failed, %lld launches (expected 1, 14)",
+                 brk.failed, brk.launches);
+    same_bits("one capture invalidated vs graphs off", out[2], out[0], n);
+#else
+    (void)brk;
+#endif
+}
+
 static void test_pipeline_generator_ema(void) {
     EMU_SKIP("emulated: same path as pipeline_generator");
     pipeline("generator_ema", "generator_ema");
@@ -645,6 +703,10 @@ static void rolling_case(int iff, int sw) {
             start += F;
         }
         SF_CHECK(gs.local_end == cs.local_end && gs.global_end == cs.global_end);
+        sf_cuda_graph_stats gst; /* each block's second pass has its first pass's shape: a graph (with the roll) */
+        sf_dit_cuda_graph_stats(&gs, &gst);
+        SF_CHECK_MSG(gst.launches >= 3 && gst.failed == 0, "rolling cache: %lld graphs launched, %lld failed", gst.launches,
+                     gst.failed);
         free(emb2);
         sf_dit_state_free(&gs);
     }
@@ -663,6 +725,7 @@ static const sf_test tests[] = {
     {"pipeline_runs_ahead", test_pipeline_runs_ahead},
     {"pipeline_generator", test_pipeline_generator},
     {"refresh_kv_only", test_refresh_kv_only},
+    {"graphs", test_graphs},
     {"gelu_epilogue_refused", test_gelu_epilogue_refused},
     {"pipeline_generator_ema", test_pipeline_generator_ema},
     {"taps_logits", test_taps_logits},

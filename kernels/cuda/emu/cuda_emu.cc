@@ -669,6 +669,24 @@ void fail_launch(const char *kernel, const char *fmt, ...) {
     last_error = sticky_error = cudaErrorLaunchFailure;
 }
 
+bool launch_config_ok(const char *kernel, dim3 grid, dim3 block, size_t smem, cudaStream_t s) {
+    unsigned long long nt = (unsigned long long)block.x * block.y * block.z;
+    if (nt == 0 || nt > 1024 || block.x > 1024 || block.y > 1024 || block.z > 64 || grid.x == 0 || grid.y == 0 ||
+        grid.z == 0 || grid.x > 2147483647u || grid.y > 65535 || grid.z > 65535 || smem > 227 * 1024) {
+        snprintf(err_msg, sizeof err_msg, "%s: invalid configuration grid (%u,%u,%u) block (%u,%u,%u) smem %zu", kernel,
+                 grid.x, grid.y, grid.z, block.x, block.y, block.z, smem);
+        if (!quiet) fprintf(stderr, "sf_emu: %s\n", err_msg);
+        last_error = cudaErrorInvalidConfiguration;
+        return false;
+    }
+    if (s && !registered(s, 0)) { /* streams are registered (zero-size) tags */
+        snprintf(err_msg, sizeof err_msg, "%s: launched on an unknown stream %p", kernel, (void *)s);
+        last_error = cudaErrorInvalidResourceHandle;
+        return false;
+    }
+    return true;
+}
+
 void launch_raw(const char *kernel, dim3 grid, dim3 block, size_t smem, cudaStream_t s, void (*run)(void *),
                 void *arg) {
     unsigned long long nt = (unsigned long long)block.x * block.y * block.z;
@@ -676,19 +694,7 @@ void launch_raw(const char *kernel, dim3 grid, dim3 block, size_t smem, cudaStre
         fprintf(stderr, "sf_emu: %s launched from inside a kernel or from two host threads\n", kernel);
         abort();
     }
-    if (nt == 0 || nt > 1024 || block.x > 1024 || block.y > 1024 || block.z > 64 || grid.x == 0 || grid.y == 0 ||
-        grid.z == 0 || grid.x > 2147483647u || grid.y > 65535 || grid.z > 65535 || smem > 227 * 1024) {
-        snprintf(err_msg, sizeof err_msg, "%s: invalid configuration grid (%u,%u,%u) block (%u,%u,%u) smem %zu", kernel,
-                 grid.x, grid.y, grid.z, block.x, block.y, block.z, smem);
-        if (!quiet) fprintf(stderr, "sf_emu: %s\n", err_msg);
-        last_error = cudaErrorInvalidConfiguration;
-        return;
-    }
-    if (s && !registered(s, 0)) { /* streams are registered (zero-size) tags */
-        snprintf(err_msg, sizeof err_msg, "%s: launched on an unknown stream %p", kernel, (void *)s);
-        last_error = cudaErrorInvalidResourceHandle;
-        return;
-    }
+    if (!launch_config_ok(kernel, grid, block, smem, s)) return;
     if (!ensure_threads((unsigned)nt)) {
         fprintf(stderr, "sf_emu: out of memory for %llu coroutine stacks\n", nt);
         abort();

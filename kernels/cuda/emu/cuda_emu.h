@@ -32,7 +32,8 @@
  *    cudaMemcpy side that must be device memory but is not fails (a host pointer on the GPU faults);
  *  - launch limits: block ≤ 1024 threads (x, y ≤ 1024, z ≤ 64), grid y, z ≤ 65535, dynamic
  *    shared memory ≤ 227 KiB (cudaErrorInvalidConfiguration, from cudaGetLastError);
- *  - streams: every operation is synchronous, so anything enqueued is done at return;
+ *  - streams: every operation is synchronous, so anything enqueued is done at return — except
+ *    while a stream is captured into a CUDA graph (see "stream capture and graphs" below);
  *  - mbarriers and TMA tile loads (tma.cuh): see "mbarriers and TMA" below; a thread waiting on an
  *    mbarrier yields until some phase completes, so producer / consumer warpgroups interleave.
  * Blind to:
@@ -64,6 +65,8 @@
 #include <stdint.h>
 #include <string.h>
 
+#include <functional>
+#include <memory>
 #include <tuple>
 #include <type_traits>
 #include <utility>
@@ -104,7 +107,11 @@ enum cudaError {
     cudaErrorInvalidConfiguration = 9,
     cudaErrorInvalidDevice = 101,
     cudaErrorInvalidResourceHandle = 400,
+    cudaErrorIllegalState = 401,
     cudaErrorLaunchFailure = 719,
+    cudaErrorStreamCaptureUnsupported = 900,
+    cudaErrorStreamCaptureInvalidated = 901,
+    cudaErrorGraphExecUpdateFailure = 910,
 };
 typedef enum cudaError cudaError_t;
 enum cudaMemcpyKind {
@@ -163,6 +170,49 @@ template <typename F>
 static inline cudaError_t cudaFuncSetAttribute(F *, cudaFuncAttribute, int) {
     return cudaSuccess;
 }
+
+/* ---- stream capture and graphs (graph_emu.cc) ------------------------------------------------
+ * One capture at a time. While a stream captures, kernel launches, cudaMemcpyAsync / cudaMemsetAsync
+ * and the cuBLASLt stand-in on it are recorded instead of run (arguments checked and copied then, as
+ * a launch does); a graph launch runs the recorded work in order. As on a GPU, a synchronising call
+ * while a capture is active (stream / event / device synchronisation, cudaMemcpy, cudaMemset,
+ * cudaMalloc, cudaFree, cudaMallocHost, cudaFreeHost) fails with cudaErrorStreamCaptureUnsupported
+ * and invalidates the capture; so does a captured copy from or to pageable host memory (a replay
+ * would read or write that memory long after the caller moved on: only pinned buffers are recorded) (so does work on another
+ * stream, which a GPU would run unordered beside the capture: one stream is captured here, the rest
+ * is refused rather than run early), and cudaStreamEndCapture
+ * then returns cudaErrorStreamCaptureInvalidated and no graph. cudaGraphExecUpdate succeeds when the
+ * new graph has the same sequence of node kinds (kernel / memcpy / memset / matmul), else it returns
+ * cudaErrorGraphExecUpdateFailure (the executable graph keeps its old work). */
+typedef struct CUgraph_st *cudaGraph_t;
+typedef struct CUgraphExec_st *cudaGraphExec_t;
+enum cudaStreamCaptureMode {
+    cudaStreamCaptureModeGlobal = 0,
+    cudaStreamCaptureModeThreadLocal = 1,
+    cudaStreamCaptureModeRelaxed = 2,
+};
+enum cudaStreamCaptureStatus {
+    cudaStreamCaptureStatusNone = 0,
+    cudaStreamCaptureStatusActive = 1,
+    cudaStreamCaptureStatusInvalidated = 2,
+};
+enum cudaGraphExecUpdateResult {
+    cudaGraphExecUpdateSuccess = 0,
+    cudaGraphExecUpdateError = 1,
+    cudaGraphExecUpdateErrorTopologyChanged = 2,
+};
+struct cudaGraphExecUpdateResultInfo {
+    cudaGraphExecUpdateResult result;
+    void *errorNode, *errorFromNode;
+};
+cudaError_t cudaStreamBeginCapture(cudaStream_t s, cudaStreamCaptureMode mode);
+cudaError_t cudaStreamEndCapture(cudaStream_t s, cudaGraph_t *g);
+cudaError_t cudaStreamIsCapturing(cudaStream_t s, cudaStreamCaptureStatus *status);
+cudaError_t cudaGraphInstantiate(cudaGraphExec_t *exec, cudaGraph_t g, unsigned long long flags = 0);
+cudaError_t cudaGraphExecUpdate(cudaGraphExec_t exec, cudaGraph_t g, cudaGraphExecUpdateResultInfo *info);
+cudaError_t cudaGraphLaunch(cudaGraphExec_t exec, cudaStream_t s);
+cudaError_t cudaGraphDestroy(cudaGraph_t g);
+cudaError_t cudaGraphExecDestroy(cudaGraphExec_t exec);
 
 /* ---- cuBLASLt: kernels/blaslt_cuda.h's sf_blaslt_* are implemented by cuda_emu.cc as plain
  * fp32-accumulating loops (they test the wrappers' layout mapping, not cuBLASLt). */
@@ -338,6 +388,16 @@ const unsigned char *smem_at(uint32_t off, size_t n, const char *file, int line)
 unsigned lane_id(void);
 void *dyn_shared(void);
 bool is_device_ptr(const void *p);
+/* graph_emu.cc: s is capturing (work on it is recorded, not run) / any capture is active / record
+ * run as the next node of s's capture (kind: "kernel", "memcpy", "memset", "matmul"; an invalidated
+ * capture records nothing and returns cudaErrorStreamCaptureInvalidated) / a call that is not
+ * allowed during a capture: invalidates it and returns cudaErrorStreamCaptureUnsupported. */
+bool capturing(cudaStream_t s);
+bool capture_active();
+cudaError_t capture_node(cudaStream_t s, const char *kind, const char *name, std::function<void()> run);
+cudaError_t capture_illegal(const char *what);
+/* launch_raw's configuration checks alone (sets the last error; false when the launch is refused) */
+bool launch_config_ok(const char *kernel, dim3 grid, dim3 block, size_t smem, cudaStream_t s);
 void fail_launch(const char *kernel, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 void launch_raw(const char *kernel, dim3 grid, dim3 block, size_t smem, cudaStream_t s, void (*run)(void *),
                 void *arg);
@@ -393,6 +453,14 @@ static inline void launch(const char *kname, dim3 grid, dim3 block, size_t smem,
     int bad = bad_arg(c.args, std::index_sequence_for<P...>{});
     if (bad >= 0) {
         fail_launch(kname, "argument %d is a pointer to host memory, not cudaMalloc'd memory", bad + 1);
+        return;
+    }
+    if (capturing(s)) { /* recorded with a copy of the converted arguments; run by cudaGraphLaunch */
+        if (!launch_config_ok(kname, grid, block, smem, s)) return;
+        auto cp = std::make_shared<call<P...>>(std::move(c));
+        /* kname as given: launch names are static strings (the scheduler keys its per-kernel notes by them) */
+        capture_node(s, "kernel", kname,
+                     [cp, kname, grid, block, smem, s] { launch_raw(kname, grid, block, smem, s, &call<P...>::run, cp.get()); });
         return;
     }
     launch_raw(kname, grid, block, smem, s, &call<P...>::run, &c);

@@ -34,6 +34,10 @@ const char *cudaGetErrorName(cudaError_t e) {
     case cudaErrorInvalidDevice: return "cudaErrorInvalidDevice";
     case cudaErrorInvalidResourceHandle: return "cudaErrorInvalidResourceHandle";
     case cudaErrorLaunchFailure: return "cudaErrorLaunchFailure";
+    case cudaErrorIllegalState: return "cudaErrorIllegalState";
+    case cudaErrorStreamCaptureUnsupported: return "cudaErrorStreamCaptureUnsupported";
+    case cudaErrorStreamCaptureInvalidated: return "cudaErrorStreamCaptureInvalidated";
+    case cudaErrorGraphExecUpdateFailure: return "cudaErrorGraphExecUpdateFailure";
     }
     return "cudaErrorUnknown";
 }
@@ -69,6 +73,7 @@ cudaError_t cudaGetDeviceCount(int *n) {
     return cudaSuccess;
 }
 cudaError_t cudaDeviceSynchronize(void) {
+    if (capture_active()) return capture_illegal("cudaDeviceSynchronize");
     n_host_waits++;
     return sticky_error;
 }
@@ -108,6 +113,7 @@ cudaError_t cudaStreamDestroy(cudaStream_t s) {
     return cudaSuccess;
 }
 cudaError_t cudaStreamSynchronize(cudaStream_t) {
+    if (capture_active()) return capture_illegal("cudaStreamSynchronize");
     n_host_waits++;
     return sticky_error;
 }
@@ -117,7 +123,7 @@ cudaError_t cudaEventCreate(cudaEvent_t *e) {
 }
 cudaError_t cudaEventDestroy(cudaEvent_t) { return cudaSuccess; }
 cudaError_t cudaEventRecord(cudaEvent_t, cudaStream_t) { return cudaSuccess; }
-cudaError_t cudaEventSynchronize(cudaEvent_t) { return sticky_error; }
+cudaError_t cudaEventSynchronize(cudaEvent_t) { return capture_active() ? capture_illegal("cudaEventSynchronize") : sticky_error; }
 cudaError_t cudaEventElapsedTime(float *ms, cudaEvent_t, cudaEvent_t) {
     *ms = 0;
     return cudaSuccess;
@@ -127,6 +133,7 @@ static unsigned long long n_device_allocs;
 extern "C" unsigned long long sf_emu_device_allocs(void) { return n_device_allocs; }
 cudaError_t cudaMalloc(void **p, size_t bytes) {
     *p = nullptr;
+    if (capture_active()) return capture_illegal("cudaMalloc");
     n_device_allocs++;
     void *m = malloc(bytes ? bytes : 1);
     if (!m) return set_error(cudaErrorMemoryAllocation);
@@ -152,11 +159,16 @@ cudaError_t cudaMemGetInfo(size_t *free_bytes, size_t *total_bytes) {
     return cudaSuccess;
 }
 cudaError_t cudaMallocHost(void **p, size_t bytes) { /* pinned host memory: plain host memory, remembered */
+    if (capture_active()) {
+        *p = nullptr;
+        return capture_illegal("cudaMallocHost");
+    }
     *p = malloc(bytes ? bytes : 1);
     if (*p && n_pinned < 64) pinned[n_pinned++] = {(const char *)*p, bytes};
     return *p ? cudaSuccess : set_error(cudaErrorMemoryAllocation);
 }
 cudaError_t cudaFreeHost(void *p) {
+    if (capture_active()) return capture_illegal("cudaFreeHost");
     for (int i = 0; i < n_pinned; i++)
         if (pinned[i].p == p) pinned[i] = pinned[--n_pinned];
     free(p);
@@ -164,11 +176,13 @@ cudaError_t cudaFreeHost(void *p) {
 }
 cudaError_t cudaFree(void *p) {
     if (!p) return cudaSuccess;
+    if (capture_active()) return capture_illegal("cudaFree");
     if (!del_alloc(p)) return set_error(cudaErrorInvalidValue); /* not a cudaMalloc'd base pointer */
     free(p);
     return cudaSuccess;
 }
-cudaError_t cudaMemcpy(void *dst, const void *src, size_t bytes, cudaMemcpyKind kind) {
+/* The copy itself, once the pointers match the kind. */
+static cudaError_t copy_now(void *dst, const void *src, size_t bytes, cudaMemcpyKind kind) {
     if (sticky_error) return sticky_error;
     bool dd = registered(dst, bytes), sd = registered(src, bytes);
     bool ok = kind == cudaMemcpyDefault || (kind == cudaMemcpyHostToDevice && dd && !sd) ||
@@ -182,27 +196,57 @@ cudaError_t cudaMemcpy(void *dst, const void *src, size_t bytes, cudaMemcpyKind 
     if (bytes) memmove(dst, src, bytes);
     return cudaSuccess;
 }
+cudaError_t cudaMemcpy(void *dst, const void *src, size_t bytes, cudaMemcpyKind kind) {
+    if (capture_active()) return capture_illegal("cudaMemcpy");
+    return copy_now(dst, src, bytes, kind);
+}
+/* A copy recorded into a capture: pageable host memory is refused (as on a GPU); the pointers are
+ * checked again when the graph runs. */
+static cudaError_t capture_copy(cudaStream_t s, const char *what, bool host_side, const void *host, size_t hbytes,
+                                std::function<void()> run) {
+    if (host_side && !is_pinned(host, hbytes)) return capture_illegal(what);
+    return capture_node(s, "memcpy", what, std::move(run));
+}
 /* An async copy between the device and PAGEABLE host memory waits like a synchronous one on a GPU
  * (the driver stages it): counted as a host wait. */
-cudaError_t cudaMemcpyAsync(void *dst, const void *src, size_t bytes, cudaMemcpyKind kind, cudaStream_t) {
+cudaError_t cudaMemcpyAsync(void *dst, const void *src, size_t bytes, cudaMemcpyKind kind, cudaStream_t s) {
+    if (capturing(s)) {
+        const bool h2d = kind == cudaMemcpyHostToDevice, d2h = kind == cudaMemcpyDeviceToHost;
+        return capture_copy(s, "cudaMemcpyAsync (pageable host memory)", h2d || d2h, h2d ? src : dst, bytes,
+                            [=] {
+                                if (copy_now(dst, src, bytes, kind) != cudaSuccess) sticky_error = last_error;
+                            });
+    }
+    if (capture_active()) return capture_illegal("cudaMemcpyAsync on another stream");
     if ((kind == cudaMemcpyHostToDevice && !is_pinned(src, bytes)) || (kind == cudaMemcpyDeviceToHost && !is_pinned(dst, bytes)))
         n_host_waits++;
-    return cudaMemcpy(dst, src, bytes, kind);
+    return copy_now(dst, src, bytes, kind);
 }
 cudaError_t cudaMemcpy2DAsync(void *dst, size_t dpitch, const void *src, size_t spitch, size_t width, size_t height,
-                              cudaMemcpyKind kind, cudaStream_t) {
+                              cudaMemcpyKind kind, cudaStream_t s) {
     if (width > dpitch || width > spitch) return set_error(cudaErrorInvalidValue);
+    if (capturing(s)) {
+        const bool h2d = kind == cudaMemcpyHostToDevice, d2h = kind == cudaMemcpyDeviceToHost;
+        return capture_copy(s, "cudaMemcpy2DAsync (pageable host memory)", h2d || d2h, h2d ? src : dst, 1, [=] {
+            for (size_t r = 0; r < height; r++)
+                if (copy_now((char *)dst + r * dpitch, (const char *)src + r * spitch, width, kind) != cudaSuccess) {
+                    sticky_error = last_error;
+                    return;
+                }
+        });
+    }
+    if (capture_active()) return capture_illegal("cudaMemcpy2DAsync on another stream");
     if ((kind == cudaMemcpyHostToDevice && !is_pinned(src, 1)) || (kind == cudaMemcpyDeviceToHost && !is_pinned(dst, 1)))
         n_host_waits++;
     for (size_t r = 0; r < height; r++) {
-        cudaError_t e = cudaMemcpy((char *)dst + r * dpitch, (const char *)src + r * spitch, width, kind);
+        cudaError_t e = copy_now((char *)dst + r * dpitch, (const char *)src + r * spitch, width, kind);
         if (e != cudaSuccess) return e;
     }
     return cudaSuccess;
 }
 extern "C" unsigned long long sf_emu_host_waits(void) { return n_host_waits; }
 
-cudaError_t cudaMemset(void *p, int byte, size_t bytes) {
+static cudaError_t set_now(void *p, int byte, size_t bytes) {
     if (sticky_error) return sticky_error;
     if (!registered(p, bytes)) {
         snprintf(err_msg, sizeof err_msg, "cudaMemset of %zu bytes at %p: not device memory", bytes, p);
@@ -211,4 +255,17 @@ cudaError_t cudaMemset(void *p, int byte, size_t bytes) {
     if (bytes) memset(p, byte, bytes);
     return cudaSuccess;
 }
-cudaError_t cudaMemsetAsync(void *p, int byte, size_t bytes, cudaStream_t) { return cudaMemset(p, byte, bytes); }
+cudaError_t cudaMemset(void *p, int byte, size_t bytes) {
+    if (capture_active()) return capture_illegal("cudaMemset");
+    return set_now(p, byte, bytes);
+}
+cudaError_t cudaMemsetAsync(void *p, int byte, size_t bytes, cudaStream_t s) {
+    if (capturing(s)) {
+        if (!registered(p, bytes)) return set_now(p, byte, bytes); /* the same refusal, at capture time */
+        return capture_node(s, "memset", "cudaMemsetAsync", [=] {
+            if (set_now(p, byte, bytes) != cudaSuccess) sticky_error = last_error;
+        });
+    }
+    if (capture_active()) return capture_illegal("cudaMemsetAsync on another stream");
+    return set_now(p, byte, bytes);
+}

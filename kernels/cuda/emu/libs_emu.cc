@@ -3,6 +3,7 @@
  * batching and epilogues, not cuBLASLt), and cuDNN's attention as "not emulated" (callers take their
  * fused or explicit path). Part of the emulated objects (Makefile EMU_SRC), never of libsf.a. */
 #include "cuda_emu.h"
+#include "emu_state.h"
 #include "act.h"
 
 #include <stdlib.h>
@@ -28,8 +29,10 @@ extern "C" int sf_blaslt_version(const sf_blaslt *lt) { return lt ? 1 : 0; }
 static float ld_el(const void *p, sf_dtype t, size_t i) {
     return t == SF_BF16 ? sf_emu_bf_bits2f(((const unsigned short *)p)[i]) : ((const float *)p)[i];
 }
+static sf_status matmul_now(const sf_mm *m, sf_err *err);
 /* Column-major D (m, n) = alpha·op(A)·op(B) + beta·D + bias, fp32 accumulation in k order, per batch;
- * D is not read when beta == 0 (as cuBLASLt). */
+ * D is not read when beta == 0 (as cuBLASLt). On a capturing stream the product is recorded (the
+ * descriptor copied) and computed when the graph runs. */
 extern "C" sf_status sf_blaslt_matmul(sf_blaslt *lt, const sf_mm *m, sf_err *err) {
     if (!lt) return sf_fail(err, SF_E_ARG, "sf_blaslt_matmul: no handle");
     if (m->m < 1 || m->n < 1 || m->k < 1 || m->batch < 1 || (m->at != SF_BF16 && m->at != SF_F32) ||
@@ -42,6 +45,20 @@ extern "C" sf_status sf_blaslt_matmul(sf_blaslt *lt, const sf_mm *m, sf_err *err
     if (*sf_emu_last_error()) return sf_fail(err, SF_E_DEVICE, "sf_blaslt_matmul: sticky CUDA error");
     if (m->gelu && getenv("SF_EMU_NO_GELU_EPILOGUE")) /* tests: a cuBLASLt without a GELU-epilogue algorithm */
         return sf_fail(err, SF_E_UNSUPPORTED, "cuBLASLt has no algorithm for this product (GELU epilogue; emulated refusal)");
+    if (capturing(lt->stream)) {
+        const sf_mm mc = *m;
+        cudaError_t e = capture_node(lt->stream, "matmul", "sf_blaslt_matmul", [mc] {
+            sf_err e2 = {{0}};
+            if (matmul_now(&mc, &e2)) sticky_error = last_error = cudaErrorLaunchFailure;
+        });
+        return e == cudaSuccess ? SF_OK
+                                : sf_fail(err, SF_E_DEVICE, "sf_blaslt_matmul: %s", cudaGetErrorString(e));
+    }
+    if (capture_active()) return sf_fail(err, SF_E_DEVICE, "sf_blaslt_matmul: %s", cudaGetErrorString(capture_illegal("a product on another stream")));
+    return matmul_now(m, err);
+}
+
+static sf_status matmul_now(const sf_mm *m, sf_err *err) {
     /* op(A) as (m, k) and op(B) as (n, k) row-major floats, so the k loop runs over contiguous memory;
        the sum is still in k order in fp32 (the values are exact widenings). */
     float *a = (float *)malloc(sizeof(float) * (size_t)(m->m * m->k));

@@ -33,6 +33,14 @@ unsigned long long sf_emu_device_allocs(void);
  * context after a fault, every later sync reports it until sf_emu_reset clears it. */
 const char *sf_emu_last_error(void);
 void sf_emu_reset(void);
+/* CUDA graphs (graph_emu.cc): graphs instantiated, executable graphs updated in place, graph launches
+ * since the process started. */
+unsigned long long sf_emu_graph_instantiations(void);
+unsigned long long sf_emu_graph_updates(void);
+unsigned long long sf_emu_graph_launches(void);
+/* Fault injection: the n-th operation recorded by the next stream capture(s) invalidates it, as a
+ * library call that cannot be captured would (n <= 0: off). Counts across captures until it fires. */
+void sf_emu_capture_break_after(int n);
 /* 1: do not print kernel failures on stderr (tests that provoke them on purpose). */
 void sf_emu_set_quiet(int quiet);
 
