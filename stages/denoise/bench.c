@@ -128,6 +128,7 @@ sf_status sf_denoise_bench(const char *kind, const char *model_dir, int nthreads
     sf_dit_weights w;
     memset(&w, 0, sizeof w);
     if (!strcmp(kind, "attn") || !strcmp(kind, "attn-small")) return sf_denoise_bench_attn(cuda_ordinal, kind[4] != 0, err);
+    if (!strcmp(kind, "glue") || !strcmp(kind, "glue-small")) return sf_denoise_bench_glue(cuda_ordinal, kind[4] != 0, err);
     printf("denoise threads: %d\n", nthreads);
     if (!strcmp(kind, "tiny")) {
         char p[4096];

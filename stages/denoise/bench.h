@@ -9,6 +9,8 @@
  *                cuda): one warm-up and one timed 21-frame video (7 blocks × (4 steps + refresh) =
  *                35 forwards), ms per forward and per block, total s, DiT-only FPS, GPU memory.
  *   attn:        the self-attention alone at full size on a GPU, every path (bench_attn.c).
+ *   glue:        the norm / RoPE / residual kernels alone at full size on a GPU, TB/s against a device
+ *                copy (bench_glue.c).
  * cuda_ordinal −1 = CPU, N = cuda:N (bench_video.c).
  * Prints one line per figure on stdout. Used by tests/bench/run.sh. */
 #ifndef SF_DENOISE_BENCH_H
@@ -20,6 +22,10 @@
 /* The full-size GPU attention bench (bench_attn.c: `--bench attn`, `attn-small`): cuDNN and sfpipe's
  * fused kernels (mma.sync, wgmma; plain and with the probability mass), ms and TFLOP/s. */
 sf_status sf_denoise_bench_attn(int cuda_ordinal, int small, sf_err *err);
+
+/* The glue kernels at full size on a GPU (bench_glue.c: `--bench glue`, `glue-small`): ms, TB/s,
+ * share of a device copy's rate, ms per forward. */
+sf_status sf_denoise_bench_glue(int cuda_ordinal, int small, sf_err *err);
 
 /* The full-size GPU video bench (bench_video.c). */
 sf_status sf_denoise_bench_video(const sf_dit_weights *w, int cuda_ordinal, sf_err *err);

@@ -41,6 +41,9 @@ setup() {
     assert_line "| attention alone, 4680 × 32760 keys, sfpipe ws2 + mass | — / — | — |"
     assert_line "| attention achieved, sfpipe's warp-specialised + overlap kernel (SF_NO_CUDNN=1 SF_ATTN_WS=2) | 685 TFLOP/s / ≥ 600  ✓ | — |"
     assert_line "| DiT only, 7 blocks, sfpipe's warp-specialised + overlap attention | 1.800 s / ≤ 1.45 s  ✗ | — |"
+    # the CUDA graphs' A/B (1.982 with graphs vs 2.040 without) and the glue kernels alone
+    assert_line "| DiT only, 7 blocks, without CUDA graphs (SF_CUDA_GRAPHS=0) | 2.040 s / — | — (graphs: -2.8 %) |"
+    assert_line "| norm / RoPE / residual kernels of one block-0 forward (--bench glue) | 2.25 ms / — | — (slowest at 20 % of a device copy's TB/s) |"
     # 8.52 + 6.70 + 10.76 GiB against 8.64 + 4.38 + 10.86
     assert_line "| GPU memory, three stages together (sum of the benches) | 25.98 GiB / ≤ 40 GB (37.25 GiB)  ✓ | 23.88 GiB (sum of the stages' peaks) |"
     # the pipelines' nvidia-smi peaks: the largest normal run, and the low_memory run on its own

@@ -186,6 +186,9 @@ timeout 150 sf-denoise --bench 1.3b --device cuda:0 --progress none 2>&1 | tee -
 rc=${PIPESTATUS[0]}
 row "bench sfpipe" "exit $rc; $(grep -m1 'gpu video:' "$OUT/bench.txt" | sed 's/^denoise 1.3b gpu video: //')"
 [ "$rc" -eq 0 ] || fail=1
+echo "== the DiT's glue kernels alone at full size (sf-denoise --bench glue: TB/s against a device copy)"
+timeout 60 sf-denoise --bench glue --device cuda:0 2>&1 | tee -a "$OUT/bench.txt"
+row "bench glue" "exit ${PIPESTATUS[0]}; $(grep -m1 'glue gpu per forward' "$OUT/bench.txt" | sed 's/^glue gpu //')"
 echo "== bench: sf-decode --bench 1.3b --device cuda (random weights, 21 latent frames -> 81 frames at 832x480)"
 timeout 150 sf-decode --bench 1.3b --device cuda:0 2>&1 | tee -a "$OUT/bench.txt"
 rc=${PIPESTATUS[0]}

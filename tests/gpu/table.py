@@ -105,6 +105,14 @@ def main(argv):
             "≥ 600", lambda x: x >= 600, None)
         row(f"DiT only, 7 blocks, sfpipe's {what} attention", ws_video[v], "{:.3f} s", "≤ 1.45 s",
             lambda x: x <= 1.45, None)
+    # the A/B of the CUDA graphs (SF_CUDA_GRAPHS=0: launch by launch) and the glue kernels alone (--bench glue)
+    nog = grab(bench, r"no graphs: denoise 1\.3b gpu video: ([0-9.]+) s")
+    row("DiT only, 7 blocks, without CUDA graphs (SF_CUDA_GRAPHS=0)", nog, "{:.3f} s", "—", None, None,
+        f" (graphs: {100 * (dit / nog - 1):+.1f} %)" if dit and nog else "")
+    glue = grab(bench, r"glue gpu per forward [^:]*: ([0-9.]+) ms")
+    shares = [float(x) for x in re.findall(r"glue gpu [^\n]*\(([0-9.]+)% of the copy's\), [0-9]+ per forward", bench)]
+    row("norm / RoPE / residual kernels of one block-0 forward (--bench glue)", glue, "{:.2f} ms", "—", None, None,
+        f" (slowest at {min(shares):.0f} % of a device copy's TB/s)" if shares else "")
     row("umT5-XXL, one 512-token prompt", t5, "{:.1f} ms", "—", None,
         ref.get("t5_encode_ms"))
     m, rm = gib(mem), gib(r_mem)
