@@ -26,7 +26,8 @@
  * for d 64/128 ($SF_ATTN_WGMMA=1: attn_mass_wg.cu), 128 query rows per block ($SF_ATTN_BM128=1), and
  * warp-specialised on sm_90 for d 64/128 ($SF_ATTN_WS=1: attn_mass_ws.cu — a TMA producer warpgroup and
  * two wgmma consumers over 128 rows; =2 with FA3's intra-warpgroup overlap, =3 and the consumers' ping-pong;
- * $SF_ATTN_WS_BN=128 for 128-key tiles; it wins over the other knobs). A variant that does not apply
+ * $SF_ATTN_WS_BN=128 for 128-key tiles; it wins over the other knobs; its plain attention splits the
+ * grid's last wave along the keys unless $SF_ATTN_WS_SPLIT=0). A variant that does not apply
  * falls back to the next (sf_attn_mass_last_kernel says which ran).
  * Tested by tests/unit/test_tap_mass.c (attn_mass_*: on the emulation layer in every build, on a GPU
  * by test_tap_mass_gpu) and through the DiT by test_dit_emu / test_dit_cuda (probs taps). */
@@ -46,6 +47,10 @@ int sf_attn_mass_head_dim_ok(int d);
  * ("attn_plain", "attn_mass_groups_wg_bm128", "attn_plain_ws", …; NULL before any): which variant ran,
  * for benches and diagnostics. Not thread-safe (one process-wide note). */
 const char *sf_attn_mass_last_kernel(void);
+/* How that launch split the grid's last wave along the keys (the warp-specialised kernel's plain
+ * attention: its tail units each ran as the returned number of blocks, then were combined; 1 and
+ * *tail_units 0 when nothing was split). tail_units may be NULL. */
+int sf_attn_mass_last_split(int64_t *tail_units);
 
 sf_status sf_attn_mass_cuda(const sf_cuda_ctx *ctx, int64_t Lq, int64_t Lk, int H, int d, const void *q, int64_t ldq,
                             const void *k, const void *v, int64_t ldk, void *o, int64_t ldo, float scale, int64_t G,

@@ -29,6 +29,9 @@ typedef struct sf_cuda_ctx {
     int ordinal;  /* CUDA device index */
     void *stream; /* cudaStream_t, owned (non-blocking stream) */
     void *lt;     /* sf_blaslt * (kernels/blaslt_cuda.h), owned, bound to stream */
+    void *scratch; /* device scratch of the ops that need a little (sf_cuda_scratch), owned */
+    size_t scratch_bytes;
+    int sms;      /* the device's multiprocessors */
 } sf_cuda_ctx;
 
 /* Select device `ordinal`, create a stream and a cuBLAS handle. On failure everything created so
@@ -36,6 +39,10 @@ typedef struct sf_cuda_ctx {
 sf_status sf_cuda_ctx_init(sf_cuda_ctx *ctx, int ordinal, sf_err *err);
 /* Release the handle and stream; zeroes *ctx. NULL or zeroed ctx: no-op. */
 void sf_cuda_ctx_free(sf_cuda_ctx *ctx);
+/* Device scratch of at least bytes for work enqueued on ctx->stream (stream order makes one buffer
+ * enough): grown on demand — a growth allocates and frees, so it must not happen inside a CUDA graph
+ * capture; callers ask for their largest need on first use. */
+sf_status sf_cuda_scratch(const sf_cuda_ctx *ctx, size_t bytes, void **p, sf_err *err);
 /* Wait for everything enqueued on ctx->stream; reports asynchronous kernel errors. */
 sf_status sf_cuda_sync(const sf_cuda_ctx *ctx, sf_err *err);
 

@@ -136,8 +136,20 @@ static int am_knob(const char *name) {
 }
 
 static const char *am_last;
-extern "C" void sf_attn_mass_note_kernel(const char *name) { am_last = name; }
+static int am_last_split = 1;
+static int64_t am_last_tail;
+extern "C" void sf_attn_mass_note_kernel(const char *name) {
+    am_last = name;
+    am_last_split = 1, am_last_tail = 0;
+}
+extern "C" void sf_attn_mass_note_split(int nsplit, int64_t tail_units) {
+    am_last_split = nsplit, am_last_tail = tail_units;
+}
 extern "C" const char *sf_attn_mass_last_kernel(void) { return am_last; }
+extern "C" int sf_attn_mass_last_split(int64_t *tail_units) {
+    if (tail_units) *tail_units = am_last_tail;
+    return am_last_split;
+}
 
 extern "C" int sf_attn_mass_head_dim_ok(int d) { return d == 16 || d == 32 || d == 64 || d == 128; }
 

@@ -143,6 +143,9 @@ static __device__ __forceinline__ void am_finish(am_state<NT> &st, int t, int64_
 
 /* Remembers the launch name for sf_attn_mass_last_kernel (attn_mass.cu). */
 extern "C" void sf_attn_mass_note_kernel(const char *name);
+/* ... and, after it, how the kernel split its last wave (attn_mass_ws.cu: nsplit blocks for each of
+ * tail_units units; 1, 0 when not). */
+extern "C" void sf_attn_mass_note_split(int nsplit, int64_t tail_units);
 
 /* Both kernels' signature, and their common launch: warps × 16 query rows of one head per block, the
  * dynamic shared memory limit raised to smem, launched under name (the variant). */

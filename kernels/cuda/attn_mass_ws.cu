@@ -54,19 +54,28 @@ struct ws_layout { /* byte offsets in the 1024-aligned shared window */
  * each takes ntiles + 1 turns, and the other's arrivals match them one for one (warpgroup 1's last turn
  * hands over to no one). Registers rebalanced by setmaxnreg in every mode (producer 24, consumers 240:
  * ptxas allocates the consumer code within 240 though it reports the launch's 168). */
+/* The last wave (see ws_plan): a 1-D grid of work units, unit u = (head u / RB, row block u % RB), RB row
+ * blocks per head. Units below nfull run whole; each later one runs as nsplit blocks, split i taking its
+ * key tiles [n·i/nsplit, n·(i+1)/nsplit) and writing its O / l (f32) and log2-sum-exp to part / part_lse
+ * (slot b − nfull), which attn_ws_combine turns into the unit's O and lse. */
 template <int D, bool MASS, int MODE, int BN>
 static __global__ void __launch_bounds__(WS_THREADS, 1)
     attn_mass_ws_kernel(const __grid_constant__ CUtensorMap tq, const __grid_constant__ CUtensorMap tk,
                         const __grid_constant__ CUtensorMap tv, __nv_bfloat16 *__restrict__ o, int64_t ldo, int64_t Lq,
                         int64_t Lk, float sl2, int64_t G, int64_t NG, float *__restrict__ rowmass,
-                        float *__restrict__ lse) {
+                        float *__restrict__ lse, int64_t RB, int64_t nfull, int nsplit, float *__restrict__ part,
+                        float *__restrict__ part_lse) {
     using L = ws_layout<D, BN>;
     constexpr int NT = D / 8, S = L::STAGES, NS = L::NS;
     SF_DYN_SHARED(unsigned char, sm_raw);
     unsigned char *sm = sm_raw + ((1024u - (sf_smem_addr(sm_raw) & 1023u)) & 1023u);
     uint64_t *full = reinterpret_cast<uint64_t *>(sm + L::BARS), *empty = full + S, *qbar = empty + S;
-    const int h = (int)blockIdx.y, hc = h * D;
-    const int64_t q0 = (int64_t)blockIdx.x * WS_BM, ntiles = (Lk + BN - 1) / BN;
+    const int64_t b = (int64_t)blockIdx.x, tb = b - nfull;
+    const int64_t u = tb < 0 ? b : nfull + tb / nsplit;
+    const int split = tb < 0 ? 0 : (int)(tb % nsplit), nsp = tb < 0 ? 1 : nsplit;
+    const int h = (int)(u / RB), hc = h * D;
+    const int64_t q0 = (u % RB) * WS_BM, nall = (Lk + BN - 1) / BN;
+    const int64_t j0 = nall * split / nsp, ntiles = nall * (split + 1) / nsp - j0; /* this block's key tiles */
 
     if (threadIdx.x == 0) {
         for (int i = 0; i < S; i++) sf_mbar_init(&full[i], 1), sf_mbar_init(&empty[i], WS_BM * 2);
@@ -83,14 +92,14 @@ static __global__ void __launch_bounds__(WS_THREADS, 1)
                 for (int half = 0; half < 2; half++)
                     sf_tma_load_2d(sm + L::Q + a * L::QATOM + half * 64 * 128, &tq, hc + 64 * (int)a,
                                    (int)(q0 + 64 * half), qbar);
-            for (int64_t j = 0; j < ntiles; j++) {
+            for (int64_t j = 0; j < ntiles; j++) { /* the ring counts this block's tiles; keys from tile j0 + j */
                 const int s = (int)(j % S);
                 if (j >= S) sf_mbar_wait(&empty[s], (unsigned)((j / S - 1) & 1));
                 unsigned char *ks = sm + L::KV + s * L::STAGE, *vs = ks + L::NA * L::ATOM;
                 sf_mbar_arrive_expect_tx(&full[s], L::STAGE);
                 for (uint32_t a = 0; a < L::NA; a++) {
-                    sf_tma_load_2d(ks + a * L::ATOM, &tk, hc + 64 * (int)a, (int)(j * BN), &full[s]);
-                    sf_tma_load_2d(vs + a * L::ATOM, &tv, hc + 64 * (int)a, (int)(j * BN), &full[s]);
+                    sf_tma_load_2d(ks + a * L::ATOM, &tk, hc + 64 * (int)a, (int)((j0 + j) * BN), &full[s]);
+                    sf_tma_load_2d(vs + a * L::ATOM, &tv, hc + 64 * (int)a, (int)((j0 + j) * BN), &full[s]);
                 }
             }
         }
@@ -118,7 +127,7 @@ static __global__ void __launch_bounds__(WS_THREADS, 1)
             sf_mbar_wait(&full[s], (unsigned)((j / S) & 1));
             am_wg_qk<D, BN>(sc, qf, ka);
             sf_wgmma_wait<0>();
-            am_tile_softmax<NT, MASS, true, NS>(&sc[0], st, j * BN, Lk, sl2, t, G, NG, rowmass, base, Lq, row0);
+            am_tile_softmax<NT, MASS, true, NS>(&sc[0], st, (j0 + j) * BN, Lk, sl2, t, G, NG, rowmass, base, Lq, row0);
             am_wg_pack<BN>(pa, sc);
             am_wg_pv<D, BN>(st, pa, ka + L::NA * L::ATOM);
             sf_wgmma_wait<0>();
@@ -134,7 +143,7 @@ static __global__ void __launch_bounds__(WS_THREADS, 1)
         am_wg_qk<D, BN>(sc, qf, kv0);
         if (PP) sf_named_arrive(other, 256);
         sf_wgmma_wait<0>();
-        am_tile_softmax<NT, MASS, true, NS>(&sc[0], st, 0, Lk, sl2, t, G, NG, rowmass, base, Lq, row0);
+        am_tile_softmax<NT, MASS, true, NS>(&sc[0], st, j0 * BN, Lk, sl2, t, G, NG, rowmass, base, Lq, row0);
         for (int64_t j = 1; j < ntiles; j++) { /* sc: tile j − 1's P; its O += P·V goes out with tile j's S */
             const int sp = (int)((j - 1) % S), s = (int)(j % S);
             am_wg_pack<BN>(pa, sc); /* sc is free from here: tile j's S goes into the same registers */
@@ -145,7 +154,8 @@ static __global__ void __launch_bounds__(WS_THREADS, 1)
             if (PP) sf_named_arrive(other, 256);
             sf_wgmma_wait<1>(); /* tile j's S (the older group) */
             sf_wgmma_fence_regs(sc);
-            am_tile_softmax<NT, MASS, false, NS>(&sc[0], st, j * BN, Lk, sl2, t, G, NG, rowmass, base, Lq, row0, alpha);
+            am_tile_softmax<NT, MASS, false, NS>(&sc[0], st, (j0 + j) * BN, Lk, sl2, t, G, NG, rowmass, base, Lq, row0,
+                                                 alpha);
             sf_wgmma_wait<0>(); /* tile j − 1's O += P·V: O and P's registers are free again */
             sf_wgmma_fence_regs(st.oacc);
             sf_wgmma_fence_regs(pa);
@@ -161,11 +171,70 @@ static __global__ void __launch_bounds__(WS_THREADS, 1)
         sf_wgmma_fence_regs(st.oacc);
         sf_mbar_arrive(&empty[sl]);
     }
-    am_finish<NT, MASS>(st, t, NG, rowmass, lse, base, Lq, row0, o, ldo);
+    if (nsp == 1) {
+        am_finish<NT, MASS>(st, t, NG, rowmass, lse, base, Lq, row0, o, ldo);
+        return;
+    }
+    for (int r = 0; r < 2; r++) { /* a split: O / l and log2 Σ 2^s of its keys, for attn_ws_combine */
+        const int64_t row = row0 + 8 * r;
+        if (row >= Lq) continue;
+        const int64_t slot = tb * WS_BM + (row - q0);
+        const float inv = 1.0f / st.l[r];
+        if (t == 0) part_lse[slot] = st.m[r] + log2f(st.l[r]);
+        float *prow = part + slot * D + 2 * t;
+        for (int nt = 0; nt < NT; nt++) {
+            prow[nt * 8] = st.oacc[nt][2 * r] * inv;
+            prow[nt * 8 + 1] = st.oacc[nt][2 * r + 1] * inv;
+        }
+    }
+}
+
+/* The split units' rows: O = Σ_i 2^(lse_i − M)·O_i / Σ_i 2^(lse_i − M) (M the largest lse_i), and
+ * lse = M + log2 of that sum (natural log out); one block per (row, unit), a thread per column. */
+template <int D>
+static __global__ void attn_ws_combine(const float *__restrict__ part, const float *__restrict__ part_lse, int64_t RB,
+                                       int64_t nfull, int nsplit, int64_t Lq, __nv_bfloat16 *__restrict__ o, int64_t ldo,
+                                       float *__restrict__ lse) {
+    const int64_t ti = (int64_t)blockIdx.y, u = nfull + ti, row = (u % RB) * WS_BM + (int64_t)blockIdx.x;
+    const int h = (int)(u / RB), col = (int)threadIdx.x;
+    if (row >= Lq) return;
+    const int64_t s0 = ti * nsplit * WS_BM + (int64_t)blockIdx.x;
+    float mx = -INFINITY;
+    for (int i = 0; i < nsplit; i++) mx = fmaxf(mx, part_lse[s0 + (int64_t)i * WS_BM]);
+    float w = 0.0f, acc = 0.0f;
+    for (int i = 0; i < nsplit; i++) {
+        const float wi = exp2f(part_lse[s0 + (int64_t)i * WS_BM] - mx);
+        w += wi;
+        acc += wi * part[(s0 + (int64_t)i * WS_BM) * D + col];
+    }
+    o[row * ldo + (int64_t)h * D + col] = __float2bfloat16(acc / w);
+    if (lse && col == 0) lse[(int64_t)h * Lq + row] = (mx + log2f(w)) * AM_LN2;
 }
 
 typedef void (*ws_kernel)(const CUtensorMap, const CUtensorMap, const CUtensorMap, __nv_bfloat16 *, int64_t, int64_t,
-                          int64_t, float, int64_t, int64_t, float *, float *);
+                          int64_t, float, int64_t, int64_t, float *, float *, int64_t, int64_t, int, float *, float *);
+
+/* The last wave. One block per SM (164 KB of shared memory), units = RB·H blocks of equal work: the
+ * grid's last wave holds units % SMs of them and leaves the other SMs idle for a whole unit's time (at
+ * the DiT's 4680 × 12 on 132 SMs: 444 units, a last wave of 48 — 16 % of the kernel's time on a
+ * quarter of the machine). So, for the attention alone (the masses keep whole units), each of those
+ * tail units runs as nsplit = min(SMs / tail, 4, tiles) blocks over a share of the keys, and a small
+ * kernel combines them: the last wave takes 1/nsplit of a unit's time. $SF_ATTN_WS_SPLIT=0 turns it off
+ * (the A/B), $SF_ATTN_WS_SMS=N plans for N SMs (tests: tails on the emulation's one SM). */
+static int ws_plan(const sf_cuda_ctx *ctx, int64_t units, int64_t tiles, bool mass, int64_t *ntail) {
+    const char *off = getenv("SF_ATTN_WS_SPLIT"), *ov = getenv("SF_ATTN_WS_SMS");
+    const int64_t sms = ov && atoi(ov) > 0 ? atoi(ov) : ctx->sms;
+    *ntail = 0;
+    if (mass || (off && !strcmp(off, "0")) || sms < 2) return 1;
+    const int64_t tail = units % sms;
+    if (tail == 0) return 1;
+    int64_t n = sms / tail;
+    n = n < 4 ? n : 4;
+    n = n < tiles ? n : tiles;
+    if (n < 2) return 1;
+    *ntail = tail;
+    return (int)n;
+}
 template <int D, int BN>
 static ws_kernel ws_pick(int mode, bool mass) {
     if (mode == 3) return mass ? attn_mass_ws_kernel<D, true, 3, BN> : attn_mass_ws_kernel<D, false, 3, BN>;
@@ -187,14 +256,36 @@ static sf_status ws_launch(const sf_cuda_ctx *ctx, int mode, int64_t Lq, int64_t
         {{"attn_plain_ws_n128", "attn_plain_ws2_n128", "attn_plain_ws3_n128"},
          {"attn_mass_groups_ws_n128", "attn_mass_groups_ws2_n128", "attn_mass_groups_ws3_n128"}}};
     const char *name = names[BN == 128][NG > 0][mode - 1];
+    const int64_t RB = (Lq + WS_BM - 1) / WS_BM, units = RB * H;
+    int64_t ntail = 0;
+    const int nsplit = ws_plan(ctx, units, (Lk + BN - 1) / BN, NG > 0, &ntail);
+    const int64_t nfull = units - ntail, blocks = nfull + ntail * nsplit;
+    float *part = NULL, *part_lse = NULL;
+    const char *off = getenv("SF_ATTN_WS_SPLIT");
+    if (blocks > INT_MAX) return SF_E_UNSUPPORTED; /* nothing enqueued: the caller runs another kernel */
+    /* the splits' scratch, sized once for the most a plan can ask of this context (tail · nsplit ≤ SMs,
+       d ≤ 128) by the first launch, split or not (the DiT's first is its self-check, before any CUDA
+       graph capture, which may not allocate) */
+    if (ntail || !(off && !strcmp(off, "0"))) {
+        const int64_t most = ntail * nsplit > ctx->sms ? ntail * nsplit : ctx->sms;
+        void *p = NULL;
+        SF_CHECK_STATUS(sf_cuda_scratch(ctx, (size_t)most * WS_BM * (128 + 1) * sizeof(float), &p, err));
+        part = (float *)p, part_lse = part + ntail * nsplit * WS_BM * D;
+    }
     SF_CHECK_STATUS(sf_tma_map_bf16(&tq, q, (uint64_t)Lq, cols, (uint64_t)ldq * 2, 64, err));
     SF_CHECK_STATUS(sf_tma_map_bf16(&tk, k, (uint64_t)Lk, cols, (uint64_t)ldk * 2, BN, err));
     SF_CHECK_STATUS(sf_tma_map_bf16(&tv, v, (uint64_t)Lk, cols, (uint64_t)ldk * 2, BN, err));
     CUDA_CHECK(cudaFuncSetAttribute(kern, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem));
-    SF_LAUNCH_NAMED(name, kern, dim3((unsigned)((Lq + WS_BM - 1) / WS_BM), (unsigned)H), WS_THREADS, smem,
-                    SF_CUDA_STREAM(ctx), tq, tk, tv, (__nv_bfloat16 *)o, ldo, Lq, Lk, sl2, G, NG, rowmass, lse);
+    SF_LAUNCH_NAMED(name, kern, (unsigned)blocks, WS_THREADS, smem, SF_CUDA_STREAM(ctx), tq, tk, tv, (__nv_bfloat16 *)o,
+                    ldo, Lq, Lk, sl2, G, NG, rowmass, lse, RB, nfull, nsplit, part, part_lse);
     CUDA_CHECK_LAUNCH(name);
+    if (ntail) {
+        SF_LAUNCH(attn_ws_combine<D>, dim3(WS_BM, (unsigned)ntail), D, 0, SF_CUDA_STREAM(ctx), (const float *)part,
+                  (const float *)part_lse, RB, nfull, nsplit, Lq, (__nv_bfloat16 *)o, ldo, lse);
+        CUDA_CHECK_LAUNCH("attn_ws_combine");
+    }
     sf_attn_mass_note_kernel(name);
+    sf_attn_mass_note_split(nsplit, ntail);
     return SF_OK;
 fail:
     return st;

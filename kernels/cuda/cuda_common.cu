@@ -29,6 +29,7 @@ extern "C" sf_status sf_cuda_ctx_init(sf_cuda_ctx *ctx, int ordinal, sf_err *err
     SF_CHECK_STATUS(sf_blaslt_new(&lt, (void *)s, err)); /* dlopen'd: a missing cuBLASLt is one clear line */
     ctx->stream = (void *)s;
     ctx->lt = (void *)lt;
+    ctx->sms = p.multiProcessorCount;
     return SF_OK;
 fail:
     sf_blaslt_destroy(&lt);
@@ -41,8 +42,24 @@ extern "C" void sf_cuda_ctx_free(sf_cuda_ctx *ctx) {
     if (!ctx) return;
     sf_blaslt *lt = (sf_blaslt *)ctx->lt;
     sf_blaslt_destroy(&lt);
+    if (ctx->scratch) cudaFree(ctx->scratch);
     if (ctx->stream) cudaStreamDestroy((cudaStream_t)ctx->stream);
     memset(ctx, 0, sizeof *ctx);
+}
+
+extern "C" sf_status sf_cuda_scratch(const sf_cuda_ctx *ctx, size_t bytes, void **p, sf_err *err) {
+    sf_status st = SF_OK;
+    sf_cuda_ctx *cx = (sf_cuda_ctx *)ctx; /* the scratch is the context's own cache, not its identity */
+    if (bytes > cx->scratch_bytes) {
+        void *n = NULL;
+        CUDA_CHECK(cudaMalloc(&n, bytes));
+        if (cx->scratch) cudaFree(cx->scratch); /* synchronises: no enqueued work still uses it */
+        cx->scratch = n, cx->scratch_bytes = bytes;
+    }
+    *p = cx->scratch;
+    return SF_OK;
+fail:
+    return st;
 }
 
 extern "C" sf_status sf_cuda_sync(const sf_cuda_ctx *ctx, sf_err *err) {

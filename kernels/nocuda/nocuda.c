@@ -437,6 +437,10 @@ int sf_attn_mass_head_dim_ok(int d) {
     return 0;
 }
 const char *sf_attn_mass_last_kernel(void) { return NULL; }
+int sf_attn_mass_last_split(int64_t *tail_units) {
+    if (tail_units) *tail_units = 0;
+    return 1;
+}
 sf_status sf_attn_mass_cuda(const sf_cuda_ctx *ctx, int64_t Lq, int64_t Lk, int H, int d, const void *q, int64_t ldq,
                             const void *k, const void *v, int64_t ldk, void *o, int64_t ldo, float scale, int64_t G,
                             int64_t NG, float *rowmass, float *lse, sf_err *err) {
@@ -478,4 +482,9 @@ sf_status sf_cuda_graph_end(const sf_cuda_ctx *ctx, sf_cuda_graphs *gs, uint64_t
 void sf_cuda_graph_stats_get(const sf_cuda_graphs *gs, sf_cuda_graph_stats *out) {
     (void)gs;
     memset(out, 0, sizeof *out);
+}
+sf_status sf_cuda_scratch(const sf_cuda_ctx *ctx, size_t bytes, void **p, sf_err *err) {
+    (void)ctx, (void)bytes;
+    *p = NULL;
+    return SF_NO_CUDA(err);
 }

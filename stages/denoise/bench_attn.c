@@ -4,7 +4,8 @@
  * (kernels/cuda/attn_mass.cu: cuDNN's stand-in; also with 128-row blocks, $SF_ATTN_BM128) and on
  * wgmma ($SF_ATTN_WGMMA: attn_mass_wg.cu; warp-specialised with TMA, $SF_ATTN_WS=1, and with FA3's
  * intra-warpgroup overlap, $SF_ATTN_WS=2, and the consumers' ping-pong, =3: attn_mass_ws.cu; each of those
- * with 128-key tiles too, $SF_ATTN_WS_BN=128), each
+ * with 128-key tiles too, $SF_ATTN_WS_BN=128; the plain ones split the grid's last wave along the keys,
+ * and two rows run them without that, $SF_ATTN_WS_SPLIT=0, for the A/B), each
  * plain and with the per-key-frame probability mass (what --tap-mode probs runs). Shapes of the 1.3B
  * model at 832×480: 12 heads of d = 128, a block's 4680 queries against the first block's 4680 keys and
  * the last block's 32760 (keys in the [k | v] cache rows, frames of 1560 tokens).
@@ -37,29 +38,32 @@ enum { H = 12, D = 128, REPS = 5 };
 typedef struct path {
     const char *name, *kernel;
     int wgmma, bm128, ws, ws_bn, mass;
+    int whole; /* $SF_ATTN_WS_SPLIT=0: the warp-specialised kernel's last wave not split (the A/B) */
 } path;
 static const path PATHS[] = {
-    {"cudnn", NULL, 0, 0, 0, 0, 0},
-    {"sfpipe mma.sync", "attn_plain", 0, 0, 0, 0, 0},
-    {"sfpipe mma.sync + mass", "attn_mass_groups", 0, 0, 0, 0, 1},
-    {"sfpipe mma.sync bm128", "attn_plain_bm128", 0, 1, 0, 0, 0},
-    {"sfpipe mma.sync bm128 + mass", "attn_mass_groups_bm128", 0, 1, 0, 0, 1},
-    {"sfpipe wgmma", "attn_plain_wg", 1, 0, 0, 0, 0},
-    {"sfpipe wgmma + mass", "attn_mass_groups_wg", 1, 0, 0, 0, 1},
-    {"sfpipe wgmma bm128", "attn_plain_wg_bm128", 1, 1, 0, 0, 0},
-    {"sfpipe wgmma bm128 + mass", "attn_mass_groups_wg_bm128", 1, 1, 0, 0, 1},
-    {"sfpipe ws", "attn_plain_ws", 0, 0, 1, 0, 0},
-    {"sfpipe ws + mass", "attn_mass_groups_ws", 0, 0, 1, 0, 1},
-    {"sfpipe ws2", "attn_plain_ws2", 0, 0, 2, 0, 0},
-    {"sfpipe ws2 + mass", "attn_mass_groups_ws2", 0, 0, 2, 0, 1},
-    {"sfpipe ws3", "attn_plain_ws3", 0, 0, 3, 0, 0},
-    {"sfpipe ws3 + mass", "attn_mass_groups_ws3", 0, 0, 3, 0, 1},
-    {"sfpipe ws n128", "attn_plain_ws_n128", 0, 0, 1, 128, 0},
-    {"sfpipe ws n128 + mass", "attn_mass_groups_ws_n128", 0, 0, 1, 128, 1},
-    {"sfpipe ws2 n128", "attn_plain_ws2_n128", 0, 0, 2, 128, 0},
-    {"sfpipe ws2 n128 + mass", "attn_mass_groups_ws2_n128", 0, 0, 2, 128, 1},
-    {"sfpipe ws3 n128", "attn_plain_ws3_n128", 0, 0, 3, 128, 0},
-    {"sfpipe ws3 n128 + mass", "attn_mass_groups_ws3_n128", 0, 0, 3, 128, 1},
+    {"cudnn", NULL, 0, 0, 0, 0, 0, 0},
+    {"sfpipe mma.sync", "attn_plain", 0, 0, 0, 0, 0, 0},
+    {"sfpipe mma.sync + mass", "attn_mass_groups", 0, 0, 0, 0, 1, 0},
+    {"sfpipe mma.sync bm128", "attn_plain_bm128", 0, 1, 0, 0, 0, 0},
+    {"sfpipe mma.sync bm128 + mass", "attn_mass_groups_bm128", 0, 1, 0, 0, 1, 0},
+    {"sfpipe wgmma", "attn_plain_wg", 1, 0, 0, 0, 0, 0},
+    {"sfpipe wgmma + mass", "attn_mass_groups_wg", 1, 0, 0, 0, 1, 0},
+    {"sfpipe wgmma bm128", "attn_plain_wg_bm128", 1, 1, 0, 0, 0, 0},
+    {"sfpipe wgmma bm128 + mass", "attn_mass_groups_wg_bm128", 1, 1, 0, 0, 1, 0},
+    {"sfpipe ws", "attn_plain_ws", 0, 0, 1, 0, 0, 0},
+    {"sfpipe ws + mass", "attn_mass_groups_ws", 0, 0, 1, 0, 1, 0},
+    {"sfpipe ws2", "attn_plain_ws2", 0, 0, 2, 0, 0, 0},
+    {"sfpipe ws2 + mass", "attn_mass_groups_ws2", 0, 0, 2, 0, 1, 0},
+    {"sfpipe ws3", "attn_plain_ws3", 0, 0, 3, 0, 0, 0},
+    {"sfpipe ws3 + mass", "attn_mass_groups_ws3", 0, 0, 3, 0, 1, 0},
+    {"sfpipe ws n128", "attn_plain_ws_n128", 0, 0, 1, 128, 0, 0},
+    {"sfpipe ws n128 + mass", "attn_mass_groups_ws_n128", 0, 0, 1, 128, 1, 0},
+    {"sfpipe ws2 n128", "attn_plain_ws2_n128", 0, 0, 2, 128, 0, 0},
+    {"sfpipe ws2 n128 + mass", "attn_mass_groups_ws2_n128", 0, 0, 2, 128, 1, 0},
+    {"sfpipe ws3 n128", "attn_plain_ws3_n128", 0, 0, 3, 128, 0, 0},
+    {"sfpipe ws3 n128 + mass", "attn_mass_groups_ws3_n128", 0, 0, 3, 128, 1, 0},
+    {"sfpipe ws2 whole units", "attn_plain_ws2", 0, 0, 2, 0, 0, 1},
+    {"sfpipe ws2 n128 whole units", "attn_plain_ws2_n128", 0, 0, 2, 128, 0, 1},
 };
 enum { P_N = sizeof PATHS / sizeof PATHS[0] };
 
@@ -83,6 +87,8 @@ static sf_status one(sf_cuda_ctx *cx, sf_sdpa *sd, const path *p, int64_t S, int
     if (!p->kernel) return sf_sdpa_forward(sd, LQ, Lk, H, D, b->q, H * D, k, v, ldk, b->o, H * D, scale, err);
     knob("SF_ATTN_WGMMA", p->wgmma), knob("SF_ATTN_BM128", p->bm128), knob("SF_ATTN_WS", p->ws);
     knob("SF_ATTN_WS_BN", p->ws_bn);
+    if (p->whole) setenv("SF_ATTN_WS_SPLIT", "0", 1);
+    else unsetenv("SF_ATTN_WS_SPLIT");
     return sf_attn_mass_cuda(cx, LQ, Lk, H, D, b->q, H * D, k, v, ldk, b->o, H * D, scale, p->mass ? S : 1,
                              p->mass ? Lk / S : 0, p->mass ? b->rowmass : NULL, p->mass ? b->lse : NULL, err);
 }
@@ -184,6 +190,9 @@ sf_status sf_denoise_bench_attn(int cuda_ordinal, int small, sf_err *err) {
                    PATHS[p].name, med);
             if (med > 0) printf("%.0f TFLOP/s", 4.0 * (double)LQ * (double)Lk * D * H / (med * 1e-3) / 1e12);
             else printf("- TFLOP/s");
+            int64_t tail = 0;
+            const int nsplit = PATHS[p].kernel ? sf_attn_mass_last_split(&tail) : 1;
+            if (nsplit > 1) printf(" (last wave: %lld units as %d key splits each)", (long long)tail, nsplit);
             if (first < 0) printf(" (the reference for max |d|; max |O| %.3g)", omax), first = p;
             else printf(", O max |d| vs %s %.3g%s", PATHS[first].name, dmax,
                         dmax <= 5e-2 * omax ? "" : " MISMATCH (over 5% of max |O|)");
@@ -205,6 +214,7 @@ sf_status sf_denoise_bench_attn(int cuda_ordinal, int small, sf_err *err) {
     }
 done:
     knob("SF_ATTN_WGMMA", 0), knob("SF_ATTN_BM128", 0), knob("SF_ATTN_WS", 0), knob("SF_ATTN_WS_BN", 0);
+    unsetenv("SF_ATTN_WS_SPLIT");
     free(h), free(o0), free(o1), free(m0), free(m1);
     sf_sdpa_destroy(&sd);
     sf_cuda_events_free(ev, 2 * REPS);

@@ -88,7 +88,8 @@ def main(argv):
                  "sfpipe mma.sync bm128 + mass", "sfpipe wgmma", "sfpipe wgmma + mass", "sfpipe wgmma bm128",
                  "sfpipe wgmma bm128 + mass", "sfpipe ws", "sfpipe ws + mass", "sfpipe ws2", "sfpipe ws2 + mass",
                  "sfpipe ws3", "sfpipe ws3 + mass", "sfpipe ws n128", "sfpipe ws n128 + mass", "sfpipe ws2 n128",
-                 "sfpipe ws2 n128 + mass", "sfpipe ws3 n128", "sfpipe ws3 n128 + mass"):
+                 "sfpipe ws2 n128 + mass", "sfpipe ws3 n128", "sfpipe ws3 n128 + mass", "sfpipe ws2 whole units",
+                 "sfpipe ws2 n128 whole units"):
         v = grab(bench, r"attention gpu 4680 q x 32760 k x 12 heads \(d 128\), " + re.escape(name) + r": [0-9.]+ ms, ([0-9.]+) TFLOP/s")
         row(f"attention alone, 4680 × 32760 keys, {name}", v, "{:.0f} TFLOP/s", "—" if "mass" in name else "≥ 600",
             None if "mass" in name else (lambda x: x >= 600), None)

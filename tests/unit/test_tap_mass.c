@@ -236,7 +236,7 @@ static int attn_mass_case(int H, int d, int64_t Lq, int64_t Lk, int64_t G, int64
     float *oref = hzalloc((size_t)(Lq * D)), *lg = hzalloc((size_t)(H * Lq * Lk));
     float *rm = hzalloc((size_t)(H * Lq * NG)), *lse = hzalloc((size_t)(H * Lq));
     SF_CHECK(sf_attention_cpu(Lq, Lk, H, d, q, D, kv, kv + D, 2 * D, oref, D, scale, lg, 1) == 0);
-    for (int64_t r = 0; r < H * Lq && NG > 0; r++) sf_tap_row_mass_cpu(lg + r * Lk, Lk, G, NG, rm + r * NG, lse + r);
+    for (int64_t r = 0; r < H * Lq; r++) sf_tap_row_mass_cpu(lg + r * Lk, Lk, G, NG, rm + r * NG, lse + r);
     float *aref = hzalloc((size_t)(H * QF * NG)), *sref = hzalloc((size_t)(H * QF * SF_TAP_NSTATS));
     SF_CHECK(NG == 0 || sf_tap_mass_reduce_cpu(H, Lq, NG, S, 0, rm, lse, aref, sref) == 0);
 
@@ -248,13 +248,14 @@ static int attn_mass_case(int H, int d, int64_t Lq, int64_t Lk, int64_t G, int64
         !gb_new(&c, &grm, H * Lq, NG ? NG : 1, NG ? NG : 1, 4) || !gb_new(&c, &gl, H * Lq, 1, 1, 4) || !gb_new(&c, &ga, H * QF, NG, NG, 4) ||
         !gb_new(&c, &gs, H * QF, SF_TAP_NSTATS, SF_TAP_NSTATS, 4) || !gb_put(&c, &gq, q) || !gb_put(&c, &gkv, kv))
         goto done;
-    if (NG == 0) { /* the attention alone (the DiT's stand-in for cuDNN): no masses, no lse */
+    if (NG == 0) { /* the attention alone (the DiT's stand-in for cuDNN): no masses; lse when asked for */
         SF_CHECK_OK(sf_attn_mass_cuda(&c.ctx, Lq, Lk, H, d, gq.at, ldq, gkv.at, gkv.at + 2 * D, ldk, go.at, D + 8, scale, 1,
-                                      0, NULL, NULL, &c.err),
+                                      0, NULL, (float *)gl.at, &c.err),
                     &c.err);
         double omax = 0;
         for (int64_t i = 0; i < Lq * D; i++) omax = fabs(oref[i]) > omax ? fabs(oref[i]) : omax;
         if (gb_get(&c, &go, "attention O", og)) tol_cmp("attention O", og, oref, (size_t)(Lq * D), 2, 1, 0, 1e-2 * omax);
+        if (gb_get(&c, &gl, "attention lse", lg2)) tol_cmp("attention lse", lg2, lse, (size_t)(H * Lq), 0, 0, 1e-5, 1e-6);
         goto done;
     }
     SF_CHECK_OK(sf_attn_mass_cuda(&c.ctx, Lq, Lk, H, d, gq.at, ldq, gkv.at, gkv.at + 2 * D, ldk, go.at, D + 8, scale, G, NG,
@@ -371,6 +372,45 @@ static void test_attn_mass_ws_n128(void) {
     ws_cases("3", 1);
 }
 
+/* The warp-specialised kernel's last-wave split (attn_mass_ws.cu, ws_plan), made to happen by planning
+ * for a few SMs ($SF_ATTN_WS_SMS): 2 heads × 3 row blocks on 4 SMs (2 tail units as 2 key splits of
+ * 9 tiles), one unit on 5 SMs (4 splits of 18 tiles: 1100 keys, a tail tile of 12), 2 units of one tile
+ * (no split possible); in each mode and tile width, the plain attention against the CPU (O and the
+ * combined lse), and with the split off ($SF_ATTN_WS_SPLIT=0). On the emulation
+ * the combine kernel must have run as planned; on a GPU the plan is reported by sf_attn_mass_last_split. */
+static void ws_split_case(int H, int d, int64_t Lq, int64_t Lk, const char *sms, int want_split, int64_t want_tail) {
+    setenv("SF_ATTN_WS_SMS", sms, 1);
+#ifndef SF_TEST_GPU
+    const unsigned long long c0 = sf_emu_kernel_launches("attn_ws_combine");
+#endif
+    const int on = attn_mass_case(H, d, Lq, Lk, 1, 0, Lq, 2.0f);
+    int64_t tail = -1;
+    const int split = sf_attn_mass_last_split(&tail);
+    SF_CHECK_MSG(!on || (split == want_split && tail == want_tail), "%d heads × %lld rows × %lld keys on %s SMs: split %d, %lld tail units (want %d, %lld)",
+                 H, (long long)Lq, (long long)Lk, sms, split, (long long)tail, want_split, (long long)want_tail);
+#ifndef SF_TEST_GPU
+    const unsigned long long c = sf_emu_kernel_launches("attn_ws_combine") - c0;
+    SF_CHECK_MSG(c == (want_split > 1), "%llu combine launches (want %d)", c, want_split > 1);
+#endif
+    unsetenv("SF_ATTN_WS_SMS");
+}
+static void test_attn_ws_split(void) {
+    static const char *const modes[] = {"1", "2", "3"};
+    for (int wide = 0; wide < 2; wide++)
+        for (int m = 0; m < 3; m++) {
+            setenv("SF_ATTN_WS", modes[m], 1);
+            if (wide) setenv("SF_ATTN_WS_BN", "128", 1);
+            ws_split_case(2, 128, 300, 1100, "4", 2, 2);
+            ws_split_case(1, 64, 70, 1100, "5", 4, 1);
+            ws_split_case(2, 128, 20, 50, "3", 1, 0);
+            setenv("SF_ATTN_WS_SPLIT", "0", 1); /* the A/B: whole units */
+            ws_split_case(2, 128, 300, 1100, "4", 1, 0);
+            unsetenv("SF_ATTN_WS_SPLIT");
+            unsetenv("SF_ATTN_WS");
+            unsetenv("SF_ATTN_WS_BN");
+        }
+}
+
 /* What the kernel does not take is refused before anything runs: SF_E_UNSUPPORTED for a head dim or
  * stride it has no code for (the caller falls back to the explicit path), SF_E_ARG for bad shapes. */
 static void test_attn_mass_refusals(void) {
@@ -409,6 +449,7 @@ static const sf_test tests[] = {
     {"attn_mass_ws2", test_attn_mass_ws2},
     {"attn_mass_ws3", test_attn_mass_ws3},
     {"attn_mass_ws_n128", test_attn_mass_ws_n128},
+    {"attn_ws_split", test_attn_ws_split},
     {"attn_mass_refusals", test_attn_mass_refusals},
 };
 SF_TEST_MAIN(tests)
