@@ -206,6 +206,9 @@ sf_status sf_cuda_copy_d2d(const sf_cuda_ctx *ctx, void *dst, const void *src, s
  * (sf_cuda_host_alloc) and left unchanged until the stream has passed the copy (record an event
  * after it and sf_cuda_event_sync before reusing the buffer). */
 sf_status sf_cuda_copy_h2d_async(const sf_cuda_ctx *ctx, void *dev, const void *pinned, size_t bytes, sf_err *err);
+/* Device → host byte copy enqueued on ctx->stream WITHOUT waiting: `pinned` (sf_cuda_host_alloc) holds the
+ * bytes once the stream has passed the copy (sf_cuda_sync, or an event after it). */
+sf_status sf_cuda_copy_d2h_async(const sf_cuda_ctx *ctx, void *pinned, const void *dev, size_t bytes, sf_err *err);
 /* Pinned (page-locked) host memory for staging uploads; *p NULL on failure. */
 sf_status sf_cuda_host_alloc(void **p, size_t bytes, sf_err *err);
 void sf_cuda_host_free(void *p); /* NULL: no-op */

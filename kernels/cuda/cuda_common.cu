@@ -123,6 +123,16 @@ fail:
     return st;
 }
 
+extern "C" sf_status sf_cuda_copy_d2h_async(const sf_cuda_ctx *ctx, void *pinned, const void *dev, size_t bytes,
+                                            sf_err *err) {
+    sf_status st = SF_OK;
+    if (bytes == 0) return SF_OK;
+    CUDA_CHECK(cudaMemcpyAsync(pinned, dev, bytes, cudaMemcpyDeviceToHost, SF_CUDA_STREAM(ctx)));
+    return SF_OK;
+fail:
+    return st;
+}
+
 extern "C" sf_status sf_cuda_memset(const sf_cuda_ctx *ctx, void *dev, int byte, size_t bytes, sf_err *err) {
     sf_status st = SF_OK;
     if (bytes == 0) return SF_OK;

@@ -488,3 +488,7 @@ sf_status sf_cuda_scratch(const sf_cuda_ctx *ctx, size_t bytes, void **p, sf_err
     *p = NULL;
     return SF_NO_CUDA(err);
 }
+sf_status sf_cuda_copy_d2h_async(const sf_cuda_ctx *ctx, void *pinned, const void *dev, size_t bytes, sf_err *err) {
+    (void)ctx, (void)pinned, (void)dev, (void)bytes;
+    return SF_NO_CUDA(err);
+}

@@ -506,6 +506,8 @@ static sf_status layer(sf_dit_state *st, int l, int F, int64_t start_frame, cons
     else if (tapped && st->tap.logits_buf) logits = st->tap.logits_buf(st->tap.ctx, l, (int)NH, L, kv->Lk);
     tapcopy tc = {g, logits, logits16, L, kv->Lk, (int)NH};
     const int mass = tapped && !logits && !logits16 && st->tap.wants_mass && st->tap.wants_mass(st->tap.ctx, l);
+    if (tapped && g->capturing && (logits || logits16 || mass || !g->defer)) /* graph_wanted admits frames mode only */
+        return sf_fail(err, SF_E_UNSUPPORTED, "layer %d's tap reads the device during the forward: not in a CUDA graph", l);
     massrun mr = {g, (int)NH, L, kv->Lk, S, kv->Lk / S};
     if (mass && (s = sf_dgpu_mass_ws(st, err))) return s;
     sf_gpu_prof_mark_flops(&g->prof, cx, P_SELF, 4.0 * (double)L * (double)kv->Lk * (double)D);
@@ -622,7 +624,7 @@ static sf_status forward_body(sf_dit_state *st, int host_in, int F, const float 
         if ((s = sf_stop_check(err)) ||
             (s = layer(st, l, F, start_frame, kv, kfr, sf_dit_kv_only_layer(st, l, kv_only), err)))
             return s;
-    if ((s = sf_dgpu_tap_flush(st, L, kv->Lk, kfr, err))) return s;
+    /* (deferred frames-mode views: sf_dit_cuda_forward delivers them once the forward has run) */
     if (kv_only) return SF_OK; /* no head, no prediction */
     /* 4. head (g->a = ⌊LN(x)·⌊1+Hm1⌉ + Hm0⌉ from the last layer's residual step) */
     if ((s = mm(g, L, g->a, D, &g->head, g->hout, g->head.n, err))) return s;
@@ -638,8 +640,9 @@ static sf_status forward_body(sf_dit_state *st, int host_in, int F, const float 
 
 /* A forward's work is captured into a CUDA graph and launched as one (kernels/cuda_graph.h) when
  *  - graphs are on ($SF_CUDA_GRAPHS=0 turns them off; so do 3 failed captures, with a warning),
- *  - nothing reads the device between its operations: no probe, no profiling, no tap on any layer
- *    (taps download as the forward runs), and
+ *  - nothing reads the device between its operations: no probe, no profiling, no tap but frames mode's
+ *    (its per-layer aggregates are copied into pinned memory and delivered after the forward; the
+ *    other modes download as the forward runs), and
  *  - its shape is warm: a forward of the same (queries, keys) ran before, or sf_dit_prepare prepared
  *    it — whatever the first forward of a shape makes on first use (cuDNN plans, workspaces, the
  *    fused attention's self-check) allocates or waits, which a capture may not.
@@ -664,8 +667,13 @@ static int graph_wanted(const sf_dit_state *st, int64_t L, int64_t Lk) {
     const sf_dit_gpu *g = st->gpu;
     const sf_dit_tap *tp = &st->tap;
     if (!g->graphs || g->graphs_off || st->probe || g->prof.ev || !graph_shape_warm(g, L, Lk)) return 0;
-    for (int l = 0; tp->wants && l < st->w->cfg.num_layers; l++)
-        if (tp->wants(tp->ctx, l) || (tp->wants_cross && tp->done && tp->wants_cross(tp->ctx, l))) return 0;
+    for (int l = 0; tp->wants && l < st->w->cfg.num_layers; l++) {
+        if (tp->wants_cross && tp->done && tp->wants_cross(tp->ctx, l)) return 0;
+        /* a frames-mode tap stays on the device until the forward's end (sf_dgpu_tap_flush): a graph may hold it */
+        if (tp->wants(tp->ctx, l) && !(tp->wants_means && tp->done && tp->wants_means(tp->ctx, l) &&
+                                       !(tp->wants_mass && tp->wants_mass(tp->ctx, l))))
+            return 0;
+    }
     return 1;
 }
 
@@ -678,13 +686,16 @@ sf_status sf_dit_cuda_forward(sf_dit_state *st, const float *x_t, int F, const f
     sf_status s;
     if (x_t && (s = sf_cuda_copy_h2d(&g->cx, g->xin, x_t, sizeof(float) * (size_t)(F * c->in_dim * plane), err)))
         return s;
+    const int64_t *kfr = st->key_frames + kv->lo / st->frame_tokens;
     if (graph_wanted(st, L, kv->Lk)) {
         const uint64_t key = (uint64_t)F | (uint64_t)(kv_only != 0) << 32 | (uint64_t)(kv->evict > 0 && kv->keep > 0) << 33 |
                              (uint64_t)(x0_slot >= 0) << 34;
         sf_err ge = {{0}};
         s = sf_cuda_graph_begin(&g->cx, &ge);
         if (!s) {
+            g->capturing = 1;
             s = forward_body(st, x_t != NULL, F, t, start_frame, kv, sigma, x0_slot, kv_only, err);
+            g->capturing = 0;
             sf_status e2 = sf_cuda_graph_end(&g->cx, g->graphs, key, s == SF_OK, &ge);
             if (s == SF_E_STOPPED) return s;
             if (!s) s = e2;
@@ -702,6 +713,7 @@ sf_status sf_dit_cuda_forward(sf_dit_state *st, const float *x_t, int F, const f
     if ((s = forward_body(st, x_t != NULL, F, t, start_frame, kv, sigma, x0_slot, kv_only, err))) return s;
     graph_shape_add(g, L, kv->Lk);
 out:
+    if ((s = sf_dgpu_tap_flush(st, L, kv->Lk, kfr, err))) return s; /* frames-mode views, after one wait */
     if (flow && !kv_only &&
         (s = sf_cuda_copy_d2h(&g->cx, flow, g->flow, sizeof(float) * (size_t)(F * c->out_dim * plane), err)))
         return s;

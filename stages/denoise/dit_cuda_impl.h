@@ -86,6 +86,7 @@ struct sf_dit_gpu {
     /* CUDA graphs of whole forwards (dit_cuda.c, "CUDA graphs"): NULL when off ($SF_CUDA_GRAPHS=0) */
     sf_cuda_graphs *graphs;
     int graph_fails, graphs_off;
+    int capturing;                            /* a forward is being recorded into a CUDA graph */
     int n_warm;
     int64_t warm[SF_DIT_WARM_MAX][2]; /* shapes whose first-use work is done */
 };

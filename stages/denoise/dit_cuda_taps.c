@@ -260,8 +260,8 @@ sf_status sf_dgpu_tap_layer(sf_dit_state *st, int l, int64_t L, int64_t Lk, cons
             (s = sf_frame_means_cuda(&g->cx, KF, S, D, Ka, 2 * D, g->tm_means + QF * D, err)) ||
             (s = sf_frame_logit_means_cuda(&g->cx, (int)H, D / H, QF, KF, g->tm_means, g->tm_means + QF * D,
                                            1.0 / sqrt((double)(D / H)), g->tm_agg + (size_t)l * per, err)) ||
-            (s = sf_cuda_copy_d2h(&g->cx, g->tap_agg + (size_t)l * per, g->tm_agg + (size_t)l * per,
-                                  sizeof(float) * (size_t)(H * QF * KF), err))) /* pinned: enqueued */
+            (s = sf_cuda_copy_d2h_async(&g->cx, g->tap_agg + (size_t)l * per, g->tm_agg + (size_t)l * per,
+                                        sizeof(float) * (size_t)(H * QF * KF), err))) /* pinned: enqueued, no wait */
             return s;
         if (g->defer) { /* delivered by sf_dgpu_tap_flush at the forward's end: no wait per layer */
             g->def_layer[g->n_def++] = l;

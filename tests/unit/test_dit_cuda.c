@@ -352,10 +352,19 @@ static void test_pipeline_generator_ema(void) {
     pipeline("generator_ema", "generator_ema");
 }
 
-typedef struct fwd_ctx { sf_taps *t; } fwd_ctx;
+typedef struct fwd_ctx {
+    sf_taps *t;
+    int n;                       /* forwards seen */
+    unsigned long long waits0;   /* the emulation's host waits when the first forward started */
+} fwd_ctx;
 static void on_fwd(void *c, int b, int s, int64_t start, int F) {
+    fwd_ctx *fc = c;
     (void)F;
-    sf_taps_on_forward(((fwd_ctx *)c)->t, b, s, start);
+#ifdef SF_TEST_EMU
+    if (fc->n == 0) fc->waits0 = sf_emu_host_waits();
+#endif
+    fc->n++;
+    sf_taps_on_forward(fc->t, b, s, start);
 }
 
 /* A spy between the DiT and the taps: what each self-attention view carried (frames mode on a GPU:
@@ -394,9 +403,24 @@ static void taps(sf_tap_mode mode, sf_tap_sel sel) {
         sp.in = d.st.tap;
         sf_dit_tap x = {spy_buf, spy_f16, spy_wants, spy_done, &sp, spy_wants_mass, spy_wants_cross, spy_wants_means};
         d.st.tap = x;
-        fwd_ctx fc = {&t};
+        fwd_ctx fc = {&t, 0, 0};
         sf_pipeline_hooks hk = {on_fwd, NULL, NULL, &fc, 0, NULL};
         SF_CHECK_OK(sf_pipeline_run(&d.st, &d.sc, &d.pc, &hk, NULL, &err), &err);
+        sf_cuda_graph_stats gst;
+        sf_dit_cuda_graph_stats(&d.st, &gst);
+        if (mode == SF_TAP_FRAMES) { /* the aggregates wait on the device until the forward's end: each forward a graph */
+            SF_CHECK_MSG(gst.launches == 15 && gst.failed == 0, "frames mode: %lld graphs of 15 forwards, %lld failed",
+                         gst.launches, gst.failed);
+#ifdef SF_TEST_EMU
+            /* and the host waits once per forward for them (plus the loop's 2 per block), not once per tapped
+               layer (counted from the first forward: sf_dit_prepare's one-time work is not the loop's) */
+            const unsigned long long w = sf_emu_host_waits() - fc.waits0;
+            SF_CHECK_MSG(w == 15 + 2 * 3, "frames mode: %llu host waits in 15 forwards of 2 tapped layers (want 21)", w);
+#endif
+        } else {
+            SF_CHECK_MSG(gst.launches < 15, "%s taps: %lld of 15 forwards as graphs (a tapped one may not be)",
+                         mode == SF_TAP_LOGITS ? "logits" : "probs", gst.launches);
+        }
     }
     dit_golden_close(&d);
     if (opened && mode == SF_TAP_FRAMES) /* 30 tapped self-attentions: means only, made on the device */
@@ -452,7 +476,7 @@ static void run_wb(sf_taps *t, int dev) {
         t->cross = 1;
         t->nthreads = 1;
         sf_taps_attach(t, &d.st);
-        fwd_ctx fc = {t};
+        fwd_ctx fc = {t, 0, 0};
         sf_pipeline_hooks hk = {on_fwd, NULL, NULL, &fc, 0, NULL};
         SF_CHECK_OK(sf_pipeline_run(&d.st, &d.sc, &d.pc, &hk, NULL, &err), &err);
     }
