@@ -195,6 +195,7 @@ void sf_dit_cuda_free(sf_dit_state *st) {
     sf_cuda_free(g->tm_tot);
     free(g->tm_hout);
     free(g->tm_hst);
+    sf_cuda_host_free(g->tap_pmass);
     free(g);
     st->gpu = NULL;
 }
@@ -506,7 +507,7 @@ static sf_status layer(sf_dit_state *st, int l, int F, int64_t start_frame, cons
     else if (tapped && st->tap.logits_buf) logits = st->tap.logits_buf(st->tap.ctx, l, (int)NH, L, kv->Lk);
     tapcopy tc = {g, logits, logits16, L, kv->Lk, (int)NH};
     const int mass = tapped && !logits && !logits16 && st->tap.wants_mass && st->tap.wants_mass(st->tap.ctx, l);
-    if (tapped && g->capturing && (logits || logits16 || mass || !g->defer)) /* graph_wanted admits frames mode only */
+    if (tapped && g->capturing && (logits || logits16 || !g->defer)) /* graph_wanted admits frames and probs modes */
         return sf_fail(err, SF_E_UNSUPPORTED, "layer %d's tap reads the device during the forward: not in a CUDA graph", l);
     massrun mr = {g, (int)NH, L, kv->Lk, S, kv->Lk / S};
     if (mass && (s = sf_dgpu_mass_ws(st, err))) return s;
@@ -515,7 +516,7 @@ static sf_status layer(sf_dit_state *st, int l, int F, int64_t start_frame, cons
                   : sf_dgpu_attend(g, L, kv->Lk, (int)NH, (int)hd, g->q, Ka, Va, 2 * D, g->o, D, scale,
                                    logits || logits16 ? sf_dgpu_tap_chunk : NULL, &tc, err)))
         return s;
-    if (mass && (s = sf_dgpu_mass_finish(st, &mr, 0, err))) return s;
+    if (mass && (s = sf_dgpu_mass_finish(st, &mr, 0, g->defer ? l : -1, err))) return s;
     if (tapped && st->tap.done && (s = sf_dgpu_tap_layer(st, l, L, kv->Lk, Ka, kfr, logits, logits16, mass, err))) return s;
     if (l == 0 && (s = gprobe(st, "mid.block0.self_attn.attn_out", g->o, L * D, err))) return s;
     if ((s = mm(g, L, g->o, D, &B->sa_o, g->y, D, err))) return s;
@@ -547,7 +548,7 @@ static sf_status layer(sf_dit_state *st, int l, int F, int64_t start_frame, cons
                     &xr, err)))
         return s;
     if (xtap) { /* the cross-attention's text-token mass, renormalised over the real tokens */
-        if ((s = sf_dgpu_mass_finish(st, &xr, 1, err))) return s;
+        if ((s = sf_dgpu_mass_finish(st, &xr, 1, -1, err))) return s;
         sf_dit_attn_view vw = {l, L, c->text_len, (int)NH, (int)hd, NULL, NULL, D, S, NULL, NULL, NULL,
                                g->tm_hout, g->tm_hst, 1, st->ctx_real, NULL};
         if ((s = st->tap.done(st->tap.ctx, &vw, err))) return s;
@@ -640,9 +641,9 @@ static sf_status forward_body(sf_dit_state *st, int host_in, int F, const float 
 
 /* A forward's work is captured into a CUDA graph and launched as one (kernels/cuda_graph.h) when
  *  - graphs are on ($SF_CUDA_GRAPHS=0 turns them off; so do 3 failed captures, with a warning),
- *  - nothing reads the device between its operations: no probe, no profiling, no tap but frames mode's
- *    (its per-layer aggregates are copied into pinned memory and delivered after the forward; the
- *    other modes download as the forward runs), and
+ *  - nothing reads the device between its operations: no probe, no profiling, no logits or cross-
+ *    attention tap (frames and probs modes copy each layer's aggregates into pinned memory and deliver
+ *    them after the forward; logits go out chunk by chunk, cross taps layer by layer), and
  *  - its shape is warm: a forward of the same (queries, keys) ran before, or sf_dit_prepare prepared
  *    it — whatever the first forward of a shape makes on first use (cuDNN plans, workspaces, the
  *    fused attention's self-check) allocates or waits, which a capture may not.
@@ -669,9 +670,10 @@ static int graph_wanted(const sf_dit_state *st, int64_t L, int64_t Lk) {
     if (!g->graphs || g->graphs_off || st->probe || g->prof.ev || !graph_shape_warm(g, L, Lk)) return 0;
     for (int l = 0; tp->wants && l < st->w->cfg.num_layers; l++) {
         if (tp->wants_cross && tp->done && tp->wants_cross(tp->ctx, l)) return 0;
-        /* a frames-mode tap stays on the device until the forward's end (sf_dgpu_tap_flush): a graph may hold it */
-        if (tp->wants(tp->ctx, l) && !(tp->wants_means && tp->done && tp->wants_means(tp->ctx, l) &&
-                                       !(tp->wants_mass && tp->wants_mass(tp->ctx, l))))
+        /* frames- and probs-mode taps stay on the device until the forward's end (sf_dgpu_tap_flush): a graph
+           may hold them; logits go out chunk by chunk */
+        if (tp->wants(tp->ctx, l) && !(tp->wants_means && tp->done &&
+                                       (tp->wants_means(tp->ctx, l) || (tp->wants_mass && tp->wants_mass(tp->ctx, l)))))
             return 0;
     }
     return 1;

@@ -77,10 +77,14 @@ struct sf_dit_gpu {
     float *tap_q, *tap_k;                     /* post-RoPE q (L, D) and K window (Lk_max, D), f32 */
     double *tm_means;                         /* frames mode: per-frame means (F + Lk_max/S, D), device */
     float *tm_agg, *tap_agg;                  /* frames mode: every layer's aggregate (H, F, Lk_max/S): device, pinned */
-    int defer, n_def, *def_layer;             /* frames-mode views delivered at the forward's end (tap_flush) */
+    int defer, n_def, *def_layer;             /* frames / probs views delivered at the forward's end (tap_flush):
+                                                 2·layer + 1 for a probs view */
     /* probability taps (tap_mass_cuda.h), made on first use: per-row masses (H, L, NG_max), lse (H, L),
      * row totals (H, L) f64, the aggregates (H, F, NG_max) + stats (H, F, 4) and their host copies */
     float *tm_rm, *tm_lse, *tm_out, *tm_st, *tm_hout, *tm_hst;
+    float *tap_pmass;                         /* pinned: each layer's deferred self-attention probs aggregate (H, F,
+                                                 Lk_max/S) then stats (H, F, NSTATS), tap_pmass_per floats a layer */
+    size_t tap_pmass_per;
     double *tm_tot;
     int64_t tm_ng;
     /* CUDA graphs of whole forwards (dit_cuda.c, "CUDA graphs"): NULL when off ($SF_CUDA_GRAPHS=0) */
@@ -115,7 +119,7 @@ sf_status sf_dgpu_explicit_ws(sf_dit_gpu *g, int heads, sf_err *err);
 sf_status sf_dgpu_tap_chunk(void *ctx, int64_t r0, int64_t rows, const float *S, sf_err *err);
 sf_status sf_dgpu_mass_chunk(void *ctx, int64_t r0, int64_t rows, const float *S, sf_err *err);
 sf_status sf_dgpu_mass_ws(sf_dit_state *st, sf_err *err);
-sf_status sf_dgpu_mass_finish(sf_dit_state *st, const massrun *m, int renorm, sf_err *err);
+sf_status sf_dgpu_mass_finish(sf_dit_state *st, const massrun *m, int renorm, int slot, sf_err *err);
 sf_status sf_dgpu_attend(sf_dit_gpu *g, int64_t Lq, int64_t Lk, int H, int d, const bf16 *q, const bf16 *k,
                         const bf16 *v, int64_t ldk, bf16 *o, int64_t ld, float scale, sf_attn_logits_fn on_logits,
                         void *cb, sf_err *err);

@@ -66,15 +66,28 @@ sf_status sf_dgpu_mass_ws(sf_dit_state *st, sf_err *err) {
     g->state_bytes += rows * ((size_t)g->tm_ng * 4 + 12) + agg * ((size_t)g->tm_ng + SF_TAP_NSTATS) * 4;
     g->tm_hout = malloc(agg * (size_t)g->tm_ng * sizeof(float));
     g->tm_hst = malloc(agg * SF_TAP_NSTATS * sizeof(float));
+    g->tap_pmass_per = agg * ((size_t)kf + SF_TAP_NSTATS);
+    if ((s = sf_cuda_host_alloc((void **)&g->tap_pmass, (size_t)st->w->cfg.num_layers * g->tap_pmass_per * sizeof(float),
+                                err)))
+        return s;
     return g->tm_hout && g->tm_hst ? SF_OK : sf_fail(err, SF_E_NOMEM, "out of memory (attention probability tap)");
 }
 
-/* After the attention: the per-frame aggregates (H, Lq/S, NG) and stats, copied to the host buffers. */
-sf_status sf_dgpu_mass_finish(sf_dit_state *st, const massrun *m, int renorm, sf_err *err) {
+/* After the attention: the per-frame aggregates (H, Lq/S, NG) and stats, copied to the host buffers —
+ * now (slot < 0), or enqueued into layer slot's part of the pinned tap_pmass, for sf_dgpu_tap_flush
+ * (self-attention only: NG ≤ Lk_max / S). */
+sf_status sf_dgpu_mass_finish(sf_dit_state *st, const massrun *m, int renorm, int slot, sf_err *err) {
     sf_dit_gpu *g = st->gpu;
     const int64_t S = st->frame_tokens, n = (int64_t)m->H * (m->Lq / S);
     sf_status s = sf_tap_mass_reduce_cuda(&g->cx, m->H, m->Lq, m->NG, S, renorm, g->tm_rm, g->tm_lse, g->tm_tot,
                                           g->tm_out, g->tm_st, err);
+    if (slot >= 0) {
+        float *dst = g->tap_pmass + (size_t)slot * g->tap_pmass_per;
+        const size_t at = (size_t)st->w->cfg.num_heads * (size_t)st->max_frames * (size_t)(g->lk_max / S);
+        if (!s) s = sf_cuda_copy_d2h_async(&g->cx, dst, g->tm_out, sizeof(float) * (size_t)(n * m->NG), err);
+        if (!s) s = sf_cuda_copy_d2h_async(&g->cx, dst + at, g->tm_st, sizeof(float) * (size_t)(n * SF_TAP_NSTATS), err);
+        return s;
+    }
     if (!s) s = sf_cuda_download_f32(&g->cx, g->tm_hout, g->tm_out, (size_t)(n * m->NG), err);
     if (!s) s = sf_cuda_download_f32(&g->cx, g->tm_hst, g->tm_st, (size_t)(n * SF_TAP_NSTATS), err);
     return s;
@@ -264,12 +277,16 @@ sf_status sf_dgpu_tap_layer(sf_dit_state *st, int l, int64_t L, int64_t Lk, cons
                                         sizeof(float) * (size_t)(H * QF * KF), err))) /* pinned: enqueued, no wait */
             return s;
         if (g->defer) { /* delivered by sf_dgpu_tap_flush at the forward's end: no wait per layer */
-            g->def_layer[g->n_def++] = l;
+            g->def_layer[g->n_def++] = 2 * l;
             return SF_OK;
         }
         if ((s = sf_cuda_sync(&g->cx, err))) return s;
         sf_dit_attn_view vw = frames_view(st, l, L, Lk, kfr);
         return st->tap.done(st->tap.ctx, &vw, err);
+    }
+    if (mass && g->defer) { /* its aggregates are on their way to tap_pmass (sf_dgpu_mass_finish): delivered at the end */
+        g->def_layer[g->n_def++] = 2 * l + 1;
+        return SF_OK;
     }
     if (!mass) { /* the probability aggregates are made on the device: no q / k copies for them */
         if ((s = sf_dgpu_download_rows(g, g->tap_q, g->q, L, D, D, err))) return s;
@@ -280,13 +297,22 @@ sf_status sf_dgpu_tap_layer(sf_dit_state *st, int l, int64_t L, int64_t Lk, cons
     return st->tap.done(st->tap.ctx, &vw, err);
 }
 
-/* The forward's deferred frames-mode views, in layer order, after one wait for their copies. */
+/* The forward's deferred frames- and probs-mode views, in layer order, after one wait for their copies. */
 sf_status sf_dgpu_tap_flush(sf_dit_state *st, int64_t L, int64_t Lk, const int64_t *kfr, sf_err *err) {
     sf_dit_gpu *g = st->gpu;
+    const sf_dit_config *c = &st->w->cfg;
     sf_status s = SF_OK;
     if (g->n_def && !(s = sf_cuda_sync(&g->cx, err)))
         for (int i = 0; i < g->n_def && !s; i++) {
-            sf_dit_attn_view vw = frames_view(st, g->def_layer[i], L, Lk, kfr);
+            const int l = g->def_layer[i] / 2;
+            sf_dit_attn_view vw = frames_view(st, l, L, Lk, kfr);
+            if (g->def_layer[i] & 1) { /* probs: the aggregate and its stats from the layer's pinned slot */
+                float *slot = g->tap_pmass + (size_t)l * g->tap_pmass_per;
+                const size_t at = (size_t)c->num_heads * (size_t)st->max_frames * (size_t)(g->lk_max / st->frame_tokens);
+                const sf_dit_attn_view pv = {l, L, Lk, c->num_heads, (int)(c->dim / c->num_heads), NULL, NULL, c->dim,
+                                             st->frame_tokens, kfr, NULL, NULL, slot, slot + at, 0, 0, NULL};
+                vw = pv;
+            }
             s = st->tap.done(st->tap.ctx, &vw, err);
         }
     g->n_def = 0;

@@ -466,22 +466,31 @@ static void test_taps_seed(void) { taps(SF_TAP_LOGITS, SF_TAP_SEL_SEED); }
  * over the explicit attention's chunks): probs + lse of the self-attention and the cross-attention's
  * real-token mass of every forward, against the CPU backend's (f32) — bf16 activations:
  * SF_TOL_BF16_TAP of the tensor's max. */
-static void run_wb(sf_taps *t, int dev) {
+/* One golden pipeline run with t attached (with cross-attention taps unless no_cross); when gs is given,
+ * the run's CUDA graph counts and (emulation) host waits from its first forward on. */
+static void run_wb_x(sf_taps *t, int dev, int no_cross, sf_cuda_graph_stats *gs, unsigned long long *waits) {
     sf_err err = {{0}};
     dit_golden d;
     setenv("SF_CUDA_ATTN_CHUNK", "20", 1); /* chunks of 20 query rows: not aligned to the 24-token frames */
     int opened = dit_golden_open_on(&d, "base", NULL, 1, 1, 0, dev);
     unsetenv("SF_CUDA_ATTN_CHUNK");
     if (opened) {
-        t->cross = 1;
+        t->cross = !no_cross;
         t->nthreads = 1;
         sf_taps_attach(t, &d.st);
         fwd_ctx fc = {t, 0, 0};
         sf_pipeline_hooks hk = {on_fwd, NULL, NULL, &fc, 0, NULL};
         SF_CHECK_OK(sf_pipeline_run(&d.st, &d.sc, &d.pc, &hk, NULL, &err), &err);
+        if (gs) sf_dit_cuda_graph_stats(&d.st, gs);
+#ifdef SF_TEST_EMU
+        if (waits) *waits = sf_emu_host_waits() - fc.waits0;
+#else
+        (void)waits;
+#endif
     }
     dit_golden_close(&d);
 }
+static void run_wb(sf_taps *t, int dev) { run_wb_x(t, dev, 0, NULL, NULL); }
 
 /* Layers 0 and 2 tapped in `mode` with cross taps, every forward, on the GPU (gt) and the CPU (ct):
  * 60 captures each. Returns 0 without a GPU (nothing to compare). */
@@ -552,6 +561,32 @@ static void test_taps_probs_cross(void) {
     sf_taps_free(&gt);
     sf_taps_free(&ct);
     sf_taps_free(&et);
+}
+
+/* Probability taps without cross-attention taps: each layer's aggregates wait on the device (pinned slots)
+ * until the forward's end, so every forward is a CUDA graph and the host waits once per forward (plus
+ * the loop's 2 per block) — the same captures as the CPU backend's. */
+static void test_taps_probs_graphs(void) {
+    int dev = sf_test_gpu();
+    if (dev < 0) return;
+    sf_taps gt, ct;
+    sf_err err = {{0}};
+    int layers[2] = {0, 2};
+    sf_cuda_graph_stats gs;
+    unsigned long long waits = 0;
+    SF_CHECK_OK(sf_taps_init(&gt, SF_TAP_PROBS, SF_TAP_SEL_ALL, 0, 0, layers, 2, 3, &err), &err);
+    SF_CHECK_OK(sf_taps_init(&ct, SF_TAP_PROBS, SF_TAP_SEL_ALL, 0, 0, layers, 2, 3, &err), &err);
+    run_wb_x(&gt, dev, 1, &gs, &waits);
+    run_wb_x(&ct, -1, 1, NULL, NULL);
+    SF_CHECK_MSG(gt.n_caps == 30 && ct.n_caps == 30, "%zu / %zu captures", gt.n_caps, ct.n_caps);
+    SF_CHECK_MSG(gs.launches == 15 && gs.failed == 0, "probs taps: %lld graphs of 15 forwards, %lld failed", gs.launches,
+                 gs.failed);
+#ifdef SF_TEST_EMU
+    SF_CHECK_MSG(waits == 15 + 2 * 3, "probs taps: %llu host waits in 15 forwards of 2 tapped layers (want 21)", waits);
+#endif
+    probs_vs_cpu(&gt, &ct);
+    sf_taps_free(&gt);
+    sf_taps_free(&ct);
 }
 
 /* Frames mode with cross-attention taps: the self-attention's aggregates are then delivered layer by
@@ -765,6 +800,7 @@ static const sf_test tests[] = {
     {"taps_frames", test_taps_frames},
     {"taps_seed", test_taps_seed},
     {"taps_probs_cross", test_taps_probs_cross},
+    {"taps_probs_graphs", test_taps_probs_graphs},
     {"taps_frames_cross", test_taps_frames_cross},
     {"attention_paths", test_attention_paths},
     {"rolling_cache", test_rolling_cache},
