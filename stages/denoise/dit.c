@@ -748,6 +748,16 @@ sf_status sf_dit_lat_get(sf_dit_state *st, sf_dit_slot slot, float *host, int64_
     return SF_OK;
 }
 
+sf_status sf_dit_lat_get_begin(sf_dit_state *st, sf_dit_slot slot, float *host, int64_t n, sf_err *err) {
+    sf_status s = lat_check(st, (int)slot, n, err);
+    if (s) return s;
+    if (st->gpu) return sf_dit_cuda_lat_get_begin(st, (int)slot, host, n, err);
+    memcpy(host, st->lat[slot], sizeof(float) * (size_t)n);
+    return SF_OK;
+}
+
+sf_status sf_dit_lat_get_end(sf_dit_state *st, sf_err *err) { return st->gpu ? sf_dit_cuda_lat_get_end(st, err) : SF_OK; }
+
 sf_status sf_dit_lat_copy(sf_dit_state *st, sf_dit_slot dst, sf_dit_slot src, int64_t n, sf_err *err) {
     sf_status s = lat_check(st, (int)dst, n, err);
     if (!s) s = lat_check(st, (int)src, n, err);

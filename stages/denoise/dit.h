@@ -227,6 +227,12 @@ sf_status sf_dit_recache(sf_dit_state *st, float t, int fpb, int independent_fir
 sf_status sf_dit_lat_put(sf_dit_state *st, sf_dit_slot slot, const float *host, int64_t n, sf_err *err);
 /* n host floats ← slot, after everything enqueued before (waits on a GPU). */
 sf_status sf_dit_lat_get(sf_dit_state *st, sf_dit_slot slot, float *host, int64_t n, sf_err *err);
+/* sf_dit_lat_get in two halves, for a block's hand-out: _begin starts copying slot's n values for host
+ * (GPU: enqueued into pinned memory, so more work can be enqueued behind it before the host waits;
+ * CPU: the copy itself), _end waits until host holds them (then host is valid). One at a time; the slot
+ * must not be written by work enqueued in between. */
+sf_status sf_dit_lat_get_begin(sf_dit_state *st, sf_dit_slot slot, float *host, int64_t n, sf_err *err);
+sf_status sf_dit_lat_get_end(sf_dit_state *st, sf_err *err);
 /* dst ← src, n floats. */
 sf_status sf_dit_lat_copy(sf_dit_state *st, sf_dit_slot dst, sf_dit_slot src, int64_t n, sf_err *err);
 /* One forward on slot x (F frames, timesteps t, like sf_dit_forward), then the scheduler's flow → x0

@@ -182,6 +182,8 @@ void sf_dit_cuda_free(sf_dit_state *st) {
     sf_cuda_host_free(g->stage[0]);
     sf_cuda_host_free(g->stage[1]);
     sf_cuda_events_free(g->stage_ev, 2);
+    sf_cuda_host_free(g->out_pin);
+    sf_cuda_events_free(g->out_ev, 1);
     free(g->tap_q);
     free(g->tap_k);
     sf_cuda_free(g->tm_means);
@@ -272,6 +274,8 @@ sf_status sf_dit_cuda_init(sf_dit_state *st, int ordinal, sf_err *err) {
     if ((s = sf_cuda_host_alloc((void **)&g->stage[0], g->lat_n * sizeof(float), err))) goto fail;
     if ((s = sf_cuda_host_alloc((void **)&g->stage[1], g->lat_n * sizeof(float), err))) goto fail;
     if ((s = sf_cuda_events_new(&g->stage_ev, 2, err))) goto fail;
+    if ((s = sf_cuda_host_alloc((void **)&g->out_pin, g->lat_n * sizeof(float), err))) goto fail;
+    if ((s = sf_cuda_events_new(&g->out_ev, 1, err))) goto fail;
     sf_err e2 = {0};
     if (getenv("SF_NO_CUDNN") || sf_sdpa_new(&g->sdpa, g->cx.stream, &e2) != SF_OK) {
         g->sdpa = NULL;
@@ -746,6 +750,23 @@ sf_status sf_dit_cuda_lat_put(sf_dit_state *st, int slot, const float *host, int
 
 sf_status sf_dit_cuda_lat_get(sf_dit_state *st, int slot, float *host, int64_t n, sf_err *err) {
     return sf_cuda_copy_d2h(&st->gpu->cx, host, st->gpu->lat[slot], sizeof(float) * (size_t)n, err);
+}
+
+sf_status sf_dit_cuda_lat_get_begin(sf_dit_state *st, int slot, float *host, int64_t n, sf_err *err) {
+    sf_dit_gpu *g = st->gpu;
+    sf_status s = sf_cuda_copy_d2h_async(&g->cx, g->out_pin, g->lat[slot], sizeof(float) * (size_t)n, err);
+    if (!s) s = sf_cuda_event_record(&g->cx, g->out_ev, 0, err);
+    if (!s) g->out_host = host, g->out_n = n;
+    return s;
+}
+
+sf_status sf_dit_cuda_lat_get_end(sf_dit_state *st, sf_err *err) {
+    sf_dit_gpu *g = st->gpu;
+    if (!g->out_host) return SF_OK;
+    sf_status s = sf_cuda_event_sync(g->out_ev, 0, err);
+    if (!s) memcpy(g->out_host, g->out_pin, sizeof(float) * (size_t)g->out_n);
+    g->out_host = NULL;
+    return s;
 }
 
 sf_status sf_dit_cuda_lat_copy(sf_dit_state *st, int dst, int src, int64_t n, sf_err *err) {

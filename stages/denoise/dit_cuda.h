@@ -39,6 +39,10 @@ sf_status sf_dit_cuda_forward(sf_dit_state *st, const float *x_t, int F, const f
 sf_status sf_dit_cuda_lat_put(sf_dit_state *st, int slot, const float *host, int64_t n, sf_err *err);
 sf_status sf_dit_cuda_lat_get(sf_dit_state *st, int slot, float *host, int64_t n, sf_err *err);
 sf_status sf_dit_cuda_lat_copy(sf_dit_state *st, int dst, int src, int64_t n, sf_err *err);
+/* sf_dit_lat_get_begin / _end: an asynchronous copy into a pinned buffer and an event after it; _end waits
+ * for the event and copies into the host buffer _begin was given. */
+sf_status sf_dit_cuda_lat_get_begin(sf_dit_state *st, int slot, float *host, int64_t n, sf_err *err);
+sf_status sf_dit_cuda_lat_get_end(sf_dit_state *st, sf_err *err);
 sf_status sf_dit_cuda_renoise(sf_dit_state *st, const float *eps, int64_t n, float sigma, sf_err *err);
 /* Build the cuDNN plans of a forward of Lq query tokens over Lk cached keys (self-attention) and
  * the text (cross-attention); allocate the explicit attention's workspace when a tap is attached or

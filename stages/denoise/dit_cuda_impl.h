@@ -73,6 +73,11 @@ struct sf_dit_gpu {
     float *stage[2];
     void *stage_ev;
     int stage_next;
+    /* sf_dit_cuda_lat_get_begin / _end: the pinned buffer a hand-out lands in, the event after its copy,
+     * and where it goes (NULL: none pending) */
+    float *out_pin, *out_host;
+    void *out_ev;
+    int64_t out_n;
     size_t lat_n;
     float *tap_q, *tap_k;                     /* post-RoPE q (L, D) and K window (Lk_max, D), f32 */
     double *tm_means;                         /* frames mode: per-frame means (F + Lk_max/S, D), device */

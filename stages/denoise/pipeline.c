@@ -136,6 +136,19 @@ static void hist_put(history *h, int64_t start, int F, const float *x0) {
     }
 }
 
+/* A finished block out of the loop: waits for its x0 (sf_dit_lat_get_begin came first), then the run's
+ * output, the re-cache history and the hook. */
+static sf_status hand_out(sf_dit_state *st, const sf_pipeline_hooks *hk, float *out, history *hist, int b, int64_t start,
+                          int F, int64_t fr, const float *x0, sf_err *err) {
+    sf_status s = sf_dit_lat_get_end(st, err);
+    if (s) return s;
+    if (out) memcpy(out + start * fr, x0, sizeof(float) * (size_t)(F * fr));
+    if (hist->x) hist_put(hist, start, F, x0);
+    if (hk && hk->on_block && (s = hk->on_block(hk->ctx, b, start, F, x0, err))) return s;
+    sf_trace("denoise", "block_out", b, F);
+    return SF_OK;
+}
+
 sf_status sf_pipeline_run(sf_dit_state *st, const sf_scheduler *sc, const sf_pipeline_cfg *cfg,
                           const sf_pipeline_hooks *hk, float *out, sf_err *err) {
     return sf_pipeline_run_live(st, sc, cfg, hk, NULL, out, err);
@@ -215,6 +228,11 @@ sf_status sf_pipeline_run_live(sf_dit_state *st, const sf_scheduler *sc, const s
     double t0 = sf_now();
     sf_trace("denoise", "start", -1, n_blocks);
     int total_fwd = n_blocks * (cfg->n_steps + 1), done_fwd = 0;
+    /* On a GPU a finished block is handed out after its refresh pass is enqueued behind the copy of its
+       x0: the GPU runs the refresh while the host waits for x0 and writes it out, instead of idling until
+       the host comes back (with a per-step prediction hook, and on the CPU, before the refresh, as ever) */
+    const int late_out = st->gpu != NULL && !(hk && hk->on_pred);
+    int pending = 0; /* a finished block whose hand-out waits for the refresh to be enqueued */
     for (int b = 0; endless || b < n_blocks; b++) {
         const int F = b < n_prep ? blk[b] : fpb;
         const int64_t n = (int64_t)F * fr;
@@ -248,9 +266,13 @@ sf_status sf_pipeline_run_live(sf_dit_state *st, const sf_scheduler *sc, const s
             float tk = refresh ? cfg->context_noise : cfg->steps[k];
             float tv[64];
             for (int f = 0; f < F && f < 64; f++) tv[f] = tk;
-            if ((s = sf_stop_check(err))) goto fail; /* SIGINT/SIGTERM (common/stop.c) */
-            if ((hk && hk->stop && *hk->stop) || (lv && lv->stopped && lv->stopped(lv->ctx))) {
+            s = sf_stop_check(err); /* SIGINT/SIGTERM (common/stop.c) */
+            if (!s && ((hk && hk->stop && *hk->stop) || (lv && lv->stopped && lv->stopped(lv->ctx))))
                 s = sf_fail(err, SF_E_STOPPED, "interrupted");
+            if (s) {
+                sf_err e2 = {{0}};
+                if (pending) /* the finished block still goes out */
+                    (void)hand_out(st, hk, endless ? NULL : out, &hist, b, start, F, fr, x0, &e2);
                 goto fail;
             }
             if (hk && hk->on_forward) hk->on_forward(hk->ctx, b, k, start, F);
@@ -265,6 +287,10 @@ sf_status sf_pipeline_run_live(sf_dit_state *st, const sf_scheduler *sc, const s
                 goto fail;
             }
             done_fwd++;
+            if (pending) { /* the refresh is enqueued: now wait for the block's x0 and hand it out */
+                pending = 0;
+                if ((s = hand_out(st, hk, endless ? NULL : out, &hist, b, start, F, fr, x0, err))) goto fail;
+            }
             if (hk && hk->on_pred) { /* a per-step hook reads the prediction: the one place a step waits */
                 float *h = refresh ? eps : x0;
                 if ((s = sf_dit_lat_get(st, dst, h, n, err))) goto fail;
@@ -299,12 +325,11 @@ sf_status sf_pipeline_run_live(sf_dit_state *st, const sf_scheduler *sc, const s
                 draw++;
                 if ((s = sf_dit_renoise(st, e, n, sf_scheduler_sigma_noise(sc, cfg->steps[k + 1]), err))) goto fail;
             }
-            if (k + 1 == cfg->n_steps) { /* block finished: hand it out before the refresh pass */
-                if ((s = sf_dit_lat_get(st, SF_LAT_X0, x0, n, err))) goto fail;
-                if (out && !endless) memcpy(out + start * fr, x0, sizeof(float) * (size_t)n);
-                if (hist.x) hist_put(&hist, start, F, x0);
-                if (hk && hk->on_block && (s = hk->on_block(hk->ctx, b, start, F, x0, err))) goto fail;
-                sf_trace("denoise", "block_out", b, F);
+            if (k + 1 == cfg->n_steps) { /* block finished: its x0 on its way to the host, handed out now or after
+                                             the refresh pass is enqueued (late_out) */
+                if ((s = sf_dit_lat_get_begin(st, SF_LAT_X0, x0, n, err))) goto fail;
+                if (late_out) pending = 1;
+                else if ((s = hand_out(st, hk, endless ? NULL : out, &hist, b, start, F, fr, x0, err))) goto fail;
             }
         }
         start += F;

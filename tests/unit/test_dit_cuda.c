@@ -218,15 +218,29 @@ static void test_gelu_epilogue_refused(void) {
 static void test_pipeline_generator(void) { pipeline("generator", "generator"); } /* bf16 checkpoint upload */
 /* The sampling loop runs ahead of the GPU: within a block nothing waits for the device (the
  * latents stay there, the timestep sinusoid and the scheduler steps are kernels, the re-noising
- * draws go through pinned staging); the host waits once per block, where its x0 is handed out
- * (a pageable copy and the stream sync: 2). Counted by the emulation, which treats a copy between
+ * draws go through pinned staging); the host never waits for the stream to drain, only for events: a
+ * staging buffer's previous copy (the block's input and 3 re-noising draws) and the block's x0 in pinned
+ * memory, whose hand-out comes after the refresh pass is enqueued (so the GPU runs it meanwhile): at
+ * block b's hand-out 5·(b + 1) forwards have started. Counted by the emulation, which treats a copy between
  * the device and pageable memory as the wait it is on a GPU. Before, every forward waited 6 times.
  * No device memory is allocated once the first forward has started. On a GPU: the hook-free loop's
  * output against the golden (the waits are the emulation's to count). */
 #ifdef SF_TEST_EMU
-static void first_forward(void *c, int b, int s, int64_t start, int F) { /* c: {allocs, host waits} then */
+typedef struct ahead { /* at the first forward: allocations, host and event waits; forwards started; hand-outs seen late */
+    unsigned long long allocs, waits, events;
+    int fwds, early;
+} ahead;
+static void first_forward(void *c, int b, int s, int64_t start, int F) {
+    ahead *a = c;
     (void)start, (void)F;
-    if (b == 0 && s == 0) ((unsigned long long *)c)[0] = sf_emu_device_allocs(), ((unsigned long long *)c)[1] = sf_emu_host_waits();
+    if (b == 0 && s == 0) a->allocs = sf_emu_device_allocs(), a->waits = sf_emu_host_waits(), a->events = sf_emu_event_waits();
+    a->fwds++;
+}
+static sf_status block_out(void *c, int b, int64_t start, int F, const float *x0, sf_err *err) {
+    ahead *a = c;
+    (void)start, (void)F, (void)x0, (void)err;
+    if (a->fwds != 5 * (b + 1)) a->early++;
+    return SF_OK;
 }
 #endif
 static void test_pipeline_runs_ahead(void) {
@@ -237,8 +251,8 @@ static void test_pipeline_runs_ahead(void) {
     static float out[9 * 16 * 8 * 12];
     if (dit_golden_open_on(&d, "base", NULL, 1, 1, 0, dev)) {
 #ifdef SF_TEST_EMU
-        unsigned long long at0[2] = {0, 0}; /* allocations and host waits when the first forward starts */
-        sf_pipeline_hooks hk = {first_forward, NULL, NULL, at0, 0, NULL};
+        ahead at0 = {0, 0, 0, 0, 0};
+        sf_pipeline_hooks hk = {first_forward, NULL, block_out, &at0, 0, NULL};
 #else /* on a GPU only the result is checked (no hooks: the loop as sf-denoise runs it) */
         sf_pipeline_hooks hk = {NULL, NULL, NULL, NULL, 0, NULL};
 #endif
@@ -246,12 +260,17 @@ static void test_pipeline_runs_ahead(void) {
 #ifdef SF_TEST_EMU
         /* counted from the first forward: sf_dit_prepare's one-time work before it (plans, workspaces, the
          * fused attention's self-check) is not the loop's */
-        unsigned long long waits = sf_emu_host_waits() - at0[1];
-        SF_CHECK_MSG(waits == 2 * 3, "%llu host waits for 3 blocks of 5 forwards (expected 2 per block)", waits);
+        const unsigned long long waits = sf_emu_host_waits() - at0.waits, events = sf_emu_event_waits() - at0.events;
+        SF_CHECK_MSG(waits == 0, "%llu host waits for the stream in 3 blocks of 5 forwards (want none)", waits);
+        /* per block: the staging buffers of its input and 3 draws, then its x0 (block 0's input went up before
+           the first forward) */
+        SF_CHECK_MSG(events == 5 * 3 - 1, "%llu event waits in 3 blocks (want 14: 4 staging buffers and the x0 per "
+                     "block, less block 0's input)", events);
+        SF_CHECK_MSG(at0.early == 0, "%d blocks handed out before their refresh pass was enqueued", at0.early);
         /* and allocates nothing once the loop runs: what the attention needs (cuDNN is not emulated) was
          * made by sf_dit_prepare before the first forward */
-        SF_CHECK_MSG(at0[0] > 0 && sf_emu_device_allocs() == at0[0], "device allocations: %llu at the first forward, %llu after",
-                     at0[0], sf_emu_device_allocs());
+        SF_CHECK_MSG(at0.allocs > 0 && sf_emu_device_allocs() == at0.allocs, "device allocations: %llu at the first forward, %llu after",
+                     at0.allocs, sf_emu_device_allocs());
 #endif
         int64_t n;
         float *ref = golden(d.g, "output", &n);
@@ -412,10 +431,10 @@ static void taps(sf_tap_mode mode, sf_tap_sel sel) {
             SF_CHECK_MSG(gst.launches == 15 && gst.failed == 0, "frames mode: %lld graphs of 15 forwards, %lld failed",
                          gst.launches, gst.failed);
 #ifdef SF_TEST_EMU
-            /* and the host waits once per forward for them (plus the loop's 2 per block), not once per tapped
-               layer (counted from the first forward: sf_dit_prepare's one-time work is not the loop's) */
+            /* and the host waits for the stream once per forward for them, not once per tapped layer (counted
+               from the first forward: sf_dit_prepare's one-time work is not the loop's) */
             const unsigned long long w = sf_emu_host_waits() - fc.waits0;
-            SF_CHECK_MSG(w == 15 + 2 * 3, "frames mode: %llu host waits in 15 forwards of 2 tapped layers (want 21)", w);
+            SF_CHECK_MSG(w == 15, "frames mode: %llu host waits in 15 forwards of 2 tapped layers (want 15)", w);
 #endif
         } else {
             SF_CHECK_MSG(gst.launches < 15, "%s taps: %lld of 15 forwards as graphs (a tapped one may not be)",
@@ -564,8 +583,8 @@ static void test_taps_probs_cross(void) {
 }
 
 /* Probability taps without cross-attention taps: each layer's aggregates wait on the device (pinned slots)
- * until the forward's end, so every forward is a CUDA graph and the host waits once per forward (plus
- * the loop's 2 per block) — the same captures as the CPU backend's. */
+ * until the forward's end, so every forward is a CUDA graph and the host waits for the stream once per
+ * forward — the same captures as the CPU backend's. */
 static void test_taps_probs_graphs(void) {
     int dev = sf_test_gpu();
     if (dev < 0) return;
@@ -582,7 +601,7 @@ static void test_taps_probs_graphs(void) {
     SF_CHECK_MSG(gs.launches == 15 && gs.failed == 0, "probs taps: %lld graphs of 15 forwards, %lld failed", gs.launches,
                  gs.failed);
 #ifdef SF_TEST_EMU
-    SF_CHECK_MSG(waits == 15 + 2 * 3, "probs taps: %llu host waits in 15 forwards of 2 tapped layers (want 21)", waits);
+    SF_CHECK_MSG(waits == 15, "probs taps: %llu host waits in 15 forwards of 2 tapped layers (want 15)", waits);
 #endif
     probs_vs_cpu(&gt, &ct);
     sf_taps_free(&gt);

@@ -123,7 +123,13 @@ cudaError_t cudaEventCreate(cudaEvent_t *e) {
 }
 cudaError_t cudaEventDestroy(cudaEvent_t) { return cudaSuccess; }
 cudaError_t cudaEventRecord(cudaEvent_t, cudaStream_t) { return cudaSuccess; }
-cudaError_t cudaEventSynchronize(cudaEvent_t) { return capture_active() ? capture_illegal("cudaEventSynchronize") : sticky_error; }
+static unsigned long long n_event_waits;
+extern "C" unsigned long long sf_emu_event_waits(void) { return n_event_waits; }
+cudaError_t cudaEventSynchronize(cudaEvent_t) {
+    if (capture_active()) return capture_illegal("cudaEventSynchronize");
+    n_event_waits++;
+    return sticky_error;
+}
 cudaError_t cudaEventElapsedTime(float *ms, cudaEvent_t, cudaEvent_t) {
     *ms = 0;
     return cudaSuccess;

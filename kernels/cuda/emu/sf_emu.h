@@ -25,6 +25,9 @@ unsigned long long sf_emu_kernel_launches(const char *prefix);
  * the device and pageable host memory (which a GPU's driver performs synchronously). A loop that
  * is meant to run ahead of the GPU is tested by counting these. */
 unsigned long long sf_emu_host_waits(void);
+/* cudaEventSynchronize calls since the process started: waits for one point of a stream (a pinned
+ * buffer's copy), not for the whole stream to drain; counted apart from the host waits above. */
+unsigned long long sf_emu_event_waits(void);
 /* sf_conv_cudnn_forward calls since the process started (the emulated cuDNN convolution). */
 unsigned long long sf_emu_conv_calls(void);
 /* cudaMalloc calls since the process started. */
