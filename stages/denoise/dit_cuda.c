@@ -629,7 +629,7 @@ static sf_status forward_body(sf_dit_state *st, int host_in, int F, const float 
         if ((s = sf_stop_check(err)) ||
             (s = layer(st, l, F, start_frame, kv, kfr, sf_dit_kv_only_layer(st, l, kv_only), err)))
             return s;
-    /* (deferred frames-mode views: sf_dit_cuda_forward delivers them once the forward has run) */
+    /* (deferred frames- and probs-mode views: sf_dit_cuda_forward delivers them once the forward has run) */
     if (kv_only) return SF_OK; /* no head, no prediction */
     /* 4. head (g->a = ⌊LN(x)·⌊1+Hm1⌉ + Hm0⌉ from the last layer's residual step) */
     if ((s = mm(g, L, g->a, D, &g->head, g->hout, g->head.n, err))) return s;
@@ -652,7 +652,7 @@ static sf_status forward_body(sf_dit_state *st, int host_in, int F, const float 
  *    it — whatever the first forward of a shape makes on first use (cuDNN plans, workspaces, the
  *    fused attention's self-check) allocates or waits, which a capture may not.
  * The graph is keyed by what changes the work's shape (frames, a cache-only pass, a cache roll, a
- * prediction slot); the key's executable graph is updated with each forward's arguments. A capture
+ * prediction slot, taps); the key's executable graph is updated with each forward's arguments. A capture
  * that fails is discarded and the same forward enqueued directly: nothing ran, and the enqueueing
  * changes no host state the second pass depends on. Exact: test_dit_cuda `graphs` (graphs on = off,
  * bit for bit). */
@@ -668,19 +668,23 @@ static void graph_shape_add(sf_dit_gpu *g, int64_t L, int64_t Lk) {
     g->n_warm++;
 }
 
+/* 0: no graph; 1: a graph; 2: a graph with tapped layers (other work: its own key) */
 static int graph_wanted(const sf_dit_state *st, int64_t L, int64_t Lk) {
     const sf_dit_gpu *g = st->gpu;
     const sf_dit_tap *tp = &st->tap;
+    int tapped = 0;
     if (!g->graphs || g->graphs_off || st->probe || g->prof.ev || !graph_shape_warm(g, L, Lk)) return 0;
     for (int l = 0; tp->wants && l < st->w->cfg.num_layers; l++) {
         if (tp->wants_cross && tp->done && tp->wants_cross(tp->ctx, l)) return 0;
+        if (!tp->wants(tp->ctx, l)) continue;
         /* frames- and probs-mode taps stay on the device until the forward's end (sf_dgpu_tap_flush): a graph
            may hold them; logits go out chunk by chunk */
-        if (tp->wants(tp->ctx, l) && !(tp->wants_means && tp->done &&
-                                       (tp->wants_means(tp->ctx, l) || (tp->wants_mass && tp->wants_mass(tp->ctx, l)))))
+        if (!(tp->wants_means && tp->done &&
+              (tp->wants_means(tp->ctx, l) || (tp->wants_mass && tp->wants_mass(tp->ctx, l)))))
             return 0;
+        tapped = 1;
     }
-    return 1;
+    return 1 + tapped;
 }
 
 sf_status sf_dit_cuda_forward(sf_dit_state *st, const float *x_t, int F, const float *t, int64_t start_frame,
@@ -693,9 +697,10 @@ sf_status sf_dit_cuda_forward(sf_dit_state *st, const float *x_t, int F, const f
     if (x_t && (s = sf_cuda_copy_h2d(&g->cx, g->xin, x_t, sizeof(float) * (size_t)(F * c->in_dim * plane), err)))
         return s;
     const int64_t *kfr = st->key_frames + kv->lo / st->frame_tokens;
-    if (graph_wanted(st, L, kv->Lk)) {
+    const int want = graph_wanted(st, L, kv->Lk);
+    if (want) {
         const uint64_t key = (uint64_t)F | (uint64_t)(kv_only != 0) << 32 | (uint64_t)(kv->evict > 0 && kv->keep > 0) << 33 |
-                             (uint64_t)(x0_slot >= 0) << 34;
+                             (uint64_t)(x0_slot >= 0) << 34 | (uint64_t)(want == 2) << 35;
         sf_err ge = {{0}};
         s = sf_cuda_graph_begin(&g->cx, &ge);
         if (!s) {

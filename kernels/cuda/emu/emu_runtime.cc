@@ -206,11 +206,16 @@ cudaError_t cudaMemcpy(void *dst, const void *src, size_t bytes, cudaMemcpyKind 
     if (capture_active()) return capture_illegal("cudaMemcpy");
     return copy_now(dst, src, bytes, kind);
 }
-/* A copy recorded into a capture: pageable host memory is refused (as on a GPU); the pointers are
- * checked again when the graph runs. */
+/* A copy recorded into a capture (node name: what). One from or to pageable host memory is refused: a
+ * replay would touch that memory long after the caller moved on (pinned staging is the pattern). The
+ * pointers are checked again when the graph runs. */
 static cudaError_t capture_copy(cudaStream_t s, const char *what, bool host_side, const void *host, size_t hbytes,
                                 std::function<void()> run) {
-    if (host_side && !is_pinned(host, hbytes)) return capture_illegal(what);
+    if (host_side && !is_pinned(host, hbytes)) {
+        char why[96];
+        snprintf(why, sizeof why, "%s from or to pageable host memory", what);
+        return capture_illegal(why);
+    }
     return capture_node(s, "memcpy", what, std::move(run));
 }
 /* An async copy between the device and PAGEABLE host memory waits like a synchronous one on a GPU
@@ -218,7 +223,7 @@ static cudaError_t capture_copy(cudaStream_t s, const char *what, bool host_side
 cudaError_t cudaMemcpyAsync(void *dst, const void *src, size_t bytes, cudaMemcpyKind kind, cudaStream_t s) {
     if (capturing(s)) {
         const bool h2d = kind == cudaMemcpyHostToDevice, d2h = kind == cudaMemcpyDeviceToHost;
-        return capture_copy(s, "cudaMemcpyAsync (pageable host memory)", h2d || d2h, h2d ? src : dst, bytes,
+        return capture_copy(s, "cudaMemcpyAsync", h2d || d2h, h2d ? src : dst, bytes,
                             [=] {
                                 if (copy_now(dst, src, bytes, kind) != cudaSuccess) sticky_error = last_error;
                             });
@@ -233,7 +238,7 @@ cudaError_t cudaMemcpy2DAsync(void *dst, size_t dpitch, const void *src, size_t 
     if (width > dpitch || width > spitch) return set_error(cudaErrorInvalidValue);
     if (capturing(s)) {
         const bool h2d = kind == cudaMemcpyHostToDevice, d2h = kind == cudaMemcpyDeviceToHost;
-        return capture_copy(s, "cudaMemcpy2DAsync (pageable host memory)", h2d || d2h, h2d ? src : dst, 1, [=] {
+        return capture_copy(s, "cudaMemcpy2DAsync", h2d || d2h, h2d ? src : dst, 1, [=] {
             for (size_t r = 0; r < height; r++)
                 if (copy_now((char *)dst + r * dpitch, (const char *)src + r * spitch, width, kind) != cudaSuccess) {
                     sticky_error = last_error;
