@@ -11,8 +11,9 @@
  * loop's latents stay on the device (sf_dit_lat_*, sf_dit_denoise, sf_dit_renoise): the timestep
  * sinusoid, flow → x0 and re-noising are kernels, so a block runs without a host sync. Attention:
  * cuDNN fused SDPA when a plan exists for the shape, else the explicit cuBLASLt path
- * (kernels/cuda/attn_blas.cu), which tapped layers always use. A forward that nothing reads from
- * while it runs (no probe, tap or profile) is captured into a CUDA graph and launched as one, once its
+ * (kernels/cuda/attn_blas.cu), which logits-tapped layers always use. A forward that nothing reads
+ * from while it runs (no probe, profile, logits or cross-attention tap; frames- and probs-mode aggregates
+ * wait in pinned memory until its end) is captured into a CUDA graph and launched as one, once its
  * shape has run or been prepared (dit_cuda.c, "CUDA graphs"; SF_CUDA_GRAPHS=0: never).
  * Precision: the reference's bf16 model (SPEC §5.12): bf16 storage, fp32 accumulation, fp64 RoPE.
  * Tested by tests/unit/test_dit_cuda.c on a GPU (golden dit_forward / dit_pipeline_* / taps within
