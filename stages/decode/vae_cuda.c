@@ -572,8 +572,8 @@ sf_status sf_vae_cuda_submit(sf_vae_cuda *g, const float *z, int want_video, int
     TRY(sf_vae_to_pixels_cuda(&g->cx, nf, P, 8, res, want_u8 ? g->u8_d : NULL, want_video ? g->video_d : NULL, err));
     /* pinned destinations: the copies are enqueued, the host goes on (the next frame's decode can be
      * enqueued behind them while this one's frames are written out) */
-    if (want_u8) TRY(sf_cuda_copy_d2h(&g->cx, g->u8_h[k], g->u8_d, (size_t)(nf * 3 * P), err));
-    if (want_video) TRY(sf_cuda_copy_d2h(&g->cx, g->video_h[k], g->video_d, (size_t)(nf * 3 * P) * 4, err));
+    if (want_u8) TRY(sf_cuda_copy_d2h_async(&g->cx, g->u8_h[k], g->u8_d, (size_t)(nf * 3 * P), err));
+    if (want_video) TRY(sf_cuda_copy_d2h_async(&g->cx, g->video_h[k], g->video_d, (size_t)(nf * 3 * P) * 4, err));
     TRY(sf_cuda_event_record(&g->cx, g->ev, k, err));
     g->tk_frames[k] = nf, g->tk_u8[k] = want_u8, g->tk_video[k] = want_video;
     g->submitted++;

@@ -178,9 +178,17 @@ static void test_vae_cuda_golden(void) {
     SF_CHECK_OK(sf_vae_cuda_reset(gv, &err), &err);
     memset(u8b, 0, nv);
     at = 0;
+#ifdef SF_TEST_EMU
+    /* and a submit never waits for the stream (its frames' copies go to pinned memory behind the decode;
+       the receive waits for their event): counted by the emulation */
+    const unsigned long long w0 = sf_emu_host_waits();
+#endif
     SF_CHECK_OK(sf_vae_cuda_submit(gv, z, 0, 1, &err), &err);
     for (int t = 1; t <= 4; t++) { /* the first 4 latent frames: 1 + 4 + 4 + 4 video frames */
         if (t < 4) SF_CHECK_OK(sf_vae_cuda_submit(gv, z + (size_t)t * ze, 0, 1, &err), &err);
+#ifdef SF_TEST_EMU
+        SF_CHECK_MSG(sf_emu_host_waits() == w0, "%llu stream waits by submits", sf_emu_host_waits() - w0);
+#endif
         if (t == 1) {
             SF_CHECK(sf_vae_cuda_submit(gv, z, 0, 1, &err) == SF_E_ARG && strstr(err.msg, "in flight"));
             SF_CHECK(sf_vae_cuda_decode(gv, z, 1, NULL, u8b, &no, &err) == SF_E_ARG);
