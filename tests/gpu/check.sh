@@ -103,7 +103,8 @@ want() { [ -z "${SF_CHECK_ONLY:-}" ] || [[ ",$SF_CHECK_ONLY," == *",$1,"* ]]; }
 # sfpipe's own attention kernels first (part "attn", also run by "tests"; a minute or two): correct on
 # this GPU (each variant against the CPU, alone and inside the DiT), clean under the sanitizers (the
 # warp-specialised kernel's mbarriers and TMA: synccheck), then their speed beside cuDNN's on the same
-# inputs — the numbers that decide which kernel the DiT and the probs taps use.
+# inputs — the numbers that decide which kernel the DiT and the probs taps use — and the glue kernels'
+# TB/s (seconds: here so that one short call brings every kernel-level figure).
 if want attn || want tests; then
 step hopper 60 "$G/tests/test_hopper_gpu" # wgmma operand forms, TMA ring, named barriers: exact, one at a time
 step tap_mass 90 "$G/tests/test_tap_mass_gpu" # the probability taps' kernels vs kernels/tap_mass.h
@@ -121,6 +122,9 @@ rc=${PIPESTATUS[0]}
 mism=$(grep -c '^attention gpu .*MISMATCH' "$OUT/bench.txt")
 row "bench attn" "exit $rc; $(grep -c '^attention gpu .* ms, ' "$OUT/bench.txt") paths timed, $(grep -c '^attention gpu .*not run' "$OUT/bench.txt") not run, $(grep -c '^attention gpu .*FAILED' "$OUT/bench.txt") failed, $mism wrong at full size (O vs cuDNN, masses vs the first mass path and their row sums)"
 [ "$rc" -eq 0 ] && [ "$mism" -eq 0 ] || fail=1
+echo "== the DiT's glue kernels alone at full size (sf-denoise --bench glue: TB/s against a device copy)"
+timeout 60 sf-denoise --bench glue --device cuda:0 2>&1 | tee -a "$OUT/bench.txt"
+row "bench glue" "exit ${PIPESTATUS[0]}; $(grep -m1 'glue gpu per forward' "$OUT/bench.txt" | sed 's/^glue gpu //')"
 fi # attn
 
 if want tests; then
@@ -186,9 +190,6 @@ timeout 150 sf-denoise --bench 1.3b --device cuda:0 --progress none 2>&1 | tee -
 rc=${PIPESTATUS[0]}
 row "bench sfpipe" "exit $rc; $(grep -m1 'gpu video:' "$OUT/bench.txt" | sed 's/^denoise 1.3b gpu video: //')"
 [ "$rc" -eq 0 ] || fail=1
-echo "== the DiT's glue kernels alone at full size (sf-denoise --bench glue: TB/s against a device copy)"
-timeout 60 sf-denoise --bench glue --device cuda:0 2>&1 | tee -a "$OUT/bench.txt"
-row "bench glue" "exit ${PIPESTATUS[0]}; $(grep -m1 'glue gpu per forward' "$OUT/bench.txt" | sed 's/^glue gpu //')"
 echo "== bench: sf-decode --bench 1.3b --device cuda (random weights, 21 latent frames -> 81 frames at 832x480)"
 timeout 150 sf-decode --bench 1.3b --device cuda:0 2>&1 | tee -a "$OUT/bench.txt"
 rc=${PIPESTATUS[0]}
