@@ -114,7 +114,8 @@ if [ -n "$cs" ]; then
     # overlap (racecheck on the overlapped one) and barriers (synccheck on the one with all of them)
     sanitize "racecheck test_tap_mass_gpu attn_mass_frames" "memcheck test_tap_mass_gpu attn_mass_small_groups" \
         "memcheck test_tap_mass_gpu attn_mass_wgmma" "memcheck test_tap_mass_gpu attn_mass_ws" \
-        "racecheck test_tap_mass_gpu attn_mass_ws2" "synccheck test_tap_mass_gpu attn_mass_ws3"
+        "racecheck test_tap_mass_gpu attn_mass_ws2" "synccheck test_tap_mass_gpu attn_mass_ws3" \
+        "memcheck test_tap_mass_gpu attn_ws_split"
 fi
 echo "== the attention paths alone at full size (sf-denoise --bench attn)"
 timeout 150 sf-denoise --bench attn --device cuda:0 2>&1 | tee -a "$OUT/bench.txt"
