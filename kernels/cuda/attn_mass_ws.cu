@@ -221,11 +221,11 @@ typedef void (*ws_kernel)(const CUtensorMap, const CUtensorMap, const CUtensorMa
  * tail units runs as nsplit = min(SMs / tail, 4, tiles) blocks over a share of the keys, and a small
  * kernel combines them: the last wave takes 1/nsplit of a unit's time. $SF_ATTN_WS_SPLIT=0 turns it off
  * (the A/B), $SF_ATTN_WS_SMS=N plans for N SMs (tests: tails on the emulation's one SM). */
-static int ws_plan(const sf_cuda_ctx *ctx, int64_t units, int64_t tiles, bool mass, int64_t *ntail) {
-    const char *off = getenv("SF_ATTN_WS_SPLIT"), *ov = getenv("SF_ATTN_WS_SMS");
+static int ws_plan(const sf_cuda_ctx *ctx, int64_t units, int64_t tiles, bool may_split, int64_t *ntail) {
+    const char *ov = getenv("SF_ATTN_WS_SMS");
     const int64_t sms = ov && atoi(ov) > 0 ? atoi(ov) : ctx->sms;
     *ntail = 0;
-    if (mass || (off && !strcmp(off, "0")) || sms < 2) return 1;
+    if (!may_split || sms < 2) return 1;
     const int64_t tail = units % sms;
     if (tail == 0) return 1;
     int64_t n = sms / tail;
@@ -257,16 +257,17 @@ static sf_status ws_launch(const sf_cuda_ctx *ctx, int mode, int64_t Lq, int64_t
          {"attn_mass_groups_ws_n128", "attn_mass_groups_ws2_n128", "attn_mass_groups_ws3_n128"}}};
     const char *name = names[BN == 128][NG > 0][mode - 1];
     const int64_t RB = (Lq + WS_BM - 1) / WS_BM, units = RB * H;
+    const char *off = getenv("SF_ATTN_WS_SPLIT");
+    const bool split = !(off && !strcmp(off, "0")); /* $SF_ATTN_WS_SPLIT=0: whole units (the A/B) */
     int64_t ntail = 0;
-    const int nsplit = ws_plan(ctx, units, (Lk + BN - 1) / BN, NG > 0, &ntail);
+    const int nsplit = ws_plan(ctx, units, (Lk + BN - 1) / BN, split && NG == 0, &ntail);
     const int64_t nfull = units - ntail, blocks = nfull + ntail * nsplit;
     float *part = NULL, *part_lse = NULL;
-    const char *off = getenv("SF_ATTN_WS_SPLIT");
     if (blocks > INT_MAX) return SF_E_UNSUPPORTED; /* nothing enqueued: the caller runs another kernel */
     /* the splits' scratch, sized once for the most a plan can ask of this context (tail · nsplit ≤ SMs,
        d ≤ 128) by the first launch, split or not (the DiT's first is its self-check, before any CUDA
        graph capture, which may not allocate) */
-    if (ntail || !(off && !strcmp(off, "0"))) {
+    if (split) {
         const int64_t most = ntail * nsplit > ctx->sms ? ntail * nsplit : ctx->sms;
         void *p = NULL;
         SF_CHECK_STATUS(sf_cuda_scratch(ctx, (size_t)most * WS_BM * (128 + 1) * sizeof(float), &p, err));

@@ -91,46 +91,37 @@ extern "C" void sf_cuda_free(void *dev) {
     if (dev) cudaFree(dev);
 }
 
-extern "C" sf_status sf_cuda_copy_h2d(const sf_cuda_ctx *ctx, void *dev, const void *host, size_t bytes,
-                                      sf_err *err) {
+/* A byte copy on ctx->stream; wait: return once it is done (the host buffer reusable), else just enqueued
+ * (the host side must be pinned memory left alone until the stream has passed the copy). */
+static sf_status copy_on_stream(const sf_cuda_ctx *ctx, void *dst, const void *src, size_t bytes, cudaMemcpyKind kind,
+                                int wait, sf_err *err) {
     sf_status st = SF_OK;
     if (bytes == 0) return SF_OK;
-    CUDA_CHECK(cudaMemcpyAsync(dev, host, bytes, cudaMemcpyHostToDevice, SF_CUDA_STREAM(ctx)));
-    CUDA_CHECK(cudaStreamSynchronize(SF_CUDA_STREAM(ctx)));
+    CUDA_CHECK(cudaMemcpyAsync(dst, src, bytes, kind, SF_CUDA_STREAM(ctx)));
+    if (wait) CUDA_CHECK(cudaStreamSynchronize(SF_CUDA_STREAM(ctx)));
     return SF_OK;
 fail:
     return st;
+}
+
+extern "C" sf_status sf_cuda_copy_h2d(const sf_cuda_ctx *ctx, void *dev, const void *host, size_t bytes,
+                                      sf_err *err) {
+    return copy_on_stream(ctx, dev, host, bytes, cudaMemcpyHostToDevice, 1, err);
 }
 
 extern "C" sf_status sf_cuda_copy_h2d_async(const sf_cuda_ctx *ctx, void *dev, const void *pinned, size_t bytes,
                                             sf_err *err) {
-    sf_status st = SF_OK;
-    if (bytes == 0) return SF_OK;
-    CUDA_CHECK(cudaMemcpyAsync(dev, pinned, bytes, cudaMemcpyHostToDevice, SF_CUDA_STREAM(ctx)));
-    return SF_OK;
-fail:
-    return st;
+    return copy_on_stream(ctx, dev, pinned, bytes, cudaMemcpyHostToDevice, 0, err);
 }
 
 extern "C" sf_status sf_cuda_copy_d2h(const sf_cuda_ctx *ctx, void *host, const void *dev, size_t bytes,
                                       sf_err *err) {
-    sf_status st = SF_OK;
-    if (bytes == 0) return SF_OK;
-    CUDA_CHECK(cudaMemcpyAsync(host, dev, bytes, cudaMemcpyDeviceToHost, SF_CUDA_STREAM(ctx)));
-    CUDA_CHECK(cudaStreamSynchronize(SF_CUDA_STREAM(ctx)));
-    return SF_OK;
-fail:
-    return st;
+    return copy_on_stream(ctx, host, dev, bytes, cudaMemcpyDeviceToHost, 1, err);
 }
 
 extern "C" sf_status sf_cuda_copy_d2h_async(const sf_cuda_ctx *ctx, void *pinned, const void *dev, size_t bytes,
                                             sf_err *err) {
-    sf_status st = SF_OK;
-    if (bytes == 0) return SF_OK;
-    CUDA_CHECK(cudaMemcpyAsync(pinned, dev, bytes, cudaMemcpyDeviceToHost, SF_CUDA_STREAM(ctx)));
-    return SF_OK;
-fail:
-    return st;
+    return copy_on_stream(ctx, pinned, dev, bytes, cudaMemcpyDeviceToHost, 0, err);
 }
 
 extern "C" sf_status sf_cuda_memset(const sf_cuda_ctx *ctx, void *dev, int byte, size_t bytes, sf_err *err) {

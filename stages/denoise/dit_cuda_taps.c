@@ -73,6 +73,11 @@ sf_status sf_dgpu_mass_ws(sf_dit_state *st, sf_err *err) {
     return g->tm_hout && g->tm_hst ? SF_OK : sf_fail(err, SF_E_NOMEM, "out of memory (attention probability tap)");
 }
 
+/* Where a layer's probs stats start in its tap_pmass slot: after the largest aggregate (H, F, Lk_max/S). */
+static size_t pmass_stats_at(const sf_dit_state *st) {
+    return (size_t)st->w->cfg.num_heads * (size_t)st->max_frames * (size_t)(st->gpu->lk_max / st->frame_tokens);
+}
+
 /* After the attention: the per-frame aggregates (H, Lq/S, NG) and stats, copied to the host buffers —
  * now (slot < 0), or enqueued into layer slot's part of the pinned tap_pmass, for sf_dgpu_tap_flush
  * (self-attention only: NG ≤ Lk_max / S). */
@@ -83,9 +88,8 @@ sf_status sf_dgpu_mass_finish(sf_dit_state *st, const massrun *m, int renorm, in
                                           g->tm_out, g->tm_st, err);
     if (slot >= 0) {
         float *dst = g->tap_pmass + (size_t)slot * g->tap_pmass_per;
-        const size_t at = (size_t)st->w->cfg.num_heads * (size_t)st->max_frames * (size_t)(g->lk_max / S);
         if (!s) s = sf_cuda_copy_d2h_async(&g->cx, dst, g->tm_out, sizeof(float) * (size_t)(n * m->NG), err);
-        if (!s) s = sf_cuda_copy_d2h_async(&g->cx, dst + at, g->tm_st, sizeof(float) * (size_t)(n * SF_TAP_NSTATS), err);
+        if (!s) s = sf_cuda_copy_d2h_async(&g->cx, dst + pmass_stats_at(st), g->tm_st, sizeof(float) * (size_t)(n * SF_TAP_NSTATS), err);
         return s;
     }
     if (!s) s = sf_cuda_download_f32(&g->cx, g->tm_hout, g->tm_out, (size_t)(n * m->NG), err);
@@ -250,6 +254,15 @@ sf_status sf_dgpu_tap_bufs(sf_dit_state *st, sf_err *err) {
     return g->tap_q && g->tap_k && g->def_layer ? SF_OK : sf_fail(err, SF_E_NOMEM, "out of memory (attention tap)");
 }
 
+/* A deferred probs-mode view of layer l: its aggregate and stats in its tap_pmass slot (sf_dgpu_mass_finish). */
+static sf_dit_attn_view probs_view(const sf_dit_state *st, int l, int64_t L, int64_t Lk, const int64_t *kfr) {
+    const sf_dit_config *c = &st->w->cfg;
+    float *slot = st->gpu->tap_pmass + (size_t)l * st->gpu->tap_pmass_per;
+    sf_dit_attn_view vw = {l, L, Lk, c->num_heads, (int)(c->dim / c->num_heads), NULL, NULL, c->dim, st->frame_tokens,
+                           kfr, NULL, NULL, slot, slot + pmass_stats_at(st), 0, 0, NULL};
+    return vw;
+}
+
 /* A frames-mode view of layer l: its aggregate in the pinned tap_agg (copied there by sf_dgpu_tap_layer). */
 static sf_dit_attn_view frames_view(const sf_dit_state *st, int l, int64_t L, int64_t Lk, const int64_t *kfr) {
     const sf_dit_config *c = &st->w->cfg;
@@ -300,19 +313,11 @@ sf_status sf_dgpu_tap_layer(sf_dit_state *st, int l, int64_t L, int64_t Lk, cons
 /* The forward's deferred frames- and probs-mode views, in layer order, after one wait for their copies. */
 sf_status sf_dgpu_tap_flush(sf_dit_state *st, int64_t L, int64_t Lk, const int64_t *kfr, sf_err *err) {
     sf_dit_gpu *g = st->gpu;
-    const sf_dit_config *c = &st->w->cfg;
     sf_status s = SF_OK;
     if (g->n_def && !(s = sf_cuda_sync(&g->cx, err)))
         for (int i = 0; i < g->n_def && !s; i++) {
             const int l = g->def_layer[i] / 2;
-            sf_dit_attn_view vw = frames_view(st, l, L, Lk, kfr);
-            if (g->def_layer[i] & 1) { /* probs: the aggregate and its stats from the layer's pinned slot */
-                float *slot = g->tap_pmass + (size_t)l * g->tap_pmass_per;
-                const size_t at = (size_t)c->num_heads * (size_t)st->max_frames * (size_t)(g->lk_max / st->frame_tokens);
-                const sf_dit_attn_view pv = {l, L, Lk, c->num_heads, (int)(c->dim / c->num_heads), NULL, NULL, c->dim,
-                                             st->frame_tokens, kfr, NULL, NULL, slot, slot + at, 0, 0, NULL};
-                vw = pv;
-            }
+            sf_dit_attn_view vw = g->def_layer[i] & 1 ? probs_view(st, l, L, Lk, kfr) : frames_view(st, l, L, Lk, kfr);
             s = st->tap.done(st->tap.ctx, &vw, err);
         }
     g->n_def = 0;

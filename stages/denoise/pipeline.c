@@ -233,6 +233,7 @@ sf_status sf_pipeline_run_live(sf_dit_state *st, const sf_scheduler *sc, const s
        the host comes back (with a per-step prediction hook, and on the CPU, before the refresh, as ever) */
     const int late_out = st->gpu != NULL && !(hk && hk->on_pred);
     int pending = 0; /* a finished block whose hand-out waits for the refresh to be enqueued */
+    float *const run_out = endless ? NULL : out; /* an endless run keeps no whole video */
     for (int b = 0; endless || b < n_blocks; b++) {
         const int F = b < n_prep ? blk[b] : fpb;
         const int64_t n = (int64_t)F * fr;
@@ -272,7 +273,7 @@ sf_status sf_pipeline_run_live(sf_dit_state *st, const sf_scheduler *sc, const s
             if (s) {
                 sf_err e2 = {{0}};
                 if (pending) /* the finished block still goes out */
-                    (void)hand_out(st, hk, endless ? NULL : out, &hist, b, start, F, fr, x0, &e2);
+                    (void)hand_out(st, hk, run_out, &hist, b, start, F, fr, x0, &e2);
                 goto fail;
             }
             if (hk && hk->on_forward) hk->on_forward(hk->ctx, b, k, start, F);
@@ -289,7 +290,7 @@ sf_status sf_pipeline_run_live(sf_dit_state *st, const sf_scheduler *sc, const s
             done_fwd++;
             if (pending) { /* the refresh is enqueued: now wait for the block's x0 and hand it out */
                 pending = 0;
-                if ((s = hand_out(st, hk, endless ? NULL : out, &hist, b, start, F, fr, x0, err))) goto fail;
+                if ((s = hand_out(st, hk, run_out, &hist, b, start, F, fr, x0, err))) goto fail;
             }
             if (hk && hk->on_pred) { /* a per-step hook reads the prediction: the one place a step waits */
                 float *h = refresh ? eps : x0;
@@ -329,7 +330,7 @@ sf_status sf_pipeline_run_live(sf_dit_state *st, const sf_scheduler *sc, const s
                                              the refresh pass is enqueued (late_out) */
                 if ((s = sf_dit_lat_get_begin(st, SF_LAT_X0, x0, n, err))) goto fail;
                 if (late_out) pending = 1;
-                else if ((s = hand_out(st, hk, endless ? NULL : out, &hist, b, start, F, fr, x0, err))) goto fail;
+                else if ((s = hand_out(st, hk, run_out, &hist, b, start, F, fr, x0, err))) goto fail;
             }
         }
         start += F;
