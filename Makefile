@@ -65,13 +65,33 @@ endif
 
 LIB_OBJ := $(patsubst %.c,$(BUILD)/obj/%.o,$(LIB_SRC)) $(LIB_OBJ_EXTRA)
 LIB     := $(BUILD)/libsf.a
+# The GPU bundle links every program and test against one shared lib/libsf.so (found through
+# $ORIGIN/../lib, the bundle's layout too) instead of a copy of libsf.a each: the attention kernels
+# alone are ~8 MB of SASS, and the carried tree + bundle must fit 64 MiB. The library holds the one
+# copy of the CUDA runtime (cudart_static), so the programs do not link it again.
+ifeq ($(GPU_BUNDLE),1)
+  LIB     := $(BUILD)/lib/libsf.so
+  LIB_OBJ := $(filter-out $(BUILD)/obj/tools/view/%,$(LIB_OBJ)) # sf-view (libmicrohttpd) is not in the bundle
+  ALL_CFLAGS += -fPIC
+  override NVFLAGS += -Xcompiler -fPIC
+  # $ORIGIN/../lib: bin/ and tests/ beside lib/, here and unpacked on the device; the absolute
+  # second entry lets bundle.sh's ldd find the library from its staging copies of the binaries
+  EXE_LDLIBS = -Wl,-rpath,'$$ORIGIN/../lib:$(CURDIR)/$(BUILD)/lib' $(filter-out -lcudart_static,$(LDLIBS))
+  # objects compiled before this rule existed (no -fPIC) are older than the stamp: rebuilt once
+  # (made while parsing: .SECONDARY would let a missing stamp rebuild nothing)
+  $(shell mkdir -p $(BUILD)/obj && { test -e $(BUILD)/obj/.pic || touch $(BUILD)/obj/.pic; })
+  $(LIB_OBJ): $(BUILD)/obj/.pic
+else
+  EXE_LDLIBS = $(LDLIBS)
+endif
 
 .PHONY: all test demo bench asan fuzz clean info install
 # keep the objects of tests/benches built through pattern rules, so a second make relinks nothing
 .SECONDARY:
 # The GPU bundle (GPU_BUNDLE, above) builds only what tests/gpu/check.sh runs on the device: the
-# carried tree + bundle must fit 64 MiB (each test binary holds libsf.a; sf-view pulls GnuTLS in
-# through libmicrohttpd). Elsewhere `all` is everything; $(ALL_EMU) collects the emulation tests.
+# carried tree + bundle must fit 64 MiB (sf-view pulls GnuTLS in through libmicrohttpd; every
+# binary shares lib/libsf.so, above). Elsewhere `all` is everything; $(ALL_EMU) collects the
+# emulation tests.
 GPU_CHECK_TESTS := test_conv_plans test_cuda_glue test_cuda_kernels test_dit_cuda test_hopper_gpu test_sdpa_plans \
                    test_t5_cuda test_t5_glue_gpu test_tap_mass_gpu test_vae_cuda test_vae_glue
 ifeq ($(GPU_BUNDLE),1)
@@ -103,14 +123,17 @@ $(BUILD)/obj/%.o: %.cu $(wildcard common/*.h kernels/*.h kernels/cuda/*.cuh)
 	@mkdir -p $(dir $@)
 	$(NVCC) $(NVFLAGS) -c $< -o $@
 
-$(LIB): $(LIB_OBJ)
+$(BUILD)/libsf.a: $(LIB_OBJ)
 	@mkdir -p $(dir $@)
 	rm -f $@ && ar rcs $@ $^
+$(BUILD)/lib/libsf.so: $(LIB_OBJ)
+	@mkdir -p $(dir $@)
+	$(CC) -shared -Wl,-soname,libsf.so -Wl,--no-undefined $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
 define prog_rule
 $(BUILD)/bin/sf-$(notdir $(patsubst %/,%,$(dir $(1)))): $(patsubst %.c,$(BUILD)/obj/%.o,$(1)) $(LIB)
 	@mkdir -p $$(dir $$@)
-	$$(CC) $$(ALL_CFLAGS) $$(LDFLAGS) -o $$@ $$^ $$(LDLIBS)
+	$$(CC) $$(ALL_CFLAGS) $$(LDFLAGS) -o $$@ $$^ $$(EXE_LDLIBS)
 endef
 $(foreach m,$(PROG_MAIN),$(eval $(call prog_rule,$(m))))
 
@@ -124,7 +147,7 @@ $(BUILD)/bin/sf-batch: tools/batch/sf-batch.sh
 
 $(BUILD)/tests/%: $(BUILD)/obj/tests/unit/%.o $(LIB)
 	@mkdir -p $(dir $@)
-	$(CC) $(ALL_CFLAGS) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+	$(CC) $(ALL_CFLAGS) $(LDFLAGS) -o $@ $^ $(EXE_LDLIBS)
 
 # CPU emulation of the CUDA kernels (kernels/cuda/emu/cuda_emu.h): the same .cu files compiled by
 # g++ with -DSF_CUDA_EMU into $(BUILD)/emu/, linked into test_cuda_emu only (never into libsf.a),

@@ -39,3 +39,28 @@ setup() {
         assert_output --partial "Compiling entry function"
     done
 }
+
+# The device bundle (../shared/device/bundle.sh passes CUDA_ARCH on the command line) links every
+# program and test against one lib/libsf.so found through $ORIGIN/../lib: a copy of libsf.a in each
+# binary (the attention kernels alone ~8 MB of SASS) no longer fits the 64 MiB that may be carried.
+# Here without nvcc (the CPU objects the same way), at -O0 for time: the program must find the
+# library from a copy of bin/ + lib/ elsewhere, with the build's lib/ gone.
+@test "the GPU bundle's programs share one libsf.so, found beside them wherever they are unpacked" {
+    local b=$BATS_TEST_TMPDIR/gb u=$BATS_TEST_TMPDIR/unpacked
+    run make -s --no-print-directory BUILD="$b" NVCC= CUDA_ARCH=90a OPT=-O0 "$b/bin/sf-tensor" "$b/bin/sf-wire"
+    assert_success
+    [ -f "$b/lib/libsf.so" ]
+    [ ! -e "$b/libsf.a" ]
+    run readelf -d "$b/bin/sf-tensor"
+    assert_output --regexp 'NEEDED.*\[libsf\.so\]'
+    assert_output --partial '$ORIGIN/../lib'
+    # the programs hold none of the library's code
+    run nm "$b/bin/sf-tensor"
+    refute_output --regexp ' T sf_tensor_'
+    mkdir -p "$u" && cp -r "$b/bin" "$b/lib" "$u/" && mv "$b/lib" "$b/lib.gone"
+    run env -u LD_LIBRARY_PATH "$u/bin/sf-tensor" --help
+    assert_success
+    run env -u LD_LIBRARY_PATH "$u/bin/sf-wire" --help
+    assert_success
+    mv "$b/lib.gone" "$b/lib"
+}
