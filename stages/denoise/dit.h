@@ -104,6 +104,9 @@ typedef struct sf_dit_tap {
      * may call done() for the self-attention taps at the end of the forward instead of per layer (one
      * wait per forward; not when a cross-attention tap is wanted: its order is kept). */
     int (*wants_means)(void *ctx, int layer);
+    /* Whether any layer of forward (block, step) may be tapped; NULL: every forward may be. The
+     * pipeline skips the last block's refresh pass only when this says no (pipeline.h). */
+    int (*wants_forward)(void *ctx, int block, int step);
 } sf_dit_tap;
 
 /* Test seam (tests/unit/test_dit_longvideo.c): list into frames[0..cap) the absolute latent frames the

@@ -149,6 +149,14 @@ static sf_status hand_out(sf_dit_state *st, const sf_pipeline_hooks *hk, float *
     return SF_OK;
 }
 
+/* Whether anything reads the last block's refresh pass (pipeline.h): the caller, a prediction hook, a
+ * probe, or an attached tap that may want it. */
+static int last_refresh_read(const sf_dit_state *st, const sf_pipeline_cfg *cfg, const sf_pipeline_hooks *hk,
+                             int block) {
+    if (cfg->last_refresh || (hk && hk->on_pred) || st->probe) return 1;
+    return st->tap.done && (!st->tap.wants_forward || st->tap.wants_forward(st->tap.ctx, block, cfg->n_steps));
+}
+
 sf_status sf_pipeline_run(sf_dit_state *st, const sf_scheduler *sc, const sf_pipeline_cfg *cfg,
                           const sf_pipeline_hooks *hk, float *out, sf_err *err) {
     return sf_pipeline_run_live(st, sc, cfg, hk, NULL, out, err);
@@ -227,7 +235,8 @@ sf_status sf_pipeline_run_live(sf_dit_state *st, const sf_scheduler *sc, const s
     int draw = 0;
     double t0 = sf_now();
     sf_trace("denoise", "start", -1, n_blocks);
-    int total_fwd = n_blocks * (cfg->n_steps + 1), done_fwd = 0;
+    const int skip_last = !endless && !last_refresh_read(st, cfg, hk, n_blocks - 1);
+    int total_fwd = n_blocks * (cfg->n_steps + 1) - skip_last, done_fwd = 0;
     /* On a GPU a finished block is handed out after its refresh pass is enqueued behind the copy of its
        x0: the GPU runs the refresh while the host waits for x0 and writes it out, instead of idling until
        the host comes back (with a per-step prediction hook, and on the CPU, before the refresh, as ever) */
@@ -264,6 +273,13 @@ sf_status sf_pipeline_run_live(sf_dit_state *st, const sf_scheduler *sc, const s
         if ((s = sf_dit_lat_put(st, SF_LAT_X, xin, n, err))) goto fail;
         for (int k = 0; k <= cfg->n_steps; k++) {
             int refresh = k == cfg->n_steps;
+            if (refresh && skip_last && b == n_blocks - 1) { /* the video is done: its x0 goes out, no refresh */
+                if (pending) {
+                    pending = 0;
+                    if ((s = hand_out(st, hk, run_out, &hist, b, start, F, fr, x0, err))) goto fail;
+                }
+                break;
+            }
             float tk = refresh ? cfg->context_noise : cfg->steps[k];
             float tv[64];
             for (int f = 0; f < F && f < 64; f++) tv[f] = tk;

@@ -9,6 +9,12 @@
  * rounded to f32): first the whole initial noise T·C·H·W in (frame, channel, row, column) order,
  * then each re-noising draw F·C·H·W in loop order — the reference's consumption order. Serial,
  * so bit-reproducible across runs and thread counts.
+ * The last block's refresh pass is skipped in a finite run (the reference runs it): it only writes
+ * K/V that no later block reads, so the video is the same bits without it (test_dit_pipeline
+ * `last_refresh`) — 34 forwards instead of 35 for 21 frames, the most expensive one saved. It runs
+ * when something reads it: a prediction hook (on_pred), a probe, an attached tap that wants that
+ * forward (sf_dit_tap.wants_forward; a tap without one wants all), or cfg.last_refresh (a caller
+ * that goes on using the cache after the run).
  * Mirrors pipeline/causal_inference.py. Tested by tests/unit/test_dit_pipeline.c. */
 #ifndef SF_PIPELINE_H
 #define SF_PIPELINE_H
@@ -27,13 +33,16 @@ typedef struct sf_pipeline_cfg {
     int lat_h, lat_w, channels;  /* latent H, W, C (16) */
     uint64_t seed;
     const sf_tfile *noise;       /* replay file, or NULL for the seeded generator */
+    int last_refresh;            /* 1: run the last block's refresh pass even if nothing reads it (the
+                                    cache is used after the run; the reference's 35 forwards) */
 } sf_pipeline_cfg;
 
 /* progress (sf_progress_mode, common/cli.h): LINES prints one plain line per forward with elapsed
  * time and an ETA, BAR rewrites one '\r' line. */
 
 typedef struct sf_pipeline_hooks {
-    /* Before every forward: block, step (n_steps = refresh pass), start frame, frames. */
+    /* Before every forward: block, step (n_steps = refresh pass), start frame, frames (not called for
+     * the last block's refresh pass when it is skipped, above). */
     void (*on_forward)(void *ctx, int block, int step, int64_t start_frame, int F);
     /* x0 prediction of every forward (step n_steps = the refresh pass's discarded x0), (F, C, H, W). */
     sf_status (*on_pred)(void *ctx, int block, int step, int F, const float *x0, sf_err *err);

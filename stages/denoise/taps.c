@@ -357,6 +357,15 @@ static sf_status tap_done(void *ctx, const sf_dit_attn_view *v, sf_err *err) {
     return SF_OK;
 }
 
+/* The selection by forward alone (wants_forward's first two rules): seed keeps step 0 of each block in
+ * every mode (logits: the first capture with the most keys is a step 0) */
+static int tap_wants_forward(void *ctx, int block, int step) {
+    const sf_taps *t = ctx;
+    if (t->sel == SF_TAP_SEL_ONE) return block == t->sel_block && step == t->sel_step;
+    if (t->sel == SF_TAP_SEL_SEED) return step == 0;
+    return 1;
+}
+
 void sf_taps_attach(sf_taps *t, sf_dit_state *st) {
     st->tap.wants = tap_wants;
     st->tap.logits_buf = tap_logits_buf;
@@ -366,6 +375,7 @@ void sf_taps_attach(sf_taps *t, sf_dit_state *st) {
     st->tap.wants_mass = tap_wants_mass;
     st->tap.wants_cross = tap_wants_cross;
     st->tap.wants_means = tap_wants_means;
+    st->tap.wants_forward = tap_wants_forward;
 }
 
 static sf_tensor cap_tensor(const sf_tap_capture *c) {

@@ -6,6 +6,7 @@
  * tensors (its fp32 tolerance "pipeline preds/outputs ~1e-4..1e-3"; we measure ~7e-7). */
 #define _POSIX_C_SOURCE 200809L
 #include "dit_golden.h"
+#include "stages/denoise/taps.h"
 
 #include <stdio.h>
 
@@ -167,13 +168,92 @@ static void test_refresh_kv_only(void) {
 static void test_block_layout_errors(void) {
     sf_err err = {{0}};
     int nb;
-    sf_pipeline_cfg pc = {{1000}, 1, 3, 0, 0.0f, 10, 8, 12, 16, 0, NULL};
+    sf_pipeline_cfg pc = {{1000}, 1, 3, 0, 0.0f, 10, 8, 12, 16, 0, NULL, 0};
     SF_CHECK(sf_pipeline_check(&pc, &nb, &err) == SF_E_ARG && strstr(err.msg, "multiple"));
     pc.num_frames = 12;
     SF_CHECK(sf_pipeline_check(&pc, &nb, &err) == SF_OK && nb == 4);
     pc.independent_first_frame = 1;
     pc.num_frames = 10;
     SF_CHECK(sf_pipeline_check(&pc, &nb, &err) == SF_OK && nb == 4);
+}
+
+/* The last block's refresh pass is skipped when nothing reads it (pipeline.h): 14 forwards instead of
+ * 15, the same output bits, and the same cache except the last block's slots (which hold the last
+ * step's K/V instead of the clean pass's); cfg.last_refresh and taps that want that forward bring it
+ * back. Exact mode, so "the same" is bit for bit. */
+typedef struct lastrun {
+    int fwds, refreshes; /* forwards started; of them refresh passes */
+    float out[NOUT];
+    float *kv;           /* layer 0's K cache then the last layer's V cache after the run */
+    size_t per, blk;     /* floats per cache; per block of 3 frames */
+} lastrun;
+static void count_fwd(void *vc, int b, int s, int64_t start, int F) {
+    lastrun *c = vc;
+    (void)b, (void)start, (void)F;
+    c->fwds++;
+    c->refreshes += s == 4;
+}
+static void last_run(lastrun *c, int last_refresh, int tap_sel, int tap_b, int tap_s) {
+    sf_err err = {{0}};
+    dit_golden d;
+    sf_taps t;
+    memset(c, 0, sizeof *c);
+    if (dit_golden_open(&d, "base", NULL, 2, 1, 0)) {
+        d.pc.last_refresh = last_refresh;
+        const int layer = 0;
+        int tapped = tap_sel >= 0;
+        if (tapped) {
+            SF_CHECK_OK(sf_taps_init(&t, SF_TAP_FRAMES, (sf_tap_sel)tap_sel, tap_b, tap_s, &layer, 1, d.cfg.num_layers, &err), &err);
+            sf_taps_attach(&t, &d.st);
+        }
+        sf_pipeline_hooks hk = {count_fwd, NULL, NULL, c, 0, NULL};
+        SF_CHECK_OK(sf_pipeline_run(&d.st, &d.sc, &d.pc, &hk, c->out, &err), &err);
+        const int L = d.cfg.num_layers;
+        c->per = (size_t)d.st.cache_tokens * (size_t)d.cfg.dim;
+        c->blk = 3 * (size_t)d.st.frame_tokens * (size_t)d.cfg.dim;
+        c->kv = malloc(2 * c->per * sizeof(float));
+        if (c->kv) {
+            memcpy(c->kv, d.st.kc[0], c->per * sizeof(float));
+            memcpy(c->kv + c->per, d.st.vc[L - 1], c->per * sizeof(float));
+        }
+        if (!last_refresh && !tapped) pipe_close("last_refresh skipped: output", c->out, sf_tfile_get(d.g, "output"), NOUT);
+        if (tapped) sf_taps_free(&t);
+    }
+    dit_golden_close(&d);
+}
+static void test_last_refresh(void) {
+    static lastrun skip, full, tap;
+    sf_test_exact(1);
+    last_run(&skip, 0, -1, 0, 0);
+    last_run(&full, 1, -1, 0, 0);
+    SF_CHECK_MSG(skip.fwds == 14 && skip.refreshes == 2, "default: %d forwards, %d refresh passes (want 14, 2)", skip.fwds,
+                 skip.refreshes);
+    SF_CHECK_MSG(full.fwds == 15 && full.refreshes == 3, "last_refresh: %d forwards, %d refresh passes (want 15, 3)",
+                 full.fwds, full.refreshes);
+    SF_CHECK_MSG(memcmp(skip.out, full.out, sizeof skip.out) == 0, "the output differs without the last refresh pass");
+    if (skip.kv && full.kv && skip.per == full.per && skip.per >= 3 * skip.blk)
+        for (int c = 0; c < 2; c++) { /* K of layer 0, V of the last layer */
+            const float *a = skip.kv + c * skip.per, *b = full.kv + c * full.per;
+            SF_CHECK_MSG(!memcmp(a, b, 2 * skip.blk * sizeof(float)), "cache %d: blocks 0-1 differ", c);
+            SF_CHECK_MSG(memcmp(a + 2 * skip.blk, b + 2 * skip.blk, skip.blk * sizeof(float)) != 0,
+                         "cache %d: the last block's K/V are the same with and without its refresh pass", c);
+        }
+    else
+        SF_CHECK_MSG(0, "cache sizes: %zu / %zu floats, %zu per block", skip.per, full.per, skip.blk);
+    /* taps: the seed selection (step 0 of each block) and a single forward elsewhere do not read it, all
+       forwards and the pass itself do */
+    const struct { int sel, b, s, fwds; } cases[] = {{SF_TAP_SEL_SEED, 0, 0, 14}, {SF_TAP_SEL_ONE, 1, 4, 14},
+                                                     {SF_TAP_SEL_ONE, 2, 4, 15}, {SF_TAP_SEL_ALL, 0, 0, 15}};
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        last_run(&tap, 0, cases[i].sel, cases[i].b, cases[i].s);
+        SF_CHECK_MSG(tap.fwds == cases[i].fwds, "taps selection %d (block %d step %d): %d forwards (want %d)", cases[i].sel,
+                     cases[i].b, cases[i].s, tap.fwds, cases[i].fwds);
+        SF_CHECK_MSG(memcmp(skip.out, tap.out, sizeof skip.out) == 0, "taps selection %d: the output differs", cases[i].sel);
+        free(tap.kv);
+    }
+    sf_test_exact(0);
+    free(skip.kv);
+    free(full.kv);
 }
 
 static const sf_test tests[] = {
@@ -183,5 +263,6 @@ static const sf_test tests[] = {
     {"seeded", test_seeded},
     {"block_layout_errors", test_block_layout_errors},
     {"refresh_kv_only", test_refresh_kv_only},
+    {"last_refresh", test_last_refresh},
 };
 SF_TEST_MAIN(tests)

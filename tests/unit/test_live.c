@@ -196,6 +196,7 @@ static void recache_case(int T, long las, long sink, int iff) {
     sf_scheduler sc;
     sf_pipeline_cfg pc;
     pipe_cfg(&pc, &sc, T, iff);
+    pc.last_refresh = 1; /* the cache is re-cached after the run: the last block's clean K/V must be in it */
     sf_pipeline_hooks hk = {NULL, NULL, keep_block, &h, 0, NULL};
     SF_CHECK_OK(sf_pipeline_run(&st, &sc, &pc, &hk, NULL, &err), &err);
     const int64_t S = st.frame_tokens, D = M.cfg.dim, NL = M.cfg.num_layers, cs = st.cache_tokens * D;
