@@ -71,7 +71,9 @@ LIB     := $(BUILD)/libsf.a
 # copy of the CUDA runtime (cudart_static), so the programs do not link it again.
 ifeq ($(GPU_BUNDLE),1)
   LIB     := $(BUILD)/lib/libsf.so
-  LIB_OBJ := $(filter-out $(BUILD)/obj/tools/view/%,$(LIB_OBJ)) # sf-view (libmicrohttpd) is not in the bundle
+  # sf-view's own objects go into sf-view alone (libsf.so must not need libmicrohttpd)
+  VIEW_OBJ := $(filter $(BUILD)/obj/tools/view/%,$(LIB_OBJ))
+  LIB_OBJ := $(filter-out $(VIEW_OBJ),$(LIB_OBJ))
   ALL_CFLAGS += -fPIC
   override NVFLAGS += -Xcompiler -fPIC
   # $ORIGIN/../lib: bin/ and tests/ beside lib/, here and unpacked on the device; the absolute
@@ -89,14 +91,14 @@ endif
 # keep the objects of tests/benches built through pattern rules, so a second make relinks nothing
 .SECONDARY:
 # The GPU bundle (GPU_BUNDLE, above) builds only what tests/gpu/check.sh runs on the device: the
-# carried tree + bundle must fit 64 MiB (sf-view pulls GnuTLS in through libmicrohttpd; every
-# binary shares lib/libsf.so, above). Elsewhere `all` is everything; $(ALL_EMU) collects the
-# emulation tests.
+# carried tree + bundle must fit 64 MiB (every binary shares lib/libsf.so, above; sf-view, for
+# tests/gpu/live.sh, brings GnuTLS in through libmicrohttpd: ~3 MiB packed). Elsewhere `all` is
+# everything; $(ALL_EMU) collects the emulation tests.
 GPU_CHECK_TESTS := test_conv_plans test_cuda_glue test_cuda_kernels test_dit_cuda test_hopper_gpu test_sdpa_plans \
                    test_t5_cuda test_t5_glue_gpu test_tap_mass_gpu test_vae_cuda test_vae_glue
 ifeq ($(GPU_BUNDLE),1)
   ALL_EMU := gpu-bundle-skips
-  all: info $(filter-out %/sf-view,$(PROGS)) $(addprefix $(BUILD)/tests/,$(GPU_CHECK_TESTS))
+  all: info $(PROGS) $(addprefix $(BUILD)/tests/,$(GPU_CHECK_TESTS))
 else
   ALL_EMU := all
   all: info $(PROGS) $(TESTS)
@@ -231,6 +233,7 @@ $(BUILD)/tests/test_vae_glue_emu: $(BUILD)/obj/tests/unit/test_vae_glue_emu.o $(
 # sf-view (tools/view/): an HTTP server (libmicrohttpd) and JPEG (libjpeg-turbo), linked into it and its test only
 VIEW_LIBS := -lmicrohttpd -lturbojpeg
 $(BUILD)/bin/sf-view $(BUILD)/tests/test_view: LDLIBS += $(VIEW_LIBS)
+$(BUILD)/bin/sf-view: $(VIEW_OBJ) # the GPU bundle's (empty elsewhere: they are in libsf.a)
 
 # test_hopper: the Hopper probes (kernels/cuda/hopper_probe.cu) on the emulated kernels; test_hopper_gpu
 # is the same file on the real ones (tests/gpu/check.sh, part attn).

@@ -19,7 +19,25 @@ W=$(mktemp -d /tmp/sf-live.XXXXXX)
 port=$((20000 + RANDOM % 20000))
 play=${SF_LIVE_PLAY:-8}     # seconds watched before and after the switch
 wait_s=${SF_LIVE_WAIT:-240} # for the first frame (process start, weights, plans) and for the switch
-status() { curl -s --max-time 2 "http://127.0.0.1:$port/status" 2>/dev/null; }
+# HTTP through curl, or python3's urllib where there is no curl (the GPU machine's image may lack it;
+# SF_LIVE_HTTP=python forces it)
+if command -v curl >/dev/null 2>&1 && [ "${SF_LIVE_HTTP:-}" != python ]; then
+    status() { curl -s --max-time 2 "http://127.0.0.1:$port/status" 2>/dev/null; }
+    post() { curl -s -o /dev/null -w '%{http_code}' --max-time 10 -X POST -H 'Content-Type: application/json' -d "$2" "$1"; }
+else
+    status() {
+        python3 -c 'import sys, urllib.request as u
+try: sys.stdout.write(u.urlopen(sys.argv[1], timeout=2).read().decode())
+except Exception: pass' "http://127.0.0.1:$port/status" 2>/dev/null
+    }
+    post() { # prints the status code (000: no answer), like curl -w
+        python3 -c 'import sys, urllib.request as u, urllib.error as e
+r = u.Request(sys.argv[1], data=sys.argv[2].encode(), headers={"Content-Type": "application/json"}, method="POST")
+try: print(u.urlopen(r, timeout=10).status)
+except e.HTTPError as x: print(x.code)
+except Exception: print("000")' "$1" "$2"
+    }
+fi
 field() { sed -n "s/.*\"$1\":\\([-0-9.e+]*\\).*/\\1/p" <<<"$2"; }
 now() { date +%s.%N; }
 
@@ -46,8 +64,7 @@ done
 [ -n "$started" ] || fail "no frame within $wait_s s"
 sleep "$play"
 s1=$(status)
-code=$(curl -s -o /dev/null -w '%{http_code}' --max-time 10 -X POST -H 'Content-Type: application/json' \
-    -d '{"prompt": "A lighthouse on a cliff at night, waves crashing, cinematic"}' "http://127.0.0.1:$port/prompt")
+code=$(post "http://127.0.0.1:$port/prompt" '{"prompt": "A lighthouse on a cliff at night, waves crashing, cinematic"}')
 [ "$code" = 200 ] || fail "POST /prompt answered $code"
 switched=
 for _ in $(seq $((wait_s * 10))); do
