@@ -17,6 +17,8 @@ setup() {
     assert_line "| DiT only, 7 blocks | 1.982 s / ≤ 1.45 s  ✗ | 2.996 s |"
     assert_line "| denoise-only FPS | 40.9 / — | 27.0 |"
     assert_line "| steady block (DiT + its decode, pipelined) | 282 ms / ≤ 260 ms  ✗ | 666 ms (DiT block + VAE/7, serial) |"
+    # the MPS run's timeline is its own row: run 2's above is not replaced by it
+    assert_line "| whole video end to end with MPS (the stages' kernels side by side) | 2.080 s / — | — (steady block 262 ms) |"
     assert_line "| first frames on screen after the embedding | 0.380 s / ≤ 0.25 s  ✗ | 0.618 s (first DiT block + VAE/7) |"
     assert_line "| VAE decode, 81 frames | 0.972 s / ≤ 0.55 s  ✗ | 1.668 s |"
     # the rates come from the SF_CUDA_PROFILE line's categories
@@ -72,6 +74,7 @@ setup() {
     assert_line "| DiT only, 7 blocks | 1.982 s / ≤ 1.45 s  ✗ | — |"
     assert_line "| \`low_memory=true\` (24 GB cards), measured peak | — / ≤ 22 GB (20.49 GiB) | — |"
     assert_line "| live: prompt posted → its first frame on the page | — / — | — |"
+    assert_line "| whole video end to end with MPS (the stages' kernels side by side) | — / — | — |"
     refute_output --partial "reference ran on"
 }
 

@@ -12,7 +12,8 @@
 #      encoder streams its layers: the 24 GB-card configuration), each with an SF_TRACE timeline whose
 #      figures (tests/gpu/timeline.sh: DiT, first frames on screen, steady block, end to end from
 #      the first forward) and the peak GPU memory of the whole pipeline (nvidia-smi, sampled every
-#      100 ms) go into the summary and the bench table (tests/gpu/table.py).
+#      100 ms) go into the summary and the bench table (tests/gpu/table.py); then once with MPS
+#      (nvidia-cuda-mps-control, if present: the stages' kernels side by side instead of taking turns).
 #   3. the live pipeline on the same model (tests/gpu/live.sh: pipelines/live.yaml device=cuda:0,
 #      endless at 832x480): frames shown per second, frame latency and the prompt-to-change latency
 #      of one prompt switch posted to the page, then Ctrl-C (issue 15's figures).
@@ -125,6 +126,31 @@ if timeout 240 sf-mkmodel 1.3b "$F" --seed 1 --t5-layers "${SF_E2E_T5_LAYERS:-2}
             break
         fi
     done
+    # The same pipeline once more with MPS (where the image has nvidia-cuda-mps-control): without it the
+    # three processes' kernels take turns on the GPU (time slices), with it the decoder's and the DiT's
+    # kernels may run side by side. A private pipe directory: only this run's processes connect; the
+    # daemon quits afterwards. SF_E2E_MPS=0 skips it.
+    mps=$(command -v nvidia-cuda-mps-control || true)
+    if [ -n "$mps" ] && [ "${SF_E2E_MPS:-1}" != 0 ] && [ $fail -eq 0 ]; then
+        export CUDA_MPS_PIPE_DIRECTORY=$W/mps-pipe CUDA_MPS_LOG_DIRECTORY=$W/mps-log
+        mkdir -p "$CUDA_MPS_PIPE_DIRECTORY" "$CUDA_MPS_LOG_DIRECTORY"
+        if timeout 20 "$mps" -d; then
+            a=$(now)
+            SF_TRACE="$W/trace-mps" t2v "$F" cuda:0 "$W/full-mps.y4m" "$W/full-mps.log"; r=$?
+            b=$(now)
+            echo quit | timeout 20 "$mps"
+            sleep 1
+            if [ $r -eq 0 ]; then
+                echo "full t2v run mps: $(el "$a" "$b") s end to end (MPS: the stages' kernels may share the GPU)" | tee -a "$S"
+                echo "full t2v run mps timeline: $(tests/gpu/timeline.sh "$W/trace-mps" 2>&1)" | tee -a "$S"
+            else # an A/B only: reported, not a failure of the check
+                echo "full t2v run mps: FAILED (exit $r; $(tail -n 1 "$W/full-mps.log"))" | tee -a "$S"
+            fi
+        else
+            echo "full t2v run mps: the MPS daemon did not start ($(tail -n 1 "$CUDA_MPS_LOG_DIRECTORY/control.log" 2>/dev/null))" | tee -a "$S"
+        fi
+        unset CUDA_MPS_PIPE_DIRECTORY CUDA_MPS_LOG_DIRECTORY
+    fi
     echo "== e2e 3: live, full size (pipelines/live.yaml device=cuda:0: endless, a prompt switch posted to the page)"
     live=$(timeout 400 tests/gpu/live.sh "$F" cuda:0 2>"$W/live.err"); r=$?
     echo "full ${live:-live: FAILED (exit $r)}" | tee -a "$S"
