@@ -18,7 +18,8 @@
  *
  * cuDNN is dlopen'd (kernels/cuda/cudnn_util.h): a missing library is SF_E_UNSUPPORTED with the
  * reason. One execution plan per shape, built by sf_conv_cudnn_prepare at init: fused graph
- * (heuristics A, FALLBACK, every engine), then the plain conv graph the same way.
+ * (heuristics A, FALLBACK, every engine), then the plain conv graph the same way; on a GPU the
+ * fastest of heuristics A's first configs of both graphs, timed (SF_CUDNN_AUTOTUNE=0: the first).
  * SF_CUDNN_DEBUG=1 prints every attempt. Implemented in kernels/cuda/conv_cudnn.c; in the CPU
  * emulation build (tests) by kernels/cuda/emu/conv_emu.cc, a plain loop over the same bf16 data;
  * a CPU-only build links stubs (kernels/nocuda/nocuda.c, SF_E_DEVICE).
@@ -59,6 +60,10 @@ sf_status sf_conv_cudnn_forward(sf_conv_cudnn *c, const sf_conv_shape *s, const 
 sf_status sf_conv_cudnn_describe(const sf_conv_cudnn *c, const sf_conv_shape *s, char *desc, size_t n, sf_err *err);
 /* Device memory held (workspace), bytes. */
 size_t sf_conv_cudnn_bytes(const sf_conv_cudnn *c);
+/* What the plans' autotune found (on a GPU, unless SF_CUDNN_AUTOTUNE=0): 1 with a one-line summary in
+ * buf (shapes tuned, seconds, how many run another plan than cuDNN's first choice, one call of each
+ * tuned shape in ms against the first choice's), 0 with "" when nothing was tuned. */
+int sf_conv_cudnn_tune_report(const sf_conv_cudnn *c, char *buf, size_t n);
 
 /* Deviceless: finalize the plan for a saved cuDNN device description (JSON) without a GPU (needs a
  * libcuda.so.1, real or tests/gpu/cudnn_stub/). desc: which graph / mode / engine. */

@@ -6,7 +6,11 @@
  *   fused  conv_fprop (x, w → virtual f32) → + bias (bf16 [1,cout,1,1,1]) → + res → y bf16
  *          (only the parts the shape asks for; cuDNN's runtime fusion engines);
  *   plain  conv_fprop (x, w → y bf16); bias / residual then by sf_vae_bias_res_cuda.
- * Each through heuristics A, FALLBACK, then every engine (cudnn_util). The temporal padding is 0:
+ * Each through heuristics A, FALLBACK, then every engine (cudnn_util). On a GPU the plan is
+ * autotuned (SF_CUDNN_AUTOTUNE=0: off): the first configs of heuristics A that finalize for each
+ * graph (≤ 6, ≤ 0.25 s of finalizing) are timed on scratch buffers of the shape (one warm-up, 2 runs; the plain graph's with its
+ * bias / residual kernel) and the fastest kept — cuDNN's first choice is not always the fastest
+ * kernel for the VAE's narrow channels; sf_conv_cudnn_tune_report sums what it found. The temporal padding is 0:
  * the causal cache is the input buffer's first kt−1 frames (see conv_cuda.h).
  * Tested by tests/unit/test_conv_plans.c (deviceless plans for every VAE shape; GPU forward). */
 #include "conv_cuda.h"
@@ -157,6 +161,9 @@ struct sf_conv_cudnn {
     int nplans, capplans;
     void *ws;
     size_t ws_bytes;
+    int tune;                    /* time the candidates (SF_CUDNN_AUTOTUNE, default on) */
+    int tuned, changed, timed;   /* shapes tuned, of them where another plan won; candidates timed */
+    double tune_s, first_ms, best_ms; /* seconds spent; per-call ms summed over tuned shapes */
 };
 
 sf_status sf_conv_cudnn_new(sf_conv_cudnn **out, const sf_cuda_ctx *ctx, sf_err *err) {
@@ -178,6 +185,8 @@ sf_status sf_conv_cudnn_new(sf_conv_cudnn **out, const sf_cuda_ctx *ctx, sf_err 
     }
     sf_cudnn_build b = {.api = &c->api, .l = &c->base, .debug = sf_cudnn_debug_on()};
     c->devprop = sf_cudnn_devprop_handle(&b, c->handle);
+    const char *at = getenv("SF_CUDNN_AUTOTUNE");
+    c->tune = !(at && !strcmp(at, "0"));
     *out = c;
     return SF_OK;
 fail:
@@ -203,6 +212,165 @@ static conv_plan *plan_find(const sf_conv_cudnn *c, const sf_conv_shape *s) {
     return NULL;
 }
 
+/* Enqueue plan f (of the fused graph or the plain one + the bias / residual kernel) on the stream. */
+static sf_status exec_plan(sf_conv_cudnn *c, const sf_conv_shape *s, const sf_cudnn_found *f, int fused, void *ws,
+                           const void *x, const void *w, const void *bias, const void *res, void *y, sf_err *err) {
+    int64_t uids[5] = {UID_X, UID_W, UID_Y, UID_B, UID_R};
+    void *ptrs[5] = {(void *)x, (void *)w, y, (void *)bias, (void *)res};
+    int np = 3;
+    if (fused && s->bias) uids[np] = UID_B, ptrs[np++] = (void *)bias;
+    if (fused && s->residual) uids[np] = UID_R, ptrs[np++] = (void *)res;
+    sf_cudnn_dlist l = {0};
+    sf_cudnn_build b = {.api = &c->api, .l = &l};
+    bdesc vp = sf_cudnn_make(&b, CUDNN_BACKEND_VARIANT_PACK_DESCRIPTOR);
+    if (!vp) goto fail;
+    SET(&b, vp, CUDNN_ATTR_VARIANT_PACK_UNIQUE_IDS, CUDNN_TYPE_INT64, np, uids);
+    SET(&b, vp, CUDNN_ATTR_VARIANT_PACK_DATA_POINTERS, CUDNN_TYPE_VOID_PTR, np, ptrs);
+    SET(&b, vp, CUDNN_ATTR_VARIANT_PACK_WORKSPACE, CUDNN_TYPE_VOID_PTR, 1, &ws);
+    CK(&b, c->api.finalize(vp), "variant pack finalize");
+    CK(&b, c->api.execute(c->handle, f->plan, vp), "cudnnBackendExecute");
+    sf_cudnn_dl_free(&c->api, &l);
+    if (!fused && (s->bias || s->residual))
+        return sf_vae_bias_res_cuda(c->ctx, s->t_out * s->h * s->w, s->cout, y, s->bias ? bias : NULL,
+                                    s->residual ? res : NULL, err);
+    return SF_OK;
+fail:
+    sf_cudnn_dl_free(&c->api, &l);
+    return sf_fail(err, SF_E_DEVICE, "conv %lld->%lld %lldx%lld (%s): %s", (long long)s->cin, (long long)s->cout,
+                   (long long)s->h, (long long)s->w, f->desc, b.why);
+}
+
+/* ---- autotune: cuDNN's first choice is not always the fastest kernel for a shape ---------------- */
+
+/* per graph: at most 6 candidates, no more once 0.25 s went into finalizing them (the runtime-compiled
+ * fusion engines of the residual shapes take ~0.4 s each: only their first is timed) */
+enum { TUNE_PER_GRAPH = 6, TUNE_MAX = 2 * TUNE_PER_GRAPH, TUNE_REPS = 2 };
+#define TUNE_BUDGET_S 0.25
+
+typedef struct cand {
+    sf_cudnn_found f;
+    int fused;
+} cand;
+
+/* The candidates: the first TUNE_PER_GRAPH configs of heuristics A that finalize, for the fused graph
+ * (when the shape has an epilogue) then the plain one (+ the bias / residual kernel) — plan_search's
+ * graphs in its order, so candidate 0 is its choice whenever heuristics A has one. Their count. */
+static int tune_collect(sf_cudnn_build *b, const sf_conv_shape *s, cand *cs) {
+    const char *only = getenv("SF_CUDNN_ONLY");
+    int n = 0;
+    for (int fu = (s->bias || s->residual) ? 1 : 0; fu >= 0; fu--) {
+        const char *kind = fu ? "fused" : "plain";
+        if (only && *only && (strstr(only, "fused") || strstr(only, "plain")) && !strstr(only, kind)) continue;
+        int mark = b->l->n;
+        sf_cudnn_found f[TUNE_PER_GRAPH];
+        char label[48];
+        snprintf(label, sizeof label, "%s heurA", kind);
+        bdesc g = graph_new(b, s, fu);
+        int k = g ? sf_cudnn_plan_heur_n(b, g, CUDNN_HEUR_MODE_A, label, f, TUNE_PER_GRAPH, TUNE_BUDGET_S) : 0;
+        if (!k) sf_cudnn_dl_drop(b->api, b->l, mark);
+        for (int i = 0; i < k; i++) cs[n].f = f[i], cs[n++].fused = fu;
+    }
+    return n;
+}
+
+/* Time each candidate on the context's stream, on scratch buffers of the shape (zeros: the kernels'
+ * speed does not depend on the values): ms[i] = the mean of TUNE_REPS runs after a warm-up, or −1
+ * when it did not run. SF_E_NOMEM when the scratch cannot be had (nothing timed). */
+static sf_status tune_time(sf_conv_cudnn *c, const sf_conv_shape *s, const cand *cs, int n, float *ms, sf_err *err) {
+    const size_t xb = (size_t)((s->t_out + s->kt - 1) * s->h * s->w * s->cin) * 2,
+                 wb = (size_t)(s->cout * s->kt * s->k * s->k * s->cin) * 2, yb = (size_t)(s->t_out * s->h * s->w * s->cout) * 2,
+                 bb = (size_t)s->cout * 2;
+    size_t wsb = 16;
+    for (int i = 0; i < n; i++) {
+        ms[i] = -1.0f;
+        if ((size_t)cs[i].f.workspace > wsb) wsb = (size_t)cs[i].f.workspace;
+    }
+    cudaStream_t st = (cudaStream_t)c->ctx->stream;
+    void *x = NULL, *w = NULL, *y = NULL, *bias = NULL, *res = NULL, *ws = NULL;
+    cudaEvent_t e0 = NULL, e1 = NULL;
+    sf_status r = SF_OK;
+    if (cudaMalloc(&x, xb) || cudaMalloc(&w, wb) || cudaMalloc(&y, yb) || cudaMalloc(&bias, bb) ||
+        cudaMalloc(&res, yb) || cudaMalloc(&ws, wsb) || cudaEventCreate(&e0) || cudaEventCreate(&e1) ||
+        cudaMemsetAsync(x, 0, xb, st) || cudaMemsetAsync(w, 0, wb, st) || cudaMemsetAsync(bias, 0, bb, st) ||
+        cudaMemsetAsync(res, 0, yb, st)) {
+        (void)cudaGetLastError(); /* not sticky: an allocation or a memset refused */
+        r = sf_fail(err, SF_E_NOMEM, "conv autotune: no scratch for %zu MB", (xb + wb + 2 * yb + wsb) >> 20);
+        goto done;
+    }
+    for (int i = 0; i < n; i++) {
+        sf_err e = {{0}};
+        int ok = exec_plan(c, s, &cs[i].f, cs[i].fused, ws, x, w, bias, res, y, &e) == SF_OK &&
+                 cudaEventRecord(e0, st) == cudaSuccess;
+        for (int k = 0; ok && k < TUNE_REPS; k++) ok = exec_plan(c, s, &cs[i].f, cs[i].fused, ws, x, w, bias, res, y, &e) == SF_OK;
+        float t = 0;
+        if (ok && cudaEventRecord(e1, st) == cudaSuccess && cudaEventSynchronize(e1) == cudaSuccess &&
+            cudaEventElapsedTime(&t, e0, e1) == cudaSuccess)
+            ms[i] = t / TUNE_REPS;
+        else
+            (void)cudaGetLastError();
+        if (sf_cudnn_debug_on())
+            fprintf(stderr, "sf-cudnn: autotune %lld->%lld %lldx%lld t %lld: %s: %s\n", (long long)s->cin, (long long)s->cout,
+                    (long long)s->h, (long long)s->w, (long long)s->t_out, cs[i].f.desc, ms[i] >= 0 ? "timed" : e.msg);
+    }
+done:
+    cudaStreamSynchronize(st);
+    cudaFree(x), cudaFree(w), cudaFree(y), cudaFree(bias), cudaFree(res), cudaFree(ws);
+    if (e0) cudaEventDestroy(e0);
+    if (e1) cudaEventDestroy(e1);
+    return r;
+}
+
+/* Index of the fastest timing (ms < 0: did not run), the earliest on a tie; 0 when none ran (cuDNN's
+ * first choice stays). */
+static int tune_best(const float *ms, int n) {
+    int best = -1;
+    for (int i = 0; i < n; i++)
+        if (ms[i] >= 0 && (best < 0 || ms[i] < ms[best])) best = i;
+    return best < 0 ? 0 : best;
+}
+
+/* Autotune p's plan: 1 with p->f / p->fused set (the fastest candidate, or cuDNN's first when timing
+ * was impossible), 0 when heuristics A has no candidate at all (plan_search decides). */
+static int tune_pick(sf_conv_cudnn *c, sf_cudnn_build *b, const sf_conv_shape *s, conv_plan *p) {
+    cand cs[TUNE_MAX];
+    float ms[TUNE_MAX];
+    const double t0 = sf_now();
+    const int n = tune_collect(b, s, cs);
+    if (!n) return 0;
+    sf_err e = {{0}};
+    int best = 0;
+    const char *pick = getenv("SF_CUDNN_TUNE_PICK"); /* testing aid: candidate k (the last when fewer), untimed */
+    if (pick && *pick) {
+        best = atoi(pick) < n ? atoi(pick) : n - 1;
+        char d[sizeof p->f.desc];
+        snprintf(d, sizeof d, "%.60s (candidate %d of %d)", cs[best].f.desc, best, n);
+        memcpy(cs[best].f.desc, d, sizeof d);
+    } else if (n > 1 && tune_time(c, s, cs, n, ms, &e) == SF_OK && ms[best = tune_best(ms, n)] >= 0) {
+        c->tuned++, c->timed += n, c->changed += best != 0;
+        c->first_ms += ms[0] >= 0 ? ms[0] : ms[best];
+        c->best_ms += ms[best];
+        char d[sizeof p->f.desc];
+        snprintf(d, sizeof d, "%.40s (tuned: best of %d, %.3f ms; first %.3f ms)", cs[best].f.desc, n, ms[best],
+                 ms[0] >= 0 ? ms[0] : -1.0);
+        memcpy(cs[best].f.desc, d, sizeof d);
+    } else if (e.msg[0] && sf_cudnn_debug_on()) {
+        fprintf(stderr, "sf-cudnn: %s\n", e.msg);
+    }
+    p->f = cs[best].f, p->fused = cs[best].fused;
+    c->tune_s += sf_now() - t0;
+    return 1;
+}
+
+int sf_conv_cudnn_tune_report(const sf_conv_cudnn *c, char *buf, size_t n) {
+    if (n) buf[0] = 0;
+    if (!c || !c->tuned) return 0;
+    snprintf(buf, n,
+             "%d conv shapes autotuned in %.2f s (%d candidates timed), %d on another plan than cuDNN's first choice: "
+             "one call of each %.2f ms instead of %.2f ms",
+             c->tuned, c->tune_s, c->timed, c->changed, c->best_ms, c->first_ms);
+    return 1;
+}
+
 sf_status sf_conv_cudnn_prepare(sf_conv_cudnn *c, const sf_conv_shape *s, sf_err *err) {
     sf_status st = shape_check(s, err);
     if (st || plan_find(c, s)) return st;
@@ -217,7 +385,7 @@ sf_status sf_conv_cudnn_prepare(sf_conv_cudnn *c, const sf_conv_shape *s, sf_err
     p->key = *s;
     sf_cudnn_build b = {.api = &c->api, .handle = c->handle, .devprop = c->devprop, .l = &p->l,
                         .debug = sf_cudnn_debug_on()};
-    if (!plan_search(&b, s, &p->f, &p->fused)) {
+    if (!(c->tune && c->handle && tune_pick(c, &b, s, p)) && !plan_search(&b, s, &p->f, &p->fused)) {
         st = search_fail(&b, s, err);
         sf_cudnn_dl_free(&c->api, &p->l);
         return st;
@@ -255,29 +423,7 @@ sf_status sf_conv_cudnn_forward(sf_conv_cudnn *c, const sf_conv_shape *s, const 
     if (!x || !w || !y || (s->bias && !bias) || (s->residual && !res) ||
         (((uintptr_t)x | (uintptr_t)w | (uintptr_t)y | (uintptr_t)bias | (uintptr_t)res) & 15))
         return sf_fail(err, SF_E_ARG, "conv: x, w, y (and bias, res when used) must be 16-byte aligned device pointers");
-    int64_t uids[5] = {UID_X, UID_W, UID_Y, UID_B, UID_R};
-    void *ptrs[5] = {(void *)x, (void *)w, y, (void *)bias, (void *)res};
-    int np = 3;
-    if (p->fused && s->bias) uids[np] = UID_B, ptrs[np++] = (void *)bias;
-    if (p->fused && s->residual) uids[np] = UID_R, ptrs[np++] = (void *)res;
-    sf_cudnn_dlist l = {0};
-    sf_cudnn_build b = {.api = &c->api, .l = &l};
-    bdesc vp = sf_cudnn_make(&b, CUDNN_BACKEND_VARIANT_PACK_DESCRIPTOR);
-    if (!vp) goto fail;
-    SET(&b, vp, CUDNN_ATTR_VARIANT_PACK_UNIQUE_IDS, CUDNN_TYPE_INT64, np, uids);
-    SET(&b, vp, CUDNN_ATTR_VARIANT_PACK_DATA_POINTERS, CUDNN_TYPE_VOID_PTR, np, ptrs);
-    SET(&b, vp, CUDNN_ATTR_VARIANT_PACK_WORKSPACE, CUDNN_TYPE_VOID_PTR, 1, &c->ws);
-    CK(&b, c->api.finalize(vp), "variant pack finalize");
-    CK(&b, c->api.execute(c->handle, p->f.plan, vp), "cudnnBackendExecute");
-    sf_cudnn_dl_free(&c->api, &l);
-    if (!p->fused && (s->bias || s->residual))
-        return sf_vae_bias_res_cuda(c->ctx, s->t_out * s->h * s->w, s->cout, y, s->bias ? bias : NULL,
-                                    s->residual ? res : NULL, err);
-    return SF_OK;
-fail:
-    sf_cudnn_dl_free(&c->api, &l);
-    return sf_fail(err, SF_E_DEVICE, "conv %lld->%lld %lldx%lld (%s): %s", (long long)s->cin, (long long)s->cout,
-                   (long long)s->h, (long long)s->w, p->f.desc, b.why);
+    return exec_plan(c, s, &p->f, p->fused, c->ws, x, w, bias, res, y, err);
 }
 
 sf_status sf_conv_cudnn_plan_deviceless(const char *deviceprop_json_path, const sf_conv_shape *s, char *desc,
@@ -295,7 +441,11 @@ sf_status sf_conv_cudnn_plan_deviceless(const char *deviceprop_json_path, const 
         st = search_fail(&b, s, err);
         goto done;
     }
-    snprintf(desc, desc_n, "%s", f.desc);
+    /* what an autotune on the GPU would time (the first of them is plan_search's choice) */
+    cand cs[TUNE_MAX];
+    const int nc = tune_collect(&b, s, cs);
+    snprintf(desc, desc_n, "%s; %d autotune candidates%s", f.desc, nc,
+             nc && cs[0].f.engine == f.engine && cs[0].fused == fused ? ", the first this one" : "");
 done:
     sf_cudnn_dl_free(&a, &l);
     return st;

@@ -117,6 +117,13 @@ fail:
 
 /* Heuristics in one mode; tries each returned config. */
 int sf_cudnn_plan_heur(sf_cudnn_build *b, bdesc g, cudnnBackendHeurMode_t mode, const char *label, sf_cudnn_found *f) {
+    return sf_cudnn_plan_heur_n(b, g, mode, label, f, 1, 0) > 0;
+}
+
+/* The same, keeping the first max configs that finalize (in the heuristics' order); their count. */
+int sf_cudnn_plan_heur_n(sf_cudnn_build *b, bdesc g, cudnnBackendHeurMode_t mode, const char *label, sf_cudnn_found *f,
+                         int max, double budget_s) {
+    const double t0 = sf_now();
     bdesc heur = sf_cudnn_make(b, CUDNN_BACKEND_ENGINEHEUR_DESCRIPTOR), cfgs[32];
     int64_t count = 0, got = 0;
     if (!heur) return 0;
@@ -136,13 +143,14 @@ int sf_cudnn_plan_heur(sf_cudnn_build *b, bdesc g, cudnnBackendHeurMode_t mode, 
     size_t k = strlen(b->tried);
     snprintf(b->tried + k, sizeof b->tried - k, " %s %lld/%lld cfg;", strchr(label, ' ') + 1, (long long)got,
              (long long)count);
-    for (int64_t i = 0; i < got; i++) {
+    int found = 0;
+    for (int64_t i = 0; i < got && found < max && !(found && budget_s > 0 && sf_now() - t0 > budget_s); i++) {
         int mark = b->l->n;
         if (b->debug) fprintf(stderr, "sf-cudnn: %s: config %lld\n", label, (long long)i);
-        if (sf_cudnn_plan_try(b, cfgs[i], f, label)) return 1;
-        sf_cudnn_dl_drop(b->api, b->l, mark);
+        if (sf_cudnn_plan_try(b, cfgs[i], &f[found], label)) found++;
+        else sf_cudnn_dl_drop(b->api, b->l, mark);
     }
-    return 0;
+    return found;
 fail:
     return 0;
 }

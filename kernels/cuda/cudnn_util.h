@@ -83,6 +83,11 @@ bdesc sf_cudnn_pointwise(sf_cudnn_build *b, cudnnPointwiseMode_t mode, bdesc x, 
  * of graph g; 1 = found (f filled; its descriptors stay in b->l). label: "<graph> <mode>". */
 int sf_cudnn_plan_try(sf_cudnn_build *b, bdesc cfg, sf_cudnn_found *f, const char *label);
 int sf_cudnn_plan_heur(sf_cudnn_build *b, bdesc g, cudnnBackendHeurMode_t mode, const char *label, sf_cudnn_found *f);
+/* The first max configs of heuristics `mode` that finalize, into f[0..), in its order: how many
+ * (the candidates an autotune times; their descriptors stay in b->l). budget_s > 0: no further
+ * config once that long was spent and one finalized (runtime-compiled engines take ~0.4 s each). */
+int sf_cudnn_plan_heur_n(sf_cudnn_build *b, bdesc g, cudnnBackendHeurMode_t mode, const char *label, sf_cudnn_found *f,
+                         int max, double budget_s);
 bdesc sf_cudnn_engine_cfg(sf_cudnn_build *b, bdesc eng, int nk, const cudnnBackendKnobType_t *typ, const int64_t *val);
 int sf_cudnn_engine_knobs(sf_cudnn_build *b, bdesc eng, cudnnBackendKnobType_t typ[8], int64_t lo[8], int64_t hi[8],
                           int64_t step[8]);

@@ -396,6 +396,11 @@ size_t sf_conv_cudnn_bytes(const sf_conv_cudnn *c) {
     (void)c;
     return 0;
 }
+int sf_conv_cudnn_tune_report(const sf_conv_cudnn *c, char *buf, size_t n) {
+    (void)c;
+    if (n) buf[0] = 0;
+    return 0;
+}
 sf_status sf_conv_cudnn_plan_deviceless(const char *deviceprop_json_path, const sf_conv_shape *s, char *desc,
                                         size_t desc_n, sf_err *err) {
     (void)deviceprop_json_path, (void)s;

@@ -295,6 +295,8 @@ sf_status sf_vae_cuda_new(const sf_vae *v, int ordinal, sf_vae_cuda **out, sf_er
             (s = sf_cuda_host_alloc((void **)&g->u8_h[k], (size_t)(nf * Ho * Wo * 3), err)))
             goto fail;
     if ((s = prepare_all(g, err))) goto fail;
+    char tune[256];
+    if (sf_conv_cudnn_tune_report(g->conv, tune, sizeof tune)) sf_info("VAE on cuda:%d: %s", ordinal, tune);
     g->bytes += sf_conv_cudnn_bytes(g->conv);
     if ((s = sf_vae_cuda_reset(g, err))) goto fail;
     if (getenv("SF_CUDA_PROFILE") && atoi(getenv("SF_CUDA_PROFILE")) > 0 &&

@@ -17,6 +17,9 @@ setup() {
     assert_line "| DiT only, 7 blocks | 1.982 s / ≤ 1.45 s  ✗ | 2.996 s |"
     assert_line "| denoise-only FPS | 40.9 / — | 27.0 |"
     assert_line "| steady block (DiT + its decode, pipelined) | 282 ms / ≤ 260 ms  ✗ | 666 ms (DiT block + VAE/7, serial) |"
+    # the VAE's A/Bs against the default (0.972 s): 0.972 / 1.020, 0.972 / 1.100
+    assert_line "| VAE decode, 81 frames, cuDNN's first-choice conv plans (SF_CUDNN_AUTOTUNE=0) | 1.020 s / — | — (default: -4.7 %) (autotune at init: 1.84 s) |"
+    assert_line "| VAE decode, 81 frames, one conv call per frame (SF_VAE_FRAME_CONVS=1) | 1.100 s / — | — (default: -11.6 %) |"
     # the MPS run's timeline is its own row: run 2's above is not replaced by it
     assert_line "| whole video end to end with MPS (the stages' kernels side by side) | 2.080 s / — | — (steady block 262 ms) |"
     assert_line "| first frames on screen after the embedding | 0.380 s / ≤ 0.25 s  ✗ | 0.618 s (first DiT block + VAE/7) |"

@@ -198,6 +198,9 @@ row "bench sf-decode" "exit $rc; $(grep -m1 'decode 1.3b gpu video:' "$OUT/bench
 [ "$rc" -eq 0 ] || fail=1
 echo "== VAE bench with one cuDNN call per output frame (SF_VAE_FRAME_CONVS=1: the batched convolutions must pay against it)"
 SF_VAE_FRAME_CONVS=1 timeout 120 sf-decode --bench 1.3b --device cuda:0 2>&1 | grep -E 'gpu (video|seconds|memory)' | sed 's/^/per-frame convs: /' | tee -a "$OUT/bench.txt"
+echo "== VAE bench with cuDNN's first-choice conv plans (SF_CUDNN_AUTOTUNE=0: the autotuned plans must pay against them)"
+SF_CUDNN_AUTOTUNE=0 timeout 120 sf-decode --bench 1.3b --device cuda:0 2>&1 | grep -E 'gpu (video|seconds|memory)' | sed 's/^/no autotune: /' | tee -a "$OUT/bench.txt"
+row "VAE conv autotune" "$(awk '/^decode 1.3b gpu video:/ && !a { a = $5 } /^no autotune: decode 1.3b gpu video:/ { b = $7 } END { if (a > 0 && b > 0) printf "tuned %.3f s vs first choices %.3f s: %+.1f%%", a, b, 100 * (a / b - 1); else print "no figures" }' "$OUT/bench.txt"); $(grep -m1 -o '[0-9]* conv shapes autotuned in [0-9.]* s' "$OUT/bench.txt")"
 echo "== VAE bench again with SF_CUDA_PROFILE=1 (per latent frame: convs, 1x1 GEMMs, norms, attention, upsampling, caches, I/O)"
 SF_CUDA_PROFILE=1 timeout 120 sf-decode --bench 1.3b --device cuda:0 2>&1 | grep -E 'gpu (video|profile)' | sed 's/^/profiled: /' | tee -a "$OUT/bench.txt"
 echo "== bench again with SF_CUDA_PROFILE=1 (events around every op: where the time goes)"

@@ -83,6 +83,15 @@ def main(argv):
     row("first frames on screen after the embedding", tl.get("first"), "{:.3f} s", "≤ 0.25 s", lambda v: v <= 0.25,
         (r_first_blk / 1e3 + r_vae_blk) if r_first_blk and r_vae_blk else None, " (first DiT block + VAE/7)")
     row("VAE decode, 81 frames", vae, "{:.3f} s", "≤ 0.55 s", lambda v: v <= 0.55, r_vae)
+    # the VAE's A/Bs: cuDNN's first-choice conv plans instead of the autotuned ones, one call per frame
+    tune_s = grab(bench, r"conv shapes autotuned in ([0-9.]+) s")
+    for what, pre in (("cuDNN's first-choice conv plans (SF_CUDNN_AUTOTUNE=0)", "no autotune"),
+                      ("one conv call per frame (SF_VAE_FRAME_CONVS=1)", "per-frame convs")):
+        alt = grab(bench, pre + r": decode 1\.3b gpu video: ([0-9.]+) s")
+        note = f" (default: {100 * (vae / alt - 1):+.1f} %)" if alt and vae else ""
+        if pre == "no autotune" and tune_s is not None:
+            note += f" (autotune at init: {tune_s:.2f} s)"
+        row(f"VAE decode, 81 frames, {what}", alt, "{:.3f} s", "—", None, None, note)
     row("GEMM achieved (DiT linear, cuBLASLt)", gemm, "{:.0f} TFLOP/s", "≥ 600", lambda v: v >= 600, None,
         " (kprof: see ref_bench.json)")
     row("attention achieved (DiT self-attention)", attn, "{:.0f} TFLOP/s", "≥ 600", lambda v: v >= 600, None)

@@ -10,7 +10,9 @@
  * cannot be loaded or the build has no CUDA.
  * forward_gpu (SF_TEST_DEVICE=cuda:N, SKIP without a GPU): every tiny shape, sf_conv_cudnn_forward
  * against sf_conv3d_cpu on the same bf16-rounded inputs (+ bias + residual), first bad index,
- * both values, max |Δ|; bias + residual again through the plain graph and the separate epilogue.
+ * both values, max |Δ|; bias + residual again through the plain graph and the separate epilogue;
+ * then every shape again with the autotune's candidates 1..5 forced (SF_CUDNN_TUNE_PICK): whichever
+ * plan the timing keeps computes the same convolution.
  * Run alone: build/tests/test_conv_plans deviceless_plans  (SF_CUDNN_DEBUG=1 shows every attempt). */
 #define _POSIX_C_SOURCE 200809L
 #include "sf_test.h"
@@ -78,6 +80,13 @@ static int deviceless_child(void) {
                (long long)s->cout, (long long)s->h, (long long)s->w, s->kt, s->k, s->k, st ? "FAILED" : desc,
                sf_now() - t0);
         if (st) printf("# %s: %s\n", sf_status_str(st), err.msg), bad++;
+        /* what a GPU's autotune would time: heuristics A's first configs of both graphs, starting with
+           this plan (so a timing that fails keeps cuDNN's first choice) */
+        const char *ac = strstr(desc, "; ");
+        int ncand = 0;
+        if (!st && (!ac || sscanf(ac + 2, "%d autotune candidates", &ncand) != 1 || ncand < 2 ||
+                    !strstr(desc, "the first this one")))
+            printf("# %s: autotune candidates missing or not led by this plan: %s\n", c[i].what, desc), bad++;
         nepi += s->bias || s->residual;
         nfused += !st && !strncmp(desc, "fused", 5);
     }
@@ -204,6 +213,19 @@ static void test_forward_gpu(void) {
     }
     unsetenv("SF_CUDNN_ONLY");
     sf_conv_cudnn_destroy(&cv);
+    /* every candidate the autotune may keep computes the same convolution: candidates 1..5 of each
+       shape forced (SF_CUDNN_TUNE_PICK; the last one where a shape has fewer) */
+    for (int k = 1; k <= 5; k++) {
+        char kv[8];
+        snprintf(kv, sizeof kv, "%d", k);
+        setenv("SF_CUDNN_TUNE_PICK", kv, 1);
+        if (sf_conv_cudnn_new(&cv, &cx, &err) == SF_OK)
+            for (int i = 0; i < n; i++) check_forward(&cx, cv, &c[i]);
+        else
+            SF_CHECK_MSG(0, "%s", err.msg);
+        sf_conv_cudnn_destroy(&cv);
+    }
+    unsetenv("SF_CUDNN_TUNE_PICK");
     sf_cuda_ctx_free(&cx);
 }
 
