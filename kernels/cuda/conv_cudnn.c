@@ -441,11 +441,17 @@ sf_status sf_conv_cudnn_plan_deviceless(const char *deviceprop_json_path, const 
         st = search_fail(&b, s, err);
         goto done;
     }
-    /* what an autotune on the GPU would time (the first of them is plan_search's choice) */
-    cand cs[TUNE_MAX];
-    const int nc = tune_collect(&b, s, cs);
-    snprintf(desc, desc_n, "%s; %d autotune candidates%s", f.desc, nc,
-             nc && cs[0].f.engine == f.engine && cs[0].fused == fused ? ", the first this one" : "");
+    /* what an autotune on the GPU would time (the first of them is plan_search's choice); not with
+       SF_CUDNN_AUTOTUNE=0 */
+    const char *at = getenv("SF_CUDNN_AUTOTUNE");
+    if (at && !strcmp(at, "0")) {
+        snprintf(desc, desc_n, "%s", f.desc);
+    } else {
+        cand cs[TUNE_MAX];
+        const int nc = tune_collect(&b, s, cs);
+        snprintf(desc, desc_n, "%s; %d autotune candidates%s", f.desc, nc,
+                 nc && cs[0].f.engine == f.engine && cs[0].fused == fused ? ", the first this one" : "");
+    }
 done:
     sf_cudnn_dl_free(&a, &l);
     return st;
