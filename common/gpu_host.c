@@ -1,10 +1,13 @@
 /* gpu_host.c — the GPU backends' shared host-side helpers: the SF_CUDA_PROFILE event profile and the
  * staged bf16 weight upload (see gpu_prof.h). */
+#define _POSIX_C_SOURCE 200809L
 #include "gpu_host.h"
+#include "parallel.h"
 
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 sf_status sf_gpu_prof_init(sf_gpu_prof *p, int cap, int n_cat, const char *const *names, sf_err *err) {
     memset(p, 0, sizeof *p);
@@ -75,23 +78,69 @@ void sf_gpu_prof_reset(sf_gpu_prof *p) {
     p->n_ev = 0;
 }
 
-void sf_gpu_to_bf16(const void *src, sf_dtype dt, size_t n, uint16_t *dst) {
-    if (dt == SF_BF16) memcpy(dst, src, n * 2);
-    else if (dt == SF_F32)
-        for (size_t i = 0; i < n; i++) dst[i] = sf_f32_to_bf16(((const float *)src)[i]);
+typedef struct to_bf16_job {
+    const void *src;
+    sf_dtype dt;
+    uint16_t *dst;
+} to_bf16_job;
+
+static void to_bf16_range(void *ctx, int64_t b, int64_t e) {
+    const to_bf16_job *j = ctx;
+    if (j->dt == SF_BF16) memcpy(j->dst + b, (const uint16_t *)j->src + b, (size_t)(e - b) * 2);
+    else if (j->dt == SF_F32)
+        for (int64_t i = b; i < e; i++) j->dst[i] = sf_f32_to_bf16(((const float *)j->src)[i]);
     else
-        for (size_t i = 0; i < n; i++) dst[i] = sf_f32_to_bf16(sf_f16_to_f32(((const uint16_t *)src)[i]));
+        for (int64_t i = b; i < e; i++) j->dst[i] = sf_f32_to_bf16(sf_f16_to_f32(((const uint16_t *)j->src)[i]));
+}
+
+/* The host side of an upload on up to 16 cores: page faults of a mapped weights file, the
+ * conversion, the copy into pinned memory (each value on its own: any split gives the same bits). */
+static int upload_threads(void) {
+    static int cached; /* sysconf reads /sys: once per process (a benign race stores the same value) */
+    int t = __atomic_load_n(&cached, __ATOMIC_RELAXED);
+    if (!t) {
+        const long n = sysconf(_SC_NPROCESSORS_ONLN);
+        t = n < 1 ? 1 : n > 16 ? 16 : (int)n;
+        __atomic_store_n(&cached, t, __ATOMIC_RELAXED);
+    }
+    return t;
+}
+
+void sf_gpu_to_bf16(const void *src, sf_dtype dt, size_t n, uint16_t *dst) {
+    to_bf16_job j = {src, dt, dst};
+    sf_parallel_for((int64_t)n, upload_threads(), (int64_t)1 << 18, to_bf16_range, &j);
 }
 
 sf_status sf_gpu_upload_bf16(const sf_cuda_ctx *cx, void *dst, const void *src, sf_dtype dt, size_t n, uint16_t *stage,
                              size_t stage_n, sf_err *err) {
     if (dt != SF_F32 && dt != SF_BF16 && dt != SF_F16)
         return sf_fail(err, SF_E_UNSUPPORTED, "weights of dtype %s cannot be uploaded as bf16", sf_dtype_name(dt));
-    for (size_t off = 0; off < n; off += stage_n) {
-        size_t c = n - off < stage_n ? n - off : stage_n;
-        sf_gpu_to_bf16((const char *)src + off * sf_dtype_size(dt), dt, c, stage);
-        sf_status s = sf_cuda_copy_h2d(cx, (uint16_t *)dst + off, stage, c * 2, err);
-        if (s) return s;
+    const size_t es = sf_dtype_size(dt);
+    if (n <= stage_n || stage_n < 2) { /* one piece (or a stage too small to halve) */
+        for (size_t off = 0; off < n; off += stage_n) {
+            size_t c = n - off < stage_n ? n - off : stage_n;
+            sf_gpu_to_bf16((const char *)src + off * es, dt, c, stage);
+            sf_status s = sf_cuda_copy_h2d(cx, (uint16_t *)dst + off, stage, c * 2, err);
+            if (s) return s;
+        }
+        return SF_OK;
     }
-    return SF_OK;
+    /* two halves of the stage: one is filled while the other's copy runs; an event per half says when
+       its last copy has left it */
+    const size_t half = stage_n / 2;
+    void *ev = NULL;
+    sf_status s = sf_cuda_events_new(&ev, 2, err);
+    if (s) return s;
+    int k = 0;
+    for (size_t off = 0; off < n && !s; off += half, k ^= 1) {
+        const size_t c = n - off < half ? n - off : half;
+        uint16_t *buf = stage + (size_t)k * half;
+        if ((s = sf_cuda_event_sync(ev, k, err))) break;
+        sf_gpu_to_bf16((const char *)src + off * es, dt, c, buf);
+        if (!(s = sf_cuda_copy_h2d_async(cx, (uint16_t *)dst + off, buf, c * 2, err))) s = sf_cuda_event_record(cx, ev, k, err);
+    }
+    sf_err e2 = {{0}};
+    sf_status s2 = sf_cuda_sync(cx, s ? &e2 : err); /* the caller refills the stage at once */
+    sf_cuda_events_free(ev, 2);
+    return s ? s : s2;
 }

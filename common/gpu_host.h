@@ -44,12 +44,14 @@ static inline void *sf_gpu_carve(char *base, size_t *off, size_t n) {
     return p;
 }
 
-/* n values of src (dtype f32, bf16 or f16; the caller checked it) as bf16 at dst (round to nearest even). */
+/* n values of src (dtype f32, bf16 or f16; the caller checked it) as bf16 at dst (round to nearest
+ * even), on up to 16 host threads (kernels/parallel.h). */
 void sf_gpu_to_bf16(const void *src, sf_dtype dt, size_t n, uint16_t *dst);
 
 /* n values of src (dtype dt: f32, bf16 or f16, host memory, e.g. an mmapped file) to dst as bf16
- * (round to nearest even), through the pinned buffer stage of stage_n uint16 (no full host copy).
- * Waits for each piece's copy before refilling stage. SF_E_UNSUPPORTED for another dtype. */
+ * (round to nearest even), through the pinned buffer stage of stage_n uint16 (no full host copy):
+ * more than stage_n values go in halves of it, one converted while the other's copy runs. Returns
+ * when every copy is done (the stage may be reused). SF_E_UNSUPPORTED for another dtype. */
 sf_status sf_gpu_upload_bf16(const sf_cuda_ctx *cx, void *dst, const void *src, sf_dtype dt, size_t n, uint16_t *stage,
                              size_t stage_n, sf_err *err);
 

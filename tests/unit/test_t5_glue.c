@@ -24,6 +24,7 @@
 #define _POSIX_C_SOURCE 200809L
 #include "sf_test.h"
 #include "device.h"
+#include "gpu_host.h"
 #include "norm_rows.h"
 #include "stages/encode/t5.h"
 #include "t5_cuda.h"
@@ -244,7 +245,51 @@ done:
     cu_close(&c);
 }
 
+/* sf_gpu_upload_bf16 (common/gpu_host.h: every weight upload of the encoder and the DiT): f32, f16
+ * and bf16 sources through a pinned stage, in one piece and in alternating halves (odd lengths, a
+ * last half part-filled), and a source long enough for several conversion threads — the device
+ * holds exactly sf_f32_to_bf16 of each value. On a GPU the halves' copies really overlap the next
+ * conversion, so a half refilled before its copy left would show here. */
+static void test_staged_upload(void) {
+    cu c;
+    if (!cu_open(&c)) return;
+    enum { BIG = (1 << 20) + 3 };
+    const size_t lens[] = {1, 63, 64, 65, 1000, 1001, BIG}, stages[] = {64, 64, 64, 64, 64, 7, 1 << 18};
+    float *f = hrand(BIG, -70000, 70000, 0); /* not bf16-exact: the rounding is exercised; past f16's range */
+    uint16_t *h16 = malloc(BIG * 2), *got = malloc(BIG * 2), *want = malloc(BIG * 2), *stage = NULL;
+    void *dst = cu_alloc(&c, BIG * 2);
+    sf_status st = sf_cuda_host_alloc((void **)&stage, ((size_t)1 << 18) * 2, &c.err);
+    SF_CHECK_OK(st, &c.err);
+    if (!f || !h16 || !got || !want || !dst || st) goto done;
+    for (size_t i = 0; i < BIG; i++) h16[i] = sf_f32_to_f16(f[i] / 4096);
+    for (int dt = 0; dt < 3; dt++)
+        for (size_t t = 0; t < sizeof lens / sizeof lens[0]; t++) {
+            const size_t n = lens[t];
+            const sf_dtype type = dt == 0 ? SF_F32 : dt == 1 ? SF_F16 : SF_BF16;
+            const void *src = dt == 0 ? (const void *)f : (const void *)h16; /* bf16: the f16 bits as bf16 */
+            for (size_t i = 0; i < n; i++)
+                want[i] = dt == 0 ? sf_f32_to_bf16(f[i]) : dt == 1 ? sf_f32_to_bf16(sf_f16_to_f32(h16[i])) : h16[i];
+            memset(got, 0xA5, n * 2);
+            if ((st = sf_cuda_memset(&c.ctx, dst, 0x5A, n * 2, &c.err)) ||
+                (st = sf_gpu_upload_bf16(&c.ctx, dst, src, type, n, stage, stages[t], &c.err)) ||
+                (st = sf_cuda_copy_d2h(&c.ctx, got, dst, n * 2, &c.err))) {
+                SF_CHECK_OK(st, &c.err);
+                goto done;
+            }
+            size_t i = 0;
+            while (i < n && got[i] == want[i]) i++;
+            SF_CHECK_MSG(i == n, "%s source, %zu values, stage %zu: index %zu is %#x, want %#x", sf_dtype_name(type), n,
+                         stages[t], i, i < n ? got[i] : 0, i < n ? want[i] : 0);
+        }
+    SF_CHECK(sf_gpu_upload_bf16(&c.ctx, dst, f, SF_I64, 8, stage, 64, &c.err) == SF_E_UNSUPPORTED);
+done:
+    sf_cuda_host_free(stage);
+    free(f), free(h16), free(got), free(want);
+    cu_close(&c);
+}
+
 static const sf_test tests[] = {
+    {"staged_upload", test_staged_upload},
     {"embed_gather", test_embed_gather},
     {"res_rmsnorm", test_res_rmsnorm},
     {"bias_softmax_masked", test_bias_softmax_masked},
