@@ -255,7 +255,7 @@ $(BUILD)/obj/tests/unit/test_tap_mass_gpu.o: tests/unit/test_tap_mass.c
 
 $(BUILD)/bench/%: $(BUILD)/obj/tests/bench/%.o $(LIB)
 	@mkdir -p $(dir $@)
-	$(CC) $(ALL_CFLAGS) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+	$(CC) $(ALL_CFLAGS) $(LDFLAGS) -o $@ $^ $(EXE_LDLIBS)
 
 # SF_FUZZ_SMOKE=0 skips the 20 s-per-target fuzz smoke (visibly)
 SF_FUZZ_SMOKE ?= 1
