@@ -8,10 +8,11 @@
  *   plain  conv_fprop (x, w → y bf16); bias / residual then by sf_vae_bias_res_cuda.
  * Each through heuristics A, FALLBACK, then every engine (cudnn_util). On a GPU the plan is
  * autotuned (SF_CUDNN_AUTOTUNE=0: off): the first configs of heuristics A that finalize for each
- * graph (≤ 6, ≤ 0.25 s of finalizing) are timed on scratch buffers of the shape (one warm-up, 2 runs; the plain graph's with its
- * bias / residual kernel) and the fastest kept — cuDNN's first choice is not always the fastest
- * kernel for the VAE's narrow channels; sf_conv_cudnn_tune_report sums what it found. The temporal padding is 0:
- * the causal cache is the input buffer's first kt−1 frames (see conv_cuda.h).
+ * graph (≤ 6, ≤ 0.25 s of finalizing) are timed on scratch buffers of the shape (one warm-up, 2
+ * runs; the plain graph's with its bias / residual kernel) and the fastest kept — cuDNN's first
+ * choice is not always the fastest kernel for the VAE's narrow channels; sf_conv_cudnn_tune_report
+ * sums what it found. The temporal padding is 0: the causal cache is the input buffer's first
+ * kt−1 frames (see conv_cuda.h).
  * Tested by tests/unit/test_conv_plans.c (deviceless plans for every VAE shape; GPU forward). */
 #include "conv_cuda.h"
 #include "cuda/cudnn_util.h"
