@@ -4,6 +4,7 @@
 # Debian -dev packages, so it cannot `make`):
 #
 #   ../shared/device/bundle.sh                       # on the CPU machine: build-gpu/ + .gpu/
+#   bash tests/gpu/rehearse.sh                       # still here: the bundle tried on the CPU
 #   device run: bash tests/gpu/check.sh              carry [".gpu", ".ref"]
 #
 # Steps (each under its own timeout; the summary table is printed last):

@@ -1,0 +1,80 @@
+#!/usr/bin/env bash
+# tests/gpu/rehearse.sh — before spending device minutes: the bundle ../shared/device/bundle.sh made
+# (.gpu/bundle.tar.gz), unpacked as check.sh unpacks it, tried HERE on the CPU with the carried
+# libraries first on LD_LIBRARY_PATH, as on the device:
+#   1. every carried program and test resolves each library it needs from the bundle (or from what
+#      every CUDA image has: glibc, libstdc++, libgcc_s, the CUDA / cuDNN libraries) — on the device
+#      nothing else is there;
+#   2. every program runs (--help) and the CUDA tests start and SKIP cleanly without a GPU;
+#   3. what e2e.sh runs with the carried programs works on the tiny model on the CPU: the t2v
+#      pipeline through sf-run with its SF_TRACE timeline (timeline.sh), the live pipeline (live.sh:
+#      sf-view, a prompt switch over HTTP without curl, Ctrl-C);
+#   4. table.py reads the fixtures of tests/bats/fixtures/gpu-table.
+# One line per check, then REHEARSAL PASSED (exit 0) or REHEARSAL FAILED (exit 1). The sf-view that
+# e2e part 3 needed and the bundle left out would have failed check 1 and 3 here.
+set -uo pipefail
+cd "$(dirname "$0")/../.." || exit 2
+[ -f .gpu/bundle.tar.gz ] || { echo "no .gpu/bundle.tar.gz: run ../shared/device/bundle.sh first"; exit 2; }
+G=$(mktemp -d /tmp/sf-rehearse.XXXXXX)
+trap 'rm -rf "$G"' EXIT
+tar -xzf .gpu/bundle.tar.gz -C "$G" || { echo "cannot unpack .gpu/bundle.tar.gz"; exit 1; }
+export LD_LIBRARY_PATH="$G/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}" PATH="$G/bin:$PATH"
+fail=0
+say() { printf '%-28s %s\n' "$1" "$2"; }
+bad() { say "$1" "FAILED: $2"; fail=1; }
+
+# 1. libraries: bundle.sh's own list of what a CUDA image has
+system_lib() {
+    case "$1" in
+    linux-vdso.so* | ld-linux-x86-64.so* | libc.so.* | libm.so.* | libpthread.so.* | libdl.so.* | librt.so.* | \
+        libresolv.so.* | libutil.so.* | libstdc++.so.* | libgcc_s.so.*) return 0 ;;
+    libcuda.so* | libcudart.so* | libcublas.so* | libcublasLt.so* | libcudnn*.so* | libnvrtc*.so* | libnvJitLink.so*) return 0 ;;
+    esac
+    return 1
+}
+n=0 outside=""
+for b in "$G"/bin/* "$G"/tests/* "$G"/lib/*.so*; do
+    [ -f "$b" ] || continue
+    while read -r name _ path _; do
+        [ -n "$name" ] || continue
+        system_lib "$name" && continue
+        case "$path" in "$G"/lib/*) ;; *) outside="$outside $(basename "$b"):$name=>${path:-?}" ;; esac
+    done < <(ldd "$b" 2>/dev/null | awk '$2 == "=>" {print $1, $2, $3}')
+    n=$((n + 1))
+done
+[ -z "$outside" ] && say "libraries" "$n files, every library from the bundle" || bad "libraries" "not carried:$outside"
+
+# 2. the programs start; the CUDA tests SKIP without a GPU (no 'not ok')
+for p in "$G"/bin/sf-*; do
+    "$p" --help >/dev/null 2>&1 || bad "$(basename "$p") --help" "exit $?"
+done
+[ $fail -eq 0 ] && say "programs" "$(ls "$G"/bin | wc -l) run (--help)"
+for t in test_cuda_kernels test_dit_cuda test_vae_cuda test_t5_cuda; do
+    out=$(SF_GOLDEN="$PWD/tests/golden" timeout 120 "$G/tests/$t" 2>&1)
+    rc=$?
+    if [ $rc -ne 0 ] || grep -q '^not ok' <<<"$out"; then bad "$t" "exit $rc, $(grep -c '^not ok' <<<"$out") not ok"; else say "$t" "$(grep -c '^ok' <<<"$out") cases, exit 0"; fi
+done
+
+# 3. e2e's pipelines with the carried programs, tiny model, CPU
+M=$G/tiny
+if sf-mkmodel tiny "$M" --seed 5 >"$G/mk.log" 2>&1; then
+    SF_TRACE="$G/trace" timeout 120 sf-run pipelines/t2v.yaml model_dir="$M" checkpoint= prompt="A red fox" device=cpu \
+        output="$G/tiny.y4m" cache_dir="$G/cache" num_frames=9 height=64 width=96 >"$G/t2v.log" 2>&1
+    rc=$?
+    tl=$(tests/gpu/timeline.sh "$G/trace" 2>&1)
+    [ $rc -eq 0 ] && [[ "$tl" == *"frames=33"* ]] && say "t2v.yaml (sf-run)" "$tl" ||
+        bad "t2v.yaml (sf-run)" "exit $rc: $(tail -n 1 "$G/t2v.log") / $tl"
+    live=$(SF_LIVE_HTTP=python SF_LIVE_PLAY=1 SF_LIVE_WAIT=60 tests/gpu/live.sh "$M" cpu height=16 width=16 \
+        local_attn_size=6 denoise.threads=1 decode.threads=1 2>&1)
+    rc=$?
+    [ $rc -eq 0 ] && say "live.yaml (live.sh)" "${live#live: }" || bad "live.yaml (live.sh)" "exit $rc: $(tail -n 1 <<<"$live")"
+else
+    bad "sf-mkmodel tiny" "$(tail -n 1 "$G/mk.log")"
+fi
+
+# 4. the table from the fixtures
+F=tests/bats/fixtures/gpu-table
+rows=$(python3 tests/gpu/table.py "$F/bench.txt" "$F/e2e.txt" "$F/ref_bench.json" 2>&1 | grep -c '^| ')
+[ "$rows" -gt 10 ] && say "table.py" "$rows rows" || bad "table.py" "$rows rows"
+
+[ $fail -eq 0 ] && echo "REHEARSAL PASSED" || { echo "REHEARSAL FAILED"; exit 1; }
