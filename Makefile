@@ -6,7 +6,8 @@ BUILD   ?= build
 CUDA_HOME ?= /usr/local/cuda
 NVCC    ?= $(shell command -v nvcc 2>/dev/null || ( test -x $(CUDA_HOME)/bin/nvcc && echo $(CUDA_HOME)/bin/nvcc ))
 # Fat binary: A100 (80), RTX 30xx (86), RTX 40xx / L40 (89), H100/H200 (90a, Hopper-only
-# instructions), plus compute_90 PTX that newer GPUs JIT-compile. CUDA_ARCH=NN builds one arch.
+# instructions), plus compute_90 PTX that newer GPUs JIT-compile. CUDA_ARCHS=NN builds one arch;
+# CUDA_ARCH=NN on the command line is the GPU bundle's build of one arch (GPU_BUNDLE below).
 CUDA_ARCHS ?= 80 86 89 90a
 CUDA_ARCH ?=
 
