@@ -99,6 +99,7 @@ sanitize() {
 }
 
 # SF_CHECK_ONLY=LIST (comma list of attn,tests,bench,taps,e2e,ref) runs only those parts; default all.
+# SF_CHECK_AB=0: part bench without its A/B runs (the headline figures only, to fit bench,e2e,ref in one call).
 want() { [ -z "${SF_CHECK_ONLY:-}" ] || [[ ",$SF_CHECK_ONLY," == *",$1,"* ]]; }
 
 # sfpipe's own attention kernels first (part "attn", also run by "tests"; a minute or two): correct on
@@ -197,6 +198,9 @@ timeout 150 sf-decode --bench 1.3b --device cuda:0 2>&1 | tee -a "$OUT/bench.txt
 rc=${PIPESTATUS[0]}
 row "bench sf-decode" "exit $rc; $(grep -m1 'decode 1.3b gpu video:' "$OUT/bench.txt" | sed 's/^decode 1.3b gpu video: //')"
 [ "$rc" -eq 0 ] || fail=1
+# the A/B runs (SF_CHECK_AB=0 skips them: a call that must also fit e2e and the reference keeps only
+# the headline figures — the DiT's profiled run stays, it gives the GEMM / attention TFLOP/s rows)
+if [ "${SF_CHECK_AB:-1}" != 0 ]; then
 echo "== VAE bench with one cuDNN call per output frame (SF_VAE_FRAME_CONVS=1: the batched convolutions must pay against it)"
 SF_VAE_FRAME_CONVS=1 timeout 120 sf-decode --bench 1.3b --device cuda:0 2>&1 | grep -E 'gpu (video|seconds|memory)' | sed 's/^/per-frame convs: /' | tee -a "$OUT/bench.txt"
 echo "== VAE bench with cuDNN's first-choice conv plans (SF_CUDNN_AUTOTUNE=0: the autotuned plans must pay against them)"
@@ -204,21 +208,24 @@ SF_CUDNN_AUTOTUNE=0 timeout 120 sf-decode --bench 1.3b --device cuda:0 2>&1 | gr
 row "VAE conv autotune" "$(awk '/^decode 1.3b gpu video:/ && !a { a = $5 } /^no autotune: decode 1.3b gpu video:/ { b = $7 } END { if (a > 0 && b > 0) printf "tuned %.3f s vs first choices %.3f s: %+.1f%%", a, b, 100 * (a / b - 1); else print "no figures" }' "$OUT/bench.txt"); $(grep -m1 -o '[0-9]* conv shapes autotuned in [0-9.]* s' "$OUT/bench.txt")"
 echo "== VAE bench again with SF_CUDA_PROFILE=1 (per latent frame: convs, 1x1 GEMMs, norms, attention, upsampling, caches, I/O)"
 SF_CUDA_PROFILE=1 timeout 120 sf-decode --bench 1.3b --device cuda:0 2>&1 | grep -E 'gpu (video|profile)' | sed 's/^/profiled: /' | tee -a "$OUT/bench.txt"
+fi # A/B
 echo "== bench again with SF_CUDA_PROFILE=1 (events around every op: where the time goes)"
 SF_CUDA_PROFILE=1 timeout 120 sf-denoise --bench 1.3b --device cuda:0 --progress none 2>&1 | grep -E 'gpu (video|profile)' | tee -a "$OUT/bench.txt"
+if [ "${SF_CHECK_AB:-1}" != 0 ]; then
 echo "== DiT bench with the FFN's GELU as its own kernel (SF_CUDA_GELU_UNFUSED=1: the cuBLASLt GELU epilogue must pay against it)"
 SF_CUDA_GELU_UNFUSED=1 timeout 120 sf-denoise --bench 1.3b --device cuda:0 --progress none 2>&1 | grep -E 'gpu video' | sed 's/^/gelu unfused: /' | tee -a "$OUT/bench.txt"
 row "GELU epilogue" "$(awk '/^denoise 1.3b gpu video:/ && !a { a = $5 } /^gelu unfused: denoise 1.3b gpu video:/ { b = $7 } END { if (a > 0 && b > 0) printf "fused %.3f s vs unfused %.3f s: %+.1f%%", a, b, 100 * (a / b - 1); else print "no figures" }' "$OUT/bench.txt")"
 echo "== DiT bench without CUDA graphs (SF_CUDA_GRAPHS=0: each forward's ~600 launches one by one; the graphs must pay against it)"
 SF_CUDA_GRAPHS=0 timeout 120 sf-denoise --bench 1.3b --device cuda:0 --progress none 2>&1 | grep -E 'gpu (video|block|CUDA graphs)' | sed 's/^/no graphs: /' | tee -a "$OUT/bench.txt"
 row "CUDA graphs" "$(awk '/^denoise 1.3b gpu CUDA graphs:/ && !g { g = $6 " of " $8 " forwards" } /^denoise 1.3b gpu video:/ && !a { a = $5 } /^no graphs: denoise 1.3b gpu video:/ { b = $7 } END { if (a > 0 && b > 0) printf "graphs %.3f s (%s) vs none %.3f s: %+.1f%%", a, g, b, 100 * (a / b - 1); else print "no figures" }' "$OUT/bench.txt")"
+fi # A/B
 
 echo "== bench: sf-encode --bench xxl --device cuda (umT5-XXL, random bf16 weights, one 512-token prompt)"
 timeout 120 sf-encode --bench xxl --device cuda:0 2>&1 | tee -a "$OUT/bench.txt" /tmp/sf-t5bench.log
 rc=${PIPESTATUS[0]}
 row "bench umT5-XXL" "exit $rc; $(grep -m1 'per 512-token prompt' /tmp/sf-t5bench.log | sed 's/^encode xxl gpu: //'); $(grep -m1 -o 'device used [0-9.]* of [0-9.]* GiB' /tmp/sf-t5bench.log)"
 [ "$rc" -eq 0 ] || fail=1
-SF_CUDA_PROFILE=1 timeout 120 sf-encode --bench xxl --device cuda:0 2>&1 | grep -E 'per 512|profile' | tee -a "$OUT/bench.txt"
+[ "${SF_CHECK_AB:-1}" != 0 ] && SF_CUDA_PROFILE=1 timeout 120 sf-encode --bench xxl --device cuda:0 2>&1 | grep -E 'per 512|profile' | tee -a "$OUT/bench.txt"
 
 fi # bench
 
