@@ -175,8 +175,8 @@ $(BUILD)/emu/%.o: %
 	@mkdir -p $(dir $@)
 	$(CXX) -x c++ $(EMU_CXXFLAGS) -c $< -o $@
 
-# test_dit_emu: test_dit_cuda.c (the GPU DiT against the goldens) on the emulated kernels — the
-# whole CUDA forward (stages/denoise/dit_cuda.c) runs on the host in every build.
+# emu_link: a test linked with the emulated kernels ($(EMU_OBJ) before libsf.a); one that holds real
+# CUDA objects is refused.
 define emu_link
 	@mkdir -p $(dir $@)
 	$(CXX) $(LDFLAGS) -o $@.tmp $^ $(CPU_LDLIBS)
@@ -184,75 +184,45 @@ define emu_link
 	  echo "$@: real CUDA objects were linked instead of the emulated ones"; rm -f $@.tmp; exit 1; fi
 	@mv $@.tmp $@
 endef
-$(ALL_EMU): $(BUILD)/tests/test_dit_emu
-$(BUILD)/tests/test_cuda_emu: $(BUILD)/obj/tests/unit/test_cuda_emu.o $(EMU_OBJ) $(LIB)
+# The tests linked with the emulated kernels (emu_link) and their objects built from another test's
+# source: X_emu from X.c with -DSF_TEST_EMU (the GPU test on the emulation), X_gpu / test_cuda_glue
+# from the emulated test's source with -DSF_TEST_GPU (the same cases on a real GPU; SKIP without one).
+#   test_cuda_emu / test_cuda_glue   the DiT's kernels (test_cuda_emu.c; check.sh runs test_cuda_glue)
+#   test_emu_self                    the emulation's own rules (emu_selftest.cu), emulated only
+#   test_dit_emu                     test_dit_cuda.c: the whole CUDA DiT forward (dit_cuda.c) on the host
+#   test_t5_glue / test_t5_glue_gpu  the umT5 encoder's kernels; test_t5_emu: test_t5_cuda.c, the whole
+#                                    GPU encoder
+#   test_vae_emu                     test_vae_cuda.c: the GPU VAE decoder against the goldens, cuBLASLt
+#                                    and cuDNN conv emulated (kernels/cuda/emu/conv_emu.cc)
+#   test_vae_glue_emu                test_vae_glue.c (the VAE's kernels vs kernels/vae_ops.h); the plain
+#                                    test_vae_glue is the same file on the real kernels
+#   test_hopper / test_hopper_gpu    the Hopper probes (kernels/cuda/hopper_probe.cu; check.sh part attn)
+#   test_tap_mass / test_tap_mass_gpu  the attention-tap aggregates and the fused attention kernels
+EMU_TESTS := test_cuda_emu test_emu_self test_dit_emu test_t5_glue test_t5_emu test_vae_emu test_vae_glue_emu \
+             test_hopper test_tap_mass
+$(ALL_EMU): $(addprefix $(BUILD)/tests/,test_dit_emu test_t5_emu test_vae_emu test_vae_glue_emu)
+all: $(addprefix $(BUILD)/tests/,test_cuda_glue test_t5_glue_gpu test_hopper_gpu test_tap_mass_gpu)
+$(addprefix $(BUILD)/tests/,$(EMU_TESTS)): $(BUILD)/tests/%: $(BUILD)/obj/tests/unit/%.o $(EMU_OBJ) $(LIB)
 	$(emu_link)
-# test_emu_self: the emulation's own rules (emu_selftest.cu), emulated only
-$(BUILD)/tests/test_emu_self: $(BUILD)/obj/tests/unit/test_emu_self.o $(EMU_OBJ) $(LIB)
-	$(emu_link)
-# test_cuda_glue: test_cuda_emu.c against the real CUDA kernels (SKIPs without a GPU; check.sh runs it)
-all: $(BUILD)/tests/test_cuda_glue
-$(BUILD)/obj/tests/unit/test_cuda_glue.o: tests/unit/test_cuda_emu.c
-	@mkdir -p $(dir $@)
-	$(CC) $(ALL_CFLAGS) -DSF_TEST_GPU -c $< -o $@
-$(BUILD)/obj/tests/unit/test_dit_emu.o: tests/unit/test_dit_cuda.c
-	@mkdir -p $(dir $@)
-	$(CC) $(ALL_CFLAGS) -DSF_TEST_EMU -c $< -o $@
-$(BUILD)/tests/test_dit_emu: $(BUILD)/obj/tests/unit/test_dit_emu.o $(EMU_OBJ) $(LIB)
-	$(emu_link)
-# The umT5 encoder's kernels (test_t5_glue.c: emulated here, test_t5_glue_gpu on a GPU) and the whole
-# GPU encoder (test_t5_cuda.c: test_t5_cuda on a GPU, test_t5_emu on the emulated kernels), as above.
-$(ALL_EMU): $(BUILD)/tests/test_t5_emu
-all: $(BUILD)/tests/test_t5_glue_gpu
-$(BUILD)/tests/test_t5_glue: $(BUILD)/obj/tests/unit/test_t5_glue.o $(EMU_OBJ) $(LIB)
-	$(emu_link)
-$(BUILD)/obj/tests/unit/test_t5_glue_gpu.o: tests/unit/test_t5_glue.c
-	@mkdir -p $(dir $@)
-	$(CC) $(ALL_CFLAGS) -DSF_TEST_GPU -c $< -o $@
-$(BUILD)/obj/tests/unit/test_t5_emu.o: tests/unit/test_t5_cuda.c
-	@mkdir -p $(dir $@)
-	$(CC) $(ALL_CFLAGS) -DSF_TEST_EMU -c $< -o $@
-$(BUILD)/tests/test_t5_emu: $(BUILD)/obj/tests/unit/test_t5_emu.o $(EMU_OBJ) $(LIB)
-	$(emu_link)
-# test_vae_emu: test_vae_cuda.c (the GPU VAE decoder against the goldens) on the emulated kernels,
-# cuBLASLt and cuDNN conv (kernels/cuda/emu/conv_emu.cc) — stages/decode/vae_cuda.c on the host.
-$(ALL_EMU): $(BUILD)/tests/test_vae_emu
-$(BUILD)/obj/tests/unit/test_vae_emu.o: tests/unit/test_vae_cuda.c
-	@mkdir -p $(dir $@)
-	$(CC) $(ALL_CFLAGS) -DSF_TEST_EMU -c $< -o $@
-$(BUILD)/tests/test_vae_emu: $(BUILD)/obj/tests/unit/test_vae_emu.o $(EMU_OBJ) $(LIB)
-	$(emu_link)
-# test_vae_glue_emu: tests/unit/test_vae_glue.c (the VAE's own kernels vs kernels/vae_ops.h) on the
-# emulation; build/tests/test_vae_glue is the same file on the real kernels (SKIPs without a GPU).
-$(ALL_EMU): $(BUILD)/tests/test_vae_glue_emu
-$(BUILD)/obj/tests/unit/test_vae_glue_emu.o: tests/unit/test_vae_glue.c
-	@mkdir -p $(dir $@)
-	$(CC) $(ALL_CFLAGS) -DSF_TEST_EMU -c $< -o $@
-$(BUILD)/tests/test_vae_glue_emu: $(BUILD)/obj/tests/unit/test_vae_glue_emu.o $(EMU_OBJ) $(LIB)
-	$(emu_link)
+# twin_obj OBJECT SOURCE FLAG: tests/unit/SOURCE.c compiled with FLAG as the object of test OBJECT
+define twin_obj
+$(BUILD)/obj/tests/unit/$(1).o: tests/unit/$(2).c
+	@mkdir -p $$(dir $$@)
+	$$(CC) $$(ALL_CFLAGS) $(3) -c $$< -o $$@
+endef
+$(eval $(call twin_obj,test_dit_emu,test_dit_cuda,-DSF_TEST_EMU))
+$(eval $(call twin_obj,test_t5_emu,test_t5_cuda,-DSF_TEST_EMU))
+$(eval $(call twin_obj,test_vae_emu,test_vae_cuda,-DSF_TEST_EMU))
+$(eval $(call twin_obj,test_vae_glue_emu,test_vae_glue,-DSF_TEST_EMU))
+$(eval $(call twin_obj,test_cuda_glue,test_cuda_emu,-DSF_TEST_GPU))
+$(eval $(call twin_obj,test_t5_glue_gpu,test_t5_glue,-DSF_TEST_GPU))
+$(eval $(call twin_obj,test_hopper_gpu,test_hopper,-DSF_TEST_GPU))
+$(eval $(call twin_obj,test_tap_mass_gpu,test_tap_mass,-DSF_TEST_GPU))
 
 # sf-view (tools/view/): an HTTP server (libmicrohttpd) and JPEG (libjpeg-turbo), linked into it and its test only
 VIEW_LIBS := -lmicrohttpd -lturbojpeg
 $(BUILD)/bin/sf-view $(BUILD)/tests/test_view: LDLIBS += $(VIEW_LIBS)
 $(BUILD)/bin/sf-view: $(VIEW_OBJ) # the GPU bundle's (empty elsewhere: they are in libsf.a)
-
-# test_hopper: the Hopper probes (kernels/cuda/hopper_probe.cu) on the emulated kernels; test_hopper_gpu
-# is the same file on the real ones (tests/gpu/check.sh, part attn).
-all: $(BUILD)/tests/test_hopper_gpu
-$(BUILD)/tests/test_hopper: $(BUILD)/obj/tests/unit/test_hopper.o $(EMU_OBJ) $(LIB)
-	$(emu_link)
-$(BUILD)/obj/tests/unit/test_hopper_gpu.o: tests/unit/test_hopper.c
-	@mkdir -p $(dir $@)
-	$(CC) $(ALL_CFLAGS) -DSF_TEST_GPU -c $< -o $@
-
-# test_tap_mass: the attention-tap probability aggregates, CPU reference and the emulated GPU kernels
-# (kernels/cuda/tap_mass.cu); build/tests/test_tap_mass_gpu is the same file on the real kernels.
-all: $(BUILD)/tests/test_tap_mass_gpu
-$(BUILD)/tests/test_tap_mass: $(BUILD)/obj/tests/unit/test_tap_mass.o $(EMU_OBJ) $(LIB)
-	$(emu_link)
-$(BUILD)/obj/tests/unit/test_tap_mass_gpu.o: tests/unit/test_tap_mass.c
-	@mkdir -p $(dir $@)
-	$(CC) $(ALL_CFLAGS) -DSF_TEST_GPU -c $< -o $@
 
 $(BUILD)/bench/%: $(BUILD)/obj/tests/bench/%.o $(LIB)
 	@mkdir -p $(dir $@)
