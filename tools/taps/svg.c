@@ -279,6 +279,29 @@ static void viridis(double t, char *out, size_t n) {
     snprintf(out, n, "#%02x%02x%02x", r, g, b);
 }
 
+/* The viridis colour bar of a heatmap at (bx, y0), bh tall, for values lo (bottom) .. hi (top), with
+ * round ticks inside the exact range (as matplotlib's colorbar). */
+static void colour_bar(FILE *f, double bx, double y0, double bh, double lo, double hi) {
+    char col[16], buf[128];
+    fprintf(f, "<g><title>colour range %.6g to %.6g</title>\n", lo, hi);
+    for (int i = 0; i < 64; i++) {
+        viridis((63 - i) / 63.0, col, sizeof col);
+        fprintf(f, "<rect x=\"%.1f\" y=\"%.2f\" width=\"16\" height=\"%.2f\" fill=\"%s\"/>\n", bx, y0 + bh * i / 64.0,
+                bh / 64.0 + 0.3, col);
+    }
+    fputs("</g>\n", f);
+    sf_taps_ticks ct;
+    sf_taps_nice_ticks(lo, hi, 6, &ct);
+    double tol = 1e-9 * (hi - lo);
+    for (int i = 0; i < ct.n; i++) {
+        double v = ct.v[i], py = y0 + bh * (hi - v) / (hi - lo);
+        if (v < lo - tol || v > hi + tol) continue;
+        fprintf(f, "<line x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\" stroke=\"#333333\"/>\n", bx + 16, py, bx + 20, py);
+        sf_taps_tick_label(&ct, v, buf, sizeof buf);
+        text(f, "c-tick", bx + 23, py + 3, "start", 9, NULL, buf);
+    }
+}
+
 static const char *palette(size_t i) {
     static const char *p[] = {"#2E86AB", "#A23B72", "#F18F01", "#3B8B3B", "#6C4AB6", "#C73E1D", "#1B998B", "#777777"};
     return p[i % 8];
@@ -387,25 +410,8 @@ sf_status sf_taps_svg_heatmap(const char *path, const sf_taps_src *src, const sf
         text(f, "x-tick", x0 + cw * ((double)k + 0.5), y0 + chh * s->nh + 14, "middle", 9, NULL, buf);
     }
     text(f, "axis-label", x0 + cw * (double)K / 2, y0 + chh * s->nh + 34, "middle", 12, NULL, X_KEY_FRAME);
-    /* colour bar, with round ticks inside the exact range (as matplotlib's colorbar) */
-    double bx = x0 + cw * (double)K + 30, bh = chh * s->nh;
-    fprintf(f, "<g><title>colour range %.6g to %.6g</title>\n", lo, hi);
-    for (int i = 0; i < 64; i++) {
-        viridis((63 - i) / 63.0, col, sizeof col);
-        fprintf(f, "<rect x=\"%.1f\" y=\"%.2f\" width=\"16\" height=\"%.2f\" fill=\"%s\"/>\n", bx, y0 + bh * i / 64.0,
-                bh / 64.0 + 0.3, col);
-    }
-    fputs("</g>\n", f);
-    sf_taps_ticks ct;
-    sf_taps_nice_ticks(lo, hi, 6, &ct);
-    double tol = 1e-9 * (hi - lo);
-    for (int i = 0; i < ct.n; i++) {
-        double v = ct.v[i], py = y0 + bh * (hi - v) / (hi - lo);
-        if (v < lo - tol || v > hi + tol) continue;
-        fprintf(f, "<line x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\" stroke=\"#333333\"/>\n", bx + 16, py, bx + 20, py);
-        sf_taps_tick_label(&ct, v, buf, sizeof buf);
-        text(f, "c-tick", bx + 23, py + 3, "start", 9, NULL, buf);
-    }
+    double bx = x0 + cw * (double)K + 30;
+    colour_bar(f, bx, y0, chh * s->nh, lo, hi);
     /* above the bar: two heads make a bar shorter than the label */
     text(f, "axis-label", bx, y0 - 8, "start", 10, NULL, Y_LOGIT);
     return finish(&af, f, err);
@@ -552,24 +558,8 @@ void sf_taps_svg_grid(FILE *f, const char *title, int rows, const int *row_ids, 
         text(f, "x-tick", x0 + cw * ((double)k + 0.5), y0 + chh * rows + 14, "middle", 9, NULL, buf);
     }
     text(f, "axis-label", x0 + cw * (double)cols / 2, y0 + chh * rows + 34, "middle", 12, NULL, col_axis);
-    double bx = x0 + cw * (double)cols + 30, bh = chh * rows;
-    fprintf(f, "<g><title>colour range %.6g to %.6g</title>\n", lo, hi);
-    for (int i = 0; i < 64; i++) {
-        viridis((63 - i) / 63.0, col, sizeof col);
-        fprintf(f, "<rect x=\"%.1f\" y=\"%.2f\" width=\"16\" height=\"%.2f\" fill=\"%s\"/>\n", bx, y0 + bh * i / 64.0,
-                bh / 64.0 + 0.3, col);
-    }
-    fputs("</g>\n", f);
-    sf_taps_ticks ct;
-    sf_taps_nice_ticks(lo, hi, 6, &ct);
-    double tol = 1e-9 * (hi - lo);
-    for (int i = 0; i < ct.n; i++) {
-        double t = ct.v[i], py = y0 + bh * (hi - t) / (hi - lo);
-        if (t < lo - tol || t > hi + tol) continue;
-        fprintf(f, "<line x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\" stroke=\"#333333\"/>\n", bx + 16, py, bx + 20, py);
-        sf_taps_tick_label(&ct, t, buf, sizeof buf);
-        text(f, "c-tick", bx + 23, py + 3, "start", 9, NULL, buf);
-    }
+    double bx = x0 + cw * (double)cols + 30;
+    colour_bar(f, bx, y0, chh * rows, lo, hi);
     text(f, "axis-label", bx, y0 - 8, "start", 10, NULL, bar_label);
     fputs("</svg>\n", f);
 }
