@@ -1,6 +1,5 @@
 /* gpu_host.c — the GPU backends' shared host-side helpers: the SF_CUDA_PROFILE event profile and the
  * staged bf16 weight upload (see gpu_prof.h). */
-#define _POSIX_C_SOURCE 200809L
 #include "gpu_host.h"
 #include "dnnl_ops.h"
 #include "parallel.h"
@@ -8,7 +7,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
 sf_status sf_gpu_prof_init(sf_gpu_prof *p, int cap, int n_cat, const char *const *names, sf_err *err) {
     memset(p, 0, sizeof *p);
@@ -94,22 +92,15 @@ static void to_bf16_range(void *ctx, int64_t b, int64_t e) {
         for (int64_t i = b; i < e; i++) j->dst[i] = sf_f32_to_bf16(sf_f16_to_f32(((const uint16_t *)j->src)[i]));
 }
 
-/* The host side of an upload on up to 16 cores: page faults of a mapped weights file, the
- * conversion, the copy into pinned memory (each value on its own: any split gives the same bits). */
-static int upload_threads(void) {
-    static int cached; /* sysconf reads /sys: once per process (a benign race stores the same value) */
-    int t = __atomic_load_n(&cached, __ATOMIC_RELAXED);
-    if (!t) {
-        const long n = sysconf(_SC_NPROCESSORS_ONLN);
-        t = n < 1 ? 1 : n > 16 ? 16 : (int)n;
-        __atomic_store_n(&cached, t, __ATOMIC_RELAXED);
-    }
-    return t;
-}
-
+/* The host side of an upload on up to 16 cores: page faults of a mapped weights file, the conversion,
+ * the copy into pinned memory (each value on its own: any split gives the same bits). Pieces of at
+ * least 2^18 values; shorter sources (an embedding row) stay on the caller's thread without asking
+ * how many cores there are. */
 void sf_gpu_to_bf16(const void *src, sf_dtype dt, size_t n, uint16_t *dst) {
+    enum { MIN_PIECE = 1 << 18 };
     to_bf16_job j = {src, dt, dst};
-    sf_parallel_for((int64_t)n, upload_threads(), (int64_t)1 << 18, to_bf16_range, &j);
+    const int cores = n >= 2 * (size_t)MIN_PIECE ? sf_cpu_count() : 1;
+    sf_parallel_for((int64_t)n, cores < 16 ? cores : 16, MIN_PIECE, to_bf16_range, &j);
 }
 
 sf_status sf_gpu_upload_bf16(const sf_cuda_ctx *cx, void *dst, const void *src, sf_dtype dt, size_t n, uint16_t *stage,

@@ -86,13 +86,19 @@ fail:
     return NULL;
 }
 
+/* Whether graph kind ("fused", "plain") may be tried: SF_CUDNN_ONLY (testing aid) naming one of them
+ * rules out the other. */
+static int kind_allowed(const char *kind) {
+    const char *only = getenv("SF_CUDNN_ONLY");
+    return !(only && *only && (strstr(only, "fused") || strstr(only, "plain")) && !strstr(only, kind));
+}
+
 /* fused graph (when the shape has an epilogue) then plain; *fused tells which won. */
 static int plan_search(sf_cudnn_build *b, const sf_conv_shape *s, sf_cudnn_found *f, int *fused) {
     for (int fu = (s->bias || s->residual) ? 1 : 0; fu >= 0; fu--) {
         const char *kind = fu ? "fused" : "plain";
-        const char *only = getenv("SF_CUDNN_ONLY"); /* testing aid: "fused" or "plain" */
         char label[48];
-        if (only && *only && (strstr(only, "fused") || strstr(only, "plain")) && !strstr(only, kind)) continue;
+        if (!kind_allowed(kind)) continue;
         int mark = b->l->n;
         size_t k = strlen(b->tried);
         snprintf(b->tried + k, sizeof b->tried - k, "%s%s:", k ? " " : "", kind);
@@ -257,11 +263,10 @@ typedef struct cand {
  * (when the shape has an epilogue) then the plain one (+ the bias / residual kernel) — plan_search's
  * graphs in its order, so candidate 0 is its choice whenever heuristics A has one. Their count. */
 static int tune_collect(sf_cudnn_build *b, const sf_conv_shape *s, cand *cs) {
-    const char *only = getenv("SF_CUDNN_ONLY");
     int n = 0;
     for (int fu = (s->bias || s->residual) ? 1 : 0; fu >= 0; fu--) {
         const char *kind = fu ? "fused" : "plain";
-        if (only && *only && (strstr(only, "fused") || strstr(only, "plain")) && !strstr(only, kind)) continue;
+        if (!kind_allowed(kind)) continue;
         int mark = b->l->n;
         sf_cudnn_found f[TUNE_PER_GRAPH];
         char label[48];
@@ -290,12 +295,13 @@ static sf_status tune_time(sf_conv_cudnn *c, const sf_conv_shape *s, const cand 
     void *x = NULL, *w = NULL, *y = NULL, *bias = NULL, *res = NULL, *ws = NULL;
     cudaEvent_t e0 = NULL, e1 = NULL;
     sf_status r = SF_OK;
+    const size_t rb = s->residual ? yb : 0; /* the residual's input, only for a shape that adds one */
     if (cudaMalloc(&x, xb) || cudaMalloc(&w, wb) || cudaMalloc(&y, yb) || cudaMalloc(&bias, bb) ||
-        cudaMalloc(&res, yb) || cudaMalloc(&ws, wsb) || cudaEventCreate(&e0) || cudaEventCreate(&e1) ||
+        (rb && cudaMalloc(&res, rb)) || cudaMalloc(&ws, wsb) || cudaEventCreate(&e0) || cudaEventCreate(&e1) ||
         cudaMemsetAsync(x, 0, xb, st) || cudaMemsetAsync(w, 0, wb, st) || cudaMemsetAsync(bias, 0, bb, st) ||
-        cudaMemsetAsync(res, 0, yb, st)) {
+        (rb && cudaMemsetAsync(res, 0, rb, st))) {
         (void)cudaGetLastError(); /* not sticky: an allocation or a memset refused */
-        r = sf_fail(err, SF_E_NOMEM, "conv autotune: no scratch for %zu MB", (xb + wb + 2 * yb + wsb) >> 20);
+        r = sf_fail(err, SF_E_NOMEM, "conv autotune: no scratch for %zu MB", (xb + wb + yb + rb + wsb) >> 20);
         goto done;
     }
     for (int i = 0; i < n; i++) {

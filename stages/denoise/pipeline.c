@@ -5,6 +5,7 @@
  * Tested by tests/unit/test_dit_pipeline.c against dit_pipeline_{base,generator,generator_ema}. */
 #define _POSIX_C_SOURCE 200809L
 #include "pipeline.h"
+#include "parallel.h"
 #include "stop.h"
 #include "rng.h"
 #include "trace.h"
@@ -13,7 +14,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
 /* The seeded noise, drawn by a helper thread in the reference's consumption order while the DiT
  * runs: the initial noise frame by frame, then every re-noising draw. The draws depend on nothing
@@ -61,8 +61,8 @@ static void *feed_main(void *arg) {
  * on one core): up to 8, leaving two cores to the driver and the main thread. On the CPU the forwards
  * use every core and the normals are a rounding error of a forward's time: one. */
 static int noise_threads(const sf_dit_state *st) {
-    long n = sysconf(_SC_NPROCESSORS_ONLN) - 2;
-    return st->gpu ? (int)(n < 1 ? 1 : n > 8 ? 8 : n) : 1;
+    const int n = sf_cpu_count() - 2;
+    return st->gpu ? (n < 1 ? 1 : n > 8 ? 8 : n) : 1;
 }
 
 /* Wait until floats [0, upto) are drawn; returns them. */

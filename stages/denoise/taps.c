@@ -141,10 +141,15 @@ void sf_taps_on_forward(sf_taps *t, int block, int step, int64_t start_frame) {
     t->cur_start = start_frame;
 }
 
+/* The selection by forward alone: one (block, step), or with seed and an aggregate (streaming frames,
+ * probs, cross) only a block's first forward (its key frames grew); everything else may be tapped. */
+static int selects_forward(const sf_taps *t, int block, int step, int aggregate) {
+    if (t->sel == SF_TAP_SEL_ONE) return block == t->sel_block && step == t->sel_step;
+    return !(aggregate && t->sel == SF_TAP_SEL_SEED && step != 0);
+}
+
 static int wants_forward(const sf_taps *t, int layer, int aggregate) {
-    if (t->sel == SF_TAP_SEL_ONE && (t->cur_block != t->sel_block || t->cur_step != t->sel_step)) return 0;
-    /* streaming aggregate / probs / cross with seed: only the block's first forward (its key frames grew) */
-    if (aggregate && t->sel == SF_TAP_SEL_SEED && t->cur_step != 0) return 0;
+    if (!selects_forward(t, t->cur_block, t->cur_step, aggregate)) return 0;
     for (int i = 0; i < t->n_layers; i++)
         if (t->layers[i] == layer) return 1;
     return 0;
@@ -357,13 +362,10 @@ static sf_status tap_done(void *ctx, const sf_dit_attn_view *v, sf_err *err) {
     return SF_OK;
 }
 
-/* The selection by forward alone (wants_forward's first two rules): seed keeps step 0 of each block in
- * every mode (logits: the first capture with the most keys is a step 0) */
+/* Whether a forward may be tapped at all: seed keeps step 0 of each block in every mode (logits too: the
+ * first capture with the most keys is a step 0), so the aggregate rule serves all modes here. */
 static int tap_wants_forward(void *ctx, int block, int step) {
-    const sf_taps *t = ctx;
-    if (t->sel == SF_TAP_SEL_ONE) return block == t->sel_block && step == t->sel_step;
-    if (t->sel == SF_TAP_SEL_SEED) return step == 0;
-    return 1;
+    return selects_forward(ctx, block, step, 1);
 }
 
 void sf_taps_attach(sf_taps *t, sf_dit_state *st) {
