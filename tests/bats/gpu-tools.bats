@@ -95,3 +95,55 @@ setup() {
     SF_LIVE_WAIT=20 run -1 bash "$SF_ROOT/tests/gpu/live.sh" "$BATS_TEST_TMPDIR/none" cpu
     assert_output --partial "live: FAILED"
 }
+
+@test "check.sh plan: the most-needed units first within the call's budget, the rest named as the next call" {
+    C="$SF_ROOT/tests/gpu/check.sh"
+    # the default call (540 s): the golden DiT paths, our bench, e2e, then the reference with what is left
+    SF_CHECK_DRY=1 run -0 bash "$C"
+    assert_line --index 0 "run  dit_paths (~45 s)"
+    assert_line --index 1 "run  bench (~100 s)"
+    assert_line --index 2 "run  e2e (~180 s)"
+    assert_line --index 3 "run  ref (~200 s)" # 540 - 325 used - 15 of margin
+    assert_line "next taps (~110 s: 15 s of the budget left)"
+    assert_line "this call: ~525 s of a 540 s budget"
+    assert_line "next call: SF_CHECK_UNITS=taps,probes,bench_attn,ab,attn_videos,tests,san_attn,san_tests bash tests/gpu/check.sh (~1140 s)"
+    # a short call fills what fits; the reference left out takes our bench with it into the next call
+    # (its figures stand beside ours only when measured in the same call)
+    SF_CHECK_DRY=1 SF_CHECK_BUDGET=250 run -0 bash "$C"
+    assert_line "next e2e (~180 s: 105 s of the budget left)"
+    assert_line "run  probes (~30 s)"
+    assert_line "run  bench_attn (~60 s)"
+    assert_line "next call: SF_CHECK_UNITS=bench,e2e,ref,taps,ab,attn_videos,tests,san_attn,san_tests bash tests/gpu/check.sh (~1450 s)"
+    # the next call's own line: the order is always the priority order, whatever order the list had
+    SF_CHECK_DRY=1 SF_CHECK_BUDGET=180 SF_CHECK_UNITS=bench_attn,taps,probes run -0 bash "$C"
+    assert_line --index 0 "run  taps (~110 s)"
+    assert_line --index 1 "run  probes (~30 s)"
+    assert_line "next call: SF_CHECK_UNITS=bench_attn bash tests/gpu/check.sh (~60 s)"
+    # the older parts, and the headline table in one call
+    SF_CHECK_DRY=1 SF_CHECK_ONLY=bench,e2e,ref SF_CHECK_AB=0 run -0 bash "$C"
+    assert_output "run  bench (~100 s)
+run  e2e (~180 s)
+run  ref (~220 s)
+this call: ~500 s of a 540 s budget"
+    SF_CHECK_DRY=1 SF_CHECK_ONLY=attn SF_CHECK_BUDGET=0 run -0 bash "$C"
+    assert_output "run  dit_paths (~45 s)
+run  probes (~30 s)
+run  bench_attn (~60 s)
+run  san_attn (~150 s)
+this call: ~285 s (no budget)"
+    # SF_CHECK_UNITS=next: what the machine's last call left (fixed in advance: the machine stays warm ~30 s)
+    echo "ab,probes" >"$BATS_TEST_TMPDIR/next"
+    SF_CHECK_DRY=1 SF_CHECK_NEXT_FILE="$BATS_TEST_TMPDIR/next" SF_CHECK_UNITS=next run -0 bash "$C"
+    assert_output "run  probes (~30 s)
+run  ab (~150 s)
+this call: ~180 s of a 540 s budget"
+    # mistakes are one line and exit 2, before anything runs
+    SF_CHECK_DRY=1 SF_CHECK_NEXT_FILE="$BATS_TEST_TMPDIR/none" SF_CHECK_UNITS=next run -2 bash "$C"
+    assert_output --partial "no earlier call on this machine left units"
+    SF_CHECK_DRY=1 SF_CHECK_UNITS=bench,foo run -2 bash "$C"
+    assert_output --partial "unknown unit 'foo'"
+    SF_CHECK_DRY=1 SF_CHECK_ONLY=tapz run -2 bash "$C"
+    assert_output --partial "unknown part 'tapz'"
+    SF_CHECK_DRY=1 SF_CHECK_BUDGET=9m run -2 bash "$C"
+    assert_output --partial "SF_CHECK_BUDGET must be whole seconds"
+}

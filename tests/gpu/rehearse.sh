@@ -9,7 +9,10 @@
 #   3. what e2e.sh runs with the carried programs works on the tiny model on the CPU: the t2v
 #      pipeline through sf-run with its SF_TRACE timeline (timeline.sh), the live pipeline (live.sh:
 #      sf-view, a prompt switch over HTTP without curl, Ctrl-C);
-#   4. table.py reads the fixtures of tests/bats/fixtures/gpu-table.
+#   4. table.py reads the fixtures of tests/bats/fixtures/gpu-table;
+#   5. check.sh itself with this bundle (a stand-in nvidia-smi; the GPU tests SKIP, which check.sh counts
+#      as failures): a unit runs and is timed in the summary, table.md is written, and a budget too small
+#      for a unit leaves it to the next call's command line.
 # One line per check, then REHEARSAL PASSED (exit 0) or REHEARSAL FAILED (exit 1). The sf-view that
 # e2e part 3 needed and the bundle left out would have failed check 1 and 3 here.
 set -uo pipefail
@@ -76,5 +79,32 @@ fi
 F=tests/bats/fixtures/gpu-table
 rows=$(python3 tests/gpu/table.py "$F/bench.txt" "$F/e2e.txt" "$F/ref_bench.json" 2>&1 | grep -c '^| ')
 [ "$rows" -gt 10 ] && say "table.py" "$rows rows" || bad "table.py" "$rows rows"
+
+# 5. check.sh's plumbing on this machine
+mkdir -p "$G/fake" "$G/out1" "$G/out2"
+printf '#!/bin/sh\necho "rehearsal (no GPU), 0 MiB, -, -"\n' >"$G/fake/nvidia-smi"
+chmod +x "$G/fake/nvidia-smi"
+# every unit but e2e (its full-size model is 8 GB; step 3 ran its pipelines): each runs to its end here and
+# is timed; a shell mistake in a branch (an unset variable, a typo'd command) shows in the report
+units=dit_paths,bench,ref,taps,probes,bench_attn,ab,attn_videos,tests,san_attn,san_tests
+PATH="$G/fake:$PATH" OUT="$G/out1" SF_GPU_DIR="$G/g1" SF_CHECK_UNITS=$units SF_CHECK_BUDGET=0 timeout 900 \
+    bash tests/gpu/check.sh >/dev/null 2>&1
+rc=$?
+timed=$(grep -c '^unit [a-z_]* .* s (estimate [0-9]* s)' "$G/out1/summary.txt" 2>/dev/null)
+shell=$(grep -E 'unbound variable|command not found|syntax error|No such file or directory.*check\.sh|bad substitution' "$G/out1/report.txt" 2>/dev/null | grep -v 'nvidia-smi' | head -n 3)
+if [ $rc -eq 1 ] && [ "$timed" -eq 11 ] && [ -s "$G/out1/table.md" ] && grep -q '^hopper .*skipped' "$G/out1/summary.txt" &&
+    [ -z "$shell" ]; then
+    say "check.sh (11 units)" "each ran and was timed, table.md written, SKIPs counted as failures"
+else
+    bad "check.sh (11 units)" "exit $rc, $timed units timed; ${shell:-}$(grep '^unit' "$G/out1/summary.txt" 2>/dev/null | tr '\n' ';')"
+fi
+PATH="$G/fake:$PATH" OUT="$G/out2" SF_GPU_DIR="$G/g2" SF_CHECK_NEXT_FILE="$G/next" SF_CHECK_UNITS=taps,probes SF_CHECK_BUDGET=20 \
+    timeout 60 bash tests/gpu/check.sh >/dev/null 2>&1
+plan=$(SF_CHECK_NEXT_FILE="$G/next" SF_CHECK_UNITS=next SF_CHECK_DRY=1 SF_CHECK_BUDGET=0 bash tests/gpu/check.sh 2>&1 | head -n 2 | tr '\n' ';')
+if grep -q '^next call .*SF_CHECK_UNITS=taps,probes ' "$G/out2/summary.txt" && [ "$plan" = "run  taps (~110 s);run  probes (~30 s);" ]; then
+    say "check.sh (budget 20 s)" "nothing fits: the next call's command names both units, SF_CHECK_UNITS=next runs them"
+else
+    bad "check.sh (budget 20 s)" "$(tr '\n' ';' <"$G/out2/summary.txt" 2>/dev/null) / next: $plan"
+fi
 
 [ $fail -eq 0 ] && echo "REHEARSAL PASSED" || { echo "REHEARSAL FAILED"; exit 1; }
