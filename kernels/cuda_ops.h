@@ -161,6 +161,12 @@ sf_status sf_add_noise_cuda(const sf_cuda_ctx *ctx, const float *x0, const float
  * Shapes: D a multiple of 8 up to 2048, row strides multiples of 8, 16-byte aligned rows (else
  * SF_E_ARG: callers fall back to the unfused kernels); y may equal x (same stride). */
 
+/* The fused row ops load their per-column f32/f64 vectors (affine, modulation, gate, RMSNorm weight,
+ * RoPE table) 16 bytes at a time when all are 16-byte aligned and the frame stride a multiple of 4,
+ * else one value per load; same results. on = 0 forces the scalar loads, 1 restores the default, < 0
+ * only asks; returns the previous setting (process-wide: for --bench glue's A/B and the tests). */
+int sf_fused_norm_vector_loads(int on);
+
 /* LayerNorm (fp32 statistics, biased variance, eps) of x (M, D) bf16 → y (M, D) bf16:
  *   a = ⌊ (x − mean)·rstd [·w + b] ⌉           (w, b: (D) f32 device, NULL = no affine)
  *   with shift, scale (f32 device, per frame: row r uses frame r / S at frame·fstride):

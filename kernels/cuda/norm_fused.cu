@@ -13,6 +13,42 @@
 #define FUSED_MAXC 8 /* 8-element chunks per lane: rows of up to 32 · 8 · 8 = 2048 values */
 #define FUSED_WARPS 8
 
+/* Per-column vectors (LayerNorm affine, modulation, gate, RMSNorm weight, RoPE table) 16 bytes at a time
+ * where every one is 16-byte aligned (the DiT's always are): a lane's 8 columns are contiguous, so two
+ * float4 loads coalesce across the warp where eight scalar ones each touch 32 sectors (8× the L1
+ * traffic of the row itself). Same values either way; sf_fused_norm_vector_loads(0) (--bench glue's A/B)
+ * forces the scalar loads. */
+static int g_vec_loads = 1;
+extern "C" int sf_fused_norm_vector_loads(int on) {
+    const int was = g_vec_loads;
+    if (on >= 0) g_vec_loads = on != 0;
+    return was;
+}
+static bool al16(const void *p) { return (uintptr_t)p % 16 == 0; }
+
+struct alignas(16) f32x4 {
+    float v[4];
+};
+struct alignas(16) f64x2 {
+    double v[2];
+};
+
+/* o[0..8) = p[0..8): two 16-byte loads when vec (p 16-byte aligned: the launch checked), else eight. */
+__device__ __forceinline__ void load8f(const float *__restrict__ p, bool vec, float (&o)[8]) {
+    if (vec) {
+#ifdef SF_CUDA_EMU
+        if ((uintptr_t)p % 16) sf_emu::thread_fault("load8f: %p is not 16-byte aligned", (const void *)p);
+        sf_emu_count_vector_load();
+#endif
+        const f32x4 a = ((const f32x4 *)p)[0], b = ((const f32x4 *)p)[1];
+#pragma unroll
+        for (int e = 0; e < 4; e++) o[e] = a.v[e], o[4 + e] = b.v[e];
+    } else {
+#pragma unroll
+        for (int e = 0; e < 8; e++) o[e] = p[e];
+    }
+}
+
 
 /* A row's chunks c = lane + 32k (< nc) into v[k][0..8) as floats. */
 __device__ __forceinline__ void load_row(const __nv_bfloat16 *x, int nc, int lane, float (&v)[FUSED_MAXC][8]) {
@@ -35,7 +71,8 @@ __device__ __forceinline__ void load_row(const __nv_bfloat16 *x, int nc, int lan
 static __global__ void ln_mod_kernel(int64_t M, int D, __nv_bfloat16 *x, int64_t ldx, const __nv_bfloat16 *res,
                                      int64_t ldr, const float *__restrict__ gate, const float *__restrict__ w,
                                      const float *__restrict__ b, float eps, int64_t S, const float *__restrict__ shift,
-                                     const float *__restrict__ scale, int64_t fstride, __nv_bfloat16 *y, int64_t ldy) {
+                                     const float *__restrict__ scale, int64_t fstride, __nv_bfloat16 *y, int64_t ldy,
+                                     bool vec) {
     const int lane = threadIdx.x & 31;
     const int64_t row = (int64_t)blockIdx.x * (blockDim.x >> 5) + (threadIdx.x >> 5);
     if (row >= M) return; /* whole warps leave together: the shuffles below see full warps */
@@ -51,9 +88,11 @@ static __global__ void ln_mod_kernel(int64_t M, int D, __nv_bfloat16 *x, int64_t
             if (c < nc) {
                 bf16x8 t = xr[c];
                 const bf16x8 u = rr[c];
+                float g8[8];
+                if (gate) load8f(gate + fo + c * 8, vec, g8);
 #pragma unroll
                 for (int e = 0; e < 8; e++) {
-                    const float add = gate ? sf_round_bf(sf_bf(u.h[e]) * gate[fo + c * 8 + e]) : sf_bf(u.h[e]);
+                    const float add = gate ? sf_round_bf(sf_bf(u.h[e]) * g8[e]) : sf_bf(u.h[e]);
                     t.h[e] = sf_tobf(sf_bf(t.h[e]) + add);
                     v[k][e] = sf_bf(t.h[e]);
                 }
@@ -86,15 +125,18 @@ static __global__ void ln_mod_kernel(int64_t M, int D, __nv_bfloat16 *x, int64_t
         const int c = lane + 32 * k;
         if (c < nc) {
             bf16x8 o;
+            float w8[8], b8[8], sc8[8], sh8[8];
+            if (w) load8f(w + c * 8, vec, w8);
+            if (b) load8f(b + c * 8, vec, b8);
+            if (shift) load8f(scale + fo + c * 8, vec, sc8), load8f(shift + fo + c * 8, vec, sh8);
 #pragma unroll
             for (int e = 0; e < 8; e++) {
-                const int j = c * 8 + e;
                 float a = (v[k][e] - mean) * rstd;
-                if (w) a = a * w[j] + (b ? b[j] : 0.0f);
+                if (w) a = a * w8[e] + (b ? b8[e] : 0.0f);
                 if (shift) {
-                    const float one_sc = sf_round_bf(1.0f + scale[fo + j]);
+                    const float one_sc = sf_round_bf(1.0f + sc8[e]);
                     const float p = sf_round_bf(sf_round_bf(a) * one_sc);
-                    o.h[e] = sf_tobf(p + shift[fo + j]);
+                    o.h[e] = sf_tobf(p + sh8[e]);
                 } else {
                     o.h[e] = sf_tobf(a);
                 }
@@ -111,7 +153,7 @@ static __global__ void ln_mod_kernel(int64_t M, int D, __nv_bfloat16 *x, int64_t
 static __global__ void rmsnorm_rope_kernel(int64_t M, int D, const __nv_bfloat16 *x, int64_t ldx,
                                            const float *__restrict__ w, float eps, __nv_bfloat16 *y, int64_t ldy,
                                            int d, int Hp, int Wp, int n_t, int n_h, int64_t start_frame,
-                                           const double *__restrict__ cs) {
+                                           const double *__restrict__ cs, bool vec) {
     const int lane = threadIdx.x & 31;
     const int64_t row = (int64_t)blockIdx.x * (blockDim.x >> 5) + (threadIdx.x >> 5);
     if (row >= M) return;
@@ -134,10 +176,12 @@ static __global__ void rmsnorm_rope_kernel(int64_t M, int D, const __nv_bfloat16
         const int c = lane + 32 * k;
         if (c < nc) {
             bf16x8 o;
+            float w8[8];
+            if (w) load8f(w + c * 8, vec, w8);
 #pragma unroll
             for (int e = 0; e < 8; e++) {
                 const float n = sf_round_bf(v[k][e] * rs);
-                o.h[e] = sf_tobf(w ? n * w[c * 8 + e] : n);
+                o.h[e] = sf_tobf(w ? n * w8[e] : n);
             }
             if (cs) {
 #pragma unroll
@@ -145,14 +189,39 @@ static __global__ void rmsnorm_rope_kernel(int64_t M, int D, const __nv_bfloat16
                     const int p = ((c * 8 + e) % d) >> 1;
                     const int64_t ps = p < n_t ? pt : (p < n_t + n_h ? ph : pw);
                     const double *t = cs + ((size_t)ps * half + p) * 2;
+                    double t0, t1;
+                    if (vec) { /* the pair (cos, sin) in one 16-byte load */
+#ifdef SF_CUDA_EMU
+                        if ((uintptr_t)t % 16) sf_emu::thread_fault("rmsnorm_rope: table entry %p is not 16-byte aligned", (const void *)t);
+                        sf_emu_count_vector_load();
+#endif
+                        const f64x2 tt = *(const f64x2 *)t;
+                        t0 = tt.v[0], t1 = tt.v[1];
+                    } else {
+                        t0 = t[0], t1 = t[1];
+                    }
                     const double re = (double)sf_bf(o.h[e]), im = (double)sf_bf(o.h[e + 1]);
-                    o.h[e] = __double2bfloat16(re * t[0] - im * t[1]);
-                    o.h[e + 1] = __double2bfloat16(re * t[1] + im * t[0]);
+                    o.h[e] = __double2bfloat16(re * t0 - im * t1);
+                    o.h[e + 1] = __double2bfloat16(re * t1 + im * t0);
                 }
             }
             yr[c] = o;
         }
     }
+}
+
+/* Whether ln_mod_kernel may load its vectors 16 bytes at a time: all aligned (NULL counts as aligned),
+ * and the frame stride keeps them so (a lane's columns c·8 are already multiples of 8). */
+static bool vec_decide(bool any, bool aligned) {
+#ifdef SF_CUDA_EMU /* a launch with vectors that must load them one value at a time (the tests count these) */
+    if (any && g_vec_loads && !aligned) sf_emu_count_vector_fallback();
+#endif
+    return g_vec_loads && aligned;
+}
+static bool vec_ok(const float *w, const float *b, const float *gate, const float *shift, const float *scale,
+                   int64_t fstride) {
+    return vec_decide(w || b || gate || shift, al16(w) && al16(b) && al16(gate) && al16(shift) && al16(scale) &&
+                                                   (fstride % 4 == 0 || (!gate && !shift)));
 }
 
 static sf_status fused_args(const char *op, const sf_cuda_ctx *ctx, int64_t M, int64_t D, const void *x, int64_t ldx,
@@ -180,7 +249,7 @@ extern "C" sf_status sf_ln_mod_cuda(const sf_cuda_ctx *ctx, int64_t M, int64_t D
     SF_LAUNCH(ln_mod_kernel, (unsigned)((M + FUSED_WARPS - 1) / FUSED_WARPS), 32 * FUSED_WARPS, 0,
               SF_CUDA_STREAM(ctx), M, (int)D, (__nv_bfloat16 *)x, ldx, (const __nv_bfloat16 *)NULL, (int64_t)0,
               (const float *)NULL, w, w ? b : NULL, (float)eps, S > 0 ? S : 1, shift, scale, fstride,
-              (__nv_bfloat16 *)y, ldy);
+              (__nv_bfloat16 *)y, ldy, vec_ok(w, w ? b : NULL, NULL, shift, scale, fstride));
     CUDA_CHECK_LAUNCH("ln_mod_kernel");
     return SF_OK;
 fail:
@@ -201,7 +270,8 @@ extern "C" sf_status sf_res_ln_mod_cuda(const sf_cuda_ctx *ctx, int64_t M, int64
     if (M == 0) return SF_OK;
     SF_LAUNCH(ln_mod_kernel, (unsigned)((M + FUSED_WARPS - 1) / FUSED_WARPS), 32 * FUSED_WARPS, 0,
               SF_CUDA_STREAM(ctx), M, (int)D, (__nv_bfloat16 *)x, ldx, (const __nv_bfloat16 *)res, ldr, gate, w,
-              w ? b : NULL, (float)eps, S, shift, scale, fstride, (__nv_bfloat16 *)y, ldy);
+              w ? b : NULL, (float)eps, S, shift, scale, fstride, (__nv_bfloat16 *)y, ldy,
+              vec_ok(w, w ? b : NULL, gate, shift, scale, fstride));
     CUDA_CHECK_LAUNCH("ln_mod_kernel");
     return SF_OK;
 fail:
@@ -226,7 +296,7 @@ extern "C" sf_status sf_rmsnorm_rope_cuda(const sf_cuda_ctx *ctx, int64_t M, int
     if (M == 0) return SF_OK;
     SF_LAUNCH(rmsnorm_rope_kernel, (unsigned)((M + FUSED_WARPS - 1) / FUSED_WARPS), 32 * FUSED_WARPS, 0,
               SF_CUDA_STREAM(ctx), M, (int)D, (const __nv_bfloat16 *)x, ldx, w, (float)eps, (__nv_bfloat16 *)y, ldy,
-              cs ? d : 8, cs ? Hp : 1, cs ? Wp : 1, n_t, n_h, start_frame, cs);
+              cs ? d : 8, cs ? Hp : 1, cs ? Wp : 1, n_t, n_h, start_frame, cs, vec_decide(w || cs, al16(w) && al16(cs)));
     CUDA_CHECK_LAUNCH("rmsnorm_rope_kernel");
     return SF_OK;
 fail:

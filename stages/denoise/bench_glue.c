@@ -5,7 +5,9 @@
  * copy of the same rows on the same card — the floor each could reach. Rows are the kernels a forward
  * runs (dit_cuda.c) and how many times per forward, so "per forward" sums to the glue of one forward at
  * the rates measured: the figure SF_CUDA_PROFILE's "norms" and "q/k" categories include, launch gaps
- * aside. Nothing passes or fails on time. `--bench glue-small`: 64-token frames, to try the program on
+ * aside. The fused row kernels run twice: as the DiT runs them, then with their per-column vectors loaded
+ * one value at a time (sf_fused_norm_vector_loads(0), the A/B of their 16-byte loads; lines marked
+ * "[per-value vector loads]", not counted per forward). Nothing passes or fails on time. `--bench glue-small`: 64-token frames, to try the program on
  * an emulated device. Run by tests/gpu/check.sh (part bench). */
 #define _POSIX_C_SOURCE 200809L
 #include "stages/denoise/bench.h"
@@ -113,26 +115,37 @@ sf_status sf_denoise_bench_glue(int cuda_ordinal, int small, sf_err *err) {
     }
     for (size_t i = 0; i < ncs / 2; i++) cs[2 * i] = cos(1e-3 * (double)i), cs[2 * i + 1] = sin(1e-3 * (double)i);
     if ((s = sf_cuda_copy_h2d(&cx, g.cs, cs, sizeof(double) * ncs, err))) goto done;
-    double floor_tbs = 0, fwd_ms = 0;
+    double floor_tbs = 0, fwd_ms = 0, fwd_scalar_ms = 0;
     for (int k = 0; k < K_N && !s; k++) {
-        float ms[REPS];
-        if ((s = run(&g, k, err)) || (s = sf_cuda_sync(&cx, err))) break; /* the warm-up */
-        for (int i = 0; i < REPS && !s; i++)
-            if (!(s = sf_cuda_event_record(&cx, ev, 2 * i, err)) && !(s = run(&g, k, err)) &&
-                !(s = sf_cuda_event_record(&cx, ev, 2 * i + 1, err)))
-                s = sf_cuda_event_ms(ev, 2 * i, 2 * i + 1, &ms[i], err);
-        if (s) break;
-        qsort(ms, REPS, sizeof ms[0], cmp_f);
-        const double med = ms[REPS / 2], bytes = K[k].bytes_elem * (double)g.L * (K[k].wide ? FF : D);
-        const double tbs = med > 0 ? bytes / (med * 1e-3) / 1e12 : 0;
-        if (k == 0) floor_tbs = tbs;
-        printf("glue gpu %lld x %d, %s: %.4f ms, %.2f TB/s", (long long)g.L, K[k].wide ? FF : D, K[k].name, med, tbs);
-        if (k > 0 && floor_tbs > 0) printf(" (%.0f%% of the copy's)", 100.0 * tbs / floor_tbs);
-        if (K[k].per_forward) printf(", %d per forward: %.2f ms", K[k].per_forward, K[k].per_forward * med);
-        printf("\n");
-        fwd_ms += K[k].per_forward * med;
+        /* pass 1 of the fused row kernels (1..7): their vectors one value per load (the A/B) */
+        const int passes = k >= 1 && k <= 7 ? 2 : 1;
+        for (int pass = 0; pass < passes && !s; pass++) {
+            float ms[REPS];
+            sf_fused_norm_vector_loads(pass == 0);
+            if ((s = run(&g, k, err)) || (s = sf_cuda_sync(&cx, err))) break; /* the warm-up */
+            for (int i = 0; i < REPS && !s; i++)
+                if (!(s = sf_cuda_event_record(&cx, ev, 2 * i, err)) && !(s = run(&g, k, err)) &&
+                    !(s = sf_cuda_event_record(&cx, ev, 2 * i + 1, err)))
+                    s = sf_cuda_event_ms(ev, 2 * i, 2 * i + 1, &ms[i], err);
+            if (s) break;
+            qsort(ms, REPS, sizeof ms[0], cmp_f);
+            const double med = ms[REPS / 2], bytes = K[k].bytes_elem * (double)g.L * (K[k].wide ? FF : D);
+            const double tbs = med > 0 ? bytes / (med * 1e-3) / 1e12 : 0;
+            if (k == 0) floor_tbs = tbs;
+            printf("glue gpu %lld x %d, %s%s: %.4f ms, %.2f TB/s", (long long)g.L, K[k].wide ? FF : D, K[k].name,
+                   pass ? " [per-value vector loads]" : "", med, tbs);
+            if (k > 0 && floor_tbs > 0) printf(" (%.0f%% of the copy's)", 100.0 * tbs / floor_tbs);
+            if (K[k].per_forward && !pass) printf(", %d per forward: %.2f ms", K[k].per_forward, K[k].per_forward * med);
+            printf("\n");
+            if (pass || passes == 1) fwd_scalar_ms += K[k].per_forward * med;
+            if (!pass) fwd_ms += K[k].per_forward * med;
+        }
     }
-    if (!s) printf("glue gpu per forward (block 0, the kernels above at these rates): %.2f ms\n", fwd_ms);
+    sf_fused_norm_vector_loads(1);
+    if (!s) {
+        printf("glue gpu per forward (block 0, the kernels above at these rates): %.2f ms\n", fwd_ms);
+        printf("glue gpu A/B: the same with per-value vector loads: %.2f ms per forward\n", fwd_scalar_ms);
+    }
 done:
     free(cs);
     sf_cuda_events_free(ev, 2 * REPS);

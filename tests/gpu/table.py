@@ -127,6 +127,9 @@ def main(argv):
     shares = [float(x) for x in re.findall(r"glue gpu [^\n]*\(([0-9.]+)% of the copy's\), [0-9]+ per forward", bench)]
     row("norm / RoPE / residual kernels of one block-0 forward (--bench glue)", glue, "{:.2f} ms", "—", None, None,
         f" (slowest at {min(shares):.0f} % of a device copy's TB/s)" if shares else "")
+    glue_sc = grab(bench, r"glue gpu A/B: the same with per-value vector loads: ([0-9.]+) ms")
+    row("the same, their per-column vectors loaded one value at a time (A/B)", glue_sc, "{:.2f} ms", "—", None, None,
+        f" (16-byte loads: {100 * (glue / glue_sc - 1):+.1f} %)" if glue and glue_sc else "")
     row("umT5-XXL, one 512-token prompt", t5, "{:.1f} ms", "—", None,
         ref.get("t5_encode_ms"))
     m, rm = gib(mem), gib(r_mem)

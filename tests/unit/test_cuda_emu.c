@@ -26,6 +26,8 @@
 static void sf_emu_set_max_blocks(long long n) { (void)n; }
 static void sf_emu_reset(void) {}
 static unsigned long long sf_emu_launches(void) { return 0; }
+static unsigned long long sf_emu_vector_loads(void) { return 0; }
+static unsigned long long sf_emu_vector_fallbacks(void) { return 0; }
 #define EMU_ONLY() \
     do { \
         SF_TEST_SKIP("emulator self-test"); \
@@ -804,6 +806,97 @@ done:
 static void test_res_ln_mod_gated(void) { res_ln_case(1); }
 static void test_res_ln_mod_plain(void) { res_ln_case(0); }
 
+/* The fused row kernels' per-column vectors (affine, modulation, gate, RMSNorm weight, RoPE table) in
+ * 16-byte loads and one value at a time give the same bits: default (aligned: vector loads, counted by
+ * the emulation), forced scalar (sf_fused_norm_vector_loads(0)), and layouts that must fall back — a
+ * modulation table 4 bytes off 16-byte alignment, a frame stride not a multiple of 4 (no vector load
+ * then; the emulation faults on a misaligned one). */
+static void vec_case_ln(cu *c, int64_t M, int64_t D, int64_t S, const float *x, const float *r, gbuf *bx, gbuf *br,
+                        gbuf *by, const float *w, const float *b, const float *gate, const float *shift,
+                        const float *scale, int64_t fs, float *out, int expect_vec) {
+    const unsigned long long v0 = sf_emu_vector_loads(), fb0 = sf_emu_vector_fallbacks();
+    if (!gb_put(c, bx, x) || !gb_put(c, br, r)) return;
+    SF_CHECK_OK(sf_res_ln_mod_cuda(&c->ctx, M, D, bx->at, D, br->at, D, gate, w, b, 1e-6, S, shift, scale, fs, by->at,
+                                   D, &c->err),
+                &c->err);
+    float *y = out + M * D;
+    if (!gb_get(c, bx, "res_ln_mod x", out) || !gb_get(c, by, "res_ln_mod y", y)) return;
+#ifndef SF_TEST_GPU
+    if (expect_vec) SF_CHECK_MSG(sf_emu_vector_loads() > v0, "aligned vectors: no 16-byte loads counted");
+    else SF_CHECK_MSG(sf_emu_vector_loads() == v0, "%llu 16-byte loads where they must fall back",
+                      sf_emu_vector_loads() - v0);
+    /* a misaligned layout counts as a fallback; the forced scalar loads do not */
+    const unsigned long long fb = sf_emu_vector_fallbacks() - fb0;
+    SF_CHECK_MSG(fb == (unsigned long long)(!expect_vec && sf_fused_norm_vector_loads(-1)), "%llu fallbacks counted", fb);
+#else
+    (void)v0, (void)fb0, (void)expect_vec;
+#endif
+}
+static void test_fused_vector_loads(void) {
+    enum { F = 2, S = 5, M = F * S, D = 264, FS = 6 * D, FS2 = 6 * D + 2, HP = 1, WP = 5, HEADS = 3, HD = 88, MAXPOS = 16 };
+    cu c;
+    sf_rope_table t = {0};
+    if (!cu_open(&c)) return;
+    float *x = hrand(M * D, -3, 3, 1), *r = hrand(M * D, -2, 2, 1), *w = hrand(D, 0.5f, 1.5f, 1);
+    float *b = hrand(D, -0.5f, 0.5f, 1), *E = hrand(F * FS, -0.5f, 0.5f, 1);
+    float *E1 = hzalloc(F * FS + 4), *E2 = hzalloc(F * FS2), *got[4];
+    for (int i = 0; i < 4; i++) got[i] = hzalloc(2 * M * D);
+    for (int i = 0; i < F * FS; i++) E1[1 + i] = E[i];                   /* 4 bytes off alignment */
+    for (int f = 0; f < F; f++) memcpy(E2 + f * FS2, E + f * FS, sizeof(float) * FS); /* odd frame stride */
+    float *dw = dput(&c, w, D, 0), *db = dput(&c, b, D, 0), *dE = dput(&c, E, F * FS, 0);
+    float *dE1 = dput(&c, E1, F * FS + 4, 0), *dE2 = dput(&c, E2, F * FS2, 0);
+    gbuf bx, br, by;
+    if (!dw || !db || !dE || !dE1 || !dE2 || !gb_new(&c, &bx, M, D, D, 2) || !gb_new(&c, &br, M, D, D, 2) ||
+        !gb_new(&c, &by, M, D, D, 2))
+        goto done;
+    /* gated residual + modulation (the FFN's end), then gated + affine (norm3) */
+    for (int affine = 0; affine < 2; affine++) {
+        const float *A = affine ? dw : NULL, *B = affine ? db : NULL;
+        const int64_t mod = affine ? 0 : 1; /* modulation only without affine, as the DiT calls them */
+        vec_case_ln(&c, M, D, S, x, r, &bx, &br, &by, A, B, dE + 2 * D, mod ? dE : NULL, mod ? dE + D : NULL, FS, got[0], 1);
+        const int was = sf_fused_norm_vector_loads(0);
+        SF_CHECK(was == 1);
+        vec_case_ln(&c, M, D, S, x, r, &bx, &br, &by, A, B, dE + 2 * D, mod ? dE : NULL, mod ? dE + D : NULL, FS, got[1], 0);
+        sf_fused_norm_vector_loads(1);
+        vec_case_ln(&c, M, D, S, x, r, &bx, &br, &by, A, B, dE1 + 1 + 2 * D, mod ? dE1 + 1 : NULL, mod ? dE1 + 1 + D : NULL,
+                    FS, got[2], 0);
+        vec_case_ln(&c, M, D, S, x, r, &bx, &br, &by, A, B, dE2 + 2 * D, mod ? dE2 : NULL, mod ? dE2 + D : NULL, FS2,
+                    got[3], 0);
+        cmp(affine ? "affine: forced scalar loads vs vector" : "modulation: forced scalar loads vs vector", got[1], got[0],
+            2 * M * D, T_BITS, 1);
+        cmp("misaligned table (scalar fallback) vs vector", got[2], got[0], 2 * M * D, T_BITS, 1);
+        cmp("odd frame stride (scalar fallback) vs vector", got[3], got[0], 2 * M * D, T_BITS, 1);
+    }
+    /* RMSNorm weight + RoPE table */
+    SF_CHECK_OK(sf_rope_table_init(&t, HD, MAXPOS, &c.err), &c.err);
+    double *dcs = cu_alloc(&c, (size_t)MAXPOS * HD * 8);
+    if (!t.cs || !dcs) goto done;
+    SF_CHECK_OK(sf_cuda_copy_h2d(&c.ctx, dcs, t.cs, (size_t)MAXPOS * HD * 8, &c.err), &c.err);
+    for (int pass = 0; pass < 2; pass++) {
+        const unsigned long long v0 = sf_emu_vector_loads();
+        sf_fused_norm_vector_loads(pass == 0);
+        if (!gb_put(&c, &bx, x)) break;
+        SF_CHECK_OK(sf_rmsnorm_rope_cuda(&c.ctx, M, D, bx.at, D, dw, 1e-6, bx.at, D, HEADS, HD, HP, WP, t.n_t, t.n_h, 2, dcs,
+                                         MAXPOS, &c.err),
+                    &c.err);
+        if (!gb_get(&c, &bx, "rmsnorm_rope", got[pass])) break;
+#ifndef SF_TEST_GPU
+        SF_CHECK_MSG(pass ? sf_emu_vector_loads() == v0 : sf_emu_vector_loads() > v0, "rmsnorm_rope pass %d: %llu 16-byte loads",
+                     pass, sf_emu_vector_loads() - v0);
+#else
+        (void)v0;
+#endif
+    }
+    sf_fused_norm_vector_loads(1);
+    cmp("rmsnorm_rope: forced scalar loads vs vector", got[1], got[0], M * D, T_BITS, 1);
+done:
+    sf_fused_norm_vector_loads(1);
+    sf_rope_table_free(&t);
+    free(x), free(r), free(w), free(b), free(E), free(E1), free(E2);
+    for (int i = 0; i < 4; i++) free(got[i]);
+    cu_close(&c);
+}
+
 /* ---- CUDA graphs (kernels/cuda_graph.h) ------------------------------------------------------ */
 /* A small sequence of the kinds of work a DiT forward records: a cuBLASLt product with its bias
  * epilogue, a kernel, a device copy (and with extra, one more kernel). */
@@ -976,5 +1069,6 @@ static const sf_test tests[] = {
     {"rmsnorm_rope_fused", test_rmsnorm_rope_fused},
     {"res_ln_mod_gated", test_res_ln_mod_gated},
     {"res_ln_mod_plain", test_res_ln_mod_plain},
+    {"fused_vector_loads", test_fused_vector_loads},
 };
 SF_TEST_MAIN(tests)

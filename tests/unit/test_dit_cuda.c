@@ -203,7 +203,19 @@ static void pipeline(const char *mode, const char *key) {
 #define EMU_SKIP(why) (void)0
 #endif
 
-static void test_pipeline_base(void) { pipeline("base", NULL); }
+/* The golden pipeline; on the emulation also: every fused row kernel with per-column vectors (affine,
+ * modulation, gate, RMSNorm weight, RoPE table) found them 16-byte aligned and loaded them so. */
+static void test_pipeline_base(void) {
+#ifdef SF_TEST_EMU
+    const unsigned long long v0 = sf_emu_vector_loads(), fb0 = sf_emu_vector_fallbacks();
+#endif
+    pipeline("base", NULL);
+#ifdef SF_TEST_EMU
+    SF_CHECK_MSG(sf_emu_vector_loads() > v0, "the DiT's fused row kernels loaded no vector 16 bytes at a time");
+    SF_CHECK_MSG(sf_emu_vector_fallbacks() == fb0, "%llu fused row launches loaded their vectors one value at a time "
+                 "(not 16-byte aligned)", sf_emu_vector_fallbacks() - fb0);
+#endif
+}
 /* cuBLASLt without a GELU-epilogue algorithm (emulated refusal): a warning, the GELU as its own kernel,
  * the same golden results. */
 static void test_gelu_epilogue_refused(void) {

@@ -135,6 +135,12 @@ cudaError_t cudaEventElapsedTime(float *ms, cudaEvent_t, cudaEvent_t) {
     return cudaSuccess;
 }
 
+static unsigned long long n_vector_loads;
+extern "C" unsigned long long sf_emu_vector_loads(void) { return n_vector_loads; }
+extern "C" void sf_emu_count_vector_load(void) { n_vector_loads++; }
+static unsigned long long n_vector_fallbacks;
+extern "C" unsigned long long sf_emu_vector_fallbacks(void) { return n_vector_fallbacks; }
+extern "C" void sf_emu_count_vector_fallback(void) { n_vector_fallbacks++; }
 static unsigned long long n_device_allocs;
 extern "C" unsigned long long sf_emu_device_allocs(void) { return n_device_allocs; }
 cudaError_t cudaMalloc(void **p, size_t bytes) {

@@ -30,6 +30,14 @@ unsigned long long sf_emu_host_waits(void);
 unsigned long long sf_emu_event_waits(void);
 /* sf_conv_cudnn_forward calls since the process started (the emulated cuDNN convolution). */
 unsigned long long sf_emu_conv_calls(void);
+/* 16-byte loads of per-column vectors by the fused row kernels (norm_fused.cu) since the process
+ * started: whether they took the vector path; counted by the kernels themselves. */
+unsigned long long sf_emu_vector_loads(void);
+void sf_emu_count_vector_load(void);
+/* Launches of those kernels with per-column vectors that had to load them one value at a time (not
+ * 16-byte aligned, or a frame stride not a multiple of 4) while vector loads were on. */
+unsigned long long sf_emu_vector_fallbacks(void);
+void sf_emu_count_vector_fallback(void);
 /* cudaMalloc calls since the process started. */
 unsigned long long sf_emu_device_allocs(void);
 /* The message of the last kernel failure ("" if none) and the sticky error flag: like a CUDA
