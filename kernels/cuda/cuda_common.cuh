@@ -117,6 +117,33 @@ struct alignas(16) bf16x8 {
     __nv_bfloat16 h[8];
 };
 
+/* Four f32 / two f64 values in one 16-byte load (per-column vectors of the row kernels). */
+struct alignas(16) f32x4 {
+    float v[4];
+};
+struct alignas(16) f64x2 {
+    double v[2];
+};
+
+/* o[0..8) = p[0..8): two 16-byte loads when vec (p must then be 16-byte aligned: the launch checks; the
+ * emulation faults otherwise and counts the loads, sf_emu_vector_loads), else eight scalar loads. Where a
+ * lane's 8 columns are contiguous and lanes follow each other, the two loads coalesce across the warp;
+ * eight scalar ones each touch 32 sectors. */
+__device__ __forceinline__ void sf_load8f(const float *__restrict__ p, bool vec, float (&o)[8]) {
+    if (vec) {
+#ifdef SF_CUDA_EMU
+        if ((uintptr_t)p % 16) sf_emu::thread_fault("sf_load8f: %p is not 16-byte aligned", (const void *)p);
+        sf_emu_count_vector_load();
+#endif
+        const f32x4 a = ((const f32x4 *)p)[0], b = ((const f32x4 *)p)[1];
+#pragma unroll
+        for (int e = 0; e < 4; e++) o[e] = a.v[e], o[4 + e] = b.v[e];
+    } else {
+#pragma unroll
+        for (int e = 0; e < 8; e++) o[e] = p[e];
+    }
+}
+
 /* Sum of v over the warp (all 32 lanes active); every lane gets the result. */
 __device__ __forceinline__ float sf_warp_sum(float v) {
     for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);

@@ -26,30 +26,6 @@ extern "C" int sf_fused_norm_vector_loads(int on) {
 }
 static bool al16(const void *p) { return (uintptr_t)p % 16 == 0; }
 
-struct alignas(16) f32x4 {
-    float v[4];
-};
-struct alignas(16) f64x2 {
-    double v[2];
-};
-
-/* o[0..8) = p[0..8): two 16-byte loads when vec (p 16-byte aligned: the launch checked), else eight. */
-__device__ __forceinline__ void load8f(const float *__restrict__ p, bool vec, float (&o)[8]) {
-    if (vec) {
-#ifdef SF_CUDA_EMU
-        if ((uintptr_t)p % 16) sf_emu::thread_fault("load8f: %p is not 16-byte aligned", (const void *)p);
-        sf_emu_count_vector_load();
-#endif
-        const f32x4 a = ((const f32x4 *)p)[0], b = ((const f32x4 *)p)[1];
-#pragma unroll
-        for (int e = 0; e < 4; e++) o[e] = a.v[e], o[4 + e] = b.v[e];
-    } else {
-#pragma unroll
-        for (int e = 0; e < 8; e++) o[e] = p[e];
-    }
-}
-
-
 /* A row's chunks c = lane + 32k (< nc) into v[k][0..8) as floats. */
 __device__ __forceinline__ void load_row(const __nv_bfloat16 *x, int nc, int lane, float (&v)[FUSED_MAXC][8]) {
     const bf16x8 *xr = (const bf16x8 *)x;
@@ -89,7 +65,7 @@ static __global__ void ln_mod_kernel(int64_t M, int D, __nv_bfloat16 *x, int64_t
                 bf16x8 t = xr[c];
                 const bf16x8 u = rr[c];
                 float g8[8];
-                if (gate) load8f(gate + fo + c * 8, vec, g8);
+                if (gate) sf_load8f(gate + fo + c * 8, vec, g8);
 #pragma unroll
                 for (int e = 0; e < 8; e++) {
                     const float add = gate ? sf_round_bf(sf_bf(u.h[e]) * g8[e]) : sf_bf(u.h[e]);
@@ -126,9 +102,9 @@ static __global__ void ln_mod_kernel(int64_t M, int D, __nv_bfloat16 *x, int64_t
         if (c < nc) {
             bf16x8 o;
             float w8[8], b8[8], sc8[8], sh8[8];
-            if (w) load8f(w + c * 8, vec, w8);
-            if (b) load8f(b + c * 8, vec, b8);
-            if (shift) load8f(scale + fo + c * 8, vec, sc8), load8f(shift + fo + c * 8, vec, sh8);
+            if (w) sf_load8f(w + c * 8, vec, w8);
+            if (b) sf_load8f(b + c * 8, vec, b8);
+            if (shift) sf_load8f(scale + fo + c * 8, vec, sc8), sf_load8f(shift + fo + c * 8, vec, sh8);
 #pragma unroll
             for (int e = 0; e < 8; e++) {
                 float a = (v[k][e] - mean) * rstd;
@@ -177,7 +153,7 @@ static __global__ void rmsnorm_rope_kernel(int64_t M, int D, const __nv_bfloat16
         if (c < nc) {
             bf16x8 o;
             float w8[8];
-            if (w) load8f(w + c * 8, vec, w8);
+            if (w) sf_load8f(w + c * 8, vec, w8);
 #pragma unroll
             for (int e = 0; e < 8; e++) {
                 const float n = sf_round_bf(v[k][e] * rs);

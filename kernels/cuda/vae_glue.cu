@@ -8,36 +8,51 @@
 
 /* ---------------------------------------------------------------- RMS norm (+ SiLU) */
 
-/* One warp per pixel, bf16x8 vectors: sum of squares in fp32 (lane-strided, then the warp sum),
- * then y = x / max(‖x‖, 1e-12) · √C · γ [→ SiLU], rounded once. 8 warps per block. */
+/* Groups of G lanes per pixel (G a power of two ≥ the pixel's 8-channel vectors, at most 32: the
+ * decoder's 96-channel rows are 12 vectors, so a whole warp per pixel left 20 of 32 lanes idle), bf16x8
+ * vectors: sum of squares in fp32 (lane-strided, then the group's sum), then
+ * y = x / max(‖x‖, 1e-12) · √C · γ [→ SiLU], rounded once; γ 16 bytes at a time when aligned. Every
+ * lane of a warp runs the same iterations (the shuffles need the whole warp); a lane whose pixel is past
+ * P only adds zeros. 8 warps per block. */
 static __global__ void vae_rms_kernel(const __nv_bfloat16 *__restrict__ x, __nv_bfloat16 *y, int64_t P, int C,
-                                      const float *__restrict__ gamma, int silu, float scale) {
-    const int lane = threadIdx.x & 31, nv = C / 8;
-    for (int64_t p = (int64_t)blockIdx.x * (blockDim.x / 32) + (threadIdx.x >> 5); p < P;
-         p += (int64_t)gridDim.x * (blockDim.x / 32)) {
-        const bf16x8 *xr = reinterpret_cast<const bf16x8 *>(x + p * C);
-        bf16x8 *yr = reinterpret_cast<bf16x8 *>(y + p * C);
+                                      const float *__restrict__ gamma, int silu, float scale, int G, bool gvec) {
+    const int lane = threadIdx.x & 31, nv = C / 8, ppw = 32 / G, grp = lane / G, gl = lane % G;
+    for (int64_t p0 = ((int64_t)blockIdx.x * (blockDim.x / 32) + (threadIdx.x >> 5)) * ppw; p0 < P;
+         p0 += (int64_t)gridDim.x * (blockDim.x / 32) * ppw) {
+        const int64_t p = p0 + grp;
+        const bool live = p < P;
+        const bf16x8 *xr = reinterpret_cast<const bf16x8 *>(x + (live ? p : 0) * C);
+        bf16x8 *yr = reinterpret_cast<bf16x8 *>(y + (live ? p : 0) * C);
         float ss = 0.0f;
-        for (int v = lane; v < nv; v += 32) {
+        for (int v = gl; live && v < nv; v += G) {
             bf16x8 a = xr[v];
             for (int j = 0; j < 8; j++) {
                 float f = sf_bf(a.h[j]);
                 ss += f * f;
             }
         }
-        ss = sf_warp_sum(ss);
+        for (int o = G / 2; o > 0; o >>= 1) ss += __shfl_xor_sync(0xffffffffu, ss, o); /* within the group */
         float nrm = sqrtf(ss);
         nrm = nrm > 1e-12f ? nrm : 1e-12f;
-        for (int v = lane; v < nv; v += 32) {
+        for (int v = gl; live && v < nv; v += G) {
             bf16x8 a = xr[v], o;
+            float g8[8];
+            sf_load8f(gamma + v * 8, gvec, g8);
             for (int j = 0; j < 8; j++) {
-                float f = sf_bf(a.h[j]) / nrm * scale * gamma[v * 8 + j];
+                float f = sf_bf(a.h[j]) / nrm * scale * g8[j];
                 if (silu) f = (float)((double)f / (1.0 + exp(-(double)f)));
                 o.h[j] = sf_tobf(f);
             }
             yr[v] = o;
         }
     }
+}
+
+/* lanes per pixel: the smallest power of two holding its C / 8 vectors, at most a warp */
+static int rms_group(int64_t C) {
+    int G = 1;
+    while (G < 32 && G < C / 8) G *= 2;
+    return G;
 }
 
 extern "C" sf_status sf_vae_rms_norm_cuda(const sf_cuda_ctx *ctx, int64_t P, int64_t C, const void *x,
@@ -49,8 +64,9 @@ extern "C" sf_status sf_vae_rms_norm_cuda(const sf_cuda_ctx *ctx, int64_t P, int
                     (long long)P, (long long)C);
     SF_CUDA_REQUIRE((((uintptr_t)x | (uintptr_t)y) & 15) == 0, "sf_vae_rms_norm_cuda: x, y must be 16-byte aligned");
     if (P == 0) return SF_OK;
-    SF_LAUNCH(vae_rms_kernel, sf_cuda_blocks(P, 8), 256, 0, SF_CUDA_STREAM(ctx), (const __nv_bfloat16 *)x,
-              (__nv_bfloat16 *)y, P, (int)C, gamma, silu, (float)sqrt((double)C));
+    SF_LAUNCH(vae_rms_kernel, sf_cuda_blocks((P + 32 / rms_group(C) - 1) / (32 / rms_group(C)), 8), 256, 0,
+              SF_CUDA_STREAM(ctx), (const __nv_bfloat16 *)x, (__nv_bfloat16 *)y, P, (int)C, gamma, silu,
+              (float)sqrt((double)C), rms_group(C), (uintptr_t)gamma % 16 == 0);
     CUDA_CHECK_LAUNCH("vae_rms_kernel");
     return SF_OK;
 fail:

@@ -94,7 +94,9 @@ static float *dget_bf16(const void *d, size_t n) {
 
 /* ---- RMS norm (+ SiLU) ---------------------------------------------------------------------- */
 
-static void rms_case(int64_t P, int64_t C, int silu, int inplace) {
+/* goff: γ that many floats past an aligned allocation (1: not 16-byte aligned, loaded value by value);
+ * on the emulation, whether γ went in 16-byte loads is counted. */
+static void rms_case_g(int64_t P, int64_t C, int silu, int inplace, int goff) {
     NEED_GPU();
     sf_err err = {{0}};
     float *x = hrand((size_t)(P * C), -3, 3), *g = hrand((size_t)C, 0.5f, 1.5f);
@@ -108,10 +110,17 @@ static void rms_case(int64_t P, int64_t C, int silu, int inplace) {
     gbuf gy;
     void *dx = dput_bf16(x, (size_t)(P * C)), *dy = gnew(&gy, (size_t)(P * C), 2);
     float *dg = NULL;
-    SF_CHECK_OK(sf_cuda_malloc((void **)&dg, (size_t)C * 4, &err), &err);
-    SF_CHECK_OK(sf_cuda_upload_f32(&cx, dg, g, (size_t)C, &err), &err);
+    SF_CHECK_OK(sf_cuda_malloc((void **)&dg, (size_t)(C + goff) * 4, &err), &err);
+    SF_CHECK_OK(sf_cuda_upload_f32(&cx, dg + goff, g, (size_t)C, &err), &err);
     if (inplace) SF_CHECK_OK(sf_cuda_copy_d2d(&cx, dy, dx, (size_t)(P * C) * 2, &err), &err);
-    SF_CHECK_OK(sf_vae_rms_norm_cuda(&cx, P, C, inplace ? dy : dx, dg, silu, dy, &err), &err);
+#ifdef SF_TEST_EMU
+    const unsigned long long v0 = sf_emu_vector_loads();
+#endif
+    SF_CHECK_OK(sf_vae_rms_norm_cuda(&cx, P, C, inplace ? dy : dx, dg + goff, silu, dy, &err), &err);
+#ifdef SF_TEST_EMU
+    SF_CHECK_MSG((sf_emu_vector_loads() > v0) == !goff, "vae_rms C=%lld γ offset %d: %llu 16-byte loads of γ",
+                 (long long)C, goff, sf_emu_vector_loads() - v0);
+#endif
     float *got = dget_bf16(dy, (size_t)(P * C));
     /* fp32 statistics in another summation order, one bf16 rounding: within one bf16 step */
     size_t bad = 0, first = 0;
@@ -127,8 +136,14 @@ static void rms_case(int64_t P, int64_t C, int silu, int inplace) {
     sf_cuda_free(dx), sf_cuda_free(dg);
     free(x), free(g), free(xc), free(yc), free(ref), free(got);
 }
+static void rms_case(int64_t P, int64_t C, int silu, int inplace) { rms_case_g(P, C, silu, inplace, 0); }
 static void test_vae_rms_silu_wide(void) { rms_case(37, 384, 1, 0); } /* 48 vectors per pixel: lanes loop */
-static void test_vae_rms_narrow_inplace(void) { rms_case(101, 24, 0, 1); }
+/* 3 vectors per pixel: groups of 4 lanes, 8 pixels per warp, the last warp part empty; then 1 vector
+ * (32 pixels per warp) with γ not 16-byte aligned */
+static void test_vae_rms_narrow_inplace(void) {
+    rms_case(101, 24, 0, 1);
+    rms_case_g(45, 8, 1, 0, 1);
+}
 static void test_vae_rms_wrap(void) {
     sf_emu_set_max_blocks(3); /* 8 pixels per block: the grid-stride loop wraps */
     rms_case(53, 96, 1, 0);
