@@ -48,6 +48,12 @@ int sf_dnnl_built(void);
 
 /* oneDNN primitives run so far (matmul, softmax, convolution): tests check the fast path ran. */
 unsigned long long sf_dnnl_calls(void);
+/* Primitives oneDNN could not make, or had only its reference loops for (refused: the exact kernels run
+ * instead), counted once per shape: tests check a refusal happened where the fast path did not run. */
+unsigned long long sf_dnnl_refusals(void);
+/* 1 when oneDNN has JIT bf16 kernels on this CPU (AVX-512 or later: emulated, or on bf16 units), 0 else
+ * (AVX2: bf16 products are refused, the exact kernels run). */
+int sf_dnnl_bf16_jit(void);
 
 /* bf16 ← f32, round to nearest even (NaN stays NaN), n elements; vectorised (feeds oneDNN). */
 void sf_dnnl_to_bf16(const float *src, uint16_t *dst, int64_t n);

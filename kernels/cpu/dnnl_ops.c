@@ -10,7 +10,12 @@
  * Primitive descriptors are costly to create (tens of µs to ms) and the forward makes the same
  * few shapes over and over, so created primitives are kept in one small process-wide table
  * (mutex-guarded, like oneDNN's own primitive cache, which it complements: that cache skips the
- * JIT, this one also the descriptor search). oneDNN primitives may run concurrently. */
+ * JIT, this one also the descriptor search). oneDNN primitives may run concurrently.
+ *
+ * oneDNN's reference implementations ("ref:any": plain loops, what it falls back to where no JIT kernel
+ * fits the CPU, data type and layout — bf16 on AVX2, say) are refused: they run 100–1000× slower than
+ * the exact kernels, which then run instead. A refusal is kept in the table like a primitive, so a
+ * shape costs its descriptor search once. */
 #define _POSIX_C_SOURCE 200809L
 #include "dnnl_ops.h"
 
@@ -55,13 +60,26 @@ static prim_entry *prim_find(const prim_key *k) {
     return NULL;
 }
 
-/* Create from pd (taken over) and add; returns the entry or NULL. Under prim_mu. */
+/* Whether pd is one of oneDNN's reference implementations (see the top). */
+static int is_reference(const_dnnl_primitive_desc_t pd) {
+    const char *impl = NULL;
+    return dnnl_primitive_desc_query(pd, dnnl_query_impl_info_str, 0, &impl) == dnnl_success && impl &&
+           !strncmp(impl, "ref", 3);
+}
+
+static unsigned long long dnnl_refusals;
+unsigned long long sf_dnnl_refusals(void) { return __atomic_load_n(&dnnl_refusals, __ATOMIC_RELAXED); }
+
+/* Create from pd (taken over; NULL: no descriptor could be made) and add. A reference implementation or
+ * a failed creation is added as a refusal (p NULL): the entry's p is what callers run, NULL = use the
+ * exact kernels. Under prim_mu. */
 static prim_entry *prim_add(const prim_key *k, dnnl_primitive_desc_t pd) {
-    dnnl_primitive_t p;
-    if (dnnl_primitive_create(&p, pd) != dnnl_success) {
+    dnnl_primitive_t p = NULL;
+    if (pd && (is_reference(pd) || dnnl_primitive_create(&p, pd) != dnnl_success)) {
         dnnl_primitive_desc_destroy(pd);
-        return NULL;
+        pd = NULL, p = NULL;
     }
+    if (!p) __atomic_fetch_add(&dnnl_refusals, 1, __ATOMIC_RELAXED);
     prim_entry *e;
     if (prim_n < PRIM_CAP) e = &prims[prim_n++];
     else { /* full: replace round-robin (a primitive still running elsewhere is not freed) */
@@ -140,7 +158,8 @@ int sf_dnnl_matmul(int64_t M, int64_t N, int64_t K, const void *a, int64_t lda, 
                  (scale == 1.0f || dnnl_primitive_attr_set_output_scales(attr, 1, 0, &scale) == dnnl_success) &&
                  dnnl_primitive_desc_create(&pd, &md, attr, engine, NULL) == dnnl_success;
         if (attr) dnnl_primitive_attr_destroy(attr);
-        e = ok ? prim_add(&k, pd) : NULL;
+        if (!ok && pd) dnnl_primitive_desc_destroy(pd), pd = NULL;
+        e = prim_add(&k, pd);
     }
     dnnl_primitive_t p = e ? e->p : NULL;
     pthread_mutex_unlock(&prim_mu);
@@ -178,10 +197,10 @@ int sf_dnnl_matmul_batch(int64_t nb, int64_t M, int64_t N, int64_t K, const floa
     if (!e) {
         dnnl_matmul_desc_t md;
         dnnl_primitive_desc_t pd = NULL;
-        e = dnnl_matmul_desc_init(&md, &ma, &mb, NULL, &mc) == dnnl_success &&
-                    dnnl_primitive_desc_create(&pd, &md, NULL, engine, NULL) == dnnl_success
-                ? prim_add(&k, pd)
-                : NULL;
+        if (dnnl_matmul_desc_init(&md, &ma, &mb, NULL, &mc) != dnnl_success ||
+            dnnl_primitive_desc_create(&pd, &md, NULL, engine, NULL) != dnnl_success)
+            pd = NULL;
+        e = prim_add(&k, pd);
     }
     dnnl_primitive_t p = e ? e->p : NULL;
     pthread_mutex_unlock(&prim_mu);
@@ -208,7 +227,8 @@ static int run_inplace(const prim_key *k, const dnnl_memory_desc_t *md, void *bu
     prim_entry *e = prim_find(k);
     if (!e) {
         dnnl_primitive_desc_t pd = NULL;
-        e = make(&pd, md) ? prim_add(k, pd) : NULL;
+        if (!make(&pd, md) && pd) dnnl_primitive_desc_destroy(pd), pd = NULL;
+        e = prim_add(k, pd);
     }
     dnnl_primitive_t p = e ? e->p : NULL;
     pthread_mutex_unlock(&prim_mu);
@@ -283,10 +303,35 @@ static dnnl_memory_t conv_mem(const dnnl_memory_desc_t *md, int k, int held) {
     return mem(md, held && conv_buf[k].p ? conv_buf[k].p : NULL);
 }
 
+/* The channel block of oneDNN's direct f32 convolution on this CPU: 16 (AVX-512), 8 (AVX2), 0 (neither). */
+static int conv_block(void) {
+    const unsigned isa = (unsigned)dnnl_get_effective_cpu_isa(), a512 = (unsigned)dnnl_cpu_isa_avx512_core,
+                   a2 = (unsigned)dnnl_cpu_isa_avx2;
+    return (isa & a512) == a512 ? 16 : (isa & a2) == a2 ? 8 : 0;
+}
+
+/* Convolution shapes oneDNN has only its reference loops for, kept in the primitive table (kind 7, no
+ * primitive) so that each costs its descriptor search once. */
+static int conv_refused(const prim_key *k) {
+    pthread_mutex_lock(&prim_mu);
+    const int r = prim_find(k) != NULL;
+    pthread_mutex_unlock(&prim_mu);
+    return r;
+}
+static void conv_refuse(const prim_key *k) {
+    pthread_mutex_lock(&prim_mu);
+    if (!prim_find(k)) prim_add(k, NULL);
+    pthread_mutex_unlock(&prim_mu);
+}
+
 sf_status sf_dnnl_conv3d(const sf_conv3d_args *a, int bf16, sf_err *err) {
     pthread_once(&engine_once, engine_init);
     if (!engine) return sf_fail(err, SF_E_UNSUPPORTED, "oneDNN: no CPU engine");
     if (a->n_out <= 0) return SF_OK;
+    const prim_key ck = {7, bf16, a->bias != NULL, 1.0f, {a->cin, a->cout, a->kt, a->kh, a->kw, a->h, a->w, a->n_out}};
+    if (conv_refused(&ck))
+        return sf_fail(err, SF_E_UNSUPPORTED, "oneDNN: no convolution for %lldx%lld k%dx%dx%d but its reference loops",
+                       (long long)a->cin, (long long)a->cout, a->kt, a->kh, a->kw);
     const int64_t hw = a->h * a->w, kt = a->kt;
     int64_t per = (a->cin + a->cout) * hw, G = per > 0 ? CONV_BUDGET / per - (kt - 1) : 1;
     if (G < 1) G = 1;
@@ -311,10 +356,14 @@ sf_status sf_dnnl_conv3d(const sf_conv3d_args *a, int bf16, sf_err *err) {
             dnnl_dims_t dd = {1, a->cout, g, a->h, a->w}, db = {a->cout};
             dnnl_dims_t strides = {1, 1, 1}, pl = {0, a->kh / 2, a->kw / 2}, pr = {0, a->kh / 2, a->kw / 2};
             dnnl_convolution_desc_t cd;
-            /* f32: the 16-channel blocked layout (oneDNN's direct avx512 kernel, what PyTorch's conv3d
-             * runs: 113 vs 140 ms for brgconv's channels-last at 192 ch, 120x208); bf16: oneDNN's pick */
-            const dnnl_format_tag_t act = !bf16 && a->cin % 16 == 0 && a->cout % 16 == 0 ? dnnl_aBcde16b
-                                                                                         : dnnl_format_tag_any;
+            /* f32: the channel-blocked layout of oneDNN's direct JIT kernel for this CPU — 16 channels on
+             * AVX-512 (what PyTorch's conv3d runs: 113 vs 140 ms for brgconv's channels-last at 192 ch,
+             * 120x208), 8 on AVX2 (a 16-blocked one has no AVX2 kernel: oneDNN's reference loops ran, 1000x
+             * slower); bf16 and other CPUs: oneDNN's pick */
+            const int blk = conv_block();
+            const dnnl_format_tag_t act = !bf16 && blk && a->cin % blk == 0 && a->cout % blk == 0
+                                              ? (blk == 16 ? dnnl_aBcde16b : dnnl_aBcde8b)
+                                              : dnnl_format_tag_any;
             if (dnnl_memory_desc_init_by_tag(&sany, 5, ds, cdt, act) ||
                 dnnl_memory_desc_init_by_tag(&wany, 5, dw, cdt, dnnl_format_tag_any) ||
                 dnnl_memory_desc_init_by_tag(&dany, 5, dd, dnnl_f32, act) ||
@@ -322,9 +371,11 @@ sf_status sf_dnnl_conv3d(const sf_conv3d_args *a, int bf16, sf_err *err) {
                 dnnl_memory_desc_init_by_tag(&wplain, 5, dw, dnnl_f32, dnnl_oidhw) ||
                 dnnl_convolution_forward_desc_init(&cd, dnnl_forward_inference, dnnl_convolution_direct, &sany, &wany,
                                                    a->bias ? &bmd : NULL, &dany, strides, pl, pr) ||
-                dnnl_primitive_desc_create(&cpd, &cd, NULL, engine, NULL) || dnnl_primitive_create(&conv, cpd)) {
-                st = sf_fail(err, SF_E_UNSUPPORTED, "oneDNN: no convolution for %lldx%lld k%dx%dx%d",
+                dnnl_primitive_desc_create(&cpd, &cd, NULL, engine, NULL) || is_reference(cpd) ||
+                dnnl_primitive_create(&conv, cpd)) {
+                st = sf_fail(err, SF_E_UNSUPPORTED, "oneDNN: no convolution for %lldx%lld k%dx%dx%d but its reference loops",
                              (long long)a->cin, (long long)a->cout, a->kt, a->kh, a->kw);
+                conv_refuse(&ck);
                 break;
             }
             const dnnl_memory_desc_t *smd = dnnl_primitive_desc_query_md(cpd, dnnl_query_src_md, 0);
@@ -414,6 +465,11 @@ sf_status sf_dnnl_conv3d(const sf_conv3d_args *a, int bf16, sf_err *err) {
 }
 
 int sf_dnnl_built(void) { return 1; }
+
+int sf_dnnl_bf16_jit(void) {
+    const unsigned isa = (unsigned)dnnl_get_effective_cpu_isa(), a512 = (unsigned)dnnl_cpu_isa_avx512_core;
+    return (isa & a512) == a512;
+}
 
 int sf_dnnl_bf16_native(void) {
     const char *e = getenv("SF_CPU_NO_BF16_UNITS");

@@ -32,6 +32,8 @@ sf_status sf_dnnl_conv3d(const sf_conv3d_args *a, int bf16, sf_err *err) {
 }
 
 unsigned long long sf_dnnl_calls(void) { return 0; }
+unsigned long long sf_dnnl_refusals(void) { return 0; }
+int sf_dnnl_bf16_jit(void) { return 0; }
 
 int sf_dnnl_built(void) { return 0; }
 

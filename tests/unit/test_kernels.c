@@ -391,7 +391,9 @@ static void test_fast_gemm(void) {
                     for (int i = 0; i < M * LDY; i++) y[i] = -555.0f;
                     const unsigned long long c0 = sf_dnnl_calls();
                     SF_CHECK(sf_gemm_cpu(M, N, K, x, LDX, ws[d], dts[d], bi ? b : NULL, y, LDY, th) == 0);
-                    SF_CHECK_MSG(sf_dnnl_calls() > c0, "%s gemm: oneDNN did not run", modes[mi]);
+                    /* bf16 products need oneDNN's AVX-512 kernels (elsewhere refused: the exact kernels run) */
+                    if (!mi || sf_dnnl_bf16_jit())
+                        SF_CHECK_MSG(sf_dnnl_calls() > c0, "%s gemm: oneDNN did not run", modes[mi]);
                     float got[M * N], want[M * N];
                     int guard = 0;
                     for (int m = 0; m < M; m++) {

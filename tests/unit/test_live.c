@@ -17,6 +17,7 @@
  * Tiny golden model, 8×12 latents, 2 steps + refresh. */
 #define _DEFAULT_SOURCE
 #include "sf_test.h"
+#include "parallel.h"
 #include "dit_golden.h"
 #include "config.h"
 #include "tfile.h"
@@ -230,9 +231,20 @@ static void recache_case(int T, long las, long sink, int iff) {
             const float *C = kv ? st.vc[l] : st.kc[l], *G = kv ? g.vc[l] : g.kc[l], *B = before + (2 * l + kv) * cs;
             for (int64_t i = 0; i < have; i++) {
                 exact &= !memcmp(C + i * S * D, G + win[i] * S * D, sizeof(float) * (size_t)(S * D));
-                /* layer 0's K/V come before any cross-attention: the prompt cannot change them */
+                /* layer 0's K/V come before any cross-attention: the prompt cannot change them — up to the
+                 * rounding of a GEMM over another number of rows (the re-cache may group the window's frames
+                 * otherwise than the blocks did; the fast mode's oneDNN products are not row-count invariant
+                 * on every CPU, e.g. AVX2): within 1e-5 of the slot's scale, the fast mode's GEMM bound */
                 if (l > 0) changed &= memcmp(C + i * S * D, B + i * S * D, sizeof(float) * (size_t)(S * D)) != 0;
-                else changed &= !memcmp(C + i * S * D, B + i * S * D, sizeof(float) * (size_t)(S * D));
+                else {
+                    double md = 0, mx = 0;
+                    for (int64_t j = 0; j < S * D; j++) {
+                        const double d = fabs((double)C[i * S * D + j] - (double)B[i * S * D + j]);
+                        md = d > md ? d : md;
+                        mx = fabs((double)B[i * S * D + j]) > mx ? fabs((double)B[i * S * D + j]) : mx;
+                    }
+                    changed &= md <= (sf_cpu_mode_now() == SF_CPU_EXACT ? 0.0 : 1e-5) * mx; /* exact: the same bits */
+                }
             }
             untouched &= !memcmp(C + have * S * D, B + have * S * D, sizeof(float) * (size_t)(cs - have * S * D));
         }
