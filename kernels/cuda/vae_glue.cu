@@ -1,5 +1,5 @@
 /* vae_glue.cu — kernels/vae_ops_cuda.h: the VAE decoder's memory-bound GPU kernels, channels-last bf16
- * with fp32 arithmetic (fp64 for SiLU's sigmoid, as the CPU's sf_silu1). CPU references in
+ * with fp32 arithmetic (SiLU bit for bit the CPU's fp64 sf_silu1, mostly computed in fp32: silu_bf16). CPU references in
  * kernels/vae_ops.h (channel-first f32). Compiled by nvcc and, for tests, by g++ on the CPU
  * emulation (kernels/cuda/emu/cuda_emu.h). Tested through the whole decoder against the vae golden:
  * test_vae_emu (emulated, every `make test`) and test_vae_cuda (GPU). */
@@ -8,14 +8,29 @@
 
 /* ---------------------------------------------------------------- RMS norm (+ SiLU) */
 
+/* SiLU of f rounded to bf16, bit for bit the fp64 formula's (sf_silu1: f / (1 + e^−f) in double, then
+ * float, then bf16) at a fraction of its cost (the decoder runs ~33 G of them per 81-frame video; fp64
+ * runs at half fp32's rate on Hopper and its exp and division are long sequences): the value in fp32
+ * first — expf and an IEEE division, a few ulps from the fp64 value's float — rounds to the same bf16
+ * unless it lies within 16 ulps of a bf16 rounding midpoint (low half 0x8000) or is not a normal float
+ * (overflowed e^−f, zero, denormal, NaN); those (about 1 in 2000) take the fp64 formula. */
+__device__ __forceinline__ __nv_bfloat16 silu_bf16(float f) {
+    const float r = f / (1.0f + expf(-f));
+    const unsigned lo = __float_as_uint(r) & 0xFFFFu;
+    if (fabsf(r) >= 1.17549435e-38f && fabsf(r) <= 3.4e38f && (lo < 0x8000u - 16u || lo > 0x8000u + 16u))
+        return sf_tobf(r);
+    return sf_tobf((float)((double)f / (1.0 + exp(-(double)f))));
+}
+
 /* Groups of G lanes per pixel (G a power of two ≥ the pixel's 8-channel vectors, at most 32: the
  * decoder's 96-channel rows are 12 vectors, so a whole warp per pixel left 20 of 32 lanes idle), bf16x8
  * vectors: sum of squares in fp32 (lane-strided, then the group's sum), then
- * y = x / max(‖x‖, 1e-12) · √C · γ [→ SiLU], rounded once; γ 16 bytes at a time when aligned. Every
+ * y = x / max(‖x‖, 1e-12) · √C · γ [→ SiLU: silu_bf16], rounded once; γ 16 bytes at a time when aligned. Every
  * lane of a warp runs the same iterations (the shuffles need the whole warp); a lane whose pixel is past
  * P only adds zeros. 8 warps per block. */
 static __global__ void vae_rms_kernel(const __nv_bfloat16 *__restrict__ x, __nv_bfloat16 *y, int64_t P, int C,
-                                      const float *__restrict__ gamma, int silu, float scale, int G, bool gvec) {
+                                      const float *__restrict__ gamma, int silu, float scale, int G, bool gvec,
+                                      bool silu64) {
     const int lane = threadIdx.x & 31, nv = C / 8, ppw = 32 / G, grp = lane / G, gl = lane % G;
     for (int64_t p0 = ((int64_t)blockIdx.x * (blockDim.x / 32) + (threadIdx.x >> 5)) * ppw; p0 < P;
          p0 += (int64_t)gridDim.x * (blockDim.x / 32) * ppw) {
@@ -39,20 +54,27 @@ static __global__ void vae_rms_kernel(const __nv_bfloat16 *__restrict__ x, __nv_
             float g8[8];
             sf_load8f(gamma + v * 8, gvec, g8);
             for (int j = 0; j < 8; j++) {
-                float f = sf_bf(a.h[j]) / nrm * scale * g8[j];
-                if (silu) f = (float)((double)f / (1.0 + exp(-(double)f)));
-                o.h[j] = sf_tobf(f);
+                const float f = sf_bf(a.h[j]) / nrm * scale * g8[j];
+                o.h[j] = !silu ? sf_tobf(f) : silu64 ? sf_tobf((float)((double)f / (1.0 + exp(-(double)f)))) : silu_bf16(f);
             }
             yr[v] = o;
         }
     }
 }
 
+/* SF_VAE_NORM_PLAIN=1: the norm as it was before its lane groups and fp32 SiLU — a whole warp per pixel,
+ * SiLU in fp64 (the same bits): the A/B of tests/gpu/check.sh's unit ab. */
+static int norm_plain(void) {
+    static int v = -1;
+    if (v < 0) v = getenv("SF_VAE_NORM_PLAIN") && atoi(getenv("SF_VAE_NORM_PLAIN")) > 0;
+    return v;
+}
+
 /* lanes per pixel: the smallest power of two holding its C / 8 vectors, at most a warp */
 static int rms_group(int64_t C) {
     int G = 1;
-    while (G < 32 && G < C / 8) G *= 2;
-    return G;
+    while (G < 32 && G < C / 8 && !norm_plain()) G *= 2;
+    return norm_plain() ? 32 : G;
 }
 
 extern "C" sf_status sf_vae_rms_norm_cuda(const sf_cuda_ctx *ctx, int64_t P, int64_t C, const void *x,
@@ -66,7 +88,7 @@ extern "C" sf_status sf_vae_rms_norm_cuda(const sf_cuda_ctx *ctx, int64_t P, int
     if (P == 0) return SF_OK;
     SF_LAUNCH(vae_rms_kernel, sf_cuda_blocks((P + 32 / rms_group(C) - 1) / (32 / rms_group(C)), 8), 256, 0,
               SF_CUDA_STREAM(ctx), (const __nv_bfloat16 *)x, (__nv_bfloat16 *)y, P, (int)C, gamma, silu,
-              (float)sqrt((double)C), rms_group(C), (uintptr_t)gamma % 16 == 0);
+              (float)sqrt((double)C), rms_group(C), (uintptr_t)gamma % 16 == 0, norm_plain() != 0);
     CUDA_CHECK_LAUNCH("vae_rms_kernel");
     return SF_OK;
 fail:

@@ -20,6 +20,7 @@ setup() {
     # the VAE's A/Bs against the default (0.972 s): 0.972 / 1.020, 0.972 / 1.100
     assert_line "| VAE decode, 81 frames, cuDNN's first-choice conv plans (SF_CUDNN_AUTOTUNE=0) | 1.020 s / — | — (default: -4.7 %) (autotune at init: 1.84 s) |"
     assert_line "| VAE decode, 81 frames, one conv call per frame (SF_VAE_FRAME_CONVS=1) | 1.100 s / — | — (default: -11.6 %) |"
+    assert_line "| VAE decode, 81 frames, the norm as it was: a warp per pixel, SiLU in fp64 (SF_VAE_NORM_PLAIN=1) | 1.010 s / — | — (default: -3.8 %) |"
     # the MPS run's timeline is its own row: run 2's above is not replaced by it
     assert_line "| whole video end to end with MPS (the stages' kernels side by side) | 2.080 s / — | — (steady block 262 ms) |"
     assert_line "| first frames on screen after the embedding | 0.380 s / ≤ 0.25 s  ✗ | 0.618 s (first DiT block + VAE/7) |"
@@ -108,14 +109,14 @@ setup() {
     assert_line --index 3 "run  ref (~200 s)" # 540 - 325 used - 15 of margin
     assert_line "next taps (~110 s: 15 s of the budget left)"
     assert_line "this call: ~525 s of a 540 s budget"
-    assert_line "next call: SF_CHECK_UNITS=taps,probes,bench_attn,ab,attn_videos,tests,san_attn,san_tests bash tests/gpu/check.sh (~1140 s)"
+    assert_line "next call: SF_CHECK_UNITS=taps,probes,bench_attn,ab,attn_videos,tests,san_attn,san_tests bash tests/gpu/check.sh (~1160 s)"
     # a short call fills what fits; the reference left out takes our bench with it into the next call
     # (its figures stand beside ours only when measured in the same call)
     SF_CHECK_DRY=1 SF_CHECK_BUDGET=250 run -0 bash "$C"
     assert_line "next e2e (~180 s: 105 s of the budget left)"
     assert_line "run  probes (~30 s)"
     assert_line "run  bench_attn (~60 s)"
-    assert_line "next call: SF_CHECK_UNITS=bench,e2e,ref,taps,ab,attn_videos,tests,san_attn,san_tests bash tests/gpu/check.sh (~1450 s)"
+    assert_line "next call: SF_CHECK_UNITS=bench,e2e,ref,taps,ab,attn_videos,tests,san_attn,san_tests bash tests/gpu/check.sh (~1470 s)"
     # the next call's own line: the order is always the priority order, whatever order the list had
     SF_CHECK_DRY=1 SF_CHECK_BUDGET=180 SF_CHECK_UNITS=bench_attn,taps,probes run -0 bash "$C"
     assert_line --index 0 "run  taps (~110 s)"
@@ -137,8 +138,8 @@ this call: ~285 s (no budget)"
     echo "ab,probes" >"$BATS_TEST_TMPDIR/next"
     SF_CHECK_DRY=1 SF_CHECK_NEXT_FILE="$BATS_TEST_TMPDIR/next" SF_CHECK_UNITS=next run -0 bash "$C"
     assert_output "run  probes (~30 s)
-run  ab (~150 s)
-this call: ~180 s of a 540 s budget"
+run  ab (~170 s)
+this call: ~200 s of a 540 s budget"
     # mistakes are one line and exit 2, before anything runs
     SF_CHECK_DRY=1 SF_CHECK_NEXT_FILE="$BATS_TEST_TMPDIR/none" SF_CHECK_UNITS=next run -2 bash "$C"
     assert_output --partial "no earlier call on this machine left units"

@@ -31,7 +31,7 @@
 #   bench_attn   sf-denoise --bench attn (every attention path beside cuDNN on the same inputs) and
 #                --bench glue (the norm / RoPE / residual kernels' TB/s against a device copy)
 #   ab           the A/Bs each optimisation must pay against: per-frame VAE convs, no conv autotune, the
-#                VAE and umT5 profiles, GELU unfused, no CUDA graphs
+#                VAE norm as it was, the VAE and umT5 profiles, GELU unfused, no CUDA graphs
 #   attn_videos  the video on sfpipe's own attention instead of cuDNN (mma.sync, wgmma, ws, ws2; profiled)
 #                and the probs taps on each kernel (explicit, wgmma, ws, ws2)
 #   tests        every CUDA test: kernels, glue, cuDNN SDPA and conv plans, the DiT / umT5 / VAE goldens,
@@ -54,7 +54,7 @@ UNITS_ALL="dit_paths bench e2e ref taps probes bench_attn ab attn_videos tests s
 est_of() {
     case $1 in
     dit_paths) echo 45 ;; bench) echo 100 ;; e2e) echo 180 ;; ref) echo 120 ;; taps) echo 110 ;;
-    probes) echo 30 ;; bench_attn) echo 60 ;; ab) echo 150 ;; attn_videos) echo 200 ;; tests) echo 240 ;;
+    probes) echo 30 ;; bench_attn) echo 60 ;; ab) echo 170 ;; attn_videos) echo 200 ;; tests) echo 240 ;;
     san_attn) echo 150 ;; san_tests) echo 200 ;; *) return 1 ;;
     esac
 }
@@ -269,6 +269,9 @@ u_ab() { # each optimisation against its absence (kept only if it pays: RESULTS.
     echo "== VAE bench with cuDNN's first-choice conv plans (SF_CUDNN_AUTOTUNE=0: the autotuned plans must pay against them)"
     SF_CUDNN_AUTOTUNE=0 timeout 120 sf-decode --bench 1.3b --device cuda:0 2>&1 | grep -E 'gpu (video|seconds|memory)' | sed 's/^/no autotune: /' | tee -a "$OUT/bench.txt"
     row "VAE conv autotune" "$(awk '/^decode 1.3b gpu video:/ && !a { a = $5 } /^no autotune: decode 1.3b gpu video:/ { b = $7 } END { if (a > 0 && b > 0) printf "tuned %.3f s vs first choices %.3f s: %+.1f%%", a, b, 100 * (a / b - 1); else print "no figures" }' "$OUT/bench.txt"); $(grep -m1 -o '[0-9]* conv shapes autotuned in [0-9.]* s' "$OUT/bench.txt")"
+    echo "== VAE bench with the norm as it was (SF_VAE_NORM_PLAIN=1: a warp per pixel, SiLU in fp64; the lane groups and fp32 SiLU must pay against it)"
+    SF_VAE_NORM_PLAIN=1 timeout 120 sf-decode --bench 1.3b --device cuda:0 2>&1 | grep -E 'gpu (video|seconds|memory)' | sed 's/^/plain norm: /' | tee -a "$OUT/bench.txt"
+    row "VAE norm groups + fp32 SiLU" "$(awk '/^decode 1.3b gpu video:/ && !a { a = $5 } /^plain norm: decode 1.3b gpu video:/ { b = $7 } END { if (a > 0 && b > 0) printf "%.3f s vs plain %.3f s: %+.1f%%", a, b, 100 * (a / b - 1); else print "no figures" }' "$OUT/bench.txt")"
     echo "== VAE bench again with SF_CUDA_PROFILE=1 (per latent frame: convs, 1x1 GEMMs, norms, attention, upsampling, caches, I/O)"
     SF_CUDA_PROFILE=1 timeout 120 sf-decode --bench 1.3b --device cuda:0 2>&1 | grep -E 'gpu (video|profile)' | sed 's/^/profiled: /' | tee -a "$OUT/bench.txt"
     echo "== DiT bench with the FFN's GELU as its own kernel (SF_CUDA_GELU_UNFUSED=1: the cuBLASLt GELU epilogue must pay against it)"

@@ -86,7 +86,8 @@ def main(argv):
     # the VAE's A/Bs: cuDNN's first-choice conv plans instead of the autotuned ones, one call per frame
     tune_s = grab(bench, r"conv shapes autotuned in ([0-9.]+) s")
     for what, pre in (("cuDNN's first-choice conv plans (SF_CUDNN_AUTOTUNE=0)", "no autotune"),
-                      ("one conv call per frame (SF_VAE_FRAME_CONVS=1)", "per-frame convs")):
+                      ("one conv call per frame (SF_VAE_FRAME_CONVS=1)", "per-frame convs"),
+                      ("the norm as it was: a warp per pixel, SiLU in fp64 (SF_VAE_NORM_PLAIN=1)", "plain norm")):
         alt = grab(bench, pre + r": decode 1\.3b gpu video: ([0-9.]+) s")
         note = f" (default: {100 * (vae / alt - 1):+.1f} %)" if alt and vae else ""
         if pre == "no autotune" and tune_s is not None:

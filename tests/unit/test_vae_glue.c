@@ -150,6 +150,74 @@ static void test_vae_rms_wrap(void) {
     sf_emu_set_max_blocks(0);
 }
 
+/* The SiLU the norm ends with is sf_silu1's fp64 formula rounded to bf16, bit for bit, though mostly
+ * computed in fp32 (vae_glue.cu silu_bf16). Driven through the norm at C = 1024 with one-hot pixels:
+ * ‖x‖ = 1 and √C = 32, so channel j of a pixel whose one value is ±1 gets f = ±32·γ_j exactly. The f
+ * values: random ones over the sigmoid's range, ones whose result lies within 16 fp32 ulps of a bf16
+ * rounding midpoint (the fp64 fallback's cases: found by search), and the edges (e^−f overflowing fp32,
+ * denormal and zero results, ±0, ±inf, NaN, FLT_MAX). The emulation matches the host formula exactly; a
+ * GPU within one bf16 step (its fp64 exp may differ from glibc's in the last bit). */
+static float silu_fp64_bf16(float f) { return sf_round_bf16((float)((double)f / (1.0 + exp(-(double)f)))); }
+static void test_vae_silu_exact(void) {
+    NEED_GPU();
+    enum { C = 1024, P = 2 * C, ROUNDS = 16 };
+    sf_err err = {{0}};
+    float *fv = malloc(sizeof(float) * C * ROUNDS), *x = calloc((size_t)P * C, sizeof(float)), *g = malloc(sizeof(float) * C);
+    int n = 0, near = 0;
+    const float edges[] = {-88.5f, -88.8f, -89.0f, -100.0f, -103.9f, -104.0f, -105.0f, -150.0f, 87.0f, 88.7f, 89.0f,
+                           100.0f, 1e-30f, -1e-30f, 1e-40f, -1e-40f, 0.0f, -0.0f, INFINITY, -INFINITY, NAN, 3.4e38f,
+                           -3.4e38f, 1e-5f, -1e-5f};
+    for (size_t i = 0; i < sizeof edges / sizeof edges[0]; i++) fv[n++] = edges[i];
+    uint32_t st = 12345;
+    while (near < 600 && n < C * ROUNDS) { /* near a midpoint: 1 in ~2000 random values */
+        st = st * 1664525u + 1013904223u;
+        const float f = ((float)(st >> 8) / 16777216.0f - 0.5f) * 40.0f;
+        const float r = (float)((double)f / (1.0 + exp(-(double)f)));
+        uint32_t u;
+        memcpy(&u, &r, 4);
+        const uint32_t lo = u & 0xFFFFu;
+        if (lo + 16u >= 0x8000u && lo <= 0x8000u + 16u) fv[n++] = f, near++;
+    }
+    while (n < C * ROUNDS) { /* the rest: uniform in [-20, 20), then log-uniform magnitudes */
+        st = st * 1664525u + 1013904223u;
+        const float u = (float)(st >> 8) / 16777216.0f;
+        fv[n] = n % 2 ? (u - 0.5f) * 40.0f : (n % 4 ? 1.0f : -1.0f) * powf(10.0f, -30.0f + 31.6f * u);
+        n++;
+    }
+    for (int p = 0; p < P; p++) x[(size_t)p * C + p % C] = p < C ? 1.0f : -1.0f;
+    void *dx = dput_bf16(x, (size_t)P * C), *dy = NULL;
+    float *dg = NULL, *got = malloc(sizeof(float) * (size_t)P * C);
+    SF_CHECK_OK(sf_cuda_malloc(&dy, (size_t)P * C * 2, &err), &err);
+    SF_CHECK_OK(sf_cuda_malloc((void **)&dg, (size_t)C * 4, &err), &err);
+    size_t bad = 0, far = 0, checked = 0;
+    for (int rd = 0; rd < ROUNDS && dx && dy && dg; rd++) {
+        for (int j = 0; j < C; j++) g[j] = fv[rd * C + j] / 32.0f; /* exact: a power of two */
+        SF_CHECK_OK(sf_cuda_upload_f32(&cx, dg, g, C, &err), &err);
+        SF_CHECK_OK(sf_vae_rms_norm_cuda(&cx, P, C, dx, dg, 1, dy, &err), &err);
+        SF_CHECK_OK(sf_cuda_download_bf16(&cx, got, dy, (size_t)P * C, &err), &err);
+        for (int p = 0; p < P; p++) {
+            const int j = p % C;
+            const float f = (p < C ? 1.0f : -1.0f) * 32.0f * g[j], want = silu_fp64_bf16(f), have = got[(size_t)p * C + j];
+            checked++;
+            if (memcmp(&want, &have, 4) && !(isnan(want) && isnan(have))) {
+                const double d = fabs((double)want - (double)have);
+                if (bad++ < 5)
+                    fprintf(stderr, "# silu f %.9g: got %.9g want %.9g\n", (double)f, (double)have, (double)want);
+                far += !(d <= fabs((double)want) / 128.0); /* more than one bf16 step */
+            }
+            if (isfinite(g[(j + 1) % C])) SF_CHECK(got[(size_t)p * C + (j + 1) % C] == 0.0f); /* silu(0) elsewhere (0·∞: NaN) */
+        }
+    }
+#ifdef SF_TEST_EMU
+    SF_CHECK_MSG(bad == 0, "silu: %zu of %zu values differ from the fp64 formula's bf16 (%d near a midpoint)", bad, checked, near);
+#else
+    SF_CHECK_MSG(far == 0, "silu: %zu of %zu values more than one bf16 step from the fp64 formula's", far, checked);
+#endif
+    SF_CHECK(checked == (size_t)P * ROUNDS && near == 600);
+    sf_cuda_free(dx), sf_cuda_free(dy), sf_cuda_free(dg);
+    free(fv), free(x), free(g), free(got);
+}
+
 /* ---- nearest 2× upsampling, plain and as the time_conv interleave ---------------------------- */
 
 static void test_vae_upsample2x_wrap(void) {
@@ -311,6 +379,7 @@ static const sf_test tests[] = {
     {"vae_rms_silu_wide", test_vae_rms_silu_wide},
     {"vae_rms_narrow_inplace", test_vae_rms_narrow_inplace},
     {"vae_rms_wrap", test_vae_rms_wrap},
+    {"vae_silu_exact", test_vae_silu_exact},
     {"vae_upsample2x_wrap", test_vae_upsample2x_wrap},
     {"vae_interleave_upsample", test_vae_interleave_upsample},
     {"vae_unscale_f32_wrap", test_vae_unscale_f32_wrap},

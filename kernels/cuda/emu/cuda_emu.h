@@ -290,6 +290,11 @@ static inline float rsqrtf(float x) { return 1.0f / sqrtf(x); }
 static inline double rsqrt(double x) { return 1.0 / sqrt(x); }
 /* glibc declares __expf / __logf itself (same functions as expf / logf): use those. */
 static inline float __fdividef(float a, float b) { return a / b; }
+static inline unsigned __float_as_uint(float f) {
+    unsigned u;
+    memcpy(&u, &f, 4);
+    return u;
+}
 static inline float __frcp_rn(float x) { return 1.0f / x; }
 static inline float __fsqrt_rn(float x) { return sqrtf(x); }
 /* explicitly rounded arithmetic (never fused into an fma on the GPU); plain IEEE operations here */
