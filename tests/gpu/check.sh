@@ -4,6 +4,7 @@
 # Debian -dev packages, so it cannot `make`):
 #
 #   ../shared/device/bundle.sh                       # on the CPU machine: build-gpu/ + .gpu/
+#   bash tests/gpu/prepare_ref.sh                    # .ref/: the reference's sources (fetch the fork first)
 #   bash tests/gpu/rehearse.sh                       # still here: the bundle tried on the CPU
 #   SF_CHECK_DRY=1 bash tests/gpu/check.sh           # still here: what the call will run, in which order
 #   device run: bash tests/gpu/check.sh              carry [".gpu", ".ref"], timeout_s 600
