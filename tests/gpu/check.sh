@@ -13,7 +13,8 @@
 # check is made of units run most-needed first under a time budget (SF_CHECK_BUDGET seconds, default
 # 540; 0 = none): a unit whose estimate no longer fits is left for the next call, and the summary's
 # last rows name them as the next call's command (`SF_CHECK_UNITS=... bash tests/gpu/check.sh`, or
-# `SF_CHECK_UNITS=next`, read from /tmp/sf-check-next on the machine: fire it at once, the machine stays
+# `SF_CHECK_UNITS=next`, read from build/sf-check-next on the machine — an ignored path, which the device
+# tool keeps between calls while the machine is warm: fire it at once, the machine stays
 # warm only ~30 s between calls) and
 # each unit's measured seconds beside its estimate. table.md is rewritten after every unit, so a call
 # killed at its limit still brings the table of what ran. The units, in the order a call runs them:
@@ -73,7 +74,7 @@ units_of_part() {
 chosen=""
 # what a call left for the next one, kept on the machine (it stays warm only ~30 s between calls: the next
 # call's command is then fixed in advance, SF_CHECK_UNITS=next)
-NEXT_FILE=${SF_CHECK_NEXT_FILE:-/tmp/sf-check-next}
+NEXT_FILE=${SF_CHECK_NEXT_FILE:-$ROOT/build/sf-check-next}
 if [ "${SF_CHECK_UNITS:-}" = next ]; then
     [ -s "$NEXT_FILE" ] || { echo "check.sh: SF_CHECK_UNITS=next but no earlier call on this machine left units ($NEXT_FILE)" >&2; exit 2; }
     req=$(tr ',' ' ' <"$NEXT_FILE")
@@ -399,7 +400,7 @@ if [ "$DRY" = 1 ]; then
 fi
 if [ -n "$next" ]; then
     row "next call" "SF_CHECK_UNITS=${next#,} bash tests/gpu/check.sh (~$sk s of estimates; or SF_CHECK_UNITS=next on this machine)"
-    echo "${next#,}" >"$NEXT_FILE"
+    mkdir -p "$(dirname "$NEXT_FILE")" && echo "${next#,}" >"$NEXT_FILE"
 else
     rm -f "$NEXT_FILE"
 fi
