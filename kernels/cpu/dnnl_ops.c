@@ -60,6 +60,12 @@ static prim_entry *prim_find(const prim_key *k) {
     return NULL;
 }
 
+/* Whether oneDNN runs this CPU at instruction set isa or above (the isa values are nested bit sets). */
+static int isa_has(dnnl_cpu_isa_t isa) {
+    const unsigned have = (unsigned)dnnl_get_effective_cpu_isa(), want = (unsigned)isa;
+    return (have & want) == want;
+}
+
 /* Whether pd is one of oneDNN's reference implementations (see the top). */
 static int is_reference(const_dnnl_primitive_desc_t pd) {
     const char *impl = NULL;
@@ -304,10 +310,12 @@ static dnnl_memory_t conv_mem(const dnnl_memory_desc_t *md, int k, int held) {
 }
 
 /* The channel block of oneDNN's direct f32 convolution on this CPU: 16 (AVX-512), 8 (AVX2), 0 (neither). */
-static int conv_block(void) {
-    const unsigned isa = (unsigned)dnnl_get_effective_cpu_isa(), a512 = (unsigned)dnnl_cpu_isa_avx512_core,
-                   a2 = (unsigned)dnnl_cpu_isa_avx2;
-    return (isa & a512) == a512 ? 16 : (isa & a2) == a2 ? 8 : 0;
+static int conv_block(void) { return isa_has(dnnl_cpu_isa_avx512_core) ? 16 : isa_has(dnnl_cpu_isa_avx2) ? 8 : 0; }
+
+/* The refusal of a convolution oneDNN has no JIT kernel for (its reference loops, or nothing). */
+static sf_status conv_refusal(const sf_conv3d_args *a, sf_err *err) {
+    return sf_fail(err, SF_E_UNSUPPORTED, "oneDNN: no convolution for %lldx%lld k%dx%dx%d but its reference loops",
+                   (long long)a->cin, (long long)a->cout, a->kt, a->kh, a->kw);
 }
 
 /* Convolution shapes oneDNN has only its reference loops for, kept in the primitive table (kind 7, no
@@ -329,9 +337,7 @@ sf_status sf_dnnl_conv3d(const sf_conv3d_args *a, int bf16, sf_err *err) {
     if (!engine) return sf_fail(err, SF_E_UNSUPPORTED, "oneDNN: no CPU engine");
     if (a->n_out <= 0) return SF_OK;
     const prim_key ck = {7, bf16, a->bias != NULL, 1.0f, {a->cin, a->cout, a->kt, a->kh, a->kw, a->h, a->w, a->n_out}};
-    if (conv_refused(&ck))
-        return sf_fail(err, SF_E_UNSUPPORTED, "oneDNN: no convolution for %lldx%lld k%dx%dx%d but its reference loops",
-                       (long long)a->cin, (long long)a->cout, a->kt, a->kh, a->kw);
+    if (conv_refused(&ck)) return conv_refusal(a, err);
     const int64_t hw = a->h * a->w, kt = a->kt;
     int64_t per = (a->cin + a->cout) * hw, G = per > 0 ? CONV_BUDGET / per - (kt - 1) : 1;
     if (G < 1) G = 1;
@@ -373,8 +379,7 @@ sf_status sf_dnnl_conv3d(const sf_conv3d_args *a, int bf16, sf_err *err) {
                                                    a->bias ? &bmd : NULL, &dany, strides, pl, pr) ||
                 dnnl_primitive_desc_create(&cpd, &cd, NULL, engine, NULL) || is_reference(cpd) ||
                 dnnl_primitive_create(&conv, cpd)) {
-                st = sf_fail(err, SF_E_UNSUPPORTED, "oneDNN: no convolution for %lldx%lld k%dx%dx%d but its reference loops",
-                             (long long)a->cin, (long long)a->cout, a->kt, a->kh, a->kw);
+                st = conv_refusal(a, err);
                 conv_refuse(&ck);
                 break;
             }
@@ -466,14 +471,10 @@ sf_status sf_dnnl_conv3d(const sf_conv3d_args *a, int bf16, sf_err *err) {
 
 int sf_dnnl_built(void) { return 1; }
 
-int sf_dnnl_bf16_jit(void) {
-    const unsigned isa = (unsigned)dnnl_get_effective_cpu_isa(), a512 = (unsigned)dnnl_cpu_isa_avx512_core;
-    return (isa & a512) == a512;
-}
+int sf_dnnl_bf16_jit(void) { return isa_has(dnnl_cpu_isa_avx512_core); }
 
 int sf_dnnl_bf16_native(void) {
     const char *e = getenv("SF_CPU_NO_BF16_UNITS");
     if (e && *e && strcmp(e, "0") != 0) return 0;
-    const unsigned isa = (unsigned)dnnl_get_effective_cpu_isa(), bf16 = (unsigned)dnnl_cpu_isa_avx512_core_bf16;
-    return (isa & bf16) == bf16;
+    return isa_has(dnnl_cpu_isa_avx512_core_bf16);
 }

@@ -144,6 +144,21 @@ __device__ __forceinline__ void sf_load8f(const float *__restrict__ p, bool vec,
     }
 }
 
+/* t[0], t[1] (a RoPE table's cos, sin): one 16-byte load when vec (t 16-byte aligned, as sf_load8f),
+ * else two. */
+__device__ __forceinline__ void sf_load2d(const double *__restrict__ t, bool vec, double &t0, double &t1) {
+    if (vec) {
+#ifdef SF_CUDA_EMU
+        if ((uintptr_t)t % 16) sf_emu::thread_fault("sf_load2d: %p is not 16-byte aligned", (const void *)t);
+        sf_emu_count_vector_load();
+#endif
+        const f64x2 tt = *(const f64x2 *)t;
+        t0 = tt.v[0], t1 = tt.v[1];
+    } else {
+        t0 = t[0], t1 = t[1];
+    }
+}
+
 /* Sum of v over the warp (all 32 lanes active); every lane gets the result. */
 __device__ __forceinline__ float sf_warp_sum(float v) {
     for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);

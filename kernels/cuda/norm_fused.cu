@@ -164,18 +164,8 @@ static __global__ void rmsnorm_rope_kernel(int64_t M, int D, const __nv_bfloat16
                 for (int e = 0; e < 8; e += 2) {
                     const int p = ((c * 8 + e) % d) >> 1;
                     const int64_t ps = p < n_t ? pt : (p < n_t + n_h ? ph : pw);
-                    const double *t = cs + ((size_t)ps * half + p) * 2;
-                    double t0, t1;
-                    if (vec) { /* the pair (cos, sin) in one 16-byte load */
-#ifdef SF_CUDA_EMU
-                        if ((uintptr_t)t % 16) sf_emu::thread_fault("rmsnorm_rope: table entry %p is not 16-byte aligned", (const void *)t);
-                        sf_emu_count_vector_load();
-#endif
-                        const f64x2 tt = *(const f64x2 *)t;
-                        t0 = tt.v[0], t1 = tt.v[1];
-                    } else {
-                        t0 = t[0], t1 = t[1];
-                    }
+                    double t0, t1; /* the pair (cos, sin) */
+                    sf_load2d(cs + ((size_t)ps * half + p) * 2, vec, t0, t1);
                     const double re = (double)sf_bf(o.h[e]), im = (double)sf_bf(o.h[e + 1]);
                     o.h[e] = __double2bfloat16(re * t0 - im * t1);
                     o.h[e + 1] = __double2bfloat16(re * t1 + im * t0);
@@ -186,14 +176,15 @@ static __global__ void rmsnorm_rope_kernel(int64_t M, int D, const __nv_bfloat16
     }
 }
 
-/* Whether ln_mod_kernel may load its vectors 16 bytes at a time: all aligned (NULL counts as aligned),
- * and the frame stride keeps them so (a lane's columns c·8 are already multiples of 8). */
+/* Whether a launch loads its vectors 16 bytes at a time: when they are aligned (and vector loads on). */
 static bool vec_decide(bool any, bool aligned) {
 #ifdef SF_CUDA_EMU /* a launch with vectors that must load them one value at a time (the tests count these) */
     if (any && g_vec_loads && !aligned) sf_emu_count_vector_fallback();
 #endif
     return g_vec_loads && aligned;
 }
+/* ln_mod_kernel's: every vector aligned (NULL counts as aligned), and the frame stride keeps them so (a
+ * lane's columns c·8 are already multiples of 8). */
 static bool vec_ok(const float *w, const float *b, const float *gate, const float *shift, const float *scale,
                    int64_t fstride) {
     return vec_decide(w || b || gate || shift, al16(w) && al16(b) && al16(gate) && al16(shift) && al16(scale) &&

@@ -14,12 +14,13 @@
  * first — expf and an IEEE division, a few ulps from the fp64 value's float — rounds to the same bf16
  * unless it lies within 16 ulps of a bf16 rounding midpoint (low half 0x8000) or is not a normal float
  * (overflowed e^−f, zero, denormal, NaN); those (about 1 in 2000) take the fp64 formula. */
+__device__ __forceinline__ __nv_bfloat16 silu_fp64(float f) { return sf_tobf((float)((double)f / (1.0 + exp(-(double)f)))); }
 __device__ __forceinline__ __nv_bfloat16 silu_bf16(float f) {
     const float r = f / (1.0f + expf(-f));
     const unsigned lo = __float_as_uint(r) & 0xFFFFu;
     if (fabsf(r) >= 1.17549435e-38f && fabsf(r) <= 3.4e38f && (lo < 0x8000u - 16u || lo > 0x8000u + 16u))
         return sf_tobf(r);
-    return sf_tobf((float)((double)f / (1.0 + exp(-(double)f))));
+    return silu_fp64(f);
 }
 
 /* Groups of G lanes per pixel (G a power of two ≥ the pixel's 8-channel vectors, at most 32: the
@@ -55,7 +56,7 @@ static __global__ void vae_rms_kernel(const __nv_bfloat16 *__restrict__ x, __nv_
             sf_load8f(gamma + v * 8, gvec, g8);
             for (int j = 0; j < 8; j++) {
                 const float f = sf_bf(a.h[j]) / nrm * scale * g8[j];
-                o.h[j] = !silu ? sf_tobf(f) : silu64 ? sf_tobf((float)((double)f / (1.0 + exp(-(double)f)))) : silu_bf16(f);
+                o.h[j] = !silu ? sf_tobf(f) : silu64 ? silu_fp64(f) : silu_bf16(f);
             }
             yr[v] = o;
         }
@@ -72,9 +73,10 @@ static int norm_plain(void) {
 
 /* lanes per pixel: the smallest power of two holding its C / 8 vectors, at most a warp */
 static int rms_group(int64_t C) {
+    if (norm_plain()) return 32;
     int G = 1;
-    while (G < 32 && G < C / 8 && !norm_plain()) G *= 2;
-    return norm_plain() ? 32 : G;
+    while (G < 32 && G < C / 8) G *= 2;
+    return G;
 }
 
 extern "C" sf_status sf_vae_rms_norm_cuda(const sf_cuda_ctx *ctx, int64_t P, int64_t C, const void *x,
@@ -86,10 +88,13 @@ extern "C" sf_status sf_vae_rms_norm_cuda(const sf_cuda_ctx *ctx, int64_t P, int
                     (long long)P, (long long)C);
     SF_CUDA_REQUIRE((((uintptr_t)x | (uintptr_t)y) & 15) == 0, "sf_vae_rms_norm_cuda: x, y must be 16-byte aligned");
     if (P == 0) return SF_OK;
-    SF_LAUNCH(vae_rms_kernel, sf_cuda_blocks((P + 32 / rms_group(C) - 1) / (32 / rms_group(C)), 8), 256, 0,
-              SF_CUDA_STREAM(ctx), (const __nv_bfloat16 *)x, (__nv_bfloat16 *)y, P, (int)C, gamma, silu,
-              (float)sqrt((double)C), rms_group(C), (uintptr_t)gamma % 16 == 0, norm_plain() != 0);
-    CUDA_CHECK_LAUNCH("vae_rms_kernel");
+    { /* (a block: the checks above jump past it to fail) */
+        const int G = rms_group(C), ppw = 32 / G; /* lanes and pixels per warp */
+        SF_LAUNCH(vae_rms_kernel, sf_cuda_blocks((P + ppw - 1) / ppw, 8), 256, 0, SF_CUDA_STREAM(ctx),
+                  (const __nv_bfloat16 *)x, (__nv_bfloat16 *)y, P, (int)C, gamma, silu, (float)sqrt((double)C), G,
+                  (uintptr_t)gamma % 16 == 0, norm_plain() != 0);
+        CUDA_CHECK_LAUNCH("vae_rms_kernel");
+    }
     return SF_OK;
 fail:
     return st;
