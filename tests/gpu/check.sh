@@ -265,26 +265,37 @@ u_bench_attn() { # every attention path at full size beside cuDNN on the same in
     row "bench glue" "exit ${PIPESTATUS[0]}; $(grep -m1 'glue gpu per forward' "$OUT/bench.txt" | sed 's/^glue gpu //')"
 }
 
+# vae_alt PREFIX VAR=VALUE: the VAE bench again under VAR, its figure lines prefixed into bench.txt
+vae_alt() { env "$2" timeout 120 sf-decode --bench 1.3b --device cuda:0 2>&1 | grep -E 'gpu (video|seconds|memory)' | sed "s/^/$1: /" | tee -a "$OUT/bench.txt"; }
+# ab_vs STAGE PREFIX A B [EXTRA]: "A<default s>EXTRA vs B<alternative s>: ±x%" — STAGE's (denoise, decode)
+# default video against the one whose line is prefixed PREFIX in bench.txt
+ab_vs() {
+    awk -v st="$1 1.3b gpu video:" -v pre="$2: $1 1.3b gpu video:" -v na="$3" -v nb="$4" -v ex="${5:-}" '
+        index($0, st) == 1 && !a { a = $5 } index($0, pre) == 1 { b = $7 }
+        END { if (a > 0 && b > 0) printf "%s%.3f s%s vs %s%.3f s: %+.1f%%", na, a, ex, nb, b, 100 * (a / b - 1); else print "no figures" }' "$OUT/bench.txt"
+}
+
 u_ab() { # each optimisation against its absence (kept only if it pays: RESULTS.md)
+    local g
     echo "== VAE bench with one cuDNN call per output frame (SF_VAE_FRAME_CONVS=1: the batched convolutions must pay against it)"
-    SF_VAE_FRAME_CONVS=1 timeout 120 sf-decode --bench 1.3b --device cuda:0 2>&1 | grep -E 'gpu (video|seconds|memory)' | sed 's/^/per-frame convs: /' | tee -a "$OUT/bench.txt"
+    vae_alt "per-frame convs" SF_VAE_FRAME_CONVS=1
     echo "== VAE bench with cuDNN's first-choice conv plans (SF_CUDNN_AUTOTUNE=0: the autotuned plans must pay against them)"
-    SF_CUDNN_AUTOTUNE=0 timeout 120 sf-decode --bench 1.3b --device cuda:0 2>&1 | grep -E 'gpu (video|seconds|memory)' | sed 's/^/no autotune: /' | tee -a "$OUT/bench.txt"
-    row "VAE conv autotune" "$(awk '/^decode 1.3b gpu video:/ && !a { a = $5 } /^no autotune: decode 1.3b gpu video:/ { b = $7 } END { if (a > 0 && b > 0) printf "tuned %.3f s vs first choices %.3f s: %+.1f%%", a, b, 100 * (a / b - 1); else print "no figures" }' "$OUT/bench.txt"); $(grep -m1 -o '[0-9]* conv shapes autotuned in [0-9.]* s' "$OUT/bench.txt")"
+    vae_alt "no autotune" SF_CUDNN_AUTOTUNE=0
+    row "VAE conv autotune" "$(ab_vs decode "no autotune" "tuned " "first choices "); $(grep -m1 -o '[0-9]* conv shapes autotuned in [0-9.]* s' "$OUT/bench.txt")"
     echo "== VAE bench with the norm as it was (SF_VAE_NORM_PLAIN=1: a warp per pixel, SiLU in fp64; the lane groups and fp32 SiLU must pay against it)"
-    SF_VAE_NORM_PLAIN=1 timeout 120 sf-decode --bench 1.3b --device cuda:0 2>&1 | grep -E 'gpu (video|seconds|memory)' | sed 's/^/plain norm: /' | tee -a "$OUT/bench.txt"
-    row "VAE norm groups + fp32 SiLU" "$(awk '/^decode 1.3b gpu video:/ && !a { a = $5 } /^plain norm: decode 1.3b gpu video:/ { b = $7 } END { if (a > 0 && b > 0) printf "%.3f s vs plain %.3f s: %+.1f%%", a, b, 100 * (a / b - 1); else print "no figures" }' "$OUT/bench.txt")"
+    vae_alt "plain norm" SF_VAE_NORM_PLAIN=1
+    row "VAE norm groups + fp32 SiLU" "$(ab_vs decode "plain norm" "" "plain ")"
     echo "== VAE bench again with SF_CUDA_PROFILE=1 (per latent frame: convs, 1x1 GEMMs, norms, attention, upsampling, caches, I/O)"
     SF_CUDA_PROFILE=1 timeout 120 sf-decode --bench 1.3b --device cuda:0 2>&1 | grep -E 'gpu (video|profile)' | sed 's/^/profiled: /' | tee -a "$OUT/bench.txt"
     echo "== DiT bench with the FFN's GELU as its own kernel (SF_CUDA_GELU_UNFUSED=1: the cuBLASLt GELU epilogue must pay against it)"
     SF_CUDA_GELU_UNFUSED=1 timeout 120 sf-denoise --bench 1.3b --device cuda:0 --progress none 2>&1 | grep -E 'gpu video' | sed 's/^/gelu unfused: /' | tee -a "$OUT/bench.txt"
-    row "GELU epilogue" "$(awk '/^denoise 1.3b gpu video:/ && !a { a = $5 } /^gelu unfused: denoise 1.3b gpu video:/ { b = $7 } END { if (a > 0 && b > 0) printf "fused %.3f s vs unfused %.3f s: %+.1f%%", a, b, 100 * (a / b - 1); else print "no figures" }' "$OUT/bench.txt")"
+    row "GELU epilogue" "$(ab_vs denoise "gelu unfused" "fused " "unfused ")"
     echo "== DiT bench without CUDA graphs (SF_CUDA_GRAPHS=0: each forward's ~600 launches one by one; the graphs must pay against it)"
     SF_CUDA_GRAPHS=0 timeout 120 sf-denoise --bench 1.3b --device cuda:0 --progress none 2>&1 | grep -E 'gpu (video|block|CUDA graphs)' | sed 's/^/no graphs: /' | tee -a "$OUT/bench.txt"
-    row "CUDA graphs" "$(awk '/^denoise 1.3b gpu CUDA graphs:/ && !g { g = $6 " of " $8 " forwards" } /^denoise 1.3b gpu video:/ && !a { a = $5 } /^no graphs: denoise 1.3b gpu video:/ { b = $7 } END { if (a > 0 && b > 0) printf "graphs %.3f s (%s) vs none %.3f s: %+.1f%%", a, g, b, 100 * (a / b - 1); else print "no figures" }' "$OUT/bench.txt")"
+    g=$(awk '/^denoise 1.3b gpu CUDA graphs:/ { print $6 " of " $8 " forwards"; exit }' "$OUT/bench.txt")
+    row "CUDA graphs" "$(ab_vs denoise "no graphs" "graphs " "none " " ($g)")"
     SF_CUDA_PROFILE=1 timeout 120 sf-encode --bench xxl --device cuda:0 2>&1 | grep -E 'per 512|profile' | tee -a "$OUT/bench.txt"
 }
-
 u_attn_videos() { # sfpipe's fused attention in cuDNN's place (TFLOP/s beside cuDNN's), and probs taps on each kernel
     local t0 ws m
     echo "== sfpipe's fused attention instead of cuDNN (SF_NO_CUDNN=1, profiled): mma.sync, wgmma, warp-specialised"
