@@ -95,7 +95,7 @@ endif
 # carried tree + bundle must fit 64 MiB (every binary shares lib/libsf.so, above; sf-view, for
 # tests/gpu/live.sh, brings GnuTLS in through libmicrohttpd: ~3 MiB packed). Elsewhere `all` is
 # everything; $(ALL_EMU) collects the emulation tests.
-GPU_CHECK_TESTS := test_conv_plans test_cuda_glue test_cuda_kernels test_dit_cuda test_hopper_gpu test_sdpa_plans \
+GPU_CHECK_TESTS := test_conv_plans test_cuda_glue test_cuda_graphs_gpu test_cuda_kernels test_dit_cuda test_hopper_gpu test_sdpa_plans \
                    test_t5_cuda test_t5_glue_gpu test_tap_mass_gpu test_vae_cuda test_vae_glue
 ifeq ($(GPU_BUNDLE),1)
   ALL_EMU := gpu-bundle-skips
@@ -188,6 +188,7 @@ endef
 # source: X_emu from X.c with -DSF_TEST_EMU (the GPU test on the emulation), X_gpu / test_cuda_glue
 # from the emulated test's source with -DSF_TEST_GPU (the same cases on a real GPU; SKIP without one).
 #   test_cuda_emu / test_cuda_glue   the DiT's kernels (test_cuda_emu.c; check.sh runs test_cuda_glue)
+#   test_cuda_graphs / test_cuda_graphs_gpu  CUDA graphs: capture, launch, update, invalidation
 #   test_emu_self                    the emulation's own rules (emu_selftest.cu), emulated only
 #   test_dit_emu                     test_dit_cuda.c: the whole CUDA DiT forward (dit_cuda.c) on the host
 #   test_t5_glue / test_t5_glue_gpu  the umT5 encoder's kernels; test_t5_emu: test_t5_cuda.c, the whole
@@ -198,10 +199,10 @@ endef
 #                                    test_vae_glue is the same file on the real kernels
 #   test_hopper / test_hopper_gpu    the Hopper probes (kernels/cuda/hopper_probe.cu; check.sh part attn)
 #   test_tap_mass / test_tap_mass_gpu  the attention-tap aggregates and the fused attention kernels
-EMU_TESTS := test_cuda_emu test_emu_self test_dit_emu test_t5_glue test_t5_emu test_vae_emu test_vae_glue_emu \
+EMU_TESTS := test_cuda_emu test_cuda_graphs test_emu_self test_dit_emu test_t5_glue test_t5_emu test_vae_emu test_vae_glue_emu \
              test_hopper test_tap_mass
 $(ALL_EMU): $(addprefix $(BUILD)/tests/,test_dit_emu test_t5_emu test_vae_emu test_vae_glue_emu)
-all: $(addprefix $(BUILD)/tests/,test_cuda_glue test_t5_glue_gpu test_hopper_gpu test_tap_mass_gpu)
+all: $(addprefix $(BUILD)/tests/,test_cuda_glue test_cuda_graphs_gpu test_t5_glue_gpu test_hopper_gpu test_tap_mass_gpu)
 $(addprefix $(BUILD)/tests/,$(EMU_TESTS)): $(BUILD)/tests/%: $(BUILD)/obj/tests/unit/%.o $(EMU_OBJ) $(LIB)
 	$(emu_link)
 # twin_obj OBJECT SOURCE FLAG: tests/unit/SOURCE.c compiled with FLAG as the object of test OBJECT
@@ -215,6 +216,7 @@ $(eval $(call twin_obj,test_t5_emu,test_t5_cuda,-DSF_TEST_EMU))
 $(eval $(call twin_obj,test_vae_emu,test_vae_cuda,-DSF_TEST_EMU))
 $(eval $(call twin_obj,test_vae_glue_emu,test_vae_glue,-DSF_TEST_EMU))
 $(eval $(call twin_obj,test_cuda_glue,test_cuda_emu,-DSF_TEST_GPU))
+$(eval $(call twin_obj,test_cuda_graphs_gpu,test_cuda_graphs,-DSF_TEST_GPU))
 $(eval $(call twin_obj,test_t5_glue_gpu,test_t5_glue,-DSF_TEST_GPU))
 $(eval $(call twin_obj,test_hopper_gpu,test_hopper,-DSF_TEST_GPU))
 $(eval $(call twin_obj,test_tap_mass_gpu,test_tap_mass,-DSF_TEST_GPU))

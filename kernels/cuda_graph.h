@@ -10,8 +10,8 @@
  * and must not allocate: such a call invalidates the capture; sf_cuda_graph_end then launches nothing
  * and fails, and the caller enqueues the same work again directly. Nothing runs during the capture,
  * so host state the work's enqueueing changes must allow that second pass (see dit_cuda.c).
- * Tested on the CPU emulation (graph_emu.cc: test_cuda_emu `graphs`, test_emu_self, test_dit_emu
- * `graphs`) and on a GPU by test_cuda_glue / test_dit_cuda. */
+ * Tested on the CPU emulation (graph_emu.cc: test_cuda_graphs, test_emu_self, test_dit_emu
+ * `graphs`) and on a GPU by test_cuda_graphs_gpu / test_dit_cuda. */
 #ifndef SF_CUDA_GRAPH_H
 #define SF_CUDA_GRAPH_H
 

@@ -1,7 +1,7 @@
 /* graph.cu — CUDA graphs for repeated work (kernels/cuda_graph.h): stream capture, an executable graph
  * per key updated in place with each new capture, instantiated when the work changed shape. Runs on
  * the CPU emulation too (graph_emu.cc), which records captured work and runs it at the launch.
- * Tested by tests/unit/test_cuda_emu.c `graphs` (emulated; test_cuda_glue on a GPU) and through the
+ * Tested by tests/unit/test_cuda_graphs.c (emulated; test_cuda_graphs_gpu on a GPU) and through the
  * DiT by test_dit_emu / test_dit_cuda `graphs`. */
 #include "cuda_common.cuh"
 #include "cuda_graph.h"

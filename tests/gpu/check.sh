@@ -319,6 +319,7 @@ u_tests() { # every CUDA test against its CPU reference / the goldens
     local d M rg rc rd
     step kernels 60 "$G/tests/test_cuda_kernels"
     step glue 60 "$G/tests/test_cuda_glue" # every case of test_cuda_emu.c on the GPU (its emulator self-tests SKIP)
+    step graphs 30 "$G/tests/test_cuda_graphs_gpu" # capture / launch / update / invalidation (its emulator self-test SKIPs)
     step sdpa 120 env SF_CUDNN_DEBUG=1 "$G/tests/test_sdpa_plans" forward_gpu # deviceless_plans: CPU machine only
     step dit_cuda 180 "$G/tests/test_dit_cuda"
     step t5_glue 60 "$G/tests/test_t5_glue_gpu"

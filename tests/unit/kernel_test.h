@@ -111,6 +111,14 @@ static void *cu_alloc(cu *c, size_t bytes) {
     if (p) c->dev[c->ndev++] = p;
     return p;
 }
+/* A plain device copy of n host values, as bf16 (bf16 = 1) or f32. */
+static inline void *cu_put(cu *c, const float *h, size_t n, int bf16) {
+    void *p = cu_alloc(c, n * (bf16 ? 2 : 4));
+    if (!p) return NULL;
+    sf_status st = bf16 ? sf_cuda_upload_bf16(&c->ctx, p, h, n, &c->err) : sf_cuda_upload_f32(&c->ctx, p, h, n, &c->err);
+    SF_CHECK_OK(st, &c->err);
+    return st == SF_OK ? p : NULL;
+}
 
 /* A guarded device tensor (rows, cols) with row stride ld, element size esz (2: bf16, 4: f32, 8: f64):
  * GUARD poisoned elements before and after and poison in the row gaps. */

@@ -38,7 +38,6 @@ static unsigned long long sf_emu_vector_fallbacks(void) { return 0; }
 #define EMU_ONLY() (void)0
 #endif
 #include "cuda_ops.h"
-#include "cuda_graph.h"
 #include "gemm.h"
 #include "modulate.h"
 #include "norm_rows.h"
@@ -126,16 +125,6 @@ static int cmp(const char *what, const float *got, const float *ref, size_t n, i
     return tol_cmp(what, got, ref, n, TOL[t].ulps, bf16, TOL[t].rtol, TOL[t].atol);
 }
 
-/* ---- device helpers (the emulated kernels/cuda/cuda_common.cu) ------------------------------- */
-/* A plain device copy of n host values (bf16 or f32 or f64). */
-static void *dput(cu *c, const float *h, size_t n, int bf16) {
-    void *p = cu_alloc(c, n * (bf16 ? 2 : 4));
-    if (!p) return NULL;
-    sf_status st = bf16 ? sf_cuda_upload_bf16(&c->ctx, p, h, n, &c->err) : sf_cuda_upload_f32(&c->ctx, p, h, n, &c->err);
-    SF_CHECK_OK(st, &c->err);
-    return st == SF_OK ? p : NULL;
-}
-
 /* ---- the reduction tree of sf_block_sum / sf_block_max (cuda_common.cuh), replayed -------- */
 static float warp_reduce(float *v, int is_max) { /* v[32]: xor butterfly, every lane ends equal */
     for (int o = 16; o > 0; o >>= 1) {
@@ -164,7 +153,7 @@ static void test_emu_is_linked(void) {
     if (!cu_open(&c)) return;
     unsigned long long n0 = sf_emu_launches();
     float one = 1.5f;
-    void *x = dput(&c, &one, 1, 1);
+    void *x = cu_put(&c, &one, 1, 1);
     if (x) SF_CHECK_OK(sf_silu_cuda(&c.ctx, x, 1, &c.err), &c.err);
     SF_CHECK(sf_emu_launches() == n0 + 1);
     cu_close(&c);
@@ -181,7 +170,7 @@ static void test_f32_to_bf16(void) {
     for (size_t i = 0; i < sizeof special / 4; i++) memcpy(&x[i * 97], &special[i], 4);
     for (int i = 0; i < N; i++) ref[i] = sf_bf16_to_f32(sf_f32_to_bf16(x[i]));
     gbuf y;
-    float *dx = dput(&c, x, N, 0);
+    float *dx = cu_put(&c, x, N, 0);
     sf_emu_set_max_blocks(3); /* 17 blocks' worth of work on 3: every thread loops 5-6 times */
     if (!dx || !gb_new(&c, &y, 1, N, N, 2)) goto done;
     SF_CHECK_OK(sf_f32_to_bf16_cuda(&c.ctx, dx, y.at, N, &c.err), &c.err);
@@ -189,7 +178,7 @@ static void test_f32_to_bf16(void) {
     /* NaN: the GPU's canonical 0x7FFF (the project's sf_f32_to_bf16 keeps the payload) */
     float qnan = NAN;
     uint16_t b = 0;
-    void *dn = dput(&c, &qnan, 1, 0), *db = cu_alloc(&c, 2);
+    void *dn = cu_put(&c, &qnan, 1, 0), *db = cu_alloc(&c, 2);
     if (dn && db) {
         SF_CHECK_OK(sf_f32_to_bf16_cuda(&c.ctx, dn, db, 1, &c.err), &c.err);
         SF_CHECK_OK(sf_cuda_copy_d2h(&c.ctx, &b, db, 2, &c.err), &c.err);
@@ -207,7 +196,7 @@ static void test_bf16_to_f32_and_add_wrap(void) {
     float *x = hrand(N, -4, 4, 1), *y = hrand(N, -4, 4, 1), *got = hzalloc(N), *ref = hzalloc(N);
     gbuf o, s;
     sf_emu_set_max_blocks(2);
-    void *dy = dput(&c, y, N, 1);
+    void *dy = cu_put(&c, y, N, 1);
     if (!dy || !gb_new(&c, &o, 1, N, N, 4) || !gb_new(&c, &s, 1, N, N, 2) || !gb_put(&c, &s, x)) goto done;
     SF_CHECK_OK(sf_bf16_to_f32_cuda(&c.ctx, dy, (float *)o.at, N, &c.err), &c.err);
     if (gb_get(&c, &o, "bf16_to_f32", got)) cmp("bf16_to_f32", got, y, N, T_EXACT, 0);
@@ -270,7 +259,7 @@ static void norm_case(int layer, int64_t M, int64_t D, int64_t ldx, int64_t ldy,
     if (!gb_new(&c, &gx, M, D, ldx, 2) || !gb_put(&c, &gx, x)) goto done;
     if (inplace) gy = gx;
     else if (!gb_new(&c, &gy, M, D, ldy, 2)) goto done;
-    float *dw = dput(&c, w, (size_t)D, 0), *db = dput(&c, b, (size_t)D, 0);
+    float *dw = cu_put(&c, w, (size_t)D, 0), *db = cu_put(&c, b, (size_t)D, 0);
     if (!dw || !db) goto done;
     sf_status st = layer ? sf_layernorm_cuda(&c.ctx, M, D, gx.at, ldx, affine ? dw : NULL, affine ? db : NULL, eps, gy.at, ldy, &c.err)
                          : sf_rmsnorm_cuda(&c.ctx, M, D, gx.at, ldx, affine ? dw : NULL, eps, gy.at, ldy, &c.err);
@@ -342,8 +331,8 @@ static void frame_case(int gated, long long cap) {
         sf_modulate_cpu(F, S, D, x, shift, scale, fstride, cpu);
     }
     sf_emu_set_max_blocks(cap);
-    float *dE = dput(&c, E, (size_t)(F * fstride), 0);
-    void *dy = dput(&c, y, (size_t)n, 1), *dx = dput(&c, x, (size_t)n, 1);
+    float *dE = cu_put(&c, E, (size_t)(F * fstride), 0);
+    void *dy = cu_put(&c, y, (size_t)n, 1), *dx = cu_put(&c, x, (size_t)n, 1);
     if (!dE || !dy || !dx || !gb_new(&c, &o, F * S, D, D, 2)) goto done;
     if (gated) {
         if (!gb_put(&c, &o, x)) goto done;
@@ -371,8 +360,8 @@ static void test_mod_table(void) {
     gbuf o;
     sf_mod_table_cpu(F, N, mod, e, LDE, DIM, cpu);
     sf_emu_set_max_blocks(1);
-    float *dm = dput(&c, mod, N, 0);
-    void *de = dput(&c, e, F * LDE, 1);
+    float *dm = cu_put(&c, mod, N, 0);
+    void *de = cu_put(&c, e, F * LDE, 1);
     if (!dm || !de || !gb_new(&c, &o, F, N, N, 4)) goto done;
     SF_CHECK_OK(sf_mod_table_cuda(&c.ctx, F, N, dm, de, LDE, DIM, (float *)o.at, &c.err), &c.err);
     if (gb_get(&c, &o, "mod_table", got)) cmp("mod_table vs sf_mod_table_cpu", got, cpu, F * N, T_EXACT, 0);
@@ -484,8 +473,8 @@ static void test_patchify_unpatchify(void) {
     float *x = hrand(n, -3, 3, 0), *O = hrand(n, -3, 3, 1), *cpu = hzalloc(n), *got = hzalloc(n);
     gbuf gp, gy;
     sf_emu_set_max_blocks(2);
-    float *dx = dput(&c, x, n, 0);
-    void *dO = dput(&c, O, n, 1);
+    float *dx = cu_put(&c, x, n, 0);
+    void *dO = cu_put(&c, O, n, 1);
     if (!dx || !dO || !gb_new(&c, &gp, NTOK, K, K, 2) || !gb_new(&c, &gy, 1, (int64_t)n, (int64_t)n, 4)) goto done;
     sf_patchify_cpu(x, F, C, H, W, PH, PW, cpu);
     for (size_t i = 0; i < n; i++) cpu[i] = rbf(cpu[i]);
@@ -528,7 +517,7 @@ static void softmax_case(int64_t rows, int64_t n, int64_t lds, int64_t ldp, int 
         for (int64_t i = 0; i < n; i++) mir[r * n + i] = rbf(expf(sr[i] - m) * inv);
     }
     sf_softmax_rows_cpu(rows, n, s, lds, cpu, n);
-    float *ds = dput(&c, s, (size_t)(rows * lds), 0);
+    float *ds = cu_put(&c, s, (size_t)(rows * lds), 0);
     if (!ds || !gb_new(&c, &gp, rows, n, ldp, 2)) goto done;
     SF_CHECK_OK(sf_softmax_rows_cuda(&c.ctx, rows, n, ds, lds, gp.at, ldp, &c.err), &c.err);
     if (gb_get(&c, &gp, "softmax", got)) {
@@ -556,8 +545,8 @@ static void test_gemm_bias_strided(void) {
     sf_gemm_cpu(M, N, K, x, K, wb, SF_BF16, bias, cpu, N, 1);
     for (int i = 0; i < M * N; i++) cpu[i] = rbf(cpu[i]);
     sf_emu_set_max_blocks(1);
-    void *dw = dput(&c, w, N * K, 1);
-    float *db = dput(&c, bias, N, 0);
+    void *dw = cu_put(&c, w, N * K, 1);
+    float *db = cu_put(&c, bias, N, 0);
     if (!dw || !db || !gb_new(&c, &gx, M, K, LDX, 2) || !gb_put(&c, &gx, x) || !gb_new(&c, &gy, M, N, LDY, 2)) goto done;
     SF_CHECK_OK(sf_gemm_cuda(&c.ctx, M, N, K, gx.at, LDX, dw, db, gy.at, SF_BF16, LDY, &c.err), &c.err);
     if (gb_get(&c, &gy, "gemm", got)) cmp("gemm bf16 + bias vs sf_gemm_cpu", got, cpu, M * N, T_GEMM_CPU, 1);
@@ -578,7 +567,7 @@ static void test_linear_bias_epilogue(void) {
     for (int i = 0; i < N * K; i++) wb[i] = sf_f32_to_bf16(w[i]);
     sf_gemm_cpu(M, N, K, x, K, wb, SF_BF16, bias, cpu, N, 1);
     for (int i = 0; i < M * N; i++) cpu[i] = rbf(cpu[i]);
-    void *dw = dput(&c, w, N * K, 1), *db = dput(&c, bias, N, 1);
+    void *dw = cu_put(&c, w, N * K, 1), *db = cu_put(&c, bias, N, 1);
     if (!dw || !db || !gb_new(&c, &gx, M, K, LDX, 2) || !gb_put(&c, &gx, x) || !gb_new(&c, &gy, M, N, LDY, 2)) goto done;
     SF_CHECK_OK(sf_linear_cuda(&c.ctx, M, N, K, gx.at, LDX, dw, db, gy.at, LDY, &c.err), &c.err);
     if (gb_get(&c, &gy, "linear", got)) cmp("linear bf16 + bias epilogue vs sf_gemm_cpu", got, cpu, M * N, T_GEMM_CPU, 1);
@@ -606,7 +595,7 @@ static void test_linear_gelu_epilogue(void) {
     memcpy(pre, cpu, sizeof pre);
     for (int i = 0; i < M * N; i++) neg += cpu[i] < -1.0f, pos += cpu[i] > 1.0f, cpu[i] = rbf((float)sf_gelu_tanh(cpu[i]));
     SF_CHECK_MSG(neg > 0 && pos > 0, "inputs reach only one side of the GELU (%d below -1, %d above 1)", neg, pos);
-    void *dw = dput(&c, w, N * K, 1), *db = dput(&c, bias, N, 1);
+    void *dw = cu_put(&c, w, N * K, 1), *db = cu_put(&c, bias, N, 1);
     if (!dw || !db || !gb_new(&c, &gx, M, K, LDX, 2) || !gb_put(&c, &gx, x) || !gb_new(&c, &gy, M, N, LDY, 2) ||
         !gb_new(&c, &g2, M, N, LDY, 2))
         goto done;
@@ -709,7 +698,7 @@ static void ln_mod_case(int affine, int modulated) {
             }
             cpu[r * D + j] = a;
         }
-    float *dw = dput(&c, w, D, 0), *db = dput(&c, b, D, 0), *dE = dput(&c, E, F * FS, 0);
+    float *dw = cu_put(&c, w, D, 0), *db = cu_put(&c, b, D, 0), *dE = cu_put(&c, E, F * FS, 0);
     if (!dw || !db || !dE || !gb_new(&c, &gx, M, D, LDX, 2) || !gb_put(&c, &gx, x) || !gb_new(&c, &gy, M, D, LDY, 2) ||
         !gb_new(&c, &gt, M, D, D, 2))
         goto done;
@@ -744,7 +733,7 @@ static void test_rmsnorm_rope_fused(void) {
     float *x = hrand(M * HD, -2, 2, 1), *w = hrand(HD, 0.5f, 1.5f, 1), *ref = hzalloc(M * HD), *got = hzalloc(M * HD);
     gbuf ga, gb;
     double *dcs = cu_alloc(&c, (size_t)MAXPOS * D * 8);
-    float *dw = dput(&c, w, HD, 0);
+    float *dw = cu_put(&c, w, HD, 0);
     if (!t.cs || !dcs || !dw || !gb_new(&c, &ga, M, HD, LD, 2) || !gb_put(&c, &ga, x) || !gb_new(&c, &gb, M, HD, LD, 2) ||
         !gb_put(&c, &gb, x))
         goto done;
@@ -781,7 +770,7 @@ static void res_ln_case(int gated) {
     float *x = hrand(M * D, -3, 3, 1), *r = hrand(M * D, -2, 2, 1), *E = hrand(F * FS, -0.5f, 0.5f, 1);
     float *gx = hzalloc(M * D), *gy = hzalloc(M * D), *rx = hzalloc(M * D), *ry = hzalloc(M * D);
     gbuf bx, br, by, cx, cr, cy;
-    float *dE = dput(&c, E, F * FS, 0);
+    float *dE = cu_put(&c, E, F * FS, 0);
     const float *gate = dE ? dE + 2 * D : NULL, *shift = dE, *scale = dE ? dE + D : NULL;
     if (!dE || !gb_new(&c, &bx, M, D, LDX, 2) || !gb_put(&c, &bx, x) || !gb_new(&c, &br, M, D, LDR, 2) ||
         !gb_put(&c, &br, r) || !gb_new(&c, &by, M, D, LDY, 2) || !gb_new(&c, &cx, M, D, D, 2) || !gb_put(&c, &cx, x) ||
@@ -843,8 +832,8 @@ static void test_fused_vector_loads(void) {
     for (int i = 0; i < 4; i++) got[i] = hzalloc(2 * M * D);
     for (int i = 0; i < F * FS; i++) E1[1 + i] = E[i];                   /* 4 bytes off alignment */
     for (int f = 0; f < F; f++) memcpy(E2 + f * FS2, E + f * FS, sizeof(float) * FS); /* odd frame stride */
-    float *dw = dput(&c, w, D, 0), *db = dput(&c, b, D, 0), *dE = dput(&c, E, F * FS, 0);
-    float *dE1 = dput(&c, E1, F * FS + 4, 0), *dE2 = dput(&c, E2, F * FS2, 0);
+    float *dw = cu_put(&c, w, D, 0), *db = cu_put(&c, b, D, 0), *dE = cu_put(&c, E, F * FS, 0);
+    float *dE1 = cu_put(&c, E1, F * FS + 4, 0), *dE2 = cu_put(&c, E2, F * FS2, 0);
     gbuf bx, br, by;
     if (!dw || !db || !dE || !dE1 || !dE2 || !gb_new(&c, &bx, M, D, D, 2) || !gb_new(&c, &br, M, D, D, 2) ||
         !gb_new(&c, &by, M, D, D, 2))
@@ -897,148 +886,8 @@ done:
     cu_close(&c);
 }
 
-/* ---- CUDA graphs (kernels/cuda_graph.h) ------------------------------------------------------ */
-/* A small sequence of the kinds of work a DiT forward records: a cuBLASLt product with its bias
- * epilogue, a kernel, a device copy (and with extra, one more kernel). */
-static int graph_seq(cu *c, int64_t M, const void *x, const void *w, const void *b, void *h, void *y, int extra) {
-    enum { N = 24, K = 40 };
-    return sf_linear_cuda(&c->ctx, M, N, K, x, K, w, b, h, N, &c->err) == SF_OK &&
-           sf_gelu_tanh_cuda(&c->ctx, h, M * N, &c->err) == SF_OK &&
-           sf_cuda_copy_d2d(&c->ctx, y, h, (size_t)(M * N) * 2, &c->err) == SF_OK &&
-           (!extra || sf_silu_cuda(&c->ctx, y, M * N, &c->err) == SF_OK);
-}
-/* Recorded work runs only when launched (a discarded capture leaves memory alone); a launch equals the
- * same work enqueued directly, bit for bit; a second capture under the key (other input, other rows)
- * updates the cached graph in place and runs with its own arguments; work of another shape under the
- * key is instantiated anew; a capture with a synchronisation inside fails as a whole, launches
- * nothing, and the stream works directly afterwards. */
-static void test_graphs(void) {
-    enum { M = 12, N = 24, K = 40 };
-    cu c;
-    if (!cu_open(&c)) return;
-    float *x1 = hrand(M * K, -1, 1, 1), *x2 = hrand(M * K, -1, 1, 1), *w = hrand(N * K, -0.5f, 0.5f, 1);
-    float *b = hrand(N, -1, 1, 1), *ref = hzalloc(M * N), *got = hzalloc(M * N);
-    sf_cuda_graphs *gs = NULL;
-    sf_cuda_graph_stats st;
-    uint16_t *raw = calloc(M * N, 2);
-    void *dx1 = dput(&c, x1, M * K, 1), *dx2 = dput(&c, x2, M * K, 1), *dw = dput(&c, w, N * K, 1), *db = dput(&c, b, N, 1);
-    void *h = cu_alloc(&c, M * N * 2), *y = cu_alloc(&c, M * N * 2), *hr = cu_alloc(&c, M * N * 2), *yr = cu_alloc(&c, M * N * 2);
-    if (!dx1 || !dx2 || !dw || !db || !h || !y || !hr || !yr || !raw) goto done;
-    SF_CHECK_OK(sf_cuda_graphs_new(&gs, &c.err), &c.err);
-    if (!gs) goto done;
-#define GUARD_Y() SF_CHECK_OK(sf_cuda_memset(&c.ctx, y, 0xA5, M * N * 2, &c.err), &c.err)
-#define REF(x, m, extra) \
-    do { \
-        SF_CHECK(graph_seq(&c, m, x, dw, db, hr, yr, extra)); \
-        SF_CHECK_OK(sf_cuda_download_bf16(&c.ctx, ref, yr, M * N, &c.err), &c.err); \
-    } while (0)
-#define GOT() SF_CHECK_OK(sf_cuda_download_bf16(&c.ctx, got, y, M * N, &c.err), &c.err)
-    /* discarded: nothing ran */
-    GUARD_Y();
-    SF_CHECK_OK(sf_cuda_graph_begin(&c.ctx, &c.err), &c.err);
-    SF_CHECK(graph_seq(&c, M, dx1, dw, db, h, y, 0));
-    SF_CHECK_OK(sf_cuda_graph_end(&c.ctx, gs, 7, 0, &c.err), &c.err);
-    SF_CHECK_OK(sf_cuda_copy_d2h(&c.ctx, raw, y, M * N * 2, &c.err), &c.err);
-    int untouched = 1;
-    for (int i = 0; i < M * N; i++) untouched &= raw[i] == 0xA5A5;
-    SF_CHECK_MSG(untouched, "a discarded capture changed the output");
-    /* launched: = the direct run */
-    REF(dx1, M, 0);
-    SF_CHECK_OK(sf_cuda_graph_begin(&c.ctx, &c.err), &c.err);
-    SF_CHECK(graph_seq(&c, M, dx1, dw, db, h, y, 0));
-    SF_CHECK_OK(sf_cuda_graph_end(&c.ctx, gs, 7, 1, &c.err), &c.err);
-    GOT();
-    cmp("graph launch vs direct", got, ref, M * N, T_BITS, 1);
-    /* updated in place: another input and 7 of the rows (the rest of y keeps the last launch's values) */
-    REF(dx1, M, 0);
-    SF_CHECK(graph_seq(&c, 7, dx2, dw, db, hr, yr, 0));
-    SF_CHECK_OK(sf_cuda_download_bf16(&c.ctx, ref, yr, M * N, &c.err), &c.err);
-    SF_CHECK_OK(sf_cuda_graph_begin(&c.ctx, &c.err), &c.err);
-    SF_CHECK(graph_seq(&c, 7, dx2, dw, db, h, y, 0));
-    SF_CHECK_OK(sf_cuda_graph_end(&c.ctx, gs, 7, 1, &c.err), &c.err);
-    GOT();
-    cmp("updated graph vs direct", got, ref, M * N, T_BITS, 1);
-    sf_cuda_graph_stats_get(gs, &st);
-    SF_CHECK_MSG(st.launches == 2 && st.instantiations == 1 && st.updates == 1 && st.failed == 0,
-                 "%lld launches, %lld instantiations, %lld updates, %lld failed", st.launches, st.instantiations,
-                 st.updates, st.failed);
-    /* another shape of work under the same key: instantiated again */
-    REF(dx1, M, 1);
-    SF_CHECK_OK(sf_cuda_graph_begin(&c.ctx, &c.err), &c.err);
-    SF_CHECK(graph_seq(&c, M, dx1, dw, db, h, y, 1));
-    SF_CHECK_OK(sf_cuda_graph_end(&c.ctx, gs, 7, 1, &c.err), &c.err);
-    GOT();
-    cmp("re-instantiated graph vs direct", got, ref, M * N, T_BITS, 1);
-    sf_cuda_graph_stats_get(gs, &st);
-    SF_CHECK_MSG(st.launches == 3 && st.instantiations == 2 && st.updates == 1, "%lld launches, %lld instantiations",
-                 st.launches, st.instantiations);
-    /* a synchronisation inside a capture: the capture fails, nothing is launched, the stream goes on */
-    SF_CHECK_OK(sf_cuda_sync(&c.ctx, &c.err), &c.err);
-    GUARD_Y();
-    SF_CHECK_OK(sf_cuda_graph_begin(&c.ctx, &c.err), &c.err);
-    SF_CHECK(graph_seq(&c, M, dx1, dw, db, h, y, 0));
-    SF_CHECK_MSG(sf_cuda_sync(&c.ctx, &c.err) != SF_OK, "a stream synchronisation was allowed inside a capture");
-    (void)graph_seq(&c, M, dx2, dw, db, h, y, 0); /* refused or recorded into the dead capture: either way not run */
-    SF_CHECK_MSG(sf_cuda_graph_end(&c.ctx, gs, 7, 1, &c.err) == SF_E_DEVICE, "an invalidated capture was launched");
-    sf_cuda_graph_stats_get(gs, &st);
-    SF_CHECK_MSG(st.failed == 1 && st.launches == 3, "%lld failed, %lld launches after an invalidated capture", st.failed,
-                 st.launches);
-    SF_CHECK_OK(sf_cuda_copy_d2h(&c.ctx, raw, y, M * N * 2, &c.err), &c.err);
-    untouched = 1;
-    for (int i = 0; i < M * N; i++) untouched &= raw[i] == 0xA5A5;
-    SF_CHECK_MSG(untouched, "an invalidated capture changed the output");
-    REF(dx1, M, 0);
-    SF_CHECK(graph_seq(&c, M, dx1, dw, db, h, y, 0));
-    GOT();
-    cmp("direct run after an invalidated capture", got, ref, M * N, T_BITS, 1);
-#undef GUARD_Y
-#undef REF
-#undef GOT
-done:
-    sf_cuda_graphs_free(gs);
-    free(x1), free(x2), free(w), free(b), free(ref), free(got), free(raw);
-    cu_close(&c);
-}
-
-/* The emulation's capture rules (cuda_emu.h): an allocation or a copy from pageable host memory inside
- * a capture invalidates it; a copy from pinned memory is recorded and reads the buffer when the graph
- * runs, not when it was recorded. */
-static void test_graph_rules(void) {
-    EMU_ONLY();
-    cu c;
-    if (!cu_open(&c)) return;
-    sf_cuda_graphs *gs = NULL;
-    float host[4] = {1, 2, 3, 4}, back[4] = {0};
-    float *pin = NULL, *dev = cu_alloc(&c, sizeof host);
-    void *extra = NULL;
-    SF_CHECK_OK(sf_cuda_graphs_new(&gs, &c.err), &c.err);
-    SF_CHECK_OK(sf_cuda_host_alloc((void **)&pin, sizeof host, &c.err), &c.err);
-    if (!gs || !pin || !dev) goto done;
-    SF_CHECK_OK(sf_cuda_graph_begin(&c.ctx, &c.err), &c.err);
-    SF_CHECK_MSG(sf_cuda_malloc(&extra, 64, &c.err) != SF_OK, "cudaMalloc allowed inside a capture");
-    SF_CHECK_MSG(sf_cuda_graph_end(&c.ctx, gs, 1, 1, &c.err) == SF_E_DEVICE, "a capture with an allocation was launched");
-    SF_CHECK_OK(sf_cuda_graph_begin(&c.ctx, &c.err), &c.err);
-    SF_CHECK_MSG(sf_cuda_copy_h2d_async(&c.ctx, dev, host, sizeof host, &c.err) != SF_OK,
-                 "a copy from pageable memory was recorded");
-    SF_CHECK_MSG(sf_cuda_graph_end(&c.ctx, gs, 1, 1, &c.err) == SF_E_DEVICE, "a capture with a pageable copy was launched");
-    memcpy(pin, host, sizeof host);
-    SF_CHECK_OK(sf_cuda_graph_begin(&c.ctx, &c.err), &c.err);
-    SF_CHECK_OK(sf_cuda_copy_h2d_async(&c.ctx, dev, pin, sizeof host, &c.err), &c.err);
-    pin[2] = 30; /* after recording, before the launch: the graph copies this */
-    SF_CHECK_OK(sf_cuda_graph_end(&c.ctx, gs, 1, 1, &c.err), &c.err);
-    SF_CHECK_OK(sf_cuda_copy_d2h(&c.ctx, back, dev, sizeof back, &c.err), &c.err);
-    SF_CHECK_MSG(back[0] == 1 && back[2] == 30, "the recorded copy read %g, %g (want 1, 30)", back[0], back[2]);
-done:
-    sf_cuda_free(extra);
-    sf_cuda_host_free(pin);
-    sf_cuda_graphs_free(gs);
-    cu_close(&c);
-}
-
 static const sf_test tests[] = {
     {"emu_is_linked", test_emu_is_linked},
-    {"graphs", test_graphs},
-    {"graph_rules", test_graph_rules},
     {"f32_to_bf16", test_f32_to_bf16},
     {"bf16_to_f32_and_add_wrap", test_bf16_to_f32_and_add_wrap},
     {"rmsnorm_strided", test_rmsnorm_strided},
