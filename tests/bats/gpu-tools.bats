@@ -84,6 +84,20 @@ setup() {
     refute_output --partial "reference ran on"
 }
 
+@test "table.py: the header names the card; a card other than the H200 is said to be measured against the H200's targets" {
+    printf 'NVIDIA H100 80GB HBM3, 81559 MiB, 580.159.04, 9.0\n' >"$BATS_TEST_TMPDIR/h100.txt"
+    run -0 python3 "$SF_ROOT/tests/gpu/table.py" "$FX/bench.txt" "$FX/e2e.txt" "$FX/ref_bench.json" "$BATS_TEST_TMPDIR/h100.txt"
+    assert_line "Card: NVIDIA H100 80GB HBM3, 81559 MiB, 580.159.04, 9.0 — not an H200: the targets below are the H200's; the reference column is this card's"
+    assert_line --partial "| figure (NVIDIA H100 80GB HBM3, full Wan VAE"
+    printf 'NVIDIA H200, 143771 MiB, 580.159.04, 9.0\n' >"$BATS_TEST_TMPDIR/h200.txt"
+    run -0 python3 "$SF_ROOT/tests/gpu/table.py" "$FX/bench.txt" "$FX/e2e.txt" "$FX/ref_bench.json" "$BATS_TEST_TMPDIR/h200.txt"
+    assert_line "Card: NVIDIA H200, 143771 MiB, 580.159.04, 9.0"
+    refute_output --partial "not an H200"
+    # no card file (a check.sh of before): said, not guessed
+    run -0 python3 "$SF_ROOT/tests/gpu/table.py" "$FX/bench.txt" "$FX/e2e.txt" "$FX/ref_bench.json"
+    assert_line --partial "| figure (card not recorded, "
+}
+
 @test "live.sh: the live pipeline plays, switches prompt and stops on SIGINT; one summary line (tiny model, CPU)" {
     M="$BATS_TEST_TMPDIR/m"
     sf-mkmodel tiny "$M" --seed 1 2>/dev/null

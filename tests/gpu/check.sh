@@ -376,7 +376,7 @@ u_san_tests() {
 }
 
 # issue 13's table (tests/gpu/table.py) from what has run so far: rewritten after every unit
-table() { python3 tests/gpu/table.py "$OUT/bench.txt" /tmp/sf-e2e/summary.txt "$OUT/ref_bench.json" >"$OUT/table.md" 2>/dev/null; }
+table() { python3 tests/gpu/table.py "$OUT/bench.txt" /tmp/sf-e2e/summary.txt "$OUT/ref_bench.json" "$OUT/gpu.txt" >"$OUT/table.md" 2>/dev/null; }
 
 [ "$DRY" = 1 ] || { rm -f /tmp/sf-e2e/summary.txt "$OUT/bench.txt" "$OUT/ref_bench.json"; touch "$OUT/bench.txt"; }
 skipped="" ran=""

@@ -1,12 +1,14 @@
 #!/usr/bin/env python3
-"""table.py BENCH_TXT [E2E_SUMMARY] [REF_JSON] — issue 13's table: every figure measured / target,
+"""table.py BENCH_TXT [E2E_SUMMARY] [REF_JSON] [GPU_TXT] — issue 13's table: every figure measured / target,
 beside the reference PyTorch pipeline measured in the same device call (../shared/refbench); then
 issue 14's all-layer tap overheads and issue 15's live figures.
 
 Inputs are what tests/gpu/check.sh leaves: bench.txt (the sf-denoise / sf-decode / sf-encode
 --bench lines, with the SF_CUDA_PROFILE line that carries the GEMM and attention TFLOP/s), the
 e2e summary (tests/gpu/e2e.sh: the full-size sf-run with its SF_TRACE timeline figures) and
-ref_bench.json. A missing input leaves its figures as "—"; the script never fails a check."""
+ref_bench.json; gpu.txt (nvidia-smi's name, memory, driver, compute capability) names the card in the
+table's header — the targets are the H200's, and the device tool may lend an H100 instead. A missing
+input leaves its figures as "—"; the script never fails a check."""
 import json
 import re
 import sys
@@ -33,6 +35,14 @@ def main(argv):
             ref = json.load(open(argv[3])).get("summary", {}) or {}
         except (OSError, ValueError):
             pass
+
+    card = ""
+    if len(argv) > 4:
+        try:
+            card = open(argv[4]).readline().strip()
+        except OSError:
+            pass
+    card_name = card.split(",")[0].strip() if card else ""
 
     dit = grab(bench, r"denoise 1\.3b gpu video: ([0-9.]+) s")
     vae = grab(bench, r"decode 1\.3b gpu video: ([0-9.]+) s")
@@ -66,7 +76,12 @@ def main(argv):
         print(f"| {name} | {f(ours, fmt)} / {target}{ok} | {f(refv, fmt)}{note} |")
 
     gib = lambda xs: sum(xs) if all(x is not None for x in xs) else None
-    print("| figure (H200, full Wan VAE, bf16, embedding cached) | sfpipe measured / target | reference, same call |")
+    if card:
+        print(f"Card: {card}" + ("" if "H200" in card_name else
+                                 " — not an H200: the targets below are the H200's; the reference column is this card's"))
+        print()
+    print(f"| figure ({card_name or 'card not recorded'}, full Wan VAE, bf16, embedding cached; targets: H200) "
+          "| sfpipe measured / target | reference, same call |")
     print("|---|---|---|")
     row("whole 81-frame video, end to end (from the first forward)", tl.get("e2e"), "{:.3f} s", "≤ 2.0 s",
         lambda v: v <= 2.0, (r_dit + r_vae) if r_dit and r_vae else None, " (DiT + VAE, serial)")
