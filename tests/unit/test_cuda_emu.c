@@ -28,14 +28,8 @@ static void sf_emu_reset(void) {}
 static unsigned long long sf_emu_launches(void) { return 0; }
 static unsigned long long sf_emu_vector_loads(void) { return 0; }
 static unsigned long long sf_emu_vector_fallbacks(void) { return 0; }
-#define EMU_ONLY() \
-    do { \
-        SF_TEST_SKIP("emulator self-test"); \
-        return; \
-    } while (0)
 #else
 #include "cuda/emu/sf_emu.h"
-#define EMU_ONLY() (void)0
 #endif
 #include "cuda_ops.h"
 #include "gemm.h"

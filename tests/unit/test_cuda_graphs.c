@@ -13,16 +13,6 @@
 #include "cuda_ops.h"
 #include "gemm.h"
 
-#ifdef SF_TEST_GPU
-#define EMU_ONLY() \
-    do { \
-        SF_TEST_SKIP("emulator self-test"); \
-        return; \
-    } while (0)
-#else
-#define EMU_ONLY() (void)0
-#endif
-
 #include "kernel_test.h"
 
 #include <stdint.h>
