@@ -98,6 +98,37 @@ setup() {
     assert_line --partial "| figure (card not recorded, "
 }
 
+@test "prepare_ref.sh: .ref from the fork's git directory: its Python sources and configs, the bench, the commit; refusals leave the old one" {
+    command -v git >/dev/null || skip "no git"
+    S="$BATS_TEST_TMPDIR/fork"
+    mkdir -p "$S/wan/modules" "$S/pipeline" "$S/utils" "$S/configs" "$S/images"
+    for f in wan/modules/causal_model.py pipeline/causal_inference.py utils/wan_wrapper.py wan/__init__.py; do echo "# $f" >"$S/$f"; done
+    echo "lr: 1" >"$S/configs/self_forcing_dmd.yaml"
+    head -c 4096 /dev/urandom >"$S/images/teaser.png"
+    echo '{"cells": []}' >"$S/demo.ipynb"
+    git -C "$S" init -q && git -C "$S" add -A && git -C "$S" -c user.name=t -c user.email=t@t commit -qm fork
+    echo "# the bench" >"$BATS_TEST_TMPDIR/ref_bench.py"
+    R="$BATS_TEST_TMPDIR/ref"
+    export SF_REF_OUT="$R" SF_REF_SMOKE=0 SF_REFBENCH="$BATS_TEST_TMPDIR/ref_bench.py"
+    run -0 bash "$SF_ROOT/tests/gpu/prepare_ref.sh" "$S/.git"
+    assert_output --partial "prepare_ref: $R/ "
+    [ "$(cat "$R/COMMIT")" = "$(git -C "$S" rev-parse HEAD)" ]
+    [ "$(cat "$R/ref_bench.py")" = "# the bench" ]
+    [ "$(cat "$R/utils/wan_wrapper.py")" = "# utils/wan_wrapper.py" ]
+    [ -f "$R/configs/self_forcing_dmd.yaml" ] && [ -f "$R/wan/__init__.py" ]
+    [ ! -e "$R/images" ] && [ ! -e "$R/demo.ipynb" ] # sources and configs only
+    [ ! -e "$R.tmp" ]
+    # not a git directory: one line, exit 1, the .ref of before untouched
+    run -1 bash "$SF_ROOT/tests/gpu/prepare_ref.sh" "$S/images"
+    assert_output "prepare_ref: $S/images is not the fork's git directory (fetch github:winbeau/Self-Forcing-fork)"
+    [ -f "$R/utils/wan_wrapper.py" ]
+    # a fork without a file the reference bench imports
+    git -C "$S" rm -q utils/wan_wrapper.py && git -C "$S" -c user.name=t -c user.email=t@t commit -qm gone
+    run -1 bash "$SF_ROOT/tests/gpu/prepare_ref.sh" "$S/.git"
+    assert_output "prepare_ref: the fork has no utils/wan_wrapper.py"
+    [ -f "$R/utils/wan_wrapper.py" ] && [ ! -e "$R.tmp" ]
+}
+
 @test "live.sh: the live pipeline plays, switches prompt and stops on SIGINT; one summary line (tiny model, CPU)" {
     M="$BATS_TEST_TMPDIR/m"
     sf-mkmodel tiny "$M" --seed 1 2>/dev/null
