@@ -228,6 +228,20 @@ static inline sf_tfile *sf_test_open_golden(const char *rel) {
     return g;
 }
 
+/* Golden tensor name of g as a malloc'd f32 copy, its element count in *n; NULL (and a recorded
+ * failure naming it) when g lacks it. Caller frees. */
+static inline float *sf_test_golden_f32(const sf_tfile *g, const char *name, int64_t *n) {
+    const sf_tensor *t = g ? sf_tfile_get(g, name) : NULL;
+    *n = 0;
+    SF_CHECK_MSG(t != NULL, "golden tensor %s missing", name);
+    if (!t) return NULL;
+    *n = sf_tensor_numel(t);
+    float *p = malloc(sizeof(float) * (size_t)(*n ? *n : 1));
+    SF_CHECK(p != NULL);
+    if (p) sf_tensor_to_f32(t, p);
+    return p;
+}
+
 static inline int sf_test_main(const sf_test *tests, size_t n, int argc, char **argv) {
     int failed = 0, num = 0;
     for (size_t i = 0; i < n; i++) {

@@ -17,24 +17,11 @@ typedef struct probe_ctx {
     int checked;
 } probe_ctx;
 
-static float *golden_f32(const sf_tfile *g, const char *name, int64_t *n) {
-    const sf_tensor *t = sf_tfile_get(g, name);
-    if (!t) {
-        fprintf(stderr, "# golden tensor %s missing\n", name);
-        sf_test_failures++;
-        return NULL;
-    }
-    *n = sf_tensor_numel(t);
-    float *p = malloc(sizeof(float) * (size_t)*n);
-    sf_tensor_to_f32(t, p);
-    return p;
-}
-
 static void on_probe(void *vctx, const char *name, const float *data, int64_t n) {
     probe_ctx *pc = vctx;
     int64_t gn;
     if (!sf_tfile_get(pc->g, name)) return;
-    float *ref = golden_f32(pc->g, name, &gn);
+    float *ref = sf_test_golden_f32(pc->g, name, &gn);
     if (!ref) return;
     if (!strcmp(name, "mid.patch_embedding")) { /* golden [1, dim, F, h, w] vs ours (tokens, dim) */
         const sf_tensor *t = sf_tfile_get(pc->g, name);
@@ -74,10 +61,10 @@ static void run_forward(const sf_tfile *g, const char *prefix, int nthreads, int
     char nm[128];
     int64_t n;
     snprintf(nm, sizeof nm, "%sin.context", prefix);
-    float *ctx = golden_f32(g, nm, &n);
+    float *ctx = sf_test_golden_f32(g, nm, &n);
     SF_CHECK_OK(sf_dit_set_context(&st, ctx, 512, &err), &err);
-    float *x = golden_f32(g, "in.noisy_latent", &n);
-    float *t = golden_f32(g, "in.timestep", &n);
+    float *x = sf_test_golden_f32(g, "in.noisy_latent", &n);
+    float *t = sf_test_golden_f32(g, "in.timestep", &n);
     float *flow = calloc((size_t)(F * 16 * H * W), sizeof(float));
     const unsigned long long misses = sf_scratch_misses();
     SF_CHECK_OK(sf_dit_forward(&st, x, F, t, 0, flow, &err), &err);
@@ -85,7 +72,7 @@ static void run_forward(const sf_tfile *g, const char *prefix, int nthreads, int
     SF_CHECK_MSG(sf_scratch_misses() == misses, "%llu kernel calls allocated their own work memory",
                  sf_scratch_misses() - misses);
     snprintf(nm, sizeof nm, "%sout.flow_pred", prefix);
-    float *ref = golden_f32(g, nm, &n);
+    float *ref = sf_test_golden_f32(g, nm, &n);
     sf_test_rel_close(nm, flow, ref, (size_t)n, SF_TOL_CPU(SF_TOL_FP32_FWD, SF_TOL_BF16_FWD));
     /* x0 = xt - sigma_t * flow in float64 */
     sf_scheduler sc;
@@ -93,7 +80,7 @@ static void run_forward(const sf_tfile *g, const char *prefix, int nthreads, int
     float *x0 = calloc((size_t)n, sizeof(float));
     sf_scheduler_flow_to_x0(&sc, x, flow, n, t[0], x0);
     snprintf(nm, sizeof nm, "%sout.x0_pred", prefix);
-    float *rx0 = golden_f32(g, nm, &n);
+    float *rx0 = sf_test_golden_f32(g, nm, &n);
     sf_test_rel_close(nm, x0, rx0, (size_t)n, SF_TOL_CPU(SF_TOL_FP32_FWD, SF_TOL_BF16_FWD));
     SF_CHECK(st.global_end == 72 && st.local_end == 72);
     if (with_probe) SF_CHECK_MSG(pc.checked >= 20, "only %d intermediates checked", pc.checked);

@@ -30,19 +30,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-
-
-static float *golden(const sf_tfile *g, const char *name, int64_t *n) {
-    const sf_tensor *t = sf_tfile_get(g, name);
-    SF_CHECK_MSG(t != NULL, "golden tensor %s missing", name);
-    if (!t) return NULL;
-    *n = sf_tensor_numel(t);
-    float *p = malloc(sizeof(float) * (size_t)*n);
-    sf_tensor_to_f32(t, p);
-    return p;
-}
-
-
 /* Without a GPU: a CUDA state fails with SF_E_DEVICE (or "no CUDA support" in a CPU-only build),
  * one line naming the GPU and what to do; the state is left zeroed. With one: a missing ordinal. */
 static void test_refusal(void) {
@@ -75,7 +62,7 @@ static void on_probe(void *vc, const char *name, const float *data, int64_t n) {
     const sf_tensor *t = sf_tfile_get(pc->g, name);
     if (!t || t->ndim == 5) return; /* the patch embedding's channel-major golden layout: test_dit.c transposes it */
     int64_t gn;
-    float *ref = golden(pc->g, name, &gn);
+    float *ref = sf_test_golden_f32(pc->g, name, &gn);
     if (!ref) return;
     /* text/cross K/V goldens hold the first rows */
     sf_test_rel_close(name, data, ref, (size_t)(n < gn ? n : gn), SF_TOL_BF16_FWD);
@@ -117,8 +104,8 @@ static void test_forward(void) {
         probe_ctx pc = {g, 0};
         st.probe = on_probe;
         st.probe_ctx = &pc;
-        float *ctx = golden(g, "in.context", &n), *x = golden(g, "in.noisy_latent", &n);
-        float *t = golden(g, "in.timestep", &n), *ref = golden(g, "out.flow_pred", &n);
+        float *ctx = sf_test_golden_f32(g, "in.context", &n), *x = sf_test_golden_f32(g, "in.noisy_latent", &n);
+        float *t = sf_test_golden_f32(g, "in.timestep", &n), *ref = sf_test_golden_f32(g, "out.flow_pred", &n);
         float *flow = calloc((size_t)n, sizeof(float)), *x0 = calloc((size_t)n, sizeof(float));
         SF_CHECK_OK(sf_dit_set_context(&st, ctx, 512, &err), &err);
         sf_dit_cuda_profile_reset(&st);
@@ -143,7 +130,7 @@ static void test_forward(void) {
         sf_scheduler sc;
         SF_CHECK_OK(sf_scheduler_init(&sc, 5.0, &err), &err);
         sf_scheduler_flow_to_x0(&sc, x, flow, n, t[0], x0);
-        float *rx0 = golden(g, "out.x0_pred", &n);
+        float *rx0 = sf_test_golden_f32(g, "out.x0_pred", &n);
         sf_test_rel_close("out.x0_pred", x0, rx0, n, SF_TOL_BF16_FWD);
         SF_CHECK_MSG(pc.checked >= 5, "only %d intermediates checked", pc.checked);
         SF_CHECK(st.global_end == 72 && st.local_end == 72);
@@ -166,7 +153,7 @@ static sf_status on_pred(void *vc, int b, int s, int F, const float *x0, sf_err 
     char nm[64];
     snprintf(nm, sizeof nm, "pred.%d.%d", b, s);
     int64_t n;
-    float *ref = golden(c->g, nm, &n);
+    float *ref = sf_test_golden_f32(c->g, nm, &n);
     if (!ref) return SF_OK;
     sf_test_rel_close(nm, x0, ref, (int64_t)F * 16 * 8 * 12, SF_TOL_BF16_PIPE);
     c->n_pred++;
@@ -186,7 +173,7 @@ static void pipeline(const char *mode, const char *key) {
         SF_CHECK_OK(sf_pipeline_run(&d.st, &d.sc, &d.pc, &hk, out, &err), &err);
         SF_CHECK_MSG(c.n_pred == 15, "%d preds", c.n_pred);
         int64_t n;
-        float *ref = golden(d.g, "output", &n);
+        float *ref = sf_test_golden_f32(d.g, "output", &n);
         if (ref) sf_test_rel_close(mode, out, ref, n, SF_TOL_BF16_PIPE);
         free(ref);
     }
@@ -286,7 +273,7 @@ static void test_pipeline_runs_ahead(void) {
                      at0.allocs, sf_emu_device_allocs());
 #endif
         int64_t n;
-        float *ref = golden(d.g, "output", &n);
+        float *ref = sf_test_golden_f32(d.g, "output", &n);
         if (ref) sf_test_rel_close("runs_ahead output", out, ref, n, SF_TOL_BF16_PIPE);
         free(ref);
     }
@@ -472,7 +459,7 @@ static void taps(sf_tap_mode mode, sf_tap_sel sel) {
                      c->step);
         }
         int64_t n;
-        float *ref = golden(g, nm, &n);
+        float *ref = sf_test_golden_f32(g, nm, &n);
         if (!ref) continue;
         int64_t mine = mode == SF_TAP_LOGITS ? (int64_t)c->heads * c->Lq * c->Lk
                                              : (int64_t)c->heads * (c->Lq / c->frame_tokens) * (c->Lk / c->frame_tokens);

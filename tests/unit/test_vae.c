@@ -14,25 +14,15 @@ typedef struct tap_ctx {
     int checked;
 } tap_ctx;
 
-static float *golden_f32(const sf_tfile *g, const char *name, size_t *n) {
-    const sf_tensor *t = sf_tfile_get(g, name);
-    SF_CHECK_MSG(t != NULL, "golden tensor %s missing", name);
-    if (!t) return NULL;
-    *n = (size_t)sf_tensor_numel(t);
-    float *f = malloc(*n * sizeof(float));
-    if (f) sf_tensor_to_f32(t, f);
-    return f;
-}
-
 static void tap(void *p, const char *name, int64_t lf, const float *x, int64_t frames, int64_t C, int64_t H,
                 int64_t W) {
     tap_ctx *c = p;
-    size_t n = 0;
+    int64_t n = 0;
     if (!strcmp(name, "latent_unscaled") || !strcmp(name, "decoder_in")) {
         /* golden [1, C, T, H, W]: take time slice lf */
-        float *g = golden_f32(c->g, name, &n);
+        float *g = sf_test_golden_f32(c->g, name, &n);
         if (!g) return;
-        int64_t T = (int64_t)(n / (size_t)(C * H * W));
+        int64_t T = n / (C * H * W);
         float *sl = malloc(sizeof(float) * (size_t)(C * H * W));
         for (int64_t ch = 0; ch < C; ch++) memcpy(sl + ch * H * W, g + (ch * T + lf) * H * W, sizeof(float) * H * W);
         char what[64];
@@ -51,12 +41,12 @@ static void tap(void *p, const char *name, int64_t lf, const float *x, int64_t f
     if (lf == 0 && !strcmp(name, "decoder.upsamples.3")) gname = "dec_up0_f0";
     if (lf == 1 && !strcmp(name, "decoder.upsamples.3")) gname = "dec_up0_f1";
     if (!gname) return;
-    float *g = golden_f32(c->g, gname, &n);
+    float *g = sf_test_golden_f32(c->g, gname, &n);
     if (!g) return;
     /* golden [1, C, T, H, W]; ours [T, C, H, W] */
-    SF_CHECK_MSG(n == (size_t)(frames * C * H * W), "%s: %zu elements, ours %lld", gname, n,
+    SF_CHECK_MSG(n == frames * C * H * W, "%s: %lld elements, ours %lld", gname, (long long)n,
                  (long long)(frames * C * H * W));
-    if (n == (size_t)(frames * C * H * W)) {
+    if (n == frames * C * H * W) {
         float *ours = malloc(n * sizeof(float));
         for (int64_t f = 0; f < frames; f++)
             for (int64_t ch = 0; ch < C; ch++)
@@ -100,9 +90,9 @@ static void test_vae_golden(void) {
     SF_CHECK(v->cfg.layers[6].kind == SF_VAE_UP3D && v->cfg.layers[14].kind == SF_VAE_UP2D);
     SF_CHECK(v->st.n_caches == 32); /* the reference's 32 used cache slots */
 
-    size_t nz, nv, nm, ns;
-    float *z = golden_f32(g, "z", &nz), *ref = golden_f32(g, "video", &nv);
-    float *gm = golden_f32(g, "latent_mean", &nm), *gs = golden_f32(g, "latent_std", &ns);
+    int64_t nz, nv, nm, ns;
+    float *z = sf_test_golden_f32(g, "z", &nz), *ref = sf_test_golden_f32(g, "video", &nv);
+    float *gm = sf_test_golden_f32(g, "latent_mean", &nm), *gs = sf_test_golden_f32(g, "latent_std", &ns);
     const sf_tensor *u8t = sf_tfile_get(g, "frames_u8");
     SF_CHECK(nz == 9 * 16 * 8 * 12 && nv == 33 * 3 * 64 * 96 && u8t && u8t->dtype == SF_U8);
     SF_CHECK(nm == 16 && ns == 16 && !memcmp(gm, sf_vae_latent_mean, 64) && !memcmp(gs, sf_vae_latent_std, 64));
@@ -124,7 +114,7 @@ static void test_vae_golden(void) {
                       SF_TOL_CPU(SF_TOL_VAE_FP32, SF_TOL_VAE_BF16));
     int du = 0;
     const uint8_t *gu = u8t->data;
-    for (size_t i = 0; i < nv; i++) {
+    for (int64_t i = 0; i < nv; i++) {
         int d = abs((int)u8[i] - (int)gu[i]);
         du = d > du ? d : du;
     }

@@ -25,16 +25,6 @@ typedef struct tap_ctx {
     int checked;
 } tap_ctx;
 
-static float *golden_f32(const sf_tfile *g, const char *name, size_t *n) {
-    const sf_tensor *t = sf_tfile_get(g, name);
-    SF_CHECK_MSG(t != NULL, "golden tensor %s missing", name);
-    if (!t) return NULL;
-    *n = (size_t)sf_tensor_numel(t);
-    float *f = malloc(*n * sizeof(float));
-    if (f) sf_tensor_to_f32(t, f);
-    return f;
-}
-
 /* The golden intermediates of latent frames 0 and 1 ([1, C, T, H, W]; ours [T, C, H, W]). */
 static void tap(void *p, const char *name, int64_t lf, const float *x, int64_t frames, int64_t C, int64_t H,
                 int64_t W) {
@@ -45,12 +35,12 @@ static void tap(void *p, const char *name, int64_t lf, const float *x, int64_t f
     if (lf == 0 && !strcmp(name, "decoder.upsamples.3")) gname = "dec_up0_f0";
     if (lf == 1 && !strcmp(name, "decoder.upsamples.3")) gname = "dec_up0_f1";
     if (!gname) return;
-    size_t n = 0;
-    float *g = golden_f32(c->g, gname, &n);
+    int64_t n = 0;
+    float *g = sf_test_golden_f32(c->g, gname, &n);
     if (!g) return;
-    SF_CHECK_MSG(n == (size_t)(frames * C * H * W), "%s: %zu elements, ours %lld", gname, n,
+    SF_CHECK_MSG(n == frames * C * H * W, "%s: %lld elements, ours %lld", gname, (long long)n,
                  (long long)(frames * C * H * W));
-    if (n == (size_t)(frames * C * H * W)) {
+    if (n == frames * C * H * W) {
         float *ours = malloc(n * sizeof(float));
         for (int64_t f = 0; f < frames; f++)
             for (int64_t ch = 0; ch < C; ch++)
@@ -123,8 +113,8 @@ static void test_vae_cuda_golden(void) {
                  "causal caches hold %zu bytes; 2 frames per conv + one stage = %zu + %zu", sf_vae_cuda_cache_bytes(gv),
                  cs.two, cs.stage);
 
-    size_t nz, nv;
-    float *z = golden_f32(g, "z", &nz), *ref = golden_f32(g, "video", &nv);
+    int64_t nz, nv;
+    float *z = sf_test_golden_f32(g, "z", &nz), *ref = sf_test_golden_f32(g, "video", &nv);
     const sf_tensor *u8t = sf_tfile_get(g, "frames_u8");
     SF_CHECK(nz == 9 * 16 * 8 * 12 && nv == 33 * 3 * 64 * 96 && u8t && u8t->dtype == SF_U8);
     tap_ctx tc = {g, 0};
@@ -142,7 +132,7 @@ static void test_vae_cuda_golden(void) {
     int du = 0;
     size_t at_du = 0;
     const uint8_t *gu = u8t->data;
-    for (size_t i = 0; i < nv; i++) {
+    for (int64_t i = 0; i < nv; i++) {
         int d = abs((int)u8[i] - (int)gu[i]);
         if (d > du) du = d, at_du = i;
     }
@@ -242,8 +232,8 @@ static void test_vae_cuda_profile(void) {
     if (!plain || !prof) goto done;
     char buf[2048] = "";
     SF_CHECK(!sf_vae_cuda_profile(plain, buf, sizeof buf));
-    size_t nz;
-    float *z = golden_f32(g, "z", &nz);
+    int64_t nz;
+    float *z = sf_test_golden_f32(g, "z", &nz);
     const size_t n = 5 * 3 * 64 * 96; /* 2 latent frames → 1 + 4 frames */
     uint8_t *a = malloc(n), *b = malloc(n);
     int64_t na = 0, nb = 0;
