@@ -33,6 +33,40 @@ static inline sf_status dit_golden_base_model(sf_dit_config *cfg, sf_tfile **bas
     return sf_dit_weights_load(w, cfg, *base, NULL, NULL, err);
 }
 
+/* The tiny model's base weights with the base pipeline's expect file and its prompt embedding
+ * (rows × dim f32), loaded once per test binary (the long-video and live tests build their own
+ * states and pipelines on it). Returns m->ok; failures are recorded. */
+typedef struct dit_golden_base {
+    sf_dit_config cfg;
+    sf_tfile *base, *g;
+    sf_dit_weights w;
+    float *emb;
+    int64_t rows, n; /* n: rows × dim */
+    int ok;
+} dit_golden_base;
+
+static inline int dit_golden_base_load(dit_golden_base *m) {
+    if (m->ok) return 1;
+    char p[1024];
+    sf_err err = {{0}};
+    SF_CHECK_OK(dit_golden_base_model(&m->cfg, &m->base, &m->w, &err), &err);
+    snprintf(p, sizeof p, "%s/expect/dit_pipeline_base.safetensors", sf_test_golden());
+    SF_CHECK_OK(sf_tfile_open(p, &m->g, &err), &err);
+    if (!m->base || !m->g) return 0;
+    m->emb = sf_test_golden_f32(m->g, "context.prompt_embeds", &m->n);
+    if (!m->emb) return 0;
+    m->rows = sf_tfile_get(m->g, "context.prompt_embeds")->shape[1];
+    return m->ok = 1;
+}
+
+static inline void dit_golden_base_free(dit_golden_base *m) {
+    free(m->emb);
+    sf_dit_weights_free(&m->w);
+    sf_tfile_destroy(&m->g);
+    sf_tfile_destroy(&m->base);
+    memset(m, 0, sizeof *m);
+}
+
 /* cuda_ordinal −1: the CPU; N: the state lives on cuda:N (test_dit_cuda.c). */
 static inline int dit_golden_open_on(dit_golden *d, const char *mode, const char *ckpt_key, int nthreads, int use_noise,
                               uint64_t seed, int cuda_ordinal) {

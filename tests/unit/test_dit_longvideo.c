@@ -27,33 +27,8 @@
 
 enum { T = 12, FR = 16 * 8 * 12, NSTEP = 2 }; /* 2 steps + refresh: repeated passes, fewer forwards */
 
-typedef struct model {
-    sf_dit_config cfg;
-    sf_tfile *base, *g;
-    sf_dit_weights w;
-    float *emb;
-    int64_t rows;
-    int ok;
-} model;
-
-static model M;
-
-static void model_load(void) {
-    if (M.ok) return;
-    char p[1024];
-    sf_err err = {{0}};
-    SF_CHECK_OK(dit_golden_base_model(&M.cfg, &M.base, &M.w, &err), &err);
-    snprintf(p, sizeof p, "%s/expect/dit_pipeline_base.safetensors", sf_test_golden());
-    SF_CHECK_OK(sf_tfile_open(p, &M.g, &err), &err);
-    if (!M.base || !M.g) return;
-    const sf_tensor *pe = sf_tfile_get(M.g, "context.prompt_embeds");
-    SF_CHECK(pe != NULL);
-    if (!pe) return;
-    M.emb = malloc(sizeof(float) * (size_t)sf_tensor_numel(pe));
-    sf_tensor_to_f32(pe, M.emb);
-    M.rows = pe->shape[1];
-    M.ok = 1;
-}
+static dit_golden_base M;
+static void model_load(void) { dit_golden_base_load(&M); }
 
 /* The test's own statement of which key frames block [s, s+F) sees (see the file comment). */
 typedef struct window { long las, sink; } window;
@@ -253,12 +228,7 @@ static void test_impossible(void) {
 }
 
 static void test_cleanup(void) {
-    if (!M.ok) return;
-    free(M.emb);
-    sf_dit_weights_free(&M.w);
-    sf_tfile_destroy(&M.g);
-    sf_tfile_destroy(&M.base);
-    M.ok = 0;
+    dit_golden_base_free(&M);
 }
 
 static const sf_test tests[] = {

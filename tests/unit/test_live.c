@@ -30,35 +30,18 @@
 
 enum { FR = 16 * 8 * 12, NSTEP = 2, MAXB = 8 };
 
-typedef struct model {
-    sf_dit_config cfg;
-    sf_tfile *base, *g;
-    sf_dit_weights w;
-    float *emb, *emb2; /* two prompts: the golden one and a different one */
-    int64_t rows;
-    int ok;
-} model;
-
-static model M;
+static dit_golden_base M;
+static float *emb2; /* a second "prompt" of the golden one's size */
 
 static void model_load(void) {
-    if (M.ok) return;
-    char p[1024];
-    sf_err err = {{0}};
-    SF_CHECK_OK(dit_golden_base_model(&M.cfg, &M.base, &M.w, &err), &err);
-    snprintf(p, sizeof p, "%s/expect/dit_pipeline_base.safetensors", sf_test_golden());
-    SF_CHECK_OK(sf_tfile_open(p, &M.g, &err), &err);
-    if (!M.base || !M.g) return;
-    const sf_tensor *pe = sf_tfile_get(M.g, "context.prompt_embeds");
-    SF_CHECK(pe != NULL);
-    if (!pe) return;
-    int64_t n = sf_tensor_numel(pe);
-    M.emb = malloc(sizeof(float) * (size_t)n);
-    M.emb2 = malloc(sizeof(float) * (size_t)n);
-    sf_tensor_to_f32(pe, M.emb);
-    M.rows = pe->shape[1];
-    for (int64_t i = 0; i < n; i++) M.emb2[i] = -0.5f * M.emb[n - 1 - i] + 0.25f; /* another "prompt" */
-    M.ok = 1;
+    if (M.ok || !dit_golden_base_load(&M)) return;
+    emb2 = malloc(sizeof(float) * (size_t)M.n);
+    SF_CHECK(emb2 != NULL);
+    if (!emb2) {
+        M.ok = 0;
+        return;
+    }
+    for (int64_t i = 0; i < M.n; i++) emb2[i] = -0.5f * M.emb[M.n - 1 - i] + 0.25f;
 }
 
 static void pipe_cfg(sf_pipeline_cfg *pc, sf_scheduler *sc, int num_frames, int iff) {
@@ -93,7 +76,7 @@ static sf_status on_start(void *vc, int b, int64_t start, int *recache, sf_err *
     run_ctx *c = vc;
     if (b != c->switch_at) return SF_OK;
     *recache = c->recache;
-    return sf_dit_set_context(c->st, M.emb2, M.rows, err);
+    return sf_dit_set_context(c->st, emb2, M.rows, err);
 }
 
 static int stop_cb(void *vc) {
@@ -207,14 +190,14 @@ static void recache_case(int T, long las, long sink, int iff) {
         memcpy(before + (2 * l) * cs, st.kc[l], sizeof(float) * (size_t)cs);
         memcpy(before + (2 * l + 1) * cs, st.vc[l], sizeof(float) * (size_t)cs);
     }
-    SF_CHECK_OK(sf_dit_set_context(&st, M.emb2, M.rows, &err), &err);
+    SF_CHECK_OK(sf_dit_set_context(&st, emb2, M.rows, &err), &err);
     SF_CHECK_OK(sf_dit_recache(&st, 0.0f, 3, iff, hist_frame, &h, &err), &err);
     /* brute force: a global state (slot = frame) restricted to the window's frames, chunk by chunk */
     int64_t win[64];
     for (int64_t i = 0; i < have; i++) win[i] = st.key_frames[i];
     sel_ctx sc2 = {win, have};
     SF_CHECK_OK(sf_dit_state_init(&g, &M.w, 3, 8, 12, T, -1, 0, 2, &err), &err);
-    SF_CHECK_OK(sf_dit_set_context(&g, M.emb2, M.rows, &err), &err);
+    SF_CHECK_OK(sf_dit_set_context(&g, emb2, M.rows, &err), &err);
     g.key_select = sel_cb;
     g.key_select_ctx = &sc2;
     float *flow = malloc(sizeof(float) * 3 * FR), tv[3] = {0, 0, 0};
@@ -335,7 +318,7 @@ static void test_feed(void) {
     const int64_t D = M.cfg.text_dim;
     send_emb(w, M.emb, M.rows, D, -1, "first");
     send_emb(w, M.emb, M.rows / 2, D + 1, -1, "bad shape"); /* skipped (fewer rows: stays inside M.emb) */
-    send_emb(w, M.emb2, M.rows, D, 3, "second");
+    send_emb(w, emb2, M.rows, D, 3, "second");
     send_emb(w, M.emb, 2, D, 5, "third");
     SF_CHECK_OK(sf_wire_send_end(w, &err), &err);
     SF_CHECK_OK(sf_wire_close(&w, &err), &err);
@@ -353,7 +336,7 @@ static void test_feed(void) {
     int rc;
     SF_CHECK(!sf_prompt_feed_take(f, 2, &e, &r, &pr, &rc));
     SF_CHECK(sf_prompt_feed_take(f, 3, &e, &r, &pr, &rc) && !strcmp(pr, "second") && r == M.rows && rc == -1 &&
-             !memcmp(e, M.emb2, sizeof(float) * (size_t)(r * D)));
+             !memcmp(e, emb2, sizeof(float) * (size_t)(r * D)));
     SF_CHECK(!sf_prompt_feed_take(f, 4, &e, &r, &pr, &rc));
     SF_CHECK(sf_prompt_feed_take(f, 9, &e, &r, &pr, &rc) && !strcmp(pr, "third") && r == 2);
     sf_prompt_feed_close(&f);
