@@ -26,21 +26,16 @@ fail=0
 say() { printf '%-28s %s\n' "$1" "$2"; }
 bad() { say "$1" "FAILED: $2"; fail=1; }
 
-# 1. libraries: bundle.sh's own list of what a CUDA image has
-system_lib() {
-    case "$1" in
-    linux-vdso.so* | ld-linux-x86-64.so* | libc.so.* | libm.so.* | libpthread.so.* | libdl.so.* | librt.so.* | \
-        libresolv.so.* | libutil.so.* | libstdc++.so.* | libgcc_s.so.*) return 0 ;;
-    libcuda.so* | libcudart.so* | libcublas.so* | libcublasLt.so* | libcudnn*.so* | libnvrtc*.so* | libnvJitLink.so*) return 0 ;;
-    esac
-    return 1
-}
+# 1. libraries: bundle.sh's own list of what a CUDA image has (its is_system, read from it: one list)
+B=../shared/device/bundle.sh
+eval "$(sed -n '/^is_system() {$/,/^}$/p' "$B")"
+declare -F is_system >/dev/null || { echo "$B has no is_system() any more: rehearse.sh reads its list of system libraries from it"; exit 2; }
 n=0 outside=""
 for b in "$G"/bin/* "$G"/tests/* "$G"/lib/*.so*; do
     [ -f "$b" ] || continue
     while read -r name _ path _; do
         [ -n "$name" ] || continue
-        system_lib "$name" && continue
+        is_system "$name" && continue
         case "$path" in "$G"/lib/*) ;; *) outside="$outside $(basename "$b"):$name=>${path:-?}" ;; esac
     done < <(ldd "$b" 2>/dev/null | awk '$2 == "=>" {print $1, $2, $3}')
     n=$((n + 1))
