@@ -166,6 +166,48 @@ static void test_emu_reports_misuse(void) {
     cu_close(&c);
 }
 
+/* SF_EMU_ORDER: the racy kernels of emu_selftest.cu give the right values in index order only; reversed
+ * and shuffled orders expose both races (a thread reading a shared slot before its writer ran, a block
+ * reading global memory before the block that writes it ran); with the barrier the thread race is gone
+ * in every order. Threads and blocks are each permuted (one permutation per block / per launch). */
+static void race_run(cu *c, int which, float *d, float *h) {
+    SF_CHECK_OK(sf_cuda_memset(&c->ctx, d, 0, 128 * 4, &c->err), &c->err);
+    SF_CHECK_OK(sf_emu_selftest(&c->ctx, which, d, NULL, &c->err), &c->err);
+    SF_CHECK_OK(sf_cuda_copy_d2h(&c->ctx, h, d, 128 * 4, &c->err), &c->err);
+}
+static void test_emu_order(void) {
+    cu c;
+    if (!cu_open(&c)) return;
+    const char *was = sf_emu_order();
+    float *d = cu_alloc(&c, 128 * 4), h[128];
+    if (!d) goto done;
+    SF_CHECK(sf_emu_set_order("sideways") == -1 && !strcmp(sf_emu_order(), was));
+    const char *orders[] = {"forward", "reverse", "shuffle:1", "shuffle:2"};
+    for (int o = 0; o < 4; o++) {
+        SF_CHECK(sf_emu_set_order(orders[o]) == 0);
+        int wrong_t = 0, poisoned = 0, wrong_sync = 0, wrong_b = 0;
+        race_run(&c, 27, d, h);
+        for (int t = 1; t < 128; t++) wrong_t += h[t] != (float)t, poisoned += isnan(h[t]); /* NaN counts as wrong */
+        race_run(&c, 28, d, h);
+        for (int t = 1; t < 128; t++) wrong_sync += h[t] != (float)t;
+        race_run(&c, 29, d, h);
+        for (int b = 1; b < 64; b++) wrong_b += h[64 + b] != (float)b;
+        SF_CHECK_MSG(wrong_sync == 0, "%s: %d threads read a wrong value past the barrier", orders[o], wrong_sync);
+        if (o == 0) {
+            SF_CHECK_MSG(wrong_t == 0 && wrong_b == 0, "forward: %d threads, %d blocks wrong (index order hides both)",
+                         wrong_t, wrong_b);
+        } else {
+            SF_CHECK_MSG(wrong_t > 0, "%s: the missing barrier went unnoticed", orders[o]);
+            SF_CHECK_MSG(wrong_b > 0, "%s: the block race went unnoticed", orders[o]);
+        }
+        /* reversed, no thread finds its neighbour's value: every read is the poison */
+        if (o == 1) SF_CHECK_MSG(poisoned == 127, "reverse: %d of 127 reads were the poison", poisoned);
+    }
+done:
+    sf_emu_set_order(was);
+    cu_close(&c);
+}
+
 static const sf_test tests[] = {
     {"emu_index", test_emu_index},
     {"emu_shuffles", test_emu_shuffles},
@@ -174,5 +216,6 @@ static const sf_test tests[] = {
     {"emu_block_sum", test_emu_block_sum},
     {"emu_mma_layouts", test_emu_mma_layouts},
     {"emu_reports_misuse", test_emu_reports_misuse},
+    {"emu_order", test_emu_order},
 };
 SF_TEST_MAIN(tests)

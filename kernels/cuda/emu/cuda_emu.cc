@@ -83,6 +83,65 @@ unsigned long long nb_gen[NBARS];
 unsigned char *dyn_buf;
 size_t dyn_size;
 
+/* The order threads and blocks run in (SF_EMU_ORDER; cuda_emu.h "Order"): forward (threads and blocks
+ * in index order), reverse, or a seeded shuffle — a new permutation of the threads for every block, and
+ * of the blocks for every launch. A kernel whose result depends on it has a race. */
+enum order_kind { ORD_FORWARD, ORD_REVERSE, ORD_SHUFFLE };
+int order = -1; /* -1: SF_EMU_ORDER not read yet */
+unsigned long long order_seed;
+unsigned perm[1024]; /* the running block's thread order */
+
+unsigned long long mix64(unsigned long long x) { /* splitmix64's finaliser */
+    x += 0x9E3779B97F4A7C15ull;
+    x = (x ^ (x >> 30)) * 0xBF58476D1CE4E5B9ull;
+    x = (x ^ (x >> 27)) * 0x94D049BB133111EBull;
+    return x ^ (x >> 31);
+}
+
+/* "forward", "reverse", "shuffle" or "shuffle:SEED" (NULL or "": forward); false if none of them. */
+bool order_parse(const char *e) {
+    if (!e || !*e || !strcmp(e, "forward")) {
+        order = ORD_FORWARD;
+    } else if (!strcmp(e, "reverse")) {
+        order = ORD_REVERSE;
+    } else if (!strncmp(e, "shuffle", 7) && (e[7] == 0 || e[7] == ':')) {
+        order = ORD_SHUFFLE;
+        order_seed = e[7] ? strtoull(e + 8, nullptr, 0) : 1;
+    } else {
+        return false;
+    }
+    return true;
+}
+
+void order_init(void) {
+    if (order >= 0) return;
+    const char *e = getenv("SF_EMU_ORDER");
+    if (!order_parse(e)) {
+        fprintf(stderr, "sf_emu: SF_EMU_ORDER=%s: use forward, reverse or shuffle[:SEED]\n", e);
+        exit(2);
+    }
+}
+
+/* The running block's thread order, for block number b of the launch. */
+void order_threads(unsigned long long b) {
+    for (unsigned i = 0; i < nthreads; i++) perm[i] = order == ORD_REVERSE ? nthreads - 1 - i : i;
+    if (order != ORD_SHUFFLE) return;
+    unsigned long long r = mix64(order_seed ^ mix64(n_launches << 20 ^ b));
+    for (unsigned i = nthreads - 1; i > 0; i--) { /* Fisher-Yates */
+        r = mix64(r);
+        unsigned j = (unsigned)(r % (i + 1)), k = perm[i];
+        perm[i] = perm[j], perm[j] = k;
+    }
+}
+
+unsigned long long gcd64(unsigned long long a, unsigned long long b) {
+    while (b) {
+        unsigned long long t = a % b;
+        a = b, b = t;
+    }
+    return a;
+}
+
 
 extern "C" char __start_sf_emu_shared[] __attribute__((weak));
 extern "C" char __stop_sf_emu_shared[] __attribute__((weak));
@@ -336,9 +395,11 @@ void leave_direct(void) {
 
 /* 0 = the block ran to completion, 1 = a thread reached a barrier (direct_t says which). */
 __attribute__((noinline)) int run_block_direct(void) {
+    static unsigned i; /* static: kept across the longjmp (-Wclobbered) */
     if (setjmp(direct_jb)) return 1;
     direct_mode = true;
-    for (direct_t = 0; direct_t < nthreads; direct_t++) {
+    for (i = 0; i < nthreads; i++) {
+        direct_t = perm[i];
         set_index(direct_t);
         body(body_arg);
     }
@@ -369,7 +430,8 @@ bool run_block(void) {
 #endif
     }
     for (;;) {
-        for (unsigned t = 0; t < nthreads; t++) {
+        for (unsigned i = 0; i < nthreads; i++) {
+            const unsigned t = perm[i];
             if (thrs[t].state != T_READY) continue;
             set_index(t);
             to_thread(t);
@@ -731,35 +793,51 @@ void launch_raw(const char *kernel, dim3 grid, dim3 block, size_t smem, cudaStre
     }
     site *st = getenv("SF_EMU_NO_DIRECT") ? nullptr : named;
     bool learn = st && !st->direct; /* from this launch's first block */
-    for (unsigned bz = 0; bz < grid.z; bz++)
-        for (unsigned by = 0; by < grid.y; by++)
-            for (unsigned bx = 0; bx < grid.x; bx++) {
-                cur.bid = uint3{bx, by, bz};
-                if (+__start_sf_emu_shared && +__stop_sf_emu_shared > +__start_sf_emu_shared)
-                    poison((unsigned char *)__start_sf_emu_shared, (size_t)(__stop_sf_emu_shared - __start_sf_emu_shared));
-                if (smem) poison(dyn_buf, smem);
-                n_threads_run += nt;
-                memset(nb_count, 0, sizeof nb_count), memset(nb_n, 0, sizeof nb_n);
-                if (st && st->direct) {
-                    if (run_block_direct() == 0) continue;
-                    /* a barrier after all: back to coroutines for this site, re-run the block */
-                    st->direct = 0;
-                    learn = false;
-                        if (+__start_sf_emu_shared && +__stop_sf_emu_shared > +__start_sf_emu_shared)
-                        poison((unsigned char *)__start_sf_emu_shared,
-                               (size_t)(__stop_sf_emu_shared - __start_sf_emu_shared));
-                    if (smem) poison(dyn_buf, smem);
-                }
-                const unsigned long long syncs0 = n_syncs;
-                if (!run_block()) {
-                    in_launch = false;
-                    fail_launch(kernel, "block (%u,%u,%u) of (%u,%u,%u), %llu threads: %s", bx, by, bz, grid.x, grid.y,
-                                grid.z, nt, fault_msg);
-                    return;
-                }
-                if (learn && n_syncs == syncs0) st->direct = 1; /* a whole block without a barrier */
-                learn = false;
-            }
+    order_init();
+    /* the blocks in the chosen order: i-th block run = linear index L (x fastest); a shuffle is
+       L = (a·i + c) mod n with a coprime to n, drawn for each launch */
+    const unsigned long long nblk = (unsigned long long)grid.x * grid.y * grid.z;
+    unsigned long long ba = 1, bc = 0;
+    if (order == ORD_SHUFFLE && nblk > 1) {
+        const unsigned long long r = mix64(order_seed ^ mix64(n_launches));
+        ba = 1 + r % (nblk - 1);
+        while (gcd64(ba, nblk) != 1) ba = ba % (nblk - 1) + 1;
+        bc = mix64(r) % nblk;
+    }
+    for (unsigned long long i = 0; i < nblk; i++) {
+        const unsigned long long L = order == ORD_REVERSE ? nblk - 1 - i
+                                     : order == ORD_SHUFFLE
+                                         ? (unsigned long long)(((unsigned __int128)ba * i + bc) % nblk)
+                                         : i;
+        const unsigned bx = (unsigned)(L % grid.x), by = (unsigned)(L / grid.x % grid.y),
+                       bz = (unsigned)(L / ((unsigned long long)grid.x * grid.y));
+        cur.bid = uint3{bx, by, bz};
+        order_threads(L);
+        if (+__start_sf_emu_shared && +__stop_sf_emu_shared > +__start_sf_emu_shared)
+            poison((unsigned char *)__start_sf_emu_shared, (size_t)(__stop_sf_emu_shared - __start_sf_emu_shared));
+        if (smem) poison(dyn_buf, smem);
+        n_threads_run += nt;
+        memset(nb_count, 0, sizeof nb_count), memset(nb_n, 0, sizeof nb_n);
+        if (st && st->direct) {
+            if (run_block_direct() == 0) continue;
+            /* a barrier after all: back to coroutines for this site, re-run the block */
+            st->direct = 0;
+            learn = false;
+            if (+__start_sf_emu_shared && +__stop_sf_emu_shared > +__start_sf_emu_shared)
+                poison((unsigned char *)__start_sf_emu_shared,
+                       (size_t)(__stop_sf_emu_shared - __start_sf_emu_shared));
+            if (smem) poison(dyn_buf, smem);
+        }
+        const unsigned long long syncs0 = n_syncs;
+        if (!run_block()) {
+            in_launch = false;
+            fail_launch(kernel, "block (%u,%u,%u) of (%u,%u,%u), %llu threads: %s", bx, by, bz, grid.x, grid.y,
+                        grid.z, nt, fault_msg);
+            return;
+        }
+        if (learn && n_syncs == syncs0) st->direct = 1; /* a whole block without a barrier */
+        learn = false;
+    }
     in_launch = false;
 }
 
@@ -784,3 +862,13 @@ extern "C" void sf_emu_reset(void) {
     err_msg[0] = 0;
 }
 extern "C" void sf_emu_set_quiet(int q) { quiet = q != 0; }
+extern "C" int sf_emu_set_order(const char *spec) {
+    const int was = order;
+    if (order_parse(spec)) return 0;
+    order = was;
+    return -1;
+}
+extern "C" const char *sf_emu_order(void) {
+    order_init();
+    return order == ORD_REVERSE ? "reverse" : order == ORD_SHUFFLE ? "shuffle" : "forward";
+}

@@ -36,10 +36,16 @@
  *    while a stream is captured into a CUDA graph (see "stream capture and graphs" below);
  *  - mbarriers and TMA tile loads (tma.cuh): see "mbarriers and TMA" below; a thread waiting on an
  *    mbarrier yields until some phase completes, so producer / consumer warpgroups interleave.
+ * Order (SF_EMU_ORDER, sf_emu_set_order): the threads of a block run one after another between
+ * barriers, and the blocks one after another, in index order ("forward", the default), "reverse", or
+ * "shuffle[:SEED]" (a seeded permutation of the threads for every block and of the blocks for every
+ * launch). A correct kernel gives the same result in every order; one that reads what another thread
+ * wrote without a barrier between, or what another block writes, finds the poison or an old value in
+ * some order: tests/run.sh runs the emulated kernel tests reversed and shuffled too.
  * Blind to:
- *  - races: threads of a block run one after another between barriers, so a missing barrier
- *    between a write and another thread's read may go unnoticed (the order here is thread order);
- *    no race detection (use compute-sanitizer racecheck on the GPU);
+ *  - races that no order shows: threads run whole stretches between barriers, never interleaved
+ *    inside one, so a race between two writes of the same value, or one hidden by the tests'
+ *    tolerances, goes unnoticed (compute-sanitizer racecheck on the GPU finds those);
  *  - the memory model, fences, atomics contention (atomics are plain read-modify-writes here, which
  *    is exact because coroutines never switch inside one), timing and occupancy;
  *  - nvcc's FMA contraction (-fmad=true): the GPU may compute a·b + c with one rounding where the

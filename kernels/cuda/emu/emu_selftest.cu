@@ -195,6 +195,25 @@ static __global__ void missing_lane_kernel(float *out) { /* 48 threads: lanes 16
     out[threadIdx.x] = v;
 }
 
+/* Races that only the order of threads (race_threads) or of blocks (race_blocks) decides (SF_EMU_ORDER):
+ * each thread / block writes its own slot, then reads its left neighbour's — with no barrier between
+ * unless sync. In index order the neighbour has always run first, so the racy kernels "work"; in reverse
+ * or shuffled order the read finds shared memory's NaN poison or the value of before the launch. */
+static __global__ void race_threads_kernel(float *out, int sync) {
+    __shared__ float s[128];
+    const int t = (int)threadIdx.x;
+    s[t] = (float)(t + 1);
+    if (sync) __syncthreads();
+    out[t] = t ? s[t - 1] : 0.0f;
+}
+static __global__ void race_blocks_kernel(float *w, float *r) { /* w: zeroed by the caller */
+    const int b = (int)blockIdx.x;
+    if (threadIdx.x == 0) {
+        w[b] = (float)(b + 1);
+        r[b] = b ? w[b - 1] : 0.0f;
+    }
+}
+
 /* which: 0 index (grid (3,2,2), block (4,3,2)), 1 shuffles (64 threads), 2 static shared (4 blocks
  * of 256), 3 dynamic shared (3 blocks of 128), 4 block sum (2 blocks of 1024, then 3 of 96), 5 the
  * mma product three ways (aux: A and B bf16, out: 384 floats), 10..13 the failing kernels, 14 a host
@@ -202,7 +221,9 @@ static __global__ void missing_lane_kernel(float *out) { /* 48 threads: lanes 16
  * 18 a wgmma descriptor without the 128-byte swizzle, 19 a wgmma in a block of 64 threads, 20 an
  * uninitialised mbarrier, 21 arrivals past the count, 22 a wait nothing ends, 23 a TMA box to a misaligned
  * destination (aux: a 10 × 100 bf16 matrix, rows 104 apart), 24 a wgmma whose warpgroup lost half its
- * threads, 25 bar.sync 0, 26 a named barrier nobody completes. out/aux: device buffers large enough.
+ * threads, 25 bar.sync 0, 26 a named barrier nobody completes, 27 / 28 race_threads without / with its
+ * barrier (128 threads, out: 128 floats), 29 race_blocks (64 blocks, out: w then r, 128 floats). out/aux:
+ * device buffers large enough.
  * (What TMA, named barriers and wgmma must do, as opposed to the rules, is tests/unit/test_hopper.c's.) */
 extern "C" sf_status sf_emu_selftest(const sf_cuda_ctx *ctx, int which, void *out, void *aux, sf_err *err) {
     sf_status st = SF_OK;
@@ -240,6 +261,9 @@ extern "C" sf_status sf_emu_selftest(const sf_cuda_ctx *ctx, int which, void *ou
     case 21: SF_LAUNCH(mbar_extra_kernel, 1, 32, 64, s, fo); break;
     case 22: SF_LAUNCH(mbar_hang_kernel, 1, 64, 64, s, fo); break;
     case 24: SF_LAUNCH(wgmma_half_group_kernel, 1, 256, 16384, s, fo); break;
+    case 27: SF_LAUNCH(race_threads_kernel, 1, 128, 0, s, fo, 0); break;
+    case 28: SF_LAUNCH(race_threads_kernel, 1, 128, 0, s, fo, 1); break;
+    case 29: SF_LAUNCH(race_blocks_kernel, 64, 32, 0, s, fo, fo + 64); break;
     case 14: {
         static float host[64];
         SF_LAUNCH(early_exit_kernel, 1, 64, 0, s, host);

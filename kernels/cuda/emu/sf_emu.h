@@ -54,6 +54,12 @@ unsigned long long sf_emu_graph_launches(void);
 void sf_emu_capture_break_after(int n);
 /* 1: do not print kernel failures on stderr (tests that provoke them on purpose). */
 void sf_emu_set_quiet(int quiet);
+/* The order the threads of a block and the blocks of a launch run in: "forward" (index order, the
+ * default), "reverse", or "shuffle[:SEED]" (a seeded permutation per block and per launch). A kernel
+ * whose results change with it has a race (cuda_emu.h "Order"). The default is $SF_EMU_ORDER, read at
+ * the first launch. Returns 0, or -1 (order unchanged) for another spec. sf_emu_order: the one in use. */
+int sf_emu_set_order(const char *spec);
+const char *sf_emu_order(void);
 
 #ifdef __cplusplus
 }
