@@ -208,6 +208,28 @@ done:
     cu_close(&c);
 }
 
+/* A fresh device allocation is poisoned (0xFF bytes: NaN as f32 and bf16), so a read of memory nothing
+ * wrote shows (a GPU hands out whatever an earlier buffer left there); a freed and re-allocated one too. */
+static void test_emu_malloc_poison(void) {
+    cu c;
+    if (!cu_open(&c)) return;
+    for (int round = 0; round < 2; round++) {
+        void *d = NULL;
+        unsigned char h[1000];
+        float f;
+        SF_CHECK_OK(sf_cuda_malloc(&d, sizeof h, &c.err), &c.err);
+        if (!d) break;
+        SF_CHECK_OK(sf_cuda_copy_d2h(&c.ctx, h, d, sizeof h, &c.err), &c.err);
+        int bad = 0;
+        for (size_t i = 0; i < sizeof h; i++) bad += h[i] != 0xFF;
+        memcpy(&f, h, 4);
+        SF_CHECK_MSG(bad == 0 && isnan(f), "round %d: %d of %zu bytes not poisoned", round, bad, sizeof h);
+        SF_CHECK_OK(sf_cuda_memset(&c.ctx, d, 0, sizeof h, &c.err), &c.err); /* what the next one must not see */
+        sf_cuda_free(d);
+    }
+    cu_close(&c);
+}
+
 static const sf_test tests[] = {
     {"emu_index", test_emu_index},
     {"emu_shuffles", test_emu_shuffles},
@@ -217,5 +239,6 @@ static const sf_test tests[] = {
     {"emu_mma_layouts", test_emu_mma_layouts},
     {"emu_reports_misuse", test_emu_reports_misuse},
     {"emu_order", test_emu_order},
+    {"emu_malloc_poison", test_emu_malloc_poison},
 };
 SF_TEST_MAIN(tests)

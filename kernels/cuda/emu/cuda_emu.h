@@ -30,6 +30,8 @@
  *    which does not compile here;
  *  - device memory: cudaMalloc is host memory (ASan-visible), registered: a kernel argument or a
  *    cudaMemcpy side that must be device memory but is not fails (a host pointer on the GPU faults);
+ *    filled with 0xFF bytes when allocated, like shared memory, since a GPU's fresh allocation holds
+ *    an earlier buffer's leftovers: a read of device memory nothing wrote shows up as NaN;
  *  - launch limits: block ≤ 1024 threads (x, y ≤ 1024, z ≤ 64), grid y, z ≤ 65535, dynamic
  *    shared memory ≤ 227 KiB (cudaErrorInvalidConfiguration, from cudaGetLastError);
  *  - streams: every operation is synchronous, so anything enqueued is done at return — except

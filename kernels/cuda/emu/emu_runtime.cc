@@ -149,6 +149,10 @@ cudaError_t cudaMalloc(void **p, size_t bytes) {
     n_device_allocs++;
     void *m = malloc(bytes ? bytes : 1);
     if (!m) return set_error(cudaErrorMemoryAllocation);
+    /* A GPU's fresh allocation holds whatever was there (often an earlier buffer's data): poisoned
+       (0xFF: NaN as f32 / bf16, -1 as integers) so that a kernel or copy reading memory nothing wrote
+       shows, as compute-sanitizer's initcheck would on the GPU. */
+    memset(m, 0xFF, bytes);
     if (add_alloc(m, bytes) != cudaSuccess) {
         free(m);
         return set_error(cudaErrorMemoryAllocation);
