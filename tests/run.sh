@@ -29,7 +29,12 @@ count() { # TAP in $out → update pass/fail; $1 = exit code, $2 = what ran
 fz_out=$(mktemp)
 nice -n 19 bash tests/fuzz/smoke.sh >"$fz_out" 2>&1 &
 fz_pid=$!
-trap 'rm -f "$out" "$fz_out"; kill "$fz_pid" 2>/dev/null' EXIT
+# likewise the emulated CUDA tests under the emulation's perturbations (tests/emu_perturbed.sh: other
+# thread / block orders, deferred streams), ~2 CPU minutes
+ep_out=$(mktemp)
+BUILD="$BUILD" nice -n 19 bash tests/emu_perturbed.sh >"$ep_out" 2>&1 &
+ep_pid=$!
+trap 'rm -f "$out" "$fz_out" "$ep_out"; kill "$fz_pid" "$ep_pid" 2>/dev/null' EXIT
 for t in "$BUILD"/tests/test_*; do
     [ -x "$t" ] || continue
     echo "# == $(basename "$t")"
@@ -53,22 +58,6 @@ for mode in exact bf16; do
         count $? "$g ($mode mode)"
     done
 done
-# The emulated CUDA kernels again with their threads and blocks in other orders (SF_EMU_ORDER, cuda_emu.h
-# "Order"): a kernel whose result depends on the order has a race the default index order hides (a
-# missing __syncthreads, a block reading what another block writes). Reversed for the kernel tests and
-# the whole emulated encoder / decoder; one seeded shuffle for the quick ones. (test_dit_emu's kernels are
-# those of test_cuda_emu and test_tap_mass; the whole DiT would add minutes.)
-for order in reverse shuffle:1; do
-    for g in test_cuda_emu test_cuda_graphs test_t5_glue test_hopper test_vae_glue_emu test_tap_mass test_t5_emu \
-        test_vae_emu; do
-        t="$BUILD/tests/$g"
-        [ -x "$t" ] || continue
-        [ "$order" = reverse ] || case $g in test_tap_mass | test_t5_emu | test_vae_emu) continue ;; esac
-        echo "# == $g (SF_EMU_ORDER=$order)"
-        SF_EMU_ORDER=$order "$t" >"$out" 2>&1
-        count $? "$g (SF_EMU_ORDER=$order)"
-    done
-done
 if command -v bats >/dev/null 2>&1; then
     for b in tests/bats/*.bats; do
         [ -f "$b" ] || continue
@@ -80,6 +69,11 @@ else
     echo "not ok - bats is not installed (apt-get install bats bats-assert bats-support)"
     fail=$((fail + 1))
 fi
+echo "# == tests/emu_perturbed.sh"
+wait "$ep_pid"
+ep_rc=$?
+cp "$ep_out" "$out"
+count "$ep_rc" "tests/emu_perturbed.sh"
 echo "# == tests/fuzz/smoke.sh"
 wait "$fz_pid"
 fz_rc=$?

@@ -230,6 +230,47 @@ static void test_emu_malloc_poison(void) {
     cu_close(&c);
 }
 
+/* SF_EMU_ASYNC (deferred streams): queued work runs when the host waits for it. An upload from pinned
+ * memory reads its source when it runs (a host that refills the staging buffer before waiting sends the
+ * new data: the race shows); a download into pinned memory holds the poison until its event's wait, then
+ * the data; a kernel's fault is reported by the wait. */
+static void test_emu_async(void) {
+    cu c;
+    if (!cu_open(&c)) return;
+    void *ev = NULL;
+    float *pin = NULL, *back = NULL, *d = cu_alloc(&c, 64 * 4), *f = cu_alloc(&c, 64 * 4);
+    SF_CHECK_OK(sf_cuda_host_alloc((void **)&pin, 64 * 4, &c.err), &c.err);
+    SF_CHECK_OK(sf_cuda_host_alloc((void **)&back, 64 * 4, &c.err), &c.err);
+    SF_CHECK_OK(sf_cuda_events_new(&ev, 1, &c.err), &c.err);
+    if (!pin || !back || !d || !f || !ev) goto done;
+    sf_emu_set_async(1);
+    for (int i = 0; i < 64; i++) pin[i] = 1.0f, back[i] = 7.0f;
+    SF_CHECK_OK(sf_cuda_copy_h2d_async(&c.ctx, d, pin, 64 * 4, &c.err), &c.err);
+    SF_CHECK_MSG(sf_emu_queued() == 1, "%llu operations queued after one upload", sf_emu_queued());
+    for (int i = 0; i < 64; i++) pin[i] = 2.0f; /* refilled before any wait: what the queued copy will read */
+    SF_CHECK_OK(sf_cuda_copy_d2h_async(&c.ctx, back, d, 64 * 4, &c.err), &c.err);
+    SF_CHECK_OK(sf_cuda_event_record(&c.ctx, ev, 0, &c.err), &c.err);
+    SF_CHECK_MSG(isnan(back[0]) && isnan(back[63]), "the download's destination read %g before its event's wait", back[0]);
+    SF_CHECK_MSG(sf_emu_queued() == 2, "%llu operations queued", sf_emu_queued());
+    SF_CHECK_OK(sf_cuda_event_sync(ev, 0, &c.err), &c.err);
+    SF_CHECK_MSG(sf_emu_queued() == 0 && back[0] == 2.0f && back[63] == 2.0f,
+                 "after the wait: %llu queued, %g (want 2: the upload ran late and read the refilled buffer)",
+                 sf_emu_queued(), back[0]);
+    /* a kernel: queued, runs at the synchronous download (which waits for the stream) */
+    SF_CHECK_OK(sf_cuda_memset(&c.ctx, f, 0, 64 * 4, &c.err), &c.err);
+    SF_CHECK_OK(sf_gelu_tanh_cuda(&c.ctx, f, 64, &c.err), &c.err); /* 64 bf16 of zeros */
+    SF_CHECK(sf_emu_queued() >= 1);
+    float h[64];
+    SF_CHECK_OK(sf_cuda_copy_d2h(&c.ctx, h, f, sizeof h, &c.err), &c.err);
+    SF_CHECK(sf_emu_queued() == 0);
+done:
+    sf_emu_set_async(0);
+    sf_cuda_events_free(ev, 1);
+    sf_cuda_host_free(pin);
+    sf_cuda_host_free(back);
+    cu_close(&c);
+}
+
 static const sf_test tests[] = {
     {"emu_index", test_emu_index},
     {"emu_shuffles", test_emu_shuffles},
@@ -240,5 +281,6 @@ static const sf_test tests[] = {
     {"emu_reports_misuse", test_emu_reports_misuse},
     {"emu_order", test_emu_order},
     {"emu_malloc_poison", test_emu_malloc_poison},
+    {"emu_async", test_emu_async},
 };
 SF_TEST_MAIN(tests)

@@ -6,6 +6,8 @@
  * before libsf.a by the emu rules, so conv_cudnn.o is never pulled in. Deviceless plans are not
  * emulated (SF_E_UNSUPPORTED). */
 #include "conv_cuda.h"
+#include "cuda_emu.h"
+#include "emu_state.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -64,6 +66,8 @@ extern "C" sf_status sf_conv_cudnn_prepare(sf_conv_cudnn *c, const sf_conv_shape
     return SF_OK;
 }
 
+static sf_status conv_now(const sf_conv_shape *s, const void *xv, const void *wv, const void *bv, const void *rv,
+                          void *yv, sf_err *err);
 static unsigned long long n_conv_calls;
 extern "C" unsigned long long sf_emu_conv_calls(void) { return n_conv_calls; }
 
@@ -77,6 +81,20 @@ extern "C" sf_status sf_conv_cudnn_forward(sf_conv_cudnn *c, const sf_conv_shape
     if (!xv || !wv || !yv || (s->bias && !bv) || (s->residual && !rv) ||
         (((uintptr_t)xv | (uintptr_t)wv | (uintptr_t)yv | (uintptr_t)bv | (uintptr_t)rv) & 15))
         return sf_fail(err, SF_E_ARG, "conv: x, w, y (and bias, res when used) must be 16-byte aligned device pointers");
+    if (sf_emu::deferring()) { /* queued (SF_EMU_ASYNC): the shape copied, computed when the host waits */
+        const sf_conv_shape sc = *s;
+        sf_emu::defer([sc, xv, wv, bv, rv, yv] {
+            sf_err e2 = {{0}};
+            if (conv_now(&sc, xv, wv, bv, rv, yv, &e2)) sf_emu::sticky_error = sf_emu::last_error = cudaErrorLaunchFailure;
+        });
+        return SF_OK;
+    }
+    return conv_now(s, xv, wv, bv, rv, yv, err);
+}
+
+/* The convolution itself: fp32 sums in a fixed order per output, one bf16 rounding. */
+static sf_status conv_now(const sf_conv_shape *s, const void *xv, const void *wv, const void *bv, const void *rv,
+                          void *yv, sf_err *err) {
     const uint16_t *x = (const uint16_t *)xv, *w = (const uint16_t *)wv, *b = (const uint16_t *)bv,
                    *r = (const uint16_t *)rv;
     uint16_t *y = (uint16_t *)yv;

@@ -35,9 +35,19 @@
  *  - launch limits: block ≤ 1024 threads (x, y ≤ 1024, z ≤ 64), grid y, z ≤ 65535, dynamic
  *    shared memory ≤ 227 KiB (cudaErrorInvalidConfiguration, from cudaGetLastError);
  *  - streams: every operation is synchronous, so anything enqueued is done at return — except
- *    while a stream is captured into a CUDA graph (see "stream capture and graphs" below);
+ *    while a stream is captured into a CUDA graph (see "stream capture and graphs" below), and with
+ *    SF_EMU_ASYNC=1 (see "Asynchrony");
  *  - mbarriers and TMA tile loads (tma.cuh): see "mbarriers and TMA" below; a thread waiting on an
  *    mbarrier yields until some phase completes, so producer / consumer warpgroups interleave.
+ * Asynchrony (SF_EMU_ASYNC=1): the GPU as if it were infinitely slow. Kernels, copies, memsets, library
+ * calls and graph launches enqueued on a stream are queued, not run, and run in enqueue order only when
+ * the host waits for them: a stream or device synchronisation, an event synchronisation (up to that
+ * event's record), a synchronous copy or memset, cudaFree / cudaFreeHost (they synchronise on a GPU), an
+ * async copy from or to pageable memory (the driver makes it synchronous). So an async copy from pinned
+ * memory reads its source when it runs — a host that refills a staging buffer before the copy that
+ * reads it has run sends the new data — and an async copy into pinned memory lands when it runs, its
+ * destination poisoned (0xFF) until then: a host that reads it without waiting for its event reads the
+ * poison. Kernel faults surface at the wait, as on a GPU. With it off (the default) nothing changes.
  * Order (SF_EMU_ORDER, sf_emu_set_order): the threads of a block run one after another between
  * barriers, and the blocks one after another, in index order ("forward", the default), "reverse", or
  * "shuffle[:SEED]" (a seeded permutation of the threads for every block and of the blocks for every
@@ -407,8 +417,14 @@ bool is_device_ptr(const void *p);
  * allowed during a capture: invalidates it and returns cudaErrorStreamCaptureUnsupported. */
 bool capturing(cudaStream_t s);
 bool capture_active();
-cudaError_t capture_node(cudaStream_t s, const char *kind, const char *name, std::function<void()> run);
+cudaError_t capture_node(cudaStream_t s, const char *kind, const char *name, std::function<void()> run,
+                         void *host_dst = nullptr, size_t host_n = 0); /* host_dst: a copy into pinned memory */
 cudaError_t capture_illegal(const char *what);
+/* emu_runtime.cc: deferred streams (SF_EMU_ASYNC=1, "Asynchrony" above): true when work enqueued on
+ * a stream outside a capture is queued (in enqueue order; it runs when the host waits for it) instead
+ * of run at once / queue run as the next operation. */
+bool deferring();
+void defer(std::function<void()> run);
 /* launch_raw's configuration checks alone (sets the last error; false when the launch is refused) */
 bool launch_config_ok(const char *kernel, dim3 grid, dim3 block, size_t smem, cudaStream_t s);
 void fail_launch(const char *kernel, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
@@ -474,6 +490,12 @@ static inline void launch(const char *kname, dim3 grid, dim3 block, size_t smem,
         /* kname as given: launch names are static strings (the scheduler keys its per-kernel notes by them) */
         capture_node(s, "kernel", kname,
                      [cp, kname, grid, block, smem, s] { launch_raw(kname, grid, block, smem, s, &call<P...>::run, cp.get()); });
+        return;
+    }
+    if (deferring()) { /* queued with a copy of the converted arguments; runs when the host waits */
+        if (!launch_config_ok(kname, grid, block, smem, s)) return;
+        auto cp = std::make_shared<call<P...>>(std::move(c));
+        defer([cp, kname, grid, block, smem, s] { launch_raw(kname, grid, block, smem, s, &call<P...>::run, cp.get()); });
         return;
     }
     launch_raw(kname, grid, block, smem, s, &call<P...>::run, &c);

@@ -9,14 +9,53 @@
 #include <stdio.h>
 #include <stdlib.h>
 
+#include <deque>
+
 using namespace sf_emu;
 
 namespace {
 struct stream_tag { /* what a cudaStream_t points at: a registered zero-size allocation */
     int dummy;
 };
-char event_tag; /* every cudaEvent_t (events record nothing: streams are synchronous) */
 } // namespace
+/* An event: the position in the deferred queue its record took (0: nothing to wait for). */
+struct CUevent_st {
+    unsigned long long pos;
+};
+
+/* ---- deferred streams (SF_EMU_ASYNC=1, cuda_emu.h "Asynchrony") ------------------------------ */
+namespace {
+int async_on = -1;                       /* -1: $SF_EMU_ASYNC not read yet */
+std::deque<std::function<void()>> queue; /* enqueued, not yet run, in enqueue order */
+unsigned long long n_enqueued, n_ran;    /* positions: operations queued / run since the start */
+/* Run the queue up to position pos (an event's record) or all of it. After a fault the rest is dropped
+   (a faulted context runs nothing more; the sticky error is reported by the waits). */
+void drain_to(unsigned long long pos) {
+    while (n_ran < pos && !queue.empty()) {
+        std::function<void()> op = std::move(queue.front());
+        queue.pop_front();
+        n_ran++;
+        if (!sticky_error) op();
+    }
+}
+void drain(void) { drain_to(n_enqueued); }
+} // namespace
+bool sf_emu::deferring() {
+    if (async_on < 0) {
+        const char *e = getenv("SF_EMU_ASYNC");
+        async_on = e && *e && strcmp(e, "0") != 0;
+    }
+    return async_on > 0;
+}
+void sf_emu::defer(std::function<void()> run) {
+    queue.push_back(std::move(run));
+    n_enqueued++;
+}
+extern "C" void sf_emu_set_async(int on) {
+    drain();
+    async_on = on != 0;
+}
+extern "C" unsigned long long sf_emu_queued(void) { return (unsigned long long)queue.size(); }
 
 /* ---- runtime ------------------------------------------------------------------------------- */
 cudaError_t cudaGetLastError(void) {
@@ -75,6 +114,7 @@ cudaError_t cudaGetDeviceCount(int *n) {
 cudaError_t cudaDeviceSynchronize(void) {
     if (capture_active()) return capture_illegal("cudaDeviceSynchronize");
     n_host_waits++;
+    drain();
     return sticky_error;
 }
 
@@ -112,22 +152,35 @@ cudaError_t cudaStreamDestroy(cudaStream_t s) {
     free(s);
     return cudaSuccess;
 }
+/* One stream per context in this project: a stream's wait drains the whole queue (a GPU's would wait for
+   that stream and what it waited on; everything queued before is at least that). */
 cudaError_t cudaStreamSynchronize(cudaStream_t) {
     if (capture_active()) return capture_illegal("cudaStreamSynchronize");
     n_host_waits++;
+    drain();
     return sticky_error;
 }
 cudaError_t cudaEventCreate(cudaEvent_t *e) {
-    *e = (cudaEvent_t)&event_tag;
+    *e = new CUevent_st{0};
     return cudaSuccess;
 }
-cudaError_t cudaEventDestroy(cudaEvent_t) { return cudaSuccess; }
-cudaError_t cudaEventRecord(cudaEvent_t, cudaStream_t) { return cudaSuccess; }
+cudaError_t cudaEventDestroy(cudaEvent_t e) {
+    delete e;
+    return cudaSuccess;
+}
+/* Recorded inside a capture: nothing (the project records its events outside forwards). */
+cudaError_t cudaEventRecord(cudaEvent_t e, cudaStream_t) {
+    if (!e) return set_error(cudaErrorInvalidResourceHandle);
+    e->pos = n_enqueued;
+    return cudaSuccess;
+}
 static unsigned long long n_event_waits;
 extern "C" unsigned long long sf_emu_event_waits(void) { return n_event_waits; }
-cudaError_t cudaEventSynchronize(cudaEvent_t) {
+cudaError_t cudaEventSynchronize(cudaEvent_t e) {
     if (capture_active()) return capture_illegal("cudaEventSynchronize");
+    if (!e) return set_error(cudaErrorInvalidResourceHandle);
     n_event_waits++;
+    drain_to(e->pos);
     return sticky_error;
 }
 cudaError_t cudaEventElapsedTime(float *ms, cudaEvent_t, cudaEvent_t) {
@@ -185,6 +238,7 @@ cudaError_t cudaMallocHost(void **p, size_t bytes) { /* pinned host memory: plai
 }
 cudaError_t cudaFreeHost(void *p) {
     if (capture_active()) return capture_illegal("cudaFreeHost");
+    drain(); /* synchronises on a GPU */
     for (int i = 0; i < n_pinned; i++)
         if (pinned[i].p == p) pinned[i] = pinned[--n_pinned];
     free(p);
@@ -193,6 +247,7 @@ cudaError_t cudaFreeHost(void *p) {
 cudaError_t cudaFree(void *p) {
     if (!p) return cudaSuccess;
     if (capture_active()) return capture_illegal("cudaFree");
+    drain(); /* synchronises on a GPU */
     if (!del_alloc(p)) return set_error(cudaErrorInvalidValue); /* not a cudaMalloc'd base pointer */
     free(p);
     return cudaSuccess;
@@ -214,33 +269,45 @@ static cudaError_t copy_now(void *dst, const void *src, size_t bytes, cudaMemcpy
 }
 cudaError_t cudaMemcpy(void *dst, const void *src, size_t bytes, cudaMemcpyKind kind) {
     if (capture_active()) return capture_illegal("cudaMemcpy");
+    drain();
     return copy_now(dst, src, bytes, kind);
 }
 /* A copy recorded into a capture (node name: what). One from or to pageable host memory is refused: a
  * replay would touch that memory long after the caller moved on (pinned staging is the pattern). The
  * pointers are checked again when the graph runs. */
 static cudaError_t capture_copy(cudaStream_t s, const char *what, bool host_side, const void *host, size_t hbytes,
-                                std::function<void()> run) {
+                                std::function<void()> run, void *host_dst = nullptr) {
     if (host_side && !is_pinned(host, hbytes)) {
         char why[96];
         snprintf(why, sizeof why, "%s from or to pageable host memory", what);
         return capture_illegal(why);
     }
-    return capture_node(s, "memcpy", what, std::move(run));
+    return capture_node(s, "memcpy", what, std::move(run), host_dst, host_dst ? hbytes : 0);
 }
 /* An async copy between the device and PAGEABLE host memory waits like a synchronous one on a GPU
  * (the driver stages it): counted as a host wait. */
 cudaError_t cudaMemcpyAsync(void *dst, const void *src, size_t bytes, cudaMemcpyKind kind, cudaStream_t s) {
     if (capturing(s)) {
         const bool h2d = kind == cudaMemcpyHostToDevice, d2h = kind == cudaMemcpyDeviceToHost;
-        return capture_copy(s, "cudaMemcpyAsync", h2d || d2h, h2d ? src : dst, bytes,
-                            [=] {
-                                if (copy_now(dst, src, bytes, kind) != cudaSuccess) sticky_error = last_error;
-                            });
+        return capture_copy(
+            s, "cudaMemcpyAsync", h2d || d2h, h2d ? src : dst, bytes,
+            [=] {
+                if (copy_now(dst, src, bytes, kind) != cudaSuccess) sticky_error = last_error;
+            },
+            d2h ? dst : nullptr);
     }
     if (capture_active()) return capture_illegal("cudaMemcpyAsync on another stream");
-    if ((kind == cudaMemcpyHostToDevice && !is_pinned(src, bytes)) || (kind == cudaMemcpyDeviceToHost && !is_pinned(dst, bytes)))
-        n_host_waits++;
+    const bool pageable =
+        (kind == cudaMemcpyHostToDevice && !is_pinned(src, bytes)) || (kind == cudaMemcpyDeviceToHost && !is_pinned(dst, bytes));
+    if (pageable) n_host_waits++;
+    if (deferring() && !pageable) { /* from pinned memory: read when it runs; into it: poison until then */
+        if (kind == cudaMemcpyDeviceToHost && bytes) memset(dst, 0xFF, bytes);
+        defer([=] {
+            if (copy_now(dst, src, bytes, kind) != cudaSuccess) sticky_error = last_error;
+        });
+        return cudaSuccess;
+    }
+    drain();
     return copy_now(dst, src, bytes, kind);
 }
 cudaError_t cudaMemcpy2DAsync(void *dst, size_t dpitch, const void *src, size_t spitch, size_t width, size_t height,
@@ -257,8 +324,21 @@ cudaError_t cudaMemcpy2DAsync(void *dst, size_t dpitch, const void *src, size_t 
         });
     }
     if (capture_active()) return capture_illegal("cudaMemcpy2DAsync on another stream");
-    if ((kind == cudaMemcpyHostToDevice && !is_pinned(src, 1)) || (kind == cudaMemcpyDeviceToHost && !is_pinned(dst, 1)))
-        n_host_waits++;
+    const bool pageable = (kind == cudaMemcpyHostToDevice && !is_pinned(src, 1)) || (kind == cudaMemcpyDeviceToHost && !is_pinned(dst, 1));
+    if (pageable) n_host_waits++;
+    if (deferring() && !pageable) {
+        if (kind == cudaMemcpyDeviceToHost)
+            for (size_t r = 0; r < height; r++) memset((char *)dst + r * dpitch, 0xFF, width);
+        defer([=] {
+            for (size_t r = 0; r < height; r++)
+                if (copy_now((char *)dst + r * dpitch, (const char *)src + r * spitch, width, kind) != cudaSuccess) {
+                    sticky_error = last_error;
+                    return;
+                }
+        });
+        return cudaSuccess;
+    }
+    drain();
     for (size_t r = 0; r < height; r++) {
         cudaError_t e = copy_now((char *)dst + r * dpitch, (const char *)src + r * spitch, width, kind);
         if (e != cudaSuccess) return e;
@@ -278,6 +358,7 @@ static cudaError_t set_now(void *p, int byte, size_t bytes) {
 }
 cudaError_t cudaMemset(void *p, int byte, size_t bytes) {
     if (capture_active()) return capture_illegal("cudaMemset");
+    drain();
     return set_now(p, byte, bytes);
 }
 cudaError_t cudaMemsetAsync(void *p, int byte, size_t bytes, cudaStream_t s) {
@@ -288,5 +369,12 @@ cudaError_t cudaMemsetAsync(void *p, int byte, size_t bytes, cudaStream_t s) {
         });
     }
     if (capture_active()) return capture_illegal("cudaMemsetAsync on another stream");
+    if (deferring()) {
+        if (!registered(p, bytes)) return set_now(p, byte, bytes); /* the refusal, at enqueue time */
+        defer([=] {
+            if (set_now(p, byte, bytes) != cudaSuccess) sticky_error = last_error;
+        });
+        return cudaSuccess;
+    }
     return set_now(p, byte, bytes);
 }

@@ -17,6 +17,8 @@ namespace {
 struct node {
     std::string kind, name;
     std::function<void()> run;
+    void *host_dst; /* a copy into pinned host memory: poisoned when a deferred launch is queued */
+    size_t host_n;
 };
 unsigned long long n_instantiated, n_updated, n_graph_launches;
 int break_after; /* sf_emu_capture_break_after: the n-th recorded node invalidates the capture */
@@ -49,14 +51,15 @@ cudaError_t capture_illegal(const char *what) {
     return set_error(cudaErrorStreamCaptureUnsupported);
 }
 
-cudaError_t capture_node(cudaStream_t s, const char *kind, const char *name, std::function<void()> run) {
+cudaError_t capture_node(cudaStream_t s, const char *kind, const char *name, std::function<void()> run, void *host_dst,
+                         size_t host_n) {
     if (!capturing(s)) return set_error(cudaErrorIllegalState);
     if (cap_status == cudaStreamCaptureStatusInvalidated) {
         snprintf(err_msg, sizeof err_msg, "%s %s: enqueued into an invalidated capture", kind, name);
         return set_error(cudaErrorStreamCaptureInvalidated);
     }
     if (break_after > 0 && --break_after == 0) return capture_illegal("an operation that cannot be captured (emulated)");
-    cap_graph->nodes.push_back(node{kind, name, std::move(run)});
+    cap_graph->nodes.push_back(node{kind, name, std::move(run), host_dst, host_n});
     return cudaSuccess;
 }
 } // namespace sf_emu
@@ -131,6 +134,18 @@ cudaError_t cudaGraphLaunch(cudaGraphExec_t exec, cudaStream_t s) {
     if (capture_active()) return capture_illegal("cudaGraphLaunch (graphs in graphs are not emulated)");
     if (sticky_error) return sticky_error;
     n_graph_launches++;
+    if (deferring()) { /* the nodes as they are now: an update after the launch does not change it */
+        auto nodes = std::make_shared<std::vector<node>>(exec->nodes);
+        for (const node &n : *nodes)
+            if (n.host_dst && n.host_n) memset(n.host_dst, 0xFF, n.host_n);
+        defer([nodes] {
+            for (const node &n : *nodes) {
+                n.run();
+                if (sticky_error) return;
+            }
+        });
+        return cudaSuccess;
+    }
     for (const node &n : exec->nodes) {
         n.run();
         if (sticky_error) return sticky_error;

@@ -55,6 +55,14 @@ extern "C" sf_status sf_blaslt_matmul(sf_blaslt *lt, const sf_mm *m, sf_err *err
                                 : sf_fail(err, SF_E_DEVICE, "sf_blaslt_matmul: %s", cudaGetErrorString(e));
     }
     if (capture_active()) return sf_fail(err, SF_E_DEVICE, "sf_blaslt_matmul: %s", cudaGetErrorString(capture_illegal("a product on another stream")));
+    if (deferring()) {
+        const sf_mm mc = *m;
+        defer([mc] {
+            sf_err e2 = {{0}};
+            if (matmul_now(&mc, &e2)) sticky_error = last_error = cudaErrorLaunchFailure;
+        });
+        return SF_OK;
+    }
     return matmul_now(m, err);
 }
 

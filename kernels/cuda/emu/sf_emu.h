@@ -60,6 +60,10 @@ void sf_emu_set_quiet(int quiet);
  * the first launch. Returns 0, or -1 (order unchanged) for another spec. sf_emu_order: the one in use. */
 int sf_emu_set_order(const char *spec);
 const char *sf_emu_order(void);
+/* Deferred streams (cuda_emu.h "Asynchrony"; default $SF_EMU_ASYNC): on, work enqueued on a stream runs only
+ * when the host waits for it. Switching runs what is queued first. sf_emu_queued: operations queued, not run. */
+void sf_emu_set_async(int on);
+unsigned long long sf_emu_queued(void);
 
 #ifdef __cplusplus
 }

@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# tests/emu_perturbed.sh — the emulated CUDA tests again with the emulation perturbed the ways a GPU may
+# differ from it (kernels/cuda/emu/cuda_emu.h "Order" and "Asynchrony"): threads and blocks reversed
+# or shuffled (a missing __syncthreads, a block reading another block's output), and streams deferred
+# until the host waits (a staging buffer refilled before its upload ran, a download read before its
+# event) — each finds a bug class the default emulation hides whenever the writer happens to run first.
+# TAP on stdout; a binary that dies without reporting a failure is reported as one. Run by tests/run.sh
+# in the background at nice 19 (like the fuzz smoke), BUILD selecting the build folder.
+set -u
+cd "$(dirname "$0")/.."
+BUILD=${BUILD:-build}
+export SF_GOLDEN=${SF_GOLDEN:-$PWD/tests/golden}
+one() { # "ENV=V ..." binary [cases...]
+    local envs=$1 g=$2 t="$BUILD/tests/$2" o rc
+    shift 2
+    [ -x "$t" ] || return 0
+    echo "# == $g ($envs${*:+: $*})"
+    o=$(env $envs "$t" "$@" 2>&1)
+    rc=$?
+    printf '%s\n' "$o"
+    if [ "$rc" -ne 0 ] && ! grep -q '^not ok' <<<"$o"; then
+        echo "not ok - $g ($envs) exited with status $rc without reporting a failure"
+    fi
+}
+# reversed order: the kernel tests (their launch / vector-load counters need the synchronous streams)
+for g in test_cuda_emu test_t5_glue test_hopper test_vae_glue_emu test_tap_mass; do one SF_EMU_ORDER=reverse "$g"; done
+# a seeded shuffle: the quick ones
+for g in test_cuda_emu test_t5_glue test_hopper test_vae_glue_emu; do one SF_EMU_ORDER=shuffle:1 "$g"; done
+# reversed and deferred: the whole emulated encoder and decoder, CUDA graphs, and the DiT cases whose
+# sampling loop runs ahead of the device (staging uploads, x0 hand-outs, taps' pinned slots, the rolling
+# cache, a prompt switch) — the cases checked by value, not by the emulation's counters
+one "SF_EMU_ORDER=reverse SF_EMU_ASYNC=1" test_cuda_graphs
+one "SF_EMU_ORDER=reverse SF_EMU_ASYNC=1" test_t5_emu
+one "SF_EMU_ORDER=reverse SF_EMU_ASYNC=1" test_vae_emu
+one "SF_EMU_ORDER=reverse SF_EMU_ASYNC=1" test_dit_emu pipeline_runs_ahead prompt_switch taps_frames taps_probs_graphs \
+    rolling_cache
+exit 0
