@@ -205,6 +205,18 @@ $(ALL_EMU): $(addprefix $(BUILD)/tests/,test_dit_emu test_t5_emu test_vae_emu te
 all: $(addprefix $(BUILD)/tests/,test_cuda_glue test_cuda_graphs_gpu test_t5_glue_gpu test_hopper_gpu test_tap_mass_gpu)
 $(addprefix $(BUILD)/tests/,$(EMU_TESTS)): $(BUILD)/tests/%: $(BUILD)/obj/tests/unit/%.o $(EMU_OBJ) $(LIB)
 	$(emu_link)
+# The three stage programs linked with the emulated kernels instead of CUDA (build/emu-bin/): their
+# --device cuda paths run on the CPU, so tests/bats/emu-gpu.bats can run whole pipelines "on the GPU"
+# here — the stages' own GPU code (device selection, pinned slots, run-ahead loops, the live switch)
+# before any device minute is spent on it.
+# A copy of sf-run sits beside them: it starts the sf-* programs next to itself first (then PATH).
+EMU_BIN := $(addprefix $(BUILD)/emu-bin/,sf-encode sf-denoise sf-decode sf-run)
+$(ALL_EMU): $(EMU_BIN)
+$(BUILD)/emu-bin/sf-run: $(BUILD)/bin/sf-run
+	@mkdir -p $(dir $@)
+	install -m 755 $< $@
+$(BUILD)/emu-bin/sf-%: $(BUILD)/obj/stages/%/main.o $(EMU_OBJ) $(LIB)
+	$(emu_link)
 # twin_obj OBJECT SOURCE FLAG: tests/unit/SOURCE.c compiled with FLAG as the object of test OBJECT
 define twin_obj
 $(BUILD)/obj/tests/unit/$(1).o: tests/unit/$(2).c

@@ -148,6 +148,7 @@ cudaError_t cudaStreamCreateWithFlags(cudaStream_t *s, unsigned int) {
 }
 cudaError_t cudaStreamCreate(cudaStream_t *s) { return cudaStreamCreateWithFlags(s, 0); }
 cudaError_t cudaStreamDestroy(cudaStream_t s) {
+    drain(); /* work already enqueued still runs (a GPU finishes it after the call returns) */
     if (!s || !del_alloc(s)) return set_error(cudaErrorInvalidResourceHandle);
     free(s);
     return cudaSuccess;
@@ -233,6 +234,7 @@ cudaError_t cudaMallocHost(void **p, size_t bytes) { /* pinned host memory: plai
         return capture_illegal("cudaMallocHost");
     }
     *p = malloc(bytes ? bytes : 1);
+    if (*p) memset(*p, 0xFF, bytes); /* poisoned like device memory: a slot read before any copy filled it shows */
     if (*p && n_pinned < 64) pinned[n_pinned++] = {(const char *)*p, bytes};
     return *p ? cudaSuccess : set_error(cudaErrorMemoryAllocation);
 }
