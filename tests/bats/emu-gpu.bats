@@ -51,3 +51,10 @@ PY
     # (RESULTS.md run 10), the emulation gives the same; a wrong kernel or a raced buffer moves far more
     awk -v m="$mean" -v x="$max" 'BEGIN { exit !(m <= 1.5 && x <= 16) }'
 }
+
+@test "live.yaml with device=cuda:0 on the emulated GPU, streams deferred: plays, switches prompt, stops on SIGINT" {
+    # tests/gpu/live.sh starts `sf-run` from PATH: the emulated one, whose stages are the emulated programs
+    PATH="$E:$PATH" SF_EMU_ASYNC=1 SF_LIVE_PLAY=1 SF_LIVE_WAIT=120 run -0 bash "$SF_ROOT/tests/gpu/live.sh" "$M" cuda:0 \
+        height=16 width=16
+    assert_output --regexp '^live: fps [0-9.]+ before / [0-9.]+ after the switch .*prompt switch [0-9]+ ms .* stop ok$'
+}
