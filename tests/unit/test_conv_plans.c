@@ -218,7 +218,7 @@ static void test_forward_gpu(void) {
     /* every candidate the autotune may keep computes the same convolution: candidates 1..5 of each
        shape forced (SF_CUDNN_TUNE_PICK; the last one where a shape has fewer) */
     for (int k = 1; k <= 5; k++) {
-        char kv[8];
+        char kv[16];
         snprintf(kv, sizeof kv, "%d", k);
         setenv("SF_CUDNN_TUNE_PICK", kv, 1);
         if (sf_conv_cudnn_new(&cv, &cx, &err) == SF_OK)
