@@ -57,3 +57,20 @@ bytes_delta() {
         height=16 width=16
     assert_output --regexp '^live: fps [0-9.]+ before / [0-9.]+ after the switch .*prompt switch [0-9]+ ms .* stop ok$'
 }
+
+@test "all-layer probs and frames taps of every forward with --device cuda:0 on the emulated GPU: the CPU run's within bf16" {
+    G="${SF_GOLDEN:-$SF_ROOT/tests/golden}"
+    P="$G/expect/dit_pipeline_base.safetensors"
+    common=(--model-dir "$G/model" --num_frames 9 --height 64 --width 96 --progress none
+            --prompt-embeds "$P:context.prompt_embeds" --noise "$P" --layer_indices all --tap-select all)
+    for m in probs frames; do
+        run -0 sf-denoise "${common[@]}" --tap-mode "$m" --output_path "$T/cpu_$m.safetensors"
+        SF_EMU_ASYNC=1 SF_EMU_ORDER=reverse run -0 "$E/sf-denoise" "${common[@]}" --device cuda:0 --tap-mode "$m" \
+            --output_path "$T/gpu_$m.safetensors"
+        assert_output --partial "cuDNN is not emulated" # the GPU state, its fused kernels
+        # the same tensors (3 layers × 15 forwards; probs with their lse), each within the bf16 forward's reach
+        # (measured: probs 3e-4, lse 1e-2, frames 5e-3 at most)
+        run -0 sf-tensor diff "$T/cpu_$m.safetensors" "$T/gpu_$m.safetensors" --rtol 1e-2 --atol 2e-2 -q
+        assert_output --regexp "^# $([ "$m" = probs ] && echo 90 || echo 45) compared, 0 mismatched, 0 only in A, 0 only in B"
+    done
+}
