@@ -804,6 +804,11 @@ void launch_raw(const char *kernel, dim3 grid, dim3 block, size_t smem, cudaStre
         while (gcd64(ba, nblk) != 1) ba = ba % (nblk - 1) + 1;
         bc = mix64(r) % nblk;
     }
+    auto poison_shared = [smem] { /* every block starts with unwritten shared memory */
+        if (+__start_sf_emu_shared && +__stop_sf_emu_shared > +__start_sf_emu_shared)
+            poison((unsigned char *)__start_sf_emu_shared, (size_t)(__stop_sf_emu_shared - __start_sf_emu_shared));
+        if (smem) poison(dyn_buf, smem);
+    };
     for (unsigned long long i = 0; i < nblk; i++) {
         const unsigned long long L = order == ORD_REVERSE ? nblk - 1 - i
                                      : order == ORD_SHUFFLE
@@ -813,9 +818,7 @@ void launch_raw(const char *kernel, dim3 grid, dim3 block, size_t smem, cudaStre
                        bz = (unsigned)(L / ((unsigned long long)grid.x * grid.y));
         cur.bid = uint3{bx, by, bz};
         order_threads(L);
-        if (+__start_sf_emu_shared && +__stop_sf_emu_shared > +__start_sf_emu_shared)
-            poison((unsigned char *)__start_sf_emu_shared, (size_t)(__stop_sf_emu_shared - __start_sf_emu_shared));
-        if (smem) poison(dyn_buf, smem);
+        poison_shared();
         n_threads_run += nt;
         memset(nb_count, 0, sizeof nb_count), memset(nb_n, 0, sizeof nb_n);
         if (st && st->direct) {
@@ -823,10 +826,7 @@ void launch_raw(const char *kernel, dim3 grid, dim3 block, size_t smem, cudaStre
             /* a barrier after all: back to coroutines for this site, re-run the block */
             st->direct = 0;
             learn = false;
-            if (+__start_sf_emu_shared && +__stop_sf_emu_shared > +__start_sf_emu_shared)
-                poison((unsigned char *)__start_sf_emu_shared,
-                       (size_t)(__stop_sf_emu_shared - __start_sf_emu_shared));
-            if (smem) poison(dyn_buf, smem);
+            poison_shared();
         }
         const unsigned long long syncs0 = n_syncs;
         if (!run_block()) {

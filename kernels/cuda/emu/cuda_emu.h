@@ -484,18 +484,17 @@ static inline void launch(const char *kname, dim3 grid, dim3 block, size_t smem,
         fail_launch(kname, "argument %d is a pointer to host memory, not cudaMalloc'd memory", bad + 1);
         return;
     }
-    if (capturing(s)) { /* recorded with a copy of the converted arguments; run by cudaGraphLaunch */
+    const bool cap = capturing(s);
+    if (cap || deferring()) { /* with a copy of the converted arguments: recorded (run by cudaGraphLaunch) or
+                                 queued (run when the host waits) */
         if (!launch_config_ok(kname, grid, block, smem, s)) return;
         auto cp = std::make_shared<call<P...>>(std::move(c));
         /* kname as given: launch names are static strings (the scheduler keys its per-kernel notes by them) */
-        capture_node(s, "kernel", kname,
-                     [cp, kname, grid, block, smem, s] { launch_raw(kname, grid, block, smem, s, &call<P...>::run, cp.get()); });
-        return;
-    }
-    if (deferring()) { /* queued with a copy of the converted arguments; runs when the host waits */
-        if (!launch_config_ok(kname, grid, block, smem, s)) return;
-        auto cp = std::make_shared<call<P...>>(std::move(c));
-        defer([cp, kname, grid, block, smem, s] { launch_raw(kname, grid, block, smem, s, &call<P...>::run, cp.get()); });
+        std::function<void()> run = [cp, kname, grid, block, smem, s] {
+            launch_raw(kname, grid, block, smem, s, &call<P...>::run, cp.get());
+        };
+        if (cap) capture_node(s, "kernel", kname, std::move(run));
+        else defer(std::move(run));
         return;
     }
     launch_raw(kname, grid, block, smem, s, &call<P...>::run, &c);

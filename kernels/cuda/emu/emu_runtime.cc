@@ -289,24 +289,18 @@ static cudaError_t capture_copy(cudaStream_t s, const char *what, bool host_side
 /* An async copy between the device and PAGEABLE host memory waits like a synchronous one on a GPU
  * (the driver stages it): counted as a host wait. */
 cudaError_t cudaMemcpyAsync(void *dst, const void *src, size_t bytes, cudaMemcpyKind kind, cudaStream_t s) {
-    if (capturing(s)) {
-        const bool h2d = kind == cudaMemcpyHostToDevice, d2h = kind == cudaMemcpyDeviceToHost;
-        return capture_copy(
-            s, "cudaMemcpyAsync", h2d || d2h, h2d ? src : dst, bytes,
-            [=] {
-                if (copy_now(dst, src, bytes, kind) != cudaSuccess) sticky_error = last_error;
-            },
-            d2h ? dst : nullptr);
-    }
+    const bool h2d = kind == cudaMemcpyHostToDevice, d2h = kind == cudaMemcpyDeviceToHost;
+    std::function<void()> later = [=] { /* recorded or queued */
+        if (copy_now(dst, src, bytes, kind) != cudaSuccess) sticky_error = last_error;
+    };
+    if (capturing(s))
+        return capture_copy(s, "cudaMemcpyAsync", h2d || d2h, h2d ? src : dst, bytes, std::move(later), d2h ? dst : nullptr);
     if (capture_active()) return capture_illegal("cudaMemcpyAsync on another stream");
-    const bool pageable =
-        (kind == cudaMemcpyHostToDevice && !is_pinned(src, bytes)) || (kind == cudaMemcpyDeviceToHost && !is_pinned(dst, bytes));
+    const bool pageable = (h2d && !is_pinned(src, bytes)) || (d2h && !is_pinned(dst, bytes));
     if (pageable) n_host_waits++;
     if (deferring() && !pageable) { /* from pinned memory: read when it runs; into it: poison until then */
-        if (kind == cudaMemcpyDeviceToHost && bytes) memset(dst, 0xFF, bytes);
-        defer([=] {
-            if (copy_now(dst, src, bytes, kind) != cudaSuccess) sticky_error = last_error;
-        });
+        if (d2h && bytes) memset(dst, 0xFF, bytes);
+        defer(std::move(later));
         return cudaSuccess;
     }
     drain();
@@ -315,29 +309,22 @@ cudaError_t cudaMemcpyAsync(void *dst, const void *src, size_t bytes, cudaMemcpy
 cudaError_t cudaMemcpy2DAsync(void *dst, size_t dpitch, const void *src, size_t spitch, size_t width, size_t height,
                               cudaMemcpyKind kind, cudaStream_t s) {
     if (width > dpitch || width > spitch) return set_error(cudaErrorInvalidValue);
-    if (capturing(s)) {
-        const bool h2d = kind == cudaMemcpyHostToDevice, d2h = kind == cudaMemcpyDeviceToHost;
-        return capture_copy(s, "cudaMemcpy2DAsync", h2d || d2h, h2d ? src : dst, 1, [=] {
-            for (size_t r = 0; r < height; r++)
-                if (copy_now((char *)dst + r * dpitch, (const char *)src + r * spitch, width, kind) != cudaSuccess) {
-                    sticky_error = last_error;
-                    return;
-                }
-        });
-    }
+    const bool h2d = kind == cudaMemcpyHostToDevice, d2h = kind == cudaMemcpyDeviceToHost;
+    std::function<void()> later = [=] { /* recorded or queued */
+        for (size_t r = 0; r < height; r++)
+            if (copy_now((char *)dst + r * dpitch, (const char *)src + r * spitch, width, kind) != cudaSuccess) {
+                sticky_error = last_error;
+                return;
+            }
+    };
+    if (capturing(s)) return capture_copy(s, "cudaMemcpy2DAsync", h2d || d2h, h2d ? src : dst, 1, std::move(later));
     if (capture_active()) return capture_illegal("cudaMemcpy2DAsync on another stream");
-    const bool pageable = (kind == cudaMemcpyHostToDevice && !is_pinned(src, 1)) || (kind == cudaMemcpyDeviceToHost && !is_pinned(dst, 1));
+    const bool pageable = (h2d && !is_pinned(src, 1)) || (d2h && !is_pinned(dst, 1));
     if (pageable) n_host_waits++;
     if (deferring() && !pageable) {
-        if (kind == cudaMemcpyDeviceToHost)
+        if (d2h)
             for (size_t r = 0; r < height; r++) memset((char *)dst + r * dpitch, 0xFF, width);
-        defer([=] {
-            for (size_t r = 0; r < height; r++)
-                if (copy_now((char *)dst + r * dpitch, (const char *)src + r * spitch, width, kind) != cudaSuccess) {
-                    sticky_error = last_error;
-                    return;
-                }
-        });
+        defer(std::move(later));
         return cudaSuccess;
     }
     drain();
@@ -364,18 +351,15 @@ cudaError_t cudaMemset(void *p, int byte, size_t bytes) {
     return set_now(p, byte, bytes);
 }
 cudaError_t cudaMemsetAsync(void *p, int byte, size_t bytes, cudaStream_t s) {
-    if (capturing(s)) {
-        if (!registered(p, bytes)) return set_now(p, byte, bytes); /* the same refusal, at capture time */
-        return capture_node(s, "memset", "cudaMemsetAsync", [=] {
-            if (set_now(p, byte, bytes) != cudaSuccess) sticky_error = last_error;
-        });
-    }
-    if (capture_active()) return capture_illegal("cudaMemsetAsync on another stream");
-    if (deferring()) {
+    const bool cap = capturing(s);
+    if (!cap && capture_active()) return capture_illegal("cudaMemsetAsync on another stream");
+    if (cap || deferring()) { /* recorded or queued */
         if (!registered(p, bytes)) return set_now(p, byte, bytes); /* the refusal, at enqueue time */
-        defer([=] {
+        std::function<void()> later = [=] {
             if (set_now(p, byte, bytes) != cudaSuccess) sticky_error = last_error;
-        });
+        };
+        if (cap) return capture_node(s, "memset", "cudaMemsetAsync", std::move(later));
+        defer(std::move(later));
         return cudaSuccess;
     }
     return set_now(p, byte, bytes);

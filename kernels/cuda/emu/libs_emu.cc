@@ -45,22 +45,19 @@ extern "C" sf_status sf_blaslt_matmul(sf_blaslt *lt, const sf_mm *m, sf_err *err
     if (*sf_emu_last_error()) return sf_fail(err, SF_E_DEVICE, "sf_blaslt_matmul: sticky CUDA error");
     if (m->gelu && getenv("SF_EMU_NO_GELU_EPILOGUE")) /* tests: a cuBLASLt without a GELU-epilogue algorithm */
         return sf_fail(err, SF_E_UNSUPPORTED, "cuBLASLt has no algorithm for this product (GELU epilogue; emulated refusal)");
+    const sf_mm mc = *m; /* recorded or queued: the descriptor copied */
+    std::function<void()> later = [mc] {
+        sf_err e2 = {{0}};
+        if (matmul_now(&mc, &e2)) sticky_error = last_error = cudaErrorLaunchFailure;
+    };
     if (capturing(lt->stream)) {
-        const sf_mm mc = *m;
-        cudaError_t e = capture_node(lt->stream, "matmul", "sf_blaslt_matmul", [mc] {
-            sf_err e2 = {{0}};
-            if (matmul_now(&mc, &e2)) sticky_error = last_error = cudaErrorLaunchFailure;
-        });
+        cudaError_t e = capture_node(lt->stream, "matmul", "sf_blaslt_matmul", std::move(later));
         return e == cudaSuccess ? SF_OK
                                 : sf_fail(err, SF_E_DEVICE, "sf_blaslt_matmul: %s", cudaGetErrorString(e));
     }
     if (capture_active()) return sf_fail(err, SF_E_DEVICE, "sf_blaslt_matmul: %s", cudaGetErrorString(capture_illegal("a product on another stream")));
     if (deferring()) {
-        const sf_mm mc = *m;
-        defer([mc] {
-            sf_err e2 = {{0}};
-            if (matmul_now(&mc, &e2)) sticky_error = last_error = cudaErrorLaunchFailure;
-        });
+        defer(std::move(later));
         return SF_OK;
     }
     return matmul_now(m, err);
