@@ -30,7 +30,7 @@ fz_out=$(mktemp)
 nice -n 19 bash tests/fuzz/smoke.sh >"$fz_out" 2>&1 &
 fz_pid=$!
 # likewise the emulated CUDA tests under the emulation's perturbations (tests/emu_perturbed.sh: other
-# thread / block orders, deferred streams), ~2 CPU minutes
+# thread / block orders, deferred streams), ~1 CPU minute
 ep_out=$(mktemp)
 BUILD="$BUILD" nice -n 19 bash tests/emu_perturbed.sh >"$ep_out" 2>&1 &
 ep_pid=$!

@@ -9,14 +9,15 @@
 bats_require_minimum_version 1.5.0
 load '/usr/lib/bats/bats-support/load'
 load '/usr/lib/bats/bats-assert/load'
+load tiny_model
 
 setup_file() {
     # the exact CPU kernels: oneDNN's fast mode finishes the tiny model at 160x256 in a fraction of
     # a second, before a signal could land inside the work
     export SF_CPU_EXACT=1
-    export M="$BATS_FILE_TMPDIR/model" FX="$BATS_FILE_TMPDIR/fx"
+    export FX="$BATS_FILE_TMPDIR/fx"
     mkdir -p "$FX"
-    sf-mkmodel tiny "$M" --seed 5 >/dev/null 2>&1
+    tiny_model_make
     for i in $(seq 20000); do echo "prompt $i: a red fox trotting through fresh snow"; done >"$FX/prompts.txt"
     echo "a red fox trotting through fresh snow" >"$FX/one.txt"
     sf-encode --model-dir "$M" --prompt "a red fox" --no-cache --save-embeds "$FX/e.safetensors" 2>/dev/null

@@ -6,11 +6,12 @@
 bats_require_minimum_version 1.5.0
 load '/usr/lib/bats/bats-support/load'
 load '/usr/lib/bats/bats-assert/load'
+load tiny_model
 load slurm_cluster
 
 setup_file() {
-    export M="$BATS_FILE_TMPDIR/model" C="$BATS_FILE_TMPDIR/cluster"
-    sf-mkmodel tiny "$M" --seed 5 --checkpoint "$M/ckpt.pt" >/dev/null 2>&1
+    export C="$BATS_FILE_TMPDIR/cluster"
+    tiny_model_make
     slurm_cluster_start "$C" || true
 }
 

@@ -5,10 +5,10 @@
 bats_require_minimum_version 1.5.0
 load '/usr/lib/bats/bats-support/load'
 load '/usr/lib/bats/bats-assert/load'
+load tiny_model
 
 setup_file() {
-    export M="$BATS_FILE_TMPDIR/model"
-    sf-mkmodel tiny "$M" --seed 5 --checkpoint "$M/ckpt.pt" >/dev/null 2>&1
+    tiny_model_make
 }
 
 setup() {

@@ -6,11 +6,12 @@
 bats_require_minimum_version 1.5.0
 load '/usr/lib/bats/bats-support/load'
 load '/usr/lib/bats/bats-assert/load'
+load tiny_model
 
 setup_file() {
-    export M="$BATS_FILE_TMPDIR/model" NA="sfa$$" NB="sfb$$" NET="10.$((100 + $$ % 100)).$((RANDOM % 250)).0"
+    export NA="sfa$$" NB="sfb$$" NET="10.$((100 + $$ % 100)).$((RANDOM % 250)).0"
     export A=${NET%.0}.1 B=${NET%.0}.2 VA="va$$" VB="vb$$" WHY="$BATS_FILE_TMPDIR/why"
-    sf-mkmodel tiny "$M" --seed 5 --checkpoint "$M/ckpt.pt" >/dev/null 2>&1
+    tiny_model_make
     if ! out=$(ip netns add "$NA" 2>&1 && ip netns add "$NB" 2>&1 &&
         ip link add "$VA" netns "$NA" type veth peer name "$VB" netns "$NB" 2>&1 &&
         ip -n "$NA" addr add "$A/24" dev "$VA" && ip -n "$NB" addr add "$B/24" dev "$VB" &&

@@ -147,7 +147,8 @@ static void test_emu_reports_misuse(void) {
                  {19, "whole warpgroups"},        {20, "no initialised mbarrier"},
                  {21, "more arrivals than the count"}, {22, "waits on an mbarrier"},
                  {23, "not 1024-byte aligned"},   {24, "divergent warpgroup barrier"},
-                 {25, "barrier 1..15"},           {26, "at a named barrier"}};
+                 {25, "barrier 1..15"},           {26, "at a named barrier"},
+                 {30, "other descriptors"}};
     cu c;
     if (!cu_open(&c)) return;
     float *out = cu_alloc(&c, 256 * 4);

@@ -633,6 +633,7 @@ uint64_t warp_op(warp_kind kind, unsigned mask, uint64_t val, int arg, const cha
 }
 
 unsigned lane_id(void) { return cur_t & 31u; }
+unsigned warp_id(void) { return cur_t >> 5; }
 
 /* Warp-matrix exchange (the emulated mma.sync / ldmatrix of cuda_emu.h): each lane posts its words in
  * its slot with its exchange count, the whole warp meets at a barrier, every lane reads the 32 slots
@@ -646,7 +647,7 @@ unsigned long long wx_seq[1024];
 unsigned long long wx_chk[32]; /* per warp: the exchange last checked for lanes that left */
 bool wx_used; /* an exchange since the last reset (launches without one skip the reset) */
 } // namespace
-const wx_slot *warp_exchange(const uint32_t *mine, const char *file, int line) {
+const wx_slot *warp_exchange(const uint32_t *mine, const char *file, int line, bool *first_out) {
     running("a warp matrix instruction");
     const unsigned lo = cur_t & ~31u;
     if (lo + 32 > nthreads)
@@ -662,6 +663,7 @@ const wx_slot *warp_exchange(const uint32_t *mine, const char *file, int line) {
     for (unsigned m = lo; first && m < lo + 32; m++)
         if (set[m].seq != seq)
             thread_fault("warp matrix instruction at %s:%d: lane %u has exited without taking part", file, line, m - lo);
+    if (first_out) *first_out = first;
     return set + lo;
 }
 
@@ -687,8 +689,9 @@ const unsigned char *smem_at(uint32_t off, size_t n, const char *file, int line)
 namespace {
 wx_slot wg_buf[2][1024];
 unsigned long long wg_seq[1024];
+unsigned long long wg_chk[8]; /* per warpgroup: the exchange whose first thread has passed */
 } // namespace
-const wx_slot *wg_exchange(const uint32_t *mine, const char *file, int line) {
+const wx_slot *wg_exchange(const uint32_t *mine, const char *file, int line, bool *first_out) {
     running("a warpgroup matrix instruction");
     if (nthreads % 128)
         thread_fault("wgmma at %s:%d in a block of %u threads (the emulation needs whole warpgroups, 128 threads each)",
@@ -699,6 +702,8 @@ const wx_slot *wg_exchange(const uint32_t *mine, const char *file, int line) {
     if (mine) memcpy(set[cur_t].w, mine, sizeof set[cur_t].w);
     set[cur_t].seq = seq;
     group_sync(128, file, line);
+    if (first_out) *first_out = wg_chk[cur_t >> 7] != seq;
+    wg_chk[cur_t >> 7] = seq;
     return set + (cur_t & ~127u);
 }
 
@@ -782,6 +787,7 @@ void launch_raw(const char *kernel, dim3 grid, dim3 block, size_t smem, cudaStre
         memset(wx_seq, 0, sizeof wx_seq);
         memset(wx_buf, 0, sizeof wx_buf);
         memset(wx_chk, 0, sizeof wx_chk);
+        memset(wg_chk, 0, sizeof wg_chk);
         wx_used = false;
     }
     site *named = find_site(kernel);

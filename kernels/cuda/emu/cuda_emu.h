@@ -64,7 +64,7 @@
  *    emulation rounds twice; kernels that must match bit for bit round explicitly (sf_round_bf);
  *  - approximate intrinsics: rsqrtf, __expf, __logf, __fdividef are computed exactly here
  *    (the GPU's are within a few ulps); out-of-bounds __shared__ accesses (no ASan redzones there);
- *  - cuBLASLt: sf_blaslt_matmul is a plain fp32-accumulating loop in k order (tests the wrappers'
+ *  - cuBLASLt: sf_blaslt_matmul is a plain fp32-accumulating loop (eight interleaved partial sums) (tests the wrappers'
  *    layout mapping, batching and bias epilogue, not cuBLASLt);
  *  - asynchrony: wgmma products and TMA copies complete when issued, so a missing wgmma wait, a
  *    register touched while its product is in flight, or an mbarrier wait that returns a phase early
@@ -398,10 +398,14 @@ struct wx_slot {
     uint32_t w[SF_EMU_WX_WORDS];
     unsigned long long seq; /* the posting lane's exchange count */
 };
-/* Returns the warp's 32 slots (lane order), valid until this lane's next exchange. */
-const wx_slot *warp_exchange(const uint32_t *mine, const char *file, int line);
-/* The caller's warpgroup's 128 slots after a barrier of that warpgroup; mine may be NULL. */
-const wx_slot *wg_exchange(const uint32_t *mine, const char *file, int line);
+/* Returns the warp's 32 slots (lane order), valid until this lane's next exchange. *first (when given)
+ * is set for the one lane that runs first past the exchange's barrier: work that is the same for the
+ * whole warp can be done by it once, before any other lane of the warp resumes (one coroutine runs at a
+ * time, and no lane can pass the warp's next exchange before every lane has left this one). */
+const wx_slot *warp_exchange(const uint32_t *mine, const char *file, int line, bool *first = nullptr);
+/* The caller's warpgroup's 128 slots after a barrier of that warpgroup; mine may be NULL. *first as
+ * warp_exchange's, for the warpgroup. */
+const wx_slot *wg_exchange(const uint32_t *mine, const char *file, int line, bool *first = nullptr);
 /* Offset of p in the shared window (the dynamic shared buffer, 1024-aligned), and back (n bytes
  * checked to be inside). Faults on anything else. */
 uint32_t smem_offset(const void *p, const char *file, int line);
@@ -409,6 +413,7 @@ const unsigned char *smem_at(uint32_t off, size_t n, const char *file, int line)
 /* The running thread faults (the launch fails with this message); never returns. */
 [[noreturn]] void thread_fault(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 unsigned lane_id(void);
+unsigned warp_id(void); /* the calling thread's warp within its block (linear thread index / 32) */
 void *dyn_shared(void);
 bool is_device_ptr(const void *p);
 /* graph_emu.cc: s is capturing (work on it is recorded, not run) / any capture is active / record
@@ -574,21 +579,38 @@ static inline T __shfl_xor_sync(unsigned mask, T v, int lane_mask, int width = 3
  * Each instruction is a warp barrier here, all 32 lanes must take part (a fault otherwise). */
 static inline void sf_emu_mma_16816(float d[4], const uint32_t a[4], const uint32_t b[2], const char *file, int line) {
     const uint32_t mine[SF_EMU_WX_WORDS] = {a[0], a[1], a[2], a[3], b[0], b[1], 0, 0};
-    const sf_emu::wx_slot *all = sf_emu::warp_exchange(mine, file, line);
+    bool first = false;
+    const sf_emu::wx_slot *all = sf_emu::warp_exchange(mine, file, line, &first);
     const unsigned lane = sf_emu::lane_id(), g = lane >> 2, t = lane & 3;
-    float A[2][16], B[2][16]; /* this lane's rows g, g + 8 of A and columns 2t, 2t + 1 of B */
-    for (unsigned r = 0; r < 2; r++)
-        for (unsigned k = 0; k < 16; k++) {
-            const uint32_t aw = all[g * 4 + ((k & 7) >> 1)].w[r + 2 * (k >> 3)];
-            const uint32_t bw = all[(2 * t + r) * 4 + ((k & 7) >> 1)].w[4 + (k >> 3)];
-            A[r][k] = sf_emu_bf_bits2f((unsigned short)(k & 1 ? aw >> 16 : aw & 0xffffu));
-            B[r][k] = sf_emu_bf_bits2f((unsigned short)(k & 1 ? bw >> 16 : bw & 0xffffu));
+    /* The warp's operands as floats, A (16×16, row-major) and B (8 columns × 16 k), unpacked once per
+     * instruction by the first lane past the exchange into its warp's entry (the warps of a block run
+     * interleaved; one entry each) and read by all 32. */
+    static float unpacked[32][16 * 16 + 8 * 16];
+    float *A = unpacked[sf_emu::warp_id()];
+    float *B = A + 16 * 16;
+    if (first)
+        for (unsigned l = 0; l < 32; l++) { /* lane l's registers: a0..a3 (rows l/4, l/4 + 8; k pairs 2(l%4), + 8), b0, b1 */
+            const unsigned r = l >> 2, c = 2 * (l & 3);
+            for (unsigned i = 0; i < 4; i++) {
+                const uint32_t w = all[l].w[i];
+                float *dst = A + (r + 8 * (i & 1)) * 16 + c + 8 * (i >> 1);
+                dst[0] = sf_emu_bf_bits2f((unsigned short)(w & 0xffffu)), dst[1] = sf_emu_bf_bits2f((unsigned short)(w >> 16));
+            }
+            for (unsigned i = 0; i < 2; i++) {
+                const uint32_t w = all[l].w[4 + i];
+                float *dst = B + r * 16 + c + 8 * i; /* column r, k = c + 8i */
+                dst[0] = sf_emu_bf_bits2f((unsigned short)(w & 0xffffu)), dst[1] = sf_emu_bf_bits2f((unsigned short)(w >> 16));
+            }
         }
-    for (int i = 0; i < 4; i++) { /* row g + 8·(i / 2), column 2t + i % 2 */
-        float acc = d[i];
-        for (unsigned k = 0; k < 16; k++) acc += A[i >> 1][k] * B[i & 1][k]; /* exact products, fp32 sum */
-        d[i] = acc;
+    /* d[i]: row g + 8·(i / 2), column 2t + i % 2; each d[i] += its 16 exact products in k order in
+     * fp32 — the four sums side by side (one vector add per k), each in its own order */
+    const float *a0 = A + g * 16, *a1 = A + (g + 8) * 16, *b0 = B + 2 * t * 16, *b1 = b0 + 16;
+    float acc[4] = {d[0], d[1], d[2], d[3]};
+    for (unsigned k = 0; k < 16; k++) {
+        const float p[4] = {a0[k] * b0[k], a0[k] * b1[k], a1[k] * b0[k], a1[k] * b1[k]};
+        for (int i = 0; i < 4; i++) acc[i] += p[i];
     }
+    for (int i = 0; i < 4; i++) d[i] = acc[i];
 }
 static inline void sf_emu_ldsm_x4(uint32_t r[4], const void *p, bool trans, const char *file, int line) {
     uint32_t mine[SF_EMU_WX_WORDS] = {0};
@@ -630,39 +652,67 @@ static inline float sf_emu_smem_bf(uint32_t addr, const char *file, int line) {
 }
 static inline void sf_emu_wgmma(float *d, int N, const uint32_t *a, uint64_t da, uint64_t db, bool trans_b, int scale_d,
                                 const char *file, int line) {
-    const sf_emu::wx_slot *all = nullptr;
     uint32_t mine[SF_EMU_WX_WORDS] = {0};
     if (a) memcpy(mine, a, 4 * sizeof(uint32_t));
-    all = sf_emu::wg_exchange(a ? mine : nullptr, file, line);
+    mine[4] = (uint32_t)da, mine[5] = (uint32_t)(da >> 32), mine[6] = (uint32_t)db, mine[7] = (uint32_t)(db >> 32);
+    bool first = false;
+    const sf_emu::wx_slot *all = sf_emu::wg_exchange(mine, file, line, &first);
     for (uint64_t desc : {a ? (uint64_t)1 << 62 : da, db})
         if ((desc >> 62) != 1 || ((desc >> 49) & 7))
             sf_emu::thread_fault("wgmma at %s:%d: descriptor %#llx: only the 128-byte swizzle with base offset 0 is "
                                  "emulated", file, line, (unsigned long long)desc);
-    const uint32_t sa = (uint32_t)(da & 0x3fff) << 4, sba = (uint32_t)((da >> 32) & 0x3fff) << 4;
-    const uint32_t sb = (uint32_t)(db & 0x3fff) << 4, lbb = (uint32_t)((db >> 16) & 0x3fff) << 4,
-                   sbb = (uint32_t)((db >> 32) & 0x3fff) << 4;
-    const unsigned tid = (threadIdx.x + blockDim.x * (threadIdx.y + blockDim.y * threadIdx.z)) & 127u; /* in its warpgroup */
-    const unsigned w = tid >> 5, lane = tid & 31, g = lane >> 2, t = lane & 3;
-    for (int j = 0; j < N / 8; j++)
-        for (int i = 0; i < 4; i++) {
-            const unsigned row = 16 * w + g + 8 * (unsigned)(i >> 1), col = 8 * (unsigned)j + 2 * t + (unsigned)(i & 1);
-            float acc = 0.0f;
+    if (N < 8 || N > 128 || N % 8) sf_emu::thread_fault("wgmma at %s:%d: n = %d is not emulated (8..128, multiples of 8)", file, line, N);
+    /* The warpgroup's operands as floats — A (64 rows × 16 k) and B transposed (16 k × N columns) —
+     * unpacked once per instruction by the first thread past the barrier into its warpgroup's entry,
+     * read by all 128. That thread also checks that every thread gave the same descriptors. */
+    static float unpacked[8][64 * 16 + 16 * 128];
+    float *A = unpacked[sf_emu::warp_id() >> 2], *BT = A + 64 * 16;
+    if (first) {
+        for (unsigned th = 0; th < 128; th++)
+            if (memcmp(all[th].w + 4, mine + 4, 4 * sizeof(uint32_t)) != 0)
+                sf_emu::thread_fault("wgmma at %s:%d: thread %u of the warpgroup gave other descriptors (%#llx, %#llx) "
+                                     "than thread %u (%#llx, %#llx)", file, line, th,
+                                     (unsigned long long)(all[th].w[4] | (uint64_t)all[th].w[5] << 32),
+                                     (unsigned long long)(all[th].w[6] | (uint64_t)all[th].w[7] << 32),
+                                     (unsigned)(sf_emu::warp_id() * 32 + sf_emu::lane_id()) & 127u,
+                                     (unsigned long long)da, (unsigned long long)db);
+        const uint32_t sa = (uint32_t)(da & 0x3fff) << 4, sba = (uint32_t)((da >> 32) & 0x3fff) << 4;
+        const uint32_t sb = (uint32_t)(db & 0x3fff) << 4, lbb = (uint32_t)((db >> 16) & 0x3fff) << 4,
+                       sbb = (uint32_t)((db >> 32) & 0x3fff) << 4;
+        for (unsigned row = 0; row < 64; row++)
             for (unsigned k = 0; k < 16; k++) {
-                float av;
                 if (a) { /* the register A of the lane holding (row, k) */
                     const unsigned r16 = row & 15, src = (row >> 4) * 32 + (r16 & 7) * 4 + ((k & 7) >> 1);
                     const uint32_t word = all[src].w[(r16 >> 3) + 2 * (k >> 3)];
-                    av = sf_emu_bf_bits2f((unsigned short)(k & 1 ? word >> 16 : word & 0xffffu));
+                    A[row * 16 + k] = sf_emu_bf_bits2f((unsigned short)(k & 1 ? word >> 16 : word & 0xffffu));
                 } else {
-                    av = sf_emu_smem_bf(sa + (row >> 3) * sba + (row & 7) * 128 + 2 * k, file, line);
+                    A[row * 16 + k] = sf_emu_smem_bf(sa + (row >> 3) * sba + (row & 7) * 128 + 2 * k, file, line);
                 }
-                const float bv = trans_b ? sf_emu_smem_bf(sb + (col >> 6) * lbb + (k >> 3) * sbb + (k & 7) * 128 + 2 * (col & 63),
-                                                          file, line)
-                                         : sf_emu_smem_bf(sb + (col >> 3) * sbb + (col & 7) * 128 + 2 * k, file, line);
-                acc += av * bv;
             }
-            d[4 * j + i] = scale_d ? d[4 * j + i] + acc : acc;
-        }
+        for (unsigned col = 0; col < (unsigned)N; col++)
+            for (unsigned k = 0; k < 16; k++)
+                BT[k * N + col] = trans_b ? sf_emu_smem_bf(sb + (col >> 6) * lbb + (k >> 3) * sbb + (k & 7) * 128 + 2 * (col & 63),
+                                                           file, line)
+                                          : sf_emu_smem_bf(sb + (col >> 3) * sbb + (col & 7) * 128 + 2 * k, file, line);
+    }
+    /* this thread's outputs: for n-chunk j, d[4j + i] = row 16w + g + 8·(i / 2), column 8j + 2t + i % 2;
+     * each sum starts at 0 and takes its 16 exact products in k order (rows g and g + 8 side by side
+     * over the thread's N / 4 columns, one vector operation per k) */
+    const unsigned tid = (threadIdx.x + blockDim.x * (threadIdx.y + blockDim.y * threadIdx.z)) & 127u; /* in its warpgroup */
+    const unsigned w = tid >> 5, lane = tid & 31, g = lane >> 2, t = lane & 3;
+    const int nc = N / 4; /* columns of this thread: 8j + 2t + c → index 2j + c */
+    float acc0[32] = {0}, acc1[32] = {0};
+    const float *a0 = A + (16 * w + g) * 16, *a1 = a0 + 8 * 16;
+    for (unsigned k = 0; k < 16; k++) {
+        float bk[32];
+        for (int m = 0; m < nc; m++) bk[m] = BT[k * N + 8 * (m >> 1) + 2 * t + (m & 1)];
+        for (int m = 0; m < nc; m++) acc0[m] += a0[k] * bk[m];
+        for (int m = 0; m < nc; m++) acc1[m] += a1[k] * bk[m];
+    }
+    for (int j = 0; j < N / 8; j++) {
+        const float v[4] = {acc0[2 * j], acc0[2 * j + 1], acc1[2 * j], acc1[2 * j + 1]};
+        for (int i = 0; i < 4; i++) d[4 * j + i] = scale_d ? d[4 * j + i] + v[i] : v[i];
+    }
 }
 
 

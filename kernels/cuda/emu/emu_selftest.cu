@@ -143,6 +143,14 @@ static __global__ void wgmma_half_group_kernel(float *out) { /* warpgroup 1 issu
     out[threadIdx.x] = d[0];
 }
 
+static __global__ void wgmma_mixed_desc_kernel(float *out) { /* thread 5 points its descriptors elsewhere */
+    SF_DYN_SHARED(__nv_bfloat16, buf);
+    float d[32];
+    const uint64_t desc = sf_wgmma_desc(sf_smem_addr(buf) + (threadIdx.x == 5 ? 1024u : 0u), 16, 1024);
+    sf_wgmma_m64n64k16_ss(d, desc, desc, 0);
+    out[threadIdx.x] = d[0];
+}
+
 /* --- kernels that must fail ---------------------------------------------------------------- */
 static __global__ void early_exit_kernel(float *out) {
     if (threadIdx.x < 5) return;
@@ -261,6 +269,7 @@ extern "C" sf_status sf_emu_selftest(const sf_cuda_ctx *ctx, int which, void *ou
     case 21: SF_LAUNCH(mbar_extra_kernel, 1, 32, 64, s, fo); break;
     case 22: SF_LAUNCH(mbar_hang_kernel, 1, 64, 64, s, fo); break;
     case 24: SF_LAUNCH(wgmma_half_group_kernel, 1, 256, 16384, s, fo); break;
+    case 30: SF_LAUNCH(wgmma_mixed_desc_kernel, 1, 128, 16384, s, fo); break;
     case 27: SF_LAUNCH(race_threads_kernel, 1, 128, 0, s, fo, 0); break;
     case 28: SF_LAUNCH(race_threads_kernel, 1, 128, 0, s, fo, 1); break;
     case 29: SF_LAUNCH(race_blocks_kernel, 64, 32, 0, s, fo, fo + 64); break;

@@ -30,7 +30,18 @@ static float ld_el(const void *p, sf_dtype t, size_t i) {
     return t == SF_BF16 ? sf_emu_bf_bits2f(((const unsigned short *)p)[i]) : ((const float *)p)[i];
 }
 static sf_status matmul_now(const sf_mm *m, sf_err *err);
-/* Column-major D (m, n) = alpha·op(A)·op(B) + beta·D + bias, fp32 accumulation in k order, per batch;
+/* Σ a[p]·b[p] in fp32 as eight interleaved partial sums (p mod 8) added pairwise at the end: one fixed
+ * order (the same bits on every run) that the compiler can keep in vector registers; cuBLASLt's own
+ * order is another, so the tests compare with the bf16 tolerances either way. */
+static float dot8(const float *a, const float *b, int64_t k) {
+    float s[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+    int64_t p = 0;
+    for (; p + 8 <= k; p += 8)
+        for (int l = 0; l < 8; l++) s[l] += a[p + l] * b[p + l];
+    for (int l = 0; p < k; p++, l++) s[l] += a[p] * b[p];
+    return ((s[0] + s[4]) + (s[1] + s[5])) + ((s[2] + s[6]) + (s[3] + s[7]));
+}
+/* Column-major D (m, n) = alpha·op(A)·op(B) + beta·D + bias, fp32 accumulation (dot8), per batch;
  * D is not read when beta == 0 (as cuBLASLt). On a capturing stream the product is recorded (the
  * descriptor copied) and computed when the graph runs. */
 extern "C" sf_status sf_blaslt_matmul(sf_blaslt *lt, const sf_mm *m, sf_err *err) {
@@ -65,7 +76,7 @@ extern "C" sf_status sf_blaslt_matmul(sf_blaslt *lt, const sf_mm *m, sf_err *err
 
 static sf_status matmul_now(const sf_mm *m, sf_err *err) {
     /* op(A) as (m, k) and op(B) as (n, k) row-major floats, so the k loop runs over contiguous memory;
-       the sum is still in k order in fp32 (the values are exact widenings). */
+       the operands are exact widenings, summed by dot8. */
     float *a = (float *)malloc(sizeof(float) * (size_t)(m->m * m->k));
     float *bt = (float *)malloc(sizeof(float) * (size_t)(m->n * m->k));
     if (!a || !bt) {
@@ -85,8 +96,7 @@ static sf_status matmul_now(const sf_mm *m, sf_err *err) {
         for (int64_t j = 0; j < m->n; j++)
             for (int64_t i = 0; i < m->m; i++) {
                 const float *ar = a + i * m->k, *br = bt + j * m->k;
-                float acc = 0.0f;
-                for (int64_t p = 0; p < m->k; p++) acc += ar[p] * br[p];
+                const float acc = dot8(ar, br, m->k);
                 size_t id = (size_t)(i + j * m->ldd);
                 float v = m->alpha * acc;
                 if (m->beta != 0.0f) v += m->beta * ld_el(D, m->dt, id);
