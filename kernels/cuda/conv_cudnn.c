@@ -159,15 +159,10 @@ typedef struct conv_plan {
 } conv_plan;
 
 struct sf_conv_cudnn {
-    sf_cudnn_api api;
+    sf_cudnn_session cs; /* library, handle on the context's stream, device properties, workspace */
     const sf_cuda_ctx *ctx;
-    cudnnHandle_t handle;
-    sf_cudnn_dlist base; /* the DEVICEPROP descriptor */
-    bdesc devprop;
     conv_plan *plans;
     int nplans, capplans;
-    void *ws;
-    size_t ws_bytes;
     int tune;                    /* time the candidates (SF_CUDNN_AUTOTUNE, default on) */
     int tuned, changed, timed;   /* shapes tuned, of them where another plan won; candidates timed */
     double tune_s, first_ms, best_ms; /* seconds spent; per-call ms summed over tuned shapes */
@@ -176,39 +171,25 @@ struct sf_conv_cudnn {
 sf_status sf_conv_cudnn_new(sf_conv_cudnn **out, const sf_cuda_ctx *ctx, sf_err *err) {
     sf_conv_cudnn *c = calloc(1, sizeof *c);
     sf_status st;
-    cudnnStatus_t cs;
     *out = NULL;
     if (!c) return sf_fail(err, SF_E_NOMEM, "conv: out of memory");
     c->ctx = ctx;
-    if ((st = sf_cudnn_api_load(&c->api, err))) goto fail;
-    if ((cs = c->api.create(&c->handle)) != CUDNN_STATUS_SUCCESS) {
-        c->handle = NULL;
-        st = sf_fail(err, SF_E_DEVICE, "cudnnCreate: %s (no usable CUDA device?)", c->api.error_string(cs));
-        goto fail;
+    if ((st = sf_cudnn_session_open(&c->cs, ctx->stream, err))) {
+        free(c);
+        return st;
     }
-    if ((cs = c->api.set_stream(c->handle, (cudaStream_t)ctx->stream)) != CUDNN_STATUS_SUCCESS) {
-        st = sf_fail(err, SF_E_DEVICE, "cudnnSetStream: %s", c->api.error_string(cs));
-        goto fail;
-    }
-    sf_cudnn_build b = {.api = &c->api, .l = &c->base, .debug = sf_cudnn_debug_on()};
-    c->devprop = sf_cudnn_devprop_handle(&b, c->handle);
     const char *at = getenv("SF_CUDNN_AUTOTUNE");
     c->tune = !(at && !strcmp(at, "0"));
     *out = c;
     return SF_OK;
-fail:
-    sf_conv_cudnn_destroy(&c);
-    return st;
 }
 
 void sf_conv_cudnn_destroy(sf_conv_cudnn **cp) {
     sf_conv_cudnn *c = cp ? *cp : NULL;
     if (!c) return;
-    for (int i = 0; i < c->nplans; i++) sf_cudnn_dl_free(&c->api, &c->plans[i].l);
+    for (int i = 0; i < c->nplans; i++) sf_cudnn_dl_free(&c->cs.api, &c->plans[i].l);
     free(c->plans);
-    if (c->api.lib) sf_cudnn_dl_free(&c->api, &c->base);
-    if (c->ws) cudaFree(c->ws);
-    if (c->handle) c->api.destroy(c->handle);
+    sf_cudnn_session_close(&c->cs);
     free(c);
     *cp = NULL;
 }
@@ -228,21 +209,21 @@ static sf_status exec_plan(sf_conv_cudnn *c, const sf_conv_shape *s, const sf_cu
     if (fused && s->bias) uids[np] = UID_B, ptrs[np++] = (void *)bias;
     if (fused && s->residual) uids[np] = UID_R, ptrs[np++] = (void *)res;
     sf_cudnn_dlist l = {0};
-    sf_cudnn_build b = {.api = &c->api, .l = &l};
+    sf_cudnn_build b = {.api = &c->cs.api, .l = &l};
     bdesc vp = sf_cudnn_make(&b, CUDNN_BACKEND_VARIANT_PACK_DESCRIPTOR);
     if (!vp) goto fail;
     SET(&b, vp, CUDNN_ATTR_VARIANT_PACK_UNIQUE_IDS, CUDNN_TYPE_INT64, np, uids);
     SET(&b, vp, CUDNN_ATTR_VARIANT_PACK_DATA_POINTERS, CUDNN_TYPE_VOID_PTR, np, ptrs);
     SET(&b, vp, CUDNN_ATTR_VARIANT_PACK_WORKSPACE, CUDNN_TYPE_VOID_PTR, 1, &ws);
-    CK(&b, c->api.finalize(vp), "variant pack finalize");
-    CK(&b, c->api.execute(c->handle, f->plan, vp), "cudnnBackendExecute");
-    sf_cudnn_dl_free(&c->api, &l);
+    CK(&b, c->cs.api.finalize(vp), "variant pack finalize");
+    CK(&b, c->cs.api.execute(c->cs.handle, f->plan, vp), "cudnnBackendExecute");
+    sf_cudnn_dl_free(&c->cs.api, &l);
     if (!fused && (s->bias || s->residual))
         return sf_vae_bias_res_cuda(c->ctx, s->t_out * s->h * s->w, s->cout, y, s->bias ? bias : NULL,
                                     s->residual ? res : NULL, err);
     return SF_OK;
 fail:
-    sf_cudnn_dl_free(&c->api, &l);
+    sf_cudnn_dl_free(&c->cs.api, &l);
     return sf_fail(err, SF_E_DEVICE, "conv %lld->%lld %lldx%lld (%s): %s", (long long)s->cin, (long long)s->cout,
                    (long long)s->h, (long long)s->w, f->desc, b.why);
 }
@@ -390,23 +371,15 @@ sf_status sf_conv_cudnn_prepare(sf_conv_cudnn *c, const sf_conv_shape *s, sf_err
     conv_plan *p = &c->plans[c->nplans];
     memset(p, 0, sizeof *p);
     p->key = *s;
-    sf_cudnn_build b = {.api = &c->api, .handle = c->handle, .devprop = c->devprop, .l = &p->l,
+    sf_cudnn_build b = {.api = &c->cs.api, .handle = c->cs.handle, .devprop = c->cs.devprop, .l = &p->l,
                         .debug = sf_cudnn_debug_on()};
-    if (!(c->tune && c->handle && tune_pick(c, &b, s, p)) && !plan_search(&b, s, &p->f, &p->fused)) {
+    if (!(c->tune && c->cs.handle && tune_pick(c, &b, s, p)) && !plan_search(&b, s, &p->f, &p->fused))
         st = search_fail(&b, s, err);
-        sf_cudnn_dl_free(&c->api, &p->l);
+    else
+        st = sf_cudnn_session_workspace(&c->cs, p->f.workspace, "conv", err); /* grows at init only */
+    if (st) {
+        sf_cudnn_dl_free(&c->cs.api, &p->l);
         return st;
-    }
-    if ((size_t)p->f.workspace > c->ws_bytes) { /* grows at init only */
-        void *ws = NULL;
-        cudaError_t ce = cudaMalloc(&ws, (size_t)p->f.workspace);
-        if (ce != cudaSuccess) {
-            sf_cudnn_dl_free(&c->api, &p->l);
-            return sf_fail(err, ce == cudaErrorMemoryAllocation ? SF_E_NOMEM : SF_E_DEVICE,
-                           "conv: cudaMalloc(%lld B workspace): %s", (long long)p->f.workspace, cudaGetErrorString(ce));
-        }
-        if (c->ws) cudaFree(c->ws);
-        c->ws = ws, c->ws_bytes = (size_t)p->f.workspace;
     }
     c->nplans++;
     return SF_OK;
@@ -419,7 +392,7 @@ sf_status sf_conv_cudnn_describe(const sf_conv_cudnn *c, const sf_conv_shape *s,
     return SF_OK;
 }
 
-size_t sf_conv_cudnn_bytes(const sf_conv_cudnn *c) { return c ? c->ws_bytes : 0; }
+size_t sf_conv_cudnn_bytes(const sf_conv_cudnn *c) { return c ? c->cs.ws_bytes : 0; }
 
 sf_status sf_conv_cudnn_forward(sf_conv_cudnn *c, const sf_conv_shape *s, const void *x, const void *w,
                                 const void *bias, const void *res, void *y, sf_err *err) {
@@ -430,7 +403,7 @@ sf_status sf_conv_cudnn_forward(sf_conv_cudnn *c, const sf_conv_shape *s, const 
     if (!x || !w || !y || (s->bias && !bias) || (s->residual && !res) ||
         (((uintptr_t)x | (uintptr_t)w | (uintptr_t)y | (uintptr_t)bias | (uintptr_t)res) & 15))
         return sf_fail(err, SF_E_ARG, "conv: x, w, y (and bias, res when used) must be 16-byte aligned device pointers");
-    return exec_plan(c, s, &p->f, p->fused, c->ws, x, w, bias, res, y, err);
+    return exec_plan(c, s, &p->f, p->fused, c->cs.ws, x, w, bias, res, y, err);
 }
 
 sf_status sf_conv_cudnn_plan_deviceless(const char *deviceprop_json_path, const sf_conv_shape *s, char *desc,

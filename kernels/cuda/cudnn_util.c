@@ -2,6 +2,7 @@
  * search shared by sdpa_cudnn.c and conv_cudnn.c (moved from sdpa_cudnn.c unchanged). */
 #include "cuda/cudnn_util.h"
 
+#include <cuda_runtime_api.h>
 #include <dlfcn.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -318,4 +319,49 @@ bdesc sf_cudnn_pointwise(sf_cudnn_build *b, cudnnPointwiseMode_t mode, bdesc x, 
     return op;
 fail:
     return NULL;
+}
+
+/* ---- a session on the GPU ------------------------------------------------------------------ */
+
+sf_status sf_cudnn_session_open(sf_cudnn_session *s, void *cuda_stream, sf_err *err) {
+    cudnnStatus_t cs;
+    sf_status st;
+    memset(s, 0, sizeof *s);
+    if ((st = sf_cudnn_api_load(&s->api, err))) return st;
+    if ((cs = s->api.create(&s->handle)) != CUDNN_STATUS_SUCCESS) {
+        s->handle = NULL;
+        st = sf_fail(err, SF_E_DEVICE, "cudnnCreate: %s (no usable CUDA device?)", s->api.error_string(cs));
+        goto fail;
+    }
+    if ((cs = s->api.set_stream(s->handle, (cudaStream_t)cuda_stream)) != CUDNN_STATUS_SUCCESS) {
+        st = sf_fail(err, SF_E_DEVICE, "cudnnSetStream: %s", s->api.error_string(cs));
+        goto fail;
+    }
+    sf_cudnn_build b = {.api = &s->api, .l = &s->base, .debug = sf_cudnn_debug_on()};
+    s->devprop = sf_cudnn_devprop_handle(&b, s->handle);
+    if (!s->devprop && b.debug)
+        fprintf(stderr, "sf-cudnn: no device properties from the handle (%s); the handle alone is used\n", b.why);
+    return SF_OK;
+fail:
+    sf_cudnn_session_close(s);
+    return st;
+}
+
+void sf_cudnn_session_close(sf_cudnn_session *s) {
+    if (s->api.lib) sf_cudnn_dl_free(&s->api, &s->base);
+    if (s->ws) cudaFree(s->ws);
+    if (s->handle) s->api.destroy(s->handle);
+    memset(s, 0, sizeof *s);
+}
+
+sf_status sf_cudnn_session_workspace(sf_cudnn_session *s, int64_t bytes, const char *who, sf_err *err) {
+    if (bytes <= 0 || (size_t)bytes <= s->ws_bytes) return SF_OK;
+    void *ws = NULL;
+    cudaError_t ce = cudaMalloc(&ws, (size_t)bytes);
+    if (ce != cudaSuccess)
+        return sf_fail(err, ce == cudaErrorMemoryAllocation ? SF_E_NOMEM : SF_E_DEVICE, "%s: cudaMalloc(%lld B workspace): %s",
+                       who, (long long)bytes, cudaGetErrorString(ce));
+    if (s->ws) cudaFree(s->ws);
+    s->ws = ws, s->ws_bytes = (size_t)bytes;
+    return SF_OK;
 }

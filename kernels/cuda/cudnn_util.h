@@ -102,4 +102,24 @@ sf_status sf_cudnn_devprop_json(sf_cudnn_build *b, const char *path, bdesc *out,
 /* DEVICEPROP descriptor from a handle (on a GPU); NULL when this cuDNN cannot make one. */
 bdesc sf_cudnn_devprop_handle(sf_cudnn_build *b, cudnnHandle_t h);
 
+/* What each cuDNN user on a GPU holds (sdpa_cudnn.c, conv_cudnn.c): the library table, a handle bound
+ * to the caller's stream, the handle's DEVICEPROP descriptor (the heuristics need it; NULL when this
+ * cuDNN cannot make one: the handle alone is used) and one device workspace that grows to the largest
+ * plan's and never shrinks. */
+typedef struct sf_cudnn_session {
+    sf_cudnn_api api;
+    cudnnHandle_t handle;
+    sf_cudnn_dlist base; /* the DEVICEPROP descriptor */
+    bdesc devprop;
+    void *ws;
+    size_t ws_bytes;
+} sf_cudnn_session;
+/* Load the library, create the handle on cuda_stream, describe the device. On failure (no cuDNN:
+ * SF_E_UNSUPPORTED; no usable device: SF_E_DEVICE) everything made is released. */
+sf_status sf_cudnn_session_open(sf_cudnn_session *s, void *cuda_stream, sf_err *err);
+void sf_cudnn_session_close(sf_cudnn_session *s); /* safe on a zeroed or failed session */
+/* Grow the workspace to bytes (cudaFree of the old one synchronises the device: nothing still uses
+ * it); who names the caller in the error (SF_E_NOMEM when the device is out of memory). */
+sf_status sf_cudnn_session_workspace(sf_cudnn_session *s, int64_t bytes, const char *who, sf_err *err);
+
 #endif

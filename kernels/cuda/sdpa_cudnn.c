@@ -227,14 +227,9 @@ typedef struct sdpa_plan {
 } sdpa_plan;
 
 struct sf_sdpa {
-    sf_cudnn_api api;
-    cudnnHandle_t handle;
-    sf_cudnn_dlist base;    /* the DEVICEPROP descriptor */
-    bdesc devprop; /* NULL when this cuDNN cannot make one from the handle */
+    sf_cudnn_session cs; /* library, handle on the caller's stream, device properties, workspace */
     sdpa_plan *plans;
     int nplans, capplans;
-    void *ws; /* device workspace, ws_bytes */
-    size_t ws_bytes;
 };
 
 sf_status sf_sdpa_cudnn_version(int *version, sf_err *err) {
@@ -247,42 +242,22 @@ sf_status sf_sdpa_cudnn_version(int *version, sf_err *err) {
 sf_status sf_sdpa_new(sf_sdpa **out, void *cuda_stream, sf_err *err) {
     sf_sdpa *s = calloc(1, sizeof *s);
     sf_status st;
-    cudnnStatus_t cs;
     *out = NULL;
     if (!s) return sf_fail(err, SF_E_NOMEM, "sdpa: out of memory");
-    if ((st = sf_cudnn_api_load(&s->api, err))) goto fail;
-    if ((cs = s->api.create(&s->handle)) != CUDNN_STATUS_SUCCESS) {
-        s->handle = NULL;
-        st = sf_fail(err, SF_E_DEVICE, "cudnnCreate: %s (no usable CUDA device?)", s->api.error_string(cs));
-        goto fail;
+    if ((st = sf_cudnn_session_open(&s->cs, cuda_stream, err))) {
+        free(s);
+        return st;
     }
-    if ((cs = s->api.set_stream(s->handle, (cudaStream_t)cuda_stream)) != CUDNN_STATUS_SUCCESS) {
-        st = sf_fail(err, SF_E_DEVICE, "cudnnSetStream: %s", s->api.error_string(cs));
-        goto fail;
-    }
-    /* device properties from the handle: the heuristics need them (see the file comment) */
-    sf_cudnn_build b = {.api = &s->api, .l = &s->base, .debug = sf_cudnn_debug_on()};
-    bdesc dp = sf_cudnn_make(&b, CUDNN_BACKEND_DEVICEPROP_DESCRIPTOR);
-    if (dp && !sf_cudnn_bad(&b, s->api.set_attr(dp, CUDNN_ATTR_DEVICEPROP_HANDLE, CUDNN_TYPE_HANDLE, 1, &s->handle), "deviceprop handle") &&
-        !sf_cudnn_bad(&b, s->api.finalize(dp), "deviceprop finalize"))
-        s->devprop = dp;
-    else if (b.debug)
-        fprintf(stderr, "sf-cudnn: no device properties from the handle (%s); the handle alone is used\n", b.why);
     *out = s;
     return SF_OK;
-fail:
-    sf_sdpa_destroy(&s);
-    return st;
 }
 
 void sf_sdpa_destroy(sf_sdpa **sp) {
     sf_sdpa *s = sp ? *sp : NULL;
     if (!s) return;
-    for (int i = 0; i < s->nplans; i++) sf_cudnn_dl_free(&s->api, &s->plans[i].l);
+    for (int i = 0; i < s->nplans; i++) sf_cudnn_dl_free(&s->cs.api, &s->plans[i].l);
     free(s->plans);
-    if (s->api.lib) sf_cudnn_dl_free(&s->api, &s->base);
-    if (s->ws) cudaFree(s->ws);
-    if (s->handle) s->api.destroy(s->handle);
+    sf_cudnn_session_close(&s->cs);
     free(s);
     *sp = NULL;
 }
@@ -307,22 +282,13 @@ static sf_status plan_get(sf_sdpa *s, const shape *k, sdpa_plan **out, sf_err *e
     sdpa_plan *p = &s->plans[s->nplans];
     memset(p, 0, sizeof *p);
     p->key = *k;
-    sf_cudnn_build b = {.api = &s->api, .handle = s->handle, .devprop = s->devprop, .l = &p->l, .debug = sf_cudnn_debug_on()};
-    if (!plan_search(&b, k, &p->f)) {
-        st = search_fail(&b, k, err);
-        sf_cudnn_dl_free(&s->api, &p->l);
+    sf_cudnn_build b = {.api = &s->cs.api, .handle = s->cs.handle, .devprop = s->cs.devprop, .l = &p->l,
+                        .debug = sf_cudnn_debug_on()};
+    if (!plan_search(&b, k, &p->f)) st = search_fail(&b, k, err);
+    else st = sf_cudnn_session_workspace(&s->cs, p->f.workspace, "sdpa", err);
+    if (st) {
+        sf_cudnn_dl_free(&s->cs.api, &p->l);
         return st;
-    }
-    if ((size_t)p->f.workspace > s->ws_bytes) { /* grow once; never shrinks */
-        void *ws = NULL;
-        cudaError_t ce = cudaMalloc(&ws, (size_t)p->f.workspace);
-        if (ce != cudaSuccess) {
-            sf_cudnn_dl_free(&s->api, &p->l);
-            return sf_fail(err, SF_E_DEVICE, "sdpa: cudaMalloc(%lld B workspace): %s", (long long)p->f.workspace,
-                           cudaGetErrorString(ce));
-        }
-        if (s->ws) cudaFree(s->ws); /* synchronises: no forward still uses the old one */
-        s->ws = ws, s->ws_bytes = (size_t)p->f.workspace;
     }
     s->nplans++;
     *out = p;
@@ -357,18 +323,18 @@ sf_status sf_sdpa_forward(sf_sdpa *s, int64_t Lq, int64_t Lk, int H, int d, cons
     int64_t uids[5] = {UID_Q, UID_K, UID_V, UID_O, UID_SCALE};
     void *ptrs[5] = {(void *)q, (void *)k, (void *)v, o, &scale};
     sf_cudnn_dlist l = {0};
-    sf_cudnn_build b = {.api = &s->api, .l = &l};
+    sf_cudnn_build b = {.api = &s->cs.api, .l = &l};
     bdesc vp = sf_cudnn_make(&b, CUDNN_BACKEND_VARIANT_PACK_DESCRIPTOR);
     if (!vp) goto fail;
     SET(&b, vp, CUDNN_ATTR_VARIANT_PACK_UNIQUE_IDS, CUDNN_TYPE_INT64, 5, uids);
     SET(&b, vp, CUDNN_ATTR_VARIANT_PACK_DATA_POINTERS, CUDNN_TYPE_VOID_PTR, 5, ptrs);
-    SET(&b, vp, CUDNN_ATTR_VARIANT_PACK_WORKSPACE, CUDNN_TYPE_VOID_PTR, 1, &s->ws);
-    CK(&b, s->api.finalize(vp), "variant pack finalize");
-    CK(&b, s->api.execute(s->handle, p->f.plan, vp), "cudnnBackendExecute");
-    sf_cudnn_dl_free(&s->api, &l);
+    SET(&b, vp, CUDNN_ATTR_VARIANT_PACK_WORKSPACE, CUDNN_TYPE_VOID_PTR, 1, &s->cs.ws);
+    CK(&b, s->cs.api.finalize(vp), "variant pack finalize");
+    CK(&b, s->cs.api.execute(s->cs.handle, p->f.plan, vp), "cudnnBackendExecute");
+    sf_cudnn_dl_free(&s->cs.api, &l);
     return SF_OK;
 fail:
-    sf_cudnn_dl_free(&s->api, &l);
+    sf_cudnn_dl_free(&s->cs.api, &l);
     return sf_fail(err, SF_E_DEVICE, "sdpa (%s): %s", p->f.desc, b.why);
 }
 
@@ -379,22 +345,12 @@ sf_status sf_sdpa_plan_deviceless(const char *deviceprop_json_path, int64_t Lq, 
     shape k = {Lq, Lk, H, d, ldq, ldk, ldo};
     sf_cudnn_api a;
     sf_cudnn_dlist l = {0};
-    char *json = NULL;
-    size_t n = 0;
     sf_cudnn_found f = {0};
     sf_status st;
     if (desc_n) desc[0] = 0;
     if ((st = shape_check(&k, err)) || (st = sf_cudnn_api_load(&a, err))) return st;
-    if ((st = sf_read_file(deviceprop_json_path, &json, &n, 1 << 20, err))) return st;
     sf_cudnn_build b = {.api = &a, .l = &l, .debug = sf_cudnn_debug_on()};
-    bdesc dp = sf_cudnn_make(&b, CUDNN_BACKEND_DEVICEPROP_DESCRIPTOR);
-    if (!dp || sf_cudnn_bad(&b, a.set_attr(dp, CUDNN_ATTR_DEVICEPROP_JSON_REPRESENTATION, CUDNN_TYPE_CHAR, (int64_t)n, json),
-                   "deviceprop JSON") ||
-        sf_cudnn_bad(&b, a.finalize(dp), "deviceprop finalize")) {
-        st = sf_fail(err, SF_E_FORMAT, "%s: not a cuDNN device description (%s)", deviceprop_json_path, b.why);
-        goto done;
-    }
-    b.devprop = dp;
+    if ((st = sf_cudnn_devprop_json(&b, deviceprop_json_path, &b.devprop, err))) goto done;
     if (!plan_search(&b, &k, &f)) {
         st = search_fail(&b, &k, err);
         goto done;
@@ -402,6 +358,5 @@ sf_status sf_sdpa_plan_deviceless(const char *deviceprop_json_path, int64_t Lq, 
     snprintf(desc, desc_n, "%s", f.desc);
 done:
     sf_cudnn_dl_free(&a, &l);
-    free(json);
     return st;
 }

@@ -231,8 +231,38 @@ static void test_forward_gpu(void) {
     sf_cuda_ctx_free(&cx);
 }
 
+/* Without a GPU both cuDNN users refuse cleanly (the session in kernels/cuda/cudnn_util.c: the
+ * library loads, cudnnCreate fails, everything made is released — make asan checks the release):
+ * an error naming the cause, no object. On a GPU, forward_gpu here and in test_sdpa_plans open them. */
+static void test_refused_without_device(void) {
+    sf_err err = {{0}};
+    int count = 0, version = 0;
+    if (sf_cuda_device_count(&count, &err) == SF_OK && count > 0) {
+        SF_TEST_SKIP("a CUDA device is present (forward_gpu opens the sessions)");
+        return;
+    }
+    if (sf_sdpa_cudnn_version(&version, &err) != SF_OK) {
+        SF_TEST_SKIP("no cuDNN in this build or on this machine");
+        return;
+    }
+    sf_sdpa *s = (sf_sdpa *)&err; /* must be set to NULL */
+    sf_status st = sf_sdpa_new(&s, NULL, &err);
+    SF_CHECK_MSG(st == SF_E_DEVICE && s == NULL && strstr(err.msg, "cudnnCreate"), "sf_sdpa_new: status %d, '%s'", (int)st,
+                 err.msg);
+    sf_cuda_ctx ctx;
+    memset(&ctx, 0, sizeof ctx);
+    sf_conv_cudnn *c = (sf_conv_cudnn *)&err;
+    err.msg[0] = 0;
+    st = sf_conv_cudnn_new(&c, &ctx, &err);
+    SF_CHECK_MSG(st == SF_E_DEVICE && c == NULL && strstr(err.msg, "cudnnCreate"), "sf_conv_cudnn_new: status %d, '%s'",
+                 (int)st, err.msg);
+    printf("# %s\n", err.msg);
+    sf_sdpa_destroy(&s), sf_conv_cudnn_destroy(&c); /* NULL: no-ops */
+}
+
 static const sf_test tests[] = {
     {"deviceless_plans", test_deviceless_plans},
+    {"refused_without_device", test_refused_without_device},
     {"forward_gpu", test_forward_gpu},
 };
 
