@@ -2,7 +2,7 @@
  * modes (see dnnl_ops.h). Tested by tests/unit/test_kernels.c (fast_* against the exact kernels)
  * and by the golden tests run in every mode (tests/run.sh).
  *
- * oneDNN is chosen over OpenBLAS / BLIS by measurement (README "Performance"): its f32 brgemm
+ * oneDNN is chosen over OpenBLAS / BLIS by measurement (docs/performance.md): its f32 brgemm
  * matched or beat OpenBLAS's sgemm at the DiT's shapes, and it is the one Debian library with a
  * bf16 matmul and convolution on AMX / AVX512-BF16 — the CPU PyTorch's bf16 path runs on it.
  * It uses the OpenMP runtime (libgomp) the exact kernels' team already uses: one pool of threads.
