@@ -162,7 +162,7 @@ CXX     ?= g++
 EMU_SRC := kernels/cuda/emu/cuda_emu.cc kernels/cuda/emu/emu_selftest.cu kernels/cuda/cuda_common.cu \
            kernels/cuda/norm_act.cu kernels/cuda/gemm.cu kernels/cuda/dit_glue.cu kernels/cuda/attn_blas.cu \
            kernels/cuda/device.cu kernels/cuda/norm_fused.cu kernels/cuda/t5_glue.cu kernels/cuda/vae_glue.cu \
-           kernels/cuda/emu/conv_emu.cc kernels/cuda/emu/libs_emu.cc kernels/cuda/emu/async_emu.cc kernels/cuda/emu/emu_runtime.cc kernels/cuda/emu/graph_emu.cc \
+           kernels/cuda/emu/conv_emu.cc kernels/cuda/emu/sdpa_emu.cc kernels/cuda/emu/libs_emu.cc kernels/cuda/emu/async_emu.cc kernels/cuda/emu/emu_runtime.cc kernels/cuda/emu/graph_emu.cc \
            kernels/cuda/tap_mass.cu kernels/cuda/attn_mass.cu \
            kernels/cuda/attn_mass_wg.cu kernels/cuda/attn_mass_ws.cu kernels/cuda/hopper_probe.cu kernels/cuda/graph.cu
 EMU_OBJ := $(patsubst %,$(BUILD)/emu/%.o,$(EMU_SRC))
@@ -199,9 +199,11 @@ endef
 #                                    test_vae_glue is the same file on the real kernels
 #   test_hopper / test_hopper_gpu    the Hopper probes (kernels/cuda/hopper_probe.cu; check.sh part attn)
 #   test_tap_mass / test_tap_mass_gpu  the attention-tap aggregates and the fused attention kernels
+#   test_sdpa_emu                    test_sdpa_plans.c's forward on the emulated cuDNN attention
+#                                    (kernels/cuda/emu/sdpa_emu.cc) against the CPU attention
 EMU_TESTS := test_cuda_emu test_cuda_graphs test_emu_self test_dit_emu test_t5_glue test_t5_emu test_vae_emu test_vae_glue_emu \
-             test_hopper test_tap_mass
-$(ALL_EMU): $(addprefix $(BUILD)/tests/,test_dit_emu test_t5_emu test_vae_emu test_vae_glue_emu)
+             test_hopper test_tap_mass test_sdpa_emu
+$(ALL_EMU): $(addprefix $(BUILD)/tests/,test_dit_emu test_t5_emu test_vae_emu test_vae_glue_emu test_sdpa_emu)
 all: $(addprefix $(BUILD)/tests/,test_cuda_glue test_cuda_graphs_gpu test_t5_glue_gpu test_hopper_gpu test_tap_mass_gpu)
 $(addprefix $(BUILD)/tests/,$(EMU_TESTS)): $(BUILD)/tests/%: $(BUILD)/obj/tests/unit/%.o $(EMU_OBJ) $(LIB)
 	$(emu_link)
@@ -227,6 +229,7 @@ $(eval $(call twin_obj,test_dit_emu,test_dit_cuda,-DSF_TEST_EMU))
 $(eval $(call twin_obj,test_t5_emu,test_t5_cuda,-DSF_TEST_EMU))
 $(eval $(call twin_obj,test_vae_emu,test_vae_cuda,-DSF_TEST_EMU))
 $(eval $(call twin_obj,test_vae_glue_emu,test_vae_glue,-DSF_TEST_EMU))
+$(eval $(call twin_obj,test_sdpa_emu,test_sdpa_plans,-DSF_TEST_EMU))
 $(eval $(call twin_obj,test_cuda_glue,test_cuda_emu,-DSF_TEST_GPU))
 $(eval $(call twin_obj,test_cuda_graphs_gpu,test_cuda_graphs,-DSF_TEST_GPU))
 $(eval $(call twin_obj,test_t5_glue_gpu,test_t5_glue,-DSF_TEST_GPU))

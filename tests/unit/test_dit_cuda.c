@@ -7,8 +7,9 @@
  *
  * Built twice: test_dit_cuda (the real CUDA backend; SKIPs without a GPU) and test_dit_emu
  * (-DSF_TEST_EMU: the same backend on the CPU emulation of the kernels, kernels/cuda/emu/, in every
- * `make test`; cuDNN is not emulated, so attention takes the explicit path, and the cases that
- * would only repeat a covered path are skipped there to keep the suite fast).
+ * `make test`; cuDNN's attention is emulated by a plain loop (kernels/cuda/emu/sdpa_emu.cc), so the
+ * default path's calls, shapes and plan preparation run there too, and the cases that would only repeat
+ * a covered path are skipped there to keep the suite fast).
  *
  * Tolerances (max|Δ| / max|ref| per tensor, sf_test_rel_close), the bf16 GPU entries of sf_test.h:
  *   single forward, every tensor            SF_TOL_BF16_FWD   2e-2
@@ -267,8 +268,9 @@ static void test_pipeline_runs_ahead(void) {
                      "block, less block 0's input)", events);
         SF_CHECK_MSG(at0.early == 0, "%d blocks handed out before their refresh pass was enqueued", at0.early);
         SF_CHECK_MSG(at0.fwds == 14, "%d forwards (want 14: the last block's refresh pass is skipped)", at0.fwds);
-        /* and allocates nothing once the loop runs: what the attention needs (cuDNN is not emulated) was
-         * made by sf_dit_prepare before the first forward */
+        /* and allocates nothing once the loop runs: what the attention needs (cuDNN's plans and workspace,
+         * emulated: an unprepared shape would cudaMalloc at its first forward) was made by sf_dit_prepare
+         * before the first forward */
         SF_CHECK_MSG(at0.allocs > 0 && sf_emu_device_allocs() == at0.allocs, "device allocations: %llu at the first forward, %llu after",
                      at0.allocs, sf_emu_device_allocs());
 #endif
@@ -571,9 +573,10 @@ static void test_taps_probs_cross(void) {
     run_wb(&et, sf_test_gpu());
     unsetenv("SF_TAP_PROBS_EXPLICIT");
 #ifdef SF_TEST_EMU
-    /* only the state's self-check (it stands in for the cuDNN the emulation lacks) */
-    SF_CHECK_MSG(sf_emu_kernel_launches("attn_mass_groups") == f1 + 1, "%llu fused + mass launches on the explicit path "
-                 "(want the self-check's 1)", sf_emu_kernel_launches("attn_mass_groups") - f1);
+    /* none: the explicit taps and cuDNN (emulated) for the untapped attentions need no fused kernel, so
+       not its self-check either */
+    SF_CHECK_MSG(sf_emu_kernel_launches("attn_mass_groups") == f1, "%llu fused + mass launches on the explicit path "
+                 "(want none)", sf_emu_kernel_launches("attn_mass_groups") - f1);
 #endif
     SF_CHECK_MSG(et.n_caps == 60, "%zu captures (explicit path)", et.n_caps);
     probs_vs_cpu(&et, &ct);
@@ -629,11 +632,11 @@ static void test_taps_frames_cross(void) {
 }
 
 /* The attention paths give the same forward within the bf16 tolerance: the default (cuDNN's fused
- * attention on a GPU; cuDNN is not emulated, so sfpipe's fused kernel on the emulation), sfpipe's own
- * fused kernel (SF_NO_CUDNN=1: attn_mass.cu without groups, cuDNN's stand-in), the same on wgmma
- * (SF_ATTN_WGMMA=1 too: attn_mass_wg.cu) and the explicit cuBLASLt path (SF_NO_CUDNN=1
- * SF_NO_FUSED_ATTN=1). On the emulation the first two are the same kernel (same
- * bits) and the explicit run launches no fused kernel. */
+ * attention; on the emulation its plain-loop stand-in), sfpipe's own fused kernel (SF_NO_CUDNN=1:
+ * attn_mass.cu without groups, cuDNN's stand-in), the same on wgmma (SF_ATTN_WGMMA=1 too:
+ * attn_mass_wg.cu) and the explicit cuBLASLt path (SF_NO_CUDNN=1 SF_NO_FUSED_ATTN=1). On the emulation
+ * each run is counted: the default's attentions all on cuDNN, the SF_NO_CUDNN run's all on the fused
+ * kernel, and the explicit run launches no fused kernel. */
 static void run_attn_path(int dev, const char *no_cudnn, const char *no_fused, float *out) {
     sf_err err = {{0}};
     dit_golden d;
@@ -650,17 +653,23 @@ static void test_attention_paths(void) {
     enum { N = 9 * 16 * 8 * 12 };
     static float od[N], oo[N], oe[N];
 #ifdef SF_TEST_EMU
-    const unsigned long long f0 = sf_emu_kernel_launches("attn_plain");
+    const unsigned long long f0 = sf_emu_kernel_launches("attn_plain"), q0 = sf_emu_sdpa_calls();
 #endif
     run_attn_path(dev, NULL, NULL, od);
+#ifdef SF_TEST_EMU
+    /* every attention of the run: 3 blocks × 4 steps × 3 layers × (self + cross) + the cache-only refresh
+       passes of blocks 0 and 1 (the last block has none), whose last layer stops after its K/V:
+       2 × 2 layers × 2 = 80; the default run's all on cuDNN (emulated), none on the fused kernel */
+    const unsigned long long c1 = sf_emu_sdpa_calls();
+    SF_CHECK_MSG(c1 - q0 == 80 && sf_emu_kernel_launches("attn_plain") == f0,
+                 "default run: %llu cuDNN attentions (want 80), %llu fused launches (want none)", c1 - q0,
+                 sf_emu_kernel_launches("attn_plain") - f0);
+#endif
     run_attn_path(dev, "1", NULL, oo);
 #ifdef SF_TEST_EMU
     const unsigned long long f1 = sf_emu_kernel_launches("attn_plain");
-    /* every attention of both runs: 3 blocks × 4 steps × 3 layers × (self + cross) + the cache-only
-       refresh passes of blocks 0 and 1 (the last block has none), whose last layer stops after its
-       K/V: 2 × 2 layers × 2 = 80 per run */
-    SF_CHECK_MSG(f1 - f0 == 2 * 80, "%llu fused attention launches (want 2 × 80)", f1 - f0);
-    SF_CHECK_MSG(!memcmp(od, oo, sizeof od), "the emulated default and SF_NO_CUDNN runs differ (both are the fused kernel)");
+    SF_CHECK_MSG(f1 - f0 == 80 && sf_emu_sdpa_calls() == c1, "SF_NO_CUDNN run: %llu fused launches (want 80), %llu cuDNN",
+                 f1 - f0, sf_emu_sdpa_calls() - c1);
 #endif
     run_attn_path(dev, "1", "1", oe);
 #ifdef SF_TEST_EMU

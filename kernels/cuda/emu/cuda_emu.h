@@ -64,8 +64,9 @@
  *    emulation rounds twice; kernels that must match bit for bit round explicitly (sf_round_bf);
  *  - approximate intrinsics: rsqrtf, __expf, __logf, __fdividef are computed exactly here
  *    (the GPU's are within a few ulps); out-of-bounds __shared__ accesses (no ASan redzones there);
- *  - cuBLASLt: sf_blaslt_matmul is a plain fp32-accumulating loop (eight interleaved partial sums) (tests the wrappers'
- *    layout mapping, batching and bias epilogue, not cuBLASLt);
+ *  - cuBLASLt and cuDNN: sf_blaslt_matmul (libs_emu.cc), the conv3d (conv_emu.cc) and the attention
+ *    (sdpa_emu.cc) are plain fp32-accumulating loops: they test the wrappers' and callers' layouts,
+ *    strides, batching, epilogues and plan preparation, not the libraries;
  *  - asynchrony: wgmma products and TMA copies complete when issued, so a missing wgmma wait, a
  *    register touched while its product is in flight, or an mbarrier wait that returns a phase early
  *    (wrong parity) still reads the right data here — ptxas's serialisation notes (tests/bats/

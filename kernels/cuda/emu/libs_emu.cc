@@ -1,7 +1,7 @@
-/* libs_emu.cc — the emulation's stand-ins for the vendor libraries the CUDA code calls (see cuda_emu.h):
- * cuBLASLt's sf_blaslt_* as plain fp32-accumulating loops (they test the wrappers' layout mapping,
- * batching and epilogues, not cuBLASLt), and cuDNN's attention as "not emulated" (callers take their
- * fused or explicit path). Part of the emulated objects (Makefile EMU_SRC), never of libsf.a. */
+/* libs_emu.cc — the emulation's stand-in for cuBLASLt (see cuda_emu.h): sf_blaslt_* as plain
+ * fp32-accumulating loops (they test the wrappers' layout mapping, batching and epilogues, not
+ * cuBLASLt). cuDNN's stand-ins are conv_emu.cc and sdpa_emu.cc. Part of the emulated objects (Makefile
+ * EMU_SRC), never of libsf.a. */
 #include "cuda_emu.h"
 #include "emu_state.h"
 #include "act.h"
@@ -109,22 +109,4 @@ static sf_status matmul_now(const sf_mm *m, sf_err *err) {
     free(a);
     free(bt);
     return SF_OK;
-}
-
-
-/* ---- cuDNN attention (kernels/sdpa_cuda.h) is not emulated: callers take their explicit path ---- */
-#include "sdpa_cuda.h"
-extern "C" sf_status sf_sdpa_new(sf_sdpa **out, void *, sf_err *err) {
-    *out = NULL;
-    return sf_fail(err, SF_E_UNSUPPORTED, "cuDNN is not emulated");
-}
-extern "C" void sf_sdpa_destroy(sf_sdpa **s) {
-    if (s) *s = NULL;
-}
-extern "C" sf_status sf_sdpa_forward(sf_sdpa *, int64_t, int64_t, int, int, const void *, int64_t, const void *,
-                                     const void *, int64_t, void *, int64_t, float, sf_err *err) {
-    return sf_fail(err, SF_E_UNSUPPORTED, "cuDNN is not emulated");
-}
-extern "C" sf_status sf_sdpa_prepare(sf_sdpa *, int64_t, int64_t, int, int, int64_t, int64_t, int64_t, sf_err *err) {
-    return sf_fail(err, SF_E_UNSUPPORTED, "cuDNN is not emulated");
 }

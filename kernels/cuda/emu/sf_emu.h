@@ -30,6 +30,8 @@ unsigned long long sf_emu_host_waits(void);
 unsigned long long sf_emu_event_waits(void);
 /* sf_conv_cudnn_forward calls since the process started (the emulated cuDNN convolution). */
 unsigned long long sf_emu_conv_calls(void);
+/* sf_sdpa_forward calls since the process started (the emulated cuDNN attention, sdpa_emu.cc). */
+unsigned long long sf_emu_sdpa_calls(void);
 /* 16-byte loads of per-column vectors by the row kernels (sf_load8f: norm_fused.cu, vae_glue.cu) since
  * the process started: whether they took the vector path; counted by the kernels themselves. */
 unsigned long long sf_emu_vector_loads(void);
