@@ -53,10 +53,16 @@ __device__ __forceinline__ void sf_wgmma_fence_regs(T (&a)[N]) {
 #define sf_wgmma_m64n64k16_rs_tb(d, a, db, sc) sf_emu_wgmma((d), 64, (a), 0, (db), true, (sc), __FILE__, __LINE__)
 #define sf_wgmma_m64n64k16_rs(d, a, db, sc) sf_emu_wgmma((d), 64, (a), 0, (db), false, (sc), __FILE__, __LINE__)
 #define sf_wgmma_m64n128k16_rs(d, a, db, sc) sf_emu_wgmma((d), 128, (a), 0, (db), false, (sc), __FILE__, __LINE__)
-static inline void sf_wgmma_fence(void) {}
-static inline void sf_wgmma_commit(void) {}
+static inline void sf_wgmma_fence(const char *file = __builtin_FILE(), int line = __builtin_LINE()) {
+    sf_emu::wgmma_fence(file, line);
+}
+static inline void sf_wgmma_commit(const char *file = __builtin_FILE(), int line = __builtin_LINE()) {
+    sf_emu::wgmma_commit(file, line);
+}
 template <int N>
-static inline void sf_wgmma_wait(void) {}
+static inline void sf_wgmma_wait(const char *file = __builtin_FILE(), int line = __builtin_LINE()) {
+    sf_emu::wgmma_wait(N, file, line);
+}
 static inline void sf_fence_proxy_async(void) {}
 #else
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900 && defined(__CUDA_ARCH_FEAT_SM90_ALL)

@@ -148,7 +148,8 @@ static void test_emu_reports_misuse(void) {
                  {21, "more arrivals than the count"}, {22, "waits on an mbarrier"},
                  {23, "not 1024-byte aligned"},   {24, "divergent warpgroup barrier"},
                  {25, "barrier 1..15"},           {26, "at a named barrier"},
-                 {30, "other descriptors"}};
+                 {30, "other descriptors"},       {33, "written while the product was in flight"},
+                 {34, "without a wgmma.fence"},   {35, "exits with 1 wgmma products in flight"}};
     cu c;
     if (!cu_open(&c)) return;
     float *out = cu_alloc(&c, 256 * 4);
@@ -164,6 +165,24 @@ static void test_emu_reports_misuse(void) {
     }
     sf_emu_set_quiet(0);
     sf_emu_reset();
+    cu_close(&c);
+}
+
+/* wgmma is asynchronous on the emulation as on the GPU: the accumulator holds NaN poison until the
+ * wait that covers its product, and the product reads shared memory at that wait (so a stage rewritten
+ * before it — an early release — shows in the values). */
+static void test_emu_wgmma_async(void) {
+    cu c;
+    if (!cu_open(&c)) return;
+    float *d = cu_alloc(&c, 256 * 4), h[256];
+    for (int mode = 0; d && mode < 2; mode++) {
+        SF_CHECK_OK(sf_emu_selftest(&c.ctx, mode ? 32 : 31, d, NULL, &c.err), &c.err);
+        SF_CHECK_OK(sf_cuda_copy_d2h(&c.ctx, h, d, sizeof h, &c.err), &c.err);
+        int before = 0, after = 0;
+        for (int t = 0; t < 128; t++) before += isnan(h[t]), after += h[128 + t] == (mode ? 32.0f : 16.0f);
+        SF_CHECK_MSG(before == 128 && after == 128, "mode %d: %d of 128 accumulators poisoned before the wait, %d right after "
+                     "it (out[0] %g, out[128] %g)", mode, before, after, h[0], h[128]);
+    }
     cu_close(&c);
 }
 
@@ -283,5 +302,6 @@ static const sf_test tests[] = {
     {"emu_order", test_emu_order},
     {"emu_malloc_poison", test_emu_malloc_poison},
     {"emu_async", test_emu_async},
+    {"emu_wgmma_async", test_emu_wgmma_async},
 };
 SF_TEST_MAIN(tests)

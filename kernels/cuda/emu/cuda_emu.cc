@@ -231,6 +231,7 @@ void entry(void) {
     __sanitizer_finish_switch_fiber(nullptr, &sched_bottom, &sched_size);
 #endif
     body(body_arg);
+    wgmma_thread_exit(); /* faults when products are left in flight */
     thrs[cur_t].state = T_DONE;
     to_scheduler(true); /* never resumed */
     abort();
@@ -409,6 +410,7 @@ __attribute__((noinline)) int run_block_direct(void) {
 
 /* Run one block to completion; false = failed (message in fault_msg). */
 bool run_block(void) {
+    wgmma_block_start();
     for (unsigned t = 0; t < nthreads; t++) {
         thr &th = thrs[t];
         th.state = T_READY;
@@ -437,9 +439,10 @@ bool run_block(void) {
             to_thread(t);
             if (thrs[t].state == T_FAULT) return false;
         }
-        unsigned done = 0, bar = 0, warp = 0, gbar = 0, spin = 0, first_done = 0, first_bar = 0;
+        unsigned done = 0, bar = 0, warp = 0, gbar = 0, spin = 0, ready = 0, first_done = 0, first_bar = 0;
         for (unsigned t = 0; t < nthreads; t++) {
             tstate s = thrs[t].state;
+            if (s == T_READY) ready++; /* yielded (yield_now): after the waiters below are looked at */
             if (s == T_DONE && done++ == 0) first_done = t;
             if (s == T_BAR && bar++ == 0) first_bar = t;
             if (s == T_WARP) warp++;
@@ -478,6 +481,7 @@ bool run_block(void) {
                     thrs[t].state = T_READY, any = 1;
             if (any) continue;
         }
+        if (ready) continue;
         if (bar && bar + done == nthreads) {
             const thr &a = thrs[first_bar];
             if (done) {
@@ -582,6 +586,7 @@ void group_sync(unsigned gsize, const char *file, int line) {
     park(t, T_GBAR, file, line);
 }
 
+void yield_now(const char *file, int line) { park(sync_point("a yield"), T_READY, file, line); }
 void spin_yield(const char *file, int line) {
     thr &t = sync_point("an mbarrier wait");
     t.epoch = mbar_epoch;

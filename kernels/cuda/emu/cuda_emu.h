@@ -67,10 +67,9 @@
  *  - cuBLASLt and cuDNN: sf_blaslt_matmul (libs_emu.cc), the conv3d (conv_emu.cc) and the attention
  *    (sdpa_emu.cc) are plain fp32-accumulating loops: they test the wrappers' and callers' layouts,
  *    strides, batching, epilogues and plan preparation, not the libraries;
- *  - asynchrony: wgmma products and TMA copies complete when issued, so a missing wgmma wait, a
- *    register touched while its product is in flight, or an mbarrier wait that returns a phase early
- *    (wrong parity) still reads the right data here — ptxas's serialisation notes (tests/bats/
- *    build.bats) and compute-sanitizer racecheck / synccheck on the GPU cover those.
+ *  - asynchrony of TMA: a TMA copy completes when issued, so an mbarrier wait that returns a phase
+ *    early (wrong parity) still reads the right data here — compute-sanitizer synccheck on the GPU
+ *    covers it. (wgmma products are asynchronous here as on the GPU: wgmma_emu.cc.)
  * Single host thread: one launch at a time (a nested or concurrent launch fails loudly). */
 #ifndef SF_CUDA_EMU_H
 #define SF_CUDA_EMU_H
@@ -644,76 +643,20 @@ static inline void sf_emu_ldsm_x4(uint32_t r[4], const void *p, bool trans, cons
  * d[4j..4j+3] = rows 16w + g (+8 for the last two), columns 8j + 2t, 8j + 2t + 1 (g = lane / 4,
  * t = lane % 4). D = (scale_d ? D : 0) + Σ_k A·B, k in order, fp32. The instruction is a barrier of
  * the issuing warpgroup here (its 128 threads must all issue it at the same place; other warpgroups,
- * e.g. a TMA producer, need not); issuing, committing and waiting are synchronous. */
-static inline float sf_emu_smem_bf(uint32_t addr, const char *file, int line) {
-    addr ^= ((addr >> 7) & 7u) << 4; /* the 128-byte swizzle */
-    unsigned short h;
-    memcpy(&h, sf_emu::smem_at(addr, 2, file, line), 2);
-    return sf_emu_bf_bits2f(h);
-}
+ * e.g. a TMA producer, need not); the product itself runs asynchronously, at the wait_group that needs
+ * it, with the accumulators poisoned until then (wgmma_emu.cc). */
+namespace sf_emu { /* wgmma_emu.cc: the products are asynchronous, as on the GPU (see that file) */
+void wgmma_issue(float *d, int N, const uint32_t *a, uint64_t da, uint64_t db, bool trans_b, int scale_d, const char *file,
+                 int line);
+void wgmma_fence(const char *file, int line);
+void wgmma_commit(const char *file, int line);
+void wgmma_wait(int n, const char *file, int line);
+void wgmma_block_start(void); /* cuda_emu.cc: before each block, and when each thread ends */
+void wgmma_thread_exit(void);
+} // namespace sf_emu
 static inline void sf_emu_wgmma(float *d, int N, const uint32_t *a, uint64_t da, uint64_t db, bool trans_b, int scale_d,
                                 const char *file, int line) {
-    uint32_t mine[SF_EMU_WX_WORDS] = {0};
-    if (a) memcpy(mine, a, 4 * sizeof(uint32_t));
-    mine[4] = (uint32_t)da, mine[5] = (uint32_t)(da >> 32), mine[6] = (uint32_t)db, mine[7] = (uint32_t)(db >> 32);
-    bool first = false;
-    const sf_emu::wx_slot *all = sf_emu::wg_exchange(mine, file, line, &first);
-    for (uint64_t desc : {a ? (uint64_t)1 << 62 : da, db})
-        if ((desc >> 62) != 1 || ((desc >> 49) & 7))
-            sf_emu::thread_fault("wgmma at %s:%d: descriptor %#llx: only the 128-byte swizzle with base offset 0 is "
-                                 "emulated", file, line, (unsigned long long)desc);
-    if (N < 8 || N > 128 || N % 8) sf_emu::thread_fault("wgmma at %s:%d: n = %d is not emulated (8..128, multiples of 8)", file, line, N);
-    /* The warpgroup's operands as floats — A (64 rows × 16 k) and B transposed (16 k × N columns) —
-     * unpacked once per instruction by the first thread past the barrier into its warpgroup's entry,
-     * read by all 128. That thread also checks that every thread gave the same descriptors. */
-    static float unpacked[8][64 * 16 + 16 * 128];
-    float *A = unpacked[sf_emu::warp_id() >> 2], *BT = A + 64 * 16;
-    if (first) {
-        for (unsigned th = 0; th < 128; th++)
-            if (memcmp(all[th].w + 4, mine + 4, 4 * sizeof(uint32_t)) != 0)
-                sf_emu::thread_fault("wgmma at %s:%d: thread %u of the warpgroup gave other descriptors (%#llx, %#llx) "
-                                     "than thread %u (%#llx, %#llx)", file, line, th,
-                                     (unsigned long long)(all[th].w[4] | (uint64_t)all[th].w[5] << 32),
-                                     (unsigned long long)(all[th].w[6] | (uint64_t)all[th].w[7] << 32),
-                                     (unsigned)(sf_emu::warp_id() * 32 + sf_emu::lane_id()) & 127u,
-                                     (unsigned long long)da, (unsigned long long)db);
-        const uint32_t sa = (uint32_t)(da & 0x3fff) << 4, sba = (uint32_t)((da >> 32) & 0x3fff) << 4;
-        const uint32_t sb = (uint32_t)(db & 0x3fff) << 4, lbb = (uint32_t)((db >> 16) & 0x3fff) << 4,
-                       sbb = (uint32_t)((db >> 32) & 0x3fff) << 4;
-        for (unsigned row = 0; row < 64; row++)
-            for (unsigned k = 0; k < 16; k++) {
-                if (a) { /* the register A of the lane holding (row, k) */
-                    const unsigned r16 = row & 15, src = (row >> 4) * 32 + (r16 & 7) * 4 + ((k & 7) >> 1);
-                    const uint32_t word = all[src].w[(r16 >> 3) + 2 * (k >> 3)];
-                    A[row * 16 + k] = sf_emu_bf_bits2f((unsigned short)(k & 1 ? word >> 16 : word & 0xffffu));
-                } else {
-                    A[row * 16 + k] = sf_emu_smem_bf(sa + (row >> 3) * sba + (row & 7) * 128 + 2 * k, file, line);
-                }
-            }
-        for (unsigned col = 0; col < (unsigned)N; col++)
-            for (unsigned k = 0; k < 16; k++)
-                BT[k * N + col] = trans_b ? sf_emu_smem_bf(sb + (col >> 6) * lbb + (k >> 3) * sbb + (k & 7) * 128 + 2 * (col & 63),
-                                                           file, line)
-                                          : sf_emu_smem_bf(sb + (col >> 3) * sbb + (col & 7) * 128 + 2 * k, file, line);
-    }
-    /* this thread's outputs: for n-chunk j, d[4j + i] = row 16w + g + 8·(i / 2), column 8j + 2t + i % 2;
-     * each sum starts at 0 and takes its 16 exact products in k order (rows g and g + 8 side by side
-     * over the thread's N / 4 columns, one vector operation per k) */
-    const unsigned tid = (threadIdx.x + blockDim.x * (threadIdx.y + blockDim.y * threadIdx.z)) & 127u; /* in its warpgroup */
-    const unsigned w = tid >> 5, lane = tid & 31, g = lane >> 2, t = lane & 3;
-    const int nc = N / 4; /* columns of this thread: 8j + 2t + c → index 2j + c */
-    float acc0[32] = {0}, acc1[32] = {0};
-    const float *a0 = A + (16 * w + g) * 16, *a1 = a0 + 8 * 16;
-    for (unsigned k = 0; k < 16; k++) {
-        float bk[32];
-        for (int m = 0; m < nc; m++) bk[m] = BT[k * N + 8 * (m >> 1) + 2 * t + (m & 1)];
-        for (int m = 0; m < nc; m++) acc0[m] += a0[k] * bk[m];
-        for (int m = 0; m < nc; m++) acc1[m] += a1[k] * bk[m];
-    }
-    for (int j = 0; j < N / 8; j++) {
-        const float v[4] = {acc0[2 * j], acc0[2 * j + 1], acc1[2 * j], acc1[2 * j + 1]};
-        for (int i = 0; i < 4; i++) d[4 * j + i] = scale_d ? d[4 * j + i] + v[i] : v[i];
-    }
+    sf_emu::wgmma_issue(d, N, a, da, db, trans_b, scale_d, file, line);
 }
 
 
@@ -743,6 +686,8 @@ namespace sf_emu {
  * warpgroup: 128); yield until an mbarrier phase completes; announce a completed phase. */
 void group_sync(unsigned gsize, const char *file, int line);
 void spin_yield(const char *file, int line);
+/* Let every other thread of the block run (and pollers look at their mbarriers) before this one goes on. */
+void yield_now(const char *file, int line);
 void mbar_progress(void);
 /* Named barriers (bar.sync / bar.arrive id, n: ids 1..15, n threads): see cuda_emu.cc. */
 void named_sync(unsigned id, unsigned n, const char *file, int line);

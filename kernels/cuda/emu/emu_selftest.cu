@@ -151,6 +151,32 @@ static __global__ void wgmma_mixed_desc_kernel(float *out) { /* thread 5 points 
     out[threadIdx.x] = d[0];
 }
 
+/* The asynchronous wgmma (wgmma_emu.cc): A and B all ones in shared memory, so each of the 64 × 64 outputs
+ * is 16. mode 0: the accumulator is read before the wait (out[t]: the poison) and after it (out[128 + t]);
+ * 4: B rewritten to twos between the issue and the wait (the product reads it at the wait: 32);
+ * 1: the accumulator written in flight, 2: no fence, 3: an exit with the product in flight (faults). */
+static __global__ void wgmma_async_kernel(float *out, int mode) {
+    SF_DYN_SHARED(__nv_bfloat16, buf); /* A: 8 KB K-major, B: 8 KB at byte 8192 */
+    for (int i = (int)threadIdx.x; i < 8192; i += 128) buf[i] = __float2bfloat16(1.0f);
+    __syncthreads();
+    float d[32];
+    for (int i = 0; i < 32; i++) d[i] = 0.0f;
+    const uint64_t da = sf_wgmma_desc(sf_smem_addr(buf), 16, 1024), db = sf_wgmma_desc(sf_smem_addr(buf + 4096), 16, 1024);
+    if (mode != 2) sf_wgmma_fence();
+    sf_wgmma_m64n64k16_ss(d, da, db, 0);
+    sf_wgmma_commit();
+    out[threadIdx.x] = d[0];
+    if (mode == 1) d[1] = 5.0f;
+    if (mode == 3) return;
+    if (mode == 4) {
+        __syncthreads();
+        for (int i = (int)threadIdx.x; i < 4096; i += 128) buf[4096 + i] = __float2bfloat16(2.0f);
+        __syncthreads();
+    }
+    sf_wgmma_wait<0>();
+    out[128 + threadIdx.x] = d[0];
+}
+
 /* --- kernels that must fail ---------------------------------------------------------------- */
 static __global__ void early_exit_kernel(float *out) {
     if (threadIdx.x < 5) return;
@@ -270,6 +296,11 @@ extern "C" sf_status sf_emu_selftest(const sf_cuda_ctx *ctx, int which, void *ou
     case 22: SF_LAUNCH(mbar_hang_kernel, 1, 64, 64, s, fo); break;
     case 24: SF_LAUNCH(wgmma_half_group_kernel, 1, 256, 16384, s, fo); break;
     case 30: SF_LAUNCH(wgmma_mixed_desc_kernel, 1, 128, 16384, s, fo); break;
+    case 31: SF_LAUNCH(wgmma_async_kernel, 1, 128, 16384, s, fo, 0); break;
+    case 32: SF_LAUNCH(wgmma_async_kernel, 1, 128, 16384, s, fo, 4); break;
+    case 33: SF_LAUNCH(wgmma_async_kernel, 1, 128, 16384, s, fo, 1); break;
+    case 34: SF_LAUNCH(wgmma_async_kernel, 1, 128, 16384, s, fo, 2); break;
+    case 35: SF_LAUNCH(wgmma_async_kernel, 1, 128, 16384, s, fo, 3); break;
     case 27: SF_LAUNCH(race_threads_kernel, 1, 128, 0, s, fo, 0); break;
     case 28: SF_LAUNCH(race_threads_kernel, 1, 128, 0, s, fo, 1); break;
     case 29: SF_LAUNCH(race_blocks_kernel, 64, 32, 0, s, fo, fo + 64); break;
