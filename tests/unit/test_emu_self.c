@@ -186,6 +186,35 @@ static void test_emu_wgmma_async(void) {
     cu_close(&c);
 }
 
+/* SF_EMU_TMA_LATE: a TMA load lands when a wait on its barrier needs it, so a thread that reads the stage
+ * without waiting finds the shared memory's poison; when loads land at issue (the default) it does not
+ * notice. A waiting reader gets the data either way. */
+static void test_emu_tma_late(void) {
+    cu c;
+    if (!cu_open(&c)) return;
+    float *d = cu_alloc(&c, 64 * 4), h[64], row[100];
+    for (int i = 0; i < 100; i++) row[i] = (float)(i + 1);
+    void *aux = cu_put(&c, row, 100, 1); /* row 0 of the map: the only one read */
+    void *m = cu_alloc(&c, 10 * 104 * 2);
+    if (d && aux && m) {
+        SF_CHECK_OK(sf_cuda_memset(&c.ctx, m, 0, 10 * 104 * 2, &c.err), &c.err);
+        SF_CHECK_OK(sf_cuda_copy_d2d(&c.ctx, m, aux, 100 * 2, &c.err), &c.err);
+        for (int late = 0; late < 2; late++)
+            for (int wait = 0; wait < 2; wait++) {
+                sf_emu_set_tma_late(late);
+                SF_CHECK_OK(sf_emu_selftest(&c.ctx, wait ? 36 : 37, d, m, &c.err), &c.err);
+                SF_CHECK_OK(sf_cuda_copy_d2h(&c.ctx, h, d, sizeof h, &c.err), &c.err);
+                int data = 0, poison = 0;
+                for (int t = 0; t < 64; t++) data += h[t] == (float)(t + 1), poison += isnan(h[t]);
+                const int want_poison = late && !wait;
+                SF_CHECK_MSG(want_poison ? poison == 64 : data == 64, "late %d, wait %d: %d of 64 values loaded, %d poisoned",
+                             late, wait, data, poison);
+            }
+    }
+    sf_emu_set_tma_late(getenv("SF_EMU_TMA_LATE") && strcmp(getenv("SF_EMU_TMA_LATE"), "0") != 0);
+    cu_close(&c);
+}
+
 /* SF_EMU_ORDER: the racy kernels of emu_selftest.cu give the right values in index order only; reversed
  * and shuffled orders expose both races (a thread reading a shared slot before its writer ran, a block
  * reading global memory before the block that writes it ran); with the barrier the thread race is gone
@@ -303,5 +332,6 @@ static const sf_test tests[] = {
     {"emu_malloc_poison", test_emu_malloc_poison},
     {"emu_async", test_emu_async},
     {"emu_wgmma_async", test_emu_wgmma_async},
+    {"emu_tma_late", test_emu_tma_late},
 };
 SF_TEST_MAIN(tests)

@@ -5,6 +5,9 @@
 #include "cuda_emu.h"
 
 #include <stdio.h>
+#include <string.h>
+
+#include <vector>
 
 namespace {
 
@@ -49,7 +52,63 @@ void complete_tx(uint64_t *bar, unsigned bytes, const char *file, int line) {
     store(bar, m);
 }
 
+/* SF_EMU_TMA_LATE=1: a TMA load lands only when a thread waits on its mbarrier for a phase that has not
+ * completed (the copy the wait needs), so a wait that returns early — the wrong parity, the wrong
+ * barrier — finds the stage's previous contents. Off (the default), a load lands when issued, so a stage
+ * released before the wgmma reading it was waited for is refilled under it (wgmma_emu.cc). */
+struct tma_load {
+    uint32_t off;
+    CUtensorMap map;
+    int c0, c1;
+    uint64_t *bar;
+    const char *file;
+    int line;
+};
+int late = -1;
+std::vector<tma_load> in_flight; /* this block's, in issue order */
+
+void land(const tma_load &t) {
+    const unsigned char *src = (const unsigned char *)t.map.base;
+    const uint32_t rows = t.map.box_rows;
+    for (uint32_t r = 0; r < rows; r++)
+        for (uint32_t c = 0; c < 64; c++) {
+            const int64_t gr = (int64_t)t.c1 + r, gc = (int64_t)t.c0 + c;
+            uint16_t v = 0;
+            if (gr >= 0 && gr < (int64_t)t.map.rows && gc >= 0 && gc < (int64_t)t.map.cols)
+                memcpy(&v, src + (uint64_t)gr * t.map.row_bytes + (uint64_t)gc * 2, 2);
+            uint32_t a = t.off + r * 128 + c * 2;
+            a ^= ((a >> 7) & 7u) << 4; /* the 128-byte swizzle, as wgmma's reads undo it */
+            memcpy(const_cast<unsigned char *>(sf_emu::smem_at(a, 2, t.file, t.line)), &v, 2);
+        }
+    complete_tx(t.bar, rows * 128, t.file, t.line);
+}
+
+/* land the loads in flight on bar (in issue order); true when there were any */
+bool land_for(uint64_t *bar) {
+    bool any = false;
+    for (size_t i = 0; i < in_flight.size();)
+        if (in_flight[i].bar == bar) {
+            const tma_load t = in_flight[i];
+            in_flight.erase(in_flight.begin() + (long)i);
+            land(t);
+            any = true;
+        } else {
+            i++;
+        }
+    return any;
+}
+
 } // namespace
+
+extern "C" void sf_emu_set_tma_late(int on) { late = on ? 1 : 0; }
+
+void sf_emu_tma_block_start(void) {
+    in_flight.clear(); /* a block's loads nobody waited for land nowhere */
+    if (late < 0) {
+        const char *e = getenv("SF_EMU_TMA_LATE");
+        late = e && *e && strcmp(e, "0") != 0;
+    }
+}
 
 void sf_emu_mbar_init(uint64_t *bar, unsigned count, const char *file, int line) {
     const uint32_t off = sf_emu::smem_offset(bar, file, line);
@@ -72,7 +131,8 @@ void sf_emu_mbar_arrive(uint64_t *bar, unsigned tx_bytes, const char *file, int 
 
 void sf_emu_mbar_wait(uint64_t *bar, unsigned parity, const char *file, int line) {
     /* done once the phase of this parity completed, i.e. the phase in progress has the other parity */
-    while (load(bar, "mbarrier.try_wait", file, line).parity == (parity & 1u)) sf_emu::spin_yield(file, line);
+    while (load(bar, "mbarrier.try_wait", file, line).parity == (parity & 1u))
+        if (!land_for(bar)) sf_emu::spin_yield(file, line);
 }
 
 void sf_emu_tma_load_2d(void *dst, const CUtensorMap *map, int c0, int c1, uint64_t *bar, const char *file, int line) {
@@ -84,18 +144,15 @@ void sf_emu_tma_load_2d(void *dst, const CUtensorMap *map, int c0, int c1, uint6
                              "128-byte swizzle's period)", file, line, off);
     if (!sf_emu::is_device_ptr(map->base))
         sf_emu::thread_fault("TMA load at %s:%d: the tensor map's base %p is not device memory", file, line, map->base);
-    const unsigned char *src = (const unsigned char *)map->base;
-    for (uint32_t r = 0; r < rows; r++)
-        for (uint32_t c = 0; c < 64; c++) {
-            const int64_t gr = (int64_t)c1 + r, gc = (int64_t)c0 + c;
-            uint16_t v = 0;
-            if (gr >= 0 && gr < (int64_t)map->rows && gc >= 0 && gc < (int64_t)map->cols)
-                memcpy(&v, src + (uint64_t)gr * map->row_bytes + (uint64_t)gc * 2, 2);
-            uint32_t a = off + r * 128 + c * 2;
-            a ^= ((a >> 7) & 7u) << 4; /* the 128-byte swizzle, as wgmma's reads undo it */
-            memcpy(const_cast<unsigned char *>(sf_emu::smem_at(a, 2, file, line)), &v, 2);
-        }
-    complete_tx(bar, rows * 128, file, line);
+    (void)rows;
+    sf_emu::smem_offset(bar, file, line); /* the barrier is in shared memory (faults otherwise) */
+    const tma_load t = {off, *map, c0, c1, bar, file, line};
+    if (late > 0) {
+        in_flight.push_back(t);
+        sf_emu::mbar_progress(); /* waiters on bar look again: their wait lands it */
+    } else {
+        land(t);
+    }
 }
 
 sf_status sf_emu_tma_map(CUtensorMap *map, const void *base, uint64_t rows, uint64_t cols, uint64_t row_bytes,

@@ -411,6 +411,7 @@ __attribute__((noinline)) int run_block_direct(void) {
 /* Run one block to completion; false = failed (message in fault_msg). */
 bool run_block(void) {
     wgmma_block_start();
+    sf_emu_tma_block_start();
     for (unsigned t = 0; t < nthreads; t++) {
         thr &th = thrs[t];
         th.state = T_READY;

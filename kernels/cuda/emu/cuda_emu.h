@@ -67,9 +67,12 @@
  *  - cuBLASLt and cuDNN: sf_blaslt_matmul (libs_emu.cc), the conv3d (conv_emu.cc) and the attention
  *    (sdpa_emu.cc) are plain fp32-accumulating loops: they test the wrappers' and callers' layouts,
  *    strides, batching, epilogues and plan preparation, not the libraries;
- *  - asynchrony of TMA: a TMA copy completes when issued, so an mbarrier wait that returns a phase
- *    early (wrong parity) still reads the right data here — compute-sanitizer synccheck on the GPU
- *    covers it. (wgmma products are asynchronous here as on the GPU: wgmma_emu.cc.)
+ *  - asynchrony of TMA, by default: a TMA copy lands when issued, so an mbarrier wait that returns
+ *    early (wrong parity, a missing wait) still reads the right data — unless SF_EMU_TMA_LATE=1
+ *    (async_emu.cc), where a load lands only when a wait on its barrier needs it, and such a wait finds
+ *    the old contents (tests/emu_perturbed.sh runs the TMA kernels so). The default keeps the other
+ *    extreme, which shows a stage released to the producer before its wgmma was waited for. (wgmma
+ *    products are asynchronous here as on the GPU: wgmma_emu.cc.)
  * Single host thread: one launch at a time (a nested or concurrent launch fails loudly). */
 #ifndef SF_CUDA_EMU_H
 #define SF_CUDA_EMU_H
@@ -679,6 +682,7 @@ void sf_emu_mbar_init(uint64_t *bar, unsigned count, const char *file, int line)
 void sf_emu_mbar_arrive(uint64_t *bar, unsigned tx_bytes, const char *file, int line);
 void sf_emu_mbar_wait(uint64_t *bar, unsigned parity, const char *file, int line);
 void sf_emu_tma_load_2d(void *dst, const CUtensorMap *map, int c0, int c1, uint64_t *bar, const char *file, int line);
+void sf_emu_tma_block_start(void); /* cuda_emu.cc, before each block: SF_EMU_TMA_LATE (async_emu.cc) */
 sf_status sf_emu_tma_map(CUtensorMap *map, const void *base, uint64_t rows, uint64_t cols, uint64_t row_bytes,
                          uint32_t box_rows, sf_err *err);
 namespace sf_emu {

@@ -134,6 +134,21 @@ static __global__ void tma_misaligned_kernel(const __grid_constant__ CUtensorMap
     sf_tma_load_2d(sm + 512, &map, 0, 0, bar);
     out[threadIdx.x] = 1.0f;
 }
+/* SF_EMU_TMA_LATE: thread 0 loads an 8-row box (row 0: the first 64 values of the map's row 0); every
+ * thread reads one of them after waiting for the barrier (wait) or not */
+static __global__ void tma_read_kernel(const __grid_constant__ CUtensorMap map, float *out, int wait) {
+    SF_DYN_SHARED(unsigned char, sm);
+    uint64_t *bar = reinterpret_cast<uint64_t *>(sm + 2048);
+    if (threadIdx.x == 0) sf_mbar_init(bar, 1);
+    __syncthreads();
+    if (threadIdx.x == 0) {
+        sf_mbar_arrive_expect_tx(bar, 8 * 128);
+        sf_tma_load_2d(sm, &map, 0, 0, bar);
+    }
+    if (wait) sf_mbar_wait(bar, 0);
+    __syncthreads();
+    out[threadIdx.x] = __bfloat162float(reinterpret_cast<const __nv_bfloat16 *>(sm)[threadIdx.x]);
+}
 static __global__ void wgmma_half_group_kernel(float *out) { /* warpgroup 1 issues, half of warpgroup 0 left */
     SF_DYN_SHARED(__nv_bfloat16, buf);
     if (threadIdx.x < 64) return;
@@ -287,6 +302,13 @@ extern "C" sf_status sf_emu_selftest(const sf_cuda_ctx *ctx, int which, void *ou
         CUtensorMap map;
         SF_CHECK_STATUS(sf_tma_map_bf16(&map, aux, 10, 100, 104 * 2, 8, err));
         SF_LAUNCH(tma_misaligned_kernel, 1, 1, 4096, s, map, fo);
+        break;
+    }
+    case 36:
+    case 37: { /* aux as in case 23; 36 waits for the load, 37 does not */
+        CUtensorMap map;
+        SF_CHECK_STATUS(sf_tma_map_bf16(&map, aux, 10, 100, 104 * 2, 8, err));
+        SF_LAUNCH(tma_read_kernel, 1, 64, 4096, s, map, fo, which == 36);
         break;
     }
     case 25: SF_LAUNCH(named_bad_id_kernel, 1, 32, 0, s, fo); break;
