@@ -26,10 +26,10 @@ one() { # "ENV=V ..." binary [cases...]
 for g in test_cuda_emu test_t5_glue test_hopper test_vae_glue_emu test_tap_mass; do one SF_EMU_ORDER=reverse "$g"; done
 # a seeded shuffle: the quick ones
 for g in test_cuda_emu test_t5_glue test_hopper test_vae_glue_emu; do one SF_EMU_ORDER=shuffle:1 "$g"; done
-# TMA loads landing only when a wait needs them (SF_EMU_TMA_LATE): a missing or early mbarrier wait in the
-# warp-specialised attention finds the stage's old contents; with the shuffle too
-for o in forward shuffle:2; do one "SF_EMU_TMA_LATE=1 SF_EMU_ORDER=$o" test_tap_mass; done
-one SF_EMU_TMA_LATE=1 test_hopper
+# TMA loads and cp.async copies landing only when a wait needs them (SF_EMU_COPIES_LATE): a missing or
+# early wait in the attention kernels finds the buffer's old contents; with the shuffle too
+for o in forward shuffle:2; do one "SF_EMU_COPIES_LATE=1 SF_EMU_ORDER=$o" test_tap_mass; done
+one SF_EMU_COPIES_LATE=1 test_hopper
 # reversed and deferred: the whole emulated encoder and decoder, CUDA graphs, and the DiT cases whose
 # sampling loop runs ahead of the device (staging uploads, x0 hand-outs, taps' pinned slots, the rolling
 # cache, a prompt switch) — the cases checked by value, not by the emulation's counters

@@ -185,13 +185,15 @@ __device__ __forceinline__ float sf_block_max(float v, float *shm) {
 #define sf_mma_bf16_16816(d, a, b) sf_emu_mma_16816((d), (a), (b), __FILE__, __LINE__)
 #define sf_ldsm_x4(r, p) sf_emu_ldsm_x4((r), (p), false, __FILE__, __LINE__)
 #define sf_ldsm_x4_t(r, p) sf_emu_ldsm_x4((r), (p), true, __FILE__, __LINE__)
-static inline void sf_cp_async16(void *dst, const void *src, int src_bytes) {
-    memcpy(dst, src, (size_t)src_bytes);
-    memset((char *)dst + src_bytes, 0, (size_t)(16 - src_bytes));
+static inline void sf_cp_async16(void *dst, const void *src, int src_bytes, const char *file = __builtin_FILE(),
+                                 int line = __builtin_LINE()) {
+    sf_emu::cp_async16(dst, src, src_bytes, file, line);
 }
-static inline void sf_cp_async_commit(void) {}
+static inline void sf_cp_async_commit(void) { sf_emu::cp_async_commit(); }
 template <int N>
-static inline void sf_cp_async_wait(void) {}
+static inline void sf_cp_async_wait(void) {
+    sf_emu::cp_async_wait(N);
+}
 #else
 __device__ __forceinline__ void sf_mma_bf16_16816(float d[4], const uint32_t a[4], const uint32_t b[2]) {
     asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, "

@@ -186,10 +186,10 @@ static void test_emu_wgmma_async(void) {
     cu_close(&c);
 }
 
-/* SF_EMU_TMA_LATE: a TMA load lands when a wait on its barrier needs it, so a thread that reads the stage
- * without waiting finds the shared memory's poison; when loads land at issue (the default) it does not
- * notice. A waiting reader gets the data either way. */
-static void test_emu_tma_late(void) {
+/* SF_EMU_COPIES_LATE: a TMA load lands when a wait on its barrier needs it, a cp.async copy at the wait_group
+ * that covers it, so a thread that reads the stage without waiting finds the shared memory's poison; when
+ * copies land at issue (the default) it does not notice. A waiting reader gets the data either way. */
+static void test_emu_copies_late(void) {
     cu c;
     if (!cu_open(&c)) return;
     float *d = cu_alloc(&c, 64 * 4), h[64], row[100];
@@ -200,18 +200,19 @@ static void test_emu_tma_late(void) {
         SF_CHECK_OK(sf_cuda_memset(&c.ctx, m, 0, 10 * 104 * 2, &c.err), &c.err);
         SF_CHECK_OK(sf_cuda_copy_d2d(&c.ctx, m, aux, 100 * 2, &c.err), &c.err);
         for (int late = 0; late < 2; late++)
-            for (int wait = 0; wait < 2; wait++) {
-                sf_emu_set_tma_late(late);
-                SF_CHECK_OK(sf_emu_selftest(&c.ctx, wait ? 36 : 37, d, m, &c.err), &c.err);
+            for (int wait = 0; wait < 4; wait++) { /* 0, 1: TMA; 2, 3: cp.async */
+                sf_emu_set_copies_late(late);
+                static const int which[4] = {37, 36, 39, 38};
+                SF_CHECK_OK(sf_emu_selftest(&c.ctx, which[wait], d, m, &c.err), &c.err);
                 SF_CHECK_OK(sf_cuda_copy_d2h(&c.ctx, h, d, sizeof h, &c.err), &c.err);
                 int data = 0, poison = 0;
                 for (int t = 0; t < 64; t++) data += h[t] == (float)(t + 1), poison += isnan(h[t]);
-                const int want_poison = late && !wait;
-                SF_CHECK_MSG(want_poison ? poison == 64 : data == 64, "late %d, wait %d: %d of 64 values loaded, %d poisoned",
-                             late, wait, data, poison);
+                const int want_poison = late && !(wait & 1);
+                SF_CHECK_MSG(want_poison ? poison == 64 : data == 64, "%s, late %d, wait %d: %d of 64 values loaded, %d poisoned",
+                             wait < 2 ? "TMA" : "cp.async", late, wait & 1, data, poison);
             }
     }
-    sf_emu_set_tma_late(getenv("SF_EMU_TMA_LATE") && strcmp(getenv("SF_EMU_TMA_LATE"), "0") != 0);
+    sf_emu_set_copies_late(getenv("SF_EMU_COPIES_LATE") && strcmp(getenv("SF_EMU_COPIES_LATE"), "0") != 0);
     cu_close(&c);
 }
 
@@ -332,6 +333,6 @@ static const sf_test tests[] = {
     {"emu_malloc_poison", test_emu_malloc_poison},
     {"emu_async", test_emu_async},
     {"emu_wgmma_async", test_emu_wgmma_async},
-    {"emu_tma_late", test_emu_tma_late},
+    {"emu_copies_late", test_emu_copies_late},
 };
 SF_TEST_MAIN(tests)

@@ -52,10 +52,12 @@ void complete_tx(uint64_t *bar, unsigned bytes, const char *file, int line) {
     store(bar, m);
 }
 
-/* SF_EMU_TMA_LATE=1: a TMA load lands only when a thread waits on its mbarrier for a phase that has not
+/* SF_EMU_COPIES_LATE=1: a TMA load lands only when a thread waits on its mbarrier for a phase that has not
  * completed (the copy the wait needs), so a wait that returns early — the wrong parity, the wrong
- * barrier — finds the stage's previous contents. Off (the default), a load lands when issued, so a stage
- * released before the wgmma reading it was waited for is refilled under it (wgmma_emu.cc). */
+ * barrier — finds the stage's previous contents; a cp.async copy lands at the cp.async.wait_group that
+ * covers its group (reading its source then), so a buffer read before that wait holds its old contents.
+ * Off (the default), both land when issued, so a stage released before the wgmma reading it was waited
+ * for is refilled under it (wgmma_emu.cc). */
 struct tma_load {
     uint32_t off;
     CUtensorMap map;
@@ -66,6 +68,21 @@ struct tma_load {
 };
 int late = -1;
 std::vector<tma_load> in_flight; /* this block's, in issue order */
+struct cp_copy {
+    void *dst;
+    const void *src;
+    int bytes;
+    long long group; /* -1: not yet committed */
+};
+std::vector<cp_copy> cp_q[1024]; /* per thread, in issue order */
+long long cp_next[1024];
+bool cp_used;
+
+void cp_land(const cp_copy &c) {
+    memcpy(c.dst, c.src, (size_t)c.bytes);
+    memset((char *)c.dst + c.bytes, 0, (size_t)(16 - c.bytes));
+}
+unsigned cp_tid() { return sf_emu::warp_id() * 32 + sf_emu::lane_id(); }
 
 void land(const tma_load &t) {
     const unsigned char *src = (const unsigned char *)t.map.base;
@@ -100,12 +117,50 @@ bool land_for(uint64_t *bar) {
 
 } // namespace
 
-extern "C" void sf_emu_set_tma_late(int on) { late = on ? 1 : 0; }
+extern "C" void sf_emu_set_copies_late(int on) { late = on ? 1 : 0; }
+
+void sf_emu::cp_async16(void *dst, const void *src, int src_bytes, const char *file, int line) {
+    if (src_bytes < 0 || src_bytes > 16 || (uintptr_t)dst % 16 || (src_bytes && (uintptr_t)src % 16))
+        thread_fault("cp.async at %s:%d: %d bytes from %p to %p (0..16 bytes, both 16-byte aligned)", file, line, src_bytes,
+                     src, dst);
+    const cp_copy c = {dst, src, src_bytes, -1};
+    if (late > 0) {
+        cp_q[cp_tid()].push_back(c);
+        cp_used = true;
+    } else {
+        cp_land(c);
+    }
+}
+void sf_emu::cp_async_commit(void) {
+    const unsigned t = cp_tid();
+    bool any = false;
+    for (cp_copy &c : cp_q[t])
+        if (c.group < 0) c.group = cp_next[t], any = true;
+    if (any) cp_next[t]++;
+}
+void sf_emu::cp_async_wait(int n) { /* all but the n most recent committed groups land */
+    std::vector<cp_copy> &q = cp_q[cp_tid()];
+    std::vector<long long> groups;
+    for (const cp_copy &c : q)
+        if (c.group >= 0 && (groups.empty() || groups.back() != c.group)) groups.push_back(c.group);
+    if (groups.size() <= (size_t)n) return;
+    const long long last = groups[groups.size() - (size_t)n - 1];
+    std::vector<cp_copy> keep;
+    for (const cp_copy &c : q) {
+        if (c.group >= 0 && c.group <= last) cp_land(c);
+        else keep.push_back(c);
+    }
+    q.swap(keep);
+}
 
 void sf_emu_tma_block_start(void) {
     in_flight.clear(); /* a block's loads nobody waited for land nowhere */
+    if (cp_used) {
+        for (unsigned t = 0; t < 1024; t++) cp_q[t].clear(), cp_next[t] = 0;
+        cp_used = false;
+    }
     if (late < 0) {
-        const char *e = getenv("SF_EMU_TMA_LATE");
+        const char *e = getenv("SF_EMU_COPIES_LATE");
         late = e && *e && strcmp(e, "0") != 0;
     }
 }

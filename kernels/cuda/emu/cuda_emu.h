@@ -67,10 +67,11 @@
  *  - cuBLASLt and cuDNN: sf_blaslt_matmul (libs_emu.cc), the conv3d (conv_emu.cc) and the attention
  *    (sdpa_emu.cc) are plain fp32-accumulating loops: they test the wrappers' and callers' layouts,
  *    strides, batching, epilogues and plan preparation, not the libraries;
- *  - asynchrony of TMA, by default: a TMA copy lands when issued, so an mbarrier wait that returns
- *    early (wrong parity, a missing wait) still reads the right data — unless SF_EMU_TMA_LATE=1
- *    (async_emu.cc), where a load lands only when a wait on its barrier needs it, and such a wait finds
- *    the old contents (tests/emu_perturbed.sh runs the TMA kernels so). The default keeps the other
+ *  - asynchrony of TMA and cp.async, by default: a copy lands when issued, so an mbarrier wait that
+ *    returns early (wrong parity, a missing wait) or a cp.async.wait_group that leaves the group in
+ *    flight still reads the right data — unless SF_EMU_COPIES_LATE=1 (async_emu.cc), where a copy
+ *    lands only at the wait that needs it, and such a wait finds the old contents (tests/emu_perturbed.sh
+ *    runs the attention kernels so). The default keeps the other
  *    extreme, which shows a stage released to the producer before its wgmma was waited for. (wgmma
  *    products are asynchronous here as on the GPU: wgmma_emu.cc.)
  * Single host thread: one launch at a time (a nested or concurrent launch fails loudly). */
@@ -577,8 +578,9 @@ static inline T __shfl_xor_sync(unsigned mask, T v, int lane_mask, int width = 3
  *  ldmatrix .m8n8.x4 .b16: lanes 8i..8i+7 give the 8 row addresses (16 bytes each, 16-byte aligned)
  *    of matrix i; register i of lane l = (row l/4, cols 2(l%4), 2(l%4)+1) of matrix i, or with .trans
  *    (rows 2(l%4), 2(l%4)+1, col l/4);
- *  cp.async 16 bytes (src_bytes < 16: the rest zero-filled): a plain copy here (streams and async
- *    groups are synchronous), commit / wait are no-ops.
+ *  cp.async 16 bytes (src_bytes < 16: the rest zero-filled): lands when issued, or with
+ *    SF_EMU_COPIES_LATE=1 at the cp.async.wait_group that covers its group (async_emu.cc), reading its
+ *    source then — so a buffer read before its wait holds what it held before.
  * Each instruction is a warp barrier here, all 32 lanes must take part (a fault otherwise). */
 static inline void sf_emu_mma_16816(float d[4], const uint32_t a[4], const uint32_t b[2], const char *file, int line) {
     const uint32_t mine[SF_EMU_WX_WORDS] = {a[0], a[1], a[2], a[3], b[0], b[1], 0, 0};
@@ -682,7 +684,12 @@ void sf_emu_mbar_init(uint64_t *bar, unsigned count, const char *file, int line)
 void sf_emu_mbar_arrive(uint64_t *bar, unsigned tx_bytes, const char *file, int line);
 void sf_emu_mbar_wait(uint64_t *bar, unsigned parity, const char *file, int line);
 void sf_emu_tma_load_2d(void *dst, const CUtensorMap *map, int c0, int c1, uint64_t *bar, const char *file, int line);
-void sf_emu_tma_block_start(void); /* cuda_emu.cc, before each block: SF_EMU_TMA_LATE (async_emu.cc) */
+void sf_emu_tma_block_start(void); /* cuda_emu.cc, before each block: SF_EMU_COPIES_LATE (async_emu.cc) */
+namespace sf_emu { /* cp.async (cuda_common.cuh), async_emu.cc */
+void cp_async16(void *dst, const void *src, int src_bytes, const char *file, int line);
+void cp_async_commit(void);
+void cp_async_wait(int n);
+} // namespace sf_emu
 sf_status sf_emu_tma_map(CUtensorMap *map, const void *base, uint64_t rows, uint64_t cols, uint64_t row_bytes,
                          uint32_t box_rows, sf_err *err);
 namespace sf_emu {

@@ -134,7 +134,7 @@ static __global__ void tma_misaligned_kernel(const __grid_constant__ CUtensorMap
     sf_tma_load_2d(sm + 512, &map, 0, 0, bar);
     out[threadIdx.x] = 1.0f;
 }
-/* SF_EMU_TMA_LATE: thread 0 loads an 8-row box (row 0: the first 64 values of the map's row 0); every
+/* SF_EMU_COPIES_LATE: thread 0 loads an 8-row box (row 0: the first 64 values of the map's row 0); every
  * thread reads one of them after waiting for the barrier (wait) or not */
 static __global__ void tma_read_kernel(const __grid_constant__ CUtensorMap map, float *out, int wait) {
     SF_DYN_SHARED(unsigned char, sm);
@@ -148,6 +148,16 @@ static __global__ void tma_read_kernel(const __grid_constant__ CUtensorMap map, 
     if (wait) sf_mbar_wait(bar, 0);
     __syncthreads();
     out[threadIdx.x] = __bfloat162float(reinterpret_cast<const __nv_bfloat16 *>(sm)[threadIdx.x]);
+}
+/* SF_EMU_COPIES_LATE for cp.async: threads 0..7 copy 64 bf16 into shared memory (16 bytes each) and
+ * commit; every thread reads one after the wait (wait) or without it */
+static __global__ void cp_read_kernel(const __nv_bfloat16 *src, float *out, int wait) {
+    SF_DYN_SHARED(__nv_bfloat16, sm);
+    if (threadIdx.x < 8) sf_cp_async16(sm + 8 * threadIdx.x, src + 8 * threadIdx.x, 16);
+    sf_cp_async_commit();
+    if (wait) sf_cp_async_wait<0>();
+    __syncthreads();
+    out[threadIdx.x] = __bfloat162float(sm[threadIdx.x]);
 }
 static __global__ void wgmma_half_group_kernel(float *out) { /* warpgroup 1 issues, half of warpgroup 0 left */
     SF_DYN_SHARED(__nv_bfloat16, buf);
@@ -311,6 +321,8 @@ extern "C" sf_status sf_emu_selftest(const sf_cuda_ctx *ctx, int which, void *ou
         SF_LAUNCH(tma_read_kernel, 1, 64, 4096, s, map, fo, which == 36);
         break;
     }
+    case 38:
+    case 39: SF_LAUNCH(cp_read_kernel, 1, 64, 4096, s, (const __nv_bfloat16 *)aux, fo, which == 38); break;
     case 25: SF_LAUNCH(named_bad_id_kernel, 1, 32, 0, s, fo); break;
     case 26: SF_LAUNCH(named_hang_kernel, 1, 64, 0, s, fo); break;
     case 20: SF_LAUNCH(mbar_uninit_kernel, 1, 32, 64, s, fo); break;

@@ -62,8 +62,8 @@ void sf_emu_set_quiet(int quiet);
  * the first launch. Returns 0, or -1 (order unchanged) for another spec. sf_emu_order: the one in use. */
 int sf_emu_set_order(const char *spec);
 /* TMA loads land when issued (0, the default) or only when a wait on their mbarrier needs them (1; what
- * $SF_EMU_TMA_LATE=1 sets): async_emu.cc. From the next block on. */
-void sf_emu_set_tma_late(int on);
+ * $SF_EMU_COPIES_LATE=1 sets): async_emu.cc. From the next block on. */
+void sf_emu_set_copies_late(int on);
 const char *sf_emu_order(void);
 /* Deferred streams (cuda_emu.h "Asynchrony"; default $SF_EMU_ASYNC): on, work enqueued on a stream runs only
  * when the host waits for it. Switching runs what is queued first. sf_emu_queued: operations queued, not run. */
