@@ -63,7 +63,7 @@ template <int N>
 static inline void sf_wgmma_wait(const char *file = __builtin_FILE(), int line = __builtin_LINE()) {
     sf_emu::wgmma_wait(N, file, line);
 }
-static inline void sf_fence_proxy_async(void) {}
+static inline void sf_fence_proxy_async(void) { sf_emu::fence_proxy_async(); }
 #else
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900 && defined(__CUDA_ARCH_FEAT_SM90_ALL)
 #define SF_HAVE_WGMMA 1

@@ -149,7 +149,8 @@ static void test_emu_reports_misuse(void) {
                  {23, "not 1024-byte aligned"},   {24, "divergent warpgroup barrier"},
                  {25, "barrier 1..15"},           {26, "at a named barrier"},
                  {30, "other descriptors"},       {33, "written while the product was in flight"},
-                 {34, "without a wgmma.fence"},   {35, "exits with 1 wgmma products in flight"}};
+                 {34, "without a wgmma.fence"},   {35, "exits with 1 wgmma products in flight"},
+                 {40, "no fence.proxy.async"}};
     cu c;
     if (!cu_open(&c)) return;
     float *out = cu_alloc(&c, 256 * 4);

@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include <algorithm>
 #include <vector>
 
 namespace {
@@ -78,11 +79,27 @@ std::vector<cp_copy> cp_q[1024]; /* per thread, in issue order */
 long long cp_next[1024];
 bool cp_used;
 
+unsigned cp_tid() { return sf_emu::warp_id() * 32 + sf_emu::lane_id(); }
+
+/* Generic-proxy writes not yet fenced for the async proxy: per 16-byte granule of the dynamic shared
+ * memory, the writing thread + 1 (0: none); per thread, its granules. */
+std::vector<uint16_t> gen_owner;
+std::vector<uint32_t> gen_list[1024];
+bool gen_used;
+
 void cp_land(const cp_copy &c) {
     memcpy(c.dst, c.src, (size_t)c.bytes);
     memset((char *)c.dst + c.bytes, 0, (size_t)(16 - c.bytes));
+    const unsigned char *base = (const unsigned char *)sf_emu::dyn_shared(), *d = (const unsigned char *)c.dst;
+    const size_t size = sf_emu::dyn_shared_size();
+    if (!base || d < base || d >= base + size) return; /* static shared memory: not tracked */
+    const uint32_t g = (uint32_t)((size_t)(d - base) / 16);
+    if (gen_owner.size() < size / 16 + 1) gen_owner.assign(size / 16 + 1, 0);
+    const unsigned t = cp_tid();
+    gen_owner[g] = (uint16_t)(t + 1);
+    gen_list[t].push_back(g);
+    gen_used = true;
 }
-unsigned cp_tid() { return sf_emu::warp_id() * 32 + sf_emu::lane_id(); }
 
 void land(const tma_load &t) {
     const unsigned char *src = (const unsigned char *)t.map.base;
@@ -118,6 +135,21 @@ bool land_for(uint64_t *bar) {
 } // namespace
 
 extern "C" void sf_emu_set_copies_late(int on) { late = on ? 1 : 0; }
+
+void sf_emu::fence_proxy_async(void) {
+    std::vector<uint32_t> &l = gen_list[cp_tid()];
+    const uint16_t me = (uint16_t)(cp_tid() + 1);
+    for (uint32_t g : l)
+        if (g < gen_owner.size() && gen_owner[g] == me) gen_owner[g] = 0;
+    l.clear();
+}
+void sf_emu::check_async_read(uint32_t off, const char *what, const char *file, int line) {
+    const uint32_t g = off / 16;
+    if (g < gen_owner.size() && gen_owner[g])
+        thread_fault("%s at %s:%d reads shared offset %#x, written by thread %u's cp.async with no fence.proxy.async "
+                     "since (the tensor cores read through the async proxy)", what, file, line, off,
+                     (unsigned)gen_owner[g] - 1);
+}
 
 void sf_emu::cp_async16(void *dst, const void *src, int src_bytes, const char *file, int line) {
     if (src_bytes < 0 || src_bytes > 16 || (uintptr_t)dst % 16 || (src_bytes && (uintptr_t)src % 16))
@@ -158,6 +190,11 @@ void sf_emu_tma_block_start(void) {
     if (cp_used) {
         for (unsigned t = 0; t < 1024; t++) cp_q[t].clear(), cp_next[t] = 0;
         cp_used = false;
+    }
+    if (gen_used) {
+        std::fill(gen_owner.begin(), gen_owner.end(), (uint16_t)0);
+        for (unsigned t = 0; t < 1024; t++) gen_list[t].clear();
+        gen_used = false;
     }
     if (late < 0) {
         const char *e = getenv("SF_EMU_COPIES_LATE");

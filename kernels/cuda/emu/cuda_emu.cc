@@ -728,6 +728,7 @@ void *dyn_shared(void) {
     running("dynamic shared memory");
     return dyn_buf;
 }
+size_t dyn_shared_size(void) { return dyn_buf ? dyn_size : 0; }
 
 bool is_device_ptr(const void *p) { return registered(p, 0); }
 

@@ -58,8 +58,9 @@
  *  - races that no order shows: threads run whole stretches between barriers, never interleaved
  *    inside one, so a race between two writes of the same value, or one hidden by the tests'
  *    tolerances, goes unnoticed (compute-sanitizer racecheck on the GPU finds those);
- *  - the memory model, fences, atomics contention (atomics are plain read-modify-writes here, which
- *    is exact because coroutines never switch inside one), timing and occupancy;
+ *  - the memory model, fences (except fence.proxy.async between cp.async and wgmma: async_emu.cc),
+ *    atomics contention (atomics are plain read-modify-writes here, which is exact because coroutines
+ *    never switch inside one), timing and occupancy;
  *  - nvcc's FMA contraction (-fmad=true): the GPU may compute a·b + c with one rounding where the
  *    emulation rounds twice; kernels that must match bit for bit round explicitly (sf_round_bf);
  *  - approximate intrinsics: rsqrtf, __expf, __logf, __fdividef are computed exactly here
@@ -419,6 +420,7 @@ const unsigned char *smem_at(uint32_t off, size_t n, const char *file, int line)
 unsigned lane_id(void);
 unsigned warp_id(void); /* the calling thread's warp within its block (linear thread index / 32) */
 void *dyn_shared(void);
+size_t dyn_shared_size(void);
 bool is_device_ptr(const void *p);
 /* graph_emu.cc: s is capturing (work on it is recorded, not run) / any capture is active / record
  * run as the next node of s's capture (kind: "kernel", "memcpy", "memset", "matmul"; an invalidated
@@ -689,6 +691,10 @@ namespace sf_emu { /* cp.async (cuda_common.cuh), async_emu.cc */
 void cp_async16(void *dst, const void *src, int src_bytes, const char *file, int line);
 void cp_async_commit(void);
 void cp_async_wait(int n);
+/* The proxies: a cp.async write to dynamic shared memory stays "generic" until its thread's
+ * fence.proxy.async; an async-proxy read of it before that (a wgmma operand) faults (async_emu.cc). */
+void fence_proxy_async(void);
+void check_async_read(uint32_t off, const char *what, const char *file, int line);
 } // namespace sf_emu
 sf_status sf_emu_tma_map(CUtensorMap *map, const void *base, uint64_t rows, uint64_t cols, uint64_t row_bytes,
                          uint32_t box_rows, sf_err *err);

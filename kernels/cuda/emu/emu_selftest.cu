@@ -183,6 +183,7 @@ static __global__ void wgmma_mixed_desc_kernel(float *out) { /* thread 5 points 
 static __global__ void wgmma_async_kernel(float *out, int mode) {
     SF_DYN_SHARED(__nv_bfloat16, buf); /* A: 8 KB K-major, B: 8 KB at byte 8192 */
     for (int i = (int)threadIdx.x; i < 8192; i += 128) buf[i] = __float2bfloat16(1.0f);
+    sf_fence_proxy_async(); /* generic stores, read by the tensor cores */
     __syncthreads();
     float d[32];
     for (int i = 0; i < 32; i++) d[i] = 0.0f;
@@ -200,6 +201,21 @@ static __global__ void wgmma_async_kernel(float *out, int mode) {
     }
     sf_wgmma_wait<0>();
     out[128 + threadIdx.x] = d[0];
+}
+
+static __global__ void wgmma_no_proxy_fence_kernel(float *out) { /* B and A written by cp.async, no proxy fence */
+    SF_DYN_SHARED(__nv_bfloat16, buf);
+    for (int i = (int)threadIdx.x; i < 1024; i += 128) sf_cp_async16(buf + 8 * i, out, 16);
+    sf_cp_async_commit();
+    sf_cp_async_wait<0>();
+    __syncthreads();
+    float d[32];
+    for (int i = 0; i < 32; i++) d[i] = 0.0f;
+    sf_wgmma_fence();
+    sf_wgmma_m64n64k16_ss(d, sf_wgmma_desc(sf_smem_addr(buf), 16, 1024), sf_wgmma_desc(sf_smem_addr(buf + 4096), 16, 1024), 0);
+    sf_wgmma_commit();
+    sf_wgmma_wait<0>();
+    out[threadIdx.x] = d[0];
 }
 
 /* --- kernels that must fail ---------------------------------------------------------------- */
@@ -323,6 +339,7 @@ extern "C" sf_status sf_emu_selftest(const sf_cuda_ctx *ctx, int which, void *ou
     }
     case 38:
     case 39: SF_LAUNCH(cp_read_kernel, 1, 64, 4096, s, (const __nv_bfloat16 *)aux, fo, which == 38); break;
+    case 40: SF_LAUNCH(wgmma_no_proxy_fence_kernel, 1, 128, 16384, s, fo); break;
     case 25: SF_LAUNCH(named_bad_id_kernel, 1, 32, 0, s, fo); break;
     case 26: SF_LAUNCH(named_hang_kernel, 1, 64, 0, s, fo); break;
     case 20: SF_LAUNCH(mbar_uninit_kernel, 1, 32, 64, s, fo); break;

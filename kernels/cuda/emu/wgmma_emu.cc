@@ -73,6 +73,7 @@ unsigned tid_now() { return warp_id() * 32 + lane_id(); }
 
 float smem_bf(uint32_t addr, const char *file, int line) {
     addr ^= ((addr >> 7) & 7u) << 4; /* the 128-byte swizzle */
+    check_async_read(addr, "wgmma", file, line);
     unsigned short h;
     memcpy(&h, smem_at(addr, 2, file, line), 2);
     return sf_emu_bf_bits2f(h);
