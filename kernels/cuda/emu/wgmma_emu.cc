@@ -79,13 +79,14 @@ float smem_bf(uint32_t addr, const char *file, int line) {
     return sf_emu_bf_bits2f(h);
 }
 
-/* The product of op for all 128 threads (earlier products of the warpgroup first: chains read them). */
+/* The product of op for all 128 threads (earlier products of the warpgroup first: chains read them).
+ * No local owns heap memory in the functions below that may fault: a faulting thread never returns
+ * (cuda_emu.cc thread_fault), so such a local would leak; the products are owned by wg_ops and the
+ * threads' queues, which the next block's start clears. */
 void compute(unsigned wg, wg_op &op) {
     std::deque<op_ptr> &q = wg_ops[wg];
     while (!q.empty() && q.front()->id <= op.id) {
-        op_ptr p = q.front();
-        q.pop_front();
-        wg_op &o = *p;
+        wg_op &o = *q.front();
         const int N = o.N, half = N / 2;
         float A[64 * 16], BT[16 * 128];
         const uint32_t sa = (uint32_t)(o.da & 0x3fff) << 4, sba = (uint32_t)((o.da >> 32) & 0x3fff) << 4;
@@ -130,6 +131,7 @@ void compute(unsigned wg, wg_op &op) {
         }
         o.in.clear();
         o.computed = true;
+        q.pop_front(); /* still owned by the threads' queues until each has taken its part */
     }
 }
 
@@ -175,20 +177,25 @@ void wgmma_wait(int n, const char *file, int line) {
     const unsigned tid = tid_now(), wg = tid >> 7, lt = tid & 127;
     thread_state &t = ts[tid];
     /* the committed groups in flight, oldest first; all but the n most recent complete */
-    std::vector<long long> groups;
+    long long groups[64];
+    size_t ng = 0;
     for (const pending &p : t.q)
-        if (p.group >= 0 && (groups.empty() || groups.back() != p.group)) groups.push_back(p.group);
-    const size_t done = groups.size() > (size_t)n ? groups.size() - (size_t)n : 0;
+        if (p.group >= 0 && (ng == 0 || groups[ng - 1] != p.group)) {
+            if (ng == 64) thread_fault("wgmma wait_group at %s:%d: more than 64 groups in flight", file, line);
+            groups[ng++] = p.group;
+        }
+    const size_t done = ng > (size_t)n ? ng - (size_t)n : 0;
     if (done) {
         /* the tensor cores take their time: everything else runs first — a producer whose stage was
            released before this wait refills it now, and the product below reads the refill */
         yield_now(file, line);
         const long long last = groups[done - 1];
-        std::vector<pending> keep;
+        size_t kept = 0; /* the queue compacted in place: the products that stay in flight */
         for (size_t i = 0; i < t.q.size(); i++) {
             pending &p = t.q[i];
             if (p.group < 0 || p.group > last) {
-                keep.push_back(p);
+                if (kept != i) t.q[kept] = t.q[i];
+                kept++;
                 continue;
             }
             wg_op &o = *p.op;
@@ -202,7 +209,7 @@ void wgmma_wait(int n, const char *file, int line) {
                              "(found at the wait at %s:%d)", o.file, o.line, file, line);
             memcpy(o.d[lt], &o.out[(size_t)lt * half], sizeof(float) * (size_t)half);
         }
-        t.q.swap(keep);
+        t.q.resize(kept);
     }
     t.fenced = false;
 }
@@ -232,7 +239,8 @@ void wgmma_issue(float *d, int N, const uint32_t *a, uint64_t da, uint64_t db, b
                              (unsigned long long)da, (unsigned long long)db);
         /* the product, for the whole warpgroup: each thread's accumulator is poisoned until its wait,
            or chained to the product in flight into it */
-        op_ptr p = std::make_shared<wg_op>();
+        wg_ops[wg].push_back(std::make_shared<wg_op>()); /* owned there from the start (see compute) */
+        const op_ptr &p = wg_ops[wg].back();
         wg_op &o = *p;
         o.id = ++next_id, o.N = N, o.rs = a != nullptr, o.trans_b = trans_b, o.da = da, o.db = db, o.file = file,
         o.line = line, o.computed = false;
@@ -255,7 +263,6 @@ void wgmma_issue(float *d, int N, const uint32_t *a, uint64_t da, uint64_t db, b
             }
             s.q.push_back({p, -1});
         }
-        wg_ops[wg].push_back(p);
     }
     /* this thread's rule: a new accumulation (not chained to one in flight) needs a fence since its last
        wait; the chained k-steps of one product need none */
