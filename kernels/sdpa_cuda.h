@@ -41,6 +41,21 @@ typedef struct sf_sdpa sf_sdpa;
 sf_status sf_sdpa_new(sf_sdpa **out, void *cuda_stream, sf_err *err);
 void sf_sdpa_destroy(sf_sdpa **s); /* NULL or *s NULL: no-op; NULLs *s */
 
+/* The shapes the contract above allows (d ≤ 256, multiples of 8, strides ≥ H·d): SF_E_ARG naming the
+ * shape otherwise. Shared by the cuDNN wrapper and the emulation's stand-in (kernels/cuda/emu/sdpa_emu.cc). */
+static inline sf_status sf_sdpa_shape_check(int64_t Lq, int64_t Lk, int64_t H, int64_t d, int64_t ldq, int64_t ldk,
+                                            int64_t ldo, sf_err *err) {
+    const int64_t w = H * d;
+    if (Lq < 1 || Lk < 1 || H < 1 || d < 8 || d > 256 || d % 8 || ldq < w || ldk < w || ldo < w || ldq % 8 || ldk % 8 ||
+        ldo % 8)
+        return sf_fail(err, SF_E_ARG,
+                       "sdpa: bad shape Lq %lld Lk %lld H %lld d %lld ldq %lld ldk %lld ldo %lld (d ≤ 256 and strides "
+                       "multiples of 8, ≥ H·d)",
+                       (long long)Lq, (long long)Lk, (long long)H, (long long)d, (long long)ldq, (long long)ldk,
+                       (long long)ldo);
+    return SF_OK;
+}
+
 /* Build (or find) the execution plan for this shape now — at init, outside the block loop — and
  * grow the workspace it needs. SF_E_UNSUPPORTED when no engine takes the shape (reason in err). */
 sf_status sf_sdpa_prepare(sf_sdpa *s, int64_t Lq, int64_t Lk, int H, int d, int64_t ldq, int64_t ldk, int64_t ldo,

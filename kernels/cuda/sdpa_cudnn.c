@@ -206,15 +206,7 @@ static sf_status search_fail(sf_cudnn_build *b, const shape *s, sf_err *err) {
 }
 
 static sf_status shape_check(const shape *s, sf_err *err) {
-    int64_t w = s->H * s->d;
-    if (s->Lq < 1 || s->Lk < 1 || s->H < 1 || s->d < 8 || s->d > 256 || s->d % 8 || s->ldq < w || s->ldk < w ||
-        s->ldo < w || s->ldq % 8 || s->ldk % 8 || s->ldo % 8)
-        return sf_fail(err, SF_E_ARG,
-                       "sdpa: bad shape Lq %lld Lk %lld H %lld d %lld ldq %lld ldk %lld ldo %lld (d ≤ 256 and strides "
-                       "multiples of 8, ≥ H·d)",
-                       (long long)s->Lq, (long long)s->Lk, (long long)s->H, (long long)s->d, (long long)s->ldq,
-                       (long long)s->ldk, (long long)s->ldo);
-    return SF_OK;
+    return sf_sdpa_shape_check(s->Lq, s->Lk, s->H, s->d, s->ldq, s->ldk, s->ldo, err);
 }
 
 

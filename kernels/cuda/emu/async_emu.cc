@@ -165,24 +165,18 @@ void sf_emu::cp_async16(void *dst, const void *src, int src_bytes, const char *f
 }
 void sf_emu::cp_async_commit(void) {
     const unsigned t = cp_tid();
-    bool any = false;
-    for (cp_copy &c : cp_q[t])
-        if (c.group < 0) c.group = cp_next[t], any = true;
-    if (any) cp_next[t]++;
+    async_commit(cp_q[t], cp_next[t]);
 }
 void sf_emu::cp_async_wait(int n) { /* all but the n most recent committed groups land */
-    std::vector<cp_copy> &q = cp_q[cp_tid()];
-    std::vector<long long> groups;
-    for (const cp_copy &c : q)
-        if (c.group >= 0 && (groups.empty() || groups.back() != c.group)) groups.push_back(c.group);
-    if (groups.size() <= (size_t)n) return;
-    const long long last = groups[groups.size() - (size_t)n - 1];
-    std::vector<cp_copy> keep;
-    for (const cp_copy &c : q) {
-        if (c.group >= 0 && c.group <= last) cp_land(c);
-        else keep.push_back(c);
+    const unsigned t = cp_tid();
+    std::vector<cp_copy> &q = cp_q[t];
+    const long long last = async_wait_last(cp_next[t], n);
+    size_t kept = 0;
+    for (size_t i = 0; i < q.size(); i++) {
+        if (q[i].group >= 0 && q[i].group <= last) cp_land(q[i]);
+        else q[kept++] = q[i];
     }
-    q.swap(keep);
+    q.resize(kept);
 }
 
 void sf_emu_tma_block_start(void) {
@@ -230,13 +224,12 @@ void sf_emu_mbar_wait(uint64_t *bar, unsigned parity, const char *file, int line
 void sf_emu_tma_load_2d(void *dst, const CUtensorMap *map, int c0, int c1, uint64_t *bar, const char *file, int line) {
     if (!map || map->magic != 0x7e5a0001u)
         sf_emu::thread_fault("TMA load at %s:%d: not a tensor map made by sf_tma_map_bf16", file, line);
-    const uint32_t off = sf_emu::smem_offset(dst, file, line), rows = map->box_rows;
+    const uint32_t off = sf_emu::smem_offset(dst, file, line);
     if (off % 1024)
         sf_emu::thread_fault("TMA load at %s:%d: destination at shared offset %#x is not 1024-byte aligned (the "
                              "128-byte swizzle's period)", file, line, off);
     if (!sf_emu::is_device_ptr(map->base))
         sf_emu::thread_fault("TMA load at %s:%d: the tensor map's base %p is not device memory", file, line, map->base);
-    (void)rows;
     sf_emu::smem_offset(bar, file, line); /* the barrier is in shared memory (faults otherwise) */
     const tma_load t = {off, *map, c0, c1, bar, file, line};
     if (late > 0) {

@@ -687,6 +687,19 @@ void sf_emu_mbar_arrive(uint64_t *bar, unsigned tx_bytes, const char *file, int 
 void sf_emu_mbar_wait(uint64_t *bar, unsigned parity, const char *file, int line);
 void sf_emu_tma_load_2d(void *dst, const CUtensorMap *map, int c0, int c1, uint64_t *bar, const char *file, int line);
 void sf_emu_tma_block_start(void); /* cuda_emu.cc, before each block: SF_EMU_COPIES_LATE (async_emu.cc) */
+namespace sf_emu {
+/* PTX's asynchronous groups (cp.async, wgmma), per thread: commit puts its uncommitted operations (group
+ * < 0) in group `next`; groups are numbered in commit order and leave whole, so the committed groups in
+ * flight are the consecutive ones up to next − 1, and wait_group n completes those ≤ async_wait_last. */
+template <class Q>
+void async_commit(Q &q, long long &next) {
+    bool any = false;
+    for (auto &e : q)
+        if (e.group < 0) e.group = next, any = true;
+    if (any) next++;
+}
+inline long long async_wait_last(long long next, int n) { return next - 1 - n; }
+} // namespace sf_emu
 namespace sf_emu { /* cp.async (cuda_common.cuh), async_emu.cc */
 void cp_async16(void *dst, const void *src, int src_bytes, const char *file, int line);
 void cp_async_commit(void);

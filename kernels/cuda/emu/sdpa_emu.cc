@@ -32,19 +32,6 @@ struct shape {
 };
 unsigned long long n_sdpa_calls;
 
-/* the real wrapper's argument rules (sdpa_cudnn.c shape_check) */
-sf_status shape_check(const shape &s, sf_err *err) {
-    const int64_t w = s.H * s.d;
-    if (s.Lq < 1 || s.Lk < 1 || s.H < 1 || s.d < 8 || s.d > 256 || s.d % 8 || s.ldq < w || s.ldk < w || s.ldo < w ||
-        s.ldq % 8 || s.ldk % 8 || s.ldo % 8)
-        return sf_fail(err, SF_E_ARG,
-                       "sdpa: bad shape Lq %lld Lk %lld H %lld d %lld ldq %lld ldk %lld ldo %lld (d ≤ 256 and strides "
-                       "multiples of 8, ≥ H·d)",
-                       (long long)s.Lq, (long long)s.Lk, (long long)s.H, (long long)s.d, (long long)s.ldq,
-                       (long long)s.ldk, (long long)s.ldo);
-    return SF_OK;
-}
-
 float bf(const uint16_t *p, int64_t i) { return sf_emu_bf_bits2f(p[i]); }
 
 void attention_now(const shape &s, const uint16_t *q, const uint16_t *k, const uint16_t *v, uint16_t *o, float scale) {
@@ -121,7 +108,7 @@ extern "C" void sf_sdpa_destroy(sf_sdpa **sp) {
 /* The "plan" of a shape: known once prepared; the first use grows the workspace (Lq·H fp32 row
  * statistics, as a flash attention keeps) by cudaMalloc, as a plan built on a GPU would. */
 static sf_status plan_get(sf_sdpa *s, const shape &k, sf_err *err) {
-    sf_status st = shape_check(k, err);
+    sf_status st = sf_sdpa_shape_check(k.Lq, k.Lk, k.H, k.d, k.ldq, k.ldk, k.ldo, err);
     if (st) return st;
     for (const shape &p : s->prepared)
         if (p == k) return SF_OK;

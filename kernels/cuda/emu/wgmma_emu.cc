@@ -167,29 +167,20 @@ void wgmma_fence(const char *, int) {
 
 void wgmma_commit(const char *, int) {
     thread_state &t = ts[tid_now()];
-    bool any = false;
-    for (pending &p : t.q)
-        if (p.group < 0) p.group = t.next_group, any = true;
-    if (any) t.next_group++;
+    async_commit(t.q, t.next_group);
 }
 
 void wgmma_wait(int n, const char *file, int line) {
     const unsigned tid = tid_now(), wg = tid >> 7, lt = tid & 127;
     thread_state &t = ts[tid];
-    /* the committed groups in flight, oldest first; all but the n most recent complete */
-    long long groups[64];
-    size_t ng = 0;
-    for (const pending &p : t.q)
-        if (p.group >= 0 && (ng == 0 || groups[ng - 1] != p.group)) {
-            if (ng == 64) thread_fault("wgmma wait_group at %s:%d: more than 64 groups in flight", file, line);
-            groups[ng++] = p.group;
-        }
-    const size_t done = ng > (size_t)n ? ng - (size_t)n : 0;
+    /* all but the n most recent committed groups complete */
+    const long long last = async_wait_last(t.next_group, n);
+    bool done = false;
+    for (const pending &p : t.q) done |= p.group >= 0 && p.group <= last;
     if (done) {
         /* the tensor cores take their time: everything else runs first — a producer whose stage was
            released before this wait refills it now, and the product below reads the refill */
         yield_now(file, line);
-        const long long last = groups[done - 1];
         size_t kept = 0; /* the queue compacted in place: the products that stay in flight */
         for (size_t i = 0; i < t.q.size(); i++) {
             pending &p = t.q[i];
