@@ -112,7 +112,7 @@ ENDLESS=(--num_frames 0 --local_attn_size 6 --sink_size 3 --height 16 --width 16
     assert_failure
     assert_output --partial "not an IPv4 address"
     mkfifo "$T/fifo"
-    sf-view --in "$T/fifo" --port "$PORT" --encoder "ipc://$T/none.sock" 2>"$T/view.log" 3>&- &
+    sf-view --in "$T/fifo" --port "$PORT" --encoder "ipc://$T/none.sock" --allow-host studio.lan 2>"$T/view.log" 3>&- &
     PIDS+=("$!")
     exec 4>"$T/fifo" # keep the stream open: no frames yet
     for _ in $(seq 100); do curl -s "http://127.0.0.1:$PORT/status" >/dev/null && break; sleep 0.05; done
@@ -127,6 +127,14 @@ ENDLESS=(--num_frames 0 --local_attn_size 6 --sink_size 3 --height 16 --width 16
     [ "$(code -X POST -d '{"prompt": "a\u0001b"}' "http://127.0.0.1:$PORT/prompt")" = 400 ]
     [ "$(code -X POST --data-binary $'{"prompt": "\xff"}' "http://127.0.0.1:$PORT/prompt")" = 400 ]
     [ "$(code -X POST -H 'Origin: http://evil.example' -d '{"prompt": "x"}' "http://127.0.0.1:$PORT/prompt")" = 403 ]
+    # DNS rebinding: a page whose own name now points here is refused, its Origin matching its Host or not
+    [ "$(code -H "Host: evil.example:$PORT" "http://127.0.0.1:$PORT/frame.jpg")" = 403 ]
+    [ "$(code -H "Host: evil.example:$PORT" "http://127.0.0.1:$PORT/status")" = 403 ]
+    [ "$(code -X POST -H "Host: evil.example:$PORT" -H "Origin: http://evil.example:$PORT" -d '{"prompt": "x"}' \
+        "http://127.0.0.1:$PORT/prompt")" = 403 ]
+    [ "$(code "http://localhost:$PORT/status")" = 200 ]
+    [ "$(code -H "Host: studio.lan:$PORT" "http://127.0.0.1:$PORT/status")" = 200 ]
+    grep -q "Host 'evil.example:$PORT' refused" "$T/view.log"
     head -c 20000 /dev/zero | tr '\0' 'a' >"$T/big"
     [ "$(code -X POST --data-binary @"$T/big" "http://127.0.0.1:$PORT/prompt")" = 413 ]
     # a valid prompt with no encoder server running: 503, the view keeps serving

@@ -53,10 +53,30 @@ static void test_parse_prompt(void) {
     BAD(big, "1..2000 bytes");
 }
 
+/* The DNS-rebinding guard: names a page's owner can re-point at this machine are refused. */
+static void test_host(void) {
+    static const char *ok[] = {NULL, "127.0.0.1", "127.0.0.1:8080", "192.168.1.20:80", "[::1]:8080", "[::1]",
+                               "localhost", "LocalHost:8080", "localhost.:8080", "view.localhost:8080", "0.0.0.0"};
+    static const char *bad[] = {"", "evil.example", "evil.example:8080", "localhost.evil.example", "mylocalhost",
+                                "127.0.0.1.evil.example", "127.1", "[::1", "[::1]x", "[nothost]:80", "localhost:",
+                                "localhost:80x", "127.0.0.1:8080:1", ".localhost", "gpu-box:8080"};
+    for (size_t i = 0; i < sizeof ok / sizeof *ok; i++)
+        SF_CHECK_MSG(sf_view_host_ok(ok[i], NULL), "Host '%s' should be served", ok[i] ? ok[i] : "(none)");
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++)
+        SF_CHECK_MSG(!sf_view_host_ok(bad[i], NULL), "Host '%s' should be refused", bad[i]);
+    /* --allow-host: exact names, any case, any port; not suffixes or prefixes */
+    const char *allow = "gpu-box,Studio.lan";
+    SF_CHECK(sf_view_host_ok("gpu-box:8080", allow) && sf_view_host_ok("GPU-BOX", allow));
+    SF_CHECK(sf_view_host_ok("studio.lan:80", allow));
+    SF_CHECK(!sf_view_host_ok("gpu-box.evil.example", allow) && !sf_view_host_ok("gpu-bo", allow));
+    SF_CHECK(!sf_view_host_ok("lan", allow) && !sf_view_host_ok("evil.example", allow));
+    SF_CHECK(!sf_view_host_ok("gpu-box", ",") && sf_view_host_ok("gpu-box", ",gpu-box,"));
+}
+
 static void test_status_and_frame(void) {
     sf_err err = {{0}};
     sf_view *v = NULL;
-    sf_view_opts o = {"127.0.0.1", 20000 + (int)(getpid() % 20000), NULL, 512, 85, 1000, 4, 1.0};
+    sf_view_opts o = {"127.0.0.1", 20000 + (int)(getpid() % 20000), NULL, 512, 85, 1000, 4, 1.0, NULL};
     SF_CHECK_OK(sf_view_new(&o, &v, &err), &err);
     if (!v) return;
     /* one frame of a block whose prompt needs escaping */
@@ -109,6 +129,7 @@ static void test_status_and_frame(void) {
 static const sf_test tests[] = {
     {"utf8", test_utf8},
     {"parse_prompt", test_parse_prompt},
+    {"host", test_host},
     {"status_and_frame", test_status_and_frame},
 };
 SF_TEST_MAIN(tests)

@@ -17,6 +17,7 @@ static const sf_opt opts[] = {
     {"in", 0, SF_ARG_VALUE, "URL\twire stream of frames u8 [n,H,W,3] (sf-decode --out URL)"},
     {"port", 0, SF_ARG_VALUE, "N\tHTTP port (default 8080)"},
     {"bind", 0, SF_ARG_VALUE, "ADDR\tIPv4 address to listen on (default 127.0.0.1: this machine only)"},
+    {"allow-host", 0, SF_ARG_VALUE, "NAMES\tHost names served besides IP addresses and localhost, comma-separated (others are refused: DNS rebinding)"},
     {"encoder", 0, SF_ARG_VALUE, "URL\tthe live route's encoder server (sf-encode --serve URL --out ...): enables the prompt box"},
     {"text-len", 0, SF_ARG_VALUE, "N\ttext length asked of the encoder (default 512, the model's text_len)"},
     {"fps", 0, SF_ARG_VALUE, "N\tplayback rate (default: the stream's, 16)"},
@@ -71,7 +72,7 @@ int main(int argc, char **argv) {
     if (bind && strcmp(bind, "127.0.0.1") != 0)
         sf_warn("listening on %s: other machines can watch and send prompts (there is no login)", bind);
     sf_view_opts o = {bind ? bind : "127.0.0.1", (int)port, sf_args_get(&a, opts, "encoder"), tl, (int)quality, fps,
-                      (int)maxv, max_lag};
+                      (int)maxv, max_lag, sf_args_get(&a, opts, "allow-host")};
     if ((s = sf_wire_install_signals(&err))) sf_die(PROG, s, &err);
     sf_view *v = NULL;
     if ((s = sf_view_new(&o, &v, &err))) sf_die(PROG, s, &err);

@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <time.h>
 #include <turbojpeg.h>
 
@@ -353,6 +354,42 @@ static enum MHD_Result post_prompt(sf_view *v, struct MHD_Connection *cn, const 
     return r;
 }
 
+/* DNS rebinding: a web page on a name its owner controls can re-point that name at 127.0.0.1 and then
+ * read this server as its own origin (frames, status) and post prompts (its Origin matches its Host).
+ * Its requests carry that name as Host, so only names that cannot be re-pointed are served: IP literals,
+ * "localhost" and *.localhost (browsers resolve those to loopback themselves), and --allow-host's. A
+ * request without Host (HTTP/1.0 tools; browsers always send one) is served. */
+int sf_view_host_ok(const char *host, const char *allow) {
+    if (!host) return 1;
+    size_t n = strlen(host);
+    if (n == 0 || n > 255) return 0;
+    char h[256];
+    if (host[0] == '[') { /* [v6]:port */
+        const char *e = strchr(host, ']');
+        if (!e || (e[1] && e[1] != ':')) return 0;
+        size_t l = (size_t)(e - host - 1);
+        memcpy(h, host + 1, l), h[l] = 0;
+        struct in6_addr a6;
+        return inet_pton(AF_INET6, h, &a6) == 1;
+    }
+    const char *colon = strchr(host, ':');
+    size_t l = colon ? (size_t)(colon - host) : n;
+    if (colon && (!colon[1] || strspn(colon + 1, "0123456789") != strlen(colon + 1))) return 0;
+    for (size_t i = 0; i < l; i++) h[i] = (char)(host[i] >= 'A' && host[i] <= 'Z' ? host[i] + 32 : host[i]);
+    h[l] = 0;
+    if (l && h[l - 1] == '.') h[--l] = 0; /* "localhost." is "localhost" */
+    struct in_addr a4;
+    if (l == 0) return 0;
+    if (inet_pton(AF_INET, h, &a4) == 1) return 1;
+    if (!strcmp(h, "localhost") || (l > 10 && !strcmp(h + l - 10, ".localhost"))) return 1;
+    for (const char *p = allow; p && *p;) { /* comma-separated names, case-insensitive */
+        size_t k = strcspn(p, ",");
+        if (k == l && !strncasecmp(p, h, l)) return 1;
+        p += k + (p[k] == ',');
+    }
+    return 0;
+}
+
 /* A POST must come from this page: an Origin header, when present, must name the Host it was sent to. */
 static int same_origin(struct MHD_Connection *cn) {
     const char *origin = MHD_lookup_connection_value(cn, MHD_HEADER_KIND, "Origin");
@@ -366,6 +403,11 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *cn, const char *
                               const char *version, const char *upload, size_t *upload_n, void **con_cls) {
     (void)version;
     sf_view *v = cls;
+    const char *host = MHD_lookup_connection_value(cn, MHD_HEADER_KIND, "Host");
+    if (!sf_view_host_ok(host, v->o.allow_hosts)) { /* answered at the headers: a body is never read */
+        sf_warn("request with Host '%.100s' refused (not this machine's name; --allow-host adds one)", host);
+        return send_json_error(cn, MHD_HTTP_FORBIDDEN, "this Host is not served: start sf-view with --allow-host NAME");
+    }
     if (!strcmp(method, "POST")) {
         body *b = *con_cls;
         if (!b) { /* first call: headers only */

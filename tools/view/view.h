@@ -11,6 +11,8 @@
  *                      switch_latency_ms, viewers, ended, can_prompt
  *   POST /prompt       JSON {"prompt": TEXT, "recache": BOOL}: TEXT valid UTF-8, 1..2000 bytes, no
  *                      control characters; a cross-origin Origin header is refused (403)
+ * Any request whose Host is a name other than localhost / *.localhost / --allow-host's is 403 (a page
+ * that re-points its own name at this machine — DNS rebinding — cannot read frames or send prompts).
  * Anything else is 404 / 405; request bodies over 16 KiB are 413. All JSON is built with cJSON.
  * Mirrors the reference's demo.py (Flask + Socket.IO) in spirit, not in code. Tested by
  * tests/unit/test_view.c (input validation, JSON, JPEG) and tests/bats/live.bats (the page in
@@ -37,6 +39,7 @@ typedef struct sf_view_opts {
     double fps;            /* playback rate; 0: the stream's meta fps (16 when absent) */
     int max_viewers;       /* connection limit */
     double max_lag;        /* seconds a frame may lag its block's departure before playback catches up */
+    const char *allow_hosts; /* comma-separated Host names served besides IP literals and localhost, or NULL */
 } sf_view_opts;
 
 /* Start the HTTP server (and connect to the encoder). Caller destroys. */
@@ -60,6 +63,9 @@ sf_status sf_view_stop_route(sf_view *v, sf_err *err);
 /* A prompt from a POST body: SF_OK and the text copied into out (n ≥ SF_VIEW_MAX_PROMPT + 1), recache
  * (-1 absent); SF_E_ARG with a one-line reason otherwise. */
 sf_status sf_view_parse_prompt(const char *body, size_t len, char *out, size_t n, int *recache, sf_err *err);
+/* 1 when a request's Host header may be served (DNS rebinding guard): absent, an IP literal (port
+ * optional, IPv6 in brackets), localhost or *.localhost, or one of the comma-separated names in allow. */
+int sf_view_host_ok(const char *host, const char *allow);
 /* 1 when s[0..len) is valid UTF-8 (no overlongs, surrogates or code points > U+10FFFF). */
 int sf_view_utf8_ok(const char *s, size_t len);
 /* The status JSON (malloc'd, caller frees). */
