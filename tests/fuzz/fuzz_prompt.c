@@ -1,0 +1,77 @@
+/* fuzz_prompt.c — libFuzzer target for the prompt path every user's text takes, also text typed into
+ * sf-view's page (stages/encode/tokenizer.c, html_entities.c): cleaning (quote uncurling, HTML
+ * unescaping twice, whitespace), SentencePiece normalisation through the real umT5 charsmap and the
+ * Viterbi encoding, with the golden spiece.model (tests/golden, the umT5 one's layout and charsmap).
+ * Beyond not crashing, leaking or reading out of bounds it checks the contract: a rejection is
+ * SF_E_FORMAT or SF_E_ARG; cleaned text is valid UTF-8 without NUL, leading, trailing or doubled
+ * spaces; every id is a piece of the model; the mask is ones then zeros; eos ends the real tokens.
+ * Seeds in tests/fuzz/seeds/fuzz_prompt/. Run: make fuzz. */
+#include "stages/encode/tokenizer.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+
+#define SEQ 48
+
+static const sf_tokenizer *tokenizer(void) {
+    static sf_tokenizer *t;
+    if (!t) {
+        sf_err err;
+        const char *path = getenv("SF_FUZZ_SPIECE");
+        if (!path) path = SF_DATADIR "/tests/golden/model/google/umt5-xxl/spiece.model";
+        if (sf_tokenizer_load(path, &t, &err)) {
+            fprintf(stderr, "fuzz_prompt: %s (set SF_FUZZ_SPIECE)\n", err.msg);
+            abort();
+        }
+    }
+    return t;
+}
+
+static void check_clean(const char *c, size_t n) {
+    sf_err err;
+    if (strlen(c) != n || sf_utf8_check(c, n, "cleaned", &err)) abort();
+    if (n && (c[0] == ' ' || c[n - 1] == ' ' || strstr(c, "  "))) abort();
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
+    const sf_tokenizer *t = tokenizer();
+    const sf_spiece_model *m = sf_tokenizer_model(t);
+    const char *text = (const char *)data;
+    sf_err err;
+    char *c = NULL;
+    size_t cn = 0;
+    sf_status st = sf_text_clean(text, size, &c, &cn, &err);
+    if (st) {
+        if (st != SF_E_FORMAT && st != SF_E_ARG) abort();
+        return 0;
+    }
+    check_clean(c, cn);
+    int32_t *pieces = NULL;
+    size_t np = 0;
+    st = sf_tokenizer_encode(t, c, cn, &pieces, &np, &err);
+    if (st && st != SF_E_FORMAT && st != SF_E_ARG) abort();
+    for (size_t i = 0; !st && i < np; i++)
+        if (pieces[i] < 0 || (size_t)pieces[i] >= m->n_pieces) abort();
+    int64_t ids[SEQ], mask[SEQ];
+    size_t n = 0;
+    char *cleaned = NULL;
+    sf_status st2 = sf_tokenizer_prompt(t, text, size, SEQ, ids, mask, &n, &cleaned, &err);
+    if ((st2 != SF_OK) != (st != SF_OK)) abort(); /* the whole path agrees with its parts */
+    if (!st2) {
+        if (strcmp(cleaned, c) != 0 || n < 1 || n > SEQ) abort();
+        size_t keep = np < SEQ - 1 ? np : SEQ - 1;
+        if (n != keep + 1 || ids[n - 1] != m->eos_id) abort();
+        for (size_t i = 0; i < SEQ; i++) {
+            if (mask[i] != (i < n)) abort();
+            if (i < keep && ids[i] != pieces[i]) abort();
+            if (ids[i] < 0 || (size_t)ids[i] >= m->n_pieces) abort();
+        }
+    }
+    free(cleaned);
+    free(pieces);
+    free(c);
+    return 0;
+}
