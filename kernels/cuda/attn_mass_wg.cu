@@ -78,10 +78,12 @@ static __global__ void __launch_bounds__(WGS * 128)
         uint32_t pa[AM_BN / 16][4];
         am_wg_qk<D, AM_BN>(s, qf, ka); /* S = Q·Kᵀ: only K is read from shared memory */
         sf_wgmma_wait<0>();
+        sf_wgmma_fence_regs(s); /* no read of S may be scheduled above the wait (PTX: undefined) */
         am_tile_softmax<NT, MASS>(s, st, j * AM_BN, Lk, sl2, t, G, NG, rowmass, base, Lq, row0);
         am_wg_pack<AM_BN>(pa, s); /* P packed before the first product (else ptxas fences each product: C7519) */
         am_wg_pv<D, AM_BN>(st, pa, va); /* O += P·V (O was rescaled in registers) */
         sf_wgmma_wait<0>();
+        sf_wgmma_fence_regs(st.oacc);
         __syncthreads(); /* the buffer just read is the next prefetch's target */
     }
     am_finish<NT, MASS>(st, t, NG, rowmass, lse, base, Lq, row0, o, ldo);

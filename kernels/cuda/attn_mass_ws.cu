@@ -6,16 +6,17 @@
  *
  * A block = 3 warpgroups over 128 query rows of one head:
  *   producer (warpgroup 0, one thread): loads Q once (TMA, 2 × d/64 boxes of 64 rows), then for each
- *     key tile j (64 keys; 128 with $SF_ATTN_WS_BN=128) waits until stage j % STAGES is free (its `empty` barrier), announces the tile's
- *     bytes on the stage's `full` barrier and issues the K and V boxes (d/64 of BN rows × 64 columns
- *     each, 128-byte swizzled — the layout wgmma's descriptors read; rows past Lk zero-filled);
+ *     key tile j (64 keys; 128 with $SF_ATTN_WS_BN=128) waits until stage j % STAGES's K buffer is free
+ *     (its `kempty` barrier), announces its bytes on `kfull` and issues the K boxes, then the same for V
+ *     (`vempty`, `vfull`) — d/64 boxes of BN rows × 64 columns each, 128-byte swizzled (the layout wgmma's
+ *     descriptors read; rows past Lk zero-filled);
  *   consumers (warpgroups 1, 2; 64 query rows each; 240 registers each by setmaxnreg, the producer
  *     keeps 24): Q once into registers (ldmatrix from the swizzled atoms: the wgmma A fragments), then
  *     per tile wait for its `full` phase, S = Q·Kᵀ on wgmma with A from registers (only K is read from
  *     shared memory: at 64 keys per tile, Q read from shared memory by every product would take most of
  *     its bandwidth), O += P·V as attn_mass_wg.cu, the shared per-tile softmax / mass code
- *     (attn_mass_common.cuh), then every consumer thread arrives on the stage's `empty` barrier (its
- *     warpgroup's reads are complete: wgmma.wait_group 0).
+ *     (attn_mass_common.cuh); each consumer warp arrives on `kempty` / `vempty` once the products reading
+ *     that K / V have completed (wgmma.wait_group), so K and V are refilled independently.
  * Loads never wait for compute unless all stages are full, and consumer registers hold no addresses
  * for loads. $SF_ATTN_WS=2 adds FA3's intra-warpgroup overlap (tile j's S = Q·Kᵀ and tile j − 1's
  * O += P·V in flight on the tensor cores while the warpgroup runs tile j's softmax; O rescaled once
@@ -34,6 +35,7 @@
 
 #define WS_BM 128      /* query rows per block: two consumer warpgroups */
 #define WS_THREADS 384 /* producer + two consumers */
+#define WS_CWARPS 8    /* consumer warps: each arrives once per stage it frees (lane 0, after a __syncwarp) */
 
 /* BN keys per tile (64, or 128 with $SF_ATTN_WS_BN=128), in a ring of 4 or 2 stages. */
 template <int D, int BN>
@@ -41,8 +43,8 @@ struct ws_layout { /* byte offsets in the 1024-aligned shared window */
     static constexpr int STAGES = BN == 64 ? 4 : 2, NS = BN / 8;
     static constexpr uint32_t NA = D / 64, ATOM = BN * 128, QATOM = WS_BM * 128; /* a K / V atom: BN rows */
     static constexpr uint32_t Q = 0, KV = NA * QATOM, STAGE = 2 * NA * ATOM;
-    static constexpr uint32_t BARS = KV + STAGES * STAGE; /* full[S], empty[S], q */
-    static constexpr uint32_t BYTES = BARS + (2 * STAGES + 1) * 8;
+    static constexpr uint32_t BARS = KV + STAGES * STAGE; /* kfull[S], vfull[S], kempty[S], vempty[S], q */
+    static constexpr uint32_t BYTES = BARS + (4 * STAGES + 1) * 8;
 };
 
 /* MODE 1: each tile's products are waited for before its softmax. MODE 2: FA3's intra-warpgroup
@@ -69,7 +71,14 @@ static __global__ void __launch_bounds__(WS_THREADS, 1)
     constexpr int NT = D / 8, S = L::STAGES, NS = L::NS;
     SF_DYN_SHARED(unsigned char, sm_raw);
     unsigned char *sm = sm_raw + ((1024u - (sf_smem_addr(sm_raw) & 1023u)) & 1023u);
-    uint64_t *full = reinterpret_cast<uint64_t *>(sm + L::BARS), *empty = full + S, *qbar = empty + S;
+    /* K and V of a stage have their own barriers (FA3's two pipelines). With the overlap a consumer holds
+     * tile j's K and tile j − 1's V during iteration j and frees both at its end, so tile j + S's K loads
+     * during iteration j + 1, a whole iteration before it is needed. With one barrier per stage, tile j's
+     * stage stayed held until its V was read at the end of iteration j + 1: at 2 stages (128-key tiles)
+     * the producer could not load ahead at all. (K is freed with V, not right after its S = Q·Kᵀ: there
+     * the arrive costs the 128-key, d = 128 consumers a spill.) */
+    uint64_t *kfull = reinterpret_cast<uint64_t *>(sm + L::BARS), *vfull = kfull + S, *kempty = vfull + S,
+             *vempty = kempty + S, *qbar = vempty + S;
     const int64_t b = (int64_t)blockIdx.x, tb = b - nfull;
     const int64_t u = tb < 0 ? b : nfull + tb / nsplit;
     const int split = tb < 0 ? 0 : (int)(tb % nsplit), nsp = tb < 0 ? 1 : nsplit;
@@ -78,7 +87,10 @@ static __global__ void __launch_bounds__(WS_THREADS, 1)
     const int64_t j0 = nall * split / nsp, ntiles = nall * (split + 1) / nsp - j0; /* this block's key tiles */
 
     if (threadIdx.x == 0) {
-        for (int i = 0; i < S; i++) sf_mbar_init(&full[i], 1), sf_mbar_init(&empty[i], WS_BM * 2);
+        for (int i = 0; i < S; i++) {
+            sf_mbar_init(&kfull[i], 1), sf_mbar_init(&vfull[i], 1);
+            sf_mbar_init(&kempty[i], WS_CWARPS), sf_mbar_init(&vempty[i], WS_CWARPS);
+        }
         sf_mbar_init(qbar, 1);
         sf_mbar_fence_init();
     }
@@ -87,6 +99,7 @@ static __global__ void __launch_bounds__(WS_THREADS, 1)
     if (threadIdx.x < 128) { /* the producer warpgroup: one thread issues every copy */
         sf_setmaxnreg_dec<24>();
         if (threadIdx.x == 0) {
+            sf_tma_prefetch(&tq), sf_tma_prefetch(&tk), sf_tma_prefetch(&tv);
             sf_mbar_arrive_expect_tx(qbar, L::NA * L::QATOM);
             for (uint32_t a = 0; a < L::NA; a++)
                 for (int half = 0; half < 2; half++)
@@ -94,19 +107,27 @@ static __global__ void __launch_bounds__(WS_THREADS, 1)
                                    (int)(q0 + 64 * half), qbar);
             for (int64_t j = 0; j < ntiles; j++) { /* the ring counts this block's tiles; keys from tile j0 + j */
                 const int s = (int)(j % S);
-                if (j >= S) sf_mbar_wait(&empty[s], (unsigned)((j / S - 1) & 1));
+                const unsigned par = (unsigned)((j / S - 1) & 1);
                 unsigned char *ks = sm + L::KV + s * L::STAGE, *vs = ks + L::NA * L::ATOM;
-                sf_mbar_arrive_expect_tx(&full[s], L::STAGE);
-                for (uint32_t a = 0; a < L::NA; a++) {
-                    sf_tma_load_2d(ks + a * L::ATOM, &tk, hc + 64 * (int)a, (int)((j0 + j) * BN), &full[s]);
-                    sf_tma_load_2d(vs + a * L::ATOM, &tv, hc + 64 * (int)a, (int)((j0 + j) * BN), &full[s]);
-                }
+                if (j >= S) sf_mbar_wait(&kempty[s], par);
+                sf_mbar_arrive_expect_tx(&kfull[s], L::NA * L::ATOM);
+                for (uint32_t a = 0; a < L::NA; a++)
+                    sf_tma_load_2d(ks + a * L::ATOM, &tk, hc + 64 * (int)a, (int)((j0 + j) * BN), &kfull[s]);
+                if (j >= S) sf_mbar_wait(&vempty[s], par);
+                sf_mbar_arrive_expect_tx(&vfull[s], L::NA * L::ATOM);
+                for (uint32_t a = 0; a < L::NA; a++)
+                    sf_tma_load_2d(vs + a * L::ATOM, &tv, hc + 64 * (int)a, (int)((j0 + j) * BN), &vfull[s]);
             }
         }
         return;
     }
 
-    /* consumers: warp 0..7 over the block's 128 rows, warpgroup wg = warp / 4 */
+    /* consumers: warp 0..7 over the block's 128 rows, warpgroup wg = warp / 4. A warp frees a K or V
+     * buffer once the wgmma.wait_group covering its reads has returned in all its lanes. */
+    auto release = [&](uint64_t *bar) {
+        __syncwarp();
+        if ((threadIdx.x & 31) == 0) sf_mbar_arrive(bar);
+    };
     sf_setmaxnreg_inc<240>();
     const int ct = (int)threadIdx.x - 128, warp = ct >> 5, lane = ct & 31, t = lane & 3;
     const int64_t row0 = q0 + warp * 16 + (lane >> 2), base = (int64_t)h * Lq;
@@ -124,30 +145,38 @@ static __global__ void __launch_bounds__(WS_THREADS, 1)
         for (int64_t j = 0; j < ntiles; j++) {
             const int s = (int)(j % S);
             const uint32_t ka = kv0 + s * L::STAGE;
-            sf_mbar_wait(&full[s], (unsigned)((j / S) & 1));
+            const unsigned par = (unsigned)((j / S) & 1);
+            sf_mbar_wait(&kfull[s], par);
             am_wg_qk<D, BN>(sc, qf, ka);
             sf_wgmma_wait<0>();
+            sf_wgmma_fence_regs(sc); /* no read of S may be scheduled above the wait (PTX: undefined) */
+            release(&kempty[s]);
             am_tile_softmax<NT, MASS, true, NS>(&sc[0], st, (j0 + j) * BN, Lk, sl2, t, G, NG, rowmass, base, Lq, row0);
             am_wg_pack<BN>(pa, sc);
+            sf_mbar_wait(&vfull[s], par);
             am_wg_pv<D, BN>(st, pa, ka + L::NA * L::ATOM);
             sf_wgmma_wait<0>();
-            sf_mbar_arrive(&empty[s]); /* this thread's reads of the stage are done */
+            sf_wgmma_fence_regs(st.oacc);
+            release(&vempty[s]);
         }
     } else {
         constexpr bool PP = MODE == 3;
         const unsigned mine = 1u + (unsigned)(warp / 4), other = 2u - (unsigned)(warp / 4); /* turn barriers */
         float alpha[2];
         if (PP && warp / 4 == 1) sf_named_arrive(1, 256); /* warpgroup 0's first turn */
-        sf_mbar_wait(&full[0], 0);
+        sf_mbar_wait(&kfull[0], 0);
         if (PP) sf_named_sync(mine, 256);
         am_wg_qk<D, BN>(sc, qf, kv0);
         if (PP) sf_named_arrive(other, 256);
         sf_wgmma_wait<0>();
+        sf_wgmma_fence_regs(sc);
+        release(&kempty[0]);
         am_tile_softmax<NT, MASS, true, NS>(&sc[0], st, j0 * BN, Lk, sl2, t, G, NG, rowmass, base, Lq, row0);
         for (int64_t j = 1; j < ntiles; j++) { /* sc: tile j − 1's P; its O += P·V goes out with tile j's S */
             const int sp = (int)((j - 1) % S), s = (int)(j % S);
             am_wg_pack<BN>(pa, sc); /* sc is free from here: tile j's S goes into the same registers */
-            sf_mbar_wait(&full[s], (unsigned)((j / S) & 1));
+            sf_mbar_wait(&kfull[s], (unsigned)((j / S) & 1));
+            sf_mbar_wait(&vfull[sp], (unsigned)(((j - 1) / S) & 1));
             if (PP) sf_named_sync(mine, 256);
             am_wg_qk<D, BN>(sc, qf, kv0 + s * L::STAGE);
             am_wg_pv<D, BN>(st, pa, kv0 + sp * L::STAGE + L::NA * L::ATOM);
@@ -159,17 +188,19 @@ static __global__ void __launch_bounds__(WS_THREADS, 1)
             sf_wgmma_wait<0>(); /* tile j − 1's O += P·V: O and P's registers are free again */
             sf_wgmma_fence_regs(st.oacc);
             sf_wgmma_fence_regs(pa);
-            sf_mbar_arrive(&empty[sp]);
+            release(&kempty[s]);  /* tile j's K (read by the older group, long done): tile j + S's K may load */
+            release(&vempty[sp]); /* tile j − 1's V */
             am_rescale_o<NT>(st, alpha);
         }
         const int sl = (int)((ntiles - 1) % S); /* the last tile's O += P·V */
         am_wg_pack<BN>(pa, sc);
+        sf_mbar_wait(&vfull[sl], (unsigned)(((ntiles - 1) / S) & 1));
         if (PP) sf_named_sync(mine, 256);
         am_wg_pv<D, BN>(st, pa, kv0 + sl * L::STAGE + L::NA * L::ATOM);
         if (PP && warp / 4 == 0) sf_named_arrive(other, 256);
         sf_wgmma_wait<0>();
         sf_wgmma_fence_regs(st.oacc);
-        sf_mbar_arrive(&empty[sl]);
+        release(&vempty[sl]);
     }
     if (nsp == 1) {
         am_finish<NT, MASS>(st, t, NG, rowmass, lse, base, Lq, row0, o, ldo);

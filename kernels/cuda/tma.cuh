@@ -33,6 +33,7 @@
 #define sf_mbar_wait(bar, parity) sf_emu_mbar_wait((bar), (parity), __FILE__, __LINE__)
 #define sf_tma_load_2d(dst, map, c0, c1, bar) sf_emu_tma_load_2d((dst), (map), (c0), (c1), (bar), __FILE__, __LINE__)
 static inline void sf_mbar_fence_init(void) {}
+static inline void sf_tma_prefetch(const CUtensorMap *) {}
 #else
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
 #define SF_HAVE_TMA 1
@@ -70,9 +71,13 @@ __device__ __forceinline__ void sf_mbar_arrive_expect_tx(uint64_t *bar, unsigned
 }
 /* A wait still not done after ~3 s of the GPU's clock is a hang (a phase nobody completes): it traps, so
  * the launch fails ("illegal instruction", after those seconds) instead of the process hanging until a
- * timeout kills it. No printf to say where: a call in the kernel makes ptxas serialise every wgmma
+ * timeout kills it. The clock runs on while a debugger holds the GPU at a breakpoint: build with
+ * -DSF_MBAR_TIMEOUT_NS=0 (no bound) to debug (at most 4e9: the difference is taken in 32 bits). No printf to say where: a call in the kernel makes ptxas serialise every wgmma
  * (C7510); the emulation names the line of a wait nothing can end. One register: the low 32 bits of
  * the global nanosecond timer at the first failed poll (differences modulo 2^32 are exact below 4.29 s). */
+#ifndef SF_MBAR_TIMEOUT_NS
+#define SF_MBAR_TIMEOUT_NS 3000000000u
+#endif
 __device__ __forceinline__ void sf_mbar_wait(uint64_t *bar, unsigned parity) {
 #ifdef SF_HAVE_TMA
     uint32_t done = 0, t0 = 0;
@@ -82,11 +87,19 @@ __device__ __forceinline__ void sf_mbar_wait(uint64_t *bar, unsigned parity) {
                      : "r"(sf_smem_addr(bar)), "r"(parity)
                      : "memory");
         if (done) break;
+        if (!(SF_MBAR_TIMEOUT_NS)) continue;
         uint32_t now;
         asm volatile("mov.u32 %0, %%globaltimer_lo;" : "=r"(now));
         if (!t0) t0 = now | 1u;
-        else if (now - t0 > 3000000000u) __trap();
+        else if (now - t0 > (uint32_t)(SF_MBAR_TIMEOUT_NS)) __trap();
     }
+#endif
+}
+/* Fetch a tensor map (a __grid_constant__ kernel parameter) into the TMA unit's descriptor cache ahead
+ * of its first load, as CUTLASS's producers do. */
+__device__ __forceinline__ void sf_tma_prefetch(const CUtensorMap *map) {
+#ifdef SF_HAVE_TMA
+    asm volatile("prefetch.tensormap [%0];\n" ::"l"(reinterpret_cast<uint64_t>(map)) : "memory");
 #endif
 }
 /* The box of map at column c0, row c1 (elements) → dst (1024-byte aligned for the 128-byte swizzle);
