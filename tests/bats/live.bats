@@ -133,6 +133,9 @@ ENDLESS=(--num_frames 0 --local_attn_size 6 --sink_size 3 --height 16 --width 16
     [ "$(code -X POST -H "Host: evil.example:$PORT" -H "Origin: http://evil.example:$PORT" -d '{"prompt": "x"}' \
         "http://127.0.0.1:$PORT/prompt")" = 403 ]
     [ "$(code "http://localhost:$PORT/status")" = 200 ]
+    # no other page may frame it (clickjacking the prompt box)
+    curl -sI "http://127.0.0.1:$PORT/" | grep -qi "^X-Frame-Options: DENY"
+    curl -sI "http://127.0.0.1:$PORT/" | grep -qi "frame-ancestors 'none'"
     [ "$(code -H "Host: studio.lan:$PORT" "http://127.0.0.1:$PORT/status")" = 200 ]
     grep -q "Host 'evil.example:$PORT' refused" "$T/view.log"
     head -c 20000 /dev/zero | tr '\0' 'a' >"$T/big"

@@ -283,7 +283,8 @@ static enum MHD_Result send_mem(struct MHD_Connection *cn, unsigned code, const 
     MHD_add_response_header(r, "Cache-Control", "no-store");
     MHD_add_response_header(r, "X-Content-Type-Options", "nosniff");
     MHD_add_response_header(r, "Content-Security-Policy", "default-src 'self'; script-src 'unsafe-inline' 'self'; "
-                                                          "style-src 'unsafe-inline'");
+                                                          "style-src 'unsafe-inline'; frame-ancestors 'none'");
+    MHD_add_response_header(r, "X-Frame-Options", "DENY"); /* no other page may frame the prompt box */
     enum MHD_Result ret = MHD_queue_response(cn, code, r);
     MHD_destroy_response(r);
     return ret;
