@@ -18,6 +18,7 @@
 #define SF_TMA_CUH
 
 #include "cuda_common.cuh"
+#include "cuda/mbar_clock.h"
 #include "wgmma.cuh"
 #ifndef SF_CUDA_EMU
 #include <cuda.h> /* CUtensorMap and its enums (types only) */
@@ -72,9 +73,9 @@ __device__ __forceinline__ void sf_mbar_arrive_expect_tx(uint64_t *bar, unsigned
 /* A wait still not done after ~3 s of the GPU's clock is a hang (a phase nobody completes): it traps, so
  * the launch fails ("illegal instruction", after those seconds) instead of the process hanging until a
  * timeout kills it. The clock runs on while a debugger holds the GPU at a breakpoint: build with
- * -DSF_MBAR_TIMEOUT_NS=0 (no bound) to debug (at most 4e9: the difference is taken in 32 bits). No printf to say where: a call in the kernel makes ptxas serialise every wgmma
- * (C7510); the emulation names the line of a wait nothing can end. One register: the low 32 bits of
- * the global nanosecond timer at the first failed poll (differences modulo 2^32 are exact below 4.29 s). */
+ * -DSF_MBAR_TIMEOUT_NS=0 (no bound) to debug (at most 4e9: the difference is taken in 32 bits). No
+ * printf to say where: a call in the kernel makes ptxas serialise every wgmma (C7510); the emulation names the line of a wait nothing can end. The clock: mbar_clock.h (one
+ * register; tested on the host). */
 #ifndef SF_MBAR_TIMEOUT_NS
 #define SF_MBAR_TIMEOUT_NS 3000000000u
 #endif
@@ -90,8 +91,7 @@ __device__ __forceinline__ void sf_mbar_wait(uint64_t *bar, unsigned parity) {
         if (!(SF_MBAR_TIMEOUT_NS)) continue;
         uint32_t now;
         asm volatile("mov.u32 %0, %%globaltimer_lo;" : "=r"(now));
-        if (!t0) t0 = now | 1u;
-        else if (now - t0 > (uint32_t)(SF_MBAR_TIMEOUT_NS)) __trap();
+        SF_MBAR_CLOCK_STEP(t0, now, SF_MBAR_TIMEOUT_NS, __trap());
     }
 #endif
 }

@@ -7,6 +7,7 @@
 #include "sf_test.h"
 #include "device.h"
 #include "hopper_probe_cuda.h"
+#include "cuda/mbar_clock.h"
 
 #include <math.h>
 #include <stdint.h>
@@ -111,9 +112,34 @@ static void test_named_turns(void) {
     cu_close(&c);
 }
 
+/* sf_mbar_wait's hang guard (mbar_clock.h): the emulation replaces the wait, so its arithmetic is held
+ * here. %globaltimer ticks coarsely (every 32 ns to 1 µs): equal readings are the common case. */
+static int expired(uint32_t *t0, uint32_t now, uint32_t lim) {
+    int fired = 0;
+    SF_MBAR_CLOCK_STEP(*t0, now, lim, fired = 1);
+    return fired;
+}
+static void test_wait_clock(void) {
+    const uint32_t lim = 3000000000u;
+    static const uint32_t starts[] = {1000, 1001, 0, 0xFFFFFFFEu, 0xFFFFFFFFu, 0x80000000u};
+    for (size_t i = 0; i < sizeof starts / sizeof *starts; i++) {
+        uint32_t t0 = 0, s = starts[i];
+        SF_CHECK(!expired(&t0, s, lim) && t0 != 0);
+        SF_CHECK_MSG(!expired(&t0, s, lim), "start %u: the same reading again counted as expired", s);
+        SF_CHECK_MSG(!expired(&t0, s + 1, lim), "start %u: one tick later counted as expired", s);
+        SF_CHECK_MSG(!expired(&t0, s + lim - 1, lim), "start %u: within the bound counted as expired", s);
+        SF_CHECK_MSG(expired(&t0, s + lim + 2, lim), "start %u: past the bound (across 2^32 too) not expired", s);
+    }
+    uint32_t t0 = 0; /* a long wait: every poll of the first 2.9 s stays below the bound */
+    int fired = 0;
+    for (uint64_t t = 0; t < 2900000000ull; t += 1000) fired |= expired(&t0, (uint32_t)(5u + t), lim);
+    SF_CHECK(!fired);
+}
+
 static const sf_test tests[] = {
     {"wgmma_qk_ss", test_wgmma_qk_ss}, {"wgmma_qk_rs", test_wgmma_qk_rs}, {"wgmma_pv128", test_wgmma_pv128},
     {"wgmma_pv64", test_wgmma_pv64},   {"wgmma_qk128", test_wgmma_qk128}, {"tma_ring", test_tma_ring},
+    {"wait_clock", test_wait_clock},
     {"named_turns", test_named_turns},
 };
 SF_TEST_MAIN(tests)

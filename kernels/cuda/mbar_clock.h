@@ -1,0 +1,25 @@
+/* mbar_clock.h — the hang guard of tma.cuh's sf_mbar_wait, as plain C so that the host can test it
+ * (tests/unit/test_hopper.c wait_clock): the emulation replaces sf_mbar_wait, so without this the guard's
+ * arithmetic would first run on a GPU — where a version that mistook two equal readings of the coarse
+ * %globaltimer for a 4.29 s wait trapped on the first wait that polled twice within one tick.
+ *
+ * One register of state, t0: 0 before the wait's first failed poll, then that poll's reading with its low
+ * bit set (so never 0 again). The bound is passed once more than limit_ns have gone by since that poll. Readings are
+ * the timer's low 32 bits: differences are exact modulo 2^32, so limit_ns must stay below ~4.29e9, and a
+ * reading equal to the first (same tick) or one past it counts as no time at all. */
+#ifndef SF_MBAR_CLOCK_H
+#define SF_MBAR_CLOCK_H
+
+#include <stdint.h>
+
+/* One poll's step: starts the clock at the first call, runs `expire` (a statement) once the bound is
+ * passed. A statement macro, not a function: with an inline function returning the verdict, ptxas
+ * serialises the warp-specialised attention's wgmma products (C7512, too few registers); this form
+ * compiles as the hand-written loop did. */
+#define SF_MBAR_CLOCK_STEP(t0, now, limit_ns, expire)                                                          \
+    do {                                                                                                     \
+        if (!(t0)) (t0) = (now) | 1u;                                                                        \
+        else if ((uint32_t)((now) - ((t0) & ~1u)) > (uint32_t)(limit_ns)) { expire; }                        \
+    } while (0)
+
+#endif
