@@ -145,17 +145,17 @@ fail:
     return st;
 }
 
-/* One thread per (frame, column): the column's S values summed in token order in double (the CPU's
+/* A thread per (frame, column) (grid-stride: sf_cuda_blocks caps the grid): the column's S values summed in token order in double (the CPU's
  * order), then divided by S. Adjacent threads read adjacent columns of a row: coalesced. */
 static __global__ void frame_means_kernel(int64_t nframes, int64_t S, int64_t D, const __nv_bfloat16 *__restrict__ x,
                                           int64_t ld, double *__restrict__ means) {
-    const int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x;
-    if (i >= nframes * D) return;
-    const int64_t f = i / D, c = i % D;
-    const __nv_bfloat16 *p = x + f * S * ld + c;
-    double m = 0.0;
-    for (int64_t t = 0; t < S; t++) m = __dadd_rn(m, (double)sf_bf(p[t * ld]));
-    means[i] = __ddiv_rn(m, (double)S);
+    for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < nframes * D; i += (int64_t)gridDim.x * blockDim.x) {
+        const int64_t f = i / D, c = i % D;
+        const __nv_bfloat16 *p = x + f * S * ld + c;
+        double m = 0.0;
+        for (int64_t t = 0; t < S; t++) m = __dadd_rn(m, (double)sf_bf(p[t * ld]));
+        means[i] = __ddiv_rn(m, (double)S);
+    }
 }
 
 extern "C" sf_status sf_frame_means_cuda(const sf_cuda_ctx *ctx, int64_t nframes, int64_t S, int64_t D, const void *x,
@@ -173,17 +173,18 @@ fail:
     return st;
 }
 
-/* One thread per (head, query frame, key frame): the head's d products and their sum in double in i
+/* A thread per (head, query frame, key frame) (grid-stride): the head's d products and their sum in double in i
  * order (explicitly rounded: never fused), times scale, rounded to float — the CPU's arithmetic. */
 static __global__ void frame_logit_means_kernel(int H, int64_t d, int64_t QF, int64_t KF, const double *__restrict__ qm,
                                                 const double *__restrict__ km, double scale, float *__restrict__ out) {
-    const int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x;
-    if (i >= (int64_t)H * QF * KF) return;
-    const int64_t kf = i % KF, qf = (i / KF) % QF, h = i / (KF * QF), D = (int64_t)H * d;
-    const double *a = qm + qf * D + h * d, *b = km + kf * D + h * d;
-    double s = 0.0;
-    for (int64_t j = 0; j < d; j++) s = __dadd_rn(s, __dmul_rn(a[j], b[j]));
-    out[i] = __double2float_rn(__dmul_rn(s, scale));
+    const int64_t n = (int64_t)H * QF * KF, D = (int64_t)H * d;
+    for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += (int64_t)gridDim.x * blockDim.x) {
+        const int64_t kf = i % KF, qf = (i / KF) % QF, h = i / (KF * QF);
+        const double *a = qm + qf * D + h * d, *b = km + kf * D + h * d;
+        double s = 0.0;
+        for (int64_t j = 0; j < d; j++) s = __dadd_rn(s, __dmul_rn(a[j], b[j]));
+        out[i] = __double2float_rn(__dmul_rn(s, scale));
+    }
 }
 
 extern "C" sf_status sf_frame_logit_means_cuda(const sf_cuda_ctx *ctx, int H, int64_t d, int64_t QF, int64_t KF,

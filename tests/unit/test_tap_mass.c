@@ -182,43 +182,54 @@ static void test_frame_means(void) {
 }
 
 /* sf_frame_means_cuda == sf_frame_means_cpu bit for bit: bf16 rows with a stride (the [k | v] cache's
- * 2·D), NaN in the gap (never read), frames of 40 tokens. */
+ * 2·D), NaN in the gap (never read), frames of 40 tokens. Emulated, once more on a grid capped at one
+ * block: both kernels loop over what a capped grid leaves (sf_cuda_blocks caps it at large sizes). */
+static void frame_means_case(int NF, int S, int D, int LD, int H, int QF);
 static void test_gpu_frame_means(void) {
-    enum { NF = 4, S = 40, D = 24, LD = 48 };
+    frame_means_case(4, 40, 24, 48, 3, 1);
+#ifndef SF_TEST_GPU
+    sf_emu_set_max_blocks(1); /* 6·96 means and 8·6·6 aggregates: more than one block of 256 threads each */
+    frame_means_case(6, 8, 96, 200, 8, 6);
+    sf_emu_set_max_blocks(0);
+#endif
+}
+static void frame_means_case(int NF, int S, int D, int LD, int H, int QF) {
     cu c;
     if (!cu_open(&c)) return;
-    float *x = hrand(NF * S * LD, -3, 3, 1);
+    float *x = hrand((size_t)NF * S * LD, -3, 3, 1);
     for (int r = 0; r < NF * S; r++)
         for (int j = D; j < LD; j++) x[r * LD + j] = NAN;
-    double ref[NF * D], got[NF * D];
+    double *ref = malloc(sizeof(double) * NF * D), *got = malloc(sizeof(double) * NF * D);
+    const int d = D / H, KF = NF, na = H * QF * KF;
+    float *agg = malloc(sizeof(float) * na), *gagg = malloc(sizeof(float) * na);
     sf_frame_means_cpu(NF, S, D, x, LD, ref);
-    void *dx = cu_alloc(&c, 2 * (size_t)(NF * S * LD));
-    double *dm = cu_alloc(&c, sizeof got);
-    if (dx && dm) {
-        SF_CHECK_OK(sf_cuda_upload_bf16(&c.ctx, dx, x, (size_t)(NF * S * LD), &c.err), &c.err);
+    void *dx = cu_alloc(&c, 2 * (size_t)NF * S * LD);
+    double *dm = cu_alloc(&c, sizeof(double) * NF * D);
+    if (dx && dm && ref && got && agg && gagg) {
+        SF_CHECK_OK(sf_cuda_upload_bf16(&c.ctx, dx, x, (size_t)NF * S * LD, &c.err), &c.err);
         SF_CHECK_OK(sf_frame_means_cuda(&c.ctx, NF, S, D, dx, LD, dm, &c.err), &c.err);
-        SF_CHECK_OK(sf_cuda_copy_d2h(&c.ctx, got, dm, sizeof got, &c.err), &c.err);
+        SF_CHECK_OK(sf_cuda_copy_d2h(&c.ctx, got, dm, sizeof(double) * NF * D, &c.err), &c.err);
         SF_CHECK_OK(sf_cuda_sync(&c.ctx, &c.err), &c.err);
         int i = 0;
         while (i < NF * D && memcmp(&got[i], &ref[i], sizeof(double)) == 0) i++;
-        SF_CHECK_MSG(i == NF * D, "frame means [%d]: %.17g (GPU) vs %.17g (CPU)", i, i < NF * D ? got[i] : 0.0,
-                     i < NF * D ? ref[i] : 0.0);
+        SF_CHECK_MSG(i == NF * D, "frame means (%d frames × %d) [%d]: %.17g (GPU) vs %.17g (CPU)", NF, D, i,
+                     i < NF * D ? got[i] : 0.0, i < NF * D ? ref[i] : 0.0);
         SF_CHECK(sf_frame_means_cuda(&c.ctx, NF, S, D, dx, D - 1, dm, &c.err) == SF_E_ARG); /* ld < D */
-        /* the aggregate from those means (3 heads of 8, 1 query frame against the 4): bit for bit */
-        enum { H = 3, d = D / H, QF = 1, KF = NF };
-        float agg[H * QF * KF], gagg[H * QF * KF];
+        /* the aggregate from those means (H heads of d; the last QF frames as queries against all): bit for bit */
         const double scale = 1.0 / sqrt((double)d);
-        sf_frame_logit_means_cpu(H, d, QF, KF, ref + (NF - 1) * D, ref, scale, agg);
-        float *da = cu_alloc(&c, sizeof gagg);
+        sf_frame_logit_means_cpu(H, d, QF, KF, ref + (NF - QF) * D, ref, scale, agg);
+        float *da = cu_alloc(&c, sizeof(float) * na);
         if (da) {
-            SF_CHECK_OK(sf_frame_logit_means_cuda(&c.ctx, H, d, QF, KF, dm + (NF - 1) * D, dm, scale, da, &c.err), &c.err);
-            SF_CHECK_OK(sf_cuda_copy_d2h(&c.ctx, gagg, da, sizeof gagg, &c.err), &c.err);
+            SF_CHECK_OK(sf_frame_logit_means_cuda(&c.ctx, H, d, QF, KF, dm + (NF - QF) * D, dm, scale, da, &c.err), &c.err);
+            SF_CHECK_OK(sf_cuda_copy_d2h(&c.ctx, gagg, da, sizeof(float) * na, &c.err), &c.err);
             SF_CHECK_OK(sf_cuda_sync(&c.ctx, &c.err), &c.err);
-            SF_CHECK_MSG(!memcmp(agg, gagg, sizeof agg), "frame aggregates differ (GPU %.9g vs CPU %.9g at [0])",
-                         gagg[0], agg[0]);
+            int k = 0;
+            while (k < na && memcmp(&agg[k], &gagg[k], sizeof(float)) == 0) k++;
+            SF_CHECK_MSG(k == na, "frame aggregates [%d of %d]: %.9g (GPU) vs %.9g (CPU)", k, na, k < na ? gagg[k] : 0.0,
+                         k < na ? agg[k] : 0.0);
         }
     }
-    free(x);
+    free(x), free(ref), free(got), free(agg), free(gagg);
     cu_close(&c);
 }
 
