@@ -18,8 +18,10 @@
  *
  * cuDNN is dlopen'd (kernels/cuda/cudnn_util.h): a missing library is SF_E_UNSUPPORTED with the
  * reason. One execution plan per shape, built by sf_conv_cudnn_prepare at init: fused graph
- * (heuristics A, FALLBACK, every engine), then the plain conv graph the same way; on a GPU the
- * fastest of heuristics A's first configs of both graphs, timed (SF_CUDNN_AUTOTUNE=0: the first).
+ * (heuristics A, FALLBACK, every engine), then the plain conv graph the same way; on a GPU
+ * heuristics A's first configs of both graphs are timed, and the fastest that is ≥ 3 % faster than the
+ * first and gives its output bit for bit replaces it (SF_CUDNN_AUTOTUNE=0: the first, untimed). The
+ * bytes never depend on the timings; a candidate that breaks the GPU context fails the prepare, naming it.
  * SF_CUDNN_DEBUG=1 prints every attempt. Implemented in kernels/cuda/conv_cudnn.c; in the CPU
  * emulation build (tests) by kernels/cuda/emu/conv_emu.cc, a plain loop over the same bf16 data;
  * a CPU-only build links stubs (kernels/nocuda/nocuda.c, SF_E_DEVICE).

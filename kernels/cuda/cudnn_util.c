@@ -333,6 +333,7 @@ sf_status sf_cudnn_session_open(sf_cudnn_session *s, void *cuda_stream, sf_err *
         st = sf_fail(err, SF_E_DEVICE, "cudnnCreate: %s (no usable CUDA device?)", s->api.error_string(cs));
         goto fail;
     }
+    s->stream = cuda_stream;
     if ((cs = s->api.set_stream(s->handle, (cudaStream_t)cuda_stream)) != CUDNN_STATUS_SUCCESS) {
         st = sf_fail(err, SF_E_DEVICE, "cudnnSetStream: %s", s->api.error_string(cs));
         goto fail;
@@ -347,6 +348,10 @@ fail:
     return st;
 }
 
+void sf_cudnn_session_drain(const sf_cudnn_session *s) {
+    if (s->handle && cudaStreamSynchronize((cudaStream_t)s->stream) != cudaSuccess) (void)cudaGetLastError();
+}
+
 void sf_cudnn_session_close(sf_cudnn_session *s) {
     if (s->api.lib) sf_cudnn_dl_free(&s->api, &s->base);
     if (s->ws) cudaFree(s->ws);
@@ -358,9 +363,11 @@ sf_status sf_cudnn_session_workspace(sf_cudnn_session *s, int64_t bytes, const c
     if (bytes <= 0 || (size_t)bytes <= s->ws_bytes) return SF_OK;
     void *ws = NULL;
     cudaError_t ce = cudaMalloc(&ws, (size_t)bytes);
-    if (ce != cudaSuccess)
+    if (ce != cudaSuccess) {
+        (void)cudaGetLastError(); /* a refused allocation is not sticky: the next launch check must not see it */
         return sf_fail(err, ce == cudaErrorMemoryAllocation ? SF_E_NOMEM : SF_E_DEVICE, "%s: cudaMalloc(%lld B workspace): %s",
                        who, (long long)bytes, cudaGetErrorString(ce));
+    }
     if (s->ws) cudaFree(s->ws);
     s->ws = ws, s->ws_bytes = (size_t)bytes;
     return SF_OK;

@@ -113,11 +113,15 @@ typedef struct sf_cudnn_session {
     bdesc devprop;
     void *ws;
     size_t ws_bytes;
+    void *stream; /* the CUDA stream the handle works on */
 } sf_cudnn_session;
 /* Load the library, create the handle on cuda_stream, describe the device. On failure (no cuDNN:
  * SF_E_UNSUPPORTED; no usable device: SF_E_DEVICE) everything made is released. */
 sf_status sf_cudnn_session_open(sf_cudnn_session *s, void *cuda_stream, sf_err *err);
 void sf_cudnn_session_close(sf_cudnn_session *s); /* safe on a zeroed or failed session */
+/* Wait for the work enqueued on the session's stream (before its plans are destroyed: a plan freed
+ * under a running kernel, e.g. after a stop mid-forward, is undefined). */
+void sf_cudnn_session_drain(const sf_cudnn_session *s);
 /* Grow the workspace to bytes (cudaFree of the old one synchronises the device: nothing still uses
  * it); who names the caller in the error (SF_E_NOMEM when the device is out of memory). */
 sf_status sf_cudnn_session_workspace(sf_cudnn_session *s, int64_t bytes, const char *who, sf_err *err);

@@ -247,6 +247,7 @@ sf_status sf_sdpa_new(sf_sdpa **out, void *cuda_stream, sf_err *err) {
 void sf_sdpa_destroy(sf_sdpa **sp) {
     sf_sdpa *s = sp ? *sp : NULL;
     if (!s) return;
+    sf_cudnn_session_drain(&s->cs); /* no plan is freed under a running kernel */
     for (int i = 0; i < s->nplans; i++) sf_cudnn_dl_free(&s->cs.api, &s->plans[i].l);
     free(s->plans);
     sf_cudnn_session_close(&s->cs);
