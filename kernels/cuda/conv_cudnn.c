@@ -355,9 +355,13 @@ static sf_status tune_choose(sf_conv_cudnn *c, const sf_conv_shape *s, const can
             if (cudaStreamSynchronize(st) != cudaSuccess) r = sf_fail(err, SF_E_DEVICE, "conv autotune: the GPU failed");
             goto done; /* no reference: cuDNN's first choice stays */
         }
-        if ((r = tune_exec(c, s, cs, k, buf, err)) == SF_E_DEVICE) goto done;
-        r = SF_OK;
-        if (cudaMemcpyAsync(yi, buf[2], 2 * yn, cudaMemcpyDeviceToHost, st) == cudaSuccess &&
+        /* y poisoned first: a challenger that wrote nothing must not pass on candidate 0's bytes */
+        sf_status x = cudaMemsetAsync(buf[2], 0xFF, 2 * yn, st) == cudaSuccess ? tune_exec(c, s, cs, k, buf, err) : SF_E_DEVICE;
+        if (x == SF_E_DEVICE && cudaStreamSynchronize(st) != cudaSuccess) {
+            r = x;
+            goto done;
+        }
+        if (!x && cudaMemcpyAsync(yi, buf[2], 2 * yn, cudaMemcpyDeviceToHost, st) == cudaSuccess &&
             cudaStreamSynchronize(st) == cudaSuccess && !memcmp(y0, yi, 2 * yn)) {
             *best = k;
             break;
