@@ -64,13 +64,13 @@ extern "C" sf_status sf_hopper_probe_wgmma(const sf_cuda_ctx *ctx, int mode, con
         return sf_fail(err, SF_E_ARG, "sf_hopper_probe_wgmma: bad arguments (mode %d)", mode);
     if (!sf_wgmma_device_ok(ctx->ordinal)) return sf_fail(err, SF_E_UNSUPPORTED, "wgmma needs an sm_90 device");
     const __nv_bfloat16 *ab = (const __nv_bfloat16 *)a, *bb = (const __nv_bfloat16 *)b;
-    switch (mode) {
-    case 0: SF_LAUNCH_NAMED("hp_wgmma_qk_ss", hp_wgmma_kernel<0>, 1, 128, smem, SF_CUDA_STREAM(ctx), ab, bb, d); break;
-    case 1: SF_LAUNCH_NAMED("hp_wgmma_qk_rs", hp_wgmma_kernel<1>, 1, 128, smem, SF_CUDA_STREAM(ctx), ab, bb, d); break;
-    case 2: SF_LAUNCH_NAMED("hp_wgmma_pv128", hp_wgmma_kernel<2>, 1, 128, smem, SF_CUDA_STREAM(ctx), ab, bb, d); break;
-    case 3: SF_LAUNCH_NAMED("hp_wgmma_pv64", hp_wgmma_kernel<3>, 1, 128, smem, SF_CUDA_STREAM(ctx), ab, bb, d); break;
-    default: SF_LAUNCH_NAMED("hp_wgmma_qk128", hp_wgmma_kernel<4>, 1, 128, smem, SF_CUDA_STREAM(ctx), ab, bb, d); break;
-    }
+    static void (*const kern[5])(const __nv_bfloat16 *, const __nv_bfloat16 *, float *) = {
+        hp_wgmma_kernel<0>, hp_wgmma_kernel<1>, hp_wgmma_kernel<2>, hp_wgmma_kernel<3>, hp_wgmma_kernel<4>};
+    static const char *const name[5] = {"hp_wgmma_qk_ss", "hp_wgmma_qk_rs", "hp_wgmma_pv128", "hp_wgmma_pv64",
+                                        "hp_wgmma_qk128"};
+    /* over 48 KiB of dynamic shared memory: the kernel must be granted it first (a GPU refuses the launch) */
+    CUDA_CHECK(cudaFuncSetAttribute(kern[mode], cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem));
+    SF_LAUNCH_NAMED(name[mode], kern[mode], 1, 128, smem, SF_CUDA_STREAM(ctx), ab, bb, d);
     CUDA_CHECK_LAUNCH("hp_wgmma");
     return SF_OK;
 fail:

@@ -164,8 +164,16 @@ static void test_emu_reports_misuse(void) {
                      cases[i].which, (int)st, c.err.msg);
         SF_CHECK(strstr(sf_emu_last_error(), cases[i].needle) != NULL);
     }
+    /* over 48 KiB of dynamic shared memory: refused unless granted, and (as on a GPU) not sticky */
+    sf_emu_reset();
+    c.err.msg[0] = 0;
+    sf_status st = out ? sf_emu_selftest(&c.ctx, 41, out, aux, &c.err) : SF_E_NOMEM;
+    SF_CHECK_MSG(st == SF_E_DEVICE && strstr(c.err.msg, "over 48 KiB"), "case 41: status %d, message '%s'", (int)st,
+                 c.err.msg);
+    SF_CHECK_MSG(!*sf_emu_last_error(), "case 41 left a sticky error: %s", sf_emu_last_error());
     sf_emu_set_quiet(0);
     sf_emu_reset();
+    if (out) SF_CHECK_OK(sf_emu_selftest(&c.ctx, 42, out, aux, &c.err), &c.err); /* granted: it runs */
     cu_close(&c);
 }
 

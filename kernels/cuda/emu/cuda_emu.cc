@@ -8,6 +8,7 @@
 #include "cuda_emu.h"
 #include "emu_state.h"
 
+#include <map>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -731,6 +732,27 @@ void *dyn_shared(void) {
 size_t dyn_shared_size(void) { return dyn_buf ? dyn_size : 0; }
 
 bool is_device_ptr(const void *p) { return registered(p, 0); }
+
+/* kernel → the dynamic shared memory it was granted (cudaFuncSetAttribute); launches come from one thread */
+static std::map<const void *, int> dyn_smem_granted;
+
+cudaError_t set_max_dyn_smem(const void *kernel, int bytes) {
+    if (bytes < 0 || bytes > 227 * 1024) return last_error = cudaErrorInvalidValue;
+    dyn_smem_granted[kernel] = bytes;
+    return cudaSuccess;
+}
+
+bool dyn_smem_ok(const char *kname, const void *kernel, size_t smem) {
+    if (smem <= 48 * 1024) return true;
+    auto it = dyn_smem_granted.find(kernel);
+    if (it != dyn_smem_granted.end() && (size_t)it->second >= smem) return true;
+    snprintf(err_msg, sizeof err_msg, "%s: %zu bytes of dynamic shared memory, over 48 KiB without "
+             "cudaFuncSetAttribute(cudaFuncAttributeMaxDynamicSharedMemorySize) granting them (%d granted)", kname, smem,
+             it == dyn_smem_granted.end() ? 0 : it->second);
+    if (!quiet) fprintf(stderr, "sf_emu: %s\n", err_msg);
+    last_error = cudaErrorInvalidValue; /* not sticky, as on a GPU */
+    return false;
+}
 
 void fail_launch(const char *kernel, const char *fmt, ...) {
     char why[768];

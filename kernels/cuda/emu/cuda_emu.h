@@ -189,9 +189,15 @@ cudaError_t cudaMemcpy(void *dst, const void *src, size_t bytes, cudaMemcpyKind 
 cudaError_t cudaMemcpyAsync(void *dst, const void *src, size_t bytes, cudaMemcpyKind kind, cudaStream_t s = 0);
 cudaError_t cudaMemset(void *p, int byte, size_t bytes);
 cudaError_t cudaMemsetAsync(void *p, int byte, size_t bytes, cudaStream_t s = 0);
+namespace sf_emu {
+/* cudaFuncAttributeMaxDynamicSharedMemorySize per kernel: as on a GPU, a launch asking for more than
+ * 48 KiB of dynamic shared memory fails unless its kernel was granted that much (launch()). */
+cudaError_t set_max_dyn_smem(const void *kernel, int bytes);
+bool dyn_smem_ok(const char *kname, const void *kernel, size_t smem);
+} // namespace sf_emu
 template <typename F>
-static inline cudaError_t cudaFuncSetAttribute(F *, cudaFuncAttribute, int) {
-    return cudaSuccess;
+static inline cudaError_t cudaFuncSetAttribute(F *f, cudaFuncAttribute attr, int v) {
+    return attr == cudaFuncAttributeMaxDynamicSharedMemorySize ? sf_emu::set_max_dyn_smem((const void *)f, v) : cudaSuccess;
 }
 
 /* ---- stream capture and graphs (graph_emu.cc) ------------------------------------------------
@@ -495,6 +501,7 @@ static inline void launch(const char *kname, dim3 grid, dim3 block, size_t smem,
         fail_launch(kname, "argument %d is a pointer to host memory, not cudaMalloc'd memory", bad + 1);
         return;
     }
+    if (!dyn_smem_ok(kname, (const void *)k, smem)) return;
     const bool cap = capturing(s);
     if (cap || deferring()) { /* with a copy of the converted arguments: recorded (run by cudaGraphLaunch) or
                                  queued (run when the host waits) */

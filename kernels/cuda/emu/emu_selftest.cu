@@ -48,6 +48,14 @@ static __global__ void shared_kernel(float *out, float *poison) {
     if (t == 0) unwritten[0] = 1.0f;
 }
 
+/* Cases 41 / 42: 49 KiB of dynamic shared memory, not granted / granted by cudaFuncSetAttribute. */
+static __global__ void smem_ungranted_kernel(float *out) {
+    if (threadIdx.x == 0) out[0] = 1.0f;
+}
+static __global__ void smem_granted_kernel(float *out) {
+    if (threadIdx.x == 0) out[0] = 2.0f;
+}
+
 static __global__ void dyn_shared_kernel(float *out, float *poison) {
     SF_DYN_SHARED(float, buf);
     int t = (int)threadIdx.x, n = (int)blockDim.x;
@@ -297,7 +305,8 @@ static __global__ void race_blocks_kernel(float *w, float *r) { /* w: zeroed by 
  * uninitialised mbarrier, 21 arrivals past the count, 22 a wait nothing ends, 23 a TMA box to a misaligned
  * destination (aux: a 10 × 100 bf16 matrix, rows 104 apart), 24 a wgmma whose warpgroup lost half its
  * threads, 25 bar.sync 0, 26 a named barrier nobody completes, 27 / 28 race_threads without / with its
- * barrier (128 threads, out: 128 floats), 29 race_blocks (64 blocks, out: w then r, 128 floats). out/aux:
+ * barrier (128 threads, out: 128 floats), 29 race_blocks (64 blocks, out: w then r, 128 floats), 41 / 42 a
+ * launch with 49 KiB of dynamic shared memory without / with cudaFuncSetAttribute granting it. out/aux:
  * device buffers large enough.
  * (What TMA, named barriers and wgmma must do, as opposed to the rules, is tests/unit/test_hopper.c's.) */
 extern "C" sf_status sf_emu_selftest(const sf_cuda_ctx *ctx, int which, void *out, void *aux, sf_err *err) {
@@ -340,6 +349,11 @@ extern "C" sf_status sf_emu_selftest(const sf_cuda_ctx *ctx, int which, void *ou
     case 38:
     case 39: SF_LAUNCH(cp_read_kernel, 1, 64, 4096, s, (const __nv_bfloat16 *)aux, fo, which == 38); break;
     case 40: SF_LAUNCH(wgmma_no_proxy_fence_kernel, 1, 128, 16384, s, fo); break;
+    case 41: SF_LAUNCH(smem_ungranted_kernel, 1, 32, 49 * 1024, s, fo); break;
+    case 42:
+        CUDA_CHECK(cudaFuncSetAttribute(smem_granted_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, 49 * 1024));
+        SF_LAUNCH(smem_granted_kernel, 1, 32, 49 * 1024, s, fo);
+        break;
     case 25: SF_LAUNCH(named_bad_id_kernel, 1, 32, 0, s, fo); break;
     case 26: SF_LAUNCH(named_hang_kernel, 1, 64, 0, s, fo); break;
     case 20: SF_LAUNCH(mbar_uninit_kernel, 1, 32, 64, s, fo); break;
