@@ -218,6 +218,7 @@ extern "C" sf_status sf_cuda_host_alloc(void **p, size_t bytes, sf_err *err) {
     CUDA_CHECK(cudaMallocHost(p, bytes));
     return SF_OK;
 fail:
+    (void)cudaGetLastError(); /* a refused allocation is not sticky: the next launch check must not see it */
     *p = NULL;
     return st;
 }

@@ -552,6 +552,8 @@ static sf_status decode_frame(sf_vae_cuda *g, void **res, int64_t *n_out, sf_err
     return SF_OK;
 }
 
+static sf_status submit_enqueue(sf_vae_cuda *g, int k, int64_t zf, int64_t P, int want_video, int want_u8, sf_err *err);
+
 sf_status sf_vae_cuda_submit(sf_vae_cuda *g, const float *z, int want_video, int want_u8, sf_err *err) {
     const sf_vae_config *c = &g->v->cfg;
     const int64_t zf = c->z_dim * g->v->st.h * g->v->st.w;
@@ -565,6 +567,18 @@ sf_status sf_vae_cuda_submit(sf_vae_cuda *g, const float *z, int want_video, int
         return s;
     /* slot k's last latent frame was received: its upload and copies are done, the slot is free */
     memcpy(g->zin_h[k], z, sizeof(float) * (size_t)zf);
+    if ((s = submit_enqueue(g, k, zf, P, want_video, want_u8, err))) {
+        /* what was enqueued before the failure may still read slot k (the upload runs when the stream
+         * gets to it): the next submit reuses the slot, so nothing may be left in flight */
+        sf_err e2;
+        (void)sf_cuda_sync(&g->cx, &e2);
+        return s;
+    }
+    return SF_OK;
+}
+
+static sf_status submit_enqueue(sf_vae_cuda *g, int k, int64_t zf, int64_t P, int want_video, int want_u8, sf_err *err) {
+    sf_status s;
     prof(g, V_IO, 0);
     TRY(sf_cuda_copy_h2d_async(&g->cx, g->zin, g->zin_h[k], sizeof(float) * (size_t)zf, err));
     void *res = NULL;
