@@ -12,8 +12,8 @@
  * 2 runs; the plain graph's with its bias / residual kernel), and the fastest that is ≥ 3 % faster
  * than cuDNN's first choice and computes its bits exactly replaces it — cuDNN's first choice is not
  * always the fastest kernel for the VAE's narrow channels, and the bytes must not depend on timings;
- * sf_conv_cudnn_tune_report sums what it found. The temporal padding is 0: the causal cache is the input buffer's first
- * kt−1 frames (see conv_cuda.h).
+ * sf_conv_cudnn_tune_report sums what it found. The temporal padding is 0: the causal cache is the
+ * input buffer's first kt−1 frames (see conv_cuda.h).
  * Tested by tests/unit/test_conv_plans.c (deviceless plans for every VAE shape; GPU forward). */
 #include "conv_cuda.h"
 #include "cuda/cudnn_util.h"
@@ -270,17 +270,25 @@ static int tune_collect(sf_cudnn_build *b, const sf_conv_shape *s, cand *cs) {
  * the same flags then give the same bytes with the autotune on, off, or in another process. */
 #define TUNE_GAIN 0.03
 
+/* "cin->cout HxW t T k KTxKxK": the shape in the autotune's messages. */
+static const char *tune_shape(const sf_conv_shape *s, char *buf, size_t n) {
+    snprintf(buf, n, "%lld->%lld %lldx%lld t %lld k %dx%dx%d", (long long)s->cin, (long long)s->cout, (long long)s->h,
+             (long long)s->w, (long long)s->t_out, s->kt, s->k, s->k);
+    return buf;
+}
+
 /* One execution of candidate i on the scratch buffers; SF_E_DEVICE (naming it) when the GPU failed, as
- * opposed to a plan cuDNN refused to execute (SF_E_UNSUPPORTED: that candidate is left out). */
+ * opposed to a plan cuDNN refused to execute (SF_E_UNSUPPORTED, the reason in err: that candidate is
+ * left out). */
 static sf_status tune_exec(sf_conv_cudnn *c, const sf_conv_shape *s, const cand *cs, int i, void *const *buf, sf_err *err) {
     sf_err e = {{0}};
+    char sh[96];
     if (exec_plan(c, s, &cs[i].f, cs[i].fused, buf[5], buf[0], buf[1], buf[3], buf[4], buf[2], &e) == SF_OK) return SF_OK;
     (void)cudaGetLastError();
     cudaError_t ce = cudaStreamSynchronize((cudaStream_t)c->ctx->stream); /* a fault is sticky: the context is lost */
     if (ce != cudaSuccess)
-        return sf_fail(err, SF_E_DEVICE, "conv autotune %lld->%lld %lldx%lld t %lld k %dx%dx%d: candidate %d (%s) failed on "
-                       "the GPU: %s", (long long)s->cin, (long long)s->cout, (long long)s->h, (long long)s->w,
-                       (long long)s->t_out, s->kt, s->k, s->k, i, cs[i].f.desc, cudaGetErrorString(ce));
+        return sf_fail(err, SF_E_DEVICE, "conv autotune %s: candidate %d (%s) failed on the GPU: %s",
+                       tune_shape(s, sh, sizeof sh), i, cs[i].f.desc, cudaGetErrorString(ce));
     return sf_fail(err, SF_E_UNSUPPORTED, "%s", e.msg);
 }
 
@@ -305,6 +313,8 @@ static sf_status tune_choose(sf_conv_cudnn *c, const sf_conv_shape *s, const can
     uint16_t *y0 = NULL, *yi = NULL;
     cudaEvent_t e0 = NULL, e1 = NULL;
     sf_status r = SF_OK;
+    char sh[96];
+    tune_shape(s, sh, sizeof sh);
     int ok = cudaEventCreate(&e0) == cudaSuccess && cudaEventCreate(&e1) == cudaSuccess;
     for (int k = 0; ok && k < 6; k++) ok = !bytes[k] || cudaMalloc(&buf[k], bytes[k]) == cudaSuccess;
     if (!ok) {
@@ -318,18 +328,15 @@ static sf_status tune_choose(sf_conv_cudnn *c, const sf_conv_shape *s, const can
                                                                 scale[k], err)))
             goto done;
     for (int i = 0; i < n; i++) {
-        sf_status x = tune_exec(c, s, cs, i, buf, err); /* the warm-up */
-        if (x == SF_E_DEVICE) {
-            r = x;
-            goto done;
-        }
-        int good = !x && cudaEventRecord(e0, st) == cudaSuccess;
-        for (int k = 0; good && k < TUNE_REPS; k++) {
-            if ((x = tune_exec(c, s, cs, i, buf, err)) == SF_E_DEVICE) {
+        int good = 1;
+        for (int k = 0; good && k <= TUNE_REPS; k++) { /* k = 0: the warm-up; the clock starts after it */
+            if (k == 1) good = cudaEventRecord(e0, st) == cudaSuccess;
+            sf_status x = good ? tune_exec(c, s, cs, i, buf, err) : SF_OK;
+            if (x == SF_E_DEVICE) {
                 r = x;
                 goto done;
             }
-            good = !x;
+            good = good && !x;
         }
         float t = 0;
         if (good && cudaEventRecord(e1, st) == cudaSuccess && cudaEventSynchronize(e1) == cudaSuccess &&
@@ -338,8 +345,7 @@ static sf_status tune_choose(sf_conv_cudnn *c, const sf_conv_shape *s, const can
         else
             (void)cudaGetLastError();
         if (sf_cudnn_debug_on())
-            fprintf(stderr, "sf-cudnn: autotune %lld->%lld %lldx%lld t %lld: %s: %s\n", (long long)s->cin, (long long)s->cout,
-                    (long long)s->h, (long long)s->w, (long long)s->t_out, cs[i].f.desc, ms[i] >= 0 ? "timed" : "did not run");
+            fprintf(stderr, "sf-cudnn: autotune %s: %s: %s\n", sh, cs[i].f.desc, ms[i] >= 0 ? "timed" : err->msg);
     }
     if (ms[0] < 0) goto done; /* cuDNN's first choice stays: nothing to hold the others to */
     for (;;) { /* the fastest challenger left, held to candidate 0's bits */
@@ -348,16 +354,22 @@ static sf_status tune_choose(sf_conv_cudnn *c, const sf_conv_shape *s, const can
             if (ms[i] >= 0 && ms[i] <= (1.0 - TUNE_GAIN) * ms[0] && (k < 0 || ms[i] < ms[k])) k = i;
         if (k < 0) break;
         /* (copies on the context's stream, then a wait: it is non-blocking, so cudaMemcpy would not wait for it) */
-        if (!y0 && (!(y0 = malloc(2 * yn)) || !(yi = malloc(2 * yn)) || tune_exec(c, s, cs, 0, buf, err) ||
-                    cudaMemcpyAsync(y0, buf[2], 2 * yn, cudaMemcpyDeviceToHost, st) != cudaSuccess ||
-                    cudaStreamSynchronize(st) != cudaSuccess)) {
-            (void)cudaGetLastError();
-            if (cudaStreamSynchronize(st) != cudaSuccess) r = sf_fail(err, SF_E_DEVICE, "conv autotune: the GPU failed");
-            goto done; /* no reference: cuDNN's first choice stays */
+        if (!y0) { /* candidate 0's output, once: the reference */
+            sf_status x = (y0 = malloc(2 * yn)) && (yi = malloc(2 * yn)) ? tune_exec(c, s, cs, 0, buf, err) : SF_E_NOMEM;
+            if (x == SF_E_DEVICE) {
+                r = x;
+                goto done;
+            }
+            if (x || cudaMemcpyAsync(y0, buf[2], 2 * yn, cudaMemcpyDeviceToHost, st) != cudaSuccess ||
+                cudaStreamSynchronize(st) != cudaSuccess) {
+                (void)cudaGetLastError();
+                goto done; /* no reference: cuDNN's first choice stays (a lost context shows at done) */
+            }
         }
         /* y poisoned first: a challenger that wrote nothing must not pass on candidate 0's bytes */
-        sf_status x = cudaMemsetAsync(buf[2], 0xFF, 2 * yn, st) == cudaSuccess ? tune_exec(c, s, cs, k, buf, err) : SF_E_DEVICE;
-        if (x == SF_E_DEVICE && cudaStreamSynchronize(st) != cudaSuccess) {
+        sf_status x = cudaMemsetAsync(buf[2], 0xFF, 2 * yn, st) == cudaSuccess ? tune_exec(c, s, cs, k, buf, err)
+                                                                              : SF_E_UNSUPPORTED;
+        if (x == SF_E_DEVICE) {
             r = x;
             goto done;
         }
@@ -368,15 +380,13 @@ static sf_status tune_choose(sf_conv_cudnn *c, const sf_conv_shape *s, const can
         }
         (void)cudaGetLastError();
         if (sf_cudnn_debug_on())
-            fprintf(stderr, "sf-cudnn: autotune %lld->%lld %lldx%lld t %lld: %s is %.0f%% faster but computes other bits: "
-                    "not taken\n", (long long)s->cin, (long long)s->cout, (long long)s->h, (long long)s->w, (long long)s->t_out,
+            fprintf(stderr, "sf-cudnn: autotune %s: %s is %.0f%% faster but computes other bits: not taken\n", sh,
                     cs[k].f.desc, 100.0 * (1.0 - ms[k] / ms[0]));
         ms[k] = -2.0f; /* timed, but not the same arithmetic */
     }
 done:
     if (cudaStreamSynchronize(st) != cudaSuccess && !r)
-        r = sf_fail(err, SF_E_DEVICE, "conv autotune %lld->%lld %lldx%lld: the GPU failed", (long long)s->cin, (long long)s->cout,
-                    (long long)s->h, (long long)s->w);
+        r = sf_fail(err, SF_E_DEVICE, "conv autotune %s: the GPU failed", sh);
     for (int k = 0; k < 6; k++) cudaFree(buf[k]);
     free(y0), free(yi);
     if (e0) cudaEventDestroy(e0);
