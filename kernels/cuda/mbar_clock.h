@@ -4,9 +4,9 @@
  * %globaltimer for a 4.29 s wait trapped on the first wait that polled twice within one tick.
  *
  * One register of state, t0: 0 before the wait's first failed poll, then that poll's reading with its low
- * bit set (so never 0 again). The bound is passed once more than limit_ns have gone by since that poll. Readings are
- * the timer's low 32 bits: differences are exact modulo 2^32, so limit_ns must stay below ~4.29e9, and a
- * reading equal to the first (same tick) or one past it counts as no time at all. */
+ * bit set (so never 0 again). The bound is passed once more than limit_ns have gone by since that poll.
+ * Readings are the timer's low 32 bits: differences are exact modulo 2^32, so limit_ns must stay below
+ * ~4.29e9, and a reading equal to the first (same tick) or one past it counts as no time at all. */
 #ifndef SF_MBAR_CLOCK_H
 #define SF_MBAR_CLOCK_H
 

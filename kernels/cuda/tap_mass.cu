@@ -145,8 +145,9 @@ fail:
     return st;
 }
 
-/* A thread per (frame, column) (grid-stride: sf_cuda_blocks caps the grid): the column's S values summed in token order in double (the CPU's
- * order), then divided by S. Adjacent threads read adjacent columns of a row: coalesced. */
+/* A thread per (frame, column) (grid-stride: sf_cuda_blocks caps the grid): the column's S values summed
+ * in token order in double (the CPU's order), then divided by S. Adjacent threads read adjacent columns
+ * of a row: coalesced. */
 static __global__ void frame_means_kernel(int64_t nframes, int64_t S, int64_t D, const __nv_bfloat16 *__restrict__ x,
                                           int64_t ld, double *__restrict__ means) {
     for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < nframes * D; i += (int64_t)gridDim.x * blockDim.x) {
@@ -173,8 +174,9 @@ fail:
     return st;
 }
 
-/* A thread per (head, query frame, key frame) (grid-stride): the head's d products and their sum in double in i
- * order (explicitly rounded: never fused), times scale, rounded to float — the CPU's arithmetic. */
+/* A thread per (head, query frame, key frame) (grid-stride): the head's d products and their sum in
+ * double in i order (explicitly rounded: never fused), times scale, rounded to float — the CPU's
+ * arithmetic. */
 static __global__ void frame_logit_means_kernel(int H, int64_t d, int64_t QF, int64_t KF, const double *__restrict__ qm,
                                                 const double *__restrict__ km, double scale, float *__restrict__ out) {
     const int64_t n = (int64_t)H * QF * KF, D = (int64_t)H * d;

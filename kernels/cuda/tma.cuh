@@ -74,8 +74,8 @@ __device__ __forceinline__ void sf_mbar_arrive_expect_tx(uint64_t *bar, unsigned
  * the launch fails ("illegal instruction", after those seconds) instead of the process hanging until a
  * timeout kills it. The clock runs on while a debugger holds the GPU at a breakpoint: build with
  * -DSF_MBAR_TIMEOUT_NS=0 (no bound) to debug (at most 4e9: the difference is taken in 32 bits). No
- * printf to say where: a call in the kernel makes ptxas serialise every wgmma (C7510); the emulation names the line of a wait nothing can end. The clock: mbar_clock.h (one
- * register; tested on the host). */
+ * printf to say where: a call in the kernel makes ptxas serialise every wgmma (C7510); the emulation
+ * names the line of a wait nothing can end. The clock: mbar_clock.h (one register; tested on the host). */
 #ifndef SF_MBAR_TIMEOUT_NS
 #define SF_MBAR_TIMEOUT_NS 3000000000u
 #endif

@@ -552,7 +552,30 @@ static sf_status decode_frame(sf_vae_cuda *g, void **res, int64_t *n_out, sf_err
     return SF_OK;
 }
 
-static sf_status submit_enqueue(sf_vae_cuda *g, int k, int64_t zf, int64_t P, int want_video, int want_u8, sf_err *err);
+/* The GPU work of one submit, enqueued: the latent frame's upload from pinned slot k, its decode, the
+ * pixels and their copies into slot k, the event the receive waits on. */
+static sf_status submit_enqueue(sf_vae_cuda *g, int k, int64_t zf, int64_t P, int want_video, int want_u8, sf_err *err) {
+    sf_status s;
+    prof(g, V_IO, 0);
+    TRY(sf_cuda_copy_h2d_async(&g->cx, g->zin, g->zin_h[k], sizeof(float) * (size_t)zf, err));
+    void *res = NULL;
+    int64_t nf = 0;
+    TRY(decode_frame(g, &res, &nf, err));
+    prof(g, V_IO, 0);
+    TRY(sf_vae_to_pixels_cuda(&g->cx, nf, P, 8, res, want_u8 ? g->u8_d : NULL, want_video ? g->video_d : NULL, err));
+    /* pinned destinations: the copies are enqueued, the host goes on (the next frame's decode can be
+     * enqueued behind them while this one's frames are written out) */
+    if (want_u8) TRY(sf_cuda_copy_d2h_async(&g->cx, g->u8_h[k], g->u8_d, (size_t)(nf * 3 * P), err));
+    if (want_video) TRY(sf_cuda_copy_d2h_async(&g->cx, g->video_h[k], g->video_d, (size_t)(nf * 3 * P) * 4, err));
+    TRY(sf_cuda_event_record(&g->cx, g->ev, k, err));
+    g->tk_frames[k] = nf, g->tk_u8[k] = want_u8, g->tk_video[k] = want_video;
+    g->submitted++;
+    if (g->prof.ev) { /* profiling: one latent frame per run, closed here */
+        prof(g, V_IO, 0);
+        TRY(sf_gpu_prof_collect(&g->prof, err));
+    }
+    return SF_OK;
+}
 
 sf_status sf_vae_cuda_submit(sf_vae_cuda *g, const float *z, int want_video, int want_u8, sf_err *err) {
     const sf_vae_config *c = &g->v->cfg;
@@ -577,28 +600,6 @@ sf_status sf_vae_cuda_submit(sf_vae_cuda *g, const float *z, int want_video, int
     return SF_OK;
 }
 
-static sf_status submit_enqueue(sf_vae_cuda *g, int k, int64_t zf, int64_t P, int want_video, int want_u8, sf_err *err) {
-    sf_status s;
-    prof(g, V_IO, 0);
-    TRY(sf_cuda_copy_h2d_async(&g->cx, g->zin, g->zin_h[k], sizeof(float) * (size_t)zf, err));
-    void *res = NULL;
-    int64_t nf = 0;
-    TRY(decode_frame(g, &res, &nf, err));
-    prof(g, V_IO, 0);
-    TRY(sf_vae_to_pixels_cuda(&g->cx, nf, P, 8, res, want_u8 ? g->u8_d : NULL, want_video ? g->video_d : NULL, err));
-    /* pinned destinations: the copies are enqueued, the host goes on (the next frame's decode can be
-     * enqueued behind them while this one's frames are written out) */
-    if (want_u8) TRY(sf_cuda_copy_d2h_async(&g->cx, g->u8_h[k], g->u8_d, (size_t)(nf * 3 * P), err));
-    if (want_video) TRY(sf_cuda_copy_d2h_async(&g->cx, g->video_h[k], g->video_d, (size_t)(nf * 3 * P) * 4, err));
-    TRY(sf_cuda_event_record(&g->cx, g->ev, k, err));
-    g->tk_frames[k] = nf, g->tk_u8[k] = want_u8, g->tk_video[k] = want_video;
-    g->submitted++;
-    if (g->prof.ev) { /* profiling: one latent frame per run, closed here */
-        prof(g, V_IO, 0);
-        TRY(sf_gpu_prof_collect(&g->prof, err));
-    }
-    return SF_OK;
-}
 
 sf_status sf_vae_cuda_receive(sf_vae_cuda *g, float *video, uint8_t *u8, int64_t *n_out, sf_err *err) {
     const sf_vae_config *c = &g->v->cfg;

@@ -212,6 +212,22 @@ done:
     sf_tfile_destroy(&g);
 }
 
+/* 1 when a[0..n) == b[0..n); else 0 and, in why, how many bytes differ, the first, and by how many
+ * levels at most (1-2: a summation order; more: a bug). */
+static int same_bytes(const uint8_t *a, const uint8_t *b, size_t n, char *why, size_t wn) {
+    size_t ndiff = 0, first = n;
+    int maxd = 0;
+    for (size_t i = 0; i < n; i++)
+        if (a[i] != b[i]) {
+            const int d = abs((int)a[i] - (int)b[i]);
+            ndiff++, first = first < i ? first : i, maxd = d > maxd ? d : maxd;
+        }
+    if (ndiff)
+        snprintf(why, wn, "%zu of %zu bytes, first at %zu (%d vs %d), max %d levels", ndiff, n, first, a[first], b[first],
+                 maxd);
+    return ndiff == 0;
+}
+
 /* SF_CUDA_PROFILE=1: one profile run per latent frame, every category timed, the convolutions' and
  * GEMMs' arithmetic counted; profiling changes no output byte. And the convolutions of a steady
  * latent frame's 2 or 4 frames batched into one cuDNN call each give the bytes of the per-frame
@@ -246,18 +262,11 @@ static void test_vae_cuda_profile(void) {
 #endif
     SF_CHECK_OK(sf_vae_cuda_decode(prof, z, 2, NULL, b, &nb, &err), &err);
     /* batched (one call per conv of the second latent frame's 2 or 4 frames) = per frame, byte for byte */
-    size_t ndiff = 0, first = n;
-    int maxd = 0;
-    for (size_t i = 0; i < n; i++)
-        if (a[i] != b[i]) {
-            ndiff++, first = first < i ? first : i;
-            maxd = abs((int)a[i] - (int)b[i]) > maxd ? abs((int)a[i] - (int)b[i]) : maxd;
-        }
     /* on a GPU the batched shapes have their own cuDNN plans: a failure here with max 1-2 levels says those
      * plans sum in another order (not a batching bug, which would show as large differences) */
-    SF_CHECK_MSG(na == 5 && nb == 5 && ndiff == 0,
-                 "batched convolutions differ from per-frame ones: %zu of %zu bytes, first at %zu (%d vs %d), max %d levels",
-                 ndiff, n, first, first < n ? a[first] : 0, first < n ? b[first] : 0, maxd);
+    char why[160];
+    SF_CHECK_MSG(na == 5 && nb == 5 && same_bytes(a, b, n, why, sizeof why),
+                 "batched convolutions differ from per-frame ones: %s", why);
 #ifdef SF_TEST_EMU
     unsigned long long c2 = sf_emu_conv_calls();
     SF_CHECK_MSG(c2 - c1 < c1 - c0, "conv calls: %llu batched, %llu per frame", c2 - c1, c1 - c0);
@@ -300,10 +309,8 @@ static void test_vae_cuda_reproducible(void) {
     if (z && a && b) {
         SF_CHECK_OK(sf_vae_cuda_decode(d1, z, 2, NULL, a, &na, &err), &err);
         SF_CHECK_OK(sf_vae_cuda_decode(d2, z, 2, NULL, b, &nb, &err), &err);
-        size_t i = 0;
-        while (i < n && a[i] == b[i]) i++;
-        SF_CHECK_MSG(na == 5 && nb == 5 && i == n, "two decoders differ at byte %zu of %zu (%d vs %d)", i, n,
-                     i < n ? a[i] : 0, i < n ? b[i] : 0);
+        char why[160];
+        SF_CHECK_MSG(na == 5 && nb == 5 && same_bytes(a, b, n, why, sizeof why), "two decoders differ: %s", why);
     }
     free(z), free(a), free(b);
 done:

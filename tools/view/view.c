@@ -376,14 +376,14 @@ int sf_view_host_ok(const char *host, const char *allow) {
     const char *colon = strchr(host, ':');
     size_t l = colon ? (size_t)(colon - host) : n;
     if (colon && (!colon[1] || strspn(colon + 1, "0123456789") != strlen(colon + 1))) return 0;
-    for (size_t i = 0; i < l; i++) h[i] = (char)(host[i] >= 'A' && host[i] <= 'Z' ? host[i] + 32 : host[i]);
-    h[l] = 0;
+    memcpy(h, host, l), h[l] = 0;
     if (l && h[l - 1] == '.') h[--l] = 0; /* "localhost." is "localhost" */
     struct in_addr a4;
     if (l == 0) return 0;
     if (inet_pton(AF_INET, h, &a4) == 1) return 1;
-    if (!strcmp(h, "localhost") || (l > 10 && !strcmp(h + l - 10, ".localhost"))) return 1;
-    for (const char *p = allow; p && *p;) { /* comma-separated names, case-insensitive */
+    /* names compare without regard to case */
+    if (!strcasecmp(h, "localhost") || (l > 10 && !strcasecmp(h + l - 10, ".localhost"))) return 1;
+    for (const char *p = allow; p && *p;) { /* comma-separated names */
         size_t k = strcspn(p, ",");
         if (k == l && !strncasecmp(p, h, l)) return 1;
         p += k + (p[k] == ',');
