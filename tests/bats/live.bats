@@ -14,7 +14,7 @@ setup() {
     sf-mkmodel tiny "$M" --seed 1 2>/dev/null
     sf-encode --model-dir "$M" --no-cache --prompt "a red fox" --out "$T/emb.wire" 2>/dev/null
     PIDS=()
-    PORT=$((20000 + (RANDOM % 20000)))
+    PORT=$((20000 + (RANDOM % 12000)))
 }
 
 teardown() {

@@ -15,7 +15,7 @@ setup() {
     G="${SF_GOLDEN:-$BATS_TEST_DIRNAME/../golden}"
     T="$BATS_TEST_TMPDIR"
     F="$G/expect/vae.safetensors" # 11 tensors, 3.3 MB
-    PORT=$((20000 + (RANDOM * 7 + BATS_TEST_NUMBER * 101) % 40000))
+    PORT=$((20000 + (RANDOM * 7 + BATS_TEST_NUMBER * 101) % 12000))
     PIDS=()
     unset SF_WIRE_CURVE_KEY
 }

@@ -81,7 +81,7 @@ wait_for() {
 
 @test "sf-run launcher: srun inside an allocation gives the one-host video; node: K picks a node" {
     local vars=(model_dir="$M" checkpoint="$M/ckpt.pt" num_frames=3 height=32 width=48 cache_dir="$T/cache")
-    port=$((30000 + RANDOM % 20000))
+    port=$((20000 + RANDOM % 12000))
     run -0 sbatch --wait -N1 -o "$T/job.out" --wrap \
         "sf-run '$SF_ROOT/pipelines/t2v_slurm.yaml' $(printf "'%s' " "${vars[@]}") output='$T/srun.y4m' --tcp-port $port"
     cat "$T/job.out"

@@ -129,7 +129,7 @@ wait_exit() {
 }
 
 @test "serve over tcp; client errors: no server, timeout, bad combinations" {
-    port=$((20000 + RANDOM % 20000))
+    port=$((20000 + RANDOM % 12000))
     start_server "tcp://127.0.0.1:$port" --no-cache
     for _ in $(seq 100); do grep -q 'serving on' "$T/srv.log" 2>/dev/null && break; sleep 0.05; done
     run --separate-stderr sf-encode --server "tcp://127.0.0.1:$port" --server-timeout 10 --prompt "a red fox" --save-embeds "$T/t.safetensors"
@@ -159,7 +159,7 @@ wait_exit() {
     # two CURVE secret keys (Z85, made with zmq_curve_keypair; test constants, not secrets)
     K1='i@10qW&TFv^r6cjgzZsaj32@n.T<C1VG?$=3tpy6'
     K2=']mlkbgj}m>Kbvagajg?ST^RUrz#3Cma]rFDBYTXC'
-    port=$((20000 + RANDOM % 20000))
+    port=$((20000 + RANDOM % 12000))
     SF_WIRE_CURVE_KEY="$K1" start_server "tcp://127.0.0.1:$port" --no-cache
     for _ in $(seq 100); do grep -q 'serving on' "$T/srv.log" 2>/dev/null && break; sleep 0.05; done
     sf-encode --model-dir "$M" --no-cache --prompt "a red fox" --save-embeds "$T/d.safetensors" 2>/dev/null

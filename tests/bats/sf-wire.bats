@@ -10,7 +10,7 @@ setup() {
     T="$BATS_TEST_TMPDIR"
     F="$G/expect/vae.safetensors"        # 10 f32 + 1 u8 tensors, 3.3 MB
     F2="$G/expect/dit_pipeline_base.safetensors" # f32 + i64
-    PORT=$((20000 + (RANDOM * 7 + BATS_TEST_NUMBER * 101) % 40000))
+    PORT=$((20000 + (RANDOM * 7 + BATS_TEST_NUMBER * 101) % 12000))
     PIDS=()
 }
 

@@ -1,12 +1,16 @@
 /* test_runspec.c — sf-run's pipeline specs (tools/run/runspec.c): overrides that would be
  * silently ignored (an unknown variable, a misspelt stage) are refused naming the closest valid
  * name; stage.device / stage.host set the stage's fields; a '-'/'_' respelling of an existing
- * arg replaces it. The command-line side is tests/bats/sf-run.bats. */
+ * arg replaces it; tcp links within this machine get free ports below the ephemeral range. The
+ * command-line side is tests/bats/sf-run.bats. */
 #define _POSIX_C_SOURCE 200809L
 #include "sf_test.h"
 #include "tools/run/runspec.h"
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <stdio.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -124,6 +128,69 @@ static void test_values_are_data(void) {
     unlink(path);
 }
 
+/* 1 when a listening socket can be bound on 127.0.0.1:port now (SO_REUSEADDR, as ZeroMQ binds). */
+static int bindable(int port) {
+    int fd = socket(AF_INET, SOCK_STREAM, 0), one = 1, ok;
+    if (fd < 0) return 0;
+    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
+    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    ok = bind(fd, (struct sockaddr *)&sa, sizeof sa) == 0 && listen(fd, 1) == 0;
+    close(fd);
+    return ok;
+}
+
+/* Without --tcp-port (tcp_port0 = 0): every link with both ends here gets its own free port,
+ * drawn below the kernel's ephemeral range, released again for its stage to bind; a link to
+ * another host keeps 47600 + i (the port must be free there, not here). */
+static void test_free_ports(void) {
+    int lo, hi, elo = 32768, ehi;
+    sf_run_port_range(&lo, &hi);
+    FILE *f = fopen("/proc/sys/net/ipv4/ip_local_port_range", "r");
+    if (f) {
+        if (fscanf(f, "%d %d", &elo, &ehi) != 2) elo = 32768;
+        fclose(f);
+    }
+    SF_CHECK_MSG(lo >= 1024 && hi - lo >= 1000 && (hi <= elo || (lo == 1024 && hi == 65536)), "range %d..%d, ephemeral from %d",
+                 lo, hi, elo);
+    int p[SF_RUN_MAX_STAGES];
+    sf_err err = {{0}};
+    SF_CHECK_OK(sf_run_free_ports(SF_RUN_MAX_STAGES, p, &err), &err);
+    for (int i = 0; i < SF_RUN_MAX_STAGES && !err.msg[0]; i++) {
+        SF_CHECK_MSG(p[i] >= lo && p[i] < hi, "port %d: %d outside %d..%d", i, p[i], lo, hi - 1);
+        SF_CHECK_MSG(bindable(p[i]), "port %d: %d is not free after the draw (a probe left open?)", i, p[i]);
+        for (int k = 0; k < i; k++) SF_CHECK_MSG(p[k] != p[i], "ports %d and %d are both %d", k, i, p[i]);
+    }
+    char path[] = "/tmp/sf-test-runspec-XXXXXX";
+    int fd = mkstemp(path);
+    SF_CHECK(fd >= 0);
+    if (fd < 0) return;
+    static const char tcp[] = "transport: tcp\n";
+    SF_CHECK(write(fd, tcp, sizeof tcp - 1) == (ssize_t)sizeof tcp - 1 &&
+             write(fd, spec_text, sizeof spec_text - 1) == (ssize_t)sizeof spec_text - 1);
+    close(fd);
+    sf_run_plan plan;
+    for (int remote = 0; remote < 2; remote++) {
+        const char *ov[2] = {"prompt=p", "decode.host=gpu-2.lan"};
+        memset(&err, 0, sizeof err);
+        SF_CHECK_OK(sf_run_plan_load(path, ov, 1 + remote, "1", 0, &plan, &err), &err);
+        if (err.msg[0]) break;
+        int q[2];
+        for (int i = 0; i < 2; i++) {
+            char want[64];
+            SF_CHECK_MSG(sscanf(plan.stages[i + 1].in_url, "@tcp://%*[^:]:%d", &q[i]) == 1, "%s", plan.stages[i + 1].in_url);
+            snprintf(want, sizeof want, ">tcp://%s:%d", remote && i == 1 ? "gpu-2.lan" : "127.0.0.1", q[i]);
+            SF_CHECK_MSG(!strcmp(plan.stages[i].out_url, want), "link %d: writer %s, reader %s", i, plan.stages[i].out_url,
+                         plan.stages[i + 1].in_url);
+        }
+        SF_CHECK_MSG(q[0] >= lo && q[0] < hi, "local link: port %d outside %d..%d", q[0], lo, hi - 1);
+        if (remote) SF_CHECK_MSG(q[1] == 47601, "link to another host: port %d, not 47601", q[1]);
+        else SF_CHECK_MSG(q[1] >= lo && q[1] < hi && q[1] != q[0], "local links: ports %d and %d", q[0], q[1]);
+        sf_run_plan_free(&plan);
+    }
+    unlink(path);
+}
+
 /* extends: a spec laid over another (a path relative to its own folder): vars merged key by key (the
  * child's win, the base's others kept), stages and transport inherited unless the child sets them, its
  * own name; a missing base names both files; a cycle stops at 4 levels with one line. */
@@ -170,5 +237,6 @@ static const sf_test tests[] = {
     {"stage_fields_and_spellings", test_stage_fields_and_spellings},
     {"values_are_data", test_values_are_data},
     {"extends", test_extends},
+    {"free_ports", test_free_ports},
 };
 SF_TEST_MAIN(tests)

@@ -39,7 +39,7 @@ static int g_hidden_errors;
 static const sf_opt opts[] = {
     {"dry-run", 'n', SF_ARG_FLAG, "print the stage command lines and exit"},
     {"timeout", 0, SF_ARG_VALUE, "S\tkill the run after S seconds (default: none)"},
-    {"tcp-port", 0, SF_ARG_VALUE, "P\tfirst tcp port for tcp transports (default 47600)"},
+    {"tcp-port", 0, SF_ARG_VALUE, "P\ttcp transports: link i uses port P+i (default: free ports for links within this machine, 47600+i between hosts)"},
     SF_OPTS_STD,
     {0},
 };
@@ -136,7 +136,7 @@ int main(int argc, char **argv) {
     const char **pos = NULL;
     int np = sf_args_positional(&a, &pos);
     if (np < 1) sf_die(prog, SF_E_ARG, &(sf_err){"usage: sf-run PIPELINE.yaml [key=value ...] (see --help)"});
-    long timeout = 0, port0 = 47600;
+    long timeout = 0, port0 = 0; /* 0: sf_run_plan_load picks */
     if (sf_args_get(&a, opts, "timeout") &&
         (s = sf_arg_long("timeout", sf_args_get(&a, opts, "timeout"), 1, 1L << 30, &timeout, &err)))
         sf_die(prog, s, &err);

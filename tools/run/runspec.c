@@ -356,6 +356,15 @@ sf_status sf_run_plan_load(const char *spec_path, const char *const *ov, int nov
     if ((s = check_overrides(spec_path, spec, plan, ov, nov, err))) goto done;
     if (any_remote) plan->transport = SF_RUN_TCP; /* data between hosts goes over tcp */
     plan->curve = plan->transport == SF_RUN_TCP && zmq_has("curve");
+    int port[SF_RUN_MAX_STAGES]; /* tcp: link i's port */
+    for (int i = 0; i + 1 < plan->n; i++) port[i] = (tcp_port0 ? tcp_port0 : 47600) + i;
+    if (plan->transport == SF_RUN_TCP && !tcp_port0) { /* free ports for the links within this machine */
+        int local[SF_RUN_MAX_STAGES], nl = 0, fp[SF_RUN_MAX_STAGES];
+        for (int i = 0; i + 1 < plan->n; i++)
+            if (!plan->stages[i].host[0] && !plan->stages[i + 1].host[0]) local[nl++] = i;
+        if ((s = sf_run_free_ports(nl, fp, err))) goto done;
+        for (int k = 0; k < nl; k++) port[local[k]] = fp[k];
+    }
     for (int i = 0; i + 1 < plan->n; i++) {
         sf_run_stage *a = &plan->stages[i], *b = &plan->stages[i + 1];
         switch (plan->transport) {
@@ -384,11 +393,11 @@ sf_status sf_run_plan_load(const char *spec_path, const char *const *ov, int nov
             if (a->host[0] && !b->host[0] && (gethostname(here, sizeof here) != 0 || !here[0])) snprintf(here, sizeof here, "localhost");
             const char *rh = b->host[0] ? host_part(b->host) : here;
             if (!a->host[0] && !b->host[0])
-                snprintf(b->in_url, sizeof b->in_url, "@tcp://127.0.0.1:%d", tcp_port0 + i);
+                snprintf(b->in_url, sizeof b->in_url, "@tcp://127.0.0.1:%d", port[i]);
             else
                 snprintf(b->in_url, sizeof b->in_url, "@tcp://route=%s:%d", a->host[0] ? host_part(a->host) : "ssh-client",
-                         tcp_port0 + i);
-            snprintf(a->out_url, sizeof a->out_url, ">tcp://%s:%d", rh, tcp_port0 + i);
+                         port[i]);
+            snprintf(a->out_url, sizeof a->out_url, ">tcp://%s:%d", rh, port[i]);
             break;
         }
         }

@@ -34,10 +34,16 @@ typedef struct sf_run_plan {
 } sf_run_plan;
 
 /* Build a plan from a spec file and "key=value" / "stage.key=value" overrides.
- * run_id makes ipc/shm names unique (e.g. the pid); tcp_port0 is the first tcp port. */
+ * run_id makes ipc/shm names unique (e.g. the pid). tcp: link i (stage i → i+1) uses port
+ * tcp_port0 + i; tcp_port0 = 0 picks free ports (sf_run_free_ports) for links with both ends
+ * on this machine and 47600 + i for links between hosts. */
 sf_status sf_run_plan_load(const char *spec_path, const char *const *overrides, int n_overrides, const char *run_id,
                            int tcp_port0, sf_run_plan *plan, sf_err *err);
 void sf_run_plan_free(sf_run_plan *plan);
+/* ports.c: n distinct tcp ports free on 127.0.0.1 now, drawn below the kernel's ephemeral
+ * range (sf_run_port_range: [lo, hi)), where outgoing connections never take them. */
+sf_status sf_run_free_ports(int n, int *ports, sf_err *err);
+void sf_run_port_range(int *lo, int *hi);
 /* validate.c: spec values are data. SF_E_ARG with one line naming `what`. text: newlines and
  * tabs allowed (a prompt); other control characters never. */
 sf_status sf_run_check_value(const char *what, const char *v, int text, sf_err *err);
