@@ -84,6 +84,35 @@ setup() {
     refute_output --partial "reference ran on"
 }
 
+@test "table.py: A/B, profiled, tapped and non-cuDNN lines never stand in for the default figures" {
+    # a call that ran the A/Bs, the taps and sfpipe's attention but not part bench: no default figures
+    B="$BATS_TEST_TMPDIR/bench.txt"
+    cat >"$B" <<'EOF'
+# NVIDIA H200, 143771 MiB, 580.159.04, 9.0; measured 2026-12-06T01:00:00Z, build 0123456789ab
+no autotune: decode 1.3b gpu video: 1.020 s for 21 latent frames (81 video frames): 79.4 FPS VAE only
+per-frame convs: decode 1.3b gpu video: 1.100 s for 21 latent frames (81 video frames): 73.6 FPS VAE only
+gelu unfused: denoise 1.3b gpu video: 2.200 s for 21 latent frames (81 video frames): 36.8 FPS DiT only
+profiled: encode xxl gpu: 12.0 ms per 512-token prompt (median of 5, min 11.9): 400 TFLOP/s
+profiled: decode 1.3b gpu profile (SF_CUDA_PROFILE, timed video): linear (cuBLASLt) 1.0 ms (1%, 1 GFLOP, 999 TFLOP/s)
+taps probs: denoise 1.3b gpu video: 3.964 s for 21 latent frames (81 video frames): 20.4 FPS DiT only [taps: probs + cross, all 30 layers]
+taps probs: denoise 1.3b gpu memory: 9.90 GiB allocated by the DiT (weights + KV cache + activations), device used 10.1 of 139.80 GiB
+denoise 1.3b gpu video: 2.101 s for 21 latent frames (81 video frames): 38.6 FPS DiT only [taps: frames, all 30 layers]
+no cudnn: denoise 1.3b gpu video: 2.420 s for 21 latent frames (81 video frames): 33.5 FPS DiT only [attention: sfpipe fused, no cuDNN]
+EOF
+    printf 'NVIDIA H200, 143771 MiB, 580.159.04, 9.0\nmeasured 2026-12-06T01:00:00Z, build 0123456789ab\n' >"$BATS_TEST_TMPDIR/gpu.txt"
+    run -0 python3 "$SF_ROOT/tests/gpu/table.py" "$B" "$BATS_TEST_TMPDIR/none" "$BATS_TEST_TMPDIR/none.json" "$BATS_TEST_TMPDIR/gpu.txt"
+    assert_line "Measured 2026-12-06T01:00:00Z, build 0123456789ab"
+    assert_line "| DiT only, 7 blocks | — / ≤ 1.45 s | — |"
+    assert_line "| VAE decode, 81 frames | — / ≤ 0.55 s | — |"
+    assert_line "| umT5-XXL, one 512-token prompt | — / — | — |"
+    assert_line "| GEMM achieved (DiT linear, cuBLASLt) | — / ≥ 600 | — (kprof: see ref_bench.json) |"
+    assert_line "| GPU memory, three stages together (sum of the benches) | — / ≤ 40 GB (37.25 GiB) | — (sum of the stages' peaks) |"
+    # the alternatives keep their own rows, with no comparison against a default that is not there
+    assert_line "| VAE decode, 81 frames, cuDNN's first-choice conv plans (SF_CUDNN_AUTOTUNE=0) | 1.020 s / — | — |"
+    assert_line "| DiT only, 7 blocks, sfpipe's fused attention (SF_NO_CUDNN=1) | 2.420 s / ≤ 1.45 s  ✗ | — |"
+    assert_line "| all-layer probs-mode taps: extra time over the plain video | — / ≤ 25 % | — |"
+}
+
 @test "table.py: the header names the card; a card other than the H200 is said to be measured against the H200's targets" {
     printf 'NVIDIA H100 80GB HBM3, 81559 MiB, 580.159.04, 9.0\n' >"$BATS_TEST_TMPDIR/h100.txt"
     run -0 python3 "$SF_ROOT/tests/gpu/table.py" "$FX/bench.txt" "$FX/e2e.txt" "$FX/ref_bench.json" "$BATS_TEST_TMPDIR/h100.txt"
@@ -179,15 +208,27 @@ run  probes (~30 s)
 run  bench_attn (~60 s)
 run  san_attn (~150 s)
 this call: ~285 s (no budget)"
-    # SF_CHECK_UNITS=next: what the machine's last call left (fixed in advance: the machine stays warm ~30 s)
+    # SF_CHECK_UNITS=next: what the machine's last call left (fixed in advance: the machine stays warm ~30 s);
+    # the A/Bs bring the default figures they are measured against (bench) into their call
     echo "ab,probes" >"$BATS_TEST_TMPDIR/next"
     SF_CHECK_DRY=1 SF_CHECK_NEXT_FILE="$BATS_TEST_TMPDIR/next" SF_CHECK_UNITS=next run -0 bash "$C"
-    assert_output "run  probes (~30 s)
+    assert_output "run  bench (~100 s)
+run  probes (~30 s)
 run  ab (~170 s)
-this call: ~200 s of a 540 s budget"
+this call: ~300 s of a 540 s budget"
+    # ab never runs without its baseline: bench left for the next call takes ab with it
+    SF_CHECK_DRY=1 SF_CHECK_BUDGET=90 SF_CHECK_UNITS=ab,probes run -0 bash "$C"
+    assert_output "next bench (~100 s: 90 s of the budget left)
+run  probes (~30 s)
+next ab (its baseline, bench, is left for the next call)
+this call: ~30 s of a 90 s budget
+next call: SF_CHECK_UNITS=bench,ab bash tests/gpu/check.sh (~270 s)"
+    # a fresh machine (the warm one was given back): no units left there, so the default plan, said on
+    # stderr, instead of a machine start for nothing
+    SF_CHECK_DRY=1 SF_CHECK_NEXT_FILE="$BATS_TEST_TMPDIR/none" SF_CHECK_UNITS=next run -0 --separate-stderr bash "$C"
+    assert_line --index 0 "run  dit_paths (~45 s)"
+    [[ "$stderr" == *"no earlier call on this machine left units"*"the default plan"* ]]
     # mistakes are one line and exit 2, before anything runs
-    SF_CHECK_DRY=1 SF_CHECK_NEXT_FILE="$BATS_TEST_TMPDIR/none" SF_CHECK_UNITS=next run -2 bash "$C"
-    assert_output --partial "no earlier call on this machine left units"
     SF_CHECK_DRY=1 SF_CHECK_UNITS=bench,foo run -2 bash "$C"
     assert_output --partial "unknown unit 'foo'"
     SF_CHECK_DRY=1 SF_CHECK_ONLY=tapz run -2 bash "$C"

@@ -12,7 +12,8 @@
 #   4. table.py reads the fixtures of tests/bats/fixtures/gpu-table;
 #   5. check.sh itself with this bundle (a stand-in nvidia-smi; the GPU tests SKIP, which check.sh counts
 #      as failures): a unit runs and is timed in the summary, table.md is written, and a budget too small
-#      for a unit leaves it to the next call's command line.
+#      for a unit leaves it to the next call's command line;
+#   6. .gpu/BUILD_INFO (the commit, the bundle's sha256) for check.sh to print beside the figures.
 # One line per check, then REHEARSAL PASSED (exit 0) or REHEARSAL FAILED (exit 1). The sf-view that
 # e2e part 3 needed and the bundle left out would have failed check 1 and 3 here.
 set -uo pipefail
@@ -102,4 +103,13 @@ else
     bad "check.sh (budget 20 s)" "$(tr '\n' ';' <"$G/out2/summary.txt" 2>/dev/null) / next: $plan"
 fi
 
+# 6. what the device's figures will have been made by: check.sh prints .gpu/BUILD_INFO (and says so when the
+# bundle that travels is not the one rehearsed here); a failed rehearsal leaves none
+rm -f .gpu/BUILD_INFO
+if [ $fail -eq 0 ]; then
+    c=$(git rev-parse --short=12 HEAD 2>/dev/null || echo "no git")
+    git diff --quiet HEAD -- 2>/dev/null || c="$c + uncommitted changes"
+    echo "build $c, rehearsed $(date -u +%FT%TZ), bundle sha256 $(sha256sum .gpu/bundle.tar.gz | cut -c1-16)" >.gpu/BUILD_INFO
+    say "build info" "$(cat .gpu/BUILD_INFO)"
+fi
 [ $fail -eq 0 ] && echo "REHEARSAL PASSED" || { echo "REHEARSAL FAILED"; exit 1; }

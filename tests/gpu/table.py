@@ -36,19 +36,24 @@ def main(argv):
         except (OSError, ValueError):
             pass
 
-    card = ""
+    card, when = "", ""  # gpu.txt: nvidia-smi's line, then check.sh's "measured DATE, build ..." line
     if len(argv) > 4:
         try:
-            card = open(argv[4]).readline().strip()
+            with open(argv[4]) as g:
+                card, when = g.readline().strip(), g.readline().strip()
         except OSError:
             pass
     card_name = card.split(",")[0].strip() if card else ""
 
-    dit = grab(bench, r"denoise 1\.3b gpu video: ([0-9.]+) s")
-    vae = grab(bench, r"decode 1\.3b gpu video: ([0-9.]+) s")
-    t5 = grab(bench, r"encode xxl gpu: ([0-9.]+) ms per 512-token prompt")
-    gemm = grab(bench, r"gpu profile \(SF_CUDA_PROFILE, timed video\): [^\n]*linear \(cuBLASLt\)[^(]*\([^)]*?([0-9.]+) TFLOP/s\)")
-    attn = grab(bench, r"gpu profile \(SF_CUDA_PROFILE, timed video\): [^\n]*self-attention[^(]*\([^)]*?([0-9.]+) TFLOP/s\)")
+    # The default figures are the lines as the programs print them: at a line's start, untagged. An A/B
+    # or a profiled run's lines carry a prefix ("no autotune: ", "profiled: ") and a tapped or
+    # non-cuDNN video a "[...]" tag, and none of them may stand in for the default when the call that
+    # made them did not run part "bench".
+    dit = grab(bench, r"(?m)^denoise 1\.3b gpu video: ([0-9.]+) s(?![^\n]*\[)")
+    vae = grab(bench, r"(?m)^decode 1\.3b gpu video: ([0-9.]+) s")
+    t5 = grab(bench, r"(?m)^encode xxl gpu: ([0-9.]+) ms per 512-token prompt")
+    gemm = grab(bench, r"denoise 1\.3b gpu profile \(SF_CUDA_PROFILE, timed video\): [^\n]*linear \(cuBLASLt\)[^(]*\([^)]*?([0-9.]+) TFLOP/s\)")
+    attn = grab(bench, r"denoise 1\.3b gpu profile \(SF_CUDA_PROFILE, timed video\): [^\n]*self-attention[^(]*\([^)]*?([0-9.]+) TFLOP/s\)")
     own = grab(bench, r"gpu profile \(SF_CUDA_PROFILE, timed video\) \[attention: sfpipe fused, [^\n]*self-attention[^(]*\([^)]*?([0-9.]+) TFLOP/s\)")
     own_video = grab(bench, r"denoise 1\.3b gpu video: ([0-9.]+) s[^\n]*\[attention: sfpipe fused, ")
     wg = grab(bench, r"gpu profile \(SF_CUDA_PROFILE, timed video\) \[attention: sfpipe fused wgmma[^\n]*self-attention[^(]*\([^)]*?([0-9.]+) TFLOP/s\)")
@@ -57,8 +62,8 @@ def main(argv):
                   r",[^\n]*self-attention[^(]*\([^)]*?([0-9.]+) TFLOP/s\)") for v in ("ws", "ws2")}
     ws_video = {v: grab(bench, r"denoise 1\.3b gpu video: ([0-9.]+) s[^\n]*\[attention: sfpipe fused " + v + ",")
                 for v in ("ws", "ws2")}
-    mem = [grab(bench, r"denoise 1\.3b gpu memory: ([0-9.]+) GiB"), grab(bench, r"decode 1\.3b gpu memory: ([0-9.]+) GiB"),
-           grab(bench, r"encode xxl gpu memory: ([0-9.]+) GiB")]
+    mem = [grab(bench, r"(?m)^denoise 1\.3b gpu memory: ([0-9.]+) GiB"), grab(bench, r"(?m)^decode 1\.3b gpu memory: ([0-9.]+) GiB"),
+           grab(bench, r"(?m)^encode xxl gpu memory: ([0-9.]+) GiB")]
     # the last full-size timeline of a normal run (the second has warm files; "run low" is low_memory)
     tl = [dict(kv.split("=") for kv in m.split()) for m in re.findall(r"run [0-9]+ timeline: (dit=[^\n]*)", e2e)]
     tl = {k: float(v) for k, v in tl[-1].items()} if tl else {}
@@ -79,6 +84,8 @@ def main(argv):
     if card:
         print(f"Card: {card}" + ("" if "H200" in card_name else
                                  " — not an H200: the targets below are the H200's; the reference column is this card's"))
+        if when:
+            print(when[0].upper() + when[1:])
         print()
     print(f"| figure ({card_name or 'card not recorded'}, full Wan VAE, bf16, embedding cached; targets: H200) "
           "| sfpipe measured / target | reference, same call |")

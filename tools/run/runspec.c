@@ -378,7 +378,8 @@ sf_status sf_run_plan_load(const char *spec_path, const char *const *ov, int nov
             size_t tl = strlen(td);
             while (tl > 1 && td[tl - 1] == '/') tl--;
             snprintf(a->out_url, sizeof a->out_url, "ipc://%.*s/sf-run-%s-%d.sock", (int)tl, td, run_id, i);
-            snprintf(b->in_url, sizeof b->in_url, "%s", a->out_url);
+            _Static_assert(sizeof b->in_url == sizeof a->out_url, "in_url and out_url have one size");
+            memcpy(b->in_url, a->out_url, sizeof b->in_url);
             break;
         }
         case SF_RUN_SHM:
