@@ -45,8 +45,14 @@ void sf_cuda_ctx_free(sf_cuda_ctx *ctx);
 sf_status sf_cuda_scratch(const sf_cuda_ctx *ctx, size_t bytes, void **p, sf_err *err);
 /* Wait for everything enqueued on ctx->stream; reports asynchronous kernel errors. */
 sf_status sf_cuda_sync(const sf_cuda_ctx *ctx, sf_err *err);
+/* After a failed call: SF_OK when the GPU context still works (the failure was a refusal: an
+ * allocation, a launch configuration; the last error is cleared), SF_E_DEVICE with the fault when a
+ * kernel faulted — sticky: the context is lost for this process and every later call fails. */
+sf_status sf_cuda_alive(const sf_cuda_ctx *ctx, sf_err *err);
 
-/* Device memory: *dev = bytes of device memory (caller frees with sf_cuda_free). bytes 0 → NULL. */
+/* Device memory: *dev = bytes of device memory (caller frees with sf_cuda_free). bytes 0 → NULL.
+ * SF_E_NOMEM when the device has not that much free, SF_E_DEVICE for any other failure (a context
+ * lost to a fault reports that fault here too, not a lack of memory). */
 sf_status sf_cuda_malloc(void **dev, size_t bytes, sf_err *err);
 void sf_cuda_free(void *dev); /* NULL: no-op */
 /* Byte copies on ctx->stream; both return after the copy finished (host buffers reusable). */
@@ -203,7 +209,9 @@ sf_status sf_attention_blas_cuda(const sf_cuda_ctx *ctx, int64_t Lq, int64_t Lk,
                                  int64_t ldq, const void *k, const void *v, int64_t ldk, void *o, int64_t ldo,
                                  float scale, float *S, void *P, int64_t chunk, sf_attn_logits_fn on_logits,
                                  void *cb_ctx, sf_err *err);
-/* Device → host copy of `height` rows of `width` bytes (pitches in bytes), synchronous. */
+/* Device → host copy of `height` rows of `width` bytes (pitches in bytes), synchronous. Pitches over
+ * CUDA's limit for a 2D copy (2^31 − 1 bytes: a tap's logits of very long key windows) are copied row
+ * by row. */
 sf_status sf_cuda_copy_d2h_2d(const sf_cuda_ctx *ctx, void *host, size_t hpitch, const void *dev, size_t dpitch,
                               size_t width, size_t height, sf_err *err);
 /* Device → device byte copy on ctx->stream (regions may overlap: copied through a bounce when they do). */

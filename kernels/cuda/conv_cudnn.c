@@ -284,11 +284,10 @@ static sf_status tune_exec(sf_conv_cudnn *c, const sf_conv_shape *s, const cand 
     sf_err e = {{0}};
     char sh[96];
     if (exec_plan(c, s, &cs[i].f, cs[i].fused, buf[5], buf[0], buf[1], buf[3], buf[4], buf[2], &e) == SF_OK) return SF_OK;
-    (void)cudaGetLastError();
-    cudaError_t ce = cudaStreamSynchronize((cudaStream_t)c->ctx->stream); /* a fault is sticky: the context is lost */
-    if (ce != cudaSuccess)
+    sf_err lost = {{0}};
+    if (sf_cuda_alive(c->ctx, &lost) != SF_OK) /* a fault is sticky: the context is lost */
         return sf_fail(err, SF_E_DEVICE, "conv autotune %s: candidate %d (%s) failed on the GPU: %s",
-                       tune_shape(s, sh, sizeof sh), i, cs[i].f.desc, cudaGetErrorString(ce));
+                       tune_shape(s, sh, sizeof sh), i, cs[i].f.desc, lost.msg);
     return sf_fail(err, SF_E_UNSUPPORTED, "%s", e.msg);
 }
 

@@ -70,21 +70,24 @@ fail:
     return st;
 }
 
+extern "C" sf_status sf_cuda_alive(const sf_cuda_ctx *ctx, sf_err *err) {
+    (void)cudaGetLastError(); /* a refusal's error is not sticky: cleared here */
+    cudaError_t e = cudaStreamSynchronize(SF_CUDA_STREAM(ctx));
+    if (e == cudaSuccess) return SF_OK;
+    (void)cudaGetLastError();
+    return sf_fail(err, SF_E_DEVICE, "the GPU context is lost (cuda:%d): %s", sf_cuda_current_device(), cudaGetErrorString(e));
+}
+
 extern "C" sf_status sf_cuda_malloc(void **dev, size_t bytes, sf_err *err) {
-    sf_status st = SF_OK;
     *dev = NULL;
     if (bytes == 0) return SF_OK;
-    CUDA_CHECK(cudaMalloc(dev, bytes));
-    return SF_OK;
-fail:
+    cudaError_t e = cudaMalloc(dev, bytes);
+    if (e == cudaSuccess) return SF_OK;
     *dev = NULL;
-    cudaGetLastError(); /* clear it: the next kernel's launch check must not report this failure */
-    if (st == SF_E_DEVICE) { /* out of device memory is SF_E_NOMEM; keep the CUDA message */
-        char why[sizeof err->msg];
-        snprintf(why, sizeof why, "%s", err->msg);
-        st = sf_fail(err, SF_E_NOMEM, "cudaMalloc of %zu bytes failed: %s", bytes, why);
-    }
-    return st;
+    (void)cudaGetLastError(); /* the next kernel's launch check must not report this failure */
+    /* out of device memory is SF_E_NOMEM; anything else (a context lost to a fault) stays a device error */
+    return sf_fail(err, e == cudaErrorMemoryAllocation ? SF_E_NOMEM : SF_E_DEVICE, "cudaMalloc of %zu bytes failed: %s (cuda:%d)",
+                   bytes, cudaGetErrorString(e), sf_cuda_current_device());
 }
 
 extern "C" void sf_cuda_free(void *dev) {
@@ -174,8 +177,13 @@ extern "C" sf_status sf_cuda_copy_d2h_2d(const sf_cuda_ctx *ctx, void *host, siz
                                          size_t dpitch, size_t width, size_t height, sf_err *err) {
     sf_status st = SF_OK;
     if (width == 0 || height == 0) return SF_OK;
-    CUDA_CHECK(cudaMemcpy2DAsync(host, hpitch, dev, dpitch, width, height, cudaMemcpyDeviceToHost,
-                                 SF_CUDA_STREAM(ctx)));
+    if (hpitch > SF_CUDA_MAX_PITCH || dpitch > SF_CUDA_MAX_PITCH) /* cudaMemcpy2D refuses such pitches */
+        for (size_t r = 0; r < height; r++)
+            CUDA_CHECK(cudaMemcpyAsync((char *)host + r * hpitch, (const char *)dev + r * dpitch, width,
+                                       cudaMemcpyDeviceToHost, SF_CUDA_STREAM(ctx)));
+    else
+        CUDA_CHECK(cudaMemcpy2DAsync(host, hpitch, dev, dpitch, width, height, cudaMemcpyDeviceToHost,
+                                     SF_CUDA_STREAM(ctx)));
     CUDA_CHECK(cudaStreamSynchronize(SF_CUDA_STREAM(ctx)));
     return SF_OK;
 fail:

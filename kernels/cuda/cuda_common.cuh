@@ -65,6 +65,8 @@ static inline int sf_cuda_current_device(void) {
 #endif
 
 #define SF_CUDA_STREAM(ctx) ((cudaStream_t)(ctx)->stream)
+/* The largest pitch cudaMemcpy2D* takes (cudaDevAttrMaxPitch: 2^31 − 1 bytes on every current GPU). */
+#define SF_CUDA_MAX_PITCH ((size_t)2147483647)
 #define SF_CUDA_LT(ctx) ((sf_blaslt *)(ctx)->lt)
 
 /* Argument checks shared by the ops (before anything is enqueued). */

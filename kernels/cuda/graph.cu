@@ -38,6 +38,7 @@ extern "C" sf_status sf_cuda_graph_begin(const sf_cuda_ctx *ctx, sf_err *err) {
     CUDA_CHECK(cudaStreamBeginCapture(SF_CUDA_STREAM(ctx), cudaStreamCaptureModeThreadLocal));
     return SF_OK;
 fail:
+    (void)cudaGetLastError(); /* the caller runs the work directly: its first launch check must not see this */
     return st;
 }
 
@@ -90,7 +91,11 @@ extern "C" sf_status sf_cuda_graph_end(const sf_cuda_ctx *ctx, sf_cuda_graphs *g
     cudaGraphDestroy(g);
     gs->slot[k].key = key, gs->slot[k].used = ++gs->tick;
     e = cudaGraphLaunch(gs->slot[k].exec, s);
-    if (e != cudaSuccess) return sf_fail(err, SF_E_DEVICE, "CUDA graph: cudaGraphLaunch: %s", cudaGetErrorString(e));
+    if (e != cudaSuccess) {
+        const char *why = cudaGetErrorString(e);
+        (void)cudaGetLastError(); /* as above: the caller's direct run must not inherit it */
+        return sf_fail(err, SF_E_DEVICE, "CUDA graph: cudaGraphLaunch: %s", why);
+    }
     gs->st.launches++;
     return SF_OK;
 }

@@ -42,6 +42,11 @@ sf_status sf_cuda_sync(const sf_cuda_ctx *ctx, sf_err *err) {
     return SF_NO_CUDA(err);
 }
 
+sf_status sf_cuda_alive(const sf_cuda_ctx *ctx, sf_err *err) {
+    (void)ctx;
+    return SF_NO_CUDA(err);
+}
+
 sf_status sf_cuda_malloc(void **dev, size_t bytes, sf_err *err) {
     (void)bytes;
     *dev = NULL;

@@ -24,8 +24,13 @@ sf_status sf_dgpu_explicit_ws(sf_dit_gpu *g, int heads, sf_err *err) {
     sf_status s = sf_cuda_malloc((void **)&g->S, n * 4, err);
     if (!s) s = sf_cuda_malloc((void **)&g->P, n * 2, err);
     if (!s) s = sf_cuda_malloc((void **)&g->S16, n * 2, err);
-    if (!s) g->state_bytes += n * 8;
-    return s;
+    if (s) { /* all or nothing: a later call must not find S and take the set as made */
+        sf_cuda_free(g->S), sf_cuda_free(g->P), sf_cuda_free(g->S16);
+        g->S = NULL, g->P = NULL, g->S16 = NULL;
+        return s;
+    }
+    g->state_bytes += n * 8;
+    return SF_OK;
 }
 
 /* Logits tap: one chunk of logits to the host (tapcopy, dit_cuda_impl.h). */
@@ -62,15 +67,21 @@ sf_status sf_dgpu_mass_ws(sf_dit_state *st, sf_err *err) {
     if (!s) s = sf_cuda_malloc((void **)&g->tm_tot, rows * 8, err);
     if (!s) s = sf_cuda_malloc((void **)&g->tm_out, agg * (size_t)g->tm_ng * 4, err);
     if (!s) s = sf_cuda_malloc((void **)&g->tm_st, agg * SF_TAP_NSTATS * 4, err);
-    if (s) return s;
-    g->state_bytes += rows * ((size_t)g->tm_ng * 4 + 12) + agg * ((size_t)g->tm_ng + SF_TAP_NSTATS) * 4;
-    g->tm_hout = malloc(agg * (size_t)g->tm_ng * sizeof(float));
-    g->tm_hst = malloc(agg * SF_TAP_NSTATS * sizeof(float));
     g->tap_pmass_per = agg * ((size_t)kf + SF_TAP_NSTATS);
-    if ((s = sf_cuda_host_alloc((void **)&g->tap_pmass, (size_t)st->w->cfg.num_layers * g->tap_pmass_per * sizeof(float),
-                                err)))
+    if (!s)
+        s = sf_cuda_host_alloc((void **)&g->tap_pmass, (size_t)st->w->cfg.num_layers * g->tap_pmass_per * sizeof(float), err);
+    if (!s && (!(g->tm_hout = malloc(agg * (size_t)g->tm_ng * sizeof(float))) ||
+               !(g->tm_hst = malloc(agg * SF_TAP_NSTATS * sizeof(float)))))
+        s = sf_fail(err, SF_E_NOMEM, "out of memory (attention probability tap)");
+    if (s) { /* all or nothing: a later call must not find tm_rm and take the set as made */
+        sf_cuda_free(g->tm_rm), sf_cuda_free(g->tm_lse), sf_cuda_free(g->tm_tot), sf_cuda_free(g->tm_out);
+        sf_cuda_free(g->tm_st), sf_cuda_host_free(g->tap_pmass), free(g->tm_hout), free(g->tm_hst);
+        g->tm_rm = g->tm_lse = g->tm_out = g->tm_st = NULL, g->tm_tot = NULL, g->tap_pmass = NULL;
+        g->tm_hout = g->tm_hst = NULL;
         return s;
-    return g->tm_hout && g->tm_hst ? SF_OK : sf_fail(err, SF_E_NOMEM, "out of memory (attention probability tap)");
+    }
+    g->state_bytes += rows * ((size_t)g->tm_ng * 4 + 12) + agg * ((size_t)g->tm_ng + SF_TAP_NSTATS) * 4;
+    return SF_OK;
 }
 
 /* Where a layer's probs stats start in its tap_pmass slot: after the largest aggregate (H, F, Lk_max/S). */
@@ -116,7 +127,9 @@ sf_status sf_dgpu_attend(sf_dit_gpu *g, int64_t Lq, int64_t Lk, int H, int d, co
                g->own_attn_off ? "cuBLASLt" : "sfpipe's fused kernel");
         g->sdpa_off = 1;
     }
-    if (!on_logits && sf_dgpu_fused_ok(g, d)) {
+    const int own = on_logits ? 0 : sf_dgpu_fused_ok(g, d, err);
+    if (own < 0) return SF_E_DEVICE;
+    if (own) {
         sf_err e2 = {0};
         sf_status s = sf_attn_mass_cuda(&g->cx, Lq, Lk, H, d, q, ld, k, v, ldk, o, ld, scale, 1, 0, NULL, NULL, &e2);
         if (s != SF_E_UNSUPPORTED) {
@@ -138,8 +151,10 @@ sf_status sf_dgpu_attend(sf_dit_gpu *g, int64_t Lq, int64_t Lk, int H, int d, co
  * sf_attention_cpu and sf_tap_row_mass_cpu on the same bf16 values (O within 2 % of its largest value,
  * masses 1e-3, lse 1e-3 relative: generous for bf16 and the GPU's exp2, far below what a wrong fragment
  * layout or a kernel that did not run gives). A failure is said once with the first bad value and
- * max |Δ|, and the run falls back to cuDNN / the explicit path (own_attn_off, mass_explicit). */
-static int fused_selfcheck(sf_dit_gpu *g, int d) {
+ * max |Δ|, and the run falls back to cuDNN / the explicit path (own_attn_off, mass_explicit): returns 0.
+ * But a kernel that faults (an illegal address or instruction) takes the GPU context with it, and no
+ * other path can stand in: then −1, with err saying so (and how to run without the kernel). */
+static int fused_selfcheck(sf_dit_gpu *g, int d, sf_err *err) {
     enum { LQ = 80, LK = 600, GS = 200, NG = 3 };
     const float scale = 1.0f / sqrtf((float)d);
     const size_t nq = (size_t)LQ * d, nkv = (size_t)LK * 2 * d;
@@ -191,18 +206,32 @@ static int fused_selfcheck(sf_dit_gpu *g, int d) {
                e.msg, worst[0], worst[1], worst[2]);
     e.msg[0] = 0;
 done:
-    if (e.msg[0]) sf_log(SF_LOG_WARN, "sf-denoise: sfpipe's fused attention could not be checked (%s); not used", e.msg);
+    if (e.msg[0]) {
+        sf_err lost = {{0}};
+        if (sf_cuda_alive(&g->cx, &lost) != SF_OK) {
+            sf_fail(err, SF_E_DEVICE,
+                    "sfpipe's fused attention broke the GPU context in its self-check (%s; %s): rerun with "
+                    "SF_NO_FUSED_ATTN=1 (cuDNN / cuBLASLt attention only)",
+                    e.msg, lost.msg);
+            ok = -1;
+        } else {
+            sf_log(SF_LOG_WARN, "sf-denoise: sfpipe's fused attention could not be checked (%s); not used", e.msg);
+        }
+    }
     free(h);
     sf_cuda_free(dq), sf_cuda_free(dkv), sf_cuda_free(dout), sf_cuda_free(drm), sf_cuda_free(dl);
     return ok;
 }
 
-/* Whether the fused kernel may run for head dim d: checked on the first call, the answer kept. */
-int sf_dgpu_fused_ok(sf_dit_gpu *g, int d) {
+/* Whether the fused kernel may run for head dim d: checked on the first call, the answer kept. −1 (err
+ * set) when its self-check lost the GPU context: the run cannot go on. */
+int sf_dgpu_fused_ok(sf_dit_gpu *g, int d, sf_err *err) {
     if (g->own_attn_off) return 0; /* $SF_NO_FUSED_ATTN, or found wanting before */
     if (!g->fused_checked) {
         g->fused_checked = 1;
-        if (!sf_attn_mass_head_dim_ok(d) || !fused_selfcheck(g, d)) g->own_attn_off = 1, g->mass_explicit = 1;
+        const int ok = sf_attn_mass_head_dim_ok(d) ? fused_selfcheck(g, d, err) : 0;
+        if (ok <= 0) g->own_attn_off = 1, g->mass_explicit = 1;
+        if (ok < 0) return -1;
     }
     return !g->own_attn_off;
 }
@@ -214,7 +243,9 @@ int sf_dgpu_fused_ok(sf_dit_gpu *g, int d) {
 sf_status sf_dgpu_attend_mass(const massrun *m, int d, const bf16 *q, const bf16 *k, const bf16 *v, int64_t ldk, bf16 *o,
                              int64_t ld, float scale, sf_err *err) {
     sf_dit_gpu *g = m->g;
-    if (!g->mass_explicit && sf_dgpu_fused_ok(g, d)) {
+    const int own = g->mass_explicit ? 0 : sf_dgpu_fused_ok(g, d, err);
+    if (own < 0) return SF_E_DEVICE;
+    if (own) {
         sf_err e2 = {0};
         sf_status s = sf_attn_mass_cuda(&g->cx, m->Lq, m->Lk, m->H, d, q, ld, k, v, ldk, o, ld, scale, m->G, m->NG,
                                         g->tm_rm, g->tm_lse, &e2);
@@ -247,8 +278,11 @@ sf_status sf_dgpu_tap_bufs(sf_dit_state *st, sf_err *err) {
     if (!g->tm_means) {
         if ((s = sf_cuda_malloc((void **)&g->tm_means, sizeof(double) * nm, err)) ||
             (s = sf_cuda_malloc((void **)&g->tm_agg, sizeof(float) * na, err)) ||
-            (s = sf_cuda_host_alloc((void **)&g->tap_agg, sizeof(float) * na, err)))
+            (s = sf_cuda_host_alloc((void **)&g->tap_agg, sizeof(float) * na, err))) {
+            sf_cuda_free(g->tm_means), sf_cuda_free(g->tm_agg), sf_cuda_host_free(g->tap_agg); /* all or nothing */
+            g->tm_means = NULL, g->tm_agg = NULL, g->tap_agg = NULL;
             return s;
+        }
         g->state_bytes += sizeof(double) * nm + sizeof(float) * na;
     }
     return g->tap_q && g->tap_k && g->def_layer ? SF_OK : sf_fail(err, SF_E_NOMEM, "out of memory (attention tap)");

@@ -14,6 +14,7 @@
  * both are checked untouched. Inputs are random, bf16-exact where the op reads bf16, never zero.
  * Grid-stride loops are made to wrap by capping the grid (sf_emu_set_max_blocks) in the "_wrap"
  * cases. A failure prints tensor, first bad index, both values, the count, max |Δ| and NMSE. */
+#define _DEFAULT_SOURCE /* MAP_ANONYMOUS, MAP_NORESERVE */
 #include "sf_test.h"
 #include "device.h"
 
@@ -41,6 +42,7 @@ static unsigned long long sf_emu_vector_fallbacks(void) { return 0; }
 #include "timestep_embed.h"
 
 #include <stdint.h>
+#include <sys/mman.h>
 
 /* Tolerance table: pass if ulps(got, ref) ≤ ulps, or |Δ| ≤ atol + rtol·|ref|. ulps count bf16
  * steps for bf16 outputs and f32 steps for f32 outputs. */
@@ -150,6 +152,41 @@ static void test_emu_is_linked(void) {
     void *x = cu_put(&c, &one, 1, 1);
     if (x) SF_CHECK_OK(sf_silu_cuda(&c.ctx, x, 1, &c.err), &c.err);
     SF_CHECK(sf_emu_launches() == n0 + 1);
+    cu_close(&c);
+}
+
+/* ---- strided device → host copies (cuda_common.cu) -------------------------------------------- */
+/* sf_cuda_copy_d2h_2d: rows land at the host pitch and the gaps between them stay untouched, also with a
+ * host pitch beyond CUDA's 2D-copy limit (2^31 − 1 bytes: a logits tap of a very long key window), which
+ * cudaMemcpy2D refuses and the helper copies row by row. The large host range is reserved with mmap, never
+ * touched but for its rows. */
+static void test_copy_d2h_2d_pitches(void) {
+    enum { R = 3, W = 48, DP = 64 };
+    cu c;
+    if (!cu_open(&c)) return;
+    unsigned char src[R * DP];
+    for (int i = 0; i < R * DP; i++) src[i] = (unsigned char)(i * 7 + 1);
+    void *d = cu_alloc(&c, sizeof src);
+    if (d) SF_CHECK_OK(sf_cuda_copy_h2d(&c.ctx, d, src, sizeof src, &c.err), &c.err);
+    const size_t pitches[2] = {100, (size_t)2147483647 + 129};
+    for (int k = 0; k < 2 && d; k++) {
+        const size_t hp = pitches[k], span = (R - 1) * hp + W + 16;
+        unsigned char *h = mmap(NULL, span, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+        SF_CHECK_MSG(h != MAP_FAILED, "mmap of %zu bytes", span);
+        if (h == MAP_FAILED) continue;
+        for (int r = 0; r < R; r++) memset(h + r * hp, 0xA5, W + 16);
+        SF_CHECK_OK(sf_cuda_copy_d2h_2d(&c.ctx, h, hp, d, DP, W, R, &c.err), &c.err);
+        for (int r = 0; r < R; r++)
+            for (int i = 0; i < W + 16; i++) {
+                const unsigned want = i < W ? src[r * DP + i] : 0xA5, got = h[r * hp + i];
+                if (got != want) {
+                    SF_CHECK_MSG(0, "host pitch %zu: row %d byte %d = %#x, want %#x", hp, r, i, got, want);
+                    r = R;
+                    break;
+                }
+            }
+        munmap(h, span);
+    }
     cu_close(&c);
 }
 
@@ -882,6 +919,7 @@ done:
 
 static const sf_test tests[] = {
     {"emu_is_linked", test_emu_is_linked},
+    {"copy_d2h_2d_pitches", test_copy_d2h_2d_pitches},
     {"f32_to_bf16", test_f32_to_bf16},
     {"bf16_to_f32_and_add_wrap", test_bf16_to_f32_and_add_wrap},
     {"rmsnorm_strided", test_rmsnorm_strided},

@@ -731,6 +731,23 @@ static void test_attention_paths(void) {
     run_attn_path(dev, "1", NULL, of);
     unsetenv("SF_EMU_SKIP_KERNEL");
     SF_CHECK_MSG(!memcmp(of, oe, sizeof of), "a run whose fused kernel fails its self-check is not the explicit run");
+    /* a fused kernel that faults (an illegal address) loses the GPU context, and then no other path can stand
+       in: the run must stop at the self-check saying so, and how to run without the kernel — not log a
+       fallback and die at the next allocation as "out of memory" */
+    setenv("SF_EMU_FAULT_KERNEL", "attn_", 1);
+    setenv("SF_NO_CUDNN", "1", 1);
+    dit_golden fd;
+    if (dit_golden_open_on(&fd, "base", NULL, 1, 1, 0, dev)) {
+        sf_err fe = {{0}};
+        sf_status fs = sf_pipeline_run(&fd.st, &fd.sc, &fd.pc, NULL, of, &fe);
+        SF_CHECK_MSG(fs == SF_E_DEVICE && strstr(fe.msg, "broke the GPU context in its self-check") &&
+                         strstr(fe.msg, "cudaErrorIllegalAddress") && strstr(fe.msg, "rerun with SF_NO_FUSED_ATTN=1"),
+                     "a faulting fused kernel: status %d, '%s'", fs, fe.msg);
+    }
+    dit_golden_close(&fd);
+    unsetenv("SF_NO_CUDNN");
+    unsetenv("SF_EMU_FAULT_KERNEL");
+    sf_emu_reset(); /* the emulated context works again for the cases after this one */
 #endif
     sf_test_rel_close("default vs explicit attention output", od, oe, N, SF_TOL_BF16_FWD);
     sf_test_rel_close("sfpipe's fused vs explicit attention output", oo, oe, N, SF_TOL_BF16_FWD);

@@ -826,6 +826,13 @@ void launch_raw(const char *kernel, dim3 grid, dim3 block, size_t smem, cudaStre
         in_launch = false;
         return;
     }
+    const char *fault = getenv("SF_EMU_FAULT_KERNEL"); /* fault injection: a kernel that faults */
+    if (fault && *fault && !strncmp(kernel, fault, strlen(fault))) {
+        snprintf(err_msg, sizeof err_msg, "%s: an illegal memory access (SF_EMU_FAULT_KERNEL)", kernel);
+        sticky_error = cudaErrorIllegalAddress; /* as a GPU: the launch succeeds, the next sync reports it */
+        in_launch = false;
+        return;
+    }
     site *st = getenv("SF_EMU_NO_DIRECT") ? nullptr : named;
     bool learn = st && !st->direct; /* from this launch's first block */
     order_init();

@@ -70,6 +70,8 @@ const char *cudaGetErrorName(cudaError_t e) {
     case cudaErrorInvalidValue: return "cudaErrorInvalidValue";
     case cudaErrorMemoryAllocation: return "cudaErrorMemoryAllocation";
     case cudaErrorInvalidConfiguration: return "cudaErrorInvalidConfiguration";
+    case cudaErrorInvalidPitchValue: return "cudaErrorInvalidPitchValue";
+    case cudaErrorIllegalAddress: return "cudaErrorIllegalAddress";
     case cudaErrorInvalidDevice: return "cudaErrorInvalidDevice";
     case cudaErrorInvalidResourceHandle: return "cudaErrorInvalidResourceHandle";
     case cudaErrorLaunchFailure: return "cudaErrorLaunchFailure";
@@ -199,6 +201,7 @@ static unsigned long long n_device_allocs;
 extern "C" unsigned long long sf_emu_device_allocs(void) { return n_device_allocs; }
 cudaError_t cudaMalloc(void **p, size_t bytes) {
     *p = nullptr;
+    if (sticky_error) return set_error(sticky_error); /* a context lost to a fault: every call reports it */
     if (capture_active()) return capture_illegal("cudaMalloc");
     n_device_allocs++;
     void *m = malloc(bytes ? bytes : 1);
@@ -309,6 +312,7 @@ cudaError_t cudaMemcpyAsync(void *dst, const void *src, size_t bytes, cudaMemcpy
 cudaError_t cudaMemcpy2DAsync(void *dst, size_t dpitch, const void *src, size_t spitch, size_t width, size_t height,
                               cudaMemcpyKind kind, cudaStream_t s) {
     if (width > dpitch || width > spitch) return set_error(cudaErrorInvalidValue);
+    if (dpitch > 2147483647u || spitch > 2147483647u) return set_error(cudaErrorInvalidPitchValue); /* cudaDevAttrMaxPitch */
     const bool h2d = kind == cudaMemcpyHostToDevice, d2h = kind == cudaMemcpyDeviceToHost;
     std::function<void()> later = [=] { /* recorded or queued */
         for (size_t r = 0; r < height; r++)

@@ -20,7 +20,9 @@ unsigned long long sf_emu_threads_run(void);
 unsigned long long sf_emu_kernel_launches(const char *prefix);
 /* Fault injection: with $SF_EMU_SKIP_KERNEL=PREFIX, kernels whose name starts with PREFIX are counted as
  * launched and do nothing (as a kernel built empty for the wrong architecture would): callers' self-
- * checks must notice. */
+ * checks must notice. With $SF_EMU_FAULT_KERNEL=PREFIX they fault instead (an illegal address): the
+ * launch succeeds and the context is lost, every later sync, copy and allocation reporting
+ * cudaErrorIllegalAddress until sf_emu_reset, as on a GPU. */
 /* Host waits since the process started: stream / device synchronisations, and async copies between
  * the device and pageable host memory (which a GPU's driver performs synchronously). A loop that
  * is meant to run ahead of the GPU is tested by counting these. */
