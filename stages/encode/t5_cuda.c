@@ -403,6 +403,7 @@ sf_status sf_t5_cuda_encode(sf_t5_gpu *g, const int64_t *ids, int64_t seq_len, i
                            (long long)c->vocab);
     if (dbg && dbg->block0_out && c->num_layers < 2) /* the residual is fused into the next norm */
         return sf_fail(err, SF_E_UNSUPPORTED, "umT5 on the GPU: the block-0 output tap needs at least 2 layers");
+    g->prof.n_ev = 0; /* SF_CUDA_PROFILE: this prompt's events only (an encode that failed left its own) */
     if (n > g->max_len) {
         const int64_t old = g->max_len;
         sf_info("umT5 on cuda:%d: %lld tokens, more than the %lld sized so far: regrowing the activations",
