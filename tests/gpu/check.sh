@@ -76,6 +76,8 @@ chosen=""
 # call's command is then fixed in advance, SF_CHECK_UNITS=next)
 NEXT_FILE=${SF_CHECK_NEXT_FILE:-$ROOT/build/sf-check-next}
 next_note=""
+prev_next="" # what an earlier call on this machine left: kept for the next call unless this one runs it
+[ "${SF_CHECK_DRY:-0}" != 1 ] && [ -s "$NEXT_FILE" ] && prev_next=$(tr ',' ' ' <"$NEXT_FILE")
 if [ "${SF_CHECK_UNITS:-}" = next ] && [ ! -s "$NEXT_FILE" ]; then
     # a fresh machine (the warm one was given back): the default plan rather than a machine start for nothing
     next_note="SF_CHECK_UNITS=next but no earlier call on this machine left units ($NEXT_FILE): the default plan"
@@ -146,7 +148,10 @@ setup_device() {
     when=$(date -u +%FT%TZ)
     build=$(bundle_info)
     echo "== sfpipe GPU check $when on $(uname -n); units:$chosen; budget ${BUDGET} s; $build"
-    nvidia-smi --query-gpu=name,memory.total,driver_version,compute_cap --format=csv,noheader | head -n1 | tee "$OUT/gpu.txt"
+    local smi
+    smi=$(nvidia-smi --query-gpu=name,memory.total,driver_version,compute_cap --format=csv,noheader 2>&1 | head -n1)
+    [ -n "$smi" ] || smi="card unknown (nvidia-smi printed nothing)"
+    echo "$smi" | tee "$OUT/gpu.txt"
     echo "measured $when, $build" >>"$OUT/gpu.txt" # table.py's header: the card, then this line
     row gpu "$(head -n1 "$OUT/gpu.txt")"
     row date "$when"
@@ -235,9 +240,20 @@ u_e2e() { # the three stages as one sf-run pipeline on the GPU: tiny (GPU vs CPU
     local rc
     local lim=$(($(left) - 10))
     [ "$BUDGET" -eq 0 ] || [ "$lim" -lt 60 ] && lim=$((BUDGET == 0 ? 2400 : 60))
-    # bounded by what the budget leaves (its own timeouts add up to ~25 min): a hang costs this unit, not the call
-    timeout -k 10 "$lim" bash tests/gpu/e2e.sh "$G"
+    # bounded by what the budget leaves (its own timeouts add up to ~25 min): a hang costs the rest of this call's
+    # budget (the units after it go to the next call), not the figures already in. In a session of its own:
+    # e2e.sh's nested timeouts put what they run in process groups of their own, which a stop at the budget (a
+    # signal to e2e.sh's group) does not reach; whatever is left in the session is ended here, so that no
+    # pipeline keeps the GPU busy while the next units are timed
+    local sid p
+    rm -f /tmp/sf-e2e.sid
+    timeout -k 10 "$lim" setsid bash -c 'echo $$ >/tmp/sf-e2e.sid; exec bash tests/gpu/e2e.sh "$1"' _ "$G"
     rc=$?
+    sid=$(cat /tmp/sf-e2e.sid 2>/dev/null)
+    if [ -n "$sid" ]; then
+        # /proc/PID/stat after "(comm) ": state ppid pgrp session
+        for p in /proc/[0-9]*; do [ "$(sed 's/.*) //' "$p/stat" 2>/dev/null | cut -d' ' -f4)" = "$sid" ] && kill -KILL "${p#/proc/}" 2>/dev/null; done
+    fi
     [ "$rc" -eq 124 ] && row "e2e" "stopped at the budget ($lim s): the lines above are what finished"
     while IFS= read -r l; do row "e2e" "$l"; done </tmp/sf-e2e/summary.txt
     [ "$rc" -eq 0 ] || { fail=1; row "e2e" "FAILED: exit $rc"; }
@@ -276,7 +292,12 @@ t_plain() {
     [ -n "$t" ] || t=$(tv "")
     echo "$t"
 }
-tap_row() { row "taps $1 overhead" "$(awk -v a="$2" -v b="$3" 'BEGIN { if (a > 0 && b > 0) printf "%.3f s vs %.3f s: +%.1f%%", b, a, 100 * (b / a - 1); else print "failed" }')"; }
+tap_row() {
+    local r
+    r=$(awk -v a="$2" -v b="$3" 'BEGIN { if (a > 0 && b > 0) printf "%.3f s vs %.3f s: +%.1f%%", b, a, 100 * (b / a - 1); else print "failed" }')
+    row "taps $1 overhead" "$r"
+    [ "$r" != failed ] || fail=1
+}
 
 u_taps() { # issue 14: every layer tapped, every forward kept, then the CLI's default selection (+seed)
     local t0 m
@@ -300,7 +321,9 @@ u_bench_attn() { # every attention path at full size beside cuDNN on the same in
     [ "$rc" -eq 0 ] && [ "$mism" -eq 0 ] || fail=1
     echo "== the DiT's glue kernels alone at full size (sf-denoise --bench glue: TB/s against a device copy)"
     timeout 60 sf-denoise --bench glue --device cuda:0 2>&1 | tee -a "$OUT/bench.txt"
-    row "bench glue" "exit ${PIPESTATUS[0]}; $(grep -m1 'glue gpu per forward' "$OUT/bench.txt" | sed 's/^glue gpu //')"
+    rc=${PIPESTATUS[0]}
+    row "bench glue" "exit $rc; $(grep -m1 'glue gpu per forward' "$OUT/bench.txt" | sed 's/^glue gpu //')"
+    [ "$rc" -eq 0 ] || fail=1
 }
 
 # vae_alt PREFIX VAR=VALUE: the VAE bench again under VAR, its figure lines prefixed into bench.txt
@@ -336,16 +359,15 @@ u_ab() { # each optimisation against its absence (kept only if it pays: RESULTS.
         tee -a "$OUT/bench.txt"
 }
 u_attn_videos() { # sfpipe's fused attention in cuDNN's place (TFLOP/s beside cuDNN's), and probs taps on each kernel
-    local t0 ws m
+    local t0 v rc
     echo "== sfpipe's fused attention instead of cuDNN (SF_NO_CUDNN=1, profiled): mma.sync, wgmma, warp-specialised"
     # each run's lines prefixed "no cudnn: " in bench.txt (its memory and graph lines are not the default's)
-    SF_NO_CUDNN=1 SF_CUDA_PROFILE=1 timeout 200 sf-denoise --bench 1.3b --device cuda:0 --progress none 2>&1 |
-        sed 's/^/no cudnn: /' | tee -a "$OUT/bench.txt" | grep -E 'gpu video:|gpu profile'
-    SF_ATTN_WGMMA=1 SF_NO_CUDNN=1 SF_CUDA_PROFILE=1 timeout 200 sf-denoise --bench 1.3b --device cuda:0 --progress none 2>&1 |
-        sed 's/^/no cudnn: /' | tee -a "$OUT/bench.txt" | grep -E 'gpu video:|gpu profile'
-    for ws in 1 2; do
-        SF_ATTN_WS=$ws SF_NO_CUDNN=1 SF_CUDA_PROFILE=1 timeout 200 sf-denoise --bench 1.3b --device cuda:0 --progress none 2>&1 |
-            sed 's/^/no cudnn: /' | tee -a "$OUT/bench.txt" | grep -E 'gpu video:|gpu profile'
+    for v in "" SF_ATTN_WGMMA=1 SF_ATTN_WS=1 SF_ATTN_WS=2; do
+        env ${v:+"$v"} SF_NO_CUDNN=1 SF_CUDA_PROFILE=1 timeout 200 sf-denoise --bench 1.3b --device cuda:0 --progress none 2>&1 |
+            sed 's/^/no cudnn: /' | tee -a "$OUT/bench.txt" | grep -E 'gpu video:|gpu profile|error'
+        rc=${PIPESTATUS[0]}
+        row "video without cuDNN ${v:-(mma.sync)}" "exit $rc"
+        [ "$rc" -eq 0 ] || fail=1
     done
     # probs on the explicit path the fused kernel replaced (A/B), then on the wgmma and warp-specialised kernels
     t0=$(t_plain)
@@ -423,13 +445,14 @@ table() { python3 tests/gpu/table.py "$OUT/bench.txt" /tmp/sf-e2e/summary.txt "$
 
 # bench.txt starts with the card and the date (several calls' bench.txt may be put together for table.py)
 [ "$DRY" = 1 ] || { rm -f /tmp/sf-e2e/summary.txt "$OUT/ref_bench.json"; echo "# $(head -n1 "$OUT/gpu.txt"); $(sed -n 2p "$OUT/gpu.txt")" >"$OUT/bench.txt"; }
-skipped="" ran=""
+skipped="" ran="" done_units=""
 # What a next call must run: the units left so far and those not reached yet ($1; a call killed at its limit
 # leaves them too), with our bench again when the reference is among them (its figures stand beside ours
 # only when measured in the same call). Kept in NEXT_FILE before each unit, so SF_CHECK_UNITS=next goes on
 # from wherever this call ended.
 next_units() {
     local u n="" todo="$skipped $1"
+    for u in $prev_next; do [[ " $done_units " == *" $u "* ]] || todo="$todo $u"; done # an earlier call's, not run here
     [[ " $todo " == *" ref "* ]] && [[ " $ran " == *" bench "* ]] && todo="$todo bench"
     for u in $UNITS_ALL; do [[ " $todo " == *" $u "* ]] && n="$n,$u"; done
     echo "${n#,}"
@@ -461,12 +484,14 @@ for u in $chosen; do
     if [ "$DRY" = 1 ]; then
         echo "run  $u (~$e s)"
         T_DRY=$((T_DRY + e))
+        done_units="$done_units $u"
         continue
     fi
     save_next "$u $rest"
     a=$SECONDS
     "u_$u"
     row "unit $u" "$((SECONDS - a)) s (estimate $e s)"
+    done_units="$done_units $u"
     table
 done
 save_next ""

@@ -11,7 +11,7 @@
 # random model (device=cuda:0); tests/bats/gpu-tools.bats runs it on the tiny model on the CPU.
 # Exit 1 (with the log's tail) when the run fails, never plays, or does not switch in time.
 set -uo pipefail
-cd "$(dirname "$0")/../.."
+cd "$(dirname "$0")/../.." || exit 2
 model=${1:?usage: live.sh MODEL DEVICE [var=value ...]}
 device=${2:?usage: live.sh MODEL DEVICE [var=value ...]}
 shift 2
@@ -79,6 +79,7 @@ s3=$(status)
 kill -INT "$pid"
 stop=FAILED
 for _ in $(seq 100); do kill -0 "$pid" 2>/dev/null || { stop=ok; break; }; sleep 0.1; done
+[ "$stop" = ok ] || kill -KILL "$pid" 2>/dev/null # not stopped in 10 s: never wait on it
 wait "$pid" 2>/dev/null
 awk -v t0="$t0" -v t1="$started" -v f1="$(field fps "$s1")" -v f3="$(field fps "$s3")" -v v="$(field video_fps "$s3")" \
     -v l="$(field latency_ms "$s3")" -v sw="$(field switch_latency_ms "$s2")" -v stop="$stop" 'BEGIN {
