@@ -94,6 +94,7 @@ extern "C" sf_status sf_cuda_graph_end(const sf_cuda_ctx *ctx, sf_cuda_graphs *g
     if (e != cudaSuccess) {
         const char *why = cudaGetErrorString(e);
         (void)cudaGetLastError(); /* as above: the caller's direct run must not inherit it */
+        gs->st.failed++;
         return sf_fail(err, SF_E_DEVICE, "CUDA graph: cudaGraphLaunch: %s", why);
     }
     gs->st.launches++;

@@ -805,7 +805,6 @@ sf_status sf_dit_cuda_prepare(sf_dit_state *st, int64_t Lq, int64_t Lk, sf_err *
             return s;
         }
     }
-    /* the explicit path's workspace: taps read its logits; without cuDNN only when our kernel cannot stand in */
     /* the fused kernel's self-check, before the loop, when a run will use it: no cuDNN, or a tap that asks
        for probability masses in some layer (frames and logits taps never run it) */
     int mass_wanted = 0;
@@ -814,7 +813,8 @@ sf_status sf_dit_cuda_prepare(sf_dit_state *st, int64_t Lq, int64_t Lk, sf_err *
     const int uses_own = !g->sdpa || g->sdpa_off || (mass_wanted && !g->mass_explicit);
     int own = !g->own_attn_off;
     if (D % 8 != 0) own = 0;
-    else if (uses_own && (own = sf_dgpu_fused_ok(g, d, err)) < 0) return SF_E_DEVICE;
+    else if (uses_own && (s = sf_dgpu_fused_ok(g, d, &own, err))) return s;
+    /* the explicit path's workspace: taps read its logits; without cuDNN only when our kernel cannot stand in */
     if (st->tap.wants || ((!g->sdpa || g->sdpa_off) && !own)) {
         if ((s = sf_dgpu_explicit_ws(g, H, err))) return s;
     }

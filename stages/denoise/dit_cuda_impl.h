@@ -128,7 +128,7 @@ sf_status sf_dgpu_mass_finish(sf_dit_state *st, const massrun *m, int renorm, in
 sf_status sf_dgpu_attend(sf_dit_gpu *g, int64_t Lq, int64_t Lk, int H, int d, const bf16 *q, const bf16 *k,
                         const bf16 *v, int64_t ldk, bf16 *o, int64_t ld, float scale, sf_attn_logits_fn on_logits,
                         void *cb, sf_err *err);
-int sf_dgpu_fused_ok(sf_dit_gpu *g, int d, sf_err *err);
+sf_status sf_dgpu_fused_ok(sf_dit_gpu *g, int d, int *use, sf_err *err);
 sf_status sf_dgpu_attend_mass(const massrun *m, int d, const bf16 *q, const bf16 *k, const bf16 *v, int64_t ldk, bf16 *o,
                              int64_t ld, float scale, sf_err *err);
 sf_status sf_dgpu_tap_bufs(sf_dit_state *st, sf_err *err);

@@ -127,8 +127,9 @@ sf_status sf_dgpu_attend(sf_dit_gpu *g, int64_t Lq, int64_t Lk, int H, int d, co
                g->own_attn_off ? "cuBLASLt" : "sfpipe's fused kernel");
         g->sdpa_off = 1;
     }
-    const int own = on_logits ? 0 : sf_dgpu_fused_ok(g, d, err);
-    if (own < 0) return SF_E_DEVICE;
+    int own = 0;
+    sf_status so = on_logits ? SF_OK : sf_dgpu_fused_ok(g, d, &own, err);
+    if (so) return so;
     if (own) {
         sf_err e2 = {0};
         sf_status s = sf_attn_mass_cuda(&g->cx, Lq, Lk, H, d, q, ld, k, v, ldk, o, ld, scale, 1, 0, NULL, NULL, &e2);
@@ -164,6 +165,11 @@ static int fused_selfcheck(sf_dit_gpu *g, int d, sf_err *err) {
     float *drm = NULL, *dl = NULL;
     sf_err e = {{0}};
     int ok = 0;
+    if (sf_cuda_alive(&g->cx, &e) != SF_OK) { /* lost before: not the kernel's doing */
+        sf_fail(err, SF_E_DEVICE, "sfpipe's fused attention cannot be checked: %s", e.msg);
+        free(h);
+        return -1;
+    }
     if (!h) sf_fail(&e, SF_E_NOMEM, "out of memory");
     if (!h || sf_cuda_malloc(&dq, nq * 2, &e) || sf_cuda_malloc(&dkv, nkv * 2, &e) || sf_cuda_malloc(&dout, nq * 2, &e) ||
         sf_cuda_malloc((void **)&drm, (size_t)LQ * NG * 4, &e) || sf_cuda_malloc((void **)&dl, (size_t)LQ * 4, &e))
@@ -223,17 +229,23 @@ done:
     return ok;
 }
 
-/* Whether the fused kernel may run for head dim d: checked on the first call, the answer kept. −1 (err
- * set) when its self-check lost the GPU context: the run cannot go on. */
-int sf_dgpu_fused_ok(sf_dit_gpu *g, int d, sf_err *err) {
-    if (g->own_attn_off) return 0; /* $SF_NO_FUSED_ATTN, or found wanting before */
+/* Whether the fused kernel may run for head dim d (*use): checked on the first call, the answer kept.
+ * The check allocates and waits, which a CUDA graph capture may not: inside one it refuses
+ * (SF_E_UNSUPPORTED: the capture is dropped and the forward runs directly, where the check is made).
+ * SF_E_DEVICE when the GPU context is lost: the run cannot go on. */
+sf_status sf_dgpu_fused_ok(sf_dit_gpu *g, int d, int *use, sf_err *err) {
+    *use = 0;
+    if (g->own_attn_off) return SF_OK; /* $SF_NO_FUSED_ATTN, or found wanting before */
     if (!g->fused_checked) {
+        if (g->capturing)
+            return sf_fail(err, SF_E_UNSUPPORTED, "sfpipe's fused attention is checked before its first use, not in a CUDA graph");
         g->fused_checked = 1;
         const int ok = sf_attn_mass_head_dim_ok(d) ? fused_selfcheck(g, d, err) : 0;
         if (ok <= 0) g->own_attn_off = 1, g->mass_explicit = 1;
-        if (ok < 0) return -1;
+        if (ok < 0) return SF_E_DEVICE;
     }
-    return !g->own_attn_off;
+    *use = !g->own_attn_off;
+    return SF_OK;
 }
 
 /* A probability-tapped self-attention: the attention and its per-row key-frame masses in one fused pass
@@ -243,8 +255,9 @@ int sf_dgpu_fused_ok(sf_dit_gpu *g, int d, sf_err *err) {
 sf_status sf_dgpu_attend_mass(const massrun *m, int d, const bf16 *q, const bf16 *k, const bf16 *v, int64_t ldk, bf16 *o,
                              int64_t ld, float scale, sf_err *err) {
     sf_dit_gpu *g = m->g;
-    const int own = g->mass_explicit ? 0 : sf_dgpu_fused_ok(g, d, err);
-    if (own < 0) return SF_E_DEVICE;
+    int own = 0;
+    sf_status so = g->mass_explicit ? SF_OK : sf_dgpu_fused_ok(g, d, &own, err);
+    if (so) return so;
     if (own) {
         sf_err e2 = {0};
         sf_status s = sf_attn_mass_cuda(&g->cx, m->Lq, m->Lk, m->H, d, q, ld, k, v, ldk, o, ld, scale, m->G, m->NG,

@@ -149,8 +149,8 @@ setup_device() {
     build=$(bundle_info)
     echo "== sfpipe GPU check $when on $(uname -n); units:$chosen; budget ${BUDGET} s; $build"
     local smi
-    smi=$(nvidia-smi --query-gpu=name,memory.total,driver_version,compute_cap --format=csv,noheader 2>&1 | head -n1)
-    [ -n "$smi" ] || smi="card unknown (nvidia-smi printed nothing)"
+    smi=$(nvidia-smi --query-gpu=name,memory.total,driver_version,compute_cap --format=csv,noheader 2>/dev/null | head -n1)
+    [ -n "$smi" ] || smi="card unknown (no nvidia-smi, or it printed nothing)"
     echo "$smi" | tee "$OUT/gpu.txt"
     echo "measured $when, $build" >>"$OUT/gpu.txt" # table.py's header: the card, then this line
     row gpu "$(head -n1 "$OUT/gpu.txt")"
@@ -245,16 +245,17 @@ u_e2e() { # the three stages as one sf-run pipeline on the GPU: tiny (GPU vs CPU
     # e2e.sh's nested timeouts put what they run in process groups of their own, which a stop at the budget (a
     # signal to e2e.sh's group) does not reach; whatever is left in the session is ended here, so that no
     # pipeline keeps the GPU busy while the next units are timed
-    local sid p
+    local sid p ss=()
+    command -v setsid >/dev/null && ss=(setsid -w) # util-linux; without it, only e2e.sh's own group is stopped
     rm -f /tmp/sf-e2e.sid
-    timeout -k 10 "$lim" setsid bash -c 'echo $$ >/tmp/sf-e2e.sid; exec bash tests/gpu/e2e.sh "$1"' _ "$G"
+    timeout -k 10 "$lim" "${ss[@]}" bash -c 'echo $$ >/tmp/sf-e2e.sid; exec bash tests/gpu/e2e.sh "$1"' _ "$G"
     rc=$?
     sid=$(cat /tmp/sf-e2e.sid 2>/dev/null)
     if [ -n "$sid" ]; then
         # /proc/PID/stat after "(comm) ": state ppid pgrp session
         for p in /proc/[0-9]*; do [ "$(sed 's/.*) //' "$p/stat" 2>/dev/null | cut -d' ' -f4)" = "$sid" ] && kill -KILL "${p#/proc/}" 2>/dev/null; done
     fi
-    [ "$rc" -eq 124 ] && row "e2e" "stopped at the budget ($lim s): the lines above are what finished"
+    { [ "$rc" -eq 124 ] || [ "$rc" -eq 137 ]; } && row "e2e" "stopped at the budget ($lim s): the lines above are what finished"
     while IFS= read -r l; do row "e2e" "$l"; done </tmp/sf-e2e/summary.txt
     [ "$rc" -eq 0 ] || { fail=1; row "e2e" "FAILED: exit $rc"; }
 }
@@ -281,9 +282,11 @@ u_ref() { # the reference PyTorch bench, same call, same card; its deadline is w
 # tv MODE: the 1.3b video with every layer tapped in MODE (SF_BENCH_TAPS); prints its seconds
 # (a tapped run's lines go into bench.txt prefixed "taps MODE: ", so that its memory and graph lines are never
 # read as the plain video's; the plain run, MODE empty, is a default figure and goes in as it is)
+# (its exit in /tmp/sf-tv.rc: tv runs in a command substitution, which cannot set fail; tap_row reads it)
 tv() {
     SF_BENCH_TAPS=$1 timeout 200 sf-denoise --bench 1.3b --device cuda:0 --progress none 2>&1 |
         sed "${1:+s/^/taps $1: /}" | tee -a "$OUT/bench.txt" | awk '/gpu video:/ && !x { sub(/.*gpu video: /, ""); print $1; x = 1 }'
+    echo "${PIPESTATUS[0]}" >/tmp/sf-tv.rc
 }
 # the plain video's seconds: part bench's in this call (the first untagged line), else one run now
 t_plain() {
@@ -292,11 +295,13 @@ t_plain() {
     [ -n "$t" ] || t=$(tv "")
     echo "$t"
 }
-tap_row() {
-    local r
+tap_row() { # NAME PLAIN_S TAPPED_S, right after the tapped run (its exit: /tmp/sf-tv.rc)
+    local r rc
+    rc=$(cat /tmp/sf-tv.rc 2>/dev/null)
     r=$(awk -v a="$2" -v b="$3" 'BEGIN { if (a > 0 && b > 0) printf "%.3f s vs %.3f s: +%.1f%%", b, a, 100 * (b / a - 1); else print "failed" }')
+    [ "${rc:-0}" = 0 ] || r="$r (exit $rc)"
     row "taps $1 overhead" "$r"
-    [ "$r" != failed ] || fail=1
+    [ "$r" != failed ] && [ "${rc:-0}" = 0 ] || fail=1
 }
 
 u_taps() { # issue 14: every layer tapped, every forward kept, then the CLI's default selection (+seed)
@@ -512,6 +517,7 @@ echo "== summary (logs in $OUT)"
 cat "$S"
 [ $fail -eq 0 ] && echo "GPU CHECK PASSED" || echo "GPU CHECK FAILED"
 # report.txt is written by a tee of this script's output: close it and let the tee finish before $OUT is taken
+# (at most 10 s: a leftover process still holding the output must not hold the call)
 exec >/dev/null 2>&1
-wait "$TEE_PID" 2>/dev/null
+for _ in $(seq 100); do kill -0 "$TEE_PID" 2>/dev/null || break; sleep 0.1; done
 exit $((fail ? 1 : 0))

@@ -110,6 +110,7 @@ F=$W/full
 a=$(now)
 if timeout 240 sf-mkmodel 1.3b "$F" --seed 1 --t5-layers "${SF_E2E_T5_LAYERS:-2}" >"$W/mk-full.log" 2>&1; then
     echo "full model written in $(el "$a" "$(now)") s ($(du -sh "$F" | cut -f1), umT5 with ${SF_E2E_T5_LAYERS:-2} layers)" | tee -a "$S"
+    full_fail=0
     for run in 1 2 low; do
         extra=()
         [ "$run" = low ] && extra=(low_memory=true) # 24 GB cards: the encoder streams its layers
@@ -128,7 +129,7 @@ if timeout 240 sf-mkmodel 1.3b "$F" --seed 1 --t5-layers "${SF_E2E_T5_LAYERS:-2}
         else
             echo "full t2v run $run: FAILED (exit $r)" | tee -a "$S"
             tail -n 12 "$W/full-$run.log"
-            fail=1
+            fail=1 full_fail=1
             break
         fi
     done
@@ -137,7 +138,7 @@ if timeout 240 sf-mkmodel 1.3b "$F" --seed 1 --t5-layers "${SF_E2E_T5_LAYERS:-2}
     # kernels may run side by side. A private pipe directory: only this run's processes connect; the
     # daemon quits afterwards. SF_E2E_MPS=0 skips it.
     mps=$(command -v nvidia-cuda-mps-control || true)
-    if [ -n "$mps" ] && [ "${SF_E2E_MPS:-1}" != 0 ] && [ $fail -eq 0 ]; then
+    if [ -n "$mps" ] && [ "${SF_E2E_MPS:-1}" != 0 ] && [ $full_fail -eq 0 ]; then
         export CUDA_MPS_PIPE_DIRECTORY=$W/mps-pipe CUDA_MPS_LOG_DIRECTORY=$W/mps-log
         mkdir -p "$CUDA_MPS_PIPE_DIRECTORY" "$CUDA_MPS_LOG_DIRECTORY"
         if timeout 20 "$mps" -d; then
@@ -157,7 +158,7 @@ if timeout 240 sf-mkmodel 1.3b "$F" --seed 1 --t5-layers "${SF_E2E_T5_LAYERS:-2}
         fi
         unset CUDA_MPS_PIPE_DIRECTORY CUDA_MPS_LOG_DIRECTORY
     fi
-    if [ $fail -ne 0 ]; then # the full-size t2v failed: live runs the same stages at that size
+    if [ $full_fail -ne 0 ]; then # the full-size t2v failed: live runs the same stages at that size
         echo "full live: not run (a full-size t2v run failed)" | tee -a "$S"
     else
         echo "== e2e 3: live, full size (pipelines/live.yaml device=cuda:0: endless, a prompt switch posted to the page)"

@@ -16,7 +16,7 @@ model=${1:?usage: live.sh MODEL DEVICE [var=value ...]}
 device=${2:?usage: live.sh MODEL DEVICE [var=value ...]}
 shift 2
 W=$(mktemp -d /tmp/sf-live.XXXXXX)
-port=$((20000 + RANDOM % 20000))
+port=$((20000 + RANDOM % 12000)) # below the ephemeral range (32768 on)
 play=${SF_LIVE_PLAY:-8}     # seconds watched before and after the switch
 wait_s=${SF_LIVE_WAIT:-240} # for the first frame (process start, weights, plans) and for the switch
 # HTTP through curl, or python3's urllib where there is no curl (the GPU machine's image may lack it;

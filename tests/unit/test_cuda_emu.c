@@ -172,8 +172,11 @@ static void test_copy_d2h_2d_pitches(void) {
     for (int k = 0; k < 2 && d; k++) {
         const size_t hp = pitches[k], span = (R - 1) * hp + W + 16;
         unsigned char *h = mmap(NULL, span, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
-        SF_CHECK_MSG(h != MAP_FAILED, "mmap of %zu bytes", span);
-        if (h == MAP_FAILED) continue;
+        if (h == MAP_FAILED) { /* strict overcommit or a ulimit -v: the machine's limit, not the code's */
+            printf("# host pitch %zu not tried: no %zu bytes of address space here (mmap)\n", hp, span);
+            SF_CHECK_MSG(k == 1, "mmap of %zu bytes", span);
+            continue;
+        }
         for (int r = 0; r < R; r++) memset(h + r * hp, 0xA5, W + 16);
         SF_CHECK_OK(sf_cuda_copy_d2h_2d(&c.ctx, h, hp, d, DP, W, R, &c.err), &c.err);
         for (int r = 0; r < R; r++)

@@ -154,8 +154,8 @@ static void test_graph_rules(void) {
     SF_CHECK_OK(sf_cuda_graph_end(&c.ctx, gs, 1, 1, &c.err), &c.err);
     SF_CHECK_OK(sf_cuda_copy_d2h(&c.ctx, back, dev, sizeof back, &c.err), &c.err);
     SF_CHECK_MSG(back[0] == 1 && back[2] == 30, "the recorded copy read %g, %g (want 1, 30)", back[0], back[2]);
-    /* a capture refused at its beginning (one is under way on the stream) leaves no error behind: its
-       caller goes on without a graph, and the next launch check must not report the refused begin */
+    /* a capture refused at its beginning (here: one is under way on the stream) leaves no error behind: the
+       next launch check (the caller's direct run, on a GPU) must not report the refused begin as its own */
     SF_CHECK_OK(sf_cuda_graph_begin(&c.ctx, &c.err), &c.err);
     SF_CHECK_MSG(sf_cuda_graph_begin(&c.ctx, &c.err) == SF_E_DEVICE, "a capture began inside another");
     SF_CHECK_OK(sf_silu_cuda(&c.ctx, dev, 4, &c.err), &c.err);

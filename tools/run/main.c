@@ -39,7 +39,7 @@ static int g_hidden_errors;
 static const sf_opt opts[] = {
     {"dry-run", 'n', SF_ARG_FLAG, "print the stage command lines and exit"},
     {"timeout", 0, SF_ARG_VALUE, "S\tkill the run after S seconds (default: none)"},
-    {"tcp-port", 0, SF_ARG_VALUE, "P\ttcp transports: link i uses port P+i (default: free ports for links within this machine, 47600+i between hosts)"},
+    {"tcp-port", 0, SF_ARG_VALUE, "P\ttcp: link i uses port P+i (default: free ports here, 47600+i between hosts)"},
     SF_OPTS_STD,
     {0},
 };

@@ -9,7 +9,10 @@
  * a receiver is still starting, its sender's reconnect attempts use ephemeral source ports, and
  * one of them could take a port the run is about to bind. Below the range, only an explicit
  * bind can take a port. Each candidate is checked by binding and listening on 127.0.0.1 (with
- * SO_REUSEADDR, as ZeroMQ binds) and held until all are chosen, so they are distinct. */
+ * SO_REUSEADDR, as ZeroMQ binds) and held until all are chosen, so they are distinct. They are
+ * released before the stages bind them: another process could take one in between (rare; the stage
+ * then fails with "Address already in use"). Tested by tests/unit/test_runspec.c (free_ports) and
+ * tests/bats/pipeline.bats (two tcp runs at once). */
 #define _DEFAULT_SOURCE
 #include "runspec.h"
 
