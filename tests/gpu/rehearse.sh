@@ -13,7 +13,8 @@
 #   5. check.sh itself with this bundle (a stand-in nvidia-smi; the GPU tests SKIP, which check.sh counts
 #      as failures): a unit runs and is timed in the summary, table.md is written, and a budget too small
 #      for a unit leaves it to the next call's command line;
-#   6. .gpu/BUILD_INFO (the commit, the bundle's sha256) for check.sh to print beside the figures.
+#   6. .gpu/BUILD_INFO (the commit, the bundle's sha256) for check.sh to print beside the figures —
+#      written only when no tracked source is newer than the bundle (step 0).
 # One line per check, then REHEARSAL PASSED (exit 0) or REHEARSAL FAILED (exit 1). The sf-view that
 # e2e part 3 needed and the bundle left out would have failed check 1 and 3 here.
 set -uo pipefail
@@ -26,6 +27,12 @@ export LD_LIBRARY_PATH="$G/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}" PATH="$G/bi
 fail=0
 say() { printf '%-28s %s\n' "$1" "$2"; }
 bad() { say "$1" "FAILED: $2"; fail=1; }
+
+# 0. the bundle was built from these sources (BUILD_INFO below names this commit): no source is newer
+newer=$(git ls-files -- '*.c' '*.cc' '*.cu' '*.h' '*.cuh' Makefile 2>/dev/null |
+    while read -r f; do [ "$f" -nt .gpu/bundle.tar.gz ] && echo "$f"; done | head -n 3 | tr '\n' ' ')
+[ -z "$newer" ] && say "bundle" "built after every source was last changed" ||
+    bad "bundle" "older than ${newer% }: rerun ../shared/device/bundle.sh"
 
 # 1. libraries: bundle.sh's own list of what a CUDA image has (its is_system, read from it: one list)
 B=../shared/device/bundle.sh
