@@ -600,7 +600,6 @@ sf_status sf_vae_cuda_submit(sf_vae_cuda *g, const float *z, int want_video, int
     return SF_OK;
 }
 
-
 sf_status sf_vae_cuda_receive(sf_vae_cuda *g, float *video, uint8_t *u8, int64_t *n_out, sf_err *err) {
     const sf_vae_config *c = &g->v->cfg;
     const int64_t P = (g->v->st.h << c->n_up) * (g->v->st.w << c->n_up);

@@ -213,12 +213,15 @@ u_dit_paths() { # the DiT's attention paths and CUDA graphs on the goldens (grap
     step attn_dit 180 "$G/tests/test_dit_cuda" attention_paths taps_probs_cross graphs
 }
 
+# the plain DiT video's line in bench.txt: unprefixed and untagged (no "[taps: …]" / "[attention: …]")
+DIT_PLAIN='^denoise 1\.3b gpu video: [^[]*$'
+
 u_bench() { # the headline figures: the DiT video (then profiled: GEMM / attention TFLOP/s), the VAE, umT5
     local rc
     echo "== bench: sf-denoise --bench 1.3b --device cuda (random weights, 832x480, 21 latent frames)"
     timeout 150 sf-denoise --bench 1.3b --device cuda:0 --progress none 2>&1 | tee -a "$OUT/bench.txt"
     rc=${PIPESTATUS[0]}
-    row "bench sfpipe" "exit $rc; $(grep -m1 -E '^denoise 1\.3b gpu video: [^[]*$' "$OUT/bench.txt" | sed 's/^denoise 1.3b gpu video: //')"
+    row "bench sfpipe" "exit $rc; $(grep -m1 -E "$DIT_PLAIN" "$OUT/bench.txt" | sed 's/^denoise 1.3b gpu video: //')"
     [ "$rc" -eq 0 ] || fail=1
     echo "== bench again with SF_CUDA_PROFILE=1 (events around every op: where the time goes)"
     SF_CUDA_PROFILE=1 timeout 120 sf-denoise --bench 1.3b --device cuda:0 --progress none 2>&1 | grep -E 'gpu (video|profile)' |
@@ -291,7 +294,7 @@ tv() {
 # the plain video's seconds: part bench's in this call (the first untagged line), else one run now
 t_plain() {
     local t
-    t=$(grep -m1 -E '^denoise 1\.3b gpu video: [^[]*$' "$OUT/bench.txt" 2>/dev/null | awk '{print $5}')
+    t=$(grep -m1 -E "$DIT_PLAIN" "$OUT/bench.txt" 2>/dev/null | awk '{print $5}')
     [ -n "$t" ] || t=$(tv "")
     echo "$t"
 }
@@ -489,7 +492,6 @@ for u in $chosen; do
     if [ "$DRY" = 1 ]; then
         echo "run  $u (~$e s)"
         T_DRY=$((T_DRY + e))
-        done_units="$done_units $u"
         continue
     fi
     save_next "$u $rest"

@@ -17,7 +17,6 @@
 #include "runspec.h"
 
 #include <arpa/inet.h>
-#include <errno.h>
 #include <netinet/in.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -30,14 +29,13 @@
  * services are usually configured), or from 1024 when that leaves fewer than 1000 ports; the
  * whole unprivileged range when the ephemeral range starts too low for either. */
 void sf_run_port_range(int *lo, int *hi) {
-    int elo = 32768, ehi = 60999; /* Linux's defaults */
+    int elo = 32768; /* Linux's default start */
     FILE *f = fopen("/proc/sys/net/ipv4/ip_local_port_range", "r");
     if (f) {
         int a, b;
-        if (fscanf(f, "%d %d", &a, &b) == 2 && a >= 1 && a <= b && b <= 65535) elo = a, ehi = b;
+        if (fscanf(f, "%d %d", &a, &b) == 2 && a >= 1 && a <= b && b <= 65535) elo = a;
         fclose(f);
     }
-    (void)ehi;
     if (elo - 20000 >= 1000) *lo = 20000, *hi = elo;
     else if (elo - 1024 >= 1000) *lo = 1024, *hi = elo;
     else *lo = 1024, *hi = 65536;
