@@ -123,6 +123,21 @@ by_hand() {
     assert_line "$T/out: 3 videos: 2 done, 1 failed, 0 to do"
 }
 
+@test "the reason is the failing stage's line, even when the stage after it reports first" {
+    # an sf-encode that speaks late: its error frame reaches sf-denoise, whose "upstream error: ..."
+    # line is in the log a second before the encoder's own (what a loaded machine did once in CI)
+    mkdir "$T/shim"
+    printf '#!/bin/sh\n"%s" "$@" 2>"%s/enc.err"; rc=$?\nexec >&-\nsleep 1; cat "%s/enc.err" >&2; exit $rc\n' \
+        "$(command -v sf-encode)" "$T" "$T" >"$T/shim/sf-encode"
+    chmod +x "$T/shim/sf-encode"
+    cp "$(command -v sf-batch)" "$T/shim/"   # sf-batch puts its own folder first on PATH
+    printf 'bad \xff\xfe bytes\n' >"$T/bad.txt"
+    run -1 --separate-stderr "$T/shim/sf-batch" "${B[@]}" --data_path "$T/bad.txt"
+    log="$T/out/.sf-batch/logs/0-0_ema.log"
+    [ "$(grep -n 'upstream error: .*UTF-8' "$log" | cut -d: -f1)" -lt "$(grep -n 'sf-encode: error:' "$log" | cut -d: -f1)" ]
+    grep -q 'failed: 0-0_ema.mp4: sf-encode: error: .*UTF-8' <<<"$stderr"
+}
+
 @test "taps: --layer_indices writes the reference's tap dict beside each video" {
     head -n 2 "$T/prompts.txt" >"$T/p2.txt"
     run -0 sf-batch "${B[@]}" --data_path "$T/p2.txt" --layer_indices 0 2

@@ -163,6 +163,28 @@ all_gone() {
     [ "$(wc -l <"$pids")" -eq 3 ]
 }
 
+@test "a stage that only relays an upstream failure is not blamed for it" {
+    pids="$BATS_TEST_TMPDIR/pids"
+    # the cause speaks and exits after the stage it told (through the wire's error frame) has gone
+    write_spec ipc \
+        "  - name: encode" "    program: $FAKE" "    args: {pidfile: $pids, sleep: 1, fail: 'prompt is not valid UTF-8'}" \
+        "  - name: denoise" "    program: $FAKE" "    args: {pidfile: $pids, sleep: 0.1, fail: 'upstream error: prompt is not valid UTF-8'}" \
+        "  - name: decode" "    program: $FAKE" "    args: {pidfile: $pids, sleep: 60}"
+    run -1 sf-run "$SPEC"
+    assert_output --partial "stage 'encode' failed (exit 3): error: prompt is not valid UTF-8"
+    refute_output --partial "stage 'denoise' failed"
+    all_gone "$pids" 5
+    # no cause comes: the relaying stage is named after a short wait, and nothing is left
+    write_spec ipc \
+        "  - name: encode" "    program: $FAKE" "    args: {pidfile: $pids, sleep: 60}" \
+        "  - name: decode" "    program: $FAKE" "    args: {pidfile: $pids, sleep: 0.1, fail: 'wire: x: upstream closed without end-of-stream'}"
+    start=$(date +%s)
+    run -1 sf-run "$SPEC"
+    assert_output --partial "stage 'decode' failed (exit 3): error: wire: x: upstream closed without end-of-stream"
+    [ $(($(date +%s) - start)) -lt 10 ]
+    all_gone "$pids" 5
+}
+
 @test "a stage killed mid-run fails the run and nothing is left" {
     pids="$BATS_TEST_TMPDIR/pids"
     write_spec ipc \

@@ -198,9 +198,11 @@ run_video() { # name seed prompt dev → 0 and the video in place, or 1 and $sta
         rm -f -- "$state/failed/$name"
         return 0
     fi
-    # the reason: the first error line of the stages (the cause; later ones are broken pipes)
+    # the reason: the first error line of the stages that is not a downstream stage passing the
+    # cause on (its "upstream error: ..." can be written before the cause's own line) nor a broken pipe
     local why
-    why=$(grep -m1 -E '(error|Error)' "$log" || true)
+    why=$(grep -E '(error|Error)' "$log" | grep -v -m1 -E 'upstream (error: |closed without end-of-stream)|Broken pipe' || true)
+    [ -n "$why" ] || why=$(grep -m1 -E '(error|Error)' "$log" || true)
     [ -n "$why" ] || why="exit statuses encode=${st[0]} denoise=${st[1]} decode=${st[2]}"
     printf '%s (log: %s)\n' "$why" "$log" >"$state/failed/$name"
     rm -f -- "$tmp/$name" "$tmp/$name".tmp.* "$tmp/${name%.mp4}.pt"

@@ -6,7 +6,8 @@
  * relayed with a "[stage] " prefix; their '\r'-terminated progress updates are drawn as one
  * status line for the whole pipeline when sf-run's stderr is a terminal (SF_PROGRESS=1 asks
  * the stages for them) and dropped otherwise. When a stage exits non-zero or dies, the others get
- * SIGTERM (SIGKILL 3 s later) and sf-run exits 1 naming the stage and its last message. On
+ * SIGTERM (SIGKILL 3 s later) and sf-run exits 1 naming the stage and its last message; a stage
+ * that only relays an upstream failure is not blamed while its cause is still exiting. On
  * SIGINT/SIGTERM/SIGHUP it stops them all and exits 128 + signal (130, 143, 129), without blaming a
  * stage for the shutdown. The sockets between stages live in a private run folder that is removed
  * however the run ends (cleanup.c).
@@ -54,6 +55,14 @@ typedef struct child {
     char progress[160];  /* last progress update ('\r'-terminated) */
     int done, status;
 } child;
+
+/* A stage's message that only passes on an upstream stage's failure (the wire's error frame, or its
+ * stream cut short). Such a stage can exit before the stage that caused it is reaped, so sf-run
+ * waits a moment for the cause before it blames anyone (RELAY_WAIT_S). */
+static int is_relay(const char *line) {
+    return strstr(line, "upstream error: ") || strstr(line, "upstream closed without end-of-stream");
+}
+#define RELAY_WAIT_S 2.0
 
 /* The pipeline's status line: every stage's last progress update, on one terminal line. */
 typedef struct status_line {
@@ -257,7 +266,7 @@ int main(int argc, char **argv) {
     sf_run_keys_wipe(&keys);
 
     int failed = -1, remaining = started;
-    double kill_at = 0;
+    double kill_at = 0, relay_until = 0;
     while (remaining > 0) {
         struct pollfd pf[SF_RUN_MAX_STAGES];
         int map[SF_RUN_MAX_STAGES], nf = 0;
@@ -305,12 +314,23 @@ int main(int argc, char **argv) {
             int bad = !(WIFEXITED(st) && WEXITSTATUS(st) == 0);
             /* once sf-run is stopping on a signal, a stage's exit is the shutdown's doing (the
              * terminal's Ctrl-C reaches every stage, and ffmpeg, too), not a failure to report */
-            if (bad && failed < 0 && !kill_at && !g_stop) {
-                failed = i;
-                kill_at = sf_now() + 3.0;
-                for (int k = 0; k < started; k++)
-                    if (!kids[k].done) kill(kids[k].pid, SIGTERM);
+            if (bad && !kill_at && !g_stop) {
+                int relay = is_relay(kids[i].last);
+                /* the first failure, or the cause after a stage that only relayed it */
+                if (failed < 0 || (!relay && is_relay(kids[failed].last))) failed = i;
+                if (relay) {
+                    if (!relay_until) relay_until = sf_now() + RELAY_WAIT_S;
+                } else {
+                    kill_at = sf_now() + 3.0;
+                    for (int k = 0; k < started; k++)
+                        if (!kids[k].done) kill(kids[k].pid, SIGTERM);
+                }
             }
+        }
+        if (relay_until && !kill_at && !g_stop && sf_now() > relay_until) { /* no cause came: stop the rest */
+            kill_at = sf_now() + 3.0;
+            for (int k = 0; k < started; k++)
+                if (!kids[k].done) kill(kids[k].pid, SIGTERM);
         }
         if (g_stop && !kill_at) {
             sf_warn("interrupted: stopping all stages");
