@@ -221,14 +221,14 @@ fail:
 }
 
 extern "C" sf_status sf_cuda_host_alloc(void **p, size_t bytes, sf_err *err) {
-    sf_status st = SF_OK;
     *p = NULL;
-    CUDA_CHECK(cudaMallocHost(p, bytes));
-    return SF_OK;
-fail:
+    cudaError_t e = cudaMallocHost(p, bytes);
+    if (e == cudaSuccess) return SF_OK;
     (void)cudaGetLastError(); /* a refused allocation is not sticky: the next launch check must not see it */
     *p = NULL;
-    return st;
+    /* as sf_cuda_malloc: out of (pinned) memory is SF_E_NOMEM, a lost context a device error */
+    return sf_fail(err, e == cudaErrorMemoryAllocation ? SF_E_NOMEM : SF_E_DEVICE,
+                   "cudaMallocHost of %zu bytes failed: %s (cuda:%d)", bytes, cudaGetErrorString(e), sf_cuda_current_device());
 }
 
 extern "C" void sf_cuda_host_free(void *p) {

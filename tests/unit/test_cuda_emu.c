@@ -193,6 +193,28 @@ static void test_copy_d2h_2d_pitches(void) {
     cu_close(&c);
 }
 
+/* ---- refused allocations (cuda_common.cu) ----------------------------------------------------- */
+/* More device or pinned memory than there is: SF_E_NOMEM (a caller may retry smaller, --low-memory),
+ * not SF_E_DEVICE (a lost context), with the size in one line; NULL back; the refusal is not sticky. */
+static void test_alloc_refusals(void) {
+    EMU_ONLY();
+    cu c;
+    if (!cu_open(&c)) return;
+    void *p = (void *)1;
+    sf_status s = sf_cuda_malloc(&p, (size_t)3 << 30, &c.err);
+    SF_CHECK_MSG(s == SF_E_NOMEM && !p && strstr(c.err.msg, "3221225472 bytes") && !strchr(c.err.msg, '\n'),
+                 "device: %s: %s", sf_status_str(s), c.err.msg);
+    p = (void *)1;
+    s = sf_cuda_host_alloc(&p, (size_t)1 << 39, &c.err);
+    SF_CHECK_MSG(s == SF_E_NOMEM && !p && strstr(c.err.msg, "cudaMallocHost of 549755813888 bytes") && !strchr(c.err.msg, '\n'),
+                 "pinned: %s: %s", sf_status_str(s), c.err.msg);
+    float one = 1.5f;
+    void *x = cu_put(&c, &one, 1, 1);
+    if (x) SF_CHECK_OK(sf_silu_cuda(&c.ctx, x, 1, &c.err), &c.err);
+    if (x) SF_CHECK_OK(sf_cuda_sync(&c.ctx, &c.err), &c.err);
+    cu_close(&c);
+}
+
 /* ---- bf16 conversions (dit_glue.cu) ---------------------------------------------------------- */
 static void test_f32_to_bf16(void) {
     enum { N = 4099 };
@@ -930,6 +952,7 @@ static const sf_test tests[] = {
     {"rmsnorm_wide_odd", test_rmsnorm_wide_odd},
     {"layernorm_plain_strided", test_layernorm_plain_strided},
     {"layernorm_affine_inplace", test_layernorm_affine_inplace},
+    {"alloc_refusals", test_alloc_refusals},
     {"gelu_tanh", test_gelu_tanh},
     {"gelu_tanh_wrap", test_gelu_tanh_wrap},
     {"silu_wrap", test_silu_wrap},

@@ -11,6 +11,11 @@
 
 #include <deque>
 
+/* The emulated device's memory (cudaMemGetInfo) and the most a host pins in one call: a larger
+ * allocation is refused with cudaErrorMemoryAllocation, as on a GPU (test_cuda_emu alloc_refusals). */
+#define EMU_DEVICE_BYTES (1ull << 30)
+#define EMU_PINNED_BYTES (1ull << 38)
+
 using namespace sf_emu;
 
 namespace {
@@ -204,6 +209,7 @@ cudaError_t cudaMalloc(void **p, size_t bytes) {
     if (sticky_error) return set_error(sticky_error); /* a context lost to a fault: every call reports it */
     if (capture_active()) return capture_illegal("cudaMalloc");
     n_device_allocs++;
+    if (bytes > EMU_DEVICE_BYTES) return set_error(cudaErrorMemoryAllocation); /* more than the whole device */
     void *m = malloc(bytes ? bytes : 1);
     if (!m) return set_error(cudaErrorMemoryAllocation);
     /* A GPU's fresh allocation holds whatever was there (often an earlier buffer's data): poisoned
@@ -228,7 +234,7 @@ cudaError_t cudaGetDeviceProperties(cudaDeviceProp *p, int d) {
     return cudaSuccess;
 }
 cudaError_t cudaMemGetInfo(size_t *free_bytes, size_t *total_bytes) {
-    *free_bytes = *total_bytes = 1ull << 30;
+    *free_bytes = *total_bytes = EMU_DEVICE_BYTES;
     return cudaSuccess;
 }
 cudaError_t cudaMallocHost(void **p, size_t bytes) { /* pinned host memory: plain host memory, remembered */
@@ -236,6 +242,7 @@ cudaError_t cudaMallocHost(void **p, size_t bytes) { /* pinned host memory: plai
         *p = nullptr;
         return capture_illegal("cudaMallocHost");
     }
+    if (bytes > EMU_PINNED_BYTES) return set_error(cudaErrorMemoryAllocation); /* more than a host can pin */
     *p = malloc(bytes ? bytes : 1);
     if (*p) memset(*p, 0xFF, bytes); /* poisoned like device memory: a slot read before any copy filled it shows */
     if (*p && n_pinned < 64) pinned[n_pinned++] = {(const char *)*p, bytes};
