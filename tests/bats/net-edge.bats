@@ -56,7 +56,8 @@ listen_addrs() { ss -Hltn "sport = :$1" | awk '{print $4}' | sed 's/:[0-9]*$//';
 }
 
 @test "a waiting receiver fails on its own --timeout, with one line; stray peers do not end it early" {
-    sf-decode --in "tcp://127.0.0.1:$PORT" --timeout 2 --vae "$T/none.pth" -o "$T/v.y4m" 3>&- 2>"$T/err" &
+    # --timeout 4: the check that it still waits must come before it, also on a loaded machine
+    sf-decode --in "tcp://127.0.0.1:$PORT" --timeout 4 --vae "$T/none.pth" -o "$T/v.y4m" 3>&- 2>"$T/err" &
     local p=$!
     PIDS+=($p)
     wait_listen "$PORT"
@@ -68,7 +69,7 @@ listen_addrs() { ss -Hltn "sport = :$1" | awk '{print $4}' | sed 's/:[0-9]*$//';
     assert_equal "$rc" 1
     run cat "$T/err"
     # one error line (a warning about the stray peer may come before it)
-    assert_line --regexp "^sf-decode: error: wire: tcp://127.0.0.1:$PORT: no writer connected for 2 s \(--timeout\)"
+    assert_line --regexp "^sf-decode: error: wire: tcp://127.0.0.1:$PORT: no writer connected for 4 s \(--timeout\)"
     assert_equal "$(grep -c 'error:' "$T/err")" 1
     [ ! -e "$T/v.y4m" ]
     run -2 --separate-stderr sf-decode --in "tcp://127.0.0.1:$PORT" --timeout -1 -o "$T/v.y4m"

@@ -71,17 +71,19 @@ wait_for() {
     [ "$(videos)" = 12 ]
     while read -r f rest; do [ "$(stat -c '%n %i %Y' "$f")" = "$f $rest" ]; done <"$T/before"
     [ "$(wc -l <"$T/out/.sf-batch/slurm-jobs")" = 2 ]
-    # a rerun while a job of this folder is still queued or running is refused
+    # a rerun while a job of this folder is still queued or running is refused (the job is held: a
+    # one-video job finishing before the second sf-batch looks would make it a race)
     echo "one more prompt" >>"$T/prompts.txt"
-    run -0 sf-batch "${B[@]}" --slurm --workers 1
+    run -0 sf-batch "${B[@]}" --slurm --workers 1 --sbatch-arg --hold
     run -1 sf-batch "${B[@]}" --slurm --workers 1
     assert_output --partial "still has tasks queued or running"
+    scancel $(squeue -h -o %A | sort -u)
     wait_for "[ -z \"\$(squeue -h)\" ]" 120
 }
 
 @test "sf-run launcher: srun inside an allocation gives the one-host video; node: K picks a node" {
     local vars=(model_dir="$M" checkpoint="$M/ckpt.pt" num_frames=3 height=32 width=48 cache_dir="$T/cache")
-    port=$((20000 + RANDOM % 12000))
+    port=$((26000 + RANDOM % 6000)) # apart from the cluster's daemons (slurm_cluster.bash)
     run -0 sbatch --wait -N1 -o "$T/job.out" --wrap \
         "sf-run '$SF_ROOT/pipelines/t2v_slurm.yaml' $(printf "'%s' " "${vars[@]}") output='$T/srun.y4m' --tcp-port $port"
     cat "$T/job.out"

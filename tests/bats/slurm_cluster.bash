@@ -20,7 +20,7 @@ slurm_cluster_start() {
         --log-file="$d/log/munged.log" --seed-file="$d/munge.seed" 2>"$d/log/munged.err" ||
         { echo "munged would not start: $(tail -n1 "$d/log/munged.err")" >"$d/why"; return 1; }
     h=$(hostname -s)
-    p=$((20000 + RANDOM % 20000))
+    p=$((20000 + RANDOM % 6000)) # below the ephemeral range (32768..), apart from the tests' --tcp-port (26000..31999)
     cat >"$d/slurm.conf" <<EOF
 ClusterName=sfpipe-test
 SlurmctldHost=$h(127.0.0.1)

@@ -329,16 +329,17 @@ static void test_feed(void) {
     SF_CHECK_OK(sf_prompt_feed_open(path, 0, (int)D, M.cfg.text_len, 1, &f, &emb, &rows, prompt, sizeof prompt, &err),
                 &err);
     SF_CHECK(rows == M.rows && !strcmp(prompt, "first") && emb && !memcmp(emb, M.emb, sizeof(float) * (size_t)(rows * D)));
-    usleep(200000); /* the reader drains the file */
     const float *e;
     const char *pr;
     int64_t r;
-    int rc;
-    SF_CHECK(!sf_prompt_feed_take(f, 2, &e, &r, &pr, &rc));
-    SF_CHECK(sf_prompt_feed_take(f, 3, &e, &r, &pr, &rc) && !strcmp(pr, "second") && r == M.rows && rc == -1 &&
-             !memcmp(e, emb2, sizeof(float) * (size_t)(r * D)));
-    SF_CHECK(!sf_prompt_feed_take(f, 4, &e, &r, &pr, &rc));
-    SF_CHECK(sf_prompt_feed_take(f, 9, &e, &r, &pr, &rc) && !strcmp(pr, "third") && r == 2);
+    int rc, got = 0;
+    SF_CHECK(!sf_prompt_feed_take(f, 2, &e, &r, &pr, &rc)); /* "second" is for block 3, whenever it is read */
+    /* the reader thread drains the file in its own time: poll, up to 10 s (a loaded machine) */
+    for (int i = 0; i < 1000 && !(got = sf_prompt_feed_take(f, 3, &e, &r, &pr, &rc)); i++) usleep(10000);
+    SF_CHECK(got && !strcmp(pr, "second") && r == M.rows && rc == -1 && !memcmp(e, emb2, sizeof(float) * (size_t)(r * D)));
+    SF_CHECK(!sf_prompt_feed_take(f, 4, &e, &r, &pr, &rc)); /* "third" is for block 5 */
+    for (int i = 0; i < 1000 && !(got = sf_prompt_feed_take(f, 9, &e, &r, &pr, &rc)); i++) usleep(10000);
+    SF_CHECK(got && !strcmp(pr, "third") && r == 2);
     sf_prompt_feed_close(&f);
     SF_CHECK(f == NULL);
     free(emb);

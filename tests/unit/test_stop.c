@@ -161,7 +161,9 @@ static void test_watchdog(void) {
         double secs;
         int st = wait_status(pid, &secs);
         SF_CHECK_MSG(WIFEXITED(st) && WEXITSTATUS(st) == 143, "status %d", st);
-        SF_CHECK_MSG(secs < (second ? 0.5 : 1.0) && (second || secs > 0.5), "stopped after %.2f s", secs);
+        /* one signal: the 0.7 s grace, then the watchdog (the upper bound leaves a loaded machine's wake-ups
+           room); a second signal: at once */
+        SF_CHECK_MSG(secs < (second ? 0.5 : 2.0) && (second || secs > 0.5), "stopped after %.2f s", secs);
         SF_CHECK(access(path, F_OK) != 0); /* removed on the way out */
         fd = open(path, O_CREAT | O_WRONLY, 0600);
         close(fd);
