@@ -24,6 +24,10 @@
  * The stop signal: common/stop.c (one module for every program); these names stay for callers. */
 sf_status sf_wire_install_signals(sf_err *err) { return sf_stop_install(err); }
 int sf_wire_stopped(void) { return sf_stopped(); }
+
+int sf_wire_is_relayed(const char *msg) {
+    return strstr(msg, SF_WIRE_UPSTREAM_ERROR) || strstr(msg, SF_WIRE_UPSTREAM_CLOSED);
+}
 void sf_wire_request_stop(void) { sf_stop_request(); }
 int sf_wire_selfpipe_fd(void) { return sf_stop_fd(); }
 sf_status sf_wire_stop_err(sf_err *err) { return sf_stop_err(err); }
@@ -643,7 +647,7 @@ static sf_status stream_recv(sf_wire *w, sf_wire_msg *m, const void **payload, s
     size_t got;
     sf_status st = read_full(w, pre, 8, &got, err);
     if (st) return st;
-    if (got == 0) return sf_fail(err, SF_E_IO, "wire: %s: upstream closed without end-of-stream", w->url);
+    if (got == 0) return sf_fail(err, SF_E_IO, "wire: %s: " SF_WIRE_UPSTREAM_CLOSED, w->url);
     if (got < 8) return sf_fail(err, SF_E_FORMAT, "wire: %s: truncated frame", w->url);
     if (memcmp(pre, SF_WIRE_MAGIC, 4) != 0) return sf_fail(err, SF_E_FORMAT, "wire: %s: bad magic (not an SFT1 stream)", w->url);
     uint32_t hlen = rd32(pre + 4);
@@ -883,7 +887,7 @@ sf_status sf_wire_recv(sf_wire *r, sf_wire_msg *msg, const void **payload, sf_er
         if (r->kind == SF_WK_TCP || r->kind == SF_WK_IPC || r->kind == SF_WK_SHM) sf_wire_zmq_end_received(r);
     } else if (msg->type == SF_WIRE_ERROR) {
         *payload = NULL;
-        return sf_fail(err, SF_E_STOPPED, "upstream error: %s", msg->text);
+        return sf_fail(err, SF_E_STOPPED, SF_WIRE_UPSTREAM_ERROR "%s", msg->text);
     }
     return SF_OK;
 }

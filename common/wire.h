@@ -83,6 +83,9 @@ extern "C" {
 #define SF_WIRE_MAX_PAYLOAD (1ull << 40)  /* 1 TiB: sanity cap */
 #define SF_WIRE_MAX_META 32
 #define SF_WIRE_ARENA 32768               /* bytes for meta strings + int arrays */
+/* The wording of the two failures a reader only passes on from upstream (ENDPOINT SEMANTICS). */
+#define SF_WIRE_UPSTREAM_ERROR "upstream error: "
+#define SF_WIRE_UPSTREAM_CLOSED "upstream closed without end-of-stream"
 
 typedef enum sf_wire_type { SF_WIRE_TENSOR = 1, SF_WIRE_END = 2, SF_WIRE_ERROR = 3 } sf_wire_type;
 
@@ -219,6 +222,9 @@ const char *sf_wire_kind(const sf_wire *w);
 sf_status sf_wire_install_signals(sf_err *err);
 /* 1 once SIGINT/SIGTERM was received (or sf_wire_request_stop was called). */
 int sf_wire_stopped(void);
+/* 1 when an error message (a stage's last line, say) only passes on an upstream stage's failure: it
+ * holds SF_WIRE_UPSTREAM_ERROR or SF_WIRE_UPSTREAM_CLOSED. sf-run blames the cause, not such a relay. */
+int sf_wire_is_relayed(const char *msg);
 /* Set the stop flag by hand (tests, error paths). Async-signal-safe. */
 void sf_wire_request_stop(void);
 

@@ -339,7 +339,7 @@ static sf_status zreader_check(sf_wire *w, double *eof_at, long *poll_ms, sf_err
     *poll_ms = -1;
     if (w->zstarted && (w->zstream_down || (w->zsfd < 0 && w->zconnected == 0))) {
         if (!*eof_at) *eof_at = now + 0.5;
-        if (now > *eof_at) return sf_fail(err, SF_E_IO, "wire: %s: upstream closed without end-of-stream", w->url);
+        if (now > *eof_at) return sf_fail(err, SF_E_IO, "wire: %s: " SF_WIRE_UPSTREAM_CLOSED, w->url);
         *poll_ms = 100;
     } else if (!w->zstarted && w->zconnected == 0 && w->timeout_s > 0) {
         /* an open connection (a writer still loading, a stalled scanner until the handshake

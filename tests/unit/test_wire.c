@@ -291,6 +291,9 @@ static void test_pipe_eof_and_error(void) {
     job j2 = {.url = wurl, .count = 2, .numel = 16, .error = 1};
     SF_CHECK(run_pair(rurl, &j2, 0, &err) == SF_E_STOPPED && strstr(err.msg, "upstream error: boom: stage failed"));
     SF_CHECK(g_m.type == SF_WIRE_ERROR && strcmp(g_m.text, "boom: stage failed") == 0);
+    /* both are what sf-run and sf-batch take for a relay, not a cause; a stage's own error is not */
+    SF_CHECK(sf_wire_is_relayed(err.msg) && sf_wire_is_relayed("sf-decode: error: wire: -: upstream closed without end-of-stream"));
+    SF_CHECK(!sf_wire_is_relayed("sf-encode: error: prompt 0: prompt is not valid UTF-8"));
 }
 
 static void test_file_atomic(void) {

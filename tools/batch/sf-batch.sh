@@ -200,6 +200,7 @@ run_video() { # name seed prompt dev → 0 and the video in place, or 1 and $sta
     fi
     # the reason: the first error line of the stages that is not a downstream stage passing the
     # cause on (its "upstream error: ..." can be written before the cause's own line) nor a broken pipe
+    # (the wire's two relay wordings: SF_WIRE_UPSTREAM_ERROR and _CLOSED in common/wire.h)
     local why
     why=$(grep -E '(error|Error)' "$log" | grep -v -m1 -E 'upstream (error: |closed without end-of-stream)|Broken pipe' || true)
     [ -n "$why" ] || why=$(grep -m1 -E '(error|Error)' "$log" || true)

@@ -18,6 +18,7 @@
 #include "cli.h"
 #include "runspec.h"
 #include "cleanup.h"
+#include "wire.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -56,13 +57,17 @@ typedef struct child {
     int done, status;
 } child;
 
-/* A stage's message that only passes on an upstream stage's failure (the wire's error frame, or its
- * stream cut short). Such a stage can exit before the stage that caused it is reaped, so sf-run
- * waits a moment for the cause before it blames anyone (RELAY_WAIT_S). */
-static int is_relay(const char *line) {
-    return strstr(line, "upstream error: ") || strstr(line, "upstream closed without end-of-stream");
-}
+/* A stage whose last message only passes on an upstream stage's failure (sf_wire_is_relayed: the wire's
+ * error frame, or its stream cut short) can exit before the stage that caused it is reaped, so sf-run
+ * waits this long for the cause before it blames anyone. */
 #define RELAY_WAIT_S 2.0
+
+/* SIGTERM to every stage still running; the SIGKILL deadline (3 s on). */
+static double stop_stages(const child *kids, int n) {
+    for (int k = 0; k < n; k++)
+        if (!kids[k].done) kill(kids[k].pid, SIGTERM);
+    return sf_now() + 3.0;
+}
 
 /* The pipeline's status line: every stage's last progress update, on one terminal line. */
 typedef struct status_line {
@@ -315,35 +320,23 @@ int main(int argc, char **argv) {
             /* once sf-run is stopping on a signal, a stage's exit is the shutdown's doing (the
              * terminal's Ctrl-C reaches every stage, and ffmpeg, too), not a failure to report */
             if (bad && !kill_at && !g_stop) {
-                int relay = is_relay(kids[i].last);
+                int relay = sf_wire_is_relayed(kids[i].last);
                 /* the first failure, or the cause after a stage that only relayed it */
-                if (failed < 0 || (!relay && is_relay(kids[failed].last))) failed = i;
-                if (relay) {
-                    if (!relay_until) relay_until = sf_now() + RELAY_WAIT_S;
-                } else {
-                    kill_at = sf_now() + 3.0;
-                    for (int k = 0; k < started; k++)
-                        if (!kids[k].done) kill(kids[k].pid, SIGTERM);
-                }
+                if (failed < 0 || (!relay && sf_wire_is_relayed(kids[failed].last))) failed = i;
+                if (!relay) kill_at = stop_stages(kids, started);
+                else if (!relay_until) relay_until = sf_now() + RELAY_WAIT_S;
             }
         }
-        if (relay_until && !kill_at && !g_stop && sf_now() > relay_until) { /* no cause came: stop the rest */
-            kill_at = sf_now() + 3.0;
-            for (int k = 0; k < started; k++)
-                if (!kids[k].done) kill(kids[k].pid, SIGTERM);
-        }
+        if (relay_until && !kill_at && !g_stop && sf_now() > relay_until) /* no cause came: stop the rest */
+            kill_at = stop_stages(kids, started);
         if (g_stop && !kill_at) {
             sf_warn("interrupted: stopping all stages");
-            kill_at = sf_now() + 3.0;
-            for (int k = 0; k < started; k++)
-                if (!kids[k].done) kill(kids[k].pid, SIGTERM);
+            kill_at = stop_stages(kids, started);
         }
         if (timeout && !kill_at && sf_now() - t0 > (double)timeout) {
             sf_error("timeout after %ld s: stopping all stages", timeout);
             g_stop = SIGALRM;
-            kill_at = sf_now() + 3.0;
-            for (int k = 0; k < started; k++)
-                if (!kids[k].done) kill(kids[k].pid, SIGTERM);
+            kill_at = stop_stages(kids, started);
         }
         if (kill_at && sf_now() > kill_at)
             for (int k = 0; k < started; k++)
