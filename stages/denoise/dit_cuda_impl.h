@@ -97,7 +97,10 @@ struct sf_dit_gpu {
     int graph_fails, graphs_off;
     int capturing;                            /* a forward is being recorded into a CUDA graph */
     int n_warm;
-    int64_t warm[SF_DIT_WARM_MAX][2]; /* shapes whose first-use work is done */
+    struct {
+        int64_t L, Lk; /* a (queries, keys) shape whose first-use work is done (prepared, or a forward ran) */
+        uint32_t ran;  /* bit k: a forward of graph variant k (dit_cuda.c graph_variant) ran or launched */
+    } warm[SF_DIT_WARM_MAX];
 };
 
 /* Logits tap: each chunk's device logits (H, rows, Lk) go into the host (H, Lq, Lk) buffer — as f16

@@ -31,6 +31,7 @@ struct shape {
     }
 };
 unsigned long long n_sdpa_calls;
+int first_use_breaks; /* sf_emu_sdpa_first_use_breaks_capture */
 
 float bf(const uint16_t *p, int64_t i) { return sf_emu_bf_bits2f(p[i]); }
 
@@ -71,11 +72,13 @@ void attention_now(const shape &s, const uint16_t *q, const uint16_t *k, const u
 struct sf_sdpa {
     cudaStream_t stream;
     std::vector<shape> prepared;
+    std::vector<shape> executed; /* shapes whose plan ran outside a capture */
     void *ws;
     size_t ws_bytes;
 };
 
 extern "C" unsigned long long sf_emu_sdpa_calls(void) { return n_sdpa_calls; }
+extern "C" void sf_emu_sdpa_first_use_breaks_capture(int on) { first_use_breaks = on != 0; }
 
 extern "C" sf_status sf_sdpa_cudnn_version(int *version, sf_err *err) {
     *version = 0;
@@ -156,12 +159,18 @@ extern "C" sf_status sf_sdpa_forward(sf_sdpa *s, int64_t Lq, int64_t Lk, int H, 
     const uint16_t *qb = (const uint16_t *)q, *kb = (const uint16_t *)k, *vb = (const uint16_t *)v;
     uint16_t *ob = (uint16_t *)o;
     std::function<void()> later = [sh, qb, kb, vb, ob, scale] { attention_now(sh, qb, kb, vb, ob, scale); };
+    bool ran_before = false;
+    for (const shape &p : s->executed) ran_before = ran_before || p == sh;
     if (capturing(s->stream)) {
+        if (first_use_breaks && !ran_before)
+            return sf_fail(err, SF_E_DEVICE, "sdpa: %s",
+                           cudaGetErrorString(capture_illegal("a plan's first execution (emulated: it loads its kernels)")));
         cudaError_t e = capture_node(s->stream, "sdpa", "sf_sdpa_forward", std::move(later));
         return e == cudaSuccess ? SF_OK : sf_fail(err, SF_E_DEVICE, "sdpa: %s", cudaGetErrorString(e));
     }
     if (capture_active())
         return sf_fail(err, SF_E_DEVICE, "sdpa: %s", cudaGetErrorString(capture_illegal("an attention on another stream")));
+    if (!ran_before) s->executed.push_back(sh);
     if (deferring()) {
         defer(std::move(later));
         return SF_OK;

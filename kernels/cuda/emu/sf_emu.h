@@ -56,6 +56,10 @@ unsigned long long sf_emu_graph_launches(void);
 /* Fault injection: the n-th operation recorded by the next stream capture(s) invalidates it, as a
  * library call that cannot be captured would (n <= 0: off). Counts across captures until it fires. */
 void sf_emu_capture_break_after(int n);
+/* Fault injection (sdpa_emu.cc), 1: the first execution of each attention plan (per shape) inside a
+ * stream capture invalidates it, as a library that loads or allocates on a plan's first use would; once
+ * the plan has run outside a capture it captures normally. 0 (the default): off. */
+void sf_emu_sdpa_first_use_breaks_capture(int on);
 /* 1: do not print kernel failures on stderr (tests that provoke them on purpose). */
 void sf_emu_set_quiet(int quiet);
 /* The order the threads of a block and the blocks of a launch run in: "forward" (index order, the
