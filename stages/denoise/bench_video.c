@@ -144,10 +144,10 @@ sf_status sf_denoise_bench_video(const sf_dit_weights *w, int cuda_ordinal, sf_e
         }
     }
     if ((s = sf_cuda_mem_info(&fr1, &tot, err))) goto done;
-    printf("denoise 1.3b gpu memory: %.2f GiB allocated by the DiT (weights + KV cache + activations), device "
-           "used %.2f of %.2f GiB after the run\n",
-           (double)sf_dit_cuda_bytes(&st) / 1073741824.0, (double)(tot - fr1) / 1073741824.0,
-           (double)tot / 1073741824.0);
+    printf("denoise 1.3b gpu memory: %.2f GiB allocated by the DiT (weights + KV cache + activations; logits "
+           "workspace %.2f), device used %.2f of %.2f GiB after the run\n",
+           (double)sf_dit_cuda_bytes(&st) / 1073741824.0, (double)sf_dit_cuda_logits_ws_bytes(&st) / 1073741824.0,
+           (double)(tot - fr1) / 1073741824.0, (double)tot / 1073741824.0);
 done:
     if (have_taps) sf_taps_free(&taps);
     free(emb);

@@ -212,6 +212,11 @@ size_t sf_dit_cuda_bytes(const sf_dit_state *st) {
     return g ? g->mat_bytes + g->vec_bytes + g->state_bytes : 0;
 }
 
+size_t sf_dit_cuda_logits_ws_bytes(const sf_dit_state *st) {
+    const sf_dit_gpu *g = st->gpu;
+    return g && g->S ? (size_t)st->w->cfg.num_heads * (size_t)g->chunk * (size_t)g->lk_max * 8 : 0;
+}
+
 /* The explicit attention's query chunk: logits of at most ~1 GiB (f32) per chunk. */
 static int64_t pick_chunk(int heads, int64_t L, int64_t lk_max) {
     int64_t c = ((int64_t)1 << 28) / ((int64_t)heads * lk_max);
@@ -837,8 +842,19 @@ sf_status sf_dit_cuda_prepare(sf_dit_state *st, int64_t Lq, int64_t Lk, sf_err *
     int own = !g->own_attn_off;
     if (D % 8 != 0) own = 0;
     else if (uses_own && (s = sf_dgpu_fused_ok(g, d, &own, err))) return s;
-    /* the explicit path's workspace: taps read its logits; without cuDNN only when our kernel cannot stand in */
-    if (st->tap.wants || ((!g->sdpa || g->sdpa_off) && !own)) {
+    /* the explicit path's logits workspace (H x chunk x Lk_max, f32 + two 16-bit copies: ~2 GiB at full size),
+       made here only when the run will read logits: a logits tap, a cross-attention tap, probability taps
+       without the fused kernel, or no fused attention at all. Frames mode (per-frame means) and fused
+       probability taps never touch it; a shape a fused path refuses later makes it on first use. */
+    int logits_read = 0;
+    for (int l = 0; st->tap.wants && l < c->num_layers && !logits_read; l++) {
+        const int cross = st->tap.wants_cross && st->tap.done && st->tap.wants_cross(st->tap.ctx, l);
+        const int self = st->tap.wants(st->tap.ctx, l);
+        const int means = st->tap.wants_means && st->tap.wants_means(st->tap.ctx, l);
+        const int probs = st->tap.wants_mass && st->tap.wants_mass(st->tap.ctx, l);
+        logits_read = cross || (self && probs && (g->mass_explicit || !own)) || (self && !means && !probs);
+    }
+    if (logits_read || ((!g->sdpa || g->sdpa_off) && !own)) {
         if ((s = sf_dgpu_explicit_ws(g, H, err))) return s;
     }
     if (st->tap.wants && (st->tap.wants_mass || st->tap.wants_cross) && (s = sf_dgpu_mass_ws(st, err))) return s;

@@ -60,5 +60,8 @@ sf_status sf_dit_cuda_mark(sf_dit_state *st, void *ev, int i, sf_err *err);
 void sf_dit_cuda_graph_stats(const sf_dit_state *st, sf_cuda_graph_stats *out);
 /* Peak device memory of this state in bytes (weights + state), for reports. */
 size_t sf_dit_cuda_bytes(const sf_dit_state *st);
+/* ... of which the explicit attention's logits workspace: 0 unless something read logits (a logits or
+ * cross-attention tap, probability taps without the fused kernel, a shape no fused attention takes). */
+size_t sf_dit_cuda_logits_ws_bytes(const sf_dit_state *st);
 
 #endif

@@ -440,6 +440,10 @@ static void taps(sf_tap_mode mode, sf_tap_sel sel) {
         SF_CHECK_OK(sf_pipeline_run(&d.st, &d.sc, &d.pc, &hk, NULL, &err), &err);
         sf_cuda_graph_stats gst;
         sf_dit_cuda_graph_stats(&d.st, &gst);
+        /* the explicit attention's logits workspace: only logits taps read it (frames mode: per-frame means) */
+        const size_t ws = sf_dit_cuda_logits_ws_bytes(&d.st);
+        SF_CHECK_MSG(mode == SF_TAP_FRAMES ? ws == 0 : ws > 0, "%s taps: a %zu-byte logits workspace",
+                     mode == SF_TAP_FRAMES ? "frames" : "logits", ws);
         if (mode == SF_TAP_FRAMES) { /* the aggregates wait on the device until the forward's end: each forward a graph */
             SF_CHECK_MSG(gst.launches == 15 && gst.failed == 0, "frames mode: %lld graphs of 15 forwards, %lld failed",
                          gst.launches, gst.failed);
@@ -499,8 +503,9 @@ static void test_taps_seed(void) { taps(SF_TAP_LOGITS, SF_TAP_SEL_SEED); }
  * real-token mass of every forward, against the CPU backend's (f32) — bf16 activations:
  * SF_TOL_BF16_TAP of the tensor's max. */
 /* One golden pipeline run with t attached (with cross-attention taps unless no_cross); when gs is given,
- * the run's CUDA graph counts and (emulation) host waits from its first forward on. */
-static void run_wb_x(sf_taps *t, int dev, int no_cross, sf_cuda_graph_stats *gs, unsigned long long *waits) {
+ * the run's CUDA graph counts, its logits workspace bytes and (emulation) host waits from its first
+ * forward on. */
+static void run_wb_x(sf_taps *t, int dev, int no_cross, sf_cuda_graph_stats *gs, size_t *ws, unsigned long long *waits) {
     sf_err err = {{0}};
     dit_golden d;
     setenv("SF_CUDA_ATTN_CHUNK", "20", 1); /* chunks of 20 query rows: not aligned to the 24-token frames */
@@ -514,6 +519,7 @@ static void run_wb_x(sf_taps *t, int dev, int no_cross, sf_cuda_graph_stats *gs,
         sf_pipeline_hooks hk = {on_fwd, NULL, NULL, &fc, 0, NULL};
         SF_CHECK_OK(sf_pipeline_run(&d.st, &d.sc, &d.pc, &hk, NULL, &err), &err);
         if (gs) sf_dit_cuda_graph_stats(&d.st, gs);
+        if (ws) *ws = sf_dit_cuda_logits_ws_bytes(&d.st);
 #ifdef SF_TEST_EMU
         if (waits) *waits = sf_emu_host_waits() - fc.waits0;
 #else
@@ -522,7 +528,7 @@ static void run_wb_x(sf_taps *t, int dev, int no_cross, sf_cuda_graph_stats *gs,
     }
     dit_golden_close(&d);
 }
-static void run_wb(sf_taps *t, int dev) { run_wb_x(t, dev, 0, NULL, NULL); }
+static void run_wb(sf_taps *t, int dev) { run_wb_x(t, dev, 0, NULL, NULL, NULL); }
 
 /* Layers 0 and 2 tapped in `mode` with cross taps, every forward, on the GPU (gt) and the CPU (ct):
  * 60 captures each. Returns 0 without a GPU (nothing to compare). */
@@ -607,13 +613,15 @@ static void test_taps_probs_graphs(void) {
     int layers[2] = {0, 2};
     sf_cuda_graph_stats gs;
     unsigned long long waits = 0;
+    size_t ws = 1;
     SF_CHECK_OK(sf_taps_init(&gt, SF_TAP_PROBS, SF_TAP_SEL_ALL, 0, 0, layers, 2, 3, &err), &err);
     SF_CHECK_OK(sf_taps_init(&ct, SF_TAP_PROBS, SF_TAP_SEL_ALL, 0, 0, layers, 2, 3, &err), &err);
-    run_wb_x(&gt, dev, 1, &gs, &waits);
-    run_wb_x(&ct, -1, 1, NULL, NULL);
+    run_wb_x(&gt, dev, 1, &gs, &ws, &waits);
+    run_wb_x(&ct, -1, 1, NULL, NULL, NULL);
     SF_CHECK_MSG(gt.n_caps == 30 && ct.n_caps == 30, "%zu / %zu captures", gt.n_caps, ct.n_caps);
     SF_CHECK_MSG(gs.launches == 15 && gs.failed == 0, "probs taps: %lld graphs of 15 forwards, %lld failed", gs.launches,
                  gs.failed);
+    SF_CHECK_MSG(ws == 0, "probs taps fused with the attention made a %zu-byte logits workspace (want none)", ws);
 #ifdef SF_TEST_EMU
     SF_CHECK_MSG(waits == 15, "probs taps: %llu host waits in 15 forwards of 2 tapped layers (want 15)", waits);
 #endif
