@@ -10,6 +10,11 @@
  * and must not allocate: such a call invalidates the capture; sf_cuda_graph_end then launches nothing
  * and fails, and the caller enqueues the same work again directly. Nothing runs during the capture,
  * so host state the work's enqueueing changes must allow that second pass (see dit_cuda.c).
+ * The libraries' wrappers take part: cuDNN's attention refuses to build a plan while its stream is
+ * capturing (prepare shapes before), and it and cuBLASLt name themselves when their call invalidated
+ * the capture. An update the runtime refuses re-instantiates the key's graph (counted: `refused`,
+ * with the runtime's reason). Because every launch is recorded afresh, a cached executable graph may
+ * point at memory freed since (a grown workspace): it is updated from the new recording before it runs.
  * Tested on the CPU emulation (graph_emu.cc: test_cuda_graphs, test_emu_self, test_dit_emu
  * `graphs`) and on a GPU by test_cuda_graphs_gpu / test_dit_cuda. */
 #ifndef SF_CUDA_GRAPH_H
@@ -27,6 +32,8 @@ typedef struct sf_cuda_graph_stats {
     long long updates;        /* ... of which by updating a cached executable graph */
     long long instantiations; /* ... of which instantiated (first use of a key, or the work changed shape) */
     long long failed;         /* captures the runtime invalidated, or that could not be instantiated */
+    long long refused;        /* updates the runtime refused (that key's graph instantiated anew: counted above) */
+    int last_refusal;         /* the last refusal's cudaGraphExecUpdateResult (0: none), for reports */
 } sf_cuda_graph_stats;
 
 sf_status sf_cuda_graphs_new(sf_cuda_graphs **out, sf_err *err);

@@ -282,5 +282,11 @@ sf_status sf_blaslt_matmul(sf_blaslt *lt, const sf_mm *m, sf_err *err) {
     cublasStatus_t s = lt->api.matmul(lt->h, p->desc, &m->alpha, m->A, p->a, m->B, p->b, &m->beta, m->D, p->d, m->D,
                                       p->d, &p->algo, lt->ws, lt->ws_bytes, lt->stream);
     if (s) return lt_fail(lt, err, s, "matmul");
+    /* inside a CUDA graph capture (kernels/cuda_graph.h) a library call that breaks the capture is named
+       here, not by whichever call of ours comes next */
+    enum cudaStreamCaptureStatus cs = cudaStreamCaptureStatusNone;
+    if (cudaStreamIsCapturing(lt->stream, &cs) == cudaSuccess && cs == cudaStreamCaptureStatusInvalidated)
+        return sf_fail(err, SF_E_DEVICE, "cuBLASLt matmul %lldx%lldx%lld invalidated the CUDA graph capture",
+                       (long long)m->m, (long long)m->n, (long long)m->k);
     return SF_OK;
 }

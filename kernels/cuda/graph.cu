@@ -66,8 +66,10 @@ extern "C" sf_status sf_cuda_graph_end(const sf_cuda_ctx *ctx, sf_cuda_graphs *g
         cudaGraphExecUpdateResultInfo info;
         if (cudaGraphExecUpdate(gs->slot[k].exec, g, &info) == cudaSuccess) {
             gs->st.updates++;
-        } else { /* another shape of work under this key */
+        } else { /* another shape of work under this key, or a change the runtime does not update in place */
             (void)cudaGetLastError();
+            gs->st.refused++;
+            gs->st.last_refusal = (int)info.result;
             cudaGraphExecDestroy(gs->slot[k].exec); /* an in-flight launch completes first */
             gs->slot[k].exec = NULL;
         }

@@ -266,6 +266,12 @@ static sf_status plan_get(sf_sdpa *s, const shape *k, sdpa_plan **out, sf_err *e
     sf_status st = shape_check(k, err);
     if (st) return st;
     if ((*out = plan_find(s, k))) return SF_OK;
+    /* a plan search inside a CUDA graph capture could break it and then read as "no engine", turning cuDNN
+       off for the run: refused as a device error, so the caller runs the forward directly and builds it then */
+    enum cudaStreamCaptureStatus capst = cudaStreamCaptureStatusNone;
+    if (cudaStreamIsCapturing((cudaStream_t)s->cs.stream, &capst) == cudaSuccess && capst != cudaStreamCaptureStatusNone)
+        return sf_fail(err, SF_E_DEVICE, "sdpa: no plan for Lq %lld x Lk %lld prepared (none is built during a CUDA graph "
+                       "capture)", (long long)k->Lq, (long long)k->Lk);
     if (s->nplans == s->capplans) {
         int cap = s->capplans ? 2 * s->capplans : 16;
         sdpa_plan *p = realloc(s->plans, sizeof *p * (size_t)cap);
@@ -325,6 +331,9 @@ sf_status sf_sdpa_forward(sf_sdpa *s, int64_t Lq, int64_t Lk, int H, int d, cons
     CK(&b, s->cs.api.finalize(vp), "variant pack finalize");
     CK(&b, s->cs.api.execute(s->cs.handle, p->f.plan, vp), "cudnnBackendExecute");
     sf_cudnn_dl_free(&s->cs.api, &l);
+    enum cudaStreamCaptureStatus cs = cudaStreamCaptureStatusNone; /* named here, not by our next call (as blaslt.c) */
+    if (cudaStreamIsCapturing((cudaStream_t)s->cs.stream, &cs) == cudaSuccess && cs == cudaStreamCaptureStatusInvalidated)
+        return sf_fail(err, SF_E_DEVICE, "sdpa (%s): cudnnBackendExecute invalidated the CUDA graph capture", p->f.desc);
     return SF_OK;
 fail:
     sf_cudnn_dl_free(&s->cs.api, &l);

@@ -130,9 +130,9 @@ sf_status sf_denoise_bench_video(const sf_dit_weights *w, int cuda_ordinal, sf_e
                total, 81.0 / total, nf, tapdesc, apath, kern ? " (last fused kernel: " : "", kern ? kern : "", kern ? ")" : "");
         sf_dit_cuda_graph_stats(&st, &g1); /* the timed video's forwards as CUDA graphs (off: SF_CUDA_GRAPHS=0) */
         printf("denoise 1.3b gpu CUDA graphs: %lld of %d forwards (%lld updated in place, %lld instantiated, %lld failed "
-               "captures)%s\n",
+               "captures, %lld updates refused, last cudaGraphExecUpdateResult %d)%s\n",
                g1.launches - g0.launches, nf, g1.updates - g0.updates, g1.instantiations - g0.instantiations,
-               g1.failed - g0.failed, getenv("SF_CUDA_GRAPHS") && !strcmp(getenv("SF_CUDA_GRAPHS"), "0") ? " [SF_CUDA_GRAPHS=0]" : "");
+               g1.failed - g0.failed, g1.refused - g0.refused, g1.last_refusal, getenv("SF_CUDA_GRAPHS") && !strcmp(getenv("SF_CUDA_GRAPHS"), "0") ? " [SF_CUDA_GRAPHS=0]" : "");
         char prof[512];
         if (sf_dit_cuda_profile(&st, prof, sizeof prof))
             printf("denoise 1.3b gpu profile (SF_CUDA_PROFILE, timed video)%s: %s\n", apath, prof);

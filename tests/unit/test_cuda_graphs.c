@@ -85,7 +85,7 @@ static void test_graphs(void) {
     GOT();
     same("updated graph vs direct", got, ref, M * N);
     sf_cuda_graph_stats_get(gs, &st);
-    SF_CHECK_MSG(st.launches == 2 && st.instantiations == 1 && st.updates == 1 && st.failed == 0,
+    SF_CHECK_MSG(st.launches == 2 && st.instantiations == 1 && st.updates == 1 && st.failed == 0 && st.refused == 0,
                  "%lld launches, %lld instantiations, %lld updates, %lld failed", st.launches, st.instantiations,
                  st.updates, st.failed);
     /* another shape of work under the same key: instantiated again */
@@ -96,8 +96,10 @@ static void test_graphs(void) {
     GOT();
     same("re-instantiated graph vs direct", got, ref, M * N);
     sf_cuda_graph_stats_get(gs, &st);
-    SF_CHECK_MSG(st.launches == 3 && st.instantiations == 2 && st.updates == 1, "%lld launches, %lld instantiations",
-                 st.launches, st.instantiations);
+    SF_CHECK_MSG(st.launches == 3 && st.instantiations == 2 && st.updates == 1 && st.refused == 1 &&
+                     st.last_refusal == 2 /* cudaGraphExecUpdateErrorTopologyChanged */,
+                 "%lld launches, %lld instantiations, %lld refused updates (last result %d, want %d: topology changed)",
+                 st.launches, st.instantiations, st.refused, st.last_refusal, 2);
     /* a synchronisation inside a capture: the capture fails, nothing is launched, the stream goes on */
     SF_CHECK_OK(sf_cuda_sync(&c.ctx, &c.err), &c.err);
     GUARD_Y();

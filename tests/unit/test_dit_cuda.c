@@ -310,6 +310,17 @@ static void test_refresh_kv_only(void) {
                  i < n ? out[0][i] : 0.0, i < n ? out[1][i] : 0.0);
 }
 
+/* Every one of n forwards of the golden pipeline a CUDA graph. On a GPU a library may load on each plan's
+ * first execution, which is inside the capture of each block's first forward (sf_dit_prepare readied the
+ * shapes): up to one failed capture per block's shape (3), each forward then run directly, no strike. */
+static int all_graphs(const sf_cuda_graph_stats *g, long long n) {
+#ifdef SF_TEST_EMU
+    return g->launches == n && g->failed == 0;
+#else
+    return g->failed <= 3 && g->launches == n - g->failed;
+#endif
+}
+
 /* CUDA graphs (dit_cuda.c, "CUDA graphs"): the golden pipeline with its forwards captured into graphs
  * equals the run without them ($SF_CUDA_GRAPHS=0) bit for bit — a capture that missed some work, or a
  * graph replayed with an earlier forward's arguments (the timesteps change every step, the key window
@@ -358,10 +369,22 @@ static void test_graphs(void) {
     graphs_run(0, 0, 0, out[0], &off);
     graphs_run(1, 0, 0, out[1], &on);
     SF_CHECK_MSG(off.launches == 0, "SF_CUDA_GRAPHS=0 launched %lld graphs", off.launches);
+#ifdef SF_TEST_EMU
     SF_CHECK_MSG(on.launches == 14 && on.failed == 0 && on.instantiations >= 2 && on.instantiations <= 6 &&
                      on.updates == on.launches - on.instantiations,
                  "graphs: %lld launches (14 forwards), %lld updates, %lld instantiations, %lld failed", on.launches,
                  on.updates, on.instantiations, on.failed);
+#else
+    /* a GPU's runtime may refuse more updates than the emulation (its rules for copy and kernel nodes:
+       each refusal re-instantiates, counted) and a library may load on a plan's first execution (at most
+       one failed capture per block's shape, no strike): every forward still a graph or run directly once */
+    SF_CHECK_MSG(all_graphs(&on, 14) && on.updates + on.instantiations == on.launches,
+                 "graphs: %lld launches (14 forwards), %lld updates, %lld instantiations (%lld updates refused, last "
+                 "cudaGraphExecUpdateResult %d), %lld failed captures (at most 3: one per shape)", on.launches, on.updates,
+                 on.instantiations, on.refused, on.last_refusal, on.failed);
+    fprintf(stderr, "# graphs on this GPU: %lld launches, %lld updates, %lld instantiations, %lld refused (last %d), "
+            "%lld failed\n", on.launches, on.updates, on.instantiations, on.refused, on.last_refusal, on.failed);
+#endif
     same_bits("graphs on vs off", out[1], out[0], n);
 #ifdef SF_TEST_EMU
     graphs_run(1, 40, 0, out[2], &brk);
@@ -445,7 +468,7 @@ static void taps(sf_tap_mode mode, sf_tap_sel sel) {
         SF_CHECK_MSG(mode == SF_TAP_FRAMES ? ws == 0 : ws > 0, "%s taps: a %zu-byte logits workspace",
                      mode == SF_TAP_FRAMES ? "frames" : "logits", ws);
         if (mode == SF_TAP_FRAMES) { /* the aggregates wait on the device until the forward's end: each forward a graph */
-            SF_CHECK_MSG(gst.launches == 15 && gst.failed == 0, "frames mode: %lld graphs of 15 forwards, %lld failed",
+            SF_CHECK_MSG(all_graphs(&gst, 15), "frames mode: %lld graphs of 15 forwards, %lld failed",
                          gst.launches, gst.failed);
 #ifdef SF_TEST_EMU
             /* and the host waits for the stream once per forward for them, not once per tapped layer (counted
@@ -619,7 +642,7 @@ static void test_taps_probs_graphs(void) {
     run_wb_x(&gt, dev, 1, &gs, &ws, &waits);
     run_wb_x(&ct, -1, 1, NULL, NULL, NULL);
     SF_CHECK_MSG(gt.n_caps == 30 && ct.n_caps == 30, "%zu / %zu captures", gt.n_caps, ct.n_caps);
-    SF_CHECK_MSG(gs.launches == 15 && gs.failed == 0, "probs taps: %lld graphs of 15 forwards, %lld failed", gs.launches,
+    SF_CHECK_MSG(all_graphs(&gs, 15), "probs taps: %lld graphs of 15 forwards, %lld failed", gs.launches,
                  gs.failed);
     SF_CHECK_MSG(ws == 0, "probs taps fused with the attention made a %zu-byte logits workspace (want none)", ws);
 #ifdef SF_TEST_EMU
