@@ -10,6 +10,7 @@
 #include <stdlib.h>
 
 #include <deque>
+#include <vector>
 
 /* The emulated device's memory (cudaMemGetInfo) and the most a host pins in one call: a larger
  * allocation is refused with cudaErrorMemoryAllocation, as on a GPU (test_cuda_emu alloc_refusals). */
@@ -104,14 +105,14 @@ cudaError_t cudaGetDevice(int *d) {
 /* Host waits (sf_emu_host_waits): what would block the host thread on a GPU until the stream drains. */
 static unsigned long long n_host_waits;
 /* Page-locked host allocations (cudaMallocHost): async copies from / to them do not wait. */
-static struct pinned_range {
+struct pinned_range {
     const char *p;
     size_t n;
-} pinned[64];
-static int n_pinned;
+};
+static std::vector<pinned_range> pinned; /* every live one (a fixed table would call the rest pageable) */
 static bool is_pinned(const void *p, size_t bytes) {
-    for (int i = 0; i < n_pinned; i++)
-        if ((const char *)p >= pinned[i].p && (const char *)p + bytes <= pinned[i].p + pinned[i].n) return true;
+    for (const pinned_range &r : pinned)
+        if ((const char *)p >= r.p && (const char *)p + bytes <= r.p + r.n) return true;
     return false;
 }
 cudaError_t cudaGetDeviceCount(int *n) {
@@ -245,14 +246,18 @@ cudaError_t cudaMallocHost(void **p, size_t bytes) { /* pinned host memory: plai
     if (bytes > EMU_PINNED_BYTES) return set_error(cudaErrorMemoryAllocation); /* more than a host can pin */
     *p = malloc(bytes ? bytes : 1);
     if (*p) memset(*p, 0xFF, bytes); /* poisoned like device memory: a slot read before any copy filled it shows */
-    if (*p && n_pinned < 64) pinned[n_pinned++] = {(const char *)*p, bytes};
+    if (*p) pinned.push_back({(const char *)*p, bytes});
     return *p ? cudaSuccess : set_error(cudaErrorMemoryAllocation);
 }
 cudaError_t cudaFreeHost(void *p) {
     if (capture_active()) return capture_illegal("cudaFreeHost");
     drain(); /* synchronises on a GPU */
-    for (int i = 0; i < n_pinned; i++)
-        if (pinned[i].p == p) pinned[i] = pinned[--n_pinned];
+    for (size_t i = 0; i < pinned.size(); i++)
+        if (pinned[i].p == p) {
+            pinned[i] = pinned.back();
+            pinned.pop_back();
+            break;
+        }
     free(p);
     return cudaSuccess;
 }
