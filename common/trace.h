@@ -9,7 +9,10 @@
  * issue 13 (DiT time, first frames on screen, steady block, end to end).
  *
  * Events: encode  embeds_out  <prompt index> <tokens>
- *         denoise start       -1 <blocks>          (before the first forward of a video)
+ *         denoise ready       -1 <blocks>          (weights and state on the device, its plans made:
+ *                                                   before it waits for the embedding)
+ *                 embeds_in   0 <rows>             (the first embedding in hand)
+ *                 start       -1 <blocks>          (before the first forward of a video)
  *                 block_out   <block> <latent frames>
  *         decode  latent_out  <latent frame> <video frames written so far> (its frames emitted)
  *                 frames_out  <block> <video frames written so far>       (the block's last)

@@ -90,6 +90,27 @@ sf_status sf_pipeline_check(const sf_pipeline_cfg *cfg, int *n_blocks, sf_err *e
     return SF_OK;
 }
 
+/* The frames of each block a run prepares for (F_0 = 1 with an independent first frame): the video's
+ * blocks, or for an endless run (n_blocks 0) those until the rolling cache's shapes repeat. A calloc'd
+ * array of *n_prep, or NULL (out of memory). */
+static int *prep_blocks(const sf_dit_state *st, const sf_pipeline_cfg *cfg, int n_blocks, int *n_prep) {
+    const int fpb = cfg->frames_per_block;
+    *n_prep = n_blocks == 0 ? (int)(st->cache_tokens / st->frame_tokens / fpb) + 3 : n_blocks;
+    int *blk = calloc((size_t)*n_prep, sizeof(int));
+    for (int b = 0; blk && b < *n_prep; b++) blk[b] = (cfg->independent_first_frame && b == 0) ? 1 : fpb;
+    return blk;
+}
+
+sf_status sf_pipeline_prepare(sf_dit_state *st, const sf_pipeline_cfg *cfg, sf_err *err) {
+    int n_blocks, n_prep;
+    sf_status s = sf_pipeline_check(cfg, &n_blocks, err);
+    if (s || !st->gpu) return s;
+    int *blk = prep_blocks(st, cfg, n_blocks, &n_prep);
+    s = blk ? sf_dit_prepare(st, n_prep, blk, err) : sf_fail(err, SF_E_NOMEM, "out of memory");
+    free(blk);
+    return s;
+}
+
 static sf_status replay(const sf_tfile *nf, const char *name, int nd, const int64_t *shape, float *dst, sf_err *err) {
     const sf_tensor *t = sf_tfile_get(nf, name);
     if (!t) return sf_fail(err, SF_E_NOTFOUND, "%s: missing noise tensor '%s'", nf->path, name);
@@ -175,8 +196,7 @@ sf_status sf_pipeline_run_live(sf_dit_state *st, const sf_scheduler *sc, const s
     if (endless && (cfg->noise || st->local_attn_size == -1))
         return sf_fail(err, SF_E_ARG, "an endless run (num_frames 0) needs a rolling KV cache (local_attn_size) and "
                        "drawn noise (no --noise replay)");
-    /* endless: the blocks until the cache's shapes repeat, for sf_dit_prepare */
-    const int n_prep = endless ? (int)(st->cache_tokens / st->frame_tokens / fpb) + 3 : n_blocks;
+    int n_prep; /* the blocks sf_dit_prepare readies (endless: until the cache's shapes repeat) */
     const int64_t n_draws = (int64_t)n_blocks * (cfg->n_steps > 1 ? cfg->n_steps - 1 : 0);
     noise_feed nf;
     memset(&nf, 0, sizeof nf);
@@ -186,8 +206,7 @@ sf_status sf_pipeline_run_live(sf_dit_state *st, const sf_scheduler *sc, const s
     float *noise = cfg->noise || endless ? sf_calloc2((size_t)(endless ? fpb : T) * (size_t)fr, sizeof(float)) : NULL;
     float *x0 = sf_calloc2((size_t)fpb * (size_t)fr, sizeof(float));  /* a block's (or a step's) prediction, host copy */
     float *eps = sf_calloc2((size_t)fpb * (size_t)fr, sizeof(float)); /* a replayed re-noising draw */
-    int *blk = calloc((size_t)n_prep, sizeof(int)); /* frames of each block: F_0 = 1 with an independent first frame */
-    for (int b = 0; blk && b < n_prep; b++) blk[b] = (cfg->independent_first_frame && b == 0) ? 1 : fpb;
+    int *blk = prep_blocks(st, cfg, n_blocks, &n_prep); /* frames of each block */
     if (lv && lv->on_block_start) {
         hist.n = st->cache_tokens / st->frame_tokens;
         hist.sink = st->local_attn_size == -1 ? 0 : st->sink_tokens / st->frame_tokens;
@@ -228,7 +247,7 @@ sf_status sf_pipeline_run_live(sf_dit_state *st, const sf_scheduler *sc, const s
         }
         feeding = 1;
     }
-    /* every plan and workspace the forwards need, before the loop */
+    /* every plan and workspace the forwards need, before the loop (nothing new after sf_pipeline_prepare) */
     if ((s = sf_dit_prepare(st, n_prep, blk, err))) goto fail;
     sf_dit_state_reset(st);
     int64_t start = 0;

@@ -71,6 +71,12 @@ typedef struct sf_pipeline_live {
  * replayed noise needs a finite run. Memory is constant: nothing grows with the block count. */
 sf_status sf_pipeline_check(const sf_pipeline_cfg *cfg, int *n_blocks, sf_err *err);
 
+/* Make, before the run, what its forwards need on a GPU (cuDNN plans, workspaces, the fused attention's
+ * check: sf_dit_prepare for every block shape of cfg); no-op on the CPU. The stage calls it before it
+ * waits for its embedding, so this work overlaps the encoder's; the run's own prepare then finds it
+ * made. Taps attached later add their buffers at the run. */
+sf_status sf_pipeline_prepare(sf_dit_state *st, const sf_pipeline_cfg *cfg, sf_err *err);
+
 /* Run the loop over a fresh cache (st must be sized for frames_per_block frames and have its
  * context set). out: (T, C, H, W) f32 or NULL. */
 sf_status sf_pipeline_run(sf_dit_state *st, const sf_scheduler *sc, const sf_pipeline_cfg *cfg,

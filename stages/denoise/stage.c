@@ -7,6 +7,7 @@
 #include "device.h"
 #include "parallel.h"
 #include "tfile.h"
+#include "trace.h"
 #include "wire.h"
 #include "stages/denoise/live.h"
 #include "stages/denoise/pipeline.h"
@@ -236,13 +237,6 @@ sf_status sf_denoise_stage_run(sf_denoise_opts *o, sf_err *err) {
     }
     if (o->noise_path && (s = sf_tfile_open(o->noise_path, &noise, err))) goto done;
 
-    if (o->prompt) snprintf(prompt, sizeof prompt, "%s", o->prompt);
-    int64_t rows = 0;
-    if ((s = o->pe_arg ? load_embeds(o->pe_arg, cfg.text_dim, cfg.text_len, &emb, &rows, err)
-                       : sf_prompt_feed_open(o->in_url, o->sh.wire_timeout, cfg.text_dim, cfg.text_len, o->follow,
-                                             &live.feed, &emb, &rows, prompt, sizeof prompt, err)))
-        goto done;
-
     /* pipeline */
     sf_scheduler sc;
     if ((s = sf_scheduler_init(&sc, rc->timestep_shift, err))) goto done;
@@ -280,6 +274,16 @@ sf_status sf_denoise_stage_run(sf_denoise_opts *o, sf_err *err) {
             (long long)st.frame_tokens, cfg.num_layers,
             2.0 * (double)st.cache_tokens * cfg.dim * cfg.num_layers * (o->sh.cuda ? 2 : 4) / (1024.0 * 1024.0 * 1024.0),
             o->sh.cuda ? "bf16, on the GPU" : "f32");
+    /* the device's one-time work (plans, workspaces) before the embedding: it overlaps the encoder's */
+    if ((s = sf_pipeline_prepare(&st, &pc, err))) goto done;
+    sf_trace("denoise", "ready", -1, n_blocks);
+    if (o->prompt) snprintf(prompt, sizeof prompt, "%s", o->prompt);
+    int64_t rows = 0;
+    if ((s = o->pe_arg ? load_embeds(o->pe_arg, cfg.text_dim, cfg.text_len, &emb, &rows, err)
+                       : sf_prompt_feed_open(o->in_url, o->sh.wire_timeout, cfg.text_dim, cfg.text_len, o->follow,
+                                             &live.feed, &emb, &rows, prompt, sizeof prompt, err)))
+        goto done;
+    sf_trace("denoise", "embeds_in", 0, rows);
     if ((s = sf_dit_set_context(&st, emb, rows, err))) goto done;
     if (have_taps) sf_taps_attach(&taps, &st);
 

@@ -211,6 +211,8 @@ decode() { sf-decode --model-dir "$M" --progress none "$@"; }
     # every stage wrote its events, whole lines, in time order per process
     run -0 awk '{print $2, $3}' "$T/trace"
     [ "$(grep -c '^encode embeds_out$' <<<"$output")" = 1 ]
+    [ "$(grep -c '^denoise ready$' <<<"$output")" = 1 ]
+    [ "$(grep -c '^denoise embeds_in$' <<<"$output")" = 1 ]
     [ "$(grep -c '^denoise start$' <<<"$output")" = 1 ]
     [ "$(grep -c '^denoise block_out$' <<<"$output")" = 3 ]
     [ "$(grep -c '^decode frames_out$' <<<"$output")" = 3 ]
@@ -220,17 +222,39 @@ decode() { sf-decode --model-dir "$M" --progress none "$@"; }
     [ -z "$output" ]
     run -0 tests/gpu/timeline.sh "$T/trace"
     # 9 frames per 3 blocks of 3 latents: 1 + 4 + 4 frames... the real count is what the video has
-    assert_output --regexp '^dit=[0-9.]+ first=[0-9.]+ steady_ms=[0-9.]+ e2e=[0-9.]+ blocks=3 decoded_blocks=3 frames=[0-9]+ fps=[0-9.]+$'
-    read -r dit first steady e2e _ <<<"$(sed 's/[a-z_0-9]*=//g' <<<"$output")"
+    assert_output --regexp '^dit=[0-9.]+ first=[0-9.]+ steady_ms=[0-9.]+ e2e=[0-9.]+ blocks=3 decoded_blocks=3 frames=[0-9]+ fps=[0-9.]+ lag=[0-9.]+$'
+    read -r dit first steady e2e _ _ _ _ lag <<<"$(sed 's/[a-z_0-9]*=//g' <<<"$output")"
     [ "$(frames "$T/run.y4m")" = "$(sed -E 's/.* frames=([0-9]+) .*/\1/' <<<"$output")" ]
     # first frames come after the first block, the video ends after the DiT's last block
     awk -v d="$dit" -v f="$first" -v e="$e2e" 'BEGIN { exit !(f > 0 && f <= e && d <= e) }'
+    # measured from t0, the later of the embedding's output and sf-denoise's ready, lag before its first
+    # forward: t0 as the trace has it
+    t0=$(sort -n "$T/trace" | awk '$3 == "embeds_out" && !e { e = $1 } $3 == "ready" { r = $1 } END { print (e > r ? e : r) }')
+    st=$(awk '$2 == "denoise" && $3 == "start" { print $1; exit }' "$T/trace")
+    awk -v l="$lag" -v t0="$t0" -v st="$st" 'BEGIN { d = (st - t0) / 1e9 - l; exit !(d < 0.002 && d > -0.002) }'
     # "first" is the first latent frame's frames, before the first block's last (its frames_out)
-    t0=$(awk '$2 == "denoise" && $3 == "start" { print $1; exit }' "$T/trace")
     f0=$(sort -n "$T/trace" | awk '$2 == "decode" && $3 == "frames_out" { print $1; exit }')
     awk -v f="$first" -v t0="$t0" -v f0="$f0" 'BEGIN { exit !(f < (f0 - t0) / 1e9) }'
     # a trace without the decoder's events is refused with a reason
     grep -v '^[0-9]* decode' "$T/trace" >"$T/partial"
     run -1 tests/gpu/timeline.sh "$T/partial"
     assert_output --partial "no decode frames_out event"
+}
+
+@test "sf-denoise readies itself (weights, state, plans) before it waits for its embedding" {
+    # an embedding that arrives 1.5 s late: the device's one-time work is done meanwhile, not after it
+    encode --no-cache --out "$T/emb.wire" 2>/dev/null
+    mkfifo "$T/in"
+    (sleep 1.5; cat "$T/emb.wire" >"$T/in") &
+    PIDS+=($!)
+    SF_TRACE="$T/trace" run -0 denoise --in "$T/in" --save-latents "$T/lat.safetensors"
+    rd=$(awk '$2 == "denoise" && $3 == "ready" { print $1 }' "$T/trace")
+    ei=$(awk '$2 == "denoise" && $3 == "embeds_in" { print $1 }' "$T/trace")
+    st=$(awk '$2 == "denoise" && $3 == "start" { print $1 }' "$T/trace")
+    [ -n "$rd" ] && [ -n "$ei" ] && [ -n "$st" ]
+    awk -v rd="$rd" -v ei="$ei" -v st="$st" 'BEGIN { exit !((ei - rd) / 1e9 > 1.0 && st >= ei) }'
+    # and the video is the one an embedding in hand from the start gives
+    encode --no-cache --save-embeds "$T/e.safetensors"
+    denoise --prompt-embeds "$T/e.safetensors:emb.0" --save-latents "$T/lat2.safetensors"
+    run -0 sf-tensor diff "$T/lat.safetensors" "$T/lat2.safetensors" -q
 }

@@ -11,7 +11,7 @@
 #      encode, denoise, decode, writing the video) twice, then once more with low_memory=true (the
 #      encoder streams its layers: the 24 GB-card configuration), each with an SF_TRACE timeline whose
 #      figures (tests/gpu/timeline.sh: DiT, first frames on screen, steady block, end to end from
-#      the first forward) and the peak GPU memory of the whole pipeline (nvidia-smi, sampled every
+#      the embedding and sf-denoise both ready) and the peak GPU memory of the whole pipeline (nvidia-smi, sampled every
 #      100 ms) go into the summary and the bench table (tests/gpu/table.py); then once with MPS
 #      (nvidia-cuda-mps-control, if present: the stages' kernels side by side instead of taking turns).
 #   3. the live pipeline on the same model (tests/gpu/live.sh: pipelines/live.yaml device=cuda:0,
@@ -123,7 +123,7 @@ if timeout 240 sf-mkmodel 1.3b "$F" --seed 1 --t5-layers "${SF_E2E_T5_LAYERS:-2}
         if [ $r -eq 0 ]; then
             nf=$(y4mframes "$W/full-$run.y4m")
             echo "full t2v run $run: $(el "$a" "$b") s end to end (sf-run wall: 3 processes, loading, plans, encode + denoise + decode, $nf frames of 832x480 written)" | tee -a "$S"
-            # from the first forward (weights loaded, embedding in hand): tests/gpu/timeline.sh
+            # from the embedding ready and sf-denoise ready, the later (lag: to its first forward): timeline.sh
             echo "full t2v run $run timeline: $(tests/gpu/timeline.sh "$W/trace-$run" 2>&1)" | tee -a "$S"
             echo "full t2v run $run peak GPU memory: $(mempeak "$W/mem-$run.txt") GiB (nvidia-smi memory.used, every process, sampled every 100 ms)" | tee -a "$S"
         else

@@ -282,6 +282,37 @@ static void test_pipeline_runs_ahead(void) {
     dit_golden_close(&d);
 }
 
+/* sf_pipeline_prepare, which sf-denoise calls before it waits for its embedding (the device's one-time
+ * work overlapping the encoder's): the run after it makes nothing more — no allocation from its end to
+ * the first forward (the run's own prepare finds the plans, workspaces and the self-check made) — and the
+ * video is the golden one. */
+static void test_prepared_early(void) {
+#ifdef SF_TEST_EMU
+    int dev = sf_test_gpu();
+    if (dev < 0) return;
+    sf_err err = {{0}};
+    dit_golden d;
+    static float out[9 * 16 * 8 * 12];
+    if (dit_golden_open_on(&d, "base", NULL, 1, 1, 0, dev)) {
+        const unsigned long long a0 = sf_emu_device_allocs();
+        SF_CHECK_OK(sf_pipeline_prepare(&d.st, &d.pc, &err), &err);
+        const unsigned long long a1 = sf_emu_device_allocs();
+        ahead at = {0, 0, 0, 0, 0};
+        sf_pipeline_hooks hk = {first_forward, NULL, NULL, &at, 0, NULL};
+        SF_CHECK_OK(sf_pipeline_run(&d.st, &d.sc, &d.pc, &hk, out, &err), &err);
+        SF_CHECK_MSG(a1 > a0 && at.allocs == a1, "device allocations: %llu by sf_pipeline_prepare, %llu more by the run "
+                     "before its first forward (want some, then none)", a1 - a0, at.allocs - a1);
+        int64_t n;
+        float *ref = sf_test_golden_f32(d.g, "output", &n);
+        if (ref) sf_test_rel_close("prepared early: output", out, ref, n, SF_TOL_BF16_PIPE);
+        free(ref);
+    }
+    dit_golden_close(&d);
+#else
+    SF_TEST_SKIP("allocations are counted by the emulation (test_dit_emu)");
+#endif
+}
+
 /* The cache-only refresh pass (sf_dit_refresh: the last layer stops after its K/V, no head) against the
  * full one (a prediction hook forces it), both on the device: the same output, bit for bit. */
 static sf_status ignore_pred(void *vc, int b, int s, int F, const float *x0, sf_err *err) {
@@ -883,6 +914,7 @@ static const sf_test tests[] = {
     {"refresh_kv_only", test_refresh_kv_only},
     {"graphs", test_graphs},
     {"gelu_epilogue_refused", test_gelu_epilogue_refused},
+    {"prepared_early", test_prepared_early},
     {"pipeline_generator_ema", test_pipeline_generator_ema},
     {"taps_logits", test_taps_logits},
     {"taps_frames", test_taps_frames},
