@@ -14,7 +14,9 @@
  *                 embeds_in   0 <rows>             (the first embedding in hand)
  *                 start       -1 <blocks>          (before the first forward of a video)
  *                 block_out   <block> <latent frames>
- *         decode  latent_out  <latent frame> <video frames written so far> (its frames emitted)
+ *         decode  ready       -1 0                 (VAE loaded, plans made: with --height/--width,
+ *                                                   before its input is read)
+ *                 latent_out  <latent frame> <video frames written so far> (its frames emitted)
  *                 frames_out  <block> <video frames written so far>       (the block's last)
  *                 end         -1 <video frames>
  * Off (no SF_TRACE) every call is one getenv-free branch. A trace that cannot be written is

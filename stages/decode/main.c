@@ -25,6 +25,8 @@ static const sf_opt opts[] = {
     SF_OPT_MODEL_DIR,
     {"vae", 0, SF_ARG_VALUE, "PATH\tVAE checkpoint (default <model-dir>/Wan2.1_VAE.pth)"},
     {"fps", 0, SF_ARG_VALUE, "N\tframes per second (default 16, like the reference)"},
+    {"height", 0, SF_ARG_VALUE, "PX\tthe video's height as sf-denoise's (latent = /8): with --width, load the VAE and make its plans before the first latents arrive (default: when they do)"},
+    {"width", 0, SF_ARG_VALUE, "PX\tthe video's width as sf-denoise's (latent = /8), with --height"},
     {"threads", 0, SF_ARG_VALUE, "N\tCPU threads (default: all CPUs)"},
     SF_OPTS_DEVICE("the VAE in bf16; only uint8 frames come back"),
     {"bench", 0, SF_ARG_VALUE, "1.3b|tiny\tGPU decoder benchmark with random weights (1.3b: 21 latent frames -> 81 at 832x480; needs --device cuda)"},

@@ -37,7 +37,8 @@ typedef struct run {
     double t0;
 } run;
 
-/* Lazily create the decoder and the writer for latents of h×w. */
+/* Create the decoder and the writer for latents of h×w (C < 0: the VAE's own z_dim, for --height/--width
+ * before any latents), or check later latents against them. */
 static sf_status ensure_init(run *r, int64_t C, int64_t h, int64_t w, sf_err *err) {
     sf_status s;
     if (r->vae) {
@@ -51,7 +52,7 @@ static sf_status ensure_init(run *r, int64_t C, int64_t h, int64_t w, sf_err *er
     if ((s = sf_tfile_open(r->vae_path, &tf, err)) != SF_OK) return s;
     if ((s = sf_vae_new_from(tf, h, w, r->threads, !r->cuda, &r->vae, err)) != SF_OK) return s;
     r->vae->cfg.bf16_unscale = r->bf16;
-    if (C != r->vae->cfg.z_dim)
+    if (C >= 0 && C != r->vae->cfg.z_dim)
         return sf_fail(err, SF_E_SHAPE, "latents have %lld channels but the VAE expects %lld", (long long)C,
                        (long long)r->vae->cfg.z_dim);
     if (r->cuda && (s = sf_vae_cuda_new(r->vae, r->ordinal, &r->gpu, err)) != SF_OK) return s;
@@ -265,6 +266,13 @@ sf_status sf_decode_opts_get(const sf_args *a, const sf_opt *opts, sf_decode_opt
     if ((v = sf_args_get(a, opts, "fps")) && (s = sf_arg_long("--fps", v, 1, 1000, &o->fps, err)) != SF_OK) return s;
     if ((v = sf_args_get(a, opts, "threads")) && (s = sf_arg_long("--threads", v, 1, 256, &o->threads, err)) != SF_OK)
         return s;
+    if ((v = sf_args_get(a, opts, "height")) && (s = sf_arg_long("--height", v, 8, 1 << 16, &o->height, err)) != SF_OK)
+        return s;
+    if ((v = sf_args_get(a, opts, "width")) && (s = sf_arg_long("--width", v, 8, 1 << 16, &o->width, err)) != SF_OK)
+        return s;
+    if (!o->height != !o->width) return sf_fail(err, SF_E_ARG, "give --height and --width together (the video's size)");
+    if (o->height % 8 || o->width % 8)
+        return sf_fail(err, SF_E_ARG, "--height/--width must be multiples of 8 (the latents are /8)");
     o->bf16 = sf_args_has(a, opts, "bf16-unscale");
     o->out_path = sf_args_get(a, opts, "output");
     o->frames_url = sf_args_get(a, opts, "out");
@@ -315,6 +323,9 @@ sf_status sf_decode_stage_run(const sf_decode_opts *o, sf_err *err) {
         }
         sf_wire_msg_init(r.fm, SF_WIRE_TENSOR, "frames");
     }
+    /* the size known up front: the VAE loads and makes its plans now, while the stages upstream work */
+    if (o->height && (s = ensure_init(&r, -1, o->height / 8, o->width / 8, err)) != SF_OK) goto done;
+    if (o->height) sf_trace("decode", "ready", -1, 0);
     s = o->lat ? run_file(&r, o->lat, err) : run_wire(&r, o->in, err);
     if (r.fo) { /* end (or the error) downstream, before the video file is finished */
         sf_err e2;

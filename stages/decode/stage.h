@@ -13,6 +13,7 @@ typedef struct sf_decode_opts {
     sf_stage_flags sh;           /* --device, --model-dir, --progress, wire timeout */
     const char *bench;           /* --bench: nothing else was checked */
     long fps, threads;
+    long height, width;          /* --height/--width: the latents' size known up front (0: from the first latents) */
     int bf16;                    /* --bf16-unscale */
     const char *out_path;        /* -o (or a video file given to --out) */
     const char *frames_url;      /* --out as a wire URL: raw frames */

@@ -213,6 +213,7 @@ decode() { sf-decode --model-dir "$M" --progress none "$@"; }
     [ "$(grep -c '^encode embeds_out$' <<<"$output")" = 1 ]
     [ "$(grep -c '^denoise ready$' <<<"$output")" = 1 ]
     [ "$(grep -c '^denoise embeds_in$' <<<"$output")" = 1 ]
+    [ "$(grep -c '^decode ready$' <<<"$output")" = 1 ] # t2v.yaml gives sf-decode the video's size
     [ "$(grep -c '^denoise start$' <<<"$output")" = 1 ]
     [ "$(grep -c '^denoise block_out$' <<<"$output")" = 3 ]
     [ "$(grep -c '^decode frames_out$' <<<"$output")" = 3 ]
@@ -229,8 +230,9 @@ decode() { sf-decode --model-dir "$M" --progress none "$@"; }
     awk -v d="$dit" -v f="$first" -v e="$e2e" 'BEGIN { exit !(f > 0 && f <= e && d <= e) }'
     # measured from t0, the later of the embedding's output and sf-denoise's ready, lag before its first
     # forward: t0 as the trace has it
-    t0=$(sort -n "$T/trace" | awk '$3 == "embeds_out" && !e { e = $1 } $3 == "ready" { r = $1 } END { print (e > r ? e : r) }')
     st=$(awk '$2 == "denoise" && $3 == "start" { print $1; exit }' "$T/trace")
+    t0=$(sort -n "$T/trace" | awk -v st="$st" '$3 == "embeds_out" && !e { e = $1 } $2 == "denoise" && $3 == "ready" { r = $1 }
+        $2 == "decode" && $3 == "ready" { d = $1 } END { t = e > r ? e : r; if (d > t && d < st) t = d; print t }')
     awk -v l="$lag" -v t0="$t0" -v st="$st" 'BEGIN { d = (st - t0) / 1e9 - l; exit !(d < 0.002 && d > -0.002) }'
     # "first" is the first latent frame's frames, before the first block's last (its frames_out)
     f0=$(sort -n "$T/trace" | awk '$2 == "decode" && $3 == "frames_out" { print $1; exit }')

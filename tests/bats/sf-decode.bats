@@ -79,8 +79,9 @@ probe() { # FILE → "width,height,rate,frames"
     cmp "$T/e.y4m" "$T/f.y4m"
 }
 
-@test "wire stream on --in (file transport) decodes like --latents" {
-    # Hand-made SFT1 stream: z [1,9,16,8,12] from the golden file as 3 'latents' blocks + end.
+# golden_wire FILE: a hand-made SFT1 stream of z [1,9,16,8,12] from the golden file as 3 'latents'
+# blocks + end, as sf-denoise streams them.
+golden_wire() {
     local hdr off0 off1
     hdr=$(head -c 8 "$G/expect/vae.safetensors" | od -An -tu8 | tr -d ' ')
     off0=$(head -c $((8 + hdr)) "$G/expect/vae.safetensors" | tail -c "$hdr" |
@@ -88,7 +89,7 @@ probe() { # FILE → "width,height,rate,frames"
     off1=${off0#*,}; off0=${off0%,*}
     [ $((off1 - off0)) -eq 55296 ]
     {
-        # three blocks of 3 latent frames, as sf-denoise streams them:
+        # three blocks of 3 latent frames:
         # header {v:1, type:"tensor", name:"latents", dtype:"f32", shape:[1,3,16,8,12]} (msgpack)
         for b in 0 1 2; do
             printf 'SFT1\x33\x00\x00\x00'
@@ -97,10 +98,41 @@ probe() { # FILE → "width,height,rate,frames"
             tail -c +$((9 + hdr + off0 + b * 18432)) "$G/expect/vae.safetensors" | head -c 18432
         done
         printf 'SFT1\x0d\x00\x00\x00\x82\xa1v\x01\xa4type\xa3end\x00\x00\x00\x00\x00\x00\x00\x00'
-    } >"$T/z.sft"
+    } >"$1"
+}
+
+@test "wire stream on --in (file transport) decodes like --latents" {
+    golden_wire "$T/z.sft"
     run -0 sf-decode --in "$T/z.sft" --vae "$VAE" -o "$T/w.y4m"
     run -0 sf-decode --latents "$LAT" --vae "$VAE" -o "$T/l.y4m"
     cmp "$T/w.y4m" "$T/l.y4m"
+}
+
+@test "--height/--width: the VAE is made before the first latents arrive; same video; other sizes are one line" {
+    golden_wire "$T/z.sft"
+    mkfifo "$T/in"
+    (sleep 1.5; cat "$T/z.sft" >"$T/in") &
+    SF_TRACE="$T/trace" run -0 sf-decode --in "$T/in" --vae "$VAE" -o "$T/h.y4m" --height 64 --width 96
+    rd=$(awk '$2 == "decode" && $3 == "ready" { print $1 }' "$T/trace")
+    lo=$(awk '$2 == "decode" && $3 == "latent_out" { print $1; exit }' "$T/trace")
+    [ -n "$rd" ] && [ -n "$lo" ]
+    awk -v rd="$rd" -v lo="$lo" 'BEGIN { exit !((lo - rd) / 1e9 > 1.0) }'
+    run -0 sf-decode --latents "$LAT" --vae "$VAE" -o "$T/l.y4m"
+    cmp "$T/h.y4m" "$T/l.y4m"
+    # without the size nothing is made before the latents: no ready event
+    SF_TRACE="$T/trace2" run -0 sf-decode --latents "$LAT" --vae "$VAE" -o "$T/l2.y4m"
+    ! grep -q ' decode ready ' "$T/trace2"
+    # latents of another size than announced: one line, exit 1, no video
+    mkdir "$T/out"
+    run -1 --separate-stderr sf-decode --latents "$LAT" --vae "$VAE" -o "$T/out/x.y4m" --height 128 --width 96
+    [ "${#stderr_lines[@]}" -eq 1 ]
+    [[ "$stderr" == *"does not match the first block's [16, 16, 12]"* ]]
+    [ -z "$(ls "$T/out")" ]
+    # one without the other, or not a multiple of 8: a flag error
+    run -2 --separate-stderr sf-decode --latents "$LAT" --vae "$VAE" -o "$T/out/x.y4m" --height 64
+    [[ "$stderr" == *"--height and --width together"* ]]
+    run -2 --separate-stderr sf-decode --latents "$LAT" --vae "$VAE" -o "$T/out/x.y4m" --height 60 --width 96
+    [[ "$stderr" == *"multiples of 8"* ]]
 }
 
 @test "latents with the wrong channel count: one-line error, exit 1, no output" {

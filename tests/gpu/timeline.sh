@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # timeline.sh TRACE — the figures of a run's SF_TRACE timeline (common/trace.h), measured from
-# t0, the moment the embedding is ready and sf-denoise is ready for it: the later of sf-encode's first
-# embeds_out (else sf-denoise's embeds_in) and sf-denoise's ready (weights on the device, plans made),
-# as the reference's figures start with its model loaded; traces without those events: sf-denoise's
-# first forward (start). Figures:
+# t0, the moment the embedding is ready and the stages are ready for it: the latest of sf-encode's first
+# embeds_out (else sf-denoise's embeds_in), sf-denoise's ready (weights on the device, plans made) and
+# sf-decode's ready when it loaded up front (--height/--width; capped at the first forward), as the
+# reference's figures start with its models loaded; traces without those events: sf-denoise's first
+# forward (start). An sf-decode that loads on its first latents has that in its figures. Figures:
 #   dit        last block handed out by sf-denoise
 #   first      first decoded frames written by sf-decode ("first frames on screen": its first
 #              latent_out, the first latent frame's frames, else its first block's frames_out)
@@ -21,7 +22,12 @@ sort -n "$trace" | awk '
     $2 == "encode" && $3 == "embeds_out" && !eo { eo = $1 }
     $2 == "denoise" && $3 == "embeds_in" && !ei { ei = $1 }
     $2 == "denoise" && $3 == "ready" && !rd { rd = $1 }
-    $2 == "denoise" && $3 == "start" && !st { st = $1; e = eo ? eo : ei; t0 = (e && rd) ? (e > rd ? e : rd) : st }
+    $2 == "decode" && $3 == "ready" && !dr { dr = $1 }
+    $2 == "denoise" && $3 == "start" && !st {
+        st = $1; e = eo ? eo : ei
+        t0 = (e && rd) ? (e > rd ? e : rd) : st
+        if (dr > t0 && dr < st) t0 = dr   # sf-decode loaded up front (--height/--width) and still loading
+    }
     $2 == "denoise" && $3 == "block_out" && st { dit = $1; blocks++ }
     $2 == "decode" && $3 == "latent_out" && st { if (!first) first = $1 }
     $2 == "decode" && $3 == "frames_out" && st { if (!first) first = $1; fo[nfo++] = $1; frames = $5 }
