@@ -189,7 +189,8 @@ run_video() { # name seed prompt dev → 0 and the video in place, or 1 and $sta
     else den+=(--checkpoint_path "$checkpoint_path" --require-checkpoint); fi
     if [ "$use_ema" = 1 ]; then den+=(--use_ema); else den+=(--no_ema); fi
     [ ${#layers[@]} -gt 0 ] && den+=(--layer_indices "${layers[@]}" --output_path "$tmp/${name%.mp4}.pt")
-    dec=(sf-decode --model-dir "$model_dir" --device "$dev" --in - -o "$tmp/$name" --progress none "${thr[@]}" "${lv[@]}")
+    dec=(sf-decode --model-dir "$model_dir" --device "$dev" --height "$height" --width "$width" --in - -o "$tmp/$name"
+        --progress none "${thr[@]}" "${lv[@]}")
     { "${enc[@]}" | "${den[@]}" | "${dec[@]}"; } 2>"$log"
     st=("${PIPESTATUS[@]}")
     if [ "${st[*]}" = "0 0 0" ] && [ -s "$tmp/$name" ]; then
