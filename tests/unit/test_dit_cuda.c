@@ -223,7 +223,8 @@ static void test_pipeline_generator(void) { pipeline("generator", "generator"); 
  * memory, whose hand-out comes after the refresh pass is enqueued (so the GPU runs it meanwhile): at
  * block b's hand-out 5·(b + 1) forwards have started. Counted by the emulation, which treats a copy between
  * the device and pageable memory as the wait it is on a GPU. Before, every forward waited 6 times.
- * No device memory is allocated once the first forward has started. On a GPU: the hook-free loop's
+ * No device memory is allocated once the first forward has started, nor between sf_pipeline_prepare (which
+ * sf-denoise calls before it waits for its embedding) and the run. On a GPU: the hook-free loop's
  * output against the golden (the waits are the emulation's to count). */
 #ifdef SF_TEST_EMU
 typedef struct ahead { /* at the first forward: allocations, host and event waits; forwards started; hand-outs seen late */
@@ -251,6 +252,11 @@ static void test_pipeline_runs_ahead(void) {
     static float out[9 * 16 * 8 * 12];
     if (dit_golden_open_on(&d, "base", NULL, 1, 1, 0, dev)) {
 #ifdef SF_TEST_EMU
+        /* first sf_pipeline_prepare, as sf-denoise calls it before it waits for its embedding: the run's
+           own prepare then finds everything made */
+        const unsigned long long a0 = sf_emu_device_allocs();
+        SF_CHECK_OK(sf_pipeline_prepare(&d.st, &d.pc, &err), &err);
+        const unsigned long long a1 = sf_emu_device_allocs();
         ahead at0 = {0, 0, 0, 0, 0};
         sf_pipeline_hooks hk = {first_forward, NULL, block_out, &at0, 0, NULL};
 #else /* on a GPU only the result is checked (no hooks: the loop as sf-denoise runs it) */
@@ -273,6 +279,8 @@ static void test_pipeline_runs_ahead(void) {
          * before the first forward */
         SF_CHECK_MSG(at0.allocs > 0 && sf_emu_device_allocs() == at0.allocs, "device allocations: %llu at the first forward, %llu after",
                      at0.allocs, sf_emu_device_allocs());
+        SF_CHECK_MSG(a1 > a0 && at0.allocs == a1, "device allocations: %llu by sf_pipeline_prepare, %llu more by the run "
+                     "before its first forward (want some, then none)", a1 - a0, at0.allocs - a1);
 #endif
         int64_t n;
         float *ref = sf_test_golden_f32(d.g, "output", &n);
@@ -280,37 +288,6 @@ static void test_pipeline_runs_ahead(void) {
         free(ref);
     }
     dit_golden_close(&d);
-}
-
-/* sf_pipeline_prepare, which sf-denoise calls before it waits for its embedding (the device's one-time
- * work overlapping the encoder's): the run after it makes nothing more — no allocation from its end to
- * the first forward (the run's own prepare finds the plans, workspaces and the self-check made) — and the
- * video is the golden one. */
-static void test_prepared_early(void) {
-#ifdef SF_TEST_EMU
-    int dev = sf_test_gpu();
-    if (dev < 0) return;
-    sf_err err = {{0}};
-    dit_golden d;
-    static float out[9 * 16 * 8 * 12];
-    if (dit_golden_open_on(&d, "base", NULL, 1, 1, 0, dev)) {
-        const unsigned long long a0 = sf_emu_device_allocs();
-        SF_CHECK_OK(sf_pipeline_prepare(&d.st, &d.pc, &err), &err);
-        const unsigned long long a1 = sf_emu_device_allocs();
-        ahead at = {0, 0, 0, 0, 0};
-        sf_pipeline_hooks hk = {first_forward, NULL, NULL, &at, 0, NULL};
-        SF_CHECK_OK(sf_pipeline_run(&d.st, &d.sc, &d.pc, &hk, out, &err), &err);
-        SF_CHECK_MSG(a1 > a0 && at.allocs == a1, "device allocations: %llu by sf_pipeline_prepare, %llu more by the run "
-                     "before its first forward (want some, then none)", a1 - a0, at.allocs - a1);
-        int64_t n;
-        float *ref = sf_test_golden_f32(d.g, "output", &n);
-        if (ref) sf_test_rel_close("prepared early: output", out, ref, n, SF_TOL_BF16_PIPE);
-        free(ref);
-    }
-    dit_golden_close(&d);
-#else
-    SF_TEST_SKIP("allocations are counted by the emulation (test_dit_emu)");
-#endif
 }
 
 /* The cache-only refresh pass (sf_dit_refresh: the last layer stops after its K/V, no head) against the
@@ -914,7 +891,6 @@ static const sf_test tests[] = {
     {"refresh_kv_only", test_refresh_kv_only},
     {"graphs", test_graphs},
     {"gelu_epilogue_refused", test_gelu_epilogue_refused},
-    {"prepared_early", test_prepared_early},
     {"pipeline_generator_ema", test_pipeline_generator_ema},
     {"taps_logits", test_taps_logits},
     {"taps_frames", test_taps_frames},
