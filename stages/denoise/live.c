@@ -20,6 +20,7 @@ typedef struct pending {
 } pending;
 
 struct sf_prompt_feed {
+    const char *url;     /* the caller's, for messages */
     sf_wire *r;
     int text_dim, text_len;
     pthread_t th;
@@ -92,24 +93,33 @@ static void *reader_main(void *arg) {
     return NULL;
 }
 
-sf_status sf_prompt_feed_open(const char *url, double wire_timeout, int text_dim, int text_len, int follow,
-                              sf_prompt_feed **out,
-                              float **emb, int64_t *rows, char *prompt, size_t pn, sf_err *err) {
+sf_status sf_prompt_feed_connect(const char *url, double wire_timeout, int text_dim, int text_len, sf_prompt_feed **out,
+                                 sf_err *err) {
     *out = NULL;
     sf_prompt_feed *f = calloc(1, sizeof *f);
-    sf_wire_msg *m = malloc(sizeof *m);
-    sf_status s = f && m ? SF_OK : sf_fail(err, SF_E_NOMEM, "out of memory");
-    if (!s) {
-        f->text_dim = text_dim, f->text_len = text_len;
-        /* the largest message it takes: [text_len, text_dim] f32 embeddings; --timeout for the writer */
-        sf_wire_opts wo = {wire_timeout, (size_t)text_len * (size_t)text_dim * sizeof(float)};
-        s = sf_wire_open_reader_opts(url, &wo, &f->r, err);
+    if (!f) return sf_fail(err, SF_E_NOMEM, "out of memory");
+    f->url = url, f->text_dim = text_dim, f->text_len = text_len;
+    /* the largest message it takes: [text_len, text_dim] f32 embeddings; --timeout for the writer */
+    sf_wire_opts wo = {wire_timeout, (size_t)text_len * (size_t)text_dim * sizeof(float)};
+    sf_status s = sf_wire_open_reader_opts(url, &wo, &f->r, err);
+    if (s) {
+        free(f);
+        return s;
     }
+    *out = f;
+    return SF_OK;
+}
+
+sf_status sf_prompt_feed_first(sf_prompt_feed *f, int follow, float **emb, int64_t *rows, char *prompt, size_t pn,
+                               sf_err *err) {
+    sf_wire_msg *m = malloc(sizeof *m);
+    sf_status s = m ? SF_OK : sf_fail(err, SF_E_NOMEM, "out of memory");
+    *emb = NULL, *rows = 0;
     while (!s) {
         const void *payload;
         if ((s = sf_wire_recv(f->r, m, &payload, err))) break;
         if (m->type == SF_WIRE_END) {
-            s = sf_fail(err, SF_E_FORMAT, "%s: stream ended without prompt_embeds", url);
+            s = sf_fail(err, SF_E_FORMAT, "%s: stream ended without prompt_embeds", f->url);
             break;
         }
         if (!is_embeds(m)) continue;
@@ -118,7 +128,7 @@ sf_status sf_prompt_feed_open(const char *url, double wire_timeout, int text_dim
         if ((s = embeds_of(f, m, payload, &p, err))) {
             char m2[sizeof err->msg];
             snprintf(m2, sizeof m2, "%s", err->msg);
-            s = sf_fail(err, s, "%s: %s", url, m2);
+            s = sf_fail(err, s, "%s: %s", f->url, m2);
             break;
         }
         *emb = p.emb, *rows = p.rows;
@@ -138,18 +148,21 @@ sf_status sf_prompt_feed_open(const char *url, double wire_timeout, int text_dim
         if (pthread_create(&f->th, NULL, reader_main, f)) {
             pthread_mutex_destroy(&f->mu);
             s = sf_fail(err, SF_E_NOMEM, "cannot start the prompt reader thread");
+            free(*emb);
+            *emb = NULL;
         } else {
             f->running = 1;
         }
     }
-    if (s) {
-        if (f) sf_wire_close(&f->r, NULL);
-        free(f);
-        return s;
-    }
-    if (!follow) sf_wire_close(&f->r, NULL); /* one prompt: the stream is done with */
-    *out = f;
-    return SF_OK;
+    if (!s && !follow) sf_wire_close(&f->r, NULL); /* one prompt: the stream is done with */
+    return s;
+}
+
+sf_status sf_prompt_feed_open(const char *url, double wire_timeout, int text_dim, int text_len, int follow,
+                              sf_prompt_feed **out, float **emb, int64_t *rows, char *prompt, size_t pn, sf_err *err) {
+    sf_status s = sf_prompt_feed_connect(url, wire_timeout, text_dim, text_len, out, err);
+    if (!s && (s = sf_prompt_feed_first(*out, follow, emb, rows, prompt, pn, err))) sf_prompt_feed_close(out);
+    return s;
 }
 
 int sf_prompt_feed_take(sf_prompt_feed *f, int block, const float **emb, int64_t *rows, const char **prompt,

@@ -20,10 +20,17 @@
 
 typedef struct sf_prompt_feed sf_prompt_feed;
 
-/* Open url, wait for the first prompt_embeds: *emb (rows, text_dim) f32 malloc'd (caller frees), its
- * meta prompt into prompt (when non-empty there, prompt is kept). follow: keep reading in a thread.
- * wire_timeout: --timeout (0 waits forever). Without follow the stream is read on to its `end` (the
- * writer waits for that acknowledgement). A stream that ends first is SF_E_FORMAT; a wrong shape SF_E_SHAPE. Close with sf_prompt_feed_close. */
+/* Open url (bind or connect: errors now, before any waiting); wait for nothing yet. The stage opens its
+ * input first, readies the device, then waits (sf_prompt_feed_first). Close with sf_prompt_feed_close. */
+sf_status sf_prompt_feed_connect(const char *url, double wire_timeout, int text_dim, int text_len, sf_prompt_feed **out,
+                                 sf_err *err);
+/* Wait for the first prompt_embeds: *emb (rows, text_dim) f32 malloc'd (caller frees), its meta prompt
+ * into prompt (when non-empty there, prompt is kept). follow: keep reading in a thread. Without follow
+ * the stream is read on to its `end` (the writer waits for that acknowledgement) and closed. A stream
+ * that ends first is SF_E_FORMAT; a wrong shape SF_E_SHAPE. */
+sf_status sf_prompt_feed_first(sf_prompt_feed *f, int follow, float **emb, int64_t *rows, char *prompt, size_t pn,
+                               sf_err *err);
+/* Both at once (wire_timeout: --timeout, 0 waits forever); on failure *out is NULL. */
 sf_status sf_prompt_feed_open(const char *url, double wire_timeout, int text_dim, int text_len, int follow,
                               sf_prompt_feed **out, float **emb, int64_t *rows, char *prompt, size_t pn, sf_err *err);
 /* The prompt due at block `block`, if any: returns 1 and the newest due entry (borrowed until the next

@@ -236,6 +236,12 @@ sf_status sf_denoise_stage_run(sf_denoise_opts *o, sf_err *err) {
         if ((s = sf_taps_check_path(&taps, o->tap_out, err))) goto done;
     }
     if (o->noise_path && (s = sf_tfile_open(o->noise_path, &noise, err))) goto done;
+    /* the input: a file is read now, a stream opened now and waited for once the device is ready */
+    if (o->prompt) snprintf(prompt, sizeof prompt, "%s", o->prompt);
+    int64_t rows = 0;
+    if ((s = o->pe_arg ? load_embeds(o->pe_arg, cfg.text_dim, cfg.text_len, &emb, &rows, err)
+                       : sf_prompt_feed_connect(o->in_url, o->sh.wire_timeout, cfg.text_dim, cfg.text_len, &live.feed, err)))
+        goto done;
 
     /* pipeline */
     sf_scheduler sc;
@@ -277,11 +283,7 @@ sf_status sf_denoise_stage_run(sf_denoise_opts *o, sf_err *err) {
     /* the device's one-time work (plans, workspaces) before the embedding: it overlaps the encoder's */
     if ((s = sf_pipeline_prepare(&st, &pc, err))) goto done;
     sf_trace("denoise", "ready", -1, n_blocks);
-    if (o->prompt) snprintf(prompt, sizeof prompt, "%s", o->prompt);
-    int64_t rows = 0;
-    if ((s = o->pe_arg ? load_embeds(o->pe_arg, cfg.text_dim, cfg.text_len, &emb, &rows, err)
-                       : sf_prompt_feed_open(o->in_url, o->sh.wire_timeout, cfg.text_dim, cfg.text_len, o->follow,
-                                             &live.feed, &emb, &rows, prompt, sizeof prompt, err)))
+    if (!o->pe_arg && (s = sf_prompt_feed_first(live.feed, o->follow, &emb, &rows, prompt, sizeof prompt, err)))
         goto done;
     sf_trace("denoise", "embeds_in", 0, rows);
     if ((s = sf_dit_set_context(&st, emb, rows, err))) goto done;
