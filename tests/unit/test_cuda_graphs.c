@@ -138,7 +138,7 @@ static void test_graph_rules(void) {
     sf_cuda_graphs *gs = NULL;
     float host[4] = {1, 2, 3, 4}, back[4] = {0};
     float *pin = NULL, *dev = cu_alloc(&c, sizeof host);
-    void *extra = NULL;
+    void *extra = NULL, *ev = NULL;
     SF_CHECK_OK(sf_cuda_graphs_new(&gs, &c.err), &c.err);
     SF_CHECK_OK(sf_cuda_host_alloc((void **)&pin, sizeof host, &c.err), &c.err);
     if (!gs || !pin || !dev) goto done;
@@ -156,6 +156,22 @@ static void test_graph_rules(void) {
     SF_CHECK_OK(sf_cuda_graph_end(&c.ctx, gs, 1, 1, &c.err), &c.err);
     SF_CHECK_OK(sf_cuda_copy_d2h(&c.ctx, back, dev, sizeof back, &c.err), &c.err);
     SF_CHECK_MSG(back[0] == 1 && back[2] == 30, "the recorded copy read %g, %g (want 1, 30)", back[0], back[2]);
+    /* an event recorded inside a capture is the graph's: waiting on it or timing it fails (CUDA's
+       cudaErrorCapturedEvent) until it is recorded again outside one */
+    SF_CHECK_OK(sf_cuda_events_new(&ev, 2, &c.err), &c.err);
+    if (ev) {
+        SF_CHECK_OK(sf_cuda_event_record(&c.ctx, ev, 0, &c.err), &c.err);
+        SF_CHECK_OK(sf_cuda_graph_begin(&c.ctx, &c.err), &c.err);
+        SF_CHECK_OK(sf_cuda_event_record(&c.ctx, ev, 1, &c.err), &c.err);
+        SF_CHECK_OK(sf_cuda_graph_end(&c.ctx, gs, 3, 1, &c.err), &c.err);
+        SF_CHECK_MSG(sf_cuda_event_sync(ev, 1, &c.err) == SF_E_DEVICE && strstr(c.err.msg, "cudaErrorCapturedEvent"),
+                     "a wait on an event recorded in a capture: '%s'", c.err.msg);
+        float ms = -1;
+        SF_CHECK_MSG(sf_cuda_event_ms(ev, 0, 1, &ms, &c.err) == SF_E_DEVICE, "timed an event recorded in a capture");
+        SF_CHECK_OK(sf_cuda_event_record(&c.ctx, ev, 1, &c.err), &c.err);
+        SF_CHECK_OK(sf_cuda_event_sync(ev, 1, &c.err), &c.err);
+        SF_CHECK_OK(sf_cuda_event_ms(ev, 0, 1, &ms, &c.err), &c.err);
+    }
     /* a capture refused at its beginning (here: one is under way on the stream) leaves no error behind: the
        next launch check (the caller's direct run, on a GPU) must not report the refused begin as its own */
     SF_CHECK_OK(sf_cuda_graph_begin(&c.ctx, &c.err), &c.err);
@@ -163,6 +179,7 @@ static void test_graph_rules(void) {
     SF_CHECK_OK(sf_silu_cuda(&c.ctx, dev, 4, &c.err), &c.err);
     (void)sf_cuda_graph_end(&c.ctx, gs, 2, 0, &c.err); /* closes the first capture, launching nothing */
 done:
+    sf_cuda_events_free(ev, 2);
     sf_cuda_free(extra);
     sf_cuda_host_free(pin);
     sf_cuda_graphs_free(gs);

@@ -136,6 +136,7 @@ enum cudaError {
     cudaErrorLaunchFailure = 719,
     cudaErrorStreamCaptureUnsupported = 900,
     cudaErrorStreamCaptureInvalidated = 901,
+    cudaErrorCapturedEvent = 907,
     cudaErrorGraphExecUpdateFailure = 910,
 };
 typedef enum cudaError cudaError_t;

@@ -27,6 +27,7 @@ struct stream_tag { /* what a cudaStream_t points at: a registered zero-size all
 /* An event: the position in the deferred queue its record took (0: nothing to wait for). */
 struct CUevent_st {
     unsigned long long pos;
+    bool captured; /* last recorded into a stream capture: waits and timings on it fail until recorded again */
 };
 
 /* ---- deferred streams (SF_EMU_ASYNC=1, cuda_emu.h "Asynchrony") ------------------------------ */
@@ -84,6 +85,7 @@ const char *cudaGetErrorName(cudaError_t e) {
     case cudaErrorIllegalState: return "cudaErrorIllegalState";
     case cudaErrorStreamCaptureUnsupported: return "cudaErrorStreamCaptureUnsupported";
     case cudaErrorStreamCaptureInvalidated: return "cudaErrorStreamCaptureInvalidated";
+    case cudaErrorCapturedEvent: return "cudaErrorCapturedEvent";
     case cudaErrorGraphExecUpdateFailure: return "cudaErrorGraphExecUpdateFailure";
     }
     return "cudaErrorUnknown";
@@ -170,7 +172,7 @@ cudaError_t cudaStreamSynchronize(cudaStream_t) {
     return sticky_error;
 }
 cudaError_t cudaEventCreate(cudaEvent_t *e) {
-    *e = new CUevent_st{0};
+    *e = new CUevent_st{0, false};
     return cudaSuccess;
 }
 cudaError_t cudaEventDestroy(cudaEvent_t e) {
@@ -178,22 +180,30 @@ cudaError_t cudaEventDestroy(cudaEvent_t e) {
     return cudaSuccess;
 }
 /* Recorded inside a capture: nothing (the project records its events outside forwards). */
-cudaError_t cudaEventRecord(cudaEvent_t e, cudaStream_t) {
+cudaError_t cudaEventRecord(cudaEvent_t e, cudaStream_t s) {
     if (!e) return set_error(cudaErrorInvalidResourceHandle);
-    e->pos = n_enqueued;
+    e->captured = capturing(s); /* a node of the graph, as on a GPU: the event itself is not reached here */
+    if (!e->captured) e->pos = n_enqueued;
     return cudaSuccess;
+}
+static cudaError_t captured_event(const char *what) {
+    snprintf(err_msg, sizeof err_msg, "%s on an event last recorded inside a stream capture", what);
+    return set_error(cudaErrorCapturedEvent);
 }
 static unsigned long long n_event_waits;
 extern "C" unsigned long long sf_emu_event_waits(void) { return n_event_waits; }
 cudaError_t cudaEventSynchronize(cudaEvent_t e) {
     if (capture_active()) return capture_illegal("cudaEventSynchronize");
     if (!e) return set_error(cudaErrorInvalidResourceHandle);
+    if (e->captured) return captured_event("cudaEventSynchronize");
     n_event_waits++;
     drain_to(e->pos);
     return sticky_error;
 }
-cudaError_t cudaEventElapsedTime(float *ms, cudaEvent_t, cudaEvent_t) {
+cudaError_t cudaEventElapsedTime(float *ms, cudaEvent_t a, cudaEvent_t b) {
     *ms = 0;
+    if (!a || !b) return set_error(cudaErrorInvalidResourceHandle);
+    if (a->captured || b->captured) return captured_event("cudaEventElapsedTime");
     return cudaSuccess;
 }
 
