@@ -112,8 +112,13 @@ sf_status sf_denoise_bench_video(const sf_dit_weights *w, int cuda_ordinal, sf_e
                 if (!s) s = sf_fail(err, SF_E_DEVICE, "bench: %d forward events recorded of %d", nf, N_FWD);
                 goto done;
             }
-        if (run == 0) {
-            printf("denoise 1.3b gpu warm-up video: %.3f s (plans, cuBLASLt heuristics)\n", total);
+        if (run == 0) { /* what a process's first video pays once: plans, heuristics, lazily loaded kernels, and
+                           captures broken by a library's first use (the timed video below has none of it) */
+            sf_dit_cuda_graph_stats(&st, &g1);
+            printf("denoise 1.3b gpu warm-up video: %.3f s (plans, cuBLASLt heuristics); first forward %.1f ms on the "
+                   "GPU, second %.1f; CUDA graphs: %lld of %d forwards, %lld failed captures, %lld updates refused\n",
+                   total, ms[0], nf > 1 ? ms[1] : 0.0, g1.launches - g0.launches, nf, g1.failed - g0.failed,
+                   g1.refused - g0.refused);
             sf_dit_cuda_profile_reset(&st);
             continue;
         }
