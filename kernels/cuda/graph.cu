@@ -63,7 +63,7 @@ extern "C" sf_status sf_cuda_graph_end(const sf_cuda_ctx *ctx, sf_cuda_graphs *g
         if (!gs->slot[i].exec || (gs->slot[lru].exec && gs->slot[i].used < gs->slot[lru].used)) lru = i;
     }
     if (k >= 0) { /* the same work with new arguments: update in place (launches already enqueued keep theirs) */
-        cudaGraphExecUpdateResultInfo info;
+        cudaGraphExecUpdateResultInfo info = {};
         if (cudaGraphExecUpdate(gs->slot[k].exec, g, &info) == cudaSuccess) {
             gs->st.updates++;
         } else { /* another shape of work under this key, or a change the runtime does not update in place */

@@ -33,6 +33,7 @@ typedef struct run {
     int64_t blk_cap;
     int64_t latents_done;
     int64_t blocks_done; /* decode_block calls: the SF_TRACE block index */
+    int sized;           /* the decoder was made from --height/--width, before any latents */
     sf_wire_opts wo;     /* --in: --timeout; latents up to the default 1 GiB a message */
     double t0;
 } run;
@@ -42,11 +43,16 @@ typedef struct run {
 static sf_status ensure_init(run *r, int64_t C, int64_t h, int64_t w, sf_err *err) {
     sf_status s;
     if (r->vae) {
-        if (h != r->vae->st.h || w != r->vae->st.w || C != r->vae->cfg.z_dim)
-            return sf_fail(err, SF_E_SHAPE, "latent block [%lld, %lld, %lld] does not match the first block's [%lld, %lld, %lld]",
-                           (long long)C, (long long)h, (long long)w, (long long)r->vae->cfg.z_dim,
+        if (C != r->vae->cfg.z_dim)
+            return sf_fail(err, SF_E_SHAPE, "latents have %lld channels but the VAE expects %lld", (long long)C,
+                           (long long)r->vae->cfg.z_dim);
+        if (h == r->vae->st.h && w == r->vae->st.w) return SF_OK;
+        if (r->sized && !r->latents_done)
+            return sf_fail(err, SF_E_SHAPE, "latents of %lldx%lld do not match --height %lld --width %lld (latents %lldx%lld)",
+                           (long long)h, (long long)w, (long long)(r->vae->st.h * 8), (long long)(r->vae->st.w * 8),
                            (long long)r->vae->st.h, (long long)r->vae->st.w);
-        return SF_OK;
+        return sf_fail(err, SF_E_SHAPE, "a latent block of %lldx%lld does not match the first block's %lldx%lld", (long long)h,
+                       (long long)w, (long long)r->vae->st.h, (long long)r->vae->st.w);
     }
     sf_tfile *tf = NULL; /* on the GPU only config + weights are needed, not the CPU decoder's state */
     if ((s = sf_tfile_open(r->vae_path, &tf, err)) != SF_OK) return s;
@@ -236,7 +242,7 @@ static sf_status run_wire(run *r, const char *url, sf_err *err) {
         }
         if ((s = decode_block(r, z, d[0], err)) != SF_OK) goto done;
     }
-    if (!r->vae) s = sf_fail(err, SF_E_FORMAT, "%s: stream ended without any latents", url);
+    if (!r->latents_done) s = sf_fail(err, SF_E_FORMAT, "%s: stream ended without any latents", url);
 done:
     sf_wire_close(&in, NULL);
     free(z);
@@ -325,7 +331,7 @@ sf_status sf_decode_stage_run(const sf_decode_opts *o, sf_err *err) {
     }
     /* the size known up front: the VAE loads and makes its plans now, while the stages upstream work */
     if (o->height && (s = ensure_init(&r, -1, o->height / 8, o->width / 8, err)) != SF_OK) goto done;
-    if (o->height) sf_trace("decode", "ready", -1, 0);
+    if (o->height) r.sized = 1, sf_trace("decode", "ready", -1, 0);
     s = o->lat ? run_file(&r, o->lat, err) : run_wire(&r, o->in, err);
     if (r.fo) { /* end (or the error) downstream, before the video file is finished */
         sf_err e2;

@@ -107,6 +107,10 @@ typedef struct sf_dit_tap {
     /* Whether any layer of forward (block, step) may be tapped; NULL: every forward may be. The
      * pipeline skips the last block's refresh pass only when this says no (pipeline.h). */
     int (*wants_forward)(void *ctx, int block, int step);
+    /* Whether layer l's self-attention (cross 0) or cross-attention (cross 1) is tapped in some forward
+     * of the run, whichever forward is current: what a GPU backend makes before the loop depends on it.
+     * NULL: any layer may be. */
+    int (*may_want)(void *ctx, int layer, int cross);
 } sf_dit_tap;
 
 /* Test seam (tests/unit/test_dit_longvideo.c): list into frames[0..cap) the absolute latent frames the

@@ -666,8 +666,6 @@ static sf_status forward_body(sf_dit_state *st, int host_in, int F, const float 
  * not held against graphs (no strike towards the 3), since the direct run that follows does the first-use
  * work and the next capture of the shape is a fair test (test_dit_cuda `graphs`, the emulation's
  * first-use faults). */
-enum { GRAPH_VARIANTS = 16 };
-
 static int warm_find(const sf_dit_gpu *g, int64_t L, int64_t Lk) {
     for (int i = 0; i < g->n_warm; i++)
         if (g->warm[i].L == L && g->warm[i].Lk == Lk) return i;
@@ -847,9 +845,10 @@ sf_status sf_dit_cuda_prepare(sf_dit_state *st, int64_t Lq, int64_t Lk, sf_err *
        without the fused kernel, or no fused attention at all. Frames mode (per-frame means) and fused
        probability taps never touch it; a shape a fused path refuses later makes it on first use. */
     int logits_read = 0;
-    for (int l = 0; st->tap.wants && l < c->num_layers && !logits_read; l++) {
-        const int cross = st->tap.wants_cross && st->tap.done && st->tap.wants_cross(st->tap.ctx, l);
-        const int self = st->tap.wants(st->tap.ctx, l);
+    for (int l = 0; st->tap.wants && l < c->num_layers && !logits_read; l++) { /* any forward of the run */
+        const sf_dit_tap *tp = &st->tap;
+        const int cross = tp->wants_cross && tp->done && (tp->may_want ? tp->may_want(tp->ctx, l, 1) : 1);
+        const int self = tp->may_want ? tp->may_want(tp->ctx, l, 0) : 1;
         const int means = st->tap.wants_means && st->tap.wants_means(st->tap.ctx, l);
         const int probs = st->tap.wants_mass && st->tap.wants_mass(st->tap.ctx, l);
         logits_read = cross || (self && probs && (g->mass_explicit || !own)) || (self && !means && !probs);

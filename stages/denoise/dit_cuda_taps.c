@@ -20,6 +20,8 @@
  * fused path never needs it. */
 sf_status sf_dgpu_explicit_ws(sf_dit_gpu *g, int heads, sf_err *err) {
     if (g->S) return SF_OK;
+    if (g->capturing) /* an allocation would break the capture: the forward runs directly and makes it */
+        return sf_fail(err, SF_E_UNSUPPORTED, "the explicit attention's workspace is made outside a CUDA graph");
     size_t n = (size_t)heads * (size_t)g->chunk * (size_t)g->lk_max;
     sf_status s = sf_cuda_malloc((void **)&g->S, n * 4, err);
     if (!s) s = sf_cuda_malloc((void **)&g->P, n * 2, err);

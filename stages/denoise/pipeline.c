@@ -90,6 +90,13 @@ sf_status sf_pipeline_check(const sf_pipeline_cfg *cfg, int *n_blocks, sf_err *e
     return SF_OK;
 }
 
+static sf_status endless_check(const sf_dit_state *st, const sf_pipeline_cfg *cfg, sf_err *err) {
+    if (cfg->noise || st->local_attn_size == -1)
+        return sf_fail(err, SF_E_ARG, "an endless run (num_frames 0) needs a rolling KV cache (local_attn_size) and "
+                       "drawn noise (no --noise replay)");
+    return SF_OK;
+}
+
 /* The frames of each block a run prepares for (F_0 = 1 with an independent first frame): the video's
  * blocks, or for an endless run (n_blocks 0) those until the rolling cache's shapes repeat. A calloc'd
  * array of *n_prep, or NULL (out of memory). */
@@ -104,6 +111,7 @@ static int *prep_blocks(const sf_dit_state *st, const sf_pipeline_cfg *cfg, int 
 sf_status sf_pipeline_prepare(sf_dit_state *st, const sf_pipeline_cfg *cfg, sf_err *err) {
     int n_blocks, n_prep;
     sf_status s = sf_pipeline_check(cfg, &n_blocks, err);
+    if (!s && n_blocks == 0) s = endless_check(st, cfg, err); /* before any device work */
     if (s || !st->gpu) return s;
     int *blk = prep_blocks(st, cfg, n_blocks, &n_prep);
     s = blk ? sf_dit_prepare(st, n_prep, blk, err) : sf_fail(err, SF_E_NOMEM, "out of memory");
@@ -193,9 +201,7 @@ sf_status sf_pipeline_run_live(sf_dit_state *st, const sf_scheduler *sc, const s
     const int endless = n_blocks == 0;
     if (H != st->lat_h || W != st->lat_w || fpb > st->max_frames)
         return sf_fail(err, SF_E_ARG, "pipeline shape does not match the DiT state");
-    if (endless && (cfg->noise || st->local_attn_size == -1))
-        return sf_fail(err, SF_E_ARG, "an endless run (num_frames 0) needs a rolling KV cache (local_attn_size) and "
-                       "drawn noise (no --noise replay)");
+    if (endless && (s = endless_check(st, cfg, err))) return s;
     int n_prep; /* the blocks sf_dit_prepare readies (endless: until the cache's shapes repeat) */
     const int64_t n_draws = (int64_t)n_blocks * (cfg->n_steps > 1 ? cfg->n_steps - 1 : 0);
     noise_feed nf;

@@ -280,6 +280,7 @@ sf_status sf_denoise_stage_run(sf_denoise_opts *o, sf_err *err) {
             (long long)st.frame_tokens, cfg.num_layers,
             2.0 * (double)st.cache_tokens * cfg.dim * cfg.num_layers * (o->sh.cuda ? 2 : 4) / (1024.0 * 1024.0 * 1024.0),
             o->sh.cuda ? "bf16, on the GPU" : "f32");
+    if (have_taps) sf_taps_attach(&taps, &st); /* before the prepare: what the taps need is made there too */
     /* the device's one-time work (plans, workspaces) before the embedding: it overlaps the encoder's */
     if ((s = sf_pipeline_prepare(&st, &pc, err))) goto done;
     sf_trace("denoise", "ready", -1, n_blocks);
@@ -287,7 +288,6 @@ sf_status sf_denoise_stage_run(sf_denoise_opts *o, sf_err *err) {
         goto done;
     sf_trace("denoise", "embeds_in", 0, rows);
     if ((s = sf_dit_set_context(&st, emb, rows, err))) goto done;
-    if (have_taps) sf_taps_attach(&taps, &st);
 
     const int64_t fr = (int64_t)cfg.in_dim * pc.lat_h * pc.lat_w;
     snprintf(live.prompt, sizeof live.prompt, "%s", prompt);

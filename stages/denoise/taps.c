@@ -368,6 +368,14 @@ static int tap_wants_forward(void *ctx, int block, int step) {
     return selects_forward(ctx, block, step, 1);
 }
 
+static int tap_may_want(void *ctx, int layer, int cross) {
+    const sf_taps *t = ctx;
+    if (cross && !t->cross) return 0;
+    for (int i = 0; i < t->n_layers; i++)
+        if (t->layers[i] == layer) return 1;
+    return 0;
+}
+
 void sf_taps_attach(sf_taps *t, sf_dit_state *st) {
     st->tap.wants = tap_wants;
     st->tap.logits_buf = tap_logits_buf;
@@ -378,6 +386,7 @@ void sf_taps_attach(sf_taps *t, sf_dit_state *st) {
     st->tap.wants_cross = tap_wants_cross;
     st->tap.wants_means = tap_wants_means;
     st->tap.wants_forward = tap_wants_forward;
+    st->tap.may_want = tap_may_want;
 }
 
 static sf_tensor cap_tensor(const sf_tap_capture *c) {

@@ -232,7 +232,7 @@ decode() { sf-decode --model-dir "$M" --progress none "$@"; }
     # forward: t0 as the trace has it
     st=$(awk '$2 == "denoise" && $3 == "start" { print $1; exit }' "$T/trace")
     t0=$(sort -n "$T/trace" | awk -v st="$st" '$3 == "embeds_out" && !e { e = $1 } $2 == "denoise" && $3 == "ready" { r = $1 }
-        $2 == "decode" && $3 == "ready" { d = $1 } END { t = e > r ? e : r; if (d > t && d < st) t = d; print t }')
+        $2 == "decode" && $3 == "ready" { d = $1 } END { t = e > r ? e : r; if (d > t) t = d < st ? d : st; print t }')
     awk -v l="$lag" -v t0="$t0" -v st="$st" 'BEGIN { d = (st - t0) / 1e9 - l; exit !(d < 0.002 && d > -0.002) }'
     # "first" is the first latent frame's frames, before the first block's last (its frames_out)
     f0=$(sort -n "$T/trace" | awk '$2 == "decode" && $3 == "frames_out" { print $1; exit }')
@@ -249,7 +249,7 @@ decode() { sf-decode --model-dir "$M" --progress none "$@"; }
     encode --no-cache --out "$T/emb.wire" 2>/dev/null
     mkfifo "$T/in"
     (for _ in $(seq 400); do grep -qs ' denoise ready ' "$T/trace" && break; sleep 0.05; done
-     sleep 1; cat "$T/emb.wire" >"$T/in") &
+     sleep 1; timeout 30 cat "$T/emb.wire" >"$T/in") 3>&- &
     PIDS+=($!)
     SF_TRACE="$T/trace" run -0 denoise --in "$T/in" --save-latents "$T/lat.safetensors"
     rd=$(awk '$2 == "denoise" && $3 == "ready" { print $1 }' "$T/trace")

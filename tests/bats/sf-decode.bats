@@ -113,7 +113,7 @@ golden_wire() {
     mkfifo "$T/in"
     # the latents are written only once sf-decode says it is ready (or after 20 s, which fails below)
     (for _ in $(seq 400); do grep -qs ' decode ready ' "$T/trace" && break; sleep 0.05; done
-     sleep 1; cat "$T/z.sft" >"$T/in") &
+     sleep 1; timeout 30 cat "$T/z.sft" >"$T/in") 3>&- &
     SF_TRACE="$T/trace" run -0 sf-decode --in "$T/in" --vae "$VAE" -o "$T/h.y4m" --height 64 --width 96
     rd=$(awk '$2 == "decode" && $3 == "ready" { print $1 }' "$T/trace")
     lo=$(awk '$2 == "decode" && $3 == "latent_out" { print $1; exit }' "$T/trace")
@@ -128,7 +128,19 @@ golden_wire() {
     mkdir "$T/out"
     run -1 --separate-stderr sf-decode --latents "$LAT" --vae "$VAE" -o "$T/out/x.y4m" --height 128 --width 96
     [ "${#stderr_lines[@]}" -eq 1 ]
-    [[ "$stderr" == *"does not match the first block's [16, 16, 12]"* ]]
+    [[ "$stderr" == *"latents of 8x12 do not match --height 128 --width 96 (latents 16x12)"* ]]
+    [ -z "$(ls "$T/out")" ]
+    # a stream that ends before any latents is still an error with the decoder made up front: no video
+    printf 'SFT1\x0d\x00\x00\x00\x82\xa1v\x01\xa4type\xa3end\x00\x00\x00\x00\x00\x00\x00\x00' >"$T/end.sft"
+    run -1 --separate-stderr sf-decode --in "$T/end.sft" --vae "$VAE" -o "$T/out/e.y4m" --height 64 --width 96
+    [[ "$stderr" == *"stream ended without any latents"* ]]
+    [ -z "$(ls "$T/out")" ]
+    # the channel count is named as such
+    local h='{"latents":{"dtype":"F32","shape":[1,1,8,8,12],"data_offsets":[0,3072]}}'
+    while [ $(((${#h} % 8))) -ne 0 ]; do h="$h "; done
+    { printf "\\x$(printf %02x ${#h})\\x00\\x00\\x00\\x00\\x00\\x00\\x00"; printf '%s' "$h"; head -c 3072 /dev/zero; } >"$T/c8.safetensors"
+    run -1 --separate-stderr sf-decode --latents "$T/c8.safetensors" --vae "$VAE" -o "$T/out/c.y4m" --height 64 --width 96
+    [[ "$stderr" == *"latents have 8 channels but the VAE expects 16"* ]]
     [ -z "$(ls "$T/out")" ]
     # one without the other, or not a multiple of 8: a flag error
     run -2 --separate-stderr sf-decode --latents "$LAT" --vae "$VAE" -o "$T/out/x.y4m" --height 64

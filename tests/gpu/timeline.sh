@@ -26,7 +26,7 @@ sort -n "$trace" | awk '
     $2 == "denoise" && $3 == "start" && !st {
         st = $1; e = eo ? eo : ei
         t0 = (e && rd) ? (e > rd ? e : rd) : st
-        if (dr > t0 && dr < st) t0 = dr   # sf-decode loaded up front (--height/--width) and still loading
+        if (dr > t0) t0 = dr < st ? dr : st   # sf-decode loaded up front (--height/--width), capped at the first forward
     }
     $2 == "denoise" && $3 == "block_out" && st { dit = $1; blocks++ }
     $2 == "decode" && $3 == "latent_out" && st { if (!first) first = $1 }

@@ -441,6 +441,7 @@ static int spy_wants(void *c, int l) { return spy_of(c)->in.wants(spy_of(c)->in.
 static int spy_wants_mass(void *c, int l) { return spy_of(c)->in.wants_mass(spy_of(c)->in.ctx, l); }
 static int spy_wants_cross(void *c, int l) { return spy_of(c)->in.wants_cross(spy_of(c)->in.ctx, l); }
 static int spy_wants_means(void *c, int l) { return spy_of(c)->in.wants_means(spy_of(c)->in.ctx, l); }
+static int spy_may_want(void *c, int l, int x) { return spy_of(c)->in.may_want(spy_of(c)->in.ctx, l, x); }
 static float *spy_buf(void *c, int l, int h, int64_t q, int64_t k) { return spy_of(c)->in.logits_buf(spy_of(c)->in.ctx, l, h, q, k); }
 static uint16_t *spy_f16(void *c, int l, int h, int64_t q, int64_t k) { return spy_of(c)->in.logits_f16(spy_of(c)->in.ctx, l, h, q, k); }
 static sf_status spy_done(void *c, const sf_dit_attn_view *v, sf_err *err) {
@@ -464,7 +465,8 @@ static void taps(sf_tap_mode mode, sf_tap_sel sel) {
     if (opened) {
         sf_taps_attach(&t, &d.st);
         sp.in = d.st.tap;
-        sf_dit_tap x = {spy_buf, spy_f16, spy_wants, spy_done, &sp, spy_wants_mass, spy_wants_cross, spy_wants_means, NULL};
+        sf_dit_tap x = {spy_buf, spy_f16, spy_wants, spy_done, &sp, spy_wants_mass, spy_wants_cross, spy_wants_means, NULL,
+                        spy_may_want};
         d.st.tap = x;
         fwd_ctx fc = {&t, 0, 0};
         sf_pipeline_hooks hk = {on_fwd, NULL, NULL, &fc, 0, NULL};
@@ -524,6 +526,30 @@ static void taps(sf_tap_mode mode, sf_tap_sel sel) {
     sf_taps_free(&t);
 }
 
+/* The logits workspace is made before the loop when some forward of the run will read logits, whichever
+ * forward that is (here only block 2, step 0 is tapped; the taps' current forward at prepare is block 0's):
+ * a workspace made in the middle of a run could fail for memory after output went out. Frames mode with
+ * the same selection needs none. */
+static void test_taps_workspace_at_prepare(void) {
+    int dev = sf_test_gpu();
+    if (dev < 0) return;
+    for (int m = 0; m < 2; m++) {
+        sf_err err = {{0}};
+        sf_taps t;
+        int layers[1] = {1};
+        SF_CHECK_OK(sf_taps_init(&t, m ? SF_TAP_FRAMES : SF_TAP_LOGITS, SF_TAP_SEL_ONE, 2, 0, layers, 1, 3, &err), &err);
+        dit_golden d;
+        if (dit_golden_open_on(&d, "base", NULL, 1, 1, 0, dev)) {
+            sf_taps_attach(&t, &d.st);
+            SF_CHECK_OK(sf_pipeline_prepare(&d.st, &d.pc, &err), &err);
+            const size_t ws = sf_dit_cuda_logits_ws_bytes(&d.st);
+            SF_CHECK_MSG(m ? ws == 0 : ws > 0, "%s taps of block 2 only: a %zu-byte logits workspace after the prepare",
+                         m ? "frames" : "logits", ws);
+        }
+        dit_golden_close(&d);
+        sf_taps_free(&t);
+    }
+}
 static void test_taps_logits(void) { taps(SF_TAP_LOGITS, SF_TAP_SEL_ALL); }
 static void test_taps_frames(void) { taps(SF_TAP_FRAMES, SF_TAP_SEL_ALL); }
 /* the figure-4 selection: the GPU copies out only the captures that are kept (f16, chunk by chunk) */
@@ -893,6 +919,7 @@ static const sf_test tests[] = {
     {"gelu_epilogue_refused", test_gelu_epilogue_refused},
     {"pipeline_generator_ema", test_pipeline_generator_ema},
     {"taps_logits", test_taps_logits},
+    {"taps_workspace_at_prepare", test_taps_workspace_at_prepare},
     {"taps_frames", test_taps_frames},
     {"taps_seed", test_taps_seed},
     {"taps_probs_cross", test_taps_probs_cross},

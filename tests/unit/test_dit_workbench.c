@@ -90,7 +90,7 @@ static void run_taps_w(sf_taps *taps, int cross, wrap *w) {
         if (w) {
             w->in = d.st.tap;
             w->t = taps;
-            sf_dit_tap x = {w_buf, NULL, w_wants, w_done, w, w_wants_mass, w_wants_cross, NULL, NULL};
+            sf_dit_tap x = {w_buf, NULL, w_wants, w_done, w, w_wants_mass, w_wants_cross, NULL, NULL, NULL};
             d.st.tap = x;
         }
         fwd_ctx fc = {taps};
