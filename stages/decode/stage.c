@@ -46,33 +46,38 @@ static sf_status ensure_init(run *r, int64_t C, int64_t h, int64_t w, sf_err *er
         if (C != r->vae->cfg.z_dim)
             return sf_fail(err, SF_E_SHAPE, "latents have %lld channels but the VAE expects %lld", (long long)C,
                            (long long)r->vae->cfg.z_dim);
-        if (h == r->vae->st.h && w == r->vae->st.w) return SF_OK;
-        if (r->sized && !r->latents_done)
-            return sf_fail(err, SF_E_SHAPE, "latents of %lldx%lld do not match --height %lld --width %lld (latents %lldx%lld)",
-                           (long long)h, (long long)w, (long long)(r->vae->st.h * 8), (long long)(r->vae->st.w * 8),
-                           (long long)r->vae->st.h, (long long)r->vae->st.w);
-        return sf_fail(err, SF_E_SHAPE, "a latent block of %lldx%lld does not match the first block's %lldx%lld", (long long)h,
-                       (long long)w, (long long)r->vae->st.h, (long long)r->vae->st.w);
+        if (h != r->vae->st.h || w != r->vae->st.w) {
+            if (r->sized && !r->latents_done)
+                return sf_fail(err, SF_E_SHAPE, "latents of %lldx%lld do not match --height %lld --width %lld (latents %lldx%lld)",
+                               (long long)h, (long long)w, (long long)(r->vae->st.h * 8), (long long)(r->vae->st.w * 8),
+                               (long long)r->vae->st.h, (long long)r->vae->st.w);
+            return sf_fail(err, SF_E_SHAPE, "a latent block of %lldx%lld does not match the first block's %lldx%lld",
+                           (long long)h, (long long)w, (long long)r->vae->st.h, (long long)r->vae->st.w);
+        }
+    } else {
+        sf_tfile *tf = NULL; /* on the GPU only config + weights are needed, not the CPU decoder's state */
+        if ((s = sf_tfile_open(r->vae_path, &tf, err)) != SF_OK) return s;
+        if ((s = sf_vae_new_from(tf, h, w, r->threads, !r->cuda, &r->vae, err)) != SF_OK) return s;
+        r->vae->cfg.bf16_unscale = r->bf16;
+        if (C >= 0 && C != r->vae->cfg.z_dim)
+            return sf_fail(err, SF_E_SHAPE, "latents have %lld channels but the VAE expects %lld", (long long)C,
+                           (long long)r->vae->cfg.z_dim);
+        if (r->cuda && (s = sf_vae_cuda_new(r->vae, r->ordinal, &r->gpu, err)) != SF_OK) return s;
+        const int64_t H = h << r->vae->cfg.n_up, W = w << r->vae->cfg.n_up;
+        if (r->gpu)
+            sf_info("VAE %s: dim %lld, %lldx%lld latents -> %lldx%lld frames, on cuda:%d (%.2f GiB)", r->vae_path,
+                    (long long)r->vae->cfg.dim, (long long)h, (long long)w, (long long)W, (long long)H, r->ordinal,
+                    sf_vae_cuda_bytes(r->gpu) / 1073741824.0);
+        else
+            sf_info("VAE %s: dim %lld, %lldx%lld latents -> %lldx%lld frames, %d threads", r->vae_path,
+                    (long long)r->vae->cfg.dim, (long long)h, (long long)w, (long long)W, (long long)H,
+                    r->vae->cfg.threads);
     }
-    sf_tfile *tf = NULL; /* on the GPU only config + weights are needed, not the CPU decoder's state */
-    if ((s = sf_tfile_open(r->vae_path, &tf, err)) != SF_OK) return s;
-    if ((s = sf_vae_new_from(tf, h, w, r->threads, !r->cuda, &r->vae, err)) != SF_OK) return s;
-    r->vae->cfg.bf16_unscale = r->bf16;
-    if (C >= 0 && C != r->vae->cfg.z_dim)
-        return sf_fail(err, SF_E_SHAPE, "latents have %lld channels but the VAE expects %lld", (long long)C,
-                       (long long)r->vae->cfg.z_dim);
-    if (r->cuda && (s = sf_vae_cuda_new(r->vae, r->ordinal, &r->gpu, err)) != SF_OK) return s;
-    int64_t H = h << r->vae->cfg.n_up, W = w << r->vae->cfg.n_up;
-    if (r->out_path && (s = sf_video_open(r->out_path, (int)W, (int)H, r->fps, &r->vw, err)) != SF_OK) return s;
-    if (r->gpu)
-        sf_info("VAE %s: dim %lld, %lldx%lld latents -> %lldx%lld frames, on cuda:%d (%.2f GiB)", r->vae_path,
-                (long long)r->vae->cfg.dim, (long long)h, (long long)w, (long long)W, (long long)H, r->ordinal,
-                sf_vae_cuda_bytes(r->gpu) / 1073741824.0);
-    else
-        sf_info("VAE %s: dim %lld, %lldx%lld latents -> %lldx%lld frames, %d threads", r->vae_path,
-                (long long)r->vae->cfg.dim, (long long)h, (long long)w, (long long)W, (long long)H,
-                r->vae->cfg.threads);
-    return SF_OK;
+    /* the video once latents came (a decoder made from --height/--width writes nothing before: an input
+       that fails first leaves no header on stdout) */
+    if (C < 0 || !r->out_path || r->vw) return SF_OK;
+    const int64_t H = r->vae->st.h << r->vae->cfg.n_up, W = r->vae->st.w << r->vae->cfg.n_up;
+    return sf_video_open(r->out_path, (int)W, (int)H, r->fps, &r->vw, err);
 }
 
 /* Room in r->u8 / r->video for one latent frame's video frames (at most 2^n_up3d). */

@@ -135,6 +135,8 @@ golden_wire() {
     run -1 --separate-stderr sf-decode --in "$T/end.sft" --vae "$VAE" -o "$T/out/e.y4m" --height 64 --width 96
     [[ "$stderr" == *"stream ended without any latents"* ]]
     [ -z "$(ls "$T/out")" ]
+    run -1 --separate-stderr sf-decode --in "$T/end.sft" --vae "$VAE" -o - --height 64 --width 96
+    [ -z "$output" ] # not even a y4m header on stdout
     # the channel count is named as such
     local h='{"latents":{"dtype":"F32","shape":[1,1,8,8,12],"data_offsets":[0,3072]}}'
     while [ $(((${#h} % 8))) -ne 0 ]; do h="$h "; done

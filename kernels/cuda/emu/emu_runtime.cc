@@ -10,6 +10,7 @@
 #include <stdlib.h>
 
 #include <deque>
+#include <mutex>
 #include <vector>
 
 /* The emulated device's memory (cudaMemGetInfo) and the most a host pins in one call: a larger
@@ -112,7 +113,9 @@ struct pinned_range {
     size_t n;
 };
 static std::vector<pinned_range> pinned; /* every live one (a fixed table would call the rest pageable) */
+static std::mutex pinned_mu;               /* host threads may allocate while another copies */
 static bool is_pinned(const void *p, size_t bytes) {
+    std::lock_guard<std::mutex> lk(pinned_mu);
     for (const pinned_range &r : pinned)
         if ((const char *)p >= r.p && (const char *)p + bytes <= r.p + r.n) return true;
     return false;
@@ -256,12 +259,16 @@ cudaError_t cudaMallocHost(void **p, size_t bytes) { /* pinned host memory: plai
     if (bytes > EMU_PINNED_BYTES) return set_error(cudaErrorMemoryAllocation); /* more than a host can pin */
     *p = malloc(bytes ? bytes : 1);
     if (*p) memset(*p, 0xFF, bytes); /* poisoned like device memory: a slot read before any copy filled it shows */
-    if (*p) pinned.push_back({(const char *)*p, bytes});
+    if (*p) {
+        std::lock_guard<std::mutex> lk(pinned_mu);
+        pinned.push_back({(const char *)*p, bytes});
+    }
     return *p ? cudaSuccess : set_error(cudaErrorMemoryAllocation);
 }
 cudaError_t cudaFreeHost(void *p) {
     if (capture_active()) return capture_illegal("cudaFreeHost");
     drain(); /* synchronises on a GPU */
+    std::lock_guard<std::mutex> lk(pinned_mu);
     for (size_t i = 0; i < pinned.size(); i++)
         if (pinned[i].p == p) {
             pinned[i] = pinned.back();
