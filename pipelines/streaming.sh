@@ -61,7 +61,7 @@ denoise+=(--local_attn_size -1 --sink_size 0
     --layer_indices "$layer_index" --tap-mode frames --tap-select seed --chunk_frames "$chunk_frames"
     --prompt "$prompt" --output_path "$output_path")
 if [ "$save_video" = 1 ]; then
-    decode=(sf-decode --model-dir "$model_dir" --in - -o "$video_path" "${extra_denoise[@]}")
+    decode=(sf-decode --model-dir "$model_dir" --height "$height" --width "$width" --in - -o "$video_path" "${extra_denoise[@]}")
     "${encode[@]}" | "${denoise[@]}" --out - | "${decode[@]}"
 else
     "${encode[@]}" | "${denoise[@]}"
