@@ -86,7 +86,7 @@ by_hand() {
     [ "$(videos)" = 12 ]
     # the restarted worker skipped what the killed one had finished
     grep -Eq 'finished on .*: [1-3] done, [1-3] skipped, 0 failed' "$rec"
-    ! pgrep -f -- "--worker $T/out" >/dev/null   # no worker or stage of it left behind
+    ! pgrep -f -- "--worker $T/out" >/dev/null || false # no worker or stage of it left behind
     [ -z "$(ls -A "$T/out/.sf-batch/tmp" 2>/dev/null)" ]
 }
 

@@ -121,11 +121,11 @@ st_header() { tail -c +9 "$1" | head -c 4096 | tr -d '\0'; }
     [[ "$stderr" == *"no tensor 'no_such'"* ]]
     [ ! -e "$O" ]
     # found before the state and the device's one-time work (no 'ready' in the trace)
-    ! grep -qs ' denoise ready ' "$BATS_TEST_TMPDIR/trace"
+    ! grep -qs ' denoise ready ' "$BATS_TEST_TMPDIR/trace" || false
     # as is an input stream that cannot be opened
     SF_TRACE="$BATS_TEST_TMPDIR/trace" run --separate-stderr sf-denoise "${COMMON[@]}" --in "$BATS_TEST_TMPDIR/none/x.wire" --save-latents "$O"
     assert_failure
-    ! grep -qs ' denoise ready ' "$BATS_TEST_TMPDIR/trace"
+    ! grep -qs ' denoise ready ' "$BATS_TEST_TMPDIR/trace" || false
     run --separate-stderr sf-denoise "${COMMON[@]}" --prompt-embeds "$G/expect/dit_forward.safetensors:mid.text_embedding" --save-latents "$O"
     assert_failure 1
     [[ "$stderr" == *"expects [L, 64]"* ]]

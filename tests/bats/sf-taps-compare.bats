@@ -118,9 +118,9 @@ PY
 @test "report: one self-contained HTML page, every text escaped" {
     run -0 sf-taps report "$D/A.safetensors" "$D/B.safetensors" -o "$D/r.html"
     f="$D/r.html"
-    ! grep -q '<script' "$f"                       # the prompt's markup is text, not markup
+    ! grep -q '<script' "$f" || false              # the prompt's markup is text, not markup
     grep -qF '&lt;script&gt;alert(1)&lt;/script&gt; &amp; &quot;fox&quot;' "$f"
-    ! grep -Eq '(src|href)="' "$f"                 # nothing to fetch: works offline
+    ! grep -Eq '(src|href)="' "$f" || false        # nothing to fetch: works offline
     assert_equal "$(grep -c '<svg ' "$f")" 5       # 2 per-layer curves, 2 heatmaps, 1 difference
     grep -q 'block 1, step 0; key frames \[0,4,5\]' "$f"
     grep -qF 'checkpoint b.pt:generator_ema' "$f"
@@ -133,7 +133,7 @@ PY
     run -0 --separate-stderr timeout 120 chromium --headless --no-sandbox --disable-gpu --dump-dom "file://$D/r.html"
     assert_equal "$(grep -o '<svg ' <<<"$output" | wc -l)" 5
     assert_equal "$(grep -o '<table' <<<"$output" | wc -l)" 3
-    ! grep -q '<script' <<<"$output"
+    ! grep -q '<script' <<<"$output" || false
     run -0 --separate-stderr timeout 120 chromium --headless --no-sandbox --disable-gpu --hide-scrollbars \
         --window-size=1200,1600 --screenshot="$D/shot.png" "file://$D/r.html"
     # a PNG of the window's size
