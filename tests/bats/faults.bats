@@ -166,7 +166,8 @@ assert_stopped() { # $1 = signal name, $2 = exit code
     : >"$O/other.safetensors.tmp.$dead.0" # another output's: not this writer's to sweep
     : >"$O/e.safetensors.tmp.$$.0"        # a live writer's: kept
     run -0 sf-encode --model-dir "$M" --prompt "a red fox" --cache-dir "$T/cache" --save-embeds "$O/e.safetensors"
-    [ -f "$entry" ] && [ ! -e "$entry.tmp.$dead.0" ]
+    [ -f "$entry" ]
+    [ ! -e "$entry.tmp.$dead.0" ]
     run ls "$O"
     assert_output "$(printf '%s\n' e.safetensors e.safetensors.tmp.$$.0 other.safetensors.tmp.$dead.0)"
 }
@@ -194,18 +195,19 @@ EOF
 }
 
 # start sf-run on $SPEC; waits until the denoiser works; sets runner
-start_run() { # $1 = the log line to wait for (default: the DiT has started)
+start_run() { # $1 = the log line to wait for (default: the DiT's first forward is done; its "KV cache" line
+    # comes before it waits for its embedding, perhaps before sf-run has started the last stage)
     TMPDIR="$TMPD" sf-run "$SPEC" --log-level info 3>&- 2>"$T/log" &
     runner=$!
     PIDS+=("$runner")
-    wait_for "${1:-\[denoise\].*KV cache}" "$T/log" "$runner"
+    wait_for "${1:-\[denoise\].*block 1/[0-9]+ step 1/}" "$T/log" "$runner"
 }
 
 # the children of PID $1 (named $2 when given), from /proc (no procps needed)
 children() {
     local f pid comm state ppid rest
     for f in /proc/[0-9]*/stat; do
-        read -r pid comm state ppid rest <"$f" 2>/dev/null || continue
+        { read -r pid comm state ppid rest <"$f"; } 2>/dev/null || continue # gone since the glob: skipped, quietly
         [ "$ppid" = "$1" ] && { [ -z "${2:-}" ] || [ "$comm" = "($2)" ]; } && echo "$pid"
     done
     return 0
@@ -233,7 +235,11 @@ assert_nothing_left() { # $1 = the sf-run PID
                 run_spec "$tr" "$FX/one.txt"
                 start_run
             fi
-            sp=$(children "$runner" "sf-$stage")
+            for _ in $(seq 40); do # a stage sf-run has forked but not yet exec'd is still named sf-run
+                sp=$(children "$runner" "sf-$stage")
+                [ -z "$sp" ] || break
+                sleep 0.05
+            done
             [ -n "$sp" ]
             kill -9 "$sp"
             rc=0

@@ -144,8 +144,10 @@ EOF
     [ "$(cat "$R/COMMIT")" = "$(git -C "$S" rev-parse HEAD)" ]
     [ "$(cat "$R/ref_bench.py")" = "# the bench" ]
     [ "$(cat "$R/utils/wan_wrapper.py")" = "# utils/wan_wrapper.py" ]
-    [ -f "$R/configs/self_forcing_dmd.yaml" ] && [ -f "$R/wan/__init__.py" ]
-    [ ! -e "$R/images" ] && [ ! -e "$R/demo.ipynb" ] # sources and configs only
+    [ -f "$R/configs/self_forcing_dmd.yaml" ]
+    [ -f "$R/wan/__init__.py" ]
+    [ ! -e "$R/images" ]
+    [ ! -e "$R/demo.ipynb" ] # sources and configs only
     [ ! -e "$R.tmp" ]
     # not a git directory: one line, exit 1, the .ref of before untouched
     run -1 bash "$SF_ROOT/tests/gpu/prepare_ref.sh" "$S/images"
@@ -155,7 +157,8 @@ EOF
     git -C "$S" rm -q utils/wan_wrapper.py && git -C "$S" -c user.name=t -c user.email=t@t commit -qm gone
     run -1 bash "$SF_ROOT/tests/gpu/prepare_ref.sh" "$S/.git"
     assert_output "prepare_ref: the fork has no utils/wan_wrapper.py"
-    [ -f "$R/utils/wan_wrapper.py" ] && [ ! -e "$R.tmp" ]
+    [ -f "$R/utils/wan_wrapper.py" ]
+    [ ! -e "$R.tmp" ]
 }
 
 @test "live.sh: the live pipeline plays, switches prompt and stops on SIGINT; one summary line (tiny model, CPU)" {

@@ -171,7 +171,8 @@ video_gray() { ffmpeg -v error -i "$1" -vf crop=560:300:40:70 -f rawvideo -pix_f
     "${CHROME[@]}" --virtual-time-budget=1500 --screenshot="$T/b.png" "http://127.0.0.1:$PORT/" 2>/dev/null
     video_gray a.png >a.gray
     video_gray b.png >b.gray
-    [ -s a.gray ] && [ -s b.gray ]
+    [ -s a.gray ]
+    [ -s b.gray ]
     ! cmp -s a.gray b.gray || false # frames arrive
     for g in a.gray b.gray; do # neither is blank: many gray levels in the video area
         [ "$(od -An -v -tu1 "$g" | tr -s ' ' '\n' | sort -u | wc -l)" -ge 16 ]

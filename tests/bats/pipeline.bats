@@ -177,7 +177,8 @@ decode() { sf-decode --model-dir "$M" --progress none "$@"; }
 @test "make install: programs, configs and pipelines work from another directory" {
     [ "${SF_BUILD:-build}" = build ] || skip "installs the regular build only (this is $SF_BUILD)"
     make -C "$SF_ROOT" install PREFIX="$T/prefix" >/dev/null
-    [ -x "$T/prefix/bin/sf-denoise" ] && [ -f "$T/prefix/share/sfpipe/configs/default_config.yaml" ]
+    [ -x "$T/prefix/bin/sf-denoise" ]
+    [ -f "$T/prefix/share/sfpipe/configs/default_config.yaml" ]
     cd "$T"
     # the installed stages find configs/ and pipelines/ without the source tree in the cwd
     PATH="$T/prefix/bin:$PATH" run -0 sf-run pipelines/t2v.yaml model_dir="$M" checkpoint="$M/ckpt.pt" \
@@ -255,7 +256,9 @@ decode() { sf-decode --model-dir "$M" --progress none "$@"; }
     rd=$(awk '$2 == "denoise" && $3 == "ready" { print $1 }' "$T/trace")
     ei=$(awk '$2 == "denoise" && $3 == "embeds_in" { print $1 }' "$T/trace")
     st=$(awk '$2 == "denoise" && $3 == "start" { print $1 }' "$T/trace")
-    [ -n "$rd" ] && [ -n "$ei" ] && [ -n "$st" ]
+    [ -n "$rd" ]
+    [ -n "$ei" ]
+    [ -n "$st" ]
     awk -v rd="$rd" -v ei="$ei" -v st="$st" 'BEGIN { exit !((ei - rd) / 1e9 > 0.9 && st >= ei) }'
     # and the video is the one an embedding in hand from the start gives
     encode --no-cache --save-embeds "$T/e.safetensors"

@@ -141,7 +141,8 @@ by_hand() {
 @test "taps: --layer_indices writes the reference's tap dict beside each video" {
     head -n 2 "$T/prompts.txt" >"$T/p2.txt"
     run -0 sf-batch "${B[@]}" --data_path "$T/p2.txt" --layer_indices 0 2
-    [ -f "$T/out/0-0_ema.pt" ] && [ -f "$T/out/1-0_ema.pt" ]
+    [ -f "$T/out/0-0_ema.pt" ]
+    [ -f "$T/out/1-0_ema.pt" ]
     sf-tensor ls "$T/out/1-0_ema.pt" | grep -q 'attention_weights'
 }
 

@@ -51,7 +51,8 @@ probe() { # FILE → "width,height,rate,frames"
     run -1 --separate-stderr env PATH="$T/bin" "$(command -v sf-decode)" --latents "$LAT" --vae "$VAE" -o "$T/d.mp4"
     [ "${#stderr_lines[@]}" -eq 1 ]
     [[ "$stderr" == *"apt-get install ffmpeg"* ]]
-    [ ! -e "$T/d.mp4" ] && [ "$(ls "$T")" = "bin" ]
+    [ ! -e "$T/d.mp4" ]
+    [ "$(ls "$T")" = "bin" ]
 }
 
 @test "--save-video equals the golden video within 1e-4" {
@@ -65,7 +66,8 @@ probe() { # FILE → "width,height,rate,frames"
 @test "PNG folder: 33 RGB frames, atomic (no temp folder left)" {
     run -0 sf-decode --latents "$LAT" --vae "$VAE" -o "$T/frames/"
     [ "$(ls "$T/frames" | wc -l)" -eq 33 ]
-    [ -f "$T/frames/frame_00000.png" ] && [ -f "$T/frames/frame_00032.png" ]
+    [ -f "$T/frames/frame_00000.png" ]
+    [ -f "$T/frames/frame_00032.png" ]
     [ "$(ls "$T")" = "frames" ]
     if command -v ffprobe >/dev/null; then
         run -0 ffprobe -v error -show_entries stream=width,height,pix_fmt -of csv=p=0 "$T/frames/frame_00007.png"
@@ -117,7 +119,8 @@ golden_wire() {
     SF_TRACE="$T/trace" run -0 sf-decode --in "$T/in" --vae "$VAE" -o "$T/h.y4m" --height 64 --width 96
     rd=$(awk '$2 == "decode" && $3 == "ready" { print $1 }' "$T/trace")
     lo=$(awk '$2 == "decode" && $3 == "latent_out" { print $1; exit }' "$T/trace")
-    [ -n "$rd" ] && [ -n "$lo" ]
+    [ -n "$rd" ]
+    [ -n "$lo" ]
     awk -v rd="$rd" -v lo="$lo" 'BEGIN { exit !((lo - rd) / 1e9 > 0.9) }'
     run -0 sf-decode --latents "$LAT" --vae "$VAE" -o "$T/l.y4m"
     cmp "$T/h.y4m" "$T/l.y4m"
@@ -191,7 +194,8 @@ golden_wire() {
     mkdir -p "$T/full" && touch "$T/full/x"
     run -1 --separate-stderr sf-decode --latents "$LAT" --vae "$VAE" -o "$T/full/"
     [[ "$stderr" == *"not empty"* ]]
-    [ "$(ls "$T/full")" = "x" ] && [ -z "$(ls "$T" | grep tmp)" ]
+    [ "$(ls "$T/full")" = "x" ]
+    [ -z "$(ls "$T" | grep tmp)" ]
 }
 
 @test "a missing output folder is found before any work (the VAE is not even opened)" {

@@ -165,7 +165,8 @@ st_header() { tail -c +9 "$1" | head -c 4096 | tr -d '\0'; }
         assert_failure 1
         [ "${#stderr_lines[@]}" -eq 1 ]
         [[ "$stderr" == *"folder $BATS_TEST_TMPDIR/no/dir does not exist (mkdir -p $BATS_TEST_TMPDIR/no/dir)"* ]]
-        [ ! -e "$O" ] && [ ! -e "$BATS_TEST_TMPDIR/no" ]
+        [ ! -e "$O" ]
+        [ ! -e "$BATS_TEST_TMPDIR/no" ]
     done
 }
 

@@ -139,7 +139,8 @@ all_gone() {
     write_spec pipe "  - name: first" "    program: $FAKE" \
         "    args: {output: $BATS_TEST_TMPDIR/videos/sub/x.mp4, output_path: $BATS_TEST_TMPDIR/cache/t.pt}"
     run -0 sf-run "$SPEC"
-    [ -d "$BATS_TEST_TMPDIR/videos/sub" ] && [ -d "$BATS_TEST_TMPDIR/cache" ]
+    [ -d "$BATS_TEST_TMPDIR/videos/sub" ]
+    [ -d "$BATS_TEST_TMPDIR/cache" ]
     # a folder that cannot be made: one line, before any stage starts
     touch "$BATS_TEST_TMPDIR/file"
     write_spec pipe "  - name: first" "    program: $FAKE" "    args: {message: started, output: $BATS_TEST_TMPDIR/file/x.mp4}"

@@ -58,5 +58,6 @@ PY
     run --separate-stderr sf-denoise "${COMMON[@]}" --layer_indices all --tap-mode frames --tap-cross --output_path "$O"
     assert_failure 2
     [[ "$stderr" == *"--tap-cross with the streaming aggregate"* ]]
-    [ ! -e "$O" ] && [ ! -e "$BATS_TEST_TMPDIR/e.pt" ]
+    [ ! -e "$O" ]
+    [ ! -e "$BATS_TEST_TMPDIR/e.pt" ]
 }
