@@ -222,6 +222,8 @@ u_bench() { # the headline figures: the DiT video (then profiled: GEMM / attenti
     timeout 150 sf-denoise --bench 1.3b --device cuda:0 --progress none 2>&1 | tee -a "$OUT/bench.txt"
     rc=${PIPESTATUS[0]}
     row "bench sfpipe" "exit $rc; $(grep -m1 -E "$DIT_PLAIN" "$OUT/bench.txt" | sed 's/^denoise 1.3b gpu video: //')"
+    # a process's first video: first-use costs, and captures a library's first use broke (at most one per shape)
+    row "bench first video" "$(grep -m1 '^denoise 1.3b gpu warm-up video:' "$OUT/bench.txt" | sed 's/^denoise 1.3b gpu warm-up video: //')"
     [ "$rc" -eq 0 ] || fail=1
     echo "== bench again with SF_CUDA_PROFILE=1 (events around every op: where the time goes)"
     SF_CUDA_PROFILE=1 timeout 120 sf-denoise --bench 1.3b --device cuda:0 --progress none 2>&1 | grep -E 'gpu (video|profile)' |
