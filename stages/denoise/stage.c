@@ -242,6 +242,7 @@ sf_status sf_denoise_stage_run(sf_denoise_opts *o, sf_err *err) {
     if ((s = o->pe_arg ? load_embeds(o->pe_arg, cfg.text_dim, cfg.text_len, &emb, &rows, err)
                        : sf_prompt_feed_connect(o->in_url, o->sh.wire_timeout, cfg.text_dim, cfg.text_len, &live.feed, err)))
         goto done;
+    if (o->pe_arg) sf_trace("denoise", "embeds_in", 0, rows); /* a file's is in hand now */
 
     /* pipeline */
     sf_scheduler sc;
@@ -284,9 +285,10 @@ sf_status sf_denoise_stage_run(sf_denoise_opts *o, sf_err *err) {
     /* the device's one-time work (plans, workspaces) before the embedding: it overlaps the encoder's */
     if ((s = sf_pipeline_prepare(&st, &pc, err))) goto done;
     sf_trace("denoise", "ready", -1, n_blocks);
-    if (!o->pe_arg && (s = sf_prompt_feed_first(live.feed, o->follow, &emb, &rows, prompt, sizeof prompt, err)))
-        goto done;
-    sf_trace("denoise", "embeds_in", 0, rows);
+    if (!o->pe_arg) { /* a stream's: waited for now */
+        if ((s = sf_prompt_feed_first(live.feed, o->follow, &emb, &rows, prompt, sizeof prompt, err))) goto done;
+        sf_trace("denoise", "embeds_in", 0, rows);
+    }
     if ((s = sf_dit_set_context(&st, emb, rows, err))) goto done;
 
     const int64_t fr = (int64_t)cfg.in_dim * pc.lat_h * pc.lat_w;
