@@ -2,7 +2,7 @@
  * of emu_selftest.cu): indices of 3-D grids and blocks, warp shuffles and ballots, static and dynamic
  * shared memory with its poison, the block reductions, the warp-level matrix instructions (mma.sync
  * m16n8k16 bf16, ldmatrix x4 plain and transposed) against a product computed here from the PTX
- * ISA's operand layouts, and the misuse each must report. Emulation only (there is no GPU build of
+ * ISA's operand layouts, pinned host memory, and the misuse each must report. Emulation only (there is no GPU build of
  * this file: on a GPU the same instructions are checked through the kernels that use them, e.g.
  * test_tap_mass_gpu's attn_mass_* cases). */
 #include "sf_test.h"
@@ -330,6 +330,33 @@ done:
     cu_close(&c);
 }
 
+/* Every live pinned buffer is pinned: an async copy into the 100th waits no more than into the first
+ * (the emulation once remembered 64, and took later ones for pageable memory: a wait, refused in a
+ * capture). */
+static void test_emu_many_pinned(void) {
+    enum { N = 100 };
+    cu c;
+    if (!cu_open(&c)) return;
+    void *h[N] = {0};
+    float one = 2.0f;
+    void *x = cu_put(&c, &one, 1, 0);
+    for (int i = 0; i < N; i++) SF_CHECK_OK(sf_cuda_host_alloc(&h[i], 64, &c.err), &c.err);
+    if (x && h[N - 1]) {
+        SF_CHECK_OK(sf_cuda_sync(&c.ctx, &c.err), &c.err);
+        const unsigned long long w0 = sf_emu_host_waits();
+        SF_CHECK_OK(sf_cuda_copy_d2h_async(&c.ctx, h[0], x, 4, &c.err), &c.err);
+        SF_CHECK_OK(sf_cuda_copy_d2h_async(&c.ctx, h[N - 1], x, 4, &c.err), &c.err);
+        SF_CHECK_MSG(sf_emu_host_waits() == w0, "async copies into pinned buffers 1 and %d: %llu host waits (want 0)", N,
+                     sf_emu_host_waits() - w0);
+        SF_CHECK_OK(sf_cuda_sync(&c.ctx, &c.err), &c.err);
+        float got;
+        memcpy(&got, h[N - 1], 4);
+        SF_CHECK_MSG(got == 2.0f, "pinned buffer %d holds %g after the copy (want 2)", N, got);
+    }
+    for (int i = 0; i < N; i++) sf_cuda_host_free(h[i]);
+    cu_close(&c);
+}
+
 static const sf_test tests[] = {
     {"emu_index", test_emu_index},
     {"emu_shuffles", test_emu_shuffles},
@@ -343,5 +370,6 @@ static const sf_test tests[] = {
     {"emu_async", test_emu_async},
     {"emu_wgmma_async", test_emu_wgmma_async},
     {"emu_copies_late", test_emu_copies_late},
+    {"emu_many_pinned", test_emu_many_pinned},
 };
 SF_TEST_MAIN(tests)
