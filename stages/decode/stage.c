@@ -40,12 +40,16 @@ typedef struct run {
 
 /* Create the decoder and the writer for latents of h×w (C < 0: the VAE's own z_dim, for --height/--width
  * before any latents), or check later latents against them. */
+static sf_status channels_ok(const run *r, int64_t C, sf_err *err) {
+    if (C < 0 || C == r->vae->cfg.z_dim) return SF_OK;
+    return sf_fail(err, SF_E_SHAPE, "latents have %lld channels but the VAE expects %lld", (long long)C,
+                   (long long)r->vae->cfg.z_dim);
+}
+
 static sf_status ensure_init(run *r, int64_t C, int64_t h, int64_t w, sf_err *err) {
     sf_status s;
     if (r->vae) {
-        if (C != r->vae->cfg.z_dim)
-            return sf_fail(err, SF_E_SHAPE, "latents have %lld channels but the VAE expects %lld", (long long)C,
-                           (long long)r->vae->cfg.z_dim);
+        if ((s = channels_ok(r, C, err))) return s;
         if (h != r->vae->st.h || w != r->vae->st.w) {
             if (r->sized && !r->latents_done)
                 return sf_fail(err, SF_E_SHAPE, "latents of %lldx%lld do not match --height %lld --width %lld (latents %lldx%lld)",
@@ -59,9 +63,7 @@ static sf_status ensure_init(run *r, int64_t C, int64_t h, int64_t w, sf_err *er
         if ((s = sf_tfile_open(r->vae_path, &tf, err)) != SF_OK) return s;
         if ((s = sf_vae_new_from(tf, h, w, r->threads, !r->cuda, &r->vae, err)) != SF_OK) return s;
         r->vae->cfg.bf16_unscale = r->bf16;
-        if (C >= 0 && C != r->vae->cfg.z_dim)
-            return sf_fail(err, SF_E_SHAPE, "latents have %lld channels but the VAE expects %lld", (long long)C,
-                           (long long)r->vae->cfg.z_dim);
+        if ((s = channels_ok(r, C, err))) return s; /* before the GPU decoder is made */
         if (r->cuda && (s = sf_vae_cuda_new(r->vae, r->ordinal, &r->gpu, err)) != SF_OK) return s;
         const int64_t H = h << r->vae->cfg.n_up, W = w << r->vae->cfg.n_up;
         if (r->gpu)

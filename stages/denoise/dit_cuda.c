@@ -844,13 +844,13 @@ sf_status sf_dit_cuda_prepare(sf_dit_state *st, int64_t Lq, int64_t Lk, sf_err *
        made here only when the run will read logits: a logits tap, a cross-attention tap, probability taps
        without the fused kernel, or no fused attention at all. Frames mode (per-frame means) and fused
        probability taps never touch it; a shape a fused path refuses later makes it on first use. */
+    const sf_dit_tap *tp = &st->tap;
     int logits_read = 0;
-    for (int l = 0; st->tap.wants && l < c->num_layers && !logits_read; l++) { /* any forward of the run */
-        const sf_dit_tap *tp = &st->tap;
+    for (int l = 0; tp->wants && l < c->num_layers && !logits_read; l++) { /* any forward of the run */
         const int cross = tp->wants_cross && tp->done && (tp->may_want ? tp->may_want(tp->ctx, l, 1) : 1);
         const int self = tp->may_want ? tp->may_want(tp->ctx, l, 0) : 1;
-        const int means = st->tap.wants_means && st->tap.wants_means(st->tap.ctx, l);
-        const int probs = st->tap.wants_mass && st->tap.wants_mass(st->tap.ctx, l);
+        const int means = tp->wants_means && tp->wants_means(tp->ctx, l);
+        const int probs = tp->wants_mass && tp->wants_mass(tp->ctx, l);
         logits_read = cross || (self && probs && (g->mass_explicit || !own)) || (self && !means && !probs);
     }
     if (logits_read || ((!g->sdpa || g->sdpa_off) && !own)) {
