@@ -373,7 +373,7 @@ sf_status sf_t5_cuda_new_random(const sf_t5_config *c, int ordinal, int64_t max_
 /* y (M, N) = x (M, K) bf16 · Wᵀ, fp32 accumulation, y of dtype ydt. */
 static sf_status mm(sf_t5_gpu *g, int64_t M, int64_t N, int64_t K, const bf16 *x, const bf16 *w, void *y, sf_dtype ydt,
                     sf_err *err) {
-    prof(g, P_LINEAR);
+    sf_gpu_prof_mark_flops(&g->prof, &g->cx, P_LINEAR, 2.0 * (double)M * (double)N * (double)K);
     return sf_gemm_cuda(&g->cx, M, N, K, x, K, w, NULL, y, ydt, N, err);
 }
 
@@ -440,7 +440,8 @@ sf_status sf_t5_cuda_encode(sf_t5_gpu *g, const int64_t *ids, int64_t seq_len, i
             if ((s = sf_cuda_download_bf16(&g->cx, dbg->block0_norm1, g->hn, nD, err))) return s;
         }
         if ((s = mm(g, n, 3 * A, D, g->hn, W->qkv, g->qkv, SF_BF16, err))) return s;
-        prof(g, P_ATTN);
+        /* QKᵀ and PV over the n×n (query, key) pairs of every head: 2·n·n·A each */
+        sf_gpu_prof_mark_flops(&g->prof, &g->cx, P_ATTN, 4.0 * (double)n * (double)n * (double)A);
         if ((s = sf_t5_attention_cuda(&g->cx, n, n, (int)H, (int)c->head_dim, q, k, v, 3 * A, g->ao, A, g->bucket,
                                       g->max_len - 1, W->pos, (int)c->num_buckets, g->S, g->P, chunk, err)))
             return s;

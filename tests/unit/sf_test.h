@@ -196,6 +196,16 @@ static inline int sf_test_rel_close(const char *what, const float *got, const fl
     return sf_test_max_close(what, got, ref, n, tol, 0);
 }
 
+/* The figure after "<name> <t> ms (<p>%," in an SF_CUDA_PROFILE line (common/gpu_host.c's
+ * sf_gpu_prof_format): that category's GFLOP per run; −1 when absent. */
+static inline double sf_test_prof_gflop(const char *prof, const char *name) {
+    const char *p = strstr(prof, name); /* names may hold "(" and "," themselves: read past the name */
+    if (!p || !(p = strstr(p + strlen(name), " ms (")) || !(p = strchr(p, ','))) return -1;
+    char *end;
+    double v = strtod(p + 1, &end);
+    return strncmp(end, " GFLOP", 6) ? -1 : v;
+}
+
 /* The GPU a test runs on ($SF_TEST_DEVICE, default cuda:0; tests/gpu/check.sh sets it), or −1
  * with the case SKIPped when there is none (also in a CPU-only build). */
 static inline int sf_test_gpu(void) {

@@ -71,15 +71,6 @@ static void on_probe(void *vc, const char *name, const float *data, int64_t n) {
     free(ref);
 }
 
-/* the figure after "<name> " and "GFLOP" in an SF_CUDA_PROFILE line; -1 when absent */
-static double prof_gflop(const char *prof, const char *name) {
-    const char *p = strstr(prof, name);
-    if (!p || !(p = strchr(p, '(')) || !(p = strchr(p, ','))) return -1;
-    char *end;
-    double v = strtod(p + 1, &end);
-    return strncmp(end, " GFLOP", 6) ? -1 : v;
-}
-
 /* One forward of the golden model against the reference, with SF_CUDA_PROFILE on: the profile
  * counts each category's arithmetic (so the bench reports the GEMMs' and the attention's TFLOP/s)
  * and changes no value. */
@@ -116,8 +107,8 @@ static void test_forward(void) {
         char prof[2048] = "";
         SF_CHECK(sf_dit_cuda_profile(&st, prof, sizeof prof));
         const double L = (double)st.global_end, D = cfg.dim, NL = cfg.num_layers, FF = cfg.ffn_dim;
-        double self = prof_gflop(prof, "self-attention"), cross = prof_gflop(prof, "cross-attention");
-        double lin = prof_gflop(prof, "linear"), want_self = 4 * L * L * D * NL / 1e9;
+        double self = sf_test_prof_gflop(prof, "self-attention"), cross = sf_test_prof_gflop(prof, "cross-attention");
+        double lin = sf_test_prof_gflop(prof, "linear"), want_self = 4 * L * L * D * NL / 1e9;
         double want_cross = 4 * L * cfg.text_len * D * NL / 1e9;
         /* q, k|v, o, cross q, cross o and the FFN's two matrices of every layer; embeddings and head on top */
         double want_lin = 2 * L * D * (6 * D + 2 * FF) * NL / 1e9;

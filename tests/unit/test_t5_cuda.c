@@ -25,7 +25,9 @@
 
 #include <unistd.h>
 
+#include <math.h>
 #include <stdio.h>
+#include <string.h>
 
 
 static sf_t5 *open_model(void) {
@@ -292,6 +294,56 @@ static void test_encoder_pipeline(void) {
     SF_CHECK(system(cmd) == 0);
 }
 
+/* SF_CUDA_PROFILE=1: each encode is one run of the profile, its linear layers' and attention's
+ * arithmetic counted exactly (so the bench reports their TFLOP/s), a refused encode adds nothing,
+ * profiling changes no output byte, and a reset empties it. */
+static void test_profile(void) {
+    int dev = sf_test_gpu();
+    if (dev < 0) return;
+    sf_t5 *m = open_model();
+    sf_tfile *ex = sf_test_open_golden("expect/t5.safetensors");
+    sf_t5_gpu *plain = NULL, *g = NULL;
+    sf_err err = {{0}};
+    static float a[512 * 64], b[512 * 64];
+    int64_t ids[512], n = 0;
+    if (!m || !ex || !prompt(ex, 1, ids, &n)) goto done;
+    SF_CHECK_OK(sf_t5_cuda_new(m, dev, 512, &plain, &err), &err);
+    setenv("SF_CUDA_PROFILE", "1", 1);
+    SF_CHECK_OK(sf_t5_cuda_new(m, dev, 512, &g, &err), &err);
+    unsetenv("SF_CUDA_PROFILE");
+    if (!plain || !g) goto done;
+    char buf[2048] = "";
+    SF_CHECK_OK(sf_t5_cuda_encode(plain, ids, 512, n, a, NULL, &err), &err);
+    SF_CHECK(!sf_t5_cuda_profile(plain, buf, sizeof buf));
+    SF_CHECK_OK(sf_t5_cuda_encode(g, ids, 512, n, b, NULL, &err), &err);
+    SF_CHECK_MSG(!memcmp(a, b, sizeof a), "profiling changed the embedding");
+    int64_t bad[1] = {-1};
+    SF_CHECK(sf_t5_cuda_encode(g, bad, 512, 1, b, NULL, &err) == SF_E_ARG);
+    SF_CHECK_OK(sf_t5_cuda_encode(g, ids, 512, n, b, NULL, &err), &err);
+    SF_CHECK(sf_t5_cuda_profile(g, buf, sizeof buf));
+    SF_CHECK_MSG(!strncmp(buf, "2 prompts,", 10), "%s", buf);
+    const sf_t5_config *c = &m->cfg;
+    const double N = (double)n, D = (double)c->dim, A = (double)c->dim_attn, F = (double)c->dim_ffn;
+    const double NL = (double)c->num_layers;
+    /* per layer: [q; k; v] (3A×D), o (D×A), [gate; fc1] (2F×D), fc2 (D×F), 2 flops per multiply-add */
+    const double want_lin = 2 * N * (3 * A * D + D * A + 2 * F * D + D * F) * NL / 1e9;
+    const double want_attn = 4 * N * N * A * NL / 1e9;
+    const double lin = sf_test_prof_gflop(buf, "linear (cuBLASLt)");
+    const double attn = sf_test_prof_gflop(buf, "attention (QK, bias softmax, PV)");
+    SF_CHECK_MSG(fabs(lin - want_lin) <= 1e-3 * want_lin, "linear %.6g GFLOP per prompt, want %.6g (%s)", lin,
+                 want_lin, buf);
+    SF_CHECK_MSG(fabs(attn - want_attn) <= 1e-3 * want_attn, "attention %.6g GFLOP per prompt, want %.6g (%s)",
+                 attn, want_attn, buf);
+    SF_CHECK_MSG(sf_test_prof_gflop(buf, "copies") < 0, "copies count arithmetic: %s", buf);
+    sf_t5_cuda_profile_reset(g);
+    SF_CHECK(!sf_t5_cuda_profile(g, buf, sizeof buf));
+done:
+    sf_t5_cuda_destroy(&plain);
+    sf_t5_cuda_destroy(&g);
+    sf_tfile_destroy(&ex);
+    sf_t5_destroy(&m);
+}
+
 static const sf_test tests[] = {
     {"refusal", test_refusal},
     {"prompt0_intermediates", test_prompt0_intermediates},
@@ -300,5 +352,6 @@ static const sf_test tests[] = {
     {"regrow_resident_and_bad_ids", test_regrow_resident_and_bad_ids},
     {"encoder_pipeline", test_encoder_pipeline},
     {"streaming", test_streaming},
+    {"profile", test_profile},
 };
 SF_TEST_MAIN(tests)
