@@ -66,7 +66,7 @@ static __global__ void __launch_bounds__(WS_THREADS, 1)
                         const __grid_constant__ CUtensorMap tv, __nv_bfloat16 *__restrict__ o, int64_t ldo, int64_t Lq,
                         int64_t Lk, float sl2, int64_t G, int64_t NG, float *__restrict__ rowmass,
                         float *__restrict__ lse, int64_t RB, int64_t nfull, int nsplit, float *__restrict__ part,
-                        float *__restrict__ part_lse) {
+                        float *__restrict__ part_lse, uint32_t mbar_ns) {
     using L = ws_layout<D, BN>;
     constexpr int NT = D / 8, S = L::STAGES, NS = L::NS;
     SF_DYN_SHARED(unsigned char, sm_raw);
@@ -109,11 +109,11 @@ static __global__ void __launch_bounds__(WS_THREADS, 1)
                 const int s = (int)(j % S);
                 const unsigned par = (unsigned)((j / S - 1) & 1);
                 unsigned char *ks = sm + L::KV + s * L::STAGE, *vs = ks + L::NA * L::ATOM;
-                if (j >= S) sf_mbar_wait(&kempty[s], par);
+                if (j >= S) sf_mbar_wait(&kempty[s], par, mbar_ns);
                 sf_mbar_arrive_expect_tx(&kfull[s], L::NA * L::ATOM);
                 for (uint32_t a = 0; a < L::NA; a++)
                     sf_tma_load_2d(ks + a * L::ATOM, &tk, hc + 64 * (int)a, (int)((j0 + j) * BN), &kfull[s]);
-                if (j >= S) sf_mbar_wait(&vempty[s], par);
+                if (j >= S) sf_mbar_wait(&vempty[s], par, mbar_ns);
                 sf_mbar_arrive_expect_tx(&vfull[s], L::NA * L::ATOM);
                 for (uint32_t a = 0; a < L::NA; a++)
                     sf_tma_load_2d(vs + a * L::ATOM, &tv, hc + 64 * (int)a, (int)((j0 + j) * BN), &vfull[s]);
@@ -137,7 +137,7 @@ static __global__ void __launch_bounds__(WS_THREADS, 1)
     am_state_init(st);
     float sc[NS][4];
     uint32_t pa[BN / 16][4];
-    sf_mbar_wait(qbar, 0);
+    sf_mbar_wait(qbar, 0, mbar_ns);
     /* the warp's 16 query rows as wgmma A fragments, all of d (rows 64·wg + 16·(warp % 4) = 16·warp) */
     uint32_t qf[D / 16][4];
     sf_wgmma_load_a<D / 16>(qf, sm + L::Q, L::QATOM, warp * 16);
@@ -146,14 +146,14 @@ static __global__ void __launch_bounds__(WS_THREADS, 1)
             const int s = (int)(j % S);
             const uint32_t ka = kv0 + s * L::STAGE;
             const unsigned par = (unsigned)((j / S) & 1);
-            sf_mbar_wait(&kfull[s], par);
+            sf_mbar_wait(&kfull[s], par, mbar_ns);
             am_wg_qk<D, BN>(sc, qf, ka);
             sf_wgmma_wait<0>();
             sf_wgmma_fence_regs(sc); /* no read of S may be scheduled above the wait (PTX: undefined) */
             release(&kempty[s]);
             am_tile_softmax<NT, MASS, true, NS>(&sc[0], st, (j0 + j) * BN, Lk, sl2, t, G, NG, rowmass, base, Lq, row0);
             am_wg_pack<BN>(pa, sc);
-            sf_mbar_wait(&vfull[s], par);
+            sf_mbar_wait(&vfull[s], par, mbar_ns);
             am_wg_pv<D, BN>(st, pa, ka + L::NA * L::ATOM);
             sf_wgmma_wait<0>();
             sf_wgmma_fence_regs(st.oacc);
@@ -164,7 +164,7 @@ static __global__ void __launch_bounds__(WS_THREADS, 1)
         const unsigned mine = 1u + (unsigned)(warp / 4), other = 2u - (unsigned)(warp / 4); /* turn barriers */
         float alpha[2];
         if (PP && warp / 4 == 1) sf_named_arrive(1, 256); /* warpgroup 0's first turn */
-        sf_mbar_wait(&kfull[0], 0);
+        sf_mbar_wait(&kfull[0], 0, mbar_ns);
         if (PP) sf_named_sync(mine, 256);
         am_wg_qk<D, BN>(sc, qf, kv0);
         if (PP) sf_named_arrive(other, 256);
@@ -175,8 +175,8 @@ static __global__ void __launch_bounds__(WS_THREADS, 1)
         for (int64_t j = 1; j < ntiles; j++) { /* sc: tile j − 1's P; its O += P·V goes out with tile j's S */
             const int sp = (int)((j - 1) % S), s = (int)(j % S);
             am_wg_pack<BN>(pa, sc); /* sc is free from here: tile j's S goes into the same registers */
-            sf_mbar_wait(&kfull[s], (unsigned)((j / S) & 1));
-            sf_mbar_wait(&vfull[sp], (unsigned)(((j - 1) / S) & 1));
+            sf_mbar_wait(&kfull[s], (unsigned)((j / S) & 1), mbar_ns);
+            sf_mbar_wait(&vfull[sp], (unsigned)(((j - 1) / S) & 1), mbar_ns);
             if (PP) sf_named_sync(mine, 256);
             am_wg_qk<D, BN>(sc, qf, kv0 + s * L::STAGE);
             am_wg_pv<D, BN>(st, pa, kv0 + sp * L::STAGE + L::NA * L::ATOM);
@@ -194,7 +194,7 @@ static __global__ void __launch_bounds__(WS_THREADS, 1)
         }
         const int sl = (int)((ntiles - 1) % S); /* the last tile's O += P·V */
         am_wg_pack<BN>(pa, sc);
-        sf_mbar_wait(&vfull[sl], (unsigned)(((ntiles - 1) / S) & 1));
+        sf_mbar_wait(&vfull[sl], (unsigned)(((ntiles - 1) / S) & 1), mbar_ns);
         if (PP) sf_named_sync(mine, 256);
         am_wg_pv<D, BN>(st, pa, kv0 + sl * L::STAGE + L::NA * L::ATOM);
         if (PP && warp / 4 == 0) sf_named_arrive(other, 256);
@@ -243,7 +243,7 @@ static __global__ void attn_ws_combine(const float *__restrict__ part, const flo
 }
 
 typedef void (*ws_kernel)(const CUtensorMap, const CUtensorMap, const CUtensorMap, __nv_bfloat16 *, int64_t, int64_t,
-                          int64_t, float, int64_t, int64_t, float *, float *, int64_t, int64_t, int, float *, float *);
+                          int64_t, float, int64_t, int64_t, float *, float *, int64_t, int64_t, int, float *, float *, uint32_t);
 
 /* The last wave. One block per SM (164 KB of shared memory), units = RB·H blocks of equal work: the
  * grid's last wave holds units % SMs of them and leaves the other SMs idle for a whole unit's time (at
@@ -309,7 +309,8 @@ static sf_status ws_launch(const sf_cuda_ctx *ctx, int mode, int64_t Lq, int64_t
     SF_CHECK_STATUS(sf_tma_map_bf16(&tv, v, (uint64_t)Lk, cols, (uint64_t)ldk * 2, BN, err));
     CUDA_CHECK(cudaFuncSetAttribute(kern, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem));
     SF_LAUNCH_NAMED(name, kern, (unsigned)blocks, WS_THREADS, smem, SF_CUDA_STREAM(ctx), tq, tk, tv, (__nv_bfloat16 *)o,
-                    ldo, Lq, Lk, sl2, G, NG, rowmass, lse, RB, nfull, nsplit, part, part_lse);
+                    ldo, Lq, Lk, sl2, G, NG, rowmass, lse, RB, nfull, nsplit, part, part_lse,
+                    sf_mbar_limit_ns(getenv("SF_MBAR_TIMEOUT_NS")));
     CUDA_CHECK_LAUNCH(name);
     if (ntail) {
         SF_LAUNCH(attn_ws_combine<D>, dim3(WS_BM, (unsigned)ntail), D, 0, SF_CUDA_STREAM(ctx), (const float *)part,

@@ -78,7 +78,7 @@ fail:
 }
 
 /* Thread 0 loads box r once warp 1 has released the stage; warp 1 waits for it and copies it out. */
-static __global__ void hp_tma_kernel(const __grid_constant__ CUtensorMap map, float *out) {
+static __global__ void hp_tma_kernel(const __grid_constant__ CUtensorMap map, float *out, uint32_t mbar_ns) {
     SF_DYN_SHARED(unsigned char, raw);
     unsigned char *sm = raw + ((1024u - (sf_smem_addr(raw) & 1023u)) & 1023u);
     uint64_t *full = reinterpret_cast<uint64_t *>(sm + 1024), *empty = full + 1;
@@ -89,11 +89,11 @@ static __global__ void hp_tma_kernel(const __grid_constant__ CUtensorMap map, fl
     __syncthreads();
     for (int r = 0; r < 4; r++) {
         if (threadIdx.x == 0) {
-            if (r) sf_mbar_wait(empty, (unsigned)((r - 1) & 1));
+            if (r) sf_mbar_wait(empty, (unsigned)((r - 1) & 1), mbar_ns);
             sf_mbar_arrive_expect_tx(full, 8 * 128);
             sf_tma_load_2d(sm, &map, 64 * (r % 2), 6 * r - 3, full);
         } else if (threadIdx.x >= 32) {
-            sf_mbar_wait(full, (unsigned)(r & 1));
+            sf_mbar_wait(full, (unsigned)(r & 1), mbar_ns);
             const __nv_bfloat16 *box = reinterpret_cast<const __nv_bfloat16 *>(sm);
             for (int e = (int)threadIdx.x - 32; e < 512; e += 32) {
                 const int row = e / 64, chunk = (e % 64) / 8;
@@ -112,7 +112,8 @@ extern "C" sf_status sf_hopper_probe_tma(const sf_cuda_ctx *ctx, const void *m, 
         return sf_fail(err, SF_E_ARG, "sf_hopper_probe_tma: bad arguments");
     if (!sf_wgmma_device_ok(ctx->ordinal)) return sf_fail(err, SF_E_UNSUPPORTED, "TMA needs an sm_90 device");
     SF_CHECK_STATUS(sf_tma_map_bf16(&map, m, (uint64_t)rows, (uint64_t)cols, (uint64_t)pitch * 2, 8, err));
-    SF_LAUNCH_NAMED("hp_tma", hp_tma_kernel, 1, 64, 2048 + 1024, SF_CUDA_STREAM(ctx), map, out);
+    SF_LAUNCH_NAMED("hp_tma", hp_tma_kernel, 1, 64, 2048 + 1024, SF_CUDA_STREAM(ctx), map, out,
+                    sf_mbar_limit_ns(getenv("SF_MBAR_TIMEOUT_NS")));
     CUDA_CHECK_LAUNCH("hp_tma");
     return SF_OK;
 fail:

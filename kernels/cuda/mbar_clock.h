@@ -11,6 +11,21 @@
 #define SF_MBAR_CLOCK_H
 
 #include <stdint.h>
+#include <stdlib.h>
+
+/* The hang guard's bound (kernels take it as an argument): $SF_MBAR_TIMEOUT_NS as given to the host (env,
+ * NULL when unset): unset, empty or not a number → 3 s; 0 → no bound (debuggers, compute-sanitizer); else
+ * the value, at most 4e9 (the clock's 32-bit differences) and at least 1 ms (a shorter bound would trap
+ * on a loaded GPU's ordinary waits). */
+#define SF_MBAR_DEFAULT_NS 3000000000u
+static inline uint32_t sf_mbar_limit_ns(const char *env) {
+    if (!env || !*env) return SF_MBAR_DEFAULT_NS;
+    char *end;
+    const double v = strtod(env, &end);
+    if (end == env || *end || !(v >= 0)) return SF_MBAR_DEFAULT_NS;
+    if (v == 0) return 0;
+    return v < 1e6 ? 1000000u : v > 4e9 ? 4000000000u : (uint32_t)v;
+}
 
 /* One poll's step: starts the clock at the first call, runs `expire` (a statement) once the bound is
  * passed. A statement macro, not a function: with an inline function returning the verdict, ptxas

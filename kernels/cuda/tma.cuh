@@ -31,7 +31,7 @@
 #define sf_mbar_init(bar, count) sf_emu_mbar_init((bar), (count), __FILE__, __LINE__)
 #define sf_mbar_arrive(bar) sf_emu_mbar_arrive((bar), 0, __FILE__, __LINE__)
 #define sf_mbar_arrive_expect_tx(bar, bytes) sf_emu_mbar_arrive((bar), (bytes), __FILE__, __LINE__)
-#define sf_mbar_wait(bar, parity) sf_emu_mbar_wait((bar), (parity), __FILE__, __LINE__)
+#define sf_mbar_wait(bar, parity, limit_ns) ((void)(limit_ns), sf_emu_mbar_wait((bar), (parity), __FILE__, __LINE__))
 #define sf_tma_load_2d(dst, map, c0, c1, bar) sf_emu_tma_load_2d((dst), (map), (c0), (c1), (bar), __FILE__, __LINE__)
 static inline void sf_mbar_fence_init(void) {}
 static inline void sf_tma_prefetch(const CUtensorMap *) {}
@@ -70,16 +70,16 @@ __device__ __forceinline__ void sf_mbar_arrive_expect_tx(uint64_t *bar, unsigned
                  : "memory");
 #endif
 }
-/* A wait still not done after ~3 s of the GPU's clock is a hang (a phase nobody completes): it traps, so
- * the launch fails ("illegal instruction", after those seconds) instead of the process hanging until a
- * timeout kills it. The clock runs on while a debugger holds the GPU at a breakpoint: build with
- * -DSF_MBAR_TIMEOUT_NS=0 (no bound) to debug (at most 4e9: the difference is taken in 32 bits). No
- * printf to say where: a call in the kernel makes ptxas serialise every wgmma (C7510); the emulation
- * names the line of a wait nothing can end. The clock: mbar_clock.h (one register; tested on the host). */
-#ifndef SF_MBAR_TIMEOUT_NS
-#define SF_MBAR_TIMEOUT_NS 3000000000u
-#endif
-__device__ __forceinline__ void sf_mbar_wait(uint64_t *bar, unsigned parity) {
+/* A wait still not done after limit_ns of the GPU's clock is a hang (a phase nobody completes): it traps,
+ * so the launch fails ("illegal instruction", after that time) instead of the process hanging until a
+ * timeout kills it. limit_ns is a kernel argument the host reads from $SF_MBAR_TIMEOUT_NS at each launch
+ * (sf_mbar_limit_ns, mbar_clock.h: default 3 s, 0 = no bound, at most ~4.29e9 as the difference is taken
+ * in 32 bits). The clock runs on while a debugger holds the GPU at a breakpoint, and compute-sanitizer
+ * slows a kernel tens of times: both want 0 (tests/gpu/check.sh's sanitizer runs set it). A kernel
+ * argument lives in the constant bank, so the bound costs the waiting loop no register. No printf to say
+ * where: a call in the kernel makes ptxas serialise every wgmma (C7510); the emulation names the line of
+ * a wait nothing can end. The clock: mbar_clock.h (one register; tested on the host). */
+__device__ __forceinline__ void sf_mbar_wait(uint64_t *bar, unsigned parity, uint32_t limit_ns) {
 #ifdef SF_HAVE_TMA
     uint32_t done = 0, t0 = 0;
     for (;;) {
@@ -88,11 +88,13 @@ __device__ __forceinline__ void sf_mbar_wait(uint64_t *bar, unsigned parity) {
                      : "r"(sf_smem_addr(bar)), "r"(parity)
                      : "memory");
         if (done) break;
-        if (!(SF_MBAR_TIMEOUT_NS)) continue;
+        if (!limit_ns) continue;
         uint32_t now;
         asm volatile("mov.u32 %0, %%globaltimer_lo;" : "=r"(now));
-        SF_MBAR_CLOCK_STEP(t0, now, SF_MBAR_TIMEOUT_NS, __trap());
+        SF_MBAR_CLOCK_STEP(t0, now, limit_ns, __trap());
     }
+#else
+    (void)bar, (void)parity, (void)limit_ns;
 #endif
 }
 /* Fetch a tensor map (a __grid_constant__ kernel parameter) into the TMA unit's descriptor cache ahead

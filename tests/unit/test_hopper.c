@@ -134,6 +134,14 @@ static void test_wait_clock(void) {
     int fired = 0;
     for (uint64_t t = 0; t < 2900000000ull; t += 1000) fired |= expired(&t0, (uint32_t)(5u + t), lim);
     SF_CHECK(!fired);
+    /* the bound from $SF_MBAR_TIMEOUT_NS: 0 switches it off (sanitizers, debuggers), bad values keep 3 s */
+    static const struct { const char *env; uint32_t want; } lims[] = {
+        {NULL, 3000000000u}, {"", 3000000000u},     {"0", 0},          {"3e10", 4000000000u}, {"20000000000", 4000000000u},
+        {"5", 1000000u},     {"2e9", 2000000000u}, {"x", 3000000000u}, {"-1", 3000000000u},  {"1e9s", 3000000000u},
+        {"nan", 3000000000u}};
+    for (size_t i = 0; i < sizeof lims / sizeof *lims; i++)
+        SF_CHECK_MSG(sf_mbar_limit_ns(lims[i].env) == lims[i].want, "SF_MBAR_TIMEOUT_NS=%s: %u, want %u",
+                     lims[i].env ? lims[i].env : "(unset)", sf_mbar_limit_ns(lims[i].env), lims[i].want);
 }
 
 static const sf_test tests[] = {

@@ -131,7 +131,7 @@ static __global__ void mbar_hang_kernel(float *out) { /* waits for a phase nobod
     if (threadIdx.x == 0) sf_mbar_init(bar, 64);
     __syncthreads();
     if (threadIdx.x < 63) sf_mbar_arrive(bar);
-    sf_mbar_wait(bar, 0);
+    sf_mbar_wait(bar, 0, 0);
     out[threadIdx.x] = 1.0f;
 }
 static __global__ void tma_misaligned_kernel(const __grid_constant__ CUtensorMap map, float *out) {
@@ -153,7 +153,7 @@ static __global__ void tma_read_kernel(const __grid_constant__ CUtensorMap map, 
         sf_mbar_arrive_expect_tx(bar, 8 * 128);
         sf_tma_load_2d(sm, &map, 0, 0, bar);
     }
-    if (wait) sf_mbar_wait(bar, 0);
+    if (wait) sf_mbar_wait(bar, 0, 0);
     __syncthreads();
     out[threadIdx.x] = __bfloat162float(reinterpret_cast<const __nv_bfloat16 *>(sm)[threadIdx.x]);
 }
