@@ -26,8 +26,10 @@ setup() {
     assert_line "| first frames on screen after the embedding | 0.380 s / ≤ 0.25 s  ✗ | 0.618 s (first DiT block + VAE/7) |"
     assert_line "| VAE decode, 81 frames | 0.972 s / ≤ 0.55 s  ✗ | 1.668 s |"
     # the rates come from the SF_CUDA_PROFILE line's categories
-    assert_line "| GEMM achieved (DiT linear, cuBLASLt) | 700 TFLOP/s / ≥ 600  ✓ | — (kprof: see ref_bench.json) |"
-    assert_line "| attention achieved (DiT self-attention) | 545 TFLOP/s / ≥ 600  ✗ | — |"
+    # the reference's rates: its profiled last-block forward's arithmetic (11.7 TFLOP of GEMMs, 28.7 of attention)
+    # over its kernels' ms in ref_bench.json (16.0 and 52.0 in the fixture)
+    assert_line "| GEMM achieved (DiT linear, cuBLASLt) | 700 TFLOP/s / ≥ 600  ✓ | 731 TFLOP/s (reference: its GEMM kernels in one profiled last-block forward) |"
+    assert_line "| attention achieved (DiT self-attention) | 545 TFLOP/s / ≥ 600  ✗ | 552 TFLOP/s (reference: self + cross, one profiled last-block forward) |"
     # sfpipe's own fused attention (SF_NO_CUDNN=1 run, later in the file): its own rows, not the above
     # sf-denoise --bench attn: each path at 4680 × 32760 (a FAILED path leaves its row empty)
     assert_line "| attention alone, 4680 × 32760 keys, cudnn | 545 TFLOP/s / ≥ 600  ✗ | — |"
@@ -105,7 +107,7 @@ EOF
     assert_line "| DiT only, 7 blocks | — / ≤ 1.45 s | — |"
     assert_line "| VAE decode, 81 frames | — / ≤ 0.55 s | — |"
     assert_line "| umT5-XXL, one 512-token prompt | — / — | — |"
-    assert_line "| GEMM achieved (DiT linear, cuBLASLt) | — / ≥ 600 | — (kprof: see ref_bench.json) |"
+    assert_line "| GEMM achieved (DiT linear, cuBLASLt) | — / ≥ 600 | — (reference: its GEMM kernels in one profiled last-block forward) |"
     assert_line "| GPU memory, three stages together (sum of the benches) | — / ≤ 40 GB (37.25 GiB) | — (sum of the stages' peaks) |"
     # the alternatives keep their own rows, with no comparison against a default that is not there
     assert_line "| VAE decode, 81 frames, cuDNN's first-choice conv plans (SF_CUDNN_AUTOTUNE=0) | 1.020 s / — | — |"
@@ -178,33 +180,36 @@ EOF
 
 @test "check.sh plan: the most-needed units first within the call's budget, the rest named as the next call" {
     C="$SF_ROOT/tests/gpu/check.sh"
-    # the default call (540 s): the golden DiT paths, our bench, e2e, then the reference with what is left
+    # the default call (540 s): the golden DiT paths, our bench, the reference beside it with what is left
+    # but e2e's share, then e2e
     SF_CHECK_DRY=1 run -0 bash "$C"
     assert_line --index 0 "run  dit_paths (~45 s)"
     assert_line --index 1 "run  bench (~100 s)"
-    assert_line --index 2 "run  e2e (~180 s)"
-    assert_line --index 3 "run  ref (~200 s)" # 540 - 325 used - 15 of margin
-    assert_line "next taps (~110 s: 15 s of the budget left)"
+    assert_line --index 2 "run  ref (~140 s)" # 540 - 145 used - 15 of margin - 240 for e2e
+    assert_line --index 3 "run  e2e (~240 s)"
+    assert_line "next taps (~135 s: 15 s of the budget left)"
     assert_line "this call: ~525 s of a 540 s budget"
-    assert_line "next call: SF_CHECK_UNITS=taps,probes,bench_attn,ab,attn_videos,tests,san_attn,san_tests bash tests/gpu/check.sh (~1160 s)"
+    assert_line "next call: SF_CHECK_UNITS=taps,probes,bench_attn,ab,attn_videos,tests,san_attn,san_tests bash tests/gpu/check.sh (~1185 s)"
     # a short call fills what fits; the reference left out takes our bench with it into the next call
     # (its figures stand beside ours only when measured in the same call)
     SF_CHECK_DRY=1 SF_CHECK_BUDGET=250 run -0 bash "$C"
-    assert_line "next e2e (~180 s: 105 s of the budget left)"
+    assert_line "next ref (~120 s: 105 s of the budget left)"
+    assert_line "next e2e (~240 s: 105 s of the budget left)"
     assert_line "run  probes (~30 s)"
     assert_line "run  bench_attn (~60 s)"
-    assert_line "next call: SF_CHECK_UNITS=bench,e2e,ref,taps,ab,attn_videos,tests,san_attn,san_tests bash tests/gpu/check.sh (~1470 s)"
+    assert_line "next call: SF_CHECK_UNITS=bench,ref,e2e,taps,ab,attn_videos,tests,san_attn,san_tests bash tests/gpu/check.sh (~1555 s)"
     # the next call's own line: the order is always the priority order, whatever order the list had
     SF_CHECK_DRY=1 SF_CHECK_BUDGET=180 SF_CHECK_UNITS=bench_attn,taps,probes run -0 bash "$C"
-    assert_line --index 0 "run  taps (~110 s)"
+    assert_line --index 0 "run  taps (~135 s)"
     assert_line --index 1 "run  probes (~30 s)"
     assert_line "next call: SF_CHECK_UNITS=bench_attn bash tests/gpu/check.sh (~60 s)"
     # the older parts, and the headline table in one call
     SF_CHECK_DRY=1 SF_CHECK_ONLY=bench,e2e,ref SF_CHECK_AB=0 run -0 bash "$C"
+    # (the reference's deadline: 540 - 100 - 15 - e2e's 240)
     assert_output "run  bench (~100 s)
-run  e2e (~180 s)
-run  ref (~220 s)
-this call: ~500 s of a 540 s budget"
+run  ref (~185 s)
+run  e2e (~240 s)
+this call: ~525 s of a 540 s budget"
     SF_CHECK_DRY=1 SF_CHECK_ONLY=attn SF_CHECK_BUDGET=0 run -0 bash "$C"
     assert_output "run  dit_paths (~45 s)
 run  probes (~30 s)
@@ -221,11 +226,32 @@ run  ab (~170 s)
 this call: ~300 s of a 540 s budget"
     # ab never runs without its baseline: bench left for the next call takes ab with it
     SF_CHECK_DRY=1 SF_CHECK_BUDGET=90 SF_CHECK_UNITS=ab,probes run -0 bash "$C"
-    assert_output "next bench (~100 s: 90 s of the budget left)
+    assert_output "next bench (only the baseline of ab: ~270 s with one of them, 90 s left)
 run  probes (~30 s)
 next ab (its baseline, bench, is left for the next call)
 this call: ~30 s of a 90 s budget
 next call: SF_CHECK_UNITS=bench,ab bash tests/gpu/check.sh (~270 s)"
+    # a bench there only as a baseline runs only when one of its partners fits beside it: a second call of
+    # 190 s spends its time on taps, not on a bench whose ab (~170 s) or reference (~120 s) cannot follow
+    echo "taps,probes,bench_attn,ab,attn_videos,tests,san_attn,san_tests" >"$BATS_TEST_TMPDIR/next2"
+    SF_CHECK_DRY=1 SF_CHECK_NEXT_FILE="$BATS_TEST_TMPDIR/next2" SF_CHECK_UNITS=next SF_CHECK_BUDGET=190 run -0 bash "$C"
+    assert_line --index 0 "next bench (only the baseline of ab: ~270 s with one of them, 190 s left)"
+    assert_line --index 1 "run  taps (~135 s)"
+    assert_line --index 2 "run  probes (~30 s)"
+    assert_line "next ab (its baseline, bench, is left for the next call)"
+    printf 'bench,ref,taps\nbench: baseline only\n' >"$BATS_TEST_TMPDIR/next3"
+    SF_CHECK_DRY=1 SF_CHECK_NEXT_FILE="$BATS_TEST_TMPDIR/next3" SF_CHECK_UNITS=next SF_CHECK_BUDGET=190 run -0 bash "$C"
+    assert_output "next bench (only the baseline of ref: ~220 s with one of them, 190 s left)
+next ref (its baseline, bench, is left for the next call)
+run  taps (~135 s)
+this call: ~135 s of a 190 s budget
+next call: SF_CHECK_UNITS=bench,ref bash tests/gpu/check.sh (~220 s)"
+    # with the time, the pair runs (and a bench this call wanted for itself always runs first)
+    SF_CHECK_DRY=1 SF_CHECK_NEXT_FILE="$BATS_TEST_TMPDIR/next3" SF_CHECK_UNITS=next SF_CHECK_BUDGET=300 run -0 bash "$C"
+    assert_line --index 0 "run  bench (~100 s)"
+    assert_line --index 1 "run  ref (~185 s)"
+    SF_CHECK_DRY=1 SF_CHECK_BUDGET=190 SF_CHECK_UNITS=bench,ref,taps run -0 bash "$C"
+    assert_line --index 0 "run  bench (~100 s)"
     # a fresh machine (the warm one was given back): no units left there, so the default plan, said on
     # stderr, instead of a machine start for nothing
     SF_CHECK_DRY=1 SF_CHECK_NEXT_FILE="$BATS_TEST_TMPDIR/none" SF_CHECK_UNITS=next run -0 --separate-stderr bash "$C"

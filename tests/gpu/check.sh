@@ -22,10 +22,10 @@
 #                its forwards as CUDA graphs against the CPU (the default path must be right before it is timed)
 #   bench        sf-denoise --bench 1.3b (full size, random weights; then profiled: the TFLOP/s rows),
 #                sf-decode --bench 1.3b, sf-encode --bench xxl
+#   ref          the reference PyTorch bench (../shared/refbench/ref_bench.py, copied into .ref), right after
+#                ours (same call, same card: issue 13); its deadline leaves e2e its share
 #   e2e          tests/gpu/e2e.sh: sf-run t2v.yaml tiny (GPU vs CPU) and full size with its timeline, the
 #                low_memory run, MPS, the live pipeline (issue 15's figures)
-#   ref          the reference PyTorch bench (../shared/refbench/ref_bench.py, copied into .ref), its
-#                deadline fitted to the time left (issue 13: beside ours, in the same call)
 #   taps         the 1.3b video with all 30 layers tapped: frames, probs, and both with the default
 #                selection (step 0 of each block), against the plain video (issue 14's ≤ 10 % / ≤ 25 %)
 #   probes       test_hopper_gpu (wgmma operand forms, TMA through an mbarrier ring, named barriers:
@@ -44,18 +44,20 @@
 # dit_paths, bench_attn, san_attn), tests (the same + tests, san_tests), bench (bench, ab; SF_CHECK_AB=0:
 # bench alone), taps (taps, attn_videos), e2e, ref; default every unit. Order is always the one above.
 # Everything lands in $OUT (at most 8 files come back): summary.txt, report.txt, bench.txt,
-# ref_bench.json, gpu.txt, table.md (issue 13's figures, measured / target, beside the reference; issue
+# ref_bench.json, gpu.txt, logs.tar.gz (every log whole), table.md (issue 13's figures, measured / target, beside the reference; issue
 # 14's tap overheads; issue 15's live figures). A step that fails prints enough to fix it blind.
 set -uo pipefail
 cd "$(dirname "$0")/../.." || exit 2
 ROOT=$PWD
 
-UNITS_ALL="dit_paths bench e2e ref taps probes bench_attn ab attn_videos tests san_attn san_tests"
+UNITS_ALL="dit_paths bench ref e2e taps probes bench_attn ab attn_videos tests san_attn san_tests"
 # Seconds each unit is expected to take on the H200 (conservative; each call's summary has the measured
-# ones: update these from it). ref is the least the reference bench needs: it gets what is left, ≤ 260 s.
+# ones: update these from it). ref is the least the reference bench needs: it gets what is left after e2e's
+# share when e2e is still to run, ≤ 220 s. e2e: sf-mkmodel 1.3b (~8 GB of random weights), 3 full-size runs,
+# MPS and the live pipeline.
 est_of() {
     case $1 in
-    dit_paths) echo 45 ;; bench) echo 100 ;; e2e) echo 180 ;; ref) echo 120 ;; taps) echo 110 ;;
+    dit_paths) echo 45 ;; bench) echo 100 ;; e2e) echo 240 ;; ref) echo 120 ;; taps) echo 135 ;;
     probes) echo 30 ;; bench_attn) echo 60 ;; ab) echo 170 ;; attn_videos) echo 200 ;; tests) echo 240 ;;
     san_attn) echo 150 ;; san_tests) echo 200 ;; *) return 1 ;;
     esac
@@ -77,14 +79,18 @@ chosen=""
 NEXT_FILE=${SF_CHECK_NEXT_FILE:-$ROOT/build/sf-check-next}
 next_note=""
 prev_next="" # what an earlier call on this machine left: kept for the next call unless this one runs it
-[ "${SF_CHECK_DRY:-0}" != 1 ] && [ -s "$NEXT_FILE" ] && prev_next=$(tr ',' ' ' <"$NEXT_FILE")
+[ "${SF_CHECK_DRY:-0}" != 1 ] && [ -s "$NEXT_FILE" ] && prev_next=$(head -n1 "$NEXT_FILE" | tr ',' ' ')
+# bench in this call only as the baseline of ab / ref (the A/Bs and the reference stand beside our figures
+# only when measured in the same call): it runs only when it fits together with one of them
+pair_bench=0
 if [ "${SF_CHECK_UNITS:-}" = next ] && [ ! -s "$NEXT_FILE" ]; then
     # a fresh machine (the warm one was given back): the default plan rather than a machine start for nothing
     next_note="SF_CHECK_UNITS=next but no earlier call on this machine left units ($NEXT_FILE): the default plan"
     echo "check.sh: $next_note" >&2
     req=$UNITS_ALL
 elif [ "${SF_CHECK_UNITS:-}" = next ]; then
-    req=$(tr ',' ' ' <"$NEXT_FILE")
+    req=$(head -n1 "$NEXT_FILE" | tr ',' ' ')
+    grep -qx 'bench: baseline only' "$NEXT_FILE" && pair_bench=1
 elif [ -n "${SF_CHECK_UNITS:-}" ]; then
     req=${SF_CHECK_UNITS//,/ }
 elif [ -n "${SF_CHECK_ONLY:-}" ]; then
@@ -98,7 +104,7 @@ else
 fi
 for u in $req; do est_of "$u" >/dev/null || { echo "check.sh: unknown unit '$u' (units: $UNITS_ALL)" >&2; exit 2; }; done
 # the A/Bs are measured against the default figures of the same call: ab brings bench
-[[ " $req " == *" ab "* ]] && req="$req bench"
+[[ " $req " == *" ab "* ]] && [[ " $req " != *" bench "* ]] && req="$req bench" && pair_bench=1
 for u in $UNITS_ALL; do [[ " $req " == *" $u "* ]] && chosen="$chosen $u"; done
 BUDGET=${SF_CHECK_BUDGET:-540}
 [[ "$BUDGET" =~ ^[0-9]+$ ]] || { echo "check.sh: SF_CHECK_BUDGET must be whole seconds (0: no budget)" >&2; exit 2; }
@@ -107,8 +113,17 @@ BUDGET=${SF_CHECK_BUDGET:-540}
 DRY=${SF_CHECK_DRY:-0} T_DRY=0
 used() { [ "$DRY" = 1 ] && echo "$T_DRY" || echo "$SECONDS"; }
 left() { [ "$BUDGET" -eq 0 ] && echo 100000 || echo $((BUDGET - $(used))); }
-# the reference bench's deadline out of LEFT seconds: what is left but a margin, at most SF_REF_DEADLINE (220)
-ref_deadline() { local d=$(($1 - 15)) m=${SF_REF_DEADLINE:-220}; [ "$d" -gt "$m" ] && d=$m; echo "$d"; }
+# the reference bench's deadline out of LEFT seconds: what is left but a margin and, while e2e is still to
+# run in this call ($rest), e2e's share; at most SF_REF_DEADLINE (220). Never below the reference's own
+# estimate while the budget has it: then e2e goes to the next call instead.
+rest=""
+ref_deadline() {
+    local d=$(($1 - 15)) m=${SF_REF_DEADLINE:-220} e
+    e=$(est_of ref)
+    [[ " $rest " == *" e2e "* ]] && [ $((d - $(est_of e2e))) -ge "$e" ] && d=$((d - $(est_of e2e)))
+    [ "$d" -gt "$m" ] && d=$m
+    echo "$d"
+}
 # the seconds a unit is planned for: its estimate; the reference bench gets the deadline it will be given
 plan_of() {
     local e d
@@ -165,9 +180,18 @@ setup_device() {
     [ -n "$cublas" ] || cublas=$(find1 libcublas.so.13)
     cudnn=$(find1 libcudnn.so.9)
     nvrtc=$(find1 libnvrtc.so.13)
+    # the machine's own library path, for the programs that are not ours (python3 and torch, curl): the
+    # bundle's Debian libraries (libgomp, libz, gnutls …) and the toolkit's cuBLAS must not stand in for theirs —
+    # the reference runs as it is (e2e.sh and live.sh read SF_LD0 too)
+    export SF_LD0="${LD_LIBRARY_PATH:-}"
     export LD_LIBRARY_PATH="$G/lib${cublas:+:$cublas}${cudnn:+:$cudnn}${nvrtc:+:$nvrtc}${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
     export PATH="$G/bin:$PATH" SF_ROOT="$ROOT" SF_GOLDEN="$ROOT/tests/golden" SF_TEST_DEVICE=cuda:0
     row libraries "cublas ${cublas:-MISSING}; cudnn ${cudnn:-MISSING}; nvrtc ${nvrtc:-MISSING}"
+    if [[ " $chosen " == *" ref "* ]] && [ ! -f .ref/ref_bench.py ] && [ "${SF_SKIP_REF:-0}" != 1 ]; then
+        echo "== NO .ref: the reference bench cannot run (tests/gpu/prepare_ref.sh, then carry [\".gpu\", \".ref\"])"
+        row "bench reference" "MISSING .ref (run tests/gpu/prepare_ref.sh and carry .ref)"
+        fail=1
+    fi
 }
 [ "$DRY" = 1 ] || setup_device
 
@@ -181,8 +205,8 @@ step() {
     cat "$log"
     # a SKIP on the GPU is a failure, but for the emulator's self-tests (test_cuda_glue runs every case)
     p=$(grep -c '^ok' "$log") f=$(grep -c '^not ok' "$log") k=$(grep -i '^ok.*# skip' "$log" | grep -vc 'emulator self-test')
-    if [ "$rc" -ne 0 ] || [ "$f" -ne 0 ] || [ "$k" -ne 0 ]; then
-        fail=1
+    if [ "$rc" -ne 0 ] || [ "$f" -ne 0 ] || [ "$k" -ne 0 ] || [ "$p" -eq 0 ]; then
+        fail=1 # (no case run at all is a failure too: a case name that no longer exists is exit 2, sf_test.h)
         row "$label" "FAILED: exit $rc, $((p - k)) ok, $f not ok, $k skipped (a SKIP on the GPU is a failure)"
     else
         row "$label" "$p ok, exit 0"
@@ -192,18 +216,19 @@ step() {
 # sanitize "TOOL TEST [CASE]"... : compute-sanitizer on each, its summary in the report and the table.
 cs=$(command -v compute-sanitizer || ls /usr/local/cuda*/bin/compute-sanitizer 2>/dev/null | head -n1)
 sanitize() {
-    local spec rc sum
+    local spec rc sum log
     [ -n "$cs" ] || { row compute-sanitizer "not found"; return 0; }
     for spec in "$@"; do
         set -- $spec
+        log=/tmp/sf-san-$1-$2-${3:-all}.log # one per run: all of them go into logs.tar.gz
         # no mbarrier hang guard under the sanitizer (tma.cuh: it slows the kernels tens of times, and a wait
         # past the 3 s bound would trap as if the kernel hung); the timeout stands in for it
-        SF_MBAR_TIMEOUT_NS=0 timeout 120 "$cs" --tool "$1" --error-exitcode 99 "$G/tests/$2" ${3:-} >/tmp/sf-san-$1.log 2>&1
+        SF_MBAR_TIMEOUT_NS=0 timeout 120 "$cs" --tool "$1" --error-exitcode 99 "$G/tests/$2" ${3:-} >"$log" 2>&1
         rc=$?
-        sum=$(grep -m1 -oE '(ERROR|RACECHECK) SUMMARY: [0-9]+ [a-z]+' /tmp/sf-san-$1.log)
+        sum=$(grep -m1 -oE '(ERROR|RACECHECK) SUMMARY: [0-9]+ [a-z]+' "$log")
         echo "== sanitizer $1 on $2 ${3:-}: exit $rc, $sum"
-        grep -m8 -E '^=+ +(Invalid|Race|Error|.*hazard|Uninitialized)|^=+ +at ' /tmp/sf-san-$1.log
-        tail -n 3 /tmp/sf-san-$1.log
+        grep -m8 -E '^=+ +(Invalid|Race|Error|.*hazard|Uninitialized)|^=+ +at ' "$log"
+        tail -n 3 "$log"
         row "sanitizer $1" "exit $rc; ${sum:-no summary} ($2 ${3:-})"
         [ "$rc" -eq 0 ] || fail=1
     done
@@ -213,6 +238,21 @@ sanitize() {
 
 u_dit_paths() { # the DiT's attention paths and CUDA graphs on the goldens (graphs: forwards as graphs = without)
     step attn_dit 180 "$G/tests/test_dit_cuda" attention_paths taps_probs_cross graphs
+}
+
+# ab_run PREFIX PATTERN CMD... : an A/B or profiled run (120 s at most): its figure lines (PATTERN) and any error
+# into bench.txt prefixed "PREFIX: ", its whole log in /tmp/sf-ab-*.log (logs.tar.gz). A run that fails is a row
+# and a failure: an alternative path that crashed must not read as "no figures".
+ab_n=0
+ab_run() {
+    local pre=$1 pat=$2 rc log
+    shift 2
+    ab_n=$((ab_n + 1))
+    log=/tmp/sf-ab-$ab_n-${pre// /_}.log
+    timeout -k 10 120 "$@" >"$log" 2>&1
+    rc=$?
+    grep -E "$pat|[Ee]rror|FAIL|[Ff]ault" "$log" | sed "s/^/$pre: /" | tee -a "$OUT/bench.txt"
+    [ "$rc" -eq 0 ] || { row "$pre run" "FAILED: exit $rc; $(tail -n 1 "$log")"; fail=1; }
 }
 
 # the plain DiT video's line in bench.txt: unprefixed and untagged (no "[taps: …]" / "[attention: …]")
@@ -228,8 +268,7 @@ u_bench() { # the headline figures: the DiT video (then profiled: GEMM / attenti
     row "bench first video" "$(grep -m1 '^denoise 1.3b gpu warm-up video:' "$OUT/bench.txt" | sed 's/^denoise 1.3b gpu warm-up video: //')"
     [ "$rc" -eq 0 ] || fail=1
     echo "== bench again with SF_CUDA_PROFILE=1 (events around every op: where the time goes)"
-    SF_CUDA_PROFILE=1 timeout 120 sf-denoise --bench 1.3b --device cuda:0 --progress none 2>&1 | grep -E 'gpu (video|profile)' |
-        sed 's/^/profiled: /' | tee -a "$OUT/bench.txt"
+    ab_run profiled 'gpu (video|profile)' env SF_CUDA_PROFILE=1 sf-denoise --bench 1.3b --device cuda:0 --progress none
     echo "== bench: sf-decode --bench 1.3b --device cuda (random weights, 21 latent frames -> 81 frames at 832x480)"
     timeout 150 sf-decode --bench 1.3b --device cuda:0 2>&1 | tee -a "$OUT/bench.txt"
     rc=${PIPESTATUS[0]}
@@ -262,6 +301,9 @@ u_e2e() { # the three stages as one sf-run pipeline on the GPU: tiny (GPU vs CPU
         # /proc/PID/stat after "(comm) ": state ppid pgrp session
         for p in /proc/[0-9]*; do [ "$(sed 's/.*) //' "$p/stat" 2>/dev/null | cut -d' ' -f4)" = "$sid" ] && kill -KILL "${p#/proc/}" 2>/dev/null; done
     fi
+    # an MPS daemon daemonises out of that session: one e2e.sh stopped during its MPS run left up is told to quit
+    [ -d /tmp/sf-e2e/mps-pipe ] && command -v nvidia-cuda-mps-control >/dev/null &&
+        echo quit | CUDA_MPS_PIPE_DIRECTORY=/tmp/sf-e2e/mps-pipe timeout 10 nvidia-cuda-mps-control >/dev/null 2>&1
     { [ "$rc" -eq 124 ] || [ "$rc" -eq 137 ]; } && row "e2e" "stopped at the budget ($lim s): the lines above are what finished"
     while IFS= read -r l; do row "e2e" "$l"; done </tmp/sf-e2e/summary.txt
     [ "$rc" -eq 0 ] || { fail=1; row "e2e" "FAILED: exit $rc"; }
@@ -269,21 +311,20 @@ u_e2e() { # the three stages as one sf-run pipeline on the GPU: tiny (GPU vs CPU
 
 u_ref() { # the reference PyTorch bench, same call, same card; its deadline is what the budget leaves
     local rc dl extra=()
-    if [ ! -f .ref/ref_bench.py ] || [ "${SF_SKIP_REF:-0}" = 1 ]; then
-        row "bench reference" "skipped (.ref missing or SF_SKIP_REF=1)"
-        return 0
-    fi
+    [ "${SF_SKIP_REF:-0}" = 1 ] && { row "bench reference" "skipped (SF_SKIP_REF=1)"; return 0; }
+    [ -f .ref/ref_bench.py ] || { fail=1; return 0; } # said at the start (setup_device)
     dl=$(ref_deadline "$(left)")
     [ "$dl" -lt 200 ] && extra=(--reserve-s 60 --t5-reserve-s 25) # its DiT extras leave the VAE and umT5 their turn
     echo "== reference PyTorch bench (same call, same card; deadline $dl s)"
     rm -rf /tmp/ref # a failure must not bring an earlier call's JSON
-    PYTHONUNBUFFERED=1 timeout -s INT -k 20 $((dl + 40)) python3 .ref/ref_bench.py --ref .ref --out /tmp/ref \
-        --stages "${SF_REF_STAGES:-dit,vae,t5}" --deadline-s "$dl" "${extra[@]}" >/tmp/sf-ref.log 2>&1
+    PYTHONUNBUFFERED=1 LD_LIBRARY_PATH="$SF_LD0" timeout -s INT -k 20 $((dl + 40)) python3 .ref/ref_bench.py --ref .ref --out /tmp/ref \
+        --stages "${SF_REF_STAGES:-dit,vae,t5,kprof}" --deadline-s "$dl" "${extra[@]}" >/tmp/sf-ref.log 2>&1
     rc=$?
     tail -n 25 /tmp/sf-ref.log
     cp /tmp/ref/ref_bench.json "$OUT/" 2>/dev/null
-    row "bench reference" "exit $rc; $(python3 -c 'import json,sys;d=json.load(open("/tmp/ref/ref_bench.json"));s=d.get("summary",{});print({k:s[k] for k in list(s)[:6]})' 2>/dev/null)"
-    row "reference stages" "$(python3 -c 'import json;s=json.load(open("/tmp/ref/ref_bench.json")).get("summary",{});print({k:s.get(k) for k in ("dit_total_s","vae_decode_s","t5_encode_ms","fps","fps_incl_t5","vae_peak_gib","t5_peak_gib")})' 2>/dev/null)"
+    [ "$rc" -eq 0 ] || fail=1
+    row "bench reference" "exit $rc; $(LD_LIBRARY_PATH="$SF_LD0" python3 -c 'import json,sys;d=json.load(open("/tmp/ref/ref_bench.json"));s=d.get("summary",{});print({k:s[k] for k in list(s)[:6]})' 2>/dev/null)"
+    row "reference stages" "$(LD_LIBRARY_PATH="$SF_LD0" python3 -c 'import json;s=json.load(open("/tmp/ref/ref_bench.json")).get("summary",{});print({k:s.get(k) for k in ("dit_total_s","vae_decode_s","t5_encode_ms","fps","fps_incl_t5","vae_peak_gib","t5_peak_gib")})' 2>/dev/null)"
 }
 
 # tv MODE: the 1.3b video with every layer tapped in MODE (SF_BENCH_TAPS); prints its seconds
@@ -314,7 +355,8 @@ tap_row() { # NAME PLAIN_S TAPPED_S, right after the tapped run (its exit: /tmp/
 u_taps() { # issue 14: every layer tapped, every forward kept, then the CLI's default selection (+seed)
     local t0 m
     echo "== taps: sf-denoise --bench 1.3b with SF_BENCH_TAPS=frames / probs vs no taps"
-    t0=$(t_plain)
+    # the plain video timed again here, beside the tapped ones (bench's was minutes and other units ago)
+    t0=$(tv "")
     for m in frames probs frames+seed probs+seed; do tap_row "$m" "$t0" "$(tv $m)"; done
 }
 
@@ -339,7 +381,7 @@ u_bench_attn() { # every attention path at full size beside cuDNN on the same in
 }
 
 # vae_alt PREFIX VAR=VALUE: the VAE bench again under VAR, its figure lines prefixed into bench.txt
-vae_alt() { env "$2" timeout 120 sf-decode --bench 1.3b --device cuda:0 2>&1 | grep -E 'gpu (video|seconds|memory)' | sed "s/^/$1: /" | tee -a "$OUT/bench.txt"; }
+vae_alt() { ab_run "$1" 'gpu (video|seconds|memory)' env "$2" sf-decode --bench 1.3b --device cuda:0; }
 # ab_vs STAGE PREFIX A B [EXTRA]: "A<default s>EXTRA vs B<alternative s>: ±x%" — STAGE's (denoise, decode)
 # default video against the one whose line is prefixed PREFIX in bench.txt
 ab_vs() {
@@ -359,16 +401,15 @@ u_ab() { # each optimisation against its absence (kept only if it pays: RESULTS.
     vae_alt "plain norm" SF_VAE_NORM_PLAIN=1
     row "VAE norm groups + fp32 SiLU" "$(ab_vs decode "plain norm" "" "plain ")"
     echo "== VAE bench again with SF_CUDA_PROFILE=1 (per latent frame: convs, 1x1 GEMMs, norms, attention, upsampling, caches, I/O)"
-    SF_CUDA_PROFILE=1 timeout 120 sf-decode --bench 1.3b --device cuda:0 2>&1 | grep -E 'gpu (video|profile)' | sed 's/^/profiled: /' | tee -a "$OUT/bench.txt"
+    ab_run profiled 'gpu (video|profile)' env SF_CUDA_PROFILE=1 sf-decode --bench 1.3b --device cuda:0
     echo "== DiT bench with the FFN's GELU as its own kernel (SF_CUDA_GELU_UNFUSED=1: the cuBLASLt GELU epilogue must pay against it)"
-    SF_CUDA_GELU_UNFUSED=1 timeout 120 sf-denoise --bench 1.3b --device cuda:0 --progress none 2>&1 | grep -E 'gpu video' | sed 's/^/gelu unfused: /' | tee -a "$OUT/bench.txt"
+    ab_run "gelu unfused" 'gpu video' env SF_CUDA_GELU_UNFUSED=1 sf-denoise --bench 1.3b --device cuda:0 --progress none
     row "GELU epilogue" "$(ab_vs denoise "gelu unfused" "fused " "unfused ")"
     echo "== DiT bench without CUDA graphs (SF_CUDA_GRAPHS=0: each forward's ~600 launches one by one; the graphs must pay against it)"
-    SF_CUDA_GRAPHS=0 timeout 120 sf-denoise --bench 1.3b --device cuda:0 --progress none 2>&1 | grep -E 'gpu (video|block|CUDA graphs)' | sed 's/^/no graphs: /' | tee -a "$OUT/bench.txt"
+    ab_run "no graphs" 'gpu (video|block|CUDA graphs)' env SF_CUDA_GRAPHS=0 sf-denoise --bench 1.3b --device cuda:0 --progress none
     g=$(awk '/^denoise 1.3b gpu CUDA graphs:/ { print $6 " of " $8 " forwards"; exit }' "$OUT/bench.txt")
     row "CUDA graphs" "$(ab_vs denoise "no graphs" "graphs " "none " " ($g)")"
-    SF_CUDA_PROFILE=1 timeout 120 sf-encode --bench xxl --device cuda:0 2>&1 | grep -E 'per 512|profile' | sed 's/^/profiled: /' |
-        tee -a "$OUT/bench.txt"
+    ab_run profiled 'per 512|profile' env SF_CUDA_PROFILE=1 sf-encode --bench xxl --device cuda:0
 }
 u_attn_videos() { # sfpipe's fused attention in cuDNN's place (TFLOP/s beside cuDNN's), and probs taps on each kernel
     local t0 v rc
@@ -453,7 +494,11 @@ u_san_tests() {
 }
 
 # issue 13's table (tests/gpu/table.py) from what has run so far: rewritten after every unit
-table() { python3 tests/gpu/table.py "$OUT/bench.txt" /tmp/sf-e2e/summary.txt "$OUT/ref_bench.json" "$OUT/gpu.txt" >"$OUT/table.md" 2>/dev/null; }
+table() {
+    env LD_LIBRARY_PATH="$SF_LD0" python3 tests/gpu/table.py "$OUT/bench.txt" /tmp/sf-e2e/summary.txt \
+        "$OUT/ref_bench.json" "$OUT/gpu.txt" >"$OUT/table.md" 2>/tmp/sf-table.err ||
+        { echo "table.py failed:"; tail -n 5 /tmp/sf-table.err; }
+}
 
 # bench.txt starts with the card and the date (several calls' bench.txt may be put together for table.py)
 [ "$DRY" = 1 ] || { rm -f /tmp/sf-e2e/summary.txt "$OUT/ref_bench.json"; echo "# $(head -n1 "$OUT/gpu.txt"); $(sed -n 2p "$OUT/gpu.txt")" >"$OUT/bench.txt"; }
@@ -469,21 +514,80 @@ next_units() {
     for u in $UNITS_ALL; do [[ " $todo " == *" $u "* ]] && n="$n,$u"; done
     echo "${n#,}"
 }
+# whether the next call's bench is there only as the baseline of its ab / ref ($1: as for next_units): not
+# when this call wanted bench for its own figures and did not get to it
+bench_only_baseline() {
+    local u todo="$skipped $1"
+    for u in $prev_next; do [[ " $done_units " == *" $u "* ]] || todo="$todo $u"; done
+    [[ " $todo " == *" bench "* ]] && [ "$pair_bench" = 0 ] && return 1
+    return 0
+}
 save_next() {
     local n
     [ "$DRY" = 1 ] && return 0
     n=$(next_units "$1")
-    if [ -n "$n" ]; then mkdir -p "$(dirname "$NEXT_FILE")" && echo "$n" >"$NEXT_FILE"; else rm -f "$NEXT_FILE"; fi
+    if [ -n "$n" ]; then
+        mkdir -p "$(dirname "$NEXT_FILE")" && echo "$n" >"$NEXT_FILE"
+        [[ ",$n," == *",bench,"* ]] && bench_only_baseline "$1" && echo "bench: baseline only" >>"$NEXT_FILE"
+    else
+        rm -f "$NEXT_FILE"
+    fi
+}
+# the partners of a bench that is only their baseline, still to run in this call, and the least time bench
+# and one of them need together
+pair_need() {
+    local u n=0 m=0 e
+    for u in ab ref; do
+        [[ " $rest " == *" $u "* ]] || continue
+        e=$(est_of "$u")
+        [ "$m" -eq 0 ] || [ "$e" -lt "$m" ] && m=$e
+        n=1
+    done
+    [ "$n" = 1 ] && echo $(($(est_of bench) + m)) || echo 0
+}
+# run_unit U: u_U under a watchdog — the budget is checked between units, and a unit that hangs past what is
+# left of it (+ 40 s: the 600 s call still ends with its table and summary) is stopped with everything it
+# started, and counts as failed
+killtree() { local c; for c in $(pgrep -P "$1" 2>/dev/null); do killtree "$c"; done; kill -KILL "$1" 2>/dev/null; }
+run_unit() {
+    local cap pid t0=$SECONDS
+    cap=$(($(left) + 40))
+    rm -f /tmp/sf-unit.fail
+    ( "u_$1"; echo "$fail" >/tmp/sf-unit.fail ) &
+    pid=$!
+    while kill -0 "$pid" 2>/dev/null; do
+        if [ "$BUDGET" -ne 0 ] && [ $((SECONDS - t0)) -gt "$cap" ]; then
+            killtree "$pid"
+            row "unit $1" "STOPPED by the watchdog after $cap s (what it left at its end is lost; its log is above)"
+            echo 1 >/tmp/sf-unit.fail
+            break
+        fi
+        sleep 1
+    done
+    wait "$pid" 2>/dev/null
+    [ "$(cat /tmp/sf-unit.fail 2>/dev/null)" = 0 ] || fail=1
+}
+# every log this call wrote, whole (the report has most of them only in part), as one file that comes back
+logs() {
+    tar -czf /tmp/sf-logs.tgz --ignore-failed-read -C /tmp $(cd /tmp && ls -d sf-*.log sf-e2e/*.log sf-e2e/trace-* \
+        sf-e2e/mem-*.txt sf-e2e/summary.txt sf-e2e/live.err f4/*.log 2>/dev/null) 2>/dev/null &&
+        head -c 8M /tmp/sf-logs.tgz >"$OUT/logs.tar.gz"
 }
 rest=$chosen
 for u in $chosen; do
     rest=${rest# }
     rest=${rest#"$u"}
     e=$(plan_of "$u")
-    if [ "$u" = ab ] && [[ " $skipped " == *" bench "* ]]; then
-        [ "$DRY" = 1 ] && echo "next ab (its baseline, bench, is left for the next call)"
-        row "unit ab" "not run: its baseline, bench, is left for the next call"
-        skipped="$skipped ab"
+    if { [ "$u" = ab ] || [ "$u" = ref ]; } && [[ " $skipped " == *" bench "* ]]; then
+        [ "$DRY" = 1 ] && echo "next $u (its baseline, bench, is left for the next call)"
+        row "unit $u" "not run: its baseline, bench, is left for the next call"
+        skipped="$skipped $u"
+        continue
+    fi
+    if [ "$u" = bench ] && [ "$pair_bench" = 1 ] && [ "$BUDGET" -ne 0 ] && [ "$(pair_need)" -gt "$(left)" ]; then
+        [ "$DRY" = 1 ] && echo "next bench (only the baseline of$(for x in ab ref; do [[ " $rest " == *" $x "* ]] && printf ' %s' $x; done): ~$(pair_need) s with one of them, $(left) s left)"
+        row "unit bench" "not run: only a baseline, and ~$(pair_need) s with its A/B or reference, $(left) s left"
+        skipped="$skipped bench"
         continue
     fi
     if [ "$BUDGET" -ne 0 ] && [ "$e" -gt "$(left)" ]; then
@@ -500,10 +604,11 @@ for u in $chosen; do
     fi
     save_next "$u $rest"
     a=$SECONDS
-    "u_$u"
+    run_unit "$u"
     row "unit $u" "$((SECONDS - a)) s (estimate $e s)"
     done_units="$done_units $u"
     table
+    logs
 done
 save_next ""
 next=$(next_units "")
@@ -517,6 +622,7 @@ fi
 [ -n "$next" ] && row "next call" "SF_CHECK_UNITS=$next bash tests/gpu/check.sh (~$sk s of estimates; or SF_CHECK_UNITS=next on this machine)"
 row "this call" "$SECONDS s"
 table
+logs
 echo "== the real-time table (tests/gpu/table.py)"
 cat "$OUT/table.md"
 echo "== summary (logs in $OUT)"

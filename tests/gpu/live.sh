@@ -19,9 +19,13 @@ W=$(mktemp -d /tmp/sf-live.XXXXXX)
 port=$((20000 + RANDOM % 12000)) # below the ephemeral range (32768 on)
 play=${SF_LIVE_PLAY:-8}     # seconds watched before and after the switch
 wait_s=${SF_LIVE_WAIT:-240} # for the first frame (process start, weights, plans) and for the switch
-# HTTP through curl, or python3's urllib where there is no curl (the GPU machine's image may lack it;
-# SF_LIVE_HTTP=python forces it)
-if command -v curl >/dev/null 2>&1 && [ "${SF_LIVE_HTTP:-}" != python ]; then
+# HTTP through curl, or python3's urllib where there is no working curl (the GPU machine's image may lack
+# it; SF_LIVE_HTTP=python forces it). Both with the machine's own library path (check.sh's SF_LD0), not the
+# bundle's libraries that sfpipe's programs need.
+ld0=${SF_LD0-${LD_LIBRARY_PATH:-}}
+curl() { LD_LIBRARY_PATH="$ld0" command curl "$@"; }
+python3() { LD_LIBRARY_PATH="$ld0" command python3 "$@"; }
+if curl --version >/dev/null 2>&1 && [ "${SF_LIVE_HTTP:-}" != python ]; then
     status() { curl -s --max-time 2 "http://127.0.0.1:$port/status" 2>/dev/null; }
     post() { curl -s -o /dev/null -w '%{http_code}' --max-time 10 -X POST -H 'Content-Type: application/json' -d "$2" "$1"; }
 else
@@ -45,12 +49,15 @@ t0=$(now)
 sf-run pipelines/live.yaml model_dir="$model" device="$device" port="$port" checkpoint= idle_exit=0 \
     encoder_socket="$W/enc" cache_dir="$W/cache" "$@" >"$W/run.log" 2>&1 3>&- &
 pid=$!
+# the run's whole log is kept where SF_LIVE_LOG says (e2e.sh: for check.sh's logs.tar.gz)
+keep() { [ -z "${SF_LIVE_LOG:-}" ] || cp "$W/run.log" "$SF_LIVE_LOG" 2>/dev/null; }
 fail() {
     echo "live: FAILED ($1)"
     tail -n 12 "$W/run.log" >&2
     kill -INT "$pid" 2>/dev/null
     sleep 2
     kill -KILL "$pid" 2>/dev/null
+    keep
     rm -rf "$W"
     exit 1
 }
@@ -85,5 +92,6 @@ awk -v t0="$t0" -v t1="$started" -v f1="$(field fps "$s1")" -v f3="$(field fps "
     -v l="$(field latency_ms "$s3")" -v sw="$(field switch_latency_ms "$s2")" -v stop="$stop" 'BEGIN {
     printf "live: fps %.1f before / %.1f after the switch (video %.0f), frame latency %.0f ms, prompt switch %.0f ms (post -> first frame of the new prompt on the page), start %.1f s, stop %s\n",
         f1, f3, v, l, sw, t1 - t0, stop }'
+keep
 rm -rf "$W"
 [ "$stop" = ok ]

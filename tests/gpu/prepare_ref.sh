@@ -40,6 +40,8 @@ if [ -n "$py" ]; then
         exit 1
     fi
     rm -rf "$out"
+else # said: the reference's import path under the shims is then first tried on the device
+    echo "prepare_ref: NOT smoke-tested (no python3 with torch here${SF_REF_SMOKE:+, or SF_REF_SMOKE=$SF_REF_SMOKE}): apt-get install python3-torch to try it before the device" >&2
 fi
 rm -rf "$R" && mv "$R.tmp" "$R"
 if [ "$R" = .ref ]; then

@@ -252,8 +252,20 @@ static inline float *sf_test_golden_f32(const sf_tfile *g, const char *name, int
     return p;
 }
 
+/* Runs every case, or those named in argv. A name that is no case is exit 2 before anything runs: a device
+ * check asking for a case that was renamed must not pass having checked nothing. */
 static inline int sf_test_main(const sf_test *tests, size_t n, int argc, char **argv) {
     int failed = 0, num = 0;
+    for (int a = 1; a < argc; a++) {
+        size_t i = 0;
+        while (i < n && strcmp(argv[a], tests[i].name) != 0) i++;
+        if (i == n) {
+            fprintf(stderr, "%s: no case named '%s' (cases:", argv[0], argv[a]);
+            for (i = 0; i < n; i++) fprintf(stderr, " %s", tests[i].name);
+            fprintf(stderr, ")\n");
+            return 2;
+        }
+    }
     for (size_t i = 0; i < n; i++) {
         if (argc > 1) {
             int want = 0;
