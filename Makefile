@@ -95,7 +95,8 @@ endif
 # carried tree + bundle must fit 64 MiB (every binary shares lib/libsf.so, above; sf-view, for
 # tests/gpu/live.sh, brings GnuTLS in through libmicrohttpd: ~3 MiB packed). Elsewhere `all` is
 # everything; $(ALL_EMU) collects the emulation tests.
-GPU_CHECK_TESTS := test_conv_plans test_cuda_glue test_cuda_graphs_gpu test_cuda_kernels test_dit_cuda test_hopper_gpu test_sdpa_plans \
+GPU_CHECK_TESTS := test_conv_plans test_cuda_glue test_cuda_graphs_gpu test_cuda_kernels test_dit_cuda test_dit_cuda_shapes \
+                   test_hopper_gpu test_sdpa_plans \
                    test_t5_cuda test_t5_glue_gpu test_tap_mass_gpu test_vae_cuda test_vae_glue
 ifeq ($(GPU_BUNDLE),1)
   ALL_EMU := gpu-bundle-skips
@@ -191,6 +192,8 @@ endef
 #   test_cuda_graphs / test_cuda_graphs_gpu  CUDA graphs: capture, launch, update, invalidation
 #   test_emu_self                    the emulation's own rules (emu_selftest.cu), emulated only
 #   test_dit_emu                     test_dit_cuda.c: the whole CUDA DiT forward (dit_cuda.c) on the host
+#   test_dit_shapes_emu              test_dit_cuda_shapes.c: the same forward against the CPU DiT on other
+#                                    model shapes (head dims, ffn / text dims, odd tokens a frame, rolling)
 #   test_t5_glue / test_t5_glue_gpu  the umT5 encoder's kernels; test_t5_emu: test_t5_cuda.c, the whole
 #                                    GPU encoder
 #   test_vae_emu                     test_vae_cuda.c: the GPU VAE decoder against the goldens, cuBLASLt
@@ -201,9 +204,9 @@ endef
 #   test_tap_mass / test_tap_mass_gpu  the attention-tap aggregates and the fused attention kernels
 #   test_sdpa_emu                    test_sdpa_plans.c's forward on the emulated cuDNN attention
 #                                    (kernels/cuda/emu/sdpa_emu.cc) against the CPU attention
-EMU_TESTS := test_cuda_emu test_cuda_graphs test_emu_self test_dit_emu test_t5_glue test_t5_emu test_vae_emu test_vae_glue_emu \
+EMU_TESTS := test_cuda_emu test_cuda_graphs test_emu_self test_dit_emu test_dit_shapes_emu test_t5_glue test_t5_emu test_vae_emu test_vae_glue_emu \
              test_hopper test_tap_mass test_sdpa_emu
-$(ALL_EMU): $(addprefix $(BUILD)/tests/,test_dit_emu test_t5_emu test_vae_emu test_vae_glue_emu test_sdpa_emu)
+$(ALL_EMU): $(addprefix $(BUILD)/tests/,test_dit_emu test_dit_shapes_emu test_t5_emu test_vae_emu test_vae_glue_emu test_sdpa_emu)
 all: $(addprefix $(BUILD)/tests/,test_cuda_glue test_cuda_graphs_gpu test_t5_glue_gpu test_hopper_gpu test_tap_mass_gpu)
 $(addprefix $(BUILD)/tests/,$(EMU_TESTS)): $(BUILD)/tests/%: $(BUILD)/obj/tests/unit/%.o $(EMU_OBJ) $(LIB)
 	$(emu_link)
@@ -226,6 +229,7 @@ $(BUILD)/obj/tests/unit/$(1).o: tests/unit/$(2).c
 	$$(CC) $$(ALL_CFLAGS) $(3) -c $$< -o $$@
 endef
 $(eval $(call twin_obj,test_dit_emu,test_dit_cuda,-DSF_TEST_EMU))
+$(eval $(call twin_obj,test_dit_shapes_emu,test_dit_cuda_shapes,-DSF_TEST_EMU))
 $(eval $(call twin_obj,test_t5_emu,test_t5_cuda,-DSF_TEST_EMU))
 $(eval $(call twin_obj,test_vae_emu,test_vae_cuda,-DSF_TEST_EMU))
 $(eval $(call twin_obj,test_vae_glue_emu,test_vae_glue,-DSF_TEST_EMU))

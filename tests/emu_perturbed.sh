@@ -38,4 +38,6 @@ one "SF_EMU_ORDER=reverse SF_EMU_ASYNC=1" test_t5_emu
 one "SF_EMU_ORDER=reverse SF_EMU_ASYNC=1" test_vae_emu
 one "SF_EMU_ORDER=reverse SF_EMU_ASYNC=1" test_dit_emu pipeline_runs_ahead prompt_switch taps_frames taps_probs_graphs \
     rolling_cache
+# the same DiT on the other model shapes (head dims, odd tokens a frame, each attention path, rolling), ~6 s
+one "SF_EMU_ORDER=reverse SF_EMU_ASYNC=1" test_dit_shapes_emu
 exit 0

@@ -282,11 +282,19 @@ sf_status sf_dit_cuda_init(sf_dit_state *st, int ordinal, sf_err *err) {
     if ((s = sf_cuda_host_alloc((void **)&g->out_pin, g->lat_n * sizeof(float), err))) goto fail;
     if ((s = sf_cuda_events_new(&g->out_ev, 1, err))) goto fail;
     sf_err e2 = {0};
-    if (getenv("SF_NO_CUDNN") || sf_sdpa_new(&g->sdpa, g->cx.stream, &e2) != SF_OK) {
+    /* cuDNN's attention takes head dims that are multiples of 8 up to 256 (sf_sdpa_shape_check); any other
+       is an argument error there (SF_E_ARG), not the refusal (SF_E_UNSUPPORTED) sf_dgpu_attend falls back
+       on, and stopped such a model at its first forward. Leave cuDNN out for it: the fused kernel or the
+       explicit path takes every head dim (test_dit_cuda_shapes head_dim_20). */
+    const int hd = c->dim / c->num_heads;
+    const int sdpa_takes = sf_sdpa_shape_check(1, 1, c->num_heads, hd, c->dim, 2 * (int64_t)c->dim, c->dim, &e2) == SF_OK;
+    if (!sdpa_takes) snprintf(e2.msg, sizeof e2.msg, "cuDNN's attention does not take head dim %d (multiples of 8 up to 256)", hd);
+    if (getenv("SF_NO_CUDNN") || !sdpa_takes || sf_sdpa_new(&g->sdpa, g->cx.stream, &e2) != SF_OK) {
         g->sdpa = NULL;
         if (!getenv("SF_NO_CUDNN"))
             sf_log(SF_LOG_WARN, "sf-denoise: %s; attention uses %s", e2.msg,
-                   g->own_attn_off ? "the explicit cuBLASLt path (slower)" : "sfpipe's fused kernel");
+                   g->own_attn_off || !sf_attn_mass_head_dim_ok(hd) ? "the explicit cuBLASLt path (slower)"
+                                                                    : "sfpipe's fused kernel");
     }
     const char *gr = getenv("SF_CUDA_GRAPHS");
     if ((!gr || strcmp(gr, "0") != 0) && (s = sf_cuda_graphs_new(&g->graphs, err))) goto fail;
