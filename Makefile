@@ -97,7 +97,8 @@ endif
 # everything; $(ALL_EMU) collects the emulation tests.
 GPU_CHECK_TESTS := test_conv_plans test_cuda_glue test_cuda_graphs_gpu test_cuda_kernels test_dit_cuda test_dit_cuda_shapes \
                    test_hopper_gpu test_sdpa_plans \
-                   test_t5_cuda test_t5_glue_gpu test_tap_mass_gpu test_vae_cuda test_vae_glue
+                   test_t5_cuda test_t5_cuda_shapes test_t5_glue_gpu test_tap_mass_gpu test_vae_cuda test_vae_cuda_shapes \
+                   test_vae_glue
 ifeq ($(GPU_BUNDLE),1)
   ALL_EMU := gpu-bundle-skips
   all: info $(PROGS) $(addprefix $(BUILD)/tests/,$(GPU_CHECK_TESTS))
@@ -196,17 +197,22 @@ endef
 #                                    model shapes (head dims, ffn / text dims, odd tokens a frame, rolling)
 #   test_t5_glue / test_t5_glue_gpu  the umT5 encoder's kernels; test_t5_emu: test_t5_cuda.c, the whole
 #                                    GPU encoder
+#   test_t5_shapes_emu               test_t5_cuda_shapes.c: the GPU encoder against the CPU one on other
+#                                    model shapes (head dims 8-128, dim_attn != dim, odd dims, buckets, dtypes)
 #   test_vae_emu                     test_vae_cuda.c: the GPU VAE decoder against the goldens, cuBLASLt
 #                                    and cuDNN conv emulated (kernels/cuda/emu/conv_emu.cc)
+#   test_vae_shapes_emu              test_vae_cuda_shapes.c: the GPU decoder against the CPU one on other
+#                                    model shapes (base dims, z dims, odd latent sizes; refusals)
 #   test_vae_glue_emu                test_vae_glue.c (the VAE's kernels vs kernels/vae_ops.h); the plain
 #                                    test_vae_glue is the same file on the real kernels
 #   test_hopper / test_hopper_gpu    the Hopper probes (kernels/cuda/hopper_probe.cu; check.sh part attn)
 #   test_tap_mass / test_tap_mass_gpu  the attention-tap aggregates and the fused attention kernels
 #   test_sdpa_emu                    test_sdpa_plans.c's forward on the emulated cuDNN attention
 #                                    (kernels/cuda/emu/sdpa_emu.cc) against the CPU attention
-EMU_TESTS := test_cuda_emu test_cuda_graphs test_emu_self test_dit_emu test_dit_shapes_emu test_t5_glue test_t5_emu test_vae_emu test_vae_glue_emu \
-             test_hopper test_tap_mass test_sdpa_emu
-$(ALL_EMU): $(addprefix $(BUILD)/tests/,test_dit_emu test_dit_shapes_emu test_t5_emu test_vae_emu test_vae_glue_emu test_sdpa_emu)
+EMU_TESTS := test_cuda_emu test_cuda_graphs test_emu_self test_dit_emu test_dit_shapes_emu test_t5_glue test_t5_emu test_t5_shapes_emu \
+             test_vae_emu test_vae_shapes_emu test_vae_glue_emu test_hopper test_tap_mass test_sdpa_emu
+$(ALL_EMU): $(addprefix $(BUILD)/tests/,test_dit_emu test_dit_shapes_emu test_t5_emu test_t5_shapes_emu test_vae_emu \
+                                        test_vae_shapes_emu test_vae_glue_emu test_sdpa_emu)
 all: $(addprefix $(BUILD)/tests/,test_cuda_glue test_cuda_graphs_gpu test_t5_glue_gpu test_hopper_gpu test_tap_mass_gpu)
 $(addprefix $(BUILD)/tests/,$(EMU_TESTS)): $(BUILD)/tests/%: $(BUILD)/obj/tests/unit/%.o $(EMU_OBJ) $(LIB)
 	$(emu_link)
@@ -231,7 +237,9 @@ endef
 $(eval $(call twin_obj,test_dit_emu,test_dit_cuda,-DSF_TEST_EMU))
 $(eval $(call twin_obj,test_dit_shapes_emu,test_dit_cuda_shapes,-DSF_TEST_EMU))
 $(eval $(call twin_obj,test_t5_emu,test_t5_cuda,-DSF_TEST_EMU))
+$(eval $(call twin_obj,test_t5_shapes_emu,test_t5_cuda_shapes,-DSF_TEST_EMU))
 $(eval $(call twin_obj,test_vae_emu,test_vae_cuda,-DSF_TEST_EMU))
+$(eval $(call twin_obj,test_vae_shapes_emu,test_vae_cuda_shapes,-DSF_TEST_EMU))
 $(eval $(call twin_obj,test_vae_glue_emu,test_vae_glue,-DSF_TEST_EMU))
 $(eval $(call twin_obj,test_sdpa_emu,test_sdpa_plans,-DSF_TEST_EMU))
 $(eval $(call twin_obj,test_cuda_glue,test_cuda_emu,-DSF_TEST_GPU))

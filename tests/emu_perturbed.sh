@@ -40,4 +40,8 @@ one "SF_EMU_ORDER=reverse SF_EMU_ASYNC=1" test_dit_emu pipeline_runs_ahead promp
     rolling_cache
 # the same DiT on the other model shapes (head dims, odd tokens a frame, each attention path, rolling), ~6 s
 one "SF_EMU_ORDER=reverse SF_EMU_ASYNC=1" test_dit_shapes_emu
+# the decoder on other widths and odd latent sizes (the norm's lane groups at 3 to 48 vectors a pixel; caches
+# handed over between calls), ~15 s; the encoder's shapes add nothing here (its kernels launch the golden's
+# thread counts for every dim up to 256)
+one "SF_EMU_ORDER=reverse SF_EMU_ASYNC=1" test_vae_shapes_emu
 exit 0
