@@ -233,6 +233,9 @@ sf_status sf_vae_cuda_new(const sf_vae *v, int ordinal, sf_vae_cuda **out, sf_er
         return sf_fail(err, SF_E_UNSUPPORTED,
                        "VAE on cuda:%d: widths z %lld, top %lld, dim %lld must be multiples of 8 (cuDNN's bf16 NDHWC)",
                        ordinal, (long long)c->z_dim, (long long)c->top, (long long)c->dim);
+    if (c->top > 4096) /* the widest norm (sf_vae_rms_norm_cuda takes up to 4096 channels): said here, not at the first frame */
+        return sf_fail(err, SF_E_UNSUPPORTED, "VAE on cuda:%d: width %lld is past the GPU norm's 4096 channels", ordinal,
+                       (long long)c->top);
     plan *p = calloc(1, sizeof *p);
     sf_vae_cuda *g = calloc(1, sizeof *g);
     if (!g || !p) {

@@ -215,6 +215,22 @@ static void test_refusals(void) {
                            {"z4", 8, 4, 2, 3, 1, {1}, 0, 0},
                            {"z12", 8, 12, 2, 3, 1, {1}, 0, 0}};
     for (int i = 0; i < 3; i++) vae_refused(&c[i]);
+    /* a width past the GPU norm's 4096 channels: refused at init, not at the first frame (the copy of a small
+       model's struct with its widest width raised: the refusal comes before any weight is read) */
+    int dev = sf_test_gpu();
+    if (dev < 0) return;
+    const vae_case small = {"base8", 8, 16, 2, 3, 1, {1}, 0, 0};
+    sf_vae *v = model_make(&small);
+    if (!v) return;
+    sf_vae wide = *v;
+    wide.cfg.top = 4104;
+    sf_err err = {{0}};
+    sf_vae_cuda *g = (sf_vae_cuda *)&err; /* must come back NULL */
+    sf_status s = sf_vae_cuda_new(&wide, dev, &g, &err);
+    SF_CHECK_MSG(s == SF_E_UNSUPPORTED && g == NULL && strstr(err.msg, "4096") && !strchr(err.msg, '\n'),
+                 "width 4104: sf_vae_cuda_new gave %s, '%s'", sf_status_str(s), err.msg);
+    if (s == SF_OK) sf_vae_cuda_destroy(&g);
+    sf_vae_destroy(&v);
 }
 
 static const sf_test tests[] = {
