@@ -12,10 +12,16 @@ sf_status sf_gpu_prof_init(sf_gpu_prof *p, int cap, int n_cat, const char *const
     memset(p, 0, sizeof *p);
     if (n_cat < 1 || n_cat > SF_GPU_PROF_MAX_CAT || cap < 2)
         return sf_fail(err, SF_E_ARG, "profile: %d categories, %d events", n_cat, cap);
-    if (!(p->ev_cat = calloc((size_t)cap, sizeof(int)))) return sf_fail(err, SF_E_NOMEM, "out of memory");
+    p->ev_cat = calloc((size_t)cap, sizeof(int));
+    p->ev_flops = calloc((size_t)cap, sizeof(double));
+    if (!p->ev_cat || !p->ev_flops) {
+        free(p->ev_cat), free(p->ev_flops);
+        memset(p, 0, sizeof *p);
+        return sf_fail(err, SF_E_NOMEM, "out of memory");
+    }
     sf_status s = sf_cuda_events_new(&p->ev, cap, err);
     if (s) {
-        free(p->ev_cat);
+        free(p->ev_cat), free(p->ev_flops);
         memset(p, 0, sizeof *p);
         return s;
     }
@@ -25,20 +31,20 @@ sf_status sf_gpu_prof_init(sf_gpu_prof *p, int cap, int n_cat, const char *const
 
 void sf_gpu_prof_free(sf_gpu_prof *p) {
     if (p->ev) sf_cuda_events_free(p->ev, p->cap_ev);
-    free(p->ev_cat);
+    free(p->ev_cat), free(p->ev_flops);
     memset(p, 0, sizeof *p);
 }
 
 void sf_gpu_prof_mark(sf_gpu_prof *p, const sf_cuda_ctx *cx, int cat) {
     if (!p->ev || p->n_ev >= p->cap_ev) return;
     sf_err e = {{0}};
-    if (sf_cuda_event_record(cx, p->ev, p->n_ev, &e) == SF_OK) p->ev_cat[p->n_ev++] = cat;
+    if (sf_cuda_event_record(cx, p->ev, p->n_ev, &e) == SF_OK) p->ev_cat[p->n_ev] = cat, p->ev_flops[p->n_ev++] = 0;
 }
 
 void sf_gpu_prof_mark_flops(sf_gpu_prof *p, const sf_cuda_ctx *cx, int cat, double flops) {
     int n = p->n_ev;
     sf_gpu_prof_mark(p, cx, cat);
-    if (p->n_ev > n) p->flops[cat] += flops;
+    if (p->n_ev > n) p->ev_flops[n] = flops;
 }
 
 sf_status sf_gpu_prof_collect(sf_gpu_prof *p, sf_err *err) {
@@ -49,6 +55,7 @@ sf_status sf_gpu_prof_collect(sf_gpu_prof *p, sf_err *err) {
         if (s) return s;
         p->ms[p->ev_cat[i]] += ms;
     }
+    for (int i = 0; i < p->n_ev; i++) p->flops[p->ev_cat[i]] += p->ev_flops[i];
     p->n_ev = 0;
     p->runs++;
     return SF_OK;

@@ -14,6 +14,8 @@
 typedef struct sf_gpu_prof {
     void *ev;                         /* NULL: profiling off (every call is a no-op) */
     int n_ev, cap_ev, *ev_cat;
+    double *ev_flops;                 /* the FLOPs of each recorded event's op, added at collect (an abandoned
+                                         run, n_ev set back to 0, counts none) */
     int n_cat, runs;
     const char *const *names;         /* n_cat category names (borrowed) */
     double ms[SF_GPU_PROF_MAX_CAT];   /* summed over runs */
@@ -26,7 +28,8 @@ void sf_gpu_prof_free(sf_gpu_prof *p);
 /* An event before the next op, of category cat (dropped when the run has used all cap events). */
 void sf_gpu_prof_mark(sf_gpu_prof *p, const sf_cuda_ctx *cx, int cat);
 /* The same for an op of known arithmetic (a GEMM: 2·M·N·K; attention: 4·Lq·Lk·heads·head_dim), so
- * the category's achieved rate can be reported; counted only when the event is recorded. */
+ * the category's achieved rate can be reported; counted only when the event is recorded and its run
+ * collected. */
 void sf_gpu_prof_mark_flops(sf_gpu_prof *p, const sf_cuda_ctx *cx, int cat, double flops);
 /* End of a run: wait for its events and add their intervals to the categories. */
 sf_status sf_gpu_prof_collect(sf_gpu_prof *p, sf_err *err);

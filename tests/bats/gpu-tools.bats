@@ -217,18 +217,19 @@ run  bench_attn (~60 s)
 run  san_attn (~150 s)
 this call: ~285 s (no budget)"
     # SF_CHECK_UNITS=next: what the machine's last call left (fixed in advance: the machine stays warm ~30 s);
-    # the A/Bs bring the default figures they are measured against (bench) into their call
+    # the A/Bs bring the default figures they are measured against (bench) into their call, and follow it at
+    # once (the units between would take the time they were planned for)
     echo "ab,probes" >"$BATS_TEST_TMPDIR/next"
     SF_CHECK_DRY=1 SF_CHECK_NEXT_FILE="$BATS_TEST_TMPDIR/next" SF_CHECK_UNITS=next run -0 bash "$C"
     assert_output "run  bench (~100 s)
-run  probes (~30 s)
 run  ab (~170 s)
+run  probes (~30 s)
 this call: ~300 s of a 540 s budget"
     # ab never runs without its baseline: bench left for the next call takes ab with it
     SF_CHECK_DRY=1 SF_CHECK_BUDGET=90 SF_CHECK_UNITS=ab,probes run -0 bash "$C"
     assert_output "next bench (only the baseline of ab: ~270 s with one of them, 90 s left)
-run  probes (~30 s)
 next ab (its baseline, bench, is left for the next call)
+run  probes (~30 s)
 this call: ~30 s of a 90 s budget
 next call: SF_CHECK_UNITS=bench,ab bash tests/gpu/check.sh (~270 s)"
     # a bench there only as a baseline runs only when one of its partners fits beside it: a second call of
@@ -236,9 +237,15 @@ next call: SF_CHECK_UNITS=bench,ab bash tests/gpu/check.sh (~270 s)"
     echo "taps,probes,bench_attn,ab,attn_videos,tests,san_attn,san_tests" >"$BATS_TEST_TMPDIR/next2"
     SF_CHECK_DRY=1 SF_CHECK_NEXT_FILE="$BATS_TEST_TMPDIR/next2" SF_CHECK_UNITS=next SF_CHECK_BUDGET=190 run -0 bash "$C"
     assert_line --index 0 "next bench (only the baseline of ab: ~270 s with one of them, 190 s left)"
-    assert_line --index 1 "run  taps (~135 s)"
-    assert_line --index 2 "run  probes (~30 s)"
-    assert_line "next ab (its baseline, bench, is left for the next call)"
+    assert_line --index 1 "next ab (its baseline, bench, is left for the next call)"
+    assert_line --index 2 "run  taps (~135 s)"
+    assert_line --index 3 "run  probes (~30 s)"
+    # and with the time for the pair, ab follows its bench at once, before the units between them in the
+    # usual order (which would otherwise take ab's time, bench then measured for nothing)
+    SF_CHECK_DRY=1 SF_CHECK_NEXT_FILE="$BATS_TEST_TMPDIR/next2" SF_CHECK_UNITS=next SF_CHECK_BUDGET=400 run -0 bash "$C"
+    assert_line --index 0 "run  bench (~100 s)"
+    assert_line --index 1 "run  ab (~170 s)"
+    assert_line --index 2 "next taps (~135 s: 130 s of the budget left)"
     printf 'bench,ref,taps\nbench: baseline only\n' >"$BATS_TEST_TMPDIR/next3"
     SF_CHECK_DRY=1 SF_CHECK_NEXT_FILE="$BATS_TEST_TMPDIR/next3" SF_CHECK_UNITS=next SF_CHECK_BUDGET=190 run -0 bash "$C"
     assert_output "next bench (only the baseline of ref: ~220 s with one of them, 190 s left)

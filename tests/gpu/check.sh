@@ -42,7 +42,8 @@
 #   san_tests    compute-sanitizer memcheck on the goldens end to end, racecheck on the kernels
 # Choosing: SF_CHECK_UNITS=LIST (units), or SF_CHECK_ONLY=LIST of the older parts — attn (probes,
 # dit_paths, bench_attn, san_attn), tests (the same + tests, san_tests), bench (bench, ab; SF_CHECK_AB=0:
-# bench alone), taps (taps, attn_videos), e2e, ref; default every unit. Order is always the one above.
+# bench alone), taps (taps, attn_videos), e2e, ref; default every unit. Order is always the one above,
+# but for a bench that is only the baseline of ab / ref: its partners follow it at once.
 # Everything lands in $OUT (at most 8 files come back): summary.txt, report.txt, bench.txt,
 # ref_bench.json, gpu.txt, logs.tar.gz (every log whole), table.md (issue 13's figures, measured / target, beside the reference; issue
 # 14's tap overheads; issue 15's live figures). A step that fails prints enough to fix it blind.
@@ -106,6 +107,19 @@ for u in $req; do est_of "$u" >/dev/null || { echo "check.sh: unknown unit '$u' 
 # the A/Bs are measured against the default figures of the same call: ab brings bench
 [[ " $req " == *" ab "* ]] && [[ " $req " != *" bench "* ]] && req="$req bench" && pair_bench=1
 for u in $UNITS_ALL; do [[ " $req " == *" $u "* ]] && chosen="$chosen $u"; done
+# a bench that is only a baseline is followed at once by its partners (the reference, the A/Bs): the units
+# between would otherwise take the time its partner was planned for, and the bench would be run for nothing
+if [ "$pair_bench" = 1 ]; then
+    order=""
+    for u in $chosen; do
+        case $u in
+        ab | ref) ;;
+        bench) order="$order bench"; for x in ref ab; do [[ " $chosen " == *" $x "* ]] && order="$order $x"; done ;;
+        *) order="$order $u" ;;
+        esac
+    done
+    chosen=$order
+fi
 BUDGET=${SF_CHECK_BUDGET:-540}
 [[ "$BUDGET" =~ ^[0-9]+$ ]] || { echo "check.sh: SF_CHECK_BUDGET must be whole seconds (0: no budget)" >&2; exit 2; }
 
@@ -153,6 +167,8 @@ fail=0
 setup_device() {
     OUT=${OUT:-$ROOT/gpu-out}
     G=${SF_GPU_DIR:-/tmp/sfgpu}
+    MARK=/tmp/sf-check-start.$$ # logs(): what this call wrote
+    touch -d '-1 second' "$MARK"
     mkdir -p "$OUT" "$G"
     exec > >(tee "$OUT/report.txt") 2>&1
     TEE_PID=$!
@@ -317,7 +333,12 @@ u_ref() { # the reference PyTorch bench, same call, same card; its deadline is w
     [ "$dl" -lt 200 ] && extra=(--reserve-s 60 --t5-reserve-s 25) # its DiT extras leave the VAE and umT5 their turn
     echo "== reference PyTorch bench (same call, same card; deadline $dl s)"
     rm -rf /tmp/ref # a failure must not bring an earlier call's JSON
-    PYTHONUNBUFFERED=1 LD_LIBRARY_PATH="$SF_LD0" timeout -s INT -k 20 $((dl + 40)) python3 .ref/ref_bench.py --ref .ref --out /tmp/ref \
+    # a stage that overruns the deadline is stopped (SIGINT: the JSON so far is written) 40 s after it, 15 s
+    # when e2e follows (ref_deadline left e2e its share, which a longer grace would eat), killed 10 s later:
+    # always before the unit's watchdog (left + 40 s)
+    local grace=40
+    [[ " $rest " == *" e2e "* ]] && grace=15
+    PYTHONUNBUFFERED=1 LD_LIBRARY_PATH="$SF_LD0" timeout -s INT -k 10 $((dl + grace)) python3 .ref/ref_bench.py --ref .ref --out /tmp/ref \
         --stages "${SF_REF_STAGES:-dit,vae,t5,kprof}" --deadline-s "$dl" "${extra[@]}" >/tmp/sf-ref.log 2>&1
     rc=$?
     tail -n 25 /tmp/sf-ref.log
@@ -551,7 +572,10 @@ pair_need() {
 # run_unit U: u_U under a watchdog — the budget is checked between units, and a unit that hangs past what is
 # left of it (+ 40 s: the 600 s call still ends with its table and summary) is stopped with everything it
 # started, and counts as failed
-killtree() { local c; for c in $(pgrep -P "$1" 2>/dev/null); do killtree "$c"; done; kill -KILL "$1" 2>/dev/null; }
+# (each process stopped before its children are listed, so that none forks a new one meanwhile; children from
+# /proc/PID/stat's ppid field, as u_e2e finds its session's: the device image may have no pgrep)
+children() { local p; for p in /proc/[0-9]*; do [ "$(sed 's/.*) //' "$p/stat" 2>/dev/null | cut -d' ' -f2)" = "$1" ] && echo "${p#/proc/}"; done; }
+killtree() { local c; kill -STOP "$1" 2>/dev/null; for c in $(children "$1"); do killtree "$c"; done; kill -KILL "$1" 2>/dev/null; }
 run_unit() {
     local cap pid t0=$SECONDS
     cap=$(($(left) + 40))
@@ -569,12 +593,21 @@ run_unit() {
     done
     wait "$pid" 2>/dev/null
     [ "$(cat /tmp/sf-unit.fail 2>/dev/null)" = 0 ] || fail=1
+    # what the reference saved before any stop (ref_bench.py rewrites its JSON after every stage)
+    [ "$1" = ref ] && [ -s /tmp/ref/ref_bench.json ] && cp /tmp/ref/ref_bench.json "$OUT/" 2>/dev/null
+    return 0
 }
-# every log this call wrote, whole (the report has most of them only in part), as one file that comes back
+# every log this call wrote (newer than its start: a warm machine keeps an earlier call's), whole up to its
+# last 2 MiB (the report has most of them only in part), as one file that comes back; the archive is
+# replaced only by a complete one
 logs() {
-    tar -czf /tmp/sf-logs.tgz --ignore-failed-read -C /tmp $(cd /tmp && ls -d sf-*.log sf-e2e/*.log sf-e2e/trace-* \
-        sf-e2e/mem-*.txt sf-e2e/summary.txt sf-e2e/live.err f4/*.log 2>/dev/null) 2>/dev/null &&
-        head -c 8M /tmp/sf-logs.tgz >"$OUT/logs.tar.gz"
+    local d=/tmp/sf-logs-stage f
+    rm -rf "$d" && mkdir -p "$d/sf-e2e" "$d/f4"
+    for f in /tmp/sf-*.log /tmp/sf-e2e/*.log /tmp/sf-e2e/trace-* /tmp/sf-e2e/mem-*.txt /tmp/sf-e2e/summary.txt \
+        /tmp/sf-e2e/live.err /tmp/f4/*.log; do
+        [ -f "$f" ] && [ "$f" -nt "$MARK" ] && tail -c 2M "$f" >"$d/${f#/tmp/}"
+    done
+    tar -czf /tmp/sf-logs.tgz -C "$d" . 2>/dev/null && mv /tmp/sf-logs.tgz "$OUT/logs.tar.gz"
 }
 rest=$chosen
 for u in $chosen; do
@@ -630,6 +663,7 @@ echo "== the real-time table (tests/gpu/table.py)"
 cat "$OUT/table.md"
 echo "== summary (logs in $OUT)"
 cat "$S"
+[ -n "$ran" ] || { fail=1; echo "no unit fitted the budget: nothing was checked"; }
 [ $fail -eq 0 ] && echo "GPU CHECK PASSED" || echo "GPU CHECK FAILED"
 # report.txt is written by a tee of this script's output: close it and let the tee finish before $OUT is taken
 # (at most 10 s: a leftover process still holding the output must not hold the call)

@@ -61,6 +61,8 @@ fail() {
     rm -rf "$W"
     exit 1
 }
+# stopped from outside (e2e.sh's timeout sends TERM): said, the run stopped and its log kept, as on a failure
+trap 'fail "stopped by a signal (a timeout around live.sh)"' TERM HUP
 started=
 for _ in $(seq $((wait_s * 10))); do
     kill -0 "$pid" 2>/dev/null || fail "the run exited before any frame"

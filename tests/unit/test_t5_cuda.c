@@ -22,6 +22,7 @@
 #include "device.h"
 #include "stages/encode/encode.h"
 #include "stages/encode/t5_cuda.h"
+#include "gpu_host.h"
 
 #include <unistd.h>
 
@@ -337,6 +338,24 @@ static void test_profile(void) {
     SF_CHECK_MSG(sf_test_prof_gflop(buf, "copies") < 0, "copies count arithmetic: %s", buf);
     sf_t5_cuda_profile_reset(g);
     SF_CHECK(!sf_t5_cuda_profile(g, buf, sizeof buf));
+    /* the profile itself (common/gpu_host.c): a run abandoned midway (an encode that failed after some of its
+       products were marked; the next run sets n_ev back to 0) counts none of its arithmetic */
+    sf_cuda_ctx cx;
+    static const char *const cat[2] = {"products", "rest"};
+    sf_gpu_prof p;
+    SF_CHECK_OK(sf_cuda_ctx_init(&cx, dev, &err), &err);
+    SF_CHECK_OK(sf_gpu_prof_init(&p, 8, 2, cat, &err), &err);
+    sf_gpu_prof_mark_flops(&p, &cx, 0, 1e12);
+    sf_gpu_prof_mark(&p, &cx, 1);
+    p.n_ev = 0; /* abandoned */
+    sf_gpu_prof_mark_flops(&p, &cx, 0, 7e9);
+    sf_gpu_prof_mark(&p, &cx, 1);
+    SF_CHECK_OK(sf_gpu_prof_collect(&p, &err), &err);
+    SF_CHECK_MSG(p.runs == 1 && p.flops[0] == 7e9 && p.flops[1] == 0, "%d runs, %g and %g FLOPs (want 1, 7e9, 0)",
+                 p.runs, p.flops[0], p.flops[1]);
+    SF_CHECK(sf_gpu_prof_format(&p, "runs", 2, buf, sizeof buf) && sf_test_prof_gflop(buf, "products") == 7);
+    sf_gpu_prof_free(&p);
+    sf_cuda_ctx_free(&cx);
 done:
     sf_t5_cuda_destroy(&plain);
     sf_t5_cuda_destroy(&g);
