@@ -236,10 +236,13 @@ typedef struct gen_job {
     uint64_t seed;
     float perturb;
     float **scratch; /* one GEN_CHUNK buffer per worker */
+    const size_t *items; /* the parameters parallel_items runs (indices into p) */
+    int mt;              /* > 1: this item's Box–Muller transforms on mt threads (sf_rng_fill_normal_mt) */
 } gen_job;
 
-static void gen_one(void *ctx, int64_t i, int tid) {
+static void gen_one(void *ctx, int64_t item, int tid) {
     const gen_job *j = ctx;
+    const size_t i = j->items ? j->items[item] : (size_t)item;
     const sf_mk_param *q = &j->p->v[i];
     sf_tensor *t = &j->e[i].t;
     const size_t n = (size_t)sf_tensor_numel(t);
@@ -252,7 +255,7 @@ static void gen_one(void *ctx, int64_t i, int tid) {
                              (uint64_t)(j->perturb * 1e6f));
     for (size_t off = 0; off < n; off += GEN_CHUNK) {
         const size_t m = n - off < GEN_CHUNK ? n - off : GEN_CHUNK;
-        sf_rng_fill_normal(&r, buf, m, mean, std);
+        sf_rng_fill_normal_mt(&r, buf, m, mean, std, j->mt); /* the same values for any mt (rng.h) */
         if (j->perturb != 0)
             for (size_t k = 0; k < m; k++) buf[k] += j->perturb * std * (float)sf_rng_normal(&rp);
         if (t->dtype == SF_F32) memcpy((float *)t->data + off, buf, m * sizeof(float));
@@ -283,10 +286,25 @@ sf_status sf_mk_generate(const sf_mk_params *p, sf_dtype dtype, uint64_t seed, c
     if (workers > 256) workers = 256;
     for (int w = 0; w < workers; w++)
         if (!(scratch[w] = malloc(sizeof(float) * GEN_CHUNK))) { s = sf_fail(err, SF_E_NOMEM, "out of memory"); break; }
+    size_t *small = s ? NULL : malloc(sizeof(size_t) * (p->n ? p->n : 1)), n_small = 0;
+    if (!s && !small) s = sf_fail(err, SF_E_NOMEM, "out of memory");
     if (!s) {
-        gen_job j = {p, e, seed, perturb, scratch};
-        sf_parallel_items((int64_t)p->n, workers, gen_one, &j);
+        /* a parameter of a quarter of all values or more (umT5's 1 G-value embedding: ~40 % of a full model)
+           would keep one worker busy long after the others: it goes first, alone, its transforms on every
+           core; then the rest, a parameter per worker */
+        size_t total = 0;
+        for (size_t i = 0; i < p->n; i++) total += (size_t)sf_tensor_numel(&e[i].t);
+        for (size_t i = 0; i < p->n; i++) {
+            if (workers > 1 && (size_t)sf_tensor_numel(&e[i].t) * 4 >= total && sf_tensor_numel(&e[i].t) >= 8192) {
+                gen_job big = {p, e, seed, perturb, scratch, NULL, sf_cpu_count()};
+                gen_one(&big, (int64_t)i, 0);
+            } else
+                small[n_small++] = i;
+        }
+        gen_job j = {p, e, seed, perturb, scratch, small, 1};
+        sf_parallel_items((int64_t)n_small, workers, gen_one, &j);
     }
+    free(small);
     for (int w = 0; w < workers; w++) free(scratch[w]);
     if (s) goto fail;
     *entries = e;
