@@ -36,16 +36,18 @@
 #                VAE norm as it was, the VAE and umT5 profiles, GELU unfused, no CUDA graphs
 #   attn_videos  the video on sfpipe's own attention instead of cuDNN (mma.sync, wgmma, ws, ws2; profiled)
 #                and the probs taps on each kernel (explicit, wgmma, ws, ws2)
-#   tests        every CUDA test: kernels, glue, cuDNN SDPA and conv plans, the DiT / umT5 / VAE goldens,
-#                sf-decode cuda = cpu, figure4.sh --gpu_id 0 = the CPU run
+#   tests        every CUDA test: kernels, glue, cuDNN SDPA and conv plans, the DiT / umT5 / VAE goldens and
+#                the three on random models of other shapes vs the CPU, sf-decode cuda = cpu, figure4.sh
+#                --gpu_id 0 = the CPU run
 #   san_attn     compute-sanitizer on the fused attention kernels (memcheck, racecheck, synccheck)
 #   san_tests    compute-sanitizer memcheck on the goldens end to end, racecheck on the kernels
 # Choosing: SF_CHECK_UNITS=LIST (units), or SF_CHECK_ONLY=LIST of the older parts — attn (probes,
 # dit_paths, bench_attn, san_attn), tests (the same + tests, san_tests), bench (bench, ab; SF_CHECK_AB=0:
 # bench alone), taps (taps, attn_videos), e2e, ref; default every unit. Order is always the one above,
 # but for a bench that is only the baseline of ab / ref: its partners follow it at once.
+# Each unit runs under a watchdog: what the budget leaves + 40 s (a call's timeout_s must leave that).
 # Everything lands in $OUT (at most 8 files come back): summary.txt, report.txt, bench.txt,
-# ref_bench.json, gpu.txt, logs.tar.gz (every log whole), table.md (issue 13's figures, measured / target, beside the reference; issue
+# ref_bench.json, gpu.txt, logs.tar.gz (this call's logs, each up to its last 2 MiB), table.md (issue 13's figures, measured / target, beside the reference; issue
 # 14's tap overheads; issue 15's live figures). A step that fails prints enough to fix it blind.
 set -uo pipefail
 cd "$(dirname "$0")/../.." || exit 2
