@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # tests/bench/run.sh — `make bench`: every benchmark prints figures (ms, GB/s, peak RSS) and
-# ratios; nothing here passes or fails on time. SF_BENCH_FULL=1 adds the full-size runs
-# (used by tests/gpu/check.sh); SF_THREADS sets the thread count (default: all cores).
+# ratios; nothing here passes or fails on time. SF_BENCH_FULL=1 adds the full-size runs of the
+# kernel benches; SF_THREADS sets the thread count (default: all cores). On a machine with an NVIDIA
+# GPU it adds the GPU benches. The lent GPU machine cannot `make`: there, tests/gpu/check.sh runs the
+# same benches from the bundle, beside the reference in the same call, and writes issue 13's table.
 set -uo pipefail
 cd "$(dirname "$0")/../.."
 BUILD=${BUILD:-build}
