@@ -23,19 +23,31 @@
  * are counted: each case checks that the path it must take (asked for, or the fallback) ran every one.
  * A case that can no longer run a shape fails at the call that refuses it, naming the shape.
  *
+ * The taps_* cases attach the attention taps (stages/denoise/taps.h; test_dit_cuda.c holds them on the
+ * golden model only) to both states on some of these shapes and hold every capture the GPU makes to the
+ * CPU's (taps_run): frames and probs over every layer, each with and without the cross-attention's
+ * text-token mass, and the logits of one layer, every forward — the same forwards, layers, shapes and key
+ * frames (absolute, through a rolling cache's rolls and sink), the values within test_dit_cuda.c's bounds
+ * (SF_TOL_BF16_TAP). They cover the GPU taps' paths: probability masses fused with the attention for head
+ * dim 64, from the explicit attention's chunks for 48 and 96 (chunks of 7 rows across frames), the frame
+ * aggregates from per-frame means, the logits copied chunk by chunk, the aggregates delivered at the
+ * forward's end or layer by layer; on the emulation each path is counted.
+ *
  * Built twice like test_dit_cuda.c: test_dit_cuda_shapes (the real CUDA backend; SKIPs without a GPU;
  * in the GPU bundle, Makefile GPU_CHECK_TESTS) and test_dit_shapes_emu (-DSF_TEST_EMU: the CPU emulation
- * of the kernels, kernels/cuda/emu/, in every `make test`, ~5 s). */
+ * of the kernels, kernels/cuda/emu/, in every `make test`, ~15 s, two thirds of it the taps). */
 #define _POSIX_C_SOURCE 200809L
 #include "sf_test.h"
 #include "config.h"
 #include "stages/denoise/dit.h"
 #include "stages/denoise/dit_cuda.h"
+#include "stages/denoise/taps.h"
 #include "tools/mkmodel/mkmodel.h"
 #ifdef SF_TEST_EMU
 #include "cuda/emu/sf_emu.h"
 #endif
 
+#include <math.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -131,92 +143,140 @@ static void env_set(const shape_case *c, int on) {
     if (!on) unsetenv("SF_NO_CUDNN"), unsetenv("SF_NO_FUSED_ATTN"), unsetenv("SF_CUDA_UNFUSED"), unsetenv("SF_CUDA_ATTN_CHUNK");
 }
 
+/* Two states on one random model of the case's shape (model_make) — the GPU's (gs, on dev) and the CPU's
+ * (cs) — with the case's attention path asked for ($SF_* set until rig_close), taps attached when given
+ * (before sf_dit_prepare, as the pipeline does: it sizes the taps' buffers and the logits workspace by
+ * them), the GPU's prepared, and the same random text context (CTX_ROWS real rows) on both. rig_open: 1 when
+ * ready; failures are recorded. rig_close in any case. */
+typedef struct rig {
+    const shape_case *c;
+    sf_dit_config cfg;
+    sf_tfile *tf;
+    sf_dit_weights w;
+    sf_dit_state gs, cs;
+    int nb, frames[16];        /* blocks, frames in each */
+    int64_t fr;                /* latent floats a frame: in_dim·H·W */
+    float *x, *fg, *fc, *emb;  /* x and the GPU's, the CPU's flow: (MAXF, in_dim, H, W); emb: (CTX_ROWS, text_dim) */
+    uint64_t r;                /* the inputs' random stream */
+} rig;
+
+static int rig_open(rig *g, const shape_case *c, int dev, sf_taps *gt, sf_taps *ct) {
+    sf_err err = {{0}};
+    const int f0 = sf_test_failures;
+    memset(g, 0, sizeof *g);
+    g->c = c;
+    config_of(c, &g->cfg);
+    env_set(c, 1);
+    if (!model_make(&g->cfg, &g->tf, &g->w)) return 0;
+    g->nb = (c->iff ? 1 : 0) + c->blocks;
+    SF_CHECK(g->nb <= 16);
+    if (g->nb > 16) return 0;
+    for (int b = 0; b < g->nb; b++) g->frames[b] = c->iff && b == 0 ? 1 : MAXF;
+    const int total = (c->iff ? 1 : 0) + MAXF * c->blocks;
+    const int64_t cache = c->las > 0 ? c->las : total;
+    const long las = c->las > 0 ? c->las : -1;
+    g->fr = (int64_t)g->cfg.in_dim * c->lat_h * c->lat_w;
+    const size_t n = (size_t)(MAXF * g->fr);
+    g->x = malloc(sizeof(float) * n), g->fg = malloc(sizeof(float) * n), g->fc = malloc(sizeof(float) * n);
+    g->emb = malloc(sizeof(float) * CTX_ROWS * (size_t)g->cfg.text_dim);
+    SF_CHECK(g->x && g->fg && g->fc && g->emb);
+    sf_status s = sf_dit_state_init_on(&g->gs, &g->w, MAXF, c->lat_h, c->lat_w, cache, las, c->sink, 1, dev, &err);
+    SF_CHECK_OK(s, &err);
+    SF_CHECK_OK(sf_dit_state_init(&g->cs, &g->w, MAXF, c->lat_h, c->lat_w, cache, las, c->sink, 1, &err), &err);
+    if (s || !g->cs.w || sf_test_failures != f0) return 0;
+    if (gt) sf_taps_attach(gt, &g->gs), sf_taps_attach(ct, &g->cs);
+    SF_CHECK_OK(sf_dit_prepare(&g->gs, g->nb, g->frames, &err), &err);
+    g->r = 0x9E3779B97F4A7C15ull ^ (uint64_t)(c->dim * 131 + c->heads * 7 + c->lat_w);
+    for (int64_t i = 0; i < CTX_ROWS * (int64_t)g->cfg.text_dim; i++) g->emb[i] = urand(&g->r, -1.0, 1.0);
+    SF_CHECK_OK(sf_dit_set_context(&g->gs, g->emb, CTX_ROWS, &err), &err);
+    SF_CHECK_OK(sf_dit_set_context(&g->cs, g->emb, CTX_ROWS, &err), &err);
+    return sf_test_failures == f0;
+}
+
+static void rig_close(rig *g) {
+    env_set(g->c, 0);
+    sf_dit_state_free(&g->gs);
+    sf_dit_state_free(&g->cs);
+    sf_dit_weights_free(&g->w);
+    sf_tfile_destroy(&g->tf);
+    free(g->x), free(g->fg), free(g->fc), free(g->emb);
+}
+
+/* Fresh random inputs for block b's F frames from start: pass k (0: the denoising step at t = 750, 1: the
+ * refresh at t = 0, same slots); what the forward would say in a failure into nm. */
+static void rig_input(rig *g, int b, int k, int64_t start, const char *what, char *nm, size_t nn, float t[MAXF]) {
+    const int F = g->frames[b];
+    for (int64_t i = 0; i < F * g->fr; i++) g->x[i] = urand(&g->r, -2.0, 2.0);
+    for (int f = 0; f < MAXF; f++) t[f] = k ? 0.0f : 750.0f;
+    snprintf(nm, nn, "%s: block %d (%d frames from %lld) %s %s", g->c->name, b, F, (long long)start,
+             k ? "refresh" : "denoise", what);
+}
+
+/* Both states' forwards of that pass (sf_dit_forward), the GPU's flow within SF_TOL_BF16_FWD of the CPU's. */
+static void rig_forward(rig *g, int b, int k, int64_t start, const char *what) {
+    sf_err err = {{0}};
+    char nm[192];
+    float t[MAXF];
+    rig_input(g, b, k, start, what, nm, sizeof nm, t);
+    SF_CHECK_OK(sf_dit_forward(&g->gs, g->x, g->frames[b], t, start, g->fg, &err), &err);
+    SF_CHECK_OK(sf_dit_forward(&g->cs, g->x, g->frames[b], t, start, g->fc, &err), &err);
+    sf_test_rel_close(nm, g->fg, g->fc, (size_t)(g->frames[b] * g->fr), SF_TOL_BF16_FWD);
+}
+
 /* The case: GPU flows against the CPU's, block by block (see the top of the file). */
 static void shape_run(const shape_case *c) {
     const char *name = c->name;
     int dev = sf_test_gpu();
     if (dev < 0) return;
     sf_err err = {{0}};
-    sf_dit_config cfg;
-    config_of(c, &cfg);
-    sf_tfile *tf = NULL;
-    sf_dit_weights w;
-    memset(&w, 0, sizeof w);
-    if (!model_make(&cfg, &tf, &w)) {
-        sf_tfile_destroy(&tf);
-        return;
-    }
-    const int nb = (c->iff ? 1 : 0) + c->blocks, total = (c->iff ? 1 : 0) + MAXF * c->blocks;
-    int frames[16];
-    SF_CHECK(nb <= 16);
-    if (nb > 16) return;
-    for (int b = 0; b < nb; b++) frames[b] = c->iff && b == 0 ? 1 : MAXF;
-    const int64_t cache = c->las > 0 ? c->las : total;
-    const long las = c->las > 0 ? c->las : -1;
-    const int64_t fr = (int64_t)cfg.in_dim * c->lat_h * c->lat_w, n = MAXF * fr;
-    float *x = malloc(sizeof(float) * (size_t)n), *fg = malloc(sizeof(float) * (size_t)n),
-          *fc = malloc(sizeof(float) * (size_t)n), *emb = malloc(sizeof(float) * CTX_ROWS * (size_t)cfg.text_dim);
-    sf_dit_state gs, cs;
-    memset(&gs, 0, sizeof gs), memset(&cs, 0, sizeof cs);
-    env_set(c, 1);
+    rig g;
 #ifdef SF_TEST_EMU
     const unsigned long long q0 = sf_emu_sdpa_calls(), f0 = sf_emu_kernel_launches("attn_plain");
 #endif
-    sf_status s = sf_dit_state_init_on(&gs, &w, MAXF, c->lat_h, c->lat_w, cache, las, c->sink, 1, dev, &err);
-    SF_CHECK_OK(s, &err);
-    SF_CHECK_OK(sf_dit_state_init(&cs, &w, MAXF, c->lat_h, c->lat_w, cache, las, c->sink, 1, &err), &err);
-    uint64_t r = 0x9E3779B97F4A7C15ull ^ (uint64_t)(c->dim * 131 + c->heads * 7 + c->lat_w);
     long long attns = 0; /* attentions the GPU ran: self + cross in each layer of each forward */
-    if (!s && x && fg && fc && emb && cs.w) {
-        SF_CHECK_OK(sf_dit_prepare(&gs, nb, frames, &err), &err);
-        for (int64_t i = 0; i < CTX_ROWS * (int64_t)cfg.text_dim; i++) emb[i] = urand(&r, -1.0, 1.0);
-        SF_CHECK_OK(sf_dit_set_context(&gs, emb, CTX_ROWS, &err), &err);
-        SF_CHECK_OK(sf_dit_set_context(&cs, emb, CTX_ROWS, &err), &err);
+    if (rig_open(&g, c, dev, NULL, NULL)) {
+        const int nb = g.nb, nl = g.cfg.num_layers;
         int64_t start = 0;
         for (int b = 0; b < nb && !sf_test_failures; b++) {
-            const int F = frames[b];
+            const int F = g.frames[b];
             for (int k = 0; k < 2; k++) { /* a denoising step, then the refresh at t = 0 (same slots) */
-                for (int64_t i = 0; i < F * fr; i++) x[i] = urand(&r, -2.0, 2.0);
-                const float t[MAXF] = {k ? 0.0f : 750.0f, k ? 0.0f : 750.0f, k ? 0.0f : 750.0f};
-                char nm[160];
-                snprintf(nm, sizeof nm, "%s: block %d (%d frames from %lld) %s %s", name, b, F, (long long)start,
-                         k ? "refresh" : "denoise", c->slots ? "flow (from x0)" : "flow");
                 if (!c->slots) {
-                    SF_CHECK_OK(sf_dit_forward(&gs, x, F, t, start, fg, &err), &err);
-                    SF_CHECK_OK(sf_dit_forward(&cs, x, F, t, start, fc, &err), &err);
-                    attns += 2LL * cfg.num_layers;
-                    sf_test_rel_close(nm, fg, fc, (size_t)(F * fr), SF_TOL_BF16_FWD);
+                    rig_forward(&g, b, k, start, "flow");
+                    attns += 2LL * nl;
                     continue;
                 }
                 /* the sampling loop's calls: x in the device slot, the denoising forward with flow → x0 on
                    the device (the flow recovered from it, (x − x0)/σ, f32: far below the bound), the refresh
                    writing only the cache — checked through the next blocks' forwards */
+                char nm[192];
+                float t[MAXF];
+                rig_input(&g, b, k, start, "flow (from x0)", nm, sizeof nm, t);
                 for (int m = 0; m < 2; m++) {
-                    sf_dit_state *st = m ? &cs : &gs;
-                    SF_CHECK_OK(sf_dit_lat_put(st, SF_LAT_X, x, F * fr, &err), &err);
+                    sf_dit_state *st = m ? &g.cs : &g.gs;
+                    SF_CHECK_OK(sf_dit_lat_put(st, SF_LAT_X, g.x, F * g.fr, &err), &err);
                     if (k) SF_CHECK_OK(sf_dit_refresh(st, F, t, start, &err), &err);
                     else {
-                        float *out = m ? fc : fg;
+                        float *out = m ? g.fc : g.fg;
                         SF_CHECK_OK(sf_dit_denoise(st, F, t, start, 0.75, SF_LAT_X0, &err), &err);
-                        SF_CHECK_OK(sf_dit_lat_get(st, SF_LAT_X0, out, F * fr, &err), &err);
-                        for (int64_t i = 0; i < F * fr; i++) out[i] = (float)(((double)x[i] - out[i]) / 0.75);
+                        SF_CHECK_OK(sf_dit_lat_get(st, SF_LAT_X0, out, F * g.fr, &err), &err);
+                        for (int64_t i = 0; i < F * g.fr; i++) out[i] = (float)(((double)g.x[i] - out[i]) / 0.75);
                     }
                 }
                 /* the refresh's last layer stops after its K/V (sf_dit_kv_only_layer): no attention there */
-                attns += 2LL * (k ? cfg.num_layers - 1 : cfg.num_layers);
-                if (!k) sf_test_rel_close(nm, fg, fc, (size_t)(F * fr), SF_TOL_BF16_FWD);
+                attns += 2LL * (k ? nl - 1 : nl);
+                if (!k) sf_test_rel_close(nm, g.fg, g.fc, (size_t)(F * g.fr), SF_TOL_BF16_FWD);
             }
             start += F;
         }
         if (sf_test_failures) goto done; /* the first failure says it; the counts below would only echo it */
-        SF_CHECK_MSG(gs.local_end == cs.local_end && gs.global_end == cs.global_end,
-                     "%s: cache ends GPU %lld/%lld, CPU %lld/%lld", name, (long long)gs.local_end,
-                     (long long)gs.global_end, (long long)cs.local_end, (long long)cs.global_end);
+        SF_CHECK_MSG(g.gs.local_end == g.cs.local_end && g.gs.global_end == g.cs.global_end,
+                     "%s: cache ends GPU %lld/%lld, CPU %lld/%lld", name, (long long)g.gs.local_end,
+                     (long long)g.gs.global_end, (long long)g.cs.local_end, (long long)g.cs.global_end);
         /* CUDA graphs: sf_dit_prepare readied every shape, so every forward is one. On a GPU a library may
            load on a plan's first execution, inside the capture of a shape's first forward: then at most
            one failed capture per block's shape, that forward run directly (test_dit_cuda `graphs`) */
         sf_cuda_graph_stats gst;
-        sf_dit_cuda_graph_stats(&gs, &gst);
+        sf_dit_cuda_graph_stats(&g.gs, &gst);
 #ifdef SF_TEST_EMU
         const int graphs_ok = gst.failed == 0 && gst.launches == 2LL * nb;
 #else
@@ -234,21 +294,213 @@ static void shape_run(const shape_case *c) {
 #endif
     }
 done:
-    env_set(c, 0);
-    sf_dit_state_free(&gs);
-    sf_dit_state_free(&cs);
-    sf_dit_weights_free(&w);
-    sf_tfile_destroy(&tf);
-    free(x), free(fg), free(fc), free(emb);
+    rig_close(&g);
+}
+
+/* ---------------------------------------------------------------- attention taps */
+
+/* A tap run: the mode, with the cross-attention's text-token mass or not, every layer or one. */
+typedef struct tap_spec {
+    sf_tap_mode mode;
+    int cross; /* --tap-cross */
+    int layer; /* < 0: every layer (--layer_indices all); else that one */
+} tap_spec;
+
+static const char *mode_name(sf_tap_mode m) {
+    return m == SF_TAP_LOGITS ? "logits" : m == SF_TAP_FRAMES ? "frames" : "probs";
+}
+
+/* Capture a (GPU) against b (CPU), one tensor each, within test_dit_cuda.c's bounds for the same
+ * comparisons: SF_TOL_BF16_TAP of the tensor's max for the f16 logits and the masses; each mass row a
+ * distribution over its key frames (self) or real tokens (cross) within 1e-5, and the log-sum-exp statistics
+ * within SF_TOL_BF16_TAP·(1 + |ref|). The frame aggregates (mean logits) within SF_TOL_BF16_TAP of scale,
+ * the largest of the layer's aggregates in the run (frames_scale): a block of one frame has one aggregate a
+ * head, and a mean of logits can cancel to near 0 (head_dim_48_rolling's first frame, refreshed: max|ref|
+ * 0.094 where layer 0's reach 1.02), where the bf16 logits' error (0.0046 there, on the emulation) is 4.8 %
+ * of the tensor's own max. 1 when all hold. */
+static int cap_close(const char *nm, const sf_tap_capture *a, const sf_tap_capture *b, double scale) {
+    const int f0 = sf_test_failures;
+    const int64_t QF = a->Lq / a->frame_tokens, NG = a->Lk / a->frame_tokens;
+    if (b->logits) { /* f16, both: the GPU's converted on the device, the CPU's from its f32 logits */
+        const size_t n = (size_t)a->heads * (size_t)a->Lq * (size_t)a->Lk;
+        float *x = malloc(sizeof(float) * n), *y = malloc(sizeof(float) * n);
+        SF_CHECK_MSG(a->logits != NULL, "%s: the GPU kept no logits", nm);
+        SF_CHECK(x && y);
+        if (sf_test_failures == f0) {
+            for (size_t i = 0; i < n; i++)
+                x[i] = sf_f16_to_f32(a->logits[i]), y[i] = sf_f16_to_f32(b->logits[i]);
+            sf_test_rel_close(nm, x, y, n, SF_TOL_BF16_TAP);
+        }
+        free(x), free(y);
+        return sf_test_failures == f0;
+    }
+    SF_CHECK_MSG(a->frames != NULL && (a->stats != NULL) == (b->stats != NULL), "%s: the GPU's capture has %s", nm,
+                 !a->frames ? "no aggregate" : a->stats ? "statistics (the CPU's none)" : "no statistics");
+    if (sf_test_failures != f0) return 0;
+    if (b->stats) sf_test_rel_close(nm, a->frames, b->frames, (size_t)(a->heads * QF * NG), SF_TOL_BF16_TAP);
+    else sf_test_max_close(nm, a->frames, b->frames, (size_t)(a->heads * QF * NG), 0, SF_TOL_BF16_TAP * scale);
+    for (int64_t k = 0; b->stats && k < a->heads * QF && sf_test_failures == f0; k++) { /* probs / cross */
+        double sum = 0;
+        for (int64_t g = 0; g < NG; g++) sum += a->frames[k * NG + g];
+        SF_CHECK_MSG(fabs(sum - 1) < 1e-5, "%s row %lld sums to %.8f", nm, (long long)k, sum);
+        for (int j = 0; j < SF_TAP_NSTATS; j++) {
+            float x = a->stats[k * SF_TAP_NSTATS + j], y = b->stats[k * SF_TAP_NSTATS + j];
+            SF_CHECK_MSG(fabsf(x - y) <= SF_TOL_BF16_TAP * (1 + fabsf(y)), "%s row %lld stats[%d]: %g vs %g", nm,
+                         (long long)k, j, x, y);
+        }
+    }
+    return sf_test_failures == f0;
+}
+
+/* Frames mode: the largest |aggregate| of the CPU's self-attention captures of layer l (cap_close). */
+static double frames_scale(const sf_taps *ct, int l) {
+    double m = 0;
+    for (size_t i = 0; i < ct->n_caps; i++) {
+        const sf_tap_capture *c = &ct->caps[i];
+        const size_t n = (size_t)(c->heads * (c->Lq / c->frame_tokens) * (c->Lk / c->frame_tokens));
+        const double x = c->layer == l && !c->cross && c->frames && !c->stats ? sf_test_maxabs(c->frames, n) : 0;
+        m = x > m ? x : m;
+    }
+    return m;
+}
+
+/* Every capture the GPU kept (gt) against the CPU's (ct), in the CPU's order: the same forward, layer, kind
+ * (self / cross) and shape, for the self-attention the same absolute frame in every key slot (a rolling
+ * cache's sink and rolled frames), then the values (cap_close). Says at most 6 bad captures. */
+static void caps_compare(const char *name, const sf_taps *gt, const sf_taps *ct) {
+    int bad = 0;
+    for (size_t i = 0; i < gt->n_caps && i < ct->n_caps && bad < 6; i++) {
+        const sf_tap_capture *a = &gt->caps[i], *b = &ct->caps[i];
+        char nm[192];
+        const char *kind = b->cross ? "cross" : ct->mode == SF_TAP_LOGITS ? "taps" : mode_name(ct->mode);
+        snprintf(nm, sizeof nm, "%s: %s.L%d.b%d.s%d", name, kind, b->layer, b->block, b->step);
+        const int same = a->layer == b->layer && a->block == b->block && a->step == b->step && a->cross == b->cross &&
+                         a->start_frame == b->start_frame && a->heads == b->heads && a->Lq == b->Lq && a->Lk == b->Lk &&
+                         a->frame_tokens == b->frame_tokens && a->n_real == b->n_real;
+        SF_CHECK_MSG(same, "%s (capture %zu): GPU L%d b%d s%d %s from %lld, %d×%lld×%lld (%lld real), CPU L%d b%d "
+                     "s%d %s from %lld, %d×%lld×%lld (%lld real)", nm, i, a->layer, a->block, a->step,
+                     a->cross ? "cross" : "self", (long long)a->start_frame, a->heads, (long long)a->Lq,
+                     (long long)a->Lk, (long long)a->n_real, b->layer, b->block, b->step, b->cross ? "cross" : "self",
+                     (long long)b->start_frame, b->heads, (long long)b->Lq, (long long)b->Lk, (long long)b->n_real);
+        const int64_t nf = b->cross ? 0 : b->Lk / b->frame_tokens;
+        int64_t f = 0;
+        while (same && a->key_frames && f < nf && a->key_frames[f] == b->key_frames[f]) f++;
+        SF_CHECK_MSG(!same || f == nf, "%s: key slot %lld holds frame %lld on the GPU, %lld on the CPU", nm,
+                     (long long)f, a->key_frames ? (long long)a->key_frames[f] : -1LL, (long long)b->key_frames[f]);
+        bad += !(same && f == nf && cap_close(nm, a, b, frames_scale(ct, b->layer)));
+    }
+}
+
+#ifdef SF_TEST_EMU
+/* The emulation's counts of the kernels that tell the taps' paths apart. */
+typedef struct path_counts {
+    unsigned long long fused_mass; /* attn_mass.cu with key groups: the attention and its masses in one pass */
+    unsigned long long mass_rows;  /* tap_mass.cu: the masses from an explicit attention chunk's logits */
+    unsigned long long frame_aggs; /* frames mode: the aggregate from per-frame means, on the device */
+} path_counts;
+static path_counts path_counts_now(void) {
+    path_counts p = {sf_emu_kernel_launches("attn_mass_groups"), sf_emu_kernel_launches("tap_row_mass"),
+                     sf_emu_kernel_launches("frame_logit_means")};
+    return p;
+}
+
+/* The paths a tap run's forwards took on the GPU (counted since p0): probability masses fused with the
+ * attention for every tapped self-attention when the head dim is the fused kernel's (16/32/64/128) and the
+ * case's path allows it, else none fused and at least a chunk of explicit masses each; at least one chunk
+ * of explicit masses for each cross-attention tap; a frame aggregate made on the device for each frames-
+ * mode tap; and, without cross-attention or logits taps, every forward a CUDA graph (the aggregates wait
+ * on the device until the forward's end). */
+static void taps_paths(const char *name, const shape_case *c, const rig *g, tap_spec sp, int nl,
+                       const path_counts *p0) {
+    const path_counts p = path_counts_now();
+    const unsigned long long selfs = (unsigned long long)(2 * g->nb * nl), m = p.fused_mass - p0->fused_mass;
+    const unsigned long long r = p.mass_rows - p0->mass_rows, a = p.frame_aggs - p0->frame_aggs;
+    const int hd = g->cfg.dim / g->cfg.num_heads;
+    const int fused = (hd == 16 || hd == 32 || hd == 64 || hd == 128) && c->ask != PATH_EXPLICIT;
+    if (sp.mode == SF_TAP_PROBS && fused)
+        SF_CHECK_MSG(m == selfs, "%s: %llu fused attention + mass launches (want %llu)", name, m, selfs);
+    if (sp.mode == SF_TAP_PROBS && !fused)
+        SF_CHECK_MSG(m == 0 && r >= selfs, "%s: %llu fused attention + mass launches (want none: head dim %d, %s), "
+                     "%llu explicit mass chunks (want >= %llu)", name, m, hd,
+                     c->ask == PATH_EXPLICIT ? "the explicit path asked for" : "not the fused kernel's", r, selfs);
+    if (sp.mode == SF_TAP_FRAMES)
+        SF_CHECK_MSG(a == selfs, "%s: %llu frame aggregates made on the device (want %llu)", name, a, selfs);
+    if (sp.cross) SF_CHECK_MSG(r >= selfs, "%s: %llu mass chunks for %llu cross-attention taps", name, r, selfs);
+    sf_cuda_graph_stats gst;
+    sf_dit_cuda_graph_stats(&g->gs, &gst);
+    if (sp.mode != SF_TAP_LOGITS && !sp.cross)
+        SF_CHECK_MSG(gst.failed == 0 && gst.launches == 2LL * g->nb, "%s: %lld graphs launched for %d forwards, "
+                     "%lld failed captures", name, gst.launches, 2 * g->nb, gst.failed);
+}
+#endif
+
+/* Case c's blocks with taps of spec sp attached to both states before sf_dit_prepare (as the pipeline
+ * attaches them: the GPU sizes its tap buffers and logits workspace by them), every forward tapped
+ * (--tap-select all): the GPU's flows held to the CPU's as in shape_run (taps must not change them: a
+ * probs-tapped layer runs another attention kernel), then the captures, as many as the CPU's — each
+ * forward's self-attention of each tapped layer, and its cross-attention with sp.cross — each against the
+ * CPU's (caps_compare); on the emulation also the paths they took (taps_paths). */
+static void taps_run(const shape_case *c, tap_spec sp) {
+    int dev = sf_test_gpu();
+    if (dev < 0) return;
+    sf_err err = {{0}};
+    sf_dit_config cfg;
+    config_of(c, &cfg);
+    const int nl = sp.layer < 0 ? cfg.num_layers : 1, f0 = sf_test_failures;
+    int layers[64];
+    SF_CHECK(cfg.num_layers <= 64 && sp.layer < cfg.num_layers);
+    if (cfg.num_layers > 64 || sp.layer >= cfg.num_layers) return;
+    for (int l = 0; l < nl; l++) layers[l] = sp.layer < 0 ? l : sp.layer;
+    sf_taps gt, ct;
+    SF_CHECK_OK(sf_taps_init(&gt, sp.mode, SF_TAP_SEL_ALL, 0, 0, layers, nl, cfg.num_layers, &err), &err);
+    SF_CHECK_OK(sf_taps_init(&ct, sp.mode, SF_TAP_SEL_ALL, 0, 0, layers, nl, cfg.num_layers, &err), &err);
+    gt.cross = ct.cross = sp.cross;
+    gt.nthreads = ct.nthreads = 1;
+    char what[96], name[160];
+    snprintf(what, sizeof what, "flow with %s taps%s of %s", mode_name(sp.mode), sp.cross ? " + cross" : "",
+             sp.layer < 0 ? "every layer" : "one layer");
+    snprintf(name, sizeof name, "%s, %s", c->name, what + strlen("flow with "));
+    rig g;
+    if (sf_test_failures != f0) {
+        sf_taps_free(&gt), sf_taps_free(&ct);
+        return;
+    }
+    if (rig_open(&g, c, dev, &gt, &ct)) {
+#ifdef SF_TEST_EMU
+        const path_counts p0 = path_counts_now(); /* from the first forward on: sf_dit_prepare's self-check is not */
+#endif
+        int64_t start = 0;
+        for (int b = 0; b < g.nb && sf_test_failures == f0; b++) {
+            for (int k = 0; k < 2; k++) { /* a denoising step, then the refresh at t = 0 (same slots) */
+                sf_taps_on_forward(&gt, b, k, start), sf_taps_on_forward(&ct, b, k, start);
+                rig_forward(&g, b, k, start, what);
+            }
+            start += g.frames[b];
+        }
+        const size_t want = (size_t)(2 * g.nb * nl * (sp.cross ? 2 : 1)); /* a forward: self (+ cross) a layer */
+        SF_CHECK_MSG(sf_test_failures != f0 || (gt.n_caps == want && ct.n_caps == want),
+                     "%s: %zu GPU, %zu CPU captures (want %zu)", name, gt.n_caps, ct.n_caps, want);
+        if (sf_test_failures == f0) caps_compare(name, &gt, &ct);
+#ifdef SF_TEST_EMU
+        if (sf_test_failures == f0) taps_paths(name, c, &g, sp, nl, &p0);
+#endif
+    }
+    rig_close(&g);
+    sf_taps_free(&gt);
+    sf_taps_free(&ct);
+}
+
+/* Case c's tap runs, each on fresh states. */
+static void taps_runs(const shape_case *c, const tap_spec *specs, size_t n) {
+    for (size_t i = 0; i < n; i++) taps_run(c, specs[i]);
 }
 
 /* head dim 64 (dim 192, 3 heads) on cuDNN's attention, ffn 320, text_dim 48, 2 layers, 15 tokens a frame,
  * global attention */
-static void test_head_dim_64(void) {
-    shape_case c = {.name = "head_dim_64", .dim = 192, .heads = 3, .ffn = 320, .text_dim = 48, .layers = 2,
-                    .lat_h = 6, .lat_w = 10, .blocks = 2, .ask = PATH_CUDNN, .runs = PATH_CUDNN};
-    shape_run(&c);
-}
+static const shape_case case_head_dim_64 = {.name = "head_dim_64", .dim = 192, .heads = 3, .ffn = 320, .text_dim = 48,
+                                            .layers = 2, .lat_h = 6, .lat_w = 10, .blocks = 2, .ask = PATH_CUDNN,
+                                            .runs = PATH_CUDNN};
+static void test_head_dim_64(void) { shape_run(&case_head_dim_64); }
 
 /* head dim 32 (dim 128, 4 heads) on sfpipe's fused kernel, ffn 200, text_dim 100, 1 layer, 35 tokens a
  * frame (10×14), an independent first frame */
@@ -268,21 +520,19 @@ static void test_head_dim_96(void) {
 }
 
 /* head dim 96 on the explicit cuBLASLt path, in query chunks of 7 rows (dividing neither 15 nor 45) */
-static void test_head_dim_96_explicit(void) {
-    shape_case c = {.name = "head_dim_96_explicit", .dim = 192, .heads = 2, .ffn = 200, .text_dim = 64, .layers = 1,
-                    .lat_h = 6, .lat_w = 10, .blocks = 2, .ask = PATH_EXPLICIT, .runs = PATH_EXPLICIT, .chunk = 7};
-    shape_run(&c);
-}
+static const shape_case case_head_dim_96_explicit = {.name = "head_dim_96_explicit", .dim = 192, .heads = 2, .ffn = 200,
+                                                     .text_dim = 64, .layers = 1, .lat_h = 6, .lat_w = 10, .blocks = 2,
+                                                     .ask = PATH_EXPLICIT, .runs = PATH_EXPLICIT, .chunk = 7};
+static void test_head_dim_96_explicit(void) { shape_run(&case_head_dim_96_explicit); }
 
 /* head dim 48 (dim 96, 2 heads) with a rolling cache of 6 frames and a 1-frame sink: a first frame, then
  * 4 blocks of 3 (from the third block on each evicts and rolls frames down); sfpipe's fused kernel asked
  * for, which does not take d = 48: every attention falls back to the explicit path */
-static void test_head_dim_48_rolling(void) {
-    shape_case c = {.name = "head_dim_48_rolling", .dim = 96, .heads = 2, .ffn = 256, .text_dim = 64, .layers = 2,
-                    .lat_h = 6, .lat_w = 10, .iff = 1, .blocks = 4, .las = 6, .sink = 1, .ask = PATH_FUSED,
-                    .runs = PATH_EXPLICIT};
-    shape_run(&c);
-}
+static const shape_case case_head_dim_48_rolling = {.name = "head_dim_48_rolling", .dim = 96, .heads = 2, .ffn = 256,
+                                                    .text_dim = 64, .layers = 2, .lat_h = 6, .lat_w = 10, .iff = 1,
+                                                    .blocks = 4, .las = 6, .sink = 1, .ask = PATH_FUSED,
+                                                    .runs = PATH_EXPLICIT};
+static void test_head_dim_48_rolling(void) { shape_run(&case_head_dim_48_rolling); }
 
 /* the unfused row kernels ($SF_CUDA_UNFUSED: LayerNorm, modulation, RMSNorm, RoPE, GELU each on its own,
  * as for dim > 2048) with head dim 64 (dim 128, 2 heads) on the fused attention, without qk_norm and
@@ -313,11 +563,37 @@ static void test_head_dim_384(void) {
 
 /* patch 1×2 (the reference's is 2×2) on 5×6 latents: 15 tokens a frame from an odd latent height; freq_dim
  * 192; a rolling cache of 5 frames without a sink (from the third block on each evicts and rolls) */
-static void test_patch_1x2_rolling(void) {
-    shape_case c = {.name = "patch_1x2_rolling", .dim = 128, .heads = 2, .ffn = 200, .text_dim = 64, .layers = 1,
-                    .lat_h = 5, .lat_w = 6, .iff = 1, .blocks = 3, .las = 5, .sink = 0, .ask = PATH_CUDNN,
-                    .runs = PATH_CUDNN, .ph = 1, .pw = 2, .freq_dim = 192};
-    shape_run(&c);
+static const shape_case case_patch_1x2_rolling = {.name = "patch_1x2_rolling", .dim = 128, .heads = 2, .ffn = 200,
+                                                  .text_dim = 64, .layers = 1, .lat_h = 5, .lat_w = 6, .iff = 1,
+                                                  .blocks = 3, .las = 5, .sink = 0, .ask = PATH_CUDNN,
+                                                  .runs = PATH_CUDNN, .ph = 1, .pw = 2, .freq_dim = 192};
+static void test_patch_1x2_rolling(void) { shape_run(&case_patch_1x2_rolling); }
+
+/* The taps on some of the cases above (taps_run): frames and probs of every layer, with and without the
+ * cross-attention's text-token mass, and the logits of one layer, on cases whose taps take different paths
+ * on the GPU. */
+/* head dim 64 on cuDNN: probability masses fused with the attention (attn_mass.cu); every combination */
+static void test_taps_head_dim_64(void) {
+    static const tap_spec sp[] = {{SF_TAP_FRAMES, 0, -1}, {SF_TAP_PROBS, 0, -1}, {SF_TAP_FRAMES, 1, -1},
+                                  {SF_TAP_PROBS, 1, -1},  {SF_TAP_LOGITS, 0, 1}};
+    taps_runs(&case_head_dim_64, sp, sizeof sp / sizeof sp[0]);
+}
+/* head dim 48, not the fused kernel's (masses from the explicit attention, tap_mass.cu), through a rolling
+ * cache with a sink: the key slots' absolute frames after each roll (sink frame 0, then the latest) */
+static void test_taps_head_dim_48_rolling(void) {
+    static const tap_spec sp[] = {{SF_TAP_PROBS, 0, -1}, {SF_TAP_FRAMES, 1, -1}, {SF_TAP_LOGITS, 0, 1}};
+    taps_runs(&case_head_dim_48_rolling, sp, sizeof sp / sizeof sp[0]);
+}
+/* head dim 96 on the explicit path in query chunks of 7 rows: the logits copied out and the masses made
+ * chunk by chunk, chunks straddling the 15-token frames */
+static void test_taps_head_dim_96_explicit(void) {
+    static const tap_spec sp[] = {{SF_TAP_FRAMES, 0, -1}, {SF_TAP_PROBS, 1, -1}, {SF_TAP_LOGITS, 0, 0}};
+    taps_runs(&case_head_dim_96_explicit, sp, sizeof sp / sizeof sp[0]);
+}
+/* head dim 64 through a rolling cache without a sink: fused masses over the rolled window */
+static void test_taps_patch_1x2_rolling(void) {
+    static const tap_spec sp[] = {{SF_TAP_PROBS, 0, -1}, {SF_TAP_FRAMES, 1, -1}};
+    taps_runs(&case_patch_1x2_rolling, sp, sizeof sp / sizeof sp[0]);
 }
 
 static const sf_test tests[] = {
@@ -330,5 +606,9 @@ static const sf_test tests[] = {
     {"head_dim_20", test_head_dim_20},
     {"head_dim_384", test_head_dim_384},
     {"patch_1x2_rolling", test_patch_1x2_rolling},
+    {"taps_head_dim_64", test_taps_head_dim_64},
+    {"taps_head_dim_48_rolling", test_taps_head_dim_48_rolling},
+    {"taps_head_dim_96_explicit", test_taps_head_dim_96_explicit},
+    {"taps_patch_1x2_rolling", test_taps_patch_1x2_rolling},
 };
 SF_TEST_MAIN(tests)
