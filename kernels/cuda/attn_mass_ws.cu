@@ -310,7 +310,7 @@ static sf_status ws_launch(const sf_cuda_ctx *ctx, int mode, int64_t Lq, int64_t
     CUDA_CHECK(cudaFuncSetAttribute(kern, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem));
     SF_LAUNCH_NAMED(name, kern, (unsigned)blocks, WS_THREADS, smem, SF_CUDA_STREAM(ctx), tq, tk, tv, (__nv_bfloat16 *)o,
                     ldo, Lq, Lk, sl2, G, NG, rowmass, lse, RB, nfull, nsplit, part, part_lse,
-                    sf_mbar_limit_ns(getenv("SF_MBAR_TIMEOUT_NS")));
+                    sf_mbar_limit_env());
     CUDA_CHECK_LAUNCH(name);
     if (ntail) {
         SF_LAUNCH(attn_ws_combine<D>, dim3(WS_BM, (unsigned)ntail), D, 0, SF_CUDA_STREAM(ctx), (const float *)part,

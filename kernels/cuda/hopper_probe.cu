@@ -113,7 +113,7 @@ extern "C" sf_status sf_hopper_probe_tma(const sf_cuda_ctx *ctx, const void *m, 
     if (!sf_wgmma_device_ok(ctx->ordinal)) return sf_fail(err, SF_E_UNSUPPORTED, "TMA needs an sm_90 device");
     SF_CHECK_STATUS(sf_tma_map_bf16(&map, m, (uint64_t)rows, (uint64_t)cols, (uint64_t)pitch * 2, 8, err));
     SF_LAUNCH_NAMED("hp_tma", hp_tma_kernel, 1, 64, 2048 + 1024, SF_CUDA_STREAM(ctx), map, out,
-                    sf_mbar_limit_ns(getenv("SF_MBAR_TIMEOUT_NS")));
+                    sf_mbar_limit_env());
     CUDA_CHECK_LAUNCH("hp_tma");
     return SF_OK;
 fail:

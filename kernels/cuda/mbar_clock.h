@@ -26,6 +26,8 @@ static inline uint32_t sf_mbar_limit_ns(const char *env) {
     if (v == 0) return 0;
     return v < 1e6 ? 1000000u : v > 4e9 ? 4000000000u : (uint32_t)v;
 }
+/* The bound this process's launches pass: $SF_MBAR_TIMEOUT_NS as above. */
+static inline uint32_t sf_mbar_limit_env(void) { return sf_mbar_limit_ns(getenv("SF_MBAR_TIMEOUT_NS")); }
 
 /* One poll's step: starts the clock at the first call, runs `expire` (a statement) once the bound is
  * passed. A statement macro, not a function: with an inline function returning the verdict, ptxas

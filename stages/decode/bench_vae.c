@@ -19,21 +19,10 @@
 /* Random VAE weights of base width `dim` as an in-memory tensor file (f32, the checkpoint's dtype). */
 static sf_status random_vae(int dim, sf_tfile **out, sf_err *err) {
     sf_mk_params p = {0};
-    sf_tensor_entry *e = NULL;
-    sf_tfile *tf = sf_tfile_new_empty(dim == 96 ? "random-1.3b-vae" : "random-tiny-vae");
-    sf_status s;
     *out = NULL;
-    if (!tf) return sf_fail(err, SF_E_NOMEM, "out of memory");
-    if ((s = sf_mk_vae_params(dim, 16, &p, err)) || (s = sf_mk_generate(&p, SF_F32, 11, "", 0, &e, err))) goto done;
-    for (size_t i = 0; i < p.n && !s; i++) {
-        s = sf_tfile_add(tf, e[i].name, &e[i].t, err);
-        if (!s) e[i].t.owned = 0; /* the data now belongs to tf */
-    }
-done:
-    if (e) sf_mk_entries_free(e, p.n);
+    sf_status s = sf_mk_vae_params(dim, 16, &p, err);
+    if (!s) s = sf_mk_tfile(&p, SF_F32, 11, dim == 96 ? "random-1.3b-vae" : "random-tiny-vae", out, err);
     sf_mk_params_free(&p);
-    if (s) sf_tfile_destroy(&tf);
-    *out = tf;
     return s;
 }
 

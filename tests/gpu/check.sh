@@ -258,6 +258,13 @@ u_dit_paths() { # the DiT's attention paths and CUDA graphs on the goldens (grap
     step attn_dit 180 "$G/tests/test_dit_cuda" attention_paths taps_probs_cross graphs
 }
 
+# procs_with FIELD VALUE: the processes whose /proc/PID/stat field FIELD, counted after "(comm) " (1 state,
+# 2 ppid, 3 pgrp, 4 session), is VALUE (the device image may have no pgrep)
+procs_with() {
+    local p
+    for p in /proc/[0-9]*; do [ "$(sed 's/.*) //' "$p/stat" 2>/dev/null | cut -d' ' -f"$1")" = "$2" ] && echo "${p#/proc/}"; done
+}
+
 # ab_run PREFIX PATTERN CMD... : an A/B or profiled run (120 s at most): its figure lines (PATTERN) and any error
 # into bench.txt prefixed "PREFIX: ", its whole log in /tmp/sf-ab-*.log (logs.tar.gz). A run that fails is a row
 # and a failure: an alternative path that crashed must not read as "no figures".
@@ -316,8 +323,7 @@ u_e2e() { # the three stages as one sf-run pipeline on the GPU: tiny (GPU vs CPU
     rc=$?
     sid=$(cat /tmp/sf-e2e.sid 2>/dev/null)
     if [ -n "$sid" ]; then
-        # /proc/PID/stat after "(comm) ": state ppid pgrp session
-        for p in /proc/[0-9]*; do [ "$(sed 's/.*) //' "$p/stat" 2>/dev/null | cut -d' ' -f4)" = "$sid" ] && kill -KILL "${p#/proc/}" 2>/dev/null; done
+        for p in $(procs_with 4 "$sid"); do kill -KILL "$p" 2>/dev/null; done
     fi
     # an MPS daemon daemonises out of that session: one e2e.sh stopped during its MPS run left up is told to quit
     [ -d /tmp/sf-e2e/mps-pipe ] && command -v nvidia-cuda-mps-control >/dev/null &&
@@ -344,7 +350,6 @@ u_ref() { # the reference PyTorch bench, same call, same card; its deadline is w
         --stages "${SF_REF_STAGES:-dit,vae,t5,kprof}" --deadline-s "$dl" "${extra[@]}" >/tmp/sf-ref.log 2>&1
     rc=$?
     tail -n 25 /tmp/sf-ref.log
-    cp /tmp/ref/ref_bench.json "$OUT/" 2>/dev/null
     [ "$rc" -eq 0 ] || fail=1
     row "bench reference" "exit $rc; $(LD_LIBRARY_PATH="$SF_LD0" python3 -c 'import json,sys;d=json.load(open("/tmp/ref/ref_bench.json"));s=d.get("summary",{});print({k:s[k] for k in list(s)[:6]})' 2>/dev/null)"
     row "reference stages" "$(LD_LIBRARY_PATH="$SF_LD0" python3 -c 'import json;s=json.load(open("/tmp/ref/ref_bench.json")).get("summary",{});print({k:s.get(k) for k in ("dit_total_s","vae_decode_s","t5_encode_ms","fps","fps_incl_t5","vae_peak_gib","t5_peak_gib")})' 2>/dev/null)"
@@ -574,10 +579,8 @@ pair_need() {
 # run_unit U: u_U under a watchdog — the budget is checked between units, and a unit that hangs past what is
 # left of it (+ 40 s: the 600 s call still ends with its table and summary) is stopped with everything it
 # started, and counts as failed
-# (each process stopped before its children are listed, so that none forks a new one meanwhile; children from
-# /proc/PID/stat's ppid field, as u_e2e finds its session's: the device image may have no pgrep)
-children() { local p; for p in /proc/[0-9]*; do [ "$(sed 's/.*) //' "$p/stat" 2>/dev/null | cut -d' ' -f2)" = "$1" ] && echo "${p#/proc/}"; done; }
-killtree() { local c; kill -STOP "$1" 2>/dev/null; for c in $(children "$1"); do killtree "$c"; done; kill -KILL "$1" 2>/dev/null; }
+# (each process stopped before its children are listed, so that none forks a new one meanwhile)
+killtree() { local c; kill -STOP "$1" 2>/dev/null; for c in $(procs_with 2 "$1"); do killtree "$c"; done; kill -KILL "$1" 2>/dev/null; }
 run_unit() {
     local cap pid t0=$SECONDS
     cap=$(($(left) + 40))

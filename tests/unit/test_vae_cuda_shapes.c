@@ -60,25 +60,12 @@ static float urand(uint64_t *r) { /* xorshift64, uniform in [-1, 1) */
 static sf_vae *model_make(const vae_case *c) {
     sf_err err = {{0}};
     sf_mk_params p = {0};
-    sf_tensor_entry *e = NULL;
     sf_vae *v = NULL;
-    sf_tfile *tf = sf_tfile_new_empty("random-shape-vae");
-    SF_CHECK(tf != NULL);
-    if (!tf) return NULL;
+    sf_tfile *tf = NULL;
     SF_CHECK_OK(sf_mk_vae_params(c->base, c->z, &p, &err), &err);
-    if (!err.msg[0]) SF_CHECK_OK(sf_mk_generate(&p, SF_F32, 5, "", 0, &e, &err), &err);
-    for (size_t i = 0; e && i < p.n; i++) { /* the container takes the tensors over */
-        sf_status s = sf_tfile_add(tf, e[i].name, &e[i].t, &err);
-        SF_CHECK_OK(s, &err);
-        if (!s) e[i].t.owned = 0, e[i].t.data = NULL;
-    }
-    if (e && !err.msg[0]) {
-        SF_CHECK_OK(sf_vae_new_from(tf, c->h, c->w, 2, 1, &v, &err), &err); /* tf passes to v, also on failure */
-        tf = NULL;
-    }
+    if (!err.msg[0]) SF_CHECK_OK(sf_mk_tfile(&p, SF_F32, 5, "random-shape-vae", &tf, &err), &err);
+    if (tf) SF_CHECK_OK(sf_vae_new_from(tf, c->h, c->w, 2, 1, &v, &err), &err); /* tf passes to v, also on failure */
     if (v) v->cfg.bf16_unscale = c->bf16_unscale;
-    sf_tfile_destroy(&tf);
-    sf_mk_entries_free(e, p.n);
     sf_mk_params_free(&p);
     return v;
 }

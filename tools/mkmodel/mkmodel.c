@@ -314,6 +314,22 @@ fail:
     return s;
 }
 
+sf_status sf_mk_tfile(const sf_mk_params *p, sf_dtype dtype, uint64_t seed, const char *name, sf_tfile **out,
+                      sf_err *err) {
+    sf_tensor_entry *e = NULL;
+    sf_tfile *tf = sf_tfile_new_empty(name);
+    *out = NULL;
+    sf_status s = tf ? sf_mk_generate(p, dtype, seed, "", 0, &e, err) : sf_fail(err, SF_E_NOMEM, "out of memory");
+    for (size_t i = 0; !s && i < p->n; i++) {
+        s = sf_tfile_add(tf, e[i].name, &e[i].t, err);
+        if (!s) e[i].t.owned = 0, e[i].t.data = NULL; /* the data now belongs to tf */
+    }
+    sf_mk_entries_free(e, p->n);
+    if (s) sf_tfile_destroy(&tf);
+    *out = tf;
+    return s;
+}
+
 static int wants(const char *what, const char *item) {
     if (!what) return 1;
     size_t n = strlen(item);

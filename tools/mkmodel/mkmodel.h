@@ -50,6 +50,12 @@ sf_status sf_mk_generate(const sf_mk_params *p, sf_dtype dtype, uint64_t seed, c
                          float perturb, sf_tensor_entry **entries, sf_err *err);
 void sf_mk_entries_free(sf_tensor_entry *e, size_t n);
 
+/* The same values (no prefix, no perturbation) in an in-memory tensor file named `name` that owns them:
+ * what the benches and tests load without writing a file. *out NULL on failure. */
+struct sf_tfile;
+sf_status sf_mk_tfile(const sf_mk_params *p, sf_dtype dtype, uint64_t seed, const char *name, struct sf_tfile **out,
+                      sf_err *err);
+
 /* The whole folder (+ checkpoint when ckpt_path != NULL). `what` is a comma list of
  * config,dit,t5,vae,tokenizer (NULL = all). */
 sf_status sf_mk_write_folder(const sf_mk_spec *spec, const char *dir, const char *what, const char *ckpt_path,
