@@ -88,7 +88,7 @@ else
   EXE_LDLIBS = $(LDLIBS)
 endif
 
-.PHONY: all test demo bench asan fuzz clean info install
+.PHONY: all test demo bench asan fuzz heldout clean info install
 # keep the objects of tests/benches built through pattern rules, so a second make relinks nothing
 .SECONDARY:
 # The GPU bundle (GPU_BUNDLE, above) builds only what tests/gpu/check.sh runs on the device: the
@@ -275,6 +275,12 @@ bench: all $(BENCHES)
 
 demo:
 	@bash tests/demo.sh
+
+# The CPU stages against the reference PyTorch modules on model shapes the goldens never used
+# (tests/heldout/: writes the models, runs the reference and ours, compares). A developer's check, not
+# part of `make test`: it needs python3 with torch (Debian's python3-torch) and the reference source.
+heldout: all
+	@SF_BIN=$(BUILD)/bin bash tests/heldout/run_heldout.sh
 
 # libFuzzer targets (clang): the file and stream parsers (common/*.c) and the tokenizer, with
 # ASan + UBSan (float-cast-overflow included), in build-fuzz/ — their own small library, not the

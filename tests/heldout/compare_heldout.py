@@ -1,0 +1,162 @@
+#!/usr/bin/env python3
+"""compare_heldout.py OUTDIR [--md FILE] — sfpipe's outputs (OUTDIR/<shape>/got/*) against the reference's
+(OUTDIR/<shape>/expect/*, tests/heldout/make_heldout.py), tensor by tensor.
+
+Metric as in tests/golden's manifests: max|got - ref| / max|ref| per tensor.
+  umT5   emb.<i> over the real rows (< sum(mask)) <= 1e-4; pad rows exactly 0; ids / mask exact
+  DiT    pred.0.0 (the first forward, a single forward) <= 1e-4; every pred.<b>.<s> (s = steps: the refresh
+         pass) and the output latents <= 1e-3 (errors compound over the loop; typically ~1e-6)
+  VAE    video <= 1e-4
+Prints one line per checked tensor group and a summary table; exit 1 when anything is out of tolerance or
+missing. Needs only numpy.
+"""
+import argparse
+import json
+import os
+import struct
+import sys
+
+import numpy as np
+
+TOL_FWD, TOL_PIPE = 1e-4, 1e-3
+
+
+def st_read(path):
+    with open(path, "rb") as f:
+        data = f.read()
+    n = struct.unpack("<Q", data[:8])[0]
+    header = json.loads(data[8:8 + n])
+    base = 8 + n
+    dt = {"F32": "<f4", "I64": "<i8", "F16": "<f2", "I32": "<i4", "U8": "u1"}
+    out = {}
+    for k, v in header.items():
+        if k == "__metadata__":
+            continue
+        a, b = v["data_offsets"]
+        if v["dtype"] == "BF16":
+            arr = (np.frombuffer(data[base + a:base + b], dtype="<u2").astype(np.uint32) << 16).view(np.float32)
+        else:
+            arr = np.frombuffer(data[base + a:base + b], dtype=dt[v["dtype"]])
+        out[k] = arr.reshape(v["shape"])
+    return out
+
+
+class Report:
+    def __init__(self):
+        self.rows, self.fail = [], 0
+
+    def add(self, shape, comp, what, d, m, tol, note=""):
+        rel = d / m if m > 0 else (0.0 if d == 0 else float("inf"))
+        ok = rel <= tol
+        self.fail += not ok
+        self.rows.append(dict(shape=shape, component=comp, tensor=what, max_abs_diff=d, max_abs_ref=m, rel=rel,
+                              tol=tol, ok=ok, note=note))
+        print(f"{'ok  ' if ok else 'FAIL'} {shape:2s} {comp:4s} {what:34s} max|d| {d:.3e}  max|ref| {m:.3e}  "
+              f"rel {rel:.2e}  (tol {tol:.0e}){'  ' + note if note else ''}", flush=True)
+
+    def missing(self, shape, comp, what):
+        self.fail += 1
+        self.rows.append(dict(shape=shape, component=comp, tensor=what, ok=False, note="missing"))
+        print(f"FAIL {shape:2s} {comp:4s} {what}: missing", flush=True)
+
+
+def diff(a, b):
+    a = np.asarray(a, dtype=np.float64)
+    b = np.asarray(b, dtype=np.float64)
+    if a.size != b.size:
+        raise ValueError(f"{a.shape} vs {b.shape}")
+    return float(np.max(np.abs(a.reshape(-1) - b.reshape(-1)))), float(np.max(np.abs(b)))
+
+
+def check_t5(r, s, exp, got):
+    i = 0
+    while f"emb.{i}" in exp:
+        e, m = exp[f"emb.{i}"], exp[f"mask.{i}"]
+        if f"emb.{i}" not in got:
+            r.missing(s, "t5", f"emb.{i}")
+            i += 1
+            continue
+        ids_ok = np.array_equal(got[f"ids.{i}"], exp[f"ids.{i}"]) and np.array_equal(got[f"mask.{i}"], m)
+        n = int(m.sum())
+        g = got[f"emb.{i}"].reshape(e.shape)
+        d, mx = diff(g[:n], e[:n])
+        pad = int(np.count_nonzero(g[n:])) + int(np.count_nonzero(e[n:]))
+        note = f"{n} tokens" + ("" if ids_ok else ", IDS/MASK DIFFER") + ("" if pad == 0 else f", {pad} pad values != 0")
+        r.add(s, "t5", f"emb.{i}", d, mx, TOL_FWD if ids_ok and pad == 0 else -1, note)
+        i += 1
+
+
+def check_dit(r, s, exp, got, info):
+    nb, steps = info["blocks"], info["steps"]
+    d, m = diff(got["pred.0.0"], exp["pred.0.0"]) if "pred.0.0" in got else (None, None)
+    if d is None:
+        r.missing(s, "dit", "pred.0.0")
+    else:
+        r.add(s, "dit", "pred.0.0 (single forward)", d, m, TOL_FWD)
+    worst = None
+    for b in range(nb):
+        for st in range(steps + 1):
+            k = f"pred.{b}.{st}"
+            if k not in got:
+                r.missing(s, "dit", k)
+                continue
+            d, m = diff(got[k], exp[k])
+            if worst is None or d / m > worst[0]:
+                worst = (d / m, k, d, m)
+    if worst:
+        r.add(s, "dit", f"worst of {nb * (steps + 1)} preds ({worst[1]})", worst[2], worst[3], TOL_PIPE)
+    if "latents" in got:
+        d, m = diff(got["latents"], exp["output"])
+        r.add(s, "dit", "output latents", d, m, TOL_PIPE)
+    else:
+        r.missing(s, "dit", "latents")
+
+
+def check_vae(r, s, exp, got):
+    if "video" not in got:
+        r.missing(s, "vae", "video")
+        return
+    d, m = diff(got["video"], exp["video"])
+    r.add(s, "vae", f"video {list(exp['video'].shape)}", d, m, TOL_FWD)
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("out")
+    ap.add_argument("--md", help="also write the table as markdown")
+    a = ap.parse_args()
+    r = Report()
+    shapes = sorted(d for d in os.listdir(a.out) if os.path.isfile(os.path.join(a.out, d, "shape.json")))
+    if not shapes:
+        sys.exit(f"compare_heldout: no shapes under {a.out}")
+    for s in shapes:
+        sd = os.path.join(a.out, s)
+        with open(os.path.join(sd, "shape.json")) as f:
+            info = json.load(f)
+        for comp, fn in (("t5", check_t5), ("dit", check_dit), ("vae", check_vae)):
+            e = os.path.join(sd, "expect", f"{comp}.safetensors")
+            g = os.path.join(sd, "got", f"{comp}.safetensors")
+            if not os.path.isfile(g):
+                r.missing(s, comp, g)
+                continue
+            exp, got = st_read(e), st_read(g)
+            if comp == "dit":
+                fn(r, s, exp, got, info["dit_run"])
+            else:
+                fn(r, s, exp, got)
+    if a.md:
+        with open(a.md, "w") as f:
+            f.write("| shape | comp | tensor | max abs diff | max abs ref | rel | tol | ok |\n|---|---|---|---|---|---|---|---|\n")
+            for x in r.rows:
+                if "rel" in x:
+                    f.write(f"| {x['shape']} | {x['component']} | {x['tensor']} {x['note']} | {x['max_abs_diff']:.3e} | "
+                            f"{x['max_abs_ref']:.3e} | {x['rel']:.2e} | {x['tol']:.0e} | {'yes' if x['ok'] else 'NO'} |\n")
+                else:
+                    f.write(f"| {x['shape']} | {x['component']} | {x['tensor']} | | | | | missing |\n")
+    n = len(r.rows)
+    print(f"compare_heldout: {n - r.fail}/{n} within tolerance" + (f", {r.fail} FAILED" if r.fail else ""))
+    sys.exit(1 if r.fail else 0)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,61 @@
+#!/usr/bin/env bash
+# tests/heldout/run_heldout.sh [OUTDIR] — sfpipe against the reference on model shapes the goldens never used.
+#   1. make_heldout.py writes tiny models of other sizes in the real file formats and runs the reference PyTorch
+#      modules on them (float32 CPU, exact softmax): umT5 embeddings, the causal 4-step loop, a VAE decode;
+#   2. sfpipe's CPU stages run on the same files and inputs: sf-encode (the prompts), sf-denoise (the reference's
+#      prompt embedding and replayed noise, --dump-preds), sf-decode (the reference's latent);
+#   3. compare_heldout.py compares tensor by tensor (max|d| / max|ref|; 1e-4 single forward, 1e-3 end of loop).
+# OUTDIR defaults to a temporary folder (removed on success). Needs a built tree (make), python3 with torch
+# (Debian's python3-torch: /usr/bin/python3), numpy and pyyaml, and the reference source (see make_heldout.py:
+# --ref / $SF_REF / ./.ref / the fork's git mirror). Env: SF_HELDOUT_SHAPES=a,b (subset), SF_HELDOUT_PY (python),
+# SF_BIN (default build/bin), SF_HELDOUT_ARGS (more make_heldout.py arguments, e.g. "--ref DIR"),
+# SF_HELDOUT_MD (write the table as markdown there), SF_HELDOUT_REUSE=1 (OUTDIR already holds the reference's
+# files: only rerun sfpipe, e.g. under SF_CPU_EXACT=1 or after a rebuild). Exit 1 when anything is out of tolerance. About a minute.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+PY=${SF_HELDOUT_PY:-}
+if [ -z "$PY" ]; then
+    for p in python3 /usr/bin/python3; do "$p" -c 'import torch, numpy, yaml' 2>/dev/null && PY=$p && break; done
+fi
+[ -n "$PY" ] || { echo "run_heldout: no python3 with torch, numpy and pyyaml (apt-get install python3-torch python3-yaml)" >&2; exit 1; }
+BIN=${SF_BIN:-build/bin}
+for b in sf-encode sf-denoise sf-decode; do [ -x "$BIN/$b" ] || { echo "run_heldout: no $BIN/$b (make first)" >&2; exit 1; }; done
+keep=1
+if [ $# -ge 1 ]; then OUT=$1; else OUT=$(mktemp -d); keep=0; fi
+mkdir -p "$OUT"
+shapes=${SF_HELDOUT_SHAPES:-}
+if [ "${SF_HELDOUT_REUSE:-0}" = 1 ] && ls "$OUT"/*/shape.json >/dev/null 2>&1; then
+    echo "run_heldout: reusing the reference outputs in $OUT (SF_HELDOUT_REUSE=1)"
+else
+    # shellcheck disable=SC2086
+    "$PY" tests/heldout/make_heldout.py "$OUT" ${shapes:+--shapes "$shapes"} ${SF_HELDOUT_ARGS:-}
+fi
+thr=$(nproc 2>/dev/null || echo 2)
+for sd in "$OUT"/*/; do
+    sd=${sd%/}
+    [ -f "$sd/shape.json" ] || continue
+    name=$(basename "$sd")
+    if [ -n "$shapes" ] && [[ ",$shapes," != *",$name,"* ]]; then continue; fi
+    read -r frames height width < <("$PY" -c 'import json,sys; d=json.load(open(sys.argv[1]))["dit_run"]; print(d["frames"], d["height"], d["width"])' "$sd/shape.json")
+    mkdir -p "$sd/got"
+    log="$sd/got/stages.log"
+    : >"$log"
+    echo "run_heldout: $name: sf-encode, sf-denoise ($frames latent frames, ${width}x${height}), sf-decode"
+    "$BIN/sf-encode" --model-dir "$sd/model" --no-cache --prompts "$sd/prompts.txt" \
+        --save-embeds "$sd/got/t5.safetensors" --threads "$thr" --progress none >>"$log" 2>&1 ||
+        { echo "run_heldout: $name: sf-encode failed:"; tail -n 5 "$log"; }
+    "$BIN/sf-denoise" --model-dir "$sd/model" --config-path "$sd/config.yaml" --no-checkpoint \
+        --prompt-embeds "$sd/expect/dit.safetensors:context.prompt_embeds" --noise "$sd/expect/dit.safetensors" \
+        --num-frames "$frames" --height "$height" --width "$width" --dump-preds \
+        --save-latents "$sd/got/dit.safetensors" --threads "$thr" --progress none >>"$log" 2>&1 ||
+        { echo "run_heldout: $name: sf-denoise failed:"; tail -n 5 "$log"; }
+    "$BIN/sf-decode" --latents "$sd/expect/vae.safetensors:z" --model-dir "$sd/model" \
+        --save-video "$sd/got/vae.safetensors" --threads "$thr" --progress none >>"$log" 2>&1 ||
+        { echo "run_heldout: $name: sf-decode failed:"; tail -n 5 "$log"; }
+done
+rc=0
+"$PY" tests/heldout/compare_heldout.py "$OUT" ${SF_HELDOUT_MD:+--md "$SF_HELDOUT_MD"} || rc=$?
+if [ "$keep" = 0 ]; then
+    if [ "$rc" = 0 ]; then rm -rf "$OUT"; else echo "run_heldout: kept $OUT"; fi
+fi
+exit "$rc"
