@@ -18,7 +18,8 @@ and what the reference PyTorch modules compute from those files (float32 on the 
 float32 softmax, as tests/golden was made):
 
     OUTDIR/<shape>/expect/t5.safetensors   ids.<i>, mask.<i> (tests/golden/expect/tokens.json), emb.<i> [512, dim]
-                                           from WanTextEncoder.forward (pad rows 0)
+                                           from WanTextEncoder.forward (pad rows 0); emb_bf16.<i> the same
+                                           encoder run in bf16, as the reference deploys it
     OUTDIR/<shape>/expect/dit.safetensors  the causal loop of CausalInferencePipeline.inference: noise.init,
                                            noise.renoise.<k> (k = (steps-1)*block + step), context.prompt_embeds
                                            (the reference umT5 embedding of prompt 0), in/flow/pred/timestep.<b>.<s>
@@ -52,6 +53,7 @@ What is shimmed around the reference (none of its arithmetic is changed):
 """
 import argparse
 import contextlib
+import copy
 import functools
 import importlib
 import inspect
@@ -522,12 +524,17 @@ def make_t5(R, S, sdir, mdir, tokens, gen):
     by_text = {tokens[i]["text"]: tokens[i] for i in PROMPTS}
     with torch.no_grad():
         emb = enc(text_prompts=texts)["prompt_embeds"]
+        # the same encoder in bf16, as the reference deploys it (inference.py moves the pipeline to bf16): how far
+        # its own bf16 run lies from float32 — compare_heldout --bf16 holds a GPU run to no more than that
+        enc.text_encoder = copy.deepcopy(m).to(torch.bfloat16)
+        emb16 = enc(text_prompts=texts)["prompt_embeds"].float()
     out = OrderedDict()
     for j, i in enumerate(PROMPTS):
         t = tokens[i]
         out[f"ids.{j}"] = np.array(t["ids"], dtype=np.int64)
         out[f"mask.{j}"] = np.array(t["mask"], dtype=np.int64)
         out[f"emb.{j}"] = npf(emb[j])
+        out[f"emb_bf16.{j}"] = npf(emb16[j])
     st_write(os.path.join(sdir, "expect", "t5.safetensors"), out)
     with open(os.path.join(sdir, "prompts.txt"), "w") as f:
         for t in texts:
