@@ -142,12 +142,16 @@ int sf_args_all(const sf_args *a, const sf_opt *opts, const char *name, const ch
 
 int sf_args_positional(const sf_args *a, const char ***vals) { return collect(a, -1, vals); }
 
+/* callers name the flag as "--fps" or "fps": either way the message names it once, as --fps */
+static const char *dashes(const char *flag) { return flag[0] == '-' ? "" : "--"; }
+
 sf_status sf_arg_long(const char *flag, const char *s, long lo, long hi, long *out, sf_err *err) {
     char *end = NULL;
     errno = 0;
     long v = s ? strtol(s, &end, 10) : 0;
     if (!s || !*s || *end || errno || v < lo || v > hi)
-        return sf_fail(err, SF_E_ARG, "--%s: expected an integer in [%ld, %ld], got '%s'", flag, lo, hi, s ? s : "");
+        return sf_fail(err, SF_E_ARG, "%s%s: expected an integer in [%ld, %ld], got '%s'", dashes(flag), flag, lo, hi,
+                       s ? s : "");
     *out = v;
     return SF_OK;
 }
@@ -157,7 +161,7 @@ sf_status sf_arg_double(const char *flag, const char *s, double *out, sf_err *er
     errno = 0;
     double v = s ? strtod(s, &end) : 0;
     if (!s || !*s || *end || errno || !isfinite(v))
-        return sf_fail(err, SF_E_ARG, "--%s: expected a number, got '%s'", flag, s ? s : "");
+        return sf_fail(err, SF_E_ARG, "%s%s: expected a number, got '%s'", dashes(flag), flag, s ? s : "");
     *out = v;
     return SF_OK;
 }

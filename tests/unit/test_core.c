@@ -122,6 +122,15 @@ static void test_cli_forms(void) {
     SF_CHECK(sf_args_parse(2, flagval, opts, &a, &err) == SF_E_ARG);
     long l;
     SF_CHECK(sf_arg_long("seed", "12x", 0, 10, &l, &err) == SF_E_ARG);
+    SF_CHECK_MSG(!strncmp(err.msg, "--seed: ", 8), "%s", err.msg);
+    /* the flag named with its dashes (as the stages do) is not dashed twice */
+    SF_CHECK(sf_arg_long("--num-frames", "1x", 0, 10, &l, &err) == SF_E_ARG);
+    SF_CHECK_MSG(!strncmp(err.msg, "--num-frames: ", 14), "%s", err.msg);
+    double dv;
+    SF_CHECK(sf_arg_double("--fps", "x", &dv, &err) == SF_E_ARG);
+    SF_CHECK_MSG(!strncmp(err.msg, "--fps: ", 7), "%s", err.msg);
+    SF_CHECK(sf_arg_double("rtol", "nan", &dv, &err) == SF_E_ARG);
+    SF_CHECK_MSG(!strncmp(err.msg, "--rtol: ", 8), "%s", err.msg);
     SF_CHECK(sf_arg_long("seed", "9", 0, 10, &l, &err) == SF_OK && l == 9);
 }
 
