@@ -180,7 +180,7 @@ static sf_status run_tokens_only(sf_encoder *enc, const prompt_list *pl, int64_t
 /* Encode every prompt (locally or via a server) and write the requested outputs; with neither
  * save nor out_url it only fills the cache (--cache-only). */
 static sf_status run_encode(sf_encoder *enc, sf_encode_client *cl, const prompt_list *pl, int64_t tl,
-                            const char *save, const char *out_url, double wire_timeout, int progress, sf_err *err) {
+                            const char *save, const char *out_url, double wire_timeout, sf_progress_mode progress, sf_err *err) {
     double t0 = sf_now();
     sf_status st = SF_OK;
     sf_wire *w = NULL;
@@ -191,12 +191,14 @@ static sf_status run_encode(sf_encoder *enc, sf_encode_client *cl, const prompt_
     for (size_t i = 0; !st && i < pl->n; i++) {
         if ((st = encode_one(enc, cl, pl, i, tl, &res[i], err))) break;
         done++;
-        if (progress)
-            fprintf(stderr, "\rsf-encode: prompt %zu/%zu  %.1fs  %.2f prompts/s   %s", done, pl->n, sf_now() - t0,
-                    (double)done / (sf_now() - t0 + 1e-9), done == pl->n ? "\n" : "");
+        if (progress) /* bar: one '\r' line, ended when the last prompt is done (or below, on a failure); lines: a line each */
+            fprintf(stderr, "%ssf-encode: prompt %zu/%zu  %.1fs  %.2f prompts/s%s", progress == SF_PROGRESS_BAR ? "\r" : "",
+                    done, pl->n, sf_now() - t0, (double)done / (sf_now() - t0 + 1e-9),
+                    progress == SF_PROGRESS_LINES || done == pl->n ? "\n" : "   ");
         if (w && (st = send_embeds(w, &res[i], i, err))) break;
         if (!save) sf_encoded_free(&res[i]);
     }
+    if (progress == SF_PROGRESS_BAR && done && done < pl->n) fputc('\n', stderr); /* the error line starts its own */
     if (!st && save) st = save_embeds(save, res, pl->n, err);
     if (w) {
         sf_err e2;
@@ -249,6 +251,9 @@ sf_status sf_encode_opts_get(const sf_args *a, const sf_opt *opts, sf_encode_opt
         return sf_fail(err, SF_E_ARG,
                        "--serve URL runs a server: it takes no --prompts/--save-embeds/--tokens-only/--cache-only/"
                        "--list/--server (--out URL with one --prompt: the live route, README \"Live\")");
+    /* the outputs' folders before the encoder loads (minutes for umT5-XXL on a CPU) */
+    if ((st = sf_check_out_dir("--save-embeds", o->save, 0, err)) || (st = sf_check_out_dir("--out", o->out_url, 0, err)))
+        return st;
     if (o->cache_only && (o->save || o->out_url || o->tokens_only))
         return sf_fail(err, SF_E_ARG, "--cache-only writes no output: drop --out/--save-embeds/--tokens-only");
     if (o->cache_only && !o->use_cache && !o->server_url)
@@ -346,7 +351,7 @@ sf_status sf_encode_stage_run(sf_encode_opts *o, sf_err *err) {
     else if (!(st = sf_encoder_init(&enc, o->tok_path, o->w_path, o->cache_dir, o->use_cache, (int)o->threads, err)))
         sf_encoder_set_device(&enc, o->sh.cuda ? o->sh.ordinal : -1, o->low_memory);
     if (st) goto done;
-    const int progress = o->sh.progress != SF_PROGRESS_NONE; /* a line per prompt (bar and lines alike) */
+    const sf_progress_mode progress = o->sh.progress;
     if (o->tokens_only) st = run_tokens_only(&enc, &pl, o->text_len, err);
     else st = run_encode(cl ? NULL : &enc, cl, &pl, o->text_len, o->save, o->out_url, o->sh.wire_timeout, progress, err);
     if (cl) sf_encode_client_close(&cl);

@@ -182,6 +182,30 @@ mk_prompt_file() { # $1 text, $2 out
     [ ! -e "$T/c.safetensors" ]
 }
 
+@test "--progress lines: a plain line per prompt, no carriage return, no log line glued to one; bar: ended before the log goes on" {
+    run --separate-stderr sf-encode --model-dir "$M" --no-cache --prompt a --prompt b --save-embeds "$T/l.safetensors" \
+        --progress lines
+    assert_success
+    [[ "$stderr" != *$'\r'* ]] || false
+    assert_equal "$(printf '%s\n' "$stderr" | grep -c '^sf-encode: prompt [12]/2  [0-9.]*s  [0-9.]* prompts/s$')" 2
+    # bar: '\r' updates, the last ended by a newline before the log goes on
+    run --separate-stderr sf-encode --model-dir "$M" --no-cache --prompt a --prompt b --progress bar \
+        --save-embeds "$T/b.safetensors"
+    assert_success
+    [[ "$stderr" == *$'\r'* ]] || false
+    [[ "$stderr" == *$'prompts/s\nsf-encode: info: 2 prompt(s) done'* ]] || false
+}
+
+@test "an output folder that does not exist is refused before the encoder loads, in one line" {
+    for flag in --save-embeds --out; do
+        run --separate-stderr sf-encode --model-dir "$M" --no-cache --prompt a $flag "$T/nodir/x.safetensors"
+        assert_failure
+        assert_one_error_line
+        assert_regex "$stderr" "$flag .*nodir.* does not exist"
+        [[ "$stderr" != *"loading umT5"* ]] || false
+    done
+}
+
 @test "--device cuda / --gpu_id / --serve / --bench xxl without a usable GPU: one line naming what is missing, exit 1, no output" {
     if command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L >/dev/null 2>&1; then skip "this machine has a GPU"; fi
     O="$BATS_TEST_TMPDIR/e.safetensors"
