@@ -102,6 +102,16 @@ sf_status sf_denoise_opts_get(const sf_args *a, const sf_opt *opts, sf_denoise_o
         return sf_fail(err, SF_E_ARG,
                        "--num_frames 0 (endless) needs a rolling KV cache (--local_attn_size N) and writes only "
                        "--out (no --save-latents, --output_path or --noise)");
+    if (o->tap_out && o->tsel == SF_TAP_SEL_ONE) { /* a forward the run never makes: said now, not after the run */
+        sf_pipeline_cfg pc = {.n_steps = o->rc.n_steps, .frames_per_block = o->rc.num_frame_per_block,
+                              .independent_first_frame = o->rc.independent_first_frame, .num_frames = (int)o->num_frames};
+        int nb = 0;
+        if ((s = sf_pipeline_check(&pc, &nb, err))) return s;
+        if ((nb && o->sel_b >= nb) || o->sel_s > o->rc.n_steps)
+            return sf_fail(err, SF_E_ARG,
+                           "--tap-select b:%d,s:%d: this run makes blocks 0..%d and steps 0..%d per block (%d: the clean "
+                           "refresh pass)", o->sel_b, o->sel_s, nb - 1, o->rc.n_steps, o->rc.n_steps);
+    }
     o->follow = (o->endless || sf_args_has(a, opts, "follow-prompts")) && o->in_url && !o->pe_arg;
     o->chunk = 3;
     if ((s = get_long(a, opts, "chunk-frames", 1, 1 << 20, &o->chunk, err))) return s;

@@ -43,12 +43,18 @@ for name in ("probs.L0.b2.s4", "cross.L2.b2.s4"):
 PY
 }
 
-@test "workbench flag errors: exit 2, one line, before any work, nothing written" {
+@test "workbench flag errors: exit 2, one line, before any work, nothing written (a --tap-select past the run's forwards too)" {
     O="$BATS_TEST_TMPDIR/e.safetensors"
     for bad in "--layer_indices 1-" "--layer_indices 2-1" "--layer_indices 0,x" "--layer_indices 0-3" "--tap-mode prob"; do
         run --separate-stderr sf-denoise "${COMMON[@]}" $bad --output_path "$O"
         assert_failure 2
         assert_equal "$(printf '%s\n' "$stderr" | grep -c .)" 1
+    done
+    # a forward the run never makes (9 frames: blocks 0..2; steps 0..3 and the refresh pass 4): refused at the start
+    for sel in b:3,s:0 b:0,s:5; do
+        run --separate-stderr sf-denoise "${COMMON[@]}" --layer_indices 0 --tap-select "$sel" --output_path "$O"
+        assert_failure 2
+        assert_equal "$stderr" "sf-denoise: error: --tap-select ${sel}: this run makes blocks 0..2 and steps 0..4 per block (4: the clean refresh pass)"
     done
     run --separate-stderr sf-denoise "${COMMON[@]}" --layer_indices 0-3 --output_path "$O"
     [[ "$stderr" == *"--layer_indices: layer 3 out of range (the model has 3 layers: 0..2)"* ]]
