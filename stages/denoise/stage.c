@@ -291,7 +291,13 @@ sf_status sf_denoise_stage_run(sf_denoise_opts *o, sf_err *err) {
             (long long)st.frame_tokens, cfg.num_layers,
             2.0 * (double)st.cache_tokens * cfg.dim * cfg.num_layers * (o->sh.cuda ? 2 : 4) / (1024.0 * 1024.0 * 1024.0),
             o->sh.cuda ? "bf16, on the GPU" : "f32");
-    if (have_taps) sf_taps_attach(&taps, &st); /* before the prepare: what the taps need is made there too */
+    if (have_taps) {
+        /* logits captures stay in memory until the end (3.7 GB a layer at 480x832): refused now if they cannot fit */
+        const double tb = sf_taps_logits_bytes(&taps, n_blocks, rc->n_steps, rc->num_frame_per_block,
+                                               rc->independent_first_frame, st.frame_tokens, cache_frames, cfg.num_heads);
+        if ((s = sf_taps_check_room(&taps, tb, o->tap_out, err))) goto done;
+        sf_taps_attach(&taps, &st); /* before the prepare: what the taps need is made there too */
+    }
     /* the device's one-time work (plans, workspaces) before the embedding: it overlaps the encoder's */
     if ((s = sf_pipeline_prepare(&st, &pc, err))) goto done;
     sf_trace("denoise", "ready", -1, n_blocks);

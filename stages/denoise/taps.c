@@ -16,6 +16,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/statvfs.h>
 
 sf_status sf_taps_parse_mode(const char *s, sf_tap_mode *m, sf_err *err) {
     if (!strcmp(s, "logits")) *m = SF_TAP_LOGITS;
@@ -694,6 +695,67 @@ done:
     free(names);
     free(ents);
     return s;
+}
+
+double sf_taps_logits_bytes(const sf_taps *t, int n_blocks, int n_steps, int fpb, int independent_first,
+                            int64_t frame_tokens, int64_t cache_frames, int heads) {
+    if (t->mode != SF_TAP_LOGITS || t->n_layers == 0) return 0;
+    double sum = 0, seed_lk = 0, seed_bytes = 0;
+    int64_t end = 0; /* frames generated up to the end of block b */
+    for (int b = 0; b < n_blocks; b++) {
+        const int64_t f = independent_first && b == 0 ? 1 : fpb;
+        end += f;
+        const double lq = (double)(f * frame_tokens), lk = (double)((end < cache_frames ? end : cache_frames) * frame_tokens);
+        const double one = 2.0 * heads * lq * lk; /* one forward of one layer, f16 */
+        for (int s = 0; s <= n_steps; s++)
+            if (selects_forward(t, b, s, 0)) sum += one;
+        if (lk > seed_lk) seed_lk = lk, seed_bytes = one; /* the first with the most keys */
+    }
+    return t->n_layers * (t->sel == SF_TAP_SEL_SEED ? seed_bytes : sum);
+}
+
+/* MemAvailable in bytes (SF_MEM_AVAILABLE_MB overrides it), or -1 when unknown */
+static double mem_available(void) {
+    const char *e = getenv("SF_MEM_AVAILABLE_MB");
+    if (e && *e) return atof(e) * 1048576.0;
+    FILE *f = fopen("/proc/meminfo", "r");
+    char line[256];
+    double kb = -1;
+    while (f && fgets(line, sizeof line, f))
+        if (sscanf(line, "MemAvailable: %lf kB", &kb) == 1) break;
+    if (f) fclose(f);
+    return kb < 0 ? -1 : kb * 1024.0;
+}
+
+static const char *human(double bytes, char *buf, size_t n) {
+    if (bytes >= 1e9) snprintf(buf, n, "%.1f GB", bytes / 1e9);
+    else snprintf(buf, n, "%.2f MB", bytes / 1e6);
+    return buf;
+}
+
+sf_status sf_taps_check_room(const sf_taps *t, double bytes, const char *path, sf_err *err) {
+    if (bytes <= 0) return SF_OK;
+    const double mem = mem_available();
+    char hb[32], hm[32];
+    char dir[4096];
+    snprintf(dir, sizeof dir, "%s", path);
+    char *slash = strrchr(dir, '/');
+    if (!slash) snprintf(dir, sizeof dir, ".");
+    else if (slash == dir) dir[1] = 0;
+    else *slash = 0;
+    struct statvfs vf;
+    const double disk = statvfs(dir, &vf) == 0 ? (double)vf.f_bavail * (double)vf.f_frsize : -1;
+    const char *hint = "tap fewer layers (--layer_indices), one forward (--tap-select b:B,s:S), or the aggregates "
+                       "(--tap-mode frames / probs: kilobytes)";
+    if (mem >= 0 && bytes > mem)
+        return sf_fail(err, SF_E_NOMEM, "the logits taps of %d layer(s) would hold %s in memory until the run ends, "
+                       "%s is available: %s", t->n_layers, human(bytes, hb, sizeof hb), human(mem, hm, sizeof hm), hint);
+    if (disk >= 0 && bytes > disk)
+        return sf_fail(err, SF_E_IO, "the logits taps of %d layer(s) would write %s to %s, which has %s free: %s",
+                       t->n_layers, human(bytes, hb, sizeof hb), dir, human(disk, hm, sizeof hm), hint);
+    sf_info("attention taps: %s (%.0f bytes) of logits held until the end of the run, then written to %s",
+            human(bytes, hb, sizeof hb), bytes, path);
+    return SF_OK;
 }
 
 sf_status sf_taps_check_path(const sf_taps *t, const char *path, sf_err *err) {

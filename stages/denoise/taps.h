@@ -100,6 +100,18 @@ typedef struct sf_taps_meta {
 sf_status sf_taps_stream_matrix(const sf_taps *t, int layer, const sf_taps_meta *meta, int *heads, float *full,
                                 float *last, sf_err *err);
 
+/* The bytes the logits captures will hold until the run ends and then write (f16 [heads, Lq, Lk] per
+ * kept capture): every selected forward of every tapped layer, or with the seed selection one per layer
+ * (the first with the most keys). 0 in the aggregate modes (frames, probs: kilobytes). The run: n_blocks
+ * blocks of fpb latent frames (the first of 1 with independent_first), n_steps steps + the refresh pass,
+ * frame_tokens tokens a frame, a KV cache of cache_frames frames (the rolling window, or all). */
+double sf_taps_logits_bytes(const sf_taps *t, int n_blocks, int n_steps, int fpb, int independent_first,
+                            int64_t frame_tokens, int64_t cache_frames, int heads);
+/* Refuse (SF_E_NOMEM) a logits capture of bytes that cannot fit in memory (MemAvailable; SF_MEM_AVAILABLE_MB
+ * overrides it, for tests) or on the output's file system, naming the size and what to change; an info line
+ * with the size otherwise. Call it before the run. */
+sf_status sf_taps_check_room(const sf_taps *t, double bytes, const char *path, sf_err *err);
+
 /* Whether path suits this configuration (extension; probs / cross need .safetensors): call it
  * before the run so that a bad output fails before any work. SF_E_ARG with the reason. */
 sf_status sf_taps_check_path(const sf_taps *t, const char *path, sf_err *err);

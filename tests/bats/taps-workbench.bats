@@ -67,3 +67,26 @@ PY
     [ ! -e "$O" ]
     [ ! -e "$BATS_TEST_TMPDIR/e.pt" ]
 }
+
+# the bytes of a tap file's logits tensors (taps.* / fig4.*)
+logits_bytes() { python3 -c 'import json,struct,sys; f=open(sys.argv[1],"rb"); n=struct.unpack("<Q",f.read(8))[0]; h=json.loads(f.read(n)); print(sum(v["data_offsets"][1]-v["data_offsets"][0] for k,v in h.items() if k.startswith(("taps.","fig4."))))' "$1"; }
+
+@test "logits taps: the size announced before the run is the file's, exactly (selections, rolling caches); too big for memory: refused first" {
+    O="$BATS_TEST_TMPDIR/l.safetensors"
+    for run in "seed" "all" "all --local_attn_size 6 --sink-size 1" "seed --local_attn_size 3" "b:2,s:4 --local_attn_size 3"; do
+        read -r sel cache <<<"$run"
+        run --separate-stderr sf-denoise "${COMMON[@]}" --layer_indices 0 2 --tap-select "$sel" $cache --output_path "$O"
+        assert_success
+        said=$(grep -o '(\([0-9]*\) bytes) of logits' <<<"$stderr" | tr -dc 0-9)
+        assert_equal "$said" "$(logits_bytes "$O")"
+        rm -f "$O"
+    done
+    # 2 layers x 5 forwards x 3 blocks of the golden run = 1.24 MB; 1 MiB available: one line before any forward
+    SF_MEM_AVAILABLE_MB=1 run --separate-stderr sf-denoise "${COMMON[@]}" --layer_indices 0 2 --tap-select all --output_path "$O"
+    assert_failure 1
+    assert_equal "$(grep -c error <<<"$stderr")" 1
+    assert_equal "${stderr##*$'\n'}" "sf-denoise: error: the logits taps of 2 layer(s) would hold 1.24 MB in memory until the run ends, 1.05 MB is available: tap fewer layers (--layer_indices), one forward (--tap-select b:B,s:S), or the aggregates (--tap-mode frames / probs: kilobytes)"
+    [ ! -e "$O" ]
+    # the aggregates are not held back by it
+    SF_MEM_AVAILABLE_MB=1 run -0 sf-denoise "${COMMON[@]}" --layer_indices all --tap-mode probs --tap-select all --output_path "$O"
+}
