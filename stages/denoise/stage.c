@@ -82,6 +82,7 @@ sf_status sf_denoise_opts_get(const sf_args *a, const sf_opt *opts, sf_denoise_o
     if (!def) sf_warn("configs/default_config.yaml not found (set SF_ROOT to the sfpipe folder); using only %s",
                       cpath ? cpath : "built-in defaults");
     if ((s = sf_run_config_load(def, cpath, &o->rc, err))) return s;
+    snprintf(o->config_path, sizeof o->config_path, "%s", cpath ? cpath : "");
     if (o->rc.n_steps == 0)
         return sf_fail(err, SF_E_ARG, "the config has no denoising_step_list (use --config_path configs/self_forcing_dmd.yaml)");
     o->num_frames = 21, o->height = 480, o->width = 832, o->seed = 42, o->las = o->rc.local_attn_size, o->sink = o->rc.sink_size;
@@ -204,7 +205,8 @@ static sf_status write_files(const sf_denoise_opts *o, const sf_latents_out *lo_
     }
     if (taps) {
         sf_taps_meta meta = {lo.prompt, (int)o->num_frames, o->rc.num_frame_per_block, o->rc.independent_first_frame,
-                             (int)o->chunk, lo.weights, lo.seed, o->las, o->sink, o->model_dir};
+                             (int)o->chunk, lo.weights, lo.seed, o->las, o->sink, o->model_dir,
+                             o->config_path[0] ? o->config_path : NULL};
         if ((s = sf_taps_write(taps, o->tap_out, &meta, err))) return s;
         sf_info("wrote the attention taps to %s", o->tap_out);
     }

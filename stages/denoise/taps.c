@@ -527,6 +527,7 @@ static sf_status facts(const sf_taps *t, const sf_taps_meta *m, const char **kv,
     if (m->local_attn_size) kv[k++] = "local_attn_size", kv[k++] = num[1], kv[k++] = "sink_size", kv[k++] = num[2];
     if (m->seed) kv[k++] = "seed", kv[k++] = m->seed;
     if (m->model_dir) kv[k++] = "model_dir", kv[k++] = m->model_dir;
+    if (m->config) kv[k++] = "config", kv[k++] = m->config;
     *nkv = k;
     return SF_OK;
 }

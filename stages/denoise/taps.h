@@ -92,6 +92,7 @@ typedef struct sf_taps_meta {
     long local_attn_size;        /* -1 global, > 0 rolling window; 0: not recorded (nor sink_size) */
     long sink_size;
     const char *model_dir;       /* NULL: not recorded */
+    const char *config;          /* the run config (--config_path, as resolved); NULL: not recorded */
 } sf_taps_meta;
 
 /* Frames + seed: the streaming aggregate of one layer. full (heads, T, T) f32 and last
@@ -119,7 +120,7 @@ sf_status sf_taps_check_path(const sf_taps *t, const char *path, sf_err *err);
  * .safetensors metadata: tap_mode, num_frames, num_frame_per_block, frame_seq_length, prompt,
  * weights, layers (JSON list), heads, forwards (JSON: block, step, start_frame, query_frames and
  * key_frames = the absolute frame of every key slot, sink frames of a rolling cache included),
- * tap_cross, real_text_tokens, local_attn_size, sink_size, seed, model_dir (those set in meta). */
+ * tap_cross, real_text_tokens, local_attn_size, sink_size, seed, model_dir, config (those set in meta). */
 sf_status sf_taps_write(const sf_taps *t, const char *path, const sf_taps_meta *meta, sf_err *err);
 
 #endif

@@ -30,6 +30,7 @@ meta() { python3 -c 'import json,struct,sys; f=open(sys.argv[1],"rb"); n=struct.
     assert_equal "$(meta "$O" tap_cross)" 1
     assert_equal "$(meta "$O" seed)" replayed
     assert_equal "$(meta "$O" prompt)" "a fox"
+    [[ "$(meta "$O" config)" == *configs/self_forcing_dmd.yaml ]] || false # the default run config, as found
     assert_equal "$(meta "$O" forwards)" '[{"block":2,"step":4,"start_frame":6,"query_frames":3,"key_frames":[0,1,2,3,4,5,6,7,8]}]'
     # each query frame's key-frame masses sum to 1
     run -0 python3 - "$O" <<'PY'
