@@ -55,10 +55,30 @@ static void force_exit(int unused) {
     _exit(128 + sig);
 }
 
+/* When the first signal came (CLOCK_MONOTONIC, ms; clock_gettime is async-signal-safe). A second signal
+ * within SF_STOP_SAME_MS of it is the same stop request arriving twice, not an impatient second one: a
+ * terminal's Ctrl-C reaches every process of the foreground group, and sf-run then forwards SIGTERM to
+ * each stage as well — taken as "stop now", every stage of an interrupted sf-run exited hard, skipping
+ * its clean-up (a decoder's temp frame folder, a server's socket). The watchdog still bounds the stop. */
+static volatile sig_atomic_t g_first_ms_lo, g_first_ms_hi;
+
+static long long now_ms(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
 static void on_stop_signal(int sig) {
     int e = errno;
-    if (sig > 0 && g_signal) force_exit(0); /* a second signal: do not wait */
+    if (sig > 0 && g_signal) { /* a second signal: do not wait — unless it is the first one again */
+        const long long first = (long long)g_first_ms_hi << 30 | (long long)g_first_ms_lo;
+        if (now_ms() - first >= SF_STOP_SAME_MS) force_exit(0);
+        errno = e;
+        return;
+    }
     if (sig > 0) {
+        const long long t = now_ms();
+        g_first_ms_lo = (sig_atomic_t)(t & ((1 << 30) - 1)), g_first_ms_hi = (sig_atomic_t)(t >> 30);
         g_signal = sig;
         if (g_timer_ok) {
             struct itimerspec it = {{0, 0}, {SF_STOP_GRACE_MS / 1000, (long)(SF_STOP_GRACE_MS % 1000) * 1000000L}};

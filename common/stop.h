@@ -7,7 +7,9 @@
  * SF_E_STOPPED, and main() exits 128 + signal (130 SIGINT, 143 SIGTERM, 129 SIGHUP) through
  * sf_die / sf_exit_code. A watchdog bounds the whole stop: when the program is still running
  * SF_STOP_GRACE_MS after the first signal (one long kernel on the CPU at full size), or on a
- * second signal, it removes the registered names and _exits with the same code. Outputs are
+ * second signal SF_STOP_SAME_MS or more after the first (sooner, it is the same request arriving
+ * twice: a terminal's Ctrl-C to the process group, then sf-run's SIGTERM), it removes the registered
+ * names and _exits with the same code. Outputs are
  * never half-written either way (sf_atomic_open: O_TMPFILE, or a registered temp name).
  *
  * Registered names (sf_stop_unlink_at_exit): temp files of the named fallback and ipc socket
@@ -23,6 +25,7 @@ extern "C" {
 #endif
 
 #define SF_STOP_GRACE_MS 700
+#define SF_STOP_SAME_MS 300
 
 /* Install the handlers (SIGINT, SIGTERM, SIGHUP; SIGPIPE ignored), the self-pipe and the
  * watchdog. Idempotent. */
