@@ -49,6 +49,7 @@ static const sf_opt opts[] = {
     {"threads", 0, SF_ARG_VALUE, "N\tCPU threads (default: all CPUs)"},
     {"bench", 0, SF_ARG_VALUE, "tiny|1.3b-layer|1.3b|attn|glue\tprint ms per block-forward and peak memory, then exit (1.3b: a whole random-weight video, GPU only; attn: the attention paths at full size, GPU only; glue: the norm/RoPE kernels' TB/s, GPU only)"},
     {"bench-tokens", 0, SF_ARG_VALUE, "N\t--bench 1.3b-layer: tokens per 3-frame block (default 4680 = 832x480; 480 = 256x160)"},
+    {"check", 0, SF_ARG_FLAG, "check the flags against the config and the model (config.json, weights and checkpoint opened, not loaded; tap layers; frame count), then exit 0 without a run; no input or output needed"},
     SF_OPT_PROGRESS,
     SF_OPT_TIMEOUT,
     SF_OPTS_CPU_MODE,

@@ -48,16 +48,17 @@ sf_status sf_denoise_opts_get(const sf_args *a, const sf_opt *opts, sf_denoise_o
     o->out_url = sf_args_get(a, opts, "out"), o->save = sf_args_get(a, opts, "save-latents");
     o->tap_out = sf_args_get(a, opts, "output-path");
     o->n_lay = sf_args_all(a, opts, "layer-indices", &o->lay);
+    o->check = sf_args_has(a, opts, "check"); /* --check: no input or output needed, none opened */
     /* shell composition: `sf-encode ... | sf-denoise | sf-decode -o v.y4m` reads and writes the
      * wire on stdin/stdout when those are pipes or files (DESIGN §3: stdout carries data only
      * when it is the --out) */
-    if (!o->pe_arg && !o->in_url && sf_fd_is_data(0)) o->in_url = "-";
-    if (!o->out_url && !o->save && !o->tap_out && sf_fd_is_data(1)) o->out_url = "-";
-    if (!o->pe_arg && !o->in_url)
+    if (!o->check && !o->pe_arg && !o->in_url && sf_fd_is_data(0)) o->in_url = "-";
+    if (!o->check && !o->out_url && !o->save && !o->tap_out && sf_fd_is_data(1)) o->out_url = "-";
+    if (!o->check && !o->pe_arg && !o->in_url)
         return sf_fail(err, SF_E_ARG, "no text conditioning: give --prompt-embeds FILE[:NAME] or --in URL");
-    if (o->n_lay > 0 && !o->tap_out)
+    if (!o->check && o->n_lay > 0 && !o->tap_out)
         return sf_fail(err, SF_E_ARG, "--layer_indices needs --output_path FILE (.pt or .safetensors)");
-    if (!o->out_url && !o->save && !o->tap_out)
+    if (!o->check && !o->out_url && !o->save && !o->tap_out)
         return sf_fail(err, SF_E_ARG, "nothing to write: give --out URL, --save-latents FILE or --output_path FILE");
     /* every output's folder, before any work: a typo must not cost the whole run */
     if ((s = sf_check_out_dir("--save-latents", o->save, 0, err)) || (s = sf_check_out_dir("--output_path", o->tap_out, 0, err)) ||
@@ -234,12 +235,16 @@ sf_status sf_denoise_stage_run(sf_denoise_opts *o, sf_err *err) {
     snprintf(p, sizeof p, "%s/config.json", o->model_dir);
     if ((s = sf_dit_config_load(p, &cfg, err))) goto done;
     /* the tapped layers, range-checked now that the model's depth is known */
-    if (o->tap_out && (s = sf_taps_parse_layers(o->lay, o->n_lay, cfg.num_layers, &layers, &n_layers, err))) goto done;
+    if ((o->tap_out || (o->check && o->n_lay > 0)) &&
+        (s = sf_taps_parse_layers(o->lay, o->n_lay, cfg.num_layers, &layers, &n_layers, err)))
+        goto done;
     if ((s = sf_dit_source_open(&src, o->model_dir, o->ckpath, o->no_ckpt, o->use_ema, o->require_ckpt, err))) goto done;
     const char *weights = src.weights; /* which weights ran, in every output's metadata */
-    if ((s = sf_dit_weights_load(&w, &cfg, src.base, src.ck, src.key, err))) goto done;
-    have_w = 1;
-    sf_info("DiT: %d layers, dim %d, %lld parameters, weights: %s", cfg.num_layers, cfg.dim, (long long)w.n_params, weights);
+    if (!o->check) { /* --check stops at opening them: loading is the run's first heavy work */
+        if ((s = sf_dit_weights_load(&w, &cfg, src.base, src.ck, src.key, err))) goto done;
+        have_w = 1;
+        sf_info("DiT: %d layers, dim %d, %lld parameters, weights: %s", cfg.num_layers, cfg.dim, (long long)w.n_params, weights);
+    }
     if (o->tap_out) {
         if ((s = sf_taps_init(&taps, o->tmode, o->tsel, o->sel_b, o->sel_s, layers, n_layers, cfg.num_layers, err))) goto done;
         have_taps = 1;
@@ -251,10 +256,10 @@ sf_status sf_denoise_stage_run(sf_denoise_opts *o, sf_err *err) {
     /* the input: a file is read now, a stream opened now and waited for once the device is ready */
     if (o->prompt) snprintf(prompt, sizeof prompt, "%s", o->prompt);
     int64_t rows = 0;
-    if ((s = o->pe_arg ? load_embeds(o->pe_arg, cfg.text_dim, cfg.text_len, &emb, &rows, err)
+    if (!o->check && (s = o->pe_arg ? load_embeds(o->pe_arg, cfg.text_dim, cfg.text_len, &emb, &rows, err)
                        : sf_prompt_feed_connect(o->in_url, o->sh.wire_timeout, cfg.text_dim, cfg.text_len, &live.feed, err)))
         goto done;
-    if (o->pe_arg) sf_trace("denoise", "embeds_in", 0, rows); /* a file's is in hand now */
+    if (o->pe_arg && !o->check) sf_trace("denoise", "embeds_in", 0, rows); /* a file's is in hand now */
 
     /* pipeline */
     sf_scheduler sc;
@@ -282,6 +287,11 @@ sf_status sf_denoise_stage_run(sf_denoise_opts *o, sf_err *err) {
     if (o->las != -1 && o->las < rc->num_frame_per_block + o->sink) {
         s = sf_fail(err, SF_E_ARG, "local_attn_size %ld cannot hold sink_size %ld + a block of %d frames", o->las, o->sink,
                     rc->num_frame_per_block);
+        goto done;
+    }
+    if (o->check) { /* everything but the state, the device and the input was checked: done */
+        sf_info("check: ok: %ld frames in blocks of %d at %ldx%ld, weights: %s", o->num_frames, rc->num_frame_per_block,
+                o->height, o->width, weights);
         goto done;
     }
     if ((s = sf_dit_state_init_rope(&st, &w, rc->num_frame_per_block, pc.lat_h, pc.lat_w, cache_frames, o->las, o->sink,

@@ -26,6 +26,7 @@ typedef struct sf_denoise_opts {
     char config_path[4096];                         /* --config_path as found ("" if none: defaults only) */
     long num_frames, height, width, seed, las, sink, rope_frames, chunk;
     int endless, follow, recache, dump, no_ckpt, use_ema, require_ckpt;
+    int check;                                      /* --check: the run's checks only (stage_run) */
 } sf_denoise_opts;
 
 /* The flags → *o: the shared stage flags (a GPU that cannot be used is an error here), --threads, then
@@ -33,7 +34,9 @@ typedef struct sf_denoise_opts {
  * data), their folders, the tap flags' syntax, the configs, the numbers and their combinations. */
 sf_status sf_denoise_opts_get(const sf_args *a, const sf_opt *opts, sf_denoise_opts *o, sf_err *err);
 
-/* The run itself. On failure after --out is open, the error is sent downstream before returning.
+/* The run itself (with o->check: only its checks — config.json, the tap layers' range, the weights
+ * and checkpoint opened, not loaded, the frame count against the block — then SF_OK without the
+ * state, the device or the input). On failure after --out is open, the error is sent downstream before returning.
  * Frees o->lay. SF_OK also for an endless run stopped by Ctrl-C or the live route. */
 sf_status sf_denoise_stage_run(sf_denoise_opts *o, sf_err *err);
 

@@ -199,6 +199,27 @@ st_header() { tail -c +9 "$1" | head -c 4096 | tr -d '\0'; }
     [[ "$stderr" == *"expected auto, bar, lines or none"* ]]
 }
 
+@test "--check: the run's checks without input, output, weights load or state; exit 0 or the run's error" {
+    C=(--model-dir "$G/model" --num_frames 9 --height 64 --width 96 --check)
+    SF_TRACE="$BATS_TEST_TMPDIR/trace" run -0 --separate-stderr sf-denoise "${C[@]}" </dev/null
+    [[ "$stderr" == *"check: ok: 9 frames in blocks of 3 at 64x96, weights: base $G/model/diffusion_pytorch_model.safetensors"* ]]
+    ! grep -qs ' denoise ready ' "$BATS_TEST_TMPDIR/trace" || false   # no state, no device work
+    [[ "$stderr" != *"parameters"* ]]                                  # the weights were not loaded
+    run -0 --separate-stderr sf-denoise "${C[@]}" --checkpoint_path "$G/checkpoints/tiny_dmd.pt" --layer_indices all
+    [[ "$stderr" == *"weights: checkpoint $G/checkpoints/tiny_dmd.pt:generator_ema"* ]]
+    run -0 sf-denoise "${C[@]}" --layer_indices 0-2
+    run -2 --separate-stderr sf-denoise "${C[@]}" --num_frames 10
+    assert_equal "$stderr" "sf-denoise: error: num_frames 10 is not a multiple of num_frame_per_block 3"
+    run -2 --separate-stderr sf-denoise "${C[@]}" --layer_indices 0 3
+    [[ "$stderr" == *"layer 3 out of range"* ]]
+    run -2 sf-denoise "${C[@]}" --height 60
+    mkdir "$BATS_TEST_TMPDIR/m"
+    cp "$G/model/config.json" "$BATS_TEST_TMPDIR/m/"
+    run -1 --separate-stderr sf-denoise "${C[@]}" --model-dir "$BATS_TEST_TMPDIR/m"
+    [[ "$stderr" == *"diffusion_pytorch_model.safetensors"* ]]
+    [ "${#stderr_lines[@]}" -eq 1 ]
+}
+
 @test "bench tiny prints ms per block-forward and peak RSS" {
     run sf-denoise --bench tiny --model-dir "$G/model" --threads 2
     assert_success
