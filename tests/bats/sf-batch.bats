@@ -68,7 +68,7 @@ by_hand() {
     [ ! -e "$T/x" ]
     run -0 sf-batch --data_path "$T/p3.txt" --output_folder "$T/reg" --model-dir "$M" --num_output_frames 3 \
         --height 32 --width 48 --save_with_index --dry-run
-    assert_output --partial "dry run: 3 of 3 videos to do on 1 workers"
+    assert_line "sf-batch: dry run: 3 of 3 videos to do on 1 worker"
     [ ! -e "$T/reg" ]   # a dry run writes nothing
 }
 
@@ -160,6 +160,78 @@ by_hand() {
     [ ! -e "$T/out" ]
     run -0 sf-batch --help
     assert_output --partial "--data_path PROMPTS.txt --output_folder DIR"
+    for f in --mem --cpus-per-task --job-name --nodelist --exclude --progress; do assert_output --partial -- "[$f "; done
+}
+
+@test "names: multi-byte prompts cut to 200 bytes on a character, control characters replaced; a log that cannot be opened fails that video only" {
+    { printf '狐%.0s' $(seq 90); printf '\nred \033[31mfox\n'; } >"$T/p.txt"   # 90 characters, 270 bytes
+    mkdir -p "$T/out/.sf-batch/logs/red _[31mfox-0.log"   # a folder where the log should be
+    run -1 --separate-stderr sf-batch --data_path "$T/p.txt" --output_folder "$T/out" --model-dir "$M" --num_output_frames 3 \
+        --height 32 --width 32 --cache-dir "$T/cache" --threads 1
+    [ -f "$T/out/$(printf '狐%.0s' $(seq 66))-0.mp4" ]   # 198 bytes: a 67th character would make 201
+    grep -q "FAILED red _\[31mfox-0.mp4: cannot write its log .*/red _\[31mfox-0.log: Is a directory" <<<"$stderr"
+    grep -q "summary: 2 videos in $T/out: 1 done, 0 skipped (already there), 1 failed, 0 not done (1 worker)" <<<"$stderr"
+    [[ "$stderr" != *$'\033'* ]]
+    # a reason is printed with its control characters escaped, as the stages print theirs
+    printf 'boom \033[2J\n' >"$T/out/.sf-batch/failed/red _[31mfox-0.mp4"
+    run -0 sf-batch --status "$T/out"
+    assert_line 'sf-batch: failed: red _[31mfox-0.mp4: boom \x1b[2J'
+}
+
+@test "a rerun with other flags or prompts is refused while the folder has videos; a missing tap file is not done; --status sees a dead worker" {
+    head -n 2 "$T/prompts.txt" >"$T/p2.txt"
+    run -0 sf-batch "${B[@]}" --data_path "$T/p2.txt" --layer_indices 0 --progress lines
+    grep -q 'sf-denoise: block 1/1 step 1/' "$T/out/.sf-batch/logs/0-0_ema.log"   # --progress reaches the stages
+    run -2 --separate-stderr sf-batch "${B[@]}" --data_path "$T/p2.txt" --seed 1 --layer_indices 0-1 --num_output_frames 6
+    assert_equal "$stderr" "sf-batch: error: $T/out has videos made with other flags: --seed 0 (now 1), --num_output_frames 3 (now 6), --layer_indices 0 (now 0-1); use another --output_folder (or empty this one)"
+    run -2 --separate-stderr sf-batch "${B[@]}" --data_path "$T/p2.txt" --dry-run
+    assert_equal "$stderr" "sf-batch: error: $T/out has videos made with other flags: --layer_indices 0 (now none); use another --output_folder (or empty this one)"
+    sed '2s/boat/ship/' "$T/p2.txt" >"$T/p2b.txt"
+    run -2 --separate-stderr sf-batch "${B[@]}" --data_path "$T/p2b.txt" --layer_indices 0
+    assert_equal "$stderr" "sf-batch: error: $T/out/1-0_ema.mp4 was made from another prompt or seed (its line of --data_path or --extended_prompt_path changed or moved); remove it, or use another --output_folder"
+    rm "$T/out/1-0_ema.pt"
+    run -0 sf-batch --status "$T/out"
+    assert_line --index 0 "$T/out: 2 videos: 1 done, 0 failed, 1 to do"
+    run -0 sf-batch "${B[@]}" --data_path "$T/p2.txt" --layer_indices 0
+    assert_output --partial "summary: 2 videos in $T/out: 1 done, 1 skipped (already there), 0 failed, 0 not done (1 worker)"
+    [ -f "$T/out/1-0_ema.pt" ]
+    sleep 0 & dead=$!
+    wait "$dead"
+    echo "running on $(hostname -s) pid $dead since 10:00:00" >"$T/out/.sf-batch/tasks/local_0"
+    run -0 sf-batch --status "$T/out"
+    assert_line "  worker 0: gone: pid $dead is not running (killed or crashed); its last record: running on $(hostname -s) pid $dead since 10:00:00"
+}
+
+@test "flags are checked before any video (sf-denoise --check): one line, exit 2, nothing written; layer ranges pass; no temp folder left" {
+    run -2 --separate-stderr sf-batch "${B[@]}" --num_output_frames 4
+    assert_equal "$stderr" "sf-batch: error: sf-denoise --check: num_frames 4 is not a multiple of num_frame_per_block 3"
+    run -2 --separate-stderr sf-batch "${B[@]}" --num_output_frames 0
+    assert_equal "$stderr" "sf-batch: error: --num_output_frames must be at least 1 (latent frames: 21 makes 81 video frames)"
+    run -2 --separate-stderr sf-batch "${B[@]}" --height 40
+    assert_equal "$stderr" "sf-batch: error: sf-denoise --check: --height/--width must be multiples of 16 (latent /8, patch 2)"
+    run -2 --separate-stderr sf-batch "${B[@]}" --layer_indices 0 7
+    assert_equal "$stderr" "sf-batch: error: sf-denoise --check: --layer_indices: layer 7 out of range (the model has 3 layers: 0..2)"
+    run -2 --separate-stderr sf-batch "${B[@]}" --progress sometimes
+    assert_equal "$stderr" "sf-batch: error: sf-denoise --check: --progress: expected auto, bar, lines or none, got 'sometimes'"
+    run -2 --separate-stderr sf-batch "${B[@]}" --device gpu
+    assert_equal "$stderr" "sf-batch: error: --device gpu: expected cpu, cuda or cuda:N"
+    cp -r "$M" "$T/m2"
+    rm "$T/m2/Wan2.1_VAE.pth"
+    run -1 --separate-stderr sf-batch "${B[@]}" --model-dir "$T/m2"
+    assert_equal "$stderr" "sf-batch: error: --model-dir $T/m2 has no Wan2.1_VAE.pth (sf-encode and sf-decode need it)"
+    [ ! -e "$T/out" ]
+    mkdir "$T/tmp"
+    for l in all 0-2; do
+        TMPDIR="$T/tmp" run -0 --separate-stderr sf-batch "${B[@]}" --layer_indices "$l" --dry-run
+        assert_line --regexp "^.*/sf-batch --worker .* --layer_indices $l( |$)"
+    done
+    [ -z "$(ls -A "$T/tmp")" ]   # the dry run's job list went with it
+    [ ! -e "$T/out" ]
+    # a folder that cannot hold the run's state: one line
+    mkdir "$T/ro"
+    touch "$T/ro/.sf-batch"
+    run -1 --separate-stderr sf-batch "${B[@]}" --output_folder "$T/ro"
+    assert_equal "$stderr" "sf-batch: error: cannot create $T/ro/.sf-batch: Not a directory"
 }
 
 @test "--slurm --dry-run: one array, the pass-through flags as #SBATCH lines, a worker per task" {

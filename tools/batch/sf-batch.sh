@@ -6,19 +6,26 @@
 #            [--save_with_index] [--use_ema] [--seed N] [--config_path P] [--checkpoint_path P]
 #            [--extended_prompt_path F] [--model-dir DIR] [--device cpu|cuda|cuda:N] [--workers N]
 #            [--height H] [--width W] [--threads N] [--cache-dir DIR] [--layer_indices L ...]
-#            [--retries N] [--dry-run] [--log-level L]
+#            [--retries N] [--dry-run] [--progress none|lines|bar|auto] [--log-level L]
 #   sf-batch --slurm [--partition P] [--account A] [--time T] [--gres gpu:1] [--qos Q]
-#            [--constraint C] [--sbatch-arg ARG]... [--no-requeue] [--wait] (the flags above)
+#            [--constraint C] [--mem M] [--cpus-per-task N] [--job-name J] [--nodelist L]
+#            [--exclude L] [--sbatch-arg ARG]... [--no-requeue] [--wait] (the flags above)
 #   sf-batch --status [DIR | --output_folder DIR]
 #
 # Every flag also works in --dash-form. A video is one (prompt line, sample): prompt line i
 # (0-based, like the reference's idx), sample s < num_samples, noise seed = seed + i*num_samples + s
-# (fixed per video, whatever the worker count or order); its file is the reference's name,
-# "<i>-<s>_ema.mp4" / "<i>-<s>_regular.mp4" with --save_with_index, else "<prompt[:100]>-<s>.mp4".
+# (fixed per video, whatever the worker count or order); blank lines make no video (the reference
+# makes one of the empty prompt; the indices are the same). Its file is the reference's name,
+# "<i>-<s>_ema.mp4" / "<i>-<s>_regular.mp4" with --save_with_index, else "<prompt[:100]>-<s>.mp4"
+# ('/' → '_', control characters → '_', cut to 200 bytes on a character boundary: NAME_MAX).
+# --layer_indices (all, N, A-B as sf-denoise) also writes the taps "<name>.pt" beside each video.
 # Locally, --workers N processes each take every N-th video (cuda:w for worker w with --device
 # cuda); with --slurm each array task takes its slice. Every video is sf-encode | sf-denoise |
 # sf-decode written to DIR/.sf-batch/tmp and renamed into DIR when complete, so a file in DIR is a
 # finished video, a rerun does only what is missing, and a killed worker loses its current video.
+# The flags are checked first (sf-denoise --check: frames, size, layers, config, weights). The first
+# run records the flags that change a video (DIR/.sf-batch/flags); a rerun with other ones is
+# refused while the folder holds videos. --progress (default none) goes to each video's log.
 # Exit 0 when every video exists, 1 otherwise (the summary says which failed and why), 2 bad flags.
 set -uo pipefail
 export LC_ALL=C.UTF-8   # ${prompt:0:100} counts characters, as Python's prompt[:100] does
@@ -39,11 +46,24 @@ PATH="$here:$PATH"   # the sf-* programs beside this script first
 die() { echo "sf-batch: error: $*" >&2; exit 1; }
 bad() { echo "sf-batch: error: $*" >&2; exit 2; }
 say() { echo "sf-batch: $*" >&2; }
+esc() { # $1 on stdout with its control bytes as \xhh and tabs/CRs as spaces, like the stages'
+    local LC_ALL=C s=${1//[$'\t\r\n']/ } out= c   # sf_escape_ctl (docs/reliability.md)
+    while [[ "$s" == *[[:cntrl:]]* ]]; do
+        c=${s%%[[:cntrl:]]*}; out+=$c; s=${s:${#c}}
+        printf -v c '\\x%02x' "'${s:0:1}"; out+=$c; s=${s:1}
+    done
+    printf '%s' "$out$s"
+}
+plural() { if [ "$1" = 1 ]; then printf '1 %s' "$2"; else printf '%s %ss' "$1" "$2"; fi; }
+mkdirs() { # what dir... : one line, not one per folder, when they cannot be made (a read-only folder)
+    local e
+    e=$(mkdir -p -- "${@:2}" 2>&1) || { e=${e%%$'\n'*}; die "cannot create $1: ${e##*: }"; }
+}
 
 # ---- flags: the reference's inference.py, the shared ones (reference_flags.sh), ours ----
 seed=0 checkpoint_path= use_ema=0   # inference.py's defaults: no checkpoint → the base weights
 data_path= output_folder= extended= num_frames=21 num_samples=1 with_index=0
-workers=1 retries=1 threads= layers=() dry=0 status=0
+workers=1 retries=1 threads= layers=() dry=0 status=0 progress=none
 slurm=0 sbatch_args=() requeue=1 wait=0
 worker_job= task=0 tasks=1
 orig=("$@")
@@ -54,6 +74,7 @@ while [ $# -gt 0 ]; do
     --use-ema) use_ema=1; shift; continue ;;
     --no-ema) use_ema=0; shift; continue ;;
     --prompt) bad "--prompt: sf-batch reads prompts from --data_path (one per line)" ;;
+    --progress) ref_need "$@"; progress=$2; shift 2; continue ;;   # the stages', into each video's log
     esac
     ref_flag "$flag" "${@:2}"
     if [ "$ref_used" -gt 0 ]; then shift "$ref_used"; continue; fi
@@ -70,7 +91,8 @@ while [ $# -gt 0 ]; do
     --threads) ref_need "$@"; ref_int "$1" "$2"; threads=$2; shift 2 ;;
     --layer-indices)
         shift; layers=()
-        while [ $# -gt 0 ] && [[ "$1" != --* ]]; do ref_int --layer_indices "$1"; layers+=("$1"); shift; done
+        # sf-denoise's syntax (N, A-B, A,B, all), checked with the rest by sf-denoise --check
+        while [ $# -gt 0 ] && [[ "$1" != --* ]]; do layers+=("$1"); shift; done
         [ ${#layers[@]} -gt 0 ] || bad "--layer_indices needs at least one value" ;;
     --dry-run|-n) dry=1; shift ;;
     --status) status=1; shift ;;
@@ -94,12 +116,17 @@ done
 state=$output_folder/.sf-batch   # job lists, logs, failure reasons, temp files
 
 # ---- the set of videos: all.tsv = name \t idx \t sample \t seed \t prompt, one line per video ----
+bytes() { local LC_ALL=C; nbytes=${#1}; }   # $1's length in bytes → nbytes
 video_name() { # idx sample prompt → vname, the reference's file name
     local p=${3:0:100}
     if [ "$with_index" = 1 ]; then
         if [ "$use_ema" = 1 ]; then vname="$1-$2_ema.mp4"; else vname="$1-$2_regular.mp4"; fi
     else
         p=${p//\//_}; p=${p//$'\t'/ }   # a '/' would name a folder (the reference then fails)
+        p=${p//[[:cntrl:]]/_}           # no terminal escape in a name (the reference keeps them)
+        # NAME_MAX is 255 bytes: 100 characters of CJK are 300. Leave room for "-<s>.mp4" and the
+        # stages' temp suffix ".tmp.<pid>.<n>.mp4" (common/outfile.c); cut whole characters only
+        while bytes "$p"; [ "$nbytes" -gt 200 ]; do p=${p%?}; done
         vname="$p-$2.mp4"
     fi
 }
@@ -127,27 +154,44 @@ list_videos() { # → stdout; blank lines keep their index but make no video
     done
 }
 
+# a video is done when its file is in the folder, and with --layer_indices its taps file too
+is_done() { [ -e "$output_folder/$1" ] && { [ "$taps" = 0 ] || [ -e "$output_folder/${1%.mp4}.pt" ]; }; }
+taps=$((${#layers[@]} > 0))
+
 # counts over all.tsv: sets n_all n_exist n_failed, and prints failure reasons when $1 = show
 tally() {
     local name rest
     n_all=0 n_exist=0 n_failed=0
     while IFS=$'\t' read -r name rest; do
         n_all=$((n_all + 1))
-        if [ -e "$output_folder/$name" ]; then n_exist=$((n_exist + 1))
+        if is_done "$name"; then n_exist=$((n_exist + 1))
         elif [ -f "$state/failed/$name" ]; then
             n_failed=$((n_failed + 1))
-            [ "${1:-}" = show ] && say "failed: $name: $(head -c 400 "$state/failed/$name")"
+            [ "${1:-}" = show ] && say "failed: $(esc "$name"): $(esc "$(head -c 400 "$state/failed/$name")")"
         fi
     done <"$state/all.tsv"
+}
+
+# a task's record (tasks/<job>_<task>), and whether the worker it says is running still is: a
+# worker killed with -9 (or its host rebooted) cannot write "finished"; on this host /proc knows
+task_record() {
+    local r pid
+    r=$(esc "$(cat -- "$1")")
+    if [[ "$r" =~ ^running\ on\ ([^ ]+)\ pid\ ([0-9]+) ]] && [ "${BASH_REMATCH[1]}" = "$(hostname -s)" ]; then
+        pid=${BASH_REMATCH[2]}
+        grep -qas -- --worker "/proc/$pid/cmdline" || r="gone: pid $pid is not running (killed or crashed); its last record: $r"
+    fi
+    printf '%s' "$r"
 }
 
 # ---- --status: the folder, then the array's state (sacct; scontrol/squeue without accounting) ----
 if [ "$status" = 1 ]; then
     [ -f "$state/all.tsv" ] || die "$output_folder has no sf-batch run (no $state/all.tsv)"
+    ! grep -qs '^layer_indices=.' "$state/flags" || taps=1
     tally show
-    echo "$output_folder: $n_all videos: $n_exist done, $n_failed failed, $((n_all - n_exist - n_failed)) to do"
+    echo "$output_folder: $(plural "$n_all" video): $n_exist done, $n_failed failed, $((n_all - n_exist - n_failed)) to do"
     if [ ! -f "$state/slurm-jobs" ]; then   # a local run: its workers' own records
-        for f in "$state/tasks/local_"*; do [ -f "$f" ] && echo "  worker ${f##*_}: $(cat "$f")"; done
+        for f in "$state/tasks/local_"*; do [ -f "$f" ] && echo "  worker ${f##*_}: $(task_record "$f")"; done
         exit 0
     fi
     while read -r jid jobfile; do
@@ -159,7 +203,7 @@ if [ "$status" = 1 ]; then
         else
             echo "job $jid: no longer known to Slurm (no accounting); its tasks' own records:"
         fi
-        for f in "$state/tasks/$jid"_*; do [ -f "$f" ] && echo "  $(basename "$f"): $(cat "$f")"; done
+        for f in "$state/tasks/$jid"_*; do [ -f "$f" ] && echo "  $(basename "$f"): $(task_record "$f")"; done
     done <"$state/slurm-jobs"
     exit 0
 fi
@@ -169,46 +213,63 @@ fi
 [ -f "$data_path" ] || die "--data_path $data_path: no such file"
 [ -z "$extended" ] || [ -f "$extended" ] || die "--extended_prompt_path $extended: no such file"
 [ "$num_samples" -ge 1 ] || bad "--num_samples must be at least 1"
+[ "$num_frames" -ge 1 ] || bad "--num_output_frames must be at least 1 (latent frames: 21 makes 81 video frames)"
 [ "$workers" -ge 1 ] || bad "--workers must be at least 1"
 [ -z "$checkpoint_path" ] || [ "$no_checkpoint" = 1 ] || [ -f "$checkpoint_path" ] ||
     die "--checkpoint_path $checkpoint_path: no such file (without --checkpoint_path the base weights are used)"
 [ -d "$model_dir" ] || die "--model-dir $model_dir: no such folder (set --model-dir or SF_MODEL_DIR)"
 [ -n "$device" ] || device=cpu
-
-# ---- worker: the videos k ≡ task (mod tasks) of a job list ----
-run_video() { # name seed prompt dev → 0 and the video in place, or 1 and $state/failed/name
-    local name=$1 vseed=$2 prompt=$3 dev=$4 tmp=$state/tmp log=$state/logs/${1%.mp4}.log st
-    local -a thr=() enc den dec lv=("${extra_encode[@]}")   # --log-level L, when given (reference_flags.sh)
-    [ -n "$threads" ] && thr=(--threads "$threads")
-    rm -f -- "$tmp/$name" "$tmp/$name".tmp.* "$tmp/${name%.mp4}.pt"
-    enc=(sf-encode --model-dir "$model_dir" --prompt "$prompt" --device "$dev" --out - "${thr[@]}" "${lv[@]}")
-    [ -n "$cache_dir" ] && enc+=(--cache-dir "$cache_dir")
-    den=(sf-denoise --model-dir "$model_dir" --config_path "$config_path" --device "$dev" --num_frames "$num_frames"
-        --height "$height" --width "$width" --seed "$vseed" --in - --out - --progress none "${thr[@]}" "${lv[@]}")
+[[ "$device" =~ ^(cpu|cuda(:[0-9]+)?)$ ]] || bad "--device $device: expected cpu, cuda or cuda:N"
+den_flags() { # → den: the flags that shape a video, as sf-denoise takes them (the check and every video)
+    den=(--model-dir "$model_dir" --config_path "$config_path" --num_frames "$num_frames" --height "$height"
+        --width "$width" --progress "$progress")
     if [ -z "$checkpoint_path" ] || [ "$no_checkpoint" = 1 ]; then den+=(--no_checkpoint)
     else den+=(--checkpoint_path "$checkpoint_path" --require-checkpoint); fi
     if [ "$use_ema" = 1 ]; then den+=(--use_ema); else den+=(--no_ema); fi
-    [ ${#layers[@]} -gt 0 ] && den+=(--layer_indices "${layers[@]}" --output_path "$tmp/${name%.mp4}.pt")
+    [ ${#layers[@]} -eq 0 ] || den+=(--layer_indices "${layers[@]}")
+}
+
+# ---- worker: the videos k ≡ task (mod tasks) of a job list ----
+fail_video() { # name reason → 1, the reason (escaped) in $why and, if it can be written, $state/failed/name
+    why=$(esc "$2")
+    { printf '%s\n' "$why" >"$state/failed/$1"; } 2>/dev/null
+    rm -f -- "$state/tmp/$1" "$state/tmp/$1".tmp.* "$state/tmp/${1%.mp4}.pt"
+    return 1
+}
+
+# Never aborts the worker: whatever goes wrong with one video (its log cannot be opened, a file
+# cannot be moved) is that video's failure, with its reason, and the worker goes on with the next.
+run_video() { # name seed prompt dev → 0 and the video in place, or 1, $why and $state/failed/name
+    local name=$1 vseed=$2 prompt=$3 dev=$4 tmp=$state/tmp log=$state/logs/${1%.mp4}.log e
+    local -a thr=() enc den dec st lv=("${extra_encode[@]}")   # --log-level L, when given (reference_flags.sh)
+    [ -n "$threads" ] && thr=(--threads "$threads")
+    rm -f -- "$tmp/$name" "$tmp/$name".tmp.* "$tmp/${name%.mp4}.pt"
+    e=$( { : >"$log"; } 2>&1) || fail_video "$name" "cannot write its log $log: ${e##*: }" || return 1
+    enc=(sf-encode --model-dir "$model_dir" --prompt "$prompt" --device "$dev" --out - "${thr[@]}" "${lv[@]}")
+    [ -n "$cache_dir" ] && enc+=(--cache-dir "$cache_dir")
+    den_flags
+    den=(sf-denoise "${den[@]}" --device "$dev" --seed "$vseed" --in - --out - "${thr[@]}" "${lv[@]}")
+    [ ${#layers[@]} -gt 0 ] && den+=(--output_path "$tmp/${name%.mp4}.pt")
     dec=(sf-decode --model-dir "$model_dir" --device "$dev" --height "$height" --width "$width" --in - -o "$tmp/$name"
-        --progress none "${thr[@]}" "${lv[@]}")
-    { "${enc[@]}" | "${den[@]}" | "${dec[@]}"; } 2>"$log"
+        --progress "$progress" "${thr[@]}" "${lv[@]}")
+    { "${enc[@]}" | "${den[@]}" | "${dec[@]}"; } 2>>"$log"
     st=("${PIPESTATUS[@]}")
     if [ "${st[*]}" = "0 0 0" ] && [ -s "$tmp/$name" ]; then
-        [ ${#layers[@]} -eq 0 ] || mv -f -- "$tmp/${name%.mp4}.pt" "$output_folder/${name%.mp4}.pt" || return 1
-        mv -f -- "$tmp/$name" "$output_folder/$name" || return 1
+        if [ ${#layers[@]} -gt 0 ] && ! e=$(mv -f -- "$tmp/${name%.mp4}.pt" "$output_folder/${name%.mp4}.pt" 2>&1); then
+            fail_video "$name" "cannot move its taps into $output_folder: ${e##*: }"; return 1
+        fi
+        e=$(mv -f -- "$tmp/$name" "$output_folder/$name" 2>&1) || fail_video "$name" "cannot move it into $output_folder: ${e##*: }" ||
+            return 1
         rm -f -- "$state/failed/$name"
         return 0
     fi
     # the reason: the first error line of the stages that is not a downstream stage passing the
     # cause on (its "upstream error: ..." can be written before the cause's own line) nor a broken pipe
     # (the wire's two relay wordings: SF_WIRE_UPSTREAM_ERROR and _CLOSED in common/wire.h)
-    local why
     why=$(grep -E '(error|Error)' "$log" | grep -v -m1 -E 'upstream (error: |closed without end-of-stream)|Broken pipe' || true)
     [ -n "$why" ] || why=$(grep -m1 -E '(error|Error)' "$log" || true)
-    [ -n "$why" ] || why="exit statuses encode=${st[0]} denoise=${st[1]} decode=${st[2]}"
-    printf '%s (log: %s)\n' "$why" "$log" >"$state/failed/$name"
-    rm -f -- "$tmp/$name" "$tmp/$name".tmp.* "$tmp/${name%.mp4}.pt"
-    return 1
+    [ -n "$why" ] || why="exit statuses encode=${st[0]:-?} denoise=${st[1]:-?} decode=${st[2]:-?}"
+    fail_video "$name" "$why (log: $log)"
 }
 
 if [ -n "$worker_job" ]; then
@@ -222,7 +283,7 @@ if [ -n "$worker_job" ]; then
     mine=$(awk -F'\t' -v t="$task" -v n="$tasks" '(NR - 1) % n == t' "$worker_job")
     # fill the embedding cache for the slice's prompts with one encoder load; the per-video
     # sf-encode then only reads the cache (a failure here is retried, and reported, per video)
-    todo=$(while IFS=$'\t' read -r name _ _ _ prompt; do [ -e "$output_folder/$name" ] || printf '%s\n' "$prompt"; done <<<"$mine" | sort -u)
+    todo=$(while IFS=$'\t' read -r name _ _ _ prompt; do is_done "$name" || printf '%s\n' "$prompt"; done <<<"$mine" | sort -u)
     if [ -n "$todo" ] && [ -n "$mine" ]; then
         enc=(sf-encode --model-dir "$model_dir" --prompts - --cache-only --device "$dev" "${extra_encode[@]}")
         [ -n "$cache_dir" ] && enc+=(--cache-dir "$cache_dir")
@@ -232,12 +293,12 @@ if [ -n "$worker_job" ]; then
     done_n=0 skip_n=0 fail_n=0
     while IFS=$'\t' read -r name _ _ vseed prompt; do
         [ -n "$name" ] || continue
-        if [ -e "$output_folder/$name" ]; then skip_n=$((skip_n + 1)); continue; fi
+        if is_done "$name"; then skip_n=$((skip_n + 1)); continue; fi
         t0=$SECONDS
         if run_video "$name" "$vseed" "$prompt" "$dev"; then
-            done_n=$((done_n + 1)); say "[$id] done $name ($((SECONDS - t0)) s)"
+            done_n=$((done_n + 1)); say "[$id] done $(esc "$name") ($((SECONDS - t0)) s)"
         else
-            fail_n=$((fail_n + 1)); say "[$id] FAILED $name: $(cat "$state/failed/$name" 2>/dev/null)"
+            fail_n=$((fail_n + 1)); say "[$id] FAILED $(esc "$name"): $why"
         fi
         echo "running on $(hostname -s) pid $$: $done_n done, $skip_n skipped, $fail_n failed" >"$rec"
     done <<<"$mine"
@@ -245,20 +306,81 @@ if [ -n "$worker_job" ]; then
     exit 0
 fi
 
-# ---- submitter / supervisor: list the videos, keep those not yet in the folder ----
+# ---- submitter / supervisor: check the flags, list the videos, keep those not yet done ----
+# the stages' rules, asked of the stages: sf-denoise --check reads the config and the model's
+# config.json, opens the weights and checkpoint and checks frames, size and layers (on the CPU: a
+# Slurm login node has no GPU). sf-encode and sf-decode load lazily and have no such mode, so their
+# model files are only looked for here (the paths of stages/encode/stage.c and stages/decode/stage.c).
+for f in google/umt5-xxl/spiece.model models_t5_umt5-xxl-enc-bf16.pth Wan2.1_VAE.pth; do
+    [ -r "$model_dir/$f" ] || die "--model-dir $model_dir has no $f (sf-encode and sf-decode need it)"
+done
+den_flags
+e=$(sf-denoise --check "${den[@]}" --device cpu --threads 1 --log-level error 2>&1 >/dev/null)
+rc=$?
+e=${e##*$'\n'}   # its one error line
+[ "$rc" = 0 ] || { echo "sf-batch: error: sf-denoise --check: $(esc "${e#sf-denoise: error: }")" >&2; exit $((rc == 2 ? 2 : 1)); }
+
 all=$(list_videos) || exit
 [ -n "$all" ] || die "--data_path $data_path has no prompts"
-[ "$dry" = 1 ] || mkdir -p -- "$output_folder" || die "cannot create $output_folder"
+
+# The flags that change a video's bytes, as the folder's first run recorded them (.sf-batch/flags):
+# a rerun with others would call the old videos done. Refused while the folder holds one of its
+# videos; the checkpoint and model paths are compared resolved (the config's as given: sf-denoise
+# also looks for it under SF_ROOT). A changed prompt or seed (same name) is refused for that video.
+resolve() { if [ -e "$1" ]; then readlink -f -- "$1"; else printf '%s' "$1"; fi; }
+ck=; [ -z "$checkpoint_path" ] || [ "$no_checkpoint" = 1 ] || ck=$(resolve "$checkpoint_path")
+flags="seed=$seed
+num_samples=$num_samples
+num_output_frames=$num_frames
+height=$height
+width=$width
+config_path=$config_path
+checkpoint_path=$ck
+use_ema=$use_ema
+model_dir=$(resolve "$model_dir")
+layer_indices=${layers[*]}"
+made=0   # a video of the recorded list is in the folder (legacy folders: their last all.tsv)
+rec_videos=$state/videos.tsv; [ -f "$rec_videos" ] || rec_videos=$state/all.tsv
+if [ -f "$rec_videos" ]; then
+    while IFS=$'\t' read -r name _; do [ -e "$output_folder/$name" ] && { made=1; break; }; done <"$rec_videos"
+fi
+diff=
+if [ "$made" = 1 ] && [ -f "$state/flags" ] && [ "$(cat "$state/flags")" != "$flags" ]; then
+    diff=$(awk -F= 'NR == FNR { old[$1] = substr($0, length($1) + 2); next }
+        ($1 in old) && old[$1] != substr($0, length($1) + 2) {
+            v = substr($0, length($1) + 2); printf "%s--%s %s (now %s)", sep, $1, old[$1] == "" ? "none" : old[$1], v == "" ? "none" : v; sep = ", " }' \
+        "$state/flags" - <<<"$flags")
+fi
+if [ -n "$diff" ]; then
+    bad "$output_folder has videos made with other flags: $(esc "$diff"); use another --output_folder (or empty this one)"
+fi
+if [ "$made" = 1 ]; then   # the first video in the folder whose seed or prompt (columns 4, 5) changed
+    while IFS= read -r name; do
+        [ -e "$output_folder/$name" ] && bad "$(esc "$output_folder/$name") was made from another prompt or seed (its line of --data_path or --extended_prompt_path changed or moved); remove it, or use another --output_folder"
+    done < <(awk -F'\t' '{ k = $1; sub(/^[^\t]*\t[^\t]*\t[^\t]*\t/, "") } NR == FNR { v[k] = $0; next } (k in v) && v[k] != $0 { print k }' \
+        "$rec_videos" - <<<"$all")
+fi
+
+[ "$dry" = 1 ] || mkdirs "$output_folder" "$output_folder"
 out_abs=$(readlink -f -- "$output_folder") || die "cannot resolve $output_folder"
-[ "$dry" = 0 ] || state=$(mktemp -d)   # a dry run writes nothing in the folder
-mkdir -p -- "$state/jobs" "$state/logs" "$state/failed" "$state/tmp" "$state/tasks" || die "cannot create $state"
+if [ "$dry" = 1 ]; then   # a dry run writes nothing in the folder
+    state=$(mktemp -d) || die "mktemp failed"
+    trap 'rm -rf -- "$state"' EXIT
+fi
+mkdirs "$state" "$state/jobs" "$state/logs" "$state/failed" "$state/tmp" "$state/tasks"
 exec 9>"$state/lock"
 flock -n 9 || die "another sf-batch is working on $output_folder (its lock $state/lock is held)"
 printf '%s\n' "$all" >"$state/all.tsv.tmp" && mv -f "$state/all.tsv.tmp" "$state/all.tsv" || die "cannot write $state/all.tsv"
+if [ "$dry" = 0 ]; then   # the record: these flags, and every video listed so far with its prompt
+    { printf '%s\n' "$flags" >"$state/flags.tmp" && mv -f "$state/flags.tmp" "$state/flags"; } || die "cannot write $state/flags"
+    { { [ ! -f "$state/videos.tsv" ] || awk -F'\t' 'NR == FNR { cur[$1]; next } !($1 in cur)' "$state/all.tsv" "$state/videos.tsv"
+        cat "$state/all.tsv"; } >"$state/videos.tsv.tmp" && mv -f "$state/videos.tsv.tmp" "$state/videos.tsv"; } ||
+        die "cannot write $state/videos.tsv"
+fi
 stamp=$(date -u +%Y%m%dT%H%M%S)-$$
 job=$state/jobs/$stamp.tsv
 while IFS=$'\t' read -r name rest; do
-    [ -e "$output_folder/$name" ] || printf '%s\t%s\n' "$name" "$rest"
+    is_done "$name" || printf '%s\t%s\n' "$name" "$rest"
 done <"$state/all.tsv" >"$job"
 n_all=$(wc -l <"$state/all.tsv") n_todo=$(wc -l <"$job")
 skipped=$((n_all - n_todo))
@@ -281,12 +403,13 @@ summary() { # $1 = what ran
     local done_now
     tally show
     done_now=$((n_exist - skipped))
-    say "summary: $n_all videos in $output_folder: $done_now done, $skipped skipped (already there), $n_failed failed, $((n_all - n_exist - n_failed)) not done${1:+ ($1)}"
+    say "summary: $(plural "$n_all" video) in $output_folder: $done_now done, $skipped skipped (already there), $n_failed failed, $((n_all - n_exist - n_failed)) not done${1:+ ($1)}"
     [ "$n_exist" = "$n_all" ]
 }
 if [ "$n_todo" = 0 ]; then
     rm -f -- "$job"
-    say "nothing to do: all $n_all videos are in $output_folder"
+    if [ "$n_all" = 1 ]; then say "nothing to do: the 1 video is in $output_folder"
+    else say "nothing to do: all $n_all videos are in $output_folder"; fi
     summary
     exit
 fi
@@ -309,12 +432,12 @@ if [ "$slurm" = 1 ]; then
         printf ' %q' "${wflags[@]}" --output_folder "$out_abs"
         echo
     } >"$script"
-    if [ "$dry" = 1 ]; then cat "$script"; say "dry run: $n_todo of $n_all videos to do in $ntask array tasks"; exit 0; fi
+    if [ "$dry" = 1 ]; then cat "$script"; say "dry run: $n_todo of $(plural "$n_all" video) to do in $(plural "$ntask" "array task")"; exit 0; fi
     # the job's working directory is this one: relative paths (--data_path, --model-dir) keep their meaning
     jid=$(sbatch --parsable "$script") || die "sbatch failed"
     jid=${jid%%;*}
     echo "$jid $job" >>"$state/slurm-jobs"
-    say "submitted array job $jid: $n_todo of $n_all videos in $ntask tasks ($skipped already there)"
+    say "submitted array job $jid: $n_todo of $(plural "$n_all" video) in $(plural "$ntask" task) ($skipped already there)"
     if [ "$wait" = 0 ]; then say "watch it with: sf-batch --status $output_folder"; exit 0; fi
     # sbatch --wait would hold this lock's fd; poll squeue instead (a requeued task stays listed)
     while [ -n "$(squeue -h -j "$jid" -o %i 2>/dev/null)" ]; do sleep 1; done
@@ -327,7 +450,7 @@ if [ "$dry" = 1 ]; then
     for ((w = 0; w < ntask; w++)); do
         printf '%q' "$self"; printf ' %q' --worker "$job" --task "$w" --tasks "$ntask" "${wflags[@]}"; echo
     done
-    say "dry run: $n_todo of $n_all videos to do on $ntask workers"
+    say "dry run: $n_todo of $(plural "$n_all" video) to do on $(plural "$ntask" worker)"
     exit 0
 fi
 [ -n "$threads" ] || [ "$device" != cpu ] || threads=$(( $(nproc) / ntask > 0 ? $(nproc) / ntask : 1 ))
@@ -343,7 +466,7 @@ stop_all() {
     for p in "${!slot[@]}"; do kill -KILL -- "-$p" 2>/dev/null; done
 }
 trap 'trap - INT TERM; stop_all; wait; summary "interrupted"; exit 130' INT TERM
-say "$n_todo of $n_all videos to do on $ntask workers ($skipped already there)"
+say "$n_todo of $(plural "$n_all" video) to do on $(plural "$ntask" worker) ($skipped already there)"
 for ((w = 0; w < ntask; w++)); do start_worker "$w"; done
 while [ ${#slot[@]} -gt 0 ]; do
     wait -n -p pid
@@ -363,4 +486,4 @@ while [ ${#slot[@]} -gt 0 ]; do
     fi
 done
 rmdir -- "$state/tmp" 2>/dev/null
-summary "$ntask workers"
+summary "$(plural "$ntask" worker)"
