@@ -784,7 +784,9 @@ sf_status sf_wire_send(sf_wire *w, const sf_wire_msg *msg, const void *payload, 
     if (w->sent_end) return sf_fail(err, SF_E_ARG, "wire: send after end-of-stream");
     if (msg->type == SF_WIRE_TENSOR && !payload && sf_wire_msg_nbytes(msg))
         return sf_fail(err, SF_E_ARG, "wire: tensor %s without payload", msg->name);
-    if (sf_stopped()) return sf_wire_stop_err(err);
+    /* after a stop signal nothing more is sent — but a file's end-of-stream, which cannot block, still
+       commits it: an endless run that Ctrl-C ends keeps what it made (sf-denoise) */
+    if (sf_stopped() && !(w->kind == SF_WK_FILE && msg->type == SF_WIRE_END)) return sf_wire_stop_err(err);
     sf_status st;
     switch (w->kind) {
     case SF_WK_TCP: case SF_WK_IPC: st = sf_wire_zmq_send(w, msg, payload, err); break;

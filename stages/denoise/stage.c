@@ -350,10 +350,12 @@ sf_status sf_denoise_stage_run(sf_denoise_opts *o, sf_err *err) {
         goto done;
     }
     if (r.out) {
-        if (sf_wire_stopped()) { /* stopped: every wire call now fails; downstream got the signal too */
-            sf_err e2;
+        sf_err e2;
+        if (sf_wire_stopped() && sf_wire_send_end(r.out, &e2)) {
+            /* stopped: a stream's wire calls now fail (downstream got the signal too); a file's end still
+               goes out and commits it below (an endless run ended by Ctrl-C keeps its blocks) */
             sf_wire_close(&r.out, &e2);
-        } else if ((s = sf_wire_send_end(r.out, err)) || (s = sf_wire_close(&r.out, err))) {
+        } else if ((!sf_wire_stopped() && (s = sf_wire_send_end(r.out, err))) || (s = sf_wire_close(&r.out, err))) {
             goto done;
         }
     }

@@ -60,6 +60,23 @@ ENDLESS=(--num_frames 0 --local_attn_size 6 --sink_size 3 --height 16 --width 16
     grep -q "stopped" "$T/den.log"
 }
 
+@test "endless to a file: SIGINT ends the video, exit 0, and the file holds every finished block, committed" {
+    sf-denoise --model-dir "$M" --in "$T/emb.wire" "${ENDLESS[@]}" --out "$T/lat.wire" 2>"$T/den.log" 3>&- &
+    pid=$!
+    PIDS+=("$pid")
+    for _ in $(seq 600); do [ "$(blocks_done "$T/den.log")" -ge 3 ] && break; sleep 0.05; done
+    kill -INT "$pid"
+    wait_exit "$pid" 1
+    wait "$pid"
+    grep -q "stopped" "$T/den.log"
+    run sf-wire cat "$T/lat.wire" # committed: it was dropped, with exit 0, before
+    assert_success
+    done=$(blocks_done "$T/den.log")
+    n=$(grep -c "tensor latents f32 \[1, 3, 16, 2, 2\]" <<<"$output")
+    [ "$n" -ge 3 ] || false
+    [ "$n" -ge $((done - 1)) ] || false # every block finished before the stop (the last may have been cut short)
+}
+
 @test "endless: the live route's stop ends it cleanly (end downstream, exit 0); bad flags are one line" {
     S="$T/enc.sock"
     sf-encode --model-dir "$M" --cache-dir "$T/c" --serve "ipc://$S" --prompt "a red fox" --out "ipc://$T/d.sock" \
