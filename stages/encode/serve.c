@@ -7,6 +7,7 @@
  * SIGTERM stops it with exit 0 and removes the ipc socket file, CURVE keeps other keys out). */
 #define _POSIX_C_SOURCE 200809L
 #include "serve.h"
+#include "stop.h"
 #include "wire.h"
 #include "wire_impl.h" /* sf_wire_selfpipe_fd: the stop signal's self-pipe, for zmq_poll */
 
@@ -298,6 +299,7 @@ sf_status sf_encode_serve_fwd(sf_encoder *enc, const char *url, int64_t default_
     /* CURVE before the bind; the bind is exactly the host named ('*' warns), as every wire endpoint */
     if ((st = net_edge(ctx, sock, url, 0, &net, err)) || (st = sf_wire_net_bind(net, url, err))) goto fail;
     bound = 1;
+    if (ipc) sf_stop_unlink_at_exit(ipc); /* a hard stop (the watchdog, a late second signal) removes it too */
     sf_info("serving on %s (text_len %lld by default)", url, (long long)default_text_len);
     zmq_msg_t parts[MAX_PARTS];
     for (;;) {
@@ -323,6 +325,7 @@ fail:
     if (bound && ipc) {
         struct stat sb;
         if (stat(ipc, &sb) == 0 && S_ISSOCK(sb.st_mode) && !ipc_alive(ipc)) unlink(ipc);
+        sf_stop_forget(ipc);
     }
     free(m);
     return st;
