@@ -155,6 +155,28 @@ int sf_progress_enabled(const char *mode) {
     return isatty(2) || (env && *env && strcmp(env, "0") != 0);
 }
 
+sf_status sf_mkdir_p(const char *path, sf_err *err) {
+    char dir[4096];
+    size_t n = strlen(path);
+    if (n == 0 || n >= sizeof dir) return sf_fail(err, SF_E_ARG, "folder name '%.64s' is empty or too long", path);
+    memcpy(dir, path, n + 1);
+    for (char *q = dir + 1;; q++) {
+        if (*q && *q != '/') continue;
+        char c = *q;
+        *q = 0;
+        struct stat st;
+        if (mkdir(dir, 0755) != 0) {
+            int e = errno;
+            if (e != EEXIST) return sf_fail(err, SF_E_IO, "cannot create folder %s: %s", dir, strerror(e));
+            if (stat(dir, &st) != 0 || !S_ISDIR(st.st_mode)) /* a file in the way: name it */
+                return sf_fail(err, SF_E_IO, "%s is not a folder", dir);
+        }
+        *q = c;
+        if (!c) break;
+    }
+    return SF_OK;
+}
+
 sf_status sf_check_out_dir(const char *flag, const char *path, int create, sf_err *err) {
     if (!path || !*path || !strcmp(path, "-") || !strncmp(path, "fd:", 3) || strstr(path, "://")) return SF_OK;
     char dir[4096];
@@ -170,18 +192,8 @@ sf_status sf_check_out_dir(const char *flag, const char *path, int create, sf_er
     if (stat(dir, &st) != 0) {
         if (errno != ENOENT) return sf_fail(err, SF_E_IO, "%s %s: folder %s: %s", flag, path, dir, strerror(errno));
         if (!create) return sf_fail(err, SF_E_IO, "%s %s: folder %s does not exist (mkdir -p %s)", flag, path, dir, dir);
-        for (char *q = dir + 1;; q++) { /* mkdir -p */
-            if (*q && *q != '/') continue;
-            char c = *q;
-            *q = 0;
-            if (mkdir(dir, 0755) != 0 && errno != EEXIST) {
-                int e = errno;
-                *q = c;
-                return sf_fail(err, SF_E_IO, "%s %s: cannot create folder %s: %s", flag, path, dir, strerror(e));
-            }
-            *q = c;
-            if (!c) break;
-        }
+        sf_err why;
+        if (sf_mkdir_p(dir, &why)) return sf_fail(err, SF_E_IO, "%s %s: %s", flag, path, why.msg);
         if (stat(dir, &st) != 0) return sf_fail(err, SF_E_IO, "%s %s: cannot create folder %s", flag, path, dir);
     }
     if (!S_ISDIR(st.st_mode)) return sf_fail(err, SF_E_IO, "%s %s: %s is not a folder", flag, path, dir);

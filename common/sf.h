@@ -86,6 +86,11 @@ const char *sf_find_data(const char *rel, char *buf, size_t n);
  * '/' — in which case the caller leaves the name to PATH (execvp). */
 const char *sf_find_program(const char *name, char *buf, size_t n);
 
+/* mkdir -p PATH (mode 0755 less the umask): the folder and every missing parent. SF_E_IO naming
+ * the folder that could not be made ("cannot create folder a/b: Permission denied") or the file in
+ * the way ("a is not a folder"). Tested by test_core.c. */
+sf_status sf_mkdir_p(const char *path, sf_err *err);
+
 /* Check, before any work, that the folder an output file PATH goes into exists and is writable
  * (flag names the option in the message, e.g. "--save-latents"). PATH NULL, "", "-", fd:N and
  * URLs (scheme://) pass; a trailing '/' (a folder output, e.g. PNG frames) checks its parent.

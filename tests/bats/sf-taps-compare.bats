@@ -153,3 +153,24 @@ PY
     assert_equal "${#stderr_lines[@]}" 1
     [ ! -e "$D/r3.html" ]
 }
+
+@test "compare / heatmap / report on frame-level taps: the error says they need probs or logits" {
+    python3 - "$D/F.safetensors" <<'PY'
+import json, struct, sys
+vals = [.5, .25, .25] * 4
+b = struct.pack("<%df" % len(vals), *vals)
+h = json.dumps({"__metadata__": {"tap_mode": "frames", "frame_seq_length": "24"},
+                "frames.L0.b1.s0": {"dtype": "F32", "shape": [2, 2, 3], "data_offsets": [0, len(b)]}}).encode()
+h += b" " * (-len(h) % 8)
+open(sys.argv[1], "wb").write(struct.pack("<Q", len(h)) + h + b)
+PY
+    run -0 sf-taps summary "$D/F.safetensors" # a tap file sf-taps reads
+    for cmd in "compare $D/A.safetensors $D/F.safetensors" "heatmap $D/F.safetensors -o $D/h.svg" \
+        "report $D/F.safetensors -o $D/f.html"; do
+        run -1 --separate-stderr sf-taps $cmd
+        assert_equal "${#stderr_lines[@]}" 1
+        assert_equal "${stderr_lines[0]}" "sf-taps: error: $D/F.safetensors: no probs.L*, taps.L* or fig4.L* (figure-4) taps (the file has frames.L* taps); compare, heatmap and report need softmax masses: probs taps (sf-denoise --tap-mode probs) or logits (--tap-mode logits)"
+    done
+    [ ! -e "$D/h.svg" ]
+    [ ! -e "$D/f.html" ]
+}

@@ -108,6 +108,43 @@ assert abs(x["delta"][1] - (F[1][0] - sum(F[1][1:-1]) / 7)) < 1e-9
     assert_line --regexp '^H1 .* nan$'
 }
 
+@test "probs sources (sf-denoise --tap-mode probs): labelled as attention mass in table, summary, json and plot" {
+    O="$BATS_TEST_TMPDIR/p.safetensors"
+    run -0 sf-denoise --model-dir "$G/model" --num_frames 9 --height 64 --width 96 --progress none --threads 2 \
+        --prompt-embeds "$P:context.prompt_embeds" --noise "$P" --layer_indices 0 2 --tap-mode probs --output_path "$O"
+    run -0 sf-taps table "$O" -o "$BATS_TEST_TMPDIR/p.csv"
+    assert_equal "$(head -1 "$BATS_TEST_TMPDIR/p.csv")" "source,layer,block,step,head,key_frame,mass_mean,softmax_mean"
+    # the column is a mass: over the key frames of one (source, head) it sums to 1
+    run -0 awk -F, 'NR > 1 {s[$1 " " $5] += $7} END {for (k in s) if (s[k] < 0.99999 || s[k] > 1.00001) print k, s[k]}' \
+        "$BATS_TEST_TMPDIR/p.csv"
+    assert_output ""
+    run -0 sf-taps summary "$O" --layers 2
+    assert_output --partial "== probs.L2.b2.s0  layer 2  block 2  step 0"
+    assert_line "attention mass (softmax mass of each key frame, its keys summed; a query row sums to 1): 3 query frame(s) averaged, frame_seq_length 24, key frames 9, heads 2"
+    assert_line --regexp '^mass range: \[0\.[0-9]{4}, 0\.[0-9]{4}\]$'
+    refute_output --partial "frame-level curve"
+    refute_output --partial "values range"
+    run -0 sf-taps table "$O" --format json --layers 2
+    python3 -c 'import json, sys
+s = json.loads(sys.argv[1])["sources"]
+assert [x["kind"] for x in s] == ["probs"] * 3 and all(x["frame_seq_length"] == 24 for x in s), s' "$output"
+    run -0 sf-taps plot "$O" --layers 2 -o "$BATS_TEST_TMPDIR/pfig"
+    python3 - "$BATS_TEST_TMPDIR/pfig" <<'PY'
+import glob, sys, xml.etree.ElementTree as E
+files = sorted(glob.glob(sys.argv[1] + "/*.svg"))
+assert len(files) == 3 * 2 + 2, files  # heads + heatmap per forward, layers, sink_ratio
+for f in files:
+    root = E.parse(f).getroot()
+    text = " ".join(t.text or "" for t in root.iter())
+    assert "logit" not in text.lower(), f
+    labels = [t.text for t in root.iter() if t.get("class") == "axis-label"]
+    if "/heads_" in f or "/heatmap_" in f or f.endswith("/layers.svg"):
+        assert "Attention mass" in labels, (f, labels)
+    if "/heads_" in f:
+        assert "per-head attention mass" in root.find("{http://www.w3.org/2000/svg}title").text, f
+PY
+}
+
 @test "plot: well-formed SVG files, one heatmap cell per head and frame" {
     run sf-taps plot "$T" -o "$BATS_TEST_TMPDIR/fig"
     assert_success
@@ -216,4 +253,22 @@ PY
     assert_failure 2
     run --separate-stderr sf-taps summary "$T" --bogus
     assert_failure 2
+}
+
+@test "plot -o / compare -o: missing parent folders are made (mkdir -p); a file in the way is one line" {
+    D="$BATS_TEST_TMPDIR"
+    run -0 sf-taps plot "$T" -o "$D/no/such/deep/"
+    [ -s "$D/no/such/deep/layers.svg" ]
+    run -0 sf-taps compare "$T" "$T" -o "$D/cmp/a/b"
+    [ -s "$D/cmp/a/b/compare.csv" ]
+    touch "$D/file"
+    run -1 --separate-stderr sf-taps plot "$T" -o "$D/file/x"
+    assert_equal "$stderr" "sf-taps: error: -o $D/file/x: $D/file is not a folder"
+    run -1 --separate-stderr sf-taps plot "$T" -o "$D/file"
+    assert_equal "$stderr" "sf-taps: error: -o $D/file: $D/file is not a folder"
+}
+
+@test "--set of a kind the file does not have: the error says which kinds it has" {
+    run -1 --separate-stderr sf-taps summary "$T" --set probs
+    assert_equal "$stderr" "sf-taps: error: $T: no probs.L* taps (the file has taps.L*, fig4.L* (figure-4), frames.L* or stream.L* (streaming) taps)"
 }

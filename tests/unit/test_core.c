@@ -300,6 +300,32 @@ static void test_check_out_dir(void) {
     rmdir(dir);
 }
 
+static void test_mkdir_p(void) {
+    char dir[] = "/tmp/sf_test_XXXXXX";
+    SF_CHECK(mkdtemp(dir) != NULL);
+    char path[256], f[256];
+    sf_err err = {{0}};
+    struct stat st;
+    snprintf(path, sizeof path, "%s/a/b/c/", dir); /* parents made, a trailing '/' is fine */
+    SF_CHECK_OK(sf_mkdir_p(path, &err), &err);
+    SF_CHECK(stat(path, &st) == 0 && S_ISDIR(st.st_mode));
+    SF_CHECK_OK(sf_mkdir_p(path, &err), &err); /* already there */
+    snprintf(f, sizeof f, "%s/file", dir);
+    FILE *fp = fopen(f, "w");
+    SF_CHECK(fp != NULL);
+    if (fp) fclose(fp);
+    SF_CHECK(sf_mkdir_p(f, &err) == SF_E_IO && strstr(err.msg, "is not a folder"));
+    snprintf(path, sizeof path, "%s/file/x", dir);
+    SF_CHECK_MSG(sf_mkdir_p(path, &err) == SF_E_IO && !strcmp(err.msg + strlen(dir), "/file is not a folder"), "%s",
+                 err.msg); /* the file in the way, not the folder under it */
+    unlink(f);
+    for (const char *sub = "/a/b/c\0/a/b\0/a\0"; *sub; sub += strlen(sub) + 1) {
+        snprintf(path, sizeof path, "%s%s", dir, sub);
+        rmdir(path);
+    }
+    rmdir(dir);
+}
+
 static void test_rng_known(void) {
     /* xoshiro256** from splitmix64(0): fixed known answers guard the documented stream */
     sf_rng r;
@@ -439,7 +465,7 @@ static const sf_test tests[] = {
     {"rng_fill_mt", test_rng_fill_mt},
     {"bf16_round", test_bf16_round},     {"f16_round", test_f16_round},   {"tensor_strided", test_tensor_strided},
     {"checked_math", test_checked_math}, {"cli_forms", test_cli_forms},   {"device_parse", test_device_parse},
-    {"stage_flags", test_stage_flags},   {"atomic_file", test_atomic_file},   {"check_out_dir", test_check_out_dir},
+    {"stage_flags", test_stage_flags},   {"atomic_file", test_atomic_file},   {"check_out_dir", test_check_out_dir}, {"mkdir_p", test_mkdir_p},
     {"strict_int", test_strict_int},     {"utf8_names", test_utf8_names}, {"escape_ctl", test_escape_ctl},
     {"open_input", test_open_input},
     {"cpu_mode_flags", test_cpu_mode_flags},

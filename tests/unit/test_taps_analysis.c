@@ -7,6 +7,8 @@
 #include "sf_test.h"
 #include "tools/taps/taps_analysis.h"
 
+#include <stddef.h>
+
 static int close_to(double a, double b, double tol) { return fabs(a - b) <= tol * (1 + fabs(b)); }
 #define CHECK_NEAR(a, b, tol) SF_CHECK_MSG(close_to((a), (b), (tol)), "%s = %.10g, expected %.10g", #a, (double)(a), (double)(b))
 
@@ -256,7 +258,34 @@ static void test_sink_ratio_fn(void) {
     SF_CHECK(isnan(sf_taps_sink_ratio(w, 2)));
 }
 
+/* What F is called per kind (sf_taps_kind_labels): probs sources are masses, never logits; a
+ * table or axis shared by logits and probs sources says neither. */
+static void test_kind_labels(void) {
+    const sf_taps_kind_text *p = sf_taps_kind_labels(SF_TAPS_SRC_PROBS);
+    SF_CHECK(!strcmp(p->json_kind, "probs") && !strcmp(p->column, "mass_mean") && !strcmp(p->range, "mass"));
+    SF_CHECK(!strcmp(p->axis, "Attention mass") && strstr(p->heads_title, "mass") && strstr(p->heatmap_title, "mass"));
+    const sf_taps_src_kind others[3] = {SF_TAPS_SRC_LOGITS, SF_TAPS_SRC_FRAMES, SF_TAPS_SRC_CURVE};
+    for (int i = 0; i < 3; i++) { /* the labels every other kind always had */
+        const sf_taps_kind_text *k = sf_taps_kind_labels(others[i]);
+        SF_CHECK(!strcmp(k->column, "logit_mean") && !strcmp(k->axis, "Mean attention logit"));
+        SF_CHECK(!strcmp(k->json_kind, i == 0 ? "logits" : "frames") && !strcmp(k->range, i == 0 ? "logits" : "values"));
+        SF_CHECK(!strstr(k->intro, "mass") && !strstr(k->heads_title, "mass"));
+    }
+    char buf[256];
+    snprintf(buf, sizeof buf, p->intro, 2LL, 24LL);
+    SF_CHECK_MSG(strstr(buf, "2 query frame(s) averaged, frame_seq_length 24"), "%s", buf);
+    sf_taps_src v[3];
+    memset(v, 0, sizeof v);
+    v[0].kind = SF_TAPS_SRC_LOGITS, v[1].kind = SF_TAPS_SRC_FRAMES, v[2].kind = SF_TAPS_SRC_PROBS;
+    const size_t col = offsetof(sf_taps_kind_text, column);
+    SF_CHECK(!strcmp(sf_taps_kinds_label(v, 2, col, "value_mean"), "logit_mean"));
+    SF_CHECK(!strcmp(sf_taps_kinds_label(v + 2, 1, col, "value_mean"), "mass_mean"));
+    SF_CHECK(!strcmp(sf_taps_kinds_label(v, 3, col, "value_mean"), "value_mean"));
+    SF_CHECK(!strcmp(sf_taps_kinds_label(v, 0, col, "value_mean"), "value_mean"));
+}
+
 static const sf_test tests[] = {
+    {"kind_labels", test_kind_labels},
     {"logits_f32", test_logits_f32},
     {"logits_f16_bf16_3d", test_logits_f16_bf16_3d},
     {"logits_strided", test_logits_strided},

@@ -58,6 +58,12 @@ static sf_status load_run(sf_taps_cmp *c, int i, const char *path, int64_t fsl, 
     size_t n = 0;
     sf_status s = sf_tfile_open(path, &r->tf, err);
     if (!s) s = sf_taps_find_sources(r->tf, SF_TAPS_SET_PROBS | SF_TAPS_SET_TAPS | SF_TAPS_SET_FIG4, fsl, NULL, 0, &v, &n, err);
+    if (s == SF_E_NOTFOUND) { /* frame-level means have no softmax: say what these commands need */
+        char m[sizeof err->msg];
+        snprintf(m, sizeof m, "%s", err->msg);
+        return sf_fail(err, s, "%s; compare, heatmap and report need softmax masses: probs taps (sf-denoise --tap-mode probs) "
+                               "or logits (--tap-mode logits)", m);
+    }
     if (s) return s;
     if (i == 0 && !c->layers) { /* the first file's layers */
         c->layers = malloc(sizeof(int) * (n ? n : 1));
@@ -220,11 +226,12 @@ sf_status sf_taps_cmp_heatmap(const sf_taps_cmp *c, int run, const char *path, s
 }
 
 sf_status sf_taps_cmp_write_dir(const sf_taps_cmp *c, const char *dir, sf_err *err) {
-    if (mkdir(dir, 0777) != 0 && errno != EEXIST) return sf_fail(err, SF_E_IO, "%s: cannot create directory: %s", dir, strerror(errno));
+    sf_status s = sf_taps_make_dir(dir, err);
+    if (s) return s;
     char p[4096];
     sf_atomic_file af;
     snprintf(p, sizeof p, "%s/compare.csv", dir);
-    sf_status s = sf_atomic_open(&af, p, err);
+    s = sf_atomic_open(&af, p, err);
     if (s) return s;
     sf_taps_cmp_csv(af.fp, c);
     if ((s = sf_atomic_commit(&af, err))) return s;

@@ -23,6 +23,7 @@
 
 #include <errno.h>
 #include <math.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -37,7 +38,7 @@ static const sf_opt opts[] = {
     {"format", 'f', SF_ARG_VALUE, "csv|json\ttable format (default csv)"},
     {"layers", 'l', SF_ARG_MULTI, "L...\tonly these layers"},
     {"heads", 0, SF_ARG_MULTI, "H...\tonly these heads (the head mean is over the selected heads)"},
-    {"set", 0, SF_ARG_VALUE, "S\tfig4|taps|frames|stream|all (default: fig4 if present, else stream, else taps+frames)"},
+    {"set", 0, SF_ARG_VALUE, "S\tfig4|taps|frames|stream|probs|all (default: fig4 if present, else stream, else taps+frames+probs)"},
     {"frame-seq-length", 0, SF_ARG_VALUE, "N\ttokens per latent frame (default: from the file, else Lq / query frames)"},
     {"labels", 0, SF_ARG_MULTI, "NAME...\tcompare/report: one name per file (default: the file names)"},
     {"forward", 0, SF_ARG_VALUE, "B:S\tcompare/report: use block B, step S of every layer (default: the most key frames)"},
@@ -132,16 +133,10 @@ static void write_summary(FILE *f, const run *r, const char *path) {
         fprintf(f, "\n== %s  layer %d", s->label, s->layer);
         if (s->block >= 0) fprintf(f, "  block %d  step %d", s->block, s->step);
         fprintf(f, "  (%s %s %s)\n", s->name, sf_dtype_name(s->t->dtype), sf_shape_str(s->t, sh, sizeof sh));
-        if (s->kind == SF_TAPS_SRC_LOGITS)
-            fprintf(f, "query tokens %lld, frame_seq_length %lld, key frames %lld, heads %d\n", (long long)t->nq,
-                    (long long)t->fsl, (long long)t->nkf, t->nh);
-        else if (s->kind == SF_TAPS_SRC_FRAMES)
-            fprintf(f, "frame-level input: %lld query frame row(s) averaged, key frames %lld, heads %d\n", (long long)t->nq,
-                    (long long)t->nkf, t->nh);
-        else
-            fprintf(f, "frame-level curve (last block, already averaged over its query frames), key frames %lld, heads %d\n",
-                    (long long)t->nkf, t->nh);
-        fprintf(f, "%s range: [", s->kind == SF_TAPS_SRC_LOGITS ? "logits" : "values");
+        const sf_taps_kind_text *kt = sf_taps_kind_labels(s->kind);
+        fprintf(f, kt->intro, (long long)t->nq, (long long)t->fsl);
+        fprintf(f, ", key frames %lld, heads %d\n", (long long)t->nkf, t->nh);
+        fprintf(f, "%s range: [", kt->range);
         num(f, "%.4f", t->lmin);
         fputs(", ", f);
         num(f, "%.4f", t->lmax);
@@ -171,7 +166,10 @@ static void write_summary(FILE *f, const run *r, const char *path) {
 }
 
 static void write_csv(FILE *f, const run *r) {
-    fputs("source,layer,block,step,head,key_frame,logit_mean,softmax_mean\n", f);
+    /* F's column says what F is; a table mixing logits and probs sources says value_mean (the
+     * source label tells them apart) */
+    fprintf(f, "source,layer,block,step,head,key_frame,%s,softmax_mean\n",
+            sf_taps_kinds_label(r->src, r->n, offsetof(sf_taps_kind_text, column), "value_mean"));
     for (size_t i = 0; i < r->n; i++) {
         const sf_taps_src *s = &r->src[i];
         const sf_taps_stats *t = &r->st[i];
@@ -202,7 +200,7 @@ static void write_json(FILE *f, const run *r, const char *path) {
         jstr(f, s->label);
         fputs(", \"tensor\": ", f);
         jstr(f, s->name);
-        fprintf(f, ", \"kind\": \"%s\", \"layer\": %d, ", s->kind == SF_TAPS_SRC_LOGITS ? "logits" : "frames", s->layer);
+        fprintf(f, ", \"kind\": \"%s\", \"layer\": %d, ", sf_taps_kind_labels(s->kind)->json_kind, s->layer);
         if (s->block >= 0) fprintf(f, "\"block\": %d, \"step\": %d, ", s->block, s->step);
         else fputs("\"block\": null, \"step\": null, ", f);
         fprintf(f, "\"frame_seq_length\": %lld, \"num_key_frames\": %lld, \"heads\": [", (long long)t->fsl, (long long)t->nkf);
@@ -285,11 +283,9 @@ static sf_status emit(const run *r, out_kind k, const char *out, const char *pat
 }
 
 static sf_status plot(const run *r, const char *dir, sf_err *err) {
-    if (mkdir(dir, 0777) != 0 && errno != EEXIST) return sf_fail(err, SF_E_IO, "%s: cannot create directory: %s", dir, strerror(errno));
-    struct stat sb;
-    if (stat(dir, &sb) != 0 || !S_ISDIR(sb.st_mode)) return sf_fail(err, SF_E_IO, "%s: not a directory", dir);
     char p[4096];
     sf_status s;
+    if ((s = sf_taps_make_dir(dir, err))) return s;
     int nfiles = 0;
     for (size_t i = 0; i < r->n; i++) {
         snprintf(p, sizeof p, "%s/heads_%s.svg", dir, r->src[i].label);
@@ -301,7 +297,7 @@ static sf_status plot(const run *r, const char *dir, sf_err *err) {
     snprintf(p, sizeof p, "%s/layers.svg", dir);
     if ((s = sf_taps_svg_layers(p, r->src, r->st, r->n, err))) return s;
     nfiles++;
-    /* sink ratios: the logits sources only (frame-level inputs have no softmax) */
+    /* sink ratios: the logits and probs sources (frame-level means have no softmax) */
     sf_taps_src *ls = calloc(r->n, sizeof *ls);
     sf_taps_stats *lt = calloc(r->n, sizeof *lt);
     if (!ls || !lt) {

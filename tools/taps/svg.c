@@ -11,6 +11,7 @@
 
 #include <float.h>
 #include <math.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -317,7 +318,6 @@ static sf_status finish(sf_atomic_file *af, FILE *f, sf_err *err) {
 }
 
 #define X_KEY_FRAME "Key frame"
-#define Y_LOGIT "Mean attention logit"
 
 sf_status sf_taps_svg_heads(const char *path, const sf_taps_src *src, const sf_taps_stats *s, sf_err *err) {
     sf_atomic_file af;
@@ -327,8 +327,8 @@ sf_status sf_taps_svg_heads(const char *path, const sf_taps_src *src, const sf_t
     int ncols = s->nh < 4 ? s->nh : 4, nrows = (s->nh + 3) / 4;
     double pw = 300, ph = 210, W = ncols * pw + 20, H = nrows * ph + 50;
     char title[256], buf[128];
-    snprintf(title, sizeof title, "Layer %d (%s): per-head frame attention, Δ = first − middle frames", src->layer,
-             src->label);
+    const sf_taps_kind_text *kt = sf_taps_kind_labels(src->kind); /* logits or attention mass */
+    snprintf(title, sizeof title, "Layer %d (%s): %s, Δ = first − middle frames", src->layer, src->label, kt->heads_title);
     W = fit_title(W, title);
     begin(f, W, H, title);
     int64_t K = s->nkf;
@@ -350,7 +350,7 @@ sf_status sf_taps_svg_heads(const char *path, const sf_taps_src *src, const sf_t
         snprintf(t2, sizeof t2, "head %d (Δ = %s)", s->heads[hi], buf);
         text(f, "panel-title", a.x + a.w / 2, a.y - 6, "middle", 11, "bold", t2);
         /* axis labels on the outer panels: x under the last panel of each column, y on the left */
-        frame(f, &a, &yt, K, 8, hi + ncols >= s->nh ? X_KEY_FRAME : NULL, hi % 4 == 0 ? Y_LOGIT : NULL);
+        frame(f, &a, &yt, K, 8, hi + ncols >= s->nh ? X_KEY_FRAME : NULL, hi % 4 == 0 ? kt->axis : NULL);
         double bw = a.w / ((double)K + 0.2) * 0.8, zero = ax_py(&a, 0);
         fprintf(f, "<g fill=\"%s\" fill-opacity=\"0.7\">\n", palette(0));
         for (int64_t k = 0; k < K; k++) {
@@ -378,7 +378,8 @@ sf_status sf_taps_svg_heatmap(const char *path, const sf_taps_src *src, const sf
     double cw = K <= 32 ? 36 : 1200.0 / (double)K, chh = 28, x0 = 70, y0 = 50;
     double W = x0 + cw * (double)K + 160, H = y0 + chh * s->nh + 60;
     char title[256], col[16], buf[128];
-    snprintf(title, sizeof title, "Layer %d (%s): frame attention logits across heads", src->layer, src->label);
+    const sf_taps_kind_text *kt = sf_taps_kind_labels(src->kind);
+    snprintf(title, sizeof title, "Layer %d (%s): %s", src->layer, src->label, kt->heatmap_title);
     W = fit_title(W, title);
     begin(f, W, H, title);
     double lo = INFINITY, hi = -INFINITY; /* exact finite range: full colour contrast */
@@ -413,7 +414,7 @@ sf_status sf_taps_svg_heatmap(const char *path, const sf_taps_src *src, const sf
     double bx = x0 + cw * (double)K + 30;
     colour_bar(f, bx, y0, chh * s->nh, lo, hi);
     /* above the bar: two heads make a bar shorter than the label */
-    text(f, "axis-label", bx, y0 - 8, "start", 10, NULL, Y_LOGIT);
+    text(f, "axis-label", bx, y0 - 8, "start", 10, NULL, kt->axis);
     return finish(&af, f, err);
 }
 
@@ -440,7 +441,8 @@ sf_status sf_taps_svg_layers(const char *path, const sf_taps_src *srcs, const sf
     sf_taps_ticks yt;
     range_of(r, 2, 0, &lo, &hi);
     set_y(&a, &yt, lo, hi, 8);
-    frame(f, &a, &yt, K, 10, X_KEY_FRAME, Y_LOGIT);
+    frame(f, &a, &yt, K, 10, X_KEY_FRAME,
+          sf_taps_kinds_label(srcs, n, offsetof(sf_taps_kind_text, axis), "Mean attention logit / attention mass"));
     zero_line(f, &a); /* under the bands and curves */
     for (size_t i = 0; i < n; i++) {
         const sf_taps_stats *s = &st[i];

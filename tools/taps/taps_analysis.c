@@ -253,6 +253,7 @@ static sf_status probs_weights(sf_taps_stats *s, int64_t fsl, sf_err *err) {
     size_t n = (size_t)s->nh * (size_t)s->nkf;
     if (!(s->W = malloc(n * sizeof(double)))) return sf_fail(err, SF_E_NOMEM, "out of memory");
     for (size_t i = 0; i < n; i++) s->W[i] = s->F[i] / (double)(fsl > 0 ? fsl : 1);
+    s->fsl = fsl;
     sf_taps_stats_finish(s);
     return SF_OK;
 }
@@ -267,6 +268,42 @@ sf_status sf_taps_stats_source(const sf_taps_src *src, const int *heads, int nh,
         sf_fail(err, st, "%s: %s", src->name, e2.msg);
     }
     return st;
+}
+
+sf_status sf_taps_make_dir(const char *dir, sf_err *err) {
+    sf_err why;
+    return sf_mkdir_p(dir, &why) ? sf_fail(err, SF_E_IO, "-o %s: %s", dir, why.msg) : SF_OK;
+}
+
+/* ---- labels per kind (sf_taps_kind_text) ---- */
+
+static const sf_taps_kind_text k_kind_text[] = {
+    [SF_TAPS_SRC_LOGITS] = {"logits", "logit_mean", "logits", "query tokens %lld, frame_seq_length %lld",
+                            "Mean attention logit", "per-head frame attention", "frame attention logits across heads"},
+    [SF_TAPS_SRC_FRAMES] = {"frames", "logit_mean", "values", "frame-level input: %lld query frame row(s) averaged",
+                            "Mean attention logit", "per-head frame attention", "frame attention logits across heads"},
+    [SF_TAPS_SRC_CURVE] = {"frames", "logit_mean", "values",
+                           "frame-level curve (last block, already averaged over its query frames)",
+                           "Mean attention logit", "per-head frame attention", "frame attention logits across heads"},
+    [SF_TAPS_SRC_PROBS] = {"probs", "mass_mean", "mass",
+                           "attention mass (softmax mass of each key frame, its keys summed; a query row sums to 1): "
+                           "%lld query frame(s) averaged, frame_seq_length %lld",
+                           "Attention mass", "per-head attention mass", "attention mass across heads"},
+};
+
+const sf_taps_kind_text *sf_taps_kind_labels(sf_taps_src_kind k) {
+    return (unsigned)k < sizeof k_kind_text / sizeof k_kind_text[0] ? &k_kind_text[k] : &k_kind_text[0];
+}
+
+const char *sf_taps_kinds_label(const sf_taps_src *srcs, size_t n, size_t field, const char *mixed) {
+    const char *one = NULL;
+    for (size_t i = 0; i < n; i++) {
+        const char *v;
+        memcpy(&v, (const char *)sf_taps_kind_labels(srcs[i].kind) + field, sizeof v);
+        if (one && strcmp(one, v) != 0) return mixed;
+        one = v;
+    }
+    return one ? one : mixed;
 }
 
 /* ---- source discovery ---- */
@@ -470,6 +507,25 @@ static sf_status find_safetensors(const sf_tfile *tf, int64_t fslo, src_list *l,
     return SF_OK;
 }
 
+/* "probs.L*, taps.L* or fig4.L*": the tap groups of a set mask, as the files name them. */
+static void set_names(unsigned sets, char *buf, size_t n) {
+    static const struct {
+        unsigned set;
+        const char *name;
+    } names[] = {{SF_TAPS_SET_PROBS, "probs.L*"},        {SF_TAPS_SET_TAPS, "taps.L*"},
+                 {SF_TAPS_SET_FIG4, "fig4.L* (figure-4)"}, {SF_TAPS_SET_FRAMES, "frames.L*"},
+                 {SF_TAPS_SET_STREAM, "stream.L* (streaming)"}};
+    const size_t nn = sizeof names / sizeof names[0];
+    size_t o = 0, k = 0, total = 0;
+    for (size_t i = 0; i < nn; i++) total += (sets & names[i].set) != 0;
+    buf[0] = 0;
+    for (size_t i = 0; i < nn && o < n; i++) {
+        if (!(sets & names[i].set)) continue;
+        k++;
+        o += (size_t)snprintf(buf + o, n - o, "%s%s", k == 1 ? "" : k == total ? " or " : ", ", names[i].name);
+    }
+}
+
 sf_status sf_taps_find_sources(const sf_tfile *tf, unsigned sets, int64_t fsl_override, const int *layers, int nl,
                                sf_taps_src **out, size_t *n_out, sf_err *err) {
     src_list l = {0};
@@ -478,9 +534,9 @@ sf_status sf_taps_find_sources(const sf_tfile *tf, unsigned sets, int64_t fsl_ov
     sf_status st = tf->kind == SF_TFILE_TORCH ? find_torch(tf, fsl_override, &l, err)
                                               : find_safetensors(tf, fsl_override, &l, err);
     if (st) goto fail;
+    unsigned have = 0;
+    for (size_t i = 0; i < l.n; i++) have |= l.v[i].set;
     if (!sets) {
-        unsigned have = 0;
-        for (size_t i = 0; i < l.n; i++) have |= l.v[i].set;
         sets = have & SF_TAPS_SET_FIG4 ? SF_TAPS_SET_FIG4
                : have & SF_TAPS_SET_STREAM ? SF_TAPS_SET_STREAM
                                             : SF_TAPS_SET_TAPS | SF_TAPS_SET_FRAMES | SF_TAPS_SET_PROBS;
@@ -495,10 +551,18 @@ sf_status sf_taps_find_sources(const sf_tfile *tf, unsigned sets, int64_t fsl_ov
         if (keep) l.v[k++] = l.v[i];
     }
     l.n = k;
+    const char *path = tf->path ? tf->path : "file";
+    if (l.n == 0 && (have & sets) == 0 && have != 0) { /* taps, but none of the kinds asked for: say which */
+        char want[160], got[160];
+        set_names(sets, want, sizeof want);
+        set_names(have, got, sizeof got);
+        st = sf_fail(err, SF_E_NOTFOUND, "%s: no %s taps (the file has %s taps)", path, want, got);
+        goto fail;
+    }
     if (l.n == 0) {
         st = sf_fail(err, SF_E_NOTFOUND, "%s: no attention taps%s (expected a figure-4/streaming .pt or "
-                                         "fig4.L*/taps.L*/frames.L*/stream.L* tensors)",
-                     tf->path ? tf->path : "file", layers && nl > 0 ? " for the selected layers/set" : "");
+                                         "fig4.L*/taps.L*/frames.L*/stream.L*/probs.L* tensors)",
+                     path, layers && nl > 0 ? " for the selected layers/set" : "");
         goto fail;
     }
     qsort(l.v, l.n, sizeof *l.v, cmp_src);

@@ -57,7 +57,7 @@ typedef struct sf_taps_stats {
     int *heads;             /* [nh] head indices (owned) */
     int64_t nkf;            /* key frames K */
     int64_t nq;             /* query tokens (LOGITS) or query frames (FRAMES) averaged */
-    int64_t fsl;            /* tokens per frame (LOGITS), 0 otherwise */
+    int64_t fsl;            /* tokens per frame (LOGITS; PROBS: the file's, 0 when unknown), 0 otherwise */
     double *F;              /* [nh, nkf] frame means of the logits (owned) */
     double *W;              /* [nh, nkf] frame means of the softmax weights; NULL unless LOGITS */
     double *delta, *spread, *sink; /* [nh] each (sink all NaN without W) */
@@ -92,8 +92,29 @@ double sf_taps_sink_ratio(const double *w, int64_t K);
 sf_status sf_taps_find_sources(const sf_tfile *tf, unsigned sets, int64_t fsl_override, const int *layers, int nl,
                                sf_taps_src **out, size_t *n_out, sf_err *err);
 
+/* What a source's frame values F are, in words: one row per kind, used by every sf-taps output
+ * (summary, CSV/JSON, figures) so that a probs source is never labelled as logits. */
+typedef struct sf_taps_kind_text {
+    const char *json_kind;  /* JSON "kind": "logits", "frames", "probs" */
+    const char *column;     /* CSV column of F: "logit_mean" (logits, frames, curve), "mass_mean" (probs) */
+    const char *range;      /* summary "<range> range: [min, max]": "logits", "values", "mass" */
+    const char *intro;      /* summary line before ", key frames K, heads H": a printf format given
+                               (long long nq, long long fsl); kinds that show fewer ignore the rest */
+    const char *axis;       /* figure y axis / colour bar: "Mean attention logit", "Attention mass" */
+    const char *heads_title;   /* heads_<label>.svg: "Layer L (label): <heads_title>, Δ = …" */
+    const char *heatmap_title; /* heatmap_<label>.svg: "Layer L (label): <heatmap_title>" */
+} sf_taps_kind_text;
+const sf_taps_kind_text *sf_taps_kind_labels(sf_taps_src_kind k);
+/* The label shared by n sources (a CSV header, one y axis over several sources): the field at
+ * byte offset `field` of their kinds' rows when all agree, else `mixed`. */
+const char *sf_taps_kinds_label(const sf_taps_src *srcs, size_t n, size_t field, const char *mixed);
+
 /* Compute the statistics of one source (dispatching on its kind). */
 sf_status sf_taps_stats_source(const sf_taps_src *src, const int *heads, int nh, sf_taps_stats *out, sf_err *err);
+
+/* The output folder of plot / compare -o DIR: made with its parents (mkdir -p) when missing;
+ * SF_E_IO, one line, when that fails or DIR is not a folder. */
+sf_status sf_taps_make_dir(const char *dir, sf_err *err);
 
 /* Axis ticks of the SVG figures (svg.c; pure, tested by tests/unit/test_taps_svg.c).
  * sf_taps_nice_ticks: ticks at every multiple of a "nice" step mant·10^e (mant 1, 2 or 5) from
