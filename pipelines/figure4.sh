@@ -7,8 +7,11 @@
 #                        [--seed N] [--gpu_id N]
 #                        [--model-dir DIR] [--device cpu|cuda|cuda:N] [--height H] [--width W]
 #                        [--cache-dir DIR] [--log-level L] [--progress auto|bar|lines|none]
-# Every flag also works in --dash-form. Like the reference: paths are relative to the working
-# directory, the output's parent directory is not created, --use_ema is always on.
+# Every flag also works in --dash-form, as --flag=value and abbreviated to a unique prefix
+# (--layer 0 4), like argparse. Like the reference: paths are relative to the working directory,
+# the output's parent directory is not created, --use_ema is always on, --layer_indices are
+# integers; the .pt's layer_indices are as given (order, repeats), its attention_weights one per
+# layer, ascending. A layer the model does not have is an error before anything runs.
 set -euo pipefail
 # --help: the comment block above, up to its first non-comment line
 usage() { awk 'NR > 1 && !/^#/ { exit } NR > 1 { sub(/^# ?/, ""); print }' "$0"; }
@@ -19,6 +22,8 @@ output_path=cache/attention_cache_figure4.pt
 num_frames=21
 layer_indices=(0 4)
 
+ref_parse_flags --output-path= --num-frames= --layer-indices= -- "$@"
+set -- "${sf_flags[@]}"
 while [ $# -gt 0 ]; do
     flag=${1//_/-}
     ref_flag "$flag" "${@:2}"
@@ -36,6 +41,7 @@ while [ $# -gt 0 ]; do
 done
 dir=$(dirname -- "$output_path")
 [ -d "$dir" ] || { echo "figure4.sh: error: output directory '$dir' does not exist (like the reference; mkdir -p $dir)" >&2; exit 1; }
+ref_layers --layer_indices "${layer_indices[@]}"
 
 ref_commands "$num_frames"
 denoise+=(--layer_indices "${layer_indices[@]}" --tap-mode logits --tap-select seed --output_path "$output_path")

@@ -1,11 +1,15 @@
 # reference_flags.sh — sourced by figure4.sh and streaming.sh: the flags the reference's
-# experiments/run_extraction_*.py scripts share (same defaults), our shared additions, and the
-# sf-encode | sf-denoise command lines they lead to. Set ref_prog before sourcing.
+# experiments/run_extraction_*.py scripts share (same defaults), our shared additions, the checks
+# made before any stage starts, and the sf-encode | sf-denoise command lines they lead to. Set
+# ref_prog before sourcing. Every spelling argparse accepts (--flag=value, --flag_name,
+# --flag-name, unique abbreviations) goes through sf_flags_expand (flags.sh):
+#   ref_parse_flags OWN_KNOWN... -- "$@"; set -- "${sf_flags[@]}"
 
 # The sf-* programs next to these scripts come before PATH: the build tree's
 # (pipelines/../build/bin, or ../$SF_BUILD/bin) or an installed tree's
 # (<prefix>/share/sfpipe/pipelines → <prefix>/bin), so they run right after a plain `make`.
 ref_here=$(dirname -- "$(readlink -f -- "${BASH_SOURCE[0]}")")
+. "$ref_here/flags.sh"
 case "${SF_BUILD:-build}" in /*) ref_build=${SF_BUILD} ;; *) ref_build=$ref_here/../${SF_BUILD:-build} ;; esac
 for ref_bin in "$ref_build/bin" "$ref_here/../../../bin"; do
     if [ -x "$ref_bin/sf-denoise" ] && [ -x "$ref_bin/sf-encode" ]; then
@@ -26,6 +30,12 @@ width=832
 cache_dir=
 extra_encode=()
 extra_denoise=()
+
+# the shared flags of ref_flag, for sf_flags_expand (a trailing '=': takes a value)
+ref_known=(--config-path= --checkpoint-path= --prompt= --no-checkpoint --use-ema --seed= --gpu-id= --device=
+    --model-dir= --height= --width= --cache-dir= --log-level= --progress= --help)
+# ref_parse_flags OWN_KNOWN... -- ARG...: sf_flags = ARG... in --dash-form (see flags.sh)
+ref_parse_flags() { sf_flags_expand "$ref_prog" "${ref_known[@]}" "$@"; }
 
 ref_need() { [ $# -ge 2 ] || { echo "$ref_prog: error: option $1 needs a value" >&2; exit 2; }; }
 ref_int() { [[ "$2" =~ ^[0-9]+$ ]] || { echo "$ref_prog: error: $1 must be a non-negative integer, got '$2'" >&2; exit 2; }; }
@@ -51,6 +61,29 @@ ref_flag() {
     --progress) ref_need "$@"; extra_denoise+=("$1" "$2") ;;
     *) ref_used=0 ;;
     esac
+}
+
+# ref_layers FLAG L...: before any stage starts, each layer must be a non-negative integer (the
+# reference's type=int; sfpipe has no negative layers) below the model's num_layers (its
+# config.json, 30 when the key is absent, as sf-denoise reads it; unchecked without a config.json:
+# sf-denoise then says what is missing). sf-denoise checks the same, but only once sf-encode has
+# started: that stage then also reported the closed pipe, a second line. Errors name FLAG, the
+# reference's spelling.
+ref_layers() {
+    local flag=$1 l n=
+    shift
+    for l in "$@"; do
+        [[ "$l" =~ ^[0-9]+$ ]] || { echo "$ref_prog: error: $flag: '$l' is not a layer (a non-negative integer)" >&2; exit 2; }
+    done
+    [ -r "$model_dir/config.json" ] || return 0
+    n=$(sed -n 's/.*"num_layers"[[:space:]]*:[[:space:]]*\([0-9][0-9]*\).*/\1/p' "$model_dir/config.json" | head -n 1)
+    n=${n:-30}
+    for l in "$@"; do
+        if [ ${#l} -gt 9 ] || [ $((10#$l)) -ge "$n" ]; then
+            echo "$ref_prog: error: $flag: layer $l out of range (the model has $n layers: 0..$((n - 1)))" >&2
+            exit 2
+        fi
+    done
 }
 
 # ref_commands NUM_FRAMES: the arrays `encode` and `denoise` (the script appends its tap flags).

@@ -15,7 +15,7 @@
 # config: the same 4-step causal schedule for all three) with --no_checkpoint; a missing DMD/SID
 # checkpoint is an error (--require-checkpoint), never a silent fallback. The encoder runs once;
 # every run replays the same noise (same --seed, sfpipe's RNG). Every flag also works in
-# --underscore_form.
+# --underscore_form, as --flag=value and abbreviated to a unique prefix (pipelines/flags.sh).
 set -euo pipefail
 usage() { awk 'NR > 1 && !/^#/ { exit } NR > 1 { sub(/^# ?/, ""); print }' "$0"; }
 here=$(dirname -- "$(readlink -f -- "${BASH_SOURCE[0]}")")
@@ -23,6 +23,7 @@ for bin in "$here/../${SF_BUILD:-build}/bin" "$here/../../../bin"; do # the buil
     if [ -x "$bin/sf-denoise" ]; then PATH="$(cd -- "$bin" && pwd -P):$PATH"; break; fi
 done
 die() { echo "sink_study.sh: error: $*" >&2; exit 2; }
+. "$here/flags.sh"
 
 model_dir=${SF_MODEL_DIR:-wan_models/Wan2.1-T2V-1.3B}
 prompts=()
@@ -30,6 +31,10 @@ seed=42 num_frames=21 height=480 width=832 device=cpu layers=all select=all prog
 config=configs/self_forcing_dmd.yaml dmd_config=configs/self_forcing_dmd.yaml sid_config=configs/self_forcing_sid.yaml
 dmd_ckpt=checkpoints/self_forcing_dmd.pt sid_ckpt=checkpoints/self_forcing_sid.pt
 out_dir=sink_study cache_dir=
+sf_flags_expand sink_study.sh --help --model-dir= --prompt= --seed= --num-frames= --height= --width= --device= --layers= \
+    --config= --dmd-checkpoint= --sid-checkpoint= --dmd-config= --sid-config= --out-dir= --cache-dir= --tap-select= \
+    --progress= -- "$@"
+set -- "${sf_flags[@]}"
 while [ $# -gt 0 ]; do
     flag=${1//_/-}
     case "$flag" in

@@ -8,7 +8,9 @@
 #                          [--video_path P]
 #                          [--model-dir DIR] [--device cpu|cuda|cuda:N] [--height H] [--width W]
 #                          [--cache-dir DIR] [--log-level L] [--progress auto|bar|lines|none]
-# Every flag also works in --dash-form. Like the reference: global attention over the whole video
+# Every flag also works in --dash-form, as --flag=value and abbreviated to a unique prefix, like
+# argparse; a layer the model does not have is an error before anything runs. Like the reference:
+# global attention over the whole video
 # (no eviction), num_frames rounded down to a multiple of 3, the output's parent directory is
 # created, --use_ema is always on, --save_video writes an mp4 (default: output path with .pt → .mp4).
 # --chunk_frames only sets the recorded chunk_frames (our frame means need no chunking); --force
@@ -26,6 +28,8 @@ chunk_frames=3
 save_video=0
 video_path=
 
+ref_parse_flags --output-path= --num-frames= --layer-index= --chunk-frames= --force --save-video --video-path= -- "$@"
+set -- "${sf_flags[@]}"
 while [ $# -gt 0 ]; do
     flag=${1//_/-}
     ref_flag "$flag" "${@:2}"
@@ -33,7 +37,7 @@ while [ $# -gt 0 ]; do
     case "$flag" in
     --output-path) ref_need "$@"; output_path=$2; shift 2 ;;
     --num-frames) ref_need "$@"; ref_int "$1" "$2"; num_frames=$2; shift 2 ;;
-    --layer-index) ref_need "$@"; ref_int "$1" "$2"; layer_index=$2; shift 2 ;;
+    --layer-index) ref_need "$@"; layer_index=$2; shift 2 ;; # checked by ref_layers below
     --chunk-frames) ref_need "$@"; ref_int "$1" "$2"; chunk_frames=$2; shift 2 ;;
     --force) shift ;;
     --save-video) save_video=1; shift ;;
@@ -42,6 +46,7 @@ while [ $# -gt 0 ]; do
     *) echo "streaming.sh: error: unknown option '$1' (see --help)" >&2; exit 2 ;;
     esac
 done
+ref_layers --layer_index "$layer_index"
 [ "$chunk_frames" -ge 1 ] || { echo "streaming.sh: error: --chunk_frames must be at least 1" >&2; exit 2; }
 # block sizes [3]·⌊num_frames/3⌋ (independent_first_frame false), num_frames follows
 blocks=$((num_frames / 3))

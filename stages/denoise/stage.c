@@ -248,6 +248,7 @@ sf_status sf_denoise_stage_run(sf_denoise_opts *o, sf_err *err) {
     if (o->tap_out) {
         if ((s = sf_taps_init(&taps, o->tmode, o->tsel, o->sel_b, o->sel_s, layers, n_layers, cfg.num_layers, err))) goto done;
         have_taps = 1;
+        if ((s = sf_taps_given_layers(o->lay, o->n_lay, &taps.given, &taps.n_given, err))) goto done;
         taps.cross = o->tap_cross;
         taps.nthreads = (int)o->threads;
         if ((s = sf_taps_check_path(&taps, o->tap_out, err))) goto done;

@@ -86,6 +86,26 @@ sf_status sf_taps_parse_layers(const char *const *args, int n_args, int num_laye
     return s;
 }
 
+sf_status sf_taps_given_layers(const char *const *args, int n_args, int **out, int *n_out, sf_err *err) {
+    static const char *const dflt[2] = {"0", "4"}; /* run_extraction_figure4.py's default */
+    *out = NULL;
+    *n_out = 0;
+    if (n_args <= 0) {
+        args = dflt;
+        n_args = 2;
+    }
+    long v;
+    for (int a = 0; a < n_args; a++)
+        if (!layer_num(args[a], strlen(args[a]), &v)) return SF_OK; /* a range or list: the ascending list */
+    if (!(*out = malloc(sizeof(int) * (size_t)n_args))) return sf_fail(err, SF_E_NOMEM, "out of memory");
+    for (int a = 0; a < n_args; a++) {
+        layer_num(args[a], strlen(args[a]), &v);
+        (*out)[a] = (int)v;
+    }
+    *n_out = n_args;
+    return SF_OK;
+}
+
 sf_status sf_taps_parse_select(const char *s, sf_tap_sel *sel, int *b, int *st, sf_err *err) {
     const char *p = s;
     int64_t vb, vs; /* strict integers (sf_scan_i64): b:4294967296 is refused, never wrapped to 0 */
@@ -131,6 +151,7 @@ void sf_taps_free(sf_taps *t) {
     for (size_t i = 0; i < t->n_caps; i++) cap_free(&t->caps[i]);
     free(t->caps);
     free(t->layers);
+    free(t->given);
     free(t->buf);
     free(t->pend);
     memset(t, 0, sizeof *t);
@@ -461,8 +482,9 @@ static sf_status write_pt(const sf_taps *t, const char *path, const sf_taps_meta
     sf_py_dict_set(root, "num_frames", sf_py_int(m->num_frames));
     sf_py_dict_set(root, "frame_seq_length", sf_py_int(S));
     sf_py_dict_set(root, "num_frame_per_block", sf_py_int(m->num_frame_per_block));
-    sf_py *li = sf_py_list();
-    for (int i = 0; i < t->n_layers; i++) sf_py_append(li, sf_py_int(t->layers[i]));
+    sf_py *li = sf_py_list(); /* as typed, like the reference's args.layer_indices (sf_taps_given_layers) */
+    for (int i = 0; i < (t->given ? t->n_given : t->n_layers); i++)
+        sf_py_append(li, sf_py_int(t->given ? t->given[i] : t->layers[i]));
     sf_py_dict_set(root, "layer_indices", li);
     sf_py_dict_set(root, "is_logits", sf_py_bool(1));
     sf_py_dict_set(root, "capture_method", sf_py_str(t->mode == SF_TAP_LOGITS ? "native_inference_capture"

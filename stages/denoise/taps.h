@@ -52,6 +52,9 @@ typedef struct sf_taps {
     int sel_block, sel_step;
     int *layers;             /* requested layers, in the order given (owned) */
     int n_layers;
+    int *given;              /* the .pt's layer_indices: --layer_indices as typed (sf_taps_given_layers),
+                                NULL → layers (owned) */
+    int n_given;
     int cross;               /* --tap-cross: also the cross-attention's text-token mass */
     int nthreads;            /* CPU threads for the probability aggregates (0 → 1) */
     int cur_block, cur_step;
@@ -73,6 +76,11 @@ void sf_taps_free(sf_taps *t);
  * (else SF_E_ARG naming it); num_layers < 0 checks the syntax only ("all" then gives nothing).
  * *out owned (free()). */
 sf_status sf_taps_parse_layers(const char *const *args, int n_args, int num_layers, int **out, int *n_out, sf_err *err);
+/* The figure-4 .pt's layer_indices. The reference stores args.layer_indices as typed (ints,
+ * nargs='+': order and repeats kept, [0, 4] when none) while its attention_weights hold one entry
+ * per layer, ascending. When every arg is a plain layer number, *out is that list as typed (owned);
+ * when any uses sfpipe's forms (all, A-B, A,B), *out is NULL and the ascending list stands. */
+sf_status sf_taps_given_layers(const char *const *args, int n_args, int **out, int *n_out, sf_err *err);
 /* Parse --tap-mode / --tap-select values ("seed", "all", "b:B,s:S"). */
 sf_status sf_taps_parse_mode(const char *s, sf_tap_mode *m, sf_err *err);
 sf_status sf_taps_parse_select(const char *s, sf_tap_sel *sel, int *b, int *st, sf_err *err);

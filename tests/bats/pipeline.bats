@@ -151,6 +151,40 @@ decode() { sf-decode --model-dir "$M" --progress none "$@"; }
     assert_output --partial "does not exist (like the reference; mkdir -p $T/no/such/dir)"
 }
 
+@test "figure4.sh: --flag=value and unique prefixes as argparse takes them; layer_indices stored as given" {
+    cd "$T"
+    run -0 "$SF_ROOT/pipelines/figure4.sh" --config_path=configs/self_forcing_dmd.yaml --checkpoint-path="$M/ckpt.pt" \
+        --output_path="$T/fig4.pt" --prompt="--a prompt=like a flag" --num 3 --layer_indices 2 0 2 --use_ema \
+        --model-dir="$M" --heig=64 --wid 96 --cache-dir="$T/cache" --progress=none
+    run -0 sf-tensor tree "$T/fig4.pt"
+    # the reference saves args.layer_indices as typed; attention_weights: one per layer, ascending
+    for k in "layer_indices: list of 3" "layer_indices/0: int 2" "layer_indices/1: int 0" "layer_indices/2: int 2" \
+        "attention_weights: list of 2" "attention_weights/0/layer_idx: int 0" "attention_weights/1/layer_idx: int 2" \
+        "prompt: str '--a prompt=like a flag'" "num_frames: int 3"; do
+        assert_line "/$k"
+    done
+    run -0 sf-tensor ls "$T/fig4.pt"
+    assert_line --regexp '^attention_weights/1/attn_logits	f16	\[1, 2, 72, 72\]$' # 64×96, 3 frames
+}
+
+@test "figure4.sh: a bad layer or flag is one line and exit 2, before any stage starts" {
+    cd "$T"
+    local args=(--model-dir "$M" --output_path "$T/b.pt" --cache-dir "$T/cache" --num_frames 3 --height 64 --width 96)
+    run -2 --separate-stderr "$SF_ROOT/pipelines/figure4.sh" "${args[@]}" --layer_indices -1
+    assert_equal "$stderr" "figure4.sh: error: --layer_indices: '-1' is not a layer (a non-negative integer)"
+    run -2 --separate-stderr "$SF_ROOT/pipelines/figure4.sh" "${args[@]}" --layer_indices 0 x
+    assert_equal "$stderr" "figure4.sh: error: --layer_indices: 'x' is not a layer (a non-negative integer)"
+    run -2 --separate-stderr "$SF_ROOT/pipelines/figure4.sh" "${args[@]}" --layer_indices=3
+    assert_equal "$stderr" "figure4.sh: error: --layer_indices: layer 3 out of range (the model has 3 layers: 0..2)"
+    run -2 --separate-stderr "$SF_ROOT/pipelines/figure4.sh" "${args[@]}" --c x
+    assert_equal "$stderr" "figure4.sh: error: ambiguous option: --c could match --config-path, --checkpoint-path, --cache-dir"
+    run -2 --separate-stderr "$SF_ROOT/pipelines/figure4.sh" "${args[@]}" --no_checkpoint=1
+    assert_equal "$stderr" "figure4.sh: error: --no_checkpoint takes no value (got '--no_checkpoint=1')"
+    run -2 --separate-stderr "$SF_ROOT/pipelines/figure4.sh" "${args[@]}" --bogus=1
+    assert_equal "$stderr" "figure4.sh: error: unknown option '--bogus=1' (see --help)"
+    [ ! -e "$T/b.pt" ]
+}
+
 @test "figure4.sh and streaming.sh --help print their usage comment, whole, and no code" {
     local s
     for s in figure4.sh streaming.sh; do

@@ -48,3 +48,12 @@ load '/usr/lib/bats/bats-assert/load'
     assert_equal "$stderr" "sink_study.sh: error: checkpoint $BATS_TEST_TMPDIR/none.pt not found (give --dmd-checkpoint / --sid-checkpoint)"
     [ ! -e "$BATS_TEST_TMPDIR/o" ]
 }
+
+@test "sink_study.sh: --flag=value and unique prefixes, like the C stages and argparse" {
+    cd "$SF_ROOT"
+    run -2 --separate-stderr pipelines/sink_study.sh --dmd-ch="$BATS_TEST_TMPDIR/none.pt" --out="$BATS_TEST_TMPDIR/o"
+    assert_equal "$stderr" "sink_study.sh: error: checkpoint $BATS_TEST_TMPDIR/none.pt not found (give --dmd-checkpoint / --sid-checkpoint)"
+    run -2 --separate-stderr pipelines/sink_study.sh --dmd-c x
+    assert_equal "$stderr" "sink_study.sh: error: ambiguous option: --dmd-c could match --dmd-checkpoint, --dmd-config"
+    [ ! -e "$BATS_TEST_TMPDIR/o" ]
+}

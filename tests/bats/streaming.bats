@@ -56,6 +56,20 @@ frames() { ffprobe -v error -count_frames -select_streams v:0 -show_entries stre
     [ ! -e "$T/o/a.pt" ]
 }
 
+@test "streaming.sh: --flag=value and prefixes work; a layer the model lacks names --layer_index, one line" {
+    cd "$T"
+    run -0 "$S" --no_checkpoint --output_path="$T/e/a.pt" --num_frames=6 --layer_index=1 --model-dir="$G/model" \
+        --height=64 --wid 96 --cache-dir="$T/emb" --prog none
+    run -0 sf-tensor ls "$T/e/a.pt"
+    assert_line --regexp '^full_frame_attention	f16	\[2, 6, 6\]$'
+    run -2 --separate-stderr "$S" --no_checkpoint --output_path "$T/o/a.pt" --num_frames 6 --layer_index 7 \
+        --model-dir "$G/model" "${SIZE[@]}" --cache-dir "$T/emb"
+    assert_equal "$stderr" "streaming.sh: error: --layer_index: layer 7 out of range (the model has 3 layers: 0..2)"
+    run -2 --separate-stderr "$S" --layer-index=-1 --model-dir "$G/model"
+    assert_equal "$stderr" "streaming.sh: error: --layer_index: '-1' is not a layer (a non-negative integer)"
+    [ ! -e "$T/o/a.pt" ]
+}
+
 @test "rolling KV cache: a window covering the video equals global attention; eviction changes later blocks" {
     run -0 "${DN[@]}" --num_frames 12 --save-latents "$T/g.safetensors" --dump-preds
     run -0 "${DN[@]}" --num_frames 12 --local_attn_size 12 --sink_size 3 --save-latents "$T/w.safetensors" --dump-preds

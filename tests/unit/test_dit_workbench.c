@@ -283,6 +283,25 @@ static void test_parse_layers(void) {
     SF_CHECK(sf_taps_parse_layers(&bad[2], 1, -1, &l, &n, &err) == SF_E_ARG);
 }
 
+/* The .pt's layer_indices as the reference stores them: typed order and repeats; sfpipe's forms
+ * (all, ranges, lists) leave the ascending list. */
+static void test_given_layers(void) {
+    sf_err err = {{0}};
+    int *l = NULL, n = -1;
+    const char *a1[] = {"2", "0", "2"};
+    SF_CHECK_OK(sf_taps_given_layers(a1, 3, &l, &n, &err), &err);
+    SF_CHECK(n == 3 && l && l[0] == 2 && l[1] == 0 && l[2] == 2);
+    free(l);
+    SF_CHECK_OK(sf_taps_given_layers(NULL, 0, &l, &n, &err), &err); /* the reference's default [0, 4] */
+    SF_CHECK(n == 2 && l && l[0] == 0 && l[1] == 4);
+    free(l);
+    const char *a2[][2] = {{"3", "all"}, {"1-2", "0"}, {"0,4", "1"}};
+    for (int i = 0; i < 3; i++) {
+        SF_CHECK_OK(sf_taps_given_layers(a2[i], 2, &l, &n, &err), &err);
+        SF_CHECK(l == NULL && n == 0);
+    }
+}
+
 /* The file's facts: a rolling cache (window 6, sink 3) — block 2 attends to frames 0,1,2 (sink) + 6,7,8. */
 static void test_facts_rolling(void) {
     sf_err err = {{0}};
@@ -356,6 +375,7 @@ static const sf_test tests[] = {
     {"all_layers_frames", test_all_layers_frames},
     {"cross_rows", test_cross_rows},
     {"parse_layers", test_parse_layers},
+    {"given_layers", test_given_layers},
     {"facts_rolling", test_facts_rolling},
 };
 SF_TEST_MAIN(tests)
