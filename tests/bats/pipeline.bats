@@ -222,6 +222,9 @@ decode() { sf-decode --model-dir "$M" --progress none "$@"; }
         --checkpoint_path "$M/ckpt.pt" --output_path "$T/f.pt" --num_frames 9 --height 64 --width 96 --cache-dir "$T/cache" \
         --layer_indices 0 2
     [ -s "$T/f.pt" ]
+    # sink_study.yaml's stage (./sink_study.sh, next to the spec) and flags.sh are installed too
+    PATH="$T/prefix/bin:$PATH" run -1 sf-run pipelines/sink_study.yaml dmd_checkpoint="$T/none.pt" --log-level warn
+    assert_output --partial "stage 'study' failed (exit 2): sink_study.sh: error: checkpoint $T/none.pt not found"
 }
 
 @test "after a plain make, without build/bin on PATH: build/bin/sf-run, figure4.sh and streaming.sh find the programs" {

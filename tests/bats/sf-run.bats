@@ -269,3 +269,24 @@ STAGE
     refute_output --partial "Broken pipe"
     while read -r p; do run ! kill -0 "$p"; done <"$pids"
 }
+
+@test "a relative program path is relative to the spec's folder, from any working folder; a missing one is one sf-run line" {
+    mkdir -p "$BATS_TEST_TMPDIR/specs/bin" "$BATS_TEST_TMPDIR/elsewhere"
+    cp "$FAKE" "$BATS_TEST_TMPDIR/specs/stage.sh"
+    cp "$FAKE" "$BATS_TEST_TMPDIR/specs/bin/stage2"
+    SPEC="$BATS_TEST_TMPDIR/specs/p.yaml"
+    write_spec pipe "  - name: first" "    program: ./stage.sh" "    args: {message: one}" \
+        "  - name: second" "    program: bin/stage2" "    args: {message: two}"
+    cd "$BATS_TEST_TMPDIR/elsewhere"
+    run -0 sf-run --dry-run ../specs/p.yaml
+    assert_line --index 0 --regexp '^\.\./specs/stage\.sh --message one '
+    assert_line --index 1 --regexp '^\.\./specs/bin/stage2 --message two '
+    run -0 sf-run ../specs/p.yaml
+    assert_line "[first] one"
+    assert_line "[second] two"
+    write_spec pipe "  - name: gone" "    program: ./missing.sh"
+    run -1 sf-run "$SPEC" --log-level warn
+    assert_equal "${#lines[@]}" 2
+    assert_line --index 0 --regexp '^\[gone\] sf-run: error: cannot run .*/specs/missing\.sh: No such file or directory$'
+    assert_line --index 1 --regexp "^sf-run: error: stage 'gone' failed \(exit 127\): sf-run: error: cannot run .*/specs/missing\.sh: No such file or directory$"
+}

@@ -57,3 +57,13 @@ load '/usr/lib/bats/bats-assert/load'
     assert_equal "$stderr" "sink_study.sh: error: ambiguous option: --dmd-c could match --dmd-checkpoint, --dmd-config"
     [ ! -e "$BATS_TEST_TMPDIR/o" ]
 }
+
+@test "sink_study.yaml from another folder: its stage ./sink_study.sh is the one next to the spec" {
+    cd "$BATS_TEST_TMPDIR"
+    for spec in "$SF_ROOT/pipelines/sink_study.yaml" pipelines/sink_study.yaml; do # the path, or found by sf-run
+        run -1 sf-run "$spec" dmd_checkpoint="$BATS_TEST_TMPDIR/none.pt" out_dir="$BATS_TEST_TMPDIR/o" --log-level warn
+        assert_output --partial "stage 'study' failed (exit 2): sink_study.sh: error: checkpoint $BATS_TEST_TMPDIR/none.pt not found"
+        refute_output --partial "cannot run"
+    done
+    [ ! -e "$BATS_TEST_TMPDIR/o" ]
+}

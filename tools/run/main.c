@@ -12,7 +12,8 @@
  * stage for the shutdown. The sockets between stages live in a private run folder that is removed
  * however the run ends (cleanup.c).
  * Children get PR_SET_PDEATHSIG so that they never outlive sf-run. A stage program without a
- * '/' is looked up next to sf-run first (build/bin, <prefix>/bin), then on PATH. Tested by
+ * '/' is looked up next to sf-run first (build/bin, <prefix>/bin), then on PATH; a relative path
+ * is relative to the spec's folder (runspec.c). Tested by
  * tests/bats/sf-run.bats. */
 #define _GNU_SOURCE
 #include "cli.h"
@@ -246,12 +247,12 @@ int main(int argc, char **argv) {
             }
             for (int k = 0; k < i; k++) if (kids[k].err_fd >= 0) close(kids[k].err_fd);
             if (sf_run_keys_child(&keys, st) != 0) {
-                fprintf(stderr, "error: cannot hand the run's key to %s: %s\n", st->argv[0], strerror(errno));
+                fprintf(stderr, "sf-run: error: cannot hand the run's key to %s: %s\n", st->argv[0], strerror(errno));
                 _exit(127);
             }
             if (exe) execv(exe, st->argv);
             else execvp(st->argv[0], st->argv);
-            fprintf(stderr, "error: cannot run %s: %s\n", st->argv[0], strerror(errno));
+            fprintf(stderr, "sf-run: error: cannot run %s: %s\n", st->argv[0], strerror(errno));
             _exit(127);
         }
         close(ep[1]);

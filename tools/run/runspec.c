@@ -9,7 +9,9 @@
  * args is a map: "--key value" for scalars, "--key" alone for true, nothing for false/null,
  * "--key v1 v2" for lists. "stage.key=value" overrides set or replace one arg of one stage
  * (matching an existing arg whatever its '-'/'_' spelling); "stage.device=" and "stage.host="
- * set the stage's own fields. Overrides naming a variable the spec neither declares nor uses,
+ * set the stage's own fields. A relative program path with a '/' is relative to the folder of the
+ * spec that lists the stages (./sink_study.sh); a name without '/' is looked up by sf-run (next to
+ * it, then PATH). Overrides naming a variable the spec neither declares nor uses,
  * or a stage it does not have, are errors that name the closest valid one.
  * Tested by tests/unit/test_runspec.c and tests/bats/sf-run.bats. */
 #define _POSIX_C_SOURCE 200809L
@@ -68,12 +70,24 @@ static const char *scalar(const sf_yaml *y, const char *key) {
     return v && v->kind == SF_YAML_SCALAR ? v->value : NULL;
 }
 
-/* The spec at path with what it extends laid under it (see the top). depth: levels above this one. */
-static sf_status load_spec(const char *path, int depth, sf_yaml **out, sf_err *err) {
+/* The spec at path with what it extends laid under it (see the top). depth: levels above this one.
+ * stages_dir[sdn]: the folder of the spec whose `stages` are used (the first that has them, from
+ * the top: a spec's stages replace its base's); left as is when none has them. */
+static sf_status load_spec(const char *path, int depth, sf_yaml **out, char *stages_dir, size_t sdn, sf_err *err) {
     sf_yaml *spec = NULL, *base = NULL;
     sf_status s = sf_yaml_load(path, &spec, err);
     if (s) return s;
-    const char *ext = scalar(spec, "extends");
+    if (!stages_dir[0] && sf_yaml_get(spec, "stages")) {
+        const char *sl = strrchr(path, '/');
+        if (!sl) snprintf(stages_dir, sdn, ".");
+        else if ((size_t)snprintf(stages_dir, sdn, "%.*s", (int)(sl == path ? 1 : sl - path), path) >= sdn)
+            s = sf_fail(err, SF_E_ARG, "%s: path too long", path);
+    }
+    const char *ext = s ? NULL : scalar(spec, "extends");
+    if (s) {
+        sf_yaml_free(spec);
+        return s;
+    }
     if (!ext) {
         *out = spec;
         return SF_OK;
@@ -85,7 +99,7 @@ static sf_status load_spec(const char *path, int depth, sf_yaml **out, sf_err *e
     else if (ext[0] == '/' || !slash) snprintf(bp, sizeof bp, "%s", ext);
     else if ((size_t)snprintf(bp, sizeof bp, "%.*s/%s", (int)(slash - path), path, ext) >= sizeof bp)
         s = sf_fail(err, SF_E_ARG, "%s: 'extends' path too long", path);
-    if (!s && (s = load_spec(bp, depth + 1, &base, err))) {
+    if (!s && (s = load_spec(bp, depth + 1, &base, stages_dir, sdn, err))) {
         char m[sizeof err->msg];
         snprintf(m, sizeof m, "%s", err->msg);
         s = sf_fail(err, s, "%s extends %s: %s", path, ext, m);
@@ -257,7 +271,8 @@ sf_status sf_run_plan_load(const char *spec_path, const char *const *ov, int nov
                            sf_run_plan *plan, sf_err *err) {
     memset(plan, 0, sizeof *plan);
     sf_yaml *spec = NULL;
-    sf_status s = load_spec(spec_path, 0, &spec, err);
+    char stages_dir[4096] = "";
+    sf_status s = load_spec(spec_path, 0, &spec, stages_dir, sizeof stages_dir, err);
     if (s) return s;
     vars vs = {.n = 0};
     const sf_yaml *vy = sf_yaml_get(spec, "vars");
@@ -344,6 +359,19 @@ sf_status sf_run_plan_load(const char *spec_path, const char *const *ov, int nov
             (s = sf_run_srun_place(plan, (int)i, scalar(sy, "node"), st->host, sizeof st->host, err)))
             goto done;
         if (!strcmp(st->host, "local") || !strcmp(st->host, "localhost")) st->host[0] = 0;
+        /* a relative program path (one with a '/') is the spec's, like extends: relative to the folder
+         * of the spec that lists the stages, so the spec runs from any folder, in the source tree and
+         * installed (share/sfpipe/pipelines). Not for an ssh host: its paths are that machine's
+         * (srun's nodes share this storage). */
+        if (strchr(st->program, '/') && st->program[0] != '/' && (!st->host[0] || plan->launcher == SF_RUN_SRUN)) {
+            char rel[sizeof st->program];
+            const char *r = st->program[0] == '.' && st->program[1] == '/' ? st->program + 2 : st->program;
+            snprintf(rel, sizeof rel, "%s", r);
+            if ((size_t)snprintf(st->program, sizeof st->program, "%s/%s", stages_dir, rel) >= sizeof st->program) {
+                s = sf_fail(err, SF_E_ARG, "%s: stage '%s': program %s/%s: path too long", spec_path, st->name, stages_dir, rel);
+                goto done;
+            }
+        }
         char what[128];
         snprintf(what, sizeof what, "%s: stage '%s': host", spec_path, st->name);
         if (st->host[0] && (s = sf_run_check_host(what, st->host, err))) goto done;

@@ -11,7 +11,7 @@ typedef enum sf_run_transport { SF_RUN_PIPE = 0, SF_RUN_IPC, SF_RUN_TCP, SF_RUN_
 
 typedef struct sf_run_stage {
     char name[64];
-    char program[256];   /* resolved program (sf-encode, ...) */
+    char program[1024];  /* resolved program: sf-encode, ..., or a path (relative ones made the spec folder's) */
     char host[256];      /* "" = local; else started with ssh */
     char device[32];     /* "" = program default */
     char **argv;         /* NULL-terminated, owned (program first); for remote stages the ssh argv */
