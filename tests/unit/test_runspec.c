@@ -232,7 +232,46 @@ static void test_extends(void) {
     unlink(base), unlink(child), unlink(loop), unlink(orphan), rmdir(sub), rmdir(dir);
 }
 
+/* A relative program path is the folder's of the spec that lists the stages (a base's stages: the
+ * base's folder; a child's own stages: the child's); names without '/', absolute paths and the
+ * programs of ssh stages stay as written. */
+static void test_program_paths(void) {
+    char dir[] = "/tmp/sf-test-programs-XXXXXX";
+    SF_CHECK(mkdtemp(dir) != NULL);
+    char base[256], sub[256], child[256], own[256], want[512];
+    snprintf(base, sizeof base, "%s/base.yaml", dir);
+    snprintf(sub, sizeof sub, "%s/sub", dir);
+    snprintf(child, sizeof child, "%s/sub/child.yaml", dir);
+    snprintf(own, sizeof own, "%s/sub/own.yaml", dir);
+    SF_CHECK(mkdir(sub, 0700) == 0);
+    put(base, "name: b\nstages:\n  - name: a\n    program: ./run.sh\n  - name: b\n    program: tools/x\n"
+              "  - name: c\n    program: sf-decode\n  - name: d\n    program: /bin/true\n"
+              "  - name: e\n    program: ./remote.sh\n    host: gpu2\n");
+    put(child, "name: c\nextends: ../base.yaml\n");
+    put(own, "name: o\nextends: ../base.yaml\nstages:\n  - name: a\n    program: ./mine.sh\n");
+    sf_run_plan plan;
+    sf_err err;
+    SF_CHECK_OK(load(child, NULL, 0, &plan, &err), &err);
+    if (!err.msg[0]) {
+        snprintf(want, sizeof want, "%s/../run.sh", sub); /* the base, as extends reached it */
+        SF_CHECK_MSG(!strcmp(plan.stages[0].program, want), "%s", plan.stages[0].program);
+        snprintf(want, sizeof want, "%s/../tools/x", sub);
+        SF_CHECK_MSG(!strcmp(plan.stages[1].program, want), "%s", plan.stages[1].program);
+        SF_CHECK(!strcmp(plan.stages[2].program, "sf-decode") && !strcmp(plan.stages[3].program, "/bin/true"));
+        SF_CHECK_MSG(!strcmp(plan.stages[4].program, "./remote.sh"), "%s", plan.stages[4].program);
+        sf_run_plan_free(&plan);
+    }
+    SF_CHECK_OK(load(own, NULL, 0, &plan, &err), &err);
+    if (!err.msg[0]) {
+        snprintf(want, sizeof want, "%s/mine.sh", sub);
+        SF_CHECK_MSG(plan.n == 1 && !strcmp(plan.stages[0].program, want), "%s", plan.stages[0].program);
+        sf_run_plan_free(&plan);
+    }
+    unlink(base), unlink(child), unlink(own), rmdir(sub), rmdir(dir);
+}
+
 static const sf_test tests[] = {
+    {"program_paths", test_program_paths},
     {"unknown_overrides", test_unknown_overrides},
     {"stage_fields_and_spellings", test_stage_fields_and_spellings},
     {"values_are_data", test_values_are_data},
