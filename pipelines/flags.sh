@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # flags.sh — sourced by the pipeline scripts (figure4.sh and streaming.sh through
 # reference_flags.sh, sink_study.sh directly): the spellings of a long flag that Python's argparse
 # (the reference scripts) and the C stages accept, turned into the one each script's own loop reads.
@@ -25,7 +26,7 @@ sf_flags_expand() {
         case $w in --?*) ;; *) sf_flags+=("$w"); continue ;; esac
         name=${w%%=*}
         dn=${name//_/-}
-        match= takes=0
+        match='' takes=0
         local hits=()
         for k in "${known[@]}"; do
             if [ "${k%=}" = "$dn" ]; then hits=("$k"); break; fi
