@@ -33,17 +33,25 @@ const char *sf_status_str(sf_status s) {
 
 void sf_escape_ctl(char *dst, size_t n, const char *src) {
     static const char hex[] = "0123456789abcdef";
-    size_t k = 0;
+    size_t k = 0, len = strlen(src);
     if (!n) return;
-    for (const unsigned char *p = (const unsigned char *)src; *p; p++) {
-        unsigned char c = *p;
-        if (c == '\n' || c == '\r' || c == '\t') c = ' '; /* keep it one line */
-        if (c < 0x20 || c == 0x7f) {
-            if (k + 4 >= n) break;
-            dst[k++] = '\\', dst[k++] = 'x', dst[k++] = hex[c >> 4], dst[k++] = hex[c & 15];
-        } else {
+    for (size_t i = 0; i < len;) {
+        uint32_t cp = 0;
+        int l = sf_utf8_decode(src + i, len - i, &cp);
+        if (l == 1 && (cp == '\n' || cp == '\r' || cp == '\t')) { /* keep it one line */
             if (k + 1 >= n) break;
-            dst[k++] = (char)c;
+            dst[k++] = ' ', i++;
+        } else if (l > 0 && !sf_unicode_is_ctl(cp)) { /* whole characters only: never a cut sequence */
+            if (k + (size_t)l >= n) break;
+            memcpy(dst + k, src + i, (size_t)l), k += (size_t)l, i += (size_t)l;
+        } else { /* a control character, or a byte that is not UTF-8: each byte as \xHH */
+            size_t m = l > 0 ? (size_t)l : 1;
+            if (k + 4 * m >= n) break;
+            for (size_t j = 0; j < m; j++) {
+                unsigned char c = (unsigned char)src[i + j];
+                dst[k++] = '\\', dst[k++] = 'x', dst[k++] = hex[c >> 4], dst[k++] = hex[c & 15];
+            }
+            i += m;
         }
     }
     dst[k] = 0;
@@ -386,23 +394,39 @@ int sf_parse_i64(const char *s, int64_t lo, int64_t hi, int64_t *out) {
     return 1;
 }
 
+int sf_utf8_decode(const char *s, size_t n, uint32_t *cp) {
+    const unsigned char *p = (const unsigned char *)s;
+    if (!n) return 0;
+    unsigned c = p[0];
+    if (c < 0x80) {
+        *cp = c;
+        return 1;
+    }
+    int k = c >= 0xf0 && c <= 0xf4 ? 3 : c >= 0xe0 ? (c <= 0xef ? 2 : -1) : c >= 0xc2 && c <= 0xdf ? 1 : -1;
+    if (k < 0 || n < (size_t)k + 1) return 0;
+    uint32_t v = c & (0x3fu >> k);
+    for (int i = 1; i <= k; i++) {
+        if ((p[i] & 0xc0) != 0x80) return 0;
+        v = (v << 6) | (p[i] & 0x3fu);
+    }
+    if ((k == 2 && (v < 0x800 || (v >= 0xd800 && v <= 0xdfff))) || (k == 3 && (v < 0x10000 || v > 0x10ffff)))
+        return 0;
+    *cp = v;
+    return k + 1;
+}
+
+int sf_unicode_is_ctl(uint32_t cp) {
+    return cp < 0x20 || (cp >= 0x7f && cp <= 0x9f) /* C0, DEL, C1 (U+009B is CSI) */
+           || (cp >= 0x202a && cp <= 0x202e)        /* bidi embeddings and overrides (LRE..RLO) */
+           || (cp >= 0x2066 && cp <= 0x2069);       /* bidi isolates (LRI..PDI) */
+}
+
 int sf_utf8_valid(const char *s, size_t n, int allow_ctl) {
-    const unsigned char *p = (const unsigned char *)s, *e = p + n;
-    while (p < e) {
-        unsigned c = *p++;
-        if (c < 0x80) {
-            if (!allow_ctl && (c < 0x20 || c == 0x7f)) return 0;
-            continue;
-        }
-        int k = c >= 0xf0 && c <= 0xf4 ? 3 : c >= 0xe0 ? (c <= 0xef ? 2 : -1) : c >= 0xc2 && c <= 0xdf ? 1 : -1;
-        if (k < 0 || e - p < k) return 0;
-        uint32_t cp = c & (0x3fu >> k);
-        for (int i = 0; i < k; i++, p++) {
-            if ((*p & 0xc0) != 0x80) return 0;
-            cp = (cp << 6) | (*p & 0x3fu);
-        }
-        if ((k == 2 && (cp < 0x800 || (cp >= 0xd800 && cp <= 0xdfff))) || (k == 3 && (cp < 0x10000 || cp > 0x10ffff)))
-            return 0;
+    for (size_t i = 0; i < n;) {
+        uint32_t cp = 0;
+        int l = sf_utf8_decode(s + i, n - i, &cp);
+        if (!l || (!allow_ctl && sf_unicode_is_ctl(cp))) return 0;
+        i += (size_t)l;
     }
     return 1;
 }

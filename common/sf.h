@@ -156,15 +156,25 @@ sf_status sf_read_file(const char *path, char **data, size_t *len, size_t max_le
 int sf_scan_i64(const char **p, int64_t lo, int64_t hi, int64_t *out);
 int sf_parse_i64(const char *s, int64_t lo, int64_t hi, int64_t *out);
 
+/* The UTF-8 character at s[0..n): its length (1..4) and code point in *cp, or 0 when it is not
+ * well-formed (an overlong, a surrogate, > U+10FFFF, a stray or missing continuation byte, n = 0). */
+int sf_utf8_decode(const char *s, size_t n, uint32_t *cp);
+/* 1 for a code point that must never reach a terminal or a log raw: C0 controls, DEL, C1 controls
+ * (U+0080..U+009F: U+009B is an 8-bit CSI) and the bidi embedding / override / isolate controls
+ * (U+202A..U+202E, U+2066..U+2069: they reorder what follows them on the line). */
+int sf_unicode_is_ctl(uint32_t cp);
+
 /* 1 when the n bytes are well-formed UTF-8 (no overlongs, surrogates or code points > U+10FFFF)
- * and, unless allow_ctl, hold no C0 control character or DEL (names and keys read from files
- * and peers: never a terminal escape, never a line break). */
+ * and, unless allow_ctl, hold no control character (sf_unicode_is_ctl: names and keys read from
+ * files and peers: never a terminal escape, never a line break, never a bidi override). */
 int sf_utf8_valid(const char *s, size_t n, int allow_ctl);
 
-/* Copy src into dst (size n, NUL-terminated, truncated) with every control character (C0, DEL)
- * written as \xHH and newlines as spaces, so text from a file or a peer can never drive the
- * terminal (escape sequences, BEL) nor split a one-line message. sf_fail, sf_log and sf_die
- * apply it to everything they print. */
+/* Copy src into dst (size n, NUL-terminated, truncated at a character boundary) with every
+ * control character (sf_unicode_is_ctl: C0, DEL, C1, bidi controls) and every byte that is not
+ * part of well-formed UTF-8 written as \xHH per byte, and newlines / tabs as spaces, so text from a
+ * file or a peer can never drive the terminal (escape sequences, BEL, 8-bit CSI), reorder the line
+ * (bidi overrides) nor split a one-line message. sf_fail, sf_log and sf_die apply it to
+ * everything they print. */
 void sf_escape_ctl(char *dst, size_t n, const char *src);
 
 /* Read-only memory map of a whole file (empty files give data=NULL, len=0). */

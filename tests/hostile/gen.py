@@ -174,6 +174,10 @@ case("wire_error_text_escapes", "sf-decode --in e.sft --vae $G/model/Wan2.1_VAE.
      why="a peer's error text with ESC/BEL is printed escaped (no terminal escape injection)")
 case("wire_cat_escapes", "sf-wire cat e.sft", "boom \\x1b]0;owned", {"e.sft": err_stream},
      why="sf-wire cat prints a hostile error text escaped")
+c1_stream = frame(mp_map([("v", 1), ("type", "error"), ("text", "boom \u009b31m \u202egnp.exe \u2066x\u0085")]))
+case("wire_cat_escapes_c1_bidi", "sf-wire cat e.sft", "boom \\xc2\\x9b31m \\xe2\\x80\\xaegnp.exe \\xe2\\x81\\xa6x\\xc2\\x85",
+     {"e.sft": c1_stream},
+     why="C1 controls (U+009B is an 8-bit CSI) and bidi overrides / isolates in a peer's text are escaped too")
 big = "x" * 20000
 case("wire_meta_strings_overflow", "sf-decode --in m.sft --vae $G/model/Wan2.1_VAE.pth -o $T/o.y4m",
      "meta strings exceed",

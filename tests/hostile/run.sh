@@ -5,7 +5,8 @@
 #   - it ends: no hang (a FIFO or device input once blocked open() forever);
 #   - its exit code: `rc` when the case has one, else 1 or 2 (a refusal, never a crash/signal);
 #   - stderr holds the `expected` substring, and a refusal is exactly one "error:" line;
-#   - no raw control character (ESC, BEL, ...) reaches stdout or stderr (escape injection);
+#   - no raw control character (ESC, BEL, ..., C1 such as the 8-bit CSI U+009B, bidi overrides and
+#     isolates) reaches stdout or stderr (escape injection);
 #   - no sanitizer report (the asan build: UBSan, ASan and LeakSanitizer print and exit 1).
 # Used by tests/run.sh (make test, make asan). Usage: run.sh [CASE...]
 set -u
@@ -33,6 +34,8 @@ for c in "${cases[@]}"; do
     elif [ -n "$exp" ] && ! grep -qF -- "$exp" "$tmp/err"; then why="stderr lacks: $exp"
     elif [ "$want_rc" = "1|2" ] && [ "$(grep -c ': error: ' "$tmp/err")" -ne 1 ]; then why="not exactly one error line"
     elif LC_ALL=C grep -q $'[\x01-\x08\x0b-\x1f\x7f]' "$tmp/err" "$tmp/out"; then why="raw control characters in the output"
+    elif LC_ALL=C grep -qP '\xc2[\x80-\x9f]|\xe2\x80[\xaa-\xae]|\xe2\x81[\xa6-\xa9]' "$tmp/err" "$tmp/out"; then
+        why="raw C1 or bidi control characters in the output"
     elif grep -qE 'runtime error:|AddressSanitizer|LeakSanitizer' "$tmp/err"; then why="sanitizer report"
     fi
     if [ -z "$why" ]; then

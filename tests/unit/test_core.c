@@ -411,6 +411,17 @@ static void test_utf8_names(void) {
     SF_CHECK(!sf_utf8_valid("\xe2\x82", 2, 0));       /* truncated */
     SF_CHECK(!sf_utf8_valid("a\x1b[2J", 5, 0) && sf_utf8_valid("a\x1b[2J", 5, 1)); /* control: names only */
     SF_CHECK(!sf_utf8_valid("a\x7f", 2, 0));
+    SF_CHECK(!sf_utf8_valid("a\xe6\x97z", 4, 1));     /* a sequence cut by an ASCII byte */
+    /* C1 (U+0085 NEL, U+009B CSI) and bidi controls (U+202E RLO, U+2066 LRI) are controls too;
+     * their neighbours U+00A0, U+2029 and U+206A are not */
+    SF_CHECK(!sf_utf8_valid("a\xc2\x9b" "31m", 6, 0) && sf_utf8_valid("a\xc2\x9b" "31m", 6, 1));
+    SF_CHECK(!sf_utf8_valid("\xc2\x85", 2, 0) && !sf_utf8_valid("\xe2\x80\xae", 3, 0));
+    SF_CHECK(!sf_utf8_valid("\xe2\x81\xa6", 3, 0) && !sf_utf8_valid("\xe2\x81\xa9", 3, 0));
+    SF_CHECK(sf_utf8_valid("\xc2\xa0\xe2\x80\xa9\xe2\x81\xaa", 8, 0));
+    uint32_t cp = 0;
+    SF_CHECK(sf_utf8_decode("\xf0\x9f\x98\x80", 4, &cp) == 4 && cp == 0x1f600);
+    SF_CHECK(sf_utf8_decode("\xf0\x9f\x98", 3, &cp) == 0 && sf_utf8_decode("", 0, &cp) == 0);
+    SF_CHECK(sf_unicode_is_ctl(0x9f) && !sf_unicode_is_ctl(0xa0) && sf_unicode_is_ctl(0x202a) && !sf_unicode_is_ctl(0x2065));
 }
 
 static void test_escape_ctl(void) {
@@ -419,6 +430,14 @@ static void test_escape_ctl(void) {
     SF_CHECK_MSG(strcmp(b, "x\\x1b]0;t\\x07y z\\x7f") == 0, "%s", b);
     sf_escape_ctl(b, 6, "ab\x1b\x1b"); /* never a partial escape */
     SF_CHECK_MSG(strcmp(b, "ab") == 0, "%s", b);
+    /* C1 controls (8-bit CSI U+009B, NEL U+0085) and bidi overrides / isolates as UTF-8: escaped per
+     * byte; other non-ASCII text is kept; a byte that is not UTF-8 is escaped */
+    sf_escape_ctl(b, sizeof b, "a\xc2\x9b" "31m \xe2\x80\xae" "exe.gnp \xe2\x81\xa6" "x\xc2\x85");
+    SF_CHECK_MSG(strcmp(b, "a\\xc2\\x9b31m \\xe2\\x80\\xaeexe.gnp \\xe2\\x81\\xa6x\\xc2\\x85") == 0, "%s", b);
+    sf_escape_ctl(b, sizeof b, "caf\xc3\xa9 \xe6\x97\xa5 \xff\x9b");
+    SF_CHECK_MSG(strcmp(b, "caf\xc3\xa9 \xe6\x97\xa5 \\xff\\x9b") == 0, "%s", b);
+    sf_escape_ctl(b, 6, "ab\xe6\x97\xa5\xe6\x97\xa5"); /* never a cut character */
+    SF_CHECK_MSG(strcmp(b, "ab\xe6\x97\xa5") == 0, "%s", b);
     sf_err err = {{0}};
     snprintf(err.msg, sizeof err.msg, "inner cause");
     sf_fail(&err, SF_E_FORMAT, "%s: %s (%s)", "outer", err.msg, "tail"); /* its own message as an argument */
