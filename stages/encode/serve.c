@@ -4,7 +4,9 @@
  * header + payload frame pair per wire message). Mirrors no reference module: the reference
  * loads umT5 in every process. Tested by tests/bats/sf-encode-serve.bats (two clients get the
  * same bytes as a direct run, a bad request gets an error reply and the server keeps serving,
- * SIGTERM stops it with exit 0 and removes the ipc socket file, CURVE keeps other keys out). */
+ * SIGTERM stops it with exit 0 and removes the ipc socket file, CURVE keeps other keys out) and
+ * tests/unit/test_encode_serve.c (raw malformed requests, text_len limits, oversized frames, the
+ * client after an unanswered request). */
 #define _POSIX_C_SOURCE 200809L
 #include "serve.h"
 #include "stop.h"
@@ -21,7 +23,11 @@
 #include <zmq.h>
 
 #define MAX_PARTS 6
-#define MAX_REQUEST (64 << 20) /* bytes of one request (ZMQ_MAXMSGSIZE) */
+/* The largest frame a request may have (ZMQ_MAXMSGSIZE, per frame: libzmq drops the connection of a
+ * peer that sends more, before buffering it). A legal request is a small header and a prompt of at
+ * most SF_ENCODE_MAX_PROMPT (16 KiB) bytes; up to 4x that is still read and refused with an error
+ * reply naming the limit, so a client that is a little over hears why. */
+#define MAX_REQUEST (4 * SF_ENCODE_MAX_PROMPT)
 
 struct sf_encode_client {
     void *ctx, *sock;
@@ -203,6 +209,11 @@ static sf_status serve_one(sf_encoder *enc, void *sock, zmq_msg_t *parts, int n,
         rst = sf_fail(&rerr, SF_E_FORMAT, "bad request: expected tensor 'prompt' u8 [n_bytes]");
         goto reply;
     }
+    const sf_wire_meta *tle = sf_wire_meta_find(m, "text_len");
+    if (tle && tle->kind != SF_META_INT) { /* 3.7 or "512" is a client bug, not a request for the default */
+        rst = sf_fail(&rerr, SF_E_ARG, "bad request: text_len must be an integer");
+        goto reply;
+    }
     tl = sf_wire_meta_int(m, "text_len", default_tl);
     index = sf_wire_meta_int(m, "index", -1);
     forward = fwd && sf_wire_meta_int(m, "forward", 0);
@@ -218,9 +229,11 @@ static sf_status serve_one(sf_encoder *enc, void *sock, zmq_msg_t *parts, int n,
         sf_info("stop request: the live route ends");
         return fs ? fs : ss ? ss : sf_fail(err, SF_E_STOPPED, "stop request");
     }
-    if (tl < 1 || tl > SF_SERVE_MAX_TEXT_LEN) {
-        rst = sf_fail(&rerr, SF_E_ARG, "bad request: text_len %lld not in 1..%d", (long long)tl,
-                      SF_SERVE_MAX_TEXT_LEN);
+    /* at most the server's own --text-len (the model's text_len, 512): a client may ask for fewer tokens,
+     * never make the single-threaded server encode (and cache) a longer sequence than it was started for */
+    if (tl < 1 || tl > default_tl) {
+        rst = sf_fail(&rerr, SF_E_ARG, "bad request: text_len %lld not in 1..%lld (this server's --text-len)",
+                      (long long)tl, (long long)default_tl);
         goto reply;
     }
     rst = sf_encoder_run(enc, m->shape[0] ? payload : "", (size_t)m->shape[0], tl, &res, &rerr);
@@ -351,9 +364,15 @@ sf_status sf_encode_client_open(const char *url, double timeout_s, sf_encode_cli
     snprintf(c->url, sizeof c->url, "%s", url);
     c->timeout_s = timeout_s;
     c->recache = -1;
-    int zero = 0;
+    /* A strict REQ socket whose reply never came (timeout, stop, a receive error) refuses every later
+     * send (EFSM) for good. Relaxed, a new request may follow an unanswered one; correlated, each
+     * request carries an id the REP server echoes, and a late reply to an older request is dropped by
+     * libzmq rather than taken as the answer to the new one. */
+    int zero = 0, one = 1;
     if (!(c->ctx = zmq_ctx_new()) || !(c->sock = zmq_socket(c->ctx, ZMQ_REQ)) ||
-        zmq_setsockopt(c->sock, ZMQ_LINGER, &zero, sizeof zero)) {
+        zmq_setsockopt(c->sock, ZMQ_LINGER, &zero, sizeof zero) ||
+        zmq_setsockopt(c->sock, ZMQ_REQ_RELAXED, &one, sizeof one) ||
+        zmq_setsockopt(c->sock, ZMQ_REQ_CORRELATE, &one, sizeof one)) {
         st = sf_fail(err, SF_E_IO, "zmq socket: %s", zmq_strerror(errno));
         goto fail;
     }
@@ -415,6 +434,8 @@ sf_status sf_encode_client_run(sf_encode_client *c, const char *prompt, size_t l
     memset(out, 0, sizeof *out);
     if (seq_len < 1 || seq_len > SF_SERVE_MAX_TEXT_LEN)
         return sf_fail(err, SF_E_ARG, "--text-len must be in 1..%d with a server", SF_SERVE_MAX_TEXT_LEN);
+    /* the server would refuse it, or (past MAX_REQUEST) drop the connection without a reply */
+    if ((st = sf_encoder_check_prompt(prompt, len, err))) return st;
     int64_t shp[1] = {(int64_t)len};
     sf_tensor t = sf_tensor_view((void *)prompt, SF_U8, 1, shp);
     if ((st = sf_wire_msg_tensor(m, "prompt", &t, err)) || (st = sf_wire_meta_set_int(m, "text_len", seq_len, err)) ||

@@ -4,8 +4,9 @@
  * lets several pipelines share one loaded tokenizer + umT5 encoder + embedding cache.
  * Protocol (ZeroMQ REQ → REP, every frame pair is a wire header + payload, see wire.h):
  *   request  [hdr, payload]  tensor "prompt" u8 [n_bytes], payload = the UTF-8 prompt
- *                            meta: text_len (int, optional; default the server's --text-len,
- *                            1..65536), index (int, optional; echoed back), forward (bool,
+ *                            meta: text_len (int, optional; default and maximum the server's
+ *                            --text-len: a longer sequence, a float or a string is refused),
+ *                            index (int, optional; echoed back), forward (bool,
  *                            optional: also send the embeddings down the live route, see
  *                            sf_encode_serve_fwd), recache (bool, optional, forwarded), stop
  *                            (bool: end the live route, see sf_encode_client_stop_route)
@@ -14,7 +15,10 @@
  *                            then tensor "ids" i64 [N] and tensor "mask" i64 [N]
  *            or 2 frames     error {text} with an empty payload (bad request, bad prompt, ...)
  * The server binds tcp://… or ipc://…, answers one request at a time (cache hits never touch
- * the encoder) and returns SF_OK on SIGINT/SIGTERM (sf_wire_install_signals first).
+ * the encoder) and returns SF_OK on SIGINT/SIGTERM (sf_wire_install_signals first). A request
+ * frame over 64 KiB (4 × SF_ENCODE_MAX_PROMPT) is dropped by libzmq, unanswered (ZMQ_MAXMSGSIZE).
+ * The client's REQ socket is relaxed and correlated (ZMQ_REQ_RELAXED, ZMQ_REQ_CORRELATE): a request
+ * after one that got no reply is sent normally, and a late reply to an older request is dropped.
  * Tested by tests/bats/sf-encode-serve.bats. */
 #ifndef SF_ENCODE_SERVE_H
 #define SF_ENCODE_SERVE_H
@@ -47,9 +51,10 @@ typedef struct sf_encode_client sf_encode_client;
  * request may wait for its reply (0 = forever). An ipc URL whose socket file is missing is
  * SF_E_IO "no encode server at ...". Caller closes with sf_encode_client_close. */
 sf_status sf_encode_client_open(const char *url, double timeout_s, sf_encode_client **out, sf_err *err);
-/* Ask for one prompt (len bytes). Fills out like sf_encoder_run (all owned; free with
- * sf_encoded_free). A server error reply is SF_E_FORMAT "encode server: <text>"; a missing
- * reply after timeout_s is SF_E_IO; a stop signal SF_E_STOPPED. */
+/* Ask for one prompt (len bytes, at most SF_ENCODE_MAX_PROMPT: else SF_E_ARG, nothing sent). Fills
+ * out like sf_encoder_run (all owned; free with sf_encoded_free). A server error reply is SF_E_FORMAT
+ * "encode server: <text>"; a missing reply after timeout_s is SF_E_IO (the client stays usable);
+ * a stop signal SF_E_STOPPED. */
 sf_status sf_encode_client_run(sf_encode_client *c, const char *prompt, size_t len, int64_t seq_len,
                                int64_t index, sf_encoded *out, sf_err *err);
 /* The live route (sf_encode_serve_fwd): later requests ask the server to forward their embeddings

@@ -92,6 +92,11 @@ wait_exit() {
     run sf-tensor ls "$T/ok.safetensors"
     assert_line --partial $'emb.0\tf32\t[16, 64]'
     grep -q 'request failed: prompt is not valid UTF-8' "$T/srv.log"
+    # more tokens than the server was started for (its --text-len, 512): refused, not encoded
+    run --separate-stderr sf-encode --server "ipc://$S" --prompt "a dog" --text-len 1024 --save-embeds "$T/long.safetensors"
+    assert_failure 1
+    assert_regex "$stderr" 'text_len 1024 not in 1\.\.512 \(this server.s --text-len\)'
+    [ ! -e "$T/long.safetensors" ]
     kill -0 "$SRV"
 }
 

@@ -11,6 +11,7 @@
 #include "stages/encode/serve.h"
 #include "wire.h"
 
+#include <pthread.h>
 #include <signal.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -30,11 +31,12 @@ static void sleep_ms(long ms) {
 
 /* Send nparts frames, receive the reply; returns the number of reply frames and decodes the
  * first one into m (type 0 when it is not a header). */
-static int exchange(void *sock, const void *const *parts, const size_t *lens, int nparts, sf_wire_msg *m) {
+static int exchange_ms(void *sock, const void *const *parts, const size_t *lens, int nparts, sf_wire_msg *m,
+                       long timeout_ms) {
     for (int i = 0; i < nparts; i++)
         if (zmq_send(sock, parts[i], lens[i], i + 1 < nparts ? ZMQ_SNDMORE : 0) < 0) return -1;
     zmq_pollitem_t it = {sock, 0, ZMQ_POLLIN, 0};
-    if (zmq_poll(&it, 1, 5000) != 1) return -1;
+    if (zmq_poll(&it, 1, timeout_ms) != 1) return -1;
     int n = 0, more = 1;
     memset(m, 0, sizeof *m);
     while (more) {
@@ -48,6 +50,10 @@ static int exchange(void *sock, const void *const *parts, const size_t *lens, in
         n++;
     }
     return n;
+}
+
+static int exchange(void *sock, const void *const *parts, const size_t *lens, int nparts, sf_wire_msg *m) {
+    return exchange_ms(sock, parts, lens, nparts, m, 5000);
 }
 
 /* Header bytes of a tensor message "name" dtype [len] with optional text_len. */
@@ -132,6 +138,35 @@ static void test_protocol(void) {
         expect_error(sock, p, l, 2, "text_len 0 not in 1..", m);
     }
     free(h);
+    h = header("prompt", SF_U8, 5, 513, &hl);
+    {   /* more tokens than the server's own --text-len (512): refused, not encoded and cached */
+        const void *p[2] = {h, "a dog"};
+        size_t l[2] = {hl, 5};
+        expect_error(sock, p, l, 2, "text_len 513 not in 1..512 (this server's --text-len)", m);
+    }
+    free(h);
+    for (int k = 0; k < 2; k++) { /* a text_len that is not an integer is refused, not replaced by the default */
+        int64_t shp[1] = {5};
+        sf_tensor t = sf_tensor_view(NULL, SF_U8, 1, shp);
+        sf_err e;
+        h = NULL;
+        SF_CHECK_OK(sf_wire_msg_tensor(m, "prompt", &t, &e), &e);
+        SF_CHECK_OK(k ? sf_wire_meta_set_str(m, "text_len", "512", &e) : sf_wire_meta_set_double(m, "text_len", 3.7, &e), &e);
+        SF_CHECK_OK(sf_wire_header_encode(m, &h, &hl, &e), &e);
+        const void *p[2] = {h, "a dog"};
+        size_t l[2] = {hl, 5};
+        expect_error(sock, p, l, 2, "text_len must be an integer", m);
+        free(h);
+    }
+    static char big[100 << 10];
+    memset(big, 'a', sizeof big);
+    h = header("prompt", SF_U8, 20 << 10, 16, &hl);
+    {   /* a prompt somewhat over 16 KiB is read and refused with the limit */
+        const void *p[2] = {h, big};
+        size_t l[2] = {hl, 20 << 10};
+        expect_error(sock, p, l, 2, "at most 16384", m);
+    }
+    free(h);
     h = header("prompt", SF_U8, 3, 16, &hl);
     {   /* a NUL byte inside the prompt is the tokenizer's error, passed back */
         const void *p[2] = {h, "a\0b"};
@@ -160,7 +195,14 @@ static void test_protocol(void) {
                  strcmp(sf_wire_meta_str(m, "prompt"), "a dog") == 0);
     }
     free(h);
-    zmq_close(sock);
+    h = header("prompt", SF_U8, sizeof big, 16, &hl);
+    {   /* far over (100 KiB): libzmq drops the frame (ZMQ_MAXMSGSIZE) before buffering it; no reply */
+        const void *p[2] = {h, big};
+        size_t l[2] = {hl, sizeof big};
+        SF_CHECK(exchange_ms(sock, p, l, 2, m, 1000) == -1);
+    }
+    free(h);
+    zmq_close(sock); /* a strict REQ socket without its reply is stuck: the client API's is not */
     zmq_ctx_term(ctx);
     /* the client API against a local run: bit-identical */
     sf_err err;
@@ -202,6 +244,90 @@ static void test_protocol(void) {
     SF_CHECK(stat(sock_path, &sb) != 0);
 }
 
+/* A fake server (ROUTER) that leaves the first request unanswered and, once the second arrives, answers
+ * the first late and then the second, each with an error reply naming it. */
+typedef struct fake_server {
+    void *sock;
+    int requests;
+} fake_server;
+
+static int fake_reply(void *sock, zmq_msg_t *env, int nenv, const char *text) {
+    sf_wire_msg *m = malloc(sizeof *m);
+    void *h = NULL;
+    size_t hl = 0;
+    sf_err e;
+    sf_wire_msg_init(m, SF_WIRE_ERROR, "");
+    snprintf(m->text, sizeof m->text, "%s", text);
+    int ok = !sf_wire_header_encode(m, &h, &hl, &e);
+    for (int i = 0; ok && i < nenv; i++) ok = zmq_send(sock, zmq_msg_data(&env[i]), zmq_msg_size(&env[i]), ZMQ_SNDMORE) >= 0;
+    if (ok) ok = zmq_send(sock, h, hl, ZMQ_SNDMORE) >= 0 && zmq_send(sock, "", 0, 0) >= 0;
+    free(h);
+    free(m);
+    return ok;
+}
+
+static void *fake_server_main(void *arg) {
+    fake_server *f = arg;
+    zmq_msg_t env[2][8]; /* each request's envelope: routing id, request id, empty delimiter */
+    int nenv[2] = {0, 0};
+    for (int r = 0; r < 2; r++) {
+        zmq_pollitem_t it = {f->sock, 0, ZMQ_POLLIN, 0};
+        if (zmq_poll(&it, 1, 5000) != 1) break;
+        int more = 1, delim = 0;
+        while (more) {
+            zmq_msg_t fr;
+            zmq_msg_init(&fr);
+            if (zmq_msg_recv(&fr, f->sock, 0) < 0) return NULL;
+            more = zmq_msg_more(&fr);
+            if (!delim && nenv[r] < 8) {
+                delim = zmq_msg_size(&fr) == 0;
+                zmq_msg_init(&env[r][nenv[r]]);
+                zmq_msg_copy(&env[r][nenv[r]++], &fr);
+            }
+            zmq_msg_close(&fr);
+        }
+        f->requests++;
+    }
+    if (f->requests == 2) {
+        fake_reply(f->sock, env[0], nenv[0], "late reply to the first request");
+        fake_reply(f->sock, env[1], nenv[1], "answer to the second request");
+    }
+    for (int r = 0; r < 2; r++)
+        for (int i = 0; i < nenv[r]; i++) zmq_msg_close(&env[r][i]);
+    return NULL;
+}
+
+/* After a request without a reply, the client's next request reaches the server, and a late reply to
+ * the old one is never taken for the new one's. */
+static void test_client_reset(void) {
+    char sock_path[256], url[300];
+    snprintf(sock_path, sizeof sock_path, "/tmp/sf-test-fake-%d.sock", (int)getpid());
+    snprintf(url, sizeof url, "ipc://%s", sock_path);
+    void *ctx = zmq_ctx_new();
+    fake_server f = {zmq_socket(ctx, ZMQ_ROUTER), 0};
+    int zero = 0;
+    zmq_setsockopt(f.sock, ZMQ_LINGER, &zero, sizeof zero);
+    SF_CHECK(zmq_bind(f.sock, url) == 0);
+    pthread_t th;
+    SF_CHECK(pthread_create(&th, NULL, fake_server_main, &f) == 0);
+    sf_err err;
+    sf_encode_client *cl = NULL;
+    sf_encoded res;
+    SF_CHECK_OK(sf_encode_client_open(url, 0.5, &cl, &err), &err);
+    if (cl) {
+        SF_CHECK(sf_encode_client_run(cl, "first", 5, 16, -1, &res, &err) == SF_E_IO);
+        SF_CHECK_MSG(strstr(err.msg, "no reply from encode server"), "%s", err.msg);
+        SF_CHECK(sf_encode_client_run(cl, "second", 6, 16, -1, &res, &err) == SF_E_FORMAT);
+        SF_CHECK_MSG(strstr(err.msg, "answer to the second request"), "%s", err.msg);
+    }
+    pthread_join(th, NULL);
+    SF_CHECK(f.requests == 2);
+    sf_encode_client_close(&cl);
+    zmq_close(f.sock);
+    zmq_ctx_term(ctx);
+    unlink(sock_path);
+}
+
 static void test_urls(void) {
     sf_err err;
     SF_CHECK(sf_encode_url_check("tcp://127.0.0.1:5555", &err) == SF_OK);
@@ -214,5 +340,5 @@ static void test_urls(void) {
     SF_CHECK(strstr(err.msg, "no encode server"));
 }
 
-static const sf_test tests[] = {{"urls", test_urls}, {"protocol", test_protocol}};
+static const sf_test tests[] = {{"urls", test_urls}, {"protocol", test_protocol}, {"client_reset", test_client_reset}};
 SF_TEST_MAIN(tests)
