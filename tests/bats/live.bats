@@ -143,6 +143,11 @@ ENDLESS=(--num_frames 0 --local_attn_size 6 --sink_size 3 --height 16 --width 16
     [ "$(code -X POST -d '{"prompt": ""}' "http://127.0.0.1:$PORT/prompt")" = 400 ]
     [ "$(code -X POST -d '{"prompt": "a\u0001b"}' "http://127.0.0.1:$PORT/prompt")" = 400 ]
     [ "$(code -X POST --data-binary $'{"prompt": "\xff"}' "http://127.0.0.1:$PORT/prompt")" = 400 ]
+    # an escaped NUL (cJSON's string ended there: "a" was queued), a C1 CSI, a bidi override, trailing bytes
+    [ "$(code -X POST -d '{"prompt": "a\u0000b"}' "http://127.0.0.1:$PORT/prompt")" = 400 ]
+    [ "$(code -X POST --data-binary $'{"prompt": "a\xc2\x9b31m"}' "http://127.0.0.1:$PORT/prompt")" = 400 ]
+    [ "$(code -X POST -d '{"prompt": "a\u202eb"}' "http://127.0.0.1:$PORT/prompt")" = 400 ]
+    [ "$(code -X POST -d '{"prompt": "abc"} garbage' "http://127.0.0.1:$PORT/prompt")" = 400 ]
     [ "$(code -X POST -H 'Origin: http://evil.example' -d '{"prompt": "x"}' "http://127.0.0.1:$PORT/prompt")" = 403 ]
     # DNS rebinding: a page whose own name now points here is refused, its Origin matching its Host or not
     [ "$(code -H "Host: evil.example:$PORT" "http://127.0.0.1:$PORT/frame.jpg")" = 403 ]

@@ -1,4 +1,4 @@
-/* test_view.c — sf-view's pieces (tools/view/view.h): UTF-8 validation, the POST /prompt parser's
+/* test_view.c — sf-view's pieces (tools/view/view.h): the POST /prompt parser's
  * refusals, a served server's /status JSON (escaping through cJSON) and a frame going through the
  * JPEG encoder to /frame.jpg. The page in a browser: tests/bats/live.bats. */
 #define _POSIX_C_SOURCE 200809L
@@ -8,17 +8,6 @@
 #include <cjson/cJSON.h>
 #include <stdio.h>
 #include <unistd.h>
-
-static void test_utf8(void) {
-    SF_CHECK(sf_view_utf8_ok("plain", 5));
-    SF_CHECK(sf_view_utf8_ok("caf\xc3\xa9 \xe6\x97\xa5 \xf0\x9f\xa6\x8a", 14)); /* é 日 🦊 */
-    SF_CHECK(!sf_view_utf8_ok("\xff", 1));
-    SF_CHECK(!sf_view_utf8_ok("\xc0\xaf", 2));          /* overlong '/' */
-    SF_CHECK(!sf_view_utf8_ok("\xed\xa0\x80", 3));      /* a surrogate */
-    SF_CHECK(!sf_view_utf8_ok("\xf4\x90\x80\x80", 4));  /* > U+10FFFF */
-    SF_CHECK(!sf_view_utf8_ok("\xe6\x97", 2));          /* truncated */
-    SF_CHECK(!sf_view_utf8_ok("a\xe6\x97z", 4));
-}
 
 static void test_parse_prompt(void) {
     char out[SF_VIEW_MAX_PROMPT + 1];
@@ -47,6 +36,23 @@ static void test_parse_prompt(void) {
     BAD("{\"prompt\": \"a\\nb\"}", "control character");
     BAD("{\"prompt\": \"a\xff\"}", "UTF-8");
     BAD("{\"prompt\": \"\\ud800\"}", "JSON object"); /* a lone surrogate escape: cJSON refuses it */
+    BAD("{\"prompt\": \"a\xe6\x97z\"}", "UTF-8");
+    /* an escaped NUL: cJSON's C string ends there, the rest must not slip through as "a" */
+    BAD("{\"prompt\": \"a\\u0000b\"}", "control character");
+    BAD("{\"prompt\": \"a\\u0000\\u0001b\"}", "control character");
+    BAD("{\"prompt\": \"a\", \"x\": \"\\u0000\"}", "control character");
+    OK("{\"prompt\": \"a\\\\u0000b\"}", "a\\u0000b", -1); /* an escaped backslash, then text */
+    SF_CHECK(sf_view_parse_prompt("{\"prompt\": \"a\0b\"}", 17, out, sizeof out, &rc, &err) == SF_E_ARG); /* raw NUL */
+    /* C1 controls (U+009B: an 8-bit CSI) and bidi overrides / isolates, as the log escapes them */
+    BAD("{\"prompt\": \"a\xc2\x9b" "31m\"}", "control character");
+    BAD("{\"prompt\": \"a\xc2\x85\"}", "control character");
+    BAD("{\"prompt\": \"a\xe2\x80\xae" "b\"}", "control character");
+    BAD("{\"prompt\": \"a\\u2067b\"}", "control character");
+    OK("{\"prompt\": \"a\tb \xc2\xa0\xe2\x80\x94\"}", "a\tb \xc2\xa0\xe2\x80\x94", -1); /* tab, NBSP, em dash */
+    /* nothing but white space after the object */
+    BAD("{\"prompt\": \"abc\"} garbage", "JSON object");
+    BAD("{\"prompt\": \"abc\"}{}", "JSON object");
+    OK("{\"prompt\": \"abc\"} \r\n", "abc", -1);
     static char as[2001], big[2100];
     memset(as, 'a', sizeof as);
     snprintf(big, sizeof big, "{\"prompt\": \"%.*s\"}", 2001, as);
@@ -127,7 +133,6 @@ static void test_status_and_frame(void) {
 }
 
 static const sf_test tests[] = {
-    {"utf8", test_utf8},
     {"parse_prompt", test_parse_prompt},
     {"host", test_host},
     {"status_and_frame", test_status_and_frame},

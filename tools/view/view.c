@@ -42,29 +42,25 @@ struct sf_view {
 
 /* ------------------------------------------------------------------ input checks */
 
-int sf_view_utf8_ok(const char *s, size_t len) {
-    const unsigned char *p = (const unsigned char *)s, *e = p + len;
-    while (p < e) {
-        unsigned c = *p;
-        int n = c < 0x80 ? 0 : (c & 0xE0) == 0xC0 ? 1 : (c & 0xF0) == 0xE0 ? 2 : (c & 0xF8) == 0xF0 ? 3 : -1;
-        if (n < 0 || e - p <= n) return n == 0;
-        unsigned cp = n == 0 ? c : n == 1 ? c & 0x1F : n == 2 ? c & 0x0F : c & 0x07;
-        for (int i = 1; i <= n; i++) {
-            if ((p[i] & 0xC0) != 0x80) return 0;
-            cp = (cp << 6) | (p[i] & 0x3F);
-        }
-        static const unsigned min[4] = {0, 0x80, 0x800, 0x10000};
-        if (cp < min[n] || cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF)) return 0;
-        p += n + 1;
+/* cJSON decodes an escaped NUL (\u0000) into its C string, where strlen stops: the text after it would
+ * pass every check unseen (and be dropped). cJSON keeps no decoded length, so the escape is looked for
+ * in the raw JSON (which cJSON has accepted: backslashes only occur inside strings, in pairs or escapes). */
+static int has_nul_escape(const char *b, size_t n) {
+    for (size_t i = 0; i + 5 < n; i++) {
+        if (b[i] != '\\') continue;
+        if (!memcmp(b + i + 1, "u0000", 5)) return 1;
+        i++; /* skip the escaped character: in \\\\u0000 the pair is a backslash, then text */
     }
-    return 1;
+    return 0;
 }
 
 sf_status sf_view_parse_prompt(const char *body, size_t len, char *out, size_t n, int *recache, sf_err *err) {
     *recache = -1;
     if (len > MAX_BODY) return sf_fail(err, SF_E_ARG, "request body too large");
-    cJSON *j = cJSON_ParseWithLength(body, len);
-    if (!j || !cJSON_IsObject(j)) {
+    const char *end = NULL;
+    cJSON *j = cJSON_ParseWithLengthOpts(body, len, &end, 0);
+    while (j && end < body + len && (*end == ' ' || *end == '\t' || *end == '\n' || *end == '\r')) end++;
+    if (!j || !cJSON_IsObject(j) || end != body + len) { /* nothing but white space after the object */
         cJSON_Delete(j);
         return sf_fail(err, SF_E_ARG, "expected a JSON object {\"prompt\": TEXT}");
     }
@@ -72,13 +68,18 @@ sf_status sf_view_parse_prompt(const char *body, size_t len, char *out, size_t n
     sf_status s = SF_OK;
     if (!cJSON_IsString(p) || !p->valuestring) s = sf_fail(err, SF_E_ARG, "\"prompt\" must be a string");
     else if (r && !cJSON_IsBool(r)) s = sf_fail(err, SF_E_ARG, "\"recache\" must be true or false");
+    /* a NUL, raw (cJSON takes it inside a string) or escaped, is a control character like the others */
+    else if (memchr(body, 0, len) || has_nul_escape(body, len))
+        s = sf_fail(err, SF_E_ARG, "the prompt has a control character (NUL)");
     size_t pl = s ? 0 : strlen(p->valuestring);
     if (!s && (pl < 1 || pl > SF_VIEW_MAX_PROMPT || pl + 1 > n))
         s = sf_fail(err, SF_E_ARG, "the prompt must have 1..%d bytes", SF_VIEW_MAX_PROMPT);
-    if (!s && !sf_view_utf8_ok(p->valuestring, pl)) s = sf_fail(err, SF_E_ARG, "the prompt is not valid UTF-8");
-    for (size_t i = 0; !s && i < pl; i++) {
-        unsigned char c = (unsigned char)p->valuestring[i];
-        if ((c < 0x20 && c != '\t') || c == 0x7F) s = sf_fail(err, SF_E_ARG, "the prompt has a control character");
+    for (size_t i = 0; !s && i < pl;) { /* valid UTF-8, no control character but tab (sf_unicode_is_ctl) */
+        uint32_t cp = 0;
+        int l = sf_utf8_decode(p->valuestring + i, pl - i, &cp);
+        if (!l) s = sf_fail(err, SF_E_ARG, "the prompt is not valid UTF-8");
+        else if (cp != '\t' && sf_unicode_is_ctl(cp)) s = sf_fail(err, SF_E_ARG, "the prompt has a control character");
+        i += (size_t)l;
     }
     size_t k = 0; /* "" or only blanks is no prompt */
     while (!s && k < pl && (p->valuestring[k] == ' ' || p->valuestring[k] == '\t')) k++;

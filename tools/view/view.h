@@ -10,7 +10,8 @@
  *                      generator's position: sf-denoise's "progress" messages), fps, video_fps, latency_ms, switches,
  *                      switch_latency_ms, viewers, ended, can_prompt
  *   POST /prompt       JSON {"prompt": TEXT, "recache": BOOL}: TEXT valid UTF-8, 1..2000 bytes, no
- *                      control characters; a cross-origin Origin header is refused (403)
+ *                      control characters (C0, DEL, C1, bidi controls; tab allowed), nothing after the
+ *                      object; a cross-origin Origin header is refused (403)
  * Any request whose Host is a name other than localhost / *.localhost / --allow-host's is 403 (a page
  * that re-points its own name at this machine — DNS rebinding — cannot read frames or send prompts).
  * Anything else is 404 / 405; request bodies over 16 KiB are 413. All JSON is built with cJSON.
@@ -66,8 +67,6 @@ sf_status sf_view_parse_prompt(const char *body, size_t len, char *out, size_t n
 /* 1 when a request's Host header may be served (DNS rebinding guard): absent, an IP literal (port
  * optional, IPv6 in brackets), localhost or *.localhost, or one of the comma-separated names in allow. */
 int sf_view_host_ok(const char *host, const char *allow);
-/* 1 when s[0..len) is valid UTF-8 (no overlongs, surrogates or code points > U+10FFFF). */
-int sf_view_utf8_ok(const char *s, size_t len);
 /* The status JSON (malloc'd, caller frees). */
 char *sf_view_status_json(sf_view *v);
 
