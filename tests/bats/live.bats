@@ -128,6 +128,11 @@ ENDLESS=(--num_frames 0 --local_attn_size 6 --sink_size 3 --height 16 --width 16
     run sf-view --in "$T/emb.wire" --port "$PORT" --bind not-an-ip
     assert_failure
     assert_output --partial "not an IPv4 address"
+    run sf-view --in "$T/emb.wire" --port "$PORT" --stall-timeout 0
+    assert_failure 2
+    assert_output --partial "stall-timeout must be in (0, 86400]"
+    run sf-view --in "$T/emb.wire" --port "$PORT" --encoder-timeout x
+    assert_failure 2
     mkfifo "$T/fifo"
     sf-view --in "$T/fifo" --port "$PORT" --encoder "ipc://$T/none.sock" --allow-host studio.lan 2>"$T/view.log" 3>&- &
     PIDS+=("$!")
@@ -158,6 +163,9 @@ ENDLESS=(--num_frames 0 --local_attn_size 6 --sink_size 3 --height 16 --width 16
     # no other page may frame it (clickjacking the prompt box)
     curl -sI "http://127.0.0.1:$PORT/" | grep -qi "^X-Frame-Options: DENY"
     curl -sI "http://127.0.0.1:$PORT/" | grep -qi "frame-ancestors 'none'"
+    # nor load the stream (an <img> of it on any site held a viewer); it has the page's headers
+    curl -sI "http://127.0.0.1:$PORT/stream.mjpg" | grep -qi "^Cross-Origin-Resource-Policy: same-origin"
+    curl -sI "http://127.0.0.1:$PORT/stream.mjpg" | grep -qi "^X-Content-Type-Options: nosniff"
     [ "$(code -H "Host: studio.lan:$PORT" "http://127.0.0.1:$PORT/status")" = 200 ]
     grep -q "Host 'evil.example:$PORT' refused" "$T/view.log"
     head -c 20000 /dev/zero | tr '\0' 'a' >"$T/big"

@@ -1,13 +1,98 @@
-/* test_view.c — sf-view's pieces (tools/view/view.h): the POST /prompt parser's
- * refusals, a served server's /status JSON (escaping through cJSON) and a frame going through the
- * JPEG encoder to /frame.jpg. The page in a browser: tests/bats/live.bats. */
+/* test_view.c — sf-view's pieces (tools/view/view.h): the POST /prompt parser's refusals, a served
+ * server's /status JSON (escaping through cJSON), a frame going through the JPEG encoder, and over
+ * raw HTTP: --max-viewers (503), the stream's
+ * headers, stalled viewers dropped, two Host headers refused, a prompt request the encoder does not
+ * answer (another POST meanwhile is 503 at once, the route's stop still goes through, the next
+ * request reaches the encoder). The page in a browser: tests/bats/live.bats. */
 #define _POSIX_C_SOURCE 200809L
 #include "sf_test.h"
 #include "tools/view/view.h"
 
+#include <arpa/inet.h>
 #include <cjson/cJSON.h>
+#include <netinet/in.h>
+#include <pthread.h>
 #include <stdio.h>
+#include <sys/socket.h>
+#include <sys/time.h>
+#include <time.h>
 #include <unistd.h>
+#include <zmq.h>
+
+static int test_port(int k) { return 20000 + (int)((getpid() * 7 + k) % 20000); }
+
+static void nap(double s) {
+    struct timespec ts = {(time_t)s, (long)((s - (double)(time_t)s) * 1e9)};
+    nanosleep(&ts, NULL);
+}
+
+/* ---- raw HTTP ---- */
+
+/* Connect to 127.0.0.1:port (SO_RCVBUF rcvbuf when > 0, set before connecting) and send req. */
+static int http_open(int port, const char *req, int rcvbuf) {
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    if (fd < 0) return -1;
+    if (rcvbuf > 0) setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &rcvbuf, sizeof rcvbuf);
+    struct sockaddr_in sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sin_family = AF_INET, sa.sin_port = htons((uint16_t)port), sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    struct timeval tv = {5, 0};
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    if (connect(fd, (struct sockaddr *)&sa, sizeof sa) != 0 || send(fd, req, strlen(req), MSG_NOSIGNAL) < 0) {
+        close(fd);
+        return -1;
+    }
+    return fd;
+}
+
+/* Read the response head (through the blank line) into buf; the status code, 0 when none came. */
+static int http_head(int fd, char *buf, size_t n) {
+    size_t k = 0;
+    buf[0] = 0;
+    while (fd >= 0 && k + 1 < n && recv(fd, buf + k, 1, 0) == 1) {
+        buf[++k] = 0;
+        if (k >= 4 && !memcmp(buf + k - 4, "\r\n\r\n", 4)) break;
+    }
+    int code = 0;
+    return sscanf(buf, "HTTP/1.%*d %d", &code) == 1 ? code : 0;
+}
+
+/* One request (Connection: close): the status code; the body (truncated to n) in body. */
+static int http(int port, const char *req, char *body, size_t n) {
+    char head[4096];
+    int fd = http_open(port, req, 0), code = http_head(fd, head, sizeof head);
+    size_t k = 0;
+    ssize_t r;
+    while (fd >= 0 && k + 1 < n && (r = recv(fd, body + k, n - 1 - k, 0)) > 0) k += (size_t)r;
+    body[k] = 0;
+    if (fd >= 0) close(fd);
+    return code;
+}
+
+static int post(int port, const char *json, char *body, size_t n) {
+    char req[1024];
+    snprintf(req, sizeof req, "POST /prompt HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+             "Content-Length: %zu\r\nConnection: close\r\n\r\n%s", strlen(json), json);
+    return http(port, req, body, n);
+}
+
+#define GET_STREAM "GET /stream.mjpg HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"
+#define GET_STATUS "GET /status HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
+
+/* One frames message u8 [n, H, W, 3] of noise (JPEG keeps it large), with meta t_sent / clock. */
+static sf_wire_msg *frames_msg(int n, int hw, double t_sent, const char *clock, unsigned char **px) {
+    static sf_wire_msg m;
+    size_t bytes = (size_t)n * hw * hw * 3;
+    *px = malloc(bytes);
+    for (size_t i = 0; *px && i < bytes; i++) (*px)[i] = (unsigned char)(rand() & 255);
+    int64_t sh[4] = {n, hw, hw, 3};
+    sf_tensor t = sf_tensor_view(*px, SF_U8, 4, sh);
+    sf_err err;
+    SF_CHECK_OK(sf_wire_msg_tensor(&m, "frames", &t, &err), &err);
+    if (t_sent > 0) SF_CHECK_OK(sf_wire_meta_set_double(&m, "t_sent", t_sent, &err), &err);
+    if (clock) SF_CHECK_OK(sf_wire_meta_set_str(&m, "clock", clock, &err), &err);
+    return &m;
+}
 
 static void test_parse_prompt(void) {
     char out[SF_VIEW_MAX_PROMPT + 1];
@@ -82,7 +167,7 @@ static void test_host(void) {
 static void test_status_and_frame(void) {
     sf_err err = {{0}};
     sf_view *v = NULL;
-    sf_view_opts o = {"127.0.0.1", 20000 + (int)(getpid() % 20000), NULL, 512, 85, 1000, 4, 1.0, NULL};
+    sf_view_opts o = {"127.0.0.1", test_port(0), NULL, 512, 85, 1000, 4, 1.0, NULL, 0, 0};
     SF_CHECK_OK(sf_view_new(&o, &v, &err), &err);
     if (!v) return;
     /* one frame of a block whose prompt needs escaping */
@@ -132,9 +217,212 @@ static void test_status_and_frame(void) {
     SF_CHECK(sf_view_new(&bad_o, &v2, &err) == SF_E_ARG && strstr(err.msg, "IPv4"));
 }
 
+/* A feeder of noise frames while the stream tests run (the view's frame-reading side). */
+typedef struct feeder {
+    sf_view *v;
+    volatile int stop;
+} feeder;
+
+static void *feed_main(void *arg) {
+    feeder *f = arg;
+    unsigned char *px = NULL;
+    sf_wire_msg *m = frames_msg(4, 64, 0, NULL, &px);
+    sf_wire_msg mm = *m;
+    sf_err err;
+    while (!f->stop && px && !sf_view_play(f->v, &mm, px, &err)) {}
+    free(px);
+    return NULL;
+}
+
+typedef struct reader {
+    int fd;
+    double secs;
+    size_t got;
+    int closed;
+} reader;
+
+static void *read_main(void *arg) { /* a page that watches: reads for secs */
+    reader *r = arg;
+    char buf[65536];
+    double t_end = sf_now() + r->secs;
+    while (sf_now() < t_end) {
+        ssize_t k = recv(r->fd, buf, sizeof buf, 0);
+        if (k <= 0) {
+            r->closed = 1;
+            break;
+        }
+        r->got += (size_t)k;
+    }
+    return NULL;
+}
+
+/* --max-viewers, the stream's headers, viewers that never read, two Host headers. */
+static void test_viewers(void) {
+    sf_err err = {{0}};
+    sf_view *v = NULL;
+    const int port = test_port(2);
+    sf_view_opts o = {"127.0.0.1", port, NULL, 512, 85, 200, 3, 1.0, NULL, 0, 1}; /* 3 viewers, 1 s stall */
+    SF_CHECK_OK(sf_view_new(&o, &v, &err), &err);
+    if (!v) return;
+    feeder f = {v, 0};
+    pthread_t ft, rt;
+    pthread_create(&ft, NULL, feed_main, &f);
+    char head[4096], body[4096];
+    /* A reads the head, then never again; B never reads at all; R is a page that watches for 3 s */
+    int a = http_open(port, GET_STREAM, 4096), code = http_head(a, head, sizeof head);
+    SF_CHECK_MSG(code == 200, "stream: %d", code);
+    SF_CHECK_MSG(strstr(head, "Cross-Origin-Resource-Policy: same-origin") && strstr(head, "X-Content-Type-Options: nosniff") &&
+                 strstr(head, "X-Frame-Options: DENY"), "stream headers:\n%s", head);
+    int b = http_open(port, GET_STREAM, 4096);
+    reader r = {http_open(port, GET_STREAM, 0), 3, 0, 0};
+    pthread_create(&rt, NULL, read_main, &r);
+    double idle, t0;
+    for (int i = 0; i < 100 && sf_view_viewers(v, &idle) < 3; i++) nap(0.01);
+    SF_CHECK(sf_view_viewers(v, &idle) == 3);
+    /* a fourth is told at once; status is still served */
+    int c = http_open(port, GET_STREAM, 0);
+    t0 = sf_now();
+    code = http_head(c, head, sizeof head);
+    SF_CHECK_MSG(code == 503 && sf_now() - t0 < 2, "fourth viewer: %d after %.1f s", code, sf_now() - t0);
+    if (c >= 0) close(c);
+    SF_CHECK(http(port, GET_STATUS, body, sizeof body) == 200 && strstr(body, "\"viewers\":3"));
+    /* A and B are dropped within the stall timeout (+ the time their queues take to fill); R stays */
+    t0 = sf_now();
+    while (sf_now() - t0 < 2.8 && sf_view_viewers(v, &idle) > 1) nap(0.05);
+    SF_CHECK_MSG(sf_view_viewers(v, &idle) == 1, "viewers: %d after %.1f s", sf_view_viewers(v, &idle), sf_now() - t0);
+    pthread_join(rt, NULL);
+    SF_CHECK_MSG(!r.closed && r.got > 100000, "the reading viewer was dropped (%zu bytes, closed %d)", r.got, r.closed);
+    if (r.fd >= 0) close(r.fd);
+    for (int i = 0; i < 200 && sf_view_viewers(v, &idle) > 0; i++) nap(0.01);
+    SF_CHECK(sf_view_viewers(v, &idle) == 0 && idle >= 0); /* --idle-exit can fire */
+    if (a >= 0) close(a);
+    if (b >= 0) close(b);
+    /* two Host headers (RFC 9112: 400), whichever comes first */
+    SF_CHECK(http(port, "GET /status HTTP/1.1\r\nHost: 127.0.0.1\r\nHost: evil.example\r\nConnection: close\r\n\r\n",
+                  body, sizeof body) == 400);
+    SF_CHECK(http(port, "GET /status HTTP/1.1\r\nHost: evil.example\r\nhost: 127.0.0.1\r\nConnection: close\r\n\r\n",
+                  body, sizeof body) == 400);
+    f.stop = 1;
+    pthread_join(ft, NULL);
+    sf_view_destroy(&v);
+}
+
+/* A fake encoder server (ROUTER): prompt requests are answered "fake reply N", except the first, which
+ * never is; a stop request is answered "live route stopped" at once. */
+typedef struct fake_enc {
+    void *sock;
+    volatile int stop;
+    int prompts, stops;
+} fake_enc;
+
+static void fake_answer(void *sock, zmq_msg_t *env, int nenv, const char *text) {
+    sf_wire_msg *m = malloc(sizeof *m);
+    void *h = NULL;
+    size_t hl = 0;
+    sf_err e;
+    sf_wire_msg_init(m, SF_WIRE_ERROR, "");
+    snprintf(m->text, sizeof m->text, "%s", text);
+    if (!sf_wire_header_encode(m, &h, &hl, &e)) {
+        for (int i = 0; i < nenv; i++) zmq_send(sock, zmq_msg_data(&env[i]), zmq_msg_size(&env[i]), ZMQ_SNDMORE);
+        zmq_send(sock, h, hl, ZMQ_SNDMORE);
+        zmq_send(sock, "", 0, 0);
+    }
+    free(h);
+    free(m);
+}
+
+static void *fake_enc_main(void *arg) {
+    fake_enc *f = arg;
+    sf_wire_msg *m = malloc(sizeof *m);
+    while (!f->stop && m) {
+        zmq_pollitem_t it = {f->sock, 0, ZMQ_POLLIN, 0};
+        if (zmq_poll(&it, 1, 50) != 1) continue;
+        zmq_msg_t env[8], fr;
+        int nenv = 0, delim = 0, more = 1, stop = 0;
+        while (more) {
+            zmq_msg_init(&fr);
+            if (zmq_msg_recv(&fr, f->sock, 0) < 0) break;
+            more = zmq_msg_more(&fr);
+            sf_err e;
+            if (delim == 1 && !sf_wire_header_decode(zmq_msg_data(&fr), zmq_msg_size(&fr), m, &e))
+                stop = (int)sf_wire_meta_int(m, "stop", 0);
+            if (delim) delim++;
+            else if (nenv < 8) {
+                delim = zmq_msg_size(&fr) == 0;
+                zmq_msg_init(&env[nenv]);
+                zmq_msg_copy(&env[nenv++], &fr);
+            }
+            zmq_msg_close(&fr);
+        }
+        char text[64];
+        if (stop) f->stops++;
+        else f->prompts++;
+        snprintf(text, sizeof text, stop ? "live route stopped" : "fake reply %d", f->prompts);
+        if (stop || f->prompts > 1) fake_answer(f->sock, env, nenv, text);
+        for (int i = 0; i < nenv; i++) zmq_msg_close(&env[i]);
+    }
+    free(m);
+    return NULL;
+}
+
+typedef struct poster {
+    int port, code;
+    char body[1024];
+} poster;
+
+static void *post_main(void *arg) {
+    poster *p = arg;
+    p->code = post(p->port, "{\"prompt\": \"one\"}", p->body, sizeof p->body);
+    return NULL;
+}
+
+static void test_encoder_busy(void) {
+    char sock_path[128], url[160], body[1024];
+    snprintf(sock_path, sizeof sock_path, "/tmp/sf-test-view-enc-%d.sock", (int)getpid());
+    snprintf(url, sizeof url, "ipc://%s", sock_path);
+    void *ctx = zmq_ctx_new();
+    fake_enc f = {zmq_socket(ctx, ZMQ_ROUTER), 0, 0, 0};
+    int zero = 0;
+    zmq_setsockopt(f.sock, ZMQ_LINGER, &zero, sizeof zero);
+    SF_CHECK(zmq_bind(f.sock, url) == 0);
+    pthread_t ft, pt;
+    pthread_create(&ft, NULL, fake_enc_main, &f);
+    sf_err err = {{0}};
+    sf_view *v = NULL;
+    const int port = test_port(3);
+    sf_view_opts o = {"127.0.0.1", port, url, 16, 85, 20, 4, 1.0, NULL, 1.5, 0}; /* replies within 1.5 s */
+    SF_CHECK_OK(sf_view_new(&o, &v, &err), &err);
+    if (!v) return;
+    poster p1 = {port, 0, ""};
+    pthread_create(&pt, NULL, post_main, &p1); /* never answered */
+    for (int i = 0; i < 200 && f.prompts < 1; i++) nap(0.01);
+    /* meanwhile: another prompt is told at once */
+    double t0 = sf_now();
+    int code = post(port, "{\"prompt\": \"two\"}", body, sizeof body);
+    SF_CHECK_MSG(code == 503 && strstr(body, "busy") && sf_now() - t0 < 0.5, "second POST: %d '%s' after %.2f s", code,
+                 body, sf_now() - t0);
+    /* and the route's stop goes through, not after the prompt's wait */
+    t0 = sf_now();
+    SF_CHECK_OK(sf_view_stop_route(v, &err), &err);
+    SF_CHECK_MSG(sf_now() - t0 < 1 && f.stops == 1, "stop took %.2f s (%d stops)", sf_now() - t0, f.stops);
+    pthread_join(pt, NULL);
+    SF_CHECK_MSG(p1.code == 502 && strstr(p1.body, "no reply"), "first POST: %d '%s'", p1.code, p1.body);
+    /* the next prompt reaches the encoder (the client was reset) */
+    code = post(port, "{\"prompt\": \"three\"}", body, sizeof body);
+    SF_CHECK_MSG(code == 502 && strstr(body, "fake reply 2"), "third POST: %d '%s'", code, body);
+    sf_view_destroy(&v);
+    f.stop = 1;
+    pthread_join(ft, NULL);
+    zmq_close(f.sock);
+    zmq_ctx_term(ctx);
+    unlink(sock_path);
+}
+
 static const sf_test tests[] = {
     {"parse_prompt", test_parse_prompt},
     {"host", test_host},
     {"status_and_frame", test_status_and_frame},
+    {"viewers", test_viewers},
+    {"encoder_busy", test_encoder_busy},
 };
 SF_TEST_MAIN(tests)

@@ -22,7 +22,9 @@ static const sf_opt opts[] = {
     {"text-len", 0, SF_ARG_VALUE, "N\ttext length asked of the encoder (default 512, the model's text_len)"},
     {"fps", 0, SF_ARG_VALUE, "N\tplayback rate (default: the stream's, 16)"},
     {"quality", 0, SF_ARG_VALUE, "N\tJPEG quality 1..100 (default 85)"},
-    {"max-viewers", 0, SF_ARG_VALUE, "N\tpages watching at once (default 16)"},
+    {"max-viewers", 0, SF_ARG_VALUE, "N\tpages watching at once (default 16); more are answered 503"},
+    {"stall-timeout", 0, SF_ARG_VALUE, "SEC\tdrop a viewer that has taken nothing for SEC seconds (default 10)"},
+    {"encoder-timeout", 0, SF_ARG_VALUE, "SEC\thow long a prompt may wait for the encoder's reply (default 300: a cold umT5 on a CPU)"},
     {"max-lag", 0, SF_ARG_VALUE, "SEC\tplay faster while frames lag their block by more than SEC (default 1; live, not buffered)"},
     {"idle-exit", 0, SF_ARG_VALUE, "SEC\tend the run once no page has watched for SEC seconds (default 0: never)"},
     SF_OPTS_STD,
@@ -49,7 +51,7 @@ int main(int argc, char **argv) {
     if (sf_args_main(argc, argv, PROG, "--in URL [--port N] [--encoder URL] [options]", opts, &a)) return 0;
     const char *in = sf_args_get(&a, opts, "in"), *v_;
     long port = 8080, tl = 512, quality = 85, maxv = 16;
-    double fps = 0, idle_exit = 0, max_lag = 1.0;
+    double fps = 0, idle_exit = 0, max_lag = 1.0, enc_timeout = 300, stall = 10;
     if ((v_ = sf_args_get(&a, opts, "port")) && (s = sf_arg_long("--port", v_, 1, 65535, &port, &err))) sf_die(PROG, s, &err);
     if ((v_ = sf_args_get(&a, opts, "text-len")) && (s = sf_arg_long("--text-len", v_, 1, 65536, &tl, &err)))
         sf_die(PROG, s, &err);
@@ -64,6 +66,12 @@ int main(int argc, char **argv) {
         sf_die(PROG, s ? s : SF_E_ARG, s ? &err : &(sf_err){"--idle-exit must be >= 0"});
     if ((v_ = sf_args_get(&a, opts, "max-lag")) && ((s = sf_arg_double("--max-lag", v_, &max_lag, &err)) || !(max_lag >= 0)))
         sf_die(PROG, s ? s : SF_E_ARG, s ? &err : &(sf_err){"--max-lag must be >= 0"});
+    if ((v_ = sf_args_get(&a, opts, "encoder-timeout")) &&
+        ((s = sf_arg_double("--encoder-timeout", v_, &enc_timeout, &err)) || !(enc_timeout > 0 && enc_timeout <= 86400)))
+        sf_die(PROG, s ? s : SF_E_ARG, s ? &err : &(sf_err){"--encoder-timeout must be in (0, 86400] seconds"});
+    if ((v_ = sf_args_get(&a, opts, "stall-timeout")) &&
+        ((s = sf_arg_double("--stall-timeout", v_, &stall, &err)) || !(stall > 0 && stall <= 86400)))
+        sf_die(PROG, s ? s : SF_E_ARG, s ? &err : &(sf_err){"--stall-timeout must be in (0, 86400] seconds"});
     if (!in) {
         sf_fail(&err, SF_E_ARG, "give --in URL (the frames stream of sf-decode --out URL)");
         sf_die(PROG, SF_E_ARG, &err);
@@ -72,7 +80,7 @@ int main(int argc, char **argv) {
     if (bind && strcmp(bind, "127.0.0.1") != 0)
         sf_warn("listening on %s: other machines can watch and send prompts (there is no login)", bind);
     sf_view_opts o = {bind ? bind : "127.0.0.1", (int)port, sf_args_get(&a, opts, "encoder"), tl, (int)quality, fps,
-                      (int)maxv, max_lag, sf_args_get(&a, opts, "allow-host")};
+                      (int)maxv, max_lag, sf_args_get(&a, opts, "allow-host"), enc_timeout, stall};
     if ((s = sf_wire_install_signals(&err))) sf_die(PROG, s, &err);
     sf_view *v = NULL;
     if ((s = sf_view_new(&o, &v, &err))) sf_die(PROG, s, &err);
@@ -91,8 +99,7 @@ int main(int argc, char **argv) {
         if (!asked_stop && idle_over(v, idle_exit) && o.encoder) { /* the page was closed: end the run */
             sf_info("no viewer for %.0f s: stopping the live run", idle_exit);
             asked_stop = 1;
-            sf_err e2;
-            if (sf_view_stop_route(v, &e2)) sf_warn("%s", e2.msg);
+            sf_view_stop_route_async(v); /* frames are read on meanwhile: the server may be busy encoding */
         }
     }
     sf_view_mark_ended(v);

@@ -6,9 +6,14 @@
 
 #include <arpa/inet.h>
 #include <cjson/cJSON.h>
+#include <linux/sockios.h> /* SIOCOUTQ */
+#include <linux/tcp.h>     /* struct tcp_info with tcpi_bytes_acked (glibc's netinet/tcp.h lacks it) */
+#include <math.h>
 #include <microhttpd.h>
 #include <netinet/in.h>
 #include <pthread.h>
+#include <sys/ioctl.h>
+#include <sys/socket.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -36,8 +41,10 @@ struct sf_view {
     int switches, viewers, ever_viewed, ended, stopping;
     double t_left;           /* when the last viewer left */
     double next_due;         /* when the next frame may be shown (playback pacing) */
-    pthread_mutex_t enc_mu;  /* one request at a time on the encoder's REQ socket */
+    pthread_mutex_t enc_mu;  /* one prompt request at a time on the encoder's REQ socket (others: 503) */
     sf_encode_client *enc;
+    pthread_t stop_th;       /* sf_view_stop_route_async's */
+    int stop_started;
 };
 
 /* ------------------------------------------------------------------ input checks */
@@ -201,20 +208,36 @@ int sf_view_viewers(sf_view *v, double *idle_s) {
     return n;
 }
 
-/* The encoder client, connected on first use (the server may still be loading when the view starts).
- * Call with enc_mu held. */
+/* The prompt client, connected on first use (the server may still be loading when the view starts).
+ * Call with enc_mu held. A request without its reply in encoder_timeout does not break it (the client
+ * resets its REQ socket, see serve.c). */
 static sf_status encoder(sf_view *v, sf_err *err) {
     if (v->enc) return SF_OK;
     if (!v->o.encoder) return sf_fail(err, SF_E_ARG, "no encoder server: prompts cannot be sent (--encoder URL)");
-    return sf_encode_client_open(v->o.encoder, 300, &v->enc, err); /* a cold umT5 on a CPU takes a while */
+    return sf_encode_client_open(v->o.encoder, v->o.encoder_timeout, &v->enc, err);
 }
 
+/* On a connection of its own: neither waits for a prompt request in flight (enc_mu) nor shares its socket.
+ * The server answers it after the request it is busy with, if any. */
 sf_status sf_view_stop_route(sf_view *v, sf_err *err) {
-    pthread_mutex_lock(&v->enc_mu);
-    sf_status s = encoder(v, err);
-    if (!s) s = sf_encode_client_stop_route(v->enc, err);
-    pthread_mutex_unlock(&v->enc_mu);
+    sf_encode_client *c = NULL;
+    if (!v->o.encoder) return sf_fail(err, SF_E_ARG, "no encoder server (--encoder URL)");
+    sf_status s = sf_encode_client_open(v->o.encoder, v->o.encoder_timeout, &c, err);
+    if (!s) s = sf_encode_client_stop_route(c, err);
+    sf_encode_client_close(&c);
     return s;
+}
+
+static void *stop_route_main(void *arg) {
+    sf_err e = {{0}};
+    if (sf_view_stop_route(arg, &e)) sf_warn("%s", e.msg);
+    return NULL;
+}
+
+void sf_view_stop_route_async(sf_view *v) {
+    if (v->stop_started) return;
+    if (pthread_create(&v->stop_th, NULL, stop_route_main, v) == 0) v->stop_started = 1;
+    else stop_route_main(v); /* no thread: here, then */
 }
 
 /* ------------------------------------------------------------------ HTTP */
@@ -224,7 +247,30 @@ typedef struct mjpeg {   /* one viewer of /stream.mjpg */
     uint64_t seq;        /* last frame sent */
     unsigned char *buf;  /* the part being sent: header + JPEG + CRLF */
     size_t len, off, cap;
+    int fd;              /* its socket, or -1 */
+    uint64_t acked;      /* bytes the viewer had acknowledged when last looked at */
+    double t_progress;   /* when it last took some (or had nothing waiting) */
 } mjpeg;
+
+/* 1 when the viewer has taken nothing for stall_timeout while bytes wait for it: none of what was sent
+ * was acknowledged (TCP_INFO) and the socket's queue never emptied (SIOCOUTQ). A page that reads,
+ * however slowly, makes progress; an <img> of another site that never reads does not. While the queue
+ * still has room this is looked at per frame; once it is full MHD's own timeout (set per stream
+ * connection to stall_timeout) ends it. */
+static int viewer_stalled(mjpeg *c, double now) {
+    struct tcp_info ti;
+    socklen_t tl = sizeof ti;
+    int queued = 0;
+    memset(&ti, 0, sizeof ti);
+    if (c->fd < 0 || getsockopt(c->fd, IPPROTO_TCP, TCP_INFO, &ti, &tl) != 0 || ioctl(c->fd, SIOCOUTQ, &queued) != 0)
+        return 0;
+    if (queued == 0 || ti.tcpi_bytes_acked != c->acked) {
+        c->acked = ti.tcpi_bytes_acked;
+        c->t_progress = now;
+        return 0;
+    }
+    return now - c->t_progress > c->v->o.stall_timeout;
+}
 
 static ssize_t mjpeg_read(void *cls, uint64_t pos, char *out, size_t max) {
     (void)pos;
@@ -232,12 +278,19 @@ static ssize_t mjpeg_read(void *cls, uint64_t pos, char *out, size_t max) {
     sf_view *v = c->v;
     if (c->off == c->len) { /* wait for a newer frame */
         pthread_mutex_lock(&v->mu);
-        while (v->seq == c->seq && !v->ended && !v->stopping) {
+        int stalled = 0;
+        while (v->seq == c->seq && !v->ended && !v->stopping && !(stalled = viewer_stalled(c, sf_now()))) {
             struct timespec ts;
             clock_gettime(CLOCK_REALTIME, &ts);
             ts.tv_nsec += 250 * 1000 * 1000;
             if (ts.tv_nsec >= 1000000000L) ts.tv_sec++, ts.tv_nsec -= 1000000000L;
             pthread_cond_timedwait(&v->cv, &v->mu, &ts);
+        }
+        if (!stalled && !v->stopping && v->seq != c->seq) stalled = viewer_stalled(c, sf_now());
+        if (stalled) {
+            pthread_mutex_unlock(&v->mu);
+            sf_info("a viewer took nothing for %g s: dropped (--stall-timeout)", v->o.stall_timeout);
+            return MHD_CONTENT_READER_END_WITH_ERROR;
         }
         if (v->stopping || v->seq == c->seq) {
             pthread_mutex_unlock(&v->mu);
@@ -267,25 +320,36 @@ static ssize_t mjpeg_read(void *cls, uint64_t pos, char *out, size_t max) {
     return (ssize_t)k;
 }
 
+static void viewer_left(sf_view *v) {
+    pthread_mutex_lock(&v->mu);
+    v->viewers--;
+    v->t_left = sf_now();
+    pthread_mutex_unlock(&v->mu);
+}
+
 static void mjpeg_free(void *cls) {
     mjpeg *c = cls;
-    pthread_mutex_lock(&c->v->mu);
-    c->v->viewers--;
-    c->v->t_left = sf_now();
-    pthread_mutex_unlock(&c->v->mu);
+    viewer_left(c->v);
     free(c->buf);
     free(c);
 }
 
-static enum MHD_Result send_mem(struct MHD_Connection *cn, unsigned code, const char *type, const void *p, size_t n) {
-    struct MHD_Response *r = MHD_create_response_from_buffer(n, (void *)p, MHD_RESPMEM_MUST_COPY);
-    if (!r) return MHD_NO;
+/* Every response's headers, the stream's included. */
+static void add_headers(struct MHD_Response *r, const char *type) {
     MHD_add_response_header(r, "Content-Type", type);
     MHD_add_response_header(r, "Cache-Control", "no-store");
     MHD_add_response_header(r, "X-Content-Type-Options", "nosniff");
     MHD_add_response_header(r, "Content-Security-Policy", "default-src 'self'; script-src 'unsafe-inline' 'self'; "
                                                           "style-src 'unsafe-inline'; frame-ancestors 'none'");
     MHD_add_response_header(r, "X-Frame-Options", "DENY"); /* no other page may frame the prompt box */
+    /* no other site may load the stream or a frame (an <img> of this server on any page held a viewer slot) */
+    MHD_add_response_header(r, "Cross-Origin-Resource-Policy", "same-origin");
+}
+
+static enum MHD_Result send_mem(struct MHD_Connection *cn, unsigned code, const char *type, const void *p, size_t n) {
+    struct MHD_Response *r = MHD_create_response_from_buffer(n, (void *)p, MHD_RESPMEM_MUST_COPY);
+    if (!r) return MHD_NO;
+    add_headers(r, type);
     enum MHD_Result ret = MHD_queue_response(cn, code, r);
     MHD_destroy_response(r);
     return ret;
@@ -325,7 +389,11 @@ static enum MHD_Result post_prompt(sf_view *v, struct MHD_Connection *cn, const 
         return send_json_error(cn, MHD_HTTP_BAD_REQUEST, err.msg);
     sf_encoded res;
     double t0 = sf_now();
-    pthread_mutex_lock(&v->enc_mu);
+    /* one request at a time (one REQ socket); another POST meanwhile is told at once, not queued for
+     * up to --encoder-timeout each while it holds a connection */
+    if (pthread_mutex_trylock(&v->enc_mu) != 0)
+        return send_json_error(cn, MHD_HTTP_SERVICE_UNAVAILABLE, "busy: the previous prompt is still being encoded, "
+                                                                 "try again in a moment");
     sf_status s = encoder(v, &err);
     if (s) {
         pthread_mutex_unlock(&v->enc_mu);
@@ -401,10 +469,19 @@ static int same_origin(struct MHD_Connection *cn) {
     return strcmp(origin + 7, host) == 0;
 }
 
+static enum MHD_Result count_host(void *cls, enum MHD_ValueKind kind, const char *key, const char *value) {
+    (void)kind, (void)value;
+    if (key && !strcasecmp(key, "Host")) ++*(int *)cls;
+    return MHD_YES;
+}
+
 static enum MHD_Result handle(void *cls, struct MHD_Connection *cn, const char *url, const char *method,
                               const char *version, const char *upload, size_t *upload_n, void **con_cls) {
     (void)version;
     sf_view *v = cls;
+    int n_host = 0; /* RFC 9112 §3.2: more than one Host is a 400 (the check below would see the first only) */
+    MHD_get_connection_values(cn, MHD_HEADER_KIND, count_host, &n_host);
+    if (n_host > 1) return send_json_error(cn, MHD_HTTP_BAD_REQUEST, "more than one Host header");
     const char *host = MHD_lookup_connection_value(cn, MHD_HEADER_KIND, "Host");
     if (!sf_view_host_ok(host, v->o.allow_hosts)) { /* answered at the headers: a body is never read */
         sf_warn("request with Host '%.100s' refused (not this machine's name; --allow-host adds one)", host);
@@ -451,20 +528,25 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *cn, const char *
         return r;
     }
     if (!strcmp(url, "/stream.mjpg")) {
+        pthread_mutex_lock(&v->mu); /* at most max_viewers: the connections left serve the page, status, prompts */
+        int full = v->viewers >= v->o.max_viewers;
+        if (!full) v->viewers++, v->ever_viewed = 1;
+        pthread_mutex_unlock(&v->mu);
+        if (full) return send_json_error(cn, MHD_HTTP_SERVICE_UNAVAILABLE, "too many viewers (sf-view --max-viewers)");
         mjpeg *c = calloc(1, sizeof *c);
-        if (!c) return MHD_NO;
-        c->v = v;
-        struct MHD_Response *r = MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 64 * 1024, mjpeg_read, c, mjpeg_free);
+        struct MHD_Response *r = c ? MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 64 * 1024, mjpeg_read, c,
+                                                                       mjpeg_free)
+                                   : NULL;
         if (!r) {
             free(c);
+            viewer_left(v);
             return MHD_NO;
         }
-        pthread_mutex_lock(&v->mu);
-        v->viewers++;
-        v->ever_viewed = 1;
-        pthread_mutex_unlock(&v->mu);
-        MHD_add_response_header(r, "Content-Type", "multipart/x-mixed-replace; boundary=" BOUNDARY);
-        MHD_add_response_header(r, "Cache-Control", "no-store");
+        const union MHD_ConnectionInfo *ci = MHD_get_connection_info(cn, MHD_CONNECTION_INFO_CONNECTION_FD);
+        c->v = v, c->fd = ci ? ci->connect_fd : -1, c->t_progress = sf_now();
+        /* a viewer whose socket takes nothing (its queue full) is closed after stall_timeout by MHD */
+        MHD_set_connection_option(cn, MHD_CONNECTION_OPTION_TIMEOUT, (unsigned)ceil(v->o.stall_timeout));
+        add_headers(r, "multipart/x-mixed-replace; boundary=" BOUNDARY);
         enum MHD_Result ret = MHD_queue_response(cn, MHD_HTTP_OK, r);
         MHD_destroy_response(r);
         return ret;
@@ -487,6 +569,9 @@ sf_status sf_view_new(const sf_view_opts *o, sf_view **out, sf_err *err) {
     sf_view *v = calloc(1, sizeof *v);
     if (!v) return sf_fail(err, SF_E_NOMEM, "out of memory");
     v->o = *o;
+    if (!(v->o.max_viewers > 0)) v->o.max_viewers = 16;
+    if (!(v->o.encoder_timeout > 0)) v->o.encoder_timeout = 300; /* a cold umT5-XXL on a CPU takes minutes */
+    if (!(v->o.stall_timeout > 0)) v->o.stall_timeout = 10;
     v->switch_ms = -1;
     v->block = v->gen_block = v->gen_step = -1;
     pthread_mutex_init(&v->mu, NULL);
@@ -497,7 +582,8 @@ sf_status sf_view_new(const sf_view_opts *o, sf_view **out, sf_err *err) {
     if (!s) {
         v->d = MHD_start_daemon(MHD_USE_THREAD_PER_CONNECTION | MHD_USE_INTERNAL_POLLING_THREAD, (uint16_t)o->port, NULL,
                                 NULL, handle, v, MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&sa,
-                                MHD_OPTION_CONNECTION_LIMIT, (unsigned)(o->max_viewers > 0 ? o->max_viewers : 16) + 8,
+                                /* the stream takes at most max_viewers (then 503): 8 stay for everything else */
+                                MHD_OPTION_CONNECTION_LIMIT, (unsigned)v->o.max_viewers + 8,
                                 MHD_OPTION_NOTIFY_COMPLETED, on_completed, NULL, MHD_OPTION_CONNECTION_TIMEOUT,
                                 (unsigned)60, MHD_OPTION_END);
         if (!v->d)
@@ -519,6 +605,7 @@ void sf_view_destroy(sf_view **pv) {
     v->stopping = 1;
     pthread_cond_broadcast(&v->cv);
     pthread_mutex_unlock(&v->mu);
+    if (v->stop_started) pthread_join(v->stop_th, NULL); /* bounded: encoder_timeout, or a stop signal */
     if (v->d) MHD_stop_daemon(v->d);
     if (v->tj) tjDestroy(v->tj);
     tjFree(v->jpg);
