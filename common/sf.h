@@ -105,6 +105,10 @@ int sf_progress_enabled(const char *mode);
 
 /* Monotonic clock in seconds. */
 double sf_now(void);
+/* Which sf_now() this is: the boot id of this host's kernel (/proc/sys/kernel/random/boot_id), the
+ * same for every process of one boot and different elsewhere, so two sf_now() readings compare only
+ * when their ids match (sent beside wire timestamps as meta "clock"). "" when it cannot be read. */
+void sf_clock_id(char *out, size_t n);
 
 /* Atomic file output (common/outfile.c): nothing is visible under PATH before it is complete,
  * and nothing stays after a crash. The data goes to an anonymous O_TMPFILE in PATH's folder,

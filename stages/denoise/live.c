@@ -222,10 +222,12 @@ void sf_denoise_live_progress(sf_wire *out, int block, int step, int n_steps) {
     sf_wire_msg m;
     sf_err e;
     int64_t z[1] = {0};
+    char clk[64];
+    sf_clock_id(clk, sizeof clk);
     sf_tensor t = sf_tensor_view((void *)"", SF_U8, 1, z);
     if (sf_wire_msg_tensor(&m, "progress", &t, &e) || sf_wire_meta_set_int(&m, "block", block, &e) ||
         sf_wire_meta_set_int(&m, "step", step, &e) || sf_wire_meta_set_int(&m, "n_steps", n_steps, &e) ||
-        sf_wire_meta_set_double(&m, "t_sent", sf_now(), &e))
+        sf_wire_meta_set_double(&m, "t_sent", sf_now(), &e) || (clk[0] && sf_wire_meta_set_str(&m, "clock", clk, &e)))
         return;
     sf_wire_send(out, &m, "", &e);
 }

@@ -55,7 +55,7 @@ typedef struct sf_denoise_live {
 
 /* on_block_start: take the prompt due, set it as the context, ask for a re-cache when wanted. */
 sf_status sf_denoise_live_block_start(void *ctx, int block, int64_t start_frame, int *recache, sf_err *err);
-/* A "progress" message (u8 [0], meta block, step, n_steps, t_sent) down out before a forward, for the
+/* A "progress" message (u8 [0], meta block, step, n_steps, t_sent, clock) down out before a forward, for the
  * viewer's generation progress; a failed send is left to the block's own send to report. */
 void sf_denoise_live_progress(sf_wire *out, int block, int step, int n_steps);
 /* stopped: the wire's stop flag (SIGINT / SIGTERM) or a "stop" message on the stream. */

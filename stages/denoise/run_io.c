@@ -59,9 +59,13 @@ sf_status sf_denoise_send_block(sf_wire *out, int block, int64_t start_frame, in
         (s = sf_wire_meta_set_int(&m, "seed", (int64_t)seed, err)))
         return s;
     if (prompt && (s = sf_wire_meta_set_str(&m, "prompt", prompt, err))) return s;
-    /* when the block left (CLOCK_MONOTONIC seconds: one clock for every process of a host), for the
-     * viewer's latency */
-    if ((s = sf_wire_meta_set_double(&m, "t_sent", sf_now(), err))) return s;
+    /* when the block left (CLOCK_MONOTONIC seconds: one clock for every process of a host's boot, named
+     * by "clock"), for the viewer's latency and catch-up */
+    char clk[64];
+    sf_clock_id(clk, sizeof clk);
+    if ((s = sf_wire_meta_set_double(&m, "t_sent", sf_now(), err)) ||
+        (clk[0] && (s = sf_wire_meta_set_str(&m, "clock", clk, err))))
+        return s;
     if (weights && (s = sf_wire_meta_set_str(&m, "weights", weights, err))) return s;
     int64_t sh[5] = {1, F, C, H, W};
     sf_tensor t = sf_tensor_view((void *)x0, SF_F32, 5, sh);

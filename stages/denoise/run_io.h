@@ -28,7 +28,8 @@ sf_status sf_dit_source_open(sf_dit_source *src, const char *model_dir, const ch
 void sf_dit_source_close(sf_dit_source *src);
 
 /* One finished block on the wire: a "latents" tensor message [1, F, C, H, W] f32 with metadata
- * block, start_frame, seed, weights, t_sent (sf_now() at sending) and (when non-NULL) prompt. */
+ * block, start_frame, seed, weights, t_sent (sf_now() at sending), clock (sf_clock_id: whose sf_now) and
+ * (when non-NULL) prompt. */
 sf_status sf_denoise_send_block(sf_wire *out, int block, int64_t start_frame, int F, int C, int H, int W,
                                 const float *x0, uint64_t seed, const char *prompt, const char *weights, sf_err *err);
 

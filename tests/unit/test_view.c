@@ -1,6 +1,6 @@
 /* test_view.c — sf-view's pieces (tools/view/view.h): the POST /prompt parser's refusals, a served
- * server's /status JSON (escaping through cJSON), a frame going through the JPEG encoder, and over
- * raw HTTP: --max-viewers (503), the stream's
+ * server's /status JSON (escaping through cJSON), a frame going through the JPEG encoder, playback
+ * pacing with our clock and another host's, and over raw HTTP: --max-viewers (503), the stream's
  * headers, stalled viewers dropped, two Host headers refused, a prompt request the encoder does not
  * answer (another POST meanwhile is 503 at once, the route's stop still goes through, the next
  * request reaches the encoder). The page in a browser: tests/bats/live.bats. */
@@ -217,6 +217,53 @@ static void test_status_and_frame(void) {
     SF_CHECK(sf_view_new(&bad_o, &v2, &err) == SF_E_ARG && strstr(err.msg, "IPv4"));
 }
 
+/* Pacing and latency: t_sent compares with our clock only when the frames say they were stamped by it
+ * (meta clock); another host's t_sent counts from the least delay seen, and its latency is unknown. */
+static void test_clock(void) {
+    sf_err err = {{0}};
+    sf_view *v = NULL;
+    sf_view_opts o = {"127.0.0.1", test_port(1), NULL, 512, 85, 20, 4, 0.3, NULL, 0, 0}; /* 20 fps: 50 ms apart */
+    SF_CHECK_OK(sf_view_new(&o, &v, &err), &err);
+    if (!v) return;
+    char clk[64], *js;
+    sf_clock_id(clk, sizeof clk);
+    SF_CHECK(clk[0] != 0);
+    unsigned char *px = NULL;
+    /* our clock, 5 s late: shown at once (catching up), latency 5 s */
+    sf_wire_msg *m = frames_msg(4, 8, sf_now() - 5, clk, &px);
+    double t0 = sf_now();
+    SF_CHECK_OK(sf_view_play(v, m, px, &err), &err);
+    SF_CHECK_MSG(sf_now() - t0 < 0.12, "late frames paced: %.3f s", sf_now() - t0);
+    js = sf_view_status_json(v);
+    cJSON *j = cJSON_Parse(js);
+    double lat = j ? cJSON_GetObjectItem(j, "latency_ms")->valuedouble : 0;
+    SF_CHECK_MSG(lat > 4900 && lat < 6000, "latency %.0f ms", lat);
+    cJSON_Delete(j);
+    free(js);
+    free(px);
+    /* another host's clock (far behind ours, or absent): not "late", paced at 20 fps, latency unknown */
+    const char *other[2] = {NULL, "another-host-boot-id"};
+    for (int k = 0; k < 2; k++) {
+        m = frames_msg(4, 8, 1.0 + k, other[k], &px);
+        t0 = sf_now();
+        SF_CHECK_OK(sf_view_play(v, m, px, &err), &err);
+        SF_CHECK_MSG(sf_now() - t0 >= 0.14, "another clock's frames not paced: %.3f s", sf_now() - t0);
+        js = sf_view_status_json(v);
+        SF_CHECK_MSG(strstr(js, "\"latency_ms\":-1"), "%s", js);
+        free(js);
+        free(px);
+    }
+    /* the same block stamp again 0.5 s later: it has waited longer than the least delay seen by more
+     * than max_lag (0.3 s), so playback catches up */
+    nap(0.5);
+    m = frames_msg(4, 8, 2.0, other[1], &px);
+    t0 = sf_now();
+    SF_CHECK_OK(sf_view_play(v, m, px, &err), &err);
+    SF_CHECK_MSG(sf_now() - t0 < 0.12, "lagging frames paced: %.3f s", sf_now() - t0);
+    free(px);
+    sf_view_destroy(&v);
+}
+
 /* A feeder of noise frames while the stream tests run (the view's frame-reading side). */
 typedef struct feeder {
     sf_view *v;
@@ -422,6 +469,7 @@ static const sf_test tests[] = {
     {"parse_prompt", test_parse_prompt},
     {"host", test_host},
     {"status_and_frame", test_status_and_frame},
+    {"clock", test_clock},
     {"viewers", test_viewers},
     {"encoder_busy", test_encoder_busy},
 };

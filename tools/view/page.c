@@ -39,7 +39,7 @@ const char sf_view_page[] =
     "    set('block', 'showing block ' + s.block);\n"
     "    set('frame', 'frame ' + s.frame);\n"
     "    set('fps', s.fps.toFixed(1) + ' fps (video ' + s.video_fps + ')');\n"
-    "    set('lat', 'latency ' + Math.round(s.latency_ms) + ' ms');\n"
+    "    set('lat', 'latency ' + (s.latency_ms >= 0 ? Math.round(s.latency_ms) + ' ms' : '-'));\n"
     "    set('sw', 'switches ' + s.switches + (s.switch_latency_ms >= 0 ? ' (last in ' + Math.round(s.switch_latency_ms) + ' ms)' : ''));\n"
     "    set('viewers', 'viewers ' + s.viewers);\n"
     "    set('state', s.ended ? 'ended' : 'live');\n"

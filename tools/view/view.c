@@ -43,6 +43,9 @@ struct sf_view {
     double next_due;         /* when the next frame may be shown (playback pacing) */
     pthread_mutex_t enc_mu;  /* one prompt request at a time on the encoder's REQ socket (others: 503) */
     sf_encode_client *enc;
+    char clock[64];          /* sf_clock_id: frames whose meta clock matches have a comparable t_sent */
+    double base_delay;       /* another clock's t_sent: the least (arrival - t_sent) seen (play's only) */
+    int have_base;
     pthread_t stop_th;       /* sf_view_stop_route_async's */
     int stop_started;
 };
@@ -138,9 +141,16 @@ sf_status sf_view_play(sf_view *v, const sf_wire_msg *m, const void *payload, sf
         m->shape[1] > 16384 || m->shape[2] > 16384)
         return sf_fail(err, SF_E_SHAPE, "frames message must be u8 [n, H, W, 3]");
     const int64_t n = m->shape[0], H = m->shape[1], W = m->shape[2];
-    const char *pr = sf_wire_meta_str(m, "prompt");
+    const char *pr = sf_wire_meta_str(m, "prompt"), *clk = sf_wire_meta_str(m, "clock");
     const double t_sent = sf_wire_meta_double(m, "t_sent", 0.0);
     const double fps = v->o.fps > 0 ? v->o.fps : (double)sf_wire_meta_int(m, "fps", 16);
+    /* t_sent is sf-denoise's sf_now(): comparable with ours only on the same boot of the same host (meta
+     * clock). From another host its offset is unknown, so the lag counts from the least delay seen (the
+     * freshest block: the offset plus the pipeline's shortest transit), and the latency is not shown. */
+    const int same_clock = t_sent > 0 && clk && v->clock[0] && !strcmp(clk, v->clock);
+    if (t_sent > 0 && !same_clock && (!v->have_base || sf_now() - t_sent < v->base_delay))
+        v->base_delay = sf_now() - t_sent, v->have_base = 1;
+    const double base = same_clock ? 0 : v->base_delay;
     for (int64_t i = 0; i < n; i++) {
         unsigned char *jpg = NULL;
         unsigned long jl = 0;
@@ -154,7 +164,7 @@ sf_status sf_view_play(sf_view *v, const sf_wire_msg *m, const void *payload, sf
         if (v->next_due < now) v->next_due = now;
         /* live, not buffered: a frame already later than max_lag behind its block's departure is shown
          * at once, so the stages' queues drain and the lag (and a prompt switch's delay) stays small */
-        if (!(t_sent > 0 && now - t_sent - (double)i / fps > v->o.max_lag)) sleep_until(v->next_due);
+        if (!(t_sent > 0 && now - t_sent - base - (double)i / fps > v->o.max_lag)) sleep_until(v->next_due);
         else v->next_due = now;
         v->next_due += 1.0 / (fps > 0 ? fps : 16);
         now = sf_now();
@@ -170,7 +180,7 @@ sf_status sf_view_play(sf_view *v, const sf_wire_msg *m, const void *payload, sf
         v->video_fps = fps;
         v->block = sf_wire_meta_int(m, "block", -1);
         v->frame = sf_wire_meta_int(m, "start_frame", 0) + i;
-        if (i == 0 && t_sent > 0) v->latency_ms = (now - t_sent) * 1e3; /* denoise → decode → screen */
+        if (i == 0) v->latency_ms = same_clock ? (now - t_sent) * 1e3 : -1; /* denoise → decode → screen */
         if (pr && strcmp(pr, v->prompt) != 0) { /* a block of another prompt: the switch is on screen */
             if (v->prompt[0]) v->switches++;
             if (v->pending[0] && !strcmp(pr, v->pending)) {
@@ -572,7 +582,8 @@ sf_status sf_view_new(const sf_view_opts *o, sf_view **out, sf_err *err) {
     if (!(v->o.max_viewers > 0)) v->o.max_viewers = 16;
     if (!(v->o.encoder_timeout > 0)) v->o.encoder_timeout = 300; /* a cold umT5-XXL on a CPU takes minutes */
     if (!(v->o.stall_timeout > 0)) v->o.stall_timeout = 10;
-    v->switch_ms = -1;
+    sf_clock_id(v->clock, sizeof v->clock);
+    v->switch_ms = v->latency_ms = -1;
     v->block = v->gen_block = v->gen_step = -1;
     pthread_mutex_init(&v->mu, NULL);
     pthread_cond_init(&v->cv, NULL);

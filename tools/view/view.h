@@ -10,7 +10,8 @@
  *   GET  /frame.jpg    the latest frame
  *   GET  /status       JSON: prompt, pending, block, frame, gen_block, gen_step, n_steps (the
  *                      generator's position: sf-denoise's "progress" messages), fps, video_fps, latency_ms, switches,
- *                      switch_latency_ms, viewers, ended, can_prompt
+ *                      switch_latency_ms, viewers, ended, can_prompt (latency_ms -1: unknown, e.g. frames
+ *                      generated on another host, whose clock is not ours)
  *   POST /prompt       JSON {"prompt": TEXT, "recache": BOOL}: TEXT valid UTF-8, 1..2000 bytes, no
  *                      control characters (C0, DEL, C1, bidi controls; tab allowed), nothing after the
  *                      object; a cross-origin Origin header is refused (403); while one prompt waits for
