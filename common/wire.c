@@ -1,6 +1,6 @@
 /* wire.c — the wire format (DESIGN.md §4): messages and meta, the msgpack header codec, the
  * byte-stream framing ("-", "fd:N", files), URL dispatch to the ZeroMQ / shm transports
- * (wire_zmq.c), and the stop signal (self-pipe).
+ * (wire_zmq.c, wire_shm.c), and the stop signal (self-pipe).
  *
  * Mirrors no reference module (the reference is one Python process). The frame spec is at the
  * top of wire.h. Tested by tests/unit/test_wire.c (round trips, pipes, malformed frames),

@@ -1,5 +1,5 @@
-/* wire_impl.h — internals shared by wire.c (codec, byte streams, signals, dispatch) and
- * wire_zmq.c (ZeroMQ and shm transports). Not a public API; include wire.h instead.
+/* wire_impl.h — internals shared by wire.c (codec, byte streams, signals, dispatch),
+ * wire_zmq.c (ZeroMQ transports), wire_shm.c (shm ring) and wire_net.c (binds, CURVE). Not a public API; include wire.h instead.
  * Tested through tests/unit/test_wire.c. */
 #ifndef SF_WIRE_IMPL_H
 #define SF_WIRE_IMPL_H
@@ -12,7 +12,7 @@
 
 enum { SF_WK_STDIO = 1, SF_WK_FD, SF_WK_FILE, SF_WK_TCP, SF_WK_IPC, SF_WK_SHM };
 
-struct sf_wire_shm; /* wire_zmq.c */
+struct sf_wire_shm; /* wire_shm.c */
 
 struct sf_wire {
     int writer;           /* 1 writer, 0 reader */
@@ -86,6 +86,17 @@ sf_status sf_wire_zmq_send(sf_wire *w, const sf_wire_msg *m, const void *payload
 sf_status sf_wire_zmq_recv(sf_wire *w, sf_wire_msg *m, const void **payload, sf_err *err);
 void sf_wire_zmq_end_received(sf_wire *w);
 sf_status sf_wire_zmq_close(sf_wire *w, sf_err *err);
+/* Send n parts: part 0 is a malloc'd header (ownership passes), the others are borrowed
+ * (len 0: an empty frame); returns once ZeroMQ released every frame. */
+sf_status sf_wire_zmq_send_parts(sf_wire *w, void *hdr, size_t hlen, const void *const *bufs, const size_t *lens, int n,
+                                 sf_err *err);
+/* Reader: the next valid message, its parts in w->zparts, decoded by `parse`. */
+typedef sf_status (*sf_wire_zparse_fn)(sf_wire *w, sf_wire_msg *m, const void **payload, sf_err *err);
+sf_status sf_wire_zmq_recv_msg(sf_wire *w, sf_wire_msg *m, const void **payload, sf_wire_zparse_fn parse, sf_err *err);
+/* `data` as an 8-byte-aligned pointer (copied into w->pbuf when it is not). */
+sf_status sf_wire_aligned_payload(sf_wire *w, const void *data, size_t n, const void **out, sf_err *err);
+
+/* wire_shm.c */
 sf_status sf_wire_shm_open(sf_wire *w, const char *spec, sf_err *err);
 sf_status sf_wire_shm_send(sf_wire *w, const sf_wire_msg *m, const void *payload, sf_err *err);
 sf_status sf_wire_shm_recv(sf_wire *w, sf_wire_msg *m, const void **payload, sf_err *err);

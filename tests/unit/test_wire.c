@@ -1,4 +1,4 @@
-/* test_wire.c — the wire format and its transports (common/wire.c, common/wire_zmq.c):
+/* test_wire.c — the wire format and its transports (common/wire.c, wire_zmq.c, wire_shm.c):
  * header round trip with every meta kind, byte streams through pipe(), ZeroMQ ipc and tcp
  * between threads, the shm ring with more messages than slots (back-pressure, data intact,
  * oversize payloads inline), error/end propagation, EOF without end, malformed frames, and a
