@@ -7,9 +7,16 @@
  * reader at $TMPDIR/sf-shm-NAME.ctl; a payload larger than a slot travels inline on it. The reader
  * reads payloads in place and frees a slot when it asks for the next message.
  *
+ * The segment is the writer's (or any process of the user that reaches the control socket first
+ * and sends a reference to a segment of its own): the reader copies the ring's geometry when it
+ * maps a segment and checks every slot reference against that copy, never against the shared
+ * header, and a segment shrunk under its mappings is caught by the SIGBUS guard below.
+ *
  * Mirrors no reference module. Tested by tests/unit/test_wire.c (shm ring with more messages than
- * slots, a dead reader) and tests/bats/sf-wire.bats (separate processes). */
+ * slots, a dead reader, a hostile writer: header changed, segment shrunk under either side) and
+ * tests/bats/sf-wire.bats (separate processes). */
 #define _POSIX_C_SOURCE 200809L
+#define _DEFAULT_SOURCE /* MAP_ANONYMOUS */
 #include "wire_impl.h"
 
 #include <errno.h>
@@ -26,11 +33,114 @@
 #define SHM_CTL_BYTES 4096u
 #define SHM_MAGIC 0x53464d31u /* "SFM1" */
 #define SHM_MAX_MAPS 8
+#define SHM_GUARDS 64 /* segments mapped at once by one process, all endpoints together */
 
 static uint32_t rd32(const uint8_t *p) { return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24; }
 static uint64_t rd64(const uint8_t *p) { return (uint64_t)rd32(p) | (uint64_t)rd32(p + 4) << 32; }
 static void wr32(uint8_t *p, uint32_t v) { for (int i = 0; i < 4; i++) p[i] = (uint8_t)(v >> (8 * i)); }
 static void wr64(uint8_t *p, uint64_t v) { for (int i = 0; i < 8; i++) p[i] = (uint8_t)(v >> (8 * i)); }
+
+/* ------------------------------------------------------------------------------------------
+ * SIGBUS guard.
+ *
+ * A segment's size is not ours to hold: its writer keeps the descriptor (and until the reader
+ * unlinks the name, any process of the user may open it), so it can ftruncate the segment under
+ * both mappings. Every access past the new end is then SIGBUS: here, or in the stage that reads a
+ * payload in place or writes one into a reserved slot (a D2H copy included). The handler maps
+ * private zero pages over the rest of the faulting mapping and marks it: the access completes
+ * (it reads zeros, its writes go nowhere) and the next wire call on that ring fails in one line.
+ * libwayland-server guards client shm pools the same way. A sealed memfd (F_SEAL_SHRINK) would
+ * rule the shrink out instead, but the descriptor would have to travel to the reader, and
+ * ZeroMQ's ipc transport cannot pass one (no SCM_RIGHTS): that takes a second Unix socket per
+ * stream (its own path, liveness and clean-up) or opening /proc/PID/fd/N (ptrace access rules,
+ * hidepid mounts). A per-message fstat would leave a race and a syscall on every message, and
+ * copying each payload out under a scoped handler would give up reading in place. Faults outside
+ * the registered mappings go to the previous handler (ASan's, or the default: the process dies of
+ * SIGBUS as before).
+ *
+ * The table is global because a signal handler can only reach globals; entries are claimed and
+ * freed with atomics (lock-free, so async-signal-safe to read). */
+static struct shm_guard {
+    atomic_int used;
+    _Atomic uintptr_t base; /* 0 while the entry is being set up or torn down */
+    _Atomic size_t len;     /* bytes mapped (a page multiple once rounded) */
+    atomic_int hit;         /* a fault was absorbed: the ring is broken */
+} shm_guards[SHM_GUARDS];
+static struct sigaction shm_prev_bus;
+static atomic_int shm_bus_state; /* 0 not installed, 1 installing, 2 installed */
+static _Atomic size_t shm_page;
+
+static void shm_bus_handler(int sig, siginfo_t *si, void *uctx) {
+    uintptr_t a = (uintptr_t)si->si_addr;
+    size_t pg = atomic_load(&shm_page);
+    if (si->si_code > 0) /* a fault, not kill(2) */
+        for (int i = 0; i < SHM_GUARDS; i++) {
+            uintptr_t b = atomic_load(&shm_guards[i].base);
+            size_t n = atomic_load(&shm_guards[i].len);
+            if (!b || a < b || a - b >= n) continue;
+            int e = errno;
+            uintptr_t from = a & ~(uintptr_t)(pg - 1);
+            void *p = mmap((void *)from, b + n - from, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_FIXED | MAP_ANONYMOUS, -1, 0);
+            errno = e;
+            if (p == MAP_FAILED) break;
+            atomic_store(&shm_guards[i].hit, 1);
+            return;
+        }
+    /* not a ring's: what would have happened without us */
+    if ((shm_prev_bus.sa_flags & SA_SIGINFO) && shm_prev_bus.sa_sigaction) {
+        shm_prev_bus.sa_sigaction(sig, si, uctx);
+    } else if (!(shm_prev_bus.sa_flags & SA_SIGINFO) && shm_prev_bus.sa_handler != SIG_DFL && shm_prev_bus.sa_handler != SIG_IGN) {
+        shm_prev_bus.sa_handler(sig);
+    } else if (shm_prev_bus.sa_handler == SIG_IGN && si->si_code <= 0) { /* an ignored kill(2) stays ignored */
+    } else { /* default (a fault cannot be ignored): die of it (raised again; pending until this handler returns) */
+        struct sigaction dfl;
+        memset(&dfl, 0, sizeof dfl);
+        dfl.sa_handler = SIG_DFL;
+        sigemptyset(&dfl.sa_mask);
+        sigaction(SIGBUS, &dfl, NULL);
+        raise(SIGBUS);
+    }
+}
+
+/* Register mapping [p, p+len) with the guard (installing the handler on first use). */
+static sf_status shm_guard_add(uint8_t *p, size_t len, int *slot, sf_err *err) {
+    int expect = 0;
+    if (atomic_compare_exchange_strong(&shm_bus_state, &expect, 1)) {
+        atomic_store(&shm_page, (size_t)sysconf(_SC_PAGESIZE));
+        struct sigaction sa;
+        memset(&sa, 0, sizeof sa);
+        sa.sa_sigaction = shm_bus_handler;
+        sa.sa_flags = SA_SIGINFO | SA_RESTART;
+        sigemptyset(&sa.sa_mask);
+        if (sigaction(SIGBUS, &sa, &shm_prev_bus) != 0) {
+            atomic_store(&shm_bus_state, 0);
+            return sf_fail(err, SF_E_IO, "wire: shm: cannot install the SIGBUS guard: %s", strerror(errno));
+        }
+        atomic_store(&shm_bus_state, 2);
+    }
+    while (atomic_load(&shm_bus_state) == 1) { /* another thread is installing it: a few instructions */
+    }
+    size_t pg = atomic_load(&shm_page);
+    for (int i = 0; i < SHM_GUARDS; i++) {
+        int z = 0;
+        if (!atomic_compare_exchange_strong(&shm_guards[i].used, &z, 1)) continue;
+        atomic_store(&shm_guards[i].hit, 0);
+        atomic_store(&shm_guards[i].len, (len + pg - 1) & ~(pg - 1));
+        atomic_store(&shm_guards[i].base, (uintptr_t)p);
+        *slot = i;
+        return SF_OK;
+    }
+    return sf_fail(err, SF_E_UNSUPPORTED, "wire: shm: more than %d segments mapped in one process", SHM_GUARDS);
+}
+
+static void shm_guard_del(int slot) {
+    if (slot < 0) return;
+    atomic_store(&shm_guards[slot].base, 0);
+    atomic_store(&shm_guards[slot].len, 0);
+    atomic_store(&shm_guards[slot].used, 0);
+}
+
+static int shm_guard_hit(int slot) { return slot >= 0 && atomic_load(&shm_guards[slot].hit); }
 
 typedef struct shm_ctl {
     uint32_t magic, nslots;
@@ -48,6 +158,8 @@ struct sf_wire_shm {
     uint8_t *base;
     size_t map_len;
     shm_ctl *ctl;
+    size_t slot_size; /* the ring's geometry, kept here: the shared header is the peer's to scribble on */
+    int guard;        /* shm_guards entry of the mapping (-1: none) */
     uint32_t next_slot;
     int reserved, used;
     /* reader */
@@ -55,6 +167,9 @@ struct sf_wire_shm {
         char seg[128];
         uint8_t *base;
         size_t len;
+        uint32_t nslots;  /* the ring header as it was when mapped (checked against len then) */
+        size_t slot_size;
+        int guard;
     } maps[SHM_MAX_MAPS];
     int nmaps;
     int held_map; /* -1: no slot held */
@@ -65,6 +180,7 @@ sf_status sf_wire_shm_open(sf_wire *w, const char *spec, sf_err *err) {
     if (!s) return sf_fail(err, SF_E_NOMEM, "wire: out of memory");
     w->shm = s;
     s->held_map = -1;
+    s->guard = -1;
     s->nslots = 4;
     size_t n = strcspn(spec, "?");
     if (n == 0 || n >= 65) return sf_fail(err, SF_E_ARG, "wire: shm:// needs a name of 1..64 characters: %s", w->url);
@@ -126,8 +242,15 @@ static sf_status shm_create(sf_wire *w, size_t nb, sf_err *err) {
         shm_unlink(s->seg);
         return sf_fail(err, SF_E_IO, "wire: mmap %s: %s", s->seg, strerror(errno));
     }
+    sf_status st = shm_guard_add(p, len, &s->guard, err);
+    if (st) {
+        munmap(p, len);
+        shm_unlink(s->seg);
+        return st;
+    }
     s->base = p;
     s->map_len = len;
+    s->slot_size = slot;
     s->ctl = p;
     s->ctl->magic = SHM_MAGIC;
     s->ctl->nslots = s->nslots;
@@ -178,7 +301,7 @@ sf_status sf_wire_shm_reserve(sf_wire *w, size_t nbytes, void **buf, sf_err *err
     struct sf_wire_shm *s = w->shm;
     sf_status st;
     if (!s->ctl && nbytes && (st = shm_create(w, nbytes, err))) return st;
-    if (!s->ctl || nbytes > s->ctl->slot_size) { /* travels inline: plain scratch */
+    if (!s->ctl || nbytes > s->slot_size) { /* travels inline: plain scratch */
         if (w->scratch_cap < nbytes || !w->scratch) {
             free(w->scratch);
             w->scratch_cap = 0;
@@ -189,8 +312,16 @@ sf_status sf_wire_shm_reserve(sf_wire *w, size_t nbytes, void **buf, sf_err *err
         return SF_OK;
     }
     if ((st = shm_acquire(w, err))) return st;
-    *buf = s->base + SHM_CTL_BYTES + (size_t)s->next_slot * s->ctl->slot_size;
+    *buf = s->base + SHM_CTL_BYTES + (size_t)s->next_slot * s->slot_size;
     return SF_OK;
+}
+
+/* Writer: the segment was shrunk under our mapping (the guard absorbed a fault): what went into
+ * the ring since may be zeros, so the stream is broken. */
+static sf_status shm_writer_check(sf_wire *w, sf_err *err) {
+    struct sf_wire_shm *s = w->shm;
+    if (!shm_guard_hit(s->guard)) return SF_OK;
+    return sf_fail(err, SF_E_IO, "wire: %s: shm %s was shrunk by another process: the stream is broken", w->url, s->seg);
 }
 
 sf_status sf_wire_shm_send(sf_wire *w, const sf_wire_msg *m, const void *payload, sf_err *err) {
@@ -199,10 +330,11 @@ sf_status sf_wire_shm_send(sf_wire *w, const sf_wire_msg *m, const void *payload
     size_t nb = sf_wire_msg_nbytes(m);
     sf_status st;
     if (nb && !s->ctl && (st = shm_create(w, nb, err))) return st;
+    if ((st = shm_writer_check(w, err))) return st; /* also a payload written into a reserved slot */
     void *hdr;
     size_t hlen;
     if ((st = sf_wire_header_encode(m, &hdr, &hlen, err))) return st;
-    if (!nb || nb > s->ctl->slot_size) { /* end/error, or too big for a slot: inline */
+    if (!nb || nb > s->slot_size) { /* end/error, or too big for a slot: inline */
         const void *bufs[2] = {NULL, payload};
         size_t lens[2] = {0, nb};
         return sf_wire_zmq_send_parts(w, hdr, hlen, bufs, lens, 2, err);
@@ -211,8 +343,12 @@ sf_status sf_wire_shm_send(sf_wire *w, const sf_wire_msg *m, const void *payload
         free(hdr);
         return st;
     }
-    uint8_t *slot = s->base + SHM_CTL_BYTES + (size_t)s->next_slot * s->ctl->slot_size;
+    uint8_t *slot = s->base + SHM_CTL_BYTES + (size_t)s->next_slot * s->slot_size;
     if (payload != slot) memcpy(slot, payload, nb);
+    if ((st = shm_writer_check(w, err))) {
+        free(hdr);
+        return st;
+    }
     uint8_t ref[16 + 128];
     size_t seglen = strlen(s->seg);
     wr32(ref, s->next_slot);
@@ -254,19 +390,48 @@ static sf_status shm_map(sf_wire *w, const char *seg, int *idx, sf_err *err) {
     void *p = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
     close(fd);
     if (p == MAP_FAILED) return sf_fail(err, SF_E_IO, "wire: mmap %s: %s", seg, strerror(errno));
-    shm_ctl *c = p;
+    int guard = -1;
+    sf_status st = shm_guard_add(p, len, &guard, err); /* before the first access: it may already be shrunk */
+    if (st) {
+        munmap(p, len);
+        return st;
+    }
+    /* the geometry is read once, here: from now on the copies are the ring (the header is the peer's) */
+    volatile shm_ctl *c = p;
+    uint32_t magic = c->magic, nslots = c->nslots;
+    uint64_t slot_size = c->slot_size;
     size_t need;
-    if (c->magic != SHM_MAGIC || c->nslots == 0 || !sf_mul_ok(c->slot_size, c->nslots, &need) ||
-        !sf_add_ok(need, SHM_CTL_BYTES, &need) || need > len) {
+    if (magic != SHM_MAGIC || nslots == 0 || slot_size > SIZE_MAX || !sf_mul_ok((size_t)slot_size, nslots, &need) ||
+        !sf_add_ok(need, SHM_CTL_BYTES, &need) || need > len || shm_guard_hit(guard)) {
+        shm_guard_del(guard);
         munmap(p, len);
         return sf_fail(err, SF_E_FORMAT, "wire: %s: shm %s has a bad ring header", w->url, seg);
     }
-    atomic_store(&c->reader_pid, (int)getpid());
+    atomic_store(&((shm_ctl *)p)->reader_pid, (int)getpid());
     shm_unlink(seg); /* mapped by both sides now; nothing left behind if either dies */
     snprintf(s->maps[s->nmaps].seg, sizeof s->maps[0].seg, "%s", seg);
     s->maps[s->nmaps].base = p;
     s->maps[s->nmaps].len = len;
+    s->maps[s->nmaps].nslots = nslots;
+    s->maps[s->nmaps].slot_size = (size_t)slot_size;
+    s->maps[s->nmaps].guard = guard;
     *idx = s->nmaps++;
+    return SF_OK;
+}
+
+/* Reader: a ring this reader mapped was shrunk under it (a payload read since may have been
+ * zeros), or its header no longer says what it said when mapped: the writer is broken or hostile. */
+static sf_status shm_reader_check(sf_wire *w, sf_err *err) {
+    struct sf_wire_shm *s = w->shm;
+    for (int i = 0; i < s->nmaps; i++) {
+        if (shm_guard_hit(s->maps[i].guard))
+            return sf_fail(err, SF_E_FORMAT, "wire: %s: bad slot reference: shm %s was shrunk under the reader", w->url,
+                           s->maps[i].seg);
+        volatile const shm_ctl *c = (const shm_ctl *)(const void *)s->maps[i].base;
+        if (c->nslots != s->maps[i].nslots || c->slot_size != s->maps[i].slot_size)
+            return sf_fail(err, SF_E_FORMAT, "wire: %s: bad slot reference: the ring header of shm %s changed after it was mapped",
+                           w->url, s->maps[i].seg);
+    }
     return SF_OK;
 }
 
@@ -294,16 +459,22 @@ static sf_status shm_parse(sf_wire *w, sf_wire_msg *m, const void **payload, sf_
     uint64_t size = rd64(r + 8);
     int idx = 0;
     if ((st = shm_map(w, seg, &idx, err))) return st;
-    shm_ctl *c = (shm_ctl *)(void *)s->maps[idx].base;
     s->held_map = idx; /* release it next time, whatever happens below */
-    if (slot >= c->nslots || size != nb || size > c->slot_size)
-        return sf_fail(err, SF_E_FORMAT, "wire: %s: slot %u / %llu bytes does not match the ring or header", w->url, slot,
-                       (unsigned long long)size);
-    *payload = nb ? s->maps[idx].base + SHM_CTL_BYTES + (size_t)slot * c->slot_size : NULL;
+    if (slot >= s->maps[idx].nslots || size != nb || size > s->maps[idx].slot_size)
+        return sf_fail(err, SF_E_FORMAT, "wire: %s: bad slot reference: slot %u, %llu bytes (the ring has %u slots of %zu bytes, the header says %zu)",
+                       w->url, slot, (unsigned long long)size, s->maps[idx].nslots, s->maps[idx].slot_size, nb);
+    const uint8_t *pl = s->maps[idx].base + SHM_CTL_BYTES + (size_t)slot * s->maps[idx].slot_size;
+    /* a segment only shrinks from its end: if the slot's last byte is there now, all of it is (a
+     * shrink from here on is the guard's, and the next call reports it) */
+    if (nb) (void)*(volatile const uint8_t *)(pl + nb - 1);
+    if ((st = shm_reader_check(w, err))) return st;
+    *payload = nb ? pl : NULL;
     return SF_OK;
 }
 
 sf_status sf_wire_shm_recv(sf_wire *w, sf_wire_msg *m, const void **payload, sf_err *err) {
+    sf_status st = shm_reader_check(w, err); /* a fault absorbed while the caller read the last payload */
+    if (st) return st;
     shm_release(w->shm);
     return sf_wire_zmq_recv_msg(w, m, payload, shm_parse, err);
 }
@@ -328,13 +499,18 @@ sf_status sf_wire_shm_close(sf_wire *w, sf_err *err) {
             struct timespec ts = {0, 5 * 1000000L};
             nanosleep(&ts, NULL);
         }
+        if (!st) st = shm_writer_check(w, err);
         sem_destroy(&s->ctl->free_slots);
+        shm_guard_del(s->guard);
         munmap(s->base, s->map_len);
         shm_unlink(s->seg);
     }
     if (s && !w->writer) {
         shm_release(s);
-        for (int i = 0; i < s->nmaps; i++) munmap(s->maps[i].base, s->maps[i].len);
+        for (int i = 0; i < s->nmaps; i++) {
+            shm_guard_del(s->maps[i].guard);
+            munmap(s->maps[i].base, s->maps[i].len);
+        }
     }
     sf_status z = sf_wire_zmq_close(w, err);
     free(s);

@@ -8,10 +8,13 @@
 #include "wire.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <poll.h>
 #include <pthread.h>
 #include <signal.h>
+#include <dirent.h>
 #include <stdatomic.h>
+#include <sys/mman.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -502,6 +505,155 @@ static void test_dead_reader(void) {
     unlink(url + 6);
 }
 
+/* A hostile shm writer (or any process of the user that reaches the control socket first): after
+ * a good first message it raises slot_size in the shared ring header (the reader used to index
+ * with it: SIGSEGV), or shrinks the segment with ftruncate before the next message ("shrink") or
+ * while the reader holds the first payload ("shrink_late"; the reader used to die of SIGBUS).
+ * The reader must fail with one "bad slot reference" line. It runs in a child that reads every
+ * payload it gets, as a stage would, so a crash is a failed check, not a dead test binary. */
+static void shm_hostile(const char *mode) {
+    enum { SL = 65536, NB = 768 };
+    int late = !strcmp(mode, "shrink_late");
+    char name[64], url[128], ctl[300], seg[64];
+    snprintf(name, sizeof name, "sfevil%d%c", (int)getpid(), mode[0] == 'g' ? 'g' : late ? 'l' : 's');
+    snprintf(url, sizeof url, "shm://%s", name);
+    const char *tmp = getenv("TMPDIR");
+    snprintf(ctl, sizeof ctl, "ipc://%s/sf-shm-%s.ctl", tmp && *tmp ? tmp : "/tmp", name);
+    snprintf(seg, sizeof seg, "/sf-evil-%d-%s", (int)getpid(), mode);
+    int up[2], down[2]; /* child -> parent: 'r' ready, 'g' got the first message; parent -> child: 't' shrunk */
+    SF_CHECK(pipe(up) == 0 && pipe(down) == 0);
+    pid_t pid = fork();
+    if (pid == 0) {
+        sf_err err;
+        sf_wire *r = NULL;
+        const void *pl;
+        close(up[0]);
+        close(down[1]);
+        if (sf_wire_open_reader(url, &r, &err) || write(up[1], "r", 1) != 1) _exit(3);
+        if (sf_wire_recv(r, &g_m, &pl, &err) || !pl || sf_wire_msg_nbytes(&g_m) != NB) _exit(5);
+        unsigned sum = 0;
+        for (size_t i = 0; i < NB; i++) sum += ((const uint8_t *)pl)[i];
+        if (sum != 0x80u * NB || write(up[1], "g", 1) != 1) _exit(6);
+        if (late) { /* the segment shrinks while this payload is held: read it again */
+            char b;
+            if (read(down[0], &b, 1) != 1) _exit(7);
+            for (size_t i = 0; i < NB; i++) sum += ((volatile const uint8_t *)pl)[i];
+        }
+        sf_status st = sf_wire_recv(r, &g_m, &pl, &err);
+        if (!st && pl) /* what a stage does with a payload */
+            for (size_t i = 0; i < NB; i++) sum += ((volatile const uint8_t *)pl)[i];
+        if (st != SF_E_FORMAT || !strstr(err.msg, "bad slot reference")) {
+            fprintf(stderr, "shm_hostile %s: status %d: %s\n", mode, st, st ? err.msg : "accepted");
+            _exit(4);
+        }
+        sf_wire_close(&r, NULL);
+        _exit(sum ? 0 : 8);
+    }
+    close(up[1]);
+    close(down[0]);
+    struct pollfd pfd = {up[0], POLLIN, 0};
+    char b = 0;
+    SF_CHECK_MSG(poll(&pfd, 1, 10000) == 1 && read(up[0], &b, 1) == 1 && b == 'r', "%s: reader never got ready", mode);
+    int fd = shm_open(seg, O_RDWR | O_CREAT | O_EXCL, 0600);
+    SF_CHECK(fd >= 0 && ftruncate(fd, 4096 + 2 * SL) == 0);
+    uint8_t head[16] = {0x31, 0x4d, 0x46, 0x53, 2, 0, 0, 0, 0, 0, 1, 0, 0, 0, 0, 0}; /* SFM1, 2 slots of 64 KiB */
+    uint8_t body[NB];
+    memset(body, 0x80, sizeof body);
+    SF_CHECK(pwrite(fd, head, 16, 0) == 16 && pwrite(fd, body, NB, 4096) == NB && pwrite(fd, body, NB, 4096 + SL) == NB);
+    sf_err err = {{0}};
+    sf_wire_msg_init(&g_m2, SF_WIRE_TENSOR, "x");
+    g_m2.dtype = SF_U8;
+    g_m2.ndim = 1;
+    g_m2.shape[0] = NB;
+    void *hdr = NULL;
+    size_t hlen = 0;
+    SF_CHECK_OK(sf_wire_header_encode(&g_m2, &hdr, &hlen, &err), &err);
+    void *ctx = zmq_ctx_new(), *z = zmq_socket(ctx, ZMQ_DEALER);
+    int zero = 0;
+    zmq_setsockopt(z, ZMQ_LINGER, &zero, sizeof zero);
+    SF_CHECK(zmq_connect(z, ctl) == 0);
+    uint8_t ref[16 + 64] = {0};
+    size_t slen = strlen(seg);
+    memcpy(ref + 16, seg, slen);
+    ref[8] = NB & 0xff, ref[9] = NB >> 8;
+    for (int k = 0; k < 2; k++) {
+        ref[0] = (uint8_t)k; /* slot k */
+        zmq_send(z, hdr, hlen, ZMQ_SNDMORE);
+        zmq_send(z, ref, 16 + slen, 0);
+        if (k) break;
+        SF_CHECK_MSG(poll(&pfd, 1, 10000) == 1 && read(up[0], &b, 1) == 1 && b == 'g', "%s: reader did not take message 1", mode);
+        if (!strcmp(mode, "grow")) {
+            uint8_t big[8] = {0, 0, 0, 0, 0, 1, 0, 0}; /* slot_size 2^40 */
+            SF_CHECK(pwrite(fd, big, 8, 8) == 8);
+        } else {
+            SF_CHECK(ftruncate(fd, 4096) == 0);
+        }
+        if (late) SF_CHECK(write(down[1], "t", 1) == 1);
+    }
+    int status = -1;
+    double t0 = sf_now();
+    while (waitpid(pid, &status, WNOHANG) == 0 && sf_now() - t0 < 10) sleep_ms(5);
+    if (status == -1) {
+        kill(pid, SIGKILL);
+        waitpid(pid, &status, 0);
+    }
+    SF_CHECK_MSG(WIFEXITED(status) && WEXITSTATUS(status) == 0, "%s: reader %s %d", mode,
+                 WIFSIGNALED(status) ? "died of signal" : "exited", WIFSIGNALED(status) ? WTERMSIG(status) : WEXITSTATUS(status));
+    free(hdr);
+    close(fd);
+    shm_unlink(seg);
+    zmq_close(z);
+    zmq_ctx_term(ctx);
+    close(up[0]);
+    close(down[1]);
+}
+
+static void test_shm_hostile_writer(void) {
+    shm_hostile("grow");
+    shm_hostile("shrink");
+    shm_hostile("shrink_late");
+}
+
+/* The writer's side of the same: another process that opened the segment before the reader
+ * unlinked it shrinks it while the writer fills a reserved slot (a D2H copy, in a stage). The
+ * writer used to die of SIGBUS; now the send fails in one line. Child process, as above. */
+static void test_shm_shrunk_under_writer(void) {
+    pid_t pid = fork();
+    if (pid == 0) {
+        char url[96], prefix[64];
+        snprintf(url, sizeof url, "shm://sfshrinkw%d?slots=2&slot_mb=1", (int)getpid());
+        snprintf(prefix, sizeof prefix, "sf-sfshrinkw%d-%d-", (int)getpid(), (int)getpid());
+        sf_err err;
+        sf_wire *w = NULL;
+        void *buf = NULL;
+        if (sf_wire_open_writer_opts(url, &(sf_wire_opts){2.0, 0}, &w, &err) || sf_wire_reserve(w, 1 << 16, &buf, &err)) _exit(3);
+        DIR *d = opendir("/dev/shm");
+        struct dirent *e;
+        int fd = -1;
+        char path[400];
+        while (d && (e = readdir(d)) && fd < 0)
+            if (!strncmp(e->d_name, prefix, strlen(prefix))) {
+                snprintf(path, sizeof path, "/dev/shm/%s", e->d_name);
+                fd = open(path, O_RDWR);
+            }
+        if (d) closedir(d);
+        if (fd < 0 || ftruncate(fd, 4096) != 0) _exit(5);
+        memset(buf, 1, 1 << 16); /* past the new end of the segment */
+        int64_t shape[1] = {1 << 16};
+        sf_tensor t = sf_tensor_view(buf, SF_U8, 1, shape);
+        sf_status st = sf_wire_send_tensor(w, "x", &t, NULL, &err);
+        if (st != SF_E_IO || !strstr(err.msg, "was shrunk")) {
+            fprintf(stderr, "shm_shrunk_under_writer: status %d: %s\n", st, st ? err.msg : "sent");
+            _exit(4);
+        }
+        sf_wire_close(&w, NULL);
+        _exit(0);
+    }
+    int status = -1;
+    waitpid(pid, &status, 0);
+    SF_CHECK_MSG(WIFEXITED(status) && WEXITSTATUS(status) == 0, "writer %s %d", WIFSIGNALED(status) ? "died of signal" : "exited",
+                 WIFSIGNALED(status) ? WTERMSIG(status) : WEXITSTATUS(status));
+}
 
 /* ---- the network edge (issue 12) ---- */
 
@@ -626,6 +778,8 @@ static const sf_test tests[] = {
     {"shm_ring", test_shm_ring},
     {"bad_urls", test_bad_urls},
     {"dead_reader", test_dead_reader},
+    {"shm_hostile_writer", test_shm_hostile_writer},
+    {"shm_shrunk_under_writer", test_shm_shrunk_under_writer},
     {"sigterm_stops_recv", test_sigterm_stops_recv},
     {"end_needs_ack", test_end_needs_ack},
     {"stray_peers", test_stray_peers},
