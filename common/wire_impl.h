@@ -68,8 +68,11 @@ int sf_wire_selfpipe_fd(void); /* -1 when signals are not installed */
 sf_status sf_wire_stop_err(sf_err *err);
 
 /* wire_net.c: the network edge of the ZeroMQ transports */
-/* Bind w->zsock to exactly the address asked (names resolved, never widened; see wire.h). */
+/* Bind w->zsock to exactly the address asked (names resolved, never widened; see wire.h); an ipc
+ * path where a live process listens is refused (libzmq would take it over). */
 sf_status sf_wire_net_bind(sf_wire *w, const char *addr, sf_err *err);
+/* 1 when something accepts connections on the Unix socket `path` (0: none, or a stale file). */
+int sf_wire_net_ipc_alive(const char *path);
 /* CURVE from $SF_WIRE_CURVE_KEY on tcp endpoints (no-op when unset); before bind/connect. */
 sf_status sf_wire_net_curve(sf_wire *w, sf_err *err);
 /* Answer pending ZAP requests (reader with CURVE): only the run's own key is accepted. */

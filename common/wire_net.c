@@ -26,6 +26,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 /* "tcp://" + numeric address (IPv6 in brackets) + ":" + port. */
@@ -80,8 +81,28 @@ static sf_status route_to(const sf_wire *w, const char *peer, struct sockaddr_st
     return SF_OK;
 }
 
+int sf_wire_net_ipc_alive(const char *path) {
+    struct sockaddr_un sa;
+    if (strlen(path) >= sizeof sa.sun_path) return 0;
+    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0) return 0;
+    memset(&sa, 0, sizeof sa);
+    sa.sun_family = AF_UNIX;
+    memcpy(sa.sun_path, path, strlen(path) + 1);
+    int ok = connect(fd, (struct sockaddr *)&sa, sizeof sa) == 0;
+    close(fd);
+    return ok;
+}
+
 sf_status sf_wire_net_bind(sf_wire *w, const char *addr, sf_err *err) {
     if (strncmp(addr, "tcp://", 6) != 0) { /* ipc:// */
+        /* libzmq unlinks whatever is at the path before it binds: a second reader of the same
+         * stream (ipc://X, or shm://NAME's control socket) would silently take a live reader's
+         * path and remove it on exit. A socket file nobody listens on (its owner was SIGKILLed)
+         * is stale: replaced, as libzmq does. */
+        if (!strncmp(addr, "ipc://", 6) && sf_wire_net_ipc_alive(addr + 6))
+            return sf_fail(err, SF_E_IO, "wire: %s: cannot bind %s: another process is listening there (a second reader of this stream?)",
+                           w->url, addr + 6);
         if (zmq_bind(w->zsock, addr) != 0) return sf_fail(err, SF_E_IO, "wire: cannot bind %s: %s", addr, zmq_strerror(errno));
         return SF_OK;
     }

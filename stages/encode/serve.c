@@ -11,14 +11,12 @@
 #include "serve.h"
 #include "stop.h"
 #include "wire.h"
-#include "wire_impl.h" /* sf_wire_selfpipe_fd: the stop signal's self-pipe, for zmq_poll */
+#include "wire_impl.h" /* sf_wire_selfpipe_fd (the stop signal's self-pipe, for zmq_poll), sf_wire_net_ipc_alive */
 
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
 #include <sys/stat.h>
-#include <sys/un.h>
 #include <unistd.h>
 #include <zmq.h>
 
@@ -44,20 +42,6 @@ sf_status sf_encode_url_check(const char *url, sf_err *err) {
                        url ? url : "");
     if (strlen(url) >= 1024) return sf_fail(err, SF_E_ARG, "encode server URL too long");
     return SF_OK;
-}
-
-/* 1 when something accepts connections on the Unix socket `path`. */
-static int ipc_alive(const char *path) {
-    struct sockaddr_un sa;
-    if (strlen(path) >= sizeof sa.sun_path) return 0;
-    int fd = socket(AF_UNIX, SOCK_STREAM, 0);
-    if (fd < 0) return 0;
-    memset(&sa, 0, sizeof sa);
-    sa.sun_family = AF_UNIX;
-    memcpy(sa.sun_path, path, strlen(path) + 1);
-    int ok = connect(fd, (struct sockaddr *)&sa, sizeof sa) == 0;
-    close(fd);
-    return ok;
 }
 
 /* The wire's network edge for a REQ/REP socket (common/wire_net.c, as the stages' tcp streams): with
@@ -290,7 +274,7 @@ sf_status sf_encode_serve_fwd(sf_encoder *enc, const char *url, int64_t default_
     const char *ipc = strncmp(url, "ipc://", 6) == 0 ? url + 6 : NULL;
     if (default_text_len < 1 || default_text_len > SF_SERVE_MAX_TEXT_LEN)
         return sf_fail(err, SF_E_ARG, "--text-len must be in 1..%d for a server", SF_SERVE_MAX_TEXT_LEN);
-    if (ipc && ipc_alive(ipc)) return sf_fail(err, SF_E_IO, "%s: another server is already listening there", url);
+    if (ipc && sf_wire_net_ipc_alive(ipc)) return sf_fail(err, SF_E_IO, "%s: another server is already listening there", url);
     /* resident: load the weights now (onto the GPU too, unless --low-memory), so "bound" means "ready" */
     if ((st = sf_encoder_load(enc, default_text_len, err))) return st;
     if (fwd && first) { /* the live route's opening prompt, before any request */
@@ -337,7 +321,7 @@ fail:
     if (ctx) zmq_ctx_term(ctx); /* the ipc listener unlinks its socket file while terminating */
     if (bound && ipc) {
         struct stat sb;
-        if (stat(ipc, &sb) == 0 && S_ISSOCK(sb.st_mode) && !ipc_alive(ipc)) unlink(ipc);
+        if (stat(ipc, &sb) == 0 && S_ISSOCK(sb.st_mode) && !sf_wire_net_ipc_alive(ipc)) unlink(ipc);
         sf_stop_forget(ipc);
     }
     free(m);

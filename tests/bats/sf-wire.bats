@@ -108,6 +108,44 @@ wait_blocked() {
     [ -z "$(ls "${TMPDIR:-/tmp}" | grep "^sf-shm-sfbats$$-$BATS_TEST_NUMBER")" ]
 }
 
+@test "a second reader of a live ipc path or shm name is refused, the first keeps its stream; a dead reader's is taken" {
+    # libzmq unlinks an ipc path before binding it: the second reader used to take it silently
+    sf-wire recv "ipc://$T/r.sock" --save "$T/ipc.safetensors" 3>&- &
+    PIDS+=($!)
+    wait_blocked "${PIDS[0]}"
+    run --separate-stderr sf-wire recv "ipc://$T/r.sock" --timeout 2
+    assert_failure 1
+    assert_one_error_line
+    assert_regex "$stderr" "cannot bind $T/r.sock: another process is listening there"
+    [ -S "$T/r.sock" ] # not removed by the refused one
+    run sf-wire send --from "$F2" "ipc://$T/r.sock" --timeout 10
+    assert_success
+    wait "${PIDS[0]}"
+    run sf-tensor diff "$F2" "$T/ipc.safetensors"
+    assert_success
+    # shm: its control socket
+    local name="sfbats$$-$BATS_TEST_NUMBER" ctl="${TMPDIR:-/tmp}/sf-shm-sfbats$$-$BATS_TEST_NUMBER.ctl"
+    sf-wire recv "shm://$name" 3>&- &
+    local p1=$!
+    PIDS+=($p1)
+    wait_blocked "$p1"
+    run --separate-stderr sf-wire recv "shm://$name" --timeout 2
+    assert_failure 1
+    assert_one_error_line
+    assert_regex "$stderr" "cannot bind $ctl: another process is listening there"
+    # a SIGKILLed reader leaves its control socket; nobody listens there, so the next reader takes it
+    kill -9 "$p1"
+    run wait "$p1"
+    [ -S "$ctl" ]
+    sf-wire recv "shm://$name" --save "$T/shm.safetensors" 3>&- &
+    local p2=$!
+    PIDS+=($p2)
+    run sf-wire send --from "$F2" "shm://$name" --timeout 10
+    assert_success
+    wait "$p2"
+    [ ! -e "$ctl" ]
+}
+
 @test "an upstream error propagates: exit 1 with its text" {
     run --separate-stderr bash -c "sf-wire send - --from '$F' --error 'encoder exploded' | sf-wire recv - --save '$T/e.safetensors'"
     assert_failure 1

@@ -15,6 +15,8 @@
 #include <dirent.h>
 #include <stdatomic.h>
 #include <sys/mman.h>
+#include <sys/socket.h>
+#include <sys/un.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -655,6 +657,52 @@ static void test_shm_shrunk_under_writer(void) {
                  WIFSIGNALED(status) ? WTERMSIG(status) : WEXITSTATUS(status));
 }
 
+/* libzmq unlinks an ipc path before binding it: a second reader of ipc://X (or of shm://NAME,
+ * whose control socket is a fixed path) used to take a live reader's path silently and remove
+ * it on exit. It is refused now, naming the path; the first reader keeps its stream. A socket
+ * file nobody listens on (its reader was SIGKILLed) is stale and is replaced. */
+static void test_ipc_bind_taken(void) {
+    sf_err err = {{0}};
+    char url[128], path[128];
+    snprintf(path, sizeof path, "/tmp/sf-test-wire-taken-%d.sock", (int)getpid());
+    snprintf(url, sizeof url, "ipc://%.100s", path);
+    sf_wire *r = NULL, *r2 = NULL;
+    SF_CHECK_OK(sf_wire_open_reader_opts(url, &(sf_wire_opts){3.0, 0}, &r, &err), &err); /* fails, not hangs, if orphaned */
+    sf_status st = sf_wire_open_reader(url, &r2, &err);
+    SF_CHECK_MSG(st == SF_E_IO && strstr(err.msg, path) && strstr(err.msg, "another process is listening there"), "%d %s", st,
+                 st ? err.msg : "bound");
+    sf_wire_close(&r2, NULL);
+    SF_CHECK(access(path, F_OK) == 0); /* the refused one did not remove it */
+    job j = {.url = url, .count = 2, .numel = 64};
+    pthread_t th;
+    pthread_create(&th, NULL, writer_main, &j);
+    const void *pl;
+    int got = 0;
+    while (r && !(st = sf_wire_recv(r, &g_m, &pl, &err)) && g_m.type != SF_WIRE_END) got++;
+    SF_CHECK_MSG(st == SF_OK && got == 2, "%d messages, %s", got, err.msg);
+    pthread_join(th, NULL);
+    sf_wire_close(&r, NULL);
+    /* shm: the control socket */
+    char shm[64];
+    snprintf(shm, sizeof shm, "shm://sftaken%d", (int)getpid());
+    SF_CHECK_OK(sf_wire_open_reader(shm, &r, &err), &err);
+    st = sf_wire_open_reader(shm, &r2, &err);
+    SF_CHECK_MSG(st == SF_E_IO && strstr(err.msg, "sf-shm-sftaken") && strstr(err.msg, "another process is listening there"), "%d %s",
+                 st, st ? err.msg : "bound");
+    sf_wire_close(&r2, NULL);
+    sf_wire_close(&r, NULL);
+    /* a stale socket file (bound, never listening, left behind): taken over */
+    int fd = socket(AF_UNIX, SOCK_STREAM, 0);
+    struct sockaddr_un sa = {.sun_family = AF_UNIX};
+    snprintf(sa.sun_path, sizeof sa.sun_path, "%.100s", path);
+    unlink(path);
+    SF_CHECK(fd >= 0 && bind(fd, (struct sockaddr *)&sa, sizeof sa) == 0);
+    close(fd);
+    SF_CHECK_OK(sf_wire_open_reader(url, &r, &err), &err);
+    sf_wire_close(&r, NULL);
+    unlink(path);
+}
+
 /* ---- the network edge (issue 12) ---- */
 
 /* A writer is done only when its reader acknowledged `end`: a reader that closes before reading
@@ -780,6 +828,7 @@ static const sf_test tests[] = {
     {"dead_reader", test_dead_reader},
     {"shm_hostile_writer", test_shm_hostile_writer},
     {"shm_shrunk_under_writer", test_shm_shrunk_under_writer},
+    {"ipc_bind_taken", test_ipc_bind_taken},
     {"sigterm_stops_recv", test_sigterm_stops_recv},
     {"end_needs_ack", test_end_needs_ack},
     {"stray_peers", test_stray_peers},
