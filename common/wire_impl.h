@@ -51,6 +51,10 @@ struct sf_wire {
     int zlast_fd;
     /* writer: the reader acknowledged end-of-stream */
     int zgot_ack;
+    /* writer: the reader left for good, or never came (close does not linger then) */
+    int zpeer_gone;
+    /* writer connecting over ipc: the reader's socket path (is anyone still listening there?) */
+    char zpeer_ipc[108];
     /* CURVE (SF_WIRE_CURVE_KEY): the run's key pair, Z85 */
     int curve;
     char curve_pub[41], curve_sec[41];

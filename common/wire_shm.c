@@ -291,7 +291,10 @@ static sf_status shm_acquire(sf_wire *w, sf_err *err) {
         }
         if (sem_timedwait(&s->ctl->free_slots, &ts) == 0) break;
         if (errno != ETIMEDOUT && errno != EINTR) return sf_fail(err, SF_E_IO, "wire: sem_wait: %s", strerror(errno));
-        if (reader_gone(s->ctl)) return sf_fail(err, SF_E_IO, "wire: %s: downstream closed", w->url);
+        if (reader_gone(s->ctl)) {
+            w->zpeer_gone = 1; /* the close does not linger for it */
+            return sf_fail(err, SF_E_IO, "wire: %s: downstream closed", w->url);
+        }
     }
     s->reserved = 1;
     return SF_OK;
@@ -493,6 +496,7 @@ sf_status sf_wire_shm_close(sf_wire *w, sf_err *err) {
             sem_getvalue(&s->ctl->free_slots, &v);
             if (v >= (int)s->nslots) break;
             if (reader_gone(s->ctl)) {
+                w->zpeer_gone = 1;
                 st = sf_fail(err, SF_E_IO, "wire: %s: downstream closed", w->url);
                 break;
             }

@@ -23,6 +23,8 @@
 
 #define ZHWM 2
 #define WRITER_GRACE_S 3.0 /* seconds a blocked writer waits for a vanished reader to return */
+#define WRITER_GRACE_DEAD_S 0.3 /* ... when nothing listens on its ipc path any more: frames in flight only */
+#define WRITER_LINGER_MS 5000 /* a normal close: how long queued frames (an error message) may take */
 #define ZCOPY_MIN 65536 /* payloads up to this many bytes are copied, not zero-copy */
 #define ZACK "SFACK1"   /* reader -> writer, alone in a message: end-of-stream received */
 #define ZACK_LEN 6
@@ -168,15 +170,22 @@ void sf_wire_zmon_drain(sf_wire *w) {
 }
 
 /* Writer: fail when there is no reader: none came within the timeout, or the one that was
- * connected left and did not come back within a grace period. */
+ * connected left and did not come back within a grace period. Over ipc (and shm's control
+ * socket) a reader that left and whose path nobody listens on any more is gone for good (exited,
+ * or SIGKILLed: its socket file stays, refusing connections): the grace is then only for frames
+ * in flight. A tcp peer may come back after a network blip, so it keeps the full grace. */
 static sf_status zwriter_check(sf_wire *w, sf_err *err) {
     if (w->zhandshaken && w->zconnected > 0) return SF_OK;
     double now = sf_now();
     if (w->zever_connected) {
-        if (w->zdown_since && now - w->zdown_since > WRITER_GRACE_S)
+        double down = w->zdown_since ? now - w->zdown_since : 0;
+        if (down > WRITER_GRACE_S || (down > WRITER_GRACE_DEAD_S && w->zpeer_ipc[0] && !sf_wire_net_ipc_alive(w->zpeer_ipc))) {
+            w->zpeer_gone = 1;
             return sf_fail(err, SF_E_IO, "wire: %s: downstream closed%s", w->url,
                            w->sent_end ? " before acknowledging end-of-stream: the stream may be incomplete" : "");
+        }
     } else if (w->timeout_s > 0 && now - w->zopened > w->timeout_s) {
+        w->zpeer_gone = 1;
         return sf_fail(err, SF_E_IO, "wire: %s: no reader connected within %g s (--timeout): nothing was delivered", w->url,
                        w->timeout_s);
     }
@@ -212,7 +221,7 @@ sf_status sf_wire_zmq_open(sf_wire *w, const char *addr, int force, sf_err *err)
     zmq_ctx_set(w->zctx, ZMQ_BLOCKY, 0);
     w->zsock = zmq_socket(w->zctx, w->writer ? ZMQ_DEALER : ZMQ_ROUTER);
     if (!w->zsock) return sf_fail(err, SF_E_IO, "wire: zmq_socket: %s", zmq_strerror(errno));
-    int hwm = ZHWM, linger = w->writer ? 5000 : 0;
+    int hwm = ZHWM, linger = w->writer ? WRITER_LINGER_MS : 0;
     int hb = HEARTBEAT_IVL_MS, hbt = HEARTBEAT_TIMEOUT_MS, hs = HANDSHAKE_IVL_MS;
     /* the largest frame a peer may send: a reader takes headers and payloads up to its cap, a
      * writer only acks (and handshake commands: CURVE's are a few hundred bytes); a bigger
@@ -243,6 +252,7 @@ sf_status sf_wire_zmq_open(sf_wire *w, const char *addr, int force, sf_err *err)
     }
     if (zmq_connect(w->zsock, addr) != 0)
         return sf_fail(err, SF_E_IO, "wire: cannot connect %s: %s", addr, zmq_strerror(errno));
+    if (!strncmp(addr, "ipc://", 6) && strlen(addr + 6) < sizeof w->zpeer_ipc) snprintf(w->zpeer_ipc, sizeof w->zpeer_ipc, "%s", addr + 6);
     return SF_OK;
 }
 
@@ -485,6 +495,11 @@ sf_status sf_wire_zmq_close(sf_wire *w, sf_err *err) {
     /* A writer that sent `end` is done only once its reader acknowledged it: until then the
      * tail of the stream may sit in a queue that a vanished reader takes with it. */
     if (w->writer && w->sent_end) st = zwait_ack(w, err);
-    zmq_teardown(w, w->writer ? (st ? 0 : 5000) : 0);
+    /* Linger only where a reader may still take what is queued (an error message, say): not
+     * after a failure, not once the reader is known gone (libzmq would hold queued frames for a
+     * reconnect that never comes), and not once the stage is stopping (the stop watchdog would
+     * kill it hard at SF_STOP_GRACE_MS while zmq_ctx_term waits). */
+    int linger = w->writer && !st && !w->zpeer_gone && !sf_wire_stopped() ? WRITER_LINGER_MS : 0;
+    zmq_teardown(w, linger);
     return st;
 }
