@@ -110,7 +110,7 @@ static sf_status shm_guard_add(uint8_t *p, size_t len, int *slot, sf_err *err) {
         struct sigaction sa;
         memset(&sa, 0, sizeof sa);
         sa.sa_sigaction = shm_bus_handler;
-        sa.sa_flags = SA_SIGINFO | SA_RESTART;
+        sa.sa_flags = SA_SIGINFO | SA_RESTART | SA_ONSTACK; /* the alternate stack where there is one (stop.c: oneDNN JIT) */
         sigemptyset(&sa.sa_mask);
         if (sigaction(SIGBUS, &sa, &shm_prev_bus) != 0) {
             atomic_store(&shm_bus_state, 0);
