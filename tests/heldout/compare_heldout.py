@@ -17,33 +17,15 @@ missing. Needs only numpy.
 import argparse
 import json
 import os
-import struct
 import sys
 
 import numpy as np
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from make_heldout import st_read  # noqa: E402  (numpy only at import: torch is imported in its main)
+
 TOL_FWD, TOL_PIPE, TOL_VAE = 1e-4, 1e-3, 1e-4  # float32; main() sets the bf16 bounds for --bf16
 BF16 = False
-
-
-def st_read(path):
-    with open(path, "rb") as f:
-        data = f.read()
-    n = struct.unpack("<Q", data[:8])[0]
-    header = json.loads(data[8:8 + n])
-    base = 8 + n
-    dt = {"F32": "<f4", "I64": "<i8", "F16": "<f2", "I32": "<i4", "U8": "u1"}
-    out = {}
-    for k, v in header.items():
-        if k == "__metadata__":
-            continue
-        a, b = v["data_offsets"]
-        if v["dtype"] == "BF16":
-            arr = (np.frombuffer(data[base + a:base + b], dtype="<u2").astype(np.uint32) << 16).view(np.float32)
-        else:
-            arr = np.frombuffer(data[base + a:base + b], dtype=dt[v["dtype"]])
-        out[k] = arr.reshape(v["shape"])
-    return out
 
 
 class Report:
