@@ -290,3 +290,13 @@ STAGE
     assert_line --index 0 --regexp '^\[gone\] sf-run: error: cannot run .*/specs/missing\.sh: No such file or directory$'
     assert_line --index 1 --regexp "^sf-run: error: stage 'gone' failed \(exit 127\): sf-run: error: cannot run .*/specs/missing\.sh: No such file or directory$"
 }
+
+@test "--log-level reaches the stages (SF_LOG_LEVEL in their environment)" {
+    printf '#!/bin/sh\necho "level=${SF_LOG_LEVEL:-unset}" >&2\n' >"$BATS_TEST_TMPDIR/lvl.sh"
+    chmod +x "$BATS_TEST_TMPDIR/lvl.sh"
+    write_spec pipe "  - name: one" "    program: $BATS_TEST_TMPDIR/lvl.sh"
+    run -0 env -u SF_LOG_LEVEL sf-run --log-level warn "$SPEC"
+    assert_line "[one] level=warn"
+    run -0 env -u SF_LOG_LEVEL sf-run "$SPEC"
+    assert_line "[one] level=unset"
+}
