@@ -91,3 +91,22 @@ frames() { ffprobe -v error -count_frames -select_streams v:0 -show_entries stre
     run -2 "${DN[@]}" --num_frames 11 --local_attn_size 6 --save-latents "$T/x.safetensors"
     [ ! -e "$T/x.safetensors" ]
 }
+
+@test "each.sh / highframe.sh: the reference's run_extraction_each.py / _highframe.py defaults over streaming.sh" {
+    cd "$T"
+    E="$(dirname "$S")/each.sh" H="$(dirname "$S")/highframe.sh"
+    COM=(--no_checkpoint --model-dir "$G/model" "${SIZE[@]}" --cache-dir "$T/emb" --progress none --num_frames 6)
+    # each.py's defaults: layer 0, cache/attention_layer.pt — the same tensors as streaming.sh --layer_index 0
+    run -0 "$E" "${COM[@]}"
+    run -0 "$S" "${COM[@]}" --layer_index 0 --output_path "$T/s0.pt"
+    run -0 sf-tensor diff "$T/cache/attention_layer.pt" "$T/s0.pt" --rtol 0 --atol 0
+    # highframe.py's default layer 15 is past the tiny model's 3 layers: one line naming the reference's flag
+    run --separate-stderr "$H" "${COM[@]}"
+    assert_failure 2
+    [[ "$stderr" == *"--layer_index"*"15"* ]] || false
+    run -0 "$H" "${COM[@]}" --layer=1
+    run -0 sf-tensor ls "$T/cache/attention_highframe.pt"
+    assert_line --regexp '^full_frame_attention	f16	\[2, 6, 6\]$'
+    run -0 "$E" --help
+    assert_line --partial "run_extraction_each.py"
+}
