@@ -6,6 +6,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -267,14 +268,22 @@ double sf_now(void) {
     return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
-void sf_clock_id(char *out, size_t n) {
-    if (!n) return;
-    out[0] = 0;
+/* The boot id, read once per process (it is sent with every block and every progress message) */
+static char g_boot_id[64];
+static pthread_once_t g_boot_once = PTHREAD_ONCE_INIT;
+
+static void read_boot_id(void) {
     FILE *f = fopen("/proc/sys/kernel/random/boot_id", "r");
     if (!f) return;
-    if (!fgets(out, (int)n, f)) out[0] = 0;
-    out[strcspn(out, "\n")] = 0;
+    if (!fgets(g_boot_id, sizeof g_boot_id, f)) g_boot_id[0] = 0;
+    g_boot_id[strcspn(g_boot_id, "\n")] = 0;
     fclose(f);
+}
+
+void sf_clock_id(char *out, size_t n) {
+    if (!n) return;
+    pthread_once(&g_boot_once, read_boot_id);
+    snprintf(out, n, "%s", g_boot_id);
 }
 
 sf_status sf_open_input(const char *path, int kind, size_t max_len, int *fd, struct stat *st, sf_err *err) {
