@@ -351,12 +351,14 @@ sf_status sf_denoise_stage_run(sf_denoise_opts *o, sf_err *err) {
         goto done;
     }
     if (r.out) {
+        /* stopped: a stream's end fails (downstream got the signal too) and is let go; a file's end still
+           goes out and the close commits it (an endless run ended by Ctrl-C keeps its blocks) */
+        const int stopped = sf_wire_stopped();
         sf_err e2;
-        if (sf_wire_stopped() && sf_wire_send_end(r.out, &e2)) {
-            /* stopped: a stream's wire calls now fail (downstream got the signal too); a file's end still
-               goes out and commits it below (an endless run ended by Ctrl-C keeps its blocks) */
+        if ((s = sf_wire_send_end(r.out, stopped ? &e2 : err)) && stopped) {
             sf_wire_close(&r.out, &e2);
-        } else if ((!sf_wire_stopped() && (s = sf_wire_send_end(r.out, err))) || (s = sf_wire_close(&r.out, err))) {
+            s = SF_OK;
+        } else if (s || (s = sf_wire_close(&r.out, err))) {
             goto done;
         }
     }

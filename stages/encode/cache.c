@@ -180,30 +180,11 @@ sf_status sf_cache_get(const char *dir, const char *key, int64_t seq_len, sf_cac
     return SF_OK;
 }
 
-static sf_status mkdir_p(const char *dir, sf_err *err) {
-    char tmp[4096];
-    int k = snprintf(tmp, sizeof tmp, "%s", dir);
-    if (k < 0 || (size_t)k >= sizeof tmp) return sf_fail(err, SF_E_ARG, "cache folder path too long");
-    for (char *p = tmp + 1;; p++) {
-        if (*p == '/' || *p == 0) {
-            char c = *p;
-            *p = 0;
-            if (mkdir(tmp, 0755) != 0 && errno != EEXIST)
-                return sf_fail(err, SF_E_IO, "cannot create %s: %s", tmp, strerror(errno));
-            *p = c;
-            if (!c) break;
-        }
-    }
-    struct stat sb;
-    if (stat(dir, &sb) != 0 || !S_ISDIR(sb.st_mode)) return sf_fail(err, SF_E_IO, "%s is not a folder", dir);
-    return SF_OK;
-}
-
 sf_status sf_cache_put(const char *dir, const char *key, const char *cleaned, const char *tok_hex,
                        const char *weights_id, int64_t seq_len, int64_t dim, const float *emb, const int64_t *ids,
                        const int64_t *mask, int64_t n_tokens, sf_err *err) {
     char path[4200], hex[65], nt[32], sl[32];
-    sf_status st = mkdir_p(dir, err);
+    sf_status st = sf_mkdir_p(dir, err);
     if (st) return st;
     if (!entry_path(path, sizeof path, dir, key)) return sf_fail(err, SF_E_ARG, "cache folder path too long");
     repair_nonregular(path, ""); /* written since the lookup: the atomic rename needs the name free */
