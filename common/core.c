@@ -164,6 +164,12 @@ int sf_progress_enabled(const char *mode) {
     return isatty(2) || (env && *env && strcmp(env, "0") != 0);
 }
 
+int sf_path_dir(const char *path, char *dir, size_t n) {
+    const char *slash = strrchr(path, '/');
+    int k = slash ? snprintf(dir, n, "%.*s", (int)(slash == path ? 1 : slash - path), path) : snprintf(dir, n, ".");
+    return k >= 0 && (size_t)k < n;
+}
+
 sf_status sf_mkdir_p(const char *path, sf_err *err) {
     char dir[4096];
     size_t n = strlen(path);
@@ -188,15 +194,12 @@ sf_status sf_mkdir_p(const char *path, sf_err *err) {
 
 sf_status sf_check_out_dir(const char *flag, const char *path, int create, sf_err *err) {
     if (!path || !*path || !strcmp(path, "-") || !strncmp(path, "fd:", 3) || strstr(path, "://")) return SF_OK;
-    char dir[4096];
+    char name[4096], dir[4096];
     size_t n = strlen(path);
-    if (n >= sizeof dir) return sf_fail(err, SF_E_ARG, "%s %s: path too long", flag, path);
-    memcpy(dir, path, n + 1);
-    while (n > 1 && dir[n - 1] == '/') dir[--n] = 0; /* DIR/ → the folder DIR goes into */
-    char *slash = strrchr(dir, '/');
-    if (!slash) snprintf(dir, sizeof dir, ".");
-    else if (slash == dir) dir[1] = 0;
-    else *slash = 0;
+    if (n >= sizeof name) return sf_fail(err, SF_E_ARG, "%s %s: path too long", flag, path);
+    memcpy(name, path, n + 1);
+    while (n > 1 && name[n - 1] == '/') name[--n] = 0; /* DIR/ → the folder DIR goes into */
+    sf_path_dir(name, dir, sizeof dir);
     struct stat st;
     if (stat(dir, &st) != 0) {
         if (errno != ENOENT) return sf_fail(err, SF_E_IO, "%s %s: folder %s: %s", flag, path, dir, strerror(errno));

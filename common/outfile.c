@@ -49,8 +49,7 @@ int sf_tmp_sweep(const char *path) {
     char dir[4096];
     const char *slash = strrchr(path, '/');
     const char *base = slash ? slash + 1 : path;
-    if (slash) snprintf(dir, sizeof dir, "%.*s", (int)(slash == path ? 1 : slash - path), path);
-    else snprintf(dir, sizeof dir, ".");
+    sf_path_dir(path, dir, sizeof dir);
     size_t bl = strlen(base);
     if (!bl) return 0;
     DIR *d = opendir(dir);
@@ -85,9 +84,7 @@ static int open_anon(const char *path) {
     if (proc_ok < 0) proc_ok = access("/proc/self/fd", X_OK) == 0; /* linkat goes through it */
     if (!proc_ok) return -1;
     char dir[4096];
-    const char *slash = strrchr(path, '/');
-    if (slash) snprintf(dir, sizeof dir, "%.*s", (int)(slash == path ? 1 : slash - path), path);
-    else snprintf(dir, sizeof dir, ".");
+    sf_path_dir(path, dir, sizeof dir);
     return open(dir, O_TMPFILE | O_WRONLY | O_CLOEXEC, 0666);
 #else
     (void)path;

@@ -86,6 +86,10 @@ const char *sf_find_data(const char *rel, char *buf, size_t n);
  * '/' — in which case the caller leaves the name to PATH (execvp). */
 const char *sf_find_program(const char *name, char *buf, size_t n);
 
+/* The folder PATH's last component is in, into dir[n]: "." when PATH has no '/', "/" for "/x", else
+ * everything before the last '/'. 0 when it does not fit (dir then holds a truncated name). */
+int sf_path_dir(const char *path, char *dir, size_t n);
+
 /* mkdir -p PATH (mode 0755 less the umask): the folder and every missing parent. SF_E_IO naming
  * the folder that could not be made ("cannot create folder a/b: Permission denied") or the file in
  * the way ("a is not a folder"). Tested by test_core.c. */

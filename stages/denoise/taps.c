@@ -761,11 +761,7 @@ sf_status sf_taps_check_room(const sf_taps *t, double bytes, const char *path, s
     const double mem = mem_available();
     char hb[32], hm[32];
     char dir[4096];
-    snprintf(dir, sizeof dir, "%s", path);
-    char *slash = strrchr(dir, '/');
-    if (!slash) snprintf(dir, sizeof dir, ".");
-    else if (slash == dir) dir[1] = 0;
-    else *slash = 0;
+    sf_path_dir(path, dir, sizeof dir);
     struct statvfs vf;
     const double disk = statvfs(dir, &vf) == 0 ? (double)vf.f_bavail * (double)vf.f_frsize : -1;
     const char *hint = "tap fewer layers (--layer_indices), one forward (--tap-select b:B,s:S), or the aggregates "

@@ -300,6 +300,17 @@ static void test_check_out_dir(void) {
     rmdir(dir);
 }
 
+/* sf_path_dir: the folder a path's last component is in, as the output checks, the atomic writer, the
+ * tap room check and sf-run's spec folder need it */
+static void test_path_dir(void) {
+    char d[16];
+    SF_CHECK(sf_path_dir("a.pt", d, sizeof d) && !strcmp(d, "."));
+    SF_CHECK(sf_path_dir("/a.pt", d, sizeof d) && !strcmp(d, "/"));
+    SF_CHECK(sf_path_dir("x/y/a.pt", d, sizeof d) && !strcmp(d, "x/y"));
+    SF_CHECK(sf_path_dir("x/", d, sizeof d) && !strcmp(d, "x"));
+    SF_CHECK(!sf_path_dir("a-long-folder-name/a.pt", d, sizeof d)); /* does not fit in 16 */
+}
+
 static void test_mkdir_p(void) {
     char dir[] = "/tmp/sf_test_XXXXXX";
     SF_CHECK(mkdtemp(dir) != NULL);
@@ -485,6 +496,7 @@ static const sf_test tests[] = {
     {"bf16_round", test_bf16_round},     {"f16_round", test_f16_round},   {"tensor_strided", test_tensor_strided},
     {"checked_math", test_checked_math}, {"cli_forms", test_cli_forms},   {"device_parse", test_device_parse},
     {"stage_flags", test_stage_flags},   {"atomic_file", test_atomic_file},   {"check_out_dir", test_check_out_dir}, {"mkdir_p", test_mkdir_p},
+    {"path_dir", test_path_dir},
     {"strict_int", test_strict_int},     {"utf8_names", test_utf8_names}, {"escape_ctl", test_escape_ctl},
     {"open_input", test_open_input},
     {"cpu_mode_flags", test_cpu_mode_flags},

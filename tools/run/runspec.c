@@ -77,12 +77,8 @@ static sf_status load_spec(const char *path, int depth, sf_yaml **out, char *sta
     sf_yaml *spec = NULL, *base = NULL;
     sf_status s = sf_yaml_load(path, &spec, err);
     if (s) return s;
-    if (!stages_dir[0] && sf_yaml_get(spec, "stages")) {
-        const char *sl = strrchr(path, '/');
-        if (!sl) snprintf(stages_dir, sdn, ".");
-        else if ((size_t)snprintf(stages_dir, sdn, "%.*s", (int)(sl == path ? 1 : sl - path), path) >= sdn)
-            s = sf_fail(err, SF_E_ARG, "%s: path too long", path);
-    }
+    if (!stages_dir[0] && sf_yaml_get(spec, "stages") && !sf_path_dir(path, stages_dir, sdn))
+        s = sf_fail(err, SF_E_ARG, "%s: path too long", path);
     const char *ext = s ? NULL : scalar(spec, "extends");
     if (s) {
         sf_yaml_free(spec);
