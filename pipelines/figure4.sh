@@ -45,4 +45,5 @@ ref_layers --layer_indices "${layer_indices[@]}"
 
 ref_commands "$num_frames"
 denoise+=(--layer_indices "${layer_indices[@]}" --tap-mode logits --tap-select seed --output_path "$output_path")
+ref_check
 "${encode[@]}" | "${denoise[@]}"

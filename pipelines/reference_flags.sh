@@ -63,27 +63,32 @@ ref_flag() {
     esac
 }
 
-# ref_layers FLAG L...: before any stage starts, each layer must be a non-negative integer (the
-# reference's type=int; sfpipe has no negative layers) below the model's num_layers (its
-# config.json, 30 when the key is absent, as sf-denoise reads it; unchecked without a config.json:
-# sf-denoise then says what is missing). sf-denoise checks the same, but only once sf-encode has
-# started: that stage then also reported the closed pipe, a second line. Errors name FLAG, the
-# reference's spelling.
+# ref_layers FLAG L...: each layer must be a non-negative integer (the reference's type=int;
+# sfpipe has no negative layers). Whether the model has that layer is sf-denoise's to say, asked by
+# ref_check before any stage starts. Sets ref_layer_flag (FLAG, the reference's spelling) for it.
 ref_layers() {
-    local flag=$1 l n=
+    local l
+    ref_layer_flag=$1
     shift
     for l in "$@"; do
-        [[ "$l" =~ ^[0-9]+$ ]] || { echo "$ref_prog: error: $flag: '$l' is not a layer (a non-negative integer)" >&2; exit 2; }
+        [[ "$l" =~ ^[0-9]+$ ]] || { echo "$ref_prog: error: $ref_layer_flag: '$l' is not a layer (a non-negative integer)" >&2; exit 2; }
     done
-    [ -r "$model_dir/config.json" ] || return 0
-    n=$(sed -n 's/.*"num_layers"[[:space:]]*:[[:space:]]*\([0-9][0-9]*\).*/\1/p' "$model_dir/config.json" | head -n 1)
-    n=${n:-30}
-    for l in "$@"; do
-        if [ ${#l} -gt 9 ] || [ $((10#$l)) -ge "$n" ]; then
-            echo "$ref_prog: error: $flag: layer $l out of range (the model has $n layers: 0..$((n - 1)))" >&2
-            exit 2
-        fi
-    done
+}
+
+# ref_check: the finished `denoise` command asked to check itself (sf-denoise --check: its flags
+# against the config, the model and the checkpoint, the tap layers), before any stage starts.
+# Otherwise a refusal comes only once sf-encode is running, and that stage then also reports the
+# closed pipe, a second line. A refusal is the stage's own one line, in the script's name and with
+# the reference's layer flag; its exit status is kept. Warnings of a passing check are left to the
+# run, which prints them again.
+ref_check() {
+    local msg rc=0
+    msg=$("${denoise[@]}" --check --log-level error 2>&1 >/dev/null) || rc=$?
+    [ "$rc" -eq 0 ] && return 0
+    msg=${msg##*sf-denoise: error: }
+    [ -n "${ref_layer_flag:-}" ] && msg=${msg//--layer_indices:/$ref_layer_flag:}
+    echo "$ref_prog: error: ${msg:-sf-denoise --check failed (exit $rc)}" >&2
+    exit "$rc"
 }
 
 # ref_commands NUM_FRAMES: the arrays `encode` and `denoise` (the script appends its tap flags).

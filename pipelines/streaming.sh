@@ -65,6 +65,7 @@ ref_commands "$num_frames"
 denoise+=(--local_attn_size -1 --sink_size 0
     --layer_indices "$layer_index" --tap-mode frames --tap-select seed --chunk_frames "$chunk_frames"
     --prompt "$prompt" --output_path "$output_path")
+ref_check
 if [ "$save_video" = 1 ]; then
     decode=(sf-decode --model-dir "$model_dir" --height "$height" --width "$width" --in - -o "$video_path" "${extra_denoise[@]}")
     "${encode[@]}" | "${denoise[@]}" --out - | "${decode[@]}"

@@ -182,6 +182,12 @@ decode() { sf-decode --model-dir "$M" --progress none "$@"; }
     assert_equal "$stderr" "figure4.sh: error: --no_checkpoint takes no value (got '--no_checkpoint=1')"
     run -2 --separate-stderr "$SF_ROOT/pipelines/figure4.sh" "${args[@]}" --bogus=1
     assert_equal "$stderr" "figure4.sh: error: unknown option '--bogus=1' (see --help)"
+    # sf-denoise's own refusals come from its --check before sf-encode starts: one line, no
+    # "downstream closed" from the encoder behind it
+    run -2 --separate-stderr "$SF_ROOT/pipelines/figure4.sh" "${args[@]}" --height 65
+    assert_equal "$stderr" "figure4.sh: error: --height/--width must be multiples of 16 (latent /8, patch 2)"
+    run -1 --separate-stderr "$SF_ROOT/pipelines/figure4.sh" "${args[@]}" --config_path "$T/none.yaml"
+    assert_equal "$stderr" "figure4.sh: error: cannot open $T/none.yaml: No such file or directory"
     [ ! -e "$T/b.pt" ]
 }
 
