@@ -3,7 +3,7 @@
  * GENERATED (do not edit by hand) from CPython 3 `html.entities.html5`, 2231 entries,
  *   sorted by the UTF-8 bytes of the name; names keep their trailing ';' and the legacy
  *   semicolon-less forms ("amp", "eacute", ...) appear as separate entries, exactly like the dict.
- * Used by sf_html_unescape() in tokenizer.c (Python html.unescape semantics, the reference's
+ * Used by sf_html_unescape() and sf_ftfy_fix_text() in clean.c (Python html.unescape semantics, the reference's
  * basic_clean). Tested through tests/unit/test_tokenizer.c (html_* cases and the goldens). */
 #include "stages/encode/html_entities.h"
 

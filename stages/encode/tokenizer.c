@@ -9,8 +9,9 @@
  * Tested by tests/unit/test_tokenizer.c (all 28 golden prompts byte-exact, html/whitespace
  * cases, bad UTF-8) and tests/bats/sf-encode.bats. */
 #include "tokenizer.h"
-#include "stages/encode/html_entities.h"
+#include "stages/encode/sbuf.h"
 
+#include <ctype.h>
 #include <float.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -33,278 +34,6 @@ struct sf_tokenizer {
     const char *cpool;
     size_t cpool_len;
 };
-
-/* ---------- small growable byte buffer ---------- */
-
-typedef struct sbuf {
-    char *p;
-    size_t n, cap;
-} sbuf;
-
-static int sb_put(sbuf *b, const void *s, size_t n) {
-    if (n > SIZE_MAX - b->n - 1) return 0;
-    if (b->n + n + 1 > b->cap) {
-        size_t cap = b->cap ? b->cap : 64;
-        while (cap < b->n + n + 1) {
-            if (cap > SIZE_MAX / 2) return 0;
-            cap *= 2;
-        }
-        char *np = realloc(b->p, cap);
-        if (!np) return 0;
-        b->p = np, b->cap = cap;
-    }
-    if (n) memcpy(b->p + b->n, s, n);
-    b->n += n;
-    b->p[b->n] = 0;
-    return 1;
-}
-
-static int sb_cp(sbuf *b, uint32_t c) { /* append code point as UTF-8 */
-    char u[4];
-    size_t n;
-    if (c < 0x80) u[0] = (char)c, n = 1;
-    else if (c < 0x800) u[0] = (char)(0xc0 | c >> 6), u[1] = (char)(0x80 | (c & 63)), n = 2;
-    else if (c < 0x10000)
-        u[0] = (char)(0xe0 | c >> 12), u[1] = (char)(0x80 | ((c >> 6) & 63)), u[2] = (char)(0x80 | (c & 63)), n = 3;
-    else
-        u[0] = (char)(0xf0 | c >> 18), u[1] = (char)(0x80 | ((c >> 12) & 63)), u[2] = (char)(0x80 | ((c >> 6) & 63)),
-        u[3] = (char)(0x80 | (c & 63)), n = 4;
-    return sb_put(b, u, n);
-}
-
-/* ---------- UTF-8 ---------- */
-
-/* Decode one strict UTF-8 character at s[0..n); returns its length, 0 when invalid. */
-static size_t utf8_dec(const unsigned char *s, size_t n, uint32_t *cp) {
-    unsigned c = s[0];
-    if (c < 0x80) return *cp = c, 1;
-    size_t len;
-    uint32_t v, min;
-    if (c >= 0xc2 && c <= 0xdf) len = 2, v = c & 0x1f, min = 0x80;
-    else if (c >= 0xe0 && c <= 0xef) len = 3, v = c & 0x0f, min = 0x800;
-    else if (c >= 0xf0 && c <= 0xf4) len = 4, v = c & 0x07, min = 0x10000;
-    else return 0;
-    if (n < len) return 0;
-    for (size_t i = 1; i < len; i++) {
-        if ((s[i] & 0xc0) != 0x80) return 0;
-        v = v << 6 | (s[i] & 0x3f);
-    }
-    if (v < min || v > 0x10ffff || (v >= 0xd800 && v <= 0xdfff)) return 0;
-    *cp = v;
-    return len;
-}
-
-sf_status sf_utf8_check(const char *s, size_t len, const char *what, sf_err *err) {
-    const unsigned char *u = (const unsigned char *)s;
-    for (size_t i = 0; i < len;) {
-        uint32_t cp;
-        if (u[i] == 0) return sf_fail(err, SF_E_FORMAT, "%s contains a NUL byte at byte offset %zu", what, i);
-        size_t k = utf8_dec(u + i, len - i, &cp);
-        if (!k) return sf_fail(err, SF_E_FORMAT, "%s is not valid UTF-8 (bad byte 0x%02x at offset %zu)", what, u[i], i);
-        i += k;
-    }
-    return SF_OK;
-}
-
-/* Unicode White_Space (the regex package's \s, what the reference's whitespace_clean uses). */
-static int is_white_space(uint32_t c) {
-    return (c >= 0x09 && c <= 0x0d) || c == 0x20 || c == 0x85 || c == 0xa0 || c == 0x1680 ||
-           (c >= 0x2000 && c <= 0x200a) || c == 0x2028 || c == 0x2029 || c == 0x202f || c == 0x205f || c == 0x3000;
-}
-
-/* Python str.isspace (used by str.strip): White_Space plus the separators U+001C..U+001F. */
-static int is_py_space(uint32_t c) {
-    return is_white_space(c) || (c >= 0x1c && c <= 0x1f);
-}
-
-/* ---------- html.unescape ---------- */
-
-/* html._invalid_charrefs for 0x80..0x9f (Windows-1252; undefined bytes map to themselves). */
-static const uint16_t cp1252_c1[32] = {
-    0x20ac, 0x81, 0x201a, 0x0192, 0x201e, 0x2026, 0x2020, 0x2021, 0x02c6, 0x2030, 0x0160,
-    0x2039, 0x0152, 0x8d, 0x017d, 0x8f, 0x90, 0x2018, 0x2019, 0x201c, 0x201d, 0x2022,
-    0x2013, 0x2014, 0x02dc, 0x2122, 0x0161, 0x203a, 0x0153, 0x9d, 0x017e, 0x0178};
-
-static int html_numeric(sbuf *b, uint64_t num) {
-    if (num == 0) return sb_cp(b, 0xfffd);
-    if (num == 0x0d) return sb_cp(b, 0x0d);
-    if (num >= 0x80 && num <= 0x9f) return sb_cp(b, cp1252_c1[num - 0x80]);
-    if ((num >= 0xd800 && num <= 0xdfff) || num > 0x10ffff) return sb_cp(b, 0xfffd);
-    /* html._invalid_codepoints → '' */
-    if ((num >= 0x1 && num <= 0x8) || num == 0xb || (num >= 0xe && num <= 0x1f) || (num >= 0x7f && num <= 0x9f) ||
-        (num >= 0xfdd0 && num <= 0xfdef) || (num & 0xfffe) == 0xfffe)
-        return 1;
-    return sb_cp(b, (uint32_t)num);
-}
-
-static const sf_html_entity *entity_find(const char *name, size_t n) {
-    size_t lo = 0, hi = sf_html_n_entities;
-    while (lo < hi) {
-        size_t mid = lo + (hi - lo) / 2;
-        const char *e = sf_html_entities[mid].name;
-        int c = strncmp(e, name, n);
-        if (c == 0) c = e[n] ? 1 : 0; /* e longer than name → e sorts after */
-        if (c == 0) return &sf_html_entities[mid];
-        if (c < 0) lo = mid + 1;
-        else hi = mid;
-    }
-    return NULL;
-}
-
-static int is_hex(int c) {
-    return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F');
-}
-
-/* Python: re.sub(r'&(#[0-9]+;?|#[xX][0-9a-fA-F]+;?|[^\t\n\f <&#;]{1,32};?)', _replace_charref, s) */
-sf_status sf_html_unescape(const char *s, size_t len, char **out, size_t *out_len, sf_err *err) {
-    sbuf b = {0};
-    *out = NULL;
-    if (!sb_put(&b, "", 0)) goto nomem;
-    for (size_t i = 0; i < len;) {
-        if (s[i] != '&') {
-            const char *amp = memchr(s + i, '&', len - i);
-            size_t k = amp ? (size_t)(amp - (s + i)) : len - i;
-            if (!sb_put(&b, s + i, k)) goto nomem;
-            i += k;
-            continue;
-        }
-        size_t j = i + 1;
-        if (j < len && s[j] == '#') {
-            int hex = j + 1 < len && (s[j + 1] == 'x' || s[j + 1] == 'X');
-            size_t d = j + 1 + (size_t)hex, e = d;
-            uint64_t num = 0;
-            while (e < len && (hex ? is_hex((unsigned char)s[e]) : (s[e] >= '0' && s[e] <= '9'))) {
-                int v = s[e] <= '9' ? s[e] - '0' : (s[e] | 0x20) - 'a' + 10;
-                num = num * (hex ? 16 : 10) + (uint64_t)v;
-                if (num > 0x110000) num = 0x110000; /* saturate: anything larger is U+FFFD */
-                e++;
-            }
-            if (e == d) { /* no digits: not a reference */
-                if (!sb_put(&b, "&", 1)) goto nomem;
-                i++;
-                continue;
-            }
-            if (e < len && s[e] == ';') e++;
-            if (!html_numeric(&b, num)) goto nomem;
-            i = e;
-            continue;
-        }
-        /* named: up to 32 characters not in "\t\n\f <&#;", then an optional ';' */
-        size_t e = j, nch = 0;
-        while (e < len && nch < 32) {
-            unsigned char c = (unsigned char)s[e];
-            if (c == '\t' || c == '\n' || c == '\f' || c == ' ' || c == '<' || c == '&' || c == '#' || c == ';') break;
-            uint32_t cp;
-            size_t k = utf8_dec((const unsigned char *)s + e, len - e, &cp);
-            if (!k) k = 1; /* callers pass valid UTF-8; stay safe anyway */
-            e += k, nch++;
-        }
-        if (nch == 0) {
-            if (!sb_put(&b, "&", 1)) goto nomem;
-            i++;
-            continue;
-        }
-        if (e < len && s[e] == ';') e++;
-        const char *name = s + j;
-        size_t nlen = e - j;
-        const sf_html_entity *ent = entity_find(name, nlen);
-        if (ent) {
-            if (!sb_put(&b, ent->utf8, strlen(ent->utf8))) goto nomem;
-        } else {
-            /* longest prefix of at least 2 characters that is a known name (x in range(len-1, 1, -1));
-             * Python slices by code point; entity names are ASCII so only ASCII prefixes can match */
-            size_t x = 0;
-            const sf_html_entity *best = NULL;
-            size_t nchars = 0;
-            for (size_t q = 0; q < nlen; q++) nchars += ((unsigned char)name[q] & 0xc0) != 0x80;
-            for (size_t xc = nchars - 1; xc >= 2 && xc < nchars; xc--) {
-                size_t q = 0, cc = 0; /* byte length of the first xc characters */
-                while (q < nlen && cc < xc) {
-                    q++;
-                    while (q < nlen && ((unsigned char)name[q] & 0xc0) == 0x80) q++;
-                    cc++;
-                }
-                if ((best = entity_find(name, q))) {
-                    x = q;
-                    break;
-                }
-            }
-            if (best) {
-                if (!sb_put(&b, best->utf8, strlen(best->utf8)) || !sb_put(&b, name + x, nlen - x)) goto nomem;
-            } else {
-                if (!sb_put(&b, "&", 1) || !sb_put(&b, name, nlen)) goto nomem;
-            }
-        }
-        i = e;
-    }
-    *out = b.p;
-    if (out_len) *out_len = b.n;
-    return SF_OK;
-nomem:
-    free(b.p);
-    return sf_fail(err, SF_E_NOMEM, "out of memory unescaping a prompt");
-}
-
-/* ---------- cleaning ---------- */
-
-sf_status sf_text_clean(const char *text, size_t len, char **out, size_t *out_len, sf_err *err) {
-    sf_status st;
-    char *a = NULL, *c = NULL;
-    size_t an = 0, cn = 0;
-    sbuf q = {0}, w = {0};
-    *out = NULL;
-    if ((st = sf_utf8_check(text, len, "prompt", err))) return st;
-    /* ftfy.fix_text's uncurl_quotes: U+02BC, U+2018..U+201B → ', U+201C..U+201F → " */
-    if (!sb_put(&q, "", 0)) goto nomem;
-    for (size_t i = 0; i < len;) {
-        uint32_t cp;
-        size_t k = utf8_dec((const unsigned char *)text + i, len - i, &cp);
-        int ok = cp == 0x2bc || (cp >= 0x2018 && cp <= 0x201b) ? sb_put(&q, "'", 1)
-                 : cp >= 0x201c && cp <= 0x201f                 ? sb_put(&q, "\"", 1)
-                                                                : sb_put(&q, text + i, k);
-        if (!ok) goto nomem;
-        i += k;
-    }
-    if ((st = sf_html_unescape(q.p, q.n, &a, &an, err))) goto fail;
-    if ((st = sf_html_unescape(a, an, &c, &cn, err))) goto fail;
-    /* strip (isspace), collapse \s+ (White_Space) to ' ', strip again */
-    const unsigned char *u = (const unsigned char *)c;
-    size_t i = 0, end = cn;
-    if (!sb_put(&w, "", 0)) goto nomem;
-    int pending_space = 0;
-    while (i < end) {
-        uint32_t cp;
-        size_t k = utf8_dec(u + i, end - i, &cp);
-        if (!k) { st = sf_fail(err, SF_E_FORMAT, "prompt: invalid UTF-8 after unescaping"); goto fail; }
-        if (is_white_space(cp) || (is_py_space(cp) && w.n == 0)) {
-            pending_space = w.n > 0;
-        } else {
-            if (pending_space && !sb_put(&w, " ", 1)) goto nomem;
-            pending_space = 0;
-            if (!sb_put(&w, c + i, k)) goto nomem;
-        }
-        i += k;
-    }
-    /* trailing U+001C..U+001F survive the collapse but not the final strip */
-    for (;;) {
-        size_t n = w.n;
-        if (n && w.p[n - 1] >= 0x1c && w.p[n - 1] <= 0x1f) {
-            w.p[--w.n] = 0;
-            while (w.n && w.p[w.n - 1] == ' ') w.p[--w.n] = 0;
-        } else {
-            break;
-        }
-    }
-    free(a), free(c), free(q.p);
-    *out = w.p;
-    if (out_len) *out_len = w.n;
-    return SF_OK;
-nomem:
-    st = sf_fail(err, SF_E_NOMEM, "out of memory cleaning a prompt");
-fail:
-    free(a), free(c), free(q.p), free(w.p);
-    return st;
-}
 
 /* ---------- model setup ---------- */
 
@@ -390,7 +119,7 @@ sf_status sf_tokenizer_new(sf_spiece_model **model, sf_tokenizer **out, sf_err *
             int ok = 1;
             for (int k = 3; k < 5; k++) {
                 int c = (unsigned char)p->str[k];
-                if (!is_hex(c)) ok = 0;
+                if (!isxdigit(c)) ok = 0;
                 else v = v * 16 + (unsigned)(c <= '9' ? c - '0' : (c | 0x20) - 'a' + 10);
             }
             if (ok) t->byte_ids[v] = (int32_t)i;
@@ -512,7 +241,7 @@ static size_t norm_prefix(const sf_tokenizer *t, const unsigned char *s, size_t 
         return ml;
     }
     uint32_t cp;
-    size_t k = utf8_dec(s, n, &cp);
+    size_t k = (size_t)sf_utf8_decode((const char *)s, n, &cp);
     if (!k) { /* malformed: U+FFFD, consume one byte */
         *sp = "\xEF\xBF\xBD", *spn = 3;
         return 1;

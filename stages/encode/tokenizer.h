@@ -9,6 +9,7 @@
 #define SF_TOKENIZER_H
 
 #include "spiece.h"
+#include "stages/encode/clean.h"
 
 typedef struct sf_tokenizer sf_tokenizer;
 
@@ -23,19 +24,6 @@ void sf_tokenizer_destroy(sf_tokenizer **t);
 const sf_spiece_model *sf_tokenizer_model(const sf_tokenizer *t);
 /* Piece text of id (borrowed), NULL when out of range. */
 const char *sf_tokenizer_piece(const sf_tokenizer *t, int32_t id);
-
-/* Check that s[0..len) is valid UTF-8 without NUL bytes; SF_E_FORMAT with the byte offset. */
-sf_status sf_utf8_check(const char *s, size_t len, const char *what, sf_err *err);
-
-/* Python html.unescape(s) (named HTML5 references incl. the semicolon-less legacy ones,
- * decimal/hex references with the HTML5 replacement rules). *out: new NUL-terminated
- * string, caller frees. Input must be valid UTF-8. */
-sf_status sf_html_unescape(const char *s, size_t len, char **out, size_t *out_len, sf_err *err);
-
-/* The reference's prompt cleaning: ftfy quote uncurling (the only ftfy repair implemented),
- * html.unescape twice, strip, collapse runs of Unicode whitespace to one ' ', strip.
- * Rejects invalid UTF-8 and NUL bytes. *out: caller frees. */
-sf_status sf_text_clean(const char *text, size_t len, char **out, size_t *out_len, sf_err *err);
 
 /* SentencePiece normalization (charsmap, whitespace rules, dummy prefix, '▁' escaping) of
  * already-cleaned text. *out: caller frees. */

@@ -1,0 +1,136 @@
+#!/usr/bin/env python3
+"""tokenizer_diff.py — sf-encode's prompt cleaning and tokenizer against the reference's own.
+
+The reference cleans a prompt with ftfy.fix_text, html.unescape twice and a \\s+ collapse
+(wan/modules/tokenizers.py), then tokenizes it with the umT5 SentencePiece model. This script draws
+random prompts from pools of hard characters (entities, controls, C1 bytes, terminal escapes, curly
+quotes, ligatures, full/half widths, combining marks, CJK, RTL, emoji, whitespace of every kind,
+literal special tokens), runs `sf-encode --tokens-only` on them and compares the token ids with
+ftfy 6.3.1 + sentencepiece on the same spiece.model.
+
+  --mode noenc  ftfy with fix_encoding off (what sfpipe implements): every prompt must match.
+  --mode ftfy   ftfy as the reference calls it: prompts that differ only because of ftfy's
+                mojibake repair (fix_encoding, not implemented) are counted, not failed.
+  --write-fixture FILE  hand-picked and random inputs with ftfy's and the whole cleaning's output
+                (tests/unit/fixtures/clean_ftfy.json, read by test_tokenizer).
+
+Needs `pip install ftfy==6.3.1 sentencepiece regex` (make tokdiff makes a venv for it); not part of
+make test. Exit 1 on a mismatch that is not the mojibake repair.
+"""
+import argparse
+import html
+import json
+import random
+import subprocess
+import sys
+
+import ftfy
+import regex
+import sentencepiece as spm
+
+POOLS = [
+    "abcdefghijklmnopqrstuvwxyz     ", "ABCDEFGHIJKLMNOPQRSTUVWXYZ", "0123456789",
+    ".,;:!?-_()[]{}'\"/\\@#$%^*+=<>|~`",
+    "&amp;&lt;&gt;&quot;&#39;&#x41;&nbsp;&eacute;&EACUTE;&SZLIG;&copy;&amp;amp;&#x80;&#150;&#0;&#59;&NTILDE;&LTRI;&",
+    "\t\n\r\x0b\x0c\u00a0\u2000\u2003\u3000\u200b\u2028\u2029\u1680\u202f\u205f\ufeff\x85\x1c\x1f",
+    "éèêëàâäôöûüçñßøåæœ", "e\u0301a\u0300o\u0308n\u0303\u0327",
+    "你好世界猫狗山水火车电影光影", "こんにちはカタカナ", "안녕하세요", "Привет мир", "مرحبا", "שלום", "नमस्ते", "ไทย",
+    "😀🎬🌅🐱‍👤👍🏽🇫🇷", "ﬁﬂﬀﬃĳǆ①②Ⅻ㎏ＡＢＣ１２３！？ｶﾞ［］；", "‘’‚‛“”„‟ʼ«»…—–",
+    "\u0001\u001b\u007f\u0080\u0081\u008d\u0093\u0094\u009f\u00ad\u200d\u200e\u202e\u206a\ufff9\ufffc",
+    "\x1b[31m\x1b[0;1m\x1b[m\x1b[", "<pad></s><unk><extra_id_0>", "▁▁▁",
+]
+
+HAND = [
+    "&EACUTE;t&eacute; &SZLIG; &FFLIG; &NTILDE; &LTRI; &AMP; &Eacute", "&amp;amp;amp;amp;", "<b>&amp;amp;amp;</b>",
+    "x &amp;amp;\n<i>\n&amp;amp;amp;", "&#59; &#x41; &#65a; &#0; &#128; &#x110000; &#1;", "&ampx; &#x3b; &#X3B;",
+    "\x1b[31mred\x1b[0m \x1b[1;4mbold\x1b[m", "\x1b\uff3b31m", "\x93quoted\x94 \x85 \x81", "\ufb01ne \u0133 \u01c6 \ufb05",
+    "\uff21\uff22\uff23\uff01 \uff76\uff9e \u3000x", "e\u0301 a\u0308\u0301", "\ufeffbom\u206a\ufffc\x7f\x01", "&am\x01p;",
+    "a\r\nb\rc\u2028d", "\u2018single\u2019 \u201cdouble\u201d \u02bc", "A majestic eagle soaring through a cloudy sky",
+    "", "   ", "&", "&;", "&#;", "&#x;", "&" + "a" * 30 + ";", "&#" + "9" * 30 + ";", "&#x" + "f" * 24 + ";",
+]
+
+
+def reference_ftfy(text, mode):
+    return ftfy.fix_text(text, fix_encoding=(mode == "ftfy"))
+
+
+def reference_clean(text, mode):
+    t = html.unescape(html.unescape(reference_ftfy(text, mode))).strip()
+    return regex.sub(r"\s+", " ", t).strip()
+
+
+def random_prompt(rng, sizes):
+    s = []
+    for _ in range(rng.choice(sizes)):
+        p = rng.choice(POOLS)
+        s.append(rng.choice(p.split() or [p]) if rng.random() < 0.3 else
+                 "".join(rng.choice(p) for _ in range(rng.randint(1, 6))))
+        if rng.random() < 0.5:
+            s.append(" ")
+    return "".join(s).replace("\x00", "")
+
+
+def sf_tokens(binary, spiece, prompts):
+    out = []
+    for i in range(0, len(prompts), 200):
+        chunk = prompts[i:i + 200]
+        args = [binary, "--tokenizer", spiece, "--tokens-only", "--model-dir", "/nonexistent"]
+        for p in chunk:
+            args += ["--prompt", p]
+        r = subprocess.run(args, capture_output=True)
+        if r.returncode != 0:
+            sys.exit("sf-encode failed: " + r.stderr.decode(errors="replace")[:400])
+        lines = r.stdout.decode().splitlines()
+        if len(lines) != len(chunk):
+            sys.exit(f"sf-encode printed {len(lines)} lines for {len(chunk)} prompts")
+        out += [[int(x) for x in line.split()] for line in lines]
+    return out
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--bin", default="build/bin/sf-encode")
+    ap.add_argument("--spiece", default="tests/golden/model/google/umt5-xxl/spiece.model")
+    ap.add_argument("--n", type=int, default=3000)
+    ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--mode", choices=["noenc", "ftfy"], default="noenc")
+    ap.add_argument("--write-fixture", metavar="FILE")
+    ap.add_argument("--show", action="store_true", help="print the hand-picked cases as the reference cleans them")
+    a = ap.parse_args()
+    rng = random.Random(a.seed)
+    if a.show:
+        for h in HAND:
+            print(ascii(h), "->", ascii(reference_ftfy(h, "noenc")), "->", ascii(reference_clean(h, "noenc")))
+        return 0
+    if a.write_fixture:
+        cases = HAND + [random_prompt(rng, [1, 2, 3, 5, 8]) for _ in range(400)]
+        rows = [{"in": c, "ftfy": reference_ftfy(c, "noenc"), "clean": reference_clean(c, "noenc")} for c in cases]
+        with open(a.write_fixture, "w") as f:
+            json.dump(rows, f, ensure_ascii=True, indent=0)
+            f.write("\n")
+        print(f"{len(rows)} cases -> {a.write_fixture} (ftfy {ftfy.__version__}, fix_encoding off)")
+        return 0
+    sp = spm.SentencePieceProcessor(model_file=a.spiece)
+    prompts = [random_prompt(rng, [1, 2, 3, 5, 10, 30, 80, 300]) for _ in range(a.n)]
+    got = sf_tokens(a.bin, a.spiece, prompts)
+    bad = mojibake = 0
+    for p, g in zip(prompts, got):
+        want = sp.encode(reference_clean(p, a.mode))[:511] + [1]
+        if g == want:
+            continue
+        if a.mode == "ftfy" and g == sp.encode(reference_clean(p, "noenc"))[:511] + [1]:
+            mojibake += 1
+            continue
+        bad += 1
+        if bad <= 10:
+            j = next((k for k in range(min(len(g), len(want))) if g[k] != want[k]), min(len(g), len(want)))
+            print("MISMATCH", ascii(p)[:240])
+            print("  reference clean", ascii(reference_clean(p, a.mode))[:240])
+            print(f"  first difference at token {j}: reference", want[max(0, j - 3):j + 5], "sfpipe", g[max(0, j - 3):j + 5])
+    print(f"{a.n - bad - mojibake}/{a.n} prompts tokenized as the reference ({a.mode}, ftfy {ftfy.__version__}, "
+          f"sentencepiece {spm.__version__})" + (f"; {mojibake} differ only by ftfy's mojibake repair" if mojibake else ""))
+    return 1 if bad else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
