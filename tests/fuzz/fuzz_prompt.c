@@ -1,5 +1,5 @@
 /* fuzz_prompt.c — libFuzzer target for the prompt path every user's text takes, also text typed into
- * sf-view's page (stages/encode/tokenizer.c, html_entities.c): cleaning (quote uncurling, HTML
+ * sf-view's page (stages/encode/clean.c, tokenizer.c, html_entities.c): cleaning (ftfy's fixes, HTML
  * unescaping twice, whitespace), SentencePiece normalisation through the real umT5 charsmap and the
  * Viterbi encoding, with the golden spiece.model (tests/golden, the umT5 one's layout and charsmap).
  * Beyond not crashing, leaking or reading out of bounds it checks the contract: a rejection is
