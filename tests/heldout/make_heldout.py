@@ -1,7 +1,9 @@
 #!/usr/bin/env python3
-"""Held-out shapes: tiny models of sizes the goldens never used, and what the reference computes on them.
+"""Held-out shapes: tiny models of sizes, and sampling configs, the goldens never used, and what the reference
+computes on them (shapes a-c: model sizes; d-e: configs — an independent first frame, other step lists unwarped,
+frame-by-frame blocks, context noise, a rolling cache with frame-wise eviction, another timestep shift).
 
-    /usr/bin/python3 tests/heldout/make_heldout.py OUTDIR [--ref DIR | --mirror GITDIR] [--shapes a,b,c] [--seed N]
+    /usr/bin/python3 tests/heldout/make_heldout.py OUTDIR [--ref DIR | --mirror GITDIR] [--shapes a,b,c,d,e] [--seed N]
 
 For every shape (SHAPES below) it writes, in the real file formats,
 
@@ -98,6 +100,22 @@ SHAPES = OrderedDict(
            t5=dict(vocab=1000, dim=64, dim_attn=32, num_heads=4, dim_ffn=128, num_layers=3),
            run=dict(frames=9, lat_h=6, lat_w=10, num_frame_per_block=3, local_attn_size=6, sink_size=1),
            vae=dict(dim=16, num_res_blocks=1, T=3, lat_h=6, lat_w=10)),
+    # the same kind of model under other sampling configs: each run key below overrides the config the others use
+    # (independent_first_frame false, denoising_step_list STEPS warped, context_noise 0, timestep_shift 5)
+    d=dict(what="config: independent first frame (blocks 1+3+3), step list [1000, 750, 500, 250] not warped, "
+                "timestep_shift 3; DiT head_dim 32 (2 heads), 2 layers; latent 7 frames of 4x6",
+           dit=dict(dim=64, num_heads=2, ffn_dim=128, num_layers=2, freq_dim=256),
+           t5=dict(vocab=1000, dim=48, dim_attn=48, num_heads=6, dim_ffn=96, num_layers=2),
+           run=dict(frames=7, lat_h=4, lat_w=6, num_frame_per_block=3, local_attn_size=-1, sink_size=0,
+                    independent_first_frame=True, warp=False, timestep_shift=3.0),
+           vae=dict(dim=16, num_res_blocks=1, T=2, lat_h=4, lat_w=6)),
+    e=dict(what="config: frame by frame (num_frame_per_block 1), 2 steps [1000, 500], context_noise 100, rolling "
+                "KV cache (window 3, sink 1); DiT head_dim 32 (2 heads), 2 layers; latent 5 frames of 4x4",
+           dit=dict(dim=64, num_heads=2, ffn_dim=128, num_layers=2, freq_dim=256),
+           t5=dict(vocab=1000, dim=48, dim_attn=48, num_heads=6, dim_ffn=96, num_layers=2),
+           run=dict(frames=5, lat_h=4, lat_w=4, num_frame_per_block=1, local_attn_size=3, sink_size=1,
+                    steps=[1000, 500], context_noise=100),
+           vae=dict(dim=16, num_res_blocks=1, T=2, lat_h=4, lat_w=4)),
 )
 PROMPTS = [0, 1, 11, 25]   # tests/golden/expect/tokens.json: 19, 65, 123 and 512 (truncated) tokens
 TEXT_LEN = 512
@@ -467,16 +485,24 @@ def merge(a, b):
     return out
 
 
+def block_sizes(run):
+    """The reference pipeline's all_num_frames: [1] first with independent_first_frame, then num_frame_per_block."""
+    f, n = run["frames"], run["num_frame_per_block"]
+    first = [1] if run.get("independent_first_frame") else []
+    assert (f - len(first)) % n == 0, (f, n)
+    return first + [n] * ((f - len(first)) // n)
+
+
 def write_run_config(path, run):
-    mk = {"timestep_shift": 5.0}
+    mk = {"timestep_shift": float(run.get("timestep_shift", 5.0))}
     if run["local_attn_size"] != -1:
         mk.update(local_attn_size=run["local_attn_size"], sink_size=run["sink_size"])
     lines = ["# held-out shape run config (tests/heldout/make_heldout.py), merged over configs/default_config.yaml",
-             f"denoising_step_list: [{', '.join(str(s) for s in STEPS)}]",
-             "warp_denoising_step: true",
+             f"denoising_step_list: [{', '.join(str(s) for s in run.get('steps', STEPS))}]",
+             f"warp_denoising_step: {'true' if run.get('warp', True) else 'false'}",
              f"num_frame_per_block: {run['num_frame_per_block']}",
-             "independent_first_frame: false",
-             "context_noise: 0",
+             f"independent_first_frame: {'true' if run.get('independent_first_frame') else 'false'}",
+             f"context_noise: {run.get('context_noise', 0)}",
              "model_kwargs:"] + [f"  {k}: {v}" for k, v in mk.items()]
     with open(path, "w") as f:
         f.write("\n".join(lines) + "\n")
@@ -644,8 +670,9 @@ def make_dit(R, S, sdir, mdir, context, gen, seed):
     for h in hooks:
         h.remove()
 
-    n_steps = len(STEPS)
-    nb = F // nfpb
+    n_steps = len(run.get("steps", STEPS))
+    sizes = block_sizes(run)
+    nb = len(sizes)
     assert len(calls) == nb * (n_steps + 1), len(calls)
     assert len(draws) == nb * (n_steps - 1), len(draws)
     rec["noise.init"] = npf(noise)
@@ -654,7 +681,7 @@ def make_dit(R, S, sdir, mdir, context, gen, seed):
     rec["context.prompt_embeds"] = npf(context)
     for j, (x, t, flow, x0, cs) in enumerate(calls):
         b, s = divmod(j, n_steps + 1)
-        assert cs == b * nfpb * fsl
+        assert cs == sum(sizes[:b]) * fsl
         rec[f"in.{b}.{s}"] = npf(x[0])
         rec[f"timestep.{b}.{s}"] = npf(t[0])
         rec[f"flow.{b}.{s}"] = npf(flow[0])

@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
-# tests/heldout/run_heldout.sh [OUTDIR] — sfpipe against the reference on model shapes the goldens never used.
+# tests/heldout/run_heldout.sh [OUTDIR] — sfpipe against the reference on model shapes and sampling configs the
+# goldens never used.
 #   1. make_heldout.py writes tiny models of other sizes in the real file formats and runs the reference PyTorch
-#      modules on them (float32 CPU, exact softmax): umT5 embeddings, the causal 4-step loop, a VAE decode;
+#      modules on them (float32 CPU, exact softmax): umT5 embeddings, the causal loop under each shape's config
+#      (block sizes, step list, warp, context noise, shift, cache window), a VAE decode;
 #   2. sfpipe's CPU stages run on the same files and inputs: sf-encode (the prompts), sf-denoise (the reference's
 #      prompt embedding and replayed noise, --dump-preds), sf-decode (the reference's latent);
 #   3. compare_heldout.py compares tensor by tensor (max|d| / max|ref|; 1e-4 single forward, 1e-3 end of loop).
