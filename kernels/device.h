@@ -27,6 +27,9 @@ int sf_cuda_compiled(void);
 sf_status sf_cuda_device_count(int *count, sf_err *err);
 /* Name and memory of a device into buf ("NVIDIA H100 80GB HBM3, 79.1 GiB, sm_90"). */
 sf_status sf_cuda_describe(int ordinal, char *buf, size_t n, sf_err *err);
+/* The device's multiprocessors and resident threads per multiprocessor (the launch-grid cap of
+ * PyTorch's random kernels: common/rng_torch.h). */
+sf_status sf_cuda_geometry(int ordinal, int *sms, int *threads_per_sm, sf_err *err);
 /* Check that dev is usable (for cuda: compiled in, device present). */
 sf_status sf_device_check(const sf_device *dev, sf_err *err);
 

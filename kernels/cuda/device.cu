@@ -18,6 +18,14 @@ extern "C" sf_status sf_cuda_device_count(int *count, sf_err *err) {
     return SF_OK;
 }
 
+extern "C" sf_status sf_cuda_geometry(int ordinal, int *sms, int *threads_per_sm, sf_err *err) {
+    cudaDeviceProp p;
+    cudaError_t e = cudaGetDeviceProperties(&p, ordinal);
+    if (e != cudaSuccess) return sf_fail(err, SF_E_DEVICE, "cuda:%d: %s", ordinal, cudaGetErrorString(e));
+    *sms = p.multiProcessorCount, *threads_per_sm = p.maxThreadsPerMultiProcessor;
+    return SF_OK;
+}
+
 extern "C" sf_status sf_cuda_describe(int ordinal, char *buf, size_t n, sf_err *err) {
     cudaDeviceProp p;
     cudaError_t e = cudaGetDeviceProperties(&p, ordinal);

@@ -18,6 +18,12 @@ sf_status sf_cuda_device_count(int *count, sf_err *err) {
     return sf_fail(err, SF_E_DEVICE, "this build has no CUDA support: rebuild with nvcc on PATH, or use --device cpu");
 }
 
+sf_status sf_cuda_geometry(int ordinal, int *sms, int *threads_per_sm, sf_err *err) {
+    (void)ordinal;
+    *sms = *threads_per_sm = 0;
+    return sf_fail(err, SF_E_DEVICE, "this build has no CUDA support: rebuild with nvcc on PATH, or use --device cpu");
+}
+
 sf_status sf_cuda_describe(int ordinal, char *buf, size_t n, sf_err *err) {
     (void)ordinal;
     if (n) buf[0] = 0;

@@ -29,6 +29,8 @@ typedef struct noise_feed {
     int threads;               /* for the Box–Muller transforms (sf_rng_fill_normal_mt; noise_threads) */
     int stop;                  /* read and written with __atomic */
     sf_rng rng;
+    const sf_torch_cuda_rng *torch; /* the reference's stream instead (cfg->torch_noise), or NULL */
+    int64_t batch, sample;     /* torch: each launch holds `batch` videos' draws; this video's is slice `sample` */
     pthread_t th;
     pthread_mutex_t mu;
     pthread_cond_t cv;
@@ -44,13 +46,24 @@ static void feed_publish(noise_feed *nf, int64_t upto) {
 static void *feed_main(void *arg) {
     noise_feed *nf = arg;
     int64_t off = 0;
+    sf_torch_cuda_rng g = nf->torch ? *nf->torch : (sf_torch_cuda_rng){0};
+    const int64_t vid = nf->T * nf->fr, at = nf->sample * vid; /* torch: the initial noise is one launch of
+                                                                 batch videos, published frame by frame */
     for (int64_t f = 0; f < nf->T && !__atomic_load_n(&nf->stop, __ATOMIC_RELAXED); f++, off += nf->fr) {
-        sf_rng_fill_normal_mt(&nf->rng, nf->buf + off, (size_t)nf->fr, 0.0f, 1.0f, nf->threads); /* frame by frame */
+        if (nf->torch) sf_torch_cuda_randn_range(&g, nf->batch * vid, at + off, at + off + nf->fr, 1, nf->buf + off, nf->threads);
+        else sf_rng_fill_normal_mt(&nf->rng, nf->buf + off, (size_t)nf->fr, 0.0f, 1.0f, nf->threads); /* frame by frame */
         feed_publish(nf, off + nf->fr);
     }
+    if (nf->torch) g.offset += sf_torch_cuda_randn_increment(&g, nf->batch * vid);
     for (int64_t d = 0; d < nf->n_draws && !__atomic_load_n(&nf->stop, __ATOMIC_RELAXED); d++) {
-        sf_rng_fill_normal_mt(&nf->rng, nf->buf + nf->off[d], (size_t)(nf->off[d + 1] - nf->off[d]), 0.0f, 1.0f,
-                              nf->threads);
+        const int64_t n = nf->off[d + 1] - nf->off[d];
+        if (nf->torch) {
+            sf_torch_cuda_randn_range(&g, nf->batch * n, nf->sample * n, (nf->sample + 1) * n, 1, nf->buf + nf->off[d],
+                                      nf->threads);
+            g.offset += sf_torch_cuda_randn_increment(&g, nf->batch * n);
+        } else {
+            sf_rng_fill_normal_mt(&nf->rng, nf->buf + nf->off[d], (size_t)n, 0.0f, 1.0f, nf->threads);
+        }
         feed_publish(nf, nf->off[d + 1]);
     }
     return NULL;
@@ -78,6 +91,9 @@ sf_status sf_pipeline_check(const sf_pipeline_cfg *cfg, int *n_blocks, sf_err *e
     if (cfg->n_steps < 1 || cfg->n_steps > 16) return sf_fail(err, SF_E_ARG, "denoising_step_list needs 1..16 steps");
     if (fpb < 1 || fpb > 64) return sf_fail(err, SF_E_ARG, "num_frame_per_block must be in 1..64");
     if (T == 0) { /* endless */
+        if (cfg->torch_noise)
+            return sf_fail(err, SF_E_ARG, "the reference's noise stream (--noise-rng torch-cuda) needs a finite run: "
+                                          "the reference has no endless one");
         *n_blocks = 0;
         return SF_OK;
     }
@@ -88,6 +104,19 @@ sf_status sf_pipeline_check(const sf_pipeline_cfg *cfg, int *n_blocks, sf_err *e
                        cfg->independent_first_frame ? "1 + " : "", fpb);
     *n_blocks = rest / fpb + (cfg->independent_first_frame ? 1 : 0);
     return SF_OK;
+}
+
+uint64_t sf_pipeline_torch_noise_span(const sf_pipeline_cfg *cfg) {
+    int nb;
+    sf_err e;
+    if (sf_pipeline_check(cfg, &nb, &e) || nb == 0) return 0;
+    const int64_t fr = (int64_t)cfg->channels * cfg->lat_h * cfg->lat_w, B = cfg->torch_batch > 1 ? cfg->torch_batch : 1;
+    uint64_t span = sf_torch_cuda_randn_increment(&cfg->torch, B * cfg->num_frames * fr);
+    for (int b = 0; b < nb; b++) {
+        const int F = cfg->independent_first_frame && b == 0 ? 1 : cfg->frames_per_block;
+        span += (uint64_t)(cfg->n_steps - 1) * sf_torch_cuda_randn_increment(&cfg->torch, B * F * fr);
+    }
+    return span;
 }
 
 static sf_status endless_check(const sf_dit_state *st, const sf_pipeline_cfg *cfg, sf_err *err) {
@@ -243,6 +272,9 @@ sf_status sf_pipeline_run_live(sf_dit_state *st, const sf_scheduler *sc, const s
         if ((s = replay(cfg->noise, "noise.init", 5, sh, noise, err))) goto fail;
     } else {
         sf_rng_seed(&nf.rng, cfg->seed);
+        nf.torch = cfg->torch_noise ? &cfg->torch : NULL;
+        nf.batch = cfg->torch_batch > 1 ? cfg->torch_batch : 1;
+        nf.sample = cfg->torch_sample > 0 && cfg->torch_sample < nf.batch ? cfg->torch_sample : 0;
         pthread_mutex_init(&nf.mu, NULL);
         pthread_cond_init(&nf.cv, NULL);
         if (pthread_create(&nf.th, NULL, feed_main, &nf)) {

@@ -8,7 +8,9 @@
  * generator (common/rng.h: xoshiro256** seeded by splitmix64(seed), Box–Muller normals in double
  * rounded to f32): first the whole initial noise T·C·H·W in (frame, channel, row, column) order,
  * then each re-noising draw F·C·H·W in loop order — the reference's consumption order. Serial,
- * so bit-reproducible across runs and thread counts.
+ * so bit-reproducible across runs and thread counts. Or (torch_noise) the reference's own stream:
+ * the same draws, each one torch.randn launch on a CUDA generator seeded with seed (rng_torch.h),
+ * rounded to bf16 as the reference draws them.
  * The last block's refresh pass is skipped in a finite run (the reference runs it): it only writes
  * K/V that no later block reads, so the video is the same bits without it (test_dit_pipeline
  * `last_refresh`) — 34 forwards instead of 35 for 21 frames, the most expensive one saved. It runs
@@ -22,6 +24,7 @@
 #include "cli.h"
 #include "dit.h"
 #include "scheduler.h"
+#include "rng_torch.h"
 
 typedef struct sf_pipeline_cfg {
     float steps[16];             /* warped timesteps, e.g. 1000 937.5 833.33 625 */
@@ -35,7 +38,18 @@ typedef struct sf_pipeline_cfg {
     const sf_tfile *noise;       /* replay file, or NULL for the seeded generator */
     int last_refresh;            /* 1: run the last block's refresh pass even if nothing reads it (the
                                     cache is used after the run; the reference's 35 forwards) */
+    int torch_noise;             /* 1: the seeded noise is torch.randn's on a CUDA device (rng_torch.h: the
+                                    reference's stream for torch.manual_seed(seed)), bf16-rounded; finite runs */
+    sf_torch_cuda_rng torch;     /* its generator at the run's first draw (seed, offset, the card's geometry) */
+    int torch_batch, torch_sample; /* the reference drew torch_batch videos at once (its --num_samples); this is
+                                    video torch_sample of them (0 / 0: one video) */
 } sf_pipeline_cfg;
+
+/* The generator offsets one video of cfg takes from the reference's stream (cfg->torch_noise): its
+ * initial noise and every re-noising draw, each a torch.randn launch of torch_batch videos' worth —
+ * so video i of the reference's sequential loop (inference.py: one seed, prompt after prompt) starts
+ * at i times this. 0 for an endless or invalid cfg. */
+uint64_t sf_pipeline_torch_noise_span(const sf_pipeline_cfg *cfg);
 
 /* progress (sf_progress_mode, common/cli.h): LINES prints one plain line per forward with elapsed
  * time and an ETA, BAR rewrites one '\r' line. */

@@ -13,6 +13,7 @@
 #include "stages/denoise/pipeline.h"
 #include "stages/denoise/run_io.h"
 
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -31,6 +32,52 @@ static sf_status get_long(const sf_args *a, const sf_opt *opts, const char *name
     char flag[64];
     snprintf(flag, sizeof flag, "--%s", name);
     return s ? sf_arg_long(flag, s, lo, hi, v, err) : SF_OK;
+}
+
+/* --noise-rng sfpipe | torch-cuda[:SMS:THREADS] and --noise-offset N. */
+static sf_status noise_rng_get(const sf_args *a, const sf_opt *opts, sf_denoise_opts *o, sf_err *err) {
+    const char *v = sf_args_get(a, opts, "noise-rng");
+    sf_status s;
+    if (v && strcmp(v, "sfpipe")) {
+        const char *p = v + 10;
+        long sms = 0, tpsm = 0;
+        if (strncmp(v, "torch-cuda", 10) || (*p && *p != ':'))
+            return sf_fail(err, SF_E_ARG, "--noise-rng: expected sfpipe, torch-cuda or torch-cuda:SMS:THREADS, got '%s'", v);
+        if (*p) {
+            char *e1 = NULL, *e2 = NULL;
+            sms = strtol(p + 1, &e1, 10);
+            tpsm = e1 && *e1 == ':' ? strtol(e1 + 1, &e2, 10) : 0;
+            if (!e2 || *e2 || e1 == p + 1 || sms < 1 || sms > 4096 || tpsm < 256 || tpsm > 65536 || tpsm % 256)
+                return sf_fail(err, SF_E_ARG,
+                               "--noise-rng torch-cuda:SMS:THREADS: the card's multiprocessors (1..4096) and resident "
+                               "threads per multiprocessor (a multiple of 256, e.g. 2048 or 1536), got '%s'", v);
+        }
+        o->torch_noise = 1, o->torch_sms = (int)sms, o->torch_tpsm = (int)tpsm;
+    }
+    if ((s = get_long(a, opts, "noise-offset", 0, LONG_MAX, &o->noise_offset, err)) ||
+        (s = get_long(a, opts, "noise-sequence", 0, 1L << 40, &o->noise_seq, err)))
+        return s;
+    if (o->noise_offset % 4)
+        return sf_fail(err, SF_E_ARG, "--noise-offset %ld: PyTorch's CUDA generator moves in multiples of 4", o->noise_offset);
+    o->noise_batch = 1, o->noise_sample = 0;
+    const char *nb = sf_args_get(a, opts, "noise-batch");
+    if (nb) {
+        char *e1 = NULL, *e2 = NULL;
+        o->noise_batch = strtol(nb, &e1, 10);
+        o->noise_sample = e1 && *e1 == ':' && e1 != nb ? strtol(e1 + 1, &e2, 10) : -1;
+        if (!e2 || *e2 || e2 == e1 + 1 || o->noise_batch < 1 || o->noise_batch > 4096 || o->noise_sample < 0 ||
+            o->noise_sample >= o->noise_batch)
+            return sf_fail(err, SF_E_ARG, "--noise-batch B:S: B videos drawn at once (1..4096), this one S (0..B-1); got '%s'", nb);
+    }
+    const char *const only_torch[] = {"noise-offset", "noise-sequence", "noise-batch"};
+    for (int i = 0; i < 3; i++)
+        if (sf_args_get(a, opts, only_torch[i]) && !o->torch_noise)
+            return sf_fail(err, SF_E_ARG, "--%s needs --noise-rng torch-cuda", only_torch[i]);
+    if (o->torch_noise && o->endless)
+        return sf_fail(err, SF_E_ARG, "--noise-rng torch-cuda needs a finite run (the reference has no endless one)");
+    if (o->torch_noise && sf_args_get(a, opts, "noise"))
+        return sf_fail(err, SF_E_ARG, "--noise replays its own draws: it takes no --noise-rng");
+    return SF_OK;
 }
 
 sf_status sf_denoise_opts_get(const sf_args *a, const sf_opt *opts, sf_denoise_opts *o, sf_err *err) {
@@ -100,6 +147,7 @@ sf_status sf_denoise_opts_get(const sf_args *a, const sf_opt *opts, sf_denoise_o
     o->rope_frames = o->endless ? SF_DIT_ROPE_FRAMES_MAX : SF_DIT_ROPE_FRAMES;
     if ((s = get_long(a, opts, "rope-frames", 1, SF_DIT_ROPE_FRAMES_MAX, &o->rope_frames, err))) return s;
     o->noise_path = sf_args_get(a, opts, "noise");
+    if ((s = noise_rng_get(a, opts, o, err))) return s;
     if (o->endless && (o->las == -1 || o->save || o->tap_out || o->noise_path))
         return sf_fail(err, SF_E_ARG,
                        "--num_frames 0 (endless) needs a rolling KV cache (--local_attn_size N) and writes only "
@@ -278,6 +326,20 @@ sf_status sf_denoise_stage_run(sf_denoise_opts *o, sf_err *err) {
     pc.channels = cfg.in_dim;
     pc.seed = (uint64_t)o->seed;
     pc.noise = noise;
+    if (o->torch_noise) { /* the reference's stream: the card's geometry shapes it (rng_torch.h) */
+        int sms = o->torch_sms, tpsm = o->torch_tpsm;
+        if (!sms && ordinal >= 0 && (s = sf_cuda_geometry(ordinal, &sms, &tpsm, err))) goto done;
+        if (!sms) sms = SF_TORCH_CUDA_SMS_H100, tpsm = SF_TORCH_CUDA_THREADS_PER_SM;
+        pc.torch_noise = 1;
+        pc.torch = (sf_torch_cuda_rng){(uint64_t)o->seed, (uint64_t)o->noise_offset, sms, tpsm};
+        pc.torch_batch = (int)o->noise_batch, pc.torch_sample = (int)o->noise_sample;
+        pc.torch.offset += (uint64_t)o->noise_seq * sf_pipeline_torch_noise_span(&pc); /* video I of a sequence */
+        char batch[64] = "";
+        if (o->noise_batch > 1) snprintf(batch, sizeof batch, ", video %ld of %ld drawn at once", o->noise_sample, o->noise_batch);
+        if (!o->check)
+            sf_info("noise: torch.randn on a CUDA generator seeded %ld at offset %llu%s, as a card of %d SMs x %d threads "
+                    "draws it", o->seed, (unsigned long long)pc.torch.offset, batch, sms, tpsm);
+    }
     int n_blocks;
     if ((s = sf_pipeline_check(&pc, &n_blocks, err))) goto done;
     if (cfg.out_dim != cfg.in_dim) {

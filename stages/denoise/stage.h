@@ -25,6 +25,8 @@ typedef struct sf_denoise_opts {
     sf_run_config rc;                               /* configs/default_config.yaml + --config_path */
     char config_path[4096];                         /* --config_path as found ("" if none: defaults only) */
     long num_frames, height, width, seed, las, sink, rope_frames, chunk;
+    int torch_noise, torch_sms, torch_tpsm;         /* --noise-rng torch-cuda[:SMS:THREADS] (0: the GPU's or an H100's) */
+    long noise_offset, noise_seq, noise_batch, noise_sample; /* --noise-offset, --noise-sequence, --noise-batch B:S */
     int endless, follow, recache, dump, no_ckpt, use_ema, require_ckpt;
     int check;                                      /* --check: the run's checks only (stage_run) */
 } sf_denoise_opts;

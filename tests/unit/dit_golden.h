@@ -96,7 +96,7 @@ static inline int dit_golden_open_on(dit_golden *d, const char *mode, const char
     sf_tensor_to_f32(pe, d->emb);
     SF_CHECK_OK(sf_dit_set_context(&d->st, d->emb, pe->shape[1], &err), &err);
     SF_CHECK_OK(sf_scheduler_init(&d->sc, 5.0, &err), &err);
-    sf_pipeline_cfg pc = {{0}, 4, 3, 0, 0.0f, 9, 8, 12, 16, seed, use_noise ? d->g : NULL, 0};
+    sf_pipeline_cfg pc = {{0}, 4, 3, 0, 0.0f, 9, 8, 12, 16, seed, use_noise ? d->g : NULL, 0, 0, {0, 0, 0, 0}, 0, 0};
     d->pc = pc;
     double raw[4] = {1000, 750, 500, 250};
     SF_CHECK_OK(sf_scheduler_steps(&d->sc, raw, 4, 1, d->pc.steps, &err), &err);

@@ -9,6 +9,7 @@
 #include "stages/denoise/taps.h"
 
 #include <stdio.h>
+#include <unistd.h>
 
 /* n floats against golden tensor ref (of n elements) within SF_TOL_FP32_PIPE. */
 static void pipe_close(const char *what, const float *got, const sf_tensor *ref, int64_t n) {
@@ -168,7 +169,7 @@ static void test_refresh_kv_only(void) {
 static void test_block_layout_errors(void) {
     sf_err err = {{0}};
     int nb;
-    sf_pipeline_cfg pc = {{1000}, 1, 3, 0, 0.0f, 10, 8, 12, 16, 0, NULL, 0};
+    sf_pipeline_cfg pc = {{1000}, 1, 3, 0, 0.0f, 10, 8, 12, 16, 0, NULL, 0, 0, {0, 0, 0, 0}, 0, 0};
     SF_CHECK(sf_pipeline_check(&pc, &nb, &err) == SF_E_ARG && strstr(err.msg, "multiple"));
     pc.num_frames = 12;
     SF_CHECK(sf_pipeline_check(&pc, &nb, &err) == SF_OK && nb == 4);
@@ -256,6 +257,72 @@ static void test_last_refresh(void) {
     free(full.kv);
 }
 
+/* The reference's noise stream (cfg.torch_noise, rng_torch.h): the run equals the same run replaying,
+ * from a file, the draws sf_torch_cuda_randn makes in the reference's order — the initial noise one
+ * launch at the generator's offset, then each re-noising draw a launch of its own, all bf16 — and
+ * differs from sfpipe's own stream for that seed. A card of 1 SM x 256 threads, so that every launch
+ * takes several grid-stride steps. */
+static void torch_noise_case(int batch, int sample) {
+    static float a[NOUT], b[NOUT], c[NOUT];
+    enum { FR = 16 * 8 * 12, DRAWS = 3 * 3 };
+    const sf_torch_cuda_rng g0 = {5, 16, 1, 256};
+    const int B = batch > 1 ? batch : 1;
+    sf_err err = {{0}};
+    dit_golden d;
+    if (dit_golden_open(&d, "base", NULL, 2, 0, 5)) {
+        sf_pipeline_hooks hk = {NULL, NULL, NULL, NULL, 0, NULL};
+        SF_CHECK_OK(sf_pipeline_run(&d.st, &d.sc, &d.pc, &hk, c, &err), &err);
+        d.pc.torch_noise = 1, d.pc.torch = g0, d.pc.torch_batch = batch, d.pc.torch_sample = sample;
+        SF_CHECK_OK(sf_pipeline_run(&d.st, &d.sc, &d.pc, &hk, a, &err), &err);
+        /* a card of 256 threads: a launch of n takes 4·ceil(n / 1024); 9 frames of 8x12 latents, 3 blocks */
+        SF_CHECK(sf_pipeline_torch_noise_span(&d.pc) == (B == 1 ? 56u + 9 * 20 : 108u + 9 * 36));
+    }
+    dit_golden_close(&d);
+    static float init[NOUT], draw[DRAWS][3 * FR];
+    sf_torch_cuda_rng g = g0; /* this video's slice of each launch of B videos */
+    sf_torch_cuda_randn_range(&g, B * NOUT, sample * NOUT, (sample + 1) * NOUT, 1, init, 1);
+    g.offset += sf_torch_cuda_randn_increment(&g, B * NOUT);
+    for (int k = 0; k < DRAWS; k++) {
+        sf_torch_cuda_randn_range(&g, B * 3 * FR, sample * 3 * FR, (sample + 1) * 3 * FR, 1, draw[k], 1);
+        g.offset += sf_torch_cuda_randn_increment(&g, B * 3 * FR);
+    }
+    sf_tensor_entry e[1 + DRAWS];
+    char names[DRAWS][32];
+    int64_t si[5] = {1, 9, 16, 8, 12}, sd[4] = {3, 16, 8, 12};
+    e[0] = (sf_tensor_entry){"noise.init", sf_tensor_view(init, SF_F32, 5, si)};
+    for (int k = 0; k < DRAWS; k++) {
+        snprintf(names[k], sizeof names[k], "noise.renoise.%d", k);
+        e[1 + k] = (sf_tensor_entry){names[k], sf_tensor_view(draw[k], SF_F32, 4, sd)};
+    }
+    char path[64];
+    snprintf(path, sizeof path, "/tmp/sf_test_torch_noise_%d.safetensors", (int)getpid());
+    SF_CHECK_OK(sf_safetensors_write(path, e, 1 + DRAWS, NULL, 0, &err), &err);
+    sf_tfile *rf = NULL;
+    SF_CHECK_OK(sf_tfile_open(path, &rf, &err), &err);
+    if (rf && dit_golden_open(&d, "base", NULL, 2, 0, 5)) {
+        d.pc.noise = rf;
+        sf_pipeline_hooks hk = {NULL, NULL, NULL, NULL, 0, NULL};
+        SF_CHECK_OK(sf_pipeline_run(&d.st, &d.sc, &d.pc, &hk, b, &err), &err);
+        dit_golden_close(&d);
+    }
+    sf_tfile_destroy(&rf);
+    unlink(path);
+    SF_CHECK_MSG(memcmp(a, b, sizeof a) == 0, "batch %d sample %d", batch, sample);
+    SF_CHECK(memcmp(a, c, sizeof a) != 0);
+}
+
+static void test_torch_noise(void) {
+    torch_noise_case(0, 0);
+    torch_noise_case(2, 1); /* the second of two videos drawn at once (the reference's --num_samples 2) */
+    sf_err err = {{0}};
+    /* an endless run has no reference stream */
+    sf_pipeline_cfg pc = {{1000}, 1, 3, 0, 0.0f, 0, 8, 12, 16, 5, NULL, 0, 1, {5, 0, 1, 256}, 0, 0};
+    int nb = -1;
+    SF_CHECK(sf_pipeline_check(&pc, &nb, &err) == SF_E_ARG && strstr(err.msg, "finite run"));
+    pc.torch_noise = 0;
+    SF_CHECK_OK(sf_pipeline_check(&pc, &nb, &err), &err);
+}
+
 static const sf_test tests[] = {
     {"base", test_base},
     {"generator", test_generator},
@@ -264,5 +331,6 @@ static const sf_test tests[] = {
     {"block_layout_errors", test_block_layout_errors},
     {"refresh_kv_only", test_refresh_kv_only},
     {"last_refresh", test_last_refresh},
+    {"torch_noise", test_torch_noise},
 };
 SF_TEST_MAIN(tests)
