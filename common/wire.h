@@ -43,8 +43,9 @@
  * instead of queueing without bound.
  *
  * Shared memory (URL "shm://NAME[?slots=N&slot_mb=M]", NAME = [A-Za-z0-9._-]{1,64}): the
- * writer creates a POSIX shm ring "/sf-NAME-<pid>" of N slots (default 4) of max(M MiB,
- * first payload) bytes each (M default 16). Headers travel over a ZeroMQ ipc control channel
+ * writer creates a POSIX shm ring "/sf-NAME-<pid>-<k>" of N slots (default 4, at most 256) of M MiB
+ * each, or without slot_mb of the first payload's size rounded up to 1 MiB (test_wire shm_ring
+ * covers both). Headers travel over a ZeroMQ ipc control channel
  * "ipc://$TMPDIR/sf-shm-NAME.ctl" (reader binds) as one two-part message [header, ref] where
  * ref is the 16-byte record {u32 LE slot, u32 LE reserved 0, u64 LE size} and the header
  * map carries "shm": segment name. The reader releases a slot when it receives the next
