@@ -13,6 +13,7 @@
 #            [--exclude L] [--sbatch-arg ARG]... [--requeue (default) | --no-requeue] [--wait]
 #            (the flags above)
 #   sf-batch --status [DIR | --output_folder DIR]
+#   sf-batch -h | --help | --version
 #
 # Every flag also works in --dash-form. A video is one (prompt line, sample): prompt line i
 # (0-based, like the reference's idx), sample s < num_samples, noise seed = seed + i*num_samples + s
@@ -111,6 +112,8 @@ while [ $# -gt 0 ]; do
     --task) ref_need "$@"; ref_int "$1" "$2"; task=$2; shift 2 ;;
     --tasks) ref_need "$@"; ref_int "$1" "$2"; tasks=$2; shift 2 ;;
     -h|--help) usage; exit 0 ;;
+    --version) # the build's version: the sf-* programs beside this script are the same build
+        v=$(sf-denoise --version 2>/dev/null) || die "sf-denoise not found next to $self"; echo "sf-batch ${v##* }"; exit 0 ;;
     --*) bad "unknown option '$1' (see --help)" ;;
     *) if [ "$status" = 1 ] && [ -z "$output_folder" ]; then output_folder=$1; shift
        else bad "unexpected argument '$1' (see --help)"; fi ;;
