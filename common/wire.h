@@ -56,7 +56,7 @@
  * - sf_wire_recv returns SF_OK for "tensor" and for "end" (msg->type tells; after "end" every
  *   further recv returns "end" again). An "error" message returns SF_E_STOPPED with
  *   err = "upstream error: <text>" (msg->text holds the text). A stop signal (see
- *   sf_wire_install_signals) returns SF_E_STOPPED "interrupted by signal". EOF / a vanished
+ *   sf_wire_install_signals) returns SF_E_STOPPED "interrupted by SIGINT" (or SIGTERM, SIGHUP). EOF / a vanished
  *   writer before "end" returns SF_E_IO "upstream closed without end-of-stream".
  * - The payload returned by sf_wire_recv is BORROWED: valid until the next sf_wire_recv or
  *   sf_wire_close on that endpoint (zero-copy for zmq and shm: it points into the received
