@@ -168,7 +168,8 @@ by_hand() {
     local src="$BATS_TEST_DIRNAME/../../tools/batch/sf-batch.sh" flags f u
     # the option loop's labels, less the refused ones (bad ...) and the job script's own (--worker, --task*)
     flags=$(sed -n '/^while \[ \$# -gt 0 \]/,/^done/p' "$src" | grep -v 'bad "' |
-        grep -oE '^ +(--[a-z-]+\|)*--[a-z-]+\)' | tr -d ' )' | tr '|' '\n' | grep -vxE -- '--(worker|task|tasks|help)')
+        grep -oE '^ +(-{1,2}[a-z-]+\|)*-{1,2}[a-z-]+\)' | tr -d ' )' | tr '|' '\n' | grep -E '^--' |
+        grep -vxE -- '--(worker|task|tasks|help)')
     flags+=$'\n'$(sed -n '/^ref_flag() {/,/^}/p' "$BATS_TEST_DIRNAME/../../pipelines/reference_flags.sh" |
         grep -oE '^ +--[a-z-]+\)' | tr -d ' )' | grep -vx -- --prompt) # sf-batch refuses --prompt (--data_path)
     [ "$(wc -w <<<"$flags")" -gt 30 ]
