@@ -59,7 +59,7 @@ sf_status sf_arg_double(const char *flag, const char *s, double *out, sf_err *er
 #define SF_OPT_PROGRESS                                                                             \
     {"progress", 0, SF_ARG_VALUE,                                                                   \
      "auto|bar|lines|none\tprogress on stderr: bar = one '\\r' line, lines = a plain line per step with "  \
-     "elapsed time (default auto: bar on a terminal or under sf-run, lines otherwise)"}
+     "elapsed time (default auto: bar on a terminal or with SF_PROGRESS=1, as sf-run on a terminal sets it; lines otherwise)"}
 
 #define SF_OPT_TIMEOUT                                                                              \
     {"timeout", 0, SF_ARG_VALUE,                                                                    \

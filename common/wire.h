@@ -43,8 +43,9 @@
  * instead of queueing without bound.
  *
  * Shared memory (URL "shm://NAME[?slots=N&slot_mb=M]", NAME = [A-Za-z0-9._-]{1,64}): the
- * writer creates a POSIX shm ring "/sf-NAME-<pid>" of N slots (default 4) of max(M MiB,
- * first payload) bytes each (M default 16). Headers travel over a ZeroMQ ipc control channel
+ * writer creates a POSIX shm ring "/sf-NAME-<pid>-<k>" of N slots (default 4, at most 256) of M MiB
+ * each, or without slot_mb of the first payload's size rounded up to 1 MiB (test_wire shm_ring
+ * covers both). Headers travel over a ZeroMQ ipc control channel
  * "ipc://$TMPDIR/sf-shm-NAME.ctl" (reader binds) as one two-part message [header, ref] where
  * ref is the 16-byte record {u32 LE slot, u32 LE reserved 0, u64 LE size} and the header
  * map carries "shm": segment name. The reader releases a slot when it receives the next
@@ -55,7 +56,7 @@
  * - sf_wire_recv returns SF_OK for "tensor" and for "end" (msg->type tells; after "end" every
  *   further recv returns "end" again). An "error" message returns SF_E_STOPPED with
  *   err = "upstream error: <text>" (msg->text holds the text). A stop signal (see
- *   sf_wire_install_signals) returns SF_E_STOPPED "interrupted by signal". EOF / a vanished
+ *   sf_wire_install_signals) returns SF_E_STOPPED "interrupted by SIGINT" (or SIGTERM, SIGHUP). EOF / a vanished
  *   writer before "end" returns SF_E_IO "upstream closed without end-of-stream".
  * - The payload returned by sf_wire_recv is BORROWED: valid until the next sf_wire_recv or
  *   sf_wire_close on that endpoint (zero-copy for zmq and shm: it points into the received

@@ -32,7 +32,7 @@ static const sf_opt opts[] = {
     {"connect", 0, SF_ARG_VALUE, "URL\tsame as --server"},
     {"stop-route", 0, SF_ARG_FLAG, "with --server: end the server's live run (sf-encode --serve URL --out ...: README \"Live\")"},
     {"server-timeout", 0, SF_ARG_VALUE, "SEC\twith --server: fail when a reply takes longer (default 0: wait)"},
-    {"cache-dir", 0, SF_ARG_VALUE, "DIR\tembedding cache (default $XDG_CACHE_HOME/sfpipe/embeds)"},
+    {"cache-dir", 0, SF_ARG_VALUE, "DIR\tembedding cache (default $XDG_CACHE_HOME/sfpipe/embeds, else ~/.cache/sfpipe/embeds)"},
     {"no-cache", 0, SF_ARG_FLAG, "neither read nor write the cache"},
     {"list", 0, SF_ARG_FLAG, "list the cache entries and exit"},
     {"threads", 0, SF_ARG_VALUE, "N\tCPU threads (default: all)"},

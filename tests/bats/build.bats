@@ -64,3 +64,15 @@ setup() {
     assert_success
     mv "$b/lib.gone" "$b/lib"
 }
+
+@test "every installed program answers -h, --help and --version (README, Programs), exit 0" {
+    local bin p
+    bin=$(dirname "$(command -v sf-run)")
+    for p in "$bin"/sf-*; do
+        run -0 "$p" --version
+        assert_output --regexp "^$(basename "$p") [0-9]+\.[0-9]+\.[0-9]+$"
+        run -0 "$p" --help
+        assert_output --partial "$(basename "$p")"
+        run -0 "$p" -h
+    done
+}

@@ -181,6 +181,17 @@ ENDLESS=(--num_frames 0 --local_attn_size 6 --sink_size 3 --height 16 --width 16
 # gray pixels of the video area of a screenshot (crop inside the <img>)
 video_gray() { ffmpeg -v error -i "$1" -vf crop=560:300:40:70 -f rawvideo -pix_fmt gray -; }
 
+@test "pipelines/live.yaml takes every variable of t2v.yaml but output (README, Live: the same vars)" {
+    local v
+    for v in $(sed -n '/^vars:/,/^stages:/p' "$SF_ROOT/pipelines/t2v.yaml" | grep -oE '^  [a-z_]+:' | tr -d ' :'); do
+        [ "$v" != output ] || continue
+        run -0 --separate-stderr sf-run --dry-run "$SF_ROOT/pipelines/live.yaml" "$v=x1"
+    done
+    run -0 sf-run --dry-run "$SF_ROOT/pipelines/live.yaml" low_memory=true
+    assert_line --partial "sf-encode --model-dir wan_models/Wan2.1-T2V-1.3B"
+    assert_output --regexp "sf-encode [^"$'\n'"]*--low-memory"
+}
+
 @test "pipelines/live.yaml: frames in headless Chromium, a prompt from the page is switched to and reported" {
     command -v chromium >/dev/null || skip "chromium is not installed"
     CHROME=(chromium --headless --no-sandbox --disable-gpu --hide-scrollbars --window-size=700,900)

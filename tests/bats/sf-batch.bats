@@ -163,6 +163,22 @@ by_hand() {
     for f in --mem --cpus-per-task --job-name --nodelist --exclude --progress; do assert_output --partial -- "[$f "; done
 }
 
+@test "--help names every flag sf-batch takes: its own case labels and the shared reference flags" {
+    run -0 sf-batch --help
+    local src="$BATS_TEST_DIRNAME/../../tools/batch/sf-batch.sh" flags f u
+    # the option loop's labels, less the refused ones (bad ...) and the job script's own (--worker, --task*)
+    flags=$(sed -n '/^while \[ \$# -gt 0 \]/,/^done/p' "$src" | grep -v 'bad "' |
+        grep -oE '^ +(-{1,2}[a-z-]+\|)*-{1,2}[a-z-]+\)' | tr -d ' )' | tr '|' '\n' | grep -E '^--' |
+        grep -vxE -- '--(worker|task|tasks|help)')
+    flags+=$'\n'$(sed -n '/^ref_flag() {/,/^}/p' "$BATS_TEST_DIRNAME/../../pipelines/reference_flags.sh" |
+        grep -oE '^ +--[a-z-]+\)' | tr -d ' )' | grep -vx -- --prompt) # sf-batch refuses --prompt (--data_path)
+    [ "$(wc -w <<<"$flags")" -gt 30 ]
+    for f in $flags; do
+        u=${f//-/_}
+        [[ "$output" == *"$f"* || "$output" == *"--${u#__}"* ]] || { echo "# --help lacks $f" >&2; false; }
+    done
+}
+
 @test "names: multi-byte prompts cut to 200 bytes on a character, control characters replaced; a log that cannot be opened fails that video only" {
     { printf '狐%.0s' $(seq 90); printf '\nred \033[31mfox\n'; } >"$T/p.txt"   # 90 characters, 270 bytes
     mkdir -p "$T/out/.sf-batch/logs/red _[31mfox-0.log"   # a folder where the log should be

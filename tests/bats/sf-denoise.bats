@@ -226,3 +226,9 @@ st_header() { tail -c +9 "$1" | head -c 4096 | tr -d '\0'; }
     assert_output --partial "ms per block-forward"
     assert_output --partial "peak RSS"
 }
+
+@test "--bench: an unknown kind is one line naming every kind (attn and glue too), exit 2, nothing on stdout" {
+    run -2 --separate-stderr sf-denoise --bench foo
+    assert_equal "$output" ""
+    assert_equal "$stderr" "sf-denoise: error: --bench: expected tiny, 1.3b-layer, 1.3b, attn, attn-small, glue or glue-small, got 'foo'"
+}

@@ -300,3 +300,11 @@ STAGE
     run -0 env -u SF_LOG_LEVEL sf-run "$SPEC"
     assert_line "[one] level=unset"
 }
+
+@test "the README's pipelines table names every var of t2v.yaml, and only those" {
+    local spec readme
+    spec=$(sed -n '/^vars:/,/^stages:/p' "$SF_ROOT/pipelines/t2v.yaml" | grep -oE '^  [a-z_]+:' | tr -d ' :' | sort)
+    readme=$(grep -F '| `pipelines/t2v.yaml` |' "$SF_ROOT/README.md" | sed 's/.*its vars//' | grep -oE '`[a-z_]+`' | tr -d '`' | sort)
+    [ -n "$spec" ]
+    assert_equal "$readme" "$spec"
+}

@@ -5,9 +5,8 @@
  * (safetensors, ~293 MB, the real tensor names and shapes) to $TMPDIR, loads it like
  * Wan2.1_VAE.pth, then decodes.
  *
- *   cc -std=c11 -O2 -pthread -Icommon -Ikernels -I. tests/bench/bench_decode.c build/libsf.a \
- *      -lcjson -lyaml -lmsgpackc -lzmq -lm -pthread -o build/bench_decode   (+ CUDA libs if built with nvcc)
- *   build/bench_decode [--frames N] [--first] [--h 60 --w 104] [--dim 96] [--threads N] [--plan]
+ *   make build/bench/bench_decode      (make bench builds it too)
+ *   build/bench/bench_decode [--frames N] [--first] [--h 60 --w 104] [--dim 96] [--threads N] [--plan]
  *
  * --frames: latent frames in the block (default 3 = one DiT block); the first block of a
  * video yields 1 + 4(N-1) pixel frames, later blocks 4N: by default the bench decodes one

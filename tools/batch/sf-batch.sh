@@ -3,14 +3,17 @@
 # N local workers or one Slurm job array. Installed as build/bin/sf-batch (tests/bats/sf-batch.bats).
 #
 #   sf-batch --data_path PROMPTS.txt --output_folder DIR [--num_output_frames N] [--num_samples N]
-#            [--save_with_index] [--use_ema] [--seed N] [--config_path P] [--checkpoint_path P]
-#            [--extended_prompt_path F] [--model-dir DIR] [--device cpu|cuda|cuda:N] [--workers N]
-#            [--height H] [--width W] [--threads N] [--cache-dir DIR] [--layer_indices L ...]
-#            [--retries N] [--dry-run] [--progress none|lines|bar|auto] [--log-level L]
+#            [--save_with_index] [--use_ema | --no_ema] [--seed N] [--config_path P]
+#            [--checkpoint_path P | --no_checkpoint] [--extended_prompt_path F] [--model-dir DIR]
+#            [--device cpu|cuda|cuda:N | --gpu_id N] [--workers N] [--height H] [--width W]
+#            [--threads N] [--cache-dir DIR] [--layer_indices L ...] [--retries N] [--dry-run | -n]
+#            [--progress none|lines|bar|auto] [--log-level L]
 #   sf-batch --slurm [--partition P] [--account A] [--time T] [--gres gpu:1] [--qos Q]
 #            [--constraint C] [--mem M] [--cpus-per-task N] [--job-name J] [--nodelist L]
-#            [--exclude L] [--sbatch-arg ARG]... [--no-requeue] [--wait] (the flags above)
+#            [--exclude L] [--sbatch-arg ARG]... [--requeue (default) | --no-requeue] [--wait]
+#            (the flags above)
 #   sf-batch --status [DIR | --output_folder DIR]
+#   sf-batch -h | --help | --version
 #
 # Every flag also works in --dash-form. A video is one (prompt line, sample): prompt line i
 # (0-based, like the reference's idx), sample s < num_samples, noise seed = seed + i*num_samples + s
@@ -26,6 +29,8 @@
 # The flags are checked first (sf-denoise --check: frames, size, layers, config, weights). The first
 # run records the flags that change a video (DIR/.sf-batch/flags); a rerun with other ones is
 # refused while the folder holds videos. --progress (default none) goes to each video's log.
+# --use_ema is off by default (inference.py's); --no_checkpoint, like no --checkpoint_path, uses
+# the base weights; --gpu_id N is --device cuda:N.
 # Exit 0 when every video exists, 1 otherwise (the summary says which failed and why), 2 bad flags.
 set -uo pipefail
 export LC_ALL=C.UTF-8   # ${prompt:0:100} counts characters, as Python's prompt[:100] does
@@ -107,6 +112,8 @@ while [ $# -gt 0 ]; do
     --task) ref_need "$@"; ref_int "$1" "$2"; task=$2; shift 2 ;;
     --tasks) ref_need "$@"; ref_int "$1" "$2"; tasks=$2; shift 2 ;;
     -h|--help) usage; exit 0 ;;
+    --version) # the build's version: the sf-* programs beside this script are the same build
+        v=$(sf-denoise --version 2>/dev/null) || die "sf-denoise not found next to $self"; echo "sf-batch ${v##* }"; exit 0 ;;
     --*) bad "unknown option '$1' (see --help)" ;;
     *) if [ "$status" = 1 ] && [ -z "$output_folder" ]; then output_folder=$1; shift
        else bad "unexpected argument '$1' (see --help)"; fi ;;

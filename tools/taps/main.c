@@ -34,7 +34,7 @@ static const char *synopsis = "summary FILE [-o OUT] | table FILE [--format csv|
                               "compare A B [C...] [-o DIR] | heatmap FILE -o OUT.svg | report A [B...] -o OUT.html";
 
 static const sf_opt opts[] = {
-    {"output", 'o', SF_ARG_VALUE, "PATH\toutput file (summary/table; default stdout) or directory (plot)"},
+    {"output", 'o', SF_ARG_VALUE, "PATH\toutput file (summary, table: default stdout; heatmap .svg, report .html) or directory (plot; compare: default CSV on stdout)"},
     {"format", 'f', SF_ARG_VALUE, "csv|json\ttable format (default csv)"},
     {"layers", 'l', SF_ARG_MULTI, "L...\tonly these layers"},
     {"heads", 0, SF_ARG_MULTI, "H...\tonly these heads (the head mean is over the selected heads)"},
