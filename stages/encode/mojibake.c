@@ -55,8 +55,9 @@ static void re_compile_all(void) {
             return;
         }
     }
-    /* the patterns have no nested repeats: no catastrophic backtracking to guard against, and the
-     * default limits could refuse a long prompt (a search's backtracking points add up over it) */
+    /* the patterns have no nested repeats, so no catastrophic backtracking to guard against: lift
+     * the match and depth limits, a precaution (64 KiB prompts of runs of mojibake stay within the
+     * defaults) so that no long prompt is refused for a count that only adds up over its length */
     if (!(re_mctx = pcre2_match_context_create(NULL))) {
         snprintf(re_error, sizeof re_error, "out of memory compiling ftfy's patterns");
         return;
@@ -96,8 +97,8 @@ static int re_search(fx *x, int id, const char *s, size_t n, size_t off, size_t 
     return 1;
 }
 
-/* Python re.sub(pattern, repl, s) for a pattern that never matches empty: repl appends the
- * replacement of s[m0..m1) to out (1, or -1 on error). 1, or -1 on error. */
+/* Python re.sub(pattern, repl, s), appended to out, for a pattern that never matches empty: repl
+ * appends the replacement of s[m0..m1) (1, or -1 on error). 1, or -1 on error. */
 typedef int (*re_repl)(fx *x, const char *s, size_t n, size_t m0, size_t m1, sbuf *out);
 
 static int re_sub(fx *x, int id, const char *s, size_t n, re_repl repl, sbuf *out) {

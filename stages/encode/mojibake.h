@@ -13,7 +13,8 @@
 
 /* ftfy.fix_encoding(s[0..len)): s is valid UTF-8 (U+0000 allowed). Appends the repaired text to
  * *out (valid UTF-8; it may hold U+0000, which ftfy's utf-8-variants decoding makes of C0 80).
- * SF_E_NOMEM when out of memory, SF_E_INTERNAL when PCRE2 cannot compile or run the patterns. */
+ * SF_E_NOMEM when out of memory, SF_E_UNSUPPORTED when PCRE2 cannot compile or run the patterns
+ * (a PCRE2 built without Unicode support). */
 sf_status sf_ftfy_fix_encoding(const char *s, size_t len, sbuf *out, sf_err *err);
 
 /* ---- the generated tables (mojibake_tables.c) ---- */
