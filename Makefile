@@ -29,7 +29,7 @@ ALL_CFLAGS := -std=c11 $(CFLAGS) $(WARN) $(FP_FLAGS) $(OMP) -pthread -MMD -MP -I
 # its 40 MB would not fit the carried bundle.
 GPU_BUNDLE := $(if $(filter command line,$(origin CUDA_ARCH)),1,0)
 DNNL ?= $(if $(filter 1,$(GPU_BUNDLE)),0,1)
-LDLIBS  := -lcjson -lyaml -lmsgpackc -lzmq -lsodium -lpng -lz -lutf8proc -lm $(if $(filter 1,$(DNNL)),-ldnnl) $(OMP) -pthread
+LDLIBS  := -lcjson -lyaml -lmsgpackc -lzmq -lsodium -lpng -lz -lutf8proc -lpcre2-8 -lm $(if $(filter 1,$(DNNL)),-ldnnl) $(OMP) -pthread
 LDFLAGS ?=
 
 LIB_SRC := $(wildcard common/*.c) $(filter-out $(if $(filter 1,$(DNNL)),,kernels/cpu/dnnl_ops.c),$(wildcard kernels/cpu/*.c)) \
@@ -282,13 +282,15 @@ demo:
 heldout: all
 	@SF_BIN=$(BUILD)/bin bash tests/heldout/run_heldout.sh
 
-# The prompt cleaning and tokenizer against ftfy 6.3.1 + sentencepiece on random hard prompts
-# (tests/heldout/tokenizer_diff.py; a venv from PyPI under $(BUILD)/tokvenv). Not part of make test.
+# The prompt cleaning and tokenizer against ftfy 6.3.1 (fix_text as the reference calls it, mojibake
+# repair included) + sentencepiece on random hard prompts, two seeds (tests/heldout/tokenizer_diff.py;
+# a venv from PyPI under $(BUILD)/tokvenv, whose Python also runs tests/heldout/gen_ftfy_tables.py).
+# Not part of make test.
 TOKDIFF_PY := $(BUILD)/tokvenv/bin/python
 $(TOKDIFF_PY):
 	python3 -m venv $(BUILD)/tokvenv && $(BUILD)/tokvenv/bin/pip install -q ftfy==6.3.1 sentencepiece regex
 tokdiff: all $(TOKDIFF_PY)
-	$(TOKDIFF_PY) tests/heldout/tokenizer_diff.py --bin $(BUILD)/bin/sf-encode --mode noenc --n 3000
+	$(TOKDIFF_PY) tests/heldout/tokenizer_diff.py --bin $(BUILD)/bin/sf-encode --mode ftfy --n 3000 --seed 1
 	$(TOKDIFF_PY) tests/heldout/tokenizer_diff.py --bin $(BUILD)/bin/sf-encode --mode ftfy --n 3000 --seed 2
 
 # libFuzzer targets (clang): the file and stream parsers (common/*.c) and the tokenizer, with
@@ -299,7 +301,8 @@ FUZZ_SECONDS ?= 60
 FUZZ_DIR := build-fuzz
 FUZZ_CFLAGS := -std=c11 -O1 -g -fsanitize=address,undefined,float-cast-overflow -fno-sanitize-recover=all \
                -Icommon -Ikernels -I. -DSF_DATADIR='"$(CURDIR)"'
-FUZZ_LIB_SRC := $(wildcard common/*.c) stages/encode/tokenizer.c stages/encode/clean.c stages/encode/html_entities.c
+FUZZ_LIB_SRC := $(wildcard common/*.c) stages/encode/tokenizer.c stages/encode/clean.c stages/encode/html_entities.c \
+                stages/encode/mojibake.c stages/encode/mojibake_tables.c
 FUZZ_OBJ := $(patsubst %.c,$(FUZZ_DIR)/obj/%.o,$(FUZZ_LIB_SRC))
 FUZZ_BIN := $(patsubst tests/fuzz/%.c,$(FUZZ_DIR)/%,$(FUZZ_SRC))
 FUZZ_LDLIBS := $(filter-out -lcublas -lcudart_static -lstdc++ -fopenmp -ldl -lrt -L%,$(LDLIBS))

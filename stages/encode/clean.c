@@ -2,13 +2,15 @@
  *
  * wan/modules/tokenizers.py: whitespace_clean(basic_clean(text)), basic_clean = ftfy.fix_text, then
  * html.unescape twice, then strip; whitespace_clean = collapse runs of \s (Unicode White_Space) to
- * one ' ' and strip. Here: sf_ftfy_fix_text (ftfy 6's rule-based fixes, NFC through utf8proc),
- * sf_html_unescape (Python's html.unescape, the HTML5 table in html_entities.c), sf_text_clean.
- * Tested by tests/unit/test_tokenizer.c: the goldens, hand cases, and tests/unit/fixtures/ftfy_cases.tsv
- * (inputs with what ftfy 6.3.1 + the reference's cleaning make of them, written by
- * tests/heldout/tokenizer_diff.py, which also compares whole token ids with SentencePiece). */
+ * one ' ' and strip. Here: sf_ftfy_fix_text (ftfy 6's fixes, its mojibake repair in mojibake.c, NFC
+ * through utf8proc), sf_html_unescape (Python's html.unescape, the HTML5 table in html_entities.c),
+ * sf_text_clean. Tested by tests/unit/test_tokenizer.c: the goldens, hand cases, and
+ * tests/unit/fixtures/clean_ftfy.json (inputs with what ftfy 6.3.1 + the reference's cleaning make of
+ * them, written by tests/heldout/tokenizer_diff.py, which also compares whole token ids with
+ * SentencePiece). */
 #include "stages/encode/clean.h"
 #include "stages/encode/html_entities.h"
+#include "stages/encode/mojibake.h"
 #include "stages/encode/sbuf.h"
 
 #include <stdint.h>
@@ -42,16 +44,16 @@ static int is_py_space(uint32_t c) {
 
 /* ---------- html.unescape ---------- */
 
-/* html._invalid_charrefs for 0x80..0x9f (Windows-1252; undefined bytes map to themselves). */
-static const uint16_t cp1252_c1[32] = {
-    0x20ac, 0x81, 0x201a, 0x0192, 0x201e, 0x2026, 0x2020, 0x2021, 0x02c6, 0x2030, 0x0160,
-    0x2039, 0x0152, 0x8d, 0x017d, 0x8f, 0x90, 0x2018, 0x2019, 0x201c, 0x201d, 0x2022,
-    0x2013, 0x2014, 0x02dc, 0x2122, 0x0161, 0x203a, 0x0153, 0x9d, 0x017e, 0x0178};
+/* The character of a byte 0x80..0x9f in ftfy's sloppy Windows-1252 (bytes cp1252 lacks map to
+ * themselves): ftfy's fix_c1_controls, and Python's html._invalid_charrefs for those numbers too. */
+static uint32_t cp1252_c1(uint64_t c) {
+    return sf_ftfy_charmaps[SF_FTFY_SLOPPY_1252].decode[c];
+}
 
 static int html_numeric(sbuf *b, uint64_t num) {
     if (num == 0) return sb_cp(b, 0xfffd);
     if (num == 0x0d) return sb_cp(b, 0x0d);
-    if (num >= 0x80 && num <= 0x9f) return sb_cp(b, cp1252_c1[num - 0x80]);
+    if (num >= 0x80 && num <= 0x9f) return sb_cp(b, cp1252_c1(num));
     if ((num >= 0xd800 && num <= 0xdfff) || num > 0x10ffff) return sb_cp(b, 0xfffd);
     /* html._invalid_codepoints → '' */
     if ((num >= 0x1 && num <= 0x8) || num == 0xb || (num >= 0xe && num <= 0x1f) || (num >= 0x7f && num <= 0x9f) ||
@@ -168,13 +170,12 @@ nomem:
     return sf_fail(err, SF_E_NOMEM, "out of memory unescaping a prompt");
 }
 
-/* ---------- ftfy.fix_text: the rule-based fixes ----------
+/* ---------- ftfy.fix_text ----------
  *
- * ftfy 6's fix_text with its default configuration, less fix_encoding (the mojibake repair: a
- * heuristic over charset guesses and a "badness" score, with its own tables; a prompt with mojibake
- * is tokenized as written). The text is cut after each '\n' into segments, as fix_text does; each
- * segment gets the fixes below in ftfy's order, again and again until a round changes nothing:
- * unescape_html (not in a segment that has a '<', nor in any segment after it), fix_c1_controls,
+ * ftfy 6's fix_text with its default configuration. The text is cut after each '\n' into segments,
+ * as fix_text does; each segment gets the fixes below in ftfy's order, again and again until a round
+ * changes nothing: unescape_html (not in a segment that has a '<', nor in any segment after it),
+ * fix_encoding (the mojibake repair: sf_ftfy_fix_encoding, mojibake.c), fix_c1_controls,
  * fix_latin_ligatures, fix_character_width, uncurl_quotes, fix_line_breaks, remove_terminal_escapes,
  * remove_control_chars, then NFC. fix_surrogates has nothing to do on valid UTF-8. */
 
@@ -268,8 +269,8 @@ static int ftfy_unescape_html(const char *s, size_t len, sbuf *b) {
 
 /* The per-character fixes: each returns the replacement of cp, or NULL to keep it ("" drops it). */
 static const char *ftfy_c1(uint32_t cp, char *tmp) { /* fix_c1_controls: sloppy Windows-1252 */
-    if (cp < 0x80 || cp > 0x9f || cp1252_c1[cp - 0x80] == cp) return NULL;
-    tmp[utf8proc_encode_char(cp1252_c1[cp - 0x80], (utf8proc_uint8_t *)tmp)] = 0;
+    if (cp < 0x80 || cp > 0x9f || cp1252_c1(cp) == cp) return NULL;
+    tmp[utf8proc_encode_char((utf8proc_int32_t)cp1252_c1(cp), (utf8proc_uint8_t *)tmp)] = 0;
     return tmp;
 }
 
@@ -376,21 +377,28 @@ static void sb_swap(sbuf *a, sbuf *b) {
     *a = *b, *b = t;
 }
 
-/* One round of ftfy's fixes over in, into out (x: scratch). 0 when out of memory. */
-static int ftfy_round(const sbuf *in, sbuf *out, sbuf *x, int unescape) {
+/* One round of ftfy's fixes over in, into out (x: scratch). The mojibake repair may make U+0000
+ * (C0 80 in utf-8-variants); remove_control_chars drops it before NFC reads a C string. */
+static sf_status ftfy_round(const sbuf *in, sbuf *out, sbuf *x, int unescape, sf_err *err) {
     static const char *(*const fix[])(uint32_t, char *) = {ftfy_c1, ftfy_ligature, ftfy_width, ftfy_quote,
                                                            ftfy_line_break};
-    if (!sb_reset(out) || !(unescape ? ftfy_unescape_html(in->p, in->n, out) : sb_put(out, in->p, in->n))) return 0;
+    sf_status st;
+    if (!sb_reset(out) || !(unescape ? ftfy_unescape_html(in->p, in->n, out) : sb_put(out, in->p, in->n))) goto nomem;
+    if (!sb_reset(x)) goto nomem;
+    if ((st = sf_ftfy_fix_encoding(out->p, out->n, x, err))) return st;
+    sb_swap(out, x);
     for (size_t f = 0; f < sizeof fix / sizeof *fix; f++) {
-        if (!sb_reset(x) || !ftfy_map(out->p, out->n, x, fix[f])) return 0;
+        if (!sb_reset(x) || !ftfy_map(out->p, out->n, x, fix[f])) goto nomem;
         sb_swap(out, x);
     }
-    if (!sb_reset(x) || !ftfy_escapes(out->p, out->n, x)) return 0;
-    if (!sb_reset(out) || !ftfy_map(x->p, x->n, out, ftfy_control)) return 0;
+    if (!sb_reset(x) || !ftfy_escapes(out->p, out->n, x)) goto nomem;
+    if (!sb_reset(out) || !ftfy_map(x->p, x->n, out, ftfy_control)) goto nomem;
     utf8proc_uint8_t *nfc = utf8proc_NFC((const utf8proc_uint8_t *)out->p);
     int ok = nfc && sb_reset(out) && sb_put(out, nfc, strlen((const char *)nfc));
     free(nfc);
-    return ok;
+    if (ok) return SF_OK;
+nomem:
+    return sf_fail(err, SF_E_NOMEM, "out of memory cleaning a prompt");
 }
 
 /* A segment whose fixes have not settled after this many rounds is not a prompt (ftfy would go on:
@@ -399,26 +407,27 @@ static int ftfy_round(const sbuf *in, sbuf *out, sbuf *x, int unescape) {
 
 sf_status sf_ftfy_fix_text(const char *text, size_t len, char **out, size_t *out_len, sf_err *err) {
     sbuf o = {0}, cur = {0}, nxt = {0}, x = {0};
-    int unescape = 1, ok = sb_reset(&o);
+    int unescape = 1;
+    sf_status st = sb_reset(&o) ? SF_OK : SF_E_NOMEM;
     *out = NULL;
-    for (size_t pos = 0; ok && pos < len;) {
+    for (size_t pos = 0; !st && pos < len;) {
         const char *nl = memchr(text + pos, '\n', len - pos);
         size_t end = nl ? (size_t)(nl - text) + 1 : len;
         if (memchr(text + pos, '<', end - pos)) unescape = 0; /* fix_text's "auto": off from here on */
-        ok = sb_reset(&cur) && sb_put(&cur, text + pos, end - pos);
-        for (int round = 0; ok && round < FTFY_MAX_ROUNDS; round++) {
-            ok = ftfy_round(&cur, &nxt, &x, unescape);
-            int same = ok && nxt.n == cur.n && !memcmp(nxt.p, cur.p, cur.n);
+        if (!sb_reset(&cur) || !sb_put(&cur, text + pos, end - pos)) st = SF_E_NOMEM;
+        for (int round = 0; !st && round < FTFY_MAX_ROUNDS; round++) {
+            if ((st = ftfy_round(&cur, &nxt, &x, unescape, err))) break;
+            int same = nxt.n == cur.n && !memcmp(nxt.p, cur.p, cur.n);
             sb_swap(&cur, &nxt);
             if (same) break;
         }
-        ok = ok && sb_put(&o, cur.p, cur.n);
+        if (!st && !sb_put(&o, cur.p, cur.n)) st = SF_E_NOMEM;
         pos = end;
     }
     free(cur.p), free(nxt.p), free(x.p);
-    if (!ok) {
+    if (st) {
         free(o.p);
-        return sf_fail(err, SF_E_NOMEM, "out of memory cleaning a prompt");
+        return st == SF_E_NOMEM ? sf_fail(err, SF_E_NOMEM, "out of memory cleaning a prompt") : st;
     }
     *out = o.p;
     if (out_len) *out_len = o.n;

@@ -15,9 +15,9 @@ sf_status sf_utf8_check(const char *s, size_t len, const char *what, sf_err *err
  * string, caller frees. Input must be valid UTF-8. */
 sf_status sf_html_unescape(const char *s, size_t len, char **out, size_t *out_len, sf_err *err);
 
-/* ftfy.fix_text (ftfy 6, default configuration) without its mojibake repair (fix_encoding):
- * per line, until nothing changes: HTML entities (ftfy's rules: ';' required, all-caps
- * spellings; not once a line has had a '<'), C1 controls as Windows-1252, Latin ligatures,
+/* ftfy.fix_text (ftfy 6.3.1, default configuration): per line, until nothing changes: HTML
+ * entities (ftfy's rules: ';' required, all-caps spellings; not once a line has had a '<'), the
+ * mojibake repair (fix_encoding, mojibake.h), C1 controls as Windows-1252, Latin ligatures,
  * full/half-width forms, curly quotes, line breaks to '\n', terminal escapes and control
  * characters removed, NFC. Input must be valid UTF-8 without NUL. *out: caller frees. */
 sf_status sf_ftfy_fix_text(const char *text, size_t len, char **out, size_t *out_len, sf_err *err);

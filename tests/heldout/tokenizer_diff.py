@@ -5,17 +5,17 @@ The reference cleans a prompt with ftfy.fix_text, html.unescape twice and a \\s+
 (wan/modules/tokenizers.py), then tokenizes it with the umT5 SentencePiece model. This script draws
 random prompts from pools of hard characters (entities, controls, C1 bytes, terminal escapes, curly
 quotes, ligatures, full/half widths, combining marks, CJK, RTL, emoji, whitespace of every kind,
-literal special tokens), runs `sf-encode --tokens-only` on them and compares the token ids with
-ftfy 6.3.1 + sentencepiece on the same spiece.model.
+literal special tokens, mojibake of every kind ftfy's fix_encoding repairs: UTF-8 read as Latin-1,
+Windows-125x, MacRoman or cp437, once or twice, with lossy U+FFFD, spaces for U+00A0, CESU-8 and
+Java nulls), runs `sf-encode --tokens-only` on them and compares the token ids with ftfy 6.3.1 +
+sentencepiece on the same spiece.model. ftfy runs as the reference calls it (ftfy.fix_text, default
+configuration, fix_encoding included): every prompt must match.
 
-  --mode noenc  ftfy with fix_encoding off (what sfpipe implements): every prompt must match.
-  --mode ftfy   ftfy as the reference calls it: prompts that differ only because of ftfy's
-                mojibake repair (fix_encoding, not implemented) are counted, not failed.
   --write-fixture FILE  hand-picked and random inputs with ftfy's and the whole cleaning's output
                 (tests/unit/fixtures/clean_ftfy.json, read by test_tokenizer).
 
 Needs `pip install ftfy==6.3.1 sentencepiece regex` (make tokdiff makes a venv for it); not part of
-make test. Exit 1 on a mismatch that is not the mojibake repair.
+make test. Exit 1 on a mismatch.
 """
 import argparse
 import html
@@ -25,8 +25,26 @@ import subprocess
 import sys
 
 import ftfy
+import ftfy.bad_codecs  # noqa: F401 (registers the sloppy-windows-125x codecs)
 import regex
 import sentencepiece as spm
+
+
+def _moji(text, *encodings):
+    """text as UTF-8 read in each of encodings in turn (mojibake, once or more)"""
+    for e in encodings:
+        text = text.encode("utf-8").decode(e)
+    return text
+
+
+def _cesu(text):
+    """text in CESU-8 (supplementary characters as two 3-byte surrogates) read as Latin-1"""
+    units = []
+    for c in text:
+        v = ord(c) - 0x10000
+        units += [c] if v < 0 else [chr(0xD800 + (v >> 10)), chr(0xDC00 + (v & 0x3FF))]
+    return "".join(units).encode("utf-8", "surrogatepass").decode("latin-1")
+
 
 POOLS = [
     "abcdefghijklmnopqrstuvwxyz     ", "ABCDEFGHIJKLMNOPQRSTUVWXYZ", "0123456789",
@@ -38,6 +56,18 @@ POOLS = [
     "😀🎬🌅🐱‍👤👍🏽🇫🇷", "ﬁﬂﬀﬃĳǆ①②Ⅻ㎏ＡＢＣ１２３！？ｶﾞ［］；", "‘’‚‛“”„‟ʼ«»…—–",
     "\u0001\u001b\u007f\u0080\u0081\u008d\u0093\u0094\u009f\u00ad\u200d\u200e\u202e\u206a\ufff9\ufffc",
     "\x1b[31m\x1b[0;1m\x1b[m\x1b[", "<pad></s><unk><extra_id_0>", "▁▁▁",
+    # mojibake: whole words (a pool's words are drawn whole 30% of the time), and the characters
+    # UTF-8 mojibake is made of, to be drawn in random runs
+    " ".join(_moji(w, "sloppy-windows-1252") for w in ["café", "naïve", "“quoted”", "it’s", "—", "…", "✔", "😀", "schön", "Привет"]),
+    " ".join(_moji(w, "latin-1") for w in ["café", "à", "Á", "Íñ", "“q”", "ツ", "μ", "😀", "\u0080"]),
+    " ".join([_moji("Привет мир", "sloppy-windows-1251"), _moji("γειά σου", "sloppy-windows-1253"),
+              _moji("Łódź żółć", "sloppy-windows-1250"), _moji("İstanbul ğ", "sloppy-windows-1254"),
+              _moji("Ūdens ā ē", "sloppy-windows-1257"), _moji("Žluťoučký", "iso-8859-2"),
+              _moji("café €", "macroman"), _moji("Привет é", "cp437"), _moji("é “x”", "sloppy-windows-1252", "latin-1"),
+              _moji("café", "latin-1", "sloppy-windows-1252"), _moji("naïve", "sloppy-windows-1251", "sloppy-windows-1252")]),
+    "ÃÂâ€™œ\x9d¢£¤¥¦§¨©ª«¬\xad®¯°±²³´µ¶·¸¹º»¼½¾¿ÐÑØÙ×ðŸ˜\xa0\x81\x8d\ufffd\x1a",
+    "Ã Ã  Â voilÃ Ã quele â€\ufffd Ã\ufffd \ufffd\ufffd â€œ\ufffd " + _cesu("😀 🎬") + " Java\xc0\x80null \xc0 \xed\xa0\x80",
+    "РВСЃ вЂ™ вЂ ‚Ä√©≈°β€™ ā€ ГўВЂВ™ ╨╤ ├─ ÃƒÂ©",
 ]
 
 HAND = [
@@ -47,15 +77,22 @@ HAND = [
     "\uff21\uff22\uff23\uff01 \uff76\uff9e \u3000x", "e\u0301 a\u0308\u0301", "\ufeffbom\u206a\ufffc\x7f\x01", "&am\x01p;",
     "a\r\nb\rc\u2028d", "\u2018single\u2019 \u201cdouble\u201d \u02bc", "A majestic eagle soaring through a cloudy sky",
     "", "   ", "&", "&;", "&#;", "&#x;", "&" + "a" * 30 + ";", "&#" + "9" * 30 + ";", "&#x" + "f" * 24 + ";",
+    # mojibake (ftfy's fix_encoding): Latin-1, sloppy Windows-1252 (twice), lossy U+FFFD, embedded
+    # in good text (decode_inconsistent_utf8), restore_byte_a0, Windows-1251/1250, MacRoman, cp437,
+    # CESU-8 and Java nulls (utf-8-variants, its end-of-text '\n' quirk), C1 controls
+    "cafÃ©", "Ã¢â‚¬Å“quotedÃ¢â‚¬\x9d", "â€™", "ÃƒÂ©", "â€œ like this â€\ufffd", "l’Ã©tÃ© 你好",
+    "Ã\xa0 la", "Ã  la", "voilÃ le travail", "Ã quele", _moji("Привет мир", "sloppy-windows-1251"),
+    _moji("Łódź", "sloppy-windows-1250"), _moji("café", "macroman"), _moji("При", "cp437"), _cesu("x😀 é"),
+    "Java\xc0\x80null", "Ã©À\nabc", "Ã¡\x85 \x80\x81", "¯\\_(ã\x83\x84)_/¯", "ðŸ\x98\x80", "Ã\x1a",
 ]
 
 
-def reference_ftfy(text, mode):
-    return ftfy.fix_text(text, fix_encoding=(mode == "ftfy"))
+def reference_ftfy(text):
+    return ftfy.fix_text(text)
 
 
-def reference_clean(text, mode):
-    t = html.unescape(html.unescape(reference_ftfy(text, mode))).strip()
+def reference_clean(text):
+    t = html.unescape(html.unescape(reference_ftfy(text))).strip()
     return regex.sub(r"\s+", " ", t).strip()
 
 
@@ -93,42 +130,39 @@ def main():
     ap.add_argument("--spiece", default="tests/golden/model/google/umt5-xxl/spiece.model")
     ap.add_argument("--n", type=int, default=3000)
     ap.add_argument("--seed", type=int, default=1)
-    ap.add_argument("--mode", choices=["noenc", "ftfy"], default="noenc")
+    ap.add_argument("--mode", choices=["ftfy"], default="ftfy", help="ftfy as the reference calls it (the only mode)")
     ap.add_argument("--write-fixture", metavar="FILE")
     ap.add_argument("--show", action="store_true", help="print the hand-picked cases as the reference cleans them")
     a = ap.parse_args()
     rng = random.Random(a.seed)
     if a.show:
         for h in HAND:
-            print(ascii(h), "->", ascii(reference_ftfy(h, "noenc")), "->", ascii(reference_clean(h, "noenc")))
+            print(ascii(h), "->", ascii(reference_ftfy(h)), "->", ascii(reference_clean(h)))
         return 0
     if a.write_fixture:
         cases = HAND + [random_prompt(rng, [1, 2, 3, 5, 8]) for _ in range(400)]
-        rows = [{"in": c, "ftfy": reference_ftfy(c, "noenc"), "clean": reference_clean(c, "noenc")} for c in cases]
+        rows = [{"in": c, "ftfy": reference_ftfy(c), "clean": reference_clean(c)} for c in cases]
         with open(a.write_fixture, "w") as f:
             json.dump(rows, f, ensure_ascii=True, indent=0)
             f.write("\n")
-        print(f"{len(rows)} cases -> {a.write_fixture} (ftfy {ftfy.__version__}, fix_encoding off)")
+        print(f"{len(rows)} cases -> {a.write_fixture} (ftfy {ftfy.__version__})")
         return 0
     sp = spm.SentencePieceProcessor(model_file=a.spiece)
     prompts = [random_prompt(rng, [1, 2, 3, 5, 10, 30, 80, 300]) for _ in range(a.n)]
     got = sf_tokens(a.bin, a.spiece, prompts)
-    bad = mojibake = 0
+    bad = 0
     for p, g in zip(prompts, got):
-        want = sp.encode(reference_clean(p, a.mode))[:511] + [1]
+        want = sp.encode(reference_clean(p))[:511] + [1]
         if g == want:
-            continue
-        if a.mode == "ftfy" and g == sp.encode(reference_clean(p, "noenc"))[:511] + [1]:
-            mojibake += 1
             continue
         bad += 1
         if bad <= 10:
             j = next((k for k in range(min(len(g), len(want))) if g[k] != want[k]), min(len(g), len(want)))
             print("MISMATCH", ascii(p)[:240])
-            print("  reference clean", ascii(reference_clean(p, a.mode))[:240])
+            print("  reference clean", ascii(reference_clean(p))[:240])
             print(f"  first difference at token {j}: reference", want[max(0, j - 3):j + 5], "sfpipe", g[max(0, j - 3):j + 5])
-    print(f"{a.n - bad - mojibake}/{a.n} prompts tokenized as the reference ({a.mode}, ftfy {ftfy.__version__}, "
-          f"sentencepiece {spm.__version__})" + (f"; {mojibake} differ only by ftfy's mojibake repair" if mojibake else ""))
+    print(f"{a.n - bad}/{a.n} prompts tokenized as the reference (ftfy {ftfy.__version__}, "
+          f"sentencepiece {spm.__version__})")
     return 1 if bad else 0
 
 

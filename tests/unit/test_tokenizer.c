@@ -1,7 +1,7 @@
 /* test_tokenizer.c — stages/encode/tokenizer.c against tests/golden/expect/tokens.json (all
  * 28 prompts: cleaned text, ids, mask, byte-exact), Python html.unescape cases, whitespace
- * rules, ftfy's fixes (stages/encode/clean.c: hand cases and tests/unit/fixtures/clean_ftfy.json),
- * and bad input (invalid UTF-8, NUL bytes). */
+ * rules, ftfy's fixes and its mojibake repair (stages/encode/clean.c, mojibake.c: hand cases and
+ * tests/unit/fixtures/clean_ftfy.json), and bad input (invalid UTF-8, NUL bytes). */
 #define _POSIX_C_SOURCE 200809L
 #include "sf_test.h"
 #include "stages/encode/tokenizer.h"
@@ -131,8 +131,8 @@ static void test_clean(void) {
     check_clean("", "");
 }
 
-/* ftfy.fix_text (fix_encoding off) and the whole cleaning, each pair checked with ftfy 6.3.1 and
- * Python's html.unescape (tests/heldout/tokenizer_diff.py --show). */
+/* ftfy.fix_text and the whole cleaning, each pair checked with ftfy 6.3.1 and Python's
+ * html.unescape (tests/heldout/tokenizer_diff.py --show). */
 static void check_ftfy(const char *in, const char *want_ftfy, const char *want_clean) {
     char *out = NULL;
     size_t n = 0;
@@ -170,8 +170,52 @@ static void test_ftfy(void) {
                "'single' \"double\" '");
 }
 
-/* tests/unit/fixtures/clean_ftfy.json: inputs (hand-picked and random) with what ftfy 6.3.1
- * (fix_encoding off) and the reference's whole cleaning make of them. */
+static void check_fix2(const char *in, const char *want) { /* ftfy and the cleaning agree */
+    check_ftfy(in, want, want);
+}
+
+/* ftfy's mojibake repair (fix_encoding, stages/encode/mojibake.c) */
+static void test_ftfy_mojibake(void) {
+    check_fix2("caf\xC3\x83\xC2\xA9", "caf\xC3\xA9"); /* UTF-8 read as Latin-1 */
+    check_fix2("\xC3\xA2\xE2\x82\xAC\xE2\x84\xA2", "'");  /* as sloppy Windows-1252, then uncurled */
+    check_fix2("\xC3\x83\xC6\x92\xC3\x82\xC2\xA9", "\xC3\xA9"); /* two layers: a step each */
+    /* Windows-1252 of Windows-1252 with C1 left: embedded runs (decode_inconsistent_utf8), twice */
+    check_fix2("\xC3\x83\xC2\xA2\xC3\xA2\xE2\x80\x9A\xC2\xAC\xC3\x85\xE2\x80\x9Cquoted"
+               "\xC3\x83\xC2\xA2\xC3\xA2\xE2\x80\x9A\xC2\xAC\xC2\x9D", "\"quoted\"");
+    check_fix2("\xC3\xA2\xE2\x82\xAC\xC5\x93 like this \xC3\xA2\xE2\x82\xAC\xEF\xBF\xBD", /* lossy: U+FFFD */
+               "\" like this \xEF\xBF\xBD");
+    check_fix2("l\xE2\x80\x99\xC3\x83\xC2\xA9t\xC3\x83\xC2\xA9 \xE4\xBD\xA0\xE5\xA5\xBD", /* in good text */
+               "l'\xC3\xA9t\xC3\xA9 \xE4\xBD\xA0\xE5\xA5\xBD");
+    check_fix2("\xC3\x83\xC2\xA0 la", "\xC3\xA0 la");
+    check_fix2("voil\xC3\x83 le travail", "voil\xC3\xA0 le travail"); /* restore_byte_a0: ' ' was U+00A0 */
+    check_fix2("\xC3\x83 quele", "\xC3\xA0quele");                   /* ... but for A_GRAVE_WORD_RE's words */
+    check_fix2("\xD0\xA0\xD1\x9F\xD0\xA1\xD0\x82\xD0\xA0\xD1\x91\xD0\xA0\xD0\x86\xD0\xA0\xC2\xB5\xD0\xA1\xE2\x80\x9A", /* cp1251 */
+               "\xD0\x9F\xD1\x80\xD0\xB8\xD0\xB2\xD0\xB5\xD1\x82");
+    check_fix2("caf\xE2\x88\x9A\xC2\xA9", "caf\xC3\xA9"); /* MacRoman */
+    check_fix2("\xE2\x95\xA8\xC6\x92\xE2\x95\xA4\xC3\x87\xE2\x95\xA8\xE2\x95\x95", "\xD0\x9F\xD1\x80\xD0\xB8"); /* cp437 */
+    /* utf-8-variants: a CESU-8 pair; C0 80 is U+0000 (then removed); C0 before the line's final
+     * '\n' takes the '\n' with it (the codec's '$' matches before it) */
+    check_fix2("x\xC3\xAD\xC2\xA0\xC2\xBD\xC3\xAD\xC2\xB8\xC2\x80 \xC3\x83\xC2\xA9", "x\xF0\x9F\x98\x80 \xC3\xA9");
+    check_fix2("Java\xC3\x80\xC2\x80null", "Javanull");
+    check_ftfy("\xC3\x83\xC2\xA9\xC3\x80\nabc", "\xC3\xA9" "abc", "\xC3\xA9" "abc");
+    check_fix2("\xC3\x83\xC2\xA1\xC2\x85 \xC2\x80\xC2\x81", "\xC3\xA1\xE2\x80\xA6 \xE2\x82\xAC\xC2\x81"); /* then C1 */
+    check_fix2("na\xC3\xAFve caf\xC3\xA9 \xCE\x9E\xCE\xB3\xCE\x9E\xCE\xB5", /* not bad, or not repairable: kept */
+               "na\xC3\xAFve caf\xC3\xA9 \xCE\x9E\xCE\xB3\xCE\x9E\xCE\xB5");
+    /* a long prompt: one search over it, no PCRE2 limit in the way (16 KiB, sf-encode's most) */
+    char in[16384 + 1], want[16384 + 1];
+    size_t n = 0, w = 0;
+    while (n + 8 <= 16384) memcpy(in + n, "caf\xC3\x83\xC2\xA9 ", 8), n += 8, memcpy(want + w, "caf\xC3\xA9 ", 6), w += 6;
+    in[n] = 0, want[w] = 0;
+    char *out = NULL;
+    sf_err err = {{0}};
+    SF_CHECK_OK(sf_ftfy_fix_text(in, n, &out, NULL, &err), &err);
+    SF_CHECK(out && strcmp(out, want) == 0);
+    free(out);
+}
+
+/* tests/unit/fixtures/clean_ftfy.json: inputs (hand-picked and random, mojibake of every kind
+ * among them) with what ftfy 6.3.1 (its default fix_text, fix_encoding included) and the
+ * reference's whole cleaning make of them. */
 static void test_ftfy_fixture(void) {
     const char *root = getenv("SF_ROOT");
     char path[1024], *data = NULL;
@@ -253,6 +297,6 @@ static void test_normalize(void) {
 static const sf_test tests[] = {
     {"golden_prompts", test_golden_prompts}, {"html_unescape", test_html_unescape}, {"clean", test_clean},
     {"bad_input", test_bad_input},           {"normalize", test_normalize}, {"ftfy", test_ftfy},
-    {"ftfy_fixture", test_ftfy_fixture},
+    {"ftfy_mojibake", test_ftfy_mojibake},   {"ftfy_fixture", test_ftfy_fixture},
 };
 SF_TEST_MAIN(tests)
