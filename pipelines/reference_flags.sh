@@ -92,6 +92,8 @@ ref_check() {
 }
 
 # ref_commands NUM_FRAMES: the arrays `encode` and `denoise` (the script appends its tap flags).
+# The noise is the reference's own: what torch.manual_seed(--seed) and torch.randn draw on the GPU
+# (sf-denoise --noise-rng torch-cuda: on --gpu_id's card its geometry, on the CPU an H100's/H200's).
 # The reference always runs on CUDA device --gpu_id (default 0). sf-denoise's DiT runs there with
 # --gpu_id N / --device cuda[:N]; without either we keep the CPU, so that the scripts also run on
 # machines without a GPU (the text encoder runs on the CPU either way for now).
@@ -100,7 +102,7 @@ ref_commands() {
     encode=(sf-encode --model-dir "$model_dir" --prompt "$prompt" --out - "${extra_encode[@]}")
     [ -n "$cache_dir" ] && encode+=(--cache-dir "$cache_dir")
     denoise=(sf-denoise --model-dir "$model_dir" --config_path "$config_path" --device "$device"
-        --num_frames "$1" --height "$height" --width "$width" --seed "$seed" --in - "${extra_denoise[@]}")
+        --num_frames "$1" --height "$height" --width "$width" --seed "$seed" --noise-rng torch-cuda --in - "${extra_denoise[@]}")
     if [ "$no_checkpoint" = 1 ]; then
         denoise+=(--no_checkpoint)
     else

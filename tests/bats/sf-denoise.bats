@@ -232,3 +232,36 @@ st_header() { tail -c +9 "$1" | head -c 4096 | tr -d '\0'; }
     assert_equal "$output" ""
     assert_equal "$stderr" "sf-denoise: error: --bench: expected tiny, 1.3b-layer, 1.3b, attn, attn-small, glue or glue-small, got 'foo'"
 }
+
+@test "--noise-rng torch-cuda: the reference's torch.randn stream; sequence, batch and offset; one-line refusals" {
+    local T=$BATS_TEST_TMPDIR D=(sf-denoise --model-dir "$G/model" --num_frames 3 --height 64 --width 96 --progress none
+        --threads 2 --prompt-embeds "$P:context.prompt_embeds" --no_checkpoint --seed 7)
+    run -0 "${D[@]}" --save-latents "$T/own.safetensors"
+    run -0 --separate-stderr "${D[@]}" --noise-rng torch-cuda --save-latents "$T/torch.safetensors"
+    [[ "$stderr" == *"noise: torch.randn on a CUDA generator seeded 7 at offset 0, as a card of 132 SMs x 2048 threads"* ]]
+    ! cmp -s "$T/own.safetensors" "$T/torch.safetensors" || false
+    # 3 frames of 16x8x12: every draw fits one wave of any card, so the geometry does not matter here
+    run -0 "${D[@]}" --noise-rng torch-cuda:28:1536 --save-latents "$T/small.safetensors"
+    cmp "$T/torch.safetensors" "$T/small.safetensors"
+    # the second video of a seed-once loop starts where the first one's draws end: 4 launches of 4 offsets
+    run -0 "${D[@]}" --noise-rng torch-cuda --noise-sequence 1 --save-latents "$T/seq1.safetensors"
+    run -0 "${D[@]}" --noise-rng torch-cuda --noise-offset 16 --save-latents "$T/off16.safetensors"
+    cmp "$T/seq1.safetensors" "$T/off16.safetensors"
+    ! cmp -s "$T/seq1.safetensors" "$T/torch.safetensors" || false
+    run -0 "${D[@]}" --noise-rng torch-cuda --noise-batch 2:1 --save-latents "$T/b21.safetensors"
+    ! cmp -s "$T/b21.safetensors" "$T/torch.safetensors" || false
+    run -0 "${D[@]}" --noise-rng torch-cuda --noise-batch 1:0 --save-latents "$T/b10.safetensors"
+    cmp "$T/b10.safetensors" "$T/torch.safetensors"
+    run -2 --separate-stderr "${D[@]}" --noise-rng torch --check
+    assert_equal "$stderr" "sf-denoise: error: --noise-rng: expected sfpipe, torch-cuda or torch-cuda:SMS:THREADS, got 'torch'"
+    run -2 --separate-stderr "${D[@]}" --noise-rng torch-cuda:132:1000 --check
+    [[ "$stderr" == "sf-denoise: error: --noise-rng torch-cuda:SMS:THREADS: "*"got 'torch-cuda:132:1000'" ]]
+    run -2 --separate-stderr "${D[@]}" --noise-rng torch-cuda --noise-offset 6 --check
+    assert_equal "$stderr" "sf-denoise: error: --noise-offset 6: PyTorch's CUDA generator moves in multiples of 4"
+    run -2 --separate-stderr "${D[@]}" --noise-sequence 1 --check
+    assert_equal "$stderr" "sf-denoise: error: --noise-sequence needs --noise-rng torch-cuda"
+    run -2 --separate-stderr "${D[@]}" --noise-rng torch-cuda --noise-batch 2:2 --check
+    [[ "$stderr" == *"--noise-batch B:S: "*"got '2:2'" ]]
+    run -2 --separate-stderr "${D[@]}" --noise-rng torch-cuda --noise "$P" --check
+    assert_equal "$stderr" "sf-denoise: error: --noise replays its own draws: it takes no --noise-rng"
+}
