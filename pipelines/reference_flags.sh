@@ -75,6 +75,16 @@ ref_layers() {
     done
 }
 
+# ref_mkdir DIR: mkdir -p DIR (before ref_check, which wants the output's folder), remembering the
+# folders it made, so that a refusal by ref_check removes them again: a refused run leaves nothing.
+ref_made=()
+ref_mkdir() {
+    local d=$1 new=()
+    while [ ! -d "$d" ] && [ "$d" != "$(dirname -- "$d")" ]; do new=("$d" "${new[@]}"); d=$(dirname -- "$d"); done
+    mkdir -p -- "$1"
+    ref_made+=("${new[@]}")
+}
+
 # ref_check: the finished `denoise` command asked to check itself (sf-denoise --check: its flags
 # against the config, the model and the checkpoint, the tap layers), before any stage starts.
 # Otherwise a refusal comes only once sf-encode is running, and that stage then also reports the
@@ -85,6 +95,8 @@ ref_check() {
     local msg rc=0
     msg=$("${denoise[@]}" --check --log-level error 2>&1 >/dev/null) || rc=$?
     [ "$rc" -eq 0 ] && return 0
+    local i
+    for ((i = ${#ref_made[@]} - 1; i >= 0; i--)); do rmdir -- "${ref_made[i]}" 2>/dev/null || true; done
     msg=${msg##*sf-denoise: error: }
     [ -n "${ref_layer_flag:-}" ] && msg=${msg//--layer_indices:/$ref_layer_flag:}
     echo "$ref_prog: error: ${msg:-sf-denoise --check failed (exit $rc)}" >&2

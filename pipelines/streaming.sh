@@ -58,8 +58,8 @@ fi
 if [ "$save_video" = 1 ] && [ -z "$video_path" ]; then
     video_path=${output_path//.pt/.mp4} # the reference's output_path.replace('.pt', '.mp4')
 fi
-mkdir -p -- "$(dirname -- "$output_path")"
-[ "$save_video" = 1 ] && mkdir -p -- "$(dirname -- "$video_path")"
+ref_mkdir "$(dirname -- "$output_path")"
+[ "$save_video" = 1 ] && ref_mkdir "$(dirname -- "$video_path")"
 
 ref_commands "$num_frames"
 denoise+=(--local_attn_size -1 --sink_size 0
