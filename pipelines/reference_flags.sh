@@ -1,4 +1,5 @@
-# reference_flags.sh — sourced by figure4.sh and streaming.sh: the flags the reference's
+# reference_flags.sh — sourced by figure4.sh, streaming.sh, full_attention.sh and
+# streaming_distributed.sh: the flags the reference's
 # experiments/run_extraction_*.py scripts share (same defaults), our shared additions, the checks
 # made before any stage starts, and the sf-encode | sf-denoise command lines they lead to. Set
 # ref_prog before sourcing. Every spelling argparse accepts (--flag=value, --flag_name,

@@ -27,6 +27,9 @@ typedef struct sf_denoise_opts {
     long num_frames, height, width, seed, las, sink, rope_frames, chunk;
     int endless, follow, recache, dump, no_ckpt, use_ema, require_ckpt;
     int check;                                      /* --check: the run's checks only (stage_run) */
+    int list_layers;                                /* --list-layers: --check, printing the tap layers */
+    sf_pt_layout pt_layout;                         /* --pt-layout and what it records (taps.h) */
+    long pt_rank, pt_world, pt_prompt_index;
 } sf_denoise_opts;
 
 /* The flags → *o: the shared stage flags (a GPU that cannot be used is an error here), --threads, then
