@@ -12,12 +12,13 @@
 # --all_layers), extraction_method 'distributed_streaming'. multi_prompt: D/prompt<IIII>_layer<L>.pt
 # for each non-empty line of --prompts_file (stripped; IIII its index among them), layer --layer_index.
 # Each file is the streaming dict of that layer: step 0 of every block, global attention, num_frames
-# rounded down to whole blocks of the config. Ranks: with W ranks (torchrun --nproc_per_node W) the
+# rounded down to whole blocks of the config (the reference's own files hold zeros: its capture is
+# never called; see docs/reference-scripts.md). Ranks: with W ranks (torchrun --nproc_per_node W) the
 # reference gives rank R a contiguous share of the layers or prompts (the first len % W ranks one
 # more). sfpipe taps all of a rank's layers in one run, so no torchrun is needed: --world_size W
 # (default 1) runs ranks 0..W-1 here, one after another; under a launcher that sets RANK and
 # WORLD_SIZE (torchrun --no-python, srun wrappers) only rank RANK runs (--device cuda: cuda:LOCAL_RANK).
-# The files hold what the reference's would: multi_layer's noise seed is --seed + rank and its
+# Seeds and keys follow the reference: multi_layer's noise seed is --seed + rank and its
 # rank / world_size keys that rank's; multi_prompt's seed is --seed + prompt index, whatever the ranks.
 # Every flag also works in --dash-form, as --flag=value and abbreviated to a unique prefix, like
 # argparse; bad flags, layers the model lacks and a missing prompts file are errors before any
