@@ -136,6 +136,21 @@ for h in range(2):
     [ ! -e "$T/x.pt" ]
 }
 
+@test "sf-denoise {layer} in --output_path: one file a layer; when one cannot be written, the others are removed" {
+    P="$G/expect/dit_pipeline_base.safetensors"
+    local d=(sf-denoise --model-dir "$G/model" --height 64 --width 96 --progress none --num_frames 3 --log-level warn
+        --prompt-embeds "$P:context.prompt_embeds" --layer_indices 0 2 --tap-mode frames)
+    mkdir "$T/ok"
+    run -0 "${d[@]}" --output_path "$T/ok/L{layer}.pt"
+    run -0 ls "$T/ok"
+    assert_output "$(printf 'L0.pt\nL2.pt')"
+    # the template's folder exists (the check before the run passes), layer 0's too, layer 2's not
+    mkdir -p "$T/bad/{layer}" "$T/bad/0"
+    run -1 --separate-stderr "${d[@]}" --output_path "$T/bad/{layer}/x.pt"
+    assert_equal "$stderr" "sf-denoise: error: cannot write $T/bad/2/x.pt: No such file or directory"
+    [ ! -e "$T/bad/0/x.pt" ]
+}
+
 @test "streaming_distributed.sh multi_layer: layer<L>.pt per layer, each rank's seed, rank and world_size" {
     cd "$T"
     # --world_size 2 over 0,2,1: rank 0 taps layers 0 and 2 with seed 42, rank 1 layer 1 with seed 43
