@@ -102,7 +102,7 @@ sf_status sf_denoise_opts_get(const sf_args *a, const sf_opt *opts, sf_denoise_o
     if (sf_args_get(a, opts, "pt-prompt-index") && o->pt_layout != SF_PT_DISTRIBUTED_MULTI_PROMPT)
         return sf_fail(err, SF_E_ARG, "--pt-prompt-index is recorded by --pt-layout distributed_multi_prompt only");
     if (o->pt_rank >= o->pt_world)
-        return sf_fail(err, SF_E_ARG, "--pt-rank %ld: a rank is below --pt-world-size (%ld)", o->pt_rank, o->pt_world);
+        return sf_fail(err, SF_E_ARG, "--pt-rank %ld is not below --pt-world-size %ld (ranks 0..W-1)", o->pt_rank, o->pt_world);
     if (o->pt_layout != SF_PT_AUTO && !o->tap_out && !o->check)
         return sf_fail(err, SF_E_ARG, "--pt-layout needs --output_path FILE.pt");
 

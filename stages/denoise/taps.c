@@ -1,8 +1,8 @@
 /* taps.c — attention taps: capture, selection, frame aggregates and the output files (see taps.h;
  * the .pt dicts and the streaming aggregate's assembly are taps_pt.c's). Mirrors the fork's
  * attention capture (wan/modules/attention.py), run_extraction_figure4.py's selection and
- * run_extraction_streaming.py's frame aggregates. Tested by tests/unit/test_dit_taps.c (vs taps_base stream.* goldens, .pt read back) and
- * tests/bats/sf-denoise.bats, tests/bats/streaming.bats. */
+ * run_extraction_streaming.py's frame aggregates. Tested by tests/unit/test_dit_taps.c (vs taps_base
+ * stream.* goldens, .pt read back) and tests/bats/sf-denoise.bats, streaming.bats, reference_scripts.bats. */
 #define _POSIX_C_SOURCE 200809L
 #include "taps.h"
 #include "pickle.h"

@@ -122,7 +122,7 @@ for h in range(2):
     assert_equal "$stderr" "sf-denoise: error: --pt-rank / --pt-world-size are recorded by --pt-layout distributed_streaming only"
     run -2 --separate-stderr "${d[@]}" --output_path "$T/x.pt" --layer_indices 0 --tap-mode frames \
         --pt-layout distributed_streaming --pt-rank 2 --pt-world-size 2
-    assert_equal "$stderr" "sf-denoise: error: --pt-rank 2: a rank is below --pt-world-size (2)"
+    assert_equal "$stderr" "sf-denoise: error: --pt-rank 2 is not below --pt-world-size 2 (ranks 0..W-1)"
     run -2 --separate-stderr "${d[@]}" --output_path "$T/x.pt" --layer_indices 0 --tap-mode frames --pt-prompt-index 3
     assert_equal "$stderr" "sf-denoise: error: --pt-prompt-index is recorded by --pt-layout distributed_multi_prompt only"
     run -2 --separate-stderr "${d[@]}" --output_path "$T/x.pt" --layer_indices 0 1 --tap-mode frames
