@@ -67,13 +67,18 @@ case "$mode" in multi_layer | multi_prompt) ;;
 *) echo "$ref_prog: error: argument --mode: invalid choice: '$mode' (choose from 'multi_layer', 'multi_prompt')" >&2; exit 2 ;;
 esac
 [ "$chunk_frames" -ge 1 ] || { echo "$ref_prog: error: --chunk_frames must be at least 1" >&2; exit 2; }
+# the numbers this script computes with, as Python's int() reads them (08 is 8, not octal)
+big() { [ "${#2}" -le 7 ] || { echo "$ref_prog: error: $1 $2 is too large" >&2; exit 2; }; }
+[ "${#seed}" -le 18 ] || { echo "$ref_prog: error: --seed $seed is too large" >&2; exit 2; }
+seed=$((10#$seed))
+[ -z "$world_size" ] || { big --world_size "$world_size"; world_size=$((10#$world_size)); }
 
 # the ranks to run: RANK of WORLD_SIZE under a launcher, else 0..W-1 of --world_size W
 if [ -n "${RANK:-}" ]; then
     [ -z "$world_size" ] || { echo "$ref_prog: error: --world_size with RANK=$RANK set by a launcher: give one of them" >&2; exit 2; }
-    [[ "$RANK" =~ ^[0-9]+$ && "${WORLD_SIZE:-}" =~ ^[0-9]+$ ]] && [ "$RANK" -lt "$WORLD_SIZE" ] ||
+    [[ "$RANK" =~ ^[0-9]{1,7}$ && "${WORLD_SIZE:-}" =~ ^[0-9]{1,7}$ ]] && [ "$RANK" -lt "$WORLD_SIZE" ] ||
         { echo "$ref_prog: error: RANK=$RANK needs WORLD_SIZE above it (got '${WORLD_SIZE:-}')" >&2; exit 2; }
-    world_size=$WORLD_SIZE ranks=("$RANK")
+    world_size=$((10#$WORLD_SIZE)) ranks=("$((10#$RANK))")
     [[ "$device" == cuda && "${LOCAL_RANK:-}" =~ ^[0-9]+$ ]] && device=cuda:$LOCAL_RANK
 else
     world_size=${world_size:-1}
@@ -106,6 +111,8 @@ else
         [ -n "$line" ] && items+=("$line")
     done < <(tr '\r' '\n' <"$prompts_file")
     ref_layers --layer_index "$layer_index"
+    big --layer_index "$layer_index"
+    layer_index=$((10#$layer_index))
 fi
 
 ref_commands "$num_frames"

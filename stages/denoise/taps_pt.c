@@ -142,7 +142,6 @@ static uint16_t *to_f16(const float *x, size_t n) {
     return y;
 }
 
-
 /* [1, fpb, fpb, ...] or [fpb, ...]: the reference's block_sizes for the run's frames. */
 static sf_py *block_sizes(const sf_taps_meta *m) {
     sf_py *bs = sf_py_list();

@@ -212,6 +212,11 @@ for h in range(2):
     run -0 "$PL/streaming_distributed.sh" --mode multi_prompt --prompts "$T/prompts.txt" --layer_index 1 \
         --checkpoint_path "$G/checkpoints/tiny_dmd.pt" --output_dir "$T/mp1" --num_frames 9 "${COM[@]}"
     run -0 sf-tensor diff "$T/mp1/prompt0002_layer1.pt" "$T/mp/prompt0002_layer1.pt"
+    # numbers as Python's int() reads them: --seed 040 is 40 (+ index 1 = 41), --layer_index 02 is layer 2
+    run -0 "$PL/streaming_distributed.sh" --mode multi_prompt --prompts_file "$T/prompts.txt" --layer_index 02 \
+        --checkpoint_path "$G/checkpoints/tiny_dmd.pt" --output_dir "$T/mp8" --num_frames 9 --seed 040 --world_size 03 "${COM[@]}"
+    frames "$PROMPT" 41 2 "$T/p41.safetensors"
+    same_f16 "$T/mp8/prompt0001_layer2.pt" full_frame_attention "$T/p41.safetensors" stream.L2.full_frame_attention
 }
 
 @test "streaming_distributed.sh: bad flags, layers, prompts files and ranks are one line before any stage starts" {
