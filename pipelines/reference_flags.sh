@@ -40,6 +40,15 @@ ref_parse_flags() { sf_flags_expand "$ref_prog" "${ref_known[@]}" "$@"; }
 
 ref_need() { [ $# -ge 2 ] || { echo "$ref_prog: error: option $1 needs a value" >&2; exit 2; }; }
 ref_int() { [[ "$2" =~ ^[0-9]+$ ]] || { echo "$ref_prog: error: $1 must be a non-negative integer, got '$2'" >&2; exit 2; }; }
+# ref_dec VAR FLAG VALUE: ref_int, then VAR = VALUE as Python's int() reads it (010 is 10: bash
+# arithmetic would take it as octal, and refuse 08), for the numbers a script computes with; one
+# too long for the shell's arithmetic is an error.
+ref_dec() {
+    ref_int "$2" "$3"
+    local v=${3#"${3%%[!0]*}"}
+    [ ${#v} -le 18 ] || { echo "$ref_prog: error: $2 $3 is too large" >&2; exit 2; }
+    printf -v "$1" '%d' "$((10#${v:-0}))"
+}
 
 # ref_flag FLAG [VALUE...]: handle one shared flag (FLAG already in --dash-form); sets ref_used
 # to the number of words consumed, 0 when FLAG is not a shared one.
@@ -51,7 +60,7 @@ ref_flag() {
     --prompt) ref_need "$@"; prompt=$2 ;;
     --no-checkpoint) no_checkpoint=1; ref_used=1 ;;
     --use-ema) ref_used=1 ;; # always true in the reference scripts
-    --seed) ref_need "$@"; ref_int "$1" "$2"; seed=$2 ;;
+    --seed) ref_need "$@"; ref_dec seed "$1" "$2" ;;
     --gpu-id) ref_need "$@"; ref_int "$1" "$2"; device="cuda:$2" ;;
     --device) ref_need "$@"; device=$2 ;;
     --model-dir) ref_need "$@"; model_dir=$2 ;;

@@ -36,7 +36,7 @@ while [ $# -gt 0 ]; do
     if [ "$ref_used" -gt 0 ]; then shift "$ref_used"; continue; fi
     case "$flag" in
     --output-path) ref_need "$@"; output_path=$2; shift 2 ;;
-    --num-frames) ref_need "$@"; ref_int "$1" "$2"; num_frames=$2; shift 2 ;;
+    --num-frames) ref_need "$@"; ref_dec num_frames "$1" "$2"; shift 2 ;;
     --layer-index) ref_need "$@"; layer_index=$2; shift 2 ;; # checked by ref_layers below
     --chunk-frames) ref_need "$@"; ref_int "$1" "$2"; chunk_frames=$2; shift 2 ;;
     --force) shift ;;

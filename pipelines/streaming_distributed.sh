@@ -58,7 +58,7 @@ while [ $# -gt 0 ]; do
     --layer-index) # type=int in either mode; a layer of the model in multi_prompt mode (ref_layers below)
         ref_need "$@"; [[ "$2" =~ ^-?[0-9]+$ ]] || { echo "$ref_prog: error: argument --layer_index: invalid int value: '$2'" >&2; exit 2; }
         layer_index=$2; shift 2 ;;
-    --world-size) ref_need "$@"; ref_int "$1" "$2"; world_size=$2; shift 2 ;;
+    --world-size) ref_need "$@"; ref_dec world_size "$1" "$2"; shift 2 ;;
     -h|--help) usage; exit 0 ;;
     *) echo "$ref_prog: error: unknown option '$1' (see --help)" >&2; exit 2 ;;
     esac
@@ -67,11 +67,6 @@ case "$mode" in multi_layer | multi_prompt) ;;
 *) echo "$ref_prog: error: argument --mode: invalid choice: '$mode' (choose from 'multi_layer', 'multi_prompt')" >&2; exit 2 ;;
 esac
 [ "$chunk_frames" -ge 1 ] || { echo "$ref_prog: error: --chunk_frames must be at least 1" >&2; exit 2; }
-# the numbers this script computes with, as Python's int() reads them (08 is 8, not octal)
-big() { [ "${#2}" -le 7 ] || { echo "$ref_prog: error: $1 $2 is too large" >&2; exit 2; }; }
-[ "${#seed}" -le 18 ] || { echo "$ref_prog: error: --seed $seed is too large" >&2; exit 2; }
-seed=$((10#$seed))
-[ -z "$world_size" ] || { big --world_size "$world_size"; world_size=$((10#$world_size)); }
 
 # the ranks to run: RANK of WORLD_SIZE under a launcher, else 0..W-1 of --world_size W
 if [ -n "${RANK:-}" ]; then
@@ -82,7 +77,8 @@ if [ -n "${RANK:-}" ]; then
     [[ "$device" == cuda && "${LOCAL_RANK:-}" =~ ^[0-9]+$ ]] && device=cuda:$LOCAL_RANK
 else
     world_size=${world_size:-1}
-    [ "$world_size" -ge 1 ] || { echo "$ref_prog: error: --world_size must be at least 1" >&2; exit 2; }
+    [ "$world_size" -ge 1 ] && [ "$world_size" -le 1048576 ] ||
+        { echo "$ref_prog: error: --world_size must be in 1..1048576" >&2; exit 2; }
     mapfile -t ranks < <(seq 0 $((world_size - 1)))
 fi
 
@@ -111,8 +107,7 @@ else
         [ -n "$line" ] && items+=("$line")
     done < <(tr '\r' '\n' <"$prompts_file")
     ref_layers --layer_index "$layer_index"
-    big --layer_index "$layer_index"
-    layer_index=$((10#$layer_index))
+    ref_dec layer_index --layer_index "$layer_index"
 fi
 
 ref_commands "$num_frames"

@@ -240,7 +240,7 @@ for h in range(2):
     run -2 --separate-stderr "$PL/streaming_distributed.sh" "${a[@]}" --layer_indices 0 --num_frames 2
     assert_equal "$stderr" "streaming_distributed.sh: error: --num_frames 2 is less than one block (3 frames)"
     run -2 --separate-stderr "$PL/streaming_distributed.sh" "${a[@]}" --layer_indices 0 --world_size 0
-    assert_equal "$stderr" "streaming_distributed.sh: error: --world_size must be at least 1"
+    assert_equal "$stderr" "streaming_distributed.sh: error: --world_size must be in 1..1048576"
     RANK=2 WORLD_SIZE=2 run -2 --separate-stderr "$PL/streaming_distributed.sh" "${a[@]}" --layer_indices 0
     assert_equal "$stderr" "streaming_distributed.sh: error: RANK=2 needs WORLD_SIZE above it (got '2')"
     [ ! -e "$T/o" ]

@@ -58,10 +58,12 @@ frames() { ffprobe -v error -count_frames -select_streams v:0 -show_entries stre
 
 @test "streaming.sh: --flag=value and prefixes work; a layer the model lacks names --layer_index, one line" {
     cd "$T"
-    run -0 "$S" --no_checkpoint --output_path="$T/e/a.pt" --num_frames=6 --layer_index=1 --model-dir="$G/model" \
+    run -0 "$S" --no_checkpoint --output_path="$T/e/a.pt" --num_frames=010 --layer_index=1 --model-dir="$G/model" \
         --height=64 --wid 96 --cache-dir="$T/emb" --prog none
+    # 010 is ten frames, as Python's int() reads it (not octal eight): rounded down to 9
+    assert_output --partial "adjusting num_frames from 10 to 9"
     run -0 sf-tensor ls "$T/e/a.pt"
-    assert_line --regexp '^full_frame_attention	f16	\[2, 6, 6\]$'
+    assert_line --regexp '^full_frame_attention	f16	\[2, 9, 9\]$'
     run -2 --separate-stderr "$S" --no_checkpoint --output_path "$T/o/a.pt" --num_frames 6 --layer_index 7 \
         --model-dir "$G/model" "${SIZE[@]}" --cache-dir "$T/emb"
     assert_equal "$stderr" "streaming.sh: error: --layer_index: layer 7 out of range (the model has 3 layers: 0..2)"
