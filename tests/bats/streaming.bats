@@ -72,6 +72,23 @@ frames() { ffprobe -v error -count_frames -select_streams v:0 -show_entries stre
     [ ! -e "$T/o/a.pt" ]
 }
 
+@test "streaming.sh: num_frames rounds down to the config's blocks, like the reference's block_sizes" {
+    cd "$T"
+    # independent_first_frame: blocks [1, 3, 3] — 9 frames become 7 (a multiple of 3 would be refused)
+    { cat "${SF_ROOT:-$BATS_TEST_DIRNAME/../..}/configs/self_forcing_dmd.yaml"; echo "independent_first_frame: true"; } >"$T/ind.yaml"
+    run -0 "$S" --config_path "$T/ind.yaml" --no_checkpoint --output_path "$T/i.pt" --num_frames 9 --layer_index 1 \
+        --model-dir "$G/model" "${SIZE[@]}" --cache-dir "$T/emb" --progress none
+    assert_output --partial "adjusting num_frames from 9 to 7"
+    run -0 sf-tensor tree "$T/i.pt"
+    for k in "full_frame_attention: tensor f16 [2, 7, 7]" "num_frames: int 7" "block_sizes: list of 3" \
+        "block_sizes/0: int 1" "block_sizes/2: int 3" "last_block_query_frames/0: int 4"; do
+        assert_line "/$k"
+    done
+    run -2 --separate-stderr "$S" --no_checkpoint --output_path "$T/o/x.pt" --num_frames 2 --model-dir "$G/model"
+    assert_equal "$stderr" "streaming.sh: error: --num_frames 2 is less than one block (3 frames)"
+    [ ! -e "$T/o" ]
+}
+
 @test "rolling KV cache: a window covering the video equals global attention; eviction changes later blocks" {
     run -0 "${DN[@]}" --num_frames 12 --save-latents "$T/g.safetensors" --dump-preds
     run -0 "${DN[@]}" --num_frames 12 --local_attn_size 12 --sink_size 3 --save-latents "$T/w.safetensors" --dump-preds
