@@ -113,14 +113,16 @@ ref_check() {
     exit "$rc"
 }
 
-# ref_commands NUM_FRAMES: the arrays `encode` and `denoise` (the script appends its tap flags).
+# ref_commands NUM_FRAMES: the arrays `encode` and `denoise` (the script appends its tap flags), and
+# `encode_base`, encode without its prompt and output.
 # The reference always runs on CUDA device --gpu_id (default 0). sf-denoise's DiT runs there with
 # --gpu_id N / --device cuda[:N]; without either we keep the CPU, so that the scripts also run on
 # machines without a GPU (the text encoder runs on the CPU either way for now).
 ref_commands() {
     [ -n "$device" ] || device=cpu
-    encode=(sf-encode --model-dir "$model_dir" --prompt "$prompt" --out - "${extra_encode[@]}")
-    [ -n "$cache_dir" ] && encode+=(--cache-dir "$cache_dir")
+    encode_base=(sf-encode --model-dir "$model_dir" "${extra_encode[@]}")
+    [ -n "$cache_dir" ] && encode_base+=(--cache-dir "$cache_dir")
+    encode=("${encode_base[@]}" --prompt "$prompt" --out -)
     denoise=(sf-denoise --model-dir "$model_dir" --config_path "$config_path" --device "$device"
         --num_frames "$1" --height "$height" --width "$width" --seed "$seed" --in - "${extra_denoise[@]}")
     if [ "$no_checkpoint" = 1 ]; then

@@ -159,6 +159,10 @@ for x in "${runs[@]}"; do
     ref_check
     if [ "$mode" = multi_prompt ]; then break; fi # the prompts' runs differ only in prompt, seed and file
 done
+# multi_prompt: the encoder loads once for all the prompts, which the runs then find in the cache
+if [ "$mode" = multi_prompt ] && [ ${#runs[@]} -gt 1 ]; then
+    for x in "${runs[@]}"; do printf '%s\n' "${items[$x]}"; done | "${encode_base[@]}" --prompts - --cache-only
+fi
 for x in "${runs[@]}"; do
     run_cmd "$x"
     "${encode[@]}" | "${denoise[@]}"

@@ -217,6 +217,12 @@ for h in range(2):
         --checkpoint_path "$G/checkpoints/tiny_dmd.pt" --output_dir "$T/mp8" --num_frames 9 --seed 040 --world_size 03 "${COM[@]}"
     frames "$PROMPT" 41 2 "$T/p41.safetensors"
     same_f16 "$T/mp8/prompt0001_layer2.pt" full_frame_attention "$T/p41.safetensors" stream.L2.full_frame_attention
+    # the encoder loads once for the three prompts (fresh cache): the runs find them in the cache
+    run -0 "$PL/streaming_distributed.sh" --mode multi_prompt --prompts_file "$T/prompts.txt" --layer_index 1 \
+        --no_checkpoint --output_dir "$T/mp9" --num_frames 3 "${COM[@]}" --cache-dir "$T/fresh" --log-level info
+    assert_equal "$(grep -c 'loading umT5 encoder' <<<"$output")" 1
+    run -0 ls "$T/mp9"
+    assert_equal "${#lines[@]}" 3
 }
 
 @test "streaming_distributed.sh: bad flags, layers, prompts files and ranks are one line before any stage starts" {
