@@ -1,4 +1,5 @@
-# reference_flags.sh — sourced by figure4.sh and streaming.sh: the flags the reference's
+# reference_flags.sh — sourced by figure4.sh, streaming.sh, full_attention.sh and
+# streaming_distributed.sh: the flags the reference's
 # experiments/run_extraction_*.py scripts share (same defaults), our shared additions, the checks
 # made before any stage starts, and the sf-encode | sf-denoise command lines they lead to. Set
 # ref_prog before sourcing. Every spelling argparse accepts (--flag=value, --flag_name,
@@ -39,6 +40,15 @@ ref_parse_flags() { sf_flags_expand "$ref_prog" "${ref_known[@]}" "$@"; }
 
 ref_need() { [ $# -ge 2 ] || { echo "$ref_prog: error: option $1 needs a value" >&2; exit 2; }; }
 ref_int() { [[ "$2" =~ ^[0-9]+$ ]] || { echo "$ref_prog: error: $1 must be a non-negative integer, got '$2'" >&2; exit 2; }; }
+# ref_dec VAR FLAG VALUE: ref_int, then VAR = VALUE as Python's int() reads it (010 is 10: bash
+# arithmetic would take it as octal, and refuse 08), for the numbers a script computes with; one
+# too long for the shell's arithmetic is an error.
+ref_dec() {
+    ref_int "$2" "$3"
+    local v=${3#"${3%%[!0]*}"}
+    [ ${#v} -le 18 ] || { echo "$ref_prog: error: $2 $3 is too large" >&2; exit 2; }
+    printf -v "$1" '%d' "$((10#${v:-0}))"
+}
 
 # ref_flag FLAG [VALUE...]: handle one shared flag (FLAG already in --dash-form); sets ref_used
 # to the number of words consumed, 0 when FLAG is not a shared one.
@@ -50,7 +60,7 @@ ref_flag() {
     --prompt) ref_need "$@"; prompt=$2 ;;
     --no-checkpoint) no_checkpoint=1; ref_used=1 ;;
     --use-ema) ref_used=1 ;; # always true in the reference scripts
-    --seed) ref_need "$@"; ref_int "$1" "$2"; seed=$2 ;;
+    --seed) ref_need "$@"; ref_dec seed "$1" "$2" ;;
     --gpu-id) ref_need "$@"; ref_int "$1" "$2"; device="cuda:$2" ;;
     --device) ref_need "$@"; device=$2 ;;
     --model-dir) ref_need "$@"; model_dir=$2 ;;
@@ -75,6 +85,16 @@ ref_layers() {
     done
 }
 
+# ref_mkdir DIR: mkdir -p DIR (before ref_check, which wants the output's folder), remembering the
+# folders it made, so that a refusal by ref_check removes them again: a refused run leaves nothing.
+ref_made=()
+ref_mkdir() {
+    local d=$1 new=()
+    while [ ! -d "$d" ] && [ "$d" != "$(dirname -- "$d")" ]; do new=("$d" "${new[@]}"); d=$(dirname -- "$d"); done
+    mkdir -p -- "$1"
+    ref_made+=("${new[@]}")
+}
+
 # ref_check: the finished `denoise` command asked to check itself (sf-denoise --check: its flags
 # against the config, the model and the checkpoint, the tap layers), before any stage starts.
 # Otherwise a refusal comes only once sf-encode is running, and that stage then also reports the
@@ -85,13 +105,16 @@ ref_check() {
     local msg rc=0
     msg=$("${denoise[@]}" --check --log-level error 2>&1 >/dev/null) || rc=$?
     [ "$rc" -eq 0 ] && return 0
+    local i
+    for ((i = ${#ref_made[@]} - 1; i >= 0; i--)); do rmdir -- "${ref_made[i]}" 2>/dev/null || true; done
     msg=${msg##*sf-denoise: error: }
     [ -n "${ref_layer_flag:-}" ] && msg=${msg//--layer_indices:/$ref_layer_flag:}
     echo "$ref_prog: error: ${msg:-sf-denoise --check failed (exit $rc)}" >&2
     exit "$rc"
 }
 
-# ref_commands NUM_FRAMES: the arrays `encode` and `denoise` (the script appends its tap flags).
+# ref_commands NUM_FRAMES: the arrays `encode` and `denoise` (the script appends its tap flags), and
+# `encode_base`, encode without its prompt and output.
 # The noise is the reference's own: what torch.manual_seed(--seed) and torch.randn draw on the GPU
 # (sf-denoise --noise-rng torch-cuda: on --gpu_id's card its geometry, on the CPU an H100's/H200's).
 # The reference always runs on CUDA device --gpu_id (default 0). sf-denoise's DiT runs there with
@@ -99,8 +122,9 @@ ref_check() {
 # machines without a GPU (the text encoder runs on the CPU either way for now).
 ref_commands() {
     [ -n "$device" ] || device=cpu
-    encode=(sf-encode --model-dir "$model_dir" --prompt "$prompt" --out - "${extra_encode[@]}")
-    [ -n "$cache_dir" ] && encode+=(--cache-dir "$cache_dir")
+    encode_base=(sf-encode --model-dir "$model_dir" "${extra_encode[@]}")
+    [ -n "$cache_dir" ] && encode_base+=(--cache-dir "$cache_dir")
+    encode=("${encode_base[@]}" --prompt "$prompt" --out -)
     denoise=(sf-denoise --model-dir "$model_dir" --config_path "$config_path" --device "$device"
         --num_frames "$1" --height "$height" --width "$width" --seed "$seed" --noise-rng torch-cuda --in - "${extra_denoise[@]}")
     if [ "$no_checkpoint" = 1 ]; then

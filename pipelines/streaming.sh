@@ -10,9 +10,10 @@
 #                          [--cache-dir DIR] [--log-level L] [--progress auto|bar|lines|none]
 # Every flag also works in --dash-form, as --flag=value and abbreviated to a unique prefix, like
 # argparse; a layer the model does not have is an error before anything runs. Like the reference:
-# global attention over the whole video
-# (no eviction), num_frames rounded down to a multiple of 3, the output's parent directory is
-# created, --use_ema is always on, --save_video writes an mp4 (default: output path with .pt → .mp4).
+# global attention over the whole video (no eviction), num_frames rounded down to whole blocks of
+# the config (its block_sizes: [1, F, F, ...] with independent_first_frame, else [F, ...]), the
+# output's parent directory is created, --use_ema is always on, --save_video writes an mp4
+# (default: output path with .pt → .mp4).
 # --chunk_frames only sets the recorded chunk_frames (our frame means need no chunking); --force
 # is accepted (there is no GPU memory guard on the CPU path).
 set -euo pipefail
@@ -36,7 +37,7 @@ while [ $# -gt 0 ]; do
     if [ "$ref_used" -gt 0 ]; then shift "$ref_used"; continue; fi
     case "$flag" in
     --output-path) ref_need "$@"; output_path=$2; shift 2 ;;
-    --num-frames) ref_need "$@"; ref_int "$1" "$2"; num_frames=$2; shift 2 ;;
+    --num-frames) ref_need "$@"; ref_dec num_frames "$1" "$2"; shift 2 ;;
     --layer-index) ref_need "$@"; layer_index=$2; shift 2 ;; # checked by ref_layers below
     --chunk-frames) ref_need "$@"; ref_int "$1" "$2"; chunk_frames=$2; shift 2 ;;
     --force) shift ;;
@@ -48,21 +49,14 @@ while [ $# -gt 0 ]; do
 done
 ref_layers --layer_index "$layer_index"
 [ "$chunk_frames" -ge 1 ] || { echo "streaming.sh: error: --chunk_frames must be at least 1" >&2; exit 2; }
-# block sizes [3]·⌊num_frames/3⌋ (independent_first_frame false), num_frames follows
-blocks=$((num_frames / 3))
-if [ $((blocks * 3)) -ne "$num_frames" ]; then
-    echo "streaming.sh: adjusting num_frames from $num_frames to $((blocks * 3))" >&2
-    num_frames=$((blocks * 3))
-fi
-[ "$num_frames" -ge 3 ] || { echo "streaming.sh: error: --num_frames must be at least 3" >&2; exit 2; }
 if [ "$save_video" = 1 ] && [ -z "$video_path" ]; then
     video_path=${output_path//.pt/.mp4} # the reference's output_path.replace('.pt', '.mp4')
 fi
-mkdir -p -- "$(dirname -- "$output_path")"
-[ "$save_video" = 1 ] && mkdir -p -- "$(dirname -- "$video_path")"
+ref_mkdir "$(dirname -- "$output_path")"
+[ "$save_video" = 1 ] && ref_mkdir "$(dirname -- "$video_path")"
 
 ref_commands "$num_frames"
-denoise+=(--local_attn_size -1 --sink_size 0
+denoise+=(--local_attn_size -1 --sink_size 0 --round-frames
     --layer_indices "$layer_index" --tap-mode frames --tap-select seed --chunk_frames "$chunk_frames"
     --prompt "$prompt" --output_path "$output_path")
 ref_check

@@ -80,6 +80,20 @@ static sf_status noise_rng_get(const sf_args *a, const sf_opt *opts, sf_denoise_
     return SF_OK;
 }
 
+/* --round-frames: --num_frames rounded down to whole blocks of the config, [1, fpb, ...] with an
+ * independent first frame, else [fpb, ...] (run_extraction_streaming_distributed.py's block_sizes and
+ * "Adjusting num_frames"); less than one block is an error. */
+static sf_status round_frames(sf_denoise_opts *o, sf_err *err) {
+    const long fpb = o->rc.num_frame_per_block, first = o->rc.independent_first_frame ? 1 : 0;
+    if (fpb < 1) return SF_OK; /* the pipeline check names the bad config */
+    const long n = o->num_frames < 1 ? 0 : first + (o->num_frames - first) / fpb * fpb;
+    if (n < (first ? 1 : fpb))
+        return sf_fail(err, SF_E_ARG, "--num_frames %ld is less than one block (%ld frames)", o->num_frames, first ? 1 : fpb);
+    if (n != o->num_frames) sf_info("adjusting num_frames from %ld to %ld (whole blocks of %ld)", o->num_frames, n, fpb);
+    o->num_frames = n;
+    return SF_OK;
+}
+
 sf_status sf_denoise_opts_get(const sf_args *a, const sf_opt *opts, sf_denoise_opts *o, sf_err *err) {
     sf_status s;
     memset(o, 0, sizeof *o);
@@ -95,7 +109,8 @@ sf_status sf_denoise_opts_get(const sf_args *a, const sf_opt *opts, sf_denoise_o
     o->out_url = sf_args_get(a, opts, "out"), o->save = sf_args_get(a, opts, "save-latents");
     o->tap_out = sf_args_get(a, opts, "output-path");
     o->n_lay = sf_args_all(a, opts, "layer-indices", &o->lay);
-    o->check = sf_args_has(a, opts, "check"); /* --check: no input or output needed, none opened */
+    o->list_layers = sf_args_has(a, opts, "list-layers"); /* a --check that prints the tap layers */
+    o->check = sf_args_has(a, opts, "check") || o->list_layers; /* --check: no input or output needed, none opened */
     /* shell composition: `sf-encode ... | sf-denoise | sf-decode -o v.y4m` reads and writes the
      * wire on stdin/stdout when those are pipes or files (DESIGN §3: stdout carries data only
      * when it is the --out) */
@@ -120,6 +135,23 @@ sf_status sf_denoise_opts_get(const sf_args *a, const sf_opt *opts, sf_denoise_o
         (ts && (s = sf_taps_parse_select(ts, &o->tsel, &o->sel_b, &o->sel_s, err))))
         return s;
     o->tap_cross = sf_args_has(a, opts, "tap-cross");
+    /* the .pt dict (taps_pt.c) and what its distributed layouts record */
+    const char *pl = sf_args_get(a, opts, "pt-layout");
+    o->pt_layout = SF_PT_AUTO, o->pt_rank = 0, o->pt_world = 1, o->pt_prompt_index = 0;
+    if ((pl && (s = sf_taps_parse_pt_layout(pl, &o->pt_layout, err))) ||
+        (s = get_long(a, opts, "pt-world-size", 1, 1L << 20, &o->pt_world, err)) ||
+        (s = get_long(a, opts, "pt-rank", 0, (1L << 20) - 1, &o->pt_rank, err)) ||
+        (s = get_long(a, opts, "pt-prompt-index", 0, (long)((~0ul) >> 2), &o->pt_prompt_index, err)))
+        return s;
+    if ((sf_args_get(a, opts, "pt-rank") || sf_args_get(a, opts, "pt-world-size")) &&
+        o->pt_layout != SF_PT_DISTRIBUTED_STREAMING)
+        return sf_fail(err, SF_E_ARG, "--pt-rank / --pt-world-size are recorded by --pt-layout distributed_streaming only");
+    if (sf_args_get(a, opts, "pt-prompt-index") && o->pt_layout != SF_PT_DISTRIBUTED_MULTI_PROMPT)
+        return sf_fail(err, SF_E_ARG, "--pt-prompt-index is recorded by --pt-layout distributed_multi_prompt only");
+    if (o->pt_rank >= o->pt_world)
+        return sf_fail(err, SF_E_ARG, "--pt-rank %ld is not below --pt-world-size %ld (ranks 0..W-1)", o->pt_rank, o->pt_world);
+    if (o->pt_layout != SF_PT_AUTO && !o->tap_out && !o->check)
+        return sf_fail(err, SF_E_ARG, "--pt-layout needs --output_path FILE.pt");
 
     /* configs */
     char dbuf[4096], cbuf[4096];
@@ -141,6 +173,7 @@ sf_status sf_denoise_opts_get(const sf_args *a, const sf_opt *opts, sf_denoise_o
         (s = get_long(a, opts, "local-attn-size", -1, 1023, &o->las, err)) ||
         (s = get_long(a, opts, "sink-size", 0, 1023, &o->sink, err)))
         return s;
+    if (sf_args_has(a, opts, "round-frames") && (s = round_frames(o, err))) return s;
     if (o->height % 16 || o->width % 16)
         return sf_fail(err, SF_E_ARG, "--height/--width must be multiples of 16 (latent /8, patch 2)");
     o->endless = o->num_frames == 0;
@@ -283,7 +316,7 @@ sf_status sf_denoise_stage_run(sf_denoise_opts *o, sf_err *err) {
     snprintf(p, sizeof p, "%s/config.json", o->model_dir);
     if ((s = sf_dit_config_load(p, &cfg, err))) goto done;
     /* the tapped layers, range-checked now that the model's depth is known */
-    if ((o->tap_out || (o->check && o->n_lay > 0)) &&
+    if ((o->tap_out || (o->check && (o->n_lay > 0 || o->list_layers))) &&
         (s = sf_taps_parse_layers(o->lay, o->n_lay, cfg.num_layers, &layers, &n_layers, err)))
         goto done;
     if ((s = sf_dit_source_open(&src, o->model_dir, o->ckpath, o->no_ckpt, o->use_ema, o->require_ckpt, err))) goto done;
@@ -298,6 +331,8 @@ sf_status sf_denoise_stage_run(sf_denoise_opts *o, sf_err *err) {
         have_taps = 1;
         if ((s = sf_taps_given_layers(o->lay, o->n_lay, &taps.given, &taps.n_given, err))) goto done;
         taps.cross = o->tap_cross;
+        taps.pt.layout = o->pt_layout, taps.pt.rank = (int)o->pt_rank, taps.pt.world_size = (int)o->pt_world;
+        taps.pt.prompt_index = o->pt_prompt_index;
         taps.nthreads = (int)o->threads;
         if ((s = sf_taps_check_path(&taps, o->tap_out, err))) goto done;
     }
@@ -351,6 +386,11 @@ sf_status sf_denoise_stage_run(sf_denoise_opts *o, sf_err *err) {
         s = sf_fail(err, SF_E_ARG, "local_attn_size %ld cannot hold sink_size %ld + a block of %d frames", o->las, o->sink,
                     rc->num_frame_per_block);
         goto done;
+    }
+    if (o->list_layers) { /* the tap layers, for scripts (all, ranges and lists resolved against this model) */
+        for (int i = 0; i < n_layers; i++) printf("%s%d", i ? " " : "", layers[i]);
+        printf("\n");
+        fflush(stdout);
     }
     if (o->check) { /* everything but the state, the device and the input was checked: done */
         sf_info("check: ok: %ld frames in blocks of %d at %ldx%ld, weights: %s", o->num_frames, rc->num_frame_per_block,

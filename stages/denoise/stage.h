@@ -29,6 +29,9 @@ typedef struct sf_denoise_opts {
     long noise_offset, noise_seq, noise_batch, noise_sample; /* --noise-offset, --noise-sequence, --noise-batch B:S */
     int endless, follow, recache, dump, no_ckpt, use_ema, require_ckpt;
     int check;                                      /* --check: the run's checks only (stage_run) */
+    int list_layers;                                /* --list-layers: --check, printing the tap layers */
+    sf_pt_layout pt_layout;                         /* --pt-layout and what it records (taps.h) */
+    long pt_rank, pt_world, pt_prompt_index;
 } sf_denoise_opts;
 
 /* The flags → *o: the shared stage flags (a GPU that cannot be used is an error here), --threads, then

@@ -1,9 +1,8 @@
-/* taps.c — attention taps: capture, selection, frame aggregates and the output files (see taps.h).
- * Mirrors the fork's attention capture (wan/modules/attention.py), run_extraction_figure4.py's
- * selection + torch.save dict and run_extraction_streaming.py's frame aggregates, its
- * FrameAttentionAggregator (step-0 capture per block → full_frame_attention) and save_data dict.
- * Tested by tests/unit/test_dit_taps.c (vs taps_base stream.* goldens, .pt read back) and
- * tests/bats/sf-denoise.bats, tests/bats/streaming.bats. */
+/* taps.c — attention taps: capture, selection, frame aggregates and the output files (see taps.h;
+ * the .pt dicts and the streaming aggregate's assembly are taps_pt.c's). Mirrors the fork's
+ * attention capture (wan/modules/attention.py), run_extraction_figure4.py's selection and
+ * run_extraction_streaming.py's frame aggregates. Tested by tests/unit/test_dit_taps.c (vs taps_base
+ * stream.* goldens, .pt read back) and tests/bats/sf-denoise.bats, streaming.bats, reference_scripts.bats. */
 #define _POSIX_C_SOURCE 200809L
 #include "taps.h"
 #include "pickle.h"
@@ -104,6 +103,28 @@ sf_status sf_taps_given_layers(const char *const *args, int n_args, int **out, i
     }
     *n_out = n_args;
     return SF_OK;
+}
+
+static const char *const pt_layout_names[] = {"auto", "streaming", "full_attention", "distributed_streaming",
+                                               "distributed_multi_prompt"};
+
+sf_status sf_taps_parse_pt_layout(const char *s, sf_pt_layout *l, sf_err *err) {
+    for (int i = 0; i < (int)(sizeof pt_layout_names / sizeof *pt_layout_names); i++)
+        if (!strcmp(s, pt_layout_names[i])) {
+            *l = (sf_pt_layout)i;
+            return SF_OK;
+        }
+    return sf_fail(err, SF_E_ARG, "--pt-layout: expected auto, streaming, full_attention, distributed_streaming or "
+                   "distributed_multi_prompt, got '%s'", s);
+}
+
+const char *sf_taps_pt_layout_name(sf_pt_layout l) {
+    return (unsigned)l < sizeof pt_layout_names / sizeof *pt_layout_names ? pt_layout_names[l] : "?";
+}
+
+int sf_taps_pt_per_layer(const sf_taps *t) {
+    if (t->pt.layout == SF_PT_AUTO) return t->mode == SF_TAP_FRAMES && t->sel == SF_TAP_SEL_SEED;
+    return t->pt.layout != SF_PT_FULL_ATTENTION;
 }
 
 sf_status sf_taps_parse_select(const char *s, sf_tap_sel *sel, int *b, int *st, sf_err *err) {
@@ -411,7 +432,7 @@ void sf_taps_attach(sf_taps *t, sf_dit_state *st) {
     st->tap.may_want = tap_may_want;
 }
 
-static sf_tensor cap_tensor(const sf_tap_capture *c) {
+sf_tensor sf_taps_cap_tensor(const sf_tap_capture *c) {
     if (c->logits) {
         int64_t sh[4] = {1, c->heads, c->Lq, c->Lk};
         return sf_tensor_view(c->logits, SF_F16, 4, sh);
@@ -440,68 +461,6 @@ static int ends_with(const char *s, const char *suf) {
     return a >= b && !strcmp(s + a - b, suf);
 }
 
-static sf_py *int_range(int64_t a, int64_t b) {
-    sf_py *l = sf_py_list();
-    for (int64_t i = a; l && i < b; i++) sf_py_append(l, sf_py_int(i));
-    return l;
-}
-
-/* The figure-4 dict (SPEC.md §7.3); other selections add every capture under its name. */
-static sf_status write_pt(const sf_taps *t, const char *path, const sf_taps_meta *m, sf_err *err) {
-    sf_py *root = sf_py_dict(), *list = sf_py_list();
-    sf_status s = SF_OK;
-    if (!root || !list) { s = sf_fail(err, SF_E_NOMEM, "out of memory"); goto done; }
-    const sf_tap_capture *first = NULL;
-    int64_t S = t->n_caps ? t->caps[0].frame_tokens : 1;
-    /* layers ascending (the reference groups by layer and iterates sorted) */
-    for (int layer = 0; layer < 4096; layer++)
-        for (size_t i = 0; i < t->n_caps; i++) {
-            const sf_tap_capture *c = &t->caps[i];
-            if (c->layer != layer) continue;
-            if (!first) first = c;
-            sf_py *e = sf_py_dict();
-            sf_tensor tv = cap_tensor(c);
-            sf_py_dict_set(e, "layer_idx", sf_py_int(c->layer));
-            if (t->mode == SF_TAP_LOGITS) sf_py_dict_set(e, "attn_logits", sf_py_tensor(&tv));
-            else sf_py_dict_set(e, "frame_attention", sf_py_tensor(&tv));
-            sf_py_dict_set(e, "is_logits", sf_py_bool(1));
-            sf_py_dict_set(e, "num_frames", sf_py_int(m->num_frames));
-            sf_py_dict_set(e, "frame_seq_length", sf_py_int(c->frame_tokens));
-            sf_py_dict_set(e, "num_heads", sf_py_int(c->heads));
-            sf_py_dict_set(e, "num_query_frames", sf_py_int(c->Lq / c->frame_tokens));
-            sf_py_dict_set(e, "num_key_frames", sf_py_int(c->Lk / c->frame_tokens));
-            if (t->sel != SF_TAP_SEL_SEED) {
-                sf_py_dict_set(e, "block", sf_py_int(c->block));
-                sf_py_dict_set(e, "step", sf_py_int(c->step));
-            }
-            sf_py_append(list, e);
-        }
-    sf_py_dict_set(root, "attention_weights", list);
-    list = NULL;
-    sf_py_dict_set(root, "prompt", sf_py_str(m->prompt ? m->prompt : ""));
-    sf_py_dict_set(root, "num_frames", sf_py_int(m->num_frames));
-    sf_py_dict_set(root, "frame_seq_length", sf_py_int(S));
-    sf_py_dict_set(root, "num_frame_per_block", sf_py_int(m->num_frame_per_block));
-    sf_py *li = sf_py_list(); /* as typed, like the reference's args.layer_indices (sf_taps_given_layers) */
-    for (int i = 0; i < (t->given ? t->n_given : t->n_layers); i++)
-        sf_py_append(li, sf_py_int(t->given ? t->given[i] : t->layers[i]));
-    sf_py_dict_set(root, "layer_indices", li);
-    sf_py_dict_set(root, "is_logits", sf_py_bool(1));
-    sf_py_dict_set(root, "capture_method", sf_py_str(t->mode == SF_TAP_LOGITS ? "native_inference_capture"
-                                                                              : "streaming_frame_aggregate"));
-    if (first) {
-        sf_py_dict_set(root, "query_frames",
-                       int_range(first->start_frame, first->start_frame + first->Lq / first->frame_tokens));
-        sf_py_dict_set(root, "key_frames", int_range(0, first->Lk / first->frame_tokens));
-    }
-    /* sfpipe's addition, after the reference's keys (their order unchanged): which weights ran */
-    if (m->weights) sf_py_dict_set(root, "weights", sf_py_str(m->weights));
-    s = sf_torch_write(path, root, err);
-done:
-    sf_py_free(list);
-    sf_py_free(root);
-    return s;
-}
 
 /* The run's facts as safetensors metadata, JSON where a value is a list: layers, heads, the
  * forwards (block, step, start frame, absolute key frame of every slot), seed, weights, prompt,
@@ -554,128 +513,6 @@ static sf_status facts(const sf_taps *t, const sf_taps_meta *m, const char **kv,
     return SF_OK;
 }
 
-/* ---------------------------------------------------------------- streaming aggregate (frames + seed) */
-
-static int last_block_size(const sf_taps_meta *m) {
-    return m->independent_first_frame && m->num_frames == 1 ? 1 : m->num_frame_per_block;
-}
-
-sf_status sf_taps_stream_matrix(const sf_taps *t, int layer, const sf_taps_meta *meta, int *heads, float *full,
-                                float *last, sf_err *err) {
-    const int64_t T = meta->num_frames;
-    int H = 0;
-    for (size_t i = 0; i < t->n_caps; i++)
-        if (t->caps[i].layer == layer) H = t->caps[i].heads;
-    if (!H) return sf_fail(err, SF_E_NOTFOUND, "no frame attention was captured for layer %d", layer);
-    *heads = H;
-    memset(full, 0, sizeof(float) * (size_t)(H * T * T));
-    for (size_t i = 0; i < t->n_caps; i++) {
-        const sf_tap_capture *c = &t->caps[i];
-        if (c->layer != layer || !c->frames) continue;
-        int64_t QF = c->Lq / c->frame_tokens, KF = c->Lk / c->frame_tokens;
-        if (c->heads != H || c->start_frame < 0 || c->start_frame + QF > T)
-            return sf_fail(err, SF_E_ARG, "frame capture of layer %d block %d does not fit %lld frames", layer, c->block,
-                           (long long)T);
-        for (int64_t kf = 0; kf < KF; kf++)
-            if (c->key_frames[kf] < 0 || c->key_frames[kf] >= T)
-                return sf_fail(err, SF_E_ARG, "frame capture of layer %d: key frame %lld outside %lld frames", layer,
-                               (long long)c->key_frames[kf], (long long)T);
-        for (int h = 0; h < H; h++)
-            for (int64_t qf = 0; qf < QF; qf++)
-                for (int64_t kf = 0; kf < KF; kf++)
-                    full[(h * T + c->start_frame + qf) * T + c->key_frames[kf]] = c->frames[(h * QF + qf) * KF + kf];
-    }
-    int64_t lb = last_block_size(meta), q0 = T - lb;
-    if (lb < 1 || q0 < 0) return sf_fail(err, SF_E_ARG, "bad block layout for the streaming aggregate");
-    for (int h = 0; h < H; h++)
-        for (int64_t k = 0; k < T; k++) {
-            double sum = 0;
-            for (int64_t q = q0; q < T; q++) sum += full[(h * T + q) * T + k];
-            last[h * T + k] = (float)(sum / (double)lb);
-        }
-    return SF_OK;
-}
-
-/* Both aggregates of one layer, owned f32 buffers. */
-static sf_status stream_alloc(const sf_taps *t, int layer, const sf_taps_meta *m, int *H, float **full, float **last,
-                              sf_err *err) {
-    const size_t T = (size_t)(m->num_frames > 0 ? m->num_frames : 1);
-    int heads = 0;
-    for (size_t i = 0; i < t->n_caps; i++)
-        if (t->caps[i].layer == layer) heads = t->caps[i].heads;
-    *full = NULL;
-    *last = NULL;
-    if (!heads) return sf_fail(err, SF_E_NOTFOUND, "no frame attention was captured for layer %d", layer);
-    size_t n;
-    if (!sf_mul_ok((size_t)heads, T, &n) || !sf_mul_ok(n, T, &n)) return sf_fail(err, SF_E_NOMEM, "size overflow");
-    *full = malloc(n * sizeof(float));
-    *last = malloc((size_t)heads * T * sizeof(float));
-    if (!*full || !*last) return sf_fail(err, SF_E_NOMEM, "out of memory");
-    return sf_taps_stream_matrix(t, layer, m, H, *full, *last, err);
-}
-
-static uint16_t *to_f16(const float *x, size_t n) {
-    uint16_t *y = malloc((n ? n : 1) * sizeof(uint16_t));
-    for (size_t i = 0; y && i < n; i++) y[i] = sf_f32_to_f16(x[i]);
-    return y;
-}
-
-/* run_extraction_streaming.py's save_data dict (SPEC.md §7.4), one layer. */
-static sf_status write_stream_pt(const sf_taps *t, const char *path, const sf_taps_meta *m, sf_err *err) {
-    if (t->n_layers != 1)
-        return sf_fail(err, SF_E_ARG, "the streaming .pt holds one layer (--layer_index); got %d layers (use .safetensors)",
-                       t->n_layers);
-    const int64_t T = m->num_frames, fpb = m->num_frame_per_block;
-    float *full = NULL, *last = NULL;
-    uint16_t *f16 = NULL, *l16 = NULL;
-    sf_py *root = NULL;
-    int H = 0;
-    sf_status s = stream_alloc(t, t->layers[0], m, &H, &full, &last, err);
-    if (s) goto done;
-    f16 = to_f16(full, (size_t)(H * T * T));
-    l16 = to_f16(last, (size_t)(H * T));
-    root = sf_py_dict();
-    sf_py *bs = sf_py_list();
-    if (!f16 || !l16 || !root || !bs) {
-        sf_py_free(bs);
-        s = sf_fail(err, SF_E_NOMEM, "out of memory");
-        goto done;
-    }
-    int64_t rest = T;
-    if (m->independent_first_frame && rest > 0) {
-        sf_py_append(bs, sf_py_int(1));
-        rest--;
-    }
-    for (int64_t i = 0; fpb > 0 && i < rest / fpb; i++) sf_py_append(bs, sf_py_int(fpb));
-    int64_t sf[3] = {H, T, T}, sl[2] = {H, T};
-    sf_tensor tf = sf_tensor_view(f16, SF_F16, 3, sf), tl = sf_tensor_view(l16, SF_F16, 2, sl);
-    int64_t S = t->n_caps ? t->caps[0].frame_tokens : 0;
-    sf_py_dict_set(root, "layer_index", sf_py_int(t->layers[0]));
-    sf_py_dict_set(root, "full_frame_attention", sf_py_tensor(&tf));
-    sf_py_dict_set(root, "last_block_frame_attention", sf_py_tensor(&tl));
-    sf_py_dict_set(root, "is_logits", sf_py_bool(1));
-    sf_py_dict_set(root, "prompt", sf_py_str(m->prompt ? m->prompt : ""));
-    sf_py_dict_set(root, "num_frames", sf_py_int(T));
-    sf_py_dict_set(root, "frame_seq_length", sf_py_int(S));
-    sf_py_dict_set(root, "num_frame_per_block", sf_py_int(fpb));
-    sf_py_dict_set(root, "num_heads", sf_py_int(H));
-    sf_py_dict_set(root, "block_sizes", bs);
-    sf_py_dict_set(root, "query_frames", int_range(0, T));
-    sf_py_dict_set(root, "key_frames", int_range(0, T));
-    sf_py_dict_set(root, "last_block_query_frames", int_range(T - last_block_size(m), T));
-    sf_py_dict_set(root, "extraction_method", sf_py_str("streaming"));
-    sf_py_dict_set(root, "chunk_frames", sf_py_int(m->chunk_frames > 0 ? m->chunk_frames : 3));
-    if (m->weights) sf_py_dict_set(root, "weights", sf_py_str(m->weights)); /* sfpipe's, after the script's keys */
-    s = sf_torch_write(path, root, err);
-done:
-    sf_py_free(root);
-    free(full);
-    free(last);
-    free(f16);
-    free(l16);
-    return s;
-}
-
 /* stream.L<l>.full_frame_attention / .last_block_frame_attention (f32) for every requested layer. */
 static sf_status write_stream_st(const sf_taps *t, const char *path, const sf_taps_meta *m, sf_err *err) {
     size_t n = (size_t)t->n_layers * 2;
@@ -688,7 +525,7 @@ static sf_status write_stream_st(const sf_taps *t, const char *path, const sf_ta
     const int64_t T = m->num_frames;
     for (int i = 0; i < t->n_layers; i++) {
         int H = 0, l = t->layers[i];
-        if ((s = stream_alloc(t, l, m, &H, &bufs[2 * i], &bufs[2 * i + 1], err))) goto done;
+        if ((s = sf_taps_stream_alloc(t, l, m, &H, &bufs[2 * i], &bufs[2 * i + 1], err))) goto done;
         int64_t sf[3] = {H, T, T}, sl[2] = {H, T};
         snprintf(names[2 * i], 64, "stream.L%d.full_frame_attention", l);
         snprintf(names[2 * i + 1], 64, "stream.L%d.last_block_frame_attention", l);
@@ -785,6 +622,15 @@ sf_status sf_taps_check_path(const sf_taps *t, const char *path, sf_err *err) {
     if (t->cross && t->mode == SF_TAP_FRAMES && t->sel == SF_TAP_SEL_SEED)
         return sf_fail(err, SF_E_ARG, "--tap-cross with the streaming aggregate (--tap-mode frames --tap-select seed): "
                                       "use --tap-select all or b:B,s:S");
+    const char *name = sf_taps_pt_layout_name(t->pt.layout);
+    if (t->pt.layout != SF_PT_AUTO && !pt)
+        return sf_fail(err, SF_E_ARG, "--pt-layout %s writes a .pt dict: --output_path %s needs a .pt extension", name, path);
+    if (t->pt.layout != SF_PT_AUTO && (t->mode != SF_TAP_FRAMES || t->sel != SF_TAP_SEL_SEED))
+        return sf_fail(err, SF_E_ARG, "--pt-layout %s is made of the streaming aggregate: use --tap-mode frames --tap-select seed",
+                       name);
+    if (pt && sf_taps_pt_per_layer(t) && t->n_layers > 1 && !strstr(path, "{layer}"))
+        return sf_fail(err, SF_E_ARG, "the %s .pt holds one layer; got %d layers (put {layer} in --output_path for one file "
+                       "per layer, or use .safetensors)", t->pt.layout == SF_PT_AUTO ? "streaming" : name, t->n_layers);
     return SF_OK;
 }
 
@@ -794,7 +640,7 @@ sf_status sf_taps_write(const sf_taps *t, const char *path, const sf_taps_meta *
     if (s) return s;
     int stream = t->mode == SF_TAP_FRAMES && t->sel == SF_TAP_SEL_SEED;
     if (ends_with(path, ".pt") || ends_with(path, ".pth"))
-        return stream ? write_stream_pt(t, path, meta, err) : write_pt(t, path, meta, err);
+        return sf_taps_write_pt(t, path, meta, err);
     if (stream) return write_stream_st(t, path, meta, err);
     size_t ne = 0;
     for (size_t i = 0; i < t->n_caps; i++) ne += t->caps[i].stats ? 2 : 1;
@@ -808,7 +654,7 @@ sf_status sf_taps_write(const sf_taps *t, const char *path, const sf_taps_meta *
             names[e] = strdup(nm);
             if (!names[e]) { s = sf_fail(err, SF_E_NOMEM, "out of memory"); goto done; }
             ents[e].name = names[e];
-            ents[e].t = st ? cap_stats_tensor(&t->caps[i]) : cap_tensor(&t->caps[i]);
+            ents[e].t = st ? cap_stats_tensor(&t->caps[i]) : sf_taps_cap_tensor(&t->caps[i]);
         }
     char fpb[32], nf[32], fsl[32];
     snprintf(fpb, sizeof fpb, "%d", meta->num_frame_per_block);

@@ -13,7 +13,7 @@
  * Output by extension: .safetensors (taps.L<l>.b<b>.s<s> | fig4.L<l>.attn_logits |
  * frames.L<l>.b<b>.s<s> | stream.L<l>.full_frame_attention + stream.L<l>.last_block_frame_attention,
  * f32) or .pt (figure-4 dict of SPEC.md §7.3 for logits; the streaming dict of §7.4 for frames +
- * seed, one layer).
+ * seed, one layer; frames + seed in the other reference scripts' dicts with --pt-layout: taps_pt.c).
  * Workbench additions (issue 14): SF_TAP_PROBS keeps per forward the exact post-softmax mass
  * probs[h, qf, kf] = mean over query frame qf's tokens of the summed probabilities over key slot kf's
  * tokens, and per-row log-sum-exp statistics per query frame lse[h, qf, (mean, min, max, held)]
@@ -32,6 +32,18 @@
 
 typedef enum sf_tap_mode { SF_TAP_LOGITS = 0, SF_TAP_FRAMES = 1, SF_TAP_PROBS = 2 } sf_tap_mode;
 typedef enum sf_tap_sel { SF_TAP_SEL_SEED = 0, SF_TAP_SEL_ALL = 1, SF_TAP_SEL_ONE = 2 } sf_tap_sel;
+
+/* The .pt dict a run's taps are written as (--pt-layout; taps_pt.c). AUTO: the figure-4 dict, or for
+ * frames + seed run_extraction_streaming.py's. The others are frames + seed only: FULL_ATTENTION =
+ * run_extraction_full_attention.py's list of layers; DISTRIBUTED_STREAMING / _MULTI_PROMPT =
+ * run_extraction_streaming_distributed.py's per-layer dicts of its two modes. */
+typedef enum sf_pt_layout {
+    SF_PT_AUTO = 0,
+    SF_PT_STREAMING = 1,
+    SF_PT_FULL_ATTENTION = 2,
+    SF_PT_DISTRIBUTED_STREAMING = 3,
+    SF_PT_DISTRIBUTED_MULTI_PROMPT = 4
+} sf_pt_layout;
 
 typedef struct sf_tap_capture {
     int layer, block, step;
@@ -56,6 +68,11 @@ typedef struct sf_taps {
                                 NULL → layers (owned) */
     int n_given;
     int cross;               /* --tap-cross: also the cross-attention's text-token mass */
+    struct {
+        sf_pt_layout layout; /* --pt-layout */
+        int rank, world_size;/* recorded by DISTRIBUTED_STREAMING (--pt-rank, --pt-world-size; 0 and 1) */
+        long prompt_index;   /* recorded by DISTRIBUTED_MULTI_PROMPT (--pt-prompt-index) */
+    } pt;
     int nthreads;            /* CPU threads for the probability aggregates (0 → 1) */
     int cur_block, cur_step;
     int64_t cur_start;
@@ -84,6 +101,12 @@ sf_status sf_taps_given_layers(const char *const *args, int n_args, int **out, i
 /* Parse --tap-mode / --tap-select values ("seed", "all", "b:B,s:S"). */
 sf_status sf_taps_parse_mode(const char *s, sf_tap_mode *m, sf_err *err);
 sf_status sf_taps_parse_select(const char *s, sf_tap_sel *sel, int *b, int *st, sf_err *err);
+/* --pt-layout: auto, streaming, full_attention, distributed_streaming, distributed_multi_prompt. */
+sf_status sf_taps_parse_pt_layout(const char *s, sf_pt_layout *l, sf_err *err);
+const char *sf_taps_pt_layout_name(sf_pt_layout l);
+/* Whether t's .pt layout holds one layer a file (the streaming dicts): several layers then need
+ * "{layer}" in the path, replaced by each layer's number (sf_taps_write_pt). */
+int sf_taps_pt_per_layer(const sf_taps *t);
 /* Hook the taps into a DiT state (st->tap). */
 void sf_taps_attach(sf_taps *t, sf_dit_state *st);
 /* Tell the taps which forward comes next (pipeline on_forward hook). */
@@ -108,6 +131,15 @@ typedef struct sf_taps_meta {
  * captures, T = meta->num_frames). SF_E_NOTFOUND when the layer has no capture. */
 sf_status sf_taps_stream_matrix(const sf_taps *t, int layer, const sf_taps_meta *meta, int *heads, float *full,
                                 float *last, sf_err *err);
+
+/* taps_pt.c: sf_taps_stream_matrix into owned buffers (*full, *last; freed by the caller, also on failure). */
+sf_status sf_taps_stream_alloc(const sf_taps *t, int layer, const sf_taps_meta *m, int *H, float **full, float **last,
+                               sf_err *err);
+/* A capture as a tensor view: logits (1, heads, Lq, Lk) f16, else frames (heads, QF, KF) f32. */
+sf_tensor sf_taps_cap_tensor(const sf_tap_capture *c);
+/* The .pt dict of t->pt.layout (see sf_pt_layout) at path; per-layer layouts write one file a layer
+ * ("{layer}" in path → the layer's number; the files written so far are removed when one fails). */
+sf_status sf_taps_write_pt(const sf_taps *t, const char *path, const sf_taps_meta *meta, sf_err *err);
 
 /* The bytes the logits captures will hold until the run ends and then write (f16 [heads, Lq, Lk] per
  * kept capture): every selected forward of every tapped layer, or with the seed selection one per layer

@@ -191,9 +191,9 @@ decode() { sf-decode --model-dir "$M" --progress none "$@"; }
     [ ! -e "$T/b.pt" ]
 }
 
-@test "figure4.sh and streaming.sh --help print their usage comment, whole, and no code" {
+@test "the reference drop-ins' --help prints their usage comment, whole, and no code" {
     local s
-    for s in figure4.sh streaming.sh; do
+    for s in figure4.sh streaming.sh full_attention.sh streaming_distributed.sh; do
         run -0 "$SF_ROOT/pipelines/$s" --help
         # the leading comment block, "# " stripped, is the help text
         assert_output "$(awk 'NR > 1 && !/^#/ { exit } NR > 1 { sub(/^# ?/, ""); print }' "$SF_ROOT/pipelines/$s")"
@@ -228,6 +228,13 @@ decode() { sf-decode --model-dir "$M" --progress none "$@"; }
         --checkpoint_path "$M/ckpt.pt" --output_path "$T/f.pt" --num_frames 9 --height 64 --width 96 --cache-dir "$T/cache" \
         --layer_indices 0 2
     [ -s "$T/f.pt" ]
+    # the other reference drop-ins are installed beside it and find the installed programs
+    PATH="$T/prefix/bin:$PATH" run -0 "$T/prefix/share/sfpipe/pipelines/full_attention.sh" --model-dir "$M" --no_checkpoint \
+        --output_path "$T/fa.pt" --num_frames 3 --height 64 --width 96 --cache-dir "$T/cache" --layer_indices 1
+    [ -s "$T/fa.pt" ]
+    PATH="$T/prefix/bin:$PATH" run -0 "$T/prefix/share/sfpipe/pipelines/streaming_distributed.sh" --model-dir "$M" \
+        --no_checkpoint --output_dir "$T/sd" --num_frames 3 --height 64 --width 96 --cache-dir "$T/cache" --layer_indices 1
+    [ -s "$T/sd/layer1.pt" ]
     # sink_study.yaml's stage (./sink_study.sh, next to the spec) and flags.sh are installed too
     PATH="$T/prefix/bin:$PATH" run -1 sf-run pipelines/sink_study.yaml dmd_checkpoint="$T/none.pt" --log-level warn
     assert_output --partial "stage 'study' failed (exit 2): sink_study.sh: error: checkpoint $T/none.pt not found"

@@ -1,6 +1,6 @@
 #!/usr/bin/env bats
-# sf-taps: summary / table (CSV, JSON) / plot (SVG) from the golden taps file and from a figure-4
-# .pt made by sf-denoise on the tiny model; frame means against the notebook values in the golden
+# sf-taps: summary / table (CSV, JSON) / plot (SVG) from the golden taps file and from the figure-4,
+# streaming and full-attention .pt dicts made by sf-denoise on the tiny model; frame means against the notebook values in the golden
 # (fig4.L<l>.frame_attention); filters; one-line errors with no output left behind.
 
 bats_require_minimum_version 1.5.0
@@ -106,6 +106,20 @@ assert abs(x["delta"][1] - (F[1][0] - sum(F[1][1:-1]) / 7)) < 1e-9
     run sf-taps summary "$BATS_TEST_TMPDIR/stream.pt"
     assert_output --partial "frame-level curve (last block"
     assert_line --regexp '^H1 .* nan$'
+}
+
+@test "full_attention .pt (sf-denoise --pt-layout full_attention): each layer's last-block curve, as the streaming .pt's" {
+    run -0 sf-denoise --model-dir "$G/model" --num_frames 9 --height 64 --width 96 --progress none --threads 2 \
+        --prompt-embeds "$P:context.prompt_embeds" --noise "$P" --layer_indices 0 2 --tap-mode frames \
+        --pt-layout full_attention --output_path "$BATS_TEST_TMPDIR/full.pt"
+    run -0 sf-taps table "$BATS_TEST_TMPDIR/full.pt"
+    assert_line --index 1 --regexp '^stream\.L0,0,,,0,0,-?[0-9.e-]+,$'
+    assert_equal "$(grep -c '^stream\.L0,' <<<"$output")" 18 # 2 heads x 9 key frames
+    got=$(awk -F, '$2==2 {print $7}' <<<"$output" | tr '\n' ' ')
+    d=$(maxdiff "$got" "$(golden_values stream.L2.last_block_frame_attention)")
+    python3 -c "import sys; sys.exit(0 if $d <= 1e-3 else 1)"
+    run -0 sf-taps summary "$BATS_TEST_TMPDIR/full.pt"
+    assert_output --partial "== stream.L2  layer 2  (attention_weights/1/full_frame_attention f16 [2, 9, 9])"
 }
 
 @test "probs sources (sf-denoise --tap-mode probs): labelled as attention mass in table, summary, json and plot" {

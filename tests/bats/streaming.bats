@@ -53,21 +53,40 @@ frames() { ffprobe -v error -count_frames -select_streams v:0 -show_entries stre
     run ! "$S" --no_checkpoint --output_path "$T/o/a.pt" --num_frames 6 --layer_index 7 --model-dir "$G/model" \
         "${SIZE[@]}" --cache-dir "$T/emb"
     assert_output --partial "out of range"
-    [ ! -e "$T/o/a.pt" ]
+    [ ! -e "$T/o" ] # the output's folder, made for the check, is removed again with the refusal
 }
 
 @test "streaming.sh: --flag=value and prefixes work; a layer the model lacks names --layer_index, one line" {
     cd "$T"
-    run -0 "$S" --no_checkpoint --output_path="$T/e/a.pt" --num_frames=6 --layer_index=1 --model-dir="$G/model" \
+    run -0 "$S" --no_checkpoint --output_path="$T/e/a.pt" --num_frames=010 --layer_index=1 --model-dir="$G/model" \
         --height=64 --wid 96 --cache-dir="$T/emb" --prog none
+    # 010 is ten frames, as Python's int() reads it (not octal eight): rounded down to 9
+    assert_output --partial "adjusting num_frames from 10 to 9"
     run -0 sf-tensor ls "$T/e/a.pt"
-    assert_line --regexp '^full_frame_attention	f16	\[2, 6, 6\]$'
+    assert_line --regexp '^full_frame_attention	f16	\[2, 9, 9\]$'
     run -2 --separate-stderr "$S" --no_checkpoint --output_path "$T/o/a.pt" --num_frames 6 --layer_index 7 \
         --model-dir "$G/model" "${SIZE[@]}" --cache-dir "$T/emb"
     assert_equal "$stderr" "streaming.sh: error: --layer_index: layer 7 out of range (the model has 3 layers: 0..2)"
     run -2 --separate-stderr "$S" --layer-index=-1 --model-dir "$G/model"
     assert_equal "$stderr" "streaming.sh: error: --layer_index: '-1' is not a layer (a non-negative integer)"
     [ ! -e "$T/o/a.pt" ]
+}
+
+@test "streaming.sh: num_frames rounds down to the config's blocks, like the reference's block_sizes" {
+    cd "$T"
+    # independent_first_frame: blocks [1, 3, 3] — 9 frames become 7 (a multiple of 3 would be refused)
+    { cat "${SF_ROOT:-$BATS_TEST_DIRNAME/../..}/configs/self_forcing_dmd.yaml"; echo "independent_first_frame: true"; } >"$T/ind.yaml"
+    run -0 "$S" --config_path "$T/ind.yaml" --no_checkpoint --output_path "$T/i.pt" --num_frames 9 --layer_index 1 \
+        --model-dir "$G/model" "${SIZE[@]}" --cache-dir "$T/emb" --progress none
+    assert_output --partial "adjusting num_frames from 9 to 7"
+    run -0 sf-tensor tree "$T/i.pt"
+    for k in "full_frame_attention: tensor f16 [2, 7, 7]" "num_frames: int 7" "block_sizes: list of 3" \
+        "block_sizes/0: int 1" "block_sizes/2: int 3" "last_block_query_frames/0: int 4"; do
+        assert_line "/$k"
+    done
+    run -2 --separate-stderr "$S" --no_checkpoint --output_path "$T/o/x.pt" --num_frames 2 --model-dir "$G/model"
+    assert_equal "$stderr" "streaming.sh: error: --num_frames 2 is less than one block (3 frames)"
+    [ ! -e "$T/o" ]
 }
 
 @test "rolling KV cache: a window covering the video equals global attention; eviction changes later blocks" {

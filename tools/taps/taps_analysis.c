@@ -366,6 +366,15 @@ static int cmp_src(const void *a, const void *b) {
 
 #define TAP_INT_MAX ((int64_t)INT_MAX)
 
+/* A streaming full_frame_attention [H, T, T] (s->t) read as its last block's rows (fpb of them). */
+static void full_rows(sf_taps_src *s, int64_t fpb) {
+    const int64_t T = s->t->ndim == 3 ? s->t->shape[1] : 0;
+    s->kind = SF_TAPS_SRC_FRAMES;
+    s->set = SF_TAPS_SET_STREAM;
+    s->nrows = fpb <= T ? fpb : T;
+    s->row0 = T - s->nrows;
+}
+
 static sf_status find_torch(const sf_tfile *tf, int64_t fslo, src_list *l, sf_err *err) {
     const sf_py *root = tf->root;
     const char *path = tf->path ? tf->path : "file";
@@ -398,9 +407,13 @@ static sf_status find_torch(const sf_tfile *tf, int64_t fslo, src_list *l, sf_er
                 s.kind = SF_TAPS_SRC_FRAMES;
                 s.set = SF_TAPS_SET_FRAMES;
                 snprintf(s.name, sizeof s.name, "attention_weights/%zu/frame_attention", i);
+            } else if ((s.t = py_tensor(e, "full_frame_attention"))) { /* run_extraction_full_attention.py's */
+                full_rows(&s, fpb);
+                snprintf(s.name, sizeof s.name, "attention_weights/%zu/full_frame_attention", i);
             } else
                 continue;
-            if (s.set == SF_TAPS_SET_FIG4) snprintf(s.label, sizeof s.label, "L%d", s.layer);
+            if (s.set == SF_TAPS_SET_STREAM) snprintf(s.label, sizeof s.label, "stream.L%d", s.layer);
+            else if (s.set == SF_TAPS_SET_FIG4) snprintf(s.label, sizeof s.label, "L%d", s.layer);
             else
                 snprintf(s.label, sizeof s.label, "%sL%d.b%d.s%d", s.kind == SF_TAPS_SRC_FRAMES ? "frames." : "", s.layer,
                          s.block, s.step);
@@ -422,11 +435,8 @@ static sf_status find_torch(const sf_tfile *tf, int64_t fslo, src_list *l, sf_er
             snprintf(s.name, sizeof s.name, "last_block_frame_attention");
         } else {
             s.t = full;
-            s.kind = SF_TAPS_SRC_FRAMES;
+            full_rows(&s, fpb);
             snprintf(s.name, sizeof s.name, "full_frame_attention");
-            int64_t T = full->ndim == 3 ? full->shape[1] : 0;
-            s.nrows = fpb <= T ? fpb : T;
-            s.row0 = T - s.nrows;
         }
         if ((st = push(l, &s, err))) return st;
     }

@@ -1,0 +1,50 @@
+#!/usr/bin/env bash
+# full_attention.sh — the reference's experiments/run_extraction_full_attention.py, same flags and
+# defaults, as a shell pipeline: sf-encode | sf-denoise (frame-level taps) → the same .pt dict.
+#
+#   pipelines/full_attention.sh [--config_path P] [--checkpoint_path P] [--output_path P] [--prompt S]
+#                               [--num_frames N] [--layer_indices N ...] [--no_checkpoint] [--use_ema]
+#                               [--seed N] [--gpu_id N]
+#                               [--model-dir DIR] [--device cpu|cuda|cuda:N] [--height H] [--width W]
+#                               [--cache-dir DIR] [--log-level L] [--progress auto|bar|lines|none]
+# Every flag also works in --dash-form, as --flag=value and abbreviated to a unique prefix, like
+# argparse. Like the reference: per layer (one entry each, ascending) the frame-level mean logits of
+# each block's first forward with all its key frames (step 0) in a [heads, num_frames, num_frames]
+# float16 matrix, layer_indices stored as typed, block_sizes from the config, the output's parent
+# directory created, --use_ema always on; num_frames must fill whole blocks (the reference's
+# pipeline asserts it). A layer the model does not have is an error before anything runs.
+set -euo pipefail
+# --help: the comment block above, up to its first non-comment line
+usage() { awk 'NR > 1 && !/^#/ { exit } NR > 1 { sub(/^# ?/, ""); print }' "$0"; }
+
+ref_prog=full_attention.sh
+. "$(dirname -- "$0")/reference_flags.sh"
+output_path=cache/attention_full_matrix.pt
+num_frames=21
+layer_indices=(0 4)
+
+ref_parse_flags --output-path= --num-frames= --layer-indices= -- "$@"
+set -- "${sf_flags[@]}"
+while [ $# -gt 0 ]; do
+    flag=${1//_/-}
+    ref_flag "$flag" "${@:2}"
+    if [ "$ref_used" -gt 0 ]; then shift "$ref_used"; continue; fi
+    case "$flag" in
+    --output-path) ref_need "$@"; output_path=$2; shift 2 ;;
+    --num-frames) ref_need "$@"; ref_int "$1" "$2"; num_frames=$2; shift 2 ;;
+    --layer-indices)
+        shift; layer_indices=()
+        while [ $# -gt 0 ] && [[ "$1" != --* ]]; do layer_indices+=("$1"); shift; done
+        [ ${#layer_indices[@]} -gt 0 ] || { echo "full_attention.sh: error: --layer_indices needs at least one value" >&2; exit 2; } ;;
+    -h|--help) usage; exit 0 ;;
+    *) echo "full_attention.sh: error: unknown option '$1' (see --help)" >&2; exit 2 ;;
+    esac
+done
+ref_layers --layer_indices "${layer_indices[@]}"
+ref_mkdir "$(dirname -- "$output_path")"
+
+ref_commands "$num_frames"
+denoise+=(--layer_indices "${layer_indices[@]}" --tap-mode frames --tap-select seed --pt-layout full_attention
+    --output_path "$output_path")
+ref_check
+"${encode[@]}" | "${denoise[@]}"
