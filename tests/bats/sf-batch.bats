@@ -30,11 +30,11 @@ wait_for() { # $1 a command, $2 seconds
     echo "# timed out waiting for: $1" >&2
     return 1
 }
-# one video the way a user would make it by hand: the stages with seed $2
+# one video the way a user would make it by hand: the stages with the noise flags $2 (a word list)
 by_hand() {
     sf-encode --model-dir "$M" --prompt "$1" --cache-dir "$T/cache" --threads 1 --out - 2>/dev/null |
         sf-denoise --model-dir "$M" --checkpoint_path "$M/ckpt.pt" --use_ema --num_frames 3 --height 32 --width 48 \
-            --seed "$2" --progress none --threads 1 2>/dev/null |
+            $2 --progress none --threads 1 2>/dev/null |
         sf-decode --model-dir "$M" --progress none --threads 1 -o "$3" 2>/dev/null
 }
 
@@ -43,9 +43,15 @@ by_hand() {
     run -0 sf-batch "${B[@]}" --data_path "$T/p3.txt" --num_samples 2 --seed 10 --workers 2
     run ls "$T/out"
     assert_output "$(printf '%s\n' 0-0_ema.mp4 0-1_ema.mp4 1-0_ema.mp4 1-1_ema.mp4 2-0_ema.mp4 2-1_ema.mp4)"
-    # video (i, s) has seed = seed + i*num_samples + s: prompt 1, sample 1 → 13
-    by_hand "prompt 1: a paper boat on a stream" 13 "$T/hand.mp4"
+    # video (i, s) has the reference's noise: inference.py's seed-once loop, prompt 1 of it, sample 1 of 2
+    by_hand "prompt 1: a paper boat on a stream" "--seed 10 --noise-rng torch-cuda --noise-sequence 1 --noise-batch 2:1" "$T/hand.mp4"
     cmp "$T/hand.mp4" "$T/out/1-1_ema.mp4"
+    by_hand "prompt 1: a paper boat on a stream" "--seed 10 --noise-rng torch-cuda --noise-batch 2:1" "$T/hand0.mp4"
+    ! cmp -s "$T/hand0.mp4" "$T/out/1-1_ema.mp4" || false
+    # --noise-rng sfpipe: sfpipe's generator, seed + i*num_samples + s: prompt 1, sample 1 → 13
+    run -0 sf-batch "${B[@]}" --data_path "$T/p3.txt" --num_samples 2 --seed 10 --noise-rng sfpipe --output_folder "$T/own"
+    by_hand "prompt 1: a paper boat on a stream" "--seed 13" "$T/hand13.mp4"
+    cmp "$T/hand13.mp4" "$T/own/1-1_ema.mp4"
     # one worker instead of two: the same bytes
     run -0 sf-batch "${B[@]}" --data_path "$T/p3.txt" --num_samples 2 --seed 10 --workers 1 --output_folder "$T/one"
     for f in "$T/out/"*.mp4; do cmp "$f" "$T/one/$(basename "$f")"; done
@@ -60,7 +66,7 @@ by_hand() {
     run -0 sf-batch "${B[@]}" --data_path "$T/s.txt" --extended_prompt_path "$T/e.txt" --output_folder "$T/ext"
     run ls "$T/ext"
     assert_output "$(printf '%s\n' 0-0_ema.mp4 2-0_ema.mp4)"
-    by_hand "long b, at night" 2 "$T/hand2.mp4"
+    by_hand "long b, at night" "--seed 0 --noise-rng torch-cuda --noise-sequence 2" "$T/hand2.mp4"   # the blank line drew its noise
     cmp "$T/hand2.mp4" "$T/ext/2-0_ema.mp4"
     head -n 1 "$T/e.txt" >"$T/e1.txt"
     run -1 --separate-stderr sf-batch "${B[@]}" --data_path "$T/s.txt" --extended_prompt_path "$T/e1.txt" --output_folder "$T/x"
@@ -202,6 +208,14 @@ by_hand() {
     assert_equal "$stderr" "sf-batch: error: $T/out has videos made with other flags: --seed 0 (now 1), --num_output_frames 3 (now 6), --layer_indices 0 (now 0-1); use another --output_folder (or empty this one)"
     run -2 --separate-stderr sf-batch "${B[@]}" --data_path "$T/p2.txt" --dry-run
     assert_equal "$stderr" "sf-batch: error: $T/out has videos made with other flags: --layer_indices 0 (now none); use another --output_folder (or empty this one)"
+    run -2 --separate-stderr sf-batch "${B[@]}" --data_path "$T/p2.txt" --layer_indices 0 --noise-rng sfpipe --dry-run
+    assert_equal "$stderr" "sf-batch: error: $T/out has videos made with other flags: --noise_rng torch-cuda (now sfpipe); use another --output_folder (or empty this one)"
+    # a folder from before --noise-rng (no noise_rng line) was made with sfpipe's stream
+    cp "$T/out/.sf-batch/flags" "$T/flags.keep"
+    grep -v '^noise_rng=' "$T/flags.keep" >"$T/out/.sf-batch/flags"
+    run -2 --separate-stderr sf-batch "${B[@]}" --data_path "$T/p2.txt" --layer_indices 0 --dry-run
+    assert_equal "$stderr" "sf-batch: error: $T/out has videos made with other flags: --noise_rng sfpipe (now torch-cuda); use another --output_folder (or empty this one)"
+    cp "$T/flags.keep" "$T/out/.sf-batch/flags"
     sed '2s/boat/ship/' "$T/p2.txt" >"$T/p2b.txt"
     run -2 --separate-stderr sf-batch "${B[@]}" --data_path "$T/p2b.txt" --layer_indices 0
     assert_equal "$stderr" "sf-batch: error: $T/out/1-0_ema.mp4 was made from another prompt or seed (its line of --data_path or --extended_prompt_path changed or moved); remove it, or use another --output_folder"

@@ -7,7 +7,7 @@
 #            [--checkpoint_path P | --no_checkpoint] [--extended_prompt_path F] [--model-dir DIR]
 #            [--device cpu|cuda|cuda:N | --gpu_id N] [--workers N] [--height H] [--width W]
 #            [--threads N] [--cache-dir DIR] [--layer_indices L ...] [--retries N] [--dry-run | -n]
-#            [--progress none|lines|bar|auto] [--log-level L]
+#            [--progress none|lines|bar|auto] [--log-level L] [--noise-rng torch-cuda|sfpipe]
 #   sf-batch --slurm [--partition P] [--account A] [--time T] [--gres gpu:1] [--qos Q]
 #            [--constraint C] [--mem M] [--cpus-per-task N] [--job-name J] [--nodelist L]
 #            [--exclude L] [--sbatch-arg ARG]... [--requeue (default) | --no-requeue] [--wait]
@@ -16,9 +16,12 @@
 #   sf-batch -h | --help | --version
 #
 # Every flag also works in --dash-form. A video is one (prompt line, sample): prompt line i
-# (0-based, like the reference's idx), sample s < num_samples, noise seed = seed + i*num_samples + s
-# (fixed per video, whatever the worker count or order); blank lines make no video (the reference
-# makes one of the empty prompt; the indices are the same). Its file is the reference's name,
+# (0-based, like the reference's idx), sample s < num_samples. Its noise is the reference's: what
+# inference.py draws for it after torch.manual_seed(seed) — prompt after prompt, num_samples at once
+# (sf-denoise --noise-rng torch-cuda --noise-sequence i --noise-batch num_samples:s), fixed per
+# video whatever the worker count or order; --noise-rng sfpipe uses sfpipe's own generator seeded
+# seed + i*num_samples + s instead. Blank lines make no video (the reference makes one of the empty
+# prompt and draws its noise; the indices are the same). Its file is the reference's name,
 # "<i>-<s>_ema.mp4" / "<i>-<s>_regular.mp4" with --save_with_index, else "<prompt[:100]>-<s>.mp4"
 # ('/' → '_', control characters → '_', cut to 200 bytes on a character boundary: NAME_MAX).
 # --layer_indices (all, N, A-B as sf-denoise) also writes the taps "<name>.pt" beside each video.
@@ -68,7 +71,7 @@ mkdirs() { # what dir... : one line, not one per folder, when they cannot be mad
 # ---- flags: the reference's inference.py, the shared ones (reference_flags.sh), ours ----
 seed=0 checkpoint_path= use_ema=0   # inference.py's defaults: no checkpoint → the base weights
 data_path= output_folder= extended= num_frames=21 num_samples=1 with_index=0
-workers=1 retries=1 threads= layers=() dry=0 status=0 progress=none
+workers=1 retries=1 threads= layers=() dry=0 status=0 progress=none noise_rng=torch-cuda
 slurm=0 sbatch_args=() requeue=1 wait=0
 worker_job= task=0 tasks=1
 orig=("$@")
@@ -89,6 +92,7 @@ while [ $# -gt 0 ]; do
     --extended-prompt-path) ref_need "$@"; extended=$2; shift 2 ;;
     --num-output-frames) ref_need "$@"; ref_int "$1" "$2"; num_frames=$2; shift 2 ;;
     --num-samples) ref_need "$@"; ref_int "$1" "$2"; num_samples=$2; shift 2 ;;
+    --noise-rng) ref_need "$@"; noise_rng=$2; shift 2 ;;   # checked with the rest by sf-denoise --check
     --save-with-index) with_index=1; shift ;;
     --i2v) bad "--i2v: image-to-video is not supported (sfpipe is text-to-video)" ;;
     --workers) ref_need "$@"; ref_int "$1" "$2"; workers=$2; shift 2 ;;
@@ -122,7 +126,8 @@ done
 [ -n "$output_folder" ] || bad "--output_folder DIR is required (see --help)"
 state=$output_folder/.sf-batch   # job lists, logs, failure reasons, temp files
 
-# ---- the set of videos: all.tsv = name \t idx \t sample \t seed \t prompt, one line per video ----
+# ---- the set of videos: all.tsv = name \t idx \t sample \t noise \t prompt, one line per video; noise =
+# seed/i/s (the reference's stream: video i of the seed-once loop, sample s) or sfpipe's seed ----
 bytes() { local LC_ALL=C; nbytes=${#1}; }   # $1's length in bytes → nbytes
 video_name() { # idx sample prompt → vname, the reference's file name
     local p=${3:0:100}
@@ -139,7 +144,7 @@ video_name() { # idx sample prompt → vname, the reference's file name
 }
 
 list_videos() { # → stdout; blank lines keep their index but make no video
-    local idx line ext s vname
+    local idx line ext s vname noise
     local -A seen=()
     local -a lines=() exts=()
     mapfile -t lines <"$data_path" || die "cannot read --data_path $data_path"
@@ -156,7 +161,8 @@ list_videos() { # → stdout; blank lines keep their index but make no video
             video_name "$idx" "$s" "$line"
             [ -z "${seen[$vname]:-}" ] || continue   # the reference overwrites; we keep the first
             seen[$vname]=1
-            printf '%s\t%d\t%d\t%d\t%s\n' "$vname" "$idx" "$s" $((seed + idx * num_samples + s)) "${ext:-$line}"
+            if [ "$noise_rng" = sfpipe ]; then noise=$((seed + idx * num_samples + s)); else noise=$seed/$idx/$s; fi
+            printf '%s\t%d\t%d\t%s\t%s\n' "$vname" "$idx" "$s" "$noise" "${ext:-$line}"
         done
     done
 }
@@ -234,6 +240,7 @@ den_flags() { # → den: the flags that shape a video, as sf-denoise takes them 
     else den+=(--checkpoint_path "$checkpoint_path" --require-checkpoint); fi
     if [ "$use_ema" = 1 ]; then den+=(--use_ema); else den+=(--no_ema); fi
     [ ${#layers[@]} -eq 0 ] || den+=(--layer_indices "${layers[@]}")
+    [ "$noise_rng" = sfpipe ] || den+=(--noise-rng "$noise_rng")
 }
 
 # ---- worker: the videos k ≡ task (mod tasks) of a job list ----
@@ -246,8 +253,13 @@ fail_video() { # name reason → 1, the reason (escaped) in $why and, if it can 
 
 # Never aborts the worker: whatever goes wrong with one video (its log cannot be opened, a file
 # cannot be moved) is that video's failure, with its reason, and the worker goes on with the next.
-run_video() { # name seed prompt dev → 0 and the video in place, or 1, $why and $state/failed/name
+run_video() { # name noise prompt dev → 0 and the video in place, or 1, $why and $state/failed/name
     local name=$1 vseed=$2 prompt=$3 dev=$4 tmp=$state/tmp log=$state/logs/${1%.mp4}.log e
+    local -a nz=(--seed "$vseed")
+    if [[ "$vseed" == */*/* ]]; then   # seed/i/s: the reference's stream, video i of the loop, sample s
+        nz=(--seed "${vseed%%/*}" --noise-sequence "$(cut -d/ -f2 <<<"$vseed")")
+        [ "$num_samples" -gt 1 ] && nz+=(--noise-batch "$num_samples:${vseed##*/}")
+    fi
     local -a thr=() enc den dec st lv=("${extra_encode[@]}")   # --log-level L, when given (reference_flags.sh)
     [ -n "$threads" ] && thr=(--threads "$threads")
     rm -f -- "$tmp/$name" "$tmp/$name".tmp.* "$tmp/${name%.mp4}.pt"
@@ -255,7 +267,7 @@ run_video() { # name seed prompt dev → 0 and the video in place, or 1, $why an
     enc=(sf-encode --model-dir "$model_dir" --prompt "$prompt" --device "$dev" --out - "${thr[@]}" "${lv[@]}")
     [ -n "$cache_dir" ] && enc+=(--cache-dir "$cache_dir")
     den_flags
-    den=(sf-denoise "${den[@]}" --device "$dev" --seed "$vseed" --in - --out - "${thr[@]}" "${lv[@]}")
+    den=(sf-denoise "${den[@]}" --device "$dev" "${nz[@]}" --in - --out - "${thr[@]}" "${lv[@]}")
     [ ${#layers[@]} -gt 0 ] && den+=(--output_path "$tmp/${name%.mp4}.pt")
     dec=(sf-decode --model-dir "$model_dir" --device "$dev" --height "$height" --width "$width" --in - -o "$tmp/$name"
         --progress "$progress" "${thr[@]}" "${lv[@]}")
@@ -337,6 +349,7 @@ all=$(list_videos) || exit
 resolve() { if [ -e "$1" ]; then readlink -f -- "$1"; else printf '%s' "$1"; fi; }
 ck=; [ -z "$checkpoint_path" ] || [ "$no_checkpoint" = 1 ] || ck=$(resolve "$checkpoint_path")
 flags="seed=$seed
+noise_rng=$noise_rng
 num_samples=$num_samples
 num_output_frames=$num_frames
 height=$height
@@ -352,11 +365,15 @@ if [ -f "$rec_videos" ]; then
     while IFS=$'\t' read -r name _; do [ -e "$output_folder/$name" ] && { made=1; break; }; done <"$rec_videos"
 fi
 diff=
-if [ "$made" = 1 ] && [ -f "$state/flags" ] && [ "$(cat "$state/flags")" != "$flags" ]; then
+oldflags=
+[ -f "$state/flags" ] && oldflags=$(cat "$state/flags")
+# a folder from before --noise-rng was made with sfpipe's stream
+[ -z "$oldflags" ] || grep -q '^noise_rng=' <<<"$oldflags" || oldflags+=$'\nnoise_rng=sfpipe'
+if [ "$made" = 1 ] && [ -n "$oldflags" ] && [ "$oldflags" != "$flags" ]; then
     diff=$(awk -F= 'NR == FNR { old[$1] = substr($0, length($1) + 2); next }
         ($1 in old) && old[$1] != substr($0, length($1) + 2) {
             v = substr($0, length($1) + 2); printf "%s--%s %s (now %s)", sep, $1, old[$1] == "" ? "none" : old[$1], v == "" ? "none" : v; sep = ", " }' \
-        "$state/flags" - <<<"$flags")
+        <(printf '%s\n' "$oldflags") - <<<"$flags")
 fi
 if [ -n "$diff" ]; then
     bad "$output_folder has videos made with other flags: $(esc "$diff"); use another --output_folder (or empty this one)"
