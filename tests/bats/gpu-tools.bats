@@ -189,7 +189,7 @@ EOF
     assert_line --index 3 "run  e2e (~240 s)"
     assert_line "next taps (~135 s: 15 s of the budget left)"
     assert_line "this call: ~525 s of a 540 s budget"
-    assert_line "next call: SF_CHECK_UNITS=taps,probes,bench_attn,ab,attn_videos,tests,san_attn,san_tests bash tests/gpu/check.sh (~1185 s)"
+    assert_line "next call: SF_CHECK_UNITS=taps,probes,bench_attn,ab,attn_videos,tests,san_attn,san_tests bash tests/gpu/check.sh (~1205 s)"
     # a short call fills what fits; the reference left out takes our bench with it into the next call
     # (its figures stand beside ours only when measured in the same call)
     SF_CHECK_DRY=1 SF_CHECK_BUDGET=250 run -0 bash "$C"
@@ -197,7 +197,7 @@ EOF
     assert_line "next e2e (~240 s: 105 s of the budget left)"
     assert_line "run  probes (~30 s)"
     assert_line "run  bench_attn (~60 s)"
-    assert_line "next call: SF_CHECK_UNITS=bench,ref,e2e,taps,ab,attn_videos,tests,san_attn,san_tests bash tests/gpu/check.sh (~1555 s)"
+    assert_line "next call: SF_CHECK_UNITS=bench,ref,e2e,taps,ab,attn_videos,tests,san_attn,san_tests bash tests/gpu/check.sh (~1575 s)"
     # the next call's own line: the order is always the priority order, whatever order the list had
     SF_CHECK_DRY=1 SF_CHECK_BUDGET=180 SF_CHECK_UNITS=bench_attn,taps,probes run -0 bash "$C"
     assert_line --index 0 "run  taps (~135 s)"

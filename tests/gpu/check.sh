@@ -38,7 +38,7 @@
 #                and the probs taps on each kernel (explicit, wgmma, ws, ws2)
 #   tests        every CUDA test: kernels, glue, cuDNN SDPA and conv plans, the DiT / umT5 / VAE goldens and
 #                the three on random models of other shapes vs the CPU, sf-decode cuda = cpu, figure4.sh
-#                --gpu_id 0 = the CPU run
+#                --gpu_id 0 = the CPU run, the reference's noise stream = torch.randn on the card
 #   san_attn     compute-sanitizer on the fused attention kernels (memcheck, racecheck, synccheck)
 #   san_tests    compute-sanitizer memcheck on the goldens end to end, racecheck on the kernels
 # Choosing: SF_CHECK_UNITS=LIST (units), or SF_CHECK_ONLY=LIST of the older parts — attn (probes,
@@ -61,7 +61,7 @@ UNITS_ALL="dit_paths bench ref e2e taps probes bench_attn ab attn_videos tests s
 est_of() {
     case $1 in
     dit_paths) echo 45 ;; bench) echo 100 ;; e2e) echo 240 ;; ref) echo 120 ;; taps) echo 135 ;;
-    probes) echo 30 ;; bench_attn) echo 60 ;; ab) echo 170 ;; attn_videos) echo 200 ;; tests) echo 240 ;;
+    probes) echo 30 ;; bench_attn) echo 60 ;; ab) echo 170 ;; attn_videos) echo 200 ;; tests) echo 260 ;;
     san_attn) echo 150 ;; san_tests) echo 200 ;; *) return 1 ;;
     esac
 }
@@ -473,6 +473,16 @@ u_tests() { # every CUDA test against its CPU reference / the goldens
     step conv 120 env SF_CUDNN_DEBUG=1 "$G/tests/test_conv_plans" forward_gpu # the VAE's cuDNN conv3d vs sf_conv3d_cpu
     step vae_cuda 180 env SF_TEST_VERBOSE=1 "$G/tests/test_vae_cuda" # GPU VAE decoder vs the vae golden, streamed = one-shot
     step vae_shapes 180 env SF_TEST_VERBOSE=1 "$G/tests/test_vae_cuda_shapes" # other widths / z dims / odd latent sizes vs the CPU decoder; refusals
+
+    echo "== the reference's noise stream: torch.randn on this card (tests/gpu/torch_noise.py) vs sf-denoise --noise-rng torch-cuda"
+    rm -rf /tmp/sf-torch-noise
+    if env LD_LIBRARY_PATH="$SF_LD0" timeout 120 python3 tests/gpu/torch_noise.py /tmp/sf-torch-noise >/tmp/sf-torch-noise.log 2>&1; then
+        step torch_noise 60 env SF_TORCH_NOISE_DIR=/tmp/sf-torch-noise "$G/tests/test_rng_torch" device_compare
+    else
+        cat /tmp/sf-torch-noise.log
+        row torch_noise "FAILED: torch_noise.py: $(tail -n 1 /tmp/sf-torch-noise.log)"
+        fail=1
+    fi
 
     echo "== sf-decode --device cuda vs --device cpu on the vae golden latents (video: max abs diff <= 0.1, the bound of SF_TOL_VAE_BF16)"
     local rdec=""

@@ -10,7 +10,9 @@
 #include "sf_test.h"
 #include "rng_torch.h"
 
+#include <cjson/cJSON.h>
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -134,10 +136,83 @@ done:
     free(got);
 }
 
+/* On a GPU (tests/gpu/check.sh): the draws torch_noise.py made with the reference's torch on this card
+ * (SF_TORCH_NOISE_DIR) against ours for its SM count and threads per SM — the generator's offset after
+ * each draw, and every value: bf16 draws within one bf16 step (the card's sine and cosine are
+ * __sincosf approximations, ours sinf/cosf) and 99 % of them bit for bit; the float32 draw within
+ * 1e-5 + 2e-6·|x|. Every figure is printed, the worst element with both values. */
+static float *read_f32(const char *dir, const char *name, int64_t n) {
+    char path[1024];
+    snprintf(path, sizeof path, "%s/%s.f32", dir, name);
+    FILE *f = fopen(path, "rb");
+    float *x = f ? malloc(sizeof(float) * (size_t)n) : NULL;
+    size_t got = x ? fread(x, sizeof(float), (size_t)n, f) : 0;
+    if (f) fclose(f);
+    SF_CHECK_MSG(x && got == (size_t)n, "%s: %zu of %lld floats", path, got, (long long)n);
+    return x;
+}
+
+static void test_device_compare(void) {
+    const char *dir = getenv("SF_TORCH_NOISE_DIR");
+    if (!dir || !*dir) {
+        SF_TEST_SKIP("no SF_TORCH_NOISE_DIR: tests/gpu/check.sh writes one on a GPU (tests/gpu/torch_noise.py)");
+        return;
+    }
+    char path[1024], *data = NULL;
+    size_t len = 0;
+    sf_err err = {{0}};
+    snprintf(path, sizeof path, "%s/meta.json", dir);
+    SF_CHECK_OK(sf_read_file(path, &data, &len, 1 << 20, &err), &err);
+    cJSON *m = data ? cJSON_ParseWithLength(data, len) : NULL;
+    free(data);
+    SF_CHECK(m != NULL);
+    if (!m) return;
+    sf_torch_cuda_rng g = {(uint64_t)cJSON_GetNumberValue(cJSON_GetObjectItem(m, "seed")), 0,
+                           (int)cJSON_GetNumberValue(cJSON_GetObjectItem(m, "sms")),
+                           (int)cJSON_GetNumberValue(cJSON_GetObjectItem(m, "threads_per_sm"))};
+    fprintf(stderr, "# %s, torch %s: %d SMs x %d threads\n", cJSON_GetStringValue(cJSON_GetObjectItem(m, "device")),
+            cJSON_GetStringValue(cJSON_GetObjectItem(m, "torch")), g.sms, g.threads_per_sm);
+    cJSON *d;
+    cJSON_ArrayForEach(d, cJSON_GetObjectItem(m, "draws")) {
+        const char *name = cJSON_GetStringValue(cJSON_GetObjectItem(d, "name"));
+        const int bf16 = cJSON_IsTrue(cJSON_GetObjectItem(d, "bf16"));
+        int64_t n = 1;
+        cJSON *e;
+        cJSON_ArrayForEach(e, cJSON_GetObjectItem(d, "shape")) n *= (int64_t)cJSON_GetNumberValue(e);
+        float *ref = read_f32(dir, name, n), *got = malloc(sizeof(float) * (size_t)n);
+        if (!ref || !got) {
+            free(ref), free(got);
+            break;
+        }
+        sf_torch_cuda_randn(&g, n, bf16, got, 4);
+        const uint64_t off = (uint64_t)cJSON_GetNumberValue(cJSON_GetObjectItem(d, "offset_after"));
+        SF_CHECK_MSG(g.offset == off, "%s: generator offset after the draw %llu, torch's %llu", name,
+                     (unsigned long long)g.offset, (unsigned long long)off);
+        int64_t exact = 0, worst = 0, over = 0;
+        double wd = -1;
+        for (int64_t i = 0; i < n; i++) {
+            const double dd = fabs((double)got[i] - ref[i]), mag = fabs(ref[i]) > fabs(got[i]) ? fabs(ref[i]) : fabs(got[i]);
+            const double tol = bf16 ? ldexp(1.0, mag > 0 ? ilogb(mag) - 7 : -133) : 1e-5 + 2e-6 * mag;
+            exact += got[i] == ref[i];
+            over += dd > tol;
+            if (dd > wd) wd = dd, worst = i;
+        }
+        fprintf(stderr, "# %s: %lld values, %lld bit-identical (%.4f %%), max |d| %.3g at %lld (ours %.8g, torch %.8g), %lld over tolerance\n",
+                name, (long long)n, (long long)exact, 100.0 * (double)exact / (double)n, wd, (long long)worst, got[worst],
+                ref[worst], (long long)over);
+        SF_CHECK_MSG(over == 0, "%s: %lld values beyond %s; the worst at %lld: ours %.8g, torch %.8g", name, (long long)over,
+                     bf16 ? "one bf16 step" : "1e-5 + 2e-6|x|", (long long)worst, got[worst], ref[worst]);
+        if (bf16) SF_CHECK_MSG(exact >= n - n / 100, "%s: only %lld of %lld bit-identical", name, (long long)exact, (long long)n);
+        free(ref), free(got);
+    }
+    cJSON_Delete(m);
+}
+
 static const sf_test tests[] = {
     {"philox_known", test_philox_known},
     {"torch_printed", test_torch_printed},
     {"increment", test_increment},
     {"mapping", test_mapping},
+    {"device_compare", test_device_compare},
 };
 SF_TEST_MAIN(tests)
