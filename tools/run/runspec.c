@@ -483,11 +483,16 @@ sf_status sf_run_plan_load(const char *spec_path, const char *const *ov, int nov
         } else if (st->host[0]) {
             /* remote: ssh -o BatchMode=yes -- HOST 'quoted command line' (the host after "--":
              * never an option). With CURVE the remote shell reads the run's key from stdin
-             * (sf_run_keys_child) into the stage's environment: on no command line. */
-            char line[8192], cmd[8300];
+             * (sf_run_remote_stdin) into the stage's environment: on no command line. Then a
+             * watcher reads the rest of stdin, which sf-run holds open while the stage runs, and
+             * sends the stage ($$: the shell execs it) SIGTERM at its end: no signal crosses ssh
+             * without a tty, so when sf-run stops the run, dies, or loses the connection, EOF is
+             * all the remote side learns (without it the stage ran on, holding its GPU and port). */
+            char line[8192], cmd[8600];
             sf_run_stage_cmdline(st, line, sizeof line);
-            snprintf(cmd, sizeof cmd, "%s%s", plan->curve ? "IFS= read -r SF_WIRE_CURVE_KEY; export SF_WIRE_CURVE_KEY; exec " : "",
-                     line);
+            snprintf(cmd, sizeof cmd,
+                     "%sexec 3<&0; { while read -r _; do :; done; kill -TERM $$; } <&3 >/dev/null 2>&1 & exec %s </dev/null 3<&-",
+                     plan->curve ? "IFS= read -r SF_WIRE_CURVE_KEY; export SF_WIRE_CURVE_KEY; " : "", line);
             for (int k = 0; k < st->argc; k++) free(st->argv[k]);
             st->argc = 0;
             if (!push_arg(st, "ssh") || !push_arg(st, "-o") || !push_arg(st, "BatchMode=yes") || !push_arg(st, "--") ||
