@@ -250,6 +250,19 @@ all_gone() {
     all_gone "$pids" 5
 }
 
+@test "--timeout stops every stage: one error line, exit 1, nothing left" {
+    pids="$BATS_TEST_TMPDIR/pids"
+    write_spec ipc \
+        "  - name: a" "    program: $FAKE" "    args: {pidfile: $pids, sleep: 60}" \
+        "  - name: b" "    program: $FAKE" "    args: {pidfile: $pids, sleep: 60}"
+    start=$(date +%s)
+    run -1 --separate-stderr sf-run "$SPEC" --timeout 1
+    [ $(($(date +%s) - start)) -lt 10 ]
+    assert_equal "$(grep -c 'error:' <<<"$stderr")" 1
+    assert_equal "${stderr##*$'\n'}" "sf-run: error: stopped after the timeout (--timeout 1 s)"
+    all_gone "$pids" 5
+}
+
 @test "a missing program is reported" {
     write_spec ipc "  - name: ghost" "    program: /nonexistent/sf-ghost"
     run -1 sf-run "$SPEC"

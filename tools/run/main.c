@@ -358,7 +358,7 @@ int main(int argc, char **argv) {
             kill_at = stop_stages(kids, started);
         }
         if (timeout && !kill_at && sf_now() - t0 > (double)timeout) {
-            sf_error("timeout after %ld s: stopping all stages", timeout);
+            sf_warn("--timeout %ld s reached: stopping all stages", timeout); /* the error is the last line */
             g_stop = SIGALRM;
             kill_at = stop_stages(kids, started);
         }
@@ -381,7 +381,7 @@ int main(int argc, char **argv) {
         if (g_hidden_errors)
             snprintf(hidden, sizeof hidden, " (%d error line%s of stages shutting down not shown: --log-level debug)",
                      g_hidden_errors, g_hidden_errors == 1 ? "" : "s");
-        if (g_stop == SIGALRM) fprintf(stderr, "%s: error: stopped after the timeout%s\n", prog, hidden);
+        if (g_stop == SIGALRM) fprintf(stderr, "%s: error: stopped after the timeout (--timeout %ld s)%s\n", prog, timeout, hidden);
         else fprintf(stderr, "%s: error: interrupted by %s: all stages stopped%s\n", prog,
                      g_stop == SIGINT ? "SIGINT" : g_stop == SIGTERM ? "SIGTERM" : g_stop == SIGHUP ? "SIGHUP" : "a signal",
                      hidden);
