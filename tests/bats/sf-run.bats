@@ -9,6 +9,7 @@ teardown() { # the stages a failed remote-stage test left behind
 }
 
 setup() {
+    unset SF_LOG_LEVEL SF_CPU_EXACT SF_CPU_PRECISION # the command lines of remote stages carry them
     FAKE="$SF_ROOT/tests/bats/fixtures/fake-stage"
     SPEC="$BATS_TEST_TMPDIR/p.yaml"
 }
@@ -152,6 +153,26 @@ all_gone() {
     write_spec ipc "  - name: b" "    program: $FAKE" "    host: gpu2" "    args: {sleep: 0.5, fail: 'remote broke'}"
     run -1 sf-run "$SPEC"
     assert_output --partial "stage 'b' failed (exit 3): error: remote broke"
+}
+
+@test "--log-level and the CPU numerics reach remote stages too (ssh carries no environment)" {
+    mkdir -p "$BATS_TEST_TMPDIR/bin"
+    ln -s "$SF_ROOT/tests/bats/fixtures/sshd-like" "$BATS_TEST_TMPDIR/bin/ssh"
+    export PATH="$BATS_TEST_TMPDIR/bin:$PATH"
+    printf '#!/bin/sh\necho "level=${SF_LOG_LEVEL:-unset} exact=${SF_CPU_EXACT:-unset} prec=${SF_CPU_PRECISION:-unset}" >&2\n' \
+        >"$BATS_TEST_TMPDIR/env.sh"
+    chmod +x "$BATS_TEST_TMPDIR/env.sh"
+    write_spec ipc "  - name: l" "    program: $BATS_TEST_TMPDIR/env.sh" \
+        "  - name: r" "    program: $BATS_TEST_TMPDIR/env.sh" "    host: gpu2"
+    SF_CPU_EXACT=1 SF_CPU_PRECISION=bf16 run -0 sf-run --log-level debug "$SPEC"
+    assert_line "[l] level=debug exact=1 prec=bf16"
+    assert_line "[r] level=debug exact=1 prec=bf16" # the same numerics, so the same bytes, on every host
+    run -0 sf-run "$SPEC"
+    assert_line "[r] level=unset exact=unset prec=unset"
+    # values go into the remote shell's command line: only plain ones
+    SF_CPU_PRECISION='bf16; touch x' run -0 sf-run "$SPEC" --log-level warn
+    assert_line "[r] level=warn exact=unset prec=unset"
+    assert_line --partial "SF_CPU_PRECISION is not passed to remote stages: not a plain value"
 }
 
 @test "bad specs are one-line errors" {

@@ -159,8 +159,8 @@ int main(int argc, char **argv) {
     sf_err err = {{0}};
     sf_status s = SF_OK;
     if (sf_args_main(argc, argv, prog, "PIPELINE.yaml [var=value | stage.arg=value ...] [options]", opts, &a)) return 0;
-    /* --log-level reaches the stages too (through SF_LOG_LEVEL, which every sf-* program reads; local
-       stages only: ssh does not carry the environment) */
+    /* --log-level reaches the stages too (through SF_LOG_LEVEL, which every sf-* program reads; remote
+       stages get it on their command line, runspec.c remote_env: ssh does not carry the environment) */
     if (sf_args_get(&a, opts, "log-level")) setenv("SF_LOG_LEVEL", sf_args_get(&a, opts, "log-level"), 1);
     const char **pos = NULL;
     int np = sf_args_positional(&a, &pos);
