@@ -46,6 +46,11 @@ struct sf_wire {
     size_t zsid_len;
     int zsfd;             /* its connection's fd (-1 unknown) */
     int zstarted, zstream_down, zacked, zwarned, zrefused; /* zwarned, zrefused: warned once */
+    /* writer / client: its peer refused the handshake (CURVE on one side only, another CURVE key), so
+     * no retry can succeed: zhs_refused is the libzmq event (0: none) and zhs_detail its value;
+     * zhs_dropped counts handshakes the peer cut short in a row. A handshake that succeeds clears them. */
+    int zhs_refused, zhs_dropped;
+    unsigned zhs_detail;
     size_t zlast_id_len;  /* routing id of the message in zparts */
     uint8_t zlast_id[256];
     int zlast_fd;
@@ -86,6 +91,9 @@ void sf_wire_net_zap_serve(sf_wire *w);
  * with CURVE: a peer without the run's key). Also used by sf-encode --serve (stages/encode/serve.c). */
 sf_status sf_wire_zmon_open(sf_wire *w, sf_err *err);
 void sf_wire_zmon_drain(sf_wire *w);
+/* Writer / client: SF_E_IO naming the cause when its peer refused the handshake (w->zhs_refused: only
+ * one side has $SF_WIRE_CURVE_KEY, or the keys differ; `peer` says what the peer is), else SF_OK. */
+sf_status sf_wire_zmon_refused(const sf_wire *w, const char *peer, sf_err *err);
 
 /* wire_zmq.c */
 sf_status sf_wire_zmq_open(sf_wire *w, const char *addr, int force, sf_err *err);

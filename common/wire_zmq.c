@@ -24,6 +24,7 @@
 #define ZHWM 2
 #define WRITER_GRACE_S 3.0 /* seconds a blocked writer waits for a vanished reader to return */
 #define WRITER_GRACE_DEAD_S 0.3 /* ... when nothing listens on its ipc path any more: frames in flight only */
+#define HS_DROPS 10 /* a writer whose reader cut this many handshakes short in a row is refused (~1.5 s) */
 #define WRITER_LINGER_MS 5000 /* a normal close: how long queued frames (an error message) may take */
 #define ZCOPY_MIN 65536 /* payloads up to this many bytes are copied, not zero-copy */
 #define ZACK "SFACK1"   /* reader -> writer, alone in a message: end-of-stream received */
@@ -146,8 +147,17 @@ void sf_wire_zmon_drain(sf_wire *w) {
             } else if (ev == ZMQ_EVENT_HANDSHAKE_SUCCEEDED) {
                 w->zhandshaken = w->zever_connected = 1;
                 w->zdown_since = 0;
+                w->zhs_refused = w->zhs_dropped = 0;
             } else if (ev == ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL || ev == ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL ||
                        ev == ZMQ_EVENT_HANDSHAKE_FAILED_AUTH) {
+                /* the connecting side, told "no" for a reason no retry changes: CURVE on one side only
+                 * (PROTOCOL), a key the ZAP handler refuses (AUTH); a CURVE reader with another key pair
+                 * cannot decrypt the HELLO and just drops the connection (NO_DETAIL), which one peer
+                 * going away mid-handshake also does: only HS_DROPS of those in a row count */
+                if (w->writer && !w->zhs_refused &&
+                    (ev != ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL || ++w->zhs_dropped >= HS_DROPS))
+                    w->zhs_refused = ev, w->zhs_detail = val;
+                sf_debug("wire: %s: handshake failed (libzmq event 0x%x, detail %u)", w->url, ev, (unsigned)val);
                 if (!w->writer && !w->zrefused++)
                     sf_warn("wire: %s: refused a peer that failed the ZeroMQ handshake%s", w->url,
                             w->curve ? " (without this run's CURVE key)" : " (not a wire writer)");
@@ -169,6 +179,30 @@ void sf_wire_zmon_drain(sf_wire *w) {
     }
 }
 
+sf_status sf_wire_zmon_refused(const sf_wire *w, const char *peer, sf_err *err) {
+    const char *u = w->url;
+    switch (w->zhs_refused) {
+    case 0: return SF_OK;
+    case ZMQ_EVENT_HANDSHAKE_FAILED_AUTH:
+        return sf_fail(err, SF_E_IO, "wire: %s: the %s refused this side's CURVE key: both need the same $SF_WIRE_CURVE_KEY", u, peer);
+    case ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL:
+        if (w->curve)
+            return sf_fail(err, SF_E_IO, "wire: %s: the %s closed %d connections in a row during the CURVE handshake: its "
+                           "$SF_WIRE_CURVE_KEY is not this side's (both need the same key)", u, peer, HS_DROPS);
+        return sf_fail(err, SF_E_IO, "wire: %s: the %s closed %d connections in a row during the ZeroMQ handshake (is it a wire "
+                       "endpoint?)", u, peer, HS_DROPS);
+    default:
+        if (w->zhs_detail == ZMQ_PROTOCOL_ERROR_ZMTP_MECHANISM_MISMATCH && w->curve)
+            return sf_fail(err, SF_E_IO, "wire: %s: this side uses CURVE ($SF_WIRE_CURVE_KEY is set), the %s does not: both need "
+                           "the same key, or neither", u, peer);
+        if (w->zhs_detail == ZMQ_PROTOCOL_ERROR_ZMTP_MECHANISM_MISMATCH)
+            return sf_fail(err, SF_E_IO, "wire: %s: the %s uses CURVE (it has a $SF_WIRE_CURVE_KEY), this side has none: both need "
+                           "the same key, or neither", u, peer);
+        return sf_fail(err, SF_E_IO, "wire: %s: the ZeroMQ handshake with the %s failed (protocol error 0x%x): is it a wire endpoint?",
+                       u, peer, w->zhs_detail);
+    }
+}
+
 /* Writer: fail when there is no reader: none came within the timeout, or the one that was
  * connected left and did not come back within a grace period. Over ipc (and shm's control
  * socket) a reader that left and whose path nobody listens on any more is gone for good (exited,
@@ -176,6 +210,10 @@ void sf_wire_zmon_drain(sf_wire *w) {
  * in flight. A tcp peer may come back after a network blip, so it keeps the full grace. */
 static sf_status zwriter_check(sf_wire *w, sf_err *err) {
     if (w->zhandshaken && w->zconnected > 0) return SF_OK;
+    if (!w->zever_connected && sf_wire_zmon_refused(w, "reader", err)) { /* it would wait out --timeout */
+        w->zpeer_gone = 1;
+        return SF_E_IO;
+    }
     double now = sf_now();
     if (w->zever_connected) {
         double down = w->zdown_since ? now - w->zdown_since : 0;

@@ -56,8 +56,9 @@ static sf_status net_edge(void *ctx, void *sock, const char *url, int client, sf
     w->zctx = ctx, w->zsock = sock;
     snprintf(w->url, sizeof w->url, "%s", url);
     sf_status s = sf_wire_net_curve(w, err);
-    /* a server also watches its connections: a peer failing the (CURVE) handshake is said once */
-    if (!s && !client) s = sf_wire_zmon_open(w, err);
+    /* both watch their connections: a server says once that a peer failed the (CURVE) handshake; a
+     * client fails when the server refused its handshake (sf_wire_zmon_refused), where it waited forever */
+    if (!s) s = sf_wire_zmon_open(w, err);
     return s;
 }
 
@@ -99,6 +100,8 @@ static int poll_sock(void *sock, sf_wire *net, short events, long timeout_ms, sf
         if (r > 0 && net && net->zap) sf_wire_net_zap_serve(net);
         if (r > 0 && net && net->zmon) sf_wire_zmon_drain(net);
         if (r > 0 && (it[0].revents & events)) return 1;
+        sf_status s = net && net->writer ? sf_wire_zmon_refused(net, "encode server", err) : SF_OK;
+        if (s) return s;
     }
 }
 
@@ -428,12 +431,12 @@ sf_status sf_encode_client_run(sf_encode_client *c, const char *prompt, size_t l
         (c->recache >= 0 && (st = sf_wire_meta_set_bool(m, "recache", c->recache, err))) ||
         (c->stop && (st = sf_wire_meta_set_bool(m, "stop", 1, err))))
         return st;
-    int r = poll_sock(c->sock, NULL, ZMQ_POLLOUT, c->timeout_s > 0 ? (long)(c->timeout_s * 1000) : -1, err);
+    int r = poll_sock(c->sock, c->net, ZMQ_POLLOUT, c->timeout_s > 0 ? (long)(c->timeout_s * 1000) : -1, err);
     if (r < 0) return (sf_status)r;
     if (r == 0) return sf_fail(err, SF_E_IO, "encode server %s: cannot send (timeout)", c->url);
     if ((st = send_pair(c->sock, m, prompt, 0, err))) return st;
     double t0 = sf_now();
-    r = poll_sock(c->sock, NULL, ZMQ_POLLIN, c->timeout_s > 0 ? (long)(c->timeout_s * 1000) : -1, err);
+    r = poll_sock(c->sock, c->net, ZMQ_POLLIN, c->timeout_s > 0 ? (long)(c->timeout_s * 1000) : -1, err);
     if (r < 0) return (sf_status)r;
     if (r == 0) return sf_fail(err, SF_E_IO, "no reply from encode server %s within %g s", c->url, c->timeout_s);
     if ((st = recv_parts(c->sock, parts, &n, err))) return st;

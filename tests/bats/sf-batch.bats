@@ -118,6 +118,31 @@ by_hand() {
     assert_line --regexp '^  worker 2: finished on .*: [0-9]+ done, [0-9]+ skipped, 0 failed$'
 }
 
+@test "SIGHUP or SIGTERM to sf-batch stops every worker and stage: 129 / 143, the summary, --status says stopped; a rerun finishes" {
+    # a closed terminal (SIGHUP) or kill (SIGTERM) reaches sf-batch only: its workers run in sessions
+    # of their own, so it must stop them, as sf-run stops its stages
+    for sig in HUP:129 TERM:143; do
+        rm -f "$T/out/.sf-batch/tasks/"*   # the records of the run before
+        sf-batch "${B[@]}" --workers 2 2>"$T/log" 3>&- &
+        runner=$!
+        PIDS+=("$runner")
+        wait_for "grep -q ': [1-9][0-9]* done' '$T/out/.sf-batch/tasks/local_0' 2>/dev/null" 120
+        kill -"${sig%:*}" "$runner"
+        rc=0
+        wait "$runner" || rc=$?
+        [ "$rc" = "${sig#*:}" ] || { cat "$T/log"; false; }
+        grep -q "summary: 12 videos in $T/out: .* not done (interrupted by SIG${sig%:*})" "$T/log"
+        wait_for "! pgrep -f -- '--worker $T/out' >/dev/null" 5 # no worker or stage of it left behind
+        [ -z "$(find "$T/out" -maxdepth 1 -type f ! -name '*.mp4')" ] # nothing half-written in the folder
+        run -0 sf-batch --status "$T/out"
+        assert_line --regexp '^  worker 0: stopped on .* by SIGTERM: [0-9]+ done, [0-9]+ skipped, 0 failed$'
+        refute_output --partial "gone:"
+    done
+    run -0 sf-batch "${B[@]}" --workers 2
+    assert_output --partial "0 failed, 0 not done (2 workers)"
+    [ "$(videos)" = 12 ]
+}
+
 @test "a failing video is reported with its reason; the others are made; exit 1" {
     printf 'a good prompt\nbad \xff\xfe bytes\nanother good one\n' >"$T/bad.txt"
     run -1 --separate-stderr sf-batch "${B[@]}" --data_path "$T/bad.txt" --workers 2

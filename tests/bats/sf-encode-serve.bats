@@ -172,12 +172,14 @@ wait_exit() {
         --prompt "a red fox" --save-embeds "$T/k1.safetensors"
     assert_success
     cmp "$T/k1.safetensors" "$T/d.safetensors"
-    # another key, or none: the CURVE handshake never completes, so no request reaches the encoder
-    SF_WIRE_CURVE_KEY="$K2" run --separate-stderr sf-encode --server "tcp://127.0.0.1:$port" --server-timeout 1 --prompt x --cache-only
+    # another key, or none: the CURVE handshake never completes, so no request reaches the encoder;
+    # the client says so within seconds, not after --server-timeout (by default it waited forever)
+    SF_WIRE_CURVE_KEY="$K2" run --separate-stderr timeout 20 sf-encode --server "tcp://127.0.0.1:$port" --prompt x --cache-only
     assert_failure 1
-    assert_regex "$stderr" 'no reply from encode server .* within 1 s'
-    run --separate-stderr sf-encode --server "tcp://127.0.0.1:$port" --server-timeout 1 --prompt x --cache-only
+    assert_equal "$stderr" "sf-encode: error: prompt 0: wire: tcp://127.0.0.1:$port: the encode server closed 10 connections in a row during the CURVE handshake: its \$SF_WIRE_CURVE_KEY is not this side's (both need the same key)"
+    run --separate-stderr timeout 20 sf-encode --server "tcp://127.0.0.1:$port" --prompt x --cache-only
     assert_failure 1
+    assert_equal "$stderr" "sf-encode: error: prompt 0: wire: tcp://127.0.0.1:$port: the encode server uses CURVE (it has a \$SF_WIRE_CURVE_KEY), this side has none: both need the same key, or neither"
     # still serving the key's clients
     SF_WIRE_CURVE_KEY="$K1" run --separate-stderr sf-encode --server "tcp://127.0.0.1:$port" --server-timeout 10 \
         --prompt "a red fox" --save-embeds "$T/k1b.safetensors"
@@ -192,6 +194,11 @@ wait_exit() {
     start_server "tcp://*:$((port + 1))" --no-cache
     for _ in $(seq 100); do grep -q "serving on tcp://\*" "$T/srv.log" 2>/dev/null && break; sleep 0.05; done
     grep -q "binds every network interface.*no CURVE key: unauthenticated and unencrypted" "$T/srv.log"
+    # a keyed client of that keyless server (a client in an sf-run tcp run, which hands its stages a
+    # key of their own): one line at once, no hang
+    SF_WIRE_CURVE_KEY="$K1" run --separate-stderr timeout 20 sf-encode --server "tcp://127.0.0.1:$((port + 1))" --prompt x --cache-only
+    assert_failure 1
+    assert_equal "$stderr" "sf-encode: error: prompt 0: wire: tcp://127.0.0.1:$((port + 1)): this side uses CURVE (\$SF_WIRE_CURVE_KEY is set), the encode server does not: both need the same key, or neither"
 }
 
 @test "cache-only: fills the cache, writes nothing; later runs hit without the encoder" {

@@ -4,7 +4,12 @@ bats_require_minimum_version 1.5.0
 load '/usr/lib/bats/bats-support/load'
 load '/usr/lib/bats/bats-assert/load'
 
+teardown() { # the stages a failed remote-stage test left behind
+    [ ! -f "$BATS_TEST_TMPDIR/remote-pids" ] || xargs kill -9 <"$BATS_TEST_TMPDIR/remote-pids" 2>/dev/null || true
+}
+
 setup() {
+    unset SF_LOG_LEVEL SF_CPU_EXACT SF_CPU_PRECISION # the command lines of remote stages carry them
     FAKE="$SF_ROOT/tests/bats/fixtures/fake-stage"
     SPEC="$BATS_TEST_TMPDIR/p.yaml"
 }
@@ -87,7 +92,8 @@ all_gone() {
     run -0 sf-run --dry-run "$SPEC" a.device=cuda:1 a.checkpoint-path=b.pt
     assert_output "$FAKE --checkpoint_path b.pt --device cuda:1"
     run -0 sf-run --dry-run --tcp-port 42000 "$SPEC" a.host=gpu2
-    assert_output "ssh -o BatchMode=yes -- gpu2 'IFS= read -r SF_WIRE_CURVE_KEY; export SF_WIRE_CURVE_KEY; exec $FAKE --checkpoint_path a.pt --device cpu'"
+    assert_output --regexp "^ssh -o BatchMode=yes -- gpu2 'IFS= read -r SF_WIRE_CURVE_KEY; .*"
+    assert_output --partial "exec $FAKE --checkpoint_path a.pt --device cpu </dev/null 3<&-'"
 }
 
 @test "build/bin/sf-run finds its sibling programs without build/bin on PATH" {
@@ -107,8 +113,66 @@ all_gone() {
     run -0 sf-run --dry-run --tcp-port 41000 "$SPEC"
     assert_line --index 0 "sf-encode --out '>tcp://gpu2:41000'"
     # the host after "--"; the receiver binds the interface ssh reached it on, not every one; the
-    # run's CURVE key comes on stdin (tools/run/keys.c), never on a command line
-    assert_line --index 1 "ssh -o BatchMode=yes -- user@gpu2 'IFS= read -r SF_WIRE_CURVE_KEY; export SF_WIRE_CURVE_KEY; exec sf-denoise --in @tcp://route=ssh-client:41000'"
+    # run's CURVE key comes on stdin (tools/run/keys.c), never on a command line; then the shell
+    # watches its stdin and stops the stage at its end (the run is over: no signal crosses ssh)
+    assert_line --index 1 "ssh -o BatchMode=yes -- user@gpu2 'IFS= read -r SF_WIRE_CURVE_KEY; export SF_WIRE_CURVE_KEY; exec 3<&0; { while read -r _; do :; done; kill -TERM \$\$; } <&3 >/dev/null 2>&1 & exec sf-denoise --in @tcp://route=ssh-client:41000 </dev/null 3<&-'"
+}
+
+@test "a remote stage does not outlive the run: a failure, sf-run SIGKILLed; a clean remote stage still exits 0" {
+    # fixtures/sshd-like behaves as ssh without a tty does: the remote command gets no signal when
+    # the client is killed, only EOF on its stdin when the connection drops
+    mkdir -p "$BATS_TEST_TMPDIR/bin"
+    ln -s "$SF_ROOT/tests/bats/fixtures/sshd-like" "$BATS_TEST_TMPDIR/bin/ssh"
+    pids="$BATS_TEST_TMPDIR/remote-pids" # teardown kills what is left in it
+    export PATH="$BATS_TEST_TMPDIR/bin:$PATH"
+    # a local stage fails: the remote one is stopped with the run (output to a file: an orphan
+    # holding run's pipe would keep it waiting)
+    write_spec ipc \
+        "  - name: a" "    program: $FAKE" "    args: {pidfile: $pids.a, sleep: 1, fail: 'no weights'}" \
+        "  - name: b" "    program: $FAKE" "    host: gpu2" "    args: {pidfile: $pids, sleep: 60}"
+    rc=0
+    sf-run "$SPEC" >"$BATS_TEST_TMPDIR/log" 2>&1 3>&- || rc=$?
+    [ "$rc" -eq 1 ]
+    grep -q "stage 'a' failed (exit 3): error: no weights" "$BATS_TEST_TMPDIR/log"
+    [ -s "$pids" ]
+    all_gone "$pids" 5
+    # sf-run SIGKILLed while a remote stage runs
+    rm -f "$pids"
+    write_spec ipc "  - name: b" "    program: $FAKE" "    host: gpu2" "    args: {pidfile: $pids, sleep: 60}"
+    sf-run "$SPEC" 3>&- 2>"$BATS_TEST_TMPDIR/log" &
+    runner=$!
+    for _ in $(seq 100); do [ -s "$pids" ] && break; sleep 0.1; done
+    [ -s "$pids" ]
+    kill -9 "$runner"
+    wait "$runner" || true
+    all_gone "$pids" 5
+    # a remote stage that ends by itself is not cut short: its exit status is the run's
+    write_spec ipc "  - name: b" "    program: $FAKE" "    host: gpu2" "    args: {sleep: 1, message: remote-done}"
+    run -0 sf-run "$SPEC"
+    assert_line "[b] remote-done"
+    write_spec ipc "  - name: b" "    program: $FAKE" "    host: gpu2" "    args: {sleep: 0.5, fail: 'remote broke'}"
+    run -1 sf-run "$SPEC"
+    assert_output --partial "stage 'b' failed (exit 3): error: remote broke"
+}
+
+@test "--log-level and the CPU numerics reach remote stages too (ssh carries no environment)" {
+    mkdir -p "$BATS_TEST_TMPDIR/bin"
+    ln -s "$SF_ROOT/tests/bats/fixtures/sshd-like" "$BATS_TEST_TMPDIR/bin/ssh"
+    export PATH="$BATS_TEST_TMPDIR/bin:$PATH"
+    printf '#!/bin/sh\necho "level=${SF_LOG_LEVEL:-unset} exact=${SF_CPU_EXACT:-unset} prec=${SF_CPU_PRECISION:-unset}" >&2\n' \
+        >"$BATS_TEST_TMPDIR/env.sh"
+    chmod +x "$BATS_TEST_TMPDIR/env.sh"
+    write_spec ipc "  - name: l" "    program: $BATS_TEST_TMPDIR/env.sh" \
+        "  - name: r" "    program: $BATS_TEST_TMPDIR/env.sh" "    host: gpu2"
+    SF_CPU_EXACT=1 SF_CPU_PRECISION=bf16 run -0 sf-run --log-level debug "$SPEC"
+    assert_line "[l] level=debug exact=1 prec=bf16"
+    assert_line "[r] level=debug exact=1 prec=bf16" # the same numerics, so the same bytes, on every host
+    run -0 sf-run "$SPEC"
+    assert_line "[r] level=unset exact=unset prec=unset"
+    # values go into the remote shell's command line: only plain ones
+    SF_CPU_PRECISION='bf16; touch x' run -0 sf-run "$SPEC" --log-level warn
+    assert_line "[r] level=warn exact=unset prec=unset"
+    assert_line --partial "SF_CPU_PRECISION is not passed to remote stages: not a plain value"
 }
 
 @test "bad specs are one-line errors" {
@@ -204,6 +268,19 @@ all_gone() {
     [ "$rc" -eq 1 ]
     run cat "$BATS_TEST_TMPDIR/log"
     assert_output --partial "stage 'b' failed (killed by signal 9)"
+    all_gone "$pids" 5
+}
+
+@test "--timeout stops every stage: one error line, exit 1, nothing left" {
+    pids="$BATS_TEST_TMPDIR/pids"
+    write_spec ipc \
+        "  - name: a" "    program: $FAKE" "    args: {pidfile: $pids, sleep: 60}" \
+        "  - name: b" "    program: $FAKE" "    args: {pidfile: $pids, sleep: 60}"
+    start=$(date +%s)
+    run -1 --separate-stderr sf-run "$SPEC" --timeout 1
+    [ $(($(date +%s) - start)) -lt 10 ]
+    assert_equal "$(grep -c 'error:' <<<"$stderr")" 1
+    assert_equal "${stderr##*$'\n'}" "sf-run: error: stopped after the timeout (--timeout 1 s)"
     all_gone "$pids" 5
 }
 

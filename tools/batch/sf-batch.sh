@@ -34,7 +34,8 @@
 # refused while the folder holds videos. --progress (default none) goes to each video's log.
 # --use_ema is off by default (inference.py's); --no_checkpoint, like no --checkpoint_path, uses
 # the base weights; --gpu_id N is --device cuda:N.
-# Exit 0 when every video exists, 1 otherwise (the summary says which failed and why), 2 bad flags.
+# Exit 0 when every video exists, 1 otherwise (the summary says which failed and why), 2 bad flags;
+# SIGINT, SIGTERM or SIGHUP stop every worker and exit 130, 143 or 129 after the summary.
 set -uo pipefail
 export LC_ALL=C.UTF-8   # ${prompt:0:100} counts characters, as Python's prompt[:100] does
 usage() { awk 'NR > 1 && !/^#/ { exit } NR > 1 { sub(/^# ?/, ""); print }' "$0"; }
@@ -292,7 +293,17 @@ run_video() { # name noise prompt dev → 0 and the video in place, or 1, $why a
 }
 
 if [ -n "$worker_job" ]; then
-    trap 'trap - TERM INT; kill -TERM 0 2>/dev/null; exit 143' TERM INT   # stop the current video's stages
+    # a signal stops the current video's stages (its process group) and says so in the task's record
+    # (else --status would call a stopped worker killed or crashed)
+    worker_stop() { # $1 = signal name, $2 = exit status
+        trap '' INT TERM HUP   # the kill below reaches this shell too
+        echo "stopped on $(hostname -s) by SIG$1: ${done_n:-0} done, ${skip_n:-0} skipped, ${fail_n:-0} failed" >"$rec"
+        kill -TERM 0 2>/dev/null
+        exit "$2"
+    }
+    trap 'worker_stop INT 130' INT
+    trap 'worker_stop TERM 143' TERM
+    trap 'worker_stop HUP 129' HUP
     id=${SLURM_ARRAY_JOB_ID:-local}_$task
     dev=$device
     [ "$device" = cuda ] && [ -z "${SLURM_ARRAY_JOB_ID:-}" ] && dev=cuda:$task   # one GPU per local worker
@@ -489,7 +500,18 @@ stop_all() {
     sleep 1
     for p in "${!slot[@]}"; do kill -KILL -- "-$p" 2>/dev/null; done
 }
-trap 'trap - INT TERM; stop_all; wait; summary "interrupted"; exit 130' INT TERM
+# Ctrl-C, kill or a closed terminal (the workers, in sessions of their own, see none of them) stop
+# every worker, as sf-run stops its stages: the summary, then 128 + the signal (130, 143, 129)
+interrupted() { # $1 = signal name, $2 = exit status
+    trap - INT TERM HUP
+    stop_all
+    wait
+    summary "interrupted by SIG$1"
+    exit "$2"
+}
+trap 'interrupted INT 130' INT
+trap 'interrupted TERM 143' TERM
+trap 'interrupted HUP 129' HUP
 say "$n_todo of $(plural "$n_all" video) to do on $(plural "$ntask" worker) ($skipped already there)"
 for ((w = 0; w < ntask; w++)); do start_worker "$w"; done
 while [ ${#slot[@]} -gt 0 ]; do

@@ -2,13 +2,17 @@
  * libsodium), handed to every stage so that its tcp streams are encrypted and its readers accept
  * only the run's own stages (common/wire_net.c). The key never appears on a command line: a
  * local stage finds it in $SF_WIRE_CURVE_KEY (its environment is readable by its owner only),
- * a remote one reads it from ssh's stdin (runspec.c prefixes its command with the `read`).
+ * a remote one reads it from ssh's stdin (runspec.c prefixes its command with the `read`), a pipe
+ * sf-run holds open for the stage's life (sf_run_remote_stdin), so that its end tells the remote
+ * shell that the run is over.
  * Mirrors no reference module. Tested by tests/bats/net-edge.bats (sf-run over tcp, the key
  * absent from every command line, a peer without it refused). */
-#define _POSIX_C_SOURCE 200809L
+#define _GNU_SOURCE /* pipe2 */
 #include "runspec.h"
 
 #include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -30,18 +34,25 @@ int sf_run_keys_child(const sf_run_keys *k, const sf_run_stage *st) {
         return 0;
     }
     /* local stages, and srun's (srun hands its environment to the step: --export=ALL, the default),
-     * take the key from the environment; ssh's remote shell reads it from stdin */
+     * take the key from the environment; ssh's remote shell reads it from stdin (sf_run_remote_stdin) */
     if (!st->host[0] || (st->argc > 0 && !strcmp(st->argv[0], "srun")))
         return setenv("SF_WIRE_CURVE_KEY", k->secret, 1);
-    int p[2];
-    if (pipe(p) != 0) return -1;
-    char line[48];
-    size_t n = (size_t)snprintf(line, sizeof line, "%s\n", k->secret);
-    ssize_t w = write(p[1], line, n); /* 41 bytes: a pipe holds them without a reader */
-    memset(line, 0, sizeof line);
-    close(p[1]);
-    if (w != (ssize_t)n || dup2(p[0], 0) < 0) return -1;
-    close(p[0]);
+    return 0;
+}
+
+int sf_run_remote_stdin(const sf_run_keys *k, int fds[2]) {
+    if (pipe2(fds, O_CLOEXEC) != 0) return -1;
+    if (k->on) {
+        char line[48];
+        size_t n = (size_t)snprintf(line, sizeof line, "%s\n", k->secret);
+        ssize_t w = write(fds[1], line, n); /* 41 bytes: a pipe holds them without a reader */
+        memset(line, 0, sizeof line);
+        if (w != (ssize_t)n) {
+            close(fds[0]);
+            close(fds[1]);
+            return -1;
+        }
+    }
     return 0;
 }
 

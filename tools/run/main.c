@@ -11,7 +11,8 @@
  * SIGINT/SIGTERM/SIGHUP it stops them all and exits 128 + signal (130, 143, 129), without blaming a
  * stage for the shutdown. The sockets between stages live in a private run folder that is removed
  * however the run ends (cleanup.c).
- * Children get PR_SET_PDEATHSIG so that they never outlive sf-run. A stage program without a
+ * Children get PR_SET_PDEATHSIG so that they never outlive sf-run; a remote stage's shell stops it
+ * when its stdin, which sf-run holds open, ends (sf_run_remote_stdin). A stage program without a
  * '/' is looked up next to sf-run first (build/bin, <prefix>/bin), then on PATH; a relative path
  * is relative to the spec's folder (runspec.c). Tested by
  * tests/bats/sf-run.bats. */
@@ -50,6 +51,7 @@ static const sf_opt opts[] = {
 typedef struct child {
     pid_t pid;
     int err_fd;          /* read end of the child's stderr */
+    int in_fd;           /* ssh stages: the write end of the remote stage's stdin, open while it runs (-1: none) */
     char buf[4096];      /* partial line */
     size_t blen;
     char last[512];      /* last complete stderr line */
@@ -63,10 +65,19 @@ typedef struct child {
  * waits this long for the cause before it blames anyone. */
 #define RELAY_WAIT_S 2.0
 
-/* SIGTERM to every stage still running; the SIGKILL deadline (3 s on). */
-static double stop_stages(const child *kids, int n) {
-    for (int k = 0; k < n; k++)
+/* A remote stage's stdin at its end: its shell stops it (sf_run_remote_stdin). */
+static void close_stdin(child *c) {
+    if (c->in_fd >= 0) close(c->in_fd);
+    c->in_fd = -1;
+}
+
+/* SIGTERM to every stage still running (EOF to the remote ones, whose ssh does not carry the
+ * signal); the SIGKILL deadline (3 s on). */
+static double stop_stages(child *kids, int n) {
+    for (int k = 0; k < n; k++) {
+        close_stdin(&kids[k]);
         if (!kids[k].done) kill(kids[k].pid, SIGTERM);
+    }
     return sf_now() + 3.0;
 }
 
@@ -148,8 +159,8 @@ int main(int argc, char **argv) {
     sf_err err = {{0}};
     sf_status s = SF_OK;
     if (sf_args_main(argc, argv, prog, "PIPELINE.yaml [var=value | stage.arg=value ...] [options]", opts, &a)) return 0;
-    /* --log-level reaches the stages too (through SF_LOG_LEVEL, which every sf-* program reads; local
-       stages only: ssh does not carry the environment) */
+    /* --log-level reaches the stages too (through SF_LOG_LEVEL, which every sf-* program reads; remote
+       stages get it on their command line, runspec.c remote_env: ssh does not carry the environment) */
     if (sf_args_get(&a, opts, "log-level")) setenv("SF_LOG_LEVEL", sf_args_get(&a, opts, "log-level"), 1);
     const char **pos = NULL;
     int np = sf_args_positional(&a, &pos);
@@ -209,6 +220,7 @@ int main(int argc, char **argv) {
 
     child kids[SF_RUN_MAX_STAGES];
     memset(kids, 0, sizeof kids);
+    for (int i = 0; i < SF_RUN_MAX_STAGES; i++) kids[i].in_fd = -1;
     int prev_out = -1; /* pipe transport: read end feeding the next stage's stdin */
     pid_t parent = getpid();
     status_line sl = {isatty(2), 0};
@@ -223,9 +235,13 @@ int main(int argc, char **argv) {
         int ep[2], dp[2] = {-1, -1};
         if (pipe(ep) != 0) sf_die(prog, SF_E_IO, &(sf_err){"pipe() failed"});
         if (plan.transport == SF_RUN_PIPE && i + 1 < plan.n && pipe(dp) != 0) sf_die(prog, SF_E_IO, &(sf_err){"pipe() failed"});
+        int rin[2] = {-1, -1}; /* ssh: the remote stage's stdin (the key, then open until it should stop) */
+        if (st->host[0] && plan.launcher == SF_RUN_SSH && sf_run_remote_stdin(&keys, rin) != 0)
+            sf_die(prog, SF_E_IO, &(sf_err){"cannot make the stdin pipe of a remote stage"});
         pid_t pid = fork();
         if (pid < 0) {
             sf_error("cannot start stage %s: %s", st->name, strerror(errno));
+            if (rin[0] >= 0) close(rin[0]), close(rin[1]);
             break;
         }
         if (pid == 0) {
@@ -243,6 +259,7 @@ int main(int argc, char **argv) {
                 dup2(prev_out, 0);
                 close(prev_out);
             }
+            if (rin[0] >= 0) dup2(rin[0], 0); /* the close-on-exec ends go at exec */
             if (dp[1] >= 0) {
                 dup2(dp[1], 1);
                 close(dp[0]);
@@ -259,6 +276,8 @@ int main(int argc, char **argv) {
             _exit(127);
         }
         close(ep[1]);
+        if (rin[0] >= 0) close(rin[0]);
+        kids[i].in_fd = rin[1];
         if (prev_out >= 0) close(prev_out);
         prev_out = -1;
         if (dp[1] >= 0) {
@@ -318,6 +337,7 @@ int main(int argc, char **argv) {
             }
             kids[i].done = 1;
             kids[i].status = st;
+            close_stdin(&kids[i]);
             kids[i].progress[0] = 0; /* a finished stage leaves the status line */
             remaining--;
             int bad = !(WIFEXITED(st) && WEXITSTATUS(st) == 0);
@@ -338,7 +358,7 @@ int main(int argc, char **argv) {
             kill_at = stop_stages(kids, started);
         }
         if (timeout && !kill_at && sf_now() - t0 > (double)timeout) {
-            sf_error("timeout after %ld s: stopping all stages", timeout);
+            sf_warn("--timeout %ld s reached: stopping all stages", timeout); /* the error is the last line */
             g_stop = SIGALRM;
             kill_at = stop_stages(kids, started);
         }
@@ -361,7 +381,7 @@ int main(int argc, char **argv) {
         if (g_hidden_errors)
             snprintf(hidden, sizeof hidden, " (%d error line%s of stages shutting down not shown: --log-level debug)",
                      g_hidden_errors, g_hidden_errors == 1 ? "" : "s");
-        if (g_stop == SIGALRM) fprintf(stderr, "%s: error: stopped after the timeout%s\n", prog, hidden);
+        if (g_stop == SIGALRM) fprintf(stderr, "%s: error: stopped after the timeout (--timeout %ld s)%s\n", prog, timeout, hidden);
         else fprintf(stderr, "%s: error: interrupted by %s: all stages stopped%s\n", prog,
                      g_stop == SIGINT ? "SIGINT" : g_stop == SIGTERM ? "SIGTERM" : g_stop == SIGHUP ? "SIGHUP" : "a signal",
                      hidden);

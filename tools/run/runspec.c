@@ -109,6 +109,26 @@ static sf_status load_spec(const char *path, int depth, sf_yaml **out, char *sta
     return SF_OK;
 }
 
+/* The settings local stages inherit from sf-run's environment — the log level (--log-level), the CPU
+ * numerics (--deterministic / SF_CPU_EXACT, SF_CPU_PRECISION: the same bytes on every host) — which
+ * ssh does not carry: "export NAME=VALUE ...; " for the remote shell, or "". Plain values only (they
+ * go into a shell command line); another is not passed, with a warning. */
+static void remote_env(char *out, size_t n) {
+    static const char *const names[] = {"SF_LOG_LEVEL", "SF_CPU_EXACT", "SF_CPU_PRECISION"};
+    size_t o = 0;
+    out[0] = 0;
+    for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
+        const char *v = getenv(names[i]);
+        if (!v || !*v) continue;
+        if (strlen(v) > 32 || strspn(v, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-") != strlen(v)) {
+            sf_warn("$%s is not passed to remote stages: not a plain value", names[i]);
+            continue;
+        }
+        o += (size_t)snprintf(out + o, n - o, "%s%s=%s", o ? " " : "export ", names[i], v);
+    }
+    if (o) snprintf(out + o, n - o, "; ");
+}
+
 /* "user@host" -> "host" */
 static const char *host_part(const char *h) { return strchr(h, '@') ? strchr(h, '@') + 1 : h; }
 
@@ -483,11 +503,17 @@ sf_status sf_run_plan_load(const char *spec_path, const char *const *ov, int nov
         } else if (st->host[0]) {
             /* remote: ssh -o BatchMode=yes -- HOST 'quoted command line' (the host after "--":
              * never an option). With CURVE the remote shell reads the run's key from stdin
-             * (sf_run_keys_child) into the stage's environment: on no command line. */
-            char line[8192], cmd[8300];
+             * (sf_run_remote_stdin) into the stage's environment: on no command line. Then a
+             * watcher reads the rest of stdin, which sf-run holds open while the stage runs, and
+             * sends the stage ($$: the shell execs it) SIGTERM at its end: no signal crosses ssh
+             * without a tty, so when sf-run stops the run, dies, or loses the connection, EOF is
+             * all the remote side learns (without it the stage ran on, holding its GPU and port). */
+            char line[8192], cmd[8800], env[256];
             sf_run_stage_cmdline(st, line, sizeof line);
-            snprintf(cmd, sizeof cmd, "%s%s", plan->curve ? "IFS= read -r SF_WIRE_CURVE_KEY; export SF_WIRE_CURVE_KEY; exec " : "",
-                     line);
+            remote_env(env, sizeof env);
+            snprintf(cmd, sizeof cmd,
+                     "%s%sexec 3<&0; { while read -r _; do :; done; kill -TERM $$; } <&3 >/dev/null 2>&1 & exec %s </dev/null 3<&-",
+                     plan->curve ? "IFS= read -r SF_WIRE_CURVE_KEY; export SF_WIRE_CURVE_KEY; " : "", env, line);
             for (int k = 0; k < st->argc; k++) free(st->argv[k]);
             st->argc = 0;
             if (!push_arg(st, "ssh") || !push_arg(st, "-o") || !push_arg(st, "BatchMode=yes") || !push_arg(st, "--") ||

@@ -63,8 +63,14 @@ typedef struct sf_run_keys {
 sf_status sf_run_keys_new(const sf_run_plan *plan, sf_run_keys *k, sf_err *err);
 /* In a stage's child process, before exec: hand it the key. Never on a command line (ps
  * shows those): local stages get $SF_WIRE_CURVE_KEY, remote ones (ssh) read it from stdin,
- * one line, before exec'ing the stage (see runspec.c). Returns 0, or -1 with errno. */
+ * one line, before exec'ing the stage (sf_run_remote_stdin, runspec.c). Returns 0, or -1 with errno. */
 int sf_run_keys_child(const sf_run_keys *k, const sf_run_stage *st);
+/* The stdin of a stage started over ssh, made in sf-run before the fork: a pipe (both ends
+ * close-on-exec) holding the key line when k->on. sf-run keeps fds[1] open while the stage runs
+ * and closes it when the stage ends or the run stops; the remote shell reads the key, then
+ * watches its stdin and stops the stage (SIGTERM) at EOF — sf-run closed it, or died, or the ssh
+ * connection dropped — since no signal crosses ssh without a tty. Returns 0, or -1 with errno. */
+int sf_run_remote_stdin(const sf_run_keys *k, int fds[2]);
 void sf_run_keys_wipe(sf_run_keys *k);
 
 /* Shell-quoted command line of a stage into buf (for --dry-run and logs). */
