@@ -188,9 +188,11 @@ sf_status sf_wire_zmon_refused(const sf_wire *w, const char *peer, sf_err *err) 
     case ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL:
         if (w->curve)
             return sf_fail(err, SF_E_IO, "wire: %s: the %s closed %d connections in a row during the CURVE handshake: its "
-                           "$SF_WIRE_CURVE_KEY is not this side's (both need the same key)", u, peer, HS_DROPS);
-        return sf_fail(err, SF_E_IO, "wire: %s: the %s closed %d connections in a row during the ZeroMQ handshake (is it a wire "
-                       "endpoint?)", u, peer, HS_DROPS);
+                           "$SF_WIRE_CURVE_KEY is not this side's, or it has none (both need the same key)", u, peer, HS_DROPS);
+        /* a CURVE reader meeting a keyless writer reports the mechanism mismatch, or just drops the
+         * connection, depending on which side's greeting lands first: both causes are named */
+        return sf_fail(err, SF_E_IO, "wire: %s: the %s closed %d connections in a row during the ZeroMQ handshake: it uses "
+                       "CURVE ($SF_WIRE_CURVE_KEY) where this side has none, or it is not a wire endpoint", u, peer, HS_DROPS);
     default:
         if (w->zhs_detail == ZMQ_PROTOCOL_ERROR_ZMTP_MECHANISM_MISMATCH && w->curve)
             return sf_fail(err, SF_E_IO, "wire: %s: this side uses CURVE ($SF_WIRE_CURVE_KEY is set), the %s does not: both need "
