@@ -23,23 +23,7 @@ output_path=cache/attention_full_matrix.pt
 num_frames=21
 layer_indices=(0 4)
 
-ref_parse_flags --output-path= --num-frames= --layer-indices= -- "$@"
-set -- "${sf_flags[@]}"
-while [ $# -gt 0 ]; do
-    flag=${1//_/-}
-    ref_flag "$flag" "${@:2}"
-    if [ "$ref_used" -gt 0 ]; then shift "$ref_used"; continue; fi
-    case "$flag" in
-    --output-path) ref_need "$@"; output_path=$2; shift 2 ;;
-    --num-frames) ref_need "$@"; ref_int "$1" "$2"; num_frames=$2; shift 2 ;;
-    --layer-indices)
-        shift; layer_indices=()
-        while [ $# -gt 0 ] && [[ "$1" != --* ]]; do layer_indices+=("$1"); shift; done
-        [ ${#layer_indices[@]} -gt 0 ] || { echo "full_attention.sh: error: --layer_indices needs at least one value" >&2; exit 2; } ;;
-    -h|--help) usage; exit 0 ;;
-    *) echo "full_attention.sh: error: unknown option '$1' (see --help)" >&2; exit 2 ;;
-    esac
-done
+ref_parse_layer_script "$@"
 ref_layers --layer_indices "${layer_indices[@]}"
 ref_mkdir "$(dirname -- "$output_path")"
 

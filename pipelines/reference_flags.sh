@@ -133,3 +133,27 @@ ref_commands() {
         denoise+=(--checkpoint_path "$checkpoint_path" --use_ema)
     fi
 }
+
+# ref_parse_layer_script ARGS...: the flags of the reference's layer-list extraction scripts
+# (run_extraction_figure4.py, _full_attention.py: --output_path, --num_frames, --layer_indices
+# N [N ...] and the shared ones above) into output_path, num_frames and layer_indices, whose
+# defaults the script sets first; --help prints the script's usage.
+ref_parse_layer_script() {
+    ref_parse_flags --output-path= --num-frames= --layer-indices= -- "$@"
+    set -- "${sf_flags[@]}"
+    while [ $# -gt 0 ]; do
+        flag=${1//_/-}
+        ref_flag "$flag" "${@:2}"
+        if [ "$ref_used" -gt 0 ]; then shift "$ref_used"; continue; fi
+        case "$flag" in
+        --output-path) ref_need "$@"; output_path=$2; shift 2 ;;
+        --num-frames) ref_need "$@"; ref_int "$1" "$2"; num_frames=$2; shift 2 ;;
+        --layer-indices)
+            shift; layer_indices=()
+            while [ $# -gt 0 ] && [[ "$1" != --* ]]; do layer_indices+=("$1"); shift; done
+            [ ${#layer_indices[@]} -gt 0 ] || { echo "$ref_prog: error: --layer_indices needs at least one value" >&2; exit 2; } ;;
+        -h|--help) usage; exit 0 ;;
+        *) echo "$ref_prog: error: unknown option '$1' (see --help)" >&2; exit 2 ;;
+        esac
+    done
+}
