@@ -401,8 +401,9 @@ nomem:
     return sf_fail(err, SF_E_NOMEM, "out of memory cleaning a prompt");
 }
 
-/* A segment whose fixes have not settled after this many rounds is not a prompt (ftfy would go on:
- * each round of "&amp;amp;…" peels one level). */
+/* A segment whose fixes have not settled after this many rounds is not a prompt: ftfy would go on
+ * (each round of "&amp;amp;…" peels one level, so 16 KiB can take 4096 rounds, seconds here), and
+ * stopping early would clean it differently from the reference, so it is refused instead. */
 #define FTFY_MAX_ROUNDS 256
 
 sf_status sf_ftfy_fix_text(const char *text, size_t len, char **out, size_t *out_len, sf_err *err) {
@@ -415,12 +416,16 @@ sf_status sf_ftfy_fix_text(const char *text, size_t len, char **out, size_t *out
         size_t end = nl ? (size_t)(nl - text) + 1 : len;
         if (memchr(text + pos, '<', end - pos)) unescape = 0; /* fix_text's "auto": off from here on */
         if (!sb_reset(&cur) || !sb_put(&cur, text + pos, end - pos)) st = SF_E_NOMEM;
-        for (int round = 0; !st && round < FTFY_MAX_ROUNDS; round++) {
+        int settled = 0;
+        for (int round = 0; !st && !settled && round < FTFY_MAX_ROUNDS; round++) {
             if ((st = ftfy_round(&cur, &nxt, &x, unescape, err))) break;
-            int same = nxt.n == cur.n && !memcmp(nxt.p, cur.p, cur.n);
+            settled = nxt.n == cur.n && !memcmp(nxt.p, cur.p, cur.n);
             sb_swap(&cur, &nxt);
-            if (same) break;
         }
+        if (!st && !settled)
+            st = sf_fail(err, SF_E_FORMAT, "prompt: ftfy's fixes do not settle within %d rounds (HTML entities nested "
+                         "that deep, like &amp;amp;amp;...?); refused rather than cleaned unlike the reference",
+                         FTFY_MAX_ROUNDS);
         if (!st && !sb_put(&o, cur.p, cur.n)) st = SF_E_NOMEM;
         pos = end;
     }

@@ -19,7 +19,8 @@ sf_status sf_html_unescape(const char *s, size_t len, char **out, size_t *out_le
  * entities (ftfy's rules: ';' required, all-caps spellings; not once a line has had a '<'), the
  * mojibake repair (fix_encoding, mojibake.h), C1 controls as Windows-1252, Latin ligatures,
  * full/half-width forms, curly quotes, line breaks to '\n', terminal escapes and control
- * characters removed, NFC. Input must be valid UTF-8 without NUL. *out: caller frees. */
+ * characters removed, NFC. Input must be valid UTF-8 without NUL. *out: caller frees. A line whose
+ * fixes have not settled after 256 rounds (entities nested that deep) is SF_E_FORMAT, not cut short. */
 sf_status sf_ftfy_fix_text(const char *text, size_t len, char **out, size_t *out_len, sf_err *err);
 
 /* The reference's prompt cleaning: sf_ftfy_fix_text, html.unescape twice, strip, collapse runs

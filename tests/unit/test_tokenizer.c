@@ -150,6 +150,19 @@ static void test_ftfy(void) {
     check_ftfy("&EACUTE;t&eacute; &SZLIG; &FFLIG; &NTILDE; &LTRI; &AMP; &Eacute",
                "\xC3\x89t\xC3\xA9 SS FF \xC3\x91 &LTRI; & &Eacute", "\xC3\x89t\xC3\xA9 SS FF \xC3\x91 <RI; & \xC3\x89");
     check_ftfy("&amp;amp;amp;amp;", "&", "&");                    /* one level per round, to the end */
+    { /* 255 levels settle in ftfy's 256th round; deeper is refused, not returned half-unescaped */
+        char deep[8 + 4 * 300];
+        strcpy(deep, "&");
+        for (int i = 0; i < 255; i++) strcat(deep, "amp;");
+        check_ftfy(strcat(deep, "x"), "&x", "&x");
+        deep[strlen(deep) - 1] = 0;
+        char *out = NULL;
+        sf_err err = {{0}};
+        strcat(deep, "amp;x"); /* 256 levels */
+        SF_CHECK(sf_ftfy_fix_text(deep, strlen(deep), &out, NULL, &err) == SF_E_FORMAT && !out);
+        SF_CHECK_MSG(strstr(err.msg, "do not settle within 256 rounds") != NULL, "%s", err.msg);
+        SF_CHECK(sf_text_clean(deep, strlen(deep), &out, NULL, &err) == SF_E_FORMAT && !out);
+    }
     check_ftfy("<b>&amp;amp;amp;</b>", "<b>&amp;amp;amp;</b>", "<b>&amp;</b>"); /* a '<': not unescaped */
     check_ftfy("x &amp;amp;\n<i>\n&amp;amp;amp;", "x &\n<i>\n&amp;amp;amp;", "x & <i> &amp;"); /* per line, sticky */
     check_ftfy("&#59; &#x41; &#65a; &#0; &#128; &#x110000; &#1;",
