@@ -17,7 +17,7 @@
  * On the GPU the sine and cosine are the __sincosf hardware approximation; here they are sinf/cosf, so
  * a value can differ from the card's in its last float bits, and a bf16-rounded one (the reference
  * draws bf16) by one bf16 step in a small fraction of elements (tests/gpu measures it on the device).
- * Tested by tests/unit/test_core.c (Random123's Philox known answers; torch.randn values printed in
+ * Tested by tests/unit/test_rng_torch.c (Random123's Philox known answers; torch.randn values printed in
  * PyTorch's issue tracker; the element mapping against a thread-by-thread simulation). */
 #ifndef SF_RNG_TORCH_H
 #define SF_RNG_TORCH_H
