@@ -350,12 +350,16 @@ static int ftfy_map(const char *s, size_t len, sbuf *b, const char *(*fix)(uint3
     return 1;
 }
 
-/* remove_terminal_escapes: "\033\[((?:\d|;)*)([a-zA-Z])" */
+/* remove_terminal_escapes: "\033\[((?:\d|;)*)([a-zA-Z])", a str pattern: \d is any Unicode decimal
+ * digit (category Nd: '٣', '१', '𝟘'), not only 0-9 */
 static int ftfy_escapes(const char *s, size_t len, sbuf *b) {
     for (size_t i = 0; i < len;) {
         if (s[i] == '\033' && i + 1 < len && s[i + 1] == '[') {
-            size_t j = i + 2;
-            while (j < len && ((s[j] >= '0' && s[j] <= '9') || s[j] == ';')) j++;
+            size_t j = i + 2, k;
+            uint32_t cp;
+            while (j < len && (k = (size_t)sf_utf8_decode(s + j, len - j, &cp)) &&
+                   (cp == ';' || utf8proc_category((utf8proc_int32_t)cp) == UTF8PROC_CATEGORY_ND))
+                j += k;
             if (j < len && ((s[j] >= 'A' && s[j] <= 'Z') || (s[j] >= 'a' && s[j] <= 'z'))) {
                 i = j + 1;
                 continue;

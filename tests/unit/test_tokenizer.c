@@ -169,6 +169,7 @@ static void test_ftfy(void) {
                "&#59; A &#65a; \xEF\xBF\xBD \xE2\x82\xAC \xEF\xBF\xBD ", "; A Aa; \xEF\xBF\xBD \xE2\x82\xAC \xEF\xBF\xBD");
     check_ftfy("&ampx; &#x3b; &#X3B;", "&ampx; &#x3b; &#X3B;", "&x; ; ;");
     check_ftfy("\x1b[31mred\x1b[0m \x1b[1;4mbold\x1b[m", "red bold", "red bold");        /* terminal escapes */
+    check_ftfy("a\x1b[\xD9\xA3;\xE0\xA5\xA7mred \x1b[\xF0\x9D\x9F\x98" "A", "ared ", "ared"); /* \d: any Nd digit */
     check_ftfy("\x1b\xEF\xBC\xBB" "31m", "", "");                       /* ESC + full-width '[': a later round */
     check_ftfy("\xC2\x93quoted\xC2\x94 \xC2\x85 \xC2\x81", "\"quoted\" \xE2\x80\xA6 \xC2\x81", /* C1 as cp1252 */
                "\"quoted\" \xE2\x80\xA6 \xC2\x81");
