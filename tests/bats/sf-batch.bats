@@ -289,6 +289,18 @@ by_hand() {
     assert_equal "$stderr" "sf-batch: error: cannot create $T/ro/.sf-batch: Not a directory"
 }
 
+@test "numbers are read as Python's int() reads them: --num_samples 010 is 10 videos a prompt, 09 is 9 (not octal)" {
+    head -n 1 "$T/prompts.txt" >"$T/p1.txt"
+    run -0 --separate-stderr sf-batch "${B[@]}" --data_path "$T/p1.txt" --num_samples 010 --workers 02 --dry-run
+    assert_equal "${stderr##*$'\n'}" "sf-batch: dry run: 10 of 10 videos to do on 2 workers"
+    run -0 --separate-stderr sf-batch "${B[@]}" --data_path "$T/p1.txt" --num_samples 09 --dry-run
+    assert_equal "${stderr##*$'\n'}" "sf-batch: dry run: 9 of 9 videos to do on 1 worker"
+    # the same number however it is spelled: a rerun with --num_samples 2 finds the folder's flags unchanged
+    run -0 sf-batch "${B[@]}" --data_path "$T/p1.txt" --num_samples 02 --num_output_frames 03
+    run -0 --separate-stderr sf-batch "${B[@]}" --data_path "$T/p1.txt" --num_samples 2
+    [[ "$stderr" == *"nothing to do: all 2 videos are in $T/out"* ]]
+}
+
 @test "--slurm --dry-run: one array, the pass-through flags as #SBATCH lines, a worker per task" {
     run -0 --separate-stderr sf-batch "${B[@]}" --slurm --workers 4 --partition gpu --account proj1 --time 2:00:00 \
         --gres=gpu:1 --sbatch-arg=--mail-type=END --dry-run

@@ -91,13 +91,13 @@ while [ $# -gt 0 ]; do
     --data-path) ref_need "$@"; data_path=$2; shift 2 ;;
     --output-folder) ref_need "$@"; output_folder=$2; shift 2 ;;
     --extended-prompt-path) ref_need "$@"; extended=$2; shift 2 ;;
-    --num-output-frames) ref_need "$@"; ref_int "$1" "$2"; num_frames=$2; shift 2 ;;
-    --num-samples) ref_need "$@"; ref_int "$1" "$2"; num_samples=$2; shift 2 ;;
+    --num-output-frames) ref_need "$@"; ref_dec num_frames "$1" "$2"; shift 2 ;;
+    --num-samples) ref_need "$@"; ref_dec num_samples "$1" "$2"; shift 2 ;;
     --noise-rng) ref_need "$@"; noise_rng=$2; shift 2 ;;   # checked with the rest by sf-denoise --check
     --save-with-index) with_index=1; shift ;;
     --i2v) bad "--i2v: image-to-video is not supported (sfpipe is text-to-video)" ;;
-    --workers) ref_need "$@"; ref_int "$1" "$2"; workers=$2; shift 2 ;;
-    --retries) ref_need "$@"; ref_int "$1" "$2"; retries=$2; shift 2 ;;
+    --workers) ref_need "$@"; ref_dec workers "$1" "$2"; shift 2 ;;
+    --retries) ref_need "$@"; ref_dec retries "$1" "$2"; shift 2 ;;
     --threads) ref_need "$@"; ref_int "$1" "$2"; threads=$2; shift 2 ;;
     --layer-indices)
         shift; layers=()
@@ -114,8 +114,8 @@ while [ $# -gt 0 ]; do
     --no-requeue) requeue=0; shift ;;
     --wait) wait=1; shift ;;
     --worker) ref_need "$@"; worker_job=$2; shift 2 ;;
-    --task) ref_need "$@"; ref_int "$1" "$2"; task=$2; shift 2 ;;
-    --tasks) ref_need "$@"; ref_int "$1" "$2"; tasks=$2; shift 2 ;;
+    --task) ref_need "$@"; ref_dec task "$1" "$2"; shift 2 ;;
+    --tasks) ref_need "$@"; ref_dec tasks "$1" "$2"; shift 2 ;;
     -h|--help) usage; exit 0 ;;
     --version) # the build's version: the sf-* programs beside this script are the same build
         v=$(sf-denoise --version 2>/dev/null) || die "sf-denoise not found next to $self"; echo "sf-batch ${v##* }"; exit 0 ;;
