@@ -61,11 +61,11 @@ ref_flag() {
     --no-checkpoint) no_checkpoint=1; ref_used=1 ;;
     --use-ema) ref_used=1 ;; # always true in the reference scripts
     --seed) ref_need "$@"; ref_dec seed "$1" "$2" ;;
-    --gpu-id) ref_need "$@"; ref_int "$1" "$2"; device="cuda:$2" ;;
+    --gpu-id) ref_need "$@"; ref_dec device "$1" "$2"; device=cuda:$device ;;
     --device) ref_need "$@"; device=$2 ;;
     --model-dir) ref_need "$@"; model_dir=$2 ;;
-    --height) ref_need "$@"; ref_int "$1" "$2"; height=$2 ;;
-    --width) ref_need "$@"; ref_int "$1" "$2"; width=$2 ;;
+    --height) ref_need "$@"; ref_dec height "$1" "$2" ;;
+    --width) ref_need "$@"; ref_dec width "$1" "$2" ;;
     --cache-dir) ref_need "$@"; cache_dir=$2 ;;
     --log-level) ref_need "$@"; extra_encode+=("$1" "$2"); extra_denoise+=("$1" "$2") ;;
     --progress) ref_need "$@"; extra_denoise+=("$1" "$2") ;;

@@ -295,9 +295,9 @@ by_hand() {
     assert_equal "${stderr##*$'\n'}" "sf-batch: dry run: 10 of 10 videos to do on 2 workers"
     run -0 --separate-stderr sf-batch "${B[@]}" --data_path "$T/p1.txt" --num_samples 09 --dry-run
     assert_equal "${stderr##*$'\n'}" "sf-batch: dry run: 9 of 9 videos to do on 1 worker"
-    # the same number however it is spelled: a rerun with --num_samples 2 finds the folder's flags unchanged
-    run -0 sf-batch "${B[@]}" --data_path "$T/p1.txt" --num_samples 02 --num_output_frames 03
-    run -0 --separate-stderr sf-batch "${B[@]}" --data_path "$T/p1.txt" --num_samples 2
+    # the same number however it is spelled: a rerun with --num_samples 2 --height 32 finds the folder's flags unchanged
+    run -0 sf-batch "${B[@]}" --data_path "$T/p1.txt" --num_samples 02 --num_output_frames 03 --height 032
+    run -0 --separate-stderr sf-batch "${B[@]}" --data_path "$T/p1.txt" --num_samples 2 --height 32
     [[ "$stderr" == *"nothing to do: all 2 videos are in $T/out"* ]]
 }
 
