@@ -301,6 +301,16 @@ by_hand() {
     [[ "$stderr" == *"nothing to do: all 2 videos are in $T/out"* ]]
 }
 
+@test "prompt lines split as Python's text mode splits them: \\n, \\r\\n and a lone \\r (the reference's idx)" {
+    # TextDataset's `for line in f`: universal newlines, so "a\rb" is two prompts, idx 0 and 1
+    printf 'p zero\r\np one\rp two\r\r\np four\n' >"$T/cr.txt"
+    run -0 sf-batch "${B[@]}" --data_path "$T/cr.txt" --output_folder "$T/cr"
+    run ls "$T/cr"
+    assert_output "$(printf '%s\n' 0-0_ema.mp4 1-0_ema.mp4 2-0_ema.mp4 4-0_ema.mp4)"   # idx 3 is the blank line
+    by_hand "p four" "--seed 0 --noise-rng torch-cuda --noise-sequence 4" "$T/hand4.mp4"
+    cmp "$T/hand4.mp4" "$T/cr/4-0_ema.mp4"
+}
+
 @test "--slurm --dry-run: one array, the pass-through flags as #SBATCH lines, a worker per task" {
     run -0 --separate-stderr sf-batch "${B[@]}" --slurm --workers 4 --partition gpu --account proj1 --time 2:00:00 \
         --gres=gpu:1 --sbatch-arg=--mail-type=END --dry-run

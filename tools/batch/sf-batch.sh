@@ -144,20 +144,27 @@ video_name() { # idx sample prompt → vname, the reference's file name
     fi
 }
 
+# read_lines FILE VAR: FILE's lines into the array VAR as Python's text mode splits them (TextDataset's
+# `for line in f`): "\n", "\r\n" and a lone "\r" each end a line, so that line i is the reference's idx i
+read_lines() {
+    [ -r "$1" ] && [ ! -d "$1" ] || return 1
+    mapfile -t "$2" < <(sed 's/\r$//' -- "$1" | tr '\r' '\n')
+}
+
 list_videos() { # → stdout; blank lines keep their index but make no video
     local idx line ext s vname noise
     local -A seen=()
     local -a lines=() exts=()
-    mapfile -t lines <"$data_path" || die "cannot read --data_path $data_path"
+    read_lines "$data_path" lines || die "cannot read --data_path $data_path"
     if [ -n "$extended" ]; then
-        mapfile -t exts <"$extended" || die "cannot read --extended_prompt_path $extended"
+        read_lines "$extended" exts || die "cannot read --extended_prompt_path $extended"
         [ "${#exts[@]}" = "${#lines[@]}" ] ||
             die "--extended_prompt_path has ${#exts[@]} lines, --data_path ${#lines[@]} (they must match)"
     fi
     for ((idx = 0; idx < ${#lines[@]}; idx++)); do
-        line=${lines[idx]%$'\r'}; line=${line%"${line##*[![:space:]]}"}   # rstrip, like TextDataset
+        line=${lines[idx]}; line=${line%"${line##*[![:space:]]}"}   # rstrip, like TextDataset
         [ -n "$line" ] || continue
-        ext=${exts[idx]:-}; ext=${ext%$'\r'}; ext=${ext%"${ext##*[![:space:]]}"}
+        ext=${exts[idx]:-}; ext=${ext%"${ext##*[![:space:]]}"}
         for ((s = 0; s < num_samples; s++)); do
             video_name "$idx" "$s" "$line"
             [ -z "${seen[$vname]:-}" ] || continue   # the reference overwrites; we keep the first
