@@ -96,7 +96,7 @@ endif
 # tests/gpu/live.sh, brings GnuTLS in through libmicrohttpd: ~3 MiB packed). Elsewhere `all` is
 # everything; $(ALL_EMU) collects the emulation tests.
 GPU_CHECK_TESTS := test_conv_plans test_cuda_glue test_cuda_graphs_gpu test_cuda_kernels test_dit_cuda test_dit_cuda_shapes \
-                   test_hopper_gpu test_sdpa_plans \
+                   test_hopper_gpu test_rng_torch test_sdpa_plans \
                    test_t5_cuda test_t5_cuda_shapes test_t5_glue_gpu test_tap_mass_gpu test_vae_cuda test_vae_cuda_shapes \
                    test_vae_glue
 ifeq ($(GPU_BUNDLE),1)

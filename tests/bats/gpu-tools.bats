@@ -272,3 +272,16 @@ next call: SF_CHECK_UNITS=bench,ref bash tests/gpu/check.sh (~220 s)"
     SF_CHECK_DRY=1 SF_CHECK_BUDGET=9m run -2 bash "$C"
     assert_output --partial "SF_CHECK_BUDGET must be whole seconds"
 }
+
+@test "check.sh runs only test binaries the GPU bundle builds (the Makefile's GPU_CHECK_TESTS)" {
+    # bundle.sh builds `all` with CUDA_ARCH set, which is $(PROGS) and GPU_CHECK_TESTS alone: a test
+    # check.sh names but the list lacks is missing on the device, and its step fails there
+    built=" $(make --no-print-directory -s -C "$SF_ROOT" -f Makefile -f <(printf 'sf-print-%%:\n\t@echo $($*)\n') \
+        sf-print-GPU_CHECK_TESTS) "
+    run -0 grep -o '\$G/tests/test_[a-z0-9_]*' "$SF_ROOT/tests/gpu/check.sh"
+    [ ${#lines[@]} -gt 10 ]
+    for t in "${lines[@]}"; do
+        t=${t##*/}
+        [[ "$built" == *" $t "* ]] || { echo "check.sh runs $t, which GPU_CHECK_TESTS does not build" >&2; false; }
+    done
+}
