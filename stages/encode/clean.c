@@ -427,7 +427,7 @@ sf_status sf_ftfy_fix_text(const char *text, size_t len, char **out, size_t *out
             sb_swap(&cur, &nxt);
         }
         if (!st && !settled)
-            st = sf_fail(err, SF_E_FORMAT, "prompt: ftfy's fixes do not settle within %d rounds (HTML entities nested "
+            st = sf_fail(err, SF_E_FORMAT, "ftfy's fixes of the prompt do not settle within %d rounds (HTML entities nested "
                          "that deep, like &amp;amp;amp;...?); refused rather than cleaned unlike the reference",
                          FTFY_MAX_ROUNDS);
         if (!st && !sb_put(&o, cur.p, cur.n)) st = SF_E_NOMEM;
