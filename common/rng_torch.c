@@ -1,9 +1,9 @@
 /* rng_torch.c — torch.randn on a CUDA device, on the CPU (rng_torch.h). */
 #include "rng_torch.h"
 #include "sf.h"
+#include "tensor.h"
 
 #include <math.h>
-#include <string.h>
 
 void sf_philox4x32_10(const uint32_t ctr[4], const uint32_t key[2], uint32_t out[4]) {
     uint32_t c0 = ctr[0], c1 = ctr[1], c2 = ctr[2], c3 = ctr[3], k0 = key[0], k1 = key[1];
@@ -28,15 +28,6 @@ uint64_t sf_torch_cuda_randn_increment(const sf_torch_cuda_rng *g, int64_t numel
     if (numel <= 0) return 0;
     const int64_t S = launch_threads(g, numel);
     return (uint64_t)((numel - 1) / (S * 4) + 1) * 4; /* 4 offsets per curand_normal4 call, per thread */
-}
-
-/* bfloat16 of x, round to nearest even (finite x), back as a float. */
-static float to_bf16(float x) {
-    uint32_t u;
-    memcpy(&u, &x, 4);
-    u = (u + 0x7FFFu + ((u >> 16) & 1u)) & 0xFFFF0000u;
-    memcpy(&x, &u, 4);
-    return x;
 }
 
 /* cuRAND's Box–Muller of two words: (sin v, cos v) · sqrt(-2 ln u). The uniforms as the device computes
@@ -77,7 +68,7 @@ void sf_torch_cuda_randn_range(const sf_torch_cuda_rng *g, int64_t numel, int64_
             box_muller(w[0], w[1], &z[0], &z[1]);
             box_muller(w[2], w[3], &z[2], &z[3]);
             for (int k = 0; k < 4; k++)
-                if (li[k] >= begin && li[k] < end) out[li[k] - begin] = bf16 ? to_bf16(z[k]) : z[k];
+                if (li[k] >= begin && li[k] < end) out[li[k] - begin] = bf16 ? sf_round_bf16(z[k]) : z[k];
         }
     }
 }

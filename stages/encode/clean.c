@@ -13,6 +13,7 @@
 #include "stages/encode/mojibake.h"
 #include "stages/encode/sbuf.h"
 
+#include <ctype.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -76,8 +77,16 @@ static const sf_html_entity *entity_find(const char *name, size_t n) {
     return NULL;
 }
 
-static int is_hex(int c) {
-    return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F');
+/* The digits of a numeric character reference from s[p] (hex or decimal), as their value saturated at
+ * 0x110000 (anything larger is U+FFFD either way) into *num; returns the index past the last digit. */
+static size_t charref_digits(const char *s, size_t len, size_t p, int hex, uint64_t *num) {
+    *num = 0;
+    for (; p < len && (hex ? isxdigit((unsigned char)s[p]) : (s[p] >= '0' && s[p] <= '9')); p++) {
+        const int v = s[p] <= '9' ? s[p] - '0' : (s[p] | 0x20) - 'a' + 10;
+        *num = *num * (hex ? 16 : 10) + (uint64_t)v;
+        if (*num > 0x110000) *num = 0x110000;
+    }
+    return p;
 }
 
 /* Python: re.sub(r'&(#[0-9]+;?|#[xX][0-9a-fA-F]+;?|[^\t\n\f <&#;]{1,32};?)', _replace_charref, s) */
@@ -96,14 +105,9 @@ sf_status sf_html_unescape(const char *s, size_t len, char **out, size_t *out_le
         size_t j = i + 1;
         if (j < len && s[j] == '#') {
             int hex = j + 1 < len && (s[j + 1] == 'x' || s[j + 1] == 'X');
-            size_t d = j + 1 + (size_t)hex, e = d;
-            uint64_t num = 0;
-            while (e < len && (hex ? is_hex((unsigned char)s[e]) : (s[e] >= '0' && s[e] <= '9'))) {
-                int v = s[e] <= '9' ? s[e] - '0' : (s[e] | 0x20) - 'a' + 10;
-                num = num * (hex ? 16 : 10) + (uint64_t)v;
-                if (num > 0x110000) num = 0x110000; /* saturate: anything larger is U+FFFD */
-                e++;
-            }
+            size_t d = j + 1 + (size_t)hex;
+            uint64_t num;
+            size_t e = charref_digits(s, len, d, hex, &num);
             if (e == d) { /* no digits: not a reference */
                 if (!sb_put(&b, "&", 1)) goto nomem;
                 i++;
@@ -218,13 +222,9 @@ static int ftfy_entity(sbuf *b, const char *m, size_t n) {
         size_t p = 2;
         int hex = m[p] == 'x' || m[p] == 'X';
         p += (size_t)hex;
-        uint64_t num = 0;
-        size_t d = p;
-        for (; p < n - 1 && (hex ? is_hex((unsigned char)m[p]) : (m[p] >= '0' && m[p] <= '9')); p++) {
-            int v = m[p] <= '9' ? m[p] - '0' : (m[p] | 0x20) - 'a' + 10;
-            num = num * (hex ? 16 : 10) + (uint64_t)v;
-            if (num > 0x110000) num = 0x110000;
-        }
+        uint64_t num;
+        const size_t d = p;
+        p = charref_digits(m, n, d, hex, &num); /* stops at the match's ';' */
         if (p == d || p != n - 1) return sb_put(b, m, n); /* html.unescape would leave a ';' */
         sbuf r = {0};
         int ok = sb_put(&r, "", 0) && html_numeric(&r, num);
