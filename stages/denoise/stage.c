@@ -34,7 +34,15 @@ static sf_status get_long(const sf_args *a, const sf_opt *opts, const char *name
     return s ? sf_arg_long(flag, s, lo, hi, v, err) : SF_OK;
 }
 
-/* --noise-rng sfpipe | torch-cuda[:SMS:THREADS] and --noise-offset N. */
+/* "A:B", two strict integers (sf_scan_i64), any values; 0 when s is not that. */
+static int int_pair(const char *s, long *a, long *b) {
+    int64_t x, y;
+    if (!sf_scan_i64(&s, LONG_MIN, LONG_MAX, &x) || *s++ != ':' || !sf_scan_i64(&s, LONG_MIN, LONG_MAX, &y) || *s) return 0;
+    *a = (long)x, *b = (long)y;
+    return 1;
+}
+
+/* --noise-rng sfpipe | torch-cuda[:SMS:THREADS], --noise-offset, --noise-sequence, --noise-batch. */
 static sf_status noise_rng_get(const sf_args *a, const sf_opt *opts, sf_denoise_opts *o, sf_err *err) {
     const char *v = sf_args_get(a, opts, "noise-rng");
     sf_status s;
@@ -43,15 +51,10 @@ static sf_status noise_rng_get(const sf_args *a, const sf_opt *opts, sf_denoise_
         long sms = 0, tpsm = 0;
         if (strncmp(v, "torch-cuda", 10) || (*p && *p != ':'))
             return sf_fail(err, SF_E_ARG, "--noise-rng: expected sfpipe, torch-cuda or torch-cuda:SMS:THREADS, got '%s'", v);
-        if (*p) {
-            char *e1 = NULL, *e2 = NULL;
-            sms = strtol(p + 1, &e1, 10);
-            tpsm = e1 && *e1 == ':' ? strtol(e1 + 1, &e2, 10) : 0;
-            if (!e2 || *e2 || e1 == p + 1 || sms < 1 || sms > 4096 || tpsm < 256 || tpsm > 65536 || tpsm % 256)
-                return sf_fail(err, SF_E_ARG,
-                               "--noise-rng torch-cuda:SMS:THREADS: the card's multiprocessors (1..4096) and resident "
-                               "threads per multiprocessor (a multiple of 256, e.g. 2048 or 1536), got '%s'", v);
-        }
+        if (*p && (!int_pair(p + 1, &sms, &tpsm) || sms < 1 || sms > 4096 || tpsm < 256 || tpsm > 65536 || tpsm % 256))
+            return sf_fail(err, SF_E_ARG,
+                           "--noise-rng torch-cuda:SMS:THREADS: the card's multiprocessors (1..4096) and resident "
+                           "threads per multiprocessor (a multiple of 256, e.g. 2048 or 1536), got '%s'", v);
         o->torch_noise = 1, o->torch_sms = (int)sms, o->torch_tpsm = (int)tpsm;
     }
     if ((s = get_long(a, opts, "noise-offset", 0, LONG_MAX, &o->noise_offset, err)) ||
@@ -62,11 +65,8 @@ static sf_status noise_rng_get(const sf_args *a, const sf_opt *opts, sf_denoise_
     o->noise_batch = 1, o->noise_sample = 0;
     const char *nb = sf_args_get(a, opts, "noise-batch");
     if (nb) {
-        char *e1 = NULL, *e2 = NULL;
-        o->noise_batch = strtol(nb, &e1, 10);
-        o->noise_sample = e1 && *e1 == ':' && e1 != nb ? strtol(e1 + 1, &e2, 10) : -1;
-        if (!e2 || *e2 || e2 == e1 + 1 || o->noise_batch < 1 || o->noise_batch > 4096 || o->noise_sample < 0 ||
-            o->noise_sample >= o->noise_batch)
+        if (!int_pair(nb, &o->noise_batch, &o->noise_sample) || o->noise_batch < 1 || o->noise_batch > 4096 ||
+            o->noise_sample < 0 || o->noise_sample >= o->noise_batch)
             return sf_fail(err, SF_E_ARG, "--noise-batch B:S: B videos drawn at once (1..4096), this one S (0..B-1); got '%s'", nb);
     }
     const char *const only_torch[] = {"noise-offset", "noise-sequence", "noise-batch"};

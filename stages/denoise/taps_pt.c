@@ -14,6 +14,14 @@
 #include <string.h>
 #include <unistd.h>
 
+/* The layer_indices list as typed, like the reference's args.layer_indices (sf_taps_given_layers). */
+static sf_py *given_layers(const sf_taps *t) {
+    sf_py *li = sf_py_list();
+    for (int i = 0; li && i < (t->given ? t->n_given : t->n_layers); i++)
+        sf_py_append(li, sf_py_int(t->given ? t->given[i] : t->layers[i]));
+    return li;
+}
+
 static sf_py *int_range(int64_t a, int64_t b) {
     sf_py *l = sf_py_list();
     for (int64_t i = a; l && i < b; i++) sf_py_append(l, sf_py_int(i));
@@ -56,10 +64,7 @@ static sf_status write_pt(const sf_taps *t, const char *path, const sf_taps_meta
     sf_py_dict_set(root, "num_frames", sf_py_int(m->num_frames));
     sf_py_dict_set(root, "frame_seq_length", sf_py_int(S));
     sf_py_dict_set(root, "num_frame_per_block", sf_py_int(m->num_frame_per_block));
-    sf_py *li = sf_py_list(); /* as typed, like the reference's args.layer_indices (sf_taps_given_layers) */
-    for (int i = 0; i < (t->given ? t->n_given : t->n_layers); i++)
-        sf_py_append(li, sf_py_int(t->given ? t->given[i] : t->layers[i]));
-    sf_py_dict_set(root, "layer_indices", li);
+    sf_py_dict_set(root, "layer_indices", given_layers(t));
     sf_py_dict_set(root, "is_logits", sf_py_bool(1));
     sf_py_dict_set(root, "capture_method", sf_py_str(t->mode == SF_TAP_LOGITS ? "native_inference_capture"
                                                                               : "streaming_frame_aggregate"));
@@ -295,10 +300,7 @@ static sf_status write_full_pt(const sf_taps *t, const char *path, const sf_taps
         sf_py_dict_set(root, "num_frames", sf_py_int(T));
         sf_py_dict_set(root, "frame_seq_length", sf_py_int(frame_tokens(t)));
         sf_py_dict_set(root, "num_frame_per_block", sf_py_int(m->num_frame_per_block));
-        sf_py *li = sf_py_list(); /* as typed, like the reference's args.layer_indices (sf_taps_given_layers) */
-        for (int i = 0; i < (t->given ? t->n_given : t->n_layers); i++)
-            sf_py_append(li, sf_py_int(t->given ? t->given[i] : t->layers[i]));
-        sf_py_dict_set(root, "layer_indices", li);
+        sf_py_dict_set(root, "layer_indices", given_layers(t));
         sf_py_dict_set(root, "is_logits", sf_py_bool(1));
         sf_py_dict_set(root, "capture_method", sf_py_str("full_matrix_all_blocks"));
         sf_py_dict_set(root, "block_sizes", block_sizes(m));

@@ -265,7 +265,8 @@ run_video() { # name noise prompt dev → 0 and the video in place, or 1, $why a
     local name=$1 vseed=$2 prompt=$3 dev=$4 tmp=$state/tmp log=$state/logs/${1%.mp4}.log e
     local -a nz=(--seed "$vseed")
     if [[ "$vseed" == */*/* ]]; then   # seed/i/s: the reference's stream, video i of the loop, sample s
-        nz=(--seed "${vseed%%/*}" --noise-sequence "$(cut -d/ -f2 <<<"$vseed")")
+        local i=${vseed#*/}
+        nz=(--seed "${vseed%%/*}" --noise-sequence "${i%%/*}")
         [ "$num_samples" -gt 1 ] && nz+=(--noise-batch "$num_samples:${vseed##*/}")
     fi
     local -a thr=() enc den dec st lv=("${extra_encode[@]}")   # --log-level L, when given (reference_flags.sh)
