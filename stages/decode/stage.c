@@ -302,7 +302,7 @@ sf_status sf_decode_opts_get(const sf_args *a, const sf_opt *opts, sf_decode_opt
     if (!o->out_path && !o->save_path && !o->frames_url)
         return sf_fail(err, SF_E_ARG, "nothing to write: give -o VIDEO, --save-video FILE and/or --out URL");
     sf_video_kind kind;
-    if (o->out_path && (s = sf_video_kind_of(o->out_path, &kind, err)) != SF_OK) return s;
+    if (o->out_path && (s = sf_video_check(o->out_path, &kind, err)) != SF_OK) return s;
     /* the output folders, before the VAE loads and the latents arrive */
     if ((s = sf_check_out_dir("-o", o->out_path, 0, err)) || (s = sf_check_out_dir("--save-video", o->save_path, 0, err)))
         return s;

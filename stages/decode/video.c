@@ -66,6 +66,51 @@ sf_status sf_video_kind_of(const char *path, sf_video_kind *kind, sf_err *err) {
     return SF_OK;
 }
 
+/* A PNG folder may exist only empty (sf_video_close renames the frames folder onto it). */
+static sf_status pngdir_free(const char *base, sf_err *err) {
+    struct stat sb;
+    if (stat(base, &sb) != 0) return SF_OK;
+    DIR *d = opendir(base);
+    int nonempty = 0;
+    struct dirent *e;
+    while (d && (e = readdir(d)))
+        if (strcmp(e->d_name, ".") && strcmp(e->d_name, "..")) nonempty = 1;
+    if (d) closedir(d);
+    if (!S_ISDIR(sb.st_mode) || nonempty)
+        return sf_fail(err, SF_E_IO, "output folder %s exists and is not empty (remove it first)", base);
+    return SF_OK;
+}
+
+/* The folder's path without its trailing slashes, into base[cap]. */
+static void pngdir_base(const char *path, char *base, size_t cap) {
+    snprintf(base, cap, "%s", path);
+    size_t n = strlen(base);
+    while (n > 1 && base[n - 1] == '/') base[--n] = 0;
+}
+
+static int find_on_path(const char *prog, char *out, size_t cap);
+
+/* sf_video_check; ff[4096]: ffmpeg's path for an .mp4 */
+static sf_status video_check(const char *path, sf_video_kind *kind, char *ff, sf_err *err) {
+    sf_status s = sf_video_kind_of(path, kind, err);
+    if (s) return s;
+    if (*kind == SF_VIDEO_MP4) {
+        if (!find_on_path("ffmpeg", ff, 4096))
+            return sf_fail(err, SF_E_UNSUPPORTED,
+                           "writing %s needs ffmpeg on PATH (Debian/Ubuntu: apt-get install ffmpeg); or write .y4m", path);
+    } else if (*kind == SF_VIDEO_PNGDIR) {
+        char base[4096];
+        pngdir_base(path, base, sizeof base);
+        return pngdir_free(base, err);
+    }
+    return SF_OK;
+}
+
+sf_status sf_video_check(const char *path, sf_video_kind *kind, sf_err *err) {
+    char ff[4096];
+    return video_check(path, kind, ff, err);
+}
+
 void sf_rgb_to_ycbcr601(uint8_t r, uint8_t g, uint8_t b, uint8_t *y, uint8_t *cb, uint8_t *cr) {
     /* JPEG / BT.601 full range: Y in [0,255], Cb/Cr centred on 128 (ITU-T T.871). */
     double R = r, G = g, B = b;
@@ -155,7 +200,8 @@ sf_status sf_video_open(const char *path, int width, int height, int fps, sf_vid
     sf_status s;
     *out = NULL;
     sf_video_kind kind;
-    if ((s = sf_video_kind_of(path, &kind, err)) != SF_OK) return s;
+    char ff[4096];
+    if ((s = video_check(path, &kind, ff, err)) != SF_OK) return s; /* again: the folder may have filled since */
     if (width <= 0 || height <= 0 || width > 16384 || height > 16384 || fps <= 0 || fps > 1000)
         return sf_fail(err, SF_E_ARG, "video: bad size %dx%d or fps %d", width, height, fps);
     if (strlen(path) >= 4000) return sf_fail(err, SF_E_ARG, "output path too long");
@@ -177,12 +223,6 @@ sf_status sf_video_open(const char *path, int width, int height, int fps, sf_vid
         }
         fprintf(w->out, "YUV4MPEG2 W%d H%d F%d:1 Ip A1:1 C444 XCOLORRANGE=FULL\n", width, height, fps);
     } else if (kind == SF_VIDEO_MP4) {
-        char ff[4096];
-        if (!find_on_path("ffmpeg", ff, sizeof ff)) {
-            s = sf_fail(err, SF_E_UNSUPPORTED,
-                        "writing %s needs ffmpeg on PATH (Debian/Ubuntu: apt-get install ffmpeg); or write .y4m", path);
-            goto fail;
-        }
         /* ffmpeg writes the (seekable) mp4 into sf_atomic_open's file: the anonymous O_TMPFILE
          * through /proc/self/fd/3, or the named fallback; sf_atomic_commit links it into place */
         if ((s = sf_atomic_open(&w->af, path, err)) != SF_OK) goto fail;
@@ -229,23 +269,8 @@ sf_status sf_video_open(const char *path, int width, int height, int fps, sf_vid
         w->pipe_fd = pfd[1];
     } else {
         char base[4096];
-        snprintf(base, sizeof base, "%s", path);
-        size_t n = strlen(base);
-        while (n > 1 && base[n - 1] == '/') base[--n] = 0;
+        pngdir_base(path, base, sizeof base);
         snprintf(w->path, sizeof w->path, "%s", base);
-        struct stat sb;
-        if (stat(base, &sb) == 0) {
-            DIR *d = opendir(base);
-            int nonempty = 0;
-            struct dirent *e;
-            while (d && (e = readdir(d)))
-                if (strcmp(e->d_name, ".") && strcmp(e->d_name, "..")) nonempty = 1;
-            if (d) closedir(d);
-            if (!S_ISDIR(sb.st_mode) || nonempty) {
-                s = sf_fail(err, SF_E_IO, "output folder %s exists and is not empty (remove it first)", base);
-                goto fail;
-            }
-        }
         sf_tmp_sweep(base); /* the frames folder a killed sf-decode left */
         snprintf(w->tmpdir, sizeof w->tmpdir, "%s.tmp.%ld", base, (long)getpid());
         if (mkdir(w->tmpdir, 0755) != 0) {

@@ -26,6 +26,9 @@ typedef struct sf_video_writer sf_video_writer;
 
 /* Format for an output path; SF_E_ARG for an unknown extension. */
 sf_status sf_video_kind_of(const char *path, sf_video_kind *kind, sf_err *err);
+/* The kind, and whether it can be written: an .mp4 needs ffmpeg on PATH, a PNG folder must not exist
+ * or be empty. Run before the VAE loads (and again by sf_video_open). */
+sf_status sf_video_check(const char *path, sf_video_kind *kind, sf_err *err);
 
 /* Start writing width×height frames at fps (> 0). Fails early (before any decoding) when the
  * target cannot be created or ffmpeg is missing. Caller ends with sf_video_close or _abort. */

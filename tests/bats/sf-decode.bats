@@ -198,6 +198,18 @@ golden_wire() {
     [ -z "$(ls "$T" | grep tmp)" ]
 }
 
+@test "an output that cannot be written is refused before the VAE loads or latents are read" {
+    # the VAE path does not exist and no latents ever come: the output's own error must come first
+    mkdir -p "$T/full" "$T/bin" && touch "$T/full/x"
+    run -1 --separate-stderr timeout 20 sf-decode --in "ipc://$T/never" --vae "$T/none.pth" -o "$T/full/"
+    [ "${#stderr_lines[@]}" -eq 1 ]
+    [[ "$stderr" == *"output folder $T/full exists and is not empty"* ]]
+    run -1 --separate-stderr timeout 20 env PATH="$T/bin" "$(command -v sf-decode)" --in "ipc://$T/never" --vae "$T/none.pth" -o "$T/d.mp4"
+    [ "${#stderr_lines[@]}" -eq 1 ]
+    [[ "$stderr" == *"needs ffmpeg on PATH"* ]]
+    [ ! -e "$T/d.mp4" ]
+}
+
 @test "a missing output folder is found before any work (the VAE is not even opened)" {
     for o in "-o $T/no/dir/x.mp4" "-o $T/no/dir/frames/" "--save-video $T/no/dir/v.safetensors"; do
         run -1 --separate-stderr sf-decode --latents "$LAT" --vae "$T/no-such-vae.pth" $o
