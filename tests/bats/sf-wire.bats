@@ -61,6 +61,22 @@ wait_blocked() {
     assert_output --partial "11 compared, 0 mismatched"
 }
 
+@test "recv --save: a repeated or taken name gets the first free #k (as sf-tensor reads streams); meta kept" {
+    # a file holding x.1 then x, written by hand: recv --save used to name the second x.1 too
+    # (counting "x." prefixes), a file with two tensors of one name that no reader accepts
+    hdr='{"x.1":{"dtype":"F32","shape":[1],"data_offsets":[0,4]},"x":{"dtype":"F32","shape":[1],"data_offsets":[4,8]}}'
+    { printf "$(printf '\\x%02x' "${#hdr}" 0 0 0 0 0 0 0)"; printf '%s' "$hdr"; printf '\x00\x00\x80\x3f\x00\x00\x00\x40'; } >"$T/x.safetensors"
+    { sf-wire send - --from "$T/x.safetensors" --name x.1 x | head -c -41; sf-wire send - --from "$T/x.safetensors" --name x --meta block=3; } >"$T/x.sft"
+    run --separate-stderr sf-wire recv "$T/x.sft" --save "$T/x.out.safetensors"
+    assert_success
+    run --separate-stderr sf-tensor ls "$T/x.out.safetensors"
+    assert_success
+    assert_equal "$output" "$(printf 'x.1\tf32\t[1]\nx\tf32\t[1]\nx#1\tf32\t[1]')"
+    assert_equal "$(sf-tensor ls "$T/x.sft")" "$output"
+    assert_equal "$(sf-tensor cat "$T/x.out.safetensors" 'x#1' | tail -n +2)" "$(sf-tensor cat "$T/x.safetensors" x | tail -n +2)"
+    grep -a -q '"x#1.block":"3"' "$T/x.out.safetensors"
+}
+
 @test "cat prints one header line per message, meta included" {
     run --separate-stderr bash -c "sf-wire send - --from '$F' --name z video --meta block=2 prompt='a red fox' | sf-wire cat -"
     assert_success

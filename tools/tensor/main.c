@@ -16,6 +16,7 @@
 #include "pickle.h"
 #include "tfile.h"
 #include "wire.h"
+#include "wire_tfile.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -62,99 +63,10 @@ static int is_wire_stream(const char *path) {
     return ok;
 }
 
-static sf_status add_meta(sf_tfile *tf, const char *tname, const sf_wire_msg *m, const sf_wire_meta *e,
-                          sf_err *err) {
-    char val[4096];
-    const char *v = val;
-    size_t n = 0;
-    switch (e->kind) {
-    case SF_META_INT: snprintf(val, sizeof val, "%lld", (long long)e->i); break;
-    case SF_META_BOOL: v = e->i ? "true" : "false"; break;
-    case SF_META_FLOAT: snprintf(val, sizeof val, "%.17g", e->f); break;
-    case SF_META_STR: v = sf_wire_meta_str(m, e->key); break;
-    case SF_META_INTS: {
-        const int64_t *a = sf_wire_meta_ints(m, e->key, &n);
-        size_t k = 0;
-        val[k++] = '[';
-        for (size_t i = 0; i < n && k < sizeof val - 32; i++)
-            k += (size_t)snprintf(val + k, sizeof val - k, i ? ", %lld" : "%lld", (long long)a[i]);
-        snprintf(val + k, sizeof val - k, "]");
-        break;
-    }
-    default: return SF_OK;
-    }
-    char **nk = realloc(tf->meta_keys, (tf->n_meta + 1) * sizeof *nk);
-    if (!nk) return sf_fail(err, SF_E_NOMEM, "out of memory");
-    tf->meta_keys = nk;
-    char **nv = realloc(tf->meta_vals, (tf->n_meta + 1) * sizeof *nv);
-    if (!nv) return sf_fail(err, SF_E_NOMEM, "out of memory");
-    tf->meta_vals = nv;
-    size_t kl = strlen(tname) + strlen(e->key) + 2;
-    char *key = malloc(kl), *vd = strdup(v ? v : "");
-    if (!key || !vd) {
-        free(key), free(vd);
-        return sf_fail(err, SF_E_NOMEM, "out of memory");
-    }
-    snprintf(key, kl, "%s.%s", tname, e->key);
-    tf->meta_keys[tf->n_meta] = key;
-    tf->meta_vals[tf->n_meta] = vd;
-    tf->n_meta++;
-    return SF_OK;
-}
-
-/* Read every tensor message of a wire stream into an in-memory container (owned tensors). */
-static sf_status wire_read_all(const char *path, sf_tfile **out, sf_err *err) {
-    sf_status s;
-    sf_wire *r = NULL;
-    sf_wire_msg *m = malloc(sizeof *m);
-    sf_tfile *tf = sf_tfile_new_empty(path);
-    char prev[128] = "", name[160];
-    size_t prev_k = 0;
-    *out = NULL;
-    if (!m || !tf) {
-        s = sf_fail(err, SF_E_NOMEM, "out of memory");
-        goto fail;
-    }
-    if ((s = sf_wire_open_reader(path, &r, err))) goto fail;
-    for (;;) {
-        const void *payload = NULL;
-        if ((s = sf_wire_recv(r, m, &payload, err))) goto fail;
-        if (m->type == SF_WIRE_END) break;
-        const char *base = m->name[0] ? m->name : "tensor";
-        size_t k = strcmp(base, prev) == 0 ? prev_k + 1 : 0;
-        for (;; k++) { /* first free of base, base#1, base#2, ... */
-            if (k) snprintf(name, sizeof name, "%s#%zu", base, k);
-            else snprintf(name, sizeof name, "%s", base);
-            if (!sf_tfile_find(tf, name)) break;
-        }
-        snprintf(prev, sizeof prev, "%s", base);
-        prev_k = k;
-        sf_tensor t;
-        if ((s = sf_tensor_alloc(&t, m->dtype, m->ndim, m->shape, err))) goto fail;
-        if (sf_wire_msg_nbytes(m)) memcpy(t.data, payload, sf_wire_msg_nbytes(m));
-        if ((s = sf_tfile_add(tf, name, &t, err))) {
-            sf_tensor_free(&t);
-            goto fail;
-        }
-        for (int i = 0; i < m->n_meta; i++)
-            if ((s = add_meta(tf, name, m, &m->meta[i], err))) goto fail;
-    }
-    s = sf_wire_close(&r, err);
-    if (s) goto fail;
-    free(m);
-    *out = tf;
-    return SF_OK;
-fail:
-    sf_wire_close(&r, NULL);
-    sf_tfile_destroy(&tf);
-    free(m);
-    return s;
-}
-
 static sf_tfile *open_or_die(const char *path) {
     sf_tfile *tf = NULL;
     sf_err err = {{0}};
-    sf_status s = is_wire_stream(path) ? wire_read_all(path, &tf, &err) : sf_tfile_open(path, &tf, &err);
+    sf_status s = is_wire_stream(path) ? sf_wire_read_tfile(path, &tf, &err) : sf_tfile_open(path, &tf, &err);
     if (s) sf_die(prog, s, &err);
     return tf;
 }
@@ -375,7 +287,6 @@ static int cmd_convert(const char *in, const char *out, const char *select) {
     sf_tensor_entry *sel = NULL;
     sf_py *tree = NULL;
     size_t ns = 0, pl = select ? strlen(select) : 0;
-    const char **meta = NULL;
     sel = calloc(tf->n ? tf->n : 1, sizeof *sel);
     if (!sel) {
         s = sf_fail(&err, SF_E_NOMEM, "out of memory");
@@ -396,20 +307,7 @@ static int cmd_convert(const char *in, const char *out, const char *select) {
         goto fail;
     }
     if (to_st) {
-        size_t nm = 0;
-        if (tf->kind != SF_TFILE_TORCH && tf->n_meta) { /* safetensors metadata or wire meta */
-            meta = calloc(2 * tf->n_meta, sizeof *meta);
-            if (!meta) {
-                s = sf_fail(&err, SF_E_NOMEM, "out of memory");
-                goto fail;
-            }
-            for (size_t i = 0; i < tf->n_meta; i++) {
-                meta[2 * i] = tf->meta_keys[i];
-                meta[2 * i + 1] = tf->meta_vals[i];
-            }
-            nm = tf->n_meta;
-        }
-        s = sf_safetensors_write(out, sel, ns, meta, nm, &err);
+        s = sf_tfile_write_safetensors(tf, sel, ns, out, &err);
     } else if (tf->kind == SF_TFILE_TORCH && !select && tf->root) {
         s = sf_torch_write(out, tf->root, &err); /* keeps non-tensor values and list/tuple structure */
     } else {
@@ -424,7 +322,6 @@ static int cmd_convert(const char *in, const char *out, const char *select) {
 fail:
     sf_py_free(tree);
     free(sel);
-    free(meta);
     sf_tfile_destroy(&tf);
     if (s) sf_die(prog, s, &err);
     return 0;

@@ -12,6 +12,7 @@
 #include "cli.h"
 #include "tfile.h"
 #include "wire.h"
+#include "wire_tfile.h"
 
 #include <errno.h>
 #include <pthread.h>
@@ -30,7 +31,7 @@ static const sf_opt opts[] = {
     {"name", 'n', SF_ARG_MULTI, "NAME...\tsend: only these tensors, in this order (default: all, file order)"},
     {"meta", 'm', SF_ARG_MULTI, "K=V...\tsend: meta for every message (int, float, true/false or string)"},
     {"error", 0, SF_ARG_VALUE, "TEXT\tsend: end the stream with an error message instead of end"},
-    {"save", 's', SF_ARG_VALUE, "FILE\trecv: write the tensors to a safetensors file (repeated names get .1, .2, ...)"},
+    {"save", 's', SF_ARG_VALUE, "FILE\trecv: write the tensors to a safetensors file (repeated names get #1, #2, ...; meta kept)"},
     {"transport", 't', SF_ARG_VALUE, "T\tbench: pipe, ipc, tcp or shm"},
     {"size-mb", 0, SF_ARG_VALUE, "M\tbench: message size in MiB (default 4)"},
     {"count", 'c', SF_ARG_VALUE, "N\tbench: messages (default 50)"},
@@ -49,55 +50,29 @@ static void usage_die(const char *msg) {
 static int cmd_recv(const char *url, const sf_wire_opts *wo, const char *save, int print) {
     sf_err err = {{0}};
     sf_wire *r = NULL;
+    sf_wire_gather g = {0};
     sf_wire_msg *m = malloc(sizeof *m);
-    sf_tensor_entry *ents = NULL;
-    size_t n = 0, cap = 0;
     char *line = malloc(65536);
-    sf_status st = m && line ? sf_wire_open_reader_opts(url, wo, &r, &err) : sf_fail(&err, SF_E_NOMEM, "out of memory");
+    sf_status st = m && line ? SF_OK : sf_fail(&err, SF_E_NOMEM, "out of memory");
+    if (!st && save) st = sf_wire_gather_init(&g, save, &err);
+    if (!st) st = sf_wire_open_reader_opts(url, wo, &r, &err);
     while (!st) {
         const void *pl;
-        st = sf_wire_recv(r, m, &pl, &err);
-        if (st) break;
+        if ((st = sf_wire_recv(r, m, &pl, &err))) break;
         if (print) {
             printf("%s\n", sf_wire_msg_str(m, line, 65536));
             fflush(stdout);
         }
         if (m->type == SF_WIRE_END) break;
-        if (!save) continue;
-        if (n == cap) {
-            cap = cap ? 2 * cap : 16;
-            sf_tensor_entry *e2 = realloc(ents, cap * sizeof *ents);
-            if (!e2) { st = sf_fail(&err, SF_E_NOMEM, "out of memory"); break; }
-            ents = e2;
-        }
-        sf_tensor_entry *e = &ents[n];
-        memset(e, 0, sizeof *e);
-        int dup = 0;
-        for (size_t i = 0; i < n; i++) {
-            const char *nm = ents[i].name;
-            size_t k = strlen(m->name);
-            if (strncmp(nm, m->name, k) == 0 && (nm[k] == 0 || nm[k] == '.')) dup++;
-        }
-        char name[160];
-        if (dup) snprintf(name, sizeof name, "%s.%d", m->name[0] ? m->name : "tensor", dup);
-        else snprintf(name, sizeof name, "%s", m->name[0] ? m->name : "tensor");
-        if (!(e->name = strdup(name))) { st = sf_fail(&err, SF_E_NOMEM, "out of memory"); break; }
-        n++;
-        if ((st = sf_tensor_alloc(&e->t, m->dtype, m->ndim, m->shape, &err))) break;
-        size_t nb = sf_wire_msg_nbytes(m);
-        if (nb) memcpy(e->t.data, pl, nb);
+        if (save) st = sf_wire_gather_add(&g, m, pl, &err);
     }
     sf_status c = sf_wire_close(&r, NULL);
     if (!st && c) st = c;
     if (!st && save) {
-        st = sf_safetensors_write(save, ents, n, NULL, 0, &err);
-        if (!st) sf_info("%s: %zu tensors", save, n);
+        st = sf_tfile_write_safetensors(g.tf, g.tf->entries, g.tf->n, save, &err);
+        if (!st) sf_info("%s: %zu tensors", save, g.tf->n);
     }
-    for (size_t i = 0; i < n; i++) {
-        free(ents[i].name);
-        sf_tensor_free(&ents[i].t);
-    }
-    free(ents);
+    sf_wire_gather_free(&g);
     free(m);
     free(line);
     if (st) sf_die(prog, st, &err);

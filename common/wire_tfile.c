@@ -1,0 +1,115 @@
+/* wire_tfile.c — wire streams as tensor containers (wire_tfile.h). */
+#define _POSIX_C_SOURCE 200809L
+#include "wire_tfile.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+sf_status sf_wire_gather_init(sf_wire_gather *g, const char *path, sf_err *err) {
+    memset(g, 0, sizeof *g);
+    if (!(g->tf = sf_tfile_new_empty(path))) return sf_fail(err, SF_E_NOMEM, "out of memory");
+    return SF_OK;
+}
+
+void sf_wire_gather_free(sf_wire_gather *g) { sf_tfile_destroy(&g->tf); }
+
+static sf_status add_meta(sf_tfile *tf, const char *tname, const sf_wire_msg *m, const sf_wire_meta *e,
+                          sf_err *err) {
+    char val[4096];
+    const char *v = val;
+    size_t n = 0;
+    switch (e->kind) {
+    case SF_META_INT: snprintf(val, sizeof val, "%lld", (long long)e->i); break;
+    case SF_META_BOOL: v = e->i ? "true" : "false"; break;
+    case SF_META_FLOAT: snprintf(val, sizeof val, "%.17g", e->f); break;
+    case SF_META_STR: v = sf_wire_meta_str(m, e->key); break;
+    case SF_META_INTS: {
+        const int64_t *a = sf_wire_meta_ints(m, e->key, &n);
+        size_t k = 0;
+        val[k++] = '[';
+        for (size_t i = 0; i < n && k < sizeof val - 32; i++)
+            k += (size_t)snprintf(val + k, sizeof val - k, i ? ", %lld" : "%lld", (long long)a[i]);
+        snprintf(val + k, sizeof val - k, "]");
+        break;
+    }
+    default: return SF_OK;
+    }
+    char **nk = realloc(tf->meta_keys, (tf->n_meta + 1) * sizeof *nk);
+    if (!nk) return sf_fail(err, SF_E_NOMEM, "out of memory");
+    tf->meta_keys = nk;
+    char **nv = realloc(tf->meta_vals, (tf->n_meta + 1) * sizeof *nv);
+    if (!nv) return sf_fail(err, SF_E_NOMEM, "out of memory");
+    tf->meta_vals = nv;
+    size_t kl = strlen(tname) + strlen(e->key) + 2;
+    char *key = malloc(kl), *vd = strdup(v ? v : "");
+    if (!key || !vd) {
+        free(key), free(vd);
+        return sf_fail(err, SF_E_NOMEM, "out of memory");
+    }
+    snprintf(key, kl, "%s.%s", tname, e->key);
+    tf->meta_keys[tf->n_meta] = key;
+    tf->meta_vals[tf->n_meta] = vd;
+    tf->n_meta++;
+    return SF_OK;
+}
+
+sf_status sf_wire_gather_add(sf_wire_gather *g, const sf_wire_msg *m, const void *payload, sf_err *err) {
+    if (m->type != SF_WIRE_TENSOR) return SF_OK;
+    const char *base = m->name[0] ? m->name : "tensor";
+    char name[160];
+    size_t k = strcmp(base, g->prev) == 0 ? g->prev_k + 1 : 0;
+    for (;; k++) { /* the first free of base, base#1, base#2, ... */
+        if (k) snprintf(name, sizeof name, "%s#%zu", base, k);
+        else snprintf(name, sizeof name, "%s", base);
+        if (!sf_tfile_find(g->tf, name)) break;
+    }
+    snprintf(g->prev, sizeof g->prev, "%s", base);
+    g->prev_k = k;
+    sf_tensor t;
+    sf_status s = sf_tensor_alloc(&t, m->dtype, m->ndim, m->shape, err);
+    if (s) return s;
+    if (sf_wire_msg_nbytes(m)) memcpy(t.data, payload, sf_wire_msg_nbytes(m));
+    if ((s = sf_tfile_add(g->tf, name, &t, err))) {
+        sf_tensor_free(&t);
+        return s;
+    }
+    for (int i = 0; i < m->n_meta && !s; i++) s = add_meta(g->tf, name, m, &m->meta[i], err);
+    return s;
+}
+
+sf_status sf_wire_read_tfile(const char *url, sf_tfile **out, sf_err *err) {
+    sf_wire *r = NULL;
+    sf_wire_gather g;
+    sf_wire_msg *m = malloc(sizeof *m);
+    *out = NULL;
+    sf_status s = m ? sf_wire_gather_init(&g, url, err) : sf_fail(err, SF_E_NOMEM, "out of memory");
+    if (s) {
+        free(m);
+        return s;
+    }
+    if (!(s = sf_wire_open_reader(url, &r, err))) {
+        for (;;) {
+            const void *payload = NULL;
+            if ((s = sf_wire_recv(r, m, &payload, err)) || m->type == SF_WIRE_END) break;
+            if ((s = sf_wire_gather_add(&g, m, payload, err))) break;
+        }
+        sf_status c = sf_wire_close(&r, s ? NULL : err);
+        if (!s) s = c;
+    }
+    free(m);
+    if (!s) *out = g.tf, g.tf = NULL;
+    sf_wire_gather_free(&g);
+    return s;
+}
+
+sf_status sf_tfile_write_safetensors(const sf_tfile *tf, const sf_tensor_entry *entries, size_t n, const char *path,
+                                     sf_err *err) {
+    const char **meta = NULL;
+    size_t nm = tf->kind != SF_TFILE_TORCH ? tf->n_meta : 0;
+    if (nm && !(meta = calloc(2 * nm, sizeof *meta))) return sf_fail(err, SF_E_NOMEM, "out of memory");
+    for (size_t i = 0; i < nm; i++) meta[2 * i] = tf->meta_keys[i], meta[2 * i + 1] = tf->meta_vals[i];
+    sf_status s = sf_safetensors_write(path, entries, n, meta, nm, err);
+    free(meta);
+    return s;
+}
