@@ -47,8 +47,8 @@ static void *feed_main(void *arg) {
     noise_feed *nf = arg;
     int64_t off = 0;
     sf_torch_cuda_rng g = nf->torch ? *nf->torch : (sf_torch_cuda_rng){0};
-    const int64_t vid = nf->T * nf->fr, at = nf->sample * vid; /* torch: the initial noise is one launch of
-                                                                 batch videos, published frame by frame */
+    const int64_t vid = nf->off[0], at = nf->sample * vid; /* draw 0, the initial noise (torch: one launch of
+                                                            batch videos), published frame by frame */
     for (int64_t f = 0; f < nf->T && !__atomic_load_n(&nf->stop, __ATOMIC_RELAXED); f++, off += nf->fr) {
         if (nf->torch) sf_torch_cuda_randn_range(&g, nf->batch * vid, at + off, at + off + nf->fr, 1, nf->buf + off, nf->threads);
         else sf_rng_fill_normal_mt(&nf->rng, nf->buf + off, (size_t)nf->fr, 0.0f, 1.0f, nf->threads); /* frame by frame */
@@ -106,16 +106,30 @@ sf_status sf_pipeline_check(const sf_pipeline_cfg *cfg, int *n_blocks, sf_err *e
     return SF_OK;
 }
 
+/* The frames of block b (F_0 = 1 with an independent first frame). */
+static int block_frames(const sf_pipeline_cfg *cfg, int b) {
+    return cfg->independent_first_frame && b == 0 ? 1 : cfg->frames_per_block;
+}
+
+/* The seeded noise's draws in the reference's consumption order, for a finite run (pipeline.h): draw 0 is
+ * the whole initial noise (T·fr floats), draw 1 + (n_steps − 1)·b + k block b's k-th re-noising draw (F_b·fr).
+ * The number of draws, and the floats of draw d. */
+static int64_t noise_draws(const sf_pipeline_cfg *cfg, int n_blocks) {
+    return 1 + (int64_t)n_blocks * (cfg->n_steps > 1 ? cfg->n_steps - 1 : 0);
+}
+
+static int64_t noise_draw_numel(const sf_pipeline_cfg *cfg, int64_t d) {
+    const int64_t fr = (int64_t)cfg->channels * cfg->lat_h * cfg->lat_w;
+    return (d == 0 ? cfg->num_frames : block_frames(cfg, (int)((d - 1) / (cfg->n_steps - 1)))) * fr;
+}
+
 uint64_t sf_pipeline_torch_noise_span(const sf_pipeline_cfg *cfg) {
     int nb;
     sf_err e;
     if (sf_pipeline_check(cfg, &nb, &e) || nb == 0) return 0;
-    const int64_t fr = (int64_t)cfg->channels * cfg->lat_h * cfg->lat_w, B = cfg->torch_batch > 1 ? cfg->torch_batch : 1;
-    uint64_t span = sf_torch_cuda_randn_increment(&cfg->torch, B * cfg->num_frames * fr);
-    for (int b = 0; b < nb; b++) {
-        const int F = cfg->independent_first_frame && b == 0 ? 1 : cfg->frames_per_block;
-        span += (uint64_t)(cfg->n_steps - 1) * sf_torch_cuda_randn_increment(&cfg->torch, B * F * fr);
-    }
+    const int64_t B = cfg->torch_batch > 1 ? cfg->torch_batch : 1, n = noise_draws(cfg, nb);
+    uint64_t span = 0;
+    for (int64_t d = 0; d < n; d++) span += sf_torch_cuda_randn_increment(&cfg->torch, B * noise_draw_numel(cfg, d));
     return span;
 }
 
@@ -133,7 +147,7 @@ static int *prep_blocks(const sf_dit_state *st, const sf_pipeline_cfg *cfg, int 
     const int fpb = cfg->frames_per_block;
     *n_prep = n_blocks == 0 ? (int)(st->cache_tokens / st->frame_tokens / fpb) + 3 : n_blocks;
     int *blk = calloc((size_t)*n_prep, sizeof(int));
-    for (int b = 0; blk && b < *n_prep; b++) blk[b] = (cfg->independent_first_frame && b == 0) ? 1 : fpb;
+    for (int b = 0; blk && b < *n_prep; b++) blk[b] = block_frames(cfg, b);
     return blk;
 }
 
@@ -232,7 +246,7 @@ sf_status sf_pipeline_run_live(sf_dit_state *st, const sf_scheduler *sc, const s
         return sf_fail(err, SF_E_ARG, "pipeline shape does not match the DiT state");
     if (endless && (s = endless_check(st, cfg, err))) return s;
     int n_prep; /* the blocks sf_dit_prepare readies (endless: until the cache's shapes repeat) */
-    const int64_t n_draws = (int64_t)n_blocks * (cfg->n_steps > 1 ? cfg->n_steps - 1 : 0);
+    const int64_t n_draws = noise_draws(cfg, n_blocks) - 1; /* the re-noising draws */
     noise_feed nf;
     memset(&nf, 0, sizeof nf);
     nf.threads = noise_threads(st);
@@ -252,12 +266,12 @@ sf_status sf_pipeline_run_live(sf_dit_state *st, const sf_scheduler *sc, const s
     }
     if (endless) {
         sf_rng_seed(&nf.rng, cfg->seed);
-    } else if (!cfg->noise && blk) { /* block b's n_steps − 1 draws are F_b·fr values each (F_0 = 1 with an independent first frame) */
+    } else if (!cfg->noise && blk) { /* the draws end to end: off[k] = where re-noising draw k starts */
         nf.fr = fr, nf.T = T, nf.n_draws = n_draws;
         nf.off = calloc((size_t)n_draws + 1, sizeof(int64_t));
         if (nf.off) {
-            nf.off[0] = T * fr;
-            for (int64_t d = 0; d < n_draws; d++) nf.off[d + 1] = nf.off[d] + (int64_t)blk[d / (cfg->n_steps - 1)] * fr;
+            nf.off[0] = noise_draw_numel(cfg, 0);
+            for (int64_t d = 0; d < n_draws; d++) nf.off[d + 1] = nf.off[d] + noise_draw_numel(cfg, d + 1);
             nf.buf = sf_calloc2((size_t)nf.off[n_draws], sizeof(float));
         }
         noise = nf.buf;

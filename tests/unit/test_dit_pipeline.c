@@ -321,6 +321,15 @@ static void test_torch_noise(void) {
     SF_CHECK(sf_pipeline_check(&pc, &nb, &err) == SF_E_ARG && strstr(err.msg, "finite run"));
     pc.torch_noise = 0;
     SF_CHECK_OK(sf_pipeline_check(&pc, &nb, &err), &err);
+    /* an independent first frame: blocks of 1, 3, 3 frames; the initial noise, then 3 draws per block, each a
+       launch of 2 videos' worth */
+    pc.torch_noise = 1, pc.n_steps = 4, pc.independent_first_frame = 1, pc.num_frames = 7, pc.torch_batch = 2;
+    const int64_t fr = 16 * 8 * 12;
+    const uint64_t want = sf_torch_cuda_randn_increment(&pc.torch, 2 * 7 * fr) +
+                          3 * sf_torch_cuda_randn_increment(&pc.torch, 2 * fr) +
+                          6 * sf_torch_cuda_randn_increment(&pc.torch, 2 * 3 * fr);
+    SF_CHECK_MSG(sf_pipeline_torch_noise_span(&pc) == want, "span %llu, want %llu",
+                 (unsigned long long)sf_pipeline_torch_noise_span(&pc), (unsigned long long)want);
 }
 
 static const sf_test tests[] = {
