@@ -90,10 +90,7 @@ sf_status sf_pipeline_check(const sf_pipeline_cfg *cfg, int *n_blocks, sf_err *e
     int fpb = cfg->frames_per_block, T = cfg->num_frames;
     if (cfg->n_steps < 1 || cfg->n_steps > 16) return sf_fail(err, SF_E_ARG, "denoising_step_list needs 1..16 steps");
     if (fpb < 1 || fpb > 64) return sf_fail(err, SF_E_ARG, "num_frame_per_block must be in 1..64");
-    if (T == 0) { /* endless */
-        if (cfg->torch_noise)
-            return sf_fail(err, SF_E_ARG, "the reference's noise stream (--noise-rng torch-cuda) needs a finite run: "
-                                          "the reference has no endless one");
+    if (T == 0) { /* endless: what it cannot have is sf_pipeline_check_endless's */
         *n_blocks = 0;
         return SF_OK;
     }
@@ -133,11 +130,16 @@ uint64_t sf_pipeline_torch_noise_span(const sf_pipeline_cfg *cfg) {
     return span;
 }
 
-static sf_status endless_check(const sf_dit_state *st, const sf_pipeline_cfg *cfg, sf_err *err) {
-    if (cfg->noise || st->local_attn_size == -1)
-        return sf_fail(err, SF_E_ARG, "an endless run (num_frames 0) needs a rolling KV cache (local_attn_size) and "
-                       "drawn noise (no --noise replay)");
+sf_status sf_pipeline_check_endless(int torch_noise, int local_attn_size, int replay, int whole_video, sf_err *err) {
+    if (torch_noise) return sf_fail(err, SF_E_ARG, "--noise-rng torch-cuda needs a finite run (the reference has no endless one)");
+    if (local_attn_size == -1 || replay || whole_video)
+        return sf_fail(err, SF_E_ARG, "--num_frames 0 (endless) needs a rolling KV cache (--local_attn_size N) and writes "
+                                      "only --out (no --save-latents, --output_path or --noise)");
     return SF_OK;
+}
+
+static sf_status endless_check(const sf_dit_state *st, const sf_pipeline_cfg *cfg, sf_err *err) {
+    return sf_pipeline_check_endless(cfg->torch_noise, st->local_attn_size, cfg->noise != NULL, 0, err);
 }
 
 /* The frames of each block a run prepares for (F_0 = 1 with an independent first frame): the video's

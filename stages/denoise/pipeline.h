@@ -85,6 +85,13 @@ typedef struct sf_pipeline_live {
  * replayed noise needs a finite run. Memory is constant: nothing grows with the block count. */
 sf_status sf_pipeline_check(const sf_pipeline_cfg *cfg, int *n_blocks, sf_err *err);
 
+/* What an endless run cannot have — the one rule, for sf_pipeline_prepare / _run and for sf-denoise's flags
+ * (stage.c, before any work): the reference's noise stream (torch_noise: the reference has no endless run),
+ * a global KV cache (local_attn_size -1: it would grow without end), replayed noise (replay: a file holds a
+ * finite run's draws) or an output that keeps the whole video (whole_video: --save-latents, --output_path).
+ * SF_E_ARG with the flags' names in err, else SF_OK. */
+sf_status sf_pipeline_check_endless(int torch_noise, int local_attn_size, int replay, int whole_video, sf_err *err);
+
 /* Make, before the run, what its forwards need on a GPU (cuDNN plans, workspaces, the fused attention's
  * check: sf_dit_prepare for every block shape of cfg); no-op on the CPU. The stage calls it before it
  * waits for its embedding, so this work overlaps the encoder's; the run's own prepare then finds it

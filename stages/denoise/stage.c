@@ -73,10 +73,6 @@ static sf_status noise_rng_get(const sf_args *a, const sf_opt *opts, sf_denoise_
     for (int i = 0; i < 3; i++)
         if (sf_args_get(a, opts, only_torch[i]) && !o->torch_noise)
             return sf_fail(err, SF_E_ARG, "--%s needs --noise-rng torch-cuda", only_torch[i]);
-    if (o->torch_noise && o->endless)
-        return sf_fail(err, SF_E_ARG, "--noise-rng torch-cuda needs a finite run (the reference has no endless one)");
-    if (o->torch_noise && sf_args_get(a, opts, "noise"))
-        return sf_fail(err, SF_E_ARG, "--noise replays its own draws: it takes no --noise-rng");
     return SF_OK;
 }
 
@@ -180,11 +176,12 @@ sf_status sf_denoise_opts_get(const sf_args *a, const sf_opt *opts, sf_denoise_o
     o->rope_frames = o->endless ? SF_DIT_ROPE_FRAMES_MAX : SF_DIT_ROPE_FRAMES;
     if ((s = get_long(a, opts, "rope-frames", 1, SF_DIT_ROPE_FRAMES_MAX, &o->rope_frames, err))) return s;
     o->noise_path = sf_args_get(a, opts, "noise");
-    if ((s = noise_rng_get(a, opts, o, err))) return s;
-    if (o->endless && (o->las == -1 || o->save || o->tap_out || o->noise_path))
-        return sf_fail(err, SF_E_ARG,
-                       "--num_frames 0 (endless) needs a rolling KV cache (--local_attn_size N) and writes only "
-                       "--out (no --save-latents, --output_path or --noise)");
+    if ((s = noise_rng_get(a, opts, o, err)) ||
+        (o->endless && (s = sf_pipeline_check_endless(o->torch_noise, (int)o->las, o->noise_path != NULL,
+                                                      o->save || o->tap_out, err))))
+        return s;
+    if (o->torch_noise && o->noise_path)
+        return sf_fail(err, SF_E_ARG, "--noise replays its own draws: it takes no --noise-rng");
     if (o->tap_out && o->tsel == SF_TAP_SEL_ONE) { /* a forward the run never makes: said now, not after the run */
         sf_pipeline_cfg pc = {.n_steps = o->rc.n_steps, .frames_per_block = o->rc.num_frame_per_block,
                               .independent_first_frame = o->rc.independent_first_frame, .num_frames = (int)o->num_frames};

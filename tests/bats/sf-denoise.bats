@@ -265,3 +265,26 @@ st_header() { tail -c +9 "$1" | head -c 4096 | tr -d '\0'; }
     run -2 --separate-stderr "${D[@]}" --noise-rng torch-cuda --noise "$P" --check
     assert_equal "$stderr" "sf-denoise: error: --noise replays its own draws: it takes no --noise-rng"
 }
+
+@test "endless: what a run of --num_frames 0 cannot have is one line, exit 2, nothing written (one rule: pipeline.c)" {
+    local T=$BATS_TEST_TMPDIR/out D=(sf-denoise --model-dir "$G/model" --num_frames 0 --height 64 --width 96 --progress none
+        --threads 2 --prompt-embeds "$P:context.prompt_embeds" --no_checkpoint)
+    mkdir "$T"
+    local torch="sf-denoise: error: --noise-rng torch-cuda needs a finite run (the reference has no endless one)"
+    local cache="sf-denoise: error: --num_frames 0 (endless) needs a rolling KV cache (--local_attn_size N) and writes only --out (no --save-latents, --output_path or --noise)"
+    run -2 --separate-stderr "${D[@]}" --local_attn_size 6 --noise-rng torch-cuda --check
+    assert_equal "$stderr" "$torch"
+    run -2 --separate-stderr "${D[@]}" --noise-rng torch-cuda --noise "$P" --check # the endless rule first
+    assert_equal "$stderr" "$torch"
+    run -2 --separate-stderr "${D[@]}" --local_attn_size -1 --check
+    assert_equal "$stderr" "$cache"
+    run -2 --separate-stderr "${D[@]}" --local_attn_size 6 --noise "$P" --check
+    assert_equal "$stderr" "$cache"
+    run -2 --separate-stderr "${D[@]}" --local_attn_size 6 --save-latents "$T/l.safetensors"
+    assert_equal "$stderr" "$cache"
+    run -2 --separate-stderr "${D[@]}" --local_attn_size 6 --output_path "$T/t.pt"
+    assert_equal "$stderr" "$cache"
+    run -0 --separate-stderr "${D[@]}" --local_attn_size 6 --check
+    run ls -A "$T"
+    assert_output ""
+}

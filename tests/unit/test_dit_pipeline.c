@@ -315,12 +315,12 @@ static void test_torch_noise(void) {
     torch_noise_case(0, 0);
     torch_noise_case(2, 1); /* the second of two videos drawn at once (the reference's --num_samples 2) */
     sf_err err = {{0}};
-    /* an endless run has no reference stream */
+    /* an endless run has no reference stream: 0 draws; sf_pipeline_check_endless refuses it */
     sf_pipeline_cfg pc = {{1000}, 1, 3, 0, 0.0f, 0, 8, 12, 16, 5, NULL, 0, 1, {5, 0, 1, 256}, 0, 0};
     int nb = -1;
-    SF_CHECK(sf_pipeline_check(&pc, &nb, &err) == SF_E_ARG && strstr(err.msg, "finite run"));
-    pc.torch_noise = 0;
     SF_CHECK_OK(sf_pipeline_check(&pc, &nb, &err), &err);
+    SF_CHECK(nb == 0 && sf_pipeline_torch_noise_span(&pc) == 0);
+    SF_CHECK(sf_pipeline_check_endless(1, 6, 0, 0, &err) == SF_E_ARG && strstr(err.msg, "finite run"));
     /* an independent first frame: blocks of 1, 3, 3 frames; the initial noise, then 3 draws per block, each a
        launch of 2 videos' worth */
     pc.torch_noise = 1, pc.n_steps = 4, pc.independent_first_frame = 1, pc.num_frames = 7, pc.torch_batch = 2;
