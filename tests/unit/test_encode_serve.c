@@ -8,6 +8,7 @@
  * with exit 0 and remove the socket file. Mirrors no reference module. */
 #define _POSIX_C_SOURCE 200809L
 #include "sf_test.h"
+#include "fake_encoder.h"
 #include "stages/encode/serve.h"
 #include "wire.h"
 
@@ -251,49 +252,20 @@ typedef struct fake_server {
     int requests;
 } fake_server;
 
-static int fake_reply(void *sock, zmq_msg_t *env, int nenv, const char *text) {
-    sf_wire_msg *m = malloc(sizeof *m);
-    void *h = NULL;
-    size_t hl = 0;
-    sf_err e;
-    sf_wire_msg_init(m, SF_WIRE_ERROR, "");
-    snprintf(m->text, sizeof m->text, "%s", text);
-    int ok = !sf_wire_header_encode(m, &h, &hl, &e);
-    for (int i = 0; ok && i < nenv; i++) ok = zmq_send(sock, zmq_msg_data(&env[i]), zmq_msg_size(&env[i]), ZMQ_SNDMORE) >= 0;
-    if (ok) ok = zmq_send(sock, h, hl, ZMQ_SNDMORE) >= 0 && zmq_send(sock, "", 0, 0) >= 0;
-    free(h);
-    free(m);
-    return ok;
-}
-
 static void *fake_server_main(void *arg) {
     fake_server *f = arg;
-    zmq_msg_t env[2][8]; /* each request's envelope: routing id, request id, empty delimiter */
-    int nenv[2] = {0, 0};
+    fake_request req[2] = {{.nenv = 0}, {.nenv = 0}};
     for (int r = 0; r < 2; r++) {
         zmq_pollitem_t it = {f->sock, 0, ZMQ_POLLIN, 0};
         if (zmq_poll(&it, 1, 5000) != 1) break;
-        int more = 1, delim = 0;
-        while (more) {
-            zmq_msg_t fr;
-            zmq_msg_init(&fr);
-            if (zmq_msg_recv(&fr, f->sock, 0) < 0) return NULL;
-            more = zmq_msg_more(&fr);
-            if (!delim && nenv[r] < 8) {
-                delim = zmq_msg_size(&fr) == 0;
-                zmq_msg_init(&env[r][nenv[r]]);
-                zmq_msg_copy(&env[r][nenv[r]++], &fr);
-            }
-            zmq_msg_close(&fr);
-        }
+        if (fake_request_recv(f->sock, &req[r]) < 0) break;
         f->requests++;
     }
     if (f->requests == 2) {
-        fake_reply(f->sock, env[0], nenv[0], "late reply to the first request");
-        fake_reply(f->sock, env[1], nenv[1], "answer to the second request");
+        fake_reply(f->sock, &req[0], "late reply to the first request");
+        fake_reply(f->sock, &req[1], "answer to the second request");
     }
-    for (int r = 0; r < 2; r++)
-        for (int i = 0; i < nenv[r]; i++) zmq_msg_close(&env[r][i]);
+    for (int r = 0; r < 2; r++) fake_request_release(&req[r]);
     return NULL;
 }
 

@@ -6,6 +6,7 @@
  * request reaches the encoder). The page in a browser: tests/bats/live.bats. */
 #define _POSIX_C_SOURCE 200809L
 #include "sf_test.h"
+#include "fake_encoder.h"
 #include "tools/view/view.h"
 
 #include <arpa/inet.h>
@@ -362,53 +363,23 @@ typedef struct fake_enc {
     int prompts, stops;
 } fake_enc;
 
-static void fake_answer(void *sock, zmq_msg_t *env, int nenv, const char *text) {
-    sf_wire_msg *m = malloc(sizeof *m);
-    void *h = NULL;
-    size_t hl = 0;
-    sf_err e;
-    sf_wire_msg_init(m, SF_WIRE_ERROR, "");
-    snprintf(m->text, sizeof m->text, "%s", text);
-    if (!sf_wire_header_encode(m, &h, &hl, &e)) {
-        for (int i = 0; i < nenv; i++) zmq_send(sock, zmq_msg_data(&env[i]), zmq_msg_size(&env[i]), ZMQ_SNDMORE);
-        zmq_send(sock, h, hl, ZMQ_SNDMORE);
-        zmq_send(sock, "", 0, 0);
-    }
-    free(h);
-    free(m);
-}
-
 static void *fake_enc_main(void *arg) {
     fake_enc *f = arg;
-    sf_wire_msg *m = malloc(sizeof *m);
-    while (!f->stop && m) {
+    while (!f->stop) {
         zmq_pollitem_t it = {f->sock, 0, ZMQ_POLLIN, 0};
         if (zmq_poll(&it, 1, 50) != 1) continue;
-        zmq_msg_t env[8], fr;
-        int nenv = 0, delim = 0, more = 1, stop = 0;
-        while (more) {
-            zmq_msg_init(&fr);
-            if (zmq_msg_recv(&fr, f->sock, 0) < 0) break;
-            more = zmq_msg_more(&fr);
-            sf_err e;
-            if (delim == 1 && !sf_wire_header_decode(zmq_msg_data(&fr), zmq_msg_size(&fr), m, &e))
-                stop = (int)sf_wire_meta_int(m, "stop", 0);
-            if (delim) delim++;
-            else if (nenv < 8) {
-                delim = zmq_msg_size(&fr) == 0;
-                zmq_msg_init(&env[nenv]);
-                zmq_msg_copy(&env[nenv++], &fr);
-            }
-            zmq_msg_close(&fr);
+        fake_request r;
+        if (fake_request_recv(f->sock, &r) < 0) {
+            fake_request_release(&r);
+            break;
         }
         char text[64];
-        if (stop) f->stops++;
+        if (r.stop) f->stops++;
         else f->prompts++;
-        snprintf(text, sizeof text, stop ? "live route stopped" : "fake reply %d", f->prompts);
-        if (stop || f->prompts > 1) fake_answer(f->sock, env, nenv, text);
-        for (int i = 0; i < nenv; i++) zmq_msg_close(&env[i]);
+        snprintf(text, sizeof text, r.stop ? "live route stopped" : "fake reply %d", f->prompts);
+        if (r.stop || f->prompts > 1) fake_reply(f->sock, &r, text);
+        fake_request_release(&r);
     }
-    free(m);
     return NULL;
 }
 
