@@ -13,8 +13,6 @@
 # integers; the .pt's layer_indices are as given (order, repeats), its attention_weights one per
 # layer, ascending. A layer the model does not have is an error before anything runs.
 set -euo pipefail
-# --help: the comment block above, up to its first non-comment line
-usage() { awk 'NR > 1 && !/^#/ { exit } NR > 1 { sub(/^# ?/, ""); print }' "$0"; }
 
 ref_prog=figure4.sh
 . "$(dirname -- "$0")/reference_flags.sh"

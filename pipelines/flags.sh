@@ -1,8 +1,13 @@
 # shellcheck shell=bash
 # flags.sh — sourced by the pipeline scripts (figure4.sh and streaming.sh through
 # reference_flags.sh, sink_study.sh directly): the spellings of a long flag that Python's argparse
-# (the reference scripts) and the C stages accept, turned into the one each script's own loop reads.
+# (the reference scripts) and the C stages accept, turned into the one each script's own loop reads;
+# and every script's --help (sf_usage; each.sh and highframe.sh source it for that alone).
 # Tested by tests/bats/pipeline.bats, streaming.bats and sink_study.bats.
+
+# sf_usage: the running script's --help, the comment block at its top (from line 2 up to its first
+# line that is not a comment).
+sf_usage() { awk 'NR > 1 && !/^#/ { exit } NR > 1 { sub(/^# ?/, ""); print }' "$0"; }
 
 # sf_flags_expand PROG KNOWN... -- ARG...: sets the array sf_flags to ARG... with each long flag in
 # the script's --dash-form. KNOWN lists the script's flags in --dash-form, a trailing '=' on those

@@ -14,8 +14,6 @@
 # directory created, --use_ema always on; num_frames must fill whole blocks (the reference's
 # pipeline asserts it). A layer the model does not have is an error before anything runs.
 set -euo pipefail
-# --help: the comment block above, up to its first non-comment line
-usage() { awk 'NR > 1 && !/^#/ { exit } NR > 1 { sub(/^# ?/, ""); print }' "$0"; }
 
 ref_prog=full_attention.sh
 . "$(dirname -- "$0")/reference_flags.sh"

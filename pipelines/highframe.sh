@@ -13,7 +13,8 @@
 # (--model-dir, --device, --height/--width, --save_video ...: pipelines/streaming.sh --help), in every
 # spelling (--flag=value, --flag-name, a unique prefix); a flag given again takes its last value.
 set -euo pipefail
+. "$(dirname -- "$0")/flags.sh"
 for a in "$@"; do
-    case "$a" in -h | --help) awk 'NR > 1 && !/^#/ { exit } NR > 1 { sub(/^# ?/, ""); print }' "$0"; exit 0 ;; esac
+    case "$a" in -h | --help) sf_usage; exit 0 ;; esac
 done
 exec "$(dirname -- "$0")/streaming.sh" --output_path cache/attention_highframe.pt --num_frames 27 --layer_index 15 "$@"

@@ -3,8 +3,8 @@
 # experiments/run_extraction_*.py scripts share (same defaults), our shared additions, the checks
 # made before any stage starts, and the sf-encode | sf-denoise command lines they lead to. Set
 # ref_prog before sourcing. Every spelling argparse accepts (--flag=value, --flag_name,
-# --flag-name, unique abbreviations) goes through sf_flags_expand (flags.sh):
-#   ref_parse_flags OWN_KNOWN... -- "$@"; set -- "${sf_flags[@]}"
+# --flag-name, unique abbreviations) goes through sf_flags_expand (flags.sh), and one loop reads
+# them all (ref_parse below): a script names its own flags and the function that takes them.
 
 # The sf-* programs next to these scripts come before PATH: the build tree's
 # (pipelines/../build/bin, or ../$SF_BUILD/bin) or an installed tree's
@@ -85,6 +85,17 @@ ref_layers() {
     done
 }
 
+# ref_layer_list --layer-indices WORD...: --layer_indices N [N ...] (argparse's nargs='+'): the words up
+# to the next flag into the array layer_words, at least one (else an error, exit 2); ref_used = the words
+# taken with the flag. Also sf-batch's.
+ref_layer_list() {
+    local w
+    layer_words=()
+    for w in "${@:2}"; do [[ "$w" != --* ]] || break; layer_words+=("$w"); done
+    [ ${#layer_words[@]} -gt 0 ] || { echo "$ref_prog: error: --layer_indices needs at least one value" >&2; exit 2; }
+    ref_used=$((1 + ${#layer_words[@]}))
+}
+
 # ref_mkdir DIR: mkdir -p DIR (before ref_check, which wants the output's folder), remembering the
 # folders it made, so that a refusal by ref_check removes them again: a refused run leaves nothing.
 ref_made=()
@@ -134,26 +145,39 @@ ref_commands() {
     fi
 }
 
-# ref_parse_layer_script ARGS...: the flags of the reference's layer-list extraction scripts
-# (run_extraction_figure4.py, _full_attention.py: --output_path, --num_frames, --layer_indices
-# N [N ...] and the shared ones above) into output_path, num_frames and layer_indices, whose
-# defaults the script sets first; --help prints the script's usage.
-ref_parse_layer_script() {
-    ref_parse_flags --output-path= --num-frames= --layer-indices= -- "$@"
+# ref_parse OWN_FLAG OWN_KNOWN... -- ARG...: the whole command line, for every script here. Each
+# spelling is expanded (ref_parse_flags, with the script's OWN_KNOWN flags), then each flag is a shared
+# one (ref_flag), one of the script's own (its function OWN_FLAG FLAG [VALUE...] handles it and, as
+# ref_flag does, sets ref_used to the words it took, 0 when FLAG is not its), -h/--help (the script's
+# usage), or an unknown option: an error, exit 2.
+ref_parse() {
+    local own=$1 flag
+    shift
+    ref_parse_flags "$@"
     set -- "${sf_flags[@]}"
     while [ $# -gt 0 ]; do
         flag=${1//_/-}
         ref_flag "$flag" "${@:2}"
+        [ "$ref_used" -gt 0 ] || "$own" "$flag" "${@:2}"
         if [ "$ref_used" -gt 0 ]; then shift "$ref_used"; continue; fi
         case "$flag" in
-        --output-path) ref_need "$@"; output_path=$2; shift 2 ;;
-        --num-frames) ref_need "$@"; ref_int "$1" "$2"; num_frames=$2; shift 2 ;;
-        --layer-indices)
-            shift; layer_indices=()
-            while [ $# -gt 0 ] && [[ "$1" != --* ]]; do layer_indices+=("$1"); shift; done
-            [ ${#layer_indices[@]} -gt 0 ] || { echo "$ref_prog: error: --layer_indices needs at least one value" >&2; exit 2; } ;;
-        -h|--help) usage; exit 0 ;;
+        -h|--help) sf_usage; exit 0 ;;
         *) echo "$ref_prog: error: unknown option '$1' (see --help)" >&2; exit 2 ;;
         esac
     done
 }
+
+# ref_parse_layer_script ARGS...: the flags of the reference's layer-list extraction scripts
+# (run_extraction_figure4.py, _full_attention.py: --output_path, --num_frames, --layer_indices
+# N [N ...] and the shared ones above) into output_path, num_frames and layer_indices, whose
+# defaults the script sets first.
+ref_layer_script_flag() {
+    ref_used=2
+    case "$1" in
+    --output-path) ref_need "$@"; output_path=$2 ;;
+    --num-frames) ref_need "$@"; ref_int "$1" "$2"; num_frames=$2 ;;
+    --layer-indices) ref_layer_list "$@"; layer_indices=("${layer_words[@]}") ;;
+    *) ref_used=0 ;;
+    esac
+}
+ref_parse_layer_script() { ref_parse ref_layer_script_flag --output-path= --num-frames= --layer-indices= -- "$@"; }

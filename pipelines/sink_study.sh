@@ -17,7 +17,6 @@
 # every run replays the same noise (same --seed, sfpipe's RNG). Every flag also works in
 # --underscore_form, as --flag=value and abbreviated to a unique prefix (pipelines/flags.sh).
 set -euo pipefail
-usage() { awk 'NR > 1 && !/^#/ { exit } NR > 1 { sub(/^# ?/, ""); print }' "$0"; }
 here=$(dirname -- "$(readlink -f -- "${BASH_SOURCE[0]}")")
 for bin in "$here/../${SF_BUILD:-build}/bin" "$here/../../../bin"; do # the build tree's or an install's
     if [ -x "$bin/sf-denoise" ]; then PATH="$(cd -- "$bin" && pwd -P):$PATH"; break; fi
@@ -38,7 +37,7 @@ set -- "${sf_flags[@]}"
 while [ $# -gt 0 ]; do
     flag=${1//_/-}
     case "$flag" in
-    -h | --help) usage; exit 0 ;;
+    -h | --help) sf_usage; exit 0 ;;
     --model-dir | --prompt | --seed | --num-frames | --height | --width | --device | --layers | --config | \
         --dmd-checkpoint | --sid-checkpoint | --dmd-config | --sid-config | --out-dir | --cache-dir | --tap-select | --progress)
         [ $# -ge 2 ] || die "option $1 needs a value"

@@ -17,8 +17,6 @@
 # --chunk_frames only sets the recorded chunk_frames (our frame means need no chunking); --force
 # is accepted (there is no GPU memory guard on the CPU path).
 set -euo pipefail
-# --help: the comment block above, up to its first non-comment line
-usage() { awk 'NR > 1 && !/^#/ { exit } NR > 1 { sub(/^# ?/, ""); print }' "$0"; }
 
 ref_prog=streaming.sh
 . "$(dirname -- "$0")/reference_flags.sh"
@@ -29,24 +27,20 @@ chunk_frames=3
 save_video=0
 video_path=
 
-ref_parse_flags --output-path= --num-frames= --layer-index= --chunk-frames= --force --save-video --video-path= -- "$@"
-set -- "${sf_flags[@]}"
-while [ $# -gt 0 ]; do
-    flag=${1//_/-}
-    ref_flag "$flag" "${@:2}"
-    if [ "$ref_used" -gt 0 ]; then shift "$ref_used"; continue; fi
-    case "$flag" in
-    --output-path) ref_need "$@"; output_path=$2; shift 2 ;;
-    --num-frames) ref_need "$@"; ref_dec num_frames "$1" "$2"; shift 2 ;;
-    --layer-index) ref_need "$@"; layer_index=$2; shift 2 ;; # checked by ref_layers below
-    --chunk-frames) ref_need "$@"; ref_int "$1" "$2"; chunk_frames=$2; shift 2 ;;
-    --force) shift ;;
-    --save-video) save_video=1; shift ;;
-    --video-path) ref_need "$@"; video_path=$2; shift 2 ;;
-    -h|--help) usage; exit 0 ;;
-    *) echo "streaming.sh: error: unknown option '$1' (see --help)" >&2; exit 2 ;;
+streaming_flag() {
+    ref_used=2
+    case "$1" in
+    --output-path) ref_need "$@"; output_path=$2 ;;
+    --num-frames) ref_need "$@"; ref_dec num_frames "$1" "$2" ;;
+    --layer-index) ref_need "$@"; layer_index=$2 ;; # checked by ref_layers below
+    --chunk-frames) ref_need "$@"; ref_int "$1" "$2"; chunk_frames=$2 ;;
+    --force) ref_used=1 ;;
+    --save-video) save_video=1; ref_used=1 ;;
+    --video-path) ref_need "$@"; video_path=$2 ;;
+    *) ref_used=0 ;;
     esac
-done
+}
+ref_parse streaming_flag --output-path= --num-frames= --layer-index= --chunk-frames= --force --save-video --video-path= -- "$@"
 ref_layers --layer_index "$layer_index"
 [ "$chunk_frames" -ge 1 ] || { echo "streaming.sh: error: --chunk_frames must be at least 1" >&2; exit 2; }
 if [ "$save_video" = 1 ] && [ -z "$video_path" ]; then

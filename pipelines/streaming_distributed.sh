@@ -24,8 +24,6 @@
 # argparse; bad flags, layers the model lacks and a missing prompts file are errors before any
 # stage starts. --force is accepted (no GPU memory guard on the CPU path).
 set -euo pipefail
-# --help: the comment block above, up to its first non-comment line
-usage() { awk 'NR > 1 && !/^#/ { exit } NR > 1 { sub(/^# ?/, ""); print }' "$0"; }
 
 ref_prog=streaming_distributed.sh
 . "$(dirname -- "$0")/reference_flags.sh"
@@ -39,30 +37,26 @@ prompts_file=prompts/test_prompts.txt
 layer_index=15
 world_size=
 
-ref_parse_flags --mode= --output-dir= --num-frames= --chunk-frames= --force --layer-indices= --all-layers \
-    --prompts-file= --layer-index= --world-size= -- "$@"
-set -- "${sf_flags[@]}"
-while [ $# -gt 0 ]; do
-    flag=${1//_/-}
-    ref_flag "$flag" "${@:2}"
-    if [ "$ref_used" -gt 0 ]; then shift "$ref_used"; continue; fi
-    case "$flag" in
-    --mode) ref_need "$@"; mode=$2; shift 2 ;;
-    --output-dir) ref_need "$@"; output_dir=$2; shift 2 ;;
-    --num-frames) ref_need "$@"; ref_int "$1" "$2"; num_frames=$2; shift 2 ;;
-    --chunk-frames) ref_need "$@"; ref_int "$1" "$2"; chunk_frames=$2; shift 2 ;;
-    --force) shift ;;
-    --layer-indices) ref_need "$@"; layer_list=$2; shift 2 ;; # a string, split on ',' in multi_layer mode
-    --all-layers) all_layers=1; shift ;;
-    --prompts-file) ref_need "$@"; prompts_file=$2; shift 2 ;;
+distributed_flag() {
+    ref_used=2
+    case "$1" in
+    --mode) ref_need "$@"; mode=$2 ;;
+    --output-dir) ref_need "$@"; output_dir=$2 ;;
+    --num-frames) ref_need "$@"; ref_int "$1" "$2"; num_frames=$2 ;;
+    --chunk-frames) ref_need "$@"; ref_int "$1" "$2"; chunk_frames=$2 ;;
+    --force) ref_used=1 ;;
+    --layer-indices) ref_need "$@"; layer_list=$2 ;; # a string, split on ',' in multi_layer mode
+    --all-layers) all_layers=1; ref_used=1 ;;
+    --prompts-file) ref_need "$@"; prompts_file=$2 ;;
     --layer-index) # type=int in either mode; a layer of the model in multi_prompt mode (ref_layers below)
         ref_need "$@"; [[ "$2" =~ ^-?[0-9]+$ ]] || { echo "$ref_prog: error: argument --layer_index: invalid int value: '$2'" >&2; exit 2; }
-        layer_index=$2; shift 2 ;;
-    --world-size) ref_need "$@"; ref_dec world_size "$1" "$2"; shift 2 ;;
-    -h|--help) usage; exit 0 ;;
-    *) echo "$ref_prog: error: unknown option '$1' (see --help)" >&2; exit 2 ;;
+        layer_index=$2 ;;
+    --world-size) ref_need "$@"; ref_dec world_size "$1" "$2" ;;
+    *) ref_used=0 ;;
     esac
-done
+}
+ref_parse distributed_flag --mode= --output-dir= --num-frames= --chunk-frames= --force --layer-indices= --all-layers \
+    --prompts-file= --layer-index= --world-size= -- "$@"
 case "$mode" in multi_layer | multi_prompt) ;;
 *) echo "$ref_prog: error: argument --mode: invalid choice: '$mode' (choose from 'multi_layer', 'multi_prompt')" >&2; exit 2 ;;
 esac

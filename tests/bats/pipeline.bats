@@ -193,7 +193,7 @@ decode() { sf-decode --model-dir "$M" --progress none "$@"; }
 
 @test "the reference drop-ins' --help prints their usage comment, whole, and no code" {
     local s
-    for s in figure4.sh streaming.sh full_attention.sh streaming_distributed.sh; do
+    for s in figure4.sh streaming.sh full_attention.sh streaming_distributed.sh each.sh highframe.sh; do
         run -0 "$SF_ROOT/pipelines/$s" --help
         # the leading comment block, "# " stripped, is the help text
         assert_output "$(awk 'NR > 1 && !/^#/ { exit } NR > 1 { sub(/^# ?/, ""); print }' "$SF_ROOT/pipelines/$s")"
@@ -201,6 +201,9 @@ decode() { sf-decode --model-dir "$M" --progress none "$@"; }
         refute_output --partial "set -euo"
         refute_output --partial "usage()"
     done
+    run -0 "$SF_ROOT/pipelines/sink_study.sh" --help # the same reader (flags.sh sf_usage)
+    assert_output "$(awk 'NR > 1 && !/^#/ { exit } NR > 1 { sub(/^# ?/, ""); print }' "$SF_ROOT/pipelines/sink_study.sh")"
+    assert_line --index 0 --regexp "^sink_study.sh — the attention-sink study"
 }
 
 @test "make demo: tiny model → video and taps on the CPU" {
@@ -235,6 +238,8 @@ decode() { sf-decode --model-dir "$M" --progress none "$@"; }
     PATH="$T/prefix/bin:$PATH" run -0 "$T/prefix/share/sfpipe/pipelines/streaming_distributed.sh" --model-dir "$M" \
         --no_checkpoint --output_dir "$T/sd" --num_frames 3 --height 64 --width 96 --cache-dir "$T/cache" --layer_indices 1
     [ -s "$T/sd/layer1.pt" ]
+    run -0 "$T/prefix/share/sfpipe/pipelines/highframe.sh" --help # flags.sh beside it
+    assert_line --index 0 --regexp "^highframe.sh — the reference's"
     # sink_study.yaml's stage (./sink_study.sh, next to the spec) and flags.sh are installed too
     PATH="$T/prefix/bin:$PATH" run -1 sf-run pipelines/sink_study.yaml dmd_checkpoint="$T/none.pt" --log-level warn
     assert_output --partial "stage 'study' failed (exit 2): sink_study.sh: error: checkpoint $T/none.pt not found"

@@ -85,7 +85,10 @@ keys() { sf-tensor tree "$1" | grep -E '^/[a-z_]+:' | cut -d: -f1 | tr '\n' ' ';
     assert_equal "$stderr" "full_attention.sh: error: num_frames 10 is not a multiple of num_frame_per_block 3"
     run -2 --separate-stderr "$PL/full_attention.sh" "${a[@]}" --bogus
     assert_equal "$stderr" "full_attention.sh: error: unknown option '--bogus' (see --help)"
-    run -2 "$PL/full_attention.sh" --layer_indices
+    run -2 --separate-stderr "$PL/full_attention.sh" --layer_indices
+    assert_equal "$stderr" "full_attention.sh: error: --layer_indices needs at least one value"
+    run -2 --separate-stderr "$PL/full_attention.sh" "${a[@]}" --layer_indices --num_frames 3
+    assert_equal "$stderr" "full_attention.sh: error: --layer_indices needs at least one value"
     [ ! -e "$T/o/x.pt" ]
     run -0 "$PL/full_attention.sh" --help
     assert_line --index 0 --regexp "^full_attention.sh — the reference's experiments/run_extraction_full_attention.py"

@@ -184,6 +184,8 @@ by_hand() {
     assert_equal "$stderr" "sf-batch: error: --num_samples must be at least 1"
     run -2 --separate-stderr sf-batch "${B[@]}" --bogus
     assert_equal "$stderr" "sf-batch: error: unknown option '--bogus' (see --help)"
+    run -2 --separate-stderr sf-batch "${B[@]}" --layer_indices --workers 1
+    assert_equal "$stderr" "sf-batch: error: --layer_indices needs at least one value"
     run -1 --separate-stderr sf-batch "${B[@]}" --checkpoint_path "$T/nope.pt"
     assert_equal "$stderr" "sf-batch: error: --checkpoint_path $T/nope.pt: no such file (without --checkpoint_path the base weights are used)"
     run -1 --separate-stderr sf-batch "${B[@]}" --data_path "$T/nope.txt"

@@ -38,7 +38,6 @@
 # SIGINT, SIGTERM or SIGHUP stop every worker and exit 130, 143 or 129 after the summary.
 set -uo pipefail
 export LC_ALL=C.UTF-8   # ${prompt:0:100} counts characters, as Python's prompt[:100] does
-usage() { awk 'NR > 1 && !/^#/ { exit } NR > 1 { sub(/^# ?/, ""); print }' "$0"; }
 
 self=$(readlink -f -- "$0")
 here=$(dirname -- "$self")
@@ -99,11 +98,8 @@ while [ $# -gt 0 ]; do
     --workers) ref_need "$@"; ref_dec workers "$1" "$2"; shift 2 ;;
     --retries) ref_need "$@"; ref_dec retries "$1" "$2"; shift 2 ;;
     --threads) ref_need "$@"; ref_int "$1" "$2"; threads=$2; shift 2 ;;
-    --layer-indices)
-        shift; layers=()
-        # sf-denoise's syntax (N, A-B, A,B, all), checked with the rest by sf-denoise --check
-        while [ $# -gt 0 ] && [[ "$1" != --* ]]; do layers+=("$1"); shift; done
-        [ ${#layers[@]} -gt 0 ] || bad "--layer_indices needs at least one value" ;;
+    --layer-indices) # sf-denoise's syntax (N, A-B, A,B, all), checked with the rest by sf-denoise --check
+        ref_layer_list "$@"; layers=("${layer_words[@]}"); shift "$ref_used" ;;
     --dry-run|-n) dry=1; shift ;;
     --status) status=1; shift ;;
     --slurm) slurm=1; shift ;;
@@ -116,7 +112,7 @@ while [ $# -gt 0 ]; do
     --worker) ref_need "$@"; worker_job=$2; shift 2 ;;
     --task) ref_need "$@"; ref_dec task "$1" "$2"; shift 2 ;;
     --tasks) ref_need "$@"; ref_dec tasks "$1" "$2"; shift 2 ;;
-    -h|--help) usage; exit 0 ;;
+    -h|--help) sf_usage; exit 0 ;;
     --version) # the build's version: the sf-* programs beside this script are the same build
         v=$(sf-denoise --version 2>/dev/null) || die "sf-denoise not found next to $self"; echo "sf-batch ${v##* }"; exit 0 ;;
     --*) bad "unknown option '$1' (see --help)" ;;
