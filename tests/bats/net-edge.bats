@@ -181,6 +181,37 @@ EOF
     assert_regex "$stderr" "\[a\] key 0 "
 }
 
+@test "sf-run --curve-key-env: the run's key is the one in its environment, so its stages reach a server started with it" {
+    # a resident reader started outside the run with K1 (as a resident sf-encode --serve tcp://... would be)
+    SF_WIRE_CURVE_KEY="$K1" sf-wire recv "tcp://127.0.0.1:$PORT" --save "$T/out.safetensors" --timeout 60 3>&- 2>"$T/err" &
+    PIDS+=($!)
+    wait_listen "$PORT"
+    printf '#!/usr/bin/env bash\nexec sf-wire send --from "%s" "tcp://127.0.0.1:%s" --timeout 20\n' "$F" "$PORT" >"$T/send"
+    chmod +x "$T/send"
+    printf '%s\n' "name: k" "transport: tcp" "stages:" "  - name: a" "    program: $T/send" >"$T/p.yaml"
+    # the run's own fresh key: the server refuses it, the stage says why
+    SF_WIRE_CURVE_KEY="$K1" run --separate-stderr sf-run "$T/p.yaml" --tcp-port $((PORT + 1))
+    assert_failure
+    assert_regex "$stderr" "CURVE handshake: its .SF_WIRE_CURVE_KEY is not this side's"
+    # the shared key: delivered
+    SF_WIRE_CURVE_KEY="$K1" run --separate-stderr sf-run "$T/p.yaml" --tcp-port $((PORT + 1)) --curve-key-env
+    assert_success
+    wait "${PIDS[0]}"
+    run sf-tensor diff "$F" "$T/out.safetensors"
+    assert_success
+    # refused in one line (a usage error, exit 2), before any stage starts: no key, a bad key, a run without tcp
+    run --separate-stderr sf-run "$T/p.yaml" --curve-key-env
+    assert_failure 2
+    assert_equal "$stderr" "sf-run: error: --curve-key-env: \$SF_WIRE_CURVE_KEY is not set"
+    SF_WIRE_CURVE_KEY="not-a-key" run --separate-stderr sf-run "$T/p.yaml" --curve-key-env
+    assert_failure 2
+    assert_equal "$stderr" "sf-run: error: --curve-key-env: \$SF_WIRE_CURVE_KEY is not a Z85 CURVE secret key (40 characters)"
+    sed -i 's/transport: tcp/transport: ipc/' "$T/p.yaml"
+    SF_WIRE_CURVE_KEY="$K1" run --separate-stderr sf-run "$T/p.yaml" --curve-key-env
+    assert_failure 2
+    assert_equal "$stderr" "sf-run: error: --curve-key-env needs a tcp run with CURVE (transport: tcp, libzmq with CURVE)"
+}
+
 @test "sf-run spec values are data: control characters, flag-like values and bad hosts are refused" {
     printf '%s\n' "name: v" "transport: ipc" "stages:" "  - name: enc" "    program: sf-encode" \
         "    args: {prompt: hello}" "  - name: dec" "    program: sf-decode" >"$T/p.yaml"

@@ -5,6 +5,8 @@
  * a remote one reads it from ssh's stdin (runspec.c prefixes its command with the `read`), a pipe
  * sf-run holds open for the stage's life (sf_run_remote_stdin), so that its end tells the remote
  * shell that the run is over.
+ * With --curve-key-env the run takes $SF_WIRE_CURVE_KEY instead, so that its stages can reach servers
+ * started outside it with the same key (a resident `sf-encode --serve tcp://…`).
  * Mirrors no reference module. Tested by tests/bats/net-edge.bats (sf-run over tcp, the key
  * absent from every command line, a peer without it refused). */
 #define _GNU_SOURCE /* pipe2 */
@@ -15,11 +17,24 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <stdint.h>
 #include <unistd.h>
 #include <zmq.h>
 
-sf_status sf_run_keys_new(const sf_run_plan *plan, sf_run_keys *k, sf_err *err) {
+sf_status sf_run_keys_new(const sf_run_plan *plan, int from_env, sf_run_keys *k, sf_err *err) {
     memset(k, 0, sizeof *k);
+    if (from_env) { /* --curve-key-env: the key the user shares with servers started outside the run */
+        const char *e = getenv("SF_WIRE_CURVE_KEY");
+        uint8_t raw[32];
+        if (!plan->curve)
+            return sf_fail(err, SF_E_ARG, "--curve-key-env needs a tcp run with CURVE (transport: tcp, libzmq with CURVE)");
+        if (!e || !*e) return sf_fail(err, SF_E_ARG, "--curve-key-env: $SF_WIRE_CURVE_KEY is not set");
+        if (strlen(e) != 40 || !zmq_z85_decode(raw, e))
+            return sf_fail(err, SF_E_ARG, "--curve-key-env: $SF_WIRE_CURVE_KEY is not a Z85 CURVE secret key (40 characters)");
+        memcpy(k->secret, e, 41);
+        k->on = 1;
+        return SF_OK;
+    }
     if (!plan->curve) return SF_OK;
     char pub[41];
     if (zmq_curve_keypair(pub, k->secret) != 0)

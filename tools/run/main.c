@@ -44,6 +44,8 @@ static const sf_opt opts[] = {
     {"dry-run", 'n', SF_ARG_FLAG, "print the stage command lines and exit"},
     {"timeout", 0, SF_ARG_VALUE, "S\tkill the run after S seconds (default: none)"},
     {"tcp-port", 0, SF_ARG_VALUE, "P\ttcp: link i uses port P+i (default: free ports here, 47600+i between hosts)"},
+    {"curve-key-env", 0, SF_ARG_FLAG, "tcp: the run's CURVE key is $SF_WIRE_CURVE_KEY, not a fresh one (to reach servers "
+                                      "started with that key)"},
     SF_OPTS_STD,
     {0},
 };
@@ -193,6 +195,9 @@ int main(int argc, char **argv) {
         return 0;
     }
 
+    sf_run_keys keys; /* tcp: the run's CURVE key, handed to each stage (keys.c) */
+    if ((s = sf_run_keys_new(&plan, sf_args_has(&a, opts, "curve-key-env"), &keys, &err))) sf_die(prog, s, &err);
+
     /* the outputs a spec names (videos/t2v.mp4, cache/...): create their folders now, and fail
      * here rather than after the stages ran when one cannot be made */
     for (int i = 0; i < plan.n; i++) {
@@ -206,9 +211,6 @@ int main(int argc, char **argv) {
                 if ((s = sf_check_out_dir(st->argv[k], st->argv[k + 1], 1, &err))) sf_die(prog, s, &err);
         }
     }
-
-    sf_run_keys keys; /* tcp: the run's CURVE key, handed to each stage (keys.c) */
-    if ((s = sf_run_keys_new(&plan, &keys, &err))) sf_die(prog, s, &err);
 
     struct sigaction sa;
     memset(&sa, 0, sizeof sa);

@@ -59,8 +59,9 @@ typedef struct sf_run_keys {
     int on;
     char secret[41]; /* Z85 */
 } sf_run_keys;
-/* A fresh key pair when plan->curve; else k->on = 0. */
-sf_status sf_run_keys_new(const sf_run_plan *plan, sf_run_keys *k, sf_err *err);
+/* A fresh key pair when plan->curve; else k->on = 0. from_env (--curve-key-env): $SF_WIRE_CURVE_KEY
+ * instead of a fresh key (a tcp run only; the variable must hold a Z85 secret). */
+sf_status sf_run_keys_new(const sf_run_plan *plan, int from_env, sf_run_keys *k, sf_err *err);
 /* In a stage's child process, before exec: hand it the key. Never on a command line (ps
  * shows those): local stages get $SF_WIRE_CURVE_KEY, remote ones (ssh) read it from stdin,
  * one line, before exec'ing the stage (sf_run_remote_stdin, runspec.c). Returns 0, or -1 with errno. */
