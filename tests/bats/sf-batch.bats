@@ -143,6 +143,30 @@ by_hand() {
     [ "$(videos)" = 12 ]
 }
 
+@test "sf-batch SIGKILLed: its workers and their stages stop too (the death signal), the record says so" {
+    # a SIGKILLed sf-batch runs no trap; its workers, in sessions of their own, would run on
+    # (160x256: a video takes seconds)
+    sf-batch "${B[@]}" --workers 2 --height 160 --width 256 2>"$T/log" 3>&- &
+    runner=$!
+    PIDS+=("$runner")
+    wait_for "grep -q pid '$T/out/.sf-batch/tasks/local_0' 2>/dev/null" 60
+    wait_for "grep -q pid '$T/out/.sf-batch/tasks/local_1' 2>/dev/null" 60
+    w0=$(sed -nE 's/.* pid ([0-9]+).*/\1/p' "$T/out/.sf-batch/tasks/local_0")
+    w1=$(sed -nE 's/.* pid ([0-9]+).*/\1/p' "$T/out/.sf-batch/tasks/local_1")
+    PIDS+=("$w0" "$w1")
+    wait_for "pgrep -f -- '-o $T/out/.sf-batch/tmp/' >/dev/null" 60 # a video's stages are running
+    kill -9 "$runner"
+    wait_for "! pgrep -g '$w0,$w1' >/dev/null" 5 # no worker or stage of theirs left behind
+    run -0 sf-batch --status "$T/out"
+    assert_line --regexp '^  worker 0: stopped on .* by SIGTERM: [0-9]+ done, [0-9]+ skipped, 0 failed$'
+    assert_line --regexp '^  worker 1: stopped on .* by SIGTERM: [0-9]+ done, [0-9]+ skipped, 0 failed$'
+    [ -z "$(find "$T/out" -maxdepth 1 -type f ! -name '*.mp4')" ] # nothing half-written in the folder
+    # a worker whose sf-batch died before the death signal was armed does not start
+    job=$(ls "$T/out/.sf-batch/jobs/"*.tsv | head -1)
+    SF_BATCH_PARENT=1 run -143 sf-batch "${B[@]}" --worker "$job" --task 0 --tasks 2
+    assert_output --partial "worker 0: its sf-batch (pid 1) is gone: not starting"
+}
+
 @test "a failing video is reported with its reason; the others are made; exit 1" {
     printf 'a good prompt\nbad \xff\xfe bytes\nanother good one\n' >"$T/bad.txt"
     run -1 --separate-stderr sf-batch "${B[@]}" --data_path "$T/bad.txt" --workers 2

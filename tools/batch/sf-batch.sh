@@ -35,7 +35,8 @@
 # --use_ema is off by default (inference.py's); --no_checkpoint, like no --checkpoint_path, uses
 # the base weights; --gpu_id N is --device cuda:N.
 # Exit 0 when every video exists, 1 otherwise (the summary says which failed and why), 2 bad flags;
-# SIGINT, SIGTERM or SIGHUP stop every worker and exit 130, 143 or 129 after the summary.
+# SIGINT, SIGTERM or SIGHUP stop every worker and exit 130, 143 or 129 after the summary; when
+# sf-batch is SIGKILLed its local workers get SIGTERM (setpriv --pdeathsig) and stop too.
 set -uo pipefail
 export LC_ALL=C.UTF-8   # ${prompt:0:100} counts characters, as Python's prompt[:100] does
 
@@ -251,7 +252,7 @@ den_flags() { # → den: the flags that shape a video, as sf-denoise takes them 
 fail_video() { # name reason → 1, the reason (escaped) in $why and, if it can be written, $state/failed/name
     why=$(esc "$2")
     { printf '%s\n' "$why" >"$state/failed/$1"; } 2>/dev/null
-    rm -f -- "$state/tmp/$1" "$state/tmp/$1".tmp.* "$state/tmp/${1%.mp4}.pt"
+    rm -f -- "$state/tmp/$1" "$state/tmp/$1".tmp.* "$state/tmp/$1.status" "$state/tmp/${1%.mp4}.pt"
     return 1
 }
 
@@ -276,8 +277,12 @@ run_video() { # name noise prompt dev → 0 and the video in place, or 1, $why a
     [ ${#layers[@]} -gt 0 ] && den+=(--output_path "$tmp/${name%.mp4}.pt")
     dec=(sf-decode --model-dir "$model_dir" --device "$dev" --height "$height" --width "$width" --in - -o "$tmp/$name"
         --progress "$progress" "${thr[@]}" "${lv[@]}")
-    { "${enc[@]}" | "${den[@]}" | "${dec[@]}"; } 2>>"$log"
-    st=("${PIPESTATUS[@]}")
+    # in the background, waited for: bash runs a trap only once the foreground command has ended, but
+    # it ends a wait at once, so a stop signal (sf-batch's own death included) stops the stages now
+    { "${enc[@]}" | "${den[@]}" | "${dec[@]}"; echo "${PIPESTATUS[*]}" >"$tmp/$name.status"; } 2>>"$log" &
+    wait $!
+    read -ra st <"$tmp/$name.status" 2>/dev/null
+    rm -f -- "$tmp/$name.status"
     if [ "${st[*]}" = "0 0 0" ] && [ -s "$tmp/$name" ]; then
         if [ ${#layers[@]} -gt 0 ] && ! e=$(mv -f -- "$tmp/${name%.mp4}.pt" "$output_folder/${name%.mp4}.pt" 2>&1); then
             fail_video "$name" "cannot move its taps into $output_folder: ${e##*: }"; return 1
@@ -308,6 +313,13 @@ if [ -n "$worker_job" ]; then
     trap 'worker_stop INT 130' INT
     trap 'worker_stop TERM 143' TERM
     trap 'worker_stop HUP 129' HUP
+    # a local worker gets SIGTERM when sf-batch dies, however it dies (start_worker); one whose sf-batch
+    # died before that was armed has a parent other than the one it was started by: it stops
+    if [ -n "${SF_BATCH_PARENT:-}" ] && [ "$PPID" != "$SF_BATCH_PARENT" ]; then
+        echo "sf-batch: worker $task: its sf-batch (pid $SF_BATCH_PARENT) is gone: not starting" >&2
+        exit 143
+    fi
+    unset SF_BATCH_PARENT
     id=${SLURM_ARRAY_JOB_ID:-local}_$task
     dev=$device
     [ "$device" = cuda ] && [ -z "${SLURM_ARRAY_JOB_ID:-}" ] && dev=cuda:$task   # one GPU per local worker
@@ -322,7 +334,8 @@ if [ -n "$worker_job" ]; then
         enc=(sf-encode --model-dir "$model_dir" --prompts - --cache-only --device "$dev" "${extra_encode[@]}")
         [ -n "$cache_dir" ] && enc+=(--cache-dir "$cache_dir")
         [ -n "$threads" ] && enc+=(--threads "$threads")
-        "${enc[@]}" <<<"$todo" 2>"$state/logs/prefill-$id.log" || say "[$id] warning: filling the embedding cache failed (see $state/logs/prefill-$id.log)"
+        "${enc[@]}" <<<"$todo" 2>"$state/logs/prefill-$id.log" & # waited for: a signal's trap runs at once
+        wait $! || say "[$id] warning: filling the embedding cache failed (see $state/logs/prefill-$id.log)"
     fi
     done_n=0 skip_n=0 fail_n=0
     while IFS=$'\t' read -r name _ _ vseed prompt; do
@@ -495,8 +508,14 @@ fi
 [ -n "$threads" ] || [ "$device" != cpu ] || threads=$(( $(nproc) / ntask > 0 ? $(nproc) / ntask : 1 ))
 [ -z "$threads" ] || wflags+=(--threads "$threads")
 declare -A slot=() tries=()
+# A worker (in a session of its own: see interrupted) gets SIGTERM when this shell dies, however it
+# dies (SIGKILL runs no trap): setpriv --pdeathsig (util-linux) arms it in the worker's process, whose
+# parent is this shell, and the worker's trap stops its stages. SF_BATCH_PARENT lets the worker see
+# whether this shell died before the signal was armed.
+deathsig=()
+command -v setpriv >/dev/null 2>&1 && deathsig=(setpriv --pdeathsig TERM --)
 start_worker() {
-    setsid "$self" --worker "$job" --task "$1" --tasks "$ntask" "${wflags[@]}" &
+    SF_BATCH_PARENT=$$ setsid "${deathsig[@]}" "$self" --worker "$job" --task "$1" --tasks "$ntask" "${wflags[@]}" &
     slot[$!]=$1
 }
 stop_all() {
