@@ -1,9 +1,10 @@
 /* test_view.c — sf-view's pieces (tools/view/view.h): the POST /prompt parser's refusals, a served
  * server's /status JSON (escaping through cJSON), a frame going through the JPEG encoder, playback
  * pacing with our clock and another host's, and over raw HTTP: --max-viewers (503), the stream's
- * headers, stalled viewers dropped, two Host headers refused, a prompt request the encoder does not
- * answer (another POST meanwhile is 503 at once, the route's stop still goes through, the next
- * request reaches the encoder). The page in a browser: tests/bats/live.bats. */
+ * headers, stalled viewers dropped, idle connections dropped and making room (a slow frame is not
+ * idleness), two Host headers refused, a prompt request the encoder does not answer (another POST
+ * meanwhile is 503 at once, the route's stop still goes through, the next request reaches the
+ * encoder). The page in a browser: tests/bats/live.bats. */
 #define _POSIX_C_SOURCE 200809L
 #include "sf_test.h"
 #include "fake_encoder.h"
@@ -355,6 +356,49 @@ static void test_viewers(void) {
     sf_view_destroy(&v);
 }
 
+/* Idle connections: a client that sends nothing is dropped after the stall timeout, and a full house of
+ * them cannot lock others out (the oldest idle one makes room); a stream viewer that waits longer than
+ * the stall timeout for the next frame is not idle. */
+static void test_idle(void) {
+    sf_err err = {{0}};
+    sf_view *v = NULL;
+    const int port = test_port(4);
+    sf_view_opts o = {"127.0.0.1", port, NULL, 512, 85, 200, 2, 1.0, NULL, 0, 1}; /* 2 viewers, 1 s stall */
+    SF_CHECK_OK(sf_view_new(&o, &v, &err), &err);
+    if (!v) return;
+    unsigned char *px = NULL;
+    sf_wire_msg *m = frames_msg(1, 16, 0, NULL, &px);
+    SF_CHECK_OK(sf_view_play(v, m, px, &err), &err);
+    char head[4096], body[4096], buf[65536];
+    /* a viewer gets the frame there is, then none for 2.5 s (a slow block), then the next one */
+    int r = http_open(port, GET_STREAM, 0), code = http_head(r, head, sizeof head);
+    SF_CHECK_MSG(code == 200, "stream: %d", code);
+    SF_CHECK(r >= 0 && recv(r, buf, sizeof buf, 0) > 0);
+    nap(2.5);
+    SF_CHECK_OK(sf_view_play(v, m, px, &err), &err);
+    ssize_t k = r >= 0 ? recv(r, buf, sizeof buf, 0) : -1;
+    SF_CHECK_MSG(k > 0, "the waiting viewer was dropped (recv %zd)", k);
+    /* every connection taken by clients that send nothing (the viewer above is one): a request still gets in */
+    int idle[10];
+    for (int i = 0; i < 10; i++) idle[i] = http_open(port, "", 0);
+    nap(0.2);
+    double t0 = sf_now();
+    code = http(port, GET_STATUS, body, sizeof body);
+    SF_CHECK_MSG(code == 200 && sf_now() - t0 < 0.5, "status behind idle connections: %d after %.2f s", code, sf_now() - t0);
+    /* and the idle ones are closed within the stall timeout */
+    t0 = sf_now();
+    int closed = 0;
+    for (int i = 0; i < 10; i++) {
+        if (idle[i] < 0) continue;
+        closed += recv(idle[i], buf, sizeof buf, 0) == 0;
+        close(idle[i]);
+    }
+    SF_CHECK_MSG(closed == 10 && sf_now() - t0 < 2, "%d of 10 idle connections closed after %.1f s", closed, sf_now() - t0);
+    if (r >= 0) close(r);
+    free(px);
+    sf_view_destroy(&v);
+}
+
 /* A fake encoder server (ROUTER): prompt requests are answered "fake reply N", except the first, which
  * never is; a stop request is answered "live route stopped" at once. */
 typedef struct fake_enc {
@@ -408,7 +452,8 @@ static void test_encoder_busy(void) {
     sf_err err = {{0}};
     sf_view *v = NULL;
     const int port = test_port(3);
-    sf_view_opts o = {"127.0.0.1", port, url, 16, 85, 20, 4, 1.0, NULL, 1.5, 0}; /* replies within 1.5 s */
+    /* replies within 1.5 s; connections idle for 1 s are dropped, but not one waiting for the encoder */
+    sf_view_opts o = {"127.0.0.1", port, url, 16, 85, 20, 4, 1.0, NULL, 1.5, 1};
     SF_CHECK_OK(sf_view_new(&o, &v, &err), &err);
     if (!v) return;
     poster p1 = {port, 0, ""};
@@ -443,5 +488,6 @@ static const sf_test tests[] = {
     {"clock", test_clock},
     {"viewers", test_viewers},
     {"encoder_busy", test_encoder_busy},
+    {"idle", test_idle},
 };
 SF_TEST_MAIN(tests)

@@ -23,7 +23,7 @@ static const sf_opt opts[] = {
     {"fps", 0, SF_ARG_VALUE, "N\tplayback rate (default: the stream's, 16)"},
     {"quality", 0, SF_ARG_VALUE, "N\tJPEG quality 1..100 (default 85)"},
     {"max-viewers", 0, SF_ARG_VALUE, "N\tpages watching at once (default 16); more are answered 503"},
-    {"stall-timeout", 0, SF_ARG_VALUE, "SEC\tdrop a viewer that has taken nothing for SEC seconds (default 10)"},
+    {"stall-timeout", 0, SF_ARG_VALUE, "SEC\tdrop a viewer that has taken nothing, or a client that has sent nothing, for SEC seconds (default 10)"},
     {"encoder-timeout", 0, SF_ARG_VALUE, "SEC\thow long a prompt may wait for the encoder's reply (default 300: a cold umT5 on a CPU)"},
     {"max-lag", 0, SF_ARG_VALUE, "SEC\tplay faster while frames lag their block by more than SEC (default 1; live, not buffered)"},
     {"idle-exit", 0, SF_ARG_VALUE, "SEC\tend the run once no page has watched for SEC seconds (default 0: never)"},

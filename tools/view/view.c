@@ -23,6 +23,17 @@
 
 #define MAX_BODY (16 << 10)
 #define BOUNDARY "sfpipeframe"
+#define SPARE_CONNS 8     /* connections beyond the stream's max_viewers: the page, status, prompts */
+#define CLOSING_CONNS 16  /* idle connections shut down to make room and not closed yet (MHD's count) */
+
+/* One HTTP connection (from MHD's connection notifications), so that an idle one can make room. */
+typedef struct conn {
+    struct conn *prev, *next;
+    int fd;
+    int busy;      /* a request is being answered (a stream viewer always is) */
+    int closing;   /* shut down to make room, not closed yet */
+    double t_idle; /* when it last became idle: connected, or its last request answered */
+} conn;
 
 struct sf_view {
     sf_view_opts o;
@@ -48,6 +59,8 @@ struct sf_view {
     int have_base;
     pthread_t stop_th;       /* sf_view_stop_route_async's */
     int stop_started;
+    conn *conns;             /* every connection MHD holds */
+    int n_open;              /* those not closing */
 };
 
 /* ------------------------------------------------------------------ input checks */
@@ -252,8 +265,81 @@ void sf_view_stop_route_async(sf_view *v) {
 
 /* ------------------------------------------------------------------ HTTP */
 
+/* ------------------------------------------------------------------ connections */
+
+/* Idle connections (nothing sent, an unfinished request, a keep-alive between requests) cannot lock
+ * others out: MHD drops one that moves no byte for stall_timeout, and when max_viewers + SPARE_CONNS
+ * are open a new one takes the place of the one idle longest (shut down; it closes as if its client
+ * had), or is refused when none is idle. Every client of a loopback server has the same address, so a
+ * per-address limit (MHD_OPTION_PER_IP_CONNECTION_LIMIT) would not tell an attacker from the page. */
+static void on_connection(void *cls, struct MHD_Connection *cn, void **ctx, enum MHD_ConnectionNotificationCode t) {
+    sf_view *v = cls;
+    conn *c = *ctx;
+    pthread_mutex_lock(&v->mu);
+    if (t == MHD_CONNECTION_NOTIFY_STARTED) {
+        const union MHD_ConnectionInfo *ci = MHD_get_connection_info(cn, MHD_CONNECTION_INFO_CONNECTION_FD);
+        if (ci && (c = calloc(1, sizeof *c))) { /* else untracked: still within MHD's own limit */
+            c->fd = ci->connect_fd, c->t_idle = sf_now(), c->next = v->conns;
+            if (v->conns) v->conns->prev = c;
+            v->conns = c, v->n_open++;
+        }
+        *ctx = c;
+    } else if (c) { /* closed (the socket is still open: MHD closes it after this call) */
+        if (c->prev) c->prev->next = c->next;
+        else v->conns = c->next;
+        if (c->next) c->next->prev = c->prev;
+        if (!c->closing) v->n_open--;
+        free(c);
+        *ctx = NULL;
+    }
+    pthread_mutex_unlock(&v->mu);
+}
+
+/* MHD's accept policy: room for one more, made by shutting the longest-idle connection down if need be.
+ * Runs on MHD's listening thread, which also closes connections: a tracked fd is still open here. */
+static enum MHD_Result admit(void *cls, const struct sockaddr *addr, socklen_t len) {
+    (void)addr, (void)len;
+    sf_view *v = cls;
+    enum MHD_Result r = MHD_YES;
+    pthread_mutex_lock(&v->mu);
+    if (v->n_open >= v->o.max_viewers + SPARE_CONNS) {
+        conn *old = NULL;
+        for (conn *c = v->conns; c; c = c->next)
+            if (!c->busy && !c->closing && (!old || c->t_idle < old->t_idle)) old = c;
+        if (old) {
+            shutdown(old->fd, SHUT_RDWR); /* its thread reads the end and closes it */
+            old->closing = 1, v->n_open--;
+        } else {
+            r = MHD_NO;
+        }
+    }
+    pthread_mutex_unlock(&v->mu);
+    return r;
+}
+
+static void conn_set_busy(sf_view *v, struct MHD_Connection *cn, int busy) {
+    const union MHD_ConnectionInfo *ci = MHD_get_connection_info(cn, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+    conn *c = ci ? ci->socket_context : NULL;
+    if (!c) return;
+    pthread_mutex_lock(&v->mu);
+    c->busy = busy;
+    if (!busy) c->t_idle = sf_now();
+    pthread_mutex_unlock(&v->mu);
+}
+
+/* MHD counts a connection's idle time from the last byte it moved, and checks it after a content
+ * reader returns: the time the stream's reader waited for the next frame (a slow block, a paused
+ * generator) would count as the viewer's idleness, and the viewer be dropped with the frame unsent.
+ * Restart the count (MHD restarts it only when the timeout changes from 0). A handler that waits (a
+ * prompt for the encoder) needs nothing: MHD_queue_response restarts it. */
+static void restart_idle_clock(sf_view *v, struct MHD_Connection *cn) {
+    MHD_set_connection_option(cn, MHD_CONNECTION_OPTION_TIMEOUT, 0u);
+    MHD_set_connection_option(cn, MHD_CONNECTION_OPTION_TIMEOUT, (unsigned)ceil(v->o.stall_timeout));
+}
+
 typedef struct mjpeg {   /* one viewer of /stream.mjpg */
     sf_view *v;
+    struct MHD_Connection *cn;
     uint64_t seq;        /* last frame sent */
     unsigned char *buf;  /* the part being sent: header + JPEG + CRLF */
     size_t len, off, cap;
@@ -265,8 +351,8 @@ typedef struct mjpeg {   /* one viewer of /stream.mjpg */
 /* 1 when the viewer has taken nothing for stall_timeout while bytes wait for it: none of what was sent
  * was acknowledged (TCP_INFO) and the socket's queue never emptied (SIOCOUTQ). A page that reads,
  * however slowly, makes progress; an <img> of another site that never reads does not. While the queue
- * still has room this is looked at per frame; once it is full MHD's own timeout (set per stream
- * connection to stall_timeout) ends it. */
+ * still has room this is looked at per frame; once it is full MHD's own timeout (stall_timeout, for
+ * every connection) ends it. */
 static int viewer_stalled(mjpeg *c, double now) {
     struct tcp_info ti;
     socklen_t tl = sizeof ti;
@@ -323,6 +409,7 @@ static ssize_t mjpeg_read(void *cls, uint64_t pos, char *out, size_t max) {
         memcpy(c->buf + hl + v->jpg_len, "\r\n", 2);
         c->len = need, c->off = 0, c->seq = v->seq;
         pthread_mutex_unlock(&v->mu);
+        restart_idle_clock(v, c->cn); /* waiting for the frame was not the viewer's idleness */
     }
     size_t k = c->len - c->off < max ? c->len - c->off : max;
     memcpy(out, c->buf + c->off, k);
@@ -382,7 +469,8 @@ typedef struct body {    /* a POST body being received */
 } body;
 
 static void on_completed(void *cls, struct MHD_Connection *cn, void **con_cls, enum MHD_RequestTerminationCode t) {
-    (void)cls, (void)cn, (void)t;
+    (void)t;
+    conn_set_busy(cls, cn, 0); /* answered: idle until its next request */
     body *b = *con_cls;
     if (b) free(b->p);
     free(b);
@@ -489,6 +577,8 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *cn, const char *
                               const char *version, const char *upload, size_t *upload_n, void **con_cls) {
     (void)version;
     sf_view *v = cls;
+    /* a POST's headers and body are still coming in: the connection stays idle (it can make room) */
+    if (strcmp(method, "POST") != 0 || (*con_cls && !*upload_n)) conn_set_busy(v, cn, 1);
     int n_host = 0; /* RFC 9112 §3.2: more than one Host is a 400 (the check below would see the first only) */
     MHD_get_connection_values(cn, MHD_HEADER_KIND, count_host, &n_host);
     if (n_host > 1) return send_json_error(cn, MHD_HTTP_BAD_REQUEST, "more than one Host header");
@@ -553,9 +643,7 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *cn, const char *
             return MHD_NO;
         }
         const union MHD_ConnectionInfo *ci = MHD_get_connection_info(cn, MHD_CONNECTION_INFO_CONNECTION_FD);
-        c->v = v, c->fd = ci ? ci->connect_fd : -1, c->t_progress = sf_now();
-        /* a viewer whose socket takes nothing (its queue full) is closed after stall_timeout by MHD */
-        MHD_set_connection_option(cn, MHD_CONNECTION_OPTION_TIMEOUT, (unsigned)ceil(v->o.stall_timeout));
+        c->v = v, c->cn = cn, c->fd = ci ? ci->connect_fd : -1, c->t_progress = sf_now();
         add_headers(r, "multipart/x-mixed-replace; boundary=" BOUNDARY);
         enum MHD_Result ret = MHD_queue_response(cn, MHD_HTTP_OK, r);
         MHD_destroy_response(r);
@@ -591,12 +679,14 @@ sf_status sf_view_new(const sf_view_opts *o, sf_view **out, sf_err *err) {
     sf_status s = SF_OK;
     if (!(v->tj = tjInitCompress())) s = sf_fail(err, SF_E_NOMEM, "cannot start the JPEG encoder");
     if (!s) {
-        v->d = MHD_start_daemon(MHD_USE_THREAD_PER_CONNECTION | MHD_USE_INTERNAL_POLLING_THREAD, (uint16_t)o->port, NULL,
-                                NULL, handle, v, MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&sa,
-                                /* the stream takes at most max_viewers (then 503): 8 stay for everything else */
-                                MHD_OPTION_CONNECTION_LIMIT, (unsigned)v->o.max_viewers + 8,
-                                MHD_OPTION_NOTIFY_COMPLETED, on_completed, NULL, MHD_OPTION_CONNECTION_TIMEOUT,
-                                (unsigned)60, MHD_OPTION_END);
+        /* the stream takes at most max_viewers (then 503): SPARE_CONNS stay for everything else (admit);
+         * MHD's own limit leaves room for the idle ones being closed to make room */
+        v->d = MHD_start_daemon(MHD_USE_THREAD_PER_CONNECTION | MHD_USE_INTERNAL_POLLING_THREAD, (uint16_t)o->port, admit,
+                                v, handle, v, MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&sa, MHD_OPTION_CONNECTION_LIMIT,
+                                (unsigned)(v->o.max_viewers + SPARE_CONNS + CLOSING_CONNS), MHD_OPTION_NOTIFY_CONNECTION,
+                                on_connection, v, MHD_OPTION_NOTIFY_COMPLETED, on_completed, v,
+                                /* a connection that moves no byte (an idle client, a stalled viewer) */
+                                MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)ceil(v->o.stall_timeout), MHD_OPTION_END);
         if (!v->d)
             s = sf_fail(err, SF_E_IO, "cannot listen on %s:%d (port in use? pick another with port=N)",
                         o->bind ? o->bind : "127.0.0.1", o->port);

@@ -2,7 +2,8 @@
  * web page, with the prompt in effect, progress, FPS and latency, and a text box that sends a new
  * prompt through the live route (sf-encode --serve … --out → sf-denoise --in).
  *
- * HTTP (libmicrohttpd, one thread per connection, bound to 127.0.0.1 by default):
+ * HTTP (libmicrohttpd, one thread per connection, bound to 127.0.0.1 by default; a connection that
+ * sends nothing for stall_timeout is closed, and when all are taken the one idle longest makes room):
  *   GET  /             the page (tools/view/page.c)
  *   GET  /stream.mjpg  multipart/x-mixed-replace JPEG frames (libjpeg-turbo) at the video's frame rate;
  *                      at most max_viewers at once (503 past it: the other 8 connections stay for the
@@ -48,7 +49,8 @@ typedef struct sf_view_opts {
     double max_lag;        /* seconds a frame may lag its block's departure before playback catches up */
     const char *allow_hosts; /* comma-separated Host names served besides IP literals and localhost, or NULL */
     double encoder_timeout;  /* seconds one encoder request may wait for its reply (0: 300) */
-    double stall_timeout;    /* a stream viewer that takes no byte for this long is dropped (0: 10) */
+    double stall_timeout;    /* a stream viewer that takes no byte, or a client that sends none, for this
+                              * long is dropped (0: 10) */
 } sf_view_opts;
 
 /* Start the HTTP server (and connect to the encoder). Caller destroys. */
