@@ -115,7 +115,7 @@ all_gone() {
     # the host after "--"; the receiver binds the interface ssh reached it on, not every one; the
     # run's CURVE key comes on stdin (tools/run/keys.c), never on a command line; then the shell
     # watches its stdin and stops the stage at its end (the run is over: no signal crosses ssh)
-    assert_line --index 1 "ssh -o BatchMode=yes -- user@gpu2 'IFS= read -r SF_WIRE_CURVE_KEY; export SF_WIRE_CURVE_KEY; exec 3<&0; { while read -r _; do :; done; kill -TERM \$\$; } <&3 >/dev/null 2>&1 & exec sf-denoise --in @tcp://route=ssh-client:41000 </dev/null 3<&-'"
+    assert_line --index 1 "ssh -o BatchMode=yes -- user@gpu2 'IFS= read -r SF_WIRE_CURVE_KEY; export SF_WIRE_CURVE_KEY; exec 3<&0; { while read -r _; do :; done; read -r _ _ _ p _ </proc/self/stat && [ \"\$p\" != \$\$ ] || kill -TERM \$\$; } <&3 >/dev/null 2>&1 & exec sf-denoise --in @tcp://route=ssh-client:41000 </dev/null 3<&-'"
 }
 
 @test "a remote stage does not outlive the run: a failure, sf-run SIGKILLed; a clean remote stage still exits 0" {
@@ -153,6 +153,51 @@ all_gone() {
     write_spec ipc "  - name: b" "    program: $FAKE" "    host: gpu2" "    args: {sleep: 0.5, fail: 'remote broke'}"
     run -1 sf-run "$SPEC"
     assert_output --partial "stage 'b' failed (exit 3): error: remote broke"
+}
+
+@test "a remote stage's watcher signals nothing once the stage has ended, not a process that took its PID" {
+    # sshd runs the remote command as a session leader, which pins its PID while the watcher (in its
+    # session) lives; a launcher that does not (here: bash -c in this session) frees it at the
+    # stage's exit, and the channel's end comes after: a decoy takes the PID in between
+    [ -w /proc/sys/kernel/ns_last_pid ] || skip "cannot choose the next PID (ns_last_pid) here"
+    mkdir -p "$BATS_TEST_TMPDIR/bin"
+    cat >"$BATS_TEST_TMPDIR/bin/ssh" <<'EOF'
+#!/usr/bin/env bash
+# ssh [-o OPT]... -- HOST COMMAND: COMMAND in this session, its stdin a FIFO fed from ours and held
+# open until a decoy (sleep, its pid in $DECOY) has taken COMMAND's PID after it ended
+while [ $# -gt 0 ]; do case "$1" in -o) shift 2 ;; --) shift 2; break ;; *) shift ;; esac; done
+fifo=$(mktemp -u "${TMPDIR:-/tmp}/decoy-ssh.XXXXXX")
+mkfifo -m 600 "$fifo" || exit 255
+bash -c "$*" <"$fifo" &
+remote=$!
+exec 3>"$fifo" 4<&0
+rm -f "$fifo"
+(while IFS= read -r line; do printf '%s\n' "$line" >&3; done) <&4 & # the channel (the run's key)
+relay=$!
+exec 4<&-
+wait "$remote"
+rc=$?
+decoy=none
+for _ in $(seq 100); do
+    echo $((remote - 1)) >/proc/sys/kernel/ns_last_pid
+    sleep 30 </dev/null >/dev/null 2>&1 3>&- &
+    [ "$!" = "$remote" ] && { decoy=$!; break; }
+    kill "$!"
+done
+echo "$decoy" >"$DECOY"
+kill "$relay"
+exec 3>&- # the channel ends: the watcher reads EOF
+sleep 1
+exit "$rc"
+EOF
+    chmod +x "$BATS_TEST_TMPDIR/bin/ssh"
+    export PATH="$BATS_TEST_TMPDIR/bin:$PATH" DECOY="$BATS_TEST_TMPDIR/remote-pids"
+    write_spec ipc "  - name: b" "    program: $FAKE" "    host: gpu2" "    args: {sleep: 0.2, message: remote-done}"
+    run -0 sf-run "$SPEC"
+    assert_line "[b] remote-done"
+    decoy=$(cat "$DECOY")
+    [ "$decoy" != none ] || skip "no process could take the ended stage's PID"
+    kill -0 "$decoy" # alive: not signalled by the ended stage's watcher
 }
 
 @test "--log-level and the CPU numerics reach remote stages too (ssh carries no environment)" {

@@ -507,12 +507,18 @@ sf_status sf_run_plan_load(const char *spec_path, const char *const *ov, int nov
              * watcher reads the rest of stdin, which sf-run holds open while the stage runs, and
              * sends the stage ($$: the shell execs it) SIGTERM at its end: no signal crosses ssh
              * without a tty, so when sf-run stops the run, dies, or loses the connection, EOF is
-             * all the remote side learns (without it the stage ran on, holding its GPU and port). */
+             * all the remote side learns (without it the stage ran on, holding its GPU and port).
+             * Only while the stage is the watcher's parent (/proc/self/stat's 4th field; without
+             * /proc, as before): the channel also ends after a stage that ended by itself, whose
+             * PID another process may hold by then. sshd makes the shell a session leader, which
+             * keeps its PID from reuse while the watcher (in its session) lives; a launcher that
+             * does not would have had the watcher signal whoever took the PID. */
             char line[8192], cmd[8800], env[256];
             sf_run_stage_cmdline(st, line, sizeof line);
             remote_env(env, sizeof env);
             snprintf(cmd, sizeof cmd,
-                     "%s%sexec 3<&0; { while read -r _; do :; done; kill -TERM $$; } <&3 >/dev/null 2>&1 & exec %s </dev/null 3<&-",
+                     "%s%sexec 3<&0; { while read -r _; do :; done; read -r _ _ _ p _ </proc/self/stat && [ \"$p\" != $$ ] || "
+                     "kill -TERM $$; } <&3 >/dev/null 2>&1 & exec %s </dev/null 3<&-",
                      plan->curve ? "IFS= read -r SF_WIRE_CURVE_KEY; export SF_WIRE_CURVE_KEY; " : "", env, line);
             for (int k = 0; k < st->argc; k++) free(st->argv[k]);
             st->argc = 0;
