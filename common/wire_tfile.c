@@ -54,6 +54,24 @@ static sf_status add_meta(sf_tfile *tf, const char *tname, const sf_wire_msg *m,
     return SF_OK;
 }
 
+/* 1 when m's tensor can be called name: no tensor has the name, it is not safetensors' own
+ * "__metadata__", and none of its meta keys "<name>.<key>" is taken. Another tensor's key equals one
+ * only when that tensor's name is the key's part before one of its dots: looked up only then. */
+static int name_free(const sf_tfile *tf, const char *name, const sf_wire_msg *m) {
+    if (!strcmp(name, "__metadata__") || sf_tfile_find(tf, name)) return 0;
+    for (int i = 0; i < m->n_meta; i++) {
+        char key[256]; /* a name (< 160) and a meta key (< 64) */
+        snprintf(key, sizeof key, "%s.%s", name, m->meta[i].key);
+        for (char *dot = strchr(key, '.'); dot; dot = strchr(dot + 1, '.')) {
+            *dot = 0;
+            int other = strcmp(key, name) != 0 && sf_tfile_find(tf, key);
+            *dot = '.';
+            if (other && sf_tfile_meta(tf, key)) return 0;
+        }
+    }
+    return 1;
+}
+
 sf_status sf_wire_gather_add(sf_wire_gather *g, const sf_wire_msg *m, const void *payload, sf_err *err) {
     if (m->type != SF_WIRE_TENSOR) return SF_OK;
     const char *base = m->name[0] ? m->name : "tensor";
@@ -62,7 +80,7 @@ sf_status sf_wire_gather_add(sf_wire_gather *g, const sf_wire_msg *m, const void
     for (;; k++) { /* the first free of base, base#1, base#2, ... */
         if (k) snprintf(name, sizeof name, "%s#%zu", base, k);
         else snprintf(name, sizeof name, "%s", base);
-        if (!sf_tfile_find(g->tf, name)) break;
+        if (name_free(g->tf, name, m)) break;
     }
     snprintf(g->prev, sizeof g->prev, "%s", base);
     g->prev_k = k;

@@ -5,7 +5,9 @@
  * taken gets the first free "#k" (k = 1, 2, …): latents, latents#1, latents#2, … — so the container
  * never holds two tensors of one name, whatever names the stream carries. Message meta becomes string
  * metadata "<tensor>.<key>" (ints and floats printed, int arrays as "[a, b]", bools true/false), which a
- * .safetensors file keeps. Tested by tests/bats/sf-tensor.bats and sf-wire.bats. */
+ * .safetensors file keeps; a name is taken too when one of those keys would be another tensor's (x's
+ * meta b.c and x.b's meta c) or it is "__metadata__" (safetensors' own), so a .safetensors file of the
+ * container holds each key once. Tested by tests/bats/sf-tensor.bats and sf-wire.bats. */
 #ifndef SF_WIRE_TFILE_H
 #define SF_WIRE_TFILE_H
 

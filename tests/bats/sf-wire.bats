@@ -77,6 +77,30 @@ wait_blocked() {
     grep -a -q '"x#1.block":"3"' "$T/x.out.safetensors"
 }
 
+@test "recv --save: a name whose meta keys another tensor's took, or __metadata__, gets #k; the file reads back" {
+    # x's meta b.c and x.b's meta c are both the key x.b.c; a tensor called __metadata__ is
+    # safetensors' own key: either way the saved file was one sf-tensor refused
+    hdr='{"x":{"dtype":"F32","shape":[1],"data_offsets":[0,4]},"x.b":{"dtype":"F32","shape":[1],"data_offsets":[4,8]}}'
+    { printf "$(printf '\\x%02x' "${#hdr}" 0 0 0 0 0 0 0)"; printf '%s' "$hdr"; printf '\x00\x00\x80\x3f\x00\x00\x00\x40'; } >"$T/x.safetensors"
+    { sf-wire send - --from "$T/x.safetensors" --name x --meta b.c=1 | head -c -41; sf-wire send - --from "$T/x.safetensors" --name x.b --meta c=2; } >"$T/a.sft"
+    { sf-wire send - --from "$T/x.safetensors" --name x.b --meta c=2 | head -c -41; sf-wire send - --from "$T/x.safetensors" --name x --meta b.c=1 | head -c -41; } >"$T/b.sft"
+    # a frame by hand: tensor __metadata__ f32 [1] (sf-wire send takes names from a file, which cannot hold it)
+    { printf 'SFT1\x34\x00\x00\x00\x85\xa1v\x01\xa4type\xa6tensor\xa4name\xac__metadata__\xa5dtype\xa3f32\xa5shape\x91\x01'
+      printf '\x04\x00\x00\x00\x00\x00\x00\x00\x00\x00\x40\x40'; sf-wire send - --from "$T/x.safetensors" --name x; } >>"$T/b.sft"
+    run --separate-stderr sf-wire recv "$T/a.sft" --save "$T/a.safetensors"
+    assert_success
+    run --separate-stderr sf-tensor ls "$T/a.safetensors"
+    assert_success
+    assert_equal "$output" "$(printf 'x\tf32\t[1]\nx.b#1\tf32\t[1]')"
+    grep -a -q '"x.b.c":"1","x.b#1.c":"2"' "$T/a.safetensors"
+    run --separate-stderr sf-wire recv "$T/b.sft" --save "$T/b.safetensors"
+    assert_success
+    run --separate-stderr sf-tensor ls "$T/b.safetensors"
+    assert_success
+    assert_equal "$output" "$(printf 'x.b\tf32\t[1]\nx#1\tf32\t[1]\n__metadata__#1\tf32\t[1]\nx\tf32\t[1]')"
+    assert_equal "$(sf-tensor ls "$T/b.sft")" "$output"
+}
+
 @test "cat prints one header line per message, meta included" {
     run --separate-stderr bash -c "sf-wire send - --from '$F' --name z video --meta block=2 prompt='a red fox' | sf-wire cat -"
     assert_success
