@@ -207,9 +207,50 @@ done:
     return s;
 }
 
+static int cmp_str(const void *x, const void *y) { return strcmp(*(const char *const *)x, *(const char *const *)y); }
+
+/* The names and metadata the reader above would refuse, refused before anything is written: a tensor
+ * name or metadata key that is empty (names only), not UTF-8, holds control characters or is repeated,
+ * a tensor called __metadata__, a metadata value that is not UTF-8. */
+static sf_status header_check(const char *path, const sf_tensor_entry *entries, size_t n, const char *const *meta_kv,
+                              size_t n_meta, sf_err *err) {
+    for (size_t i = 0; i < n; i++) {
+        const char *nm = entries[i].name;
+        if (!nm[0] || !sf_utf8_valid(nm, strlen(nm), 0) || !strcmp(nm, "__metadata__"))
+            return sf_fail(err, SF_E_FORMAT, "%s: tensor name '%.64s' is empty, not UTF-8, holds control characters or "
+                           "is __metadata__: no safetensors reader takes it", path, nm);
+    }
+    for (size_t i = 0; i < n_meta; i++) {
+        const char *k = meta_kv[2 * i], *v = meta_kv[2 * i + 1];
+        if (!sf_utf8_valid(k, strlen(k), 0))
+            return sf_fail(err, SF_E_FORMAT, "%s: metadata key '%.64s' is not UTF-8 or holds control characters: no "
+                           "safetensors reader takes it", path, k);
+        if (!sf_utf8_valid(v, strlen(v), 1))
+            return sf_fail(err, SF_E_FORMAT, "%s: metadata '%.64s' has a value that is not UTF-8: no safetensors reader "
+                           "takes it", path, k);
+    }
+    const size_t counts[2] = {n, n_meta};
+    for (int w = 0; w < 2; w++) { /* repeats: sorted, neighbours */
+        const char **v = counts[w] > 1 ? malloc(counts[w] * sizeof *v) : NULL;
+        if (counts[w] > 1 && !v) return sf_fail(err, SF_E_NOMEM, "out of memory");
+        for (size_t i = 0; v && i < counts[w]; i++) v[i] = w ? meta_kv[2 * i] : entries[i].name;
+        if (v) qsort(v, counts[w], sizeof *v, cmp_str);
+        for (size_t i = 1; v && i < counts[w]; i++)
+            if (!strcmp(v[i - 1], v[i])) {
+                sf_status s = sf_fail(err, SF_E_FORMAT, "%s: %s '%.64s' is there twice: no safetensors reader takes it",
+                                      path, w ? "metadata key" : "tensor name", v[i]);
+                free(v);
+                return s;
+            }
+        free(v);
+    }
+    return SF_OK;
+}
+
 sf_status sf_safetensors_write(const char *path, const sf_tensor_entry *entries, size_t n,
                                const char *const *meta_kv, size_t n_meta, sf_err *err) {
-    sf_status s = SF_OK;
+    sf_status s = header_check(path, entries, n, meta_kv, n_meta, err);
+    if (s) return s;
     cJSON *root = cJSON_CreateObject();
     char *hdr = NULL;
     sf_atomic_file af = {0};

@@ -101,6 +101,23 @@ wait_blocked() {
     assert_equal "$(sf-tensor ls "$T/b.sft")" "$output"
 }
 
+@test "recv --save: meta no safetensors reader takes (a control character in a key, a value not UTF-8): one error line, no file" {
+    # the file was written, exit 0, and then refused by sf-tensor
+    sf-wire send - --from "$F" --name z --meta $'a\x01b=1' >"$T/k.sft"
+    run --separate-stderr sf-wire recv "$T/k.sft" --save "$T/k.safetensors"
+    assert_failure 1
+    assert_one_error_line
+    assert_regex "$stderr" "metadata key 'z.a.x01b' is not UTF-8 or holds control characters"
+    [ ! -e "$T/k.safetensors" ]
+    sf-wire send - --from "$F" --name z --meta $'a=v\xff' >"$T/v.sft"
+    run --separate-stderr sf-wire recv "$T/v.sft" --save "$T/v.safetensors"
+    assert_failure 1
+    assert_one_error_line
+    assert_regex "$stderr" "metadata 'z.a' has a value that is not UTF-8"
+    [ ! -e "$T/v.safetensors" ]
+    ! ls "$T" | grep -q safetensors || false # no temporary file left either
+}
+
 @test "cat prints one header line per message, meta included" {
     run --separate-stderr bash -c "sf-wire send - --from '$F' --name z video --meta block=2 prompt='a red fox' | sf-wire cat -"
     assert_success
