@@ -203,11 +203,17 @@ EOF
     run --separate-stderr sf-run "$T/p.yaml" --curve-key-env
     assert_failure 2
     assert_equal "$stderr" "sf-run: error: --curve-key-env: \$SF_WIRE_CURVE_KEY is not set"
+    run --separate-stderr sf-run "$T/p.yaml" --curve-key-env --dry-run # a dry run says what the run would
+    assert_failure 2
+    assert_equal "$stderr" "sf-run: error: --curve-key-env: \$SF_WIRE_CURVE_KEY is not set"
     SF_WIRE_CURVE_KEY="not-a-key" run --separate-stderr sf-run "$T/p.yaml" --curve-key-env
     assert_failure 2
     assert_equal "$stderr" "sf-run: error: --curve-key-env: \$SF_WIRE_CURVE_KEY is not a Z85 CURVE secret key (40 characters)"
     sed -i 's/transport: tcp/transport: ipc/' "$T/p.yaml"
     SF_WIRE_CURVE_KEY="$K1" run --separate-stderr sf-run "$T/p.yaml" --curve-key-env
+    assert_failure 2
+    assert_equal "$stderr" "sf-run: error: --curve-key-env needs a tcp run with CURVE (transport: tcp, libzmq with CURVE)"
+    SF_WIRE_CURVE_KEY="$K1" run --separate-stderr sf-run "$T/p.yaml" --curve-key-env -n
     assert_failure 2
     assert_equal "$stderr" "sf-run: error: --curve-key-env needs a tcp run with CURVE (transport: tcp, libzmq with CURVE)"
 }

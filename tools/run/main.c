@@ -186,17 +186,18 @@ int main(int argc, char **argv) {
     if (spec[0] != '/' && access(spec, F_OK) != 0 && sf_find_data(spec, spec_buf, sizeof spec_buf)) spec = spec_buf;
     s = sf_run_plan_load(spec, pos + 1, np - 1, run_id, (int)port0, &plan, &err);
     if (s) sf_die(prog, s, &err);
+    /* tcp: the run's CURVE key, handed to each stage (keys.c); a dry run refuses what the run would */
+    sf_run_keys keys;
+    if ((s = sf_run_keys_new(&plan, sf_args_has(&a, opts, "curve-key-env"), &keys, &err))) sf_die(prog, s, &err);
     char line[8192];
     if (sf_args_has(&a, opts, "dry-run")) {
+        sf_run_keys_wipe(&keys);
         for (int i = 0; i < plan.n; i++) printf("%s\n", sf_run_stage_cmdline(&plan.stages[i], line, sizeof line));
         sf_run_plan_free(&plan);
         free(pos);
         sf_args_free(&a);
         return 0;
     }
-
-    sf_run_keys keys; /* tcp: the run's CURVE key, handed to each stage (keys.c) */
-    if ((s = sf_run_keys_new(&plan, sf_args_has(&a, opts, "curve-key-env"), &keys, &err))) sf_die(prog, s, &err);
 
     /* the outputs a spec names (videos/t2v.mp4, cache/...): create their folders now, and fail
      * here rather than after the stages ran when one cannot be made */
