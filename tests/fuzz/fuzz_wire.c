@@ -2,7 +2,7 @@
  * sf_wire_frame_parse over a whole buffer, frame after frame, plus sf_wire_header_decode on the
  * raw bytes. Must never crash, leak or read out of bounds; every rejection is SF_E_FORMAT.
  * The parsed tensor messages are gathered as sf-tensor and `sf-wire recv --save` gather a stream
- * (common/wire_tfile.c): every message lands under a name no other tensor has.
+ * (common/wire_tfile.c): every message lands under a name no other tensor has, and no meta key repeats.
  * Seeds in tests/fuzz/seeds/fuzz_wire/ (streams written by sf-wire send). Run: make fuzz. */
 #include "wire.h"
 #include "wire_tfile.h"
@@ -43,6 +43,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         }
     }
     if (g.tf->n != n_tensors) abort();
+    /* and no meta key "<tensor>.<key>" twice, nor a tensor called __metadata__: a .safetensors file of
+       the gather must read back (seed meta_keys.sft: x's b.c, x.b's c) */
+    if (sf_tfile_find(g.tf, "__metadata__")) abort();
+    for (size_t i = 0; i < g.tf->n_meta; i++)
+        for (size_t j = i + 1; j < g.tf->n_meta; j++)
+            if (!strcmp(g.tf->meta_keys[i], g.tf->meta_keys[j])) abort();
     sf_wire_gather_free(&g);
     sf_status st = sf_wire_header_decode(data, size, &m, &err);
     if (st && st != SF_E_FORMAT) abort();
