@@ -226,6 +226,9 @@ int sf_wire_stopped(void);
 /* 1 when an error message (a stage's last line, say) only passes on an upstream stage's failure: it
  * holds SF_WIRE_UPSTREAM_ERROR or SF_WIRE_UPSTREAM_CLOSED. sf-run blames the cause, not such a relay. */
 int sf_wire_is_relayed(const char *msg);
+/* 1 when k is what $SF_WIRE_CURVE_KEY must hold: a Z85 CURVE secret key (40 characters). The wire's check,
+ * and sf-run --curve-key-env's before any stage starts. */
+int sf_wire_curve_key_valid(const char *k);
 /* Set the stop flag by hand (tests, error paths). Async-signal-safe. */
 void sf_wire_request_stop(void);
 

@@ -157,11 +157,15 @@ sf_status sf_wire_net_bind(sf_wire *w, const char *addr, sf_err *err) {
     return bound ? SF_OK : st ? st : sf_fail(err, SF_E_IO, "wire: cannot bind %s: no usable address", addr);
 }
 
+int sf_wire_curve_key_valid(const char *k) {
+    uint8_t raw[32];
+    return k && strlen(k) == 40 && zmq_z85_decode(raw, k) != NULL;
+}
+
 sf_status sf_wire_net_curve(sf_wire *w, sf_err *err) {
     const char *k = getenv("SF_WIRE_CURVE_KEY");
     if (w->kind != SF_WK_TCP || !k || !*k) return SF_OK;
-    uint8_t raw[32];
-    if (strlen(k) != 40 || !zmq_z85_decode(raw, k))
+    if (!sf_wire_curve_key_valid(k))
         return sf_fail(err, SF_E_ARG, "wire: $SF_WIRE_CURVE_KEY is not a Z85 CURVE secret key (40 characters)");
     if (!zmq_has("curve")) return sf_fail(err, SF_E_UNSUPPORTED, "wire: $SF_WIRE_CURVE_KEY is set but this libzmq has no CURVE");
     memcpy(w->curve_sec, k, 41);

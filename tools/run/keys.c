@@ -11,13 +11,13 @@
  * absent from every command line, a peer without it refused). */
 #define _GNU_SOURCE /* pipe2 */
 #include "runspec.h"
+#include "wire.h"
 
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <stdint.h>
 #include <unistd.h>
 #include <zmq.h>
 
@@ -25,11 +25,10 @@ sf_status sf_run_keys_new(const sf_run_plan *plan, int from_env, sf_run_keys *k,
     memset(k, 0, sizeof *k);
     if (from_env) { /* --curve-key-env: the key the user shares with servers started outside the run */
         const char *e = getenv("SF_WIRE_CURVE_KEY");
-        uint8_t raw[32];
         if (!plan->curve)
             return sf_fail(err, SF_E_ARG, "--curve-key-env needs a tcp run with CURVE (transport: tcp, libzmq with CURVE)");
         if (!e || !*e) return sf_fail(err, SF_E_ARG, "--curve-key-env: $SF_WIRE_CURVE_KEY is not set");
-        if (strlen(e) != 40 || !zmq_z85_decode(raw, e))
+        if (!sf_wire_curve_key_valid(e))
             return sf_fail(err, SF_E_ARG, "--curve-key-env: $SF_WIRE_CURVE_KEY is not a Z85 CURVE secret key (40 characters)");
         memcpy(k->secret, e, 41);
         k->on = 1;
