@@ -76,8 +76,9 @@ static sf_status pngdir_free(const char *base, sf_err *err) {
     while (d && (e = readdir(d)))
         if (strcmp(e->d_name, ".") && strcmp(e->d_name, "..")) nonempty = 1;
     if (d) closedir(d);
-    if (!S_ISDIR(sb.st_mode) || nonempty)
-        return sf_fail(err, SF_E_IO, "output folder %s exists and is not empty (remove it first)", base);
+    if (!S_ISDIR(sb.st_mode))
+        return sf_fail(err, SF_E_IO, "output folder %s exists and is not a folder (remove it, or pick another name)", base);
+    if (nonempty) return sf_fail(err, SF_E_IO, "output folder %s exists and is not empty (remove it first)", base);
     return SF_OK;
 }
 

@@ -204,6 +204,11 @@ golden_wire() {
     run -1 --separate-stderr timeout 20 sf-decode --in "ipc://$T/never" --vae "$T/none.pth" -o "$T/full/"
     [ "${#stderr_lines[@]}" -eq 1 ]
     [[ "$stderr" == *"output folder $T/full exists and is not empty"* ]]
+    # a file where the folder would go is not called a folder that is not empty
+    touch "$T/file"
+    run -1 --separate-stderr timeout 20 sf-decode --in "ipc://$T/never" --vae "$T/none.pth" -o "$T/file/"
+    [ "${#stderr_lines[@]}" -eq 1 ]
+    [[ "$stderr" == *"output folder $T/file exists and is not a folder"* ]]
     run -1 --separate-stderr timeout 20 env PATH="$T/bin" "$(command -v sf-decode)" --in "ipc://$T/never" --vae "$T/none.pth" -o "$T/d.mp4"
     [ "${#stderr_lines[@]}" -eq 1 ]
     [[ "$stderr" == *"needs ffmpeg on PATH"* ]]
