@@ -14,9 +14,31 @@ sf_status sf_wire_gather_init(sf_wire_gather *g, const char *path, sf_err *err) 
 
 void sf_wire_gather_free(sf_wire_gather *g) { sf_tfile_destroy(&g->tf); }
 
+/* tf's metadata "<tname>.<key>" = v (copied). */
+static sf_status add_meta_str(sf_tfile *tf, const char *tname, const char *ekey, const char *v, sf_err *err) {
+    char **nk = realloc(tf->meta_keys, (tf->n_meta + 1) * sizeof *nk);
+    if (!nk) return sf_fail(err, SF_E_NOMEM, "out of memory");
+    tf->meta_keys = nk;
+    char **nv = realloc(tf->meta_vals, (tf->n_meta + 1) * sizeof *nv);
+    if (!nv) return sf_fail(err, SF_E_NOMEM, "out of memory");
+    tf->meta_vals = nv;
+    size_t kl = strlen(tname) + strlen(ekey) + 2;
+    char *key = malloc(kl), *vd = strdup(v ? v : "");
+    if (!key || !vd) {
+        free(key), free(vd);
+        return sf_fail(err, SF_E_NOMEM, "out of memory");
+    }
+    snprintf(key, kl, "%s.%s", tname, ekey);
+    tf->meta_keys[tf->n_meta] = key;
+    tf->meta_vals[tf->n_meta] = vd;
+    tf->n_meta++;
+    return SF_OK;
+}
+
+/* tf's metadata "<tname>.<key>" for m's meta entry e, as text. */
 static sf_status add_meta(sf_tfile *tf, const char *tname, const sf_wire_msg *m, const sf_wire_meta *e,
                           sf_err *err) {
-    char val[4096];
+    char val[64], *list = NULL; /* list: an int array's text, every element (up to SF_WIRE_ARENA / 8 of them) */
     const char *v = val;
     size_t n = 0;
     switch (e->kind) {
@@ -26,32 +48,18 @@ static sf_status add_meta(sf_tfile *tf, const char *tname, const sf_wire_msg *m,
     case SF_META_STR: v = sf_wire_meta_str(m, e->key); break;
     case SF_META_INTS: {
         const int64_t *a = sf_wire_meta_ints(m, e->key, &n);
-        size_t k = 0;
-        val[k++] = '[';
-        for (size_t i = 0; i < n && k < sizeof val - 32; i++)
-            k += (size_t)snprintf(val + k, sizeof val - k, i ? ", %lld" : "%lld", (long long)a[i]);
-        snprintf(val + k, sizeof val - k, "]");
+        size_t cap = 3 + 22 * n, k = 1; /* "[", ", " and 20 characters each, "]", NUL */
+        if (!(v = list = malloc(cap))) return sf_fail(err, SF_E_NOMEM, "out of memory");
+        list[0] = '[';
+        for (size_t i = 0; i < n; i++) k += (size_t)snprintf(list + k, cap - k, i ? ", %lld" : "%lld", (long long)a[i]);
+        snprintf(list + k, cap - k, "]");
         break;
     }
     default: return SF_OK;
     }
-    char **nk = realloc(tf->meta_keys, (tf->n_meta + 1) * sizeof *nk);
-    if (!nk) return sf_fail(err, SF_E_NOMEM, "out of memory");
-    tf->meta_keys = nk;
-    char **nv = realloc(tf->meta_vals, (tf->n_meta + 1) * sizeof *nv);
-    if (!nv) return sf_fail(err, SF_E_NOMEM, "out of memory");
-    tf->meta_vals = nv;
-    size_t kl = strlen(tname) + strlen(e->key) + 2;
-    char *key = malloc(kl), *vd = strdup(v ? v : "");
-    if (!key || !vd) {
-        free(key), free(vd);
-        return sf_fail(err, SF_E_NOMEM, "out of memory");
-    }
-    snprintf(key, kl, "%s.%s", tname, e->key);
-    tf->meta_keys[tf->n_meta] = key;
-    tf->meta_vals[tf->n_meta] = vd;
-    tf->n_meta++;
-    return SF_OK;
+    sf_status s = add_meta_str(tf, tname, e->key, v, err);
+    free(list);
+    return s;
 }
 
 /* 1 when m's tensor can be called name: no tensor has the name, it is not safetensors' own

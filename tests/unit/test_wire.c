@@ -6,6 +6,7 @@
 #define _POSIX_C_SOURCE 200809L
 #include "sf_test.h"
 #include "wire.h"
+#include "wire_tfile.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -796,6 +797,27 @@ static void test_stray_peers(void) {
     zmq_ctx_term(ctx);
 }
 
+/* A gathered message's int array becomes metadata text with every element (sf-wire recv --save,
+ * sf-tensor convert): it was cut near 4 KiB and closed with "]" as if whole. */
+static void test_gather_int_list(void) {
+    static sf_wire_msg m;
+    sf_err err = {{0}};
+    int64_t v[1000], shape[1] = {1};
+    for (int i = 0; i < 1000; i++) v[i] = -1000000000000000000LL - i; /* 20 characters each */
+    float x = 1.0f;
+    sf_tensor t = sf_tensor_view(&x, SF_F32, 1, shape);
+    SF_CHECK_OK(sf_wire_msg_tensor(&m, "x", &t, &err), &err);
+    SF_CHECK_OK(sf_wire_meta_set_ints(&m, "a", v, 1000, &err), &err);
+    sf_wire_gather g;
+    SF_CHECK_OK(sf_wire_gather_init(&g, "t", &err), &err);
+    SF_CHECK_OK(sf_wire_gather_add(&g, &m, &x, &err), &err);
+    const char *s = sf_tfile_meta(g.tf, "x.a");
+    SF_CHECK(s && strlen(s) == 2 + 1000 * 20 + 999 * 2);
+    SF_CHECK(s && strncmp(s, "[-1000000000000000000, -1000000000000000001, ", 45) == 0);
+    SF_CHECK(s && strlen(s) > 21 && strcmp(s + strlen(s) - 21, "-1000000000000000999]") == 0);
+    sf_wire_gather_free(&g);
+}
+
 /* A message larger than the reader takes is refused from its header, before any allocation:
  * a byte stream announcing 100 GB (the ASan build used to abort in malloc), and over ZeroMQ a
  * tensor above the reader's cap once the stream started. */
@@ -860,5 +882,6 @@ static const sf_test tests[] = {
     {"end_needs_ack", test_end_needs_ack},
     {"stray_peers", test_stray_peers},
     {"size_cap", test_size_cap},
+    {"gather_int_list", test_gather_int_list},
 };
 SF_TEST_MAIN(tests)
