@@ -281,7 +281,7 @@ run_video() { # name noise prompt dev → 0 and the video in place, or 1, $why a
     # it ends a wait at once, so a stop signal (sf-batch's own death included) stops the stages now
     { "${enc[@]}" | "${den[@]}" | "${dec[@]}"; echo "${PIPESTATUS[*]}" >"$tmp/$name.status"; } 2>>"$log" &
     wait $!
-    read -ra st <"$tmp/$name.status" 2>/dev/null
+    { read -ra st <"$tmp/$name.status"; } 2>/dev/null || st=()
     rm -f -- "$tmp/$name.status"
     if [ "${st[*]}" = "0 0 0" ] && [ -s "$tmp/$name" ]; then
         if [ ${#layers[@]} -gt 0 ] && ! e=$(mv -f -- "$tmp/${name%.mp4}.pt" "$output_folder/${name%.mp4}.pt" 2>&1); then
