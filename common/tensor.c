@@ -268,3 +268,15 @@ sf_status sf_tensor_need_float(const sf_tensor *t, const char *what, sf_err *err
     return sf_fail(err, SF_E_UNSUPPORTED, "%s has dtype %s; expected a float type (f32, bf16, f16, f64)", what,
                    (unsigned)t->dtype < SF_DTYPE_COUNT ? sf_dtype_name(t->dtype) : "?");
 }
+
+sf_status sf_tensor_latent_dims(const sf_tensor *t, const char *what, int64_t d[4], sf_err *err) {
+    char b[96];
+    if (t->ndim == 5 && t->shape[0] == 1) memcpy(d, t->shape + 1, 4 * sizeof(int64_t));
+    else if (t->ndim == 4) memcpy(d, t->shape, 4 * sizeof(int64_t));
+    else
+        return sf_fail(err, SF_E_SHAPE, "%s has shape %s, expected [1, T, 16, h, w] or [T, 16, h, w]", what,
+                       sf_shape_str(t, b, sizeof b));
+    if (d[0] <= 0 || d[1] <= 0 || d[2] <= 0 || d[3] <= 0)
+        return sf_fail(err, SF_E_SHAPE, "%s has an empty shape %s", what, sf_shape_str(t, b, sizeof b));
+    return sf_tensor_need_float(t, what, err);
+}

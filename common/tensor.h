@@ -53,6 +53,10 @@ int sf_dtype_from_name(const char *s);     /* either naming; -1 when unknown */
  * `what` — a stage takes activations (embeddings, latents, noise) as floats only, never an
  * integer tensor silently converted. */
 sf_status sf_tensor_need_float(const sf_tensor *t, const char *what, sf_err *err);
+/* A latent video (T, C, h, w): t is [1, T, C, h, w] or [T, C, h, w] (the layout sf-denoise --save-latents
+ * writes) with no empty dimension, of a float dtype; d ← (T, C, h, w). Else SF_E_SHAPE / SF_E_UNSUPPORTED
+ * naming `what` (sf-decode --latents, sf-denoise --initial-latents, a wire block). */
+sf_status sf_tensor_latent_dims(const sf_tensor *t, const char *what, int64_t d[4], sf_err *err);
 
 int64_t sf_tensor_numel(const sf_tensor *t);
 /* Bytes of a contiguous tensor of this shape; 0 on overflow (check numel first). */

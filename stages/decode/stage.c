@@ -155,19 +155,6 @@ static sf_status decode_block(run *r, const float *z, int64_t n, sf_err *err) {
     return SF_OK;
 }
 
-/* Latents tensor → (T, C, h, w) after dropping a leading batch of 1. */
-static sf_status latent_dims(const sf_tensor *t, const char *what, int64_t d[4], sf_err *err) {
-    char b[96];
-    if (t->ndim == 5 && t->shape[0] == 1) memcpy(d, t->shape + 1, 4 * sizeof(int64_t));
-    else if (t->ndim == 4) memcpy(d, t->shape, 4 * sizeof(int64_t));
-    else
-        return sf_fail(err, SF_E_SHAPE, "%s has shape %s, expected [1, T, 16, h, w] or [T, 16, h, w]", what,
-                       sf_shape_str(t, b, sizeof b));
-    if (d[0] <= 0 || d[1] <= 0 || d[2] <= 0 || d[3] <= 0)
-        return sf_fail(err, SF_E_SHAPE, "%s has an empty shape %s", what, sf_shape_str(t, b, sizeof b));
-    return sf_tensor_need_float(t, what, err);
-}
-
 static sf_status run_file(run *r, const char *arg, sf_err *err) {
     char path[4096];
     const char *name = NULL;
@@ -185,7 +172,7 @@ static sf_status run_file(run *r, const char *arg, sf_err *err) {
         s = sf_fail(err, SF_E_NOTFOUND, "%s: no tensor named %s (pick one with FILE:NAME)", path, name);
         goto done;
     }
-    if ((s = latent_dims(t, what, d, err)) != SF_OK) goto done;
+    if ((s = sf_tensor_latent_dims(t, what, d, err)) != SF_OK) goto done;
     if ((s = ensure_init(r, d[1], d[2], d[3], err)) != SF_OK) goto done;
     size_t n = (size_t)(d[0] * d[1] * d[2] * d[3]);
     if (!(z = sf_calloc2(n, sizeof(float)))) {
@@ -227,7 +214,7 @@ static sf_status run_wire(run *r, const char *url, sf_err *err) {
         }
         sf_tensor t = sf_wire_msg_view(m, payload);
         int64_t d[4];
-        if ((s = latent_dims(&t, "wire latents", d, err)) != SF_OK) goto done;
+        if ((s = sf_tensor_latent_dims(&t, "wire latents", d, err)) != SF_OK) goto done;
         if ((s = ensure_init(r, d[1], d[2], d[3], err)) != SF_OK) goto done;
         size_t n = (size_t)(d[0] * d[1] * d[2] * d[3]);
         if (n > zcap) {

@@ -53,7 +53,7 @@ sf_status sf_denoise_bench_video(const sf_dit_weights *w, int cuda_ordinal, sf_e
     int have_taps = 0;
     memset(&st, 0, sizeof st);
     if ((s = sf_scheduler_init(&sc, 5.0, err))) return s;
-    sf_pipeline_cfg pc = {{0}, 4, FPB, 0, 0.0f, T, H, W, c->in_dim, 0, NULL, 0, 0, {0, 0, 0, 0}, 0, 0};
+    sf_pipeline_cfg pc = {{0}, 4, FPB, 0, 0.0f, T, H, W, c->in_dim, 0, NULL, 0, 0, {0, 0, 0, 0}, 0, 0, NULL, 0};
     const double raw[4] = {1000, 750, 500, 250};
     if ((s = sf_scheduler_steps(&sc, raw, 4, 1, pc.steps, err))) return s;
     double t0 = sf_now();

@@ -90,11 +90,23 @@ sf_status sf_pipeline_check(const sf_pipeline_cfg *cfg, int *n_blocks, sf_err *e
     int fpb = cfg->frames_per_block, T = cfg->num_frames;
     if (cfg->n_steps < 1 || cfg->n_steps > 16) return sf_fail(err, SF_E_ARG, "denoising_step_list needs 1..16 steps");
     if (fpb < 1 || fpb > 64) return sf_fail(err, SF_E_ARG, "num_frame_per_block must be in 1..64");
+    const int Fi = cfg->init_frames, ctx_rest = cfg->independent_first_frame ? Fi - 1 : Fi;
+    if (Fi < 0 || (Fi > 0 && (ctx_rest < 0 || ctx_rest % fpb)))
+        return sf_fail(err, SF_E_ARG, "initial latents of %d frames: the count must be %sa multiple of num_frame_per_block %d "
+                       "(the frames run in the blocks a video starts with)", Fi, cfg->independent_first_frame ? "1 + " : "", fpb);
     if (T == 0) { /* endless: what it cannot have is sf_pipeline_check_endless's */
         *n_blocks = 0;
         return SF_OK;
     }
     if (T < 1) return sf_fail(err, SF_E_ARG, "num_frames must be positive (0: endless)");
+    if (cfg->init_frames) { /* every generated block has fpb frames (pipeline.h) */
+        if (T % fpb)
+            return sf_fail(err, SF_E_ARG,
+                           "num_frames %d is not a multiple of num_frame_per_block %d (with initial latents every "
+                           "generated block has %d frames)", T, fpb, fpb);
+        *n_blocks = T / fpb;
+        return SF_OK;
+    }
     int rest = cfg->independent_first_frame ? T - 1 : T;
     if (rest < 0 || rest % fpb)
         return sf_fail(err, SF_E_ARG, "num_frames %d is not %sa multiple of num_frame_per_block %d", T,
@@ -103,9 +115,20 @@ sf_status sf_pipeline_check(const sf_pipeline_cfg *cfg, int *n_blocks, sf_err *e
     return SF_OK;
 }
 
-/* The frames of block b (F_0 = 1 with an independent first frame). */
+/* The frames of generated block b (F_0 = 1 with an independent first frame and no initial latents). */
 static int block_frames(const sf_pipeline_cfg *cfg, int b) {
-    return cfg->independent_first_frame && b == 0 ? 1 : cfg->frames_per_block;
+    return cfg->independent_first_frame && !cfg->init_frames && b == 0 ? 1 : cfg->frames_per_block;
+}
+
+/* The chunks the initial latents run in (pipeline.h): those of a video without them, frame 0 alone with
+ * an independent first frame, then blocks of fpb. Their number; chunk i has ctx_frames(cfg, i) frames. */
+static int ctx_chunks(const sf_pipeline_cfg *cfg) {
+    const int fpb = cfg->frames_per_block, iff = cfg->independent_first_frame != 0;
+    return cfg->init_frames > 0 ? iff + (cfg->init_frames - iff) / fpb : 0;
+}
+
+static int ctx_frames(const sf_pipeline_cfg *cfg, int i) {
+    return cfg->independent_first_frame && i == 0 ? 1 : cfg->frames_per_block;
 }
 
 /* The seeded noise's draws in the reference's consumption order, for a finite run (pipeline.h): draw 0 is
@@ -142,14 +165,15 @@ static sf_status endless_check(const sf_dit_state *st, const sf_pipeline_cfg *cf
     return sf_pipeline_check_endless(cfg->torch_noise, st->local_attn_size, cfg->noise != NULL, 0, err);
 }
 
-/* The frames of each block a run prepares for (F_0 = 1 with an independent first frame): the video's
- * blocks, or for an endless run (n_blocks 0) those until the rolling cache's shapes repeat. A calloc'd
- * array of *n_prep, or NULL (out of memory). */
+/* The frames of each forward's block a run prepares for: the initial latents' chunks (ctx_chunks), then the
+ * video's blocks (F_0 = 1 with an independent first frame and no initial latents), or for an endless run
+ * (n_blocks 0) those until the rolling cache's shapes repeat. A calloc'd array of *n_prep, or NULL (out of
+ * memory). */
 static int *prep_blocks(const sf_dit_state *st, const sf_pipeline_cfg *cfg, int n_blocks, int *n_prep) {
-    const int fpb = cfg->frames_per_block;
-    *n_prep = n_blocks == 0 ? (int)(st->cache_tokens / st->frame_tokens / fpb) + 3 : n_blocks;
+    const int fpb = cfg->frames_per_block, nc = ctx_chunks(cfg);
+    *n_prep = nc + (n_blocks == 0 ? (int)(st->cache_tokens / st->frame_tokens / fpb) + 3 : n_blocks);
     int *blk = calloc((size_t)*n_prep, sizeof(int));
-    for (int b = 0; blk && b < *n_prep; b++) blk[b] = block_frames(cfg, b);
+    for (int b = 0; blk && b < *n_prep; b++) blk[b] = b < nc ? ctx_frames(cfg, b) : block_frames(cfg, b - nc);
     return blk;
 }
 
@@ -231,6 +255,36 @@ static int last_refresh_read(const sf_dit_state *st, const sf_pipeline_cfg *cfg,
     return st->tap.done && (!st->tap.wants_forward || st->tap.wants_forward(st->tap.ctx, block, cfg->n_steps));
 }
 
+/* An endless run keeps no whole video. */
+static float *run_out_of(float *out, int endless) {
+    return endless ? NULL : out;
+}
+
+/* The initial latents' context forwards (pipeline.h): chunk by chunk, cache-only at timestep 0, untapped;
+ * then they go out as the output's first frames. */
+static sf_status run_context(sf_dit_state *st, const sf_pipeline_cfg *cfg, const sf_pipeline_hooks *hk, int n_ctx,
+                             const int *blk, float *out, history *hist, sf_err *err) {
+    const int64_t fr = (int64_t)cfg->channels * cfg->lat_h * cfg->lat_w;
+    const sf_dit_tap tap = st->tap;
+    memset(&st->tap, 0, sizeof st->tap);
+    const float tv[64] = {0}; /* the reference's timestep · 0, whatever context_noise is */
+    sf_status s = SF_OK;
+    int64_t start = 0;
+    for (int i = 0; i < n_ctx && !s; start += blk[i++]) {
+        const int64_t n = blk[i] * fr;
+        if (!(s = sf_stop_check(err)) && hk && hk->stop && *hk->stop) s = sf_fail(err, SF_E_STOPPED, "interrupted");
+        if (!s) s = sf_dit_lat_put(st, SF_LAT_X, cfg->init_latents + start * fr, n, err);
+        if (!s) s = sf_dit_refresh(st, blk[i], tv, start, err);
+        sf_trace("denoise", "context", i, blk[i]);
+    }
+    st->tap = tap;
+    if (s) return s;
+    const int Fi = cfg->init_frames;
+    if (out) memcpy(out, cfg->init_latents, sizeof(float) * (size_t)(Fi * fr));
+    if (hist->x) hist_put(hist, 0, Fi, cfg->init_latents);
+    return hk && hk->on_block ? hk->on_block(hk->ctx, -1, 0, Fi, cfg->init_latents, err) : SF_OK;
+}
+
 sf_status sf_pipeline_run(sf_dit_state *st, const sf_scheduler *sc, const sf_pipeline_cfg *cfg,
                           const sf_pipeline_hooks *hk, float *out, sf_err *err) {
     return sf_pipeline_run_live(st, sc, cfg, hk, NULL, out, err);
@@ -247,7 +301,17 @@ sf_status sf_pipeline_run_live(sf_dit_state *st, const sf_scheduler *sc, const s
     if (H != st->lat_h || W != st->lat_w || fpb > st->max_frames)
         return sf_fail(err, SF_E_ARG, "pipeline shape does not match the DiT state");
     if (endless && (s = endless_check(st, cfg, err))) return s;
-    int n_prep; /* the blocks sf_dit_prepare readies (endless: until the cache's shapes repeat) */
+    if (cfg->init_frames && !cfg->init_latents) return sf_fail(err, SF_E_ARG, "init_frames without init_latents");
+    const int64_t whole = cfg->init_frames + (endless ? fpb : T); /* frames up to the first generated block's end */
+    if (cfg->init_frames && whole > st->rope.max_pos)
+        return sf_fail(err, SF_E_ARG, "%d initial latent frames + %d frames pass the RoPE table's %d positions",
+                       cfg->init_frames, endless ? fpb : T, st->rope.max_pos);
+    if (cfg->init_frames && st->local_attn_size == -1 && whole * st->frame_tokens > st->cache_tokens)
+        return sf_fail(err, SF_E_ARG, "the KV cache holds %lld frames; global attention over %d initial + %d frames needs "
+                       "them all", (long long)(st->cache_tokens / st->frame_tokens), cfg->init_frames, T);
+    int n_prep; /* the blocks sf_dit_prepare readies: the context chunks, the video's (endless: until the cache's
+                   shapes repeat) */
+    const int n_ctx = ctx_chunks(cfg), Fi = cfg->init_frames;
     const int64_t n_draws = noise_draws(cfg, n_blocks) - 1; /* the re-noising draws */
     noise_feed nf;
     memset(&nf, 0, sizeof nf);
@@ -304,7 +368,8 @@ sf_status sf_pipeline_run_live(sf_dit_state *st, const sf_scheduler *sc, const s
     /* every plan and workspace the forwards need, before the loop (nothing new after sf_pipeline_prepare) */
     if ((s = sf_dit_prepare(st, n_prep, blk, err))) goto fail;
     sf_dit_state_reset(st);
-    int64_t start = 0;
+    if (Fi && (s = run_context(st, cfg, hk, n_ctx, blk, run_out_of(out, endless), &hist, err))) goto fail;
+    int64_t start = Fi; /* the generated blocks follow the initial latents */
     int draw = 0;
     double t0 = sf_now();
     sf_trace("denoise", "start", -1, n_blocks);
@@ -315,9 +380,10 @@ sf_status sf_pipeline_run_live(sf_dit_state *st, const sf_scheduler *sc, const s
        the host comes back (with a per-step prediction hook, and on the CPU, before the refresh, as ever) */
     const int late_out = st->gpu != NULL && !(hk && hk->on_pred);
     int pending = 0; /* a finished block whose hand-out waits for the refresh to be enqueued */
-    float *const run_out = endless ? NULL : out; /* an endless run keeps no whole video */
+    float *const run_out = run_out_of(out, endless);
     for (int b = 0; endless || b < n_blocks; b++) {
-        const int F = b < n_prep ? blk[b] : fpb;
+        const int F = n_ctx + b < n_prep ? blk[n_ctx + b] : fpb;
+        const int64_t gen = start - Fi; /* frames generated before this block: where its noise starts */
         const int64_t n = (int64_t)F * fr;
         if (endless && start + F > st->rope.max_pos) { /* the RoPE table's end: a clean end (pipeline.h) */
             sf_info("endless run: latent frame %lld is past the RoPE table (%d positions); ending the video",
@@ -340,8 +406,8 @@ sf_status sf_pipeline_run_live(sf_dit_state *st, const sf_scheduler *sc, const s
             sf_rng_fill_normal_mt(&nf.rng, noise, (size_t)n, 0.0f, 1.0f, nf.threads);
             xin = noise;
         } else {
-            if (feeding) feed_wait(&nf, (start + F) * fr);
-            xin = noise + start * fr;
+            if (feeding) feed_wait(&nf, (gen + F) * fr);
+            xin = noise + gen * fr;
         }
         if ((s = sf_dit_lat_put(st, SF_LAT_X, xin, n, err))) goto fail;
         for (int k = 0; k <= cfg->n_steps; k++) {

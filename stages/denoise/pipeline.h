@@ -17,6 +17,19 @@
  * when something reads it: a prediction hook (on_pred), a probe, an attached tap that wants that
  * forward (sf_dit_tap.wants_forward; a tap without one wants all), or cfg.last_refresh (a caller
  * that goes on using the cache after the run).
+ *
+ * Initial latents (cfg.init_latents, the reference's initial_latent): before the first block, the F_in
+ * given clean frames run through the DiT at timestep 0 (not context_noise: the reference's timestep·0), in
+ * chunks of the no-initial-latent layout (frame 0 alone with an independent first frame, then blocks of
+ * num_frame_per_block; F_in must fill them exactly), each a cache-only forward like the refresh pass
+ * (sf_dit_refresh). They are the output's first F_in frames, handed out first (on_block with block −1,
+ * start 0, all F_in frames at once). Then num_frames MORE frames are generated, all in blocks of
+ * num_frame_per_block (no 1-frame first block even with an independent first frame), block b at frame
+ * F_in + b·fpb; blocks, steps, draws and replayed noise count from 0 over these generated blocks (the
+ * noise is the generated frames' only: noise.init (1, num_frames, C, H, W)). The context forwards call no
+ * hook and are not tapped (the tap is detached during them): a tap's (block, step) names a denoising-loop
+ * forward, the reference's extraction scripts have no initial latents; the generated blocks' taps see the
+ * context frames among their keys.
  * Mirrors pipeline/causal_inference.py. Tested by tests/unit/test_dit_pipeline.c. */
 #ifndef SF_PIPELINE_H
 #define SF_PIPELINE_H
@@ -43,6 +56,9 @@ typedef struct sf_pipeline_cfg {
     sf_torch_cuda_rng torch;     /* its generator at the run's first draw (seed, offset, the card's geometry) */
     int torch_batch, torch_sample; /* the reference drew torch_batch videos at once (its --num_samples); this is
                                     video torch_sample of them (0 / 0: one video) */
+    const float *init_latents;   /* (init_frames, C, H, W) clean latents the video starts with (the reference's
+                                    initial_latent: image-to-video with 1 frame, video extension), borrowed; or NULL */
+    int init_frames;             /* F_in (0: none) */
 } sf_pipeline_cfg;
 
 /* The generator offsets one video of cfg takes from the reference's stream (cfg->torch_noise): its
@@ -60,7 +76,8 @@ typedef struct sf_pipeline_hooks {
     void (*on_forward)(void *ctx, int block, int step, int64_t start_frame, int F);
     /* x0 prediction of every forward (step n_steps = the refresh pass's discarded x0), (F, C, H, W). */
     sf_status (*on_pred)(void *ctx, int block, int step, int F, const float *x0, sf_err *err);
-    /* A finished block: frames [start_frame, start_frame + F) of the output, (F, C, H, W). */
+    /* A finished block: frames [start_frame, start_frame + F) of the output, (F, C, H, W); block −1: the
+     * initial latents (cfg.init_latents), before any generated block. */
     sf_status (*on_block)(void *ctx, int block, int64_t start_frame, int F, const float *x0, sf_err *err);
     void *ctx;
     int progress;                /* sf_progress_mode (cli.h): none, a '\r' bar (terminal, sf-run) or plain lines */
@@ -77,7 +94,8 @@ typedef struct sf_pipeline_live {
     void *ctx;
 } sf_pipeline_live;
 
-/* Check the block layout (frames a multiple of the block, ...) and fill *n_blocks (0: endless).
+/* Check the block layout (frames a multiple of the block, ...; with initial latents their count too) and
+ * fill *n_blocks, the generated blocks (0: endless).
  *
  * Endless runs (num_frames 0): blocks until a stop (SF_E_STOPPED) or the RoPE table's last row
  * (SF_OK, st->rope.max_pos latent frames). The seeded noise is then drawn block by block — the block's
@@ -99,7 +117,8 @@ sf_status sf_pipeline_check_endless(int torch_noise, int local_attn_size, int re
 sf_status sf_pipeline_prepare(sf_dit_state *st, const sf_pipeline_cfg *cfg, sf_err *err);
 
 /* Run the loop over a fresh cache (st must be sized for frames_per_block frames and have its
- * context set). out: (T, C, H, W) f32 or NULL. */
+ * context set; global attention: a cache of init_frames + T frames). out: (init_frames + T, C, H, W) f32
+ * or NULL. */
 sf_status sf_pipeline_run(sf_dit_state *st, const sf_scheduler *sc, const sf_pipeline_cfg *cfg,
                           const sf_pipeline_hooks *hk, float *out, sf_err *err);
 /* The same with live hooks (NULL: none); a finite run with hooks that never switch equals sf_pipeline_run. */

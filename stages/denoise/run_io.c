@@ -3,6 +3,7 @@
 #define _POSIX_C_SOURCE 200809L
 #include "run_io.h"
 
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -102,5 +103,43 @@ sf_status sf_denoise_write_latents(const char *path, const sf_latents_out *o, sf
 done:
     free(ents);
     free(names);
+    return s;
+}
+
+sf_status sf_denoise_load_latents(const char *arg, int C, int H, int W, float **x, int *F, sf_err *err) {
+    char path[4096], what[4200];
+    const char *name = NULL;
+    sf_tfile *tf = NULL;
+    sf_split_file_arg(arg, path, sizeof path, &name);
+    *x = NULL;
+    sf_status s = sf_tfile_open(path, &tf, err);
+    if (s) return s;
+    const char *nm = name ? name : "latents";
+    const sf_tensor *t = sf_tfile_get(tf, nm);
+    if (!t && !name && tf->n == 1) t = &tf->entries[0].t, nm = tf->entries[0].name; /* a file of one tensor */
+    snprintf(what, sizeof what, "--initial-latents %s:%s", path, nm);
+    int64_t d[4];
+    if (!t) {
+        s = sf_fail(err, SF_E_ARG, "--initial-latents %s: no tensor named %s (pick one with FILE:NAME)", path, nm);
+    } else if (sf_tensor_latent_dims(t, what, d, err)) {
+        s = SF_E_ARG; /* not a latent video: the argument's fault, as a misfit below */
+    } else if (d[1] != C || d[2] != H || d[3] != W) {
+        s = sf_fail(err, SF_E_ARG, "%s has %lld channels of %lldx%lld; this run's latents have %d of %dx%d (--height %d "
+                    "--width %d)", what, (long long)d[1], (long long)d[2], (long long)d[3], C, H, W, 8 * H, 8 * W);
+    } else if (d[0] > 1 << 20) {
+        s = sf_fail(err, SF_E_ARG, "%s has %lld frames; too many", what, (long long)d[0]);
+    } else if (!(*x = sf_calloc2((size_t)sf_tensor_numel(t), sizeof(float)))) {
+        s = sf_fail(err, SF_E_NOMEM, "out of memory");
+    } else {
+        sf_tensor_to_f32(t, *x);
+        for (int64_t i = 0, n = sf_tensor_numel(t); i < n && !s; i++)
+            if (!isfinite((*x)[i])) s = sf_fail(err, SF_E_ARG, "%s holds a non-finite value (element %lld)", what, (long long)i);
+        *F = (int)d[0];
+    }
+    if (s) {
+        free(*x);
+        *x = NULL;
+    }
+    sf_tfile_destroy(&tf);
     return s;
 }

@@ -33,6 +33,13 @@ void sf_dit_source_close(sf_dit_source *src);
 sf_status sf_denoise_send_block(sf_wire *out, int block, int64_t start_frame, int F, int C, int H, int W,
                                 const float *x0, uint64_t seed, const char *prompt, const char *weights, sf_err *err);
 
+/* --initial-latents FILE[:NAME] (the reference's initial_latent): a latent video, [F, C, H, W] or [1, F, C, H, W]
+ * (sf_tensor_latent_dims; the layout --save-latents writes), default name "latents" (or the file's only tensor),
+ * safetensors or .pt, any float dtype, every value finite; C, H, W must be the run's. *x: (F, C, H, W) f32,
+ * malloc'd (caller frees); *F its frames. A file that cannot be read: its SF_E_* (exit 1, as any input file); a
+ * tensor that is missing or does not fit the run: SF_E_ARG (exit 2), one line naming the file and what differs. */
+sf_status sf_denoise_load_latents(const char *arg, int C, int H, int W, float **x, int *F, sf_err *err);
+
 /* The latents file (safetensors, atomic): "latents" [1, T, C, H, W] f32 and, when preds is
  * non-NULL, "pred.<b>.<s>" [1, F_b, C, H, W] for every block b and step s ≤ n_steps (s = n_steps:
  * the context refresh pass), F_0 = 1 with an independent first frame, else fpb. preds layout:

@@ -77,10 +77,10 @@ static sf_status noise_rng_get(const sf_args *a, const sf_opt *opts, sf_denoise_
 }
 
 /* --round-frames: --num_frames rounded down to whole blocks of the config, [1, fpb, ...] with an
- * independent first frame, else [fpb, ...] (run_extraction_streaming_distributed.py's block_sizes and
+ * independent first frame (and no --initial-latents), else [fpb, ...] (run_extraction_streaming_distributed.py's block_sizes and
  * "Adjusting num_frames"); less than one block is an error. */
 static sf_status round_frames(sf_denoise_opts *o, sf_err *err) {
-    const long fpb = o->rc.num_frame_per_block, first = o->rc.independent_first_frame ? 1 : 0;
+    const long fpb = o->rc.num_frame_per_block, first = o->rc.independent_first_frame && !o->init_arg ? 1 : 0;
     if (fpb < 1) return SF_OK; /* the pipeline check names the bad config */
     const long n = o->num_frames < 1 ? 0 : first + (o->num_frames - first) / fpb * fpb;
     if (n < (first ? 1 : fpb))
@@ -103,7 +103,7 @@ sf_status sf_denoise_opts_get(const sf_args *a, const sf_opt *opts, sf_denoise_o
     /* inputs and outputs named up front so flag errors come before any heavy work */
     o->pe_arg = sf_args_get(a, opts, "prompt-embeds"), o->in_url = sf_args_get(a, opts, "in");
     o->out_url = sf_args_get(a, opts, "out"), o->save = sf_args_get(a, opts, "save-latents");
-    o->tap_out = sf_args_get(a, opts, "output-path");
+    o->tap_out = sf_args_get(a, opts, "output-path"), o->init_arg = sf_args_get(a, opts, "initial-latents");
     o->n_lay = sf_args_all(a, opts, "layer-indices", &o->lay);
     o->list_layers = sf_args_has(a, opts, "list-layers"); /* a --check that prints the tap layers */
     o->check = sf_args_has(a, opts, "check") || o->list_layers; /* --check: no input or output needed, none opened */
@@ -184,7 +184,9 @@ sf_status sf_denoise_opts_get(const sf_args *a, const sf_opt *opts, sf_denoise_o
         return sf_fail(err, SF_E_ARG, "--noise replays its own draws: it takes no --noise-rng");
     if (o->tap_out && o->tsel == SF_TAP_SEL_ONE) { /* a forward the run never makes: said now, not after the run */
         sf_pipeline_cfg pc = {.n_steps = o->rc.n_steps, .frames_per_block = o->rc.num_frame_per_block,
-                              .independent_first_frame = o->rc.independent_first_frame, .num_frames = (int)o->num_frames};
+                              .independent_first_frame = o->rc.independent_first_frame, .num_frames = (int)o->num_frames,
+                              /* the generated blocks do not depend on F_in (the run checks it once the file is read) */
+                              .init_frames = o->init_arg ? (o->rc.independent_first_frame ? 1 : o->rc.num_frame_per_block) : 0};
         int nb = 0;
         if ((s = sf_pipeline_check(&pc, &nb, err))) return s;
         if ((nb && o->sel_b >= nb) || o->sel_s > o->rc.n_steps)
@@ -283,13 +285,35 @@ static sf_status write_files(const sf_denoise_opts *o, const sf_latents_out *lo_
         sf_info("wrote the latents to %s", o->save);
     }
     if (taps) {
-        sf_taps_meta meta = {lo.prompt, (int)o->num_frames, o->rc.num_frame_per_block, o->rc.independent_first_frame,
+        /* the whole video's frames (with initial latents their frames too: the streaming matrices are indexed by
+           absolute frame, their context rows untapped) and the blocks it is made of, context chunks included */
+        sf_taps_meta meta = {lo.prompt, lo.num_frames, o->rc.num_frame_per_block, o->rc.independent_first_frame,
                              (int)o->chunk, lo.weights, lo.seed, o->las, o->sink, o->model_dir,
                              o->config_path[0] ? o->config_path : NULL};
         if ((s = sf_taps_write(taps, o->tap_out, &meta, err))) return s;
         sf_info("wrote the attention taps to %s", o->tap_out);
     }
     return SF_OK;
+}
+
+/* --initial-latents: read (run_io.c), then held to the run's block rule and RoPE table (pipeline.h). */
+static sf_status initial_latents(const sf_denoise_opts *o, const sf_dit_config *cfg, float **x, int *F, sf_err *err) {
+    sf_status s = sf_denoise_load_latents(o->init_arg, cfg->in_dim, (int)o->height / 8, (int)o->width / 8, x, F, err);
+    if (s) return s;
+    const sf_pipeline_cfg pc = {.n_steps = o->rc.n_steps, .frames_per_block = o->rc.num_frame_per_block,
+                                .independent_first_frame = o->rc.independent_first_frame,
+                                .num_frames = (int)o->num_frames, .init_latents = *x, .init_frames = *F};
+    int nb;
+    const long more = o->endless ? o->rc.num_frame_per_block : o->num_frames, rope = o->rope_frames;
+    if ((s = sf_pipeline_check(&pc, &nb, err))) {
+        char m[sizeof err->msg];
+        snprintf(m, sizeof m, "%s", err->msg);
+        s = sf_fail(err, s, "--initial-latents %s: %s", o->init_arg, m);
+    } else if (*F + more > rope) {
+        s = sf_fail(err, SF_E_ARG, "--initial-latents %s: %d frames + %ld more pass the RoPE table's %ld positions", o->init_arg,
+                    *F, more, rope);
+    }
+    return s;
 }
 
 sf_status sf_denoise_stage_run(sf_denoise_opts *o, sf_err *err) {
@@ -302,8 +326,8 @@ sf_status sf_denoise_stage_run(sf_denoise_opts *o, sf_err *err) {
     sf_taps taps;
     sf_dit_state st;
     sf_tfile *noise = NULL;
-    float *emb = NULL, *latents = NULL;
-    int *layers = NULL, n_layers = 0, have_w = 0, have_taps = 0, have_st = 0;
+    float *emb = NULL, *latents = NULL, *init = NULL;
+    int *layers = NULL, n_layers = 0, have_w = 0, have_taps = 0, have_st = 0, n_init = 0;
     char p[4096], prompt[4096] = "";
     memset(&src, 0, sizeof src);
     sf_denoise_live live = {NULL, NULL, o->recache, "", 0};
@@ -316,6 +340,7 @@ sf_status sf_denoise_stage_run(sf_denoise_opts *o, sf_err *err) {
     if ((o->tap_out || (o->check && (o->n_lay > 0 || o->list_layers))) &&
         (s = sf_taps_parse_layers(o->lay, o->n_lay, cfg.num_layers, &layers, &n_layers, err)))
         goto done;
+    if (o->init_arg && (s = initial_latents(o, &cfg, &init, &n_init, err))) goto done; /* before any model work */
     if ((s = sf_dit_source_open(&src, o->model_dir, o->ckpath, o->no_ckpt, o->use_ema, o->require_ckpt, err))) goto done;
     const char *weights = src.weights; /* which weights ran, in every output's metadata */
     if (!o->check) { /* --check stops at opening them: loading is the run's first heavy work */
@@ -358,6 +383,7 @@ sf_status sf_denoise_stage_run(sf_denoise_opts *o, sf_err *err) {
     pc.channels = cfg.in_dim;
     pc.seed = (uint64_t)o->seed;
     pc.noise = noise;
+    pc.init_latents = init, pc.init_frames = n_init;
     if (o->torch_noise) { /* the reference's stream: the card's geometry shapes it (rng_torch.h) */
         int sms = o->torch_sms, tpsm = o->torch_tpsm;
         if (!sms && ordinal >= 0 && (s = sf_cuda_geometry(ordinal, &sms, &tpsm, err))) goto done;
@@ -378,7 +404,7 @@ sf_status sf_denoise_stage_run(sf_denoise_opts *o, sf_err *err) {
         s = sf_fail(err, SF_E_UNSUPPORTED, "in_dim %d != out_dim %d is not supported", cfg.in_dim, cfg.out_dim);
         goto done;
     }
-    const int64_t cache_frames = o->las == -1 ? o->num_frames : o->las;
+    const int64_t cache_frames = o->las == -1 ? n_init + o->num_frames : o->las;
     if (o->las != -1 && o->las < rc->num_frame_per_block + o->sink) {
         s = sf_fail(err, SF_E_ARG, "local_attn_size %ld cannot hold sink_size %ld + a block of %d frames", o->las, o->sink,
                     rc->num_frame_per_block);
@@ -406,7 +432,8 @@ sf_status sf_denoise_stage_run(sf_denoise_opts *o, sf_err *err) {
     if (have_taps) {
         /* logits captures stay in memory until the end (3.7 GB a layer at 480x832): refused now if they cannot fit */
         const double tb = sf_taps_logits_bytes(&taps, n_blocks, rc->n_steps, rc->num_frame_per_block,
-                                               rc->independent_first_frame, st.frame_tokens, cache_frames, cfg.num_heads);
+                                               rc->independent_first_frame && !n_init, st.frame_tokens, cache_frames,
+                                               cfg.num_heads);
         if ((s = sf_taps_check_room(&taps, tb, o->tap_out, err))) goto done;
         sf_taps_attach(&taps, &st); /* before the prepare: what the taps need is made there too */
     }
@@ -424,7 +451,7 @@ sf_status sf_denoise_stage_run(sf_denoise_opts *o, sf_err *err) {
     live.st = &st;
     r = (run){NULL, NULL, rc->n_steps, rc->num_frame_per_block, cfg.in_dim, pc.lat_h, pc.lat_w, fr,
               have_taps ? &taps : NULL, prompt[0] || o->follow ? live.prompt : NULL, weights, (uint64_t)o->seed, o->follow};
-    if (o->save) latents = sf_calloc2((size_t)(o->num_frames * fr), sizeof(float));
+    if (o->save) latents = sf_calloc2((size_t)((n_init + o->num_frames) * fr), sizeof(float)); /* the whole output */
     if (o->dump) r.preds = sf_calloc2((size_t)n_blocks * (size_t)(rc->n_steps + 1) * (size_t)(rc->num_frame_per_block * fr), sizeof(float));
     if ((o->save && !latents) || (o->dump && !r.preds)) {
         s = sf_fail(err, SF_E_NOMEM, "out of memory");
@@ -462,8 +489,8 @@ sf_status sf_denoise_stage_run(sf_denoise_opts *o, sf_err *err) {
         }
     }
     sf_prompt_feed_close(&live.feed); /* after the end went out: stopping the reader raises the stop flag */
-    const sf_latents_out lo = {latents, o->dump ? r.preds : NULL, (int)o->num_frames, n_blocks, rc->n_steps,
-                               rc->num_frame_per_block, pc.independent_first_frame, cfg.in_dim, pc.lat_h, pc.lat_w,
+    const sf_latents_out lo = {latents, o->dump ? r.preds : NULL, n_init + (int)o->num_frames, n_blocks, rc->n_steps,
+                               rc->num_frame_per_block, pc.independent_first_frame && !n_init, cfg.in_dim, pc.lat_h, pc.lat_w,
                                NULL, prompt, weights};
     if ((s = write_files(o, &lo, have_taps ? &taps : NULL, noise != NULL, err))) goto done;
     if (src.ck_missing)
@@ -477,6 +504,7 @@ done:
     sf_prompt_feed_close(&live.feed);
     if (have_taps) sf_taps_free(&taps);
     free(latents);
+    free(init);
     free(r.preds);
     free(emb);
     if (have_st) sf_dit_state_free(&st);

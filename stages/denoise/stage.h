@@ -17,6 +17,7 @@ typedef struct sf_denoise_opts {
     const char *bench;                              /* --bench: only bench_tokens was checked after it */
     long bench_tokens;
     const char *pe_arg, *in_url, *out_url, *save, *tap_out, *noise_path, *ckpath, *prompt, *model_dir;
+    const char *init_arg;                           /* --initial-latents FILE[:NAME] (read by the run) */
     const char **lay;                               /* --layer_indices words (owned: freed by the run) */
     int n_lay;
     sf_tap_mode tmode;

@@ -208,6 +208,8 @@ by_hand() {
     assert_equal "$stderr" "sf-batch: error: --num_samples must be at least 1"
     run -2 --separate-stderr sf-batch "${B[@]}" --bogus
     assert_equal "$stderr" "sf-batch: error: unknown option '--bogus' (see --help)"
+    run -2 --separate-stderr sf-batch "${B[@]}" --i2v # the image's latent goes to sf-denoise --initial-latents
+    assert_equal "$stderr" "sf-batch: error: --i2v: image-to-video needs a VAE encoder, which sfpipe lacks; with the image's latent, run sf-denoise --initial-latents FILE --num_frames N-1 (a config with independent_first_frame)"
     run -2 --separate-stderr sf-batch "${B[@]}" --layer_indices --workers 1
     assert_equal "$stderr" "sf-batch: error: --layer_indices needs at least one value"
     run -1 --separate-stderr sf-batch "${B[@]}" --checkpoint_path "$T/nope.pt"

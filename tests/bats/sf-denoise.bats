@@ -288,3 +288,114 @@ st_header() { tail -c +9 "$1" | head -c 4096 | tr -d '\0'; }
     run ls -A "$T"
     assert_output ""
 }
+
+# --initial-latents (the reference's initial_latent: pipeline.h). st_frames OUT DST=FILE:NAME[@A-B]...: a safetensors
+# file of tensors and frame ranges cut from others (tests/bats/st_frames.py)
+st_frames() { python3 "$BATS_TEST_DIRNAME/st_frames.py" "$@"; }
+
+@test "--initial-latents: a run's first block + the rest of its noise extends to that run bit for bit; the wire and the decode carry the whole video" {
+    local T=$BATS_TEST_TMPDIR
+    run sf-denoise "${COMMON[@]}" --prompt-embeds "$P:context.prompt_embeds" --noise "$P" --save-latents "$T/a.safetensors"
+    assert_success
+    # its first block as the initial latents; the noise of blocks 1 and 2 as a 6-frame run's (draws 3..8 as 0..5)
+    st_frames "$T/init.safetensors" "latents=$T/a.safetensors:latents@0-3"
+    local args=("noise.init=$P:noise.init@3-9") k
+    for k in 0 1 2 3 4 5; do args+=("noise.renoise.$k=$P:noise.renoise.$((k + 3))"); done
+    st_frames "$T/noise.safetensors" "${args[@]}"
+    # the context forward at t = 0 writes the cache the run's own refresh pass wrote: the same bits after it
+    run sf-denoise "${COMMON[@]}" --num_frames 6 --prompt-embeds "$P:context.prompt_embeds" --noise "$T/noise.safetensors" \
+        --initial-latents "$T/init.safetensors" --save-latents "$T/b.safetensors" --out "$T/b.wire"
+    assert_success
+    run sf-tensor diff "$T/a.safetensors" "$T/b.safetensors"
+    assert_output --partial "1 compared, 0 mismatched"
+    # the wire: the initial latents first (block -1, start 0), then the generated blocks at frames 3 and 6
+    run sf-wire cat "$T/b.wire"
+    assert_line --index 0 --regexp '^tensor latents f32 \[1, 3, 16, 8, 12\] \{block: -1, start_frame: 0, '
+    assert_line --index 1 --regexp '^tensor latents f32 \[1, 3, 16, 8, 12\] \{block: 0, start_frame: 3, '
+    assert_line --index 2 --regexp '^tensor latents f32 \[1, 3, 16, 8, 12\] \{block: 1, start_frame: 6, '
+    assert_line --index 3 "end -"
+    # sf-decode of the stream is the video of the whole run
+    run sf-decode --model-dir "$G/model" --in "$T/b.wire" --save-video "$T/vb.safetensors" --progress none
+    assert_success
+    run sf-decode --model-dir "$G/model" --latents "$T/a.safetensors" --save-video "$T/va.safetensors" --progress none
+    assert_success
+    run sf-tensor diff "$T/va.safetensors" "$T/vb.safetensors"
+    assert_output --partial "1 compared, 0 mismatched"
+}
+
+@test "--initial-latents: image-to-video (independent first frame): frame 0 kept, blocks of 3 after it, both noise streams, taps of the generated forwards only" {
+    local T=$BATS_TEST_TMPDIR
+    printf '%s\n' "denoising_step_list: [1000, 750, 500, 250]" "warp_denoising_step: true" "num_frame_per_block: 3" \
+        "independent_first_frame: true" >"$T/i2v.yaml"
+    st_frames "$T/img.safetensors" "latents=$P:output@0-1"
+    local D=(sf-denoise "${COMMON[@]}" --config_path "$T/i2v.yaml" --num_frames 6 --prompt-embeds "$P:context.prompt_embeds"
+        --initial-latents "$T/img.safetensors")
+    run "${D[@]}" --save-latents "$T/a.safetensors" --layer_indices 0 --tap-select all --output_path "$T/taps.safetensors"
+    assert_success
+    run "${D[@]}" --save-latents "$T/b.safetensors" --layer_indices 0 --tap-select all --output_path "$T/taps2.safetensors"
+    assert_success
+    run sf-tensor diff "$T/a.safetensors" "$T/b.safetensors" # seeded: reproducible (a tap's explicit attention
+    # differs from the untapped path in the last bits, with initial latents or without)
+    assert_output --partial "1 compared, 0 mismatched"
+    run sf-tensor ls "$T/a.safetensors"
+    assert_output --partial $'latents\tf32\t[1, 7, 16, 8, 12]'
+    st_frames "$T/a0.safetensors" "latents=$T/a.safetensors:latents@0-1"
+    run sf-tensor diff "$T/a0.safetensors" "$T/img.safetensors"
+    assert_output --partial "1 compared, 0 mismatched"
+    # the context forward is not tapped: blocks 0 and 1 (frames 1-3, 4-6) x steps 0-4, keys from frame 0 on
+    run sf-tensor ls "$T/taps.safetensors"
+    [ "$(printf '%s\n' "$output" | grep -c '^taps\.L0\.')" -eq 10 ]
+    assert_output --partial $'taps.L0.b0.s0\tf16\t[1, 2, 72, 96]'
+    assert_output --partial $'taps.L0.b1.s4\tf16\t[1, 2, 72, 168]'
+    refute_output --partial "taps.L0.b-1"
+    refute_output --partial "taps.L0.b2"
+    # the streaming dict (frames mode, seed): indexed by absolute frame over the whole video of 7 frames
+    run "${D[@]}" --layer_indices 0 --tap-mode frames --output_path "$T/stream.pt"
+    assert_success
+    run sf-tensor ls "$T/stream.pt"
+    assert_line $'full_frame_attention\tf16\t[2, 7, 7]'
+    # the reference's noise stream: drawn for the 6 generated frames, a different video with the same first frame
+    run "${D[@]}" --noise-rng torch-cuda --save-latents "$T/c.safetensors"
+    assert_success
+    run sf-tensor diff "$T/a.safetensors" "$T/c.safetensors"
+    assert_output --partial "1 compared, 1 mismatched"
+    st_frames "$T/c0.safetensors" "latents=$T/c.safetensors:latents@0-1"
+    run sf-tensor diff "$T/c0.safetensors" "$T/img.safetensors"
+    assert_output --partial "1 compared, 0 mismatched"
+}
+
+@test "--initial-latents: an endless run starts from them (they go out first)" {
+    local T=$BATS_TEST_TMPDIR
+    st_frames "$T/init.safetensors" "x=$P:output@0-3"
+    run sf-denoise "${COMMON[@]}" --num_frames 0 --local_attn_size 6 --rope-frames 12 --prompt-embeds "$P:context.prompt_embeds" \
+        --initial-latents "$T/init.safetensors" --out "$T/e.wire"
+    assert_success
+    run sf-wire cat "$T/e.wire"
+    assert_line --index 0 --regexp '^tensor latents f32 \[1, 3, 16, 8, 12\] \{block: -1, start_frame: 0, '
+    assert_line --index 3 --regexp '^tensor latents f32 \[1, 3, 16, 8, 12\] \{block: 2, start_frame: 9, '
+    assert_line --index 4 "end -"
+}
+
+@test "--initial-latents: what does not fit the run is one line, exit 2, before any model work, nothing written" {
+    local T=$BATS_TEST_TMPDIR/out
+    mkdir "$T"
+    st_frames "$BATS_TEST_TMPDIR/two.safetensors" "latents=$P:output@0-2"
+    local D=(sf-denoise "${COMMON[@]}" --prompt-embeds "$P:context.prompt_embeds" --save-latents "$T/l.safetensors")
+    local two=$BATS_TEST_TMPDIR/two.safetensors
+    run -2 --separate-stderr "${D[@]}" --num_frames 6 --initial-latents "$two"
+    assert_equal "$stderr" "sf-denoise: error: --initial-latents $two: initial latents of 2 frames: the count must be a multiple of num_frame_per_block 3 (the frames run in the blocks a video starts with)"
+    run -2 --separate-stderr "${D[@]}" --num_frames 7 --initial-latents "$P:output"
+    assert_equal "$stderr" "sf-denoise: error: --initial-latents $P:output: num_frames 7 is not a multiple of num_frame_per_block 3 (with initial latents every generated block has 3 frames)"
+    run -2 --separate-stderr "${D[@]}" --num_frames 6 --height 32 --width 48 --initial-latents "$P:output"
+    assert_equal "$stderr" "sf-denoise: error: --initial-latents $P:output has 16 channels of 8x12; this run's latents have 16 of 4x6 (--height 32 --width 48)"
+    run -2 --separate-stderr "${D[@]}" --num_frames 6 --initial-latents "$P:context.prompt_embeds"
+    assert_equal "$stderr" "sf-denoise: error: --initial-latents $P:context.prompt_embeds has shape [1, 512, 64], expected [1, T, 16, h, w] or [T, 16, h, w]"
+    run -2 --separate-stderr "${D[@]}" --num_frames 6 --initial-latents "$P:nope"
+    assert_equal "$stderr" "sf-denoise: error: --initial-latents $P: no tensor named nope (pick one with FILE:NAME)"
+    run -2 --separate-stderr "${D[@]}" --num_frames 1023 --initial-latents "$P:output"
+    assert_equal "$stderr" "sf-denoise: error: --initial-latents $P:output: 9 frames + 1023 more pass the RoPE table's 1024 positions"
+    run -1 --separate-stderr "${D[@]}" --num_frames 6 --initial-latents "$BATS_TEST_TMPDIR/none.safetensors"
+    [[ "$stderr" == "sf-denoise: error: cannot open $BATS_TEST_TMPDIR/none.safetensors"* ]]
+    run ls -A "$T"
+    assert_output ""
+}

@@ -1,9 +1,10 @@
 #!/usr/bin/env python3
 """Held-out shapes: tiny models of sizes, and sampling configs, the goldens never used, and what the reference
 computes on them (shapes a-c: model sizes; d-e: configs — an independent first frame, other step lists unwarped,
-frame-by-frame blocks, context noise, a rolling cache with frame-wise eviction, another timestep shift).
+frame-by-frame blocks, context noise, a rolling cache with frame-wise eviction, another timestep shift; f-g: the
+pipeline's initial_latent — video extension, image-to-video with an independent first frame and a rolling cache).
 
-    /usr/bin/python3 tests/heldout/make_heldout.py OUTDIR [--ref DIR | --mirror GITDIR] [--shapes a,b,c,d,e] [--seed N]
+    /usr/bin/python3 tests/heldout/make_heldout.py OUTDIR [--ref DIR | --mirror GITDIR] [--shapes a,b,...,g] [--seed N]
 
 For every shape (SHAPES below) it writes, in the real file formats,
 
@@ -24,7 +25,8 @@ float32 softmax, as tests/golden was made):
                                            encoder run in bf16, as the reference deploys it
     OUTDIR/<shape>/expect/dit.safetensors  the causal loop of CausalInferencePipeline.inference: noise.init,
                                            noise.renoise.<k> (k = (steps-1)*block + step), context.prompt_embeds
-                                           (the reference umT5 embedding of prompt 0), in/flow/pred/timestep.<b>.<s>
+                                           (the reference umT5 embedding of prompt 0), initial_latent (shapes with
+                                           one), in/flow/pred/timestep.<b>.<s> of the generated blocks
                                            (s = steps: the clean refresh pass), output; fwd0.* intermediates of
                                            the first forward (patch embedding, time embedding, every block, head)
     OUTDIR/<shape>/expect/vae.safetensors  z [1,T,16,h,w] -> video [1,1+4(T-1),3,8h,8w] from
@@ -116,6 +118,20 @@ SHAPES = OrderedDict(
            run=dict(frames=5, lat_h=4, lat_w=4, num_frame_per_block=1, local_attn_size=3, sink_size=1,
                     steps=[1000, 500], context_noise=100),
            vae=dict(dim=16, num_res_blocks=1, T=2, lat_h=4, lat_w=4)),
+    # the reference's initial_latent (CausalInferencePipeline.inference): context forwards at t = 0, then more frames
+    f=dict(what="video extension: 3 initial latent frames (context blocks of 3), then 6 more in blocks of 3; DiT "
+                "head_dim 32 (2 heads), 2 layers; latent 4x6",
+           dit=dict(dim=64, num_heads=2, ffn_dim=128, num_layers=2, freq_dim=256),
+           t5=dict(vocab=1000, dim=48, dim_attn=48, num_heads=6, dim_ffn=96, num_layers=2),
+           run=dict(frames=6, initial=3, lat_h=4, lat_w=6, num_frame_per_block=3, local_attn_size=-1, sink_size=0),
+           vae=dict(dim=16, num_res_blocks=1, T=2, lat_h=4, lat_w=6)),
+    g=dict(what="image-to-video: independent first frame, 1 initial latent frame, then 6 more in blocks of 3 (no "
+                "1-frame block), rolling KV cache (window 6, sink 1); DiT head_dim 32 (2 heads), 2 layers; latent 4x6",
+           dit=dict(dim=64, num_heads=2, ffn_dim=128, num_layers=2, freq_dim=256),
+           t5=dict(vocab=1000, dim=48, dim_attn=48, num_heads=6, dim_ffn=96, num_layers=2),
+           run=dict(frames=6, initial=1, lat_h=4, lat_w=6, num_frame_per_block=3, local_attn_size=6, sink_size=1,
+                    independent_first_frame=True),
+           vae=dict(dim=16, num_res_blocks=1, T=2, lat_h=4, lat_w=6)),
 )
 PROMPTS = [0, 1, 11, 25]   # tests/golden/expect/tokens.json: 19, 65, 123 and 512 (truncated) tokens
 TEXT_LEN = 512
@@ -485,10 +501,12 @@ def merge(a, b):
     return out
 
 
-def block_sizes(run):
-    """The reference pipeline's all_num_frames: [1] first with independent_first_frame, then num_frame_per_block."""
-    f, n = run["frames"], run["num_frame_per_block"]
-    first = [1] if run.get("independent_first_frame") else []
+def block_sizes(run, frames=None):
+    """The reference pipeline's all_num_frames: [1] first with independent_first_frame (and no initial latents),
+    then num_frame_per_block. With frames: the chunks the initial latents run in (their context forwards), the
+    blocks a video of that many frames starts with."""
+    f, n = frames if frames is not None else run["frames"], run["num_frame_per_block"]
+    first = [1] if run.get("independent_first_frame") and (frames is not None or not run.get("initial")) else []
     assert (f - len(first)) % n == 0, (f, n)
     return first + [n] * ((f - len(first)) // n)
 
@@ -569,30 +587,18 @@ def make_t5(R, S, sdir, mdir, tokens, gen):
     return emb[0:1].clone()
 
 
-def make_dit(R, S, sdir, mdir, context, gen, seed):
-    d, run = S["dit"], S["run"]
-    cfg = OrderedDict(_class_name="WanModel", _diffusers_version="0.30.0", dim=d["dim"], eps=1e-06,
-                      ffn_dim=d["ffn_dim"], freq_dim=d["freq_dim"], in_dim=16, model_type="t2v",
-                      num_heads=d["num_heads"], num_layers=d["num_layers"], out_dim=16, text_len=TEXT_LEN,
-                      text_dim=S["t5"]["dim"], patch_size=[1, 2, 2], qk_norm=True, cross_attn_norm=True,
-                      window_size=[-1, -1])
-    with open(os.path.join(mdir, "config.json"), "w") as f:
-        json.dump(cfg, f, indent=2)
-    shell = R.causal.CausalWanModel(**{k: (tuple(v) if isinstance(v, list) else v) for k, v in cfg.items()
-                                       if k in inspect.signature(R.causal.CausalWanModel.__init__).parameters})
-    sd = dit_weights(shell, gen)
-    st_write(os.path.join(mdir, "diffusion_pytorch_model.safetensors"), OrderedDict((k, npf(v)) for k, v in sd.items()),
-             metadata={"format": "pt"})
-    del shell
-
+def reference_loop(R, run, sdir, mdir, context, seed, L, nh, hd, noise=None, renoise=None, initial=None):
+    """CausalInferencePipeline.inference of the DiT in mdir under run's config (written to sdir/config.yaml) with the
+    optional initial_latent [1, F_in, 16, H, W]. The noise [1, F, 16, H, W]: drawn after torch.manual_seed(seed), or
+    given; the re-noising draws: torch.randn_like's, or the given list's in order. Returns the noise, every generator
+    call (input, timestep, flow, x0, current_start), every re-noising draw, the output and fwd0.* (the first call's
+    intermediates)."""
+    F, H, W = run["frames"], run["lat_h"], run["lat_w"]
+    fsl = (H // 2) * (W // 2)
     cpath = os.path.join(sdir, "config.yaml")
     write_run_config(cpath, run)
     args = load_run_config(R.ref, cpath)
     STATE["model_dir"] = mdir
-    F, H, W, nfpb = run["frames"], run["lat_h"], run["lat_w"], run["num_frame_per_block"]
-    L, nh = d["num_layers"], d["num_heads"]
-    hd = d["dim"] // nh
-    fsl = (H // 2) * (W // 2)
 
     class DummyText(torch.nn.Module):
         def forward(self, text_prompts):
@@ -627,7 +633,6 @@ def make_dit(R, S, sdir, mdir, context, gen, seed):
     assert model.local_attn_size == run["local_attn_size"]
     assert all(b.self_attn.sink_size == run["sink_size"] for b in model.blocks)
 
-    rec = OrderedDict()
     calls = []
     gen_fwd = pipe.generator.forward
 
@@ -656,32 +661,69 @@ def make_dit(R, S, sdir, mdir, context, gen, seed):
     randn_like = torch.randn_like
 
     def recording_randn_like(*a, **k):
-        t = randn_like(*a, **k)
+        t = randn_like(*a, **k) if renoise is None else renoise[len(draws)].reshape(a[0].shape).clone()
         draws.append(t.clone())
         return t
     torch.manual_seed(seed)
-    noise = torch.randn([1, F, 16, H, W], dtype=torch.float32)
+    if noise is None:
+        noise = torch.randn([1, F, 16, H, W], dtype=torch.float32)
     torch.randn_like = recording_randn_like
     try:
         with torch.no_grad(), contextlib.redirect_stdout(open(os.devnull, "w")):
-            _, output = pipe.inference(noise=noise, text_prompts=["heldout"], return_latents=True)
+            _, output = pipe.inference(noise=noise, text_prompts=["heldout"], initial_latent=initial,
+                                       return_latents=True)
     finally:
         torch.randn_like = randn_like
     for h in hooks:
         h.remove()
 
+    return noise, calls, draws, output, fwd0
+
+
+def make_dit(R, S, sdir, mdir, context, gen, seed):
+    d, run = S["dit"], S["run"]
+    cfg = OrderedDict(_class_name="WanModel", _diffusers_version="0.30.0", dim=d["dim"], eps=1e-06,
+                      ffn_dim=d["ffn_dim"], freq_dim=d["freq_dim"], in_dim=16, model_type="t2v",
+                      num_heads=d["num_heads"], num_layers=d["num_layers"], out_dim=16, text_len=TEXT_LEN,
+                      text_dim=S["t5"]["dim"], patch_size=[1, 2, 2], qk_norm=True, cross_attn_norm=True,
+                      window_size=[-1, -1])
+    with open(os.path.join(mdir, "config.json"), "w") as f:
+        json.dump(cfg, f, indent=2)
+    shell = R.causal.CausalWanModel(**{k: (tuple(v) if isinstance(v, list) else v) for k, v in cfg.items()
+                                       if k in inspect.signature(R.causal.CausalWanModel.__init__).parameters})
+    sd = dit_weights(shell, gen)
+    st_write(os.path.join(mdir, "diffusion_pytorch_model.safetensors"), OrderedDict((k, npf(v)) for k, v in sd.items()),
+             metadata={"format": "pt"})
+    del shell
+
+    F, H, W, nfpb = run["frames"], run["lat_h"], run["lat_w"], run["num_frame_per_block"]
+    L, nh = d["num_layers"], d["num_heads"]
+    hd = d["dim"] // nh
+    fsl = (H // 2) * (W // 2)
+    initial, n_in = None, run.get("initial", 0)
+    if n_in:  # the reference's initial_latent: clean latents of their own seed (any values will do)
+        initial = torch.randn([1, n_in, 16, H, W], generator=torch.Generator().manual_seed(seed + 7), dtype=torch.float32)
+    noise, calls, draws, output, fwd0 = reference_loop(R, run, sdir, mdir, context, seed, L, nh, hd, initial=initial)
+    rec = OrderedDict()
+
     n_steps = len(run.get("steps", STEPS))
     sizes = block_sizes(run)
     nb = len(sizes)
-    assert len(calls) == nb * (n_steps + 1), len(calls)
+    ctx = block_sizes(run, n_in) if n_in else []
+    assert len(calls) == len(ctx) + nb * (n_steps + 1), len(calls)
     assert len(draws) == nb * (n_steps - 1), len(draws)
+    for i, (x, t, flow, x0, cs) in enumerate(calls[:len(ctx)]):  # the initial latents' context forwards, at t = 0
+        assert cs == sum(ctx[:i]) * fsl and not t.any() and x.shape[1] == ctx[i]
+    calls = calls[len(ctx):]
+    if n_in:
+        rec["initial_latent"] = npf(initial)
     rec["noise.init"] = npf(noise)
     for k, t in enumerate(draws):
         rec[f"noise.renoise.{k}"] = npf(t)
     rec["context.prompt_embeds"] = npf(context)
     for j, (x, t, flow, x0, cs) in enumerate(calls):
         b, s = divmod(j, n_steps + 1)
-        assert cs == sum(sizes[:b]) * fsl
+        assert cs == (n_in + sum(sizes[:b])) * fsl
         rec[f"in.{b}.{s}"] = npf(x[0])
         rec[f"timestep.{b}.{s}"] = npf(t[0])
         rec[f"flow.{b}.{s}"] = npf(flow[0])
@@ -692,7 +734,7 @@ def make_dit(R, S, sdir, mdir, context, gen, seed):
     st_write(os.path.join(sdir, "expect", "dit.safetensors"), rec)
     return dict(frames=F, height=8 * H, width=8 * W, num_frame_per_block=nfpb, blocks=nb, steps=n_steps,
                 frame_seq_length=fsl, head_dim=hd, local_attn_size=run["local_attn_size"], sink_size=run["sink_size"],
-                from_pretrained=STATE.get("from_pretrained"))
+                initial=n_in, from_pretrained=STATE.get("from_pretrained"))
 
 
 def make_vae(R, S, sdir, mdir, gen, seed):

@@ -5,7 +5,7 @@
 #      modules on them (float32 CPU, exact softmax): umT5 embeddings, the causal loop under each shape's config
 #      (block sizes, step list, warp, context noise, shift, cache window), a VAE decode;
 #   2. sfpipe's CPU stages run on the same files and inputs: sf-encode (the prompts), sf-denoise (the reference's
-#      prompt embedding and replayed noise, --dump-preds), sf-decode (the reference's latent);
+#      prompt embedding, replayed noise and initial latents where the shape has them, --dump-preds), sf-decode (the reference's latent);
 #   3. compare_heldout.py compares tensor by tensor (max|d| / max|ref|; 1e-4 single forward, 1e-3 end of loop).
 # OUTDIR defaults to a temporary folder (removed on success). Needs a built tree (make), python3 with torch
 # (Debian's python3-torch: /usr/bin/python3), numpy and pyyaml, and the reference source (see make_heldout.py:
@@ -45,7 +45,9 @@ for sd in "$OUT"/*/; do
     [ -f "$sd/shape.json" ] || continue
     name=$(basename "$sd")
     if [ -n "$shapes" ] && [[ ",$shapes," != *",$name,"* ]]; then continue; fi
-    read -r frames height width < <("$PY" -c 'import json,sys; d=json.load(open(sys.argv[1]))["dit_run"]; print(d["frames"], d["height"], d["width"])' "$sd/shape.json")
+    read -r frames height width initial < <("$PY" -c 'import json,sys; d=json.load(open(sys.argv[1]))["dit_run"]; print(d["frames"], d["height"], d["width"], d.get("initial", 0))' "$sd/shape.json")
+    init=()
+    if [ "$initial" != 0 ]; then init=(--initial-latents "$sd/expect/dit.safetensors:initial_latent"); fi
     rm -rf "$sd/got" # nothing from an earlier run may stand in for a stage that fails now
     mkdir -p "$sd/got"
     log="$sd/got/stages.log"
@@ -56,7 +58,7 @@ for sd in "$OUT"/*/; do
         { echo "run_heldout: $name: sf-encode failed:"; tail -n 5 "$log"; tail -n 1 "$log" >"$sd/got/t5.refused"; }
     "$BIN/sf-denoise" --model-dir "$sd/model" --config-path "$sd/config.yaml" --no-checkpoint \
         --prompt-embeds "$sd/expect/dit.safetensors:context.prompt_embeds" --noise "$sd/expect/dit.safetensors" \
-        --num-frames "$frames" --height "$height" --width "$width" --dump-preds \
+        --num-frames "$frames" --height "$height" --width "$width" --dump-preds "${init[@]}" \
         --save-latents "$sd/got/dit.safetensors" "${dev[@]}" --threads "$thr" --progress none >>"$log" 2>&1 ||
         { echo "run_heldout: $name: sf-denoise failed:"; tail -n 5 "$log"; tail -n 1 "$log" >"$sd/got/dit.refused"; }
     "$BIN/sf-decode" --latents "$sd/expect/vae.safetensors:z" --model-dir "$sd/model" \

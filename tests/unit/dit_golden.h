@@ -96,7 +96,7 @@ static inline int dit_golden_open_on(dit_golden *d, const char *mode, const char
     sf_tensor_to_f32(pe, d->emb);
     SF_CHECK_OK(sf_dit_set_context(&d->st, d->emb, pe->shape[1], &err), &err);
     SF_CHECK_OK(sf_scheduler_init(&d->sc, 5.0, &err), &err);
-    sf_pipeline_cfg pc = {{0}, 4, 3, 0, 0.0f, 9, 8, 12, 16, seed, use_noise ? d->g : NULL, 0, 0, {0, 0, 0, 0}, 0, 0};
+    sf_pipeline_cfg pc = {{0}, 4, 3, 0, 0.0f, 9, 8, 12, 16, seed, use_noise ? d->g : NULL, 0, 0, {0, 0, 0, 0}, 0, 0, NULL, 0};
     d->pc = pc;
     double raw[4] = {1000, 750, 500, 250};
     SF_CHECK_OK(sf_scheduler_steps(&d->sc, raw, 4, 1, d->pc.steps, &err), &err);
@@ -117,6 +117,61 @@ static inline void dit_golden_close(dit_golden *d) {
     sf_tfile_destroy(&d->g);
     sf_tfile_destroy(&d->ck);
     sf_tfile_destroy(&d->base);
+}
+
+/* The initial-latents golden: tests/golden/expect/dit_pipeline_initial.safetensors (made by
+ * tests/heldout/make_initial_golden.py from the reference's CausalInferencePipeline.inference with an
+ * initial_latent): case "ext" (3 initial frames, blocks of 3) or "i2v" (1 initial frame, an independent first
+ * frame), then 6 generated frames on dit_pipeline_base's noise (noise.init frames 0..5, noise.renoise.0..5). */
+typedef struct dit_golden_initial {
+    sf_tfile *file, *noise;      /* the expect file; the replayed noise (views into the base expect file) */
+    float *init;                 /* (F_in, 16, 8, 12) */
+    const sf_tensor *ref;        /* the reference's output (1, F_in + 6, 16, 8, 12) */
+    int F_in;
+    int64_t n_out;               /* floats of the output */
+} dit_golden_initial;
+
+/* d opened on the base weights (state for 9 frames: both cases fit), d->pc set for the case. 1 when ready. */
+static inline int dit_golden_initial_open(dit_golden *d, dit_golden_initial *gi, const char *kase, int nthreads,
+                                          int cuda_ordinal) {
+    char p[1024], nm[64], in[64];
+    sf_err err = {{0}};
+    memset(gi, 0, sizeof *gi);
+    snprintf(p, sizeof p, "%s/expect/dit_pipeline_initial.safetensors", sf_test_golden());
+    SF_CHECK_OK(sf_tfile_open(p, &gi->file, &err), &err);
+    if (!gi->file || !dit_golden_open_on(d, "base", NULL, nthreads, 0, 0, cuda_ordinal)) return 0;
+    snprintf(in, sizeof in, "%s.initial_latent", kase);
+    const sf_tensor *it = sf_tfile_get(gi->file, in), *ni = sf_tfile_get(d->g, "noise.init");
+    snprintf(nm, sizeof nm, "%s.output", kase);
+    gi->ref = sf_tfile_get(gi->file, nm);
+    SF_CHECK_MSG(it && gi->ref && ni && it->ndim == 5 && ni->dtype == SF_F32, "%s: golden tensors missing", kase);
+    if (!it || !gi->ref || !ni || it->ndim != 5 || ni->dtype != SF_F32) return 0;
+    gi->F_in = (int)it->shape[1];
+    gi->n_out = sf_tensor_numel(gi->ref);
+    int64_t n;
+    gi->init = sf_test_golden_f32(gi->file, in, &n);
+    gi->noise = sf_tfile_new_empty("dit_pipeline_base.safetensors (noise.init[:, :6])");
+    const int64_t sh[5] = {1, 6, 16, 8, 12};
+    sf_tensor t = sf_tensor_view(ni->data, SF_F32, 5, sh); /* frames 0..5: the first 6·16·8·12 floats */
+    SF_CHECK_OK(sf_tfile_add(gi->noise, "noise.init", &t, &err), &err);
+    for (int k = 0; k < 6; k++) {
+        snprintf(nm, sizeof nm, "noise.renoise.%d", k);
+        const sf_tensor *r = sf_tfile_get(d->g, nm);
+        if (r) SF_CHECK_OK(sf_tfile_add(gi->noise, nm, r, &err), &err);
+    }
+    d->pc.noise = gi->noise;
+    d->pc.num_frames = 6;
+    d->pc.independent_first_frame = kase[0] == 'i';
+    d->pc.init_latents = gi->init, d->pc.init_frames = gi->F_in;
+    return gi->init != NULL && gi->F_in + 6 == gi->ref->shape[1];
+}
+
+static inline void dit_golden_initial_close(dit_golden *d, dit_golden_initial *gi) {
+    dit_golden_close(d);
+    sf_tfile_destroy(&gi->noise);
+    sf_tfile_destroy(&gi->file);
+    free(gi->init);
+    memset(gi, 0, sizeof *gi);
 }
 
 #endif

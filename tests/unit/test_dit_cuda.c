@@ -195,6 +195,30 @@ static void test_pipeline_base(void) {
                  "(not 16-byte aligned)", sf_emu_vector_fallbacks() - fb0);
 #endif
 }
+/* Initial latents (pipeline.h) on the device: the reference's dit_pipeline_initial (dit_golden.h) cases, video
+ * extension and image-to-video, within the bf16 pipeline tolerance (the CPU meets 1e-4: test_dit_pipeline); the
+ * output starts with the given latents bit for bit. */
+static void test_pipeline_initial(void) {
+    int dev = sf_test_gpu();
+    if (dev < 0) return;
+    static const char *const cases[] = {"ext", "i2v"};
+    for (int k = 0; k < 2; k++) {
+        sf_err err = {{0}};
+        dit_golden d;
+        dit_golden_initial gi;
+        static float out[9 * 16 * 8 * 12];
+        if (dit_golden_initial_open(&d, &gi, cases[k], 1, dev)) {
+            SF_CHECK_OK(sf_pipeline_run(&d.st, &d.sc, &d.pc, NULL, out, &err), &err);
+            SF_CHECK(memcmp(out, gi.init, sizeof(float) * (size_t)gi.F_in * 16 * 8 * 12) == 0);
+            float *ref = malloc(sizeof(float) * (size_t)gi.n_out);
+            if (ref) sf_tensor_to_f32(gi.ref, ref);
+            if (ref) sf_test_rel_close(cases[k], out, ref, gi.n_out, SF_TOL_BF16_PIPE);
+            free(ref);
+        }
+        dit_golden_initial_close(&d, &gi);
+    }
+}
+
 /* cuBLASLt without a GELU-epilogue algorithm (emulated refusal): a warning, the GELU as its own kernel,
  * the same golden results. */
 static void test_gelu_epilogue_refused(void) {
@@ -910,6 +934,7 @@ static const sf_test tests[] = {
     {"pipeline_base", test_pipeline_base},
     {"pipeline_runs_ahead", test_pipeline_runs_ahead},
     {"pipeline_generator", test_pipeline_generator},
+    {"pipeline_initial", test_pipeline_initial},
     {"refresh_kv_only", test_refresh_kv_only},
     {"graphs", test_graphs},
     {"gelu_epilogue_refused", test_gelu_epilogue_refused},

@@ -113,7 +113,7 @@ static void run(long las, long sink, int iff, const window *sel, const window *c
     }
     sf_scheduler sc;
     SF_CHECK_OK(sf_scheduler_init(&sc, 5.0, &err), &err);
-    sf_pipeline_cfg pc = {{0}, NSTEP, 3, iff, 0.0f, nf, 8, 12, 16, 7, NULL, 0, 0, {0, 0, 0, 0}, 0, 0};
+    sf_pipeline_cfg pc = {{0}, NSTEP, 3, iff, 0.0f, nf, 8, 12, 16, 7, NULL, 0, 0, {0, 0, 0, 0}, 0, 0, NULL, 0};
     double raw[NSTEP] = {1000, 500};
     SF_CHECK_OK(sf_scheduler_steps(&sc, raw, NSTEP, 1, pc.steps, &err), &err);
     sf_pipeline_hooks hk = {on_fwd, on_pred, NULL, &c, 0, NULL};
@@ -223,7 +223,7 @@ static void test_impossible(void) {
     sf_dit_state_free(&st);
     /* frames not a multiple of the block */
     int nb;
-    sf_pipeline_cfg pc = {{1000}, 1, 3, 0, 0.0f, 13, 8, 12, 16, 0, NULL, 0, 0, {0, 0, 0, 0}, 0, 0};
+    sf_pipeline_cfg pc = {{1000}, 1, 3, 0, 0.0f, 13, 8, 12, 16, 0, NULL, 0, 0, {0, 0, 0, 0}, 0, 0, NULL, 0};
     SF_CHECK(sf_pipeline_check(&pc, &nb, &err) == SF_E_ARG);
 }
 

@@ -169,7 +169,7 @@ static void test_refresh_kv_only(void) {
 static void test_block_layout_errors(void) {
     sf_err err = {{0}};
     int nb;
-    sf_pipeline_cfg pc = {{1000}, 1, 3, 0, 0.0f, 10, 8, 12, 16, 0, NULL, 0, 0, {0, 0, 0, 0}, 0, 0};
+    sf_pipeline_cfg pc = {{1000}, 1, 3, 0, 0.0f, 10, 8, 12, 16, 0, NULL, 0, 0, {0, 0, 0, 0}, 0, 0, NULL, 0};
     SF_CHECK(sf_pipeline_check(&pc, &nb, &err) == SF_E_ARG && strstr(err.msg, "multiple"));
     pc.num_frames = 12;
     SF_CHECK(sf_pipeline_check(&pc, &nb, &err) == SF_OK && nb == 4);
@@ -291,7 +291,7 @@ static void torch_noise_case(int batch, int sample, int iff) {
         g.offset += sf_torch_cuda_randn_increment(&g, B * dn[k]);
     }
     if (iff) { /* the feed's walk and the span's are one (pipeline.c noise_draw_numel) */
-        const sf_pipeline_cfg pc = {{1000}, 4, 3, 1, 0.0f, T, 8, 12, 16, 5, NULL, 0, 1, g0, batch, sample};
+        const sf_pipeline_cfg pc = {{1000}, 4, 3, 1, 0.0f, T, 8, 12, 16, 5, NULL, 0, 1, g0, batch, sample, NULL, 0};
         SF_CHECK(sf_pipeline_torch_noise_span(&pc) == g.offset - g0.offset);
     }
     sf_tensor_entry e[1 + DRAWS];
@@ -321,13 +321,80 @@ static void torch_noise_case(int batch, int sample, int iff) {
     SF_CHECK(memcmp(a, c, sizeof(float) * (size_t)n_out) != 0);
 }
 
+/* Initial latents (the reference's initial_latent) against dit_pipeline_initial (dit_golden.h): video extension
+ * (3 frames) and image-to-video (1 frame, an independent first frame, so no 1-frame block after it). The output's
+ * first F_in frames are the given ones bit for bit, handed out first (block -1, start 0); the rest within the
+ * pipeline tolerance; the context forwards call no hook (2 blocks × 5 forwards, the last refresh skipped). */
+typedef struct initrun {
+    int blocks, fwds, order_ok;
+    int64_t next;          /* the frame the next handed-out block must start at */
+} initrun;
+static void init_on_forward(void *vc, int b, int s, int64_t start, int F) {
+    initrun *c = vc;
+    (void)s, (void)F;
+    c->fwds++;
+    c->order_ok &= b >= 0 && start >= 1;
+}
+static sf_status init_on_block(void *vc, int b, int64_t start, int F, const float *x0, sf_err *err) {
+    initrun *c = vc;
+    (void)x0, (void)err;
+    c->order_ok &= b == c->blocks - 1 && start == c->next;
+    c->blocks++;
+    c->next = start + F;
+    return SF_OK;
+}
+static void initial_case(const char *kase) {
+    sf_err err = {{0}};
+    dit_golden d;
+    dit_golden_initial gi;
+    if (dit_golden_initial_open(&d, &gi, kase, 2, -1)) {
+        float *out = calloc((size_t)gi.n_out, sizeof(float));
+        initrun c = {0, 0, 1, 0};
+        sf_pipeline_hooks hk = {init_on_forward, NULL, init_on_block, &c, 0, NULL};
+        SF_CHECK_OK(sf_pipeline_run(&d.st, &d.sc, &d.pc, &hk, out, &err), &err);
+        SF_CHECK_MSG(memcmp(out, gi.init, sizeof(float) * (size_t)gi.F_in * 16 * 8 * 12) == 0,
+                     "%s: the output does not start with the initial latents", kase);
+        pipe_close(kase, out, gi.ref, gi.n_out);
+        SF_CHECK_MSG(c.order_ok && c.blocks == 3 && c.next == gi.F_in + 6 && c.fwds == 9,
+                     "%s: %d blocks out (want 3: -1, 0, 1), %d hooked forwards (want 9)", kase, c.blocks, c.fwds);
+        free(out);
+    }
+    dit_golden_initial_close(&d, &gi);
+}
+static void test_initial_latents(void) {
+    initial_case("ext");
+    initial_case("i2v");
+}
+
+/* What initial latents cannot be: a count off the block rule, generated frames off whole blocks (no 1-frame
+ * block after them), NULL latents. */
+static void test_initial_layout_errors(void) {
+    sf_err err = {{0}};
+    int nb;
+    static const float x[1];
+    sf_pipeline_cfg pc = {{1000}, 1, 3, 0, 0.0f, 6, 8, 12, 16, 0, NULL, 0, 0, {0, 0, 0, 0}, 0, 0, x, 2};
+    SF_CHECK(sf_pipeline_check(&pc, &nb, &err) == SF_E_ARG && strstr(err.msg, "initial latents of 2 frames"));
+    pc.init_frames = 6;
+    SF_CHECK_OK(sf_pipeline_check(&pc, &nb, &err), &err);
+    SF_CHECK(nb == 2);
+    pc.independent_first_frame = 1; /* 1 + 3k initial frames; the generated ones whole blocks */
+    SF_CHECK(sf_pipeline_check(&pc, &nb, &err) == SF_E_ARG && strstr(err.msg, "1 + a multiple"));
+    pc.init_frames = 4;
+    SF_CHECK_OK(sf_pipeline_check(&pc, &nb, &err), &err);
+    SF_CHECK(nb == 2);
+    pc.num_frames = 7; /* fine without initial latents (1 + 3 + 3), not with them */
+    SF_CHECK(sf_pipeline_check(&pc, &nb, &err) == SF_E_ARG && strstr(err.msg, "every generated block has 3"));
+    pc.num_frames = 0; /* endless: allowed (the run checks the rest) */
+    SF_CHECK_OK(sf_pipeline_check(&pc, &nb, &err), &err);
+}
+
 static void test_torch_noise(void) {
     torch_noise_case(0, 0, 0);
     torch_noise_case(2, 1, 0); /* the second of two videos drawn at once (the reference's --num_samples 2) */
     torch_noise_case(2, 1, 1); /* an independent first frame: the first block's draws are one frame */
     sf_err err = {{0}};
     /* an endless run has no reference stream: 0 draws; sf_pipeline_check_endless refuses it */
-    sf_pipeline_cfg pc = {{1000}, 1, 3, 0, 0.0f, 0, 8, 12, 16, 5, NULL, 0, 1, {5, 0, 1, 256}, 0, 0};
+    sf_pipeline_cfg pc = {{1000}, 1, 3, 0, 0.0f, 0, 8, 12, 16, 5, NULL, 0, 1, {5, 0, 1, 256}, 0, 0, NULL, 0};
     int nb = -1;
     SF_CHECK_OK(sf_pipeline_check(&pc, &nb, &err), &err);
     SF_CHECK(nb == 0 && sf_pipeline_torch_noise_span(&pc) == 0);
@@ -343,5 +410,7 @@ static const sf_test tests[] = {
     {"refresh_kv_only", test_refresh_kv_only},
     {"last_refresh", test_last_refresh},
     {"torch_noise", test_torch_noise},
+    {"initial_latents", test_initial_latents},
+    {"initial_layout_errors", test_initial_layout_errors},
 };
 SF_TEST_MAIN(tests)

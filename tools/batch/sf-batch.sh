@@ -95,7 +95,7 @@ while [ $# -gt 0 ]; do
     --num-samples) ref_need "$@"; ref_dec num_samples "$1" "$2"; shift 2 ;;
     --noise-rng) ref_need "$@"; noise_rng=$2; shift 2 ;;   # checked with the rest by sf-denoise --check
     --save-with-index) with_index=1; shift ;;
-    --i2v) bad "--i2v: image-to-video is not supported (sfpipe is text-to-video)" ;;
+    --i2v) bad "--i2v: image-to-video needs a VAE encoder, which sfpipe lacks; with the image's latent, run sf-denoise --initial-latents FILE --num_frames N-1 (a config with independent_first_frame)" ;;
     --workers) ref_need "$@"; ref_dec workers "$1" "$2"; shift 2 ;;
     --retries) ref_need "$@"; ref_dec retries "$1" "$2"; shift 2 ;;
     --threads) ref_need "$@"; ref_int "$1" "$2"; threads=$2; shift 2 ;;
