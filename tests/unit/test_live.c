@@ -61,6 +61,8 @@ typedef struct run_ctx {
     int blocks, stop_after;  /* endless: stop once this many blocks are out */
     int switch_at, recache;  /* live hook: set emb2 at block switch_at (-1 never) */
     sf_dit_state *st;
+    const float *init;       /* initial latents (n_init, FR) or NULL (pipeline.h) */
+    int n_init;
 } run_ctx;
 
 static sf_status on_block(void *vc, int b, int64_t start, int F, const float *x0, sf_err *err) {
@@ -89,7 +91,7 @@ static sf_status run(int T, long las, long sink, int iff, int rope_frames, run_c
     model_load();
     if (!M.ok) return sf_fail(err, SF_E_NOTFOUND, "no model");
     sf_dit_state st;
-    int64_t cache = las == -1 ? T : las;
+    int64_t cache = las == -1 ? T + c->n_init : las;
     sf_status s = sf_dit_state_init_rope(&st, &M.w, 3, 8, 12, cache, las, sink, 2, -1, rope_frames, err);
     if (s) return s;
     c->st = &st;
@@ -97,6 +99,7 @@ static sf_status run(int T, long las, long sink, int iff, int rope_frames, run_c
         sf_scheduler sc;
         sf_pipeline_cfg pc;
         pipe_cfg(&pc, &sc, T, iff);
+        pc.init_latents = c->init, pc.init_frames = c->n_init;
         sf_pipeline_hooks hk = {NULL, NULL, on_block, c, 0, NULL};
         sf_pipeline_live lv = {c->switch_at >= 0 ? on_start : NULL, stop_cb, c};
         s = sf_pipeline_run_live(&st, &sc, &pc, &hk, &lv, NULL, err);
@@ -116,7 +119,8 @@ static void switch_case(int iff, long las, long sink) {
     static float base[T * FR], sw[T * FR], swr[T * FR];
     const int k = 2, first = iff ? 1 + 3 * (k - 1) : 3 * k; /* first frame of block k */
     const int nf = iff ? 10 : T;
-    run_ctx a = {base, T, 0, 0, -1, 0, NULL}, b = {sw, T, 0, 0, k, 0, NULL}, r = {swr, T, 0, 0, k, 1, NULL};
+    run_ctx a = {base, T, 0, 0, -1, 0, NULL, NULL, 0}, b = {sw, T, 0, 0, k, 0, NULL, NULL, 0},
+            r = {swr, T, 0, 0, k, 1, NULL, NULL, 0};
     SF_CHECK_OK(run(nf, las, sink, iff, SF_DIT_ROPE_FRAMES, &a, &err), &err);
     SF_CHECK_OK(run(nf, las, sink, iff, SF_DIT_ROPE_FRAMES, &b, &err), &err);
     SF_CHECK_OK(run(nf, las, sink, iff, SF_DIT_ROPE_FRAMES, &r, &err), &err);
@@ -128,6 +132,36 @@ static void switch_case(int iff, long las, long sink) {
         SF_CHECK_MSG(!same_frames(sw, swr, f, f + 1), "iff %d: re-cache made no difference at frame %lld", iff,
                      (long long)f);
     }
+}
+
+/* A prompt switch with re-cache after initial latents (pipeline.h): the re-cache rebuilds the initial frames' K/V
+ * too (the loop keeps them with the generated ones), so it runs and changes what follows; before the switch the
+ * runs agree. Video extension (3 frames, global cache) and image-to-video (1 frame, rolling cache with a sink). */
+static void initial_switch_case(int iff, long las, long sink) {
+    enum { T = 6, NI = 3 };
+    sf_err err = {{0}};
+    static float base[(NI + T) * FR], sw[(NI + T) * FR], swr[(NI + T) * FR];
+    const int ni = iff ? 1 : NI, first = ni + 3; /* the switch: generated block 1 */
+    model_load();
+    const sf_tensor *o = M.ok ? sf_tfile_get(M.g, "output") : NULL; /* any clean latents: the golden video's */
+    if (!o || o->dtype != SF_F32) return;
+    const float *init = o->data;
+    run_ctx a = {base, NI + T, 0, 0, -1, 0, NULL, init, ni}, b = {sw, NI + T, 0, 0, 1, 0, NULL, init, ni},
+            r = {swr, NI + T, 0, 0, 1, 1, NULL, init, ni};
+    SF_CHECK_OK(run(T, las, sink, iff, SF_DIT_ROPE_FRAMES, &a, &err), &err);
+    SF_CHECK_OK(run(T, las, sink, iff, SF_DIT_ROPE_FRAMES, &b, &err), &err);
+    SF_CHECK_OK(run(T, las, sink, iff, SF_DIT_ROPE_FRAMES, &r, &err), &err);
+    SF_CHECK_MSG(a.blocks == 3 && r.blocks == 3, "iff %d: %d / %d blocks out (the initial latents and 2)", iff, a.blocks,
+                 r.blocks);
+    SF_CHECK_MSG(same_frames(base, init, 0, ni) && same_frames(swr, init, 0, ni), "iff %d: the initial latents", iff);
+    SF_CHECK_MSG(same_frames(base, sw, 0, first) && same_frames(base, swr, 0, first), "iff %d: before the switch", iff);
+    SF_CHECK_MSG(!same_frames(base, sw, first, first + 1), "iff %d: the switch changed nothing", iff);
+    SF_CHECK_MSG(!same_frames(sw, swr, first, first + 1), "iff %d: the re-cache changed nothing", iff);
+}
+
+static void test_recache_initial(void) {
+    initial_switch_case(0, -1, 0);
+    initial_switch_case(1, 6, 3); /* 1 + 6 frames through a window of 6: evicting */
 }
 
 static void test_switch_at_block(void) {
@@ -255,16 +289,16 @@ static void test_recache_global(void) {
 static void test_endless_stop(void) {
     sf_err err = {{0}};
     static float out[12 * FR], fin[12 * FR];
-    run_ctx c = {out, 12, 0, 8, -1, 0, NULL};
+    run_ctx c = {out, 12, 0, 8, -1, 0, NULL, NULL, 0};
     sf_status s = run(0, 6, 3, 0, SF_DIT_ROPE_FRAMES_MAX, &c, &err);
     SF_CHECK_MSG(s == SF_E_STOPPED, "endless run ended with %s: %s", sf_status_str(s), err.msg);
     SF_CHECK_MSG(c.blocks == 8, "%d blocks before the stop, want 8", c.blocks);
     /* a global run would not be endless */
-    run_ctx c2 = {out, 12, 0, 2, -1, 0, NULL};
+    run_ctx c2 = {out, 12, 0, 2, -1, 0, NULL, NULL, 0};
     s = run(0, -1, 0, 0, SF_DIT_ROPE_FRAMES, &c2, &err);
     SF_CHECK(s == SF_E_ARG && c2.blocks == 0);
     /* the first block is drawn like a finite run's first block only when that run has one block */
-    run_ctx f = {fin, 12, 0, 0, -1, 0, NULL};
+    run_ctx f = {fin, 12, 0, 0, -1, 0, NULL, NULL, 0};
     SF_CHECK_OK(run(3, 6, 3, 0, SF_DIT_ROPE_FRAMES, &f, &err), &err);
     SF_CHECK_MSG(same_frames(out, fin, 0, 3), "endless block 0 differs from a one-block run");
 }
@@ -272,7 +306,7 @@ static void test_endless_stop(void) {
 static void test_endless_rope_end(void) {
     sf_err err = {{0}};
     static float out[12 * FR];
-    run_ctx c = {out, 12, 0, 0, -1, 0, NULL};
+    run_ctx c = {out, 12, 0, 0, -1, 0, NULL, NULL, 0};
     sf_status s = run(0, 6, 3, 0, 12, &c, &err); /* a 12-row table: blocks [0,3) .. [9,12), then the end */
     SF_CHECK_MSG(s == SF_OK, "%s: %s", sf_status_str(s), err.msg);
     SF_CHECK_MSG(c.blocks == 4, "%d blocks with a 12-frame RoPE table, want 4", c.blocks);
@@ -358,6 +392,7 @@ static const sf_test tests[] = {
     {"switch_at_block", test_switch_at_block},
     {"recache_rolling", test_recache_rolling},
     {"recache_global", test_recache_global},
+    {"recache_initial", test_recache_initial},
     {"endless_stop", test_endless_stop},
     {"endless_rope_end", test_endless_rope_end},
     {"rope_rows", test_rope_rows},
