@@ -367,7 +367,7 @@ static void test_initial_latents(void) {
 }
 
 /* What initial latents cannot be: a count off the block rule, generated frames off whole blocks (no 1-frame
- * block after them), NULL latents. */
+ * block after them); and the noise a video with them draws. */
 static void test_initial_layout_errors(void) {
     sf_err err = {{0}};
     int nb;
@@ -386,6 +386,14 @@ static void test_initial_layout_errors(void) {
     SF_CHECK(sf_pipeline_check(&pc, &nb, &err) == SF_E_ARG && strstr(err.msg, "every generated block has 3"));
     pc.num_frames = 0; /* endless: allowed (the run checks the rest) */
     SF_CHECK_OK(sf_pipeline_check(&pc, &nb, &err), &err);
+    /* the reference's stream: with initial latents every re-noising draw is a whole block's (F_in aside), so a
+       video takes what one without an independent first frame takes (--noise-sequence moves on by it) */
+    sf_pipeline_cfg t = {{1000}, 4, 3, 1, 0.0f, 6, 8, 12, 16, 5, NULL, 0, 1, {5, 0, 1, 256}, 0, 0, x, 4};
+    sf_pipeline_cfg u = t, v = t;
+    u.init_latents = NULL, u.init_frames = 0, u.independent_first_frame = 0;
+    v.init_latents = NULL, v.init_frames = 0, v.num_frames = 7;
+    SF_CHECK(sf_pipeline_torch_noise_span(&t) == sf_pipeline_torch_noise_span(&u));
+    SF_CHECK(sf_pipeline_torch_noise_span(&t) != sf_pipeline_torch_noise_span(&v));
 }
 
 static void test_torch_noise(void) {
