@@ -432,8 +432,8 @@ sf_status sf_denoise_stage_run(sf_denoise_opts *o, sf_err *err) {
     if (have_taps) {
         /* logits captures stay in memory until the end (3.7 GB a layer at 480x832): refused now if they cannot fit */
         const double tb = sf_taps_logits_bytes(&taps, n_blocks, rc->n_steps, rc->num_frame_per_block,
-                                               rc->independent_first_frame && !n_init, st.frame_tokens, cache_frames,
-                                               cfg.num_heads);
+                                               rc->independent_first_frame && !n_init, n_init, st.frame_tokens,
+                                               cache_frames, cfg.num_heads);
         if ((s = sf_taps_check_room(&taps, tb, o->tap_out, err))) goto done;
         sf_taps_attach(&taps, &st); /* before the prepare: what the taps need is made there too */
     }

@@ -558,10 +558,10 @@ done:
 }
 
 double sf_taps_logits_bytes(const sf_taps *t, int n_blocks, int n_steps, int fpb, int independent_first,
-                            int64_t frame_tokens, int64_t cache_frames, int heads) {
+                            int64_t first_frame, int64_t frame_tokens, int64_t cache_frames, int heads) {
     if (t->mode != SF_TAP_LOGITS || t->n_layers == 0) return 0;
     double sum = 0, seed_lk = 0, seed_bytes = 0;
-    int64_t end = 0; /* frames generated up to the end of block b */
+    int64_t end = first_frame; /* frames up to the end of block b */
     for (int b = 0; b < n_blocks; b++) {
         const int64_t f = independent_first && b == 0 ? 1 : fpb;
         end += f;

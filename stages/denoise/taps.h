@@ -144,10 +144,11 @@ sf_status sf_taps_write_pt(const sf_taps *t, const char *path, const sf_taps_met
 /* The bytes the logits captures will hold until the run ends and then write (f16 [heads, Lq, Lk] per
  * kept capture): every selected forward of every tapped layer, or with the seed selection one per layer
  * (the first with the most keys). 0 in the aggregate modes (frames, probs: kilobytes). The run: n_blocks
- * blocks of fpb latent frames (the first of 1 with independent_first), n_steps steps + the refresh pass,
- * frame_tokens tokens a frame, a KV cache of cache_frames frames (the rolling window, or all). */
+ * blocks of fpb latent frames (the first of 1 with independent_first), the first at frame first_frame (the
+ * initial latents before it, whose keys it sees; 0 without), n_steps steps + the refresh pass, frame_tokens
+ * tokens a frame, a KV cache of cache_frames frames (the rolling window, or all). */
 double sf_taps_logits_bytes(const sf_taps *t, int n_blocks, int n_steps, int fpb, int independent_first,
-                            int64_t frame_tokens, int64_t cache_frames, int heads);
+                            int64_t first_frame, int64_t frame_tokens, int64_t cache_frames, int heads);
 /* Refuse (SF_E_NOMEM) a logits capture of bytes that cannot fit in memory (MemAvailable; SF_MEM_AVAILABLE_MB
  * overrides it, for tests) or on the output's file system, naming the size and what to change; an info line
  * with the size otherwise. Call it before the run. */

@@ -330,8 +330,11 @@ st_frames() { python3 "$BATS_TEST_DIRNAME/st_frames.py" "$@"; }
     st_frames "$T/img.safetensors" "latents=$P:output@0-1"
     local D=(sf-denoise "${COMMON[@]}" --config_path "$T/i2v.yaml" --num_frames 6 --prompt-embeds "$P:context.prompt_embeds"
         --initial-latents "$T/img.safetensors")
-    run "${D[@]}" --save-latents "$T/a.safetensors" --layer_indices 0 --tap-select all --output_path "$T/taps.safetensors"
+    run --separate-stderr "${D[@]}" --save-latents "$T/a.safetensors" --layer_indices 0 --tap-select all \
+        --output_path "$T/taps.safetensors"
     assert_success
+    # the logits announced before the run are the file's: 2 heads x 72 queries x (5 x 96 + 5 x 168 keys) in f16
+    [[ "$stderr" == *"(380160 bytes) of logits"* ]]
     run "${D[@]}" --save-latents "$T/b.safetensors" --layer_indices 0 --tap-select all --output_path "$T/taps2.safetensors"
     assert_success
     run sf-tensor diff "$T/a.safetensors" "$T/b.safetensors" # seeded: reproducible (a tap's explicit attention
