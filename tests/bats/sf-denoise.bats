@@ -308,6 +308,14 @@ st_frames() { python3 "$BATS_TEST_DIRNAME/st_frames.py" "$@"; }
     assert_success
     run sf-tensor diff "$T/a.safetensors" "$T/b.safetensors"
     assert_output --partial "1 compared, 0 mismatched"
+    # the same from a torch.save file (the reference's format; its dict key picked by name)
+    run sf-tensor convert "$T/init.safetensors" "$T/init.pt"
+    assert_success
+    run sf-denoise "${COMMON[@]}" --num_frames 6 --prompt-embeds "$P:context.prompt_embeds" --noise "$T/noise.safetensors" \
+        --initial-latents "$T/init.pt:latents" --save-latents "$T/c.safetensors"
+    assert_success
+    run sf-tensor diff "$T/a.safetensors" "$T/c.safetensors"
+    assert_output --partial "1 compared, 0 mismatched"
     # the wire: the initial latents first (block -1, start 0), then the generated blocks at frames 3 and 6
     run sf-wire cat "$T/b.wire"
     assert_line --index 0 --regexp '^tensor latents f32 \[1, 3, 16, 8, 12\] \{block: -1, start_frame: 0, '
