@@ -366,6 +366,58 @@ static void test_initial_latents(void) {
     initial_case("i2v");
 }
 
+/* A replay file of views into g's noise: noise.init frames [f0, f0 + T), then g's draws k0, k0 + 1, ... as
+ * noise.renoise.0 .. n-1, the first `ones` of them cut to their first frame (a 1-frame block's). */
+static sf_tfile *noise_views(const sf_tfile *g, int f0, int T, int k0, int n, int ones) {
+    sf_err err = {{0}};
+    sf_tfile *tf = sf_tfile_new_empty("noise views");
+    const sf_tensor *ni = sf_tfile_get(g, "noise.init");
+    SF_CHECK(tf && ni && ni->dtype == SF_F32 && ni->shape[1] >= f0 + T);
+    if (!tf || !ni || ni->dtype != SF_F32 || ni->shape[1] < f0 + T) return tf;
+    const int64_t si[5] = {1, T, 16, 8, 12};
+    sf_tensor t = sf_tensor_view((float *)ni->data + (int64_t)f0 * 16 * 8 * 12, SF_F32, 5, si);
+    SF_CHECK_OK(sf_tfile_add(tf, "noise.init", &t, &err), &err);
+    for (int k = 0; k < n; k++) {
+        char nm[64];
+        snprintf(nm, sizeof nm, "noise.renoise.%d", k0 + k);
+        const sf_tensor *r = sf_tfile_get(g, nm);
+        SF_CHECK_MSG(r != NULL, "missing %s", nm);
+        if (!r) continue;
+        const int64_t sd[4] = {k < ones ? 1 : 3, 16, 8, 12};
+        t = sf_tensor_view(r->data, SF_F32, 4, sd);
+        snprintf(nm, sizeof nm, "noise.renoise.%d", k);
+        SF_CHECK_OK(sf_tfile_add(tf, nm, &t, &err), &err);
+    }
+    return tf;
+}
+
+/* A run's own first frames as initial latents, with the rest of its noise, extend to that run bit for bit: the
+ * context forwards (chunk by chunk, at t = 0) write the cache the run's own forwards and refresh passes (at
+ * context_noise 0) left. Several context chunks: 6 frames (two blocks of 3), and 4 with an independent first
+ * frame (frame 0 alone, then 3 — the 1-frame block's draws are one frame). */
+static void own_extension(int iff, int F_in) {
+    sf_err err = {{0}};
+    static float a[NOUT], b[NOUT];
+    const int T = iff ? 7 : 9;
+    for (int run = 0; run < 2; run++) { /* each on a fresh state: no K/V of the first run left for the second */
+        dit_golden d;
+        if (dit_golden_open(&d, "base", NULL, 2, 0, 0)) {
+            sf_tfile *nv = run ? noise_views(d.g, F_in, T - F_in, 6, 3, 0) : noise_views(d.g, 0, T, 0, 9, iff ? 3 : 0);
+            d.pc.noise = nv, d.pc.independent_first_frame = iff, d.pc.num_frames = run ? T - F_in : T;
+            if (run) d.pc.init_latents = a, d.pc.init_frames = F_in;
+            SF_CHECK_OK(sf_pipeline_run(&d.st, &d.sc, &d.pc, NULL, run ? b : a, &err), &err);
+            sf_tfile_destroy(&nv);
+        }
+        dit_golden_close(&d);
+    }
+    SF_CHECK_MSG(memcmp(a, b, sizeof(float) * (size_t)T * 16 * 8 * 12) == 0,
+                 "iff %d: %d initial frames of a run + the rest of its noise differ from the run", iff, F_in);
+}
+static void test_initial_own_extension(void) {
+    own_extension(0, 6);
+    own_extension(1, 4);
+}
+
 /* What initial latents cannot be: a count off the block rule, generated frames off whole blocks (no 1-frame
  * block after them); and the noise a video with them draws. */
 static void test_initial_layout_errors(void) {
@@ -420,5 +472,6 @@ static const sf_test tests[] = {
     {"torch_noise", test_torch_noise},
     {"initial_latents", test_initial_latents},
     {"initial_layout_errors", test_initial_layout_errors},
+    {"initial_own_extension", test_initial_own_extension},
 };
 SF_TEST_MAIN(tests)
