@@ -2,7 +2,7 @@
 """Held-out shapes: tiny models of sizes, and sampling configs, the goldens never used, and what the reference
 computes on them (shapes a-c: model sizes; d-e: configs — an independent first frame, other step lists unwarped,
 frame-by-frame blocks, context noise, a rolling cache with frame-wise eviction, another timestep shift; f-g: the
-pipeline's initial_latent — video extension, image-to-video with an independent first frame and a rolling cache).
+pipeline's initial_latent — two context blocks of 3; 1+3 with an independent first frame and a rolling cache).
 
     /usr/bin/python3 tests/heldout/make_heldout.py OUTDIR [--ref DIR | --mirror GITDIR] [--shapes a,b,...,g] [--seed N]
 
@@ -119,17 +119,17 @@ SHAPES = OrderedDict(
                     steps=[1000, 500], context_noise=100),
            vae=dict(dim=16, num_res_blocks=1, T=2, lat_h=4, lat_w=4)),
     # the reference's initial_latent (CausalInferencePipeline.inference): context forwards at t = 0, then more frames
-    f=dict(what="video extension: 3 initial latent frames (context blocks of 3), then 6 more in blocks of 3; DiT "
+    f=dict(what="video extension: 6 initial latent frames (two context blocks of 3), then 6 more in blocks of 3; DiT "
                 "head_dim 32 (2 heads), 2 layers; latent 4x6",
            dit=dict(dim=64, num_heads=2, ffn_dim=128, num_layers=2, freq_dim=256),
            t5=dict(vocab=1000, dim=48, dim_attn=48, num_heads=6, dim_ffn=96, num_layers=2),
-           run=dict(frames=6, initial=3, lat_h=4, lat_w=6, num_frame_per_block=3, local_attn_size=-1, sink_size=0),
+           run=dict(frames=6, initial=6, lat_h=4, lat_w=6, num_frame_per_block=3, local_attn_size=-1, sink_size=0),
            vae=dict(dim=16, num_res_blocks=1, T=2, lat_h=4, lat_w=6)),
-    g=dict(what="image-to-video: independent first frame, 1 initial latent frame, then 6 more in blocks of 3 (no "
-                "1-frame block), rolling KV cache (window 6, sink 1); DiT head_dim 32 (2 heads), 2 layers; latent 4x6",
+    g=dict(what="independent first frame: 4 initial latent frames (context blocks 1+3), then 6 more in blocks of 3 "
+                "(no 1-frame block), rolling KV cache (window 6, sink 1); DiT head_dim 32 (2 heads), 2 layers; latent 4x6",
            dit=dict(dim=64, num_heads=2, ffn_dim=128, num_layers=2, freq_dim=256),
            t5=dict(vocab=1000, dim=48, dim_attn=48, num_heads=6, dim_ffn=96, num_layers=2),
-           run=dict(frames=6, initial=1, lat_h=4, lat_w=6, num_frame_per_block=3, local_attn_size=6, sink_size=1,
+           run=dict(frames=6, initial=4, lat_h=4, lat_w=6, num_frame_per_block=3, local_attn_size=6, sink_size=1,
                     independent_first_frame=True),
            vae=dict(dim=16, num_res_blocks=1, T=2, lat_h=4, lat_w=6)),
 )
