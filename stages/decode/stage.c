@@ -13,9 +13,11 @@
 #include "stages/decode/vae_cuda.h"
 #include "stages/decode/video.h"
 
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 typedef struct run {
     const char *vae_path, *out_path, *save_path;
@@ -295,6 +297,9 @@ sf_status sf_decode_opts_get(const sf_args *a, const sf_opt *opts, sf_decode_opt
         return s;
     if ((v = sf_args_get(a, opts, "vae"))) snprintf(o->vae_path, sizeof o->vae_path, "%s", v);
     else snprintf(o->vae_path, sizeof o->vae_path, "%s/Wan2.1_VAE.pth", o->sh.model_dir);
+    /* the weights too, before the latents arrive (a decoder made from --height/--width loads them at once;
+       one sized by the first latents would wait for them, on a silent wire for ever) */
+    if (access(o->vae_path, R_OK) != 0) return sf_fail(err, SF_E_IO, "cannot open %s: %s", o->vae_path, strerror(errno));
     return SF_OK;
 }
 

@@ -198,7 +198,7 @@ golden_wire() {
     [ -z "$(ls "$T" | grep tmp)" ]
 }
 
-@test "an output that cannot be written is refused before the VAE loads or latents are read" {
+@test "an output that cannot be written, or a VAE that cannot be read, is refused before any latents are read" {
     # the VAE path does not exist and no latents ever come: the output's own error must come first
     mkdir -p "$T/full" "$T/bin" && touch "$T/full/x"
     run -1 --separate-stderr timeout 20 sf-decode --in "ipc://$T/never" --vae "$T/none.pth" -o "$T/full/"
@@ -213,6 +213,11 @@ golden_wire() {
     [ "${#stderr_lines[@]}" -eq 1 ]
     [[ "$stderr" == *"needs ffmpeg on PATH"* ]]
     [ ! -e "$T/d.mp4" ]
+    # then the VAE itself, still before any latents (a decoder sized by them waited for them before)
+    run -1 --separate-stderr timeout 20 sf-decode --in "ipc://$T/never" --vae "$T/none.pth" -o "$T/ok.y4m"
+    [ "${#stderr_lines[@]}" -eq 1 ]
+    [ "$stderr" = "sf-decode: error: cannot open $T/none.pth: No such file or directory" ]
+    [ ! -e "$T/ok.y4m" ]
 }
 
 @test "a missing output folder is found before any work (the VAE is not even opened)" {
