@@ -118,6 +118,17 @@ wait_blocked() {
     ! ls "$T" | grep -q safetensors || false # no temporary file left either
 }
 
+@test "recv --save: a file that cannot be written is refused before the stream is read" {
+    # a silent sender: the refusal must not wait for the stream (it waited out --timeout, or for ever)
+    run --separate-stderr timeout 10 sf-wire recv "ipc://$T/silent.sock" --save "$T/no/such/x.safetensors"
+    assert_failure 1
+    assert_equal "$stderr" "sf-wire: error: --save $T/no/such/x.safetensors: folder $T/no/such does not exist (mkdir -p $T/no/such)"
+    run --separate-stderr timeout 10 sf-wire recv "ipc://$T/silent.sock" --save ''
+    assert_failure 2
+    assert_equal "$stderr" "sf-wire: error: --save needs a file name (.safetensors)"
+    [ ! -e "$T/no" ]
+}
+
 @test "cat prints one header line per message, meta included" {
     run --separate-stderr bash -c "sf-wire send - --from '$F' --name z video --meta block=2 prompt='a red fox' | sf-wire cat -"
     assert_success

@@ -54,6 +54,9 @@ static int cmd_recv(const char *url, const sf_wire_opts *wo, const char *save, i
     sf_wire_msg *m = malloc(sizeof *m);
     char *line = malloc(65536);
     sf_status st = m && line ? SF_OK : sf_fail(&err, SF_E_NOMEM, "out of memory");
+    /* where the file goes, before the stream is read (sf-wire's other errors are usage errors: exit 2) */
+    if (!st && save && (!*save || !strcmp(save, "-"))) st = sf_fail(&err, SF_E_ARG, "--save needs a file name (.safetensors)");
+    if (!st && save) st = sf_check_out_dir("--save", save, 0, &err);
     if (!st && save) st = sf_wire_gather_init(&g, save, &err);
     if (!st) st = sf_wire_open_reader_opts(url, wo, &r, &err);
     while (!st) {
