@@ -57,7 +57,7 @@ listen_addrs() { ss -Hltn "sport = :$1" | awk '{print $4}' | sed 's/:[0-9]*$//';
 
 @test "a waiting receiver fails on its own --timeout, with one line; stray peers do not end it early" {
     # --timeout 4: the check that it still waits must come before it, also on a loaded machine
-    sf-decode --in "tcp://127.0.0.1:$PORT" --timeout 4 --vae "$T/none.pth" -o "$T/v.y4m" 3>&- 2>"$T/err" &
+    sf-decode --in "tcp://127.0.0.1:$PORT" --timeout 4 --vae "$G/model/Wan2.1_VAE.pth" -o "$T/v.y4m" 3>&- 2>"$T/err" &
     local p=$!
     PIDS+=($p)
     wait_listen "$PORT"
