@@ -70,14 +70,14 @@ sf_status sf_video_kind_of(const char *path, sf_video_kind *kind, sf_err *err) {
 static sf_status pngdir_free(const char *base, sf_err *err) {
     struct stat sb;
     if (stat(base, &sb) != 0) return SF_OK;
+    if (!S_ISDIR(sb.st_mode))
+        return sf_fail(err, SF_E_IO, "output folder %s exists and is not a folder (remove it, or pick another name)", base);
     DIR *d = opendir(base);
     int nonempty = 0;
     struct dirent *e;
     while (d && (e = readdir(d)))
         if (strcmp(e->d_name, ".") && strcmp(e->d_name, "..")) nonempty = 1;
     if (d) closedir(d);
-    if (!S_ISDIR(sb.st_mode))
-        return sf_fail(err, SF_E_IO, "output folder %s exists and is not a folder (remove it, or pick another name)", base);
     if (nonempty) return sf_fail(err, SF_E_IO, "output folder %s exists and is not empty (remove it first)", base);
     return SF_OK;
 }

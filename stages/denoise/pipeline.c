@@ -255,11 +255,6 @@ static int last_refresh_read(const sf_dit_state *st, const sf_pipeline_cfg *cfg,
     return st->tap.done && (!st->tap.wants_forward || st->tap.wants_forward(st->tap.ctx, block, cfg->n_steps));
 }
 
-/* An endless run keeps no whole video. */
-static float *run_out_of(float *out, int endless) {
-    return endless ? NULL : out;
-}
-
 /* The initial latents' context forwards (pipeline.h): chunk by chunk, cache-only at timestep 0, untapped;
  * then they go out as the output's first frames. */
 static sf_status run_context(sf_dit_state *st, const sf_pipeline_cfg *cfg, const sf_pipeline_hooks *hk, int n_ctx,
@@ -368,7 +363,8 @@ sf_status sf_pipeline_run_live(sf_dit_state *st, const sf_scheduler *sc, const s
     /* every plan and workspace the forwards need, before the loop (nothing new after sf_pipeline_prepare) */
     if ((s = sf_dit_prepare(st, n_prep, blk, err))) goto fail;
     sf_dit_state_reset(st);
-    if (Fi && (s = run_context(st, cfg, hk, n_ctx, blk, run_out_of(out, endless), &hist, err))) goto fail;
+    float *const run_out = endless ? NULL : out; /* an endless run keeps no whole video */
+    if (Fi && (s = run_context(st, cfg, hk, n_ctx, blk, run_out, &hist, err))) goto fail;
     int64_t start = Fi; /* the generated blocks follow the initial latents */
     int draw = 0;
     double t0 = sf_now();
@@ -380,7 +376,6 @@ sf_status sf_pipeline_run_live(sf_dit_state *st, const sf_scheduler *sc, const s
        the host comes back (with a per-step prediction hook, and on the CPU, before the refresh, as ever) */
     const int late_out = st->gpu != NULL && !(hk && hk->on_pred);
     int pending = 0; /* a finished block whose hand-out waits for the refresh to be enqueued */
-    float *const run_out = run_out_of(out, endless);
     for (int b = 0; endless || b < n_blocks; b++) {
         const int F = n_ctx + b < n_prep ? blk[n_ctx + b] : fpb;
         const int64_t gen = start - Fi; /* frames generated before this block: where its noise starts */

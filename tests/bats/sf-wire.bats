@@ -61,11 +61,17 @@ wait_blocked() {
     assert_output --partial "11 compared, 0 mismatched"
 }
 
+# a safetensors file written by hand (sf-wire send takes names from a file): f32 [1] tensors A = 1 and
+# B = 2, in that order. two_f32 A B FILE
+two_f32() {
+    local hdr="{\"$1\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[0,4]},\"$2\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[4,8]}}"
+    { printf "$(printf '\\x%02x' "${#hdr}" 0 0 0 0 0 0 0)"; printf '%s' "$hdr"; printf '\x00\x00\x80\x3f\x00\x00\x00\x40'; } >"$3"
+}
+
 @test "recv --save: a repeated or taken name gets the first free #k (as sf-tensor reads streams); meta kept" {
     # a file holding x.1 then x, written by hand: recv --save used to name the second x.1 too
     # (counting "x." prefixes), a file with two tensors of one name that no reader accepts
-    hdr='{"x.1":{"dtype":"F32","shape":[1],"data_offsets":[0,4]},"x":{"dtype":"F32","shape":[1],"data_offsets":[4,8]}}'
-    { printf "$(printf '\\x%02x' "${#hdr}" 0 0 0 0 0 0 0)"; printf '%s' "$hdr"; printf '\x00\x00\x80\x3f\x00\x00\x00\x40'; } >"$T/x.safetensors"
+    two_f32 x.1 x "$T/x.safetensors"
     { sf-wire send - --from "$T/x.safetensors" --name x.1 x | head -c -41; sf-wire send - --from "$T/x.safetensors" --name x --meta block=3; } >"$T/x.sft"
     run --separate-stderr sf-wire recv "$T/x.sft" --save "$T/x.out.safetensors"
     assert_success
@@ -80,8 +86,7 @@ wait_blocked() {
 @test "recv --save: a name whose meta keys another tensor's took, or __metadata__, gets #k; the file reads back" {
     # x's meta b.c and x.b's meta c are both the key x.b.c; a tensor called __metadata__ is
     # safetensors' own key: either way the saved file was one sf-tensor refused
-    hdr='{"x":{"dtype":"F32","shape":[1],"data_offsets":[0,4]},"x.b":{"dtype":"F32","shape":[1],"data_offsets":[4,8]}}'
-    { printf "$(printf '\\x%02x' "${#hdr}" 0 0 0 0 0 0 0)"; printf '%s' "$hdr"; printf '\x00\x00\x80\x3f\x00\x00\x00\x40'; } >"$T/x.safetensors"
+    two_f32 x x.b "$T/x.safetensors"
     { sf-wire send - --from "$T/x.safetensors" --name x --meta b.c=1 | head -c -41; sf-wire send - --from "$T/x.safetensors" --name x.b --meta c=2; } >"$T/a.sft"
     { sf-wire send - --from "$T/x.safetensors" --name x.b --meta c=2 | head -c -41; sf-wire send - --from "$T/x.safetensors" --name x --meta b.c=1 | head -c -41; } >"$T/b.sft"
     # a frame by hand: tensor __metadata__ f32 [1] (sf-wire send takes names from a file, which cannot hold it)
