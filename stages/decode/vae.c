@@ -36,8 +36,7 @@ static const sf_tensor *find(const sf_vae_weights *W, const char *fmt, const cha
     return sf_tfile_get(W->file, name);
 }
 
-/* Fetch `name` as f32 with exactly `shape`; borrow when possible, else keep a converted copy. */
-static sf_status wget(sf_vae_weights *W, const char *name, const int64_t *shape, int ndim, const float **out,
+sf_status sf_vae_wget(sf_vae_weights *W, const char *name, const int64_t *shape, int ndim, const float **out,
                       sf_err *err) {
     const sf_tensor *t = sf_tfile_get(W->file, name);
     char got[96], want[96];
@@ -66,8 +65,6 @@ static sf_status wget(sf_vae_weights *W, const char *name, const int64_t *shape,
     *out = W->copies[W->n_copies++].data;
     return SF_OK;
 }
-
-#define SHAPE(...) (const int64_t[]){__VA_ARGS__}, sizeof((const int64_t[]){__VA_ARGS__}) / sizeof(int64_t)
 
 /* Infer the layer list and widths from shapes (vae_manifest "shape_inference_from_state_dict"). */
 static sf_status infer_config(sf_vae *v, sf_err *err) {
@@ -154,7 +151,7 @@ static sf_status load_weights(sf_vae *v, sf_err *err) {
     const int64_t z = c->z_dim;
 #define GET(nm, ptr, ...)                                                                                   \
     do {                                                                                                    \
-        if ((s = wget(W, nm, SHAPE(__VA_ARGS__), &(ptr), err)) != SF_OK) return s;                         \
+        if ((s = sf_vae_wget(W, nm, SF_VAE_SHAPE(__VA_ARGS__), &(ptr), err)) != SF_OK) return s;            \
     } while (0)
 #define GETP(fmt, ptr, ...)                                                                                 \
     do {                                                                                                    \
@@ -395,6 +392,14 @@ fail:
     return s;
 }
 
+void sf_vae_weights_free(sf_vae_weights *W) {
+    for (size_t i = 0; i < W->n_copies; i++) sf_tensor_free(&W->copies[i]);
+    free(W->copies);
+    W->copies = NULL;
+    W->n_copies = W->cap_copies = 0;
+    sf_tfile_destroy(&W->file);
+}
+
 void sf_vae_destroy(sf_vae **vp) {
     if (!vp || !*vp) return;
     sf_vae *v = *vp;
@@ -407,9 +412,7 @@ void sf_vae_destroy(sf_vae **vp) {
     free(S->attn);
     free(S->zin);
     sf_scratch_free(&S->ws);
-    for (size_t i = 0; i < v->wt.n_copies; i++) sf_tensor_free(&v->wt.copies[i]);
-    free(v->wt.copies);
-    sf_tfile_destroy(&v->wt.file);
+    sf_vae_weights_free(&v->wt);
     free(v);
     *vp = NULL;
 }
@@ -427,35 +430,46 @@ int64_t sf_vae_frames_for(const sf_vae *v, int64_t n) {
 
 /* ---- decoding ---------------------------------------------------------------------------- */
 
-/* Causal conv over n frames x [n, cin, H, W] with cache slot *slot (kt = 3), then cache push. */
-static sf_status cached_conv(sf_vae *v, int *slot, const float *x, int64_t n, int64_t cin, int64_t cout, int64_t H,
+/* Causal conv over n frames x [n, cin, H, W] with cache slot r->slot (kt = 3), then cache push. */
+sf_status sf_vae_cached_conv(sf_vae_convs *r, const float *x, int64_t n, int64_t cin, int64_t cout, int64_t H,
                              int64_t W, int kk, const float *w, const float *b, float *out, sf_err *err) {
-    sf_vae_state *S = &v->st;
     const float *fr[MAX_CHUNK + 2];
     size_t fe = (size_t)(cin * H * W);
     if (sf_stopped()) return sf_stop_err(err); /* a stop signal is honoured per conv chunk */
-    if (*slot >= S->n_caches || S->cache_frame[*slot] != fe || n > MAX_CHUNK)
-        return sf_fail(err, SF_E_ARG, "VAE: internal cache mismatch at slot %d", *slot);
-    float *cache = S->cache[*slot];
-    fr[0] = cache;
-    fr[1] = cache + fe;
-    for (int64_t i = 0; i < n; i++) fr[2 + i] = x + (size_t)i * fe;
-    sf_conv3d_args a = {fr, n, cin, cout, H, W, 3, kk, kk, w, b, out, v->cfg.threads, &v->st.ws};
-    sf_status s = sf_conv3d_cpu(&a, err);
+    if (r->slot >= r->n_caches || r->cache_frame[r->slot] != fe || n > MAX_CHUNK)
+        return sf_fail(err, SF_E_ARG, "VAE: internal cache mismatch at slot %d", r->slot);
+    float *cache = r->cache[r->slot];
+    sf_status s;
+    if (r->first_w) { /* zero history: the last temporal tap alone (the same sums without their 0·w terms) */
+        const size_t kk2 = (size_t)kk * (size_t)kk, per = (size_t)cin * kk2;
+        for (int64_t co = 0; co < cout; co++)
+            for (int64_t ci = 0; ci < cin; ci++)
+                memcpy(r->first_w + (size_t)co * per + (size_t)ci * kk2, w + ((size_t)co * per + (size_t)ci * kk2) * 3 + 2 * kk2,
+                       kk2 * sizeof(float));
+        for (int64_t i = 0; i < n; i++) fr[i] = x + (size_t)i * fe;
+        sf_conv3d_args a = {fr, n, cin, cout, H, W, 1, kk, kk, r->first_w, b, out, r->threads, r->ws};
+        s = sf_conv3d_cpu(&a, err);
+    } else {
+        fr[0] = cache;
+        fr[1] = cache + fe;
+        for (int64_t i = 0; i < n; i++) fr[2 + i] = x + (size_t)i * fe;
+        sf_conv3d_args a = {fr, n, cin, cout, H, W, 3, kk, kk, w, b, out, r->threads, r->ws};
+        s = sf_conv3d_cpu(&a, err);
+    }
     if (s != SF_OK) return s;
     sf_conv3d_cache_push(cache, 2, x, n, fe);
-    (*slot)++;
+    r->slot++;
     return SF_OK;
 }
 
 /* Per-frame conv without temporal context (kt = 1): pointwise or 3×3. */
-static sf_status frame_conv(sf_vae *v, const float *x, int64_t n, int64_t cin, int64_t cout, int64_t H, int64_t W,
-                            int kk, const float *w, const float *b, float *out, sf_err *err) {
+sf_status sf_vae_frame_conv(const sf_vae_convs *r, const float *x, int64_t n, int64_t cin, int64_t cout, int64_t H,
+                            int64_t W, int kk, const float *w, const float *b, float *out, sf_err *err) {
     const float *fr[MAX_CHUNK];
     if (sf_stopped()) return sf_stop_err(err);
     if (n > MAX_CHUNK) return sf_fail(err, SF_E_ARG, "VAE: too many frames in one chunk");
     for (int64_t i = 0; i < n; i++) fr[i] = x + (size_t)i * (size_t)(cin * H * W);
-    sf_conv3d_args a = {fr, n, cin, cout, H, W, 1, kk, kk, w, b, out, v->cfg.threads, &v->st.ws};
+    sf_conv3d_args a = {fr, n, cin, cout, H, W, 1, kk, kk, w, b, out, r->threads, r->ws};
     return sf_conv3d_cpu(&a, err);
 }
 
@@ -474,6 +488,44 @@ static sf_status frame_conv(sf_vae *v, const float *x, int64_t n, int64_t cin, i
         if (v->tap) v->tap(v->tap_ctx, nm, li, ptr, n, C, H, W);                                            \
     } while (0)
 
+/* ResidualBlock: A [n, cin, H, W] → A [n, cout, H, W] = conv_b(silu(rms(conv_a(silu(rms(x)))))) + shortcut(x),
+ * two cache slots; B and X are scratch of the same size (the three pointers are permuted). */
+sf_status sf_vae_res_block(sf_vae_convs *r, const sf_vae_layer *L, const sf_vae_lw *w, float **pA, float **pB,
+                           float **pX, int64_t n, int64_t H, int64_t W, sf_err *err) {
+    float *A = *pA, *B = *pB, *X = *pX;
+    const int64_t HW = H * W;
+    sf_status s;
+    sf_vae_rms_norm_cpu(A, B, n, L->cin, HW, w->g0, NULL, 1, r->threads);
+    TRY(sf_vae_cached_conv(r, B, n, L->cin, L->cout, H, W, 3, w->wa, w->ba, X, err));
+    sf_vae_rms_norm_cpu(X, X, n, L->cout, HW, w->g1, NULL, 1, r->threads);
+    TRY(sf_vae_cached_conv(r, X, n, L->cout, L->cout, H, W, 3, w->wb, w->bb, B, err));
+    if (w->wsc) {
+        TRY(sf_vae_frame_conv(r, A, n, L->cin, L->cout, H, W, 1, w->wsc, w->bsc, X, err));
+        sf_vae_add_cpu(B, X, n * L->cout * HW);
+    } else {
+        sf_vae_add_cpu(B, A, n * L->cout * HW);
+    }
+    *pA = B;
+    *pB = A;
+    return SF_OK;
+}
+
+/* AttentionBlock, per frame: A ← A + proj(attn(to_qkv(rms(A)))); B, X scratch (3·C per frame in X). */
+sf_status sf_vae_attn_block(sf_vae_convs *r, const sf_vae_lw *w, float **pA, float **pB, float **pX, int64_t n,
+                            int64_t C, int64_t H, int64_t W, sf_err *err) {
+    float *A = *pA, *B = *pB, *X = *pX;
+    const int64_t HW = H * W;
+    sf_status s;
+    sf_vae_rms_norm_cpu(A, B, n, C, HW, w->g, NULL, 0, r->threads);
+    TRY(sf_vae_frame_conv(r, B, n, C, 3 * C, H, W, 1, w->wqkv, w->bqkv, X, err));
+    sf_vae_attention_cpu(X, B, n, C, HW, r->attn, r->threads);
+    TRY(sf_vae_frame_conv(r, B, n, C, C, H, W, 1, w->wproj, w->bproj, X, err));
+    sf_vae_add_cpu(X, A, n * C * HW);
+    *pA = X;
+    *pX = A;
+    return SF_OK;
+}
+
 /* Decode latent frame `zf` [z, h, w] (scaled) into v->st.buf: returns the buffer holding the
  * decoder output [*n_out, 3, 8h, 8w]. */
 static sf_status decode_frame(sf_vae *v, const float *zf, float **res, int64_t *n_out, sf_err *err) {
@@ -483,7 +535,7 @@ static sf_status decode_frame(sf_vae *v, const float *zf, float **res, int64_t *
     const int64_t li = S->frames_in;
     int64_t n = 1, C = c->z_dim, H = S->h, W = S->w;
     float *A = S->buf[0], *B = S->buf[1], *X = S->buf[2];
-    int slot = 0;
+    sf_vae_convs r = {S->cache, S->cache_frame, S->n_caches, 0, c->threads, &S->ws, S->attn, NULL};
     sf_status s;
 
     /* un-scale (kernels/vae_ops.h: float32 z / (1/std) + mean, or the bf16 pipeline's rounding) */
@@ -491,10 +543,10 @@ static sf_status decode_frame(sf_vae *v, const float *zf, float **res, int64_t *
     sf_vae_unscale_consts(sf_vae_latent_mean, sf_vae_latent_std, C, c->bf16_unscale, mr);
     sf_vae_unscale_cpu(zf, C, H * W, mr, c->bf16_unscale, A);
     TAP("latent_unscaled", A);
-    TRY(frame_conv(v, A, 1, C, C, H, W, 1, Wt->conv2_w, Wt->conv2_b, B, err));
+    TRY(sf_vae_frame_conv(&r, A, 1, C, C, H, W, 1, Wt->conv2_w, Wt->conv2_b, B, err));
     SWAP(A, B);
     TAP("decoder_in", A);
-    TRY(cached_conv(v, &slot, A, n, C, c->top, H, W, 3, Wt->conv1_w, Wt->conv1_b, B, err));
+    TRY(sf_vae_cached_conv(&r, A, n, C, c->top, H, W, 3, Wt->conv1_w, Wt->conv1_b, B, err));
     SWAP(A, B);
     C = c->top;
     TAP("decoder.conv1", A);
@@ -504,33 +556,14 @@ static sf_status decode_frame(sf_vae *v, const float *zf, float **res, int64_t *
         const sf_vae_lw *w = &Wt->layer[i];
         const int64_t HW = H * W;
         switch (L->kind) {
-        case SF_VAE_RES: /* out = conv_b(silu(rms(conv_a(silu(rms(x)))))) + shortcut(x) */
-            sf_vae_rms_norm_cpu(A, B, n, L->cin, HW, w->g0, NULL, 1, c->threads);
-            TRY(cached_conv(v, &slot, B, n, L->cin, L->cout, H, W, 3, w->wa, w->ba, X, err));
-            sf_vae_rms_norm_cpu(X, X, n, L->cout, HW, w->g1, NULL, 1, c->threads);
-            TRY(cached_conv(v, &slot, X, n, L->cout, L->cout, H, W, 3, w->wb, w->bb, B, err));
-            if (w->wsc) {
-                TRY(frame_conv(v, A, n, L->cin, L->cout, H, W, 1, w->wsc, w->bsc, X, err));
-                sf_vae_add_cpu(B, X, n * L->cout * HW);
-            } else {
-                sf_vae_add_cpu(B, A, n * L->cout * HW);
-            }
-            SWAP(A, B);
-            break;
-        case SF_VAE_ATTN: /* x + proj(attn(to_qkv(rms(x)))) per frame */
-            sf_vae_rms_norm_cpu(A, B, n, C, HW, w->g, NULL, 0, c->threads);
-            TRY(frame_conv(v, B, n, C, 3 * C, H, W, 1, w->wqkv, w->bqkv, X, err));
-            sf_vae_attention_cpu(X, B, n, C, HW, S->attn, c->threads);
-            TRY(frame_conv(v, B, n, C, C, H, W, 1, w->wproj, w->bproj, X, err));
-            sf_vae_add_cpu(X, A, n * C * HW);
-            SWAP(A, X);
-            break;
+        case SF_VAE_RES: TRY(sf_vae_res_block(&r, L, w, &A, &B, &X, n, H, W, err)); break;
+        case SF_VAE_ATTN: TRY(sf_vae_attn_block(&r, w, &A, &B, &X, n, C, H, W, err)); break;
         case SF_VAE_UP3D:
             if (!S->up3d_seen[i]) {
                 S->up3d_seen[i] = 1; /* 'Rep': latent frame 0 skips time_conv, its cache stays zero */
-                slot++;
+                r.slot++;
             } else {
-                TRY(cached_conv(v, &slot, A, n, C, 2 * C, H, W, 1, w->wtc, w->btc, B, err));
+                TRY(sf_vae_cached_conv(&r, A, n, C, 2 * C, H, W, 1, w->wtc, w->btc, B, err));
                 sf_vae_time_interleave_cpu(B, B, n, C, HW); /* [n, 2C] ≡ [2n, C] */
                 SWAP(A, B);
                 n *= 2;
@@ -539,7 +572,7 @@ static sf_status decode_frame(sf_vae *v, const float *zf, float **res, int64_t *
         case SF_VAE_UP2D:
             for (int64_t f = 0; f < n; f++) {
                 sf_vae_upsample2x_cpu(A + f * C * HW, S->up, 1, C, H, W);
-                TRY(frame_conv(v, S->up, 1, C, L->cout, 2 * H, 2 * W, 3, w->wrs, w->brs, B + f * L->cout * 4 * HW,
+                TRY(sf_vae_frame_conv(&r, S->up, 1, C, L->cout, 2 * H, 2 * W, 3, w->wrs, w->brs, B + f * L->cout * 4 * HW,
                                err));
             }
             SWAP(A, B);
@@ -551,7 +584,7 @@ static sf_status decode_frame(sf_vae *v, const float *zf, float **res, int64_t *
         TAP(L->prefix, A);
     }
     sf_vae_rms_norm_cpu(A, B, n, C, H * W, Wt->head_g, NULL, 1, c->threads);
-    TRY(cached_conv(v, &slot, B, n, C, c->out_ch, H, W, 3, Wt->head_w, Wt->head_b, X, err));
+    TRY(sf_vae_cached_conv(&r, B, n, C, c->out_ch, H, W, 3, Wt->head_w, Wt->head_b, X, err));
     C = c->out_ch;
     TAP("decoder.head", X);
     S->frames_in++;

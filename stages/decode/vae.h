@@ -138,6 +138,47 @@ sf_status sf_vae_decode(sf_vae *v, const float *z, int64_t n, float *video, uint
  * "dec_up0" (first upsample3d output). x: [frames, C, H, W] f32 (borrowed). */
 void sf_vae_set_tap(sf_vae *v, sf_vae_tap_fn fn, void *ctx);
 
+/* ---- shared with the encoder (vae_enc.c) ------------------------------------------------ */
+
+/* A shape argument pair for sf_vae_wget: SF_VAE_SHAPE(a, b, c) → (const int64_t[]){a, b, c}, 3. */
+#define SF_VAE_SHAPE(...) (const int64_t[]){__VA_ARGS__}, sizeof((const int64_t[]){__VA_ARGS__}) / sizeof(int64_t)
+/* Tensor `name` of W->file as f32 with exactly `shape` (else SF_E_NOTFOUND / SF_E_SHAPE, one line naming
+ * the file and tensor): borrowed from the mapping when it is f32 and aligned, else a converted copy that
+ * W keeps. */
+sf_status sf_vae_wget(sf_vae_weights *W, const char *name, const int64_t *shape, int ndim, const float **out,
+                      sf_err *err);
+/* Free W's copies and close its file (the other pointers dangle after). */
+void sf_vae_weights_free(sf_vae_weights *W);
+
+/* The CPU convolutions of one pass through a VAE half: its causal caches (each [2, Cin, H, W], used in
+ * order: `slot` counts them), worker threads, the convolutions' work memory and the attention scratch.
+ * first_w non-NULL: every cache still holds zeros (frame 0 of a video) and the k=3 causal convs run their
+ * last temporal tap alone, the weights sliced into first_w (≥ cout·cin·k·k floats) — the same sums without
+ * their 0·w terms at a third of the work; the caches are pushed as usual. */
+typedef struct sf_vae_convs {
+    float **cache;
+    const size_t *cache_frame;
+    int n_caches, slot;
+    int threads;
+    const sf_scratch *ws;
+    float *attn;
+    float *first_w;
+} sf_vae_convs;
+/* Causal k×k×3 conv (kt = 3) of x [n, cin, H, W] → out [n, cout, H, W] with cache slot r->slot, then
+ * the cache push; a stop request ends it (sf_stopped). */
+sf_status sf_vae_cached_conv(sf_vae_convs *r, const float *x, int64_t n, int64_t cin, int64_t cout, int64_t H,
+                             int64_t W, int kk, const float *w, const float *b, float *out, sf_err *err);
+/* Per-frame conv (kt = 1), pointwise or k×k with zero padding (k−1)/2. */
+sf_status sf_vae_frame_conv(const sf_vae_convs *r, const float *x, int64_t n, int64_t cin, int64_t cout, int64_t H,
+                            int64_t W, int kk, const float *w, const float *b, float *out, sf_err *err);
+/* ResidualBlock on *pA [n, cin, H, W] → *pA [n, cout, H, W] (two cache slots); *pB, *pX: scratch of the
+ * larger size; the three buffers are permuted. */
+sf_status sf_vae_res_block(sf_vae_convs *r, const sf_vae_layer *L, const sf_vae_lw *w, float **pA, float **pB,
+                           float **pX, int64_t n, int64_t H, int64_t W, sf_err *err);
+/* AttentionBlock (per frame, one head of C) on *pA [n, C, H, W]; *pX holds 3·C channels; permuted. */
+sf_status sf_vae_attn_block(sf_vae_convs *r, const sf_vae_lw *w, float **pA, float **pB, float **pX, int64_t n,
+                            int64_t C, int64_t H, int64_t W, sf_err *err);
+
 #ifdef __cplusplus
 }
 #endif
