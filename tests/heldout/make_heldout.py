@@ -31,6 +31,9 @@ float32 softmax, as tests/golden was made):
                                            the first forward (patch embedding, time embedding, every block, head)
     OUTDIR/<shape>/expect/vae.safetensors  z [1,T,16,h,w] -> video [1,1+4(T-1),3,8h,8w] from
                                            WanVAEWrapper.decode_to_pixel(use_cache=False)
+    OUTDIR/<shape>/expect/vae_encode.safetensors  pixels [1,3,4T-1,8h,8w] (seeded, in [-1, 1]; the last 2
+                                           frames an unfinished chunk the reference drops) -> latent
+                                           [1,T,16,h,w] from WanVAEWrapper.encode_to_latent
 
 tests/heldout/run_heldout.sh runs sfpipe's stages on the same files and tests/heldout/compare_heldout.py
 compares. Needs python3 with torch (Debian's python3-torch 1.13 is enough), numpy and pyyaml; no network,
@@ -763,8 +766,14 @@ def make_vae(R, S, sdir, mdir, gen, seed):
     with torch.no_grad():
         video = wrap.decode_to_pixel(z, use_cache=False)
     st_write(os.path.join(sdir, "expect", "vae.safetensors"), OrderedDict(z=npf(z), video=npf(video)))
+    # the encoder: 1 + 4(T-1) frames and 2 more, which the reference drops (an unfinished chunk of 4)
+    pixels = torch.rand([1, 3, 4 * v["T"] - 1, 8 * v["lat_h"], 8 * v["lat_w"]], generator=g, dtype=torch.float32) * 2 - 1
+    with torch.no_grad():
+        latent = wrap.encode_to_latent(pixels)
+    assert latent.shape[1] == v["T"], latent.shape
+    st_write(os.path.join(sdir, "expect", "vae_encode.safetensors"), OrderedDict(pixels=npf(pixels), latent=npf(latent)))
     return dict(T=v["T"], lat_h=v["lat_h"], lat_w=v["lat_w"], video=list(video.shape),
-                clamped_fraction=float((video.abs() >= 1).float().mean()))
+                clamped_fraction=float((video.abs() >= 1).float().mean()), encode_pixels=list(pixels.shape))
 
 
 def main():

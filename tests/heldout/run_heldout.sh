@@ -6,7 +6,8 @@
 #      (block sizes, step list, warp, context noise, shift, cache window), a VAE decode;
 #   2. sfpipe's CPU stages run on the same files and inputs: sf-encode (the prompts), sf-denoise (the reference's
 #      prompt embedding, replayed noise and initial latents where the shape has them, --dump-preds), sf-decode (the reference's latent);
-#   3. compare_heldout.py compares tensor by tensor (max|d| / max|ref|; 1e-4 single forward, 1e-3 end of loop).
+#   3. compare_heldout.py compares tensor by tensor (max|d| / max|ref|; 1e-4 single forward, 1e-3 end of loop);
+#      build/tests/test_vae_encode encode_heldout holds the VAE encoder to the reference's encode_to_latent (1e-4).
 # OUTDIR defaults to a temporary folder (removed on success). Needs a built tree (make), python3 with torch
 # (Debian's python3-torch: /usr/bin/python3), numpy and pyyaml, and the reference source (see make_heldout.py:
 # --ref / $SF_REF / ./.ref / the fork's git mirror). Env: SF_HELDOUT_SHAPES=a,b (subset), SF_HELDOUT_PY (python),
@@ -66,7 +67,16 @@ for sd in "$OUT"/*/; do
         { echo "run_heldout: $name: sf-decode failed:"; tail -n 5 "$log"; tail -n 1 "$log" >"$sd/got/vae.refused"; }
 done
 rc=0
-"$PY" tests/heldout/compare_heldout.py "$OUT" "${bf16[@]}" ${SF_HELDOUT_MD:+--md "$SF_HELDOUT_MD"} || rc=$?
+# the VAE encoder has no stage of its own yet: test_vae_encode's encode_heldout holds it to every shape's
+# expect/vae_encode.safetensors (the reference's encode_to_latent on that shape's VAE)
+enc_test=${SF_ENC_TEST:-$(dirname "$BIN")/tests/test_vae_encode}
+if [ -z "${SF_HELDOUT_DEVICE:-}" ] && [ -x "$enc_test" ]; then
+    echo "run_heldout: the VAE encoder (${enc_test} encode_heldout)"
+    SF_HELDOUT_DIR="$OUT" SF_HELDOUT_SHAPES="$shapes" "$enc_test" encode_heldout || rc=1
+fi
+rc2=0
+"$PY" tests/heldout/compare_heldout.py "$OUT" "${bf16[@]}" ${SF_HELDOUT_MD:+--md "$SF_HELDOUT_MD"} || rc2=$?
+[ "$rc2" = 0 ] || rc=$rc2
 if [ "$keep" = 0 ]; then
     if [ "$rc" = 0 ]; then rm -rf "$OUT"; else echo "run_heldout: kept $OUT"; fi
 fi
