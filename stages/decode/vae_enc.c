@@ -463,7 +463,8 @@ static sf_status encode_frame(sf_vae_enc *e, const float *px, float *zout, int *
 sf_status sf_vae_encode(sf_vae_enc *e, const float *video, int64_t n, float *z, int64_t *m_out, sf_err *err) {
     sf_status s;
     if (m_out) *m_out = 0;
-    if (!e || n < 0 || (n > 0 && (!video || !z))) return sf_fail(err, SF_E_ARG, "VAE encode: bad arguments");
+    if (!e || n < 0 || (n > 0 && !video) || (!z && sf_vae_enc_latents_for(e, n) > 0))
+        return sf_fail(err, SF_E_ARG, "VAE encode: bad arguments");
     const size_t pf = (size_t)(e->in_ch * e->H * e->W);
     const size_t zf = (size_t)(e->z_dim * (e->H >> e->n_down) * (e->W >> e->n_down));
     int64_t m = 0;

@@ -180,9 +180,41 @@ static void test_encode_latents_for(void) {
     sf_vae_enc_reset(e);
     SF_CHECK(sf_vae_enc_latents_for(e, 1) == 1);
     SF_CHECK(sf_vae_encode(e, NULL, 1, z, &m, &err) == SF_E_ARG);
+    SF_CHECK(sf_vae_encode(e, px, 1, NULL, &m, &err) == SF_E_ARG); /* frame 0 makes a latent: z needed */
+    SF_CHECK_OK(sf_vae_encode(e, px, 1, z, &m, &err), &err);
+    SF_CHECK_OK(sf_vae_encode(e, px, 1, NULL, &m, &err), &err); /* frame 1 makes none: no z needed */
+    SF_CHECK(m == 0);
     SF_CHECK_OK(sf_vae_encode(e, px, 0, z, &m, &err), &err);
     SF_CHECK(m == 0);
     sf_vae_enc_destroy(&e);
+}
+
+/* 1 thread and 3 threads give the same bits (the exact mode's promise; 5 frames: 2 latents). */
+static void test_encode_thread_invariance(void) {
+    sf_err err = {{0}};
+    sf_tfile *g = sf_test_open_golden("expect/vae_encode.safetensors");
+    golden_case c = {0};
+    sf_vae_enc *e1 = NULL, *e3 = NULL;
+    if (!g || !load_case(g, "vid.", &c)) goto done;
+    SF_CHECK_OK(sf_vae_enc_new(gpath("model/Wan2.1_VAE.pth"), c.H, c.W, 1, &e1, &err), &err);
+    SF_CHECK_OK(sf_vae_enc_new(gpath("model/Wan2.1_VAE.pth"), c.H, c.W, 3, &e3, &err), &err);
+    if (e1 && e3) {
+        const size_t zf = zframe(&c);
+        float *a = calloc(2 * zf, sizeof(float)), *b = calloc(2 * zf, sizeof(float));
+        int64_t m1 = 0, m3 = 0;
+        sf_test_exact(1);
+        SF_CHECK_OK(sf_vae_encode(e1, c.px, 5, a, &m1, &err), &err);
+        SF_CHECK_OK(sf_vae_encode(e3, c.px, 5, b, &m3, &err), &err);
+        sf_test_exact(0);
+        SF_CHECK(m1 == 2 && m3 == 2 && !memcmp(a, b, 2 * zf * sizeof(float)));
+        free(a);
+        free(b);
+    }
+done:
+    sf_vae_enc_destroy(&e1);
+    sf_vae_enc_destroy(&e3);
+    free_case(&c);
+    sf_tfile_destroy(&g);
 }
 
 static int one_line(const sf_err *err) { return err->msg[0] && !strchr(err->msg, '\n'); }
@@ -298,6 +330,7 @@ static const sf_test tests[] = {
     {"encode_golden", test_encode_golden},
     {"encode_streamed", test_encode_streamed},
     {"encode_latents_for", test_encode_latents_for},
+    {"encode_thread_invariance", test_encode_thread_invariance},
     {"encode_refusals", test_encode_refusals},
     {"encode_heldout", test_encode_heldout},
 };
