@@ -72,9 +72,11 @@ LIB     := $(BUILD)/libsf.a
 # copy of the CUDA runtime (cudart_static), so the programs do not link it again.
 ifeq ($(GPU_BUNDLE),1)
   LIB     := $(BUILD)/lib/libsf.so
-  # sf-view's own objects go into sf-view alone (libsf.so must not need libmicrohttpd)
+  # sf-view's own objects go into sf-view alone (libsf.so must not need libmicrohttpd), the image
+  # reader into its users alone (nor libjpeg: IMAGE_LIBS below)
   VIEW_OBJ := $(filter $(BUILD)/obj/tools/view/%,$(LIB_OBJ))
-  LIB_OBJ := $(filter-out $(VIEW_OBJ),$(LIB_OBJ))
+  IMAGE_OBJ := $(filter $(BUILD)/obj/stages/decode/image.o,$(LIB_OBJ))
+  LIB_OBJ := $(filter-out $(VIEW_OBJ) $(IMAGE_OBJ),$(LIB_OBJ))
   ALL_CFLAGS += -fPIC
   override NVFLAGS += -Xcompiler -fPIC
   # $ORIGIN/../lib: bin/ and tests/ beside lib/, here and unpacked on the device; the absolute
@@ -252,6 +254,14 @@ $(eval $(call twin_obj,test_tap_mass_gpu,test_tap_mass,-DSF_TEST_GPU))
 VIEW_LIBS := -lmicrohttpd -lturbojpeg
 $(BUILD)/bin/sf-view $(BUILD)/tests/test_view: LDLIBS += $(VIEW_LIBS)
 $(BUILD)/bin/sf-view: $(VIEW_OBJ) # the GPU bundle's (empty elsewhere: they are in libsf.a)
+
+# Input images for image-to-video (stages/decode/image.c): JPEG through libjpeg (libjpeg62-turbo-dev; PNG
+# through the -lpng every program has), linked into the programs and tests that read images only. A
+# program that calls sf_image_load joins IMAGE_USERS.
+IMAGE_LIBS := -ljpeg
+IMAGE_USERS := $(BUILD)/tests/test_image
+$(IMAGE_USERS): LDLIBS += $(IMAGE_LIBS)
+$(IMAGE_USERS): $(IMAGE_OBJ) # the GPU bundle's (empty elsewhere: it is in libsf.a)
 
 $(BUILD)/bench/%: $(BUILD)/obj/tests/bench/%.o $(LIB)
 	@mkdir -p $(dir $@)

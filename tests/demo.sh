@@ -4,7 +4,7 @@
 # prompt → video → attention-taps pipeline on the CPU. Prints where the outputs are.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-PKGS=(build-essential libzmq3-dev libmsgpack-dev libyaml-dev libcjson-dev libpng-dev libsodium-dev libutf8proc-dev libpcre2-dev zlib1g-dev bats bats-assert bats-support ffmpeg libmicrohttpd-dev libturbojpeg0-dev libdnnl-dev)
+PKGS=(build-essential libzmq3-dev libmsgpack-dev libyaml-dev libcjson-dev libpng-dev libsodium-dev libutf8proc-dev libpcre2-dev zlib1g-dev bats bats-assert bats-support ffmpeg libmicrohttpd-dev libturbojpeg0-dev libjpeg62-turbo-dev libdnnl-dev)
 missing=()
 for p in "${PKGS[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -150,7 +150,7 @@ def log(msg):
 # ----------------------------------------------------------------------------------------------------------
 # safetensors (no safetensors package on Debian's python3)
 # ----------------------------------------------------------------------------------------------------------
-_ST_DT = {np.dtype("float32"): "F32", np.dtype("int64"): "I64"}
+_ST_DT = {np.dtype("float32"): "F32", np.dtype("int64"): "I64", np.dtype("uint8"): "U8"}
 
 
 def st_write(path, tensors, metadata=None):
