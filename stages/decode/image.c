@@ -12,9 +12,11 @@
  *                         ("CMYK;I", always) and cmyk2rgb: nk = 255 - k, c' = nk - c·nk/255 (rounded)
  *   JPEG warnings         ignored (PIL's decoder ignores them), except running out of data before the
  *                         EOI marker: PIL's "image file is truncated"
- *   truncated PNG         refused when anything up to the last IDAT's CRC is missing (libpng reads the zlib
- *                         stream to its end); PIL also reads a file cut within the stream's last few bytes
- *                         (its Adler-32) once it has every row: the one place we are stricter than PIL */
+ *   damaged PNG           libpng's rules, which differ from PIL's only on damaged files, never in the pixels
+ *                         of a file both read: refused when anything up to the last IDAT's CRC is missing
+ *                         (PIL also reads a file cut within the zlib stream's last bytes, its Adler-32, once
+ *                         it has every row) or an IDAT's CRC is wrong (PIL does not check it); read when an
+ *                         ancillary chunk's CRC is wrong (libpng drops the chunk; PIL refuses the file) */
 #include "image.h"
 
 #include <limits.h>
