@@ -52,6 +52,9 @@ static sf_status check_sides(int64_t w, int64_t h, int64_t max_side, const char 
     if (w > max_side || h > max_side)
         return sf_fail(err, SF_E_UNSUPPORTED, "%s: image size %lldx%lld is larger than %lld per side", name, (long long)w,
                        (long long)h, (long long)max_side);
+    if (w * h > SF_IMAGE_MAX_PIXELS) /* PIL's Image.open raises DecompressionBombError */
+        return sf_fail(err, SF_E_UNSUPPORTED, "%s: image size %lldx%lld is over %lld pixels (PIL refuses it too)", name,
+                       (long long)w, (long long)h, (long long)SF_IMAGE_MAX_PIXELS);
     return SF_OK;
 }
 

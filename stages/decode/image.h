@@ -20,8 +20,11 @@
 extern "C" {
 #endif
 
-/* The largest width or height read or produced; bigger declared sizes are refused before allocating. */
+/* The largest width or height read or produced, and the most pixels read (PIL's Image.open refuses
+ * more: DecompressionBombError over 2·MAX_IMAGE_PIXELS); bigger declared sizes are refused before
+ * allocating. */
 #define SF_IMAGE_MAX_SIDE 16384
+#define SF_IMAGE_MAX_PIXELS 178956970LL
 
 typedef struct sf_image {
     int64_t w, h;
@@ -33,7 +36,8 @@ typedef struct sf_image {
  * dropped, as PIL's convert does), 16-bit PNG (as PIL reads it: the high byte of colour samples,
  * 16-bit grey clipped to 255), grey / YCbCr / CMYK JPEG. Anything else, or a damaged or truncated
  * file: a one-line error naming the file (SF_E_FORMAT, SF_E_UNSUPPORTED, SF_E_IO), nothing
- * leaked, *out left empty. Sides over SF_IMAGE_MAX_SIDE are refused before allocating. Caller frees
+ * leaked, *out left empty. Sides over SF_IMAGE_MAX_SIDE or more than SF_IMAGE_MAX_PIXELS pixels are
+ * refused before allocating. Caller frees
  * *out with sf_image_free. */
 sf_status sf_image_load(const char *path, sf_image *out, sf_err *err);
 /* The same on n bytes in memory; name is used in messages; sides over max_side (≤ SF_IMAGE_MAX_SIDE)

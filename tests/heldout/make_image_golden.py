@@ -6,7 +6,7 @@ transform may be given, and what PIL (9.4, Debian's python3-pil) makes of them.
 
 writes OUT/images/<name> (seeded content: smooth gradients, a hard-edged box and noise; PNGs written here byte by byte
 so that every colour type, bit depth and Adam7 interlacing is covered, JPEGs by PIL's encoder: 4:2:0, 4:2:2,
-progressive 4:4:4, grey, CMYK, and a 960x540 "photo") and OUT/expect/image.safetensors:
+progressive 4:4:4, grey, CMYK, one whose data ends early (PIL reads it), and a 960x540 "photo") and OUT/expect/image.safetensors:
 
     rgb/<name>                          u8 [h, w, 3]  Image.open(p).convert('RGB')
     resize/<name>/<W>x<H>               u8 [H, W, 3]  .resize((W, H), Image.BILINEAR)  (= torchvision Resize((H, W)))
@@ -131,6 +131,14 @@ def make_sources(d, rng):
         Image.fromarray(a.astype(np.uint8), "L" if mode == "L" else "RGB").convert(mode).save(f"{d}/{name}", "JPEG", **kw)
     jpeg("jpeg420.jpg", content(rng, 45, 29, 3), "RGB", quality=90, subsampling=2)
     src["jpeg420.jpg"] = many(45, 29) + [(20, 12)]
+    # damaged: its SOF declares 40 rows, its data holds 29, then EOI. libjpeg warns ("premature end of data
+    # segment") and pads; PIL ignores the warning and reads it, so must we (the same pixels)
+    d_ = bytearray(open(f"{d}/jpeg420.jpg", "rb").read())
+    i = d_.index(b"\xff\xc0")
+    d_[i + 5:i + 7] = struct.pack(">H", 40)
+    with open(f"{d}/jpeg_short_data.jpg", "wb") as f:
+        f.write(bytes(d_))
+    src["jpeg_short_data.jpg"] = []
     jpeg("jpeg422.jpg", content(rng, 30, 20, 3), "RGB", quality=90, subsampling=1)
     src["jpeg422.jpg"] = []
     jpeg("jpeg444_progressive.jpg", content(rng, 35, 21, 3), "RGB", quality=85, subsampling=0, progressive=True)

@@ -346,6 +346,7 @@ static void test_declared_sizes(void) {
     static const struct { uint32_t w, h; sf_status want; } png[] = {
         {0, 23, SF_E_FORMAT}, {37, 0, SF_E_FORMAT}, {16385, 23, SF_E_UNSUPPORTED}, {37, 20000, SF_E_UNSUPPORTED},
         {0x7fffffffu, 0x7fffffffu, SF_E_UNSUPPORTED}, {0x80000000u, 1, SF_E_FORMAT}, /* PNG's own limit 2^31 - 1 */
+        {13377, 13378, SF_E_UNSUPPORTED}, /* 178 957 506 pixels: PIL's DecompressionBombError (> 178 956 970) */
     };
     for (size_t i = 0; i < sizeof png / sizeof png[0]; i++) {
         size_t n = 0;
@@ -358,6 +359,7 @@ static void test_declared_sizes(void) {
     static const struct { int prec; uint16_t w, h; sf_status want; } jpg[] = {
         {8, 0, 29, SF_E_FORMAT}, {8, 45, 0, SF_E_FORMAT}, {8, 20000, 29, SF_E_UNSUPPORTED},
         {8, 45, 65535, SF_E_UNSUPPORTED}, {12, 45, 29, SF_E_UNSUPPORTED}, /* PIL: "cannot handle 12-bit layers" */
+        {8, 16384, 16384, SF_E_UNSUPPORTED}, /* within the sides, over PIL's pixel limit */
     };
     for (size_t i = 0; i < sizeof jpg / sizeof jpg[0]; i++) {
         size_t n = 0;
