@@ -259,7 +259,7 @@ $(BUILD)/bin/sf-view: $(VIEW_OBJ) # the GPU bundle's (empty elsewhere: they are 
 # through the -lpng every program has), linked into the programs and tests that read images only. A
 # program that calls sf_image_load joins IMAGE_USERS.
 IMAGE_LIBS := -ljpeg
-IMAGE_USERS := $(BUILD)/tests/test_image
+IMAGE_USERS := $(BUILD)/tests/test_image $(BUILD)/bin/sf-vae-encode
 $(IMAGE_USERS): LDLIBS += $(IMAGE_LIBS)
 $(IMAGE_USERS): $(IMAGE_OBJ) # the GPU bundle's (empty elsewhere: it is in libsf.a)
 

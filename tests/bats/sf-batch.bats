@@ -208,8 +208,8 @@ by_hand() {
     assert_equal "$stderr" "sf-batch: error: --num_samples must be at least 1"
     run -2 --separate-stderr sf-batch "${B[@]}" --bogus
     assert_equal "$stderr" "sf-batch: error: unknown option '--bogus' (see --help)"
-    run -2 --separate-stderr sf-batch "${B[@]}" --i2v # the image's latent goes to sf-denoise --initial-latents
-    assert_equal "$stderr" "sf-batch: error: --i2v: image-to-video needs a VAE encoder, which sfpipe lacks; with the image's latent, run sf-denoise --initial-latents FILE --num_frames N-1 (a config with independent_first_frame)"
+    run -1 --separate-stderr sf-batch "${B[@]}" --i2v # --data_path is then the reference's image folder
+    assert_equal "$stderr" "sf-batch: error: --i2v --data_path $T/prompts.txt: no such folder (the reference's i2v data: target_crop_info_<ratio>.json and <ratio>/)"
     run -2 --separate-stderr sf-batch "${B[@]}" --layer_indices --workers 1
     assert_equal "$stderr" "sf-batch: error: --layer_indices needs at least one value"
     run -1 --separate-stderr sf-batch "${B[@]}" --checkpoint_path "$T/nope.pt"
@@ -352,4 +352,44 @@ by_hand() {
     assert_line --regexp '^exec .*/sf-batch --worker .*/out/\.sf-batch/jobs/.*\.tsv --task "\$SLURM_ARRAY_TASK_ID" --tasks 4 --data_path .* --output_folder .*/out$'
     refute_output --partial -- "--partition gpu"   # the submitter's flags stay out of the worker's
     assert_equal "$stderr" "sf-batch: dry run: 12 of 12 videos to do in 4 array tasks"
+}
+
+@test "--i2v: the reference's image folder → videos that start with each image's latent frame, as the stages by hand make them" {
+    G="${SF_GOLDEN:-$BATS_TEST_DIRNAME/../golden}"
+    mkdir -p "$T/ds/16-9"
+    sf-decode --latents "$G/expect/vae.safetensors:z" --vae "$G/model/Wan2.1_VAE.pth" -o "$T/frames/" --progress none \
+        --log-level error --threads 1
+    cp "$T/frames/frame_00000.png" "$T/ds/16-9/boat.png"
+    cp "$T/frames/frame_00020.png" "$T/ds/16-9/kite.png"
+    printf '%s' '[{"file_name": "boat.png", "caption": "a paper boat"}, {"file_name": "kite.png", "caption": "a kite"}]' \
+        >"$T/ds/target_crop_info_16-9.json"
+    printf '%s\n' "denoising_step_list: [1000, 750, 500, 250]" "warp_denoising_step: true" "num_frame_per_block: 3" \
+        "independent_first_frame: true" >"$T/i2v.yaml"
+    local I=("${B[@]}" --i2v --data_path "$T/ds" --config_path "$T/i2v.yaml" --seed 3)
+    # 3 output frames: the image's and 2 generated, which do not fill a block of 3 (the reference asserts)
+    run -2 --separate-stderr sf-batch "${I[@]}"
+    [[ "$stderr" == "sf-batch: error: sf-denoise --check: "*"(--i2v: the image's latent frame, then --num_output_frames - 1 = 2 generated)" ]]
+    run -0 sf-batch "${I[@]}" --num_output_frames 4 --workers 2
+    run ls "$T/out"
+    assert_output "$(printf '%s\n' 0-0_ema.mp4 1-0_ema.mp4)"
+    # video 1 by hand: the image's latent, then 3 frames with the reference's noise for item 1
+    sf-vae-encode --model-dir "$M" --image "$T/ds/16-9/kite.png" --height 32 --width 48 --out "$T/kite.safetensors" \
+        --threads 1 --log-level error
+    sf-encode --model-dir "$M" --prompt "a kite" --cache-dir "$T/cache" --threads 1 --out - 2>/dev/null |
+        sf-denoise --model-dir "$M" --config_path "$T/i2v.yaml" --checkpoint_path "$M/ckpt.pt" --use_ema --num_frames 3 \
+            --height 32 --width 48 --seed 3 --noise-rng torch-cuda --noise-sequence 1 --initial-latents "$T/kite.safetensors" \
+            --progress none --threads 1 2>/dev/null |
+        sf-decode --model-dir "$M" --progress none --threads 1 -o "$T/hand.mp4" 2>/dev/null
+    cmp "$T/hand.mp4" "$T/out/1-0_ema.mp4"
+    ! cmp -s "$T/out/0-0_ema.mp4" "$T/out/1-0_ema.mp4" || false
+    [ -z "$(ls "$T/out/.sf-batch/tmp")" ]
+    # a folder of --i2v videos is not resumed as text-to-video (the recorded flags)
+    printf '%s\n' "a paper boat" >"$T/p1.txt"
+    run -2 --separate-stderr sf-batch "${B[@]}" --data_path "$T/p1.txt" --config_path "$T/i2v.yaml" --seed 3 --num_output_frames 4
+    [[ "$stderr" == *"--i2v 1 (now 0)"* ]]
+    # a caption that a prompt list cannot carry: refused before any work
+    printf '%s' '[{"file_name": "boat.png", "caption": "a\tb"}]' >"$T/ds/target_crop_info_16-9.json"
+    run -1 --separate-stderr sf-batch "${I[@]}" --num_output_frames 4 --output_folder "$T/o2"
+    assert_equal "$stderr" "sf-batch: error: --i2v --data_path: $T/ds/target_crop_info_16-9.json: item 0: the caption holds a tab or line break, which a prompt list cannot carry"
+    [ ! -e "$T/o2" ]
 }

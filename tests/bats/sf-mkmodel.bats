@@ -17,8 +17,8 @@ same_names_shapes() { # $1 golden file, $2 ours, $3 optional grep -v filter
     run -0 sf-mkmodel tiny "$M" --checkpoint "$M/ckpt.pt"
     same_names_shapes "$SF_GOLDEN/model/diffusion_pytorch_model.safetensors" "$M/diffusion_pytorch_model.safetensors"
     same_names_shapes "$SF_GOLDEN/model/models_t5_umt5-xxl-enc-bf16.pth" "$M/models_t5_umt5-xxl-enc-bf16.pth"
-    # we write the decoder half of the VAE (the encoder is unused for text-to-video)
-    same_names_shapes "$SF_GOLDEN/model/Wan2.1_VAE.pth" "$M/Wan2.1_VAE.pth" '^(encoder\.|conv1\.)'
+    # the whole VAE: the decoder and the encoder (sf-vae-encode, image-to-video)
+    same_names_shapes "$SF_GOLDEN/model/Wan2.1_VAE.pth" "$M/Wan2.1_VAE.pth"
     same_names_shapes "$SF_GOLDEN/checkpoints/tiny_dmd.pt" "$M/ckpt.pt"
     run -0 cat "$M/config.json"
     assert_output --partial '"dim": 256'

@@ -8,6 +8,7 @@
 #            [--device cpu|cuda|cuda:N | --gpu_id N] [--workers N] [--height H] [--width W]
 #            [--threads N] [--cache-dir DIR] [--layer_indices L ...] [--retries N] [--dry-run | -n]
 #            [--progress none|lines|bar|auto] [--log-level L] [--noise-rng torch-cuda|sfpipe]
+#   sf-batch --i2v --data_path IMAGE_DIR (the flags above): image-to-video
 #   sf-batch --slurm [--partition P] [--account A] [--time T] [--gres gpu:1] [--qos Q]
 #            [--constraint C] [--mem M] [--cpus-per-task N] [--job-name J] [--nodelist L]
 #            [--exclude L] [--sbatch-arg ARG]... [--requeue (default) | --no-requeue] [--wait]
@@ -25,6 +26,13 @@
 # "<i>-<s>_ema.mp4" / "<i>-<s>_regular.mp4" with --save_with_index, else "<prompt[:100]>-<s>.mp4"
 # ('/' → '_', control characters → '_', cut to 200 bytes on a character boundary: NAME_MAX).
 # --layer_indices (all, N, A-B as sf-denoise) also writes the taps "<name>.pt" beside each video.
+# --i2v: image-to-video as inference.py --i2v. --data_path is then the reference's image folder
+# (target_crop_info_<ratio>.json, a list of items with file_name and caption, and the images in
+# <ratio>/): item i is video i, its caption the prompt. The image, resized to --height x --width as the
+# reference's transform does, becomes the first latent frame (sf-vae-encode), and sf-denoise
+# --initial-latents generates --num_output_frames - 1 more (the noise the reference draws for them): the
+# config must have independent_first_frame and num_output_frames - 1 must fill whole blocks (22 with the
+# shipped configs' blocks of 3). The video holds all num_output_frames latent frames, the image's first.
 # Locally, --workers N processes each take every N-th video (cuda:w for worker w with --device
 # cuda); with --slurm each array task takes its slice. Every video is sf-encode | sf-denoise |
 # sf-decode written to DIR/.sf-batch/tmp and renamed into DIR when complete, so a file in DIR is a
@@ -73,7 +81,7 @@ mkdirs() { # what dir... : one line, not one per folder, when they cannot be mad
 seed=0 checkpoint_path= use_ema=0   # inference.py's defaults: no checkpoint → the base weights
 data_path= output_folder= extended= num_frames=21 num_samples=1 with_index=0
 workers=1 retries=1 threads= layers=() dry=0 status=0 progress=none noise_rng=torch-cuda
-slurm=0 sbatch_args=() requeue=1 wait=0
+slurm=0 sbatch_args=() requeue=1 wait=0 i2v=0
 worker_job= task=0 tasks=1
 orig=("$@")
 while [ $# -gt 0 ]; do
@@ -95,7 +103,7 @@ while [ $# -gt 0 ]; do
     --num-samples) ref_need "$@"; ref_dec num_samples "$1" "$2"; shift 2 ;;
     --noise-rng) ref_need "$@"; noise_rng=$2; shift 2 ;;   # checked with the rest by sf-denoise --check
     --save-with-index) with_index=1; shift ;;
-    --i2v) bad "--i2v: image-to-video needs a VAE encoder, which sfpipe lacks; with the image's latent, run sf-denoise --initial-latents FILE --num_frames N-1 (a config with independent_first_frame)" ;;
+    --i2v) i2v=1; shift ;;
     --workers) ref_need "$@"; ref_dec workers "$1" "$2"; shift 2 ;;
     --retries) ref_need "$@"; ref_dec retries "$1" "$2"; shift 2 ;;
     --threads) ref_need "$@"; ref_int "$1" "$2"; threads=$2; shift 2 ;;
@@ -124,7 +132,8 @@ done
 [ -n "$output_folder" ] || bad "--output_folder DIR is required (see --help)"
 state=$output_folder/.sf-batch   # job lists, logs, failure reasons, temp files
 
-# ---- the set of videos: all.tsv = name \t idx \t sample \t noise \t prompt, one line per video; noise =
+# ---- the set of videos: all.tsv = name \t idx \t sample \t noise \t prompt, one line per video (with
+# --i2v the prompt field is image \t caption: a changed image is a changed prompt); noise =
 # seed/i/s (the reference's stream: video i of the seed-once loop, sample s) or sfpipe's seed ----
 bytes() { local LC_ALL=C; nbytes=${#1}; }   # $1's length in bytes → nbytes
 video_name() { # idx sample prompt → vname, the reference's file name
@@ -149,25 +158,38 @@ read_lines() {
 }
 
 list_videos() { # → stdout; blank lines keep their index but make no video
-    local idx line ext s vname noise
+    local idx line ext s vname noise image
     local -A seen=()
     local -a lines=() exts=()
-    read_lines "$data_path" lines || die "cannot read --data_path $data_path"
+    if [ "$i2v" = 1 ]; then   # IMAGE \t CAPTION per item, checked whole by sf-vae-encode
+        local listed
+        listed=$(sf-vae-encode --list-dataset "$data_path" --log-level error 2>&1) || {
+            listed=${listed##*sf-vae-encode: error: }; die "--i2v --data_path: $(esc "${listed#--list-dataset }")"; }
+        [ -z "$listed" ] || mapfile -t lines <<<"$listed"
+    else
+        read_lines "$data_path" lines || die "cannot read --data_path $data_path"
+    fi
     if [ -n "$extended" ]; then
         read_lines "$extended" exts || die "cannot read --extended_prompt_path $extended"
         [ "${#exts[@]}" = "${#lines[@]}" ] ||
             die "--extended_prompt_path has ${#exts[@]} lines, --data_path ${#lines[@]} (they must match)"
     fi
     for ((idx = 0; idx < ${#lines[@]}; idx++)); do
-        line=${lines[idx]}; line=${line%"${line##*[![:space:]]}"}   # rstrip, like TextDataset
-        [ -n "$line" ] || continue
+        line=${lines[idx]}
+        if [ "$i2v" = 1 ]; then   # the caption as it is (TextImagePairDataset); the image rides before it
+            image=${line%%$'\t'*}; line=${line#*$'\t'}
+        else
+            line=${line%"${line##*[![:space:]]}"}   # rstrip, like TextDataset
+            [ -n "$line" ] || continue
+        fi
         ext=${exts[idx]:-}; ext=${ext%"${ext##*[![:space:]]}"}
         for ((s = 0; s < num_samples; s++)); do
             video_name "$idx" "$s" "$line"
             [ -z "${seen[$vname]:-}" ] || continue   # the reference overwrites; we keep the first
             seen[$vname]=1
             if [ "$noise_rng" = sfpipe ]; then noise=$((seed + idx * num_samples + s)); else noise=$seed/$idx/$s; fi
-            printf '%s\t%d\t%d\t%s\t%s\n' "$vname" "$idx" "$s" "$noise" "${ext:-$line}"
+            if [ "$i2v" = 1 ]; then printf '%s\t%d\t%d\t%s\t%s\t%s\n' "$vname" "$idx" "$s" "$noise" "$image" "$line"
+            else printf '%s\t%d\t%d\t%s\t%s\n' "$vname" "$idx" "$s" "$noise" "${ext:-$line}"; fi
         done
     done
 }
@@ -227,9 +249,16 @@ if [ "$status" = 1 ]; then
 fi
 
 # ---- the checks every mode shares ----
-[ -n "$data_path" ] || bad "--data_path PROMPTS.txt is required (see --help)"
-[ -f "$data_path" ] || die "--data_path $data_path: no such file"
-[ -z "$extended" ] || [ -f "$extended" ] || die "--extended_prompt_path $extended: no such file"
+if [ "$i2v" = 1 ]; then   # the reference's image folder (checked whole when listed, below)
+    [ -n "$data_path" ] || bad "--i2v needs --data_path IMAGE_DIR (target_crop_info_<ratio>.json and <ratio>/; see --help)"
+    [ -d "$data_path" ] || die "--i2v --data_path $data_path: no such folder (the reference's i2v data: target_crop_info_<ratio>.json and <ratio>/)"
+    [ -z "$extended" ] || bad "--extended_prompt_path: not with --i2v (the captions are the prompts, as in inference.py)"
+    [ "$num_frames" -ge 2 ] || bad "--i2v --num_output_frames must be at least 2 (the image's latent frame, then those generated)"
+else
+    [ -n "$data_path" ] || bad "--data_path PROMPTS.txt is required (see --help)"
+    [ -f "$data_path" ] || die "--data_path $data_path: no such file"
+    [ -z "$extended" ] || [ -f "$extended" ] || die "--extended_prompt_path $extended: no such file"
+fi
 [ "$num_samples" -ge 1 ] || bad "--num_samples must be at least 1"
 [ "$num_frames" -ge 1 ] || bad "--num_output_frames must be at least 1 (latent frames: 21 makes 81 video frames)"
 [ "$workers" -ge 1 ] || bad "--workers must be at least 1"
@@ -239,7 +268,7 @@ fi
 [ -n "$device" ] || device=cpu
 [[ "$device" =~ ^(cpu|cuda(:[0-9]+)?)$ ]] || bad "--device $device: expected cpu, cuda or cuda:N"
 den_flags() { # → den: the flags that shape a video, as sf-denoise takes them (the check and every video)
-    den=(--model-dir "$model_dir" --config_path "$config_path" --num_frames "$num_frames" --height "$height"
+    den=(--model-dir "$model_dir" --config_path "$config_path" --num_frames "$((num_frames - i2v))" --height "$height"
         --width "$width" --progress "$progress")
     if [ -z "$checkpoint_path" ] || [ "$no_checkpoint" = 1 ]; then den+=(--no_checkpoint)
     else den+=(--checkpoint_path "$checkpoint_path" --require-checkpoint); fi
@@ -249,17 +278,23 @@ den_flags() { # → den: the flags that shape a video, as sf-denoise takes them 
 }
 
 # ---- worker: the videos k ≡ task (mod tasks) of a job list ----
+split_i2v() { # an --i2v prompt field "image \t caption" → i2v_image, i2v_caption (read drops an empty caption's tab)
+    i2v_image=${1%%$'\t'*} i2v_caption=
+    [[ "$1" != *$'\t'* ]] || i2v_caption=${1#*$'\t'}
+}
 fail_video() { # name reason → 1, the reason (escaped) in $why and, if it can be written, $state/failed/name
     why=$(esc "$2")
     { printf '%s\n' "$why" >"$state/failed/$1"; } 2>/dev/null
-    rm -f -- "$state/tmp/$1" "$state/tmp/$1".tmp.* "$state/tmp/$1.status" "$state/tmp/${1%.mp4}.pt"
+    rm -f -- "$state/tmp/$1" "$state/tmp/$1".tmp.* "$state/tmp/$1.status" "$state/tmp/${1%.mp4}.pt" \
+        "$state/tmp/${1%.mp4}.init.safetensors"
     return 1
 }
 
 # Never aborts the worker: whatever goes wrong with one video (its log cannot be opened, a file
 # cannot be moved) is that video's failure, with its reason, and the worker goes on with the next.
 run_video() { # name noise prompt dev → 0 and the video in place, or 1, $why and $state/failed/name
-    local name=$1 vseed=$2 prompt=$3 dev=$4 tmp=$state/tmp log=$state/logs/${1%.mp4}.log e
+    local name=$1 vseed=$2 prompt=$3 dev=$4 tmp=$state/tmp log=$state/logs/${1%.mp4}.log e image=
+    if [ "$i2v" = 1 ]; then split_i2v "$prompt"; image=$i2v_image prompt=$i2v_caption; fi
     local -a nz=(--seed "$vseed")
     if [[ "$vseed" == */*/* ]]; then   # seed/i/s: the reference's stream, video i of the loop, sample s
         local i=${vseed#*/}
@@ -268,12 +303,21 @@ run_video() { # name noise prompt dev → 0 and the video in place, or 1, $why a
     fi
     local -a thr=() enc den dec st lv=("${extra_encode[@]}")   # --log-level L, when given (reference_flags.sh)
     [ -n "$threads" ] && thr=(--threads "$threads")
-    rm -f -- "$tmp/$name" "$tmp/$name".tmp.* "$tmp/${name%.mp4}.pt"
+    rm -f -- "$tmp/$name" "$tmp/$name".tmp.* "$tmp/${name%.mp4}.pt" "$tmp/${name%.mp4}.init.safetensors"
     e=$( { : >"$log"; } 2>&1) || fail_video "$name" "cannot write its log $log: ${e##*: }" || return 1
+    if [ "$i2v" = 1 ]; then   # the image → its latent frame, the video's first (waited for in the background: traps)
+        sf-vae-encode --model-dir "$model_dir" --image "$image" --height "$height" --width "$width" \
+            --out "$tmp/${name%.mp4}.init.safetensors" "${thr[@]}" "${lv[@]}" 2>>"$log" &
+        if ! wait $!; then
+            why=$(grep -m1 -E 'error' "$log" || true)
+            fail_video "$name" "${why:-sf-vae-encode failed} (log: $log)"; return 1
+        fi
+    fi
     enc=(sf-encode --model-dir "$model_dir" --prompt "$prompt" --device "$dev" --out - "${thr[@]}" "${lv[@]}")
     [ -n "$cache_dir" ] && enc+=(--cache-dir "$cache_dir")
     den_flags
     den=(sf-denoise "${den[@]}" --device "$dev" "${nz[@]}" --in - --out - "${thr[@]}" "${lv[@]}")
+    [ "$i2v" = 1 ] && den+=(--initial-latents "$tmp/${name%.mp4}.init.safetensors")
     [ ${#layers[@]} -gt 0 ] && den+=(--output_path "$tmp/${name%.mp4}.pt")
     dec=(sf-decode --model-dir "$model_dir" --device "$dev" --height "$height" --width "$width" --in - -o "$tmp/$name"
         --progress "$progress" "${thr[@]}" "${lv[@]}")
@@ -282,7 +326,7 @@ run_video() { # name noise prompt dev → 0 and the video in place, or 1, $why a
     { "${enc[@]}" | "${den[@]}" | "${dec[@]}"; echo "${PIPESTATUS[*]}" >"$tmp/$name.status"; } 2>>"$log" &
     wait $!
     { read -ra st <"$tmp/$name.status"; } 2>/dev/null || st=()
-    rm -f -- "$tmp/$name.status"
+    rm -f -- "$tmp/$name.status" "$tmp/${name%.mp4}.init.safetensors"
     if [ "${st[*]}" = "0 0 0" ] && [ -s "$tmp/$name" ]; then
         if [ ${#layers[@]} -gt 0 ] && ! e=$(mv -f -- "$tmp/${name%.mp4}.pt" "$output_folder/${name%.mp4}.pt" 2>&1); then
             fail_video "$name" "cannot move its taps into $output_folder: ${e##*: }"; return 1
@@ -329,7 +373,9 @@ if [ -n "$worker_job" ]; then
     mine=$(awk -F'\t' -v t="$task" -v n="$tasks" '(NR - 1) % n == t' "$worker_job")
     # fill the embedding cache for the slice's prompts with one encoder load; the per-video
     # sf-encode then only reads the cache (a failure here is retried, and reported, per video)
-    todo=$(while IFS=$'\t' read -r name _ _ _ prompt; do is_done "$name" || printf '%s\n' "$prompt"; done <<<"$mine" | sort -u)
+    todo=$(while IFS=$'\t' read -r name _ _ _ prompt; do
+        if [ "$i2v" = 1 ]; then split_i2v "$prompt"; prompt=$i2v_caption; fi   # the caption, not the image
+        is_done "$name" || printf '%s\n' "$prompt"; done <<<"$mine" | sort -u)
     if [ -n "$todo" ] && [ -n "$mine" ]; then
         enc=(sf-encode --model-dir "$model_dir" --prompts - --cache-only --device "$dev" "${extra_encode[@]}")
         [ -n "$cache_dir" ] && enc+=(--cache-dir "$cache_dir")
@@ -362,13 +408,24 @@ for f in google/umt5-xxl/spiece.model models_t5_umt5-xxl-enc-bf16.pth Wan2.1_VAE
     [ -r "$model_dir/$f" ] || die "--model-dir $model_dir has no $f (sf-encode and sf-decode need it)"
 done
 den_flags
+i2v_note=
+if [ "$i2v" = 1 ]; then   # a stand-in first latent frame (zeros, the real ones' shape): the block rule is checked too
+    command -v sf-vae-encode >/dev/null || die "--i2v: sf-vae-encode not found next to $self"
+    zf=$(mktemp) || die "mktemp failed"
+    zn=$((16 * (height / 8) * (width / 8) * 4)) zh="{\"latents\":{\"dtype\":\"F32\",\"shape\":[1,1,16,$((height / 8)),$((width / 8))],\"data_offsets\":[0,$zn]}}"
+    while (( ${#zh} % 8 )); do zh+=" "; done
+    { printf "$(printf '\\x%02x' $((${#zh} & 255)) $((${#zh} >> 8 & 255)) 0 0 0 0 0 0)%s" "$zh"; head -c "$zn" /dev/zero; } >"$zf"
+    den+=(--initial-latents "$zf")
+    i2v_note=" (--i2v: the image's latent frame, then --num_output_frames - 1 = $((num_frames - 1)) generated)"
+fi
 e=$(sf-denoise --check "${den[@]}" --device cpu --threads 1 --log-level error 2>&1 >/dev/null)
 rc=$?
+[ "$i2v" = 0 ] || rm -f -- "$zf"
 e=${e##*$'\n'}   # its one error line
-[ "$rc" = 0 ] || { echo "sf-batch: error: sf-denoise --check: $(esc "${e#sf-denoise: error: }")" >&2; exit $((rc == 2 ? 2 : 1)); }
+[ "$rc" = 0 ] || { echo "sf-batch: error: sf-denoise --check: $(esc "${e#sf-denoise: error: }")$i2v_note" >&2; exit $((rc == 2 ? 2 : 1)); }
 
 all=$(list_videos) || exit
-[ -n "$all" ] || die "--data_path $data_path has no prompts"
+[ -n "$all" ] || die "--data_path $data_path has no $([ "$i2v" = 1 ] && echo items || echo prompts)"
 
 # The flags that change a video's bytes, as the folder's first run recorded them (.sf-batch/flags):
 # a rerun with others would call the old videos done. Refused while the folder holds one of its
@@ -386,7 +443,8 @@ config_path=$config_path
 checkpoint_path=$ck
 use_ema=$use_ema
 model_dir=$(resolve "$model_dir")
-layer_indices=${layers[*]}"
+layer_indices=${layers[*]}
+i2v=$i2v"
 made=0   # a video of the recorded list is in the folder (legacy folders: their last all.tsv)
 rec_videos=$state/videos.tsv; [ -f "$rec_videos" ] || rec_videos=$state/all.tsv
 if [ -f "$rec_videos" ]; then
@@ -397,6 +455,7 @@ oldflags=
 [ -f "$state/flags" ] && oldflags=$(cat "$state/flags")
 # a folder from before --noise-rng was made with sfpipe's stream
 [ -z "$oldflags" ] || grep -q '^noise_rng=' <<<"$oldflags" || oldflags+=$'\nnoise_rng=sfpipe'
+[ -z "$oldflags" ] || grep -q '^i2v=' <<<"$oldflags" || oldflags+=$'\ni2v=0'   # and before --i2v, text-to-video
 if [ "$made" = 1 ] && [ -n "$oldflags" ] && [ "$oldflags" != "$flags" ]; then
     diff=$(awk -F= 'NR == FNR { old[$1] = substr($0, length($1) + 2); next }
         ($1 in old) && old[$1] != substr($0, length($1) + 2) {

@@ -192,6 +192,36 @@ sf_status sf_mk_vae_params(int base, int z, sf_mk_params *p, sf_err *err) {
     }
     TRY(add(p, SF_MK_GAMMA, SHAPE(d1, 1, 1, 1), err, "decoder.head.0.gamma"));
     TRY(conv3(p, "decoder.head.2", 3, d1, 3, err));
+    /* the encoder (sf-vae-encode), after the decoder so that the decoder's values stay as they were:
+       stages (b→b) ×2 + down2d, (b→2b, 2b) + down3d, (2b→4b, 4b) + down3d, (4b→4b) ×2; the middle; the
+       head to 2z (mu, log_var); conv1 (2z → 2z, 1×1×1) */
+    TRY(conv3(p, "encoder.conv1", d1, 3, 3, err));
+    const int64_t ein[11] = {d1, d1, 0, d1, d2, 0, d2, d4, 0, d4, d4};
+    const int64_t eout[11] = {d1, d1, 0, d2, d2, 0, d4, d4, 0, d4, d4};
+    for (int i = 0; i < 11; i++) {
+        snprintf(nm, sizeof nm, "encoder.downsamples.%d", i);
+        if (ein[i]) {
+            TRY(resblock(p, nm, ein[i], eout[i], err));
+            continue;
+        }
+        const int64_t c = eout[i - 1];
+        if (i != 2) { /* down3d: a time conv, stride 2 */
+            TRY(add(p, SF_MK_LINEAR, SHAPE(c, c, 3, 1, 1), err, "%s.time_conv.weight", nm));
+            TRY(add(p, SF_MK_BIAS, SHAPE(c), err, "%s.time_conv.bias", nm));
+        }
+        TRY(add(p, SF_MK_LINEAR, SHAPE(c, c, 3, 3), err, "%s.resample.1.weight", nm));
+        TRY(add(p, SF_MK_BIAS, SHAPE(c), err, "%s.resample.1.bias", nm));
+    }
+    TRY(resblock(p, "encoder.middle.0", d4, d4, err));
+    TRY(add(p, SF_MK_GAMMA, SHAPE(d4, 1, 1), err, "encoder.middle.1.norm.gamma"));
+    TRY(add(p, SF_MK_LINEAR, SHAPE(3 * d4, d4, 1, 1), err, "encoder.middle.1.to_qkv.weight"));
+    TRY(add(p, SF_MK_BIAS, SHAPE(3 * d4), err, "encoder.middle.1.to_qkv.bias"));
+    TRY(add(p, SF_MK_LINEAR, SHAPE(d4, d4, 1, 1), err, "encoder.middle.1.proj.weight"));
+    TRY(add(p, SF_MK_BIAS, SHAPE(d4), err, "encoder.middle.1.proj.bias"));
+    TRY(resblock(p, "encoder.middle.2", d4, d4, err));
+    TRY(add(p, SF_MK_GAMMA, SHAPE(d4, 1, 1, 1), err, "encoder.head.0.gamma"));
+    TRY(conv3(p, "encoder.head.2", 2 * (int64_t)z, d4, 3, err));
+    TRY(conv3(p, "conv1", 2 * (int64_t)z, 2 * (int64_t)z, 1, err));
     return SF_OK;
 #undef TRY
 }
