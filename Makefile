@@ -76,7 +76,8 @@ ifeq ($(GPU_BUNDLE),1)
   # reader into its users alone (nor libjpeg: IMAGE_LIBS below)
   VIEW_OBJ := $(filter $(BUILD)/obj/tools/view/%,$(LIB_OBJ))
   IMAGE_OBJ := $(filter $(BUILD)/obj/stages/decode/image.o,$(LIB_OBJ))
-  LIB_OBJ := $(filter-out $(VIEW_OBJ) $(IMAGE_OBJ),$(LIB_OBJ))
+  VAE_ENCODE_OBJ := $(filter $(BUILD)/obj/tools/vae-encode/%,$(LIB_OBJ)) # sf-vae-encode's, which call it
+  LIB_OBJ := $(filter-out $(VIEW_OBJ) $(IMAGE_OBJ) $(VAE_ENCODE_OBJ),$(LIB_OBJ))
   ALL_CFLAGS += -fPIC
   override NVFLAGS += -Xcompiler -fPIC
   # $ORIGIN/../lib: bin/ and tests/ beside lib/, here and unpacked on the device; the absolute
@@ -262,6 +263,7 @@ IMAGE_LIBS := -ljpeg
 IMAGE_USERS := $(BUILD)/tests/test_image $(BUILD)/bin/sf-vae-encode
 $(IMAGE_USERS): LDLIBS += $(IMAGE_LIBS)
 $(IMAGE_USERS): $(IMAGE_OBJ) # the GPU bundle's (empty elsewhere: it is in libsf.a)
+$(BUILD)/bin/sf-vae-encode: $(VAE_ENCODE_OBJ) # likewise
 
 $(BUILD)/bench/%: $(BUILD)/obj/tests/bench/%.o $(LIB)
 	@mkdir -p $(dir $@)

@@ -47,7 +47,8 @@ setup() {
 # library from a copy of bin/ + lib/ elsewhere, with the build's lib/ gone.
 @test "the GPU bundle's programs share one libsf.so, found beside them wherever they are unpacked" {
     local b=$BATS_TEST_TMPDIR/gb u=$BATS_TEST_TMPDIR/unpacked
-    run make -s --no-print-directory BUILD="$b" NVCC= CUDA_ARCH=90a OPT=-O0 "$b/bin/sf-tensor" "$b/bin/sf-wire"
+    run make -s --no-print-directory BUILD="$b" NVCC= CUDA_ARCH=90a OPT=-O0 "$b/bin/sf-tensor" "$b/bin/sf-wire" \
+        "$b/bin/sf-vae-encode" # its own objects and the image reader (-ljpeg) stay out of libsf.so
     assert_success
     [ -f "$b/lib/libsf.so" ]
     [ ! -e "$b/libsf.a" ]
@@ -62,6 +63,10 @@ setup() {
     assert_success
     run env -u LD_LIBRARY_PATH "$u/bin/sf-wire" --help
     assert_success
+    run env -u LD_LIBRARY_PATH "$u/bin/sf-vae-encode" --help
+    assert_success
+    run readelf -d "$b/lib/libsf.so"
+    refute_output --partial 'libjpeg'
     mv "$b/lib.gone" "$b/lib"
 }
 
