@@ -210,11 +210,13 @@ endef
 #                                    test_vae_glue is the same file on the real kernels
 #   test_hopper / test_hopper_gpu    the Hopper probes (kernels/cuda/hopper_probe.cu; check.sh part attn)
 #   test_tap_mass / test_tap_mass_gpu  the attention-tap aggregates and the fused attention kernels
+#   test_conv_emu                    test_conv_plans.c's forward on the emulated cuDNN conv (conv_emu.cc)
+#                                    against sf_conv3d_cpu, the encoder's stride-2 shapes included
 #   test_sdpa_emu                    test_sdpa_plans.c's forward on the emulated cuDNN attention
 #                                    (kernels/cuda/emu/sdpa_emu.cc) against the CPU attention
 EMU_TESTS := test_cuda_emu test_cuda_graphs test_emu_self test_dit_emu test_dit_shapes_emu test_t5_glue test_t5_emu test_t5_shapes_emu \
-             test_vae_emu test_vae_shapes_emu test_vae_glue_emu test_hopper test_tap_mass test_sdpa_emu
-$(ALL_EMU): $(addprefix $(BUILD)/tests/,test_dit_emu test_dit_shapes_emu test_t5_emu test_t5_shapes_emu test_vae_emu \
+             test_vae_emu test_vae_shapes_emu test_vae_glue_emu test_hopper test_tap_mass test_sdpa_emu test_conv_emu
+$(ALL_EMU): $(addprefix $(BUILD)/tests/,test_conv_emu test_dit_emu test_dit_shapes_emu test_t5_emu test_t5_shapes_emu test_vae_emu \
                                         test_vae_shapes_emu test_vae_glue_emu test_sdpa_emu)
 all: $(addprefix $(BUILD)/tests/,test_cuda_glue test_cuda_graphs_gpu test_t5_glue_gpu test_hopper_gpu test_tap_mass_gpu)
 $(addprefix $(BUILD)/tests/,$(EMU_TESTS)): $(BUILD)/tests/%: $(BUILD)/obj/tests/unit/%.o $(EMU_OBJ) $(LIB)
@@ -245,6 +247,7 @@ $(eval $(call twin_obj,test_vae_emu,test_vae_cuda,-DSF_TEST_EMU))
 $(eval $(call twin_obj,test_vae_shapes_emu,test_vae_cuda_shapes,-DSF_TEST_EMU))
 $(eval $(call twin_obj,test_vae_glue_emu,test_vae_glue,-DSF_TEST_EMU))
 $(eval $(call twin_obj,test_sdpa_emu,test_sdpa_plans,-DSF_TEST_EMU))
+$(eval $(call twin_obj,test_conv_emu,test_conv_plans,-DSF_TEST_EMU))
 $(eval $(call twin_obj,test_cuda_glue,test_cuda_emu,-DSF_TEST_GPU))
 $(eval $(call twin_obj,test_cuda_graphs_gpu,test_cuda_graphs,-DSF_TEST_GPU))
 $(eval $(call twin_obj,test_t5_glue_gpu,test_t5_glue,-DSF_TEST_GPU))

@@ -11,7 +11,7 @@
  *   x:    (t_out + kt − 1, h, w, cin)      oldest frame first; frames [0, kt−1) are the history
  *   w:    (cout, kt, k, k, cin)            PyTorch's [cout, cin, kt, k, k] reordered at upload
  *   bias: (cout) bf16 or NULL               res: (t_out, h, w, cout) bf16 or NULL (may not alias y)
- *   y:    (t_out, h, w, cout)
+ *   y:    (t_out, h, w, cout)              (t_out, h/2, w/2, cout) with down (see sf_conv_shape)
  *   y = ⌊ conv(x, w) + bias + res ⌉ — one rounding when cuDNN fuses the epilogue ("fused" plan),
  *   else ⌊ ⌊conv⌉ + bias + res ⌉ by sf_vae_bias_res_cuda after a plain conv ("plain" plan).
  * cin and cout multiples of 8 (bf16 16-byte vectors; pad cout with zero filters, as the head does).
@@ -42,6 +42,10 @@ typedef struct sf_conv_shape {
     int64_t t_out;           /* output frames; the input holds t_out + kt − 1 */
     int kt, k;               /* kernel kt × k × k; kt ∈ {1, 3}, k ∈ {1, 3} */
     int bias, residual;      /* 1: the forward adds bias / res */
+    int down;                /* 1: the VAE encoder's Resample 'downsample2d' (wan/modules/vae.py):
+                                ZeroPad2d((0, 1, 0, 1)) then stride 2 in h and w — padding 0 before, 1
+                                after, so output (i, j) reads input rows 2i..2i+2, columns 2j..2j+2. h, w
+                                (the input's) even, k 3, kt 1; y and res are (t_out, h/2, w/2, cout) */
 } sf_conv_shape;
 
 typedef struct sf_conv_cudnn sf_conv_cudnn;

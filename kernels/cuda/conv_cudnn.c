@@ -39,13 +39,16 @@ static bdesc tensor5(sf_cudnn_build *b, int64_t uid, cudnnDataType_t dt, int64_t
 static bdesc graph_new(sf_cudnn_build *b, const sf_conv_shape *s, int fused) {
     const cudnnDataType_t bf = CUDNN_DATA_BFLOAT16, f32 = CUDNN_DATA_FLOAT;
     const int pad = (s->k - 1) / 2, n_epi = fused ? (s->bias != 0) + (s->residual != 0) : 0;
+    const int64_t oh = s->down ? s->h / 2 : s->h, ow = s->down ? s->w / 2 : s->w; /* the output's frame */
     int64_t uid = UID_VIRT;
     bdesc x = tensor5(b, UID_X, bf, 1, s->cin, s->t_out + s->kt - 1, s->h, s->w, false);
     bdesc w = x ? tensor5(b, UID_W, bf, s->cout, s->cin, s->kt, s->k, s->k, false) : NULL;
-    bdesc y = w ? tensor5(b, n_epi ? uid++ : UID_Y, n_epi ? f32 : bf, 1, s->cout, s->t_out, s->h, s->w, n_epi > 0) : NULL;
+    bdesc y = w ? tensor5(b, n_epi ? uid++ : UID_Y, n_epi ? f32 : bf, 1, s->cout, s->t_out, oh, ow, n_epi > 0) : NULL;
     bdesc conv = y ? sf_cudnn_make(b, CUDNN_BACKEND_CONVOLUTION_DESCRIPTOR) : NULL;
     bdesc op = conv ? sf_cudnn_make(b, CUDNN_BACKEND_OPERATION_CONVOLUTION_FORWARD_DESCRIPTOR) : NULL, ops[3], g;
     int64_t nd = 3, pre[3] = {0, pad, pad}, post[3] = {0, pad, pad}, dil[3] = {1, 1, 1}, str[3] = {1, 1, 1};
+    if (s->down) /* ZeroPad2d((0, 1, 0, 1)) + stride 2: nothing before, one zero row / column after */
+        pre[1] = pre[2] = 0, post[1] = post[2] = 1, str[1] = str[2] = 2;
     cudnnConvolutionMode_t mode = CUDNN_CROSS_CORRELATION;
     float one = 1.0f, zero = 0.0f;
     int nops = 0;
@@ -68,15 +71,15 @@ static bdesc graph_new(sf_cudnn_build *b, const sf_conv_shape *s, int fused) {
     ops[nops++] = op;
     if (fused && s->bias) { /* + bias: into y, or into another f32 intermediate when a residual follows */
         bdesc bt = tensor5(b, UID_B, bf, 1, s->cout, 1, 1, 1, false);
-        bdesc out = bt ? tensor5(b, s->residual ? uid++ : UID_Y, s->residual ? f32 : bf, 1, s->cout, s->t_out, s->h,
-                                 s->w, s->residual != 0)
+        bdesc out = bt ? tensor5(b, s->residual ? uid++ : UID_Y, s->residual ? f32 : bf, 1, s->cout, s->t_out, oh, ow,
+                                 s->residual != 0)
                        : NULL;
         if (!out || !(ops[nops++] = sf_cudnn_pointwise(b, CUDNN_POINTWISE_ADD, y, bt, out))) return NULL;
         y = out;
     }
     if (fused && s->residual) { /* + res → y */
-        bdesc rt = tensor5(b, UID_R, bf, 1, s->cout, s->t_out, s->h, s->w, false);
-        bdesc out = rt ? tensor5(b, UID_Y, bf, 1, s->cout, s->t_out, s->h, s->w, false) : NULL;
+        bdesc rt = tensor5(b, UID_R, bf, 1, s->cout, s->t_out, oh, ow, false);
+        bdesc out = rt ? tensor5(b, UID_Y, bf, 1, s->cout, s->t_out, oh, ow, false) : NULL;
         if (!out || !(ops[nops++] = sf_cudnn_pointwise(b, CUDNN_POINTWISE_ADD, y, rt, out))) return NULL;
     }
     if (!(g = sf_cudnn_make(b, CUDNN_BACKEND_OPERATIONGRAPH_DESCRIPTOR))) return NULL;
@@ -131,6 +134,9 @@ static sf_status shape_check(const sf_conv_shape *s, sf_err *err) {
                        "8, kt and k 1 or 3)",
                        (long long)s->cin, (long long)s->cout, (long long)s->h, (long long)s->w, (long long)s->t_out,
                        s->kt, s->k, s->k);
+    if (s->down && (s->k != 3 || s->kt != 1 || s->h % 2 || s->w % 2))
+        return sf_fail(err, SF_E_ARG, "conv: a downsampling conv is 1x3x3 over an even frame (got %dx%dx%d over %lldx%lld)",
+                       s->kt, s->k, s->k, (long long)s->h, (long long)s->w);
     return SF_OK;
 }
 
@@ -138,17 +144,18 @@ static sf_status search_fail(sf_cudnn_build *b, const sf_conv_shape *s, sf_err *
     char hint[160];
     sf_cudnn_nvrtc_hint(b->api, hint, sizeof hint);
     return sf_fail(err, SF_E_UNSUPPORTED,
-                   "cuDNN %d has no engine for the bf16 NDHWC conv %lld->%lld %lldx%lld t %lld kernel %dx%dx%d%s%s (%s "
+                   "cuDNN %d has no engine for the bf16 NDHWC conv %lld->%lld %lldx%lld t %lld kernel %dx%dx%d%s%s%s (%s "
                    "last: %s)%s%s",
                    b->api->version, (long long)s->cin, (long long)s->cout, (long long)s->h, (long long)s->w,
-                   (long long)s->t_out, s->kt, s->k, s->k, s->bias ? " +bias" : "", s->residual ? " +res" : "",
+                   (long long)s->t_out, s->kt, s->k, s->k, s->down ? " stride 2" : "", s->bias ? " +bias" : "", s->residual ? " +res" : "",
                    b->tried, b->why[0] ? b->why : "none", hint,
                    b->debug ? "" : "; SF_CUDNN_DEBUG=1 shows every attempt");
 }
 
 static int same(const sf_conv_shape *a, const sf_conv_shape *b) {
     return a->cin == b->cin && a->cout == b->cout && a->h == b->h && a->w == b->w && a->t_out == b->t_out &&
-           a->kt == b->kt && a->k == b->k && !!a->bias == !!b->bias && !!a->residual == !!b->residual;
+           a->kt == b->kt && a->k == b->k && !!a->bias == !!b->bias && !!a->residual == !!b->residual &&
+           !!a->down == !!b->down;
 }
 
 /* ---- the handle-bound object --------------------------------------------------------------- */
@@ -222,8 +229,8 @@ static sf_status exec_plan(sf_conv_cudnn *c, const sf_conv_shape *s, const sf_cu
     CK(&b, c->cs.api.execute(c->cs.handle, f->plan, vp), "cudnnBackendExecute");
     sf_cudnn_dl_free(&c->cs.api, &l);
     if (!fused && (s->bias || s->residual))
-        return sf_vae_bias_res_cuda(c->ctx, s->t_out * s->h * s->w, s->cout, y, s->bias ? bias : NULL,
-                                    s->residual ? res : NULL, err);
+        return sf_vae_bias_res_cuda(c->ctx, s->t_out * (s->down ? s->h / 2 * (s->w / 2) : s->h * s->w), s->cout, y,
+                                    s->bias ? bias : NULL, s->residual ? res : NULL, err);
     return SF_OK;
 fail:
     sf_cudnn_dl_free(&c->cs.api, &l);
@@ -272,8 +279,8 @@ static int tune_collect(sf_cudnn_build *b, const sf_conv_shape *s, cand *cs) {
 
 /* "cin->cout HxW t T k KTxKxK": the shape in the autotune's messages. */
 static const char *tune_shape(const sf_conv_shape *s, char *buf, size_t n) {
-    snprintf(buf, n, "%lld->%lld %lldx%lld t %lld k %dx%dx%d", (long long)s->cin, (long long)s->cout, (long long)s->h,
-             (long long)s->w, (long long)s->t_out, s->kt, s->k, s->k);
+    snprintf(buf, n, "%lld->%lld %lldx%lld t %lld k %dx%dx%d%s", (long long)s->cin, (long long)s->cout, (long long)s->h,
+             (long long)s->w, (long long)s->t_out, s->kt, s->k, s->k, s->down ? " stride 2" : "");
     return buf;
 }
 
@@ -299,7 +306,7 @@ static sf_status tune_exec(sf_conv_cudnn *c, const sf_conv_shape *s, const cand 
 static sf_status tune_choose(sf_conv_cudnn *c, const sf_conv_shape *s, const cand *cs, int n, float *ms, int *best,
                              sf_err *err) {
     const size_t xn = (size_t)((s->t_out + s->kt - 1) * s->h * s->w * s->cin), wn = (size_t)(s->cout * s->kt * s->k * s->k * s->cin),
-                 yn = (size_t)(s->t_out * s->h * s->w * s->cout), bn = (size_t)s->cout, rn = s->residual ? yn : 0;
+                 yn = (size_t)(s->t_out * (s->down ? s->h / 2 * (s->w / 2) : s->h * s->w) * s->cout), bn = (size_t)s->cout, rn = s->residual ? yn : 0;
     size_t wsb = 16;
     *best = 0;
     for (int i = 0; i < n; i++) {

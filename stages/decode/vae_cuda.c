@@ -147,7 +147,7 @@ static void walk(const sf_vae *v, plan *p) {
  * (n = 2^(temporal upsamplings so far)) unless SF_VAE_FRAME_CONVS=1 asks for the per-frame calls
  * (to measure one against the other) or cuDNN refuses the larger shape. */
 static sf_status prepare(sf_vae_cuda *g, conv_w *c, int64_t H, int64_t W, int residual, int64_t n, sf_err *err) {
-    sf_conv_shape s = {c->cin, c->cout, H, W, 1, c->kt, c->k, 1, residual};
+    sf_conv_shape s = {c->cin, c->cout, H, W, 1, c->kt, c->k, 1, residual, 0};
     sf_status st = sf_conv_cudnn_prepare(g->conv, &s, err);
     c->tb = 0;
     if (st || n < 2) return st;
@@ -418,7 +418,7 @@ static sf_status cached_conv(sf_vae_cuda *g, int *slot, const conv_w *c, int64_t
     /* the input is the n + kt − 1 frames from the stage's start: [cache0, cache1, x0 .. x(n-1)] */
     prof(g, V_CACHE, 0);
     if ((s = sf_cuda_copy_d2d(&g->cx, g->stage, cb->buf, 2 * fe * 2, err))) return s;
-    sf_conv_shape sh = {c->cin, c->cout, H, W, 1, c->kt, c->k, 1, res != NULL};
+    sf_conv_shape sh = {c->cin, c->cout, H, W, 1, c->kt, c->k, 1, res != NULL, 0};
     if ((s = conv_frames(g, sh, c, n, g->stage, fe, res, out, err))) return s;
     /* cache = frames n, n+1 of the stage (the conv is enqueued first; one stream orders them) */
     prof(g, V_CACHE, 0);
@@ -535,7 +535,7 @@ static sf_status decode_frame(sf_vae_cuda *g, void **res, int64_t *n_out, sf_err
             prof(g, V_UP, 0);
             TRY(sf_vae_upsample2x_cuda(&g->cx, n, H, W, C, A, HW * C, C, g->U, err));
         resample: {
-            sf_conv_shape sh = {C, L->cout, 2 * H, 2 * W, 1, 1, 3, 1, 0}; /* 1×3×3: n frames in, n out */
+            sf_conv_shape sh = {C, L->cout, 2 * H, 2 * W, 1, 1, 3, 1, 0, 0}; /* 1×3×3: n frames in, n out */
             TRY(conv_frames(g, sh, &w->rs, n, g->U, (size_t)(4 * HW * C), NULL, B, err));
             SWAP(A, B);
             H *= 2, W *= 2;

@@ -13,6 +13,8 @@
  * both values, max |Δ|; bias + residual again through the plain graph and the separate epilogue;
  * then every shape again with the autotune's candidates 1..5 forced (SF_CUDNN_TUNE_PICK): whichever
  * plan the timing keeps computes the same convolution.
+ * test_conv_emu (-DSF_TEST_EMU, every `make test`): forward_gpu on the CPU emulation of cuDNN's conv
+ * (kernels/cuda/emu/conv_emu.cc), the encoder's stride-2 shapes included.
  * Run alone: build/tests/test_conv_plans deviceless_plans  (SF_CUDNN_DEBUG=1 shows every attempt). */
 #define _POSIX_C_SOURCE 200809L
 #include "sf_test.h"
@@ -36,7 +38,7 @@ static int vae_cases(conv_case *c, int cap, int64_t dim, int64_t h, int64_t w, c
     int n = 0;
     const int64_t top = 4 * dim;
 #define ADD(wh, ci, co, H, W, kt, k, b, r) \
-    if (n < cap) c[n++] = (conv_case){wh, {ci, co, H, W, 1, kt, k, b, r}}
+    if (n < cap) c[n++] = (conv_case){wh, {ci, co, H, W, 1, kt, k, b, r, 0}}
     (void)tag;
     ADD("decoder.conv1", 16, top, h, w, 3, 3, 1, 0);
     ADD("res conv a @1x", top, top, h, w, 3, 3, 1, 0);
@@ -54,6 +56,26 @@ static int vae_cases(conv_case *c, int cap, int64_t dim, int64_t h, int64_t w, c
     ADD("res conv a @8x", dim, dim, 8 * h, 8 * w, 3, 3, 1, 0);
     ADD("res conv b @8x (+res)", dim, dim, 8 * h, 8 * w, 3, 3, 1, 1);
     ADD("head (3 outputs padded to 8)", dim, 8, 8 * h, 8 * w, 3, 3, 1, 0);
+#undef ADD
+    return n;
+}
+
+/* The encoder's convolutions (stages/decode/vae_enc_cuda.c) for base width `dim` at pixel size h×w:
+ * conv1 (3 inputs padded to 8), residual convs, the stride-2 'downsample' convs (down), the downsample3d
+ * time_conv (3 frames in, 1 out) and the head (2·16 outputs). */
+static int enc_cases(conv_case *c, int cap, int64_t dim, int64_t h, int64_t w) {
+    int n = 0;
+#define ADD(wh, ci, co, H, W, kt, k, b, r, dn) \
+    if (n < cap) c[n++] = (conv_case){wh, {ci, co, H, W, 1, kt, k, b, r, dn}}
+    ADD("encoder.conv1 (3 inputs padded to 8)", 8, dim, h, w, 3, 3, 1, 0, 0);
+    ADD("enc res conv b @1x (+res)", dim, dim, h, w, 3, 3, 1, 1, 0);
+    ADD("enc downsample @1x", dim, dim, h, w, 1, 3, 1, 0, 1);
+    ADD("enc res conv a @2x (dim->2dim)", dim, 2 * dim, h / 2, w / 2, 3, 3, 1, 0, 0);
+    ADD("enc downsample @2x", 2 * dim, 2 * dim, h / 2, w / 2, 1, 3, 1, 0, 1);
+    ADD("enc time_conv @4x", 2 * dim, 2 * dim, h / 4, w / 4, 3, 1, 1, 0, 0);
+    ADD("enc downsample @4x", 4 * dim, 4 * dim, h / 4, w / 4, 1, 3, 1, 0, 1);
+    ADD("enc time_conv @8x", 4 * dim, 4 * dim, h / 8, w / 8, 3, 1, 1, 0, 0);
+    ADD("enc head (2z = 32 outputs)", 4 * dim, 32, h / 8, w / 8, 3, 3, 1, 0, 0);
 #undef ADD
     return n;
 }
@@ -92,6 +114,20 @@ static int deviceless_child(void) {
         nfused += !st && !strncmp(desc, "fused", 5);
     }
     printf("# %d of %d shapes with an epilogue got a fused plan\n", nfused, nepi);
+    /* the encoder's shapes (the real VAE at 832x480, the tiny one at 48x32), the stride-2 ones above all:
+       cuDNN has to take the asymmetric padding (0 before, 1 after) of the reference's ZeroPad2d */
+    conv_case e[32];
+    const int ne = enc_cases(e, 16, 96, 480, 832);
+    const int ne2 = ne + enc_cases(e + ne, 16, 8, 32, 48);
+    setenv("SF_CUDNN_AUTOTUNE", "0", 1);
+    for (int i = 0; i < ne2; i++) {
+        const sf_conv_shape *s = &e[i].s;
+        st = sf_conv_cudnn_plan_deviceless(js, s, desc, sizeof desc, &err);
+        printf("# H200 %-36s %4lld->%-4lld %4lldx%-4lld k %dx%dx%d: %s\n", e[i].what, (long long)s->cin,
+               (long long)s->cout, (long long)s->h, (long long)s->w, s->kt, s->k, s->k, st ? "FAILED" : desc);
+        if (st) printf("# %s: %s\n", sf_status_str(st), err.msg), bad++;
+    }
+    unsetenv("SF_CUDNN_AUTOTUNE");
     /* the plain graph on its own for every real shape (the fallback when fusion is refused) */
     setenv("SF_CUDNN_ONLY", "plain", 1);
     for (int i = 0; i < 16; i++) {
@@ -112,7 +148,7 @@ static int deviceless_child(void) {
         if (st) printf("# %s: %s\n", sf_status_str(st), err.msg), bad++;
     }
     /* clean failures: a bad shape, a missing description */
-    sf_conv_shape odd = {12, 16, 8, 8, 1, 3, 3, 1, 0};
+    sf_conv_shape odd = {12, 16, 8, 8, 1, 3, 3, 1, 0, 0};
     st = sf_conv_cudnn_plan_deviceless(js, &odd, desc, sizeof desc, &err);
     if (st != SF_E_ARG) printf("# cin 12 gave %s, not ARG\n", sf_status_str(st)), bad++;
     st = sf_conv_cudnn_plan_deviceless("/nonexistent/deviceprop.json", &c[0].s, desc, sizeof desc, &err);
@@ -121,7 +157,13 @@ static int deviceless_child(void) {
     return bad ? 1 : 0;
 }
 
-static void test_deviceless_plans(void) { sf_test_run_deviceless_child(); }
+static void test_deviceless_plans(void) {
+#ifdef SF_TEST_EMU
+    SF_TEST_SKIP("emulated: deviceless plans need the real cuDNN (test_conv_plans)");
+    return;
+#endif
+    sf_test_run_deviceless_child();
+}
 
 /* ---- on a GPU ------------------------------------------------------------------------------ */
 
@@ -131,15 +173,18 @@ static float frand(void) {
     return sf_round_bf16((float)((rng >> 8) & 0xffff) / 32768.0f - 1.0f);
 }
 
-/* One shape with t_out 2 against sf_conv3d_cpu; returns 1 when close. */
+/* One shape with t_out 2 against sf_conv3d_cpu (a stride-2 'down' shape: the stride-1 conv with padding 1
+ * sampled at the odd rows and columns, vae_enc.c's downsample); returns 1 when close. */
 static int check_forward(sf_cuda_ctx *cx, sf_conv_cudnn *cv, const conv_case *cc) {
     sf_conv_shape s = cc->s;
     s.t_out = 2;
     sf_err err = {{0}};
-    const int64_t T = s.t_out + s.kt - 1, HW = s.h * s.w, K = s.kt * s.k * s.k;
-    const size_t nx = (size_t)(T * HW * s.cin), nw = (size_t)(s.cout * s.cin * K), ny = (size_t)(s.t_out * HW * s.cout);
+    const int64_t T = s.t_out + s.kt - 1, HW = s.h * s.w, K = s.kt * s.k * s.k, st = s.down ? 2 : 1;
+    const int64_t ho = s.h / st, wo = s.w / st, HWo = ho * wo;
+    const size_t nx = (size_t)(T * HW * s.cin), nw = (size_t)(s.cout * s.cin * K), ny = (size_t)(s.t_out * HWo * s.cout);
     float *x = malloc(nx * 4), *xc = malloc(nx * 4), *w = malloc(nw * 4), *wr = malloc(nw * 4), *b = malloc(s.cout * 4);
-    float *r = malloc(ny * 4), *ref = malloc(ny * 4), *got = malloc(ny * 4), *tmp = malloc(ny * 4);
+    float *r = malloc(ny * 4), *ref = malloc(ny * 4), *got = malloc(ny * 4);
+    float *tmp = malloc((size_t)(s.t_out * HW * s.cout) * 4);
     void *dx = NULL, *dw = NULL, *db = NULL, *dr = NULL, *dy = NULL;
     int ok = 0;
     for (size_t i = 0; i < nx; i++) x[i] = frand();
@@ -155,9 +200,11 @@ static int check_forward(sf_cuda_ctx *cx, sf_conv_cudnn *cv, const conv_case *cc
     sf_conv3d_args a = {fr, s.t_out, s.cin, s.cout, s.h, s.w, s.kt, s.k, s.k, w, b, tmp, 1, NULL};
     SF_CHECK_OK(sf_conv3d_cpu(&a, &err), &err);
     for (int64_t t = 0; t < s.t_out; t++)
-        for (int64_t p = 0; p < HW; p++)
+        for (int64_t p = 0; p < HWo; p++) {
+            const int64_t q = st == 1 ? p : (2 * (p / wo) + 1) * s.w + 2 * (p % wo) + 1; /* the full conv's pixel */
             for (int64_t co = 0; co < s.cout; co++)
-                ref[(t * HW + p) * s.cout + co] = tmp[(t * s.cout + co) * HW + p] + (s.residual ? r[(t * HW + p) * s.cout + co] : 0);
+                ref[(t * HWo + p) * s.cout + co] = tmp[(t * s.cout + co) * HW + q] + (s.residual ? r[(t * HWo + p) * s.cout + co] : 0);
+        }
     /* weights [co, ci, K] → [co, K, ci] */
     for (int64_t co = 0; co < s.cout; co++)
         for (int64_t ci = 0; ci < s.cin; ci++)
@@ -201,15 +248,18 @@ static void test_forward_gpu(void) {
         sf_cuda_ctx_free(&cx);
         return;
     }
-    conv_case c[32];
+    conv_case c[48];
     int n = vae_cases(c, 32, 8, 8, 12, "tiny");
+    const int nd = n;
+    n += enc_cases(c + n, 16, 8, 32, 48); /* the encoder's, stride-2 'down' shapes among them */
     for (int i = 0; i < n; i++) check_forward(&cx, cv, &c[i]);
     sf_conv_cudnn_destroy(&cv);
     /* the plain conv graph + sf_vae_bias_res_cuda epilogue (the path when cuDNN refuses fusion) */
     setenv("SF_CUDNN_ONLY", "plain", 1);
     if (sf_conv_cudnn_new(&cv, &cx, &err) == SF_OK) {
         check_forward(&cx, cv, &c[2]);  /* bias + residual */
-        check_forward(&cx, cv, &c[12]); /* resample, bias */
+        check_forward(&cx, cv, &c[12]);     /* resample, bias */
+        check_forward(&cx, cv, &c[nd + 2]); /* the encoder's stride-2 downsample */
     } else {
         SF_CHECK_MSG(0, "%s", err.msg);
     }
@@ -217,6 +267,9 @@ static void test_forward_gpu(void) {
     sf_conv_cudnn_destroy(&cv);
     /* every candidate the autotune may keep computes the same convolution: candidates 1..5 of each
        shape forced (SF_CUDNN_TUNE_PICK; the last one where a shape has fewer) */
+#ifdef SF_TEST_EMU
+    if (0) /* one emulated loop: no candidates to force */
+#endif
     for (int k = 1; k <= 5; k++) {
         char kv[16];
         snprintf(kv, sizeof kv, "%d", k);
@@ -237,6 +290,10 @@ static void test_forward_gpu(void) {
 static void test_refused_without_device(void) {
     sf_err err = {{0}};
     int count = 0, version = 0;
+#ifdef SF_TEST_EMU
+    SF_TEST_SKIP("emulated: the real cuDNN's refusal is test_conv_plans'");
+    return;
+#endif
     if (sf_cuda_device_count(&count, &err) == SF_OK && count > 0) {
         SF_TEST_SKIP("a CUDA device is present (forward_gpu opens the sessions)");
         return;

@@ -1,7 +1,7 @@
 /* conv_emu.cc — kernels/conv_cuda.h on the CPU emulation (test builds only, never in libsf.a): the
  * cuDNN conv3d as a plain loop over the same bf16 device (= host) buffers, fp32 accumulation in
  * the order of sf_conv3d_cpu (bias, then taps (ci, dt, dy, dx) ascending), + residual, one bf16
- * rounding — the fused plan's contract. It tests the decoder's use of the API (layouts, the
+ * rounding — the fused plan's contract; the encoder's stride-2 'downsample' shape (down) too. It tests the decoder's use of the API (layouts, the
  * cache-prefix buffers, weight reordering, epilogues, plans prepared at init), not cuDNN. Linked
  * before libsf.a by the emu rules, so conv_cudnn.o is never pulled in. Deviceless plans are not
  * emulated (SF_E_UNSUPPORTED). */
@@ -33,7 +33,8 @@ struct sf_conv_cudnn {
 
 static int same(const sf_conv_shape *a, const sf_conv_shape *b) {
     return a->cin == b->cin && a->cout == b->cout && a->h == b->h && a->w == b->w && a->t_out == b->t_out &&
-           a->kt == b->kt && a->k == b->k && !!a->bias == !!b->bias && !!a->residual == !!b->residual;
+           a->kt == b->kt && a->k == b->k && !!a->bias == !!b->bias && !!a->residual == !!b->residual &&
+           !!a->down == !!b->down;
 }
 
 extern "C" sf_status sf_conv_cudnn_new(sf_conv_cudnn **out, const sf_cuda_ctx *ctx, sf_err *err) {
@@ -51,7 +52,8 @@ extern "C" void sf_conv_cudnn_destroy(sf_conv_cudnn **c) {
 
 extern "C" sf_status sf_conv_cudnn_prepare(sf_conv_cudnn *c, const sf_conv_shape *s, sf_err *err) {
     if (s->cin < 8 || s->cout < 8 || s->cin % 8 || s->cout % 8 || s->h < 1 || s->w < 1 || s->t_out < 1 ||
-        (s->kt != 1 && s->kt != 3) || (s->k != 1 && s->k != 3))
+        (s->kt != 1 && s->kt != 3) || (s->k != 1 && s->k != 3) ||
+        (s->down && (s->k != 3 || s->kt != 1 || s->h % 2 || s->w % 2)))
         return sf_fail(err, SF_E_ARG, "conv: bad shape cin %lld cout %lld (emulated)", (long long)s->cin,
                        (long long)s->cout);
     for (int i = 0; i < c->n; i++)
@@ -101,7 +103,10 @@ static sf_status conv_now(const sf_conv_shape *s, const void *xv, const void *wv
     const uint16_t *x = (const uint16_t *)xv, *w = (const uint16_t *)wv, *b = (const uint16_t *)bv,
                    *r = (const uint16_t *)rv;
     uint16_t *y = (uint16_t *)yv;
-    const int64_t H = s->h, W = s->w, ci_n = s->cin, co_n = s->cout, kt = s->kt, k = s->k, p = (k - 1) / 2;
+    const int64_t H = s->h, W = s->w, ci_n = s->cin, co_n = s->cout, kt = s->kt, k = s->k;
+    /* down: ZeroPad2d((0, 1, 0, 1)) + stride 2 — output (i, j) at input (2i, 2j) with the taps from there
+       (padding 0 before; the row / column past the end reads the pad's zeros) */
+    const int64_t p = s->down ? 0 : (k - 1) / 2, st = s->down ? 2 : 1, Ho = H / st, Wo = W / st;
     const int64_t K = kt * k * k;
     float *__restrict acc = (float *)malloc(sizeof(float) * (size_t)co_n);
     float *wt = (float *)malloc(sizeof(float) * (size_t)(K * ci_n * co_n));
@@ -113,8 +118,9 @@ static sf_status conv_now(const sf_conv_shape *s, const void *xv, const void *wv
         for (int64_t tap = 0; tap < K; tap++)
             for (int64_t ci = 0; ci < ci_n; ci++) wt[(ci * K + tap) * co_n + co] = bf2f(w[(co * K + tap) * ci_n + ci]);
     for (int64_t t = 0; t < s->t_out; t++)
-        for (int64_t yy = 0; yy < H; yy++)
-            for (int64_t xx = 0; xx < W; xx++) {
+        for (int64_t yo = 0; yo < Ho; yo++)
+            for (int64_t xo = 0; xo < Wo; xo++) {
+                const int64_t yy = st * yo, xx = st * xo; /* the input pixel of tap (p, p) */
                 for (int64_t co = 0; co < co_n; co++) acc[co] = s->bias ? bf2f(b[co]) : 0.0f;
                 /* taps inside the frame only (zero padding contributes nothing); same order per output */
                 const int64_t dy0 = yy - p < 0 ? p - yy : 0, dy1 = yy + (k - 1 - p) >= H ? H - 1 - yy + p : k - 1;
@@ -133,7 +139,7 @@ static sf_status conv_now(const sf_conv_shape *s, const void *xv, const void *wv
                                 for (; co < co_n; co++) acc[co] += wc[co] * xf;
                             }
                         }
-                const int64_t o = ((t * H + yy) * W + xx) * co_n;
+                const int64_t o = ((t * Ho + yo) * Wo + xo) * co_n;
                 for (int64_t co = 0; co < co_n; co++)
                     y[o + co] = f2bf(acc[co] + (s->residual ? bf2f(r[o + co]) : 0.0f));
             }
