@@ -1,9 +1,11 @@
 /* vae_cuda.c — the Wan2.1 VAE decoder on a CUDA GPU; the design is in vae_cuda.h. Mirrors
  * stages/decode/vae.c (decode_frame) step for step; plain C over the C-callable CUDA ops
- * (kernels/cuda_ops.h, vae_cuda.h, conv_cuda.h), so a CPU-only build compiles it against stubs.
+ * (kernels/cuda_ops.h, vae_cuda.h, conv_cuda.h), so a CPU-only build compiles it against stubs; what it
+ * shares with the GPU encoder (uploads, caches, convs, residual and attention blocks) is vae_gpu.c.
  * Tested by tests/unit/test_vae_cuda.c (GPU golden + refusal) and test_vae_emu (CPU emulation). */
 #define _POSIX_C_SOURCE 200809L
 #include "vae_cuda.h"
+#include "vae_gpu.h"
 #include "stop.h"
 #include "conv_cuda.h"
 #include "cuda_ops.h"
@@ -12,46 +14,25 @@
 #include "vae_ops.h"
 #include "vae_ops_cuda.h"
 
-#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-typedef struct conv_w {
-    void *w, *b;   /* bf16 [cout, kt, k, k, cin] (or [cout, cin] for 1×1), bf16 [cout] */
-    int64_t cin, cout;
-    int kt, k;
-    int64_t tb; /* > 1: a plan convolves tb frames in one call (else one call per output frame) */
-} conv_w;
-
-typedef struct layer_w {
-    conv_w a, b, sc, qkv, proj, tc, rs; /* RES: a, b, sc; ATTN: qkv, proj; UP: tc, rs */
-    float *g0, *g1;                      /* f32 gammas (RES g0/g1, ATTN g0) */
-} layer_w;
-
-typedef struct cache_buf {
-    void *buf;      /* [2, H, W, cin] bf16: the causal conv's 2 cached input frames */
-    size_t fe;      /* elements per frame */
-    int nmax;
-} cache_buf;
-
-/* SF_CUDA_PROFILE categories (one profile run per latent frame) */
-enum { V_CONV, V_POINT, V_NORM, V_ATTN, V_UP, V_CACHE, V_IO, V_N };
+/* SF_CUDA_PROFILE categories (one profile run per latent frame): vae_gpu.h's */
+enum { V_CONV = SF_VG_CONV, V_POINT = SF_VG_POINT, V_NORM = SF_VG_NORM, V_ATTN = SF_VG_ATTN, V_UP = SF_VG_UP,
+       V_CACHE = SF_VG_CACHE, V_IO = SF_VG_IO, V_N = SF_VG_N };
+typedef sf_vconv conv_w;
+typedef sf_vlayer layer_w;
+typedef sf_vcache cache_buf;
 static const char *const V_NAME[V_N] = {"conv3d (cuDNN)", "1x1 convs (cuBLASLt)", "RMS norm + SiLU",
                                         "mid-block attention", "upsampling", "cache shifts", "latent in, pixels out"};
 
 struct sf_vae_cuda {
+    sf_vgpu d; /* context, cuDNN, caches + stage, bytes, profile (vae_gpu.h) */
     const sf_vae *v;
-    sf_cuda_ctx cx;
-    sf_conv_cudnn *conv;
     conv_w conv2, conv1, head;
     layer_w L[SF_VAE_MAX_LAYERS];
     float *head_g;
-    cache_buf *cache;
-    int n_caches;
-    void *stage;         /* one conv's input [2 + n, H, W, cin] bf16, shared by every cache slot: the
-                            slot's 2 frames are copied in front of the chunk its producer wrote */
-    size_t cache_bytes;  /* the slots' 2 frames each + the stage */
     int up3d_seen[SF_VAE_MAX_LAYERS];
     void *A, *B, *X, *U; /* activations: residual stream ping-pong, scratch, upsampled frames */
     float *S;            /* attention logits [HW, HW] f32 */
@@ -68,44 +49,7 @@ struct sf_vae_cuda {
     int tk_u8[2], tk_video[2];
     int64_t submitted, received;
     int64_t frames_in;
-    size_t bytes;
-    sf_gpu_prof prof; /* SF_CUDA_PROFILE=1: events around every op, ms per category per latent frame */
 };
-
-static void prof(sf_vae_cuda *g, int cat, double flops) { sf_gpu_prof_mark_flops(&g->prof, &g->cx, cat, flops); }
-
-/* ---- allocation helpers ----------------------------------------------------------------- */
-
-static sf_status dalloc(sf_vae_cuda *g, void **p, size_t bytes, sf_err *err) {
-    sf_status s = sf_cuda_malloc(p, bytes, err);
-    if (s == SF_OK) g->bytes += bytes;
-    return s;
-}
-
-/* Upload a conv: w [cout, cin, kt, k, k] f32 → bf16 [cout_pad, kt, k, k, cin] (zero rows past cout). */
-static sf_status up_conv(sf_vae_cuda *g, conv_w *c, const float *w, const float *b, int64_t cin, int64_t cout,
-                         int64_t cout_pad, int kt, int k, sf_err *err) {
-    const int64_t K = (int64_t)kt * k * k;
-    const size_t nw = (size_t)(cout_pad * K * cin);
-    float *h = calloc(nw + (size_t)cout_pad, sizeof(float));
-    sf_status s;
-    if (!h) return sf_fail(err, SF_E_NOMEM, "out of memory");
-    for (int64_t co = 0; co < cout; co++)
-        for (int64_t ci = 0; ci < cin; ci++)
-            for (int64_t r = 0; r < K; r++) h[(co * K + r) * cin + ci] = w[(co * cin + ci) * K + r];
-    for (int64_t co = 0; co < cout; co++) h[nw + co] = b ? b[co] : 0.0f;
-    c->cin = cin, c->cout = cout_pad, c->kt = kt, c->k = k;
-    if (!(s = dalloc(g, &c->w, nw * 2, err)) && !(s = dalloc(g, &c->b, (size_t)cout_pad * 2, err)) &&
-        !(s = sf_cuda_upload_bf16(&g->cx, c->w, h, nw, err)))
-        s = sf_cuda_upload_bf16(&g->cx, c->b, h + nw, (size_t)cout_pad, err);
-    free(h);
-    return s;
-}
-
-static sf_status up_f32(sf_vae_cuda *g, float **d, const float *h, size_t n, sf_err *err) {
-    sf_status s = dalloc(g, (void **)d, n * sizeof(float), err);
-    return s ? s : sf_cuda_upload_f32(&g->cx, *d, h, n, err);
-}
 
 /* ---- sizing: one walk over the decoder for a steady-state latent frame -------------------- */
 
@@ -148,12 +92,12 @@ static void walk(const sf_vae *v, plan *p) {
  * (to measure one against the other) or cuDNN refuses the larger shape. */
 static sf_status prepare(sf_vae_cuda *g, conv_w *c, int64_t H, int64_t W, int residual, int64_t n, sf_err *err) {
     sf_conv_shape s = {c->cin, c->cout, H, W, 1, c->kt, c->k, 1, residual, 0};
-    sf_status st = sf_conv_cudnn_prepare(g->conv, &s, err);
+    sf_status st = sf_conv_cudnn_prepare(g->d.conv, &s, err);
     c->tb = 0;
     if (st || n < 2) return st;
     sf_err e2 = {{0}};
     s.t_out = n;
-    st = sf_conv_cudnn_prepare(g->conv, &s, &e2);
+    st = sf_conv_cudnn_prepare(g->d.conv, &s, &e2);
     if (st == SF_OK) c->tb = n;
     else if (st != SF_E_UNSUPPORTED) return *err = e2, st;
     return SF_OK;
@@ -191,8 +135,8 @@ static sf_status upload(sf_vae_cuda *g, sf_err *err) {
     const sf_vae_weights *Wt = &g->v->wt;
     sf_status s;
     const int64_t z = c->z_dim;
-    if ((s = up_conv(g, &g->conv2, Wt->conv2_w, Wt->conv2_b, z, z, z, 1, 1, err)) ||
-        (s = up_conv(g, &g->conv1, Wt->conv1_w, Wt->conv1_b, z, c->top, c->top, 3, 3, err)))
+    if ((s = sf_vgpu_up_conv(&g->d, &g->conv2, Wt->conv2_w, Wt->conv2_b, z, z, z, z, 1, 1, err)) ||
+        (s = sf_vgpu_up_conv(&g->d, &g->conv1, Wt->conv1_w, Wt->conv1_b, z, z, c->top, c->top, 3, 3, err)))
         return s;
     for (int i = 0; i < c->n_layers; i++) {
         const sf_vae_layer *L = &c->layers[i];
@@ -201,28 +145,19 @@ static sf_status upload(sf_vae_cuda *g, sf_err *err) {
         const int64_t ci = L->cin, co = L->cout;
         switch (L->kind) {
         case SF_VAE_RES:
-            if ((s = up_f32(g, &d->g0, w->g0, (size_t)ci, err)) || (s = up_f32(g, &d->g1, w->g1, (size_t)co, err)) ||
-                (s = up_conv(g, &d->a, w->wa, w->ba, ci, co, co, 3, 3, err)) ||
-                (s = up_conv(g, &d->b, w->wb, w->bb, co, co, co, 3, 3, err)) ||
-                (w->wsc && (s = up_conv(g, &d->sc, w->wsc, w->bsc, ci, co, co, 1, 1, err))))
-                return s;
-            break;
         case SF_VAE_ATTN:
-            if ((s = up_f32(g, &d->g0, w->g, (size_t)ci, err)) ||
-                (s = up_conv(g, &d->qkv, w->wqkv, w->bqkv, ci, 3 * ci, 3 * ci, 1, 1, err)) ||
-                (s = up_conv(g, &d->proj, w->wproj, w->bproj, ci, ci, ci, 1, 1, err)))
-                return s;
+            if ((s = sf_vgpu_up_block(&g->d, d, L, w, L->kind == SF_VAE_ATTN, err))) return s;
             break;
         case SF_VAE_UP3D:
-            if ((s = up_conv(g, &d->tc, w->wtc, w->btc, ci, 2 * ci, 2 * ci, 3, 1, err))) return s;
+            if ((s = sf_vgpu_up_conv(&g->d, &d->tc, w->wtc, w->btc, ci, ci, 2 * ci, 2 * ci, 3, 1, err))) return s;
             /* fall through */
         case SF_VAE_UP2D:
-            if ((s = up_conv(g, &d->rs, w->wrs, w->brs, ci, co, co, 1, 3, err))) return s;
+            if ((s = sf_vgpu_up_conv(&g->d, &d->rs, w->wrs, w->brs, ci, ci, co, co, 1, 3, err))) return s;
             break;
         }
     }
-    if ((s = up_f32(g, &g->head_g, Wt->head_g, (size_t)c->dim, err))) return s;
-    return up_conv(g, &g->head, Wt->head_w, Wt->head_b, c->dim, c->out_ch, 8, 3, 3, err);
+    if ((s = sf_vgpu_up_f32(&g->d, &g->head_g, Wt->head_g, (size_t)c->dim, err))) return s;
+    return sf_vgpu_up_conv(&g->d, &g->head, Wt->head_w, Wt->head_b, c->dim, c->dim, c->out_ch, 8, 3, 3, err);
 }
 
 sf_status sf_vae_cuda_new(const sf_vae *v, int ordinal, sf_vae_cuda **out, sf_err *err) {
@@ -243,7 +178,7 @@ sf_status sf_vae_cuda_new(const sf_vae *v, int ordinal, sf_vae_cuda **out, sf_er
         return sf_fail(err, SF_E_NOMEM, "out of memory");
     }
     g->v = v;
-    if ((s = sf_cuda_ctx_init(&g->cx, ordinal, err))) goto fail;
+    if ((s = sf_cuda_ctx_init(&g->d.cx, ordinal, err))) goto fail;
     walk(v, p);
     if (p->n_caches > 128) {
         s = sf_fail(err, SF_E_UNSUPPORTED, "VAE: %d causal caches (at most 128)", p->n_caches);
@@ -266,31 +201,20 @@ sf_status sf_vae_cuda_new(const sf_vae *v, int ordinal, sf_vae_cuda **out, sf_er
                     ordinal, fr / 1073741824.0, need / 1073741824.0, (long long)v->st.h, (long long)v->st.w);
         goto fail;
     }
-    if ((s = sf_conv_cudnn_new(&g->conv, &g->cx, err))) goto fail;
+    if ((s = sf_conv_cudnn_new(&g->d.conv, &g->d.cx, err))) goto fail;
     if ((s = upload(g, err))) goto fail;
-    g->n_caches = p->n_caches;
-    if (!(g->cache = calloc((size_t)p->n_caches, sizeof *g->cache))) {
-        s = sf_fail(err, SF_E_NOMEM, "out of memory");
-        goto fail;
-    }
-    for (int i = 0; i < p->n_caches; i++) {
-        g->cache[i] = p->cache[i];
-        if ((s = dalloc(g, &g->cache[i].buf, 2 * p->cache[i].fe * 2, err))) goto fail;
-        g->cache_bytes += 2 * p->cache[i].fe * 2;
-    }
-    if (stage_e && (s = dalloc(g, &g->stage, stage_e * 2, err))) goto fail;
-    g->cache_bytes += stage_e * 2;
+    if ((s = sf_vgpu_caches_new(&g->d, p->cache, p->n_caches, stage_e, err))) goto fail;
     g->attn_hw = p->attn_hw;
     float mr[2 * 4096];
     sf_vae_unscale_consts(sf_vae_latent_mean, sf_vae_latent_std, c->z_dim, c->bf16_unscale, mr);
-    if ((s = dalloc(g, &g->A, p->act * 2, err)) || (s = dalloc(g, &g->B, p->act * 2, err)) ||
-        (s = dalloc(g, &g->X, p->act * 2, err)) || (s = dalloc(g, &g->U, (p->up ? p->up : 8) * 2, err)) ||
-        (p->attn_hw && (s = dalloc(g, (void **)&g->S, (size_t)(p->attn_hw * p->attn_hw) * 4, err))) ||
-        (p->attn_hw && (s = dalloc(g, &g->P, (size_t)(p->attn_hw * p->attn_hw) * 2, err))) ||
-        (s = dalloc(g, (void **)&g->zin, (size_t)(c->z_dim * v->st.h * v->st.w) * 4, err)) ||
-        (s = up_f32(g, &g->mr, mr, (size_t)(2 * c->z_dim), err)) ||
-        (s = dalloc(g, (void **)&g->u8_d, (size_t)(nf * Ho * Wo * 3), err)) ||
-        (s = dalloc(g, (void **)&g->video_d, (size_t)(nf * Ho * Wo * 3) * 4, err)) ||
+    if ((s = sf_vgpu_alloc(&g->d, &g->A, p->act * 2, err)) || (s = sf_vgpu_alloc(&g->d, &g->B, p->act * 2, err)) ||
+        (s = sf_vgpu_alloc(&g->d, &g->X, p->act * 2, err)) || (s = sf_vgpu_alloc(&g->d, &g->U, (p->up ? p->up : 8) * 2, err)) ||
+        (p->attn_hw && (s = sf_vgpu_alloc(&g->d, (void **)&g->S, (size_t)(p->attn_hw * p->attn_hw) * 4, err))) ||
+        (p->attn_hw && (s = sf_vgpu_alloc(&g->d, &g->P, (size_t)(p->attn_hw * p->attn_hw) * 2, err))) ||
+        (s = sf_vgpu_alloc(&g->d, (void **)&g->zin, (size_t)(c->z_dim * v->st.h * v->st.w) * 4, err)) ||
+        (s = sf_vgpu_up_f32(&g->d, &g->mr, mr, (size_t)(2 * c->z_dim), err)) ||
+        (s = sf_vgpu_alloc(&g->d, (void **)&g->u8_d, (size_t)(nf * Ho * Wo * 3), err)) ||
+        (s = sf_vgpu_alloc(&g->d, (void **)&g->video_d, (size_t)(nf * Ho * Wo * 3) * 4, err)) ||
         (s = sf_cuda_events_new(&g->ev, 2, err)))
         goto fail;
     for (int k = 0; k < 2; k++)
@@ -299,11 +223,11 @@ sf_status sf_vae_cuda_new(const sf_vae *v, int ordinal, sf_vae_cuda **out, sf_er
             goto fail;
     if ((s = prepare_all(g, err))) goto fail;
     char tune[256];
-    if (sf_conv_cudnn_tune_report(g->conv, tune, sizeof tune)) sf_info("VAE on cuda:%d: %s", ordinal, tune);
-    g->bytes += sf_conv_cudnn_bytes(g->conv);
+    if (sf_conv_cudnn_tune_report(g->d.conv, tune, sizeof tune)) sf_info("VAE on cuda:%d: %s", ordinal, tune);
+    g->d.bytes += sf_conv_cudnn_bytes(g->d.conv);
     if ((s = sf_vae_cuda_reset(g, err))) goto fail;
     if (getenv("SF_CUDA_PROFILE") && atoi(getenv("SF_CUDA_PROFILE")) > 0 &&
-        (s = sf_gpu_prof_init(&g->prof, 256 + 64 * c->n_layers, V_N, V_NAME, err)))
+        (s = sf_gpu_prof_init(&g->d.prof, 256 + 64 * c->n_layers, V_N, V_NAME, err)))
         goto fail;
     free(p);
     *out = g;
@@ -314,35 +238,21 @@ fail:
     return s;
 }
 
-static void free_conv(conv_w *c) {
-    sf_cuda_free(c->w);
-    sf_cuda_free(c->b);
-}
-
 void sf_vae_cuda_destroy(sf_vae_cuda **gp) {
     sf_vae_cuda *g = gp ? *gp : NULL;
     if (!g) return;
     sf_err e2 = {{0}};
-    if (g->cx.stream) sf_cuda_sync(&g->cx, &e2);
-    free_conv(&g->conv2), free_conv(&g->conv1), free_conv(&g->head);
-    for (int i = 0; i < SF_VAE_MAX_LAYERS; i++) {
-        layer_w *w = &g->L[i];
-        free_conv(&w->a), free_conv(&w->b), free_conv(&w->sc), free_conv(&w->qkv), free_conv(&w->proj);
-        free_conv(&w->tc), free_conv(&w->rs);
-        sf_cuda_free(w->g0), sf_cuda_free(w->g1);
-    }
+    if (g->d.cx.stream) sf_cuda_sync(&g->d.cx, &e2);
+    sf_vlayer top = {.a = g->conv2, .b = g->conv1, .sc = g->head}; /* the convs outside the layers */
+    sf_vgpu_layer_free(&top);
+    for (int i = 0; i < SF_VAE_MAX_LAYERS; i++) sf_vgpu_layer_free(&g->L[i]);
     sf_cuda_free(g->head_g);
-    for (int i = 0; g->cache && i < g->n_caches; i++) sf_cuda_free(g->cache[i].buf);
-    free(g->cache);
-    sf_cuda_free(g->stage);
     sf_cuda_free(g->A), sf_cuda_free(g->B), sf_cuda_free(g->X), sf_cuda_free(g->U);
     sf_cuda_free(g->S), sf_cuda_free(g->P), sf_cuda_free(g->zin), sf_cuda_free(g->mr);
     sf_cuda_free(g->u8_d), sf_cuda_free(g->video_d);
     for (int k = 0; k < 2; k++) sf_cuda_host_free(g->zin_h[k]), sf_cuda_host_free(g->u8_h[k]), sf_cuda_host_free(g->video_h[k]);
     if (g->ev) sf_cuda_events_free(g->ev, 2);
-    sf_conv_cudnn_destroy(&g->conv);
-    sf_gpu_prof_free(&g->prof);
-    sf_cuda_ctx_free(&g->cx);
+    sf_vgpu_free(&g->d);
     free(g);
     *gp = NULL;
 }
@@ -350,11 +260,10 @@ void sf_vae_cuda_destroy(sf_vae_cuda **gp) {
 sf_status sf_vae_cuda_reset(sf_vae_cuda *g, sf_err *err) {
     sf_status s;
     if (g->submitted != g->received) { /* frames still in flight belong to the old video: dropped */
-        if ((s = sf_cuda_sync(&g->cx, err))) return s;
+        if ((s = sf_cuda_sync(&g->d.cx, err))) return s;
         g->received = g->submitted;
     }
-    for (int i = 0; i < g->n_caches; i++)
-        if ((s = sf_cuda_memset(&g->cx, g->cache[i].buf, 0, 2 * g->cache[i].fe * 2, err))) return s;
+    if ((s = sf_vgpu_caches_zero(&g->d, err))) return s;
     memset(g->up3d_seen, 0, sizeof g->up3d_seen);
     g->frames_in = 0;
     return SF_OK;
@@ -366,72 +275,20 @@ int64_t sf_vae_cuda_frames_for(const sf_vae_cuda *g, int64_t n) {
     return g->frames_in == 0 ? 1 + per * (n - 1) : per * n;
 }
 
-size_t sf_vae_cuda_bytes(const sf_vae_cuda *g) { return g ? g->bytes : 0; }
-size_t sf_vae_cuda_cache_bytes(const sf_vae_cuda *g) { return g ? g->cache_bytes : 0; }
+size_t sf_vae_cuda_bytes(const sf_vae_cuda *g) { return g ? g->d.bytes : 0; }
+size_t sf_vae_cuda_cache_bytes(const sf_vae_cuda *g) { return g ? g->d.cache_bytes : 0; }
 
 int sf_vae_cuda_profile(const sf_vae_cuda *g, char *buf, size_t n) {
-    return g ? sf_gpu_prof_format(&g->prof, "latent frames", 2, buf, n) : 0;
+    return g ? sf_gpu_prof_format(&g->d.prof, "latent frames", 2, buf, n) : 0;
 }
 
 void sf_vae_cuda_profile_reset(sf_vae_cuda *g) {
-    if (g) sf_gpu_prof_reset(&g->prof);
+    if (g) sf_gpu_prof_reset(&g->d.prof);
 }
 
 /* ---- decoding ------------------------------------------------------------------------------ */
 
-#define BF(p, e) ((void *)((uint16_t *)(p) + (e))) /* bf16 element offset */
-
-/* Where the producer of cache slot `slot`'s conv input writes its chunk: the stage, behind room for the
- * slot's 2 cached frames (cached_conv copies them in front). */
-static void *slot_in(sf_vae_cuda *g, int slot) { return BF(g->stage, 2 * g->cache[slot].fe); }
-
-/* n output frames of conv c (shape sh, t_out 1) from frames of xe elements at x (output frame t reads
- * input frames t..t+kt-1), with res (n frames) or NULL: one cuDNN call when a plan for all n was
- * prepared (c->tb == n), else one per frame. */
-static sf_status conv_frames(sf_vae_cuda *g, sf_conv_shape sh, const conv_w *c, int64_t n, const void *x, size_t xe,
-                             const void *res, void *y, sf_err *err) {
-    const size_t oe = (size_t)(sh.h * sh.w * sh.cout);
-    sf_status s;
-    prof(g, V_CONV, 2.0 * (double)(n * (int64_t)oe) * (double)(c->cin * c->kt * c->k * c->k));
-    if (n > 1 && c->tb == n) {
-        sh.t_out = n;
-        return sf_conv_cudnn_forward(g->conv, &sh, x, c->w, c->b, res, y, err);
-    }
-    for (int64_t t = 0; t < n; t++)
-        if ((s = sf_conv_cudnn_forward(g->conv, &sh, BF(x, (size_t)t * xe), c->w, c->b, res ? BF(res, (size_t)t * oe) : NULL,
-                                       BF(y, (size_t)t * oe), err)))
-            return s;
-    return SF_OK;
-}
-
-/* Causal conv over the n frames written at slot_in(slot): the slot's 2 cached frames go in front of them
- * on the stage, output frame t reads stage frames t..t+kt-1; res (n, H, W, cout) or NULL; then the
- * last 2 input frames become the slot's cache. */
-static sf_status cached_conv(sf_vae_cuda *g, int *slot, const conv_w *c, int64_t n, int64_t H, int64_t W,
-                             const void *res, void *out, sf_err *err) {
-    cache_buf *cb = &g->cache[*slot];
-    const size_t fe = cb->fe;
-    sf_status s;
-    if (sf_stopped()) return sf_stop_err(err); /* a stop signal is honoured per conv chunk */
-    if (*slot >= g->n_caches || fe != (size_t)(c->cin * H * W) || n > cb->nmax)
-        return sf_fail(err, SF_E_ARG, "VAE (cuda): internal cache mismatch at slot %d", *slot);
-    /* the input is the n + kt − 1 frames from the stage's start: [cache0, cache1, x0 .. x(n-1)] */
-    prof(g, V_CACHE, 0);
-    if ((s = sf_cuda_copy_d2d(&g->cx, g->stage, cb->buf, 2 * fe * 2, err))) return s;
-    sf_conv_shape sh = {c->cin, c->cout, H, W, 1, c->kt, c->k, 1, res != NULL, 0};
-    if ((s = conv_frames(g, sh, c, n, g->stage, fe, res, out, err))) return s;
-    /* cache = frames n, n+1 of the stage (the conv is enqueued first; one stream orders them) */
-    prof(g, V_CACHE, 0);
-    if ((s = sf_cuda_copy_d2d(&g->cx, cb->buf, BF(g->stage, (size_t)n * fe), 2 * fe * 2, err))) return s;
-    (*slot)++;
-    return SF_OK;
-}
-
-/* 1×1 conv over P pixels: y (P, cout) = x (P, cin) · Wᵀ + b. */
-static sf_status pointwise(sf_vae_cuda *g, const conv_w *c, int64_t P, const void *x, void *y, sf_err *err) {
-    prof(g, V_POINT, 2.0 * (double)P * (double)c->cout * (double)c->cin);
-    return sf_linear_cuda(&g->cx, P, c->cout, c->cin, x, c->cin, c->w, c->b, y, c->cout, err);
-}
+#define BF SF_BF
 
 /* Debug tap: download n frames (n, H, W, C) bf16 → [n, C, H, W] f32 for v->tap. */
 static sf_status tap(sf_vae_cuda *g, const char *name, const void *x, int64_t n, int64_t C, int64_t H, int64_t W,
@@ -442,7 +299,7 @@ static sf_status tap(sf_vae_cuda *g, const char *name, const void *x, int64_t n,
     float *h = malloc(ne * 2 * sizeof(float));
     sf_status s;
     if (!h) return sf_fail(err, SF_E_NOMEM, "out of memory for a debug tap");
-    if ((s = sf_cuda_download_bf16(&g->cx, h + ne, x, ne, err)) == SF_OK) {
+    if ((s = sf_cuda_download_bf16(&g->d.cx, h + ne, x, ne, err)) == SF_OK) {
         for (int64_t f = 0; f < n; f++)
             for (int64_t p = 0; p < H * W; p++)
                 for (int64_t ch = 0; ch < C; ch++) h[(f * C + ch) * H * W + p] = h[ne + (f * H * W + p) * C + ch];
@@ -470,11 +327,11 @@ static sf_status decode_frame(sf_vae_cuda *g, void **res, int64_t *n_out, sf_err
     void *A = g->A, *B = g->B, *X = g->X;
     int slot = 0;
     sf_status s;
-    TRY(sf_vae_unscale_cuda(&g->cx, C, H * W, g->zin, g->mr, c->bf16_unscale, X, C, err));
+    TRY(sf_vae_unscale_cuda(&g->d.cx, C, H * W, g->zin, g->mr, c->bf16_unscale, X, C, err));
     TRY(tap(g, "latent_unscaled", X, 1, C, H, W, err));
-    TRY(pointwise(g, &g->conv2, H * W, X, slot_in(g, slot), err)); /* conv2 writes conv1's input slot */
-    TRY(tap(g, "decoder_in", slot_in(g, slot), 1, C, H, W, err));
-    TRY(cached_conv(g, &slot, &g->conv1, n, H, W, NULL, A, err));
+    TRY(sf_vgpu_pointwise(&g->d, &g->conv2, H * W, X, sf_vgpu_slot_in(&g->d, slot), err)); /* conv2 writes conv1's input slot */
+    TRY(tap(g, "decoder_in", sf_vgpu_slot_in(&g->d, slot), 1, C, H, W, err));
+    TRY(sf_vgpu_cached_conv(&g->d, &slot, &g->conv1, n, H, W, NULL, A, err));
     C = c->top;
     TRY(tap(g, "decoder.conv1", A, n, C, H, W, err));
     for (int i = 0; i < c->n_layers; i++) {
@@ -482,61 +339,32 @@ static sf_status decode_frame(sf_vae_cuda *g, void **res, int64_t *n_out, sf_err
         const layer_w *w = &g->L[i];
         const int64_t HW = H * W;
         switch (L->kind) {
-        case SF_VAE_RES: { /* out = conv_b(silu(rms(conv_a(silu(rms(x)))))) + shortcut(x) */
-            prof(g, V_NORM, 0);
-            TRY(sf_vae_rms_norm_cuda(&g->cx, n * HW, L->cin, A, w->g0, 1, slot_in(g, slot), err));
-            TRY(cached_conv(g, &slot, &w->a, n, H, W, NULL, X, err));
-            prof(g, V_NORM, 0);
-            TRY(sf_vae_rms_norm_cuda(&g->cx, n * HW, L->cout, X, w->g1, 1, slot_in(g, slot), err));
-            const void *r = A;
-            if (w->sc.w) {
-                TRY(pointwise(g, &w->sc, n * HW, A, X, err));
-                r = X;
-            }
-            TRY(cached_conv(g, &slot, &w->b, n, H, W, r, B, err));
-            SWAP(A, B);
-            break;
-        }
-        case SF_VAE_ATTN: /* x + proj(attn(to_qkv(rms(x)))) per frame, single head d = C */
-            prof(g, V_NORM, 0);
-            TRY(sf_vae_rms_norm_cuda(&g->cx, n * HW, C, A, w->g0, 0, B, err));
-            TRY(pointwise(g, &w->qkv, n * HW, B, X, err));
-            prof(g, V_ATTN, 4.0 * (double)n * (double)HW * (double)HW * (double)C);
-            for (int64_t f = 0; f < n; f++) {
-                const uint16_t *q = (const uint16_t *)X + (size_t)(f * HW * 3 * C);
-                TRY(sf_attention_blas_cuda(&g->cx, HW, HW, 1, (int)C, q, 3 * C, q + C, q + 2 * C, 3 * C,
-                                           BF(B, (size_t)(f * HW * C)), C, (float)(1.0 / sqrt((double)C)), g->S, g->P,
-                                           HW, NULL, NULL, err));
-            }
-            TRY(pointwise(g, &w->proj, n * HW, B, X, err));
-            prof(g, V_NORM, 0);
-            TRY(sf_vae_bias_res_cuda(&g->cx, n * HW, C, X, NULL, A, err));
-            SWAP(A, X);
-            break;
+        case SF_VAE_RES: TRY(sf_vgpu_res_block(&g->d, &slot, L, w, &A, &B, &X, n, H, W, err)); break;
+        case SF_VAE_ATTN: TRY(sf_vgpu_attn_block(&g->d, w, &A, &B, &X, n, C, H, W, g->S, g->P, err)); break;
         case SF_VAE_UP3D:
             if (!g->up3d_seen[i]) {
                 g->up3d_seen[i] = 1; /* 'Rep': latent frame 0 skips time_conv, its cache stays zero */
                 slot++;
-                prof(g, V_UP, 0);
-                TRY(sf_vae_upsample2x_cuda(&g->cx, n, H, W, C, A, HW * C, C, g->U, err));
+                sf_vgpu_prof(&g->d, V_UP, 0);
+                TRY(sf_vae_upsample2x_cuda(&g->d.cx, n, H, W, C, A, HW * C, C, g->U, err));
             } else {
-                prof(g, V_CACHE, 0);
-                TRY(sf_cuda_copy_d2d(&g->cx, slot_in(g, slot), A, (size_t)(n * HW * C) * 2, err));
-                TRY(cached_conv(g, &slot, &w->tc, n, H, W, NULL, X, err)); /* (n, H, W, 2C) */
-                prof(g, V_UP, 0);
+                sf_vgpu_prof(&g->d, V_CACHE, 0);
+                TRY(sf_cuda_copy_d2d(&g->d.cx, sf_vgpu_slot_in(&g->d, slot), A, (size_t)(n * HW * C) * 2, err));
+                TRY(sf_vgpu_cached_conv(&g->d, &slot, &w->tc, n, H, W, NULL, X, err)); /* (n, H, W, 2C) */
+                sf_vgpu_prof(&g->d, V_UP, 0);
                 for (int64_t t = 0; t < n; t++) /* frame 2t ← channels [0, C), 2t+1 ← [C, 2C) */
                     for (int j = 0; j < 2; j++)
-                        TRY(sf_vae_upsample2x_cuda(&g->cx, 1, H, W, C, BF(X, (size_t)(t * HW * 2 * C + j * C)), 0,
+                        TRY(sf_vae_upsample2x_cuda(&g->d.cx, 1, H, W, C, BF(X, (size_t)(t * HW * 2 * C + j * C)), 0,
                                                    2 * C, BF(g->U, (size_t)((2 * t + j) * 4 * HW * C)), err));
                 n *= 2;
             }
             goto resample;
         case SF_VAE_UP2D:
-            prof(g, V_UP, 0);
-            TRY(sf_vae_upsample2x_cuda(&g->cx, n, H, W, C, A, HW * C, C, g->U, err));
+            sf_vgpu_prof(&g->d, V_UP, 0);
+            TRY(sf_vae_upsample2x_cuda(&g->d.cx, n, H, W, C, A, HW * C, C, g->U, err));
         resample: {
             sf_conv_shape sh = {C, L->cout, 2 * H, 2 * W, 1, 1, 3, 1, 0, 0}; /* 1×3×3: n frames in, n out */
-            TRY(conv_frames(g, sh, &w->rs, n, g->U, (size_t)(4 * HW * C), NULL, B, err));
+            TRY(sf_vgpu_conv_frames(&g->d, sh, &w->rs, n, g->U, (size_t)(4 * HW * C), NULL, B, err));
             SWAP(A, B);
             H *= 2, W *= 2;
             break;
@@ -545,10 +373,10 @@ static sf_status decode_frame(sf_vae_cuda *g, void **res, int64_t *n_out, sf_err
         C = L->cout;
         TRY(tap(g, L->prefix, A, n, C, H, W, err));
     }
-    prof(g, V_NORM, 0);
-    TRY(sf_vae_rms_norm_cuda(&g->cx, n * H * W, C, A, g->head_g, 1, slot_in(g, slot), err));
-    TRY(cached_conv(g, &slot, &g->head, n, H, W, NULL, X, err));
-    if (slot != g->n_caches) return sf_fail(err, SF_E_ARG, "VAE (cuda): used %d of %d caches", slot, g->n_caches);
+    sf_vgpu_prof(&g->d, V_NORM, 0);
+    TRY(sf_vae_rms_norm_cuda(&g->d.cx, n * H * W, C, A, g->head_g, 1, sf_vgpu_slot_in(&g->d, slot), err));
+    TRY(sf_vgpu_cached_conv(&g->d, &slot, &g->head, n, H, W, NULL, X, err));
+    if (slot != g->d.n_caches) return sf_fail(err, SF_E_ARG, "VAE (cuda): used %d of %d caches", slot, g->d.n_caches);
     g->frames_in++;
     *res = X;
     *n_out = n;
@@ -559,23 +387,23 @@ static sf_status decode_frame(sf_vae_cuda *g, void **res, int64_t *n_out, sf_err
  * pixels and their copies into slot k, the event the receive waits on. */
 static sf_status submit_enqueue(sf_vae_cuda *g, int k, int64_t zf, int64_t P, int want_video, int want_u8, sf_err *err) {
     sf_status s;
-    prof(g, V_IO, 0);
-    TRY(sf_cuda_copy_h2d_async(&g->cx, g->zin, g->zin_h[k], sizeof(float) * (size_t)zf, err));
+    sf_vgpu_prof(&g->d, V_IO, 0);
+    TRY(sf_cuda_copy_h2d_async(&g->d.cx, g->zin, g->zin_h[k], sizeof(float) * (size_t)zf, err));
     void *res = NULL;
     int64_t nf = 0;
     TRY(decode_frame(g, &res, &nf, err));
-    prof(g, V_IO, 0);
-    TRY(sf_vae_to_pixels_cuda(&g->cx, nf, P, 8, res, want_u8 ? g->u8_d : NULL, want_video ? g->video_d : NULL, err));
+    sf_vgpu_prof(&g->d, V_IO, 0);
+    TRY(sf_vae_to_pixels_cuda(&g->d.cx, nf, P, 8, res, want_u8 ? g->u8_d : NULL, want_video ? g->video_d : NULL, err));
     /* pinned destinations: the copies are enqueued, the host goes on (the next frame's decode can be
      * enqueued behind them while this one's frames are written out) */
-    if (want_u8) TRY(sf_cuda_copy_d2h_async(&g->cx, g->u8_h[k], g->u8_d, (size_t)(nf * 3 * P), err));
-    if (want_video) TRY(sf_cuda_copy_d2h_async(&g->cx, g->video_h[k], g->video_d, (size_t)(nf * 3 * P) * 4, err));
-    TRY(sf_cuda_event_record(&g->cx, g->ev, k, err));
+    if (want_u8) TRY(sf_cuda_copy_d2h_async(&g->d.cx, g->u8_h[k], g->u8_d, (size_t)(nf * 3 * P), err));
+    if (want_video) TRY(sf_cuda_copy_d2h_async(&g->d.cx, g->video_h[k], g->video_d, (size_t)(nf * 3 * P) * 4, err));
+    TRY(sf_cuda_event_record(&g->d.cx, g->ev, k, err));
     g->tk_frames[k] = nf, g->tk_u8[k] = want_u8, g->tk_video[k] = want_video;
     g->submitted++;
-    if (g->prof.ev) { /* profiling: one latent frame per run, closed here */
-        prof(g, V_IO, 0);
-        TRY(sf_gpu_prof_collect(&g->prof, err));
+    if (g->d.prof.ev) { /* profiling: one latent frame per run, closed here */
+        sf_vgpu_prof(&g->d, V_IO, 0);
+        TRY(sf_gpu_prof_collect(&g->d.prof, err));
     }
     return SF_OK;
 }
@@ -597,7 +425,7 @@ sf_status sf_vae_cuda_submit(sf_vae_cuda *g, const float *z, int want_video, int
         /* what was enqueued before the failure may still read slot k (the upload runs when the stream
          * gets to it): the next submit reuses the slot, so nothing may be left in flight */
         sf_err e2;
-        (void)sf_cuda_sync(&g->cx, &e2);
+        (void)sf_cuda_sync(&g->d.cx, &e2);
         return s;
     }
     return SF_OK;
