@@ -206,6 +206,8 @@ endef
 #                                    and cuDNN conv emulated (kernels/cuda/emu/conv_emu.cc)
 #   test_vae_shapes_emu              test_vae_cuda_shapes.c: the GPU decoder against the CPU one on other
 #                                    model shapes (base dims, z dims, odd latent sizes; refusals)
+#   test_vae_encode_emu              test_vae_encode_cuda.c: the GPU VAE encoder against the goldens and the
+#                                    CPU encoder (other widths), cuBLASLt and cuDNN conv emulated
 #   test_vae_glue_emu                test_vae_glue.c (the VAE's kernels vs kernels/vae_ops.h); the plain
 #                                    test_vae_glue is the same file on the real kernels
 #   test_hopper / test_hopper_gpu    the Hopper probes (kernels/cuda/hopper_probe.cu; check.sh part attn)
@@ -215,8 +217,9 @@ endef
 #   test_sdpa_emu                    test_sdpa_plans.c's forward on the emulated cuDNN attention
 #                                    (kernels/cuda/emu/sdpa_emu.cc) against the CPU attention
 EMU_TESTS := test_cuda_emu test_cuda_graphs test_emu_self test_dit_emu test_dit_shapes_emu test_t5_glue test_t5_emu test_t5_shapes_emu \
-             test_vae_emu test_vae_shapes_emu test_vae_glue_emu test_hopper test_tap_mass test_sdpa_emu test_conv_emu
-$(ALL_EMU): $(addprefix $(BUILD)/tests/,test_conv_emu test_dit_emu test_dit_shapes_emu test_t5_emu test_t5_shapes_emu test_vae_emu \
+             test_vae_emu test_vae_shapes_emu test_vae_glue_emu test_hopper test_tap_mass test_sdpa_emu test_conv_emu \
+             test_vae_encode_emu
+$(ALL_EMU): $(addprefix $(BUILD)/tests/,test_conv_emu test_vae_encode_emu test_dit_emu test_dit_shapes_emu test_t5_emu test_t5_shapes_emu test_vae_emu \
                                         test_vae_shapes_emu test_vae_glue_emu test_sdpa_emu)
 all: $(addprefix $(BUILD)/tests/,test_cuda_glue test_cuda_graphs_gpu test_t5_glue_gpu test_hopper_gpu test_tap_mass_gpu)
 $(addprefix $(BUILD)/tests/,$(EMU_TESTS)): $(BUILD)/tests/%: $(BUILD)/obj/tests/unit/%.o $(EMU_OBJ) $(LIB)
@@ -248,6 +251,7 @@ $(eval $(call twin_obj,test_vae_shapes_emu,test_vae_cuda_shapes,-DSF_TEST_EMU))
 $(eval $(call twin_obj,test_vae_glue_emu,test_vae_glue,-DSF_TEST_EMU))
 $(eval $(call twin_obj,test_sdpa_emu,test_sdpa_plans,-DSF_TEST_EMU))
 $(eval $(call twin_obj,test_conv_emu,test_conv_plans,-DSF_TEST_EMU))
+$(eval $(call twin_obj,test_vae_encode_emu,test_vae_encode_cuda,-DSF_TEST_EMU))
 $(eval $(call twin_obj,test_cuda_glue,test_cuda_emu,-DSF_TEST_GPU))
 $(eval $(call twin_obj,test_cuda_graphs_gpu,test_cuda_graphs,-DSF_TEST_GPU))
 $(eval $(call twin_obj,test_t5_glue_gpu,test_t5_glue,-DSF_TEST_GPU))

@@ -14,44 +14,10 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "vae_enc_int.h"
+
 #define MAX_LAYERS SF_VAE_MAX_LAYERS
-#define MAX_DOWN 8
-
-typedef enum enc_kind { ENC_RES = 0, ENC_ATTN, ENC_DOWN2D, ENC_DOWN3D } enc_kind;
-
-/* A downsample3d's frames: `last` the previous resampled frame time_conv starts from, `held` the one
- * waiting for its pair. */
-typedef struct down3d_state {
-    float *last, *held;
-    int have_last, have_held;
-} down3d_state;
-
-/* One struct in three parts, as the decoder's sf_vae_config / sf_vae_weights / sf_vae_state. */
-struct sf_vae_enc {
-    /* config, from the tensor shapes and the open arguments */
-    int64_t z_dim, in_ch, dim, top; /* 16; 3; encoder.conv1 width; the middle's and head's width */
-    int n_layers, n_down, n_down3d;
-    sf_vae_layer layers[MAX_LAYERS]; /* kind: enc_kind; prefix e.g. "encoder.downsamples.5" */
-    int threads;
-    int64_t H, W;                    /* pixel frame size */
-    /* weights: borrowed from the mapping or converted copies (sf_vae_wget); of the decoder's fields only
-     * file, copies and layer[] (per encoder layer) are used */
-    sf_vae_weights wt;
-    const float *conv1_w, *conv1_b;              /* encoder.conv1 [dim, 3, 3, 3, 3] */
-    const float *head_g, *head_w, *head_b;       /* [top], [2z, top, 3, 3, 3], [2z] */
-    const float *mu_w, *mu_b;                    /* conv1 [2z, 2z, 1, 1, 1]: its first z rows (mu) */
-    float mr[2 * 4096];                          /* mean, 1/std per latent channel (float32) */
-    /* state, sized at open */
-    int n_caches;
-    float **cache;
-    size_t *cache_frame;
-    down3d_state d3[MAX_LAYERS];
-    float *buf[3], *full;            /* activations, one frame each: [C, H, W] at the widest stage */
-    float *attn, *first_w;           /* attention scratch; frame 0's sliced conv weights */
-    int64_t frames_in;
-    int dirty; /* a frame entered the caches since they were last zeroed (calloc or reset) */
-    sf_scratch ws;
-};
+#define MAX_DOWN SF_VAE_ENC_MAX_DOWN
 
 /* ---- loading ----------------------------------------------------------------------------- */
 
@@ -309,7 +275,9 @@ void sf_vae_enc_reset(sf_vae_enc *e) {
     e->frames_in = 0;
 }
 
-sf_status sf_vae_enc_new(const char *path, int64_t H, int64_t W, int threads, sf_vae_enc **out, sf_err *err) {
+/* with_state 0: config and weights only (sf_vae_enc_new_weights) */
+static sf_status enc_open(const char *path, int64_t H, int64_t W, int threads, int with_state, sf_vae_enc **out,
+                          sf_err *err) {
     sf_status s;
     *out = NULL;
     if (H <= 0 || W <= 0 || H > 16384 || W > 16384)
@@ -327,12 +295,20 @@ sf_status sf_vae_enc_new(const char *path, int64_t H, int64_t W, int threads, sf
                     (long long)W, (long long)H, (long long)m, path, e->n_down);
         goto fail;
     }
-    if ((s = alloc_state(e, err)) != SF_OK) goto fail; /* zeroed: a reset state */
+    if (with_state && (s = alloc_state(e, err)) != SF_OK) goto fail; /* zeroed: a reset state */
     *out = e;
     return SF_OK;
 fail:
     sf_vae_enc_destroy(&e);
     return s;
+}
+
+sf_status sf_vae_enc_new(const char *path, int64_t H, int64_t W, int threads, sf_vae_enc **out, sf_err *err) {
+    return enc_open(path, H, W, threads, 1, out, err);
+}
+
+sf_status sf_vae_enc_new_weights(const char *path, int64_t H, int64_t W, sf_vae_enc **out, sf_err *err) {
+    return enc_open(path, H, W, 1, 0, out, err);
 }
 
 void sf_vae_enc_destroy(sf_vae_enc **ep) {
@@ -357,12 +333,12 @@ void sf_vae_enc_destroy(sf_vae_enc **ep) {
 
 int64_t sf_vae_enc_z_dim(const sf_vae_enc *e) { return e->z_dim; }
 
-/* Latents completed after f pixel frames: 0, then 1 + ⌊(f − 1) / 2^n_down3d⌋. */
-static int64_t latents_after(const sf_vae_enc *e, int64_t f) { return f <= 0 ? 0 : 1 + ((f - 1) >> e->n_down3d); }
+/* (vae_enc_int.h) */
+int64_t sf_vae_enc_latents_after(const sf_vae_enc *e, int64_t f) { return f <= 0 ? 0 : 1 + ((f - 1) >> e->n_down3d); }
 
 int64_t sf_vae_enc_latents_for(const sf_vae_enc *e, int64_t n) {
     if (n <= 0) return 0;
-    return latents_after(e, e->frames_in + n) - latents_after(e, e->frames_in);
+    return sf_vae_enc_latents_after(e, e->frames_in + n) - sf_vae_enc_latents_after(e, e->frames_in);
 }
 
 /* ---- encoding ---------------------------------------------------------------------------- */
@@ -465,6 +441,7 @@ sf_status sf_vae_encode(sf_vae_enc *e, const float *video, int64_t n, float *z, 
     if (m_out) *m_out = 0;
     if (!e || n < 0 || (n > 0 && !video) || (!z && sf_vae_enc_latents_for(e, n) > 0))
         return sf_fail(err, SF_E_ARG, "VAE encode: bad arguments");
+    if (!e->buf[0]) return sf_fail(err, SF_E_ARG, "VAE encode: opened without the CPU state (sf_vae_enc_new_weights)");
     const size_t pf = (size_t)(e->in_ch * e->H * e->W);
     const size_t zf = (size_t)(e->z_dim * (e->H >> e->n_down) * (e->W >> e->n_down));
     int64_t m = 0;

@@ -38,6 +38,9 @@ typedef struct sf_vae_enc sf_vae_enc;
  * inferred from shapes, every tensor checked), sized for pixel frames of H×W (multiples of 8, more
  * precisely of 2^(spatial downsamples)). threads <= 0: one per CPU. */
 sf_status sf_vae_enc_new(const char *path, int64_t H, int64_t W, int threads, sf_vae_enc **out, sf_err *err);
+/* The same without the CPU state (caches, activations: gigabytes at 832x480): config and weights only, for
+ * the GPU encoder (vae_enc_cuda.h), which borrows them; sf_vae_encode on it is refused (SF_E_ARG). */
+sf_status sf_vae_enc_new_weights(const char *path, int64_t H, int64_t W, sf_vae_enc **out, sf_err *err);
 void sf_vae_enc_destroy(sf_vae_enc **e);
 void sf_vae_enc_reset(sf_vae_enc *e); /* next frame is frame 0 of a new video */
 int64_t sf_vae_enc_z_dim(const sf_vae_enc *e); /* 16 */
