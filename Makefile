@@ -229,12 +229,14 @@ $(addprefix $(BUILD)/tests/,$(EMU_TESTS)): $(BUILD)/tests/%: $(BUILD)/obj/tests/
 # here — the stages' own GPU code (device selection, pinned slots, run-ahead loops, the live switch)
 # before any device minute is spent on it.
 # A copy of sf-run sits beside them: it starts the sf-* programs next to itself first (then PATH).
-EMU_BIN := $(addprefix $(BUILD)/emu-bin/,sf-encode sf-denoise sf-decode sf-run)
+EMU_BIN := $(addprefix $(BUILD)/emu-bin/,sf-encode sf-denoise sf-decode sf-run sf-vae-encode)
 $(ALL_EMU): $(EMU_BIN)
 $(BUILD)/emu-bin/sf-run: $(BUILD)/bin/sf-run
 	@mkdir -p $(dir $@)
 	install -m 755 $< $@
 $(BUILD)/emu-bin/sf-%: $(BUILD)/obj/stages/%/main.o $(EMU_OBJ) $(LIB)
+	$(emu_link)
+$(BUILD)/emu-bin/sf-vae-encode: $(BUILD)/obj/tools/vae-encode/main.o $(EMU_OBJ) $(LIB)
 	$(emu_link)
 # twin_obj OBJECT SOURCE FLAG: tests/unit/SOURCE.c compiled with FLAG as the object of test OBJECT
 define twin_obj
@@ -267,7 +269,7 @@ $(BUILD)/bin/sf-view: $(VIEW_OBJ) # the GPU bundle's (empty elsewhere: they are 
 # through the -lpng every program has), linked into the programs and tests that read images only. A
 # program that calls sf_image_load joins IMAGE_USERS.
 IMAGE_LIBS := -ljpeg
-IMAGE_USERS := $(BUILD)/tests/test_image $(BUILD)/bin/sf-vae-encode
+IMAGE_USERS := $(BUILD)/tests/test_image $(BUILD)/bin/sf-vae-encode $(BUILD)/emu-bin/sf-vae-encode
 $(IMAGE_USERS): LDLIBS += $(IMAGE_LIBS)
 $(IMAGE_USERS): $(IMAGE_OBJ) # the GPU bundle's (empty elsewhere: it is in libsf.a)
 $(BUILD)/bin/sf-vae-encode: $(VAE_ENCODE_OBJ) # likewise

@@ -127,6 +127,27 @@ st_frames() { python3 "$BATS_TEST_DIRNAME/st_frames.py" "$@"; }
     [ -z "$(ls "$T" | grep tmp)" ]
 }
 
+@test "--device cuda without a usable GPU: one-line error, exit 1, nothing written (with one: encodes)" {
+    mkdir "$T/out"
+    if nvidia-smi >/dev/null 2>&1; then
+        run -0 "${E[@]}" --video "$F/video.safetensors" --device cuda --out "$T/out/x.safetensors"
+        [ -s "$T/out/x.safetensors" ]
+        skip "a GPU is present: the refusal is not testable here"
+    fi
+    run -1 --separate-stderr "${E[@]}" --video "$F/video.safetensors" --device cuda --out "$T/out/x.safetensors"
+    [ "${#stderr_lines[@]}" -eq 1 ]
+    [[ "$stderr" == "sf-vae-encode: error: "*"--device cpu"* ]]
+    [ -z "$(ls "$T/out")" ]
+    run -1 --separate-stderr "${E[@]}" --image "$F/frames/frame_00000.png" --gpu-id 0 --out "$T/out/x.safetensors"
+    [ "${#stderr_lines[@]}" -eq 1 ]
+    [ -z "$(ls "$T/out")" ]
+    # a device that is not one: a flag error
+    run -2 --separate-stderr "${E[@]}" --image "$F/frames/frame_00000.png" --device tpu --out "$T/out/x.safetensors"
+    [ "${#stderr_lines[@]}" -eq 1 ]
+    [[ "$stderr" == "sf-vae-encode: error: "*"tpu"* ]]
+    [ -z "$(ls "$T/out")" ]
+}
+
 @test "--list-dataset: the reference's i2v folder (target_crop_info_<ratio>.json + <ratio>/) as IMAGE<tab>CAPTION lines; its refusals" {
     mkdir -p "$T/ds/26-15"
     cp "$F/frames/frame_00000.png" "$T/ds/26-15/a.png"

@@ -7,6 +7,8 @@
 #include "tfile.h"
 #include "stages/decode/image.h"
 #include "stages/decode/vae_enc.h"
+#include "stages/decode/vae_enc_cuda.h"
+#include "device.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -138,6 +140,10 @@ sf_status sf_vae_encode_opts_get(const sf_args *a, const sf_opt *opts, sf_vae_en
     }
     if ((v = sf_args_get(a, opts, "threads")) && (s = sf_arg_long("--threads", v, 1, 256, &o->threads, err))) return s;
     if ((s = sf_stage_flags_get(a, opts, &o->sh, err))) return s;
+    if (o->sh.cuda) { /* the GPU checked before any work: without one, one line and nothing written */
+        sf_device dev = {1, o->sh.ordinal};
+        if ((s = sf_device_check(&dev, err))) return s;
+    }
     if ((v = sf_args_get(a, opts, "vae"))) snprintf(o->vae_path, sizeof o->vae_path, "%s", v);
     else snprintf(o->vae_path, sizeof o->vae_path, "%s/Wan2.1_VAE.pth", o->sh.model_dir);
     /* the checks that need no model, before it loads */
@@ -202,6 +208,7 @@ sf_status sf_vae_encode_run(const sf_vae_encode_opts *o, sf_err *err) {
     sf_tfile *tf = NULL;
     const sf_tensor *video = NULL;
     sf_vae_enc *enc = NULL;
+    sf_vae_enc_cuda *gpu = NULL;
     float *px = NULL, *z = NULL;
     int64_t d[4], n = o->n_files, m = 0;
     sf_status s = SF_OK;
@@ -210,12 +217,19 @@ sf_status sf_vae_encode_run(const sf_vae_encode_opts *o, sf_err *err) {
         n = d[0];
     }
     const double t0 = sf_now();
-    if ((s = sf_vae_enc_new(o->vae_path, o->H, o->W, o->threads > 0 ? (int)o->threads : sf_cpu_count(), &enc, err)))
+    if (o->sh.cuda) { /* the GPU encoder borrows the loader's config and weights; no CPU state */
+        if ((s = sf_vae_enc_new_weights(o->vae_path, o->H, o->W, &enc, err)) ||
+            (s = sf_vae_enc_cuda_new(enc, o->sh.ordinal, &gpu, err)))
+            goto done;
+    } else if ((s = sf_vae_enc_new(o->vae_path, o->H, o->W, o->threads > 0 ? (int)o->threads : sf_cpu_count(), &enc,
+                                   err))) {
         goto done;
+    }
     const int64_t C = sf_vae_enc_z_dim(enc), h = o->H / 8, w = o->W / 8, total = sf_vae_enc_latents_for(enc, n);
-    sf_info("VAE encoder %s: %lld frame%s of %lldx%lld -> %lld latent frame%s of %lldx%lld", o->vae_path, (long long)n,
-            n == 1 ? "" : "s", (long long)o->W, (long long)o->H, (long long)total, total == 1 ? "" : "s", (long long)w,
-            (long long)h);
+    char where[32];
+    snprintf(where, sizeof where, gpu ? "cuda:%d" : "the CPU", o->sh.ordinal);
+    sf_info("VAE encoder %s on %s: %lld frame%s of %lldx%lld -> %lld latent frame%s of %lldx%lld", o->vae_path, where, (long long)n, n == 1 ? "" : "s", (long long)o->W, (long long)o->H,
+            (long long)total, total == 1 ? "" : "s", (long long)w, (long long)h);
     px = sf_calloc2((size_t)(3 * o->H * o->W), sizeof(float));
     z = sf_calloc2((size_t)(total * C * h * w), sizeof(float));
     if (!px || !z) {
@@ -225,7 +239,8 @@ sf_status sf_vae_encode_run(const sf_vae_encode_opts *o, sf_err *err) {
     for (int64_t i = 0; i < n; i++) { /* frame by frame: memory does not grow with the video */
         int64_t got = 0;
         if ((s = sf_stop_check(err)) || (s = load_frame(o, i, video, px, err)) ||
-            (s = sf_vae_encode(enc, px, 1, z + (size_t)(m * C * h * w), &got, err)))
+            (s = gpu ? sf_vae_enc_cuda_encode(gpu, px, 1, z + (size_t)(m * C * h * w), &got, err)
+                     : sf_vae_encode(enc, px, 1, z + (size_t)(m * C * h * w), &got, err)))
             goto done;
         m += got;
         if (got) sf_debug("latent frame %lld of %lld done (%.1f s)", (long long)m, (long long)total, sf_now() - t0);
@@ -244,6 +259,7 @@ sf_status sf_vae_encode_run(const sf_vae_encode_opts *o, sf_err *err) {
     sf_info("wrote %s: %s [1, %lld, %lld, %lld, %lld] (%.1f s)", o->out, o->name, (long long)m, (long long)C, (long long)h,
             (long long)w, sf_now() - t0);
 done:
+    sf_vae_enc_cuda_destroy(&gpu);
     sf_vae_enc_destroy(&enc);
     sf_tfile_destroy(&tf);
     free(px);

@@ -10,7 +10,9 @@
  *   --video FILE[:N]   a pixel video [T,3,H,W] or [1,T,3,H,W] in [-1, 1] (sf-decode --save-video), as is
  * The VAE encodes 1 + 4k frames (1 frame → 1 latent frame, then 4 → 1); another count is refused
  * (the reference drops the extra frames silently). Output: --out FILE, safetensors "latents"
- * [1, F, 16, H/8, W/8] f32 — sf-denoise --initial-latents FILE reads it as is. CPU only.
+ * [1, F, 16, H/8, W/8] f32 — sf-denoise --initial-latents FILE reads it as is. --device cuda[:N] (or
+ * --gpu-id N) encodes on the GPU (stages/decode/vae_enc_cuda.h: bf16 activations, within the GPU VAE's bf16
+ * bound of the CPU's latents); the default is the CPU.
  * --list-dataset DIR prints the reference's i2v data folder as IMAGE<tab>CAPTION lines (sf-batch --i2v).
  * Tested by tests/bats/sf-vae-encode.bats. */
 #define _POSIX_C_SOURCE 200809L
@@ -31,6 +33,7 @@ static const sf_opt opts[] = {
     SF_OPT_MODEL_DIR,
     {"vae", 0, SF_ARG_VALUE, "PATH\tVAE checkpoint (default <model-dir>/Wan2.1_VAE.pth)"},
     {"threads", 0, SF_ARG_VALUE, "N\tCPU threads (default: all CPUs)"},
+    SF_OPTS_DEVICE("the VAE encoder; default cpu"),
     {"list-dataset", 0, SF_ARG_VALUE, "DIR\tprint the reference's i2v data folder (target_crop_info_<ratio>.json + <ratio>/ images) as IMAGE<tab>CAPTION lines, and exit (sf-batch --i2v)"},
     SF_OPTS_CPU_MODE,
     SF_OPTS_STD,
