@@ -102,3 +102,27 @@ bytes_delta() {
     # measures max |Δ| 0.03; a wrong layer or a raced buffer moves them by the latents' own size
     run -0 sf-tensor diff "$T/cpu.safetensors" "$T/gpu.safetensors" --rtol 0 --atol 0.1
 }
+
+@test "sf-batch --i2v --device cuda:0 with the emulated programs: every stage on the GPU, the image's latent encoded there too" {
+    [ -x "$E/sf-vae-encode" ] || skip "no emulated sf-vae-encode"
+    G="${SF_GOLDEN:-$SF_ROOT/tests/golden}"
+    # sf-batch runs the sf-* programs beside it: a folder with the emulated stages and the real tools
+    mkdir "$T/bin"
+    for p in "$SF_ROOT/${SF_BUILD:-build}"/bin/sf-*; do ln -s "$p" "$T/bin/"; done
+    for p in sf-encode sf-denoise sf-decode sf-vae-encode; do ln -sf "$E/$p" "$T/bin/$p"; done
+    rm "$T/bin/sf-batch" && cp "$SF_ROOT/${SF_BUILD:-build}/bin/sf-batch" "$T/bin/"
+    mkdir -p "$T/ds/16-9"
+    sf-decode --latents "$G/expect/vae.safetensors:z" --vae "$G/model/Wan2.1_VAE.pth" -o "$T/frames/" --progress none \
+        --log-level error --threads 1
+    cp "$T/frames/frame_00000.png" "$T/ds/16-9/boat.png"
+    printf '%s' '[{"file_name": "boat.png", "caption": "a paper boat"}]' >"$T/ds/target_crop_info_16-9.json"
+    printf '%s\n' "denoising_step_list: [1000, 750, 500, 250]" "warp_denoising_step: true" "num_frame_per_block: 3" \
+        "independent_first_frame: true" >"$T/i2v.yaml"
+    run -0 "$T/bin/sf-batch" --i2v --data_path "$T/ds" --config_path "$T/i2v.yaml" --seed 3 --output_folder "$T/out" \
+        --model-dir "$M" --checkpoint_path "$M/ckpt.pt" --use_ema --save_with_index --num_output_frames 4 --height 32 \
+        --width 48 --cache-dir "$T/cache" --device cuda:0 --log-level info
+    [ -s "$T/out/0-0_ema.mp4" ]
+    # the image's latent frame was encoded on the (emulated) GPU: its log says so
+    run -0 cat "$T/out/.sf-batch/logs/0-0_ema.log"
+    assert_output --partial "VAE encoder $M/Wan2.1_VAE.pth on cuda:0"
+}

@@ -29,7 +29,7 @@
 # --i2v: image-to-video as inference.py --i2v. --data_path is then the reference's image folder
 # (target_crop_info_<ratio>.json, a list of items with file_name and caption, and the images in
 # <ratio>/): item i is video i, its caption the prompt. The image, resized to --height x --width as the
-# reference's transform does, becomes the first latent frame (sf-vae-encode), and sf-denoise
+# reference's transform does, becomes the first latent frame (sf-vae-encode on the --device), and sf-denoise
 # --initial-latents generates --num_output_frames - 1 more (the noise the reference draws for them): the
 # config must have independent_first_frame and num_output_frames - 1 must fill whole blocks (22 with the
 # shipped configs' blocks of 3). The video holds all num_output_frames latent frames, the image's first.
@@ -306,7 +306,7 @@ run_video() { # name noise prompt dev → 0 and the video in place, or 1, $why a
     rm -f -- "$tmp/$name" "$tmp/$name".tmp.* "$tmp/${name%.mp4}.pt" "$tmp/${name%.mp4}.init.safetensors"
     e=$( { : >"$log"; } 2>&1) || fail_video "$name" "cannot write its log $log: ${e##*: }" || return 1
     if [ "$i2v" = 1 ]; then   # the image → its latent frame, the video's first (waited for in the background: traps)
-        sf-vae-encode --model-dir "$model_dir" --image "$image" --height "$height" --width "$width" \
+        sf-vae-encode --model-dir "$model_dir" --image "$image" --height "$height" --width "$width" --device "$dev" \
             --out "$tmp/${name%.mp4}.init.safetensors" "${thr[@]}" "${lv[@]}" 2>>"$log" &
         if ! wait $!; then
             why=$(grep -m1 -E 'error' "$log" || true)
