@@ -101,7 +101,7 @@ endif
 GPU_CHECK_TESTS := test_conv_plans test_cuda_glue test_cuda_graphs_gpu test_cuda_kernels test_dit_cuda test_dit_cuda_shapes \
                    test_hopper_gpu test_rng_torch test_sdpa_plans \
                    test_t5_cuda test_t5_cuda_shapes test_t5_glue_gpu test_tap_mass_gpu test_vae_cuda test_vae_cuda_shapes \
-                   test_vae_glue
+                   test_vae_encode_cuda test_vae_glue
 ifeq ($(GPU_BUNDLE),1)
   ALL_EMU := gpu-bundle-skips
   all: info $(PROGS) $(addprefix $(BUILD)/tests/,$(GPU_CHECK_TESTS))

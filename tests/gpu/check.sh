@@ -473,6 +473,7 @@ u_tests() { # every CUDA test against its CPU reference / the goldens
     step conv 120 env SF_CUDNN_DEBUG=1 "$G/tests/test_conv_plans" forward_gpu # the VAE's cuDNN conv3d vs sf_conv3d_cpu
     step vae_cuda 180 env SF_TEST_VERBOSE=1 "$G/tests/test_vae_cuda" # GPU VAE decoder vs the vae golden, streamed = one-shot
     step vae_shapes 180 env SF_TEST_VERBOSE=1 "$G/tests/test_vae_cuda_shapes" # other widths / z dims / odd latent sizes vs the CPU decoder; refusals
+    step vae_encode 120 env SF_TEST_VERBOSE=1 "$G/tests/test_vae_encode_cuda" # GPU VAE encoder vs the vae_encode golden, streamed = at once, other widths vs the CPU encoder
 
     echo "== the reference's noise stream: torch.randn on this card (tests/gpu/torch_noise.py) vs sf-denoise --noise-rng torch-cuda"
     rm -rf /tmp/sf-torch-noise
@@ -496,6 +497,19 @@ u_tests() { # every CUDA test against its CPU reference / the goldens
     rd=${PIPESTATUS[0]}
     row "sf-decode --device cuda" "${rdec# } diff vs cpu exit $rd"
     [[ "$rdec" != *"exit "[1-9]* ]] && [ "$rd" -eq 0 ] || fail=1
+
+    echo "== sf-vae-encode --device cuda vs --device cpu on the CPU's decoded video (latents: max abs diff <= 0.1, as above)"
+    local renc=""
+    rm -f /tmp/sf-venc-cuda.* /tmp/sf-venc-cpu.*
+    for d in cuda cpu; do
+        timeout 120 sf-vae-encode --video /tmp/sf-vae-cpu.safetensors --vae tests/golden/model/Wan2.1_VAE.pth \
+            --device $d --out /tmp/sf-venc-$d.safetensors 2>&1 | tail -n 2
+        renc="$renc $d exit ${PIPESTATUS[0]},"
+    done
+    sf-tensor diff /tmp/sf-venc-cpu.safetensors /tmp/sf-venc-cuda.safetensors --rtol 0 --atol 0.1 -q 2>&1 | tail -n 3
+    rd=${PIPESTATUS[0]}
+    row "sf-vae-encode --device cuda" "${renc# } diff vs cpu exit $rd"
+    [[ "$renc" != *"exit "[1-9]* ]] && [ "$rd" -eq 0 ] || fail=1
 
     echo "== figure4.sh --gpu_id 0 (the reference command on the GPU) vs the same on the CPU, tiny model"
     M=/tmp/sf-tiny
