@@ -44,4 +44,7 @@ one "SF_EMU_ORDER=reverse SF_EMU_ASYNC=1" test_dit_shapes_emu
 # handed over between calls), ~15 s; the encoder's shapes add nothing here (its kernels launch the golden's
 # thread counts for every dim up to 256)
 one "SF_EMU_ORDER=reverse SF_EMU_ASYNC=1" test_vae_shapes_emu
+# the GPU encoder (vae_enc_cuda.c): its pixel upload, the stage's memset and the host's read of mu behind the
+# stream's work, ~3 s
+one "SF_EMU_ORDER=reverse SF_EMU_ASYNC=1" test_vae_encode_emu
 exit 0
