@@ -9,6 +9,7 @@
 #include "tfile.h"
 #include "stages/decode/vae.h"
 #include "stages/decode/vae_enc.h"
+#include "vae_encode_golden.h"
 
 #include <dirent.h>
 #include <stdio.h>
@@ -22,45 +23,6 @@ static char *gpath(const char *rel) {
     snprintf(buf[k], sizeof buf[k], "%s/%s", sf_test_golden(), rel);
     return buf[k];
 }
-
-typedef struct golden_case {
-    int64_t T, H, W, Tl;
-    float *px;  /* [T, 3, H, W] (frames first) */
-    float *ref; /* [Tl, 16, H/8, W/8] */
-} golden_case;
-
-/* <pre>pixels [1, 3, T, H, W] → frames first; <pre>latent [1, Tl, 16, h, w] (pre: "img.", "vid." or ""). */
-static int load_case(const sf_tfile *g, const char *pre, golden_case *c) {
-    char k[64];
-    snprintf(k, sizeof k, "%spixels", pre);
-    const sf_tensor *tp = sf_tfile_get(g, k);
-    snprintf(k, sizeof k, "%slatent", pre);
-    const sf_tensor *tl = sf_tfile_get(g, k);
-    SF_CHECK_MSG(tp && tl && tp->ndim == 5 && tl->ndim == 5, "%s: golden case %spixels / %slatent missing", g->path, pre, pre);
-    if (!tp || !tl || tp->ndim != 5 || tl->ndim != 5) return 0;
-    c->T = tp->shape[2];
-    c->H = tp->shape[3];
-    c->W = tp->shape[4];
-    c->Tl = tl->shape[1];
-    int64_t n = 0;
-    snprintf(k, sizeof k, "%spixels", pre);
-    float *p = sf_test_golden_f32(g, k, &n);
-    snprintf(k, sizeof k, "%slatent", pre);
-    c->ref = sf_test_golden_f32(g, k, &n);
-    const int64_t P = c->H * c->W;
-    c->px = malloc(sizeof(float) * (size_t)(c->T * 3 * P));
-    for (int64_t ch = 0; ch < 3; ch++)
-        for (int64_t t = 0; t < c->T; t++) memcpy(c->px + (t * 3 + ch) * P, p + (ch * c->T + t) * P, sizeof(float) * P);
-    free(p);
-    return 1;
-}
-
-static void free_case(golden_case *c) {
-    free(c->px);
-    free(c->ref);
-}
-
-static size_t zframe(const golden_case *c) { return (size_t)(16 * (c->H / 8) * (c->W / 8)); }
 
 /* Encode case c at once with the VAE at vae_path and hold the latents to the reference's. */
 static void check_case(const char *vae_path, const char *what, const golden_case *c, int threads) {

@@ -16,6 +16,7 @@
 #include "stages/decode/vae_enc.h"
 #include "stages/decode/vae_enc_cuda.h"
 #include "tools/mkmodel/mkmodel.h"
+#include "vae_encode_golden.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -37,32 +38,6 @@ static int pick_device(int *ordinal) {
     if (d && *d && (sf_device_parse(d, &dev, &err) != SF_OK || !dev.cuda)) return 0;
     if (sf_device_check(&dev, &err) != SF_OK) return 0;
     *ordinal = dev.ordinal;
-    return 1;
-}
-
-typedef struct golden_case {
-    int64_t T, H, W, Tl;
-    float *px;  /* [T, 3, H, W] (frames first) */
-    float *ref; /* [Tl, 16, H/8, W/8] */
-} golden_case;
-
-/* <pre>pixels [1, 3, T, H, W] → frames first; <pre>latent [1, Tl, 16, h, w]. */
-static int load_case(const sf_tfile *g, const char *pre, golden_case *c) {
-    char kp[64], kl[64];
-    snprintf(kp, sizeof kp, "%spixels", pre);
-    snprintf(kl, sizeof kl, "%slatent", pre);
-    const sf_tensor *tp = sf_tfile_get(g, kp), *tl = sf_tfile_get(g, kl);
-    SF_CHECK_MSG(tp && tl && tp->ndim == 5 && tl->ndim == 5, "%s: golden case %s / %s missing", g->path, kp, kl);
-    if (!tp || !tl || tp->ndim != 5 || tl->ndim != 5) return 0;
-    c->T = tp->shape[2], c->H = tp->shape[3], c->W = tp->shape[4], c->Tl = tl->shape[1];
-    int64_t n = 0;
-    float *p = sf_test_golden_f32(g, kp, &n);
-    c->ref = sf_test_golden_f32(g, kl, &n);
-    const int64_t P = c->H * c->W;
-    c->px = malloc(sizeof(float) * (size_t)(c->T * 3 * P));
-    for (int64_t ch = 0; ch < 3; ch++)
-        for (int64_t t = 0; t < c->T; t++) memcpy(c->px + (t * 3 + ch) * P, p + (ch * c->T + t) * P, sizeof(float) * P);
-    free(p);
     return 1;
 }
 
@@ -91,7 +66,7 @@ static void test_encode_cuda_golden(void) {
         sf_vae_enc_cuda *gc = NULL;
         if (load_case(g, pre, &c) && open_gpu(gpath("model/Wan2.1_VAE.pth"), c.H, c.W, ord, &e, &gc)) {
             sf_err err = {{0}};
-            const size_t zf = (size_t)(16 * (c.H / 8) * (c.W / 8));
+            const size_t zf = zframe(&c);
             float *z = calloc(zf * (size_t)c.Tl, sizeof(float));
             int64_t m = -1;
             SF_CHECK(sf_vae_enc_cuda_latents_for(gc, c.T) == c.Tl);
@@ -104,7 +79,7 @@ static void test_encode_cuda_golden(void) {
         }
         sf_vae_enc_cuda_destroy(&gc);
         sf_vae_enc_destroy(&e);
-        free(c.px), free(c.ref);
+        free_case(&c);
     }
     sf_tfile_destroy(&g);
 }
@@ -122,7 +97,7 @@ static void test_encode_cuda_streamed(void) {
     sf_vae_enc *e = NULL;
     sf_vae_enc_cuda *gc = NULL;
     if (!g || !load_case(g, "vid.", &c) || !open_gpu(gpath("model/Wan2.1_VAE.pth"), c.H, c.W, ord, &e, &gc)) goto done;
-    const size_t zf = (size_t)(16 * (c.H / 8) * (c.W / 8)), pf = (size_t)(3 * c.H * c.W);
+    const size_t zf = zframe(&c), pf = (size_t)(3 * c.H * c.W);
     float *one = calloc(zf * 3, sizeof(float)), *got = calloc(zf * 3, sizeof(float));
     int64_t m = 0, at = 0;
     SF_CHECK_OK(sf_vae_enc_cuda_encode(gc, c.px, 9, one, &m, &err), &err);
@@ -153,7 +128,7 @@ static void test_encode_cuda_streamed(void) {
 done:
     sf_vae_enc_cuda_destroy(&gc);
     sf_vae_enc_destroy(&e);
-    free(c.px), free(c.ref);
+    free_case(&c);
     sf_tfile_destroy(&g);
 }
 
