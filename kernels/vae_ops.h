@@ -35,11 +35,14 @@ void sf_vae_time_interleave_cpu(const float *tc, float *y, int64_t n, int64_t C,
 
 /* Single-head softmax attention over the HW tokens of each frame (AttentionBlock core, no mask):
  * qkv: [n, 3C, HW] (q = channels [0,C), k = [C,2C), v = [2C,3C)); out: [n, C, HW],
- * out[:, c, i] = Σ_j softmax_j(q_i·k_j / √C) v[c, j]. scratch: at least
- * sf_vae_attention_scratch(C, HW, threads) floats (caller owns). Threads split query rows. */
+ * out[:, c, i] = Σ_j softmax_j(q_i·k_j / √C) v[c, j]. Runs kernels/attention.h's sf_attention_cpu_ws
+ * (heads 1, d = C) on the frame transposed to token-major, so it has that kernel's numerics in each
+ * CPU mode (exact: the same bits for any thread count). scratch: at least
+ * sf_vae_attention_scratch(C, HW, threads) floats (caller owns; no allocation per call), threads at
+ * most the count it was sized for. Returns 0, or -1 when the kernel's work memory failed. */
 size_t sf_vae_attention_scratch(int64_t C, int64_t HW, int threads);
-void sf_vae_attention_cpu(const float *qkv, float *out, int64_t n, int64_t C, int64_t HW, float *scratch,
-                          int threads);
+int sf_vae_attention_cpu(const float *qkv, float *out, int64_t n, int64_t C, int64_t HW, float *scratch,
+                         int threads);
 
 /* Latent un-scaling constants (SPEC §8.1) for C channels (channel c uses constant c mod 16):
  * mr[c] = m, mr[C + c] = r with, for bf16 ≠ 0, m = ⌊mean⌉, r = ⌊1 / ⌊std⌉⌉ (bf16), else m = mean,

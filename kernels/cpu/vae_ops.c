@@ -4,9 +4,11 @@
  * Mirrors wan/modules/vae.py (RMS_norm = F.normalize(x, dim=1)·√C·γ, Resample's
  * nn.Upsample(nearest), AttentionBlock) and utils/wan_wrapper.py / inference.py for the pixel
  * mapping. Tested by tests/unit/test_vae_kernels.c and the VAE golden tests. Parallel work is
- * split over output elements only (never a reduction), so results do not depend on threads. */
+ * split over output elements only (never a reduction), so results do not depend on threads; the
+ * attention is kernels/attention.h's (exact mode: the same bits for any thread count too). */
 #include "vae_ops.h"
 #include "act.h"
+#include "attention.h"
 #include "conv3d.h"
 #include "parallel.h"
 #include "tensor.h"
@@ -86,66 +88,57 @@ void sf_vae_time_interleave_cpu(const float *tc, float *y, int64_t n, int64_t C,
 
 /* ---- attention --------------------------------------------------------------------------- */
 
+/* The single-head attention is kernels/attention.h's kernel (heads = 1, d = C) on the frame in
+ * token-major layout: [3C, HW] → [HW, 3C] (q, k, v side by side, row stride 3C), the kernel's
+ * output [HW, C] → [C, HW]. Its exact mode gives the same bits for any thread count, its fast and
+ * bf16 modes run the products and the softmax through oneDNN in f32 (attention.c). */
+#define ALIGN16(x) (((size_t)(x) + 15) & ~(size_t)15) /* floats, to a 64-byte line */
+#define TR_B 32                                        /* transpose tile */
+
 size_t sf_vae_attention_scratch(int64_t C, int64_t HW, int threads) {
     if (threads < 1) threads = 1;
-    return (size_t)(3 * C * HW) + (size_t)threads * (size_t)(HW + C);
+    /* 16: room to put the caller's buffer on a 64-byte line; then the transposed frame and output */
+    return 16 + ALIGN16(3 * C * HW) + ALIGN16(C * HW) + (size_t)threads * ALIGN16(sf_attention_cpu_scratch(HW, (int)C));
 }
 
-typedef struct attn_ctx {
-    const float *qt, *kt, *vt; /* token-major [HW, C] */
-    float *out;                /* [C, HW] of this frame */
-    float *rows;               /* per worker: HW scores + C accumulators */
-    int64_t C, HW;
-    float scale;
-} attn_ctx;
+typedef struct tr_ctx {
+    const float *src; /* [rows, cols] */
+    float *dst;       /* [cols, rows] */
+    int64_t rows, cols;
+} tr_ctx;
 
-#define ATT_Q 16 /* queries per item */
-
-static void attn_item(void *p, int64_t item, int tid) {
-    const attn_ctx *c = p;
-    const int64_t C = c->C, HW = c->HW;
-    float *s = c->rows + (size_t)tid * (size_t)(HW + C), *o = s + HW;
-    const int64_t i1 = (item + 1) * ATT_Q < HW ? (item + 1) * ATT_Q : HW;
-    for (int64_t i = item * ATT_Q; i < i1; i++) {
-        const float *q = c->qt + i * C;
-        float mx = -INFINITY;
-        for (int64_t j = 0; j < HW; j++) {
-            const float *k = c->kt + j * C;
-            float d = 0.0f;
-            for (int64_t ch = 0; ch < C; ch++) d += q[ch] * k[ch];
-            d *= c->scale;
-            s[j] = d;
-            mx = d > mx ? d : mx;
+/* dst[c, r] = src[r, c] for the TR_B-column blocks [b, e) of src, in TR_B × TR_B tiles. */
+static void tr_range(void *p, int64_t b, int64_t e) {
+    const tr_ctx *t = p;
+    const int64_t c_end = e * TR_B < t->cols ? e * TR_B : t->cols;
+    for (int64_t c0 = b * TR_B; c0 < c_end; c0 += TR_B) {
+        const int64_t c1 = c0 + TR_B < c_end ? c0 + TR_B : c_end;
+        for (int64_t r0 = 0; r0 < t->rows; r0 += TR_B) {
+            const int64_t r1 = r0 + TR_B < t->rows ? r0 + TR_B : t->rows;
+            for (int64_t c = c0; c < c1; c++)
+                for (int64_t r = r0; r < r1; r++) t->dst[c * t->rows + r] = t->src[r * t->cols + c];
         }
-        float sum = 0.0f;
-        for (int64_t j = 0; j < HW; j++) {
-            s[j] = expf(s[j] - mx);
-            sum += s[j];
-        }
-        for (int64_t ch = 0; ch < C; ch++) o[ch] = 0.0f;
-        for (int64_t j = 0; j < HW; j++) {
-            const float pj = s[j] / sum, *v = c->vt + j * C;
-            for (int64_t ch = 0; ch < C; ch++) o[ch] += pj * v[ch];
-        }
-        for (int64_t ch = 0; ch < C; ch++) c->out[ch * HW + i] = o[ch];
     }
 }
 
-void sf_vae_attention_cpu(const float *qkv, float *out, int64_t n, int64_t C, int64_t HW, float *scratch,
-                          int threads) {
+static void transpose(const float *src, int64_t rows, int64_t cols, float *dst, int threads) {
+    tr_ctx t = {src, dst, rows, cols};
+    sf_parallel_for((cols + TR_B - 1) / TR_B, threads, 4, tr_range, &t);
+}
+
+int sf_vae_attention_cpu(const float *qkv, float *out, int64_t n, int64_t C, int64_t HW, float *scratch,
+                         int threads) {
     if (threads < 1) threads = 1;
-    float *qt = scratch, *kt = qt + C * HW, *vt = kt + C * HW, *rows = vt + C * HW;
+    float *t = scratch + ((16 - ((uintptr_t)scratch / sizeof(float)) % 16) % 16), *o = t + ALIGN16(3 * C * HW);
+    const sf_scratch ws = {o + ALIGN16(C * HW), ALIGN16(sf_attention_cpu_scratch(HW, (int)C)), threads};
+    const float scale = (float)(1.0 / sqrt((double)C));
     for (int64_t f = 0; f < n; f++) {
-        const float *src = qkv + f * 3 * C * HW;
-        for (int64_t ch = 0; ch < C; ch++)
-            for (int64_t j = 0; j < HW; j++) {
-                qt[j * C + ch] = src[ch * HW + j];
-                kt[j * C + ch] = src[(C + ch) * HW + j];
-                vt[j * C + ch] = src[(2 * C + ch) * HW + j];
-            }
-        attn_ctx c = {qt, kt, vt, out + f * C * HW, rows, C, HW, (float)(1.0 / sqrt((double)C))};
-        sf_parallel_items((HW + ATT_Q - 1) / ATT_Q, threads, attn_item, &c);
+        transpose(qkv + f * 3 * C * HW, 3 * C, HW, t, threads);
+        if (sf_attention_cpu_ws(HW, HW, 1, (int)C, t, 3 * C, t + C, t + 2 * C, 3 * C, o, C, scale, NULL, threads, &ws))
+            return -1;
+        transpose(o, HW, C, out + f * C * HW, threads);
     }
+    return 0;
 }
 
 /* ---- misc -------------------------------------------------------------------------------- */

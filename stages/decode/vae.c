@@ -518,7 +518,8 @@ sf_status sf_vae_attn_block(sf_vae_convs *r, const sf_vae_lw *w, float **pA, flo
     sf_status s;
     sf_vae_rms_norm_cpu(A, B, n, C, HW, w->g, NULL, 0, r->threads);
     TRY(sf_vae_frame_conv(r, B, n, C, 3 * C, H, W, 1, w->wqkv, w->bqkv, X, err));
-    sf_vae_attention_cpu(X, B, n, C, HW, r->attn, r->threads);
+    if (sf_vae_attention_cpu(X, B, n, C, HW, r->attn, r->threads))
+        return sf_fail(err, SF_E_NOMEM, "VAE: out of memory for the attention's work memory");
     TRY(sf_vae_frame_conv(r, B, n, C, C, H, W, 1, w->wproj, w->bproj, X, err));
     sf_vae_add_cpu(X, A, n * C * HW);
     *pA = X;

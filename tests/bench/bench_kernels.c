@@ -6,6 +6,7 @@
  * Nothing passes or fails on time.
  *   bench_kernels           quick: fewer rows / queries (under ~30 s on 2 cores)
  *   bench_kernels --full    full 4680-row GEMMs and 4680-query attention (minutes)
+ *   bench_kernels --vae-attn / --vae-block   the VAE attention / residual-block convs, current mode
  * Env: SF_THREADS (default all cores). Run by `make bench` (tests/bench/run.sh). */
 #define _POSIX_C_SOURCE 200809L
 #include "attention.h"
@@ -14,6 +15,7 @@
 #include "parallel.h"
 #include "rng.h"
 #include "sf.h"
+#include "vae_ops.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -134,15 +136,47 @@ static void bench_vae_block(int threads) {
     free(x), free(y), free(z), free(w), free(b);
 }
 
+/* "VAE attention": the Wan VAE's middle AttentionBlock core (one head, d = C = 384, over the 60×104
+ * = 6240 tokens of one 832×480 latent frame; the decoder runs it once per latent frame, the encoder
+ * once per image) through sf_vae_attention_cpu with its scratch sized as the VAE sizes it, and the
+ * token-major attention kernel alone at the same shape (the difference is the layout transposes). */
+static void bench_vae_attn(int threads) {
+    enum { C = 384, H = 60, W = 104 };
+    const int64_t HW = (int64_t)H * W;
+    float *qkv = randf((size_t)(3 * C * HW), 41, 1.0f), *out = xmalloc(sizeof(float) * (size_t)(C * HW));
+    float *scr = xmalloc(sizeof(float) * sf_vae_attention_scratch(C, HW, threads));
+    const double flop = 4.0 * (double)HW * (double)HW * C;
+    const char *mode = sf_cpu_mode_name(sf_cpu_mode_now());
+    double best = 1e30, spent = 0;
+    for (int r = 0; r < 6 && (r < 2 || spent < 3.0); r++) { /* a warm-up, then best of up to 5 within ~3 s */
+        double t0 = sf_now();
+        if (sf_vae_attention_cpu(qkv, out, 1, C, HW, scr, threads)) {
+            fprintf(stderr, "bench_kernels: VAE attention failed\n");
+            exit(1);
+        }
+        double t = sf_now() - t0;
+        if (r) best = t < best ? t : best, spent += t;
+    }
+    printf("vae attention (1 head, d=%d, %d tokens, 1 frame) [%s]  %8.1f ms  %6.1f GFLOP/s\n", C, (int)HW, mode,
+           best * 1e3, flop / best / 1e9);
+    free(qkv), free(out), free(scr);
+    bench_attn(HW, HW, 1, C, threads, 0, 2);
+}
+
 int main(int argc, char **argv) {
     if (argc > 1 && strcmp(argv[1], "--vae-block") == 0) { /* make bench's mode table */
         const char *ts = getenv("SF_THREADS");
         bench_vae_block(ts && atoi(ts) > 0 ? atoi(ts) : sf_cpu_count());
         return 0;
     }
+    if (argc > 1 && strcmp(argv[1], "--vae-attn") == 0) {
+        const char *ts = getenv("SF_THREADS");
+        bench_vae_attn(ts && atoi(ts) > 0 ? atoi(ts) : sf_cpu_count());
+        return 0;
+    }
     int full = argc > 1 && strcmp(argv[1], "--full") == 0;
     if (argc > 1 && !full) {
-        fprintf(stderr, "usage: bench_kernels [--full]\n");
+        fprintf(stderr, "usage: bench_kernels [--full | --vae-attn | --vae-block]\n");
         return 2;
     }
     const char *ts = getenv("SF_THREADS");

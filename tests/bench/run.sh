@@ -80,6 +80,9 @@ done
 echo "dit480/dit4680: one 1.3B-width layer forward (sf-denoise --bench 1.3b-layer --bench-tokens N); t5: one"
 echo "umT5-XXL layer, 64 tokens; vae: a decoder residual block's two causal 3x3x3 convs, 192 ch at 120x208;"
 echo "dit480, t5, vae: the median of ${SF_BENCH_REPEAT:-5} processes per cell"
+echo
+echo "== the VAE's middle attention at 832x480 (1 head, d 384, 6240 tokens), each CPU mode ($T threads)"
+for m in exact fast bf16; do env $(mode_env $m) SF_THREADS="$T" "$BUILD/bench/bench_kernels" --vae-attn || status=1; done
 
 if command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L >/dev/null 2>&1; then
     echo
