@@ -31,6 +31,7 @@ typedef struct sf_conv3d_args {
     int threads;                   /* <= 1: run on the calling thread */
     const sf_scratch *ws;          /* work memory sized at the caller's init (slot 0 of at least
                                       sf_conv3d_cpu_scratch floats); NULL: allocated per call */
+    int stride;                    /* spatial output stride: 0 or 1, or 2 (see below) */
 } sf_conv3d_args;
 
 /* out[t, co, y, x] = bias[co] + Σ_{ci, dt, dy, dx} weight[co, ci, dt, dy, dx]
@@ -39,12 +40,16 @@ typedef struct sf_conv3d_args {
  * r = ((ci·kt + dt)·kh + dy)·kw + dx ascending, x = 0 outside H×W; plain mul + add — computed by
  * one thread (work is split over (frame, row block)), so results are bit-identical for every
  * thread count and ISA variant. Scratch: per thread a padded input slab (≤ ~6 MB) and one
- * output row of partial sums; the packed weights once. */
+ * output row of partial sums; the packed weights once.
+ * stride 2 (3 ≤ kh, 3 ≤ kw ≤ 15, h and w even): out [n_out, cout, h/2, w/2], out[t, co, y, x] = the sum above
+ * at (2y + 1, 2x + 1) — Resample's ZeroPad2d((0, 1, 0, 1)) + Conv2d(stride 2) when kh = kw = 3 — the
+ * same chain in the same order, so the exact mode gives the stride-1 result's bits at those points
+ * for a quarter of its work (the slab holds the even and odd input columns apart). */
 sf_status sf_conv3d_cpu(const sf_conv3d_args *a, sf_err *err);
 
-/* Floats of work memory sf_conv3d_cpu needs for a conv of this shape and width, whatever the number
- * of frames or rows per call (an upper bound: the packed weights, and per worker a padded input
- * slab and a row of partial sums). */
+/* Floats of work memory sf_conv3d_cpu needs for a conv of this shape and input width, whatever the
+ * number of frames or rows per call or the stride (an upper bound: the packed weights, and per worker
+ * a padded input slab and a row of partial sums). */
 size_t sf_conv3d_cpu_scratch(int64_t cin, int64_t cout, int kt, int kh, int kw, int64_t w, int threads);
 
 /* Causal cache update after a conv over a chunk: cache holds the last `depth` input frames

@@ -42,8 +42,10 @@ typedef struct conv_ctx {
     int64_t cout_pad;
     int64_t rows;          /* output rows per item */
     int64_t n_rblk;        /* row blocks per frame */
-    int64_t sr, wps;       /* slab: rows + kh - 1 rows of wps floats per (ci, dt) plane */
+    int64_t sr, wps;       /* slab: st·(rows - 1) + kh rows of wps floats per (ci, dt) plane */
     int64_t wv;            /* output row padded to a multiple of 8 */
+    int64_t ho, wo;        /* output rows and columns: h / st, w / st */
+    int st;                /* stride, 1 or 2 */
     int64_t cd_chunk;      /* (ci, dt) planes per reduction chunk */
     float *slabs, *accs;   /* per worker */
     size_t slab_elems, acc_elems;
@@ -57,7 +59,7 @@ typedef struct conv_ctx {
 static void conv_item(void *p, int64_t item, int tid) {
     const conv_ctx *c = p;
     const int64_t t = item / c->n_rblk, rb = item % c->n_rblk;
-    const int64_t y0 = rb * c->rows, y1 = y0 + c->rows < c->a->h ? y0 + c->rows : c->a->h;
+    const int64_t y0 = rb * c->rows, y1 = y0 + c->rows < c->ho ? y0 + c->rows : c->ho;
     float *slab = c->slabs + (size_t)tid * c->slab_elems, *acc = c->accs + (size_t)tid * c->acc_elems;
 #ifdef SF_HAVE_AVX2_PATH
     if (c->avx2) {
@@ -68,9 +70,14 @@ static void conv_item(void *p, int64_t item, int tid) {
     conv_rows_base(c, t, y0, y1, slab, acc);
 }
 
+/* Floats per padded slab row: stride 1, the row with its kw - 1 padding columns; stride 2, the even
+ * and odd columns of the padded row apart, each long enough for the tiles' 8-lane reads (conv_rows). */
+static int64_t slab_row(int64_t wv, int kw, int st) { return st == 2 ? 2 * (wv + kw / 2) : wv + kw - 1; }
+
 size_t sf_conv3d_cpu_scratch(int64_t cin, int64_t cout, int kt, int kh, int kw, int64_t w, int threads) {
     const int64_t cout_pad = (cout + CO - 1) / CO * CO, ncd = cin * kt, red = ncd * kh * kw;
-    const int64_t wv = (w + 7) / 8 * 8, wps = wv + kw - 1;
+    const int64_t wv = (w + 7) / 8 * 8, wv2 = (w / 2 + 7) / 8 * 8;
+    const int64_t wps = slab_row(wv, kw, 1) > slab_row(wv2, kw, 2) ? slab_row(wv, kw, 1) : slab_row(wv2, kw, 2);
     if (threads < 1) threads = 1;
     if (threads > 256) threads = 256;
     /* the slab holds (rows + kh − 1) padded rows of every (ci, dt): at most SLAB_MAX bytes, or kh rows
@@ -84,7 +91,8 @@ sf_status sf_conv3d_cpu(const sf_conv3d_args *a, sf_err *err) {
     sf_status st = SF_OK;
     float *wpk = NULL, *slabs = NULL, *accs = NULL, *own = NULL;
     if (!a || !a->frames || !a->weight || !a->out || a->n_out < 0 || a->cin <= 0 || a->cout <= 0 || a->h <= 0 ||
-        a->w <= 0 || a->kt < 1 || a->kh < 1 || a->kw < 1 || a->kh % 2 == 0 || a->kw % 2 == 0)
+        a->w <= 0 || a->kt < 1 || a->kh < 1 || a->kw < 1 || a->kh % 2 == 0 || a->kw % 2 == 0 || a->stride < 0 ||
+        a->stride > 2 || (a->stride == 2 && (a->h % 2 || a->w % 2 || a->kh < 3 || a->kw < 3 || a->kw > 15)))
         return sf_fail(err, SF_E_ARG, "conv3d: bad arguments");
     if (a->n_out == 0) return SF_OK;
     const sf_cpu_mode mode = sf_cpu_mode_now();
@@ -92,20 +100,22 @@ sf_status sf_conv3d_cpu(const sf_conv3d_args *a, sf_err *err) {
         sf_err e2;
         if (sf_dnnl_conv3d(a, mode == SF_CPU_BF16, &e2) == SF_OK) return SF_OK;
     }
+    const int st_ = a->stride == 2 ? 2 : 1;
+    const int64_t ho = a->h / st_, wo = a->w / st_;
     const int64_t cout_pad = (a->cout + CO - 1) / CO * CO;
     const int64_t ncd = a->cin * a->kt, red = ncd * a->kh * a->kw;
-    const int64_t wv = (a->w + 7) / 8 * 8, wps = wv + a->kw - 1;
+    const int64_t wv = (wo + 7) / 8 * 8, wps = slab_row(wv, a->kw, st_);
     size_t wn, slab_elems, all_slabs, acc_elems, all_accs;
     const int threads = a->threads < 1 ? 1 : a->threads > 256 ? 256 : a->threads; /* sf_parallel_items' cap */
 
     /* Rows per item: small enough to give every worker several items, at most 16, and a padded
      * input slab of at most SLAB_MAX bytes (the summation order does not depend on it). */
-    int64_t rows = a->h;
+    int64_t rows = ho;
     const double row_bytes = (double)ncd * (double)wps * sizeof(float);
-    while (rows > 1 && (a->n_out * ((a->h + rows - 1) / rows) < 4 * threads || rows > 16 ||
-                        (double)(rows + a->kh - 1) * row_bytes > SLAB_MAX))
+    while (rows > 1 && (a->n_out * ((ho + rows - 1) / rows) < 4 * threads || rows > 16 ||
+                        (double)(st_ * (rows - 1) + a->kh) * row_bytes > SLAB_MAX))
         rows = (rows + 1) / 2;
-    const int64_t sr = rows + a->kh - 1;
+    const int64_t sr = st_ * (rows - 1) + a->kh;
     int64_t cd_chunk = (int64_t)(CHUNK_BYTES / ((double)a->kh * (double)wps * sizeof(float)));
     if (cd_chunk < 1) cd_chunk = 1;
     size_t total = 0;
@@ -135,8 +145,9 @@ sf_status sf_conv3d_cpu(const sf_conv3d_args *a, sf_err *err) {
         for (int64_t r = 0; r < red; r++) d[r * CO] = s[r];
     }
 
-    conv_ctx c = {a,  wpk,      cout_pad, rows,       (a->h + rows - 1) / rows, sr,       wps,
-                  wv, cd_chunk, slabs,    accs,       slab_elems,               acc_elems, sf_cpu_use_avx2()};
+    conv_ctx c = {a,     wpk,      cout_pad, rows,       (ho + rows - 1) / rows, sr,        wps,
+                  wv,    ho,       wo,       st_,        cd_chunk,               slabs,     accs,
+                  slab_elems, acc_elems, sf_cpu_use_avx2()};
     sf_parallel_items(a->n_out * c.n_rblk, threads, conv_item, &c);
 fail:
     free(own);

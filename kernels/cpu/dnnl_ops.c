@@ -336,9 +336,10 @@ sf_status sf_dnnl_conv3d(const sf_conv3d_args *a, int bf16, sf_err *err) {
     pthread_once(&engine_once, engine_init);
     if (!engine) return sf_fail(err, SF_E_UNSUPPORTED, "oneDNN: no CPU engine");
     if (a->n_out <= 0) return SF_OK;
-    const prim_key ck = {7, bf16, a->bias != NULL, 1.0f, {a->cin, a->cout, a->kt, a->kh, a->kw, a->h, a->w, a->n_out}};
+    const int st_ = a->stride == 2 ? 2 : 1;
+    const prim_key ck = {7, bf16, a->bias != NULL, 1.0f, {a->cin, a->cout, a->kt, a->kh, a->kw, a->h, a->w, a->n_out, st_}};
     if (conv_refused(&ck)) return conv_refusal(a, err);
-    const int64_t hw = a->h * a->w, kt = a->kt;
+    const int64_t hw = a->h * a->w, kt = a->kt, ho = a->h / st_, wo = a->w / st_, ohw = ho * wo;
     int64_t per = (a->cin + a->cout) * hw, G = per > 0 ? CONV_BUDGET / per - (kt - 1) : 1;
     if (G < 1) G = 1;
     if (G > a->n_out) G = a->n_out;
@@ -359,8 +360,11 @@ sf_status sf_dnnl_conv3d(const sf_conv3d_args *a, int bf16, sf_err *err) {
             if (cpd) dnnl_primitive_desc_destroy(cpd), cpd = NULL;
             dnnl_memory_desc_t sany, wany, dany, bmd, wplain;
             dnnl_dims_t ds = {1, a->cin, D, a->h, a->w}, dw = {a->cout, a->cin, kt, a->kh, a->kw};
-            dnnl_dims_t dd = {1, a->cout, g, a->h, a->w}, db = {a->cout};
-            dnnl_dims_t strides = {1, 1, 1}, pl = {0, a->kh / 2, a->kw / 2}, pr = {0, a->kh / 2, a->kw / 2};
+            dnnl_dims_t dd = {1, a->cout, g, ho, wo}, db = {a->cout};
+            /* stride 2: output (y, x) is the padded stride-1 sum at (2y + 1, 2x + 1) (conv3d.h), i.e. one
+             * padding row / column fewer in front */
+            dnnl_dims_t strides = {1, st_, st_}, pl = {0, a->kh / 2 - (st_ - 1), a->kw / 2 - (st_ - 1)},
+                        pr = {0, a->kh / 2, a->kw / 2};
             dnnl_convolution_desc_t cd;
             /* f32: the channel-blocked layout of oneDNN's direct JIT kernel for this CPU — 16 channels on
              * AVX-512 (what PyTorch's conv3d runs: 113 vs 140 ms for brgconv's channels-last at 192 ch,
@@ -403,7 +407,7 @@ sf_status sf_dnnl_conv3d(const sf_conv3d_args *a, int bf16, sf_err *err) {
             /* one input frame (plain [cin, h, w] f32) → its depth slice of the blocked source */
             dnnl_memory_desc_t fmd, slice, omd;
             dnnl_dims_t df = {1, a->cin, 1, a->h, a->w}, off0 = {0, 0, 0, 0, 0};
-            dnnl_dims_t so = {g * a->cout * hw, hw, a->cout * hw, a->w, 1};
+            dnnl_dims_t so = {g * a->cout * ohw, ohw, a->cout * ohw, wo, 1};
             dnnl_primitive_desc_t p1 = NULL, p2 = NULL;
             if (rin) dnnl_primitive_destroy(rin), rin = NULL;
             if (rout) dnnl_primitive_destroy(rout), rout = NULL;
@@ -449,7 +453,7 @@ sf_status sf_dnnl_conv3d(const sf_conv3d_args *a, int bf16, sf_err *err) {
         __atomic_fetch_add(&dnnl_calls, 1, __ATOMIC_RELAXED);
         if (!st && dnnl_primitive_execute(conv, s, a->bias ? 4 : 3, ca))
             st = sf_fail(err, SF_E_UNSUPPORTED, "oneDNN: convolution failed");
-        dnnl_memory_set_data_handle(oumem, a->out + (size_t)t0 * (size_t)a->cout * (size_t)hw);
+        dnnl_memory_set_data_handle(oumem, a->out + (size_t)t0 * (size_t)a->cout * (size_t)ohw);
         dnnl_exec_arg_t oa[2] = {{DNNL_ARG_FROM, dmem}, {DNNL_ARG_TO, oumem}};
         if (!st && dnnl_primitive_execute(rout, s, 2, oa)) st = sf_fail(err, SF_E_UNSUPPORTED, "oneDNN: reorder failed");
         if (!st) dnnl_stream_wait(s);

@@ -447,13 +447,13 @@ sf_status sf_vae_cached_conv(sf_vae_convs *r, const float *x, int64_t n, int64_t
                 memcpy(r->first_w + (size_t)co * per + (size_t)ci * kk2, w + ((size_t)co * per + (size_t)ci * kk2) * 3 + 2 * kk2,
                        kk2 * sizeof(float));
         for (int64_t i = 0; i < n; i++) fr[i] = x + (size_t)i * fe;
-        sf_conv3d_args a = {fr, n, cin, cout, H, W, 1, kk, kk, r->first_w, b, out, r->threads, r->ws};
+        sf_conv3d_args a = {fr, n, cin, cout, H, W, 1, kk, kk, r->first_w, b, out, r->threads, r->ws, 1};
         s = sf_conv3d_cpu(&a, err);
     } else {
         fr[0] = cache;
         fr[1] = cache + fe;
         for (int64_t i = 0; i < n; i++) fr[2 + i] = x + (size_t)i * fe;
-        sf_conv3d_args a = {fr, n, cin, cout, H, W, 3, kk, kk, w, b, out, r->threads, r->ws};
+        sf_conv3d_args a = {fr, n, cin, cout, H, W, 3, kk, kk, w, b, out, r->threads, r->ws, 1};
         s = sf_conv3d_cpu(&a, err);
     }
     if (s != SF_OK) return s;
@@ -463,14 +463,20 @@ sf_status sf_vae_cached_conv(sf_vae_convs *r, const float *x, int64_t n, int64_t
 }
 
 /* Per-frame conv without temporal context (kt = 1): pointwise or 3×3. */
-sf_status sf_vae_frame_conv(const sf_vae_convs *r, const float *x, int64_t n, int64_t cin, int64_t cout, int64_t H,
-                            int64_t W, int kk, const float *w, const float *b, float *out, sf_err *err) {
+sf_status sf_vae_frame_conv_strided(const sf_vae_convs *r, const float *x, int64_t n, int64_t cin, int64_t cout,
+                                    int64_t H, int64_t W, int kk, int stride, const float *w, const float *b,
+                                    float *out, sf_err *err) {
     const float *fr[MAX_CHUNK];
     if (sf_stopped()) return sf_stop_err(err);
     if (n > MAX_CHUNK) return sf_fail(err, SF_E_ARG, "VAE: too many frames in one chunk");
     for (int64_t i = 0; i < n; i++) fr[i] = x + (size_t)i * (size_t)(cin * H * W);
-    sf_conv3d_args a = {fr, n, cin, cout, H, W, 1, kk, kk, w, b, out, r->threads, r->ws};
+    sf_conv3d_args a = {fr, n, cin, cout, H, W, 1, kk, kk, w, b, out, r->threads, r->ws, stride};
     return sf_conv3d_cpu(&a, err);
+}
+
+sf_status sf_vae_frame_conv(const sf_vae_convs *r, const float *x, int64_t n, int64_t cin, int64_t cout, int64_t H,
+                            int64_t W, int kk, const float *w, const float *b, float *out, sf_err *err) {
+    return sf_vae_frame_conv_strided(r, x, n, cin, cout, H, W, kk, 1, w, b, out, err);
 }
 
 #define SWAP(p, q)                                                                                           \

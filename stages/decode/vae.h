@@ -171,6 +171,11 @@ sf_status sf_vae_cached_conv(sf_vae_convs *r, const float *x, int64_t n, int64_t
 /* Per-frame conv (kt = 1), pointwise or k×k with zero padding (k−1)/2. */
 sf_status sf_vae_frame_conv(const sf_vae_convs *r, const float *x, int64_t n, int64_t cin, int64_t cout, int64_t H,
                             int64_t W, int kk, const float *w, const float *b, float *out, sf_err *err);
+/* The same with an output stride (conv3d.h): stride 2 writes out [n, cout, H/2, W/2], the stride-1
+ * result at the odd rows and columns (the encoder's downsample). */
+sf_status sf_vae_frame_conv_strided(const sf_vae_convs *r, const float *x, int64_t n, int64_t cin, int64_t cout,
+                                    int64_t H, int64_t W, int kk, int stride, const float *w, const float *b,
+                                    float *out, sf_err *err);
 /* ResidualBlock on *pA [n, cin, H, W] → *pA [n, cout, H, W] (two cache slots); *pB, *pX: scratch of the
  * larger size; the three buffers are permuted. */
 sf_status sf_vae_res_block(sf_vae_convs *r, const sf_vae_layer *L, const sf_vae_lw *w, float **pA, float **pB,

@@ -38,7 +38,7 @@ struct sf_vae_enc {
     float **cache;
     size_t *cache_frame;
     down3d_state d3[SF_VAE_MAX_LAYERS];
-    float *buf[3], *full;            /* activations, one frame each: [C, H, W] at the widest stage */
+    float *buf[3];                   /* activations, one frame each: [C, H, W] at the widest stage */
     float *attn, *first_w;           /* attention scratch; frame 0's sliced conv weights */
     int64_t frames_in;
     int dirty; /* a frame entered the caches since they were last zeroed (calloc or reset) */

@@ -117,8 +117,8 @@ static void bench_vae_block(int threads) {
     float *w = randf(wn, 32, 0.02f), *b = randf(C, 33, 0.05f);
     memset(z, 0, 3 * fe * sizeof(float));
     const float *f1[3] = {x, x + fe, x + 2 * fe}, *f2[3] = {z, z + fe, y};
-    sf_conv3d_args a1 = {f1, 1, C, C, H, W, KT, 3, 3, w, b, y, threads, NULL};
-    sf_conv3d_args a2 = {f2, 1, C, C, H, W, KT, 3, 3, w, b, z + 2 * fe, threads, NULL};
+    sf_conv3d_args a1 = {f1, 1, C, C, H, W, KT, 3, 3, w, b, y, threads, NULL, 1};
+    sf_conv3d_args a2 = {f2, 1, C, C, H, W, KT, 3, 3, w, b, z + 2 * fe, threads, NULL, 1};
     sf_err err = {{0}};
     double best = 1e30, spent = 0;
     /* a warm-up (it builds oneDNN's kernels), then the best of up to 5 within ~3 s (torch_ref.py's way) */

@@ -197,7 +197,7 @@ static int check_forward(sf_cuda_ctx *cx, sf_conv_cudnn *cv, const conv_case *cc
             for (int64_t ch = 0; ch < s.cin; ch++) xc[(t * s.cin + ch) * HW + p] = x[(t * HW + p) * s.cin + ch];
     const float *fr[8];
     for (int64_t t = 0; t < T; t++) fr[t] = xc + t * s.cin * HW;
-    sf_conv3d_args a = {fr, s.t_out, s.cin, s.cout, s.h, s.w, s.kt, s.k, s.k, w, b, tmp, 1, NULL};
+    sf_conv3d_args a = {fr, s.t_out, s.cin, s.cout, s.h, s.w, s.kt, s.k, s.k, w, b, tmp, 1, NULL, 1};
     SF_CHECK_OK(sf_conv3d_cpu(&a, &err), &err);
     for (int64_t t = 0; t < s.t_out; t++)
         for (int64_t p = 0; p < HWo; p++) {

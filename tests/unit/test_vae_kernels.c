@@ -46,7 +46,7 @@ static void test_conv3d_hand(void) {
     w[13] = 2.0f; /* dt=1, dy=1, dx=1 */
     out[4] = out[5] = guard;
     sf_err err = {{0}};
-    sf_conv3d_args a = {fr, 1, 1, 1, 2, 2, 3, 3, 3, w, &b, out, 1, NULL};
+    sf_conv3d_args a = {fr, 1, 1, 1, 2, 2, 3, 3, 3, w, &b, out, 1, NULL, 1};
     SF_CHECK_OK(sf_conv3d_cpu(&a, &err), &err);
     /* Every output sees the whole 2×2 (3×3 window with pad 1 covers it):
      * frame 'ones' contributes 4 + 1 (centre tap doubled), frame 'in' contributes 10,
@@ -57,7 +57,7 @@ static void test_conv3d_hand(void) {
     /* 1x1x1 (pointwise) 2→1: y = 2·x0 − x1 + 1 */
     float x2[2 * 4] = {1, 2, 3, 4, 10, 20, 30, 40}, w2[2] = {2, -1}, b2 = 1, o2[4];
     const float *fr2[1] = {x2};
-    sf_conv3d_args a2 = {fr2, 1, 2, 1, 2, 2, 1, 1, 1, w2, &b2, o2, 1, NULL};
+    sf_conv3d_args a2 = {fr2, 1, 2, 1, 2, 2, 1, 1, 1, w2, &b2, o2, 1, NULL, 1};
     SF_CHECK_OK(sf_conv3d_cpu(&a2, &err), &err);
     float want2[4] = {-7, -15, -23, -31};
     SF_CHECK(memcmp(o2, want2, sizeof want2) == 0);
@@ -80,7 +80,7 @@ static void test_conv3d_naive_threads(void) {
     naive_conv(fr, NT, CI, CO, H, W, KT, 3, 3, w, b, ref);
     for (int i = 0; i < 4; i++) o1[NT * CO * H * W + i] = o3[NT * CO * H * W + i] = -777.0f;
     sf_err err = {{0}};
-    sf_conv3d_args a = {fr, NT, CI, CO, H, W, KT, 3, 3, w, b, o1, 1, NULL};
+    sf_conv3d_args a = {fr, NT, CI, CO, H, W, KT, 3, 3, w, b, o1, 1, NULL, 1};
     SF_CHECK_OK(sf_conv3d_cpu(&a, &err), &err);
     a.out = o3;
     a.threads = 3;
@@ -92,7 +92,7 @@ static void test_conv3d_naive_threads(void) {
     /* time_conv shape (3,1,1): no spatial padding */
     static float ref2[NT * CO * H * W], o4[NT * CO * H * W];
     naive_conv(fr, NT, CI, CO, H, W, KT, 1, 1, w, b, ref2);
-    sf_conv3d_args a4 = {fr, NT, CI, CO, H, W, KT, 1, 1, w, b, o4, 2, NULL};
+    sf_conv3d_args a4 = {fr, NT, CI, CO, H, W, KT, 1, 1, w, b, o4, 2, NULL, 1};
     SF_CHECK_OK(sf_conv3d_cpu(&a4, &err), &err);
     sf_test_allclose("time_conv vs naive", o4, ref2, NT * CO * H * W, 1e-5, 1e-5);
 
@@ -163,7 +163,7 @@ static void test_conv3d_exact_order(void) {
             for (int th = 1; th <= 5; th += 1 + (th == 2)) {
                 for (int i = 0; i < 4; i++) o[on + (size_t)i] = -777.0f;
                 sf_err err = {{0}};
-                sf_conv3d_args a = {fr, n, ci, co, H, W, kt, sh[k].kh, sh[k].kw, w, bp, o, th, NULL};
+                sf_conv3d_args a = {fr, n, ci, co, H, W, kt, sh[k].kh, sh[k].kw, w, bp, o, th, NULL, 1};
                 SF_CHECK_OK(sf_conv3d_cpu(&a, &err), &err);
                 SF_CHECK_MSG(memcmp(o, ref, sizeof(float) * on) == 0, "shape %zu, %d threads, %s: not the exact order",
                              k, th, pass ? "baseline" : "default isa");
@@ -177,7 +177,7 @@ static void test_conv3d_exact_order(void) {
                             &err);
                 for (size_t i = 0; ws.buf && i < ws.per_part; i++) ws.buf[i] = NAN;
                 unsigned long long m0 = sf_scratch_misses();
-                sf_conv3d_args a = {fr, n, ci, co, H, W, kt, sh[k].kh, sh[k].kw, w, bp, o, 3, &ws};
+                sf_conv3d_args a = {fr, n, ci, co, H, W, kt, sh[k].kh, sh[k].kw, w, bp, o, 3, &ws, 1};
                 SF_CHECK_OK(sf_conv3d_cpu(&a, &err), &err);
                 SF_CHECK_MSG(sf_scratch_misses() == m0 && memcmp(o, ref, sizeof(float) * on) == 0,
                              "shape %zu with a scratch: %llu allocations, %s", k, sf_scratch_misses() - m0,
@@ -346,7 +346,7 @@ static void test_fast_conv3d(void) {
         for (int kt = 1; kt <= KT; kt += 2)
             for (int bi = 0; bi < 2; bi++) {
                 sf_err err = {{0}};
-                sf_conv3d_args a = {fr + (KT - kt), NT, CI, CO, H, W, kt, 3, 3, w, bi ? b : NULL, ref, 2, NULL};
+                sf_conv3d_args a = {fr + (KT - kt), NT, CI, CO, H, W, kt, 3, 3, w, bi ? b : NULL, ref, 2, NULL, 1};
                 sf_test_exact(1);
                 SF_CHECK_OK(sf_conv3d_cpu(&a, &err), &err);
                 sf_test_exact(0);
@@ -397,7 +397,7 @@ static void test_fast_conv3d_blocked(void) {
     const float *fr[NT + KT - 1];
     for (int f = 0; f < NT + KT - 1; f++) fr[f] = frames[f];
     sf_err err = {{0}};
-    sf_conv3d_args a = {fr, NT, CI, CO, H, W, KT, 3, 3, w, b, ref, 2, NULL};
+    sf_conv3d_args a = {fr, NT, CI, CO, H, W, KT, 3, 3, w, b, ref, 2, NULL, 1};
     sf_test_exact(1);
     SF_CHECK_OK(sf_conv3d_cpu(&a, &err), &err);
     sf_test_exact(0);
@@ -414,12 +414,106 @@ static void test_fast_conv3d_blocked(void) {
     SF_CHECK_MSG(!memcmp(o, o2, sizeof o), "our frame reorder and oneDNN's give different convolutions");
 }
 
+/* Stride 2 (the encoder's downsample: ZeroPad2d((0, 1, 0, 1)) + Conv2d(3, stride 2)) against the direct
+ * formula in double: out[t, co, i, j] = b + Σ w · x[t + dt][ci, 2i + 1 + dy − kh/2, 2j + 1 + dx − kw/2]
+ * (zero outside; for 3×3 that reads rows 2i..2i+2, row H being the pad's zero row). Shapes off the
+ * kernel's tiles: output widths 23 (16 + 8 lanes), 9 and 2, 7 and 5 output channels, kt 3 and 1, 3×3
+ * and 5×5. In the exact mode: the stride-1 result's bits at the odd rows and columns, the same bits on 1
+ * and 3 threads and in the baseline ISA variant, nothing allocated with a scratch sized by
+ * sf_conv3d_cpu_scratch for the input width, guard values untouched; in the fast and bf16 modes
+ * (oneDNN's strided convolution) within 1e-5 and 1e-2 of max|ref|. Odd sizes and stride 3 are refused. */
+static void test_conv3d_stride2(void) {
+    static const struct { int ci, co, h, w, kt, k, n; } sh[] = {{5, 7, 10, 46, 3, 3, 2}, {3, 6, 6, 18, 1, 5, 1}, {2, 5, 4, 4, 1, 3, 3}};
+    enum { G = 4 };
+    for (size_t k = 0; k < sizeof sh / sizeof sh[0]; k++) {
+        const int ci = sh[k].ci, co = sh[k].co, H = sh[k].h, W = sh[k].w, kt = sh[k].kt, kk = sh[k].k, n = sh[k].n;
+        const int ho = H / 2, wo = W / 2, nf = n + kt - 1, on = n * co * ho * wo;
+        float *x = malloc(sizeof(float) * (size_t)(nf * ci * H * W)), *w = malloc(sizeof(float) * (size_t)(co * ci * kt * kk * kk));
+        float *b = malloc(sizeof(float) * (size_t)co), *full = malloc(sizeof(float) * (size_t)(n * co * H * W));
+        float *ref = malloc(sizeof(float) * (size_t)on), *o = malloc(sizeof(float) * (size_t)(on + G));
+        float *o1 = malloc(sizeof(float) * (size_t)on), *sub = malloc(sizeof(float) * (size_t)on);
+        SF_CHECK(x && w && b && full && ref && o && o1 && sub);
+        uint32_t s = 31 + (uint32_t)k;
+        for (int i = 0; i < nf * ci * H * W; i++) x[i] = frand(&s);
+        for (int i = 0; i < co * ci * kt * kk * kk; i++) w[i] = frand(&s);
+        for (int i = 0; i < co; i++) b[i] = frand(&s);
+        const float *fr[8];
+        for (int f = 0; f < nf; f++) fr[f] = x + (size_t)f * (size_t)(ci * H * W);
+        for (int t = 0; t < n; t++)
+            for (int c = 0; c < co; c++)
+                for (int i = 0; i < ho; i++)
+                    for (int j = 0; j < wo; j++) {
+                        double acc = b[c];
+                        for (int c2 = 0; c2 < ci; c2++)
+                            for (int dt = 0; dt < kt; dt++)
+                                for (int dy = 0; dy < kk; dy++)
+                                    for (int dx = 0; dx < kk; dx++) {
+                                        const int iy = 2 * i + 1 + dy - kk / 2, ix = 2 * j + 1 + dx - kk / 2;
+                                        if (iy < 0 || iy >= H || ix < 0 || ix >= W) continue;
+                                        acc += (double)w[(((c * ci + c2) * kt + dt) * kk + dy) * kk + dx] *
+                                               fr[t + dt][(c2 * H + iy) * W + ix];
+                                    }
+                        ref[((t * co + c) * ho + i) * wo + j] = (float)acc;
+                    }
+        sf_err err = {{0}};
+        sf_test_exact(1);
+        sf_conv3d_args a = {fr, n, ci, co, H, W, kt, kk, kk, w, b, full, 1, NULL, 1};
+        SF_CHECK_OK(sf_conv3d_cpu(&a, &err), &err);
+        for (int t = 0; t < n; t++)
+            for (int c = 0; c < co; c++)
+                for (int i = 0; i < ho; i++)
+                    for (int j = 0; j < wo; j++)
+                        sub[((t * co + c) * ho + i) * wo + j] = full[((t * co + c) * H + 2 * i + 1) * W + 2 * j + 1];
+        sf_scratch ws;
+        SF_CHECK_OK(sf_scratch_init(&ws, 1, sf_conv3d_cpu_scratch(ci, co, kt, kk, kk, W, 3), &err), &err);
+        for (int v = 0; v < 3; v++) { /* 1 thread, 3 threads with the scratch, the baseline ISA variant */
+            if (v == 2) setenv("SF_CPU_BASELINE", "1", 1);
+            if (v == 2) SF_CHECK(sf_conv3d_cpu_isa() == SF_ISA_BASE);
+            for (int g = 0; g < G; g++) o[on + g] = -777.0f;
+            sf_conv3d_args a2 = {fr, n, ci, co, H, W, kt, kk, kk, w, b, o, v ? 3 : 1, v == 1 ? &ws : NULL, 2};
+            const unsigned long long m0 = sf_scratch_misses();
+            SF_CHECK_OK(sf_conv3d_cpu(&a2, &err), &err);
+            if (v == 1) SF_CHECK_MSG(sf_scratch_misses() == m0, "stride 2, shape %zu: the scratch was too small", k);
+            if (v == 2) unsetenv("SF_CPU_BASELINE");
+            char what[80];
+            snprintf(what, sizeof what, "conv3d stride 2, shape %zu, variant %d vs the direct formula", k, v);
+            sf_test_allclose(what, o, ref, (size_t)on, 1e-5, 1e-5);
+            SF_CHECK_MSG(!memcmp(o, sub, sizeof(float) * (size_t)on), "stride 2, shape %zu, variant %d: not the stride-1 bits", k, v);
+            for (int g = 0; g < G; g++) SF_CHECK(o[on + g] == -777.0f);
+            if (!v) memcpy(o1, o, sizeof(float) * (size_t)on);
+        }
+        sf_scratch_free(&ws);
+        sf_conv3d_args bad = a;
+        bad.stride = 2, bad.w = W - 1;
+        SF_CHECK(sf_conv3d_cpu(&bad, &err) == SF_E_ARG);
+        bad.w = W, bad.stride = 3;
+        SF_CHECK(sf_conv3d_cpu(&bad, &err) == SF_E_ARG);
+        sf_test_exact(0);
+        const char *modes[2] = {"fast", "bf16"};
+        for (int mi = 0; sf_dnnl_built() && mi < 2; mi++) {
+            sf_test_mode(modes[mi]);
+            for (int g = 0; g < G; g++) o[on + g] = -777.0f;
+            sf_conv3d_args a3 = {fr, n, ci, co, H, W, kt, kk, kk, w, b, o, 2, NULL, 2};
+            const unsigned long long c0 = sf_dnnl_calls();
+            SF_CHECK_OK(sf_conv3d_cpu(&a3, &err), &err);
+            if (!mi) SF_CHECK_MSG(sf_dnnl_calls() > c0, "fast stride-2 conv3d: oneDNN did not run");
+            char what[80];
+            snprintf(what, sizeof what, "%s conv3d stride 2, shape %zu", modes[mi], k);
+            sf_test_rel_close(what, o, o1, (size_t)on, mi ? 1e-2 : 1e-5);
+            for (int g = 0; g < G; g++) SF_CHECK(o[on + g] == -777.0f);
+            sf_test_mode("fast");
+        }
+        free(x), free(w), free(b), free(full), free(ref), free(o), free(o1), free(sub);
+    }
+}
+
 static const sf_test tests[] = {
     {"fast_conv3d", test_fast_conv3d},
     {"fast_conv3d_blocked", test_fast_conv3d_blocked},
     {"conv3d_hand", test_conv3d_hand},
     {"conv3d_naive_threads", test_conv3d_naive_threads},
     {"conv3d_exact_order", test_conv3d_exact_order},
+    {"conv3d_stride2", test_conv3d_stride2},
     {"cache_push", test_cache_push},
     {"rms_norm", test_rms_norm},
     {"upsample_interleave", test_upsample_interleave},
