@@ -97,7 +97,7 @@ static sf_status open_video(const char *arg, sf_tfile **tf, const sf_tensor **t,
 
 sf_status sf_vae_encode_opts_get(const sf_args *a, const sf_opt *opts, sf_vae_encode_opts *o, sf_err *err) {
     memset(o, 0, sizeof *o);
-    sf_status s;
+    sf_status s = SF_OK;
     const char **imgs = NULL;
     const int n_img = sf_args_all(a, opts, "image", &imgs);
     const char *frames = sf_args_get(a, opts, "frames"), *v;
