@@ -143,6 +143,37 @@ static sf_status infer_config(sf_vae *v, sf_err *err) {
     return SF_OK;
 }
 
+sf_status sf_vae_block_weights(sf_vae_weights *W, const char *prefix, int attn, int64_t ci, int64_t co, sf_vae_lw *w,
+                               sf_err *err) {
+    char n[160];
+    sf_status s;
+#define GETP(fmt, ptr, ...)                                                                                 \
+    do {                                                                                                    \
+        snprintf(n, sizeof n, fmt, prefix);                                                                 \
+        if ((s = sf_vae_wget(W, n, SF_VAE_SHAPE(__VA_ARGS__), &(ptr), err)) != SF_OK) return s;             \
+    } while (0)
+    if (attn) {
+        GETP("%s.norm.gamma", w->g, ci, 1, 1);
+        GETP("%s.to_qkv.weight", w->wqkv, 3 * ci, ci, 1, 1);
+        GETP("%s.to_qkv.bias", w->bqkv, 3 * ci);
+        GETP("%s.proj.weight", w->wproj, ci, ci, 1, 1);
+        GETP("%s.proj.bias", w->bproj, ci);
+        return SF_OK;
+    }
+    GETP("%s.residual.0.gamma", w->g0, ci, 1, 1, 1);
+    GETP("%s.residual.2.weight", w->wa, co, ci, 3, 3, 3);
+    GETP("%s.residual.2.bias", w->ba, co);
+    GETP("%s.residual.3.gamma", w->g1, co, 1, 1, 1);
+    GETP("%s.residual.6.weight", w->wb, co, co, 3, 3, 3);
+    GETP("%s.residual.6.bias", w->bb, co);
+    if (ci != co) {
+        GETP("%s.shortcut.weight", w->wsc, co, ci, 1, 1, 1);
+        GETP("%s.shortcut.bias", w->bsc, co);
+    }
+#undef GETP
+    return SF_OK;
+}
+
 static sf_status load_weights(sf_vae *v, sf_err *err) {
     const sf_vae_config *c = &v->cfg;
     sf_vae_weights *W = &v->wt;
@@ -168,23 +199,8 @@ static sf_status load_weights(sf_vae *v, sf_err *err) {
         const int64_t ci = L->cin, co = L->cout;
         switch (L->kind) {
         case SF_VAE_RES:
-            GETP("%s.residual.0.gamma", w->g0, ci, 1, 1, 1);
-            GETP("%s.residual.2.weight", w->wa, co, ci, 3, 3, 3);
-            GETP("%s.residual.2.bias", w->ba, co);
-            GETP("%s.residual.3.gamma", w->g1, co, 1, 1, 1);
-            GETP("%s.residual.6.weight", w->wb, co, co, 3, 3, 3);
-            GETP("%s.residual.6.bias", w->bb, co);
-            if (ci != co) {
-                GETP("%s.shortcut.weight", w->wsc, co, ci, 1, 1, 1);
-                GETP("%s.shortcut.bias", w->bsc, co);
-            }
-            break;
         case SF_VAE_ATTN:
-            GETP("%s.norm.gamma", w->g, ci, 1, 1);
-            GETP("%s.to_qkv.weight", w->wqkv, 3 * ci, ci, 1, 1);
-            GETP("%s.to_qkv.bias", w->bqkv, 3 * ci);
-            GETP("%s.proj.weight", w->wproj, ci, ci, 1, 1);
-            GETP("%s.proj.bias", w->bproj, ci);
+            if ((s = sf_vae_block_weights(W, L->prefix, L->kind == SF_VAE_ATTN, ci, co, w, err)) != SF_OK) return s;
             break;
         case SF_VAE_UP3D:
             GETP("%s.time_conv.weight", w->wtc, 2 * ci, ci, 3, 1, 1);

@@ -149,6 +149,10 @@ sf_status sf_vae_wget(sf_vae_weights *W, const char *name, const int64_t *shape,
                       sf_err *err);
 /* Free W's copies and close its file (the other pointers dangle after). */
 void sf_vae_weights_free(sf_vae_weights *W);
+/* A residual block's weights (attn 0: residual.{0,2,3,6}, shortcut when ci != co) or an attention
+ * block's (attn 1: norm, to_qkv, proj; width ci) under `prefix`, each shape checked, into w. */
+sf_status sf_vae_block_weights(sf_vae_weights *W, const char *prefix, int attn, int64_t ci, int64_t co, sf_vae_lw *w,
+                               sf_err *err);
 
 /* The CPU convolutions of one pass through a VAE half: its causal caches (each [2, Cin, H, W], used in
  * order: `slot` counts them), worker threads, the convolutions' work memory and the attention scratch.

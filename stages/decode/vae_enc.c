@@ -120,23 +120,8 @@ static sf_status load_weights(sf_vae_enc *e, sf_err *err) {
         const int64_t ci = L->cin, co = L->cout;
         switch ((enc_kind)L->kind) {
         case ENC_RES:
-            GETP("%s.residual.0.gamma", w->g0, ci, 1, 1, 1);
-            GETP("%s.residual.2.weight", w->wa, co, ci, 3, 3, 3);
-            GETP("%s.residual.2.bias", w->ba, co);
-            GETP("%s.residual.3.gamma", w->g1, co, 1, 1, 1);
-            GETP("%s.residual.6.weight", w->wb, co, co, 3, 3, 3);
-            GETP("%s.residual.6.bias", w->bb, co);
-            if (ci != co) {
-                GETP("%s.shortcut.weight", w->wsc, co, ci, 1, 1, 1);
-                GETP("%s.shortcut.bias", w->bsc, co);
-            }
-            break;
         case ENC_ATTN:
-            GETP("%s.norm.gamma", w->g, ci, 1, 1);
-            GETP("%s.to_qkv.weight", w->wqkv, 3 * ci, ci, 1, 1);
-            GETP("%s.to_qkv.bias", w->bqkv, 3 * ci);
-            GETP("%s.proj.weight", w->wproj, ci, ci, 1, 1);
-            GETP("%s.proj.bias", w->bproj, ci);
+            if ((s = sf_vae_block_weights(W, L->prefix, (enc_kind)L->kind == ENC_ATTN, ci, co, w, err)) != SF_OK) return s;
             break;
         case ENC_DOWN3D:
             GETP("%s.time_conv.weight", w->wtc, ci, ci, 3, 1, 1);
