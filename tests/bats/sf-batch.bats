@@ -369,7 +369,8 @@ by_hand() {
     # 3 output frames: the image's and 2 generated, which do not fill a block of 3 (the reference asserts)
     run -2 --separate-stderr sf-batch "${I[@]}"
     [[ "$stderr" == "sf-batch: error: sf-denoise --check: "*"(--i2v: the image's latent frame, then --num_output_frames - 1 = 2 generated)" ]]
-    run -0 sf-batch "${I[@]}" --num_output_frames 4 --workers 2
+    cd "$T" # a relative --data_path: the list holds absolute image paths (below)
+    run -0 sf-batch "${I[@]}" --data_path ds --num_output_frames 4 --workers 2
     run ls "$T/out"
     assert_output "$(printf '%s\n' 0-0_ema.mp4 1-0_ema.mp4)"
     # video 1 by hand: the image's latent, then 3 frames with the reference's noise for item 1
@@ -381,6 +382,8 @@ by_hand() {
             --progress none --threads 1 2>/dev/null |
         sf-decode --model-dir "$M" --progress none --threads 1 -o "$T/hand.mp4" 2>/dev/null
     cmp "$T/hand.mp4" "$T/out/1-0_ema.mp4"
+    # the videos' list holds each image by its absolute path (workers and reruns elsewhere find it)
+    grep -qF "$(printf '\t%s\t%s' "$(readlink -f "$T/ds/16-9/kite.png")" "a kite")" "$T/out/.sf-batch/all.tsv"
     ! cmp -s "$T/out/0-0_ema.mp4" "$T/out/1-0_ema.mp4" || false
     [ -z "$(ls "$T/out/.sf-batch/tmp")" ]
     # a folder of --i2v videos is not resumed as text-to-video (the recorded flags)
@@ -390,6 +393,6 @@ by_hand() {
     # a caption that a prompt list cannot carry: refused before any work
     printf '%s' '[{"file_name": "boat.png", "caption": "a\tb"}]' >"$T/ds/target_crop_info_16-9.json"
     run -1 --separate-stderr sf-batch "${I[@]}" --num_output_frames 4 --output_folder "$T/o2"
-    assert_equal "$stderr" "sf-batch: error: --i2v --data_path: $T/ds/target_crop_info_16-9.json: item 0: the caption holds a tab or line break, which a prompt list cannot carry"
+    assert_equal "$stderr" "sf-batch: error: --i2v --data_path: $(readlink -f "$T/ds")/target_crop_info_16-9.json: item 0: the caption holds a tab or line break, which a prompt list cannot carry"
     [ ! -e "$T/o2" ]
 }

@@ -163,7 +163,8 @@ list_videos() { # → stdout; blank lines keep their index but make no video
     local -a lines=() exts=()
     if [ "$i2v" = 1 ]; then   # IMAGE \t CAPTION per item, checked whole by sf-vae-encode
         local listed
-        listed=$(sf-vae-encode --list-dataset "$data_path" --log-level error 2>&1) || {
+        # absolute image paths: a worker (a Slurm task too) and a rerun from another folder find the same files
+        listed=$(sf-vae-encode --list-dataset "$(readlink -f -- "$data_path")" --log-level error 2>&1) || {
             listed=${listed##*sf-vae-encode: error: }; die "--i2v --data_path: $(esc "${listed#--list-dataset }")"; }
         [ -z "$listed" ] || mapfile -t lines <<<"$listed"
     else
