@@ -227,6 +227,27 @@ static inline const char *sf_test_golden(void) {
     return g && *g ? g : "tests/golden";
 }
 
+/* $SF_GOLDEN/<rel>, in one of two buffers used in turn (two results may be live at once). */
+static inline const char *sf_test_gpath(const char *rel) {
+    static char buf[2][1024];
+    static int k;
+    k ^= 1;
+    snprintf(buf[k], sizeof buf[k], "%s/%s", sf_test_golden(), rel);
+    return buf[k];
+}
+
+/* The GPU to test: $SF_TEST_DEVICE (default cuda:0) when it can be used (sf_device_check), 1 and
+ * *ordinal; else 0, nothing recorded (the caller SKIPs or checks a refusal). */
+static inline int sf_test_pick_gpu(int *ordinal) {
+    sf_err err = {{0}};
+    sf_device dev = {1, 0};
+    const char *d = getenv("SF_TEST_DEVICE");
+    if (d && *d && (sf_device_parse(d, &dev, &err) != SF_OK || !dev.cuda)) return 0;
+    if (sf_device_check(&dev, &err) != SF_OK) return 0;
+    *ordinal = dev.ordinal;
+    return 1;
+}
+
 /* Open tests/golden/<rel> (e.g. "expect/dit_forward.safetensors"); NULL (and a recorded
  * failure) when it cannot be read. Caller destroys. */
 static inline sf_tfile *sf_test_open_golden(const char *rel) {

@@ -52,35 +52,16 @@ static void tap(void *p, const char *name, int64_t lf, const float *x, int64_t f
     free(g);
 }
 
-static char *gpath(const char *rel) {
-    static char buf[2][1024];
-    static int k;
-    k ^= 1;
-    snprintf(buf[k], sizeof buf[k], "%s/%s", sf_test_golden(), rel);
-    return buf[k];
-}
-
-/* The GPU to test: SF_TEST_DEVICE (default cuda:0); 0 when none can be used (SKIP). */
-static int pick_device(int *ordinal) {
-    sf_err err = {{0}};
-    sf_device dev = {1, 0};
-    const char *d = getenv("SF_TEST_DEVICE");
-    if (d && *d && (sf_device_parse(d, &dev, &err) != SF_OK || !dev.cuda)) return 0;
-    if (sf_device_check(&dev, &err) != SF_OK) return 0;
-    *ordinal = dev.ordinal;
-    return 1;
-}
-
 /* The device to test, the golden file and the golden VAE (2 threads); 0 when the test cannot go on
  * (SKIP without a device, a failed check otherwise); the caller destroys what was opened. */
 static int open_golden(int *ord, sf_tfile **g, sf_vae **v) {
     sf_err err = {{0}};
-    if (!pick_device(ord)) {
+    if (!sf_test_pick_gpu(ord)) {
         SF_TEST_SKIP("no CUDA device");
         return 0;
     }
-    SF_CHECK_OK(sf_tfile_open(gpath("expect/vae.safetensors"), g, &err), &err);
-    if (*g) SF_CHECK_OK(sf_vae_new(gpath("model/Wan2.1_VAE.pth"), 8, 12, 2, v, &err), &err);
+    SF_CHECK_OK(sf_tfile_open(sf_test_gpath("expect/vae.safetensors"), g, &err), &err);
+    if (*g) SF_CHECK_OK(sf_vae_new(sf_test_gpath("model/Wan2.1_VAE.pth"), 8, 12, 2, v, &err), &err);
     return *g && *v;
 }
 
@@ -325,8 +306,8 @@ static void test_vae_cuda_refusal(void) {
     sf_err err = {{0}};
     sf_vae *v = NULL;
     sf_vae_cuda *gv = NULL;
-    int ord = 0, has = pick_device(&ord);
-    SF_CHECK_OK(sf_vae_new(gpath("model/Wan2.1_VAE.pth"), 8, 12, 1, &v, &err), &err);
+    int ord = 0, has = sf_test_pick_gpu(&ord);
+    SF_CHECK_OK(sf_vae_new(sf_test_gpath("model/Wan2.1_VAE.pth"), 8, 12, 1, &v, &err), &err);
     if (!v) return;
     sf_status s = sf_vae_cuda_new(v, has ? 999 : 0, &gv, &err);
     SF_CHECK_MSG(s != SF_OK && gv == NULL, "sf_vae_cuda_new gave %s", sf_status_str(s));

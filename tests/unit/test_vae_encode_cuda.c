@@ -22,25 +22,6 @@
 #include <stdlib.h>
 #include <unistd.h>
 
-static char *gpath(const char *rel) {
-    static char buf[2][1024];
-    static int k;
-    k ^= 1;
-    snprintf(buf[k], sizeof buf[k], "%s/%s", sf_test_golden(), rel);
-    return buf[k];
-}
-
-/* The GPU to test: SF_TEST_DEVICE (default cuda:0); 0 when none can be used. */
-static int pick_device(int *ordinal) {
-    sf_err err = {{0}};
-    sf_device dev = {1, 0};
-    const char *d = getenv("SF_TEST_DEVICE");
-    if (d && *d && (sf_device_parse(d, &dev, &err) != SF_OK || !dev.cuda)) return 0;
-    if (sf_device_check(&dev, &err) != SF_OK) return 0;
-    *ordinal = dev.ordinal;
-    return 1;
-}
-
 /* The golden VAE's encoder (weights only) and its GPU encoder for H×W; 0 when the test cannot go on. */
 static int open_gpu(const char *path, int64_t H, int64_t W, int ord, sf_vae_enc **e, sf_vae_enc_cuda **g) {
     sf_err err = {{0}};
@@ -51,7 +32,7 @@ static int open_gpu(const char *path, int64_t H, int64_t W, int ord, sf_vae_enc 
 
 static void test_encode_cuda_golden(void) {
     int ord = 0;
-    if (!pick_device(&ord)) {
+    if (!sf_test_pick_gpu(&ord)) {
         SF_TEST_SKIP("no CUDA device");
         return;
     }
@@ -64,7 +45,7 @@ static void test_encode_cuda_golden(void) {
         snprintf(pre, sizeof pre, "%s.", names[k]);
         sf_vae_enc *e = NULL;
         sf_vae_enc_cuda *gc = NULL;
-        if (load_case(g, pre, &c) && open_gpu(gpath("model/Wan2.1_VAE.pth"), c.H, c.W, ord, &e, &gc)) {
+        if (load_case(g, pre, &c) && open_gpu(sf_test_gpath("model/Wan2.1_VAE.pth"), c.H, c.W, ord, &e, &gc)) {
             sf_err err = {{0}};
             const size_t zf = zframe(&c);
             float *z = calloc(zf * (size_t)c.Tl, sizeof(float));
@@ -87,7 +68,7 @@ static void test_encode_cuda_golden(void) {
 /* At once, frame by frame, uneven splits 2, 3, 0, 4: the same bits; reset reuses the encoder. */
 static void test_encode_cuda_streamed(void) {
     int ord = 0;
-    if (!pick_device(&ord)) {
+    if (!sf_test_pick_gpu(&ord)) {
         SF_TEST_SKIP("no CUDA device");
         return;
     }
@@ -96,7 +77,7 @@ static void test_encode_cuda_streamed(void) {
     golden_case c = {0};
     sf_vae_enc *e = NULL;
     sf_vae_enc_cuda *gc = NULL;
-    if (!g || !load_case(g, "vid.", &c) || !open_gpu(gpath("model/Wan2.1_VAE.pth"), c.H, c.W, ord, &e, &gc)) goto done;
+    if (!g || !load_case(g, "vid.", &c) || !open_gpu(sf_test_gpath("model/Wan2.1_VAE.pth"), c.H, c.W, ord, &e, &gc)) goto done;
     const size_t zf = zframe(&c), pf = (size_t)(3 * c.H * c.W);
     float *one = calloc(zf * 3, sizeof(float)), *got = calloc(zf * 3, sizeof(float));
     int64_t m = 0, at = 0;
@@ -157,7 +138,7 @@ typedef struct shape_case {
 /* The GPU encoder against the CPU one on random VAEs of other widths and frame sizes. */
 static void test_encode_cuda_shapes(void) {
     int ord = 0;
-    if (!pick_device(&ord)) {
+    if (!sf_test_pick_gpu(&ord)) {
         SF_TEST_SKIP("no CUDA device");
         return;
     }
@@ -229,8 +210,8 @@ static void test_encode_cuda_refusal(void) {
     sf_err err = {{0}};
     sf_vae_enc *e = NULL;
     sf_vae_enc_cuda *gc = NULL;
-    int ord = 0, has = pick_device(&ord);
-    SF_CHECK_OK(sf_vae_enc_new_weights(gpath("model/Wan2.1_VAE.pth"), 16, 24, &e, &err), &err);
+    int ord = 0, has = sf_test_pick_gpu(&ord);
+    SF_CHECK_OK(sf_vae_enc_new_weights(sf_test_gpath("model/Wan2.1_VAE.pth"), 16, 24, &e, &err), &err);
     if (!e) return;
     sf_status s = sf_vae_enc_cuda_new(e, has ? 999 : 0, &gc, &err);
     SF_CHECK_MSG(s != SF_OK && gc == NULL, "sf_vae_enc_cuda_new gave %s", sf_status_str(s));
