@@ -38,8 +38,23 @@ pipelines/figure4.sh --model-dir "$OUT/model" --checkpoint_path "$OUT/model/self
     --output_path "$OUT/attention_cache_figure4.pt" --num_frames 9 --height 64 --width 96 \
     --layer_indices 0 2 --cache-dir "$OUT/cache" --prompt "A red fox trotting through fresh snow" --progress none
 sf-tensor ls "$OUT/attention_cache_figure4.pt"
+i2v=
+if command -v ffmpeg >/dev/null 2>&1; then
+    # image-to-video (the reference's --i2v): the video's first frame → its latent → a new video from it
+    i2v="$OUT/i2v.mp4"
+    echo "demo: the video's first frame → a new video that starts from it ($i2v)"
+    ffmpeg -v error -i "$video" -frames:v 1 "$OUT/first.png"
+    sf-vae-encode --model-dir "$OUT/model" --image "$OUT/first.png" --height 64 --width 96 --out "$OUT/first.safetensors" \
+        --log-level warn
+    printf '%s\n' "denoising_step_list: [1000, 750, 500, 250]" "warp_denoising_step: true" "num_frame_per_block: 3" \
+        "independent_first_frame: true" >"$OUT/i2v.yaml" # frame 0 is a block of its own
+    sf-run pipelines/t2v.yaml model_dir="$OUT/model" checkpoint="$OUT/model/self_forcing_dmd.pt" config="$OUT/i2v.yaml" \
+        output="$i2v" cache_dir="$OUT/cache" "${size[@]}" prompt="A red fox trotting through fresh snow" \
+        denoise.initial-latents="$OUT/first.safetensors"
+fi
 echo
 echo "demo: video: $video"
+[ -z "$i2v" ] || echo "demo: image-to-video: $i2v"
 echo "demo: taps:  $OUT/attention_cache_figure4.pt"
 echo
 echo "demo: live (watch it generate, type new prompts; Ctrl-C ends it):"

@@ -206,7 +206,7 @@ decode() { sf-decode --model-dir "$M" --progress none "$@"; }
     assert_line --index 0 --regexp "^sink_study.sh — the attention-sink study"
 }
 
-@test "make demo: tiny model → video and taps on the CPU" {
+@test "make demo: tiny model → video, taps and image-to-video on the CPU" {
     [ "${SF_BUILD:-build}" = build ] || skip "runs the regular build only (this is $SF_BUILD)"
     cd "$SF_ROOT"
     run -0 env DEMO_OUT="$T/demo" bash tests/demo.sh
@@ -215,6 +215,10 @@ decode() { sf-decode --model-dir "$M" --progress none "$@"; }
     [ -s "$T/demo/attention_cache_figure4.pt" ]
     v=$(ls "$T"/demo/demo.*)
     [ "$(frames "$v")" = 33 ]
+    if command -v ffmpeg >/dev/null; then # image-to-video from its first frame: 1 + 9 latent frames
+        assert_output --partial "demo: image-to-video: $T/demo/i2v.mp4"
+        [ "$(frames "$T/demo/i2v.mp4")" = 37 ]
+    fi
 }
 
 @test "make install: programs, configs and pipelines work from another directory" {
