@@ -59,14 +59,6 @@ static void tap(void *p, const char *name, int64_t lf, const float *x, int64_t f
     free(g);
 }
 
-static char *gpath(const char *rel) {
-    static char buf[2][1024];
-    static int k;
-    k ^= 1;
-    snprintf(buf[k], sizeof buf[k], "%s/%s", sf_test_golden(), rel);
-    return buf[k];
-}
-
 /* Streamed decoding gives the one-shot frames: the same bits in the exact mode, within the mode's
  * tolerance in the fast and bf16 ones (oneDNN's blocking differs with the frames per call). */
 static void same_as_one_shot(const float *one, const float *blk, size_t nv, int64_t at) {
@@ -80,9 +72,9 @@ static void test_vae_golden(void) {
     sf_err err = {{0}};
     sf_tfile *g = NULL;
     sf_vae *v = NULL;
-    SF_CHECK_OK(sf_tfile_open(gpath("expect/vae.safetensors"), &g, &err), &err);
+    SF_CHECK_OK(sf_tfile_open(sf_test_gpath("expect/vae.safetensors"), &g, &err), &err);
     if (!g) return;
-    SF_CHECK_OK(sf_vae_new(gpath("model/Wan2.1_VAE.pth"), 8, 12, 2, &v, &err), &err);
+    SF_CHECK_OK(sf_vae_new(sf_test_gpath("model/Wan2.1_VAE.pth"), 8, 12, 2, &v, &err), &err);
     if (!v) goto done;
     /* config inferred from shapes (manifest inferred_config_from_shapes) */
     SF_CHECK(v->cfg.z_dim == 16 && v->cfg.top == 32 && v->cfg.dim == 8 && v->cfg.n_layers == 18);
@@ -158,8 +150,8 @@ static void test_vae_thread_invariance(void) {
     /* 1 thread and 3 threads give the same bits (2 latent frames) */
     sf_err err = {{0}};
     sf_vae *v1 = NULL, *v3 = NULL;
-    SF_CHECK_OK(sf_vae_new(gpath("model/Wan2.1_VAE.pth"), 8, 12, 1, &v1, &err), &err);
-    SF_CHECK_OK(sf_vae_new(gpath("model/Wan2.1_VAE.pth"), 8, 12, 3, &v3, &err), &err);
+    SF_CHECK_OK(sf_vae_new(sf_test_gpath("model/Wan2.1_VAE.pth"), 8, 12, 1, &v1, &err), &err);
+    SF_CHECK_OK(sf_vae_new(sf_test_gpath("model/Wan2.1_VAE.pth"), 8, 12, 3, &v3, &err), &err);
     if (v1 && v3) {
         static float z[2 * 16 * 8 * 12], a[5 * 3 * 64 * 96], b[5 * 3 * 64 * 96];
         uint32_t s = 1;
@@ -182,11 +174,11 @@ static void test_vae_bad_file(void) {
     sf_err err = {{0}};
     sf_vae *v = NULL;
     /* a safetensors file that is not a VAE: clear one-line error, no crash */
-    sf_status s = sf_vae_new(gpath("expect/vae.safetensors"), 8, 12, 1, &v, &err);
+    sf_status s = sf_vae_new(sf_test_gpath("expect/vae.safetensors"), 8, 12, 1, &v, &err);
     SF_CHECK(s == SF_E_NOTFOUND && v == NULL && strstr(err.msg, "conv2.weight") && !strchr(err.msg, '\n'));
-    s = sf_vae_new(gpath("model/nonexistent.pth"), 8, 12, 1, &v, &err);
+    s = sf_vae_new(sf_test_gpath("model/nonexistent.pth"), 8, 12, 1, &v, &err);
     SF_CHECK(s != SF_OK && v == NULL);
-    s = sf_vae_new(gpath("model/Wan2.1_VAE.pth"), 0, 12, 1, &v, &err);
+    s = sf_vae_new(sf_test_gpath("model/Wan2.1_VAE.pth"), 0, 12, 1, &v, &err);
     SF_CHECK(s == SF_E_ARG && v == NULL);
 }
 

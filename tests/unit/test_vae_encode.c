@@ -16,14 +16,6 @@
 #include <stdlib.h>
 #include <unistd.h>
 
-static char *gpath(const char *rel) {
-    static char buf[2][1024];
-    static int k;
-    k ^= 1;
-    snprintf(buf[k], sizeof buf[k], "%s/%s", sf_test_golden(), rel);
-    return buf[k];
-}
-
 /* Encode case c at once with the VAE at vae_path and hold the latents to the reference's. */
 static void check_case(const char *vae_path, const char *what, const golden_case *c, int threads) {
     sf_err err = {{0}};
@@ -63,7 +55,7 @@ static void test_encode_golden(void) {
         golden_case c = {0};
         char pre[8];
         snprintf(pre, sizeof pre, "%s.", names[k]);
-        if (load_case(g, pre, &c)) check_case(gpath("model/Wan2.1_VAE.pth"), names[k], &c, 2);
+        if (load_case(g, pre, &c)) check_case(sf_test_gpath("model/Wan2.1_VAE.pth"), names[k], &c, 2);
         free_case(&c);
     }
     sf_tfile_destroy(&g);
@@ -77,7 +69,7 @@ static void test_encode_streamed(void) {
     golden_case c = {0};
     sf_vae_enc *e = NULL;
     if (!g || !load_case(g, "vid.", &c)) goto done;
-    SF_CHECK_OK(sf_vae_enc_new(gpath("model/Wan2.1_VAE.pth"), c.H, c.W, 3, &e, &err), &err);
+    SF_CHECK_OK(sf_vae_enc_new(sf_test_gpath("model/Wan2.1_VAE.pth"), c.H, c.W, 3, &e, &err), &err);
     if (!e) goto done;
     const size_t zf = zframe(&c), pf = (size_t)(3 * c.H * c.W);
     float *one = calloc(zf * 3, sizeof(float)), *got = calloc(zf * 3, sizeof(float));
@@ -126,7 +118,7 @@ done:
 static void test_encode_latents_for(void) {
     sf_err err = {{0}};
     sf_vae_enc *e = NULL;
-    SF_CHECK_OK(sf_vae_enc_new(gpath("model/Wan2.1_VAE.pth"), 16, 24, 1, &e, &err), &err);
+    SF_CHECK_OK(sf_vae_enc_new(sf_test_gpath("model/Wan2.1_VAE.pth"), 16, 24, 1, &e, &err), &err);
     if (!e) return;
     const int64_t n[] = {0, 1, 2, 4, 5, 8, 9, 21, 81, -3}, want[] = {0, 1, 1, 1, 2, 2, 3, 6, 21, 0};
     for (size_t i = 0; i < sizeof n / sizeof n[0]; i++)
@@ -158,8 +150,8 @@ static void test_encode_thread_invariance(void) {
     golden_case c = {0};
     sf_vae_enc *e1 = NULL, *e3 = NULL;
     if (!g || !load_case(g, "vid.", &c)) goto done;
-    SF_CHECK_OK(sf_vae_enc_new(gpath("model/Wan2.1_VAE.pth"), c.H, c.W, 1, &e1, &err), &err);
-    SF_CHECK_OK(sf_vae_enc_new(gpath("model/Wan2.1_VAE.pth"), c.H, c.W, 3, &e3, &err), &err);
+    SF_CHECK_OK(sf_vae_enc_new(sf_test_gpath("model/Wan2.1_VAE.pth"), c.H, c.W, 1, &e1, &err), &err);
+    SF_CHECK_OK(sf_vae_enc_new(sf_test_gpath("model/Wan2.1_VAE.pth"), c.H, c.W, 3, &e3, &err), &err);
     if (e1 && e3) {
         const size_t zf = zframe(&c);
         float *a = calloc(2 * zf, sizeof(float)), *b = calloc(2 * zf, sizeof(float));
@@ -186,7 +178,7 @@ static int one_line(const sf_err *err) { return err->msg[0] && !strchr(err->msg,
 static int write_variant(const char *path, const char *drop, const char *reshape) {
     sf_err err = {{0}};
     sf_tfile *tf = NULL;
-    SF_CHECK_OK(sf_tfile_open(gpath("model/Wan2.1_VAE.pth"), &tf, &err), &err);
+    SF_CHECK_OK(sf_tfile_open(sf_test_gpath("model/Wan2.1_VAE.pth"), &tf, &err), &err);
     if (!tf) return 0;
     sf_tensor_entry *ents = calloc(tf->n, sizeof *ents);
     size_t n = 0;
@@ -208,14 +200,14 @@ static void test_encode_refusals(void) {
     sf_err err = {{0}};
     sf_vae_enc *e = NULL;
     /* a frame size that is not a multiple of 8 (the golden VAE downsamples 3 times) */
-    SF_CHECK(sf_vae_enc_new(gpath("model/Wan2.1_VAE.pth"), 30, 48, 1, &e, &err) == SF_E_SHAPE && !e);
+    SF_CHECK(sf_vae_enc_new(sf_test_gpath("model/Wan2.1_VAE.pth"), 30, 48, 1, &e, &err) == SF_E_SHAPE && !e);
     SF_CHECK_MSG(one_line(&err) && strstr(err.msg, "multiple of 8"), "%s", err.msg);
-    SF_CHECK(sf_vae_enc_new(gpath("model/Wan2.1_VAE.pth"), 32, 44, 1, &e, &err) == SF_E_SHAPE && !e);
-    SF_CHECK(sf_vae_enc_new(gpath("model/Wan2.1_VAE.pth"), 0, 48, 1, &e, &err) == SF_E_ARG && !e && one_line(&err));
+    SF_CHECK(sf_vae_enc_new(sf_test_gpath("model/Wan2.1_VAE.pth"), 32, 44, 1, &e, &err) == SF_E_SHAPE && !e);
+    SF_CHECK(sf_vae_enc_new(sf_test_gpath("model/Wan2.1_VAE.pth"), 0, 48, 1, &e, &err) == SF_E_ARG && !e && one_line(&err));
     /* not a VAE; a missing file */
-    SF_CHECK(sf_vae_enc_new(gpath("expect/vae.safetensors"), 32, 48, 1, &e, &err) == SF_E_NOTFOUND && !e);
+    SF_CHECK(sf_vae_enc_new(sf_test_gpath("expect/vae.safetensors"), 32, 48, 1, &e, &err) == SF_E_NOTFOUND && !e);
     SF_CHECK_MSG(one_line(&err) && strstr(err.msg, "conv1.weight"), "%s", err.msg);
-    SF_CHECK(sf_vae_enc_new(gpath("model/nonexistent.pth"), 32, 48, 1, &e, &err) != SF_OK && !e);
+    SF_CHECK(sf_vae_enc_new(sf_test_gpath("model/nonexistent.pth"), 32, 48, 1, &e, &err) != SF_OK && !e);
     char dir[] = "/tmp/sf_vae_enc_XXXXXX", path[64];
     if (!mkdtemp(dir)) {
         SF_CHECK_MSG(0, "mkdtemp failed");
