@@ -455,26 +455,28 @@ static inline uint8_t clip8(int32_t in) {
     return (uint8_t)(in > 255 ? 255 : in);
 }
 
+/* One output pixel: the n samples p, p + step, … (RGB each) weighted by k, Pillow's fixed-point sum
+ * (rounding half added up front) clipped into dst[0..2]. */
+static inline void weigh3(uint8_t *dst, const uint8_t *p, size_t step, const int32_t *k, int n) {
+    int32_t s0 = 1 << (PRECISION_BITS - 1), s1 = s0, s2 = s0;
+    for (int i = 0; i < n; i++, p += step) {
+        s0 += p[0] * k[i];
+        s1 += p[1] * k[i];
+        s2 += p[2] * k[i];
+    }
+    dst[0] = clip8(s0);
+    dst[1] = clip8(s1);
+    dst[2] = clip8(s2);
+}
+
 /* out (oh, ow, 3) from rows [off, off + oh) of in (·, iw, 3), along x. */
 static void resample_horizontal(uint8_t *out, int64_t ow, int64_t oh, const uint8_t *in, int64_t iw, int off,
                                 int ksize, const int *bounds, const int32_t *kk) {
     for (int64_t yy = 0; yy < oh; yy++) {
         const uint8_t *src = in + (size_t)(yy + off) * (size_t)iw * 3;
         uint8_t *dst = out + (size_t)yy * (size_t)ow * 3;
-        for (int64_t xx = 0; xx < ow; xx++) {
-            int xmin = bounds[xx * 2], xmax = bounds[xx * 2 + 1];
-            const int32_t *k = kk + xx * ksize;
-            int32_t s0 = 1 << (PRECISION_BITS - 1), s1 = s0, s2 = s0;
-            for (int x = 0; x < xmax; x++) {
-                const uint8_t *p = src + (size_t)(x + xmin) * 3;
-                s0 += p[0] * k[x];
-                s1 += p[1] * k[x];
-                s2 += p[2] * k[x];
-            }
-            dst[xx * 3 + 0] = clip8(s0);
-            dst[xx * 3 + 1] = clip8(s1);
-            dst[xx * 3 + 2] = clip8(s2);
-        }
+        for (int64_t xx = 0; xx < ow; xx++)
+            weigh3(dst + xx * 3, src + (size_t)bounds[xx * 2] * 3, 3, kk + xx * ksize, bounds[xx * 2 + 1]);
     }
 }
 
@@ -482,21 +484,10 @@ static void resample_horizontal(uint8_t *out, int64_t ow, int64_t oh, const uint
 static void resample_vertical(uint8_t *out, int64_t w, int64_t oh, const uint8_t *in, int ksize, const int *bounds,
                               const int32_t *kk) {
     for (int64_t yy = 0; yy < oh; yy++) {
-        const int32_t *k = kk + yy * ksize;
-        int ymin = bounds[yy * 2], ymax = bounds[yy * 2 + 1];
+        const uint8_t *src = in + (size_t)bounds[yy * 2] * (size_t)w * 3;
         uint8_t *dst = out + (size_t)yy * (size_t)w * 3;
-        for (int64_t xx = 0; xx < w; xx++) {
-            int32_t s0 = 1 << (PRECISION_BITS - 1), s1 = s0, s2 = s0;
-            for (int y = 0; y < ymax; y++) {
-                const uint8_t *p = in + ((size_t)(y + ymin) * (size_t)w + (size_t)xx) * 3;
-                s0 += p[0] * k[y];
-                s1 += p[1] * k[y];
-                s2 += p[2] * k[y];
-            }
-            dst[xx * 3 + 0] = clip8(s0);
-            dst[xx * 3 + 1] = clip8(s1);
-            dst[xx * 3 + 2] = clip8(s2);
-        }
+        for (int64_t xx = 0; xx < w; xx++)
+            weigh3(dst + xx * 3, src + (size_t)xx * 3, (size_t)w * 3, kk + yy * ksize, bounds[yy * 2 + 1]);
     }
 }
 
