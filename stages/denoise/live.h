@@ -16,6 +16,7 @@
 #define SF_DENOISE_LIVE_H
 
 #include "stages/denoise/dit.h"
+#include "stages/denoise/pace.h"
 #include "wire.h"
 
 typedef struct sf_prompt_feed sf_prompt_feed;
@@ -51,9 +52,12 @@ typedef struct sf_denoise_live {
     int recache;          /* --recache: the default for prompts without meta recache */
     char prompt[4096];    /* the prompt in effect (sent with every block) */
     int switches;         /* prompt switches done */
+    sf_pace pace;         /* --pace: no faster than it is watched (pace.fps 0: as fast as it can) */
 } sf_denoise_live;
 
-/* on_block_start: take the prompt due, set it as the context, ask for a re-cache when wanted. */
+/* on_block_start: with --pace, wait until the block is due (pace.h; a stop signal or the route's stop ends
+ * the wait at once); then take the prompt due (the feed may be NULL: pacing only), set it as the context,
+ * ask for a re-cache when wanted. */
 sf_status sf_denoise_live_block_start(void *ctx, int block, int64_t start_frame, int *recache, sf_err *err);
 /* A "progress" message (u8 [0], meta block, step, n_steps, t_sent, clock) down out before a forward, for the
  * viewer's generation progress; a failed send is left to the block's own send to report. */

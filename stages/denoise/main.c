@@ -31,6 +31,8 @@ static const sf_opt opts[] = {
     {"initial-latents", 0, SF_ARG_VALUE, "FILE[:NAME]\tclean latents [F,16,h,w] or [1,F,16,h,w] the video starts with (default name latents, e.g. a --save-latents file): run through the model as context, output first, then --num_frames more are generated (the reference's initial_latent: 1 frame = image-to-video, more = video extension)"},
     {"num-frames", 0, SF_ARG_VALUE, "N\tlatent frames to generate (default 21; after --initial-latents if given; 0 = endless until SIGINT, needs --local_attn_size)"},
     {"follow-prompts", 0, SF_ARG_FLAG, "keep reading --in: a new prompt_embeds message switches the prompt at the next block (default with --num_frames 0)"},
+    {"pace", 0, SF_ARG_VALUE, "FPS\tlive: generate no faster than the video plays at FPS frames per second (a block starts when the frames sent so far are about to run out; default 0: as fast as it can)"},
+    {"pace-ahead", 0, SF_ARG_VALUE, "SEC\twith --pace: a block should arrive this long before the viewer needs it (default 0.5)"},
     {"recache", 0, SF_ARG_FLAG, "on a prompt switch, recompute the window's cached K/V under the new prompt (LongLive)"},
     {"rope-frames", 0, SF_ARG_VALUE, "N\tRoPE positions of an endless run (default 65536; the run ends there)"},
     {"height", 0, SF_ARG_VALUE, "PX\tvideo height (default 480; latent = /8)"},

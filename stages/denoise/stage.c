@@ -195,6 +195,13 @@ sf_status sf_denoise_opts_get(const sf_args *a, const sf_opt *opts, sf_denoise_o
                            "refresh pass)", o->sel_b, o->sel_s, nb - 1, o->rc.n_steps, o->rc.n_steps);
     }
     o->follow = (o->endless || sf_args_has(a, opts, "follow-prompts")) && o->in_url && !o->pe_arg;
+    o->pace = 0, o->pace_ahead = 0.5;
+    const char *pv = sf_args_get(a, opts, "pace"), *pa = sf_args_get(a, opts, "pace-ahead");
+    if (pv && ((s = sf_arg_double("--pace", pv, &o->pace, err)) || !(o->pace >= 0 && o->pace <= 1000)))
+        return s ? s : sf_fail(err, SF_E_ARG, "--pace must be a frame rate in 0..1000 (0: no pacing), got '%s'", pv);
+    if (pa && ((s = sf_arg_double("--pace-ahead", pa, &o->pace_ahead, err)) || !(o->pace_ahead >= 0 && o->pace_ahead <= 3600)))
+        return s ? s : sf_fail(err, SF_E_ARG, "--pace-ahead must be in 0..3600 seconds, got '%s'", pa);
+    if (pa && !(o->pace > 0)) sf_warn("--pace-ahead has no effect without --pace");
     o->chunk = 3;
     if ((s = get_long(a, opts, "chunk-frames", 1, 1 << 20, &o->chunk, err))) return s;
     if (o->las == -1 && o->sink > 0) sf_warn("sink_size %ld has no effect with global attention (local_attn_size -1)", o->sink);
@@ -219,6 +226,7 @@ typedef struct run {
     const char *prompt, *weights;
     uint64_t seed;
     int live;                /* following prompts: a "progress" message before every forward (live.h) */
+    sf_pace *pace;           /* --pace: the viewer's clock, moved on by every block sent (pace.h) */
 } run;
 
 static void on_forward(void *c, int b, int s, int64_t start, int F) {
@@ -238,7 +246,9 @@ static sf_status on_pred(void *c, int b, int s, int F, const float *x0, sf_err *
 static sf_status on_block(void *c, int b, int64_t start, int F, const float *x0, sf_err *err) {
     run *r = c;
     if (!r->out) return SF_OK;
-    return sf_denoise_send_block(r->out, b, start, F, r->C, r->H, r->W, x0, r->seed, r->prompt, r->weights, err);
+    sf_status s = sf_denoise_send_block(r->out, b, start, F, r->C, r->H, r->W, x0, r->seed, r->prompt, r->weights, err);
+    if (!s && r->pace) sf_pace_sent(r->pace, sf_now(), start, F);
+    return s;
 }
 
 /* Prompt embeddings from FILE[:NAME] (a wire stream: live.c): (rows, text_dim) f32, malloc'd. */
@@ -330,7 +340,7 @@ sf_status sf_denoise_stage_run(sf_denoise_opts *o, sf_err *err) {
     int *layers = NULL, n_layers = 0, have_w = 0, have_taps = 0, have_st = 0, n_init = 0;
     char p[4096], prompt[4096] = "";
     memset(&src, 0, sizeof src);
-    sf_denoise_live live = {NULL, NULL, o->recache, "", 0};
+    sf_denoise_live live = {NULL, NULL, o->recache, "", 0, {o->pace, o->pace_ahead, 0, 0, 0}};
     run r = {0};
 
     /* model */
@@ -450,7 +460,8 @@ sf_status sf_denoise_stage_run(sf_denoise_opts *o, sf_err *err) {
     snprintf(live.prompt, sizeof live.prompt, "%s", prompt);
     live.st = &st;
     r = (run){NULL, NULL, rc->n_steps, rc->num_frame_per_block, cfg.in_dim, pc.lat_h, pc.lat_w, fr,
-              have_taps ? &taps : NULL, prompt[0] || o->follow ? live.prompt : NULL, weights, (uint64_t)o->seed, o->follow};
+              have_taps ? &taps : NULL, prompt[0] || o->follow ? live.prompt : NULL, weights, (uint64_t)o->seed, o->follow,
+              o->pace > 0 ? &live.pace : NULL};
     if (o->save) latents = sf_calloc2((size_t)((n_init + o->num_frames) * fr), sizeof(float)); /* the whole output */
     if (o->dump) r.preds = sf_calloc2((size_t)n_blocks * (size_t)(rc->n_steps + 1) * (size_t)(rc->num_frame_per_block * fr), sizeof(float));
     if ((o->save && !latents) || (o->dump && !r.preds)) {
@@ -460,7 +471,7 @@ sf_status sf_denoise_stage_run(sf_denoise_opts *o, sf_err *err) {
     if (o->out_url && (s = sf_wire_open_writer_opts(o->out_url, &(sf_wire_opts){o->sh.wire_timeout, 0}, &r.out, err)))
         goto done;
     sf_pipeline_hooks hk = {on_forward, o->dump ? on_pred : NULL, on_block, &r, (int)o->sh.progress, NULL};
-    const sf_pipeline_live lh = {o->follow ? sf_denoise_live_block_start : NULL,
+    const sf_pipeline_live lh = {o->follow || o->pace > 0 ? sf_denoise_live_block_start : NULL,
                                  o->endless ? sf_denoise_live_stopped : NULL, &live};
     s = sf_pipeline_run_live(&st, &sc, &pc, &hk, &lh, latents, err);
     if (s == SF_E_STOPPED && o->endless && (sf_wire_stopped() || sf_prompt_feed_stop_requested(live.feed))) {

@@ -29,6 +29,7 @@ typedef struct sf_denoise_opts {
     int torch_noise, torch_sms, torch_tpsm;         /* --noise-rng torch-cuda[:SMS:THREADS] (0: the GPU's or an H100's) */
     long noise_offset, noise_seq, noise_batch, noise_sample; /* --noise-offset, --noise-sequence, --noise-batch B:S */
     int endless, follow, recache, dump, no_ckpt, use_ema, require_ckpt;
+    double pace, pace_ahead;                        /* --pace FPS (0: none), --pace-ahead SEC */
     int check;                                      /* --check: the run's checks only (stage_run) */
     int list_layers;                                /* --list-layers: --check, printing the tap layers */
     sf_pt_layout pt_layout;                         /* --pt-layout and what it records (taps.h) */

@@ -106,6 +106,26 @@ ENDLESS=(--num_frames 0 --local_attn_size 6 --sink_size 3 --height 16 --width 16
     [ "${#lines[@]}" -eq 1 ]
 }
 
+@test "--pace: blocks go out no faster than the video plays, with the same latents; bad values are one line" {
+    RUN=(sf-denoise --model-dir "$M" --in "$T/emb.wire" --num_frames 9 --height 16 --width 16 --threads 1 --progress none)
+    t0=$(date +%s%N)
+    "${RUN[@]}" --out "$T/fast.wire" --save-latents "$T/fast.safetensors"
+    t1=$(date +%s%N)
+    # 8 fps, no lead: block 2 waits until blocks 0 and 1 (9 + 12 frames) have played, 21/8 = 2.6 s
+    "${RUN[@]}" --out "$T/paced.wire" --save-latents "$T/paced.safetensors" --pace 8 --pace-ahead 0
+    t2=$(date +%s%N)
+    echo "unpaced $(((t1 - t0) / 1000000)) ms, paced $(((t2 - t1) / 1000000)) ms" >&3
+    [ $(((t2 - t1) - (t1 - t0))) -ge 2000000000 ]
+    cmp "$T/fast.safetensors" "$T/paced.safetensors"
+    run -2 --separate-stderr sf-denoise --model-dir "$M" --in "$T/emb.wire" --num_frames 9 --pace -1 --out "$T/x.wire"
+    assert_equal "$stderr" "sf-denoise: error: --pace must be a frame rate in 0..1000 (0: no pacing), got '-1'"
+    run -2 --separate-stderr sf-denoise --model-dir "$M" --in "$T/emb.wire" --num_frames 9 --pace 16 --pace-ahead x \
+        --out "$T/x.wire"
+    assert_equal "${#stderr_lines[@]}" 1
+    assert_output ""
+    [ ! -e "$T/x.wire" ]
+}
+
 @test "sf-decode --out URL: one frames message u8 [n, H, W, 3] per latent frame (1, then 4), with the block's prompt" {
     sf-denoise --model-dir "$M" --in "$T/emb.wire" --num_frames 6 --height 16 --width 16 --threads 1 \
         --out "$T/lat.wire" 2>/dev/null
@@ -206,6 +226,14 @@ video_gray() { ffmpeg -v error -i "$1" -vf crop=560:300:40:70 -f rawvideo -pix_f
     done
     run curl -s "http://127.0.0.1:$PORT/status"
     assert_output --regexp '"frame":[1-9]'
+    # played at the video's rate (16 fps; pipelines/live.yaml paces the generator), not fast-forwarded to
+    # keep up with a generator faster than real time (it played ~60 fps on this model before)
+    f1=$(curl -s "http://127.0.0.1:$PORT/status" | sed 's/.*"frame":\([0-9]*\).*/\1/')
+    sleep 3
+    f2=$(curl -s "http://127.0.0.1:$PORT/status" | sed 's/.*"frame":\([0-9]*\).*/\1/')
+    echo "frames shown in 3 s: $((f2 - f1))" >&3
+    [ $((f2 - f1)) -ge 1 ]
+    [ $((f2 - f1)) -le 80 ]
     cd "$T"
     "${CHROME[@]}" --virtual-time-budget=1500 --screenshot="$T/a.png" "http://127.0.0.1:$PORT/" 2>/dev/null
     sleep 1

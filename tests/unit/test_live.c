@@ -13,7 +13,9 @@
  *                   block-by-block noise order, and a clean end at the RoPE table's last row;
  *  rope_rows        a longer RoPE table (endless runs) starts with the reference's 1024 rows bit for bit;
  *  feed             prompt_embeds messages on a stream: the first conditions block 0, later ones are
- *                   taken at their at_block, a wrong shape is skipped.
+ *                   taken at their at_block, a wrong shape is skipped;
+ *  pace             --pace: the viewer's clock model on given times (pace.h), and the block-start hook
+ *                   waiting for it.
  * Tiny golden model, 8×12 latents, 2 steps + refresh. */
 #define _DEFAULT_SOURCE
 #include "sf_test.h"
@@ -25,6 +27,7 @@
 #include "stages/denoise/live.h"
 #include "stages/denoise/pipeline.h"
 
+#include <math.h>
 #include <stdio.h>
 #include <unistd.h>
 
@@ -388,6 +391,46 @@ static void test_feed(void) {
     unlink(path);
 }
 
+static void test_pace(void) {
+    /* pixel frames: the video's first latent frame is one, every other four */
+    SF_CHECK(sf_pace_pixel_frames(0, 3) == 9 && sf_pace_pixel_frames(3, 3) == 12 && sf_pace_pixel_frames(0, 1) == 1 &&
+             sf_pace_pixel_frames(1, 3) == 12 && sf_pace_pixel_frames(0, 0) == 0);
+    sf_pace p = {16, 0.5, 0, 0, 0};
+    SF_CHECK(sf_pace_wait(&p, 10.0) == 0); /* nothing sent: start */
+    sf_pace_started(&p, 10.0);
+    sf_pace_sent(&p, 10.2, 0, 3); /* 9 frames: play_end 10.2 + 9/16 */
+    SF_CHECK_MSG(fabs((p.play_end) - (10.7625)) < 1e-9, "%s = %.9f", "p.play_end", p.play_end);
+    SF_CHECK_MSG(fabs((p.gen) - (0.2)) < 1e-9, "%s = %.9f", "p.gen", p.gen);
+    SF_CHECK(sf_pace_wait(&p, 10.2) == 0); /* due at 10.7625 - 0.2 - 0.5: already */
+    sf_pace_started(&p, 10.2);
+    sf_pace_sent(&p, 10.3, 3, 3); /* queued behind the first: play_end + 12/16 */
+    SF_CHECK_MSG(fabs((p.play_end) - (11.5125)) < 1e-9, "%s = %.9f", "p.play_end", p.play_end);
+    SF_CHECK_MSG(fabs((p.gen) - (0.1)) < 1e-9, "%s = %.9f", "p.gen", p.gen);
+    SF_CHECK_MSG(fabs((sf_pace_wait(&p, 10.3)) - (11.5125 - 0.1 - 0.5 - 10.3)) < 1e-9, "%s = %.9f", "sf_pace_wait(&p, 10.3)", sf_pace_wait(&p, 10.3));
+    SF_CHECK(sf_pace_wait(&p, 11.0) == 0);
+    /* a viewer that ran dry (a slow block) starts the next on arrival */
+    sf_pace_started(&p, 11.0);
+    sf_pace_sent(&p, 13.0, 6, 3);
+    SF_CHECK_MSG(fabs((p.play_end) - (13.75)) < 1e-9, "%s = %.9f", "p.play_end", p.play_end);
+    SF_CHECK_MSG(fabs((p.gen) - (2.0)) < 1e-9, "%s = %.9f", "p.gen", p.gen);
+    SF_CHECK(sf_pace_wait(&p, 13.0) == 0); /* a slow generator never waits */
+    /* no pacing: nothing moves, never a wait */
+    sf_pace off = {0, 0.5, 0, 0, 0};
+    sf_pace_started(&off, 1.0);
+    sf_pace_sent(&off, 1.1, 0, 3);
+    SF_CHECK(off.play_end == 0 && sf_pace_wait(&off, 1.1) == 0);
+    /* the block-start hook waits until the block is due (no feed: pacing only) */
+    sf_denoise_live lv = {NULL, NULL, 0, "", 0, {16, 0.5, 0, 0, 0.2}};
+    lv.pace.play_end = sf_now() + 1.0; /* due in 1.0 - 0.2 - 0.5 = 0.3 s */
+    int rc = 0;
+    sf_err err = {{0}};
+    const double t0 = sf_now();
+    SF_CHECK_OK(sf_denoise_live_block_start(&lv, 4, 12, &rc, &err), &err);
+    const double waited = sf_now() - t0;
+    SF_CHECK_MSG(waited >= 0.28 && waited < 1.0, "waited %.3f s, not ~0.3", waited);
+    SF_CHECK(lv.pace.t_start >= t0 + 0.28 && rc == 0 && lv.switches == 0);
+}
+
 static const sf_test tests[] = {
     {"switch_at_block", test_switch_at_block},
     {"recache_rolling", test_recache_rolling},
@@ -397,5 +440,6 @@ static const sf_test tests[] = {
     {"endless_rope_end", test_endless_rope_end},
     {"rope_rows", test_rope_rows},
     {"feed", test_feed},
+    {"pace", test_pace},
 };
 SF_TEST_MAIN(tests)

@@ -266,6 +266,42 @@ static void test_clock(void) {
     sf_view_destroy(&v);
 }
 
+/* A block comes as one message per latent frame (sf-decode), all with the block's t_sent: the frames of a
+ * later message are due later by the frames before them in the block. Played at its rate, a fresh block
+ * is not lagging (before, its third message counted from the block's first frame, passed max_lag and was
+ * shown at once: a fast-forward every block), and the latency is the block's first frame's. */
+static void test_block_lag(void) {
+    sf_err err = {{0}};
+    sf_view *v = NULL;
+    sf_view_opts o = {"127.0.0.1", test_port(5), NULL, 512, 85, 20, 4, 0.25, NULL, 0, 0}; /* 20 fps, max lag 0.25 s */
+    SF_CHECK_OK(sf_view_new(&o, &v, &err), &err);
+    if (!v) return;
+    char clk[64];
+    sf_clock_id(clk, sizeof clk);
+    unsigned char *px = NULL;
+    const double t_sent = sf_now(), t0 = sf_now();
+    double dt[3] = {0};
+    for (int k = 0; k < 3; k++) { /* block 7: latent frames at pixel frames 25, 29, 33 */
+        sf_wire_msg *m = frames_msg(4, 8, t_sent, clk, &px);
+        SF_CHECK_OK(sf_wire_meta_set_int(m, "block", 7, &err), &err);
+        SF_CHECK_OK(sf_wire_meta_set_int(m, "start_frame", 25 + 4 * k, &err), &err);
+        const double t = sf_now();
+        SF_CHECK_OK(sf_view_play(v, m, px, &err), &err);
+        dt[k] = sf_now() - t;
+        free(px);
+    }
+    /* 12 frames at 20 fps: 11 gaps of 50 ms; the last message's 4 frames take their 200 ms (catching up: ~50) */
+    SF_CHECK_MSG(sf_now() - t0 >= 0.5, "the block took %.3f s (fast-forwarded)", sf_now() - t0);
+    SF_CHECK_MSG(dt[2] >= 0.12, "the block's last latent frame took %.3f s (shown at once as lagging)", dt[2]);
+    char *js = sf_view_status_json(v);
+    cJSON *j = cJSON_Parse(js);
+    const double lat = j ? cJSON_GetObjectItem(j, "latency_ms")->valuedouble : -1;
+    SF_CHECK_MSG(lat >= 0 && lat < 150, "latency %.0f ms: not the block's first frame's", lat);
+    cJSON_Delete(j);
+    free(js);
+    sf_view_destroy(&v);
+}
+
 /* A feeder of noise frames while the stream tests run (the view's frame-reading side). */
 typedef struct feeder {
     sf_view *v;
@@ -486,6 +522,7 @@ static const sf_test tests[] = {
     {"host", test_host},
     {"status_and_frame", test_status_and_frame},
     {"clock", test_clock},
+    {"block_lag", test_block_lag},
     {"viewers", test_viewers},
     {"encoder_busy", test_encoder_busy},
     {"idle", test_idle},

@@ -52,6 +52,7 @@ struct sf_view {
     int switches, viewers, ever_viewed, ended, stopping;
     double t_left;           /* when the last viewer left */
     double next_due;         /* when the next frame may be shown (playback pacing) */
+    int64_t lag_block, lag_first; /* the block being played and its first frame (sf_view_play's own) */
     pthread_mutex_t enc_mu;  /* one prompt request at a time on the encoder's REQ socket (others: 503) */
     sf_encode_client *enc;
     char clock[64];          /* sf_clock_id: frames whose meta clock matches have a comparable t_sent */
@@ -164,6 +165,11 @@ sf_status sf_view_play(sf_view *v, const sf_wire_msg *m, const void *payload, sf
     if (t_sent > 0 && !same_clock && (!v->have_base || sf_now() - t_sent < v->base_delay))
         v->base_delay = sf_now() - t_sent, v->have_base = 1;
     const double base = same_clock ? 0 : v->base_delay;
+    /* a block comes as one message per latent frame (sf-decode), each with the block's t_sent: frame k of
+     * the block is due k/fps after the block's first, so its lag counts from there */
+    const int64_t blk = sf_wire_meta_int(m, "block", -1), first = sf_wire_meta_int(m, "start_frame", 0);
+    if (blk != v->lag_block || first < v->lag_first) v->lag_block = blk, v->lag_first = first;
+    const int64_t k0 = first - v->lag_first;
     for (int64_t i = 0; i < n; i++) {
         unsigned char *jpg = NULL;
         unsigned long jl = 0;
@@ -177,7 +183,7 @@ sf_status sf_view_play(sf_view *v, const sf_wire_msg *m, const void *payload, sf
         if (v->next_due < now) v->next_due = now;
         /* live, not buffered: a frame already later than max_lag behind its block's departure is shown
          * at once, so the stages' queues drain and the lag (and a prompt switch's delay) stays small */
-        if (!(t_sent > 0 && now - t_sent - base - (double)i / fps > v->o.max_lag)) sleep_until(v->next_due);
+        if (!(t_sent > 0 && now - t_sent - base - (double)(k0 + i) / fps > v->o.max_lag)) sleep_until(v->next_due);
         else v->next_due = now;
         v->next_due += 1.0 / (fps > 0 ? fps : 16);
         now = sf_now();
@@ -193,7 +199,7 @@ sf_status sf_view_play(sf_view *v, const sf_wire_msg *m, const void *payload, sf
         v->video_fps = fps;
         v->block = sf_wire_meta_int(m, "block", -1);
         v->frame = sf_wire_meta_int(m, "start_frame", 0) + i;
-        if (i == 0) v->latency_ms = same_clock ? (now - t_sent) * 1e3 : -1; /* denoise → decode → screen */
+        if (k0 + i == 0) v->latency_ms = same_clock ? (now - t_sent) * 1e3 : -1; /* denoise → decode → screen */
         if (pr && strcmp(pr, v->prompt) != 0) { /* a block of another prompt: the switch is on screen */
             if (v->prompt[0]) v->switches++;
             if (v->pending[0] && !strcmp(pr, v->pending)) {
@@ -673,6 +679,7 @@ sf_status sf_view_new(const sf_view_opts *o, sf_view **out, sf_err *err) {
     sf_clock_id(v->clock, sizeof v->clock);
     v->switch_ms = v->latency_ms = -1;
     v->block = v->gen_block = v->gen_step = -1;
+    v->lag_block = -2; /* no block played yet */
     pthread_mutex_init(&v->mu, NULL);
     pthread_cond_init(&v->cv, NULL);
     pthread_mutex_init(&v->enc_mu, NULL);
