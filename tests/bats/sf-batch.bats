@@ -386,6 +386,16 @@ by_hand() {
     grep -qF "$(printf '\t%s\t%s' "$(readlink -f "$T/ds/16-9/kite.png")" "a kite")" "$T/out/.sf-batch/all.tsv"
     ! cmp -s "$T/out/0-0_ema.mp4" "$T/out/1-0_ema.mp4" || false
     [ -z "$(ls "$T/out/.sf-batch/tmp")" ]
+    # --num_samples 2: an image is encoded once for its samples when one worker makes them (they follow each
+    # other); the same videos as workers that each encode it (2 workers: sample 0 on one, sample 1 on the other)
+    run -0 sf-batch "${I[@]}" --data_path ds --num_output_frames 4 --num_samples 2 --workers 1 --output_folder "$T/s1"
+    run -0 sf-batch "${I[@]}" --data_path ds --num_output_frames 4 --num_samples 2 --workers 2 --output_folder "$T/s2"
+    for v in 0-0 0-1 1-0 1-1; do cmp "$T/s1/${v}_ema.mp4" "$T/s2/${v}_ema.mp4"; done
+    grep -q "latent frame as made for the previous video" "$T/s1/.sf-batch/logs/1-1_ema.log"
+    ! grep -q "latent frame as made for the previous video" "$T/s1/.sf-batch/logs/1-0_ema.log" || false
+    ! grep -q "latent frame as made for the previous video" "$T/s2/.sf-batch/logs/1-1_ema.log" || false
+    ! cmp -s "$T/s1/1-0_ema.mp4" "$T/s1/1-1_ema.mp4" || false
+    [ -z "$(ls "$T/s1/.sf-batch/tmp" "$T/s2/.sf-batch/tmp")" ]
     # a folder of --i2v videos is not resumed as text-to-video (the recorded flags)
     printf '%s\n' "a paper boat" >"$T/p1.txt"
     run -2 --separate-stderr sf-batch "${B[@]}" --data_path "$T/p1.txt" --config_path "$T/i2v.yaml" --seed 3 --num_output_frames 4

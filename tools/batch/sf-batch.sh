@@ -286,8 +286,7 @@ split_i2v() { # an --i2v prompt field "image \t caption" → i2v_image, i2v_capt
 fail_video() { # name reason → 1, the reason (escaped) in $why and, if it can be written, $state/failed/name
     why=$(esc "$2")
     { printf '%s\n' "$why" >"$state/failed/$1"; } 2>/dev/null
-    rm -f -- "$state/tmp/$1" "$state/tmp/$1".tmp.* "$state/tmp/$1.status" "$state/tmp/${1%.mp4}.pt" \
-        "$state/tmp/${1%.mp4}.init.safetensors"
+    rm -f -- "$state/tmp/$1" "$state/tmp/$1".tmp.* "$state/tmp/$1.status" "$state/tmp/${1%.mp4}.pt"
     return 1
 }
 
@@ -304,21 +303,32 @@ run_video() { # name noise prompt dev → 0 and the video in place, or 1, $why a
     fi
     local -a thr=() enc den dec st lv=("${extra_encode[@]}")   # --log-level L, when given (reference_flags.sh)
     [ -n "$threads" ] && thr=(--threads "$threads")
-    rm -f -- "$tmp/$name" "$tmp/$name".tmp.* "$tmp/${name%.mp4}.pt" "$tmp/${name%.mp4}.init.safetensors"
+    rm -f -- "$tmp/$name" "$tmp/$name".tmp.* "$tmp/${name%.mp4}.pt"
     e=$( { : >"$log"; } 2>&1) || fail_video "$name" "cannot write its log $log: ${e##*: }" || return 1
     if [ "$i2v" = 1 ]; then   # the image → its latent frame, the video's first (waited for in the background: traps)
-        sf-vae-encode --model-dir "$model_dir" --image "$image" --height "$height" --width "$width" --device "$dev" \
-            --out "$tmp/${name%.mp4}.init.safetensors" "${thr[@]}" "${lv[@]}" 2>>"$log" &
-        if ! wait $!; then
-            why=$(grep -m1 -E 'error' "$log" || true)
-            fail_video "$name" "${why:-sf-vae-encode failed} (log: $log)"; return 1
+        # once per image: its samples follow each other in a worker's list, so the last image's latents are
+        # kept (i2v_file, this worker's) while the same file, unchanged, comes again
+        local key
+        key=$image/$(stat -L -c '%s.%Y.%Z.%i' -- "$image" 2>/dev/null)
+        if [ "$key" != "$i2v_key" ] || [ ! -s "$i2v_file" ]; then
+            i2v_key= i2v_file=$tmp/i2v.$BASHPID.safetensors
+            sf-vae-encode --model-dir "$model_dir" --image "$image" --height "$height" --width "$width" --device "$dev" \
+                --out "$i2v_file" "${thr[@]}" "${lv[@]}" 2>>"$log" &
+            if ! wait $!; then
+                why=$(grep -m1 -E 'error' "$log" || true)
+                rm -f -- "$i2v_file"
+                fail_video "$name" "${why:-sf-vae-encode failed} (log: $log)"; return 1
+            fi
+            i2v_key=$key
+        else
+            echo "sf-batch: the image's latent frame as made for the previous video ($(esc "$image"))" >>"$log"
         fi
     fi
     enc=(sf-encode --model-dir "$model_dir" --prompt "$prompt" --device "$dev" --out - "${thr[@]}" "${lv[@]}")
     [ -n "$cache_dir" ] && enc+=(--cache-dir "$cache_dir")
     den_flags
     den=(sf-denoise "${den[@]}" --device "$dev" "${nz[@]}" --in - --out - "${thr[@]}" "${lv[@]}")
-    [ "$i2v" = 1 ] && den+=(--initial-latents "$tmp/${name%.mp4}.init.safetensors")
+    [ "$i2v" = 1 ] && den+=(--initial-latents "$i2v_file")
     [ ${#layers[@]} -gt 0 ] && den+=(--output_path "$tmp/${name%.mp4}.pt")
     dec=(sf-decode --model-dir "$model_dir" --device "$dev" --height "$height" --width "$width" --in - -o "$tmp/$name"
         --progress "$progress" "${thr[@]}" "${lv[@]}")
@@ -327,7 +337,7 @@ run_video() { # name noise prompt dev → 0 and the video in place, or 1, $why a
     { "${enc[@]}" | "${den[@]}" | "${dec[@]}"; echo "${PIPESTATUS[*]}" >"$tmp/$name.status"; } 2>>"$log" &
     wait $!
     { read -ra st <"$tmp/$name.status"; } 2>/dev/null || st=()
-    rm -f -- "$tmp/$name.status" "$tmp/${name%.mp4}.init.safetensors"
+    rm -f -- "$tmp/$name.status"
     if [ "${st[*]}" = "0 0 0" ] && [ -s "$tmp/$name" ]; then
         if [ ${#layers[@]} -gt 0 ] && ! e=$(mv -f -- "$tmp/${name%.mp4}.pt" "$output_folder/${name%.mp4}.pt" 2>&1); then
             fail_video "$name" "cannot move its taps into $output_folder: ${e##*: }"; return 1
@@ -353,6 +363,7 @@ if [ -n "$worker_job" ]; then
         trap '' INT TERM HUP   # the kill below reaches this shell too
         echo "stopped on $(hostname -s) by SIG$1: ${done_n:-0} done, ${skip_n:-0} skipped, ${fail_n:-0} failed" >"$rec"
         kill -TERM 0 2>/dev/null
+        [ -z "${i2v_file:-}" ] || rm -f -- "$i2v_file"
         exit "$2"
     }
     trap 'worker_stop INT 130' INT
@@ -384,7 +395,7 @@ if [ -n "$worker_job" ]; then
         "${enc[@]}" <<<"$todo" 2>"$state/logs/prefill-$id.log" & # waited for: a signal's trap runs at once
         wait $! || say "[$id] warning: filling the embedding cache failed (see $state/logs/prefill-$id.log)"
     fi
-    done_n=0 skip_n=0 fail_n=0
+    done_n=0 skip_n=0 fail_n=0 i2v_key= i2v_file=
     while IFS=$'\t' read -r name _ _ vseed prompt; do
         [ -n "$name" ] || continue
         if is_done "$name"; then skip_n=$((skip_n + 1)); continue; fi
@@ -396,6 +407,7 @@ if [ -n "$worker_job" ]; then
         fi
         echo "running on $(hostname -s) pid $$: $done_n done, $skip_n skipped, $fail_n failed" >"$rec"
     done <<<"$mine"
+    [ -z "$i2v_file" ] || rm -f -- "$i2v_file"
     echo "finished on $(hostname -s): $done_n done, $skip_n skipped, $fail_n failed" >"$rec"
     exit 0
 fi
