@@ -187,6 +187,13 @@ static sf_status serve_one(sf_encoder *enc, void *sock, zmq_msg_t *parts, int n,
     int64_t index = -1, tl = default_tl;
     int forward = 0, recache = -1;
     double t0 = sf_now();
+    /* who asked, for the log: a TCP client's address; an ipc client's process (libzmq gives the socket's
+     * peer credentials as localhost:UID:GID:PID) */
+    const char *pa = n > 0 ? zmq_msg_gets(&parts[0], "Peer-Address") : NULL;
+    char peer[80];
+    long uid, gid, pid;
+    if (pa && sscanf(pa, "localhost:%ld:%ld:%ld", &uid, &gid, &pid) == 3) snprintf(peer, sizeof peer, "pid %ld, uid %ld", pid, uid);
+    else snprintf(peer, sizeof peer, "%s", pa && *pa ? pa : "unknown");
     if (n != 2) {
         rst = sf_fail(&rerr, SF_E_FORMAT, "bad request: expected 2 frames [header, payload], got %d", n);
         goto reply;
@@ -226,7 +233,7 @@ static sf_status serve_one(sf_encoder *enc, void *sock, zmq_msg_t *parts, int n,
     rst = sf_encoder_run(enc, m->shape[0] ? payload : "", (size_t)m->shape[0], tl, &res, &rerr);
 reply:
     if (rst) {
-        sf_warn("request failed: %s", rerr.msg);
+        sf_warn("request failed: %s (client %s)", rerr.msg, peer);
         sf_wire_msg_init(m, SF_WIRE_ERROR, "");
         snprintf(m->text, sizeof m->text, "%s", rerr.msg);
         return send_pair(sock, m, NULL, 0, err);
@@ -242,7 +249,7 @@ reply:
         (st = sf_wire_meta_set_bool(m, "from_cache", res.from_cache, err)) ||
         (index >= 0 && (st = sf_wire_meta_set_int(m, "index", index, err)))) {
         /* e.g. a cleaned prompt too long for the meta arena: tell the client */
-        sf_warn("request failed: %s", err->msg);
+        sf_warn("request failed: %s (client %s)", err->msg, peer);
         sf_wire_msg_init(m, SF_WIRE_ERROR, "");
         snprintf(m->text, sizeof m->text, "%s", err->msg);
         sf_encoded_free(&res);
@@ -255,9 +262,13 @@ reply:
     if (!(st = send_pair(sock, m, res.emb, 1, err)) && !(st = sf_wire_msg_tensor(m, "ids", &ti, err)) &&
         !(st = send_pair(sock, m, res.ids, 1, err)) && !(st = sf_wire_msg_tensor(m, "mask", &tm, err)))
         st = send_pair(sock, m, res.mask, 0, err);
-    if (!st)
-        sf_info("served %lld tokens (%s%s) in %.3f s", (long long)res.n_tokens,
+    if (!st) { /* the prompt as cleaned, its first 80 bytes or so (whole characters; escaped by sf_log) */
+        char shown[84];
+        sf_escape_ctl(shown, sizeof shown, res.cleaned);
+        sf_info("served \"%s%s\" to client %s: %lld tokens (%s%s) in %.3f s", shown,
+                strlen(res.cleaned) >= sizeof shown ? "..." : "", peer, (long long)res.n_tokens,
                 res.from_cache ? "cache hit" : "encoded", forward ? ", forwarded" : "", sf_now() - t0);
+    }
     sf_encoded_free(&res);
     return st;
 }

@@ -91,7 +91,7 @@ wait_exit() {
     assert_success
     run sf-tensor ls "$T/ok.safetensors"
     assert_line --partial $'emb.0\tf32\t[16, 64]'
-    grep -q 'request failed: prompt is not valid UTF-8' "$T/srv.log"
+    grep -qE "request failed: prompt is not valid UTF-8 \(bad byte 0xe9 at offset 3\) \(client pid [0-9]+, uid $(id -u)\)" "$T/srv.log"
     # more tokens than the server was started for (its --text-len, 512): refused, not encoded
     run --separate-stderr sf-encode --server "ipc://$S" --prompt "a dog" --text-len 1024 --save-embeds "$T/long.safetensors"
     assert_failure 1
@@ -141,6 +141,8 @@ wait_exit() {
     assert_success
     sf-encode --model-dir "$M" --no-cache --prompt "a red fox" --save-embeds "$T/d.safetensors" 2>/dev/null
     cmp "$T/t.safetensors" "$T/d.safetensors"
+    # the server's log names the prompt (as cleaned) and the client
+    grep -qE '^sf-encode: info: served "a red fox" to client 127\.0\.0\.1: [0-9]+ tokens \(encoded\) in' "$T/srv.log"
     kill -TERM "$SRV"
     wait_exit "$SRV" 2
     # nothing listens: ipc fails at once, tcp after --server-timeout
