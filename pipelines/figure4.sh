@@ -6,7 +6,8 @@
 #                        [--num_frames N] [--layer_indices N ...] [--no_checkpoint] [--use_ema]
 #                        [--seed N] [--gpu_id N]
 #                        [--model-dir DIR] [--device cpu|cuda|cuda:N] [--height H] [--width W]
-#                        [--cache-dir DIR] [--log-level L] [--progress auto|bar|lines|none]
+#                        [--encode-device cpu|cuda|cuda:N] [--cache-dir DIR] [--log-level L]
+#                        [--progress auto|bar|lines|none]
 # Every flag also works in --dash-form, as --flag=value and abbreviated to a unique prefix
 # (--layer 0 4), like argparse. Like the reference: paths are relative to the working directory,
 # the output's parent directory is not created, --use_ema is always on, --layer_indices are

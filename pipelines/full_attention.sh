@@ -6,7 +6,8 @@
 #                               [--num_frames N] [--layer_indices N ...] [--no_checkpoint] [--use_ema]
 #                               [--seed N] [--gpu_id N]
 #                               [--model-dir DIR] [--device cpu|cuda|cuda:N] [--height H] [--width W]
-#                               [--cache-dir DIR] [--log-level L] [--progress auto|bar|lines|none]
+#                               [--encode-device cpu|cuda|cuda:N] [--cache-dir DIR] [--log-level L]
+#                               [--progress auto|bar|lines|none]
 # Every flag also works in --dash-form, as --flag=value and abbreviated to a unique prefix, like
 # argparse. Like the reference: per layer (one entry each, ascending) the frame-level mean logits of
 # each block's first forward with all its key frames (step 0) in a [heads, num_frames, num_frames]

@@ -25,6 +25,7 @@ prompt="A majestic eagle soaring through a cloudy sky, cinematic lighting"
 no_checkpoint=0
 seed=42
 device=
+encode_device=
 model_dir=${SF_MODEL_DIR:-wan_models/Wan2.1-T2V-1.3B}
 height=480
 width=832
@@ -34,7 +35,7 @@ extra_denoise=()
 
 # the shared flags of ref_flag, for sf_flags_expand (a trailing '=': takes a value)
 ref_known=(--config-path= --checkpoint-path= --prompt= --no-checkpoint --use-ema --seed= --gpu-id= --device=
-    --model-dir= --height= --width= --cache-dir= --log-level= --progress= --help)
+    --encode-device= --model-dir= --height= --width= --cache-dir= --log-level= --progress= --help)
 # ref_parse_flags OWN_KNOWN... -- ARG...: sf_flags = ARG... in --dash-form (see flags.sh)
 ref_parse_flags() { sf_flags_expand "$ref_prog" "${ref_known[@]}" "$@"; }
 
@@ -63,6 +64,7 @@ ref_flag() {
     --seed) ref_need "$@"; ref_dec seed "$1" "$2" ;;
     --gpu-id) ref_need "$@"; ref_dec device "$1" "$2"; device=cuda:$device ;;
     --device) ref_need "$@"; device=$2 ;;
+    --encode-device) ref_need "$@"; encode_device=$2 ;;
     --model-dir) ref_need "$@"; model_dir=$2 ;;
     --height) ref_need "$@"; ref_dec height "$1" "$2" ;;
     --width) ref_need "$@"; ref_dec width "$1" "$2" ;;
@@ -128,12 +130,13 @@ ref_check() {
 # `encode_base`, encode without its prompt and output.
 # The noise is the reference's own: what torch.manual_seed(--seed) and torch.randn draw on the GPU
 # (sf-denoise --noise-rng torch-cuda: on --gpu_id's card its geometry, on the CPU an H100's/H200's).
-# The reference always runs on CUDA device --gpu_id (default 0). sf-denoise's DiT runs there with
-# --gpu_id N / --device cuda[:N]; without either we keep the CPU, so that the scripts also run on
-# machines without a GPU (the text encoder runs on the CPU either way for now).
+# The reference always runs on CUDA device --gpu_id (default 0). sf-denoise's DiT and sf-encode's umT5
+# run there with --gpu_id N / --device cuda[:N]; without either we keep the CPU, so that the scripts also
+# run on machines without a GPU. --encode-device puts the text encoder elsewhere (cpu: a card too small
+# for umT5-XXL beside the DiT; a cached prompt runs no encoder at all).
 ref_commands() {
     [ -n "$device" ] || device=cpu
-    encode_base=(sf-encode --model-dir "$model_dir" "${extra_encode[@]}")
+    encode_base=(sf-encode --model-dir "$model_dir" --device "${encode_device:-$device}" "${extra_encode[@]}")
     [ -n "$cache_dir" ] && encode_base+=(--cache-dir "$cache_dir")
     encode=("${encode_base[@]}" --prompt "$prompt" --out -)
     denoise=(sf-denoise --model-dir "$model_dir" --config_path "$config_path" --device "$device"

@@ -7,7 +7,8 @@
 #                          [--use_ema] [--seed N] [--gpu_id N] [--force] [--save_video]
 #                          [--video_path P]
 #                          [--model-dir DIR] [--device cpu|cuda|cuda:N] [--height H] [--width W]
-#                          [--cache-dir DIR] [--log-level L] [--progress auto|bar|lines|none]
+#                          [--encode-device cpu|cuda|cuda:N] [--cache-dir DIR] [--log-level L]
+#                          [--progress auto|bar|lines|none]
 # Every flag also works in --dash-form, as --flag=value and abbreviated to a unique prefix, like
 # argparse; a layer the model does not have is an error before anything runs. Like the reference:
 # global attention over the whole video (no eviction), num_frames rounded down to whole blocks of

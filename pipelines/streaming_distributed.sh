@@ -7,7 +7,8 @@
 #       [--use_ema] [--seed N] [--force] [--layer_indices A,B,...] [--all_layers] [--prompt S]
 #       [--prompts_file F] [--layer_index N]
 #       [--world_size W] [--model-dir DIR] [--device cpu|cuda|cuda:N] [--height H] [--width W]
-#       [--cache-dir DIR] [--log-level L] [--progress auto|bar|lines|none]
+#       [--encode-device cpu|cuda|cuda:N] [--cache-dir DIR] [--log-level L]
+#       [--progress auto|bar|lines|none]
 # multi_layer: D/layer<L>.pt for each of --layer_indices (or every layer of the model with
 # --all_layers), extraction_method 'distributed_streaming'. multi_prompt: D/prompt<IIII>_layer<L>.pt
 # for each non-empty line of --prompts_file (stripped; IIII its index among them), layer --layer_index.
@@ -69,6 +70,7 @@ if [ -n "${RANK:-}" ]; then
         { echo "$ref_prog: error: RANK=$RANK needs WORLD_SIZE above it (got '${WORLD_SIZE:-}')" >&2; exit 2; }
     world_size=$((10#$WORLD_SIZE)) ranks=("$((10#$RANK))")
     [[ "$device" == cuda && "${LOCAL_RANK:-}" =~ ^[0-9]+$ ]] && device=cuda:$LOCAL_RANK
+    [[ "$encode_device" == cuda && "${LOCAL_RANK:-}" =~ ^[0-9]+$ ]] && encode_device=cuda:$LOCAL_RANK
 else
     world_size=${world_size:-1}
     [ "$world_size" -ge 1 ] && [ "$world_size" -le 1048576 ] ||

@@ -126,3 +126,21 @@ bytes_delta() {
     run -0 cat "$T/out/.sf-batch/logs/0-0_ema.log"
     assert_output --partial "VAE encoder $M/Wan2.1_VAE.pth on cuda:0"
 }
+
+@test "reference scripts with --gpu_id 0 (emulated programs): umT5 runs on the GPU beside the DiT, as in the reference; --encode-device cpu keeps it on the CPU" {
+    # the scripts run the sf-* programs of $SF_BUILD/bin: a folder with the emulated stages and the real tools
+    mkdir -p "$T/emu/bin"
+    for p in "$SF_ROOT/${SF_BUILD:-build}"/bin/sf-*; do ln -s "$p" "$T/emu/bin/"; done
+    for p in sf-encode sf-denoise; do ln -sf "$E/$p" "$T/emu/bin/$p"; done
+    cd "$T"
+    F=(--model-dir "$M" --no_checkpoint --num_frames 3 --layer_indices 0 --height 32 --width 48 --progress none
+        --log-level info --gpu_id 0)
+    SF_BUILD="$T/emu" run -0 --separate-stderr "$SF_ROOT/pipelines/figure4.sh" "${F[@]}" --output_path "$T/gpu.pt"
+    [[ "$stderr" == *"sf-encode: info: umT5 on cuda:0"* ]]
+    SF_BUILD="$T/emu" run -0 --separate-stderr "$SF_ROOT/pipelines/figure4.sh" "${F[@]}" --output_path "$T/cpu.pt" \
+        --encode-device cpu
+    [[ "$stderr" != *"umT5 on cuda"* ]]
+    [[ "$stderr" == *"sf-encode: info: loading umT5 encoder"* ]]
+    # the same prompt's embedding within bf16 either way: the DiT's taps agree
+    run -0 sf-tensor diff "$T/gpu.pt" "$T/cpu.pt" --rtol 0.05 --atol 0.05 -q
+}
