@@ -100,12 +100,21 @@ ref_layer_list() {
 
 # ref_mkdir DIR: mkdir -p DIR (before ref_check, which wants the output's folder), remembering the
 # folders it made, so that a refusal by ref_check removes them again: a refused run leaves nothing.
+# A run that fails later (a stage's error, a signal) removes them too when they are still empty (every
+# output is written to a temp file and renamed, so a failed run left nothing in them): like the
+# reference, which makes its output folder only when it saves.
 ref_made=()
 ref_mkdir() {
     local d=$1 new=()
     while [ ! -d "$d" ] && [ "$d" != "$(dirname -- "$d")" ]; do new=("$d" "${new[@]}"); d=$(dirname -- "$d"); done
     mkdir -p -- "$1"
     ref_made+=("${new[@]}")
+    [ ${#ref_made[@]} -eq 0 ] || trap 'ref_unmake $?' EXIT
+}
+ref_unmake() { # status: on failure, the folders ref_mkdir made, deepest first, those still empty
+    local i
+    [ "$1" -ne 0 ] || return 0
+    for ((i = ${#ref_made[@]} - 1; i >= 0; i--)); do rmdir -- "${ref_made[i]}" 2>/dev/null || true; done
 }
 
 # ref_check: the finished `denoise` command asked to check itself (sf-denoise --check: its flags

@@ -90,6 +90,16 @@ keys() { sf-tensor tree "$1" | grep -E '^/[a-z_]+:' | cut -d: -f1 | tr '\n' ' ';
     run -2 --separate-stderr "$PL/full_attention.sh" "${a[@]}" --layer_indices --num_frames 3
     assert_equal "$stderr" "full_attention.sh: error: --layer_indices needs at least one value"
     [ ! -e "$T/o/x.pt" ]
+    # a run that fails once the stages run (a umT5 file sf-denoise --check does not read): the output
+    # folders it made are gone again, as after a refusal
+    mkdir "$T/bad"
+    for f in "$G/model"/*; do ln -s "$f" "$T/bad/"; done
+    rm "$T/bad/models_t5_umt5-xxl-enc-bf16.pth" && echo "not a checkpoint" >"$T/bad/models_t5_umt5-xxl-enc-bf16.pth"
+    b=("${COM[@]}" --model-dir "$T/bad" --no_checkpoint --num_frames 3)
+    run -1 --separate-stderr "$PL/full_attention.sh" "${b[@]}" --layer_indices 0 --output_path "$T/new/deep/x.pt"
+    [ ! -e "$T/new" ]
+    run -1 --separate-stderr "$PL/streaming_distributed.sh" "${b[@]}" --layer_indices 0 --output_dir "$T/new2/d"
+    [ ! -e "$T/new2" ]
     run -0 "$PL/full_attention.sh" --help
     assert_line --index 0 --regexp "^full_attention.sh — the reference's experiments/run_extraction_full_attention.py"
 }
