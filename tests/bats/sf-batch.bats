@@ -78,6 +78,34 @@ by_hand() {
     [ ! -e "$T/reg" ]   # a dry run writes nothing
 }
 
+@test "--torchrun W[:P]: the noise of the reference under torchrun (rank i mod W seeded seed + LOCAL_RANK, its loop's video i div W)" {
+    head -n 3 "$T/prompts.txt" >"$T/p3.txt"
+    run -0 --separate-stderr sf-batch "${B[@]}" --data_path "$T/p3.txt" --seed 10 --torchrun 2
+    # prompt 1: rank 1's first video, seeded 11; prompt 2: rank 0's second (the reference drops it: drop_last)
+    by_hand "prompt 1: a paper boat on a stream" "--seed 11 --noise-rng torch-cuda --noise-sequence 0" "$T/hand1.mp4"
+    cmp "$T/hand1.mp4" "$T/out/1-0_ema.mp4"
+    assert_equal "$(cut -f1,4 "$T/out/.sf-batch/all.tsv" | tr '\t\n' ' |')" "0-0_ema.mp4 10/0/0|1-0_ema.mp4 11/0/0|2-0_ema.mp4 10/1/0|"
+    [[ "$stderr" == *"note: under torchrun on 2 processes the reference (DistributedSampler, drop_last) makes no video of the last 1 of the 3 prompts"* ]]
+    # another process count is another video set: refused in this folder
+    run -2 --separate-stderr sf-batch "${B[@]}" --data_path "$T/p3.txt" --seed 10
+    [[ "$stderr" == *"--torchrun 2:2 (now 0:0)"* ]]
+    # two nodes of 2: rank 3 is LOCAL_RANK 1 (seed + 1); 5 prompts, 4 processes: prompt 4 is rank 0's second
+    printf 'p%s\n' 0 1 2 3 4 >"$T/p5.txt"
+    run -0 sf-batch "${B[@]}" --data_path "$T/p5.txt" --seed 10 --torchrun 4:2 --num_samples 2 --output_folder "$T/n2" \
+        --num_output_frames 3
+    assert_equal "$(awk -F'\t' '$3 == 1 { printf "%s ", $4 }' "$T/n2/.sf-batch/all.tsv")" "10/0/1 11/0/1 10/0/1 11/0/1 10/1/1 "
+    # refusals: one line, exit 2
+    run -2 --separate-stderr sf-batch "${B[@]}" --data_path "$T/p3.txt" --torchrun 4:3 --output_folder "$T/x"
+    assert_equal "$stderr" "sf-batch: error: --torchrun 4:3: the processes per node must divide the process count"
+    run -2 --separate-stderr sf-batch "${B[@]}" --data_path "$T/p3.txt" --torchrun 2 --noise-rng sfpipe --output_folder "$T/x"
+    assert_equal "$stderr" "sf-batch: error: --torchrun reproduces the reference's torch.randn streams: not with --noise-rng sfpipe"
+    run -2 --separate-stderr sf-batch "${B[@]}" --data_path "$T/p3.txt" --torchrun 0x --output_folder "$T/x"
+    assert_equal "$stderr" "sf-batch: error: --torchrun: expected W or W:P (processes, and per node), got '0x'"
+    run -2 --separate-stderr sf-batch "${B[@]}" --data_path "$T/p3.txt" --torchrun 0 --output_folder "$T/x"
+    assert_equal "$stderr" "sf-batch: error: --torchrun: the process count must be in 1..65536"
+    [ ! -e "$T/x" ]
+}
+
 @test "12 prompts on 3 workers, one killed mid-run: restarted, 12 videos, its finished ones kept" {
     sf-batch "${B[@]}" --workers 3 2>"$T/log" 3>&- &
     PIDS+=($!)
@@ -176,6 +204,15 @@ by_hand() {
     grep -q 'failed: 1-0_ema.mp4: sf-encode: error: .*UTF-8' <<<"$stderr"
     run -0 sf-batch --status "$T/out"
     assert_line "$T/out: 3 videos: 2 done, 1 failed, 0 to do"
+}
+
+@test "--encode-device: the text encoder runs there, the other stages on --device (no GPU here: its encode fails)" {
+    printf 'a red fox\n' >"$T/p1.txt"
+    run -1 --separate-stderr sf-batch "${B[@]}" --data_path "$T/p1.txt" --encode_device cuda:0
+    grep -q 'failed: 0-0_ema.mp4: sf-encode: error: no usable CUDA GPU' <<<"$stderr"
+    grep -q 'sf-encode: error: no usable CUDA GPU' "$T/out/.sf-batch/logs/prefill-local_0.log"
+    run -0 sf-batch "${B[@]}" --data_path "$T/p1.txt" --encode-device cpu
+    [ -s "$T/out/0-0_ema.mp4" ]
 }
 
 @test "the reason is the failing stage's line, even when the stage after it reports first" {

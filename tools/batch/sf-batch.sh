@@ -5,9 +5,10 @@
 #   sf-batch --data_path PROMPTS.txt --output_folder DIR [--num_output_frames N] [--num_samples N]
 #            [--save_with_index] [--use_ema | --no_ema] [--seed N] [--config_path P]
 #            [--checkpoint_path P | --no_checkpoint] [--extended_prompt_path F] [--model-dir DIR]
-#            [--device cpu|cuda|cuda:N | --gpu_id N] [--workers N] [--height H] [--width W]
+#            [--device cpu|cuda|cuda:N | --gpu_id N] [--encode-device D] [--workers N] [--height H] [--width W]
 #            [--threads N] [--cache-dir DIR] [--layer_indices L ...] [--retries N] [--dry-run | -n]
 #            [--progress none|lines|bar|auto] [--log-level L] [--noise-rng torch-cuda|sfpipe]
+#            [--torchrun W[:P]]
 #   sf-batch --i2v --data_path IMAGE_DIR (the flags above): image-to-video
 #   sf-batch --slurm [--partition P] [--account A] [--time T] [--gres gpu:1] [--qos Q]
 #            [--constraint C] [--mem M] [--cpus-per-task N] [--job-name J] [--nodelist L]
@@ -21,7 +22,10 @@
 # inference.py draws for it after torch.manual_seed(seed) — prompt after prompt, num_samples at once
 # (sf-denoise --noise-rng torch-cuda --noise-sequence i --noise-batch num_samples:s), fixed per
 # video whatever the worker count or order; --noise-rng sfpipe uses sfpipe's own generator seeded
-# seed + i*num_samples + s instead. Blank lines make no video (the reference makes one of the empty
+# seed + i*num_samples + s instead. --torchrun W[:P]: the noise of the reference run as
+# `torchrun --nproc_per_node P` on W processes in all (P = W: one node) — rank r = i mod W seeds
+# seed + (r mod P) (its LOCAL_RANK) and makes items r, r+W, ... in turn, so item i is video i div W of
+# that loop. Blank lines make no video (the reference makes one of the empty
 # prompt and draws its noise; the indices are the same). Its file is the reference's name,
 # "<i>-<s>_ema.mp4" / "<i>-<s>_regular.mp4" with --save_with_index, else "<prompt[:100]>-<s>.mp4"
 # ('/' → '_', control characters → '_', cut to 200 bytes on a character boundary: NAME_MAX).
@@ -41,7 +45,8 @@
 # run records the flags that change a video (DIR/.sf-batch/flags); a rerun with other ones is
 # refused while the folder holds videos. --progress (default none) goes to each video's log.
 # --use_ema is off by default (inference.py's); --no_checkpoint, like no --checkpoint_path, uses
-# the base weights; --gpu_id N is --device cuda:N.
+# the base weights; --gpu_id N is --device cuda:N. --encode-device runs the text encoder elsewhere (cpu, or
+# cuda: worker w's cuda:w as --device cuda).
 # Exit 0 when every video exists, 1 otherwise (the summary says which failed and why), 2 bad flags;
 # SIGINT, SIGTERM or SIGHUP stop every worker and exit 130, 143 or 129 after the summary; when
 # sf-batch is SIGKILLed its local workers get SIGTERM (setpriv --pdeathsig) and stop too.
@@ -80,7 +85,7 @@ mkdirs() { # what dir... : one line, not one per folder, when they cannot be mad
 # ---- flags: the reference's inference.py, the shared ones (reference_flags.sh), ours ----
 seed=0 checkpoint_path= use_ema=0   # inference.py's defaults: no checkpoint → the base weights
 data_path= output_folder= extended= num_frames=21 num_samples=1 with_index=0
-workers=1 retries=1 threads= layers=() dry=0 status=0 progress=none noise_rng=torch-cuda
+workers=1 retries=1 threads= layers=() dry=0 status=0 progress=none noise_rng=torch-cuda torchrun=0 nproc=0
 slurm=0 sbatch_args=() requeue=1 wait=0 i2v=0
 worker_job= task=0 tasks=1
 orig=("$@")
@@ -102,6 +107,11 @@ while [ $# -gt 0 ]; do
     --num-output-frames) ref_need "$@"; ref_dec num_frames "$1" "$2"; shift 2 ;;
     --num-samples) ref_need "$@"; ref_dec num_samples "$1" "$2"; shift 2 ;;
     --noise-rng) ref_need "$@"; noise_rng=$2; shift 2 ;;   # checked with the rest by sf-denoise --check
+    --torchrun) ref_need "$@"   # W[:P]: the reference's run on W processes, P per node (default all W on one)
+        [[ "$2" =~ ^[0-9]+(:[0-9]+)?$ ]] || bad "--torchrun: expected W or W:P (processes, and per node), got '$(esc "$2")'"
+        ref_dec torchrun "$1" "${2%%:*}"; nproc=$torchrun; [[ "$2" != *:* ]] || ref_dec nproc "$1" "${2#*:}"
+        [ "$torchrun" -ge 1 ] && [ "$torchrun" -le 65536 ] || bad "--torchrun: the process count must be in 1..65536"
+        shift 2 ;;
     --save-with-index) with_index=1; shift ;;
     --i2v) i2v=1; shift ;;
     --workers) ref_need "$@"; ref_dec workers "$1" "$2"; shift 2 ;;
@@ -188,11 +198,18 @@ list_videos() { # → stdout; blank lines keep their index but make no video
             video_name "$idx" "$s" "$line"
             [ -z "${seen[$vname]:-}" ] || continue   # the reference overwrites; we keep the first
             seen[$vname]=1
-            if [ "$noise_rng" = sfpipe ]; then noise=$((seed + idx * num_samples + s)); else noise=$seed/$idx/$s; fi
+            if [ "$noise_rng" = sfpipe ]; then noise=$((seed + idx * num_samples + s))
+            elif [ "$torchrun" -gt 0 ]; then   # rank idx % W's loop, item idx / W, seeded seed + its LOCAL_RANK
+                noise=$((seed + idx % torchrun % nproc))/$((idx / torchrun))/$s
+            else noise=$seed/$idx/$s; fi
             if [ "$i2v" = 1 ]; then printf '%s\t%d\t%d\t%s\t%s\t%s\n' "$vname" "$idx" "$s" "$noise" "$image" "$line"
             else printf '%s\t%d\t%d\t%s\t%s\n' "$vname" "$idx" "$s" "$noise" "${ext:-$line}"; fi
         done
     done
+    local n=${#lines[@]}
+    if [ "$torchrun" -gt 0 ] && [ $((n % torchrun)) != 0 ] && [ "$n" -gt 0 ]; then
+        say "note: under torchrun on $torchrun processes the reference (DistributedSampler, drop_last) makes no video of the last $((n % torchrun)) of the $n prompts; they are made here, each as the next video of its rank's loop"
+    fi
 }
 
 # a video is done when its file is in the folder, and with --layer_indices its taps file too
@@ -263,6 +280,12 @@ fi
 [ "$num_samples" -ge 1 ] || bad "--num_samples must be at least 1"
 [ "$num_frames" -ge 1 ] || bad "--num_output_frames must be at least 1 (latent frames: 21 makes 81 video frames)"
 [ "$workers" -ge 1 ] || bad "--workers must be at least 1"
+if [ "$torchrun" != 0 ]; then
+    [ "$nproc" -ge 1 ] && [ $((torchrun % nproc)) = 0 ] ||
+        bad "--torchrun $torchrun:$nproc: the processes per node must divide the process count"
+    [ "$noise_rng" != sfpipe ] || bad "--torchrun reproduces the reference's torch.randn streams: not with --noise-rng sfpipe"
+    [ "$i2v" = 0 ] || bad "--torchrun: not with --i2v (the reference's inference.py asserts: no distributed image-to-video)"
+fi
 [ -z "$checkpoint_path" ] || [ "$no_checkpoint" = 1 ] || [ -f "$checkpoint_path" ] ||
     die "--checkpoint_path $checkpoint_path: no such file (without --checkpoint_path the base weights are used)"
 [ -d "$model_dir" ] || die "--model-dir $model_dir: no such folder (set --model-dir or SF_MODEL_DIR)"
@@ -324,7 +347,7 @@ run_video() { # name noise prompt dev → 0 and the video in place, or 1, $why a
             echo "sf-batch: the image's latent frame as made for the previous video ($(esc "$image"))" >>"$log"
         fi
     fi
-    enc=(sf-encode --model-dir "$model_dir" --prompt "$prompt" --device "$dev" --out - "${thr[@]}" "${lv[@]}")
+    enc=(sf-encode --model-dir "$model_dir" --prompt "$prompt" --device "$edev" --out - "${thr[@]}" "${lv[@]}")
     [ -n "$cache_dir" ] && enc+=(--cache-dir "$cache_dir")
     den_flags
     den=(sf-denoise "${den[@]}" --device "$dev" "${nz[@]}" --in - --out - "${thr[@]}" "${lv[@]}")
@@ -379,6 +402,8 @@ if [ -n "$worker_job" ]; then
     id=${SLURM_ARRAY_JOB_ID:-local}_$task
     dev=$device
     [ "$device" = cuda ] && [ -z "${SLURM_ARRAY_JOB_ID:-}" ] && dev=cuda:$task   # one GPU per local worker
+    edev=${encode_device:-$dev}   # the text encoder's (--encode-device; default the stages' device)
+    [ "$encode_device" = cuda ] && [ -z "${SLURM_ARRAY_JOB_ID:-}" ] && edev=cuda:$task
     rec=$state/tasks/$id
     [ -n "$threads" ] || threads=${SLURM_CPUS_PER_TASK:-}
     echo "running on $(hostname -s) pid $$ since $(date -u +%T)" >"$rec"
@@ -389,7 +414,7 @@ if [ -n "$worker_job" ]; then
         if [ "$i2v" = 1 ]; then split_i2v "$prompt"; prompt=$i2v_caption; fi   # the caption, not the image
         is_done "$name" || printf '%s\n' "$prompt"; done <<<"$mine" | sort -u)
     if [ -n "$todo" ] && [ -n "$mine" ]; then
-        enc=(sf-encode --model-dir "$model_dir" --prompts - --cache-only --device "$dev" "${extra_encode[@]}")
+        enc=(sf-encode --model-dir "$model_dir" --prompts - --cache-only --device "$edev" "${extra_encode[@]}")
         [ -n "$cache_dir" ] && enc+=(--cache-dir "$cache_dir")
         [ -n "$threads" ] && enc+=(--threads "$threads")
         "${enc[@]}" <<<"$todo" 2>"$state/logs/prefill-$id.log" & # waited for: a signal's trap runs at once
@@ -448,6 +473,7 @@ resolve() { if [ -e "$1" ]; then readlink -f -- "$1"; else printf '%s' "$1"; fi;
 ck=; [ -z "$checkpoint_path" ] || [ "$no_checkpoint" = 1 ] || ck=$(resolve "$checkpoint_path")
 flags="seed=$seed
 noise_rng=$noise_rng
+torchrun=$torchrun:$nproc
 num_samples=$num_samples
 num_output_frames=$num_frames
 height=$height
@@ -468,6 +494,7 @@ oldflags=
 [ -f "$state/flags" ] && oldflags=$(cat "$state/flags")
 # a folder from before --noise-rng was made with sfpipe's stream
 [ -z "$oldflags" ] || grep -q '^noise_rng=' <<<"$oldflags" || oldflags+=$'\nnoise_rng=sfpipe'
+[ -z "$oldflags" ] || grep -q '^torchrun=' <<<"$oldflags" || oldflags+=$'\ntorchrun=0:0'   # and before --torchrun
 [ -z "$oldflags" ] || grep -q '^i2v=' <<<"$oldflags" || oldflags+=$'\ni2v=0'   # and before --i2v, text-to-video
 if [ "$made" = 1 ] && [ -n "$oldflags" ] && [ "$oldflags" != "$flags" ]; then
     diff=$(awk -F= 'NR == FNR { old[$1] = substr($0, length($1) + 2); next }
