@@ -144,3 +144,34 @@ bytes_delta() {
     # the same prompt's embedding within bf16 either way: the DiT's taps agree
     run -0 sf-tensor diff "$T/gpu.pt" "$T/cpu.pt" --rtol 0.05 --atol 0.05 -q
 }
+
+@test "two emulated GPUs (SF_EMU_DEVICES=2): every stage on cuda:1 makes cuda:0's video bit for bit; sf-batch --device cuda puts worker 1 on cuda:1" {
+    # the emulation makes a thread that uses another device's stream or memory without cudaSetDevice an error
+    # (test_emu_self emu_devices): a stage whose work strays from its --device fails here
+    cd "$SF_ROOT"
+    args=(model_dir="$M" checkpoint="$M/ckpt.pt" num_frames=3 height=32 width=48 prompt="A red fox trotting through fresh snow")
+    SF_EMU_DEVICES=2 run -0 "$E/sf-run" pipelines/t2v.yaml "${args[@]}" device=cuda:0 output="$T/g0.y4m" cache_dir="$T/c0"
+    SF_EMU_DEVICES=2 run -0 "$E/sf-run" pipelines/t2v.yaml "${args[@]}" device=cuda:1 output="$T/g1.y4m" cache_dir="$T/c1"
+    assert_output --partial "[encode] sf-encode: info: umT5 on cuda:1"
+    assert_output --partial "48x32 frames, on cuda:1"
+    refute_output --partial "sf_emu:"
+    cmp "$T/g0.y4m" "$T/g1.y4m"
+    # one device: cuda:1 is refused before any work
+    run -1 "$E/sf-run" pipelines/t2v.yaml "${args[@]}" device=cuda:1 output="$T/none.y4m" cache_dir="$T/c0"
+    assert_output --partial "cuda:1"
+    [ ! -e "$T/none.y4m" ]
+    # sf-batch's local workers: worker w on cuda:w, the same videos as one worker on cuda:0
+    mkdir "$T/bin"
+    for p in "$SF_ROOT/${SF_BUILD:-build}"/bin/sf-*; do ln -s "$p" "$T/bin/"; done
+    for p in sf-encode sf-denoise sf-decode; do ln -sf "$E/$p" "$T/bin/$p"; done
+    rm "$T/bin/sf-batch" && cp "$SF_ROOT/${SF_BUILD:-build}/bin/sf-batch" "$T/bin/"
+    printf '%s\n' "a red fox" "a paper boat" >"$T/p2.txt"
+    B=(--data_path "$T/p2.txt" --model-dir "$M" --checkpoint_path "$M/ckpt.pt" --use_ema --save_with_index
+        --num_output_frames 3 --height 32 --width 48 --cache-dir "$T/cache" --log-level info)
+    SF_EMU_DEVICES=2 run -0 "$T/bin/sf-batch" "${B[@]}" --output_folder "$T/w2" --workers 2 --device cuda
+    SF_EMU_DEVICES=2 run -0 "$T/bin/sf-batch" "${B[@]}" --output_folder "$T/w1" --workers 1 --device cuda:0
+    for v in 0-0_ema.mp4 1-0_ema.mp4; do cmp "$T/w1/$v" "$T/w2/$v"; done
+    grep -q "umT5 on cuda:1" "$T/w2/.sf-batch/logs/prefill-local_1.log"
+    grep -q "on cuda:1" "$T/w2/.sf-batch/logs/1-0_ema.log"
+    grep -q "on cuda:0" "$T/w2/.sf-batch/logs/0-0_ema.log"
+}

@@ -10,7 +10,11 @@
 #include "cuda/emu/sf_emu.h"
 
 #include <math.h>
+#include <pthread.h>
 #include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
 
 #define KT_OPEN_HOOK() (sf_emu_reset(), sf_emu_set_max_blocks(0))
 #define KT_CLOSE_HOOK() sf_emu_set_max_blocks(0)
@@ -357,6 +361,76 @@ static void test_emu_many_pinned(void) {
     cu_close(&c);
 }
 
+/* SF_EMU_DEVICES=2: a second emulated GPU. A context on cuda:1 works from the host thread that made it
+ * (sf_cuda_ctx_init sets the device); a thread that did not call cudaSetDevice(1) — every new thread starts on
+ * cuda:0, as on a GPU — gets an error naming both devices for a kernel on that context's stream and for a copy
+ * into its memory, and works once it sets the device. Without the variable there is no cuda:1. */
+typedef struct dev_job {
+    const sf_cuda_ctx *ctx;
+    void *out, *dims;
+    int set_first, dev_seen;
+    sf_status launch, copy;
+    char launch_msg[512], copy_msg[512];
+} dev_job;
+
+static void *dev_thread(void *arg) {
+    dev_job *j = arg;
+    if (j->set_first) sf_emu_set_device(1);
+    j->dev_seen = sf_emu_current_device();
+    sf_err e = {{0}};
+    j->launch = sf_emu_selftest(j->ctx, 0, j->out, j->dims, &e);
+    snprintf(j->launch_msg, sizeof j->launch_msg, "%s", e.msg);
+    sf_emu_reset(); /* a refused launch is not sticky; the copy's own check follows */
+    int h[4] = {1, 2, 3, 4};
+    e.msg[0] = 0;
+    j->copy = sf_cuda_copy_h2d(j->ctx, j->out, h, sizeof h, &e);
+    snprintf(j->copy_msg, sizeof j->copy_msg, "%s", e.msg);
+    return NULL;
+}
+
+static void test_emu_devices(void) {
+    sf_err err = {{0}};
+    sf_cuda_ctx ctx;
+    unsetenv("SF_EMU_DEVICES");
+    SF_CHECK(sf_cuda_ctx_init(&ctx, 1, &err) != SF_OK); /* one device by default */
+    setenv("SF_EMU_DEVICES", "2", 1);
+    sf_emu_reset();
+    SF_CHECK_OK(sf_cuda_ctx_init(&ctx, 1, &err), &err);
+    SF_CHECK(sf_emu_current_device() == 1);
+    void *out = NULL, *dims = NULL;
+    SF_CHECK_OK(sf_cuda_malloc(&out, 12 * 24 * 4, &err), &err);
+    SF_CHECK_OK(sf_cuda_malloc(&dims, 8, &err), &err);
+    SF_CHECK_OK(sf_emu_selftest(&ctx, 0, out, dims, &err), &err); /* this thread: cuda:1 is current */
+    sf_emu_set_quiet(1);
+    for (int set = 0; set < 2; set++) {
+        dev_job j = {&ctx, out, dims, set, -1, SF_OK, SF_OK, "", ""};
+        pthread_t th;
+        SF_CHECK(pthread_create(&th, NULL, dev_thread, &j) == 0);
+        pthread_join(th, NULL);
+        if (!set) {
+            SF_CHECK_MSG(j.dev_seen == 0, "a new thread's device is cuda:%d", j.dev_seen);
+            SF_CHECK_MSG(j.launch == SF_E_DEVICE && strstr(j.launch_msg, "a stream of cuda:1 used while cuda:0 is"),
+                         "kernel from a thread on cuda:0: status %d, '%s'", (int)j.launch, j.launch_msg);
+            SF_CHECK_MSG(j.copy == SF_E_DEVICE && strstr(j.copy_msg, "of cuda:1 used while cuda:0 is") &&
+                             strstr(j.copy_msg, "cudaSetDevice(1)"),
+                         "copy from a thread on cuda:0: status %d, '%s'", (int)j.copy, j.copy_msg);
+        } else {
+            SF_CHECK_MSG(j.dev_seen == 1 && j.launch == SF_OK && j.copy == SF_OK,
+                         "a thread that set cuda:1: device %d, launch %d '%s', copy %d '%s'", j.dev_seen, (int)j.launch,
+                         j.launch_msg, (int)j.copy, j.copy_msg);
+        }
+        sf_emu_reset();
+    }
+    sf_emu_set_quiet(0);
+    SF_CHECK(sf_emu_set_device(2) == -1 && sf_emu_current_device() == 1);
+    sf_cuda_free(out);
+    sf_cuda_free(dims);
+    sf_cuda_ctx_free(&ctx);
+    sf_emu_set_device(0);
+    unsetenv("SF_EMU_DEVICES");
+    sf_emu_reset();
+}
+
 static const sf_test tests[] = {
     {"emu_index", test_emu_index},
     {"emu_shuffles", test_emu_shuffles},
@@ -371,5 +445,6 @@ static const sf_test tests[] = {
     {"emu_wgmma_async", test_emu_wgmma_async},
     {"emu_copies_late", test_emu_copies_late},
     {"emu_many_pinned", test_emu_many_pinned},
+    {"emu_devices", test_emu_devices},
 };
 SF_TEST_MAIN(tests)

@@ -83,6 +83,9 @@ extern "C" sf_status sf_conv_cudnn_forward(sf_conv_cudnn *c, const sf_conv_shape
     if (!xv || !wv || !yv || (s->bias && !bv) || (s->residual && !rv) ||
         (((uintptr_t)xv | (uintptr_t)wv | (uintptr_t)yv | (uintptr_t)bv | (uintptr_t)rv) & 15))
         return sf_fail(err, SF_E_ARG, "conv: x, w, y (and bias, res when used) must be 16-byte aligned device pointers");
+    if (!sf_emu::same_device("sf_conv_cudnn_forward", nullptr, xv, wv) || !sf_emu::same_device("sf_conv_cudnn_forward", nullptr, yv, rv) ||
+        !sf_emu::same_device("sf_conv_cudnn_forward", nullptr, bv, nullptr))
+        return sf_fail(err, SF_E_DEVICE, "%s", sf_emu::err_msg);
     if (sf_emu::deferring()) { /* queued (SF_EMU_ASYNC): the shape copied, computed when the host waits */
         const sf_conv_shape sc = *s;
         sf_emu::defer([sc, xv, wv, bv, rv, yv] {

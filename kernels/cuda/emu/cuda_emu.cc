@@ -559,6 +559,12 @@ cudaError_t set_error(cudaError_t e) {
     if (e != cudaSuccess) last_error = e;
     return e;
 }
+int alloc_device(const void *p) {
+    const char *c = (const char *)p;
+    for (size_t i = 0; c && i < nallocs; i++)
+        if (c >= allocs[i].p && c <= allocs[i].p + allocs[i].n) return allocs[i].dev;
+    return -1;
+}
 
 namespace {
 /* A thread reaching a synchronisation point: off the fast path, counted, the running thread. */
@@ -778,6 +784,10 @@ bool launch_config_ok(const char *kernel, dim3 grid, dim3 block, size_t smem, cu
     if (s && !registered(s, 0)) { /* streams are registered (zero-size) tags */
         snprintf(err_msg, sizeof err_msg, "%s: launched on an unknown stream %p", kernel, (void *)s);
         last_error = cudaErrorInvalidResourceHandle;
+        return false;
+    }
+    if (!same_device(kernel, s, nullptr, nullptr)) {
+        if (!quiet) fprintf(stderr, "sf_emu: %s\n", err_msg);
         return false;
     }
     return true;

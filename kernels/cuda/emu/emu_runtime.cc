@@ -100,11 +100,37 @@ const char *cudaGetErrorString(cudaError_t e) {
     }
     return cudaGetErrorName(e);
 }
-cudaError_t cudaSetDevice(int d) { return set_error(d == 0 ? cudaSuccess : cudaErrorInvalidDevice); }
-cudaError_t cudaGetDevice(int *d) {
-    *d = 0;
+/* ---- devices: $SF_EMU_DEVICES of them (default 1), the current one per host thread ---------------- */
+thread_local int sf_emu::cur_dev = 0;
+int sf_emu::devices() { /* read at every call: a test may set it after the process started */
+    const char *e = getenv("SF_EMU_DEVICES");
+    const int n = e && *e ? atoi(e) : 1;
+    return n < 1 ? 1 : n > 8 ? 8 : n;
+}
+bool sf_emu::same_device(const char *what, const void *s, const void *a, const void *b) {
+    const void *ps[3] = {s, a, b};
+    for (int i = 0; i < 3; i++) {
+        const int d = ps[i] ? alloc_device(ps[i]) : -1;
+        if (d < 0 || d == cur_dev) continue;
+        snprintf(err_msg, sizeof err_msg,
+                 "%s: %s of cuda:%d used while cuda:%d is this host thread's current device (no cudaSetDevice(%d) "
+                 "in this thread?)", what, i ? "device memory" : "a stream", d, cur_dev, d);
+        last_error = i ? cudaErrorInvalidValue : cudaErrorInvalidResourceHandle;
+        return false;
+    }
+    return true;
+}
+cudaError_t cudaSetDevice(int d) {
+    if (d < 0 || d >= devices()) return set_error(cudaErrorInvalidDevice);
+    cur_dev = d;
     return cudaSuccess;
 }
+cudaError_t cudaGetDevice(int *d) {
+    *d = cur_dev;
+    return cudaSuccess;
+}
+extern "C" int sf_emu_current_device(void) { return cur_dev; }
+extern "C" int sf_emu_set_device(int d) { return cudaSetDevice(d) == cudaSuccess ? 0 : -1; }
 /* Host waits (sf_emu_host_waits): what would block the host thread on a GPU until the stream drains. */
 static unsigned long long n_host_waits;
 /* Page-locked host allocations (cudaMallocHost): async copies from / to them do not wait. */
@@ -121,7 +147,7 @@ static bool is_pinned(const void *p, size_t bytes) {
     return false;
 }
 cudaError_t cudaGetDeviceCount(int *n) {
-    *n = 1;
+    *n = devices();
     return cudaSuccess;
 }
 cudaError_t cudaDeviceSynchronize(void) {
@@ -138,7 +164,7 @@ static cudaError_t add_alloc(void *p, size_t n) {
         if (!na) return cudaErrorMemoryAllocation;
         allocs = na, cap_allocs = nc;
     }
-    allocs[nallocs++] = alloc{(char *)p, n};
+    allocs[nallocs++] = alloc{(char *)p, n, cur_dev};
     return cudaSuccess;
 }
 static bool del_alloc(void *p) {
@@ -185,6 +211,7 @@ cudaError_t cudaEventDestroy(cudaEvent_t e) {
 /* Recorded inside a capture: nothing (the project records its events outside forwards). */
 cudaError_t cudaEventRecord(cudaEvent_t e, cudaStream_t s) {
     if (!e) return set_error(cudaErrorInvalidResourceHandle);
+    if (!same_device("cudaEventRecord", s, nullptr, nullptr)) return last_error;
     e->captured = capturing(s); /* a node of the graph, as on a GPU: the event itself is not reached here */
     if (!e->captured) e->pos = n_enqueued;
     return cudaSuccess;
@@ -238,7 +265,7 @@ cudaError_t cudaMalloc(void **p, size_t bytes) {
     return cudaSuccess;
 }
 cudaError_t cudaGetDeviceProperties(cudaDeviceProp *p, int d) {
-    if (d != 0) return set_error(cudaErrorInvalidDevice);
+    if (d < 0 || d >= devices()) return set_error(cudaErrorInvalidDevice);
     memset(p, 0, sizeof *p);
     snprintf(p->name, sizeof p->name, "sf_emu (CPU emulation)");
     p->totalGlobalMem = 1ull << 30;
@@ -304,6 +331,7 @@ static cudaError_t copy_now(void *dst, const void *src, size_t bytes, cudaMemcpy
 }
 cudaError_t cudaMemcpy(void *dst, const void *src, size_t bytes, cudaMemcpyKind kind) {
     if (capture_active()) return capture_illegal("cudaMemcpy");
+    if (!same_device("cudaMemcpy", nullptr, dst, src)) return last_error;
     drain();
     return copy_now(dst, src, bytes, kind);
 }
@@ -323,6 +351,7 @@ static cudaError_t capture_copy(cudaStream_t s, const char *what, bool host_side
  * (the driver stages it): counted as a host wait. */
 cudaError_t cudaMemcpyAsync(void *dst, const void *src, size_t bytes, cudaMemcpyKind kind, cudaStream_t s) {
     const bool h2d = kind == cudaMemcpyHostToDevice, d2h = kind == cudaMemcpyDeviceToHost;
+    if (!same_device("cudaMemcpyAsync", s, dst, src)) return last_error;
     std::function<void()> later = [=] { /* recorded or queued */
         if (copy_now(dst, src, bytes, kind) != cudaSuccess) sticky_error = last_error;
     };
@@ -343,6 +372,7 @@ cudaError_t cudaMemcpy2DAsync(void *dst, size_t dpitch, const void *src, size_t 
                               cudaMemcpyKind kind, cudaStream_t s) {
     if (width > dpitch || width > spitch) return set_error(cudaErrorInvalidValue);
     if (dpitch > 2147483647u || spitch > 2147483647u) return set_error(cudaErrorInvalidPitchValue); /* cudaDevAttrMaxPitch */
+    if (!same_device("cudaMemcpy2DAsync", s, dst, src)) return last_error;
     const bool h2d = kind == cudaMemcpyHostToDevice, d2h = kind == cudaMemcpyDeviceToHost;
     std::function<void()> later = [=] { /* recorded or queued */
         for (size_t r = 0; r < height; r++)
@@ -381,10 +411,12 @@ static cudaError_t set_now(void *p, int byte, size_t bytes) {
 }
 cudaError_t cudaMemset(void *p, int byte, size_t bytes) {
     if (capture_active()) return capture_illegal("cudaMemset");
+    if (!same_device("cudaMemset", nullptr, p, nullptr)) return last_error;
     drain();
     return set_now(p, byte, bytes);
 }
 cudaError_t cudaMemsetAsync(void *p, int byte, size_t bytes, cudaStream_t s) {
+    if (!same_device("cudaMemsetAsync", s, p, nullptr)) return last_error;
     const bool cap = capturing(s);
     if (!cap && capture_active()) return capture_illegal("cudaMemsetAsync on another stream");
     if (cap || deferring()) { /* recorded or queued */

@@ -74,6 +74,7 @@ cudaError_t cudaStreamBeginCapture(cudaStream_t s, cudaStreamCaptureMode) {
         snprintf(err_msg, sizeof err_msg, "cudaStreamBeginCapture: the legacy stream or an unknown stream %p", (void *)s);
         return set_error(cudaErrorStreamCaptureUnsupported);
     }
+    if (!same_device("cudaStreamBeginCapture", s, nullptr, nullptr)) return last_error;
     if (cap_status != cudaStreamCaptureStatusNone) {
         snprintf(err_msg, sizeof err_msg, "cudaStreamBeginCapture: a capture is already active (one at a time here)");
         return set_error(cudaErrorIllegalState);
@@ -131,6 +132,7 @@ cudaError_t cudaGraphExecUpdate(cudaGraphExec_t exec, cudaGraph_t g, cudaGraphEx
 
 cudaError_t cudaGraphLaunch(cudaGraphExec_t exec, cudaStream_t s) {
     if (!exec || (s && !registered(s, 0))) return set_error(cudaErrorInvalidResourceHandle);
+    if (!same_device("cudaGraphLaunch", s, nullptr, nullptr)) return last_error;
     if (capture_active()) return capture_illegal("cudaGraphLaunch (graphs in graphs are not emulated)");
     if (sticky_error) return sticky_error;
     n_graph_launches++;

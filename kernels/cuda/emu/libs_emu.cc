@@ -53,6 +53,8 @@ extern "C" sf_status sf_blaslt_matmul(sf_blaslt *lt, const sf_mm *m, sf_err *err
                        (long long)m->n, (long long)m->k);
     if (!is_device_ptr(m->A) || !is_device_ptr(m->B) || !is_device_ptr(m->D) || (m->bias && !is_device_ptr(m->bias)))
         return sf_fail(err, SF_E_DEVICE, "sf_blaslt_matmul: an operand is not device memory");
+    if (!same_device("sf_blaslt_matmul", lt->stream, m->A, m->D) || !same_device("sf_blaslt_matmul", nullptr, m->B, m->bias))
+        return sf_fail(err, SF_E_DEVICE, "%s", err_msg);
     if (*sf_emu_last_error()) return sf_fail(err, SF_E_DEVICE, "sf_blaslt_matmul: sticky CUDA error");
     if (m->gelu && getenv("SF_EMU_NO_GELU_EPILOGUE")) /* tests: a cuBLASLt without a GELU-epilogue algorithm */
         return sf_fail(err, SF_E_UNSUPPORTED, "cuBLASLt has no algorithm for this product (GELU epilogue; emulated refusal)");

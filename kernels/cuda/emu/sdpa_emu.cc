@@ -151,6 +151,8 @@ extern "C" sf_status sf_sdpa_forward(sf_sdpa *s, int64_t Lq, int64_t Lk, int H, 
         return sf_fail(err, SF_E_ARG, "sdpa: q, k, v, o must be non-NULL, 16-byte aligned device pointers");
     if (!is_device_ptr(q) || !is_device_ptr(k) || !is_device_ptr(v) || !is_device_ptr(o))
         return sf_fail(err, SF_E_DEVICE, "sdpa: an operand is not device memory");
+    if (!same_device("sf_sdpa_forward", s->stream, q, o) || !same_device("sf_sdpa_forward", nullptr, k, v))
+        return sf_fail(err, SF_E_DEVICE, "%s", err_msg);
     if (*sf_emu_last_error()) return sf_fail(err, SF_E_DEVICE, "sdpa: sticky CUDA error");
     const shape sh{Lq, Lk, H, d, ldq, ldk, ldo};
     sf_status st = plan_get(s, sh, err);

@@ -62,6 +62,12 @@ void sf_emu_capture_break_after(int n);
 void sf_emu_sdpa_first_use_breaks_capture(int on);
 /* 1: do not print kernel failures on stderr (tests that provoke them on purpose). */
 void sf_emu_set_quiet(int quiet);
+/* Devices: $SF_EMU_DEVICES emulated GPUs (1..8, default 1; read at each call). The current device is per host
+ * thread, as on a GPU (a new thread starts on 0): a stream or device memory of another device used by a thread
+ * is an error naming both (the bug of a stage on cuda:1 that calls CUDA from a thread without cudaSetDevice).
+ * sf_emu_set_device: cudaSetDevice (0, or -1 for a device that does not exist). */
+int sf_emu_current_device(void);
+int sf_emu_set_device(int d);
 /* The order the threads of a block and the blocks of a launch run in: "forward" (index order, the
  * default), "reverse", or "shuffle[:SEED]" (a seeded permutation per block and per launch). A kernel
  * whose results change with it has a race (cuda_emu.h "Order"). The default is $SF_EMU_ORDER, read at
