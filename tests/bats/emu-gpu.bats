@@ -156,6 +156,11 @@ bytes_delta() {
     assert_output --partial "48x32 frames, on cuda:1"
     refute_output --partial "sf_emu:"
     cmp "$T/g0.y4m" "$T/g1.y4m"
+    # the decoder on the other GPU than the rest (the pipeline's own overlap across devices)
+    SF_EMU_DEVICES=2 run -0 "$E/sf-run" pipelines/t2v.yaml "${args[@]}" device=cuda:0 decode.device=cuda:1 \
+        output="$T/g01.y4m" cache_dir="$T/c0"
+    assert_output --partial "48x32 frames, on cuda:1"
+    cmp "$T/g0.y4m" "$T/g01.y4m"
     # one device: cuda:1 is refused before any work
     run -1 "$E/sf-run" pipelines/t2v.yaml "${args[@]}" device=cuda:1 output="$T/none.y4m" cache_dir="$T/c0"
     assert_output --partial "cuda:1"
