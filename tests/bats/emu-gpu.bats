@@ -179,4 +179,10 @@ bytes_delta() {
     grep -q "umT5 on cuda:1" "$T/w2/.sf-batch/logs/prefill-local_1.log"
     grep -q "on cuda:1" "$T/w2/.sf-batch/logs/1-0_ema.log"
     grep -q "on cuda:0" "$T/w2/.sf-batch/logs/0-0_ema.log"
+    # more workers than GPUs: refused before any video, naming the missing device
+    printf '%s\n' "a" "b" "c" >"$T/p3.txt"
+    SF_EMU_DEVICES=2 run -1 --separate-stderr "$T/bin/sf-batch" "${B[@]}" --data_path "$T/p3.txt" --output_folder "$T/w3" \
+        --workers 3 --device cuda
+    [[ "$stderr" == "sf-batch: error: --workers 3 --device cuda runs worker 2 on cuda:2: "*"(one worker per GPU: --workers at most the GPU count, or --device cuda:N for one GPU)" ]]
+    [ -z "$(ls "$T/w3" 2>/dev/null | grep mp4)" ]
 }

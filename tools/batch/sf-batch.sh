@@ -604,6 +604,15 @@ if [ "$dry" = 1 ]; then
     say "dry run: $n_todo of $(plural "$n_all" video) to do on $(plural "$ntask" worker)"
     exit 0
 fi
+# --device cuda: worker w on cuda:w, so the last worker's GPU must exist (a missing one would fail every
+# video of its slice, one by one): asked of sf-denoise, whose device check is the stages' own
+if [ "$device" = cuda ] && [ "$ntask" -gt 1 ]; then
+    den_flags
+    if ! e=$(sf-denoise "${den[@]}" --device "cuda:$((ntask - 1))" --check --log-level error 2>&1 >/dev/null); then
+        e=${e##*sf-denoise: error: }
+        die "--workers $ntask --device cuda runs worker $((ntask - 1)) on cuda:$((ntask - 1)): $(esc "${e%%$'\n'*}") (one worker per GPU: --workers at most the GPU count, or --device cuda:N for one GPU)"
+    fi
+fi
 [ -n "$threads" ] || [ "$device" != cpu ] || threads=$(( $(nproc) / ntask > 0 ? $(nproc) / ntask : 1 ))
 [ -z "$threads" ] || wflags+=(--threads "$threads")
 declare -A slot=() tries=()
