@@ -5,7 +5,7 @@
  * Outputs: -o FILE (.y4m / .mp4 / DIR/ of PNGs, see video.h), --save-video FILE (safetensors
  * "video" [1, T, 3, H, W] f32 in [-1, 1]), --out URL (a wire URL, or a file ending in .wire): raw
  * frames, one "frames" u8 [n, H, W, 3] message per decoded latent frame (n = 1 for the first, then 4),
- * meta block, start_frame, fps and the block's prompt / t_sent / clock passed through (sf-view plays them).
+ * meta block, start_frame, fps and the block's prompt / t_sent / clock / gen_fps passed through (sf-view plays them).
  * Mirrors inference.py's decode + write_video step.
  * Tested by tests/bats/sf-decode.bats. Declares the flags; the checks and the run are stage.c's. */
 #define _POSIX_C_SOURCE 200809L

@@ -52,7 +52,8 @@ void sf_dit_source_close(sf_dit_source *src) {
 }
 
 sf_status sf_denoise_send_block(sf_wire *out, int block, int64_t start_frame, int F, int C, int H, int W,
-                                const float *x0, uint64_t seed, const char *prompt, const char *weights, sf_err *err) {
+                                const float *x0, uint64_t seed, const char *prompt, const char *weights, double gen_fps,
+                                sf_err *err) {
     sf_wire_msg m;
     sf_status s;
     sf_wire_msg_init(&m, SF_WIRE_TENSOR, "latents");
@@ -68,6 +69,7 @@ sf_status sf_denoise_send_block(sf_wire *out, int block, int64_t start_frame, in
         (clk[0] && (s = sf_wire_meta_set_str(&m, "clock", clk, err))))
         return s;
     if (weights && (s = sf_wire_meta_set_str(&m, "weights", weights, err))) return s;
+    if (gen_fps > 0 && (s = sf_wire_meta_set_double(&m, "gen_fps", gen_fps, err))) return s;
     int64_t sh[5] = {1, F, C, H, W};
     sf_tensor t = sf_tensor_view((void *)x0, SF_F32, 5, sh);
     return sf_wire_send_tensor(out, "latents", &t, &m, err);

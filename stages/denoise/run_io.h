@@ -28,10 +28,12 @@ sf_status sf_dit_source_open(sf_dit_source *src, const char *model_dir, const ch
 void sf_dit_source_close(sf_dit_source *src);
 
 /* One finished block on the wire: a "latents" tensor message [1, F, C, H, W] f32 with metadata
- * block, start_frame, seed, weights, t_sent (sf_now() at sending), clock (sf_clock_id: whose sf_now) and
- * (when non-NULL) prompt. */
+ * block, start_frame, seed, weights, t_sent (sf_now() at sending), clock (sf_clock_id: whose sf_now),
+ * (when non-NULL) prompt and (when > 0) gen_fps: the video frames the block decodes to over the seconds it
+ * took to generate (pace waits not counted) — the generator's own rate, for the live viewer. */
 sf_status sf_denoise_send_block(sf_wire *out, int block, int64_t start_frame, int F, int C, int H, int W,
-                                const float *x0, uint64_t seed, const char *prompt, const char *weights, sf_err *err);
+                                const float *x0, uint64_t seed, const char *prompt, const char *weights, double gen_fps,
+                                sf_err *err);
 
 /* --initial-latents FILE[:NAME] (the reference's initial_latent): a latent video, [F, C, H, W] or [1, F, C, H, W]
  * (sf_tensor_latent_dims; the layout --save-latents writes), default name "latents" (or the file's only tensor),

@@ -226,7 +226,7 @@ typedef struct run {
     const char *prompt, *weights;
     uint64_t seed;
     int live;                /* following prompts: a "progress" message before every forward (live.h) */
-    sf_pace *pace;           /* --pace: the viewer's clock, moved on by every block sent (pace.h) */
+    sf_pace *pace;           /* the blocks' start times; with --pace the viewer's clock too (pace.h) */
 } run;
 
 static void on_forward(void *c, int b, int s, int64_t start, int F) {
@@ -246,7 +246,11 @@ static sf_status on_pred(void *c, int b, int s, int F, const float *x0, sf_err *
 static sf_status on_block(void *c, int b, int64_t start, int F, const float *x0, sf_err *err) {
     run *r = c;
     if (!r->out) return SF_OK;
-    sf_status s = sf_denoise_send_block(r->out, b, start, F, r->C, r->H, r->W, x0, r->seed, r->prompt, r->weights, err);
+    /* the generator's rate: the block's video frames over its time from its start (after any pace wait) */
+    const double gen_s = r->pace && r->pace->t_start > 0 ? sf_now() - r->pace->t_start : 0;
+    const double gen_fps = gen_s > 0 ? (double)sf_pace_pixel_frames(start, F) / gen_s : 0;
+    sf_status s = sf_denoise_send_block(r->out, b, start, F, r->C, r->H, r->W, x0, r->seed, r->prompt, r->weights,
+                                        gen_fps, err);
     if (!s && r->pace) sf_pace_sent(r->pace, sf_now(), start, F);
     return s;
 }
@@ -461,7 +465,7 @@ sf_status sf_denoise_stage_run(sf_denoise_opts *o, sf_err *err) {
     live.st = &st;
     r = (run){NULL, NULL, rc->n_steps, rc->num_frame_per_block, cfg.in_dim, pc.lat_h, pc.lat_w, fr,
               have_taps ? &taps : NULL, prompt[0] || o->follow ? live.prompt : NULL, weights, (uint64_t)o->seed, o->follow,
-              o->pace > 0 ? &live.pace : NULL};
+              &live.pace};
     if (o->save) latents = sf_calloc2((size_t)((n_init + o->num_frames) * fr), sizeof(float)); /* the whole output */
     if (o->dump) r.preds = sf_calloc2((size_t)n_blocks * (size_t)(rc->n_steps + 1) * (size_t)(rc->num_frame_per_block * fr), sizeof(float));
     if ((o->save && !latents) || (o->dump && !r.preds)) {
@@ -471,7 +475,7 @@ sf_status sf_denoise_stage_run(sf_denoise_opts *o, sf_err *err) {
     if (o->out_url && (s = sf_wire_open_writer_opts(o->out_url, &(sf_wire_opts){o->sh.wire_timeout, 0}, &r.out, err)))
         goto done;
     sf_pipeline_hooks hk = {on_forward, o->dump ? on_pred : NULL, on_block, &r, (int)o->sh.progress, NULL};
-    const sf_pipeline_live lh = {o->follow || o->pace > 0 ? sf_denoise_live_block_start : NULL,
+    const sf_pipeline_live lh = {sf_denoise_live_block_start, /* a block's start: pacing, prompts, its time */
                                  o->endless ? sf_denoise_live_stopped : NULL, &live};
     s = sf_pipeline_run_live(&st, &sc, &pc, &hk, &lh, latents, err);
     if (s == SF_E_STOPPED && o->endless && (sf_wire_stopped() || sf_prompt_feed_stop_requested(live.feed))) {

@@ -126,7 +126,7 @@ ENDLESS=(--num_frames 0 --local_attn_size 6 --sink_size 3 --height 16 --width 16
     [ ! -e "$T/x.wire" ]
 }
 
-@test "sf-decode --out URL: one frames message u8 [n, H, W, 3] per latent frame (1, then 4), with the block's prompt" {
+@test "sf-decode --out URL: one frames message u8 [n, H, W, 3] per latent frame (1, then 4), with the block's prompt and generation rate" {
     sf-denoise --model-dir "$M" --in "$T/emb.wire" --num_frames 6 --height 16 --width 16 --threads 1 \
         --out "$T/lat.wire" 2>/dev/null
     run sf-decode --model-dir "$M" --in "$T/lat.wire" --out "$T/frames.wire" --threads 1
@@ -140,6 +140,10 @@ ENDLESS=(--num_frames 0 --local_attn_size 6 --sink_size 3 --height 16 --width 16
     assert_output --partial 'prompt: "a red fox"'
     assert_output --partial "start_frame: 1,"
     assert_output --partial "start_frame: 17"
+    # each block's generation rate (its video frames over its generation time), from sf-denoise, passed on
+    [ "$(grep -cE 'gen_fps: [0-9]+(\.[0-9]+)?' <<<"$output")" = 6 ]
+    run sf-wire cat "$T/lat.wire"
+    [ "$(grep -cE '^tensor latents .*gen_fps: [0-9]' <<<"$output")" = 2 ]
 }
 
 @test "sf-view: local only, one-line errors, bad prompts refused with 400" {
@@ -234,6 +238,10 @@ video_gray() { ffmpeg -v error -i "$1" -vf crop=560:300:40:70 -f rawvideo -pix_f
     echo "frames shown in 3 s: $((f2 - f1))" >&3
     [ $((f2 - f1)) -ge 1 ]
     [ $((f2 - f1)) -le 80 ]
+    # the generator's own rate is reported beside it: far above 16 on this model, paced to 16 on the page
+    gf=$(curl -s "http://127.0.0.1:$PORT/status" | sed 's/.*"gen_fps":\([0-9.e+-]*\).*/\1/')
+    echo "generated at $gf fps" >&3
+    awk -v g="$gf" 'BEGIN { exit !(g > 16) }'
     cd "$T"
     "${CHROME[@]}" --virtual-time-budget=1500 --screenshot="$T/a.png" "http://127.0.0.1:$PORT/" 2>/dev/null
     sleep 1

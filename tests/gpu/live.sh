@@ -4,8 +4,10 @@
 # it watches for SF_LIVE_PLAY seconds, posts a new prompt to the page's /prompt as a browser would,
 # waits for the view to report the switch, watches again, then stops the run with SIGINT (every stage
 # must exit). Prints one line:
-#   live: fps F (video V), frame latency L ms, prompt switch S ms (post -> first frame of the new
+#   live: fps F (video V, generated at G), frame latency L ms, prompt switch S ms (post -> first frame of the new
 #   prompt on the page), start T s, stop ok|FAILED
+# (pipelines/live.yaml paces the generator to the video's rate: F stays at V while the device keeps up, and G
+# is the generator's own rate, its blocks' video frames over their generation time)
 # fps / latency / switch come from sf-view's /status (frames shown per second, denoise -> screen per
 # frame, post -> first frame generated under the new prompt). Run by tests/gpu/e2e.sh on the full
 # random model (device=cuda:0); tests/bats/gpu-tools.bats runs it on the tiny model on the CPU.
@@ -91,9 +93,9 @@ for _ in $(seq 100); do kill -0 "$pid" 2>/dev/null || { stop=ok; break; }; sleep
 [ "$stop" = ok ] || kill -KILL "$pid" 2>/dev/null # not stopped in 10 s: never wait on it
 wait "$pid" 2>/dev/null
 awk -v t0="$t0" -v t1="$started" -v f1="$(field fps "$s1")" -v f3="$(field fps "$s3")" -v v="$(field video_fps "$s3")" \
-    -v l="$(field latency_ms "$s3")" -v sw="$(field switch_latency_ms "$s2")" -v stop="$stop" 'BEGIN {
-    printf "live: fps %.1f before / %.1f after the switch (video %.0f), frame latency %.0f ms, prompt switch %.0f ms (post -> first frame of the new prompt on the page), start %.1f s, stop %s\n",
-        f1, f3, v, l, sw, t1 - t0, stop }'
+    -v g="$(field gen_fps "$s3")" -v l="$(field latency_ms "$s3")" -v sw="$(field switch_latency_ms "$s2")" -v stop="$stop" 'BEGIN {
+    printf "live: fps %.1f before / %.1f after the switch (video %.0f, generated at %.1f), frame latency %.0f ms, prompt switch %.0f ms (post -> first frame of the new prompt on the page), start %.1f s, stop %s\n",
+        f1, f3, v, g, l, sw, t1 - t0, stop }'
 keep
 rm -rf "$W"
 [ "$stop" = ok ]

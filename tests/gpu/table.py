@@ -194,6 +194,8 @@ def main(argv):
     # issue 15: the live pipeline at full size (tests/gpu/live.sh, run by e2e.sh)
     row("live (endless, full size): frames shown per second", grab(e2e, r"live: fps [0-9.]+ before / ([0-9.]+) after"),
         "{:.1f}", "—", None, None)
+    row("live: the generator's own rate (video frames per second of generation)",
+        grab(e2e, r"live: .*generated at ([0-9.]+)\)"), "{:.1f}", "≥ 16 (real time)", lambda v: v >= 16, None)
     row("live: prompt posted → its first frame on the page", grab(e2e, r"live: .*prompt switch ([0-9.]+) ms"),
         "{:.0f} ms", "—", None, None)
     if ref.get("gpu"):

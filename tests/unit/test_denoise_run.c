@@ -133,8 +133,10 @@ static void test_block_message(void) {
     sf_wire *w = NULL, *r = NULL;
     SF_CHECK_OK(sf_wire_open_writer(p, &w, &err), &err);
     if (!w) return;
-    SF_CHECK_OK(sf_denoise_send_block(w, 2, 7, F, C, H, W, x0, 42, "a fox", "base m/diffusion_pytorch_model.safetensors", &err),
+    SF_CHECK_OK(sf_denoise_send_block(w, 2, 7, F, C, H, W, x0, 42, "a fox", "base m/diffusion_pytorch_model.safetensors",
+                                      40.5, &err),
                 &err);
+    SF_CHECK_OK(sf_denoise_send_block(w, 3, 10, F, C, H, W, x0, 42, NULL, NULL, 0, &err), &err); /* gen_fps not known */
     SF_CHECK_OK(sf_wire_send_end(w, &err), &err);
     SF_CHECK_OK(sf_wire_close(&w, &err), &err);
     SF_CHECK_OK(sf_wire_open_reader(p, &r, &err), &err);
@@ -151,6 +153,10 @@ static void test_block_message(void) {
         sf_tensor t = sf_wire_msg_view(&m, payload);
         int64_t sh[5] = {1, F, C, H, W};
         SF_CHECK(sf_shape_eq(&t, 5, sh) && !memcmp(t.data, x0, sizeof x0));
+        SF_CHECK(sf_wire_meta_double(&m, "gen_fps", -1) == 40.5);
+        SF_CHECK_OK(sf_wire_recv(r, &m, &payload, &err), &err);
+        SF_CHECK(sf_wire_meta_int(&m, "block", -1) == 3 && !sf_wire_meta_find(&m, "gen_fps") &&
+                 !sf_wire_meta_find(&m, "prompt") && !sf_wire_meta_find(&m, "weights"));
         sf_err e2;
         sf_wire_close(&r, &e2);
     }

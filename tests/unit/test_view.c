@@ -285,6 +285,7 @@ static void test_block_lag(void) {
         sf_wire_msg *m = frames_msg(4, 8, t_sent, clk, &px);
         SF_CHECK_OK(sf_wire_meta_set_int(m, "block", 7, &err), &err);
         SF_CHECK_OK(sf_wire_meta_set_int(m, "start_frame", 25 + 4 * k, &err), &err);
+        SF_CHECK_OK(sf_wire_meta_set_double(m, "gen_fps", 48.5 + k, &err), &err); /* the block's first counts */
         const double t = sf_now();
         SF_CHECK_OK(sf_view_play(v, m, px, &err), &err);
         dt[k] = sf_now() - t;
@@ -297,6 +298,8 @@ static void test_block_lag(void) {
     cJSON *j = cJSON_Parse(js);
     const double lat = j ? cJSON_GetObjectItem(j, "latency_ms")->valuedouble : -1;
     SF_CHECK_MSG(lat >= 0 && lat < 150, "latency %.0f ms: not the block's first frame's", lat);
+    const double gf = j ? cJSON_GetObjectItem(j, "gen_fps")->valuedouble : -1;
+    SF_CHECK_MSG(gf == 48.5, "gen_fps %g: not the block's", gf);
     cJSON_Delete(j);
     free(js);
     sf_view_destroy(&v);

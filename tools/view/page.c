@@ -38,7 +38,7 @@ const char sf_view_page[] =
     "    set('gen', s.gen_block >= 0 ? 'generating block ' + s.gen_block + ' step ' + (s.gen_step + 1) + '/' + (s.n_steps + 1) : '');\n"
     "    set('block', 'showing block ' + s.block);\n"
     "    set('frame', 'frame ' + s.frame);\n"
-    "    set('fps', s.fps.toFixed(1) + ' fps (video ' + s.video_fps + ')');\n"
+    "    set('fps', s.fps.toFixed(1) + ' fps (video ' + s.video_fps + (s.gen_fps > 0 ? ', generated at ' + s.gen_fps.toFixed(1) : '') + ')');\n"
     "    set('lat', 'latency ' + (s.latency_ms >= 0 ? Math.round(s.latency_ms) + ' ms' : '-'));\n"
     "    set('sw', 'switches ' + s.switches + (s.switch_latency_ms >= 0 ? ' (last in ' + Math.round(s.switch_latency_ms) + ' ms)' : ''));\n"
     "    set('viewers', 'viewers ' + s.viewers);\n"

@@ -48,6 +48,7 @@ struct sf_view {
     int64_t block, frame;
     int64_t gen_block, gen_step, n_steps; /* the generator's progress ("progress" messages) */
     double fps, video_fps, latency_ms, t_post, switch_ms;
+    double gen_fps;          /* the generator's own rate (its blocks' meta gen_fps; 0: not said) */
     double shown[32];        /* when the last 32 frames were shown (a ring), for the measured rate */
     int switches, viewers, ever_viewed, ended, stopping;
     double t_left;           /* when the last viewer left */
@@ -131,6 +132,7 @@ char *sf_view_status_json(sf_view *v) {
     cJSON_AddNumberToObject(j, "n_steps", (double)v->n_steps);
     cJSON_AddNumberToObject(j, "fps", v->fps);
     cJSON_AddNumberToObject(j, "video_fps", v->video_fps);
+    cJSON_AddNumberToObject(j, "gen_fps", v->gen_fps);
     cJSON_AddNumberToObject(j, "latency_ms", v->latency_ms);
     cJSON_AddNumberToObject(j, "switches", v->switches);
     cJSON_AddNumberToObject(j, "switch_latency_ms", v->switch_ms);
@@ -200,6 +202,7 @@ sf_status sf_view_play(sf_view *v, const sf_wire_msg *m, const void *payload, sf
         v->block = sf_wire_meta_int(m, "block", -1);
         v->frame = sf_wire_meta_int(m, "start_frame", 0) + i;
         if (k0 + i == 0) v->latency_ms = same_clock ? (now - t_sent) * 1e3 : -1; /* denoise → decode → screen */
+        if (k0 + i == 0 && sf_wire_meta_double(m, "gen_fps", 0.0) > 0) v->gen_fps = sf_wire_meta_double(m, "gen_fps", 0.0);
         if (pr && strcmp(pr, v->prompt) != 0) { /* a block of another prompt: the switch is on screen */
             if (v->prompt[0]) v->switches++;
             if (v->pending[0] && !strcmp(pr, v->pending)) {
