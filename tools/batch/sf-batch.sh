@@ -637,6 +637,7 @@ interrupted() { # $1 = signal name, $2 = exit status
     trap - INT TERM HUP
     stop_all
     wait
+    rm -f -- "$state"/tmp/i2v.*.safetensors
     summary "interrupted by SIG$1"
     exit "$2"
 }
@@ -662,5 +663,6 @@ while [ ${#slot[@]} -gt 0 ]; do
         say "worker $w (pid $pid) $why: no retries left (--retries $retries)"
     fi
 done
+rm -f -- "$state"/tmp/i2v.*.safetensors   # an image's latents a killed worker could not remove (every worker is done)
 rmdir -- "$state/tmp" 2>/dev/null
 summary "$(plural "$ntask" worker)"
