@@ -29,6 +29,40 @@ static int push(sf_args *a, int opt, const char *value) {
     return 1;
 }
 
+/* The flags the last sf_args_parse saw spelled with underscores (--num_frames, as the reference's argparse
+ * flags are): their errors name them so (sf_arg_long, sf_arg_double), not in the dash form the code uses. */
+#define US_MAX 64
+static char us_names[US_MAX][48];
+static int us_n;
+
+static void us_note(const char *name) {
+    for (int k = 0; k < us_n; k++)
+        if (!strcmp(us_names[k], name)) return;
+    if (us_n < US_MAX && strlen(name) < sizeof us_names[0]) snprintf(us_names[us_n++], sizeof us_names[0], "%s", name);
+}
+
+/* flag ("--name" or "name") as the user spelled it: "--the_name" when they typed underscores; else as given. */
+static const char *shown(const char *flag, char *buf, size_t n) {
+    const char *name = flag[0] == '-' && flag[1] == '-' ? flag + 2 : flag;
+    for (int k = 0; k < us_n; k++)
+        if (!strcmp(us_names[k], name)) {
+            snprintf(buf, n, "--%s", name);
+            for (char *c = buf + 2; *c; c++)
+                if (*c == '-') *c = '_';
+            return buf;
+        }
+    return flag;
+}
+
+/* "--name" of an option, as the user spelled it (shown). */
+static const char *opt_flag(const char *name, char *buf, size_t n) {
+    char f[64];
+    snprintf(f, sizeof f, "--%s", name);
+    const char *r = shown(f, buf, n);
+    if (r == f) snprintf(buf, n, "%s", f);
+    return buf;
+}
+
 static int is_flag_word(const char *s) {
     /* "-" alone is a value (stdin/stdout); negative numbers are values too */
     if (s[0] != '-' || s[1] == 0) return 0;
@@ -41,6 +75,7 @@ sf_status sf_args_parse(int argc, char **argv, const sf_opt *opts, sf_args *out,
     while (opts[nopts].name) nopts++;
     out->v = NULL;
     out->n = 0;
+    us_n = 0;
     int only_pos = 0;
     for (int i = 1; i < argc; i++) {
         const char *w = argv[i];
@@ -54,12 +89,14 @@ sf_status sf_args_parse(int argc, char **argv, const sf_opt *opts, sf_args *out,
         }
         int o = -1;
         const char *inline_val = NULL;
+        char sp[64];
         if (w[1] == '-') {
             const char *nm = w + 2, *eq = strchr(nm, '=');
             size_t n = eq ? (size_t)(eq - nm) : strlen(nm);
             for (int k = 0; k < nopts; k++)
                 if (name_eq(nm, n, opts[k].name)) { o = k; break; }
             if (eq) inline_val = eq + 1;
+            if (o >= 0 && memchr(nm, '_', n)) us_note(opts[o].name);
         } else if (w[2] == 0) {
             for (int k = 0; k < nopts; k++)
                 if (opts[k].short_name == w[1]) { o = k; break; }
@@ -71,7 +108,7 @@ sf_status sf_args_parse(int argc, char **argv, const sf_opt *opts, sf_args *out,
         if (opts[o].kind == SF_ARG_FLAG) {
             if (inline_val) {
                 sf_args_free(out);
-                return sf_fail(err, SF_E_ARG, "option --%s takes no value", opts[o].name);
+                return sf_fail(err, SF_E_ARG, "option %s takes no value", opt_flag(opts[o].name, sp, sizeof sp));
             }
             if (!push(out, o, NULL)) goto nomem;
         } else if (inline_val) {
@@ -79,7 +116,7 @@ sf_status sf_args_parse(int argc, char **argv, const sf_opt *opts, sf_args *out,
         } else if (opts[o].kind == SF_ARG_VALUE) {
             if (i + 1 >= argc) {
                 sf_args_free(out);
-                return sf_fail(err, SF_E_ARG, "option --%s needs a value", opts[o].name);
+                return sf_fail(err, SF_E_ARG, "option %s needs a value", opt_flag(opts[o].name, sp, sizeof sp));
             }
             if (!push(out, o, argv[++i])) goto nomem;
         } else {
@@ -90,7 +127,7 @@ sf_status sf_args_parse(int argc, char **argv, const sf_opt *opts, sf_args *out,
             }
             if (!got) {
                 sf_args_free(out);
-                return sf_fail(err, SF_E_ARG, "option --%s needs at least one value", opts[o].name);
+                return sf_fail(err, SF_E_ARG, "option %s needs at least one value", opt_flag(opts[o].name, sp, sizeof sp));
             }
         }
     }
@@ -146,6 +183,8 @@ int sf_args_positional(const sf_args *a, const char ***vals) { return collect(a,
 static const char *dashes(const char *flag) { return flag[0] == '-' ? "" : "--"; }
 
 sf_status sf_arg_long(const char *flag, const char *s, long lo, long hi, long *out, sf_err *err) {
+    char sp[64];
+    flag = shown(flag, sp, sizeof sp);
     char *end = NULL;
     errno = 0;
     long v = s ? strtol(s, &end, 10) : 0;
@@ -157,6 +196,8 @@ sf_status sf_arg_long(const char *flag, const char *s, long lo, long hi, long *o
 }
 
 sf_status sf_arg_double(const char *flag, const char *s, double *out, sf_err *err) {
+    char sp[64];
+    flag = shown(flag, sp, sizeof sp);
     char *end = NULL;
     errno = 0;
     double v = s ? strtod(s, &end) : 0;

@@ -132,6 +132,27 @@ static void test_cli_forms(void) {
     SF_CHECK(sf_arg_double("rtol", "nan", &dv, &err) == SF_E_ARG);
     SF_CHECK_MSG(!strncmp(err.msg, "--rtol: ", 8), "%s", err.msg);
     SF_CHECK(sf_arg_long("seed", "9", 0, 10, &l, &err) == SF_OK && l == 9);
+    /* errors name a flag as the user spelled it: --output_path typed, --output_path shown (the reference's
+     * argparse form), the dash form otherwise */
+    char *us[] = {"prog", "--output_path", "x", "--seed", "1", NULL};
+    SF_CHECK_OK(sf_args_parse(5, us, opts, &a, &err), &err);
+    sf_args_free(&a);
+    SF_CHECK(sf_arg_long("--output-path", "x", 0, 10, &l, &err) == SF_E_ARG);
+    SF_CHECK_MSG(!strncmp(err.msg, "--output_path: ", 15), "%s", err.msg);
+    SF_CHECK(sf_arg_double("output-path", "x", &dv, &err) == SF_E_ARG);
+    SF_CHECK_MSG(!strncmp(err.msg, "--output_path: ", 15), "%s", err.msg);
+    SF_CHECK(sf_arg_long("--seed", "x", 0, 10, &l, &err) == SF_E_ARG);
+    SF_CHECK_MSG(!strncmp(err.msg, "--seed: ", 8), "%s", err.msg);
+    char *us_flagval[] = {"prog", "--use_ema=1", NULL};
+    SF_CHECK(sf_args_parse(2, us_flagval, opts, &a, &err) == SF_E_ARG);
+    SF_CHECK_MSG(!strcmp(err.msg, "option --use_ema takes no value"), "%s", err.msg);
+    char *us_none[] = {"prog", "--layer_indices", NULL};
+    SF_CHECK(sf_args_parse(2, us_none, opts, &a, &err) == SF_E_ARG);
+    SF_CHECK_MSG(!strcmp(err.msg, "option --layer_indices needs at least one value"), "%s", err.msg);
+    SF_CHECK(sf_args_parse(2, flagval, opts, &a, &err) == SF_E_ARG);
+    SF_CHECK_MSG(!strcmp(err.msg, "option --use-ema takes no value"), "%s", err.msg);
+    SF_CHECK(sf_arg_long("--output-path", "x", 0, 10, &l, &err) == SF_E_ARG); /* a new parse forgets the old */
+    SF_CHECK_MSG(!strncmp(err.msg, "--output-path: ", 15), "%s", err.msg);
 }
 
 static void test_device_parse(void) {
