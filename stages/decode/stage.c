@@ -235,7 +235,7 @@ static sf_status run_wire(run *r, const char *url, sf_err *err) {
                 (s = sf_wire_meta_set_double(r->fm, "t_sent", sf_wire_meta_double(m, "t_sent", 0.0), err)) ||
                 (clk && (s = sf_wire_meta_set_str(r->fm, "clock", clk, err))) ||
                 (pr && (s = sf_wire_meta_set_str(r->fm, "prompt", pr, err))) ||
-                (sf_wire_meta_double(m, "gen_fps", 0.0) > 0 &&
+                (sf_wire_meta_double(m, "gen_fps", 0.0) > 0 && sf_wire_meta_double(m, "gen_fps", 0.0) < 1e9 &&
                  (s = sf_wire_meta_set_double(r->fm, "gen_fps", sf_wire_meta_double(m, "gen_fps", 0.0), err))))
                 goto done;
         }

@@ -302,6 +302,21 @@ static void test_block_lag(void) {
     SF_CHECK_MSG(gf == 48.5, "gen_fps %g: not the block's", gf);
     cJSON_Delete(j);
     free(js);
+    /* a peer's gen_fps that is not a rate (inf, NaN, negative) is not shown: the last good one stays */
+    const double badv[3] = {INFINITY, NAN, -3};
+    for (int k = 0; k < 3; k++) {
+        sf_wire_msg *m = frames_msg(1, 8, sf_now(), clk, &px);
+        SF_CHECK_OK(sf_wire_meta_set_int(m, "block", 8 + k, &err), &err);
+        SF_CHECK_OK(sf_wire_meta_set_int(m, "start_frame", 40 + k, &err), &err);
+        SF_CHECK_OK(sf_wire_meta_set_double(m, "gen_fps", badv[k], &err), &err);
+        SF_CHECK_OK(sf_view_play(v, m, px, &err), &err);
+        free(px);
+    }
+    js = sf_view_status_json(v);
+    j = cJSON_Parse(js);
+    SF_CHECK_MSG(j && cJSON_GetObjectItem(j, "gen_fps")->valuedouble == 48.5, "%s", js);
+    cJSON_Delete(j);
+    free(js);
     sf_view_destroy(&v);
 }
 

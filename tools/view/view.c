@@ -202,7 +202,8 @@ sf_status sf_view_play(sf_view *v, const sf_wire_msg *m, const void *payload, sf
         v->block = sf_wire_meta_int(m, "block", -1);
         v->frame = sf_wire_meta_int(m, "start_frame", 0) + i;
         if (k0 + i == 0) v->latency_ms = same_clock ? (now - t_sent) * 1e3 : -1; /* denoise → decode → screen */
-        if (k0 + i == 0 && sf_wire_meta_double(m, "gen_fps", 0.0) > 0) v->gen_fps = sf_wire_meta_double(m, "gen_fps", 0.0);
+        const double gf = sf_wire_meta_double(m, "gen_fps", 0.0);
+        if (k0 + i == 0 && gf > 0 && gf < 1e9) v->gen_fps = gf; /* a peer's number: finite, positive, or not shown */
         if (pr && strcmp(pr, v->prompt) != 0) { /* a block of another prompt: the switch is on screen */
             if (v->prompt[0]) v->switches++;
             if (v->pending[0] && !strcmp(pr, v->pending)) {
