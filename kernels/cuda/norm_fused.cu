@@ -44,7 +44,7 @@ __device__ __forceinline__ void load_row(const __nv_bfloat16 *x, int nc, int lan
  *   x = ⌊ x + ⌊ res · gate ⌉ ⌉   (gate per frame at frame·fstride)   or   x = ⌊ x + res ⌉ (gate NULL),
  * written back to x; then y = ⌊ (x − mean)·rstd [·w + b] ⌉ and with shift/scale
  * y = ⌊ ⌊ y · ⌊1 + scale⌉ ⌉ + shift ⌉ (frame r / S, vectors at frame·fstride). */
-static __global__ void ln_mod_kernel(int64_t M, int D, __nv_bfloat16 *x, int64_t ldx, const __nv_bfloat16 *res,
+static __global__ void __launch_bounds__(32 * FUSED_WARPS) ln_mod_kernel(int64_t M, int D, __nv_bfloat16 *x, int64_t ldx, const __nv_bfloat16 *res,
                                      int64_t ldr, const float *__restrict__ gate, const float *__restrict__ w,
                                      const float *__restrict__ b, float eps, int64_t S, const float *__restrict__ shift,
                                      const float *__restrict__ scale, int64_t fstride, __nv_bfloat16 *y, int64_t ldy,
@@ -126,7 +126,7 @@ static __global__ void ln_mod_kernel(int64_t M, int D, __nv_bfloat16 *x, int64_t
  * head's pairs (2p, 2p+1) are then rotated in fp64 by the angle of pair p's axis and rounded once:
  * time (start_frame + f) for p < n_t, height h for p < n_t + n_h, width otherwise, token r =
  * (f·Hp + h)·Wp + w. A chunk of 8 never straddles a head (d is a multiple of 8). */
-static __global__ void rmsnorm_rope_kernel(int64_t M, int D, const __nv_bfloat16 *x, int64_t ldx,
+static __global__ void __launch_bounds__(32 * FUSED_WARPS) rmsnorm_rope_kernel(int64_t M, int D, const __nv_bfloat16 *x, int64_t ldx,
                                            const float *__restrict__ w, float eps, __nv_bfloat16 *y, int64_t ldy,
                                            int d, int Hp, int Wp, int n_t, int n_h, int64_t start_frame,
                                            const double *__restrict__ cs, bool vec) {

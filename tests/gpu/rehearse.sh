@@ -13,6 +13,8 @@
 #   5. check.sh itself with this bundle (a stand-in nvidia-smi; the GPU tests SKIP, which check.sh counts
 #      as failures): a unit runs and is timed in the summary, table.md is written, and a budget too small
 #      for a unit leaves it to the next call's command line;
+#   5b. regcheck.sh: every CUDA kernel over 64 registers a thread declares __launch_bounds__ (a launch the
+#      device would refuse for its registers, which the emulation cannot see);
 #   6. .gpu/BUILD_INFO (the commit, the bundle's sha256) for check.sh to print beside the figures —
 #      written only when no tracked source is newer than the bundle (step 0).
 # One line per check, then REHEARSAL PASSED (exit 0) or REHEARSAL FAILED (exit 1). The sf-view that
@@ -108,6 +110,14 @@ if grep -q '^next call .*SF_CHECK_UNITS=taps,probes ' "$G/out2/summary.txt" && [
     say "check.sh (budget 20 s)" "nothing fits: the next call's command names both units, SF_CHECK_UNITS=next runs them"
 else
     bad "check.sh (budget 20 s)" "$(tr '\n' ';' <"$G/out2/summary.txt" 2>/dev/null) / next: $plan"
+fi
+
+# 5b. launches that only a GPU would refuse: a kernel over 64 registers a thread without __launch_bounds__
+# (regcheck.sh: ptxas's counts for sm_90a; the emulation has no registers)
+if out=$(bash tests/gpu/regcheck.sh 90a 2>&1); then
+    say "registers (sm_90a)" "$(tail -n 1 <<<"$out" | sed 's/^regcheck: //')"
+else
+    bad "registers (sm_90a)" "$(tail -n 1 <<<"$out" | sed 's/^regcheck: //')"
 fi
 
 # 6. what the device's figures will have been made by: check.sh prints .gpu/BUILD_INFO (and says so when the
