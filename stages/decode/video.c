@@ -250,6 +250,11 @@ sf_status sf_video_open(const char *path, int width, int height, int fps, sf_vid
             goto fail;
         }
         if (pid == 0) {
+            /* ffmpeg finishes when its pipe closes and is stopped by sf_video_abort's SIGTERM: a terminal's
+             * Ctrl-C (or a kill of our process group) must not cut it while this process publishes what it has
+             * (sf-view --record on Ctrl-C). The ignored SIGINT survives the exec. */
+            signal(SIGINT, SIG_IGN);
+            setpgid(0, 0);
             dup2(pfd[0], 0);
             if (pfd[0] != 3 && pfd[0] != 0) close(pfd[0]);
             if (pfd[1] != 3) close(pfd[1]);

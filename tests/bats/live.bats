@@ -146,6 +146,35 @@ ENDLESS=(--num_frames 0 --local_attn_size 6 --sink_size 3 --height 16 --width 16
     [ "$(grep -cE '^tensor latents .*gen_fps: [0-9]' <<<"$output")" = 2 ]
 }
 
+@test "sf-view --record: every frame of the stream, published at the end: sf-decode's own y4m byte for byte; an .mp4 survives a Ctrl-C to the whole process group" {
+    sf-denoise --model-dir "$M" --in "$T/emb.wire" --num_frames 6 --height 16 --width 16 --threads 1 \
+        --out "$T/lat.wire" 2>/dev/null
+    sf-decode --model-dir "$M" --in "$T/lat.wire" --out "$T/frames.wire" -o "$T/dec.y4m" --threads 1 --progress none 2>/dev/null
+    for ext in y4m mp4; do
+        # a session of its own, as a terminal's job: Ctrl-C reaches every process of its group (ffmpeg's too, were
+        # it there: it is not, so the .mp4 is finished, not cut)
+        setsid sf-view --in "$T/frames.wire" --port "$((PORT + ${#ext}))" --record "$T/rec.$ext" 2>"$T/view.$ext.log" 3>&- &
+        pid=$!
+        PIDS+=("$pid")
+        for _ in $(seq 200); do grep -q "the stream ended" "$T/view.$ext.log" && break; sleep 0.05; done
+        kill -INT -- "-$pid"
+        wait_exit "$pid" 5
+        run wait "$pid"
+        assert_success
+        grep -q "recorded 21 frames to $T/rec.$ext" "$T/view.$ext.log"
+    done
+    cmp "$T/dec.y4m" "$T/rec.y4m"
+    run ffprobe -v error -count_frames -select_streams v:0 -show_entries stream=nb_read_frames,width,height -of csv=p=0 \
+        "$T/rec.mp4"
+    assert_output "16,16,21"
+    # refused before anything runs: an unknown kind; a folder that is not empty
+    run -2 --separate-stderr sf-view --in "$T/frames.wire" --port "$PORT" --record "$T/rec.avi"
+    assert_equal "${#stderr_lines[@]}" 1
+    [[ "$stderr" == "sf-view: error: "*".avi"* ]]
+    ls "$T"/*.tmp.* 2>/dev/null && false
+    true
+}
+
 @test "sf-view: local only, one-line errors, bad prompts refused with 400" {
     run sf-view --in "$T/emb.wire" --port 0
     assert_failure 2
@@ -274,11 +303,11 @@ video_gray() { ffmpeg -v error -i "$1" -vf crop=560:300:40:70 -f rawvideo -pix_f
     wait_exit "$run_pid" 10
 }
 
-@test "pipelines/live.yaml: closing the page ends the whole run cleanly (idle_exit)" {
+@test "pipelines/live.yaml: closing the page ends the whole run cleanly (idle_exit), its recording published" {
     command -v chromium >/dev/null || skip "chromium is not installed"
     sf-run pipelines/live.yaml model_dir="$M" port="$PORT" height=16 width=16 checkpoint=none local_attn_size=6 \
         encoder_socket="$T/enc" cache_dir="$T/cache" denoise.threads=1 decode.threads=1 idle_exit=1 \
-        >"$T/run.log" 2>&1 3>&- &
+        record="$T/session.y4m" >"$T/run.log" 2>&1 3>&- &
     run_pid=$!
     PIDS+=("$run_pid")
     for _ in $(seq 600); do
@@ -292,4 +321,9 @@ video_gray() { ffmpeg -v error -i "$1" -vf crop=560:300:40:70 -f rawvideo -pix_f
     assert_success # every stage exited 0
     grep -q "no viewer for 1 s: stopping the live run" "$T/run.log"
     grep -q "pipeline 'live' finished" "$T/run.log"
+    # the session as a video: every frame the stream carried (1 for the first latent frame, 4 per later one)
+    n=$(grep -o 'recorded [0-9]* frames' "$T/run.log" | grep -o '[0-9]*')
+    [ "$n" -ge 5 ] && [ $(((n - 1) % 4)) -eq 0 ]
+    [ "$(head -c 9 "$T/session.y4m")" = "YUV4MPEG2" ]
+    [ "$(stat -c %s "$T/session.y4m")" -ge $((n * (16 * 16 * 3 + 6))) ]
 }

@@ -6,6 +6,7 @@
 #define _POSIX_C_SOURCE 200809L
 #include "cli.h"
 #include "wire.h"
+#include "tools/view/record.h"
 #include "tools/view/view.h"
 
 #include <stdio.h>
@@ -27,6 +28,7 @@ static const sf_opt opts[] = {
     {"encoder-timeout", 0, SF_ARG_VALUE, "SEC\thow long a prompt may wait for the encoder's reply (default 300: a cold umT5 on a CPU)"},
     {"max-lag", 0, SF_ARG_VALUE, "SEC\tplay faster while frames lag their block by more than SEC (default 1; live, not buffered)"},
     {"idle-exit", 0, SF_ARG_VALUE, "SEC\tend the run once no page has watched for SEC seconds (default 0: never)"},
+    {"record", 0, SF_ARG_VALUE, "FILE\tevery frame of the stream into FILE (.y4m, .mp4 via ffmpeg, DIR/ of PNGs), published when the view ends (the stream's end, Ctrl-C, the idle exit)"},
     SF_OPTS_STD,
     {NULL, 0, 0, NULL},
 };
@@ -82,6 +84,8 @@ int main(int argc, char **argv) {
     sf_view_opts o = {bind ? bind : "127.0.0.1", (int)port, sf_args_get(&a, opts, "encoder"), tl, (int)quality, fps,
                       (int)maxv, max_lag, sf_args_get(&a, opts, "allow-host"), enc_timeout, stall};
     if ((s = sf_wire_install_signals(&err))) sf_die(PROG, s, &err);
+    sf_view_rec *rec = NULL; /* --record: checked before the server starts */
+    if ((v_ = sf_args_get(&a, opts, "record")) && (s = sf_view_rec_new(v_, fps, &rec, &err))) sf_die(PROG, s, &err);
     sf_view *v = NULL;
     if ((s = sf_view_new(&o, &v, &err))) sf_die(PROG, s, &err);
     sf_info("open http://%s:%ld/ to watch%s", o.bind, port, o.encoder ? " and steer" : "");
@@ -96,6 +100,7 @@ int main(int argc, char **argv) {
         if (m->type == SF_WIRE_END) break;
         if (!strcmp(m->name, "progress")) sf_view_progress(v, m);
         if (!strcmp(m->name, "frames") && (s = sf_view_play(v, m, payload, &err))) break;
+        if (!strcmp(m->name, "frames")) sf_view_rec_frames(rec, m, payload);
         if (!asked_stop && idle_over(v, idle_exit) && o.encoder) { /* the page was closed: end the run */
             sf_info("no viewer for %.0f s: stopping the live run", idle_exit);
             asked_stop = 1;
@@ -106,6 +111,8 @@ int main(int argc, char **argv) {
     if (!s) sf_info("the stream ended; the page stays up%s", idle_exit > 0 ? " until no one watches" : " (Ctrl-C ends)");
     while (!s && !sf_wire_stopped() && !(idle_exit > 0 && (idle_over(v, idle_exit) || asked_stop))) nap(0.1);
     if (s == SF_E_STOPPED && sf_wire_stopped()) s = SF_OK; /* Ctrl-C: a clean exit */
+    sf_err e2 = {{0}};
+    if (sf_view_rec_close(&rec, &e2) && !s) s = sf_fail(&err, SF_E_IO, "--record: %s", e2.msg); /* what was recorded */
     sf_wire_close(&r, NULL);
     free(m);
     sf_view_destroy(&v);
