@@ -157,6 +157,8 @@ ENDLESS=(--num_frames 0 --local_attn_size 6 --sink_size 3 --height 16 --width 16
         pid=$!
         PIDS+=("$pid")
         for _ in $(seq 200); do grep -q "the stream ended" "$T/view.$ext.log" && break; sleep 0.05; done
+        run curl -s "http://127.0.0.1:$((PORT + ${#ext}))/status"
+        assert_output --partial '"recorded":21,'
         kill -INT -- "-$pid"
         wait_exit "$pid" 5
         run wait "$pid"

@@ -193,8 +193,13 @@ static void test_status_and_frame(void) {
         SF_CHECK(cJSON_GetObjectItem(j, "frame")->valuedouble == 46);
         SF_CHECK(cJSON_GetObjectItem(j, "switches")->valuedouble == 0);
         SF_CHECK(cJSON_IsFalse(cJSON_GetObjectItem(j, "can_prompt"))); /* no encoder */
+        SF_CHECK(cJSON_GetObjectItem(j, "recorded")->valuedouble == -1); /* no --record */
     }
     cJSON_Delete(j);
+    free(js);
+    sf_view_set_recorded(v, 7);
+    js = sf_view_status_json(v);
+    SF_CHECK_MSG(strstr(js, "\"recorded\":7,"), "%s", js);
     free(js);
     /* a second prompt counts one switch */
     SF_CHECK_OK(sf_wire_meta_set_str(&m, "prompt", "a cat", &err), &err);

@@ -88,6 +88,7 @@ int main(int argc, char **argv) {
     if ((v_ = sf_args_get(&a, opts, "record")) && (s = sf_view_rec_new(v_, fps, &rec, &err))) sf_die(PROG, s, &err);
     sf_view *v = NULL;
     if ((s = sf_view_new(&o, &v, &err))) sf_die(PROG, s, &err);
+    if (rec) sf_view_set_recorded(v, 0);
     sf_info("open http://%s:%ld/ to watch%s", o.bind, port, o.encoder ? " and steer" : "");
     sf_wire *r = NULL;
     sf_wire_msg *m = malloc(sizeof *m);
@@ -100,7 +101,10 @@ int main(int argc, char **argv) {
         if (m->type == SF_WIRE_END) break;
         if (!strcmp(m->name, "progress")) sf_view_progress(v, m);
         if (!strcmp(m->name, "frames") && (s = sf_view_play(v, m, payload, &err))) break;
-        if (!strcmp(m->name, "frames")) sf_view_rec_frames(rec, m, payload);
+        if (!strcmp(m->name, "frames") && rec) {
+            sf_view_rec_frames(rec, m, payload);
+            sf_view_set_recorded(v, sf_view_rec_count(rec));
+        }
         if (!asked_stop && idle_over(v, idle_exit) && o.encoder) { /* the page was closed: end the run */
             sf_info("no viewer for %.0f s: stopping the live run", idle_exit);
             asked_stop = 1;

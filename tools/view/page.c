@@ -42,7 +42,7 @@ const char sf_view_page[] =
     "    set('lat', 'latency ' + (s.latency_ms >= 0 ? Math.round(s.latency_ms) + ' ms' : '-'));\n"
     "    set('sw', 'switches ' + s.switches + (s.switch_latency_ms >= 0 ? ' (last in ' + Math.round(s.switch_latency_ms) + ' ms)' : ''));\n"
     "    set('viewers', 'viewers ' + s.viewers);\n"
-    "    set('state', s.ended ? 'ended' : 'live');\n"
+    "    set('state', (s.ended ? 'ended' : 'live') + (s.recorded >= 0 ? ', recording (' + s.recorded + ' frames)' : ''));\n"
     "    $('go').disabled = !s.can_prompt;\n"
     "  } catch (e) { set('state', 'disconnected'); }\n"
     "}\n"

@@ -60,6 +60,10 @@ void sf_view_rec_frames(sf_view_rec *r, const sf_wire_msg *m, const void *payloa
         }
 }
 
+int64_t sf_view_rec_count(const sf_view_rec *r) {
+    return !r || r->dropped ? -1 : r->w ? sf_video_frames(r->w) : 0;
+}
+
 sf_status sf_view_rec_close(sf_view_rec **rp, sf_err *err) {
     sf_view_rec *r = rp ? *rp : NULL;
     sf_status s = SF_OK;

@@ -21,6 +21,8 @@ sf_status sf_view_rec_new(const char *path, double fps, sf_view_rec **out, sf_er
 /* The frames of one "frames" message (u8 [n, H, W, 3], checked by sf_view_play first). On a failure the
  * recording is dropped (one warning, nothing left behind) and later messages are ignored. */
 void sf_view_rec_frames(sf_view_rec *r, const sf_wire_msg *m, const void *payload);
+/* Frames written so far (-1: no recorder, or the recording was dropped). */
+int64_t sf_view_rec_count(const sf_view_rec *r);
 /* Publish what was recorded (info line: frames, path) and free *r; a recording without frames leaves no file.
  * Safe with NULL. */
 sf_status sf_view_rec_close(sf_view_rec **r, sf_err *err);

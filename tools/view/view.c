@@ -49,6 +49,7 @@ struct sf_view {
     int64_t gen_block, gen_step, n_steps; /* the generator's progress ("progress" messages) */
     double fps, video_fps, latency_ms, t_post, switch_ms;
     double gen_fps;          /* the generator's own rate (its blocks' meta gen_fps; 0: not said) */
+    int64_t recorded;        /* frames --record wrote (-1: not recording) */
     double shown[32];        /* when the last 32 frames were shown (a ring), for the measured rate */
     int switches, viewers, ever_viewed, ended, stopping;
     double t_left;           /* when the last viewer left */
@@ -133,6 +134,7 @@ char *sf_view_status_json(sf_view *v) {
     cJSON_AddNumberToObject(j, "fps", v->fps);
     cJSON_AddNumberToObject(j, "video_fps", v->video_fps);
     cJSON_AddNumberToObject(j, "gen_fps", v->gen_fps);
+    cJSON_AddNumberToObject(j, "recorded", (double)v->recorded);
     cJSON_AddNumberToObject(j, "latency_ms", v->latency_ms);
     cJSON_AddNumberToObject(j, "switches", v->switches);
     cJSON_AddNumberToObject(j, "switch_latency_ms", v->switch_ms);
@@ -223,6 +225,12 @@ void sf_view_progress(sf_view *v, const sf_wire_msg *m) {
     v->gen_block = sf_wire_meta_int(m, "block", -1);
     v->gen_step = sf_wire_meta_int(m, "step", -1);
     v->n_steps = sf_wire_meta_int(m, "n_steps", 0);
+    pthread_mutex_unlock(&v->mu);
+}
+
+void sf_view_set_recorded(sf_view *v, int64_t frames) {
+    pthread_mutex_lock(&v->mu);
+    v->recorded = frames;
     pthread_mutex_unlock(&v->mu);
 }
 
@@ -684,6 +692,7 @@ sf_status sf_view_new(const sf_view_opts *o, sf_view **out, sf_err *err) {
     v->switch_ms = v->latency_ms = -1;
     v->block = v->gen_block = v->gen_step = -1;
     v->lag_block = -2; /* no block played yet */
+    v->recorded = -1;
     pthread_mutex_init(&v->mu, NULL);
     pthread_cond_init(&v->cv, NULL);
     pthread_mutex_init(&v->enc_mu, NULL);

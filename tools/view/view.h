@@ -10,7 +10,8 @@
  *                      rest); a viewer that takes no byte for stall_timeout is dropped
  *   GET  /frame.jpg    the latest frame
  *   GET  /status       JSON: prompt, pending, block, frame, gen_block, gen_step, n_steps (the
- *                      generator's position: sf-denoise's "progress" messages), fps, video_fps, latency_ms, switches,
+ *                      generator's position: sf-denoise's "progress" messages), fps, video_fps, gen_fps (the
+ *                      generator's own rate), recorded (--record's frames, -1: none), latency_ms, switches,
  *                      switch_latency_ms, viewers, ended, can_prompt (latency_ms -1: unknown, e.g. frames
  *                      generated on another host, whose clock is not ours)
  *   POST /prompt       JSON {"prompt": TEXT, "recache": BOOL}: TEXT valid UTF-8, 1..2000 bytes, no
@@ -65,6 +66,8 @@ sf_status sf_view_play(sf_view *v, const sf_wire_msg *m, const void *payload, sf
 void sf_view_progress(sf_view *v, const sf_wire_msg *m);
 /* The stream ended (no more frames will come). */
 void sf_view_mark_ended(sf_view *v);
+/* What --record has written (frames; -1: not recording, the default), for /status ("recorded") and the page. */
+void sf_view_set_recorded(sf_view *v, int64_t frames);
 /* Viewers connected to the stream now, and seconds since the last one left (-1: none ever came). */
 int sf_view_viewers(sf_view *v, double *idle_s);
 /* Ask the encoder server to end the live run (sf_encode_client_stop_route), on a connection of its own:
