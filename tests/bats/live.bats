@@ -169,10 +169,12 @@ ENDLESS=(--num_frames 0 --local_attn_size 6 --sink_size 3 --height 16 --width 16
     run ffprobe -v error -count_frames -select_streams v:0 -show_entries stream=nb_read_frames,width,height -of csv=p=0 \
         "$T/rec.mp4"
     assert_output "16,16,21"
-    # refused before anything runs: an unknown kind; a folder that is not empty
+    # refused before anything runs: an unknown kind; a folder that does not exist
     run -2 --separate-stderr sf-view --in "$T/frames.wire" --port "$PORT" --record "$T/rec.avi"
     assert_equal "${#stderr_lines[@]}" 1
     [[ "$stderr" == "sf-view: error: "*".avi"* ]]
+    run -1 --separate-stderr sf-view --in "$T/frames.wire" --port "$PORT" --record "$T/no/such/rec.y4m"
+    assert_equal "$stderr" "sf-view: error: --record $T/no/such/rec.y4m: folder $T/no/such does not exist (mkdir -p $T/no/such)"
     ls "$T"/*.tmp.* 2>/dev/null && false
     true
 }

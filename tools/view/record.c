@@ -18,6 +18,7 @@ sf_status sf_view_rec_new(const char *path, double fps, sf_view_rec **out, sf_er
     *out = NULL;
     sf_video_kind k;
     sf_status s = sf_video_check(path, &k, err);
+    if (!s) s = sf_check_out_dir("--record", path, 0, err); /* its folder exists and is writable: said now */
     if (s) return s;
     if (strlen(path) >= sizeof((sf_view_rec *)0)->path) return sf_fail(err, SF_E_ARG, "--record: path too long");
     sf_view_rec *r = calloc(1, sizeof *r);
