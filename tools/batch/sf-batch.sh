@@ -334,7 +334,7 @@ run_video() { # name noise prompt dev → 0 and the video in place, or 1, $why a
         local key
         key=$image/$(stat -L -c '%s.%Y.%Z.%i' -- "$image" 2>/dev/null)
         if [ "$key" != "$i2v_key" ] || [ ! -s "$i2v_file" ]; then
-            i2v_key= i2v_file=$tmp/i2v.$BASHPID.safetensors
+            i2v_key= i2v_file=$tmp/i2v.$host.$BASHPID.safetensors
             sf-vae-encode --model-dir "$model_dir" --image "$image" --height "$height" --width "$width" --device "$dev" \
                 --out "$i2v_file" "${thr[@]}" "${lv[@]}" 2>>"$log" &
             if ! wait $!; then
@@ -420,7 +420,13 @@ if [ -n "$worker_job" ]; then
         "${enc[@]}" <<<"$todo" 2>"$state/logs/prefill-$id.log" & # waited for: a signal's trap runs at once
         wait $! || say "[$id] warning: filling the embedding cache failed (see $state/logs/prefill-$id.log)"
     fi
-    done_n=0 skip_n=0 fail_n=0 i2v_key= i2v_file=
+    done_n=0 skip_n=0 fail_n=0 i2v_key= i2v_file= host=$(hostname -s)
+    # an image's latents that a killed worker of this host left (Slurm tasks share the folder): their pid is gone
+    for f in "$state/tmp/i2v.$host".*.safetensors; do
+        [ -e "$f" ] || continue
+        p=${f%.safetensors}; p=${p##*.}
+        [[ "$p" =~ ^[0-9]+$ ]] && ! kill -0 "$p" 2>/dev/null && rm -f -- "$f"
+    done
     while IFS=$'\t' read -r name _ _ vseed prompt; do
         [ -n "$name" ] || continue
         if is_done "$name"; then skip_n=$((skip_n + 1)); continue; fi
