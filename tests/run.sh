@@ -26,15 +26,26 @@ count() { # TAP in $out → update pass/fail; $1 = exit code, $2 = what ran
 # the background alongside everything else, at the lowest priority (nice 19) so that the tests
 # which time a stop or a timeout (faults.bats, net-edge.bats, test_stop) keep their CPU; its TAP
 # is counted at the end
-fz_out=$(mktemp)
-nice -n 19 bash tests/fuzz/smoke.sh >"$fz_out" 2>&1 &
+# Each background job writes its own exit status to a file: with pid_max 32768 a whole run forks enough
+# processes that the PID of a job that ended early is reused, and bash then forgets its status (`wait PID`:
+# "not a child of this shell", 127 — a failure of nothing)
+fz_out=$(mktemp) fz_rc=$(mktemp)
+(nice -n 19 bash tests/fuzz/smoke.sh >"$fz_out" 2>&1; echo $? >"$fz_rc") &
 fz_pid=$!
 # likewise the emulated CUDA tests under the emulation's perturbations (tests/emu_perturbed.sh: other
 # thread / block orders, deferred streams), ~1 CPU minute
-ep_out=$(mktemp)
-BUILD="$BUILD" nice -n 19 bash tests/emu_perturbed.sh >"$ep_out" 2>&1 &
+ep_out=$(mktemp) ep_rc=$(mktemp)
+(BUILD="$BUILD" nice -n 19 bash tests/emu_perturbed.sh >"$ep_out" 2>&1; echo $? >"$ep_rc") &
 ep_pid=$!
-trap 'rm -f "$out" "$fz_out" "$ep_out"; kill "$fz_pid" "$ep_pid" 2>/dev/null' EXIT
+trap 'rm -f "$out" "$fz_out" "$ep_out" "$fz_rc" "$ep_rc"; pkill -P "$fz_pid" 2>/dev/null; pkill -P "$ep_pid" 2>/dev/null
+      kill "$fz_pid" "$ep_pid" 2>/dev/null' EXIT
+# a background job's status → jrc: waited for (in this shell: it is our child), then read from its file
+# (absent: it died unreported, a failure)
+job_rc() { # pid rc_file
+    wait "$1" 2>/dev/null
+    jrc=$(cat "$2" 2>/dev/null)
+    [[ "$jrc" =~ ^[0-9]+$ ]] || jrc=1
+}
 for t in "$BUILD"/tests/test_*; do
     [ -x "$t" ] || continue
     echo "# == $(basename "$t")"
@@ -70,15 +81,13 @@ else
     fail=$((fail + 1))
 fi
 echo "# == tests/emu_perturbed.sh"
-wait "$ep_pid"
-ep_rc=$?
+job_rc "$ep_pid" "$ep_rc"
 cp "$ep_out" "$out"
-count "$ep_rc" "tests/emu_perturbed.sh"
+count "$jrc" "tests/emu_perturbed.sh"
 echo "# == tests/fuzz/smoke.sh"
-wait "$fz_pid"
-fz_rc=$?
+job_rc "$fz_pid" "$fz_rc"
 cp "$fz_out" "$out"
-count "$fz_rc" "tests/fuzz/smoke.sh"
+count "$jrc" "tests/fuzz/smoke.sh"
 [ "$skip" -eq 0 ] || echo "# $skip skipped (see the '# SKIP' lines above for why)"
 echo "$pass passed, $fail failed"
 [ "$fail" -eq 0 ]
