@@ -271,6 +271,12 @@ double sf_now(void) {
     return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
+void sf_sleep(double s) {
+    if (!(s > 0)) return;
+    struct timespec ts = {(time_t)s, (long)((s - (double)(time_t)s) * 1e9)};
+    nanosleep(&ts, NULL);
+}
+
 /* The boot id, read once per process (it is sent with every block and every progress message) */
 static char g_boot_id[64];
 static pthread_once_t g_boot_once = PTHREAD_ONCE_INIT;

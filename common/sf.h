@@ -109,6 +109,8 @@ int sf_progress_enabled(const char *mode);
 
 /* Monotonic clock in seconds. */
 double sf_now(void);
+/* Sleep s seconds (nothing when s <= 0); a signal may end it early. */
+void sf_sleep(double s);
 /* Which sf_now() this is: the boot id of this host's kernel (/proc/sys/kernel/random/boot_id), the
  * same for every process of one boot and different elsewhere, so two sf_now() readings compare only
  * when their ids match (sent beside wire timestamps as meta "clock"). "" when it cannot be read. */

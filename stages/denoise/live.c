@@ -8,7 +8,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #define FEED_QUEUE 8 /* pending prompts kept; the oldest is dropped when a viewer sends faster */
 
@@ -202,11 +201,6 @@ void sf_prompt_feed_close(sf_prompt_feed **fp) {
     *fp = NULL;
 }
 
-static void sleep_s(double s) {
-    struct timespec ts = {(time_t)s, (long)((s - (double)(time_t)s) * 1e9)};
-    nanosleep(&ts, NULL);
-}
-
 sf_status sf_denoise_live_block_start(void *ctx, int block, int64_t start_frame, int *recache, sf_err *err) {
     sf_denoise_live *lv = ctx;
     const float *emb;
@@ -215,7 +209,7 @@ sf_status sf_denoise_live_block_start(void *ctx, int block, int64_t start_frame,
     int rc;
     (void)start_frame;
     for (double w; (w = sf_pace_wait(&lv->pace, sf_now())) > 0 && !sf_denoise_live_stopped(lv);)
-        sleep_s(w < 0.05 ? w : 0.05); /* in slices, so that a stop is seen within 50 ms */
+        sf_sleep(w < 0.05 ? w : 0.05); /* in slices, so that a stop is seen within 50 ms */
     sf_pace_started(&lv->pace, sf_now());
     if (!lv->feed || !sf_prompt_feed_take(lv->feed, block, &emb, &rows, &pr, &rc)) return SF_OK;
     sf_status s = sf_dit_set_context(lv->st, emb, rows, err);

@@ -12,7 +12,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 static const sf_opt opts[] = {
     {"in", 0, SF_ARG_VALUE, "URL\twire stream of frames u8 [n,H,W,3] (sf-decode --out URL)"},
@@ -34,11 +33,6 @@ static const sf_opt opts[] = {
 };
 
 #define PROG "sf-view"
-
-static void nap(double s) {
-    struct timespec ts = {(time_t)s, (long)((s - (double)(time_t)s) * 1e9)};
-    nanosleep(&ts, NULL);
-}
 
 /* --idle-exit: no page for that long → stop the live route (or just this program). */
 static int idle_over(sf_view *v, double idle_exit) {
@@ -113,7 +107,7 @@ int main(int argc, char **argv) {
     }
     sf_view_mark_ended(v);
     if (!s) sf_info("the stream ended; the page stays up%s", idle_exit > 0 ? " until no one watches" : " (Ctrl-C ends)");
-    while (!s && !sf_wire_stopped() && !(idle_exit > 0 && (idle_over(v, idle_exit) || asked_stop))) nap(0.1);
+    while (!s && !sf_wire_stopped() && !(idle_exit > 0 && (idle_over(v, idle_exit) || asked_stop))) sf_sleep(0.1);
     if (s == SF_E_STOPPED && sf_wire_stopped()) s = SF_OK; /* Ctrl-C: a clean exit */
     sf_err e2 = {{0}};
     if (sf_view_rec_close(&rec, &e2) && !s) s = sf_fail(&err, SF_E_IO, "--record: %s", e2.msg); /* what was recorded */
