@@ -60,7 +60,7 @@ count $? "tests/hostile"
 # The golden tests again in the CPU's other modes (kernels/parallel.h sf_cpu_mode; the pass above ran
 # the default fast mode): the exact kernels (SF_CPU_EXACT=1) and the bf16 numerics (SF_CPU_PRECISION=bf16).
 for mode in exact bf16; do
-    for g in test_dit test_dit_pipeline test_t5 test_vae test_vae_encode; do
+    for g in test_dit test_dit_pipeline test_t5 test_vae test_vae_encode test_taehv; do
         t="$BUILD/tests/$g"
         [ -x "$t" ] || continue
         echo "# == $g ($mode mode)"
