@@ -1,4 +1,4 @@
-/* sf-decode — latent blocks → video (Wan VAE decoder, streaming).
+/* sf-decode — latent blocks → video (Wan VAE decoder, or the TAEHV tiny one; streaming).
  *
  * Inputs: --latents FILE[:NAME] (safetensors/.pt, [1, T, 16, h, w] or [T, 16, h, w]; default
  * name "latents") or --in URL (wire stream of latent blocks, decoded as each block arrives).
@@ -23,7 +23,7 @@ static const sf_opt opts[] = {
     {"out", 0, SF_ARG_VALUE, "URL\twire URL (tcp://, ipc://, shm://, fd:N, FILE.wire): raw u8 frames [n,H,W,3] per block; a video FILE: same as --output"},
     {"save-video", 0, SF_ARG_VALUE, "FILE\twrite safetensors 'video' [1,T,3,H,W] f32 in [-1,1]"},
     SF_OPT_MODEL_DIR,
-    {"vae", 0, SF_ARG_VALUE, "PATH\tVAE checkpoint (default <model-dir>/Wan2.1_VAE.pth)"},
+    {"vae", 0, SF_ARG_VALUE, "PATH\tdecoder checkpoint: the Wan VAE (default <model-dir>/Wan2.1_VAE.pth) or a TAEHV (taew2_1.pth: the reference demo's tiny decoder, faster, lower quality)"},
     {"fps", 0, SF_ARG_VALUE, "N\tframes per second (default 16, like the reference)"},
     {"height", 0, SF_ARG_VALUE, "PX\tthe video's height as sf-denoise's (latent = /8): with --width, load the VAE and make its plans before the first latents arrive (default: when they do)"},
     {"width", 0, SF_ARG_VALUE, "PX\tthe video's width as sf-denoise's (latent = /8), with --height"},

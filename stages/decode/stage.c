@@ -9,8 +9,7 @@
 #include "tfile.h"
 #include "trace.h"
 #include "wire.h"
-#include "stages/decode/vae.h"
-#include "stages/decode/vae_cuda.h"
+#include "stages/decode/decoder.h"
 #include "stages/decode/video.h"
 
 #include <errno.h>
@@ -22,9 +21,8 @@
 typedef struct run {
     const char *vae_path, *out_path, *save_path;
     int fps, threads, bf16, progress;
-    sf_vae *vae;
+    sf_decoder *dec;     /* the Wan VAE or the TAEHV, CPU or GPU (decoder.h) */
     int cuda, ordinal;   /* --device cuda[:N] */
-    sf_vae_cuda *gpu;    /* the GPU decoder (weights from vae) */
     sf_video_writer *vw;
     sf_wire *fo;         /* --out URL: raw frames on the wire */
     sf_wire_msg *fm;     /* the frames message being sent (meta of the latents block) */
@@ -43,51 +41,44 @@ typedef struct run {
 /* Create the decoder and the writer for latents of h×w (C < 0: the VAE's own z_dim, for --height/--width
  * before any latents), or check later latents against them. */
 static sf_status channels_ok(const run *r, int64_t C, sf_err *err) {
-    if (C < 0 || C == r->vae->cfg.z_dim) return SF_OK;
-    return sf_fail(err, SF_E_SHAPE, "latents have %lld channels but the VAE expects %lld", (long long)C,
-                   (long long)r->vae->cfg.z_dim);
+    if (C < 0 || C == sf_decoder_z_dim(r->dec)) return SF_OK;
+    return sf_fail(err, SF_E_SHAPE, "latents have %lld channels but the %s expects %lld", (long long)C,
+                   sf_decoder_is_taehv(r->dec) ? "TAEHV" : "VAE", (long long)sf_decoder_z_dim(r->dec));
 }
 
 static sf_status ensure_init(run *r, int64_t C, int64_t h, int64_t w, sf_err *err) {
     sf_status s;
-    if (r->vae) {
+    if (r->dec) {
+        const int64_t dh = sf_decoder_h(r->dec), dw = sf_decoder_w(r->dec);
         if ((s = channels_ok(r, C, err))) return s;
-        if (h != r->vae->st.h || w != r->vae->st.w) {
+        if (h != dh || w != dw) {
             if (r->sized && !r->latents_done)
                 return sf_fail(err, SF_E_SHAPE, "latents of %lldx%lld do not match --height %lld --width %lld (latents %lldx%lld)",
-                               (long long)h, (long long)w, (long long)(r->vae->st.h * 8), (long long)(r->vae->st.w * 8),
-                               (long long)r->vae->st.h, (long long)r->vae->st.w);
+                               (long long)h, (long long)w, (long long)(dh * 8), (long long)(dw * 8), (long long)dh,
+                               (long long)dw);
             return sf_fail(err, SF_E_SHAPE, "a latent block of %lldx%lld does not match the first block's %lldx%lld",
-                           (long long)h, (long long)w, (long long)r->vae->st.h, (long long)r->vae->st.w);
+                           (long long)h, (long long)w, (long long)dh, (long long)dw);
         }
     } else {
-        sf_tfile *tf = NULL; /* on the GPU only config + weights are needed, not the CPU decoder's state */
+        sf_tfile *tf = NULL;
+        const sf_decoder_opts dopt = {h, w, r->threads, r->cuda, r->ordinal, r->bf16};
+        char line[1024];
         if ((s = sf_tfile_open(r->vae_path, &tf, err)) != SF_OK) return s;
-        if ((s = sf_vae_new_from(tf, h, w, r->threads, !r->cuda, &r->vae, err)) != SF_OK) return s;
-        r->vae->cfg.bf16_unscale = r->bf16;
-        if ((s = channels_ok(r, C, err))) return s; /* before the GPU decoder is made */
-        if (r->cuda && (s = sf_vae_cuda_new(r->vae, r->ordinal, &r->gpu, err)) != SF_OK) return s;
-        const int64_t H = h << r->vae->cfg.n_up, W = w << r->vae->cfg.n_up;
-        if (r->gpu)
-            sf_info("VAE %s: dim %lld, %lldx%lld latents -> %lldx%lld frames, on cuda:%d (%.2f GiB)", r->vae_path,
-                    (long long)r->vae->cfg.dim, (long long)h, (long long)w, (long long)W, (long long)H, r->ordinal,
-                    sf_vae_cuda_bytes(r->gpu) / 1073741824.0);
-        else
-            sf_info("VAE %s: dim %lld, %lldx%lld latents -> %lldx%lld frames, %d threads", r->vae_path,
-                    (long long)r->vae->cfg.dim, (long long)h, (long long)w, (long long)W, (long long)H,
-                    r->vae->cfg.threads);
+        if ((s = sf_decoder_open(tf, &dopt, &r->dec, err)) != SF_OK) return s;
+        sf_decoder_describe(r->dec, r->vae_path, line, sizeof line);
+        sf_info("%s", line);
+        if ((s = channels_ok(r, C, err))) return s;
     }
     /* the video once latents came (a decoder made from --height/--width writes nothing before: an input
        that fails first leaves no header on stdout) */
     if (C < 0 || !r->out_path || r->vw) return SF_OK;
-    const int64_t H = r->vae->st.h << r->vae->cfg.n_up, W = r->vae->st.w << r->vae->cfg.n_up;
-    return sf_video_open(r->out_path, (int)W, (int)H, r->fps, &r->vw, err);
+    return sf_video_open(r->out_path, (int)sf_decoder_frame_w(r->dec), (int)sf_decoder_frame_h(r->dec), r->fps, &r->vw, err);
 }
 
-/* Room in r->u8 / r->video for one latent frame's video frames (at most 2^n_up3d). */
+/* Room in r->u8 / r->video for one latent frame's video frames (at most sf_decoder_max_frames). */
 static sf_status frame_room(run *r, sf_err *err) {
-    const int64_t H = r->vae->st.h << r->vae->cfg.n_up, W = r->vae->st.w << r->vae->cfg.n_up, fe = 3 * H * W;
-    const int64_t nf = (int64_t)1 << r->vae->cfg.n_up3d;
+    const int64_t fe = 3 * sf_decoder_frame_h(r->dec) * sf_decoder_frame_w(r->dec);
+    const int64_t nf = sf_decoder_max_frames(r->dec);
     if (nf > r->blk_cap) {
         free(r->u8);
         r->u8 = sf_calloc2((size_t)(nf * fe), 1);
@@ -109,7 +100,7 @@ static sf_status frame_room(run *r, sf_err *err) {
  * for a video's first latent frame, 4 after) — a viewer sees the first frame after a third of the
  * first block's decode. */
 static sf_status emit_latent(run *r, int64_t got, sf_err *err) {
-    const int64_t H = r->vae->st.h << r->vae->cfg.n_up, W = r->vae->st.w << r->vae->cfg.n_up, fe = 3 * H * W;
+    const int64_t H = sf_decoder_frame_h(r->dec), W = sf_decoder_frame_w(r->dec), fe = 3 * H * W;
     sf_status s;
     if (r->fo && got > 0) { /* one message per latent frame: the viewer shows frames as soon as they exist */
         int64_t sh[4] = {got, H, W, 3};
@@ -128,26 +119,22 @@ static sf_status emit_latent(run *r, int64_t got, sf_err *err) {
     return SF_OK;
 }
 
-/* Decode n latent frames [n, C, h, w] f32 (a block), emitting each one's frames as it is done. On a GPU
- * latent frame t+1 is submitted before t's frames are received and written out, so the GPU decodes
- * while the host sends and writes (sf_vae_cuda_submit / _receive). */
+/* Decode n latent frames [n, C, h, w] f32 (a block), emitting each one's frames as it is done. Latent
+ * frame t+1 is submitted before t's frames are received and written out, so a GPU decodes while the
+ * host sends and writes (decoder.h). */
 static sf_status decode_block(run *r, const float *z, int64_t n, sf_err *err) {
-    const int64_t zf = r->vae->cfg.z_dim * r->vae->st.h * r->vae->st.w;
-    const int64_t fe = 3 * (r->vae->st.h << r->vae->cfg.n_up) * (r->vae->st.w << r->vae->cfg.n_up);
+    const int64_t zf = sf_decoder_z_dim(r->dec) * sf_decoder_h(r->dec) * sf_decoder_w(r->dec);
+    const int64_t fe = 3 * sf_decoder_frame_h(r->dec) * sf_decoder_frame_w(r->dec);
     const int want_u8 = r->vw || r->fo, want_video = r->save_path != NULL;
     sf_status s;
-    if (r->gpu && n > 0 && (s = sf_vae_cuda_submit(r->gpu, z, want_video, want_u8, err))) return s;
+    if (n > 0 && (s = sf_decoder_submit(r->dec, z, want_video, want_u8, err))) return s;
     for (int64_t t = 0; t < n; t++) {
         int64_t got = 0;
         if ((s = frame_room(r, err))) return s;
         float *dst = want_video ? r->video + r->video_n * fe : NULL;
         uint8_t *u8 = want_u8 ? r->u8 : NULL;
-        if (r->gpu) {
-            if (t + 1 < n && (s = sf_vae_cuda_submit(r->gpu, z + (t + 1) * zf, want_video, want_u8, err))) return s;
-            s = sf_vae_cuda_receive(r->gpu, dst, u8, &got, err);
-        } else {
-            s = sf_vae_decode(r->vae, z + t * zf, 1, dst, u8, &got, err);
-        }
+        if (t + 1 < n && (s = sf_decoder_submit(r->dec, z + (t + 1) * zf, want_video, want_u8, err))) return s;
+        s = sf_decoder_receive(r->dec, dst, u8, &got, err);
         if (s || (s = emit_latent(r, got, err))) return s;
     }
     sf_trace("decode", "frames_out", r->blocks_done++, r->vw ? sf_video_frames(r->vw) : r->video_n);
@@ -349,8 +336,7 @@ sf_status sf_decode_stage_run(const sf_decode_opts *o, sf_err *err) {
         if (s == SF_OK) sf_info("wrote %s: %lld frames at %d fps", r.out_path, (long long)nf, r.fps);
     }
     if (s == SF_OK && r.save_path) {
-        const int64_t H = r.vae->st.h << r.vae->cfg.n_up, W = r.vae->st.w << r.vae->cfg.n_up;
-        int64_t shape[5] = {1, r.video_n, 3, H, W};
+        int64_t shape[5] = {1, r.video_n, 3, sf_decoder_frame_h(r.dec), sf_decoder_frame_w(r.dec)};
         sf_tensor_entry e = {"video", sf_tensor_view(r.video, SF_F32, 5, shape)};
         s = sf_safetensors_write(r.save_path, &e, 1, NULL, 0, err);
     }
@@ -360,8 +346,7 @@ done:
         sf_wire_close(&r.fo, &e2);
     }
     sf_video_abort(&r.vw);
-    sf_vae_cuda_destroy(&r.gpu);
-    sf_vae_destroy(&r.vae);
+    sf_decoder_destroy(&r.dec);
     free(r.video);
     free(r.u8);
     free(r.fm);

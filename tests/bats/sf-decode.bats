@@ -258,3 +258,66 @@ golden_wire() {
     [ "${#stderr_lines[@]}" -eq 1 ]
     [ -z "$(ls "$T/out")" ]
 }
+
+# ---- TAEHV, the tiny decoder (tests/golden/model/taehv_*.pth; golden tests/golden/expect/taehv.safetensors) ----
+
+# st_edit SRC DST [NAME=NEW... | -NAME...]: a safetensors copy of the tensors renamed (only those), or of
+# all but the -NAMEs
+st_edit() {
+    python3 - "$@" <<'PY'
+import json, struct, sys
+src, dst, ops = sys.argv[1], sys.argv[2], sys.argv[3:]
+b = open(src, "rb").read(); n = struct.unpack("<Q", b[:8])[0]; h = json.loads(b[8:8 + n]); h.pop("__metadata__", None)
+ren = dict(o.split("=", 1) for o in ops if "=" in o)
+out, data = {}, b""
+for k, v in h.items():
+    if (k in ren) if ren else ("-" + k not in ops):
+        a, e = v["data_offsets"]
+        out[ren.get(k, k)] = dict(v, data_offsets=[len(data), len(data) + e - a]); data += b[8 + n + a:8 + n + e]
+j = json.dumps(out).encode(); j += b" " * (-len(j) % 8)
+open(dst, "wb").write(struct.pack("<Q", len(j)) + j + data)
+PY
+}
+
+@test "a TAEHV checkpoint on --vae decodes with the tiny decoder: 17 frames for 5 latents, the golden video" {
+    command -v ffprobe >/dev/null || skip "ffprobe not installed (apt-get install ffmpeg)"
+    TG="$G/expect/taehv.safetensors"
+    run -0 --separate-stderr env SF_LOG_LEVEL=info sf-decode --latents "$TG:tiny.latents" --vae "$G/model/taehv_tiny.pth" \
+        -o "$T/t.y4m" --save-video "$T/t.safetensors" --threads 2
+    [[ "$stderr" == *"TAEHV $G/model/taehv_tiny.pth: 23 layers, 16 -> 16 channels, 4 frames a latent frame, 4x6 latents -> 48x32 frames"* ]]
+    run -0 probe "$T/t.y4m"
+    assert_output "48,32,16/1,17"
+    st_edit "$TG" "$T/g.safetensors" tiny.video=video
+    run sf-tensor diff "$T/t.safetensors" "$T/g.safetensors" --rtol 1e-4 --atol 1e-4
+    assert_line --regexp '^video	.*	ok$'
+    # the t2 checkpoint (temporal upscale 2: 2 frames a latent frame, the first trimmed): 9 frames
+    run -0 sf-decode --latents "$TG:t2.latents" --vae "$G/model/taehv_t2.pth" -o "$T/t2.y4m"
+    run -0 probe "$T/t2.y4m"
+    assert_output "48,32,16/1,9"
+}
+
+@test "TAEHV from a wire stream of blocks = from the file; --height/--width make it up front" {
+    TG="$G/expect/taehv.safetensors"
+    run -0 sf-decode --latents "$TG:tiny.latents" --vae "$G/model/taehv_tiny.pth" -o "$T/l.y4m"
+    # the 5 latent frames as 'latents' blocks of 3 and 2 + end on a hand-made SFT1 stream, as sf-denoise sends them
+    python3 - "$TG" "$T/z.sft" <<'PY'
+import json, struct, sys
+b = open(sys.argv[1], "rb").read(); n = struct.unpack("<Q", b[:8])[0]; e = json.loads(b[8:8 + n])["tiny.latents"]
+z = b[8 + n + e["data_offsets"][0]:8 + n + e["data_offsets"][1]]; fe = 16 * 4 * 6 * 4
+with open(sys.argv[2], "wb") as f:
+    for at, k in ((0, 3), (3, 2)):
+        h = b"\x85\xa1v\x01\xa4type\xa6tensor\xa4name\xa7latents\xa5dtype\xa3f32\xa5shape\x95" + bytes([1, k, 16, 4, 6])
+        f.write(b"SFT1" + struct.pack("<I", len(h)) + h + struct.pack("<Q", k * fe) + z[at * fe:(at + k) * fe])
+    f.write(b"SFT1\x0d\x00\x00\x00\x82\xa1v\x01\xa4type\xa3end" + bytes(8))
+PY
+    run -0 sf-decode --in "$T/z.sft" --vae "$G/model/taehv_tiny.pth" -o "$T/w.y4m" --height 32 --width 48
+    cmp "$T/w.y4m" "$T/l.y4m"
+    # a TAEHV missing a tensor: one line naming it, nothing written
+    mkdir "$T/out"
+    run -0 sf-tensor convert "$G/model/taehv_tiny.pth" "$T/full.safetensors"
+    st_edit "$T/full.safetensors" "$T/cut.safetensors" -decoder.9.conv.2.bias
+    run -1 --separate-stderr sf-decode --latents "$TG:tiny.latents" --vae "$T/cut.safetensors" -o "$T/out/x.y4m"
+    [ "${#stderr_lines[@]}" -eq 1 ]
+    [[ "$stderr" == *"missing tensor decoder.9.conv.2.bias"* ]]
+    [ -z "$(ls "$T/out")" ]
+}
