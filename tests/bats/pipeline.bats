@@ -59,6 +59,18 @@ decode() { sf-decode --model-dir "$M" --progress none "$@"; }
     [ "$(frames "$T/shm.y4m")" = 33 ]
 }
 
+@test "t2v.yaml vae=TAEHV: sf-decode gets --vae and decodes with the tiny decoder, as many frames" {
+    cd "$SF_ROOT"
+    args=(model_dir="$M" checkpoint="$M/ckpt.pt" output="$T/tae.y4m" cache_dir="$T/cache" num_frames=9 height=64 width=96 prompt="$PROMPT")
+    run -0 sf-run --dry-run pipelines/t2v.yaml "${args[@]}"
+    refute_output --partial -- "--vae"
+    run -0 sf-run --dry-run pipelines/t2v.yaml "${args[@]}" vae="$SF_GOLDEN/model/taehv_tiny.pth"
+    grep -- "--vae $SF_GOLDEN/model/taehv_tiny.pth" <<<"$output" | grep -q '^sf-decode'
+    run -0 sf-run pipelines/t2v.yaml "${args[@]}" vae="$SF_GOLDEN/model/taehv_tiny.pth"
+    assert_output --partial "[decode] sf-decode: info: TAEHV $SF_GOLDEN/model/taehv_tiny.pth: 23 layers"
+    [ "$(frames "$T/tae.y4m")" = 33 ]
+}
+
 @test "sf-run t2v.yaml makes the video; a cached rerun does not load the encoder" {
     cd "$SF_ROOT"
     args=(model_dir="$M" checkpoint="$M/ckpt.pt" output="$T/run.y4m" cache_dir="$T/cache" num_frames=9 height=64 width=96 prompt="$PROMPT")
