@@ -54,13 +54,14 @@ def load_taehv(ref):
     return mod
 
 
-def tiny_decoder(T, n_f, time_up, latent=16):
-    """TAEHV.__init__'s decoder Sequential with widths n_f (the reference's modules, its layer order)."""
+def tiny_decoder(T, n_f, time_up, latent=16, n_mem=3):
+    """TAEHV.__init__'s decoder Sequential with widths n_f (the reference's modules, its layer order; n_mem
+    MemBlocks a stage, 3 in TAEHV)."""
     nn = mh.torch.nn
     seq = [T.Clamp(), T.conv(latent, n_f[0]), nn.ReLU(inplace=True)]
     strides = [1, 2 if time_up[0] else 1, 2 if time_up[1] else 1]
     for s in range(3):
-        seq += [T.MemBlock(n_f[s], n_f[s]) for _ in range(3)]
+        seq += [T.MemBlock(n_f[s], n_f[s]) for _ in range(n_mem)]
         seq += [nn.Upsample(scale_factor=2), T.TGrow(n_f[s], strides[s]), T.conv(n_f[s], n_f[s + 1], bias=False)]
     seq += [nn.ReLU(inplace=True), T.conv(n_f[3], 3)]
     return nn.Sequential(*seq), 2 ** sum(time_up) - 1

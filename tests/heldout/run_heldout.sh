@@ -7,7 +7,8 @@
 #   2. sfpipe's CPU stages run on the same files and inputs: sf-encode (the prompts), sf-denoise (the reference's
 #      prompt embedding, replayed noise and initial latents where the shape has them, --dump-preds), sf-decode (the reference's latent);
 #   3. compare_heldout.py compares tensor by tensor (max|d| / max|ref|; 1e-4 single forward, 1e-3 end of loop);
-#      build/tests/test_vae_encode encode_heldout holds the VAE encoder to the reference's encode_to_latent (1e-4).
+#      build/tests/test_vae_encode encode_heldout holds the VAE encoder to the reference's encode_to_latent (1e-4);
+#      taehv_heldout.py holds sf-decode's TAEHV tiny decoder to the reference's on checkpoints of its own.
 # OUTDIR defaults to a temporary folder (removed on success). Needs a built tree (make), python3 with torch
 # (Debian's python3-torch: /usr/bin/python3), numpy and pyyaml, and the reference source (see make_heldout.py:
 # --ref / $SF_REF / ./.ref / the fork's git mirror). Env: SF_HELDOUT_SHAPES=a,b (subset), SF_HELDOUT_PY (python),
@@ -76,6 +77,11 @@ if [ -z "${SF_HELDOUT_DEVICE:-}" ] && [ -x "$enc_test" ]; then
 elif [ -z "${SF_HELDOUT_DEVICE:-}" ]; then
     echo "run_heldout: no $enc_test (SF_ENC_TEST): the VAE encoder is not checked"
 fi
+# the TAEHV tiny decoder (sf-decode --vae taew2_1.pth): its own checkpoints of other widths / strides / depths
+echo "run_heldout: the TAEHV decoder (tests/heldout/taehv_heldout.py)"
+# shellcheck disable=SC2086
+"$PY" tests/heldout/taehv_heldout.py "$OUT/taehv" --bin "$BIN" ${SF_HELDOUT_DEVICE:+--device "$SF_HELDOUT_DEVICE"} \
+    ${SF_HELDOUT_ARGS:-} || rc=1
 rc2=0
 "$PY" tests/heldout/compare_heldout.py "$OUT" "${bf16[@]}" ${SF_HELDOUT_MD:+--md "$SF_HELDOUT_MD"} || rc2=$?
 [ "$rc2" = 0 ] || rc=$rc2
