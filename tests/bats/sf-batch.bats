@@ -217,6 +217,19 @@ by_hand() {
     [ -s "$T/out/0-0_ema.mp4" ]
 }
 
+@test "--vae: sf-decode decodes with that checkpoint (a TAEHV); recorded: a rerun without it is refused" {
+    printf 'a red fox\n' >"$T/p1.txt"
+    G="${SF_GOLDEN:-$BATS_TEST_DIRNAME/../golden}"
+    run -1 --separate-stderr sf-batch "${B[@]}" --data_path "$T/p1.txt" --vae "$T/none.pth"
+    [[ "$stderr" == *"--vae $T/none.pth: cannot read it"* ]]
+    run -0 sf-batch "${B[@]}" --data_path "$T/p1.txt" --vae "$G/model/taehv_tiny.pth" --log-level info
+    [ -s "$T/out/0-0_ema.mp4" ]
+    grep -q "sf-decode: info: TAEHV $G/model/taehv_tiny.pth" "$T/out/.sf-batch/logs/0-0_ema.log"
+    grep -qx "vae=$G/model/taehv_tiny.pth" "$T/out/.sf-batch/flags"
+    run -2 --separate-stderr sf-batch "${B[@]}" --data_path "$T/p1.txt"
+    [[ "$stderr" == *"made with other flags: --vae $G/model/taehv_tiny.pth (now none)"* ]]
+}
+
 @test "the reason is the failing stage's line, even when the stage after it reports first" {
     # an sf-encode that speaks late: its error frame reaches sf-denoise, whose "upstream error: ..."
     # line is in the log a second before the encoder's own (what a loaded machine did once in CI)

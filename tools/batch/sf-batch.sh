@@ -5,7 +5,7 @@
 #   sf-batch --data_path PROMPTS.txt --output_folder DIR [--num_output_frames N] [--num_samples N]
 #            [--save_with_index] [--use_ema | --no_ema] [--seed N] [--config_path P]
 #            [--checkpoint_path P | --no_checkpoint] [--extended_prompt_path F] [--model-dir DIR]
-#            [--device cpu|cuda|cuda:N | --gpu_id N] [--encode-device D] [--workers N] [--height H] [--width W]
+#            [--device cpu|cuda|cuda:N | --gpu_id N] [--encode-device D] [--vae FILE] [--workers N] [--height H] [--width W]
 #            [--threads N] [--cache-dir DIR] [--layer_indices L ...] [--retries N] [--dry-run | -n]
 #            [--progress none|lines|bar|auto] [--log-level L] [--noise-rng torch-cuda|sfpipe]
 #            [--torchrun W[:P]]
@@ -46,7 +46,8 @@
 # refused while the folder holds videos. --progress (default none) goes to each video's log.
 # --use_ema is off by default (inference.py's); --no_checkpoint, like no --checkpoint_path, uses
 # the base weights; --gpu_id N is --device cuda:N. --encode-device runs the text encoder elsewhere (cpu, or
-# cuda: worker w's cuda:w as --device cuda).
+# cuda: worker w's cuda:w as --device cuda). --vae FILE: sf-decode's checkpoint instead of the model folder's
+# Wan2.1_VAE.pth — a TAEHV (taew2_1.pth) decodes several times faster, at some cost in quality.
 # Exit 0 when every video exists, 1 otherwise (the summary says which failed and why), 2 bad flags;
 # SIGINT, SIGTERM or SIGHUP stop every worker and exit 130, 143 or 129 after the summary; when
 # sf-batch is SIGKILLed its local workers get SIGTERM (setpriv --pdeathsig) and stop too.
@@ -86,7 +87,7 @@ mkdirs() { # what dir... : one line, not one per folder, when they cannot be mad
 seed=0 checkpoint_path= use_ema=0   # inference.py's defaults: no checkpoint → the base weights
 data_path= output_folder= extended= num_frames=21 num_samples=1 with_index=0
 workers=1 retries=1 threads= layers=() dry=0 status=0 progress=none noise_rng=torch-cuda torchrun=0 nproc=0
-slurm=0 sbatch_args=() requeue=1 wait=0 i2v=0
+slurm=0 sbatch_args=() requeue=1 wait=0 i2v=0 vae=
 worker_job= task=0 tasks=1
 orig=("$@")
 while [ $# -gt 0 ]; do
@@ -107,6 +108,7 @@ while [ $# -gt 0 ]; do
     --num-output-frames) ref_need "$@"; ref_dec num_frames "$1" "$2"; shift 2 ;;
     --num-samples) ref_need "$@"; ref_dec num_samples "$1" "$2"; shift 2 ;;
     --noise-rng) ref_need "$@"; noise_rng=$2; shift 2 ;;   # checked with the rest by sf-denoise --check
+    --vae) ref_need "$@"; vae=$2; shift 2 ;;   # sf-decode's checkpoint (a Wan VAE or a TAEHV)
     --torchrun) ref_need "$@"   # W[:P]: the reference's run on W processes, P per node (default all W on one)
         [[ "$2" =~ ^[0-9]+(:[0-9]+)?$ ]] || bad "--torchrun: expected W or W:P (processes, and per node), got '$(esc "$2")'"
         ref_dec torchrun "$1" "${2%%:*}"; nproc=$torchrun; [[ "$2" != *:* ]] || ref_dec nproc "$1" "${2#*:}"
@@ -355,6 +357,7 @@ run_video() { # name noise prompt dev → 0 and the video in place, or 1, $why a
     [ ${#layers[@]} -gt 0 ] && den+=(--output_path "$tmp/${name%.mp4}.pt")
     dec=(sf-decode --model-dir "$model_dir" --device "$dev" --height "$height" --width "$width" --in - -o "$tmp/$name"
         --progress "$progress" "${thr[@]}" "${lv[@]}")
+    [ -n "$vae" ] && dec+=(--vae "$vae")
     # in the background, waited for: bash runs a trap only once the foreground command has ended, but
     # it ends a wait at once, so a stop signal (sf-batch's own death included) stops the stages now
     { "${enc[@]}" | "${den[@]}" | "${dec[@]}"; echo "${PIPESTATUS[*]}" >"$tmp/$name.status"; } 2>>"$log" &
@@ -448,9 +451,11 @@ fi
 # config.json, opens the weights and checkpoint and checks frames, size and layers (on the CPU: a
 # Slurm login node has no GPU). sf-encode and sf-decode load lazily and have no such mode, so their
 # model files are only looked for here (the paths of stages/encode/stage.c and stages/decode/stage.c).
-for f in google/umt5-xxl/spiece.model models_t5_umt5-xxl-enc-bf16.pth Wan2.1_VAE.pth; do
+for f in google/umt5-xxl/spiece.model models_t5_umt5-xxl-enc-bf16.pth ${vae:+-}Wan2.1_VAE.pth; do
+    [ "$f" = -Wan2.1_VAE.pth ] && continue   # --vae names sf-decode's checkpoint
     [ -r "$model_dir/$f" ] || die "--model-dir $model_dir has no $f (sf-encode and sf-decode need it)"
 done
+[ -z "$vae" ] || [ -r "$vae" ] || die "--vae $(esc "$vae"): cannot read it"
 den_flags
 i2v_note=
 if [ "$i2v" = 1 ]; then   # a stand-in first latent frame (zeros, the real ones' shape): the block rule is checked too
@@ -489,7 +494,8 @@ checkpoint_path=$ck
 use_ema=$use_ema
 model_dir=$(resolve "$model_dir")
 layer_indices=${layers[*]}
-i2v=$i2v"
+i2v=$i2v
+vae=${vae:+$(resolve "$vae")}"
 made=0   # a video of the recorded list is in the folder (legacy folders: their last all.tsv)
 rec_videos=$state/videos.tsv; [ -f "$rec_videos" ] || rec_videos=$state/all.tsv
 if [ -f "$rec_videos" ]; then
@@ -502,6 +508,7 @@ oldflags=
 [ -z "$oldflags" ] || grep -q '^noise_rng=' <<<"$oldflags" || oldflags+=$'\nnoise_rng=sfpipe'
 [ -z "$oldflags" ] || grep -q '^torchrun=' <<<"$oldflags" || oldflags+=$'\ntorchrun=0:0'   # and before --torchrun
 [ -z "$oldflags" ] || grep -q '^i2v=' <<<"$oldflags" || oldflags+=$'\ni2v=0'   # and before --i2v, text-to-video
+[ -z "$oldflags" ] || grep -q '^vae=' <<<"$oldflags" || oldflags+=$'\nvae='     # and before --vae, the Wan VAE
 if [ "$made" = 1 ] && [ -n "$oldflags" ] && [ "$oldflags" != "$flags" ]; then
     diff=$(awk -F= 'NR == FNR { old[$1] = substr($0, length($1) + 2); next }
         ($1 in old) && old[$1] != substr($0, length($1) + 2) {
