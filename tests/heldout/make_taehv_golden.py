@@ -15,8 +15,8 @@ TAEHV.load_state_dict reads:
         (the TGrow strides are in the weights' shapes: 1, 1, 2).
 Each gets seeded-random latents [1, T, 16, h, w] (T = 5, h x w = 4 x 6) and the reference's outputs:
   <case>.latents      the input (NTCHW, as the DiT writes it)
-  <case>.decoded      decode_video(latents, parallel=True) [1, T*s, 3, 8h, 8w] in ~[0, 1], untrimmed
-  <case>.video        the frames sf-decode writes: decoded[:, s-1:] * 2 - 1 clamped to [-1, 1] (demo.py:
+  <case>.video        the frames sf-decode writes: decode_video(latents, parallel=True) [1, T*s, 3, 8h, 8w]
+                      (~[0, 1]) without its first s-1 frames, * 2 - 1 clamped to [-1, 1] (demo.py:
                       decode().mul_(2).sub_(1), the first block's first s-1 frames skipped)
   <case>.layer.<i>    decoder layer i's output over all frames [T_i, C, H, W] (parallel mode), for the
                       layers in TAPS
@@ -43,7 +43,7 @@ CASES = OrderedDict(
 )
 
 GAIN = 0.8
-TAPS = (1, 3, 6, 7, 13)  # the first conv, a MemBlock, an Upsample, two TGrows (the output is .decoded)
+TAPS = (1, 3, 6, 7, 13)  # the first conv, a MemBlock, an Upsample, two TGrows
 
 
 def load_taehv(ref):
@@ -106,7 +106,6 @@ def main():
             d = ((out - seq).abs().max() / out.abs().max()).item()  # convs batched or not: other sum orders
             assert d < 1e-5, f"{name}: parallel vs sequential differ by {d} of the largest value"
             rec[f"{name}.latents"] = mh.npf(lat)
-            rec[f"{name}.decoded"] = mh.npf(out)
             rec[f"{name}.video"] = mh.npf(out[:, trim:].mul(2).sub(1).clamp(-1, 1))
             for k, v in seen.items():
                 if k in TAPS:
