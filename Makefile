@@ -101,7 +101,7 @@ endif
 GPU_CHECK_TESTS := test_conv_plans test_cuda_glue test_cuda_graphs_gpu test_cuda_kernels test_dit_cuda test_dit_cuda_shapes \
                    test_hopper_gpu test_rng_torch test_sdpa_plans \
                    test_t5_cuda test_t5_cuda_shapes test_t5_glue_gpu test_tap_mass_gpu test_vae_cuda test_vae_cuda_shapes \
-                   test_vae_encode_cuda test_vae_glue
+                   test_vae_encode_cuda test_vae_glue test_taehv_glue
 ifeq ($(GPU_BUNDLE),1)
   ALL_EMU := gpu-bundle-skips
   all: info $(PROGS) $(addprefix $(BUILD)/tests/,$(GPU_CHECK_TESTS))
@@ -167,6 +167,7 @@ CXX     ?= g++
 EMU_SRC := kernels/cuda/emu/cuda_emu.cc kernels/cuda/emu/emu_selftest.cu kernels/cuda/cuda_common.cu \
            kernels/cuda/norm_act.cu kernels/cuda/gemm.cu kernels/cuda/dit_glue.cu kernels/cuda/attn_blas.cu \
            kernels/cuda/device.cu kernels/cuda/norm_fused.cu kernels/cuda/t5_glue.cu kernels/cuda/vae_glue.cu \
+           kernels/cuda/taehv_glue.cu \
            kernels/cuda/emu/conv_emu.cc kernels/cuda/emu/sdpa_emu.cc kernels/cuda/emu/wgmma_emu.cc kernels/cuda/emu/libs_emu.cc kernels/cuda/emu/async_emu.cc kernels/cuda/emu/emu_runtime.cc kernels/cuda/emu/graph_emu.cc \
            kernels/cuda/tap_mass.cu kernels/cuda/attn_mass.cu \
            kernels/cuda/attn_mass_wg.cu kernels/cuda/attn_mass_ws.cu kernels/cuda/hopper_probe.cu kernels/cuda/graph.cu
@@ -210,6 +211,8 @@ endef
 #                                    CPU encoder (other widths), cuBLASLt and cuDNN conv emulated
 #   test_vae_glue_emu                test_vae_glue.c (the VAE's kernels vs kernels/vae_ops.h); the plain
 #                                    test_vae_glue is the same file on the real kernels
+#   test_taehv_glue_emu              test_taehv_glue.c (the TAEHV kernels vs kernels/taehv_ops.h); the plain
+#                                    test_taehv_glue is the same file on the real kernels
 #   test_hopper / test_hopper_gpu    the Hopper probes (kernels/cuda/hopper_probe.cu; check.sh part attn)
 #   test_tap_mass / test_tap_mass_gpu  the attention-tap aggregates and the fused attention kernels
 #   test_conv_emu                    test_conv_plans.c's forward on the emulated cuDNN conv (conv_emu.cc)
@@ -218,9 +221,9 @@ endef
 #                                    (kernels/cuda/emu/sdpa_emu.cc) against the CPU attention
 EMU_TESTS := test_cuda_emu test_cuda_graphs test_emu_self test_dit_emu test_dit_shapes_emu test_t5_glue test_t5_emu test_t5_shapes_emu \
              test_vae_emu test_vae_shapes_emu test_vae_glue_emu test_hopper test_tap_mass test_sdpa_emu test_conv_emu \
-             test_vae_encode_emu
+             test_vae_encode_emu test_taehv_glue_emu
 $(ALL_EMU): $(addprefix $(BUILD)/tests/,test_conv_emu test_vae_encode_emu test_dit_emu test_dit_shapes_emu test_t5_emu test_t5_shapes_emu test_vae_emu \
-                                        test_vae_shapes_emu test_vae_glue_emu test_sdpa_emu)
+                                        test_vae_shapes_emu test_vae_glue_emu test_sdpa_emu test_taehv_glue_emu)
 all: $(addprefix $(BUILD)/tests/,test_cuda_glue test_cuda_graphs_gpu test_t5_glue_gpu test_hopper_gpu test_tap_mass_gpu)
 $(addprefix $(BUILD)/tests/,$(EMU_TESTS)): $(BUILD)/tests/%: $(BUILD)/obj/tests/unit/%.o $(EMU_OBJ) $(LIB)
 	$(emu_link)
@@ -251,6 +254,7 @@ $(eval $(call twin_obj,test_t5_shapes_emu,test_t5_cuda_shapes,-DSF_TEST_EMU))
 $(eval $(call twin_obj,test_vae_emu,test_vae_cuda,-DSF_TEST_EMU))
 $(eval $(call twin_obj,test_vae_shapes_emu,test_vae_cuda_shapes,-DSF_TEST_EMU))
 $(eval $(call twin_obj,test_vae_glue_emu,test_vae_glue,-DSF_TEST_EMU))
+$(eval $(call twin_obj,test_taehv_glue_emu,test_taehv_glue,-DSF_TEST_EMU))
 $(eval $(call twin_obj,test_sdpa_emu,test_sdpa_plans,-DSF_TEST_EMU))
 $(eval $(call twin_obj,test_conv_emu,test_conv_plans,-DSF_TEST_EMU))
 $(eval $(call twin_obj,test_vae_encode_emu,test_vae_encode_cuda,-DSF_TEST_EMU))

@@ -23,7 +23,7 @@ one() { # "ENV=V ..." binary [cases...]
     fi
 }
 # reversed order: the kernel tests (their launch / vector-load counters need the synchronous streams)
-for g in test_cuda_emu test_t5_glue test_hopper test_vae_glue_emu test_tap_mass; do one SF_EMU_ORDER=reverse "$g"; done
+for g in test_cuda_emu test_t5_glue test_hopper test_vae_glue_emu test_taehv_glue_emu test_tap_mass; do one SF_EMU_ORDER=reverse "$g"; done
 # a seeded shuffle: the quick ones
 for g in test_cuda_emu test_t5_glue test_hopper test_vae_glue_emu; do one SF_EMU_ORDER=shuffle:1 "$g"; done
 # TMA loads and cp.async copies landing only when a wait needs them (SF_EMU_COPIES_LATE): a missing or

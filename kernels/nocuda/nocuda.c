@@ -1,12 +1,13 @@
 /* nocuda.c — the CUDA entry points of a CPU-only build (no nvcc at build time): each one
  * reports that CUDA is not compiled in, so --device cuda fails with a clear message.
- * Also stubs every function of kernels/cuda_ops.h, cuda_graph.h, sdpa_cuda.h, t5_cuda.h, conv_cuda.h and vae_ops_cuda.h (SF_E_DEVICE). Tested by tests/unit/test_cuda_kernels.c. */
+ * Also stubs every function of kernels/cuda_ops.h, cuda_graph.h, sdpa_cuda.h, t5_cuda.h, conv_cuda.h, vae_ops_cuda.h and taehv_ops_cuda.h (SF_E_DEVICE). Tested by tests/unit/test_cuda_kernels.c. */
 #include "cuda_ops.h"
 #include "cuda_graph.h"
 #include "device.h"
 #include "conv_cuda.h"
 #include "sdpa_cuda.h"
 #include "t5_cuda.h"
+#include "taehv_ops_cuda.h"
 #include "vae_ops_cuda.h"
 
 #include <string.h>
@@ -381,6 +382,22 @@ sf_status sf_vae_bias_res_cuda(const sf_cuda_ctx *ctx, int64_t P, int64_t C, voi
 sf_status sf_vae_to_pixels_cuda(const sf_cuda_ctx *ctx, int64_t n, int64_t P, int64_t ldx, const void *x, uint8_t *u8,
                                 float *video, sf_err *err) {
     (void)ctx, (void)n, (void)P, (void)ldx, (void)x, (void)u8, (void)video;
+    return SF_NO_CUDA(err);
+}
+
+/* kernels/taehv_ops_cuda.h: the TAEHV decoder's GPU glue — unavailable here. */
+sf_status sf_taehv_clamp_cuda(const sf_cuda_ctx *ctx, int64_t C, int64_t HW, const float *z, void *y, int64_t ldy,
+                              sf_err *err) {
+    (void)ctx, (void)C, (void)HW, (void)z, (void)y, (void)ldy;
+    return SF_NO_CUDA(err);
+}
+sf_status sf_relu_cuda(const sf_cuda_ctx *ctx, int64_t P, int64_t C, void *x, sf_err *err) {
+    (void)ctx, (void)P, (void)C, (void)x;
+    return SF_NO_CUDA(err);
+}
+sf_status sf_taehv_cat_roll_cuda(const sf_cuda_ctx *ctx, int64_t P, int64_t C, const void *x, void *past, void *cat,
+                                 sf_err *err) {
+    (void)ctx, (void)P, (void)C, (void)x, (void)past, (void)cat;
     return SF_NO_CUDA(err);
 }
 

@@ -470,6 +470,7 @@ u_tests() { # every CUDA test against its CPU reference / the goldens
     step t5_cuda 120 "$G/tests/test_t5_cuda"
     step t5_shapes 90 "$G/tests/test_t5_cuda_shapes" # other model shapes (head dims 8-128, dim_attn != dim, odd dims, dtypes) vs the CPU encoder
     step vae_glue 60 "$G/tests/test_vae_glue" # the VAE's own kernels vs kernels/vae_ops.h
+    step taehv_glue 30 "$G/tests/test_taehv_glue" # the TAEHV decoder's kernels vs kernels/taehv_ops.h
     step conv 120 env SF_CUDNN_DEBUG=1 "$G/tests/test_conv_plans" forward_gpu # the VAE's cuDNN conv3d vs sf_conv3d_cpu
     step vae_cuda 180 env SF_TEST_VERBOSE=1 "$G/tests/test_vae_cuda" # GPU VAE decoder vs the vae golden, streamed = one-shot
     step vae_shapes 180 env SF_TEST_VERBOSE=1 "$G/tests/test_vae_cuda_shapes" # other widths / z dims / odd latent sizes vs the CPU decoder; refusals
