@@ -101,7 +101,7 @@ endif
 GPU_CHECK_TESTS := test_conv_plans test_cuda_glue test_cuda_graphs_gpu test_cuda_kernels test_dit_cuda test_dit_cuda_shapes \
                    test_hopper_gpu test_rng_torch test_sdpa_plans \
                    test_t5_cuda test_t5_cuda_shapes test_t5_glue_gpu test_tap_mass_gpu test_vae_cuda test_vae_cuda_shapes \
-                   test_vae_encode_cuda test_vae_glue test_taehv_glue
+                   test_vae_encode_cuda test_vae_glue test_taehv_glue test_taehv_cuda
 ifeq ($(GPU_BUNDLE),1)
   ALL_EMU := gpu-bundle-skips
   all: info $(PROGS) $(addprefix $(BUILD)/tests/,$(GPU_CHECK_TESTS))
@@ -211,6 +211,8 @@ endef
 #                                    CPU encoder (other widths), cuBLASLt and cuDNN conv emulated
 #   test_vae_glue_emu                test_vae_glue.c (the VAE's kernels vs kernels/vae_ops.h); the plain
 #                                    test_vae_glue is the same file on the real kernels
+#   test_taehv_emu                   test_taehv_cuda.c: the GPU TAEHV decoder (stages/decode/taehv_cuda.c) against
+#                                    the taehv golden and the CPU decoder (other widths, odd latent sizes)
 #   test_taehv_glue_emu              test_taehv_glue.c (the TAEHV kernels vs kernels/taehv_ops.h); the plain
 #                                    test_taehv_glue is the same file on the real kernels
 #   test_hopper / test_hopper_gpu    the Hopper probes (kernels/cuda/hopper_probe.cu; check.sh part attn)
@@ -221,9 +223,9 @@ endef
 #                                    (kernels/cuda/emu/sdpa_emu.cc) against the CPU attention
 EMU_TESTS := test_cuda_emu test_cuda_graphs test_emu_self test_dit_emu test_dit_shapes_emu test_t5_glue test_t5_emu test_t5_shapes_emu \
              test_vae_emu test_vae_shapes_emu test_vae_glue_emu test_hopper test_tap_mass test_sdpa_emu test_conv_emu \
-             test_vae_encode_emu test_taehv_glue_emu
+             test_vae_encode_emu test_taehv_emu test_taehv_glue_emu
 $(ALL_EMU): $(addprefix $(BUILD)/tests/,test_conv_emu test_vae_encode_emu test_dit_emu test_dit_shapes_emu test_t5_emu test_t5_shapes_emu test_vae_emu \
-                                        test_vae_shapes_emu test_vae_glue_emu test_sdpa_emu test_taehv_glue_emu)
+                                        test_vae_shapes_emu test_vae_glue_emu test_sdpa_emu test_taehv_emu test_taehv_glue_emu)
 all: $(addprefix $(BUILD)/tests/,test_cuda_glue test_cuda_graphs_gpu test_t5_glue_gpu test_hopper_gpu test_tap_mass_gpu)
 $(addprefix $(BUILD)/tests/,$(EMU_TESTS)): $(BUILD)/tests/%: $(BUILD)/obj/tests/unit/%.o $(EMU_OBJ) $(LIB)
 	$(emu_link)
@@ -254,6 +256,7 @@ $(eval $(call twin_obj,test_t5_shapes_emu,test_t5_cuda_shapes,-DSF_TEST_EMU))
 $(eval $(call twin_obj,test_vae_emu,test_vae_cuda,-DSF_TEST_EMU))
 $(eval $(call twin_obj,test_vae_shapes_emu,test_vae_cuda_shapes,-DSF_TEST_EMU))
 $(eval $(call twin_obj,test_vae_glue_emu,test_vae_glue,-DSF_TEST_EMU))
+$(eval $(call twin_obj,test_taehv_emu,test_taehv_cuda,-DSF_TEST_EMU))
 $(eval $(call twin_obj,test_taehv_glue_emu,test_taehv_glue,-DSF_TEST_EMU))
 $(eval $(call twin_obj,test_sdpa_emu,test_sdpa_plans,-DSF_TEST_EMU))
 $(eval $(call twin_obj,test_conv_emu,test_conv_plans,-DSF_TEST_EMU))

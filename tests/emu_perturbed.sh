@@ -47,4 +47,6 @@ one "SF_EMU_ORDER=reverse SF_EMU_ASYNC=1" test_vae_shapes_emu
 # the GPU encoder (vae_enc_cuda.c): its pixel upload, the stage's memset and the host's read of mu behind the
 # stream's work, ~3 s
 one "SF_EMU_ORDER=reverse SF_EMU_ASYNC=1" test_vae_encode_emu
+# the TAEHV decoder (taehv_cuda.c): its pinned slots, the pipelined submits, a reset with a frame in flight, <1 s
+one "SF_EMU_ORDER=reverse SF_EMU_ASYNC=1" test_taehv_emu
 exit 0

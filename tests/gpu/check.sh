@@ -475,6 +475,7 @@ u_tests() { # every CUDA test against its CPU reference / the goldens
     step vae_cuda 180 env SF_TEST_VERBOSE=1 "$G/tests/test_vae_cuda" # GPU VAE decoder vs the vae golden, streamed = one-shot
     step vae_shapes 180 env SF_TEST_VERBOSE=1 "$G/tests/test_vae_cuda_shapes" # other widths / z dims / odd latent sizes vs the CPU decoder; refusals
     step vae_encode 120 env SF_TEST_VERBOSE=1 "$G/tests/test_vae_encode_cuda" # GPU VAE encoder vs the vae_encode golden, streamed = at once, other widths vs the CPU encoder
+    step taehv_cuda 60 env SF_TEST_VERBOSE=1 "$G/tests/test_taehv_cuda" # GPU TAEHV decoder vs the taehv golden (2 checkpoints), streamed = pipelined = one-shot, other widths vs the CPU decoder
 
     echo "== the reference's noise stream: torch.randn on this card (tests/gpu/torch_noise.py) vs sf-denoise --noise-rng torch-cuda"
     rm -rf /tmp/sf-torch-noise

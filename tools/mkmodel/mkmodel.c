@@ -160,6 +160,46 @@ static sf_status resblock(sf_mk_params *p, const char *pre, int64_t cin, int64_t
     return SF_OK;
 }
 
+/* The TAEHV decoder's state dict (taehv.h; demo_utils/taehv.py TAEHV.decoder): Clamp, conv z → c0, ReLU, then
+ * per stage s: `mems` MemBlocks (conv.0 [C, 2C, 3, 3], conv.2, conv.4 with biases; the first of stage 0 from
+ * c0 to nf[0] with a 1×1 skip when c0 ≠ nf[0]), Upsample, TGrow (1×1, nf[s] → strides[s]·nf[s], no bias),
+ * conv nf[s] → nf[s + 1] (no bias); ReLU, conv nf[3] → 3. Indices as the Sequential numbers them. */
+sf_status sf_mk_taehv_params(int64_t z, int64_t c0, const int64_t nf[4], const int strides[3], int mems,
+                             sf_mk_params *p, sf_err *err) {
+    sf_status s;
+    int i = 1;
+    if (z <= 0 || c0 <= 0 || mems < 1 || mems > 8)
+        return sf_fail(err, SF_E_ARG, "TAEHV params: z %lld, c0 %lld, %d MemBlocks a stage", (long long)z, (long long)c0, mems);
+    for (int k = 0; k < 4; k++)
+        if (nf[k] <= 0 || (k < 3 && (strides[k] < 1 || strides[k] > 4)))
+            return sf_fail(err, SF_E_ARG, "TAEHV params: width or stride %d out of range", k);
+    TRY(add(p, SF_MK_LINEAR, SHAPE(c0, z, 3, 3), err, "decoder.%d.weight", i));
+    TRY(add(p, SF_MK_BIAS, SHAPE(c0), err, "decoder.%d.bias", i));
+    i += 2; /* the ReLU */
+    int64_t C = c0;
+    for (int st = 0; st < 3; st++) {
+        for (int m = 0; m < mems; m++, i++) {
+            const int64_t co = nf[st];
+            TRY(add(p, SF_MK_LINEAR, SHAPE(co, 2 * C, 3, 3), err, "decoder.%d.conv.0.weight", i));
+            TRY(add(p, SF_MK_BIAS, SHAPE(co), err, "decoder.%d.conv.0.bias", i));
+            TRY(add(p, SF_MK_LINEAR, SHAPE(co, co, 3, 3), err, "decoder.%d.conv.2.weight", i));
+            TRY(add(p, SF_MK_BIAS, SHAPE(co), err, "decoder.%d.conv.2.bias", i));
+            TRY(add(p, SF_MK_LINEAR, SHAPE(co, co, 3, 3), err, "decoder.%d.conv.4.weight", i));
+            TRY(add(p, SF_MK_BIAS, SHAPE(co), err, "decoder.%d.conv.4.bias", i));
+            if (C != co) TRY(add(p, SF_MK_LINEAR, SHAPE(co, C, 1, 1), err, "decoder.%d.skip.weight", i));
+            C = co;
+        }
+        i++; /* the Upsample */
+        TRY(add(p, SF_MK_LINEAR, SHAPE(strides[st] * C, C, 1, 1), err, "decoder.%d.conv.weight", i++));
+        TRY(add(p, SF_MK_LINEAR, SHAPE(nf[st + 1], C, 3, 3), err, "decoder.%d.weight", i++));
+        C = nf[st + 1];
+    }
+    i++; /* the ReLU */
+    TRY(add(p, SF_MK_LINEAR, SHAPE(3, C, 3, 3), err, "decoder.%d.weight", i));
+    TRY(add(p, SF_MK_BIAS, SHAPE(3), err, "decoder.%d.bias", i));
+    return SF_OK;
+}
+
 sf_status sf_mk_vae_params(int base, int z, sf_mk_params *p, sf_err *err) {
     sf_status s;
     int64_t d4 = 4 * (int64_t)base, d2 = 2 * (int64_t)base, d1 = base;

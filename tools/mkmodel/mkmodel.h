@@ -43,6 +43,11 @@ typedef struct sf_mk_params {
 sf_status sf_mk_dit_params(const sf_dit_config *c, sf_mk_params *out, sf_err *err);
 sf_status sf_mk_t5_params(const sf_mk_t5 *t, sf_mk_params *out, sf_err *err);
 sf_status sf_mk_vae_params(int base, int z, sf_mk_params *out, sf_err *err);
+/* The TAEHV tiny decoder's (stages/decode/taehv.h) state dict: latent width z, first conv to c0 (nf[0] in the
+ * real layout; otherwise stage 0's first MemBlock has a 1×1 skip c0 → nf[0]), stage widths nf, TGrow strides,
+ * `mems` MemBlocks a stage (taew2_1.pth: z 16, nf 256/128/64/64, strides 1, 2, 2, 3 MemBlocks). */
+sf_status sf_mk_taehv_params(int64_t z, int64_t c0, const int64_t nf[4], const int strides[3], int mems,
+                             sf_mk_params *out, sf_err *err);
 void sf_mk_params_free(sf_mk_params *p);
 
 /* Fill owned tensors (dtype f32 or bf16) for every parameter; entries[i].name owned. */
