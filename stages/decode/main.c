@@ -29,7 +29,7 @@ static const sf_opt opts[] = {
     {"width", 0, SF_ARG_VALUE, "PX\tthe video's width as sf-denoise's (latent = /8), with --height"},
     {"threads", 0, SF_ARG_VALUE, "N\tCPU threads (default: all CPUs)"},
     SF_OPTS_DEVICE("the VAE in bf16; only uint8 frames come back"),
-    {"bench", 0, SF_ARG_VALUE, "1.3b|tiny\tGPU decoder benchmark with random weights (1.3b: 21 latent frames -> 81 at 832x480; needs --device cuda)"},
+    {"bench", 0, SF_ARG_VALUE, "1.3b|tiny|taehv\tGPU decoder benchmark with random weights (1.3b: 21 latent frames -> 81 at 832x480; taehv: the TAEHV tiny decoder at taew2_1.pth's shapes, the same video; needs --device cuda)"},
     {"bf16-unscale", 0, SF_ARG_FLAG, "un-scale latents in bf16 like the bf16 reference pipeline (SPEC 8.1)"},
     SF_OPT_PROGRESS,
     SF_OPT_TIMEOUT,

@@ -21,7 +21,7 @@
 #   dit_paths    test_dit_cuda attention_paths / taps_probs_cross / graphs: the DiT's attention paths and
 #                its forwards as CUDA graphs against the CPU (the default path must be right before it is timed)
 #   bench        sf-denoise --bench 1.3b (full size, random weights; then profiled: the TFLOP/s rows),
-#                sf-decode --bench 1.3b, sf-encode --bench xxl
+#                sf-decode --bench 1.3b and taehv, sf-encode --bench xxl
 #   ref          the reference PyTorch bench (../shared/refbench/ref_bench.py, copied into .ref), right after
 #                ours (same call, same card: issue 13); its deadline leaves e2e its share
 #   e2e          tests/gpu/e2e.sh: sf-run t2v.yaml tiny (GPU vs CPU) and full size with its timeline, the
@@ -60,7 +60,7 @@ UNITS_ALL="dit_paths bench ref e2e taps probes bench_attn ab attn_videos tests s
 # MPS and the live pipeline.
 est_of() {
     case $1 in
-    dit_paths) echo 45 ;; bench) echo 100 ;; e2e) echo 240 ;; ref) echo 120 ;; taps) echo 135 ;;
+    dit_paths) echo 45 ;; bench) echo 115 ;; e2e) echo 240 ;; ref) echo 120 ;; taps) echo 135 ;;
     probes) echo 30 ;; bench_attn) echo 60 ;; ab) echo 170 ;; attn_videos) echo 200 ;; tests) echo 260 ;;
     san_attn) echo 150 ;; san_tests) echo 200 ;; *) return 1 ;;
     esac
@@ -298,6 +298,11 @@ u_bench() { # the headline figures: the DiT video (then profiled: GEMM / attenti
     timeout 150 sf-decode --bench 1.3b --device cuda:0 2>&1 | tee -a "$OUT/bench.txt"
     rc=${PIPESTATUS[0]}
     row "bench sf-decode" "exit $rc; $(grep -m1 '^decode 1.3b gpu video:' "$OUT/bench.txt" | sed 's/^decode 1.3b gpu video: //')"
+    [ "$rc" -eq 0 ] || fail=1
+    echo "== bench: sf-decode --bench taehv --device cuda (the TAEHV tiny decoder, taew2_1 shapes, random weights, the same video)"
+    timeout 90 sf-decode --bench taehv --device cuda:0 2>&1 | tee -a "$OUT/bench.txt"
+    rc=${PIPESTATUS[0]}
+    row "bench sf-decode taehv" "exit $rc; $(grep -m1 '^decode taehv gpu video:' "$OUT/bench.txt" | sed 's/^decode taehv gpu video: //')"
     [ "$rc" -eq 0 ] || fail=1
     echo "== bench: sf-encode --bench xxl --device cuda (umT5-XXL, random bf16 weights, one 512-token prompt)"
     rm -f /tmp/sf-t5bench.log # this call's figure, not a warm machine's earlier one
