@@ -4,6 +4,7 @@
 #include "stages/decode/decoder.h"
 
 #include "stages/decode/taehv.h"
+#include "stages/decode/taehv_cuda.h"
 #include "stages/decode/vae.h"
 #include "stages/decode/vae_cuda.h"
 
@@ -14,7 +15,8 @@
 struct sf_decoder {
     sf_vae *vae;            /* the Wan VAE (config + weights; the CPU decoder's state when on the CPU) */
     sf_vae_cuda *vgpu;
-    sf_taehv *tae;          /* or the TAEHV */
+    sf_taehv *tae;          /* or the TAEHV (config + weights; the CPU decoder's state when on the CPU) */
+    sf_taehv_cuda *tgpu;
     int cuda, ordinal;
     int64_t z, h, w, H, W, per;
     float *q[2];            /* CPU: the submitted latent frames not yet received (oldest first) */
@@ -31,12 +33,8 @@ sf_status sf_decoder_open(sf_tfile *tf, const sf_decoder_opts *o, sf_decoder **o
     }
     d->cuda = o->cuda, d->ordinal = o->ordinal, d->h = o->h, d->w = o->w;
     if (sf_taehv_detect(tf)) {
-        if (o->cuda) {
-            sf_tfile_destroy(&tf);
-            s = sf_fail(err, SF_E_UNSUPPORTED, "the TAEHV decoder runs on the CPU only in this build (--device cpu)");
-            goto fail;
-        }
-        if ((s = sf_taehv_new_from(tf, o->h, o->w, o->threads, 1, &d->tae, err))) goto fail;
+        if ((s = sf_taehv_new_from(tf, o->h, o->w, o->threads, !o->cuda, &d->tae, err))) goto fail;
+        if (o->cuda && (s = sf_taehv_cuda_new(d->tae, o->ordinal, &d->tgpu, err))) goto fail;
         const sf_taehv_config *c = sf_taehv_config_of(d->tae);
         d->z = c->z_dim, d->H = o->h << c->n_up, d->W = o->w << c->n_up, d->per = c->time_up;
     } else {
@@ -64,6 +62,7 @@ void sf_decoder_destroy(sf_decoder **dp) {
     sf_decoder *d = *dp;
     sf_vae_cuda_destroy(&d->vgpu);
     sf_vae_destroy(&d->vae);
+    sf_taehv_cuda_destroy(&d->tgpu);
     sf_taehv_destroy(&d->tae);
     free(d->q[0]), free(d->q[1]);
     free(d);
@@ -81,7 +80,7 @@ int sf_decoder_is_taehv(const sf_decoder *d) { return d->tae != NULL; }
 void sf_decoder_describe(const sf_decoder *d, const char *path, char *buf, size_t n) {
     char where[64];
     if (d->cuda) {
-        const double gib = d->vgpu ? sf_vae_cuda_bytes(d->vgpu) / 1073741824.0 : 0.0;
+        const double gib = (d->vgpu ? sf_vae_cuda_bytes(d->vgpu) : sf_taehv_cuda_bytes(d->tgpu)) / 1073741824.0;
         snprintf(where, sizeof where, "on cuda:%d (%.2f GiB)", d->ordinal, gib);
     } else {
         snprintf(where, sizeof where, "%d threads", d->tae ? sf_taehv_config_of(d->tae)->threads : d->vae->cfg.threads);
@@ -99,6 +98,7 @@ void sf_decoder_describe(const sf_decoder *d, const char *path, char *buf, size_
 
 sf_status sf_decoder_submit(sf_decoder *d, const float *z, int want_video, int want_u8, sf_err *err) {
     if (d->vgpu) return sf_vae_cuda_submit(d->vgpu, z, want_video, want_u8, err);
+    if (d->tgpu) return sf_taehv_cuda_submit(d->tgpu, z, want_video, want_u8, err);
     if (d->nq == 2) return sf_fail(err, SF_E_ARG, "decoder: a third latent frame submitted before a receive");
     memcpy(d->q[d->nq++], z, (size_t)(d->z * d->h * d->w) * sizeof(float));
     return SF_OK;
@@ -107,6 +107,7 @@ sf_status sf_decoder_submit(sf_decoder *d, const float *z, int want_video, int w
 sf_status sf_decoder_receive(sf_decoder *d, float *video, uint8_t *u8, int64_t *n_out, sf_err *err) {
     *n_out = 0;
     if (d->vgpu) return sf_vae_cuda_receive(d->vgpu, video, u8, n_out, err);
+    if (d->tgpu) return sf_taehv_cuda_receive(d->tgpu, video, u8, n_out, err);
     if (!d->nq) return sf_fail(err, SF_E_ARG, "decoder: receive without a submitted latent frame");
     float *z = d->q[0];
     sf_status s = d->tae ? sf_taehv_decode(d->tae, z, 1, video, u8, n_out, err)

@@ -103,6 +103,24 @@ bytes_delta() {
     run -0 sf-tensor diff "$T/cpu.safetensors" "$T/gpu.safetensors" --rtol 0 --atol 0.1
 }
 
+@test "sf-decode --device cuda:0 with a TAEHV on the emulated GPU, streams deferred and threads reversed: the CPU's video within bf16" {
+    G="${SF_GOLDEN:-$SF_ROOT/tests/golden}"
+    TG="$G/expect/taehv.safetensors"
+    common=(--latents "$TG:tiny.latents" --vae "$G/model/taehv_tiny.pth" --progress none)
+    run -0 sf-decode "${common[@]}" --threads 2 --save-video "$T/cpu.safetensors" -o "$T/cpu.y4m"
+    SF_EMU_ASYNC=1 SF_EMU_ORDER=reverse SF_LOG_LEVEL=info run -0 --separate-stderr "$E/sf-decode" "${common[@]}" \
+        --device cuda:0 --save-video "$T/gpu.safetensors" -o "$T/gpu.y4m"
+    [[ "$stderr" == *"TAEHV $G/model/taehv_tiny.pth: 23 layers"*"48x32 frames, on cuda:0"* ]]
+    [[ "$stderr" == *"wrote $T/gpu.y4m: 17 frames"* ]]
+    # the GPU decoder's bf16 bound (SF_TOL_VAE_BF16: 0.05 + 0.05·max|ref|, max|ref| ≤ 1; test_taehv_cuda.c): the
+    # emulation measures max |Δ| 0.042, the uint8 frames 5 levels; a wrong layer or memory moves them by ~1
+    run -0 sf-tensor diff "$T/cpu.safetensors" "$T/gpu.safetensors" --rtol 0 --atol 0.1
+    run -0 bytes_delta "$T/cpu.y4m" "$T/gpu.y4m"
+    echo "$output"
+    read -r _ mean _ max <<<"$output"
+    awk -v m="$mean" -v x="$max" 'BEGIN { exit !(m <= 1 && x <= 13) }'
+}
+
 @test "sf-batch --i2v --device cuda:0 with the emulated programs: every stage on the GPU, the image's latent encoded there too" {
     [ -x "$E/sf-vae-encode" ] || skip "no emulated sf-vae-encode"
     G="${SF_GOLDEN:-$SF_ROOT/tests/golden}"
