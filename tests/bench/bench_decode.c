@@ -6,19 +6,25 @@
  * Wan2.1_VAE.pth, then decodes.
  *
  *   make build/bench/bench_decode      (make bench builds it too)
- *   build/bench/bench_decode [--frames N] [--first] [--h 60 --w 104] [--dim 96] [--threads N] [--plan]
+ *   build/bench/bench_decode [--frames N] [--first] [--h 60 --w 104] [--dim 96] [--threads N] [--plan] [--taehv]
  *
  * --frames: latent frames in the block (default 3 = one DiT block); the first block of a
  * video yields 1 + 4(N-1) pixel frames, later blocks 4N: by default the bench decodes one
  * warm-up latent frame (untimed) and then a steady-state block; --first times the first block.
  * --plan only loads the model and prints the decoder state size (no decoding).
+ * --taehv times the TAEHV tiny decoder (stages/decode/taehv.c) instead, at taew2_1.pth's shapes (latent 16,
+ * widths 256/128/64/64, TGrow strides 1-2-2, 3 MemBlocks a stage; tools/mkmodel's random weights, in
+ * memory): ≈ 0.53 TFLOP a latent frame at 832×480, 25× less than the Wan VAE's; `make bench` runs
+ * `--taehv --frames 1`.
  * The default block is ≈ 40.5 TFLOP of convolution: ≈ 3.7 min wall / 7.4 CPU-min on 2 Zen 5 cores
  * (conv3d at ≈ 90 GFLOP/s per core); --h 16 --w 26 --frames 1 (0.9 TFLOP, ≈ 5 s) is a quick check. */
 #define _POSIX_C_SOURCE 200809L
 #include "sf.h"
 #include "tensor.h"
 #include "tfile.h"
+#include "stages/decode/taehv.h"
 #include "stages/decode/vae.h"
+#include "tools/mkmodel/mkmodel.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -93,20 +99,80 @@ static double cpu_seconds(void) {
     return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
 }
 
+/* The TAEHV at taew2_1.pth's shapes on the CPU: a warm-up latent frame (unless first), then `frames` timed. */
+static int bench_taehv(int64_t frames, int64_t h, int64_t w, int threads, int first) {
+    const int64_t nf[4] = {256, 128, 64, 64};
+    const int strides[3] = {1, 2, 2};
+    sf_mk_params p = {0};
+    sf_tfile *tf = NULL;
+    sf_taehv *t = NULL;
+    sf_err err = {{0}};
+    sf_status st;
+    if ((st = sf_mk_taehv_params(16, nf[0], nf, strides, 3, &p, &err)) ||
+        (st = sf_mk_tfile(&p, SF_F32, 7, "random taew2_1", &tf, &err)) ||
+        (st = sf_taehv_new_from(tf, h, w, threads, 1, &t, &err))) {
+        sf_mk_params_free(&p);
+        fprintf(stderr, "bench_decode: %s\n", err.msg);
+        return 1;
+    }
+    size_t params = 0;
+    for (size_t i = 0; i < p.n; i++) {
+        size_t n = 1;
+        for (int d = 0; d < p.v[i].ndim; d++) n *= (size_t)p.v[i].shape[d];
+        if (!strncmp(p.v[i].name, "decoder.", 8)) params += n;
+    }
+    sf_mk_params_free(&p);
+    const sf_taehv_config *c = sf_taehv_config_of(t);
+    const int64_t H = h << c->n_up, W = w << c->n_up, zf = 16 * h * w, nmax = c->time_up * (frames + 1);
+    float *lat = malloc((size_t)((frames + 1) * zf) * sizeof(float));
+    uint8_t *u8 = malloc((size_t)(nmax * 3 * H * W));
+    if (!lat || !u8) {
+        fprintf(stderr, "bench_decode: out of memory\n");
+        return 1;
+    }
+    uint64_t s = 12345;
+    for (int64_t i = 0; i < (frames + 1) * zf; i++) lat[i] = 2.0f * urand(&s);
+    int64_t got = 0;
+    if (!first && (st = sf_taehv_decode(t, lat, 1, NULL, u8, &got, &err)) != SF_OK) {
+        fprintf(stderr, "bench_decode: %s\n", err.msg);
+        return 1;
+    }
+    double c0 = cpu_seconds(), t0 = sf_now();
+    st = sf_taehv_decode(t, lat + (first ? 0 : zf), frames, NULL, u8, &got, &err);
+    double c1 = cpu_seconds(), t1 = sf_now();
+    if (st != SF_OK) {
+        fprintf(stderr, "bench_decode: %s\n", err.msg);
+        return 1;
+    }
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    printf("bench_decode: TAEHV (%.1fM decoder params), %s block of %lld latent frames %lldx%lld -> %lld frames "
+           "%lldx%lld, %d threads: wall %.2f s (%.2f s a latent frame), cpu %.2f s, peak RSS %.2f GiB\n",
+           params / 1e6, first ? "first" : "steady-state", (long long)frames, (long long)h, (long long)w,
+           (long long)got, (long long)W, (long long)H, c->threads, t1 - t0, (t1 - t0) / (double)frames, c1 - c0,
+           ru.ru_maxrss / 1048576.0);
+    free(lat);
+    free(u8);
+    sf_taehv_destroy(&t);
+    return 0;
+}
+
 int main(int argc, char **argv) {
     int64_t frames = 3, h = 60, w = 104, dim = 96;
-    int threads = 0, first = 0, plan = 0;
+    int threads = 0, first = 0, plan = 0, taehv = 0;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--full")) continue; /* make bench's full mode: the default is already full size */
         else if (!strcmp(argv[i], "--first")) first = 1;
         else if (!strcmp(argv[i], "--plan")) plan = 1;
+        else if (!strcmp(argv[i], "--taehv")) taehv = 1;
         else if (i + 1 < argc && !strcmp(argv[i], "--frames")) frames = atoll(argv[++i]);
         else if (i + 1 < argc && !strcmp(argv[i], "--h")) h = atoll(argv[++i]);
         else if (i + 1 < argc && !strcmp(argv[i], "--w")) w = atoll(argv[++i]);
         else if (i + 1 < argc && !strcmp(argv[i], "--dim")) dim = atoll(argv[++i]);
         else if (i + 1 < argc && !strcmp(argv[i], "--threads")) threads = atoi(argv[++i]);
         else {
-            fprintf(stderr, "usage: %s [--frames N] [--first] [--h H --w W] [--dim D] [--threads N] [--plan]\n", argv[0]);
+            fprintf(stderr, "usage: %s [--frames N] [--first] [--h H --w W] [--dim D] [--threads N] [--plan] [--taehv]\n",
+                    argv[0]);
             return 2;
         }
     }
@@ -114,6 +180,7 @@ int main(int argc, char **argv) {
         fprintf(stderr, "bench_decode: bad sizes\n");
         return 2;
     }
+    if (taehv) return bench_taehv(frames, h, w, threads, first);
     bw b = {NULL, 0, 0, 0x9e3779b97f4a7c15ull};
     const int64_t top = 4 * dim, z = 16;
     int r = 0;

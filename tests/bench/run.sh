@@ -18,6 +18,9 @@ for b in "$BUILD"/bench/bench_*; do
     if [ -n "${SF_BENCH_FULL:-}" ]; then "$b" --full || status=1; else "$b" || status=1; fi
 done
 echo
+echo "== bench_decode --taehv (the TAEHV tiny decoder, one steady latent frame at 832x480; the Wan VAE's block is above)"
+"$BUILD/bench/bench_decode" --taehv --frames 1 || status=1
+echo
 echo "== sf-denoise --bench (ms per block-forward, peak RSS)"
 sf-denoise --bench tiny --model-dir tests/golden/model --progress none || status=1
 sf-denoise --bench 1.3b-layer --progress none || status=1
