@@ -23,6 +23,9 @@ setup() {
     assert_line "| VAE decode, 81 frames, the norm as it was: a warp per pixel, SiLU in fp64 (SF_VAE_NORM_PLAIN=1) | 1.010 s / — | — (default: -3.8 %) |"
     # the MPS run's timeline is its own row: run 2's above is not replaced by it
     assert_line "| whole video end to end with MPS (the stages' kernels side by side) | 2.080 s / — | — (steady block 262 ms) |"
+    # the TAEHV run's timeline is its own row too; the TAEHV decoder's bench beside the VAE's (0.972 / 0.081)
+    assert_line "| whole video end to end with the TAEHV tiny decoder (vae=taew2_1.pth) | 2.010 s / — | — (40.3 FPS, steady block 270 ms, first frames 0.310 s) |"
+    assert_line "| TAEHV tiny decoder, 81 frames (sf-decode --bench taehv) | 0.081 s / — | — (the Wan VAE's: 12.0× the time) |"
     assert_line "| first frames on screen after the embedding | 0.380 s / ≤ 0.25 s  ✗ | 0.618 s (first DiT block + VAE/7) |"
     assert_line "| VAE decode, 81 frames | 0.972 s / ≤ 0.55 s  ✗ | 1.668 s |"
     # the rates come from the SF_CUDA_PROFILE line's categories

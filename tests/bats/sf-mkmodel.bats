@@ -20,6 +20,12 @@ same_names_shapes() { # $1 golden file, $2 ours, $3 optional grep -v filter
     # the whole VAE: the decoder and the encoder (sf-vae-encode, image-to-video)
     same_names_shapes "$SF_GOLDEN/model/Wan2.1_VAE.pth" "$M/Wan2.1_VAE.pth"
     same_names_shapes "$SF_GOLDEN/checkpoints/tiny_dmd.pt" "$M/ckpt.pt"
+    # taew2_1.pth: the TAEHV tiny decoder at the golden one's widths (16/16/8/8, strides 1-2-2), which sf-decode takes
+    same_names_shapes "$SF_GOLDEN/model/taehv_tiny.pth" "$M/taew2_1.pth"
+    run -0 sf-decode --latents "$SF_GOLDEN/expect/taehv.safetensors:tiny.latents" --vae "$M/taew2_1.pth" \
+        --save-video "$BATS_TEST_TMPDIR/v.safetensors"
+    run -0 sf-tensor ls "$BATS_TEST_TMPDIR/v.safetensors"
+    assert_output --partial "[1, 17, 3, 32, 48]"
     run -0 cat "$M/config.json"
     assert_output --partial '"dim": 256'
     assert_output --partial '"text_dim": 64'
@@ -33,6 +39,7 @@ same_names_shapes() { # $1 golden file, $2 ours, $3 optional grep -v filter
     cmp "$M/diffusion_pytorch_model.safetensors" "$M.2/diffusion_pytorch_model.safetensors"
     cmp "$M/models_t5_umt5-xxl-enc-bf16.pth" "$M.2/models_t5_umt5-xxl-enc-bf16.pth"
     cmp "$M/Wan2.1_VAE.pth" "$M.2/Wan2.1_VAE.pth"
+    cmp "$M/taew2_1.pth" "$M.2/taew2_1.pth"
     run ! cmp -s "$M/diffusion_pytorch_model.safetensors" "$M.3/diffusion_pytorch_model.safetensors"
     run -1 sf-tensor diff "$M/Wan2.1_VAE.pth" "$M.3/Wan2.1_VAE.pth"
 }

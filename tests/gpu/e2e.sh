@@ -17,6 +17,8 @@
 #   3. the live pipeline on the same model (tests/gpu/live.sh: pipelines/live.yaml device=cuda:0,
 #      endless at 832x480): frames shown per second, frame latency and the prompt-to-change latency
 #      of one prompt switch posted to the page, then Ctrl-C (issue 15's figures).
+#   4. the full t2v once more with the TAEHV tiny decoder (vae=taew2_1.pth, sf-mkmodel's random one at the
+#      real shapes), timed with its timeline like run 2 (SF_E2E_TAEHV=0 skips it).
 # The GPU machine has no ffmpeg, so the video is .y4m (an .mp4 output needs ffmpeg on PATH).
 # One line per result in /tmp/sf-e2e/summary.txt; exit 1 when a pipeline fails.
 set -uo pipefail
@@ -172,6 +174,21 @@ if timeout 240 sf-mkmodel 1.3b "$F" --seed 1 --t5-layers "${SF_E2E_T5_LAYERS:-2}
         live=$(SF_LIVE_WAIT=90 SF_LIVE_LOG="$W/live-run.log" timeout 240 tests/gpu/live.sh "$F" cuda:0 2>"$W/live.err"); r=$?
         echo "full ${live:-live: FAILED (exit $r)}" | tee -a "$S"
         [ $r -eq 0 ] || { tail -n 12 "$W/live.err"; fail=1; }
+    fi
+    # The same pipeline with the TAEHV tiny decoder (vae=taew2_1.pth: sf-mkmodel's random one at the real
+    # shapes): the end to end a user gets who trades the Wan VAE's quality for speed (the reference demo's
+    # option). An A/B: reported, not a failure of the check; after live (whose figures come first when the
+    # call runs short); SF_E2E_TAEHV=0 skips it.
+    if [ $full_fail -eq 0 ] && [ -s "$F/taew2_1.pth" ] && [ "${SF_E2E_TAEHV:-1}" != 0 ]; then
+        a=$(now)
+        SF_TRACE="$W/trace-taehv" t2v "$F" cuda:0 "$W/full-taehv.y4m" "$W/full-taehv.log" vae="$F/taew2_1.pth"; r=$?
+        b=$(now)
+        if [ $r -eq 0 ]; then
+            echo "full t2v run taehv: $(el "$a" "$b") s end to end (vae=taew2_1.pth: the TAEHV tiny decoder, $(y4mframes "$W/full-taehv.y4m") frames)" | tee -a "$S"
+            echo "full t2v run taehv timeline: $(tests/gpu/timeline.sh "$W/trace-taehv" 2>&1)" | tee -a "$S"
+        else
+            echo "full t2v run taehv: FAILED (exit $r; $(tail -n 1 "$W/full-taehv.log"))" | tee -a "$S"
+        fi
     fi
 else
     echo "full model: sf-mkmodel failed or timed out ($(tail -n 1 "$W/mk-full.log"))" | tee -a "$S"

@@ -112,6 +112,12 @@ def main(argv):
     mps = {k: float(v) for k, v in (kv.split("=") for kv in mps.group(1).split())} if mps else {}
     row("whole video end to end with MPS (the stages' kernels side by side)", mps.get("e2e"), "{:.3f} s", "—", None,
         None, f" (steady block {mps['steady_ms']:.0f} ms)" if mps.get("steady_ms") else "")
+    tae = re.search(r"run taehv timeline: (dit=[^\n]*)", e2e)
+    tae = {k: float(v) for k, v in (kv.split("=") for kv in tae.group(1).split())} if tae else {}
+    tae_note = ", ".join(fm.format(tae[k]) for k, fm in (("fps", "{:.1f} FPS"), ("steady_ms", "steady block {:.0f} ms"),
+                                                         ("first", "first frames {:.3f} s")) if tae.get(k))
+    row("whole video end to end with the TAEHV tiny decoder (vae=taew2_1.pth)", tae.get("e2e"), "{:.3f} s", "—", None,
+        None, f" ({tae_note})" if tae_note else "")
     row("DiT only, 7 blocks", dit, "{:.3f} s", "≤ 1.45 s", lambda v: v <= 1.45, r_dit)
     row("denoise-only FPS", FRAMES / dit if dit else None, "{:.1f}", "—", None, FRAMES / r_dit if r_dit else None)
     row("steady block (DiT + its decode, pipelined)", tl.get("steady_ms"), "{:.0f} ms", "≤ 260 ms", lambda v: v <= 260,
@@ -119,6 +125,9 @@ def main(argv):
     row("first frames on screen after the embedding", tl.get("first"), "{:.3f} s", "≤ 0.25 s", lambda v: v <= 0.25,
         (r_first_blk / 1e3 + r_vae_blk) if r_first_blk and r_vae_blk else None, " (first DiT block + VAE/7)")
     row("VAE decode, 81 frames", vae, "{:.3f} s", "≤ 0.55 s", lambda v: v <= 0.55, r_vae)
+    tae_vae = grab(bench, r"(?m)^decode taehv gpu video: ([0-9.]+) s")
+    row("TAEHV tiny decoder, 81 frames (sf-decode --bench taehv)", tae_vae, "{:.3f} s", "—", None, None,
+        f" (the Wan VAE's: {vae / tae_vae:.1f}× the time)" if tae_vae and vae else "")
     # the VAE's A/Bs: cuDNN's first-choice conv plans instead of the autotuned ones, one call per frame
     tune_s = grab(bench, r"conv shapes autotuned in ([0-9.]+) s")
     for what, pre in (("cuDNN's first-choice conv plans (SF_CUDNN_AUTOTUNE=0)", "no autotune"),

@@ -12,7 +12,7 @@
 static const sf_opt opts[] = {
     {"seed", 0, SF_ARG_VALUE, "N\trandom seed (default 0)"},
     {"checkpoint", 0, SF_ARG_VALUE, "FILE\talso write a Self-Forcing-style checkpoint (generator, generator_ema)"},
-    {"only", 0, SF_ARG_VALUE, "LIST\tcomma list of config,dit,t5,vae,tokenizer (default all)"},
+    {"only", 0, SF_ARG_VALUE, "LIST\tcomma list of config,dit,t5,vae,taehv,tokenizer (default all; taehv: taew2_1.pth, the TAEHV tiny decoder)"},
     {"dit-layers", 0, SF_ARG_VALUE, "N\toverride the DiT depth (e.g. 1 for a one-layer benchmark model)"},
     {"t5-layers", 0, SF_ARG_VALUE, "N\toverride the umT5 depth"},
     {"spiece-pieces", 0, SF_ARG_VALUE, "N\tpieces in spiece.model (default: the preset's)"},

@@ -28,6 +28,7 @@ sf_status sf_mk_preset(const char *name, sf_mk_spec *s, sf_err *err) {
         s->dit.text_dim = 64;
         s->t5 = (sf_mk_t5){.vocab = 1000, .dim = 64, .heads = 4, .head_dim = 16, .ffn = 160, .layers = 3, .buckets = 32};
         s->vae_base = 8;
+        s->taehv_nf[0] = s->taehv_nf[1] = 16, s->taehv_nf[2] = s->taehv_nf[3] = 8;
         s->spiece_pieces = 1000;
         return SF_OK;
     }
@@ -35,6 +36,7 @@ sf_status sf_mk_preset(const char *name, sf_mk_spec *s, sf_err *err) {
         /* sf_dit_config_default is already Wan2.1-T2V-1.3B */
         s->t5 = (sf_mk_t5){.vocab = 256384, .dim = 4096, .heads = 64, .head_dim = 64, .ffn = 10240, .layers = 24, .buckets = 32};
         s->vae_base = 96;
+        s->taehv_nf[0] = 256, s->taehv_nf[1] = 128, s->taehv_nf[2] = s->taehv_nf[3] = 64;
         s->spiece_pieces = 256000;
         return SF_OK;
     }
@@ -517,6 +519,17 @@ sf_status sf_mk_write_folder(const sf_mk_spec *spec, const char *dir, const char
         if ((s = sf_mk_vae_params(spec->vae_base, spec->vae_z, &p, err))) goto done;
         if ((s = sf_mk_generate(&p, SF_F32, spec->seed + 2, "", 0, &e, err))) goto done;
         snprintf(path, sizeof path, "%s/Wan2.1_VAE.pth", dir);
+        s = write_torch_state(path, e, p.n, err);
+        sf_mk_entries_free(e, p.n);
+        e = NULL;
+        sf_mk_params_free(&p);
+        if (s) goto done;
+    }
+    if (wants(what, "taehv") && spec->taehv_nf[0] > 0) { /* taew2_1.pth: the TAEHV tiny decoder (sf-decode --vae) */
+        const int strides[3] = {1, 2, 2};
+        if ((s = sf_mk_taehv_params(spec->vae_z, spec->taehv_nf[0], spec->taehv_nf, strides, 3, &p, err))) goto done;
+        if ((s = sf_mk_generate(&p, SF_F32, spec->seed + 4, "", 0, &e, err))) goto done;
+        snprintf(path, sizeof path, "%s/taew2_1.pth", dir);
         s = write_torch_state(path, e, p.n, err);
         sf_mk_entries_free(e, p.n);
         e = NULL;

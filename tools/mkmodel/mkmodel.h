@@ -20,6 +20,7 @@ typedef struct sf_mk_spec {
     sf_mk_t5 t5;
     int vae_base;       /* 96 real, 8 tiny */
     int vae_z;          /* 16 */
+    int64_t taehv_nf[4]; /* the TAEHV tiny decoder's widths (taew2_1.pth: 256/128/64/64; tiny 16/16/8/8); 0: none */
     int spiece_pieces;  /* pieces in spiece.model (≤ t5.vocab) */
     uint64_t seed;
 } sf_mk_spec;
@@ -62,7 +63,7 @@ sf_status sf_mk_tfile(const sf_mk_params *p, sf_dtype dtype, uint64_t seed, cons
                       sf_err *err);
 
 /* The whole folder (+ checkpoint when ckpt_path != NULL). `what` is a comma list of
- * config,dit,t5,vae,tokenizer (NULL = all). */
+ * config,dit,t5,vae,taehv,tokenizer (NULL = all). */
 sf_status sf_mk_write_folder(const sf_mk_spec *spec, const char *dir, const char *what, const char *ckpt_path,
                              sf_err *err);
 
