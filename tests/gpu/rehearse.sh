@@ -57,7 +57,7 @@ for p in "$G"/bin/sf-*; do
     "$p" --help >/dev/null 2>&1 || bad "$(basename "$p") --help" "exit $?"
 done
 [ $fail -eq 0 ] && say "programs" "$(ls "$G"/bin | wc -l) run (--help)"
-for t in test_cuda_kernels test_dit_cuda test_vae_cuda test_t5_cuda; do
+for t in test_cuda_kernels test_dit_cuda test_vae_cuda test_t5_cuda test_taehv_cuda; do
     out=$(SF_GOLDEN="$PWD/tests/golden" timeout 120 "$G/tests/$t" 2>&1)
     rc=$?
     if [ $rc -ne 0 ] || grep -q '^not ok' <<<"$out"; then bad "$t" "exit $rc, $(grep -c '^not ok' <<<"$out") not ok"; else say "$t" "$(grep -c '^ok' <<<"$out") cases, exit 0"; fi
