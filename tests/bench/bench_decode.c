@@ -99,6 +99,28 @@ static double cpu_seconds(void) {
     return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
 }
 
+/* One decoder under the clock: a warm-up latent frame (unless first: then the video's first block is
+ * timed), then `frames` latent frames; wall and CPU seconds. 1 on failure (said on stderr). */
+typedef sf_status (*decode_fn)(void *dec, const float *z, int64_t n, float *video, uint8_t *u8, int64_t *got,
+                               sf_err *err);
+static sf_status vae_dec(void *d, const float *z, int64_t n, float *video, uint8_t *u8, int64_t *got, sf_err *err) {
+    return sf_vae_decode(d, z, n, video, u8, got, err);
+}
+static sf_status taehv_dec(void *d, const float *z, int64_t n, float *video, uint8_t *u8, int64_t *got, sf_err *err) {
+    return sf_taehv_decode(d, z, n, video, u8, got, err);
+}
+static int timed(decode_fn fn, void *dec, const float *lat, int64_t zf, int64_t frames, int first, float *vid,
+                 uint8_t *u8, int64_t *got, double *wall, double *cpu) {
+    sf_err err = {{0}};
+    sf_status st = SF_OK;
+    if (!first) st = fn(dec, lat, 1, vid, u8, got, &err); /* warm-up: latent frame 0 */
+    double c0 = cpu_seconds(), t0 = sf_now();
+    if (st == SF_OK) st = fn(dec, lat + (first ? 0 : zf), frames, vid, u8, got, &err);
+    *wall = sf_now() - t0, *cpu = cpu_seconds() - c0;
+    if (st != SF_OK) fprintf(stderr, "bench_decode: %s\n", err.msg);
+    return st != SF_OK;
+}
+
 /* The TAEHV at taew2_1.pth's shapes on the CPU: a warm-up latent frame (unless first), then `frames` timed. */
 static int bench_taehv(int64_t frames, int64_t h, int64_t w, int threads, int first) {
     const int64_t nf[4] = {256, 128, 64, 64};
@@ -133,23 +155,14 @@ static int bench_taehv(int64_t frames, int64_t h, int64_t w, int threads, int fi
     uint64_t s = 12345;
     for (int64_t i = 0; i < (frames + 1) * zf; i++) lat[i] = 2.0f * urand(&s);
     int64_t got = 0;
-    if (!first && (st = sf_taehv_decode(t, lat, 1, NULL, u8, &got, &err)) != SF_OK) {
-        fprintf(stderr, "bench_decode: %s\n", err.msg);
-        return 1;
-    }
-    double c0 = cpu_seconds(), t0 = sf_now();
-    st = sf_taehv_decode(t, lat + (first ? 0 : zf), frames, NULL, u8, &got, &err);
-    double c1 = cpu_seconds(), t1 = sf_now();
-    if (st != SF_OK) {
-        fprintf(stderr, "bench_decode: %s\n", err.msg);
-        return 1;
-    }
+    double wall, cpu;
+    if (timed(taehv_dec, t, lat, zf, frames, first, NULL, u8, &got, &wall, &cpu)) return 1;
     struct rusage ru;
     getrusage(RUSAGE_SELF, &ru);
     printf("bench_decode: TAEHV (%.1fM decoder params), %s block of %lld latent frames %lldx%lld -> %lld frames "
            "%lldx%lld, %d threads: wall %.2f s (%.2f s a latent frame), cpu %.2f s, peak RSS %.2f GiB\n",
            params / 1e6, first ? "first" : "steady-state", (long long)frames, (long long)h, (long long)w,
-           (long long)got, (long long)W, (long long)H, c->threads, t1 - t0, (t1 - t0) / (double)frames, c1 - c0,
+           (long long)got, (long long)W, (long long)H, c->threads, wall, wall / (double)frames, cpu,
            ru.ru_maxrss / 1048576.0);
     free(lat);
     free(u8);
@@ -261,23 +274,14 @@ int main(int argc, char **argv) {
         fprintf(stderr, "bench_decode: out of memory\n");
         return 1;
     }
-    if (!first && (st = sf_vae_decode(v, lat, 1, vid, u8, &got, &err)) != SF_OK) { /* warm-up: latent frame 0 */
-        fprintf(stderr, "bench_decode: %s\n", err.msg);
-        return 1;
-    }
-    double c0 = cpu_seconds(), t0 = sf_now();
-    st = sf_vae_decode(v, lat + (first ? 0 : z * h * w), frames, vid, u8, &got, &err);
-    double c1 = cpu_seconds(), t1 = sf_now();
-    if (st != SF_OK) {
-        fprintf(stderr, "bench_decode: %s\n", err.msg);
-        return 1;
-    }
+    double wall, cpu;
+    if (timed(vae_dec, v, lat, z * h * w, frames, first, vid, u8, &got, &wall, &cpu)) return 1;
     struct rusage ru;
     getrusage(RUSAGE_SELF, &ru);
     printf("bench_decode: dim %lld (%.1fM decoder params), %s block of %lld latent frames %lldx%lld -> %lld frames "
            "%lldx%lld, %d threads: wall %.2f s, cpu %.2f s, peak RSS %.2f GiB (decoder state %.2f GiB)\n",
            (long long)dim, params / 1e6, first ? "first" : "steady-state", (long long)frames, (long long)h,
-           (long long)w, (long long)got, (long long)W, (long long)H, v->cfg.threads, t1 - t0, c1 - c0,
+           (long long)w, (long long)got, (long long)W, (long long)H, v->cfg.threads, wall, cpu,
            ru.ru_maxrss / 1048576.0, state / 1073741824.0);
     free(lat);
     free(vid);

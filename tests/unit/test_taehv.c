@@ -6,6 +6,7 @@
  * files as one-line errors. */
 #define _POSIX_C_SOURCE 200809L
 #include "sf_test.h"
+#include "taehv_golden.h"
 #include "taehv_ops.h"
 #include "tfile.h"
 #include "stages/decode/taehv.h"
@@ -29,43 +30,6 @@ static void test_taehv_ops(void) {
     float s[3] = {0.0f, 0.25f, 1.5f};
     sf_taehv_to_signed_cpu(s, s, 3);
     SF_CHECK(s[0] == -1.0f && s[1] == -0.5f && s[2] == 2.0f);
-}
-
-typedef struct tap_ctx {
-    const sf_tfile *g;
-    const char *cs;
-    int checked;
-} tap_ctx;
-
-/* Layer `index`'s frame `frame` against the golden's <case>.layer.<index> [T_i, C, H, W], where it has one. */
-static void tap(void *p, int index, int64_t frame, const float *x, int64_t C, int64_t H, int64_t W) {
-    tap_ctx *c = p;
-    char name[64];
-    snprintf(name, sizeof name, "%s.layer.%d", c->cs, index);
-    const sf_tensor *t = sf_tfile_get(c->g, name);
-    if (!t) return;
-    int64_t n = 0;
-    float *g = sf_test_golden_f32(c->g, name, &n);
-    const int64_t fe = C * H * W;
-    SF_CHECK_MSG(t->ndim == 4 && t->shape[1] == C && t->shape[2] == H && t->shape[3] == W && frame < t->shape[0],
-                 "%s: frame %lld of [%lld, %lld, %lld] (golden %lld frames of %lldx%lldx%lld)", name, (long long)frame,
-                 (long long)C, (long long)H, (long long)W, (long long)t->shape[0], (long long)t->shape[1],
-                 (long long)t->shape[2], (long long)t->shape[3]);
-    if (g && t->ndim == 4 && t->shape[1] == C && t->shape[2] == H && t->shape[3] == W && frame < t->shape[0]) {
-        char what[96];
-        snprintf(what, sizeof what, "%s[frame %lld]", name, (long long)frame);
-        const double tol = SF_TOL_CPU(SF_TOL_VAE_FP32, SF_TOL_VAE_BF16);
-        sf_test_max_close(what, x, g + frame * fe, (size_t)fe, tol, tol);
-        c->checked++;
-    }
-    free(g);
-}
-
-/* The reference's uint8 cast of a [-1, 1] video value (inference.py): truncation of 255·(v·0.5 + 0.5). */
-static int u8_of(float v) {
-    float q = v * 0.5f + 0.5f;
-    q = q < 0 ? 0 : q > 1 ? 1 : q;
-    return (int)(255.0f * q);
 }
 
 static void golden_case(const char *cs, const char *model, int time_up, int64_t channels0) {
@@ -96,8 +60,8 @@ static void golden_case(const char *cs, const char *model, int time_up, int64_t 
     SF_CHECK_MSG(nz == T * ze && nv == frames * fe, "%s: golden latents %lld, video %lld elements", cs, (long long)nz,
                  (long long)nv);
     if (!z || !ref || nz != T * ze || nv != frames * fe) goto free_done;
-    tap_ctx tc = {g, cs, 0};
-    sf_taehv_set_tap(t, tap, &tc);
+    taehv_tap_ctx tc = {g, cs, SF_TOL_CPU(SF_TOL_VAE_FP32, SF_TOL_VAE_BF16), 0};
+    sf_taehv_set_tap(t, taehv_golden_tap, &tc);
     float *one = malloc(nv * sizeof(float)), *blk = calloc((size_t)nv, sizeof(float));
     uint8_t *u8 = malloc((size_t)nv);
     int64_t no = 0;
@@ -119,7 +83,7 @@ static void golden_case(const char *cs, const char *model, int time_up, int64_t 
     for (int64_t f = 0; f < frames; f++)
         for (int64_t ch = 0; ch < 3; ch++)
             for (int64_t p = 0; p < 32 * 48; p++) {
-                int d = abs((int)u8[(f * 32 * 48 + p) * 3 + ch] - u8_of(ref[(f * 3 + ch) * 32 * 48 + p]));
+                int d = abs((int)u8[(f * 32 * 48 + p) * 3 + ch] - taehv_u8_of(ref[(f * 3 + ch) * 32 * 48 + p]));
                 if (d > du) du = d, at_max = (f * 32 * 48 + p) * 3 + ch;
             }
     /* one level: a value within the fp32 tolerance of a level boundary truncates to the next level */

@@ -28,6 +28,7 @@
  * without its TGrow, which the CPU decoder takes, is refused at init. */
 #define _POSIX_C_SOURCE 200809L
 #include "sf_test.h"
+#include "taehv_golden.h"
 #include "device.h"
 #include "tfile.h"
 #ifdef SF_TEST_EMU
@@ -42,41 +43,6 @@
 
 #define TOL SF_TOL_VAE_BF16
 
-typedef struct tap_ctx {
-    const sf_tfile *g;
-    const char *cs;
-    int checked;
-} tap_ctx;
-
-/* Layer `index`'s frame against the golden's <case>.layer.<index> [T_i, C, H, W], where it has one. */
-static void tap(void *p, int index, int64_t frame, const float *x, int64_t C, int64_t H, int64_t W) {
-    tap_ctx *c = p;
-    char name[64];
-    snprintf(name, sizeof name, "%s.layer.%d", c->cs, index);
-    const sf_tensor *t = sf_tfile_get(c->g, name);
-    if (!t) return;
-    const int fits = t->ndim == 4 && t->shape[1] == C && t->shape[2] == H && t->shape[3] == W && frame < t->shape[0];
-    SF_CHECK_MSG(fits, "%s: frame %lld of [%lld, %lld, %lld] (golden %lld frames of %lldx%lldx%lld)", name,
-                 (long long)frame, (long long)C, (long long)H, (long long)W, (long long)t->shape[0],
-                 (long long)t->shape[1], (long long)t->shape[2], (long long)t->shape[3]);
-    int64_t n = 0;
-    float *g = fits ? sf_test_golden_f32(c->g, name, &n) : NULL;
-    if (g) {
-        char what[96];
-        snprintf(what, sizeof what, "%s[frame %lld]", name, (long long)frame);
-        sf_test_max_close(what, x, g + frame * C * H * W, (size_t)(C * H * W), TOL, TOL);
-        c->checked++;
-    }
-    free(g);
-}
-
-/* The reference's uint8 cast of a [−1, 1] value: truncation of 255·(v·0.5 + 0.5). */
-static int u8_of(float v) {
-    float q = v * 0.5f + 0.5f;
-    q = q < 0 ? 0 : q > 1 ? 1 : q;
-    return (int)(255.0f * q);
-}
-
 /* max |u8 − ref| (ref: u8 [f, P, 3] or, with refv, the mapping of the video refv [f, 3, P]); 1 within bound. */
 static int u8_close(const char *what, const uint8_t *u8, const uint8_t *ref, const float *refv, int64_t frames, int64_t P,
                     int bound) {
@@ -86,7 +52,7 @@ static int u8_close(const char *what, const uint8_t *u8, const uint8_t *ref, con
         for (int64_t ch = 0; ch < 3; ch++)
             for (int64_t p = 0; p < P; p++) {
                 const int64_t i = (f * P + p) * 3 + ch;
-                const int r = refv ? u8_of(refv[(f * 3 + ch) * P + p]) : ref[i], d = abs((int)u8[i] - r);
+                const int r = refv ? taehv_u8_of(refv[(f * 3 + ch) * P + p]) : ref[i], d = abs((int)u8[i] - r);
                 if (d > du) du = d, at = i;
             }
     if (getenv("SF_TEST_VERBOSE")) fprintf(stderr, "# %s: max|Δ| %d levels (bound %d)\n", what, du, bound);
@@ -101,7 +67,7 @@ static void u8_is_video(const char *what, const uint8_t *u8, const float *v, int
     for (int64_t f = 0; f < frames; f++)
         for (int64_t ch = 0; ch < 3; ch++)
             for (int64_t p = 0; p < P; p++)
-                if (u8_of(v[(f * 3 + ch) * P + p]) != u8[(f * P + p) * 3 + ch] && mism++ == 0) first = (f * P + p) * 3 + ch;
+                if (taehv_u8_of(v[(f * 3 + ch) * P + p]) != u8[(f * P + p) * 3 + ch] && mism++ == 0) first = (f * P + p) * 3 + ch;
     SF_CHECK_MSG(mism == 0, "%s: %lld u8 values disagree with the video, first at byte %lld", what, (long long)mism,
                  (long long)first);
 }
@@ -142,8 +108,8 @@ static void golden_case(const char *cs, const char *model, int time_up) {
     one = malloc(sizeof(float) * nv), blk = malloc(sizeof(float) * nv), u8 = malloc(nv), u8b = malloc(nv);
     if (!one || !blk || !u8 || !u8b) goto done;
 
-    tap_ctx tc = {g, cs, 0};
-    sf_taehv_cuda_set_tap(gd, tap, &tc);
+    taehv_tap_ctx tc = {g, cs, TOL, 0};
+    sf_taehv_cuda_set_tap(gd, taehv_golden_tap, &tc);
     SF_CHECK(sf_taehv_cuda_frames_for(gd, T) == frames && sf_taehv_cuda_frames_for(gd, 1) == 1);
 #ifdef SF_TEST_EMU
     const unsigned long long a0 = sf_emu_device_allocs();
