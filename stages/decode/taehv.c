@@ -99,15 +99,19 @@ static sf_status infer(sf_taehv *t, sf_err *err) {
         } else if (gw) {
             if (gw->ndim != 4 || gw->shape[1] <= 0 || gw->shape[0] % gw->shape[1] || gw->shape[2] != 1 || gw->shape[3] != 1)
                 return sf_fail(err, SF_E_SHAPE, "%s: decoder.%d.conv.weight is not a TGrow's 1x1 conv", path, i);
-            L->kind = SF_TAEHV_TGROW, L->cin = L->cout = gw->shape[1], L->stride = (int)(gw->shape[0] / gw->shape[1]);
-            if (L->stride > 64 || (int64_t)c->time_up * L->stride > 64)
-                return sf_fail(err, SF_E_UNSUPPORTED, "%s: TGrow decoder.%d makes too many frames", path, i);
+            const int64_t st = gw->shape[0] / gw->shape[1];
+            if (st < 1 || st > 64 || (int64_t)c->time_up * st > 64)
+                return sf_fail(err, SF_E_UNSUPPORTED, "%s: TGrow decoder.%d makes %lld frames of one (1 to 64 in all)",
+                               path, i, (long long)st);
+            L->kind = SF_TAEHV_TGROW, L->cin = L->cout = gw->shape[1], L->stride = (int)st;
             c->time_up *= L->stride;
         } else { /* no weights: what the TAEHV layout has there */
             const sf_taehv_kind prev = i ? c->layers[i - 1].kind : SF_TAEHV_CLAMP;
             if (i == 0) L->kind = SF_TAEHV_CLAMP;
             else if (prev == SF_TAEHV_CONV) L->kind = SF_TAEHV_RELU;
-            else if (prev == SF_TAEHV_MEM) L->kind = SF_TAEHV_UP, scale *= 2, c->n_up++;
+            else if (prev == SF_TAEHV_MEM && c->n_up < 6) L->kind = SF_TAEHV_UP, scale *= 2, c->n_up++;
+            else if (prev == SF_TAEHV_MEM) /* 2^n_up output pixels a latent pixel each way (taew2_1: 3) */
+                return sf_fail(err, SF_E_UNSUPPORTED, "%s: a TAEHV decoder with over 6 2x upsamplings", path);
             else
                 return sf_fail(err, SF_E_FORMAT, "%s: decoder layer %d has no weights after a %s: not a TAEHV decoder",
                                path, i, kind_name(prev));
@@ -115,6 +119,9 @@ static sf_status infer(sf_taehv *t, sf_err *err) {
             continue;
         }
         if (i == 0) return sf_fail(err, SF_E_FORMAT, "%s: decoder.0 has weights: not a TAEHV decoder (Clamp first)", path);
+        if (L->cin < 1 || L->cout < 1 || L->cin > 65536 || L->cout > 65536)
+            return sf_fail(err, SF_E_SHAPE, "%s: decoder layer %d (%s) has %lld -> %lld channels (1 to 65536)", path, i,
+                           kind_name(L->kind), (long long)L->cin, (long long)L->cout);
         if (C < 0 || L->cin != C)
             return sf_fail(err, SF_E_SHAPE, "%s: decoder layer %d (%s) takes %lld channels, the layer before gives %lld",
                            path, i, kind_name(L->kind), (long long)L->cin, (long long)C);

@@ -148,8 +148,10 @@ static void test_taehv_thread_invariance(void) {
     sf_taehv_destroy(&t3);
 }
 
-/* A copy of the tiny checkpoint's tensors with one changed (drop: left out; bad: its shape cut). */
-static sf_status write_variant(const char *path, const char *drop, const char *bad, const char *extra, sf_err *err) {
+/* A copy of the tiny checkpoint's tensors with one changed (drop: left out; bad: its shape cut; zero: its first
+ * dimension 0; extra: a [1, 1, 1, 1] tensor added). */
+static sf_status write_variant(const char *path, const char *drop, const char *bad, const char *zero, const char *extra,
+                               sf_err *err) {
     sf_tfile *src = NULL;
     sf_status s = sf_tfile_open(sf_test_gpath("model/taehv_tiny.pth"), &src, err);
     if (s) return s;
@@ -160,6 +162,7 @@ static sf_status write_variant(const char *path, const char *drop, const char *b
         if (drop && !strcmp(src->entries[i].name, drop)) continue;
         e[n] = src->entries[i];
         if (bad && !strcmp(e[n].name, bad)) e[n].t.shape[0] -= 1;
+        if (zero && !strcmp(e[n].name, zero)) e[n].t.shape[0] = 0; /* no elements at all */
         n++;
     }
     if (extra) {
@@ -197,21 +200,25 @@ static void test_taehv_bad_files(void) {
     SF_CHECK(mkdtemp(dir) != NULL);
     snprintf(path, sizeof path, "%s/v.safetensors", dir);
     sf_taehv *t = NULL; /* the copy, untouched, loads: the refusals below are the changes' */
-    SF_CHECK_OK(write_variant(path, NULL, NULL, NULL, &err), &err);
+    SF_CHECK_OK(write_variant(path, NULL, NULL, NULL, NULL, &err), &err);
     SF_CHECK_OK(sf_taehv_new(path, 4, 6, 1, &t, &err), &err);
     sf_taehv_destroy(&t);
-    SF_CHECK_OK(write_variant(path, "decoder.4.conv.2.bias", NULL, NULL, &err), &err);
+    SF_CHECK_OK(write_variant(path, "decoder.4.conv.2.bias", NULL, NULL, NULL, &err), &err);
     expect_refusal(path, SF_E_NOTFOUND, "decoder.4.conv.2.bias");
-    SF_CHECK_OK(write_variant(path, NULL, "decoder.9.conv.4.weight", NULL, &err), &err);
+    SF_CHECK_OK(write_variant(path, NULL, "decoder.9.conv.4.weight", NULL, NULL, &err), &err);
     expect_refusal(path, SF_E_SHAPE, "decoder.9.conv.4.weight");
-    SF_CHECK_OK(write_variant(path, NULL, "decoder.8.weight", NULL, &err), &err); /* a width that does not chain */
+    SF_CHECK_OK(write_variant(path, NULL, "decoder.8.weight", NULL, NULL, &err), &err); /* a width that does not chain */
     expect_refusal(path, SF_E_SHAPE, "decoder layer 9");
-    SF_CHECK_OK(write_variant(path, "decoder.1.weight", NULL, NULL, &err), &err); /* no first conv */
+    SF_CHECK_OK(write_variant(path, "decoder.1.weight", NULL, NULL, NULL, &err), &err); /* no first conv */
     expect_refusal(path, SF_E_FORMAT, "not a TAEHV decoder");
-    SF_CHECK_OK(write_variant(path, NULL, NULL, "decoder.0.weight", &err), &err); /* weights where Clamp is */
+    SF_CHECK_OK(write_variant(path, NULL, NULL, NULL, "decoder.0.weight", &err), &err); /* weights where Clamp is */
     expect_refusal(path, SF_E_FORMAT, "Clamp first");
-    SF_CHECK_OK(write_variant(path, NULL, NULL, "decoder.23.weight", &err), &err); /* a 1x1 conv to 1 channel last */
+    SF_CHECK_OK(write_variant(path, NULL, NULL, NULL, "decoder.23.weight", &err), &err); /* a 1x1 conv to 1 channel last */
     expect_refusal(path, SF_E_SHAPE, "decoder layer 23");
+    SF_CHECK_OK(write_variant(path, NULL, NULL, "decoder.13.conv.weight", NULL, &err), &err); /* a TGrow of 0 frames */
+    expect_refusal(path, SF_E_UNSUPPORTED, "TGrow decoder.13 makes 0 frames");
+    SF_CHECK_OK(write_variant(path, NULL, NULL, "decoder.8.weight", NULL, &err), &err); /* a conv to no channels */
+    expect_refusal(path, SF_E_SHAPE, "decoder layer 8 (conv) has 16 -> 0 channels");
     unlink(path);
     rmdir(dir);
     SF_CHECK(sf_taehv_new(sf_test_gpath("model/taehv_tiny.pth"), 0, 6, 1, &t, &err) == SF_E_ARG && !t);
