@@ -5,7 +5,8 @@
  * description (tests/gpu/h200_deviceprop.json) for every convolution shape the GPU decoder
  * (stages/decode/vae_cuda.c) runs — the real Wan2.1 VAE at 832×480 (latent 60×104, widths
  * 384/192/96, SPEC §8.3) and the tiny golden VAE (dim 8, latent 8×12) — each with the epilogue
- * the decoder asks for (bias; bias + residual). Runs in a child with the libcuda.so.1 stand-in
+ * the decoder asks for (bias; bias + residual) — and the TAEHV tiny decoder's (stages/decode/taehv_cuda.c,
+ * taew2_1.pth's widths at 832×480). Runs in a child with the libcuda.so.1 stand-in
  * ($(BUILD)/tests/cudnn_stub) first on LD_LIBRARY_PATH, like test_sdpa_plans. SKIP when cuDNN 9
  * cannot be loaded or the build has no CUDA.
  * forward_gpu (SF_TEST_DEVICE=cuda:N, SKIP without a GPU): every tiny shape, sf_conv_cudnn_forward
@@ -80,6 +81,28 @@ static int enc_cases(conv_case *c, int cap, int64_t dim, int64_t h, int64_t w) {
     return n;
 }
 
+/* The TAEHV tiny decoder's convolutions (stages/decode/taehv_cuda.c) at taew2_1.pth's widths (256/128/64/64)
+ * for latents h×w: 3×3, kt 1, one frame a call, bias always (zeros where the layer has none), the
+ * MemBlock's last conv with its skip as the residual; the head's 3 outputs padded to 8. */
+static int taehv_cases(conv_case *c, int cap, int64_t h, int64_t w) {
+    int n = 0;
+    static const int64_t nf[4] = {256, 128, 64, 64};
+#define ADD(wh, ci, co, H, W, r) \
+    if (n < cap) c[n++] = (conv_case){wh, {ci, co, H, W, 1, 1, 3, 1, r, 0}}
+    ADD("taehv conv 16->256", 16, nf[0], h, w, 0);
+    for (int st = 0; st < 3; st++) {
+        const int64_t C = nf[st], H = h << st, W = w << st;
+        ADD(st == 0 ? "taehv MemBlock conv0 @1x" : st == 1 ? "taehv MemBlock conv0 @2x" : "taehv MemBlock conv0 @4x",
+            2 * C, C, H, W, 0);
+        ADD("taehv MemBlock conv2", C, C, H, W, 0);
+        ADD("taehv MemBlock conv4 (+skip)", C, C, H, W, 1);
+        ADD("taehv stage conv (after TGrow)", C, nf[st + 1], 2 * H, 2 * W, 0);
+    }
+    ADD("taehv head (3 outputs padded to 8)", nf[3], 8, 8 * h, 8 * w, 0);
+#undef ADD
+    return n;
+}
+
 static const char *h200_json(char *buf, size_t n) { return sf_find_data("tests/gpu/h200_deviceprop.json", buf, n); }
 
 static int deviceless_child(void) {
@@ -124,6 +147,16 @@ static int deviceless_child(void) {
         const sf_conv_shape *s = &e[i].s;
         st = sf_conv_cudnn_plan_deviceless(js, s, desc, sizeof desc, &err);
         printf("# H200 %-36s %4lld->%-4lld %4lldx%-4lld k %dx%dx%d: %s\n", e[i].what, (long long)s->cin,
+               (long long)s->cout, (long long)s->h, (long long)s->w, s->kt, s->k, s->k, st ? "FAILED" : desc);
+        if (st) printf("# %s: %s\n", sf_status_str(st), err.msg), bad++;
+    }
+    /* the TAEHV tiny decoder's at 832x480 (taew2_1.pth) */
+    conv_case t[24];
+    const int nt = taehv_cases(t, 24, 60, 104);
+    for (int i = 0; i < nt; i++) {
+        const sf_conv_shape *s = &t[i].s;
+        st = sf_conv_cudnn_plan_deviceless(js, s, desc, sizeof desc, &err);
+        printf("# H200 %-36s %4lld->%-4lld %4lldx%-4lld k %dx%dx%d: %s\n", t[i].what, (long long)s->cin,
                (long long)s->cout, (long long)s->h, (long long)s->w, s->kt, s->k, s->k, st ? "FAILED" : desc);
         if (st) printf("# %s: %s\n", sf_status_str(st), err.msg), bad++;
     }
