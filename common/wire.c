@@ -191,6 +191,11 @@ double sf_wire_meta_double(const sf_wire_msg *m, const char *key, double dflt) {
     return dflt;
 }
 
+double sf_wire_meta_rate(const sf_wire_msg *m, const char *key) {
+    const double v = sf_wire_meta_double(m, key, 0.0);
+    return v > 0 && v < 1e9 ? v : 0.0; /* NaN compares false */
+}
+
 const char *sf_wire_meta_str(const sf_wire_msg *m, const char *key) {
     const sf_wire_meta *e = sf_wire_meta_find(m, key);
     return e && e->kind == SF_META_STR ? m->arena + e->off : NULL;

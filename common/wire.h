@@ -147,6 +147,9 @@ sf_status sf_wire_meta_set_ints(sf_wire_msg *m, const char *key, const int64_t *
 const sf_wire_meta *sf_wire_meta_find(const sf_wire_msg *m, const char *key);
 int64_t sf_wire_meta_int(const sf_wire_msg *m, const char *key, int64_t dflt);
 double sf_wire_meta_double(const sf_wire_msg *m, const char *key, double dflt);
+/* A rate a peer sent (frames per second and the like): the value when it is finite and in (0, 1e9), else 0
+ * (absent, another kind, NaN, negative, absurd: "not said"). */
+double sf_wire_meta_rate(const sf_wire_msg *m, const char *key);
 const char *sf_wire_meta_str(const sf_wire_msg *m, const char *key); /* NULL when absent */
 /* Array of ints: pointer into m (borrowed) and count in *n; NULL when absent. */
 const int64_t *sf_wire_meta_ints(const sf_wire_msg *m, const char *key, size_t *n);

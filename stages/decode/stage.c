@@ -217,13 +217,13 @@ static sf_status run_wire(run *r, const char *url, sf_err *err) {
         sf_tensor_to_f32(&t, z);
         if (r->fo) { /* the frames message carries the block's provenance for the viewer */
             const char *pr = sf_wire_meta_str(m, "prompt"), *clk = sf_wire_meta_str(m, "clock");
-            const double gf = sf_wire_meta_double(m, "gen_fps", 0.0); /* passed on when a finite positive rate */
+            const double gf = sf_wire_meta_rate(m, "gen_fps"); /* passed on when a sane rate */
             sf_wire_msg_init(r->fm, SF_WIRE_TENSOR, "frames");
             if ((s = sf_wire_meta_set_int(r->fm, "block", sf_wire_meta_int(m, "block", -1), err)) ||
                 (s = sf_wire_meta_set_double(r->fm, "t_sent", sf_wire_meta_double(m, "t_sent", 0.0), err)) ||
                 (clk && (s = sf_wire_meta_set_str(r->fm, "clock", clk, err))) ||
                 (pr && (s = sf_wire_meta_set_str(r->fm, "prompt", pr, err))) ||
-                (gf > 0 && gf < 1e9 && (s = sf_wire_meta_set_double(r->fm, "gen_fps", gf, err))))
+                (gf > 0 && (s = sf_wire_meta_set_double(r->fm, "gen_fps", gf, err))))
                 goto done;
         }
         if ((s = decode_block(r, z, d[0], err)) != SF_OK) goto done;

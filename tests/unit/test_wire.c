@@ -5,6 +5,7 @@
  * SIGTERM that stops a blocked receiver (in a forked child, since the stop flag is sticky). */
 #define _POSIX_C_SOURCE 200809L
 #include "sf_test.h"
+#include <math.h>
 #include "wire.h"
 #include "wire_tfile.h"
 
@@ -60,6 +61,20 @@ static void test_roundtrip_meta(void) {
     SF_CHECK(sf_wire_meta_int(&g_m2, "seed", 0) == -42);
     SF_CHECK(sf_wire_meta_double(&g_m2, "t", 0) == 0.25);
     SF_CHECK(sf_wire_meta_double(&g_m2, "block", 0) == 3.0);
+    /* a peer's rate: the value when sane, else 0 (absent, a string, NaN, negative, absurd) */
+    SF_CHECK(sf_wire_meta_rate(&g_m2, "t") == 0.25 && sf_wire_meta_rate(&g_m2, "block") == 3.0);
+    SF_CHECK(sf_wire_meta_rate(&g_m2, "missing") == 0 && sf_wire_meta_rate(&g_m2, "prompt") == 0);
+    {
+        sf_wire_msg r;
+        sf_wire_msg_init(&r, SF_WIRE_TENSOR, "frames");
+        const double bad[4] = {NAN, -1.0, 1e12, INFINITY};
+        for (int b = 0; b < 4; b++) {
+            SF_CHECK_OK(sf_wire_meta_set_double(&r, "gen_fps", bad[b], &err), &err);
+            SF_CHECK_MSG(sf_wire_meta_rate(&r, "gen_fps") == 0, "gen_fps %g read as a rate", bad[b]);
+        }
+        SF_CHECK_OK(sf_wire_meta_set_double(&r, "gen_fps", 41.5, &err), &err);
+        SF_CHECK(sf_wire_meta_rate(&r, "gen_fps") == 41.5);
+    }
     SF_CHECK(sf_wire_meta_int(&g_m2, "last", 0) == 1);
     SF_CHECK(sf_wire_meta_int(&g_m2, "missing", 7) == 7);
     SF_CHECK(sf_wire_meta_str(&g_m2, "block") == NULL);

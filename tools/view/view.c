@@ -171,7 +171,7 @@ sf_status sf_view_play(sf_view *v, const sf_wire_msg *m, const void *payload, sf
     const int64_t blk = sf_wire_meta_int(m, "block", -1), first = sf_wire_meta_int(m, "start_frame", 0);
     if (blk != v->lag_block || first < v->lag_first) v->lag_block = blk, v->lag_first = first;
     const int64_t k0 = first - v->lag_first;
-    const double gf = sf_wire_meta_double(m, "gen_fps", 0.0); /* a peer's number: finite, positive, or not shown */
+    const double gf = sf_wire_meta_rate(m, "gen_fps"); /* a peer's number: 0 (not shown) unless sane */
     for (int64_t i = 0; i < n; i++) {
         unsigned char *jpg = NULL;
         unsigned long jl = 0;
@@ -202,7 +202,7 @@ sf_status sf_view_play(sf_view *v, const sf_wire_msg *m, const void *payload, sf
         v->block = sf_wire_meta_int(m, "block", -1);
         v->frame = sf_wire_meta_int(m, "start_frame", 0) + i;
         if (k0 + i == 0) v->latency_ms = same_clock ? (now - t_sent) * 1e3 : -1; /* denoise → decode → screen */
-        if (k0 + i == 0 && gf > 0 && gf < 1e9) v->gen_fps = gf;
+        if (k0 + i == 0 && gf > 0) v->gen_fps = gf;
         if (pr && strcmp(pr, v->prompt) != 0) { /* a block of another prompt: the switch is on screen */
             if (v->prompt[0]) v->switches++;
             if (v->pending[0] && !strcmp(pr, v->pending)) {
