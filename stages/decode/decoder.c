@@ -35,6 +35,7 @@ sf_status sf_decoder_open(sf_tfile *tf, const sf_decoder_opts *o, sf_decoder **o
     if (sf_taehv_detect(tf)) {
         if ((s = sf_taehv_new_from(tf, o->h, o->w, o->threads, !o->cuda, &d->tae, err))) goto fail;
         if (o->cuda && (s = sf_taehv_cuda_new(d->tae, o->ordinal, &d->tgpu, err))) goto fail;
+        if (o->bf16_unscale) sf_warn("--bf16-unscale is the Wan VAE's: the TAEHV takes the latents as they are");
         const sf_taehv_config *c = sf_taehv_config_of(d->tae);
         d->z = c->z_dim, d->H = o->h << c->n_up, d->W = o->w << c->n_up, d->per = c->time_up;
     } else {

@@ -290,6 +290,11 @@ PY
     st_edit "$TG" "$T/g.safetensors" tiny.video=video
     run sf-tensor diff "$T/t.safetensors" "$T/g.safetensors" --rtol 1e-4 --atol 1e-4
     assert_line --regexp '^video	.*	ok$'
+    # --bf16-unscale is the Wan VAE's un-scaling: said to have no effect, and it has none
+    run -0 --separate-stderr sf-decode --latents "$TG:tiny.latents" --vae "$G/model/taehv_tiny.pth" -o "$T/b.y4m" \
+        --threads 2 --bf16-unscale
+    [[ "$stderr" == *"--bf16-unscale is the Wan VAE's: the TAEHV takes the latents as they are"* ]]
+    cmp "$T/b.y4m" "$T/t.y4m"
     # the t2 checkpoint (temporal upscale 2: 2 frames a latent frame, the first trimmed): 9 frames
     run -0 sf-decode --latents "$TG:t2.latents" --vae "$G/model/taehv_t2.pth" -o "$T/t2.y4m"
     run -0 probe "$T/t2.y4m"
