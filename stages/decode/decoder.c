@@ -32,18 +32,23 @@ sf_status sf_decoder_open(sf_tfile *tf, const sf_decoder_opts *o, sf_decoder **o
         return sf_fail(err, SF_E_NOMEM, "out of memory");
     }
     d->cuda = o->cuda, d->ordinal = o->ordinal, d->h = o->h, d->w = o->w;
+    /* config and weights first, the channels checked, then the GPU decoder (its plans take seconds) */
     if (sf_taehv_detect(tf)) {
         if ((s = sf_taehv_new_from(tf, o->h, o->w, o->threads, !o->cuda, &d->tae, err))) goto fail;
-        if (o->cuda && (s = sf_taehv_cuda_new(d->tae, o->ordinal, &d->tgpu, err))) goto fail;
         if (o->bf16_unscale) sf_warn("--bf16-unscale is the Wan VAE's: the TAEHV takes the latents as they are");
         const sf_taehv_config *c = sf_taehv_config_of(d->tae);
         d->z = c->z_dim, d->H = o->h << c->n_up, d->W = o->w << c->n_up, d->per = c->time_up;
+        if ((s = sf_decoder_check_channels(d, o->channels, err)) ||
+            (o->cuda && (s = sf_taehv_cuda_new(d->tae, o->ordinal, &d->tgpu, err))))
+            goto fail;
     } else {
         if ((s = sf_vae_new_from(tf, o->h, o->w, o->threads, !o->cuda, &d->vae, err))) goto fail;
         d->vae->cfg.bf16_unscale = o->bf16_unscale;
-        if (o->cuda && (s = sf_vae_cuda_new(d->vae, o->ordinal, &d->vgpu, err))) goto fail;
         const sf_vae_config *c = &d->vae->cfg;
         d->z = c->z_dim, d->H = o->h << c->n_up, d->W = o->w << c->n_up, d->per = (int64_t)1 << c->n_up3d;
+        if ((s = sf_decoder_check_channels(d, o->channels, err)) ||
+            (o->cuda && (s = sf_vae_cuda_new(d->vae, o->ordinal, &d->vgpu, err))))
+            goto fail;
     }
     if (!o->cuda)
         for (int i = 0; i < 2; i++)
@@ -70,13 +75,18 @@ void sf_decoder_destroy(sf_decoder **dp) {
     *dp = NULL;
 }
 
+sf_status sf_decoder_check_channels(const sf_decoder *d, int64_t C, sf_err *err) {
+    if (C < 0 || C == d->z) return SF_OK;
+    return sf_fail(err, SF_E_SHAPE, "latents have %lld channels but the %s expects %lld", (long long)C,
+                   d->tae ? "TAEHV" : "VAE", (long long)d->z);
+}
+
 int64_t sf_decoder_z_dim(const sf_decoder *d) { return d->z; }
 int64_t sf_decoder_h(const sf_decoder *d) { return d->h; }
 int64_t sf_decoder_w(const sf_decoder *d) { return d->w; }
 int64_t sf_decoder_frame_h(const sf_decoder *d) { return d->H; }
 int64_t sf_decoder_frame_w(const sf_decoder *d) { return d->W; }
 int64_t sf_decoder_max_frames(const sf_decoder *d) { return d->per; }
-int sf_decoder_is_taehv(const sf_decoder *d) { return d->tae != NULL; }
 
 void sf_decoder_describe(const sf_decoder *d, const char *path, char *buf, size_t n) {
     char where[64];

@@ -20,11 +20,14 @@ typedef struct sf_decoder_opts {
     int threads;       /* CPU threads (<= 0: one per CPU) */
     int cuda, ordinal; /* on cuda:ordinal */
     int bf16_unscale;  /* the Wan VAE's bf16 un-scaling (SPEC 8.1); the TAEHV takes the latents as they are */
+    int64_t channels;  /* the latents' channels when known (checked before a GPU decoder is made); < 0: not yet */
 } sf_decoder_opts;
 
 /* Open the decoder the file holds (ownership of tf passes, also on failure): a TAEHV checkpoint
  * (sf_taehv_detect) or else a Wan VAE. */
 sf_status sf_decoder_open(sf_tfile *tf, const sf_decoder_opts *o, sf_decoder **out, sf_err *err);
+/* SF_E_SHAPE with one line when latents of C channels are not what the decoder takes (C < 0: SF_OK). */
+sf_status sf_decoder_check_channels(const sf_decoder *d, int64_t C, sf_err *err);
 void sf_decoder_destroy(sf_decoder **d);
 
 int64_t sf_decoder_z_dim(const sf_decoder *d);
@@ -33,7 +36,6 @@ int64_t sf_decoder_w(const sf_decoder *d);
 int64_t sf_decoder_frame_h(const sf_decoder *d); /* H: the frames' height */
 int64_t sf_decoder_frame_w(const sf_decoder *d);
 int64_t sf_decoder_max_frames(const sf_decoder *d); /* the most frames one latent frame gives */
-int sf_decoder_is_taehv(const sf_decoder *d);
 /* One line for the log: which decoder, its size, where it runs. */
 void sf_decoder_describe(const sf_decoder *d, const char *path, char *buf, size_t n);
 

@@ -40,17 +40,11 @@ typedef struct run {
 
 /* Create the decoder and the writer for latents of h×w (C < 0: the VAE's own z_dim, for --height/--width
  * before any latents), or check later latents against them. */
-static sf_status channels_ok(const run *r, int64_t C, sf_err *err) {
-    if (C < 0 || C == sf_decoder_z_dim(r->dec)) return SF_OK;
-    return sf_fail(err, SF_E_SHAPE, "latents have %lld channels but the %s expects %lld", (long long)C,
-                   sf_decoder_is_taehv(r->dec) ? "TAEHV" : "VAE", (long long)sf_decoder_z_dim(r->dec));
-}
-
 static sf_status ensure_init(run *r, int64_t C, int64_t h, int64_t w, sf_err *err) {
     sf_status s;
     if (r->dec) {
         const int64_t dh = sf_decoder_h(r->dec), dw = sf_decoder_w(r->dec);
-        if ((s = channels_ok(r, C, err))) return s;
+        if ((s = sf_decoder_check_channels(r->dec, C, err))) return s;
         if (h != dh || w != dw) {
             if (r->sized && !r->latents_done)
                 return sf_fail(err, SF_E_SHAPE, "latents of %lldx%lld do not match --height %lld --width %lld (latents %lldx%lld)",
@@ -61,13 +55,12 @@ static sf_status ensure_init(run *r, int64_t C, int64_t h, int64_t w, sf_err *er
         }
     } else {
         sf_tfile *tf = NULL;
-        const sf_decoder_opts dopt = {h, w, r->threads, r->cuda, r->ordinal, r->bf16};
+        const sf_decoder_opts dopt = {h, w, r->threads, r->cuda, r->ordinal, r->bf16, C};
         char line[1024];
         if ((s = sf_tfile_open(r->vae_path, &tf, err)) != SF_OK) return s;
-        if ((s = sf_decoder_open(tf, &dopt, &r->dec, err)) != SF_OK) return s;
+        if ((s = sf_decoder_open(tf, &dopt, &r->dec, err)) != SF_OK) return s; /* the channels too */
         sf_decoder_describe(r->dec, r->vae_path, line, sizeof line);
         sf_info("%s", line);
-        if ((s = channels_ok(r, C, err))) return s;
     }
     /* the video once latents came (a decoder made from --height/--width writes nothing before: an input
        that fails first leaves no header on stdout) */
