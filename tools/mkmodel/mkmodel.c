@@ -458,6 +458,21 @@ static sf_status write_config_json(const sf_dit_config *c, const char *path, sf_
     return sf_atomic_commit(&af, err);
 }
 
+/* p's values (dtype, seed) as the torch state dict dir/name; p is emptied (its entries freed) either way. */
+static sf_status write_params(sf_mk_params *p, sf_dtype dtype, uint64_t seed, const char *dir, const char *name,
+                              sf_err *err) {
+    sf_tensor_entry *e = NULL;
+    char path[4096];
+    sf_status s = sf_mk_generate(p, dtype, seed, "", 0, &e, err);
+    if (s == SF_OK) {
+        snprintf(path, sizeof path, "%s/%s", dir, name);
+        s = write_torch_state(path, e, p->n, err);
+        sf_mk_entries_free(e, p->n);
+    }
+    sf_mk_params_free(p);
+    return s;
+}
+
 sf_status sf_mk_write_folder(const sf_mk_spec *spec, const char *dir, const char *what, const char *ckpt_path,
                              sf_err *err) {
     sf_status s = mkdirs(dir, err);
@@ -506,35 +521,20 @@ sf_status sf_mk_write_folder(const sf_mk_spec *spec, const char *dir, const char
         sf_mk_params_free(&p);
     }
     if (wants(what, "t5")) {
-        if ((s = sf_mk_t5_params(&spec->t5, &p, err))) goto done;
-        if ((s = sf_mk_generate(&p, SF_BF16, spec->seed + 1, "", 0, &e, err))) goto done;
-        snprintf(path, sizeof path, "%s/models_t5_umt5-xxl-enc-bf16.pth", dir);
-        s = write_torch_state(path, e, p.n, err);
-        sf_mk_entries_free(e, p.n);
-        e = NULL;
-        sf_mk_params_free(&p);
-        if (s) goto done;
+        if ((s = sf_mk_t5_params(&spec->t5, &p, err)) ||
+            (s = write_params(&p, SF_BF16, spec->seed + 1, dir, "models_t5_umt5-xxl-enc-bf16.pth", err)))
+            goto done;
     }
     if (wants(what, "vae")) {
-        if ((s = sf_mk_vae_params(spec->vae_base, spec->vae_z, &p, err))) goto done;
-        if ((s = sf_mk_generate(&p, SF_F32, spec->seed + 2, "", 0, &e, err))) goto done;
-        snprintf(path, sizeof path, "%s/Wan2.1_VAE.pth", dir);
-        s = write_torch_state(path, e, p.n, err);
-        sf_mk_entries_free(e, p.n);
-        e = NULL;
-        sf_mk_params_free(&p);
-        if (s) goto done;
+        if ((s = sf_mk_vae_params(spec->vae_base, spec->vae_z, &p, err)) ||
+            (s = write_params(&p, SF_F32, spec->seed + 2, dir, "Wan2.1_VAE.pth", err)))
+            goto done;
     }
     if (wants(what, "taehv") && spec->taehv_nf[0] > 0) { /* taew2_1.pth: the TAEHV tiny decoder (sf-decode --vae) */
         const int strides[3] = {1, 2, 2};
-        if ((s = sf_mk_taehv_params(spec->vae_z, spec->taehv_nf[0], spec->taehv_nf, strides, 3, &p, err))) goto done;
-        if ((s = sf_mk_generate(&p, SF_F32, spec->seed + 4, "", 0, &e, err))) goto done;
-        snprintf(path, sizeof path, "%s/taew2_1.pth", dir);
-        s = write_torch_state(path, e, p.n, err);
-        sf_mk_entries_free(e, p.n);
-        e = NULL;
-        sf_mk_params_free(&p);
-        if (s) goto done;
+        if ((s = sf_mk_taehv_params(spec->vae_z, spec->taehv_nf[0], spec->taehv_nf, strides, 3, &p, err)) ||
+            (s = write_params(&p, SF_F32, spec->seed + 4, dir, "taew2_1.pth", err)))
+            goto done;
     }
     if (wants(what, "tokenizer")) {
         snprintf(path, sizeof path, "%s/google/umt5-xxl", dir);
