@@ -256,10 +256,13 @@ void sf_taehv_reset(sf_taehv *t) {
     t->frames_in = t->frames_out = 0;
 }
 
-int64_t sf_taehv_frames_for(const sf_taehv *t, int64_t n) {
+int64_t sf_taehv_frames_after(const sf_taehv_config *c, int64_t made, int64_t n) {
     if (n <= 0) return 0;
-    return (int64_t)t->cfg.time_up * n - (t->frames_out < t->cfg.trim ? t->cfg.trim - t->frames_out : 0);
+    const int64_t all = (int64_t)c->time_up * n, left = made < c->trim ? c->trim - made : 0;
+    return all > left ? all - left : 0;
 }
+
+int64_t sf_taehv_frames_for(const sf_taehv *t, int64_t n) { return sf_taehv_frames_after(&t->cfg, t->frames_out, n); }
 
 void sf_taehv_set_tap(sf_taehv *t, sf_taehv_tap_fn fn, void *ctx) {
     t->tap = fn;

@@ -87,6 +87,9 @@ int64_t sf_taehv_w(const sf_taehv *t);
 void sf_taehv_reset(sf_taehv *t);
 /* Frames the next n latent frames give: time_up·n, less trim for a fresh video. */
 int64_t sf_taehv_frames_for(const sf_taehv *t, int64_t n);
+/* The same for any decoder of config c that has made `made` frames (trimmed ones too) since its reset
+ * (the GPU decoder's count). */
+int64_t sf_taehv_frames_after(const sf_taehv_config *c, int64_t made, int64_t n);
 
 /* Decode n latent frames that continue the current video. z: [n, z_dim, h, w] f32 as the DiT writes
  * them; video [frames, 3, H, W] f32 in [−1, 1] and/or u8 [frames, H, W, 3] (either may be NULL);

@@ -275,11 +275,7 @@ sf_status sf_taehv_cuda_reset(sf_taehv_cuda *g, sf_err *err) {
     return SF_OK;
 }
 
-int64_t sf_taehv_cuda_frames_for(const sf_taehv_cuda *g, int64_t n) {
-    if (n <= 0) return 0;
-    const int64_t all = (int64_t)g->c->time_up * n, left = g->made < g->c->trim ? g->c->trim - g->made : 0;
-    return all > left ? all - left : 0;
-}
+int64_t sf_taehv_cuda_frames_for(const sf_taehv_cuda *g, int64_t n) { return sf_taehv_frames_after(g->c, g->made, n); }
 
 size_t sf_taehv_cuda_bytes(const sf_taehv_cuda *g) { return g ? g->d.bytes : 0; }
 
