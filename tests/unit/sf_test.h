@@ -166,6 +166,19 @@ static inline void sf_test_mode(const char *m) {
 /* max|got − ref| ≤ atol + rtol·max|ref| over n floats (an all-zero ref counts as max|ref| = 1); NaN
  * fails. On failure prints the tensor, the count and first bad index with both values, max|Δ| (and
  * relative to max|ref|) and NMSE. Returns 1 when close. */
+/* A reference video worth comparing against: not flat (std > 0.05) and under 10 % of its n values clamped at
+ * ±1 (a decoder whose output saturates would hide a wrong GPU path). SF_TEST_VERBOSE prints the figures. */
+static inline void sf_test_video_meaningful(const char *what, const float *v, size_t n) {
+    double s1 = 0, s2 = 0;
+    size_t sat = 0;
+    for (size_t i = 0; i < n; i++) s1 += v[i], s2 += (double)v[i] * v[i], sat += fabsf(v[i]) >= 1.0f;
+    const double sd = sqrt(s2 / n - (s1 / n) * (s1 / n));
+    if (getenv("SF_TEST_VERBOSE"))
+        fprintf(stderr, "# %s: CPU video mean %.3f std %.3f, %.1f %% clamped\n", what, s1 / n, sd, 100.0 * sat / n);
+    SF_CHECK_MSG(sd > 0.05 && sat < n / 10, "%s: the CPU video has std %.3g and %.1f %% of its values clamped", what, sd,
+                 100.0 * sat / n);
+}
+
 static inline int sf_test_max_close(const char *what, const float *got, const float *ref, size_t n, double rtol,
                                     double atol) {
     double mr = sf_test_maxabs(ref, n), bound = atol + rtol * (mr > 0 ? mr : 1);
