@@ -33,10 +33,8 @@ static sf_status random_vae(int dim, sf_tfile **out, sf_err *err) {
 /* Random TAEHV weights at taew2_1.pth's shapes, in memory (f32). */
 static sf_status random_taehv(sf_tfile **out, sf_err *err) {
     sf_mk_params p = {0};
-    const int64_t nf[4] = {256, 128, 64, 64};
-    const int strides[3] = {1, 2, 2};
     *out = NULL;
-    sf_status s = sf_mk_taehv_params(16, nf[0], nf, strides, 3, &p, err);
+    sf_status s = sf_mk_taew2_1_params(&p, err);
     if (!s) s = sf_mk_tfile(&p, SF_F32, 11, "random-taew2_1", out, err);
     sf_mk_params_free(&p);
     return s;

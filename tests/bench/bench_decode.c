@@ -123,14 +123,12 @@ static int timed(decode_fn fn, void *dec, const float *lat, int64_t zf, int64_t 
 
 /* The TAEHV at taew2_1.pth's shapes on the CPU: a warm-up latent frame (unless first), then `frames` timed. */
 static int bench_taehv(int64_t frames, int64_t h, int64_t w, int threads, int first) {
-    const int64_t nf[4] = {256, 128, 64, 64};
-    const int strides[3] = {1, 2, 2};
     sf_mk_params p = {0};
     sf_tfile *tf = NULL;
     sf_taehv *t = NULL;
     sf_err err = {{0}};
     sf_status st;
-    if ((st = sf_mk_taehv_params(16, nf[0], nf, strides, 3, &p, &err)) ||
+    if ((st = sf_mk_taew2_1_params(&p, &err)) ||
         (st = sf_mk_tfile(&p, SF_F32, 7, "random taew2_1", &tf, &err)) ||
         (st = sf_taehv_new_from(tf, h, w, threads, 1, &t, &err))) {
         sf_mk_params_free(&p);

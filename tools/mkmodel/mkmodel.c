@@ -459,6 +459,12 @@ static sf_status write_config_json(const sf_dit_config *c, const char *path, sf_
 }
 
 /* p's values (dtype, seed) as the torch state dict dir/name; p is emptied (its entries freed) either way. */
+sf_status sf_mk_taew2_1_params(sf_mk_params *out, sf_err *err) {
+    static const int64_t nf[4] = {256, 128, 64, 64};
+    static const int strides[3] = {1, 2, 2};
+    return sf_mk_taehv_params(16, nf[0], nf, strides, 3, out, err);
+}
+
 static sf_status write_params(sf_mk_params *p, sf_dtype dtype, uint64_t seed, const char *dir, const char *name,
                               sf_err *err) {
     sf_tensor_entry *e = NULL;

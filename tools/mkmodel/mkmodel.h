@@ -49,6 +49,9 @@ sf_status sf_mk_vae_params(int base, int z, sf_mk_params *out, sf_err *err);
  * `mems` MemBlocks a stage (taew2_1.pth: z 16, nf 256/128/64/64, strides 1, 2, 2, 3 MemBlocks). */
 sf_status sf_mk_taehv_params(int64_t z, int64_t c0, const int64_t nf[4], const int strides[3], int mems,
                              sf_mk_params *out, sf_err *err);
+/* sf_mk_taehv_params at taew2_1.pth's shapes (z 16, widths 256/128/64/64, strides 1-2-2, 3 MemBlocks a stage):
+ * the benches' TAEHV. */
+sf_status sf_mk_taew2_1_params(sf_mk_params *out, sf_err *err);
 void sf_mk_params_free(sf_mk_params *p);
 
 /* Fill owned tensors (dtype f32 or bf16) for every parameter; entries[i].name owned. */
