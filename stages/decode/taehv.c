@@ -31,7 +31,7 @@ struct sf_taehv {
     size_t buf_elems;
     float *px;                              /* one output frame mapped to [−1, 1]: [3, H, W] */
     sf_scratch ws;                          /* the convolutions' work memory, sized at init */
-    int64_t frames_in, frames_out;          /* latent frames decoded / frames made (trimmed ones too) */
+    int64_t frames_out;                     /* frames made since the reset (trimmed ones too) */
     sf_taehv_tap_fn tap;
     void *tap_ctx;
 };
@@ -253,7 +253,7 @@ void sf_taehv_reset(sf_taehv *t) {
         if (t->past[i]) memset(t->past[i], 0, (size_t)(L->cin * t->h * L->scale * t->w * L->scale) * sizeof(float));
         t->seen[i] = 0;
     }
-    t->frames_in = t->frames_out = 0;
+    t->frames_out = 0;
 }
 
 int64_t sf_taehv_frames_after(const sf_taehv_config *c, int64_t made, int64_t n) {
@@ -376,7 +376,6 @@ sf_status sf_taehv_decode(sf_taehv *t, const float *z, int64_t n, float *video, 
     for (int64_t f = 0; f < n && s == SF_OK; f++) {
         memcpy(t->buf[0], z + f * zf, (size_t)zf * sizeof(float));
         s = run(t, 0, t->buf[0], t->cfg.z_dim, t->h, t->w, &o, err);
-        t->frames_in++;
         *n_out = o.done;
     }
     return s;

@@ -49,7 +49,7 @@ struct sf_taehv_cuda {
     int64_t tk_frames[2];
     int tk_u8[2], tk_video[2];
     int64_t submitted, received;
-    int64_t frames_in, made; /* latent frames enqueued / frames made (trimmed ones too) since the reset */
+    int64_t made;            /* frames made (trimmed ones too) since the reset */
     int64_t seen[SF_TAEHV_MAX_LAYERS]; /* the taps' frame counters */
     sf_taehv_tap_fn tap;
     void *tap_ctx;
@@ -271,7 +271,7 @@ sf_status sf_taehv_cuda_reset(sf_taehv_cuda *g, sf_err *err) {
             return s;
     }
     memset(g->seen, 0, sizeof g->seen);
-    g->frames_in = g->made = 0;
+    g->made = 0;
     return SF_OK;
 }
 
@@ -425,7 +425,6 @@ static sf_status submit_enqueue(sf_taehv_cuda *g, int k, int want_video, int wan
     TRY(tap(g, 0, g->buf[0], c->z_dim, g->h, g->w, err));
     g->want_u8 = want_u8, g->want_video = want_video, g->emitted = 0;
     TRY(run(g, 1, g->buf[0], g->h, g->w, err));
-    g->frames_in++;
     const int64_t nf = g->emitted;
     /* pinned destinations: the copies are enqueued, the host goes on */
     if (want_u8 && nf) TRY(sf_cuda_copy_d2h_async(&g->d.cx, g->u8_h[k], g->u8_d, (size_t)(nf * 3 * g->P), err));
