@@ -9,6 +9,7 @@
 #include "stop.h"
 #include "scheduler.h"
 #include "dit_cuda.h"
+#include "dit_fp8.h"
 #include "act.h"
 #include "attention.h"
 #include "gemm.h"
@@ -304,6 +305,15 @@ sf_status sf_dit_state_init_rope(sf_dit_state *st, const sf_dit_weights *w, int 
     if (!st->key_frames) bad = 1;
     st->ctx = aalloc((int64_t)c->text_len * D, &bad);
     st->txt_tmp = aalloc((int64_t)c->text_len * (D > c->text_dim ? D : c->text_dim), &bad);
+    if (w->fp8) {
+        sf_status s8 = sf_dit_fp8_cpu_ready(w, err);
+        if (s8) {
+            sf_dit_state_free(st);
+            return s8;
+        }
+        int64_t xq = L * (D > c->ffn_dim ? D : c->ffn_dim);
+        st->xq = aalloc(xq > (int64_t)c->text_len * D ? xq : (int64_t)c->text_len * D, &bad);
+    }
     st->x = aalloc(L * D, &bad);
     st->a = aalloc(L * D, &bad);
     st->q = aalloc(L * D, &bad);
@@ -359,7 +369,7 @@ void sf_dit_state_free(sf_dit_state *st) {
     free(st->vc);
     free(st->ck);
     free(st->cv);
-    float *bufs[] = {st->ctx, st->txt_tmp, st->x, st->a, st->q, st->k, st->v, st->o, st->y, st->h,
+    float *bufs[] = {st->ctx, st->txt_tmp, st->xq, st->x, st->a, st->q, st->k, st->v, st->o, st->y, st->h,
                      st->patches, st->hout, st->sinf, st->e, st->et, st->e0, st->E, st->Hm,
                      st->lat[0], st->lat[1], st->lat[2], st->lat_flow};
     for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) free(bufs[i]);
@@ -393,6 +403,7 @@ static void probe(sf_dit_state *st, const char *name, const float *p, int64_t n)
 
 static sf_status gemm(sf_dit_state *st, int64_t M, const float *x, int64_t ldx, const sf_dit_mat *m, const float *b,
                       float *y, sf_err *err) {
+    if (m->fp8) return sf_dit_gemm_fp8_cpu(M, x, ldx, m, b, y, st->xq, st->nthreads, &st->ws, err);
     if (sf_gemm_cpu_ws(M, m->n, m->k, x, ldx, m->w, m->dt, b, y, m->n, st->nthreads, &st->ws))
         return sf_fail(err, SF_E_UNSUPPORTED, "gemm: unsupported weight dtype");
     return SF_OK;

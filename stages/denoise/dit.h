@@ -15,11 +15,17 @@
 #include "tensor.h"
 #include "tfile.h"
 
-/* A weight matrix (N, K) in its file dtype (f32 / bf16 / f16), borrowed from a mapping. */
+/* A weight matrix (N, K) in its file dtype (f32 / bf16 / f16), borrowed from a mapping. With --fp8
+ * (sf_dit_weights_fp8) a block linear that qualifies has fp8 = 1: its products run in float8 e4m3 with
+ * per-tensor scales (kernels/fp8.h); on the CPU q8 then holds the quantized weight (its e4m3 values as
+ * bf16, owned by the weights) and s8 its scale. */
 typedef struct sf_dit_mat {
     const void *w;
     sf_dtype dt;
     int64_t n, k;
+    int fp8;
+    const uint16_t *q8;
+    float s8;
 } sf_dit_mat;
 
 typedef struct sf_dit_layer {
@@ -49,6 +55,7 @@ typedef struct sf_dit_weights {
     void **owned;                    /* every owned f32 vector */
     size_t n_owned, cap_owned;
     int64_t n_params;
+    int fp8;                         /* block linears in float8 (sf_dit_weights_fp8), 0: none */
 } sf_dit_weights;
 
 /* Load every tensor of the model. When ckpt is non-NULL every tensor comes from it, under
@@ -58,6 +65,15 @@ typedef struct sf_dit_weights {
 sf_status sf_dit_weights_load(sf_dit_weights *w, const sf_dit_config *cfg, const sf_tfile *base,
                               const sf_tfile *ckpt, const char *ckpt_key, sf_err *err);
 void sf_dit_weights_free(sf_dit_weights *w);
+/* --fp8: the transformer blocks' linears (self- and cross-attention q, k, v, o; the FFN's two) whose
+ * shapes qualify (sf_fp8_eligible) run in float8 e4m3 with per-tensor dynamic scales, as the reference
+ * demo's FP8 switch (torchao) does to every linear (the embeddings and the head — under 0.1 % of the
+ * arithmetic — stay bf16 here). Marks them (w->fp8 = how many); cpu 1 also quantizes them for the CPU
+ * backend (q8, s8: 2 bytes a weight), which a CPU state then needs; a GPU backend quantizes at upload. */
+sf_status sf_dit_weights_fp8(sf_dit_weights *w, int cpu, sf_err *err);
+/* The e4m3 codes (n·k, row-major) of m's weight as the bf16 model holds it, and its scale: the
+ * quantization both backends use. */
+sf_status sf_dit_mat_fp8(const sf_dit_mat *m, uint8_t *codes, float *scale, sf_err *err);
 
 /* What a tap sees of one self-attention call (all borrowed, valid during the callback only). */
 typedef struct sf_dit_attn_view {
@@ -157,6 +173,7 @@ typedef struct sf_dit_state {
     float *sinf;                     /* (F, freq_dim) */
     float *e, *et, *e0, *E, *Hm;     /* (F,dim) (F,dim) (F,6dim) (F,6,dim) (F,2,dim) */
     float *txt_tmp;                  /* (text_len, max(dim, text_dim)) */
+    float *xq;                       /* --fp8 on the CPU: a product's input on the e4m3 grid (max(L·ffn, text_len·dim)) */
     float *lat[SF_LAT_N], *lat_flow; /* CPU slots of the sampling loop (sf_dit_lat_*), (max_frames, C, H, W) */
     sf_scratch ws;                   /* the CPU kernels' work memory, sized at init (parallel.h) */
     sf_rope_table rope;

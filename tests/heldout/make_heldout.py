@@ -180,7 +180,7 @@ def st_read(path):
     n = struct.unpack("<Q", data[:8])[0]
     header = json.loads(data[8:8 + n])
     base = 8 + n
-    dt = {"F32": "<f4", "I64": "<i8", "BF16": None, "F16": "<f2", "I32": "<i4", "U8": "u1"}
+    dt = {"F32": "<f4", "F64": "<f8", "I64": "<i8", "BF16": None, "F16": "<f2", "I32": "<i4", "U8": "u1"}
     out = OrderedDict()
     for k, v in header.items():
         if k == "__metadata__":

@@ -1,0 +1,121 @@
+/* dit_fp8.c — `--fp8` for the DiT: which linears, their weights' quantization (shared by both
+ * backends), and the CPU product (see dit.h sf_dit_weights_fp8, kernels/fp8.h). */
+#include "dit_fp8.h"
+#include "fp8.h"
+#include "gemm.h"
+#include "gpu_host.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#define CHUNK ((size_t)1 << 16)
+
+static size_t mat_elems(const sf_dit_mat *m) { return (size_t)m->n * (size_t)m->k; }
+
+static const uint8_t *mat_bytes(const sf_dit_mat *m, size_t off) {
+    return (const uint8_t *)m->w + off * (size_t)sf_dtype_size(m->dt);
+}
+
+sf_status sf_dit_mat_fp8(const sf_dit_mat *m, uint8_t *codes, float *scale, sf_err *err) {
+    const size_t n = mat_elems(m);
+    uint16_t *b = malloc(CHUNK * sizeof *b);
+    float amax = 0.0f;
+    if (!b) return sf_fail(err, SF_E_NOMEM, "out of memory");
+    if (m->dt != SF_F32 && m->dt != SF_BF16 && m->dt != SF_F16) {
+        free(b);
+        return sf_fail(err, SF_E_UNSUPPORTED, "fp8: weight dtype %s", sf_dtype_name(m->dt));
+    }
+    for (int pass = 0; pass < 2; pass++) { /* the bf16 model's amax, then its codes */
+        const float s = pass ? sf_fp8_scale(amax) : 1.0f;
+        for (size_t off = 0; off < n; off += CHUNK) {
+            const size_t c = n - off < CHUNK ? n - off : CHUNK;
+            sf_gpu_to_bf16(mat_bytes(m, off), m->dt, c, b);
+            for (size_t i = 0; i < c; i++) {
+                float v = sf_bf16_to_f32(b[i]);
+                if (!pass) {
+                    v = v < 0 ? -v : v;
+                    if (v > amax) amax = v;
+                } else {
+                    v /= s;
+                    v = v > SF_FP8_E4M3_MAX ? SF_FP8_E4M3_MAX : v < -SF_FP8_E4M3_MAX ? -SF_FP8_E4M3_MAX : v;
+                    codes[off + i] = sf_fp8_e4m3_from_f32(v);
+                }
+            }
+        }
+    }
+    *scale = sf_fp8_scale(amax);
+    free(b);
+    return SF_OK;
+}
+
+static sf_status own(sf_dit_weights *w, void *p, sf_err *err) {
+    if (w->n_owned == w->cap_owned) {
+        size_t nc = w->cap_owned ? 2 * w->cap_owned : 64;
+        void **o = realloc(w->owned, nc * sizeof *o);
+        if (!o) return free(p), sf_fail(err, SF_E_NOMEM, "out of memory");
+        w->owned = o;
+        w->cap_owned = nc;
+    }
+    w->owned[w->n_owned++] = p;
+    return SF_OK;
+}
+
+static sf_status mark(sf_dit_weights *w, sf_dit_mat *m, int cpu, sf_err *err) {
+    sf_status s;
+    if (!sf_fp8_eligible(m->n, m->k) || m->fp8) return SF_OK;
+    if (cpu) {
+        const size_t n = mat_elems(m);
+        uint8_t *codes = malloc(n ? n : 1);
+        uint16_t *q = malloc((n ? n : 1) * sizeof *q);
+        if (!codes || !q) {
+            free(codes), free(q);
+            return sf_fail(err, SF_E_NOMEM, "out of memory quantizing the DiT to fp8");
+        }
+        s = sf_dit_mat_fp8(m, codes, &m->s8, err);
+        for (size_t i = 0; !s && i < n; i++) q[i] = sf_f32_to_bf16(sf_fp8_e4m3_to_f32(codes[i]));
+        free(codes);
+        if (s) return free(q), s;
+        if ((s = own(w, q, err))) return s;
+        m->q8 = q;
+    }
+    m->fp8 = 1;
+    w->fp8++;
+    return SF_OK;
+}
+
+sf_status sf_dit_weights_fp8(sf_dit_weights *w, int cpu, sf_err *err) {
+    sf_status s;
+    for (int l = 0; l < w->cfg.num_layers; l++) {
+        sf_dit_layer *L = &w->layers[l];
+        sf_dit_mat *ms[] = {&L->sa_q, &L->sa_k, &L->sa_v, &L->sa_o, &L->ca_q, &L->ca_k,
+                            &L->ca_v, &L->ca_o, &L->ffn0, &L->ffn2};
+        for (size_t i = 0; i < sizeof ms / sizeof ms[0]; i++)
+            if ((s = mark(w, ms[i], cpu, err))) return s;
+    }
+    return SF_OK;
+}
+
+sf_status sf_dit_fp8_cpu_ready(const sf_dit_weights *w, sf_err *err) {
+    for (int l = 0; l < w->cfg.num_layers; l++) {
+        const sf_dit_layer *L = &w->layers[l];
+        const sf_dit_mat *ms[] = {&L->sa_q, &L->sa_k, &L->sa_v, &L->sa_o, &L->ca_q, &L->ca_k,
+                                  &L->ca_v, &L->ca_o, &L->ffn0, &L->ffn2};
+        for (size_t i = 0; i < sizeof ms / sizeof ms[0]; i++)
+            if (ms[i]->fp8 && !ms[i]->q8)
+                return sf_fail(err, SF_E_ARG, "fp8: layer %d's weights were marked for a GPU, not quantized for the CPU", l);
+    }
+    return SF_OK;
+}
+
+sf_status sf_dit_gemm_fp8_cpu(int64_t M, const float *x, int64_t ldx, const sf_dit_mat *m, const float *b, float *y,
+                              float *xq, int nthreads, sf_scratch *ws, sf_err *err) {
+    const float sx = sf_fp8_scale(sf_fp8_amax_cpu(x, M, m->k, ldx)), a = sx * m->s8; /* exact: two bf16 values */
+    sf_fp8_quantize_cpu(x, M, m->k, ldx, sx, xq);
+    if (sf_gemm_cpu_ws(M, m->n, m->k, xq, m->k, m->q8, SF_BF16, NULL, y, m->n, nthreads, ws))
+        return sf_fail(err, SF_E_UNSUPPORTED, "gemm: unsupported weight dtype");
+    for (int64_t i = 0; i < M; i++) {
+        float *r = y + i * m->n;
+        for (int64_t j = 0; j < m->n; j++) r[j] = r[j] * a + (b ? b[j] : 0.0f);
+    }
+    return SF_OK;
+}
