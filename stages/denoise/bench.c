@@ -122,7 +122,7 @@ done:
 }
 
 sf_status sf_denoise_bench(const char *kind, const char *model_dir, int nthreads, int cuda_ordinal, long tokens,
-                           sf_err *err) {
+                           int fp8, sf_err *err) {
     sf_status s = SF_OK;
     membank mb = {0};
     sf_dit_weights w;
@@ -144,7 +144,8 @@ sf_status sf_denoise_bench(const char *kind, const char *model_dir, int nthreads
         snprintf(p, sizeof p, "%s/diffusion_pytorch_model.safetensors", model_dir);
         if ((s = sf_tfile_open(p, &tf, err))) return s;
         if (!(s = sf_dit_weights_load(&w, &cfg, tf, NULL, NULL, err))) {
-            s = time_forward(&w, nthreads, cuda_ordinal, "tiny", 8, 12, 3, 1, err);
+            if (!(s = fp8 ? sf_dit_weights_fp8(&w, cuda_ordinal < 0, err) : SF_OK))
+                s = time_forward(&w, nthreads, cuda_ordinal, fp8 ? "tiny fp8" : "tiny", 8, 12, 3, 1, err);
             sf_dit_weights_free(&w);
         }
         sf_tfile_destroy(&tf);
@@ -209,16 +210,18 @@ sf_status sf_denoise_bench(const char *kind, const char *model_dir, int nthreads
         R("head.head.weight", g, 0, 64, D);
         R("head.head.bias", 0.05f, 0, 64);
         if ((s = sf_dit_weights_load(&w, &c, mb.tf, NULL, NULL, err))) goto fail;
-        if (full) s = sf_denoise_bench_video(&w, cuda_ordinal, err);
-        else {
+        if (fp8 && !(s = sf_dit_weights_fp8(&w, cuda_ordinal < 0, err)))
+            printf("denoise fp8: %d block linears in float8 e4m3\n", w.fp8);
+        if (!s && full) s = sf_denoise_bench_video(&w, cuda_ordinal, err);
+        else if (!s) {
             /* tokens = 3 frames × h × w patches of 2×2 latent pixels; w the divisor of h·w nearest 104:60 */
             if (tokens % 3) return sf_fail(err, SF_E_ARG, "--bench-tokens: expected a multiple of 3 (3 frames), got %ld", tokens);
             long f = tokens / 3, pw = 1;
             for (long d = 1; d <= f; d++)
                 if (f % d == 0 && fabs(log((double)d * d / f / (104.0 / 60))) < fabs(log((double)pw * pw / f / (104.0 / 60)))) pw = d;
             char label[64];
-            snprintf(label, sizeof label, "1.3b-layer %ld tokens [%s]", tokens,
-                     cuda_ordinal >= 0 ? "cuda" : sf_cpu_mode_name(sf_cpu_mode_now()));
+            snprintf(label, sizeof label, "1.3b-layer %ld tokens [%s%s]", tokens,
+                     cuda_ordinal >= 0 ? "cuda" : sf_cpu_mode_name(sf_cpu_mode_now()), fp8 ? ", fp8" : "");
             s = time_forward(&w, nthreads, cuda_ordinal, label, (int)(2 * (f / pw)), (int)(2 * pw), 1, 30, err);
         }
         sf_dit_weights_free(&w);

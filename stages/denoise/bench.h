@@ -33,6 +33,6 @@ sf_status sf_denoise_bench_video(const sf_dit_weights *w, int cuda_ordinal, sf_e
 /* tokens: 1.3b-layer's tokens per 3-frame block (a multiple of 3; the latent frame is laid out as
  * near 104:60 as its factors allow). */
 sf_status sf_denoise_bench(const char *kind, const char *model_dir, int nthreads, int cuda_ordinal, long tokens,
-                           sf_err *err);
+                           int fp8, sf_err *err);
 
 #endif

@@ -58,6 +58,7 @@ static const sf_opt opts[] = {
     {"round-frames", 0, SF_ARG_FLAG, "round --num_frames down to whole blocks of the config (like run_extraction_streaming_distributed.py)"},
     {"chunk-frames", 0, SF_ARG_VALUE, "N\trecorded as chunk_frames in the streaming tap file (default 3; no effect on values)"},
     SF_OPTS_DEVICE("the DiT in bf16"),
+    {"fp8", 0, SF_ARG_FLAG, "the transformer blocks' linears in float8 e4m3 with per-tensor dynamic scales, as the reference demo's FP8 switch (torchao): faster products on a GPU, not the bf16 model's numbers"},
     {"threads", 0, SF_ARG_VALUE, "N\tCPU threads (default: all CPUs)"},
     {"bench", 0, SF_ARG_VALUE, "tiny|1.3b-layer|1.3b|attn|glue\tprint ms per block-forward and peak memory, then exit (tiny: the --model-dir model, e.g. tests/golden/model; 1.3b-layer: one random-weight layer; 1.3b: a whole random-weight video, GPU only; attn: the attention paths at full size, GPU only; glue: the norm/RoPE kernels' TB/s, GPU only; attn-small, glue-small: the same at small sizes, to try them)"},
     {"bench-tokens", 0, SF_ARG_VALUE, "N\t--bench 1.3b-layer: tokens per 3-frame block (default 4680 = 832x480; 480 = 256x160)"},
@@ -85,7 +86,7 @@ int main(int argc, char **argv) {
     sf_denoise_opts o; /* stages/denoise/stage.c: the flags, then the run (or bench*.c) */
     if ((s = sf_denoise_opts_get(&a, opts, &o, &err)) ||
         (s = o.bench ? sf_denoise_bench(o.bench, o.sh.model_dir, (int)o.threads, o.sh.cuda ? o.sh.ordinal : -1,
-                                        o.bench_tokens, &err)
+                                        o.bench_tokens, o.fp8, &err)
                      : sf_denoise_stage_run(&o, &err)))
         sf_die(PROG, s, &err);
     sf_args_free(&a);

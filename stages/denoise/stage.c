@@ -98,6 +98,7 @@ sf_status sf_denoise_opts_get(const sf_args *a, const sf_opt *opts, sf_denoise_o
     if (dev.cuda && (s = sf_device_check(&dev, err))) return s;
     o->threads = sf_cpu_count(), o->bench_tokens = 4680, o->model_dir = o->sh.model_dir;
     if ((s = get_long(a, opts, "threads", 1, 1024, &o->threads, err))) return s;
+    o->fp8 = sf_args_has(a, opts, "fp8");
     if ((o->bench = sf_args_get(a, opts, "bench"))) /* stages/denoise/bench*.c */
         return get_long(a, opts, "bench-tokens", 3, 1L << 24, &o->bench_tokens, err);
     /* inputs and outputs named up front so flag errors come before any heavy work */
@@ -357,10 +358,19 @@ sf_status sf_denoise_stage_run(sf_denoise_opts *o, sf_err *err) {
     if (o->init_arg && (s = initial_latents(o, &cfg, &init, &n_init, err))) goto done; /* before any model work */
     if ((s = sf_dit_source_open(&src, o->model_dir, o->ckpath, o->no_ckpt, o->use_ema, o->require_ckpt, err))) goto done;
     const char *weights = src.weights; /* which weights ran, in every output's metadata */
+    char weights_fp8[4480];
     if (!o->check) { /* --check stops at opening them: loading is the run's first heavy work */
         if ((s = sf_dit_weights_load(&w, &cfg, src.base, src.ck, src.key, err))) goto done;
         have_w = 1;
         sf_info("DiT: %d layers, dim %d, %lld parameters, weights: %s", cfg.num_layers, cfg.dim, (long long)w.n_params, weights);
+        if (o->fp8) {
+            if ((s = sf_dit_weights_fp8(&w, !o->sh.cuda, err))) goto done;
+            sf_info("fp8: %d of %d block linears in float8 e4m3, per-tensor dynamic scales (the reference demo's FP8)%s",
+                    w.fp8, 10 * cfg.num_layers, w.fp8 < 10 * cfg.num_layers ? "; the others' shapes are not multiples of 16" : "");
+            /* every output's "weights" says the products ran in fp8: other numbers than the bf16 model's */
+            snprintf(weights_fp8, sizeof weights_fp8, "%s, fp8 block linears (%d)", weights, w.fp8);
+            weights = weights_fp8;
+        }
     }
     if (o->tap_out) {
         if ((s = sf_taps_init(&taps, o->tmode, o->tsel, o->sel_b, o->sel_s, layers, n_layers, cfg.num_layers, err))) goto done;

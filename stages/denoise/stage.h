@@ -31,6 +31,7 @@ typedef struct sf_denoise_opts {
     int endless, follow, recache, dump, no_ckpt, use_ema, require_ckpt;
     double pace, pace_ahead;                        /* --pace FPS (0: none), --pace-ahead SEC */
     int check;                                      /* --check: the run's checks only (stage_run) */
+    int fp8;                                        /* --fp8: the block linears in float8 (dit.h sf_dit_weights_fp8) */
     int list_layers;                                /* --list-layers: --check, printing the tap layers */
     sf_pt_layout pt_layout;                         /* --pt-layout and what it records (taps.h) */
     long pt_rank, pt_world, pt_prompt_index;

@@ -102,6 +102,30 @@ st_header() { tail -c +9 "$1" | head -c 4096 | tr -d '\0'; }
     assert_failure
 }
 
+@test "--fp8: the block linears in float8 — other latents near the bf16 model's, said in the log and every output's weights" {
+    run --separate-stderr sf-denoise "${COMMON[@]}" --prompt-embeds "$P:context.prompt_embeds" --noise "$P" --fp8 \
+        --save-latents "$BATS_TEST_TMPDIR/f8.safetensors" --dump-preds --layer_indices 0 --tap-mode frames --tap-select all \
+        --output_path "$BATS_TEST_TMPDIR/t8.safetensors"
+    assert_success
+    [[ "$stderr" == *"fp8: 30 of 30 block linears in float8 e4m3"* ]]
+    [[ "$(st_header "$BATS_TEST_TMPDIR/f8.safetensors")" == *'"weights":"base '*', fp8 block linears (30)"'* ]]
+    [[ "$(st_header "$BATS_TEST_TMPDIR/t8.safetensors")" == *', fp8 block linears (30)"'* ]]
+    # every prediction differs from the reference's fp32 ones, but stays near them (fp8: ~2 % per forward;
+    # measured: every pred within 0.08 + 0.08·|ref| of the golden's, in the fast and exact modes)
+    run sf-tensor diff "$BATS_TEST_TMPDIR/f8.safetensors" "$P" --rtol 1e-4 --atol 1e-4 -q
+    assert_output --partial "15 compared, 15 mismatched"
+    run sf-tensor diff "$BATS_TEST_TMPDIR/f8.safetensors" "$P" --rtol 0.15 --atol 0.15 -q
+    assert_output --partial "15 compared, 0 mismatched"
+    # the same run again: the same bytes (the scales are the tensors' own, nothing carried between runs)
+    run sf-denoise "${COMMON[@]}" --prompt-embeds "$P:context.prompt_embeds" --noise "$P" --fp8 \
+        --save-latents "$BATS_TEST_TMPDIR/f8b.safetensors"
+    assert_success
+    cmp <(sf-tensor cat "$BATS_TEST_TMPDIR/f8.safetensors" latents) <(sf-tensor cat "$BATS_TEST_TMPDIR/f8b.safetensors" latents)
+    run sf-denoise --bench tiny --model-dir "$G/model" --threads 2 --fp8
+    assert_success
+    assert_line --partial "denoise tiny fp8 block 0 (72 keys):"
+}
+
 @test "wire in/out: prompt_embeds from a stream, one latents message per block" {
     sf-wire send "$BATS_TEST_TMPDIR/in.sft" --from "$P" --name context.prompt_embeds
     run sf-denoise "${COMMON[@]}" --in "$BATS_TEST_TMPDIR/in.sft" --noise "$P" --out "$BATS_TEST_TMPDIR/lat.sft"

@@ -33,7 +33,7 @@
 #   bench_attn   sf-denoise --bench attn (every attention path beside cuDNN on the same inputs) and
 #                --bench glue (the norm / RoPE / residual kernels' TB/s against a device copy)
 #   ab           the A/Bs each optimisation must pay against: per-frame VAE convs, no conv autotune, the
-#                VAE norm as it was, the VAE and umT5 profiles, GELU unfused, no CUDA graphs
+#                VAE norm as it was, the VAE and umT5 profiles, GELU unfused, --fp8, no CUDA graphs
 #   attn_videos  the video on sfpipe's own attention instead of cuDNN (mma.sync, wgmma, ws, ws2; profiled)
 #                and the probs taps on each kernel (explicit, wgmma, ws, ws2)
 #   tests        every CUDA test: kernels, glue, cuDNN SDPA and conv plans, the DiT / umT5 / VAE goldens and
@@ -438,6 +438,9 @@ u_ab() { # each optimisation against its absence (kept only if it pays: RESULTS.
     echo "== DiT bench with the FFN's GELU as its own kernel (SF_CUDA_GELU_UNFUSED=1: the cuBLASLt GELU epilogue must pay against it)"
     ab_run "gelu unfused" 'gpu video' env SF_CUDA_GELU_UNFUSED=1 sf-denoise --bench 1.3b --device cuda:0 --progress none
     row "GELU epilogue" "$(ab_vs denoise "gelu unfused" "fused " "unfused ")"
+    echo "== DiT bench with --fp8 (the block linears in float8 e4m3, per-tensor dynamic scales: the reference demo's FP8 switch; opt-in, other numbers)"
+    ab_run fp8 'gpu (video|profile)|fp8|fall' sf-denoise --bench 1.3b --device cuda:0 --progress none --fp8
+    row "--fp8 (opt-in)" "$(ab_vs denoise fp8 "bf16 " "fp8 ")"
     echo "== DiT bench without CUDA graphs (SF_CUDA_GRAPHS=0: each forward's ~600 launches one by one; the graphs must pay against it)"
     ab_run "no graphs" 'gpu (video|block|CUDA graphs)' env SF_CUDA_GRAPHS=0 sf-denoise --bench 1.3b --device cuda:0 --progress none
     g=$(awk '/^denoise 1.3b gpu CUDA graphs:/ { print $6 " of " $8 " forwards"; exit }' "$OUT/bench.txt")

@@ -111,6 +111,13 @@ static inline double sf_test_maxabs(const float *x, size_t n) {
 #define SF_TOL_FP32_TAP 1e-4        /* fp32 tap frame aggregates and streaming tensors: "rtol 1e-4" */
 #define SF_TOL_F16_LOGITS 1e-3      /* f16-stored tap logits, per element |Δ| ≤ 1e-3·|ref| + 1e-3
                                        (sf_test_allclose rtol = atol = this; manifest "taps_f16") */
+#define SF_TOL_FP8_FWD 1e-2        /* --fp8 on the CPU (fp32 modes), one DiT forward vs the fp8 golden: per-tensor
+                                       dynamic scales make fp8 chaotic — an input's amax one bf16 step off
+                                       re-rolls every value of that tensor. Measured: 1.05e-4 (fast mode); 5.6e-3
+                                       (exact mode: one layer's amax 5.65625 instead of 5.625) */
+#define SF_TOL_FP8_NMSE 1e-4       /* the same forward's nmse (sf_test_nmse): 5e-10 fast, 1.5e-5 with that
+                                       re-rolled tensor; the plain (bf16-weight) forward is 2.9e-4 away, so the
+                                       bound also shows the products ran in fp8 */
 #define SF_TOL_BF16_FWD 2e-2        /* bf16 GPU, one forward, every tensor (bf16 storage of every
                                        activation); also cuDNN fused vs explicit attention */
 #define SF_TOL_BF16_PIPE 5e-2       /* bf16 GPU pipeline preds / output: bf16 error compounds over 15
