@@ -230,6 +230,16 @@ by_hand() {
     [[ "$stderr" == *"made with other flags: --vae $G/model/taehv_tiny.pth (now none)"* ]]
 }
 
+@test "--fp8: sf-denoise runs its block linears in float8; recorded: a rerun without it is refused" {
+    printf 'a red fox\n' >"$T/p1.txt"
+    run -0 sf-batch "${B[@]}" --data_path "$T/p1.txt" --fp8 --log-level info
+    [ -s "$T/out/0-0_ema.mp4" ]
+    grep -q "sf-denoise: info: fp8: [0-9]* of [0-9]* block linears in float8" "$T/out/.sf-batch/logs/0-0_ema.log"
+    grep -qx "fp8=1" "$T/out/.sf-batch/flags"
+    run -2 --separate-stderr sf-batch "${B[@]}" --data_path "$T/p1.txt"
+    [[ "$stderr" == *"made with other flags: --fp8 1 (now 0)"* ]]
+}
+
 @test "the reason is the failing stage's line, even when the stage after it reports first" {
     # an sf-encode that speaks late: its error frame reaches sf-denoise, whose "upstream error: ..."
     # line is in the log a second before the encoder's own (what a loaded machine did once in CI)

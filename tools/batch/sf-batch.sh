@@ -5,7 +5,7 @@
 #   sf-batch --data_path PROMPTS.txt --output_folder DIR [--num_output_frames N] [--num_samples N]
 #            [--save_with_index] [--use_ema | --no_ema] [--seed N] [--config_path P]
 #            [--checkpoint_path P | --no_checkpoint] [--extended_prompt_path F] [--model-dir DIR]
-#            [--device cpu|cuda|cuda:N | --gpu_id N] [--encode-device D] [--vae FILE] [--workers N] [--height H] [--width W]
+#            [--device cpu|cuda|cuda:N | --gpu_id N] [--encode-device D] [--vae FILE] [--fp8] [--workers N] [--height H] [--width W]
 #            [--threads N] [--cache-dir DIR] [--layer_indices L ...] [--retries N] [--dry-run | -n]
 #            [--progress none|lines|bar|auto] [--log-level L] [--noise-rng torch-cuda|sfpipe]
 #            [--torchrun W[:P]]
@@ -47,7 +47,8 @@
 # --use_ema is off by default (inference.py's); --no_checkpoint, like no --checkpoint_path, uses
 # the base weights; --gpu_id N is --device cuda:N. --encode-device runs the text encoder elsewhere (cpu, or
 # cuda: worker w's cuda:w as --device cuda). --vae FILE: sf-decode's checkpoint instead of the model folder's
-# Wan2.1_VAE.pth — a TAEHV (taew2_1.pth) decodes several times faster, at some cost in quality.
+# Wan2.1_VAE.pth — a TAEHV (taew2_1.pth) decodes several times faster, at some cost in quality. --fp8: sf-denoise's
+# (the DiT's block linears in float8, the reference demo's FP8 switch).
 # Exit 0 when every video exists, 1 otherwise (the summary says which failed and why), 2 bad flags;
 # SIGINT, SIGTERM or SIGHUP stop every worker and exit 130, 143 or 129 after the summary; when
 # sf-batch is SIGKILLed its local workers get SIGTERM (setpriv --pdeathsig) and stop too.
@@ -87,7 +88,7 @@ mkdirs() { # what dir... : one line, not one per folder, when they cannot be mad
 seed=0 checkpoint_path= use_ema=0   # inference.py's defaults: no checkpoint → the base weights
 data_path= output_folder= extended= num_frames=21 num_samples=1 with_index=0
 workers=1 retries=1 threads= layers=() dry=0 status=0 progress=none noise_rng=torch-cuda torchrun=0 nproc=0
-slurm=0 sbatch_args=() requeue=1 wait=0 i2v=0 vae=
+slurm=0 sbatch_args=() requeue=1 wait=0 i2v=0 vae= fp8=0
 worker_job= task=0 tasks=1
 orig=("$@")
 while [ $# -gt 0 ]; do
@@ -109,6 +110,7 @@ while [ $# -gt 0 ]; do
     --num-samples) ref_need "$@"; ref_dec num_samples "$1" "$2"; shift 2 ;;
     --noise-rng) ref_need "$@"; noise_rng=$2; shift 2 ;;   # checked with the rest by sf-denoise --check
     --vae) ref_need "$@"; vae=$2; shift 2 ;;   # sf-decode's checkpoint (a Wan VAE or a TAEHV)
+    --fp8) fp8=1; shift ;;                     # sf-denoise --fp8
     --torchrun) ref_need "$@"   # W[:P]: the reference's run on W processes, P per node (default all W on one)
         [[ "$2" =~ ^[0-9]+(:[0-9]+)?$ ]] || bad "--torchrun: expected W or W:P (processes, and per node), got '$(esc "$2")'"
         ref_dec torchrun "$1" "${2%%:*}"; nproc=$torchrun; [[ "$2" != *:* ]] || ref_dec nproc "$1" "${2#*:}"
@@ -301,6 +303,7 @@ den_flags() { # → den: the flags that shape a video, as sf-denoise takes them 
     if [ "$use_ema" = 1 ]; then den+=(--use_ema); else den+=(--no_ema); fi
     [ ${#layers[@]} -eq 0 ] || den+=(--layer_indices "${layers[@]}")
     [ "$noise_rng" = sfpipe ] || den+=(--noise-rng "$noise_rng")
+    [ "$fp8" = 0 ] || den+=(--fp8)
 }
 
 # ---- worker: the videos k ≡ task (mod tasks) of a job list ----
@@ -496,7 +499,8 @@ use_ema=$use_ema
 model_dir=$(resolve "$model_dir")
 layer_indices=${layers[*]}
 i2v=$i2v
-vae=${vae:+$(resolve "$vae")}"
+vae=${vae:+$(resolve "$vae")}
+fp8=$fp8"
 made=0   # a video of the recorded list is in the folder (legacy folders: their last all.tsv)
 rec_videos=$state/videos.tsv; [ -f "$rec_videos" ] || rec_videos=$state/all.tsv
 if [ -f "$rec_videos" ]; then
@@ -510,6 +514,7 @@ oldflags=
 [ -z "$oldflags" ] || grep -q '^torchrun=' <<<"$oldflags" || oldflags+=$'\ntorchrun=0:0'   # and before --torchrun
 [ -z "$oldflags" ] || grep -q '^i2v=' <<<"$oldflags" || oldflags+=$'\ni2v=0'   # and before --i2v, text-to-video
 [ -z "$oldflags" ] || grep -q '^vae=' <<<"$oldflags" || oldflags+=$'\nvae='     # and before --vae, the Wan VAE
+[ -z "$oldflags" ] || grep -q '^fp8=' <<<"$oldflags" || oldflags+=$'\nfp8=0'   # and before --fp8, bf16
 if [ "$made" = 1 ] && [ -n "$oldflags" ] && [ "$oldflags" != "$flags" ]; then
     diff=$(awk -F= 'NR == FNR { old[$1] = substr($0, length($1) + 2); next }
         ($1 in old) && old[$1] != substr($0, length($1) + 2) {
