@@ -51,6 +51,30 @@ static void test_codes(void) {
     SF_CHECK(sf_fp8_e4m3_from_f32(464.0f) == 0x7E && sf_fp8_e4m3_round(-470.0f) == -448.0f);
 }
 
+/* sf_fp8_e4m3_round (the products' fast path, on the f32 bits) = decode(encode(x)) over a sweep of every
+ * 61st float bit pattern (70 M values: every exponent, both signs, NaNs, infinities) and the codes' neighbours */
+static void test_round_fast(void) {
+    int bad = 0;
+    for (uint64_t u = 0; u < 0x100000000ull; u += 61) {
+        uint32_t b = (uint32_t)u;
+        float x, r, want;
+        memcpy(&x, &b, 4);
+        r = sf_fp8_e4m3_round(x), want = sf_fp8_e4m3_to_f32(sf_fp8_e4m3_from_f32(x));
+        if (!(r == want || (isnan(r) && isnan(want))) || (r == 0 && signbit(r) != signbit(want)))
+            if (bad++ < 5) SF_CHECK_MSG(0, "x = %.9g (0x%08x): fast %.9g, from the code %.9g", x, b, r, want);
+    }
+    for (int c = 0; c < 256; c++) { /* each code's value and the floats on either side of it and of the midpoints */
+        float v = sf_fp8_e4m3_to_f32((uint8_t)c), w = sf_fp8_e4m3_to_f32((uint8_t)(c + 1));
+        if (isnan(v) || isnan(w) || (c & 0x7F) == 0x7E) continue;
+        float pts[5] = {v, nextafterf(v, 0), (v + w) / 2, nextafterf((v + w) / 2, 0), nextafterf((v + w) / 2, 1e9f)};
+        for (int i = 0; i < 5; i++) {
+            float r = sf_fp8_e4m3_round(pts[i]), want = sf_fp8_e4m3_to_f32(sf_fp8_e4m3_from_f32(pts[i]));
+            if (r != want && bad++ < 10) SF_CHECK_MSG(0, "x = %.9g: fast %.9g, from the code %.9g", pts[i], r, want);
+        }
+    }
+    SF_CHECK(bad == 0);
+}
+
 static void test_golden_rounding(void) {
     sf_tfile *g = sf_test_open_golden("expect/dit_fp8.safetensors");
     if (!g) return;
@@ -170,6 +194,7 @@ static void test_forward(void) {
 
 static const sf_test tests[] = {
     {"codes", test_codes},
+    {"round_fast", test_round_fast},
     {"golden_rounding", test_golden_rounding},
     {"scale", test_scale},
     {"linear", test_linear},
