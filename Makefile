@@ -167,7 +167,7 @@ CXX     ?= g++
 EMU_SRC := kernels/cuda/emu/cuda_emu.cc kernels/cuda/emu/emu_selftest.cu kernels/cuda/cuda_common.cu \
            kernels/cuda/norm_act.cu kernels/cuda/gemm.cu kernels/cuda/dit_glue.cu kernels/cuda/attn_blas.cu \
            kernels/cuda/device.cu kernels/cuda/norm_fused.cu kernels/cuda/t5_glue.cu kernels/cuda/vae_glue.cu \
-           kernels/cuda/taehv_glue.cu \
+           kernels/cuda/taehv_glue.cu kernels/cuda/fp8.cu \
            kernels/cuda/emu/conv_emu.cc kernels/cuda/emu/sdpa_emu.cc kernels/cuda/emu/wgmma_emu.cc kernels/cuda/emu/libs_emu.cc kernels/cuda/emu/async_emu.cc kernels/cuda/emu/emu_runtime.cc kernels/cuda/emu/graph_emu.cc \
            kernels/cuda/tap_mass.cu kernels/cuda/attn_mass.cu \
            kernels/cuda/attn_mass_wg.cu kernels/cuda/attn_mass_ws.cu kernels/cuda/hopper_probe.cu kernels/cuda/graph.cu

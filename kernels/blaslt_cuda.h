@@ -11,6 +11,7 @@
  * addmm + GELU rounds twice (tests/unit/test_cuda_emu.c `linear_gelu_epilogue`). Reduction schemes
  * that round partial sums to the output type (INPLACE, OUTPUT_TYPE split-K) are excluded: only fp32
  * (compute-type) reductions are allowed.
+ * With sf_mm.fp8 the operands are float8 e4m3 with per-tensor scales (the FP8 GEMM torchao runs).
  * One heuristic query per distinct shape/alignment, cached; a 32 MiB workspace allocated once.
  *
  * Implemented in kernels/cuda/blaslt.c; CPU-only builds link stubs (kernels/nocuda/nocuda.c).
@@ -45,6 +46,13 @@ typedef struct sf_mm {
     const void *bias;         /* NULL, or (m) of dtype dt: the bias epilogue */
     int gelu;                 /* 1: GELU (tanh form) of the fp32 result after the bias, before D's rounding
                                  (CUBLASLT_EPILOGUE_GELU[_BIAS]; valid with beta == 0 only) */
+    /* FP8 (`--fp8`, kernels/fp8_cuda.h): A and B are float8 e4m3fn bytes (at = bt = SF_U8), D bf16 (and the
+       bias bf16), the product TN only (transa 1, transb 0: cuBLASLt's one FP8 layout), beta 0, batch 1;
+       D = alpha·(*a_scale)·(*b_scale)·op(A)·op(B) + bias with fp32 accumulation and cuBLASLt's fast
+       accumulation (torch._scaled_mm's use_fast_accum=True, torchao's default). a_scale, b_scale: one f32
+       each in device memory, read when the product runs (CUBLASLT_MATMUL_DESC_A/B_SCALE_POINTER). */
+    int fp8;
+    const float *a_scale, *b_scale;
 } sf_mm;
 
 /* dlopen cuBLASLt, create a handle and the workspace on the current device, bind to stream

@@ -1,6 +1,7 @@
 /* blaslt.c — kernels/blaslt_cuda.h: matrix products through cuBLASLt, plain C11, the library
  * loaded with dlopen (<cublasLt.h> gives types and enums only; the build links no cuBLAS).
- * Mirrors torch's bf16 addmm / bmm (fp32 accumulation, one rounding of the output).
+ * Mirrors torch's bf16 addmm / bmm (fp32 accumulation, one rounding of the output), and with sf_mm.fp8
+ * torch._scaled_mm as torchao calls it (float8 e4m3 operands, per-tensor scales, fast accumulation).
  * Tested by tests/unit/test_cuda_kernels.c on a GPU. */
 #include "blaslt_cuda.h"
 
@@ -32,7 +33,8 @@ typedef struct lt_api {
 
 /* One cached plan: the descriptors and the algorithm for a shape + dtypes + alignments. */
 typedef struct lt_plan {
-    sf_mm key;                 /* pointers zeroed except bias != NULL marks the epilogue */
+    sf_mm key;                 /* pointers zeroed except bias != NULL marks the epilogue (scales: in the
+                                  descriptor, refreshed each call like the bias) */
     int align[4];              /* A, B, D, bias alignment in bytes (≤ 256) */
     cublasLtMatmulDesc_t desc;
     cublasLtMatrixLayout_t a, b, d;
@@ -146,7 +148,8 @@ static int align_of(const void *p) {
     return al;
 }
 
-static cudaDataType_t cdt(sf_dtype t) { return t == SF_BF16 ? CUDA_R_16BF : CUDA_R_32F; }
+/* SF_U8: the float8 e4m3 operands of an FP8 product (only with sf_mm.fp8). */
+static cudaDataType_t cdt(sf_dtype t) { return t == SF_BF16 ? CUDA_R_16BF : t == SF_U8 ? CUDA_R_8F_E4M3 : CUDA_R_32F; }
 
 static sf_status make_layout(sf_blaslt *lt, cublasLtMatrixLayout_t *l, sf_dtype t, int64_t rows, int64_t cols,
                              int64_t ld, int batch, int64_t stride, sf_err *err) {
@@ -167,7 +170,7 @@ static int same_key(const lt_plan *p, const sf_mm *m, const int *al) {
            k->at == m->at && k->lda == m->lda && k->sa == m->sa && k->bt == m->bt && k->ldb == m->ldb &&
            k->sb == m->sb && k->dt == m->dt && k->ldd == m->ldd && k->sd == m->sd && k->batch == m->batch &&
            (k->beta != 0) == (m->beta != 0) && (k->bias != NULL) == (m->bias != NULL) && k->gelu == m->gelu &&
-           !memcmp(p->align, al, sizeof p->align);
+           k->fp8 == m->fp8 && !memcmp(p->align, al, sizeof p->align);
 }
 
 static sf_status plan_build(sf_blaslt *lt, const sf_mm *m, const int *al, lt_plan *p, sf_err *err) {
@@ -179,6 +182,7 @@ static sf_status plan_build(sf_blaslt *lt, const sf_mm *m, const int *al, lt_pla
     p->key = *m;
     p->key.A = p->key.B = p->key.D = NULL;
     p->key.bias = m->bias ? (const void *)1 : NULL;
+    p->key.a_scale = p->key.b_scale = NULL;
     memcpy(p->align, al, sizeof p->align);
     if ((s = a->desc_create(&p->desc, CUBLAS_COMPUTE_32F, CUDA_R_32F))) { st = lt_fail(lt, err, s, "desc"); goto fail; }
     cublasOperation_t ta = m->transa ? CUBLAS_OP_T : CUBLAS_OP_N, tb = m->transb ? CUBLAS_OP_T : CUBLAS_OP_N;
@@ -186,6 +190,15 @@ static sf_status plan_build(sf_blaslt *lt, const sf_mm *m, const int *al, lt_pla
         (s = a->desc_set(p->desc, CUBLASLT_MATMUL_DESC_TRANSB, &tb, sizeof tb))) {
         st = lt_fail(lt, err, s, "transpose");
         goto fail;
+    }
+    if (m->fp8) { /* the scales' pointers are set per call (sf_blaslt_matmul); fast accumulation as torchao */
+        int8_t fast = 1;
+        if ((s = a->desc_set(p->desc, CUBLASLT_MATMUL_DESC_A_SCALE_POINTER, &m->a_scale, sizeof m->a_scale)) ||
+            (s = a->desc_set(p->desc, CUBLASLT_MATMUL_DESC_B_SCALE_POINTER, &m->b_scale, sizeof m->b_scale)) ||
+            (s = a->desc_set(p->desc, CUBLASLT_MATMUL_DESC_FAST_ACCUM, &fast, sizeof fast))) {
+            st = lt_fail(lt, err, s, "FP8 scales");
+            goto fail;
+        }
     }
     if (m->bias) {
         cublasLtEpilogue_t ep = m->gelu ? CUBLASLT_EPILOGUE_GELU_BIAS : CUBLASLT_EPILOGUE_BIAS;
@@ -231,7 +244,8 @@ static sf_status plan_build(sf_blaslt *lt, const sf_mm *m, const int *al, lt_pla
         st = sf_fail(err, SF_E_UNSUPPORTED,
                      "cuBLASLt has no algorithm for %s%s m=%lld n=%lld k=%lld batch %d (%s -> %s%s%s): %s",
                      m->transa ? "T" : "N", m->transb ? "T" : "N", (long long)m->m, (long long)m->n, (long long)m->k,
-                     m->batch, sf_dtype_name(m->at), sf_dtype_name(m->dt), m->bias ? ", bias epilogue" : "",
+                     m->batch, m->fp8 ? "float8 e4m3" : sf_dtype_name(m->at), sf_dtype_name(m->dt),
+                     m->bias ? ", bias epilogue" : "",
                      m->gelu ? ", GELU epilogue" : "",
                      s ? a->status_string(s) : "none returned");
         goto fail;
@@ -241,7 +255,7 @@ static sf_status plan_build(sf_blaslt *lt, const sf_mm *m, const int *al, lt_pla
     if (getenv("SF_BLASLT_DEBUG"))
         fprintf(stderr, "sf-blaslt: plan %s%s m=%lld n=%lld k=%lld batch %d %s->%s%s%s align %d/%d/%d ws %zu\n",
                 m->transa ? "T" : "N", m->transb ? "T" : "N", (long long)m->m, (long long)m->n, (long long)m->k,
-                m->batch, sf_dtype_name(m->at), sf_dtype_name(m->dt), m->bias ? " +bias" : "", m->gelu ? " +gelu" : "",
+                m->batch, m->fp8 ? "e4m3" : sf_dtype_name(m->at), sf_dtype_name(m->dt), m->bias ? " +bias" : "", m->gelu ? " +gelu" : "",
                 al[0], al[1], al[2],
                 r.workspaceSize);
     return SF_OK;
@@ -254,8 +268,14 @@ fail:
 
 sf_status sf_blaslt_matmul(sf_blaslt *lt, const sf_mm *m, sf_err *err) {
     if (!lt) return sf_fail(err, SF_E_ARG, "sf_blaslt_matmul: no cuBLASLt handle");
-    if (m->m < 1 || m->n < 1 || m->k < 1 || m->batch < 1 || (m->at != SF_BF16 && m->at != SF_F32) ||
-        (m->bt != m->at) || (m->dt != SF_BF16 && m->dt != SF_F32) || (m->gelu && m->beta != 0.0f))
+    if (m->fp8 && (m->at != SF_U8 || m->bt != SF_U8 || m->dt != SF_BF16 || m->transa != 1 || m->transb != 0 ||
+                   m->beta != 0.0f || m->batch != 1 || !m->a_scale || !m->b_scale || m->m < 1 || m->n < 1 || m->k < 1))
+        return sf_fail(err, SF_E_ARG,
+                       "sf_blaslt_matmul: bad FP8 product m=%lld n=%lld k=%lld (wants e4m3 A and B, TN, bf16 D, beta 0, "
+                       "batch 1, both scales)",
+                       (long long)m->m, (long long)m->n, (long long)m->k);
+    if (!m->fp8 && (m->m < 1 || m->n < 1 || m->k < 1 || m->batch < 1 || (m->at != SF_BF16 && m->at != SF_F32) ||
+        (m->bt != m->at) || (m->dt != SF_BF16 && m->dt != SF_F32) || (m->gelu && m->beta != 0.0f)))
         return sf_fail(err, SF_E_ARG, "sf_blaslt_matmul: bad product m=%lld n=%lld k=%lld batch %d (%s, %s -> %s)",
                        (long long)m->m, (long long)m->n, (long long)m->k, m->batch, sf_dtype_name(m->at),
                        sf_dtype_name(m->bt), sf_dtype_name(m->dt));
@@ -278,6 +298,11 @@ sf_status sf_blaslt_matmul(sf_blaslt *lt, const sf_mm *m, sf_err *err) {
     if (m->bias) { /* the pointer lives in the descriptor: refresh it (same alignment class) */
         cublasStatus_t s = lt->api.desc_set(p->desc, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &m->bias, sizeof m->bias);
         if (s) return lt_fail(lt, err, s, "bias pointer");
+    }
+    if (m->fp8) { /* likewise the scales' */
+        cublasStatus_t s = lt->api.desc_set(p->desc, CUBLASLT_MATMUL_DESC_A_SCALE_POINTER, &m->a_scale, sizeof m->a_scale);
+        if (!s) s = lt->api.desc_set(p->desc, CUBLASLT_MATMUL_DESC_B_SCALE_POINTER, &m->b_scale, sizeof m->b_scale);
+        if (s) return lt_fail(lt, err, s, "FP8 scale pointers");
     }
     cublasStatus_t s = lt->api.matmul(lt->h, p->desc, &m->alpha, m->A, p->a, m->B, p->b, &m->beta, m->D, p->d, m->D,
                                       p->d, &p->algo, lt->ws, lt->ws_bytes, lt->stream);

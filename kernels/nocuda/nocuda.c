@@ -1,10 +1,11 @@
 /* nocuda.c — the CUDA entry points of a CPU-only build (no nvcc at build time): each one
  * reports that CUDA is not compiled in, so --device cuda fails with a clear message.
- * Also stubs every function of kernels/cuda_ops.h, cuda_graph.h, sdpa_cuda.h, t5_cuda.h, conv_cuda.h, vae_ops_cuda.h and taehv_ops_cuda.h (SF_E_DEVICE). Tested by tests/unit/test_cuda_kernels.c. */
+ * Also stubs every function of kernels/cuda_ops.h, cuda_graph.h, fp8_cuda.h, sdpa_cuda.h, t5_cuda.h, conv_cuda.h, vae_ops_cuda.h and taehv_ops_cuda.h (SF_E_DEVICE). Tested by tests/unit/test_cuda_kernels.c. */
 #include "cuda_ops.h"
 #include "cuda_graph.h"
 #include "device.h"
 #include "conv_cuda.h"
+#include "fp8_cuda.h"
 #include "sdpa_cuda.h"
 #include "t5_cuda.h"
 #include "taehv_ops_cuda.h"
@@ -264,6 +265,19 @@ sf_status sf_linear_cuda(const sf_cuda_ctx *ctx, int64_t M, int64_t N, int64_t K
 sf_status sf_linear_gelu_cuda(const sf_cuda_ctx *ctx, int64_t M, int64_t N, int64_t K, const void *x, int64_t ldx,
                               const void *w, const void *bias, void *y, int64_t ldy, sf_err *err) {
     return sf_linear_cuda(ctx, M, N, K, x, ldx, w, bias, y, ldy, err);
+}
+/* kernels/fp8_cuda.h */
+sf_status sf_fp8_quantize_cuda(const sf_cuda_ctx *ctx, int64_t rows, int64_t cols, const void *x, int64_t ldx,
+                               void *codes, float *scale, sf_err *err) {
+    (void)ctx, (void)rows, (void)cols, (void)x, (void)ldx, (void)codes, (void)scale;
+    return SF_NO_CUDA(err);
+}
+sf_status sf_linear_fp8_cuda(const sf_cuda_ctx *ctx, int64_t M, int64_t N, int64_t K, const void *x8, const float *sx,
+                             const void *w8, const float *sw, const void *bias, int gelu, void *y, int64_t ldy,
+                             sf_err *err) {
+    (void)ctx, (void)M, (void)N, (void)K, (void)x8, (void)sx, (void)w8, (void)sw, (void)bias, (void)gelu, (void)y,
+        (void)ldy;
+    return SF_NO_CUDA(err);
 }
 sf_status sf_cuda_events_new(void **ev, int n, sf_err *err) {
     (void)n;

@@ -86,6 +86,7 @@
 #include <math.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include <functional>
@@ -317,6 +318,37 @@ static inline __nv_bfloat16 __ushort_as_bfloat16(unsigned short u) {
     return r;
 }
 
+/* ---- float8 (cuda_fp8.h): the one conversion the kernels use, f32 → e4m3fn with saturation -------
+ * What cvt.rn.satfinite.e4m3x2.f32 does, from the float's bits (independently of the CPU reference
+ * sf_fp8_e4m3_from_f32, which the tests hold it to): round to nearest even at the 3-bit mantissa (2^-9
+ * steps below 2^-6), |x| past 448 (and ±inf) → ±448, NaN → 0x7F, the sign kept (-0 → 0x80). */
+typedef unsigned char __nv_fp8_storage_t;
+enum __nv_saturation_t { __NV_NOSAT = 0, __NV_SATFINITE = 1 };
+enum __nv_fp8_interpretation_t { __NV_E4M3 = 0, __NV_E5M2 = 1 };
+static inline __nv_fp8_storage_t __nv_cvt_float_to_fp8(float x, __nv_saturation_t sat, __nv_fp8_interpretation_t fmt) {
+    uint32_t u;
+    memcpy(&u, &x, 4);
+    if (fmt != __NV_E4M3 || sat != __NV_SATFINITE) abort(); /* not emulated: no kernel uses it */
+    const uint32_t sign = (u >> 24) & 0x80u, a = u & 0x7fffffffu;
+    if (a > 0x7f800000u) return 0x7f;
+    if (a >= 0x3c800000u) { /* ≥ 2^-6: normal e4m3; RNE on the 20 low mantissa bits (carries into the exponent) */
+        const uint32_t r = (a + 0x7ffffu + ((a >> 20) & 1u)) >> 20; /* (exponent + 127) << 3 | mantissa */
+        const uint32_t c = r - ((127u - 7u) << 3);
+        return (__nv_fp8_storage_t)(sign | (c > 0x7eu ? 0x7eu : c));
+    }
+    /* below 2^-6: an integer count of 2^-9, RNE */
+    int e = (int)(a >> 23) - 127;
+    uint32_t m = a & 0x7fffffu;
+    if (e == -127) e = -126; /* an f32 subnormal */
+    else m |= 0x800000u;
+    const int sh = 14 - e; /* value = m · 2^(e − 23) = (m >> sh) units of 2^-9; sh ≥ 21 */
+    if (sh >= 32) return (__nv_fp8_storage_t)sign;
+    uint32_t q = m >> sh;
+    const uint32_t rem = m & ((1u << sh) - 1u), half = 1u << (sh - 1);
+    q += rem > half || (rem == half && (q & 1u));
+    return (__nv_fp8_storage_t)(sign | q);
+}
+
 /* ---- math and integer intrinsics ----------------------------------------------------------- */
 static inline float rsqrtf(float x) { return 1.0f / sqrtf(x); }
 static inline double rsqrt(double x) { return 1.0 / sqrt(x); }
@@ -327,7 +359,13 @@ static inline unsigned __float_as_uint(float f) {
     memcpy(&u, &f, 4);
     return u;
 }
+static inline float __uint_as_float(unsigned u) {
+    float f;
+    memcpy(&f, &u, 4);
+    return f;
+}
 static inline float __frcp_rn(float x) { return 1.0f / x; }
+static inline float __fdiv_rn(float a, float b) { return a / b; }
 static inline float __fsqrt_rn(float x) { return sqrtf(x); }
 /* explicitly rounded arithmetic (never fused into an fma on the GPU); plain IEEE operations here */
 static inline float __fadd_rn(float a, float b) { return a + b; }

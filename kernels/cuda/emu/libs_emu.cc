@@ -5,6 +5,7 @@
 #include "cuda_emu.h"
 #include "emu_state.h"
 #include "act.h"
+#include "fp8.h"
 
 #include <stdlib.h>
 
@@ -26,9 +27,13 @@ extern "C" void sf_blaslt_destroy(sf_blaslt **p) {
     *p = NULL;
 }
 extern "C" int sf_blaslt_version(const sf_blaslt *lt) { return lt ? 1 : 0; }
+/* SF_U8: a float8 e4m3 code (sf_mm.fp8), decoded by the CPU reference's table-free sf_fp8_e4m3_to_f32. */
 static float ld_el(const void *p, sf_dtype t, size_t i) {
-    return t == SF_BF16 ? sf_emu_bf_bits2f(((const unsigned short *)p)[i]) : ((const float *)p)[i];
+    return t == SF_BF16 ? sf_emu_bf_bits2f(((const unsigned short *)p)[i])
+           : t == SF_U8 ? sf_fp8_e4m3_to_f32(((const unsigned char *)p)[i])
+                        : ((const float *)p)[i];
 }
+static size_t el_size(sf_dtype t) { return t == SF_BF16 ? 2 : t == SF_U8 ? 1 : 4; }
 static sf_status matmul_now(const sf_mm *m, sf_err *err);
 /* Σ a[p]·b[p] in fp32 as eight interleaved partial sums (p mod 8) added pairwise at the end: one fixed
  * order (the same bits on every run) that the compiler can keep in vector registers; cuBLASLt's own
@@ -42,11 +47,22 @@ static float dot8(const float *a, const float *b, int64_t k) {
     return ((s[0] + s[4]) + (s[1] + s[5])) + ((s[2] + s[6]) + (s[3] + s[7]));
 }
 /* Column-major D (m, n) = alpha·op(A)·op(B) + beta·D + bias, fp32 accumulation (dot8), per batch;
- * D is not read when beta == 0 (as cuBLASLt). On a capturing stream the product is recorded (the
- * descriptor copied) and computed when the graph runs. */
+ * D is not read when beta == 0 (as cuBLASLt). FP8 (m->fp8): the e4m3 codes decoded exactly, the same
+ * fp32 sums, times alpha·(*a_scale·*b_scale) read from device memory when the product runs (a graph
+ * replay sees the scales of its own run), + bias, GELU, one bf16 rounding; the layout rules of the
+ * real wrapper (TN, bf16 D, beta 0, batch 1) are checked, and SF_EMU_NO_FP8_GEMM=1 refuses every FP8
+ * product as a cuBLASLt without an FP8 algorithm would (SF_E_UNSUPPORTED, nothing enqueued).
+ * On a capturing stream the product is recorded (the descriptor copied) and computed when the graph runs. */
 extern "C" sf_status sf_blaslt_matmul(sf_blaslt *lt, const sf_mm *m, sf_err *err) {
     if (!lt) return sf_fail(err, SF_E_ARG, "sf_blaslt_matmul: no handle");
-    if (m->m < 1 || m->n < 1 || m->k < 1 || m->batch < 1 || (m->at != SF_BF16 && m->at != SF_F32) ||
+    if (m->fp8 && (m->at != SF_U8 || m->bt != SF_U8 || m->dt != SF_BF16 || m->transa != 1 || m->transb != 0 ||
+                   m->beta != 0.0f || m->batch != 1 || !m->a_scale || !m->b_scale || m->lda % 16 || m->ldb % 16 ||
+                   !is_device_ptr(m->a_scale) || !is_device_ptr(m->b_scale)))
+        return sf_fail(err, SF_E_ARG, "sf_blaslt_matmul: bad FP8 product m=%lld n=%lld k=%lld", (long long)m->m,
+                       (long long)m->n, (long long)m->k);
+    if (m->fp8 && getenv("SF_EMU_NO_FP8_GEMM"))
+        return sf_fail(err, SF_E_UNSUPPORTED, "cuBLASLt has no algorithm for this product (float8 e4m3; emulated refusal)");
+    if (m->m < 1 || m->n < 1 || m->k < 1 || m->batch < 1 || (m->at != SF_BF16 && m->at != SF_F32 && !(m->fp8 && m->at == SF_U8)) ||
         m->bt != m->at || (m->dt != SF_BF16 && m->dt != SF_F32) || (m->gelu && m->beta != 0.0f) ||
         m->lda < (m->transa ? m->k : m->m) || m->ldb < (m->transb ? m->n : m->k) || m->ldd < m->m)
         return sf_fail(err, SF_E_ARG, "sf_blaslt_matmul: bad product m=%lld n=%lld k=%lld", (long long)m->m,
@@ -86,8 +102,8 @@ static sf_status matmul_now(const sf_mm *m, sf_err *err) {
         return sf_fail(err, SF_E_NOMEM, "out of memory");
     }
     for (int b = 0; b < m->batch; b++) {
-        const char *A = (const char *)m->A + (size_t)(b * m->sa) * (m->at == SF_BF16 ? 2 : 4);
-        const char *B = (const char *)m->B + (size_t)(b * m->sb) * (m->bt == SF_BF16 ? 2 : 4);
+        const char *A = (const char *)m->A + (size_t)(b * m->sa) * el_size(m->at);
+        const char *B = (const char *)m->B + (size_t)(b * m->sb) * el_size(m->bt);
         char *D = (char *)m->D + (size_t)(b * m->sd) * (m->dt == SF_BF16 ? 2 : 4);
         for (int64_t i = 0; i < m->m; i++)
             for (int64_t p = 0; p < m->k; p++)
@@ -100,7 +116,7 @@ static sf_status matmul_now(const sf_mm *m, sf_err *err) {
                 const float *ar = a + i * m->k, *br = bt + j * m->k;
                 const float acc = dot8(ar, br, m->k);
                 size_t id = (size_t)(i + j * m->ldd);
-                float v = m->alpha * acc;
+                float v = m->fp8 ? m->alpha * (acc * (*m->a_scale * *m->b_scale)) : m->alpha * acc;
                 if (m->beta != 0.0f) v += m->beta * ld_el(D, m->dt, id);
                 if (m->bias) v += ld_el(m->bias, m->dt, (size_t)i);
                 if (m->gelu) v = (float)sf_gelu_tanh((double)v); /* the tanh form (double here; the tests' bf16 bounds cover cuBLASLt's fp32) */
