@@ -1,8 +1,9 @@
 /* dit_cuda.c — the causal Wan DiT forward on CUDA (see dit_cuda.h). Plain C over the kernels'
  * C API (kernels/cuda_ops.h, kernels/sdpa_cuda.h): the same steps as sf_dit_forward in dit.c, in
  * the reference's bf16 rounding order (SPEC §5.4). Mirrors wan/modules/causal_model.py as run by
- * the reference in bf16. The attention call and the taps' device work: dit_cuda_taps.c; the types
- * both share: dit_cuda_impl.h. Tested by tests/unit/test_dit_cuda.c. */
+ * the reference in bf16. The attention call and the taps' device work: dit_cuda_taps.c; `--fp8`'s
+ * float8 linears: dit_cuda_fp8.c; the types they share: dit_cuda_impl.h. Tested by
+ * tests/unit/test_dit_cuda.c (and test_fp8_cuda.c with --fp8). */
 #define _POSIX_C_SOURCE 200809L
 #include "dit_cuda_impl.h"
 #include "stop.h"
@@ -16,7 +17,7 @@
 /* SF_CUDA_PROFILE categories' names (dit_cuda_impl.h: P_*) */
 static const char *const P_NAME[P_N] = {"linear (cuBLASLt)", "self-attention", "cross-attention",
                                         "residual + LayerNorm + modulation", "q/k RMSNorm + RoPE", "GELU",
-                                        "embeddings, tables, copies"};
+                                        "embeddings, tables, copies", "fp8 quantize"};
 
 /* ---------------------------------------------------------------- weights */
 
@@ -41,22 +42,35 @@ static sf_status up_bias(up *u, const float *b, int64_t n, bf16 *dst) {
 }
 
 /* A linear layer: matrix (and its bias, bf16) into the matrix arena. With m2, the rows of m2 follow
- * those of m (and b2 follows b): one fused projection [W; W2]. */
+ * those of m (and b2 follows b): one fused projection [W; W2]. A matrix that runs in float8 (--fp8,
+ * sf_dgpu_fp8_takes; both of a fused pair) goes as its e4m3 codes, then the bias, then its scale(s). */
 static sf_status up_linear(up *u, const sf_dit_mat *m, const float *b, const sf_dit_mat *m2, const float *b2,
                            gmat *out) {
     int64_t n = m->n + (m2 ? m2->n : 0);
-    size_t wbytes = ((size_t)n * (size_t)m->k * 2 + 255) & ~(size_t)255, bbytes = b ? ((size_t)n * 2 + 255) & ~(size_t)255 : 0;
+    const int f8 = sf_dgpu_fp8_takes(u->g, m) && (!m2 || sf_dgpu_fp8_takes(u->g, m2));
+    size_t wbytes = ((size_t)n * (size_t)m->k * (f8 ? 1 : 2) + 255) & ~(size_t)255, bbytes = b ? ((size_t)n * 2 + 255) & ~(size_t)255 : 0;
+    const size_t sbytes = f8 ? 256 : 0;
+    sf_status s;
     if (u->pass == 0) {
-        u->moff += wbytes + bbytes;
+        u->moff += wbytes + bbytes + sbytes;
         return SF_OK;
     }
-    out->w = (bf16 *)((char *)u->g->wmat + u->moff);
-    out->b = b ? (bf16 *)((char *)u->g->wmat + u->moff + wbytes) : NULL;
+    char *base = (char *)u->g->wmat + u->moff;
+    out->w = f8 ? NULL : (bf16 *)base;
+    out->w8 = f8 ? (uint8_t *)base : NULL;
+    out->s8 = f8 ? (float *)(base + wbytes + bbytes) : NULL;
+    out->parts = f8 && m2 ? 2 : 1;
+    out->b = b ? (bf16 *)(base + wbytes) : NULL;
     out->n = n;
     out->k = m->k;
-    u->moff += wbytes + bbytes;
-    sf_status s = up_bf16(u, m, out->w);
-    if (!s && m2) s = up_bf16(u, m2, out->w + (size_t)m->n * (size_t)m->k);
+    u->moff += wbytes + bbytes + sbytes;
+    if (f8) {
+        s = sf_dgpu_fp8_upload(u->g, m, out->w8, out->s8, u->err);
+        if (!s && m2) s = sf_dgpu_fp8_upload(u->g, m2, out->w8 + (size_t)m->n * (size_t)m->k, out->s8 + 1, u->err);
+    } else {
+        s = up_bf16(u, m, out->w);
+        if (!s && m2) s = up_bf16(u, m2, out->w + (size_t)m->n * (size_t)m->k);
+    }
     if (!s && b) s = up_bias(u, b, m->n, out->b);
     if (!s && b && m2) s = up_bias(u, b2, m2->n, out->b + m->n);
     return s;
@@ -162,6 +176,11 @@ static size_t layout(sf_dit_gpu *g, const sf_dit_state *st, char *base) {
     g->E = sf_gpu_carve(base, &off, NL * F * 6 * D * 4);
     g->Hm = sf_gpu_carve(base, &off, F * 2 * D * 4);
     g->rope_cs = sf_gpu_carve(base, &off, (size_t)st->rope.max_pos * (size_t)(st->rope.head_dim / 2) * 2 * 8);
+    if (g->fp8_on) { /* --fp8: the largest float8 product input (L × ffn, or the text's T × D), and its scale */
+        const size_t xq = L * (D > (size_t)c->ffn_dim ? D : (size_t)c->ffn_dim);
+        g->xq = sf_gpu_carve(base, &off, xq > T * D ? xq : T * D);
+        g->sx = sf_gpu_carve(base, &off, sizeof(float));
+    }
     return off;
 }
 
@@ -243,6 +262,8 @@ sf_status sf_dit_cuda_init(sf_dit_state *st, int ordinal, sf_err *err) {
     g->chunk = pick_chunk(c->num_heads, L, g->lk_max);
     const char *ch = getenv("SF_CUDA_ATTN_CHUNK"); /* tests: several query chunks at small sizes */
     if (ch && atoll(ch) > 0 && atoll(ch) < g->chunk) g->chunk = atoll(ch);
+    /* --fp8: which float8 shapes cuBLASLt takes, before the weights are sized */
+    if ((s = sf_dgpu_fp8_probe(st, err))) goto fail;
     /* memory check before any large allocation: weights + state must fit */
     size_t need_state = layout(g, st, NULL);
     up probe = {g, 0, 0, 0, NULL, NULL, 0, err}; /* the sizing pass: nothing is uploaded */
@@ -299,7 +320,10 @@ sf_status sf_dit_cuda_init(sf_dit_state *st, int ordinal, sf_err *err) {
     const char *gr = getenv("SF_CUDA_GRAPHS");
     if ((!gr || strcmp(gr, "0") != 0) && (s = sf_cuda_graphs_new(&g->graphs, err))) goto fail;
     if (getenv("SF_CUDA_PROFILE") && atoi(getenv("SF_CUDA_PROFILE")) > 0) {
-        if ((s = sf_gpu_prof_init(&g->prof, 64 + 24 * c->num_layers, P_N, P_NAME, err))) goto fail;
+        /* --fp8 adds a quantization before most products and splits the K|V one: more events, one more category */
+        if ((s = sf_gpu_prof_init(&g->prof, 64 + (g->fp8_on ? 40 : 24) * c->num_layers, g->fp8_on ? P_N : P_N - 1,
+                                  P_NAME, err)))
+            goto fail;
     }
     return sf_cuda_sync(&g->cx, err);
 fail:
@@ -328,9 +352,12 @@ void sf_dit_cuda_profile_reset(sf_dit_state *st) {
 
 /* ---------------------------------------------------------------- forward pieces */
 
-/* y = x·Wᵀ + b (gelu: GELU in the epilogue), counted as a linear op in the profile. */
+/* y = x·Wᵀ + b (gelu: GELU in the epilogue), counted as a linear op in the profile. A float8 matrix (--fp8):
+ * sf_dgpu_product8, which quantizes x first. */
 static sf_status product(sf_dit_gpu *g, int64_t M, const void *x, int64_t ldx, const gmat *w, void *y, int64_t ldy,
                          int gelu, sf_err *err) {
+    if (w->w8) return sf_dgpu_product8(g, M, x, ldx, w, y, ldy, gelu, 0, err);
+    g->xq_x = NULL; /* xq is reused only by the product right after the one that made it (mm_same_x) */
     sf_gpu_prof_mark_flops(&g->prof, &g->cx, P_LINEAR, 2.0 * (double)M * (double)w->n * (double)w->k);
     return (gelu ? sf_linear_gelu_cuda : sf_linear_cuda)(&g->cx, M, w->n, w->k, x, ldx, w->w, w->b, y, ldy, err);
 }
@@ -340,16 +367,24 @@ static sf_status mm(sf_dit_gpu *g, int64_t M, const void *x, int64_t ldx, const 
     return product(g, M, x, ldx, w, y, ldy, 0, err);
 }
 
+/* mm for a product whose input x the previous product read too, nothing having written it since: a float8
+ * matrix reuses that product's quantization of x when it made one (sf_dgpu_product8 checks it is x's). */
+static sf_status mm_same_x(sf_dit_gpu *g, int64_t M, const void *x, int64_t ldx, const gmat *w, void *y, int64_t ldy,
+                           sf_err *err) {
+    return w->w8 ? sf_dgpu_product8(g, M, x, ldx, w, y, ldy, 0, 1, err) : product(g, M, x, ldx, w, y, ldy, 0, err);
+}
+
 /* y = ⌊GELU-tanh(x·Wᵀ + b)⌉: in the GEMM's epilogue (one rounding), or product then kernel (two, the
  * reference's order) with g->gelu_epi off — also from the first shape cuBLASLt has no GELU-epilogue
  * algorithm for (a warning; nothing was enqueued for that product). */
 static sf_status mm_gelu(sf_dit_gpu *g, int64_t M, const void *x, int64_t ldx, const gmat *w, void *y, int64_t ldy,
                          sf_err *err) {
     sf_status s;
-    if (g->gelu_epi) {
+    int *epi = w->w8 ? &g->fp8_gelu_epi : &g->gelu_epi; /* the FP8 GEMM's epilogues are cuBLASLt's other question */
+    if (*epi) {
         if ((s = product(g, M, x, ldx, w, y, ldy, 1, err)) != SF_E_UNSUPPORTED) return s;
         sf_log(SF_LOG_WARN, "sf-denoise: %s; the GELU runs as its own kernel from here on", err->msg);
-        g->gelu_epi = 0;
+        *epi = 0;
     }
     if ((s = mm(g, M, x, ldx, w, y, ldy, err))) return s;
     prof(g, P_GELU);
@@ -455,9 +490,10 @@ sf_status sf_dit_cuda_set_context(sf_dit_state *st, const float *emb, int64_t n_
         const glayer *B = &g->L[l];
         bf16 *ck = g->ck + (size_t)l * T * D, *cv = g->cv + (size_t)l * T * D;
         if ((s = sf_stop_check(err))) return s;
-        if ((s = mm(g, T, g->ctx, D, &B->ca_k, ck, D, err))) return s;
+        /* every layer's K and V read the same ctx: a float8 one quantizes it once (mm_same_x) */
+        if ((s = (l ? mm_same_x : mm)(g, T, g->ctx, D, &B->ca_k, ck, D, err))) return s;
         if (c->qk_norm && (s = rms_rope(st, T, ck, D, B->ca_nk, 0, 0, err))) return s;
-        if ((s = mm(g, T, g->ctx, D, &B->ca_v, cv, D, err))) return s;
+        if ((s = mm_same_x(g, T, g->ctx, D, &B->ca_v, cv, D, err))) return s;
         if (l == 0) {
             if ((s = gprobe(st, "mid.block0.cross_attn.k", ck, T * D, err))) return s;
             if ((s = gprobe(st, "mid.block0.cross_attn.v", cv, T * D, err))) return s;
@@ -494,7 +530,7 @@ static sf_status layer(sf_dit_state *st, int l, int F, int64_t start_frame, cons
     }
     bf16 *kn = KV + kv->ls * 2 * D, *vn = kn + D;
     if (!stop_kv && (s = mm(g, L, g->a, D, &B->sa_q, g->q, D, err))) return s;
-    if ((s = mm(g, L, g->a, D, &B->sa_kv, kn, 2 * D, err))) return s;
+    if ((s = (stop_kv ? mm : mm_same_x)(g, L, g->a, D, &B->sa_kv, kn, 2 * D, err))) return s;
     if (c->qk_norm && !st->probe) { /* RMSNorm + RoPE in one pass over q and over the new k */
         if (!stop_kv && (s = rms_rope(st, L, g->q, D, B->sa_nq, 1, start_frame, err))) return s;
         if ((s = rms_rope(st, L, kn, 2 * D, B->sa_nk, 1, start_frame, err))) return s;

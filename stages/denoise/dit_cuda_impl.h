@@ -1,6 +1,6 @@
-/* dit_cuda_impl.h — internals shared by the CUDA DiT's two files: dit_cuda.c (weights, state, the
- * forward) and dit_cuda_taps.c (the attention call and everything the attention taps need). Not an
- * API: include dit_cuda.h. */
+/* dit_cuda_impl.h — internals shared by the CUDA DiT's files: dit_cuda.c (weights, state, the
+ * forward), dit_cuda_taps.c (the attention call and everything the attention taps need) and
+ * dit_cuda_fp8.c (`--fp8`: the float8 linears). Not an API: include dit_cuda.h. */
 #ifndef SF_DIT_CUDA_IMPL_H
 #define SF_DIT_CUDA_IMPL_H
 
@@ -15,9 +15,15 @@
 typedef uint16_t bf16;
 
 typedef struct gmat {
-    bf16 *w; /* (n, k) bf16 device */
+    bf16 *w; /* (n, k) bf16 device, or NULL when w8 */
     bf16 *b; /* (n) bf16 device bias, or NULL */
     int64_t n, k;
+    /* --fp8 (dit_cuda_fp8.c): (n, k) float8 e4m3 codes on the device instead of w, and the weight's scale
+       per part (device f32). parts 2: the fused [Wk; Wv], which in float8 runs as two products of n/2 rows
+       with their own scales (torchao quantizes the two Linears separately) into the same places. */
+    uint8_t *w8;
+    float *s8;
+    int parts;
 } gmat;
 
 typedef struct glayer {
@@ -29,7 +35,7 @@ typedef struct glayer {
 #define SF_DIT_WARM_MAX 64 /* (queries, keys) shapes remembered as ready for a CUDA graph */
 
 /* SF_CUDA_PROFILE categories */
-enum { P_LINEAR, P_SELF, P_CROSS, P_NORM, P_QK, P_GELU, P_IO, P_N };
+enum { P_LINEAR, P_SELF, P_CROSS, P_NORM, P_QK, P_GELU, P_IO, P_FP8Q, P_N }; /* P_FP8Q: listed with --fp8 only */
 struct sf_dit_gpu {
     sf_cuda_ctx cx;
     sf_sdpa *sdpa;      /* NULL: cuDNN unavailable, explicit attention everywhere */
@@ -42,7 +48,20 @@ struct sf_dit_gpu {
     int fused;          /* the one-warp-per-row fused norms apply (dim, head_dim multiples of 8, dim ≤ 2048) */
     int gelu_epi;       /* GELU in the FFN's (and text embedding's) first GEMM epilogue (sf_linear_gelu_cuda);
                            0 with SF_CUDA_UNFUSED or SF_CUDA_GELU_UNFUSED: product, then the GELU kernel */
-    void *wmat;         /* one allocation: every bf16 matrix */
+    /* --fp8 (dit_cuda_fp8.c): the (n, k) shapes the FP8 GEMM was tried on at init and whether cuBLASLt took
+       them (a refused one stays bf16, with one warning), whether it takes the GELU epilogue (else FP8 product,
+       then the GELU kernel), and a product's input as e4m3 codes (xq, max(L·max(D, FF), T·D) bytes) with its
+       scale (sx), made on the device per product; xq_* say which input xq holds (sf_dgpu_product8 reuse) */
+    struct {
+        int64_t n, k;
+        int ok;
+    } f8shape[8];
+    int n_f8shape, fp8_on, fp8_gelu_epi;
+    uint8_t *xq;
+    float *sx;
+    const void *xq_x;
+    int64_t xq_M, xq_ld, xq_k;
+    void *wmat;         /* one allocation: every matrix (bf16, or e4m3 codes + scales with --fp8) */
     float *wvec;        /* one allocation: every f32 vector (bf16-rounded values) */
     size_t mat_bytes, vec_bytes, state_bytes;
     gmat patch, txt0, txt2, tim0, tim2, tproj, head;
@@ -138,6 +157,13 @@ sf_status sf_dgpu_tap_bufs(sf_dit_state *st, sf_err *err);
 sf_status sf_dgpu_tap_layer(sf_dit_state *st, int l, int64_t L, int64_t Lk, const bf16 *Ka, const int64_t *kfr,
                            float *logits, const uint16_t *logits16, int mass, sf_err *err);
 sf_status sf_dgpu_tap_flush(sf_dit_state *st, int64_t L, int64_t Lk, const int64_t *kfr, sf_err *err);
+
+/* dit_cuda_fp8.c (documented there) */
+sf_status sf_dgpu_fp8_probe(sf_dit_state *st, sf_err *err);
+int sf_dgpu_fp8_takes(const sf_dit_gpu *g, const sf_dit_mat *m);
+sf_status sf_dgpu_fp8_upload(sf_dit_gpu *g, const sf_dit_mat *m, uint8_t *codes, float *scale, sf_err *err);
+sf_status sf_dgpu_product8(sf_dit_gpu *g, int64_t M, const void *x, int64_t ldx, const gmat *w, void *y, int64_t ldy,
+                           int gelu, int reuse, sf_err *err);
 
 /* dit_cuda.c: rows × cols bf16 device values (row stride ld) → contiguous f32 host (synchronous). */
 sf_status sf_dgpu_download_rows(sf_dit_gpu *g, float *host, const void *dev, int64_t rows, int64_t cols, int64_t ld,
