@@ -99,6 +99,7 @@ endif
 # tests/gpu/live.sh, brings GnuTLS in through libmicrohttpd: ~3 MiB packed). Elsewhere `all` is
 # everything; $(ALL_EMU) collects the emulation tests.
 GPU_CHECK_TESTS := test_conv_plans test_cuda_glue test_cuda_graphs_gpu test_cuda_kernels test_dit_cuda test_dit_cuda_shapes \
+                   test_fp8_cuda \
                    test_hopper_gpu test_rng_torch test_sdpa_plans \
                    test_t5_cuda test_t5_cuda_shapes test_t5_glue_gpu test_tap_mass_gpu test_vae_cuda test_vae_cuda_shapes \
                    test_vae_encode_cuda test_vae_glue test_taehv_glue test_taehv_cuda
@@ -221,11 +222,14 @@ endef
 #                                    against sf_conv3d_cpu, the encoder's stride-2 shapes included
 #   test_sdpa_emu                    test_sdpa_plans.c's forward on the emulated cuDNN attention
 #                                    (kernels/cuda/emu/sdpa_emu.cc) against the CPU attention
+#   test_fp8_emu                     test_fp8_cuda.c: --fp8's quantization kernel (bit for bit vs the CPU), the
+#                                    FP8 linear and the whole DiT forward in fp8 against the fp8 golden
 EMU_TESTS := test_cuda_emu test_cuda_graphs test_emu_self test_dit_emu test_dit_shapes_emu test_t5_glue test_t5_emu test_t5_shapes_emu \
              test_vae_emu test_vae_shapes_emu test_vae_glue_emu test_hopper test_tap_mass test_sdpa_emu test_conv_emu \
-             test_vae_encode_emu test_taehv_emu test_taehv_glue_emu
+             test_vae_encode_emu test_taehv_emu test_taehv_glue_emu test_fp8_emu
 $(ALL_EMU): $(addprefix $(BUILD)/tests/,test_conv_emu test_vae_encode_emu test_dit_emu test_dit_shapes_emu test_t5_emu test_t5_shapes_emu test_vae_emu \
-                                        test_vae_shapes_emu test_vae_glue_emu test_sdpa_emu test_taehv_emu test_taehv_glue_emu)
+                                        test_vae_shapes_emu test_vae_glue_emu test_sdpa_emu test_taehv_emu test_taehv_glue_emu \
+                                        test_fp8_emu)
 all: $(addprefix $(BUILD)/tests/,test_cuda_glue test_cuda_graphs_gpu test_t5_glue_gpu test_hopper_gpu test_tap_mass_gpu)
 $(addprefix $(BUILD)/tests/,$(EMU_TESTS)): $(BUILD)/tests/%: $(BUILD)/obj/tests/unit/%.o $(EMU_OBJ) $(LIB)
 	$(emu_link)
@@ -261,6 +265,7 @@ $(eval $(call twin_obj,test_taehv_glue_emu,test_taehv_glue,-DSF_TEST_EMU))
 $(eval $(call twin_obj,test_sdpa_emu,test_sdpa_plans,-DSF_TEST_EMU))
 $(eval $(call twin_obj,test_conv_emu,test_conv_plans,-DSF_TEST_EMU))
 $(eval $(call twin_obj,test_vae_encode_emu,test_vae_encode_cuda,-DSF_TEST_EMU))
+$(eval $(call twin_obj,test_fp8_emu,test_fp8_cuda,-DSF_TEST_EMU))
 $(eval $(call twin_obj,test_cuda_glue,test_cuda_emu,-DSF_TEST_GPU))
 $(eval $(call twin_obj,test_cuda_graphs_gpu,test_cuda_graphs,-DSF_TEST_GPU))
 $(eval $(call twin_obj,test_t5_glue_gpu,test_t5_glue,-DSF_TEST_GPU))

@@ -49,4 +49,8 @@ one "SF_EMU_ORDER=reverse SF_EMU_ASYNC=1" test_vae_shapes_emu
 one "SF_EMU_ORDER=reverse SF_EMU_ASYNC=1" test_vae_encode_emu
 # the TAEHV decoder (taehv_cuda.c): its pinned slots, the pipelined submits, a reset with a frame in flight, <1 s
 one "SF_EMU_ORDER=reverse SF_EMU_ASYNC=1" test_taehv_emu
+# --fp8: the quantization's atomic max across blocks in other orders, and its scale read by the deferred FP8 GEMM
+# (the whole fp8 forward, as a CUDA graph too), ~10 s
+one "SF_EMU_ORDER=reverse SF_EMU_ASYNC=1" test_fp8_emu
+one SF_EMU_ORDER=shuffle:3 test_fp8_emu quantize_ties_subnormals quantize_saturate quantize_strided_scalar quantize_grid_wrap
 exit 0

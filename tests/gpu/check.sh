@@ -19,7 +19,9 @@
 # each unit's measured seconds beside its estimate. table.md is rewritten after every unit, so a call
 # killed at its limit still brings the table of what ran. The units, in the order a call runs them:
 #   dit_paths    test_dit_cuda attention_paths / taps_probs_cross / graphs: the DiT's attention paths and
-#                its forwards as CUDA graphs against the CPU (the default path must be right before it is timed)
+#                its forwards as CUDA graphs against the CPU (the default path must be right before it is timed);
+#                test_fp8_cuda: --fp8's quantization bit for bit, the FP8 GEMM, the fp8 golden forward (and
+#                whether cuBLASLt takes FP8 with the GELU epilogue: a '#' line in its log when not)
 #   bench        sf-denoise --bench 1.3b (full size, random weights; then profiled: the TFLOP/s rows),
 #                sf-decode --bench 1.3b and taehv, sf-encode --bench xxl
 #   ref          the reference PyTorch bench (../shared/refbench/ref_bench.py, copied into .ref), right after
@@ -256,6 +258,7 @@ sanitize() {
 
 u_dit_paths() { # the DiT's attention paths and CUDA graphs on the goldens (graphs: forwards as graphs = without)
     step attn_dit 180 "$G/tests/test_dit_cuda" attention_paths taps_probs_cross graphs
+    step fp8 60 env SF_TEST_VERBOSE=1 "$G/tests/test_fp8_cuda" # --fp8: quantization = CPU bits, FP8 GEMM, fp8 golden
 }
 
 # procs_with FIELD VALUE: the processes whose /proc/PID/stat field FIELD, counted after "(comm) " (1 state,
