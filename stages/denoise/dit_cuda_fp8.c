@@ -10,7 +10,6 @@
  * by the GELU kernel. Tested by tests/unit/test_fp8_cuda.c (`dit_forward`: the fp8 golden; `dit_fallback`:
  * the refusals give the plain bf16 forward bit for bit). */
 #include "dit_cuda_impl.h"
-#include "fp8.h"
 #include "fp8_cuda.h"
 
 #include <stdlib.h>

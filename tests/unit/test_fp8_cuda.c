@@ -15,6 +15,7 @@
  *   dit_forward    one forward of the golden model with its block linears in fp8 = out.flow_pred within the bf16
  *                  GPU forward's bound, and nearer it than out.flow_pred_plain (the forward without fp8); a
  *                  second forward recorded as a CUDA graph gives the same bits;
+ *   dit_profile    SF_CUDA_PROFILE: an 'fp8 quantize' category, the linears' FLOPs counted once, the same values;
  *   dit_fallback   (emulation) a cuBLASLt without FP8 algorithms: every linear stays bf16, the plain forward's bits.
  * Failures print the tensor, the first bad index, both values and max |Δ|. */
 #define _POSIX_C_SOURCE 200809L
@@ -240,8 +241,8 @@ typedef struct fp8_run {
 
 /* One forward of block 0 of the golden model on cuda:dev (the fp8 golden's inputs), with the block linears marked
  * for float8 when fp8; flow (n floats) returned, NULL on failure. graphs: a second forward after a reset, which
- * the CUDA graph records, must give the same bits. */
-static float *dit_run(const sf_tfile *g, int dev, int fp8, int graphs, int64_t *n_out) {
+ * the CUDA graph records, must give the same bits. prof (2048 bytes, or NULL): with SF_CUDA_PROFILE, its line. */
+static float *dit_run(const sf_tfile *g, int dev, int fp8, int graphs, int64_t *n_out, char *prof) {
     sf_err err = {{0}};
     sf_dit_config cfg;
     sf_tfile *base = NULL;
@@ -257,7 +258,9 @@ static float *dit_run(const sf_tfile *g, int dev, int fp8, int graphs, int64_t *
     const sf_tensor *lat = sf_tfile_get(g, "in.noisy_latent");
     const int F = (int)lat->shape[1], H = (int)lat->shape[3], W = (int)lat->shape[4];
     sf_dit_state st;
+    if (prof) setenv("SF_CUDA_PROFILE", "1", 1);
     sf_status s = sf_dit_state_init_on(&st, &w, F, H, W, 21, -1, 0, 1, dev, &err);
+    if (prof) unsetenv("SF_CUDA_PROFILE");
     SF_CHECK_OK(s, &err);
     if (s) goto out;
     int64_t nt;
@@ -265,7 +268,9 @@ static float *dit_run(const sf_tfile *g, int dev, int fp8, int graphs, int64_t *
     x = sf_test_golden_f32(g, "in.noisy_latent", &n); /* the flow has the latent's shape */
     flow = calloc((size_t)n, sizeof(float)), again = calloc((size_t)n, sizeof(float));
     SF_CHECK_OK(sf_dit_set_context(&st, ctx, 512, &err), &err);
+    if (prof) sf_dit_cuda_profile_reset(&st);
     SF_CHECK_OK(s = sf_dit_forward(&st, x, F, t, 0, flow, &err), &err);
+    if (!s && prof) SF_CHECK(sf_dit_cuda_profile(&st, prof, 2048));
     if (!s && graphs) {
         sf_cuda_graph_stats g0, g1;
         sf_dit_cuda_graph_stats(&st, &g0);
@@ -313,7 +318,7 @@ static void test_dit_forward(void) {
     sf_tfile *g = sf_test_open_golden("expect/dit_fp8.safetensors");
     if (!g) return;
     int64_t n = 0, nr, np;
-    float *flow = dit_run(g, dev, 1, 1, &n);
+    float *flow = dit_run(g, dev, 1, 1, &n, NULL);
     float *ref = sf_test_golden_f32(g, "out.flow_pred", &nr), *plain = sf_test_golden_f32(g, "out.flow_pred_plain", &np);
     if (flow && ref && plain && nr == n && np == n) {
         sf_test_rel_close("out.flow_pred (GPU forward, fp8 linears)", flow, ref, (size_t)n, SF_TOL_BF16_FWD);
@@ -342,9 +347,9 @@ static void test_dit_fallback(void) {
     sf_tfile *g = sf_test_open_golden("expect/dit_fp8.safetensors");
     if (!g) return;
     int64_t n0 = 0, n1 = 0;
-    float *plain = dit_run(g, dev, 0, 0, &n0);
+    float *plain = dit_run(g, dev, 0, 0, &n0, NULL);
     setenv("SF_EMU_NO_FP8_GEMM", "1", 1);
-    float *fb = dit_run(g, dev, 1, 0, &n1);
+    float *fb = dit_run(g, dev, 1, 0, &n1, NULL);
     unsetenv("SF_EMU_NO_FP8_GEMM");
     if (plain && fb && n0 == n1) {
         size_t bad = 0, first = 0;
@@ -358,6 +363,37 @@ static void test_dit_fallback(void) {
     sf_tfile_destroy(&g);
 }
 
+/* SF_CUDA_PROFILE with fp8: the quantizations in their own category, every layer's linear FLOPs counted once (the
+ * split K|V product included), and no value changed. */
+static void test_dit_profile(void) {
+    const int dev = sf_test_gpu();
+    if (dev < 0) return;
+    sf_tfile *g = sf_test_open_golden("expect/dit_fp8.safetensors");
+    if (!g) return;
+    char prof[2048] = "";
+    int64_t n0 = 0, n1 = 0;
+    float *a = dit_run(g, dev, 1, 0, &n0, NULL), *b = dit_run(g, dev, 1, 0, &n1, prof);
+    sf_dit_config cfg;
+    sf_err err = {{0}};
+    char p[1024];
+    snprintf(p, sizeof p, "%s/model/config.json", sf_test_golden());
+    SF_CHECK_OK(sf_dit_config_load(p, &cfg, &err), &err);
+    const sf_tensor *lat = sf_tfile_get(g, "in.noisy_latent");
+    const double L = (double)lat->shape[1] * (double)(lat->shape[3] / 2) * (double)(lat->shape[4] / 2), D = cfg.dim;
+    const double want = 2 * L * D * (6 * D + 2 * cfg.ffn_dim) * cfg.num_layers / 1e9, lin = sf_test_prof_gflop(prof, "linear");
+    SF_CHECK_MSG(strstr(prof, "fp8 quantize") != NULL, "no 'fp8 quantize' category in: %s", prof);
+    SF_CHECK_MSG(lin >= want * (1 - 1e-3) && lin <= want * 1.5, "linear %.6g GFLOP, the layers alone %.6g (%s)", lin, want, prof);
+    if (a && b && n0 == n1) {
+        size_t bad = 0, first = 0;
+        for (int64_t i = 0; i < n0; i++)
+            if (memcmp(&a[i], &b[i], 4) && bad++ == 0) first = (size_t)i;
+        SF_CHECK_MSG(bad == 0, "profiled fp8 forward: %zu/%lld values differ, first [%zu] %.9g vs %.9g", bad, (long long)n0,
+                     first, bad ? (double)b[first] : 0.0, bad ? (double)a[first] : 0.0);
+    }
+    free(a), free(b);
+    sf_tfile_destroy(&g);
+}
+
 static const sf_test tests[] = {
     {"quantize_ties_subnormals", test_quantize_ties_subnormals},
     {"quantize_saturate", test_quantize_saturate},
@@ -368,6 +404,7 @@ static const sf_test tests[] = {
     {"linear_plain", test_linear_plain},
     {"linear_gelu", test_linear_gelu},
     {"dit_forward", test_dit_forward},
+    {"dit_profile", test_dit_profile},
     {"dit_fallback", test_dit_fallback},
 };
 SF_TEST_MAIN(tests)
