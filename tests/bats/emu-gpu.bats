@@ -83,6 +83,23 @@ bytes_delta() {
     done
 }
 
+@test "sf-denoise --fp8 --device cuda:0 on the emulated GPU, streams deferred: FP8 products (no fallback), the CPU --fp8 run's preds within fp8's reach" {
+    G="${SF_GOLDEN:-$SF_ROOT/tests/golden}"
+    P="$G/expect/dit_pipeline_base.safetensors"
+    common=(--model-dir "$G/model" --num_frames 9 --height 64 --width 96 --progress none
+            --prompt-embeds "$P:context.prompt_embeds" --noise "$P" --fp8 --dump-preds)
+    run -0 sf-denoise "${common[@]}" --save-latents "$T/cpu.safetensors"
+    SF_EMU_ASYNC=1 run -0 "$E/sf-denoise" "${common[@]}" --device cuda:0 --save-latents "$T/gpu.safetensors"
+    assert_output --partial "fp8: 30 of 30 block linears in float8 e4m3"
+    refute_output --partial "stay bf16"
+    # bf16 activations on top of fp8's chaos (a scale one bf16 step off re-rolls a tensor): measured 0.08 at most
+    run -0 sf-tensor diff "$T/cpu.safetensors" "$T/gpu.safetensors" --rtol 0.15 --atol 0.15 -q
+    assert_output --regexp "^# 16 compared, 0 mismatched"
+    # a cuBLASLt without FP8 (emulated refusal): one warning per shape, the run goes on in bf16
+    SF_EMU_NO_FP8_GEMM=1 run -0 "$E/sf-denoise" "${common[@]}" --device cuda:0 --save-latents "$T/gpu16.safetensors"
+    assert_output --partial "the 256x256 linears stay bf16"
+}
+
 @test "sf-vae-encode --device cuda:0 on the emulated GPU, streams deferred and threads reversed: the CPU's latents within bf16" {
     [ -x "$E/sf-vae-encode" ] || skip "no emulated sf-vae-encode"
     G="${SF_GOLDEN:-$SF_ROOT/tests/golden}"
