@@ -6,19 +6,26 @@
 #include <math.h>
 #include <string.h>
 
+/* On the f32 bits (test_fp8 `from_f32` holds it to a frexp/nearbyint version over a sweep of the floats): a
+ * normal keeps 3 mantissa bits, rounded half to even by adding 0x7FFFF plus the kept lsb (the carry moves into
+ * the exponent: 0x..FFFFF rounds up to the next binade), and its exponent is re-biased from 127 to 7; a value
+ * below 2^-6 is a whole number of 2^-9 steps, rounded by adding 2^23 to x·512 (8 steps: code 0x08, the first
+ * normal). 448 and above (infinity too) saturate to 0x7E. */
 uint8_t sf_fp8_e4m3_from_f32(float x) {
-    const uint8_t sign = signbit(x) ? 0x80 : 0;
-    double a = fabs((double)x);
-    if (isnan(x)) return (uint8_t)(sign | 0x7F);
-    if (a >= (double)SF_FP8_E4M3_MAX) return (uint8_t)(sign | 0x7E);
-    if (a < 0.015625) /* below 2^-6: subnormal steps of 2^-9; 8 steps is the first normal, code 0x08 */
-        return (uint8_t)(sign | (uint8_t)nearbyint(a * 512.0));
-    int e2;
-    (void)frexp(a, &e2);              /* a = f·2^e2, f in [0.5, 1): exponent of a is e2 − 1 */
-    int ex = e2 - 1;                  /* -6 .. 8 */
-    double q = nearbyint(ldexp(a, 3 - ex)); /* 8 .. 16 mantissa steps of 2^(ex−3), ties to even */
-    if (q >= 16.0) q = 8.0, ex++;
-    return (uint8_t)(sign | (uint8_t)((ex + 7) << 3) | (uint8_t)(q - 8.0));
+    uint32_t b, a;
+    memcpy(&b, &x, 4);
+    const uint8_t sign = (uint8_t)((b >> 24) & 0x80u);
+    a = b & 0x7FFFFFFFu;
+    if (a > 0x7F800000u) return (uint8_t)(sign | 0x7F); /* NaN */
+    if (a >= 0x43E00000u) return (uint8_t)(sign | 0x7E); /* ≥ 448 */
+    if (a < 0x3C800000u) {                               /* < 2^-6 */
+        float f;
+        memcpy(&f, &a, 4);
+        volatile float t = f * 512.0f + 0x1p23f; /* volatile: the rounding add happens in f32 */
+        return (uint8_t)(sign | (uint8_t)(t - 0x1p23f));
+    }
+    a = a + 0x7FFFFu + ((a >> 20) & 1u);
+    return (uint8_t)(sign | (uint8_t)((((a >> 23) - 120u) << 3) | ((a >> 20) & 7u)));
 }
 
 float sf_fp8_e4m3_to_f32(uint8_t c) {

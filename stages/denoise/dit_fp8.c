@@ -4,11 +4,39 @@
 #include "fp8.h"
 #include "gemm.h"
 #include "gpu_host.h"
+#include "parallel.h"
 
 #include <stdlib.h>
 #include <string.h>
 
-#define CHUNK ((size_t)1 << 16)
+#define CHUNK ((size_t)1 << 22) /* values converted to bf16 at a time (8 MiB), the conversion on up to 16 threads */
+#define PARTS 16
+
+/* One chunk of a weight as bf16: its parts' amax (pass 0), or its codes at scale s (pass 1). */
+typedef struct chunk_job {
+    const uint16_t *b;
+    uint8_t *codes;
+    float s, amax[PARTS];
+} chunk_job;
+
+static void chunk_part(void *ctx, int64_t lo, int64_t hi, int part) {
+    chunk_job *j = ctx;
+    if (!j->codes) {
+        float m = 0.0f;
+        for (int64_t i = lo; i < hi; i++) {
+            float v = sf_bf16_to_f32(j->b[i]);
+            v = v < 0 ? -v : v;
+            if (v > m) m = v;
+        }
+        if (m > j->amax[part]) j->amax[part] = m;
+        return;
+    }
+    for (int64_t i = lo; i < hi; i++) {
+        float v = sf_bf16_to_f32(j->b[i]) / j->s;
+        v = v > SF_FP8_E4M3_MAX ? SF_FP8_E4M3_MAX : v < -SF_FP8_E4M3_MAX ? -SF_FP8_E4M3_MAX : v;
+        j->codes[i] = sf_fp8_e4m3_from_f32(v);
+    }
+}
 
 static size_t mat_elems(const sf_dit_mat *m) { return (size_t)m->n * (size_t)m->k; }
 
@@ -18,32 +46,29 @@ static const uint8_t *mat_bytes(const sf_dit_mat *m, size_t off) {
 
 sf_status sf_dit_mat_fp8(const sf_dit_mat *m, uint8_t *codes, float *scale, sf_err *err) {
     const size_t n = mat_elems(m);
-    uint16_t *b = malloc(CHUNK * sizeof *b);
-    float amax = 0.0f;
+    const size_t nb = n < CHUNK ? n : CHUNK;
+    uint16_t *b = malloc((nb ? nb : 1) * sizeof *b);
+    const int cores = sf_cpu_count(), nt = cores < PARTS ? cores : PARTS;
+    chunk_job j = {b, NULL, 1.0f, {0}};
     if (!b) return sf_fail(err, SF_E_NOMEM, "out of memory");
     if (m->dt != SF_F32 && m->dt != SF_BF16 && m->dt != SF_F16) {
         free(b);
         return sf_fail(err, SF_E_UNSUPPORTED, "fp8: weight dtype %s", sf_dtype_name(m->dt));
     }
     for (int pass = 0; pass < 2; pass++) { /* the bf16 model's amax, then its codes */
-        const float s = pass ? sf_fp8_scale(amax) : 1.0f;
+        if (pass) {
+            float amax = 0.0f;
+            for (int p = 0; p < PARTS; p++) amax = j.amax[p] > amax ? j.amax[p] : amax;
+            j.s = sf_fp8_scale(amax);
+        }
         for (size_t off = 0; off < n; off += CHUNK) {
             const size_t c = n - off < CHUNK ? n - off : CHUNK;
             sf_gpu_to_bf16(mat_bytes(m, off), m->dt, c, b);
-            for (size_t i = 0; i < c; i++) {
-                float v = sf_bf16_to_f32(b[i]);
-                if (!pass) {
-                    v = v < 0 ? -v : v;
-                    if (v > amax) amax = v;
-                } else {
-                    v /= s;
-                    v = v > SF_FP8_E4M3_MAX ? SF_FP8_E4M3_MAX : v < -SF_FP8_E4M3_MAX ? -SF_FP8_E4M3_MAX : v;
-                    codes[off + i] = sf_fp8_e4m3_from_f32(v);
-                }
-            }
+            j.codes = pass ? codes + off : NULL;
+            sf_parallel_for_part((int64_t)c, nt, 1 << 16, chunk_part, &j);
         }
     }
-    *scale = sf_fp8_scale(amax);
+    *scale = j.s;
     free(b);
     return SF_OK;
 }

@@ -51,6 +51,45 @@ static void test_codes(void) {
     SF_CHECK(sf_fp8_e4m3_from_f32(464.0f) == 0x7E && sf_fp8_e4m3_round(-470.0f) == -448.0f);
 }
 
+/* e4m3fn rounding written the other way, with frexp and nearbyint in double (the first version of
+ * sf_fp8_e4m3_from_f32): the reference the bit-level one is held to. */
+static uint8_t ref_from_f32(float x) {
+    const uint8_t sign = signbit(x) ? 0x80 : 0;
+    double a = fabs((double)x);
+    if (isnan(x)) return (uint8_t)(sign | 0x7F);
+    if (a >= 448.0) return (uint8_t)(sign | 0x7E);
+    if (a < 0.015625) return (uint8_t)(sign | (uint8_t)nearbyint(a * 512.0));
+    int e2;
+    (void)frexp(a, &e2);
+    int ex = e2 - 1;
+    double q = nearbyint(ldexp(a, 3 - ex));
+    if (q >= 16.0) q = 8.0, ex++;
+    return (uint8_t)(sign | (uint8_t)((ex + 7) << 3) | (uint8_t)(q - 8.0));
+}
+
+/* sf_fp8_e4m3_from_f32 (on the f32 bits) = ref_from_f32 on every 61st float bit pattern (70 M values: every
+ * exponent, both signs, NaNs, infinities) and around every code and midpoint */
+static void test_from_f32(void) {
+    int bad = 0;
+    for (uint64_t u = 0; u < 0x100000000ull; u += 61) {
+        uint32_t b = (uint32_t)u;
+        float x;
+        memcpy(&x, &b, 4);
+        uint8_t c = sf_fp8_e4m3_from_f32(x), want = ref_from_f32(x);
+        if (c != want && bad++ < 5) SF_CHECK_MSG(0, "x = %.9g (0x%08x): code 0x%02x, the reference's 0x%02x", x, b, c, want);
+    }
+    for (int c = 0; c < 255; c++) {
+        float v = sf_fp8_e4m3_to_f32((uint8_t)c), w = sf_fp8_e4m3_to_f32((uint8_t)(c + 1));
+        if (isnan(v) || isnan(w) || (c & 0x7F) == 0x7E) continue;
+        float pts[5] = {v, nextafterf(v, 0), (v + w) / 2, nextafterf((v + w) / 2, 0), nextafterf((v + w) / 2, 1e9f)};
+        for (int i = 0; i < 5; i++)
+            if (sf_fp8_e4m3_from_f32(pts[i]) != ref_from_f32(pts[i]) && bad++ < 10)
+                SF_CHECK_MSG(0, "x = %.9g: code 0x%02x, the reference's 0x%02x", pts[i], sf_fp8_e4m3_from_f32(pts[i]),
+                             ref_from_f32(pts[i]));
+    }
+    SF_CHECK(bad == 0);
+}
+
 /* sf_fp8_e4m3_round (the products' fast path, on the f32 bits) = decode(encode(x)) over a sweep of every
  * 61st float bit pattern (70 M values: every exponent, both signs, NaNs, infinities) and the codes' neighbours */
 static void test_round_fast(void) {
@@ -194,6 +233,7 @@ static void test_forward(void) {
 
 static const sf_test tests[] = {
     {"codes", test_codes},
+    {"from_f32", test_from_f32},
     {"round_fast", test_round_fast},
     {"golden_rounding", test_golden_rounding},
     {"scale", test_scale},
