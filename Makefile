@@ -364,7 +364,7 @@ install: all
 	install -m 644 configs/*.yaml $(DESTDIR)$(PREFIX)/share/sfpipe/configs/
 	install -m 644 pipelines/*.yaml pipelines/reference_flags.sh pipelines/flags.sh $(DESTDIR)$(PREFIX)/share/sfpipe/pipelines/
 	install -m 755 pipelines/figure4.sh pipelines/streaming.sh pipelines/each.sh pipelines/highframe.sh pipelines/sink_study.sh \
-	  pipelines/full_attention.sh pipelines/streaming_distributed.sh $(DESTDIR)$(PREFIX)/share/sfpipe/pipelines/
+	  pipelines/full_attention.sh pipelines/streaming_distributed.sh pipelines/demo.sh $(DESTDIR)$(PREFIX)/share/sfpipe/pipelines/
 
 clean:
 	rm -rf build build-asan build-fuzz

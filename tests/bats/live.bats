@@ -307,6 +307,39 @@ video_gray() { ffmpeg -v error -i "$1" -vf crop=560:300:40:70 -f rawvideo -pix_f
     wait_exit "$run_pid" 10
 }
 
+@test "pipelines/demo.sh: demo.py's flags and defaults become the live pipeline; the page plays, Ctrl-C stops it" {
+    D="$SF_ROOT/pipelines/demo.sh"
+    run -0 bash "$D" --dry-run
+    assert_line --regexp '^sf-view --port 5001 --bind 127\.0\.0\.1 --encoder ipc://.*/sf-demo-encoder-5001\.sock '
+    assert_line --regexp '^sf-denoise .*--config_path configs/self_forcing_dmd\.yaml --checkpoint_path checkpoints/self_forcing_dmd\.pt --seed 42 .*--device cpu '
+    run -0 --separate-stderr bash "$D" --dry-run --host=0.0.0.0 --port 5002 --trt --fp8 --gpu_id 0 --no_checkpoint \
+        --config_path configs/x.yaml --vae "$T/t.pth" --encode-device cpu
+    [[ "$stderr" == *"--trt (demo.py's TensorRT VAE) has no counterpart"* ]]
+    assert_line --regexp "^sf-view --port 5002 --bind 0\.0\.0\.0 --allow-host $(hostname) "
+    assert_line --regexp '^sf-denoise .*--config_path configs/x\.yaml --seed 42 --fp8 .*--no-checkpoint --device cuda:0 '
+    refute_output --partial "--checkpoint_path"
+    assert_line --regexp "^sf-decode .*--vae $T/t\.pth .*--device cuda:0 "
+    assert_line --regexp '^sf-encode .*--device cpu '
+    run -2 --separate-stderr bash "$D" --port 0
+    [[ "$stderr" == "demo.sh: error: --port must be in 1..65535, got 0" ]]
+    run -2 --separate-stderr bash "$D" --share
+    [[ "$stderr" == "demo.sh: error: unknown option '--share' (see --help)" ]]
+    # a run on the tiny model: the page plays; Ctrl-C ends every stage
+    bash "$D" --model-dir "$M" --no_checkpoint --height 16 --width 16 --port "$PORT" --cache-dir "$T/cache" \
+        >"$T/run.log" 2>&1 3>&- &
+    run_pid=$!
+    PIDS+=("$run_pid")
+    for _ in $(seq 600); do
+        curl -s "http://127.0.0.1:$PORT/status" 2>/dev/null | grep -q '"frame":[1-9]' && break
+        sleep 0.1
+    done
+    run curl -s "http://127.0.0.1:$PORT/status"
+    assert_output --regexp '"frame":[1-9]'
+    assert_output --partial '"prompt":"A majestic eagle soaring through a cloudy sky, cinematic lighting"'
+    kill -INT "$run_pid"
+    wait_exit "$run_pid" 10
+}
+
 @test "pipelines/live.yaml: closing the page ends the whole run cleanly (idle_exit), its recording published" {
     command -v chromium >/dev/null || skip "chromium is not installed"
     sf-run pipelines/live.yaml model_dir="$M" port="$PORT" height=16 width=16 checkpoint=none local_attn_size=6 \

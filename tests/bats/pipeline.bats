@@ -205,7 +205,7 @@ decode() { sf-decode --model-dir "$M" --progress none "$@"; }
 
 @test "the reference drop-ins' --help prints their usage comment, whole, and no code" {
     local s
-    for s in figure4.sh streaming.sh full_attention.sh streaming_distributed.sh each.sh highframe.sh; do
+    for s in figure4.sh streaming.sh full_attention.sh streaming_distributed.sh each.sh highframe.sh demo.sh; do
         run -0 "$SF_ROOT/pipelines/$s" --help
         # the leading comment block, "# " stripped, is the help text
         assert_output "$(awk 'NR > 1 && !/^#/ { exit } NR > 1 { sub(/^# ?/, ""); print }' "$SF_ROOT/pipelines/$s")"
@@ -256,6 +256,9 @@ decode() { sf-decode --model-dir "$M" --progress none "$@"; }
     [ -s "$T/sd/layer1.pt" ]
     run -0 "$T/prefix/share/sfpipe/pipelines/highframe.sh" --help # flags.sh beside it
     assert_line --index 0 --regexp "^highframe.sh — the reference's"
+    # demo.sh finds live.yaml beside it and the installed sf-run
+    run -0 "$T/prefix/share/sfpipe/pipelines/demo.sh" --dry-run --model-dir "$M"
+    assert_line --regexp "^sf-view --port 5001 --bind 127\.0\.0\.1 "
     # sink_study.yaml's stage (./sink_study.sh, next to the spec) and flags.sh are installed too
     PATH="$T/prefix/bin:$PATH" run -1 sf-run pipelines/sink_study.yaml dmd_checkpoint="$T/none.pt" --log-level warn
     assert_output --partial "stage 'study' failed (exit 2): sink_study.sh: error: checkpoint $T/none.pt not found"

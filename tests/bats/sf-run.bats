@@ -59,6 +59,20 @@ all_gone() {
     assert_line --index 1 "$FAKE --extra x --in @tcp://127.0.0.1:40000"
 }
 
+@test "overrides: every var of a spec may be given at once (live.yaml's 30; it once stopped at 16)" {
+    local v ovs=()
+    for v in $(sed -n '/^vars:/,/^stages:/p' "$SF_ROOT/pipelines/live.yaml" | grep -oE '^  [a-z_]+:' | tr -d ' :'); do
+        ovs+=("$v=$v-x")
+    done
+    [ ${#ovs[@]} -gt 16 ]
+    run -0 sf-run --dry-run "$SF_ROOT/pipelines/live.yaml" "${ovs[@]}" denoise.threads=1 port=9999
+    assert_line --regexp "^sf-view --port 9999 --bind bind-x --allow-host allow_host-x "
+    assert_line --regexp "^sf-denoise --model-dir model_dir-x .*--threads 1 "
+    # a spec's var count and an override's name are bounded, each with one line
+    run -2 --separate-stderr sf-run --dry-run "$SF_ROOT/pipelines/live.yaml" "$(printf 'v%.0s' {1..200})=1"
+    [[ "$stderr" == *"the name is too long"* ]]
+}
+
 @test "unknown variables and stages are refused, naming the closest valid one, before anything starts" {
     pids="$BATS_TEST_TMPDIR/pids"
     write_spec ipc \

@@ -24,9 +24,12 @@
 #include <unistd.h>
 #include <zmq.h>
 
+/* A spec's vars, then the command line's var overrides (a later entry wins: expand reads them backwards). */
+#define SPEC_VARS 64
+#define OVERRIDE_VARS 64
 typedef struct vars {
-    const char *k[64];
-    const char *v[64];
+    const char *k[SPEC_VARS + OVERRIDE_VARS];
+    const char *v[SPEC_VARS + OVERRIDE_VARS];
     int n;
 } vars;
 
@@ -293,12 +296,17 @@ sf_status sf_run_plan_load(const char *spec_path, const char *const *ov, int nov
     vars vs = {.n = 0};
     const sf_yaml *vy = sf_yaml_get(spec, "vars");
     if (vy && vy->kind == SF_YAML_MAP)
-        for (size_t i = 0; i < vy->n && vs.n < 48; i++)
+        for (size_t i = 0; i < vy->n; i++)
             if (vy->items[i]->kind == SF_YAML_SCALAR) {
+                if (vs.n == SPEC_VARS) {
+                    s = sf_fail(err, SF_E_ARG, "%s: more than %d vars", spec_path, SPEC_VARS);
+                    goto done;
+                }
                 vs.k[vs.n] = vy->keys[i];
                 vs.v[vs.n++] = vy->items[i]->value;
             }
-    char ovk[16][128];
+    char ovk[OVERRIDE_VARS][128];
+    int nk = 0;
     for (int i = 0; i < nov; i++) {
         if ((s = sf_run_check_override(ov[i], err))) goto done;
         const char *eq = strchr(ov[i], '=');
@@ -308,12 +316,16 @@ sf_status sf_run_plan_load(const char *spec_path, const char *const *ov, int nov
         }
         const char *dot = strchr(ov[i], '.');
         if (dot && dot < eq) continue; /* stage override */
-        if (vs.n >= 64 || i >= 16) {
-            s = sf_fail(err, SF_E_ARG, "too many overrides");
+        if (nk == OVERRIDE_VARS) {
+            s = sf_fail(err, SF_E_ARG, "too many var overrides (at most %d)", OVERRIDE_VARS);
             goto done;
         }
-        snprintf(ovk[i], sizeof ovk[i], "%.*s", (int)(eq - ov[i]), ov[i]);
-        vs.k[vs.n] = ovk[i];
+        if (eq - ov[i] >= (ptrdiff_t)sizeof ovk[nk]) {
+            s = sf_fail(err, SF_E_ARG, "override '%.40s...': the name is too long", ov[i]);
+            goto done;
+        }
+        snprintf(ovk[nk], sizeof ovk[nk], "%.*s", (int)(eq - ov[i]), ov[i]);
+        vs.k[vs.n] = ovk[nk++];
         vs.v[vs.n++] = eq + 1;
     }
     const char *nm = scalar(spec, "name");
