@@ -14,6 +14,8 @@
  * values are 0 — the product is then exactly the bias.
  * Values on the e4m3 grid are exact in bf16 and f32: the CPU path keeps them as bf16 / f32 numbers and
  * runs its ordinary products on them; the GPU path stores the 8-bit codes (kernels/cuda/fp8.cu).
+ * Written here because no C library in Debian converts to float8 (the device side uses cuda_fp8.h's
+ * conversion, held to this one bit for bit by test_fp8_emu / test_fp8_cuda).
  * Tested by tests/unit/test_fp8.c (every code, ties, saturation, the scale's rounding) and, through the
  * DiT, against tests/golden/expect/dit_fp8.safetensors (tests/heldout/make_fp8_golden.py). */
 #ifndef SF_FP8_H
