@@ -36,7 +36,7 @@ dry=0
 demo_flag() {
     ref_used=2
     case "$1" in
-    --port) ref_need "$@"; ref_int "$1" "$2"; port=$2 ;;
+    --port) ref_need "$@"; ref_dec port "$1" "$2" ;;
     --host) ref_need "$@"; host=$2 ;;
     --vae) ref_need "$@"; vae=$2 ;;
     --trt) ref_used=1; trt=1 ;;
@@ -46,7 +46,6 @@ demo_flag() {
     esac
 }
 ref_parse demo_flag --port= --host= --vae= --trt --fp8 --dry-run -- "$@"
-port=$((10#$port))
 [ "$port" -ge 1 ] && [ "$port" -le 65535 ] || { echo "demo.sh: error: --port must be in 1..65535, got $port" >&2; exit 2; }
 [ -n "$device" ] || device=cpu
 [ "$trt" = 0 ] || echo "demo.sh: note: --trt (demo.py's TensorRT VAE) has no counterpart: on --device cuda sf-decode runs its own CUDA VAE" >&2
