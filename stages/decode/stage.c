@@ -22,6 +22,7 @@ typedef struct run {
     const char *vae_path, *out_path, *save_path;
     int fps, threads, bf16, progress;
     sf_decoder *dec;     /* the Wan VAE or the TAEHV, CPU or GPU (decoder.h) */
+    char label[320];     /* which decoder, for the viewer: "TAEHV taew2_1.pth on cuda:0" (frames meta decoder) */
     int cuda, ordinal;   /* --device cuda[:N] */
     sf_video_writer *vw;
     sf_wire *fo;         /* --out URL: raw frames on the wire */
@@ -61,6 +62,9 @@ static sf_status ensure_init(run *r, int64_t C, int64_t h, int64_t w, sf_err *er
         if ((s = sf_decoder_open(tf, &dopt, &r->dec, err)) != SF_OK) return s; /* the channels too */
         sf_decoder_describe(r->dec, r->vae_path, line, sizeof line);
         sf_info("%s", line);
+        const char *base = strrchr(r->vae_path, '/');
+        snprintf(r->label, sizeof r->label, "%s %.200s %s", strncmp(line, "TAEHV", 5) ? "Wan VAE" : "TAEHV",
+                 base ? base + 1 : r->vae_path, r->cuda ? "on the GPU" : "on the CPU");
     }
     /* the video once latents came (a decoder made from --height/--width writes nothing before: an input
        that fails first leaves no header on stdout) */
@@ -209,13 +213,16 @@ static sf_status run_wire(run *r, const char *url, sf_err *err) {
         }
         sf_tensor_to_f32(&t, z);
         if (r->fo) { /* the frames message carries the block's provenance for the viewer */
-            const char *pr = sf_wire_meta_str(m, "prompt"), *clk = sf_wire_meta_str(m, "clock");
+            const char *pr = sf_wire_meta_str(m, "prompt"), *clk = sf_wire_meta_str(m, "clock"),
+                       *wt = sf_wire_meta_str(m, "weights");
             const double gf = sf_wire_meta_rate(m, "gen_fps"); /* passed on when a sane rate */
             sf_wire_msg_init(r->fm, SF_WIRE_TENSOR, "frames");
             if ((s = sf_wire_meta_set_int(r->fm, "block", sf_wire_meta_int(m, "block", -1), err)) ||
                 (s = sf_wire_meta_set_double(r->fm, "t_sent", sf_wire_meta_double(m, "t_sent", 0.0), err)) ||
                 (clk && (s = sf_wire_meta_set_str(r->fm, "clock", clk, err))) ||
                 (pr && (s = sf_wire_meta_set_str(r->fm, "prompt", pr, err))) ||
+                (wt && (s = sf_wire_meta_set_str(r->fm, "weights", wt, err))) ||
+                (s = sf_wire_meta_set_str(r->fm, "decoder", r->label, err)) ||
                 (gf > 0 && (s = sf_wire_meta_set_double(r->fm, "gen_fps", gf, err))))
                 goto done;
         }

@@ -126,8 +126,8 @@ ENDLESS=(--num_frames 0 --local_attn_size 6 --sink_size 3 --height 16 --width 16
     [ ! -e "$T/x.wire" ]
 }
 
-@test "sf-decode --out URL: one frames message u8 [n, H, W, 3] per latent frame (1, then 4), with the block's prompt and generation rate" {
-    sf-denoise --model-dir "$M" --in "$T/emb.wire" --num_frames 6 --height 16 --width 16 --threads 1 \
+@test "sf-decode --out URL: one frames message u8 [n, H, W, 3] per latent frame (1, then 4), with the block's prompt, generation rate, weights and decoder" {
+    sf-denoise --model-dir "$M" --in "$T/emb.wire" --num_frames 6 --height 16 --width 16 --threads 1 --fp8 \
         --out "$T/lat.wire" 2>/dev/null
     run sf-decode --model-dir "$M" --in "$T/lat.wire" --out "$T/frames.wire" --threads 1
     assert_success
@@ -142,6 +142,9 @@ ENDLESS=(--num_frames 0 --local_attn_size 6 --sink_size 3 --height 16 --width 16
     assert_output --partial "start_frame: 17"
     # each block's generation rate (its video frames over its generation time), from sf-denoise, passed on
     [ "$(grep -cE 'gen_fps: [0-9]+(\.[0-9]+)?' <<<"$output")" = 6 ]
+    # what made them, for the page: sf-denoise's weights (fp8 said) and sf-decode's decoder
+    [ "$(grep -cE 'weights: "base .*, fp8 block linears \([0-9]+\)"' <<<"$output")" = 6 ]
+    [ "$(grep -c 'decoder: "Wan VAE Wan2.1_VAE.pth on the CPU"' <<<"$output")" = 6 ]
     run sf-wire cat "$T/lat.wire"
     [ "$(grep -cE '^tensor latents .*gen_fps: [0-9]' <<<"$output")" = 2 ]
 }
@@ -300,6 +303,7 @@ video_gray() { ffmpeg -v error -i "$1" -vf crop=560:300:40:70 -f rawvideo -pix_f
     "${CHROME[@]}" --virtual-time-budget=2000 --dump-dom "http://127.0.0.1:$PORT/" >dom2.html 2>/dev/null
     grep -q '<span id="prompt">a cat on the moon</span>' dom2.html
     grep -q '<span id="sw">switches 1' dom2.html
+    grep -q '<span id="model">base .* · Wan VAE Wan2.1_VAE.pth on the CPU</span>' dom2.html # what makes the frames
     grep -q '<span id="gen">generating block [0-9]* step [1-5]/5</span>' dom2.html
     grep -q "prompt switched" "$T/run.log"
     # Ctrl-C: every stage stops
@@ -336,6 +340,8 @@ video_gray() { ffmpeg -v error -i "$1" -vf crop=560:300:40:70 -f rawvideo -pix_f
     run curl -s "http://127.0.0.1:$PORT/status"
     assert_output --regexp '"frame":[1-9]'
     assert_output --partial '"prompt":"A majestic eagle soaring through a cloudy sky, cinematic lighting"'
+    # the page says what makes the frames
+    assert_output --regexp '"weights":"base [^"]*diffusion_pytorch_model.safetensors[^"]*","decoder":"Wan VAE Wan2.1_VAE.pth on the CPU"'
     kill -INT "$run_pid"
     wait_exit "$run_pid" 10
 }

@@ -45,6 +45,7 @@ struct sf_view {
     size_t jpg_len;
     uint64_t seq;            /* frames published */
     char prompt[4096], pending[4096];
+    char weights[512], decoder[320]; /* what made the frames: sf-denoise's weights (fp8 said), sf-decode's decoder */
     int64_t block, frame;
     int64_t gen_block, gen_step, n_steps; /* the generator's progress ("progress" messages) */
     double fps, video_fps, latency_ms, t_post, switch_ms;
@@ -134,6 +135,8 @@ char *sf_view_status_json(sf_view *v) {
     cJSON_AddNumberToObject(j, "fps", v->fps);
     cJSON_AddNumberToObject(j, "video_fps", v->video_fps);
     cJSON_AddNumberToObject(j, "gen_fps", v->gen_fps);
+    cJSON_AddStringToObject(j, "weights", v->weights);
+    cJSON_AddStringToObject(j, "decoder", v->decoder);
     cJSON_AddNumberToObject(j, "recorded", (double)v->recorded);
     cJSON_AddNumberToObject(j, "latency_ms", v->latency_ms);
     cJSON_AddNumberToObject(j, "switches", v->switches);
@@ -157,6 +160,7 @@ sf_status sf_view_play(sf_view *v, const sf_wire_msg *m, const void *payload, sf
         return sf_fail(err, SF_E_SHAPE, "frames message must be u8 [n, H, W, 3]");
     const int64_t n = m->shape[0], H = m->shape[1], W = m->shape[2];
     const char *pr = sf_wire_meta_str(m, "prompt"), *clk = sf_wire_meta_str(m, "clock");
+    const char *wt = sf_wire_meta_str(m, "weights"), *dec = sf_wire_meta_str(m, "decoder");
     const double t_sent = sf_wire_meta_double(m, "t_sent", 0.0);
     const double fps = v->o.fps > 0 ? v->o.fps : (double)sf_wire_meta_int(m, "fps", 16);
     /* t_sent is sf-denoise's sf_now(): comparable with ours only on the same boot of the same host (meta
@@ -203,6 +207,8 @@ sf_status sf_view_play(sf_view *v, const sf_wire_msg *m, const void *payload, sf
         v->frame = sf_wire_meta_int(m, "start_frame", 0) + i;
         if (k0 + i == 0) v->latency_ms = same_clock ? (now - t_sent) * 1e3 : -1; /* denoise → decode → screen */
         if (k0 + i == 0 && gf > 0) v->gen_fps = gf;
+        if (wt) snprintf(v->weights, sizeof v->weights, "%s", wt); /* a peer's text: JSON-escaped, shown as text */
+        if (dec) snprintf(v->decoder, sizeof v->decoder, "%s", dec);
         if (pr && strcmp(pr, v->prompt) != 0) { /* a block of another prompt: the switch is on screen */
             if (v->prompt[0]) v->switches++;
             if (v->pending[0] && !strcmp(pr, v->pending)) {
