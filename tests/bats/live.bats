@@ -30,6 +30,14 @@ wait_exit() {
     return 1
 }
 
+# wait up to 60 s for the page on $PORT to show a frame past the first
+wait_frames() {
+    for _ in $(seq 600); do
+        curl -s "http://127.0.0.1:$PORT/status" 2>/dev/null | grep -q '"frame":[1-9]' && return 0
+        sleep 0.1
+    done
+}
+
 # the latest finished block of an endless run's progress lines in $1 (0 when none)
 blocks_done() {
     local n
@@ -260,10 +268,7 @@ video_gray() { ffmpeg -v error -i "$1" -vf crop=560:300:40:70 -f rawvideo -pix_f
         >"$T/run.log" 2>&1 3>&- &
     run_pid=$!
     PIDS+=("$run_pid")
-    for _ in $(seq 600); do
-        curl -s "http://127.0.0.1:$PORT/status" 2>/dev/null | grep -q '"frame":[1-9]' && break
-        sleep 0.1
-    done
+    wait_frames
     run curl -s "http://127.0.0.1:$PORT/status"
     assert_output --regexp '"frame":[1-9]'
     # played at the video's rate (16 fps; pipelines/live.yaml paces the generator), not fast-forwarded to
@@ -333,10 +338,7 @@ video_gray() { ffmpeg -v error -i "$1" -vf crop=560:300:40:70 -f rawvideo -pix_f
         >"$T/run.log" 2>&1 3>&- &
     run_pid=$!
     PIDS+=("$run_pid")
-    for _ in $(seq 600); do
-        curl -s "http://127.0.0.1:$PORT/status" 2>/dev/null | grep -q '"frame":[1-9]' && break
-        sleep 0.1
-    done
+    wait_frames
     run curl -s "http://127.0.0.1:$PORT/status"
     assert_output --regexp '"frame":[1-9]'
     assert_output --partial '"prompt":"A majestic eagle soaring through a cloudy sky, cinematic lighting"'
@@ -353,10 +355,7 @@ video_gray() { ffmpeg -v error -i "$1" -vf crop=560:300:40:70 -f rawvideo -pix_f
         record="$T/session.y4m" >"$T/run.log" 2>&1 3>&- &
     run_pid=$!
     PIDS+=("$run_pid")
-    for _ in $(seq 600); do
-        curl -s "http://127.0.0.1:$PORT/status" 2>/dev/null | grep -q '"frame":[1-9]' && break
-        sleep 0.1
-    done
+    wait_frames
     chromium --headless --no-sandbox --disable-gpu --virtual-time-budget=1000 --dump-dom "http://127.0.0.1:$PORT/" \
         >/dev/null 2>&1 # a page watches, then is closed
     wait_exit "$run_pid" 30
