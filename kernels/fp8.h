@@ -41,6 +41,9 @@ float sf_fp8_scale(float amax);
 float sf_fp8_amax_cpu(const float *x, int64_t rows, int64_t cols, int64_t ld);
 /* q[r·cols + c] = e4m3 value of clamp(⌊x[r·ld + c]⌉_bf16 / scale, ±448), as f32 (dense rows of cols). */
 void sf_fp8_quantize_cpu(const float *x, int64_t rows, int64_t cols, int64_t ld, float scale, float *q);
+/* The same two on up to nthreads threads (rows split among them): the same values for any nthreads. */
+float sf_fp8_amax_cpu_mt(const float *x, int64_t rows, int64_t cols, int64_t ld, int nthreads);
+void sf_fp8_quantize_cpu_mt(const float *x, int64_t rows, int64_t cols, int64_t ld, float scale, float *q, int nthreads);
 /* 1 when a [n, k] weight is quantized (n % 16 == 0 and k % 16 == 0), as torchao decides. */
 int sf_fp8_eligible(int64_t n, int64_t k);
 

@@ -1,6 +1,7 @@
 /* fp8.c — kernels/fp8.h: float8 e4m3fn rounding and per-tensor quantization, the CPU reference of
  * `--fp8` (kernels/cuda/fp8.cu is held to it). */
 #include "fp8.h"
+#include "parallel.h"
 #include "tensor.h"
 
 #include <math.h>
@@ -77,6 +78,36 @@ void sf_fp8_quantize_cpu(const float *x, int64_t rows, int64_t cols, int64_t ld,
             v = v > SF_FP8_E4M3_MAX ? SF_FP8_E4M3_MAX : v < -SF_FP8_E4M3_MAX ? -SF_FP8_E4M3_MAX : v;
             q[r * cols + c] = sf_fp8_e4m3_round(v);
         }
+}
+
+typedef struct rows_job {
+    const float *x;
+    int64_t cols, ld;
+    float scale, *q, amax[64];
+} rows_job;
+
+static void amax_rows(void *ctx, int64_t lo, int64_t hi, int part) {
+    rows_job *j = ctx;
+    j->amax[part] = sf_fp8_amax_cpu(j->x + lo * j->ld, hi - lo, j->cols, j->ld);
+}
+
+static void quantize_rows(void *ctx, int64_t lo, int64_t hi) {
+    const rows_job *j = ctx;
+    sf_fp8_quantize_cpu(j->x + lo * j->ld, hi - lo, j->cols, j->ld, j->scale, j->q + lo * j->cols);
+}
+
+float sf_fp8_amax_cpu_mt(const float *x, int64_t rows, int64_t cols, int64_t ld, int nthreads) {
+    rows_job j = {x, cols, ld, 1.0f, NULL, {0}};
+    const int nt = nthreads < 1 ? 1 : nthreads > 64 ? 64 : nthreads;
+    float m = 0.0f;
+    sf_parallel_for_part(rows, nt, 16, amax_rows, &j);
+    for (int p = 0; p < nt; p++) m = j.amax[p] > m ? j.amax[p] : m; /* max: the same for any split */
+    return m;
+}
+
+void sf_fp8_quantize_cpu_mt(const float *x, int64_t rows, int64_t cols, int64_t ld, float scale, float *q, int nthreads) {
+    rows_job j = {x, cols, ld, scale, q, {0}};
+    sf_parallel_for(rows, nthreads < 1 ? 1 : nthreads, 16, quantize_rows, &j);
 }
 
 int sf_fp8_eligible(int64_t n, int64_t k) { return n > 0 && k > 0 && n % 16 == 0 && k % 16 == 0; }

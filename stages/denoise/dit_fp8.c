@@ -134,8 +134,8 @@ sf_status sf_dit_fp8_cpu_ready(const sf_dit_weights *w, sf_err *err) {
 
 sf_status sf_dit_gemm_fp8_cpu(int64_t M, const float *x, int64_t ldx, const sf_dit_mat *m, const float *b, float *y,
                               float *xq, int nthreads, sf_scratch *ws, sf_err *err) {
-    const float sx = sf_fp8_scale(sf_fp8_amax_cpu(x, M, m->k, ldx)), a = sx * m->s8; /* exact: two bf16 values */
-    sf_fp8_quantize_cpu(x, M, m->k, ldx, sx, xq);
+    const float sx = sf_fp8_scale(sf_fp8_amax_cpu_mt(x, M, m->k, ldx, nthreads)), a = sx * m->s8; /* exact: bf16 · bf16 */
+    sf_fp8_quantize_cpu_mt(x, M, m->k, ldx, sx, xq, nthreads);
     if (sf_gemm_cpu_ws(M, m->n, m->k, xq, m->k, m->q8, SF_BF16, NULL, y, m->n, nthreads, ws))
         return sf_fail(err, SF_E_UNSUPPORTED, "gemm: unsupported weight dtype");
     for (int64_t i = 0; i < M; i++) {

@@ -141,6 +141,16 @@ static void test_scale(void) {
     sf_fp8_quantize_cpu(x, 2, 2, 3, s, q);
     SF_CHECK(q[0] == sf_fp8_e4m3_round(0.5f / s) && q[1] == sf_fp8_e4m3_round(-3.0f / s) && q[2] == sf_fp8_e4m3_round(2.0f / s));
     SF_CHECK(fabsf(q[1]) <= 448.0f);
+    /* threads split the rows: the same amax and values for any count */
+    float big[37 * 50], qa[37 * 48], qb[37 * 48];
+    for (int i = 0; i < 37 * 50; i++) big[i] = sinf(0.37f * (float)i) * (float)(1 + i % 13);
+    const float am = sf_fp8_amax_cpu(big, 37, 48, 50);
+    sf_fp8_quantize_cpu(big, 37, 48, 50, sf_fp8_scale(am), qa);
+    for (int nt = 1; nt <= 5; nt++) {
+        SF_CHECK(sf_fp8_amax_cpu_mt(big, 37, 48, 50, nt) == am);
+        sf_fp8_quantize_cpu_mt(big, 37, 48, 50, sf_fp8_scale(am), qb, nt);
+        SF_CHECK_MSG(!memcmp(qa, qb, sizeof qa), "%d threads quantize differently", nt);
+    }
     SF_CHECK(sf_fp8_eligible(1536, 8960) && sf_fp8_eligible(64, 1536) && !sf_fp8_eligible(24, 256) &&
              !sf_fp8_eligible(256, 40) && !sf_fp8_eligible(0, 16));
 }
