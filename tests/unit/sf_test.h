@@ -118,6 +118,11 @@ static inline double sf_test_maxabs(const float *x, size_t n) {
 #define SF_TOL_FP8_NMSE 1e-4       /* the same forward's nmse (sf_test_nmse): 5e-10 fast, 1.5e-5 with that
                                        re-rolled tensor; the plain (bf16-weight) forward is 2.9e-4 away, so the
                                        bound also shows the products ran in fp8 */
+#define SF_TOL_FP8_GPU 5e-2        /* --fp8, the GPU's forward (bf16 activations) vs the CPU's (f32) on random models
+                                       (test_dit_cuda_shapes fp8_*): the bf16 difference moves an input's amax
+                                       across a bf16 step now and then, re-rolling that tensor's fp8 values
+                                       (SF_TOL_FP8_FWD); measured on the emulation 1.2-2.2 % of max|ref|
+                                       over the two cases' 10 forwards (fails at 2e-2) */
 #define SF_TOL_BF16_FWD 2e-2        /* bf16 GPU, one forward, every tensor (bf16 storage of every
                                        activation); also cuDNN fused vs explicit attention */
 #define SF_TOL_BF16_PIPE 5e-2       /* bf16 GPU pipeline preds / output: bf16 error compounds over 15

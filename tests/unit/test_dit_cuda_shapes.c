@@ -23,6 +23,9 @@
  * are counted: each case checks that the path it must take (asked for, or the fallback) ran every one.
  * A case that can no longer run a shape fails at the call that refuses it, naming the shape.
  *
+ * The fp8_* cases run two of these shapes with --fp8 on both backends (sf_dit_weights_fp8): the GPU's FP8 products
+ * against the CPU's, within SF_TOL_FP8_GPU (bf16 activations move the dynamic scales now and then).
+ *
  * The taps_* cases attach the attention taps (stages/denoise/taps.h; test_dit_cuda.c holds them on the
  * golden model only) to both states on some of these shapes and hold every capture the GPU makes to the
  * CPU's (taps_run): frames and probs over every layer, each with and without the cross-attention's
@@ -75,6 +78,7 @@ typedef struct shape_case {
     int freq_dim;         /* 0: 256 */
     int slots;            /* the sampling loop's calls: sf_dit_denoise on the device slots, the refresh as
                              sf_dit_refresh (the cache only) — instead of two sf_dit_forward */
+    int fp8;              /* --fp8: the block linears in float8 on both (sf_dit_weights_fp8), bound SF_TOL_FP8_GPU */
 } shape_case;
 
 enum { MAXF = 3, CTX_ROWS = 7 };
@@ -160,6 +164,10 @@ static int rig_open(rig *g, const shape_case *c, int dev, sf_taps *gt, sf_taps *
     config_of(c, &g->cfg);
     env_set(c, 1);
     if (!model_make(&g->cfg, &g->tf, &g->w)) return 0;
+    if (c->fp8) { /* both states read the marks; the CPU's its quantized copies too */
+        SF_CHECK_OK(sf_dit_weights_fp8(&g->w, 1, &err), &err);
+        SF_CHECK_MSG(g->w.fp8 == 10 * g->cfg.num_layers, "%s: %d block linears in fp8", c->name, g->w.fp8);
+    }
     g->nb = (c->iff ? 1 : 0) + c->blocks;
     SF_CHECK(g->nb <= 16);
     if (g->nb > 16) return 0;
@@ -212,7 +220,7 @@ static void rig_forward(rig *g, int b, int k, int64_t start, const char *what) {
     rig_input(g, b, k, start, what, nm, sizeof nm, t);
     SF_CHECK_OK(sf_dit_forward(&g->gs, g->x, g->frames[b], t, start, g->fg, &err), &err);
     SF_CHECK_OK(sf_dit_forward(&g->cs, g->x, g->frames[b], t, start, g->fc, &err), &err);
-    sf_test_rel_close(nm, g->fg, g->fc, (size_t)(g->frames[b] * g->fr), SF_TOL_BF16_FWD);
+    sf_test_rel_close(nm, g->fg, g->fc, (size_t)(g->frames[b] * g->fr), g->c->fp8 ? SF_TOL_FP8_GPU : SF_TOL_BF16_FWD);
 }
 
 /* The case: GPU flows against the CPU's, block by block (see the top of the file). */
@@ -224,6 +232,7 @@ static void shape_run(const shape_case *c) {
     rig g;
 #ifdef SF_TEST_EMU
     const unsigned long long q0 = sf_emu_sdpa_calls(), f0 = sf_emu_kernel_launches("attn_plain");
+    const unsigned long long c0 = sf_emu_kernel_launches("fp8_codes_kernel");
 #endif
     long long attns = 0; /* attentions the GPU ran: self + cross in each layer of each forward */
     if (rig_open(&g, c, dev, NULL, NULL)) {
@@ -256,7 +265,7 @@ static void shape_run(const shape_case *c) {
                 }
                 /* the refresh's last layer stops after its K/V (sf_dit_kv_only_layer): no attention there */
                 attns += 2LL * (k ? nl - 1 : nl);
-                if (!k) sf_test_rel_close(nm, g.fg, g.fc, (size_t)(F * g.fr), SF_TOL_BF16_FWD);
+                if (!k) sf_test_rel_close(nm, g.fg, g.fc, (size_t)(F * g.fr), c->fp8 ? SF_TOL_FP8_GPU : SF_TOL_BF16_FWD);
             }
             start += F;
         }
@@ -283,6 +292,11 @@ static void shape_run(const shape_case *c) {
         const unsigned long long want_f = c->runs == PATH_FUSED ? (unsigned long long)attns : 0;
         SF_CHECK_MSG(q == want_q && f == want_f, "%s: %llu cuDNN attentions (want %llu), %llu fused (want %llu)", name,
                      q, want_q, f, want_f);
+        /* --fp8: the products' inputs were quantized on the device (the golden test, test_fp8_cuda, tells fp8's
+           numbers from bf16's; here the bound alone could not) */
+        const unsigned long long nq = sf_emu_kernel_launches("fp8_codes_kernel") - c0;
+        SF_CHECK_MSG(c->fp8 ? nq >= (unsigned long long)(2 * nb * nl) : nq == 0,
+                     "%s: %llu fp8 quantizations in %d forwards of %d layers", name, nq, 2 * nb, nl);
 #endif
     }
 done:
@@ -561,6 +575,20 @@ static const shape_case case_patch_1x2_rolling = {.name = "patch_1x2_rolling", .
                                                   .runs = PATH_CUDNN, .ph = 1, .pw = 2, .freq_dim = 192};
 static void test_patch_1x2_rolling(void) { shape_run(&case_patch_1x2_rolling); }
 
+/* --fp8 on both backends: head dim 64 on cuDNN, global attention (the K|V projection split in two FP8
+ * products, q/k/v sharing one quantization); and head dim 48 with an independent first frame and a rolling
+ * cache with a sink, on the explicit path */
+static void test_fp8_head_dim_64(void) {
+    shape_case c = case_head_dim_64;
+    c.name = "fp8_head_dim_64", c.fp8 = 1;
+    shape_run(&c);
+}
+static void test_fp8_head_dim_48_rolling(void) {
+    shape_case c = case_head_dim_48_rolling;
+    c.name = "fp8_head_dim_48_rolling", c.fp8 = 1;
+    shape_run(&c);
+}
+
 /* The taps on some of the cases above (taps_run): frames and probs of every layer, with and without the
  * cross-attention's text-token mass, and the logits of one layer, on cases whose taps take different paths
  * on the GPU. */
@@ -590,6 +618,8 @@ static void test_taps_patch_1x2_rolling(void) {
 
 static const sf_test tests[] = {
     {"head_dim_64", test_head_dim_64},
+    {"fp8_head_dim_64", test_fp8_head_dim_64},
+    {"fp8_head_dim_48_rolling", test_fp8_head_dim_48_rolling},
     {"head_dim_32_fused", test_head_dim_32_fused},
     {"head_dim_96", test_head_dim_96},
     {"head_dim_96_explicit", test_head_dim_96_explicit},
