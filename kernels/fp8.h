@@ -33,8 +33,10 @@ extern "C" {
 uint8_t sf_fp8_e4m3_from_f32(float x);
 /* The value of an e4m3fn code (0x7F / 0xFF: NaN). */
 float sf_fp8_e4m3_to_f32(uint8_t c);
-/* x rounded to the e4m3fn grid (as sf_fp8_e4m3_to_f32(sf_fp8_e4m3_from_f32(x))). */
+/* x rounded to the e4m3fn grid: sf_fp8_e4m3_to_f32(sf_fp8_e4m3_from_f32(x)). */
 float sf_fp8_e4m3_round(float x);
+/* One value's code at a scale: e4m3(clamp(x / scale, ±448)), the f32 division (NaN passes the clamp). */
+uint8_t sf_fp8_e4m3_code(float x, float scale);
 /* A per-tensor scale from the tensor's largest magnitude: ⌊amax / 448⌉_bf16 (1 when that is 0 or not finite). */
 float sf_fp8_scale(float amax);
 /* max |⌊x⌉_bf16| over rows × cols (row stride ld): the amax of the tensor as the bf16 model holds it. */

@@ -29,31 +29,26 @@ uint8_t sf_fp8_e4m3_from_f32(float x) {
     return (uint8_t)(sign | (uint8_t)((((a >> 23) - 120u) << 3) | ((a >> 20) & 7u)));
 }
 
+/* A normal code's f32 bits are its fields re-biased (exponent 7 → 127, the 3 mantissa bits on top); a
+ * subnormal is m·2^-9, exact in f32. test_fp8 `codes` holds every code to the format's definition. */
 float sf_fp8_e4m3_to_f32(uint8_t c) {
-    const int e = (c >> 3) & 15, m = c & 7;
+    const uint32_t e = (c >> 3) & 15u, m = c & 7u;
     float v;
     if (e == 15 && m == 7) return NAN;
-    v = e == 0 ? ldexpf((float)m, -9) : ldexpf((float)(8 + m), e - 10);
+    if (e == 0) v = (float)m * (1.0f / 512.0f);
+    else {
+        const uint32_t b = ((e + 120u) << 23) | (m << 20);
+        memcpy(&v, &b, 4);
+    }
     return (c & 0x80) ? -v : v;
 }
 
-/* The same value as sf_fp8_e4m3_to_f32(sf_fp8_e4m3_from_f32(x)) (test_fp8 `round_fast` sweeps the floats),
- * on the f32 bits: a normal keeps 3 mantissa bits (round half to even by adding 0x7FFFF plus the kept lsb,
- * the carry moving into the exponent), a subnormal rounds to whole steps of 2^-9 by adding 2^23 to x·512. */
-float sf_fp8_e4m3_round(float x) {
-    float a = fabsf(x);
-    if (!(a == a)) return x;
-    if (a >= SF_FP8_E4M3_MAX) a = SF_FP8_E4M3_MAX;
-    else if (a >= 0.015625f) {
-        uint32_t b;
-        memcpy(&b, &a, 4);
-        b = (b + 0x7FFFFu + ((b >> 20) & 1u)) & ~0xFFFFFu;
-        memcpy(&a, &b, 4);
-    } else {
-        volatile float t = a * 512.0f + 0x1p23f; /* volatile: the rounding add must happen in f32 */
-        a = (t - 0x1p23f) * (1.0f / 512.0f);
-    }
-    return signbit(x) ? -a : a;
+float sf_fp8_e4m3_round(float x) { return sf_fp8_e4m3_to_f32(sf_fp8_e4m3_from_f32(x)); }
+
+uint8_t sf_fp8_e4m3_code(float x, float scale) {
+    float v = x / scale;
+    v = v > SF_FP8_E4M3_MAX ? SF_FP8_E4M3_MAX : v < -SF_FP8_E4M3_MAX ? -SF_FP8_E4M3_MAX : v;
+    return sf_fp8_e4m3_from_f32(v);
 }
 
 float sf_fp8_scale(float amax) {
@@ -74,9 +69,7 @@ float sf_fp8_amax_cpu(const float *x, int64_t rows, int64_t cols, int64_t ld) {
 void sf_fp8_quantize_cpu(const float *x, int64_t rows, int64_t cols, int64_t ld, float scale, float *q) {
     for (int64_t r = 0; r < rows; r++)
         for (int64_t c = 0; c < cols; c++) {
-            float v = sf_round_bf16(x[r * ld + c]) / scale;
-            v = v > SF_FP8_E4M3_MAX ? SF_FP8_E4M3_MAX : v < -SF_FP8_E4M3_MAX ? -SF_FP8_E4M3_MAX : v;
-            q[r * cols + c] = sf_fp8_e4m3_round(v);
+            q[r * cols + c] = sf_fp8_e4m3_to_f32(sf_fp8_e4m3_code(sf_round_bf16(x[r * ld + c]), scale));
         }
 }
 

@@ -31,11 +31,7 @@ static void chunk_part(void *ctx, int64_t lo, int64_t hi, int part) {
         if (m > j->amax[part]) j->amax[part] = m;
         return;
     }
-    for (int64_t i = lo; i < hi; i++) {
-        float v = sf_bf16_to_f32(j->b[i]) / j->s;
-        v = v > SF_FP8_E4M3_MAX ? SF_FP8_E4M3_MAX : v < -SF_FP8_E4M3_MAX ? -SF_FP8_E4M3_MAX : v;
-        j->codes[i] = sf_fp8_e4m3_from_f32(v);
-    }
+    for (int64_t i = lo; i < hi; i++) j->codes[i] = sf_fp8_e4m3_code(sf_bf16_to_f32(j->b[i]), j->s);
 }
 
 static size_t mat_elems(const sf_dit_mat *m) { return (size_t)m->n * (size_t)m->k; }

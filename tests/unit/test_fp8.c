@@ -90,7 +90,7 @@ static void test_from_f32(void) {
     SF_CHECK(bad == 0);
 }
 
-/* sf_fp8_e4m3_round (the products' fast path, on the f32 bits) = decode(encode(x)) over a sweep of every
+/* sf_fp8_e4m3_round (what the CPU products' inputs go through) = decode(encode(x)) over a sweep of every
  * 61st float bit pattern (70 M values: every exponent, both signs, NaNs, infinities) and the codes' neighbours */
 static void test_round_fast(void) {
     int bad = 0;
