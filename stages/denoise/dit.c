@@ -87,20 +87,25 @@ static sf_status load_vec(loader *ld, const char *name, int nd, const int64_t *s
     if (t->dtype != SF_F32 && t->dtype != SF_BF16 && t->dtype != SF_F16 && t->dtype != SF_F64)
         return sf_fail(err, SF_E_UNSUPPORTED, "tensor '%s': dtype %s not supported", full, sf_dtype_name(t->dtype));
     sf_dit_weights *w = ld->w;
-    if (w->n_owned == w->cap_owned) {
-        size_t nc = w->cap_owned ? 2 * w->cap_owned : 64;
-        void **p = realloc(w->owned, nc * sizeof *p);
-        if (!p) return sf_fail(err, SF_E_NOMEM, "out of memory");
-        w->owned = p;
-        w->cap_owned = nc;
-    }
     int64_t n = sf_tensor_numel(t);
     float *v = sf_calloc2((size_t)n, sizeof(float));
     if (!v) return sf_fail(err, SF_E_NOMEM, "out of memory");
     sf_tensor_to_f32(t, v);
-    w->owned[w->n_owned++] = v;
+    if ((s = sf_dit_weights_own(w, v, err))) return s;
     w->n_params += n;
     *out = v;
+    return SF_OK;
+}
+
+sf_status sf_dit_weights_own(sf_dit_weights *w, void *p, sf_err *err) {
+    if (w->n_owned == w->cap_owned) {
+        size_t nc = w->cap_owned ? 2 * w->cap_owned : 64;
+        void **o = realloc(w->owned, nc * sizeof *o);
+        if (!o) return free(p), sf_fail(err, SF_E_NOMEM, "out of memory");
+        w->owned = o;
+        w->cap_owned = nc;
+    }
+    w->owned[w->n_owned++] = p;
     return SF_OK;
 }
 

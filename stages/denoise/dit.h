@@ -65,6 +65,12 @@ typedef struct sf_dit_weights {
 sf_status sf_dit_weights_load(sf_dit_weights *w, const sf_dit_config *cfg, const sf_tfile *base,
                               const sf_tfile *ckpt, const char *ckpt_key, sf_err *err);
 void sf_dit_weights_free(sf_dit_weights *w);
+/* Hand p (malloc'd) to w: freed with it (sf_dit_weights_free), or at once when the list cannot grow. */
+sf_status sf_dit_weights_own(sf_dit_weights *w, void *p, sf_err *err);
+/* The transformer block's linears --fp8 covers, i < SF_DIT_BLOCK_LINEARS: self-attention q, k, v, o,
+ * cross-attention q, k, v, o, ffn.0, ffn.2 (non-const, as strchr: the caller's L decides). */
+#define SF_DIT_BLOCK_LINEARS 10
+sf_dit_mat *sf_dit_block_linear(const sf_dit_layer *L, int i);
 /* --fp8: the transformer blocks' linears (self- and cross-attention q, k, v, o; the FFN's two) whose
  * shapes qualify (sf_fp8_eligible) run in float8 e4m3 with per-tensor dynamic scales, as the reference
  * demo's FP8 switch (torchao) does to every linear (the embeddings and the head — under 0.1 % of the

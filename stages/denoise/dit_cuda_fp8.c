@@ -47,11 +47,8 @@ sf_status sf_dgpu_fp8_probe(sf_dit_state *st, sf_err *err) {
     g->fp8_gelu_epi = g->gelu_epi;
     if (!w->fp8) return SF_OK;
     for (int l = 0; l < c->num_layers; l++) {
-        const sf_dit_layer *B = &w->layers[l];
-        const sf_dit_mat *ms[] = {&B->sa_q, &B->sa_k, &B->sa_v, &B->sa_o, &B->ca_q, &B->ca_k,
-                                  &B->ca_v, &B->ca_o, &B->ffn0, &B->ffn2};
-        for (size_t i = 0; i < sizeof ms / sizeof ms[0]; i++) {
-            const sf_dit_mat *m = ms[i];
+        for (int i = 0; i < SF_DIT_BLOCK_LINEARS; i++) {
+            const sf_dit_mat *m = sf_dit_block_linear(&w->layers[l], i);
             if (!m->fp8 || shape_find(g, m->n, m->k) >= 0) continue;
             if (g->n_f8shape == (int)(sizeof g->f8shape / sizeof g->f8shape[0]))
                 return sf_fail(err, SF_E_UNSUPPORTED, "fp8: more than %d linear shapes", g->n_f8shape);

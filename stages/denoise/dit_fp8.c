@@ -6,6 +6,7 @@
 #include "gpu_host.h"
 #include "parallel.h"
 
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -69,16 +70,13 @@ sf_status sf_dit_mat_fp8(const sf_dit_mat *m, uint8_t *codes, float *scale, sf_e
     return SF_OK;
 }
 
-static sf_status own(sf_dit_weights *w, void *p, sf_err *err) {
-    if (w->n_owned == w->cap_owned) {
-        size_t nc = w->cap_owned ? 2 * w->cap_owned : 64;
-        void **o = realloc(w->owned, nc * sizeof *o);
-        if (!o) return free(p), sf_fail(err, SF_E_NOMEM, "out of memory");
-        w->owned = o;
-        w->cap_owned = nc;
-    }
-    w->owned[w->n_owned++] = p;
-    return SF_OK;
+sf_dit_mat *sf_dit_block_linear(const sf_dit_layer *L, int i) {
+    static const size_t off[SF_DIT_BLOCK_LINEARS] = {
+        offsetof(sf_dit_layer, sa_q), offsetof(sf_dit_layer, sa_k), offsetof(sf_dit_layer, sa_v),
+        offsetof(sf_dit_layer, sa_o), offsetof(sf_dit_layer, ca_q), offsetof(sf_dit_layer, ca_k),
+        offsetof(sf_dit_layer, ca_v), offsetof(sf_dit_layer, ca_o), offsetof(sf_dit_layer, ffn0),
+        offsetof(sf_dit_layer, ffn2)};
+    return (sf_dit_mat *)((const char *)L + off[i]);
 }
 
 static sf_status mark(sf_dit_weights *w, sf_dit_mat *m, int cpu, sf_err *err) {
@@ -96,7 +94,7 @@ static sf_status mark(sf_dit_weights *w, sf_dit_mat *m, int cpu, sf_err *err) {
         for (size_t i = 0; !s && i < n; i++) q[i] = sf_f32_to_bf16(sf_fp8_e4m3_to_f32(codes[i]));
         free(codes);
         if (s) return free(q), s;
-        if ((s = own(w, q, err))) return s;
+        if ((s = sf_dit_weights_own(w, q, err))) return s;
         m->q8 = q;
     }
     m->fp8 = 1;
@@ -106,25 +104,19 @@ static sf_status mark(sf_dit_weights *w, sf_dit_mat *m, int cpu, sf_err *err) {
 
 sf_status sf_dit_weights_fp8(sf_dit_weights *w, int cpu, sf_err *err) {
     sf_status s;
-    for (int l = 0; l < w->cfg.num_layers; l++) {
-        sf_dit_layer *L = &w->layers[l];
-        sf_dit_mat *ms[] = {&L->sa_q, &L->sa_k, &L->sa_v, &L->sa_o, &L->ca_q, &L->ca_k,
-                            &L->ca_v, &L->ca_o, &L->ffn0, &L->ffn2};
-        for (size_t i = 0; i < sizeof ms / sizeof ms[0]; i++)
-            if ((s = mark(w, ms[i], cpu, err))) return s;
-    }
+    for (int l = 0; l < w->cfg.num_layers; l++)
+        for (int i = 0; i < SF_DIT_BLOCK_LINEARS; i++)
+            if ((s = mark(w, sf_dit_block_linear(&w->layers[l], i), cpu, err))) return s;
     return SF_OK;
 }
 
 sf_status sf_dit_fp8_cpu_ready(const sf_dit_weights *w, sf_err *err) {
-    for (int l = 0; l < w->cfg.num_layers; l++) {
-        const sf_dit_layer *L = &w->layers[l];
-        const sf_dit_mat *ms[] = {&L->sa_q, &L->sa_k, &L->sa_v, &L->sa_o, &L->ca_q, &L->ca_k,
-                                  &L->ca_v, &L->ca_o, &L->ffn0, &L->ffn2};
-        for (size_t i = 0; i < sizeof ms / sizeof ms[0]; i++)
-            if (ms[i]->fp8 && !ms[i]->q8)
+    for (int l = 0; l < w->cfg.num_layers; l++)
+        for (int i = 0; i < SF_DIT_BLOCK_LINEARS; i++) {
+            const sf_dit_mat *m = sf_dit_block_linear(&w->layers[l], i);
+            if (m->fp8 && !m->q8)
                 return sf_fail(err, SF_E_ARG, "fp8: layer %d's weights were marked for a GPU, not quantized for the CPU", l);
-    }
+        }
     return SF_OK;
 }
 
