@@ -317,7 +317,7 @@ sf_status sf_dit_state_init_rope(sf_dit_state *st, const sf_dit_weights *w, int 
             return s8;
         }
         int64_t xq = L * (D > c->ffn_dim ? D : c->ffn_dim);
-        st->xq = aalloc(xq > (int64_t)c->text_len * D ? xq : (int64_t)c->text_len * D, &bad);
+        st->xq.q = aalloc(xq > (int64_t)c->text_len * D ? xq : (int64_t)c->text_len * D, &bad);
     }
     st->x = aalloc(L * D, &bad);
     st->a = aalloc(L * D, &bad);
@@ -374,7 +374,7 @@ void sf_dit_state_free(sf_dit_state *st) {
     free(st->vc);
     free(st->ck);
     free(st->cv);
-    float *bufs[] = {st->ctx, st->txt_tmp, st->xq, st->x, st->a, st->q, st->k, st->v, st->o, st->y, st->h,
+    float *bufs[] = {st->ctx, st->txt_tmp, st->xq.q, st->x, st->a, st->q, st->k, st->v, st->o, st->y, st->h,
                      st->patches, st->hout, st->sinf, st->e, st->et, st->e0, st->E, st->Hm,
                      st->lat[0], st->lat[1], st->lat[2], st->lat_flow};
     for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) free(bufs[i]);
@@ -406,12 +406,19 @@ static void probe(sf_dit_state *st, const char *name, const float *p, int64_t n)
     if (st->probe) st->probe(st->probe_ctx, name, p, n);
 }
 
-static sf_status gemm(sf_dit_state *st, int64_t M, const float *x, int64_t ldx, const sf_dit_mat *m, const float *b,
-                      float *y, sf_err *err) {
-    if (m->fp8) return sf_dit_gemm_fp8_cpu(M, x, ldx, m, b, y, st->xq, st->nthreads, &st->ws, err);
+/* y = x·Wᵀ + b. same_x: the previous product read this x too and nothing has written it since (--fp8: its
+ * quantization is reused, as the GPU's mm_same_x does). */
+static sf_status gemm_x(sf_dit_state *st, int64_t M, const float *x, int64_t ldx, const sf_dit_mat *m, const float *b,
+                        float *y, int same_x, sf_err *err) {
+    if (m->fp8) return sf_dit_gemm_fp8_cpu(M, x, ldx, m, b, y, &st->xq, same_x, st->nthreads, &st->ws, err);
     if (sf_gemm_cpu_ws(M, m->n, m->k, x, ldx, m->w, m->dt, b, y, m->n, st->nthreads, &st->ws))
         return sf_fail(err, SF_E_UNSUPPORTED, "gemm: unsupported weight dtype");
     return SF_OK;
+}
+
+static sf_status gemm(sf_dit_state *st, int64_t M, const float *x, int64_t ldx, const sf_dit_mat *m, const float *b,
+                      float *y, sf_err *err) {
+    return gemm_x(st, M, x, ldx, m, b, y, 0, err);
 }
 
 sf_status sf_dit_set_context(sf_dit_state *st, const float *emb, int64_t n_rows, sf_err *err) {
@@ -447,10 +454,11 @@ sf_status sf_dit_set_context(sf_dit_state *st, const float *emb, int64_t n_rows,
     for (int l = 0; l < c->num_layers; l++) {
         const sf_dit_layer *L = &w->layers[l];
         if ((s = sf_stop_check(err))) goto fail;
-        if ((s = gemm(st, T, st->ctx, D, &L->ca_k, L->ca_kb, tmp, err))) goto fail;
+        /* every layer's K and V read the same ctx: --fp8 quantizes it once */
+        if ((s = gemm_x(st, T, st->ctx, D, &L->ca_k, L->ca_kb, tmp, l > 0, err))) goto fail;
         if (c->qk_norm) sf_rmsnorm_cpu(T, D, tmp, D, L->ca_nk, c->eps, st->ck[l], D, st->nthreads);
         else memcpy(st->ck[l], tmp, sizeof(float) * (size_t)(T * D));
-        if ((s = gemm(st, T, st->ctx, D, &L->ca_v, L->ca_vb, st->cv[l], err))) goto fail;
+        if ((s = gemm_x(st, T, st->ctx, D, &L->ca_v, L->ca_vb, st->cv[l], 1, err))) goto fail;
         if (l == 0) {
             probe(st, "mid.block0.cross_attn.k", st->ck[0], T * D);
             probe(st, "mid.block0.cross_attn.v", st->cv[0], T * D);
@@ -537,8 +545,8 @@ static sf_status dit_layer(sf_dit_state *st, int l, const dit_fwd *fw, sf_err *e
     sf_layernorm_cpu(L, D, st->x, D, NULL, NULL, c->eps, st->a, D, nt);
     sf_modulate_cpu(F, S, D, st->a, shift_attn, scale_attn, 6 * D, st->a);
     if (!stop_kv && (s = gemm(st, L, st->a, D, &B->sa_q, B->sa_qb, st->q, err))) return s;
-    if ((s = gemm(st, L, st->a, D, &B->sa_k, B->sa_kb, st->k, err))) return s;
-    if ((s = gemm(st, L, st->a, D, &B->sa_v, B->sa_vb, st->v, err))) return s;
+    if ((s = gemm_x(st, L, st->a, D, &B->sa_k, B->sa_kb, st->k, !stop_kv, err))) return s; /* q's input */
+    if ((s = gemm_x(st, L, st->a, D, &B->sa_v, B->sa_vb, st->v, 1, err))) return s;
     if (c->qk_norm) {
         if (!stop_kv) sf_rmsnorm_cpu(L, D, st->q, D, B->sa_nq, c->eps, st->q, D, nt);
         sf_rmsnorm_cpu(L, D, st->k, D, B->sa_nk, c->eps, st->k, D, nt);

@@ -154,6 +154,15 @@ typedef struct sf_dit_gpu sf_dit_gpu; /* the CUDA backend's state (dit_cuda_impl
 /* The sampling loop's latent slots (sf_dit_lat_put and below). */
 typedef enum sf_dit_slot { SF_LAT_X = 0, SF_LAT_X0, SF_LAT_AUX, SF_LAT_N } sf_dit_slot;
 
+/* --fp8 on the CPU: the last product input quantized (dit_fp8.h), reused by the products right after it that read
+ * the same activation (q, k, v; the text's K and V). */
+typedef struct sf_dit_xq {
+    float *q;                        /* its values on the e4m3 grid, dense rows of k */
+    const float *x;                  /* which input (NULL: none kept), its rows, row stride, width and scale */
+    int64_t M, ld, k;
+    float s;
+} sf_dit_xq;
+
 typedef struct sf_dit_state {
     const sf_dit_weights *w;
     sf_dit_gpu *gpu;                 /* non-NULL: this state lives on a GPU (dit_cuda.c) */
@@ -179,7 +188,7 @@ typedef struct sf_dit_state {
     float *sinf;                     /* (F, freq_dim) */
     float *e, *et, *e0, *E, *Hm;     /* (F,dim) (F,dim) (F,6dim) (F,6,dim) (F,2,dim) */
     float *txt_tmp;                  /* (text_len, max(dim, text_dim)) */
-    float *xq;                       /* --fp8 on the CPU: a product's input on the e4m3 grid (max(L·ffn, text_len·dim)) */
+    sf_dit_xq xq;                    /* --fp8 on the CPU: a product's input on the e4m3 grid (max(L·ffn, text_len·dim)) */
     float *lat[SF_LAT_N], *lat_flow; /* CPU slots of the sampling loop (sf_dit_lat_*), (max_frames, C, H, W) */
     sf_scratch ws;                   /* the CPU kernels' work memory, sized at init (parallel.h) */
     sf_rope_table rope;

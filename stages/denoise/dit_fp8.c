@@ -121,10 +121,14 @@ sf_status sf_dit_fp8_cpu_ready(const sf_dit_weights *w, sf_err *err) {
 }
 
 sf_status sf_dit_gemm_fp8_cpu(int64_t M, const float *x, int64_t ldx, const sf_dit_mat *m, const float *b, float *y,
-                              float *xq, int nthreads, sf_scratch *ws, sf_err *err) {
-    const float sx = sf_fp8_scale(sf_fp8_amax_cpu_mt(x, M, m->k, ldx, nthreads)), a = sx * m->s8; /* exact: bf16 · bf16 */
-    sf_fp8_quantize_cpu_mt(x, M, m->k, ldx, sx, xq, nthreads);
-    if (sf_gemm_cpu_ws(M, m->n, m->k, xq, m->k, m->q8, SF_BF16, NULL, y, m->n, nthreads, ws))
+                              sf_dit_xq *xq, int same_x, int nthreads, sf_scratch *ws, sf_err *err) {
+    if (!(same_x && xq->x == x && xq->M == M && xq->ld == ldx && xq->k == m->k)) {
+        xq->s = sf_fp8_scale(sf_fp8_amax_cpu_mt(x, M, m->k, ldx, nthreads));
+        sf_fp8_quantize_cpu_mt(x, M, m->k, ldx, xq->s, xq->q, nthreads);
+        xq->x = x, xq->M = M, xq->ld = ldx, xq->k = m->k;
+    }
+    const float a = xq->s * m->s8; /* exact: bf16 · bf16 */
+    if (sf_gemm_cpu_ws(M, m->n, m->k, xq->q, m->k, m->q8, SF_BF16, NULL, y, m->n, nthreads, ws))
         return sf_fail(err, SF_E_UNSUPPORTED, "gemm: unsupported weight dtype");
     for (int64_t i = 0; i < M; i++) {
         float *r = y + i * m->n;

@@ -175,7 +175,8 @@ static void test_linear(void) {
     for (int64_t i = 0; i < N * K; i++) q[i] = sf_f32_to_bf16(sf_fp8_e4m3_to_f32(codes[i]));
     m.fp8 = 1, m.q8 = q;
     sf_scratch ws = {0};
-    SF_CHECK_OK(sf_dit_gemm_fp8_cpu(M, x, K, &m, b, out, xq, 1, &ws, &err), &err);
+    sf_dit_xq xs = {xq, NULL, 0, 0, 0, 0.0f};
+    SF_CHECK_OK(sf_dit_gemm_fp8_cpu(M, x, K, &m, b, out, &xs, 0, 1, &ws, &err), &err);
     sf_test_rel_close("lin.y", out, y, (size_t)(M * N), 1e-6);
     free(x), free(w), free(b), free(y), free(sx), free(sw), free(codes), free(q), free(xq), free(out);
     sf_tfile_destroy(&g);
