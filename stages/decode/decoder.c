@@ -88,6 +88,8 @@ int64_t sf_decoder_frame_h(const sf_decoder *d) { return d->H; }
 int64_t sf_decoder_frame_w(const sf_decoder *d) { return d->W; }
 int64_t sf_decoder_max_frames(const sf_decoder *d) { return d->per; }
 
+const char *sf_decoder_kind(const sf_decoder *d) { return d->tae ? "TAEHV" : "Wan VAE"; }
+
 void sf_decoder_describe(const sf_decoder *d, const char *path, char *buf, size_t n) {
     char where[64];
     if (d->cuda) {

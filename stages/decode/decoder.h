@@ -36,6 +36,8 @@ int64_t sf_decoder_w(const sf_decoder *d);
 int64_t sf_decoder_frame_h(const sf_decoder *d); /* H: the frames' height */
 int64_t sf_decoder_frame_w(const sf_decoder *d);
 int64_t sf_decoder_max_frames(const sf_decoder *d); /* the most frames one latent frame gives */
+/* Which decoder: "TAEHV" or "Wan VAE". */
+const char *sf_decoder_kind(const sf_decoder *d);
 /* One line for the log: which decoder, its size, where it runs. */
 void sf_decoder_describe(const sf_decoder *d, const char *path, char *buf, size_t n);
 

@@ -63,8 +63,8 @@ static sf_status ensure_init(run *r, int64_t C, int64_t h, int64_t w, sf_err *er
         sf_decoder_describe(r->dec, r->vae_path, line, sizeof line);
         sf_info("%s", line);
         const char *base = strrchr(r->vae_path, '/');
-        snprintf(r->label, sizeof r->label, "%s %.200s %s", strncmp(line, "TAEHV", 5) ? "Wan VAE" : "TAEHV",
-                 base ? base + 1 : r->vae_path, r->cuda ? "on the GPU" : "on the CPU");
+        snprintf(r->label, sizeof r->label, "%s %.200s %s", sf_decoder_kind(r->dec), base ? base + 1 : r->vae_path,
+                 r->cuda ? "on the GPU" : "on the CPU");
     }
     /* the video once latents came (a decoder made from --height/--width writes nothing before: an input
        that fails first leaves no header on stdout) */
