@@ -84,28 +84,18 @@ fail:
 
 /* ---------------------------------------------------------------- MemBlock cat + roll */
 
-/* Per (pixel, 8-channel vector): cat's two halves, then the memory. Each thread reads past[i] before it
- * writes it, and no other thread touches i: in place without a hazard. */
-static __global__ void taehv_cat_roll8_kernel(const u16x8 *__restrict__ x, u16x8 *past, u16x8 *__restrict__ cat,
-                                              int64_t P, int nv) {
+/* Per (pixel, element): cat's two halves, then the memory; T is one bf16 value, or 8 of them (u16x8) when
+ * C and the pointers allow 16-byte loads (nv = C / 8 then). Each thread reads past[i] before it writes it, and
+ * no other thread touches i: in place without a hazard. */
+template <typename T>
+static __global__ void taehv_cat_roll_kernel(const T *__restrict__ x, T *past, T *__restrict__ cat, int64_t P,
+                                             int64_t nv) {
     const int64_t total = P * nv;
     for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < total; i += (int64_t)gridDim.x * blockDim.x) {
         const int64_t p = i / nv, v = i - p * nv;
-        const u16x8 a = x[i], b = past[i];
+        const T a = x[i], b = past[i];
         cat[p * 2 * nv + v] = a;
         cat[p * 2 * nv + nv + v] = b;
-        past[i] = a;
-    }
-}
-
-static __global__ void taehv_cat_roll_kernel(const uint16_t *__restrict__ x, uint16_t *past, uint16_t *__restrict__ cat,
-                                             int64_t P, int64_t C) {
-    const int64_t total = P * C;
-    for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < total; i += (int64_t)gridDim.x * blockDim.x) {
-        const int64_t p = i / C, c = i - p * C;
-        const uint16_t a = x[i], b = past[i];
-        cat[p * 2 * C + c] = a;
-        cat[p * 2 * C + C + c] = b;
         past[i] = a;
     }
 }
@@ -125,13 +115,13 @@ extern "C" sf_status sf_taehv_cat_roll_cuda(const sf_cuda_ctx *ctx, int64_t P, i
     }
     if (P == 0) return SF_OK;
     if (C % 8 == 0 && (((uintptr_t)x | (uintptr_t)past | (uintptr_t)cat) & 15) == 0) {
-        SF_LAUNCH(taehv_cat_roll8_kernel, sf_cuda_blocks(P * (C / 8), 256), 256, 0, SF_CUDA_STREAM(ctx), (const u16x8 *)x,
-                  (u16x8 *)past, (u16x8 *)cat, P, (int)(C / 8));
+        SF_LAUNCH_NAMED("taehv_cat_roll8_kernel", taehv_cat_roll_kernel<u16x8>, sf_cuda_blocks(P * (C / 8), 256), 256, 0,
+                        SF_CUDA_STREAM(ctx), (const u16x8 *)x, (u16x8 *)past, (u16x8 *)cat, P, C / 8);
         CUDA_CHECK_LAUNCH("taehv_cat_roll8_kernel");
         return SF_OK;
     }
-    SF_LAUNCH(taehv_cat_roll_kernel, sf_cuda_blocks(P * C, 256), 256, 0, SF_CUDA_STREAM(ctx), (const uint16_t *)x,
-              (uint16_t *)past, (uint16_t *)cat, P, C);
+    SF_LAUNCH_NAMED("taehv_cat_roll_kernel", taehv_cat_roll_kernel<uint16_t>, sf_cuda_blocks(P * C, 256), 256, 0,
+                    SF_CUDA_STREAM(ctx), (const uint16_t *)x, (uint16_t *)past, (uint16_t *)cat, P, C);
     CUDA_CHECK_LAUNCH("taehv_cat_roll_kernel");
     return SF_OK;
 fail:
