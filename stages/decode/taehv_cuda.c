@@ -41,14 +41,7 @@ struct sf_taehv_cuda {
     size_t act;
     float *zin, *video_d; /* the latent frame [z_dim, h·w] f32; one latent frame's video (time_up, 3, P) f32 */
     uint8_t *u8_d;        /* its u8 frames (time_up, P, 3) */
-    /* sf_taehv_cuda_submit / _receive: up to two latent frames in flight, each with a pinned slot */
-    float *zin_h[2];
-    uint8_t *u8_h[2];
-    float *video_h[2];    /* made on the first submit that wants f32 frames */
-    void *ev;             /* 2 events: slot k's frames are on the host */
-    int64_t tk_frames[2];
-    int tk_u8[2], tk_video[2];
-    int64_t submitted, received;
+    sf_vflight fl;        /* sf_taehv_cuda_submit / _receive: up to two latent frames in flight (vae_gpu.h) */
     int64_t made;            /* frames made (trimmed ones too) since the reset */
     int64_t seen[SF_TAEHV_MAX_LAYERS]; /* the taps' frame counters */
     sf_taehv_tap_fn tap;
@@ -218,12 +211,8 @@ sf_status sf_taehv_cuda_new(const sf_taehv *t, int ordinal, sf_taehv_cuda **out,
     if ((s = sf_vgpu_alloc(&g->d, (void **)&g->zin, zf * 4, err)) ||
         (s = sf_vgpu_alloc(&g->d, (void **)&g->u8_d, (size_t)(per * P * 3), err)) ||
         (s = sf_vgpu_alloc(&g->d, (void **)&g->video_d, (size_t)(per * P * 3) * 4, err)) ||
-        (s = sf_cuda_events_new(&g->ev, 2, err)))
+        (s = sf_vflight_init(&g->fl, "TAEHV (cuda)", zf, (size_t)(P * 3), per, g->u8_d, g->video_d, err)))
         goto fail;
-    for (int k = 0; k < 2; k++)
-        if ((s = sf_cuda_host_alloc((void **)&g->zin_h[k], zf * 4, err)) ||
-            (s = sf_cuda_host_alloc((void **)&g->u8_h[k], (size_t)(per * P * 3), err)))
-            goto fail;
     char tune[256];
     if (sf_conv_cudnn_tune_report(g->d.conv, tune, sizeof tune)) sf_info("TAEHV on cuda:%d: %s", ordinal, tune);
     g->d.bytes += sf_conv_cudnn_bytes(g->d.conv);
@@ -251,8 +240,7 @@ void sf_taehv_cuda_destroy(sf_taehv_cuda **gp) {
     }
     for (int b = 0; b < 3; b++) sf_cuda_free(g->buf[b]);
     sf_cuda_free(g->zin), sf_cuda_free(g->u8_d), sf_cuda_free(g->video_d);
-    for (int k = 0; k < 2; k++) sf_cuda_host_free(g->zin_h[k]), sf_cuda_host_free(g->u8_h[k]), sf_cuda_host_free(g->video_h[k]);
-    if (g->ev) sf_cuda_events_free(g->ev, 2);
+    sf_vflight_free(&g->fl);
     sf_vgpu_free(&g->d);
     free(g);
     *gp = NULL;
@@ -260,10 +248,7 @@ void sf_taehv_cuda_destroy(sf_taehv_cuda **gp) {
 
 sf_status sf_taehv_cuda_reset(sf_taehv_cuda *g, sf_err *err) {
     sf_status s;
-    if (g->submitted != g->received) { /* frames still in flight belong to the old video: dropped */
-        if ((s = sf_cuda_sync(&g->d.cx, err))) return s;
-        g->received = g->submitted;
-    }
+    if ((s = sf_vflight_reset(&g->fl, &g->d.cx, err))) return s;
     for (int i = 0; i < g->c->n_layers; i++) {
         const sf_taehv_layer *L = &g->c->layers[i];
         if (g->L[i].past &&
@@ -413,26 +398,26 @@ static sf_status run(sf_taehv_cuda *g, int from, void *x, int64_t H, int64_t W, 
     return emit(g, cur, err);
 }
 
-/* The GPU work of one submit, enqueued: the latent frame's upload from pinned slot k, clamp, the layers, the
- * pixels and their copies into slot k, the event the receive waits on. */
-static sf_status submit_enqueue(sf_taehv_cuda *g, int k, int want_video, int want_u8, sf_err *err) {
+/* The GPU work of one submit, enqueued (sf_vflight_submit: the frames' copies and the slot's event follow):
+ * the latent frame's upload from its pinned slot, clamp, the layers and the pixels. */
+static sf_status submit_enqueue(void *ctx, const float *zin_h, int64_t *nf, sf_err *err) {
+    sf_taehv_cuda *g = ctx;
     const sf_taehv_config *c = g->c;
-    const size_t zf = (size_t)(c->z_dim * g->h * g->w);
     sf_status s;
     sf_vgpu_prof(&g->d, T_IO, 0);
-    TRY(sf_cuda_copy_h2d_async(&g->d.cx, g->zin, g->zin_h[k], zf * sizeof(float), err));
+    TRY(sf_cuda_copy_h2d_async(&g->d.cx, g->zin, zin_h, g->fl.zf * sizeof(float), err));
     TRY(sf_taehv_clamp_cuda(&g->d.cx, c->z_dim, g->h * g->w, g->zin, g->buf[0], pad8(c->z_dim), err));
     TRY(tap(g, 0, g->buf[0], c->z_dim, g->h, g->w, err));
-    g->want_u8 = want_u8, g->want_video = want_video, g->emitted = 0;
+    g->emitted = 0;
     TRY(run(g, 1, g->buf[0], g->h, g->w, err));
-    const int64_t nf = g->emitted;
-    /* pinned destinations: the copies are enqueued, the host goes on */
-    if (want_u8 && nf) TRY(sf_cuda_copy_d2h_async(&g->d.cx, g->u8_h[k], g->u8_d, (size_t)(nf * 3 * g->P), err));
-    if (want_video && nf)
-        TRY(sf_cuda_copy_d2h_async(&g->d.cx, g->video_h[k], g->video_d, (size_t)(nf * 3 * g->P) * 4, err));
-    TRY(sf_cuda_event_record(&g->d.cx, g->ev, k, err));
-    g->tk_frames[k] = nf, g->tk_u8[k] = want_u8, g->tk_video[k] = want_video;
-    g->submitted++;
+    *nf = g->emitted;
+    return SF_OK;
+}
+
+sf_status sf_taehv_cuda_submit(sf_taehv_cuda *g, const float *z, int want_video, int want_u8, sf_err *err) {
+    sf_status s;
+    g->want_u8 = want_u8, g->want_video = want_video;
+    TRY(sf_vflight_submit(&g->fl, &g->d.cx, z, want_video, want_u8, submit_enqueue, g, err));
     if (g->d.prof.ev) { /* profiling: one latent frame per run, closed here */
         sf_vgpu_prof(&g->d, T_IO, 0);
         TRY(sf_gpu_prof_collect(&g->d.prof, err));
@@ -440,41 +425,8 @@ static sf_status submit_enqueue(sf_taehv_cuda *g, int k, int want_video, int wan
     return SF_OK;
 }
 
-sf_status sf_taehv_cuda_submit(sf_taehv_cuda *g, const float *z, int want_video, int want_u8, sf_err *err) {
-    const size_t zf = (size_t)(g->c->z_dim * g->h * g->w);
-    const int k = (int)(g->submitted % 2);
-    sf_status s;
-    if (!z) return sf_fail(err, SF_E_ARG, "TAEHV decode: no latent frame");
-    if (g->submitted - g->received >= 2)
-        return sf_fail(err, SF_E_ARG, "TAEHV (cuda): two latent frames in flight already (receive one first)");
-    if (want_video && !g->video_h[k] &&
-        (s = sf_cuda_host_alloc((void **)&g->video_h[k], (size_t)(g->c->time_up * 3 * g->P) * 4, err)))
-        return s;
-    /* slot k's last latent frame was received: its upload and copies are done, the slot is free */
-    memcpy(g->zin_h[k], z, sizeof(float) * zf);
-    if ((s = submit_enqueue(g, k, want_video, want_u8, err))) {
-        /* what was enqueued may still read slot k: nothing may be left in flight when the slot is reused */
-        sf_err e2;
-        (void)sf_cuda_sync(&g->d.cx, &e2);
-        return s;
-    }
-    return SF_OK;
-}
-
 sf_status sf_taehv_cuda_receive(sf_taehv_cuda *g, float *video, uint8_t *u8, int64_t *n_out, sf_err *err) {
-    const int k = (int)(g->received % 2);
-    sf_status s;
-    *n_out = 0;
-    if (g->received == g->submitted) return sf_fail(err, SF_E_ARG, "TAEHV (cuda): no latent frame in flight");
-    if ((u8 && !g->tk_u8[k]) || (video && !g->tk_video[k]))
-        return sf_fail(err, SF_E_ARG, "TAEHV (cuda): frames asked for that were not submitted");
-    TRY(sf_cuda_event_sync(g->ev, k, err));
-    const int64_t nf = g->tk_frames[k];
-    if (u8) memcpy(u8, g->u8_h[k], (size_t)(nf * 3 * g->P));
-    if (video) memcpy(video, g->video_h[k], sizeof(float) * (size_t)(nf * 3 * g->P));
-    g->received++;
-    *n_out = nf;
-    return SF_OK;
+    return sf_vflight_receive(&g->fl, video, u8, n_out, err);
 }
 
 sf_status sf_taehv_cuda_decode(sf_taehv_cuda *g, const float *z, int64_t n, float *video, uint8_t *u8,
@@ -484,7 +436,7 @@ sf_status sf_taehv_cuda_decode(sf_taehv_cuda *g, const float *z, int64_t n, floa
     sf_status s;
     *n_out = 0;
     if (n < 0 || (!z && n > 0)) return sf_fail(err, SF_E_ARG, "TAEHV decode: bad arguments");
-    if (g->submitted != g->received)
+    if (g->fl.submitted != g->fl.received)
         return sf_fail(err, SF_E_ARG, "TAEHV (cuda): latent frames in flight (receive them first)");
     for (int64_t t = 0; t < n; t++) {
         int64_t nf = 0;

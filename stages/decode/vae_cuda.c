@@ -40,14 +40,8 @@ struct sf_vae_cuda {
     int64_t attn_hw;
     float *zin, *mr, *video_d;
     uint8_t *u8_d;
-    /* sf_vae_cuda_submit / _receive: up to two latent frames in flight, each with a pinned slot */
-    float *zin_h[2];     /* the latent frame, staged for its asynchronous upload */
-    uint8_t *u8_h[2];    /* its u8 frames */
-    float *video_h[2];   /* its f32 frames (made on the first submit that wants them) */
-    void *ev;            /* 2 events: slot k's frames are on the host */
-    int64_t tk_frames[2];
-    int tk_u8[2], tk_video[2];
-    int64_t submitted, received;
+    sf_vflight fl;       /* sf_vae_cuda_submit / _receive: up to two latent frames in flight (vae_gpu.h) */
+    int want_u8, want_video; /* the submit being enqueued: its pixels' destinations */
     int64_t frames_in;
 };
 
@@ -215,12 +209,9 @@ sf_status sf_vae_cuda_new(const sf_vae *v, int ordinal, sf_vae_cuda **out, sf_er
         (s = sf_vgpu_up_f32(&g->d, &g->mr, mr, (size_t)(2 * c->z_dim), err)) ||
         (s = sf_vgpu_alloc(&g->d, (void **)&g->u8_d, (size_t)(nf * Ho * Wo * 3), err)) ||
         (s = sf_vgpu_alloc(&g->d, (void **)&g->video_d, (size_t)(nf * Ho * Wo * 3) * 4, err)) ||
-        (s = sf_cuda_events_new(&g->ev, 2, err)))
+        (s = sf_vflight_init(&g->fl, "VAE (cuda)", (size_t)(c->z_dim * v->st.h * v->st.w), (size_t)(Ho * Wo * 3), nf,
+                             g->u8_d, g->video_d, err)))
         goto fail;
-    for (int k = 0; k < 2; k++)
-        if ((s = sf_cuda_host_alloc((void **)&g->zin_h[k], (size_t)(c->z_dim * v->st.h * v->st.w) * 4, err)) ||
-            (s = sf_cuda_host_alloc((void **)&g->u8_h[k], (size_t)(nf * Ho * Wo * 3), err)))
-            goto fail;
     if ((s = prepare_all(g, err))) goto fail;
     char tune[256];
     if (sf_conv_cudnn_tune_report(g->d.conv, tune, sizeof tune)) sf_info("VAE on cuda:%d: %s", ordinal, tune);
@@ -250,8 +241,7 @@ void sf_vae_cuda_destroy(sf_vae_cuda **gp) {
     sf_cuda_free(g->A), sf_cuda_free(g->B), sf_cuda_free(g->X), sf_cuda_free(g->U);
     sf_cuda_free(g->S), sf_cuda_free(g->P), sf_cuda_free(g->zin), sf_cuda_free(g->mr);
     sf_cuda_free(g->u8_d), sf_cuda_free(g->video_d);
-    for (int k = 0; k < 2; k++) sf_cuda_host_free(g->zin_h[k]), sf_cuda_host_free(g->u8_h[k]), sf_cuda_host_free(g->video_h[k]);
-    if (g->ev) sf_cuda_events_free(g->ev, 2);
+    sf_vflight_free(&g->fl);
     sf_vgpu_free(&g->d);
     free(g);
     *gp = NULL;
@@ -259,10 +249,7 @@ void sf_vae_cuda_destroy(sf_vae_cuda **gp) {
 
 sf_status sf_vae_cuda_reset(sf_vae_cuda *g, sf_err *err) {
     sf_status s;
-    if (g->submitted != g->received) { /* frames still in flight belong to the old video: dropped */
-        if ((s = sf_cuda_sync(&g->d.cx, err))) return s;
-        g->received = g->submitted;
-    }
+    if ((s = sf_vflight_reset(&g->fl, &g->d.cx, err))) return s;
     if ((s = sf_vgpu_caches_zero(&g->d, err))) return s;
     memset(g->up3d_seen, 0, sizeof g->up3d_seen);
     g->frames_in = 0;
@@ -383,24 +370,26 @@ static sf_status decode_frame(sf_vae_cuda *g, void **res, int64_t *n_out, sf_err
     return SF_OK;
 }
 
-/* The GPU work of one submit, enqueued: the latent frame's upload from pinned slot k, its decode, the
- * pixels and their copies into slot k, the event the receive waits on. */
-static sf_status submit_enqueue(sf_vae_cuda *g, int k, int64_t zf, int64_t P, int want_video, int want_u8, sf_err *err) {
+/* The GPU work of one submit, enqueued (sf_vflight_submit: the frames' copies and the slot's event follow):
+ * the latent frame's upload from its pinned slot, its decode, the pixels. */
+static sf_status submit_enqueue(void *ctx, const float *zin_h, int64_t *nf, sf_err *err) {
+    sf_vae_cuda *g = ctx;
+    const sf_vae_config *c = &g->v->cfg;
+    const int64_t P = (g->v->st.h << c->n_up) * (g->v->st.w << c->n_up);
     sf_status s;
-    sf_vgpu_prof(&g->d, V_IO, 0);
-    TRY(sf_cuda_copy_h2d_async(&g->d.cx, g->zin, g->zin_h[k], sizeof(float) * (size_t)zf, err));
     void *res = NULL;
-    int64_t nf = 0;
-    TRY(decode_frame(g, &res, &nf, err));
     sf_vgpu_prof(&g->d, V_IO, 0);
-    TRY(sf_vae_to_pixels_cuda(&g->d.cx, nf, P, 8, res, want_u8 ? g->u8_d : NULL, want_video ? g->video_d : NULL, err));
-    /* pinned destinations: the copies are enqueued, the host goes on (the next frame's decode can be
-     * enqueued behind them while this one's frames are written out) */
-    if (want_u8) TRY(sf_cuda_copy_d2h_async(&g->d.cx, g->u8_h[k], g->u8_d, (size_t)(nf * 3 * P), err));
-    if (want_video) TRY(sf_cuda_copy_d2h_async(&g->d.cx, g->video_h[k], g->video_d, (size_t)(nf * 3 * P) * 4, err));
-    TRY(sf_cuda_event_record(&g->d.cx, g->ev, k, err));
-    g->tk_frames[k] = nf, g->tk_u8[k] = want_u8, g->tk_video[k] = want_video;
-    g->submitted++;
+    TRY(sf_cuda_copy_h2d_async(&g->d.cx, g->zin, zin_h, sizeof(float) * g->fl.zf, err));
+    TRY(decode_frame(g, &res, nf, err));
+    sf_vgpu_prof(&g->d, V_IO, 0);
+    return sf_vae_to_pixels_cuda(&g->d.cx, *nf, P, 8, res, g->want_u8 ? g->u8_d : NULL, g->want_video ? g->video_d : NULL,
+                                 err);
+}
+
+sf_status sf_vae_cuda_submit(sf_vae_cuda *g, const float *z, int want_video, int want_u8, sf_err *err) {
+    sf_status s;
+    g->want_u8 = want_u8, g->want_video = want_video;
+    TRY(sf_vflight_submit(&g->fl, &g->d.cx, z, want_video, want_u8, submit_enqueue, g, err));
     if (g->d.prof.ev) { /* profiling: one latent frame per run, closed here */
         sf_vgpu_prof(&g->d, V_IO, 0);
         TRY(sf_gpu_prof_collect(&g->d.prof, err));
@@ -408,45 +397,8 @@ static sf_status submit_enqueue(sf_vae_cuda *g, int k, int64_t zf, int64_t P, in
     return SF_OK;
 }
 
-sf_status sf_vae_cuda_submit(sf_vae_cuda *g, const float *z, int want_video, int want_u8, sf_err *err) {
-    const sf_vae_config *c = &g->v->cfg;
-    const int64_t zf = c->z_dim * g->v->st.h * g->v->st.w;
-    const int64_t P = (g->v->st.h << c->n_up) * (g->v->st.w << c->n_up), per = (int64_t)1 << c->n_up3d;
-    const int k = (int)(g->submitted % 2);
-    sf_status s;
-    if (!z) return sf_fail(err, SF_E_ARG, "VAE decode: no latent frame");
-    if (g->submitted - g->received >= 2)
-        return sf_fail(err, SF_E_ARG, "VAE (cuda): two latent frames in flight already (receive one first)");
-    if (want_video && !g->video_h[k] && (s = sf_cuda_host_alloc((void **)&g->video_h[k], (size_t)(per * 3 * P) * 4, err)))
-        return s;
-    /* slot k's last latent frame was received: its upload and copies are done, the slot is free */
-    memcpy(g->zin_h[k], z, sizeof(float) * (size_t)zf);
-    if ((s = submit_enqueue(g, k, zf, P, want_video, want_u8, err))) {
-        /* what was enqueued before the failure may still read slot k (the upload runs when the stream
-         * gets to it): the next submit reuses the slot, so nothing may be left in flight */
-        sf_err e2;
-        (void)sf_cuda_sync(&g->d.cx, &e2);
-        return s;
-    }
-    return SF_OK;
-}
-
 sf_status sf_vae_cuda_receive(sf_vae_cuda *g, float *video, uint8_t *u8, int64_t *n_out, sf_err *err) {
-    const sf_vae_config *c = &g->v->cfg;
-    const int64_t P = (g->v->st.h << c->n_up) * (g->v->st.w << c->n_up);
-    const int k = (int)(g->received % 2);
-    sf_status s;
-    *n_out = 0;
-    if (g->received == g->submitted) return sf_fail(err, SF_E_ARG, "VAE (cuda): no latent frame in flight");
-    if ((u8 && !g->tk_u8[k]) || (video && !g->tk_video[k]))
-        return sf_fail(err, SF_E_ARG, "VAE (cuda): frames asked for that were not submitted");
-    TRY(sf_cuda_event_sync(g->ev, k, err));
-    const int64_t nf = g->tk_frames[k];
-    if (u8) memcpy(u8, g->u8_h[k], (size_t)(nf * 3 * P));
-    if (video) memcpy(video, g->video_h[k], sizeof(float) * (size_t)(nf * 3 * P));
-    g->received++;
-    *n_out = nf;
-    return SF_OK;
+    return sf_vflight_receive(&g->fl, video, u8, n_out, err);
 }
 
 sf_status sf_vae_cuda_decode(sf_vae_cuda *g, const float *z, int64_t n, float *video, uint8_t *u8, int64_t *n_out,
@@ -458,7 +410,8 @@ sf_status sf_vae_cuda_decode(sf_vae_cuda *g, const float *z, int64_t n, float *v
     sf_status s;
     *n_out = 0;
     if (n < 0 || (!z && n > 0)) return sf_fail(err, SF_E_ARG, "VAE decode: bad arguments");
-    if (g->submitted != g->received) return sf_fail(err, SF_E_ARG, "VAE (cuda): latent frames in flight (receive them first)");
+    if (g->fl.submitted != g->fl.received)
+        return sf_fail(err, SF_E_ARG, "VAE (cuda): latent frames in flight (receive them first)");
     for (int64_t t = 0; t < n; t++) {
         int64_t nf = 0;
         TRY(sf_vae_cuda_submit(g, z + t * zf, video != NULL, u8 != NULL, err));

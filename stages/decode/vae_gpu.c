@@ -151,6 +151,89 @@ sf_status sf_vgpu_pointwise(sf_vgpu *d, const sf_vconv *c, int64_t P, const void
     return sf_linear_cuda(&d->cx, P, c->cout, c->cin, x, c->cin, c->w, c->b, y, c->cout, err);
 }
 
+sf_status sf_vflight_init(sf_vflight *f, const char *who, size_t zf, size_t fv, int64_t nmax, const uint8_t *u8_d,
+                          const float *video_d, sf_err *err) {
+    sf_status s;
+    memset(f, 0, sizeof *f);
+    f->who = who, f->zf = zf, f->fv = fv, f->nmax = nmax, f->u8_d = u8_d, f->video_d = video_d;
+    if ((s = sf_cuda_events_new(&f->ev, 2, err))) return s;
+    for (int k = 0; k < 2; k++)
+        if ((s = sf_cuda_host_alloc((void **)&f->zin_h[k], zf * sizeof(float), err)) ||
+            (s = sf_cuda_host_alloc((void **)&f->u8_h[k], (size_t)nmax * fv, err)))
+            return s;
+    return SF_OK;
+}
+
+void sf_vflight_free(sf_vflight *f) {
+    for (int k = 0; k < 2; k++) sf_cuda_host_free(f->zin_h[k]), sf_cuda_host_free(f->u8_h[k]), sf_cuda_host_free(f->video_h[k]);
+    if (f->ev) sf_cuda_events_free(f->ev, 2);
+    memset(f, 0, sizeof *f);
+}
+
+sf_status sf_vflight_reset(sf_vflight *f, sf_cuda_ctx *cx, sf_err *err) {
+    sf_status s;
+    if (f->submitted != f->received) {
+        if ((s = sf_cuda_sync(cx, err))) return s;
+        f->received = f->submitted;
+    }
+    return SF_OK;
+}
+
+/* The decoder's work from slot k's latent frame, then its frames' copies into slot k (pinned destinations: the
+ * copies are enqueued and the host goes on, so the next frame's decode can be enqueued behind them) and the
+ * slot's event. */
+static sf_status flight_enqueue(sf_vflight *f, sf_cuda_ctx *cx, int k, int want_video, int want_u8,
+                                sf_vflight_enqueue_fn enqueue, void *ctx, sf_err *err) {
+    int64_t nf = 0;
+    sf_status s;
+    if ((s = enqueue(ctx, f->zin_h[k], &nf, err))) return s;
+    const size_t n = (size_t)nf * f->fv;
+    if (want_u8 && n && (s = sf_cuda_copy_d2h_async(cx, f->u8_h[k], f->u8_d, n, err))) return s;
+    if (want_video && n && (s = sf_cuda_copy_d2h_async(cx, f->video_h[k], f->video_d, n * sizeof(float), err))) return s;
+    if ((s = sf_cuda_event_record(cx, f->ev, k, err))) return s;
+    f->tk_frames[k] = nf, f->tk_u8[k] = want_u8, f->tk_video[k] = want_video;
+    f->submitted++;
+    return SF_OK;
+}
+
+sf_status sf_vflight_submit(sf_vflight *f, sf_cuda_ctx *cx, const float *z, int want_video, int want_u8,
+                            sf_vflight_enqueue_fn enqueue, void *ctx, sf_err *err) {
+    const int k = (int)(f->submitted % 2);
+    sf_status s;
+    if (!z) return sf_fail(err, SF_E_ARG, "%s: no latent frame", f->who);
+    if (f->submitted - f->received >= 2)
+        return sf_fail(err, SF_E_ARG, "%s: two latent frames in flight already (receive one first)", f->who);
+    if (want_video && !f->video_h[k] &&
+        (s = sf_cuda_host_alloc((void **)&f->video_h[k], (size_t)f->nmax * f->fv * sizeof(float), err)))
+        return s;
+    /* slot k's last latent frame was received: its upload and copies are done, the slot is free */
+    memcpy(f->zin_h[k], z, sizeof(float) * f->zf);
+    if ((s = flight_enqueue(f, cx, k, want_video, want_u8, enqueue, ctx, err))) {
+        /* what was enqueued before the failure may still read slot k (the upload runs when the stream gets to
+           it): the next submit reuses the slot, so nothing may be left in flight */
+        sf_err e2;
+        (void)sf_cuda_sync(cx, &e2);
+        return s;
+    }
+    return SF_OK;
+}
+
+sf_status sf_vflight_receive(sf_vflight *f, float *video, uint8_t *u8, int64_t *n_out, sf_err *err) {
+    const int k = (int)(f->received % 2);
+    sf_status s;
+    *n_out = 0;
+    if (f->received == f->submitted) return sf_fail(err, SF_E_ARG, "%s: no latent frame in flight", f->who);
+    if ((u8 && !f->tk_u8[k]) || (video && !f->tk_video[k]))
+        return sf_fail(err, SF_E_ARG, "%s: frames asked for that were not submitted", f->who);
+    if ((s = sf_cuda_event_sync(f->ev, k, err))) return s;
+    const int64_t nf = f->tk_frames[k];
+    if (u8) memcpy(u8, f->u8_h[k], (size_t)nf * f->fv);
+    if (video) memcpy(video, f->video_h[k], sizeof(float) * (size_t)nf * f->fv);
+    f->received++;
+    *n_out = nf;
+    return SF_OK;
+}
+
 #define TRY(e)                                                                                               \
     do {                                                                                                     \
         if ((s = (e)) != SF_OK) return s;                                                                    \

@@ -4,7 +4,8 @@
  * padded with zero rows / columns to cuDNN's multiples of 8), and run the same ResidualBlock and
  * AttentionBlock (vae.h's CPU ones: sf_vae_res_block, sf_vae_attn_block). The layout and numerics are
  * described in vae_cuda.h. Tested through both halves: test_vae_emu / test_vae_cuda and
- * test_vae_encode_emu / test_vae_encode_cuda. */
+ * test_vae_encode_emu / test_vae_encode_cuda. The two GPU decoders (this VAE's and the TAEHV's, taehv_cuda.c)
+ * also share their latent frames in flight (sf_vflight; test_vae_emu, test_taehv_emu). */
 #ifndef SF_VAE_GPU_H
 #define SF_VAE_GPU_H
 
@@ -87,5 +88,38 @@ sf_status sf_vgpu_res_block(sf_vgpu *d, int *slot, const sf_vae_layer *L, const 
  * attention's [HW, HW] f32 logits and bf16 probabilities. */
 sf_status sf_vgpu_attn_block(sf_vgpu *d, const sf_vlayer *w, void **pA, void **pB, void **pX, int64_t n, int64_t C,
                              int64_t H, int64_t W, float *S, void *P, sf_err *err);
+
+/* Up to two latent frames in flight on a GPU decoder (the Wan VAE's, vae_cuda.c, and the TAEHV's, taehv_cuda.c:
+ * their _submit / _receive): each submit's latent frame and frames have a pinned slot (k = submit count mod 2),
+ * and an event says when slot k's frames are on the host. */
+typedef struct sf_vflight {
+    const char *who;          /* "VAE (cuda)", "TAEHV (cuda)": in the messages */
+    size_t zf, fv;            /* floats of a latent frame; values of a frame (P·3) */
+    int64_t nmax;             /* frames one latent frame gives at most */
+    const uint8_t *u8_d;      /* the decoder's device frames a submit fills: u8 [n, P, 3] and f32 [n, 3, P] */
+    const float *video_d;
+    float *zin_h[2];
+    uint8_t *u8_h[2];
+    float *video_h[2];        /* made on the first submit that wants f32 frames */
+    void *ev;                 /* 2 events: slot k's frames are on the host */
+    int64_t tk_frames[2];
+    int tk_u8[2], tk_video[2];
+    int64_t submitted, received;
+} sf_vflight;
+
+/* The slots and events for latent frames of zf floats giving up to nmax frames of fv values in u8_d / video_d. */
+sf_status sf_vflight_init(sf_vflight *f, const char *who, size_t zf, size_t fv, int64_t nmax, const uint8_t *u8_d,
+                          const float *video_d, sf_err *err);
+void sf_vflight_free(sf_vflight *f);
+/* Frames still in flight belong to the old video: waited for and dropped. */
+sf_status sf_vflight_reset(sf_vflight *f, sf_cuda_ctx *cx, sf_err *err);
+/* One latent frame z in: copied to its slot, then enqueue(ctx, zin_h, &nf, err) enqueues the GPU work that
+ * uploads it from zin_h and leaves its nf frames in u8_d / video_d; their copies into the slot and the slot's
+ * event follow. On a failure the stream is drained (what was enqueued may still read the slot). */
+typedef sf_status (*sf_vflight_enqueue_fn)(void *ctx, const float *zin_h, int64_t *nf, sf_err *err);
+sf_status sf_vflight_submit(sf_vflight *f, sf_cuda_ctx *cx, const float *z, int want_video, int want_u8,
+                            sf_vflight_enqueue_fn enqueue, void *ctx, sf_err *err);
+/* The oldest submit's frames (P·3 values each) into video / u8 (either NULL), *n_out of them. */
+sf_status sf_vflight_receive(sf_vflight *f, float *video, uint8_t *u8, int64_t *n_out, sf_err *err);
 
 #endif
