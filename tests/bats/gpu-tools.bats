@@ -290,3 +290,28 @@ next call: SF_CHECK_UNITS=bench,ref bash tests/gpu/check.sh (~220 s)"
         [[ "$built" == *" $t "* ]] || { echo "check.sh runs $t, which GPU_CHECK_TESTS does not build" >&2; false; }
     done
 }
+
+@test "carry.sh: the tree (tracked and untracked-not-ignored) plus the named paths, against the call's 64 MiB" {
+    R="$BATS_TEST_TMPDIR/repo"
+    mkdir -p "$R/sub" "$R/.gpu" "$R/ign"
+    cd "$R" && git init -q . && printf '/ign/\n/.gpu/\n' >.gitignore
+    truncate -s 1048576 sub/tracked.bin   # 1 MiB tracked
+    git add .gitignore sub/tracked.bin && git -c user.name=t -c user.email=t@t commit -qm t
+    truncate -s 524288 untracked.bin      # 0.5 MiB untracked, not ignored: it travels
+    truncate -s 3145728 ign/big.bin       # ignored and not named: it stays here
+    truncate -s 2097152 .gpu/bundle.tar.gz # named in carry: it travels
+    t=$(awk -v b="$(stat -c %s .gitignore)" 'BEGIN {printf "%.2f", (1572864 + b) / 1048576}')
+    run -0 bash "$SF_ROOT/tests/gpu/carry.sh" .gpu .ref
+    assert_output "carry: $t MiB tree + 2.00 MiB carried = 3.50 MiB of 64 (margin 60.50 MiB); not there: .ref"
+    # over the kept margin: exit 1, the same line
+    SF_CARRY_MAX_MIB=3 run -1 bash "$SF_ROOT/tests/gpu/carry.sh" .gpu
+    assert_output "carry: $t MiB tree + 2.00 MiB carried = 3.50 MiB of 64 (margin 60.50 MiB)"
+    # a deleted tracked file is not sent; run from a subfolder, the paths are the checkout's
+    rm sub/tracked.bin
+    cd sub
+    SF_CARRY_MAX_MIB=3 run -0 bash "$SF_ROOT/tests/gpu/carry.sh" .gpu
+    assert_output --partial "= 2.50 MiB of 64"
+    cd /
+    run -2 bash "$SF_ROOT/tests/gpu/carry.sh"
+    assert_output "carry: not in a git checkout"
+}

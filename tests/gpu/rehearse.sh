@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # tests/gpu/rehearse.sh — before spending device minutes: the bundle ../shared/device/bundle.sh made
 # (.gpu/bundle.tar.gz), unpacked as check.sh unpacks it, tried HERE on the CPU with the carried
-# libraries first on LD_LIBRARY_PATH, as on the device:
+# libraries first on LD_LIBRARY_PATH, as on the device (first slimmed: libsf.so's debug info, which
+# bundle.sh leaves, stripped and the bundle repacked, ~1 MiB less to carry):
 #   1. every carried program and test resolves each library it needs from the bundle (or from what
 #      every CUDA image has: glibc, libstdc++, libgcc_s, the CUDA / cuDNN libraries) — on the device
 #      nothing else is there;
@@ -15,6 +16,7 @@
 #      for a unit leaves it to the next call's command line;
 #   5b. regcheck.sh: every CUDA kernel over 64 registers a thread declares __launch_bounds__ (a launch the
 #      device would refuse for its registers, which the emulation cannot see);
+#   5c. carry.sh: the working tree, .gpu and .ref within the 64 MiB a call may carry (fails above 63);
 #   6. .gpu/BUILD_INFO (the commit, the bundle's sha256) for check.sh to print beside the figures —
 #      written only when no tracked source is newer than the bundle (step 0).
 # One line per check, then REHEARSAL PASSED (exit 0) or REHEARSAL FAILED (exit 1). The sf-view that
@@ -35,6 +37,22 @@ newer=$(git ls-files -- '*.c' '*.cc' '*.cu' '*.h' '*.cuh' Makefile 2>/dev/null |
     while read -r f; do [ "$f" -nt .gpu/bundle.tar.gz ] && echo "$f"; done | head -n 3 | tr '\n' ' ')
 [ -z "$newer" ] && say "bundle" "built after every source was last changed" ||
     bad "bundle" "older than ${newer% }: rerun ../shared/device/bundle.sh"
+
+# 0b. slim: bundle.sh strips the programs' debug info but not libsf.so's (~2.4 MiB of DWARF, ~1 MiB packed);
+# the device needs none of it (compute-sanitizer's source lines are the kernels' -lineinfo, inside the
+# fatbin, which --strip-debug keeps). Repacked in place, gzip -9, the same entries, the same mtime (step 0
+# still sees a stale build next time); idempotent.
+if [ -f "$G/lib/libsf.so" ] && readelf -S "$G/lib/libsf.so" 2>/dev/null | grep -q '\.debug_info'; then
+    before=$(stat -c %s .gpu/bundle.tar.gz)
+    mapfile -t tops < <(tar -tzf .gpu/bundle.tar.gz | cut -d/ -f1 | sort -u)
+    if strip --strip-debug "$G/lib/libsf.so" && tar -cf - -C "$G" "${tops[@]}" | gzip -9 >.gpu/bundle.tar.gz.tmp &&
+        touch -r .gpu/bundle.tar.gz .gpu/bundle.tar.gz.tmp && mv .gpu/bundle.tar.gz.tmp .gpu/bundle.tar.gz; then
+        say "bundle slimmed" "libsf.so's debug info stripped: $(awk -v a="$before" -v b="$(stat -c %s .gpu/bundle.tar.gz)" 'BEGIN {printf "%.2f -> %.2f MiB", a / 1048576, b / 1048576}')"
+    else
+        rm -f .gpu/bundle.tar.gz.tmp
+        bad "bundle slimmed" "could not strip and repack libsf.so"
+    fi
+fi
 
 # 1. libraries: bundle.sh's own list of what a CUDA image has (its is_system, read from it: one list)
 B=../shared/device/bundle.sh
@@ -119,6 +137,10 @@ if out=$(bash tests/gpu/regcheck.sh 90a 2>&1); then
 else
     bad "registers (sm_90a)" "$(tail -n 1 <<<"$out" | sed 's/^regcheck: //')"
 fi
+
+# 5c. what the call carries (the working tree, .gpu, .ref): over the tool's 64 MiB the call is refused
+# before it starts; carry.sh fails above 63 MiB, since the tree grows between a rehearsal and the call
+if out=$(bash tests/gpu/carry.sh .gpu .ref 2>&1); then say "carry" "${out#carry: }"; else bad "carry" "${out#carry: }"; fi
 
 # 6. what the device's figures will have been made by: check.sh prints .gpu/BUILD_INFO (and says so when the
 # bundle that travels is not the one rehearsed here); a failed rehearsal leaves none
