@@ -133,6 +133,10 @@ typedef struct sf_dit_tap {
      * of the run, whichever forward is current: what a GPU backend makes before the loop depends on it.
      * NULL: any layer may be. */
     int (*may_want)(void *ctx, int layer, int cross);
+    /* With wants_mass: the self-attention's key groups for a window of Lk keys (S tokens a frame): G
+     * consecutive keys each, NG groups from key 0 (G = S, NG = Lk / S: key frames; G = 1: single tokens of the
+     * first key slots, --tap-mode tokens). NULL: key frames. */
+    void (*mass_groups)(void *ctx, int64_t Lk, int64_t S, int64_t *G, int64_t *NG);
 } sf_dit_tap;
 
 /* Test seam (tests/unit/test_dit_longvideo.c): list into frames[0..cap) the absolute latent frames the

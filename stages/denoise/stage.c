@@ -132,6 +132,10 @@ sf_status sf_denoise_opts_get(const sf_args *a, const sf_opt *opts, sf_denoise_o
         (ts && (s = sf_taps_parse_select(ts, &o->tsel, &o->sel_b, &o->sel_s, err))))
         return s;
     o->tap_cross = sf_args_has(a, opts, "tap-cross");
+    o->token_frames = 1;
+    if ((s = get_long(a, opts, "tap-token-frames", 1, 1L << 20, &o->token_frames, err))) return s;
+    if (sf_args_get(a, opts, "tap-token-frames") && o->tmode != SF_TAP_TOKENS)
+        return sf_fail(err, SF_E_ARG, "--tap-token-frames goes with --tap-mode tokens");
     /* the .pt dict (taps_pt.c) and what its distributed layouts record */
     const char *pl = sf_args_get(a, opts, "pt-layout");
     o->pt_layout = SF_PT_AUTO, o->pt_rank = 0, o->pt_world = 1, o->pt_prompt_index = 0;
@@ -304,7 +308,7 @@ static sf_status write_files(const sf_denoise_opts *o, const sf_latents_out *lo_
            absolute frame, their context rows untapped) and the blocks it is made of, context chunks included */
         sf_taps_meta meta = {lo.prompt, lo.num_frames, o->rc.num_frame_per_block, o->rc.independent_first_frame,
                              (int)o->chunk, lo.weights, lo.seed, o->las, o->sink, o->model_dir,
-                             o->config_path[0] ? o->config_path : NULL};
+                             o->config_path[0] ? o->config_path : NULL, (int)(o->height / 16), (int)(o->width / 16)};
         if ((s = sf_taps_write(taps, o->tap_out, &meta, err))) return s;
         sf_info("wrote the attention taps to %s", o->tap_out);
     }
@@ -377,6 +381,7 @@ sf_status sf_denoise_stage_run(sf_denoise_opts *o, sf_err *err) {
         have_taps = 1;
         if ((s = sf_taps_given_layers(o->lay, o->n_lay, &taps.given, &taps.n_given, err))) goto done;
         taps.cross = o->tap_cross;
+        taps.token_frames = (int)o->token_frames;
         taps.pt.layout = o->pt_layout, taps.pt.rank = (int)o->pt_rank, taps.pt.world_size = (int)o->pt_world;
         taps.pt.prompt_index = o->pt_prompt_index;
         taps.nthreads = (int)o->threads;

@@ -23,6 +23,7 @@ typedef struct sf_denoise_opts {
     sf_tap_mode tmode;
     sf_tap_sel tsel;
     int sel_b, sel_s, tap_cross;
+    long token_frames;     /* --tap-token-frames (tokens mode) */
     sf_run_config rc;                               /* configs/default_config.yaml + --config_path */
     char config_path[4096];                         /* --config_path as found ("" if none: defaults only) */
     long num_frames, height, width, seed, las, sink, rope_frames, chunk;

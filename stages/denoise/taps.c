@@ -21,7 +21,8 @@ sf_status sf_taps_parse_mode(const char *s, sf_tap_mode *m, sf_err *err) {
     if (!strcmp(s, "logits")) *m = SF_TAP_LOGITS;
     else if (!strcmp(s, "frames")) *m = SF_TAP_FRAMES;
     else if (!strcmp(s, "probs")) *m = SF_TAP_PROBS;
-    else return sf_fail(err, SF_E_ARG, "--tap-mode: expected logits, frames or probs, got '%s'", s);
+    else if (!strcmp(s, "tokens")) *m = SF_TAP_TOKENS;
+    else return sf_fail(err, SF_E_ARG, "--tap-mode: expected logits, frames, probs or tokens, got '%s'", s);
     return SF_OK;
 }
 
@@ -157,6 +158,7 @@ sf_status sf_taps_init(sf_taps *t, sf_tap_mode mode, sf_tap_sel sel, int sel_blo
     t->sel = sel;
     t->sel_block = sel_block;
     t->sel_step = sel_step;
+    t->token_frames = 1;
     return SF_OK;
 }
 
@@ -210,8 +212,23 @@ static int tap_wants_cross(void *ctx, int layer) {
 
 static int tap_wants_mass(void *ctx, int layer) {
     (void)layer;
-    return ((const sf_taps *)ctx)->mode == SF_TAP_PROBS;
+    const sf_taps *t = ctx;
+    return t->mode == SF_TAP_PROBS || t->mode == SF_TAP_TOKENS;
 }
+
+/* The self-attention's mass groups for a window of Lk keys, S a frame: key frames (G = S, NG = Lk / S), or in
+ * tokens mode single tokens of the first token_frames key slots (G = 1, NG = K·S). */
+static void mass_groups(const sf_taps *t, int64_t Lk, int64_t S, int64_t *G, int64_t *NG) {
+    const int64_t KF = S > 0 ? Lk / S : 0;
+    if (t->mode == SF_TAP_TOKENS) {
+        const int64_t K = t->token_frames < KF ? t->token_frames : KF;
+        *G = 1, *NG = K * S;
+    } else {
+        *G = S, *NG = KF;
+    }
+}
+
+static void tap_mass_groups(void *ctx, int64_t Lk, int64_t S, int64_t *G, int64_t *NG) { mass_groups(ctx, Lk, S, G, NG); }
 
 static int tap_wants_means(void *ctx, int layer) {
     (void)layer;
@@ -301,10 +318,11 @@ static sf_status cap_describe(sf_tap_capture *c, const sf_taps *t, const sf_dit_
     return SF_OK;
 }
 
-/* PROBS / cross: the probability aggregates, from the backend (GPU) or computed here from q and k. */
+/* PROBS / TOKENS / cross: the probability aggregates, from the backend (GPU) or computed here from q and k. */
 static sf_status tap_mass(sf_taps *t, const sf_dit_attn_view *v, sf_err *err) {
     const int64_t S = v->frame_tokens, QF = v->Lq / S;
-    const int64_t G = v->cross ? 1 : S, NG = v->cross ? v->n_real : v->Lk / S;
+    int64_t G = 1, NG = v->n_real;
+    if (!v->cross) mass_groups(t, v->Lk, S, &G, &NG);
     if (v->cross && NG < 1)
         return sf_fail(err, SF_E_ARG, "--tap-cross: the prompt embeddings have no non-zero (real) token rows");
     sf_tap_capture *c = new_cap(t, err);
@@ -327,6 +345,7 @@ static sf_status tap_mass(sf_taps *t, const sf_dit_attn_view *v, sf_err *err) {
         return s;
     }
     if (v->cross) c->Lk = NG * S; /* the stored tensor's last dim is NG = Lk / frame_tokens */
+    else if (G == 1) c->groups = NG; /* tokens: (heads, QF, K·S), the key window's frames still described by Lk */
     t->n_caps++;
     return SF_OK;
 nomem:
@@ -337,7 +356,7 @@ nomem:
 static sf_status tap_done(void *ctx, const sf_dit_attn_view *v, sf_err *err) {
     sf_taps *t = ctx;
     const int64_t S = v->frame_tokens, d = v->head_dim;
-    if (v->cross || t->mode == SF_TAP_PROBS) return tap_mass(t, v, err);
+    if (v->cross || t->mode == SF_TAP_PROBS || t->mode == SF_TAP_TOKENS) return tap_mass(t, v, err);
     if (t->mode == SF_TAP_LOGITS) {
         if (!v->logits && !v->logits_f16) {
             if (t->pend_skip) return SF_OK; /* GPU: the seed selection did not want this one */
@@ -428,6 +447,7 @@ void sf_taps_attach(sf_taps *t, sf_dit_state *st) {
     st->tap.wants_mass = tap_wants_mass;
     st->tap.wants_cross = tap_wants_cross;
     st->tap.wants_means = tap_wants_means;
+    st->tap.mass_groups = tap_mass_groups;
     st->tap.wants_forward = tap_wants_forward;
     st->tap.may_want = tap_may_want;
 }
@@ -437,7 +457,7 @@ sf_tensor sf_taps_cap_tensor(const sf_tap_capture *c) {
         int64_t sh[4] = {1, c->heads, c->Lq, c->Lk};
         return sf_tensor_view(c->logits, SF_F16, 4, sh);
     }
-    int64_t sh[3] = {c->heads, c->Lq / c->frame_tokens, c->Lk / c->frame_tokens};
+    int64_t sh[3] = {c->heads, c->Lq / c->frame_tokens, c->groups > 0 ? c->groups : c->Lk / c->frame_tokens};
     return sf_tensor_view(c->frames, SF_F32, 3, sh);
 }
 
@@ -450,6 +470,7 @@ static sf_tensor cap_stats_tensor(const sf_tap_capture *c) {
 static void cap_name(const sf_taps *t, const sf_tap_capture *c, int stats, char *nm, size_t n) {
     const char *kind = c->cross ? (stats ? "cross_lse" : "cross")
                        : t->mode == SF_TAP_PROBS ? (stats ? "lse" : "probs")
+                       : t->mode == SF_TAP_TOKENS ? (stats ? "tokens_lse" : "tokens")
                        : t->mode == SF_TAP_FRAMES ? "frames"
                        : t->sel == SF_TAP_SEL_SEED ? NULL : "taps";
     if (kind) snprintf(nm, n, "%s.L%d.b%d.s%d", kind, c->layer, c->block, c->step);
@@ -466,7 +487,7 @@ static int ends_with(const char *s, const char *suf) {
  * forwards (block, step, start frame, absolute key frame of every slot), seed, weights, prompt,
  * sink and window sizes. bufs[0..1]: owned JSON strings (freed by the caller); num: the caller's
  * storage for the numbers, alive until the file is written. */
-typedef char fact_num[4][32];
+typedef char fact_num[6][32];
 static sf_status facts(const sf_taps *t, const sf_taps_meta *m, const char **kv, size_t *nkv, char **bufs, fact_num num,
                        sf_err *err) {
     size_t k = *nkv;
@@ -504,6 +525,14 @@ static sf_status facts(const sf_taps *t, const sf_taps_meta *m, const char **kv,
     kv[k++] = "forwards", kv[k++] = bufs[1];
     kv[k++] = "heads", kv[k++] = num[0];
     kv[k++] = "tap_cross", kv[k++] = t->cross ? "1" : "0";
+    if (t->mode == SF_TAP_TOKENS) {
+        snprintf(num[4], 32, "%d", t->token_frames);
+        kv[k++] = "token_frames", kv[k++] = num[4];
+        if (m->grid_h > 0 && m->grid_w > 0) {
+            snprintf(num[5], 32, "%dx%d", m->grid_h, m->grid_w);
+            kv[k++] = "token_grid", kv[k++] = num[5];
+        }
+    }
     if (t->cross) kv[k++] = "real_text_tokens", kv[k++] = num[3];
     if (m->local_attn_size) kv[k++] = "local_attn_size", kv[k++] = num[1], kv[k++] = "sink_size", kv[k++] = num[2];
     if (m->seed) kv[k++] = "seed", kv[k++] = m->seed;
@@ -617,8 +646,9 @@ sf_status sf_taps_check_room(const sf_taps *t, double bytes, const char *path, s
 sf_status sf_taps_check_path(const sf_taps *t, const char *path, sf_err *err) {
     int st = ends_with(path, ".safetensors"), pt = ends_with(path, ".pt") || ends_with(path, ".pth");
     if (!st && !pt) return sf_fail(err, SF_E_ARG, "--output_path %s: use a .pt or .safetensors extension", path);
-    if (pt && (t->mode == SF_TAP_PROBS || t->cross))
-        return sf_fail(err, SF_E_ARG, "--output_path %s: --tap-mode probs and --tap-cross write .safetensors only", path);
+    if (pt && (t->mode == SF_TAP_PROBS || t->mode == SF_TAP_TOKENS || t->cross))
+        return sf_fail(err, SF_E_ARG, "--output_path %s: --tap-mode probs / tokens and --tap-cross write .safetensors only",
+                       path);
     if (t->cross && t->mode == SF_TAP_FRAMES && t->sel == SF_TAP_SEL_SEED)
         return sf_fail(err, SF_E_ARG, "--tap-cross with the streaming aggregate (--tap-mode frames --tap-select seed): "
                                       "use --tap-select all or b:B,s:S");
@@ -662,7 +692,7 @@ sf_status sf_taps_write(const sf_taps *t, const char *path, const sf_taps_meta *
     /* tokens per latent frame: readers (sf-taps) need it to group keys by frame, and a
      * 1-frame first block (independent_first_frame) makes Lq / num_frame_per_block wrong */
     snprintf(fsl, sizeof fsl, "%lld", (long long)t->caps[0].frame_tokens);
-    static const char *mode_names[] = {"logits", "frames", "probs"};
+    static const char *mode_names[] = {"logits", "frames", "probs", "tokens"};
     const char *kv[48] = {"tap_mode", mode_names[t->mode], "num_frames", nf, "num_frame_per_block", fpb,
                           "frame_seq_length", fsl, "prompt", meta->prompt ? meta->prompt : ""};
     size_t nkv = 10;

@@ -21,6 +21,12 @@
  * logits chunk by chunk); its seed selection keeps each block's step 0 like frames. cross = 1 adds
  * the cross-attention mass of each query frame over the real text tokens, renormalised over them
  * (cross.L<l>.b<b>.s<s> [heads, qf, real_tokens], cross_lse.* with held = the real tokens' share).
+ * SF_TAP_TOKENS (where in the sink frames the mass lands) keeps the same mass per single key token of
+ * the first token_frames key slots (the sink frames of a rolling cache; K = min(token_frames, slots)):
+ * tokens[h, qf, j] = mean over query frame qf's tokens of the probability of key token j < K·S, not
+ * renormalised (Σ_j over a frame's S tokens = that frame's probs value), and its lse statistics
+ * (held = the K frames' share); tokens.L<l>.b<b>.s<s> [heads, qf, K·S], tokens_lse.* — a token j is
+ * row j / grid_w, column j % grid_w of its frame's latent token grid (metadata token_grid "HxW").
  * A .safetensors file carries the run's facts as metadata (sf_taps_write).
  * Mirrors experiments/run_extraction_figure4.py and run_extraction_streaming.py.
  * Tested by tests/unit/test_dit_taps.c against taps_{base,generator,generator_ema}. */
@@ -30,7 +36,7 @@
 #include "dit.h"
 #include "tap_mass.h"
 
-typedef enum sf_tap_mode { SF_TAP_LOGITS = 0, SF_TAP_FRAMES = 1, SF_TAP_PROBS = 2 } sf_tap_mode;
+typedef enum sf_tap_mode { SF_TAP_LOGITS = 0, SF_TAP_FRAMES = 1, SF_TAP_PROBS = 2, SF_TAP_TOKENS = 3 } sf_tap_mode;
 typedef enum sf_tap_sel { SF_TAP_SEL_SEED = 0, SF_TAP_SEL_ALL = 1, SF_TAP_SEL_ONE = 2 } sf_tap_sel;
 
 /* The .pt dict a run's taps are written as (--pt-layout; taps_pt.c). AUTO: the figure-4 dict, or for
@@ -51,7 +57,9 @@ typedef struct sf_tap_capture {
     int heads;
     int64_t Lq, Lk, frame_tokens;
     uint16_t *logits;        /* LOGITS: (heads, Lq, Lk) f16, owned */
-    float *frames;           /* FRAMES / PROBS: (heads, Lq/frame_tokens, Lk/frame_tokens) f32; cross: (heads, QF, n_real); owned */
+    float *frames;           /* FRAMES / PROBS: (heads, Lq/frame_tokens, Lk/frame_tokens) f32; cross: (heads, QF, n_real);
+                                TOKENS: (heads, QF, groups); owned */
+    int64_t groups;          /* TOKENS: key tokens kept per row (K·frame_tokens); 0: the last dim is Lk/frame_tokens */
     float *stats;            /* PROBS / cross: (heads, QF, SF_TAP_NSTATS) log-sum-exp statistics, owned */
     int64_t *key_frames;     /* (Lk/frame_tokens) absolute frame of each key slot (self-attention), owned */
     int cross;               /* 1: a cross-attention capture (Lk = text_len) */
@@ -68,6 +76,7 @@ typedef struct sf_taps {
                                 NULL → layers (owned) */
     int n_given;
     int cross;               /* --tap-cross: also the cross-attention's text-token mass */
+    int token_frames;        /* TOKENS: how many leading key slots keep per-token mass (--tap-token-frames; init: 1) */
     struct {
         sf_pt_layout layout; /* --pt-layout */
         int rank, world_size;/* recorded by DISTRIBUTED_STREAMING (--pt-rank, --pt-world-size; 0 and 1) */
@@ -124,6 +133,7 @@ typedef struct sf_taps_meta {
     long sink_size;
     const char *model_dir;       /* NULL: not recorded */
     const char *config;          /* the run config (--config_path, as resolved); NULL: not recorded */
+    int grid_h, grid_w;          /* a latent frame's token grid (height/16, width/16); 0: not recorded */
 } sf_taps_meta;
 
 /* Frames + seed: the streaming aggregate of one layer. full (heads, T, T) f32 and last

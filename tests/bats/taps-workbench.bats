@@ -44,6 +44,41 @@ for name in ("probs.L0.b2.s4", "cross.L2.b2.s4"):
 PY
 }
 
+@test "tokens mode: each sink-frame token's mass, [heads, query frames, K·tokens], the token grid in the facts; rolling cache keeps the sinks" {
+    O="$BATS_TEST_TMPDIR/t.safetensors"
+    run -0 sf-denoise "${COMMON[@]}" --layer_indices 1 --tap-mode tokens --tap-token-frames 2 --local_attn_size 6 \
+        --sink-size 1 --output_path "$O"
+    run -0 sf-tensor ls "$O"
+    assert_equal "${#lines[@]}" 6 # (tokens + tokens_lse) × the 3 blocks' first forwards (seed selection)
+    # 64×96 → a 4×6 token grid, 24 tokens a frame; block 0 has 3 key frames, so K = 2 everywhere
+    assert_line --regexp '^tokens\.L1\.b0\.s0	f32	\[2, 3, 48\]$'
+    assert_line --regexp '^tokens\.L1\.b2\.s0	f32	\[2, 3, 48\]$'
+    assert_line --regexp '^tokens_lse\.L1\.b2\.s0	f32	\[2, 3, 4\]$'
+    assert_equal "$(meta "$O" tap_mode)" tokens
+    assert_equal "$(meta "$O" token_frames)" 2
+    assert_equal "$(meta "$O" token_grid)" 4x6
+    assert_equal "$(meta "$O" frame_seq_length)" 24
+    # window 6, sink 1: block 2 attends to frame 0 (the sink), then 4..8; its tokens are frame 0's and frame 4's
+    [[ "$(meta "$O" forwards)" == *'{"block":2,"step":0,"start_frame":6,"query_frames":3,"key_frames":[0,4,5,6,7,8]}'* ]] || false
+    # a tokens row: non-negative, its sum = the lse's held share (the 2 frames' mass), under 1
+    run -0 python3 - "$O" <<'PY'
+import json, struct, sys
+f = open(sys.argv[1], "rb"); n = struct.unpack("<Q", f.read(8))[0]; h = json.loads(f.read(n)); base = 8 + n
+def get(name):
+    e = h[name]; a, b = e["data_offsets"]; f.seek(base + a); return struct.unpack("<%df" % ((b - a) // 4), f.read(b - a))
+t, l = get("tokens.L1.b2.s0"), get("tokens_lse.L1.b2.s0")
+for r in range(6):
+    row = t[r * 48:(r + 1) * 48]
+    assert min(row) >= 0 and abs(sum(row) - l[r * 4 + 3]) < 1e-5 and 0 < sum(row) < 1, (r, sum(row), l[r * 4 + 3])
+PY
+    run --separate-stderr sf-denoise "${COMMON[@]}" --layer_indices 1 --tap-mode probs --tap-token-frames 2 --output_path "$O.2"
+    assert_failure 2
+    assert_equal "$stderr" "sf-denoise: error: --tap-token-frames goes with --tap-mode tokens"
+    run --separate-stderr sf-denoise "${COMMON[@]}" --layer_indices 1 --tap-mode tokens --output_path "$BATS_TEST_TMPDIR/t.pt"
+    assert_failure 2
+    [[ "$stderr" == *"--tap-mode probs / tokens and --tap-cross write .safetensors only"* ]] || false
+}
+
 @test "workbench flag errors: exit 2, one line, before any work, nothing written (a --tap-select past the run's forwards too)" {
     O="$BATS_TEST_TMPDIR/e.safetensors"
     for bad in "--layer_indices 1-" "--layer_indices 2-1" "--layer_indices 0,x" "--layer_indices 0-3" "--tap-mode prob"; do

@@ -457,6 +457,7 @@ static int spy_wants_mass(void *c, int l) { return spy_of(c)->in.wants_mass(spy_
 static int spy_wants_cross(void *c, int l) { return spy_of(c)->in.wants_cross(spy_of(c)->in.ctx, l); }
 static int spy_wants_means(void *c, int l) { return spy_of(c)->in.wants_means(spy_of(c)->in.ctx, l); }
 static int spy_may_want(void *c, int l, int x) { return spy_of(c)->in.may_want(spy_of(c)->in.ctx, l, x); }
+static void spy_groups(void *c, int64_t k, int64_t S, int64_t *G, int64_t *NG) { spy_of(c)->in.mass_groups(spy_of(c)->in.ctx, k, S, G, NG); }
 static float *spy_buf(void *c, int l, int h, int64_t q, int64_t k) { return spy_of(c)->in.logits_buf(spy_of(c)->in.ctx, l, h, q, k); }
 static uint16_t *spy_f16(void *c, int l, int h, int64_t q, int64_t k) { return spy_of(c)->in.logits_f16(spy_of(c)->in.ctx, l, h, q, k); }
 static sf_status spy_done(void *c, const sf_dit_attn_view *v, sf_err *err) {
@@ -481,7 +482,7 @@ static void taps(sf_tap_mode mode, sf_tap_sel sel) {
         sf_taps_attach(&t, &d.st);
         sp.in = d.st.tap;
         sf_dit_tap x = {spy_buf, spy_f16, spy_wants, spy_done, &sp, spy_wants_mass, spy_wants_cross, spy_wants_means, NULL,
-                        spy_may_want};
+                        spy_may_want, spy_groups};
         d.st.tap = x;
         fwd_ctx fc = {&t, 0, 0};
         sf_pipeline_hooks hk = {on_fwd, NULL, NULL, &fc, 0, NULL};

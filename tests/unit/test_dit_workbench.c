@@ -37,6 +37,7 @@ typedef struct wrap {
 static int w_wants(void *c, int l) { return ((wrap *)c)->in.wants(((wrap *)c)->in.ctx, l); }
 static int w_wants_cross(void *c, int l) { return ((wrap *)c)->in.wants_cross(((wrap *)c)->in.ctx, l); }
 static int w_wants_mass(void *c, int l) { return ((wrap *)c)->in.wants_mass(((wrap *)c)->in.ctx, l); }
+static void w_groups(void *c, int64_t k, int64_t S, int64_t *G, int64_t *NG) { ((wrap *)c)->in.mass_groups(((wrap *)c)->in.ctx, k, S, G, NG); }
 static float *w_buf(void *c, int layer, int heads, int64_t Lq, int64_t Lk) {
     wrap *w = c;
     (void)layer;
@@ -69,7 +70,10 @@ static sf_status w_done(void *c, const sf_dit_attn_view *v, sf_err *err) {
     wrap *w = c;
     size_t i = w->t->n_caps;
     sf_status s = w->in.done(w->in.ctx, v, err);
-    if (!s && !v->cross && v->logits && i < 128 && w->t->n_caps == i + 1)
+    if (!s && !v->cross && v->logits && i < 128 && w->t->n_caps == i + 1 && w->t->mode == SF_TAP_TOKENS) {
+        const size_t n = (size_t)v->heads * (size_t)v->Lq * (size_t)v->Lk; /* tokens: the logits themselves */
+        if ((w->ref[i] = malloc(n * sizeof(float)))) memcpy(w->ref[i], v->logits, n * sizeof(float));
+    } else if (!s && !v->cross && v->logits && i < 128 && w->t->n_caps == i + 1)
         aggregate(v->logits, v->heads, v->Lq, v->Lk, v->frame_tokens, w->t->mode == SF_TAP_PROBS, &w->ref[i],
                   &w->ref_stats[i]);
     return s;
@@ -90,7 +94,7 @@ static void run_taps_w(sf_taps *taps, int cross, wrap *w) {
         if (w) {
             w->in = d.st.tap;
             w->t = taps;
-            sf_dit_tap x = {w_buf, NULL, w_wants, w_done, w, w_wants_mass, w_wants_cross, NULL, NULL, NULL};
+            sf_dit_tap x = {w_buf, NULL, w_wants, w_done, w, w_wants_mass, w_wants_cross, NULL, NULL, NULL, w_groups};
             d.st.tap = x;
         }
         fwd_ctx fc = {taps};
@@ -176,6 +180,80 @@ static void vs_full_logits(sf_tap_mode mode) {
 }
 static void test_probs_vs_full_logits(void) { vs_full_logits(SF_TAP_PROBS); }
 static void test_frames_vs_full_logits(void) { vs_full_logits(SF_TAP_FRAMES); }
+
+/* Tokens mode (K = 2 leading key frames): each value against a softmax computed here in double from the run's own f32
+ * logits (1e-5) and from the golden f16 logits (WB_TOL_F16); a frame's tokens sum to that frame's probs value of a
+ * probs run of the same forwards (1e-6), and the held share (stats[3]) to the K frames' probs. */
+static double naive_token_mass(const float *s, int64_t Lq, int64_t Lk, int64_t S, int h, int64_t qf, int64_t j) {
+    double a = 0;
+    for (int64_t r = qf * S; r < (qf + 1) * S; r++) {
+        const float *row = s + ((int64_t)h * Lq + r) * Lk;
+        double m = -INFINITY, z = 0;
+        for (int64_t i = 0; i < Lk; i++) m = row[i] > m ? row[i] : m;
+        for (int64_t i = 0; i < Lk; i++) z += exp((double)row[i] - m);
+        a += exp((double)row[j] - m) / z;
+    }
+    return a / (double)S;
+}
+static void test_tokens_vs_full_logits(void) {
+    sf_err err = {{0}};
+    sf_taps t, p;
+    wrap w;
+    memset(&w, 0, sizeof w);
+    int layers[2] = {0, 2};
+    SF_CHECK_OK(sf_taps_init(&t, SF_TAP_TOKENS, SF_TAP_SEL_ALL, 0, 0, layers, 2, 3, &err), &err);
+    SF_CHECK_OK(sf_taps_init(&p, SF_TAP_PROBS, SF_TAP_SEL_ALL, 0, 0, layers, 2, 3, &err), &err);
+    t.token_frames = 2;
+    run_taps_w(&t, 0, &w);
+    run_taps(&p, 0);
+    SF_CHECK_MSG(t.n_caps == 30 && p.n_caps == 30, "%zu / %zu captures", t.n_caps, p.n_caps);
+    sf_tfile *g = sf_test_open_golden("expect/taps_base.safetensors");
+    double worst32 = 0, worst16 = 0, worst_sum = 0;
+    for (size_t i = 0; g && i < t.n_caps && i < p.n_caps; i++) {
+        const sf_tap_capture *c = &t.caps[i], *q = &p.caps[i];
+        const int64_t S = c->frame_tokens, QF = c->Lq / S, KF = c->Lk / S, K = 2, NG = K * S;
+        SF_CHECK_MSG(c->groups == NG && q->layer == c->layer && q->block == c->block && q->step == c->step,
+                     "capture %zu: groups %lld", i, (long long)c->groups);
+        sf_tensor tv = sf_taps_cap_tensor(c);
+        SF_CHECK(tv.ndim == 3 && tv.shape[0] == c->heads && tv.shape[1] == QF && tv.shape[2] == NG);
+        float *s16 = golden_logits(g, c);
+        SF_CHECK_MSG(w.ref[i] != NULL, "capture %zu: no f32 logits", i);
+        if (!s16 || !w.ref[i] || c->groups != NG) {
+            free(s16);
+            continue;
+        }
+        for (int h = 0; h < c->heads; h++)
+            for (int64_t qf = 0; qf < QF; qf++) {
+                for (int64_t j = 0; j < NG; j++) {
+                    const double v = c->frames[(h * QF + qf) * NG + j];
+                    const double d16 = fabs(v - naive_token_mass(s16, c->Lq, c->Lk, S, h, qf, j));
+                    worst16 = d16 > worst16 ? d16 : worst16;
+                    const double d32 = fabs(v - naive_token_mass(w.ref[i], c->Lq, c->Lk, S, h, qf, j));
+                    worst32 = d32 > worst32 ? d32 : worst32;
+                }
+                double held = 0;
+                for (int64_t f = 0; f < K; f++) {
+                    double sum = 0;
+                    for (int64_t j = f * S; j < (f + 1) * S; j++) sum += c->frames[(h * QF + qf) * NG + j];
+                    const double e = fabs(sum - q->frames[(h * QF + qf) * KF + f]);
+                    worst_sum = e > worst_sum ? e : worst_sum;
+                    held += q->frames[(h * QF + qf) * KF + f];
+                }
+                SF_CHECK(fabs(c->stats[(h * QF + qf) * SF_TAP_NSTATS + 3] - held) < 1e-6);
+                const double l1 = c->stats[(h * QF + qf) * SF_TAP_NSTATS], l2 = q->stats[(h * QF + qf) * SF_TAP_NSTATS];
+                SF_CHECK_MSG(fabs(l1 - l2) <= 1e-6 * (1 + fabs(l2)), "lse mean %.9g vs probs' %.9g", l1, l2);
+            }
+        free(s16);
+    }
+    SF_CHECK_MSG(worst32 <= WB_TOL_GOLDEN && worst32 > 0, "tokens max|Δ| %.3g vs the f32 logits", worst32);
+    SF_CHECK_MSG(worst16 <= WB_TOL_F16, "tokens max|Δ| %.3g vs the golden f16 logits", worst16);
+    SF_CHECK_MSG(worst_sum <= 1e-6, "a frame's tokens differ from its probs value by %.3g", worst_sum);
+    printf("# tokens: max|Δ| %.3g vs f32 logits, %.3g vs golden f16 logits, %.3g vs probs\n", worst32, worst16, worst_sum);
+    sf_tfile_destroy(&g);
+    wrap_free(&w);
+    sf_taps_free(&t);
+    sf_taps_free(&p);
+}
 
 /* One run over every layer (and the cross-attention) = one run per layer, byte for byte. */
 static void all_vs_single(sf_tap_mode mode) {
@@ -371,6 +449,7 @@ static void test_facts_rolling(void) {
 static const sf_test tests[] = {
     {"probs_vs_full_logits", test_probs_vs_full_logits},
     {"frames_vs_full_logits", test_frames_vs_full_logits},
+    {"tokens_vs_full_logits", test_tokens_vs_full_logits},
     {"all_layers_probs", test_all_layers_probs},
     {"all_layers_frames", test_all_layers_frames},
     {"cross_rows", test_cross_rows},
