@@ -563,6 +563,7 @@ static sf_status layer(sf_dit_state *st, int l, int F, int64_t start_frame, cons
     if (tapped && g->capturing && (logits || logits16 || !g->defer)) /* graph_wanted admits frames and probs modes */
         return sf_fail(err, SF_E_UNSUPPORTED, "layer %d's tap reads the device during the forward: not in a CUDA graph", l);
     massrun mr = {g, (int)NH, L, kv->Lk, S, kv->Lk / S};
+    if (mass) mr.NG = sf_dgpu_mass_groups(st, kv->Lk, &mr.G);
     if (mass && (s = sf_dgpu_mass_ws(st, err))) return s;
     sf_gpu_prof_mark_flops(&g->prof, cx, P_SELF, 4.0 * (double)L * (double)kv->Lk * (double)D);
     if ((s = mass ? sf_dgpu_attend_mass(&mr, (int)hd, g->q, Ka, Va, 2 * D, g->o, D, scale, err)
@@ -878,7 +879,9 @@ sf_status sf_dit_cuda_prepare(sf_dit_state *st, int64_t Lq, int64_t Lk, sf_err *
     /* the fused kernel's self-check, before the loop, when a run will use it: no cuDNN, or a tap that asks
        for probability masses in some layer (frames and logits taps never run it) */
     int mass_wanted = 0;
-    for (int l = 0; st->tap.wants && st->tap.wants_mass && l < c->num_layers && !mass_wanted; l++)
+    int64_t mass_g = 0; /* single-token groups (tokens mode) never take the fused kernel */
+    sf_dgpu_mass_groups(st, g->lk_max, &mass_g);
+    for (int l = 0; st->tap.wants && st->tap.wants_mass && mass_g != 1 && l < c->num_layers && !mass_wanted; l++)
         mass_wanted = st->tap.wants_mass(st->tap.ctx, l);
     const int uses_own = !g->sdpa || g->sdpa_off || (mass_wanted && !g->mass_explicit);
     int own = !g->own_attn_off;
@@ -895,7 +898,7 @@ sf_status sf_dit_cuda_prepare(sf_dit_state *st, int64_t Lq, int64_t Lk, sf_err *
         const int self = tp->may_want ? tp->may_want(tp->ctx, l, 0) : 1;
         const int means = tp->wants_means && tp->wants_means(tp->ctx, l);
         const int probs = tp->wants_mass && tp->wants_mass(tp->ctx, l);
-        logits_read = cross || (self && probs && (g->mass_explicit || !own)) || (self && !means && !probs);
+        logits_read = cross || (self && probs && (g->mass_explicit || !own || mass_g == 1)) || (self && !means && !probs);
     }
     if (logits_read || ((!g->sdpa || g->sdpa_off) && !own)) {
         if ((s = sf_dgpu_explicit_ws(g, H, err))) return s;

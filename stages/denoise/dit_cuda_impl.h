@@ -106,11 +106,13 @@ struct sf_dit_gpu {
     /* probability taps (tap_mass_cuda.h), made on first use: per-row masses (H, L, NG_max), lse (H, L),
      * row totals (H, L) f64, the aggregates (H, F, NG_max) + stats (H, F, 4) and their host copies */
     float *tm_rm, *tm_lse, *tm_out, *tm_st, *tm_hout, *tm_hst;
-    float *tap_pmass;                         /* pinned: each layer's deferred self-attention probs aggregate (H, F,
-                                                 Lk_max/S) then stats (H, F, NSTATS), tap_pmass_per floats a layer */
+    float *tap_pmass;                         /* pinned: each layer's deferred self-attention probs / tokens aggregate
+                                                 (H, F, tm_self_ng) then stats (H, F, NSTATS), tap_pmass_per floats a layer */
     size_t tap_pmass_per;
     double *tm_tot;
-    int64_t tm_ng;
+    int64_t tm_ng;                            /* the most groups of any tapped attention (buffers' last dim) */
+    int64_t tm_self_ng;                       /* the most groups of a self-attention: Lk_max/S key frames, or the tokens
+                                                 of the first key slots (--tap-mode tokens) */
     /* CUDA graphs of whole forwards (dit_cuda.c, "CUDA graphs"): NULL when off ($SF_CUDA_GRAPHS=0) */
     sf_cuda_graphs *graphs;
     int graph_fails, graphs_off;
@@ -147,6 +149,7 @@ sf_status sf_dgpu_tap_chunk(void *ctx, int64_t r0, int64_t rows, const float *S,
 sf_status sf_dgpu_mass_chunk(void *ctx, int64_t r0, int64_t rows, const float *S, sf_err *err);
 sf_status sf_dgpu_mass_ws(sf_dit_state *st, sf_err *err);
 sf_status sf_dgpu_mass_finish(sf_dit_state *st, const massrun *m, int renorm, int slot, sf_err *err);
+int64_t sf_dgpu_mass_groups(const sf_dit_state *st, int64_t Lk, int64_t *G);
 sf_status sf_dgpu_attend(sf_dit_gpu *g, int64_t Lq, int64_t Lk, int H, int d, const bf16 *q, const bf16 *k,
                         const bf16 *v, int64_t ldk, bf16 *o, int64_t ld, float scale, sf_attn_logits_fn on_logits,
                         void *cb, sf_err *err);

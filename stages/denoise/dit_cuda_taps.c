@@ -62,14 +62,16 @@ sf_status sf_dgpu_mass_ws(sf_dit_state *st, sf_err *err) {
     if (g->tm_rm) return SF_OK;
     const int64_t H = st->w->cfg.num_heads, L = (int64_t)st->max_frames * st->frame_tokens, F = st->max_frames;
     const int64_t kf = g->lk_max / st->frame_tokens, T = st->w->cfg.text_len;
-    g->tm_ng = kf > T ? kf : T;
+    g->tm_self_ng = sf_dgpu_mass_groups(st, g->lk_max, NULL);
+    if (g->tm_self_ng < kf) g->tm_self_ng = kf;
+    g->tm_ng = g->tm_self_ng > T ? g->tm_self_ng : T;
     size_t rows = (size_t)(H * L), agg = (size_t)(H * F);
     sf_status s = sf_cuda_malloc((void **)&g->tm_rm, rows * (size_t)g->tm_ng * 4, err);
     if (!s) s = sf_cuda_malloc((void **)&g->tm_lse, rows * 4, err);
     if (!s) s = sf_cuda_malloc((void **)&g->tm_tot, rows * 8, err);
     if (!s) s = sf_cuda_malloc((void **)&g->tm_out, agg * (size_t)g->tm_ng * 4, err);
     if (!s) s = sf_cuda_malloc((void **)&g->tm_st, agg * SF_TAP_NSTATS * 4, err);
-    g->tap_pmass_per = agg * ((size_t)kf + SF_TAP_NSTATS);
+    g->tap_pmass_per = agg * ((size_t)g->tm_self_ng + SF_TAP_NSTATS);
     if (!s)
         s = sf_cuda_host_alloc((void **)&g->tap_pmass, (size_t)st->w->cfg.num_layers * g->tap_pmass_per * sizeof(float), err);
     if (!s && (!(g->tm_hout = malloc(agg * (size_t)g->tm_ng * sizeof(float))) ||
@@ -86,9 +88,19 @@ sf_status sf_dgpu_mass_ws(sf_dit_state *st, sf_err *err) {
     return SF_OK;
 }
 
-/* Where a layer's probs stats start in its tap_pmass slot: after the largest aggregate (H, F, Lk_max/S). */
+/* Where a layer's probs stats start in its tap_pmass slot: after the largest aggregate (H, F, tm_self_ng). */
 static size_t pmass_stats_at(const sf_dit_state *st) {
-    return (size_t)st->w->cfg.num_heads * (size_t)st->max_frames * (size_t)(st->gpu->lk_max / st->frame_tokens);
+    return (size_t)st->w->cfg.num_heads * (size_t)st->max_frames * (size_t)st->gpu->tm_self_ng;
+}
+
+/* The self-attention's mass groups for a window of Lk keys, as the tap asks (taps.c mass_groups): key frames
+ * (G = S, NG = Lk / S) unless it wants single tokens of the first key slots (G = 1). Returns NG; *G if G is set. */
+int64_t sf_dgpu_mass_groups(const sf_dit_state *st, int64_t Lk, int64_t *G) {
+    const int64_t S = st->frame_tokens;
+    int64_t g = S, ng = S > 0 ? Lk / S : 0;
+    if (st->tap.mass_groups) st->tap.mass_groups(st->tap.ctx, Lk, S, &g, &ng);
+    if (G) *G = g;
+    return ng;
 }
 
 /* After the attention: the per-frame aggregates (H, Lq/S, NG) and stats, copied to the host buffers —
@@ -258,7 +270,8 @@ sf_status sf_dgpu_attend_mass(const massrun *m, int d, const bf16 *q, const bf16
                              int64_t ld, float scale, sf_err *err) {
     sf_dit_gpu *g = m->g;
     int own = 0;
-    sf_status so = g->mass_explicit ? SF_OK : sf_dgpu_fused_ok(g, d, &own, err);
+    /* the fused kernels keep a row's key-frame masses on chip: single-token groups (tokens mode) go explicit */
+    sf_status so = g->mass_explicit || m->G == 1 ? SF_OK : sf_dgpu_fused_ok(g, d, &own, err);
     if (so) return so;
     if (own) {
         sf_err e2 = {0};

@@ -286,3 +286,58 @@ PY
     run -1 --separate-stderr sf-taps summary "$T" --set probs
     assert_equal "$stderr" "sf-taps: error: $T: no probs.L* taps (the file has taps.L*, fig4.L* (figure-4), frames.L* or stream.L* (streaming) taps)"
 }
+
+@test "tokens (sf-denoise --tap-mode tokens): each sink token's mass, mean over heads and query frames, by row and column; SVG panels; errors" {
+    O="$BATS_TEST_TMPDIR/tok.safetensors"
+    run -0 sf-denoise --model-dir "$G/model" --num_frames 9 --height 64 --width 96 --progress none --threads 2 \
+        --prompt-embeds "$P:context.prompt_embeds" --noise "$P" --layer_indices 0 2 --tap-mode tokens \
+        --tap-token-frames 2 --tap-select all --output_path "$O"
+    # CSV: the latest block's first step of each layer (block 2, step 0), 2 key slots × 24 tokens of a 4×6 grid
+    run -0 sf-taps tokens "$O"
+    assert_line --index 0 "layer,block,step,key_slot,row,col,mass"
+    assert_equal "${#lines[@]}" $((1 + 2 * 2 * 24))
+    printf '%s\n' "${lines[@]}" >"$BATS_TEST_TMPDIR/all.csv"
+    run -0 sf-taps tokens "$O" --layers 2 --heads 1 --forward 1:4
+    printf '%s\n' "${lines[@]}" >"$BATS_TEST_TMPDIR/one.csv"
+    # the same numbers computed here from the tensors themselves
+    run -0 python3 - "$O" "$BATS_TEST_TMPDIR/all.csv" "$BATS_TEST_TMPDIR/one.csv" <<'PY'
+import csv, json, struct, sys
+f = open(sys.argv[1], "rb"); n = struct.unpack("<Q", f.read(8))[0]; h = json.loads(f.read(n)); base = 8 + n
+def get(name):
+    e = h[name]; a, b = e["data_offsets"]; f.seek(base + a)
+    return e["shape"], struct.unpack("<%df" % ((b - a) // 4), f.read(b - a))
+def expect(layer, blk, step, heads):
+    (H, QF, NG), v = get("tokens.L%d.b%d.s%d" % (layer, blk, step))
+    hs = heads if heads else range(H)
+    return [sum(v[(hh * QF + q) * NG + j] for hh in hs for q in range(QF)) / (len(hs) * QF) for j in range(NG)]
+for path, picks in ((sys.argv[2], [(0, 2, 0, None), (2, 2, 0, None)]), (sys.argv[3], [(2, 1, 4, [1])])):
+    rows = list(csv.DictReader(open(path)))
+    assert len(rows) == 48 * len(picks), len(rows)
+    for i, (layer, blk, step, heads) in enumerate(picks):
+        want = expect(layer, blk, step, heads)
+        for j, r in enumerate(rows[48 * i:48 * (i + 1)]):
+            assert (int(r["layer"]), int(r["block"]), int(r["step"])) == (layer, blk, step), r
+            assert (int(r["key_slot"]), int(r["row"]), int(r["col"])) == (j // 24, j % 24 // 6, j % 6), r
+            assert abs(float(r["mass"]) - want[j]) < 1e-8, (r, want[j])
+PY
+    # SVG: one panel of 4×6 cells per layer and key slot
+    run -0 sf-taps tokens "$O" -o "$BATS_TEST_TMPDIR/tok.svg"
+    run -0 python3 -c 'import sys, xml.etree.ElementTree as E
+r = E.parse(sys.argv[1]).getroot(); ns = "{http://www.w3.org/2000/svg}"
+cells = [x for x in r.iter(ns + "rect") if x.find(ns + "title") is not None]
+panels = [t.text for t in r.iter(ns + "text") if t.get("class") == "panel"]
+print(len(cells), len(panels), panels[0])' "$BATS_TEST_TMPDIR/tok.svg"
+    assert_output "96 4 layer 0, key slot 0 (block 2, step 0)"
+    # errors: not a tokens file; a forward it does not have; --set does not apply
+    run --separate-stderr sf-taps tokens "$T"
+    assert_failure 1
+    assert_equal "$stderr" "sf-taps: error: no token_grid HxW in the file's metadata: tokens needs a file of sf-denoise --tap-mode tokens"
+    run --separate-stderr sf-taps tokens "$O" --forward 5:0
+    assert_failure
+    assert_equal "$stderr" "sf-taps: error: no tokens.L*.b5.s0 tensor of the layers asked"
+    run --separate-stderr sf-taps tokens "$O" --heads 7
+    assert_failure
+    [[ "$stderr" == *"--heads: head 7 out of range (the file has 2 heads)"* ]] || false
+    run --separate-stderr sf-taps tokens "$O" --set probs
+    assert_failure 2
+}

@@ -703,6 +703,61 @@ static void test_taps_probs_graphs(void) {
     sf_taps_free(&ct);
 }
 
+/* Tokens mode (--tap-mode tokens, K = 2 leading key frames): single-token groups go through the explicit
+ * attention's logits chunk by chunk (never the fused kernels), with each layer's aggregate waiting in its pinned
+ * slot until the forward's end (so forwards stay CUDA graphs) — or, with cross taps, delivered layer by layer.
+ * Both against the CPU backend: the same shapes, values within the bf16 tap bound. */
+static void tokens_vs_cpu(const sf_taps *gt, const sf_taps *ct) {
+    for (size_t i = 0; i < gt->n_caps && i < ct->n_caps; i++) {
+        const sf_tap_capture *a = &gt->caps[i], *b = &ct->caps[i];
+        SF_CHECK_MSG(a->layer == b->layer && a->block == b->block && a->step == b->step && a->cross == b->cross &&
+                         a->groups == b->groups && a->Lk == b->Lk,
+                     "capture %zu: GPU L%d b%d s%d groups %lld, CPU L%d b%d s%d groups %lld", i, a->layer, a->block,
+                     a->step, (long long)a->groups, b->layer, b->block, b->step, (long long)b->groups);
+        if (a->cross || a->groups != b->groups) continue;
+        SF_CHECK(a->groups == 2 * a->frame_tokens);
+        const size_t rows = (size_t)a->heads * (size_t)(a->Lq / a->frame_tokens);
+        char nm[64];
+        snprintf(nm, sizeof nm, "tokens.L%d.b%d.s%d", a->layer, a->block, a->step);
+        sf_test_rel_close(nm, a->frames, b->frames, rows * (size_t)a->groups, SF_TOL_BF16_TAP);
+        snprintf(nm, sizeof nm, "tokens_lse.L%d.b%d.s%d", a->layer, a->block, a->step);
+        sf_test_rel_close(nm, a->stats, b->stats, rows * SF_TAP_NSTATS, SF_TOL_BF16_TAP);
+    }
+}
+static void test_taps_tokens(void) {
+    int dev = sf_test_gpu();
+    if (dev < 0) return;
+    sf_taps gt, ct, gx, cx;
+    sf_err err = {{0}};
+    int layers[2] = {0, 2};
+    sf_cuda_graph_stats gs;
+    SF_CHECK_OK(sf_taps_init(&gt, SF_TAP_TOKENS, SF_TAP_SEL_ALL, 0, 0, layers, 2, 3, &err), &err);
+    SF_CHECK_OK(sf_taps_init(&ct, SF_TAP_TOKENS, SF_TAP_SEL_ALL, 0, 0, layers, 2, 3, &err), &err);
+    SF_CHECK_OK(sf_taps_init(&gx, SF_TAP_TOKENS, SF_TAP_SEL_ALL, 0, 0, layers, 2, 3, &err), &err);
+    SF_CHECK_OK(sf_taps_init(&cx, SF_TAP_TOKENS, SF_TAP_SEL_ALL, 0, 0, layers, 2, 3, &err), &err);
+    gt.token_frames = ct.token_frames = gx.token_frames = cx.token_frames = 2;
+#ifdef SF_TEST_EMU
+    const unsigned long long f0 = sf_emu_kernel_launches("attn_mass_groups");
+#endif
+    run_wb_x(&gt, dev, 1, &gs, NULL, NULL);
+    run_wb_x(&ct, -1, 1, NULL, NULL, NULL);
+    run_wb(&gx, dev);
+    run_wb(&cx, -1);
+#ifdef SF_TEST_EMU
+    SF_CHECK_MSG(sf_emu_kernel_launches("attn_mass_groups") == f0, "%llu fused launches for single-token groups (want 0)",
+                 sf_emu_kernel_launches("attn_mass_groups") - f0);
+#endif
+    SF_CHECK_MSG(gt.n_caps == 30 && ct.n_caps == 30, "%zu / %zu captures", gt.n_caps, ct.n_caps);
+    SF_CHECK_MSG(gx.n_caps == 60 && cx.n_caps == 60, "%zu / %zu captures with cross taps", gx.n_caps, cx.n_caps);
+    SF_CHECK_MSG(all_graphs(&gs, 15), "tokens taps: %lld graphs of 15 forwards, %lld failed", gs.launches, gs.failed);
+    tokens_vs_cpu(&gt, &ct);
+    tokens_vs_cpu(&gx, &cx);
+    sf_taps_free(&gt);
+    sf_taps_free(&ct);
+    sf_taps_free(&gx);
+    sf_taps_free(&cx);
+}
+
 /* Frames mode with cross-attention taps: the self-attention's aggregates are then delivered layer by
  * layer (not at the forward's end), so the GPU's captures come in the CPU's order — per layer the self-
  * then the cross-attention — with the CPU's values (frames: the mean logits; cross: rows summing to 1). */
@@ -946,6 +1001,7 @@ static const sf_test tests[] = {
     {"taps_seed", test_taps_seed},
     {"taps_probs_cross", test_taps_probs_cross},
     {"taps_probs_graphs", test_taps_probs_graphs},
+    {"taps_tokens", test_taps_tokens},
     {"taps_frames_cross", test_taps_frames_cross},
     {"attention_paths", test_attention_paths},
     {"rolling_cache", test_rolling_cache},

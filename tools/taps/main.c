@@ -10,6 +10,8 @@
  *                                                     differences to A (CSV on stdout, or DIR/compare.csv + SVGs)
  *   sf-taps heatmap FILE -o OUT.svg                  layers × heads sink-ratio heatmap
  *   sf-taps report A [B...] -o OUT.html              one self-contained HTML page (compare.h)
+ *   sf-taps tokens FILE [-o OUT.svg]                 the sink frames' per-token mass (--tap-mode tokens): one
+ *                                                     heatmap per layer and key slot, or CSV on stdout (tokens.c)
  * Filters: --layers L..., --heads H..., --set fig4|taps|frames|stream|probs|all, --frame-seq-length N,
  * --labels NAME... (compare/report), --forward B:S (compare/report: that forward of every layer).
  * Inputs: the figure-4 .pt of run_extraction_figure4.py / sf-denoise, the streaming .pt of
@@ -20,6 +22,7 @@
 #include "cli.h"
 #include "compare.h"
 #include "taps_analysis.h"
+#include "taps_tokens.h"
 
 #include <errno.h>
 #include <math.h>
@@ -31,7 +34,8 @@
 
 static const char *prog = "sf-taps";
 static const char *synopsis = "summary FILE [-o OUT] | table FILE [--format csv|json] [-o OUT] | plot FILE -o DIR | "
-                              "compare A B [C...] [-o DIR] | heatmap FILE -o OUT.svg | report A [B...] -o OUT.html";
+                              "compare A B [C...] [-o DIR] | heatmap FILE -o OUT.svg | report A [B...] -o OUT.html | "
+                              "tokens FILE [-o OUT.svg]";
 
 static const sf_opt opts[] = {
     {"output", 'o', SF_ARG_VALUE, "PATH\toutput file (summary, table: default stdout; heatmap .svg, report .html) or directory (plot; compare: default CSV on stdout)"},
@@ -41,7 +45,7 @@ static const sf_opt opts[] = {
     {"set", 0, SF_ARG_VALUE, "S\tfig4|taps|frames|stream|probs|all (default: fig4 if present, else stream, else taps+frames+probs)"},
     {"frame-seq-length", 0, SF_ARG_VALUE, "N\ttokens per latent frame (default: from the file, else Lq / query frames)"},
     {"labels", 0, SF_ARG_MULTI, "NAME...\tcompare/report: one name per file (default: the file names)"},
-    {"forward", 0, SF_ARG_VALUE, "B:S\tcompare/report: use block B, step S of every layer (default: the most key frames)"},
+    {"forward", 0, SF_ARG_VALUE, "B:S\tcompare/report/tokens: use block B, step S of every layer (default: the most key frames)"},
     SF_OPTS_STD,
     {0},
 };
@@ -369,6 +373,33 @@ static int workbench(sf_args *a, const char **pos, int np) {
     return 0;
 }
 
+/* sf-taps tokens FILE [-o OUT.svg] [--layers L...] [--heads H...] [--forward B:S] (tokens.c) */
+static int tokens_cmd(sf_args *a, const char **pos, int np) {
+    sf_err err = {{0}};
+    sf_status s = SF_OK;
+    if (np != 2) usage_die("tokens: expected one file");
+    if (sf_args_get(a, opts, "format") || sf_args_get(a, opts, "set") || sf_args_get(a, opts, "labels") ||
+        sf_args_get(a, opts, "frame-seq-length"))
+        usage_die("--format, --set, --labels and --frame-seq-length do not apply to tokens");
+    int fb = -1, fs = -1, n = 0, nl = 0, nh = 0;
+    const char *fw = sf_args_get(a, opts, "forward"), *out = sf_args_get(a, opts, "output");
+    if (fw && !(sscanf(fw, "%d:%d%n", &fb, &fs, &n) == 2 && !fw[n] && fb >= 0 && fs >= 0)) usage_die("--forward: expected B:S");
+    int *layers = int_list(a, "layers", "--layers", &nl), *heads = int_list(a, "heads", "--heads", &nh);
+    sf_tfile *tf = NULL;
+    const int svg = out && strcmp(out, "-") != 0;
+    if (!(s = sf_tfile_open(pos[1], &tf, &err)))
+        s = sf_taps_tokens(tf, layers, nl, heads, nh, fb, fs, svg ? out : NULL, svg ? NULL : stdout, &err);
+    if (!s && !svg && fflush(stdout) != 0) s = sf_fail(&err, SF_E_IO, "stdout: write failed");
+    if (!s && svg) sf_info("wrote %s", out);
+    sf_tfile_destroy(&tf);
+    free(layers);
+    free(heads);
+    free(pos);
+    sf_args_free(a);
+    if (s) sf_die(prog, s, &err);
+    return 0;
+}
+
 int main(int argc, char **argv) {
     sf_args a;
     sf_err err = {{0}};
@@ -378,6 +409,7 @@ int main(int argc, char **argv) {
     int np = sf_args_positional(&a, &pos);
     if (np >= 2 && (!strcmp(pos[0], "compare") || !strcmp(pos[0], "report") || !strcmp(pos[0], "heatmap")))
         return workbench(&a, pos, np);
+    if (np >= 1 && !strcmp(pos[0], "tokens")) return tokens_cmd(&a, pos, np);
     if (np != 2) usage_die(np < 2 ? "expected a command and a FILE" : "too many arguments");
     const char *cmd = pos[0], *path = pos[1];
     free(pos);

@@ -261,8 +261,8 @@ static void zero_line(FILE *f, const axes *a) {
             a->x, py, a->x + a->w, py);
 }
 
-/* Viridis, linear between 9 anchor colours. */
-static void viridis(double t, char *out, size_t n) {
+/* Viridis, linear between 9 anchor colours (taps_analysis.h). */
+void sf_taps_viridis(double t, char *out, size_t n) {
     static const unsigned char c[9][3] = {{68, 1, 84},    {71, 44, 122},  {59, 81, 139},   {44, 113, 142}, {33, 144, 141},
                                           {39, 173, 129}, {92, 200, 99},  {170, 220, 50},  {253, 231, 37}};
     if (!isfinite(t)) {
@@ -286,7 +286,7 @@ static void colour_bar(FILE *f, double bx, double y0, double bh, double lo, doub
     char col[16], buf[128];
     fprintf(f, "<g><title>colour range %.6g to %.6g</title>\n", lo, hi);
     for (int i = 0; i < 64; i++) {
-        viridis((63 - i) / 63.0, col, sizeof col);
+        sf_taps_viridis((63 - i) / 63.0, col, sizeof col);
         fprintf(f, "<rect x=\"%.1f\" y=\"%.2f\" width=\"16\" height=\"%.2f\" fill=\"%s\"/>\n", bx, y0 + bh * i / 64.0,
                 bh / 64.0 + 0.3, col);
     }
@@ -397,7 +397,7 @@ sf_status sf_taps_svg_heatmap(const char *path, const sf_taps_src *src, const sf
         text(f, "y-tick", x0 - 6, y0 + chh * h + chh / 2 + 4, "end", 10, NULL, buf);
         for (int64_t k = 0; k < K; k++) {
             double v = s->F[(size_t)h * (size_t)K + (size_t)k];
-            viridis((v - lo) / (hi - lo), col, sizeof col);
+            sf_taps_viridis((v - lo) / (hi - lo), col, sizeof col);
             fprintf(f,
                     "<rect x=\"%.2f\" y=\"%.2f\" width=\"%.2f\" height=\"%.2f\" fill=\"%s\"><title>H%d frame %lld: "
                     "%.6g</title></rect>\n",
@@ -546,7 +546,7 @@ void sf_taps_svg_grid(FILE *f, const char *title, int rows, const int *row_ids, 
         if (r % rstep == 0) text(f, "y-tick", x0 - 6, y0 + chh * r + chh / 2 + 4, "end", 10, NULL, buf);
         for (int64_t k = 0; k < cols; k++) {
             double x = v[(size_t)r * (size_t)cols + (size_t)k];
-            viridis((x - lo) / (hi - lo), col, sizeof col);
+            sf_taps_viridis((x - lo) / (hi - lo), col, sizeof col);
             fprintf(f, "<rect x=\"%.2f\" y=\"%.2f\" width=\"%.2f\" height=\"%.2f\" fill=\"%s\"><title>", x0 + cw * (double)k,
                     y0 + chh * r, cw, chh, col);
             xml_text(f, buf);

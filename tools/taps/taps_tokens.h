@@ -1,0 +1,15 @@
+/* taps_tokens.h — `sf-taps tokens` (tokens.c): the per-token mass of the sink frames from a --tap-mode tokens
+ * file, as CSV and/or an SVG of one heatmap per layer and key slot. */
+#ifndef SF_TAPS_TOKENS_H
+#define SF_TAPS_TOKENS_H
+
+#include "taps_analysis.h"
+
+#include <stdio.h>
+
+/* layers[nl] (nl 0: all) and heads[nh] (nh 0: all); fb ≥ 0: that forward (block fb, step fs) of every layer, else
+ * each layer's latest block's first step. svg non-NULL: write that figure; csv non-NULL: the rows to it. */
+sf_status sf_taps_tokens(const sf_tfile *tf, const int *layers, int nl, const int *heads, int nh, int fb, int fs,
+                         const char *svg, FILE *csv, sf_err *err);
+
+#endif
