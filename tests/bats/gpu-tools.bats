@@ -74,6 +74,8 @@ setup() {
     # the CLI's default selection (step 0 of each block: 2.002 / 1.982, 2.180 / 1.982)
     assert_line "| all-layer frames-mode taps, default selection (step 0 of each block): extra time over the plain video | +1.0 % / ≤ 10 %  ✓ | — |"
     assert_line "| all-layer probs-mode taps, default selection (step 0 of each block): extra time over the plain video | +10.0 % / ≤ 25 %  ✓ | — |"
+    # tokens mode has no target: its cost is reported (2.600 / 1.982)
+    assert_line "| all-layer tokens-mode taps, default selection (sink frame's per-token mass): extra time over the plain video | +31.2 % / — | — |"
     # the live pipeline (tests/gpu/live.sh's line in the e2e summary)
     assert_line "| live (endless, full size): frames shown per second | 16.0 / — | — |"
     assert_line "| live: the generator's own rate (video frames per second of generation) | 41.7 / ≥ 16 (real time)  ✓ | — |"

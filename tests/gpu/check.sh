@@ -390,10 +390,12 @@ tap_row() { # NAME PLAIN_S TAPPED_S, right after the tapped run (its exit: /tmp/
 
 u_taps() { # issue 14: every layer tapped, every forward kept, then the CLI's default selection (+seed)
     local t0 m
-    echo "== taps: sf-denoise --bench 1.3b with SF_BENCH_TAPS=frames / probs vs no taps"
+    echo "== taps: sf-denoise --bench 1.3b with SF_BENCH_TAPS=frames / probs / tokens vs no taps"
     # the plain video timed again here, beside the tapped ones (bench's was minutes and other units ago)
     t0=$(tv "")
-    for m in frames probs frames+seed probs+seed; do tap_row "$m" "$t0" "$(tv $m)"; done
+    # tokens (sf-denoise --tap-mode tokens: the sink frame's per-token mass, the explicit attention's logits for the
+    # tapped forwards) has no target in the issue: its figure says what the mode costs (within the 135 s estimate)
+    for m in frames probs frames+seed probs+seed tokens+seed; do tap_row "$m" "$t0" "$(tv $m)"; done
 }
 
 u_probes() { # sfpipe's Hopper building blocks and fused attention kernels, exact / against the CPU

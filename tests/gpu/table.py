@@ -200,6 +200,10 @@ def main(argv):
                 "probs@seed": "probs-mode taps, default selection (step 0 of each block)"}.get(mode, f"{mode}-mode taps")
         row(f"all-layer {what}: extra time over the plain video", 100 * (t / dit - 1) if t and dit else None,
             "{:+.1f} %", f"≤ {limit} %", lambda v, lim=limit: v <= lim, None)
+    # tokens mode (the sink frame's per-token mass; no target in the issue): what it costs
+    t = grab(bench, r"denoise 1\.3b gpu video: ([0-9.]+) s[^\n]*\[taps: tokens@seed[ ,]")
+    row("all-layer tokens-mode taps, default selection (sink frame's per-token mass): extra time over the plain video",
+        100 * (t / dit - 1) if t and dit else None, "{:+.1f} %", "—", None, None)
     # issue 15: the live pipeline at full size (tests/gpu/live.sh, run by e2e.sh)
     row("live (endless, full size): frames shown per second", grab(e2e, r"live: fps [0-9.]+ before / ([0-9.]+) after"),
         "{:.1f}", "—", None, None)
