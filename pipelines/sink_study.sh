@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # sink_study.sh — the attention-sink study (issue 14): the same prompts, seed and noise through three
-# checkpoints (base Wan, Self-Forcing DMD, Self-Forcing SID), every layer tapped in probs and frames
-# mode, then `sf-taps compare` and `sf-taps report`. Run through pipelines/sink_study.yaml
+# checkpoints (base Wan, Self-Forcing DMD, Self-Forcing SID), every layer tapped in probs, frames and
+# tokens mode (the sink frame's per-token mass), then `sf-taps compare` and `sf-taps report`. Run through pipelines/sink_study.yaml
 # (`sf-run pipelines/sink_study.yaml ...`) or directly:
 #
 #   pipelines/sink_study.sh [--model-dir DIR] [--prompt S ...] [--seed N] [--num-frames N]
@@ -10,7 +10,7 @@
 #                           [--dmd-config FILE] [--sid-config FILE] [--out-dir DIR] [--cache-dir DIR]
 #                           [--tap-select all|seed|b:B,s:S] [--progress auto|bar|lines|none]
 #
-# Writes, per prompt i, OUT/p<i>/{probs,frames}_{base,dmd,sid}.safetensors, OUT/p<i>/compare/
+# Writes, per prompt i, OUT/p<i>/{probs,frames,tokens}_{base,dmd,sid}.safetensors, OUT/p<i>/compare/
 # (compare.csv + SVG figures) and OUT/p<i>/report.html. The base run uses --config (the DMD
 # config: the same 4-step causal schedule for all three) with --no_checkpoint; a missing DMD/SID
 # checkpoint is an error (--require-checkpoint), never a silent fallback. The encoder runs once;
@@ -73,7 +73,7 @@ for i in "${!prompts[@]}"; do
         dmd) ck=(--config_path "$dmd_config" --checkpoint_path "$dmd_ckpt" --require-checkpoint) ;;
         sid) ck=(--config_path "$sid_config" --checkpoint_path "$sid_ckpt" --require-checkpoint) ;;
         esac
-        for mode in probs frames; do
+        for mode in probs frames tokens; do
             echo "sink_study: prompt $i, $run, $mode" >&2
             sf-denoise "${common[@]}" "${ck[@]}" --prompt-embeds "$out_dir/embeds.safetensors:emb.$i" \
                 --prompt "${prompts[$i]}" --tap-mode "$mode" --output_path "$d/${mode}_$run.safetensors"
@@ -81,6 +81,7 @@ for i in "${!prompts[@]}"; do
     done
     runs=("$d/probs_base.safetensors" "$d/probs_dmd.safetensors" "$d/probs_sid.safetensors")
     sf-taps compare "${runs[@]}" --labels base dmd sid -o "$d/compare" --log-level warn
-    sf-taps report "${runs[@]}" --labels base dmd sid -o "$d/report.html" --log-level warn
+    sf-taps report "${runs[@]}" --labels base dmd sid -o "$d/report.html" --log-level warn \
+        --tokens "$d/tokens_base.safetensors" "$d/tokens_dmd.safetensors" "$d/tokens_sid.safetensors"
     echo "sink_study: $d/report.html" >&2
 done

@@ -140,6 +140,48 @@ PY
     python3 -c 'import struct, sys; d = open(sys.argv[1], "rb").read(24); assert d[:8] == b"\x89PNG\r\n\x1a\n"; assert struct.unpack(">II", d[16:24]) == (1200, 1600)' "$D/shot.png"
 }
 
+@test "report --tokens: each run's sink-frame token maps, numbers worked out by hand; errors name the file" {
+    # hand-made tokens files: a 2×2 token grid (4 tokens a frame), K = 1, 2 heads × 2 query frames, layers 0 and 3
+    #   TA L0: head 0 rows [.4 .1 .1 .0] [.2 .1 .1 .0], head 1 rows [.0 .0 .0 .4] twice → mean .15 .05 .05 .2
+    python3 - "$D" <<'PY'
+import json, struct, sys
+def write(path, tensors, meta):
+    hdr, blob = {"__metadata__": meta}, b""
+    for name, (shape, vals) in tensors.items():
+        b = struct.pack("<%df" % len(vals), *vals)
+        hdr[name] = {"dtype": "F32", "shape": shape, "data_offsets": [len(blob), len(blob) + len(b)]}
+        blob += b
+    h = json.dumps(hdr).encode()
+    h += b" " * (-len(h) % 8)
+    open(path, "wb").write(struct.pack("<Q", len(h)) + h + blob)
+meta = {"tap_mode": "tokens", "token_frames": "1", "token_grid": "2x2", "frame_seq_length": "4", "heads": "2"}
+flat = [.25] * 16
+write(sys.argv[1] + "/TA.safetensors", {
+    "tokens.L0.b1.s0": ([2, 2, 4], [.4, .1, .1, 0, .2, .1, .1, 0, 0, 0, 0, .4, 0, 0, 0, .4]),
+    "tokens.L3.b1.s0": ([2, 2, 4], flat), "tokens.L0.b0.s0": ([2, 2, 4], flat)}, meta)
+write(sys.argv[1] + "/TB.safetensors", {"tokens.L0.b1.s0": ([2, 2, 4], flat), "tokens.L3.b1.s0": ([2, 2, 4], flat)}, meta)
+PY
+    run -0 sf-taps report "$D/A.safetensors" "$D/B.safetensors" --tokens "$D/TA.safetensors" "$D/TB.safetensors" -o "$D/t.html"
+    f="$D/t.html"
+    assert_equal "$(grep -c '<svg ' "$f")" 7 # the 5 of the plain report + one token map per run
+    grep -qF 'Where in the sink frames the mass lands' "$f"
+    # run A, layer 0 (block 1, the latest): the head and query-frame means, row-major on the 2×2 grid
+    grep -qF '<title>row 0, col 0: 0.15</title>' "$f"
+    grep -qF '<title>row 0, col 1: 0.05</title>' "$f"
+    grep -qF '<title>row 1, col 1: 0.2</title>' "$f"
+    grep -qF 'mass 0.45 in all, 0.2 at the peak token' "$f"
+    assert_equal "$(grep -c '<title>row [01], col [01]: ' "$f")" 16 # 2 runs × 2 layers × 4 tokens
+    python3 -c 'import sys, html.parser as h; p = h.HTMLParser(); p.feed(open(sys.argv[1]).read()); p.close()' "$f"
+    # one file per run, tokens only for report; a file that is not a tokens file is named, nothing written
+    run -2 --separate-stderr sf-taps report "$D/A.safetensors" "$D/B.safetensors" --tokens "$D/TA.safetensors" -o "$D/t2.html"
+    assert_equal "$stderr" "sf-taps: error: --tokens: give one tokens file per run (usage: sf-taps $(sf-taps --help 2>&1 | sed -n 's/^usage: sf-taps //p' | head -n 1))"
+    run -2 --separate-stderr sf-taps compare "$D/A.safetensors" "$D/B.safetensors" --tokens "$D/TA.safetensors" "$D/TB.safetensors"
+    [[ "$stderr" == *"--tokens applies to report only"* ]] || false
+    run -1 --separate-stderr sf-taps report "$D/A.safetensors" "$D/B.safetensors" --tokens "$D/TA.safetensors" "$D/A.safetensors" -o "$D/t2.html"
+    assert_equal "$stderr" "sf-taps: error: $D/A.safetensors: no token_grid HxW in the file's metadata: tokens needs a file of sf-denoise --tap-mode tokens"
+    [ ! -e "$D/t2.html" ]
+}
+
 @test "compare / report errors: one line, exit codes, nothing written" {
     run -2 --separate-stderr sf-taps compare "$D/A.safetensors"
     assert_equal "${#stderr_lines[@]}" 1

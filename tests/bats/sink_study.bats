@@ -1,13 +1,13 @@
 #!/usr/bin/env bats
 # pipelines/sink_study.yaml on the tiny model: one prompt, one seed, three checkpoints (base, DMD, SID
-# — two random checkpoints made by sf-mkmodel), every layer in probs and frames mode, then sf-taps
+# — two random checkpoints made by sf-mkmodel), every layer in probs, frames and tokens mode, then sf-taps
 # compare and report, all through sf-run.
 
 bats_require_minimum_version 1.5.0
 load '/usr/lib/bats/bats-support/load'
 load '/usr/lib/bats/bats-assert/load'
 
-@test "sink_study.yaml: three checkpoints, every layer, probs + frames, compare and report" {
+@test "sink_study.yaml: three checkpoints, every layer, probs + frames + tokens, compare and report" {
     D="$BATS_TEST_TMPDIR"
     sf-mkmodel tiny "$D/m" --seed 1 --checkpoint "$D/m/dmd.pt" --log-level warn
     sf-mkmodel tiny "$D/m2" --seed 2 --only config,dit --checkpoint "$D/m/sid.pt" --log-level warn
@@ -22,6 +22,7 @@ load '/usr/lib/bats/bats-assert/load'
             assert_equal "$(sf-tensor ls "$p/${m}_$r.safetensors" | grep -c "^$m\.L[0-2]\.b[01]\.s[0-4]	")" 30
         done
         assert_equal "$(sf-tensor ls "$p/probs_$r.safetensors" | grep -c '^lse\.L')" 30
+        assert_equal "$(sf-tensor ls "$p/tokens_$r.safetensors" | grep -c "^tokens\.L[0-2]\.b[01]\.s[0-4]	f32	\[2, 3, 6\]$")" 30
     done
     meta() { python3 -c 'import json,struct,sys; f=open(sys.argv[1],"rb"); n=struct.unpack("<Q",f.read(8))[0]; print(json.loads(f.read(n))["__metadata__"].get(sys.argv[2],""))' "$1" "$2"; }
     # one prompt, one seed (the same noise), three different weights
@@ -39,7 +40,9 @@ load '/usr/lib/bats/bats-assert/load'
     [ "$(awk -F, '$3=="sid" && $9!=0' "$p/compare/compare.csv" | wc -l)" -gt 0 ] # the checkpoints differ
     # the report: escaped prompt, every figure inline
     grep -qF 'A red fox &lt;b&gt;trotting&lt;/b&gt; &amp; &quot;jumping&quot;' "$p/report.html"
-    assert_equal "$(grep -c '<svg ' "$p/report.html")" 7 # 2 curves + 3 heatmaps + 2 differences
+    assert_equal "$(grep -c '<svg ' "$p/report.html")" 10 # 2 curves + 3 heatmaps + 2 differences + 3 runs' token maps
+    # the token maps: per run, each layer's key slot 0 on the 2×3 grid of a 32×48 frame (6 cells)
+    assert_equal "$(grep -c '<rect [^>]*><title>row [01], col [0-2]: ' "$p/report.html")" 54
 }
 
 @test "sink_study.sh: a missing checkpoint is an error before any work" {

@@ -1,6 +1,7 @@
 /* compare.c — sf-taps compare / heatmap / report (see compare.h). */
 #define _POSIX_C_SOURCE 200809L
 #include "compare.h"
+#include "taps_tokens.h"
 
 #include <cjson/cJSON.h>
 #include <errno.h>
@@ -120,6 +121,7 @@ static sf_status load_run(sf_taps_cmp *c, int i, const char *path, int64_t fsl, 
 sf_status sf_taps_cmp_load(sf_taps_cmp *c, const char *const *paths, int n, const char *const *labels,
                            int64_t fsl, const int *layers, int nl, int fwd_b, int fwd_s, sf_err *err) {
     memset(c, 0, sizeof *c);
+    c->fwd_b = fwd_b, c->fwd_s = fwd_s;
     if (n < 1) return sf_fail(err, SF_E_ARG, "no tap files");
     c->r = calloc((size_t)n, sizeof *c->r);
     if (!c->r) return sf_fail(err, SF_E_NOMEM, "out of memory");
@@ -369,6 +371,23 @@ static void write_report(FILE *f, const sf_taps_cmp *c, sf_err *err, sf_status *
     fputs("</table>\n<h2>Layers × heads</h2>\n", f);
     for (int i = 0; i < c->nr && !*s; i++) *s = inline_figure(f, c, FIG_HEAT, i, err);
     for (int i = 1; i < c->nr && !*s; i++) *s = inline_figure(f, c, FIG_DIFF, i, err);
+    if (c->tokens && !*s) {
+        fputs("\n<h2>Where in the sink frames the mass lands</h2>\n<p>From each run's tokens file (sf-denoise "
+              "<code>--tap-mode tokens</code>): the softmax mass of every token of the first key frames, mean over the "
+              "heads and the forward's query frames, on the frame's latent token grid.</p>\n", f);
+        for (int i = 0; i < c->nr && !*s; i++) {
+            sf_tfile *tf = NULL;
+            fputs("<h3>", f), html(f, c->r[i].label), fputs(" — ", f), html(f, c->tokens[i]), fputs("</h3>\n<figure>", f);
+            if (!(*s = sf_tfile_open(c->tokens[i], &tf, err)) &&
+                (*s = sf_taps_tokens(tf, c->layers, c->nl, NULL, 0, c->fwd_b, c->fwd_s, f, NULL, err))) {
+                char m[sizeof err->msg];
+                snprintf(m, sizeof m, "%s", err->msg);
+                sf_fail(err, *s, "%s: %s", c->tokens[i], m);
+            }
+            fputs("</figure>\n", f);
+            sf_tfile_destroy(&tf);
+        }
+    }
     fputs("\n<details><summary>Every layer and head</summary>\n<table><tr><th>layer</th><th>head</th>", f);
     for (int i = 0; i < c->nr; i++) {
         fputs("<th>first mass ", f), html(f, c->r[i].label), fputs("</th><th>sink ratio ", f), html(f, c->r[i].label);

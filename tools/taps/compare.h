@@ -8,7 +8,8 @@
  * (the figure-4 choice), a probs.* source before a logits one. Outputs: a CSV table, SVG figures
  * (layers × heads sink-ratio heatmaps, their differences to the first file, head-mean curves per
  * layer) and one self-contained HTML report (inline SVG, tables, the runs' facts from the
- * files' metadata; every text escaped). Tested by tests/bats/sf-taps-compare.bats on numbers
+ * files' metadata; every text escaped; with one tokens file per run, each run's per-token sink-frame
+ * heatmaps of taps_tokens.h). Tested by tests/bats/sf-taps-compare.bats on numbers
  * worked out by hand from the golden tap file, and the report in headless Chromium. */
 #ifndef SF_TAPS_COMPARE_H
 #define SF_TAPS_COMPARE_H
@@ -29,6 +30,8 @@ typedef struct sf_taps_cmp {
     int nl, H;
     int *layers;              /* [nl] ascending: the first file's, every other file must have them */
     int64_t fsl;
+    int fwd_b, fwd_s;         /* the forward asked for (--forward), or -1 */
+    const char *const *tokens; /* report: one --tap-mode tokens file per run (borrowed), or NULL */
 } sf_taps_cmp;
 
 /* Open n files and compute the table. labels: n names or NULL (file base names). layers: filter

@@ -9,7 +9,8 @@
  *   sf-taps compare A B [C...] [-o DIR]              per layer × head: first-frame mass, sink ratio and their
  *                                                     differences to A (CSV on stdout, or DIR/compare.csv + SVGs)
  *   sf-taps heatmap FILE -o OUT.svg                  layers × heads sink-ratio heatmap
- *   sf-taps report A [B...] -o OUT.html              one self-contained HTML page (compare.h)
+ *   sf-taps report A [B...] -o OUT.html [--tokens TA [TB...]]  one self-contained HTML page (compare.h); with
+ *                                                     tokens files, where in the sink frames the mass lands
  *   sf-taps tokens FILE [-o OUT.svg]                 the sink frames' per-token mass (--tap-mode tokens): one
  *                                                     heatmap per layer and key slot, or CSV on stdout (tokens.c)
  * Filters: --layers L..., --heads H..., --set fig4|taps|frames|stream|probs|all, --frame-seq-length N,
@@ -34,7 +35,7 @@
 
 static const char *prog = "sf-taps";
 static const char *synopsis = "summary FILE [-o OUT] | table FILE [--format csv|json] [-o OUT] | plot FILE -o DIR | "
-                              "compare A B [C...] [-o DIR] | heatmap FILE -o OUT.svg | report A [B...] -o OUT.html | "
+                              "compare A B [C...] [-o DIR] | heatmap FILE -o OUT.svg | report A [B...] -o OUT.html [--tokens TA...] | "
                               "tokens FILE [-o OUT.svg]";
 
 static const sf_opt opts[] = {
@@ -45,6 +46,7 @@ static const sf_opt opts[] = {
     {"set", 0, SF_ARG_VALUE, "S\tfig4|taps|frames|stream|probs|all (default: fig4 if present, else stream, else taps+frames+probs)"},
     {"frame-seq-length", 0, SF_ARG_VALUE, "N\ttokens per latent frame (default: from the file, else Lq / query frames)"},
     {"labels", 0, SF_ARG_MULTI, "NAME...\tcompare/report: one name per file (default: the file names)"},
+    {"tokens", 0, SF_ARG_MULTI, "FILE...\treport: one --tap-mode tokens file per run, in the same order: adds where in the sink frames the mass lands"},
     {"forward", 0, SF_ARG_VALUE, "B:S\tcompare/report/tokens: use block B, step S of every layer (default: the most key frames)"},
     SF_OPTS_STD,
     {0},
@@ -342,6 +344,10 @@ static int workbench(sf_args *a, const char **pos, int np) {
     const char **labels = NULL;
     int nlab = sf_args_all(a, opts, "labels", &labels);
     if (nlab > 0 && nlab != nfiles) usage_die("--labels: give one name per file");
+    const char **tok = NULL;
+    int ntok = sf_args_all(a, opts, "tokens", &tok);
+    if (ntok > 0 && strcmp(cmd, "report") != 0) usage_die("--tokens applies to report only");
+    if (ntok > 0 && ntok != nfiles) usage_die("--tokens: give one tokens file per run");
     for (int i = 0; i < nlab; i++)
         if (!labels[i][0] || strchr(labels[i], '/') || strlen(labels[i]) > 60) usage_die("--labels: names must be 1-60 characters without '/'");
     int fb = -1, fs = -1, n = 0;
@@ -354,6 +360,7 @@ static int workbench(sf_args *a, const char **pos, int np) {
     int *layers = int_list(a, "layers", "--layers", &nl);
     sf_taps_cmp c;
     s = sf_taps_cmp_load(&c, pos + 1, nfiles, nlab > 0 ? labels : NULL, fsl, layers, nl, fb, fs, &err);
+    c.tokens = ntok > 0 ? tok : NULL;
     if (!s) {
         if (!strcmp(cmd, "report")) s = sf_taps_cmp_report(&c, out, &err);
         else if (!strcmp(cmd, "heatmap")) s = sf_taps_cmp_heatmap(&c, 0, out, &err);
@@ -367,6 +374,7 @@ static int workbench(sf_args *a, const char **pos, int np) {
     sf_taps_cmp_free(&c);
     free(layers);
     free(labels);
+    free(tok);
     free(pos);
     sf_args_free(a);
     if (s) sf_die(prog, s, &err);
@@ -387,8 +395,12 @@ static int tokens_cmd(sf_args *a, const char **pos, int np) {
     int *layers = int_list(a, "layers", "--layers", &nl), *heads = int_list(a, "heads", "--heads", &nh);
     sf_tfile *tf = NULL;
     const int svg = out && strcmp(out, "-") != 0;
-    if (!(s = sf_tfile_open(pos[1], &tf, &err)))
-        s = sf_taps_tokens(tf, layers, nl, heads, nh, fb, fs, svg ? out : NULL, svg ? NULL : stdout, &err);
+    sf_atomic_file af;
+    if (!(s = sf_tfile_open(pos[1], &tf, &err)) && (!svg || !(s = sf_atomic_open(&af, out, &err)))) {
+        s = sf_taps_tokens(tf, layers, nl, heads, nh, fb, fs, svg ? af.fp : NULL, svg ? NULL : stdout, &err);
+        if (svg && s) sf_atomic_abort(&af);
+        else if (svg) s = sf_atomic_commit(&af, &err);
+    }
     if (!s && !svg && fflush(stdout) != 0) s = sf_fail(&err, SF_E_IO, "stdout: write failed");
     if (!s && svg) sf_info("wrote %s", out);
     sf_tfile_destroy(&tf);

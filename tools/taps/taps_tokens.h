@@ -8,8 +8,9 @@
 #include <stdio.h>
 
 /* layers[nl] (nl 0: all) and heads[nh] (nh 0: all); fb ≥ 0: that forward (block fb, step fs) of every layer, else
- * each layer's latest block's first step. svg non-NULL: write that figure; csv non-NULL: the rows to it. */
+ * each layer's latest block's first step. svg non-NULL: the figure (an <svg> element, no XML prolog) to it; csv
+ * non-NULL: the rows to it. Bad input (not a tokens file, nothing selected): one-line error, nothing written. */
 sf_status sf_taps_tokens(const sf_tfile *tf, const int *layers, int nl, const int *heads, int nh, int fb, int fs,
-                         const char *svg, FILE *csv, sf_err *err);
+                         FILE *svg, FILE *csv, sf_err *err);
 
 #endif

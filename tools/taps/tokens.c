@@ -3,8 +3,9 @@
  * token_frames K; stages/denoise/taps.h). Per selected layer, one forward (--forward B:S, else the latest
  * block's first step), the mass of each token of key slot k < K averaged over the selected heads and the
  * forward's query frames: a CSV (layer, block, step, key_slot, row, col, mass) or an SVG of one H×W heatmap
- * per layer and key slot (viridis, each layer on its own scale, its total and peak in the label). The same
- * input gives the same bytes; files are written atomically. Tested by tests/bats/sf-taps.bats. */
+ * per layer and key slot (viridis, each layer on its own scale, its total and peak in the label), also inline in
+ * `sf-taps report --tokens` (compare.c). The same input gives the same bytes. Tested by tests/bats/sf-taps.bats
+ * and sf-taps-compare.bats. */
 #define _POSIX_C_SOURCE 200809L
 #include "taps_tokens.h"
 
@@ -95,7 +96,7 @@ static void svg_panel(FILE *f, double x0, double y0, double cw, int gh, int gw, 
 }
 
 sf_status sf_taps_tokens(const sf_tfile *tf, const int *layers, int nl, const int *heads, int nh, int fb, int fs,
-                         const char *svg, FILE *csv, sf_err *err) {
+                         FILE *svg, FILE *csv, sf_err *err) {
     const char *grid = sf_tfile_meta(tf, "token_grid");
     int gh = 0, gw = 0, k = 0;
     if (!grid || sscanf(grid, "%dx%d%n", &gh, &gw, &k) != 2 || grid[k] || gh < 1 || gw < 1)
@@ -130,45 +131,37 @@ sf_status sf_taps_tokens(const sf_tfile *tf, const int *layers, int nl, const in
         if (ferror(csv)) s = sf_fail(err, SF_E_IO, "write failed");
     }
     if (!s && svg) {
-        sf_atomic_file af;
-        if (!(s = sf_atomic_open(&af, svg, err))) {
-            FILE *f = af.fp;
-            const double cw = 240.0 / (gw > gh ? gw : gh), pw = cw * gw, ph = cw * gh, lm = 20, tm = 54, gap = 52;
-            double W = lm + (double)Kmax * (pw + 30) + 20;
-            if (W < 760) W = 760;
-            const double Hh = tm + n * (ph + gap) + 10;
-            fprintf(f, "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"%.0f\" height=\"%.0f\" viewBox=\"0 0 %.0f %.0f\" "
-                       "font-family=\"sans-serif\">\n<rect width=\"100%%\" height=\"100%%\" fill=\"#ffffff\"/>\n",
-                    W, Hh, W, Hh);
-            fprintf(f, "<text x=\"%.1f\" y=\"22\" font-size=\"15\" font-weight=\"bold\">Where the sink frames' attention "
-                       "mass lands (%dx%d tokens a frame)</text>\n", lm, gh, gw);
-            fprintf(f, "<text x=\"%.1f\" y=\"40\" font-size=\"11\">mean over %s and the forward's query frames; each layer "
-                       "on its own colour scale (viridis, its minimum to its maximum)</text>\n",
-                    lm, nh > 0 ? "the heads asked" : "all heads");
-            for (int i = 0; i < n; i++) {
-                double lo = INFINITY, hi = -INFINITY;
-                for (int64_t j = 0; j < K[i] * S; j++) lo = fmin(lo, m[i][j]), hi = fmax(hi, m[i][j]);
-                const double y = tm + i * (ph + gap);
-                for (int64_t kk = 0; kk < K[i]; kk++) {
-                    double tot = 0, peak = -INFINITY;
-                    for (int64_t j = 0; j < S; j++) tot += m[i][kk * S + j], peak = fmax(peak, m[i][kk * S + j]);
-                    const double x = lm + (double)kk * (pw + 30);
-                    fprintf(f, "<text class=\"panel\" x=\"%.1f\" y=\"%.1f\" font-size=\"11\" font-weight=\"bold\">layer %d, "
-                               "key slot %lld (block %d, step %d)</text>\n",
-                            x, y + 12, c[i].layer, (long long)kk, c[i].block, c[i].step);
-                    fprintf(f, "<text x=\"%.1f\" y=\"%.1f\" font-size=\"10\">mass %.4g in all, %.4g at the peak token</text>\n",
-                            x, y + 25, tot, peak);
-                    svg_panel(f, x, y + 30, cw, gh, gw, m[i] + kk * S, lo, hi);
-                }
-            }
-            fputs("</svg>\n", f);
-            if (ferror(f)) {
-                sf_atomic_abort(&af);
-                s = sf_fail(err, SF_E_IO, "%s: write failed", svg);
-            } else {
-                s = sf_atomic_commit(&af, err);
+        FILE *f = svg;
+        const double cw = 240.0 / (gw > gh ? gw : gh), pw = cw * gw, ph = cw * gh, lm = 20, tm = 54, gap = 52;
+        double W = lm + (double)Kmax * (pw + 30) + 20;
+        if (W < 760) W = 760;
+        const double Hh = tm + n * (ph + gap) + 10;
+        fprintf(f, "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"%.0f\" height=\"%.0f\" viewBox=\"0 0 %.0f %.0f\" "
+                   "font-family=\"sans-serif\">\n<rect width=\"100%%\" height=\"100%%\" fill=\"#ffffff\"/>\n",
+                W, Hh, W, Hh);
+        fprintf(f, "<text x=\"%.1f\" y=\"22\" font-size=\"15\" font-weight=\"bold\">Where the sink frames' attention "
+                   "mass lands (%dx%d tokens a frame)</text>\n", lm, gh, gw);
+        fprintf(f, "<text x=\"%.1f\" y=\"40\" font-size=\"11\">mean over %s and the forward's query frames; each layer "
+                   "(row) on its own colour scale, viridis from its least to its most</text>\n",
+                lm, nh > 0 ? "the heads asked" : "all heads");
+        for (int i = 0; i < n; i++) {
+            double lo = INFINITY, hi = -INFINITY;
+            for (int64_t j = 0; j < K[i] * S; j++) lo = fmin(lo, m[i][j]), hi = fmax(hi, m[i][j]);
+            const double y = tm + i * (ph + gap);
+            for (int64_t kk = 0; kk < K[i]; kk++) {
+                double tot = 0, peak = -INFINITY;
+                for (int64_t j = 0; j < S; j++) tot += m[i][kk * S + j], peak = fmax(peak, m[i][kk * S + j]);
+                const double x = lm + (double)kk * (pw + 30);
+                fprintf(f, "<text class=\"panel\" x=\"%.1f\" y=\"%.1f\" font-size=\"11\" font-weight=\"bold\">layer %d, "
+                           "key slot %lld (block %d, step %d)</text>\n",
+                        x, y + 12, c[i].layer, (long long)kk, c[i].block, c[i].step);
+                fprintf(f, "<text x=\"%.1f\" y=\"%.1f\" font-size=\"10\">mass %.4g in all, %.4g at the peak token</text>\n",
+                        x, y + 25, tot, peak);
+                svg_panel(f, x, y + 30, cw, gh, gw, m[i] + kk * S, lo, hi);
             }
         }
+        fputs("</svg>\n", f);
+        if (ferror(f)) s = sf_fail(err, SF_E_IO, "write failed");
     }
     for (int i = 0; m && i < n; i++) free(m[i]);
     free(m);
