@@ -61,7 +61,7 @@ static sf_status pick(const sf_tfile *tf, const int *layers, int nl, int fb, int
 /* m[K·S]: the mass of each token of the K key slots, mean over the heads asked (all when nh = 0) and the query frames. */
 static sf_status token_means(const tok_cap *c, int64_t S, const int *heads, int nh, double *m, int64_t *K, sf_err *err) {
     const sf_tensor *t = c->t;
-    if (t->ndim != 3 || t->shape[2] % S != 0 || t->shape[1] < 1)
+    if (t->ndim != 3 || t->shape[2] % S != 0 || t->shape[0] < 1 || t->shape[1] < 1)
         return sf_fail(err, SF_E_SHAPE, "tokens.L%d.b%d.s%d: expected [heads, query frames, K·%lld], not that shape", c->layer,
                        c->block, c->step, (long long)S);
     const int64_t H = t->shape[0], QF = t->shape[1], NG = t->shape[2];
@@ -117,7 +117,10 @@ sf_status sf_taps_tokens(const sf_tfile *tf, const int *layers, int nl, const in
     int64_t *K = calloc((size_t)n, sizeof *K);
     if (!m || !K) s = sf_fail(err, SF_E_NOMEM, "out of memory");
     for (int i = 0; !s && i < n; i++) {
-        if (!(m[i] = malloc(sizeof(double) * (size_t)c[i].t->shape[c[i].t->ndim - 1])))
+        if (c[i].t->ndim != 3 || c[i].t->shape[2] < 1)
+            s = sf_fail(err, SF_E_SHAPE, "tokens.L%d.b%d.s%d: expected [heads, query frames, K·%lld]", c[i].layer,
+                        c[i].block, c[i].step, (long long)S);
+        else if (!(m[i] = malloc(sizeof(double) * (size_t)c[i].t->shape[2])))
             s = sf_fail(err, SF_E_NOMEM, "out of memory");
         else s = token_means(&c[i], S, heads, nh, m[i], &K[i], err);
         if (!s && K[i] > Kmax) Kmax = K[i];
