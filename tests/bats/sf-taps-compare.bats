@@ -16,17 +16,10 @@ setup() {
     #   A L0 h1 rows [.2 .4 .4] twice         → .2, .5
     #   B L0 h0 rows [.4 .3 .3] twice         → .4, 4/3;  B L0 h1 [.1 .45 .45] → .1, 2/9
     #   L3 (both files, both heads) rows [1/3 1/3 1/3] → 1/3, 1
-    python3 - "$D" <<'PY'
-import json, struct, sys
-def write(path, tensors, meta):
-    hdr, blob = {"__metadata__": meta}, b""
-    for name, (shape, vals) in tensors.items():
-        b = struct.pack("<%df" % len(vals), *vals)
-        hdr[name] = {"dtype": "F32", "shape": shape, "data_offsets": [len(blob), len(blob) + len(b)]}
-        blob += b
-    h = json.dumps(hdr).encode()
-    h += b" " * (-len(h) % 8)
-    open(path, "wb").write(struct.pack("<Q", len(h)) + h + blob)
+    python3 - "$D" "$BATS_TEST_DIRNAME" <<'PY'
+import json, sys
+sys.path.insert(0, sys.argv[2])
+from st_write import write
 third = [1/3, 1/3, 1/3] * 4
 lse = [0.0] * 2 * 2 * 4
 meta = {"tap_mode": "probs", "frame_seq_length": "24", "heads": "2", "layers": "[0,3]", "seed": "42",
@@ -143,17 +136,10 @@ PY
 @test "report --tokens: each run's sink-frame token maps, numbers worked out by hand; errors name the file" {
     # hand-made tokens files: a 2×2 token grid (4 tokens a frame), K = 1, 2 heads × 2 query frames, layers 0 and 3
     #   TA L0: head 0 rows [.4 .1 .1 .0] [.2 .1 .1 .0], head 1 rows [.0 .0 .0 .4] twice → mean .15 .05 .05 .2
-    python3 - "$D" <<'PY'
-import json, struct, sys
-def write(path, tensors, meta):
-    hdr, blob = {"__metadata__": meta}, b""
-    for name, (shape, vals) in tensors.items():
-        b = struct.pack("<%df" % len(vals), *vals)
-        hdr[name] = {"dtype": "F32", "shape": shape, "data_offsets": [len(blob), len(blob) + len(b)]}
-        blob += b
-    h = json.dumps(hdr).encode()
-    h += b" " * (-len(h) % 8)
-    open(path, "wb").write(struct.pack("<Q", len(h)) + h + blob)
+    python3 - "$D" "$BATS_TEST_DIRNAME" <<'PY'
+import sys
+sys.path.insert(0, sys.argv[2])
+from st_write import write
 meta = {"tap_mode": "tokens", "token_frames": "1", "token_grid": "2x2", "frame_seq_length": "4", "heads": "2"}
 flat = [.25] * 16
 write(sys.argv[1] + "/TA.safetensors", {
@@ -197,14 +183,11 @@ PY
 }
 
 @test "compare / heatmap / report on frame-level taps: the error says they need probs or logits" {
-    python3 - "$D/F.safetensors" <<'PY'
-import json, struct, sys
-vals = [.5, .25, .25] * 4
-b = struct.pack("<%df" % len(vals), *vals)
-h = json.dumps({"__metadata__": {"tap_mode": "frames", "frame_seq_length": "24"},
-                "frames.L0.b1.s0": {"dtype": "F32", "shape": [2, 2, 3], "data_offsets": [0, len(b)]}}).encode()
-h += b" " * (-len(h) % 8)
-open(sys.argv[1], "wb").write(struct.pack("<Q", len(h)) + h + b)
+    python3 - "$D/F.safetensors" "$BATS_TEST_DIRNAME" <<'PY'
+import sys
+sys.path.insert(0, sys.argv[2])
+from st_write import write
+write(sys.argv[1], {"frames.L0.b1.s0": ([2, 2, 3], [.5, .25, .25] * 4)}, {"tap_mode": "frames", "frame_seq_length": "24"})
 PY
     run -0 sf-taps summary "$D/F.safetensors" # a tap file sf-taps reads
     for cmd in "compare $D/A.safetensors $D/F.safetensors" "heatmap $D/F.safetensors -o $D/h.svg" \
