@@ -340,4 +340,8 @@ print(len(cells), len(panels), panels[0])' "$BATS_TEST_TMPDIR/tok.svg"
     [[ "$stderr" == *"--heads: head 7 out of range (the file has 2 heads)"* ]] || false
     run --separate-stderr sf-taps tokens "$O" --set probs
     assert_failure 2
+    # the per-frame commands point a tokens file to tokens
+    run --separate-stderr sf-taps summary "$O"
+    assert_failure 1
+    assert_equal "$stderr" "sf-taps: error: $O: tokens.L* taps (the sink frames' per-token mass) are read by sf-taps tokens FILE, and by report --tokens"
 }

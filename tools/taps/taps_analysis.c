@@ -569,6 +569,12 @@ sf_status sf_taps_find_sources(const sf_tfile *tf, unsigned sets, int64_t fsl_ov
         st = sf_fail(err, SF_E_NOTFOUND, "%s: no %s taps (the file has %s taps)", path, want, got);
         goto fail;
     }
+    if (l.n == 0 && have == 0 && tf->kind != SF_TFILE_TORCH && sf_tfile_meta(tf, "token_grid")) {
+        /* a tokens file (--tap-mode tokens): per-token masses, not per frame */
+        st = sf_fail(err, SF_E_NOTFOUND, "%s: tokens.L* taps (the sink frames' per-token mass) are read by "
+                                         "sf-taps tokens FILE, and by report --tokens", path);
+        goto fail;
+    }
     if (l.n == 0) {
         st = sf_fail(err, SF_E_NOTFOUND, "%s: no attention taps%s (expected a figure-4/streaming .pt or "
                                          "fig4.L*/taps.L*/frames.L*/stream.L*/probs.L* tensors)",
