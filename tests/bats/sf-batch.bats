@@ -263,6 +263,38 @@ by_hand() {
     sf-tensor ls "$T/out/1-0_ema.pt" | grep -q 'attention_weights'
 }
 
+@test "taps: --tap-mode tokens / probs write the workbench's .safetensors beside each video; a folder keeps its tap flags" {
+    head -n 1 "$T/prompts.txt" >"$T/p1.txt"
+    run -0 sf-batch "${B[@]}" --data_path "$T/p1.txt" --layer_indices 0-1 --tap-mode tokens --tap-token-frames 1
+    [ -f "$T/out/0-0_ema.mp4" ]
+    [ ! -e "$T/out/0-0_ema.pt" ]
+    # 3 frames: one block, its first forward (the seed selection) for layers 0 and 1; a 2×3 token grid
+    assert_equal "$(sf-tensor ls "$T/out/0-0_ema.safetensors" | grep -c '^tokens\.L[01]\.b0\.s0	f32	\[2, 3, 6\]$')" 2
+    grep -qx 'tap_mode=tokens' "$T/out/.sf-batch/flags"
+    grep -qx 'tap_token_frames=1' "$T/out/.sf-batch/flags"
+    # done means the video and its taps file: a rerun skips it, --status counts it
+    run -0 sf-batch "${B[@]}" --data_path "$T/p1.txt" --layer_indices 0-1 --tap-mode tokens
+    assert_output --partial "0 done, 1 skipped (already there)"
+    run -0 sf-batch --status "$T/out"
+    assert_output --partial "1 video: 1 done, 0 failed, 0 to do"
+    rm "$T/out/0-0_ema.safetensors"
+    run -0 sf-batch --status "$T/out"
+    assert_output --partial "0 done, 0 failed, 1 to do"
+    # another mode is another folder's
+    run -2 --separate-stderr sf-batch "${B[@]}" --data_path "$T/p1.txt" --layer_indices 0-1 --tap-mode probs
+    assert_equal "$stderr" "sf-batch: error: $T/out has videos made with other flags: --tap_mode tokens (now probs); use another --output_folder (or empty this one)"
+    # probs with the cross-attention, every forward, in a new folder
+    run -0 sf-batch "${B[@]}" --data_path "$T/p1.txt" --output_folder "$T/out2" --layer_indices 1 --tap-mode probs \
+        --tap-cross --tap-select all
+    assert_equal "$(sf-tensor ls "$T/out2/0-0_ema.safetensors" | grep -c '^\(probs\|cross\)\.L1\.b0\.s[0-4]	')" 10
+    # the tap flags need layers; their values are sf-denoise's (its --check)
+    run -2 --separate-stderr sf-batch "${B[@]}" --output_folder "$T/out3" --tap-mode probs
+    assert_equal "$stderr" "sf-batch: error: --tap-mode, --tap-select, --tap-token-frames and --tap-cross go with --layer_indices (the layers to tap)"
+    run -2 --separate-stderr sf-batch "${B[@]}" --output_folder "$T/out3" --layer_indices 0 --tap-mode prob
+    assert_equal "$stderr" "sf-batch: error: sf-denoise --check: --tap-mode: expected logits, frames, probs or tokens, got 'prob'"
+    [ ! -e "$T/out3" ]
+}
+
 @test "bad flags and inputs: one line, nothing written" {
     run -2 --separate-stderr sf-batch --output_folder "$T/o"
     assert_equal "$stderr" "sf-batch: error: --data_path PROMPTS.txt is required (see --help)"

@@ -6,7 +6,8 @@
 #            [--save_with_index] [--use_ema | --no_ema] [--seed N] [--config_path P]
 #            [--checkpoint_path P | --no_checkpoint] [--extended_prompt_path F] [--model-dir DIR]
 #            [--device cpu|cuda|cuda:N | --gpu_id N] [--encode-device D] [--vae FILE] [--fp8] [--workers N] [--height H] [--width W]
-#            [--threads N] [--cache-dir DIR] [--layer_indices L ...] [--retries N] [--dry-run | -n]
+#            [--threads N] [--cache-dir DIR] [--layer_indices L ... [--tap-mode M] [--tap-select S]
+#            [--tap-token-frames K] [--tap-cross]] [--retries N] [--dry-run | -n]
 #            [--progress none|lines|bar|auto] [--log-level L] [--noise-rng torch-cuda|sfpipe]
 #            [--torchrun W[:P]]
 #   sf-batch --i2v --data_path IMAGE_DIR (the flags above): image-to-video
@@ -29,7 +30,9 @@
 # prompt and draws its noise; the indices are the same). Its file is the reference's name,
 # "<i>-<s>_ema.mp4" / "<i>-<s>_regular.mp4" with --save_with_index, else "<prompt[:100]>-<s>.mp4"
 # ('/' → '_', control characters → '_', cut to 200 bytes on a character boundary: NAME_MAX).
-# --layer_indices (all, N, A-B as sf-denoise) also writes the taps "<name>.pt" beside each video.
+# --layer_indices (all, N, A-B as sf-denoise) also writes the taps "<name>.pt" beside each video (the
+# figure-4 dict); with --tap-mode frames|probs|tokens (or --tap-cross, --tap-select) sf-denoise's workbench
+# taps, "<name>.safetensors" with the run's facts (docs/sink-workbench.md).
 # --i2v: image-to-video as inference.py --i2v. --data_path is then the reference's image folder
 # (target_crop_info_<ratio>.json, a list of items with file_name and caption, and the images in
 # <ratio>/): item i is video i, its caption the prompt. The image, resized to --height x --width as the
@@ -89,6 +92,7 @@ seed=0 checkpoint_path= use_ema=0   # inference.py's defaults: no checkpoint →
 data_path= output_folder= extended= num_frames=21 num_samples=1 with_index=0
 workers=1 retries=1 threads= layers=() dry=0 status=0 progress=none noise_rng=torch-cuda torchrun=0 nproc=0
 slurm=0 sbatch_args=() requeue=1 wait=0 i2v=0 vae= fp8=0
+tap_mode= tap_select= token_frames= tap_cross=0   # sf-denoise's, with --layer_indices (checked by sf-denoise --check)
 worker_job= task=0 tasks=1
 orig=("$@")
 while [ $# -gt 0 ]; do
@@ -111,6 +115,10 @@ while [ $# -gt 0 ]; do
     --noise-rng) ref_need "$@"; noise_rng=$2; shift 2 ;;   # checked with the rest by sf-denoise --check
     --vae) ref_need "$@"; vae=$2; shift 2 ;;   # sf-decode's checkpoint (a Wan VAE or a TAEHV)
     --fp8) fp8=1; shift ;;                     # sf-denoise --fp8
+    --tap-mode) ref_need "$@"; tap_mode=$2; shift 2 ;;
+    --tap-select) ref_need "$@"; tap_select=$2; shift 2 ;;
+    --tap-token-frames) ref_need "$@"; token_frames=$2; shift 2 ;;
+    --tap-cross) tap_cross=1; shift ;;
     --torchrun) ref_need "$@"   # W[:P]: the reference's run on W processes, P per node (default all W on one)
         [[ "$2" =~ ^[0-9]+(:[0-9]+)?$ ]] || bad "--torchrun: expected W or W:P (processes, and per node), got '$(esc "$2")'"
         ref_dec torchrun "$1" "${2%%:*}"; nproc=$torchrun; [[ "$2" != *:* ]] || ref_dec nproc "$1" "${2#*:}"
@@ -144,6 +152,9 @@ while [ $# -gt 0 ]; do
     esac
 done
 [ -n "$output_folder" ] || bad "--output_folder DIR is required (see --help)"
+if [ ${#layers[@]} -eq 0 ] && { [ -n "$tap_mode$tap_select$token_frames" ] || [ "$tap_cross" = 1 ]; }; then
+    bad "--tap-mode, --tap-select, --tap-token-frames and --tap-cross go with --layer_indices (the layers to tap)"
+fi
 state=$output_folder/.sf-batch   # job lists, logs, failure reasons, temp files
 
 # ---- the set of videos: all.tsv = name \t idx \t sample \t noise \t prompt, one line per video (with
@@ -216,9 +227,12 @@ list_videos() { # → stdout; blank lines keep their index but make no video
     fi
 }
 
-# a video is done when its file is in the folder, and with --layer_indices its taps file too
-is_done() { [ -e "$output_folder/$1" ] && { [ "$taps" = 0 ] || [ -e "$output_folder/${1%.mp4}.pt" ]; }; }
+# a video is done when its file is in the folder, and with --layer_indices its taps file too: <name>.pt (the
+# figure-4 dict of the default logits taps), else <name>.safetensors (the workbench's modes)
+is_done() { [ -e "$output_folder/$1" ] && { [ "$taps" = 0 ] || [ -e "$output_folder/${1%.mp4}$tap_ext" ]; }; }
 taps=$((${#layers[@]} > 0))
+tap_ext=.pt
+case "$tap_mode" in "" | logits) [ "$tap_cross" = 0 ] || tap_ext=.safetensors ;; *) tap_ext=.safetensors ;; esac
 
 # counts over all.tsv: sets n_all n_exist n_failed, and prints failure reasons when $1 = show
 tally() {
@@ -250,6 +264,10 @@ task_record() {
 if [ "$status" = 1 ]; then
     [ -f "$state/all.tsv" ] || die "$output_folder has no sf-batch run (no $state/all.tsv)"
     ! grep -qs '^layer_indices=.' "$state/flags" || taps=1
+    # the taps file's kind as the folder's flags recorded it (none recorded: an older sf-batch's figure-4 .pt)
+    tap_mode=$(sed -n 's/^tap_mode=//p' "$state/flags" 2>/dev/null) tap_cross=$(sed -n 's/^tap_cross=//p' "$state/flags" 2>/dev/null)
+    tap_ext=.pt
+    case "$tap_mode" in "" | logits) [ "${tap_cross:-0}" = 0 ] || tap_ext=.safetensors ;; *) tap_ext=.safetensors ;; esac
     tally show
     echo "$output_folder: $(plural "$n_all" video): $n_exist done, $n_failed failed, $((n_all - n_exist - n_failed)) to do"
     if [ ! -f "$state/slurm-jobs" ]; then   # a local run: its workers' own records
@@ -302,6 +320,10 @@ den_flags() { # → den: the flags that shape a video, as sf-denoise takes them 
     else den+=(--checkpoint_path "$checkpoint_path" --require-checkpoint); fi
     if [ "$use_ema" = 1 ]; then den+=(--use_ema); else den+=(--no_ema); fi
     [ ${#layers[@]} -eq 0 ] || den+=(--layer_indices "${layers[@]}")
+    [ -z "$tap_mode" ] || den+=(--tap-mode "$tap_mode")
+    [ -z "$tap_select" ] || den+=(--tap-select "$tap_select")
+    [ -z "$token_frames" ] || den+=(--tap-token-frames "$token_frames")
+    [ "$tap_cross" = 0 ] || den+=(--tap-cross)
     [ "$noise_rng" = sfpipe ] || den+=(--noise-rng "$noise_rng")
     [ "$fp8" = 0 ] || den+=(--fp8)
 }
@@ -314,7 +336,7 @@ split_i2v() { # an --i2v prompt field "image \t caption" → i2v_image, i2v_capt
 fail_video() { # name reason → 1, the reason (escaped) in $why and, if it can be written, $state/failed/name
     why=$(esc "$2")
     { printf '%s\n' "$why" >"$state/failed/$1"; } 2>/dev/null
-    rm -f -- "$state/tmp/$1" "$state/tmp/$1".tmp.* "$state/tmp/$1.status" "$state/tmp/${1%.mp4}.pt"
+    rm -f -- "$state/tmp/$1" "$state/tmp/$1".tmp.* "$state/tmp/$1.status" "$state/tmp/${1%.mp4}$tap_ext"
     return 1
 }
 
@@ -331,7 +353,7 @@ run_video() { # name noise prompt dev → 0 and the video in place, or 1, $why a
     fi
     local -a thr=() enc den dec st lv=("${extra_encode[@]}")   # --log-level L, when given (reference_flags.sh)
     [ -n "$threads" ] && thr=(--threads "$threads")
-    rm -f -- "$tmp/$name" "$tmp/$name".tmp.* "$tmp/${name%.mp4}.pt"
+    rm -f -- "$tmp/$name" "$tmp/$name".tmp.* "$tmp/${name%.mp4}$tap_ext"
     e=$( { : >"$log"; } 2>&1) || fail_video "$name" "cannot write its log $log: ${e##*: }" || return 1
     if [ "$i2v" = 1 ]; then   # the image → its latent frame, the video's first (waited for in the background: traps)
         # once per image: its samples follow each other in a worker's list, so the last image's latents are
@@ -357,7 +379,7 @@ run_video() { # name noise prompt dev → 0 and the video in place, or 1, $why a
     den_flags
     den=(sf-denoise "${den[@]}" --device "$dev" "${nz[@]}" --in - --out - "${thr[@]}" "${lv[@]}")
     [ "$i2v" = 1 ] && den+=(--initial-latents "$i2v_file")
-    [ ${#layers[@]} -gt 0 ] && den+=(--output_path "$tmp/${name%.mp4}.pt")
+    [ ${#layers[@]} -gt 0 ] && den+=(--output_path "$tmp/${name%.mp4}$tap_ext")
     dec=(sf-decode --model-dir "$model_dir" --device "$dev" --height "$height" --width "$width" --in - -o "$tmp/$name"
         --progress "$progress" "${thr[@]}" "${lv[@]}")
     [ -n "$vae" ] && dec+=(--vae "$vae")
@@ -368,7 +390,7 @@ run_video() { # name noise prompt dev → 0 and the video in place, or 1, $why a
     { read -ra st <"$tmp/$name.status"; } 2>/dev/null || st=()
     rm -f -- "$tmp/$name.status"
     if [ "${st[*]}" = "0 0 0" ] && [ -s "$tmp/$name" ]; then
-        if [ ${#layers[@]} -gt 0 ] && ! e=$(mv -f -- "$tmp/${name%.mp4}.pt" "$output_folder/${name%.mp4}.pt" 2>&1); then
+        if [ ${#layers[@]} -gt 0 ] && ! e=$(mv -f -- "$tmp/${name%.mp4}$tap_ext" "$output_folder/${name%.mp4}$tap_ext" 2>&1); then
             fail_video "$name" "cannot move its taps into $output_folder: ${e##*: }"; return 1
         fi
         e=$(mv -f -- "$tmp/$name" "$output_folder/$name" 2>&1) || fail_video "$name" "cannot move it into $output_folder: ${e##*: }" ||
@@ -500,7 +522,11 @@ model_dir=$(resolve "$model_dir")
 layer_indices=${layers[*]}
 i2v=$i2v
 vae=${vae:+$(resolve "$vae")}
-fp8=$fp8"
+fp8=$fp8
+tap_mode=${tap_mode:-logits}
+tap_select=${tap_select:-seed}
+tap_token_frames=${token_frames:-1}
+tap_cross=$tap_cross"
 made=0   # a video of the recorded list is in the folder (legacy folders: their last all.tsv)
 rec_videos=$state/videos.tsv; [ -f "$rec_videos" ] || rec_videos=$state/all.tsv
 if [ -f "$rec_videos" ]; then
@@ -515,6 +541,8 @@ oldflags=
 [ -z "$oldflags" ] || grep -q '^i2v=' <<<"$oldflags" || oldflags+=$'\ni2v=0'   # and before --i2v, text-to-video
 [ -z "$oldflags" ] || grep -q '^vae=' <<<"$oldflags" || oldflags+=$'\nvae='     # and before --vae, the Wan VAE
 [ -z "$oldflags" ] || grep -q '^fp8=' <<<"$oldflags" || oldflags+=$'\nfp8=0'   # and before --fp8, bf16
+[ -z "$oldflags" ] || grep -q '^tap_mode=' <<<"$oldflags" ||   # and before --tap-mode, the figure-4 logits taps
+    oldflags+=$'\ntap_mode=logits\ntap_select=seed\ntap_token_frames=1\ntap_cross=0'
 if [ "$made" = 1 ] && [ -n "$oldflags" ] && [ "$oldflags" != "$flags" ]; then
     diff=$(awk -F= 'NR == FNR { old[$1] = substr($0, length($1) + 2); next }
         ($1 in old) && old[$1] != substr($0, length($1) + 2) {
