@@ -27,6 +27,11 @@
 /* One row: s[0..Lk) → mass[0..NG), *lse. Needs NG·G ≤ Lk, Lk ≥ 1. */
 void sf_tap_row_mass_cpu(const float *s, int64_t Lk, int64_t G, int64_t NG, float *mass, float *lse);
 
+/* Single-token masses from the row's log-sum-exp (the GPU's tokens mode: the attention makes lse, one small
+ * GEMM the logits of the first NG keys): s (n, NG) f32 in place → exp(s − lse[i / NG]) (expf), n = rows.
+ * Equal to sf_tap_row_mass_cpu's G = 1 masses up to rounding (exp(s − m) / Z with lse = m + log Z). */
+void sf_tap_token_mass_cpu(int64_t rows, int64_t NG, const float *lse, float *s);
+
 /* rowmass / lse of H·Lq rows → out / stats (see above). Needs Lq a multiple of S. Returns 0, or
  * -1 when its NG doubles of scratch could not be allocated (nothing written). */
 int sf_tap_mass_reduce_cpu(int H, int64_t Lq, int64_t NG, int64_t S, int renorm, const float *rowmass,

@@ -21,6 +21,17 @@ extern "C" {
 sf_status sf_tap_row_mass_cuda(const sf_cuda_ctx *ctx, int H, int64_t rows, int64_t r0, int64_t Lq, int64_t Lk,
                                const float *S, int64_t lds, int64_t G, int64_t NG, float *rowmass, float *lse,
                                sf_err *err);
+/* sf_tap_token_mass_cpu on the device: s (rows, NG) f32 in place → exp(s − lse[row]) (rows = H·Lq of the rowmass
+ * layout: the tokens mode's masses from the attention's own lse, no full logits). */
+sf_status sf_tap_token_mass_cuda(const sf_cuda_ctx *ctx, int64_t rows, int64_t NG, const float *lse, float *s,
+                                 sf_err *err);
+/* The tokens mode's row masses without the full logits: the first NG keys' logits S = (q·kᵀ)·scale by one
+ * batched cuBLASLt GEMM over the H heads (f32) straight into rowmass (H, Lq, NG), then sf_tap_token_mass_cuda with
+ * the rows' lse (H, Lq) the attention made. q: (Lq, H·d) bf16 row stride ldq; k: the key window's first NG rows,
+ * (NG, H·d) bf16 stride ldk. CPU: the logits of sf_tap_mass_cpu, then sf_tap_token_mass_cpu. */
+sf_status sf_tap_token_mass_qk_cuda(const sf_cuda_ctx *ctx, int H, int64_t Lq, int64_t NG, int d, const void *q,
+                                    int64_t ldq, const void *k, int64_t ldk, float scale, const float *lse, float *rowmass,
+                                    sf_err *err);
 /* rowmass, lse → out (H, Lq/S, NG), stats (H, Lq/S, SF_TAP_NSTATS) (sf_tap_mass_reduce_cpu); rowtot:
  * (H·Lq) doubles of device scratch. */
 sf_status sf_tap_mass_reduce_cuda(const sf_cuda_ctx *ctx, int H, int64_t Lq, int64_t NG, int64_t S, int renorm,

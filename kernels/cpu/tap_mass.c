@@ -19,6 +19,11 @@ void sf_tap_row_mass_cpu(const float *s, int64_t Lk, int64_t G, int64_t NG, floa
     *lse = (float)((double)m + log(z));
 }
 
+void sf_tap_token_mass_cpu(int64_t rows, int64_t NG, const float *lse, float *s) {
+    for (int64_t r = 0; r < rows; r++)
+        for (int64_t j = 0; j < NG; j++) s[r * NG + j] = expf(s[r * NG + j] - lse[r]);
+}
+
 int sf_tap_mass_reduce_cpu(int H, int64_t Lq, int64_t NG, int64_t S, int renorm, const float *rowmass,
                            const float *lse, float *out, float *stats) {
     const int64_t QF = Lq / S;

@@ -70,6 +70,50 @@ fail:
     return st;
 }
 
+/* exp(s − lse[row]) in place (sf_tap_token_mass_cpu). */
+static __global__ void tap_token_mass_kernel(int64_t n, int64_t NG, const float *__restrict__ lse, float *__restrict__ s) {
+    for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += (int64_t)gridDim.x * blockDim.x)
+        s[i] = expf(s[i] - lse[i / NG]);
+}
+
+extern "C" sf_status sf_tap_token_mass_cuda(const sf_cuda_ctx *ctx, int64_t rows, int64_t NG, const float *lse, float *s,
+                                            sf_err *err) {
+    sf_status st = SF_OK;
+    SF_CUDA_REQUIRE(ctx && ctx->stream, "sf_tap_token_mass_cuda: CUDA context not initialised");
+    SF_CUDA_REQUIRE(rows >= 0 && NG >= 0 && (rows * NG == 0 || (lse && s)), "sf_tap_token_mass_cuda: bad shape rows=%lld NG=%lld",
+                    (long long)rows, (long long)NG);
+    if (rows * NG == 0) return SF_OK;
+    SF_LAUNCH(tap_token_mass_kernel, sf_cuda_blocks(rows * NG, TM_THREADS), TM_THREADS, 0, SF_CUDA_STREAM(ctx), rows * NG,
+              NG, lse, s);
+    CUDA_CHECK_LAUNCH("tap_token_mass_kernel");
+    return SF_OK;
+fail:
+    return st;
+}
+
+/* Row-major ↔ column-major as attn_blas.cu: per head h, Sᵀ (NG, Lq) = K_h (NG, d) · Q_hᵀ, the head the batch index. */
+extern "C" sf_status sf_tap_token_mass_qk_cuda(const sf_cuda_ctx *ctx, int H, int64_t Lq, int64_t NG, int d, const void *q,
+                                               int64_t ldq, const void *k, int64_t ldk, float scale, const float *lse,
+                                               float *rowmass, sf_err *err) {
+    sf_status st = SF_OK;
+    sf_mm m;
+    SF_CUDA_REQUIRE(ctx && ctx->stream && ctx->lt, "sf_tap_token_mass_qk_cuda: CUDA context not initialised");
+    SF_CUDA_REQUIRE(H >= 1 && Lq >= 0 && NG >= 0 && d >= 1 && ldq >= (int64_t)H * d && ldk >= (int64_t)H * d,
+                    "sf_tap_token_mass_qk_cuda: bad shape H=%d Lq=%lld NG=%lld d=%d ldq=%lld ldk=%lld", H, (long long)Lq,
+                    (long long)NG, d, (long long)ldq, (long long)ldk);
+    if (Lq == 0 || NG == 0) return SF_OK;
+    memset(&m, 0, sizeof m);
+    m.transa = 1, m.transb = 0, m.m = NG, m.n = Lq, m.k = d;
+    m.A = k, m.at = SF_BF16, m.lda = ldk, m.sa = d;
+    m.B = q, m.bt = SF_BF16, m.ldb = ldq, m.sb = d;
+    m.D = rowmass, m.dt = SF_F32, m.ldd = NG, m.sd = Lq * NG;
+    m.batch = H, m.alpha = scale;
+    SF_CHECK_STATUS(sf_blaslt_matmul(SF_CUDA_LT(ctx), &m, err));
+    return sf_tap_token_mass_cuda(ctx, (int64_t)H * Lq, NG, lse, rowmass, err);
+fail:
+    return st;
+}
+
 /* Σ_g rowmass of every row, in g order (the CPU's). */
 static __global__ void tap_row_total_kernel(int64_t n, int64_t NG, const float *__restrict__ rowmass,
                                             double *__restrict__ tot) {

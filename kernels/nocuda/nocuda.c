@@ -481,6 +481,19 @@ sf_status sf_tap_mass_reduce_cuda(const sf_cuda_ctx *ctx, int H, int64_t Lq, int
     return SF_NO_CUDA(err);
 }
 
+sf_status sf_tap_token_mass_cuda(const sf_cuda_ctx *ctx, int64_t rows, int64_t NG, const float *lse, float *s,
+                                 sf_err *err) {
+    (void)ctx, (void)rows, (void)NG, (void)lse, (void)s;
+    return SF_NO_CUDA(err);
+}
+sf_status sf_tap_token_mass_qk_cuda(const sf_cuda_ctx *ctx, int H, int64_t Lq, int64_t NG, int d, const void *q,
+                                    int64_t ldq, const void *k, int64_t ldk, float scale, const float *lse, float *rowmass,
+                                    sf_err *err) {
+    (void)ctx, (void)H, (void)Lq, (void)NG, (void)d, (void)q, (void)ldq, (void)k, (void)ldk, (void)scale, (void)lse,
+        (void)rowmass;
+    return SF_NO_CUDA(err);
+}
+
 /* kernels/attn_mass_cuda.h: the attention with its key-group probability mass in one pass. */
 #include "attn_mass_cuda.h"
 int sf_attn_mass_head_dim_ok(int d) {

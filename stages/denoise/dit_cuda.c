@@ -879,9 +879,7 @@ sf_status sf_dit_cuda_prepare(sf_dit_state *st, int64_t Lq, int64_t Lk, sf_err *
     /* the fused kernel's self-check, before the loop, when a run will use it: no cuDNN, or a tap that asks
        for probability masses in some layer (frames and logits taps never run it) */
     int mass_wanted = 0;
-    int64_t mass_g = 0; /* single-token groups (tokens mode) never take the fused kernel */
-    sf_dgpu_mass_groups(st, g->lk_max, &mass_g);
-    for (int l = 0; st->tap.wants && st->tap.wants_mass && mass_g != 1 && l < c->num_layers && !mass_wanted; l++)
+    for (int l = 0; st->tap.wants && st->tap.wants_mass && l < c->num_layers && !mass_wanted; l++)
         mass_wanted = st->tap.wants_mass(st->tap.ctx, l);
     const int uses_own = !g->sdpa || g->sdpa_off || (mass_wanted && !g->mass_explicit);
     int own = !g->own_attn_off;
@@ -898,7 +896,7 @@ sf_status sf_dit_cuda_prepare(sf_dit_state *st, int64_t Lq, int64_t Lk, sf_err *
         const int self = tp->may_want ? tp->may_want(tp->ctx, l, 0) : 1;
         const int means = tp->wants_means && tp->wants_means(tp->ctx, l);
         const int probs = tp->wants_mass && tp->wants_mass(tp->ctx, l);
-        logits_read = cross || (self && probs && (g->mass_explicit || !own || mass_g == 1)) || (self && !means && !probs);
+        logits_read = cross || (self && probs && (g->mass_explicit || !own)) || (self && !means && !probs);
     }
     if (logits_read || ((!g->sdpa || g->sdpa_off) && !own)) {
         if ((s = sf_dgpu_explicit_ws(g, H, err))) return s;

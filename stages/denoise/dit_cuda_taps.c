@@ -270,9 +270,25 @@ sf_status sf_dgpu_attend_mass(const massrun *m, int d, const bf16 *q, const bf16
                              int64_t ld, float scale, sf_err *err) {
     sf_dit_gpu *g = m->g;
     int own = 0;
-    /* the fused kernels keep a row's key-frame masses on chip: single-token groups (tokens mode) go explicit */
-    sf_status so = g->mass_explicit || m->G == 1 ? SF_OK : sf_dgpu_fused_ok(g, d, &own, err);
+    sf_status so = g->mass_explicit ? SF_OK : sf_dgpu_fused_ok(g, d, &own, err);
     if (so) return so;
+    if (own && m->G == 1) {
+        /* tokens mode (single-token groups of the first NG keys, too many for the fused kernel to hold per row): the
+           fused attention alone with its lse, then those keys' logits by one batched GEMM straight into rowmass
+           (row h·Lq + r, as the reduce reads it), then exp(s − lse) — no full logits anywhere */
+        sf_err e2 = {0};
+        sf_status s = sf_attn_mass_cuda(&g->cx, m->Lq, m->Lk, m->H, d, q, ld, k, v, ldk, o, ld, scale, 1, 0, NULL,
+                                        g->tm_lse, &e2);
+        if (s == SF_OK)
+            return sf_tap_token_mass_qk_cuda(&g->cx, m->H, m->Lq, m->NG, d, q, ld, k, ldk, scale, g->tm_lse, g->tm_rm, err);
+        if (s != SF_E_UNSUPPORTED) {
+            *err = e2;
+            return s;
+        }
+        sf_log(SF_LOG_WARN, "sf-denoise: %s; probability taps use the explicit attention from here on", e2.msg);
+        g->mass_explicit = 1;
+        own = 0;
+    }
     if (own) {
         sf_err e2 = {0};
         sf_status s = sf_attn_mass_cuda(&g->cx, m->Lq, m->Lk, m->H, d, q, ld, k, v, ldk, o, ld, scale, m->G, m->NG,

@@ -703,10 +703,11 @@ static void test_taps_probs_graphs(void) {
     sf_taps_free(&ct);
 }
 
-/* Tokens mode (--tap-mode tokens, K = 2 leading key frames): single-token groups go through the explicit
- * attention's logits chunk by chunk (never the fused kernels), with each layer's aggregate waiting in its pinned
- * slot until the forward's end (so forwards stay CUDA graphs) — or, with cross taps, delivered layer by layer.
- * Both against the CPU backend: the same shapes, values within the bf16 tap bound. */
+/* Tokens mode (--tap-mode tokens, K = 2 leading key frames): a tapped self-attention runs as the fused attention
+ * alone with its lse, then the first K·S keys' logits by one batched GEMM and exp(s − lse) (tap_mass.cu) — no full
+ * logits; with $SF_TAP_PROBS_EXPLICIT the explicit attention's logits chunk by chunk instead. Each layer's aggregate
+ * waits in its pinned slot until the forward's end (forwards stay CUDA graphs), or with cross taps is delivered
+ * layer by layer. All against the CPU backend: the same shapes, values within the bf16 tap bound. */
 static void tokens_vs_cpu(const sf_taps *gt, const sf_taps *ct) {
     for (size_t i = 0; i < gt->n_caps && i < ct->n_caps; i++) {
         const sf_tap_capture *a = &gt->caps[i], *b = &ct->caps[i];
@@ -736,26 +737,44 @@ static void test_taps_tokens(void) {
     SF_CHECK_OK(sf_taps_init(&gx, SF_TAP_TOKENS, SF_TAP_SEL_ALL, 0, 0, layers, 2, 3, &err), &err);
     SF_CHECK_OK(sf_taps_init(&cx, SF_TAP_TOKENS, SF_TAP_SEL_ALL, 0, 0, layers, 2, 3, &err), &err);
     gt.token_frames = ct.token_frames = gx.token_frames = cx.token_frames = 2;
+    sf_taps ge;
+    size_t ws = 1;
+    SF_CHECK_OK(sf_taps_init(&ge, SF_TAP_TOKENS, SF_TAP_SEL_ALL, 0, 0, layers, 2, 3, &err), &err);
+    ge.token_frames = 2;
 #ifdef SF_TEST_EMU
-    const unsigned long long f0 = sf_emu_kernel_launches("attn_mass_groups");
+    const unsigned long long t0 = sf_emu_kernel_launches("tap_token_mass_kernel"), p0 = sf_emu_kernel_launches("attn_plain");
 #endif
-    run_wb_x(&gt, dev, 1, &gs, NULL, NULL);
+    run_wb_x(&gt, dev, 1, &gs, &ws, NULL);
     run_wb_x(&ct, -1, 1, NULL, NULL, NULL);
     run_wb(&gx, dev);
     run_wb(&cx, -1);
 #ifdef SF_TEST_EMU
-    SF_CHECK_MSG(sf_emu_kernel_launches("attn_mass_groups") == f0, "%llu fused launches for single-token groups (want 0)",
-                 sf_emu_kernel_launches("attn_mass_groups") - f0);
+    /* 2 tapped layers × 15 forwards × 2 GPU runs: the fused attention alone, then the token masses */
+    SF_CHECK_MSG(sf_emu_kernel_launches("tap_token_mass_kernel") - t0 == 60, "%llu token-mass launches (want 60)",
+                 sf_emu_kernel_launches("tap_token_mass_kernel") - t0);
+    SF_CHECK_MSG(sf_emu_kernel_launches("attn_plain") - p0 == 60, "%llu fused attention launches (want 60)",
+                 sf_emu_kernel_launches("attn_plain") - p0);
+    const unsigned long long t1 = sf_emu_kernel_launches("tap_token_mass_kernel");
 #endif
-    SF_CHECK_MSG(gt.n_caps == 30 && ct.n_caps == 30, "%zu / %zu captures", gt.n_caps, ct.n_caps);
+    SF_CHECK_MSG(ws == 0, "tokens taps made a %zu-byte logits workspace (want none)", ws);
+    setenv("SF_TAP_PROBS_EXPLICIT", "1", 1);
+    run_wb_x(&ge, dev, 1, NULL, NULL, NULL);
+    unsetenv("SF_TAP_PROBS_EXPLICIT");
+#ifdef SF_TEST_EMU
+    SF_CHECK(sf_emu_kernel_launches("tap_token_mass_kernel") == t1); /* the explicit path: rows of logits instead */
+#endif
+    SF_CHECK_MSG(gt.n_caps == 30 && ct.n_caps == 30 && ge.n_caps == 30, "%zu / %zu / %zu captures", gt.n_caps, ct.n_caps,
+                 ge.n_caps);
     SF_CHECK_MSG(gx.n_caps == 60 && cx.n_caps == 60, "%zu / %zu captures with cross taps", gx.n_caps, cx.n_caps);
     SF_CHECK_MSG(all_graphs(&gs, 15), "tokens taps: %lld graphs of 15 forwards, %lld failed", gs.launches, gs.failed);
     tokens_vs_cpu(&gt, &ct);
     tokens_vs_cpu(&gx, &cx);
+    tokens_vs_cpu(&ge, &ct);
     sf_taps_free(&gt);
     sf_taps_free(&ct);
     sf_taps_free(&gx);
     sf_taps_free(&cx);
+    sf_taps_free(&ge);
 }
 
 /* Frames mode with cross-attention taps: the self-attention's aggregates are then delivered layer by

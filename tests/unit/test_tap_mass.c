@@ -143,6 +143,41 @@ static void test_gpu_frames(void) {
 /* cross-attention: 7 real tokens of 64, renormalised (a thread per group) */
 static void test_gpu_cross(void) { gpu_case(3, 12, 64, 64, 1, 7, 4, 1, 5); }
 
+/* Tokens mode from the row's lse: exp(s − lse) equals sf_tap_row_mass_cpu's single-token masses (G = 1) of the
+ * first NG keys (rows with a spike: the lse, not a shifted sum, keeps them finite), and the GPU kernel equals the
+ * CPU reference within one expf rounding, with guards around its in-place rows. */
+static void test_token_mass(void) {
+    enum { R = 7, Lk = 50, NG = 12 };
+    float *s = hrand(R * Lk, -6, 6, 0), rm[R * NG], lse[R], tok[R * NG];
+    s[3] = 70.0f;
+    for (int r = 0; r < R; r++) {
+        sf_tap_row_mass_cpu(s + r * Lk, Lk, 1, NG, rm + r * NG, &lse[r]);
+        memcpy(tok + r * NG, s + r * Lk, NG * sizeof(float));
+    }
+    sf_tap_token_mass_cpu(R, NG, lse, tok);
+    double e = 0;
+    for (int i = 0; i < R * NG; i++) e = fmax(e, fabs((double)tok[i] - rm[i]) / fmax(1e-30, fabs((double)rm[i])));
+    SF_CHECK_MSG(e < 1e-5, "exp(s − lse) vs exp(s − m)/Z: %.3g relative", e);
+    SF_CHECK(tok[3] > 0.99f); /* the spike holds its row */
+    cu c;
+    if (cu_open(&c)) {
+        gbuf gs, gl;
+        float got[R * NG], in[R * NG];
+        for (int r = 0; r < R; r++) memcpy(in + r * NG, s + r * Lk, NG * sizeof(float));
+        if (gb_new(&c, &gs, R, NG, NG, 4) && gb_put(&c, &gs, in) && gb_new(&c, &gl, 1, R, R, 4) && gb_put(&c, &gl, lse)) {
+            SF_CHECK_OK(sf_tap_token_mass_cuda(&c.ctx, R, NG, (const float *)gl.at, (float *)gs.at, &c.err), &c.err);
+            if (gb_get(&c, &gs, "token mass", got)) {
+                double g = 0;
+                for (int i = 0; i < R * NG; i++) g = fmax(g, fabs((double)got[i] - tok[i]) / fmax(1e-30, fabs((double)tok[i])));
+                SF_CHECK_MSG(g <= 1e-6, "GPU token mass %.3g relative vs the CPU reference", g);
+            }
+        }
+        SF_CHECK(sf_tap_token_mass_cuda(&c.ctx, -1, NG, NULL, NULL, &c.err) == SF_E_ARG);
+        cu_close(&c);
+    }
+    free(s);
+}
+
 /* Frames-mode means: x[t, c] = t + c/8 → means = (S−1)/2 + c/8 exactly; and the identity frames mode
  * rests on: the mean of a frame pair's logits = (mean q)·(mean k)·scale, against the logits averaged
  * one by one (1e-12 relative: double sums in different orders); sf_frame_logit_means_cpu is that. */
@@ -447,6 +482,7 @@ static const sf_test tests[] = {
     {"cpu_vs_softmax", test_cpu_vs_softmax},
     {"gpu_frames", test_gpu_frames},
     {"gpu_cross", test_gpu_cross},
+    {"token_mass", test_token_mass},
     {"frame_means", test_frame_means},
     {"gpu_frame_means", test_gpu_frame_means},
     {"attn_mass_frames", test_attn_mass_frames},
