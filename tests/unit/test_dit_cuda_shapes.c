@@ -313,7 +313,7 @@ typedef struct tap_spec {
 } tap_spec;
 
 static const char *mode_name(sf_tap_mode m) {
-    return m == SF_TAP_LOGITS ? "logits" : m == SF_TAP_FRAMES ? "frames" : "probs";
+    return m == SF_TAP_LOGITS ? "logits" : m == SF_TAP_FRAMES ? "frames" : m == SF_TAP_TOKENS ? "tokens" : "probs";
 }
 
 /* Capture a (GPU) against b (CPU), one tensor each, within test_dit_cuda.c's bounds for the same
@@ -326,7 +326,10 @@ static const char *mode_name(sf_tap_mode m) {
  * of the tensor's own max. 1 when all hold. */
 static int cap_close(const char *nm, const sf_tap_capture *a, const sf_tap_capture *b, double scale) {
     const int f0 = sf_test_failures;
-    const int64_t QF = a->Lq / a->frame_tokens, NG = a->Lk / a->frame_tokens;
+    const int64_t QF = a->Lq / a->frame_tokens, NG = b->groups > 0 ? b->groups : a->Lk / a->frame_tokens;
+    SF_CHECK_MSG(a->groups == b->groups, "%s: %lld groups on the GPU, %lld on the CPU", nm, (long long)a->groups,
+                 (long long)b->groups);
+    if (a->groups != b->groups) return 0;
     if (b->logits) { /* f16, both: the GPU's converted on the device, the CPU's from its f32 logits */
         const size_t n = (size_t)a->heads * (size_t)a->Lq * (size_t)a->Lk;
         float *x = malloc(sizeof(float) * n), *y = malloc(sizeof(float) * n);
@@ -345,10 +348,12 @@ static int cap_close(const char *nm, const sf_tap_capture *a, const sf_tap_captu
     if (sf_test_failures != f0) return 0;
     if (b->stats) sf_test_rel_close(nm, a->frames, b->frames, (size_t)(a->heads * QF * NG), SF_TOL_BF16_TAP);
     else sf_test_max_close(nm, a->frames, b->frames, (size_t)(a->heads * QF * NG), 0, SF_TOL_BF16_TAP * scale);
-    for (int64_t k = 0; b->stats && k < a->heads * QF && sf_test_failures == f0; k++) { /* probs / cross */
+    for (int64_t k = 0; b->stats && k < a->heads * QF && sf_test_failures == f0; k++) { /* probs / tokens / cross */
         double sum = 0;
         for (int64_t g = 0; g < NG; g++) sum += a->frames[k * NG + g];
-        SF_CHECK_MSG(fabs(sum - 1) < 1e-5, "%s row %lld sums to %.8f", nm, (long long)k, sum);
+        /* a distribution over the key frames / real tokens; tokens: the leading frames' share (stats[3]) */
+        const double want = b->groups > 0 ? a->stats[k * SF_TAP_NSTATS + 3] : 1.0;
+        SF_CHECK_MSG(fabs(sum - want) < 1e-5, "%s row %lld sums to %.8f (want %.8f)", nm, (long long)k, sum, want);
         for (int j = 0; j < SF_TAP_NSTATS; j++) {
             float x = a->stats[k * SF_TAP_NSTATS + j], y = b->stats[k * SF_TAP_NSTATS + j];
             SF_CHECK_MSG(fabsf(x - y) <= SF_TOL_BF16_TAP * (1 + fabsf(y)), "%s row %lld stats[%d]: %g vs %g", nm,
@@ -403,10 +408,11 @@ typedef struct path_counts {
     unsigned long long fused_mass; /* attn_mass.cu with key groups: the attention and its masses in one pass */
     unsigned long long mass_rows;  /* tap_mass.cu: the masses from an explicit attention chunk's logits */
     unsigned long long frame_aggs; /* frames mode: the aggregate from per-frame means, on the device */
+    unsigned long long token_mass; /* tokens mode: the leading keys' masses from the fused attention's lse */
 } path_counts;
 static path_counts path_counts_now(void) {
     path_counts p = {sf_emu_kernel_launches("attn_mass_groups"), sf_emu_kernel_launches("tap_row_mass"),
-                     sf_emu_kernel_launches("frame_logit_means")};
+                     sf_emu_kernel_launches("frame_logit_means"), sf_emu_kernel_launches("tap_token_mass_kernel")};
     return p;
 }
 
@@ -431,6 +437,10 @@ static void taps_paths(const char *name, const shape_case *c, const rig *g, tap_
                      c->ask == PATH_EXPLICIT ? "the explicit path asked for" : "not the fused kernel's", r, selfs);
     if (sp.mode == SF_TAP_FRAMES)
         SF_CHECK_MSG(a == selfs, "%s: %llu frame aggregates made on the device (want %llu)", name, a, selfs);
+    const unsigned long long t = p.token_mass - p0->token_mass;
+    if (sp.mode == SF_TAP_TOKENS) /* the fused attention's lse + the leading keys' logits, else explicit rows */
+        SF_CHECK_MSG(m == 0 && (fused ? t == selfs : t == 0 && r >= selfs), "%s: %llu token-mass launches (want %llu), "
+                     "%llu fused mass launches (want 0), %llu explicit mass chunks", name, t, fused ? selfs : 0ULL, m, r);
     if (sp.cross) SF_CHECK_MSG(r >= selfs, "%s: %llu mass chunks for %llu cross-attention taps", name, r, selfs);
     sf_cuda_graph_stats gst;
     sf_dit_cuda_graph_stats(&g->gs, &gst);
@@ -461,6 +471,7 @@ static void taps_run(const shape_case *c, tap_spec sp) {
     SF_CHECK_OK(sf_taps_init(&gt, sp.mode, SF_TAP_SEL_ALL, 0, 0, layers, nl, cfg.num_layers, &err), &err);
     SF_CHECK_OK(sf_taps_init(&ct, sp.mode, SF_TAP_SEL_ALL, 0, 0, layers, nl, cfg.num_layers, &err), &err);
     gt.cross = ct.cross = sp.cross;
+    gt.token_frames = ct.token_frames = 2; /* tokens mode: the sink slot and the one after it */
     gt.nthreads = ct.nthreads = 1;
     char what[96], name[160];
     snprintf(what, sizeof what, "flow with %s taps%s of %s", mode_name(sp.mode), sp.cross ? " + cross" : "",
@@ -592,16 +603,18 @@ static void test_fp8_head_dim_48_rolling(void) {
 /* The taps on some of the cases above (taps_run): frames and probs of every layer, with and without the
  * cross-attention's text-token mass, and the logits of one layer, on cases whose taps take different paths
  * on the GPU. */
-/* head dim 64 on cuDNN: probability masses fused with the attention (attn_mass.cu); every combination */
+/* head dim 64 on cuDNN: probability masses fused with the attention (attn_mass.cu); every combination; tokens
+ * from the fused attention's lse and the leading keys' logits */
 static void test_taps_head_dim_64(void) {
     static const tap_spec sp[] = {{SF_TAP_FRAMES, 0, -1}, {SF_TAP_PROBS, 0, -1}, {SF_TAP_FRAMES, 1, -1},
-                                  {SF_TAP_PROBS, 1, -1},  {SF_TAP_LOGITS, 0, 1}};
+                                  {SF_TAP_PROBS, 1, -1},  {SF_TAP_LOGITS, 0, 1},  {SF_TAP_TOKENS, 0, -1}};
     taps_runs(&case_head_dim_64, sp, sizeof sp / sizeof sp[0]);
 }
 /* head dim 48, not the fused kernel's (masses from the explicit attention, tap_mass.cu), through a rolling
- * cache with a sink: the key slots' absolute frames after each roll (sink frame 0, then the latest) */
+ * cache with a sink: the key slots' absolute frames after each roll (sink frame 0, then the latest); tokens of
+ * the sink slot and the next, from the explicit rows */
 static void test_taps_head_dim_48_rolling(void) {
-    static const tap_spec sp[] = {{SF_TAP_PROBS, 0, -1}, {SF_TAP_FRAMES, 1, -1}, {SF_TAP_LOGITS, 0, 1}};
+    static const tap_spec sp[] = {{SF_TAP_PROBS, 0, -1}, {SF_TAP_FRAMES, 1, -1}, {SF_TAP_LOGITS, 0, 1}, {SF_TAP_TOKENS, 0, -1}};
     taps_runs(&case_head_dim_48_rolling, sp, sizeof sp / sizeof sp[0]);
 }
 /* head dim 96 on the explicit path in query chunks of 7 rows: the logits copied out and the masses made
