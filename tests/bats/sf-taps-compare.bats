@@ -149,14 +149,20 @@ write(sys.argv[1] + "/TB.safetensors", {"tokens.L0.b1.s0": ([2, 2, 4], flat), "t
 PY
     run -0 sf-taps report "$D/A.safetensors" "$D/B.safetensors" --tokens "$D/TA.safetensors" "$D/TB.safetensors" -o "$D/t.html"
     f="$D/t.html"
-    assert_equal "$(grep -c '<svg ' "$f")" 7 # the 5 of the plain report + one token map per run
+    assert_equal "$(grep -c '<svg ' "$f")" 8 # the 5 of the plain report + one token map per run + B − A
     grep -qF 'Where in the sink frames the mass lands' "$f"
     # run A, layer 0 (block 1, the latest): the head and query-frame means, row-major on the 2×2 grid
     grep -qF '<title>row 0, col 0: 0.15</title>' "$f"
     grep -qF '<title>row 0, col 1: 0.05</title>' "$f"
     grep -qF '<title>row 1, col 1: 0.2</title>' "$f"
     grep -qF 'mass 0.45 in all, 0.2 at the peak token' "$f"
-    assert_equal "$(grep -c '<title>row [01], col [01]: ' "$f")" 16 # 2 runs × 2 layers × 4 tokens
+    assert_equal "$(grep -c '<title>row [01], col [01]: ' "$f")" 24 # (2 runs + 1 difference) × 2 layers × 4 tokens
+    # B − A: TB is .25 everywhere, so layer 0's changes are .1 .2 .2 .05 (sum .55) and layer 3's none
+    grep -qF 'B − A</h3>' "$f"
+    grep -qF '<title>row 0, col 1: 0.2</title>' "$f"
+    grep -qF '<title>row 1, col 1: 0.05</title>' "$f"
+    grep -qF 'change +0.55 in all, 0.2 at most' "$f"
+    grep -qF 'change +0 in all, 0 at most' "$f"
     python3 -c 'import sys, html.parser as h; p = h.HTMLParser(); p.feed(open(sys.argv[1]).read()); p.close()' "$f"
     # one file per run, tokens only for report; a file that is not a tokens file is named, nothing written
     run -2 --separate-stderr sf-taps report "$D/A.safetensors" "$D/B.safetensors" --tokens "$D/TA.safetensors" -o "$D/t2.html"

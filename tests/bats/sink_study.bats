@@ -40,9 +40,9 @@ load '/usr/lib/bats/bats-assert/load'
     [ "$(awk -F, '$3=="sid" && $9!=0' "$p/compare/compare.csv" | wc -l)" -gt 0 ] # the checkpoints differ
     # the report: escaped prompt, every figure inline
     grep -qF 'A red fox &lt;b&gt;trotting&lt;/b&gt; &amp; &quot;jumping&quot;' "$p/report.html"
-    assert_equal "$(grep -c '<svg ' "$p/report.html")" 10 # 2 curves + 3 heatmaps + 2 differences + 3 runs' token maps
-    # the token maps: per run, each layer's key slot 0 on the 2×3 grid of a 32×48 frame (6 cells)
-    assert_equal "$(grep -c '<rect [^>]*><title>row [01], col [0-2]: ' "$p/report.html")" 54
+    assert_equal "$(grep -c '<svg ' "$p/report.html")" 12 # 2 curves + 3 heatmaps + 2 differences + 3 token maps + 2 map differences
+    # the token maps: per run and per difference to base, each layer's key slot 0 on the 2×3 grid of a 32×48 frame
+    assert_equal "$(grep -c '<rect [^>]*><title>row [01], col [0-2]: ' "$p/report.html")" 90
 }
 
 @test "sink_study.sh: a missing checkpoint is an error before any work" {

@@ -375,6 +375,7 @@ static void write_report(FILE *f, const sf_taps_cmp *c, sf_err *err, sf_status *
         fputs("\n<h2>Where in the sink frames the mass lands</h2>\n<p>From each run's tokens file (sf-denoise "
               "<code>--tap-mode tokens</code>): the softmax mass of every token of the first key frames, mean over the "
               "heads and the forward's query frames, on the frame's latent token grid.</p>\n", f);
+        sf_tfile *first = NULL;
         for (int i = 0; i < c->nr && !*s; i++) {
             sf_tfile *tf = NULL;
             fputs("<h3>", f), html(f, c->r[i].label), fputs(" — ", f), html(f, c->tokens[i]), fputs("</h3>\n<figure>", f);
@@ -385,8 +386,15 @@ static void write_report(FILE *f, const sf_taps_cmp *c, sf_err *err, sf_status *
                 sf_fail(err, *s, "%s: %s", c->tokens[i], m);
             }
             fputs("</figure>\n", f);
-            sf_tfile_destroy(&tf);
+            if (!*s && i > 0) { /* how this run's sink moved against the first run's */
+                fputs("<h3>", f), html(f, c->r[i].label), fputs(" − ", f), html(f, c->r[0].label), fputs("</h3>\n<figure>", f);
+                *s = sf_taps_tokens_diff(tf, first, c->layers, c->nl, c->fwd_b, c->fwd_s, f, err);
+                fputs("</figure>\n", f);
+            }
+            if (i == 0) first = tf;
+            else sf_tfile_destroy(&tf);
         }
+        sf_tfile_destroy(&first);
     }
     fputs("\n<details><summary>Every layer and head</summary>\n<table><tr><th>layer</th><th>head</th>", f);
     for (int i = 0; i < c->nr; i++) {

@@ -13,4 +13,9 @@
 sf_status sf_taps_tokens(const sf_tfile *tf, const int *layers, int nl, const int *heads, int nh, int fb, int fs,
                          FILE *svg, FILE *csv, sf_err *err);
 
+/* The same maps of tf minus base's (the same selection; grids, layers and key slots must match, else SF_E_SHAPE) as
+ * an SVG of differences on a diverging scale: how a run's sink moved against another's (report --tokens). */
+sf_status sf_taps_tokens_diff(const sf_tfile *tf, const sf_tfile *base, const int *layers, int nl, int fb, int fs, FILE *svg,
+                              sf_err *err);
+
 #endif

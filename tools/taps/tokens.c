@@ -3,7 +3,7 @@
  * token_frames K; stages/denoise/taps.h). Per selected layer, one forward (--forward B:S, else the latest
  * block's first step), the mass of each token of key slot k < K averaged over the selected heads and the
  * forward's query frames: a CSV (layer, block, step, key_slot, row, col, mass) or an SVG of one H×W heatmap
- * per layer and key slot (viridis, each layer on its own scale, its total and peak in the label), also inline in
+ * per layer and key slot (one slot: the layers in rows of 5; more: a row a layer) (viridis, each layer on its own scale, its total and peak in the label), also inline in
  * `sf-taps report --tokens` (compare.c). The same input gives the same bytes. Tested by tests/bats/sf-taps.bats
  * and sf-taps-compare.bats. */
 #define _POSIX_C_SOURCE 200809L
@@ -85,90 +85,164 @@ static sf_status token_means(const tok_cap *c, int64_t S, const int *heads, int 
     return SF_OK;
 }
 
-static void svg_panel(FILE *f, double x0, double y0, double cw, int gh, int gw, const double *m, double lo, double hi) {
+/* Blue (below 0) – white – red (above 0) at t ∈ [−1, 1] (clamped), for differences. */
+static void diverging(double t, char *out, size_t n) {
+    static const unsigned char lo[3] = {33, 102, 172}, mid[3] = {247, 247, 247}, hi[3] = {178, 24, 43};
+    if (!isfinite(t)) t = 0;
+    t = t < -1 ? -1 : t > 1 ? 1 : t;
+    const unsigned char *e = t < 0 ? lo : hi;
+    const double u = fabs(t);
+    snprintf(out, n, "#%02x%02x%02x", (int)lround(mid[0] + (e[0] - mid[0]) * u), (int)lround(mid[1] + (e[1] - mid[1]) * u),
+             (int)lround(mid[2] + (e[2] - mid[2]) * u));
+}
+
+/* One panel of gh × gw cells: viridis over [lo, hi], or (diff) the diverging scale over ±hi. */
+static void svg_panel(FILE *f, double x0, double y0, double cw, int gh, int gw, const double *m, double lo, double hi,
+                      int diff) {
     char col[16];
     for (int r = 0; r < gh; r++)
         for (int q = 0; q < gw; q++) {
-            sf_taps_viridis(hi > lo ? (m[r * gw + q] - lo) / (hi - lo) : 0.5, col, sizeof col);
+            const double v = m[r * gw + q];
+            if (diff) diverging(hi > 0 ? v / hi : 0, col, sizeof col);
+            else sf_taps_viridis(hi > lo ? (v - lo) / (hi - lo) : 0.5, col, sizeof col);
             fprintf(f, "<rect x=\"%.2f\" y=\"%.2f\" width=\"%.2f\" height=\"%.2f\" fill=\"%s\"><title>row %d, col %d: %.6g</title></rect>\n",
-                    x0 + q * cw, y0 + r * cw, cw + 0.05, cw + 0.05, col, r, q, m[r * gw + q]);
+                    x0 + q * cw, y0 + r * cw, cw + 0.05, cw + 0.05, col, r, q, v);
         }
+}
+
+/* A file's maps: per selected layer (ascending) the capture used and its means over heads and query frames. */
+typedef struct tokmap {
+    int gh, gw, n;
+    int64_t S, Kmax;
+    tok_cap *c;
+    double **m;
+    int64_t *K;
+} tokmap;
+
+static void tokmap_free(tokmap *t) {
+    for (int i = 0; t->m && i < t->n; i++) free(t->m[i]);
+    free(t->m), free(t->K), free(t->c);
+    memset(t, 0, sizeof *t);
+}
+
+static sf_status tokmap_load(const sf_tfile *tf, const int *layers, int nl, const int *heads, int nh, int fb, int fs,
+                             tokmap *t, sf_err *err) {
+    memset(t, 0, sizeof *t);
+    const char *grid = sf_tfile_meta(tf, "token_grid");
+    int k = 0;
+    if (!grid || sscanf(grid, "%dx%d%n", &t->gh, &t->gw, &k) != 2 || grid[k] || t->gh < 1 || t->gw < 1)
+        return sf_fail(err, SF_E_FORMAT, "no token_grid HxW in the file's metadata: tokens needs a file of sf-denoise "
+                                         "--tap-mode tokens");
+    t->S = (int64_t)t->gh * t->gw;
+    sf_status s = pick(tf, layers, nl, fb, fs, &t->c, &t->n, err);
+    if (s) return s;
+    if (t->n == 0) {
+        tokmap_free(t);
+        return fb >= 0 ? sf_fail(err, SF_E_NOTFOUND, "no tokens.L*.b%d.s%d tensor of the layers asked", fb, fs)
+                       : sf_fail(err, SF_E_NOTFOUND, "no tokens.L* tensors of the layers asked (sf-denoise --tap-mode tokens)");
+    }
+    t->m = calloc((size_t)t->n, sizeof *t->m);
+    t->K = calloc((size_t)t->n, sizeof *t->K);
+    if (!t->m || !t->K) s = sf_fail(err, SF_E_NOMEM, "out of memory");
+    for (int i = 0; !s && i < t->n; i++) {
+        const tok_cap *c = &t->c[i];
+        if (c->t->ndim != 3 || c->t->shape[2] < 1)
+            s = sf_fail(err, SF_E_SHAPE, "tokens.L%d.b%d.s%d: expected [heads, query frames, K·%lld]", c->layer, c->block,
+                        c->step, (long long)t->S);
+        else if (!(t->m[i] = malloc(sizeof(double) * (size_t)c->t->shape[2])))
+            s = sf_fail(err, SF_E_NOMEM, "out of memory");
+        else s = token_means(c, t->S, heads, nh, t->m[i], &t->K[i], err);
+        if (!s && t->K[i] > t->Kmax) t->Kmax = t->K[i];
+    }
+    if (s) tokmap_free(t);
+    return s;
+}
+
+/* The figure: one row a layer, one panel a key slot; base non-NULL: t − base, on a diverging scale. */
+static sf_status tokmap_svg(const tokmap *t, const tokmap *base, FILE *f, sf_err *err) {
+    const int gh = t->gh, gw = t->gw, n = t->n, diff = base != NULL;
+    const int64_t S = t->S;
+    const double cw = 240.0 / (gw > gh ? gw : gh), pw = cw * gw, ph = cw * gh, lm = 20, tm = 54, gap = 52;
+    /* one key slot a layer (the usual sink): the layers flow in rows of up to 5 panels; more slots: a row a layer */
+    const int flow = t->Kmax == 1, cols = flow ? (n < 5 ? n : 5) : (int)t->Kmax, rows = flow ? (n + cols - 1) / cols : n;
+    double W = lm + (double)cols * (pw + 30) + 20;
+    if (W < 760) W = 760;
+    const double Hh = tm + rows * (ph + gap) + 10;
+    double *d = NULL;
+    if (diff && !(d = malloc(sizeof(double) * (size_t)(t->Kmax * S)))) return sf_fail(err, SF_E_NOMEM, "out of memory");
+    fprintf(f, "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"%.0f\" height=\"%.0f\" viewBox=\"0 0 %.0f %.0f\" "
+               "font-family=\"sans-serif\">\n<rect width=\"100%%\" height=\"100%%\" fill=\"#ffffff\"/>\n",
+            W, Hh, W, Hh);
+    fprintf(f, "<text x=\"%.1f\" y=\"22\" font-size=\"15\" font-weight=\"bold\">%s (%dx%d tokens a frame)</text>\n", lm,
+            diff ? "How the sink frames' attention mass moved against the first run" : "Where the sink frames' attention mass lands",
+            gh, gw);
+    fprintf(f, "<text x=\"%.1f\" y=\"40\" font-size=\"11\">%s</text>\n", lm,
+            diff ? "this run minus the first, token by token; each layer on its own symmetric scale: red more, "
+                   "blue less, white the same"
+                 : "mean over the heads and the forward's query frames; each layer on its own colour scale, "
+                   "viridis from its least to its most");
+    for (int i = 0; i < n; i++) {
+        const double *v = t->m[i];
+        if (diff) {
+            for (int64_t j = 0; j < t->K[i] * S; j++) d[j] = v[j] - base->m[i][j];
+            v = d;
+        }
+        double lo = INFINITY, hi = -INFINITY;
+        for (int64_t j = 0; j < t->K[i] * S; j++) lo = fmin(lo, v[j]), hi = fmax(hi, diff ? fabs(v[j]) : v[j]);
+        const double y = tm + (flow ? i / cols : i) * (ph + gap), x0 = flow ? lm + (i % cols) * (pw + 30) : lm;
+        for (int64_t kk = 0; kk < t->K[i]; kk++) {
+            double tot = 0, peak = -INFINITY;
+            for (int64_t j = 0; j < S; j++) tot += v[kk * S + j], peak = fmax(peak, diff ? fabs(v[kk * S + j]) : v[kk * S + j]);
+            const double x = x0 + (double)kk * (pw + 30);
+            fprintf(f, "<text class=\"panel\" x=\"%.1f\" y=\"%.1f\" font-size=\"11\" font-weight=\"bold\">layer %d, key slot "
+                       "%lld (block %d, step %d)</text>\n", x, y + 12, t->c[i].layer, (long long)kk, t->c[i].block,
+                    t->c[i].step);
+            if (diff)
+                fprintf(f, "<text x=\"%.1f\" y=\"%.1f\" font-size=\"10\">change %+.3g in all, %.3g at most</text>\n", x,
+                        y + 25, tot, peak);
+            else
+                fprintf(f, "<text x=\"%.1f\" y=\"%.1f\" font-size=\"10\">mass %.4g in all, %.4g at the peak token</text>\n",
+                        x, y + 25, tot, peak);
+            svg_panel(f, x, y + 30, cw, gh, gw, v + kk * S, lo, hi, diff);
+        }
+    }
+    fputs("</svg>\n", f);
+    free(d);
+    return ferror(f) ? sf_fail(err, SF_E_IO, "write failed") : SF_OK;
 }
 
 sf_status sf_taps_tokens(const sf_tfile *tf, const int *layers, int nl, const int *heads, int nh, int fb, int fs,
                          FILE *svg, FILE *csv, sf_err *err) {
-    const char *grid = sf_tfile_meta(tf, "token_grid");
-    int gh = 0, gw = 0, k = 0;
-    if (!grid || sscanf(grid, "%dx%d%n", &gh, &gw, &k) != 2 || grid[k] || gh < 1 || gw < 1)
-        return sf_fail(err, SF_E_FORMAT, "no token_grid HxW in the file's metadata: tokens needs a file of sf-denoise "
-                                         "--tap-mode tokens");
-    const int64_t S = (int64_t)gh * gw;
-    tok_cap *c = NULL;
-    int n = 0;
-    sf_status s = pick(tf, layers, nl, fb, fs, &c, &n, err);
+    tokmap t;
+    sf_status s = tokmap_load(tf, layers, nl, heads, nh, fb, fs, &t, err);
     if (s) return s;
-    if (n == 0) {
-        free(c);
-        return fb >= 0 ? sf_fail(err, SF_E_NOTFOUND, "no tokens.L*.b%d.s%d tensor of the layers asked", fb, fs)
-                       : sf_fail(err, SF_E_NOTFOUND, "no tokens.L* tensors of the layers asked (sf-denoise --tap-mode tokens)");
-    }
-    int64_t Kmax = 0;
-    double **m = calloc((size_t)n, sizeof *m);
-    int64_t *K = calloc((size_t)n, sizeof *K);
-    if (!m || !K) s = sf_fail(err, SF_E_NOMEM, "out of memory");
-    for (int i = 0; !s && i < n; i++) {
-        if (c[i].t->ndim != 3 || c[i].t->shape[2] < 1)
-            s = sf_fail(err, SF_E_SHAPE, "tokens.L%d.b%d.s%d: expected [heads, query frames, K·%lld]", c[i].layer,
-                        c[i].block, c[i].step, (long long)S);
-        else if (!(m[i] = malloc(sizeof(double) * (size_t)c[i].t->shape[2])))
-            s = sf_fail(err, SF_E_NOMEM, "out of memory");
-        else s = token_means(&c[i], S, heads, nh, m[i], &K[i], err);
-        if (!s && K[i] > Kmax) Kmax = K[i];
-    }
-    if (!s && csv) {
+    if (csv) {
         fputs("layer,block,step,key_slot,row,col,mass\n", csv);
-        for (int i = 0; i < n; i++)
-            for (int64_t j = 0; j < K[i] * S; j++)
-                fprintf(csv, "%d,%d,%d,%lld,%lld,%lld,%.9g\n", c[i].layer, c[i].block, c[i].step, (long long)(j / S),
-                        (long long)(j % S / gw), (long long)(j % gw), m[i][j]);
+        for (int i = 0; i < t.n; i++)
+            for (int64_t j = 0; j < t.K[i] * t.S; j++)
+                fprintf(csv, "%d,%d,%d,%lld,%lld,%lld,%.9g\n", t.c[i].layer, t.c[i].block, t.c[i].step, (long long)(j / t.S),
+                        (long long)(j % t.S / t.gw), (long long)(j % t.gw), t.m[i][j]);
         if (ferror(csv)) s = sf_fail(err, SF_E_IO, "write failed");
     }
-    if (!s && svg) {
-        FILE *f = svg;
-        const double cw = 240.0 / (gw > gh ? gw : gh), pw = cw * gw, ph = cw * gh, lm = 20, tm = 54, gap = 52;
-        double W = lm + (double)Kmax * (pw + 30) + 20;
-        if (W < 760) W = 760;
-        const double Hh = tm + n * (ph + gap) + 10;
-        fprintf(f, "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"%.0f\" height=\"%.0f\" viewBox=\"0 0 %.0f %.0f\" "
-                   "font-family=\"sans-serif\">\n<rect width=\"100%%\" height=\"100%%\" fill=\"#ffffff\"/>\n",
-                W, Hh, W, Hh);
-        fprintf(f, "<text x=\"%.1f\" y=\"22\" font-size=\"15\" font-weight=\"bold\">Where the sink frames' attention "
-                   "mass lands (%dx%d tokens a frame)</text>\n", lm, gh, gw);
-        fprintf(f, "<text x=\"%.1f\" y=\"40\" font-size=\"11\">mean over %s and the forward's query frames; each layer "
-                   "(row) on its own colour scale, viridis from its least to its most</text>\n",
-                lm, nh > 0 ? "the heads asked" : "all heads");
-        for (int i = 0; i < n; i++) {
-            double lo = INFINITY, hi = -INFINITY;
-            for (int64_t j = 0; j < K[i] * S; j++) lo = fmin(lo, m[i][j]), hi = fmax(hi, m[i][j]);
-            const double y = tm + i * (ph + gap);
-            for (int64_t kk = 0; kk < K[i]; kk++) {
-                double tot = 0, peak = -INFINITY;
-                for (int64_t j = 0; j < S; j++) tot += m[i][kk * S + j], peak = fmax(peak, m[i][kk * S + j]);
-                const double x = lm + (double)kk * (pw + 30);
-                fprintf(f, "<text class=\"panel\" x=\"%.1f\" y=\"%.1f\" font-size=\"11\" font-weight=\"bold\">layer %d, "
-                           "key slot %lld (block %d, step %d)</text>\n",
-                        x, y + 12, c[i].layer, (long long)kk, c[i].block, c[i].step);
-                fprintf(f, "<text x=\"%.1f\" y=\"%.1f\" font-size=\"10\">mass %.4g in all, %.4g at the peak token</text>\n",
-                        x, y + 25, tot, peak);
-                svg_panel(f, x, y + 30, cw, gh, gw, m[i] + kk * S, lo, hi);
-            }
-        }
-        fputs("</svg>\n", f);
-        if (ferror(f)) s = sf_fail(err, SF_E_IO, "write failed");
+    if (!s && svg) s = tokmap_svg(&t, NULL, svg, err);
+    tokmap_free(&t);
+    return s;
+}
+
+sf_status sf_taps_tokens_diff(const sf_tfile *tf, const sf_tfile *base, const int *layers, int nl, int fb, int fs, FILE *svg,
+                              sf_err *err) {
+    tokmap t, b;
+    sf_status s = tokmap_load(tf, layers, nl, NULL, 0, fb, fs, &t, err);
+    if (s) return s;
+    if ((s = tokmap_load(base, layers, nl, NULL, 0, fb, fs, &b, err))) {
+        tokmap_free(&t);
+        return s;
     }
-    for (int i = 0; m && i < n; i++) free(m[i]);
-    free(m);
-    free(K);
-    free(c);
+    int same = t.gh == b.gh && t.gw == b.gw && t.n == b.n;
+    for (int i = 0; same && i < t.n; i++) same = t.c[i].layer == b.c[i].layer && t.K[i] == b.K[i];
+    if (!same) s = sf_fail(err, SF_E_SHAPE, "the tokens files differ in token grid, layers or key slots: no difference map");
+    else s = tokmap_svg(&t, &b, svg, err);
+    tokmap_free(&t);
+    tokmap_free(&b);
     return s;
 }
