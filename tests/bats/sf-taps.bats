@@ -294,7 +294,7 @@ PY
         --tap-token-frames 2 --tap-select all --output_path "$O"
     # CSV: the latest block's first step of each layer (block 2, step 0), 2 key slots × 24 tokens of a 4×6 grid
     run -0 sf-taps tokens "$O"
-    assert_line --index 0 "layer,block,step,key_slot,row,col,mass"
+    assert_line --index 0 "layer,block,step,key_slot,key_frame,row,col,mass"
     assert_equal "${#lines[@]}" $((1 + 2 * 2 * 24))
     printf '%s\n' "${lines[@]}" >"$BATS_TEST_TMPDIR/all.csv"
     run -0 sf-taps tokens "$O" --layers 2 --heads 1 --forward 1:4
@@ -318,6 +318,7 @@ for path, picks in ((sys.argv[2], [(0, 2, 0, None), (2, 2, 0, None)]), (sys.argv
         for j, r in enumerate(rows[48 * i:48 * (i + 1)]):
             assert (int(r["layer"]), int(r["block"]), int(r["step"])) == (layer, blk, step), r
             assert (int(r["key_slot"]), int(r["row"]), int(r["col"])) == (j // 24, j % 24 // 6, j % 6), r
+            assert int(r["key_frame"]) == j // 24, r  # global attention: slot k holds frame k (the facts' forwards)
             assert abs(float(r["mass"]) - want[j]) < 1e-8, (r, want[j])
 PY
     # SVG: one panel of 4×6 cells per layer and key slot
@@ -327,7 +328,7 @@ r = E.parse(sys.argv[1]).getroot(); ns = "{http://www.w3.org/2000/svg}"
 cells = [x for x in r.iter(ns + "rect") if x.find(ns + "title") is not None]
 panels = [t.text for t in r.iter(ns + "text") if t.get("class") == "panel"]
 print(len(cells), len(panels), panels[0])' "$BATS_TEST_TMPDIR/tok.svg"
-    assert_output "96 4 layer 0, key slot 0 (block 2, step 0)"
+    assert_output "96 4 layer 0, key slot 0 = frame 0 (block 2, step 0)"
     # errors: not a tokens file; a forward it does not have; --set does not apply
     run --separate-stderr sf-taps tokens "$T"
     assert_failure 1

@@ -71,6 +71,10 @@ for r in range(6):
     row = t[r * 48:(r + 1) * 48]
     assert min(row) >= 0 and abs(sum(row) - l[r * 4 + 3]) < 1e-5 and 0 < sum(row) < 1, (r, sum(row), l[r * 4 + 3])
 PY
+    # sf-taps names each slot's absolute frame from those facts: block 2's slot 1 is frame 4
+    run -0 sf-taps tokens "$O" --forward 2:0
+    assert_line --index 1 --regexp '^1,2,0,0,0,0,0,[0-9.e-]+$'
+    assert_line --index 25 --regexp '^1,2,0,1,4,0,0,[0-9.e-]+$'
     run --separate-stderr sf-denoise "${COMMON[@]}" --layer_indices 1 --tap-mode probs --tap-token-frames 2 --output_path "$O.2"
     assert_failure 2
     assert_equal "$stderr" "sf-denoise: error: --tap-token-frames goes with --tap-mode tokens"

@@ -2,13 +2,15 @@
  * --tap-mode tokens files (tokens.L<l>.b<b>.s<s> [heads, query frames, K·S], the facts token_grid "HxW" and
  * token_frames K; stages/denoise/taps.h). Per selected layer, one forward (--forward B:S, else the latest
  * block's first step), the mass of each token of key slot k < K averaged over the selected heads and the
- * forward's query frames: a CSV (layer, block, step, key_slot, row, col, mass) or an SVG of one H×W heatmap
+ * forward's query frames: a CSV (layer, block, step, key_slot, key_frame, row, col, mass; key_frame -1 when the
+ * file's facts do not say) or an SVG of one H×W heatmap
  * per layer and key slot (one slot: the layers in rows of 5; more: a row a layer) (viridis, each layer on its own scale, its total and peak in the label), also inline in
  * `sf-taps report --tokens` (compare.c). The same input gives the same bytes. Tested by tests/bats/sf-taps.bats
  * and sf-taps-compare.bats. */
 #define _POSIX_C_SOURCE 200809L
 #include "taps_tokens.h"
 
+#include <cjson/cJSON.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -117,12 +119,33 @@ typedef struct tokmap {
     tok_cap *c;
     double **m;
     int64_t *K;
+    int64_t **frame; /* [n][K]: the absolute latent frame in each key slot (the facts' forwards), -1 unknown */
 } tokmap;
 
 static void tokmap_free(tokmap *t) {
     for (int i = 0; t->m && i < t->n; i++) free(t->m[i]);
-    free(t->m), free(t->K), free(t->c);
+    for (int i = 0; t->frame && i < t->n; i++) free(t->frame[i]);
+    free(t->m), free(t->K), free(t->c), free(t->frame);
     memset(t, 0, sizeof *t);
+}
+
+/* f[0..K): the absolute frame of key slots 0..K−1 of forward (b, st) from the file's "forwards" fact, -1 where
+ * it does not say (an older or hand-made file). */
+static void slot_frames(const sf_tfile *tf, int b, int st, int64_t K, int64_t *f) {
+    for (int64_t k = 0; k < K; k++) f[k] = -1;
+    const char *fw = sf_tfile_meta(tf, "forwards");
+    cJSON *a = fw ? cJSON_Parse(fw) : NULL, *o;
+    cJSON_ArrayForEach(o, a) {
+        const cJSON *jb = cJSON_GetObjectItem(o, "block"), *js = cJSON_GetObjectItem(o, "step");
+        if (!cJSON_IsNumber(jb) || !cJSON_IsNumber(js) || jb->valuedouble != b || js->valuedouble != st) continue;
+        const cJSON *kf = cJSON_GetObjectItem(o, "key_frames");
+        for (int64_t k = 0; k < K && cJSON_IsArray(kf); k++) {
+            const cJSON *e = cJSON_GetArrayItem(kf, (int)k);
+            if (cJSON_IsNumber(e) && e->valuedouble >= 0 && e->valuedouble < 1e9) f[k] = (int64_t)e->valuedouble;
+        }
+        break;
+    }
+    cJSON_Delete(a);
 }
 
 static sf_status tokmap_load(const sf_tfile *tf, const int *layers, int nl, const int *heads, int nh, int fb, int fs,
@@ -143,7 +166,8 @@ static sf_status tokmap_load(const sf_tfile *tf, const int *layers, int nl, cons
     }
     t->m = calloc((size_t)t->n, sizeof *t->m);
     t->K = calloc((size_t)t->n, sizeof *t->K);
-    if (!t->m || !t->K) s = sf_fail(err, SF_E_NOMEM, "out of memory");
+    t->frame = calloc((size_t)t->n, sizeof *t->frame);
+    if (!t->m || !t->K || !t->frame) s = sf_fail(err, SF_E_NOMEM, "out of memory");
     for (int i = 0; !s && i < t->n; i++) {
         const tok_cap *c = &t->c[i];
         if (c->t->ndim != 3 || c->t->shape[2] < 1)
@@ -152,6 +176,9 @@ static sf_status tokmap_load(const sf_tfile *tf, const int *layers, int nl, cons
         else if (!(t->m[i] = malloc(sizeof(double) * (size_t)c->t->shape[2])))
             s = sf_fail(err, SF_E_NOMEM, "out of memory");
         else s = token_means(c, t->S, heads, nh, t->m[i], &t->K[i], err);
+        if (!s && !(t->frame[i] = malloc(sizeof(int64_t) * (size_t)(t->K[i] > 0 ? t->K[i] : 1))))
+            s = sf_fail(err, SF_E_NOMEM, "out of memory");
+        if (!s) slot_frames(tf, c->block, c->step, t->K[i], t->frame[i]);
         if (!s && t->K[i] > t->Kmax) t->Kmax = t->K[i];
     }
     if (s) tokmap_free(t);
@@ -194,8 +221,10 @@ static sf_status tokmap_svg(const tokmap *t, const tokmap *base, FILE *f, sf_err
             double tot = 0, peak = -INFINITY;
             for (int64_t j = 0; j < S; j++) tot += v[kk * S + j], peak = fmax(peak, diff ? fabs(v[kk * S + j]) : v[kk * S + j]);
             const double x = x0 + (double)kk * (pw + 30);
+            char fr[40] = "";
+            if (t->frame[i][kk] >= 0) snprintf(fr, sizeof fr, " = frame %lld", (long long)t->frame[i][kk]);
             fprintf(f, "<text class=\"panel\" x=\"%.1f\" y=\"%.1f\" font-size=\"11\" font-weight=\"bold\">layer %d, key slot "
-                       "%lld (block %d, step %d)</text>\n", x, y + 12, t->c[i].layer, (long long)kk, t->c[i].block,
+                       "%lld%s (block %d, step %d)</text>\n", x, y + 12, t->c[i].layer, (long long)kk, fr, t->c[i].block,
                     t->c[i].step);
             if (diff)
                 fprintf(f, "<text x=\"%.1f\" y=\"%.1f\" font-size=\"10\">change %+.3g in all, %.3g at most</text>\n", x,
@@ -217,11 +246,12 @@ sf_status sf_taps_tokens(const sf_tfile *tf, const int *layers, int nl, const in
     sf_status s = tokmap_load(tf, layers, nl, heads, nh, fb, fs, &t, err);
     if (s) return s;
     if (csv) {
-        fputs("layer,block,step,key_slot,row,col,mass\n", csv);
+        fputs("layer,block,step,key_slot,key_frame,row,col,mass\n", csv);
         for (int i = 0; i < t.n; i++)
             for (int64_t j = 0; j < t.K[i] * t.S; j++)
-                fprintf(csv, "%d,%d,%d,%lld,%lld,%lld,%.9g\n", t.c[i].layer, t.c[i].block, t.c[i].step, (long long)(j / t.S),
-                        (long long)(j % t.S / t.gw), (long long)(j % t.gw), t.m[i][j]);
+                fprintf(csv, "%d,%d,%d,%lld,%lld,%lld,%lld,%.9g\n", t.c[i].layer, t.c[i].block, t.c[i].step,
+                        (long long)(j / t.S), (long long)t.frame[i][j / t.S], (long long)(j % t.S / t.gw), (long long)(j % t.gw),
+                        t.m[i][j]);
         if (ferror(csv)) s = sf_fail(err, SF_E_IO, "write failed");
     }
     if (!s && svg) s = tokmap_svg(&t, NULL, svg, err);
