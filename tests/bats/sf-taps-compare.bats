@@ -151,18 +151,19 @@ PY
     f="$D/t.html"
     assert_equal "$(grep -c '<svg ' "$f")" 8 # the 5 of the plain report + one token map per run + B − A
     grep -qF 'Where in the sink frames the mass lands' "$f"
-    # run A, layer 0 (block 1, the latest): the head and query-frame means, row-major on the 2×2 grid
-    grep -qF '<title>row 0, col 0: 0.15</title>' "$f"
-    grep -qF '<title>row 0, col 1: 0.05</title>' "$f"
-    grep -qF '<title>row 1, col 1: 0.2</title>' "$f"
+    # run A, layer 0 (block 1, the latest): the head and query-frame means .15 .05 / .05 .2, row-major on the 2×2
+    # grid, on viridis from the layer's least (.05: the bottom colour) to its most (.2: the top one)
     grep -qF 'mass 0.45 in all, 0.2 at the peak token' "$f"
-    assert_equal "$(grep -c '<title>row [01], col [01]: ' "$f")" 24 # (2 runs + 1 difference) × 2 layers × 4 tokens
-    # B − A: TB is .25 everywhere, so layer 0's changes are .1 .2 .2 .05 (sum .55) and layer 3's none
+    run -0 python3 "$BATS_TEST_DIRNAME/png_pixels.py" "$f"
+    assert_equal "${#lines[@]}" 6 # (2 runs + B − A) × 2 layers
+    [[ "${lines[0]}" == "2 2 "*" 68,1,84 68,1,84 253,231,37" ]] || false
+    # B − A: TB is .25 everywhere, so layer 0's changes are .1 .2 / .2 .05 (sum .55): ±.2 is the full red, .05 a
+    # quarter of the way from white; layer 3 did not change: white
     grep -qF 'B − A</h3>' "$f"
-    grep -qF '<title>row 0, col 1: 0.2</title>' "$f"
-    grep -qF '<title>row 1, col 1: 0.05</title>' "$f"
     grep -qF 'change +0.55 in all, 0.2 at most' "$f"
     grep -qF 'change +0 in all, 0 at most' "$f"
+    [[ "${lines[4]}" == "2 2 "*" 178,24,43 178,24,43 230,191,196" ]] || false
+    assert_equal "${lines[5]}" "2 2 247,247,247 247,247,247 247,247,247 247,247,247"
     python3 -c 'import sys, html.parser as h; p = h.HTMLParser(); p.feed(open(sys.argv[1]).read()); p.close()' "$f"
     # one file per run, tokens only for report; a file that is not a tokens file is named, nothing written
     run -2 --separate-stderr sf-taps report "$D/A.safetensors" "$D/B.safetensors" --tokens "$D/TA.safetensors" -o "$D/t2.html"

@@ -321,14 +321,24 @@ for path, picks in ((sys.argv[2], [(0, 2, 0, None), (2, 2, 0, None)]), (sys.argv
             assert int(r["key_frame"]) == j // 24, r  # global attention: slot k holds frame k (the facts' forwards)
             assert abs(float(r["mass"]) - want[j]) < 1e-8, (r, want[j])
 PY
-    # SVG: one panel of 4×6 cells per layer and key slot
+    # SVG: one panel per layer and key slot, a 6×4 PNG (a pixel a token) on viridis over the layer's range: layer 0's
+    # maps (panels 0 and 1) have the top colour at the CSV's largest mass of that layer, the bottom one at its smallest
     run -0 sf-taps tokens "$O" -o "$BATS_TEST_TMPDIR/tok.svg"
     run -0 python3 -c 'import sys, xml.etree.ElementTree as E
 r = E.parse(sys.argv[1]).getroot(); ns = "{http://www.w3.org/2000/svg}"
-cells = [x for x in r.iter(ns + "rect") if x.find(ns + "title") is not None]
 panels = [t.text for t in r.iter(ns + "text") if t.get("class") == "panel"]
-print(len(cells), len(panels), panels[0])' "$BATS_TEST_TMPDIR/tok.svg"
-    assert_output "96 4 layer 0, key slot 0 = frame 0 (block 2, step 0)"
+print(len(list(r.iter(ns + "image"))), len(panels), panels[0])' "$BATS_TEST_TMPDIR/tok.svg"
+    assert_output "4 4 layer 0, key slot 0 = frame 0 (block 2, step 0)"
+    run -0 python3 - "$BATS_TEST_DIRNAME/png_pixels.py" "$BATS_TEST_TMPDIR/tok.svg" "$BATS_TEST_TMPDIR/all.csv" <<'PY'
+import csv, subprocess, sys
+maps = [l.split() for l in subprocess.run(["python3"] + sys.argv[1:3], capture_output=True, text=True, check=True).stdout.splitlines()]
+assert len(maps) == 4 and all(m[:2] == ["6", "4"] for m in maps), [m[:2] for m in maps]
+rows = [r for r in csv.DictReader(open(sys.argv[3])) if r["layer"] == "0"]
+v = [float(r["mass"]) for r in rows]
+top, bottom = v.index(max(v)), v.index(min(v))   # over both key slots (48 tokens): panel top // 24, pixel top % 24
+assert maps[top // 24][2 + top % 24] == "253,231,37", maps[top // 24][2 + top % 24]
+assert maps[bottom // 24][2 + bottom % 24] == "68,1,84", maps[bottom // 24][2 + bottom % 24]
+PY
     # errors: not a tokens file; a forward it does not have; --set does not apply
     run --separate-stderr sf-taps tokens "$T"
     assert_failure 1

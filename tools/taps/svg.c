@@ -262,11 +262,11 @@ static void zero_line(FILE *f, const axes *a) {
 }
 
 /* Viridis, linear between 9 anchor colours (taps_analysis.h). */
-void sf_taps_viridis(double t, char *out, size_t n) {
+void sf_taps_viridis_rgb(double t, unsigned char rgb[3]) {
     static const unsigned char c[9][3] = {{68, 1, 84},    {71, 44, 122},  {59, 81, 139},   {44, 113, 142}, {33, 144, 141},
                                           {39, 173, 129}, {92, 200, 99},  {170, 220, 50},  {253, 231, 37}};
     if (!isfinite(t)) {
-        snprintf(out, n, "#cccccc");
+        rgb[0] = rgb[1] = rgb[2] = 0xcc;
         return;
     }
     if (t < 0) t = 0;
@@ -275,9 +275,12 @@ void sf_taps_viridis(double t, char *out, size_t n) {
     int i = (int)p;
     if (i > 7) i = 7;
     double u = p - i;
-    int r = (int)lround(c[i][0] + (c[i + 1][0] - c[i][0]) * u), g = (int)lround(c[i][1] + (c[i + 1][1] - c[i][1]) * u),
-        b = (int)lround(c[i][2] + (c[i + 1][2] - c[i][2]) * u);
-    snprintf(out, n, "#%02x%02x%02x", r, g, b);
+    for (int k = 0; k < 3; k++) rgb[k] = (unsigned char)lround(c[i][k] + (c[i + 1][k] - c[i][k]) * u);
+}
+void sf_taps_viridis(double t, char *out, size_t n) {
+    unsigned char c[3];
+    sf_taps_viridis_rgb(t, c);
+    snprintf(out, n, "#%02x%02x%02x", c[0], c[1], c[2]);
 }
 
 /* The viridis colour bar of a heatmap at (bx, y0), bh tall, for values lo (bottom) .. hi (top), with

@@ -144,8 +144,9 @@ void sf_taps_tick_label(const sf_taps_ticks *t, double v, char *buf, size_t n);
 int64_t sf_taps_int_tick_step(int64_t count, int max_ticks);
 
 /* SVG figures (svg.c); each written atomically. */
-/* Viridis at t ∈ [0, 1] (clamped; not finite: grey) as "#rrggbb" (svg.c). */
+/* Viridis at t ∈ [0, 1] (clamped; not finite: grey) as "#rrggbb", or as 3 bytes (svg.c). */
 void sf_taps_viridis(double t, char *out, size_t n);
+void sf_taps_viridis_rgb(double t, unsigned char rgb[3]);
 sf_status sf_taps_svg_heads(const char *path, const sf_taps_src *src, const sf_taps_stats *s, sf_err *err);
 sf_status sf_taps_svg_heatmap(const char *path, const sf_taps_src *src, const sf_taps_stats *s, sf_err *err);
 sf_status sf_taps_svg_layers(const char *path, const sf_taps_src *srcs, const sf_taps_stats *st, size_t n,

@@ -4,13 +4,17 @@
  * block's first step), the mass of each token of key slot k < K averaged over the selected heads and the
  * forward's query frames: a CSV (layer, block, step, key_slot, key_frame, row, col, mass; key_frame -1 when the
  * file's facts do not say) or an SVG of one H×W heatmap
- * per layer and key slot (one slot: the layers in rows of 5; more: a row a layer) (viridis, each layer on its own scale, its total and peak in the label), also inline in
+ * per layer and key slot (one slot: the layers in rows of 5; more: a row a layer; each map a small PNG, a
+ * pixel a token) (viridis, each layer on its own scale, its total and peak in the label), also inline in
  * `sf-taps report --tokens` (compare.c). The same input gives the same bytes. Tested by tests/bats/sf-taps.bats
  * and sf-taps-compare.bats. */
 #define _POSIX_C_SOURCE 200809L
 #include "taps_tokens.h"
 
+#include "stages/decode/video.h" /* sf_png_encode (libpng) */
+
 #include <cjson/cJSON.h>
+#include <sodium.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -87,29 +91,40 @@ static sf_status token_means(const tok_cap *c, int64_t S, const int *heads, int 
     return SF_OK;
 }
 
-/* Blue (below 0) – white – red (above 0) at t ∈ [−1, 1] (clamped), for differences. */
-static void diverging(double t, char *out, size_t n) {
+/* Blue (below 0) – white – red (above 0) at t ∈ [−1, 1] (clamped; not finite: white), for differences. */
+static void diverging_rgb(double t, unsigned char rgb[3]) {
     static const unsigned char lo[3] = {33, 102, 172}, mid[3] = {247, 247, 247}, hi[3] = {178, 24, 43};
     if (!isfinite(t)) t = 0;
     t = t < -1 ? -1 : t > 1 ? 1 : t;
     const unsigned char *e = t < 0 ? lo : hi;
-    const double u = fabs(t);
-    snprintf(out, n, "#%02x%02x%02x", (int)lround(mid[0] + (e[0] - mid[0]) * u), (int)lround(mid[1] + (e[1] - mid[1]) * u),
-             (int)lround(mid[2] + (e[2] - mid[2]) * u));
+    for (int k = 0; k < 3; k++) rgb[k] = (unsigned char)lround(mid[k] + (e[k] - mid[k]) * fabs(t));
 }
 
-/* One panel of gh × gw cells: viridis over [lo, hi], or (diff) the diverging scale over ±hi. */
-static void svg_panel(FILE *f, double x0, double y0, double cw, int gh, int gw, const double *m, double lo, double hi,
-                      int diff) {
-    char col[16];
-    for (int r = 0; r < gh; r++)
-        for (int q = 0; q < gw; q++) {
-            const double v = m[r * gw + q];
-            if (diff) diverging(hi > 0 ? v / hi : 0, col, sizeof col);
-            else sf_taps_viridis(hi > lo ? (v - lo) / (hi - lo) : 0.5, col, sizeof col);
-            fprintf(f, "<rect x=\"%.2f\" y=\"%.2f\" width=\"%.2f\" height=\"%.2f\" fill=\"%s\"><title>row %d, col %d: %.6g</title></rect>\n",
-                    x0 + q * cw, y0 + r * cw, cw + 0.05, cw + 0.05, col, r, q, v);
-        }
+/* One panel: a gw × gh PNG (a pixel a token; viridis over [lo, hi], or with diff the diverging scale over ±hi),
+ * embedded as a data URI and drawn cw per pixel without smoothing — a few KB a panel where a rect a token
+ * would be ~170 KB at 30×52. The numbers themselves: the CSV of sf-taps tokens. */
+static sf_status svg_panel(FILE *f, double x0, double y0, double cw, int gh, int gw, const double *m, double lo, double hi,
+                           int diff, sf_err *err) {
+    unsigned char *rgb = malloc((size_t)gh * (size_t)gw * 3), *png = NULL;
+    char *b64 = NULL;
+    size_t len = 0;
+    if (!rgb) return sf_fail(err, SF_E_NOMEM, "out of memory");
+    for (int64_t j = 0; j < (int64_t)gh * gw; j++) {
+        if (diff) diverging_rgb(hi > 0 ? m[j] / hi : 0, rgb + 3 * j);
+        else sf_taps_viridis_rgb(hi > lo ? (m[j] - lo) / (hi - lo) : 0.5, rgb + 3 * j);
+    }
+    sf_status s = sf_png_encode(rgb, gw, gh, &png, &len, err);
+    if (!s) {
+        const size_t bl = sodium_base64_ENCODED_LEN(len, sodium_base64_VARIANT_ORIGINAL);
+        if (!(b64 = malloc(bl))) s = sf_fail(err, SF_E_NOMEM, "out of memory");
+        else sodium_bin2base64(b64, bl, png, len, sodium_base64_VARIANT_ORIGINAL);
+    }
+    if (!s)
+        fprintf(f, "<image class=\"tokmap\" x=\"%.2f\" y=\"%.2f\" width=\"%.2f\" height=\"%.2f\" preserveAspectRatio=\"none\" "
+                   "style=\"image-rendering:pixelated\" href=\"data:image/png;base64,%s\"/>\n",
+                x0, y0, cw * gw, cw * gh, b64);
+    free(rgb), free(png), free(b64);
+    return s;
 }
 
 /* A file's maps: per selected layer (ascending) the capture used and its means over heads and query frames. */
@@ -196,6 +211,7 @@ static sf_status tokmap_svg(const tokmap *t, const tokmap *base, FILE *f, sf_err
     if (W < 760) W = 760;
     const double Hh = tm + rows * (ph + gap) + 10;
     double *d = NULL;
+    sf_status s = SF_OK;
     if (diff && !(d = malloc(sizeof(double) * (size_t)(t->Kmax * S)))) return sf_fail(err, SF_E_NOMEM, "out of memory");
     fprintf(f, "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"%.0f\" height=\"%.0f\" viewBox=\"0 0 %.0f %.0f\" "
                "font-family=\"sans-serif\">\n<rect width=\"100%%\" height=\"100%%\" fill=\"#ffffff\"/>\n",
@@ -208,7 +224,7 @@ static sf_status tokmap_svg(const tokmap *t, const tokmap *base, FILE *f, sf_err
                    "blue less, white the same"
                  : "mean over the heads and the forward's query frames; each layer on its own colour scale, "
                    "viridis from its least to its most");
-    for (int i = 0; i < n; i++) {
+    for (int i = 0; i < n && !s; i++) {
         const double *v = t->m[i];
         if (diff) {
             for (int64_t j = 0; j < t->K[i] * S; j++) d[j] = v[j] - base->m[i][j];
@@ -232,12 +248,12 @@ static sf_status tokmap_svg(const tokmap *t, const tokmap *base, FILE *f, sf_err
             else
                 fprintf(f, "<text x=\"%.1f\" y=\"%.1f\" font-size=\"10\">mass %.4g in all, %.4g at the peak token</text>\n",
                         x, y + 25, tot, peak);
-            svg_panel(f, x, y + 30, cw, gh, gw, v + kk * S, lo, hi, diff);
+            if ((s = svg_panel(f, x, y + 30, cw, gh, gw, v + kk * S, lo, hi, diff, err))) break;
         }
     }
     fputs("</svg>\n", f);
     free(d);
-    return ferror(f) ? sf_fail(err, SF_E_IO, "write failed") : SF_OK;
+    return s ? s : ferror(f) ? sf_fail(err, SF_E_IO, "write failed") : SF_OK;
 }
 
 sf_status sf_taps_tokens(const sf_tfile *tf, const int *layers, int nl, const int *heads, int nh, int fb, int fs,
