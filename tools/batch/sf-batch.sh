@@ -31,8 +31,8 @@
 # "<i>-<s>_ema.mp4" / "<i>-<s>_regular.mp4" with --save_with_index, else "<prompt[:100]>-<s>.mp4"
 # ('/' → '_', control characters → '_', cut to 200 bytes on a character boundary: NAME_MAX).
 # --layer_indices (all, N, A-B as sf-denoise) also writes the taps "<name>.pt" beside each video (the
-# figure-4 dict); with --tap-mode frames|probs|tokens (or --tap-cross, --tap-select) sf-denoise's workbench
-# taps, "<name>.safetensors" with the run's facts (docs/sink-workbench.md).
+# figure-4 dict; --tap-select picks its forwards); with --tap-mode frames|probs|tokens or --tap-cross,
+# sf-denoise's workbench taps, "<name>.safetensors" with the run's facts (docs/sink-workbench.md).
 # --i2v: image-to-video as inference.py --i2v. --data_path is then the reference's image folder
 # (target_crop_info_<ratio>.json, a list of items with file_name and caption, and the images in
 # <ratio>/): item i is video i, its caption the prompt. The image, resized to --height x --width as the
