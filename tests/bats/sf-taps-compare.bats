@@ -171,7 +171,7 @@ PY
     run -2 --separate-stderr sf-taps compare "$D/A.safetensors" "$D/B.safetensors" --tokens "$D/TA.safetensors" "$D/TB.safetensors"
     [[ "$stderr" == *"--tokens applies to report only"* ]] || false
     run -1 --separate-stderr sf-taps report "$D/A.safetensors" "$D/B.safetensors" --tokens "$D/TA.safetensors" "$D/A.safetensors" -o "$D/t2.html"
-    assert_equal "$stderr" "sf-taps: error: $D/A.safetensors: no token_grid HxW in the file's metadata: tokens needs a file of sf-denoise --tap-mode tokens"
+    assert_equal "$stderr" "sf-taps: error: $D/A.safetensors: no tokens.L* taps and no full logits (of the layers asked): tokens needs sf-denoise --tap-mode tokens, or logits (a figure-4 .pt, taps.L*)"
     [ ! -e "$D/t2.html" ]
 }
 

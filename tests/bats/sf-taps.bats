@@ -339,10 +339,45 @@ top, bottom = v.index(max(v)), v.index(min(v))   # over both key slots (48 token
 assert maps[top // 24][2 + top % 24] == "253,231,37", maps[top // 24][2 + top % 24]
 assert maps[bottom // 24][2 + bottom % 24] == "68,1,84", maps[bottom // 24][2 + bottom % 24]
 PY
-    # errors: not a tokens file; a forward it does not have; --set does not apply
+    # the same maps from full logits, as a figure-4 .pt of the reference holds them: the golden f16 logits of the same
+    # run (taps.L0/L2.b*.s*, no token grid recorded: given), computed in sf-taps, = the tokens taps within f16 rounding
+    run -0 sf-taps tokens "$T" --token-grid 4x6 --token-frames 2
+    printf '%s\n' "${lines[@]}" >"$BATS_TEST_TMPDIR/from_logits.csv"
+    run -0 python3 - "$BATS_TEST_TMPDIR/all.csv" "$BATS_TEST_TMPDIR/from_logits.csv" <<'PY'
+import csv, sys
+a, b = (list(csv.DictReader(open(p))) for p in sys.argv[1:3])
+assert len(a) == len(b) == 96, (len(a), len(b))
+key = ("layer", "block", "step", "key_slot", "row", "col")
+worst = 0
+for x, y in zip(a, b):
+    assert [x[k] for k in key] == [y[k] for k in key], (x, y)
+    worst = max(worst, abs(float(x["mass"]) - float(y["mass"])))
+assert worst < 1e-4, worst
+print(worst)
+PY
+    # and from a figure-4 .pt (sf-denoise's default logits taps, the reference's dict): its forward is block 2, step 0
+    run -0 sf-denoise --model-dir "$G/model" --num_frames 9 --height 64 --width 96 --progress none --threads 2 \
+        --prompt-embeds "$P:context.prompt_embeds" --noise "$P" --layer_indices 0 2 --output_path "$BATS_TEST_TMPDIR/fig4.pt"
+    run -0 sf-taps tokens "$BATS_TEST_TMPDIR/fig4.pt" --token-grid 4x6
+    printf '%s\n' "${lines[@]}" >"$BATS_TEST_TMPDIR/fig4.csv"
+    run -0 python3 - "$BATS_TEST_TMPDIR/all.csv" "$BATS_TEST_TMPDIR/fig4.csv" <<'PY'
+import csv, sys
+a = [r for r in csv.DictReader(open(sys.argv[1])) if r["key_slot"] == "0"]
+b = list(csv.DictReader(open(sys.argv[2])))
+assert len(a) == len(b) == 48, (len(a), len(b))
+for x, y in zip(a, b):
+    assert (x["layer"], x["row"], x["col"]) == (y["layer"], y["row"], y["col"]) and y["block"] == "-1", (x, y)
+    assert abs(float(x["mass"]) - float(y["mass"])) < 1e-4, (x, y)
+PY
+    # errors: logits without their grid (24 tokens a frame); a forward it does not have; --set does not apply
     run --separate-stderr sf-taps tokens "$T"
-    assert_failure 1
-    assert_equal "$stderr" "sf-taps: error: no token_grid HxW in the file's metadata: tokens needs a file of sf-denoise --tap-mode tokens"
+    assert_failure 2
+    assert_equal "$stderr" "sf-taps: error: layer 0: 24 tokens a frame: give their grid, --token-grid HxW with H·W = 24"
+    run --separate-stderr sf-taps tokens "$O" --token-grid 6x4
+    assert_failure 2
+    assert_equal "$stderr" "sf-taps: error: --token-grid 6x4: the file says 4x6"
+    run --separate-stderr sf-taps summary "$O" --token-frames 2
+    assert_failure 2
     run --separate-stderr sf-taps tokens "$O" --forward 5:0
     assert_failure
     assert_equal "$stderr" "sf-taps: error: no tokens.L*.b5.s0 tensor of the layers asked"

@@ -11,8 +11,9 @@
  *   sf-taps heatmap FILE -o OUT.svg                  layers × heads sink-ratio heatmap
  *   sf-taps report A [B...] -o OUT.html [--tokens TA [TB...]]  one self-contained HTML page (compare.h); with
  *                                                     tokens files, where in the sink frames the mass lands
- *   sf-taps tokens FILE [-o OUT.svg]                 the sink frames' per-token mass (--tap-mode tokens): one
- *                                                     heatmap per layer and key slot, or CSV on stdout (tokens.c)
+ *   sf-taps tokens FILE [-o OUT.svg]                 the sink frames' per-token mass (--tap-mode tokens, or from
+ *                                                     full logits: a figure-4 .pt too): one heatmap per layer and
+ *                                                     key slot, or CSV on stdout (tokens.c)
  * Filters: --layers L..., --heads H..., --set fig4|taps|frames|stream|probs|all, --frame-seq-length N,
  * --labels NAME... (compare/report), --forward B:S (compare/report: that forward of every layer).
  * Inputs: the figure-4 .pt of run_extraction_figure4.py / sf-denoise, the streaming .pt of
@@ -47,6 +48,8 @@ static const sf_opt opts[] = {
     {"frame-seq-length", 0, SF_ARG_VALUE, "N\ttokens per latent frame (default: from the file, else Lq / query frames)"},
     {"labels", 0, SF_ARG_MULTI, "NAME...\tcompare/report: one name per file (default: the file names)"},
     {"tokens", 0, SF_ARG_MULTI, "FILE...\treport: one --tap-mode tokens file per run, in the same order: adds where in the sink frames the mass lands"},
+    {"token-grid", 0, SF_ARG_VALUE, "HxW\ttokens: a frame's latent token grid, for files that do not say (figure-4 .pt; 1560 tokens: 30x52)"},
+    {"token-frames", 0, SF_ARG_VALUE, "K\ttokens from full logits: the leading key slots to map (default 1)"},
     {"forward", 0, SF_ARG_VALUE, "B:S\tcompare/report/tokens: use block B, step S of every layer (default: the most key frames)"},
     SF_OPTS_STD,
     {0},
@@ -386,9 +389,14 @@ static int tokens_cmd(sf_args *a, const char **pos, int np) {
     sf_err err = {{0}};
     sf_status s = SF_OK;
     if (np != 2) usage_die("tokens: expected one file");
-    if (sf_args_get(a, opts, "format") || sf_args_get(a, opts, "set") || sf_args_get(a, opts, "labels") ||
-        sf_args_get(a, opts, "frame-seq-length"))
-        usage_die("--format, --set, --labels and --frame-seq-length do not apply to tokens");
+    if (sf_args_get(a, opts, "format") || sf_args_get(a, opts, "set") || sf_args_get(a, opts, "labels"))
+        usage_die("--format, --set and --labels do not apply to tokens");
+    long fsl = 0, kf = 1;
+    const char *fsa = sf_args_get(a, opts, "frame-seq-length"), *tfa = sf_args_get(a, opts, "token-frames");
+    sf_status s0;
+    if ((fsa && (s0 = sf_arg_long("--frame-seq-length", fsa, 1, 1L << 30, &fsl, &err))) ||
+        (tfa && (s0 = sf_arg_long("--token-frames", tfa, 1, 1L << 20, &kf, &err))))
+        sf_die(prog, s0, &err);
     int fb = -1, fs = -1, n = 0, nl = 0, nh = 0;
     const char *fw = sf_args_get(a, opts, "forward"), *out = sf_args_get(a, opts, "output");
     if (fw && !(sscanf(fw, "%d:%d%n", &fb, &fs, &n) == 2 && !fw[n] && fb >= 0 && fs >= 0)) usage_die("--forward: expected B:S");
@@ -396,8 +404,9 @@ static int tokens_cmd(sf_args *a, const char **pos, int np) {
     sf_tfile *tf = NULL;
     const int svg = out && strcmp(out, "-") != 0;
     sf_atomic_file af;
+    const sf_taps_tok_opts to = {layers, nl, heads, nh, fb, fs, sf_args_get(a, opts, "token-grid"), (int)kf, fsl};
     if (!(s = sf_tfile_open(pos[1], &tf, &err)) && (!svg || !(s = sf_atomic_open(&af, out, &err)))) {
-        s = sf_taps_tokens(tf, layers, nl, heads, nh, fb, fs, svg ? af.fp : NULL, svg ? NULL : stdout, &err);
+        s = sf_taps_tokens(tf, &to, svg ? af.fp : NULL, svg ? NULL : stdout, &err);
         if (svg && s) sf_atomic_abort(&af);
         else if (svg) s = sf_atomic_commit(&af, &err);
     }
@@ -419,6 +428,8 @@ int main(int argc, char **argv) {
     if (sf_args_main(argc, argv, prog, synopsis, opts, &a)) return 0;
     const char **pos = NULL;
     int np = sf_args_positional(&a, &pos);
+    if (np >= 1 && strcmp(pos[0], "tokens") != 0 && (sf_args_get(&a, opts, "token-grid") || sf_args_get(&a, opts, "token-frames")))
+        usage_die("--token-grid and --token-frames apply to tokens only");
     if (np >= 2 && (!strcmp(pos[0], "compare") || !strcmp(pos[0], "report") || !strcmp(pos[0], "heatmap")))
         return workbench(&a, pos, np);
     if (np >= 1 && !strcmp(pos[0], "tokens")) return tokens_cmd(&a, pos, np);

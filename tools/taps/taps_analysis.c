@@ -95,7 +95,7 @@ void sf_taps_stats_finish(sf_taps_stats *s) {
 }
 
 /* Convert one contiguous row of n elements to float. tab: the f16 → f32 table. */
-static void row_to_f32(const uint8_t *p, sf_dtype dt, int64_t n, const float *tab, float *x) {
+void sf_taps_row_to_f32(const uint8_t *p, sf_dtype dt, int64_t n, const float *tab, float *x) {
     switch (dt) {
     case SF_F16:
         for (int64_t j = 0; j < n; j++) {
@@ -168,7 +168,7 @@ sf_status sf_taps_stats_logits(const sf_tensor *t, int64_t fsl, const int *heads
         memset(wsum, 0, sizeof(double) * (size_t)Lk);
         for (int64_t i = 0; i < Lq; i++) {
             int64_t eoff = h * t->stride[off] + i * t->stride[off + 1];
-            row_to_f32(base + eoff * (int64_t)esz, t->dtype, Lk, tab, x);
+            sf_taps_row_to_f32(base + eoff * (int64_t)esz, t->dtype, Lk, tab, x);
             float mx = -INFINITY, mn = INFINITY;
             for (int64_t j = 0; j < Lk; j++) {
                 if (x[j] > mx) mx = x[j];

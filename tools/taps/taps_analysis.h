@@ -66,6 +66,9 @@ typedef struct sf_taps_stats {
     double lmin, lmax;      /* min/max of the logits (of the frame values for non-LOGITS) */
 } sf_taps_stats;
 
+/* One row of n values of dtype dt (f16 through tab: the 65536 halves as floats; bf16, f32, f64) as floats. */
+void sf_taps_row_to_f32(const uint8_t *p, sf_dtype dt, int64_t n, const float *tab, float *x);
+
 /* Logits pass over `t` ([1,H,Lq,Lk] or [H,Lq,Lk]; f16/bf16/f32/f64; last dim contiguous).
  * fsl = tokens per frame (Lk and Lq multiples of it; must be > 0). heads: nh indices (NULL/0 =
  * all heads). Fills F, W and the logit range, then sf_taps_stats_finish. `out` is initialised

@@ -7,15 +7,28 @@
 
 #include <stdio.h>
 
-/* layers[nl] (nl 0: all) and heads[nh] (nh 0: all); fb ≥ 0: that forward (block fb, step fs) of every layer, else
- * each layer's latest block's first step. svg non-NULL: the figure (an <svg> element, no XML prolog) to it; csv
- * non-NULL: the rows to it. Bad input (not a tokens file, nothing selected): one-line error, nothing written. */
-sf_status sf_taps_tokens(const sf_tfile *tf, const int *layers, int nl, const int *heads, int nh, int fb, int fs,
-                         FILE *svg, FILE *csv, sf_err *err);
+/* What to map: layers[nl] (nl 0: all) averaged over heads[nh] (nh 0: all); fb ≥ 0: that forward (block fb, step fs)
+ * of every layer, else each layer's latest block's first step. From full logits (a figure-4 .pt of the reference, or
+ * taps.L* / fig4.L* tensors) the maps are computed here, as sf-denoise --tap-mode tokens would have kept them:
+ * token_frames key slots (0: 1), frame_seq_length fsl (0: the file's), on grid "HxW" (NULL: the file's token_grid;
+ * for 1560 tokens a frame without one, the reference's 30x52, 480×832). */
+typedef struct sf_taps_tok_opts {
+    const int *layers;
+    int nl;
+    const int *heads;
+    int nh;
+    int fb, fs;
+    const char *grid;
+    int token_frames;
+    int64_t fsl;
+} sf_taps_tok_opts;
 
-/* The same maps of tf minus base's (the same selection; grids, layers and key slots must match, else SF_E_SHAPE) as
- * an SVG of differences on a diverging scale: how a run's sink moved against another's (report --tokens). */
-sf_status sf_taps_tokens_diff(const sf_tfile *tf, const sf_tfile *base, const int *layers, int nl, int fb, int fs, FILE *svg,
-                              sf_err *err);
+/* svg non-NULL: the figure (an <svg> element, no XML prolog) to it; csv non-NULL: the rows to it. Bad input (no
+ * tokens or logits taps, nothing selected, a grid that does not fit): one-line error, nothing written. */
+sf_status sf_taps_tokens(const sf_tfile *tf, const sf_taps_tok_opts *o, FILE *svg, FILE *csv, sf_err *err);
+
+/* The same maps of tf minus base's (heads: all; grids, layers and key slots must match, else SF_E_SHAPE) as an SVG
+ * of differences on a diverging scale: how a run's sink moved against another's (report --tokens). */
+sf_status sf_taps_tokens_diff(const sf_tfile *tf, const sf_tfile *base, const sf_taps_tok_opts *o, FILE *svg, sf_err *err);
 
 #endif

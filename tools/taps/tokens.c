@@ -10,6 +10,7 @@
  * and sf-taps-compare.bats. */
 #define _POSIX_C_SOURCE 200809L
 #include "taps_tokens.h"
+#include "tap_mass.h"
 
 #include "stages/decode/video.h" /* sf_png_encode (libpng) */
 
@@ -163,22 +164,20 @@ static void slot_frames(const sf_tfile *tf, int b, int st, int64_t K, int64_t *f
     cJSON_Delete(a);
 }
 
-static sf_status tokmap_load(const sf_tfile *tf, const int *layers, int nl, const int *heads, int nh, int fb, int fs,
-                             tokmap *t, sf_err *err) {
-    memset(t, 0, sizeof *t);
-    const char *grid = sf_tfile_meta(tf, "token_grid");
+/* "HxW" → *gh, *gw (1 when well formed). */
+static int parse_grid(const char *g, int *gh, int *gw) {
     int k = 0;
-    if (!grid || sscanf(grid, "%dx%d%n", &t->gh, &t->gw, &k) != 2 || grid[k] || t->gh < 1 || t->gw < 1)
-        return sf_fail(err, SF_E_FORMAT, "no token_grid HxW in the file's metadata: tokens needs a file of sf-denoise "
-                                         "--tap-mode tokens");
-    t->S = (int64_t)t->gh * t->gw;
-    sf_status s = pick(tf, layers, nl, fb, fs, &t->c, &t->n, err);
+    return g && sscanf(g, "%dx%d%n", gh, gw, &k) == 2 && !g[k] && *gh >= 1 && *gw >= 1 && *gh <= 65535 && *gw <= 65535;
+}
+
+/* The maps of a tokens file (sf-denoise --tap-mode tokens). */
+static sf_status load_tokens(const sf_tfile *tf, const sf_taps_tok_opts *o, tokmap *t, sf_err *err) {
+    const int fb = o->fb, fs = o->fs;
+    sf_status s = pick(tf, o->layers, o->nl, fb, fs, &t->c, &t->n, err);
     if (s) return s;
-    if (t->n == 0) {
-        tokmap_free(t);
+    if (t->n == 0)
         return fb >= 0 ? sf_fail(err, SF_E_NOTFOUND, "no tokens.L*.b%d.s%d tensor of the layers asked", fb, fs)
                        : sf_fail(err, SF_E_NOTFOUND, "no tokens.L* tensors of the layers asked (sf-denoise --tap-mode tokens)");
-    }
     t->m = calloc((size_t)t->n, sizeof *t->m);
     t->K = calloc((size_t)t->n, sizeof *t->K);
     t->frame = calloc((size_t)t->n, sizeof *t->frame);
@@ -190,11 +189,144 @@ static sf_status tokmap_load(const sf_tfile *tf, const int *layers, int nl, cons
                         c->step, (long long)t->S);
         else if (!(t->m[i] = malloc(sizeof(double) * (size_t)c->t->shape[2])))
             s = sf_fail(err, SF_E_NOMEM, "out of memory");
-        else s = token_means(c, t->S, heads, nh, t->m[i], &t->K[i], err);
+        else s = token_means(c, t->S, o->heads, o->nh, t->m[i], &t->K[i], err);
         if (!s && !(t->frame[i] = malloc(sizeof(int64_t) * (size_t)(t->K[i] > 0 ? t->K[i] : 1))))
             s = sf_fail(err, SF_E_NOMEM, "out of memory");
         if (!s) slot_frames(tf, c->block, c->step, t->K[i], t->frame[i]);
         if (!s && t->K[i] > t->Kmax) t->Kmax = t->K[i];
+    }
+    return s;
+}
+
+/* m[K·S] from full logits ([1, H, Lq, Lk] or [H, Lq, Lk]): each row's softmax mass of its first K·S keys
+ * (sf_tap_row_mass_cpu, single-token groups: what sf-denoise's CPU backend keeps), mean over the heads asked and every
+ * query row (= the mean over query frames of their means). Row by row: a reference figure-4 layer is 3.7 GB. */
+static sf_status logits_means(const sf_tensor *t, int64_t S, int64_t K, const int *heads, int nh, double *m, sf_err *err) {
+    const int off = t->ndim == 4 ? 1 : 0;
+    const int64_t H = t->shape[off], Lq = t->shape[off + 1], Lk = t->shape[off + 2], NG = K * S;
+    for (int i = 0; i < nh; i++)
+        if (heads[i] < 0 || heads[i] >= H)
+            return sf_fail(err, SF_E_ARG, "--heads: head %d out of range (the file has %lld heads)", heads[i], (long long)H);
+    float *x = malloc(sizeof(float) * (size_t)Lk), *mass = malloc(sizeof(float) * (size_t)NG), *tab = NULL;
+    if (t->dtype == SF_F16 && (tab = malloc(sizeof(float) * 65536)))
+        for (uint32_t i = 0; i < 65536; i++) tab[i] = sf_f16_to_f32((uint16_t)i);
+    if (!x || !mass || (t->dtype == SF_F16 && !tab)) {
+        free(x), free(mass), free(tab);
+        return sf_fail(err, SF_E_NOMEM, "out of memory (rows of %lld keys)", (long long)Lk);
+    }
+    for (int64_t j = 0; j < NG; j++) m[j] = 0;
+    const int nsel = nh > 0 ? nh : (int)H;
+    const size_t esz = sf_dtype_size(t->dtype);
+    for (int i = 0; i < nsel; i++) {
+        const int64_t h = nh > 0 ? heads[i] : i;
+        for (int64_t r = 0; r < Lq; r++) {
+            float lse;
+            sf_taps_row_to_f32((const uint8_t *)t->data + (h * t->stride[off] + r * t->stride[off + 1]) * (int64_t)esz,
+                               t->dtype, Lk, tab, x);
+            sf_tap_row_mass_cpu(x, Lk, 1, NG, mass, &lse);
+            for (int64_t j = 0; j < NG; j++) m[j] += mass[j];
+        }
+    }
+    for (int64_t j = 0; j < NG; j++) m[j] /= (double)nsel * (double)Lq;
+    free(x), free(mass), free(tab);
+    return SF_OK;
+}
+
+/* The maps of a file with full logits (figure-4 / taps.L*). */
+static sf_status load_logits(const sf_tfile *tf, const sf_taps_tok_opts *o, int have_grid, tokmap *t, sf_err *err) {
+    sf_taps_src *src = NULL;
+    size_t ns = 0;
+    sf_status s = sf_taps_find_sources(tf, SF_TAPS_SET_FIG4 | SF_TAPS_SET_TAPS, o->fsl, o->layers, o->nl, &src, &ns, err);
+    if (s == SF_E_NOTFOUND)
+        return sf_fail(err, s, "%s: no tokens.L* taps and no full logits (of the layers asked): tokens needs sf-denoise "
+                       "--tap-mode tokens, or logits (a figure-4 .pt, taps.L*)", tf->path ? tf->path : "file");
+    if (s) return s;
+    int64_t *fsls = calloc(ns ? ns : 1, sizeof *fsls); /* beside each kept capture: its tokens per frame */
+    if (!fsls) {
+        free(src);
+        return sf_fail(err, SF_E_NOMEM, "out of memory");
+    }
+    for (size_t i = 0; i < ns; i++) { /* per layer: the forward asked for, else the latest block's first step */
+        const sf_taps_src *x = &src[i];
+        if (x->kind != SF_TAPS_SRC_LOGITS || (o->fb >= 0 && (x->block != o->fb || x->step != o->fs))) continue;
+        tok_cap c = {x->layer, x->block, x->step, x->t};
+        int j = 0;
+        while (j < t->n && t->c[j].layer != c.layer) j++;
+        if (j < t->n) {
+            if (better(&c, &t->c[j])) t->c[j] = c, fsls[j] = x->fsl;
+            continue;
+        }
+        tok_cap *p = realloc(t->c, sizeof *p * (size_t)(t->n + 1));
+        if (!p) {
+            free(src), free(fsls);
+            return sf_fail(err, SF_E_NOMEM, "out of memory");
+        }
+        t->c = p;
+        fsls[t->n] = x->fsl;
+        t->c[t->n++] = c;
+    }
+    if (t->n == 0) {
+        free(src), free(fsls);
+        return o->fb >= 0 ? sf_fail(err, SF_E_NOTFOUND, "no logits of forward b%d.s%d of the layers asked", o->fb, o->fs)
+                          : sf_fail(err, SF_E_NOTFOUND, "no logits taps of the layers asked");
+    }
+    t->m = calloc((size_t)t->n, sizeof *t->m);
+    t->K = calloc((size_t)t->n, sizeof *t->K);
+    t->frame = calloc((size_t)t->n, sizeof *t->frame);
+    if (!t->m || !t->K || !t->frame) s = sf_fail(err, SF_E_NOMEM, "out of memory");
+    for (int i = 0; !s && i < t->n; i++) {
+        const tok_cap *c = &t->c[i];
+        const sf_tensor *x = c->t;
+        const int off = x->ndim == 4 ? 1 : 0;
+        const int64_t fsl = fsls[i], Lk = x->shape[off + 2];
+        if (!((x->ndim == 4 && x->shape[0] == 1) || x->ndim == 3) || x->device >= 0 || !x->data ||
+            (x->dtype != SF_F16 && x->dtype != SF_BF16 && x->dtype != SF_F32 && x->dtype != SF_F64) ||
+            (x->stride[off + 2] != 1 && Lk > 1)) {
+            s = sf_fail(err, SF_E_SHAPE, "layer %d: logits must be float [1, heads, Lq, Lk] with contiguous rows", c->layer);
+            break;
+        }
+        if (fsl <= 0 || Lk % fsl != 0) {
+            s = sf_fail(err, SF_E_SHAPE, "layer %d: tokens per frame unknown or not dividing the %lld keys (--frame-seq-length N)",
+                        c->layer, (long long)Lk);
+            break;
+        }
+        if (!have_grid && t->S == 0 && fsl == 1560) t->gh = 30, t->gw = 52, t->S = 1560; /* the reference's 480×832 */
+        if (t->S == 0) t->S = fsl; /* no grid said: checked below */
+        if (fsl != t->S || (int64_t)t->gh * t->gw != fsl) {
+            s = sf_fail(err, SF_E_ARG, "layer %d: %lld tokens a frame: give their grid, --token-grid HxW with H·W = %lld", c->layer,
+                        (long long)fsl, (long long)fsl);
+            break;
+        }
+        const int64_t kf = Lk / fsl, want = o->token_frames > 0 ? o->token_frames : 1;
+        t->K[i] = want < kf ? want : kf;
+        if (!(t->m[i] = malloc(sizeof(double) * (size_t)(t->K[i] * fsl))) ||
+            !(t->frame[i] = malloc(sizeof(int64_t) * (size_t)t->K[i])))
+            s = sf_fail(err, SF_E_NOMEM, "out of memory");
+        else s = logits_means(x, fsl, t->K[i], o->heads, o->nh, t->m[i], err);
+        if (!s) slot_frames(tf, c->block, c->step, t->K[i], t->frame[i]);
+        if (!s && t->K[i] > t->Kmax) t->Kmax = t->K[i];
+    }
+    free(src), free(fsls);
+    return s;
+}
+
+static sf_status tokmap_load(const sf_tfile *tf, const sf_taps_tok_opts *o, tokmap *t, sf_err *err) {
+    memset(t, 0, sizeof *t);
+    const char *fg = tf->kind == SF_TFILE_TORCH ? NULL : sf_tfile_meta(tf, "token_grid");
+    int gh = 0, gw = 0, ah = 0, aw = 0;
+    if (o->grid && !parse_grid(o->grid, &ah, &aw)) return sf_fail(err, SF_E_ARG, "--token-grid: expected HxW, got '%s'", o->grid);
+    if (fg && !parse_grid(fg, &gh, &gw)) return sf_fail(err, SF_E_FORMAT, "the file's token_grid '%s' is not HxW", fg);
+    if (fg && o->grid && (gh != ah || gw != aw))
+        return sf_fail(err, SF_E_ARG, "--token-grid %s: the file says %s", o->grid, fg);
+    t->gh = fg ? gh : ah, t->gw = fg ? gw : aw, t->S = (int64_t)t->gh * t->gw;
+    int has_tokens = 0;
+    for (size_t i = 0; i < tf->n && !has_tokens; i++) has_tokens = !strncmp(tf->entries[i].name, "tokens.L", 8);
+    sf_status s;
+    if (has_tokens) {
+        if (!t->S) return sf_fail(err, SF_E_FORMAT, "tokens.L* taps without a token_grid in the file's metadata: give --token-grid HxW");
+        s = load_tokens(tf, o, t, err);
+    } else {
+        s = load_logits(tf, o, fg || o->grid, t, err);
     }
     if (s) tokmap_free(t);
     return s;
@@ -239,9 +371,10 @@ static sf_status tokmap_svg(const tokmap *t, const tokmap *base, FILE *f, sf_err
             const double x = x0 + (double)kk * (pw + 30);
             char fr[40] = "";
             if (t->frame[i][kk] >= 0) snprintf(fr, sizeof fr, " = frame %lld", (long long)t->frame[i][kk]);
+            char fw[48] = ""; /* a figure-4 capture names no forward */
+            if (t->c[i].block >= 0) snprintf(fw, sizeof fw, " (block %d, step %d)", t->c[i].block, t->c[i].step);
             fprintf(f, "<text class=\"panel\" x=\"%.1f\" y=\"%.1f\" font-size=\"11\" font-weight=\"bold\">layer %d, key slot "
-                       "%lld%s (block %d, step %d)</text>\n", x, y + 12, t->c[i].layer, (long long)kk, fr, t->c[i].block,
-                    t->c[i].step);
+                       "%lld%s%s</text>\n", x, y + 12, t->c[i].layer, (long long)kk, fr, fw);
             if (diff)
                 fprintf(f, "<text x=\"%.1f\" y=\"%.1f\" font-size=\"10\">change %+.3g in all, %.3g at most</text>\n", x,
                         y + 25, tot, peak);
@@ -256,10 +389,9 @@ static sf_status tokmap_svg(const tokmap *t, const tokmap *base, FILE *f, sf_err
     return s ? s : ferror(f) ? sf_fail(err, SF_E_IO, "write failed") : SF_OK;
 }
 
-sf_status sf_taps_tokens(const sf_tfile *tf, const int *layers, int nl, const int *heads, int nh, int fb, int fs,
-                         FILE *svg, FILE *csv, sf_err *err) {
+sf_status sf_taps_tokens(const sf_tfile *tf, const sf_taps_tok_opts *o, FILE *svg, FILE *csv, sf_err *err) {
     tokmap t;
-    sf_status s = tokmap_load(tf, layers, nl, heads, nh, fb, fs, &t, err);
+    sf_status s = tokmap_load(tf, o, &t, err);
     if (s) return s;
     if (csv) {
         fputs("layer,block,step,key_slot,key_frame,row,col,mass\n", csv);
@@ -275,12 +407,13 @@ sf_status sf_taps_tokens(const sf_tfile *tf, const int *layers, int nl, const in
     return s;
 }
 
-sf_status sf_taps_tokens_diff(const sf_tfile *tf, const sf_tfile *base, const int *layers, int nl, int fb, int fs, FILE *svg,
-                              sf_err *err) {
+sf_status sf_taps_tokens_diff(const sf_tfile *tf, const sf_tfile *base, const sf_taps_tok_opts *o, FILE *svg, sf_err *err) {
     tokmap t, b;
-    sf_status s = tokmap_load(tf, layers, nl, NULL, 0, fb, fs, &t, err);
+    sf_taps_tok_opts all = *o;
+    all.heads = NULL, all.nh = 0;
+    sf_status s = tokmap_load(tf, &all, &t, err);
     if (s) return s;
-    if ((s = tokmap_load(base, layers, nl, NULL, 0, fb, fs, &b, err))) {
+    if ((s = tokmap_load(base, &all, &b, err))) {
         tokmap_free(&t);
         return s;
     }
