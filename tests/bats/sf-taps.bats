@@ -343,6 +343,9 @@ PY
     # run (taps.L0/L2.b*.s*, no token grid recorded: given), computed in sf-taps, = the tokens taps within f16 rounding
     run -0 sf-taps tokens "$T" --token-grid 4x6 --token-frames 2
     printf '%s\n' "${lines[@]}" >"$BATS_TEST_TMPDIR/from_logits.csv"
+    # (rows summed in fixed parts on the OpenMP threads: the same bytes on 1 thread or 3)
+    assert_equal "$(OMP_NUM_THREADS=1 sf-taps tokens "$T" --token-grid 4x6 --token-frames 2 | md5sum)" \
+        "$(OMP_NUM_THREADS=3 sf-taps tokens "$T" --token-grid 4x6 --token-frames 2 | md5sum)"
     run -0 python3 - "$BATS_TEST_TMPDIR/all.csv" "$BATS_TEST_TMPDIR/from_logits.csv" <<'PY'
 import csv, sys
 a, b = (list(csv.DictReader(open(p))) for p in sys.argv[1:3])

@@ -200,36 +200,50 @@ static sf_status load_tokens(const sf_tfile *tf, const sf_taps_tok_opts *o, tokm
 
 /* m[K·S] from full logits ([1, H, Lq, Lk] or [H, Lq, Lk]): each row's softmax mass of its first K·S keys
  * (sf_tap_row_mass_cpu, single-token groups: what sf-denoise's CPU backend keeps), mean over the heads asked and every
- * query row (= the mean over query frames of their means). Row by row: a reference figure-4 layer is 3.7 GB. */
+ * query row (= the mean over query frames of their means). Row by row (a reference figure-4 layer is 3.7 GB), in
+ * TM_PARTS fixed parts of the rows on the OpenMP threads, each summed alone and the parts added in order: the same
+ * bytes on any thread count. */
+#define TM_PARTS 64
 static sf_status logits_means(const sf_tensor *t, int64_t S, int64_t K, const int *heads, int nh, double *m, sf_err *err) {
     const int off = t->ndim == 4 ? 1 : 0;
     const int64_t H = t->shape[off], Lq = t->shape[off + 1], Lk = t->shape[off + 2], NG = K * S;
     for (int i = 0; i < nh; i++)
         if (heads[i] < 0 || heads[i] >= H)
             return sf_fail(err, SF_E_ARG, "--heads: head %d out of range (the file has %lld heads)", heads[i], (long long)H);
-    float *x = malloc(sizeof(float) * (size_t)Lk), *mass = malloc(sizeof(float) * (size_t)NG), *tab = NULL;
-    if (t->dtype == SF_F16 && (tab = malloc(sizeof(float) * 65536)))
-        for (uint32_t i = 0; i < 65536; i++) tab[i] = sf_f16_to_f32((uint16_t)i);
-    if (!x || !mass || (t->dtype == SF_F16 && !tab)) {
-        free(x), free(mass), free(tab);
-        return sf_fail(err, SF_E_NOMEM, "out of memory (rows of %lld keys)", (long long)Lk);
-    }
-    for (int64_t j = 0; j < NG; j++) m[j] = 0;
     const int nsel = nh > 0 ? nh : (int)H;
+    const int64_t rows = (int64_t)nsel * Lq;
     const size_t esz = sf_dtype_size(t->dtype);
-    for (int i = 0; i < nsel; i++) {
-        const int64_t h = nh > 0 ? heads[i] : i;
-        for (int64_t r = 0; r < Lq; r++) {
+    float *tab = t->dtype == SF_F16 ? malloc(sizeof(float) * 65536) : NULL;
+    double *part = calloc((size_t)TM_PARTS * (size_t)NG, sizeof(double));
+    int bad = !part || (t->dtype == SF_F16 && !tab);
+    for (uint32_t i = 0; tab && i < 65536; i++) tab[i] = sf_f16_to_f32((uint16_t)i);
+    const int parts = bad ? 0 : TM_PARTS; /* nothing to run without the buffers */
+#pragma omp parallel for schedule(dynamic) reduction(| : bad)
+    for (int p = 0; p < parts; p++) {
+        float *x = malloc(sizeof(float) * (size_t)Lk), *mass = x ? malloc(sizeof(float) * (size_t)NG) : NULL;
+        if (!mass) {
+            free(x);
+            bad = 1;
+            continue;
+        }
+        for (int64_t q = rows * p / TM_PARTS; q < rows * (p + 1) / TM_PARTS; q++) {
+            const int64_t h = nh > 0 ? heads[q / Lq] : q / Lq, r = q % Lq;
             float lse;
             sf_taps_row_to_f32((const uint8_t *)t->data + (h * t->stride[off] + r * t->stride[off + 1]) * (int64_t)esz,
                                t->dtype, Lk, tab, x);
             sf_tap_row_mass_cpu(x, Lk, 1, NG, mass, &lse);
-            for (int64_t j = 0; j < NG; j++) m[j] += mass[j];
+            for (int64_t j = 0; j < NG; j++) part[(size_t)p * (size_t)NG + (size_t)j] += mass[j];
         }
+        free(x), free(mass);
     }
-    for (int64_t j = 0; j < NG; j++) m[j] /= (double)nsel * (double)Lq;
-    free(x), free(mass), free(tab);
-    return SF_OK;
+    if (!bad)
+        for (int64_t j = 0; j < NG; j++) {
+            double a = 0;
+            for (int p = 0; p < TM_PARTS; p++) a += part[(size_t)p * (size_t)NG + (size_t)j];
+            m[j] = a / (double)rows;
+        }
+    free(tab), free(part);
+    return bad ? sf_fail(err, SF_E_NOMEM, "out of memory (rows of %lld keys)", (long long)Lk) : SF_OK;
 }
 
 /* The maps of a file with full logits (figure-4 / taps.L*). */
