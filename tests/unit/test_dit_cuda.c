@@ -618,20 +618,23 @@ static int wb_pair(sf_tap_mode mode, sf_taps *gt, sf_taps *ct) {
     return 1;
 }
 
-/* The GPU's probability captures (gt) against the CPU's (ct). */
+/* The GPU's probability captures (gt) against the CPU's (ct): probs / cross, or tokens (groups: the K·S leading keys'
+ * single-token masses, a row summing to its held share). */
 static void probs_vs_cpu(const sf_taps *gt, const sf_taps *ct) {
     for (size_t i = 0; i < gt->n_caps && i < ct->n_caps; i++) {
         const sf_tap_capture *a = &gt->caps[i], *b = &ct->caps[i];
         SF_CHECK(a->layer == b->layer && a->block == b->block && a->step == b->step && a->cross == b->cross &&
-                 a->n_real == b->n_real && a->Lk == b->Lk);
-        const int64_t QF = a->Lq / a->frame_tokens, NG = a->Lk / a->frame_tokens;
+                 a->n_real == b->n_real && a->Lk == b->Lk && a->groups == b->groups);
+        if (a->groups != b->groups) continue;
+        const int64_t QF = a->Lq / a->frame_tokens, NG = a->groups > 0 ? a->groups : a->Lk / a->frame_tokens;
         char nm[64];
-        snprintf(nm, sizeof nm, "%s.L%d.b%d.s%d", a->cross ? "cross" : "probs", a->layer, a->block, a->step);
+        snprintf(nm, sizeof nm, "%s.L%d.b%d.s%d", a->cross ? "cross" : a->groups ? "tokens" : "probs", a->layer, a->block, a->step);
         sf_test_rel_close(nm, a->frames, b->frames, (size_t)(a->heads * QF * NG), SF_TOL_BF16_TAP);
         for (int64_t k = 0; k < a->heads * QF; k++) { /* rows are distributions over the key frames / real tokens */
             double sum = 0;
             for (int64_t g = 0; g < NG; g++) sum += a->frames[k * NG + g];
-            SF_CHECK_MSG(fabs(sum - 1) < 1e-5, "%s row %lld sums to %.8f", nm, (long long)k, sum);
+            const double want = a->groups ? a->stats[k * SF_TAP_NSTATS + 3] : 1.0;
+            SF_CHECK_MSG(fabs(sum - want) < 1e-5, "%s row %lld sums to %.8f (want %.8f)", nm, (long long)k, sum, want);
             for (int j = 0; j < SF_TAP_NSTATS; j++) { /* lse within the bf16 logits' error; held mass as the CPU's */
                 float x = a->stats[k * SF_TAP_NSTATS + j], y = b->stats[k * SF_TAP_NSTATS + j];
                 SF_CHECK_MSG(fabsf(x - y) <= SF_TOL_BF16_TAP * (1 + fabsf(y)), "%s stats[%d]: %g vs %g", nm, j, x, y);
@@ -708,73 +711,40 @@ static void test_taps_probs_graphs(void) {
  * logits; with $SF_TAP_PROBS_EXPLICIT the explicit attention's logits chunk by chunk instead. Each layer's aggregate
  * waits in its pinned slot until the forward's end (forwards stay CUDA graphs), or with cross taps is delivered
  * layer by layer. All against the CPU backend: the same shapes, values within the bf16 tap bound. */
-static void tokens_vs_cpu(const sf_taps *gt, const sf_taps *ct) {
-    for (size_t i = 0; i < gt->n_caps && i < ct->n_caps; i++) {
-        const sf_tap_capture *a = &gt->caps[i], *b = &ct->caps[i];
-        SF_CHECK_MSG(a->layer == b->layer && a->block == b->block && a->step == b->step && a->cross == b->cross &&
-                         a->groups == b->groups && a->Lk == b->Lk,
-                     "capture %zu: GPU L%d b%d s%d groups %lld, CPU L%d b%d s%d groups %lld", i, a->layer, a->block,
-                     a->step, (long long)a->groups, b->layer, b->block, b->step, (long long)b->groups);
-        if (a->cross || a->groups != b->groups) continue;
-        SF_CHECK(a->groups == 2 * a->frame_tokens);
-        const size_t rows = (size_t)a->heads * (size_t)(a->Lq / a->frame_tokens);
-        char nm[64];
-        snprintf(nm, sizeof nm, "tokens.L%d.b%d.s%d", a->layer, a->block, a->step);
-        sf_test_rel_close(nm, a->frames, b->frames, rows * (size_t)a->groups, SF_TOL_BF16_TAP);
-        snprintf(nm, sizeof nm, "tokens_lse.L%d.b%d.s%d", a->layer, a->block, a->step);
-        sf_test_rel_close(nm, a->stats, b->stats, rows * SF_TAP_NSTATS, SF_TOL_BF16_TAP);
-    }
-}
 static void test_taps_tokens(void) {
     int dev = sf_test_gpu();
     if (dev < 0) return;
-    sf_taps gt, ct, gx, cx;
+    sf_taps t[5]; /* GPU, CPU; with cross taps GPU, CPU; the GPU's explicit path */
     sf_err err = {{0}};
     int layers[2] = {0, 2};
     sf_cuda_graph_stats gs;
-    SF_CHECK_OK(sf_taps_init(&gt, SF_TAP_TOKENS, SF_TAP_SEL_ALL, 0, 0, layers, 2, 3, &err), &err);
-    SF_CHECK_OK(sf_taps_init(&ct, SF_TAP_TOKENS, SF_TAP_SEL_ALL, 0, 0, layers, 2, 3, &err), &err);
-    SF_CHECK_OK(sf_taps_init(&gx, SF_TAP_TOKENS, SF_TAP_SEL_ALL, 0, 0, layers, 2, 3, &err), &err);
-    SF_CHECK_OK(sf_taps_init(&cx, SF_TAP_TOKENS, SF_TAP_SEL_ALL, 0, 0, layers, 2, 3, &err), &err);
-    gt.token_frames = ct.token_frames = gx.token_frames = cx.token_frames = 2;
-    sf_taps ge;
     size_t ws = 1;
-    SF_CHECK_OK(sf_taps_init(&ge, SF_TAP_TOKENS, SF_TAP_SEL_ALL, 0, 0, layers, 2, 3, &err), &err);
-    ge.token_frames = 2;
+    for (int i = 0; i < 5; i++) {
+        SF_CHECK_OK(sf_taps_init(&t[i], SF_TAP_TOKENS, SF_TAP_SEL_ALL, 0, 0, layers, 2, 3, &err), &err);
+        t[i].token_frames = 2;
+    }
 #ifdef SF_TEST_EMU
     const unsigned long long t0 = sf_emu_kernel_launches("tap_token_mass_kernel"), p0 = sf_emu_kernel_launches("attn_plain");
 #endif
-    run_wb_x(&gt, dev, 1, &gs, &ws, NULL);
-    run_wb_x(&ct, -1, 1, NULL, NULL, NULL);
-    run_wb(&gx, dev);
-    run_wb(&cx, -1);
-#ifdef SF_TEST_EMU
-    /* 2 tapped layers × 15 forwards × 2 GPU runs: the fused attention alone, then the token masses */
-    SF_CHECK_MSG(sf_emu_kernel_launches("tap_token_mass_kernel") - t0 == 60, "%llu token-mass launches (want 60)",
-                 sf_emu_kernel_launches("tap_token_mass_kernel") - t0);
-    SF_CHECK_MSG(sf_emu_kernel_launches("attn_plain") - p0 == 60, "%llu fused attention launches (want 60)",
-                 sf_emu_kernel_launches("attn_plain") - p0);
-    const unsigned long long t1 = sf_emu_kernel_launches("tap_token_mass_kernel");
+    run_wb_x(&t[0], dev, 1, &gs, &ws, NULL), run_wb_x(&t[1], -1, 1, NULL, NULL, NULL), run_wb(&t[2], dev), run_wb(&t[3], -1);
+#ifdef SF_TEST_EMU /* 2 tapped layers × 15 forwards × 2 GPU runs: the fused attention alone, then the token masses */
+    const unsigned long long t1 = sf_emu_kernel_launches("tap_token_mass_kernel"), p1 = sf_emu_kernel_launches("attn_plain");
+    SF_CHECK_MSG(t1 - t0 == 60 && p1 - p0 == 60, "%llu token-mass, %llu fused attention launches (want 60, 60)", t1 - t0, p1 - p0);
 #endif
     SF_CHECK_MSG(ws == 0, "tokens taps made a %zu-byte logits workspace (want none)", ws);
     setenv("SF_TAP_PROBS_EXPLICIT", "1", 1);
-    run_wb_x(&ge, dev, 1, NULL, NULL, NULL);
+    run_wb_x(&t[4], dev, 1, NULL, NULL, NULL);
     unsetenv("SF_TAP_PROBS_EXPLICIT");
 #ifdef SF_TEST_EMU
     SF_CHECK(sf_emu_kernel_launches("tap_token_mass_kernel") == t1); /* the explicit path: rows of logits instead */
 #endif
-    SF_CHECK_MSG(gt.n_caps == 30 && ct.n_caps == 30 && ge.n_caps == 30, "%zu / %zu / %zu captures", gt.n_caps, ct.n_caps,
-                 ge.n_caps);
-    SF_CHECK_MSG(gx.n_caps == 60 && cx.n_caps == 60, "%zu / %zu captures with cross taps", gx.n_caps, cx.n_caps);
+    SF_CHECK_MSG(t[0].n_caps == 30 && t[1].n_caps == 30 && t[4].n_caps == 30 && t[2].n_caps == 60 && t[3].n_caps == 60,
+                 "%zu / %zu / %zu captures, %zu / %zu with cross taps", t[0].n_caps, t[1].n_caps, t[4].n_caps, t[2].n_caps,
+                 t[3].n_caps);
     SF_CHECK_MSG(all_graphs(&gs, 15), "tokens taps: %lld graphs of 15 forwards, %lld failed", gs.launches, gs.failed);
-    tokens_vs_cpu(&gt, &ct);
-    tokens_vs_cpu(&gx, &cx);
-    tokens_vs_cpu(&ge, &ct);
-    sf_taps_free(&gt);
-    sf_taps_free(&ct);
-    sf_taps_free(&gx);
-    sf_taps_free(&cx);
-    sf_taps_free(&ge);
+    SF_CHECK(t[0].n_caps > 0 && t[0].caps[0].groups == 2 * t[0].caps[0].frame_tokens); /* K = 2 leading frames */
+    probs_vs_cpu(&t[0], &t[1]), probs_vs_cpu(&t[2], &t[3]), probs_vs_cpu(&t[4], &t[1]);
+    for (int i = 0; i < 5; i++) sf_taps_free(&t[i]);
 }
 
 /* Frames mode with cross-attention taps: the self-attention's aggregates are then delivered layer by
