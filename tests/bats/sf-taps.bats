@@ -294,7 +294,7 @@ PY
         --tap-token-frames 2 --tap-select all --output_path "$O"
     # CSV: the latest block's first step of each layer (block 2, step 0), 2 key slots × 24 tokens of a 4×6 grid
     run -0 sf-taps tokens "$O"
-    assert_line --index 0 "layer,block,step,key_slot,key_frame,row,col,mass"
+    assert_line --index 0 "layer,head,block,step,key_slot,key_frame,row,col,mass"
     assert_equal "${#lines[@]}" $((1 + 2 * 2 * 24))
     printf '%s\n' "${lines[@]}" >"$BATS_TEST_TMPDIR/all.csv"
     run -0 sf-taps tokens "$O" --layers 2 --heads 1 --forward 1:4
@@ -320,6 +320,18 @@ for path, picks in ((sys.argv[2], [(0, 2, 0, None), (2, 2, 0, None)]), (sys.argv
             assert (int(r["key_slot"]), int(r["row"]), int(r["col"])) == (j // 24, j % 24 // 6, j % 6), r
             assert int(r["key_frame"]) == j // 24, r  # global attention: slot k holds frame k (the facts' forwards)
             assert abs(float(r["mass"]) - want[j]) < 1e-8, (r, want[j])
+PY
+    # --per-head: a map per head (2 here), whose mean over the heads is the default map
+    run -0 sf-taps tokens "$O" --per-head
+    printf '%s\n' "${lines[@]}" >"$BATS_TEST_TMPDIR/heads.csv"
+    run -0 python3 - "$BATS_TEST_TMPDIR/all.csv" "$BATS_TEST_TMPDIR/heads.csv" <<'PY'
+import csv, sys
+a, b = (list(csv.DictReader(open(p))) for p in sys.argv[1:3])
+assert len(b) == 2 * len(a) == 192 and {r["head"] for r in a} == {"-1"} and {r["head"] for r in b} == {"0", "1"}
+key = lambda r: (r["layer"], r["key_slot"], r["row"], r["col"])
+per = {}
+for r in b: per.setdefault(key(r), []).append(float(r["mass"]))
+for r in a: assert abs(sum(per[key(r)]) / 2 - float(r["mass"])) < 1e-9, r
 PY
     # SVG: one panel per layer and key slot, a 6×4 PNG (a pixel a token) on viridis over the layer's range: layer 0's
     # maps (panels 0 and 1) have the top colour at the CSV's largest mass of that layer, the bottom one at its smallest

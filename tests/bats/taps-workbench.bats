@@ -73,8 +73,8 @@ for r in range(6):
 PY
     # sf-taps names each slot's absolute frame from those facts: block 2's slot 1 is frame 4
     run -0 sf-taps tokens "$O" --forward 2:0
-    assert_line --index 1 --regexp '^1,2,0,0,0,0,0,[0-9.e-]+$'
-    assert_line --index 25 --regexp '^1,2,0,1,4,0,0,[0-9.e-]+$'
+    assert_line --index 1 --regexp '^1,-1,2,0,0,0,0,0,[0-9.e-]+$'
+    assert_line --index 25 --regexp '^1,-1,2,0,1,4,0,0,[0-9.e-]+$'
     run --separate-stderr sf-denoise "${COMMON[@]}" --layer_indices 1 --tap-mode probs --tap-token-frames 2 --output_path "$O.2"
     assert_failure 2
     assert_equal "$stderr" "sf-denoise: error: --tap-token-frames goes with --tap-mode tokens"

@@ -50,6 +50,7 @@ static const sf_opt opts[] = {
     {"tokens", 0, SF_ARG_MULTI, "FILE...\treport: one --tap-mode tokens file per run, in the same order: adds where in the sink frames the mass lands"},
     {"token-grid", 0, SF_ARG_VALUE, "HxW\ttokens: a frame's latent token grid, for files that do not say (figure-4 .pt; 1560 tokens: 30x52)"},
     {"token-frames", 0, SF_ARG_VALUE, "K\ttokens from full logits: the leading key slots to map (default 1)"},
+    {"per-head", 0, SF_ARG_FLAG, "tokens: one map per head (those of --heads, else every one) instead of their mean"},
     {"forward", 0, SF_ARG_VALUE, "B:S\tcompare/report/tokens: use block B, step S of every layer (default: the most key frames)"},
     SF_OPTS_STD,
     {0},
@@ -404,7 +405,8 @@ static int tokens_cmd(sf_args *a, const char **pos, int np) {
     sf_tfile *tf = NULL;
     const int svg = out && strcmp(out, "-") != 0;
     sf_atomic_file af;
-    const sf_taps_tok_opts to = {layers, nl, heads, nh, fb, fs, sf_args_get(a, opts, "token-grid"), (int)kf, fsl};
+    const sf_taps_tok_opts to = {layers, nl, heads, nh, fb, fs, sf_args_get(a, opts, "token-grid"), (int)kf, fsl,
+                                 sf_args_has(a, opts, "per-head")};
     if (!(s = sf_tfile_open(pos[1], &tf, &err)) && (!svg || !(s = sf_atomic_open(&af, out, &err)))) {
         s = sf_taps_tokens(tf, &to, svg ? af.fp : NULL, svg ? NULL : stdout, &err);
         if (svg && s) sf_atomic_abort(&af);
@@ -428,8 +430,9 @@ int main(int argc, char **argv) {
     if (sf_args_main(argc, argv, prog, synopsis, opts, &a)) return 0;
     const char **pos = NULL;
     int np = sf_args_positional(&a, &pos);
-    if (np >= 1 && strcmp(pos[0], "tokens") != 0 && (sf_args_get(&a, opts, "token-grid") || sf_args_get(&a, opts, "token-frames")))
-        usage_die("--token-grid and --token-frames apply to tokens only");
+    if (np >= 1 && strcmp(pos[0], "tokens") != 0 &&
+        (sf_args_get(&a, opts, "token-grid") || sf_args_get(&a, opts, "token-frames") || sf_args_has(&a, opts, "per-head")))
+        usage_die("--token-grid, --token-frames and --per-head apply to tokens only");
     if (np >= 2 && (!strcmp(pos[0], "compare") || !strcmp(pos[0], "report") || !strcmp(pos[0], "heatmap")))
         return workbench(&a, pos, np);
     if (np >= 1 && !strcmp(pos[0], "tokens")) return tokens_cmd(&a, pos, np);

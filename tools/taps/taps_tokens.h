@@ -21,6 +21,7 @@ typedef struct sf_taps_tok_opts {
     const char *grid;
     int token_frames;
     int64_t fsl;
+    int per_head; /* one map per head (asked, else every one) instead of their mean */
 } sf_taps_tok_opts;
 
 /* svg non-NULL: the figure (an <svg> element, no XML prolog) to it; csv non-NULL: the rows to it. Bad input (no

@@ -2,8 +2,8 @@
  * --tap-mode tokens files (tokens.L<l>.b<b>.s<s> [heads, query frames, K·S], the facts token_grid "HxW" and
  * token_frames K; stages/denoise/taps.h). Per selected layer, one forward (--forward B:S, else the latest
  * block's first step), the mass of each token of key slot k < K averaged over the selected heads and the
- * forward's query frames: a CSV (layer, block, step, key_slot, key_frame, row, col, mass; key_frame -1 when the
- * file's facts do not say) or an SVG of one H×W heatmap
+ * forward's query frames (--per-head: one map per head): a CSV (layer, head, block, step, key_slot, key_frame, row,
+ * col, mass; head -1 for the mean, key_frame -1 when the file's facts do not say) or an SVG of one H×W heatmap
  * per layer and key slot (one slot: the layers in rows of 5; more: a row a layer; each map a small PNG, a
  * pixel a token) (viridis, each layer on its own scale, its total and peak in the label), also inline in
  * `sf-taps report --tokens` (compare.c). The same input gives the same bytes. Tested by tests/bats/sf-taps.bats
@@ -24,6 +24,7 @@
 typedef struct tok_cap {
     int layer, block, step;
     const sf_tensor *t;
+    int head; /* --per-head: this head alone; -1: the mean over the heads asked */
 } tok_cap;
 
 /* the capture of each layer this command shows: the forward asked for, else the latest block's first step */
@@ -35,7 +36,7 @@ static sf_status pick(const sf_tfile *tf, const int *layers, int nl, int fb, int
     int n = 0;
     for (size_t i = 0; i < tf->n; i++) {
         const char *nm = tf->entries[i].name;
-        tok_cap x;
+        tok_cap x = {0, 0, 0, NULL, -1};
         int k = 0;
         if (sscanf(nm, "tokens.L%d.b%d.s%d%n", &x.layer, &x.block, &x.step, &k) != 3 || nm[k]) continue;
         int want = nl == 0;
@@ -170,6 +171,30 @@ static int parse_grid(const char *g, int *gh, int *gw) {
     return g && sscanf(g, "%dx%d%n", gh, gw, &k) == 2 && !g[k] && *gh >= 1 && *gw >= 1 && *gh <= 65535 && *gw <= 65535;
 }
 
+/* --per-head: each picked capture becomes one map per head asked (all: H, its heads dimension), in head order, each
+ * item's extra (fsl) copied. Heads out of range are the computations' errors. */
+static sf_status expand_heads(tokmap *t, const sf_taps_tok_opts *o, int64_t **extra, sf_err *err) {
+    if (!o->per_head) return SF_OK;
+    int n = 0;
+    for (int i = 0; i < t->n; i++) n += o->nh > 0 ? o->nh : (int)t->c[i].t->shape[t->c[i].t->ndim == 4 ? 1 : 0];
+    tok_cap *c = malloc(sizeof *c * (size_t)(n ? n : 1));
+    int64_t *x = extra ? malloc(sizeof *x * (size_t)(n ? n : 1)) : NULL;
+    if (!c || (extra && !x)) {
+        free(c), free(x);
+        return sf_fail(err, SF_E_NOMEM, "out of memory");
+    }
+    for (int i = 0, k = 0; i < t->n; i++) {
+        const int H = o->nh > 0 ? o->nh : (int)t->c[i].t->shape[t->c[i].t->ndim == 4 ? 1 : 0];
+        for (int h = 0; h < H; h++, k++) {
+            c[k] = t->c[i], c[k].head = o->nh > 0 ? o->heads[h] : h;
+            if (x) x[k] = (*extra)[i];
+        }
+    }
+    free(t->c), t->c = c, t->n = n;
+    if (extra) free(*extra), *extra = x;
+    return SF_OK;
+}
+
 /* The maps of a tokens file (sf-denoise --tap-mode tokens). */
 static sf_status load_tokens(const sf_tfile *tf, const sf_taps_tok_opts *o, tokmap *t, sf_err *err) {
     const int fb = o->fb, fs = o->fs;
@@ -178,6 +203,10 @@ static sf_status load_tokens(const sf_tfile *tf, const sf_taps_tok_opts *o, tokm
     if (t->n == 0)
         return fb >= 0 ? sf_fail(err, SF_E_NOTFOUND, "no tokens.L*.b%d.s%d tensor of the layers asked", fb, fs)
                        : sf_fail(err, SF_E_NOTFOUND, "no tokens.L* tensors of the layers asked (sf-denoise --tap-mode tokens)");
+    for (int i = 0; i < t->n && o->per_head; i++)
+        if (t->c[i].t->ndim != 3) return sf_fail(err, SF_E_SHAPE, "tokens.L%d.b%d.s%d: expected [heads, query frames, K·%lld]",
+                                                 t->c[i].layer, t->c[i].block, t->c[i].step, (long long)t->S);
+    if ((s = expand_heads(t, o, NULL, err))) return s;
     t->m = calloc((size_t)t->n, sizeof *t->m);
     t->K = calloc((size_t)t->n, sizeof *t->K);
     t->frame = calloc((size_t)t->n, sizeof *t->frame);
@@ -189,7 +218,7 @@ static sf_status load_tokens(const sf_tfile *tf, const sf_taps_tok_opts *o, tokm
                         c->step, (long long)t->S);
         else if (!(t->m[i] = malloc(sizeof(double) * (size_t)c->t->shape[2])))
             s = sf_fail(err, SF_E_NOMEM, "out of memory");
-        else s = token_means(c, t->S, o->heads, o->nh, t->m[i], &t->K[i], err);
+        else s = token_means(c, t->S, c->head >= 0 ? &c->head : o->heads, c->head >= 0 ? 1 : o->nh, t->m[i], &t->K[i], err);
         if (!s && !(t->frame[i] = malloc(sizeof(int64_t) * (size_t)(t->K[i] > 0 ? t->K[i] : 1))))
             s = sf_fail(err, SF_E_NOMEM, "out of memory");
         if (!s) slot_frames(tf, c->block, c->step, t->K[i], t->frame[i]);
@@ -263,7 +292,7 @@ static sf_status load_logits(const sf_tfile *tf, const sf_taps_tok_opts *o, int 
     for (size_t i = 0; i < ns; i++) { /* per layer: the forward asked for, else the latest block's first step */
         const sf_taps_src *x = &src[i];
         if (x->kind != SF_TAPS_SRC_LOGITS || (o->fb >= 0 && (x->block != o->fb || x->step != o->fs))) continue;
-        tok_cap c = {x->layer, x->block, x->step, x->t};
+        tok_cap c = {x->layer, x->block, x->step, x->t, -1};
         int j = 0;
         while (j < t->n && t->c[j].layer != c.layer) j++;
         if (j < t->n) {
@@ -283,6 +312,12 @@ static sf_status load_logits(const sf_tfile *tf, const sf_taps_tok_opts *o, int 
         free(src), free(fsls);
         return o->fb >= 0 ? sf_fail(err, SF_E_NOTFOUND, "no logits of forward b%d.s%d of the layers asked", o->fb, o->fs)
                           : sf_fail(err, SF_E_NOTFOUND, "no logits taps of the layers asked");
+    }
+    for (int i = 0; i < t->n && o->per_head; i++)
+        if (t->c[i].t->ndim != 3 && t->c[i].t->ndim != 4) s = sf_fail(err, SF_E_SHAPE, "layer %d: logits must be [1, heads, Lq, Lk]", t->c[i].layer);
+    if (s || (s = expand_heads(t, o, &fsls, err))) {
+        free(src), free(fsls);
+        return s;
     }
     t->m = calloc((size_t)t->n, sizeof *t->m);
     t->K = calloc((size_t)t->n, sizeof *t->K);
@@ -316,7 +351,7 @@ static sf_status load_logits(const sf_tfile *tf, const sf_taps_tok_opts *o, int 
         if (!(t->m[i] = malloc(sizeof(double) * (size_t)(t->K[i] * fsl))) ||
             !(t->frame[i] = malloc(sizeof(int64_t) * (size_t)t->K[i])))
             s = sf_fail(err, SF_E_NOMEM, "out of memory");
-        else s = logits_means(x, fsl, t->K[i], o->heads, o->nh, t->m[i], err);
+        else s = logits_means(x, fsl, t->K[i], c->head >= 0 ? &c->head : o->heads, c->head >= 0 ? 1 : o->nh, t->m[i], err);
         if (!s) slot_frames(tf, c->block, c->step, t->K[i], t->frame[i]);
         if (!s && t->K[i] > t->Kmax) t->Kmax = t->K[i];
     }
@@ -387,8 +422,10 @@ static sf_status tokmap_svg(const tokmap *t, const tokmap *base, FILE *f, sf_err
             if (t->frame[i][kk] >= 0) snprintf(fr, sizeof fr, " = frame %lld", (long long)t->frame[i][kk]);
             char fw[48] = ""; /* a figure-4 capture names no forward */
             if (t->c[i].block >= 0) snprintf(fw, sizeof fw, " (block %d, step %d)", t->c[i].block, t->c[i].step);
-            fprintf(f, "<text class=\"panel\" x=\"%.1f\" y=\"%.1f\" font-size=\"11\" font-weight=\"bold\">layer %d, key slot "
-                       "%lld%s%s</text>\n", x, y + 12, t->c[i].layer, (long long)kk, fr, fw);
+            char hd[24] = "";
+            if (t->c[i].head >= 0) snprintf(hd, sizeof hd, " head %d", t->c[i].head);
+            fprintf(f, "<text class=\"panel\" x=\"%.1f\" y=\"%.1f\" font-size=\"11\" font-weight=\"bold\">layer %d%s, key slot "
+                       "%lld%s%s</text>\n", x, y + 12, t->c[i].layer, hd, (long long)kk, fr, fw);
             if (diff)
                 fprintf(f, "<text x=\"%.1f\" y=\"%.1f\" font-size=\"10\">change %+.3g in all, %.3g at most</text>\n", x,
                         y + 25, tot, peak);
@@ -408,10 +445,10 @@ sf_status sf_taps_tokens(const sf_tfile *tf, const sf_taps_tok_opts *o, FILE *sv
     sf_status s = tokmap_load(tf, o, &t, err);
     if (s) return s;
     if (csv) {
-        fputs("layer,block,step,key_slot,key_frame,row,col,mass\n", csv);
+        fputs("layer,head,block,step,key_slot,key_frame,row,col,mass\n", csv);
         for (int i = 0; i < t.n; i++)
             for (int64_t j = 0; j < t.K[i] * t.S; j++)
-                fprintf(csv, "%d,%d,%d,%lld,%lld,%lld,%lld,%.9g\n", t.c[i].layer, t.c[i].block, t.c[i].step,
+                fprintf(csv, "%d,%d,%d,%d,%lld,%lld,%lld,%lld,%.9g\n", t.c[i].layer, t.c[i].head, t.c[i].block, t.c[i].step,
                         (long long)(j / t.S), (long long)t.frame[i][j / t.S], (long long)(j % t.S / t.gw), (long long)(j % t.gw),
                         t.m[i][j]);
         if (ferror(csv)) s = sf_fail(err, SF_E_IO, "write failed");
@@ -424,7 +461,7 @@ sf_status sf_taps_tokens(const sf_tfile *tf, const sf_taps_tok_opts *o, FILE *sv
 sf_status sf_taps_tokens_diff(const sf_tfile *tf, const sf_tfile *base, const sf_taps_tok_opts *o, FILE *svg, sf_err *err) {
     tokmap t, b;
     sf_taps_tok_opts all = *o;
-    all.heads = NULL, all.nh = 0;
+    all.heads = NULL, all.nh = 0, all.per_head = 0;
     sf_status s = tokmap_load(tf, &all, &t, err);
     if (s) return s;
     if ((s = tokmap_load(base, &all, &b, err))) {
