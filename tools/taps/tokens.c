@@ -171,6 +171,14 @@ static int parse_grid(const char *g, int *gh, int *gw) {
     return g && sscanf(g, "%dx%d%n", gh, gw, &k) == 2 && !g[k] && *gh >= 1 && *gw >= 1 && *gh <= 65535 && *gw <= 65535;
 }
 
+/* The per-map arrays of t's n captures (the maps themselves come one by one). */
+static sf_status tokmap_alloc(tokmap *t, sf_err *err) {
+    t->m = calloc((size_t)t->n, sizeof *t->m);
+    t->K = calloc((size_t)t->n, sizeof *t->K);
+    t->frame = calloc((size_t)t->n, sizeof *t->frame);
+    return t->m && t->K && t->frame ? SF_OK : sf_fail(err, SF_E_NOMEM, "out of memory");
+}
+
 /* --per-head: each picked capture becomes one map per head asked (all: H, its heads dimension), in head order, each
  * item's extra (fsl) copied. Heads out of range are the computations' errors. */
 static sf_status expand_heads(tokmap *t, const sf_taps_tok_opts *o, int64_t **extra, sf_err *err) {
@@ -207,10 +215,7 @@ static sf_status load_tokens(const sf_tfile *tf, const sf_taps_tok_opts *o, tokm
         if (t->c[i].t->ndim != 3) return sf_fail(err, SF_E_SHAPE, "tokens.L%d.b%d.s%d: expected [heads, query frames, K·%lld]",
                                                  t->c[i].layer, t->c[i].block, t->c[i].step, (long long)t->S);
     if ((s = expand_heads(t, o, NULL, err))) return s;
-    t->m = calloc((size_t)t->n, sizeof *t->m);
-    t->K = calloc((size_t)t->n, sizeof *t->K);
-    t->frame = calloc((size_t)t->n, sizeof *t->frame);
-    if (!t->m || !t->K || !t->frame) s = sf_fail(err, SF_E_NOMEM, "out of memory");
+    s = tokmap_alloc(t, err);
     for (int i = 0; !s && i < t->n; i++) {
         const tok_cap *c = &t->c[i];
         if (c->t->ndim != 3 || c->t->shape[2] < 1)
@@ -319,10 +324,7 @@ static sf_status load_logits(const sf_tfile *tf, const sf_taps_tok_opts *o, int 
         free(src), free(fsls);
         return s;
     }
-    t->m = calloc((size_t)t->n, sizeof *t->m);
-    t->K = calloc((size_t)t->n, sizeof *t->K);
-    t->frame = calloc((size_t)t->n, sizeof *t->frame);
-    if (!t->m || !t->K || !t->frame) s = sf_fail(err, SF_E_NOMEM, "out of memory");
+    s = tokmap_alloc(t, err);
     for (int i = 0; !s && i < t->n; i++) {
         const tok_cap *c = &t->c[i];
         const sf_tensor *x = c->t;
