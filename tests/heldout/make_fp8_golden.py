@@ -21,7 +21,6 @@ It writes:
 Deterministic (fixed seeds, float32 CPU, one thread); a few seconds. Needs python3 with torch and numpy, and the
 reference source (as make_heldout.py finds it).
 """
-import argparse
 import json
 import os
 import sys
@@ -113,14 +112,7 @@ def e4m3_cases(torch):
 
 
 def main():
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--ref")
-    ap.add_argument("--mirror", default=mh.DEFAULT_MIRROR)
-    ap.add_argument("--golden", default=os.path.join(mh.ROOT, "tests", "golden"))
-    a = ap.parse_args()
-    import torch
-    mh.torch = torch
-    torch.set_num_threads(1)
+    a, torch = mh.reference_cli(__doc__)
     rec = OrderedDict()
     rec["e4m3.x"], rec["e4m3.y"] = (mh.npf(t) for t in e4m3_cases(torch))
 

@@ -143,6 +143,28 @@ STEPS = [1000, 750, 500, 250]
 torch = None
 
 
+def reference_cli(doc, out=None, golden=True, add=None):
+    """The command line the golden and held-out scripts share: add(ap) first (their own arguments), then --ref and
+    --mirror (find_ref), --golden (tests/golden) unless golden is False, --out (default tests/golden/expect/OUT) when
+    out is given; then torch, imported here as this module's, on one thread (one summation order).
+    Returns (args, torch)."""
+    global torch
+    ap = argparse.ArgumentParser(description=doc.split("\n")[0])
+    if add:
+        add(ap)
+    ap.add_argument("--ref")
+    ap.add_argument("--mirror", default=DEFAULT_MIRROR)
+    if golden:
+        ap.add_argument("--golden", default=os.path.join(ROOT, "tests", "golden"))
+    if out:
+        ap.add_argument("--out", default=os.path.join(ROOT, "tests", "golden", "expect", out))
+    a = ap.parse_args()
+    import torch as _t
+    torch = _t
+    torch.set_num_threads(1)
+    return a, torch
+
+
 def log(msg):
     print(f"make_heldout: {msg}", flush=True)
 

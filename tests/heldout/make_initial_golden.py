@@ -18,7 +18,6 @@ output: the initial latents first). Deterministic (fixed seeds, float32 CPU, exa
 shims); about ten seconds. Needs python3 with torch, numpy and pyyaml, and the reference source (as
 make_heldout.py finds it).
 """
-import argparse
 import os
 import sys
 import tempfile
@@ -36,15 +35,7 @@ CASES = OrderedDict(
 
 
 def main():
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--ref")
-    ap.add_argument("--mirror", default=mh.DEFAULT_MIRROR)
-    ap.add_argument("--golden", default=os.path.join(mh.ROOT, "tests", "golden"))
-    ap.add_argument("--out", default=os.path.join(mh.ROOT, "tests", "golden", "expect", "dit_pipeline_initial.safetensors"))
-    a = ap.parse_args()
-    import torch
-    mh.torch = torch
-    torch.set_num_threads(1)  # one summation order
+    a, torch = mh.reference_cli(__doc__, out="dit_pipeline_initial.safetensors")
     mdir = os.path.join(a.golden, "model")
     base = mh.st_read(os.path.join(a.golden, "expect", "dit_pipeline_base.safetensors"))
     context = torch.from_numpy(base["context.prompt_embeds"])

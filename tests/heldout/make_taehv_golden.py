@@ -25,7 +25,6 @@ largest value (the convs batched or not sum in other orders).
 Deterministic (fixed seeds, float32 CPU, one thread); a few seconds. Needs python3 with torch, numpy and
 tqdm (taehv.py imports it), and the reference source (as make_heldout.py finds it).
 """
-import argparse
 import importlib.util
 import os
 import sys
@@ -68,14 +67,7 @@ def tiny_decoder(T, n_f, time_up, latent=16, n_mem=3):
 
 
 def main():
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--ref")
-    ap.add_argument("--mirror", default=mh.DEFAULT_MIRROR)
-    ap.add_argument("--golden", default=os.path.join(mh.ROOT, "tests", "golden"))
-    a = ap.parse_args()
-    import torch
-    mh.torch = torch
-    torch.set_num_threads(1)
+    a, torch = mh.reference_cli(__doc__)
     rec = OrderedDict()
     with tempfile.TemporaryDirectory() as tmp:
         ref, commit = mh.find_ref(a, tmp)

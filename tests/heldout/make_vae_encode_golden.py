@@ -16,7 +16,6 @@ chunks, before conv1: mu and log_var), and latent_mean / latent_std (WanVAEWrapp
 (fixed seeds, float32 CPU, one thread, make_heldout.py's shims); a few seconds. Needs python3 with torch and
 numpy, and the reference source (as make_heldout.py finds it).
 """
-import argparse
 import os
 import sys
 import tempfile
@@ -67,15 +66,7 @@ def encode(wrap, pixels):
 
 
 def main():
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--ref")
-    ap.add_argument("--mirror", default=mh.DEFAULT_MIRROR)
-    ap.add_argument("--golden", default=os.path.join(mh.ROOT, "tests", "golden"))
-    ap.add_argument("--out", default=os.path.join(mh.ROOT, "tests", "golden", "expect", "vae_encode.safetensors"))
-    a = ap.parse_args()
-    import torch
-    mh.torch = torch
-    torch.set_num_threads(1)  # one summation order
+    a, torch = mh.reference_cli(__doc__, out="vae_encode.safetensors")
     rec = OrderedDict()
     with tempfile.TemporaryDirectory() as tmp:
         ref, commit = mh.find_ref(a, tmp)

@@ -11,7 +11,6 @@ reference's decode_video(parallel=True) on seeded-random latents, trimmed and ma
 (2x - 1, clamped); sf-decode --save-video on the same file and latents. Pass: max|d| / max|ref| <= 1e-4
 (--device: 5e-2, bf16). Prints a line per case; exit 1 on any failure.
 """
-import argparse
 import os
 import subprocess
 import sys
@@ -32,16 +31,12 @@ CASES = [
 
 
 def main():
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("out")
-    ap.add_argument("--bin", default="build/bin")
-    ap.add_argument("--device")
-    ap.add_argument("--ref")
-    ap.add_argument("--mirror", default=mh.DEFAULT_MIRROR)
-    a = ap.parse_args()
-    import torch
-    mh.torch = torch
-    torch.set_num_threads(1)
+    def own(ap):
+        ap.add_argument("out")
+        ap.add_argument("--bin", default="build/bin")
+        ap.add_argument("--device")
+
+    a, torch = mh.reference_cli(__doc__, golden=False, add=own)
     tol = 5e-2 if a.device else 1e-4
     bad = 0
     os.makedirs(a.out, exist_ok=True)
