@@ -23,6 +23,8 @@
 #include "sf.h"
 #include "tensor.h"
 
+#include <string.h>
+
 #ifdef __cplusplus
 extern "C" {
 #endif
@@ -54,6 +56,34 @@ typedef struct sf_mm {
     int fp8;
     const float *a_scale, *b_scale;
 } sf_mm;
+
+/* The two products the backend builds in several places, in row-major terms (A and B swapped, see gemm.cu):
+ * sf_mm_linear: y (M, N) = x (M, K) · wᵀ (nn.Linear; w (N, K) as stored), x and w of dtype in (bf16, or u8 for fp8),
+ * y of dtype out, row strides ldx, ldy; alpha 1, no bias.
+ * sf_mm_head_logits: per head h of H (features [h·d, (h+1)·d)), S_h (rows, nk) = (q_h · k_hᵀ)·alpha in f32, rows lds
+ * apart and heads rows·lds apart; q (rows, H·d) and k (nk, H·d) bf16 with row strides ldq, ldk. */
+static inline sf_mm sf_mm_linear(int64_t M, int64_t N, int64_t K, const void *x, int64_t ldx, const void *w, sf_dtype in,
+                                 void *y, sf_dtype out, int64_t ldy) {
+    sf_mm m;
+    memset(&m, 0, sizeof m);
+    m.transa = 1, m.transb = 0, m.m = N, m.n = M, m.k = K;
+    m.A = w, m.at = in, m.lda = K;
+    m.B = x, m.bt = in, m.ldb = ldx;
+    m.D = y, m.dt = out, m.ldd = ldy;
+    m.batch = 1, m.alpha = 1.0f;
+    return m;
+}
+static inline sf_mm sf_mm_head_logits(int64_t rows, int64_t nk, int H, int d, const void *q, int64_t ldq, const void *k,
+                                      int64_t ldk, float alpha, float *S, int64_t lds) {
+    sf_mm m;
+    memset(&m, 0, sizeof m);
+    m.transa = 1, m.transb = 0, m.m = nk, m.n = rows, m.k = d;
+    m.A = k, m.at = SF_BF16, m.lda = ldk, m.sa = d;
+    m.B = q, m.bt = SF_BF16, m.ldb = ldq, m.sb = d;
+    m.D = S, m.dt = SF_F32, m.ldd = lds, m.sd = rows * lds;
+    m.batch = H, m.alpha = alpha;
+    return m;
+}
 
 /* dlopen cuBLASLt, create a handle and the workspace on the current device, bind to stream
  * (cudaStream_t). Missing library → SF_E_UNSUPPORTED with what to install. */

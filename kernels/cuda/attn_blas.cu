@@ -20,12 +20,7 @@ sf_status sf_attention_chunks_cuda(const sf_cuda_ctx *ctx, int64_t Lq, int64_t L
         const int64_t rows = Lq - r0 < chunk ? Lq - r0 : chunk;
         sf_mm m;
         /* Sᵀ (Lk, rows) per head = K_h · Q_hᵀ · alpha, f32, rows lds apart */
-        memset(&m, 0, sizeof m);
-        m.transa = 1, m.transb = 0, m.m = Lk, m.n = rows, m.k = d;
-        m.A = k, m.at = SF_BF16, m.lda = ldk, m.sa = d;
-        m.B = (const __nv_bfloat16 *)q + r0 * ldq, m.bt = SF_BF16, m.ldb = ldq, m.sb = d;
-        m.D = S, m.dt = SF_F32, m.ldd = lds, m.sd = rows * lds;
-        m.batch = H, m.alpha = alpha;
+        m = sf_mm_head_logits(rows, Lk, H, d, (const __nv_bfloat16 *)q + r0 * ldq, ldq, k, ldk, alpha, S, lds);
         SF_CHECK_STATUS(sf_blaslt_matmul(SF_CUDA_LT(ctx), &m, err));
         SF_CHECK_STATUS(softmax(cb, r0, rows, S, P, err));
         /* Oᵀ (d, rows) per head = V_hᵀ · P_hᵀ, bf16 */

@@ -133,12 +133,7 @@ extern "C" sf_status sf_linear_fp8_cuda(const sf_cuda_ctx *ctx, int64_t M, int64
                     "sf_linear_fp8_cuda: bad shape M=%lld N=%lld K=%lld ldy=%lld (N, K multiples of 16)", (long long)M,
                     (long long)N, (long long)K, (long long)ldy);
     if (M == 0) return SF_OK;
-    memset(&m, 0, sizeof m);
-    m.transa = 1, m.transb = 0, m.m = N, m.n = M, m.k = K;
-    m.A = w8, m.at = SF_U8, m.lda = K;
-    m.B = x8, m.bt = SF_U8, m.ldb = K;
-    m.D = y, m.dt = SF_BF16, m.ldd = ldy;
-    m.batch = 1, m.alpha = 1.0f;
+    m = sf_mm_linear(M, N, K, x8, K, w8, SF_U8, y, SF_BF16, ldy);
     m.bias = bias, m.gelu = gelu;
     m.fp8 = 1, m.a_scale = sw, m.b_scale = sx;
     SF_CHECK_STATUS(sf_blaslt_matmul(SF_CUDA_LT(ctx), &m, err));

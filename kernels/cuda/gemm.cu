@@ -42,23 +42,11 @@ static sf_status linear_args(const char *op, const sf_cuda_ctx *ctx, int64_t M, 
     return SF_OK;
 }
 
-static sf_mm linear_mm(int64_t M, int64_t N, int64_t K, const void *x, int64_t ldx, const void *w, void *y,
-                       sf_dtype ydt, int64_t ldy) {
-    sf_mm m;
-    memset(&m, 0, sizeof m);
-    m.transa = 1, m.transb = 0, m.m = N, m.n = M, m.k = K;
-    m.A = w, m.at = SF_BF16, m.lda = K;
-    m.B = x, m.bt = SF_BF16, m.ldb = ldx;
-    m.D = y, m.dt = ydt, m.ldd = ldy;
-    m.batch = 1, m.alpha = 1.0f;
-    return m;
-}
-
 static sf_status linear(const char *op, const sf_cuda_ctx *ctx, int64_t M, int64_t N, int64_t K, const void *x,
                         int64_t ldx, const void *w, const void *bias, int gelu, void *y, int64_t ldy, sf_err *err) {
     sf_status st = linear_args(op, ctx, M, N, K, ldx, ldy, err);
     if (st != SF_OK || M == 0 || N == 0) return st;
-    sf_mm m = linear_mm(M, N, K, x, ldx, w, y, SF_BF16, ldy);
+    sf_mm m = sf_mm_linear(M, N, K, x, ldx, w, SF_BF16, y, SF_BF16, ldy);
     m.bias = bias;
     m.gelu = gelu;
     return sf_blaslt_matmul(SF_CUDA_LT(ctx), &m, err);
@@ -94,7 +82,7 @@ extern "C" sf_status sf_gemm_cuda(const sf_cuda_ctx *ctx, int64_t M, int64_t N, 
             SF_LAUNCH(gemm_bias_fill_kernel<float>, blocks, threads, 0, SF_CUDA_STREAM(ctx), M, N, bias, (float *)y, ldy);
         CUDA_CHECK_LAUNCH("gemm_bias_fill_kernel");
     }
-    m = linear_mm(M, N, K, x, ldx, w, y, ydt, ldy);
+    m = sf_mm_linear(M, N, K, x, ldx, w, SF_BF16, y, ydt, ldy);
     m.beta = bias ? 1.0f : 0.0f;
     SF_CHECK_STATUS(sf_blaslt_matmul(SF_CUDA_LT(ctx), &m, err));
     return SF_OK;

@@ -91,7 +91,7 @@ fail:
     return st;
 }
 
-/* Row-major ↔ column-major as attn_blas.cu: per head h, Sᵀ (NG, Lq) = K_h (NG, d) · Q_hᵀ, the head the batch index. */
+/* The NG leading keys' logits of every head (sf_mm_head_logits, as the explicit attention's), then their masses. */
 extern "C" sf_status sf_tap_token_mass_qk_cuda(const sf_cuda_ctx *ctx, int H, int64_t Lq, int64_t NG, int d, const void *q,
                                                int64_t ldq, const void *k, int64_t ldk, float scale, const float *lse,
                                                float *rowmass, sf_err *err) {
@@ -102,12 +102,7 @@ extern "C" sf_status sf_tap_token_mass_qk_cuda(const sf_cuda_ctx *ctx, int H, in
                     "sf_tap_token_mass_qk_cuda: bad shape H=%d Lq=%lld NG=%lld d=%d ldq=%lld ldk=%lld", H, (long long)Lq,
                     (long long)NG, d, (long long)ldq, (long long)ldk);
     if (Lq == 0 || NG == 0) return SF_OK;
-    memset(&m, 0, sizeof m);
-    m.transa = 1, m.transb = 0, m.m = NG, m.n = Lq, m.k = d;
-    m.A = k, m.at = SF_BF16, m.lda = ldk, m.sa = d;
-    m.B = q, m.bt = SF_BF16, m.ldb = ldq, m.sb = d;
-    m.D = rowmass, m.dt = SF_F32, m.ldd = NG, m.sd = Lq * NG;
-    m.batch = H, m.alpha = scale;
+    m = sf_mm_head_logits(Lq, NG, H, d, q, ldq, k, ldk, scale, rowmass, NG);
     SF_CHECK_STATUS(sf_blaslt_matmul(SF_CUDA_LT(ctx), &m, err));
     return sf_tap_token_mass_cuda(ctx, (int64_t)H * Lq, NG, lse, rowmass, err);
 fail:
