@@ -230,9 +230,12 @@ list_videos() { # → stdout; blank lines keep their index but make no video
 # a video is done when its file is in the folder, and with --layer_indices its taps file too: <name>.pt (the
 # figure-4 dict of the default logits taps), else <name>.safetensors (the workbench's modes)
 is_done() { [ -e "$output_folder/$1" ] && { [ "$taps" = 0 ] || [ -e "$output_folder/${1%.mp4}$tap_ext" ]; }; }
+tap_ext_of() { # tap_mode tap_cross → tap_ext
+    tap_ext=.safetensors
+    case "$1" in "" | logits) [ "${2:-0}" != 0 ] || tap_ext=.pt ;; esac
+}
 taps=$((${#layers[@]} > 0))
-tap_ext=.pt
-case "$tap_mode" in "" | logits) [ "$tap_cross" = 0 ] || tap_ext=.safetensors ;; *) tap_ext=.safetensors ;; esac
+tap_ext_of "$tap_mode" "$tap_cross"
 
 # counts over all.tsv: sets n_all n_exist n_failed, and prints failure reasons when $1 = show
 tally() {
@@ -265,9 +268,7 @@ if [ "$status" = 1 ]; then
     [ -f "$state/all.tsv" ] || die "$output_folder has no sf-batch run (no $state/all.tsv)"
     ! grep -qs '^layer_indices=.' "$state/flags" || taps=1
     # the taps file's kind as the folder's flags recorded it (none recorded: an older sf-batch's figure-4 .pt)
-    tap_mode=$(sed -n 's/^tap_mode=//p' "$state/flags" 2>/dev/null) tap_cross=$(sed -n 's/^tap_cross=//p' "$state/flags" 2>/dev/null)
-    tap_ext=.pt
-    case "$tap_mode" in "" | logits) [ "${tap_cross:-0}" = 0 ] || tap_ext=.safetensors ;; *) tap_ext=.safetensors ;; esac
+    tap_ext_of "$(sed -n 's/^tap_mode=//p' "$state/flags" 2>/dev/null)" "$(sed -n 's/^tap_cross=//p' "$state/flags" 2>/dev/null)"
     tally show
     echo "$output_folder: $(plural "$n_all" video): $n_exist done, $n_failed failed, $((n_all - n_exist - n_failed)) to do"
     if [ ! -f "$state/slurm-jobs" ]; then   # a local run: its workers' own records
