@@ -217,8 +217,9 @@ static int tap_wants_mass(void *ctx, int layer) {
 }
 
 /* The self-attention's mass groups for a window of Lk keys, S a frame: key frames (G = S, NG = Lk / S), or in
- * tokens mode single tokens of the first token_frames key slots (G = 1, NG = K·S). */
-static void mass_groups(const sf_taps *t, int64_t Lk, int64_t S, int64_t *G, int64_t *NG) {
+ * tokens mode single tokens of the first token_frames key slots (G = 1, NG = K·S). The tap hook mass_groups. */
+static void tap_mass_groups(void *ctx, int64_t Lk, int64_t S, int64_t *G, int64_t *NG) {
+    const sf_taps *t = ctx;
     const int64_t KF = S > 0 ? Lk / S : 0;
     if (t->mode == SF_TAP_TOKENS) {
         const int64_t K = t->token_frames < KF ? t->token_frames : KF;
@@ -228,7 +229,6 @@ static void mass_groups(const sf_taps *t, int64_t Lk, int64_t S, int64_t *G, int
     }
 }
 
-static void tap_mass_groups(void *ctx, int64_t Lk, int64_t S, int64_t *G, int64_t *NG) { mass_groups(ctx, Lk, S, G, NG); }
 
 static int tap_wants_means(void *ctx, int layer) {
     (void)layer;
@@ -322,7 +322,7 @@ static sf_status cap_describe(sf_tap_capture *c, const sf_taps *t, const sf_dit_
 static sf_status tap_mass(sf_taps *t, const sf_dit_attn_view *v, sf_err *err) {
     const int64_t S = v->frame_tokens, QF = v->Lq / S;
     int64_t G = 1, NG = v->n_real;
-    if (!v->cross) mass_groups(t, v->Lk, S, &G, &NG);
+    if (!v->cross) tap_mass_groups(t, v->Lk, S, &G, &NG);
     if (v->cross && NG < 1)
         return sf_fail(err, SF_E_ARG, "--tap-cross: the prompt embeddings have no non-zero (real) token rows");
     sf_tap_capture *c = new_cap(t, err);

@@ -66,12 +66,10 @@ static sf_status pick(const sf_tfile *tf, const int *layers, int nl, int fb, int
     return SF_OK;
 }
 
-/* m[K·S]: the mass of each token of the K key slots, mean over the heads asked (all when nh = 0) and the query frames. */
+/* m[K·S]: the mass of each token of the K key slots, mean over the heads asked (all when nh = 0) and the query frames.
+ * The tensor's shape is load_tokens' checked [heads, query frames, K·S]. */
 static sf_status token_means(const tok_cap *c, int64_t S, const int *heads, int nh, double *m, int64_t *K, sf_err *err) {
     const sf_tensor *t = c->t;
-    if (t->ndim != 3 || t->shape[2] % S != 0 || t->shape[0] < 1 || t->shape[1] < 1)
-        return sf_fail(err, SF_E_SHAPE, "tokens.L%d.b%d.s%d: expected [heads, query frames, K·%lld], not that shape", c->layer,
-                       c->block, c->step, (long long)S);
     const int64_t H = t->shape[0], QF = t->shape[1], NG = t->shape[2];
     for (int i = 0; i < nh; i++)
         if (heads[i] < 0 || heads[i] >= H)
@@ -211,17 +209,17 @@ static sf_status load_tokens(const sf_tfile *tf, const sf_taps_tok_opts *o, tokm
     if (t->n == 0)
         return fb >= 0 ? sf_fail(err, SF_E_NOTFOUND, "no tokens.L*.b%d.s%d tensor of the layers asked", fb, fs)
                        : sf_fail(err, SF_E_NOTFOUND, "no tokens.L* tensors of the layers asked (sf-denoise --tap-mode tokens)");
-    for (int i = 0; i < t->n && o->per_head; i++)
-        if (t->c[i].t->ndim != 3) return sf_fail(err, SF_E_SHAPE, "tokens.L%d.b%d.s%d: expected [heads, query frames, K·%lld]",
-                                                 t->c[i].layer, t->c[i].block, t->c[i].step, (long long)t->S);
+    for (int i = 0; i < t->n; i++) { /* every tensor's shape, once, before heads are split or anything is allocated */
+        const sf_tensor *x = t->c[i].t;
+        if (x->ndim != 3 || x->shape[0] < 1 || x->shape[1] < 1 || x->shape[2] < 1 || x->shape[2] % t->S != 0)
+            return sf_fail(err, SF_E_SHAPE, "tokens.L%d.b%d.s%d: expected [heads, query frames, K·%lld], not that shape",
+                           t->c[i].layer, t->c[i].block, t->c[i].step, (long long)t->S);
+    }
     if ((s = expand_heads(t, o, NULL, err))) return s;
     s = tokmap_alloc(t, err);
     for (int i = 0; !s && i < t->n; i++) {
         const tok_cap *c = &t->c[i];
-        if (c->t->ndim != 3 || c->t->shape[2] < 1)
-            s = sf_fail(err, SF_E_SHAPE, "tokens.L%d.b%d.s%d: expected [heads, query frames, K·%lld]", c->layer, c->block,
-                        c->step, (long long)t->S);
-        else if (!(t->m[i] = malloc(sizeof(double) * (size_t)c->t->shape[2])))
+        if (!(t->m[i] = malloc(sizeof(double) * (size_t)c->t->shape[2])))
             s = sf_fail(err, SF_E_NOMEM, "out of memory");
         else s = token_means(c, t->S, c->head >= 0 ? &c->head : o->heads, c->head >= 0 ? 1 : o->nh, t->m[i], &t->K[i], err);
         if (!s && !(t->frame[i] = malloc(sizeof(int64_t) * (size_t)(t->K[i] > 0 ? t->K[i] : 1))))
