@@ -77,7 +77,8 @@ ifeq ($(GPU_BUNDLE),1)
   VIEW_OBJ := $(filter $(BUILD)/obj/tools/view/%,$(LIB_OBJ))
   IMAGE_OBJ := $(filter $(BUILD)/obj/stages/decode/image.o,$(LIB_OBJ))
   VAE_ENCODE_OBJ := $(filter $(BUILD)/obj/tools/vae-encode/%,$(LIB_OBJ)) # sf-vae-encode's, which call it
-  LIB_OBJ := $(filter-out $(VIEW_OBJ) $(IMAGE_OBJ) $(VAE_ENCODE_OBJ),$(LIB_OBJ))
+  TAPS_OBJ := $(filter $(BUILD)/obj/tools/taps/%,$(LIB_OBJ)) # sf-taps's (its token maps draw over video frames)
+  LIB_OBJ := $(filter-out $(VIEW_OBJ) $(IMAGE_OBJ) $(VAE_ENCODE_OBJ) $(TAPS_OBJ),$(LIB_OBJ))
   ALL_CFLAGS += -fPIC
   override NVFLAGS += -Xcompiler -fPIC
   # $ORIGIN/../lib: bin/ and tests/ beside lib/, here and unpacked on the device; the absolute
@@ -281,10 +282,11 @@ $(BUILD)/bin/sf-view: $(VIEW_OBJ) # the GPU bundle's (empty elsewhere: they are 
 # through the -lpng every program has), linked into the programs and tests that read images only. A
 # program that calls sf_image_load joins IMAGE_USERS.
 IMAGE_LIBS := -ljpeg
-IMAGE_USERS := $(BUILD)/tests/test_image $(BUILD)/bin/sf-vae-encode $(BUILD)/emu-bin/sf-vae-encode
+IMAGE_USERS := $(BUILD)/tests/test_image $(BUILD)/bin/sf-vae-encode $(BUILD)/emu-bin/sf-vae-encode $(BUILD)/bin/sf-taps
 $(IMAGE_USERS): LDLIBS += $(IMAGE_LIBS)
 $(IMAGE_USERS): $(IMAGE_OBJ) # the GPU bundle's (empty elsewhere: it is in libsf.a)
 $(BUILD)/bin/sf-vae-encode: $(VAE_ENCODE_OBJ) # likewise
+$(BUILD)/bin/sf-taps: $(TAPS_OBJ) # likewise
 
 $(BUILD)/bench/%: $(BUILD)/obj/tests/bench/%.o $(LIB)
 	@mkdir -p $(dir $@)

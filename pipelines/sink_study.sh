@@ -10,8 +10,10 @@
 #                           [--dmd-config FILE] [--sid-config FILE] [--out-dir DIR] [--cache-dir DIR]
 #                           [--tap-select all|seed|b:B,s:S] [--progress auto|bar|lines|none]
 #
-# Writes, per prompt i, OUT/p<i>/{probs,frames,tokens}_{base,dmd,sid}.safetensors, OUT/p<i>/compare/
-# (compare.csv + SVG figures) and OUT/p<i>/report.html. The base run uses --config (the DMD
+# Writes, per prompt i, OUT/p<i>/{probs,frames,tokens}_{base,dmd,sid}.safetensors, each checkpoint's video
+# (OUT/p<i>/video_{base,dmd,sid}/frame_00000.png ..., decoded by sf-decode from the tokens run's latents),
+# OUT/p<i>/compare/ (compare.csv + SVG figures) and OUT/p<i>/report.html (the sink-frame token maps drawn over
+# each run's own video frames). The base run uses --config (the DMD
 # config: the same 4-step causal schedule for all three) with --no_checkpoint; a missing DMD/SID
 # checkpoint is an error (--require-checkpoint), never a silent fallback. The encoder runs once;
 # every run replays the same noise (same --seed, sfpipe's RNG). Every flag also works in
@@ -75,13 +77,19 @@ for i in "${!prompts[@]}"; do
         esac
         for mode in probs frames tokens; do
             echo "sink_study: prompt $i, $run, $mode" >&2
+            lat=() # the video is the same in every mode (same seed and noise): kept from the last run
+            [ "$mode" = tokens ] && lat=(--save-latents "$d/latents_$run.safetensors")
             sf-denoise "${common[@]}" "${ck[@]}" --prompt-embeds "$out_dir/embeds.safetensors:emb.$i" \
-                --prompt "${prompts[$i]}" --tap-mode "$mode" --output_path "$d/${mode}_$run.safetensors"
+                --prompt "${prompts[$i]}" --tap-mode "$mode" --output_path "$d/${mode}_$run.safetensors" "${lat[@]}"
         done
+        rm -rf "$d/video_$run" # this script's own output folder: a rerun replaces it (sf-decode writes a new one only)
+        sf-decode --model-dir "$model_dir" --device "$device" --latents "$d/latents_$run.safetensors" \
+            -o "$d/video_$run/" --progress "$progress" --log-level warn
     done
     runs=("$d/probs_base.safetensors" "$d/probs_dmd.safetensors" "$d/probs_sid.safetensors")
     sf-taps compare "${runs[@]}" --labels base dmd sid -o "$d/compare" --log-level warn
     sf-taps report "${runs[@]}" --labels base dmd sid -o "$d/report.html" --log-level warn \
-        --tokens "$d/tokens_base.safetensors" "$d/tokens_dmd.safetensors" "$d/tokens_sid.safetensors"
+        --tokens "$d/tokens_base.safetensors" "$d/tokens_dmd.safetensors" "$d/tokens_sid.safetensors" \
+        --frames "$d/video_base" "$d/video_dmd" "$d/video_sid"
     echo "sink_study: $d/report.html" >&2
 done

@@ -155,7 +155,8 @@ static sf_status write_all(int fd, const uint8_t *p, size_t n, const char *what,
 /* libpng's simplified API, written into a buffer of the worst-case size in one pass, with
  * libpng's default filtering and compression: an 832×480 frame takes ~70 ms and about a
  * quarter of its raw size (PNG_IMAGE_FLAG_FAST: ~20 ms but 2.6× larger files). */
-sf_status sf_png_encode(const uint8_t *rgb, int width, int height, uint8_t **png, size_t *len, sf_err *err) {
+static sf_status png_encode(const uint8_t *px, png_uint_32 format, int width, int height, uint8_t **png, size_t *len,
+                            sf_err *err) {
     *png = NULL;
     *len = 0;
     if (width <= 0 || height <= 0 || width > 65535 || height > 65535)
@@ -165,11 +166,11 @@ sf_status sf_png_encode(const uint8_t *rgb, int width, int height, uint8_t **png
     im.version = PNG_IMAGE_VERSION;
     im.width = (png_uint_32)width;
     im.height = (png_uint_32)height;
-    im.format = PNG_FORMAT_RGB;
+    im.format = format;
     png_alloc_size_t cap = PNG_IMAGE_PNG_SIZE_MAX(im), n = cap;
     uint8_t *o = cap ? malloc(cap) : NULL;
     if (!o) return sf_fail(err, SF_E_NOMEM, "png: out of memory");
-    if (!png_image_write_to_memory(&im, o, &n, 0, rgb, 0, NULL) || n > cap) {
+    if (!png_image_write_to_memory(&im, o, &n, 0, px, 0, NULL) || n > cap) {
         sf_status s = sf_fail(err, SF_E_IO, "png: %s", im.message[0] ? im.message : "libpng could not encode the frame");
         png_image_free(&im);
         free(o);
@@ -178,6 +179,14 @@ sf_status sf_png_encode(const uint8_t *rgb, int width, int height, uint8_t **png
     *png = o;
     *len = (size_t)n;
     return SF_OK;
+}
+
+sf_status sf_png_encode(const uint8_t *rgb, int width, int height, uint8_t **png, size_t *len, sf_err *err) {
+    return png_encode(rgb, PNG_FORMAT_RGB, width, height, png, len, err);
+}
+
+sf_status sf_png_encode_rgba(const uint8_t *rgba, int width, int height, uint8_t **png, size_t *len, sf_err *err) {
+    return png_encode(rgba, PNG_FORMAT_RGBA, width, height, png, len, err);
 }
 
 static void rm_tree_flat(const char *dir) {

@@ -50,6 +50,8 @@ int64_t sf_video_frames(const sf_video_writer *w);
 /* Encode one RGB frame (height, width, 3) u8 as a PNG (8-bit RGB, libpng, deflate-compressed)
  * into a malloc'd buffer (caller frees). */
 sf_status sf_png_encode(const uint8_t *rgb, int width, int height, uint8_t **png, size_t *len, sf_err *err);
+/* The same with an alpha channel: rgba (height, width, 4) u8, straight (not premultiplied) alpha. */
+sf_status sf_png_encode_rgba(const uint8_t *rgba, int width, int height, uint8_t **png, size_t *len, sf_err *err);
 
 /* BT.601 full-range RGB → Y'CbCr, rounded and clamped to [0, 255]. */
 void sf_rgb_to_ycbcr601(uint8_t r, uint8_t g, uint8_t b, uint8_t *y, uint8_t *cb, uint8_t *cr);

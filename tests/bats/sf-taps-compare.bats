@@ -133,6 +133,35 @@ PY
     python3 -c 'import struct, sys; d = open(sys.argv[1], "rb").read(24); assert d[:8] == b"\x89PNG\r\n\x1a\n"; assert struct.unpack(">II", d[16:24]) == (1200, 1600)' "$D/shot.png"
 }
 
+@test "tokens --frames in headless Chromium: the frame shows through where the mass is least, the peak's colour over it" {
+    command -v chromium >/dev/null || skip "chromium is not installed (apt-get install chromium): maps not rendered"
+    python3 - "$D" "$BATS_TEST_DIRNAME" <<'PY'
+import sys
+sys.path.insert(0, sys.argv[2])
+from st_write import write
+from png_write import write as png
+write(sys.argv[1] + "/TA.safetensors", {"tokens.L0.b1.s0": ([2, 2, 4], [.4, .1, .1, 0, .2, .1, .1, 0, 0, 0, 0, .4, 0, 0, 0, .4])},
+      {"tap_mode": "tokens", "token_frames": "1", "token_grid": "2x2", "frame_seq_length": "4", "heads": "2"})
+png(sys.argv[1] + "/fa.png", 8, 8, (200, 0, 0))
+PY
+    run -0 sf-taps tokens "$D/TA.safetensors" --frames "$D/fa.png" -o "$D/over.svg"
+    run -0 --separate-stderr timeout 120 chromium --headless --no-sandbox --disable-gpu --hide-scrollbars \
+        --window-size=760,356 --screenshot="$D/over.png" "file://$D/over.svg"
+    # the 2×2 map (means .15 .05 / .05 .2) is drawn at (20, 84), 120 px a token: the top-right token (least mass,
+    # clear) shows the frame's red; the bottom-right (the peak: viridis' top at alpha 217/255) is ~(245, 197, 31)
+    run -0 python3 - "$BATS_TEST_DIRNAME" "$D/over.png" <<'PY'
+import sys
+sys.path.insert(0, sys.argv[1])
+from png_pixels import decode
+w, h, px = decode(open(sys.argv[2], "rb").read())
+at = lambda x, y: px[y * w + x][:3]
+assert at(200, 144) == (200, 0, 0), at(200, 144)
+a = 217 / 255
+want = [round(a * v + (1 - a) * b) for v, b in zip((253, 231, 37), (200, 0, 0))]
+assert all(abs(g - e) <= 2 for g, e in zip(at(200, 264), want)), (at(200, 264), want)
+PY
+}
+
 @test "report --tokens: each run's sink-frame token maps, numbers worked out by hand; errors name the file" {
     # hand-made tokens files: a 2×2 token grid (4 tokens a frame), K = 1, 2 heads × 2 query frames, layers 0 and 3
     #   TA L0: head 0 rows [.4 .1 .1 .0] [.2 .1 .1 .0], head 1 rows [.0 .0 .0 .4] twice → mean .15 .05 .05 .2
@@ -165,6 +194,25 @@ PY
     [[ "${lines[4]}" == "2 2 "*" 178,24,43 178,24,43 230,191,196" ]] || false
     assert_equal "${lines[5]}" "2 2 247,247,247 247,247,247 247,247,247 247,247,247"
     python3 -c 'import sys, html.parser as h; p = h.HTMLParser(); p.feed(open(sys.argv[1]).read()); p.close()' "$f"
+    # --frames, one per tokens file: each run's maps over its own picture, whose ids do not clash in the one page;
+    # the differences are drawn without one
+    python3 "$BATS_TEST_DIRNAME/png_write.py" "$D/fa.png" 8 8 200,0,0 "$D/fb.png" 8 8 0,0,200
+    run -0 sf-taps report "$D/A.safetensors" "$D/B.safetensors" --tokens "$D/TA.safetensors" "$D/TB.safetensors" \
+        --frames "$D/fa.png" "$D/fb.png" -o "$D/tf.html"
+    assert_equal "$(grep -o 'id="run[01]-bg-1"\|href="#run[01]-bg-1"' "$D/tf.html" | sort | uniq -c | tr -s ' ')" \
+        "$(printf ' 2 href="#run0-bg-1"\n 2 href="#run1-bg-1"\n 1 id="run0-bg-1"\n 1 id="run1-bg-1"')"
+    run -0 python3 "$BATS_TEST_DIRNAME/png_pixels.py" "$D/tf.html" --class frame
+    assert_equal "${lines[*]}" "8 8 $(printf '200,0,0 %.0s' $(seq 64))8 8 $(printf '0,0,200 %.0s' $(seq 63))0,0,200"
+    run -0 python3 "$BATS_TEST_DIRNAME/png_pixels.py" "$D/tf.html"
+    [[ "${lines[0]}" == "2 2 "*" 68,1,84,0 68,1,84,0 253,231,37,217" ]] || false # over the frame: alpha by mass
+    [[ "${lines[4]}" == "2 2 "*" 178,24,43 178,24,43 230,191,196" ]] || false   # B − A as before
+    # these files say no forward, so no key slot's frame: a folder cannot be read; one per tokens file
+    run -2 --separate-stderr sf-taps report "$D/A.safetensors" "$D/B.safetensors" --tokens "$D/TA.safetensors" "$D/TB.safetensors" \
+        --frames "$D" "$D/fb.png" -o "$D/t2.html"
+    assert_equal "$stderr" "sf-taps: error: $D/TA.safetensors: --frames $D: the tokens file does not say which frame a key slot holds (no forwards facts): give one image file instead of a folder"
+    run -2 --separate-stderr sf-taps report "$D/A.safetensors" "$D/B.safetensors" --tokens "$D/TA.safetensors" "$D/TB.safetensors" \
+        --frames "$D/fa.png" -o "$D/t2.html"
+    [[ "$stderr" == *"--frames: give one per --tokens file (report)"* ]] || false
     # one file per run, tokens only for report; a file that is not a tokens file is named, nothing written
     run -2 --separate-stderr sf-taps report "$D/A.safetensors" "$D/B.safetensors" --tokens "$D/TA.safetensors" -o "$D/t2.html"
     assert_equal "$stderr" "sf-taps: error: --tokens: give one tokens file per run (usage: sf-taps $(sf-taps --help 2>&1 | sed -n 's/^usage: sf-taps //p' | head -n 1))"

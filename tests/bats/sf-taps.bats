@@ -406,3 +406,57 @@ PY
     assert_failure 1
     assert_equal "$stderr" "sf-taps: error: $O: tokens.L* taps (the sink frames' per-token mass) are read by sf-taps tokens FILE, and by report --tokens"
 }
+
+@test "tokens --frames: the maps over the video (sf-decode's PNG folder: latent frame f over video frame 4f-3), alpha by mass; errors" {
+    O="$BATS_TEST_TMPDIR/tok3.safetensors" V="$BATS_TEST_TMPDIR/video" S="$BATS_TEST_TMPDIR/over.svg"
+    run -0 sf-denoise --model-dir "$G/model" --num_frames 9 --height 64 --width 96 --progress none --threads 2 \
+        --prompt-embeds "$P:context.prompt_embeds" --noise "$P" --layer_indices 0 2 --tap-mode tokens \
+        --tap-token-frames 3 --tap-select all --output_path "$O"
+    # a 96×64 video of one colour a frame (red = 7·index), as sf-decode writes it (DIR/frame_00000.png ...); a square one
+    run -0 python3 "$BATS_TEST_DIRNAME/png_write.py" "$BATS_TEST_TMPDIR/square.png" 50 50 1,2,3 \
+        $(for i in $(seq 0 32); do printf '%s/frame_%05d.png 96 64 %d,100,200 ' "$V" "$i" $((7 * i)); done)
+    run -0 sf-taps tokens "$O" -o "$S" --frames "$V"
+    sf-taps tokens "$O" >"$BATS_TEST_TMPDIR/tok3.csv"
+    # key slots 0, 1, 2 hold latent frames 0, 1, 2: video frames 0, 1 and 5, each embedded once (the frame is smaller
+    # than twice the panel: as it is) and used by both layers' panels, each under a map whose opacity is its mass
+    run -0 python3 - "$BATS_TEST_DIRNAME/png_pixels.py" "$S" "$BATS_TEST_TMPDIR/tok3.csv" <<'PY'
+import csv, subprocess, sys, xml.etree.ElementTree as E
+pp = lambda *a: [l.split() for l in subprocess.run(["python3", sys.argv[1], sys.argv[2]] + list(a), capture_output=True,
+                                                   text=True, check=True).stdout.splitlines()]
+r = E.parse(sys.argv[2]).getroot(); ns = "{http://www.w3.org/2000/svg}"
+frames = [i.get("id") for i in r.iter(ns + "image") if i.get("class") == "frame"]
+assert frames == ["tok-bg0", "tok-bg1", "tok-bg5"], frames
+uses = [u.get("href") for u in r.iter(ns + "use")]
+assert uses == ["#tok-bg0", "#tok-bg1", "#tok-bg5"] * 2, uses
+under = [t.text for t in r.iter(ns + "text") if t.get("class") == "under"]
+assert under == ["over video frame %d" % v for v in (0, 1, 5)] * 2, under
+bg = pp("--class", "frame")
+assert [m[:3] for m in bg] == [["96", "64", "%d,100,200" % c] for c in (0, 7, 35)] and all(len(set(m[2:])) == 1 for m in bg)
+maps = pp()
+assert len(maps) == 6 and all(m[:2] == ["6", "4"] and len(m[2].split(",")) == 4 for m in maps), [m[:3] for m in maps]
+for layer, panels in (("0", maps[:3]), ("2", maps[3:])):
+    v = [float(x["mass"]) for x in csv.DictReader(open(sys.argv[3])) if x["layer"] == layer]
+    lo, hi = min(v), max(v)
+    for j, m in enumerate(v):  # viridis at t = (m − lo)/(hi − lo), alpha round(255 · 0.85 · t)
+        px = [int(c) for c in panels[j // 24][2 + j % 24].split(",")]
+        assert abs(px[3] - round(255 * 0.85 * (m - lo) / (hi - lo))) <= 1, (layer, j, px, m)
+    top, bottom = v.index(hi), v.index(lo)
+    assert panels[top // 24][2 + top % 24] == "253,231,37,217" and panels[bottom // 24][2 + bottom % 24] == "68,1,84,0"
+PY
+    # one image behind every panel: embedded once; of another shape than the grid: stretched, with a warning
+    run -0 --separate-stderr sf-taps tokens "$O" -o "$BATS_TEST_TMPDIR/sq.svg" --frames "$BATS_TEST_TMPDIR/square.png"
+    [[ "$stderr" == *"warning: $BATS_TEST_TMPDIR/square.png is 50x50, the token grid 4x6: the frame is stretched to the grid"* ]] || false
+    assert_equal "$(grep -o 'class="frame"' "$BATS_TEST_TMPDIR/sq.svg" | wc -l) $(grep -o '<use href="#tok-bg-1"' "$BATS_TEST_TMPDIR/sq.svg" | wc -l)" "1 6"
+    # errors: a frame the folder lacks (named; nothing written), no SVG to draw in, a command without maps
+    rm "$V/frame_00005.png"
+    run -1 --separate-stderr sf-taps tokens "$O" -o "$BATS_TEST_TMPDIR/bad.svg" --frames "$V"
+    [[ "$stderr" == "sf-taps: error: "*"$V/frame_00005.png"* ]] || false
+    [ ! -e "$BATS_TEST_TMPDIR/bad.svg" ]
+    run -1 --separate-stderr sf-taps tokens "$O" -o "$BATS_TEST_TMPDIR/bad.svg" --frames "$BATS_TEST_TMPDIR/nothing"
+    assert_equal "$stderr" "sf-taps: error: --frames $BATS_TEST_TMPDIR/nothing: No such file or directory"
+    run -2 --separate-stderr sf-taps tokens "$O" --frames "$V"
+    [[ "$stderr" == *"--frames: draws the maps over the video in the SVG: give -o OUT.svg"* ]] || false
+    run -2 --separate-stderr sf-taps summary "$O" --frames "$V"
+    [[ "$stderr" == *"--frames applies to tokens and report only"* ]] || false
+    [ ! -e "$BATS_TEST_TMPDIR/bad.svg" ]
+}

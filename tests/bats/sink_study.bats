@@ -45,6 +45,14 @@ load '/usr/lib/bats/bats-assert/load'
     run -0 python3 "$BATS_TEST_DIRNAME/png_pixels.py" "$p/report.html"
     assert_equal "${#lines[@]}" 15
     assert_equal "$(printf '%s\n' "${lines[@]}" | grep -c '^3 2 ')" 15
+    # each checkpoint's video (6 latent frames: 21 at 48×32), and the run's maps drawn over its own frame 0 (the sink),
+    # embedded as sf-decode wrote it (the same pixels through the same PNG encoder: the same bytes)
+    for r in base dmd sid; do
+        assert_equal "$(ls "$p/video_$r" | wc -l)" 21
+        grep -qF "href=\"data:image/png;base64,$(base64 -w0 "$p/video_$r/frame_00000.png")\"" "$p/report.html"
+    done
+    ! cmp -s "$p/video_dmd/frame_00000.png" "$p/video_sid/frame_00000.png" || false
+    assert_equal "$(grep -o 'class="frame"' "$p/report.html" | wc -l)" 3
 }
 
 @test "sink_study.sh: a missing checkpoint is an error before any work" {

@@ -376,8 +376,11 @@ static void write_report(FILE *f, const sf_taps_cmp *c, sf_err *err, sf_status *
               "<code>--tap-mode tokens</code>): the softmax mass of every token of the first key frames, mean over the "
               "heads and the forward's query frames, on the frame's latent token grid.</p>\n", f);
         sf_tfile *first = NULL;
-        const sf_taps_tok_opts to = {c->layers, c->nl, NULL, 0, c->fwd_b, c->fwd_s, NULL, 1, c->fsl, 0};
         for (int i = 0; i < c->nr && !*s; i++) {
+            char id[24];
+            snprintf(id, sizeof id, "run%d", i);
+            const sf_taps_tok_opts to = {c->layers, c->nl, NULL, 0, c->fwd_b, c->fwd_s, NULL, 1, c->fsl, 0,
+                                         c->frames ? c->frames[i] : NULL, id};
             sf_tfile *tf = NULL;
             fputs("<h3>", f), html(f, c->r[i].label), fputs(" — ", f), html(f, c->tokens[i]), fputs("</h3>\n<figure>", f);
             if (!(*s = sf_tfile_open(c->tokens[i], &tf, err)) &&

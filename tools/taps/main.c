@@ -13,7 +13,7 @@
  *                                                     tokens files, where in the sink frames the mass lands
  *   sf-taps tokens FILE [-o OUT.svg]                 the sink frames' per-token mass (--tap-mode tokens, or from
  *                                                     full logits: a figure-4 .pt too): one heatmap per layer and
- *                                                     key slot, or CSV on stdout (tokens.c)
+ *                                                     key slot (--frames: over the video), or CSV on stdout (tokens.c)
  * Filters: --layers L..., --heads H..., --set fig4|taps|frames|stream|probs|all, --frame-seq-length N,
  * --labels NAME... (compare/report), --forward B:S (compare/report: that forward of every layer).
  * Inputs: the figure-4 .pt of run_extraction_figure4.py / sf-denoise, the streaming .pt of
@@ -37,7 +37,7 @@
 static const char *prog = "sf-taps";
 static const char *synopsis = "summary FILE [-o OUT] | table FILE [--format csv|json] [-o OUT] | plot FILE -o DIR | "
                               "compare A B [C...] [-o DIR] | heatmap FILE -o OUT.svg | report A [B...] -o OUT.html [--tokens TA...] | "
-                              "tokens FILE [-o OUT.svg]";
+                              "tokens FILE [-o OUT.svg [--frames VIDEO]]";
 
 static const sf_opt opts[] = {
     {"output", 'o', SF_ARG_VALUE, "PATH\toutput file (summary, table: default stdout; heatmap .svg, report .html) or directory (plot; compare: default CSV on stdout)"},
@@ -50,6 +50,7 @@ static const sf_opt opts[] = {
     {"tokens", 0, SF_ARG_MULTI, "FILE...\treport: one --tap-mode tokens file per run, in the same order: adds where in the sink frames the mass lands"},
     {"token-grid", 0, SF_ARG_VALUE, "HxW\ttokens: a frame's latent token grid, for files that do not say (figure-4 .pt; 1560 tokens: 30x52)"},
     {"token-frames", 0, SF_ARG_VALUE, "K\ttokens from full logits: the leading key slots to map (default 1)"},
+    {"frames", 0, SF_ARG_MULTI, "PATH...\ttokens/report: the maps over the video: an image file, or sf-decode's PNG folder (DIR/frame_00000.png...: each key slot over its own frame); report: one per tokens file"},
     {"per-head", 0, SF_ARG_FLAG, "tokens: one map per head (those of --heads, else every one) instead of their mean"},
     {"forward", 0, SF_ARG_VALUE, "B:S\tcompare/report/tokens: use block B, step S of every layer (default: the most key frames)"},
     SF_OPTS_STD,
@@ -352,6 +353,9 @@ static int workbench(sf_args *a, const char **pos, int np) {
     int ntok = sf_args_all(a, opts, "tokens", &tok);
     if (ntok > 0 && strcmp(cmd, "report") != 0) usage_die("--tokens applies to report only");
     if (ntok > 0 && ntok != nfiles) usage_die("--tokens: give one tokens file per run");
+    const char **frames = NULL;
+    int nfr = sf_args_all(a, opts, "frames", &frames);
+    if (nfr > 0 && nfr != ntok) usage_die("--frames: give one per --tokens file (report)");
     for (int i = 0; i < nlab; i++)
         if (!labels[i][0] || strchr(labels[i], '/') || strlen(labels[i]) > 60) usage_die("--labels: names must be 1-60 characters without '/'");
     int fb = -1, fs = -1, n = 0;
@@ -365,6 +369,7 @@ static int workbench(sf_args *a, const char **pos, int np) {
     sf_taps_cmp c;
     s = sf_taps_cmp_load(&c, pos + 1, nfiles, nlab > 0 ? labels : NULL, fsl, layers, nl, fb, fs, &err);
     c.tokens = ntok > 0 ? tok : NULL;
+    c.frames = nfr > 0 ? frames : NULL;
     if (!s) {
         if (!strcmp(cmd, "report")) s = sf_taps_cmp_report(&c, out, &err);
         else if (!strcmp(cmd, "heatmap")) s = sf_taps_cmp_heatmap(&c, 0, out, &err);
@@ -379,6 +384,7 @@ static int workbench(sf_args *a, const char **pos, int np) {
     free(layers);
     free(labels);
     free(tok);
+    free(frames);
     free(pos);
     sf_args_free(a);
     if (s) sf_die(prog, s, &err);
@@ -405,8 +411,12 @@ static int tokens_cmd(sf_args *a, const char **pos, int np) {
     sf_tfile *tf = NULL;
     const int svg = out && strcmp(out, "-") != 0;
     sf_atomic_file af;
+    const char **frames = NULL;
+    const int nfr = sf_args_all(a, opts, "frames", &frames);
+    if (nfr > 1) usage_die("--frames: tokens takes one image file or folder");
+    if (nfr && !svg) usage_die("--frames: draws the maps over the video in the SVG: give -o OUT.svg");
     const sf_taps_tok_opts to = {layers, nl, heads, nh, fb, fs, sf_args_get(a, opts, "token-grid"), (int)kf, fsl,
-                                 sf_args_has(a, opts, "per-head")};
+                                 sf_args_has(a, opts, "per-head"), nfr ? frames[0] : NULL, NULL};
     if (!(s = sf_tfile_open(pos[1], &tf, &err)) && (!svg || !(s = sf_atomic_open(&af, out, &err)))) {
         s = sf_taps_tokens(tf, &to, svg ? af.fp : NULL, svg ? NULL : stdout, &err);
         if (svg && s) sf_atomic_abort(&af);
@@ -417,6 +427,7 @@ static int tokens_cmd(sf_args *a, const char **pos, int np) {
     sf_tfile_destroy(&tf);
     free(layers);
     free(heads);
+    free(frames);
     free(pos);
     sf_args_free(a);
     if (s) sf_die(prog, s, &err);
@@ -433,6 +444,8 @@ int main(int argc, char **argv) {
     if (np >= 1 && strcmp(pos[0], "tokens") != 0 &&
         (sf_args_get(&a, opts, "token-grid") || sf_args_get(&a, opts, "token-frames") || sf_args_has(&a, opts, "per-head")))
         usage_die("--token-grid, --token-frames and --per-head apply to tokens only");
+    if (np >= 1 && strcmp(pos[0], "tokens") != 0 && strcmp(pos[0], "report") != 0 && sf_args_has(&a, opts, "frames"))
+        usage_die("--frames applies to tokens and report only");
     if (np >= 2 && (!strcmp(pos[0], "compare") || !strcmp(pos[0], "report") || !strcmp(pos[0], "heatmap")))
         return workbench(&a, pos, np);
     if (np >= 1 && !strcmp(pos[0], "tokens")) return tokens_cmd(&a, pos, np);

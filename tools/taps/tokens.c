@@ -5,16 +5,20 @@
  * forward's query frames (--per-head: one map per head): a CSV (layer, head, block, step, key_slot, key_frame, row,
  * col, mass; head -1 for the mean, key_frame -1 when the file's facts do not say) or an SVG of one H×W heatmap
  * per layer and key slot (one slot: the layers in rows of 5; more: a row a layer; each map a small PNG, a
- * pixel a token) (viridis, each layer on its own scale, its total and peak in the label), also inline in
+ * pixel a token) (viridis, each layer on its own scale, its total and peak in the label) — with --frames over the
+ * video (sf-decode's PNG folder, or one image), its opacity growing with the mass — also inline in
  * `sf-taps report --tokens` (compare.c). The same input gives the same bytes. Tested by tests/bats/sf-taps.bats
  * and sf-taps-compare.bats. */
 #define _POSIX_C_SOURCE 200809L
 #include "taps_tokens.h"
 #include "tap_mass.h"
 
+#include "stages/decode/image.h" /* sf_image_load: the frames behind the maps */
 #include "stages/decode/video.h" /* sf_png_encode (libpng) */
 
 #include <cjson/cJSON.h>
+#include <errno.h>
+#include <sys/stat.h>
 #include <sodium.h>
 #include <math.h>
 #include <stdio.h>
@@ -100,31 +104,108 @@ static void diverging_rgb(double t, unsigned char rgb[3]) {
     for (int k = 0; k < 3; k++) rgb[k] = (unsigned char)lround(mid[k] + (e[k] - mid[k]) * fabs(t));
 }
 
-/* One panel: a gw × gh PNG (a pixel a token; viridis over [lo, hi], or with diff the diverging scale over ±hi),
+/* PNG bytes as a data URI's base64 (malloc'd, NUL-terminated), NULL when out of memory. */
+static char *base64_of(const unsigned char *png, size_t len) {
+    const size_t bl = sodium_base64_ENCODED_LEN(len, sodium_base64_VARIANT_ORIGINAL);
+    char *b64 = malloc(bl);
+    if (b64) sodium_bin2base64(b64, bl, png, len, sodium_base64_VARIANT_ORIGINAL);
+    return b64;
+}
+
+/* How opaque the peak token is over a video frame (--frames); the least massive token is transparent. */
+#define OVERLAY_PEAK_ALPHA 0.85
+
+enum { PANEL_MAP, PANEL_DIFF, PANEL_OVERLAY };
+
+/* One panel: a gw × gh PNG (a pixel a token; viridis over [lo, hi], or PANEL_DIFF the diverging scale over ±hi,
+ * or PANEL_OVERLAY viridis with an alpha channel, alpha = OVERLAY_PEAK_ALPHA · the same t, to lie over a frame),
  * embedded as a data URI and drawn cw per pixel without smoothing — a few KB a panel where a rect a token
  * would be ~170 KB at 30×52. The numbers themselves: the CSV of sf-taps tokens. */
 static sf_status svg_panel(FILE *f, double x0, double y0, double cw, int gh, int gw, const double *m, double lo, double hi,
-                           int diff, sf_err *err) {
-    unsigned char *rgb = malloc((size_t)gh * (size_t)gw * 3), *png = NULL;
+                           int kind, sf_err *err) {
+    const int ch = kind == PANEL_OVERLAY ? 4 : 3;
+    unsigned char *px = malloc((size_t)gh * (size_t)gw * (size_t)ch), *png = NULL;
     char *b64 = NULL;
     size_t len = 0;
-    if (!rgb) return sf_fail(err, SF_E_NOMEM, "out of memory");
+    if (!px) return sf_fail(err, SF_E_NOMEM, "out of memory");
     for (int64_t j = 0; j < (int64_t)gh * gw; j++) {
-        if (diff) diverging_rgb(hi > 0 ? m[j] / hi : 0, rgb + 3 * j);
-        else sf_taps_viridis_rgb(hi > lo ? (m[j] - lo) / (hi - lo) : 0.5, rgb + 3 * j);
+        const double t = hi > lo ? (m[j] - lo) / (hi - lo) : 0.5;
+        if (kind == PANEL_DIFF) diverging_rgb(hi > 0 ? m[j] / hi : 0, px + ch * j);
+        else sf_taps_viridis_rgb(t, px + ch * j);
+        if (kind == PANEL_OVERLAY) px[ch * j + 3] = (unsigned char)lround(255.0 * OVERLAY_PEAK_ALPHA * (t < 0 ? 0 : t > 1 ? 1 : t));
     }
-    sf_status s = sf_png_encode(rgb, gw, gh, &png, &len, err);
-    if (!s) {
-        const size_t bl = sodium_base64_ENCODED_LEN(len, sodium_base64_VARIANT_ORIGINAL);
-        if (!(b64 = malloc(bl))) s = sf_fail(err, SF_E_NOMEM, "out of memory");
-        else sodium_bin2base64(b64, bl, png, len, sodium_base64_VARIANT_ORIGINAL);
-    }
+    sf_status s = kind == PANEL_OVERLAY ? sf_png_encode_rgba(px, gw, gh, &png, &len, err) : sf_png_encode(px, gw, gh, &png, &len, err);
+    if (!s && !(b64 = base64_of(png, len))) s = sf_fail(err, SF_E_NOMEM, "out of memory");
     if (!s)
         fprintf(f, "<image class=\"tokmap\" x=\"%.2f\" y=\"%.2f\" width=\"%.2f\" height=\"%.2f\" preserveAspectRatio=\"none\" "
                    "style=\"image-rendering:pixelated\" href=\"data:image/png;base64,%s\"/>\n",
                 x0, y0, cw * gw, cw * gh, b64);
-    free(rgb), free(png), free(b64);
+    free(px), free(png), free(b64);
     return s;
+}
+
+/* ---- the video behind the maps (--frames) ---- */
+
+/* The frames embedded so far in one figure (each once, in <defs>, then <use>d by every panel over it). */
+typedef struct backdrop {
+    const char *frames, *id; /* the image file or folder; the figure's id prefix */
+    int dir;                 /* frames is a folder of frame_%05d.png */
+    int64_t *done;           /* video frame indices embedded (-1: the one image file) */
+    int n, cap;
+} backdrop;
+
+/* The video frame behind latent frame f: 0 for f = 0, else 4f − 3 — the first of the four video frames the Wan VAE
+ * (and TAEHV, as the reference trims it) decodes from latent frame f ≥ 1. */
+static int64_t video_frame_of(int64_t f) { return f <= 0 ? 0 : 4 * f - 3; }
+
+/* Draw the frame behind a panel of key frame f at (x, y), pw × ph: embedded at the first use (a frame larger than
+ * twice the panel's size resized to it, PIL's bilinear; a frame of another aspect ratio than the token grid is
+ * stretched, with a warning), then a <use>. A missing or unreadable frame: sf_image_load's one-line error naming it. */
+static sf_status backdrop_use(FILE *out, backdrop *b, int64_t f, double x, double y, double pw, double ph, int gh, int gw,
+                              sf_err *err) {
+    if (b->dir && f < 0)
+        return sf_fail(err, SF_E_ARG, "--frames %s: the tokens file does not say which frame a key slot holds (no "
+                                      "forwards facts): give one image file instead of a folder", b->frames);
+    const int64_t p = b->dir ? video_frame_of(f) : -1;
+    int seen = 0;
+    for (int i = 0; i < b->n && !seen; i++) seen = b->done[i] == p;
+    if (!seen) {
+        char path[4200];
+        if (b->dir) snprintf(path, sizeof path, "%s/frame_%05lld.png", b->frames, (long long)p);
+        else snprintf(path, sizeof path, "%s", b->frames);
+        sf_image im = {0}, sm = {0};
+        unsigned char *png = NULL;
+        char *b64 = NULL;
+        size_t len = 0;
+        sf_status s = sf_image_load(path, &im, err);
+        if (!s) {
+            const double a = (double)im.w / (double)im.h, g = (double)gw / gh;
+            if (fabs(a - g) > 0.02 * g)
+                sf_warn("%s is %lldx%lld, the token grid %dx%d: the frame is stretched to the grid", path, (long long)im.w,
+                        (long long)im.h, gh, gw);
+            /* twice the panel's size (sharp on a dense screen); a smaller frame as it is, the browser scales it */
+            const int64_t W = lround(2 * pw), H = lround(2 * ph);
+            if (im.w > W || im.h > H) s = sf_image_resize_bilinear(&im, W, H, &sm, err);
+            else sm = im, im = (sf_image){0};
+        }
+        if (!s) s = sf_png_encode(sm.rgb, (int)sm.w, (int)sm.h, &png, &len, err);
+        if (!s && !(b64 = base64_of(png, len))) s = sf_fail(err, SF_E_NOMEM, "out of memory");
+        if (!s && b->n == b->cap) {
+            int64_t *d = realloc(b->done, sizeof *d * (size_t)(b->cap ? 2 * b->cap : 4));
+            if (!d) s = sf_fail(err, SF_E_NOMEM, "out of memory");
+            else b->done = d, b->cap = b->cap ? 2 * b->cap : 4;
+        }
+        if (!s) {
+            b->done[b->n++] = p;
+            fprintf(out, "<defs><image id=\"%s-bg%lld\" class=\"frame\" x=\"0\" y=\"0\" width=\"%.2f\" height=\"%.2f\" "
+                         "preserveAspectRatio=\"none\" href=\"data:image/png;base64,%s\"/></defs>\n",
+                    b->id, (long long)p, pw, ph, b64);
+        }
+        sf_image_free(&im), sf_image_free(&sm), free(png), free(b64);
+        if (s) return s;
+    }
+    fprintf(out, "<use href=\"#%s-bg%lld\" x=\"%.2f\" y=\"%.2f\"/>\n", b->id, (long long)p, x, y);
+    return SF_OK;
 }
 
 /* A file's maps: per selected layer (ascending) the capture used and its means over heads and query frames. */
@@ -381,9 +462,17 @@ static sf_status tokmap_load(const sf_tfile *tf, const sf_taps_tok_opts *o, tokm
     return s;
 }
 
-/* The figure: one row a layer, one panel a key slot; base non-NULL: t − base, on a diverging scale. */
-static sf_status tokmap_svg(const tokmap *t, const tokmap *base, FILE *f, sf_err *err) {
+/* The figure: one row a layer, one panel a key slot; base non-NULL: t − base, on a diverging scale; else with
+ * o->frames, each map over its video frame. */
+static sf_status tokmap_svg(const tokmap *t, const tokmap *base, const sf_taps_tok_opts *o, FILE *f, sf_err *err) {
     const int gh = t->gh, gw = t->gw, n = t->n, diff = base != NULL;
+    backdrop bd = {o->frames, o->id ? o->id : "tok", 0, NULL, 0, 0};
+    if (!diff && o->frames) {
+        struct stat st;
+        if (stat(o->frames, &st) != 0) return sf_fail(err, SF_E_IO, "--frames %s: %s", o->frames, strerror(errno));
+        bd.dir = S_ISDIR(st.st_mode);
+    }
+    const int over = !diff && o->frames;
     const int64_t S = t->S;
     const double cw = 240.0 / (gw > gh ? gw : gh), pw = cw * gw, ph = cw * gh, lm = 20, tm = 54, gap = 52;
     /* one key slot a layer (the usual sink): the layers flow in rows of up to 5 panels; more slots: a row a layer */
@@ -403,8 +492,10 @@ static sf_status tokmap_svg(const tokmap *t, const tokmap *base, FILE *f, sf_err
     fprintf(f, "<text x=\"%.1f\" y=\"40\" font-size=\"11\">%s</text>\n", lm,
             diff ? "this run minus the first, token by token; each layer on its own symmetric scale: red more, "
                    "blue less, white the same"
-                 : "mean over the heads and the forward's query frames; each layer on its own colour scale, "
-                   "viridis from its least to its most");
+                 : over ? "mean over heads and query frames, over the key slot's video frame: least mass clear, most opaque "
+                          "(viridis, a scale per layer)"
+                        : "mean over the heads and the forward's query frames; each layer on its own colour scale, "
+                          "viridis from its least to its most");
     for (int i = 0; i < n && !s; i++) {
         const double *v = t->m[i];
         if (diff) {
@@ -432,11 +523,18 @@ static sf_status tokmap_svg(const tokmap *t, const tokmap *base, FILE *f, sf_err
             else
                 fprintf(f, "<text x=\"%.1f\" y=\"%.1f\" font-size=\"10\">mass %.4g in all, %.4g at the peak token</text>\n",
                         x, y + 25, tot, peak);
-            if ((s = svg_panel(f, x, y + 30, cw, gh, gw, v + kk * S, lo, hi, diff, err))) break;
+            if (over && (s = backdrop_use(f, &bd, t->frame[i][kk], x, y + 30, pw, ph, gh, gw, err))) break;
+            if (over && bd.dir)
+                fprintf(f, "<text class=\"under\" x=\"%.1f\" y=\"%.1f\" font-size=\"10\" fill=\"#555555\">over video frame "
+                           "%lld</text>\n", x, y + 30 + ph + 12, (long long)video_frame_of(t->frame[i][kk]));
+            if ((s = svg_panel(f, x, y + 30, cw, gh, gw, v + kk * S, lo, hi, diff ? PANEL_DIFF : over ? PANEL_OVERLAY : PANEL_MAP,
+                               err)))
+                break;
         }
     }
     fputs("</svg>\n", f);
     free(d);
+    free(bd.done);
     return s ? s : ferror(f) ? sf_fail(err, SF_E_IO, "write failed") : SF_OK;
 }
 
@@ -453,7 +551,7 @@ sf_status sf_taps_tokens(const sf_tfile *tf, const sf_taps_tok_opts *o, FILE *sv
                         t.m[i][j]);
         if (ferror(csv)) s = sf_fail(err, SF_E_IO, "write failed");
     }
-    if (!s && svg) s = tokmap_svg(&t, NULL, svg, err);
+    if (!s && svg) s = tokmap_svg(&t, NULL, o, svg, err);
     tokmap_free(&t);
     return s;
 }
@@ -471,7 +569,7 @@ sf_status sf_taps_tokens_diff(const sf_tfile *tf, const sf_tfile *base, const sf
     int same = t.gh == b.gh && t.gw == b.gw && t.n == b.n;
     for (int i = 0; same && i < t.n; i++) same = t.c[i].layer == b.c[i].layer && t.K[i] == b.K[i];
     if (!same) s = sf_fail(err, SF_E_SHAPE, "the tokens files differ in token grid, layers or key slots: no difference map");
-    else s = tokmap_svg(&t, &b, svg, err);
+    else s = tokmap_svg(&t, &b, o, svg, err);
     tokmap_free(&t);
     tokmap_free(&b);
     return s;
