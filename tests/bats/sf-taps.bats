@@ -407,7 +407,7 @@ PY
     assert_equal "$stderr" "sf-taps: error: $O: tokens.L* taps (the sink frames' per-token mass) are read by sf-taps tokens FILE, and by report --tokens"
 }
 
-@test "tokens --frames: the maps over the video (sf-decode's PNG folder: latent frame f over video frame 4f-3), alpha by mass; errors" {
+@test "tokens --frames: the maps over the video (sf-decode's PNG folder: latent frame f over video frame r(f-1)+1, r from the count), alpha by mass; errors" {
     O="$BATS_TEST_TMPDIR/tok3.safetensors" V="$BATS_TEST_TMPDIR/video" S="$BATS_TEST_TMPDIR/over.svg"
     run -0 sf-denoise --model-dir "$G/model" --num_frames 9 --height 64 --width 96 --progress none --threads 2 \
         --prompt-embeds "$P:context.prompt_embeds" --noise "$P" --layer_indices 0 2 --tap-mode tokens \
@@ -447,10 +447,18 @@ PY
     run -0 --separate-stderr sf-taps tokens "$O" -o "$BATS_TEST_TMPDIR/sq.svg" --frames "$BATS_TEST_TMPDIR/square.png"
     [[ "$stderr" == *"warning: $BATS_TEST_TMPDIR/square.png is 50x50, the token grid 4x6: the frame is stretched to the grid"* ]] || false
     assert_equal "$(grep -o 'class="frame"' "$BATS_TEST_TMPDIR/sq.svg" | wc -l) $(grep -o '<use href="#tok-bg-1"' "$BATS_TEST_TMPDIR/sq.svg" | wc -l)" "1 6"
-    # errors: a frame the folder lacks (named; nothing written), no SVG to draw in, a command without maps
+    # another VAE's video: 17 frames of 9 latent ones are 1 + 2·8, so latent frame f lies over video frame 2f − 1
+    python3 "$BATS_TEST_DIRNAME/png_write.py" $(for i in $(seq 0 16); do printf '%s/frame_%05d.png 96 64 %d,0,0 ' "$V"2 "$i" "$i"; done)
+    run -0 sf-taps tokens "$O" -o "$BATS_TEST_TMPDIR/r2.svg" --frames "$V"2
+    assert_equal "$(grep -o '<use href="#tok-bg[0-9]*"' "$BATS_TEST_TMPDIR/r2.svg" | tr '\n' ' ')" \
+        "$(printf '<use href="#tok-bg%d" ' 0 1 3 0 1 3)"
+    # errors: a frame the folder lacks (a cut-short video: 5 frames fit no rate, so the Wan VAE's 4, said; the
+    # missing frame named; nothing written), no SVG to draw in, a command without maps
     rm "$V/frame_00005.png"
     run -1 --separate-stderr sf-taps tokens "$O" -o "$BATS_TEST_TMPDIR/bad.svg" --frames "$V"
-    [[ "$stderr" == "sf-taps: error: "*"$V/frame_00005.png"* ]] || false
+    assert_equal "${#stderr_lines[@]}" 2
+    assert_equal "${stderr_lines[0]}" "sf-taps: warning: --frames $V: 5 frames are not 1 + r·8 for the run's 9 latent frames: taking the Wan VAE's r = 4 (latent frame f over video frame 4f − 3)"
+    [[ "${stderr_lines[1]}" == "sf-taps: error: "*"$V/frame_00005.png"* ]] || false
     [ ! -e "$BATS_TEST_TMPDIR/bad.svg" ]
     run -1 --separate-stderr sf-taps tokens "$O" -o "$BATS_TEST_TMPDIR/bad.svg" --frames "$BATS_TEST_TMPDIR/nothing"
     assert_equal "$stderr" "sf-taps: error: --frames $BATS_TEST_TMPDIR/nothing: No such file or directory"

@@ -150,13 +150,33 @@ static sf_status svg_panel(FILE *f, double x0, double y0, double cw, int gh, int
 typedef struct backdrop {
     const char *frames, *id; /* the image file or folder; the figure's id prefix */
     int dir;                 /* frames is a folder of frame_%05d.png */
+    int64_t r;               /* video frames a latent frame after the first (dir: backdrop_rate) */
     int64_t *done;           /* video frame indices embedded (-1: the one image file) */
     int n, cap;
 } backdrop;
 
-/* The video frame behind latent frame f: 0 for f = 0, else 4f − 3 — the first of the four video frames the Wan VAE
- * (and TAEHV, as the reference trims it) decodes from latent frame f ≥ 1. */
-static int64_t video_frame_of(int64_t f) { return f <= 0 ? 0 : 4 * f - 3; }
+/* The video frame behind latent frame f: 0 for f = 0, else r(f − 1) + 1 — the first of the r video frames a causal
+ * video VAE decodes from latent frame f ≥ 1 (the Wan VAE and TAEHV as the reference trims it: r = 4, 4f − 3). */
+static int64_t video_frame_of(int64_t f, int64_t r) { return f <= 0 ? 0 : r * (f - 1) + 1; }
+
+/* r of a folder: a video of T latent frames (the facts' num_frames) decodes to 1 + r(T − 1) frames, so the N frames
+ * the folder holds (frame_00000.png on, consecutive) say r — 2^(temporal upsamplers) of whatever VAE made them. A
+ * folder that does not fit (T unknown, under 2, or N − 1 not a multiple of T − 1: a partial or foreign video): the
+ * Wan VAE's 4, with a warning when the count says otherwise. */
+static int64_t backdrop_rate(const char *dir, int64_t T) {
+    int64_t n = 0;
+    char path[4200];
+    struct stat st;
+    for (; n < 1000000; n++) {
+        snprintf(path, sizeof path, "%s/frame_%05lld.png", dir, (long long)n);
+        if (stat(path, &st) != 0) break;
+    }
+    if (T >= 2 && n >= 2 && (n - 1) % (T - 1) == 0) return (n - 1) / (T - 1);
+    if (T >= 2 && n >= 1)
+        sf_warn("--frames %s: %lld frames are not 1 + r·%lld for the run's %lld latent frames: taking the Wan VAE's "
+                "r = 4 (latent frame f over video frame 4f − 3)", dir, (long long)n, (long long)(T - 1), (long long)T);
+    return 4;
+}
 
 /* Draw the frame behind a panel of key frame f at (x, y), pw × ph: embedded at the first use (a frame larger than
  * twice the panel's size resized to it, PIL's bilinear; a frame of another aspect ratio than the token grid is
@@ -166,7 +186,7 @@ static sf_status backdrop_use(FILE *out, backdrop *b, int64_t f, double x, doubl
     if (b->dir && f < 0)
         return sf_fail(err, SF_E_ARG, "--frames %s: the tokens file does not say which frame a key slot holds (no "
                                       "forwards facts): give one image file instead of a folder", b->frames);
-    const int64_t p = b->dir ? video_frame_of(f) : -1;
+    const int64_t p = b->dir ? video_frame_of(f, b->r) : -1;
     int seen = 0;
     for (int i = 0; i < b->n && !seen; i++) seen = b->done[i] == p;
     if (!seen) {
@@ -216,6 +236,7 @@ typedef struct tokmap {
     double **m;
     int64_t *K;
     int64_t **frame; /* [n][K]: the absolute latent frame in each key slot (the facts' forwards), -1 unknown */
+    int64_t T;        /* the run's latent frames (the facts' num_frames), 0 unknown */
 } tokmap;
 
 static void tokmap_free(tokmap *t) {
@@ -458,6 +479,10 @@ static sf_status tokmap_load(const sf_tfile *tf, const sf_taps_tok_opts *o, tokm
     } else {
         s = load_logits(tf, o, fg || o->grid, t, err);
     }
+    const char *nf = s || tf->kind == SF_TFILE_TORCH ? NULL : sf_tfile_meta(tf, "num_frames");
+    long long T = 0;
+    int k = 0;
+    if (nf && sscanf(nf, "%lld%n", &T, &k) == 1 && !nf[k] && T > 0 && T < (1LL << 40)) t->T = T;
     if (s) tokmap_free(t);
     return s;
 }
@@ -466,11 +491,11 @@ static sf_status tokmap_load(const sf_tfile *tf, const sf_taps_tok_opts *o, tokm
  * o->frames, each map over its video frame. */
 static sf_status tokmap_svg(const tokmap *t, const tokmap *base, const sf_taps_tok_opts *o, FILE *f, sf_err *err) {
     const int gh = t->gh, gw = t->gw, n = t->n, diff = base != NULL;
-    backdrop bd = {o->frames, o->id ? o->id : "tok", 0, NULL, 0, 0};
+    backdrop bd = {o->frames, o->id ? o->id : "tok", 0, 4, NULL, 0, 0};
     if (!diff && o->frames) {
         struct stat st;
         if (stat(o->frames, &st) != 0) return sf_fail(err, SF_E_IO, "--frames %s: %s", o->frames, strerror(errno));
-        bd.dir = S_ISDIR(st.st_mode);
+        if ((bd.dir = S_ISDIR(st.st_mode))) bd.r = backdrop_rate(o->frames, t->T);
     }
     const int over = !diff && o->frames;
     const int64_t S = t->S;
@@ -526,7 +551,7 @@ static sf_status tokmap_svg(const tokmap *t, const tokmap *base, const sf_taps_t
             if (over && (s = backdrop_use(f, &bd, t->frame[i][kk], x, y + 30, pw, ph, gh, gw, err))) break;
             if (over && bd.dir)
                 fprintf(f, "<text class=\"under\" x=\"%.1f\" y=\"%.1f\" font-size=\"10\" fill=\"#555555\">over video frame "
-                           "%lld</text>\n", x, y + 30 + ph + 12, (long long)video_frame_of(t->frame[i][kk]));
+                           "%lld</text>\n", x, y + 30 + ph + 12, (long long)video_frame_of(t->frame[i][kk], bd.r));
             if ((s = svg_panel(f, x, y + 30, cw, gh, gw, v + kk * S, lo, hi, diff ? PANEL_DIFF : over ? PANEL_OVERLAY : PANEL_MAP,
                                err)))
                 break;
