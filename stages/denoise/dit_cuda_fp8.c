@@ -5,8 +5,8 @@
  *   the CPU backend's), the activation's on the device before every product (sf_fp8_quantize_cuda), then
  *   Y = ⌊sx·sw·(X8·W8ᵀ) + b⌉ [GELU] with fp32 (fast) accumulation. Nothing waits on the host, so a
  *   forward still records into a CUDA graph.
- * Which shapes: every (n, k) of a marked matrix is tried once at init on scratch buffers; one cuBLASLt
- * refuses stays bf16 (one warning each), and a refused GELU epilogue makes ffn.0 an FP8 product followed
+ * Which shapes: every (n, k) of a marked matrix is tried once at init on scratch buffers, at every row count a
+ * forward can have; one cuBLASLt refuses stays bf16 (one warning each), and a refused GELU epilogue makes ffn.0 an FP8 product followed
  * by the GELU kernel. Tested by tests/unit/test_fp8_cuda.c (`dit_forward`: the fp8 golden; `dit_fallback`:
  * the refusals give the plain bf16 forward bit for bit). */
 #include "dit_cuda_impl.h"
@@ -31,8 +31,9 @@ int sf_dgpu_fp8_takes(const sf_dit_gpu *g, const sf_dit_mat *m) {
 }
 
 /* Before the weights are sized: try the FP8 GEMM (with the bias epilogue) on each (n, k) of a marked matrix, for
- * the forward's largest row count and the text's (the cross-attention's K / V), and the GELU epilogue on the FFN's
- * first shape — on zeroed scratch, which is freed again. A refusal (SF_E_UNSUPPORTED) is a warning and that shape
+ * every row count a forward can have — a block of f = 1 … max_frames frames (a shorter first or last block, an
+ * independent first frame) — and the text's (the cross-attention's K / V), and the GELU epilogue on the FFN's
+ * first shape at those row counts — on zeroed scratch, which is freed again; so no product refuses mid-run. A refusal (SF_E_UNSUPPORTED) is a warning and that shape
  * stays bf16; any other failure is returned. Also primes cuBLASLt's plans for those shapes. */
 sf_status sf_dgpu_fp8_probe(sf_dit_state *st, sf_err *err) {
     sf_dit_gpu *g = st->gpu;
@@ -66,11 +67,12 @@ sf_status sf_dgpu_fp8_probe(sf_dit_state *st, sf_err *err) {
     if ((s = sf_cuda_memset(&g->cx, buf, 0, total, err))) goto done;
     char *b = buf;
     for (int i = 0; i < g->n_f8shape; i++) {
-        const int64_t n = g->f8shape[i].n, k = g->f8shape[i].k, Ms[2] = {L, T};
+        const int64_t n = g->f8shape[i].n, k = g->f8shape[i].k;
         int ok = 1;
-        for (int j = 0; j < 2 && ok; j++) {
+        for (int64_t j = 0; j <= st->max_frames && ok; j++) { /* blocks of 1 … max_frames frames, then the text */
+            const int64_t M = j < st->max_frames ? (j + 1) * st->frame_tokens : T;
             sf_err e2 = {{0}};
-            s = sf_linear_fp8_cuda(&g->cx, Ms[j], n, k, b + ob, (const float *)(b + osc), b + oa,
+            s = sf_linear_fp8_cuda(&g->cx, M, n, k, b + ob, (const float *)(b + osc), b + oa,
                                    (const float *)(b + osc) + 1, b + obias, 0, b + od, n, &e2);
             if (s == SF_E_UNSUPPORTED) {
                 sf_log(SF_LOG_WARN, "sf-denoise: --fp8: %s; the %lldx%lld linears stay bf16", e2.msg, (long long)n,
@@ -83,9 +85,9 @@ sf_status sf_dgpu_fp8_probe(sf_dit_state *st, sf_err *err) {
         }
         g->f8shape[i].ok = ok;
         g->fp8_on |= ok;
-        if (ok && g->fp8_gelu_epi && n == c->ffn_dim && k == c->dim) { /* ffn.0: bias + GELU in the epilogue */
-            sf_err e2 = {{0}};
-            s = sf_linear_fp8_cuda(&g->cx, L, n, k, b + ob, (const float *)(b + osc), b + oa,
+        for (int64_t f = 1; ok && g->fp8_gelu_epi && n == c->ffn_dim && k == c->dim && f <= st->max_frames; f++) {
+            sf_err e2 = {{0}}; /* ffn.0: bias + GELU in the epilogue, at each block's row count */
+            s = sf_linear_fp8_cuda(&g->cx, f * st->frame_tokens, n, k, b + ob, (const float *)(b + osc), b + oa,
                                    (const float *)(b + osc) + 1, b + obias, 1, b + od, n, &e2);
             if (s == SF_E_UNSUPPORTED) {
                 sf_log(SF_LOG_WARN, "sf-denoise: --fp8: %s; the FFN's GELU runs as its own kernel", e2.msg);

@@ -51,7 +51,8 @@ static float dot8(const float *a, const float *b, int64_t k) {
  * fp32 sums, times alpha·(*a_scale·*b_scale) read from device memory when the product runs (a graph
  * replay sees the scales of its own run), + bias, GELU, one bf16 rounding; the layout rules of the
  * real wrapper (TN, bf16 D, beta 0, batch 1) are checked, and SF_EMU_NO_FP8_GEMM=1 refuses every FP8
- * product as a cuBLASLt without an FP8 algorithm would (SF_E_UNSUPPORTED, nothing enqueued).
+ * product as a cuBLASLt without an FP8 algorithm would (SF_E_UNSUPPORTED, nothing enqueued);
+ * SF_EMU_NO_FP8_ROWS=N those with N activation rows (sf_mm.n) alone.
  * On a capturing stream the product is recorded (the descriptor copied) and computed when the graph runs. */
 extern "C" sf_status sf_blaslt_matmul(sf_blaslt *lt, const sf_mm *m, sf_err *err) {
     if (!lt) return sf_fail(err, SF_E_ARG, "sf_blaslt_matmul: no handle");
@@ -62,6 +63,10 @@ extern "C" sf_status sf_blaslt_matmul(sf_blaslt *lt, const sf_mm *m, sf_err *err
                        (long long)m->n, (long long)m->k);
     if (m->fp8 && getenv("SF_EMU_NO_FP8_GEMM"))
         return sf_fail(err, SF_E_UNSUPPORTED, "cuBLASLt has no algorithm for this product (float8 e4m3; emulated refusal)");
+    const char *nrows = m->fp8 ? getenv("SF_EMU_NO_FP8_ROWS") : nullptr; /* tests: refused at one activation row count */
+    if (nrows && atoll(nrows) == m->n)
+        return sf_fail(err, SF_E_UNSUPPORTED, "cuBLASLt has no algorithm for this product (float8 e4m3, %lld rows; "
+                                              "emulated refusal)", (long long)m->n);
     if (m->m < 1 || m->n < 1 || m->k < 1 || m->batch < 1 || (m->at != SF_BF16 && m->at != SF_F32 && !(m->fp8 && m->at == SF_U8)) ||
         m->bt != m->at || (m->dt != SF_BF16 && m->dt != SF_F32) || (m->gelu && m->beta != 0.0f) ||
         m->lda < (m->transa ? m->k : m->m) || m->ldb < (m->transb ? m->n : m->k) || m->ldd < m->m)
