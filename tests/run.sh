@@ -10,9 +10,14 @@ export PATH="$PWD/$BUILD/bin:$PATH" SF_BUILD="$BUILD" SF_GOLDEN="$PWD/tests/gold
 pass=0 fail=0 skip=0
 out=$(mktemp)
 trap 'rm -f "$out"' EXIT
+times=$(mktemp) # "seconds name" per suite, for the slowest-suites lines at the end
+t0=$(date +%s.%N)
 count() { # TAP in $out → update pass/fail; $1 = exit code, $2 = what ran
-    local p f
+    local p f t1
     cat "$out"
+    t1=$(date +%s.%N)
+    awk -v a="$t0" -v b="$t1" -v n="$2" 'BEGIN { printf "%.1f %s\n", b - a, n }' >>"$times"
+    t0=$t1
     p=$(grep -c '^ok' "$out")
     k=$(grep -ci '^ok.*# skip' "$out")
     f=$(grep -c '^not ok' "$out")
@@ -37,7 +42,7 @@ fz_pid=$!
 ep_out=$(mktemp) ep_rc=$(mktemp)
 (BUILD="$BUILD" nice -n 19 bash tests/emu_perturbed.sh >"$ep_out" 2>&1; echo $? >"$ep_rc") &
 ep_pid=$!
-trap 'rm -f "$out" "$fz_out" "$ep_out" "$fz_rc" "$ep_rc"; pkill -P "$fz_pid" 2>/dev/null; pkill -P "$ep_pid" 2>/dev/null
+trap 'rm -f "$out" "$times" "$fz_out" "$ep_out" "$fz_rc" "$ep_rc"; pkill -P "$fz_pid" 2>/dev/null; pkill -P "$ep_pid" 2>/dev/null
       kill "$fz_pid" "$ep_pid" 2>/dev/null' EXIT
 # a background job's status → jrc: waited for (in this shell: it is our child), then read from its file
 # (absent: it died unreported, a failure)
@@ -49,11 +54,13 @@ job_rc() { # pid rc_file
 for t in "$BUILD"/tests/test_*; do
     [ -x "$t" ] || continue
     echo "# == $(basename "$t")"
+    t0=$(date +%s.%N)
     (cd "$PWD" && "$t") >"$out" 2>&1
     count $? "$(basename "$t")"
 done
 # hostile inputs: tests/hostile/<case>/ (files, command, expected one-line error)
 echo "# == tests/hostile"
+t0=$(date +%s.%N)
 BUILD="$BUILD" bash tests/hostile/run.sh >"$out" 2>&1
 count $? "tests/hostile"
 
@@ -64,6 +71,7 @@ for mode in exact bf16; do
         t="$BUILD/tests/$g"
         [ -x "$t" ] || continue
         echo "# == $g ($mode mode)"
+        t0=$(date +%s.%N)
         if [ "$mode" = exact ]; then (SF_CPU_EXACT=1 "$t") >"$out" 2>&1
         else (unset SF_CPU_EXACT; SF_CPU_PRECISION=bf16 "$t") >"$out" 2>&1; fi
         count $? "$g ($mode mode)"
@@ -73,6 +81,7 @@ if command -v bats >/dev/null 2>&1; then
     for b in tests/bats/*.bats; do
         [ -f "$b" ] || continue
         echo "# == $b"
+        t0=$(date +%s.%N)
         bats --tap "$b" >"$out" 2>&1
         count $? "$b"
     done
@@ -81,13 +90,18 @@ else
     fail=$((fail + 1))
 fi
 echo "# == tests/emu_perturbed.sh"
+t0=$(date +%s.%N)
 job_rc "$ep_pid" "$ep_rc"
 cp "$ep_out" "$out"
 count "$jrc" "tests/emu_perturbed.sh"
 echo "# == tests/fuzz/smoke.sh"
+t0=$(date +%s.%N)
 job_rc "$fz_pid" "$fz_rc"
 cp "$fz_out" "$out"
 count "$jrc" "tests/fuzz/smoke.sh"
+# the suites that took longest in the foreground (the two background jobs: the wait for them at the end), to keep
+# `make test` near its 10 minutes
+sort -rn "$times" | head -n 8 | awk '{ printf "# slow: %6.1f s  %s\n", $1, substr($0, index($0, " ") + 1) }'
 [ "$skip" -eq 0 ] || echo "# $skip skipped (see the '# SKIP' lines above for why)"
 echo "$pass passed, $fail failed"
 [ "$fail" -eq 0 ]
