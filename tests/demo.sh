@@ -36,7 +36,8 @@ sf-run pipelines/t2v.yaml model_dir="$OUT/model" checkpoint="$OUT/model/self_for
 echo "demo: prompt → attention taps ($OUT/attention_cache_figure4.pt)"
 pipelines/figure4.sh --model-dir "$OUT/model" --checkpoint_path "$OUT/model/self_forcing_dmd.pt" \
     --output_path "$OUT/attention_cache_figure4.pt" --num_frames 9 --height 64 --width 96 \
-    --layer_indices 0 2 --cache-dir "$OUT/cache" --prompt "A red fox trotting through fresh snow" --progress none
+    --layer_indices 0 2 --cache-dir "$OUT/cache" --prompt "A red fox trotting through fresh snow" --progress none \
+    --seed 0 # t2v.yaml's seed: the taps are of the same video
 sf-tensor ls "$OUT/attention_cache_figure4.pt"
 i2v=
 if command -v ffmpeg >/dev/null 2>&1; then
@@ -51,11 +52,15 @@ if command -v ffmpeg >/dev/null 2>&1; then
     sf-run pipelines/t2v.yaml model_dir="$OUT/model" checkpoint="$OUT/model/self_forcing_dmd.pt" config="$OUT/i2v.yaml" \
         output="$i2v" cache_dir="$OUT/cache" "${size[@]}" prompt="A red fox trotting through fresh snow" \
         denoise.initial-latents="$OUT/first.safetensors"
+    # where in the sink frame (frame 0) the attention mass lands, drawn over that frame (docs/sink-workbench.md)
+    sf-taps tokens "$OUT/attention_cache_figure4.pt" --token-grid 4x6 --frames "$OUT/first.png" -o "$OUT/sink_tokens.svg" \
+        --log-level warn
 fi
 echo
 echo "demo: video: $video"
 [ -z "$i2v" ] || echo "demo: image-to-video: $i2v"
 echo "demo: taps:  $OUT/attention_cache_figure4.pt"
+[ -z "$i2v" ] || echo "demo: the sink frame's attention map over it: $OUT/sink_tokens.svg (a browser opens it)"
 echo
 echo "demo: live (watch it generate, type new prompts; Ctrl-C ends it):"
 echo "    build/bin/sf-run pipelines/live.yaml model_dir=$OUT/model checkpoint=$OUT/model/self_forcing_dmd.pt \\"

@@ -230,6 +230,9 @@ decode() { sf-decode --model-dir "$M" --progress none "$@"; }
     if command -v ffmpeg >/dev/null; then # image-to-video from its first frame: 1 + 9 latent frames
         assert_output --partial "demo: image-to-video: $T/demo/i2v.mp4"
         [ "$(frames "$T/demo/i2v.mp4")" = 37 ]
+        # the sink frame's token map of each tapped layer (0, 2) over the video's first frame, embedded once
+        assert_output --partial "demo: the sink frame's attention map over it: $T/demo/sink_tokens.svg"
+        assert_equal "$(grep -c 'class="frame"' "$T/demo/sink_tokens.svg") $(grep -c '<use href="#tok-bg-1"' "$T/demo/sink_tokens.svg")" "1 2"
     fi
 }
 
