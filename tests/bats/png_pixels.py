@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
 """png_pixels.py FILE [N] [--class C] — the token-map PNGs that sf-taps embeds (<image class="tokmap"
-href="data:image/png;base64,...">; --class frame: the video frames behind them) in an SVG or HTML FILE, decoded with zlib
+href="data:image/png;base64,...">; --class frame: the video frames behind them, --class thumb: a report's
+video thumbnails, <img class="thumb" src=...>) in an SVG or HTML FILE, decoded with zlib
 alone (8-bit RGB or RGBA, the five PNG filters): one line per image, or only image N (0-based): "W H r,g,b r,g,b ..."
 (RGBA: r,g,b,a) row by row. For the bats suites (sf-taps.bats, sf-taps-compare.bats, sink_study.bats)."""
 import base64, re, struct, sys, zlib
@@ -46,7 +47,8 @@ if __name__ == "__main__":
         cls = args[k + 1]
         del args[k:k + 2]
     text = open(args[0]).read()
-    imgs = re.findall(r'<image[^>]* class="%s"[^>]*href="data:image/png;base64,([A-Za-z0-9+/=]+)"' % re.escape(cls), text)
+    imgs = re.findall(r'<(?:image|img)[^>]* class="%s"[^>]*(?:href|src)="data:image/png;base64,([A-Za-z0-9+/=]+)"'
+                      % re.escape(cls), text)
     for k, b in enumerate(imgs):
         if len(args) > 1 and k != int(args[1]):
             continue

@@ -162,6 +162,37 @@ assert all(abs(g - e) <= 2 for g, e in zip(at(200, 264), want)), (at(200, 264), 
 PY
 }
 
+@test "report --frames with a video folder: each run's maps over its frame, and its video as a thumbnail per latent frame" {
+    # a run of 3 latent frames (the facts: num_frames, key slot 0 holds frame 0) and its 9-frame 480×320 video, one
+    # colour a frame (red = 20·index): latent frames 0, 1, 2 are video frames 0, 1, 5; thumbnails 240 px (shown 120)
+    python3 - "$D" "$BATS_TEST_DIRNAME" <<'PY'
+import json, sys
+sys.path.insert(0, sys.argv[2])
+from st_write import write
+from png_write import write as png
+meta = {"tap_mode": "tokens", "token_frames": "1", "token_grid": "2x3", "frame_seq_length": "6", "heads": "1",
+        "num_frames": "3", "forwards": json.dumps([{"block": 1, "step": 0, "key_frames": [0, 1, 2]}])}
+for r in ("TA", "TB"):
+    write("%s/%s.safetensors" % (sys.argv[1], r), {"tokens.L0.b1.s0": ([1, 1, 6], [.1, .2, .3, 0, 0, .4])}, meta)
+for i in range(9): png("%s/video/frame_%05d.png" % (sys.argv[1], i), 480, 320, (20 * i, 0, 0))
+PY
+    run -0 sf-taps report "$D/A.safetensors" "$D/B.safetensors" --tokens "$D/TA.safetensors" "$D/TB.safetensors" \
+        --frames "$D/video" "$D/video" -o "$D/v.html"
+    run -0 python3 "$BATS_TEST_DIRNAME/png_pixels.py" "$D/v.html" --class thumb
+    assert_equal "${#lines[@]}" 6 # 3 a run
+    for i in 0 3; do
+        for k in 0 1 2; do
+            c=$(( (k == 0 ? 0 : 4 * k - 3) * 20 ))
+            assert_equal "${lines[$((i + k))]}" "240 160 $(printf "$c,0,0 %.0s" $(seq 38400) | sed 's/ $//')"
+        done
+    done
+    assert_equal "$(grep -o 'alt="latent frame [0-9]*, video frame [0-9]*"' "$D/v.html" | head -n 3 | tr '\n' '|')" \
+        'alt="latent frame 0, video frame 0"|alt="latent frame 1, video frame 1"|alt="latent frame 2, video frame 5"|'
+    # the map of run A over video frame 0 (key slot 0), 480×320 embedded as 480×320 (twice the 240×160 panel)
+    run -0 python3 "$BATS_TEST_DIRNAME/png_pixels.py" "$D/v.html" 0 --class frame
+    [[ "$output" == "480 320 0,0,0 "* ]] || false
+}
+
 @test "report --tokens: each run's sink-frame token maps, numbers worked out by hand; errors name the file" {
     # hand-made tokens files: a 2×2 token grid (4 tokens a frame), K = 1, 2 heads × 2 query frames, layers 0 and 3
     #   TA L0: head 0 rows [.4 .1 .1 .0] [.2 .1 .1 .0], head 1 rows [.0 .0 .0 .4] twice → mean .15 .05 .05 .2

@@ -53,6 +53,20 @@ load '/usr/lib/bats/bats-assert/load'
     done
     ! cmp -s "$p/video_dmd/frame_00000.png" "$p/video_sid/frame_00000.png" || false
     assert_equal "$(grep -o 'class="frame"' "$p/report.html" | wc -l)" 3
+    # and each run's video as a strip, a thumbnail per latent frame: video frames 0, 1, 5, 9, 13, 17 (4f − 3), as written
+    run -0 python3 - "$p" <<'PY'
+import base64, re, sys
+d = sys.argv[1]
+text = open(d + "/report.html").read()
+thumbs = re.findall(r'<img class="thumb" width="120" height="80" alt="latent frame (\d+), video frame (\d+)" '
+                    r'src="data:image/png;base64,([A-Za-z0-9+/=]+)">', text)
+assert len(thumbs) == 18, len(thumbs)
+for i, run in enumerate(("base", "dmd", "sid")):
+    for f, (lf, vf, b64) in enumerate(thumbs[6 * i:6 * i + 6]):
+        want = 0 if f == 0 else 4 * f - 3
+        assert (int(lf), int(vf)) == (f, want), (run, lf, vf)
+        assert base64.b64decode(b64) == open("%s/video_%s/frame_%05d.png" % (d, run, want), "rb").read(), (run, f)
+PY
 }
 
 @test "sink_study.sh: a missing checkpoint is an error before any work" {

@@ -317,6 +317,7 @@ static void write_report(FILE *f, const sf_taps_cmp *c, sf_err *err, sf_status *
           "table{border-collapse:collapse;margin:8px 0 20px}td,th{border:1px solid #bbb;padding:3px 8px;"
           "font-size:13px;text-align:right;vertical-align:top}th{background:#eee}td.t{text-align:left;"
           "max-width:420px;word-break:break-word}figure{margin:10px 0;display:inline-block}"
+          "figure.thumb{margin:0 4px 4px 0;text-align:center;font-size:11px}figure.thumb img{display:block}"
           "h2{border-bottom:1px solid #ccc;padding-bottom:3px}</style></head><body>\n"
           "<h1>Attention-sink report</h1>\n<p>",
           f);
@@ -390,6 +391,10 @@ static void write_report(FILE *f, const sf_taps_cmp *c, sf_err *err, sf_status *
                 if (strncmp(m, c->tokens[i], strlen(c->tokens[i])) != 0) sf_fail(err, *s, "%s: %s", c->tokens[i], m);
             }
             fputs("</figure>\n", f);
+            if (!*s && c->frames && c->frames[i]) { /* the run's video, a thumbnail per latent frame */
+                fputs("<p>The video (latent frame under each picture; key slot k holds the frame named over its map):</p>\n", f);
+                *s = sf_taps_tokens_film(tf, c->frames[i], f, err);
+            }
             if (!*s && i > 0) { /* how this run's sink moved against the first run's */
                 fputs("<h3>", f), html(f, c->r[i].label), fputs(" − ", f), html(f, c->r[0].label), fputs("</h3>\n<figure>", f);
                 *s = sf_taps_tokens_diff(tf, first, &to, f, err);

@@ -36,4 +36,10 @@ sf_status sf_taps_tokens(const sf_tfile *tf, const sf_taps_tok_opts *o, FILE *sv
  * of differences on a diverging scale: how a run's sink moved against another's (report --tokens). */
 sf_status sf_taps_tokens_diff(const sf_tfile *tf, const sf_tfile *base, const sf_taps_tok_opts *o, FILE *svg, sf_err *err);
 
+/* The video behind a tokens file's run as HTML: a strip of thumbnails, one per latent frame (what each key slot
+ * holds; at most the first 256), from frames, a folder of sf-decode's frame_%05d.png (latent frame f's picture as
+ * sf_taps_tokens draws it), each 120 px wide with the latent frame under it. Nothing for an image file, or a file
+ * whose facts do not say its latent frames (num_frames). For report --frames (compare.c). */
+sf_status sf_taps_tokens_film(const sf_tfile *tf, const char *frames, FILE *html, sf_err *err);
+
 #endif

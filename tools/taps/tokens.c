@@ -178,9 +178,41 @@ static int64_t backdrop_rate(const char *dir, int64_t T) {
     return 4;
 }
 
-/* Draw the frame behind a panel of key frame f at (x, y), pw × ph: embedded at the first use (a frame larger than
- * twice the panel's size resized to it, PIL's bilinear; a frame of another aspect ratio than the token grid is
- * stretched, with a warning), then a <use>. A missing or unreadable frame: sf_image_load's one-line error naming it. */
+/* A picture as a PNG data URI's base64 (*b64, malloc'd): the file at path, resized to W × H (H ≤ 0: W wide in its own
+ * aspect ratio; PIL's bilinear) when it is larger than that (else as it is: the browser scales it); *w, *h what was encoded. grid_h/grid_w > 0: warn
+ * when its aspect ratio is not the token grid's (it is drawn stretched to it). A missing or unreadable file:
+ * sf_image_load's one-line error naming it. */
+static sf_status picture_b64(const char *path, int64_t W, int64_t H, int grid_h, int grid_w, char **b64, int64_t *w,
+                             int64_t *h, sf_err *err) {
+    sf_image im = {0}, sm = {0};
+    unsigned char *png = NULL;
+    size_t len = 0;
+    *b64 = NULL;
+    sf_status s = sf_image_load(path, &im, err);
+    if (!s) {
+        const double a = (double)im.w / (double)im.h, g = (double)grid_w / (grid_h > 0 ? grid_h : 1);
+        if (grid_h > 0 && grid_w > 0 && fabs(a - g) > 0.02 * g)
+            sf_warn("%s is %lldx%lld, the token grid %dx%d: the frame is stretched to the grid", path, (long long)im.w,
+                    (long long)im.h, grid_h, grid_w);
+        if (H <= 0) H = lround((double)W * (double)im.h / (double)im.w), H = H < 1 ? 1 : H; /* W wide, its aspect */
+        if (im.w > W || im.h > H) s = sf_image_resize_bilinear(&im, W, H, &sm, err);
+        else sm = im, im = (sf_image){0};
+    }
+    if (!s) s = sf_png_encode(sm.rgb, (int)sm.w, (int)sm.h, &png, &len, err);
+    if (!s && !(*b64 = base64_of(png, len))) s = sf_fail(err, SF_E_NOMEM, "out of memory");
+    if (!s) *w = sm.w, *h = sm.h;
+    sf_image_free(&im), sf_image_free(&sm), free(png);
+    return s;
+}
+
+static void frame_path(const backdrop *b, int64_t p, char *path, size_t n) {
+    if (b->dir) snprintf(path, n, "%s/frame_%05lld.png", b->frames, (long long)p);
+    else snprintf(path, n, "%s", b->frames);
+}
+
+/* Draw the frame behind a panel of key frame f at (x, y), pw × ph: embedded at the first use (at most twice the
+ * panel's size: sharp on a dense screen; a frame of another aspect ratio than the token grid is stretched, with a
+ * warning), then a <use>. */
 static sf_status backdrop_use(FILE *out, backdrop *b, int64_t f, double x, double y, double pw, double ph, int gh, int gw,
                               sf_err *err) {
     if (b->dir && f < 0)
@@ -190,26 +222,10 @@ static sf_status backdrop_use(FILE *out, backdrop *b, int64_t f, double x, doubl
     int seen = 0;
     for (int i = 0; i < b->n && !seen; i++) seen = b->done[i] == p;
     if (!seen) {
-        char path[4200];
-        if (b->dir) snprintf(path, sizeof path, "%s/frame_%05lld.png", b->frames, (long long)p);
-        else snprintf(path, sizeof path, "%s", b->frames);
-        sf_image im = {0}, sm = {0};
-        unsigned char *png = NULL;
-        char *b64 = NULL;
-        size_t len = 0;
-        sf_status s = sf_image_load(path, &im, err);
-        if (!s) {
-            const double a = (double)im.w / (double)im.h, g = (double)gw / gh;
-            if (fabs(a - g) > 0.02 * g)
-                sf_warn("%s is %lldx%lld, the token grid %dx%d: the frame is stretched to the grid", path, (long long)im.w,
-                        (long long)im.h, gh, gw);
-            /* twice the panel's size (sharp on a dense screen); a smaller frame as it is, the browser scales it */
-            const int64_t W = lround(2 * pw), H = lround(2 * ph);
-            if (im.w > W || im.h > H) s = sf_image_resize_bilinear(&im, W, H, &sm, err);
-            else sm = im, im = (sf_image){0};
-        }
-        if (!s) s = sf_png_encode(sm.rgb, (int)sm.w, (int)sm.h, &png, &len, err);
-        if (!s && !(b64 = base64_of(png, len))) s = sf_fail(err, SF_E_NOMEM, "out of memory");
+        char path[4200], *b64 = NULL;
+        int64_t w, h;
+        frame_path(b, p, path, sizeof path);
+        sf_status s = picture_b64(path, lround(2 * pw), lround(2 * ph), gh, gw, &b64, &w, &h, err);
         if (!s && b->n == b->cap) {
             int64_t *d = realloc(b->done, sizeof *d * (size_t)(b->cap ? 2 * b->cap : 4));
             if (!d) s = sf_fail(err, SF_E_NOMEM, "out of memory");
@@ -221,7 +237,7 @@ static sf_status backdrop_use(FILE *out, backdrop *b, int64_t f, double x, doubl
                          "preserveAspectRatio=\"none\" href=\"data:image/png;base64,%s\"/></defs>\n",
                     b->id, (long long)p, pw, ph, b64);
         }
-        sf_image_free(&im), sf_image_free(&sm), free(png), free(b64);
+        free(b64);
         if (s) return s;
     }
     fprintf(out, "<use href=\"#%s-bg%lld\" x=\"%.2f\" y=\"%.2f\"/>\n", b->id, (long long)p, x, y);
@@ -461,6 +477,14 @@ static sf_status load_logits(const sf_tfile *tf, const sf_taps_tok_opts *o, int 
     return s;
 }
 
+/* The run's latent frames (the facts' num_frames), 0 when the file does not say. */
+static int64_t latent_frames(const sf_tfile *tf) {
+    const char *nf = tf->kind == SF_TFILE_TORCH ? NULL : sf_tfile_meta(tf, "num_frames");
+    long long T = 0;
+    int k = 0;
+    return nf && sscanf(nf, "%lld%n", &T, &k) == 1 && !nf[k] && T > 0 && T < (1LL << 40) ? (int64_t)T : 0;
+}
+
 static sf_status tokmap_load(const sf_tfile *tf, const sf_taps_tok_opts *o, tokmap *t, sf_err *err) {
     memset(t, 0, sizeof *t);
     const char *fg = tf->kind == SF_TFILE_TORCH ? NULL : sf_tfile_meta(tf, "token_grid");
@@ -479,10 +503,7 @@ static sf_status tokmap_load(const sf_tfile *tf, const sf_taps_tok_opts *o, tokm
     } else {
         s = load_logits(tf, o, fg || o->grid, t, err);
     }
-    const char *nf = s || tf->kind == SF_TFILE_TORCH ? NULL : sf_tfile_meta(tf, "num_frames");
-    long long T = 0;
-    int k = 0;
-    if (nf && sscanf(nf, "%lld%n", &T, &k) == 1 && !nf[k] && T > 0 && T < (1LL << 40)) t->T = T;
+    if (!s) t->T = latent_frames(tf);
     if (s) tokmap_free(t);
     return s;
 }
@@ -598,4 +619,29 @@ sf_status sf_taps_tokens_diff(const sf_tfile *tf, const sf_tfile *base, const sf
     tokmap_free(&t);
     tokmap_free(&b);
     return s;
+}
+
+/* The most thumbnails a strip shows (a longer video: its first latent frames), and their width on the page. */
+#define FILM_MAX 256
+#define FILM_W 120
+
+sf_status sf_taps_tokens_film(const sf_tfile *tf, const char *frames, FILE *html, sf_err *err) {
+    struct stat st;
+    const int64_t T = latent_frames(tf);
+    if (!frames || !T || stat(frames, &st) != 0 || !S_ISDIR(st.st_mode)) return SF_OK;
+    backdrop b = {frames, NULL, 1, backdrop_rate(frames, T), NULL, 0, 0};
+    fputs("<div class=\"film\">", html);
+    for (int64_t f = 0; f < T && f < FILM_MAX; f++) {
+        char path[4200], *b64 = NULL;
+        int64_t w = 0, h = 0, p = video_frame_of(f, b.r);
+        frame_path(&b, p, path, sizeof path);
+        sf_status s = picture_b64(path, 2 * FILM_W, 0, 0, 0, &b64, &w, &h, err);
+        if (s) return s;
+        fprintf(html, "<figure class=\"thumb\"><img class=\"thumb\" width=\"%d\" height=\"%.0f\" alt=\"latent frame %lld, "
+                      "video frame %lld\" src=\"data:image/png;base64,%s\"><figcaption>%lld</figcaption></figure>",
+                FILM_W, (double)FILM_W * (double)h / (double)w, (long long)f, (long long)p, b64, (long long)f);
+        free(b64);
+    }
+    fputs("</div>\n", html);
+    return ferror(html) ? sf_fail(err, SF_E_IO, "write failed") : SF_OK;
 }
