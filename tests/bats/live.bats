@@ -38,6 +38,15 @@ wait_frames() {
     done
 }
 
+# run "$@" in the background (its output in $T/run.log; run_pid, killed by teardown) and wait for the page on $PORT
+# to play
+start_live() {
+    "$@" >"$T/run.log" 2>&1 3>&- &
+    run_pid=$!
+    PIDS+=("$run_pid")
+    wait_frames
+}
+
 # the latest finished block of an endless run's progress lines in $1 (0 when none)
 blocks_done() {
     local n
@@ -263,12 +272,8 @@ video_gray() { ffmpeg -v error -i "$1" -vf crop=560:300:40:70 -f rawvideo -pix_f
 @test "pipelines/live.yaml: frames in headless Chromium, a prompt from the page is switched to and reported" {
     command -v chromium >/dev/null || skip "chromium is not installed"
     CHROME=(chromium --headless --no-sandbox --disable-gpu --hide-scrollbars --window-size=700,900)
-    sf-run pipelines/live.yaml model_dir="$M" port="$PORT" height=16 width=16 checkpoint=none local_attn_size=6 \
-        encoder_socket="$T/enc" cache_dir="$T/cache" denoise.threads=1 decode.threads=1 idle_exit=0 \
-        >"$T/run.log" 2>&1 3>&- &
-    run_pid=$!
-    PIDS+=("$run_pid")
-    wait_frames
+    start_live sf-run pipelines/live.yaml model_dir="$M" port="$PORT" height=16 width=16 checkpoint=none local_attn_size=6 \
+        encoder_socket="$T/enc" cache_dir="$T/cache" denoise.threads=1 decode.threads=1 idle_exit=0
     run curl -s "http://127.0.0.1:$PORT/status"
     assert_output --regexp '"frame":[1-9]'
     # played at the video's rate (16 fps; pipelines/live.yaml paces the generator), not fast-forwarded to
@@ -334,11 +339,7 @@ video_gray() { ffmpeg -v error -i "$1" -vf crop=560:300:40:70 -f rawvideo -pix_f
     run -2 --separate-stderr bash "$D" --share
     [[ "$stderr" == "demo.sh: error: unknown option '--share' (see --help)" ]]
     # a run on the tiny model: the page plays; Ctrl-C ends every stage
-    bash "$D" --model-dir "$M" --no_checkpoint --height 16 --width 16 --port "$PORT" --cache-dir "$T/cache" \
-        >"$T/run.log" 2>&1 3>&- &
-    run_pid=$!
-    PIDS+=("$run_pid")
-    wait_frames
+    start_live bash "$D" --model-dir "$M" --no_checkpoint --height 16 --width 16 --port "$PORT" --cache-dir "$T/cache"
     run curl -s "http://127.0.0.1:$PORT/status"
     assert_output --regexp '"frame":[1-9]'
     assert_output --partial '"prompt":"A majestic eagle soaring through a cloudy sky, cinematic lighting"'
@@ -350,12 +351,9 @@ video_gray() { ffmpeg -v error -i "$1" -vf crop=560:300:40:70 -f rawvideo -pix_f
 
 @test "pipelines/live.yaml: closing the page ends the whole run cleanly (idle_exit), its recording published" {
     command -v chromium >/dev/null || skip "chromium is not installed"
-    sf-run pipelines/live.yaml model_dir="$M" port="$PORT" height=16 width=16 checkpoint=none local_attn_size=6 \
+    start_live sf-run pipelines/live.yaml model_dir="$M" port="$PORT" height=16 width=16 checkpoint=none local_attn_size=6 \
         encoder_socket="$T/enc" cache_dir="$T/cache" denoise.threads=1 decode.threads=1 idle_exit=1 \
-        record="$T/session.y4m" >"$T/run.log" 2>&1 3>&- &
-    run_pid=$!
-    PIDS+=("$run_pid")
-    wait_frames
+        record="$T/session.y4m"
     chromium --headless --no-sandbox --disable-gpu --virtual-time-budget=1000 --dump-dom "http://127.0.0.1:$PORT/" \
         >/dev/null 2>&1 # a page watches, then is closed
     wait_exit "$run_pid" 30
