@@ -10,7 +10,8 @@
 #                           [--dmd-config FILE] [--sid-config FILE] [--out-dir DIR] [--cache-dir DIR]
 #                           [--tap-select all|seed|b:B,s:S] [--progress auto|bar|lines|none]
 #
-# Writes, per prompt i, OUT/p<i>/{probs,frames,tokens}_{base,dmd,sid}.safetensors, each checkpoint's video
+# Writes, per prompt i, OUT/p<i>/{probs,frames,tokens}_{base,dmd,sid}.safetensors (probs with --tap-cross: the
+# prompt's tokens each frame attends to), each checkpoint's video
 # (OUT/p<i>/video_{base,dmd,sid}/frame_00000.png ..., decoded by sf-decode from the tokens run's latents),
 # OUT/p<i>/compare/ (compare.csv + SVG figures) and OUT/p<i>/report.html (the sink-frame token maps drawn over
 # each run's own video frames). The base run uses --config (the DMD
@@ -79,6 +80,7 @@ for i in "${!prompts[@]}"; do
             echo "sink_study: prompt $i, $run, $mode" >&2
             lat=() # the video is the same in every mode (same seed and noise): kept from the last run
             [ "$mode" = tokens ] && lat=(--save-latents "$d/latents_$run.safetensors")
+            [ "$mode" = probs ] && lat=(--tap-cross) # and which words each frame looks at
             sf-denoise "${common[@]}" "${ck[@]}" --prompt-embeds "$out_dir/embeds.safetensors:emb.$i" \
                 --prompt "${prompts[$i]}" --tap-mode "$mode" --output_path "$d/${mode}_$run.safetensors" "${lat[@]}"
         done

@@ -468,3 +468,83 @@ PY
     [[ "$stderr" == *"--frames applies to tokens and report only"* ]] || false
     [ ! -e "$BATS_TEST_TMPDIR/bad.svg" ]
 }
+
+@test "words (sf-denoise --tap-cross): each query frame's mass over the prompt's tokens, labelled with its pieces; errors" {
+    D="$BATS_TEST_TMPDIR" PR='A red fox, "trotting" & <jumping>'
+    sf-encode --model-dir "$G/model" --prompt "$PR" --save-embeds "$D/e.safetensors" --no-cache --log-level warn
+    run -0 sf-denoise --model-dir "$G/model" --num_frames 6 --height 64 --width 96 --progress none --threads 2 \
+        --prompt-embeds "$D/e.safetensors:emb.0" --prompt "$PR" --layer_indices 0 2 --tap-mode probs --tap-cross \
+        --tap-select all --output_path "$D/c.safetensors"
+    n=$(sf-encode --model-dir "$G/model" --prompt "$PR" --tokens-only --no-cache | wc -w) # real tokens, eos included
+    # CSV: layers 0 and 2 at the latest block's first step (block 1: frames 3..5), every real token, the mass = the
+    # head mean of the tensor; the pieces are the tokenizer's (▁ starts a word), the last the eos
+    run -0 sf-taps words "$D/c.safetensors"
+    assert_line --index 0 "layer,head,block,step,query_frame,token,piece,mass"
+    assert_equal "${#lines[@]}" $((1 + 2 * 3 * n))
+    assert_line --index 1 --regexp '^0,-1,1,0,3,0,"▁A",'
+    assert_line --index 2 --regexp '^0,-1,1,0,3,1,"▁red",'
+    assert_line --index "$n" --regexp "^0,-1,1,0,3,$((n - 1)),\"</s>\","
+    printf '%s\n' "${lines[@]}" >"$D/w.csv"
+    sf-taps words "$D/c.safetensors" --heads 1 --forward 0:2 --layers 2 >"$D/w1.csv"
+    run -0 python3 - "$D/c.safetensors" "$D/w.csv" "$D/w1.csv" <<'PY'
+import csv, json, struct, sys
+f = open(sys.argv[1], "rb"); n = struct.unpack("<Q", f.read(8))[0]; h = json.loads(f.read(n)); base = 8 + n
+def get(name):
+    e = h[name]; a, b = e["data_offsets"]; f.seek(base + a)
+    return e["shape"], struct.unpack("<%df" % ((b - a) // 4), f.read(b - a))
+for path, picks in ((sys.argv[2], [(0, 1, 0, None, 3), (2, 1, 0, None, 3)]), (sys.argv[3], [(2, 0, 2, [1], 0)])):
+    rows = list(csv.DictReader(open(path)))
+    i = 0
+    for layer, blk, step, heads, f0 in picks:
+        (H, QF, R), v = get("cross.L%d.b%d.s%d" % (layer, blk, step))
+        hs = heads if heads else range(H)
+        for q in range(QF):
+            tot = 0
+            for j in range(R):
+                r = rows[i]; i += 1
+                want = sum(v[(hh * QF + q) * R + j] for hh in hs) / len(hs)
+                assert (int(r["layer"]), int(r["block"]), int(r["step"]), int(r["query_frame"]), int(r["token"])) == \
+                    (layer, blk, step, f0 + q, j), r
+                assert abs(float(r["mass"]) - want) < 1e-8, (r, want)
+                tot += float(r["mass"])
+            assert abs(tot - 1) < 1e-5, tot  # a query frame's row over the real tokens sums to 1
+    assert i == len(rows), (i, len(rows))
+PY
+    # SVG: a label per token (escaped), a row per (layer, query frame), a cell per token and row
+    run -0 sf-taps words "$D/c.safetensors" -o "$D/w.svg"
+    run -0 python3 -c 'import sys, xml.etree.ElementTree as E
+r = E.parse(sys.argv[1]).getroot(); ns = "{http://www.w3.org/2000/svg}"
+pieces = [t.text for t in r.iter(ns + "text") if t.get("class") == "piece"]
+rows = [t.text for t in r.iter(ns + "text") if t.get("class") == "row"]
+print(len(pieces), pieces[0], pieces[-1], len(rows), rows[0], len(list(r.iter(ns + "rect"))) - 1)' "$D/w.svg"
+    assert_output "$n ▁A </s> 6 layer 0, frame 3 $((6 * n))"
+    # a prompt longer than the run's text_len (512 tokens): the run kept 511 pieces and the eos, and so do the labels
+    sf-encode --model-dir "$G/model" --prompt "$(printf 'red %.0s' $(seq 600))" --save-embeds "$D/e2.safetensors" --no-cache --log-level warn
+    run -0 sf-denoise --model-dir "$G/model" --num_frames 3 --height 64 --width 96 --progress none --threads 2 \
+        --prompt-embeds "$D/e2.safetensors:emb.0" --prompt "$(printf 'red %.0s' $(seq 600))" --layer_indices 1 \
+        --tap-mode probs --tap-cross --output_path "$D/c2.safetensors"
+    run -0 --separate-stderr sf-taps words "$D/c2.safetensors"
+    [[ "$stderr" == *"warning: the prompt is 601 tokens, the taps 512: labelled as the run's text_len cut it (511 pieces and the end)"* ]] || false
+    assert_equal "$(grep -c ',"▁red",' <<<"$output") $(grep -c ',"</s>",' <<<"$output")" "$((3 * 511)) 3"
+    # another prompt, or none: by position, said
+    run -0 --separate-stderr sf-taps words "$D/c.safetensors" --prompt "a cat"
+    [[ "$stderr" == *"warning: tokens labelled by position: the prompt is 3 tokens, the taps $n (another prompt than the run's?)"* ]] || false
+    assert_line --index 1 --regexp '^0,-1,1,0,3,0,"#0",'
+    # report: a section of these figures for a run with cross taps, labelled with --tokenizer's pieces when given
+    run -0 --separate-stderr sf-taps report "$D/c.safetensors" "$D/c.safetensors" --labels a b -o "$D/r.html"
+    assert_equal "$(grep -c '<text class="piece"' "$D/r.html") $(grep -c '>▁red</text>' "$D/r.html")" "$((2 * n)) 2"
+    run -0 --separate-stderr sf-taps report "$D/c.safetensors" "$D/c.safetensors" --labels a b -o "$D/r.html" --tokenizer "$D/none.model"
+    [[ "$stderr" == *"warning: tokens labelled by position: "*"$D/none.model"* ]] || false
+    assert_equal "$(grep -c '>#1</text>' "$D/r.html")" 2
+    # errors: no cross taps, a head the file lacks, flags of other commands
+    run -1 --separate-stderr sf-taps words "$G/expect/taps_base.safetensors"
+    assert_equal "$stderr" "sf-taps: error: no cross.L* taps of the layers asked (sf-denoise --tap-cross)"
+    run -2 --separate-stderr sf-taps words "$D/c.safetensors" --heads 5
+    assert_equal "$stderr" "sf-taps: error: --heads: head 5 out of range (the file has 2 heads)"
+    run -2 --separate-stderr sf-taps summary "$D/c.safetensors" --prompt x
+    [[ "$stderr" == *"--prompt applies to words only"* ]] || false
+    run -2 --separate-stderr sf-taps tokens "$D/c.safetensors" --tokenizer x
+    [[ "$stderr" == *"--tokenizer applies to words and report only"* ]] || false
+    run -1 --separate-stderr sf-taps words "$D/c.safetensors" -o "$D/bad.svg" --forward 9:0
+    [ ! -e "$D/bad.svg" ]
+}

@@ -40,7 +40,13 @@ load '/usr/lib/bats/bats-assert/load'
     [ "$(awk -F, '$3=="sid" && $9!=0' "$p/compare/compare.csv" | wc -l)" -gt 0 ] # the checkpoints differ
     # the report: escaped prompt, every figure inline
     grep -qF 'A red fox &lt;b&gt;trotting&lt;/b&gt; &amp; &quot;jumping&quot;' "$p/report.html"
-    assert_equal "$(grep -c '<svg ' "$p/report.html")" 12 # 2 curves + 3 heatmaps + 2 differences + 3 token maps + 2 map differences
+    assert_equal "$(grep -c '<svg ' "$p/report.html")" 15 # 2 curves + 3 heatmaps + 2 differences + 3 token maps + 2 map differences + 3 words
+    # which words each frame looks at (--tap-cross in probs mode): per run, the prompt's pieces as the columns
+    assert_equal "$(sf-tensor ls "$p/probs_base.safetensors" | grep -c '^cross\.L')" 30
+    grep -qF '<h2>Which words each frame looks at</h2>' "$p/report.html"
+    n=$(sf-encode --model-dir "$D/m" --prompt 'A red fox <b>trotting</b> & "jumping"' --tokens-only --no-cache | wc -w)
+    assert_equal "$(grep -c '<text class="piece"' "$p/report.html")" $((3 * n))
+    grep -qF '<text class="piece" x="121.0" y="144.0" font-size="11" transform="rotate(-60 121.0 144.0)">▁A</text>' "$p/report.html"
     # the token maps: per run and per difference to base, each layer's key slot 0 on the 2×3 grid of a 32×48 frame
     run -0 python3 "$BATS_TEST_DIRNAME/png_pixels.py" "$p/report.html"
     assert_equal "${#lines[@]}" 15

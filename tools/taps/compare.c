@@ -311,6 +311,26 @@ static const char *const FACTS[] = {"weights", "prompt", "seed", "tap_mode", "ta
                                     "num_frame_per_block", "frame_seq_length", "heads", "layers", "local_attn_size",
                                     "sink_size", "model_dir"};
 
+/* The runs whose files hold cross-attention taps (--tap-cross): which of the prompt's tokens each query frame looks at
+ * (sf_taps_words), a figure a run. */
+static void words_section(FILE *f, const sf_taps_cmp *c, sf_err *err, sf_status *s) {
+    int any = 0;
+    for (int i = 0; i < c->nr && !*s; i++) {
+        const sf_tfile *tf = c->r[i].tf;
+        int has = 0;
+        for (size_t k = 0; k < tf->n && !has; k++) has = !strncmp(tf->entries[k].name, "cross.L", 7);
+        if (!has) continue;
+        if (!any++)
+            fputs("\n<h2>Which words each frame looks at</h2>\n<p>From the cross-attention taps (sf-denoise "
+                  "<code>--tap-cross</code>): each query frame's attention mass over the prompt's real tokens, mean over "
+                  "the heads and the frame's tokens, labelled with the prompt's pieces.</p>\n", f);
+        const sf_taps_words_opts wo = {c->layers, c->nl, NULL, 0, c->fwd_b, c->fwd_s, c->tokenizer, NULL};
+        fputs("<h3>", f), html(f, c->r[i].label), fputs("</h3>\n<figure>", f);
+        *s = sf_taps_words(tf, &wo, f, NULL, err);
+        fputs("</figure>\n", f);
+    }
+}
+
 static void write_report(FILE *f, const sf_taps_cmp *c, sf_err *err, sf_status *s) {
     fputs("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\n<title>Attention-sink report</title>\n"
           "<style>body{font-family:DejaVu Sans,Arial,sans-serif;margin:24px;color:#222;max-width:1400px}"
@@ -405,6 +425,7 @@ static void write_report(FILE *f, const sf_taps_cmp *c, sf_err *err, sf_status *
         }
         sf_tfile_destroy(&first);
     }
+    words_section(f, c, err, s);
     fputs("\n<details><summary>Every layer and head</summary>\n<table><tr><th>layer</th><th>head</th>", f);
     for (int i = 0; i < c->nr; i++) {
         fputs("<th>first mass ", f), html(f, c->r[i].label), fputs("</th><th>sink ratio ", f), html(f, c->r[i].label);

@@ -33,6 +33,7 @@ typedef struct sf_taps_cmp {
     int fwd_b, fwd_s;         /* the forward asked for (--forward), or -1 */
     const char *const *tokens; /* report: one --tap-mode tokens file per run (borrowed), or NULL */
     const char *const *frames; /* report: each tokens file's video (taps_tokens.h's frames; borrowed), or NULL */
+    const char *tokenizer;     /* report: the spiece.model for the cross-attention taps' labels, or NULL (the runs') */
 } sf_taps_cmp;
 
 /* Open n files and compute the table. labels: n names or NULL (file base names). layers: filter

@@ -14,6 +14,8 @@
  *   sf-taps tokens FILE [-o OUT.svg]                 the sink frames' per-token mass (--tap-mode tokens, or from
  *                                                     full logits: a figure-4 .pt too): one heatmap per layer and
  *                                                     key slot (--frames: over the video), or CSV on stdout (tokens.c)
+ *   sf-taps words FILE [-o OUT.svg]                  which prompt tokens each query frame looks at (--tap-cross),
+ *                                                     labelled with the prompt's pieces: SVG or CSV (words.c)
  * Filters: --layers L..., --heads H..., --set fig4|taps|frames|stream|probs|all, --frame-seq-length N,
  * --labels NAME... (compare/report), --forward B:S (compare/report: that forward of every layer).
  * Inputs: the figure-4 .pt of run_extraction_figure4.py / sf-denoise, the streaming .pt of
@@ -37,7 +39,7 @@
 static const char *prog = "sf-taps";
 static const char *synopsis = "summary FILE [-o OUT] | table FILE [--format csv|json] [-o OUT] | plot FILE -o DIR | "
                               "compare A B [C...] [-o DIR] | heatmap FILE -o OUT.svg | report A [B...] -o OUT.html [--tokens TA...] | "
-                              "tokens FILE [-o OUT.svg [--frames VIDEO]]";
+                              "tokens FILE [-o OUT.svg [--frames VIDEO]] | words FILE [-o OUT.svg]";
 
 static const sf_opt opts[] = {
     {"output", 'o', SF_ARG_VALUE, "PATH\toutput file (summary, table: default stdout; heatmap .svg, report .html) or directory (plot; compare: default CSV on stdout)"},
@@ -51,8 +53,10 @@ static const sf_opt opts[] = {
     {"token-grid", 0, SF_ARG_VALUE, "HxW\ttokens: a frame's latent token grid, for files that do not say (figure-4 .pt; 1560 tokens: 30x52)"},
     {"token-frames", 0, SF_ARG_VALUE, "K\ttokens from full logits: the leading key slots to map (default 1)"},
     {"frames", 0, SF_ARG_MULTI, "PATH...\ttokens/report: the maps over the video: an image file, or sf-decode's PNG folder (DIR/frame_00000.png...: each key slot over its own frame); report: one per tokens file"},
+    {"tokenizer", 0, SF_ARG_VALUE, "FILE\twords/report: the spiece.model that labels the cross-attention taps' tokens (default <the run's model_dir>/google/umt5-xxl/spiece.model)"},
+    {"prompt", 0, SF_ARG_VALUE, "TEXT\twords: the prompt to label the tokens with (default the file's)"},
     {"per-head", 0, SF_ARG_FLAG, "tokens: one map per head (those of --heads, else every one) instead of their mean"},
-    {"forward", 0, SF_ARG_VALUE, "B:S\tcompare/report/tokens: use block B, step S of every layer (default: the most key frames)"},
+    {"forward", 0, SF_ARG_VALUE, "B:S\tcompare/report/tokens/words: use block B, step S of every layer (default: the most key frames)"},
     SF_OPTS_STD,
     {0},
 };
@@ -334,6 +338,14 @@ static sf_status plot(const run *r, const char *dir, sf_err *err) {
     return s;
 }
 
+/* --forward B:S → *fb, *fs (both -1 when not given) */
+static void forward_arg(sf_args *a, int *fb, int *fs) {
+    int n = 0;
+    const char *fw = sf_args_get(a, opts, "forward");
+    *fb = *fs = -1;
+    if (fw && !(sscanf(fw, "%d:%d%n", fb, fs, &n) == 2 && !fw[n] && *fb >= 0 && *fs >= 0)) usage_die("--forward: expected B:S");
+}
+
 /* compare / heatmap / report (compare.h). Takes over a and pos. */
 static int workbench(sf_args *a, const char **pos, int np) {
     sf_err err = {{0}};
@@ -358,9 +370,8 @@ static int workbench(sf_args *a, const char **pos, int np) {
     if (nfr > 0 && nfr != ntok) usage_die("--frames: give one per --tokens file (report)");
     for (int i = 0; i < nlab; i++)
         if (!labels[i][0] || strchr(labels[i], '/') || strlen(labels[i]) > 60) usage_die("--labels: names must be 1-60 characters without '/'");
-    int fb = -1, fs = -1, n = 0;
-    const char *fw = sf_args_get(a, opts, "forward");
-    if (fw && !(sscanf(fw, "%d:%d%n", &fb, &fs, &n) == 2 && !fw[n] && fb >= 0 && fs >= 0)) usage_die("--forward: expected B:S");
+    int fb, fs;
+    forward_arg(a, &fb, &fs);
     long fsl = 0;
     const char *fsa = sf_args_get(a, opts, "frame-seq-length");
     if (fsa && (s = sf_arg_long("--frame-seq-length", fsa, 1, 1L << 30, &fsl, &err))) sf_die(prog, s, &err);
@@ -370,6 +381,7 @@ static int workbench(sf_args *a, const char **pos, int np) {
     s = sf_taps_cmp_load(&c, pos + 1, nfiles, nlab > 0 ? labels : NULL, fsl, layers, nl, fb, fs, &err);
     c.tokens = ntok > 0 ? tok : NULL;
     c.frames = nfr > 0 ? frames : NULL;
+    c.tokenizer = sf_args_get(a, opts, "tokenizer");
     if (!s) {
         if (!strcmp(cmd, "report")) s = sf_taps_cmp_report(&c, out, &err);
         else if (!strcmp(cmd, "heatmap")) s = sf_taps_cmp_heatmap(&c, 0, out, &err);
@@ -391,40 +403,65 @@ static int workbench(sf_args *a, const char **pos, int np) {
     return 0;
 }
 
-/* sf-taps tokens FILE [-o OUT.svg] [--layers L...] [--heads H...] [--forward B:S] (tokens.c) */
-static int tokens_cmd(sf_args *a, const char **pos, int np) {
+/* tokens / words: FILE's maps as an SVG (-o OUT.svg, atomically) or CSV on stdout, by draw(tf, ctx, svg, csv). */
+typedef sf_status (*draw_fn)(const sf_tfile *tf, const void *ctx, FILE *svg, FILE *csv, sf_err *err);
+static sf_status one_file(const char *path, const char *out, draw_fn draw, const void *ctx, sf_err *err) {
+    sf_tfile *tf = NULL;
+    const int svg = out && strcmp(out, "-") != 0;
+    sf_atomic_file af;
+    sf_status s;
+    if (!(s = sf_tfile_open(path, &tf, err)) && (!svg || !(s = sf_atomic_open(&af, out, err)))) {
+        s = draw(tf, ctx, svg ? af.fp : NULL, svg ? NULL : stdout, err);
+        if (svg && s) sf_atomic_abort(&af);
+        else if (svg) s = sf_atomic_commit(&af, err);
+    }
+    if (!s && !svg && fflush(stdout) != 0) s = sf_fail(err, SF_E_IO, "stdout: write failed");
+    if (!s && svg) sf_info("wrote %s", out);
+    sf_tfile_destroy(&tf);
+    return s;
+}
+static sf_status draw_tokens(const sf_tfile *tf, const void *o, FILE *svg, FILE *csv, sf_err *err) {
+    return sf_taps_tokens(tf, o, svg, csv, err);
+}
+static sf_status draw_words(const sf_tfile *tf, const void *o, FILE *svg, FILE *csv, sf_err *err) {
+    return sf_taps_words(tf, o, svg, csv, err);
+}
+
+
+/* sf-taps tokens FILE [-o OUT.svg [--frames V]] [--layers L...] [--heads H...] [--forward B:S] (tokens.c), and
+ * sf-taps words FILE [-o OUT.svg] [--layers L...] [--heads H...] [--forward B:S] [--tokenizer P] [--prompt S]
+ * (words.c) */
+static int per_token_cmd(sf_args *a, const char **pos, int np) {
     sf_err err = {{0}};
     sf_status s = SF_OK;
-    if (np != 2) usage_die("tokens: expected one file");
+    const int words = !strcmp(pos[0], "words");
+    if (np != 2) usage_die(words ? "words: expected one file" : "tokens: expected one file");
     if (sf_args_get(a, opts, "format") || sf_args_get(a, opts, "set") || sf_args_get(a, opts, "labels"))
-        usage_die("--format, --set and --labels do not apply to tokens");
+        usage_die(words ? "--format, --set and --labels do not apply to words" : "--format, --set and --labels do not apply to tokens");
     long fsl = 0, kf = 1;
     const char *fsa = sf_args_get(a, opts, "frame-seq-length"), *tfa = sf_args_get(a, opts, "token-frames");
     sf_status s0;
     if ((fsa && (s0 = sf_arg_long("--frame-seq-length", fsa, 1, 1L << 30, &fsl, &err))) ||
         (tfa && (s0 = sf_arg_long("--token-frames", tfa, 1, 1L << 20, &kf, &err))))
         sf_die(prog, s0, &err);
-    int fb = -1, fs = -1, n = 0, nl = 0, nh = 0;
-    const char *fw = sf_args_get(a, opts, "forward"), *out = sf_args_get(a, opts, "output");
-    if (fw && !(sscanf(fw, "%d:%d%n", &fb, &fs, &n) == 2 && !fw[n] && fb >= 0 && fs >= 0)) usage_die("--forward: expected B:S");
+    int fb, fs, nl = 0, nh = 0;
+    forward_arg(a, &fb, &fs);
+    const char *out = sf_args_get(a, opts, "output");
     int *layers = int_list(a, "layers", "--layers", &nl), *heads = int_list(a, "heads", "--heads", &nh);
-    sf_tfile *tf = NULL;
     const int svg = out && strcmp(out, "-") != 0;
-    sf_atomic_file af;
     const char **frames = NULL;
     const int nfr = sf_args_all(a, opts, "frames", &frames);
     if (nfr > 1) usage_die("--frames: tokens takes one image file or folder");
     if (nfr && !svg) usage_die("--frames: draws the maps over the video in the SVG: give -o OUT.svg");
-    const sf_taps_tok_opts to = {layers, nl, heads, nh, fb, fs, sf_args_get(a, opts, "token-grid"), (int)kf, fsl,
-                                 sf_args_has(a, opts, "per-head"), nfr ? frames[0] : NULL, NULL};
-    if (!(s = sf_tfile_open(pos[1], &tf, &err)) && (!svg || !(s = sf_atomic_open(&af, out, &err)))) {
-        s = sf_taps_tokens(tf, &to, svg ? af.fp : NULL, svg ? NULL : stdout, &err);
-        if (svg && s) sf_atomic_abort(&af);
-        else if (svg) s = sf_atomic_commit(&af, &err);
+    if (words) {
+        const sf_taps_words_opts wo = {layers, nl, heads, nh, fb, fs, sf_args_get(a, opts, "tokenizer"),
+                                       sf_args_get(a, opts, "prompt")};
+        s = one_file(pos[1], out, draw_words, &wo, &err);
+    } else {
+        const sf_taps_tok_opts to = {layers, nl, heads, nh, fb, fs, sf_args_get(a, opts, "token-grid"), (int)kf, fsl,
+                                     sf_args_has(a, opts, "per-head"), nfr ? frames[0] : NULL, NULL};
+        s = one_file(pos[1], out, draw_tokens, &to, &err);
     }
-    if (!s && !svg && fflush(stdout) != 0) s = sf_fail(&err, SF_E_IO, "stdout: write failed");
-    if (!s && svg) sf_info("wrote %s", out);
-    sf_tfile_destroy(&tf);
     free(layers);
     free(heads);
     free(frames);
@@ -441,14 +478,18 @@ int main(int argc, char **argv) {
     if (sf_args_main(argc, argv, prog, synopsis, opts, &a)) return 0;
     const char **pos = NULL;
     int np = sf_args_positional(&a, &pos);
-    if (np >= 1 && strcmp(pos[0], "tokens") != 0 &&
+    const int is_tokens = np >= 1 && !strcmp(pos[0], "tokens"), is_words = np >= 1 && !strcmp(pos[0], "words");
+    if (np >= 1 && !is_tokens &&
         (sf_args_get(&a, opts, "token-grid") || sf_args_get(&a, opts, "token-frames") || sf_args_has(&a, opts, "per-head")))
         usage_die("--token-grid, --token-frames and --per-head apply to tokens only");
+    if (np >= 1 && !is_words && sf_args_get(&a, opts, "prompt")) usage_die("--prompt applies to words only");
+    if (np >= 1 && !is_words && strcmp(pos[0], "report") != 0 && sf_args_get(&a, opts, "tokenizer"))
+        usage_die("--tokenizer applies to words and report only");
     if (np >= 1 && strcmp(pos[0], "tokens") != 0 && strcmp(pos[0], "report") != 0 && sf_args_has(&a, opts, "frames"))
         usage_die("--frames applies to tokens and report only");
     if (np >= 2 && (!strcmp(pos[0], "compare") || !strcmp(pos[0], "report") || !strcmp(pos[0], "heatmap")))
         return workbench(&a, pos, np);
-    if (np >= 1 && !strcmp(pos[0], "tokens")) return tokens_cmd(&a, pos, np);
+    if (np >= 1 && (!strcmp(pos[0], "tokens") || !strcmp(pos[0], "words"))) return per_token_cmd(&a, pos, np);
     if (np != 2) usage_die(np < 2 ? "expected a command and a FILE" : "too many arguments");
     const char *cmd = pos[0], *path = pos[1];
     free(pos);

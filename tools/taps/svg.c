@@ -11,6 +11,7 @@
 
 #include <float.h>
 #include <math.h>
+#include <utf8proc.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -140,15 +141,24 @@ typedef struct axes {
 static double ax_px(const axes *a, double v) { return a->x + (v - a->x0) / (a->x1 - a->x0) * a->w; }
 static double ax_py(const axes *a, double v) { return a->y + a->h - (v - a->y0) / (a->y1 - a->y0) * a->h; }
 
-static void xml_text(FILE *f, const char *s) {
-    for (; *s; s++) {
+void sf_taps_xml_text(FILE *f, const char *s) {
+    while (*s) {
+        utf8proc_int32_t cp;
+        const utf8proc_ssize_t n = utf8proc_iterate((const utf8proc_uint8_t *)s, -1, &cp);
+        if (n <= 0) { /* not UTF-8 (a file's text, a tokenizer's piece): U+FFFD for the byte */
+            fputs("\xef\xbf\xbd", f);
+            s++;
+            continue;
+        }
         if (*s == '<') fputs("&lt;", f);
         else if (*s == '>') fputs("&gt;", f);
         else if (*s == '&') fputs("&amp;", f);
         else if (*s == '"') fputs("&quot;", f);
-        else if ((unsigned char)*s >= 0x20) fputc(*s, f);
+        else if (cp >= 0x20 && cp != 0x7f && !(cp >= 0x80 && cp < 0xa0)) fwrite(s, 1, (size_t)n, f);
+        s += n;
     }
 }
+#define xml_text sf_taps_xml_text
 
 static void text(FILE *f, const char *cls, double x, double y, const char *anchor, int size, const char *weight,
                  const char *s) {

@@ -1,11 +1,24 @@
-/* taps_tokens.h — `sf-taps tokens` (tokens.c): the per-token mass of the sink frames from a --tap-mode tokens
- * file, as CSV and/or an SVG of one heatmap per layer and key slot. */
+/* taps_tokens.h — the per-token views of the workbench: `sf-taps tokens` (tokens.c), the per-token mass of the
+ * sink frames from a --tap-mode tokens file as CSV and/or an SVG of one heatmap per layer and key slot; and
+ * `sf-taps words` (words.c), each query frame's cross-attention mass over the prompt's tokens (--tap-cross). */
 #ifndef SF_TAPS_TOKENS_H
 #define SF_TAPS_TOKENS_H
 
 #include "taps_analysis.h"
 
 #include <stdio.h>
+
+/* One capture of a layer, prefix.L<layer>.b<block>.s<step>; head −1: the mean over the heads asked, else that head. */
+typedef struct sf_taps_cap {
+    int layer, block, step;
+    const sf_tensor *t;
+    int head;
+} sf_taps_cap;
+
+/* The captures prefix.L<l>.b<b>.s<s> of tf, one a layer of layers[nl] (nl 0: every layer), by layer: the forward
+ * (fb, fs) when fb ≥ 0, else each layer's latest block's first step. *out: caller frees (NULL when *n is 0). */
+sf_status sf_taps_pick(const sf_tfile *tf, const char *prefix, const int *layers, int nl, int fb, int fs, sf_taps_cap **out,
+                       int *n, sf_err *err);
 
 /* What to map: layers[nl] (nl 0: all) averaged over heads[nh] (nh 0: all); fb ≥ 0: that forward (block fb, step fs)
  * of every layer, else each layer's latest block's first step. From full logits (a figure-4 .pt of the reference, or
@@ -41,5 +54,25 @@ sf_status sf_taps_tokens_diff(const sf_tfile *tf, const sf_tfile *base, const sf
  * sf_taps_tokens draws it), each 120 px wide with the latent frame under it. Nothing for an image file, or a file
  * whose facts do not say its latent frames (num_frames). For report --frames (compare.c). */
 sf_status sf_taps_tokens_film(const sf_tfile *tf, const char *frames, FILE *html, sf_err *err);
+
+/* sf-taps words: layers[nl] (nl 0: all) averaged over heads[nh] (nh 0: all) at the forward (fb, fs) (fb < 0: each
+ * layer's latest block's first step). The tokens are labelled with the prompt's SentencePiece pieces: prompt (NULL:
+ * the file's fact) through the tokenizer at tokenizer (NULL: <the file's model_dir>/google/umt5-xxl/spiece.model)
+ * as sf-encode cleans and encodes it; when that is not possible, or the count is not the file's, by position (#j),
+ * with a warning saying why. */
+typedef struct sf_taps_words_opts {
+    const int *layers;
+    int nl;
+    const int *heads;
+    int nh;
+    int fb, fs;
+    const char *tokenizer, *prompt;
+} sf_taps_words_opts;
+
+/* svg non-NULL: the figure (an <svg> element) to it, one row a (layer, query frame), one column a token, each layer's
+ * rows summing to 1 (viridis over [0, the largest]); csv non-NULL: rows layer,head,block,step,query_frame,token,piece,
+ * mass (query_frame absolute when the facts say the forward's start, piece quoted as CSV). No cross.L* taps, nothing
+ * selected, a bad shape: one-line error, nothing written. */
+sf_status sf_taps_words(const sf_tfile *tf, const sf_taps_words_opts *o, FILE *svg, FILE *csv, sf_err *err);
 
 #endif

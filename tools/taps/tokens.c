@@ -25,24 +25,23 @@
 #include <stdlib.h>
 #include <string.h>
 
-typedef struct tok_cap {
-    int layer, block, step;
-    const sf_tensor *t;
-    int head; /* --per-head: this head alone; -1: the mean over the heads asked */
-} tok_cap;
-
 /* the capture of each layer this command shows: the forward asked for, else the latest block's first step */
-static int better(const tok_cap *a, const tok_cap *b) { return a->block > b->block || (a->block == b->block && a->step < b->step); }
+static int better(const sf_taps_cap *a, const sf_taps_cap *b) {
+    return a->block > b->block || (a->block == b->block && a->step < b->step);
+}
 
-static sf_status pick(const sf_tfile *tf, const int *layers, int nl, int fb, int fs, tok_cap **out, int *n_out,
-                      sf_err *err) {
-    tok_cap *c = NULL;
+sf_status sf_taps_pick(const sf_tfile *tf, const char *prefix, const int *layers, int nl, int fb, int fs,
+                       sf_taps_cap **out, int *n_out, sf_err *err) {
+    sf_taps_cap *c = NULL;
     int n = 0;
+    const size_t pl = strlen(prefix);
     for (size_t i = 0; i < tf->n; i++) {
         const char *nm = tf->entries[i].name;
-        tok_cap x = {0, 0, 0, NULL, -1};
+        sf_taps_cap x = {0, 0, 0, NULL, -1};
         int k = 0;
-        if (sscanf(nm, "tokens.L%d.b%d.s%d%n", &x.layer, &x.block, &x.step, &k) != 3 || nm[k]) continue;
+        if (strncmp(nm, prefix, pl) != 0 || sscanf(nm + pl, ".L%d.b%d.s%d%n", &x.layer, &x.block, &x.step, &k) != 3 ||
+            nm[pl + k])
+            continue;
         int want = nl == 0;
         for (int j = 0; j < nl && !want; j++) want = layers[j] == x.layer;
         if (!want || (fb >= 0 && (x.block != fb || x.step != fs))) continue;
@@ -53,7 +52,7 @@ static sf_status pick(const sf_tfile *tf, const int *layers, int nl, int fb, int
             if (better(&x, &c[j])) c[j] = x;
             continue;
         }
-        tok_cap *p = realloc(c, sizeof *c * (size_t)(n + 1));
+        sf_taps_cap *p = realloc(c, sizeof *c * (size_t)(n + 1));
         if (!p) {
             free(c);
             return sf_fail(err, SF_E_NOMEM, "out of memory");
@@ -63,7 +62,7 @@ static sf_status pick(const sf_tfile *tf, const int *layers, int nl, int fb, int
     }
     for (int i = 1; i < n; i++) /* by layer */
         for (int j = i; j > 0 && c[j - 1].layer > c[j].layer; j--) {
-            tok_cap t = c[j];
+            sf_taps_cap t = c[j];
             c[j] = c[j - 1], c[j - 1] = t;
         }
     *out = c, *n_out = n;
@@ -72,7 +71,7 @@ static sf_status pick(const sf_tfile *tf, const int *layers, int nl, int fb, int
 
 /* m[K·S]: the mass of each token of the K key slots, mean over the heads asked (all when nh = 0) and the query frames.
  * The tensor's shape is load_tokens' checked [heads, query frames, K·S]. */
-static sf_status token_means(const tok_cap *c, int64_t S, const int *heads, int nh, double *m, int64_t *K, sf_err *err) {
+static sf_status token_means(const sf_taps_cap *c, int64_t S, const int *heads, int nh, double *m, int64_t *K, sf_err *err) {
     const sf_tensor *t = c->t;
     const int64_t H = t->shape[0], QF = t->shape[1], NG = t->shape[2];
     for (int i = 0; i < nh; i++)
@@ -248,7 +247,7 @@ static sf_status backdrop_use(FILE *out, backdrop *b, int64_t f, double x, doubl
 typedef struct tokmap {
     int gh, gw, n;
     int64_t S, Kmax;
-    tok_cap *c;
+    sf_taps_cap *c;
     double **m;
     int64_t *K;
     int64_t **frame; /* [n][K]: the absolute latent frame in each key slot (the facts' forwards), -1 unknown */
@@ -301,7 +300,7 @@ static sf_status expand_heads(tokmap *t, const sf_taps_tok_opts *o, int64_t **ex
     if (!o->per_head) return SF_OK;
     int n = 0;
     for (int i = 0; i < t->n; i++) n += o->nh > 0 ? o->nh : (int)t->c[i].t->shape[t->c[i].t->ndim == 4 ? 1 : 0];
-    tok_cap *c = malloc(sizeof *c * (size_t)(n ? n : 1));
+    sf_taps_cap *c = malloc(sizeof *c * (size_t)(n ? n : 1));
     int64_t *x = extra ? malloc(sizeof *x * (size_t)(n ? n : 1)) : NULL;
     if (!c || (extra && !x)) {
         free(c), free(x);
@@ -322,7 +321,7 @@ static sf_status expand_heads(tokmap *t, const sf_taps_tok_opts *o, int64_t **ex
 /* The maps of a tokens file (sf-denoise --tap-mode tokens). */
 static sf_status load_tokens(const sf_tfile *tf, const sf_taps_tok_opts *o, tokmap *t, sf_err *err) {
     const int fb = o->fb, fs = o->fs;
-    sf_status s = pick(tf, o->layers, o->nl, fb, fs, &t->c, &t->n, err);
+    sf_status s = sf_taps_pick(tf, "tokens", o->layers, o->nl, fb, fs, &t->c, &t->n, err);
     if (s) return s;
     if (t->n == 0)
         return fb >= 0 ? sf_fail(err, SF_E_NOTFOUND, "no tokens.L*.b%d.s%d tensor of the layers asked", fb, fs)
@@ -336,7 +335,7 @@ static sf_status load_tokens(const sf_tfile *tf, const sf_taps_tok_opts *o, tokm
     if ((s = expand_heads(t, o, NULL, err))) return s;
     s = tokmap_alloc(t, err);
     for (int i = 0; !s && i < t->n; i++) {
-        const tok_cap *c = &t->c[i];
+        const sf_taps_cap *c = &t->c[i];
         if (!(t->m[i] = malloc(sizeof(double) * (size_t)c->t->shape[2])))
             s = sf_fail(err, SF_E_NOMEM, "out of memory");
         else s = token_means(c, t->S, c->head >= 0 ? &c->head : o->heads, c->head >= 0 ? 1 : o->nh, t->m[i], &t->K[i], err);
@@ -413,14 +412,14 @@ static sf_status load_logits(const sf_tfile *tf, const sf_taps_tok_opts *o, int 
     for (size_t i = 0; i < ns; i++) { /* per layer: the forward asked for, else the latest block's first step */
         const sf_taps_src *x = &src[i];
         if (x->kind != SF_TAPS_SRC_LOGITS || (o->fb >= 0 && (x->block != o->fb || x->step != o->fs))) continue;
-        tok_cap c = {x->layer, x->block, x->step, x->t, -1};
+        sf_taps_cap c = {x->layer, x->block, x->step, x->t, -1};
         int j = 0;
         while (j < t->n && t->c[j].layer != c.layer) j++;
         if (j < t->n) {
             if (better(&c, &t->c[j])) t->c[j] = c, fsls[j] = x->fsl;
             continue;
         }
-        tok_cap *p = realloc(t->c, sizeof *p * (size_t)(t->n + 1));
+        sf_taps_cap *p = realloc(t->c, sizeof *p * (size_t)(t->n + 1));
         if (!p) {
             free(src), free(fsls);
             return sf_fail(err, SF_E_NOMEM, "out of memory");
@@ -442,7 +441,7 @@ static sf_status load_logits(const sf_tfile *tf, const sf_taps_tok_opts *o, int 
     }
     s = tokmap_alloc(t, err);
     for (int i = 0; !s && i < t->n; i++) {
-        const tok_cap *c = &t->c[i];
+        const sf_taps_cap *c = &t->c[i];
         const sf_tensor *x = c->t;
         const int off = x->ndim == 4 ? 1 : 0;
         const int64_t fsl = fsls[i], Lk = x->shape[off + 2];

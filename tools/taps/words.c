@@ -1,0 +1,225 @@
+/* words.c — `sf-taps words`: which words of the prompt each query frame looks at, from sf-denoise --tap-cross
+ * (cross.L<l>.b<b>.s<s> [heads, query frames, real tokens]: each query frame's cross-attention mass over the prompt's
+ * real tokens, padding excluded, rows summing to 1; stages/denoise/taps.h). Per selected layer, one forward (--forward
+ * B:S, else the latest block's first step), the mass averaged over the selected heads: a CSV (layer, head, block,
+ * step, query_frame, token, piece, mass) or an SVG with a row per (layer, query frame) and a column per token,
+ * labelled with the prompt's SentencePiece pieces — the prompt (the file's fact, or --prompt) cleaned and encoded as
+ * sf-encode does (stages/encode/tokenizer.h), with the tokenizer of the run's model folder (or --tokenizer). Tested
+ * by tests/bats/sf-taps.bats. */
+#define _POSIX_C_SOURCE 200809L
+#include "taps_tokens.h"
+
+#include "stages/encode/tokenizer.h"
+
+#include <cjson/cJSON.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* The longest prompt encoded for labels: longer ones are cut as a model's text_len would cut them. */
+#define WORDS_SEQ_MAX 4096
+
+typedef struct words {
+    sf_taps_cap *c;
+    int n;
+    int64_t R;     /* real tokens (every capture's last dimension) */
+    double **m;    /* [n][QF·R]: mean over the heads asked */
+    int64_t *QF;   /* query frames of each capture */
+    int64_t *f0;   /* its first query frame (the facts' start_frame; 0 when they do not say) */
+    char **piece;  /* [R] labels, owned */
+} words;
+
+static void words_free(words *w) {
+    for (int i = 0; w->m && i < w->n; i++) free(w->m[i]);
+    for (int64_t j = 0; w->piece && j < w->R; j++) free(w->piece[j]);
+    free(w->m), free(w->QF), free(w->f0), free(w->piece), free(w->c);
+    memset(w, 0, sizeof *w);
+}
+
+/* The start frame of forward (b, st) from the file's "forwards" fact, 0 when it does not say. */
+static int64_t start_frame(const sf_tfile *tf, int b, int st) {
+    const char *fw = sf_tfile_meta(tf, "forwards");
+    cJSON *a = fw ? cJSON_Parse(fw) : NULL, *o;
+    int64_t s = 0;
+    cJSON_ArrayForEach(o, a) {
+        const cJSON *jb = cJSON_GetObjectItem(o, "block"), *js = cJSON_GetObjectItem(o, "step"),
+                    *sf = cJSON_GetObjectItem(o, "start_frame");
+        if (cJSON_IsNumber(jb) && cJSON_IsNumber(js) && jb->valuedouble == b && js->valuedouble == st) {
+            if (cJSON_IsNumber(sf) && sf->valuedouble >= 0 && sf->valuedouble < 1e9) s = (int64_t)sf->valuedouble;
+            break;
+        }
+    }
+    cJSON_Delete(a);
+    return s;
+}
+
+/* w->piece[0..R): the prompt's pieces when the tokenizer and prompt give exactly R tokens (or more, cut to R as the
+ * run's text_len cut them: R − 1 pieces and the eos), else "#j" with a warning saying why. */
+static sf_status label(const sf_tfile *tf, const sf_taps_words_opts *o, words *w, sf_err *err) {
+    const char *prompt = o->prompt ? o->prompt : sf_tfile_meta(tf, "prompt"), *md = sf_tfile_meta(tf, "model_dir");
+    char path[4200], why[4400] = "";
+    if (o->tokenizer) snprintf(path, sizeof path, "%s", o->tokenizer);
+    else if (md) snprintf(path, sizeof path, "%s/google/umt5-xxl/spiece.model", md);
+    else path[0] = 0;
+    const int64_t R = w->R;
+    if (!(w->piece = calloc((size_t)R, sizeof *w->piece))) return sf_fail(err, SF_E_NOMEM, "out of memory");
+    sf_tokenizer *tok = NULL;
+    int64_t *ids = NULL, *mask = NULL;
+    size_t nt = 0;
+    if (!prompt || !prompt[0]) snprintf(why, sizeof why, "the file records no prompt (give --prompt)");
+    else if (!path[0]) snprintf(why, sizeof why, "the file names no model folder (give --tokenizer)");
+    else {
+        sf_err e2 = {{0}};
+        if (!(ids = malloc(sizeof *ids * WORDS_SEQ_MAX)) || !(mask = malloc(sizeof *mask * WORDS_SEQ_MAX))) {
+            free(ids), free(mask);
+            return sf_fail(err, SF_E_NOMEM, "out of memory");
+        }
+        if (sf_tokenizer_load(path, &tok, &e2) ||
+            sf_tokenizer_prompt(tok, prompt, strlen(prompt), WORDS_SEQ_MAX, ids, mask, &nt, NULL, &e2))
+            snprintf(why, sizeof why, "%s", e2.msg);
+        else if ((int64_t)nt < R)
+            snprintf(why, sizeof why, "the prompt is %zu tokens, the taps %lld (another prompt than the run's?)", nt,
+                     (long long)R);
+        else if ((int64_t)nt > R)
+            sf_warn("the prompt is %zu tokens, the taps %lld: labelled as the run's text_len cut it (%lld pieces and the end)",
+                    nt, (long long)R, (long long)(R - 1));
+    }
+    for (int64_t j = 0; j < R; j++) {
+        char b[24];
+        const char *p = NULL;
+        if (!why[0]) p = sf_tokenizer_piece(tok, (int32_t)(j == R - 1 ? ids[nt - 1] : ids[j])); /* the last: eos */
+        if (!p) snprintf(b, sizeof b, "#%lld", (long long)j), p = b;
+        if (!(w->piece[j] = strdup(p))) {
+            free(ids), free(mask), sf_tokenizer_destroy(&tok);
+            return sf_fail(err, SF_E_NOMEM, "out of memory");
+        }
+    }
+    if (why[0]) sf_warn("tokens labelled by position: %s", why);
+    free(ids), free(mask);
+    sf_tokenizer_destroy(&tok);
+    return SF_OK;
+}
+
+static sf_status words_load(const sf_tfile *tf, const sf_taps_words_opts *o, words *w, sf_err *err) {
+    memset(w, 0, sizeof *w);
+    sf_status s = sf_taps_pick(tf, "cross", o->layers, o->nl, o->fb, o->fs, &w->c, &w->n, err);
+    if (s) return s;
+    if (w->n == 0)
+        return o->fb >= 0 ? sf_fail(err, SF_E_NOTFOUND, "no cross.L*.b%d.s%d tensor of the layers asked", o->fb, o->fs)
+                          : sf_fail(err, SF_E_NOTFOUND, "no cross.L* taps of the layers asked (sf-denoise --tap-cross)");
+    for (int i = 0; i < w->n; i++) { /* every shape once, before anything is allocated */
+        const sf_tensor *x = w->c[i].t;
+        if (x->ndim != 3 || x->shape[0] < 1 || x->shape[1] < 1 || x->shape[2] < 1 || x->shape[2] > WORDS_SEQ_MAX ||
+            (i && x->shape[2] != w->R))
+            return sf_fail(err, SF_E_SHAPE, "cross.L%d.b%d.s%d: expected [heads, query frames, real tokens] with the "
+                                            "same tokens in every layer, not that shape",
+                           w->c[i].layer, w->c[i].block, w->c[i].step);
+        w->R = x->shape[2];
+        for (int h = 0; h < o->nh; h++)
+            if (o->heads[h] < 0 || o->heads[h] >= x->shape[0])
+                return sf_fail(err, SF_E_ARG, "--heads: head %d out of range (the file has %lld heads)", o->heads[h],
+                               (long long)x->shape[0]);
+    }
+    if (!(w->m = calloc((size_t)w->n, sizeof *w->m)) || !(w->QF = calloc((size_t)w->n, sizeof *w->QF)) ||
+        !(w->f0 = calloc((size_t)w->n, sizeof *w->f0)))
+        return sf_fail(err, SF_E_NOMEM, "out of memory");
+    for (int i = 0; i < w->n; i++) {
+        const sf_tensor *x = w->c[i].t;
+        const int64_t H = x->shape[0], QF = x->shape[1], R = w->R;
+        const int nsel = o->nh > 0 ? o->nh : (int)H;
+        float *v = malloc(sizeof(float) * (size_t)(H * QF * R));
+        if (!v || !(w->m[i] = malloc(sizeof(double) * (size_t)(QF * R)))) {
+            free(v);
+            return sf_fail(err, SF_E_NOMEM, "out of memory");
+        }
+        sf_tensor_to_f32(x, v);
+        for (int64_t q = 0; q < QF; q++)
+            for (int64_t j = 0; j < R; j++) {
+                double a = 0;
+                for (int k = 0; k < nsel; k++) a += v[((o->nh > 0 ? o->heads[k] : k) * QF + q) * R + j];
+                w->m[i][q * R + j] = a / nsel;
+            }
+        free(v);
+        w->QF[i] = QF;
+        w->f0[i] = start_frame(tf, w->c[i].block, w->c[i].step);
+    }
+    return label(tf, o, w, err);
+}
+
+static void csv_field(FILE *f, const char *s) { /* RFC 4180: quoted, quotes doubled, control characters dropped */
+    fputc('"', f);
+    for (; *s; s++) {
+        if (*s == '"') fputs("\"\"", f);
+        else if ((unsigned char)*s >= 0x20) fputc(*s, f);
+    }
+    fputc('"', f);
+}
+
+/* The figure: the pieces over the columns (rotated), a row per (layer, query frame), each cell's <title> its
+ * numbers; viridis over [0, the largest mass shown]. */
+static void words_svg(const words *w, FILE *f) {
+    const int64_t R = w->R;
+    int rows = 0;
+    for (int i = 0; i < w->n; i++) rows += (int)w->QF[i];
+    const double cw = R <= 40 ? 22 : fmax(8, 900.0 / (double)R), ch = 16, x0 = 110, y0 = 150;
+    double hi = 0;
+    for (int i = 0; i < w->n; i++)
+        for (int64_t j = 0; j < w->QF[i] * R; j++) hi = fmax(hi, w->m[i][j]);
+    const double W = fmax(640, x0 + cw * (double)R + 30), H = y0 + ch * rows + 40;
+    fprintf(f, "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"%.0f\" height=\"%.0f\" viewBox=\"0 0 %.0f %.0f\" "
+               "font-family=\"sans-serif\">\n<rect width=\"100%%\" height=\"100%%\" fill=\"#ffffff\"/>\n"
+               "<text x=\"20\" y=\"22\" font-size=\"15\" font-weight=\"bold\">Which words each frame looks at "
+               "(cross-attention mass over the prompt's %lld tokens)</text>\n"
+               "<text x=\"20\" y=\"40\" font-size=\"11\">each row a query frame of a layer (mean over its tokens and the "
+               "heads; a row sums to 1), viridis from 0 to %.3g</text>\n",
+            W, H, W, H, (long long)R, hi);
+    for (int64_t j = 0; j < R; j++) {
+        const double x = x0 + cw * ((double)j + 0.5), y = y0 - 6;
+        fprintf(f, "<text class=\"piece\" x=\"%.1f\" y=\"%.1f\" font-size=\"11\" transform=\"rotate(-60 %.1f %.1f)\">", x, y, x, y);
+        sf_taps_xml_text(f, w->piece[j]);
+        fputs("</text>\n", f);
+    }
+    int r = 0;
+    for (int i = 0; i < w->n; i++)
+        for (int64_t q = 0; q < w->QF[i]; q++, r++) {
+            const double y = y0 + ch * r;
+            fprintf(f, "<text class=\"row\" x=\"%.1f\" y=\"%.1f\" font-size=\"10\" text-anchor=\"end\">layer %d, frame %lld</text>\n",
+                    x0 - 6, y + ch - 4, w->c[i].layer, (long long)(w->f0[i] + q));
+            for (int64_t j = 0; j < R; j++) {
+                const double v = w->m[i][q * R + j];
+                char col[16];
+                sf_taps_viridis(hi > 0 ? v / hi : 0, col, sizeof col);
+                fprintf(f, "<rect x=\"%.2f\" y=\"%.2f\" width=\"%.2f\" height=\"%.2f\" fill=\"%s\"><title>layer %d, frame %lld, ",
+                        x0 + cw * (double)j, y, cw, ch, col, w->c[i].layer, (long long)(w->f0[i] + q));
+                sf_taps_xml_text(f, w->piece[j]);
+                fprintf(f, ": %.6g</title></rect>\n", v);
+            }
+        }
+    fprintf(f, "<text x=\"20\" y=\"%.1f\" font-size=\"10\">block %d, step %d of each layer; --layers, --heads, --forward "
+               "choose</text>\n</svg>\n",
+            y0 + ch * rows + 24, w->c[0].block, w->c[0].step);
+}
+
+sf_status sf_taps_words(const sf_tfile *tf, const sf_taps_words_opts *o, FILE *svg, FILE *csv, sf_err *err) {
+    words w;
+    sf_status s = words_load(tf, o, &w, err);
+    if (!s && csv) {
+        fputs("layer,head,block,step,query_frame,token,piece,mass\n", csv);
+        for (int i = 0; i < w.n; i++)
+            for (int64_t q = 0; q < w.QF[i]; q++)
+                for (int64_t j = 0; j < w.R; j++) {
+                    fprintf(csv, "%d,-1,%d,%d,%lld,%lld,", w.c[i].layer, w.c[i].block, w.c[i].step, (long long)(w.f0[i] + q),
+                            (long long)j);
+                    csv_field(csv, w.piece[j]);
+                    fprintf(csv, ",%.9g\n", w.m[i][q * w.R + j]);
+                }
+        if (ferror(csv)) s = sf_fail(err, SF_E_IO, "write failed");
+    }
+    if (!s && svg) {
+        words_svg(&w, svg);
+        if (ferror(svg)) s = sf_fail(err, SF_E_IO, "write failed");
+    }
+    words_free(&w);
+    return s;
+}
