@@ -478,6 +478,34 @@ static void test_well_formed_checker(void) { /* the checker itself rejects what 
     SF_CHECK(!xml_well_formed("<?xml version=\"1.0\"?><a>", why, sizeof why));
 }
 
+/* sf_taps_xml_text: markup escaped, control characters dropped, UTF-8 kept, and each byte that is not UTF-8 (a stray
+ * continuation byte, a truncated sequence, an overlong form, a surrogate) one U+FFFD */
+static void test_xml_text(void) {
+    static const struct {
+        const char *in, *want;
+    } cases[] = {
+        {"a<b>&\"c'", "a&lt;b&gt;&amp;&quot;c'"},
+        {"\xe2\x96\x81red \xc3\xa9t\xc3\xa9 \xf0\x9f\x8e\xa5", "\xe2\x96\x81red \xc3\xa9t\xc3\xa9 \xf0\x9f\x8e\xa5"},
+        {"x\x01\x1f\x7f\xc2\x85y\tz", "xyz"},
+        {"\xff", "\xef\xbf\xbd"},
+        {"a\x80" "b", "a\xef\xbf\xbd" "b"},
+        {"\xe2\x96", "\xef\xbf\xbd\xef\xbf\xbd"},
+        {"\xc0\xaf", "\xef\xbf\xbd\xef\xbf\xbd"},
+        {"\xed\xa0\x80!", "\xef\xbf\xbd\xef\xbf\xbd\xef\xbf\xbd!"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        char *buf = NULL;
+        size_t n = 0;
+        FILE *f = open_memstream(&buf, &n);
+        SF_CHECK(f != NULL);
+        if (!f) return;
+        sf_taps_xml_text(f, cases[i].in);
+        fclose(f);
+        SF_CHECK_MSG(!strcmp(buf, cases[i].want), "case %zu: got '%s', expected '%s'", i, buf, cases[i].want);
+        free(buf);
+    }
+}
+
 static const sf_test tests[] = {
     {"nice_ticks_ranges", test_nice_ticks_ranges},
     {"nice_ticks_invariants", test_nice_ticks_invariants},
@@ -485,5 +513,6 @@ static const sf_test tests[] = {
     {"well_formed_checker", test_well_formed_checker},
     {"heads_grid", test_heads_grid},
     {"other_figures", test_other_figures},
+    {"xml_text", test_xml_text},
 };
 SF_TEST_MAIN(tests)
