@@ -518,6 +518,29 @@ pieces = [t.text for t in r.iter(ns + "text") if t.get("class") == "piece"]
 rows = [t.text for t in r.iter(ns + "text") if t.get("class") == "row"]
 print(len(pieces), pieces[0], pieces[-1], len(rows), rows[0], len(list(r.iter(ns + "rect"))) - 1)' "$D/w.svg"
     assert_output "$n ▁A </s> 6 layer 0, frame 3 $((6 * n))"
+    # --by-word: a column a word — a piece starting with ▁ and the pieces after it without, their masses summed, the text
+    # joined without the ▁; the end of text its own word
+    sf-taps words "$D/c.safetensors" --by-word >"$D/wb.csv"
+    run -0 python3 - "$D/w.csv" "$D/wb.csv" <<'PY'
+import csv, sys
+p, w = (list(csv.DictReader(open(f))) for f in sys.argv[1:3])
+assert list(w[0].keys()) == ["layer", "head", "block", "step", "query_frame", "word", "text", "mass"], w[0].keys()
+rows = {}
+for r in p: rows.setdefault((r["layer"], r["query_frame"]), []).append(r)
+i = 0
+for key, toks in rows.items():
+    words = []
+    for j, r in enumerate(toks):
+        if j == 0 or r["piece"].startswith("▁") or j == len(toks) - 1:
+            words.append(["", 0.0])
+        words[-1][0] += r["piece"][1:] if r["piece"].startswith("▁") and words[-1][0] == "" else r["piece"]
+        words[-1][1] += float(r["mass"])
+    for k, (text, mass) in enumerate(words):
+        g = w[i]; i += 1
+        assert (g["layer"], g["query_frame"], int(g["word"]), g["text"]) == (key[0], key[1], k, text or "▁"), (g, text)
+        assert abs(float(g["mass"]) - mass) < 1e-8, (g, mass)
+assert i == len(w) and w[0]["text"] == "A" and w[1]["text"] == "red" and w[-1]["text"] == "</s>", (i, len(w))
+PY
     # a prompt longer than the run's text_len (512 tokens): the run kept 511 pieces and the eos, and so do the labels
     sf-encode --model-dir "$G/model" --prompt "$(printf 'red %.0s' $(seq 600))" --save-embeds "$D/e2.safetensors" --no-cache --log-level warn
     run -0 sf-denoise --model-dir "$G/model" --num_frames 3 --height 64 --width 96 --progress none --threads 2 \
@@ -532,7 +555,8 @@ print(len(pieces), pieces[0], pieces[-1], len(rows), rows[0], len(list(r.iter(ns
     assert_line --index 1 --regexp '^0,-1,1,0,3,0,"#0",'
     # report: a section of these figures for a run with cross taps, labelled with --tokenizer's pieces when given
     run -0 --separate-stderr sf-taps report "$D/c.safetensors" "$D/c.safetensors" --labels a b -o "$D/r.html"
-    assert_equal "$(grep -c '<text class="piece"' "$D/r.html") $(grep -c '>▁red</text>' "$D/r.html")" "$((2 * n)) 2"
+    nw=$(awk -F, 'NR > 1 && $1 == 0 && $5 == 3' "$D/wb.csv" | wc -l) # the report shows words
+    assert_equal "$(grep -c '<text class="piece"' "$D/r.html") $(grep -c '>red</text>' "$D/r.html")" "$((2 * nw)) 2"
     run -0 --separate-stderr sf-taps report "$D/c.safetensors" "$D/c.safetensors" --labels a b -o "$D/r.html" --tokenizer "$D/none.model"
     [[ "$stderr" == *"warning: tokens labelled by position: "*"$D/none.model"* ]] || false
     assert_equal "$(grep -c '>#1</text>' "$D/r.html")" 2
@@ -542,7 +566,9 @@ print(len(pieces), pieces[0], pieces[-1], len(rows), rows[0], len(list(r.iter(ns
     run -2 --separate-stderr sf-taps words "$D/c.safetensors" --heads 5
     assert_equal "$stderr" "sf-taps: error: --heads: head 5 out of range (the file has 2 heads)"
     run -2 --separate-stderr sf-taps summary "$D/c.safetensors" --prompt x
-    [[ "$stderr" == *"--prompt applies to words only"* ]] || false
+    [[ "$stderr" == *"--prompt and --by-word apply to words only"* ]] || false
+    run -0 --separate-stderr sf-taps words "$D/c.safetensors" --by-word --prompt "a cat"
+    [[ "$stderr" == *"warning: --by-word: no pieces to join (the tokens are labelled by position): one column a token"* ]] || false
     run -2 --separate-stderr sf-taps tokens "$D/c.safetensors" --tokenizer x
     [[ "$stderr" == *"--tokenizer applies to words and report only"* ]] || false
     run -1 --separate-stderr sf-taps words "$D/c.safetensors" -o "$D/bad.svg" --forward 9:0

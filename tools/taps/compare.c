@@ -322,9 +322,10 @@ static void words_section(FILE *f, const sf_taps_cmp *c, sf_err *err, sf_status 
         if (!has) continue;
         if (!any++)
             fputs("\n<h2>Which words each frame looks at</h2>\n<p>From the cross-attention taps (sf-denoise "
-                  "<code>--tap-cross</code>): each query frame's attention mass over the prompt's real tokens, mean over "
-                  "the heads and the frame's tokens, labelled with the prompt's pieces.</p>\n", f);
-        const sf_taps_words_opts wo = {c->layers, c->nl, NULL, 0, c->fwd_b, c->fwd_s, c->tokenizer, NULL};
+                  "<code>--tap-cross</code>): each query frame's attention mass over the prompt's words (its SentencePiece "
+                  "pieces joined, their mass summed; <code>sf-taps words</code> without <code>--by-word</code> shows "
+                  "the pieces), mean over the heads and the frame's tokens.</p>\n", f);
+        const sf_taps_words_opts wo = {c->layers, c->nl, NULL, 0, c->fwd_b, c->fwd_s, c->tokenizer, NULL, 1};
         fputs("<h3>", f), html(f, c->r[i].label), fputs("</h3>\n<figure>", f);
         *s = sf_taps_words(tf, &wo, f, NULL, err);
         fputs("</figure>\n", f);

@@ -55,6 +55,7 @@ static const sf_opt opts[] = {
     {"frames", 0, SF_ARG_MULTI, "PATH...\ttokens/report: the maps over the video: an image file, or sf-decode's PNG folder (DIR/frame_00000.png...: each key slot over its own frame); report: one per tokens file"},
     {"tokenizer", 0, SF_ARG_VALUE, "FILE\twords/report: the spiece.model that labels the cross-attention taps' tokens (default <the run's model_dir>/google/umt5-xxl/spiece.model)"},
     {"prompt", 0, SF_ARG_VALUE, "TEXT\twords: the prompt to label the tokens with (default the file's)"},
+    {"by-word", 0, SF_ARG_FLAG, "words: a column a word (its pieces joined, their mass summed) instead of a token"},
     {"per-head", 0, SF_ARG_FLAG, "tokens: one map per head (those of --heads, else every one) instead of their mean"},
     {"forward", 0, SF_ARG_VALUE, "B:S\tcompare/report/tokens/words: use block B, step S of every layer (default: the most key frames)"},
     SF_OPTS_STD,
@@ -455,7 +456,7 @@ static int per_token_cmd(sf_args *a, const char **pos, int np) {
     if (nfr && !svg) usage_die("--frames: draws the maps over the video in the SVG: give -o OUT.svg");
     if (words) {
         const sf_taps_words_opts wo = {layers, nl, heads, nh, fb, fs, sf_args_get(a, opts, "tokenizer"),
-                                       sf_args_get(a, opts, "prompt")};
+                                       sf_args_get(a, opts, "prompt"), sf_args_has(a, opts, "by-word")};
         s = one_file(pos[1], out, draw_words, &wo, &err);
     } else {
         const sf_taps_tok_opts to = {layers, nl, heads, nh, fb, fs, sf_args_get(a, opts, "token-grid"), (int)kf, fsl,
@@ -482,7 +483,8 @@ int main(int argc, char **argv) {
     if (np >= 1 && !is_tokens &&
         (sf_args_get(&a, opts, "token-grid") || sf_args_get(&a, opts, "token-frames") || sf_args_has(&a, opts, "per-head")))
         usage_die("--token-grid, --token-frames and --per-head apply to tokens only");
-    if (np >= 1 && !is_words && sf_args_get(&a, opts, "prompt")) usage_die("--prompt applies to words only");
+    if (np >= 1 && !is_words && (sf_args_get(&a, opts, "prompt") || sf_args_has(&a, opts, "by-word")))
+        usage_die("--prompt and --by-word apply to words only");
     if (np >= 1 && !is_words && strcmp(pos[0], "report") != 0 && sf_args_get(&a, opts, "tokenizer"))
         usage_die("--tokenizer applies to words and report only");
     if (np >= 1 && strcmp(pos[0], "tokens") != 0 && strcmp(pos[0], "report") != 0 && sf_args_has(&a, opts, "frames"))

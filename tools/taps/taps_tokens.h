@@ -67,11 +67,12 @@ typedef struct sf_taps_words_opts {
     int nh;
     int fb, fs;
     const char *tokenizer, *prompt;
+    int by_word; /* a column a word (its pieces joined, their mass summed) instead of a token */
 } sf_taps_words_opts;
 
 /* svg non-NULL: the figure (an <svg> element) to it, one row a (layer, query frame), one column a token, each layer's
  * rows summing to 1 (viridis over [0, the largest]); csv non-NULL: rows layer,head,block,step,query_frame,token,piece,
- * mass (query_frame absolute when the facts say the forward's start, piece quoted as CSV). No cross.L* taps, nothing
+ * mass (query_frame absolute when the facts say the forward's start, piece quoted as CSV; by_word: word,text). No cross.L* taps, nothing
  * selected, a bad shape: one-line error, nothing written. */
 sf_status sf_taps_words(const sf_tfile *tf, const sf_taps_words_opts *o, FILE *svg, FILE *csv, sf_err *err);
 

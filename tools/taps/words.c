@@ -28,6 +28,8 @@ typedef struct words {
     int64_t *QF;   /* query frames of each capture */
     int64_t *f0;   /* its first query frame (the facts' start_frame; 0 when they do not say) */
     char **piece;  /* [R] labels, owned */
+    int positional; /* the labels are positions (#j): no pieces to join into words */
+    int by_word;   /* the columns are words (pieces joined), not tokens */
 } words;
 
 static void words_free(words *w) {
@@ -96,9 +98,54 @@ static sf_status label(const sf_tfile *tf, const sf_taps_words_opts *o, words *w
         }
     }
     if (why[0]) sf_warn("tokens labelled by position: %s", why);
+    w->positional = why[0] != 0;
     free(ids), free(mask);
     sf_tokenizer_destroy(&tok);
     return SF_OK;
+}
+
+/* "▁" (U+2581): a SentencePiece piece that starts a word */
+#define SP_SPACE "\xe2\x96\x81"
+
+/* --by-word: the columns become words — a word is a piece that starts with ▁ (or the first, or the end-of-text
+ * token) and the pieces after it that do not; its mass is theirs summed, its label their text joined without the ▁. */
+static sf_status join_words(words *w, sf_err *err) {
+    const int64_t R = w->R;
+    int64_t *g = malloc(sizeof *g * (size_t)R), nw = 0;
+    char **lab = calloc((size_t)R, sizeof *lab);
+    sf_status s = g && lab ? SF_OK : sf_fail(err, SF_E_NOMEM, "out of memory");
+    for (int64_t j = 0; !s && j < R; j++) {
+        const char *p = w->piece[j];
+        const int start = j == 0 || !strncmp(p, SP_SPACE, 3) || j == R - 1; /* the last: the end of text */
+        if (start) nw++;
+        g[j] = nw - 1;
+        const char *t = start && !strncmp(p, SP_SPACE, 3) ? p + 3 : p;
+        char *old = lab[nw - 1], *nl = malloc((old ? strlen(old) : 0) + strlen(t) + 1);
+        if (!nl) s = sf_fail(err, SF_E_NOMEM, "out of memory");
+        else sprintf(nl, "%s%s", old ? old : "", t), free(old), lab[nw - 1] = nl;
+    }
+    for (int64_t k = 0; !s && k < nw; k++) /* a lone ▁ (a space before text the vocabulary lacks) stays visible */
+        if (!lab[k][0]) {
+            free(lab[k]);
+            if (!(lab[k] = strdup(SP_SPACE))) s = sf_fail(err, SF_E_NOMEM, "out of memory");
+        }
+    for (int i = 0; !s && i < w->n; i++) {
+        double *m = calloc((size_t)(w->QF[i] * nw), sizeof *m);
+        if (!m) {
+            s = sf_fail(err, SF_E_NOMEM, "out of memory");
+            break;
+        }
+        for (int64_t q = 0; q < w->QF[i]; q++)
+            for (int64_t j = 0; j < R; j++) m[q * nw + g[j]] += w->m[i][q * R + j];
+        free(w->m[i]), w->m[i] = m;
+    }
+    if (!s) {
+        for (int64_t j = 0; j < R; j++) free(w->piece[j]);
+        free(w->piece), w->piece = lab, lab = NULL, w->R = nw, w->by_word = 1;
+    }
+    for (int64_t j = 0; lab && j < R; j++) free(lab[j]);
+    free(lab), free(g);
+    return s;
 }
 
 static sf_status words_load(const sf_tfile *tf, const sf_taps_words_opts *o, words *w, sf_err *err) {
@@ -144,7 +191,12 @@ static sf_status words_load(const sf_tfile *tf, const sf_taps_words_opts *o, wor
         w->QF[i] = QF;
         w->f0[i] = start_frame(tf, w->c[i].block, w->c[i].step);
     }
-    return label(tf, o, w, err);
+    if ((s = label(tf, o, w, err)) || !o->by_word) return s;
+    if (w->positional) {
+        sf_warn("--by-word: no pieces to join (the tokens are labelled by position): one column a token");
+        return SF_OK;
+    }
+    return join_words(w, err);
 }
 
 static void csv_field(FILE *f, const char *s) { /* RFC 4180: quoted, quotes doubled, control characters dropped */
@@ -170,10 +222,10 @@ static void words_svg(const words *w, FILE *f) {
     fprintf(f, "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"%.0f\" height=\"%.0f\" viewBox=\"0 0 %.0f %.0f\" "
                "font-family=\"sans-serif\">\n<rect width=\"100%%\" height=\"100%%\" fill=\"#ffffff\"/>\n"
                "<text x=\"20\" y=\"22\" font-size=\"15\" font-weight=\"bold\">Which words each frame looks at "
-               "(cross-attention mass over the prompt's %lld tokens)</text>\n"
+               "(cross-attention mass over the prompt's %lld %s)</text>\n"
                "<text x=\"20\" y=\"40\" font-size=\"11\">each row a query frame of a layer (mean over its tokens and the "
                "heads; a row sums to 1), viridis from 0 to %.3g</text>\n",
-            W, H, W, H, (long long)R, hi);
+            W, H, W, H, (long long)R, w->by_word ? "words" : "tokens", hi);
     for (int64_t j = 0; j < R; j++) {
         const double x = x0 + cw * ((double)j + 0.5), y = y0 - 6;
         fprintf(f, "<text class=\"piece\" x=\"%.1f\" y=\"%.1f\" font-size=\"11\" transform=\"rotate(-60 %.1f %.1f)\">", x, y, x, y);
@@ -205,7 +257,8 @@ sf_status sf_taps_words(const sf_tfile *tf, const sf_taps_words_opts *o, FILE *s
     words w;
     sf_status s = words_load(tf, o, &w, err);
     if (!s && csv) {
-        fputs("layer,head,block,step,query_frame,token,piece,mass\n", csv);
+        fputs(w.by_word ? "layer,head,block,step,query_frame,word,text,mass\n" : "layer,head,block,step,query_frame,token,piece,mass\n",
+              csv);
         for (int i = 0; i < w.n; i++)
             for (int64_t q = 0; q < w.QF[i]; q++)
                 for (int64_t j = 0; j < w.R; j++) {
