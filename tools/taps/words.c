@@ -214,7 +214,10 @@ static void words_svg(const words *w, FILE *f) {
     const int64_t R = w->R;
     int rows = 0;
     for (int i = 0; i < w->n; i++) rows += (int)w->QF[i];
-    const double cw = R <= 40 ? 22 : fmax(8, 900.0 / (double)R), ch = 16, x0 = 110, y0 = 150;
+    size_t longest = 1; /* the rotated labels' room: ~6.5 px a character at 11 px, times sin 60° */
+    for (int64_t j = 0; j < R; j++) longest = strlen(w->piece[j]) > longest ? strlen(w->piece[j]) : longest;
+    const double cw = R <= 40 ? 22 : fmax(8, 900.0 / (double)R), ch = 16, x0 = 110,
+                 y0 = 64 + fmin(150, 5.7 * (double)longest);
     double hi = 0;
     for (int i = 0; i < w->n; i++)
         for (int64_t j = 0; j < w->QF[i] * R; j++) hi = fmax(hi, w->m[i][j]);
