@@ -478,15 +478,15 @@ static void test_well_formed_checker(void) { /* the checker itself rejects what 
     SF_CHECK(!xml_well_formed("<?xml version=\"1.0\"?><a>", why, sizeof why));
 }
 
-/* sf_taps_xml_text: markup escaped, control characters dropped, UTF-8 kept, and each byte that is not UTF-8 (a stray
+/* sf_taps_xml_text: markup escaped, control characters but newline and tab dropped, UTF-8 kept, and each byte that is not UTF-8 (a stray
  * continuation byte, a truncated sequence, an overlong form, a surrogate) one U+FFFD */
 static void test_xml_text(void) {
     static const struct {
         const char *in, *want;
     } cases[] = {
-        {"a<b>&\"c'", "a&lt;b&gt;&amp;&quot;c'"},
+        {"a<b>&\"c'", "a&lt;b&gt;&amp;&quot;c&#39;"},
         {"\xe2\x96\x81red \xc3\xa9t\xc3\xa9 \xf0\x9f\x8e\xa5", "\xe2\x96\x81red \xc3\xa9t\xc3\xa9 \xf0\x9f\x8e\xa5"},
-        {"x\x01\x1f\x7f\xc2\x85y\tz", "xyz"},
+        {"x\x01\x1f\x7f\xc2\x85y\tz\n", "xy\tz\n"},
         {"\xff", "\xef\xbf\xbd"},
         {"a\x80" "b", "a\xef\xbf\xbd" "b"},
         {"\xe2\x96", "\xef\xbf\xbd\xef\xbf\xbd"},

@@ -254,19 +254,7 @@ sf_status sf_taps_cmp_write_dir(const sf_taps_cmp *c, const char *dir, sf_err *e
 
 /* ---- the HTML report ------------------------------------------------------------------------ */
 
-static void html(FILE *f, const char *s) {
-    for (; s && *s; s++) {
-        switch (*s) {
-        case '<': fputs("&lt;", f); break;
-        case '>': fputs("&gt;", f); break;
-        case '&': fputs("&amp;", f); break;
-        case '"': fputs("&quot;", f); break;
-        case '\'': fputs("&#39;", f); break;
-        default:
-            if ((unsigned char)*s >= 0x20 || *s == '\n' || *s == '\t') fputc(*s, f);
-        }
-    }
-}
+static void html(FILE *f, const char *s) { sf_taps_xml_text(f, s ? s : ""); }
 
 static void hnum(FILE *f, double v, const char *fmt) {
     if (!isfinite(v)) fputs("nan", f);

@@ -154,7 +154,8 @@ void sf_taps_xml_text(FILE *f, const char *s) {
         else if (*s == '>') fputs("&gt;", f);
         else if (*s == '&') fputs("&amp;", f);
         else if (*s == '"') fputs("&quot;", f);
-        else if (cp >= 0x20 && cp != 0x7f && !(cp >= 0x80 && cp < 0xa0)) fwrite(s, 1, (size_t)n, f);
+        else if (*s == '\'') fputs("&#39;", f);
+        else if ((cp >= 0x20 && cp != 0x7f && !(cp >= 0x80 && cp < 0xa0)) || cp == '\n' || cp == '\t') fwrite(s, 1, (size_t)n, f);
         s += n;
     }
 }

@@ -146,7 +146,8 @@ void sf_taps_tick_label(const sf_taps_ticks *t, double v, char *buf, size_t n);
  * 5, 10, 20, 50, … that labels at most max_ticks of them (≥ 1). */
 int64_t sf_taps_int_tick_step(int64_t count, int max_ticks);
 
-/* s as XML / HTML text: < > & " escaped, control characters dropped, a byte that is not UTF-8 as U+FFFD (svg.c). */
+/* s as XML / HTML text or attribute value: < > & " ' escaped, control characters but newline and tab dropped, a
+ * byte that is not UTF-8 as U+FFFD (svg.c; the HTML report's text too). */
 void sf_taps_xml_text(FILE *f, const char *s);
 
 /* SVG figures (svg.c); each written atomically. */
