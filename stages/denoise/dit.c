@@ -380,9 +380,33 @@ void sf_dit_state_free(sf_dit_state *st) {
     for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) free(bufs[i]);
     free(st->sinus);
     free(st->key_frames);
+    free(st->ablate_layer);
     sf_scratch_free(&st->ws);
     sf_rope_table_free(&st->rope);
     memset(st, 0, sizeof *st);
+}
+
+sf_status sf_dit_set_ablation(sf_dit_state *st, int frames, const int *layers, int nl, sf_err *err) {
+    const int NL = st->w->cfg.num_layers;
+    if (frames < 0) return sf_fail(err, SF_E_ARG, "sink ablation: %d frames", frames);
+    if (frames > 0 && st->key_select) return sf_fail(err, SF_E_ARG, "sink ablation cannot be combined with key_select");
+    for (int i = 0; i < nl; i++)
+        if (layers[i] < 0 || layers[i] >= NL)
+            return sf_fail(err, SF_E_ARG, "sink ablation: layer %d out of range (the model has %d layers)", layers[i], NL);
+    free(st->ablate_layer);
+    st->ablate_layer = NULL, st->ablate_frames = 0;
+    if (frames == 0) return SF_OK;
+    if (!(st->ablate_layer = calloc((size_t)NL, 1))) return sf_fail(err, SF_E_NOMEM, "out of memory");
+    for (int l = 0; l < NL; l++) st->ablate_layer[l] = nl == 0;
+    for (int i = 0; i < nl; i++) st->ablate_layer[layers[i]] = 1;
+    st->ablate_frames = frames;
+    return SF_OK;
+}
+
+int64_t sf_dit_ablate_skip(const sf_dit_state *st, int l, int64_t Lq, int64_t Lk) {
+    if (!st->ablate_layer || !st->ablate_layer[l] || Lk <= Lq) return 0;
+    const int64_t k = (int64_t)st->ablate_frames * st->frame_tokens;
+    return k < Lk - Lq ? k : Lk - Lq;
 }
 
 int64_t sf_dit_window_tokens(const sf_dit_state *st) {
@@ -525,10 +549,12 @@ static sf_status dit_layer(sf_dit_state *st, int l, const dit_fwd *fw, sf_err *e
     const sf_dit_config *c = &w->cfg;
     const int F = fw->F;
     const int64_t start_frame = fw->start_frame, D = c->dim, S = st->frame_tokens, L = (int64_t)F * S;
-    const int64_t NH = c->num_heads, hd = D / NH, Lk = fw->kv.Lk;
+    const int64_t NH = c->num_heads, hd = D / NH;
     const int ph = c->patch_size[1], pw = c->patch_size[2], nt = st->nthreads;
     const sf_dit_kv_step *kv = &fw->kv;
-    const int64_t *kfr = fw->kfr, *sel = fw->sel;
+    /* the keys this layer attends: the window, less its first context slots in an ablated layer (--sink-ablate) */
+    const int64_t skip = fw->sel ? 0 : sf_dit_ablate_skip(st, l, L, fw->kv.Lk), Lk = fw->kv.Lk - skip;
+    const int64_t *kfr = fw->kfr + skip / S, *sel = fw->sel;
     float *Kg = fw->Kg, *Vg = fw->Vg;
     const int stop_kv = sf_dit_kv_only_layer(st, l, fw->kv_only); /* no query, attention, cross-attention or FFN */
     const float scale = (float)(1.0 / sqrt((double)hd));
@@ -567,7 +593,7 @@ static sf_status dit_layer(sf_dit_state *st, int l, const dit_fwd *fw, sf_err *e
     memcpy(KC + kv->ls * D, st->k, sizeof(float) * (size_t)(L * D));
     memcpy(VC + kv->ls * D, st->v, sizeof(float) * (size_t)(L * D));
     if (stop_kv) return SF_OK;
-    const float *Ka = KC + kv->lo * D, *Va = VC + kv->lo * D;
+    const float *Ka = KC + (kv->lo + skip) * D, *Va = VC + (kv->lo + skip) * D;
     if (sel) { /* key_select seam: gather the listed frames */
         for (int64_t i = 0; i < Lk / S; i++) {
             memcpy(Kg + i * S * D, KC + sel[i] * S * D, sizeof(float) * (size_t)(S * D));
@@ -581,6 +607,7 @@ static sf_status dit_layer(sf_dit_state *st, int l, const dit_fwd *fw, sf_err *e
         probe(st, "mid.block0.self_attn.k_roped", Ka, Lk * D);
     }
     int tapped = st->tap.wants && st->tap.wants(st->tap.ctx, l);
+    if (tapped && skip) return sf_fail(err, SF_E_ARG, "layer %d is both tapped and sink-ablated: tap other layers", l);
     float *logits = tapped && st->tap.logits_buf ? st->tap.logits_buf(st->tap.ctx, l, (int)NH, L, Lk) : NULL;
     if (sf_attention_cpu_ws(L, Lk, (int)NH, (int)hd, st->q, D, Ka, Va, D, st->o, D, scale, logits, nt, &st->ws))
         return sf_fail(err, SF_E_NOMEM, "attention: out of memory");
@@ -822,6 +849,17 @@ sf_status sf_dit_renoise(sf_dit_state *st, const float *eps, int64_t n, float si
     return SF_OK;
 }
 
+/* The GPU's plans for a forward of Lq queries over Lk keys, and for an ablated layer's shorter window (--sink-ablate:
+ * one skip for every ablated layer). */
+static sf_status prepare_shape(sf_dit_state *st, int64_t Lq, int64_t Lk, sf_err *err) {
+    sf_status s = sf_dit_cuda_prepare(st, Lq, Lk, err);
+    for (int l = 0; !s && l < st->w->cfg.num_layers; l++) {
+        const int64_t skip = sf_dit_ablate_skip(st, l, Lq, Lk);
+        if (skip > 0) return sf_dit_cuda_prepare(st, Lq, Lk - skip, err);
+    }
+    return s;
+}
+
 sf_status sf_dit_prepare(sf_dit_state *st, int n_blocks, const int *frames, sf_err *err) {
     if (!st->gpu) return SF_OK;
     const int64_t S = st->frame_tokens, ge = st->global_end, lend = st->local_end;
@@ -838,7 +876,7 @@ sf_status sf_dit_prepare(sf_dit_state *st, int n_blocks, const int *frames, sf_e
         }
         if ((s = kv_plan(st, start * S, F * S, &ls, &le, &evict, &keep, err))) break;
         const int64_t lo = le - max_att > 0 ? le - max_att : 0;
-        if ((s = sf_dit_cuda_prepare(st, (int64_t)F * S, le - lo, err))) break;
+        if ((s = prepare_shape(st, (int64_t)F * S, le - lo, err))) break;
         st->global_end = (start + F) * S;
         st->local_end = le;
         start += F;
@@ -885,7 +923,7 @@ sf_status sf_dit_recache(sf_dit_state *st, float t, int fpb, int independent_fir
         if (!s) s = sf_dit_lat_put(st, SF_LAT_X, buf, F * fr, err);
         if (!s && st->gpu) {
             const dev_step ds = {0.0, -1};
-            s = sf_dit_cuda_prepare(st, (int64_t)F * S, kv.Lk, err);
+            s = prepare_shape(st, (int64_t)F * S, kv.Lk, err);
             if (!s) s = forward(st, NULL, F, tv, f0, NULL, &ds, &kv, 1, err);
         } else if (!s) {
             s = forward(st, st->lat[SF_LAT_X], F, tv, f0, NULL, NULL, &kv, 1, err);

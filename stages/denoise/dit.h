@@ -204,6 +204,10 @@ typedef struct sf_dit_state {
      * listed key frames, gathered in list order, instead of the cache window. */
     sf_dit_key_select_fn key_select;
     void *key_select_ctx;
+    /* --sink-ablate (sf_dit_set_ablation): in the layers marked, the self-attention skips the first ablate_frames
+     * key slots of its context (sf_dit_ablate_skip) */
+    int ablate_frames;
+    unsigned char *ablate_layer;     /* [num_layers], owned; NULL: no layer */
 } sf_dit_state;
 
 /* Allocate the state for blocks of up to max_frames latent frames of lat_h × lat_w, a KV cache of
@@ -236,6 +240,15 @@ int64_t sf_dit_window_tokens(const sf_dit_state *st);
  * and no tap wants its self- or cross-attention. Earlier layers run whole: each one's output is the
  * next one's input, hence its K/V. Exact (test_dit_pipeline `refresh_kv_only`). Both backends. */
 int sf_dit_kv_only_layer(const sf_dit_state *st, int l, int kv_only);
+/* Sink ablation, an intervention for attention-sink studies: in layers[nl] (nl 0: every layer) the self-attention
+ * of every forward skips the first `frames` key slots of its window that are context — under global attention the
+ * video's first frames, with a rolling cache its sink slots (or, without a sink, its oldest frames) — but never the
+ * forward's own frames. frames 0 turns it off. Both backends; set after the state is made and before
+ * sf_dit_prepare. SF_E_ARG: a layer out of range, frames < 0, or the key_select seam in use. */
+sf_status sf_dit_set_ablation(sf_dit_state *st, int frames, const int *layers, int nl, sf_err *err);
+/* Key tokens layer l's self-attention skips at the front of a window of Lk keys for Lq queries (the forward's own
+ * keys are the window's last Lq): min(ablate_frames · frame_tokens, Lk − Lq) in an ablated layer, else 0. */
+int64_t sf_dit_ablate_skip(const sf_dit_state *st, int l, int64_t Lq, int64_t Lk);
 /* Start a new video: cache indices to 0 (the cross-attention cache stays with its prompt). */
 void sf_dit_state_reset(sf_dit_state *st);
 

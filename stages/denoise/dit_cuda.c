@@ -548,30 +548,34 @@ static sf_status layer(sf_dit_state *st, int l, int F, int64_t start_frame, cons
         if ((s = rope_rows(st, L, kn, 2 * D, start_frame, err))) return s;
     }
     if (stop_kv) return SF_OK; /* a pass nobody reads past the cache (sf_dit_kv_only_layer) */
-    const bf16 *Ka = KV + kv->lo * 2 * D, *Va = Ka + D;
+    /* the keys this layer attends: the window, less its first context slots in an ablated layer (--sink-ablate) */
+    const int64_t skip = sf_dit_ablate_skip(st, l, L, kv->Lk), Lk = kv->Lk - skip;
+    const bf16 *Ka = KV + (kv->lo + skip) * 2 * D, *Va = Ka + D;
+    kfr += skip / S;
     if (l == 0) {
         if ((s = gprobe(st, "mid.block0.self_attn.q_roped", g->q, L * D, err))) return s;
-        if ((s = gprobe2(st, "mid.block0.self_attn.k_roped", Ka, kv->Lk, D, 2 * D, err))) return s;
+        if ((s = gprobe2(st, "mid.block0.self_attn.k_roped", Ka, Lk, D, 2 * D, err))) return s;
     }
     int tapped = st->tap.wants && st->tap.wants(st->tap.ctx, l);
+    if (tapped && skip) return sf_fail(err, SF_E_ARG, "layer %d is both tapped and sink-ablated: tap other layers", l);
     float *logits = NULL;
     uint16_t *logits16 = NULL;
-    if (tapped && st->tap.logits_f16) logits16 = st->tap.logits_f16(st->tap.ctx, l, (int)NH, L, kv->Lk);
-    else if (tapped && st->tap.logits_buf) logits = st->tap.logits_buf(st->tap.ctx, l, (int)NH, L, kv->Lk);
-    tapcopy tc = {g, logits, logits16, L, kv->Lk, (int)NH};
+    if (tapped && st->tap.logits_f16) logits16 = st->tap.logits_f16(st->tap.ctx, l, (int)NH, L, Lk);
+    else if (tapped && st->tap.logits_buf) logits = st->tap.logits_buf(st->tap.ctx, l, (int)NH, L, Lk);
+    tapcopy tc = {g, logits, logits16, L, Lk, (int)NH};
     const int mass = tapped && !logits && !logits16 && st->tap.wants_mass && st->tap.wants_mass(st->tap.ctx, l);
     if (tapped && g->capturing && (logits || logits16 || !g->defer)) /* graph_wanted admits frames and probs modes */
         return sf_fail(err, SF_E_UNSUPPORTED, "layer %d's tap reads the device during the forward: not in a CUDA graph", l);
-    massrun mr = {g, (int)NH, L, kv->Lk, S, kv->Lk / S};
-    if (mass) mr.NG = sf_dgpu_mass_groups(st, kv->Lk, &mr.G);
+    massrun mr = {g, (int)NH, L, Lk, S, Lk / S};
+    if (mass) mr.NG = sf_dgpu_mass_groups(st, Lk, &mr.G);
     if (mass && (s = sf_dgpu_mass_ws(st, err))) return s;
-    sf_gpu_prof_mark_flops(&g->prof, cx, P_SELF, 4.0 * (double)L * (double)kv->Lk * (double)D);
+    sf_gpu_prof_mark_flops(&g->prof, cx, P_SELF, 4.0 * (double)L * (double)Lk * (double)D);
     if ((s = mass ? sf_dgpu_attend_mass(&mr, (int)hd, g->q, Ka, Va, 2 * D, g->o, D, scale, err)
-                  : sf_dgpu_attend(g, L, kv->Lk, (int)NH, (int)hd, g->q, Ka, Va, 2 * D, g->o, D, scale,
+                  : sf_dgpu_attend(g, L, Lk, (int)NH, (int)hd, g->q, Ka, Va, 2 * D, g->o, D, scale,
                                    logits || logits16 ? sf_dgpu_tap_chunk : NULL, &tc, err)))
         return s;
     if (mass && (s = sf_dgpu_mass_finish(st, &mr, 0, g->defer ? l : -1, err))) return s;
-    if (tapped && st->tap.done && (s = sf_dgpu_tap_layer(st, l, L, kv->Lk, Ka, kfr, logits, logits16, mass, err))) return s;
+    if (tapped && st->tap.done && (s = sf_dgpu_tap_layer(st, l, L, Lk, Ka, kfr, logits, logits16, mass, err))) return s;
     if (l == 0 && (s = gprobe(st, "mid.block0.self_attn.attn_out", g->o, L * D, err))) return s;
     if ((s = mm(g, L, g->o, D, &B->sa_o, g->y, D, err))) return s;
     if (l == 0 && (s = gprobe(st, "mid.block0.self_attn.out", g->y, L * D, err))) return s;

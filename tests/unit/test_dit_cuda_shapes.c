@@ -80,6 +80,7 @@ typedef struct shape_case {
                              sf_dit_refresh (the cache only) — instead of two sf_dit_forward */
     int fp8;              /* --fp8: the block linears in float8 on both (sf_dit_weights_fp8), bound SF_TOL_FP8_GPU */
     int fp8_refused;      /* with fp8: the GPU refuses every FP8 shape at init (no quantization on the device) */
+    int ablate;           /* > 0: sink ablation of that many frames in every layer but the first, on both (--sink-ablate) */
 } shape_case;
 
 enum { MAXF = 3, CTX_ROWS = 7 };
@@ -186,6 +187,12 @@ static int rig_open(rig *g, const shape_case *c, int dev, sf_taps *gt, sf_taps *
     SF_CHECK_OK(sf_dit_state_init(&g->cs, &g->w, MAXF, c->lat_h, c->lat_w, cache, las, c->sink, 1, &err), &err);
     if (s || !g->cs.w || sf_test_failures != f0) return 0;
     if (gt) sf_taps_attach(gt, &g->gs), sf_taps_attach(ct, &g->cs);
+    if (c->ablate) { /* layers 1 … L−1: a forward's layers attend windows of two lengths */
+        int ls[64], nl = 0;
+        for (int l = 1; l < g->cfg.num_layers && nl < 64; l++) ls[nl++] = l;
+        SF_CHECK_OK(sf_dit_set_ablation(&g->gs, c->ablate, ls, nl, &err), &err);
+        SF_CHECK_OK(sf_dit_set_ablation(&g->cs, c->ablate, ls, nl, &err), &err);
+    }
     SF_CHECK_OK(sf_dit_prepare(&g->gs, g->nb, g->frames, &err), &err);
     g->r = 0x9E3779B97F4A7C15ull ^ (uint64_t)(c->dim * 131 + c->heads * 7 + c->lat_w);
     for (int64_t i = 0; i < CTX_ROWS * (int64_t)g->cfg.text_dim; i++) g->emb[i] = urand(&g->r, -1.0, 1.0);
@@ -600,6 +607,21 @@ static void test_fp8_head_dim_48_rolling(void) {
     c.name = "fp8_head_dim_48_rolling", c.fp8 = 1;
     shape_run(&c);
 }
+/* --sink-ablate on both backends, in every layer but the first (each forward attends two window lengths, as one
+ * CUDA graph): on cuDNN with global attention, and on the explicit path with a rolling cache, a sink and an
+ * independent first frame — the GPU's flows within the bf16 bound of the CPU's (whose ablation test_dit_longvideo
+ * holds to a brute force) */
+static void test_ablate_head_dim_64(void) {
+    shape_case c = case_head_dim_64;
+    c.name = "ablate_head_dim_64", c.ablate = 1;
+    shape_run(&c);
+}
+static void test_ablate_head_dim_48_rolling(void) {
+    shape_case c = case_head_dim_48_rolling;
+    c.name = "ablate_head_dim_48_rolling", c.ablate = 2;
+    shape_run(&c);
+}
+
 /* A cuBLASLt that takes the FP8 products of a 3-frame block (45 rows) but not of the 1-frame first block (15 rows;
  * the emulation's SF_EMU_NO_FP8_ROWS): the init probe tries every block's row count, so the refusal is a warning
  * and the linears stay bf16 (no quantization at all) instead of a failing product mid-run; the flows stay within the
@@ -650,6 +672,8 @@ static const sf_test tests[] = {
     {"fp8_head_dim_64", test_fp8_head_dim_64},
     {"fp8_head_dim_48_rolling", test_fp8_head_dim_48_rolling},
     {"fp8_rows_refused", test_fp8_rows_refused},
+    {"ablate_head_dim_64", test_ablate_head_dim_64},
+    {"ablate_head_dim_48_rolling", test_ablate_head_dim_48_rolling},
     {"head_dim_32_fused", test_head_dim_32_fused},
     {"head_dim_96", test_head_dim_96},
     {"head_dim_96_explicit", test_head_dim_96_explicit},

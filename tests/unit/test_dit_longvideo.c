@@ -50,6 +50,20 @@ static int64_t select_cb(void *ctx, int64_t s, int F, int64_t *out, int64_t cap)
     return visible(ctx, s, F, out, cap);
 }
 
+/* Sink ablation (sf_dit_set_ablation), stated here as the brute force sees it: of the frames block [s, s+F) sees,
+ * the first k of those before the block are dropped. */
+typedef struct ablated { window w; int k; } ablated;
+static int64_t ablated_cb(void *ctx, int64_t s, int F, int64_t *out, int64_t cap) {
+    const ablated *a = ctx;
+    int64_t n = visible(&a->w, s, F, out, cap), drop = a->k < n - F ? a->k : n - F;
+    memmove(out, out + drop, sizeof(int64_t) * (size_t)(n - drop));
+    return n - drop;
+}
+
+/* The run's ablation (run() sets it on its state): ab_frames 0: none; ab_nl 0: every layer */
+static int ab_frames, ab_nl;
+static const int *ab_layers;
+
 /* Records, for layer 0, the absolute key frames the tap view reports, per forward. */
 typedef struct run_ctx {
     float *preds;            /* (n_blocks, NSTEP+1, fpb, FR) */
@@ -105,6 +119,7 @@ static void run(long las, long sink, int iff, const window *sel, const window *c
         st.key_select = select_cb;
         st.key_select_ctx = (void *)sel;
     }
+    SF_CHECK_OK(sf_dit_set_ablation(&st, ab_frames, ab_layers, ab_nl, &err), &err);
     run_ctx c = {preds, 3, 0, 0, 0, check_taps, 0, 0};
     if (check_taps) {
         st.tap.wants = tap_wants;
@@ -190,6 +205,87 @@ static void test_rolling_first_frame(void) {
     SF_CHECK(memcmp(r, bf, sizeof(float) * (size_t)(4 * BLK)) == 0);
 }
 
+/* --sink-ablate, every layer: the run equals the brute force that drops the first k context frames from each block's
+ * list, bit for bit (the same keys in the same order) — under global attention (frame 0, then frames 0-1) and with
+ * a rolling cache and a sink (its sink slots) — and differs from the run without it from the second block on; the
+ * first block, which has no context, is unchanged. */
+static void ablated_case(long las, long sink, int k) {
+    static float a[NPRED], bf[NPRED], plain[NPRED];
+    window wd = {las == -1 ? T : las, las == -1 ? 0 : sink};
+    ablated ab = {wd, k};
+    if (las == -1) memcpy(plain, global_run(), sizeof plain);
+    else run(las, sink, 0, NULL, NULL, plain);
+    ab_frames = k;
+    run(las, sink, 0, NULL, NULL, a);
+    ab_frames = 0;
+    /* the brute force: a global state, its keys listed (key_select) */
+    sf_err err = {{0}};
+    model_load();
+    if (!M.ok) return;
+    sf_dit_state st;
+    SF_CHECK_OK(sf_dit_state_init(&st, &M.w, 3, 8, 12, T, -1, 0, 2, &err), &err);
+    SF_CHECK_OK(sf_dit_set_context(&st, M.emb, M.rows, &err), &err);
+    st.key_select = ablated_cb;
+    st.key_select_ctx = &ab;
+    run_ctx c = {bf, 3, 0, 0, 0, NULL, 0, 0};
+    sf_scheduler sc;
+    SF_CHECK_OK(sf_scheduler_init(&sc, 5.0, &err), &err);
+    sf_pipeline_cfg pc = {{0}, NSTEP, 3, 0, 0.0f, T, 8, 12, 16, 7, NULL, 0, 0, {0, 0, 0, 0}, 0, 0, NULL, 0};
+    double raw[NSTEP] = {1000, 500};
+    SF_CHECK_OK(sf_scheduler_steps(&sc, raw, NSTEP, 1, pc.steps, &err), &err);
+    sf_pipeline_hooks hk = {on_fwd, on_pred, NULL, &c, 0, NULL};
+    SF_CHECK_OK(sf_pipeline_run(&st, &sc, &pc, &hk, NULL, &err), &err);
+    sf_dit_state_free(&st);
+    for (int blk = 0; blk < T / 3; blk++) {
+        SF_CHECK_MSG(same_block(a, bf, blk), "ablate %d (las %ld sink %ld): block %d differs from the brute force", k, las,
+                     sink, blk);
+        SF_CHECK_MSG(same_block(a, plain, blk) == (blk == 0), "ablate %d (las %ld sink %ld): block %d %s the plain run", k,
+                     las, sink, blk, blk == 0 ? "differs from" : "equals");
+    }
+}
+static void test_ablate_global_1(void) { ablated_case(-1, 0, 1); }
+static void test_ablate_global_2(void) { ablated_case(-1, 0, 2); }
+static void test_ablate_rolling_sink(void) { ablated_case(6, 3, 3); } /* the whole sink: block + nothing else */
+
+/* Some layers only: ablating every layer by list = ablating them all; one layer of them differs from both, and
+ * from no ablation; layers out of range and negative frames are refused; a tapped ablated layer is an error. */
+static void test_ablate_layers(void) {
+    static float all[NPRED], listed[NPRED], one[NPRED];
+    model_load();
+    if (!M.ok) return;
+    const int NL = M.w.cfg.num_layers, every[] = {0, 1, 2, 3, 4, 5, 6, 7}, last = NL - 1;
+    SF_CHECK(NL >= 2 && NL <= 8);
+    ab_frames = 1;
+    run(-1, 0, 0, NULL, NULL, all);
+    ab_layers = every, ab_nl = NL;
+    run(-1, 0, 0, NULL, NULL, listed);
+    ab_layers = &last, ab_nl = 1;
+    run(-1, 0, 0, NULL, NULL, one);
+    ab_frames = 0, ab_layers = NULL, ab_nl = 0;
+    SF_CHECK(memcmp(all, listed, sizeof all) == 0);
+    SF_CHECK(!same_block(one, all, 1) && !same_block(one, global_run(), 1) && same_block(one, global_run(), 0));
+    sf_err err = {{0}};
+    sf_dit_state st;
+    SF_CHECK_OK(sf_dit_state_init(&st, &M.w, 3, 8, 12, T, -1, 0, 1, &err), &err);
+    const int bad = NL;
+    SF_CHECK(sf_dit_set_ablation(&st, 1, &bad, 1, &err) == SF_E_ARG && strstr(err.msg, "out of range"));
+    SF_CHECK(sf_dit_set_ablation(&st, -1, NULL, 0, &err) == SF_E_ARG);
+    SF_CHECK(sf_dit_ablate_skip(&st, 0, 72, 216) == 0);
+    SF_CHECK_OK(sf_dit_set_ablation(&st, 2, &last, 1, &err), &err);
+    /* skip: k frames of the context, never the block's own; only in the layer marked */
+    SF_CHECK(sf_dit_ablate_skip(&st, last, 72, 216) == 48 && sf_dit_ablate_skip(&st, last, 72, 96) == 24 &&
+             sf_dit_ablate_skip(&st, last, 72, 72) == 0 && sf_dit_ablate_skip(&st, 0, 72, 216) == 0);
+    SF_CHECK_OK(sf_dit_set_context(&st, M.emb, M.rows, &err), &err);
+    static float x[3 * FR], flow[3 * FR];
+    float t[3] = {1000, 1000, 1000};
+    SF_CHECK_OK(sf_dit_forward(&st, x, 3, t, 0, flow, &err), &err);
+    run_ctx c = {NULL, 3, 0, 0, 0, NULL, 0, 0};
+    st.tap.wants = tap_wants, st.tap.done = tap_done, st.tap.ctx = &c; /* taps layer 0 */
+    SF_CHECK_OK(sf_dit_set_ablation(&st, 1, NULL, 0, &err), &err);    /* which is now ablated */
+    SF_CHECK(sf_dit_forward(&st, x, 3, t, 3, flow, &err) == SF_E_ARG && strstr(err.msg, "tapped and sink-ablated"));
+    sf_dit_state_free(&st);
+}
+
 static int64_t future_cb(void *ctx, int64_t s, int F, int64_t *out, int64_t cap) {
     (void)ctx;
     (void)cap;
@@ -238,6 +334,10 @@ static const sf_test tests[] = {
     {"rolling_roll", test_rolling_roll},
     {"rolling_first_frame", test_rolling_first_frame},
     {"impossible", test_impossible},
+    {"ablate_global_1", test_ablate_global_1},
+    {"ablate_global_2", test_ablate_global_2},
+    {"ablate_rolling_sink", test_ablate_rolling_sink},
+    {"ablate_layers", test_ablate_layers},
     {"cleanup", test_cleanup},
 };
 SF_TEST_MAIN(tests)
