@@ -90,6 +90,20 @@ static sf_status round_frames(sf_denoise_opts *o, sf_err *err) {
     return SF_OK;
 }
 
+/* --sink-ablate-layers (default all) against a model of num_layers (−1: the syntax only), parsed as --layer_indices
+ * and its errors naming the flag. */
+static sf_status ablate_layers(const sf_denoise_opts *o, int num_layers, int **out, int *n, sf_err *err) {
+    static const char *const all[1] = {"all"};
+    *out = NULL, *n = 0;
+    sf_status s = sf_taps_parse_layers(o->n_ab_lay ? o->ab_lay : all, o->n_ab_lay ? o->n_ab_lay : 1, num_layers, out, n, err);
+    if (s && !strncmp(err->msg, "--layer_indices", 15)) {
+        char m[sizeof err->msg];
+        snprintf(m, sizeof m, "%s", err->msg + 15);
+        sf_fail(err, s, "--sink-ablate-layers%s", m);
+    }
+    return s;
+}
+
 sf_status sf_denoise_opts_get(const sf_args *a, const sf_opt *opts, sf_denoise_opts *o, sf_err *err) {
     sf_status s;
     memset(o, 0, sizeof *o);
@@ -106,6 +120,7 @@ sf_status sf_denoise_opts_get(const sf_args *a, const sf_opt *opts, sf_denoise_o
     o->out_url = sf_args_get(a, opts, "out"), o->save = sf_args_get(a, opts, "save-latents");
     o->tap_out = sf_args_get(a, opts, "output-path"), o->init_arg = sf_args_get(a, opts, "initial-latents");
     o->n_lay = sf_args_all(a, opts, "layer-indices", &o->lay);
+    o->n_ab_lay = sf_args_all(a, opts, "sink-ablate-layers", &o->ab_lay);
     o->list_layers = sf_args_has(a, opts, "list-layers"); /* a --check that prints the tap layers */
     o->check = sf_args_has(a, opts, "check") || o->list_layers; /* --check: no input or output needed, none opened */
     /* shell composition: `sf-encode ... | sf-denoise | sf-decode -o v.y4m` reads and writes the
@@ -125,6 +140,10 @@ sf_status sf_denoise_opts_get(const sf_args *a, const sf_opt *opts, sf_denoise_o
         return s;
     int *layers = NULL, n_layers = 0; /* taps.c checks the syntax now, the range once the model is known */
     if ((s = sf_taps_parse_layers(o->lay, o->n_lay, -1, &layers, &n_layers, err))) return s;
+    free(layers), layers = NULL;
+    if ((s = get_long(a, opts, "sink-ablate", 0, 1L << 20, &o->ablate, err))) return s;
+    if (o->n_ab_lay > 0 && !o->ablate) return sf_fail(err, SF_E_ARG, "--sink-ablate-layers goes with --sink-ablate K");
+    if ((s = ablate_layers(o, -1, &layers, &n_layers, err))) return s;
     free(layers);
     o->tmode = SF_TAP_LOGITS, o->tsel = SF_TAP_SEL_SEED;
     const char *tm = sf_args_get(a, opts, "tap-mode"), *ts = sf_args_get(a, opts, "tap-select");
@@ -346,7 +365,7 @@ sf_status sf_denoise_stage_run(sf_denoise_opts *o, sf_err *err) {
     sf_dit_state st;
     sf_tfile *noise = NULL;
     float *emb = NULL, *latents = NULL, *init = NULL;
-    int *layers = NULL, n_layers = 0, have_w = 0, have_taps = 0, have_st = 0, n_init = 0;
+    int *layers = NULL, n_layers = 0, have_w = 0, have_taps = 0, have_st = 0, n_init = 0, *ab_layers = NULL, n_ab = 0;
     char p[4096], prompt[4096] = "";
     memset(&src, 0, sizeof src);
     sf_denoise_live live = {NULL, NULL, o->recache, "", 0, {o->pace, o->pace_ahead, 0, 0, 0}};
@@ -359,6 +378,15 @@ sf_status sf_denoise_stage_run(sf_denoise_opts *o, sf_err *err) {
     if ((o->tap_out || (o->check && (o->n_lay > 0 || o->list_layers))) &&
         (s = sf_taps_parse_layers(o->lay, o->n_lay, cfg.num_layers, &layers, &n_layers, err)))
         goto done;
+    /* the ablated layers (--sink-ablate), none of them tapped: a tapped layer's keys are the forward's */
+    if (o->ablate && (s = ablate_layers(o, cfg.num_layers, &ab_layers, &n_ab, err))) goto done;
+    for (int i = 0; o->ablate && o->tap_out && i < n_layers; i++)
+        for (int j = 0; j < n_ab; j++)
+            if (layers[i] == ab_layers[j]) {
+                s = sf_fail(err, SF_E_ARG, "layer %d is both tapped (--layer_indices) and ablated (--sink-ablate-layers): "
+                                           "tap other layers than the ablated ones", layers[i]);
+                goto done;
+            }
     if (o->init_arg && (s = initial_latents(o, &cfg, &init, &n_init, err))) goto done; /* before any model work */
     if ((s = sf_dit_source_open(&src, o->model_dir, o->ckpath, o->no_ckpt, o->use_ema, o->require_ckpt, err))) goto done;
     const char *weights = src.weights; /* which weights ran, in every output's metadata */
@@ -375,6 +403,17 @@ sf_status sf_denoise_stage_run(sf_denoise_opts *o, sf_err *err) {
             snprintf(weights_fp8, sizeof weights_fp8, "%s, fp8 block linears (%d)", weights, w.fp8);
             weights = weights_fp8;
         }
+    }
+    char weights_ab[4700];
+    if (o->ablate) { /* every output's "weights" says what ran: not the model's attention in those layers */
+        char ls[96];
+        int k = 0;
+        for (int i = 0; i < n_ab && k < (int)sizeof ls - 12; i++) k += snprintf(ls + k, sizeof ls - (size_t)k, "%s%d", i ? "," : "", ab_layers[i]);
+        if (n_ab == cfg.num_layers) snprintf(ls, sizeof ls, "all");
+        snprintf(weights_ab, sizeof weights_ab, "%s, sink-ablated (%ld frame%s, layers %s)", weights, o->ablate,
+                 o->ablate == 1 ? "" : "s", ls);
+        weights = weights_ab;
+        sf_info("sink ablation: layers %s skip the first %ld key frame%s of their context", ls, o->ablate, o->ablate == 1 ? "" : "s");
     }
     if (o->tap_out) {
         if ((s = sf_taps_init(&taps, o->tmode, o->tsel, o->sel_b, o->sel_s, layers, n_layers, cfg.num_layers, err))) goto done;
@@ -453,6 +492,7 @@ sf_status sf_denoise_stage_run(sf_denoise_opts *o, sf_err *err) {
                                     (int)o->threads, ordinal, (int)o->rope_frames, err)))
         goto done;
     have_st = 1;
+    if (o->ablate && (s = sf_dit_set_ablation(&st, (int)o->ablate, ab_layers, n_ab, err))) goto done;
     /* the KV cache is the big allocation (CPU f32: 12 GiB for 21 frames at 480×832; GPU bf16: 6) */
     sf_info("KV cache: %lld frames x %lld tokens x %d layers, %.2f GiB (%s)", (long long)cache_frames,
             (long long)st.frame_tokens, cfg.num_layers,
@@ -542,7 +582,9 @@ done:
     sf_tfile_destroy(&noise);
     sf_dit_source_close(&src);
     free(layers);
+    free(ab_layers);
     free(o->lay);
-    o->lay = NULL;
+    free(o->ab_lay);
+    o->lay = NULL, o->ab_lay = NULL;
     return s;
 }

@@ -20,6 +20,9 @@ typedef struct sf_denoise_opts {
     const char *init_arg;                           /* --initial-latents FILE[:NAME] (read by the run) */
     const char **lay;                               /* --layer_indices words (owned: freed by the run) */
     int n_lay;
+    long ablate;                                    /* --sink-ablate K (0: off) */
+    const char **ab_lay;                            /* --sink-ablate-layers words (owned: freed by the run) */
+    int n_ab_lay;
     sf_tap_mode tmode;
     sf_tap_sel tsel;
     int sel_b, sel_s, tap_cross;

@@ -240,6 +240,19 @@ by_hand() {
     [[ "$stderr" == *"made with other flags: --fp8 1 (now 0)"* ]]
 }
 
+@test "--sink-ablate K --sink-ablate-layers L: passed to sf-denoise (its weights say so), recorded; a rerun without it is refused" {
+    printf 'a red fox\n' >"$T/p1.txt"
+    run -0 sf-batch "${B[@]}" --data_path "$T/p1.txt" --sink-ablate 1 --sink-ablate-layers 1-2 --log-level info
+    [ -s "$T/out/0-0_ema.mp4" ]
+    grep -q "sf-denoise: info: sink ablation: layers 1,2 skip the first 1 key frame of their context" "$T/out/.sf-batch/logs/0-0_ema.log"
+    grep -qx "sink_ablate=1 layers 1-2" "$T/out/.sf-batch/flags"
+    run -2 --separate-stderr sf-batch "${B[@]}" --data_path "$T/p1.txt"
+    [[ "$stderr" == *"made with other flags: --sink_ablate 1 layers 1-2 (now 0)"* ]]
+    # sf-denoise's own check of the layers, before any video
+    run -2 --separate-stderr sf-batch "${B[@]}" --data_path "$T/p1.txt" --output_folder "$T/out2" --sink-ablate 1 --sink-ablate-layers 7
+    [[ "$stderr" == *"sf-denoise --check: --sink-ablate-layers: layer 7 out of range"* ]]
+}
+
 @test "the reason is the failing stage's line, even when the stage after it reports first" {
     # an sf-encode that speaks late: its error frame reaches sf-denoise, whose "upstream error: ..."
     # line is in the log a second before the encoder's own (what a loaded machine did once in CI)

@@ -434,3 +434,47 @@ st_frames() { python3 "$BATS_TEST_DIRNAME/st_frames.py" "$@"; }
     run ls -A "$T"
     assert_output ""
 }
+
+@test "--sink-ablate K [--sink-ablate-layers L]: the first block as before, later ones not; recorded in weights; taps of other layers; errors" {
+    D="$BATS_TEST_TMPDIR"
+    IN=(--prompt-embeds "$P:context.prompt_embeds" --noise "$P")
+    sf-denoise "${COMMON[@]}" "${IN[@]}" --save-latents "$D/plain.safetensors"
+    run -0 --separate-stderr sf-denoise "${COMMON[@]}" "${IN[@]}" --save-latents "$D/ab.safetensors" --sink-ablate 1
+    [[ "$stderr" == *"sink ablation: layers all skip the first 1 key frame of their context"* ]] || false
+    # layer 2 only, with layer 0 tapped (frames mode): its views see every key frame (not ablated)
+    run -0 sf-denoise "${COMMON[@]}" "${IN[@]}" --save-latents "$D/ab2.safetensors" --sink-ablate 2 \
+        --sink-ablate-layers 2 --layer_indices 0 --tap-mode frames --tap-select all --output_path "$D/t.safetensors"
+    run -0 python3 - "$D" <<'PY'
+import json, struct, sys
+def load(path):
+    f = open(path, "rb"); n = struct.unpack("<Q", f.read(8))[0]; h = json.loads(f.read(n)); e = h["latents"]
+    a, b = e["data_offsets"]; f.seek(8 + n + a)
+    return h["__metadata__"], struct.unpack("<%df" % ((b - a) // 4), f.read(b - a))
+d = sys.argv[1]
+mp, p = load(d + "/plain.safetensors"); ma, a = load(d + "/ab.safetensors"); m2, a2 = load(d + "/ab2.safetensors")
+fr = len(p) // 9  # 9 latent frames, blocks of 3
+for name, x in (("all layers", a), ("layer 2", a2)):
+    assert x[:3 * fr] == p[:3 * fr], name + ": the first block (no context) changed"
+    assert all(x[b * 3 * fr:(b + 1) * 3 * fr] != p[b * 3 * fr:(b + 1) * 3 * fr] for b in (1, 2)), name + ": a later block equals the plain run"
+assert a2 != a
+assert ma["weights"] == mp["weights"] + ", sink-ablated (1 frame, layers all)", ma["weights"]
+assert m2["weights"] == mp["weights"] + ", sink-ablated (2 frames, layers 2)", m2["weights"]
+f = open(d + "/t.safetensors", "rb"); n = struct.unpack("<Q", f.read(8))[0]; h = json.loads(f.read(n))
+fw = json.loads(h["__metadata__"]["forwards"])
+assert [x["key_frames"] for x in fw if x["block"] == 2][0] == list(range(9)), fw  # layer 0 sees frames 0..8
+assert h["__metadata__"]["weights"].endswith("sink-ablated (2 frames, layers 2)")
+PY
+    # errors, before any work: a tapped layer ablated, the layers without K, out of range, bad syntax
+    run -2 --separate-stderr sf-denoise "${COMMON[@]}" "${IN[@]}" --save-latents "$D/x.safetensors" --sink-ablate 1 \
+        --layer_indices 0 --output_path "$D/x2.safetensors"
+    assert_equal "$stderr" "sf-denoise: error: layer 0 is both tapped (--layer_indices) and ablated (--sink-ablate-layers): tap other layers than the ablated ones"
+    run -2 --separate-stderr sf-denoise "${COMMON[@]}" "${IN[@]}" --save-latents "$D/x.safetensors" --sink-ablate-layers 1
+    assert_equal "$stderr" "sf-denoise: error: --sink-ablate-layers goes with --sink-ablate K"
+    run -2 --separate-stderr sf-denoise "${COMMON[@]}" --check --sink-ablate 1 --sink-ablate-layers 9
+    assert_equal "$stderr" "sf-denoise: error: --sink-ablate-layers: layer 9 out of range (the model has 3 layers: 0..2)"
+    run -2 --separate-stderr sf-denoise "${COMMON[@]}" --check --sink-ablate 1 --sink-ablate-layers x
+    assert_equal "$stderr" "sf-denoise: error: --sink-ablate-layers: 'x' is not a layer, a range A-B, a list A,B or 'all'"
+    run -2 --separate-stderr sf-denoise "${COMMON[@]}" --check --sink-ablate -1
+    [[ "$stderr" == "sf-denoise: error: --sink-ablate"* ]] || false
+    [ ! -e "$D/x.safetensors" ] && [ ! -e "$D/x2.safetensors" ]
+}
