@@ -100,6 +100,25 @@ bytes_delta() {
     assert_output --partial "the 256x256 linears stay bf16"
 }
 
+@test "sf-denoise --sink-ablate --device cuda:0 on the emulated GPU, streams deferred: the CPU's ablated preds within bf16, not the plain run's" {
+    G="${SF_GOLDEN:-$SF_ROOT/tests/golden}"
+    P="$G/expect/dit_pipeline_base.safetensors"
+    common=(--model-dir "$G/model" --num_frames 9 --height 64 --width 96 --progress none
+            --prompt-embeds "$P:context.prompt_embeds" --noise "$P" --dump-preds --sink-ablate 2 --sink-ablate-layers 0-1)
+    run -0 sf-denoise "${common[@]}" --save-latents "$T/cpu.safetensors"
+    SF_EMU_ASYNC=1 run -0 "$E/sf-denoise" "${common[@]}" --device cuda:0 --save-latents "$T/gpu.safetensors" \
+        --layer_indices 2 --tap-mode frames --output_path "$T/taps.safetensors" # a tapped layer beside the ablated ones
+    # within the bf16 forward's reach (the golden bound of the DiT pipeline's preds: 5e-2)
+    run -0 sf-tensor diff "$T/cpu.safetensors" "$T/gpu.safetensors" --rtol 5e-2 --atol 5e-2 -q
+    assert_output --regexp "^# 16 compared, 0 mismatched"
+    # and ablation changed the GPU's video from the second block on (block 0 has no context): the plain GPU run is
+    # farther from it than the bound in the 10 later preds and the latents
+    SF_EMU_ASYNC=1 run -0 "$E/sf-denoise" "${common[@]:0:15}" --device cuda:0 --save-latents "$T/plain.safetensors"
+    run sf-tensor diff "$T/plain.safetensors" "$T/gpu.safetensors" --rtol 5e-2 --atol 5e-2 -q
+    assert_line --regexp "^# 16 compared, 11 mismatched"
+    refute_output --regexp "pred\.0\.[0-9][^"$'\n'"]*MISMATCH"
+}
+
 @test "sf-vae-encode --device cuda:0 on the emulated GPU, streams deferred and threads reversed: the CPU's latents within bf16" {
     [ -x "$E/sf-vae-encode" ] || skip "no emulated sf-vae-encode"
     G="${SF_GOLDEN:-$SF_ROOT/tests/golden}"
