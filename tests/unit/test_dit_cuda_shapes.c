@@ -594,33 +594,24 @@ static const shape_case case_patch_1x2_rolling = {.name = "patch_1x2_rolling", .
                                                   .runs = PATH_CUDNN, .ph = 1, .pw = 2, .freq_dim = 192};
 static void test_patch_1x2_rolling(void) { shape_run(&case_patch_1x2_rolling); }
 
+/* A case of another: its shapes, run with --fp8 and / or --sink-ablate on both backends */
+static void run_variant(shape_case c, const char *name, int fp8, int ablate) {
+    c.name = name, c.fp8 = fp8, c.ablate = ablate;
+    shape_run(&c);
+}
+
 /* --fp8 on both backends: head dim 64 on cuDNN, global attention (the K|V projection split in two FP8
  * products, q/k/v sharing one quantization); and head dim 48 with an independent first frame and a rolling
  * cache with a sink, on the explicit path */
-static void test_fp8_head_dim_64(void) {
-    shape_case c = case_head_dim_64;
-    c.name = "fp8_head_dim_64", c.fp8 = 1;
-    shape_run(&c);
-}
-static void test_fp8_head_dim_48_rolling(void) {
-    shape_case c = case_head_dim_48_rolling;
-    c.name = "fp8_head_dim_48_rolling", c.fp8 = 1;
-    shape_run(&c);
-}
+static void test_fp8_head_dim_64(void) { run_variant(case_head_dim_64, "fp8_head_dim_64", 1, 0); }
+static void test_fp8_head_dim_48_rolling(void) { run_variant(case_head_dim_48_rolling, "fp8_head_dim_48_rolling", 1, 0); }
+
 /* --sink-ablate on both backends, in every layer but the first (each forward attends two window lengths, as one
  * CUDA graph): on cuDNN with global attention, and on the explicit path with a rolling cache, a sink and an
  * independent first frame — the GPU's flows within the bf16 bound of the CPU's (whose ablation test_dit_longvideo
  * holds to a brute force) */
-static void test_ablate_head_dim_64(void) {
-    shape_case c = case_head_dim_64;
-    c.name = "ablate_head_dim_64", c.ablate = 1;
-    shape_run(&c);
-}
-static void test_ablate_head_dim_48_rolling(void) {
-    shape_case c = case_head_dim_48_rolling;
-    c.name = "ablate_head_dim_48_rolling", c.ablate = 2;
-    shape_run(&c);
-}
+static void test_ablate_head_dim_64(void) { run_variant(case_head_dim_64, "ablate_head_dim_64", 0, 1); }
+static void test_ablate_head_dim_48_rolling(void) { run_variant(case_head_dim_48_rolling, "ablate_head_dim_48_rolling", 0, 2); }
 
 /* A cuBLASLt that takes the FP8 products of a 3-frame block (45 rows) but not of the 1-frame first block (15 rows;
  * the emulation's SF_EMU_NO_FP8_ROWS): the init probe tries every block's row count, so the refusal is a warning
