@@ -9,15 +9,18 @@
 #                           [--config FILE] [--dmd-checkpoint P] [--sid-checkpoint P]
 #                           [--dmd-config FILE] [--sid-config FILE] [--out-dir DIR] [--cache-dir DIR]
 #                           [--tap-select all|seed|b:B,s:S] [--progress auto|bar|lines|none]
+#                           [--sink-ablate K [--sink-ablate-layers L]]
 #
-# Writes, per prompt i, OUT/p<i>/{probs,frames,tokens}_{base,dmd,sid}.safetensors (probs with --tap-cross: the
+# Writes, per prompt i, OUT/p<i>/{probs,frames,tokens}_{base,dmd,sid[,dmd_ablated]}.safetensors (probs with --tap-cross: the
 # prompt's tokens each frame attends to), each checkpoint's video
 # (OUT/p<i>/video_{base,dmd,sid}/frame_00000.png ..., decoded by sf-decode from the tokens run's latents),
 # OUT/p<i>/compare/ (compare.csv + SVG figures) and OUT/p<i>/report.html (the sink-frame token maps drawn over
 # each run's own video frames). The base run uses --config (the DMD
 # config: the same 4-step causal schedule for all three) with --no_checkpoint; a missing DMD/SID
 # checkpoint is an error (--require-checkpoint), never a silent fallback. The encoder runs once;
-# every run replays the same noise (same --seed, sfpipe's RNG). Every flag also works in
+# every run replays the same noise (same --seed, sfpipe's RNG). --sink-ablate K adds a fourth run, dmd_ablated: the
+# DMD checkpoint with sf-denoise's sink ablation in --sink-ablate-layers (default all) — then every run taps the
+# other layers only (an ablated layer cannot be tapped), so the report shows how they answer. Every flag also works in
 # --underscore_form, as --flag=value and abbreviated to a unique prefix (pipelines/flags.sh).
 set -euo pipefail
 here=$(dirname -- "$(readlink -f -- "${BASH_SOURCE[0]}")")
@@ -32,32 +35,46 @@ prompts=()
 seed=42 num_frames=21 height=480 width=832 device=cpu layers=all select=all progress=none
 config=configs/self_forcing_dmd.yaml dmd_config=configs/self_forcing_dmd.yaml sid_config=configs/self_forcing_sid.yaml
 dmd_ckpt=checkpoints/self_forcing_dmd.pt sid_ckpt=checkpoints/self_forcing_sid.pt
-out_dir=sink_study cache_dir=
+out_dir=sink_study cache_dir= ablate=0 ablate_layers=all
 sf_flags_expand sink_study.sh --help --model-dir= --prompt= --seed= --num-frames= --height= --width= --device= --layers= \
     --config= --dmd-checkpoint= --sid-checkpoint= --dmd-config= --sid-config= --out-dir= --cache-dir= --tap-select= \
-    --progress= -- "$@"
+    --progress= --sink-ablate= --sink-ablate-layers= -- "$@"
 set -- "${sf_flags[@]}"
 while [ $# -gt 0 ]; do
     flag=${1//_/-}
     case "$flag" in
     -h | --help) sf_usage; exit 0 ;;
     --model-dir | --prompt | --seed | --num-frames | --height | --width | --device | --layers | --config | \
-        --dmd-checkpoint | --sid-checkpoint | --dmd-config | --sid-config | --out-dir | --cache-dir | --tap-select | --progress)
+        --dmd-checkpoint | --sid-checkpoint | --dmd-config | --sid-config | --out-dir | --cache-dir | --tap-select | --progress | \
+        --sink-ablate | --sink-ablate-layers)
         [ $# -ge 2 ] || die "option $1 needs a value"
         case "$flag" in
         --model-dir) model_dir=$2 ;; --prompt) prompts+=("$2") ;; --seed) seed=$2 ;; --num-frames) num_frames=$2 ;;
         --height) height=$2 ;; --width) width=$2 ;; --device) device=$2 ;; --layers) layers=$2 ;; --config) config=$2 ;;
         --dmd-checkpoint) dmd_ckpt=$2 ;; --sid-checkpoint) sid_ckpt=$2 ;; --dmd-config) dmd_config=$2 ;;
         --sid-config) sid_config=$2 ;; --out-dir) out_dir=$2 ;; --cache-dir) cache_dir=$2 ;; --tap-select) select=$2 ;;
-        --progress) progress=$2 ;;
+        --progress) progress=$2 ;; --sink-ablate) ablate=$2 ;; --sink-ablate-layers) ablate_layers=$2 ;;
         esac
         shift 2 ;;
     *) die "unknown option '$1' (see --help)" ;;
     esac
 done
 [ ${#prompts[@]} -gt 0 ] || prompts=("A majestic eagle soaring through a cloudy sky, cinematic lighting")
-for v in "$seed" "$num_frames" "$height" "$width"; do [[ "$v" =~ ^[0-9]+$ ]] || die "expected a non-negative integer, got '$v'"; done
+for v in "$seed" "$num_frames" "$height" "$width" "${ablate:-0}"; do [[ "$v" =~ ^[0-9]+$ ]] || die "expected a non-negative integer, got '$v'"; done
+[ -n "$ablate" ] || ablate=0
 for c in "$dmd_ckpt" "$sid_ckpt"; do [ -f "$c" ] || die "checkpoint $c not found (give --dmd-checkpoint / --sid-checkpoint)"; done
+runs=(base dmd sid)
+if [ "$ablate" -gt 0 ]; then # the ablated run, and every run's taps on the layers it leaves alone
+    size=(--model-dir "$model_dir" --num_frames "$num_frames" --height "$height" --width "$width" --no_checkpoint --log-level error)
+    tapped=$(sf-denoise --check --list-layers "${size[@]}" --layer_indices "$layers") || exit 2
+    ablated=$(sf-denoise --check --list-layers "${size[@]}" --layer_indices "$ablate_layers" 2>&1) ||
+        die "--sink-ablate-layers: ${ablated##*--layer_indices: }"
+    keep=()
+    for l in $tapped; do [[ " $ablated " == *" $l "* ]] || keep+=("$l"); done
+    [ ${#keep[@]} -gt 0 ] || die "every tapped layer is ablated (--sink-ablate-layers $ablate_layers): nothing left to tap"
+    layers=$(IFS=,; echo "${keep[*]}")
+    runs+=(dmd_ablated)
+fi
 mkdir -p "$out_dir"
 
 encode=(sf-encode --model-dir "$model_dir" --save-embeds "$out_dir/embeds.safetensors" --log-level warn)
@@ -70,10 +87,12 @@ common=(--model-dir "$model_dir" --seed "$seed" --num_frames "$num_frames" --hei
 for i in "${!prompts[@]}"; do
     d="$out_dir/p$i"
     mkdir -p "$d"
-    for run in base dmd sid; do
+    for run in "${runs[@]}"; do
         case $run in
         base) ck=(--config_path "$config" --no_checkpoint) ;;
         dmd) ck=(--config_path "$dmd_config" --checkpoint_path "$dmd_ckpt" --require-checkpoint) ;;
+        dmd_ablated) ck=(--config_path "$dmd_config" --checkpoint_path "$dmd_ckpt" --require-checkpoint
+                         --sink-ablate "$ablate" --sink-ablate-layers "$ablate_layers") ;;
         sid) ck=(--config_path "$sid_config" --checkpoint_path "$sid_ckpt" --require-checkpoint) ;;
         esac
         for mode in probs frames tokens; do
@@ -88,10 +107,12 @@ for i in "${!prompts[@]}"; do
         sf-decode --model-dir "$model_dir" --device "$device" --latents "$d/latents_$run.safetensors" \
             -o "$d/video_$run/" --progress "$progress" --log-level warn
     done
-    runs=("$d/probs_base.safetensors" "$d/probs_dmd.safetensors" "$d/probs_sid.safetensors")
-    sf-taps compare "${runs[@]}" --labels base dmd sid -o "$d/compare" --log-level warn
-    sf-taps report "${runs[@]}" --labels base dmd sid -o "$d/report.html" --log-level warn \
-        --tokens "$d/tokens_base.safetensors" "$d/tokens_dmd.safetensors" "$d/tokens_sid.safetensors" \
-        --frames "$d/video_base" "$d/video_dmd" "$d/video_sid"
+    probs=() toks=() vids=()
+    for run in "${runs[@]}"; do
+        probs+=("$d/probs_$run.safetensors") toks+=("$d/tokens_$run.safetensors") vids+=("$d/video_$run")
+    done
+    sf-taps compare "${probs[@]}" --labels "${runs[@]}" -o "$d/compare" --log-level warn
+    sf-taps report "${probs[@]}" --labels "${runs[@]}" -o "$d/report.html" --log-level warn \
+        --tokens "${toks[@]}" --frames "${vids[@]}"
     echo "sink_study: $d/report.html" >&2
 done

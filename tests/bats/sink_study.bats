@@ -75,6 +75,39 @@ for i, run in enumerate(("base", "dmd", "sid")):
 PY
 }
 
+@test "sink_study.yaml sink_ablate=1 sink_ablate_layers=2: a fourth run, DMD sink-ablated; every run taps the other layers" {
+    D="$BATS_TEST_TMPDIR"
+    sf-mkmodel tiny "$D/m" --seed 1 --checkpoint "$D/m/dmd.pt" --log-level warn
+    sf-mkmodel tiny "$D/m2" --seed 2 --only config,dit --checkpoint "$D/m/sid.pt" --log-level warn
+    cd "$SF_ROOT"
+    run -0 --separate-stderr sf-run pipelines/sink_study.yaml model_dir="$D/m" dmd_checkpoint="$D/m/dmd.pt" \
+        sid_checkpoint="$D/m/sid.pt" num_frames=6 height=32 width=48 out_dir="$D/out" cache_dir="$D/cache" \
+        sink_ablate=1 sink_ablate_layers=2
+    p="$D/out/p0"
+    meta() { python3 -c 'import json,struct,sys; f=open(sys.argv[1],"rb"); n=struct.unpack("<Q",f.read(8))[0]; print(json.loads(f.read(n))["__metadata__"].get(sys.argv[2],""))' "$1" "$2"; }
+    for r in base dmd sid dmd_ablated; do
+        assert_equal "$(meta "$p/probs_$r.safetensors" layers)" "[0,1]" # layer 2 is ablated in one run: tapped in none
+        assert_equal "$(sf-tensor ls "$p/probs_$r.safetensors" | grep -c '^probs\.L[01]\.')" 20
+    done
+    [[ "$(meta "$p/probs_dmd_ablated.safetensors" weights)" == *"dmd.pt:generator_ema, sink-ablated (1 frame, layers 2)" ]]
+    # the ablated video: the first block's frames (latent 0-2: video frames 0-8) are DMD's, the later ones are not
+    for f in 0 8; do cmp -s "$p/video_dmd/frame_0000$f.png" "$p/video_dmd_ablated/frame_0000$f.png"; done
+    ! cmp -s "$p/video_dmd/frame_00009.png" "$p/video_dmd_ablated/frame_00009.png" || false
+    ! cmp -s "$p/video_dmd/frame_00020.png" "$p/video_dmd_ablated/frame_00020.png" || false
+    # compare and report over the four runs
+    assert_equal "$(grep -c '^[01],[01],dmd_ablated,1,0,' "$p/compare/compare.csv")" 4
+    assert_equal "$(grep -o 'class="frame"' "$p/report.html" | wc -l)" 4
+    grep -qF '<th>dmd_ablated</th>' "$p/report.html"
+    # every tapped layer ablated: nothing left to tap, before any work
+    run -2 --separate-stderr pipelines/sink_study.sh --model-dir "$D/m" --dmd-checkpoint "$D/m/dmd.pt" \
+        --sid-checkpoint "$D/m/sid.pt" --out-dir "$D/o2" --sink-ablate 1 --sink-ablate-layers all
+    assert_equal "$stderr" "sink_study.sh: error: every tapped layer is ablated (--sink-ablate-layers all): nothing left to tap"
+    run -2 --separate-stderr pipelines/sink_study.sh --model-dir "$D/m" --dmd-checkpoint "$D/m/dmd.pt" \
+        --sid-checkpoint "$D/m/sid.pt" --out-dir "$D/o2" --sink-ablate 1 --sink-ablate-layers 7
+    assert_equal "$stderr" "sink_study.sh: error: --sink-ablate-layers: layer 7 out of range (the model has 3 layers: 0..2)"
+    [ ! -e "$D/o2/embeds.safetensors" ]
+}
+
 @test "sink_study.sh: a missing checkpoint is an error before any work" {
     cd "$SF_ROOT"
     run -2 --separate-stderr pipelines/sink_study.sh --dmd-checkpoint "$BATS_TEST_TMPDIR/none.pt" --out-dir "$BATS_TEST_TMPDIR/o"
