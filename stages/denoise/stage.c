@@ -404,11 +404,17 @@ sf_status sf_denoise_stage_run(sf_denoise_opts *o, sf_err *err) {
             weights = weights_fp8;
         }
     }
-    char weights_ab[4700];
+    char weights_ab[5600];
     if (o->ablate) { /* every output's "weights" says what ran: not the model's attention in those layers */
-        char ls[96];
-        int k = 0;
-        for (int i = 0; i < n_ab && k < (int)sizeof ls - 12; i++) k += snprintf(ls + k, sizeof ls - (size_t)k, "%s%d", i ? "," : "", ab_layers[i]);
+        char ls[1024]; /* ascending, consecutive layers as ranges: "0-14,20" */
+        size_t k = 0;
+        for (int i = 0; i < n_ab && k < sizeof ls; i++) {
+            int j = i;
+            while (j + 1 < n_ab && ab_layers[j + 1] == ab_layers[j] + 1) j++;
+            k += (size_t)(j > i ? snprintf(ls + k, sizeof ls - k, "%s%d-%d", i ? "," : "", ab_layers[i], ab_layers[j])
+                                : snprintf(ls + k, sizeof ls - k, "%s%d", i ? "," : "", ab_layers[i]));
+            i = j;
+        }
         if (n_ab == cfg.num_layers) snprintf(ls, sizeof ls, "all");
         snprintf(weights_ab, sizeof weights_ab, "%s, sink-ablated (%ld frame%s, layers %s)", weights, o->ablate,
                  o->ablate == 1 ? "" : "s", ls);

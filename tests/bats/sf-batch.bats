@@ -244,7 +244,7 @@ by_hand() {
     printf 'a red fox\n' >"$T/p1.txt"
     run -0 sf-batch "${B[@]}" --data_path "$T/p1.txt" --sink-ablate 1 --sink-ablate-layers 1-2 --log-level info
     [ -s "$T/out/0-0_ema.mp4" ]
-    grep -q "sf-denoise: info: sink ablation: layers 1,2 skip the first 1 key frame of their context" "$T/out/.sf-batch/logs/0-0_ema.log"
+    grep -q "sf-denoise: info: sink ablation: layers 1-2 skip the first 1 key frame of their context" "$T/out/.sf-batch/logs/0-0_ema.log"
     grep -qx "sink_ablate=1 layers 1-2" "$T/out/.sf-batch/flags"
     run -2 --separate-stderr sf-batch "${B[@]}" --data_path "$T/p1.txt"
     [[ "$stderr" == *"made with other flags: --sink_ablate 1 layers 1-2 (now 0)"* ]]
