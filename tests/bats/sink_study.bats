@@ -7,14 +7,19 @@ bats_require_minimum_version 1.5.0
 load '/usr/lib/bats/bats-support/load'
 load '/usr/lib/bats/bats-assert/load'
 
-@test "sink_study.yaml: three checkpoints, every layer, probs + frames + tokens, compare and report" {
+# two random checkpoints made by sf-mkmodel (DMD: the model's own seed, SID: another), then the study on them into
+# $D/out at 32×48, 6 latent frames, with the vars given
+study() {
     D="$BATS_TEST_TMPDIR"
     sf-mkmodel tiny "$D/m" --seed 1 --checkpoint "$D/m/dmd.pt" --log-level warn
     sf-mkmodel tiny "$D/m2" --seed 2 --only config,dit --checkpoint "$D/m/sid.pt" --log-level warn
     cd "$SF_ROOT"
     run -0 --separate-stderr sf-run pipelines/sink_study.yaml model_dir="$D/m" dmd_checkpoint="$D/m/dmd.pt" \
-        sid_checkpoint="$D/m/sid.pt" num_frames=6 height=32 width=48 out_dir="$D/out" cache_dir="$D/cache" \
-        prompt='A red fox <b>trotting</b> & "jumping"'
+        sid_checkpoint="$D/m/sid.pt" num_frames=6 height=32 width=48 out_dir="$D/out" cache_dir="$D/cache" "$@"
+}
+
+@test "sink_study.yaml: three checkpoints, every layer, probs + frames + tokens, compare and report" {
+    study prompt='A red fox <b>trotting</b> & "jumping"'
     p="$D/out/p0"
     for r in base dmd sid; do
         for m in probs frames; do
@@ -76,13 +81,7 @@ PY
 }
 
 @test "sink_study.yaml sink_ablate=1 sink_ablate_layers=2: a fourth run, DMD sink-ablated; every run taps the other layers" {
-    D="$BATS_TEST_TMPDIR"
-    sf-mkmodel tiny "$D/m" --seed 1 --checkpoint "$D/m/dmd.pt" --log-level warn
-    sf-mkmodel tiny "$D/m2" --seed 2 --only config,dit --checkpoint "$D/m/sid.pt" --log-level warn
-    cd "$SF_ROOT"
-    run -0 --separate-stderr sf-run pipelines/sink_study.yaml model_dir="$D/m" dmd_checkpoint="$D/m/dmd.pt" \
-        sid_checkpoint="$D/m/sid.pt" num_frames=6 height=32 width=48 out_dir="$D/out" cache_dir="$D/cache" \
-        sink_ablate=1 sink_ablate_layers=2
+    study sink_ablate=1 sink_ablate_layers=2
     p="$D/out/p0"
     meta() { python3 -c 'import json,struct,sys; f=open(sys.argv[1],"rb"); n=struct.unpack("<Q",f.read(8))[0]; print(json.loads(f.read(n))["__metadata__"].get(sys.argv[2],""))' "$1" "$2"; }
     for r in base dmd sid dmd_ablated; do
