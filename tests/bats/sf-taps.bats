@@ -460,6 +460,14 @@ PY
     assert_equal "${stderr_lines[0]}" "sf-taps: warning: --frames $V: 5 frames are not 1 + r·8 for the run's 9 latent frames: taking the Wan VAE's r = 4 (latent frame f over video frame 4f − 3)"
     [[ "${stderr_lines[1]}" == "sf-taps: error: "*"$V/frame_00005.png"* ]] || false
     [ ! -e "$BATS_TEST_TMPDIR/bad.svg" ]
+    # a damaged frame (cut short; not a PNG at all): the reader's one line naming it, nothing written
+    head -c 100 "$V/frame_00000.png" >"$V/frame_00001.png"
+    run -1 --separate-stderr sf-taps tokens "$O" -o "$BATS_TEST_TMPDIR/bad.svg" --frames "$V"
+    [[ "${stderr_lines[-1]}" == "sf-taps: error: $V/frame_00001.png: damaged or truncated PNG"* ]] || false
+    printf 'not a png' >"$V/frame_00001.png"
+    run -1 --separate-stderr sf-taps tokens "$O" -o "$BATS_TEST_TMPDIR/bad.svg" --frames "$V"
+    [[ "${stderr_lines[-1]}" == "sf-taps: error: $V/frame_00001.png"* ]] || false
+    [ ! -e "$BATS_TEST_TMPDIR/bad.svg" ]
     run -1 --separate-stderr sf-taps tokens "$O" -o "$BATS_TEST_TMPDIR/bad.svg" --frames "$BATS_TEST_TMPDIR/nothing"
     assert_equal "$stderr" "sf-taps: error: --frames $BATS_TEST_TMPDIR/nothing: No such file or directory"
     run -2 --separate-stderr sf-taps tokens "$O" --frames "$V"
