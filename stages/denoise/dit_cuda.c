@@ -557,7 +557,6 @@ static sf_status layer(sf_dit_state *st, int l, int F, int64_t start_frame, cons
         if ((s = gprobe2(st, "mid.block0.self_attn.k_roped", Ka, Lk, D, 2 * D, err))) return s;
     }
     int tapped = st->tap.wants && st->tap.wants(st->tap.ctx, l);
-    if (tapped && skip) return sf_fail(err, SF_E_ARG, "layer %d is both tapped and sink-ablated: tap other layers", l);
     float *logits = NULL;
     uint16_t *logits16 = NULL;
     if (tapped && st->tap.logits_f16) logits16 = st->tap.logits_f16(st->tap.ctx, l, (int)NH, L, Lk);

@@ -282,7 +282,9 @@ static void test_ablate_layers(void) {
     run_ctx c = {NULL, 3, 0, 0, 0, NULL, 0, 0};
     st.tap.wants = tap_wants, st.tap.done = tap_done, st.tap.ctx = &c; /* taps layer 0 */
     SF_CHECK_OK(sf_dit_set_ablation(&st, 1, NULL, 0, &err), &err);    /* which is now ablated */
+    const int64_t ge = st.global_end, le = st.local_end, k3 = st.key_frames[3];
     SF_CHECK(sf_dit_forward(&st, x, 3, t, 3, flow, &err) == SF_E_ARG && strstr(err.msg, "tapped and sink-ablated"));
+    SF_CHECK(st.global_end == ge && st.local_end == le && st.key_frames[3] == k3); /* refused before anything moved */
     sf_dit_state_free(&st);
 }
 
