@@ -30,6 +30,22 @@ static int better(const sf_taps_cap *a, const sf_taps_cap *b) {
     return a->block > b->block || (a->block == b->block && a->step < b->step);
 }
 
+/* x kept as its layer's capture in (*c)[0..*n): appended for a new layer, or in place of a worse one. The slot it
+ * went to, -1 when the one kept is better, -2 out of memory. */
+static int cap_keep(sf_taps_cap **c, int *n, const sf_taps_cap *x) {
+    int j = 0;
+    while (j < *n && (*c)[j].layer != x->layer) j++;
+    if (j < *n) {
+        if (!better(x, &(*c)[j])) return -1;
+        (*c)[j] = *x;
+        return j;
+    }
+    sf_taps_cap *p = realloc(*c, sizeof *p * (size_t)(*n + 1));
+    if (!p) return -2;
+    *c = p, p[*n] = *x;
+    return (*n)++;
+}
+
 sf_status sf_taps_pick(const sf_tfile *tf, const char *prefix, const int *layers, int nl, int fb, int fs,
                        sf_taps_cap **out, int *n_out, sf_err *err) {
     sf_taps_cap *c = NULL;
@@ -46,19 +62,10 @@ sf_status sf_taps_pick(const sf_tfile *tf, const char *prefix, const int *layers
         for (int j = 0; j < nl && !want; j++) want = layers[j] == x.layer;
         if (!want || (fb >= 0 && (x.block != fb || x.step != fs))) continue;
         x.t = &tf->entries[i].t;
-        int j = 0;
-        while (j < n && c[j].layer != x.layer) j++;
-        if (j < n) {
-            if (better(&x, &c[j])) c[j] = x;
-            continue;
-        }
-        sf_taps_cap *p = realloc(c, sizeof *c * (size_t)(n + 1));
-        if (!p) {
+        if (cap_keep(&c, &n, &x) == -2) {
             free(c);
             return sf_fail(err, SF_E_NOMEM, "out of memory");
         }
-        c = p;
-        c[n++] = x;
     }
     for (int i = 1; i < n; i++) /* by layer */
         for (int j = i; j > 0 && c[j - 1].layer > c[j].layer; j--) {
@@ -412,21 +419,13 @@ static sf_status load_logits(const sf_tfile *tf, const sf_taps_tok_opts *o, int 
     for (size_t i = 0; i < ns; i++) { /* per layer: the forward asked for, else the latest block's first step */
         const sf_taps_src *x = &src[i];
         if (x->kind != SF_TAPS_SRC_LOGITS || (o->fb >= 0 && (x->block != o->fb || x->step != o->fs))) continue;
-        sf_taps_cap c = {x->layer, x->block, x->step, x->t, -1};
-        int j = 0;
-        while (j < t->n && t->c[j].layer != c.layer) j++;
-        if (j < t->n) {
-            if (better(&c, &t->c[j])) t->c[j] = c, fsls[j] = x->fsl;
-            continue;
-        }
-        sf_taps_cap *p = realloc(t->c, sizeof *p * (size_t)(t->n + 1));
-        if (!p) {
+        const sf_taps_cap c = {x->layer, x->block, x->step, x->t, -1};
+        const int j = cap_keep(&t->c, &t->n, &c);
+        if (j == -2) {
             free(src), free(fsls);
             return sf_fail(err, SF_E_NOMEM, "out of memory");
         }
-        t->c = p;
-        fsls[t->n] = x->fsl;
-        t->c[t->n++] = c;
+        if (j >= 0) fsls[j] = x->fsl;
     }
     if (t->n == 0) {
         free(src), free(fsls);
