@@ -20,6 +20,11 @@ typedef struct sf_taps_cap {
 sf_status sf_taps_pick(const sf_tfile *tf, const char *prefix, const int *layers, int nl, int fb, int fs, sf_taps_cap **out,
                        int *n, sf_err *err);
 
+/* The run's facts of forward (b, st) (the file's "forwards"): *start (non-NULL) its first query frame, 0 when not
+ * said; kf[0..K) the absolute frame each of its first K key slots holds, -1 where not said (an older or hand-made
+ * file). */
+void sf_taps_forward_facts(const sf_tfile *tf, int b, int st, int64_t *start, int64_t *kf, int64_t K);
+
 /* What to map: layers[nl] (nl 0: all) averaged over heads[nh] (nh 0: all); fb ≥ 0: that forward (block fb, step fs)
  * of every layer, else each layer's latest block's first step. From full logits (a figure-4 .pt of the reference, or
  * taps.L* / fig4.L* tensors) the maps are computed here, as sf-denoise --tap-mode tokens would have kept them:

@@ -11,7 +11,6 @@
 
 #include "stages/encode/tokenizer.h"
 
-#include <cjson/cJSON.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -37,23 +36,6 @@ static void words_free(words *w) {
     for (int64_t j = 0; w->piece && j < w->R; j++) free(w->piece[j]);
     free(w->m), free(w->QF), free(w->f0), free(w->piece), free(w->c);
     memset(w, 0, sizeof *w);
-}
-
-/* The start frame of forward (b, st) from the file's "forwards" fact, 0 when it does not say. */
-static int64_t start_frame(const sf_tfile *tf, int b, int st) {
-    const char *fw = sf_tfile_meta(tf, "forwards");
-    cJSON *a = fw ? cJSON_Parse(fw) : NULL, *o;
-    int64_t s = 0;
-    cJSON_ArrayForEach(o, a) {
-        const cJSON *jb = cJSON_GetObjectItem(o, "block"), *js = cJSON_GetObjectItem(o, "step"),
-                    *sf = cJSON_GetObjectItem(o, "start_frame");
-        if (cJSON_IsNumber(jb) && cJSON_IsNumber(js) && jb->valuedouble == b && js->valuedouble == st) {
-            if (cJSON_IsNumber(sf) && sf->valuedouble >= 0 && sf->valuedouble < 1e9) s = (int64_t)sf->valuedouble;
-            break;
-        }
-    }
-    cJSON_Delete(a);
-    return s;
 }
 
 /* w->piece[0..R): the prompt's pieces when the tokenizer and prompt give exactly R tokens (or more, cut to R as the
@@ -189,7 +171,7 @@ static sf_status words_load(const sf_tfile *tf, const sf_taps_words_opts *o, wor
             }
         free(v);
         w->QF[i] = QF;
-        w->f0[i] = start_frame(tf, w->c[i].block, w->c[i].step);
+        sf_taps_forward_facts(tf, w->c[i].block, w->c[i].step, &w->f0[i], NULL, 0);
     }
     if ((s = label(tf, o, w, err)) || !o->by_word) return s;
     if (w->positional) {
