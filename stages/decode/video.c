@@ -335,9 +335,9 @@ sf_status sf_video_write(sf_video_writer *w, const uint8_t *rgb, sf_err *err) {
         size_t len = 0;
         char f[4400], what[4400];
         if ((s = sf_png_encode(rgb, w->width, w->height, &png, &len, err)) != SF_OK) return s;
-        snprintf(f, sizeof f, "%s/frame_%05lld.png", w->tmpdir, (long long)w->frames);
+        snprintf(f, sizeof f, "%s/" SF_VIDEO_FRAME_NAME, w->tmpdir, (long long)w->frames);
         /* errors name the output folder and frame, not the temp folder the frames go to first */
-        snprintf(what, sizeof what, "cannot write %s/frame_%05lld.png", w->path, (long long)w->frames);
+        snprintf(what, sizeof what, "cannot write %s/" SF_VIDEO_FRAME_NAME, w->path, (long long)w->frames);
         int fd = open(f, O_WRONLY | O_CREAT | O_TRUNC, 0644);
         if (fd < 0) s = sf_fail(err, SF_E_IO, "%s: %s", what, strerror(errno));
         else {

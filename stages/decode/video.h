@@ -22,6 +22,9 @@ extern "C" {
 
 typedef enum sf_video_kind { SF_VIDEO_Y4M = 1, SF_VIDEO_MP4, SF_VIDEO_PNGDIR } sf_video_kind;
 
+/* A PNG folder's frame n (long long) inside it, as written here and read by sf-taps --frames. */
+#define SF_VIDEO_FRAME_NAME "frame_%05lld.png"
+
 typedef struct sf_video_writer sf_video_writer;
 
 /* Format for an output path; SF_E_ARG for an unknown extension. */

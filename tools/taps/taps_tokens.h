@@ -41,7 +41,8 @@ typedef struct sf_taps_tok_opts {
     int64_t fsl;
     int per_head; /* one map per head (asked, else every one) instead of their mean */
     /* The SVG's maps over the video (NULL: none): an image file behind every panel, or a folder of sf-decode's
-     * frame_%05d.png, each key slot over the first video frame of its latent frame (0 for frame 0, else 4f − 3) */
+     * frame_%05d.png, each key slot over the first video frame of its latent frame (0 for frame 0, else r(f − 1) + 1,
+     * r from the folder's count: 4 for the Wan VAE) */
     const char *frames;
     const char *id; /* the SVG's element id prefix, unique in one HTML page (NULL: "tok") */
 } sf_taps_tok_opts;

@@ -174,7 +174,7 @@ static int64_t backdrop_rate(const char *dir, int64_t T) {
     char path[4200];
     struct stat st;
     for (; n < 1000000; n++) {
-        snprintf(path, sizeof path, "%s/frame_%05lld.png", dir, (long long)n);
+        snprintf(path, sizeof path, "%s/" SF_VIDEO_FRAME_NAME, dir, (long long)n);
         if (stat(path, &st) != 0) break;
     }
     if (T >= 2 && n >= 2 && (n - 1) % (T - 1) == 0) return (n - 1) / (T - 1);
@@ -212,7 +212,7 @@ static sf_status picture_b64(const char *path, int64_t W, int64_t H, int grid_h,
 }
 
 static void frame_path(const backdrop *b, int64_t p, char *path, size_t n) {
-    if (b->dir) snprintf(path, n, "%s/frame_%05lld.png", b->frames, (long long)p);
+    if (b->dir) snprintf(path, n, "%s/" SF_VIDEO_FRAME_NAME, b->frames, (long long)p);
     else snprintf(path, n, "%s", b->frames);
 }
 
