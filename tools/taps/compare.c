@@ -313,7 +313,7 @@ static void words_section(FILE *f, const sf_taps_cmp *c, sf_err *err, sf_status 
                   "<code>--tap-cross</code>): each query frame's attention mass over the prompt's words (its SentencePiece "
                   "pieces joined, their mass summed; <code>sf-taps words</code> without <code>--by-word</code> shows "
                   "the pieces), mean over the heads and the frame's tokens.</p>\n", f);
-        const sf_taps_words_opts wo = {c->layers, c->nl, NULL, 0, c->fwd_b, c->fwd_s, c->tokenizer, NULL, 1};
+        const sf_taps_words_opts wo = {{c->layers, c->nl, NULL, 0, c->fwd_b, c->fwd_s}, c->tokenizer, NULL, 1};
         fputs("<h3>", f), html(f, c->r[i].label), fputs("</h3>\n<figure>", f);
         *s = sf_taps_words(tf, &wo, f, NULL, err);
         fputs("</figure>\n", f);
@@ -389,7 +389,7 @@ static void write_report(FILE *f, const sf_taps_cmp *c, sf_err *err, sf_status *
         for (int i = 0; i < c->nr && !*s; i++) {
             char id[24];
             snprintf(id, sizeof id, "run%d", i);
-            const sf_taps_tok_opts to = {c->layers, c->nl, NULL, 0, c->fwd_b, c->fwd_s, NULL, 1, c->fsl, 0,
+            const sf_taps_tok_opts to = {{c->layers, c->nl, NULL, 0, c->fwd_b, c->fwd_s}, NULL, 1, c->fsl, 0,
                                          c->frames ? c->frames[i] : NULL, id};
             sf_tfile *tf = NULL;
             fputs("<h3>", f), html(f, c->r[i].label), fputs(" — ", f), html(f, c->tokens[i]), fputs("</h3>\n<figure>", f);

@@ -428,7 +428,6 @@ static sf_status draw_words(const sf_tfile *tf, const void *o, FILE *svg, FILE *
     return sf_taps_words(tf, o, svg, csv, err);
 }
 
-
 /* sf-taps tokens FILE [-o OUT.svg [--frames V]] [--layers L...] [--heads H...] [--forward B:S] (tokens.c), and
  * sf-taps words FILE [-o OUT.svg] [--layers L...] [--heads H...] [--forward B:S] [--tokenizer P] [--prompt S]
  * (words.c) */
@@ -454,13 +453,14 @@ static int per_token_cmd(sf_args *a, const char **pos, int np) {
     const int nfr = sf_args_all(a, opts, "frames", &frames);
     if (nfr > 1) usage_die("--frames: tokens takes one image file or folder");
     if (nfr && !svg) usage_die("--frames: draws the maps over the video in the SVG: give -o OUT.svg");
+    const sf_taps_sel sel = {layers, nl, heads, nh, fb, fs};
     if (words) {
-        const sf_taps_words_opts wo = {layers, nl, heads, nh, fb, fs, sf_args_get(a, opts, "tokenizer"),
-                                       sf_args_get(a, opts, "prompt"), sf_args_has(a, opts, "by-word")};
+        const sf_taps_words_opts wo = {sel, sf_args_get(a, opts, "tokenizer"), sf_args_get(a, opts, "prompt"),
+                                       sf_args_has(a, opts, "by-word")};
         s = one_file(pos[1], out, draw_words, &wo, &err);
     } else {
-        const sf_taps_tok_opts to = {layers, nl, heads, nh, fb, fs, sf_args_get(a, opts, "token-grid"), (int)kf, fsl,
-                                     sf_args_has(a, opts, "per-head"), nfr ? frames[0] : NULL, NULL};
+        const sf_taps_tok_opts to = {sel, sf_args_get(a, opts, "token-grid"), (int)kf, fsl, sf_args_has(a, opts, "per-head"),
+                                     nfr ? frames[0] : NULL, NULL};
         s = one_file(pos[1], out, draw_tokens, &to, &err);
     }
     free(layers);
@@ -487,11 +487,11 @@ int main(int argc, char **argv) {
         usage_die("--prompt and --by-word apply to words only");
     if (np >= 1 && !is_words && strcmp(pos[0], "report") != 0 && sf_args_get(&a, opts, "tokenizer"))
         usage_die("--tokenizer applies to words and report only");
-    if (np >= 1 && strcmp(pos[0], "tokens") != 0 && strcmp(pos[0], "report") != 0 && sf_args_has(&a, opts, "frames"))
+    if (np >= 1 && !is_tokens && strcmp(pos[0], "report") != 0 && sf_args_has(&a, opts, "frames"))
         usage_die("--frames applies to tokens and report only");
     if (np >= 2 && (!strcmp(pos[0], "compare") || !strcmp(pos[0], "report") || !strcmp(pos[0], "heatmap")))
         return workbench(&a, pos, np);
-    if (np >= 1 && (!strcmp(pos[0], "tokens") || !strcmp(pos[0], "words"))) return per_token_cmd(&a, pos, np);
+    if (is_tokens || is_words) return per_token_cmd(&a, pos, np);
     if (np != 2) usage_die(np < 2 ? "expected a command and a FILE" : "too many arguments");
     const char *cmd = pos[0], *path = pos[1];
     free(pos);

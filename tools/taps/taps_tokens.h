@@ -25,17 +25,22 @@ sf_status sf_taps_pick(const sf_tfile *tf, const char *prefix, const int *layers
  * file). */
 void sf_taps_forward_facts(const sf_tfile *tf, int b, int st, int64_t *start, int64_t *kf, int64_t K);
 
-/* What to map: layers[nl] (nl 0: all) averaged over heads[nh] (nh 0: all); fb ≥ 0: that forward (block fb, step fs)
- * of every layer, else each layer's latest block's first step. From full logits (a figure-4 .pt of the reference, or
- * taps.L* / fig4.L* tensors) the maps are computed here, as sf-denoise --tap-mode tokens would have kept them:
- * token_frames key slots (0: 1), frame_seq_length fsl (0: the file's), on grid "HxW" (NULL: the file's token_grid;
- * for 1560 tokens a frame without one, the reference's 30x52, 480×832). */
-typedef struct sf_taps_tok_opts {
+/* Which captures a per-token view shows: layers[nl] (nl 0: all) averaged over heads[nh] (nh 0: all); fb ≥ 0: that
+ * forward (block fb, step fs) of every layer, else each layer's latest block's first step. */
+typedef struct sf_taps_sel {
     const int *layers;
     int nl;
     const int *heads;
     int nh;
     int fb, fs;
+} sf_taps_sel;
+
+/* What sf-taps tokens maps: the selection. From full logits (a figure-4 .pt of the reference, or
+ * taps.L* / fig4.L* tensors) the maps are computed here, as sf-denoise --tap-mode tokens would have kept them:
+ * token_frames key slots (0: 1), frame_seq_length fsl (0: the file's), on grid "HxW" (NULL: the file's token_grid;
+ * for 1560 tokens a frame without one, the reference's 30x52, 480×832). */
+typedef struct sf_taps_tok_opts {
+    sf_taps_sel sel;
     const char *grid;
     int token_frames;
     int64_t fsl;
@@ -61,17 +66,12 @@ sf_status sf_taps_tokens_diff(const sf_tfile *tf, const sf_tfile *base, const sf
  * whose facts do not say its latent frames (num_frames). For report --frames (compare.c). */
 sf_status sf_taps_tokens_film(const sf_tfile *tf, const char *frames, FILE *html, sf_err *err);
 
-/* sf-taps words: layers[nl] (nl 0: all) averaged over heads[nh] (nh 0: all) at the forward (fb, fs) (fb < 0: each
- * layer's latest block's first step). The tokens are labelled with the prompt's SentencePiece pieces: prompt (NULL:
+/* sf-taps words: the selection's mean over its heads. The tokens are labelled with the prompt's SentencePiece pieces: prompt (NULL:
  * the file's fact) through the tokenizer at tokenizer (NULL: <the file's model_dir>/google/umt5-xxl/spiece.model)
  * as sf-encode cleans and encodes it; when that is not possible, or the count is not the file's, by position (#j),
  * with a warning saying why. */
 typedef struct sf_taps_words_opts {
-    const int *layers;
-    int nl;
-    const int *heads;
-    int nh;
-    int fb, fs;
+    sf_taps_sel sel;
     const char *tokenizer, *prompt;
     int by_word; /* a column a word (its pieces joined, their mass summed) instead of a token */
 } sf_taps_words_opts;

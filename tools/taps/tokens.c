@@ -306,7 +306,7 @@ static sf_status tokmap_alloc(tokmap *t, sf_err *err) {
 static sf_status expand_heads(tokmap *t, const sf_taps_tok_opts *o, int64_t **extra, sf_err *err) {
     if (!o->per_head) return SF_OK;
     int n = 0;
-    for (int i = 0; i < t->n; i++) n += o->nh > 0 ? o->nh : (int)t->c[i].t->shape[t->c[i].t->ndim == 4 ? 1 : 0];
+    for (int i = 0; i < t->n; i++) n += o->sel.nh > 0 ? o->sel.nh : (int)t->c[i].t->shape[t->c[i].t->ndim == 4 ? 1 : 0];
     sf_taps_cap *c = malloc(sizeof *c * (size_t)(n ? n : 1));
     int64_t *x = extra ? malloc(sizeof *x * (size_t)(n ? n : 1)) : NULL;
     if (!c || (extra && !x)) {
@@ -314,9 +314,9 @@ static sf_status expand_heads(tokmap *t, const sf_taps_tok_opts *o, int64_t **ex
         return sf_fail(err, SF_E_NOMEM, "out of memory");
     }
     for (int i = 0, k = 0; i < t->n; i++) {
-        const int H = o->nh > 0 ? o->nh : (int)t->c[i].t->shape[t->c[i].t->ndim == 4 ? 1 : 0];
+        const int H = o->sel.nh > 0 ? o->sel.nh : (int)t->c[i].t->shape[t->c[i].t->ndim == 4 ? 1 : 0];
         for (int h = 0; h < H; h++, k++) {
-            c[k] = t->c[i], c[k].head = o->nh > 0 ? o->heads[h] : h;
+            c[k] = t->c[i], c[k].head = o->sel.nh > 0 ? o->sel.heads[h] : h;
             if (x) x[k] = (*extra)[i];
         }
     }
@@ -327,8 +327,8 @@ static sf_status expand_heads(tokmap *t, const sf_taps_tok_opts *o, int64_t **ex
 
 /* The maps of a tokens file (sf-denoise --tap-mode tokens). */
 static sf_status load_tokens(const sf_tfile *tf, const sf_taps_tok_opts *o, tokmap *t, sf_err *err) {
-    const int fb = o->fb, fs = o->fs;
-    sf_status s = sf_taps_pick(tf, "tokens", o->layers, o->nl, fb, fs, &t->c, &t->n, err);
+    const int fb = o->sel.fb, fs = o->sel.fs;
+    sf_status s = sf_taps_pick(tf, "tokens", o->sel.layers, o->sel.nl, fb, fs, &t->c, &t->n, err);
     if (s) return s;
     if (t->n == 0)
         return fb >= 0 ? sf_fail(err, SF_E_NOTFOUND, "no tokens.L*.b%d.s%d tensor of the layers asked", fb, fs)
@@ -345,7 +345,7 @@ static sf_status load_tokens(const sf_tfile *tf, const sf_taps_tok_opts *o, tokm
         const sf_taps_cap *c = &t->c[i];
         if (!(t->m[i] = malloc(sizeof(double) * (size_t)c->t->shape[2])))
             s = sf_fail(err, SF_E_NOMEM, "out of memory");
-        else s = token_means(c, t->S, c->head >= 0 ? &c->head : o->heads, c->head >= 0 ? 1 : o->nh, t->m[i], &t->K[i], err);
+        else s = token_means(c, t->S, c->head >= 0 ? &c->head : o->sel.heads, c->head >= 0 ? 1 : o->sel.nh, t->m[i], &t->K[i], err);
         if (!s && !(t->frame[i] = malloc(sizeof(int64_t) * (size_t)(t->K[i] > 0 ? t->K[i] : 1))))
             s = sf_fail(err, SF_E_NOMEM, "out of memory");
         if (!s) sf_taps_forward_facts(tf, c->block, c->step, NULL, t->frame[i], t->K[i]);
@@ -406,7 +406,7 @@ static sf_status logits_means(const sf_tensor *t, int64_t S, int64_t K, const in
 static sf_status load_logits(const sf_tfile *tf, const sf_taps_tok_opts *o, int have_grid, tokmap *t, sf_err *err) {
     sf_taps_src *src = NULL;
     size_t ns = 0;
-    sf_status s = sf_taps_find_sources(tf, SF_TAPS_SET_FIG4 | SF_TAPS_SET_TAPS, o->fsl, o->layers, o->nl, &src, &ns, err);
+    sf_status s = sf_taps_find_sources(tf, SF_TAPS_SET_FIG4 | SF_TAPS_SET_TAPS, o->fsl, o->sel.layers, o->sel.nl, &src, &ns, err);
     if (s == SF_E_NOTFOUND)
         return sf_fail(err, s, "%s: no tokens.L* taps and no full logits (of the layers asked): tokens needs sf-denoise "
                        "--tap-mode tokens, or logits (a figure-4 .pt, taps.L*)", tf->path ? tf->path : "file");
@@ -418,7 +418,7 @@ static sf_status load_logits(const sf_tfile *tf, const sf_taps_tok_opts *o, int 
     }
     for (size_t i = 0; i < ns; i++) { /* per layer: the forward asked for, else the latest block's first step */
         const sf_taps_src *x = &src[i];
-        if (x->kind != SF_TAPS_SRC_LOGITS || (o->fb >= 0 && (x->block != o->fb || x->step != o->fs))) continue;
+        if (x->kind != SF_TAPS_SRC_LOGITS || (o->sel.fb >= 0 && (x->block != o->sel.fb || x->step != o->sel.fs))) continue;
         const sf_taps_cap c = {x->layer, x->block, x->step, x->t, -1};
         const int j = cap_keep(&t->c, &t->n, &c);
         if (j == -2) {
@@ -429,7 +429,7 @@ static sf_status load_logits(const sf_tfile *tf, const sf_taps_tok_opts *o, int 
     }
     if (t->n == 0) {
         free(src), free(fsls);
-        return o->fb >= 0 ? sf_fail(err, SF_E_NOTFOUND, "no logits of forward b%d.s%d of the layers asked", o->fb, o->fs)
+        return o->sel.fb >= 0 ? sf_fail(err, SF_E_NOTFOUND, "no logits of forward b%d.s%d of the layers asked", o->sel.fb, o->sel.fs)
                           : sf_fail(err, SF_E_NOTFOUND, "no logits taps of the layers asked");
     }
     for (int i = 0; i < t->n && o->per_head; i++)
@@ -467,7 +467,7 @@ static sf_status load_logits(const sf_tfile *tf, const sf_taps_tok_opts *o, int 
         if (!(t->m[i] = malloc(sizeof(double) * (size_t)(t->K[i] * fsl))) ||
             !(t->frame[i] = malloc(sizeof(int64_t) * (size_t)t->K[i])))
             s = sf_fail(err, SF_E_NOMEM, "out of memory");
-        else s = logits_means(x, fsl, t->K[i], c->head >= 0 ? &c->head : o->heads, c->head >= 0 ? 1 : o->nh, t->m[i], err);
+        else s = logits_means(x, fsl, t->K[i], c->head >= 0 ? &c->head : o->sel.heads, c->head >= 0 ? 1 : o->sel.nh, t->m[i], err);
         if (!s) sf_taps_forward_facts(tf, c->block, c->step, NULL, t->frame[i], t->K[i]);
         if (!s && t->K[i] > t->Kmax) t->Kmax = t->K[i];
     }
@@ -603,7 +603,7 @@ sf_status sf_taps_tokens(const sf_tfile *tf, const sf_taps_tok_opts *o, FILE *sv
 sf_status sf_taps_tokens_diff(const sf_tfile *tf, const sf_tfile *base, const sf_taps_tok_opts *o, FILE *svg, sf_err *err) {
     tokmap t, b;
     sf_taps_tok_opts all = *o;
-    all.heads = NULL, all.nh = 0, all.per_head = 0;
+    all.sel.heads = NULL, all.sel.nh = 0, all.per_head = 0;
     sf_status s = tokmap_load(tf, &all, &t, err);
     if (s) return s;
     if ((s = tokmap_load(base, &all, &b, err))) {

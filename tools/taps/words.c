@@ -132,10 +132,10 @@ static sf_status join_words(words *w, sf_err *err) {
 
 static sf_status words_load(const sf_tfile *tf, const sf_taps_words_opts *o, words *w, sf_err *err) {
     memset(w, 0, sizeof *w);
-    sf_status s = sf_taps_pick(tf, "cross", o->layers, o->nl, o->fb, o->fs, &w->c, &w->n, err);
+    sf_status s = sf_taps_pick(tf, "cross", o->sel.layers, o->sel.nl, o->sel.fb, o->sel.fs, &w->c, &w->n, err);
     if (s) return s;
     if (w->n == 0)
-        return o->fb >= 0 ? sf_fail(err, SF_E_NOTFOUND, "no cross.L*.b%d.s%d tensor of the layers asked", o->fb, o->fs)
+        return o->sel.fb >= 0 ? sf_fail(err, SF_E_NOTFOUND, "no cross.L*.b%d.s%d tensor of the layers asked", o->sel.fb, o->sel.fs)
                           : sf_fail(err, SF_E_NOTFOUND, "no cross.L* taps of the layers asked (sf-denoise --tap-cross)");
     for (int i = 0; i < w->n; i++) { /* every shape once, before anything is allocated */
         const sf_tensor *x = w->c[i].t;
@@ -145,9 +145,9 @@ static sf_status words_load(const sf_tfile *tf, const sf_taps_words_opts *o, wor
                                             "same tokens in every layer, not that shape",
                            w->c[i].layer, w->c[i].block, w->c[i].step);
         w->R = x->shape[2];
-        for (int h = 0; h < o->nh; h++)
-            if (o->heads[h] < 0 || o->heads[h] >= x->shape[0])
-                return sf_fail(err, SF_E_ARG, "--heads: head %d out of range (the file has %lld heads)", o->heads[h],
+        for (int h = 0; h < o->sel.nh; h++)
+            if (o->sel.heads[h] < 0 || o->sel.heads[h] >= x->shape[0])
+                return sf_fail(err, SF_E_ARG, "--heads: head %d out of range (the file has %lld heads)", o->sel.heads[h],
                                (long long)x->shape[0]);
     }
     if (!(w->m = calloc((size_t)w->n, sizeof *w->m)) || !(w->QF = calloc((size_t)w->n, sizeof *w->QF)) ||
@@ -156,7 +156,7 @@ static sf_status words_load(const sf_tfile *tf, const sf_taps_words_opts *o, wor
     for (int i = 0; i < w->n; i++) {
         const sf_tensor *x = w->c[i].t;
         const int64_t H = x->shape[0], QF = x->shape[1], R = w->R;
-        const int nsel = o->nh > 0 ? o->nh : (int)H;
+        const int nsel = o->sel.nh > 0 ? o->sel.nh : (int)H;
         float *v = malloc(sizeof(float) * (size_t)(H * QF * R));
         if (!v || !(w->m[i] = malloc(sizeof(double) * (size_t)(QF * R)))) {
             free(v);
@@ -166,7 +166,7 @@ static sf_status words_load(const sf_tfile *tf, const sf_taps_words_opts *o, wor
         for (int64_t q = 0; q < QF; q++)
             for (int64_t j = 0; j < R; j++) {
                 double a = 0;
-                for (int k = 0; k < nsel; k++) a += v[((o->nh > 0 ? o->heads[k] : k) * QF + q) * R + j];
+                for (int k = 0; k < nsel; k++) a += v[((o->sel.nh > 0 ? o->sel.heads[k] : k) * QF + q) * R + j];
                 w->m[i][q * R + j] = a / nsel;
             }
         free(v);
