@@ -11,13 +11,15 @@ pass=0 fail=0 skip=0
 out=$(mktemp)
 trap 'rm -f "$out"' EXIT
 times=$(mktemp) # "seconds name" per suite, for the slowest-suites lines at the end
-t0=$(date +%s.%N)
+suite() { # a suite begins: its header, and the clock count() reads
+    echo "# == $1"
+    t0=$(date +%s.%N)
+}
 count() { # TAP in $out → update pass/fail; $1 = exit code, $2 = what ran
     local p f t1
     cat "$out"
     t1=$(date +%s.%N)
     awk -v a="$t0" -v b="$t1" -v n="$2" 'BEGIN { printf "%.1f %s\n", b - a, n }' >>"$times"
-    t0=$t1
     p=$(grep -c '^ok' "$out")
     k=$(grep -ci '^ok.*# skip' "$out")
     f=$(grep -c '^not ok' "$out")
@@ -53,14 +55,12 @@ job_rc() { # pid rc_file
 }
 for t in "$BUILD"/tests/test_*; do
     [ -x "$t" ] || continue
-    echo "# == $(basename "$t")"
-    t0=$(date +%s.%N)
+    suite "$(basename "$t")"
     (cd "$PWD" && "$t") >"$out" 2>&1
     count $? "$(basename "$t")"
 done
 # hostile inputs: tests/hostile/<case>/ (files, command, expected one-line error)
-echo "# == tests/hostile"
-t0=$(date +%s.%N)
+suite "tests/hostile"
 BUILD="$BUILD" bash tests/hostile/run.sh >"$out" 2>&1
 count $? "tests/hostile"
 
@@ -70,8 +70,7 @@ for mode in exact bf16; do
     for g in test_dit test_dit_pipeline test_t5 test_vae test_vae_encode test_taehv; do
         t="$BUILD/tests/$g"
         [ -x "$t" ] || continue
-        echo "# == $g ($mode mode)"
-        t0=$(date +%s.%N)
+        suite "$g ($mode mode)"
         if [ "$mode" = exact ]; then (SF_CPU_EXACT=1 "$t") >"$out" 2>&1
         else (unset SF_CPU_EXACT; SF_CPU_PRECISION=bf16 "$t") >"$out" 2>&1; fi
         count $? "$g ($mode mode)"
@@ -80,8 +79,7 @@ done
 if command -v bats >/dev/null 2>&1; then
     for b in tests/bats/*.bats; do
         [ -f "$b" ] || continue
-        echo "# == $b"
-        t0=$(date +%s.%N)
+        suite "$b"
         bats --tap "$b" >"$out" 2>&1
         count $? "$b"
     done
@@ -89,13 +87,11 @@ else
     echo "not ok - bats is not installed (apt-get install bats bats-assert bats-support)"
     fail=$((fail + 1))
 fi
-echo "# == tests/emu_perturbed.sh"
-t0=$(date +%s.%N)
+suite "tests/emu_perturbed.sh"
 job_rc "$ep_pid" "$ep_rc"
 cp "$ep_out" "$out"
 count "$jrc" "tests/emu_perturbed.sh"
-echo "# == tests/fuzz/smoke.sh"
-t0=$(date +%s.%N)
+suite "tests/fuzz/smoke.sh"
 job_rc "$fz_pid" "$fz_rc"
 cp "$fz_out" "$out"
 count "$jrc" "tests/fuzz/smoke.sh"
