@@ -19,8 +19,9 @@
 # config: the same 4-step causal schedule for all three) with --no_checkpoint; a missing DMD/SID
 # checkpoint is an error (--require-checkpoint), never a silent fallback. The encoder runs once;
 # every run replays the same noise (same --seed, sfpipe's RNG). --sink-ablate K adds a fourth run, dmd_ablated: the
-# DMD checkpoint with sf-denoise's sink ablation in --sink-ablate-layers (default all) — then every run taps the
-# other layers only (an ablated layer cannot be tapped), so the report shows how they answer. Every flag also works in
+# DMD checkpoint with sf-denoise's sink ablation in --sink-ablate-layers (default all), tapped like the others: its
+# ablated layers' taps hold the key frames they attended, so the report shows where their mass went and how the
+# other layers answer (an ablated layer is marked with its first attended frame). Every flag also works in
 # --underscore_form, as --flag=value and abbreviated to a unique prefix (pipelines/flags.sh).
 set -euo pipefail
 here=$(dirname -- "$(readlink -f -- "${BASH_SOURCE[0]}")")
@@ -64,15 +65,10 @@ for v in "$seed" "$num_frames" "$height" "$width" "${ablate:-0}"; do [[ "$v" =~ 
 [ -n "$ablate" ] || ablate=0
 for c in "$dmd_ckpt" "$sid_ckpt"; do [ -f "$c" ] || die "checkpoint $c not found (give --dmd-checkpoint / --sid-checkpoint)"; done
 runs=(base dmd sid)
-if [ "$ablate" -gt 0 ]; then # the ablated run, and every run's taps on the layers it leaves alone
+if [ "$ablate" -gt 0 ]; then # the ablated run; its layers checked against the model before any work
     size=(--model-dir "$model_dir" --num_frames "$num_frames" --height "$height" --width "$width" --no_checkpoint --log-level error)
-    tapped=$(sf-denoise --check --list-layers "${size[@]}" --layer_indices "$layers") || exit 2
     ablated=$(sf-denoise --check --list-layers "${size[@]}" --layer_indices "$ablate_layers" 2>&1) ||
         die "--sink-ablate-layers: ${ablated##*--layer_indices: }"
-    keep=()
-    for l in $tapped; do [[ " $ablated " == *" $l "* ]] || keep+=("$l"); done
-    [ ${#keep[@]} -gt 0 ] || die "every tapped layer is ablated (--sink-ablate-layers $ablate_layers): nothing left to tap"
-    layers=$(IFS=,; echo "${keep[*]}")
     runs+=(dmd_ablated)
 fi
 mkdir -p "$out_dir"

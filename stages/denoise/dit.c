@@ -678,10 +678,6 @@ static sf_status forward(sf_dit_state *st, const float *x_t, int F, const float 
         return s;
     const int64_t max_att = sf_dit_window_tokens(st);
     int64_t lo = le - max_att > 0 ? le - max_att : 0, Lk = le - lo;
-    /* a tapped layer must attend the forward's keys: not one that skips some (--sink-ablate), before anything moves */
-    for (int l = 0; st->ablate_layer && st->tap.wants && l < c->num_layers; l++)
-        if (sf_dit_ablate_skip(st, l, L, Lk) && st->tap.wants(st->tap.ctx, l))
-            return sf_fail(err, SF_E_ARG, "layer %d is both tapped and sink-ablated: tap other layers", l);
     /* which absolute frame each cache frame-slot holds after this forward's roll + write (all
      * quantities are whole frames: blocks, sink and cache are frame multiples) */
     const int64_t cache_fr = st->cache_tokens / S, sink_fr = st->sink_tokens / S;

@@ -244,8 +244,8 @@ int sf_dit_kv_only_layer(const sf_dit_state *st, int l, int kv_only);
  * of every forward skips the first `frames` key slots of its window that are context — under global attention the
  * video's first frames, with a rolling cache its sink slots (or, without a sink, its oldest frames) — but never the
  * forward's own frames. frames 0 turns it off. Both backends; set after the state is made and before
- * sf_dit_prepare. SF_E_ARG: a layer out of range, frames < 0, or the key_select seam in use; a forward in which a
- * tapped layer would skip keys is refused (SF_E_ARG) before it changes anything. */
+ * sf_dit_prepare. SF_E_ARG: a layer out of range, frames < 0, or the key_select seam in use. A tapped ablated
+ * layer's view holds the keys it attended: Lk less the skip, key_frames from the first slot it kept. */
 sf_status sf_dit_set_ablation(sf_dit_state *st, int frames, const int *layers, int nl, sf_err *err);
 /* Key tokens layer l's self-attention skips at the front of a window of Lk keys for Lq queries (the forward's own
  * keys are the window's last Lq): min(ablate_frames · frame_tokens, Lk − Lq) in an ablated layer, else 0. */

@@ -388,14 +388,17 @@ sf_status sf_dgpu_tap_layer(sf_dit_state *st, int l, int64_t L, int64_t Lk, cons
     return st->tap.done(st->tap.ctx, &vw, err);
 }
 
-/* The forward's deferred frames- and probs-mode views, in layer order, after one wait for their copies. */
+/* The forward's deferred frames- and probs-mode views, in layer order, after one wait for their copies; Lk and kfr
+ * are the forward's window, of which an ablated layer attended the last Lk − skip keys (--sink-ablate). */
 sf_status sf_dgpu_tap_flush(sf_dit_state *st, int64_t L, int64_t Lk, const int64_t *kfr, sf_err *err) {
     sf_dit_gpu *g = st->gpu;
     sf_status s = SF_OK;
     if (g->n_def && !(s = sf_cuda_sync(&g->cx, err)))
         for (int i = 0; i < g->n_def && !s; i++) {
             const int l = g->def_layer[i] / 2;
-            sf_dit_attn_view vw = g->def_layer[i] & 1 ? probs_view(st, l, L, Lk, kfr) : frames_view(st, l, L, Lk, kfr);
+            const int64_t skip = sf_dit_ablate_skip(st, l, L, Lk), lk = Lk - skip; /* the keys layer l attended */
+            const int64_t *lkf = kfr + skip / st->frame_tokens;
+            sf_dit_attn_view vw = g->def_layer[i] & 1 ? probs_view(st, l, L, lk, lkf) : frames_view(st, l, L, lk, lkf);
             s = st->tap.done(st->tap.ctx, &vw, err);
         }
     g->n_def = 0;

@@ -45,7 +45,7 @@ static const sf_opt opts[] = {
     {"local-attn-size", 0, SF_ARG_VALUE, "N\tKV window in frames (-1 global; overrides model_kwargs.local_attn_size)"},
     {"sink-size", 0, SF_ARG_VALUE, "N\tframes pinned at the start of a local window (model_kwargs.sink_size)"},
     {"sink-ablate", 0, SF_ARG_VALUE, "K\tattention-sink ablation: in the layers of --sink-ablate-layers, each block's self-attention skips the first K key frames of its context (global attention: frames 0..K-1; a rolling cache: its sink), never its own frames (default 0: off)"},
-    {"sink-ablate-layers", 0, SF_ARG_MULTI, "L...	--sink-ablate's layers: all, N, A-B, A,B,... (default all); tap other layers than these"},
+    {"sink-ablate-layers", 0, SF_ARG_MULTI, "L...	--sink-ablate's layers: all, N, A-B, A,B,... (default all); a tapped one's taps hold the keys it attended"},
     {"save-latents", 0, SF_ARG_VALUE, "FILE\twrite safetensors 'latents' [1,T,C,h,w]"},
     {"dump-preds", 0, SF_ARG_FLAG, "also write every forward's x0 as pred.<block>.<step> (4 = refresh)"},
     {"layer-indices", 0, SF_ARG_MULTI, "L...\ttap the self-attention of these blocks: all, N, A-B, A,B,... (default 0 4)"},

@@ -378,15 +378,8 @@ sf_status sf_denoise_stage_run(sf_denoise_opts *o, sf_err *err) {
     if ((o->tap_out || (o->check && (o->n_lay > 0 || o->list_layers))) &&
         (s = sf_taps_parse_layers(o->lay, o->n_lay, cfg.num_layers, &layers, &n_layers, err)))
         goto done;
-    /* the ablated layers (--sink-ablate), none of them tapped: a tapped layer's keys are the forward's */
+    /* the ablated layers (--sink-ablate); a tapped one's captures hold the keys it attended (forwards' layer_key_frames) */
     if (o->ablate && (s = ablate_layers(o, cfg.num_layers, &ab_layers, &n_ab, err))) goto done;
-    for (int i = 0; o->ablate && o->tap_out && i < n_layers; i++)
-        for (int j = 0; j < n_ab; j++)
-            if (layers[i] == ab_layers[j]) {
-                s = sf_fail(err, SF_E_ARG, "layer %d is both tapped (--layer_indices) and ablated (--sink-ablate-layers): "
-                                           "tap other layers than the ablated ones", layers[i]);
-                goto done;
-            }
     if (o->init_arg && (s = initial_latents(o, &cfg, &init, &n_init, err))) goto done; /* before any model work */
     if ((s = sf_dit_source_open(&src, o->model_dir, o->ckpath, o->no_ckpt, o->use_ema, o->require_ckpt, err))) goto done;
     const char *weights = src.weights; /* which weights ran, in every output's metadata */

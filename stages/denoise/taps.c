@@ -483,6 +483,19 @@ static int ends_with(const char *s, const char *suf) {
 }
 
 
+/* Two self-attention captures of one forward (block, step)? */
+static int same_forward(const sf_tap_capture *a, const sf_tap_capture *b) {
+    return !a->cross && !b->cross && a->block == b->block && a->step == b->step;
+}
+
+/* A capture's absolute key frame of each slot, as a JSON list. */
+static cJSON *key_frames_json(const sf_tap_capture *c) {
+    cJSON *kf = cJSON_CreateArray();
+    for (int64_t f = 0; kf && c->key_frames && f < c->Lk / c->frame_tokens; f++)
+        cJSON_AddItemToArray(kf, cJSON_CreateNumber((double)c->key_frames[f]));
+    return kf;
+}
+
 /* The run's facts as safetensors metadata, JSON where a value is a list: layers, heads, the
  * forwards (block, step, start frame, absolute key frame of every slot), seed, weights, prompt,
  * sink and window sizes. bufs[0..1]: owned JSON strings (freed by the caller); num: the caller's
@@ -499,14 +512,23 @@ static sf_status facts(const sf_taps *t, const sf_taps_meta *m, const char **kv,
         for (size_t j = 0; j < i && !seen; j++)
             seen = !t->caps[j].cross && t->caps[j].block == c->block && t->caps[j].step == c->step;
         if (seen) continue;
-        cJSON *o = cJSON_CreateObject(), *kf = cJSON_CreateArray();
+        /* key_frames: the forward's window (its longest capture); a layer that attended fewer (--sink-ablate) has
+           its own list in layer_key_frames */
+        for (size_t j = i + 1; j < t->n_caps; j++)
+            if (same_forward(&t->caps[j], c) && t->caps[j].Lk > c->Lk) c = &t->caps[j];
+        cJSON *o = cJSON_CreateObject(), *lk = NULL;
         cJSON_AddNumberToObject(o, "block", c->block);
         cJSON_AddNumberToObject(o, "step", c->step);
         cJSON_AddNumberToObject(o, "start_frame", (double)c->start_frame);
         cJSON_AddNumberToObject(o, "query_frames", (double)(c->Lq / c->frame_tokens));
-        for (int64_t f = 0; c->key_frames && f < c->Lk / c->frame_tokens; f++)
-            cJSON_AddItemToArray(kf, cJSON_CreateNumber((double)c->key_frames[f]));
-        cJSON_AddItemToObject(o, "key_frames", kf);
+        cJSON_AddItemToObject(o, "key_frames", key_frames_json(c));
+        for (size_t j = i; j < t->n_caps; j++)
+            if (same_forward(&t->caps[j], c) && t->caps[j].Lk < c->Lk) {
+                char nm[16];
+                snprintf(nm, sizeof nm, "%d", t->caps[j].layer);
+                if (!lk) cJSON_AddItemToObject(o, "layer_key_frames", lk = cJSON_CreateObject());
+                if (lk && !cJSON_GetObjectItem(lk, nm)) cJSON_AddItemToObject(lk, nm, key_frames_json(&t->caps[j]));
+            }
         cJSON_AddItemToArray(fw, o);
     }
     bufs[0] = li ? cJSON_PrintUnformatted(li) : NULL;

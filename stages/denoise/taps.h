@@ -169,8 +169,9 @@ sf_status sf_taps_check_room(const sf_taps *t, double bytes, const char *path, s
 sf_status sf_taps_check_path(const sf_taps *t, const char *path, sf_err *err);
 /* Write the kept captures; nothing captured → SF_E_NOTFOUND (like the reference's exit 1).
  * .safetensors metadata: tap_mode, num_frames, num_frame_per_block, frame_seq_length, prompt,
- * weights, layers (JSON list), heads, forwards (JSON: block, step, start_frame, query_frames and
- * key_frames = the absolute frame of every key slot, sink frames of a rolling cache included),
+ * weights, layers (JSON list), heads, forwards (JSON: block, step, start_frame, query_frames,
+ * key_frames = the absolute frame of every key slot of the forward's window, sink frames of a rolling cache
+ * included, and layer_key_frames {"<layer>": [...]} for a tapped layer that attended fewer: --sink-ablate),
  * tap_cross, real_text_tokens, local_attn_size, sink_size, seed, model_dir, config (those set in meta). */
 sf_status sf_taps_write(const sf_taps *t, const char *path, const sf_taps_meta *meta, sf_err *err);
 

@@ -435,15 +435,16 @@ st_frames() { python3 "$BATS_TEST_DIRNAME/st_frames.py" "$@"; }
     assert_output ""
 }
 
-@test "--sink-ablate K [--sink-ablate-layers L]: the first block as before, later ones not; recorded in weights; taps of other layers; errors" {
+@test "--sink-ablate K [--sink-ablate-layers L]: the first block as before, later ones not; recorded in weights; taps of ablated layers hold the keys they attended; errors" {
     D="$BATS_TEST_TMPDIR"
     IN=(--prompt-embeds "$P:context.prompt_embeds" --noise "$P")
     sf-denoise "${COMMON[@]}" "${IN[@]}" --save-latents "$D/plain.safetensors"
     run -0 --separate-stderr sf-denoise "${COMMON[@]}" "${IN[@]}" --save-latents "$D/ab.safetensors" --sink-ablate 1
     [[ "$stderr" == *"sink ablation: layers all skip the first 1 key frame of their context"* ]] || false
-    # layer 2 only, with layer 0 tapped (frames mode): its views see every key frame (not ablated)
-    run -0 sf-denoise "${COMMON[@]}" "${IN[@]}" --save-latents "$D/ab2.safetensors" --sink-ablate 2 \
-        --sink-ablate-layers 2 --layer_indices 0 --tap-mode frames --tap-select all --output_path "$D/t.safetensors"
+    # layer 2 only; the same run with layers 0 (not ablated) and 2 (ablated) tapped in probs mode: the same latents
+    run -0 sf-denoise "${COMMON[@]}" "${IN[@]}" --save-latents "$D/ab2.safetensors" --sink-ablate 2 --sink-ablate-layers 2
+    run -0 sf-denoise "${COMMON[@]}" "${IN[@]}" --save-latents "$D/ab2t.safetensors" --sink-ablate 2 \
+        --sink-ablate-layers 2 --layer_indices 0 2 --tap-mode probs --tap-select all --output_path "$D/t.safetensors"
     run -0 python3 - "$D" <<'PY'
 import json, struct, sys
 def load(path):
@@ -452,6 +453,7 @@ def load(path):
     return h["__metadata__"], struct.unpack("<%df" % ((b - a) // 4), f.read(b - a))
 d = sys.argv[1]
 mp, p = load(d + "/plain.safetensors"); ma, a = load(d + "/ab.safetensors"); m2, a2 = load(d + "/ab2.safetensors")
+assert load(d + "/ab2t.safetensors")[1] == a2, "taps changed the ablated run"
 fr = len(p) // 9  # 9 latent frames, blocks of 3
 for name, x in (("all layers", a), ("layer 2", a2)):
     assert x[:3 * fr] == p[:3 * fr], name + ": the first block (no context) changed"
@@ -460,14 +462,28 @@ assert a2 != a
 assert ma["weights"] == mp["weights"] + ", sink-ablated (1 frame, layers all)", ma["weights"]
 assert m2["weights"] == mp["weights"] + ", sink-ablated (2 frames, layers 2)", m2["weights"]
 f = open(d + "/t.safetensors", "rb"); n = struct.unpack("<Q", f.read(8))[0]; h = json.loads(f.read(n))
-fw = json.loads(h["__metadata__"]["forwards"])
-assert [x["key_frames"] for x in fw if x["block"] == 2][0] == list(range(9)), fw  # layer 0 sees frames 0..8
+fw = {(x["block"], x["step"]): x for x in json.loads(h["__metadata__"]["forwards"])}
+# the window (layer 0 attends it all); layer 2 its frames from 2: block 1 has 3 frames of context, block 2 six
+assert fw[(2, 0)]["key_frames"] == list(range(9)) and fw[(2, 0)]["layer_key_frames"] == {"2": list(range(2, 9))}, fw
+assert fw[(1, 4)]["key_frames"] == list(range(6)) and fw[(1, 4)]["layer_key_frames"] == {"2": list(range(2, 6))}, fw
+assert "layer_key_frames" not in fw[(0, 0)], fw  # no context: nothing skipped
 assert h["__metadata__"]["weights"].endswith("sink-ablated (2 frames, layers 2)")
+def tensor(name):
+    e = h[name]; a, b = e["data_offsets"]; f.seek(8 + n + a)
+    return e["shape"], struct.unpack("<%df" % ((b - a) // 4), f.read(b - a))
+for L, kf in ((0, 9), (2, 7)):  # every query frame's mass sums to 1 over the key slots its layer attended
+    sh, v = tensor("probs.L%d.b2.s0" % L)
+    assert sh == [sh[0], 3, kf], sh
+    assert all(abs(sum(v[r * kf:(r + 1) * kf]) - 1) < 1e-5 for r in range(sh[0] * 3))
 PY
-    # errors, before any work: a tapped layer ablated, the layers without K, out of range, bad syntax
-    run -2 --separate-stderr sf-denoise "${COMMON[@]}" "${IN[@]}" --save-latents "$D/x.safetensors" --sink-ablate 1 \
-        --layer_indices 0 --output_path "$D/x2.safetensors"
-    assert_equal "$stderr" "sf-denoise: error: layer 0 is both tapped (--layer_indices) and ablated (--sink-ablate-layers): tap other layers than the ablated ones"
+    # sf-taps compare / report: the ablated layer's first key slot is frame 2, and the report says so
+    run -0 --separate-stderr sf-taps compare "$D/t.safetensors" "$D/t.safetensors" --labels a b
+    assert_line --index 1 --regexp '^0,0,a,2,0,.*,0$'
+    [[ "$(grep -c '^2,[0-9]*,[ab],2,0,.*,2$' <<<"$output")" -ge 2 ]] || false
+    run -0 sf-taps report "$D/t.safetensors" -o "$D/r.html"
+    grep -q '(frame 2, ablated)' "$D/r.html"
+    grep -q 'attended no key frame before the one named' "$D/r.html"
+    # errors, before any work: the layers without K, out of range, bad syntax
     run -2 --separate-stderr sf-denoise "${COMMON[@]}" "${IN[@]}" --save-latents "$D/x.safetensors" --sink-ablate-layers 1
     assert_equal "$stderr" "sf-denoise: error: --sink-ablate-layers goes with --sink-ablate K"
     run -2 --separate-stderr sf-denoise "${COMMON[@]}" --check --sink-ablate 1 --sink-ablate-layers 9
@@ -476,5 +492,5 @@ PY
     assert_equal "$stderr" "sf-denoise: error: --sink-ablate-layers: 'x' is not a layer, a range A-B, a list A,B or 'all'"
     run -2 --separate-stderr sf-denoise "${COMMON[@]}" --check --sink-ablate -1
     [[ "$stderr" == "sf-denoise: error: --sink-ablate"* ]] || false
-    [ ! -e "$D/x.safetensors" ] && [ ! -e "$D/x2.safetensors" ]
+    [ ! -e "$D/x.safetensors" ]
 }

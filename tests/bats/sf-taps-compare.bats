@@ -42,7 +42,7 @@ close_to() { python3 -c 'import sys; a,b,t=map(float,sys.argv[1:]); sys.exit(0 i
 @test "compare: first-frame mass, sink ratio and differences, worked out by hand" {
     run -0 --separate-stderr sf-taps compare "$D/A.safetensors" "$D/B.safetensors"
     echo "$output" > "$D/c.csv"
-    assert_line --index 0 "layer,head,run,block,step,first_mass,sink_ratio,d_first_mass,d_sink_ratio"
+    assert_line --index 0 "layer,head,run,block,step,first_mass,sink_ratio,d_first_mass,d_sink_ratio,first_key_frame"
     assert_equal "$(wc -l < "$D/c.csv")" 9 # 2 layers × 2 heads × 2 runs + header
     close_to "$(field "$D/c.csv" 0 0 A 6)" 0.6
     close_to "$(field "$D/c.csv" 0 0 A 7)" 3

@@ -80,13 +80,13 @@ for i, run in enumerate(("base", "dmd", "sid")):
 PY
 }
 
-@test "sink_study.yaml sink_ablate=1 sink_ablate_layers=2: a fourth run, DMD sink-ablated; every run taps the other layers" {
+@test "sink_study.yaml sink_ablate=1 sink_ablate_layers=2: a fourth run, DMD sink-ablated, every layer tapped; its ablated layer marked" {
     study sink_ablate=1 sink_ablate_layers=2
     p="$D/out/p0"
     meta() { python3 -c 'import json,struct,sys; f=open(sys.argv[1],"rb"); n=struct.unpack("<Q",f.read(8))[0]; print(json.loads(f.read(n))["__metadata__"].get(sys.argv[2],""))' "$1" "$2"; }
     for r in base dmd sid dmd_ablated; do
-        assert_equal "$(meta "$p/probs_$r.safetensors" layers)" "[0,1]" # layer 2 is ablated in one run: tapped in none
-        assert_equal "$(sf-tensor ls "$p/probs_$r.safetensors" | grep -c '^probs\.L[01]\.')" 20
+        assert_equal "$(meta "$p/probs_$r.safetensors" layers)" "[0,1,2]" # layer 2 is ablated in one run, tapped in all
+        assert_equal "$(sf-tensor ls "$p/probs_$r.safetensors" | grep -c '^probs\.L[0-2]\.')" 30
     done
     [[ "$(meta "$p/probs_dmd_ablated.safetensors" weights)" == *"dmd.pt:generator_ema, sink-ablated (1 frame, layers 2)" ]]
     # the ablated video: the first block's frames (latent 0-2: video frames 0-8) are DMD's, the later ones are not
@@ -94,13 +94,15 @@ PY
     ! cmp -s "$p/video_dmd/frame_00009.png" "$p/video_dmd_ablated/frame_00009.png" || false
     ! cmp -s "$p/video_dmd/frame_00020.png" "$p/video_dmd_ablated/frame_00020.png" || false
     # compare and report over the four runs
-    assert_equal "$(grep -c '^[01],[01],dmd_ablated,1,0,' "$p/compare/compare.csv")" 4
-    assert_equal "$(grep -o 'class="frame"' "$p/report.html" | wc -l)" 4
+    assert_equal "$(grep -c '^[0-2],[01],dmd_ablated,1,0,' "$p/compare/compare.csv")" 6
+    # layer 2's first key slot: frame 1 in the ablated run (frame 0 skipped), frame 0 in DMD's; layers 0-1: frame 0
+    assert_equal "$(grep -c '^2,[01],dmd_ablated,1,0,.*,1$' "$p/compare/compare.csv")" 2
+    assert_equal "$(grep -c '^[0-2],[01],dmd,1,0,.*,0$' "$p/compare/compare.csv")" 6
+    assert_equal "$(grep -c '^[01],[01],dmd_ablated,1,0,.*,0$' "$p/compare/compare.csv")" 4
+    grep -qF '(frame 1, ablated)' "$p/report.html"
+    # a picture per run for its sink frame (latent 0), and the ablated run's layer 2 drawn over latent frame 1's
+    assert_equal "$(grep -o 'class="frame"' "$p/report.html" | wc -l)" 5
     grep -qF '<th>dmd_ablated</th>' "$p/report.html"
-    # every tapped layer ablated: nothing left to tap, before any work
-    run -2 --separate-stderr pipelines/sink_study.sh --model-dir "$D/m" --dmd-checkpoint "$D/m/dmd.pt" \
-        --sid-checkpoint "$D/m/sid.pt" --out-dir "$D/o2" --sink-ablate 1 --sink-ablate-layers all
-    assert_equal "$stderr" "sink_study.sh: error: every tapped layer is ablated (--sink-ablate-layers all): nothing left to tap"
     run -2 --separate-stderr pipelines/sink_study.sh --model-dir "$D/m" --dmd-checkpoint "$D/m/dmd.pt" \
         --sid-checkpoint "$D/m/sid.pt" --out-dir "$D/o2" --sink-ablate 1 --sink-ablate-layers 7
     assert_equal "$stderr" "sink_study.sh: error: --sink-ablate-layers: layer 7 out of range (the model has 3 layers: 0..2)"

@@ -458,6 +458,30 @@ static void taps_paths(const char *name, const shape_case *c, const rig *g, tap_
 }
 #endif
 
+/* With --sink-ablate (layers 1 … L−1, rig_open): each ablated layer's self-attention capture against layer 0's of
+ * the same forward (not ablated: the whole window): min(ablate frames, the context's) fewer key slots, the same
+ * absolute frames from there on, and at least one capture that lost slots. Says the first mismatch. */
+static void ablated_caps(const char *name, const shape_case *c, const sf_taps *ct) {
+    int shorter = 0;
+    for (size_t i = 0; i < ct->n_caps; i++) {
+        const sf_tap_capture *a = &ct->caps[i], *w = NULL;
+        for (size_t j = 0; j < ct->n_caps && !w && !a->cross && a->layer > 0; j++)
+            if (!ct->caps[j].cross && ct->caps[j].layer == 0 && ct->caps[j].block == a->block && ct->caps[j].step == a->step)
+                w = &ct->caps[j];
+        if (!w) continue;
+        const int64_t S = a->frame_tokens, ctx = (w->Lk - w->Lq) / S, skip = c->ablate < ctx ? c->ablate : ctx;
+        int ok = a->Lk == w->Lk - skip * S;
+        for (int64_t f = 0; ok && f < a->Lk / S; f++) ok = a->key_frames[f] == w->key_frames[f + skip];
+        SF_CHECK_MSG(ok, "%s: layer %d b%d s%d keeps %lld key slots from frame %lld; the window has %lld from frame "
+                     "%lld, %lld of them context (ablating %d)", name, a->layer, a->block, a->step,
+                     (long long)(a->Lk / S), (long long)a->key_frames[0], (long long)(w->Lk / S),
+                     (long long)w->key_frames[0], (long long)ctx, c->ablate);
+        if (!ok) return;
+        shorter += skip > 0;
+    }
+    SF_CHECK_MSG(shorter > 0, "%s: no ablated capture lost a key slot", name);
+}
+
 /* Case c's blocks with taps of spec sp attached to both states before sf_dit_prepare (as the pipeline
  * attaches them: the GPU sizes its tap buffers and logits workspace by them), every forward tapped
  * (--tap-select all): the GPU's flows held to the CPU's as in shape_run (taps must not change them: a
@@ -505,6 +529,7 @@ static void taps_run(const shape_case *c, tap_spec sp) {
         const size_t want = (size_t)(2 * g.nb * nl * (sp.cross ? 2 : 1)); /* a forward: self (+ cross) a layer */
         SF_CHECK_MSG(sf_test_failures != f0 || (gt.n_caps == want && ct.n_caps == want),
                      "%s: %zu GPU, %zu CPU captures (want %zu)", name, gt.n_caps, ct.n_caps, want);
+        if (sf_test_failures == f0 && c->ablate) ablated_caps(name, c, &ct);
         if (sf_test_failures == f0) caps_compare(name, &gt, &ct);
 #ifdef SF_TEST_EMU
         if (sf_test_failures == f0) taps_paths(name, c, &g, sp, nl, &p0);
@@ -658,6 +683,23 @@ static void test_taps_patch_1x2_rolling(void) {
     taps_runs(&case_patch_1x2_rolling, sp, sizeof sp / sizeof sp[0]);
 }
 
+/* Taps on ablated layers (--sink-ablate in layers 1 … L−1, every layer tapped): each capture holds the keys its
+ * layer attended (ablated_caps on the CPU's), and the GPU's equal the CPU's — deferred frames and probs views of a
+ * window shorter than the forward's, on cuDNN with fused masses (global attention, frame 0 dropped) and on the
+ * explicit path through a rolling cache with a sink and an independent first frame (the sink dropped) */
+static void test_taps_ablate_head_dim_64(void) {
+    static const tap_spec sp[] = {{SF_TAP_FRAMES, 0, -1}, {SF_TAP_PROBS, 1, -1}, {SF_TAP_LOGITS, 0, -1}, {SF_TAP_TOKENS, 0, -1}};
+    shape_case c = case_head_dim_64;
+    c.name = "taps_ablate_head_dim_64", c.ablate = 1;
+    taps_runs(&c, sp, sizeof sp / sizeof sp[0]);
+}
+static void test_taps_ablate_head_dim_48_rolling(void) {
+    static const tap_spec sp[] = {{SF_TAP_PROBS, 0, -1}, {SF_TAP_FRAMES, 1, -1}};
+    shape_case c = case_head_dim_48_rolling;
+    c.name = "taps_ablate_head_dim_48_rolling", c.ablate = 1;
+    taps_runs(&c, sp, sizeof sp / sizeof sp[0]);
+}
+
 static const sf_test tests[] = {
     {"head_dim_64", test_head_dim_64},
     {"fp8_head_dim_64", test_fp8_head_dim_64},
@@ -677,5 +719,7 @@ static const sf_test tests[] = {
     {"taps_head_dim_48_rolling", test_taps_head_dim_48_rolling},
     {"taps_head_dim_96_explicit", test_taps_head_dim_96_explicit},
     {"taps_patch_1x2_rolling", test_taps_patch_1x2_rolling},
+    {"taps_ablate_head_dim_64", test_taps_ablate_head_dim_64},
+    {"taps_ablate_head_dim_48_rolling", test_taps_ablate_head_dim_48_rolling},
 };
 SF_TEST_MAIN(tests)

@@ -18,6 +18,8 @@ void sf_taps_cmp_free(sf_taps_cmp *c) {
         free(c->r[i].step);
         free(c->r[i].mass);
         free(c->r[i].ratio);
+        free(c->r[i].kf0);
+        free(c->r[i].ablated);
     }
     free(c->r);
     free(c->layers);
@@ -79,7 +81,9 @@ static sf_status load_run(sf_taps_cmp *c, int i, const char *path, int64_t fsl, 
     }
     r->block = calloc((size_t)c->nl + 1, sizeof(int));
     r->step = calloc((size_t)c->nl + 1, sizeof(int));
-    if (!c->layers || !r->block || !r->step) {
+    r->kf0 = calloc((size_t)c->nl + 1, sizeof(int64_t));
+    r->ablated = calloc((size_t)c->nl + 1, 1);
+    if (!c->layers || !r->block || !r->step || !r->kf0 || !r->ablated) {
         free(v);
         return sf_fail(err, SF_E_NOMEM, "out of memory");
     }
@@ -112,6 +116,10 @@ static sf_status load_run(sf_taps_cmp *c, int i, const char *path, int64_t fsl, 
         }
         r->block[li] = src->block;
         r->step[li] = src->step;
+        int64_t w0; /* the window's first frame (layer −1: no layer_key_frames entry) and the layer's */
+        sf_taps_forward_facts(r->tf, -1, src->block, src->step, NULL, &w0, 1);
+        sf_taps_forward_facts(r->tf, src->layer, src->block, src->step, NULL, &r->kf0[li], 1);
+        r->ablated[li] = r->kf0[li] >= 0 && w0 >= 0 && r->kf0[li] != w0;
         sf_taps_stats_free(&st);
     }
     free(v);
@@ -149,7 +157,7 @@ static void num(FILE *f, double v) {
 }
 
 void sf_taps_cmp_csv(FILE *f, const sf_taps_cmp *c) {
-    fputs("layer,head,run,block,step,first_mass,sink_ratio,d_first_mass,d_sink_ratio\n", f);
+    fputs("layer,head,run,block,step,first_mass,sink_ratio,d_first_mass,d_sink_ratio,first_key_frame\n", f);
     for (int li = 0; li < c->nl; li++)
         for (int h = 0; h < c->H; h++)
             for (int i = 0; i < c->nr; i++) {
@@ -163,7 +171,7 @@ void sf_taps_cmp_csv(FILE *f, const sf_taps_cmp *c) {
                 num(f, r->mass[k] - r0->mass[k]);
                 fputc(',', f);
                 num(f, r->ratio[k] - r0->ratio[k]);
-                fputc('\n', f);
+                fprintf(f, ",%lld\n", (long long)r->kf0[li]);
             }
 }
 
@@ -280,15 +288,19 @@ static sf_status inline_figure(FILE *out, const sf_taps_cmp *c, fig_kind k, int 
     return s;
 }
 
-/* The key frames of the forward (block, step) from the file's "forwards" metadata, as text. */
-static void key_frames_of(const sf_tfile *tf, int b, int st, char *out, size_t n) {
+/* The key frames layer attended in the forward (block, step), from the file's "forwards" metadata, as text (its
+ * layer_key_frames when it attended fewer than the window: --sink-ablate). */
+static void key_frames_of(const sf_tfile *tf, int layer, int b, int st, char *out, size_t n) {
     snprintf(out, n, "%s", "(not recorded)");
     const char *fw = sf_tfile_meta(tf, "forwards");
     cJSON *a = fw ? cJSON_Parse(fw) : NULL, *o;
     cJSON_ArrayForEach(o, a) {
         cJSON *jb = cJSON_GetObjectItem(o, "block"), *js = cJSON_GetObjectItem(o, "step");
         if (!cJSON_IsNumber(jb) || !cJSON_IsNumber(js) || jb->valueint != b || js->valueint != st) continue;
-        char *t = cJSON_PrintUnformatted(cJSON_GetObjectItem(o, "key_frames"));
+        char nm[16];
+        snprintf(nm, sizeof nm, "%d", layer);
+        cJSON *own = cJSON_GetObjectItem(cJSON_GetObjectItem(o, "layer_key_frames"), nm);
+        char *t = cJSON_PrintUnformatted(cJSON_IsArray(own) ? own : cJSON_GetObjectItem(o, "key_frames"));
         if (t) snprintf(out, n, "%s", t);
         free(t);
     }
@@ -351,7 +363,7 @@ static void write_report(FILE *f, const sf_taps_cmp *c, sf_err *err, sf_status *
     fprintf(f, "%d)</th>", c->layers[c->nl - 1]);
     for (int i = 0; i < c->nr; i++) {
         char kf[1024];
-        key_frames_of(c->r[i].tf, c->r[i].block[c->nl - 1], c->r[i].step[c->nl - 1], kf, sizeof kf);
+        key_frames_of(c->r[i].tf, c->layers[c->nl - 1], c->r[i].block[c->nl - 1], c->r[i].step[c->nl - 1], kf, sizeof kf);
         fprintf(f, "<td class=\"t\">block %d, step %d; key frames ", c->r[i].block[c->nl - 1], c->r[i].step[c->nl - 1]);
         html(f, kf);
         fputs("</td>", f);
@@ -369,16 +381,26 @@ static void write_report(FILE *f, const sf_taps_cmp *c, sf_err *err, sf_status *
         head_mean(c, c->r[i].mass, hm + (size_t)(2 * i) * (size_t)c->nl);
         head_mean(c, c->r[i].ratio, hm + (size_t)(2 * i + 1) * (size_t)c->nl);
     }
+    int ablated = 0;
     for (int li = 0; hm && li < c->nl; li++) {
         fprintf(f, "<tr><td>%d</td>", c->layers[li]);
-        for (int i = 0; i < c->nr; i++) fputs("<td>", f), hnum(f, hm[(size_t)(2 * i) * c->nl + li], "%.4f"), fputs("</td>", f);
+        for (int i = 0; i < c->nr; i++) {
+            fputs("<td>", f), hnum(f, hm[(size_t)(2 * i) * c->nl + li], "%.4f");
+            if (c->r[i].ablated[li]) fprintf(f, " (frame %lld, ablated)", (long long)c->r[i].kf0[li]);
+            fputs("</td>", f);
+            ablated |= c->r[i].ablated[li];
+        }
         for (int i = 0; i < c->nr; i++) fputs("<td>", f), hnum(f, hm[(size_t)(2 * i + 1) * c->nl + li], "%.4f"), fputs("</td>", f);
         for (int i = 1; i < c->nr; i++)
             fputs("<td>", f), hnum(f, hm[(size_t)(2 * i + 1) * c->nl + li] - hm[(size_t)1 * c->nl + li], "%+.4f"), fputs("</td>", f);
         fputs("</tr>\n", f);
     }
     free(hm);
-    fputs("</table>\n<h2>Layers × heads</h2>\n", f);
+    fputs("</table>\n", f);
+    if (ablated)
+        fputs("<p>“ablated”: in that run the layer attended no key frame before the one named (sf-denoise "
+              "<code>--sink-ablate</code>); its first mass and sink ratio are over the first frame it attended.</p>\n", f);
+    fputs("<h2>Layers × heads</h2>\n", f);
     for (int i = 0; i < c->nr && !*s; i++) *s = inline_figure(f, c, FIG_HEAT, i, err);
     for (int i = 1; i < c->nr && !*s; i++) *s = inline_figure(f, c, FIG_DIFF, i, err);
     if (c->tokens && !*s) {

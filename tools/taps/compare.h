@@ -3,7 +3,8 @@
  *   first_mass = the softmax mass of key frame 0, averaged over the queries (probs.* directly; from
  *                logits W[h,0]·frame_seq_length),
  *   sink_ratio = W[h,0] / mean W[h,1:−1] (sf_taps_sink_ratio; NaN with fewer than 3 key frames),
- *   d_first_mass, d_sink_ratio = the same minus the first file's.
+ *   d_first_mass, d_sink_ratio = the same minus the first file's,
+ *   first_key_frame = the frame the first key slot holds (frame 0 but in a layer ablated with --sink-ablate).
  * Per file and layer one forward is used: --forward B:S, else the first with the most key frames
  * (the figure-4 choice), a probs.* source before a logits one. Outputs: a CSV table, SVG figures
  * (layers × heads sink-ratio heatmaps, their differences to the first file, head-mean curves per
@@ -22,6 +23,9 @@ typedef struct sf_taps_run {
     sf_tfile *tf;
     int *block, *step;        /* [nl] the forward used per layer */
     double *mass, *ratio;     /* [nl, H] */
+    int64_t *kf0;             /* [nl] the absolute frame of the layer's first key slot in that forward (−1: not recorded) */
+    unsigned char *ablated;   /* [nl] 1: the layer attended fewer keys than the forward's window (sf-denoise
+                                 --sink-ablate), so its first key slot, whose mass and ratio these are, is not frame 0's */
 } sf_taps_run;
 
 typedef struct sf_taps_cmp {
@@ -41,7 +45,8 @@ typedef struct sf_taps_cmp {
 sf_status sf_taps_cmp_load(sf_taps_cmp *c, const char *const *paths, int n, const char *const *labels,
                            int64_t fsl, const int *layers, int nl, int fwd_b, int fwd_s, sf_err *err);
 void sf_taps_cmp_free(sf_taps_cmp *c);
-/* CSV: layer,head,run,block,step,first_mass,sink_ratio,d_first_mass,d_sink_ratio (nan spelled out). */
+/* CSV: layer,head,run,block,step,first_mass,sink_ratio,d_first_mass,d_sink_ratio,first_key_frame (nan spelled
+ * out; first_key_frame: the absolute frame of the layer's first key slot, −1 when not recorded). */
 void sf_taps_cmp_csv(FILE *f, const sf_taps_cmp *c);
 /* DIR/compare.csv, sink_ratio_<label>.svg, sink_ratio_diff_<label>.svg (runs ≥ 1), first_mass.svg,
  * sink_ratio_layers.svg. */

@@ -268,7 +268,7 @@ static void tokmap_free(tokmap *t) {
     memset(t, 0, sizeof *t);
 }
 
-void sf_taps_forward_facts(const sf_tfile *tf, int b, int st, int64_t *start, int64_t *kf, int64_t K) {
+void sf_taps_forward_facts(const sf_tfile *tf, int layer, int b, int st, int64_t *start, int64_t *kf, int64_t K) {
     if (start) *start = 0;
     for (int64_t k = 0; k < K; k++) kf[k] = -1;
     const char *fw = sf_tfile_meta(tf, "forwards");
@@ -277,6 +277,10 @@ void sf_taps_forward_facts(const sf_tfile *tf, int b, int st, int64_t *start, in
         const cJSON *jb = cJSON_GetObjectItem(o, "block"), *js = cJSON_GetObjectItem(o, "step");
         if (!cJSON_IsNumber(jb) || !cJSON_IsNumber(js) || jb->valuedouble != b || js->valuedouble != st) continue;
         const cJSON *sf = cJSON_GetObjectItem(o, "start_frame"), *ka = cJSON_GetObjectItem(o, "key_frames");
+        char nm[16];
+        snprintf(nm, sizeof nm, "%d", layer);
+        const cJSON *own = cJSON_GetObjectItem(cJSON_GetObjectItem(o, "layer_key_frames"), nm);
+        if (cJSON_IsArray(own)) ka = own; /* this layer attended fewer keys (--sink-ablate) */
         if (start && cJSON_IsNumber(sf) && sf->valuedouble >= 0 && sf->valuedouble < 1e9) *start = (int64_t)sf->valuedouble;
         for (int64_t k = 0; k < K && cJSON_IsArray(ka); k++) {
             const cJSON *e = cJSON_GetArrayItem(ka, (int)k);
@@ -348,7 +352,7 @@ static sf_status load_tokens(const sf_tfile *tf, const sf_taps_tok_opts *o, tokm
         else s = token_means(c, t->S, c->head >= 0 ? &c->head : o->sel.heads, c->head >= 0 ? 1 : o->sel.nh, t->m[i], &t->K[i], err);
         if (!s && !(t->frame[i] = malloc(sizeof(int64_t) * (size_t)(t->K[i] > 0 ? t->K[i] : 1))))
             s = sf_fail(err, SF_E_NOMEM, "out of memory");
-        if (!s) sf_taps_forward_facts(tf, c->block, c->step, NULL, t->frame[i], t->K[i]);
+        if (!s) sf_taps_forward_facts(tf, c->layer, c->block, c->step, NULL, t->frame[i], t->K[i]);
         if (!s && t->K[i] > t->Kmax) t->Kmax = t->K[i];
     }
     return s;
@@ -468,7 +472,7 @@ static sf_status load_logits(const sf_tfile *tf, const sf_taps_tok_opts *o, int 
             !(t->frame[i] = malloc(sizeof(int64_t) * (size_t)t->K[i])))
             s = sf_fail(err, SF_E_NOMEM, "out of memory");
         else s = logits_means(x, fsl, t->K[i], c->head >= 0 ? &c->head : o->sel.heads, c->head >= 0 ? 1 : o->sel.nh, t->m[i], err);
-        if (!s) sf_taps_forward_facts(tf, c->block, c->step, NULL, t->frame[i], t->K[i]);
+        if (!s) sf_taps_forward_facts(tf, c->layer, c->block, c->step, NULL, t->frame[i], t->K[i]);
         if (!s && t->K[i] > t->Kmax) t->Kmax = t->K[i];
     }
     free(src), free(fsls);

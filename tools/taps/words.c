@@ -171,7 +171,7 @@ static sf_status words_load(const sf_tfile *tf, const sf_taps_words_opts *o, wor
             }
         free(v);
         w->QF[i] = QF;
-        sf_taps_forward_facts(tf, w->c[i].block, w->c[i].step, &w->f0[i], NULL, 0);
+        sf_taps_forward_facts(tf, w->c[i].layer, w->c[i].block, w->c[i].step, &w->f0[i], NULL, 0);
     }
     if ((s = label(tf, o, w, err)) || !o->by_word) return s;
     if (w->positional) {
