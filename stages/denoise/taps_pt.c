@@ -28,6 +28,14 @@ static sf_py *int_range(int64_t a, int64_t b) {
     return l;
 }
 
+/* Whether a self-attention capture's key slots hold frames 0, 1, … in order (what the figure-4 dict's key_frames
+ * say), not a rolling cache's or an ablated layer's. */
+static int plain_keys(const sf_tap_capture *c) {
+    for (int64_t f = 0; c->key_frames && f < c->Lk / c->frame_tokens; f++)
+        if (c->key_frames[f] != f) return 0;
+    return 1;
+}
+
 /* The figure-4 dict (SPEC.md §7.3); other selections add every capture under its name. */
 static sf_status write_pt(const sf_taps *t, const char *path, const sf_taps_meta *m, sf_err *err) {
     sf_py *root = sf_py_dict(), *list = sf_py_list();
@@ -52,6 +60,11 @@ static sf_status write_pt(const sf_taps *t, const char *path, const sf_taps_meta
             sf_py_dict_set(e, "num_heads", sf_py_int(c->heads));
             sf_py_dict_set(e, "num_query_frames", sf_py_int(c->Lq / c->frame_tokens));
             sf_py_dict_set(e, "num_key_frames", sf_py_int(c->Lk / c->frame_tokens));
+            if (!plain_keys(c)) { /* sfpipe's addition: which frames its slots hold (rolling cache, --sink-ablate) */
+                sf_py *kf = sf_py_list();
+                for (int64_t f = 0; kf && f < c->Lk / c->frame_tokens; f++) sf_py_append(kf, sf_py_int(c->key_frames[f]));
+                sf_py_dict_set(e, "key_frames", kf);
+            }
             if (t->sel != SF_TAP_SEL_SEED) {
                 sf_py_dict_set(e, "block", sf_py_int(c->block));
                 sf_py_dict_set(e, "step", sf_py_int(c->step));

@@ -476,6 +476,14 @@ for L, kf in ((0, 9), (2, 7)):  # every query frame's mass sums to 1 over the ke
     assert sh == [sh[0], 3, kf], sh
     assert all(abs(sum(v[r * kf:(r + 1) * kf]) - 1) < 1e-5 for r in range(sh[0] * 3))
 PY
+    # the figure-4 .pt: the ablated layer's entry says which frames its 7 slots hold (the others' are 0..8)
+    run -0 sf-denoise "${COMMON[@]}" "${IN[@]}" --sink-ablate 2 --sink-ablate-layers 2 --layer_indices 0 2 \
+        --output_path "$D/fig4.pt"
+    run -0 sf-tensor tree "$D/fig4.pt"
+    for k in "attention_weights/0: dict of 8" "attention_weights/1: dict of 9" "attention_weights/1/num_key_frames: int 7" \
+        "attention_weights/1/key_frames: list of 7" "attention_weights/1/key_frames/0: int 2" "key_frames: list of 9"; do
+        assert_line "/$k"
+    done
     # sf-taps compare / report: the ablated layer's first key slot is frame 2, and the report says so
     run -0 --separate-stderr sf-taps compare "$D/t.safetensors" "$D/t.safetensors" --labels a b
     assert_line --index 1 --regexp '^0,0,a,2,0,.*,0$'
