@@ -191,6 +191,12 @@ PY
     # the map of run A over video frame 0 (key slot 0), 480×320 embedded as 480×320 (twice the 240×160 panel)
     run -0 python3 "$BATS_TEST_DIRNAME/png_pixels.py" "$D/v.html" 0 --class frame
     [[ "$output" == "480 320 0,0,0 "* ]] || false
+    # 8 frames fit no rate for 3 latent frames: the Wan VAE's 4, said once although the folder is read six times
+    rm "$D/video/frame_00008.png"
+    run -0 --separate-stderr sf-taps report "$D/A.safetensors" "$D/B.safetensors" --tokens "$D/TA.safetensors" \
+        "$D/TB.safetensors" --frames "$D/video" "$D/video" -o "$D/v.html"
+    assert_equal "${stderr_lines[0]}" "sf-taps: warning: --frames $D/video: 8 frames are not 1 + r·2 for the run's 3 latent frames: taking the Wan VAE's r = 4 (latent frame f over video frame 4f − 3)"
+    assert_equal "$(grep -c warning <<<"$stderr")" 1
 }
 
 @test "report --tokens: each run's sink-frame token maps, numbers worked out by hand; errors name the file" {

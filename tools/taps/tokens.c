@@ -168,7 +168,7 @@ static int64_t video_frame_of(int64_t f, int64_t r) { return f <= 0 ? 0 : r * (f
 /* r of a folder: a video of T latent frames (the facts' num_frames) decodes to 1 + r(T − 1) frames, so the N frames
  * the folder holds (frame_00000.png on, consecutive) say r — 2^(temporal upsamplers) of whatever VAE made them. A
  * folder that does not fit (T unknown, under 2, or N − 1 not a multiple of T − 1: a partial or foreign video): the
- * Wan VAE's 4, with a warning when the count says otherwise. */
+ * Wan VAE's 4, with a warning when the count says otherwise (once a folder). */
 static int64_t backdrop_rate(const char *dir, int64_t T) {
     int64_t n = 0;
     char path[4200];
@@ -178,7 +178,13 @@ static int64_t backdrop_rate(const char *dir, int64_t T) {
         if (stat(path, &st) != 0) break;
     }
     if (T >= 2 && n >= 2 && (n - 1) % (T - 1) == 0) return (n - 1) / (T - 1);
-    if (T >= 2 && n >= 1)
+    /* said once a folder: a report reads each run's folder for its maps, their difference and its thumbnails */
+    static char said[16][512];
+    static int n_said;
+    int again = 0;
+    for (int i = 0; i < n_said && !again; i++) again = !strncmp(said[i], dir, sizeof said[i] - 1);
+    if (!again && n_said < 16) snprintf(said[n_said++], sizeof said[0], "%s", dir);
+    if (T >= 2 && n >= 1 && !again)
         sf_warn("--frames %s: %lld frames are not 1 + r·%lld for the run's %lld latent frames: taking the Wan VAE's "
                 "r = 4 (latent frame f over video frame 4f − 3)", dir, (long long)n, (long long)(T - 1), (long long)T);
     return 4;
