@@ -579,6 +579,8 @@ PY
     [[ "$stderr" == *"warning: --by-word: no pieces to join (the tokens are labelled by position): one column a token"* ]] || false
     run -2 --separate-stderr sf-taps tokens "$D/c.safetensors" --tokenizer x
     [[ "$stderr" == *"--tokenizer applies to words and report only"* ]] || false
+    run -2 --separate-stderr sf-taps words "$D/c.safetensors" --frame-seq-length 24
+    [[ "$stderr" == *"--frame-seq-length does not apply to words"* ]] || false
     run -1 --separate-stderr sf-taps words "$D/c.safetensors" -o "$D/bad.svg" --forward 9:0
     [ ! -e "$D/bad.svg" ]
 }

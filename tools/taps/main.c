@@ -440,6 +440,7 @@ static int per_token_cmd(sf_args *a, const char **pos, int np) {
         usage_die(words ? "--format, --set and --labels do not apply to words" : "--format, --set and --labels do not apply to tokens");
     long fsl = 0, kf = 1;
     const char *fsa = sf_args_get(a, opts, "frame-seq-length"), *tfa = sf_args_get(a, opts, "token-frames");
+    if (words && fsa) usage_die("--frame-seq-length does not apply to words (its taps are per query frame already)");
     sf_status s0;
     if ((fsa && (s0 = sf_arg_long("--frame-seq-length", fsa, 1, 1L << 30, &fsl, &err))) ||
         (tfa && (s0 = sf_arg_long("--token-frames", tfa, 1, 1L << 20, &kf, &err))))
