@@ -611,7 +611,8 @@ static sf_status dit_layer(sf_dit_state *st, int l, const dit_fwd *fw, sf_err *e
     if (sf_attention_cpu_ws(L, Lk, (int)NH, (int)hd, st->q, D, Ka, Va, D, st->o, D, scale, logits, nt, &st->ws))
         return sf_fail(err, SF_E_NOMEM, "attention: out of memory");
     if (tapped && st->tap.done) {
-        sf_dit_attn_view vw = {l, L, Lk, (int)NH, (int)hd, st->q, Ka, D, S, kfr, logits, NULL, NULL, NULL, 0, 0, NULL};
+        sf_dit_attn_view vw = {l,    L,    Lk,   (int)NH, (int)hd, st->q, Ka,      D,           S,
+                               kfr,  logits, NULL, NULL,  NULL,    0,     0,  NULL, fw->kfr, fw->kv.Lk / S};
         if ((s = st->tap.done(st->tap.ctx, &vw, err))) return s;
     }
     if (l == 0) probe(st, "mid.block0.self_attn.attn_out", st->o, L * D);
@@ -630,7 +631,7 @@ static sf_status dit_layer(sf_dit_state *st, int l, const dit_fwd *fw, sf_err *e
         return sf_fail(err, SF_E_NOMEM, "attention: out of memory");
     if (st->tap.wants_cross && st->tap.done && st->tap.wants_cross(st->tap.ctx, l)) {
         sf_dit_attn_view vw = {l, L, c->text_len, (int)NH, (int)hd, st->q, st->ck[l], D, S, NULL, NULL, NULL,
-                               NULL, NULL, 1, st->ctx_real, NULL};
+                               NULL, NULL, 1, st->ctx_real, NULL, NULL, 0};
         if ((s = st->tap.done(st->tap.ctx, &vw, err))) return s;
     }
     if (l == 0) probe(st, "mid.block0.cross_attn.attn_out", st->o, L * D);

@@ -103,6 +103,10 @@ typedef struct sf_dit_attn_view {
      * (sf_frame_means_cpu + sf_frame_logit_means_cpu's, made on the device); q and k are then NULL.
      * Else NULL. */
     const float *frames;
+    /* Self-attention: the forward's key window, (window_slots) absolute frames — key_frames' own unless the layer
+     * skipped some of its first slots (--sink-ablate: sf_dit_ablate_skip). NULL: key_frames is the window. */
+    const int64_t *window_frames;
+    int64_t window_slots;
 } sf_dit_attn_view;
 
 typedef struct sf_dit_tap {

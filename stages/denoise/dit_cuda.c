@@ -551,7 +551,6 @@ static sf_status layer(sf_dit_state *st, int l, int F, int64_t start_frame, cons
     /* the keys this layer attends: the window, less its first context slots in an ablated layer (--sink-ablate) */
     const int64_t skip = sf_dit_ablate_skip(st, l, L, kv->Lk), Lk = kv->Lk - skip;
     const bf16 *Ka = KV + (kv->lo + skip) * 2 * D, *Va = Ka + D;
-    kfr += skip / S;
     if (l == 0) {
         if ((s = gprobe(st, "mid.block0.self_attn.q_roped", g->q, L * D, err))) return s;
         if ((s = gprobe2(st, "mid.block0.self_attn.k_roped", Ka, Lk, D, 2 * D, err))) return s;
@@ -574,7 +573,8 @@ static sf_status layer(sf_dit_state *st, int l, int F, int64_t start_frame, cons
                                    logits || logits16 ? sf_dgpu_tap_chunk : NULL, &tc, err)))
         return s;
     if (mass && (s = sf_dgpu_mass_finish(st, &mr, 0, g->defer ? l : -1, err))) return s;
-    if (tapped && st->tap.done && (s = sf_dgpu_tap_layer(st, l, L, Lk, Ka, kfr, logits, logits16, mass, err))) return s;
+    if (tapped && st->tap.done && (s = sf_dgpu_tap_layer(st, l, L, kv->Lk, Ka, kfr, logits, logits16, mass, err)))
+        return s; /* the view: the window kfr, less this layer's skip */
     if (l == 0 && (s = gprobe(st, "mid.block0.self_attn.attn_out", g->o, L * D, err))) return s;
     if ((s = mm(g, L, g->o, D, &B->sa_o, g->y, D, err))) return s;
     if (l == 0 && (s = gprobe(st, "mid.block0.self_attn.out", g->y, L * D, err))) return s;
@@ -596,7 +596,8 @@ static sf_status layer(sf_dit_state *st, int l, int F, int64_t start_frame, cons
     sf_gpu_prof_mark_flops(&g->prof, cx, P_CROSS, 4.0 * (double)L * (double)c->text_len * (double)D);
     const int xtap = st->tap.wants_cross && st->tap.done && st->tap.wants_cross(st->tap.ctx, l);
     if (xtap && st->ctx_real < 1) { /* no real token: the tap reports it (as on the CPU) */
-        sf_dit_attn_view vw = {l, L, c->text_len, (int)NH, (int)hd, NULL, NULL, D, S, NULL, NULL, NULL, NULL, NULL, 1, 0, NULL};
+        sf_dit_attn_view vw = {l,    L,    c->text_len, (int)NH, (int)hd, NULL, NULL, D, S, NULL,
+                               NULL, NULL, NULL,        NULL,    1,       0,    NULL, NULL, 0};
         return st->tap.done(st->tap.ctx, &vw, err);
     }
     massrun xr = {g, (int)NH, L, c->text_len, 1, st->ctx_real};
@@ -607,7 +608,7 @@ static sf_status layer(sf_dit_state *st, int l, int F, int64_t start_frame, cons
     if (xtap) { /* the cross-attention's text-token mass, renormalised over the real tokens */
         if ((s = sf_dgpu_mass_finish(st, &xr, 1, -1, err))) return s;
         sf_dit_attn_view vw = {l, L, c->text_len, (int)NH, (int)hd, NULL, NULL, D, S, NULL, NULL, NULL,
-                               g->tm_hout, g->tm_hst, 1, st->ctx_real, NULL};
+                               g->tm_hout, g->tm_hst, 1, st->ctx_real, NULL, NULL, 0};
         if ((s = st->tap.done(st->tap.ctx, &vw, err))) return s;
     }
     if (l == 0 && (s = gprobe(st, "mid.block0.cross_attn.attn_out", g->o, L * D, err))) return s;

@@ -157,7 +157,9 @@ sf_status sf_dgpu_fused_ok(sf_dit_gpu *g, int d, int *use, sf_err *err);
 sf_status sf_dgpu_attend_mass(const massrun *m, int d, const bf16 *q, const bf16 *k, const bf16 *v, int64_t ldk, bf16 *o,
                              int64_t ld, float scale, sf_err *err);
 sf_status sf_dgpu_tap_bufs(sf_dit_state *st, sf_err *err);
-sf_status sf_dgpu_tap_layer(sf_dit_state *st, int l, int64_t L, int64_t Lk, const bf16 *Ka, const int64_t *kfr,
+/* Layer l's tap of this forward: Lkw keys in the forward's window, kfw their frames (the layer's own keys are the
+ * window less its skip, Ka their first: --sink-ablate). */
+sf_status sf_dgpu_tap_layer(sf_dit_state *st, int l, int64_t L, int64_t Lkw, const bf16 *Ka, const int64_t *kfw,
                            float *logits, const uint16_t *logits16, int mass, sf_err *err);
 sf_status sf_dgpu_tap_flush(sf_dit_state *st, int64_t L, int64_t Lk, const int64_t *kfr, sf_err *err);
 

@@ -332,31 +332,42 @@ sf_status sf_dgpu_tap_bufs(sf_dit_state *st, sf_err *err) {
     return g->tap_q && g->tap_k && g->def_layer ? SF_OK : sf_fail(err, SF_E_NOMEM, "out of memory (attention tap)");
 }
 
-/* A deferred probs-mode view of layer l: its aggregate and stats in its tap_pmass slot (sf_dgpu_mass_finish). */
-static sf_dit_attn_view probs_view(const sf_dit_state *st, int l, int64_t L, int64_t Lk, const int64_t *kfr) {
+/* Layer l's self-attention view over the forward's key window (Lkw keys, kfw their frames): the keys it attended
+ * (the window less what it skipped: --sink-ablate, sf_dit_ablate_skip), the window beside them; the mode's fields
+ * are the caller's to fill. */
+static sf_dit_attn_view layer_view(const sf_dit_state *st, int l, int64_t L, int64_t Lkw, const int64_t *kfw) {
     const sf_dit_config *c = &st->w->cfg;
+    const int64_t S = st->frame_tokens, skip = sf_dit_ablate_skip(st, l, L, Lkw);
+    sf_dit_attn_view vw = {0};
+    vw.layer = l, vw.Lq = L, vw.Lk = Lkw - skip, vw.heads = c->num_heads, vw.head_dim = (int)(c->dim / c->num_heads);
+    vw.ld = c->dim, vw.frame_tokens = S, vw.key_frames = kfw + skip / S, vw.window_frames = kfw, vw.window_slots = Lkw / S;
+    return vw;
+}
+
+/* A deferred probs-mode view of layer l: its aggregate and stats in its tap_pmass slot (sf_dgpu_mass_finish). */
+static sf_dit_attn_view probs_view(const sf_dit_state *st, int l, int64_t L, int64_t Lkw, const int64_t *kfw) {
     float *slot = st->gpu->tap_pmass + (size_t)l * st->gpu->tap_pmass_per;
-    sf_dit_attn_view vw = {l, L, Lk, c->num_heads, (int)(c->dim / c->num_heads), NULL, NULL, c->dim, st->frame_tokens,
-                           kfr, NULL, NULL, slot, slot + pmass_stats_at(st), 0, 0, NULL};
+    sf_dit_attn_view vw = layer_view(st, l, L, Lkw, kfw);
+    vw.mass = slot, vw.mass_stats = slot + pmass_stats_at(st);
     return vw;
 }
 
 /* A frames-mode view of layer l: its aggregate in the pinned tap_agg (copied there by sf_dgpu_tap_layer). */
-static sf_dit_attn_view frames_view(const sf_dit_state *st, int l, int64_t L, int64_t Lk, const int64_t *kfr) {
-    const sf_dit_config *c = &st->w->cfg;
-    sf_dit_attn_view vw = {l, L, Lk, c->num_heads, (int)(c->dim / c->num_heads), NULL, NULL, c->dim, st->frame_tokens,
-                           kfr, NULL, NULL, NULL, NULL, 0, 0, st->gpu->tap_agg + (size_t)l * tap_agg_per_layer(st)};
+static sf_dit_attn_view frames_view(const sf_dit_state *st, int l, int64_t L, int64_t Lkw, const int64_t *kfw) {
+    sf_dit_attn_view vw = layer_view(st, l, L, Lkw, kfw);
+    vw.frames = st->gpu->tap_agg + (size_t)l * tap_agg_per_layer(st);
     return vw;
 }
 
-sf_status sf_dgpu_tap_layer(sf_dit_state *st, int l, int64_t L, int64_t Lk, const bf16 *Ka, const int64_t *kfr,
+sf_status sf_dgpu_tap_layer(sf_dit_state *st, int l, int64_t L, int64_t Lkw, const bf16 *Ka, const int64_t *kfw,
                            float *logits, const uint16_t *logits16, int mass, sf_err *err) {
     sf_dit_gpu *g = st->gpu;
     const sf_dit_config *c = &st->w->cfg;
     const int64_t D = c->dim, H = c->num_heads;
     sf_status s;
     if ((s = sf_dgpu_tap_bufs(st, err))) return s;
-    const int64_t S = st->frame_tokens, QF = L / S, KF = Lk / S;
+    sf_dit_attn_view vw = layer_view(st, l, L, Lkw, kfw);
+    const int64_t S = st->frame_tokens, QF = L / S, Lk = vw.Lk, KF = Lk / S;
     const int means = !mass && !logits && !logits16 && st->tap.wants_means && st->tap.wants_means(st->tap.ctx, l);
     if (means) { /* frames mode: the aggregate made here from per-frame means; bytes, not the key window, cross PCIe */
         const size_t per = tap_agg_per_layer(st);
@@ -372,7 +383,7 @@ sf_status sf_dgpu_tap_layer(sf_dit_state *st, int l, int64_t L, int64_t Lk, cons
             return SF_OK;
         }
         if ((s = sf_cuda_sync(&g->cx, err))) return s;
-        sf_dit_attn_view vw = frames_view(st, l, L, Lk, kfr);
+        vw = frames_view(st, l, L, Lkw, kfw);
         return st->tap.done(st->tap.ctx, &vw, err);
     }
     if (mass && g->defer) { /* its aggregates are on their way to tap_pmass (sf_dgpu_mass_finish): delivered at the end */
@@ -383,22 +394,20 @@ sf_status sf_dgpu_tap_layer(sf_dit_state *st, int l, int64_t L, int64_t Lk, cons
         if ((s = sf_dgpu_download_rows(g, g->tap_q, g->q, L, D, D, err))) return s;
         if ((s = sf_dgpu_download_rows(g, g->tap_k, Ka, Lk, D, 2 * D, err))) return s; /* keys of the [k | v] cache rows */
     }
-    sf_dit_attn_view vw = {l, L, Lk, (int)H, (int)(D / H), mass ? NULL : g->tap_q, mass ? NULL : g->tap_k, D, S, kfr,
-                           logits, logits16, mass ? g->tm_hout : NULL, mass ? g->tm_hst : NULL, 0, 0, NULL};
+    vw.q = mass ? NULL : g->tap_q, vw.k = mass ? NULL : g->tap_k, vw.logits = logits, vw.logits_f16 = logits16;
+    vw.mass = mass ? g->tm_hout : NULL, vw.mass_stats = mass ? g->tm_hst : NULL;
     return st->tap.done(st->tap.ctx, &vw, err);
 }
 
 /* The forward's deferred frames- and probs-mode views, in layer order, after one wait for their copies; Lk and kfr
- * are the forward's window, of which an ablated layer attended the last Lk − skip keys (--sink-ablate). */
+ * are the forward's window (each view takes its own layer's keys from it: layer_view). */
 sf_status sf_dgpu_tap_flush(sf_dit_state *st, int64_t L, int64_t Lk, const int64_t *kfr, sf_err *err) {
     sf_dit_gpu *g = st->gpu;
     sf_status s = SF_OK;
     if (g->n_def && !(s = sf_cuda_sync(&g->cx, err)))
         for (int i = 0; i < g->n_def && !s; i++) {
             const int l = g->def_layer[i] / 2;
-            const int64_t skip = sf_dit_ablate_skip(st, l, L, Lk), lk = Lk - skip; /* the keys layer l attended */
-            const int64_t *lkf = kfr + skip / st->frame_tokens;
-            sf_dit_attn_view vw = g->def_layer[i] & 1 ? probs_view(st, l, L, lk, lkf) : frames_view(st, l, L, lk, lkf);
+            sf_dit_attn_view vw = g->def_layer[i] & 1 ? probs_view(st, l, L, Lk, kfr) : frames_view(st, l, L, Lk, kfr);
             s = st->tap.done(st->tap.ctx, &vw, err);
         }
     g->n_def = 0;

@@ -167,6 +167,7 @@ static void cap_free(sf_tap_capture *c) {
     free(c->frames);
     free(c->stats);
     free(c->key_frames);
+    free(c->win_frames);
     memset(c, 0, sizeof *c);
 }
 
@@ -304,6 +305,15 @@ static sf_status cap_describe(sf_tap_capture *c, const sf_taps *t, const sf_dit_
         if (!(c->key_frames = malloc(sizeof(int64_t) * (size_t)(KF > 0 ? KF : 1))))
             return sf_fail(err, SF_E_NOMEM, "out of memory");
         for (int64_t f = 0; f < KF; f++) c->key_frames[f] = v->key_frames ? v->key_frames[f] : f;
+    }
+    free(c->win_frames);
+    c->win_frames = NULL, c->win_slots = 0;
+    const int64_t KF = v->frame_tokens > 0 ? v->Lk / v->frame_tokens : 0;
+    if (!v->cross && v->window_frames && v->window_slots != KF) { /* the layer skipped some of the window's keys */
+        if (!(c->win_frames = malloc(sizeof(int64_t) * (size_t)(v->window_slots > 0 ? v->window_slots : 1))))
+            return sf_fail(err, SF_E_NOMEM, "out of memory");
+        memcpy(c->win_frames, v->window_frames, sizeof(int64_t) * (size_t)v->window_slots);
+        c->win_slots = v->window_slots;
     }
     c->cross = v->cross;
     c->n_real = v->n_real;
@@ -488,11 +498,10 @@ static int same_forward(const sf_tap_capture *a, const sf_tap_capture *b) {
     return !a->cross && !b->cross && a->block == b->block && a->step == b->step;
 }
 
-/* A capture's absolute key frame of each slot, as a JSON list. */
-static cJSON *key_frames_json(const sf_tap_capture *c) {
+/* n absolute key frames (NULL: none), as a JSON list. */
+static cJSON *frames_json(const int64_t *f, int64_t n) {
     cJSON *kf = cJSON_CreateArray();
-    for (int64_t f = 0; kf && c->key_frames && f < c->Lk / c->frame_tokens; f++)
-        cJSON_AddItemToArray(kf, cJSON_CreateNumber((double)c->key_frames[f]));
+    for (int64_t i = 0; kf && f && i < n; i++) cJSON_AddItemToArray(kf, cJSON_CreateNumber((double)f[i]));
     return kf;
 }
 
@@ -512,22 +521,26 @@ static sf_status facts(const sf_taps *t, const sf_taps_meta *m, const char **kv,
         for (size_t j = 0; j < i && !seen; j++)
             seen = !t->caps[j].cross && t->caps[j].block == c->block && t->caps[j].step == c->step;
         if (seen) continue;
-        /* key_frames: the forward's window (its longest capture); a layer that attended fewer (--sink-ablate) has
-           its own list in layer_key_frames */
-        for (size_t j = i + 1; j < t->n_caps; j++)
-            if (same_forward(&t->caps[j], c) && t->caps[j].Lk > c->Lk) c = &t->caps[j];
+        /* key_frames: the forward's window (a capture of a layer that attended it all, or one that kept it beside
+           its own); a layer that attended fewer (--sink-ablate) has its own list in layer_key_frames */
+        const sf_tap_capture *w = NULL;
+        for (size_t j = i; j < t->n_caps && (!w || w->win_frames); j++)
+            if (same_forward(&t->caps[j], c) && (!w || !t->caps[j].win_frames)) w = &t->caps[j];
+        const int64_t wslots = w->win_frames ? w->win_slots : w->Lk / w->frame_tokens;
         cJSON *o = cJSON_CreateObject(), *lk = NULL;
         cJSON_AddNumberToObject(o, "block", c->block);
         cJSON_AddNumberToObject(o, "step", c->step);
         cJSON_AddNumberToObject(o, "start_frame", (double)c->start_frame);
         cJSON_AddNumberToObject(o, "query_frames", (double)(c->Lq / c->frame_tokens));
-        cJSON_AddItemToObject(o, "key_frames", key_frames_json(c));
+        cJSON_AddItemToObject(o, "key_frames", frames_json(w->win_frames ? w->win_frames : w->key_frames, wslots));
         for (size_t j = i; j < t->n_caps; j++)
-            if (same_forward(&t->caps[j], c) && t->caps[j].Lk < c->Lk) {
+            if (same_forward(&t->caps[j], c) && t->caps[j].Lk / t->caps[j].frame_tokens < wslots) {
                 char nm[16];
                 snprintf(nm, sizeof nm, "%d", t->caps[j].layer);
                 if (!lk) cJSON_AddItemToObject(o, "layer_key_frames", lk = cJSON_CreateObject());
-                if (lk && !cJSON_GetObjectItem(lk, nm)) cJSON_AddItemToObject(lk, nm, key_frames_json(&t->caps[j]));
+                const sf_tap_capture *a = &t->caps[j];
+                if (lk && !cJSON_GetObjectItem(lk, nm))
+                    cJSON_AddItemToObject(lk, nm, frames_json(a->key_frames, a->Lk / a->frame_tokens));
             }
         cJSON_AddItemToArray(fw, o);
     }

@@ -62,6 +62,8 @@ typedef struct sf_tap_capture {
     int64_t groups;          /* TOKENS: key tokens kept per row (K·frame_tokens); 0: the last dim is Lk/frame_tokens */
     float *stats;            /* PROBS / cross: (heads, QF, SF_TAP_NSTATS) log-sum-exp statistics, owned */
     int64_t *key_frames;     /* (Lk/frame_tokens) absolute frame of each key slot (self-attention), owned */
+    int64_t *win_frames;     /* the forward's key window when this layer attended less (--sink-ablate), owned; else NULL */
+    int64_t win_slots;       /* its length (win_frames non-NULL) */
     int cross;               /* 1: a cross-attention capture (Lk = text_len) */
     int64_t n_real;          /* cross: real text tokens */
 } sf_tap_capture;

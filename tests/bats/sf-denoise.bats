@@ -476,6 +476,12 @@ for L, kf in ((0, 9), (2, 7)):  # every query frame's mass sums to 1 over the ke
     assert sh == [sh[0], 3, kf], sh
     assert all(abs(sum(v[r * kf:(r + 1) * kf]) - 1) < 1e-5 for r in range(sh[0] * 3))
 PY
+    # every layer ablated and tapped: key_frames is still the window, each layer's own beside it
+    run -0 sf-denoise "${COMMON[@]}" "${IN[@]}" --sink-ablate 1 --layer_indices all --tap-mode frames \
+        --output_path "$D/all.safetensors"
+    run -0 python3 -c 'import json,struct,sys; f=open(sys.argv[1],"rb"); n=struct.unpack("<Q",f.read(8))[0]
+print(json.dumps(json.loads(json.loads(f.read(n))["__metadata__"]["forwards"])[2], sort_keys=True))' "$D/all.safetensors"
+    assert_output '{"block": 2, "key_frames": [0, 1, 2, 3, 4, 5, 6, 7, 8], "layer_key_frames": {"0": [1, 2, 3, 4, 5, 6, 7, 8], "1": [1, 2, 3, 4, 5, 6, 7, 8], "2": [1, 2, 3, 4, 5, 6, 7, 8]}, "query_frames": 3, "start_frame": 6, "step": 0}'
     # the figure-4 .pt: the ablated layer's entry says which frames its 7 slots hold (the others' are 0..8)
     run -0 sf-denoise "${COMMON[@]}" "${IN[@]}" --sink-ablate 2 --sink-ablate-layers 2 --layer_indices 0 2 \
         --output_path "$D/fig4.pt"

@@ -460,7 +460,8 @@ static void taps_paths(const char *name, const shape_case *c, const rig *g, tap_
 
 /* With --sink-ablate (layers 1 … L−1, rig_open): each ablated layer's self-attention capture against layer 0's of
  * the same forward (not ablated: the whole window): min(ablate frames, the context's) fewer key slots, the same
- * absolute frames from there on, and at least one capture that lost slots. Says the first mismatch. */
+ * absolute frames from there on, the window kept beside them when it lost any (win_frames = layer 0's), and at least
+ * one capture that lost slots. Says the first mismatch. */
 static void ablated_caps(const char *name, const shape_case *c, const sf_taps *ct) {
     int shorter = 0;
     for (size_t i = 0; i < ct->n_caps; i++) {
@@ -472,6 +473,8 @@ static void ablated_caps(const char *name, const shape_case *c, const sf_taps *c
         const int64_t S = a->frame_tokens, ctx = (w->Lk - w->Lq) / S, skip = c->ablate < ctx ? c->ablate : ctx;
         int ok = a->Lk == w->Lk - skip * S;
         for (int64_t f = 0; ok && f < a->Lk / S; f++) ok = a->key_frames[f] == w->key_frames[f + skip];
+        ok = ok && (skip ? a->win_frames && a->win_slots == w->Lk / S : !a->win_frames);
+        for (int64_t f = 0; ok && skip && f < a->win_slots; f++) ok = a->win_frames[f] == w->key_frames[f];
         SF_CHECK_MSG(ok, "%s: layer %d b%d s%d keeps %lld key slots from frame %lld; the window has %lld from frame "
                      "%lld, %lld of them context (ablating %d)", name, a->layer, a->block, a->step,
                      (long long)(a->Lk / S), (long long)a->key_frames[0], (long long)(w->Lk / S),
@@ -529,7 +532,7 @@ static void taps_run(const shape_case *c, tap_spec sp) {
         const size_t want = (size_t)(2 * g.nb * nl * (sp.cross ? 2 : 1)); /* a forward: self (+ cross) a layer */
         SF_CHECK_MSG(sf_test_failures != f0 || (gt.n_caps == want && ct.n_caps == want),
                      "%s: %zu GPU, %zu CPU captures (want %zu)", name, gt.n_caps, ct.n_caps, want);
-        if (sf_test_failures == f0 && c->ablate) ablated_caps(name, c, &ct);
+        if (sf_test_failures == f0 && c->ablate) ablated_caps(name, c, &ct), ablated_caps(name, c, &gt);
         if (sf_test_failures == f0) caps_compare(name, &gt, &ct);
 #ifdef SF_TEST_EMU
         if (sf_test_failures == f0) taps_paths(name, c, &g, sp, nl, &p0);
