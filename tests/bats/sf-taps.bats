@@ -477,6 +477,29 @@ PY
     [ ! -e "$BATS_TEST_TMPDIR/bad.svg" ]
 }
 
+@test "words: a long prompt's tokens wrap into panels of 48, each column wide enough to label, the figure within the report's width" {
+    D="$BATS_TEST_TMPDIR"
+    PR="A lone astronaut in a weathered orange suit walks slowly across a vast red desert at dawn, long shadows stretching
+        behind her, dust drifting in the low golden light, distant mesas glowing, a small rover parked beside a dome,
+        the camera tracking sideways at walking pace, cinematic, highly detailed, soft film grain, gentle wind"
+    sf-encode --model-dir "$G/model" --prompt "$PR" --save-embeds "$D/e.safetensors" --no-cache --log-level warn
+    run -0 sf-denoise --model-dir "$G/model" --num_frames 3 --height 64 --width 96 --progress none --threads 2 \
+        --prompt-embeds "$D/e.safetensors:emb.0" --prompt "$PR" --layer_indices 1 --tap-mode probs --tap-cross \
+        --output_path "$D/c.safetensors"
+    n=$(sf-encode --model-dir "$G/model" --prompt "$PR" --tokens-only --no-cache | wc -w)
+    [ "$n" -gt 96 ] # three panels at least
+    run -0 sf-taps words "$D/c.safetensors" -o "$D/w.svg"
+    run -0 python3 -c 'import sys, xml.etree.ElementTree as E
+r = E.parse(sys.argv[1]).getroot(); ns = "{http://www.w3.org/2000/svg}"
+t = list(r.iter(ns + "text")); cls = lambda c: [x for x in t if x.get("class") == c]
+xs = [float(x.get("x")) for x in cls("piece")]
+print(len(cls("piece")), len(cls("row")), len(list(r.iter(ns + "rect"))) - 1, " ".join(x.text for x in cls("panel")),
+      min(xs), max(xs), float(r.get("width")) <= 1400)' "$D/w.svg"
+    p=$(( (n + 47) / 48 )) last=$(( (n - 1) / 48 * 48 ))
+    # every token labelled once, 22 px apart; the 3 query frames' rows in every panel; a cell per token and row
+    assert_output "$n $((3 * p)) $((3 * n)) $(for ((i = 0; i < p - 1; i++)); do printf 'tokens %d–%d ' $((48 * i)) $((48 * i + 47)); done)tokens $last–$((n - 1)) 121.0 1155.0 True"
+}
+
 @test "words (sf-denoise --tap-cross): each query frame's mass over the prompt's tokens, labelled with its pieces; errors" {
     D="$BATS_TEST_TMPDIR" PR='A red fox, "trotting" & <jumping>'
     sf-encode --model-dir "$G/model" --prompt "$PR" --save-embeds "$D/e.safetensors" --no-cache --log-level warn

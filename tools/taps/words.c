@@ -190,20 +190,25 @@ static void csv_field(FILE *f, const char *s) { /* RFC 4180: quoted, quotes doub
     fputc('"', f);
 }
 
+/* Tokens a panel of the figure: at 22 px a column it is 1196 px wide, within the report's 1400, whatever the prompt's
+ * length (a long prompt's tokens wrap into panels, one under another, rather than columns too narrow to label). */
+#define WORDS_PANEL 48
+
 /* The figure: the pieces over the columns (rotated), a row per (layer, query frame), each cell's <title> its
- * numbers; viridis over [0, the largest mass shown]. */
+ * numbers; viridis over [0, the largest mass shown]. More than WORDS_PANEL tokens: a panel each WORDS_PANEL of them,
+ * its rows labelled again and its first and last token numbers over them. */
 static void words_svg(const words *w, FILE *f) {
-    const int64_t R = w->R;
+    const int64_t R = w->R, np = (R + WORDS_PANEL - 1) / WORDS_PANEL, P = R < WORDS_PANEL ? R : WORDS_PANEL;
     int rows = 0;
     for (int i = 0; i < w->n; i++) rows += (int)w->QF[i];
     size_t longest = 1; /* the rotated labels' room: ~6.5 px a character at 11 px, times sin 60° */
     for (int64_t j = 0; j < R; j++) longest = strlen(w->piece[j]) > longest ? strlen(w->piece[j]) : longest;
-    const double cw = R <= 40 ? 22 : fmax(8, 900.0 / (double)R), ch = 16, x0 = 110,
-                 y0 = 64 + fmin(150, 5.7 * (double)longest);
+    const double cw = 22, ch = 16, x0 = 110, lab = fmin(150, 5.7 * (double)longest), gap = 24;
+    const double pan = lab + ch * rows + gap; /* a panel's height: its labels, its rows, the space under them */
     double hi = 0;
     for (int i = 0; i < w->n; i++)
         for (int64_t j = 0; j < w->QF[i] * R; j++) hi = fmax(hi, w->m[i][j]);
-    const double W = fmax(640, x0 + cw * (double)R + 30), H = y0 + ch * rows + 40;
+    const double W = fmax(640, x0 + cw * (double)P + 30), H = 64 + pan * (double)np - gap + 40;
     fprintf(f, "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"%.0f\" height=\"%.0f\" viewBox=\"0 0 %.0f %.0f\" "
                "font-family=\"sans-serif\">\n<rect width=\"100%%\" height=\"100%%\" fill=\"#ffffff\"/>\n"
                "<text x=\"20\" y=\"22\" font-size=\"15\" font-weight=\"bold\">Which words each frame looks at "
@@ -211,31 +216,39 @@ static void words_svg(const words *w, FILE *f) {
                "<text x=\"20\" y=\"40\" font-size=\"11\">each row a query frame of a layer (mean over its tokens and the "
                "heads; a row sums to 1), viridis from 0 to %.3g</text>\n",
             W, H, W, H, (long long)R, w->by_word ? "words" : "tokens", hi);
-    for (int64_t j = 0; j < R; j++) {
-        const double x = x0 + cw * ((double)j + 0.5), y = y0 - 6;
-        fprintf(f, "<text class=\"piece\" x=\"%.1f\" y=\"%.1f\" font-size=\"11\" transform=\"rotate(-60 %.1f %.1f)\">", x, y, x, y);
-        sf_taps_xml_text(f, w->piece[j]);
-        fputs("</text>\n", f);
-    }
-    int r = 0;
-    for (int i = 0; i < w->n; i++)
-        for (int64_t q = 0; q < w->QF[i]; q++, r++) {
-            const double y = y0 + ch * r;
-            fprintf(f, "<text class=\"row\" x=\"%.1f\" y=\"%.1f\" font-size=\"10\" text-anchor=\"end\">layer %d, frame %lld</text>\n",
-                    x0 - 6, y + ch - 4, w->c[i].layer, (long long)(w->f0[i] + q));
-            for (int64_t j = 0; j < R; j++) {
-                const double v = w->m[i][q * R + j];
-                char col[16];
-                sf_taps_viridis(hi > 0 ? v / hi : 0, col, sizeof col);
-                fprintf(f, "<rect x=\"%.2f\" y=\"%.2f\" width=\"%.2f\" height=\"%.2f\" fill=\"%s\"><title>layer %d, frame %lld, ",
-                        x0 + cw * (double)j, y, cw, ch, col, w->c[i].layer, (long long)(w->f0[i] + q));
-                sf_taps_xml_text(f, w->piece[j]);
-                fprintf(f, ": %.6g</title></rect>\n", v);
-            }
+    for (int64_t p = 0; p < np; p++) {
+        const int64_t j0 = p * WORDS_PANEL, j1 = j0 + WORDS_PANEL < R ? j0 + WORDS_PANEL : R;
+        const double y0 = 64 + lab + pan * (double)p; /* the panel's first row */
+        if (np > 1)
+            fprintf(f, "<text class=\"panel\" x=\"%.1f\" y=\"%.1f\" font-size=\"10\" text-anchor=\"end\">%s %lld–%lld"
+                       "</text>\n", x0 - 6, y0 - 6, w->by_word ? "words" : "tokens", (long long)j0, (long long)(j1 - 1));
+        for (int64_t j = j0; j < j1; j++) {
+            const double x = x0 + cw * ((double)(j - j0) + 0.5), y = y0 - 6;
+            fprintf(f, "<text class=\"piece\" x=\"%.1f\" y=\"%.1f\" font-size=\"11\" transform=\"rotate(-60 %.1f %.1f)\">", x, y,
+                    x, y);
+            sf_taps_xml_text(f, w->piece[j]);
+            fputs("</text>\n", f);
         }
+        int r = 0;
+        for (int i = 0; i < w->n; i++)
+            for (int64_t q = 0; q < w->QF[i]; q++, r++) {
+                const double y = y0 + ch * r;
+                fprintf(f, "<text class=\"row\" x=\"%.1f\" y=\"%.1f\" font-size=\"10\" text-anchor=\"end\">layer %d, frame %lld"
+                           "</text>\n", x0 - 6, y + ch - 4, w->c[i].layer, (long long)(w->f0[i] + q));
+                for (int64_t j = j0; j < j1; j++) {
+                    const double v = w->m[i][q * R + j];
+                    char col[16];
+                    sf_taps_viridis(hi > 0 ? v / hi : 0, col, sizeof col);
+                    fprintf(f, "<rect x=\"%.2f\" y=\"%.2f\" width=\"%.2f\" height=\"%.2f\" fill=\"%s\"><title>layer %d, frame %lld, ",
+                            x0 + cw * (double)(j - j0), y, cw, ch, col, w->c[i].layer, (long long)(w->f0[i] + q));
+                    sf_taps_xml_text(f, w->piece[j]);
+                    fprintf(f, ": %.6g</title></rect>\n", v);
+                }
+            }
+    }
     fprintf(f, "<text x=\"20\" y=\"%.1f\" font-size=\"10\">block %d, step %d of each layer; --layers, --heads, --forward "
                "choose</text>\n</svg>\n",
-            y0 + ch * rows + 24, w->c[0].block, w->c[0].step);
+            H - 16, w->c[0].block, w->c[0].step);
 }
 
 sf_status sf_taps_words(const sf_tfile *tf, const sf_taps_words_opts *o, FILE *svg, FILE *csv, sf_err *err) {
