@@ -518,14 +518,13 @@ static sf_status facts(const sf_taps *t, const sf_taps_meta *m, const char **kv,
     for (size_t i = 0; fw && i < t->n_caps; i++) { /* one entry per forward, in run order */
         const sf_tap_capture *c = &t->caps[i];
         int seen = c->cross;
-        for (size_t j = 0; j < i && !seen; j++)
-            seen = !t->caps[j].cross && t->caps[j].block == c->block && t->caps[j].step == c->step;
+        for (size_t j = 0; j < i && !seen; j++) seen = same_forward(&t->caps[j], c);
         if (seen) continue;
-        /* key_frames: the forward's window (a capture of a layer that attended it all, or one that kept it beside
-           its own); a layer that attended fewer (--sink-ablate) has its own list in layer_key_frames */
-        const sf_tap_capture *w = NULL;
-        for (size_t j = i; j < t->n_caps && (!w || w->win_frames); j++)
-            if (same_forward(&t->caps[j], c) && (!w || !t->caps[j].win_frames)) w = &t->caps[j];
+        /* key_frames: the forward's window — a capture of a layer that attended all of it, else the window one kept
+           beside its own keys; a layer that attended fewer (--sink-ablate) has its own list in layer_key_frames */
+        const sf_tap_capture *w = c;
+        for (size_t j = i + 1; j < t->n_caps && w->win_frames; j++)
+            if (same_forward(&t->caps[j], c) && !t->caps[j].win_frames) w = &t->caps[j];
         const int64_t wslots = w->win_frames ? w->win_slots : w->Lk / w->frame_tokens;
         cJSON *o = cJSON_CreateObject(), *lk = NULL;
         cJSON_AddNumberToObject(o, "block", c->block);
