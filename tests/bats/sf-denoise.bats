@@ -497,6 +497,10 @@ print(json.dumps(json.loads(json.loads(f.read(n))["__metadata__"]["forwards"])[2
     run -0 sf-taps report "$D/t.safetensors" -o "$D/r.html"
     grep -q '(frame 2, ablated)' "$D/r.html"
     grep -q 'attended no key frame before the one named' "$D/r.html"
+    # its mass by key frame: frames 0 and 1 not attended (grey), layer 0's over all nine
+    grep -qF '<title>L2 frame 1: nan</title>' "$D/r.html"
+    grep -qE '<title>L2 frame 2: 0\.[0-9]+</title>' "$D/r.html"
+    grep -qE '<title>L0 frame 1: 0\.[0-9]+</title>' "$D/r.html"
     # errors, before any work: the layers without K, out of range, bad syntax
     run -2 --separate-stderr sf-denoise "${COMMON[@]}" "${IN[@]}" --save-latents "$D/x.safetensors" --sink-ablate-layers 1
     assert_equal "$stderr" "sf-denoise: error: --sink-ablate-layers goes with --sink-ablate K"

@@ -96,13 +96,25 @@ PY
 
 @test "compare -o DIR and heatmap: CSV and well-formed SVG figures" {
     run -0 sf-taps compare "$D/A.safetensors" "$D/B.safetensors" -o "$D/out"
-    for f in compare.csv sink_ratio_A.svg sink_ratio_B.svg sink_ratio_diff_B.svg first_mass.svg sink_ratio_layers.svg; do
+    for f in compare.csv sink_ratio_A.svg sink_ratio_B.svg sink_ratio_diff_B.svg first_mass.svg sink_ratio_layers.svg \
+        frame_mass_A.svg frame_mass_B.svg frame_mass_diff_B.svg; do
         [ -s "$D/out/$f" ]
     done
+    [ ! -e "$D/out/frame_mass_diff_A.svg" ]
     for f in "$D"/out/*.svg; do python3 -c 'import sys, xml.etree.ElementTree as E; E.parse(sys.argv[1])' "$f"; done
     assert_equal "$(grep -c '<title>L[03] head [01]: ' "$D/out/sink_ratio_A.svg")" 4
     grep -q '<title>L0 head 0: 3</title>' "$D/out/sink_ratio_A.svg"
     grep -q '<title>L0 head 0: -1.66667</title>' "$D/out/sink_ratio_diff_B.svg"
+    # the mass on each absolute key frame, by hand: A's L0 slots hold frames 0, 4, 5 (the facts); head 0's rows
+    # [.5 .25 .25] [.7 .15 .15] average [.6 .2 .2], head 1's [.2 .4 .4]: [.4 .3 .3]; frames 1-3 were not attended
+    assert_equal "$(grep -c '<title>L[03] frame [0-5]: ' "$D/out/frame_mass_A.svg")" 12
+    for t in 'L0 frame 0: 0.4' 'L0 frame 4: 0.3' 'L0 frame 5: 0.3' 'L0 frame 2: nan' 'L3 frame 4: 0.333333'; do
+        grep -qF "<title>$t</title>" "$D/out/frame_mass_A.svg"
+    done
+    # B's L0 [.25 .375 .375] minus A's, frame for frame
+    grep -qF '<title>L0 frame 0: -0.15</title>' "$D/out/frame_mass_diff_B.svg"
+    grep -qF '<title>L0 frame 4: 0.075</title>' "$D/out/frame_mass_diff_B.svg"
+    grep -qF '<title>L0 frame 1: nan</title>' "$D/out/frame_mass_diff_B.svg"
     run -0 sf-taps heatmap "$T" -o "$D/h.svg"
     python3 -c 'import sys, xml.etree.ElementTree as E; E.parse(sys.argv[1])' "$D/h.svg"
     assert_equal "$(grep -c '<title>L[02] head [01]: ' "$D/h.svg")" 4
@@ -114,7 +126,7 @@ PY
     ! grep -q '<script' "$f" || false              # the prompt's markup is text, not markup
     grep -qF '&lt;script&gt;alert(1)&lt;/script&gt; &amp; &quot;fox&quot;' "$f"
     ! grep -Eq '(src|href)="' "$f" || false        # nothing to fetch: works offline
-    assert_equal "$(grep -c '<svg ' "$f")" 5       # 2 per-layer curves, 2 heatmaps, 1 difference
+    assert_equal "$(grep -c '<svg ' "$f")" 8       # 2 per-layer curves, 2 frame-mass grids + 1 difference, 2 heatmaps, 1 difference
     grep -q 'block 1, step 0; key frames \[0,4,5\]' "$f"
     grep -qF 'checkpoint b.pt:generator_ema' "$f"
     python3 -c 'import sys, html.parser as h; p = h.HTMLParser(); p.feed(open(sys.argv[1]).read()); p.close()' "$f"
@@ -124,7 +136,7 @@ PY
     command -v chromium >/dev/null || skip "chromium is not installed (apt-get install chromium): report not rendered"
     run -0 sf-taps report "$D/A.safetensors" "$D/B.safetensors" -o "$D/r.html"
     run -0 --separate-stderr timeout 120 chromium --headless --no-sandbox --disable-gpu --dump-dom "file://$D/r.html"
-    assert_equal "$(grep -o '<svg ' <<<"$output" | wc -l)" 5
+    assert_equal "$(grep -o '<svg ' <<<"$output" | wc -l)" 8
     assert_equal "$(grep -o '<table' <<<"$output" | wc -l)" 3
     ! grep -q '<script' <<<"$output" || false
     run -0 --separate-stderr timeout 120 chromium --headless --no-sandbox --disable-gpu --hide-scrollbars \
@@ -215,7 +227,7 @@ write(sys.argv[1] + "/TB.safetensors", {"tokens.L0.b1.s0": ([2, 2, 4], flat), "t
 PY
     run -0 sf-taps report "$D/A.safetensors" "$D/B.safetensors" --tokens "$D/TA.safetensors" "$D/TB.safetensors" -o "$D/t.html"
     f="$D/t.html"
-    assert_equal "$(grep -c '<svg ' "$f")" 8 # the 5 of the plain report + one token map per run + B − A
+    assert_equal "$(grep -c '<svg ' "$f")" 11 # the 8 of the plain report + one token map per run + B − A
     grep -qF 'Where in the sink frames the mass lands' "$f"
     # run A, layer 0 (block 1, the latest): the head and query-frame means .15 .05 / .05 .2, row-major on the 2×2
     # grid, on viridis from the layer's least (.05: the bottom colour) to its most (.2: the top one)

@@ -45,7 +45,7 @@ study() {
     [ "$(awk -F, '$3=="sid" && $9!=0' "$p/compare/compare.csv" | wc -l)" -gt 0 ] # the checkpoints differ
     # the report: escaped prompt, every figure inline
     grep -qF 'A red fox &lt;b&gt;trotting&lt;/b&gt; &amp; &quot;jumping&quot;' "$p/report.html"
-    assert_equal "$(grep -c '<svg ' "$p/report.html")" 15 # 2 curves + 3 heatmaps + 2 differences + 3 token maps + 2 map differences + 3 words
+    assert_equal "$(grep -c '<svg ' "$p/report.html")" 20 # 2 curves + 3 frame-mass grids + 2 differences + 3 heatmaps + 2 differences + 3 token maps + 2 map differences + 3 words
     # which words each frame looks at (--tap-cross in probs mode): per run, the prompt's pieces as the columns
     assert_equal "$(sf-tensor ls "$p/probs_base.safetensors" | grep -c '^cross\.L')" 30
     grep -qF '<h2>Which words each frame looks at</h2>' "$p/report.html"

@@ -20,6 +20,9 @@ void sf_taps_cmp_free(sf_taps_cmp *c) {
         free(c->r[i].ratio);
         free(c->r[i].kf0);
         free(c->r[i].ablated);
+        free(c->r[i].nslot);
+        free(c->r[i].skf);
+        free(c->r[i].sm);
     }
     free(c->r);
     free(c->layers);
@@ -83,7 +86,15 @@ static sf_status load_run(sf_taps_cmp *c, int i, const char *path, int64_t fsl, 
     r->step = calloc((size_t)c->nl + 1, sizeof(int));
     r->kf0 = calloc((size_t)c->nl + 1, sizeof(int64_t));
     r->ablated = calloc((size_t)c->nl + 1, 1);
-    if (!c->layers || !r->block || !r->step || !r->kf0 || !r->ablated) {
+    r->kmax = 1;
+    for (int li = 0; li < c->nl; li++) { /* the room for every layer's key slots */
+        const sf_taps_src *src = pick(v, n, c->layers[li], fb, fs);
+        if (src && src_kf(src) > r->kmax) r->kmax = src_kf(src);
+    }
+    r->nslot = calloc((size_t)c->nl + 1, sizeof(int64_t));
+    r->skf = calloc((size_t)(c->nl + 1) * (size_t)r->kmax, sizeof(int64_t));
+    r->sm = calloc((size_t)(c->nl + 1) * (size_t)r->kmax, sizeof(double));
+    if (!c->layers || !r->block || !r->step || !r->kf0 || !r->ablated || !r->nslot || !r->skf || !r->sm) {
         free(v);
         return sf_fail(err, SF_E_NOMEM, "out of memory");
     }
@@ -120,6 +131,21 @@ static sf_status load_run(sf_taps_cmp *c, int i, const char *path, int64_t fsl, 
         sf_taps_forward_facts(r->tf, -1, src->block, src->step, NULL, &w0, 1);
         sf_taps_forward_facts(r->tf, src->layer, src->block, src->step, NULL, &r->kf0[li], 1);
         r->ablated[li] = r->kf0[li] >= 0 && w0 >= 0 && r->kf0[li] != w0;
+        /* each key slot's mass (head mean) and the frame it holds */
+        const int64_t K = st.nkf < r->kmax ? st.nkf : r->kmax;
+        int64_t *kf = r->skf + (size_t)li * (size_t)r->kmax;
+        double *m = r->sm + (size_t)li * (size_t)r->kmax;
+        sf_taps_forward_facts(r->tf, src->layer, src->block, src->step, NULL, kf, K);
+        for (int64_t k = 0; k < K; k++) {
+            double a = 0;
+            for (int h = 0; h < st.nh; h++)
+                a += src->kind == SF_TAPS_SRC_PROBS ? st.F[(size_t)h * (size_t)st.nkf + (size_t)k]
+                                                    : st.W[(size_t)h * (size_t)st.nkf + (size_t)k] * (double)src->fsl;
+            m[k] = a / (st.nh > 0 ? st.nh : 1);
+            if (kf[k] < 0) kf[k] = k; /* not recorded: slot k, frame k (global attention's order) */
+            if (kf[k] + 1 > c->nf && kf[k] < 1000000) c->nf = kf[k] + 1;
+        }
+        r->nslot[li] = K;
         sf_taps_stats_free(&st);
     }
     free(v);
@@ -177,7 +203,18 @@ void sf_taps_cmp_csv(FILE *f, const sf_taps_cmp *c) {
 
 /* ---- figures ---------------------------------------------------------------------------- */
 
-typedef enum { FIG_HEAT, FIG_DIFF, FIG_MASS, FIG_RATIO } fig_kind;
+typedef enum { FIG_HEAT, FIG_DIFF, FIG_MASS, FIG_RATIO, FIG_FRAMES, FIG_FRAMES_DIFF } fig_kind;
+
+/* Run i's layers × key frames grid v[nl, nf]: the mass on each absolute frame, NaN where no slot held it. */
+static void frame_grid(const sf_taps_cmp *c, int i, double *v) {
+    const sf_taps_run *r = &c->r[i];
+    for (size_t j = 0; j < (size_t)c->nl * (size_t)c->nf; j++) v[j] = NAN;
+    for (int li = 0; li < c->nl; li++)
+        for (int64_t k = 0; k < r->nslot[li]; k++) {
+            const int64_t f = r->skf[(size_t)li * (size_t)r->kmax + (size_t)k];
+            if (f >= 0 && f < c->nf) v[(size_t)li * (size_t)c->nf + (size_t)f] = r->sm[(size_t)li * (size_t)r->kmax + (size_t)k];
+        }
+}
 
 /* Head means per layer of run i's mass or ratio (NaN-skipping). */
 static void head_mean(const sf_taps_cmp *c, const double *v, double *out) {
@@ -192,15 +229,27 @@ static void head_mean(const sf_taps_cmp *c, const double *v, double *out) {
 
 static sf_status figure(FILE *f, const sf_taps_cmp *c, fig_kind k, int run, sf_err *err) {
     char title[256];
-    size_t n = (size_t)c->nl * (size_t)(k == FIG_MASS || k == FIG_RATIO ? c->nr : c->H);
-    double *v = calloc(n ? n : 1, sizeof(double));
+    const int grid = k == FIG_FRAMES || k == FIG_FRAMES_DIFF;
+    size_t n = (size_t)c->nl * (size_t)(grid ? (c->nf > 0 ? c->nf : 1) : k == FIG_MASS || k == FIG_RATIO ? c->nr : c->H);
+    double *v = calloc(grid ? 2 * n : n ? n : 1, sizeof(double));
     const char **names = calloc((size_t)c->nr, sizeof *names);
     if (!v || !names) {
         free(v);
         free(names);
         return sf_fail(err, SF_E_NOMEM, "out of memory");
     }
-    if (k == FIG_HEAT || k == FIG_DIFF) {
+    if (grid) {
+        frame_grid(c, run, v);
+        if (k == FIG_FRAMES_DIFF) {
+            frame_grid(c, 0, v + n);
+            for (size_t i = 0; i < n; i++) v[i] -= v[n + i]; /* NaN where either run did not attend the frame */
+            snprintf(title, sizeof title, "Mass on each key frame: %s minus %s", c->r[run].label, c->r[0].label);
+        } else {
+            snprintf(title, sizeof title, "Attention mass on each key frame (mean over heads and queries): %s", c->r[run].label);
+        }
+        sf_taps_svg_grid(f, title, c->nl, c->layers, "L", "Layer", c->nf > 0 ? c->nf : 1, "Key frame (absolute)", "frame",
+                         v, k == FIG_FRAMES ? "Mass" : "Difference");
+    } else if (k == FIG_HEAT || k == FIG_DIFF) {
         for (size_t i = 0; i < n; i++) v[i] = c->r[run].ratio[i] - (k == FIG_DIFF ? c->r[0].ratio[i] : 0);
         if (k == FIG_HEAT) snprintf(title, sizeof title, "Sink ratio w(frame 0) / mean w(middle frames): %s", c->r[run].label);
         else snprintf(title, sizeof title, "Sink ratio difference: %s minus %s", c->r[run].label, c->r[0].label);
@@ -252,6 +301,10 @@ sf_status sf_taps_cmp_write_dir(const sf_taps_cmp *c, const char *dir, sf_err *e
             snprintf(p, sizeof p, "%s/sink_ratio_diff_%s.svg", dir, c->r[i].label);
             s = figure_file(c, FIG_DIFF, i, p, err);
         }
+        snprintf(p, sizeof p, "%s/frame_mass_%s.svg", dir, c->r[i].label);
+        if (!s) s = figure_file(c, FIG_FRAMES, i, p, err);
+        snprintf(p, sizeof p, "%s/frame_mass_diff_%s.svg", dir, c->r[i].label);
+        if (!s && i > 0) s = figure_file(c, FIG_FRAMES_DIFF, i, p, err);
     }
     snprintf(p, sizeof p, "%s/first_mass.svg", dir);
     if (!s) s = figure_file(c, FIG_MASS, 0, p, err);
@@ -400,6 +453,11 @@ static void write_report(FILE *f, const sf_taps_cmp *c, sf_err *err, sf_status *
     if (ablated)
         fputs("<p>“ablated”: in that run the layer attended no key frame before the one named (sf-denoise "
               "<code>--sink-ablate</code>); its first mass and sink ratio are over the first frame it attended.</p>\n", f);
+    fputs("<h2>Mass by key frame</h2>\n<p>Per layer, the softmax mass on each key frame (absolute frame number), "
+          "mean over the heads and the forward's query frames; grey: a frame the layer did not attend (not yet in its "
+          "window, rolled out of a rolling cache, or skipped by <code>--sink-ablate</code>). A row sums to 1.</p>\n", f);
+    for (int i = 0; i < c->nr && !*s; i++) *s = inline_figure(f, c, FIG_FRAMES, i, err);
+    for (int i = 1; i < c->nr && !*s; i++) *s = inline_figure(f, c, FIG_FRAMES_DIFF, i, err);
     fputs("<h2>Layers × heads</h2>\n", f);
     for (int i = 0; i < c->nr && !*s; i++) *s = inline_figure(f, c, FIG_HEAT, i, err);
     for (int i = 1; i < c->nr && !*s; i++) *s = inline_figure(f, c, FIG_DIFF, i, err);

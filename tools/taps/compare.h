@@ -8,7 +8,7 @@
  * Per file and layer one forward is used: --forward B:S, else the first with the most key frames
  * (the figure-4 choice), a probs.* source before a logits one. Outputs: a CSV table, SVG figures
  * (layers × heads sink-ratio heatmaps, their differences to the first file, head-mean curves per
- * layer) and one self-contained HTML report (inline SVG, tables, the runs' facts from the
+ * layer, layers × absolute key frames mass grids and their differences) and one self-contained HTML report (inline SVG, tables, the runs' facts from the
  * files' metadata; every text escaped; with one tokens file per run, each run's per-token sink-frame
  * heatmaps of taps_tokens.h). Tested by tests/bats/sf-taps-compare.bats on numbers
  * worked out by hand from the golden tap file, and the report in headless Chromium. */
@@ -26,6 +26,10 @@ typedef struct sf_taps_run {
     int64_t *kf0;             /* [nl] the absolute frame of the layer's first key slot in that forward (−1: not recorded) */
     unsigned char *ablated;   /* [nl] 1: the layer attended fewer keys than the forward's window (sf-denoise
                                  --sink-ablate), so its first key slot, whose mass and ratio these are, is not frame 0's */
+    int64_t kmax;             /* key slots room per layer in skf / sm (the most of any layer's source) */
+    int64_t *nslot;           /* [nl] key slots of the layer's source */
+    int64_t *skf;             /* [nl, kmax] the absolute frame each slot holds (the slot's index when not recorded) */
+    double *sm;               /* [nl, kmax] the mass on each slot, mean over the heads and the queries */
 } sf_taps_run;
 
 typedef struct sf_taps_cmp {
@@ -34,6 +38,7 @@ typedef struct sf_taps_cmp {
     int nl, H;
     int *layers;              /* [nl] ascending: the first file's, every other file must have them */
     int64_t fsl;
+    int64_t nf;               /* key frames 0 … nf−1: the last any run's layer attended, plus one */
     int fwd_b, fwd_s;         /* the forward asked for (--forward), or -1 */
     const char *const *tokens; /* report: one --tap-mode tokens file per run (borrowed), or NULL */
     const char *const *frames; /* report: each tokens file's video (taps_tokens.h's frames; borrowed), or NULL */
@@ -49,7 +54,9 @@ void sf_taps_cmp_free(sf_taps_cmp *c);
  * out; first_key_frame: the absolute frame of the layer's first key slot, −1 when not recorded). */
 void sf_taps_cmp_csv(FILE *f, const sf_taps_cmp *c);
 /* DIR/compare.csv, sink_ratio_<label>.svg, sink_ratio_diff_<label>.svg (runs ≥ 1), first_mass.svg,
- * sink_ratio_layers.svg. */
+ * sink_ratio_layers.svg, frame_mass_<label>.svg (layers × absolute key frames: the mass on each, mean over the
+ * heads and queries; grey where the layer attended no such frame — not yet in the window, rolled out, or skipped:
+ * --sink-ablate) and frame_mass_diff_<label>.svg (runs ≥ 1: minus the first run's, frame for frame). */
 sf_status sf_taps_cmp_write_dir(const sf_taps_cmp *c, const char *dir, sf_err *err);
 /* One run's layers × heads sink-ratio heatmap as an SVG file. */
 sf_status sf_taps_cmp_heatmap(const sf_taps_cmp *c, int run, const char *path, sf_err *err);
