@@ -251,7 +251,7 @@ static sf_status figure(FILE *f, const sf_taps_cmp *c, fig_kind k, int run, sf_e
                          v, k == FIG_FRAMES ? "Mass" : "Difference");
     } else if (k == FIG_HEAT || k == FIG_DIFF) {
         for (size_t i = 0; i < n; i++) v[i] = c->r[run].ratio[i] - (k == FIG_DIFF ? c->r[0].ratio[i] : 0);
-        if (k == FIG_HEAT) snprintf(title, sizeof title, "Sink ratio w(frame 0) / mean w(middle frames): %s", c->r[run].label);
+        if (k == FIG_HEAT) snprintf(title, sizeof title, "Sink ratio w(first key frame) / mean w(middle frames): %s", c->r[run].label);
         else snprintf(title, sizeof title, "Sink ratio difference: %s minus %s", c->r[run].label, c->r[0].label);
         sf_taps_svg_grid(f, title, c->nl, c->layers, "L", "Layer", c->H, "Head", "head", v,
                          k == FIG_HEAT ? "Sink ratio" : "Difference");
@@ -262,7 +262,7 @@ static sf_status figure(FILE *f, const sf_taps_cmp *c, fig_kind k, int run, sf_e
         }
         sf_taps_svg_lines(f, k == FIG_MASS ? "First-frame attention mass per layer (mean over heads)"
                                            : "Sink ratio per layer (mean over heads)",
-                          "Layer", k == FIG_MASS ? "Mass on key frame 0" : "Sink ratio", c->nr, names, c->nl, c->layers, v);
+                          "Layer", k == FIG_MASS ? "Mass on the first key frame" : "Sink ratio", c->nr, names, c->nl, c->layers, v);
     }
     free(v);
     free(names);
@@ -396,7 +396,8 @@ static void write_report(FILE *f, const sf_taps_cmp *c, sf_err *err, sf_status *
           "<h1>Attention-sink report</h1>\n<p>",
           f);
     fprintf(f, "%d run%s, %d layer%s × %d heads, %lld tokens per latent frame. First-frame mass: the softmax "
-               "mass of key frame 0 averaged over the queries; sink ratio: w(frame 0) / mean w(frames 1..K−2). "
+               "mass of the first key frame (frame 0, but in a layer ablated with --sink-ablate) averaged over the "
+               "queries; sink ratio: w(first) / mean w(key frames 1..K−2). "
                "Made by sfpipe <code>sf-taps report</code>.</p>\n",
             c->nr, c->nr == 1 ? "" : "s", c->nl, c->nl == 1 ? "" : "s", c->H, (long long)c->fsl);
     fputs("<h2>Runs</h2>\n<table><tr><th>fact</th>", f);
