@@ -143,7 +143,7 @@ static sf_status load_run(sf_taps_cmp *c, int i, const char *path, int64_t fsl, 
                                                     : st.W[(size_t)h * (size_t)st.nkf + (size_t)k] * (double)src->fsl;
             m[k] = a / (st.nh > 0 ? st.nh : 1);
             if (kf[k] < 0) kf[k] = k; /* not recorded: slot k, frame k (global attention's order) */
-            if (kf[k] + 1 > c->nf && kf[k] < 1000000) c->nf = kf[k] + 1;
+            if (kf[k] + 1 > c->nf && kf[k] < SF_TAPS_GRID_FRAMES) c->nf = kf[k] + 1;
         }
         r->nslot[li] = K;
         sf_taps_stats_free(&st);

@@ -17,6 +17,9 @@
 
 #include "taps_analysis.h"
 
+/* The most absolute key frames a mass grid shows (frame_mass_*.svg): a video of 4096 latent frames is 4.5 hours. */
+#define SF_TAPS_GRID_FRAMES 4096
+
 typedef struct sf_taps_run {
     char label[64];
     const char *path;         /* borrowed */
@@ -38,7 +41,8 @@ typedef struct sf_taps_cmp {
     int nl, H;
     int *layers;              /* [nl] ascending: the first file's, every other file must have them */
     int64_t fsl;
-    int64_t nf;               /* key frames 0 … nf−1: the last any run's layer attended, plus one */
+    int64_t nf;               /* key frames 0 … nf−1: the last any run's layer attended, plus one (at most
+                                 SF_TAPS_GRID_FRAMES: the mass grids leave later frames out) */
     int fwd_b, fwd_s;         /* the forward asked for (--forward), or -1 */
     const char *const *tokens; /* report: one --tap-mode tokens file per run (borrowed), or NULL */
     const char *const *frames; /* report: each tokens file's video (taps_tokens.h's frames; borrowed), or NULL */
