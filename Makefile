@@ -337,7 +337,8 @@ FUZZ_DIR := build-fuzz
 FUZZ_CFLAGS := -std=c11 -O1 -g -fsanitize=address,undefined,float-cast-overflow -fno-sanitize-recover=all \
                -Icommon -Ikernels -I. -DSF_DATADIR='"$(CURDIR)"'
 FUZZ_LIB_SRC := $(wildcard common/*.c) stages/encode/tokenizer.c stages/encode/clean.c stages/encode/html_entities.c \
-                stages/encode/mojibake.c stages/encode/mojibake_tables.c stages/decode/image.c
+                stages/encode/mojibake.c stages/encode/mojibake_tables.c stages/decode/image.c \
+                stages/decode/video.c kernels/cpu/tap_mass.c kernels/cpu/parallel.c $(filter-out tools/taps/main.c,$(wildcard tools/taps/*.c))
 FUZZ_OBJ := $(patsubst %.c,$(FUZZ_DIR)/obj/%.o,$(FUZZ_LIB_SRC))
 FUZZ_BIN := $(patsubst tests/fuzz/%.c,$(FUZZ_DIR)/%,$(FUZZ_SRC))
 FUZZ_LDLIBS := $(filter-out -lcublas -lcudart_static -lstdc++ -fopenmp -ldl -lrt -L%,$(LDLIBS))
@@ -348,7 +349,7 @@ $(FUZZ_DIR)/libsf-fuzz.a: $(FUZZ_OBJ)
 	rm -f $@ && ar rcs $@ $^
 $(FUZZ_DIR)/fuzz_%: tests/fuzz/fuzz_%.c $(FUZZ_DIR)/libsf-fuzz.a
 	clang $(FUZZ_CFLAGS) -fsanitize=fuzzer $< $(FUZZ_DIR)/libsf-fuzz.a $(FUZZ_LDLIBS) -o $@
-$(FUZZ_DIR)/fuzz_image: FUZZ_LDLIBS += $(IMAGE_LIBS)
+$(FUZZ_DIR)/fuzz_image $(FUZZ_DIR)/fuzz_taps: FUZZ_LDLIBS += $(IMAGE_LIBS)
 .PHONY: fuzz-build
 fuzz-build: $(FUZZ_BIN)
 fuzz: fuzz-build
