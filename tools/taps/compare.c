@@ -392,11 +392,11 @@ static void write_report(FILE *f, const sf_taps_cmp *c, sf_err *err, sf_status *
           "font-size:13px;text-align:right;vertical-align:top}th{background:#eee}td.t{text-align:left;"
           "max-width:420px;word-break:break-word}figure{margin:10px 0;display:inline-block}"
           "figure.thumb{margin:0 4px 4px 0;text-align:center;font-size:11px}figure.thumb img{display:block}"
-          "h2{border-bottom:1px solid #ccc;padding-bottom:3px}</style></head><body>\n"
+          "h2{border-bottom:1px solid #ccc;padding-bottom:3px}code{white-space:nowrap}</style></head><body>\n"
           "<h1>Attention-sink report</h1>\n<p>",
           f);
     fprintf(f, "%d run%s, %d layer%s × %d heads, %lld tokens per latent frame. First-frame mass: the softmax "
-               "mass of the first key frame (frame 0, but in a layer ablated with --sink-ablate) averaged over the "
+               "mass of the first key frame (frame 0, but in a layer ablated with <code>--sink-ablate</code>) averaged over the "
                "queries; sink ratio: w(first) / mean w(key frames 1..K−2). "
                "Made by sfpipe <code>sf-taps report</code>.</p>\n",
             c->nr, c->nr == 1 ? "" : "s", c->nl, c->nl == 1 ? "" : "s", c->H, (long long)c->fsl);
