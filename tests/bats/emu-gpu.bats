@@ -100,17 +100,30 @@ bytes_delta() {
     assert_output --partial "the 256x256 linears stay bf16"
 }
 
-@test "sf-denoise --sink-ablate --device cuda:0 on the emulated GPU, streams deferred: the CPU's ablated preds within bf16, not the plain run's" {
+@test "sf-denoise --sink-ablate --device cuda:0 on the emulated GPU, streams deferred: the CPU's ablated preds and taps within bf16, not the plain run's" {
     G="${SF_GOLDEN:-$SF_ROOT/tests/golden}"
     P="$G/expect/dit_pipeline_base.safetensors"
     common=(--model-dir "$G/model" --num_frames 9 --height 64 --width 96 --progress none
             --prompt-embeds "$P:context.prompt_embeds" --noise "$P" --dump-preds --sink-ablate 2 --sink-ablate-layers 0-1)
-    run -0 sf-denoise "${common[@]}" --save-latents "$T/cpu.safetensors"
+    # every layer tapped in probs mode, the ablated ones too (their views deferred to the forward's end)
+    taps=(--layer_indices all --tap-mode probs --tap-select all)
+    run -0 sf-denoise "${common[@]}" --save-latents "$T/cpu.safetensors" "${taps[@]}" --output_path "$T/tc.safetensors"
     SF_EMU_ASYNC=1 run -0 "$E/sf-denoise" "${common[@]}" --device cuda:0 --save-latents "$T/gpu.safetensors" \
-        --layer_indices 2 --tap-mode frames --output_path "$T/taps.safetensors" # a tapped layer beside the ablated ones
+        "${taps[@]}" --output_path "$T/tg.safetensors"
     # within the bf16 forward's reach (the golden bound of the DiT pipeline's preds: 5e-2)
     run -0 sf-tensor diff "$T/cpu.safetensors" "$T/gpu.safetensors" --rtol 5e-2 --atol 5e-2 -q
     assert_output --regexp "^# 16 compared, 0 mismatched"
+    # the taps: the same tensors (3 layers × 15 forwards — the last refresh runs, it is tapped — probs and lse) and
+    # shapes, the same key frames of every forward and ablated layer (block 2: layers 0-1 from frame 2), the masses
+    # within the same bound
+    run -0 sf-tensor diff "$T/tc.safetensors" "$T/tg.safetensors" --rtol 5e-2 --atol 5e-2 -q
+    assert_output --regexp "^# 90 compared, 0 mismatched, 0 only in A, 0 only in B"
+    run -0 python3 -c 'import json, sys
+def fw(p):
+    f = open(p, "rb"); n = int.from_bytes(f.read(8), "little"); return json.loads(f.read(n))["__metadata__"]["forwards"]
+a, b = fw(sys.argv[1]), fw(sys.argv[2]); assert a == b, (a, b)
+print(json.loads(a)[10]["layer_key_frames"])' "$T/tc.safetensors" "$T/tg.safetensors"
+    assert_output "{'0': [2, 3, 4, 5, 6, 7, 8], '1': [2, 3, 4, 5, 6, 7, 8]}"
     # and ablation changed the GPU's video from the second block on (block 0 has no context): the plain GPU run is
     # farther from it than the bound in the 10 later preds and the latents
     SF_EMU_ASYNC=1 run -0 "$E/sf-denoise" "${common[@]:0:15}" --device cuda:0 --save-latents "$T/plain.safetensors"
