@@ -40,8 +40,8 @@ static void analyse(const char *path, const sf_tfile *tf) {
     if (!m) return;
     sf_taps_src *src = NULL;
     size_t n = 0;
-    if (sf_taps_find_sources(tf, SF_TAPS_SET_FIG4 | SF_TAPS_SET_TAPS | SF_TAPS_SET_FRAMES | SF_TAPS_SET_STREAM | SF_TAPS_SET_PROBS, 0,
-                              NULL, 0, &src, &n, &err) == SF_OK)
+    const unsigned sets = SF_TAPS_SET_FIG4 | SF_TAPS_SET_TAPS | SF_TAPS_SET_FRAMES | SF_TAPS_SET_STREAM | SF_TAPS_SET_PROBS;
+    if (sf_taps_find_sources(tf, sets, 0, NULL, 0, &src, &n, &err) == SF_OK)
         for (size_t i = 0; i < n && i < 64; i++) {
             sf_taps_stats st;
             if (sf_taps_stats_source(&src[i], NULL, 0, &st, &err) == SF_OK) fprintf(m, "%g %g\n", st.first, st.ratio);

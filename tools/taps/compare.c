@@ -211,8 +211,9 @@ static void frame_grid(const sf_taps_cmp *c, int i, double *v) {
     for (size_t j = 0; j < (size_t)c->nl * (size_t)c->nf; j++) v[j] = NAN;
     for (int li = 0; li < c->nl; li++)
         for (int64_t k = 0; k < r->nslot[li]; k++) {
-            const int64_t f = r->skf[(size_t)li * (size_t)r->kmax + (size_t)k];
-            if (f >= 0 && f < c->nf) v[(size_t)li * (size_t)c->nf + (size_t)f] = r->sm[(size_t)li * (size_t)r->kmax + (size_t)k];
+            const size_t at = (size_t)li * (size_t)r->kmax + (size_t)k;
+            const int64_t f = r->skf[at];
+            if (f >= 0 && f < c->nf) v[(size_t)li * (size_t)c->nf + (size_t)f] = r->sm[at];
         }
 }
 
