@@ -300,15 +300,14 @@ static sf_tap_capture *new_cap(sf_taps *t, sf_err *err) {
 /* Where a capture comes from: layer, the forward (block, step, start frame), its shape and (for the
  * self-attention) the absolute frame of each key slot. */
 static sf_status cap_describe(sf_tap_capture *c, const sf_taps *t, const sf_dit_attn_view *v, sf_err *err) {
+    const int64_t KF = v->frame_tokens > 0 ? v->Lk / v->frame_tokens : 0;
     if (!v->cross && !c->key_frames) {
-        int64_t KF = v->frame_tokens > 0 ? v->Lk / v->frame_tokens : 0;
         if (!(c->key_frames = malloc(sizeof(int64_t) * (size_t)(KF > 0 ? KF : 1))))
             return sf_fail(err, SF_E_NOMEM, "out of memory");
         for (int64_t f = 0; f < KF; f++) c->key_frames[f] = v->key_frames ? v->key_frames[f] : f;
     }
     free(c->win_frames);
     c->win_frames = NULL, c->win_slots = 0;
-    const int64_t KF = v->frame_tokens > 0 ? v->Lk / v->frame_tokens : 0;
     if (!v->cross && v->window_frames && v->window_slots != KF) { /* the layer skipped some of the window's keys */
         if (!(c->win_frames = malloc(sizeof(int64_t) * (size_t)(v->window_slots > 0 ? v->window_slots : 1))))
             return sf_fail(err, SF_E_NOMEM, "out of memory");

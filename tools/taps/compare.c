@@ -127,15 +127,15 @@ static sf_status load_run(sf_taps_cmp *c, int i, const char *path, int64_t fsl, 
         }
         r->block[li] = src->block;
         r->step[li] = src->step;
-        int64_t w0; /* the window's first frame (layer −1: no layer_key_frames entry) and the layer's */
-        sf_taps_forward_facts(r->tf, -1, src->block, src->step, NULL, &w0, 1);
-        sf_taps_forward_facts(r->tf, src->layer, src->block, src->step, NULL, &r->kf0[li], 1);
-        r->ablated[li] = r->kf0[li] >= 0 && w0 >= 0 && r->kf0[li] != w0;
-        /* each key slot's mass (head mean) and the frame it holds */
+        /* each key slot's mass (head mean) and the frame it holds; the first slot's against the window's first frame
+           (layer −1: no layer_key_frames entry) */
         const int64_t K = st.nkf < r->kmax ? st.nkf : r->kmax;
-        int64_t *kf = r->skf + (size_t)li * (size_t)r->kmax;
+        int64_t *kf = r->skf + (size_t)li * (size_t)r->kmax, w0;
         double *m = r->sm + (size_t)li * (size_t)r->kmax;
         sf_taps_forward_facts(r->tf, src->layer, src->block, src->step, NULL, kf, K);
+        sf_taps_forward_facts(r->tf, -1, src->block, src->step, NULL, &w0, 1);
+        r->kf0[li] = K > 0 ? kf[0] : -1;
+        r->ablated[li] = r->kf0[li] >= 0 && w0 >= 0 && r->kf0[li] != w0;
         for (int64_t k = 0; k < K; k++) {
             double a = 0;
             for (int h = 0; h < st.nh; h++)
@@ -342,25 +342,6 @@ static sf_status inline_figure(FILE *out, const sf_taps_cmp *c, fig_kind k, int 
     return s;
 }
 
-/* The key frames layer attended in the forward (block, step), from the file's "forwards" metadata, as text (its
- * layer_key_frames when it attended fewer than the window: --sink-ablate). */
-static void key_frames_of(const sf_tfile *tf, int layer, int b, int st, char *out, size_t n) {
-    snprintf(out, n, "%s", "(not recorded)");
-    const char *fw = sf_tfile_meta(tf, "forwards");
-    cJSON *a = fw ? cJSON_Parse(fw) : NULL, *o;
-    cJSON_ArrayForEach(o, a) {
-        cJSON *jb = cJSON_GetObjectItem(o, "block"), *js = cJSON_GetObjectItem(o, "step");
-        if (!cJSON_IsNumber(jb) || !cJSON_IsNumber(js) || jb->valueint != b || js->valueint != st) continue;
-        char nm[16];
-        snprintf(nm, sizeof nm, "%d", layer);
-        cJSON *own = cJSON_GetObjectItem(cJSON_GetObjectItem(o, "layer_key_frames"), nm);
-        char *t = cJSON_PrintUnformatted(cJSON_IsArray(own) ? own : cJSON_GetObjectItem(o, "key_frames"));
-        if (t) snprintf(out, n, "%s", t);
-        free(t);
-    }
-    cJSON_Delete(a);
-}
-
 static const char *const FACTS[] = {"weights", "prompt", "seed", "tap_mode", "tap_cross", "num_frames",
                                     "num_frame_per_block", "frame_seq_length", "heads", "layers", "local_attn_size",
                                     "sink_size", "model_dir"};
@@ -418,7 +399,8 @@ static void write_report(FILE *f, const sf_taps_cmp *c, sf_err *err, sf_status *
     fprintf(f, "%d)</th>", c->layers[c->nl - 1]);
     for (int i = 0; i < c->nr; i++) {
         char kf[1024];
-        key_frames_of(c->r[i].tf, c->layers[c->nl - 1], c->r[i].block[c->nl - 1], c->r[i].step[c->nl - 1], kf, sizeof kf);
+        sf_taps_forward_keys_text(c->r[i].tf, c->layers[c->nl - 1], c->r[i].block[c->nl - 1], c->r[i].step[c->nl - 1], kf,
+                                  sizeof kf);
         fprintf(f, "<td class=\"t\">block %d, step %d; key frames ", c->r[i].block[c->nl - 1], c->r[i].step[c->nl - 1]);
         html(f, kf);
         fputs("</td>", f);

@@ -24,6 +24,8 @@ sf_status sf_taps_pick(const sf_tfile *tf, const char *prefix, const int *layers
  * said; kf[0..K) the absolute frame each of layer's first K key slots holds (its layer_key_frames when it attended
  * fewer than the window: --sink-ablate), -1 where not said (an older or hand-made file). */
 void sf_taps_forward_facts(const sf_tfile *tf, int layer, int b, int st, int64_t *start, int64_t *kf, int64_t K);
+/* The same forward's key frames of layer as the file writes them (a JSON list), or "(not recorded)"; into out[n]. */
+void sf_taps_forward_keys_text(const sf_tfile *tf, int layer, int b, int st, char *out, size_t n);
 
 /* Which captures a per-token view shows: layers[nl] (nl 0: all) averaged over heads[nh] (nh 0: all); fb ≥ 0: that
  * forward (block fb, step fs) of every layer, else each layer's latest block's first step. */

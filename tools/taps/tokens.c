@@ -274,26 +274,46 @@ static void tokmap_free(tokmap *t) {
     memset(t, 0, sizeof *t);
 }
 
+/* The entry of forward (b, st) in a parsed "forwards" list, NULL when absent; *keys the key frames layer attended in it:
+ * its layer_key_frames list when it attended fewer than the window (--sink-ablate), else key_frames (NULL: none). */
+static const cJSON *forward_entry(const cJSON *a, int layer, int b, int st, const cJSON **keys) {
+    const cJSON *o;
+    *keys = NULL;
+    cJSON_ArrayForEach(o, a) {
+        const cJSON *jb = cJSON_GetObjectItem(o, "block"), *js = cJSON_GetObjectItem(o, "step");
+        if (!cJSON_IsNumber(jb) || !cJSON_IsNumber(js) || jb->valuedouble != b || js->valuedouble != st) continue;
+        char nm[16];
+        snprintf(nm, sizeof nm, "%d", layer);
+        const cJSON *own = cJSON_GetObjectItem(cJSON_GetObjectItem(o, "layer_key_frames"), nm);
+        *keys = cJSON_IsArray(own) ? own : cJSON_GetObjectItem(o, "key_frames");
+        return o;
+    }
+    return NULL;
+}
+
 void sf_taps_forward_facts(const sf_tfile *tf, int layer, int b, int st, int64_t *start, int64_t *kf, int64_t K) {
     if (start) *start = 0;
     for (int64_t k = 0; k < K; k++) kf[k] = -1;
     const char *fw = sf_tfile_meta(tf, "forwards");
-    cJSON *a = fw ? cJSON_Parse(fw) : NULL, *o;
-    cJSON_ArrayForEach(o, a) {
-        const cJSON *jb = cJSON_GetObjectItem(o, "block"), *js = cJSON_GetObjectItem(o, "step");
-        if (!cJSON_IsNumber(jb) || !cJSON_IsNumber(js) || jb->valuedouble != b || js->valuedouble != st) continue;
-        const cJSON *sf = cJSON_GetObjectItem(o, "start_frame"), *ka = cJSON_GetObjectItem(o, "key_frames");
-        char nm[16];
-        snprintf(nm, sizeof nm, "%d", layer);
-        const cJSON *own = cJSON_GetObjectItem(cJSON_GetObjectItem(o, "layer_key_frames"), nm);
-        if (cJSON_IsArray(own)) ka = own; /* this layer attended fewer keys (--sink-ablate) */
-        if (start && cJSON_IsNumber(sf) && sf->valuedouble >= 0 && sf->valuedouble < 1e9) *start = (int64_t)sf->valuedouble;
-        for (int64_t k = 0; k < K && cJSON_IsArray(ka); k++) {
-            const cJSON *e = cJSON_GetArrayItem(ka, (int)k);
-            if (cJSON_IsNumber(e) && e->valuedouble >= 0 && e->valuedouble < 1e9) kf[k] = (int64_t)e->valuedouble;
-        }
-        break;
+    cJSON *a = fw ? cJSON_Parse(fw) : NULL;
+    const cJSON *ka, *o = forward_entry(a, layer, b, st, &ka);
+    const cJSON *sf = o ? cJSON_GetObjectItem(o, "start_frame") : NULL;
+    if (start && cJSON_IsNumber(sf) && sf->valuedouble >= 0 && sf->valuedouble < 1e9) *start = (int64_t)sf->valuedouble;
+    for (int64_t k = 0; k < K && cJSON_IsArray(ka); k++) {
+        const cJSON *e = cJSON_GetArrayItem(ka, (int)k);
+        if (cJSON_IsNumber(e) && e->valuedouble >= 0 && e->valuedouble < 1e9) kf[k] = (int64_t)e->valuedouble;
     }
+    cJSON_Delete(a);
+}
+
+void sf_taps_forward_keys_text(const sf_tfile *tf, int layer, int b, int st, char *out, size_t n) {
+    snprintf(out, n, "%s", "(not recorded)");
+    const char *fw = sf_tfile_meta(tf, "forwards");
+    cJSON *a = fw ? cJSON_Parse(fw) : NULL;
+    const cJSON *ka;
+    char *t = forward_entry(a, layer, b, st, &ka) && ka ? cJSON_PrintUnformatted(ka) : NULL;
+    if (t) snprintf(out, n, "%s", t);
+    free(t);
     cJSON_Delete(a);
 }
 
