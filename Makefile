@@ -318,15 +318,18 @@ heldout: all
 	@SF_BIN=$(BUILD)/bin bash tests/heldout/run_heldout.sh
 
 # The prompt cleaning and tokenizer against ftfy 6.3.1 (fix_text as the reference calls it, mojibake
-# repair included) + sentencepiece on random hard prompts, two seeds (tests/heldout/tokenizer_diff.py;
-# a venv from PyPI under $(BUILD)/tokvenv, whose Python also runs tests/heldout/gen_ftfy_tables.py).
+# repair included) + sentencepiece on random hard prompts, two seeds, then + Hugging Face tokenizers on
+# the tiny model's tokenizer.json (tests/heldout/tokenizer_diff.py; a venv from PyPI under
+# $(BUILD)/tokvenv, whose Python also runs tests/heldout/gen_ftfy_tables.py and hftok_fixture.py).
 # Not part of make test.
 TOKDIFF_PY := $(BUILD)/tokvenv/bin/python
 $(TOKDIFF_PY):
-	python3 -m venv $(BUILD)/tokvenv && $(BUILD)/tokvenv/bin/pip install -q ftfy==6.3.1 sentencepiece regex
+	python3 -m venv $(BUILD)/tokvenv && $(BUILD)/tokvenv/bin/pip install -q ftfy==6.3.1 sentencepiece regex tokenizers
 tokdiff: all $(TOKDIFF_PY)
 	$(TOKDIFF_PY) tests/heldout/tokenizer_diff.py --bin $(BUILD)/bin/sf-encode --mode ftfy --n 3000 --seed 1
 	$(TOKDIFF_PY) tests/heldout/tokenizer_diff.py --bin $(BUILD)/bin/sf-encode --mode ftfy --n 3000 --seed 2
+	$(TOKDIFF_PY) tests/heldout/tokenizer_diff.py --bin $(BUILD)/bin/sf-encode --n 3000 --seed 3 \
+	    --fast tests/unit/fixtures/umt5_tiny_tokenizer.json.gz
 
 # libFuzzer targets (clang): the file and stream parsers (common/*.c) and the tokenizer, with
 # ASan + UBSan (float-cast-overflow included), in build-fuzz/ — their own small library, not the

@@ -16,7 +16,7 @@ static const sf_opt opts[] = {
     {"prompt", 'p', SF_ARG_VALUE, "TEXT\ta prompt (repeatable)"},
     {"prompts", 0, SF_ARG_VALUE, "FILE\tprompts, one per line ('-' = stdin; default when no --prompt and stdin is not a terminal)"},
     SF_OPT_MODEL_DIR,
-    {"tokenizer", 0, SF_ARG_VALUE, "FILE\tspiece.model (default DIR/google/umt5-xxl/spiece.model)"},
+    {"tokenizer", 0, SF_ARG_VALUE, "FILE\ttokenizer.json or spiece.model (default DIR/google/umt5-xxl/tokenizer.json when there, as the reference, else its spiece.model)"},
     {"weights", 0, SF_ARG_VALUE, "FILE\tencoder weights (default DIR/models_t5_umt5-xxl-enc-bf16.pth)"},
     {"text-len", 0, SF_ARG_VALUE, "N\ttokens per prompt incl. eos, padded (default 512)"},
     {"save-embeds", 0, SF_ARG_VALUE, "FILE\twrite emb.<i> [N, D] f32, ids.<i>, mask.<i> (safetensors)"},

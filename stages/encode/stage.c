@@ -293,7 +293,7 @@ sf_status sf_encode_opts_get(const sf_args *a, const sf_opt *opts, sf_encode_opt
     /* model paths */
     const char *mdir = o->sh.model_dir;
     if (sf_args_get(a, opts, "tokenizer")) snprintf(o->tok_path, sizeof o->tok_path, "%s", sf_args_get(a, opts, "tokenizer"));
-    else snprintf(o->tok_path, sizeof o->tok_path, "%s/google/umt5-xxl/spiece.model", mdir);
+    else sf_tokenizer_default_path(mdir, o->tok_path, sizeof o->tok_path); /* tokenizer.json first, as the reference */
     if (sf_args_get(a, opts, "weights")) snprintf(o->w_path, sizeof o->w_path, "%s", sf_args_get(a, opts, "weights"));
     else snprintf(o->w_path, sizeof o->w_path, "%s/models_t5_umt5-xxl-enc-bf16.pth", mdir);
     o->np = sf_args_all(a, opts, "prompt", &o->pv);

@@ -14,8 +14,12 @@ configuration, fix_encoding included): every prompt must match.
   --write-fixture FILE  hand-picked and random inputs with ftfy's and the whole cleaning's output
                 (tests/unit/fixtures/clean_ftfy.json, read by test_tokenizer).
 
-Needs `pip install ftfy==6.3.1 sentencepiece regex` (make tokdiff makes a venv for it); not part of
-make test. Exit 1 on a mismatch.
+  --fast FILE   compare with Hugging Face `tokenizers` on FILE (a tokenizer.json) instead of
+                sentencepiece: what the reference's AutoTokenizer does when the model folder has one
+                (sf-encode then reads the same file), eos, truncation and all.
+
+Needs `pip install ftfy==6.3.1 sentencepiece regex tokenizers` (make tokdiff makes a venv for it); not
+part of make test. Exit 1 on a mismatch.
 """
 import argparse
 import html
@@ -133,6 +137,7 @@ def main():
     ap.add_argument("--mode", choices=["ftfy"], default="ftfy", help="ftfy as the reference calls it (the only mode)")
     ap.add_argument("--write-fixture", metavar="FILE")
     ap.add_argument("--show", action="store_true", help="print the hand-picked cases as the reference cleans them")
+    ap.add_argument("--fast", metavar="TOKENIZER_JSON", help="compare with tokenizers on this tokenizer.json (.gz too)")
     a = ap.parse_args()
     rng = random.Random(a.seed)
     if a.show:
@@ -147,12 +152,28 @@ def main():
             f.write("\n")
         print(f"{len(rows)} cases -> {a.write_fixture} (ftfy {ftfy.__version__})")
         return 0
-    sp = spm.SentencePieceProcessor(model_file=a.spiece)
     prompts = [random_prompt(rng, [1, 2, 3, 5, 10, 30, 80, 300]) for _ in range(a.n)]
-    got = sf_tokens(a.bin, a.spiece, prompts)
+    if a.fast:
+        import gzip
+        import tempfile
+        import tokenizers
+        text = (gzip.open if a.fast.endswith(".gz") else open)(a.fast, "rt", encoding="utf-8").read()
+        fast = tokenizers.Tokenizer.from_str(text)
+        fast.enable_truncation(max_length=512)
+        with tempfile.NamedTemporaryFile("w", suffix=".json", encoding="utf-8") as f:
+            f.write(text)
+            f.flush()
+            got = sf_tokens(a.bin, f.name, prompts)
+        encode = lambda t: fast.encode(t).ids  # noqa: E731
+        version = f"tokenizers {tokenizers.__version__} on {a.fast}"
+    else:
+        sp = spm.SentencePieceProcessor(model_file=a.spiece)
+        got = sf_tokens(a.bin, a.spiece, prompts)
+        encode = lambda t: sp.encode(t)[:511] + [1]  # noqa: E731
+        version = f"sentencepiece {spm.__version__}"
     bad = 0
     for p, g in zip(prompts, got):
-        want = sp.encode(reference_clean(p))[:511] + [1]
+        want = encode(reference_clean(p))
         if g == want:
             continue
         bad += 1
@@ -161,8 +182,7 @@ def main():
             print("MISMATCH", ascii(p)[:240])
             print("  reference clean", ascii(reference_clean(p))[:240])
             print(f"  first difference at token {j}: reference", want[max(0, j - 3):j + 5], "sfpipe", g[max(0, j - 3):j + 5])
-    print(f"{a.n - bad}/{a.n} prompts tokenized as the reference (ftfy {ftfy.__version__}, "
-          f"sentencepiece {spm.__version__})")
+    print(f"{a.n - bad}/{a.n} prompts tokenized as the reference (ftfy {ftfy.__version__}, {version})")
     return 1 if bad else 0
 
 

@@ -53,7 +53,7 @@ static const sf_opt opts[] = {
     {"token-grid", 0, SF_ARG_VALUE, "HxW\ttokens: a frame's latent token grid, for files that do not say (figure-4 .pt; 1560 tokens: 30x52)"},
     {"token-frames", 0, SF_ARG_VALUE, "K\ttokens from full logits: the leading key slots to map (default 1)"},
     {"frames", 0, SF_ARG_MULTI, "PATH...\ttokens/report: the maps over the video: an image file, or sf-decode's PNG folder (DIR/frame_00000.png...: each key slot over its own frame); report: one per tokens file"},
-    {"tokenizer", 0, SF_ARG_VALUE, "FILE\twords/report: the spiece.model that labels the cross-attention taps' tokens (default <the run's model_dir>/google/umt5-xxl/spiece.model)"},
+    {"tokenizer", 0, SF_ARG_VALUE, "FILE\twords/report: the tokenizer.json or spiece.model that labels the cross-attention taps' tokens (default <the run's model_dir>/google/umt5-xxl/tokenizer.json, else its spiece.model)"},
     {"prompt", 0, SF_ARG_VALUE, "TEXT\twords: the prompt to label the tokens with (default the file's)"},
     {"by-word", 0, SF_ARG_FLAG, "words: a column a word (its pieces joined, their mass summed) instead of a token"},
     {"per-head", 0, SF_ARG_FLAG, "tokens: one map per head (those of --heads, else every one) instead of their mean"},

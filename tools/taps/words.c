@@ -44,7 +44,7 @@ static sf_status label(const sf_tfile *tf, const sf_taps_words_opts *o, words *w
     const char *prompt = o->prompt ? o->prompt : sf_tfile_meta(tf, "prompt"), *md = sf_tfile_meta(tf, "model_dir");
     char path[4200], why[4400] = "";
     if (o->tokenizer) snprintf(path, sizeof path, "%s", o->tokenizer);
-    else if (md) snprintf(path, sizeof path, "%s/google/umt5-xxl/spiece.model", md);
+    else if (md) sf_tokenizer_default_path(md, path, sizeof path);
     else path[0] = 0;
     const int64_t R = w->R;
     if (!(w->piece = calloc((size_t)R, sizeof *w->piece))) return sf_fail(err, SF_E_NOMEM, "out of memory");
