@@ -8,7 +8,8 @@ Metaspace with add_prefix_space, TemplateProcessing "$A </s>", 300 <extra_id_N> 
 pieces, converted by transformers' T5 converter), then tokenizes hand-picked and random texts with
 `tokenizers` under that file and under variants of it (each a patch the C test applies the same way:
 prepend schemes, split off, the converter's newer Strip/Replace normalizers, added tokens that strip
-spaces, match single words only or match normalized text, a Prepend and an NFKC normalizer, byte fallback).
+spaces, match single words only or match normalized text, a Prepend and an NFKC normalizer, byte
+fallback with the 256 byte pieces).
 
   --convert SPIECE   (needs transformers<5, sentencepiece, protobuf) build the base file from SPIECE
   --json FILE        the base tokenizer.json (written when --convert; read otherwise)
@@ -64,6 +65,8 @@ VARIANTS = [
         {"content": "<extra_id_0>", "single_word": True},
         {"content": "<pad>", "normalized": True},
         {"content": "<extra_id_1>", "lstrip": True}]}},
+    {"name": "byte_fallback", "patch": {"byte_fallback": True,
+                                        "vocab_append": [[f"<0x{b:02X}>", -20.0] for b in range(256)]}},
 ]
 
 
@@ -73,6 +76,10 @@ def patched(base, patch):
         if k == "normalizer_tail":
             pre = [n for n in j["normalizer"]["normalizers"] if n["type"] == "Precompiled"]
             j["normalizer"] = {"type": "Sequence", "normalizers": pre + v}
+        elif k == "byte_fallback":
+            j["model"]["byte_fallback"] = v
+        elif k == "vocab_append":
+            j["model"]["vocab"] += v
         elif k == "added":
             for change in v:
                 for t in j["added_tokens"]:

@@ -4,7 +4,7 @@
  * transformers' T5 converter into umT5's tokenizer.json form (300 <extra_id_N> added tokens);
  * tests/unit/fixtures/hftok_cases.json holds what `tokenizers` made of 335 texts (hand-picked and
  * random: literal special tokens, spaces of every kind, combining marks, grapheme clusters, widths,
- * unknown characters) under that file and under eight variants of it (tests/heldout/hftok_fixture.py
+ * unknown characters) under that file and under nine variants of it (tests/heldout/hftok_fixture.py
  * writes both; each variant is a patch applied here the same way), and of clean prompts with the
  * reference's truncation and padding. Also: what the loader refuses, the default file, and that
  * tokenizer.json and spiece.model differ exactly where the fast tokenizer splits special tokens. */
@@ -59,7 +59,8 @@ static cJSON *cases_json(void) {
 }
 
 /* hftok_fixture.py's patched(): replace top-level keys; "normalizer_tail" keeps the Precompiled
- * step and appends; "added" updates the flags of added tokens by content. */
+ * step and appends; "added" updates the flags of added tokens by content; "byte_fallback" sets the
+ * model's flag and "vocab_append" extends its vocab. */
 static cJSON *patched(const cJSON *base, const cJSON *patch) {
     cJSON *j = cJSON_Duplicate(base, 1), *e;
     cJSON_ArrayForEach(e, patch) {
@@ -71,6 +72,11 @@ static cJSON *patched(const cJSON *base, const cJSON *patch) {
                     cJSON_AddItemToArray(list, cJSON_Duplicate(n, 1));
             cJSON_ArrayForEach(n, e) cJSON_AddItemToArray(list, cJSON_Duplicate(n, 1));
             cJSON_ReplaceItemInObject(j, "normalizer", seq);
+        } else if (!strcmp(e->string, "byte_fallback")) {
+            cJSON_ReplaceItemInObject(cJSON_GetObjectItem(j, "model"), "byte_fallback", cJSON_Duplicate(e, 1));
+        } else if (!strcmp(e->string, "vocab_append")) {
+            cJSON *n;
+            cJSON_ArrayForEach(n, e) cJSON_AddItemToArray(cJSON_GetObjectItem(cJSON_GetObjectItem(j, "model"), "vocab"), cJSON_Duplicate(n, 1));
         } else if (!strcmp(e->string, "added")) {
             cJSON *c, *t, *f;
             cJSON_ArrayForEach(c, e) cJSON_ArrayForEach(t, cJSON_GetObjectItem(j, "added_tokens")) {
@@ -147,7 +153,7 @@ static void test_variants(void) {
         sf_tokenizer_destroy(&t);
         nv++;
     }
-    SF_CHECK(nv == 9);
+    SF_CHECK(nv == 10);
 done:
     cJSON_Delete(base), cJSON_Delete(c);
 }
