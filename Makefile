@@ -339,7 +339,7 @@ FUZZ_SECONDS ?= 60
 FUZZ_DIR := build-fuzz
 FUZZ_CFLAGS := -std=c11 -O1 -g -fsanitize=address,undefined,float-cast-overflow -fno-sanitize-recover=all \
                -Icommon -Ikernels -I. -DSF_DATADIR='"$(CURDIR)"'
-FUZZ_LIB_SRC := $(wildcard common/*.c) stages/encode/tokenizer.c stages/encode/clean.c stages/encode/html_entities.c \
+FUZZ_LIB_SRC := $(wildcard common/*.c) stages/encode/tokenizer.c stages/encode/hftok.c stages/encode/clean.c stages/encode/html_entities.c \
                 stages/encode/mojibake.c stages/encode/mojibake_tables.c stages/decode/image.c \
                 stages/decode/video.c kernels/cpu/tap_mass.c kernels/cpu/parallel.c $(filter-out tools/taps/main.c,$(wildcard tools/taps/*.c))
 FUZZ_OBJ := $(patsubst %.c,$(FUZZ_DIR)/obj/%.o,$(FUZZ_LIB_SRC))

@@ -225,7 +225,7 @@ static sf_status load_norm(const cJSON *o, sf_hf_pipe *p, sf_spiece_model *m, sf
         return SF_OK;
     }
     if (p->n_norm == HF_MAX_NORM) return bad(err, "more than 16 normalizers");
-    hf_norm *nf = &p->norm[p->n_norm];
+    hf_norm *nf = &p->norm[p->n_norm++]; /* counted now: sf_hf_pipe_free frees what a failure left */
     sf_status st = SF_OK;
     if (!strcmp(ty, "Precompiled")) {
         const cJSON *cm = cJSON_GetObjectItemCaseSensitive(o, "precompiled_charsmap");
@@ -267,7 +267,6 @@ static sf_status load_norm(const cJSON *o, sf_hf_pipe *p, sf_spiece_model *m, sf
     } else {
         return sf_fail(err, SF_E_UNSUPPORTED, "tokenizer.json: normalizer '%.40s' is not supported", ty);
     }
-    p->n_norm++;
     return SF_OK;
 }
 
@@ -378,7 +377,7 @@ sf_status sf_hf_finish(const sf_tokenizer *t, sf_hf_pipe *p, sf_err *err) {
     }
     /* the raw ones first; each group keeps the file's order (qsort is not stable: index tiebreak) */
     for (size_t i = 0; i < p->n_added; i++) p->added[i].order = i;
-    qsort(p->added, p->n_added, sizeof *p->added, added_cmp);
+    if (p->n_added > 1) qsort(p->added, p->n_added, sizeof *p->added, added_cmp);
     while (p->n_raw < p->n_added && !p->added[p->n_raw].normalized) p->n_raw++;
     return SF_OK;
 }
@@ -697,7 +696,8 @@ sf_status sf_hf_encode(const sf_tokenizer *t, const sf_hf_pipe *p, const char *s
         free(nz.p), nz = (sbuf){0};
         if ((st = normalize(t, p, s + r.a, r.b - r.a, &nz, err))) goto done;
         sub.n = 0;
-        if (nz.n && !split_added(p->added + p->n_raw, p->n_added - p->n_raw, nz.p, nz.n, &sub)) { st = nomem(err); goto done; }
+        const hf_added *norm_set = p->added ? p->added + p->n_raw : NULL;
+        if (nz.n && !split_added(norm_set, p->n_added - p->n_raw, nz.p, nz.n, &sub)) { st = nomem(err); goto done; }
         for (size_t j = 0; j < sub.n; j++) {
             span q = sub.v[j];
             if (q.id >= 0) {
