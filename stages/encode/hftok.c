@@ -585,7 +585,8 @@ static int split_added(const hf_added *set, size_t m, const char *s, size_t n, s
     while (i < n && m) {
         const hf_added *best = NULL;
         for (size_t k = 0; k < m; k++)
-            if (set[k].n && set[k].n <= n - i && (!best || set[k].n > best->n) && !memcmp(s + i, set[k].s, set[k].n))
+            if (set[k].n && set[k].s[0] == s[i] && set[k].n <= n - i && (!best || set[k].n > best->n) &&
+                !memcmp(s + i, set[k].s, set[k].n))
                 best = &set[k];
         if (!best) {
             i++;
