@@ -32,15 +32,14 @@ sf_status sf_utf8_check(const char *s, size_t len, const char *what, sf_err *err
 }
 
 
-/* Unicode White_Space (the regex package's \s, what the reference's whitespace_clean uses). */
-static int is_white_space(uint32_t c) {
+int sf_unicode_white_space(uint32_t c) {
     return (c >= 0x09 && c <= 0x0d) || c == 0x20 || c == 0x85 || c == 0xa0 || c == 0x1680 ||
            (c >= 0x2000 && c <= 0x200a) || c == 0x2028 || c == 0x2029 || c == 0x202f || c == 0x205f || c == 0x3000;
 }
 
 /* Python str.isspace (used by str.strip): White_Space plus the separators U+001C..U+001F. */
 static int is_py_space(uint32_t c) {
-    return is_white_space(c) || (c >= 0x1c && c <= 0x1f);
+    return sf_unicode_white_space(c) || (c >= 0x1c && c <= 0x1f);
 }
 
 /* ---------- html.unescape ---------- */
@@ -463,7 +462,7 @@ sf_status sf_text_clean(const char *text, size_t len, char **out, size_t *out_le
         uint32_t cp;
         size_t k = (size_t)sf_utf8_decode(c + i, end - i, &cp);
         if (!k) { st = sf_fail(err, SF_E_FORMAT, "prompt: invalid UTF-8 after unescaping"); goto fail; }
-        if (is_white_space(cp) || (is_py_space(cp) && w.n == 0)) {
+        if (sf_unicode_white_space(cp) || (is_py_space(cp) && w.n == 0)) {
             pending_space = w.n > 0;
         } else {
             if (pending_space && !sb_put(&w, " ", 1)) goto nomem;

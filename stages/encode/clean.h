@@ -9,6 +9,9 @@
 
 /* Check that s[0..len) is valid UTF-8 without NUL bytes; SF_E_FORMAT with the byte offset. */
 sf_status sf_utf8_check(const char *s, size_t len, const char *what, sf_err *err);
+/* Unicode White_Space: the regex package's and Rust's \s, Python's re \s on str, what the reference's
+ * whitespace_clean and tokenizers' Strip / lstrip / rstrip use. */
+int sf_unicode_white_space(uint32_t c);
 
 /* Python html.unescape(s) (named HTML5 references incl. the semicolon-less legacy ones,
  * decimal/hex references with the HTML5 replacement rules). *out: new NUL-terminated

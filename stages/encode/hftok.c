@@ -20,7 +20,7 @@
  *                  string looked up again (then its bytes with byte_fallback, else unk);
  *   post-processor TemplateProcessing (special tokens around $A) or none.
  * Anything else is refused at load, naming it, so that no file tokenizes silently differently.
- * Unicode classes: \s is White_Space; \w is approximated by utf8proc's categories (letters, marks,
+ * Unicode classes: \s is White_Space (clean.c's); \w is approximated by utf8proc's categories (letters, marks,
  * Nd, Nl, Pc, ZWJ/ZWNJ, the circled and squared Latin letters), which is Rust's \w but for a few
  * Other_Alphabetic symbols. Graphemes are utf8proc's extended clusters (UAX #29).
  * No C library reads tokenizer.json (the implementation is Rust); hence this one.
@@ -104,11 +104,6 @@ void sf_hf_specials(const sf_hf_pipe *p, const int32_t **pre, size_t *npre, cons
 }
 
 /* ---------- Unicode classes ---------- */
-
-static int is_space(uint32_t c) { /* White_Space: Rust's char::is_whitespace and regex \s */
-    return (c >= 9 && c <= 13) || c == ' ' || c == 0x85 || c == 0xa0 || c == 0x1680 || (c >= 0x2000 && c <= 0x200a) ||
-           c == 0x2028 || c == 0x2029 || c == 0x202f || c == 0x205f || c == 0x3000;
-}
 
 static int is_word(uint32_t c) { /* regex \w (see the header for the approximation) */
     if (c == 0x200c || c == 0x200d || (c >= 0x24b6 && c <= 0x24e9) || (c >= 0x1f130 && c <= 0x1f189)) return 1;
@@ -510,8 +505,8 @@ static sf_status one_norm(const sf_tokenizer *t, const hf_norm *nf, const char *
     case NF_STRIP: {
         size_t a = 0, b = n, k;
         int64_t c;
-        while (nf->left && a < b && (c = cp_at(s, n, a, &k)) >= 0 && is_space((uint32_t)c)) a += k;
-        while (nf->right && b > a && (c = cp_before(s, b)) >= 0 && is_space((uint32_t)c)) {
+        while (nf->left && a < b && (c = cp_at(s, n, a, &k)) >= 0 && sf_unicode_white_space((uint32_t)c)) a += k;
+        while (nf->right && b > a && (c = cp_before(s, b)) >= 0 && sf_unicode_white_space((uint32_t)c)) {
             b--;
             while (b > a && ((unsigned char)s[b] & 0xc0) == 0x80) b--;
         }
@@ -600,7 +595,7 @@ static int split_added(const hf_added *set, size_t m, const char *s, size_t n, s
         }
         if (best->lstrip) {
             size_t na = a;
-            for (int64_t c; (c = cp_before(s, na)) >= 0 && is_space((uint32_t)c);) {
+            for (int64_t c; (c = cp_before(s, na)) >= 0 && sf_unicode_white_space((uint32_t)c);) {
                 na--;
                 while (na > 0 && ((unsigned char)s[na] & 0xc0) == 0x80) na--;
             }
@@ -608,7 +603,7 @@ static int split_added(const hf_added *set, size_t m, const char *s, size_t n, s
         }
         if (best->rstrip) {
             size_t k;
-            for (int64_t c; (c = cp_at(s, n, b, &k)) >= 0 && is_space((uint32_t)c);) b += k;
+            for (int64_t c; (c = cp_at(s, n, b, &k)) >= 0 && sf_unicode_white_space((uint32_t)c);) b += k;
         }
         if (done < a && !push(out, done, a, -1)) return 0;
         if (!push(out, a, b, best->id)) return 0;
