@@ -3,7 +3,7 @@
  * Mirrors no reference module (the reference re-encodes every prompt). An entry is one
  * safetensors file <dir>/<key>.safetensors holding `emb` (seq_len, dim) f32, `ids` (seq_len)
  * i64 and `mask` (seq_len) i64, with metadata: format "sfpipe-embed-v1", key, prompt (the
- * cleaned text), n_tokens, seq_len, tokenizer (sha256 of spiece.model), weights (identity),
+ * cleaned text), n_tokens, seq_len, tokenizer (sha256 of the tokenizer file), weights (identity),
  * payload_sha256. key = SHA-256 over (format tag, tokenizer digest, weights identity, cleaned
  * prompt, seq_len) with NUL separators. Writes are atomic (temp file + rename: concurrent
  * writers of the same key each rename a complete file). Reads validate everything and treat a

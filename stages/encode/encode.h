@@ -25,7 +25,7 @@ typedef struct sf_encoder {
     int cuda_ordinal;           /* −1: umT5 on the CPU; N: on cuda:N */
     int low_memory;             /* with CUDA: free the GPU encoder after every prompt */
     sf_t5_gpu *gpu;             /* owned; NULL until needed (and between prompts with low_memory) */
-    char tok_hex[65];           /* SHA-256 of spiece.model */
+    char tok_hex[65];           /* SHA-256 of the tokenizer file */
     char weights_id[4300];      /* sf_cache_weights_identity, computed on first use */
 } sf_encoder;
 

@@ -410,6 +410,14 @@ by_hand() {
     run -1 --separate-stderr sf-batch "${B[@]}" --model-dir "$T/m2"
     assert_equal "$stderr" "sf-batch: error: --model-dir $T/m2 has no Wan2.1_VAE.pth (sf-encode and sf-decode need it)"
     [ ! -e "$T/out" ]
+    # the tokenizer: spiece.model, or tokenizer.json in its place (sf-encode reads either)
+    cp "$M/Wan2.1_VAE.pth" "$T/m2/"
+    mv "$T/m2/google/umt5-xxl/spiece.model" "$T/m2/google/umt5-xxl/x"
+    run -1 --separate-stderr sf-batch "${B[@]}" --model-dir "$T/m2"
+    assert_equal "$stderr" "sf-batch: error: --model-dir $T/m2 has no google/umt5-xxl/spiece.model (sf-encode and sf-decode need it)"
+    printf '{}' >"$T/m2/google/umt5-xxl/tokenizer.json"
+    run -0 --separate-stderr sf-batch "${B[@]}" --model-dir "$T/m2" --dry-run
+    rm -r "$T/m2"
     mkdir "$T/tmp"
     for l in all 0-2; do
         TMPDIR="$T/tmp" run -0 --separate-stderr sf-batch "${B[@]}" --layer_indices "$l" --dry-run

@@ -483,8 +483,9 @@ fi
 # config.json, opens the weights and checkpoint and checks frames, size and layers (on the CPU: a
 # Slurm login node has no GPU). sf-encode and sf-decode load lazily and have no such mode, so their
 # model files are only looked for here (the paths of stages/encode/stage.c and stages/decode/stage.c).
-need=(google/umt5-xxl/spiece.model models_t5_umt5-xxl-enc-bf16.pth)
+need=(models_t5_umt5-xxl-enc-bf16.pth)
 [ -n "$vae" ] || need+=(Wan2.1_VAE.pth)   # --vae names sf-decode's checkpoint
+[ -r "$model_dir/google/umt5-xxl/tokenizer.json" ] || need+=(google/umt5-xxl/spiece.model) # either tokenizer file
 for f in "${need[@]}"; do
     [ -r "$model_dir/$f" ] || die "--model-dir $model_dir has no $f (sf-encode and sf-decode need it)"
 done
