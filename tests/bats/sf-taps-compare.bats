@@ -106,15 +106,19 @@ PY
     grep -q '<title>L0 head 0: 3</title>' "$D/out/sink_ratio_A.svg"
     grep -q '<title>L0 head 0: -1.66667</title>' "$D/out/sink_ratio_diff_B.svg"
     # the mass on each absolute key frame, by hand: A's L0 slots hold frames 0, 4, 5 (the facts); head 0's rows
-    # [.5 .25 .25] [.7 .15 .15] average [.6 .2 .2], head 1's [.2 .4 .4]: [.4 .3 .3]; frames 1-3 were not attended
-    assert_equal "$(grep -c '<title>L[03] frame [0-5]: ' "$D/out/frame_mass_A.svg")" 12
-    for t in 'L0 frame 0: 0.4' 'L0 frame 4: 0.3' 'L0 frame 5: 0.3' 'L0 frame 2: nan' 'L3 frame 4: 0.333333'; do
+    # [.5 .25 .25] [.7 .15 .15] average [.6 .2 .2], head 1's [.2 .4 .4]: [.4 .3 .3]; frames 1-3 were attended by no
+    # layer of either run: one grey hatched column "1–3" between frames 0 and 4
+    assert_equal "$(grep -c '<title>L[03] frame [0-5]: ' "$D/out/frame_mass_A.svg")" 6
+    assert_equal "$(grep -c '<title>L[03] frames 1–3: nan</title>' "$D/out/frame_mass_A.svg")" 2
+    assert_equal "$(grep -c 'fill="url(#gap)"' "$D/out/frame_mass_A.svg")" 2
+    grep -qF '>1–3</text>' "$D/out/frame_mass_A.svg"
+    for t in 'L0 frame 0: 0.4' 'L0 frame 4: 0.3' 'L0 frame 5: 0.3' 'L3 frame 4: 0.333333'; do
         grep -qF "<title>$t</title>" "$D/out/frame_mass_A.svg"
     done
     # B's L0 [.25 .375 .375] minus A's, frame for frame
     grep -qF '<title>L0 frame 0: -0.15</title>' "$D/out/frame_mass_diff_B.svg"
     grep -qF '<title>L0 frame 4: 0.075</title>' "$D/out/frame_mass_diff_B.svg"
-    grep -qF '<title>L0 frame 1: nan</title>' "$D/out/frame_mass_diff_B.svg"
+    grep -qF '<title>L0 frames 1–3: nan</title>' "$D/out/frame_mass_diff_B.svg"
     # a frame past the grids' 4096 (a hand-made or hostile fact) is left out of them, not a 100001-column figure
     python3 - "$D" "$BATS_TEST_DIRNAME" <<'PY'
 import json, sys
@@ -125,7 +129,22 @@ meta = {"tap_mode": "probs", "frame_seq_length": "24", "heads": "2", "forwards":
 write(sys.argv[1] + "/C.safetensors", {"probs.L0.b1.s0": ([2, 2, 3], [.5, .25, .25, .7, .15, .15, .2, .4, .4, .2, .4, .4])}, meta)
 PY
     run -0 sf-taps compare "$D/C.safetensors" "$D/C.safetensors" --labels c d -o "$D/out2"
-    assert_equal "$(grep -c '<title>L0 frame [0-9]*: ' "$D/out2/frame_mass_c.svg")" 5 # frames 0..4
+    assert_equal "$(grep -c '<title>L0 frames\? [0-9–]*: ' "$D/out2/frame_mass_c.svg")" 3 # frames 0, 1–3, 4
+    # an endless run's late forward (a rolling cache: the sink frames 0-2 and a window far on): the grid is those
+    # 6 frames and one column for the 497 between them, not 503 columns
+    python3 - "$D" "$BATS_TEST_DIRNAME" <<'PY'
+import json, sys
+sys.path.insert(0, sys.argv[2])
+from st_write import write
+meta = {"tap_mode": "probs", "frame_seq_length": "24", "heads": "1", "forwards": json.dumps(
+    [{"block": 166, "step": 0, "start_frame": 501, "query_frames": 3, "key_frames": [0, 1, 2, 500, 501, 502]}])}
+write(sys.argv[1] + "/E.safetensors", {"probs.L0.b166.s0": ([1, 3, 6], [.4, .1, .1, .2, .1, .1] * 3)}, meta)
+PY
+    run -0 sf-taps compare "$D/E.safetensors" "$D/E.safetensors" --labels e f -o "$D/out3"
+    assert_equal "$(grep -c '<title>L0 frames\? [0-9–]*: ' "$D/out3/frame_mass_e.svg")" 7
+    grep -qF '<title>L0 frame 0: 0.4</title>' "$D/out3/frame_mass_e.svg"
+    grep -qF '<title>L0 frames 3–499: nan</title>' "$D/out3/frame_mass_e.svg"
+    grep -qF '<title>L0 frame 500: 0.2</title>' "$D/out3/frame_mass_e.svg"
     run -0 sf-taps heatmap "$T" -o "$D/h.svg"
     python3 -c 'import sys, xml.etree.ElementTree as E; E.parse(sys.argv[1])' "$D/h.svg"
     assert_equal "$(grep -c '<title>L[02] head [01]: ' "$D/h.svg")" 4

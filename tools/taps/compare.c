@@ -26,6 +26,7 @@ void sf_taps_cmp_free(sf_taps_cmp *c) {
     }
     free(c->r);
     free(c->layers);
+    free(c->col_lo), free(c->col_hi), free(c->f2c);
     memset(c, 0, sizeof *c);
 }
 
@@ -152,6 +153,37 @@ static sf_status load_run(sf_taps_cmp *c, int i, const char *path, int64_t fsl, 
     return s;
 }
 
+/* The mass grids' columns: a frame some run's layer attended is its own column; a run of ≥ 2 frames none
+ * attended is one (grey) column, so a long rolling-cache run's grid is its sink and window, not its past. */
+static sf_status grid_columns(sf_taps_cmp *c, sf_err *err) {
+    const int64_t nf = c->nf > 0 ? c->nf : 1;
+    unsigned char *seen = calloc((size_t)nf, 1);
+    c->col_lo = calloc((size_t)nf, sizeof *c->col_lo), c->col_hi = calloc((size_t)nf, sizeof *c->col_hi);
+    c->f2c = calloc((size_t)nf, sizeof *c->f2c);
+    if (!seen || !c->col_lo || !c->col_hi || !c->f2c) {
+        free(seen);
+        return sf_fail(err, SF_E_NOMEM, "out of memory");
+    }
+    for (int i = 0; i < c->nr; i++)
+        for (int li = 0; li < c->nl; li++)
+            for (int64_t k = 0; k < c->r[i].nslot[li]; k++) {
+                const int64_t f = c->r[i].skf[(size_t)li * (size_t)c->r[i].kmax + (size_t)k];
+                if (f >= 0 && f < nf) seen[f] = 1;
+            }
+    c->ncol = 0;
+    for (int64_t f = 0; f < nf;) {
+        int64_t e = f + 1;
+        if (!seen[f])
+            while (e < nf && !seen[e]) e++;
+        if (seen[f] || e - f < 2) e = f + 1; /* one frame, attended or not, keeps its own column */
+        c->col_lo[c->ncol] = f, c->col_hi[c->ncol] = e - 1;
+        for (int64_t g = f; g < e; g++) c->f2c[g] = c->ncol;
+        c->ncol++, f = e;
+    }
+    free(seen);
+    return SF_OK;
+}
+
 sf_status sf_taps_cmp_load(sf_taps_cmp *c, const char *const *paths, int n, const char *const *labels,
                            int64_t fsl, const int *layers, int nl, int fwd_b, int fwd_s, sf_err *err) {
     memset(c, 0, sizeof *c);
@@ -173,7 +205,7 @@ sf_status sf_taps_cmp_load(sf_taps_cmp *c, const char *const *paths, int n, cons
         sf_status s = load_run(c, i, paths[i], fsl, fwd_b, fwd_s, err);
         if (s) return s;
     }
-    return SF_OK;
+    return grid_columns(c, err);
 }
 
 static void num(FILE *f, double v) {
@@ -205,15 +237,15 @@ void sf_taps_cmp_csv(FILE *f, const sf_taps_cmp *c) {
 
 typedef enum { FIG_HEAT, FIG_DIFF, FIG_MASS, FIG_RATIO, FIG_FRAMES, FIG_FRAMES_DIFF } fig_kind;
 
-/* Run i's layers × key frames grid v[nl, nf]: the mass on each absolute frame, NaN where no slot held it. */
+/* Run i's layers × grid columns v[nl, ncol]: the mass on each absolute frame, NaN where no slot held it. */
 static void frame_grid(const sf_taps_cmp *c, int i, double *v) {
     const sf_taps_run *r = &c->r[i];
-    for (size_t j = 0; j < (size_t)c->nl * (size_t)c->nf; j++) v[j] = NAN;
+    for (size_t j = 0; j < (size_t)c->nl * (size_t)c->ncol; j++) v[j] = NAN;
     for (int li = 0; li < c->nl; li++)
         for (int64_t k = 0; k < r->nslot[li]; k++) {
             const size_t at = (size_t)li * (size_t)r->kmax + (size_t)k;
             const int64_t f = r->skf[at];
-            if (f >= 0 && f < c->nf) v[(size_t)li * (size_t)c->nf + (size_t)f] = r->sm[at];
+            if (f >= 0 && f < c->nf) v[(size_t)li * (size_t)c->ncol + (size_t)c->f2c[f]] = r->sm[at];
         }
 }
 
@@ -231,7 +263,7 @@ static void head_mean(const sf_taps_cmp *c, const double *v, double *out) {
 static sf_status figure(FILE *f, const sf_taps_cmp *c, fig_kind k, int run, sf_err *err) {
     char title[256];
     const int grid = k == FIG_FRAMES || k == FIG_FRAMES_DIFF;
-    size_t n = (size_t)c->nl * (size_t)(grid ? (c->nf > 0 ? c->nf : 1) : k == FIG_MASS || k == FIG_RATIO ? c->nr : c->H);
+    size_t n = (size_t)c->nl * (size_t)(grid ? c->ncol : k == FIG_MASS || k == FIG_RATIO ? c->nr : c->H);
     double *v = calloc(grid ? 2 * n : n ? n : 1, sizeof(double));
     const char **names = calloc((size_t)c->nr, sizeof *names);
     if (!v || !names) {
@@ -248,13 +280,13 @@ static sf_status figure(FILE *f, const sf_taps_cmp *c, fig_kind k, int run, sf_e
         } else {
             snprintf(title, sizeof title, "Attention mass on each key frame (mean over heads and queries): %s", c->r[run].label);
         }
-        sf_taps_svg_grid(f, title, c->nl, c->layers, "L", "Layer", c->nf > 0 ? c->nf : 1, "Key frame (absolute)", "frame",
-                         v, k == FIG_FRAMES ? "Mass" : "Difference");
+        sf_taps_svg_grid(f, title, c->nl, c->layers, "L", "Layer", c->ncol, c->col_lo, c->col_hi, "Key frame (absolute)",
+                         "frame", v, k == FIG_FRAMES ? "Mass" : "Difference");
     } else if (k == FIG_HEAT || k == FIG_DIFF) {
         for (size_t i = 0; i < n; i++) v[i] = c->r[run].ratio[i] - (k == FIG_DIFF ? c->r[0].ratio[i] : 0);
         if (k == FIG_HEAT) snprintf(title, sizeof title, "Sink ratio w(first key frame) / mean w(middle frames): %s", c->r[run].label);
         else snprintf(title, sizeof title, "Sink ratio difference: %s minus %s", c->r[run].label, c->r[0].label);
-        sf_taps_svg_grid(f, title, c->nl, c->layers, "L", "Layer", c->H, "Head", "head", v,
+        sf_taps_svg_grid(f, title, c->nl, c->layers, "L", "Layer", c->H, NULL, NULL, "Head", "head", v,
                          k == FIG_HEAT ? "Sink ratio" : "Difference");
     } else {
         for (int i = 0; i < c->nr; i++) {
@@ -439,7 +471,9 @@ static void write_report(FILE *f, const sf_taps_cmp *c, sf_err *err, sf_status *
               "<code>--sink-ablate</code>); its first mass and sink ratio are over the first frame it attended.</p>\n", f);
     fputs("<h2>Mass by key frame</h2>\n<p>Per layer, the softmax mass on each key frame (absolute frame number), "
           "mean over the heads and the forward's query frames; grey: a frame the layer did not attend (not yet in its "
-          "window, rolled out of a rolling cache, or skipped by <code>--sink-ablate</code>). A row sums to 1.</p>\n", f);
+          "window, rolled out of a rolling cache, or skipped by <code>--sink-ablate</code>); two or more consecutive "
+          "frames no layer of any run attended share one hatched column, labelled with their range (a long run's "
+          "past behind its rolling window). A row sums to 1.</p>\n", f);
     for (int i = 0; i < c->nr && !*s; i++) *s = inline_figure(f, c, FIG_FRAMES, i, err);
     for (int i = 1; i < c->nr && !*s; i++) *s = inline_figure(f, c, FIG_FRAMES_DIFF, i, err);
     fputs("<h2>Layers × heads</h2>\n", f);

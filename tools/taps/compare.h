@@ -43,10 +43,14 @@ typedef struct sf_taps_cmp {
     int64_t fsl;
     int64_t nf;               /* key frames 0 … nf−1: the last any run's layer attended, plus one (at most
                                  SF_TAPS_GRID_FRAMES: the mass grids leave later frames out) */
+    int64_t ncol;             /* the mass grids' columns: each frame some run's layer attended, and each run of
+                                 two or more frames none attended as one column (a rolling cache's long past) */
+    int64_t *col_lo, *col_hi; /* [ncol] the frames column j covers (lo == hi but for such a run) */
+    int64_t *f2c;             /* [nf] frame → its column */
     int fwd_b, fwd_s;         /* the forward asked for (--forward), or -1 */
     const char *const *tokens; /* report: one --tap-mode tokens file per run (borrowed), or NULL */
     const char *const *frames; /* report: each tokens file's video (taps_tokens.h's frames; borrowed), or NULL */
-    const char *tokenizer;     /* report: the spiece.model for the cross-attention taps' labels, or NULL (the runs') */
+    const char *tokenizer;     /* report: the tokenizer file for the cross-attention taps' labels, or NULL (the runs') */
 } sf_taps_cmp;
 
 /* Open n files and compute the table. labels: n names or NULL (file base names). layers: filter
@@ -60,7 +64,8 @@ void sf_taps_cmp_csv(FILE *f, const sf_taps_cmp *c);
 /* DIR/compare.csv, sink_ratio_<label>.svg, sink_ratio_diff_<label>.svg (runs ≥ 1), first_mass.svg,
  * sink_ratio_layers.svg, frame_mass_<label>.svg (layers × absolute key frames: the mass on each, mean over the
  * heads and queries; grey where the layer attended no such frame — not yet in the window, rolled out, or skipped:
- * --sink-ablate) and frame_mass_diff_<label>.svg (runs ≥ 1: minus the first run's, frame for frame). */
+ * --sink-ablate; two or more consecutive frames no layer of any run attended share one grey column labelled
+ * "a–b") and frame_mass_diff_<label>.svg (runs ≥ 1: minus the first run's, frame for frame). */
 sf_status sf_taps_cmp_write_dir(const sf_taps_cmp *c, const char *dir, sf_err *err);
 /* One run's layers × heads sink-ratio heatmap as an SVG file. */
 sf_status sf_taps_cmp_heatmap(const sf_taps_cmp *c, int run, const char *path, sf_err *err);

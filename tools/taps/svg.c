@@ -535,15 +535,29 @@ sf_status sf_taps_svg_sink(const char *path, const sf_taps_src *srcs, const sf_t
 
 /* ---- the workbench's figures (compare / report): FILE* writers ------------------------------ */
 
+/* column k's label: its frame, or "lo–hi" for a column standing for several */
+static void col_label(const int64_t *lo, const int64_t *hi, int64_t k, char *buf, size_t n) {
+    const long long a = lo ? (long long)lo[k] : (long long)k, b = lo && hi ? (long long)hi[k] : a;
+    if (b > a) snprintf(buf, n, "%lld\u2013%lld", a, b);
+    else snprintf(buf, n, "%lld", a);
+}
+
 void sf_taps_svg_grid(FILE *f, const char *title, int rows, const int *row_ids, const char *row_prefix,
-                      const char *row_axis, int64_t cols, const char *col_axis, const char *col_name,
-                      const double *v, const char *bar_label) {
+                      const char *row_axis, int64_t cols, const int64_t *col_lo, const int64_t *col_hi,
+                      const char *col_axis, const char *col_name, const double *v, const char *bar_label) {
     double cw = cols <= 32 ? 36 : 1200.0 / (double)cols, chh = rows <= 16 ? 28 : 448.0 / rows, x0 = 70, y0 = 50;
     if (chh < 12) chh = 12;
     double W = x0 + cw * (double)cols + 160, H = y0 + chh * rows + 60;
     char col[16], buf[128];
     W = fit_title(W, title);
     begin(f, W, H, title);
+    int gaps = 0;
+    for (int64_t k = 0; col_lo && col_hi && k < cols; k++) gaps |= col_hi[k] > col_lo[k];
+    if (gaps) /* a column standing for several frames none attended: grey, hatched */
+        fputs("<defs><pattern id=\"gap\" width=\"6\" height=\"6\" patternUnits=\"userSpaceOnUse\" "
+              "patternTransform=\"rotate(45)\"><rect width=\"6\" height=\"6\" fill=\"#cccccc\"/>"
+              "<line x1=\"0\" y1=\"0\" x2=\"0\" y2=\"6\" stroke=\"#ffffff\" stroke-width=\"2\"/></pattern></defs>\n",
+              f);
     double lo = INFINITY, hi = -INFINITY; /* exact finite range: full colour contrast */
     for (size_t i = 0; i < (size_t)rows * (size_t)cols; i++)
         if (isfinite(v[i])) {
@@ -560,17 +574,20 @@ void sf_taps_svg_grid(FILE *f, const char *title, int rows, const int *row_ids, 
         if (r % rstep == 0) text(f, "y-tick", x0 - 6, y0 + chh * r + chh / 2 + 4, "end", 10, NULL, buf);
         for (int64_t k = 0; k < cols; k++) {
             double x = v[(size_t)r * (size_t)cols + (size_t)k];
+            char cl[48];
+            const int many = col_lo && col_hi && col_hi[k] > col_lo[k];
             sf_taps_viridis((x - lo) / (hi - lo), col, sizeof col);
+            col_label(col_lo, col_hi, k, cl, sizeof cl);
             fprintf(f, "<rect x=\"%.2f\" y=\"%.2f\" width=\"%.2f\" height=\"%.2f\" fill=\"%s\"><title>", x0 + cw * (double)k,
-                    y0 + chh * r, cw, chh, col);
+                    y0 + chh * r, cw, chh, many && isnan(x) ? "url(#gap)" : col);
             xml_text(f, buf);
-            fprintf(f, " %s %lld: %.6g</title></rect>\n", col_name, (long long)k, x);
+            fprintf(f, " %s%s %s: %.6g</title></rect>\n", col_name, many ? "s" : "", cl, x);
         }
     }
     vtext(f, "axis-label", x0 - 40, y0 + chh * rows / 2, 12, row_axis);
     int64_t step = sf_taps_int_tick_step(cols, (int)(cw * (double)cols / 22));
     for (int64_t k = 0; k < cols; k += step) {
-        snprintf(buf, sizeof buf, "%lld", (long long)k);
+        col_label(col_lo, col_hi, k, buf, sizeof buf);
         text(f, "x-tick", x0 + cw * ((double)k + 0.5), y0 + chh * rows + 14, "middle", 9, NULL, buf);
     }
     text(f, "axis-label", x0 + cw * (double)cols / 2, y0 + chh * rows + 34, "middle", 12, NULL, col_axis);

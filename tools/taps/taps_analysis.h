@@ -164,12 +164,13 @@ sf_status sf_taps_svg_sink(const char *path, const sf_taps_src *srcs, const sf_t
 /* The workbench's figures, written to an open stream (compare.c writes them to files and inlines
  * them in the HTML report), text XML-escaped:
  * sf_taps_svg_grid: a rows × cols heatmap of v (row-major), viridis over the exact finite range with
- * a colour bar; rows labelled row_prefix + row_ids[r] (NULL: r), columns 0..cols−1; each cell's
- * <title> "<row> <col_name> <k>: value". sf_taps_svg_lines: one polyline per series over npts
+ * a colour bar; rows labelled row_prefix + row_ids[r] (NULL: r), column k labelled col_lo[k] (NULL: k),
+ * or "lo–hi" where col_hi[k] > col_lo[k] (a column standing for several, drawn hatched); each cell's
+ * <title> "<row> <col_name> <k>: value" ("<row> <col_name>s lo–hi: value"). sf_taps_svg_lines: one polyline per series over npts
  * points labelled x_ids[p] (NULL: p), with a legend of names. */
 void sf_taps_svg_grid(FILE *f, const char *title, int rows, const int *row_ids, const char *row_prefix,
-                      const char *row_axis, int64_t cols, const char *col_axis, const char *col_name,
-                      const double *v, const char *bar_label);
+                      const char *row_axis, int64_t cols, const int64_t *col_lo, const int64_t *col_hi,
+                      const char *col_axis, const char *col_name, const double *v, const char *bar_label);
 void sf_taps_svg_lines(FILE *f, const char *title, const char *xlabel, const char *ylabel, int n_series,
                        const char *const *names, int npts, const int *x_ids, const double *v);
 
