@@ -49,6 +49,12 @@ wait_for() {
     run -0 sf-batch "${B[@]}" --slurm --workers 3 --wait
     assert_output --partial "nothing to do: all 12 videos are in $T/out"
     [ "$(wc -l <"$T/out/.sf-batch/slurm-jobs")" = 1 ]   # no job submitted
+    # sbatch's refusal, several lines of its own, is one line here
+    local b2=() a
+    for a in "${B[@]}"; do [ "$a" = "$T/out" ] && b2+=("$T/out2") || b2+=("$a"); done
+    run -1 --separate-stderr sf-batch "${b2[@]}" --slurm --partition nosuch
+    assert_equal "${#stderr_lines[@]}" 1
+    assert_regex "$stderr" '^sf-batch: error: sbatch failed: .*[Ii]nvalid partition'
 }
 
 @test "scancel of one running task, then a rerun redoes only the missing videos" {

@@ -642,7 +642,10 @@ if [ "$slurm" = 1 ]; then
     } >"$script"
     if [ "$dry" = 1 ]; then cat "$script"; say "dry run: $n_todo of $(plural "$n_all" video) to do in $(plural "$ntask" "array task")"; exit 0; fi
     # the job's working directory is this one: relative paths (--data_path, --model-dir) keep their meaning
-    jid=$(sbatch --parsable "$script") || die "sbatch failed"
+    # sbatch says why in several "sbatch: error:" lines: one line here, its words kept
+    jid=$(sbatch --parsable "$script" 2>"$state/sbatch.err") ||
+        die "sbatch failed: $(sed 's/^sbatch: error: //' "$state/sbatch.err" | paste -sd';' | sed 's/;/; /g')"
+    rm -f "$state/sbatch.err"
     jid=${jid%%;*}
     echo "$jid $job" >>"$state/slurm-jobs"
     say "submitted array job $jid: $n_todo of $(plural "$n_all" video) in $(plural "$ntask" task) ($skipped already there)"
