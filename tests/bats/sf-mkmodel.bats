@@ -32,6 +32,26 @@ same_names_shapes() { # $1 golden file, $2 ours, $3 optional grep -v filter
     [ -s "$M/google/umt5-xxl/spiece.model" ]
 }
 
+@test "the tokenizer as spiece.model and as tokenizer.json, as a real folder has both: the same ids, but for literal special tokens" {
+    run -0 sf-mkmodel tiny "$M" --only tokenizer
+    [ -s "$M/google/umt5-xxl/spiece.model" ]
+    python3 -c 'import json, sys; j = json.load(open(sys.argv[1])); assert j["model"]["type"] == "Unigram" and len(j["model"]["vocab"]) == 1000 and len(j["added_tokens"]) == 3' \
+        "$M/google/umt5-xxl/tokenizer.json"
+    local p="A red fox walks across the snow, 42 times! (x_y)"
+    run -0 sf-encode --model-dir "$M" --no-cache --tokens-only --prompt "$p"
+    local fast="$output"
+    run -0 sf-encode --model-dir "$M" --tokenizer "$M/google/umt5-xxl/spiece.model" --no-cache --tokens-only --prompt "$p"
+    assert_equal "$output" "$fast"
+    [ "$(wc -w <<<"$fast")" -gt 10 ]
+    run -0 sf-encode --model-dir "$M" --no-cache --tokens-only --prompt "a </s> b"
+    assert_output --regexp '^[0-9]+ 1 [0-9]+ 1$' # ▁a </s> ▁b </s>: one id, not the pieces < / s >
+    # the 1.3b preset: umT5's 300 <extra_id_N> above the 256000 pieces, N descending (256299 − N), inside its
+    # 256384-row embedding
+    run -0 sf-mkmodel 1.3b "$M.big" --only tokenizer
+    run -0 sf-encode --model-dir "$M.big" --no-cache --tokens-only --prompt "<extra_id_0> <extra_id_299>"
+    assert_output --regexp '^256299( [0-9]+)? 256000 1$'
+}
+
 @test "same seed gives identical files, another seed differs" {
     sf-mkmodel tiny "$M" --seed 3
     sf-mkmodel tiny "$M.2" --seed 3

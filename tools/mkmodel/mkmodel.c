@@ -545,8 +545,13 @@ sf_status sf_mk_write_folder(const sf_mk_spec *spec, const char *dir, const char
     if (wants(what, "tokenizer")) {
         snprintf(path, sizeof path, "%s/google/umt5-xxl", dir);
         if ((s = mkdirs(path, err))) goto done;
+        char json[sizeof path];
         snprintf(path, sizeof path, "%s/google/umt5-xxl/spiece.model", dir);
-        if ((s = sf_mk_write_spiece(path, spec->spiece_pieces, spec->seed + 3, err))) goto done;
+        snprintf(json, sizeof json, "%s/google/umt5-xxl/tokenizer.json", dir);
+        /* umT5's 300 <extra_id_N> where the embedding has rows for them (the real model: 256000 + 300 ≤ 256384) */
+        const int64_t room = spec->t5.vocab - spec->spiece_pieces;
+        const int extra = room >= 300 ? 300 : room > 0 ? (int)room : 0;
+        if ((s = sf_mk_write_spiece(path, json, spec->spiece_pieces, extra, spec->seed + 3, err))) goto done;
     }
 done:
     sf_mk_params_free(&p);

@@ -70,7 +70,10 @@ sf_status sf_mk_tfile(const sf_mk_params *p, sf_dtype dtype, uint64_t seed, cons
 sf_status sf_mk_write_folder(const sf_mk_spec *spec, const char *dir, const char *what, const char *ckpt_path,
                              sf_err *err);
 
-/* spiece.model with n pieces: <pad> </s> <unk>, ▁, characters and ▁words; identity normalizer. */
-sf_status sf_mk_write_spiece(const char *path, int n_pieces, uint64_t seed, sf_err *err);
+/* spiece.model with n pieces: <pad> </s> <unk>, ▁, characters and ▁words; identity normalizer. With
+ * json_path, also the same tokenizer as a Hugging Face tokenizer.json (extra_ids <extra_id_N> added
+ * at ids n_pieces…). */
+sf_status sf_mk_write_spiece(const char *path, const char *json_path, int n_pieces, int extra_ids, uint64_t seed,
+                             sf_err *err);
 
 #endif
