@@ -31,6 +31,7 @@
 #include "stages/encode/sbuf.h"
 
 #include <cjson/cJSON.h>
+#include <float.h>
 #include <math.h>
 #include <pcre2.h>
 #include <sodium.h>
@@ -199,9 +200,10 @@ static sf_status load_model(const cJSON *root, sf_spiece_model *m, double **scor
         const char *ps = cJSON_GetArrayItem(e, 0)->valuestring;
         size_t l = strlen(ps);
         memcpy(q, ps, l + 1);
-        m->pieces[i] = (sf_spiece_piece){q, (uint32_t)l, (float)cJSON_GetArrayItem(e, 1)->valuedouble,
+        const double sc = cJSON_GetArrayItem(e, 1)->valuedouble; /* the f64 the lattice uses; a float copy in range */
+        m->pieces[i] = (sf_spiece_piece){q, (uint32_t)l, (float)(sc > FLT_MAX ? FLT_MAX : sc < -FLT_MAX ? -FLT_MAX : sc),
                                          (int32_t)i == m->unk_id ? SF_SP_UNKNOWN : SF_SP_NORMAL};
-        (*scores)[i] = cJSON_GetArrayItem(e, 1)->valuedouble;
+        (*scores)[i] = sc;
         if (!strcmp(ps, "<pad>")) m->pad_id = (int32_t)i;
         q += l + 1, i++;
     }

@@ -250,6 +250,17 @@ static void test_refusals(void) {
     sf_err err = {{0}};
     sf_tokenizer *t = NULL;
     SF_CHECK(sf_tokenizer_parse("{\"model\":", 9, &t, &err) != SF_OK && !t && strstr(err.msg, "not a JSON object"));
+    /* a score past float's range is a valid f64 (tokenizers' own type): it loads and tokenizes (UBSan: no float cast
+       overflow) */
+    static const char big[] = "{\"model\":{\"type\":\"Unigram\",\"unk_id\":0,\"vocab\":[[\"<unk>\",0.0],[\"a\",1e300],"
+                              "[\"b\",-1e300]]}}";
+    SF_CHECK_OK(sf_tokenizer_parse(big, sizeof big - 1, &t, &err), &err);
+    int32_t *ids = NULL;
+    size_t n = 0;
+    if (t) SF_CHECK_OK(sf_tokenizer_encode(t, "ab", 2, &ids, &n, &err), &err);
+    SF_CHECK(n == 2 && ids && ids[0] == 1 && ids[1] == 2);
+    free(ids);
+    sf_tokenizer_destroy(&t);
     cJSON_Delete(base);
 }
 
