@@ -110,7 +110,7 @@ PY
     # layer of either run: one grey hatched column "1–3" between frames 0 and 4
     assert_equal "$(grep -c '<title>L[03] frame [0-5]: ' "$D/out/frame_mass_A.svg")" 6
     assert_equal "$(grep -c '<title>L[03] frames 1–3: nan</title>' "$D/out/frame_mass_A.svg")" 2
-    assert_equal "$(grep -c 'fill="url(#gap)"' "$D/out/frame_mass_A.svg")" 2
+    assert_equal "$(grep -c 'fill="url(#gap[0-9]*)"' "$D/out/frame_mass_A.svg")" 2
     grep -qF '>1–3</text>' "$D/out/frame_mass_A.svg"
     for t in 'L0 frame 0: 0.4' 'L0 frame 4: 0.3' 'L0 frame 5: 0.3' 'L3 frame 4: 0.333333'; do
         grep -qF "<title>$t</title>" "$D/out/frame_mass_A.svg"
@@ -145,6 +145,10 @@ PY
     grep -qF '<title>L0 frame 0: 0.4</title>' "$D/out3/frame_mass_e.svg"
     grep -qF '<title>L0 frames 3–499: nan</title>' "$D/out3/frame_mass_e.svg"
     grep -qF '<title>L0 frame 500: 0.2</title>' "$D/out3/frame_mass_e.svg"
+    # the report inlines both runs' grids and the difference: each hatch pattern has its own id in the page
+    run -0 sf-taps report "$D/E.safetensors" "$D/E.safetensors" --labels e f -o "$D/e.html"
+    assert_equal "$(grep -o '<pattern id="gap[0-9]*"' "$D/e.html" | sort -u | wc -l)" 3
+    assert_equal "$(grep -o '<pattern id="gap[0-9]*"' "$D/e.html" | wc -l)" 3
     run -0 sf-taps heatmap "$T" -o "$D/h.svg"
     python3 -c 'import sys, xml.etree.ElementTree as E; E.parse(sys.argv[1])' "$D/h.svg"
     assert_equal "$(grep -c '<title>L[02] head [01]: ' "$D/h.svg")" 4

@@ -553,11 +553,19 @@ void sf_taps_svg_grid(FILE *f, const char *title, int rows, const int *row_ids, 
     begin(f, W, H, title);
     int gaps = 0;
     for (int64_t k = 0; col_lo && col_hi && k < cols; k++) gaps |= col_hi[k] > col_lo[k];
-    if (gaps) /* a column standing for several frames none attended: grey, hatched */
-        fputs("<defs><pattern id=\"gap\" width=\"6\" height=\"6\" patternUnits=\"userSpaceOnUse\" "
-              "patternTransform=\"rotate(45)\"><rect width=\"6\" height=\"6\" fill=\"#cccccc\"/>"
-              "<line x1=\"0\" y1=\"0\" x2=\"0\" y2=\"6\" stroke=\"#ffffff\" stroke-width=\"2\"/></pattern></defs>\n",
-              f);
+    /* a column standing for several frames none attended: grey, hatched; the pattern's id is new for each figure,
+       as the report inlines several in one page (the order of the figures is fixed, so are the bytes) */
+    static unsigned figure_no;
+    char gap_fill[32] = "";
+    if (gaps) {
+        figure_no++;
+        snprintf(gap_fill, sizeof gap_fill, "url(#gap%u)", figure_no);
+        fprintf(f,
+                "<defs><pattern id=\"gap%u\" width=\"6\" height=\"6\" patternUnits=\"userSpaceOnUse\" "
+                "patternTransform=\"rotate(45)\"><rect width=\"6\" height=\"6\" fill=\"#cccccc\"/>"
+                "<line x1=\"0\" y1=\"0\" x2=\"0\" y2=\"6\" stroke=\"#ffffff\" stroke-width=\"2\"/></pattern></defs>\n",
+                figure_no);
+    }
     double lo = INFINITY, hi = -INFINITY; /* exact finite range: full colour contrast */
     for (size_t i = 0; i < (size_t)rows * (size_t)cols; i++)
         if (isfinite(v[i])) {
@@ -579,7 +587,7 @@ void sf_taps_svg_grid(FILE *f, const char *title, int rows, const int *row_ids, 
             sf_taps_viridis((x - lo) / (hi - lo), col, sizeof col);
             col_label(col_lo, col_hi, k, cl, sizeof cl);
             fprintf(f, "<rect x=\"%.2f\" y=\"%.2f\" width=\"%.2f\" height=\"%.2f\" fill=\"%s\"><title>", x0 + cw * (double)k,
-                    y0 + chh * r, cw, chh, many && isnan(x) ? "url(#gap)" : col);
+                    y0 + chh * r, cw, chh, many && isnan(x) ? gap_fill : col);
             xml_text(f, buf);
             fprintf(f, " %s%s %s: %.6g</title></rect>\n", col_name, many ? "s" : "", cl, x);
         }
