@@ -13,7 +13,7 @@ fallback with the 256 byte pieces).
 
   --convert SPIECE   (needs transformers<5, sentencepiece, protobuf) build the base file from SPIECE
   --json FILE        the base tokenizer.json (written when --convert; read otherwise)
-  --out FILE         the cases: {"tokenizers": version, "variants": [{name, patch}], "texts": [...],
+  --out FILE         the cases (gzip'd JSON): {"tokenizers": version, "variants": [{name, patch}], "texts": [...],
                      "ids": {variant: [[id...] per text]}, "prompts": [{text, limit, ids, n}] (base file,
                      with the post-processor, truncation and padding of the reference's call)}
 
@@ -151,7 +151,7 @@ def main():
             tok.enable_padding(length=limit, pad_id=0, pad_token="<pad>")
             e = tok.encode(t)
             out["prompts"].append({"text": t, "limit": limit, "ids": e.ids, "n": sum(e.attention_mask)})
-    with open(a.out, "w", encoding="utf-8") as f:
+    with gzip.open(a.out, "wt", encoding="utf-8") as f:  # gzip'd: the device check carries the tree
         json.dump(out, f, ensure_ascii=True, separators=(",", ":"))
         f.write("\n")
     print(f"{len(texts)} texts x {len(VARIANTS)} variants, {len(out['prompts'])} prompts -> {a.out} "

@@ -2,7 +2,7 @@
  *
  * tests/unit/fixtures/umt5_tiny_tokenizer.json.gz is the golden tiny spiece.model converted by
  * transformers' T5 converter into umT5's tokenizer.json form (300 <extra_id_N> added tokens);
- * tests/unit/fixtures/hftok_cases.json holds what `tokenizers` made of 335 texts (hand-picked and
+ * tests/unit/fixtures/hftok_cases.json.gz holds what `tokenizers` made of 335 texts (hand-picked and
  * random: literal special tokens, spaces of every kind, combining marks, grapheme clusters, widths,
  * unknown characters) under that file and under nine variants of it (tests/heldout/hftok_fixture.py
  * writes both; each variant is a patch applied here the same way), and of clean prompts with the
@@ -22,9 +22,10 @@ static void fixture_path(char *buf, size_t n, const char *name) {
     snprintf(buf, n, "%s%stests/unit/fixtures/%s", root && *root ? root : "", root && *root ? "/" : "", name);
 }
 
-static cJSON *base_json(void) {
+/* a gzip'd JSON fixture (the device check carries the tree: 64 MiB in all) */
+static cJSON *gz_json(const char *name) {
     char path[1024];
-    fixture_path(path, sizeof path, "umt5_tiny_tokenizer.json.gz");
+    fixture_path(path, sizeof path, name);
     gzFile f = gzopen(path, "rb");
     SF_CHECK_MSG(f != NULL, "cannot open %s", path);
     if (!f) return NULL;
@@ -42,20 +43,16 @@ static cJSON *base_json(void) {
     gzclose(f);
     cJSON *j = d ? cJSON_ParseWithLength(d, n) : NULL;
     free(d);
-    SF_CHECK(cJSON_IsObject(j));
+    SF_CHECK_MSG(cJSON_IsObject(j), "%s is not a JSON object", path);
     return j;
 }
 
+static cJSON *base_json(void) {
+    return gz_json("umt5_tiny_tokenizer.json.gz");
+}
+
 static cJSON *cases_json(void) {
-    char path[1024], *data = NULL;
-    size_t len = 0;
-    sf_err err = {{0}};
-    fixture_path(path, sizeof path, "hftok_cases.json");
-    SF_CHECK_OK(sf_read_file(path, &data, &len, 1 << 24, &err), &err);
-    cJSON *j = data ? cJSON_ParseWithLength(data, len) : NULL;
-    free(data);
-    SF_CHECK(cJSON_IsObject(j));
-    return j;
+    return gz_json("hftok_cases.json.gz");
 }
 
 /* hftok_fixture.py's patched(): replace top-level keys; "normalizer_tail" keeps the Precompiled
