@@ -1,7 +1,8 @@
 #!/usr/bin/env bats
 # sf-encode: golden token ids and embeddings for all 28 golden prompts, the embedding cache
 # (second run hits without loading the encoder, corrupt/truncated entries repaired, --list,
-# --no-cache), wire output, prompt sources, and bad input → one-line error, exit 1/2.
+# --no-cache), wire output, prompt sources, the folder's tokenizer.json read first (as the reference), and bad
+# input → one-line error, exit 1/2.
 bats_require_minimum_version 1.5.0
 load '/usr/lib/bats/bats-support/load'
 load '/usr/lib/bats/bats-assert/load'
