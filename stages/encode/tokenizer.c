@@ -3,11 +3,12 @@
  * Mirrors wan/modules/tokenizers.py (basic_clean + whitespace_clean) and the SentencePiece
  * 0.1.97 encoder the goldens were made with (normalizer.cc Normalize/NormalizePrefix,
  * unigram_model.cc Encode, sentencepiece_processor.cc unknown fusion). SPEC.md §2.
- * Piece lookup is an open-addressing hash over the matchable pieces (NORMAL, USER_DEFINED):
- * at each start position the FNV-1a hash is extended one byte at a time up to the longest
- * piece, so load is O(vocab) and encoding O(bytes · max_piece_len).
+ * Piece lookup is an open-addressing hash over the matchable pieces (NORMAL, USER_DEFINED;
+ * every piece for tokenizer.json): at each start position the FNV-1a hash is extended one byte at
+ * a time up to the longest piece, so load is O(vocab) and encoding O(bytes · max_piece_len).
+ * The lattice (sf_tok_lattice) serves both files; tokenizer.json's pipeline around it is hftok.c.
  * Tested by tests/unit/test_tokenizer.c (all 28 golden prompts byte-exact, html/whitespace
- * cases, bad UTF-8) and tests/bats/sf-encode.bats. */
+ * cases, bad UTF-8), tests/unit/test_hftok.c and tests/bats/sf-encode.bats. */
 #include "tokenizer.h"
 #include "stages/encode/sbuf.h"
 #include "stages/encode/tokenizer_impl.h"
