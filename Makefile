@@ -328,6 +328,7 @@ $(TOKDIFF_PY):
 tokdiff: all $(TOKDIFF_PY)
 	$(TOKDIFF_PY) tests/heldout/tokenizer_diff.py --bin $(BUILD)/bin/sf-encode --mode ftfy --n 3000 --seed 1
 	$(TOKDIFF_PY) tests/heldout/tokenizer_diff.py --bin $(BUILD)/bin/sf-encode --mode ftfy --n 3000 --seed 2
+	$(TOKDIFF_PY) -c 'import tokenizers' 2>/dev/null || $(BUILD)/tokvenv/bin/pip install -q tokenizers # an older venv
 	$(TOKDIFF_PY) tests/heldout/tokenizer_diff.py --bin $(BUILD)/bin/sf-encode --n 3000 --seed 3 \
 	    --fast tests/unit/fixtures/umt5_tiny_tokenizer.json.gz
 
