@@ -484,7 +484,12 @@ static sf_status replace(const hf_norm *nf, const char *s, size_t n, sbuf *o, sf
     while (i <= n) { /* non-empty matches, left to right */
         int rc = pcre2_match(nf->re, (PCRE2_SPTR)s, n, i, PCRE2_NOTEMPTY | PCRE2_NO_UTF_CHECK, md, NULL);
         if (rc == PCRE2_ERROR_NOMATCH) break;
-        if (rc < 0) { st = sf_fail(err, SF_E_FORMAT, "tokenizer.json: Replace regex failed on a prompt (%d)", rc); goto done; }
+        if (rc < 0) { /* e.g. PCRE2's match limit: a pattern that backtracks without end */
+            PCRE2_UCHAR why[120];
+            pcre2_get_error_message(rc, why, sizeof why);
+            st = sf_fail(err, SF_E_FORMAT, "tokenizer.json: Replace regex failed on a prompt: %s", (const char *)why);
+            goto done;
+        }
         PCRE2_SIZE *ov = pcre2_get_ovector_pointer(md);
         if (!sb_put(o, s + i, ov[0] - i) || !sb_put(o, nf->b, nf->bn)) { st = nomem(err); goto done; }
         i = ov[1];

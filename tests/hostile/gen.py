@@ -288,6 +288,27 @@ for nb in (2, 3, 1000):
          "relative-position table", {"t5.safetensors": t5(nb)},
          why="2 buckets made t5.c convert NaN to an integer (UBSan float-cast-overflow)")
 
+# ---------------------------------------------------------------- tokenizer.json (the reference's tokenizer file)
+def tokjson(**parts):
+    """A small Unigram tokenizer.json (<unk>, ▁, a, b) with the given top-level parts replaced."""
+    j = {"model": {"type": "Unigram", "unk_id": 0, "vocab": [["<unk>", 0.0], ["\u2581", -1.0], ["a", -2.0], ["b", -2.0]]},
+         "pre_tokenizer": {"type": "Metaspace", "replacement": "\u2581", "add_prefix_space": True}}
+    j.update(parts)
+    return json.dumps(j).encode()
+
+
+TOK = ENC + " --tokenizer tokenizer.json --tokens-only"
+case("tokenizer_json_deep", TOK + " --prompt x", "tokenizer.json: not a JSON object",
+     {"tokenizer.json": b'{"normalizer":' + b"[" * 5000 + b"]" * 5000 + b"}"},
+     why="5000 nested arrays: refused by the JSON reader's depth limit (1000), no deep recursion")
+case("tokenizer_json_control_chars", TOK + " --prompt x", "normalizer '",
+     {"tokenizer.json": tokjson(normalizer={"type": "X\u001b[2J\u009b31m\u202eY"})},
+     why="the unsupported type is named, its control characters escaped (a file cannot write to the terminal)")
+case("tokenizer_json_regex_backtracking", TOK + ' --prompt "$(head -c 5000 /dev/zero | tr "\\0" a)b"',
+     "Replace regex failed",
+     {"tokenizer.json": tokjson(normalizer={"type": "Replace", "pattern": {"Regex": "(a+)+$"}, "content": "c"})},
+     why="a catastrophic regex stops at PCRE2's match limit, one error line, instead of running for hours")
+
 # ---------------------------------------------------------------- write
 if __name__ == "__main__":
     for d in os.listdir(HERE):
