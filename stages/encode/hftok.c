@@ -43,6 +43,7 @@
 enum { NF_PRECOMPILED, NF_REPLACE, NF_REGEX, NF_STRIP, NF_PREPEND, NF_UNICODE };
 enum { PREPEND_NEVER, PREPEND_ALWAYS, PREPEND_FIRST };
 #define HF_MAX_NORM 16
+#define SF_HF_MAX_BYTES (64 << 20)
 #define HF_MAX_SPECIAL 16
 
 typedef struct {
@@ -382,6 +383,11 @@ sf_status sf_hf_finish(const sf_tokenizer *t, sf_hf_pipe *p, sf_err *err) {
 sf_status sf_hf_parse(const char *data, size_t len, sf_spiece_model **model, double **scores, sf_hf_pipe **pipe,
                       sf_err *err) {
     *model = NULL, *scores = NULL, *pipe = NULL;
+    /* umT5's is 16.8 MB; the JSON tree costs ~25 bytes of memory per byte of a dense vocab, so a cap keeps a
+       hostile file's tree near 1.5 GB */
+    if (len > SF_HF_MAX_BYTES)
+        return sf_fail(err, SF_E_FORMAT, "tokenizer.json: %zu bytes, more than the %d MiB a tokenizer file may have", len,
+                       SF_HF_MAX_BYTES >> 20);
     cJSON *root = cJSON_ParseWithLength(data, len);
     sf_spiece_model *m = calloc(1, sizeof *m);
     sf_hf_pipe *p = calloc(1, sizeof *p);

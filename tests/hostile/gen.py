@@ -301,6 +301,9 @@ TOK = ENC + " --tokenizer tokenizer.json --tokens-only"
 case("tokenizer_json_deep", TOK + " --prompt x", "tokenizer.json: not a JSON object",
      {"tokenizer.json": b'{"normalizer":' + b"[" * 5000 + b"]" * 5000 + b"}"},
      why="5000 nested arrays: refused by the JSON reader's depth limit (1000), no deep recursion")
+case("tokenizer_json_70mb", "{ printf '{'; head -c 70000000 /dev/zero | tr '\\0' ' '; } >$T/t.json && " + ENC +
+     " --tokenizer $T/t.json --tokens-only --prompt x", "more than the 64 MiB a tokenizer file may have",
+     why="refused by its size before cJSON builds a tree of it (~25 bytes of memory per byte of a dense vocab)")
 case("tokenizer_json_control_chars", TOK + " --prompt x", "normalizer '",
      {"tokenizer.json": tokjson(normalizer={"type": "X\u001b[2J\u009b31m\u202eY"})},
      why="the unsupported type is named, its control characters escaped (a file cannot write to the terminal)")
