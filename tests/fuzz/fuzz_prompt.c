@@ -1,7 +1,10 @@
 /* fuzz_prompt.c — libFuzzer target for the prompt path every user's text takes, also text typed into
  * sf-view's page (stages/encode/clean.c, tokenizer.c, html_entities.c): cleaning (ftfy's fixes, HTML
  * unescaping twice, whitespace), SentencePiece normalisation through the real umT5 charsmap and the
- * Viterbi encoding, with the golden spiece.model (tests/golden, the umT5 one's layout and charsmap).
+ * Viterbi encoding, with the golden spiece.model (tests/golden, the umT5 one's layout and charsmap);
+ * then the same text through the fast tokenizer's pipeline (stages/encode/hftok.c: added tokens, the
+ * charsmap per grapheme cluster, Metaspace, the f64 lattice) with that model's tokenizer.json
+ * (tests/unit/fixtures/umt5_tiny_tokenizer.json.gz: 300 added <extra_id_N>).
  * Beyond not crashing, leaking or reading out of bounds it checks the contract: a rejection is
  * SF_E_FORMAT or SF_E_ARG; cleaned text is valid UTF-8 without NUL, leading, trailing or doubled
  * spaces; every id is a piece of the model; the mask is ones then zeros; eos ends the real tokens.
@@ -11,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <zlib.h>
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
@@ -28,6 +32,52 @@ static const sf_tokenizer *tokenizer(void) {
         }
     }
     return t;
+}
+
+/* the golden model's tokenizer.json (gzip'd fixture; SF_FUZZ_TOKJSON overrides) */
+static const sf_tokenizer *fast_tokenizer(void) {
+    static sf_tokenizer *t;
+    if (!t) {
+        sf_err err;
+        const char *path = getenv("SF_FUZZ_TOKJSON");
+        if (!path) path = SF_DATADIR "/tests/unit/fixtures/umt5_tiny_tokenizer.json.gz";
+        gzFile f = gzopen(path, "rb");
+        size_t cap = 1 << 21, n = 0;
+        char *d = f ? malloc(cap) : NULL;
+        int r;
+        while (d && n < cap && (r = gzread(f, d + n, (unsigned)(cap - n))) > 0) n += (size_t)r;
+        if (f) gzclose(f);
+        if (!d || n == cap || sf_tokenizer_parse(d, n, &t, &err)) {
+            fprintf(stderr, "fuzz_prompt: cannot load %s (set SF_FUZZ_TOKJSON)\n", path);
+            abort();
+        }
+        free(d);
+    }
+    return t;
+}
+
+/* the fast path on cleaned text c: ids inside its vocab, and the whole call agreeing with its parts */
+static void check_fast(const char *text, size_t size, const char *c, size_t cn) {
+    const sf_tokenizer *t = fast_tokenizer();
+    const size_t nv = sf_tokenizer_model(t)->n_pieces;
+    sf_err err;
+    int32_t *pieces = NULL;
+    size_t np = 0;
+    sf_status st = sf_tokenizer_encode(t, c, cn, &pieces, &np, &err);
+    if (st && st != SF_E_FORMAT && st != SF_E_ARG) abort();
+    for (size_t i = 0; !st && i < np; i++)
+        if (pieces[i] < 0 || (size_t)pieces[i] >= nv) abort();
+    int64_t ids[SEQ], mask[SEQ];
+    size_t n = 0;
+    sf_status st2 = sf_tokenizer_prompt(t, text, size, SEQ, ids, mask, &n, NULL, &err);
+    if ((st2 != SF_OK) != (st != SF_OK)) abort();
+    if (!st2) {
+        size_t keep = np < SEQ - 1 ? np : SEQ - 1;
+        if (n != keep + 1 || ids[n - 1] != 1) abort(); /* the template's </s> */
+        for (size_t i = 0; i < SEQ; i++)
+            if (mask[i] != (i < n) || (i < keep && ids[i] != pieces[i]) || ids[i] < 0 || (size_t)ids[i] >= nv) abort();
+    }
+    free(pieces);
 }
 
 static void check_clean(const char *c, size_t n) {
@@ -70,6 +120,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
             if (ids[i] < 0 || (size_t)ids[i] >= m->n_pieces) abort();
         }
     }
+    check_fast(text, size, c, cn);
     free(cleaned);
     free(pieces);
     free(c);
