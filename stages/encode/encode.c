@@ -38,11 +38,8 @@ sf_status sf_encoder_init(sf_encoder *enc, const char *tok_path, const char *wei
     enc->use_cache = use_cache && cache_dir && *cache_dir;
     enc->nthreads = nthreads;
     sf_status st = sf_tokenizer_load(tok_path, &enc->tok, err);
-    if (st == SF_E_UNSUPPORTED) { /* a tokenizer.json of another kind: say how to take the SentencePiece file */
-        char msg[sizeof err->msg];
-        snprintf(msg, sizeof msg, "%s", err->msg);
-        sf_fail(err, st, "%s (--tokenizer with the folder's spiece.model uses SentencePiece instead)", msg);
-    }
+    if (st == SF_E_UNSUPPORTED) /* a tokenizer.json of another kind: say how to take the SentencePiece file */
+        sf_fail(err, st, "%s (--tokenizer with the folder's spiece.model uses SentencePiece instead)", err->msg);
     if (st) return st;
     if (enc->use_cache) {
         uint8_t d[32];

@@ -60,7 +60,6 @@ typedef struct {
     size_t n;
     int32_t id;
     int lstrip, rstrip, single_word, normalized;
-    size_t order;
 } hf_added;
 
 struct sf_hf_pipe {
@@ -119,11 +118,17 @@ static int is_word(uint32_t c) { /* regex \w (see the header for the approximati
     }
 }
 
+/* where the character ending at s[end) starts (end > 0, valid UTF-8) */
+static size_t char_start(const char *s, size_t end) {
+    size_t b = end - 1;
+    while (b > 0 && ((unsigned char)s[b] & 0xc0) == 0x80) b--;
+    return b;
+}
+
 /* the code point ending at s[end) (valid UTF-8), or -1 at the start */
 static int64_t cp_before(const char *s, size_t end) {
     if (!end) return -1;
-    size_t b = end - 1;
-    while (b > 0 && ((unsigned char)s[b] & 0xc0) == 0x80) b--;
+    size_t b = char_start(s, end);
     uint32_t c;
     return sf_utf8_decode(s + b, end - b, &c) ? (int64_t)c : -1;
 }
@@ -139,6 +144,10 @@ static int64_t cp_at(const char *s, size_t n, size_t i, size_t *len) {
 
 static sf_status bad(sf_err *err, const char *what) {
     return sf_fail(err, SF_E_FORMAT, "tokenizer.json: %s", what);
+}
+
+static sf_status nomem(sf_err *err) {
+    return sf_fail(err, SF_E_NOMEM, "out of memory (tokenizer.json)");
 }
 
 static sf_status dup_str(const cJSON *v, const char *what, char **out, size_t *n, sf_err *err) {
@@ -328,12 +337,6 @@ static sf_status load_post(const cJSON *o, sf_hf_pipe *p, sf_err *err) {
 
 static sf_status normalize(const sf_tokenizer *t, const sf_hf_pipe *p, const char *s, size_t n, sbuf *out, sf_err *err);
 
-static int added_cmp(const void *a, const void *b) {
-    const hf_added *x = a, *y = b;
-    if (x->normalized != y->normalized) return x->normalized - y->normalized;
-    return (x->order > y->order) - (x->order < y->order);
-}
-
 static sf_status load_added(const cJSON *root, sf_hf_pipe *p, sf_err *err) {
     const cJSON *list = cJSON_GetObjectItemCaseSensitive(root, "added_tokens"), *e;
     if (!list || cJSON_IsNull(list)) return SF_OK;
@@ -373,10 +376,16 @@ sf_status sf_hf_finish(const sf_tokenizer *t, sf_hf_pipe *p, sf_err *err) {
         free(a->s);
         a->s = b.p, a->n = b.n;
     }
-    /* the raw ones first; each group keeps the file's order (qsort is not stable: index tiebreak) */
-    for (size_t i = 0; i < p->n_added; i++) p->added[i].order = i;
-    if (p->n_added > 1) qsort(p->added, p->n_added, sizeof *p->added, added_cmp);
-    while (p->n_raw < p->n_added && !p->added[p->n_raw].normalized) p->n_raw++;
+    /* the raw ones first, then the normalized ones, each group in the file's order */
+    hf_added *by = p->n_added ? sf_calloc2(p->n_added, sizeof *by) : NULL;
+    if (p->n_added && !by) return nomem(err);
+    size_t k = 0;
+    for (int normalized = 0; normalized < 2; normalized++)
+        for (size_t i = 0; i < p->n_added; i++)
+            if (p->added[i].normalized == normalized) by[k++] = p->added[i];
+    for (p->n_raw = 0; p->n_raw < p->n_added && !by[p->n_raw].normalized; p->n_raw++) {}
+    free(p->added);
+    p->added = by;
     return SF_OK;
 }
 
@@ -401,21 +410,6 @@ sf_status sf_hf_parse(const char *data, size_t len, sf_spiece_model **model, dou
     if ((st = load_pre(cJSON_GetObjectItemCaseSensitive(root, "pre_tokenizer"), p, err))) goto fail;
     if ((st = load_post(cJSON_GetObjectItemCaseSensitive(root, "post_processor"), p, err))) goto fail;
     if ((st = load_added(root, p, err))) goto fail;
-    if (m->charsmap) { /* tokenizers wants the replacements to be UTF-8 */
-        const uint8_t *c = m->charsmap;
-        uint32_t tb = m->charsmap_len >= 4 ? (uint32_t)c[0] | (uint32_t)c[1] << 8 | (uint32_t)c[2] << 16 | (uint32_t)c[3] << 24
-                                           : UINT32_MAX;
-        int ok = tb <= m->charsmap_len - 4;
-        for (size_t i = 4 + (size_t)tb, k; ok && i < m->charsmap_len; i += k) { /* NUL-separated UTF-8 */
-            uint32_t cp;
-            k = c[i] ? (size_t)sf_utf8_decode((const char *)c + i, m->charsmap_len - i, &cp) : 1;
-            ok = k != 0;
-        }
-        if (!ok) {
-            st = bad(err, "precompiled_charsmap is malformed");
-            goto fail;
-        }
-    }
     cJSON_Delete(root);
     *model = m, *pipe = p;
     return SF_OK;
@@ -428,10 +422,6 @@ fail:
 }
 
 /* ---------- normalizer ---------- */
-
-static sf_status nomem(sf_err *err) {
-    return sf_fail(err, SF_E_NOMEM, "out of memory (tokenizer.json)");
-}
 
 /* tokenizers' Precompiled: per grapheme cluster (utf8proc's extended clusters) */
 static sf_status precompiled(const sf_tokenizer *t, const char *s, size_t n, sbuf *o, sf_err *err) {
@@ -519,10 +509,8 @@ static sf_status one_norm(const sf_tokenizer *t, const hf_norm *nf, const char *
         size_t a = 0, b = n, k;
         int64_t c;
         while (nf->left && a < b && (c = cp_at(s, n, a, &k)) >= 0 && sf_unicode_white_space((uint32_t)c)) a += k;
-        while (nf->right && b > a && (c = cp_before(s, b)) >= 0 && sf_unicode_white_space((uint32_t)c)) {
-            b--;
-            while (b > a && ((unsigned char)s[b] & 0xc0) == 0x80) b--;
-        }
+        while (nf->right && b > a && (c = cp_before(s, b)) >= 0 && sf_unicode_white_space((uint32_t)c))
+            b = char_start(s, b);
         return sb_put(o, s + a, b - a) ? SF_OK : nomem(err);
     }
     default: {
@@ -608,10 +596,7 @@ static int split_added(const hf_added *set, size_t m, const char *s, size_t n, s
         }
         if (best->lstrip) {
             size_t na = a;
-            for (int64_t c; (c = cp_before(s, na)) >= 0 && sf_unicode_white_space((uint32_t)c);) {
-                na--;
-                while (na > 0 && ((unsigned char)s[na] & 0xc0) == 0x80) na--;
-            }
+            for (int64_t c; (c = cp_before(s, na)) >= 0 && sf_unicode_white_space((uint32_t)c);) na = char_start(s, na);
             a = na > done ? na : done;
         }
         if (best->rstrip) {

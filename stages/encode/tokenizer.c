@@ -86,6 +86,11 @@ static sf_status charsmap_init(sf_tokenizer *t, sf_err *err) {
     t->units = t->units_buf;
     t->cpool = (const char *)d + 4 + tb;
     t->cpool_len = m->charsmap_len - 4 - tb;
+    for (size_t i = 0, k; t->pipe && i < t->cpool_len; i += k) { /* tokenizers wants NUL-separated UTF-8 */
+        uint32_t cp;
+        k = t->cpool[i] ? (size_t)sf_utf8_decode(t->cpool + i, t->cpool_len - i, &cp) : 1;
+        if (!k) return sf_fail(err, SF_E_FORMAT, "%s: precompiled_charsmap is malformed (a replacement is not UTF-8)", t->what);
+    }
     return SF_OK;
 }
 
@@ -190,16 +195,12 @@ sf_status sf_tokenizer_load(const char *path, sf_tokenizer **out, sf_err *err) {
     char *data = NULL;
     size_t len = 0;
     *out = NULL;
-    sf_status st = sf_read_file(path, &data, &len, (size_t)256 << 20, err); /* umT5's tokenizer.json: 16.8 MB */
+    /* spiece.model's bound (common/spiece.c); a tokenizer.json has its own, smaller one (hftok.c) */
+    sf_status st = sf_read_file(path, &data, &len, (size_t)256 << 20, err);
     if (st) return st;
     st = sf_tokenizer_parse(data, len, out, err);
     free(data);
-    if (st) {
-        char msg[sizeof err->msg];
-        snprintf(msg, sizeof msg, "%s", err->msg);
-        sf_fail(err, st, "%s: %s", path, msg);
-    }
-    return st;
+    return st ? sf_fail(err, st, "%s: %s", path, err->msg) : SF_OK; /* sf_fail formats into a copy first */
 }
 
 void sf_tokenizer_default_path(const char *model_dir, char *buf, size_t n) {
