@@ -56,9 +56,15 @@ static const sf_tokenizer *fast_tokenizer(void) {
     return t;
 }
 
-/* the fast path on cleaned text c: ids inside its vocab, and the whole call agreeing with its parts */
-static void check_fast(const char *text, size_t size, const char *c, size_t cn) {
-    const sf_tokenizer *t = fast_tokenizer();
+static void check_clean(const char *c, size_t n) {
+    sf_err err;
+    if (strlen(c) != n || sf_utf8_check(c, n, "cleaned", &err)) abort();
+    if (n && (c[0] == ' ' || c[n - 1] == ' ' || strstr(c, "  "))) abort();
+}
+
+/* One tokenizer on the text and its cleaned form c: ids inside its vocab, the whole call agreeing with its
+ * parts, eos (spiece.model's, or tokenizer.json's template </s>) ending the real tokens. */
+static void check_path(const sf_tokenizer *t, int64_t eos, const char *text, size_t size, const char *c, size_t cn) {
     const size_t nv = sf_tokenizer_model(t)->n_pieces;
     sf_err err;
     int32_t *pieces = NULL;
@@ -69,26 +75,24 @@ static void check_fast(const char *text, size_t size, const char *c, size_t cn) 
         if (pieces[i] < 0 || (size_t)pieces[i] >= nv) abort();
     int64_t ids[SEQ], mask[SEQ];
     size_t n = 0;
-    sf_status st2 = sf_tokenizer_prompt(t, text, size, SEQ, ids, mask, &n, NULL, &err);
-    if ((st2 != SF_OK) != (st != SF_OK)) abort();
+    char *cleaned = NULL;
+    sf_status st2 = sf_tokenizer_prompt(t, text, size, SEQ, ids, mask, &n, &cleaned, &err);
+    if ((st2 != SF_OK) != (st != SF_OK)) abort(); /* the whole path agrees with its parts */
     if (!st2) {
+        if (strcmp(cleaned, c) != 0 || n < 1 || n > SEQ) abort();
         size_t keep = np < SEQ - 1 ? np : SEQ - 1;
-        if (n != keep + 1 || ids[n - 1] != 1) abort(); /* the template's </s> */
-        for (size_t i = 0; i < SEQ; i++)
-            if (mask[i] != (i < n) || (i < keep && ids[i] != pieces[i]) || ids[i] < 0 || (size_t)ids[i] >= nv) abort();
+        if (n != keep + 1 || ids[n - 1] != eos) abort();
+        for (size_t i = 0; i < SEQ; i++) {
+            if (mask[i] != (i < n)) abort();
+            if (i < keep && ids[i] != pieces[i]) abort();
+            if (ids[i] < 0 || (size_t)ids[i] >= nv) abort();
+        }
     }
+    free(cleaned);
     free(pieces);
 }
 
-static void check_clean(const char *c, size_t n) {
-    sf_err err;
-    if (strlen(c) != n || sf_utf8_check(c, n, "cleaned", &err)) abort();
-    if (n && (c[0] == ' ' || c[n - 1] == ' ' || strstr(c, "  "))) abort();
-}
-
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
-    const sf_tokenizer *t = tokenizer();
-    const sf_spiece_model *m = sf_tokenizer_model(t);
     const char *text = (const char *)data;
     sf_err err;
     char *c = NULL;
@@ -99,30 +103,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         return 0;
     }
     check_clean(c, cn);
-    int32_t *pieces = NULL;
-    size_t np = 0;
-    st = sf_tokenizer_encode(t, c, cn, &pieces, &np, &err);
-    if (st && st != SF_E_FORMAT && st != SF_E_ARG) abort();
-    for (size_t i = 0; !st && i < np; i++)
-        if (pieces[i] < 0 || (size_t)pieces[i] >= m->n_pieces) abort();
-    int64_t ids[SEQ], mask[SEQ];
-    size_t n = 0;
-    char *cleaned = NULL;
-    sf_status st2 = sf_tokenizer_prompt(t, text, size, SEQ, ids, mask, &n, &cleaned, &err);
-    if ((st2 != SF_OK) != (st != SF_OK)) abort(); /* the whole path agrees with its parts */
-    if (!st2) {
-        if (strcmp(cleaned, c) != 0 || n < 1 || n > SEQ) abort();
-        size_t keep = np < SEQ - 1 ? np : SEQ - 1;
-        if (n != keep + 1 || ids[n - 1] != m->eos_id) abort();
-        for (size_t i = 0; i < SEQ; i++) {
-            if (mask[i] != (i < n)) abort();
-            if (i < keep && ids[i] != pieces[i]) abort();
-            if (ids[i] < 0 || (size_t)ids[i] >= m->n_pieces) abort();
-        }
-    }
-    check_fast(text, size, c, cn);
-    free(cleaned);
-    free(pieces);
+    check_path(tokenizer(), sf_tokenizer_model(tokenizer())->eos_id, text, size, c, cn);
+    check_path(fast_tokenizer(), 1, text, size, c, cn); /* the template's </s> */
     free(c);
     return 0;
 }
