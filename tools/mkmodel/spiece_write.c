@@ -19,6 +19,7 @@ typedef struct pbuf {
     uint8_t *p;
     size_t n, cap;
     int oom;
+    cJSON *vocab; /* the model's pieces list: the same pieces as tokenizer.json entries (NULL: none) */
 } pbuf;
 
 static void put(pbuf *b, const void *d, size_t n) {
@@ -61,13 +62,10 @@ static void field_bytes(pbuf *b, int field, const void *d, size_t n) {
     put(b, d, n);
 }
 
-/* the tokenizer.json being built beside the proto (NULL: none) */
-static cJSON *g_vocab;
-
 static void piece(pbuf *out, const char *s, float score, int type) {
-    if (g_vocab) {
+    if (out->vocab) {
         cJSON *e = cJSON_CreateArray();
-        if (e && cJSON_AddItemToArray(g_vocab, e)) {
+        if (e && cJSON_AddItemToArray(out->vocab, e)) {
             cJSON_AddItemToArray(e, cJSON_CreateString(s));
             cJSON_AddItemToArray(e, cJSON_CreateNumber((double)score));
         }
@@ -111,10 +109,13 @@ static void template_item(cJSON *list, const char *kind, const char *id) {
     cJSON_AddNumberToObject(y, "type_id", 0);
 }
 
-/* tokenizer.json around the vocab g_vocab holds (n_pieces pieces), with extra_ids <extra_id_N> */
+/* tokenizer.json around the vocab piece() collected (n_pieces pieces), with extra_ids <extra_id_N> */
 static cJSON *tokenizer_json(cJSON *vocab, int n_pieces, int extra_ids) {
     cJSON *j = cJSON_CreateObject(), *a, *n, *pre, *post, *m;
-    if (!j) return NULL;
+    if (!j) {
+        cJSON_Delete(vocab);
+        return NULL;
+    }
     cJSON_AddStringToObject(j, "version", "1.0");
     cJSON_AddNullToObject(j, "truncation");
     cJSON_AddNullToObject(j, "padding");
@@ -177,9 +178,8 @@ static cJSON *tokenizer_json(cJSON *vocab, int n_pieces, int extra_ids) {
 sf_status sf_mk_write_spiece(const char *path, const char *json_path, int n_pieces, int extra_ids, uint64_t seed,
                              sf_err *err) {
     if (n_pieces < 3 + 1 + 2 * 94) return sf_fail(err, SF_E_ARG, "spiece.model needs at least %d pieces", 3 + 1 + 2 * 94);
-    g_vocab = json_path ? cJSON_CreateArray() : NULL;
-    if (json_path && !g_vocab) return sf_fail(err, SF_E_NOMEM, "out of memory");
-    pbuf b = {0};
+    pbuf b = {.vocab = json_path ? cJSON_CreateArray() : NULL};
+    if (json_path && !b.vocab) return sf_fail(err, SF_E_NOMEM, "out of memory");
     sf_rng r;
     sf_rng_seed(&r, seed);
     piece(&b, "<pad>", 0, 3);
@@ -238,8 +238,7 @@ sf_status sf_mk_write_spiece(const char *path, const char *json_path, int n_piec
     free(b.p);
     free(t.p);
     free(nm.p);
-    cJSON *vocab = g_vocab;
-    g_vocab = NULL;
+    cJSON *vocab = b.vocab;
     if (!json_path || s2) {
         cJSON_Delete(vocab);
         return s2;
