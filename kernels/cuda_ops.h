@@ -121,6 +121,13 @@ sf_status sf_gated_add_cuda(const sf_cuda_ctx *ctx, int F, int64_t S, int64_t D,
  * rounding to bf16. CPU reference: sf_rope_apply_cpu (kernels/rope.h). */
 sf_status sf_rope_cuda(const sf_cuda_ctx *ctx, void *x, int64_t ld, int F, int H, int W, int heads, int d, int n_t,
                        int n_h, int64_t start_frame, const double *cs, int max_pos, sf_err *err);
+/* Deep Sink's re-alignment of cached keys (sf-denoise --sink-rope realign): dst = src with the time pairs
+ * [0, n_t) of each head rotated by delta positions (table row |delta|, conjugated for delta < 0), the
+ * other pairs copied; n_tok rows of heads·d bf16, strides lds / ldd (dst may be src). fp64, one rounding.
+ * CPU reference: sf_rope_time_shift_cpu (kernels/rope.h). */
+sf_status sf_rope_time_shift_cuda(const sf_cuda_ctx *ctx, const void *src, int64_t lds, void *dst, int64_t ldd,
+                                  int64_t n_tok, int heads, int d, int n_t, int64_t delta, const double *cs, int max_pos,
+                                  sf_err *err);
 /* Patch embedding input: x (F, C, H, W) f32 device → P (F·H/ph·W/pw, C·ph·pw) bf16 (rounded).
  * Unpatchify: O (F·H/ph·W/pw, ph·pw·C) bf16 → y (F, C, H, W) f32. CPU: kernels/patch.h. */
 sf_status sf_patchify_cuda(const sf_cuda_ctx *ctx, const float *x, int F, int C, int H, int W, int ph, int pw, void *P,

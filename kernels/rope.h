@@ -27,4 +27,13 @@ void sf_rope_table_free(sf_rope_table *t);
 void sf_rope_apply_cpu(const sf_rope_table *t, float *x, int64_t ld, int F, int H, int W, int heads,
                        int64_t start_frame, int nthreads);
 
+/* Deep Sink's temporal re-alignment (sf-denoise --sink-rope realign): keys already rotated at time
+ * position p, moved to p + delta by rotating only the time-axis pairs [0, n_t) by delta's own
+ * table row (the conjugate for delta < 0): R(delta)·R(p)·k = R(p + delta)·k, so the result is the key
+ * RoPE would have given at p + delta, up to one more rounding. Height / width pairs are copied.
+ * src, dst: n_tok rows of heads·d f32 (row strides lds, ldd; dst may be src with ldd = lds). In double,
+ * rounded to f32 once, as the rotation above. Requires |delta| < max_pos. */
+void sf_rope_time_shift_cpu(const sf_rope_table *t, const float *src, int64_t lds, float *dst, int64_t ldd,
+                            int64_t n_tok, int heads, int64_t delta, int nthreads);
+
 #endif

@@ -72,3 +72,42 @@ void sf_rope_apply_cpu(const sf_rope_table *t, float *x, int64_t ld, int F, int 
     rope_job j = {t, x, ld, start_frame, H, W, heads};
     sf_parallel_for((int64_t)F * H * W, nthreads, 256, rope_range, &j);
 }
+
+typedef struct shift_job {
+    const sf_rope_table *t;
+    const float *src;
+    float *dst;
+    int64_t lds, ldd, delta;
+    int heads;
+} shift_job;
+
+static void shift_range(void *ctx, int64_t b, int64_t e) {
+    const shift_job *j = ctx;
+    const sf_rope_table *t = j->t;
+    const int c = t->head_dim / 2;
+    const int64_t a = j->delta < 0 ? -j->delta : j->delta;
+    const double sgn = j->delta < 0 ? -1.0 : 1.0; /* the conjugate rotates back */
+    for (int64_t tok = b; tok < e; tok++) {
+        const float *in = j->src + tok * j->lds;
+        float *out = j->dst + tok * j->ldd;
+        for (int h = 0; h < j->heads; h++)
+            for (int jj = 0; jj < c; jj++) {
+                const float *z = in + (int64_t)h * t->head_dim + 2 * jj;
+                float *o = out + (int64_t)h * t->head_dim + 2 * jj;
+                if (jj >= t->n_t) {
+                    o[0] = z[0], o[1] = z[1];
+                    continue;
+                }
+                const double *cs = t->cs + ((size_t)a * c + jj) * 2;
+                const double re = z[0], im = z[1], cr = cs[0], si = sgn * cs[1];
+                o[0] = (float)(re * cr - im * si);
+                o[1] = (float)(re * si + im * cr);
+            }
+    }
+}
+
+void sf_rope_time_shift_cpu(const sf_rope_table *t, const float *src, int64_t lds, float *dst, int64_t ldd,
+                            int64_t n_tok, int heads, int64_t delta, int nthreads) {
+    shift_job j = {t, src, dst, lds, ldd, delta, heads};
+    sf_parallel_for(n_tok, nthreads, 256, shift_range, &j);
+}

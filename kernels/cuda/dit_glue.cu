@@ -51,6 +51,53 @@ fail:
     return st;
 }
 
+/* Deep Sink's re-alignment: one thread per (token, pair j, head); time pairs z' = z·(cos + i·sgn·sin) of row |delta|
+ * in fp64, one rounding to bf16; height / width pairs copied (src and dst may be the same rows). */
+static __global__ void rope_time_shift_kernel(const __nv_bfloat16 *src, int64_t lds, __nv_bfloat16 *dst, int64_t ldd,
+                                              int64_t n_tok, int heads, int d, int n_t, int64_t a, double sgn,
+                                              const double *__restrict__ cs) {
+    const int c = d / 2;
+    const int64_t total = n_tok * c * heads;
+    for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < total;
+         i += (int64_t)gridDim.x * blockDim.x) {
+        int64_t tok = i / ((int64_t)c * heads);
+        int rem = (int)(i - tok * c * heads);
+        int h = rem / c, j = rem - h * c;
+        const __nv_bfloat16 *z = src + tok * lds + (int64_t)h * d + 2 * j;
+        __nv_bfloat16 *o = dst + tok * ldd + (int64_t)h * d + 2 * j;
+        const __nv_bfloat16 z0 = z[0], z1 = z[1];
+        if (j >= n_t) {
+            o[0] = z0, o[1] = z1;
+            continue;
+        }
+        const double *p = cs + ((size_t)a * c + j) * 2;
+        const double re = (double)sf_bf(z0), im = (double)sf_bf(z1), si = sgn * p[1];
+        o[0] = __double2bfloat16(re * p[0] - im * si);
+        o[1] = __double2bfloat16(re * si + im * p[0]);
+    }
+}
+
+extern "C" sf_status sf_rope_time_shift_cuda(const sf_cuda_ctx *ctx, const void *src, int64_t lds, void *dst, int64_t ldd,
+                                             int64_t n_tok, int heads, int d, int n_t, int64_t delta, const double *cs,
+                                             int max_pos, sf_err *err) {
+    sf_status st = SF_OK;
+    const int64_t a = delta < 0 ? -delta : delta;
+    SF_CUDA_REQUIRE(ctx && ctx->stream, "sf_rope_time_shift_cuda: CUDA context not initialised");
+    SF_CUDA_REQUIRE(n_tok >= 0 && heads > 0 && d > 0 && d % 2 == 0 && n_t >= 0 && n_t <= d / 2 &&
+                        lds >= (int64_t)heads * d && ldd >= (int64_t)heads * d,
+                    "sf_rope_time_shift_cuda: bad shape tokens=%lld heads=%d d=%d n_t=%d", (long long)n_tok, heads, d, n_t);
+    SF_CUDA_REQUIRE(a < max_pos, "sf_rope_time_shift_cuda: shift %lld past the table (%d positions)", (long long)delta,
+                    max_pos);
+    if (n_tok == 0) return SF_OK;
+    SF_LAUNCH(rope_time_shift_kernel, sf_cuda_blocks(n_tok * (d / 2) * heads, 256), 256, 0, SF_CUDA_STREAM(ctx),
+              (const __nv_bfloat16 *)src, lds, (__nv_bfloat16 *)dst, ldd, n_tok, heads, d, n_t, a,
+              delta < 0 ? -1.0 : 1.0, cs);
+    CUDA_CHECK_LAUNCH("rope_time_shift_kernel");
+    return SF_OK;
+fail:
+    return st;
+}
+
 /* ---------------------------------------------------------------- patchify / unpatchify */
 
 /* P[tok, c·ph·pw + q·pw + r] = ⌊x[f, c, ph·h'+q, pw·w'+r]⌉ (x_t is bf16 in the reference). */

@@ -145,6 +145,13 @@ sf_status sf_rope_cuda(const sf_cuda_ctx *ctx, void *x, int64_t ld, int F, int H
     (void)start_frame, (void)cs, (void)max_pos;
     return SF_NO_CUDA(err);
 }
+sf_status sf_rope_time_shift_cuda(const sf_cuda_ctx *ctx, const void *src, int64_t lds, void *dst, int64_t ldd,
+                                  int64_t n_tok, int heads, int d, int n_t, int64_t delta, const double *cs, int max_pos,
+                                  sf_err *err) {
+    (void)ctx, (void)src, (void)lds, (void)dst, (void)ldd, (void)n_tok, (void)heads, (void)d, (void)n_t, (void)delta;
+    (void)cs, (void)max_pos;
+    return SF_NO_CUDA(err);
+}
 sf_status sf_patchify_cuda(const sf_cuda_ctx *ctx, const float *x, int F, int C, int H, int W, int ph, int pw, void *P,
                            sf_err *err) {
     (void)ctx, (void)x, (void)F, (void)C, (void)H, (void)W, (void)ph, (void)pw, (void)P;

@@ -381,6 +381,7 @@ void sf_dit_state_free(sf_dit_state *st) {
     free(st->sinus);
     free(st->key_frames);
     free(st->ablate_layer);
+    free(st->sink_orig);
     sf_scratch_free(&st->ws);
     sf_rope_table_free(&st->rope);
     memset(st, 0, sizeof *st);
@@ -416,6 +417,7 @@ int64_t sf_dit_window_tokens(const sf_dit_state *st) {
 void sf_dit_state_reset(sf_dit_state *st) {
     st->global_end = 0;
     st->local_end = 0;
+    st->sink_shift = 0, st->sink_orig_valid = 0; /* the next video's sink is cached afresh */
 }
 
 /* Rows of the RoPE table: the time positions asked for, and at least the spatial grid's. */
@@ -686,6 +688,7 @@ static sf_status forward(sf_dit_state *st, const float *x_t, int F, const float 
         memmove(st->key_frames + sink_fr, st->key_frames + sink_fr + evict / S, sizeof(int64_t) * (size_t)(keep / S));
     for (int f = 0; f < F; f++) st->key_frames[ls / S + f] = start_frame + f;
     const int64_t *kfr = st->key_frames + lo / S;
+    if (st->sink_rope && (s = sf_dit_sink_realign(st, lo, ls, kfr, Lk / S, err))) return s;
     if (st->gpu) {
         if (st->key_select) return sf_fail(err, SF_E_UNSUPPORTED, "key_select (a test seam) runs on the CPU only");
         sf_dit_kv_step kv = {ls, le, evict, keep, lo, Lk};

@@ -212,6 +212,12 @@ typedef struct sf_dit_state {
      * key slots of its context (sf_dit_ablate_skip) */
     int ablate_frames;
     unsigned char *ablate_layer;     /* [num_layers], owned; NULL: no layer */
+    /* --sink-rope realign (sf_dit_set_sink_rope, sink_rope.c): Deep Sink's re-alignment of the sink keys */
+    int sink_rope;                   /* 1: on */
+    int64_t sink_rope_gap;           /* frames left between the moved sink and the oldest recent frame */
+    int64_t sink_shift;              /* the time shift the sink slots hold now (0: as cached) */
+    int sink_orig_valid;             /* sink_orig holds the sink slots' keys as cached */
+    float *sink_orig;                /* CPU: (num_layers, sink_tokens, dim), owned (a GPU keeps its own) */
 } sf_dit_state;
 
 /* Allocate the state for blocks of up to max_frames latent frames of lat_h × lat_w, a KV cache of
@@ -254,6 +260,23 @@ sf_status sf_dit_set_ablation(sf_dit_state *st, int frames, const int *layers, i
 /* Key tokens layer l's self-attention skips at the front of a window of Lk keys for Lq queries (the forward's own
  * keys are the window's last Lq): min(ablate_frames · frame_tokens, Lk − Lq) in an ablated layer, else 0. */
 int64_t sf_dit_ablate_skip(const sf_dit_state *st, int l, int64_t Lq, int64_t Lk);
+/* Deep Sink's temporal re-alignment (Deep Forcing, Yi et al. 2025), an intervention for long rolling-cache runs:
+ * once eviction has opened a gap between the sink frames [0, sink) and the oldest recent frame a of a forward's
+ * window, the sink's cached keys are moved in time, as if RoPE had put them at frames a − gap − sink .. a − gap − 1
+ * (shift a − gap − sink: only the time pairs of each head turn, sf_rope_time_shift_cpu; values are unchanged),
+ * so the window reads as one stretch of time instead of frames 0..sink−1 followed by a jump. The shift is taken
+ * from the sink keys as cached each time (never compounded), once per change of window (a block), on both
+ * backends. A forward that rewrites sink slots (the first blocks; a re-cache of the sink frames) sees the sink
+ * unshifted. gap >= 0 frames (0: adjacent). Needs a rolling cache with a sink (SF_E_ARG otherwise). on 0 turns
+ * it off. Set after the state is made; sf_dit_state_reset forgets the shift. */
+sf_status sf_dit_set_sink_rope(sf_dit_state *st, int on, int64_t gap, sf_err *err);
+/* The shift a forward gives the sink: its window starts at slot lo and holds n_frames frames kfr[] (absolute),
+ * it writes from slot ls. 0 when the sink is not in it, the window is one stretch, or it writes a sink slot. */
+int64_t sf_dit_sink_shift(const sf_dit_state *st, int64_t lo, int64_t ls, const int64_t *kfr, int64_t n_frames);
+/* Before a forward (dit.c): bring the sink slots to that shift (snapshotting them as cached first if needed). */
+sf_status sf_dit_sink_realign(sf_dit_state *st, int64_t lo, int64_t ls, const int64_t *kfr, int64_t n_frames,
+                              sf_err *err);
+
 /* Start a new video: cache indices to 0 (the cross-attention cache stays with its prompt). */
 void sf_dit_state_reset(sf_dit_state *st);
 

@@ -191,6 +191,7 @@ void sf_dit_cuda_free(sf_dit_state *st) {
     sf_cuda_graphs_free(g->graphs);
     sf_cuda_free(g->S);
     sf_cuda_free(g->P);
+    sf_cuda_free(g->sink_orig);
     sf_cuda_free(g->S16);
     sf_gpu_prof_free(&g->prof);
     sf_cuda_free(g->arena);

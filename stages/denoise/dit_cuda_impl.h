@@ -81,6 +81,7 @@ struct sf_dit_gpu {
     bf16 *sinus, *et, *e, *e0;                /* (F, freq), (F, D), (F, D), (F, 6D) */
     float *E, *Hm;                            /* (NL, F, 6D) every layer's modulation, (F, 2D) the head's */
     double *rope_cs;                          /* (max_pos, d/2, 2) */
+    bf16 *sink_orig;                          /* --sink-rope realign: (NL, sink_tokens, D) the sink keys as cached */
     float *S;                                 /* explicit attention logits (H, chunk, Lk_max), lazily */
     bf16 *P;                                  /* its probabilities */
     uint16_t *S16;                            /* a chunk of logits as f16, on its way to a tap */

@@ -514,6 +514,17 @@ static void test_rope_strided(void) {
     if (gb_get(&c, &g, "rope", got)) {
         cmp("rope vs mirror (f64, one rounding)", got, mir, (size_t)ntok * HEADS * D, T_EXACT, 1);
         cmp("rope vs sf_rope_apply_cpu", got, cpu, (size_t)ntok * HEADS * D, T_ONE_ULP, 1);
+        /* Deep Sink's shift of those keys by -DELTA into other strided rows (--sink-rope realign), vs the CPU's */
+        enum { DELTA = 11, LD2 = HEADS * D + 3 };
+        gbuf g2;
+        sf_rope_time_shift_cpu(&t, got, HEADS * D, cpu, HEADS * D, ntok, HEADS, -DELTA, 1);
+        for (int i = 0; i < ntok * HEADS * D; i++) cpu[i] = rbf(cpu[i]);
+        if (gb_new(&c, &g2, ntok, HEADS * D, LD2, 2)) {
+            SF_CHECK_OK(sf_rope_time_shift_cuda(&c.ctx, g.at, LD, g2.at, LD2, ntok, HEADS, D, t.n_t, -DELTA, dcs, MAXPOS,
+                                                &c.err), &c.err);
+            if (gb_get(&c, &g2, "rope_time_shift", got))
+                cmp("rope_time_shift vs sf_rope_time_shift_cpu", got, cpu, (size_t)ntok * HEADS * D, T_ONE_ULP, 1);
+        }
     }
 done:
     sf_rope_table_free(&t);

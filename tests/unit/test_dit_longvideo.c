@@ -64,6 +64,12 @@ static int64_t ablated_cb(void *ctx, int64_t s, int F, int64_t *out, int64_t cap
 static int ab_frames, ab_nl;
 static const int *ab_layers;
 
+/* --sink-rope realign in run()'s state (rope_on, rope_gap); rope_after: called with the state and the preds when
+ * the run is done, before the state is freed */
+static int rope_on;
+static int64_t rope_gap;
+static void (*rope_after)(sf_dit_state *st, const float *preds);
+
 /* Records, for layer 0, the absolute key frames the tap view reports, per forward. */
 typedef struct run_ctx {
     float *preds;            /* (n_blocks, NSTEP+1, fpb, FR) */
@@ -123,6 +129,7 @@ static void run(long las, long sink, int iff, const window *sel, const window *c
         st.key_select_ctx = (void *)sel;
     }
     SF_CHECK_OK(sf_dit_set_ablation(&st, ab_frames, ab_layers, ab_nl, &err), &err);
+    SF_CHECK_OK(sf_dit_set_sink_rope(&st, rope_on, rope_gap, &err), &err);
     int ab0 = ab_frames && ab_nl == 0; /* layer 0, the tapped one, ablated too */
     for (int i = 0; i < ab_nl; i++) ab0 |= ab_frames && ab_layers[i] == 0;
     run_ctx c = {preds, 3, 0, 0, 0, check_taps, 0, 0, ab0 ? ab_frames : 0};
@@ -148,6 +155,7 @@ static void run(long las, long sink, int iff, const window *sel, const window *c
         SF_CHECK(st.global_end == nf * S);
         SF_CHECK(st.local_end == (nf <= las ? nf : las) * S);
     }
+    if (rope_after) rope_after(&st, preds);
     sf_dit_state_free(&st);
 }
 
@@ -284,6 +292,141 @@ static void test_ablate_layers(void) {
     sf_dit_state_free(&st);
 }
 
+/* --sink-rope realign, window 6 with a sink of 3 (blocks 0-2 | 3-5 | 6-8 | 9-11: block 2 attends to the sink then
+ * frames 6-8, block 3 to the sink then 9-11): the blocks before the first eviction are the plain rolling run's bit for
+ * bit, the later ones differ; with a gap of 3 block 2's window needs no shift (6 − 3 − 3 = 0) and is the plain one
+ * too. */
+static void test_sink_rope_run(void) {
+    static float plain[NPRED], re[NPRED], gap3[NPRED];
+    run(6, 3, 0, NULL, NULL, plain);
+    rope_on = 1;
+    run(6, 3, 0, NULL, NULL, re);
+    rope_gap = 3;
+    run(6, 3, 0, NULL, NULL, gap3);
+    rope_on = 0, rope_gap = 0;
+    if (!M.ok) return;
+    for (int blk = 0; blk < T / 3; blk++) {
+        SF_CHECK_MSG(same_block(re, plain, blk) == (blk < 2), "realign: block %d %s the plain rolling run", blk,
+                     blk < 2 ? "differs from" : "equals");
+        SF_CHECK_MSG(same_block(gap3, plain, blk) == (blk < 3), "realign, gap 3: block %d %s the plain rolling run", blk,
+                     blk < 3 ? "differs from" : "equals");
+    }
+    /* refused without a rolling cache with a sink, or with a negative gap */
+    sf_err err = {{0}};
+    sf_dit_state st;
+    SF_CHECK_OK(sf_dit_state_init(&st, &M.w, 3, 8, 12, T, -1, 0, 1, &err), &err);
+    SF_CHECK(sf_dit_set_sink_rope(&st, 1, 0, &err) == SF_E_ARG && strstr(err.msg, "rolling KV cache with a sink"));
+    SF_CHECK_OK(sf_dit_set_sink_rope(&st, 0, 0, &err), &err);
+    sf_dit_state_free(&st);
+    SF_CHECK_OK(sf_dit_state_init(&st, &M.w, 3, 8, 12, 6, 6, 0, 1, &err), &err);
+    SF_CHECK(sf_dit_set_sink_rope(&st, 1, 0, &err) == SF_E_ARG);
+    sf_dit_state_free(&st);
+    SF_CHECK_OK(sf_dit_state_init(&st, &M.w, 3, 8, 12, 6, 6, 3, 1, &err), &err);
+    SF_CHECK(sf_dit_set_sink_rope(&st, 1, -1, &err) == SF_E_ARG && strstr(err.msg, "gap"));
+    /* every shift is taken from the keys as cached, never from the last shift's result: after 301 windows that move
+     * the sink back and forth, the slots are one shift of the first keys bit for bit (rotating by the change instead
+     * would leave 301 roundings in them) */
+    SF_CHECK_OK(sf_dit_set_sink_rope(&st, 1, 0, &err), &err);
+    const int64_t n = st.sink_tokens * M.w.cfg.dim;
+    float *keys = malloc(sizeof(float) * (size_t)n), *want = malloc(sizeof(float) * (size_t)n);
+    if (!keys || !want) goto out;
+    for (int64_t i = 0; i < n; i++) keys[i] = st.kc[0][i] = (float)sin(0.37 * (double)i) * 3.0f;
+    for (int i = 0; i <= 300; i++) {
+        const int64_t a = i % 2 ? 7 : 40, kfr[6] = {0, 1, 2, a, a + 1, a + 2};
+        SF_CHECK_OK(sf_dit_sink_realign(&st, 0, 3 * st.frame_tokens, kfr, 6, &err), &err);
+    }
+    SF_CHECK(st.sink_shift == 37);
+    sf_rope_time_shift_cpu(&st.rope, keys, M.w.cfg.dim, want, M.w.cfg.dim, st.sink_tokens, M.w.cfg.num_heads, 37, 1);
+    SF_CHECK_MSG(memcmp(st.kc[0], want, sizeof(float) * (size_t)n) == 0, "301 re-alignments compounded roundings");
+out:
+    free(keys), free(want);
+    sf_dit_state_free(&st);
+}
+
+/* The brute force of a moved sink: block 0's clean latents (its refresh pass's input) run at frames start..start+2
+ * through a fresh global state under context emb, attending to those frames only (key_select), as the refresh pass
+ * attended to the block alone; out ← every layer's keys of those frames (NL, 3·S, D). Shifting every position of a
+ * forward that attends only to itself leaves its relative positions, hence its hidden states, as they were: its keys
+ * are the cached ones RoPE'd at the new frames — what a realigned sink must hold. */
+static int64_t own_block_cb(void *ctx, int64_t s, int F, int64_t *out, int64_t cap) {
+    (void)ctx;
+    for (int f = 0; f < F && f < cap; f++) out[f] = s + f;
+    return F;
+}
+static void sink_brute(const float *emb, int64_t rows, const float *x0, int64_t start, float *out) {
+    sf_err err = {{0}};
+    sf_dit_state g;
+    SF_CHECK_OK(sf_dit_state_init(&g, &M.w, 3, 8, 12, T, -1, 0, 1, &err), &err);
+    SF_CHECK_OK(sf_dit_set_context(&g, emb, rows, &err), &err);
+    g.key_select = own_block_cb;
+    static float flow[3 * FR];
+    const float t[3] = {0, 0, 0};
+    SF_CHECK_OK(sf_dit_forward(&g, x0, 3, t, start, flow, &err), &err);
+    const int64_t n = 3 * g.frame_tokens * M.w.cfg.dim;
+    for (int l = 0; l < M.w.cfg.num_layers; l++)
+        memcpy(out + l * n, g.kc[l] + start * g.frame_tokens * M.w.cfg.dim, sizeof(float) * (size_t)n);
+    sf_dit_state_free(&g);
+}
+
+/* max |a − b| over every layer's sink keys of st (n per layer) against ref */
+static double sink_diff(const sf_dit_state *st, const float *ref, int64_t n) {
+    double md = 0;
+    for (int l = 0; l < M.w.cfg.num_layers; l++)
+        for (int64_t i = 0; i < n; i++) md = fmax(md, fabs(st->kc[l][i] - ref[l * n + i]));
+    return md;
+}
+
+/* After the realigned run (last window: the sink, then frames 9-11, so a shift of 6 − gap) every layer's sink slots
+ * hold the keys the brute force computes at frames shift..shift+2 (to the rounding RoPE at other angles makes), and
+ * not the keys as cached. Then a prompt switch's re-cache (sf_dit_recache, a new context) rewrites the sink and moves
+ * it again: the slots hold the new context's brute-force keys at the same frames — the copy of the sink keys taken
+ * for the shift is taken again after a forward rewrote them. */
+static float *rk_ref, *rk_emb2;
+static int64_t rk_gap;
+static const float *rk_preds;
+static const float *rk_frame(void *ctx, int64_t f) {
+    (void)ctx;
+    return rk_preds + (((f / 3) * (NSTEP + 1) + NSTEP - 1) * 3 + f % 3) * FR; /* the block's last x0: its clean frames */
+}
+static void rk_check(sf_dit_state *st, const float *preds) {
+    const int64_t n = st->sink_tokens * M.w.cfg.dim, shift = 6 - rk_gap;
+    const float *x0 = preds + (NSTEP - 1) * 3 * FR;
+    SF_CHECK_MSG(st->sink_shift == shift, "sink shift %lld after the run, want %lld", (long long)st->sink_shift,
+                 (long long)shift);
+    sink_brute(M.emb, M.rows, x0, shift, rk_ref);
+    const double moved = sink_diff(st, rk_ref, n);
+    SF_CHECK_MSG(moved <= 2e-4, "gap %lld: sink keys vs the brute force at frames %lld..: max |d| %.3g", (long long)rk_gap,
+                 (long long)shift, moved);
+    double as_cached = 0; /* the copy kept: the keys at frames 0..2 */
+    for (int64_t i = 0; i < (int64_t)M.w.cfg.num_layers * n; i++) as_cached = fmax(as_cached, fabs(st->sink_orig[i] - rk_ref[i]));
+    SF_CHECK_MSG(as_cached > 1e-2, "the sink as cached is already the moved one (max |d| %.3g): the test cannot fail", as_cached);
+    /* a new prompt and its re-cache */
+    sf_err err = {{0}};
+    rk_preds = preds;
+    SF_CHECK_OK(sf_dit_set_context(st, rk_emb2, M.rows, &err), &err);
+    SF_CHECK_OK(sf_dit_recache(st, 0.0f, 3, 0, rk_frame, NULL, &err), &err);
+    SF_CHECK(st->sink_shift == shift);
+    sink_brute(rk_emb2, M.rows, x0, shift, rk_ref);
+    const double re = sink_diff(st, rk_ref, n);
+    SF_CHECK_MSG(re <= 2e-4, "after the re-cache: sink keys vs the new context's brute force: max |d| %.3g", re);
+}
+static void sink_keys_case(int64_t gap) {
+    static float preds[NPRED];
+    model_load();
+    if (!M.ok) return;
+    const int64_t S = (8 / M.w.cfg.patch_size[1]) * (12 / M.w.cfg.patch_size[2]); /* a frame's tokens */
+    rk_ref = malloc(sizeof(float) * (size_t)(M.w.cfg.num_layers * 3 * S * M.w.cfg.dim));
+    rk_emb2 = malloc(sizeof(float) * (size_t)M.n);
+    for (int64_t i = 0; rk_emb2 && i < M.n; i++) rk_emb2[i] = -0.5f * M.emb[M.n - 1 - i];
+    rk_gap = gap;
+    rope_on = 1, rope_gap = gap, rope_after = rk_check;
+    if (rk_ref && rk_emb2) run(6, 3, 0, NULL, NULL, preds);
+    rope_on = 0, rope_gap = 0, rope_after = NULL;
+    free(rk_ref), free(rk_emb2);
+}
+static void test_sink_rope_keys(void) { sink_keys_case(0); }
+static void test_sink_rope_keys_gap(void) { sink_keys_case(2); }
+
 static int64_t future_cb(void *ctx, int64_t s, int F, int64_t *out, int64_t cap) {
     (void)ctx;
     (void)cap;
@@ -336,6 +479,9 @@ static const sf_test tests[] = {
     {"ablate_global_2", test_ablate_global_2},
     {"ablate_rolling_sink", test_ablate_rolling_sink},
     {"ablate_layers", test_ablate_layers},
+    {"sink_rope_run", test_sink_rope_run},
+    {"sink_rope_keys", test_sink_rope_keys},
+    {"sink_rope_keys_gap", test_sink_rope_keys_gap},
     {"cleanup", test_cleanup},
 };
 SF_TEST_MAIN(tests)

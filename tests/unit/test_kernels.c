@@ -271,6 +271,51 @@ static void test_attention_tiles(void) {
     sf_test_exact(0);
 }
 
+/* Deep Sink's re-alignment (sf_rope_time_shift_cpu): keys roped at frames [s, s+F), shifted by delta, are the
+ * keys roped at [s+delta, s+F+delta) to rounding (both ways); height / width pairs and delta 0 are bit-exact
+ * copies; in place = out of place; strided rows keep their gaps. */
+static void test_rope_time_shift(void) {
+    enum { F = 2, H = 3, W = 4, HEADS = 2, D = 12, ROW = HEADS * D, LD = ROW + 3, NTOK = F * H * W, S0 = 5, DELTA = 37 };
+    sf_err err = {{0}};
+    sf_rope_table rt;
+    SF_CHECK_OK(sf_rope_table_init(&rt, D, 64, &err), &err);
+    if (!rt.cs) return;
+    float x[NTOK * ROW], a[NTOK * ROW], b[NTOK * ROW], sh[NTOK * LD], back[NTOK * ROW], inpl[NTOK * ROW];
+    uint64_t r = 0x9e3779b97f4a7c15ull;
+    for (int i = 0; i < NTOK * ROW; i++) {
+        r = r * 6364136223846793005ull + 1442695040888963407ull;
+        x[i] = (float)((double)(r >> 11) / 9007199254740992.0 * 4.0 - 2.0);
+    }
+    memcpy(a, x, sizeof a), memcpy(b, x, sizeof b);
+    sf_rope_apply_cpu(&rt, a, ROW, F, H, W, HEADS, S0, 1);
+    sf_rope_apply_cpu(&rt, b, ROW, F, H, W, HEADS, S0 + DELTA, 1);
+    for (int i = 0; i < NTOK * LD; i++) sh[i] = -7.0f; /* the row gaps must stay */
+    sf_rope_time_shift_cpu(&rt, a, ROW, sh, LD, NTOK, HEADS, DELTA, 2);
+    sf_rope_time_shift_cpu(&rt, b, ROW, back, ROW, NTOK, HEADS, -DELTA, 1);
+    memcpy(inpl, a, sizeof inpl);
+    sf_rope_time_shift_cpu(&rt, inpl, ROW, inpl, ROW, NTOK, HEADS, DELTA, 1);
+    double md = 0, mb = 0;
+    int copies = 1, gaps = 1, same = 1;
+    for (int t = 0; t < NTOK; t++) {
+        for (int k = ROW; k < LD; k++) gaps &= sh[t * LD + k] == -7.0f;
+        for (int k = 0; k < ROW; k++) {
+            const int time = (k % D) / 2 < rt.n_t;
+            const float got = sh[t * LD + k];
+            md = fmax(md, fabs(got - b[t * ROW + k]));
+            mb = fmax(mb, fabs(back[t * ROW + k] - a[t * ROW + k]));
+            if (!time) copies &= got == a[t * ROW + k];
+            same &= inpl[t * ROW + k] == got;
+        }
+    }
+    SF_CHECK_MSG(md <= 2e-6 && mb <= 2e-6, "shift by %d vs RoPE at +%d: max |d| %.3g; back: %.3g", DELTA, DELTA, md, mb);
+    SF_CHECK_MSG(copies && gaps && same, "height/width copied %d, row gaps kept %d, in place = out of place %d", copies,
+                 gaps, same);
+    memcpy(inpl, a, sizeof inpl);
+    sf_rope_time_shift_cpu(&rt, inpl, ROW, inpl, ROW, NTOK, HEADS, 0, 1);
+    SF_CHECK(memcmp(inpl, a, sizeof inpl) == 0);
+    sf_rope_table_free(&rt);
+}
+
 static void test_rope_and_sinusoid(void) {
     char p[1024];
     sf_err err = {{0}};
@@ -578,6 +623,7 @@ static const sf_test tests[] = {
     {"attention", test_attention},
     {"gemm_tiles", test_gemm_tiles},
     {"attention_tiles", test_attention_tiles},
+    {"rope_time_shift", test_rope_time_shift},
     {"rope_and_sinusoid", test_rope_and_sinusoid},
     {"small_ops", test_small_ops},
     {"no_fp_contract", test_no_fp_contract},
