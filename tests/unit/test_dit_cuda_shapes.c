@@ -81,6 +81,7 @@ typedef struct shape_case {
     int fp8;              /* --fp8: the block linears in float8 on both (sf_dit_weights_fp8), bound SF_TOL_FP8_GPU */
     int fp8_refused;      /* with fp8: the GPU refuses every FP8 shape at init (no quantization on the device) */
     int ablate;           /* > 0: sink ablation of that many frames in every layer but the first, on both (--sink-ablate) */
+    int sink_rope;        /* > 0: --sink-rope realign with a gap of sink_rope − 1 frames, on both */
 } shape_case;
 
 enum { MAXF = 3, CTX_ROWS = 7 };
@@ -193,6 +194,10 @@ static int rig_open(rig *g, const shape_case *c, int dev, sf_taps *gt, sf_taps *
         SF_CHECK_OK(sf_dit_set_ablation(&g->gs, c->ablate, ls, nl, &err), &err);
         SF_CHECK_OK(sf_dit_set_ablation(&g->cs, c->ablate, ls, nl, &err), &err);
     }
+    if (c->sink_rope) { /* the sink's keys moved in time once eviction opens a gap (sink_rope.c) */
+        SF_CHECK_OK(sf_dit_set_sink_rope(&g->gs, 1, c->sink_rope - 1, &err), &err);
+        SF_CHECK_OK(sf_dit_set_sink_rope(&g->cs, 1, c->sink_rope - 1, &err), &err);
+    }
     SF_CHECK_OK(sf_dit_prepare(&g->gs, g->nb, g->frames, &err), &err);
     g->r = 0x9E3779B97F4A7C15ull ^ (uint64_t)(c->dim * 131 + c->heads * 7 + c->lat_w);
     for (int64_t i = 0; i < CTX_ROWS * (int64_t)g->cfg.text_dim; i++) g->emb[i] = urand(&g->r, -1.0, 1.0);
@@ -281,6 +286,9 @@ static void shape_run(const shape_case *c) {
         SF_CHECK_MSG(g.gs.local_end == g.cs.local_end && g.gs.global_end == g.cs.global_end,
                      "%s: cache ends GPU %lld/%lld, CPU %lld/%lld", name, (long long)g.gs.local_end,
                      (long long)g.gs.global_end, (long long)g.cs.local_end, (long long)g.cs.global_end);
+        SF_CHECK_MSG(g.gs.sink_shift == g.cs.sink_shift && (g.gs.sink_shift > 0) == (c->sink_rope > 0),
+                     "%s: the sink's shift at the end: GPU %lld, CPU %lld", name, (long long)g.gs.sink_shift,
+                     (long long)g.cs.sink_shift);
         /* CUDA graphs: sf_dit_prepare readied every shape, so every forward is one. On a GPU a library may
            load on a plan's first execution, inside the capture of a shape's first forward: then at most
            one failed capture per block's shape, that forward run directly (test_dit_cuda `graphs`) */
@@ -641,6 +649,22 @@ static void test_fp8_head_dim_48_rolling(void) { run_variant(case_head_dim_48_ro
 static void test_ablate_head_dim_64(void) { run_variant(case_head_dim_64, "ablate_head_dim_64", 0, 1); }
 static void test_ablate_head_dim_48_rolling(void) { run_variant(case_head_dim_48_rolling, "ablate_head_dim_48_rolling", 0, 2); }
 
+/* --sink-rope realign on both backends (the sink's keys moved in time before the forwards that find a gap after
+ * it, on the device by sf_rope_time_shift_cuda outside the forward's CUDA graph): on the explicit path with a 1-frame
+ * sink after an independent first frame (shifts 1, 4, 7), and on cuDNN through the sampling loop's calls with a
+ * 3-frame sink and a gap of 1 (shifts 2, 5) — the GPU's flows within the bf16 bound of the CPU's (whose moved sink
+ * test_dit_longvideo holds to a brute force) */
+static void test_sink_rope_head_dim_48_rolling(void) {
+    shape_case c = case_head_dim_48_rolling;
+    c.name = "sink_rope_head_dim_48_rolling", c.sink_rope = 1;
+    shape_run(&c);
+}
+static void test_sink_rope_head_dim_64_rolling(void) {
+    shape_case c = case_head_dim_64;
+    c.name = "sink_rope_head_dim_64_rolling", c.las = 6, c.sink = 3, c.blocks = 4, c.slots = 1, c.sink_rope = 2;
+    shape_run(&c);
+}
+
 /* A cuBLASLt that takes the FP8 products of a 3-frame block (45 rows) but not of the 1-frame first block (15 rows;
  * the emulation's SF_EMU_NO_FP8_ROWS): the init probe tries every block's row count, so the refusal is a warning
  * and the linears stay bf16 (no quantization at all) instead of a failing product mid-run; the flows stay within the
@@ -710,6 +734,8 @@ static const sf_test tests[] = {
     {"fp8_rows_refused", test_fp8_rows_refused},
     {"ablate_head_dim_64", test_ablate_head_dim_64},
     {"ablate_head_dim_48_rolling", test_ablate_head_dim_48_rolling},
+    {"sink_rope_head_dim_48_rolling", test_sink_rope_head_dim_48_rolling},
+    {"sink_rope_head_dim_64_rolling", test_sink_rope_head_dim_64_rolling},
     {"head_dim_32_fused", test_head_dim_32_fused},
     {"head_dim_96", test_head_dim_96},
     {"head_dim_96_explicit", test_head_dim_96_explicit},
