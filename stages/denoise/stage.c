@@ -231,6 +231,16 @@ sf_status sf_denoise_opts_get(const sf_args *a, const sf_opt *opts, sf_denoise_o
     if (o->las == -1 && o->sink > 0) sf_warn("sink_size %ld has no effect with global attention (local_attn_size -1)", o->sink);
     if (o->las == 0 || o->las < -1)
         return sf_fail(err, SF_E_ARG, "local_attn_size must be -1 (global) or a positive number of frames");
+    const char *sr = sf_args_get(a, opts, "sink-rope");
+    if (sr && strcmp(sr, "absolute") && strcmp(sr, "realign"))
+        return sf_fail(err, SF_E_ARG, "--sink-rope must be absolute or realign");
+    o->sink_rope = sr && !strcmp(sr, "realign");
+    if ((s = get_long(a, opts, "sink-rope-gap", 0, 1023, &o->sink_rope_gap, err))) return s;
+    if (sf_args_get(a, opts, "sink-rope-gap") && !o->sink_rope)
+        return sf_fail(err, SF_E_ARG, "--sink-rope-gap goes with --sink-rope realign");
+    if (o->sink_rope && (o->las == -1 || o->sink <= 0))
+        return sf_fail(err, SF_E_ARG, "--sink-rope realign needs a rolling KV cache with a sink (--local_attn_size N and "
+                                      "--sink_size > 0; this run has %ld and %ld)", o->las, o->sink);
     o->ckpath = sf_args_get(a, opts, "checkpoint-path");
     o->no_ckpt = sf_args_has(a, opts, "no-checkpoint"), o->use_ema = !sf_args_has(a, opts, "no-ema");
     o->require_ckpt = sf_args_has(a, opts, "require-checkpoint"), o->recache = sf_args_has(a, opts, "recache");
@@ -414,6 +424,14 @@ sf_status sf_denoise_stage_run(sf_denoise_opts *o, sf_err *err) {
         weights = weights_ab;
         sf_info("sink ablation: layers %s skip the first %ld key frame%s of their context", ls, o->ablate, o->ablate == 1 ? "" : "s");
     }
+    char weights_sr[5680];
+    if (o->sink_rope) { /* every output's "weights" says the sink's keys were moved: not the model's positions */
+        snprintf(weights_sr, sizeof weights_sr, "%s, sink RoPE realigned (gap %ld)", weights, o->sink_rope_gap);
+        weights = weights_sr;
+        sf_info("sink RoPE realign: once eviction opens a gap, the %ld sink frame%s move%s in time to %ld frame%s before "
+                "the oldest recent frame", o->sink, o->sink == 1 ? "" : "s", o->sink == 1 ? "s" : "", o->sink_rope_gap,
+                o->sink_rope_gap == 1 ? "" : "s");
+    }
     if (o->tap_out) {
         if ((s = sf_taps_init(&taps, o->tmode, o->tsel, o->sel_b, o->sel_s, layers, n_layers, cfg.num_layers, err))) goto done;
         have_taps = 1;
@@ -492,6 +510,7 @@ sf_status sf_denoise_stage_run(sf_denoise_opts *o, sf_err *err) {
         goto done;
     have_st = 1;
     if (o->ablate && (s = sf_dit_set_ablation(&st, (int)o->ablate, ab_layers, n_ab, err))) goto done;
+    if (o->sink_rope && (s = sf_dit_set_sink_rope(&st, 1, o->sink_rope_gap, err))) goto done;
     /* the KV cache is the big allocation (CPU f32: 12 GiB for 21 frames at 480×832; GPU bf16: 6) */
     sf_info("KV cache: %lld frames x %lld tokens x %d layers, %.2f GiB (%s)", (long long)cache_frames,
             (long long)st.frame_tokens, cfg.num_layers,

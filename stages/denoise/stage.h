@@ -21,6 +21,8 @@ typedef struct sf_denoise_opts {
     const char **lay;                               /* --layer_indices words (owned: freed by the run) */
     int n_lay;
     long ablate;                                    /* --sink-ablate K (0: off) */
+    int sink_rope;                                  /* --sink-rope realign */
+    long sink_rope_gap;                             /* --sink-rope-gap N */
     const char **ab_lay;                            /* --sink-ablate-layers words (owned: freed by the run) */
     int n_ab_lay;
     sf_tap_mode tmode;

@@ -512,3 +512,49 @@ print(json.dumps(json.loads(json.loads(f.read(n))["__metadata__"]["forwards"])[2
     [[ "$stderr" == "sf-denoise: error: --sink-ablate"* ]] || false
     [ ! -e "$D/x.safetensors" ]
 }
+
+@test "--sink-rope realign [--sink-rope-gap N]: blocks before the first eviction as the plain rolling run, later ones not; recorded in weights; errors" {
+    D="$BATS_TEST_TMPDIR"
+    IN=(--prompt-embeds "$P:context.prompt_embeds" --noise "$P" --local_attn_size 6 --sink_size 3)
+    sf-denoise "${COMMON[@]}" "${IN[@]}" --save-latents "$D/plain.safetensors"
+    run -0 --separate-stderr sf-denoise "${COMMON[@]}" "${IN[@]}" --save-latents "$D/re.safetensors" --sink-rope realign
+    [[ "$stderr" == *"sink RoPE realign: once eviction opens a gap, the 3 sink frames move in time to 0 frames before the oldest recent frame"* ]] || false
+    # a gap of 3: block 2 (the sink, then frames 6-8) needs no shift (6 - 3 - 3), so nothing moves in 9 frames
+    run -0 sf-denoise "${COMMON[@]}" "${IN[@]}" --save-latents "$D/gap3.safetensors" --sink-rope realign --sink-rope-gap 3
+    # taps beside it: the same latents, and the tap file's weights say what ran
+    run -0 sf-denoise "${COMMON[@]}" "${IN[@]}" --save-latents "$D/ret.safetensors" --sink-rope realign \
+        --layer_indices 0 --tap-mode frames --output_path "$D/t.safetensors"
+    run -0 python3 - "$D" <<'PY'
+import json, struct, sys
+def load(path, name="latents"):
+    f = open(path, "rb"); n = struct.unpack("<Q", f.read(8))[0]; h = json.loads(f.read(n))
+    if name not in h: return h["__metadata__"], None
+    a, b = h[name]["data_offsets"]; f.seek(8 + n + a)
+    return h["__metadata__"], struct.unpack("<%df" % ((b - a) // 4), f.read(b - a))
+d = sys.argv[1]
+mp, p = load(d + "/plain.safetensors"); mr, r = load(d + "/re.safetensors"); mg, g = load(d + "/gap3.safetensors")
+assert load(d + "/ret.safetensors")[1] == r, "taps changed the realigned run"
+fr = len(p) // 9  # 9 latent frames, blocks of 3; block 2 is the first to evict
+assert r[:6 * fr] == p[:6 * fr], "a block before the first eviction changed"
+assert r[6 * fr:] != p[6 * fr:], "block 2 equals the plain rolling run"
+assert g == p, "gap 3: nothing should have moved"
+assert mr["weights"] == mp["weights"] + ", sink RoPE realigned (gap 0)", mr["weights"]
+assert mg["weights"] == mp["weights"] + ", sink RoPE realigned (gap 3)", mg["weights"]
+assert load(d + "/t.safetensors", "-")[0]["weights"] == mr["weights"]
+PY
+    # errors, before any work and without outputs
+    run -2 --separate-stderr sf-denoise "${COMMON[@]}" "${IN[@]}" --save-latents "$D/x.safetensors" --sink-rope sideways
+    assert_equal "$stderr" "sf-denoise: error: --sink-rope must be absolute or realign"
+    run -2 --separate-stderr sf-denoise "${COMMON[@]}" "${IN[@]}" --save-latents "$D/x.safetensors" --sink-rope-gap 2
+    assert_equal "$stderr" "sf-denoise: error: --sink-rope-gap goes with --sink-rope realign"
+    run -2 --separate-stderr sf-denoise "${COMMON[@]}" --prompt-embeds "$P:context.prompt_embeds" \
+        --save-latents "$D/x.safetensors" --sink-rope realign
+    [[ "$stderr" == "sf-denoise: error: --sink-rope realign needs a rolling KV cache with a sink"* ]] || false
+    run -2 --separate-stderr sf-denoise "${COMMON[@]}" "${IN[@]}" --sink_size 0 --save-latents "$D/x.safetensors" \
+        --sink-rope realign
+    [[ "$stderr" == *"(--local_attn_size N and --sink_size > 0; this run has 6 and 0)" ]] || false
+    run -2 --separate-stderr sf-denoise "${COMMON[@]}" "${IN[@]}" --save-latents "$D/x.safetensors" --sink-rope realign \
+        --sink-rope-gap -1
+    [[ "$stderr" == "sf-denoise: error: --sink-rope-gap"* ]] || false
+    [ ! -e "$D/x.safetensors" ]
+}
