@@ -253,6 +253,22 @@ by_hand() {
     [[ "$stderr" == *"sf-denoise --check: --sink-ablate-layers: layer 7 out of range"* ]]
 }
 
+@test "--sink-rope realign --sink-rope-gap N: passed to sf-denoise with a rolling-cache config (its weights say so), recorded; refused without one" {
+    printf 'a red fox\n' >"$T/p1.txt"
+    printf 'denoising_step_list: [1000, 750, 500, 250]\nwarp_denoising_step: true\nnum_frame_per_block: 3\nmodel_kwargs:\n  timestep_shift: 5.0\n  local_attn_size: 6\n  sink_size: 3\n' >"$T/roll.yaml"
+    run -0 sf-batch "${B[@]}" --data_path "$T/p1.txt" --config_path "$T/roll.yaml" --num_output_frames 9 \
+        --sink-rope realign --sink-rope-gap 1 --log-level info
+    [ -s "$T/out/0-0_ema.mp4" ]
+    grep -q "sf-denoise: info: sink RoPE realign: once eviction opens a gap, the 3 sink frames move in time to 1 frame before" "$T/out/.sf-batch/logs/0-0_ema.log"
+    grep -qx "sink_rope=realign gap 1" "$T/out/.sf-batch/flags"
+    run -2 --separate-stderr sf-batch "${B[@]}" --data_path "$T/p1.txt" --config_path "$T/roll.yaml" --num_output_frames 9
+    [[ "$stderr" == *"made with other flags: --sink_rope realign gap 1 (now absolute)"* ]]
+    # sf-denoise's own check, before any video: the default config has no rolling cache
+    run -2 --separate-stderr sf-batch "${B[@]}" --data_path "$T/p1.txt" --output_folder "$T/out2" --sink-rope realign
+    [[ "$stderr" == *"sf-denoise --check: --sink-rope realign needs a rolling KV cache with a sink"* ]]
+    [ ! -e "$T/out2/0-0_ema.mp4" ]
+}
+
 @test "the reason is the failing stage's line, even when the stage after it reports first" {
     # an sf-encode that speaks late: its error frame reaches sf-denoise, whose "upstream error: ..."
     # line is in the log a second before the encoder's own (what a loaded machine did once in CI)
