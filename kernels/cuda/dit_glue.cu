@@ -11,6 +11,14 @@
 
 /* ---------------------------------------------------------------- RoPE */
 
+/* Element i of a grid-stride loop over (token, head, pair j) with c pairs a head: its token, head and pair. */
+static __device__ __forceinline__ int64_t pair_of(int64_t i, int c, int heads, int *h, int *j) {
+    const int64_t tok = i / ((int64_t)c * heads);
+    const int rem = (int)(i - tok * c * heads);
+    *h = rem / c, *j = rem - *h * c;
+    return tok;
+}
+
 /* One thread per (token, pair j, head). cs: (max_pos, d/2, 2) fp64 cos/sin of pair j's own axis
  * (sf_rope_table layout). z' = z·(cos + i·sin) in fp64, rounded once to bf16 (the reference's
  * complex128 product then .type_as(x)). */
@@ -20,9 +28,8 @@ static __global__ void rope_kernel(__nv_bfloat16 *x, int64_t ld, int64_t n_tok, 
     const int64_t total = n_tok * c * heads;
     for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < total;
          i += (int64_t)gridDim.x * blockDim.x) {
-        int64_t tok = i / ((int64_t)c * heads);
-        int rem = (int)(i - tok * c * heads);
-        int h = rem / c, j = rem - h * c;
+        int h, j;
+        const int64_t tok = pair_of(i, c, heads, &h, &j);
         int64_t hw = tok % ((int64_t)H * W);
         int64_t pos = j < n_t ? start_frame + tok / ((int64_t)H * W) : (j < n_t + n_h ? hw / W : hw % W);
         const double *p = cs + ((size_t)pos * c + j) * 2;
@@ -60,9 +67,8 @@ static __global__ void rope_time_shift_kernel(const __nv_bfloat16 *src, int64_t 
     const int64_t total = n_tok * c * heads;
     for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < total;
          i += (int64_t)gridDim.x * blockDim.x) {
-        int64_t tok = i / ((int64_t)c * heads);
-        int rem = (int)(i - tok * c * heads);
-        int h = rem / c, j = rem - h * c;
+        int h, j;
+        const int64_t tok = pair_of(i, c, heads, &h, &j);
         const __nv_bfloat16 *z = src + tok * lds + (int64_t)h * d + 2 * j;
         __nv_bfloat16 *o = dst + tok * ldd + (int64_t)h * d + 2 * j;
         const __nv_bfloat16 z0 = z[0], z1 = z[1];
