@@ -9,7 +9,8 @@
 #                           [--config FILE] [--dmd-checkpoint P] [--sid-checkpoint P]
 #                           [--dmd-config FILE] [--sid-config FILE] [--out-dir DIR] [--cache-dir DIR]
 #                           [--tap-select all|seed|b:B,s:S] [--progress auto|bar|lines|none]
-#                           [--sink-ablate K [--sink-ablate-layers L]]
+#                           [--sink-ablate K [--sink-ablate-layers L]] [--local-attn-size N] [--sink-size S]
+#                           [--sink-rope absolute|realign [--sink-rope-gap N]]
 #
 # Writes, per prompt i, OUT/p<i>/{probs,frames,tokens}_{base,dmd,sid[,dmd_ablated]}.safetensors (probs with --tap-cross: the
 # prompt's tokens each frame attends to), each checkpoint's video
@@ -21,7 +22,10 @@
 # every run replays the same noise (same --seed, sfpipe's RNG). --sink-ablate K adds a fourth run, dmd_ablated: the
 # DMD checkpoint with sf-denoise's sink ablation in --sink-ablate-layers (default all), tapped like the others: its
 # ablated layers' taps hold the key frames they attended, so the report shows where their mass went and how the
-# other layers answer (an ablated layer is marked with its first attended frame). Every flag also works in
+# other layers answer (an ablated layer is marked with its first attended frame). --local-attn-size N --sink-size S:
+# every run with sf-denoise's rolling KV cache (a long video: --num-frames past the window); --sink-rope realign adds
+# dmd_realigned, the DMD checkpoint with the sink's keys moved in time to the recent frames once eviction opens a
+# gap (Deep Sink; --sink-rope-gap N frames before them), tapped like the others. Every flag also works in
 # --underscore_form, as --flag=value and abbreviated to a unique prefix (pipelines/flags.sh).
 set -euo pipefail
 here=$(dirname -- "$(readlink -f -- "${BASH_SOURCE[0]}")")
@@ -36,10 +40,10 @@ prompts=()
 seed=42 num_frames=21 height=480 width=832 device=cpu layers=all select=all progress=none
 config=configs/self_forcing_dmd.yaml dmd_config=configs/self_forcing_dmd.yaml sid_config=configs/self_forcing_sid.yaml
 dmd_ckpt=checkpoints/self_forcing_dmd.pt sid_ckpt=checkpoints/self_forcing_sid.pt
-out_dir=sink_study cache_dir= ablate=0 ablate_layers=all
+out_dir=sink_study cache_dir= ablate=0 ablate_layers=all las= sink= sink_rope=absolute rope_gap=
 sf_flags_expand sink_study.sh --help --model-dir= --prompt= --seed= --num-frames= --height= --width= --device= --layers= \
     --config= --dmd-checkpoint= --sid-checkpoint= --dmd-config= --sid-config= --out-dir= --cache-dir= --tap-select= \
-    --progress= --sink-ablate= --sink-ablate-layers= -- "$@"
+    --progress= --sink-ablate= --sink-ablate-layers= --local-attn-size= --sink-size= --sink-rope= --sink-rope-gap= -- "$@"
 set -- "${sf_flags[@]}"
 while [ $# -gt 0 ]; do
     flag=${1//_/-}
@@ -47,7 +51,7 @@ while [ $# -gt 0 ]; do
     -h | --help) sf_usage; exit 0 ;;
     --model-dir | --prompt | --seed | --num-frames | --height | --width | --device | --layers | --config | \
         --dmd-checkpoint | --sid-checkpoint | --dmd-config | --sid-config | --out-dir | --cache-dir | --tap-select | --progress | \
-        --sink-ablate | --sink-ablate-layers)
+        --sink-ablate | --sink-ablate-layers | --local-attn-size | --sink-size | --sink-rope | --sink-rope-gap)
         [ $# -ge 2 ] || die "option $1 needs a value"
         case "$flag" in
         --model-dir) model_dir=$2 ;; --prompt) prompts+=("$2") ;; --seed) seed=$2 ;; --num-frames) num_frames=$2 ;;
@@ -55,16 +59,29 @@ while [ $# -gt 0 ]; do
         --dmd-checkpoint) dmd_ckpt=$2 ;; --sid-checkpoint) sid_ckpt=$2 ;; --dmd-config) dmd_config=$2 ;;
         --sid-config) sid_config=$2 ;; --out-dir) out_dir=$2 ;; --cache-dir) cache_dir=$2 ;; --tap-select) select=$2 ;;
         --progress) progress=$2 ;; --sink-ablate) ablate=$2 ;; --sink-ablate-layers) ablate_layers=$2 ;;
+        --local-attn-size) las=$2 ;; --sink-size) sink=$2 ;; --sink-rope) sink_rope=$2 ;; --sink-rope-gap) rope_gap=$2 ;;
         esac
         shift 2 ;;
     *) die "unknown option '$1' (see --help)" ;;
     esac
 done
 [ ${#prompts[@]} -gt 0 ] || prompts=("A majestic eagle soaring through a cloudy sky, cinematic lighting")
-for v in "$seed" "$num_frames" "$height" "$width" "${ablate:-0}"; do [[ "$v" =~ ^[0-9]+$ ]] || die "expected a non-negative integer, got '$v'"; done
+for v in "$seed" "$num_frames" "$height" "$width" "${ablate:-0}" "${sink:-0}" "${rope_gap:-0}"; do [[ "$v" =~ ^[0-9]+$ ]] || die "expected a non-negative integer, got '$v'"; done
 [ -n "$ablate" ] || ablate=0
 for c in "$dmd_ckpt" "$sid_ckpt"; do [ -f "$c" ] || die "checkpoint $c not found (give --dmd-checkpoint / --sid-checkpoint)"; done
 runs=(base dmd sid)
+[ -z "$las" ] || [[ "$las" =~ ^(-1|[0-9]+)$ ]] || die "--local-attn-size: expected -1 or a number of frames, got '$las'"
+window=() # the rolling cache, every run's
+[ -n "$las" ] && window+=(--local_attn_size "$las")
+[ -n "$sink" ] && window+=(--sink_size "$sink")
+case $sink_rope in absolute) [ -z "$rope_gap" ] || die "--sink-rope-gap goes with --sink-rope realign" ;; realign) ;;
+*) die "--sink-rope must be absolute or realign" ;; esac
+realign=(--sink-rope realign ${rope_gap:+--sink-rope-gap "$rope_gap"})
+if [ "$sink_rope" = realign ]; then # the realigned run, checked by sf-denoise before any work (it needs a sink)
+    why=$(sf-denoise --check --model-dir "$model_dir" --config_path "$dmd_config" --no_checkpoint --num_frames "$num_frames" \
+        --height "$height" --width "$width" "${window[@]}" "${realign[@]}" --log-level error 2>&1) || die "${why##*error: }"
+    runs+=(dmd_realigned)
+fi
 if [ "$ablate" -gt 0 ]; then # the ablated run; its layers checked against the model before any work
     size=(--model-dir "$model_dir" --num_frames "$num_frames" --height "$height" --width "$width" --no_checkpoint --log-level error)
     ablated=$(sf-denoise --check --list-layers "${size[@]}" --layer_indices "$ablate_layers" 2>&1) ||
@@ -79,7 +96,8 @@ for p in "${prompts[@]}"; do encode+=(--prompt "$p"); done
 "${encode[@]}"
 
 common=(--model-dir "$model_dir" --seed "$seed" --num_frames "$num_frames" --height "$height" --width "$width"
-        --device "$device" --layer_indices "$layers" --tap-select "$select" --progress "$progress" --log-level warn)
+        --device "$device" --layer_indices "$layers" --tap-select "$select" --progress "$progress" --log-level warn
+        "${window[@]}")
 for i in "${!prompts[@]}"; do
     d="$out_dir/p$i"
     mkdir -p "$d"
@@ -89,6 +107,7 @@ for i in "${!prompts[@]}"; do
         dmd) ck=(--config_path "$dmd_config" --checkpoint_path "$dmd_ckpt" --require-checkpoint) ;;
         dmd_ablated) ck=(--config_path "$dmd_config" --checkpoint_path "$dmd_ckpt" --require-checkpoint
                          --sink-ablate "$ablate" --sink-ablate-layers "$ablate_layers") ;;
+        dmd_realigned) ck=(--config_path "$dmd_config" --checkpoint_path "$dmd_ckpt" --require-checkpoint "${realign[@]}") ;;
         sid) ck=(--config_path "$sid_config" --checkpoint_path "$sid_ckpt" --require-checkpoint) ;;
         esac
         for mode in probs frames tokens; do

@@ -109,6 +109,32 @@ PY
     [ ! -e "$D/o2/embeds.safetensors" ]
 }
 
+@test "sink_study.yaml local_attn_size=6 sink_size=3 sink_rope=realign: every run rolling, a fourth run DMD realigned" {
+    study num_frames=9 local_attn_size=6 sink_size=3 sink_rope=realign
+    p="$D/out/p0"
+    meta() { python3 -c 'import json,struct,sys; f=open(sys.argv[1],"rb"); n=struct.unpack("<Q",f.read(8))[0]; print(json.loads(f.read(n))["__metadata__"].get(sys.argv[2],""))' "$1" "$2"; }
+    for r in base dmd sid dmd_realigned; do # 3 layers, 3 blocks x 5 forwards; the rolling cache in the facts
+        assert_equal "$(sf-tensor ls "$p/probs_$r.safetensors" | grep -c '^probs\.L[0-2]\.')" 45
+        assert_equal "$(meta "$p/probs_$r.safetensors" local_attn_size)/$(meta "$p/probs_$r.safetensors" sink_size)" "6/3"
+    done
+    [[ "$(meta "$p/probs_dmd_realigned.safetensors" weights)" == *"dmd.pt:generator_ema, sink RoPE realigned (gap 0)" ]]
+    [[ "$(meta "$p/probs_dmd.safetensors" weights)" == *"dmd.pt:generator_ema" ]]
+    # block 2 (latents 6-8) is the first to evict: video frames 0-20 (latents 0-5) are DMD's, frame 21 on not
+    for f in 00000 00020; do cmp -s "$p/video_dmd/frame_$f.png" "$p/video_dmd_realigned/frame_$f.png"; done
+    ! cmp -s "$p/video_dmd/frame_00021.png" "$p/video_dmd_realigned/frame_00021.png" || false
+    # compare and report over the four runs (3 layers x 2 heads a run)
+    assert_equal "$(grep -c '^[0-2],[01],dmd_realigned,' "$p/compare/compare.csv")" 6
+    grep -qF '<th>dmd_realigned</th>' "$p/report.html"
+    # realign without a rolling cache: sf-denoise's refusal, before any work
+    run -2 --separate-stderr pipelines/sink_study.sh --model-dir "$D/m" --dmd-checkpoint "$D/m/dmd.pt" \
+        --sid-checkpoint "$D/m/sid.pt" --out-dir "$D/o2" --sink-rope realign
+    [[ "$stderr" == "sink_study.sh: error: --sink-rope realign needs a rolling KV cache with a sink"* ]] || false
+    run -2 --separate-stderr pipelines/sink_study.sh --model-dir "$D/m" --dmd-checkpoint "$D/m/dmd.pt" \
+        --sid-checkpoint "$D/m/sid.pt" --out-dir "$D/o2" --sink-rope-gap 2
+    assert_equal "$stderr" "sink_study.sh: error: --sink-rope-gap goes with --sink-rope realign"
+    [ ! -e "$D/o2/embeds.safetensors" ]
+}
+
 @test "sink_study.sh: a missing checkpoint is an error before any work" {
     cd "$SF_ROOT"
     run -2 --separate-stderr pipelines/sink_study.sh --dmd-checkpoint "$BATS_TEST_TMPDIR/none.pt" --out-dir "$BATS_TEST_TMPDIR/o"
