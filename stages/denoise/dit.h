@@ -268,7 +268,8 @@ int64_t sf_dit_ablate_skip(const sf_dit_state *st, int l, int64_t Lq, int64_t Lk
  * from the sink keys as cached each time (never compounded), once per change of window (a block), on both
  * backends. A forward that rewrites sink slots (the first blocks; a re-cache of the sink frames) sees the sink
  * unshifted. gap >= 0 frames (0: adjacent). Needs a rolling cache with a sink (SF_E_ARG otherwise). on 0 turns
- * it off. Set after the state is made; sf_dit_state_reset forgets the shift. */
+ * it off. Set after the state is made; set again mid-video, it first puts the sink back as cached;
+ * sf_dit_state_reset forgets the shift. */
 sf_status sf_dit_set_sink_rope(sf_dit_state *st, int on, int64_t gap, sf_err *err);
 /* The shift a forward gives the sink: its window starts at slot lo and holds n_frames frames kfr[] (absolute),
  * it writes from slot ls. 0 when the sink is not in it, the window is one stretch, or it writes a sink slot. */

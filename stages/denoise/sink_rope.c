@@ -19,6 +19,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+static sf_status shift_cpu(sf_dit_state *st, int64_t shift, int snap);
+static sf_status shift_gpu(sf_dit_state *st, int64_t shift, int snap, sf_err *err);
+
 sf_status sf_dit_set_sink_rope(sf_dit_state *st, int on, int64_t gap, sf_err *err) {
     const sf_dit_config *c = &st->w->cfg;
     const size_t n = (size_t)c->num_layers * (size_t)st->sink_tokens * (size_t)c->dim;
@@ -26,6 +29,10 @@ sf_status sf_dit_set_sink_rope(sf_dit_state *st, int on, int64_t gap, sf_err *er
         return sf_fail(err, SF_E_ARG, "--sink-rope realign needs a rolling KV cache with a sink (local_attn_size and "
                                       "sink_size > 0): without eviction the window is one stretch of time already");
     if (gap < 0) return sf_fail(err, SF_E_ARG, "--sink-rope-gap %lld: must be 0 or more frames", (long long)gap);
+    if (st->sink_rope && st->sink_shift != 0) { /* set again mid-video: the slots go back to the keys as cached */
+        sf_status s = st->gpu ? shift_gpu(st, 0, 0, err) : shift_cpu(st, 0, 0);
+        if (s) return s;
+    }
     st->sink_rope = 0, st->sink_shift = 0, st->sink_orig_valid = 0;
     if (!on) return SF_OK;
     if (st->gpu) {

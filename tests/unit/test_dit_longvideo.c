@@ -338,6 +338,9 @@ static void test_sink_rope_run(void) {
     SF_CHECK(st.sink_shift == 37);
     sf_rope_time_shift_cpu(&st.rope, keys, M.w.cfg.dim, want, M.w.cfg.dim, st.sink_tokens, M.w.cfg.num_heads, 37, 1);
     SF_CHECK_MSG(memcmp(st.kc[0], want, sizeof(float) * (size_t)n) == 0, "301 re-alignments compounded roundings");
+    /* turned off mid-video: the sink slots are the keys as cached again */
+    SF_CHECK_OK(sf_dit_set_sink_rope(&st, 0, 0, &err), &err);
+    SF_CHECK(st.sink_shift == 0 && memcmp(st.kc[0], keys, sizeof(float) * (size_t)n) == 0);
 out:
     free(keys), free(want);
     sf_dit_state_free(&st);
