@@ -9,43 +9,16 @@
  * `_rope_time_delta_mul_`. Unlike an in-place rotation by the change of shift, each shift here is taken from a
  * copy of the sink keys as cached (sink_orig), so a run of thousands of blocks does not compound roundings in
  * the bf16 cache. The shift changes at most once per block (every forward of a block has the same window), and
- * the rotation runs before the forward, outside its CUDA graph. Tested by tests/unit/test_dit_pipeline.c
- * (sink_rope_*: the moved keys are the keys RoPE gives at the new frames, a run before the first eviction is
- * the plain run bit for bit) and test_dit_emu.c (the GPU path against the CPU). */
+ * the rotation runs before the forward, outside its CUDA graph. Tested by tests/unit/test_dit_longvideo.c
+ * (sink_rope_*: the moved keys are the keys RoPE gives at the new frames, also after a re-cache; a run before the
+ * first eviction is the plain run bit for bit; no compounding) and test_dit_cuda_shapes.c (sink_rope_*: the GPU
+ * path against the CPU, on the emulation in make test). */
 #include "cuda_ops.h"
 #include "dit.h"
 #include "dit_cuda_impl.h"
 
 #include <stdlib.h>
 #include <string.h>
-
-static sf_status shift_cpu(sf_dit_state *st, int64_t shift, int snap);
-static sf_status shift_gpu(sf_dit_state *st, int64_t shift, int snap, sf_err *err);
-
-sf_status sf_dit_set_sink_rope(sf_dit_state *st, int on, int64_t gap, sf_err *err) {
-    const sf_dit_config *c = &st->w->cfg;
-    const size_t n = (size_t)c->num_layers * (size_t)st->sink_tokens * (size_t)c->dim;
-    if (on && (st->local_attn_size == -1 || st->sink_tokens <= 0))
-        return sf_fail(err, SF_E_ARG, "--sink-rope realign needs a rolling KV cache with a sink (local_attn_size and "
-                                      "sink_size > 0): without eviction the window is one stretch of time already");
-    if (gap < 0) return sf_fail(err, SF_E_ARG, "--sink-rope-gap %lld: must be 0 or more frames", (long long)gap);
-    if (st->sink_rope && st->sink_shift != 0) { /* set again mid-video: the slots go back to the keys as cached */
-        sf_status s = st->gpu ? shift_gpu(st, 0, 0, err) : shift_cpu(st, 0, 0);
-        if (s) return s;
-    }
-    st->sink_rope = 0, st->sink_shift = 0, st->sink_orig_valid = 0;
-    if (!on) return SF_OK;
-    if (st->gpu) {
-        if (!st->gpu->sink_orig) {
-            sf_status s = sf_cuda_malloc((void **)&st->gpu->sink_orig, n * sizeof(bf16), err);
-            if (s) return s;
-        }
-    } else if (!st->sink_orig && !(st->sink_orig = malloc(n * sizeof(float)))) {
-        return sf_fail(err, SF_E_NOMEM, "--sink-rope realign: out of memory for the sink keys (%zu floats)", n);
-    }
-    st->sink_rope = 1, st->sink_rope_gap = gap;
-    return SF_OK;
-}
 
 int64_t sf_dit_sink_shift(const sf_dit_state *st, int64_t lo, int64_t ls, const int64_t *kfr, int64_t n_frames) {
     const int64_t sf = st->frame_tokens > 0 ? st->sink_tokens / st->frame_tokens : 0;
@@ -84,6 +57,31 @@ static sf_status shift_gpu(sf_dit_state *st, int64_t shift, int snap, sf_err *er
                                         g->rope_cs, st->rope.max_pos, err);
     }
     return s;
+}
+
+sf_status sf_dit_set_sink_rope(sf_dit_state *st, int on, int64_t gap, sf_err *err) {
+    const sf_dit_config *c = &st->w->cfg;
+    const size_t n = (size_t)c->num_layers * (size_t)st->sink_tokens * (size_t)c->dim;
+    if (on && (st->local_attn_size == -1 || st->sink_tokens <= 0))
+        return sf_fail(err, SF_E_ARG, "--sink-rope realign needs a rolling KV cache with a sink (local_attn_size and "
+                                      "sink_size > 0): without eviction the window is one stretch of time already");
+    if (gap < 0) return sf_fail(err, SF_E_ARG, "--sink-rope-gap %lld: must be 0 or more frames", (long long)gap);
+    if (st->sink_rope && st->sink_shift != 0) { /* set again mid-video: the slots go back to the keys as cached */
+        sf_status s = st->gpu ? shift_gpu(st, 0, 0, err) : shift_cpu(st, 0, 0);
+        if (s) return s;
+    }
+    st->sink_rope = 0, st->sink_shift = 0, st->sink_orig_valid = 0;
+    if (!on) return SF_OK;
+    if (st->gpu) {
+        if (!st->gpu->sink_orig) {
+            sf_status s = sf_cuda_malloc((void **)&st->gpu->sink_orig, n * sizeof(bf16), err);
+            if (s) return s;
+        }
+    } else if (!st->sink_orig && !(st->sink_orig = malloc(n * sizeof(float)))) {
+        return sf_fail(err, SF_E_NOMEM, "--sink-rope realign: out of memory for the sink keys (%zu floats)", n);
+    }
+    st->sink_rope = 1, st->sink_rope_gap = gap;
+    return SF_OK;
 }
 
 sf_status sf_dit_sink_realign(sf_dit_state *st, int64_t lo, int64_t ls, const int64_t *kfr, int64_t n_frames,
