@@ -316,6 +316,7 @@ static sf_status cap_describe(sf_tap_capture *c, const sf_taps *t, const sf_dit_
     }
     c->cross = v->cross;
     c->n_real = v->n_real;
+    c->sink_shift = !v->cross && t->st ? t->st->sink_shift : 0; /* set before the forward's layers, on both backends */
     c->layer = v->layer;
     c->block = t->cur_block;
     c->step = t->cur_step;
@@ -453,6 +454,7 @@ void sf_taps_attach(sf_taps *t, sf_dit_state *st) {
     st->tap.logits_f16 = tap_logits_f16;
     st->tap.done = tap_done;
     st->tap.ctx = t;
+    t->st = st;
     st->tap.wants_mass = tap_wants_mass;
     st->tap.wants_cross = tap_wants_cross;
     st->tap.wants_means = tap_wants_means;
@@ -505,7 +507,7 @@ static cJSON *frames_json(const int64_t *f, int64_t n) {
 }
 
 /* The run's facts as safetensors metadata, JSON where a value is a list: layers, heads, the
- * forwards (block, step, start frame, absolute key frame of every slot), seed, weights, prompt,
+ * forwards (block, step, start frame, absolute key frame of every slot, the sink's shift in time), seed, weights, prompt,
  * sink and window sizes. bufs[0..1]: owned JSON strings (freed by the caller); num: the caller's
  * storage for the numbers, alive until the file is written. */
 typedef char fact_num[6][32];
@@ -531,6 +533,8 @@ static sf_status facts(const sf_taps *t, const sf_taps_meta *m, const char **kv,
         cJSON_AddNumberToObject(o, "start_frame", (double)c->start_frame);
         cJSON_AddNumberToObject(o, "query_frames", (double)(c->Lq / c->frame_tokens));
         cJSON_AddItemToObject(o, "key_frames", frames_json(w->win_frames ? w->win_frames : w->key_frames, wslots));
+        /* --sink-rope realign: the sink's keys sat sink_shift frames later in time than the frames they hold */
+        if (c->sink_shift) cJSON_AddNumberToObject(o, "sink_shift", (double)c->sink_shift);
         for (size_t j = i; j < t->n_caps; j++)
             if (same_forward(&t->caps[j], c) && t->caps[j].Lk / t->caps[j].frame_tokens < wslots) {
                 char nm[16];

@@ -66,6 +66,7 @@ typedef struct sf_tap_capture {
     int64_t win_slots;       /* its length (win_frames non-NULL) */
     int cross;               /* 1: a cross-attention capture (Lk = text_len) */
     int64_t n_real;          /* cross: real text tokens */
+    int64_t sink_shift;      /* --sink-rope realign: the time shift the sink's keys had in this forward (0: none) */
 } sf_tap_capture;
 
 typedef struct sf_taps {
@@ -87,6 +88,7 @@ typedef struct sf_taps {
     int nthreads;            /* CPU threads for the probability aggregates (0 → 1) */
     int cur_block, cur_step;
     int64_t cur_start;
+    const sf_dit_state *st;  /* the state sf_taps_attach hooked (the sink's shift); NULL: none */
     float *buf;              /* f32 logits scratch (owned) */
     size_t buf_cap;
     uint16_t *pend;          /* GPU: the f16 logits being filled for the current capture (owned) */

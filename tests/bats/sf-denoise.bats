@@ -540,7 +540,12 @@ assert r[6 * fr:] != p[6 * fr:], "block 2 equals the plain rolling run"
 assert g == p, "gap 3: nothing should have moved"
 assert mr["weights"] == mp["weights"] + ", sink RoPE realigned (gap 0)", mr["weights"]
 assert mg["weights"] == mp["weights"] + ", sink RoPE realigned (gap 3)", mg["weights"]
-assert load(d + "/t.safetensors", "-")[0]["weights"] == mr["weights"]
+mt = load(d + "/t.safetensors", "-")[0]
+assert mt["weights"] == mr["weights"]
+# each forward's facts: block 2's window is the sink, then frames 6-8, its sink keys 3 frames later in time
+fw = {(x["block"], x["step"]): x for x in json.loads(mt["forwards"])}
+assert fw[(2, 0)]["key_frames"] == [0, 1, 2, 6, 7, 8] and fw[(2, 0)]["sink_shift"] == 3, fw[(2, 0)]
+assert all("sink_shift" not in fw[(b, 0)] for b in (0, 1)), fw
 PY
     # errors, before any work and without outputs
     run -2 --separate-stderr sf-denoise "${COMMON[@]}" "${IN[@]}" --save-latents "$D/x.safetensors" --sink-rope sideways
