@@ -516,6 +516,9 @@ sf_status sf_denoise_stage_run(sf_denoise_opts *o, sf_err *err) {
             (long long)st.frame_tokens, cfg.num_layers,
             2.0 * (double)st.cache_tokens * cfg.dim * cfg.num_layers * (o->sh.cuda ? 2 : 4) / (1024.0 * 1024.0 * 1024.0),
             o->sh.cuda ? "bf16, on the GPU" : "f32");
+    if (o->sink_rope) /* the sink's keys as cached, which every shift starts from (sink_rope.c) */
+        sf_info("sink RoPE realign: a copy of the sink keys, %.2f GiB", (double)st.sink_tokens * cfg.dim * cfg.num_layers *
+                                                                          (o->sh.cuda ? 2 : 4) / (1024.0 * 1024.0 * 1024.0));
     if (have_taps) {
         /* logits captures stay in memory until the end (3.7 GB a layer at 480x832): refused now if they cannot fit */
         const double tb = sf_taps_logits_bytes(&taps, n_blocks, rc->n_steps, rc->num_frame_per_block,
