@@ -654,6 +654,7 @@ static void test_ablate_head_dim_48_rolling(void) { run_variant(case_head_dim_48
  * sink after an independent first frame (shifts 1, 4, 7), and on cuDNN through the sampling loop's calls with a
  * 3-frame sink and a gap of 1 (shifts 2, 5) — the GPU's flows within the bf16 bound of the CPU's (whose moved sink
  * test_dit_longvideo holds to a brute force) */
+static int64_t recache_fr; /* test_sink_rope_recache: latent floats a frame */
 static void test_sink_rope_head_dim_48_rolling(void) {
     shape_case c = case_head_dim_48_rolling;
     c.name = "sink_rope_head_dim_48_rolling", c.sink_rope = 1;
@@ -663,6 +664,48 @@ static void test_sink_rope_head_dim_64_rolling(void) {
     shape_case c = case_head_dim_64;
     c.name = "sink_rope_head_dim_64_rolling", c.las = 6, c.sink = 3, c.blocks = 4, c.slots = 1, c.sink_rope = 2;
     shape_run(&c);
+}
+
+/* --sink-rope realign through a prompt switch's re-cache on both backends: the rolling run of head_dim_48_rolling (its
+ * sink moved at blocks 2-4), then a new context and sf_dit_recache (the sink's chunk rewrites it unshifted, the next
+ * chunk moves a fresh copy of it: on the device the copy is the shift-0 kernel), then one more block — the GPU's flows
+ * within the bf16 bound of the CPU's throughout, the same shifts. A device that kept moving its first copy fails the
+ * last block. */
+static const float *recache_frame(void *ctx, int64_t f) { return (const float *)ctx + f * recache_fr; }
+static void test_sink_rope_recache(void) {
+    shape_case c = case_head_dim_48_rolling;
+    c.name = "sink_rope_recache", c.sink_rope = 1;
+    const int dev = sf_test_gpu();
+    if (dev < 0) return;
+    sf_err err = {{0}};
+    rig g;
+    float *clean = NULL;
+    if (!rig_open(&g, &c, dev, NULL, NULL)) goto done;
+    recache_fr = g.fr;
+    int64_t start = 0;
+    if (!(clean = malloc(sizeof(float) * (size_t)((1 + MAXF * c.blocks) * g.fr)))) goto done;
+    for (int b = 0; b < g.nb && !sf_test_failures; b++) {
+        rig_forward(&g, b, 0, start, "flow");
+        rig_forward(&g, b, 1, start, "flow"); /* the refresh: its inputs are the block's clean latents */
+        memcpy(clean + start * g.fr, g.x, sizeof(float) * (size_t)(g.frames[b] * g.fr));
+        start += g.frames[b];
+    }
+    for (int64_t i = 0; i < CTX_ROWS * (int64_t)g.cfg.text_dim; i++) g.emb[i] = -0.5f * g.emb[i] + 0.25f;
+    /* and other clean latents for the sink frame, so that its rewritten keys differ from the old ones in every layer
+       (a new context alone moves them little in a 2-layer model): a device that moved the old copy would show it */
+    for (int64_t i = 0; i < g.fr; i++) clean[i] = -clean[i];
+    for (int m = 0; m < 2 && !sf_test_failures; m++) {
+        sf_dit_state *st = m ? &g.cs : &g.gs;
+        SF_CHECK_OK(sf_dit_set_context(st, g.emb, CTX_ROWS, &err), &err);
+        SF_CHECK_OK(sf_dit_recache(st, 0.0f, MAXF, 1, recache_frame, clean, &err), &err);
+    }
+    SF_CHECK_MSG(g.gs.sink_shift == g.cs.sink_shift && g.cs.sink_shift > 0, "sink shift after the re-cache: GPU %lld, CPU %lld",
+                 (long long)g.gs.sink_shift, (long long)g.cs.sink_shift);
+    if (!sf_test_failures) rig_forward(&g, g.nb - 1, 0, start, "flow after the re-cache");
+    SF_CHECK(g.gs.sink_shift == g.cs.sink_shift);
+done:
+    free(clean);
+    rig_close(&g);
 }
 
 /* A cuBLASLt that takes the FP8 products of a 3-frame block (45 rows) but not of the 1-frame first block (15 rows;
@@ -736,6 +779,7 @@ static const sf_test tests[] = {
     {"ablate_head_dim_48_rolling", test_ablate_head_dim_48_rolling},
     {"sink_rope_head_dim_48_rolling", test_sink_rope_head_dim_48_rolling},
     {"sink_rope_head_dim_64_rolling", test_sink_rope_head_dim_64_rolling},
+    {"sink_rope_recache", test_sink_rope_recache},
     {"head_dim_32_fused", test_head_dim_32_fused},
     {"head_dim_96", test_head_dim_96},
     {"head_dim_96_explicit", test_head_dim_96_explicit},
