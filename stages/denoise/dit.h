@@ -271,10 +271,9 @@ int64_t sf_dit_ablate_skip(const sf_dit_state *st, int l, int64_t Lq, int64_t Lk
  * it off. Set after the state is made; set again mid-video, it first puts the sink back as cached;
  * sf_dit_state_reset forgets the shift. */
 sf_status sf_dit_set_sink_rope(sf_dit_state *st, int on, int64_t gap, sf_err *err);
-/* The shift a forward gives the sink: its window starts at slot lo and holds n_frames frames kfr[] (absolute),
- * it writes from slot ls. 0 when the sink is not in it, the window is one stretch, or it writes a sink slot. */
-int64_t sf_dit_sink_shift(const sf_dit_state *st, int64_t lo, int64_t ls, const int64_t *kfr, int64_t n_frames);
-/* Before a forward (dit.c): bring the sink slots to that shift (snapshotting them as cached first if needed). */
+/* Before a forward (dit.c) whose window starts at slot lo and holds n_frames frames kfr[] (absolute), and which
+ * writes from slot ls: bring the sink slots to the shift that window gives them (snapshotting them as cached first
+ * if needed) — 0 when the sink is not in it, the window is one stretch, or the forward writes a sink slot. */
 sf_status sf_dit_sink_realign(sf_dit_state *st, int64_t lo, int64_t ls, const int64_t *kfr, int64_t n_frames,
                               sf_err *err);
 

@@ -20,7 +20,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-int64_t sf_dit_sink_shift(const sf_dit_state *st, int64_t lo, int64_t ls, const int64_t *kfr, int64_t n_frames) {
+/* The shift a forward's window gives the sink (sf_dit_sink_realign's contract in dit.h). */
+static int64_t sink_shift(const sf_dit_state *st, int64_t lo, int64_t ls, const int64_t *kfr, int64_t n_frames) {
     const int64_t sf = st->frame_tokens > 0 ? st->sink_tokens / st->frame_tokens : 0;
     if (!st->sink_rope || sf <= 0 || lo != 0 || ls < st->sink_tokens || n_frames <= sf) return 0;
     /* the oldest recent frame, less the frame after the sink, less the gap asked for */
@@ -86,7 +87,7 @@ sf_status sf_dit_set_sink_rope(sf_dit_state *st, int on, int64_t gap, sf_err *er
 
 sf_status sf_dit_sink_realign(sf_dit_state *st, int64_t lo, int64_t ls, const int64_t *kfr, int64_t n_frames,
                               sf_err *err) {
-    const int64_t want = sf_dit_sink_shift(st, lo, ls, kfr, n_frames);
+    const int64_t want = sink_shift(st, lo, ls, kfr, n_frames);
     if (want != st->sink_shift) {
         if (want >= st->rope.max_pos)
             return sf_fail(err, SF_E_ARG, "--sink-rope realign: shift %lld is past the RoPE table (%d positions)",

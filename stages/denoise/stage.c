@@ -512,13 +512,12 @@ sf_status sf_denoise_stage_run(sf_denoise_opts *o, sf_err *err) {
     if (o->ablate && (s = sf_dit_set_ablation(&st, (int)o->ablate, ab_layers, n_ab, err))) goto done;
     if (o->sink_rope && (s = sf_dit_set_sink_rope(&st, 1, o->sink_rope_gap, err))) goto done;
     /* the KV cache is the big allocation (CPU f32: 12 GiB for 21 frames at 480×832; GPU bf16: 6) */
+    const double row_gib = (double)cfg.dim * cfg.num_layers * (o->sh.cuda ? 2 : 4) / (1024.0 * 1024.0 * 1024.0);
     sf_info("KV cache: %lld frames x %lld tokens x %d layers, %.2f GiB (%s)", (long long)cache_frames,
-            (long long)st.frame_tokens, cfg.num_layers,
-            2.0 * (double)st.cache_tokens * cfg.dim * cfg.num_layers * (o->sh.cuda ? 2 : 4) / (1024.0 * 1024.0 * 1024.0),
+            (long long)st.frame_tokens, cfg.num_layers, 2.0 * (double)st.cache_tokens * row_gib,
             o->sh.cuda ? "bf16, on the GPU" : "f32");
     if (o->sink_rope) /* the sink's keys as cached, which every shift starts from (sink_rope.c) */
-        sf_info("sink RoPE realign: a copy of the sink keys, %.2f GiB", (double)st.sink_tokens * cfg.dim * cfg.num_layers *
-                                                                          (o->sh.cuda ? 2 : 4) / (1024.0 * 1024.0 * 1024.0));
+        sf_info("sink RoPE realign: a copy of the sink keys, %.2f GiB", (double)st.sink_tokens * row_gib);
     if (have_taps) {
         /* logits captures stay in memory until the end (3.7 GB a layer at 480x832): refused now if they cannot fit */
         const double tb = sf_taps_logits_bytes(&taps, n_blocks, rc->n_steps, rc->num_frame_per_block,
