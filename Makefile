@@ -105,7 +105,7 @@ endif
 GPU_CHECK_TESTS := test_conv_plans test_cuda_glue test_cuda_graphs_gpu test_cuda_kernels test_dit_cuda test_dit_cuda_shapes \
                    test_fp8_cuda \
                    test_hopper_gpu test_rng_torch test_sdpa_plans \
-                   test_t5_cuda test_t5_cuda_shapes test_t5_glue_gpu test_tap_mass_gpu test_vae_cuda test_vae_cuda_shapes \
+                   test_t5_cuda test_t5_cuda_shapes test_t5_glue_gpu test_tap_mass_gpu test_kv_compress_gpu test_vae_cuda test_vae_cuda_shapes \
                    test_vae_encode_cuda test_vae_glue test_taehv_glue test_taehv_cuda
 ifeq ($(GPU_BUNDLE),1)
   ALL_EMU := gpu-bundle-skips
@@ -180,7 +180,7 @@ EMU_SRC := kernels/cuda/emu/cuda_emu.cc kernels/cuda/emu/emu_selftest.cu kernels
            kernels/cuda/device.cu kernels/cuda/norm_fused.cu kernels/cuda/t5_glue.cu kernels/cuda/vae_glue.cu \
            kernels/cuda/taehv_glue.cu kernels/cuda/fp8.cu \
            kernels/cuda/emu/conv_emu.cc kernels/cuda/emu/sdpa_emu.cc kernels/cuda/emu/wgmma_emu.cc kernels/cuda/emu/libs_emu.cc kernels/cuda/emu/async_emu.cc kernels/cuda/emu/emu_runtime.cc kernels/cuda/emu/graph_emu.cc \
-           kernels/cuda/tap_mass.cu kernels/cuda/attn_mass.cu \
+           kernels/cuda/tap_mass.cu kernels/cuda/kv_compress.cu kernels/cuda/attn_mass.cu \
            kernels/cuda/attn_mass_wg.cu kernels/cuda/attn_mass_ws.cu kernels/cuda/hopper_probe.cu kernels/cuda/graph.cu
 EMU_OBJ := $(patsubst %,$(BUILD)/emu/%.o,$(EMU_SRC))
 EMU_CXXFLAGS := -std=c++17 $(CFLAGS) -Wall -Wextra -Wshadow -Wno-unknown-pragmas $(FP_FLAGS) -MMD -MP -DSF_CUDA_EMU \
@@ -228,6 +228,7 @@ endef
 #                                    test_taehv_glue is the same file on the real kernels
 #   test_hopper / test_hopper_gpu    the Hopper probes (kernels/cuda/hopper_probe.cu; check.sh part attn)
 #   test_tap_mass / test_tap_mass_gpu  the attention-tap aggregates and the fused attention kernels
+#   test_kv_compress / _gpu          --kv-compress's key importance, selection and compaction (kernels/kv_compress.h)
 #   test_conv_emu                    test_conv_plans.c's forward on the emulated cuDNN conv (conv_emu.cc)
 #                                    against sf_conv3d_cpu, the encoder's stride-2 shapes included
 #   test_sdpa_emu                    test_sdpa_plans.c's forward on the emulated cuDNN attention
@@ -235,12 +236,13 @@ endef
 #   test_fp8_emu                     test_fp8_cuda.c: --fp8's quantization kernel (bit for bit vs the CPU), the
 #                                    FP8 linear and the whole DiT forward in fp8 against the fp8 golden
 EMU_TESTS := test_cuda_emu test_cuda_graphs test_emu_self test_dit_emu test_dit_shapes_emu test_t5_glue test_t5_emu test_t5_shapes_emu \
-             test_vae_emu test_vae_shapes_emu test_vae_glue_emu test_hopper test_tap_mass test_sdpa_emu test_conv_emu \
+             test_vae_emu test_vae_shapes_emu test_vae_glue_emu test_hopper test_tap_mass test_kv_compress test_sdpa_emu test_conv_emu \
              test_vae_encode_emu test_taehv_emu test_taehv_glue_emu test_fp8_emu
 $(ALL_EMU): $(addprefix $(BUILD)/tests/,test_conv_emu test_vae_encode_emu test_dit_emu test_dit_shapes_emu test_t5_emu test_t5_shapes_emu test_vae_emu \
                                         test_vae_shapes_emu test_vae_glue_emu test_sdpa_emu test_taehv_emu test_taehv_glue_emu \
                                         test_fp8_emu)
-all: $(addprefix $(BUILD)/tests/,test_cuda_glue test_cuda_graphs_gpu test_t5_glue_gpu test_hopper_gpu test_tap_mass_gpu)
+all: $(addprefix $(BUILD)/tests/,test_cuda_glue test_cuda_graphs_gpu test_t5_glue_gpu test_hopper_gpu test_tap_mass_gpu \
+                                  test_kv_compress_gpu)
 $(addprefix $(BUILD)/tests/,$(EMU_TESTS)): $(BUILD)/tests/%: $(BUILD)/obj/tests/unit/%.o $(EMU_OBJ) $(LIB)
 	$(emu_link)
 # The three stage programs linked with the emulated kernels instead of CUDA (build/emu-bin/): their
@@ -281,6 +283,7 @@ $(eval $(call twin_obj,test_cuda_graphs_gpu,test_cuda_graphs,-DSF_TEST_GPU))
 $(eval $(call twin_obj,test_t5_glue_gpu,test_t5_glue,-DSF_TEST_GPU))
 $(eval $(call twin_obj,test_hopper_gpu,test_hopper,-DSF_TEST_GPU))
 $(eval $(call twin_obj,test_tap_mass_gpu,test_tap_mass,-DSF_TEST_GPU))
+$(eval $(call twin_obj,test_kv_compress_gpu,test_kv_compress,-DSF_TEST_GPU))
 
 # sf-view (tools/view/): an HTTP server (libmicrohttpd) and JPEG (libjpeg-turbo), linked into it and its test only
 VIEW_LIBS := -lmicrohttpd -lturbojpeg

@@ -6,6 +6,7 @@
 #include "device.h"
 #include "conv_cuda.h"
 #include "fp8_cuda.h"
+#include "kv_compress_cuda.h"
 #include "sdpa_cuda.h"
 #include "t5_cuda.h"
 #include "taehv_ops_cuda.h"
@@ -561,5 +562,24 @@ sf_status sf_cuda_scratch(const sf_cuda_ctx *ctx, size_t bytes, void **p, sf_err
 }
 sf_status sf_cuda_copy_d2h_async(const sf_cuda_ctx *ctx, void *pinned, const void *dev, size_t bytes, sf_err *err) {
     (void)ctx, (void)pinned, (void)dev, (void)bytes;
+    return SF_NO_CUDA(err);
+}
+
+/* kernels/kv_compress_cuda.h: Participative Compression's kernels. */
+sf_status sf_key_mass_rows_cuda(const sf_cuda_ctx *ctx, int64_t rows, int64_t Lk, const float *S, int64_t lds,
+                                int64_t k0, int64_t nk, double *lse_ws, double *acc, sf_err *err) {
+    (void)ctx, (void)rows, (void)Lk, (void)S, (void)lds, (void)k0, (void)nk, (void)lse_ws, (void)acc;
+    return SF_NO_CUDA(err);
+}
+sf_status sf_key_mass_cuda(const sf_cuda_ctx *ctx, int64_t Lq, int64_t Lk, int H, int d, const void *q, int64_t ldq,
+                           const void *k, int64_t ldk, float scale, int64_t k0, int64_t nk, float *S_ws, int64_t ws_rows,
+                           double *lse_ws, double *out, sf_err *err) {
+    (void)ctx, (void)Lq, (void)Lk, (void)H, (void)d, (void)q, (void)ldq, (void)k, (void)ldk, (void)scale, (void)k0;
+    (void)nk, (void)S_ws, (void)ws_rows, (void)lse_ws, (void)out;
+    return SF_NO_CUDA(err);
+}
+sf_status sf_kv_gather_cuda(const sf_cuda_ctx *ctx, void *x, int64_t ld, int H, int d, int64_t keep, const int32_t *idx,
+                            void *tmp, sf_err *err) {
+    (void)ctx, (void)x, (void)ld, (void)H, (void)d, (void)keep, (void)idx, (void)tmp;
     return SF_NO_CUDA(err);
 }

@@ -1,0 +1,81 @@
+/* kv_compress.c — CPU references of Participative Compression's ops (contract: kernels/kv_compress.h). */
+#include "kv_compress.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+void sf_key_mass_rows_cpu(int64_t rows, int64_t Lk, const float *S, int64_t lds, int64_t k0, int64_t nk, double *acc) {
+    for (int64_t r = 0; r < rows; r++) {
+        const float *s = S + r * lds;
+        double m = -INFINITY, z = 0;
+        for (int64_t i = 0; i < Lk; i++)
+            if ((double)s[i] > m) m = s[i];
+        for (int64_t i = 0; i < Lk; i++) z += exp((double)s[i] - m);
+        const double lse = m + log(z);
+        for (int64_t j = 0; j < nk; j++) acc[j] += exp((double)s[k0 + j] - lse);
+    }
+}
+
+sf_status sf_key_mass_cpu(int64_t Lq, int64_t Lk, int H, int d, const float *q, int64_t ldq, const float *k,
+                          int64_t ldk, float scale, int64_t k0, int64_t nk, double *out, sf_err *err) {
+    if (Lq < 0 || Lk < 1 || H < 1 || d < 1 || k0 < 0 || nk < 0 || k0 + nk > Lk || ldq < (int64_t)H * d ||
+        ldk < (int64_t)H * d)
+        return sf_fail(err, SF_E_ARG, "key mass: bad shape Lq=%lld Lk=%lld H=%d d=%d keys [%lld, +%lld)",
+                       (long long)Lq, (long long)Lk, H, d, (long long)k0, (long long)nk);
+    float *row = malloc(sizeof(float) * (size_t)Lk);
+    if (!row) return sf_fail(err, SF_E_NOMEM, "key mass: out of memory (%lld keys)", (long long)Lk);
+    memset(out, 0, sizeof(double) * (size_t)H * (size_t)nk);
+    for (int h = 0; h < H; h++)
+        for (int64_t r = 0; r < Lq; r++) {
+            const float *qr = q + r * ldq + (int64_t)h * d;
+            for (int64_t i = 0; i < Lk; i++) {
+                const float *ki = k + i * ldk + (int64_t)h * d;
+                double dot = 0;
+                for (int c = 0; c < d; c++) dot += (double)qr[c] * (double)ki[c];
+                row[i] = (float)(dot * (double)scale);
+            }
+            sf_key_mass_rows_cpu(1, Lk, row, Lk, k0, nk, out + (size_t)h * (size_t)nk);
+        }
+    free(row);
+    return SF_OK;
+}
+
+/* Order of candidates: larger score first, NaN last, ties by lower index. */
+typedef struct cand {
+    double s;
+    int32_t j;
+} cand;
+static int by_score(const void *a, const void *b) {
+    const cand *x = a, *y = b;
+    const int xn = isnan(x->s), yn = isnan(y->s);
+    if (xn != yn) return xn - yn;
+    if (!xn && x->s != y->s) return x->s > y->s ? -1 : 1;
+    return (x->j > y->j) - (x->j < y->j);
+}
+static int by_index(const void *a, const void *b) {
+    const int32_t x = *(const int32_t *)a, y = *(const int32_t *)b;
+    return (x > y) - (x < y);
+}
+
+int sf_kv_select_cpu(int H, int64_t n, const double *score, int64_t keep, int32_t *idx) {
+    cand *c = malloc(sizeof(cand) * (size_t)(n > 0 ? n : 1));
+    if (!c) return -1;
+    for (int h = 0; h < H; h++) {
+        for (int64_t j = 0; j < n; j++) c[j].s = score[(size_t)h * (size_t)n + (size_t)j], c[j].j = (int32_t)j;
+        qsort(c, (size_t)n, sizeof(cand), by_score);
+        int32_t *o = idx + (size_t)h * (size_t)keep;
+        for (int64_t i = 0; i < keep; i++) o[i] = c[i].j;
+        qsort(o, (size_t)keep, sizeof(int32_t), by_index);
+    }
+    free(c);
+    return 0;
+}
+
+void sf_kv_gather_cpu(float *x, int64_t ld, int H, int d, int64_t keep, const int32_t *idx) {
+    for (int h = 0; h < H; h++)
+        for (int64_t i = 0; i < keep; i++) {
+            const int64_t from = idx[(size_t)h * (size_t)keep + (size_t)i];
+            if (from != i) memcpy(x + i * ld + (int64_t)h * d, x + from * ld + (int64_t)h * d, sizeof(float) * (size_t)d);
+        }
+}

@@ -1,0 +1,43 @@
+/* kv_compress.h — Participative Compression's ops (Deep Forcing, Yi et al. 2025): a rolling KV cache that,
+ * instead of dropping its oldest frames, keeps per head the tokens the latest queries attended most
+ * (sf-denoise --kv-compress; the cache step: sf_dit_set_kv_compress in stages/denoise/dit.h).
+ *
+ *   importance  sf_key_mass_cpu: for every head, the softmax probability each key of a range receives,
+ *               summed over the queries (the softmax over all the keys the queries saw: exactly what the
+ *               attention computed), in fp64;
+ *   selection   sf_kv_select_cpu: per head the `keep` most important, ties to the older (lower) index,
+ *               listed in ascending order (host code on both backends: a few thousand scores a head);
+ *   compaction  sf_kv_gather_cpu: per head, row i of the region ← row idx[i] (in place: idx[i] ≥ i).
+ *
+ * GPU forms (kernels/kv_compress_cuda.h, kernels/cuda/kv_compress.cu) are held to these by
+ * tests/unit/test_kv_compress.c on the emulation layer in every build and on a GPU by its _gpu twin. */
+#ifndef SF_KV_COMPRESS_H
+#define SF_KV_COMPRESS_H
+
+#include "sf.h"
+
+#include <stdint.h>
+
+/* One head's logits rows S (rows, lds) f32, each over Lk keys: acc[j] += Σ_r exp(S[r, k0 + j] − lse_r) for
+ * j < nk, with lse_r = m_r + log Σ_{i<Lk} exp(S[r, i] − m_r), m_r the row max, all in fp64; rows added in order.
+ * Requires 0 ≤ k0, k0 + nk ≤ Lk ≤ lds. */
+void sf_key_mass_rows_cpu(int64_t rows, int64_t Lk, const float *S, int64_t lds, int64_t k0, int64_t nk, double *acc);
+
+/* The importance of keys [k0, k0 + nk) to Lq queries, per head h of H (features [h·d, (h+1)·d)):
+ * out[h·nk + j] = Σ_r softmax_i((q_r·k_i)·scale over i < Lk)[k0 + j]. q: (Lq, H·d) f32 row stride ldq;
+ * k: (Lk, H·d) f32 stride ldk. Each logit is the f32 rounding of its fp64 dot product times scale (the rows
+ * a GPU's GEMM hands over), then sf_key_mass_rows_cpu. SF_E_NOMEM / SF_E_ARG name what failed. */
+sf_status sf_key_mass_cpu(int64_t Lq, int64_t Lk, int H, int d, const float *q, int64_t ldq, const float *k,
+                          int64_t ldk, float scale, int64_t k0, int64_t nk, double *out, sf_err *err);
+
+/* Per head h of H: idx[h·keep + i], i < keep, the candidates j < n with the keep largest score[h·n + j] (a NaN
+ * counts as −∞; ties: the lower j), in ascending order. Requires 0 ≤ keep ≤ n. Returns 0, or −1 when out of
+ * memory (idx untouched). */
+int sf_kv_select_cpu(int H, int64_t n, const double *score, int64_t keep, int32_t *idx);
+
+/* In place, per head h of H (columns [h·d, (h+1)·d) of rows ld apart): row i ← row idx[h·keep + i] for i < keep
+ * (ascending indices with idx[h·keep + i] ≥ i, as sf_kv_select_cpu lists them: every row is read before it is
+ * overwritten). */
+void sf_kv_gather_cpu(float *x, int64_t ld, int H, int d, int64_t keep, const int32_t *idx);
+
+#endif

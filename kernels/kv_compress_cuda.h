@@ -1,0 +1,33 @@
+/* kv_compress_cuda.h — Participative Compression's ops on the GPU (kernels/cuda/kv_compress.cu), held to the
+ * CPU references of kernels/kv_compress.h (same definitions) by tests/unit/test_kv_compress.c. All pointers are
+ * device memory; work is enqueued on ctx->stream. The selection between them is host code (sf_kv_select_cpu). */
+#ifndef SF_KV_COMPRESS_CUDA_H
+#define SF_KV_COMPRESS_CUDA_H
+
+#include "cuda_ops.h"
+#include "kv_compress.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* sf_key_mass_rows_cpu: S (rows, lds) f32 → acc (nk) f64 += the rows' probabilities of keys [k0, k0 + nk), rows
+ * added in order (one thread a key); lse_ws: rows doubles of scratch (each row's log-sum-exp, a block a row). */
+sf_status sf_key_mass_rows_cuda(const sf_cuda_ctx *ctx, int64_t rows, int64_t Lk, const float *S, int64_t lds,
+                                int64_t k0, int64_t nk, double *lse_ws, double *acc, sf_err *err);
+/* sf_key_mass_cpu from bf16 q (Lq, H·d) stride ldq and k (Lk, H·d) stride ldk: per head, per chunk of at most
+ * ws_rows queries, the chunk's logits by cuBLASLt (f32, scale folded in) into S_ws (ws_rows·Lk f32), then
+ * sf_key_mass_rows_cuda. out (H, nk) f64 is overwritten. lse_ws: ws_rows doubles. */
+sf_status sf_key_mass_cuda(const sf_cuda_ctx *ctx, int64_t Lq, int64_t Lk, int H, int d, const void *q, int64_t ldq,
+                           const void *k, int64_t ldk, float scale, int64_t k0, int64_t nk, float *S_ws, int64_t ws_rows,
+                           double *lse_ws, double *out, sf_err *err);
+/* sf_kv_gather_cpu on bf16 rows (ld elements apart): idx (H, keep) int32 device; tmp: keep·H·d bf16 scratch
+ * (the rows are gathered there first, then written back: no thread reads a row another has overwritten). */
+sf_status sf_kv_gather_cuda(const sf_cuda_ctx *ctx, void *x, int64_t ld, int H, int d, int64_t keep, const int32_t *idx,
+                            void *tmp, sf_err *err);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif

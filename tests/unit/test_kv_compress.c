@@ -1,0 +1,210 @@
+/* test_kv_compress.c — Participative Compression's ops (kernels/kv_compress.h): the CPU references against
+ * hand-checkable cases and a direct softmax, and the GPU kernels (kernels/cuda/kv_compress.cu) held to them — on
+ * the CPU emulation layer in every build (this binary links the emulated kernels), on a GPU in the _gpu twin.
+ * Tolerances: the key masses are fp64 sums of fp64 exps of the same f32 logits on both sides: 1e-9 relative when
+ * the logits are the same (rows handed over); from bf16 q and k the GPU's GEMM rounds each logit in f32 in
+ * another order than the CPU's fp64 dot: 2e-4 relative to the largest mass (logits ≲ 8, one f32 step ≈ 5e-7 of
+ * them, many keys). The gather moves bf16 bits: exact. */
+#include "sf_test.h"
+#include "device.h"
+#include "kv_compress.h"
+#include "kv_compress_cuda.h"
+
+#include <math.h>
+#include <stdint.h>
+
+#include "kernel_test.h"
+#ifndef SF_TEST_GPU
+#include "cuda/emu/sf_emu.h"
+#endif
+
+/* Hand cases: uniform logits → each key gets 1/Lk from each row; one key 30 above the rest takes its rows; and the
+ * fp64 row max keeps logits of 800 finite (their lse ≈ 807 holds ~1e-13 of absolute rounding). */
+static void test_hand(void) {
+    enum { Lk = 8 };
+    float s[2 * Lk];
+    double acc[Lk] = {0};
+    for (int i = 0; i < 2 * Lk; i++) s[i] = 0.25f;
+    sf_key_mass_rows_cpu(2, Lk, s, Lk, 0, Lk, acc);
+    for (int j = 0; j < Lk; j++) SF_CHECK_MSG(fabs(acc[j] - 2.0 / Lk) < 1e-15, "uniform key %d: %.17g", j, acc[j]);
+    double acc2[3] = {1, 1, 1};
+    s[Lk + 5] = 30.25f; /* row 1, key 5 */
+    sf_key_mass_rows_cpu(2, Lk, s, Lk, 4, 3, acc2); /* keys 4, 5, 6 */
+    const double z = exp(30.0) + 7;
+    SF_CHECK_MSG(fabs(acc2[1] - (1 + 1.0 / Lk + exp(30.0) / z)) < 1e-12, "spike: %.17g", acc2[1]);
+    SF_CHECK_MSG(fabs(acc2[0] - (1 + 1.0 / Lk + 1 / z)) < 1e-12, "beside the spike: %.17g", acc2[0]);
+    for (int i = 0; i < Lk; i++) s[i] = 800.0f + (float)i;
+    double big[Lk] = {0}, sum = 0;
+    sf_key_mass_rows_cpu(1, Lk, s, Lk, 0, Lk, big);
+    for (int j = 0; j < Lk; j++) sum += big[j];
+    SF_CHECK_MSG(isfinite(sum) && fabs(sum - 1) < 1e-12, "logits of 800: total %.17g", sum);
+    SF_CHECK(big[7] > big[6] && big[6] > big[0]);
+}
+
+/* sf_key_mass_cpu against the softmax written out here; the masses of all the keys sum to Lq per head. */
+static void test_cpu_vs_softmax(void) {
+    enum { H = 3, d = 8, Lq = 5, Lk = 11, ld = H * d + 2, K0 = 3, NK = 6 };
+    float *q = hrand(Lq * ld, -1.5f, 1.5f, 0), *k = hrand(Lk * ld, -1.5f, 1.5f, 0);
+    const float scale = 0.35f;
+    double got[H * NK], all[H * Lk], want[H * NK] = {0};
+    sf_err err = {{0}};
+    SF_CHECK_OK(sf_key_mass_cpu(Lq, Lk, H, d, q, ld, k, ld, scale, K0, NK, got, &err), &err);
+    SF_CHECK_OK(sf_key_mass_cpu(Lq, Lk, H, d, q, ld, k, ld, scale, 0, Lk, all, &err), &err);
+    for (int h = 0; h < H; h++) {
+        double tot = 0;
+        for (int j = 0; j < Lk; j++) tot += all[h * Lk + j];
+        SF_CHECK_MSG(fabs(tot - Lq) < 1e-12, "head %d: the keys' masses sum to %.17g, not %d", h, tot, Lq);
+        for (int r = 0; r < Lq; r++) {
+            double l[Lk], z = 0;
+            for (int i = 0; i < Lk; i++) {
+                double dot = 0;
+                for (int c = 0; c < d; c++) dot += (double)q[r * ld + h * d + c] * k[i * ld + h * d + c];
+                l[i] = dot * scale;
+                z += exp(l[i]);
+            }
+            for (int j = 0; j < NK; j++) want[h * NK + j] += exp(l[K0 + j]) / z;
+        }
+        for (int j = 0; j < NK; j++) {
+            SF_CHECK_MSG(fabs(got[h * NK + j] - want[h * NK + j]) < 1e-6, "head %d key %d: %.9g, softmax %.9g", h,
+                         K0 + j, got[h * NK + j], want[h * NK + j]);
+            SF_CHECK(got[h * NK + j] == all[h * Lk + K0 + j]); /* a range is the same sums as the whole */
+        }
+    }
+    SF_CHECK(sf_key_mass_cpu(Lq, Lk, H, d, q, ld, k, ld, scale, 8, 4, got, &err) == SF_E_ARG); /* past Lk */
+    free(q), free(k);
+}
+
+/* Selection: the keep largest per head, ties to the lower index, NaN last, listed ascending. */
+static void test_select(void) {
+    const double sc[2 * 6] = {0.5, 0.9, 0.5, 0.1, 0.9, 0.2, /* head 0: 1 and 4, then 0 before 2 (tie) */
+                              NAN, 0.3, 0.3, 0.3, -1.0, 0.7};
+    int32_t idx[2 * 3];
+    SF_CHECK(sf_kv_select_cpu(2, 6, sc, 3, idx) == 0);
+    const int32_t want[6] = {0, 1, 4, 1, 2, 5};
+    for (int i = 0; i < 6; i++) SF_CHECK_MSG(idx[i] == want[i], "idx[%d] = %d, want %d", i, idx[i], want[i]);
+    int32_t all[6];
+    SF_CHECK(sf_kv_select_cpu(1, 6, sc, 6, all) == 0);
+    for (int i = 0; i < 6; i++) SF_CHECK(all[i] == i); /* keep = n: everything, in order */
+    SF_CHECK(sf_kv_select_cpu(2, 6, sc, 0, idx) == 0);
+}
+
+/* Gather in place: each head's rows from its own list, other columns and rows untouched. */
+static void test_gather_cpu(void) {
+    enum { H = 2, d = 3, ld = H * d + 1, R = 6, KEEP = 3 };
+    float x[R * ld], x0[R * ld];
+    for (int i = 0; i < R * ld; i++) x[i] = x0[i] = (float)i;
+    const int32_t idx[H * KEEP] = {1, 2, 5, 0, 3, 4};
+    sf_kv_gather_cpu(x, ld, H, d, KEEP, idx);
+    for (int r = 0; r < R; r++)
+        for (int c = 0; c < ld; c++) {
+            const int h = c / d;
+            const float want = r < KEEP && c < H * d ? x0[idx[h * KEEP + r] * ld + c] : x0[r * ld + c];
+            SF_CHECK_MSG(x[r * ld + c] == want, "row %d col %d: %g, want %g", r, c, x[r * ld + c], want);
+        }
+}
+
+/* GPU: the rows form on f32 logits (chunks, a gap past Lk never read), the whole form from bf16 q, k against the
+ * CPU on the same (bf16-rounded) values, and the gather bit for bit, with guards. */
+static void test_gpu_rows(void) {
+    enum { R = 37, Lk = 300, lds = 305, K0 = 40, NK = 200 };
+    cu c;
+    if (!cu_open(&c)) return;
+    float *s = hrand(R * lds, -7, 7, 0);
+    s[2 * lds + K0 + 9] = 60.0f; /* a spike: only the true max keeps exp finite */
+    for (int r = 0; r < R; r++)
+        for (int j = Lk; j < lds; j++) s[r * lds + j] = NAN; /* the gap: never read */
+    double ref[NK], got[NK];
+    for (int j = 0; j < NK; j++) ref[j] = 0.5; /* accumulated onto */
+    sf_key_mass_rows_cpu(R, Lk, s, lds, K0, NK, ref);
+    float *dS = cu_put(&c, s, R * lds, 0);
+    double *dl = cu_alloc(&c, sizeof(double) * R), *da = cu_alloc(&c, sizeof(double) * NK);
+    if (!dS || !dl || !da) goto done;
+    for (int j = 0; j < NK; j++) got[j] = 0.5;
+    SF_CHECK_OK(sf_cuda_copy_h2d(&c.ctx, da, got, sizeof got, &c.err), &c.err);
+    SF_CHECK_OK(sf_key_mass_rows_cuda(&c.ctx, 20, Lk, dS, lds, K0, NK, dl, da, &c.err), &c.err);
+    SF_CHECK_OK(sf_key_mass_rows_cuda(&c.ctx, R - 20, Lk, dS + 20 * lds, lds, K0, NK, dl, da, &c.err), &c.err);
+    SF_CHECK_OK(sf_cuda_copy_d2h(&c.ctx, got, da, sizeof got, &c.err), &c.err);
+    double e = 0;
+    int first = -1;
+    for (int j = 0; j < NK; j++) {
+        double r = fabs(got[j] - ref[j]) / fabs(ref[j]);
+        if (!(r <= 1e-9) && first < 0) first = j;
+        if (!(r <= e)) e = r;
+    }
+    SF_CHECK_MSG(first < 0, "key mass rows: key %d got %.17g ref %.17g; max rel |d| %.3g", first, got[first < 0 ? 0 : first],
+                 ref[first < 0 ? 0 : first], e);
+    SF_CHECK(sf_key_mass_rows_cuda(&c.ctx, R, Lk, dS, lds, K0, Lk, dl, da, &c.err) == SF_E_ARG); /* past Lk */
+done:
+    free(s);
+    cu_close(&c);
+}
+
+static void test_gpu_qk(void) {
+    enum { H = 2, d = 32, Lq = 50, Lk = 90, ld = 2 * H * d, K0 = 10, NK = 70, WS = 16 };
+    cu c;
+    if (!cu_open(&c)) return;
+    float *q = hrand(Lq * ld, -1, 1, 1), *k = hrand(Lk * ld, -1, 1, 1);
+    const float scale = 1.0f / sqrtf((float)d);
+    double ref[H * NK], got[H * NK];
+    SF_CHECK_OK(sf_key_mass_cpu(Lq, Lk, H, d, q, ld, k, ld, scale, K0, NK, ref, &c.err), &c.err);
+    void *dq = cu_put(&c, q, Lq * ld, 1), *dk = cu_put(&c, k, Lk * ld, 1);
+    float *dS = cu_alloc(&c, sizeof(float) * WS * Lk);
+    double *dl = cu_alloc(&c, sizeof(double) * WS), *dout = cu_alloc(&c, sizeof(double) * H * NK);
+    if (!dq || !dk || !dS || !dl || !dout) goto done;
+    SF_CHECK_OK(sf_key_mass_cuda(&c.ctx, Lq, Lk, H, d, dq, ld, dk, ld, scale, K0, NK, dS, WS, dl, dout, &c.err), &c.err);
+    SF_CHECK_OK(sf_cuda_copy_d2h(&c.ctx, got, dout, sizeof got, &c.err), &c.err);
+    double mx = 0, e = 0;
+    int first = -1;
+    for (int i = 0; i < H * NK; i++) mx = fmax(mx, ref[i]);
+    for (int i = 0; i < H * NK; i++) {
+        double a = fabs(got[i] - ref[i]);
+        if (!(a <= 2e-4 * mx) && first < 0) first = i;
+        if (!(a <= e)) e = a;
+    }
+    SF_CHECK_MSG(first < 0, "key mass from q, k: head %d key %d got %.9g ref %.9g; max |d| %.3g (max %.3g)",
+                 first < 0 ? 0 : first / NK, first < 0 ? 0 : K0 + first % NK, got[first < 0 ? 0 : first],
+                 ref[first < 0 ? 0 : first], e, mx);
+    int32_t ic[H * 20], ig[H * 20]; /* the selections agree where no two scores are within the tolerance */
+    SF_CHECK(sf_kv_select_cpu(H, NK, ref, 20, ic) == 0 && sf_kv_select_cpu(H, NK, got, 20, ig) == 0);
+    int same = 0;
+    for (int i = 0; i < H * 20; i++) same += ic[i] == ig[i];
+    SF_CHECK_MSG(same >= H * 20 - 2, "selections differ in %d of %d places", H * 20 - same, H * 20);
+done:
+    free(q), free(k);
+    cu_close(&c);
+}
+
+static void test_gpu_gather(void) {
+    enum { H = 3, d = 16, ld = 2 * H * d + 8, R = 40, KEEP = 24 };
+    cu c;
+    if (!cu_open(&c)) return;
+    float *x = hrand(R * ld, -4, 4, 1), *ref = malloc(sizeof(float) * R * ld), *got = malloc(sizeof(float) * R * ld);
+    memcpy(ref, x, sizeof(float) * R * ld);
+    double sc[H * R];
+    for (int i = 0; i < H * R; i++) sc[i] = urand(0, 1);
+    int32_t idx[H * KEEP];
+    SF_CHECK(sf_kv_select_cpu(H, R, sc, KEEP, idx) == 0);
+    sf_kv_gather_cpu(ref, ld, H, d, KEEP, idx);
+    gbuf gx;
+    int32_t *di = cu_alloc(&c, sizeof idx);
+    void *tmp = cu_alloc(&c, (size_t)KEEP * H * d * 2);
+    if (!di || !tmp || !gb_new(&c, &gx, R, ld, ld, 2) || !gb_put(&c, &gx, x)) goto done;
+    SF_CHECK_OK(sf_cuda_copy_h2d(&c.ctx, di, idx, sizeof idx, &c.err), &c.err);
+    SF_CHECK_OK(sf_kv_gather_cuda(&c.ctx, gx.at, ld, H, d, KEEP, di, tmp, &c.err), &c.err);
+    if (gb_get(&c, &gx, "kv gather", got)) (void)tol_cmp("kv gather", got, ref, (size_t)R * ld, 0, 1, 0, 0);
+    SF_CHECK(sf_kv_gather_cuda(&c.ctx, gx.at, H * d - 1, H, d, KEEP, di, tmp, &c.err) == SF_E_ARG);
+done:
+    free(x), free(ref), free(got);
+    cu_close(&c);
+}
+
+static const sf_test tests[] = {
+    {"hand", test_hand},
+    {"cpu_vs_softmax", test_cpu_vs_softmax},
+    {"select", test_select},
+    {"gather_cpu", test_gather_cpu},
+    {"gpu_rows", test_gpu_rows},
+    {"gpu_qk", test_gpu_qk},
+    {"gpu_gather", test_gpu_gather},
+};
+SF_TEST_MAIN(tests)
