@@ -362,6 +362,7 @@ sf_status sf_dit_state_init_rope(sf_dit_state *st, const sf_dit_weights *w, int 
 }
 
 void sf_dit_state_free(sf_dit_state *st) {
+    sf_dit_kv_compress_free(st);
     sf_dit_cuda_free(st);
     int NL = st->w ? st->w->cfg.num_layers : 0;
     for (int l = 0; l < NL; l++) {
@@ -418,6 +419,7 @@ void sf_dit_state_reset(sf_dit_state *st) {
     st->global_end = 0;
     st->local_end = 0;
     st->sink_shift = 0, st->sink_orig_valid = 0; /* the next video's sink is cached afresh */
+    st->kvc_lq = 0;                              /* and --kv-compress has no queries of it yet */
 }
 
 /* Rows of the RoPE table: the time positions asked for, and at least the spatial grid's. */
@@ -537,7 +539,7 @@ typedef struct dit_fwd {
 } dit_fwd;
 
 int sf_dit_kv_only_layer(const sf_dit_state *st, int l, int kv_only) {
-    if (!kv_only || l + 1 != st->w->cfg.num_layers) return 0;
+    if (!kv_only || l + 1 != st->w->cfg.num_layers || st->kvc_tokens > 0) return 0; /* --kv-compress keeps q */
     const sf_dit_tap *tp = &st->tap;
     if (tp->wants && tp->wants(tp->ctx, l)) return 0;
     return !(tp->wants_cross && tp->done && tp->wants_cross(tp->ctx, l));
@@ -586,6 +588,8 @@ static sf_status dit_layer(sf_dit_state *st, int l, const dit_fwd *fw, sf_err *e
     }
     if (!stop_kv) sf_rope_apply_cpu(&st->rope, st->q, D, F, st->lat_h / ph, st->lat_w / pw, (int)NH, start_frame, nt);
     sf_rope_apply_cpu(&st->rope, st->k, D, F, st->lat_h / ph, st->lat_w / pw, (int)NH, start_frame, nt);
+    if (st->kvc_tokens > 0 && !stop_kv) /* --kv-compress: the next eviction scores the keys with these queries */
+        memcpy(st->kvc_q + (size_t)l * (size_t)((int64_t)st->max_frames * S * D), st->q, sizeof(float) * (size_t)(L * D));
     float *KC = st->kc[l], *VC = st->vc[l];
     if (kv->evict > 0 && kv->keep > 0) { /* roll: [sink+evict, +keep) → [sink, +keep); memmove handles overlap */
         const int64_t from = st->sink_tokens + kv->evict;
@@ -679,6 +683,12 @@ static sf_status forward(sf_dit_state *st, const float *x_t, int F, const float 
         ls = fix->ls, le = fix->le;
     else if ((s = kv_plan(st, start_frame * S, L, &ls, &le, &evict, &keep, err)))
         return s;
+    if (!fix && evict > 0 && st->kvc_tokens > 0) { /* --kv-compress: the eviction compresses instead of dropping */
+        int done = 0;
+        if ((s = sf_dit_kv_compress(st, evict, &done, err))) return s;
+        if (done) evict = keep = 0; /* rolled already, key_frames too */
+    }
+    if (st->kvc_tokens > 0) st->kvc_lq = L; /* the queries this forward keeps (dit_layer / the GPU's layer) */
     const int64_t max_att = sf_dit_window_tokens(st);
     int64_t lo = le - max_att > 0 ? le - max_att : 0, Lk = le - lo;
     /* which absolute frame each cache frame-slot holds after this forward's roll + write (all
@@ -909,6 +919,10 @@ sf_status sf_dit_recache(sf_dit_state *st, float t, int fpb, int independent_fir
     memset(&st->tap, 0, sizeof st->tap);
     for (int64_t at = 0; at < have && !s;) {
         /* one chunk: the slots from `at` that hold consecutive frames of one block */
+        if (st->key_frames[at] < 0) { /* --kv-compress: tokens of mixed frames, kept as they are */
+            at++;
+            continue;
+        }
         const int64_t f0 = st->key_frames[at], b0 = block_of(f0, fpb, independent_first_frame);
         int F = 1;
         while (at + F < have && F < st->max_frames && F < 64 && st->key_frames[at + F] == f0 + F &&

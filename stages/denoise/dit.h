@@ -218,6 +218,13 @@ typedef struct sf_dit_state {
     int64_t sink_shift;              /* the time shift the sink slots hold now (0: as cached) */
     int sink_orig_valid;             /* sink_orig holds the sink slots' keys as cached */
     float *sink_orig;                /* CPU: (num_layers, sink_tokens, dim), owned (a GPU keeps its own) */
+    /* --kv-compress (sf_dit_set_kv_compress, kv_compress.c): Participative Compression of a rolling cache */
+    int64_t kvc_tokens;              /* tokens of the compressed region right after the sink (0: off) */
+    int64_t kvc_lq;                  /* query rows of the last forward, kept in kvc_q (0: none since the reset) */
+    float *kvc_q;                    /* CPU: (num_layers, max_frames·frame_tokens, dim) its post-RoPE queries, owned */
+    double *kvc_score;               /* host: (num_layers, heads, kvc_tokens + max_frames·frame_tokens) importances */
+    int32_t *kvc_idx;                /* host: (num_layers, heads, kvc_tokens) the tokens each head keeps */
+    int64_t kvc_runs;                /* compressions since the state was made (tests, info) */
 } sf_dit_state;
 
 /* Allocate the state for blocks of up to max_frames latent frames of lat_h × lat_w, a KV cache of
@@ -276,6 +283,30 @@ sf_status sf_dit_set_sink_rope(sf_dit_state *st, int on, int64_t gap, sf_err *er
  * if needed) — 0 when the sink is not in it, the window is one stretch, or the forward writes a sink slot. */
 sf_status sf_dit_sink_realign(sf_dit_state *st, int64_t lo, int64_t ls, const int64_t *kfr, int64_t n_frames,
                               sf_err *err);
+
+/* Participative Compression (Deep Forcing, Yi et al. 2025), an intervention for long rolling-cache runs: the cache
+ * holds the sink, then a compressed region of `frames` frames' worth of tokens, then the recent frames. Where the
+ * reference's eviction drops the oldest frames after the sink, each layer here scores the candidates — the
+ * compressed region's tokens and the frames leaving the recent ones — by the attention probability the last
+ * forward's queries gave them (kernels/kv_compress.h: summed over those queries, the softmax over every key in the
+ * cache as that forward saw it), and per head keeps the frames·frame_tokens most attended (ties: the older), in
+ * their cache order, with their keys and values as cached (RoPE at their own frames). The recent frames roll down
+ * behind them. Their slots' key_frames read −1 (tokens of mixed frames, per head). Keys are scored once per
+ * eviction (the first forward of a block), from the previous forward's queries (normally the block before's
+ * clean-context pass; after a prompt switch's re-cache, its last chunk's), kept per layer (so that pass computes
+ * its last layer's queries too). A re-cache leaves the compressed tokens as they are (their frames are not whole
+ * in the cache). frames 0 turns it off (the reference's eviction). Needs a rolling cache whose window is the
+ * cache, and sink + frames + max_frames ≤ the cache's frames (SF_E_ARG otherwise). Both backends; set before a
+ * video (sf_dit_state_reset forgets the kept queries: a video's first eviction after a reset with none drops the
+ * oldest frames as the reference does). */
+sf_status sf_dit_set_kv_compress(sf_dit_state *st, int64_t frames, sf_err *err);
+/* The eviction of a forward (dit.c): kv_plan's evict tokens leave; with compression on and queries kept, the
+ * candidates [sink, sink + kvc_tokens + evict) are compressed into [sink, sink + kvc_tokens) and the rest of the
+ * cache [sink + kvc_tokens + evict, local_end) rolls down behind them, every layer, key_frames too. Returns 1 in
+ * *done when it did the eviction (the forward then rolls nothing), 0 when the plain roll is still to do. */
+sf_status sf_dit_kv_compress(sf_dit_state *st, int64_t evict, int *done, sf_err *err);
+/* Frees what sf_dit_set_kv_compress made (sf_dit_state_free calls it). */
+void sf_dit_kv_compress_free(sf_dit_state *st);
 
 /* Start a new video: cache indices to 0 (the cross-attention cache stays with its prompt). */
 void sf_dit_state_reset(sf_dit_state *st);

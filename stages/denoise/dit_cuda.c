@@ -549,6 +549,12 @@ static sf_status layer(sf_dit_state *st, int l, int F, int64_t start_frame, cons
         if ((s = rope_rows(st, L, kn, 2 * D, start_frame, err))) return s;
     }
     if (stop_kv) return SF_OK; /* a pass nobody reads past the cache (sf_dit_kv_only_layer) */
+    if (st->kvc_tokens > 0) { /* --kv-compress: the next eviction scores the keys with these queries (kv_compress.c) */
+        prof(g, P_IO);
+        if ((s = sf_cuda_copy_d2d(cx, g->kvc_q + (size_t)l * (size_t)((int64_t)st->max_frames * S * D), g->q,
+                                  sizeof(bf16) * (size_t)(L * D), err)))
+            return s;
+    }
     /* the keys this layer attends: the window, less its first context slots in an ablated layer (--sink-ablate) */
     const int64_t skip = sf_dit_ablate_skip(st, l, L, kv->Lk), Lk = kv->Lk - skip;
     const bf16 *Ka = KV + (kv->lo + skip) * 2 * D, *Va = Ka + D;
@@ -770,8 +776,9 @@ sf_status sf_dit_cuda_forward(sf_dit_state *st, const float *x_t, int F, const f
         return s;
     const int64_t *kfr = st->key_frames + kv->lo / st->frame_tokens;
     const int want = graph_wanted(st, L, kv->Lk);
-    /* the key's bits above the frame count: cache-only pass, cache roll, prediction slot, tapped layers */
-    const int variant = (kv_only != 0) | (kv->evict > 0 && kv->keep > 0) << 1 | (x0_slot >= 0) << 2 | (want == 2) << 3;
+    /* the key's bits above the frame count: cache-only pass, cache roll, prediction slot, tapped layers, kept queries */
+    const int variant = (kv_only != 0) | (kv->evict > 0 && kv->keep > 0) << 1 | (x0_slot >= 0) << 2 | (want == 2) << 3 |
+                        (st->kvc_tokens > 0) << 4;
     if (want) {
         const uint64_t key = (uint64_t)F | (uint64_t)variant << 32;
         sf_err ge = {{0}};

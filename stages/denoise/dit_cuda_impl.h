@@ -82,6 +82,13 @@ struct sf_dit_gpu {
     float *E, *Hm;                            /* (NL, F, 6D) every layer's modulation, (F, 2D) the head's */
     double *rope_cs;                          /* (max_pos, d/2, 2) */
     bf16 *sink_orig;                          /* --sink-rope realign: (NL, sink_tokens, D) the sink keys as cached */
+    /* --kv-compress (kv_compress.c): the last forward's queries (NL, L, D), the logits chunk (kvc_rows, Lk_max) and its
+     * rows' lse, the importances (NL, H, candidates) f64, the selection (NL, H, kept) and the gather's scratch */
+    bf16 *kvc_q, *kvc_tmp;
+    float *kvc_S;
+    double *kvc_lse, *kvc_score;
+    int32_t *kvc_idx;
+    int64_t kvc_rows;
     float *S;                                 /* explicit attention logits (H, chunk, Lk_max), lazily */
     bf16 *P;                                  /* its probabilities */
     uint16_t *S16;                            /* a chunk of logits as f16, on its way to a tap */

@@ -24,8 +24,11 @@
 static int64_t sink_shift(const sf_dit_state *st, int64_t lo, int64_t ls, const int64_t *kfr, int64_t n_frames) {
     const int64_t sf = st->frame_tokens > 0 ? st->sink_tokens / st->frame_tokens : 0;
     if (!st->sink_rope || sf <= 0 || lo != 0 || ls < st->sink_tokens || n_frames <= sf) return 0;
-    /* the oldest recent frame, less the frame after the sink, less the gap asked for */
-    const int64_t want = kfr[sf] - (kfr[sf - 1] + 1) - st->sink_rope_gap;
+    int64_t a = sf; /* the oldest recent frame: past --kv-compress's slots of mixed frames (−1) */
+    while (a < n_frames && kfr[a] < 0) a++;
+    if (a == n_frames) return 0;
+    /* less the frame after the sink, less the gap asked for */
+    const int64_t want = kfr[a] - (kfr[sf - 1] + 1) - st->sink_rope_gap;
     return want > 0 ? want : 0;
 }
 

@@ -7,7 +7,9 @@
  *      frames computed here from the semantics below; every x0 prediction (all blocks, all steps,
  *      the refresh pass) of the rolling run must equal it bit for bit (same keys in the same order),
  *      and must differ from the global run once frames were evicted;
- *  (c) impossible combinations are errors.
+ *  (c) impossible combinations are errors;
+ *  (d) --kv-compress (kv_compress_*): each compression against a brute force written here (scores in double from
+ *      the kept queries, the selection, the moved keys and values bit for bit), the plain run before it.
  * Semantics (derived from CausalWanSelfAttention's kv_cache update in wan/modules/causal_model.py
  * and checked against a frame-level simulation of that arithmetic for all T <= 39, block 1..4,
  * window 1..19, every sink, with and without an independent first frame): a block covering
@@ -70,6 +72,17 @@ static int rope_on;
 static int64_t rope_gap;
 static void (*rope_after)(sf_dit_state *st, const float *preds);
 
+/* --kv-compress in run()'s state (kvc_frames; 0: off): every compression is checked against kvc_brute (below) */
+static int64_t kvc_frames;
+typedef struct kvc_snap {
+    float *k, *v, *q;        /* the cache (NL, cache_tokens, D) and the kept queries (NL, L, D) before the forward */
+    int64_t lq, lend;
+    int armed, checked, bad, near_ties;
+} kvc_snap;
+static kvc_snap KS;
+static void kvc_snapshot(const sf_dit_state *st, int F);
+static void kvc_brute(const sf_dit_state *st, int F);
+
 /* Records, for layer 0, the absolute key frames the tap view reports, per forward. */
 typedef struct run_ctx {
     float *preds;            /* (n_blocks, NSTEP+1, fpb, FR) */
@@ -78,12 +91,14 @@ typedef struct run_ctx {
     const window *expect;    /* check the tap's key_frames against visible(), less the first ab context frames */
     int n_views, bad_views;
     int ab;                  /* layer 0's sink ablation (frames; 0: none) */
+    const sf_dit_state *st;
 } run_ctx;
 
 static sf_status on_pred(void *vc, int b, int s, int F, const float *x0, sf_err *err) {
     (void)err;
     run_ctx *c = vc;
     memcpy(c->preds + ((int64_t)b * (NSTEP + 1) + s) * c->fpb * FR, x0, sizeof(float) * (size_t)(F * FR));
+    if (KS.armed && s == 0) kvc_brute(c->st, F); /* the block's first forward compressed the cache */
     return SF_OK;
 }
 
@@ -93,6 +108,7 @@ static void on_fwd(void *vc, int b, int s, int64_t start, int F) {
     c->block = b;
     c->step = s;
     c->start = start;
+    if (kvc_frames && s == 0) kvc_snapshot(c->st, F);
 }
 
 static int tap_wants(void *ctx, int layer) {
@@ -130,9 +146,10 @@ static void run(long las, long sink, int iff, const window *sel, const window *c
     }
     SF_CHECK_OK(sf_dit_set_ablation(&st, ab_frames, ab_layers, ab_nl, &err), &err);
     SF_CHECK_OK(sf_dit_set_sink_rope(&st, rope_on, rope_gap, &err), &err);
+    SF_CHECK_OK(sf_dit_set_kv_compress(&st, kvc_frames, &err), &err);
     int ab0 = ab_frames && ab_nl == 0; /* layer 0, the tapped one, ablated too */
     for (int i = 0; i < ab_nl; i++) ab0 |= ab_frames && ab_layers[i] == 0;
-    run_ctx c = {preds, 3, 0, 0, 0, check_taps, 0, 0, ab0 ? ab_frames : 0};
+    run_ctx c = {preds, 3, 0, 0, 0, check_taps, 0, 0, ab0 ? ab_frames : 0, &st};
     if (check_taps) {
         st.tap.wants = tap_wants;
         st.tap.done = tap_done;
@@ -241,7 +258,7 @@ static void ablated_case(long las, long sink, int k) {
     SF_CHECK_OK(sf_dit_set_context(&st, M.emb, M.rows, &err), &err);
     st.key_select = ablated_cb;
     st.key_select_ctx = &ab;
-    run_ctx c = {bf, 3, 0, 0, 0, NULL, 0, 0, 0};
+    run_ctx c = {bf, 3, 0, 0, 0, NULL, 0, 0, 0, &st};
     sf_scheduler sc;
     SF_CHECK_OK(sf_scheduler_init(&sc, 5.0, &err), &err);
     sf_pipeline_cfg pc = {{0}, NSTEP, 3, 0, 0.0f, T, 8, 12, 16, 7, NULL, 0, 0, {0, 0, 0, 0}, 0, 0, NULL, 0};
@@ -430,6 +447,195 @@ static void sink_keys_case(int64_t gap) {
 static void test_sink_rope_keys(void) { sink_keys_case(0); }
 static void test_sink_rope_keys_gap(void) { sink_keys_case(2); }
 
+/* ---- --kv-compress (Participative Compression) ------------------------------------------------------------------
+ * The brute force, written here from the rule in dit.h: before a block's first forward that evicts, the cache and the
+ * kept queries are copied; after it, per layer and head, the candidates [sink, sink + kept + evict) are scored by the
+ * softmax (over the keys [0, local_end) as they stood) of every kept query, in double, logits from the queries
+ * directly; the kept tokens (largest first, ties the older) sit in cache order at [sink, sink + kept) with their
+ * keys and values bit for bit, the slots after the candidates rolled down behind them whole, the sink untouched. */
+static void kvc_snapshot(const sf_dit_state *st, int F) {
+    const int64_t S = st->frame_tokens, D = M.w.cfg.dim, NL = M.w.cfg.num_layers, C = st->cache_tokens;
+    const int64_t L = (int64_t)st->max_frames * S;
+    KS.armed = st->local_end + F * S > C && st->kvc_lq > 0;
+    if (!KS.armed) return;
+    if (!KS.k) {
+        KS.k = malloc(sizeof(float) * (size_t)(NL * C * D)), KS.v = malloc(sizeof(float) * (size_t)(NL * C * D));
+        KS.q = malloc(sizeof(float) * (size_t)(NL * L * D));
+    }
+    for (int l = 0; l < NL; l++) {
+        memcpy(KS.k + l * C * D, st->kc[l], sizeof(float) * (size_t)(C * D));
+        memcpy(KS.v + l * C * D, st->vc[l], sizeof(float) * (size_t)(C * D));
+    }
+    memcpy(KS.q, st->kvc_q, sizeof(float) * (size_t)(NL * L * D));
+    KS.lq = st->kvc_lq, KS.lend = st->local_end;
+}
+
+typedef struct kvc_cand {
+    double s;
+    int64_t j;
+} kvc_cand;
+static int kvc_desc(const void *a, const void *b) {
+    const kvc_cand *x = a, *y = b;
+    if (x->s != y->s) return x->s > y->s ? -1 : 1;
+    return (x->j > y->j) - (x->j < y->j);
+}
+static int kvc_asc(const void *a, const void *b) {
+    const kvc_cand *x = a, *y = b;
+    return (x->j > y->j) - (x->j < y->j);
+}
+
+static void kvc_brute(const sf_dit_state *st, int F) {
+    KS.armed = 0;
+    const int64_t S = st->frame_tokens, D = M.w.cfg.dim, NL = M.w.cfg.num_layers, H = M.w.cfg.num_heads, hd = D / H;
+    const int64_t C = st->cache_tokens, L = (int64_t)st->max_frames * S, T0 = st->sink_tokens, kept = st->kvc_tokens;
+    const int64_t evict = KS.lend + F * S - C, n = kept + evict, rest = KS.lend - T0 - n;
+    kvc_cand *cd = malloc(sizeof(kvc_cand) * (size_t)n);
+    double *lg = malloc(sizeof(double) * (size_t)KS.lend);
+    int bad = 0;
+    for (int l = 0; l < NL && cd && lg; l++) {
+        const float *K = KS.k + l * C * D, *V = KS.v + l * C * D, *Q = KS.q + l * L * D;
+        for (int64_t h = 0; h < H; h++) {
+            for (int64_t j = 0; j < n; j++) cd[j].s = 0, cd[j].j = j;
+            for (int64_t r = 0; r < KS.lq; r++) {
+                double m = -INFINITY, z = 0;
+                for (int64_t i = 0; i < KS.lend; i++) {
+                    double dot = 0;
+                    for (int64_t e = 0; e < hd; e++) dot += (double)Q[r * D + h * hd + e] * K[i * D + h * hd + e];
+                    lg[i] = dot / sqrt((double)hd);
+                    m = fmax(m, lg[i]);
+                }
+                for (int64_t i = 0; i < KS.lend; i++) z += exp(lg[i] - m);
+                for (int64_t j = 0; j < n; j++) cd[j].s += exp(lg[T0 + j] - m) / z;
+            }
+            qsort(cd, (size_t)n, sizeof *cd, kvc_desc);
+            if (cd[kept - 1].s - cd[kept].s < 1e-9 * cd[kept - 1].s) { /* too close to call in float: not checked */
+                KS.near_ties++;
+                continue;
+            }
+            qsort(cd, (size_t)kept, sizeof *cd, kvc_asc);
+            for (int64_t i = 0; i < kept; i++) {
+                const size_t at = (size_t)((T0 + i) * D + h * hd), from = (size_t)((T0 + cd[i].j) * D + h * hd);
+                if (memcmp(st->kc[l] + at, K + from, sizeof(float) * (size_t)hd) ||
+                    memcmp(st->vc[l] + at, V + from, sizeof(float) * (size_t)hd)) {
+                    if (!bad++)
+                        fprintf(stderr, "# kv-compress: layer %d head %lld slot %lld should hold candidate %lld\n", l,
+                                (long long)h, (long long)(T0 + i), (long long)cd[i].j);
+                }
+            }
+        }
+        if (memcmp(st->kc[l] + (T0 + kept) * D, K + (T0 + n) * D, sizeof(float) * (size_t)(rest * D)) ||
+            memcmp(st->vc[l] + (T0 + kept) * D, V + (T0 + n) * D, sizeof(float) * (size_t)(rest * D)))
+            bad += !fprintf(stderr, "# kv-compress: layer %d: the recent frames did not roll down whole\n", l) + 1;
+        if (!rope_on && memcmp(st->kc[l], K, sizeof(float) * (size_t)(T0 * D)))
+            bad += !fprintf(stderr, "# kv-compress: layer %d: the sink moved\n", l) + 1;
+    }
+    free(cd), free(lg);
+    KS.checked++;
+    KS.bad += bad;
+}
+
+/* The state after a compressed run: the slots' frames and the count; then a prompt switch's re-cache rewrites the
+ * whole frames (sink, recent) and leaves the compressed tokens as they are. */
+static float *kvc_emb2;
+static void kvc_after(sf_dit_state *st, const float *preds) {
+    const int64_t want[6] = {0, -1, -1, 9, 10, 11}, D = M.w.cfg.dim, S = st->frame_tokens;
+    for (int f = 0; f < 6; f++)
+        SF_CHECK_MSG(st->key_frames[f] == want[f], "slot %d holds frame %lld, want %lld", f, (long long)st->key_frames[f],
+                     (long long)want[f]);
+    SF_CHECK(st->kvc_runs == 2);
+    const int64_t n = 6 * S * D;
+    float *before = malloc(sizeof(float) * (size_t)n);
+    if (!before || !kvc_emb2) goto out;
+    memcpy(before, st->kc[1], sizeof(float) * (size_t)n);
+    sf_err err = {{0}};
+    rk_preds = preds;
+    SF_CHECK_OK(sf_dit_set_context(st, kvc_emb2, M.rows, &err), &err);
+    SF_CHECK_OK(sf_dit_recache(st, 0.0f, 3, 0, rk_frame, NULL, &err), &err);
+    for (int f = 0; f < 6; f++) {
+        const int same = !memcmp(before + f * S * D, st->kc[1] + f * S * D, sizeof(float) * (size_t)(S * D));
+        SF_CHECK_MSG(same == (want[f] < 0), "re-cache: slot %d (frame %lld) %s", f, (long long)want[f],
+                     same ? "was not rewritten" : "was rewritten");
+    }
+out:
+    free(before);
+}
+
+/* A window of 6 with a 1-frame sink and 2 compressed frames: blocks 0-1 fill it (the plain rolling run's bit for bit),
+ * blocks 2 and 3 each compress 5 frames' candidates into 2 frames' tokens per head (the second time the compressed
+ * tokens are candidates again) and differ from the plain run, each compression equal to the brute force. */
+static void test_kv_compress_run(void) {
+    static float plain[NPRED], pc[NPRED];
+    model_load();
+    if (!M.ok) return;
+    run(6, 1, 0, NULL, NULL, plain);
+    kvc_emb2 = malloc(sizeof(float) * (size_t)M.n);
+    for (int64_t i = 0; kvc_emb2 && i < M.n; i++) kvc_emb2[i] = -0.5f * M.emb[M.n - 1 - i];
+    memset(&KS, 0, sizeof KS);
+    kvc_frames = 2, rope_after = kvc_after;
+    run(6, 1, 0, NULL, NULL, pc);
+    kvc_frames = 0, rope_after = NULL;
+    for (int blk = 0; blk < T / 3; blk++)
+        SF_CHECK_MSG(same_block(pc, plain, blk) == (blk < 2), "kv-compress: block %d %s the plain rolling run", blk,
+                     blk < 2 ? "differs from" : "equals");
+    SF_CHECK_MSG(KS.checked == 2 && KS.bad == 0, "kv-compress: %d compressions checked, %d wrong", KS.checked, KS.bad);
+    SF_CHECK_MSG(KS.near_ties <= 2, "kv-compress: %d heads too close to call", KS.near_ties);
+    free(KS.k), free(KS.v), free(KS.q), free(kvc_emb2);
+    memset(&KS, 0, sizeof KS);
+    kvc_emb2 = NULL;
+}
+
+/* Deep Sink beside it: the realigned sink goes before the oldest recent frame, past the compressed slots (frame 9 of
+ * the last window [0 | mixed mixed | 9 10 11]: a shift of 8). */
+static void kvc_sink_after(sf_dit_state *st, const float *preds) {
+    (void)preds;
+    SF_CHECK_MSG(st->sink_shift == 8 && st->kvc_runs == 2, "sink shift %lld, compressions %lld", (long long)st->sink_shift,
+                 (long long)st->kvc_runs);
+}
+static void test_kv_compress_sink_rope(void) {
+    static float pc[NPRED];
+    memset(&KS, 0, sizeof KS);
+    kvc_frames = 2, rope_on = 1, rope_after = kvc_sink_after;
+    run(6, 1, 0, NULL, NULL, pc);
+    kvc_frames = 0, rope_on = 0, rope_after = NULL;
+    SF_CHECK_MSG(KS.checked == 2 && KS.bad == 0, "kv-compress with realign: %d checked, %d wrong", KS.checked, KS.bad);
+    free(KS.k), free(KS.v), free(KS.q);
+    memset(&KS, 0, sizeof KS);
+}
+
+/* The clean-context pass keeps every layer's queries (its last layer would otherwise stop at its K/V): the kept
+ * queries of sf_dit_refresh equal those of the full forward on the same input; refusals; a reset forgets them. */
+static void test_kv_compress_state(void) {
+    sf_err err = {{0}};
+    sf_dit_state a, b;
+    model_load();
+    if (!M.ok) return;
+    SF_CHECK_OK(sf_dit_state_init(&a, &M.w, 3, 8, 12, 6, 6, 1, 1, &err), &err);
+    SF_CHECK_OK(sf_dit_state_init(&b, &M.w, 3, 8, 12, 6, 6, 1, 1, &err), &err);
+    SF_CHECK_OK(sf_dit_set_kv_compress(&a, 2, &err), &err);
+    SF_CHECK_OK(sf_dit_set_kv_compress(&b, 2, &err), &err);
+    SF_CHECK_OK(sf_dit_set_context(&a, M.emb, M.rows, &err), &err);
+    SF_CHECK_OK(sf_dit_set_context(&b, M.emb, M.rows, &err), &err);
+    static float x[3 * FR], flow[3 * FR];
+    for (int i = 0; i < 3 * FR; i++) x[i] = (float)sin(0.01 * i);
+    const float t[3] = {0, 0, 0};
+    SF_CHECK_OK(sf_dit_lat_put(&a, SF_LAT_X, x, 3 * FR, &err), &err);
+    SF_CHECK_OK(sf_dit_refresh(&a, 3, t, 0, &err), &err);
+    SF_CHECK_OK(sf_dit_forward(&b, x, 3, t, 0, flow, &err), &err);
+    const int64_t nq = (int64_t)M.w.cfg.num_layers * 3 * a.frame_tokens * M.w.cfg.dim;
+    SF_CHECK(a.kvc_lq == 3 * a.frame_tokens && b.kvc_lq == a.kvc_lq);
+    SF_CHECK_MSG(memcmp(a.kvc_q, b.kvc_q, sizeof(float) * (size_t)nq) == 0, "the refresh pass kept other queries");
+    sf_dit_state_reset(&a);
+    SF_CHECK(a.kvc_lq == 0);
+    SF_CHECK(sf_dit_set_kv_compress(&a, 3, &err) == SF_E_ARG && strstr(err.msg, "need 7 frames"));
+    SF_CHECK(sf_dit_set_kv_compress(&a, -1, &err) == SF_E_ARG);
+    SF_CHECK_OK(sf_dit_set_kv_compress(&a, 0, &err), &err);
+    SF_CHECK(a.kvc_tokens == 0 && a.kvc_q == NULL);
+    sf_dit_state_free(&a), sf_dit_state_free(&b);
+    SF_CHECK_OK(sf_dit_state_init(&a, &M.w, 3, 8, 12, T, -1, 0, 1, &err), &err);
+    SF_CHECK(sf_dit_set_kv_compress(&a, 1, &err) == SF_E_ARG && strstr(err.msg, "rolling KV cache"));
+    sf_dit_state_free(&a);
+}
+
 static int64_t future_cb(void *ctx, int64_t s, int F, int64_t *out, int64_t cap) {
     (void)ctx;
     (void)cap;
@@ -485,6 +691,9 @@ static const sf_test tests[] = {
     {"sink_rope_run", test_sink_rope_run},
     {"sink_rope_keys", test_sink_rope_keys},
     {"sink_rope_keys_gap", test_sink_rope_keys_gap},
+    {"kv_compress_run", test_kv_compress_run},
+    {"kv_compress_sink_rope", test_kv_compress_sink_rope},
+    {"kv_compress_state", test_kv_compress_state},
     {"cleanup", test_cleanup},
 };
 SF_TEST_MAIN(tests)
