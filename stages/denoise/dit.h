@@ -225,6 +225,10 @@ typedef struct sf_dit_state {
     double *kvc_score;               /* host: (num_layers, heads, kvc_tokens + max_frames·frame_tokens) importances */
     int32_t *kvc_idx;                /* host: (num_layers, heads, kvc_tokens) the tokens each head keeps */
     int64_t kvc_runs;                /* compressions since the state was made (tests, info) */
+    /* Test seam (test_dit_cuda_shapes): when set, layer l's selection comes from here instead of sf_kv_select_cpu
+     * (same contract; 0 = done) — a CPU state made to keep the GPU's tokens, so their flows stay comparable. */
+    int (*kvc_select)(void *ctx, int layer, int H, int64_t n, const double *score, int64_t keep, int32_t *idx);
+    void *kvc_select_ctx;
 } sf_dit_state;
 
 /* Allocate the state for blocks of up to max_frames latent frames of lat_h × lat_w, a KV cache of

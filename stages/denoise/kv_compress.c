@@ -87,6 +87,13 @@ sf_status sf_dit_set_kv_compress(sf_dit_state *st, int64_t frames, sf_err *err) 
     return SF_OK;
 }
 
+/* Layer l's selection: the kept tokens of each head (sf_kv_select_cpu, or the test seam). */
+static int pick(sf_dit_state *st, int l, int64_t n, const double *score, int32_t *idx) {
+    const int H = st->w->cfg.num_heads;
+    if (st->kvc_select) return st->kvc_select(st->kvc_select_ctx, l, H, n, score, st->kvc_tokens, idx);
+    return sf_kv_select_cpu(H, n, score, st->kvc_tokens, idx);
+}
+
 /* Every layer, CPU: score, select, gather keys and values, roll the rest. */
 static sf_status compress_cpu(sf_dit_state *st, int64_t n, int64_t rest, sf_err *err) {
     const sf_dit_config *c = &st->w->cfg;
@@ -99,7 +106,7 @@ static sf_status compress_cpu(sf_dit_state *st, int64_t n, int64_t rest, sf_err 
         sf_status s = sf_key_mass_cpu(st->kvc_lq, st->local_end, (int)H, (int)hd, st->kvc_q + (size_t)l * (size_t)(L * D),
                                       D, st->kc[l], D, scale, T, n, score, err);
         if (s) return s;
-        if (sf_kv_select_cpu((int)H, n, score, kept, idx)) return sf_fail(err, SF_E_NOMEM, "--kv-compress: out of memory");
+        if (pick(st, l, n, score, idx)) return sf_fail(err, SF_E_NOMEM, "--kv-compress: out of memory");
         float *parts[2] = {st->kc[l], st->vc[l]};
         for (int p = 0; p < 2; p++) {
             sf_kv_gather_cpu(parts[p] + T * D, D, (int)H, (int)hd, kept, idx);
@@ -126,8 +133,7 @@ static sf_status compress_gpu(sf_dit_state *st, int64_t n, int64_t rest, sf_err 
     /* the layers' scores packed (H·n each) */
     if (!s) s = sf_cuda_copy_d2h(&g->cx, st->kvc_score, g->kvc_score, sizeof(double) * (size_t)(NL * H * n), err);
     for (int l = 0; l < NL && !s; l++)
-        if (sf_kv_select_cpu((int)H, n, st->kvc_score + (size_t)l * (size_t)(H * n), kept,
-                             st->kvc_idx + (size_t)l * (size_t)(H * kept)))
+        if (pick(st, l, n, st->kvc_score + (size_t)l * (size_t)(H * n), st->kvc_idx + (size_t)l * (size_t)(H * kept)))
             s = sf_fail(err, SF_E_NOMEM, "--kv-compress: out of memory");
     if (!s) s = sf_cuda_copy_h2d(&g->cx, g->kvc_idx, st->kvc_idx, sizeof(int32_t) * (size_t)(NL * H * kept), err);
     for (int l = 0; l < NL && !s; l++) {

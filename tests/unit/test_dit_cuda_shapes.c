@@ -46,6 +46,7 @@
 #include "stages/denoise/dit_cuda.h"
 #include "stages/denoise/taps.h"
 #include "tools/mkmodel/mkmodel.h"
+#include "kv_compress.h"
 #ifdef SF_TEST_EMU
 #include "cuda/emu/sf_emu.h"
 #endif
@@ -82,6 +83,7 @@ typedef struct shape_case {
     int fp8_refused;      /* with fp8: the GPU refuses every FP8 shape at init (no quantization on the device) */
     int ablate;           /* > 0: sink ablation of that many frames in every layer but the first, on both (--sink-ablate) */
     int sink_rope;        /* > 0: --sink-rope realign with a gap of sink_rope − 1 frames, on both */
+    int kv_compress;      /* > 0: --kv-compress of that many frames, on both; the CPU keeps the GPU's tokens (kvc_follow) */
 } shape_case;
 
 enum { MAXF = 3, CTX_ROWS = 7 };
@@ -142,6 +144,40 @@ static void env_set(const shape_case *c, int on) {
     if (!on) unsetenv("SF_NO_CUDNN"), unsetenv("SF_NO_FUSED_ATTN"), unsetenv("SF_CUDA_UNFUSED"), unsetenv("SF_CUDA_ATTN_CHUNK");
 }
 
+/* --kv-compress on both: the CPU state keeps the tokens the GPU kept (its kvc_select seam), so that a choice
+ * between two near-equal importances, which bf16 against f32 may make either way, cannot part the flows; the CPU's
+ * own choice and its importances are compared with the GPU's here instead: importances within 5 % of the layer's
+ * largest (bf16 keys and queries against f32), at least 90 % of the GPU's tokens among those the CPU would keep. */
+typedef struct kvc_follow {
+    const sf_dit_state *gpu;
+    int64_t compared, differ;
+    double worst;             /* max |Δ| / max over the layers' importances */
+} kvc_follow;
+static int kvc_follow_select(void *ctx, int l, int H, int64_t n, const double *score, int64_t keep, int32_t *idx) {
+    kvc_follow *f = ctx;
+    const double *gs = f->gpu->kvc_score + (size_t)l * (size_t)(H * n);
+    const int32_t *gi = f->gpu->kvc_idx + (size_t)l * (size_t)(H * keep);
+    double mx = 0, md = 0;
+    for (int64_t i = 0; i < H * n; i++) { /* a NaN anywhere makes worst NaN: fails the bound */
+        const double d = fabs(score[i] - gs[i]);
+        mx = fmax(mx, score[i]);
+        if (!(d <= md)) md = d;
+    }
+    const double w = mx > 0 ? md / mx : md;
+    if (!(w <= f->worst)) f->worst = w;
+    unsigned char *mine = calloc((size_t)n, 1);
+    if (!mine || sf_kv_select_cpu(H, n, score, keep, idx)) return free(mine), -1;
+    for (int h = 0; h < H; h++) { /* the GPU's tokens the CPU would not have kept */
+        memset(mine, 0, (size_t)n);
+        for (int64_t i = 0; i < keep; i++) mine[idx[h * keep + i]] = 1;
+        for (int64_t i = 0; i < keep; i++) f->differ += !mine[gi[h * keep + i]];
+    }
+    free(mine);
+    f->compared += H * keep;
+    memcpy(idx, gi, sizeof(int32_t) * (size_t)(H * keep));
+    return 0;
+}
+
 /* Two states on one random model of the case's shape (model_make) — the GPU's (gs, on dev) and the CPU's
  * (cs) — with the case's attention path asked for ($SF_* set until rig_close), taps attached when given
  * (before sf_dit_prepare, as the pipeline does: it sizes the taps' buffers and the logits workspace by
@@ -157,6 +193,7 @@ typedef struct rig {
     int64_t fr;                /* latent floats a frame: in_dim·H·W */
     float *x, *fg, *fc, *emb;  /* x and the GPU's, the CPU's flow: (MAXF, in_dim, H, W); emb: (CTX_ROWS, text_dim) */
     uint64_t r;                /* the inputs' random stream */
+    kvc_follow kf;             /* --kv-compress: the CPU keeps the GPU's tokens */
 } rig;
 
 static int rig_open(rig *g, const shape_case *c, int dev, sf_taps *gt, sf_taps *ct) {
@@ -197,6 +234,12 @@ static int rig_open(rig *g, const shape_case *c, int dev, sf_taps *gt, sf_taps *
     if (c->sink_rope) { /* the sink's keys moved in time once eviction opens a gap (sink_rope.c) */
         SF_CHECK_OK(sf_dit_set_sink_rope(&g->gs, 1, c->sink_rope - 1, &err), &err);
         SF_CHECK_OK(sf_dit_set_sink_rope(&g->cs, 1, c->sink_rope - 1, &err), &err);
+    }
+    if (c->kv_compress) { /* Participative Compression at every eviction (kv_compress.c) */
+        SF_CHECK_OK(sf_dit_set_kv_compress(&g->gs, c->kv_compress, &err), &err);
+        SF_CHECK_OK(sf_dit_set_kv_compress(&g->cs, c->kv_compress, &err), &err);
+        g->kf.gpu = &g->gs;
+        g->cs.kvc_select = kvc_follow_select, g->cs.kvc_select_ctx = &g->kf;
     }
     SF_CHECK_OK(sf_dit_prepare(&g->gs, g->nb, g->frames, &err), &err);
     g->r = 0x9E3779B97F4A7C15ull ^ (uint64_t)(c->dim * 131 + c->heads * 7 + c->lat_w);
@@ -276,8 +319,9 @@ static void shape_run(const shape_case *c) {
                         for (int64_t i = 0; i < F * g.fr; i++) out[i] = (float)(((double)g.x[i] - out[i]) / 0.75);
                     }
                 }
-                /* the refresh's last layer stops after its K/V (sf_dit_kv_only_layer): no attention there */
-                attns += 2LL * (k ? nl - 1 : nl);
+                /* the refresh's last layer stops after its K/V (sf_dit_kv_only_layer): no attention there, unless
+                   --kv-compress keeps its queries */
+                attns += 2LL * (k && !c->kv_compress ? nl - 1 : nl);
                 if (!k) sf_test_rel_close(nm, g.fg, g.fc, (size_t)(F * g.fr), c->fp8 ? SF_TOL_FP8_GPU : SF_TOL_BF16_FWD);
             }
             start += F;
@@ -289,6 +333,11 @@ static void shape_run(const shape_case *c) {
         SF_CHECK_MSG(g.gs.sink_shift == g.cs.sink_shift && (g.gs.sink_shift > 0) == (c->sink_rope > 0),
                      "%s: the sink's shift at the end: GPU %lld, CPU %lld", name, (long long)g.gs.sink_shift,
                      (long long)g.cs.sink_shift);
+        SF_CHECK_MSG(g.gs.kvc_runs == g.cs.kvc_runs && (g.gs.kvc_runs > 0) == (c->kv_compress > 0),
+                     "%s: compressions GPU %lld, CPU %lld", name, (long long)g.gs.kvc_runs, (long long)g.cs.kvc_runs);
+        SF_CHECK_MSG(g.kf.worst <= 0.05 && g.kf.differ * 10 <= g.kf.compared,
+                     "%s: the GPU's importances within %.3g of the largest (bound 0.05); %lld of its %lld kept tokens "
+                     "the CPU would not keep", name, g.kf.worst, (long long)g.kf.differ, (long long)g.kf.compared);
         /* CUDA graphs: sf_dit_prepare readied every shape, so every forward is one. On a GPU a library may
            load on a plan's first execution, inside the capture of a shape's first forward: then at most
            one failed capture per block's shape, that forward run directly (test_dit_cuda `graphs`) */
@@ -671,6 +720,22 @@ static void test_sink_rope_head_dim_64_rolling(void) {
  * chunk moves a fresh copy of it: on the device the copy is the shift-0 kernel), then one more block — the GPU's flows
  * within the bf16 bound of the CPU's throughout, the same shifts. A device that kept moving its first copy fails the
  * last block. */
+/* --kv-compress on both backends (kv_compress.c: importances from the kept queries by cuBLASLt, the selection on the
+ * host, the gather kernel, before the forward and outside its CUDA graph): on the explicit path after an independent
+ * first frame (evictions of 1 frame: 3 frames of candidates into 2), and on cuDNN through the sampling loop's calls
+ * (the refresh keeps its last layer's queries; evictions of 3 frames) — the GPU's flows within the bf16 bound of the
+ * CPU's with the same tokens kept (kvc_follow), its importances and own choices beside the CPU's (whose compression
+ * test_dit_longvideo holds to a brute force) */
+static void test_kv_compress_head_dim_48_rolling(void) {
+    shape_case c = case_head_dim_48_rolling;
+    c.name = "kv_compress_head_dim_48_rolling", c.kv_compress = 2;
+    shape_run(&c);
+}
+static void test_kv_compress_head_dim_64_rolling(void) {
+    shape_case c = case_head_dim_64;
+    c.name = "kv_compress_head_dim_64_rolling", c.las = 6, c.sink = 1, c.blocks = 4, c.slots = 1, c.kv_compress = 2;
+    shape_run(&c);
+}
 static const float *recache_frame(void *ctx, int64_t f) { return (const float *)ctx + f * recache_fr; }
 static void test_sink_rope_recache(void) {
     shape_case c = case_head_dim_48_rolling;
@@ -780,6 +845,8 @@ static const sf_test tests[] = {
     {"sink_rope_head_dim_48_rolling", test_sink_rope_head_dim_48_rolling},
     {"sink_rope_head_dim_64_rolling", test_sink_rope_head_dim_64_rolling},
     {"sink_rope_recache", test_sink_rope_recache},
+    {"kv_compress_head_dim_48_rolling", test_kv_compress_head_dim_48_rolling},
+    {"kv_compress_head_dim_64_rolling", test_kv_compress_head_dim_64_rolling},
     {"head_dim_32_fused", test_head_dim_32_fused},
     {"head_dim_96", test_head_dim_96},
     {"head_dim_96_explicit", test_head_dim_96_explicit},
