@@ -46,6 +46,7 @@ static const sf_opt opts[] = {
     {"sink-size", 0, SF_ARG_VALUE, "N\tframes pinned at the start of a local window (model_kwargs.sink_size)"},
     {"sink-rope", 0, SF_ARG_VALUE, "MODE\tabsolute (default: the reference's RoPE frames) or realign: Deep Sink's re-alignment: once a rolling cache's eviction opens a gap after the sink, the sink's keys are moved in time to just before the oldest recent frame (needs --local_attn_size and --sink_size > 0)"},
     {"sink-rope-gap", 0, SF_ARG_VALUE, "N\twith --sink-rope realign: frames left between the moved sink and the oldest recent frame (default 0)"},
+    {"kv-compress", 0, SF_ARG_VALUE, "N\tParticipative Compression (Deep Forcing): at each eviction of a rolling cache every layer keeps, per head, the N frames' worth of tokens after the sink the last forward's queries attended most, instead of dropping the oldest frames (needs --local_attn_size; sink + N + a block <= local_attn_size; default 0: off)"},
     {"sink-ablate", 0, SF_ARG_VALUE, "K\tattention-sink ablation: in the layers of --sink-ablate-layers, each block's self-attention skips the first K key frames of its context (global attention: frames 0..K-1; a rolling cache: its sink), never its own frames (default 0: off)"},
     {"sink-ablate-layers", 0, SF_ARG_MULTI, "L...	--sink-ablate's layers: all, N, A-B, A,B,... (default all); a tapped one's taps hold the keys it attended"},
     {"save-latents", 0, SF_ARG_VALUE, "FILE\twrite safetensors 'latents' [1,T,C,h,w]"},

@@ -241,6 +241,10 @@ sf_status sf_denoise_opts_get(const sf_args *a, const sf_opt *opts, sf_denoise_o
     if (o->sink_rope && (o->las == -1 || o->sink <= 0))
         return sf_fail(err, SF_E_ARG, "--sink-rope realign needs a rolling KV cache with a sink (--local_attn_size N and "
                                       "--sink_size > 0; this run has %ld and %ld)", o->las, o->sink);
+    if ((s = get_long(a, opts, "kv-compress", 0, 1 << 20, &o->kv_compress, err))) return s;
+    if (o->kv_compress && o->las == -1)
+        return sf_fail(err, SF_E_ARG, "--kv-compress needs a rolling KV cache (--local_attn_size N): with global "
+                                      "attention nothing is evicted, so nothing is compressed");
     o->ckpath = sf_args_get(a, opts, "checkpoint-path");
     o->no_ckpt = sf_args_has(a, opts, "no-checkpoint"), o->use_ema = !sf_args_has(a, opts, "no-ema");
     o->require_ckpt = sf_args_has(a, opts, "require-checkpoint"), o->recache = sf_args_has(a, opts, "recache");
@@ -337,7 +341,8 @@ static sf_status write_files(const sf_denoise_opts *o, const sf_latents_out *lo_
            absolute frame, their context rows untapped) and the blocks it is made of, context chunks included */
         sf_taps_meta meta = {lo.prompt, lo.num_frames, o->rc.num_frame_per_block, o->rc.independent_first_frame,
                              (int)o->chunk, lo.weights, lo.seed, o->las, o->sink, o->model_dir,
-                             o->config_path[0] ? o->config_path : NULL, (int)(o->height / 16), (int)(o->width / 16)};
+                             o->config_path[0] ? o->config_path : NULL, (int)(o->height / 16), (int)(o->width / 16),
+                             o->kv_compress};
         if ((s = sf_taps_write(taps, o->tap_out, &meta, err))) return s;
         sf_info("wrote the attention taps to %s", o->tap_out);
     }
@@ -432,6 +437,12 @@ sf_status sf_denoise_stage_run(sf_denoise_opts *o, sf_err *err) {
                 "the oldest recent frame", o->sink, o->sink == 1 ? "" : "s", o->sink == 1 ? "s" : "", o->sink_rope_gap,
                 o->sink_rope_gap == 1 ? "" : "s");
     }
+    char weights_kc[5720];
+    if (o->kv_compress) { /* and that its cache kept the most attended tokens instead of the oldest frames */
+        snprintf(weights_kc, sizeof weights_kc, "%s, KV cache compressed (%ld frame%s)", weights, o->kv_compress,
+                 o->kv_compress == 1 ? "" : "s");
+        weights = weights_kc;
+    }
     if (o->tap_out) {
         if ((s = sf_taps_init(&taps, o->tmode, o->tsel, o->sel_b, o->sel_s, layers, n_layers, cfg.num_layers, err))) goto done;
         have_taps = 1;
@@ -442,6 +453,12 @@ sf_status sf_denoise_stage_run(sf_denoise_opts *o, sf_err *err) {
         taps.pt.prompt_index = o->pt_prompt_index;
         taps.nthreads = (int)o->threads;
         if ((s = sf_taps_check_path(&taps, o->tap_out, err))) goto done;
+        if (o->kv_compress && o->tmode == SF_TAP_FRAMES && o->tsel == SF_TAP_SEL_SEED) { /* before any work */
+            s = sf_fail(err, SF_E_ARG, "--kv-compress keeps tokens of mixed frames, which frames mode's streaming "
+                                       "matrix (frame by frame) cannot hold: keep every forward's captures instead "
+                                       "(--tap-select all: key_frames −1 marks those slots)");
+            goto done;
+        }
     }
     if (o->noise_path && (s = sf_tfile_open(o->noise_path, &noise, err))) goto done;
     /* the input: a file is read now, a stream opened now and waited for once the device is ready */
@@ -511,6 +528,7 @@ sf_status sf_denoise_stage_run(sf_denoise_opts *o, sf_err *err) {
     have_st = 1;
     if (o->ablate && (s = sf_dit_set_ablation(&st, (int)o->ablate, ab_layers, n_ab, err))) goto done;
     if (o->sink_rope && (s = sf_dit_set_sink_rope(&st, 1, o->sink_rope_gap, err))) goto done;
+    if (o->kv_compress && (s = sf_dit_set_kv_compress(&st, o->kv_compress, err))) goto done;
     /* the KV cache is the big allocation (CPU f32: 12 GiB for 21 frames at 480×832; GPU bf16: 6) */
     const double row_gib = (double)cfg.dim * cfg.num_layers * (o->sh.cuda ? 2 : 4) / (1024.0 * 1024.0 * 1024.0);
     sf_info("KV cache: %lld frames x %lld tokens x %d layers, %.2f GiB (%s)", (long long)cache_frames,
@@ -518,6 +536,10 @@ sf_status sf_denoise_stage_run(sf_denoise_opts *o, sf_err *err) {
             o->sh.cuda ? "bf16, on the GPU" : "f32");
     if (o->sink_rope) /* the sink's keys as cached, which every shift starts from (sink_rope.c) */
         sf_info("sink RoPE realign: a copy of the sink keys, %.2f GiB", (double)st.sink_tokens * row_gib);
+    if (o->kv_compress) /* the last forward's queries, kept for the next eviction's importances (kv_compress.c) */
+        sf_info("KV compress: at each eviction every layer keeps, per head, the %lld tokens after the sink its last "
+                "queries attended most; those queries kept: %.2f GiB",
+                (long long)st.kvc_tokens, (double)rc->num_frame_per_block * (double)st.frame_tokens * row_gib);
     if (have_taps) {
         /* logits captures stay in memory until the end (3.7 GB a layer at 480x832): refused now if they cannot fit */
         const double tb = sf_taps_logits_bytes(&taps, n_blocks, rc->n_steps, rc->num_frame_per_block,

@@ -510,7 +510,7 @@ static cJSON *frames_json(const int64_t *f, int64_t n) {
  * forwards (block, step, start frame, absolute key frame of every slot, the sink's shift in time), seed, weights, prompt,
  * sink and window sizes. bufs[0..1]: owned JSON strings (freed by the caller); num: the caller's
  * storage for the numbers, alive until the file is written. */
-typedef char fact_num[6][32];
+typedef char fact_num[7][32];
 static sf_status facts(const sf_taps *t, const sf_taps_meta *m, const char **kv, size_t *nkv, char **bufs, fact_num num,
                        sf_err *err) {
     size_t k = *nkv;
@@ -572,6 +572,10 @@ static sf_status facts(const sf_taps *t, const sf_taps_meta *m, const char **kv,
     }
     if (t->cross) kv[k++] = "real_text_tokens", kv[k++] = num[3];
     if (m->local_attn_size) kv[k++] = "local_attn_size", kv[k++] = num[1], kv[k++] = "sink_size", kv[k++] = num[2];
+    if (m->kv_compress > 0) {
+        snprintf(num[6], 32, "%ld", m->kv_compress);
+        kv[k++] = "kv_compress", kv[k++] = num[6];
+    }
     if (m->seed) kv[k++] = "seed", kv[k++] = m->seed;
     if (m->model_dir) kv[k++] = "model_dir", kv[k++] = m->model_dir;
     if (m->config) kv[k++] = "config", kv[k++] = m->config;

@@ -138,6 +138,7 @@ typedef struct sf_taps_meta {
     const char *model_dir;       /* NULL: not recorded */
     const char *config;          /* the run config (--config_path, as resolved); NULL: not recorded */
     int grid_h, grid_w;          /* a latent frame's token grid (height/16, width/16); 0: not recorded */
+    long kv_compress;            /* --kv-compress frames (0: off, not recorded) */
 } sf_taps_meta;
 
 /* Frames + seed: the streaming aggregate of one layer. full (heads, T, T) f32 and last
@@ -175,8 +176,8 @@ sf_status sf_taps_check_path(const sf_taps *t, const char *path, sf_err *err);
  * .safetensors metadata: tap_mode, num_frames, num_frame_per_block, frame_seq_length, prompt,
  * weights, layers (JSON list), heads, forwards (JSON: block, step, start_frame, query_frames,
  * key_frames = the absolute frame of every key slot of the forward's window, sink frames of a rolling cache
- * included, and layer_key_frames {"<layer>": [...]} for a tapped layer that attended fewer: --sink-ablate),
- * tap_cross, real_text_tokens, local_attn_size, sink_size, seed, model_dir, config (those set in meta). */
+ * included, −1 for a slot of --kv-compress's kept tokens (mixed frames, per head), and layer_key_frames {"<layer>": [...]} for a tapped layer that attended fewer: --sink-ablate),
+ * tap_cross, real_text_tokens, local_attn_size, sink_size, kv_compress, seed, model_dir, config (those set in meta). */
 sf_status sf_taps_write(const sf_taps *t, const char *path, const sf_taps_meta *meta, sf_err *err);
 
 #endif

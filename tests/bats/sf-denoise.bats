@@ -563,3 +563,53 @@ PY
     [[ "$stderr" == "sf-denoise: error: --sink-rope-gap"* ]] || false
     [ ! -e "$D/x.safetensors" ]
 }
+
+@test "--kv-compress N: blocks before the first eviction as the plain rolling run, later ones not; tap files mark the kept tokens' slots; recorded; errors" {
+    D="$BATS_TEST_TMPDIR"
+    IN=(--prompt-embeds "$P:context.prompt_embeds" --noise "$P" --local_attn_size 6 --sink_size 1)
+    sf-denoise "${COMMON[@]}" "${IN[@]}" --save-latents "$D/plain.safetensors"
+    run -0 --separate-stderr sf-denoise "${COMMON[@]}" "${IN[@]}" --save-latents "$D/kc.safetensors" --kv-compress 2
+    [[ "$stderr" == *"KV compress: at each eviction every layer keeps, per head, the "*" tokens after the sink its last queries attended most"* ]] || false
+    # with Deep Sink and taps beside it
+    run -0 sf-denoise "${COMMON[@]}" "${IN[@]}" --save-latents "$D/kct.safetensors" --kv-compress 2 \
+        --layer_indices all --tap-mode frames --tap-select all --output_path "$D/t.safetensors"
+    run -0 sf-denoise "${COMMON[@]}" "${IN[@]}" --save-latents "$D/kcr.safetensors" --kv-compress 2 --sink-rope realign
+    run -0 python3 - "$D" <<'PY'
+import json, struct, sys
+def load(path, name="latents"):
+    f = open(path, "rb"); n = struct.unpack("<Q", f.read(8))[0]; h = json.loads(f.read(n))
+    if name not in h: return h["__metadata__"], None
+    a, b = h[name]["data_offsets"]; f.seek(8 + n + a)
+    return h["__metadata__"], struct.unpack("<%df" % ((b - a) // 4), f.read(b - a))
+d = sys.argv[1]
+mp, p = load(d + "/plain.safetensors"); mk, k = load(d + "/kc.safetensors"); mr, r = load(d + "/kcr.safetensors")
+assert load(d + "/kct.safetensors")[1] == k, "taps changed the compressed run"
+fr = len(p) // 9  # 9 latent frames, blocks of 3; block 2 is the first to evict
+assert k[:6 * fr] == p[:6 * fr], "a block before the first eviction changed"
+assert k[6 * fr:] != p[6 * fr:], "block 2 equals the plain rolling run"
+assert r[:6 * fr] == p[:6 * fr] and r[6 * fr:] != k[6 * fr:], "Deep Sink beside it changed nothing, or too much"
+assert mk["weights"] == mp["weights"] + ", KV cache compressed (2 frames)", mk["weights"]
+assert mr["weights"] == mp["weights"] + ", sink RoPE realigned (gap 0), KV cache compressed (2 frames)", mr["weights"]
+mt = load(d + "/t.safetensors", "-")[0]
+assert mt["weights"] == mk["weights"] and mt["kv_compress"] == "2", mt
+# block 2's window: the sink, two slots of kept tokens (mixed frames: -1), its own frames
+fw = {(x["block"], x["step"]): x for x in json.loads(mt["forwards"])}
+assert fw[(2, 0)]["key_frames"] == [0, -1, -1, 6, 7, 8], fw[(2, 0)]
+assert fw[(1, 0)]["key_frames"] == [0, 1, 2, 3, 4, 5], fw[(1, 0)]
+PY
+    # errors, before any work and without outputs
+    run -2 --separate-stderr sf-denoise "${COMMON[@]}" --prompt-embeds "$P:context.prompt_embeds" \
+        --save-latents "$D/x.safetensors" --kv-compress 2
+    [[ "$stderr" == "sf-denoise: error: --kv-compress needs a rolling KV cache"* ]] || false
+    run -2 --separate-stderr sf-denoise "${COMMON[@]}" "${IN[@]}" --save-latents "$D/x.safetensors" --kv-compress 3
+    [[ "$stderr" == *"--kv-compress 3: the sink (1 frames), the compressed frames and a block (3) need 7 frames, the cache holds 6"* ]] || false
+    run -2 --separate-stderr sf-denoise "${COMMON[@]}" "${IN[@]}" --save-latents "$D/x.safetensors" --kv-compress -1
+    [[ "$stderr" == "sf-denoise: error: --kv-compress"* ]] || false
+    # a frame-by-frame attention matrix (frames mode's default, the streaming aggregate) cannot hold the kept tokens'
+    # mass: said, with what to do instead, and nothing written
+    run -2 --separate-stderr sf-denoise "${COMMON[@]}" "${IN[@]}" --kv-compress 2 --layer_indices 0 --tap-mode frames \
+        --output_path "$D/x.pt"
+    [[ "$stderr" == *"--kv-compress keeps tokens of mixed frames, which frames mode's streaming matrix (frame by frame) cannot hold: keep every forward's captures instead (--tap-select all"* ]] || false
+    [[ "$stderr" != *"wrote"* ]] || false
+    [ ! -e "$D/x.safetensors" ] && [ ! -e "$D/x.pt" ]
+}
