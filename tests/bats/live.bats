@@ -78,6 +78,27 @@ ENDLESS=(--num_frames 0 --local_attn_size 6 --sink_size 3 --height 16 --width 16
     grep -q "stopped" "$T/den.log"
 }
 
+@test "endless with --kv-compress (and the sink realigned): memory flat over 100 blocks of compressions, SIGINT stops it" {
+    # every block from the first eviction on scores and compresses every layer's cache: nothing may grow with it
+    ASAN_OPTIONS="${ASAN_OPTIONS:+$ASAN_OPTIONS:}quarantine_size_mb=1" \
+        sf-denoise --model-dir "$M" --in "$T/emb.wire" "${ENDLESS[@]}" --local_attn_size 8 --sink_size 1 --kv-compress 2 \
+        --sink-rope realign --out - 2>"$T/den.log" 3>&- >/dev/null &
+    pid=$!
+    PIDS+=("$pid")
+    for _ in $(seq 3000); do [ "$(blocks_done "$T/den.log")" -ge 10 ] && break; sleep 0.05; done
+    rss10=$(awk '/VmRSS/ {print $2}' /proc/$pid/status)
+    for _ in $(seq 6000); do [ "$(blocks_done "$T/den.log")" -ge 100 ] && break; sleep 0.05; done
+    [ "$(blocks_done "$T/den.log")" -ge 100 ]
+    rss100=$(awk '/VmRSS/ {print $2}' /proc/$pid/status)
+    echo "RSS at block 10: $rss10 kB, at block 100: $rss100 kB" >&3
+    [ $((rss100 - rss10)) -le 1024 ]
+    grep -q "KV compress: at each eviction" "$T/den.log"
+    kill -INT "$pid"
+    wait_exit "$pid" 1
+    wait "$pid"
+    grep -q "stopped" "$T/den.log"
+}
+
 @test "endless to a file: SIGINT ends the video, exit 0, and the file holds every finished block, committed" {
     sf-denoise --model-dir "$M" --in "$T/emb.wire" "${ENDLESS[@]}" --out "$T/lat.wire" 2>"$T/den.log" 3>&- &
     pid=$!

@@ -253,6 +253,24 @@ by_hand() {
     [[ "$stderr" == *"sf-denoise --check: --sink-ablate-layers: layer 7 out of range"* ]]
 }
 
+@test "--kv-compress N: passed to sf-denoise with a rolling-cache config (its log says so), recorded; refused without one" {
+    printf 'a red fox\n' >"$T/p1.txt"
+    printf 'denoising_step_list: [1000, 750, 500, 250]\nwarp_denoising_step: true\nnum_frame_per_block: 3\nmodel_kwargs:\n  timestep_shift: 5.0\n  local_attn_size: 6\n  sink_size: 1\n' >"$T/roll.yaml"
+    run -0 sf-batch "${B[@]}" --data_path "$T/p1.txt" --config_path "$T/roll.yaml" --num_output_frames 9 \
+        --kv-compress 2 --log-level info
+    [ -s "$T/out/0-0_ema.mp4" ]
+    grep -q "sf-denoise: info: KV compress: at each eviction every layer keeps, per head," "$T/out/.sf-batch/logs/0-0_ema.log"
+    grep -qx "kv_compress=2" "$T/out/.sf-batch/flags"
+    run -2 --separate-stderr sf-batch "${B[@]}" --data_path "$T/p1.txt" --config_path "$T/roll.yaml" --num_output_frames 9
+    [[ "$stderr" == *"made with other flags: --kv_compress 2 (now 0)"* ]]
+    # sf-denoise's own check, before any video: the default config has no rolling cache; a count that is not one
+    run -2 --separate-stderr sf-batch "${B[@]}" --data_path "$T/p1.txt" --output_folder "$T/out2" --kv-compress 2
+    [[ "$stderr" == *"sf-denoise --check: --kv-compress needs a rolling KV cache"* ]]
+    run -2 --separate-stderr sf-batch "${B[@]}" --data_path "$T/p1.txt" --output_folder "$T/out2" --kv-compress x
+    [[ "$stderr" == *"--kv-compress"* ]]
+    [ ! -e "$T/out2/0-0_ema.mp4" ]
+}
+
 @test "--sink-rope realign --sink-rope-gap N: passed to sf-denoise with a rolling-cache config (its weights say so), recorded; refused without one" {
     printf 'a red fox\n' >"$T/p1.txt"
     printf 'denoising_step_list: [1000, 750, 500, 250]\nwarp_denoising_step: true\nnum_frame_per_block: 3\nmodel_kwargs:\n  timestep_shift: 5.0\n  local_attn_size: 6\n  sink_size: 3\n' >"$T/roll.yaml"

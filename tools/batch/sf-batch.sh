@@ -8,7 +8,7 @@
 #            [--device cpu|cuda|cuda:N | --gpu_id N] [--encode-device D] [--vae FILE] [--fp8] [--workers N] [--height H] [--width W]
 #            [--threads N] [--cache-dir DIR] [--layer_indices L ... [--tap-mode M] [--tap-select S]
 #            [--tap-token-frames K] [--tap-cross]] [--sink-ablate K [--sink-ablate-layers L ...]]
-#            [--sink-rope absolute|realign [--sink-rope-gap N]]
+#            [--sink-rope absolute|realign [--sink-rope-gap N]] [--kv-compress N]
 #            [--retries N] [--dry-run | -n]
 #            [--progress none|lines|bar|auto] [--log-level L] [--noise-rng torch-cuda|sfpipe]
 #            [--torchrun W[:P]]
@@ -56,6 +56,7 @@
 # (the DiT's block linears in float8, the reference demo's FP8 switch). --sink-ablate K [--sink-ablate-layers L]:
 # sf-denoise's attention-sink ablation (those layers skip the first K key frames of each block's context).
 # --sink-rope realign [--sink-rope-gap N]: sf-denoise's Deep Sink re-alignment (a config with a rolling cache and a sink).
+# --kv-compress N: sf-denoise's Participative Compression of the rolling cache (N frames' worth of kept tokens).
 # Exit 0 when every video exists, 1 otherwise (the summary says which failed and why), 2 bad flags;
 # SIGINT, SIGTERM or SIGHUP stop every worker and exit 130, 143 or 129 after the summary; when
 # sf-batch is SIGKILLed its local workers get SIGTERM (setpriv --pdeathsig) and stop too.
@@ -95,7 +96,7 @@ mkdirs() { # what dir... : one line, not one per folder, when they cannot be mad
 seed=0 checkpoint_path= use_ema=0   # inference.py's defaults: no checkpoint → the base weights
 data_path= output_folder= extended= num_frames=21 num_samples=1 with_index=0
 workers=1 retries=1 threads= layers=() dry=0 status=0 progress=none noise_rng=torch-cuda torchrun=0 nproc=0
-slurm=0 sbatch_args=() requeue=1 wait=0 i2v=0 vae= fp8=0 ablate=0 ab_layers=() sink_rope= sink_rope_gap=
+slurm=0 sbatch_args=() requeue=1 wait=0 i2v=0 vae= fp8=0 ablate=0 ab_layers=() sink_rope= sink_rope_gap= kv_compress=0
 tap_mode= tap_select= token_frames= tap_cross=0   # sf-denoise's, with --layer_indices (checked by sf-denoise --check)
 worker_job= task=0 tasks=1
 orig=("$@")
@@ -123,6 +124,7 @@ while [ $# -gt 0 ]; do
     --sink-ablate-layers) ref_layer_list "$@"; ab_layers=("${layer_words[@]}"); shift "$ref_used" ;;
     --sink-rope) ref_need "$@"; sink_rope=$2; shift 2 ;;   # sf-denoise's, checked by its --check
     --sink-rope-gap) ref_need "$@"; ref_int "$1" "$2"; sink_rope_gap=$2; shift 2 ;;
+    --kv-compress) ref_need "$@"; ref_int "$1" "$2"; kv_compress=$2; shift 2 ;;
     --tap-mode) ref_need "$@"; tap_mode=$2; shift 2 ;;
     --tap-select) ref_need "$@"; tap_select=$2; shift 2 ;;
     --tap-token-frames) ref_need "$@"; token_frames=$2; shift 2 ;;
@@ -339,6 +341,7 @@ den_flags() { # → den: the flags that shape a video, as sf-denoise takes them 
     [ ${#ab_layers[@]} -eq 0 ] || den+=(--sink-ablate-layers "${ab_layers[@]}")
     [ -z "$sink_rope" ] || den+=(--sink-rope "$sink_rope")
     [ -z "$sink_rope_gap" ] || den+=(--sink-rope-gap "$sink_rope_gap")
+    [ "$kv_compress" = 0 ] || den+=(--kv-compress "$kv_compress")
 }
 
 # ---- worker: the videos k ≡ task (mod tasks) of a job list ----
@@ -539,6 +542,7 @@ vae=${vae:+$(resolve "$vae")}
 fp8=$fp8
 sink_ablate=$ablate${ab_layers[*]:+ layers ${ab_layers[*]}}
 sink_rope=${sink_rope:-absolute}${sink_rope_gap:+ gap $sink_rope_gap}
+kv_compress=$kv_compress
 tap_mode=${tap_mode:-logits}
 tap_select=${tap_select:-seed}
 tap_token_frames=${token_frames:-1}
@@ -559,6 +563,7 @@ oldflags=
 [ -z "$oldflags" ] || grep -q '^fp8=' <<<"$oldflags" || oldflags+=$'\nfp8=0'   # and before --fp8, bf16
 [ -z "$oldflags" ] || grep -q '^sink_ablate=' <<<"$oldflags" || oldflags+=$'\nsink_ablate=0'   # and before --sink-ablate
 [ -z "$oldflags" ] || grep -q '^sink_rope=' <<<"$oldflags" || oldflags+=$'\nsink_rope=absolute'   # and before --sink-rope
+[ -z "$oldflags" ] || grep -q '^kv_compress=' <<<"$oldflags" || oldflags+=$'\nkv_compress=0'   # and before --kv-compress
 [ -z "$oldflags" ] || grep -q '^tap_mode=' <<<"$oldflags" ||   # and before --tap-mode, the figure-4 logits taps
     oldflags+=$'\ntap_mode=logits\ntap_select=seed\ntap_token_frames=1\ntap_cross=0'
 if [ "$made" = 1 ] && [ -n "$oldflags" ] && [ "$oldflags" != "$flags" ]; then
