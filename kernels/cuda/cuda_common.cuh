@@ -114,6 +114,20 @@ __device__ __forceinline__ float sf_block_sum(float v, float *shm) {
     return v;
 }
 
+/* Sum of v over the block in double, in a fixed tree order (blockDim.x a power of two); every thread gets it.
+ * `sh` holds blockDim.x doubles; the function syncs before reusing it. The tap and kv-compress reductions, whose
+ * fp64 sums their CPU references match to ~1e-16. */
+__device__ __forceinline__ double sf_block_sum_f64(double v, double *sh) {
+    __syncthreads(); /* sh may still be read from a previous call */
+    sh[threadIdx.x] = v;
+    __syncthreads();
+    for (int o = (int)blockDim.x / 2; o > 0; o >>= 1) {
+        if ((int)threadIdx.x < o) sh[threadIdx.x] += sh[threadIdx.x + o];
+        __syncthreads();
+    }
+    return sh[0];
+}
+
 /* Eight bf16 values, one 16-byte load or store (rows of the fused kernels, vectorised elementwise ops). */
 struct alignas(16) bf16x8 {
     __nv_bfloat16 h[8];

@@ -6,19 +6,7 @@
 #include "cuda_common.cuh"
 #include "kv_compress_cuda.h"
 
-#define KM_THREADS 256 /* a power of two: km_block_sum's tree */
-
-/* Sum of v over the block in double, tree order; every thread gets it. sh: KM_THREADS doubles. */
-static __device__ double km_block_sum(double v, double *sh) {
-    __syncthreads();
-    sh[threadIdx.x] = v;
-    __syncthreads();
-    for (int o = KM_THREADS / 2; o > 0; o >>= 1) {
-        if ((int)threadIdx.x < o) sh[threadIdx.x] += sh[threadIdx.x + o];
-        __syncthreads();
-    }
-    return sh[0];
-}
+#define KM_THREADS 256 /* a power of two: sf_block_sum_f64's tree */
 
 /* One block a row: lse = max + log Σ exp(s − max) in fp64. */
 static __global__ void key_lse_kernel(const float *__restrict__ S, int64_t lds, int64_t Lk, double *__restrict__ lse) {
@@ -30,7 +18,7 @@ static __global__ void key_lse_kernel(const float *__restrict__ S, int64_t lds, 
     m = sf_block_max(m, shm);
     double z = 0;
     for (int64_t j = threadIdx.x; j < Lk; j += blockDim.x) z += exp((double)s[j] - (double)m);
-    z = km_block_sum(z, shd);
+    z = sf_block_sum_f64(z, shd);
     if (threadIdx.x == 0) lse[blockIdx.x] = (double)m + log(z);
 }
 

@@ -6,19 +6,7 @@
 #include "cuda_common.cuh"
 #include "tap_mass_cuda.h"
 
-#define TM_THREADS 256 /* a power of two: tm_block_sum's tree */
-
-/* Sum of v over the block in double, tree order; every thread gets it. sh: TM_THREADS doubles. */
-static __device__ double tm_block_sum(double v, double *sh) {
-    __syncthreads(); /* sh may still be read from a previous call */
-    sh[threadIdx.x] = v;
-    __syncthreads();
-    for (int o = TM_THREADS / 2; o > 0; o >>= 1) {
-        if ((int)threadIdx.x < o) sh[threadIdx.x] += sh[threadIdx.x + o];
-        __syncthreads();
-    }
-    return sh[0];
-}
+#define TM_THREADS 256 /* a power of two: sf_block_sum_f64's tree */
 
 /* One block per (head, chunk row): max, Z = Σ exp(s − max), each group's share, lse. */
 static __global__ void tap_row_mass_kernel(const float *__restrict__ S, int64_t lds, int64_t rows, int64_t r0,
@@ -33,13 +21,13 @@ static __global__ void tap_row_mass_kernel(const float *__restrict__ S, int64_t 
     m = sf_block_max(m, shm);
     double z = 0;
     for (int64_t j = threadIdx.x; j < Lk; j += blockDim.x) z += (double)expf(s[j] - m);
-    z = tm_block_sum(z, shd);
+    z = sf_block_sum_f64(z, shd);
     float *out = rowmass + (h * Lq + r0 + r) * NG;
     if (G >= 32) { /* key frames: the block sums each group */
         for (int64_t g = 0; g < NG; g++) {
             double a = 0;
             for (int64_t j = g * G + threadIdx.x; j < (g + 1) * G; j += blockDim.x) a += (double)expf(s[j] - m);
-            a = tm_block_sum(a, shd);
+            a = sf_block_sum_f64(a, shd);
             if (threadIdx.x == 0) out[g] = (float)(a / z);
         }
     } else { /* single tokens (the cross-attention's real text tokens): a thread per group */
