@@ -572,7 +572,7 @@ PY
     [[ "$stderr" == *"KV compress: at each eviction every layer keeps, per head, the "*" tokens after the sink its last queries attended most"* ]] || false
     # with Deep Sink and taps beside it
     run -0 sf-denoise "${COMMON[@]}" "${IN[@]}" --save-latents "$D/kct.safetensors" --kv-compress 2 \
-        --layer_indices all --tap-mode frames --tap-select all --output_path "$D/t.safetensors"
+        --layer_indices all --tap-mode probs --tap-select all --output_path "$D/t.safetensors"
     run -0 sf-denoise "${COMMON[@]}" "${IN[@]}" --save-latents "$D/kcr.safetensors" --kv-compress 2 --sink-rope realign
     run -0 python3 - "$D" <<'PY'
 import json, struct, sys
@@ -597,6 +597,12 @@ fw = {(x["block"], x["step"]): x for x in json.loads(mt["forwards"])}
 assert fw[(2, 0)]["key_frames"] == [0, -1, -1, 6, 7, 8], fw[(2, 0)]
 assert fw[(1, 0)]["key_frames"] == [0, 1, 2, 3, 4, 5], fw[(1, 0)]
 PY
+    # sf-taps: the kept tokens' slots are no frame's column (block 2's window: the sink, then frames 6-8), said so
+    run -0 sf-taps compare "$D/t.safetensors" "$D/t.safetensors" --forward 2:0 -o "$D/cmp"
+    grep -qF '<title>L0 frames 1–5: nan</title>' "$D/cmp/frame_mass_t.svg"
+    grep -qE '<title>L0 frame 6: 0\.[0-9]+</title>' "$D/cmp/frame_mass_t.svg"
+    run -0 sf-taps report "$D/t.safetensors" --forward 2:0 -o "$D/r.html"
+    grep -q "kept tokens of mixed frames" "$D/r.html"
     # errors, before any work and without outputs
     run -2 --separate-stderr sf-denoise "${COMMON[@]}" --prompt-embeds "$P:context.prompt_embeds" \
         --save-latents "$D/x.safetensors" --kv-compress 2

@@ -302,6 +302,7 @@ void sf_taps_forward_facts(const sf_tfile *tf, int layer, int b, int st, int64_t
     for (int64_t k = 0; k < K && cJSON_IsArray(ka); k++) {
         const cJSON *e = cJSON_GetArrayItem(ka, (int)k);
         if (cJSON_IsNumber(e) && e->valuedouble >= 0 && e->valuedouble < 1e9) kf[k] = (int64_t)e->valuedouble;
+        else if (cJSON_IsNumber(e) && e->valuedouble == -1) kf[k] = SF_TAPS_KF_KEPT;
     }
     cJSON_Delete(a);
 }
@@ -621,7 +622,8 @@ sf_status sf_taps_tokens(const sf_tfile *tf, const sf_taps_tok_opts *o, FILE *sv
         for (int i = 0; i < t.n; i++)
             for (int64_t j = 0; j < t.K[i] * t.S; j++)
                 fprintf(csv, "%d,%d,%d,%d,%lld,%lld,%lld,%lld,%.9g\n", t.c[i].layer, t.c[i].head, t.c[i].block, t.c[i].step,
-                        (long long)(j / t.S), (long long)t.frame[i][j / t.S], (long long)(j % t.S / t.gw), (long long)(j % t.gw),
+                        (long long)(j / t.S), (long long)(t.frame[i][j / t.S] < 0 ? -1 : t.frame[i][j / t.S]),
+                        (long long)(j % t.S / t.gw), (long long)(j % t.gw),
                         t.m[i][j]);
         if (ferror(csv)) s = sf_fail(err, SF_E_IO, "write failed");
     }
