@@ -10,7 +10,7 @@
 #                           [--dmd-config FILE] [--sid-config FILE] [--out-dir DIR] [--cache-dir DIR]
 #                           [--tap-select all|seed|b:B,s:S] [--progress auto|bar|lines|none]
 #                           [--sink-ablate K [--sink-ablate-layers L]] [--local-attn-size N] [--sink-size S]
-#                           [--sink-rope absolute|realign [--sink-rope-gap N]]
+#                           [--sink-rope absolute|realign [--sink-rope-gap N]] [--kv-compress N]
 #
 # Writes, per prompt i, OUT/p<i>/{probs,frames,tokens}_{base,dmd,sid[,dmd_ablated]}.safetensors (probs with --tap-cross: the
 # prompt's tokens each frame attends to), each checkpoint's video
@@ -25,7 +25,9 @@
 # other layers answer (an ablated layer is marked with its first attended frame). --local-attn-size N --sink-size S:
 # every run with sf-denoise's rolling KV cache (a long video: --num-frames past the window); --sink-rope realign adds
 # dmd_realigned, the DMD checkpoint with the sink's keys moved in time to the recent frames once eviction opens a
-# gap (Deep Sink; --sink-rope-gap N frames before them), tapped like the others. Every flag also works in
+# gap (Deep Sink; --sink-rope-gap N frames before them), tapped like the others; --kv-compress N adds dmd_compressed,
+# the DMD checkpoint whose cache keeps, per head, the N frames' worth of most attended tokens at each eviction
+# (Participative Compression; its taps mark those slots with key frame −1). Every flag also works in
 # --underscore_form, as --flag=value and abbreviated to a unique prefix (pipelines/flags.sh).
 set -euo pipefail
 here=$(dirname -- "$(readlink -f -- "${BASH_SOURCE[0]}")")
@@ -40,10 +42,10 @@ prompts=()
 seed=42 num_frames=21 height=480 width=832 device=cpu layers=all select=all progress=none
 config=configs/self_forcing_dmd.yaml dmd_config=configs/self_forcing_dmd.yaml sid_config=configs/self_forcing_sid.yaml
 dmd_ckpt=checkpoints/self_forcing_dmd.pt sid_ckpt=checkpoints/self_forcing_sid.pt
-out_dir=sink_study cache_dir= ablate=0 ablate_layers=all las= sink= sink_rope=absolute rope_gap=
+out_dir=sink_study cache_dir= ablate=0 ablate_layers=all las= sink= sink_rope=absolute rope_gap= kvc=0
 sf_flags_expand sink_study.sh --help --model-dir= --prompt= --seed= --num-frames= --height= --width= --device= --layers= \
     --config= --dmd-checkpoint= --sid-checkpoint= --dmd-config= --sid-config= --out-dir= --cache-dir= --tap-select= \
-    --progress= --sink-ablate= --sink-ablate-layers= --local-attn-size= --sink-size= --sink-rope= --sink-rope-gap= -- "$@"
+    --progress= --sink-ablate= --sink-ablate-layers= --local-attn-size= --sink-size= --sink-rope= --sink-rope-gap= --kv-compress= -- "$@"
 set -- "${sf_flags[@]}"
 while [ $# -gt 0 ]; do
     flag=${1//_/-}
@@ -51,7 +53,7 @@ while [ $# -gt 0 ]; do
     -h | --help) sf_usage; exit 0 ;;
     --model-dir | --prompt | --seed | --num-frames | --height | --width | --device | --layers | --config | \
         --dmd-checkpoint | --sid-checkpoint | --dmd-config | --sid-config | --out-dir | --cache-dir | --tap-select | --progress | \
-        --sink-ablate | --sink-ablate-layers | --local-attn-size | --sink-size | --sink-rope | --sink-rope-gap)
+        --sink-ablate | --sink-ablate-layers | --local-attn-size | --sink-size | --sink-rope | --sink-rope-gap | --kv-compress)
         [ $# -ge 2 ] || die "option $1 needs a value"
         case "$flag" in
         --model-dir) model_dir=$2 ;; --prompt) prompts+=("$2") ;; --seed) seed=$2 ;; --num-frames) num_frames=$2 ;;
@@ -60,13 +62,14 @@ while [ $# -gt 0 ]; do
         --sid-config) sid_config=$2 ;; --out-dir) out_dir=$2 ;; --cache-dir) cache_dir=$2 ;; --tap-select) select=$2 ;;
         --progress) progress=$2 ;; --sink-ablate) ablate=$2 ;; --sink-ablate-layers) ablate_layers=$2 ;;
         --local-attn-size) las=$2 ;; --sink-size) sink=$2 ;; --sink-rope) sink_rope=$2 ;; --sink-rope-gap) rope_gap=$2 ;;
+        --kv-compress) kvc=$2 ;;
         esac
         shift 2 ;;
     *) die "unknown option '$1' (see --help)" ;;
     esac
 done
 [ ${#prompts[@]} -gt 0 ] || prompts=("A majestic eagle soaring through a cloudy sky, cinematic lighting")
-for v in "$seed" "$num_frames" "$height" "$width" "${ablate:-0}" "${sink:-0}" "${rope_gap:-0}"; do [[ "$v" =~ ^[0-9]+$ ]] || die "expected a non-negative integer, got '$v'"; done
+for v in "$seed" "$num_frames" "$height" "$width" "${ablate:-0}" "${sink:-0}" "${rope_gap:-0}" "$kvc"; do [[ "$v" =~ ^[0-9]+$ ]] || die "expected a non-negative integer, got '$v'"; done
 [ -n "$ablate" ] || ablate=0
 for c in "$dmd_ckpt" "$sid_ckpt"; do [ -f "$c" ] || die "checkpoint $c not found (give --dmd-checkpoint / --sid-checkpoint)"; done
 runs=(base dmd sid)
@@ -81,6 +84,11 @@ if [ "$sink_rope" = realign ]; then # the realigned run, checked by sf-denoise b
     why=$(sf-denoise --check --model-dir "$model_dir" --config_path "$dmd_config" --no_checkpoint --num_frames "$num_frames" \
         --height "$height" --width "$width" "${window[@]}" "${realign[@]}" --log-level error 2>&1) || die "${why##*error: }"
     runs+=(dmd_realigned)
+fi
+if [ "$kvc" -gt 0 ]; then # the compressed run, checked by sf-denoise before any work (a rolling cache that holds it)
+    why=$(sf-denoise --check --model-dir "$model_dir" --config_path "$dmd_config" --no_checkpoint --num_frames "$num_frames" \
+        --height "$height" --width "$width" "${window[@]}" --kv-compress "$kvc" --log-level error 2>&1) || die "${why##*error: }"
+    runs+=(dmd_compressed)
 fi
 if [ "$ablate" -gt 0 ]; then # the ablated run; its layers checked against the model before any work
     size=(--model-dir "$model_dir" --num_frames "$num_frames" --height "$height" --width "$width" --no_checkpoint --log-level error)
@@ -108,6 +116,7 @@ for i in "${!prompts[@]}"; do
         dmd_ablated) ck=(--config_path "$dmd_config" --checkpoint_path "$dmd_ckpt" --require-checkpoint
                          --sink-ablate "$ablate" --sink-ablate-layers "$ablate_layers") ;;
         dmd_realigned) ck=(--config_path "$dmd_config" --checkpoint_path "$dmd_ckpt" --require-checkpoint "${realign[@]}") ;;
+        dmd_compressed) ck=(--config_path "$dmd_config" --checkpoint_path "$dmd_ckpt" --require-checkpoint --kv-compress "$kvc") ;;
         sid) ck=(--config_path "$sid_config" --checkpoint_path "$sid_ckpt" --require-checkpoint) ;;
         esac
         for mode in probs frames tokens; do

@@ -309,6 +309,10 @@ sf_status sf_dit_set_kv_compress(sf_dit_state *st, int64_t frames, sf_err *err);
  * cache [sink + kvc_tokens + evict, local_end) rolls down behind them, every layer, key_frames too. Returns 1 in
  * *done when it did the eviction (the forward then rolls nothing), 0 when the plain roll is still to do. */
 sf_status sf_dit_kv_compress(sf_dit_state *st, int64_t evict, int *done, sf_err *err);
+/* Whether a cache of cache_frames holds the sink, `frames` compressed frames and a block: SF_OK, else SF_E_ARG saying
+ * so (sf_dit_set_kv_compress's check, for callers that check before making a state). */
+sf_status sf_dit_kv_compress_fits(int64_t frames, int64_t sink_frames, int block_frames, int64_t cache_frames,
+                                  sf_err *err);
 /* Frees what sf_dit_set_kv_compress made (sf_dit_state_free calls it). */
 void sf_dit_kv_compress_free(sf_dit_state *st);
 

@@ -39,6 +39,16 @@ void sf_dit_kv_compress_free(sf_dit_state *st) {
     st->kvc_q = NULL, st->kvc_score = NULL, st->kvc_idx = NULL, st->kvc_tokens = 0, st->kvc_lq = 0;
 }
 
+sf_status sf_dit_kv_compress_fits(int64_t frames, int64_t sink_frames, int block_frames, int64_t cache_frames,
+                                  sf_err *err) {
+    if (sink_frames + frames + block_frames <= cache_frames) return SF_OK;
+    return sf_fail(err, SF_E_ARG,
+                   "--kv-compress %lld: the sink (%lld frames), the compressed frames and a block (%d) need %lld frames, "
+                   "the cache holds %lld (local_attn_size)",
+                   (long long)frames, (long long)sink_frames, block_frames,
+                   (long long)(sink_frames + frames + block_frames), (long long)cache_frames);
+}
+
 sf_status sf_dit_set_kv_compress(sf_dit_state *st, int64_t frames, sf_err *err) {
     const sf_dit_config *c = &st->w->cfg;
     const int64_t S = st->frame_tokens, NL = c->num_layers, H = c->num_heads, D = c->dim;
@@ -50,18 +60,13 @@ sf_status sf_dit_set_kv_compress(sf_dit_state *st, int64_t frames, sf_err *err) 
     if (st->local_attn_size == -1 || sf_dit_window_tokens(st) < st->cache_tokens)
         return sf_fail(err, SF_E_ARG, "--kv-compress needs a rolling KV cache (local_attn_size): without eviction "
                                       "nothing is dropped, so nothing is compressed");
-    if (sink_fr + frames + st->max_frames > cache_fr)
-        return sf_fail(err, SF_E_ARG,
-                       "--kv-compress %lld: the sink (%lld frames), the compressed frames and a block (%d) need %lld "
-                       "frames, the cache holds %lld (local_attn_size)",
-                       (long long)frames, (long long)sink_fr, st->max_frames,
-                       (long long)(sink_fr + frames + st->max_frames), (long long)cache_fr);
+    sf_status s = sf_dit_kv_compress_fits(frames, sink_fr, st->max_frames, cache_fr, err);
+    if (s) return s;
     const int64_t kept = frames * S, ncand = kept + L;
     if (ncand > INT32_MAX) return sf_fail(err, SF_E_ARG, "--kv-compress %lld: too many tokens", (long long)frames);
     const size_t nscore = (size_t)(NL * H * ncand), nidx = (size_t)(NL * H * kept);
     st->kvc_score = malloc(sizeof(double) * nscore);
     st->kvc_idx = malloc(sizeof(int32_t) * nidx);
-    sf_status s = SF_OK;
     if (!st->kvc_score || !st->kvc_idx) {
         s = sf_fail(err, SF_E_NOMEM, "--kv-compress: out of memory");
     } else if (st->gpu) {

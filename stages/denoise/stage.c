@@ -512,6 +512,8 @@ sf_status sf_denoise_stage_run(sf_denoise_opts *o, sf_err *err) {
                     rc->num_frame_per_block);
         goto done;
     }
+    if (o->kv_compress && (s = sf_dit_kv_compress_fits(o->kv_compress, o->sink, rc->num_frame_per_block, o->las, err)))
+        goto done; /* also for --check */
     if (o->list_layers) { /* the tap layers, for scripts (all, ranges and lists resolved against this model) */
         for (int i = 0; i < n_layers; i++) printf("%s%d", i ? " " : "", layers[i]);
         printf("\n");

@@ -160,3 +160,22 @@ PY
     done
     [ ! -e "$BATS_TEST_TMPDIR/o" ]
 }
+
+@test "sink_study.yaml kv_compress=2 (a rolling cache with a 1-frame sink): a fourth run, DMD compressed, compared and reported" {
+    study num_frames=9 local_attn_size=6 sink_size=1 kv_compress=2
+    p="$D/out/p0"
+    meta() { python3 -c 'import json,struct,sys; f=open(sys.argv[1],"rb"); n=struct.unpack("<Q",f.read(8))[0]; print(json.loads(f.read(n))["__metadata__"].get(sys.argv[2],""))' "$1" "$2"; }
+    [[ "$(meta "$p/probs_dmd_compressed.safetensors" weights)" == *"dmd.pt:generator_ema, KV cache compressed (2 frames)" ]]
+    assert_equal "$(meta "$p/frames_dmd_compressed.safetensors" kv_compress)" 2
+    [ -z "$(meta "$p/frames_dmd.safetensors" kv_compress)" ]
+    # block 2 (latents 6-8) is the first to evict: video frames 0-20 are DMD's, frame 21 on not
+    for f in 00000 00020; do cmp -s "$p/video_dmd/frame_$f.png" "$p/video_dmd_compressed/frame_$f.png"; done
+    ! cmp -s "$p/video_dmd/frame_00021.png" "$p/video_dmd_compressed/frame_00021.png" || false
+    assert_equal "$(grep -c '^[0-2],[01],dmd_compressed,' "$p/compare/compare.csv")" 6
+    grep -qF '<th>dmd_compressed</th>' "$p/report.html"
+    # a compression the cache cannot hold: sf-denoise's refusal, before any work
+    run -2 --separate-stderr pipelines/sink_study.sh --model-dir "$D/m" --dmd-checkpoint "$D/m/dmd.pt" \
+        --sid-checkpoint "$D/m/sid.pt" --out-dir "$D/o2" --local-attn-size 6 --sink-size 1 --kv-compress 3
+    [[ "$stderr" == "sink_study.sh: error: --kv-compress 3: the sink (1 frames), the compressed frames and a block (3) need 7 frames"* ]] || false
+    [ ! -e "$D/o2/embeds.safetensors" ]
+}
