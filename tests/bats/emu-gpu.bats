@@ -132,6 +132,28 @@ print(json.loads(a)[10]["layer_key_frames"])' "$T/tc.safetensors" "$T/tg.safeten
     refute_output --regexp "pred\.0\.[0-9][^"$'\n'"]*MISMATCH"
 }
 
+@test "sf-denoise --kv-compress --device cuda:0 on the emulated GPU, streams deferred: runs, the CPU's preds within bf16 up to the first compression, the same slots kept" {
+    G="${SF_GOLDEN:-$SF_ROOT/tests/golden}"
+    P="$G/expect/dit_pipeline_base.safetensors"
+    common=(--model-dir "$G/model" --num_frames 9 --height 64 --width 96 --progress none --local_attn_size 6 --sink_size 1
+            --prompt-embeds "$P:context.prompt_embeds" --noise "$P" --dump-preds --kv-compress 2
+            --layer_indices 0 --tap-mode probs --tap-select all)
+    run -0 sf-denoise "${common[@]}" --save-latents "$T/cpu.safetensors" --output_path "$T/tc.safetensors"
+    SF_EMU_ASYNC=1 run -0 --separate-stderr "$E/sf-denoise" "${common[@]}" --device cuda:0 --save-latents "$T/gpu.safetensors" \
+        --output_path "$T/tg.safetensors"
+    [[ "$stderr" == *"KV compress: at each eviction"* ]] || false
+    # blocks 0 and 1 (pred.0.*, pred.1.*: 2 blocks × 5 forwards) run before any compression: within the bf16 forward's reach;
+    # block 2 compresses on both (which tokens a near tie keeps may differ between bf16 and f32: not compared)
+    run -0 sf-tensor diff "$T/cpu.safetensors" "$T/gpu.safetensors" --rtol 5e-2 --atol 5e-2 -q
+    refute_output --regexp "pred\.[01]\.[^"$'\n'"]*MISMATCH"
+    run -0 python3 -c 'import json, sys
+def fw(p):
+    f = open(p, "rb"); n = int.from_bytes(f.read(8), "little"); return json.loads(f.read(n))["__metadata__"]
+a, b = fw(sys.argv[1]), fw(sys.argv[2]); assert a["forwards"] == b["forwards"] and a["kv_compress"] == b["kv_compress"] == "2"
+print(json.loads(a["forwards"])[10]["key_frames"])' "$T/tc.safetensors" "$T/tg.safetensors"
+    assert_output "[0, -1, -1, 6, 7, 8]"
+}
+
 @test "sf-vae-encode --device cuda:0 on the emulated GPU, streams deferred and threads reversed: the CPU's latents within bf16" {
     [ -x "$E/sf-vae-encode" ] || skip "no emulated sf-vae-encode"
     G="${SF_GOLDEN:-$SF_ROOT/tests/golden}"
