@@ -127,13 +127,17 @@ sf_status sf_denoise_bench(const char *kind, const char *model_dir, int nthreads
     membank mb = {0};
     sf_dit_weights w;
     memset(&w, 0, sizeof w);
-    static const char *const kinds[] = {"tiny", "1.3b-layer", "1.3b", "attn", "attn-small", "glue", "glue-small"};
+    static const char *const kinds[] = {"tiny", "1.3b-layer", "1.3b", "attn", "attn-small", "glue", "glue-small", "kvc",
+                                        "kvc-small"};
     size_t k = 0;
     while (k < sizeof kinds / sizeof *kinds && strcmp(kind, kinds[k])) k++;
     if (k == sizeof kinds / sizeof *kinds) /* said before anything is printed or loaded */
-        return sf_fail(err, SF_E_ARG, "--bench: expected tiny, 1.3b-layer, 1.3b, attn, attn-small, glue or glue-small, got '%s'", kind);
+        return sf_fail(err, SF_E_ARG,
+                       "--bench: expected tiny, 1.3b-layer, 1.3b, attn, attn-small, glue, glue-small, kvc or kvc-small, got '%s'",
+                       kind);
     if (!strcmp(kind, "attn") || !strcmp(kind, "attn-small")) return sf_denoise_bench_attn(cuda_ordinal, kind[4] != 0, err);
     if (!strcmp(kind, "glue") || !strcmp(kind, "glue-small")) return sf_denoise_bench_glue(cuda_ordinal, kind[4] != 0, err);
+    if (!strcmp(kind, "kvc") || !strcmp(kind, "kvc-small")) return sf_denoise_bench_kvc(cuda_ordinal, kind[3] != 0, err);
     printf("denoise threads: %d\n", nthreads);
     if (!strcmp(kind, "tiny")) {
         char p[4096];

@@ -11,6 +11,7 @@
  *   attn:        the self-attention alone at full size on a GPU, every path (bench_attn.c).
  *   glue:        the norm / RoPE / residual kernels alone at full size on a GPU, TB/s against a device
  *                copy (bench_glue.c).
+ *   kvc:         one eviction of --kv-compress at full size on a GPU, per part and per block (bench_kvc.c).
  * cuda_ordinal −1 = CPU, N = cuda:N (bench_video.c).
  * Prints one line per figure on stdout. Used by tests/bench/run.sh. */
 #ifndef SF_DENOISE_BENCH_H
@@ -26,6 +27,9 @@ sf_status sf_denoise_bench_attn(int cuda_ordinal, int small, sf_err *err);
 /* The glue kernels at full size on a GPU (bench_glue.c: `--bench glue`, `glue-small`): ms, TB/s,
  * share of a device copy's rate, ms per forward. */
 sf_status sf_denoise_bench_glue(int cuda_ordinal, int small, sf_err *err);
+
+/* --kv-compress's eviction at full size on a GPU (bench_kvc.c: `--bench kvc`, `kvc-small`): ms per part, per block. */
+sf_status sf_denoise_bench_kvc(int cuda_ordinal, int small, sf_err *err);
 
 /* The full-size GPU video bench (bench_video.c). */
 sf_status sf_denoise_bench_video(const sf_dit_weights *w, int cuda_ordinal, sf_err *err);

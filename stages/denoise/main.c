@@ -66,7 +66,7 @@ static const sf_opt opts[] = {
     SF_OPTS_DEVICE("the DiT in bf16"),
     {"fp8", 0, SF_ARG_FLAG, "the transformer blocks' linears in float8 e4m3 with per-tensor dynamic scales, as the reference demo's FP8 switch (torchao): faster products on a GPU, not the bf16 model's numbers"},
     {"threads", 0, SF_ARG_VALUE, "N\tCPU threads (default: all CPUs)"},
-    {"bench", 0, SF_ARG_VALUE, "tiny|1.3b-layer|1.3b|attn|glue\tprint ms per block-forward and peak memory, then exit (tiny: the --model-dir model, e.g. tests/golden/model; 1.3b-layer: one random-weight layer; 1.3b: a whole random-weight video, GPU only; attn: the attention paths at full size, GPU only; glue: the norm/RoPE kernels' TB/s, GPU only; attn-small, glue-small: the same at small sizes, to try them)"},
+    {"bench", 0, SF_ARG_VALUE, "tiny|1.3b-layer|1.3b|attn|glue|kvc\tprint ms per block-forward and peak memory, then exit (tiny: the --model-dir model, e.g. tests/golden/model; 1.3b-layer: one random-weight layer; 1.3b: a whole random-weight video, GPU only; attn: the attention paths at full size, GPU only; glue: the norm/RoPE kernels' TB/s, GPU only; kvc: one --kv-compress eviction, GPU only; attn-small, glue-small, kvc-small: the same at small sizes, to try them)"},
     {"bench-tokens", 0, SF_ARG_VALUE, "N\t--bench 1.3b-layer: tokens per 3-frame block (default 4680 = 832x480; 480 = 256x160)"},
     {"list-layers", 0, SF_ARG_FLAG, "--check, then print the layers --layer_indices selects in this model (all, A-B, A,B resolved; ascending) on stdout, one line"},
     {"check", 0, SF_ARG_FLAG, "check the flags against the config and the model (config.json, weights and checkpoint opened, not loaded; tap layers; frame count), then exit 0 without a run; no input or output needed"},

@@ -152,6 +152,10 @@ def fw(p):
 a, b = fw(sys.argv[1]), fw(sys.argv[2]); assert a["forwards"] == b["forwards"] and a["kv_compress"] == b["kv_compress"] == "2"
 print(json.loads(a["forwards"])[10]["key_frames"])' "$T/tc.safetensors" "$T/tg.safetensors"
     assert_output "[0, -1, -1, 6, 7, 8]"
+    # its bench (what the device check runs at full size) on the emulated device: every part, then the block's figure
+    run -0 "$E/sf-denoise" --bench kvc-small --device cuda:0
+    assert_equal "$(grep -c '^kvc gpu 192 queries x 1344 keys, 576 candidates -> 384 kept a head, .*: [0-9.]* ms' <<<"$output")" 4
+    assert_line --regexp '^kvc gpu per eviction \(one layer [0-9.]+ ms x 30 layers, the block.s first forward\): [0-9.]+ ms$'
 }
 
 @test "sf-vae-encode --device cuda:0 on the emulated GPU, streams deferred and threads reversed: the CPU's latents within bf16" {

@@ -254,7 +254,7 @@ st_header() { tail -c +9 "$1" | head -c 4096 | tr -d '\0'; }
 @test "--bench: an unknown kind is one line naming every kind (attn and glue too), exit 2, nothing on stdout" {
     run -2 --separate-stderr sf-denoise --bench foo
     assert_equal "$output" ""
-    assert_equal "$stderr" "sf-denoise: error: --bench: expected tiny, 1.3b-layer, 1.3b, attn, attn-small, glue or glue-small, got 'foo'"
+    assert_equal "$stderr" "sf-denoise: error: --bench: expected tiny, 1.3b-layer, 1.3b, attn, attn-small, glue, glue-small, kvc or kvc-small, got 'foo'"
 }
 
 @test "--noise-rng torch-cuda: the reference's torch.randn stream; sequence, batch and offset; one-line refusals" {

@@ -416,6 +416,11 @@ u_bench_attn() { # every attention path at full size beside cuDNN on the same in
     rc=${PIPESTATUS[0]}
     row "bench glue" "exit $rc; $(grep -m1 'glue gpu per forward' "$OUT/bench.txt" | sed 's/^glue gpu //')"
     [ "$rc" -eq 0 ] || fail=1
+    echo "== one --kv-compress eviction at full size (sf-denoise --bench kvc: per part, x30 layers per block)"
+    timeout 60 sf-denoise --bench kvc --device cuda:0 2>&1 | tee -a "$OUT/bench.txt"
+    rc=${PIPESTATUS[0]}
+    row "bench kvc" "exit $rc; $(grep -m1 'kvc gpu per eviction' "$OUT/bench.txt" | sed 's/^kvc gpu //')"
+    [ "$rc" -eq 0 ] || fail=1
 }
 
 # vae_alt PREFIX VAR=VALUE: the VAE bench again under VAR, its figure lines prefixed into bench.txt
