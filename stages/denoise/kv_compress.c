@@ -43,9 +43,9 @@ sf_status sf_dit_kv_compress_fits(int64_t frames, int64_t sink_frames, int block
                                   sf_err *err) {
     if (sink_frames + frames + block_frames <= cache_frames) return SF_OK;
     return sf_fail(err, SF_E_ARG,
-                   "--kv-compress %lld: the sink (%lld frames), the compressed frames and a block (%d) need %lld frames, "
+                   "--kv-compress %lld: the sink (%lld frame%s), the compressed frames and a block (%d) need %lld frames, "
                    "the cache holds %lld (local_attn_size)",
-                   (long long)frames, (long long)sink_frames, block_frames,
+                   (long long)frames, (long long)sink_frames, sink_frames == 1 ? "" : "s", block_frames,
                    (long long)(sink_frames + frames + block_frames), (long long)cache_frames);
 }
 

@@ -608,7 +608,7 @@ PY
         --save-latents "$D/x.safetensors" --kv-compress 2
     [[ "$stderr" == "sf-denoise: error: --kv-compress needs a rolling KV cache"* ]] || false
     run -2 --separate-stderr sf-denoise "${COMMON[@]}" "${IN[@]}" --save-latents "$D/x.safetensors" --kv-compress 3
-    [[ "$stderr" == *"--kv-compress 3: the sink (1 frames), the compressed frames and a block (3) need 7 frames, the cache holds 6"* ]] || false
+    [[ "$stderr" == *"--kv-compress 3: the sink (1 frame), the compressed frames and a block (3) need 7 frames, the cache holds 6"* ]] || false
     run -2 --separate-stderr sf-denoise "${COMMON[@]}" "${IN[@]}" --save-latents "$D/x.safetensors" --kv-compress -1
     [[ "$stderr" == "sf-denoise: error: --kv-compress"* ]] || false
     # a frame-by-frame attention matrix (frames mode's default, the streaming aggregate) cannot hold the kept tokens'

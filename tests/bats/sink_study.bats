@@ -176,6 +176,6 @@ PY
     # a compression the cache cannot hold: sf-denoise's refusal, before any work
     run -2 --separate-stderr pipelines/sink_study.sh --model-dir "$D/m" --dmd-checkpoint "$D/m/dmd.pt" \
         --sid-checkpoint "$D/m/sid.pt" --out-dir "$D/o2" --local-attn-size 6 --sink-size 1 --kv-compress 3
-    [[ "$stderr" == "sink_study.sh: error: --kv-compress 3: the sink (1 frames), the compressed frames and a block (3) need 7 frames"* ]] || false
+    [[ "$stderr" == "sink_study.sh: error: --kv-compress 3: the sink (1 frame), the compressed frames and a block (3) need 7 frames"* ]] || false
     [ ! -e "$D/o2/embeds.safetensors" ]
 }
