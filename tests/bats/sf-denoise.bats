@@ -603,6 +603,12 @@ PY
     grep -qE '<title>L0 frame 6: 0\.[0-9]+</title>' "$D/cmp/frame_mass_t.svg"
     run -0 sf-taps report "$D/t.safetensors" --forward 2:0 -o "$D/r.html"
     grep -q "kept tokens of mixed frames" "$D/r.html"
+    # tokens mode over the video: a kept-tokens slot has no one frame to be drawn over, said in one line
+    run -0 sf-denoise "${COMMON[@]}" "${IN[@]}" --kv-compress 2 --layer_indices 0 --tap-mode tokens --tap-token-frames 2 \
+        --tap-select b:2,s:0 --output_path "$D/tok.safetensors"
+    run -0 sf-decode --model-dir "$G/model" --latents "$D/kc.safetensors" -o "$D/fr/" --progress none
+    run -2 --separate-stderr sf-taps tokens "$D/tok.safetensors" -o "$D/tok.svg" --frames "$D/fr"
+    [[ "$stderr" == *"a key slot holds sf-denoise --kv-compress's kept tokens (mixed frames): no one video frame"* ]] || false
     # errors, before any work and without outputs
     run -2 --separate-stderr sf-denoise "${COMMON[@]}" --prompt-embeds "$P:context.prompt_embeds" \
         --save-latents "$D/x.safetensors" --kv-compress 2
