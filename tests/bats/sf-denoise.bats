@@ -445,12 +445,10 @@ st_frames() { python3 "$BATS_TEST_DIRNAME/st_frames.py" "$@"; }
     run -0 sf-denoise "${COMMON[@]}" "${IN[@]}" --save-latents "$D/ab2.safetensors" --sink-ablate 2 --sink-ablate-layers 2
     run -0 sf-denoise "${COMMON[@]}" "${IN[@]}" --save-latents "$D/ab2t.safetensors" --sink-ablate 2 \
         --sink-ablate-layers 2 --layer_indices 0 2 --tap-mode probs --tap-select all --output_path "$D/t.safetensors"
-    run -0 python3 - "$D" <<'PY'
+    run -0 python3 - "$D" "$BATS_TEST_DIRNAME" <<'PY'
 import json, struct, sys
-def load(path):
-    f = open(path, "rb"); n = struct.unpack("<Q", f.read(8))[0]; h = json.loads(f.read(n)); e = h["latents"]
-    a, b = e["data_offsets"]; f.seek(8 + n + a)
-    return h["__metadata__"], struct.unpack("<%df" % ((b - a) // 4), f.read(b - a))
+sys.path.insert(0, sys.argv[2])
+from st_read import load
 d = sys.argv[1]
 mp, p = load(d + "/plain.safetensors"); ma, a = load(d + "/ab.safetensors"); m2, a2 = load(d + "/ab2.safetensors")
 assert load(d + "/ab2t.safetensors")[1] == a2, "taps changed the ablated run"
@@ -524,13 +522,10 @@ print(json.dumps(json.loads(json.loads(f.read(n))["__metadata__"]["forwards"])[2
     # taps beside it: the same latents, and the tap file's weights say what ran
     run -0 sf-denoise "${COMMON[@]}" "${IN[@]}" --save-latents "$D/ret.safetensors" --sink-rope realign \
         --layer_indices 0 --tap-mode frames --output_path "$D/t.safetensors"
-    run -0 python3 - "$D" <<'PY'
+    run -0 python3 - "$D" "$BATS_TEST_DIRNAME" <<'PY'
 import json, struct, sys
-def load(path, name="latents"):
-    f = open(path, "rb"); n = struct.unpack("<Q", f.read(8))[0]; h = json.loads(f.read(n))
-    if name not in h: return h["__metadata__"], None
-    a, b = h[name]["data_offsets"]; f.seek(8 + n + a)
-    return h["__metadata__"], struct.unpack("<%df" % ((b - a) // 4), f.read(b - a))
+sys.path.insert(0, sys.argv[2])
+from st_read import load
 d = sys.argv[1]
 mp, p = load(d + "/plain.safetensors"); mr, r = load(d + "/re.safetensors"); mg, g = load(d + "/gap3.safetensors")
 assert load(d + "/ret.safetensors")[1] == r, "taps changed the realigned run"
@@ -574,13 +569,10 @@ PY
     run -0 sf-denoise "${COMMON[@]}" "${IN[@]}" --save-latents "$D/kct.safetensors" --kv-compress 2 \
         --layer_indices all --tap-mode probs --tap-select all --output_path "$D/t.safetensors"
     run -0 sf-denoise "${COMMON[@]}" "${IN[@]}" --save-latents "$D/kcr.safetensors" --kv-compress 2 --sink-rope realign
-    run -0 python3 - "$D" <<'PY'
+    run -0 python3 - "$D" "$BATS_TEST_DIRNAME" <<'PY'
 import json, struct, sys
-def load(path, name="latents"):
-    f = open(path, "rb"); n = struct.unpack("<Q", f.read(8))[0]; h = json.loads(f.read(n))
-    if name not in h: return h["__metadata__"], None
-    a, b = h[name]["data_offsets"]; f.seek(8 + n + a)
-    return h["__metadata__"], struct.unpack("<%df" % ((b - a) // 4), f.read(b - a))
+sys.path.insert(0, sys.argv[2])
+from st_read import load
 d = sys.argv[1]
 mp, p = load(d + "/plain.safetensors"); mk, k = load(d + "/kc.safetensors"); mr, r = load(d + "/kcr.safetensors")
 assert load(d + "/kct.safetensors")[1] == k, "taps changed the compressed run"
