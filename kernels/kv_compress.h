@@ -26,9 +26,10 @@ void sf_key_mass_rows_cpu(int64_t rows, int64_t Lk, const float *S, int64_t lds,
 /* The importance of keys [k0, k0 + nk) to Lq queries, per head h of H (features [h·d, (h+1)·d)):
  * out[h·nk + j] = Σ_r softmax_i((q_r·k_i)·scale over i < Lk)[k0 + j]. q: (Lq, H·d) f32 row stride ldq;
  * k: (Lk, H·d) f32 stride ldk. Each logit is the f32 rounding of its fp64 dot product times scale (the rows
- * a GPU's GEMM hands over), then sf_key_mass_rows_cpu. SF_E_NOMEM / SF_E_ARG name what failed. */
+ * a GPU's GEMM hands over), then sf_key_mass_rows_cpu's numbers exactly, on nthreads threads (the same bits for
+ * any count: rows and keys are shared out, never a sum). SF_E_NOMEM / SF_E_ARG name what failed. */
 sf_status sf_key_mass_cpu(int64_t Lq, int64_t Lk, int H, int d, const float *q, int64_t ldq, const float *k,
-                          int64_t ldk, float scale, int64_t k0, int64_t nk, double *out, sf_err *err);
+                          int64_t ldk, float scale, int64_t k0, int64_t nk, double *out, int nthreads, sf_err *err);
 
 /* Per head h of H: idx[h·keep + i], i < keep, the candidates j < n with the keep largest score[h·n + j] (a NaN
  * counts as −∞; ties: the lower j), in ascending order. Requires 0 ≤ keep ≤ n. Returns 0, or −1 when out of

@@ -1,5 +1,6 @@
 /* kv_compress.c — CPU references of Participative Compression's ops (contract: kernels/kv_compress.h). */
 #include "kv_compress.h"
+#include "parallel.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -17,27 +18,66 @@ void sf_key_mass_rows_cpu(int64_t rows, int64_t Lk, const float *S, int64_t lds,
     }
 }
 
+/* sf_key_mass_cpu in two parallel passes that make exactly sf_key_mass_rows_cpu's numbers on these rows, whatever
+ * the thread count: each row's lse (rows apart; the row's logits in a buffer of the part's own), then each key's sum
+ * (keys apart; its logits made again, the rows added in order). */
+typedef struct km_job {
+    int64_t Lq, Lk, ldq, ldk, k0, nk;
+    int d;
+    const float *q, *k;
+    float scale;
+    double *lse, *out;
+    float *buf; /* (parts, Lk) */
+} km_job;
+
+static float km_logit(const km_job *j, int64_t h, int64_t r, int64_t i) {
+    const float *qr = j->q + r * j->ldq + h * j->d, *ki = j->k + i * j->ldk + h * j->d;
+    double dot = 0;
+    for (int c = 0; c < j->d; c++) dot += (double)qr[c] * (double)ki[c];
+    return (float)(dot * (double)j->scale);
+}
+
+static void km_lse(void *ctx, int64_t b, int64_t e, int part) { /* rows h·Lq + r */
+    const km_job *j = ctx;
+    float *row = j->buf + (size_t)part * (size_t)j->Lk;
+    for (int64_t hr = b; hr < e; hr++) {
+        double m = -INFINITY, z = 0;
+        for (int64_t i = 0; i < j->Lk; i++) {
+            row[i] = km_logit(j, hr / j->Lq, hr % j->Lq, i);
+            if ((double)row[i] > m) m = row[i];
+        }
+        for (int64_t i = 0; i < j->Lk; i++) z += exp((double)row[i] - m);
+        j->lse[hr] = m + log(z);
+    }
+}
+
+static void km_sum(void *ctx, int64_t b, int64_t e) { /* keys h·nk + jj */
+    const km_job *j = ctx;
+    for (int64_t hj = b; hj < e; hj++) {
+        const int64_t h = hj / j->nk, key = j->k0 + hj % j->nk;
+        double a = 0;
+        for (int64_t r = 0; r < j->Lq; r++) a += exp((double)km_logit(j, h, r, key) - j->lse[h * j->Lq + r]);
+        j->out[hj] = a;
+    }
+}
+
 sf_status sf_key_mass_cpu(int64_t Lq, int64_t Lk, int H, int d, const float *q, int64_t ldq, const float *k,
-                          int64_t ldk, float scale, int64_t k0, int64_t nk, double *out, sf_err *err) {
+                          int64_t ldk, float scale, int64_t k0, int64_t nk, double *out, int nthreads, sf_err *err) {
     if (Lq < 0 || Lk < 1 || H < 1 || d < 1 || k0 < 0 || nk < 0 || k0 + nk > Lk || ldq < (int64_t)H * d ||
         ldk < (int64_t)H * d)
         return sf_fail(err, SF_E_ARG, "key mass: bad shape Lq=%lld Lk=%lld H=%d d=%d keys [%lld, +%lld)",
                        (long long)Lq, (long long)Lk, H, d, (long long)k0, (long long)nk);
-    float *row = malloc(sizeof(float) * (size_t)Lk);
-    if (!row) return sf_fail(err, SF_E_NOMEM, "key mass: out of memory (%lld keys)", (long long)Lk);
-    memset(out, 0, sizeof(double) * (size_t)H * (size_t)nk);
-    for (int h = 0; h < H; h++)
-        for (int64_t r = 0; r < Lq; r++) {
-            const float *qr = q + r * ldq + (int64_t)h * d;
-            for (int64_t i = 0; i < Lk; i++) {
-                const float *ki = k + i * ldk + (int64_t)h * d;
-                double dot = 0;
-                for (int c = 0; c < d; c++) dot += (double)qr[c] * (double)ki[c];
-                row[i] = (float)(dot * (double)scale);
-            }
-            sf_key_mass_rows_cpu(1, Lk, row, Lk, k0, nk, out + (size_t)h * (size_t)nk);
-        }
-    free(row);
+    const int parts = nthreads < 1 ? 1 : nthreads;
+    km_job j = {Lq, Lk, ldq, ldk, k0, nk, d, q, k, scale, NULL, out, NULL};
+    j.lse = malloc(sizeof(double) * (size_t)(H * Lq > 0 ? H * Lq : 1));
+    j.buf = malloc(sizeof(float) * (size_t)Lk * (size_t)parts);
+    if (!j.lse || !j.buf) {
+        free(j.lse), free(j.buf);
+        return sf_fail(err, SF_E_NOMEM, "key mass: out of memory (%lld keys)", (long long)Lk);
+    }
+    sf_parallel_for_part((int64_t)H * Lq, parts, 1, km_lse, &j);
+    sf_parallel_for((int64_t)H * nk, parts, 16, km_sum, &j);
+    free(j.lse), free(j.buf);
     return SF_OK;
 }
 

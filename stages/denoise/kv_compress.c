@@ -109,7 +109,7 @@ static sf_status compress_cpu(sf_dit_state *st, int64_t n, int64_t rest, sf_err 
         double *score = st->kvc_score + (size_t)l * (size_t)(H * n); /* packed, as the GPU's */
         int32_t *idx = st->kvc_idx + (size_t)l * (size_t)(H * kept);
         sf_status s = sf_key_mass_cpu(st->kvc_lq, st->local_end, (int)H, (int)hd, st->kvc_q + (size_t)l * (size_t)(L * D),
-                                      D, st->kc[l], D, scale, T, n, score, err);
+                                      D, st->kc[l], D, scale, T, n, score, st->nthreads, err);
         if (s) return s;
         if (pick(st, l, n, score, idx)) return sf_fail(err, SF_E_NOMEM, "--kv-compress: out of memory");
         float *parts[2] = {st->kc[l], st->vc[l]};

@@ -48,8 +48,8 @@ static void test_cpu_vs_softmax(void) {
     const float scale = 0.35f;
     double got[H * NK], all[H * Lk], want[H * NK] = {0};
     sf_err err = {{0}};
-    SF_CHECK_OK(sf_key_mass_cpu(Lq, Lk, H, d, q, ld, k, ld, scale, K0, NK, got, &err), &err);
-    SF_CHECK_OK(sf_key_mass_cpu(Lq, Lk, H, d, q, ld, k, ld, scale, 0, Lk, all, &err), &err);
+    SF_CHECK_OK(sf_key_mass_cpu(Lq, Lk, H, d, q, ld, k, ld, scale, K0, NK, got, 1, &err), &err);
+    SF_CHECK_OK(sf_key_mass_cpu(Lq, Lk, H, d, q, ld, k, ld, scale, 0, Lk, all, 2, &err), &err);
     for (int h = 0; h < H; h++) {
         double tot = 0;
         for (int j = 0; j < Lk; j++) tot += all[h * Lk + j];
@@ -70,7 +70,35 @@ static void test_cpu_vs_softmax(void) {
             SF_CHECK(got[h * NK + j] == all[h * Lk + K0 + j]); /* a range is the same sums as the whole */
         }
     }
-    SF_CHECK(sf_key_mass_cpu(Lq, Lk, H, d, q, ld, k, ld, scale, 8, 4, got, &err) == SF_E_ARG); /* past Lk */
+    SF_CHECK(sf_key_mass_cpu(Lq, Lk, H, d, q, ld, k, ld, scale, 8, 4, got, 1, &err) == SF_E_ARG); /* past Lk */
+    free(q), free(k);
+}
+
+/* The threads share out rows and keys, never a sum: 1, 2 and 3 threads give the bits sf_key_mass_rows_cpu gives on
+ * the same f32 logits (rows of each head made here, the dot in double rounded once). */
+static void test_threads(void) {
+    enum { H = 2, d = 16, Lq = 13, Lk = 29, ld = H * d, K0 = 5, NK = 20 };
+    float *q = hrand(Lq * ld, -2, 2, 0), *k = hrand(Lk * ld, -2, 2, 0), row[Lk];
+    const float scale = 0.25f;
+    double ref[H * NK] = {0}, got[H * NK];
+    for (int h = 0; h < H; h++)
+        for (int r = 0; r < Lq; r++) {
+            for (int i = 0; i < Lk; i++) {
+                double dot = 0;
+                for (int c = 0; c < d; c++) dot += (double)q[r * ld + h * d + c] * (double)k[i * ld + h * d + c];
+                row[i] = (float)(dot * (double)scale);
+            }
+            sf_key_mass_rows_cpu(1, Lk, row, Lk, K0, NK, ref + h * NK);
+        }
+    sf_err err = {{0}};
+    for (int t = 1; t <= 3; t++) {
+        SF_CHECK_OK(sf_key_mass_cpu(Lq, Lk, H, d, q, ld, k, ld, scale, K0, NK, got, t, &err), &err);
+        int first = -1;
+        for (int i = 0; i < H * NK && first < 0; i++)
+            if (got[i] != ref[i]) first = i;
+        SF_CHECK_MSG(first < 0, "%d threads: key %d got %.17g, the rows' %.17g", t, first, got[first < 0 ? 0 : first],
+                     ref[first < 0 ? 0 : first]);
+    }
     free(q), free(k);
 }
 
@@ -146,7 +174,7 @@ static void test_gpu_qk(void) {
     float *q = hrand(Lq * ld, -1, 1, 1), *k = hrand(Lk * ld, -1, 1, 1);
     const float scale = 1.0f / sqrtf((float)d);
     double ref[H * NK], got[H * NK];
-    SF_CHECK_OK(sf_key_mass_cpu(Lq, Lk, H, d, q, ld, k, ld, scale, K0, NK, ref, &c.err), &c.err);
+    SF_CHECK_OK(sf_key_mass_cpu(Lq, Lk, H, d, q, ld, k, ld, scale, K0, NK, ref, 2, &c.err), &c.err);
     void *dq = cu_put(&c, q, Lq * ld, 1), *dk = cu_put(&c, k, Lk * ld, 1);
     float *dS = cu_alloc(&c, sizeof(float) * WS * Lk);
     double *dl = cu_alloc(&c, sizeof(double) * WS), *dout = cu_alloc(&c, sizeof(double) * H * NK);
@@ -201,6 +229,7 @@ done:
 static const sf_test tests[] = {
     {"hand", test_hand},
     {"cpu_vs_softmax", test_cpu_vs_softmax},
+    {"threads", test_threads},
     {"select", test_select},
     {"gather_cpu", test_gather_cpu},
     {"gpu_rows", test_gpu_rows},
