@@ -21,6 +21,12 @@ sf_status sf_key_mass_rows_cuda(const sf_cuda_ctx *ctx, int64_t rows, int64_t Lk
 sf_status sf_key_mass_cuda(const sf_cuda_ctx *ctx, int64_t Lq, int64_t Lk, int H, int d, const void *q, int64_t ldq,
                            const void *k, int64_t ldk, float scale, int64_t k0, int64_t nk, float *S_ws, int64_t ws_rows,
                            double *lse_ws, double *out, sf_err *err);
+/* Query rows of the logits chunk sf_key_mass_cuda works in for Lq queries against Lk keys: at most 2^25 f32
+ * logits (128 MiB), at least one row, at most Lq. */
+static inline int64_t sf_key_mass_ws_rows(int64_t Lq, int64_t Lk) {
+    const int64_t r = ((int64_t)1 << 25) / (Lk > 0 ? Lk : 1);
+    return r < 1 ? 1 : r > Lq ? Lq : r;
+}
 /* sf_kv_gather_cpu on bf16 rows (ld elements apart): idx (H, keep) int32 device; tmp: keep·H·d bf16 scratch
  * (the rows are gathered there first, then written back: no thread reads a row another has overwritten). */
 sf_status sf_kv_gather_cuda(const sf_cuda_ctx *ctx, void *x, int64_t ld, int H, int d, int64_t keep, const int32_t *idx,

@@ -6,14 +6,19 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* A row's log-sum-exp over Lk logits: the max, then Σ exp(s − max) in key order, fp64 (both forms below). */
+static double row_lse(const float *s, int64_t Lk) {
+    double m = -INFINITY, z = 0;
+    for (int64_t i = 0; i < Lk; i++)
+        if ((double)s[i] > m) m = s[i];
+    for (int64_t i = 0; i < Lk; i++) z += exp((double)s[i] - m);
+    return m + log(z);
+}
+
 void sf_key_mass_rows_cpu(int64_t rows, int64_t Lk, const float *S, int64_t lds, int64_t k0, int64_t nk, double *acc) {
     for (int64_t r = 0; r < rows; r++) {
         const float *s = S + r * lds;
-        double m = -INFINITY, z = 0;
-        for (int64_t i = 0; i < Lk; i++)
-            if ((double)s[i] > m) m = s[i];
-        for (int64_t i = 0; i < Lk; i++) z += exp((double)s[i] - m);
-        const double lse = m + log(z);
+        const double lse = row_lse(s, Lk);
         for (int64_t j = 0; j < nk; j++) acc[j] += exp((double)s[k0 + j] - lse);
     }
 }
@@ -41,13 +46,8 @@ static void km_lse(void *ctx, int64_t b, int64_t e, int part) { /* rows h·Lq + 
     const km_job *j = ctx;
     float *row = j->buf + (size_t)part * (size_t)j->Lk;
     for (int64_t hr = b; hr < e; hr++) {
-        double m = -INFINITY, z = 0;
-        for (int64_t i = 0; i < j->Lk; i++) {
-            row[i] = km_logit(j, hr / j->Lq, hr % j->Lq, i);
-            if ((double)row[i] > m) m = row[i];
-        }
-        for (int64_t i = 0; i < j->Lk; i++) z += exp((double)row[i] - m);
-        j->lse[hr] = m + log(z);
+        for (int64_t i = 0; i < j->Lk; i++) row[i] = km_logit(j, hr / j->Lq, hr % j->Lq, i);
+        j->lse[hr] = row_lse(row, j->Lk);
     }
 }
 

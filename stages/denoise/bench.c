@@ -121,6 +121,16 @@ done:
     return s;
 }
 
+static int cmp_f(const void *a, const void *b) {
+    float x = *(const float *)a, y = *(const float *)b;
+    return (x > y) - (x < y);
+}
+
+float sf_bench_median_ms(float *ms, int n) {
+    qsort(ms, (size_t)n, sizeof ms[0], cmp_f);
+    return ms[n / 2];
+}
+
 sf_status sf_denoise_bench(const char *kind, const char *model_dir, int nthreads, int cuda_ordinal, long tokens,
                            int fp8, sf_err *err) {
     sf_status s = SF_OK;

@@ -31,6 +31,9 @@ sf_status sf_denoise_bench_glue(int cuda_ordinal, int small, sf_err *err);
 /* --kv-compress's eviction at full size on a GPU (bench_kvc.c: `--bench kvc`, `kvc-small`): ms per part, per block. */
 sf_status sf_denoise_bench_kvc(int cuda_ordinal, int small, sf_err *err);
 
+/* The median of n timings (sorts ms in place): the GPU benches' figure. */
+float sf_bench_median_ms(float *ms, int n);
+
 /* The full-size GPU video bench (bench_video.c). */
 sf_status sf_denoise_bench_video(const sf_dit_weights *w, int cuda_ordinal, sf_err *err);
 

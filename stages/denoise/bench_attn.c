@@ -110,11 +110,6 @@ static void mass_dev(const float *m, const float *ref, size_t rows, int64_t ng, 
     }
 }
 
-static int cmp_f(const void *a, const void *b) {
-    float x = *(const float *)a, y = *(const float *)b;
-    return (x > y) - (x < y);
-}
-
 sf_status sf_denoise_bench_attn(int cuda_ordinal, int small, sf_err *err) {
     const int64_t S = small ? 64 : 1560, LQ = 3 * S, LK_MAX = 21 * S; /* frame tokens, a block's queries, 21 frames */
     if (cuda_ordinal < 0) return sf_fail(err, SF_E_ARG, "--bench attn measures the GPU's attention: give --device cuda");
@@ -184,8 +179,7 @@ sf_status sf_denoise_bench_attn(int cuda_ordinal, int small, sf_err *err) {
             }
             if (first < 0) /* the reference's scale: differences beyond 5 % of its largest |O| are wrong (bf16 rounding: ~1 %) */
                 for (size_t i = 0; i < nq; i++) omax = fabs(o0[i]) > omax ? fabs(o0[i]) : omax;
-            qsort(ms, REPS, sizeof ms[0], cmp_f);
-            const float med = ms[REPS / 2];
+            const float med = sf_bench_median_ms(ms, REPS);
             printf("attention gpu %lld q x %lld k x %d heads (d %d), %s: %.3f ms, ", (long long)LQ, (long long)Lk, H, D,
                    PATHS[p].name, med);
             if (med > 0) printf("%.0f TFLOP/s", 4.0 * (double)LQ * (double)Lk * D * H / (med * 1e-3) / 1e12);

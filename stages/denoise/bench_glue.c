@@ -72,11 +72,6 @@ static sf_status run(const glue *g, int k, sf_err *err) {
     }
 }
 
-static int cmp_f(const void *a, const void *b) {
-    float x = *(const float *)a, y = *(const float *)b;
-    return (x > y) - (x < y);
-}
-
 /* n values in [-1, 1) as bf16 (or f32) at dev */
 static sf_status fill(sf_cuda_ctx *cx, sf_rng *r, void *dev, size_t n, int bf16, sf_err *err) {
     float *h = malloc(sizeof(float) * n);
@@ -128,8 +123,7 @@ sf_status sf_denoise_bench_glue(int cuda_ordinal, int small, sf_err *err) {
                     !(s = sf_cuda_event_record(&cx, ev, 2 * i + 1, err)))
                     s = sf_cuda_event_ms(ev, 2 * i, 2 * i + 1, &ms[i], err);
             if (s) break;
-            qsort(ms, REPS, sizeof ms[0], cmp_f);
-            const double med = ms[REPS / 2], bytes = K[k].bytes_elem * (double)g.L * (K[k].wide ? FF : D);
+            const double med = sf_bench_median_ms(ms, REPS), bytes = K[k].bytes_elem * (double)g.L * (K[k].wide ? FF : D);
             const double tbs = med > 0 ? bytes / (med * 1e-3) / 1e12 : 0;
             if (k == 0) floor_tbs = tbs;
             printf("glue gpu %lld x %d, %s%s: %.4f ms, %.2f TB/s", (long long)g.L, K[k].wide ? FF : D, K[k].name,

@@ -23,16 +23,11 @@
 
 enum { D = 1536, H = 12, HD = 128, F = 3, CACHE_F = 21, SINK_F = 3, KEPT_F = 6, LAYERS = 30, REPS = 5 };
 
-static int cmp_f(const void *a, const void *b) {
-    float x = *(const float *)a, y = *(const float *)b;
-    return (x > y) - (x < y);
-}
-
 sf_status sf_denoise_bench_kvc(int cuda_ordinal, int small, sf_err *err) {
     if (cuda_ordinal < 0) return sf_fail(err, SF_E_ARG, "--bench kvc measures the GPU's --kv-compress: give --device cuda");
     const int64_t S = small ? 64 : 1560, Lq = F * S, Lk = CACHE_F * S, T = SINK_F * S, kept = KEPT_F * S;
     const int64_t n = kept + F * S, rest = Lk - T - n, row = 2 * D;
-    const int64_t ws_rows = ((int64_t)1 << 25) / Lk < Lq ? ((int64_t)1 << 25) / Lk : Lq; /* as kv_compress.c */
+    const int64_t ws_rows = sf_key_mass_ws_rows(Lq, Lk); /* the chunk the DiT's compression uses */
     sf_cuda_ctx cx;
     void *q = NULL, *kv = NULL, *tmp = NULL, *ev = NULL;
     float *Sw = NULL, *hq = NULL;
@@ -94,8 +89,7 @@ sf_status sf_denoise_bench_kvc(int cuda_ordinal, int small, sf_err *err) {
             if (!(s = sf_cuda_event_record(&cx, ev, 2 * i + 1, err))) s = sf_cuda_event_ms(ev, 2 * i, 2 * i + 1, &ms[i], err);
         }
         if (s) break;
-        qsort(ms, REPS, sizeof ms[0], cmp_f);
-        const double med = ms[REPS / 2];
+        const double med = sf_bench_median_ms(ms, REPS);
         total += med;
         static const char *const name[4] = {"importance (logits + lse + per-key sums)", "scores to the host",
                                             "selection on the host + its upload", "gathers of k and v + the roll"};

@@ -72,8 +72,7 @@ sf_status sf_dit_set_kv_compress(sf_dit_state *st, int64_t frames, sf_err *err) 
     } else if (st->gpu) {
         sf_dit_gpu *g = st->gpu;
         const int64_t lk = st->cache_tokens;
-        int64_t rows = ((int64_t)1 << 25) / (lk > 0 ? lk : 1); /* the logits chunk: at most 128 MiB */
-        g->kvc_rows = rows < 1 ? 1 : rows > L ? L : rows;
+        g->kvc_rows = sf_key_mass_ws_rows(L, lk);
         const size_t b_q = sizeof(bf16) * (size_t)(NL * L * D), b_tmp = sizeof(bf16) * (size_t)(kept * D);
         const size_t b_S = sizeof(float) * (size_t)(g->kvc_rows * lk), b_lse = sizeof(double) * (size_t)g->kvc_rows;
         if (!(s = sf_cuda_malloc((void **)&g->kvc_q, b_q, err)) && !(s = sf_cuda_malloc((void **)&g->kvc_tmp, b_tmp, err)) &&
