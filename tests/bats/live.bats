@@ -56,20 +56,31 @@ blocks_done() {
 
 ENDLESS=(--num_frames 0 --local_attn_size 6 --sink_size 3 --height 16 --width 16 --threads 1 --progress lines)
 
-@test "endless: memory flat over 200 blocks (the sink realigned at each), SIGINT stops it within 1 s with exit 0" {
-    # (under make asan: a small quarantine, or freed chunks held by ASan would look like growth); --sink-rope realign
-    # moves the sink's keys again at every block from its first eviction on, from one copy made once
+# an endless sf-denoise with ENDLESS and "$@" in the background (pid, its log $T/den.log); under make asan a small
+# quarantine, or freed chunks held by ASan would look like growth
+endless_start() {
     ASAN_OPTIONS="${ASAN_OPTIONS:+$ASAN_OPTIONS:}quarantine_size_mb=1" \
-        sf-denoise --model-dir "$M" --in "$T/emb.wire" "${ENDLESS[@]}" --sink-rope realign --out - 2>"$T/den.log" 3>&- >/dev/null &
+        sf-denoise --model-dir "$M" --in "$T/emb.wire" "${ENDLESS[@]}" "$@" --out - 2>"$T/den.log" 3>&- >/dev/null &
     pid=$!
     PIDS+=("$pid")
-    for _ in $(seq 3000); do [ "$(blocks_done "$T/den.log")" -ge 20 ] && break; sleep 0.05; done
-    rss20=$(awk '/VmRSS/ {print $2}' /proc/$pid/status)
-    for _ in $(seq 6000); do [ "$(blocks_done "$T/den.log")" -ge 200 ] && break; sleep 0.05; done
-    [ "$(blocks_done "$T/den.log")" -ge 200 ]
-    rss200=$(awk '/VmRSS/ {print $2}' /proc/$pid/status)
-    echo "RSS at block 20: $rss20 kB, at block 200: $rss200 kB" >&3
-    [ $((rss200 - rss20)) -le 1024 ] # within 1 MiB: nothing grows with the block count
+}
+
+# the endless run pid's RSS at block $1 and at block $2: within 1 MiB (nothing grows with the block count)
+rss_flat() {
+    local a b
+    for _ in $(seq 3000); do [ "$(blocks_done "$T/den.log")" -ge "$1" ] && break; sleep 0.05; done
+    a=$(awk '/VmRSS/ {print $2}' /proc/$pid/status)
+    for _ in $(seq 6000); do [ "$(blocks_done "$T/den.log")" -ge "$2" ] && break; sleep 0.05; done
+    [ "$(blocks_done "$T/den.log")" -ge "$2" ]
+    b=$(awk '/VmRSS/ {print $2}' /proc/$pid/status)
+    echo "RSS at block $1: $a kB, at block $2: $b kB" >&3
+    [ $((b - a)) -le 1024 ]
+}
+
+@test "endless: memory flat over 200 blocks (the sink realigned at each), SIGINT stops it within 1 s with exit 0" {
+    # --sink-rope realign moves the sink's keys again at every block from its first eviction on, from one copy made once
+    endless_start --sink-rope realign
+    rss_flat 20 200
     kill -INT "$pid"
     t0=$(date +%s%N)
     wait_exit "$pid" 1
@@ -80,18 +91,8 @@ ENDLESS=(--num_frames 0 --local_attn_size 6 --sink_size 3 --height 16 --width 16
 
 @test "endless with --kv-compress (and the sink realigned): memory flat over 100 blocks of compressions, SIGINT stops it" {
     # every block from the first eviction on scores and compresses every layer's cache: nothing may grow with it
-    ASAN_OPTIONS="${ASAN_OPTIONS:+$ASAN_OPTIONS:}quarantine_size_mb=1" \
-        sf-denoise --model-dir "$M" --in "$T/emb.wire" "${ENDLESS[@]}" --local_attn_size 8 --sink_size 1 --kv-compress 2 \
-        --sink-rope realign --out - 2>"$T/den.log" 3>&- >/dev/null &
-    pid=$!
-    PIDS+=("$pid")
-    for _ in $(seq 3000); do [ "$(blocks_done "$T/den.log")" -ge 10 ] && break; sleep 0.05; done
-    rss10=$(awk '/VmRSS/ {print $2}' /proc/$pid/status)
-    for _ in $(seq 6000); do [ "$(blocks_done "$T/den.log")" -ge 100 ] && break; sleep 0.05; done
-    [ "$(blocks_done "$T/den.log")" -ge 100 ]
-    rss100=$(awk '/VmRSS/ {print $2}' /proc/$pid/status)
-    echo "RSS at block 10: $rss10 kB, at block 100: $rss100 kB" >&3
-    [ $((rss100 - rss10)) -le 1024 ]
+    endless_start --local_attn_size 8 --sink_size 1 --kv-compress 2 --sink-rope realign
+    rss_flat 10 100
     grep -q "KV compress: at each eviction" "$T/den.log"
     kill -INT "$pid"
     wait_exit "$pid" 1
