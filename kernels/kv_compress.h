@@ -41,4 +41,25 @@ int sf_kv_select_cpu(int H, int64_t n, const double *score, int64_t keep, int32_
  * overwritten). */
 void sf_kv_gather_cpu(float *x, int64_t ld, int H, int d, int64_t keep, const int32_t *idx);
 
+/* Deep Forcing's released rule (sf-denoise --pc-budget; stages/denoise/pc.c): one score per cached token, shared
+ * by every head: the recent queries' sum dotted with the key over all the heads' features — no softmax.
+ *   query ring  sf_ring_put_cpu / sf_ring_sum_cpu: a layer's last R post-RoPE query rows in a ring of R rows, and
+ *               their column sums in fp64, oldest row first;
+ *   scores      sf_pc_scores_cpu: φ_j = scale·Σ_e qsum[e]·k[j, e] in fp64;
+ *   selection   sf_pc_select_cpu: the keep highest, a token chosen max_reuse times already held back while others
+ *               can stand in (host code on both backends); compaction is sf_kv_gather_cpu with H = 1. */
+
+/* ring[(pos + i) mod R] ← x[i] for i < n (rows of D floats; ring rows dense, x rows ldx apart). 0 ≤ pos < R, n ≤ R. */
+void sf_ring_put_cpu(float *ring, int64_t R, int64_t D, int64_t pos, const float *x, int64_t ldx, int64_t n);
+/* out[e] = Σ_{i<n} ring[(head + i) mod R][e] for e < D, i ascending, in fp64 (overwritten). 0 ≤ head < R, n ≤ R. */
+void sf_ring_sum_cpu(const float *ring, int64_t R, int64_t D, int64_t head, int64_t n, double *out);
+/* out[j] = scale·Σ_{e<D} qsum[e]·k[j·ldk + e] for j < n, in fp64, e ascending. */
+void sf_pc_scores_cpu(int64_t n, int64_t D, const float *k, int64_t ldk, const double *qsum, double scale, double *out);
+/* idx[0..keep) ← the candidates j < n with the keep highest score[j] (a NaN counts as −∞; ties: the lower j) among
+ * those with count[j] < max_reuse (all of them when max_reuse is 0 or count is NULL), in ascending order; when
+ * fewer than keep qualify, the best of the others fill the rest, in the same order. Requires 0 ≤ keep ≤ n.
+ * Returns how many of the chosen were such fills (0 when none), or −1 when out of memory (idx untouched). */
+int64_t sf_pc_select_cpu(int64_t n, const double *score, const int32_t *count, int max_reuse, int64_t keep,
+                         int32_t *idx);
+
 #endif

@@ -32,6 +32,16 @@ static inline int64_t sf_key_mass_ws_rows(int64_t Lq, int64_t Lk) {
 sf_status sf_kv_gather_cuda(const sf_cuda_ctx *ctx, void *x, int64_t ld, int H, int d, int64_t keep, const int32_t *idx,
                             void *tmp, sf_err *err);
 
+/* Deep Forcing's released rule (sf-denoise --pc-budget): sf_ring_put_cpu, sf_ring_sum_cpu and sf_pc_scores_cpu on
+ * bf16 rows (the ring and the keys bf16, the sums and scores fp64). One launch each whatever pos / head (a CUDA
+ * graph holds the ring's update with the same shape every forward). */
+sf_status sf_ring_put_cuda(const sf_cuda_ctx *ctx, void *ring, int64_t R, int64_t D, int64_t pos, const void *x,
+                           int64_t ldx, int64_t n, sf_err *err);
+sf_status sf_ring_sum_cuda(const sf_cuda_ctx *ctx, const void *ring, int64_t R, int64_t D, int64_t head, int64_t n,
+                           double *out, sf_err *err);
+sf_status sf_pc_scores_cuda(const sf_cuda_ctx *ctx, int64_t n, int64_t D, const void *k, int64_t ldk, const double *qsum,
+                            double scale, double *out, sf_err *err);
+
 #ifdef __cplusplus
 }
 #endif

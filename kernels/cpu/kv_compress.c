@@ -119,3 +119,42 @@ void sf_kv_gather_cpu(float *x, int64_t ld, int H, int d, int64_t keep, const in
             if (from != i) memcpy(x + i * ld + (int64_t)h * d, x + from * ld + (int64_t)h * d, sizeof(float) * (size_t)d);
         }
 }
+
+void sf_ring_put_cpu(float *ring, int64_t R, int64_t D, int64_t pos, const float *x, int64_t ldx, int64_t n) {
+    for (int64_t i = 0; i < n; i++) memcpy(ring + ((pos + i) % R) * D, x + i * ldx, sizeof(float) * (size_t)D);
+}
+
+void sf_ring_sum_cpu(const float *ring, int64_t R, int64_t D, int64_t head, int64_t n, double *out) {
+    for (int64_t e = 0; e < D; e++) out[e] = 0;
+    for (int64_t i = 0; i < n; i++) {
+        const float *r = ring + ((head + i) % R) * D;
+        for (int64_t e = 0; e < D; e++) out[e] += r[e];
+    }
+}
+
+void sf_pc_scores_cpu(int64_t n, int64_t D, const float *k, int64_t ldk, const double *qsum, double scale, double *out) {
+    for (int64_t j = 0; j < n; j++) {
+        const float *kj = k + j * ldk;
+        double a = 0;
+        for (int64_t e = 0; e < D; e++) a += qsum[e] * (double)kj[e];
+        out[j] = scale * a;
+    }
+}
+
+int64_t sf_pc_select_cpu(int64_t n, const double *score, const int32_t *count, int max_reuse, int64_t keep,
+                         int32_t *idx) {
+    cand *c = malloc(sizeof(cand) * (size_t)(n > 0 ? n : 1));
+    if (!c) return -1;
+    int64_t na = 0, nb = n; /* the candidates that qualify first (from 0 up), the held-back ones after (from n down) */
+    for (int64_t j = 0; j < n; j++) {
+        const int held = count && max_reuse > 0 && count[j] >= max_reuse;
+        cand *o = held ? &c[--nb] : &c[na++];
+        o->s = score[j], o->j = (int32_t)j;
+    }
+    qsort(c, (size_t)na, sizeof(cand), by_score);
+    qsort(c + na, (size_t)(n - na), sizeof(cand), by_score);
+    for (int64_t i = 0; i < keep; i++) idx[i] = c[i].j;
+    qsort(idx, (size_t)keep, sizeof(int32_t), by_index);
+    free(c);
+    return keep > na ? keep - na : 0;
+}

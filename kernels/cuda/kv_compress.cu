@@ -111,3 +111,83 @@ extern "C" sf_status sf_kv_gather_cuda(const sf_cuda_ctx *ctx, void *x, int64_t 
 fail:
     return st;
 }
+
+/* Deep Forcing's released rule: the query ring, its column sums, the shared scores. */
+static __global__ void ring_put_kernel(__nv_bfloat16 *__restrict__ ring, int64_t R, int64_t D, int64_t pos,
+                                       const __nv_bfloat16 *__restrict__ x, int64_t ldx, int64_t n) {
+    const int64_t total = n * D;
+    for (int64_t e = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; e < total; e += (int64_t)gridDim.x * blockDim.x) {
+        const int64_t i = e / D, c = e - i * D;
+        ring[((pos + i) % R) * D + c] = x[i * ldx + c];
+    }
+}
+
+/* One thread a column, the rows oldest first (sf_ring_sum_cpu's order exactly). */
+static __global__ void ring_sum_kernel(const __nv_bfloat16 *__restrict__ ring, int64_t R, int64_t D, int64_t head,
+                                       int64_t n, double *__restrict__ out) {
+    for (int64_t c = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; c < D; c += (int64_t)gridDim.x * blockDim.x) {
+        double a = 0;
+        for (int64_t i = 0; i < n; i++) a += (double)__bfloat162float(ring[((head + i) % R) * D + c]);
+        out[c] = a;
+    }
+}
+
+/* One warp a key: its lanes' partial sums (columns lane, lane + 32, …, in order), then a fixed shuffle tree. */
+static __global__ void pc_scores_kernel(int64_t n, int64_t D, const __nv_bfloat16 *__restrict__ k, int64_t ldk,
+                                        const double *__restrict__ qsum, double scale, double *__restrict__ out) {
+    const int lane = threadIdx.x & 31;
+    const int64_t warps = (int64_t)gridDim.x * (blockDim.x >> 5);
+    for (int64_t j = (int64_t)blockIdx.x * (blockDim.x >> 5) + (threadIdx.x >> 5); j < n; j += warps) {
+        const __nv_bfloat16 *kj = k + j * ldk;
+        double a = 0;
+        for (int64_t c = lane; c < D; c += 32) a += qsum[c] * (double)__bfloat162float(kj[c]);
+        for (int o = 16; o > 0; o >>= 1) a += __shfl_down_sync(0xffffffffu, a, o);
+        if (lane == 0) out[j] = scale * a;
+    }
+}
+
+extern "C" sf_status sf_ring_put_cuda(const sf_cuda_ctx *ctx, void *ring, int64_t R, int64_t D, int64_t pos,
+                                      const void *x, int64_t ldx, int64_t n, sf_err *err) {
+    sf_status st = SF_OK;
+    SF_CUDA_REQUIRE(ctx && ctx->stream, "sf_ring_put_cuda: CUDA context not initialised");
+    SF_CUDA_REQUIRE(R >= 1 && D >= 1 && pos >= 0 && pos < R && n >= 0 && n <= R && ldx >= D,
+                    "sf_ring_put_cuda: bad shape R=%lld D=%lld pos=%lld n=%lld ldx=%lld", (long long)R, (long long)D,
+                    (long long)pos, (long long)n, (long long)ldx);
+    if (n == 0) return SF_OK;
+    SF_LAUNCH(ring_put_kernel, sf_cuda_blocks(n * D, 256), 256, 0, SF_CUDA_STREAM(ctx), (__nv_bfloat16 *)ring, R, D, pos,
+              (const __nv_bfloat16 *)x, ldx, n);
+    CUDA_CHECK_LAUNCH("ring_put_kernel");
+    return SF_OK;
+fail:
+    return st;
+}
+
+extern "C" sf_status sf_ring_sum_cuda(const sf_cuda_ctx *ctx, const void *ring, int64_t R, int64_t D, int64_t head,
+                                      int64_t n, double *out, sf_err *err) {
+    sf_status st = SF_OK;
+    SF_CUDA_REQUIRE(ctx && ctx->stream, "sf_ring_sum_cuda: CUDA context not initialised");
+    SF_CUDA_REQUIRE(R >= 1 && D >= 1 && head >= 0 && head < R && n >= 0 && n <= R,
+                    "sf_ring_sum_cuda: bad shape R=%lld D=%lld head=%lld n=%lld", (long long)R, (long long)D,
+                    (long long)head, (long long)n);
+    SF_LAUNCH(ring_sum_kernel, sf_cuda_blocks(D, 128), 128, 0, SF_CUDA_STREAM(ctx), (const __nv_bfloat16 *)ring, R, D,
+              head, n, out);
+    CUDA_CHECK_LAUNCH("ring_sum_kernel");
+    return SF_OK;
+fail:
+    return st;
+}
+
+extern "C" sf_status sf_pc_scores_cuda(const sf_cuda_ctx *ctx, int64_t n, int64_t D, const void *k, int64_t ldk,
+                                       const double *qsum, double scale, double *out, sf_err *err) {
+    sf_status st = SF_OK;
+    SF_CUDA_REQUIRE(ctx && ctx->stream, "sf_pc_scores_cuda: CUDA context not initialised");
+    SF_CUDA_REQUIRE(n >= 0 && D >= 1 && ldk >= D, "sf_pc_scores_cuda: bad shape n=%lld D=%lld ldk=%lld", (long long)n,
+                    (long long)D, (long long)ldk);
+    if (n == 0) return SF_OK;
+    SF_LAUNCH(pc_scores_kernel, sf_cuda_blocks(n * 32, 256), 256, 0, SF_CUDA_STREAM(ctx), n, D,
+              (const __nv_bfloat16 *)k, ldk, qsum, scale, out);
+    CUDA_CHECK_LAUNCH("pc_scores_kernel");
+    return SF_OK;
+fail:
+    return st;
+}

@@ -583,3 +583,18 @@ sf_status sf_kv_gather_cuda(const sf_cuda_ctx *ctx, void *x, int64_t ld, int H, 
     (void)ctx, (void)x, (void)ld, (void)H, (void)d, (void)keep, (void)idx, (void)tmp;
     return SF_NO_CUDA(err);
 }
+sf_status sf_ring_put_cuda(const sf_cuda_ctx *ctx, void *ring, int64_t R, int64_t D, int64_t pos, const void *x,
+                           int64_t ldx, int64_t n, sf_err *err) {
+    (void)ctx, (void)ring, (void)R, (void)D, (void)pos, (void)x, (void)ldx, (void)n;
+    return SF_NO_CUDA(err);
+}
+sf_status sf_ring_sum_cuda(const sf_cuda_ctx *ctx, const void *ring, int64_t R, int64_t D, int64_t head, int64_t n,
+                           double *out, sf_err *err) {
+    (void)ctx, (void)ring, (void)R, (void)D, (void)head, (void)n, (void)out;
+    return SF_NO_CUDA(err);
+}
+sf_status sf_pc_scores_cuda(const sf_cuda_ctx *ctx, int64_t n, int64_t D, const void *k, int64_t ldk, const double *qsum,
+                            double scale, double *out, sf_err *err) {
+    (void)ctx, (void)n, (void)D, (void)k, (void)ldk, (void)qsum, (void)scale, (void)out;
+    return SF_NO_CUDA(err);
+}

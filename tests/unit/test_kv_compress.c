@@ -226,6 +226,80 @@ done:
     cu_close(&c);
 }
 
+/* Deep Forcing's rule, CPU: the ring keeps the last R rows and sums them oldest first; the scores are the
+ * written-out dot; the selection holds back tokens chosen max_reuse times while others can stand in. */
+static void test_pc_cpu(void) {
+    enum { R = 5, D = 3 };
+    float ring[R * D], x[7 * 4];
+    for (int i = 0; i < 7 * 4; i++) x[i] = (float)(i + 1); /* rows of 4, the 4th column never read */
+    for (int i = 0; i < R * D; i++) ring[i] = -1000;
+    sf_ring_put_cpu(ring, R, D, 3, x, 4, 4); /* rows 0..3 → slots 3, 4, 0, 1 */
+    const float want_slot[R] = {3, 4, -1, 1, 2}; /* which row of x each slot holds (−1: untouched) */
+    for (int r = 0; r < R; r++)
+        for (int c = 0; c < D; c++) {
+            const float w = want_slot[r] < 0 ? -1000 : x[(int)(want_slot[r] - 1) * 4 + c];
+            SF_CHECK_MSG(ring[r * D + c] == w, "ring slot %d col %d: %g, want %g", r, c, ring[r * D + c], w);
+        }
+    double sum[D];
+    sf_ring_sum_cpu(ring, R, D, 3, 4, sum); /* the four rows put, oldest (slot 3) first */
+    for (int c = 0; c < D; c++) {
+        double w = 0;
+        for (int i = 0; i < 4; i++) w += x[i * 4 + c];
+        SF_CHECK_MSG(sum[c] == w, "ring sum col %d: %.17g, want %.17g", c, sum[c], w);
+    }
+    const float k[3 * 4] = {1, 0, 0, 9, 0, 2, 0, 9, 1, 1, -1, 9};
+    const double qs[D] = {0.5, -1.0, 4.0};
+    double sc[3];
+    sf_pc_scores_cpu(3, D, k, 4, qs, 0.25, sc);
+    SF_CHECK(sc[0] == 0.125 && sc[1] == -0.5 && sc[2] == 0.25 * (0.5 - 1.0 - 4.0));
+    const double score[6] = {0.9, 0.1, 0.8, 0.8, NAN, 0.7};
+    const int32_t cnt[6] = {7, 0, 0, 2, 0, 6};
+    int32_t idx[4];
+    SF_CHECK(sf_pc_select_cpu(6, score, cnt, 7, 3, idx) == 0); /* 0 is held back: 2 and 3 (tie: both), 5 */
+    SF_CHECK_MSG(idx[0] == 2 && idx[1] == 3 && idx[2] == 5, "select: %d %d %d", idx[0], idx[1], idx[2]);
+    SF_CHECK(sf_pc_select_cpu(6, score, cnt, 0, 3, idx) == 0); /* no limit: 0, 2, 3 */
+    SF_CHECK_MSG(idx[0] == 0 && idx[1] == 2 && idx[2] == 3, "no limit: %d %d %d", idx[0], idx[1], idx[2]);
+    SF_CHECK(sf_pc_select_cpu(6, score, cnt, 7, 2, idx) == 0 && idx[0] == 2 && idx[1] == 3); /* ties: the lower */
+    const int32_t worn[6] = {7, 7, 7, 7, 0, 9};
+    SF_CHECK(sf_pc_select_cpu(6, score, worn, 7, 3, idx) == 2); /* only 4 qualifies (NaN): 0 and 2 fill in */
+    SF_CHECK_MSG(idx[0] == 0 && idx[1] == 2 && idx[2] == 4, "fills: %d %d %d", idx[0], idx[1], idx[2]);
+}
+
+/* The same on the GPU: a ring of bf16 rows with a wrap, its sums, the scores of bf16 keys, against the CPU on the
+ * same (bf16-rounded) values: the ring's bits exactly, the sums exactly (fp64 sums of bf16 values, same order), the
+ * scores to 1e-12 relative (fp64, another order). */
+static void test_gpu_pc(void) {
+    enum { R = 23, D = 40, N = 17, ldx = 44, NK = 31, ldk = 48 };
+    cu c;
+    if (!cu_open(&c)) return;
+    float *x = hrand(N * ldx, -3, 3, 1), *k = hrand(NK * ldk, -2, 2, 1), *ring = hzalloc(R * D), *got = hzalloc(R * D);
+    double ref[D], gs[D], rsc[NK], gsc[NK];
+    sf_ring_put_cpu(ring, R, D, 0, x, ldx, 10);
+    sf_ring_put_cpu(ring, R, D, 10, x, ldx, N); /* wraps: rows 13.. land in slots 0..3 */
+    sf_ring_sum_cpu(ring, R, D, 4, R, ref);
+    sf_pc_scores_cpu(NK, D, k, ldk, ref, 0.01, rsc);
+    void *dr = cu_alloc(&c, (size_t)R * D * 2), *dx = cu_put(&c, x, N * ldx, 1), *dk = cu_put(&c, k, NK * ldk, 1);
+    double *dsum = cu_alloc(&c, sizeof gs), *dsc = cu_alloc(&c, sizeof gsc);
+    gbuf gr;
+    if (!dr || !dx || !dk || !dsum || !dsc || !gb_new(&c, &gr, R, D, D, 2)) goto done;
+    SF_CHECK_OK(sf_ring_put_cuda(&c.ctx, gr.at, R, D, 0, dx, ldx, 10, &c.err), &c.err);
+    SF_CHECK_OK(sf_ring_put_cuda(&c.ctx, gr.at, R, D, 10, dx, ldx, N, &c.err), &c.err);
+    if (gb_get(&c, &gr, "ring", got)) (void)tol_cmp("ring", got, ring, (size_t)R * D, 0, 1, 0, 0);
+    SF_CHECK_OK(sf_ring_sum_cuda(&c.ctx, gr.at, R, D, 4, R, dsum, &c.err), &c.err);
+    SF_CHECK_OK(sf_cuda_copy_d2h(&c.ctx, gs, dsum, sizeof gs, &c.err), &c.err);
+    for (int e = 0; e < D; e++) SF_CHECK_MSG(gs[e] == ref[e], "ring sum col %d: %.17g, CPU %.17g", e, gs[e], ref[e]);
+    SF_CHECK_OK(sf_pc_scores_cuda(&c.ctx, NK, D, dk, ldk, dsum, 0.01, dsc, &c.err), &c.err);
+    SF_CHECK_OK(sf_cuda_copy_d2h(&c.ctx, gsc, dsc, sizeof gsc, &c.err), &c.err);
+    for (int j = 0; j < NK; j++)
+        SF_CHECK_MSG(fabs(gsc[j] - rsc[j]) <= 1e-12 * (fabs(rsc[j]) + 1e-3), "score %d: %.17g, CPU %.17g", j, gsc[j],
+                     rsc[j]);
+    SF_CHECK(sf_ring_put_cuda(&c.ctx, gr.at, R, D, R, dx, ldx, 1, &c.err) == SF_E_ARG); /* pos past the ring */
+    SF_CHECK(sf_ring_sum_cuda(&c.ctx, gr.at, R, D, 0, R + 1, dsum, &c.err) == SF_E_ARG);
+done:
+    free(x), free(k), free(ring), free(got);
+    cu_close(&c);
+}
+
 static const sf_test tests[] = {
     {"hand", test_hand},
     {"cpu_vs_softmax", test_cpu_vs_softmax},
@@ -235,5 +309,7 @@ static const sf_test tests[] = {
     {"gpu_rows", test_gpu_rows},
     {"gpu_qk", test_gpu_qk},
     {"gpu_gather", test_gpu_gather},
+    {"pc_cpu", test_pc_cpu},
+    {"gpu_pc", test_gpu_pc},
 };
 SF_TEST_MAIN(tests)
