@@ -363,6 +363,7 @@ sf_status sf_dit_state_init_rope(sf_dit_state *st, const sf_dit_weights *w, int 
 
 void sf_dit_state_free(sf_dit_state *st) {
     sf_dit_kv_compress_free(st);
+    sf_dit_pc_free(st);
     sf_dit_cuda_free(st);
     int NL = st->w ? st->w->cfg.num_layers : 0;
     for (int l = 0; l < NL; l++) {
@@ -420,6 +421,9 @@ void sf_dit_state_reset(sf_dit_state *st) {
     st->local_end = 0;
     st->sink_shift = 0, st->sink_orig_valid = 0; /* the next video's sink is cached afresh */
     st->kvc_lq = 0;                              /* and --kv-compress has no queries of it yet */
+    st->pc_head = st->pc_len = 0, st->pc_sink_want = 0; /* nor --pc-budget's window */
+    if (st->pc_count)
+        memset(st->pc_count, 0, sizeof(int32_t) * (size_t)st->w->cfg.num_layers * (size_t)st->cache_tokens);
 }
 
 /* Rows of the RoPE table: the time positions asked for, and at least the spatial grid's. */
@@ -539,7 +543,8 @@ typedef struct dit_fwd {
 } dit_fwd;
 
 int sf_dit_kv_only_layer(const sf_dit_state *st, int l, int kv_only) {
-    if (!kv_only || l + 1 != st->w->cfg.num_layers || st->kvc_tokens > 0) return 0; /* --kv-compress keeps q */
+    if (!kv_only || l + 1 != st->w->cfg.num_layers || st->kvc_tokens > 0 || st->pc_budget > 0)
+        return 0; /* --kv-compress and --pc-budget keep q */
     const sf_dit_tap *tp = &st->tap;
     if (tp->wants && tp->wants(tp->ctx, l)) return 0;
     return !(tp->wants_cross && tp->done && tp->wants_cross(tp->ctx, l));
@@ -590,6 +595,7 @@ static sf_status dit_layer(sf_dit_state *st, int l, const dit_fwd *fw, sf_err *e
     sf_rope_apply_cpu(&st->rope, st->k, D, F, st->lat_h / ph, st->lat_w / pw, (int)NH, start_frame, nt);
     if (st->kvc_tokens > 0 && !stop_kv) /* --kv-compress: the next eviction scores the keys with these queries */
         memcpy(st->kvc_q + (size_t)l * (size_t)((int64_t)st->max_frames * S * D), st->q, sizeof(float) * (size_t)(L * D));
+    if (st->pc_budget > 0 && !stop_kv && (s = sf_dit_pc_layer(st, l, kv, st->q, L, err))) return s;
     float *KC = st->kc[l], *VC = st->vc[l];
     if (kv->evict > 0 && kv->keep > 0) { /* roll: [sink+evict, +keep) → [sink, +keep); memmove handles overlap */
         const int64_t from = st->sink_tokens + kv->evict;
@@ -679,8 +685,11 @@ static sf_status forward(sf_dit_state *st, const float *x_t, int F, const float 
         return sf_fail(err, SF_E_ARG, "latent frame %lld is past the RoPE table (%d positions)",
                        (long long)(start_frame + F), st->rope.max_pos);
     int64_t ls = 0, le = 0, evict = 0, keep = 0;
+    sf_dit_kv_step pk = {0}; /* --pc-budget's compression, when this forward makes one */
     if (fix) /* a re-cache forward: rewrite slots [ls, le) in place, no roll, cache indices unchanged */
         ls = fix->ls, le = fix->le;
+    else if (sf_dit_pc_plan(st, L, start_frame, &pk))
+        ls = pk.ls, le = pk.le;
     else if ((s = kv_plan(st, start_frame * S, L, &ls, &le, &evict, &keep, err)))
         return s;
     if (!fix && evict > 0 && st->kvc_tokens > 0) { /* --kv-compress: the eviction compresses instead of dropping */
@@ -701,10 +710,11 @@ static sf_status forward(sf_dit_state *st, const float *x_t, int F, const float 
     if (st->sink_rope && (s = sf_dit_sink_realign(st, lo, ls, kfr, Lk / S, err))) return s;
     if (st->gpu) {
         if (st->key_select) return sf_fail(err, SF_E_UNSUPPORTED, "key_select (a test seam) runs on the CPU only");
-        sf_dit_kv_step kv = {ls, le, evict, keep, lo, Lk};
+        sf_dit_kv_step kv = {ls, le, evict, keep, lo, Lk, pk.pc, pk.pc_topc, pk.pc_from, pk.pc_end};
         if ((s = sf_dit_cuda_forward(st, x_t, F, t, start_frame, &kv, flow, ds ? ds->sigma : 0.0, ds ? ds->dst : -1,
                                      kv_only, err)))
             return s;
+        sf_dit_pc_advance(st, L);
         if (!fix) {
             st->global_end = start_frame * S + L;
             st->local_end = le;
@@ -753,9 +763,11 @@ static sf_status forward(sf_dit_state *st, const float *x_t, int F, const float 
     probe(st, "mid.time_projection", st->e0, F * 6 * D);
 
     /* 3. transformer blocks */
-    const dit_fwd fw = {F, start_frame, {ls, le, evict, keep, lo, Lk}, kfr, sel, Kg, Vg, kv_only};
+    const dit_fwd fw = {F, start_frame, {ls, le, evict, keep, lo, Lk, pk.pc, pk.pc_topc, pk.pc_from, pk.pc_end},
+                        kfr, sel, Kg, Vg, kv_only};
     for (int l = 0; l < c->num_layers; l++) /* a stop signal is honoured per layer */
         if ((s = sf_stop_check(err)) || (s = dit_layer(st, l, &fw, err))) goto fail;
+    sf_dit_pc_advance(st, L);
     if (!fix) {
         st->global_end = start_frame * S + L;
         st->local_end = le;
@@ -936,7 +948,7 @@ sf_status sf_dit_recache(sf_dit_state *st, float t, int fpb, int independent_fir
         for (int f = 0; f < F; f++) tv[f] = t;
         /* the chunk rewrites its own slots and attends to every slot up to its end (block-causal
          * over the window, LongLive's re-cache mask) */
-        const sf_dit_kv_step kv = {at * S, (at + F) * S, 0, 0, 0, (at + F) * S};
+        const sf_dit_kv_step kv = {at * S, (at + F) * S, 0, 0, 0, (at + F) * S, 0, 0, 0, 0};
         if (!s) s = sf_dit_lat_put(st, SF_LAT_X, buf, F * fr, err);
         if (!s && st->gpu) {
             const dev_step ds = {0.0, -1};

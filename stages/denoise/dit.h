@@ -155,6 +155,10 @@ typedef void (*sf_dit_probe_fn)(void *ctx, const char *name, const float *data, 
  * new tokens to slots [ls, le), attend to [lo, le) (Lk = le − lo keys). Same for every layer. */
 typedef struct sf_dit_kv_step {
     int64_t ls, le, evict, keep, lo, Lk;
+    /* --pc-budget (pc.c): this forward compresses the cache first (pc 1): the pc_topc best of the candidates
+     * [sink, pc_from) join the sink, the old recent slots [pc_from, pc_end) follow them, then the new tokens [ls, le) */
+    int pc;
+    int64_t pc_topc, pc_from, pc_end;
 } sf_dit_kv_step;
 
 typedef struct sf_dit_gpu sf_dit_gpu; /* the CUDA backend's state (dit_cuda_impl.h) */
@@ -229,6 +233,17 @@ typedef struct sf_dit_state {
      * (same contract; 0 = done) — a CPU state made to keep the GPU's tokens, so their flows stay comparable. */
     int (*kvc_select)(void *ctx, int layer, int H, int64_t n, const double *score, int64_t keep, int32_t *idx);
     void *kvc_select_ctx;
+    /* --pc-budget (sf_dit_set_pc, pc.c): Participative Compression as Deep Forcing's released code runs it */
+    int64_t pc_budget;               /* tokens a compression leaves: sink + top-C + recent (0: off) */
+    int64_t pc_recent;               /* R: the newest query rows summed, and the newest cache tokens kept whole */
+    int pc_max_reuse;                /* a token chosen this many times stands back while others can (0: no limit) */
+    int64_t pc_head, pc_len;         /* the query ring's oldest row and the rows it holds (every layer alike) */
+    float *pc_ring;                  /* CPU: (num_layers, pc_recent, dim) each layer's last R post-RoPE queries */
+    int32_t *pc_count;               /* host: (num_layers, cache_tokens) times the token in each slot was chosen */
+    double *pc_qsum, *pc_score;      /* host scratch: (dim), (cache_tokens) */
+    int32_t *pc_idx;                 /* host scratch: (cache_tokens) a compaction's sources */
+    int64_t pc_sink_want;            /* the shift of the sink that the last compression asked for (frames) */
+    int64_t pc_runs, pc_fills;       /* compressions; tokens chosen past the reuse limit (tests, info) */
 } sf_dit_state;
 
 /* Allocate the state for blocks of up to max_frames latent frames of lat_h × lat_w, a KV cache of
@@ -279,7 +294,8 @@ int64_t sf_dit_ablate_skip(const sf_dit_state *st, int l, int64_t Lq, int64_t Lk
  * from the sink keys as cached each time (never compounded), once per change of window (a block), on both
  * backends. A forward that rewrites sink slots (the first blocks; a re-cache of the sink frames) sees the sink
  * unshifted. gap >= 0 frames (0: adjacent). Needs a rolling cache with a sink (SF_E_ARG otherwise). on 0 turns
- * it off. Set after the state is made; set again mid-video, it first puts the sink back as cached;
+ * it off; 2 (sf_dit_set_pc's) takes the shift --pc-budget's compressions ask for instead. Set after the state is
+ * made; set again mid-video, it first puts the sink back as cached;
  * sf_dit_state_reset forgets the shift. */
 sf_status sf_dit_set_sink_rope(sf_dit_state *st, int on, int64_t gap, sf_err *err);
 /* Before a forward (dit.c) whose window starts at slot lo and holds n_frames frames kfr[] (absolute), and which
@@ -315,6 +331,34 @@ sf_status sf_dit_kv_compress_fits(int64_t frames, int64_t sink_frames, int block
                                   sf_err *err);
 /* Frees what sf_dit_set_kv_compress made (sf_dit_state_free calls it). */
 void sf_dit_kv_compress_free(sf_dit_state *st);
+
+/* Participative Compression as Deep Forcing's released code runs it (Yi et al. 2025; the authors' code release,
+ * `wan/modules/causal_model.py`): a rolling cache that, whenever a block's first forward would overflow it, is
+ * compressed to budget frames' worth of tokens — the sink, the top-C tokens, and the recent R = recent frames'
+ * worth (the newest, this forward's included). Every layer keeps its last R post-RoPE query rows (all forwards, a
+ * ring); at a compression it sums them (the current forward's included), scores each candidate token of the cache
+ * (after the sink, before the recent) by that sum dotted with its key over all the heads' features, divided by
+ * √d·heads (kernels/kv_compress.h sf_pc_scores_cpu: one score shared by every head, no softmax), and keeps the
+ * C = budget − sink − recent best (ties: the older; a token already chosen max_reuse times stands back while
+ * others can, 0: no limit), in cache order. With a sink, the sink's keys then move in time to end where the kept
+ * and recent frames begin counted back from the block (the shift the released code gives them, set at each
+ * compression; sink_rope.c). Kept slots' key_frames read −1. Needs a rolling cache whose window is the cache,
+ * max_frames ≤ recent, sink + recent ≤ budget ≤ the cache's frames, and --kv-compress off (SF_E_ARG otherwise).
+ * Both backends; set before a video; budget 0 turns it off. */
+sf_status sf_dit_set_pc(sf_dit_state *st, int64_t budget, int64_t recent, int max_reuse, sf_err *err);
+/* sf_dit_set_pc's size checks on frame counts, for callers that check before making a state (sf-denoise --check). */
+sf_status sf_dit_pc_fits(int64_t budget, int64_t recent, int64_t sink_frames, int block_frames, int64_t cache_frames,
+                         sf_err *err);
+/* A forward's plan (dit.c): with --pc-budget on, 1 when this forward of n_new tokens compresses, with kv's ls / le /
+ * pc fields set (no eviction), key_frames rearranged and the sink's shift asked for; 0 when the plain plan stands. */
+int sf_dit_pc_plan(sf_dit_state *st, int64_t n_new, int64_t start_frame, sf_dit_kv_step *kv);
+/* Layer l's part, CPU (dit.c, after RoPE, before the new keys are written): the layer's L query rows q join its
+ * ring; a compressing forward then scores, selects and compacts the layer's cache (keys, values, counts). */
+sf_status sf_dit_pc_layer(sf_dit_state *st, int l, const sf_dit_kv_step *kv, const float *q, int64_t L, sf_err *err);
+/* After a forward of L query rows: the ring's oldest row and length move on (both backends). */
+void sf_dit_pc_advance(sf_dit_state *st, int64_t L);
+/* Frees what sf_dit_set_pc made (sf_dit_state_free calls it). */
+void sf_dit_pc_free(sf_dit_state *st);
 
 /* Start a new video: cache indices to 0 (the cross-attention cache stays with its prompt). */
 void sf_dit_state_reset(sf_dit_state *st);

@@ -529,7 +529,7 @@ static sf_status layer(sf_dit_state *st, int l, int F, int64_t start_frame, cons
                                   (char *)KV + (size_t)(st->sink_tokens + kv->evict) * row, (size_t)kv->keep * row, err)))
             return s;
     }
-    bf16 *kn = KV + kv->ls * 2 * D, *vn = kn + D;
+    bf16 *kn = kv->pc ? g->pc_new : KV + kv->ls * 2 * D, *vn = kn + D; /* --pc-budget compacts first (pc.c) */
     if (!stop_kv && (s = mm(g, L, g->a, D, &B->sa_q, g->q, D, err))) return s;
     if ((s = (stop_kv ? mm : mm_same_x)(g, L, g->a, D, &B->sa_kv, kn, 2 * D, err))) return s;
     if (c->qk_norm && !st->probe) { /* RMSNorm + RoPE in one pass over q and over the new k */
@@ -549,6 +549,10 @@ static sf_status layer(sf_dit_state *st, int l, int F, int64_t start_frame, cons
         if ((s = rope_rows(st, L, kn, 2 * D, start_frame, err))) return s;
     }
     if (stop_kv) return SF_OK; /* a pass nobody reads past the cache (sf_dit_kv_only_layer) */
+    if (st->pc_budget > 0) {
+        prof(g, P_IO);
+        if ((s = sf_dgpu_pc_layer(st, l, kv, g->q, L, err))) return s;
+    }
     if (st->kvc_tokens > 0) { /* --kv-compress: the next eviction scores the keys with these queries (kv_compress.c) */
         prof(g, P_IO);
         if ((s = sf_cuda_copy_d2d(cx, g->kvc_q + (size_t)l * (size_t)((int64_t)st->max_frames * S * D), g->q,
@@ -775,10 +779,10 @@ sf_status sf_dit_cuda_forward(sf_dit_state *st, const float *x_t, int F, const f
     if (x_t && (s = sf_cuda_copy_h2d(&g->cx, g->xin, x_t, sizeof(float) * (size_t)(F * c->in_dim * plane), err)))
         return s;
     const int64_t *kfr = st->key_frames + kv->lo / st->frame_tokens;
-    const int want = graph_wanted(st, L, kv->Lk);
+    const int want = kv->pc ? 0 : graph_wanted(st, L, kv->Lk); /* --pc-budget's compaction waits on the host */
     /* the key's bits above the frame count: cache-only pass, cache roll, prediction slot, tapped layers, kept queries */
     const int variant = (kv_only != 0) | (kv->evict > 0 && kv->keep > 0) << 1 | (x0_slot >= 0) << 2 | (want == 2) << 3 |
-                        (st->kvc_tokens > 0) << 4;
+                        (st->kvc_tokens > 0 || st->pc_budget > 0) << 4;
     if (want) {
         const uint64_t key = (uint64_t)F | (uint64_t)variant << 32;
         sf_err ge = {{0}};

@@ -89,6 +89,11 @@ struct sf_dit_gpu {
     double *kvc_lse, *kvc_score;
     int32_t *kvc_idx;
     int64_t kvc_rows;
+    /* --pc-budget (pc.c): each layer's query ring (NL, R, D), the query sum and scores f64 (D), (cache), the
+     * compaction's sources (cache), its scratch (budget, 2D) and a compressing forward's new K|V rows (L, 2D) */
+    bf16 *pc_ring, *pc_tmp, *pc_new;
+    double *pc_qsum, *pc_score;
+    int32_t *pc_idx;
     float *S;                                 /* explicit attention logits (H, chunk, Lk_max), lazily */
     bf16 *P;                                  /* its probabilities */
     uint16_t *S16;                            /* a chunk of logits as f16, on its way to a tap */
@@ -181,5 +186,10 @@ sf_status sf_dgpu_product8(sf_dit_gpu *g, int64_t M, const void *x, int64_t ldx,
 /* dit_cuda.c: rows × cols bf16 device values (row stride ld) → contiguous f32 host (synchronous). */
 sf_status sf_dgpu_download_rows(sf_dit_gpu *g, float *host, const void *dev, int64_t rows, int64_t cols, int64_t ld,
                                sf_err *err);
+
+/* pc.c: layer l's part of --pc-budget on the GPU (the layer, after RoPE): the layer's L query rows q join its ring;
+ * a compressing forward then scores (on the device), selects (on the host: one download, one upload), compacts
+ * the layer's K|V cache rows, and moves this forward's new K|V rows from kn (g->pc_new) into slots [ls, le). */
+sf_status sf_dgpu_pc_layer(sf_dit_state *st, int l, const sf_dit_kv_step *kv, const bf16 *q, int64_t L, sf_err *err);
 
 #endif

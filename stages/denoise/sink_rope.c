@@ -24,6 +24,7 @@
 static int64_t sink_shift(const sf_dit_state *st, int64_t lo, int64_t ls, const int64_t *kfr, int64_t n_frames) {
     const int64_t sf = st->frame_tokens > 0 ? st->sink_tokens / st->frame_tokens : 0;
     if (!st->sink_rope || sf <= 0 || lo != 0 || ls < st->sink_tokens || n_frames <= sf) return 0;
+    if (st->sink_rope == 2) return st->pc_sink_want; /* --pc-budget: the place its last compression gave the sink */
     int64_t a = sf; /* the oldest recent frame: past --kv-compress's slots of mixed frames (−1) */
     while (a < n_frames && kfr[a] < 0) a++;
     if (a == n_frames) return 0;
@@ -84,7 +85,7 @@ sf_status sf_dit_set_sink_rope(sf_dit_state *st, int on, int64_t gap, sf_err *er
     } else if (!st->sink_orig && !(st->sink_orig = malloc(n * sizeof(float)))) {
         return sf_fail(err, SF_E_NOMEM, "--sink-rope realign: out of memory for the sink keys (%zu floats)", n);
     }
-    st->sink_rope = 1, st->sink_rope_gap = gap;
+    st->sink_rope = on == 2 ? 2 : 1, st->sink_rope_gap = gap;
     return SF_OK;
 }
 
@@ -92,7 +93,7 @@ sf_status sf_dit_sink_realign(sf_dit_state *st, int64_t lo, int64_t ls, const in
                               sf_err *err) {
     const int64_t want = sink_shift(st, lo, ls, kfr, n_frames);
     if (want != st->sink_shift) {
-        if (want >= st->rope.max_pos)
+        if (want >= st->rope.max_pos || -want >= st->rope.max_pos)
             return sf_fail(err, SF_E_ARG, "--sink-rope realign: shift %lld is past the RoPE table (%d positions)",
                            (long long)want, st->rope.max_pos);
         /* not valid → the slots hold the keys as cached (shift 0): a forward that rewrote them ran unshifted */
