@@ -84,6 +84,8 @@ typedef struct shape_case {
     int ablate;           /* > 0: sink ablation of that many frames in every layer but the first, on both (--sink-ablate) */
     int sink_rope;        /* > 0: --sink-rope realign with a gap of sink_rope − 1 frames, on both */
     int kv_compress;      /* > 0: --kv-compress of that many frames, on both; the CPU keeps the GPU's tokens (kvc_follow) */
+    int pc_budget, pc_recent; /* > 0: --pc-budget / --pc-recent frames (no reuse limit), on both; the CPU keeps the
+                             GPU's tokens (pc_follow) */
 } shape_case;
 
 enum { MAXF = 3, CTX_ROWS = 7 };
@@ -178,6 +180,43 @@ static int kvc_follow_select(void *ctx, int l, int H, int64_t n, const double *s
     return 0;
 }
 
+/* --pc-budget on both, the same way: the GPU's state records each layer's scores and choice through the same seam
+ * (the rule's own selection, no reuse limit), and the CPU's keeps that choice after comparing its own. */
+typedef struct pc_follow {
+    double *score;            /* (layers, cache) the GPU's last scores of each layer */
+    int32_t *idx;             /* (layers, cache) and its choice */
+    int64_t cache, compared, differ;
+    double worst;
+} pc_follow;
+static int pc_record(void *ctx, int l, int H, int64_t n, const double *score, int64_t keep, int32_t *idx) {
+    pc_follow *f = ctx;
+    if (H != 1 || sf_pc_select_cpu(n, score, NULL, 0, keep, idx) < 0) return -1;
+    memcpy(f->score + l * f->cache, score, sizeof(double) * (size_t)n);
+    memcpy(f->idx + l * f->cache, idx, sizeof(int32_t) * (size_t)keep);
+    return 0;
+}
+static int pc_follow_select(void *ctx, int l, int H, int64_t n, const double *score, int64_t keep, int32_t *idx) {
+    pc_follow *f = ctx;
+    const double *gs = f->score + l * f->cache;
+    const int32_t *gi = f->idx + l * f->cache;
+    double mx = 0, md = 0;
+    for (int64_t i = 0; i < n; i++) {
+        const double d = fabs(score[i] - gs[i]);
+        mx = fmax(mx, fabs(score[i]));
+        if (!(d <= md)) md = d;
+    }
+    const double w = mx > 0 ? md / mx : md;
+    if (!(w <= f->worst)) f->worst = w;
+    unsigned char *mine = calloc((size_t)n + 1, 1);
+    if (H != 1 || !mine || sf_pc_select_cpu(n, score, NULL, 0, keep, idx) < 0) return free(mine), -1;
+    for (int64_t i = 0; i < keep; i++) mine[idx[i]] = 1;
+    for (int64_t i = 0; i < keep; i++) f->differ += !mine[gi[i]];
+    free(mine);
+    f->compared += keep;
+    memcpy(idx, gi, sizeof(int32_t) * (size_t)keep);
+    return 0;
+}
+
 /* Two states on one random model of the case's shape (model_make) — the GPU's (gs, on dev) and the CPU's
  * (cs) — with the case's attention path asked for ($SF_* set until rig_close), taps attached when given
  * (before sf_dit_prepare, as the pipeline does: it sizes the taps' buffers and the logits workspace by
@@ -194,6 +233,7 @@ typedef struct rig {
     float *x, *fg, *fc, *emb;  /* x and the GPU's, the CPU's flow: (MAXF, in_dim, H, W); emb: (CTX_ROWS, text_dim) */
     uint64_t r;                /* the inputs' random stream */
     kvc_follow kf;             /* --kv-compress: the CPU keeps the GPU's tokens */
+    pc_follow pf;              /* --pc-budget: the same */
 } rig;
 
 static int rig_open(rig *g, const shape_case *c, int dev, sf_taps *gt, sf_taps *ct) {
@@ -241,6 +281,15 @@ static int rig_open(rig *g, const shape_case *c, int dev, sf_taps *gt, sf_taps *
         g->kf.gpu = &g->gs;
         g->cs.kvc_select = kvc_follow_select, g->cs.kvc_select_ctx = &g->kf;
     }
+    if (c->pc_budget) { /* Deep Forcing's released rule at every overflow (pc.c) */
+        SF_CHECK_OK(sf_dit_set_pc(&g->gs, c->pc_budget, c->pc_recent, 0, &err), &err);
+        SF_CHECK_OK(sf_dit_set_pc(&g->cs, c->pc_budget, c->pc_recent, 0, &err), &err);
+        g->pf.cache = g->cs.cache_tokens;
+        g->pf.score = calloc((size_t)(g->cfg.num_layers * g->pf.cache), sizeof(double));
+        g->pf.idx = calloc((size_t)(g->cfg.num_layers * g->pf.cache), sizeof(int32_t));
+        g->gs.kvc_select = pc_record, g->gs.kvc_select_ctx = &g->pf;
+        g->cs.kvc_select = pc_follow_select, g->cs.kvc_select_ctx = &g->pf;
+    }
     SF_CHECK_OK(sf_dit_prepare(&g->gs, g->nb, g->frames, &err), &err);
     g->r = 0x9E3779B97F4A7C15ull ^ (uint64_t)(c->dim * 131 + c->heads * 7 + c->lat_w);
     for (int64_t i = 0; i < CTX_ROWS * (int64_t)g->cfg.text_dim; i++) g->emb[i] = urand(&g->r, -1.0, 1.0);
@@ -255,7 +304,7 @@ static void rig_close(rig *g) {
     sf_dit_state_free(&g->cs);
     sf_dit_weights_free(&g->w);
     sf_tfile_destroy(&g->tf);
-    free(g->x), free(g->fg), free(g->fc), free(g->emb);
+    free(g->x), free(g->fg), free(g->fc), free(g->emb), free(g->pf.score), free(g->pf.idx);
 }
 
 /* Fresh random inputs for block b's F frames from start: pass k (0: the denoising step at t = 750, 1: the
@@ -321,7 +370,7 @@ static void shape_run(const shape_case *c) {
                 }
                 /* the refresh's last layer stops after its K/V (sf_dit_kv_only_layer): no attention there, unless
                    --kv-compress keeps its queries */
-                attns += 2LL * (k && !c->kv_compress ? nl - 1 : nl);
+                attns += 2LL * (k && !c->kv_compress && !c->pc_budget ? nl - 1 : nl);
                 if (!k) sf_test_rel_close(nm, g.fg, g.fc, (size_t)(F * g.fr), c->fp8 ? SF_TOL_FP8_GPU : SF_TOL_BF16_FWD);
             }
             start += F;
@@ -330,7 +379,7 @@ static void shape_run(const shape_case *c) {
         SF_CHECK_MSG(g.gs.local_end == g.cs.local_end && g.gs.global_end == g.cs.global_end,
                      "%s: cache ends GPU %lld/%lld, CPU %lld/%lld", name, (long long)g.gs.local_end,
                      (long long)g.gs.global_end, (long long)g.cs.local_end, (long long)g.cs.global_end);
-        SF_CHECK_MSG(g.gs.sink_shift == g.cs.sink_shift && (g.gs.sink_shift > 0) == (c->sink_rope > 0),
+        SF_CHECK_MSG(g.gs.sink_shift == g.cs.sink_shift && (c->pc_budget || (g.gs.sink_shift > 0) == (c->sink_rope > 0)),
                      "%s: the sink's shift at the end: GPU %lld, CPU %lld", name, (long long)g.gs.sink_shift,
                      (long long)g.cs.sink_shift);
         SF_CHECK_MSG(g.gs.kvc_runs == g.cs.kvc_runs && (g.gs.kvc_runs > 0) == (c->kv_compress > 0),
@@ -338,15 +387,20 @@ static void shape_run(const shape_case *c) {
         SF_CHECK_MSG(g.kf.worst <= 0.05 && g.kf.differ * 10 <= g.kf.compared,
                      "%s: the GPU's importances within %.3g of the largest (bound 0.05); %lld of its %lld kept tokens "
                      "the CPU would not keep", name, g.kf.worst, (long long)g.kf.differ, (long long)g.kf.compared);
+        SF_CHECK_MSG(g.gs.pc_runs == g.cs.pc_runs && (g.gs.pc_runs > 0) == (c->pc_budget > 0) && g.pf.worst <= 0.05 &&
+                         g.pf.differ * 10 <= g.pf.compared,
+                     "%s: --pc-budget compressions GPU %lld, CPU %lld; scores within %.3g of the largest (bound 0.05); "
+                     "%lld of the GPU's %lld chosen tokens the CPU would not choose", name, (long long)g.gs.pc_runs,
+                     (long long)g.cs.pc_runs, g.pf.worst, (long long)g.pf.differ, (long long)g.pf.compared);
         /* CUDA graphs: sf_dit_prepare readied every shape, so every forward is one. On a GPU a library may
            load on a plan's first execution, inside the capture of a shape's first forward: then at most
            one failed capture per block's shape, that forward run directly (test_dit_cuda `graphs`) */
         sf_cuda_graph_stats gst;
         sf_dit_cuda_graph_stats(&g.gs, &gst);
 #ifdef SF_TEST_EMU
-        const int graphs_ok = gst.failed == 0 && gst.launches == 2LL * nb;
+        const int graphs_ok = gst.failed == 0 && gst.launches == 2LL * nb - g.gs.pc_runs; /* a compression waits on the host */
 #else
-        const int graphs_ok = gst.failed <= nb && gst.launches == 2LL * nb - gst.failed;
+        const int graphs_ok = gst.failed <= nb && gst.launches == 2LL * nb - gst.failed - g.gs.pc_runs;
 #endif
         SF_CHECK_MSG(graphs_ok, "%s: %lld graphs launched for %d forwards, %lld failed captures", name, gst.launches,
                      2 * nb, gst.failed);
@@ -736,6 +790,22 @@ static void test_kv_compress_head_dim_64_rolling(void) {
     c.name = "kv_compress_head_dim_64_rolling", c.las = 6, c.sink = 1, c.blocks = 4, c.slots = 1, c.kv_compress = 2;
     shape_run(&c);
 }
+/* --pc-budget on both backends (pc.c: the query window updated inside the forward's CUDA graph, the scores on the
+ * device, the selection on the host — that forward outside a graph): after an independent first frame on the explicit
+ * path (window 6, sink 1, recent 3, budget 5), and on cuDNN through the sampling loop's calls (window 7, sink 1,
+ * recent 4: the window spans the block before's refresh; budget 6) — the GPU's flows within the bf16 bound of the
+ * CPU's with the same tokens kept (pc_follow), its scores and own choices beside the CPU's (whose compression
+ * test_dit_pc holds to a brute force), the sink's shifts the same */
+static void test_pc_head_dim_48_rolling(void) {
+    shape_case c = case_head_dim_48_rolling;
+    c.name = "pc_head_dim_48_rolling", c.pc_budget = 5, c.pc_recent = 3;
+    shape_run(&c);
+}
+static void test_pc_head_dim_64_rolling(void) {
+    shape_case c = case_head_dim_64;
+    c.name = "pc_head_dim_64_rolling", c.las = 7, c.sink = 1, c.blocks = 5, c.slots = 1, c.pc_budget = 6, c.pc_recent = 4;
+    shape_run(&c);
+}
 static const float *recache_frame(void *ctx, int64_t f) { return (const float *)ctx + f * recache_fr; }
 static void test_sink_rope_recache(void) {
     shape_case c = case_head_dim_48_rolling;
@@ -847,6 +917,8 @@ static const sf_test tests[] = {
     {"sink_rope_recache", test_sink_rope_recache},
     {"kv_compress_head_dim_48_rolling", test_kv_compress_head_dim_48_rolling},
     {"kv_compress_head_dim_64_rolling", test_kv_compress_head_dim_64_rolling},
+    {"pc_head_dim_48_rolling", test_pc_head_dim_48_rolling},
+    {"pc_head_dim_64_rolling", test_pc_head_dim_64_rolling},
     {"head_dim_32_fused", test_head_dim_32_fused},
     {"head_dim_96", test_head_dim_96},
     {"head_dim_96_explicit", test_head_dim_96_explicit},
