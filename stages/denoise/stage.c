@@ -245,6 +245,21 @@ sf_status sf_denoise_opts_get(const sf_args *a, const sf_opt *opts, sf_denoise_o
     if (o->kv_compress && o->las == -1)
         return sf_fail(err, SF_E_ARG, "--kv-compress needs a rolling KV cache (--local_attn_size N): with global "
                                       "attention nothing is evicted, so nothing is compressed");
+    o->pc_recent = 4, o->pc_max_reuse = 7; /* Deep Forcing's released defaults (its --Recent, topc_max_reuse) */
+    if ((s = get_long(a, opts, "pc-budget", 0, 1 << 20, &o->pc_budget, err)) ||
+        (s = get_long(a, opts, "pc-recent", 1, 1 << 20, &o->pc_recent, err)) ||
+        (s = get_long(a, opts, "pc-max-reuse", 0, 1 << 20, &o->pc_max_reuse, err)))
+        return s;
+    if (!o->pc_budget && (sf_args_get(a, opts, "pc-recent") || sf_args_get(a, opts, "pc-max-reuse")))
+        return sf_fail(err, SF_E_ARG, "--pc-recent and --pc-max-reuse go with --pc-budget N");
+    if (o->pc_budget && o->las == -1)
+        return sf_fail(err, SF_E_ARG, "--pc-budget needs a rolling KV cache (--local_attn_size N): with global "
+                                      "attention the cache never overflows, so nothing is compressed");
+    if (o->pc_budget && o->kv_compress)
+        return sf_fail(err, SF_E_ARG, "--pc-budget and --kv-compress are two rules for one cache: give one");
+    if (o->pc_budget && o->sink_rope)
+        return sf_fail(err, SF_E_ARG, "--pc-budget moves the sink itself, as Deep Forcing's code does: leave --sink-rope "
+                                      "out");
     o->ckpath = sf_args_get(a, opts, "checkpoint-path");
     o->no_ckpt = sf_args_has(a, opts, "no-checkpoint"), o->use_ema = !sf_args_has(a, opts, "no-ema");
     o->require_ckpt = sf_args_has(a, opts, "require-checkpoint"), o->recache = sf_args_has(a, opts, "recache");
@@ -342,7 +357,7 @@ static sf_status write_files(const sf_denoise_opts *o, const sf_latents_out *lo_
         sf_taps_meta meta = {lo.prompt, lo.num_frames, o->rc.num_frame_per_block, o->rc.independent_first_frame,
                              (int)o->chunk, lo.weights, lo.seed, o->las, o->sink, o->model_dir,
                              o->config_path[0] ? o->config_path : NULL, (int)(o->height / 16), (int)(o->width / 16),
-                             o->kv_compress};
+                             o->kv_compress, o->pc_budget, o->pc_recent, o->pc_max_reuse};
         if ((s = sf_taps_write(taps, o->tap_out, &meta, err))) return s;
         sf_info("wrote the attention taps to %s", o->tap_out);
     }
@@ -443,6 +458,12 @@ sf_status sf_denoise_stage_run(sf_denoise_opts *o, sf_err *err) {
                  o->kv_compress == 1 ? "" : "s");
         weights = weights_kc;
     }
+    char weights_pc[5800];
+    if (o->pc_budget) { /* or Deep Forcing's released rule: recorded the same way */
+        snprintf(weights_pc, sizeof weights_pc, "%s, KV cache compressed as Deep Forcing's release (budget %ld, recent %ld)",
+                 weights, o->pc_budget, o->pc_recent);
+        weights = weights_pc;
+    }
     if (o->tap_out) {
         if ((s = sf_taps_init(&taps, o->tmode, o->tsel, o->sel_b, o->sel_s, layers, n_layers, cfg.num_layers, err))) goto done;
         have_taps = 1;
@@ -453,10 +474,10 @@ sf_status sf_denoise_stage_run(sf_denoise_opts *o, sf_err *err) {
         taps.pt.prompt_index = o->pt_prompt_index;
         taps.nthreads = (int)o->threads;
         if ((s = sf_taps_check_path(&taps, o->tap_out, err))) goto done;
-        if (o->kv_compress && o->tmode == SF_TAP_FRAMES && o->tsel == SF_TAP_SEL_SEED) { /* before any work */
-            s = sf_fail(err, SF_E_ARG, "--kv-compress keeps tokens of mixed frames, which frames mode's streaming "
-                                       "matrix (frame by frame) cannot hold: keep every forward's captures instead "
-                                       "(--tap-select all: key_frames −1 marks those slots)");
+        if ((o->kv_compress || o->pc_budget) && o->tmode == SF_TAP_FRAMES && o->tsel == SF_TAP_SEL_SEED) { /* before any work */
+            s = sf_fail(err, SF_E_ARG, "%s keeps tokens of mixed frames, which frames mode's streaming matrix (frame by "
+                                       "frame) cannot hold: keep every forward's captures instead (--tap-select all: "
+                                       "key_frames −1 marks those slots)", o->pc_budget ? "--pc-budget" : "--kv-compress");
             goto done;
         }
     }
@@ -514,6 +535,9 @@ sf_status sf_denoise_stage_run(sf_denoise_opts *o, sf_err *err) {
     }
     if (o->kv_compress && (s = sf_dit_kv_compress_fits(o->kv_compress, o->sink, rc->num_frame_per_block, o->las, err)))
         goto done; /* also for --check */
+    if (o->pc_budget &&
+        (s = sf_dit_pc_fits(o->pc_budget, o->pc_recent, o->sink, rc->num_frame_per_block, o->las, err)))
+        goto done;
     if (o->list_layers) { /* the tap layers, for scripts (all, ranges and lists resolved against this model) */
         for (int i = 0; i < n_layers; i++) printf("%s%d", i ? " " : "", layers[i]);
         printf("\n");
@@ -531,6 +555,7 @@ sf_status sf_denoise_stage_run(sf_denoise_opts *o, sf_err *err) {
     if (o->ablate && (s = sf_dit_set_ablation(&st, (int)o->ablate, ab_layers, n_ab, err))) goto done;
     if (o->sink_rope && (s = sf_dit_set_sink_rope(&st, 1, o->sink_rope_gap, err))) goto done;
     if (o->kv_compress && (s = sf_dit_set_kv_compress(&st, o->kv_compress, err))) goto done;
+    if (o->pc_budget && (s = sf_dit_set_pc(&st, o->pc_budget, o->pc_recent, (int)o->pc_max_reuse, err))) goto done;
     /* the KV cache is the big allocation (CPU f32: 12 GiB for 21 frames at 480×832; GPU bf16: 6) */
     const double row_gib = (double)cfg.dim * cfg.num_layers * (o->sh.cuda ? 2 : 4) / (1024.0 * 1024.0 * 1024.0);
     sf_info("KV cache: %lld frames x %lld tokens x %d layers, %.2f GiB (%s)", (long long)cache_frames,
@@ -542,6 +567,11 @@ sf_status sf_denoise_stage_run(sf_denoise_opts *o, sf_err *err) {
         sf_info("KV compress: at each eviction every layer keeps, per head, the %lld tokens after the sink its last "
                 "queries attended most; those queries kept: %.2f GiB",
                 (long long)st.kvc_tokens, (double)rc->num_frame_per_block * (double)st.frame_tokens * row_gib);
+    if (o->pc_budget) /* every layer's last queries, summed at each compression (pc.c) */
+        sf_info("KV compress (Deep Forcing's release): when a block would overflow the cache every layer keeps the "
+                "sink, the %ld frames' worth of tokens its recent queries score highest and the newest %ld frames; the "
+                "query windows: %.2f GiB", o->pc_budget - o->sink - o->pc_recent, o->pc_recent,
+                (double)st.pc_recent * row_gib);
     if (have_taps) {
         /* logits captures stay in memory until the end (3.7 GB a layer at 480x832): refused now if they cannot fit */
         const double tb = sf_taps_logits_bytes(&taps, n_blocks, rc->n_steps, rc->num_frame_per_block,

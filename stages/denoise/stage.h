@@ -24,6 +24,7 @@ typedef struct sf_denoise_opts {
     int sink_rope;                                  /* --sink-rope realign */
     long sink_rope_gap;                             /* --sink-rope-gap N */
     long kv_compress;                               /* --kv-compress N frames (0: off) */
+    long pc_budget, pc_recent, pc_max_reuse;        /* --pc-budget / --pc-recent / --pc-max-reuse frames (0: off) */
     const char **ab_lay;                            /* --sink-ablate-layers words (owned: freed by the run) */
     int n_ab_lay;
     sf_tap_mode tmode;

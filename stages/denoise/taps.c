@@ -510,7 +510,7 @@ static cJSON *frames_json(const int64_t *f, int64_t n) {
  * forwards (block, step, start frame, absolute key frame of every slot, the sink's shift in time), seed, weights, prompt,
  * sink and window sizes. bufs[0..1]: owned JSON strings (freed by the caller); num: the caller's
  * storage for the numbers, alive until the file is written. */
-typedef char fact_num[7][32];
+typedef char fact_num[10][32];
 static sf_status facts(const sf_taps *t, const sf_taps_meta *m, const char **kv, size_t *nkv, char **bufs, fact_num num,
                        sf_err *err) {
     size_t k = *nkv;
@@ -575,6 +575,12 @@ static sf_status facts(const sf_taps *t, const sf_taps_meta *m, const char **kv,
     if (m->kv_compress > 0) {
         snprintf(num[6], 32, "%ld", m->kv_compress);
         kv[k++] = "kv_compress", kv[k++] = num[6];
+    }
+    if (m->pc_budget > 0) {
+        snprintf(num[7], 32, "%ld", m->pc_budget), snprintf(num[8], 32, "%ld", m->pc_recent);
+        snprintf(num[9], 32, "%ld", m->pc_max_reuse);
+        kv[k++] = "pc_budget", kv[k++] = num[7], kv[k++] = "pc_recent", kv[k++] = num[8];
+        kv[k++] = "pc_max_reuse", kv[k++] = num[9];
     }
     if (m->seed) kv[k++] = "seed", kv[k++] = m->seed;
     if (m->model_dir) kv[k++] = "model_dir", kv[k++] = m->model_dir;

@@ -139,6 +139,7 @@ typedef struct sf_taps_meta {
     const char *config;          /* the run config (--config_path, as resolved); NULL: not recorded */
     int grid_h, grid_w;          /* a latent frame's token grid (height/16, width/16); 0: not recorded */
     long kv_compress;            /* --kv-compress frames (0: off, not recorded) */
+    long pc_budget, pc_recent, pc_max_reuse; /* --pc-budget / --pc-recent / --pc-max-reuse (budget 0: not recorded) */
 } sf_taps_meta;
 
 /* Frames + seed: the streaming aggregate of one layer. full (heads, T, T) f32 and last

@@ -559,6 +559,60 @@ PY
     [ ! -e "$D/x.safetensors" ]
 }
 
+@test "--pc-budget N: Deep Forcing's released compression: blocks before the first overflow as the plain rolling run, later ones not; the window, the sink's shift and the settings recorded; errors" {
+    D="$BATS_TEST_TMPDIR"
+    IN=(--prompt-embeds "$P:context.prompt_embeds" --noise "$P" --local_attn_size 6 --sink_size 1)
+    sf-denoise "${COMMON[@]}" "${IN[@]}" --save-latents "$D/plain.safetensors"
+    run -0 --separate-stderr sf-denoise "${COMMON[@]}" "${IN[@]}" --save-latents "$D/pc.safetensors" --pc-budget 5 \
+        --pc-recent 3 --layer_indices all --tap-mode probs --tap-select all --output_path "$D/t.safetensors"
+    [[ "$stderr" == *"KV compress (Deep Forcing's release): when a block would overflow the cache every layer keeps the sink, the 1 frames' worth of tokens its recent queries score highest and the newest 3 frames"* ]] || false
+    run -0 sf-denoise "${COMMON[@]}" "${IN[@]}" --save-latents "$D/pc0.safetensors" --pc-budget 5 --pc-recent 3
+    run -0 sf-denoise "${COMMON[@]}" "${IN[@]}" --save-latents "$D/pc1.safetensors" --pc-budget 5 --pc-recent 3 --pc-max-reuse 0
+    run -0 python3 - "$D" "$BATS_TEST_DIRNAME" <<'PY'
+import json, sys
+sys.path.insert(0, sys.argv[2])
+from st_read import load
+d = sys.argv[1]
+mp, p = load(d + "/plain.safetensors"); mc, c = load(d + "/pc.safetensors")
+assert load(d + "/pc0.safetensors")[1] == c, "taps changed the compressed run"
+assert load(d + "/pc1.safetensors")[1] == c, "one compression: the reuse limit cannot matter"
+fr = len(p) // 9  # 9 latent frames, blocks of 3; block 2 is the first to overflow the 6-frame cache
+assert c[:6 * fr] == p[:6 * fr], "a block before the first compression changed"
+assert c[6 * fr:] != p[6 * fr:], "block 2 equals the plain rolling run"
+assert mc["weights"] == mp["weights"] + ", KV cache compressed as Deep Forcing's release (budget 5, recent 3)", mc["weights"]
+mt = load(d + "/t.safetensors", "-")[0]
+assert mt["weights"] == mc["weights"] and (mt["pc_budget"], mt["pc_recent"], mt["pc_max_reuse"]) == ("5", "3", "7"), mt
+# block 2's window: the sink, one frame's worth of kept tokens (-1), its own frames; the sink moved to end at the
+# kept frames counted back from the block: 6 - 5 = frame 1
+fw = {(x["block"], x["step"]): x for x in json.loads(mt["forwards"])}
+assert fw[(2, 0)]["key_frames"] == [0, -1, 6, 7, 8], fw[(2, 0)]
+assert fw[(2, 0)]["sink_shift"] == 1 and fw[(2, 2)]["sink_shift"] == 1, fw[(2, 0)]
+assert fw[(1, 0)]["key_frames"] == [0, 1, 2, 3, 4, 5] and "sink_shift" not in fw[(1, 0)], fw[(1, 0)]
+PY
+    # errors, before any work and without outputs
+    run -2 --separate-stderr sf-denoise "${COMMON[@]}" --prompt-embeds "$P:context.prompt_embeds" \
+        --save-latents "$D/x.safetensors" --pc-budget 5
+    [[ "$stderr" == "sf-denoise: error: --pc-budget needs a rolling KV cache"* ]] || false
+    run -2 --separate-stderr sf-denoise "${COMMON[@]}" "${IN[@]}" --save-latents "$D/x.safetensors" --pc-budget 5 --pc-recent 2
+    [[ "$stderr" == *"--pc-recent 2: the recent frames must hold a block (3 frames)"* ]] || false
+    run -2 --separate-stderr sf-denoise "${COMMON[@]}" "${IN[@]}" --save-latents "$D/x.safetensors" --pc-budget 3
+    [[ "$stderr" == *"--pc-budget 3: the sink (1 frame) and the recent frames (4) need 5"* ]] || false
+    run -2 --separate-stderr sf-denoise "${COMMON[@]}" "${IN[@]}" --save-latents "$D/x.safetensors" --pc-budget 7
+    [[ "$stderr" == *"--pc-budget 7: the cache holds 6 frames (local_attn_size)"* ]] || false
+    run -2 --separate-stderr sf-denoise "${COMMON[@]}" "${IN[@]}" --save-latents "$D/x.safetensors" --pc-recent 3
+    [[ "$stderr" == *"--pc-recent and --pc-max-reuse go with --pc-budget N"* ]] || false
+    run -2 --separate-stderr sf-denoise "${COMMON[@]}" "${IN[@]}" --save-latents "$D/x.safetensors" --pc-budget 5 \
+        --pc-recent 3 --kv-compress 1
+    [[ "$stderr" == *"--pc-budget and --kv-compress are two rules for one cache: give one"* ]] || false
+    run -2 --separate-stderr sf-denoise "${COMMON[@]}" "${IN[@]}" --save-latents "$D/x.safetensors" --pc-budget 5 \
+        --pc-recent 3 --sink-rope realign
+    [[ "$stderr" == *"--pc-budget moves the sink itself, as Deep Forcing's code does: leave --sink-rope out"* ]] || false
+    run -2 --separate-stderr sf-denoise "${COMMON[@]}" "${IN[@]}" --pc-budget 5 --pc-recent 3 --layer_indices 0 \
+        --tap-mode frames --output_path "$D/x.pt"
+    [[ "$stderr" == *"--pc-budget keeps tokens of mixed frames, which frames mode's streaming matrix"* ]] || false
+    [ ! -e "$D/x.safetensors" ] && [ ! -e "$D/x.pt" ]
+}
+
 @test "--kv-compress N: blocks before the first eviction as the plain rolling run, later ones not; tap files mark the kept tokens' slots; recorded; errors" {
     D="$BATS_TEST_TMPDIR"
     IN=(--prompt-embeds "$P:context.prompt_embeds" --noise "$P" --local_attn_size 6 --sink_size 1)
@@ -600,7 +654,7 @@ PY
         --tap-select b:2,s:0 --output_path "$D/tok.safetensors"
     run -0 sf-decode --model-dir "$G/model" --latents "$D/kc.safetensors" -o "$D/fr/" --progress none
     run -2 --separate-stderr sf-taps tokens "$D/tok.safetensors" -o "$D/tok.svg" --frames "$D/fr"
-    [[ "$stderr" == *"a key slot holds sf-denoise --kv-compress's kept tokens (mixed frames): no one video frame"* ]] || false
+    [[ "$stderr" == *"a key slot holds a compressed cache's kept tokens (sf-denoise --kv-compress or --pc-budget; mixed frames): no one video frame"* ]] || false
     # errors, before any work and without outputs
     run -2 --separate-stderr sf-denoise "${COMMON[@]}" --prompt-embeds "$P:context.prompt_embeds" \
         --save-latents "$D/x.safetensors" --kv-compress 2

@@ -228,7 +228,8 @@ static void frame_path(const backdrop *b, int64_t p, char *path, size_t n) {
 static sf_status backdrop_use(FILE *out, backdrop *b, int64_t f, double x, double y, double pw, double ph, int gh, int gw,
                               sf_err *err) {
     if (b->dir && f == SF_TAPS_KF_KEPT)
-        return sf_fail(err, SF_E_ARG, "--frames %s: a key slot holds sf-denoise --kv-compress's kept tokens (mixed frames): "
+        return sf_fail(err, SF_E_ARG, "--frames %s: a key slot holds a compressed cache's kept tokens (sf-denoise --kv-compress or "
+                                      "--pc-budget; mixed frames): "
                                       "no one video frame to draw it over (tap fewer key frames: sf-denoise "
                                       "--tap-token-frames; or give one image file)", b->frames);
     if (b->dir && f < 0)
