@@ -235,7 +235,11 @@ sf_status sf_denoise_opts_get(const sf_args *a, const sf_opt *opts, sf_denoise_o
     if (sr && strcmp(sr, "absolute") && strcmp(sr, "realign"))
         return sf_fail(err, SF_E_ARG, "--sink-rope must be absolute or realign");
     o->sink_rope = sr && !strcmp(sr, "realign");
-    if ((s = get_long(a, opts, "sink-rope-gap", 0, 1023, &o->sink_rope_gap, err))) return s;
+    const char *gap = sf_args_get(a, opts, "sink-rope-gap");
+    if (gap && !strcmp(gap, "block")) /* a block's frames: Deep Forcing's Deep Sink-only place (its --is_ds_only) */
+        o->sink_rope_gap = o->rc.num_frame_per_block;
+    else if ((s = get_long(a, opts, "sink-rope-gap", 0, 1023, &o->sink_rope_gap, err)))
+        return s;
     if (sf_args_get(a, opts, "sink-rope-gap") && !o->sink_rope)
         return sf_fail(err, SF_E_ARG, "--sink-rope-gap goes with --sink-rope realign");
     if (o->sink_rope && (o->las == -1 || o->sink <= 0))

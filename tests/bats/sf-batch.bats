@@ -253,6 +253,40 @@ by_hand() {
     [[ "$stderr" == *"sf-denoise --check: --sink-ablate-layers: layer 7 out of range"* ]]
 }
 
+@test "--deep-forcing, --Budget, --Recent, --is_ds_only: Deep Forcing's inference.py (its compression, or its Deep Sink alone), recorded; its 126 frames by default; refused beside --kv-compress or --sink-rope" {
+    printf 'a red fox\n' >"$T/p1.txt"
+    printf 'denoising_step_list: [1000, 750, 500, 250]\nwarp_denoising_step: true\nnum_frame_per_block: 3\nmodel_kwargs:\n  timestep_shift: 5.0\n  local_attn_size: 6\n  sink_size: 1\n' >"$T/roll.yaml"
+    run -0 sf-batch "${B[@]}" --data_path "$T/p1.txt" --config_path "$T/roll.yaml" --num_output_frames 9 \
+        --Budget 5 --Recent 3 --log-level info
+    [ -s "$T/out/0-0_ema.mp4" ]
+    grep -q "sf-denoise: info: KV compress (Deep Forcing's release): when a block would overflow the cache every layer keeps the sink, the 1 frames' worth of tokens" "$T/out/.sf-batch/logs/0-0_ema.log"
+    grep -qx "deep_forcing=pc 5 3" "$T/out/.sf-batch/flags"
+    run -2 --separate-stderr sf-batch "${B[@]}" --data_path "$T/p1.txt" --config_path "$T/roll.yaml" --num_output_frames 9
+    [[ "$stderr" == *"made with other flags: --deep_forcing pc 5 3 (now 0)"* ]]
+    # Deep Sink alone: the sink a block's frames before the oldest recent frame
+    run -0 sf-batch "${B[@]}" --data_path "$T/p1.txt" --output_folder "$T/ds" --config_path "$T/roll.yaml" \
+        --num_output_frames 9 --is_ds_only 1 --log-level info
+    [ -s "$T/ds/0-0_ema.mp4" ]
+    grep -q "sink RoPE realign: once eviction opens a gap, the 1 sink frame moves in time to 3 frames before the oldest recent frame" "$T/ds/.sf-batch/logs/0-0_ema.log"
+    grep -qx "deep_forcing=ds" "$T/ds/.sf-batch/flags"
+    # its inference.py makes 126 latent frames unless told, with its configs' 21-frame window and deep sink (the video
+    # there already: the flags checked and recorded, nothing made)
+    sed -e 's/local_attn_size: 6/local_attn_size: 21/' -e 's/sink_size: 1/sink_size: 10/' "$T/roll.yaml" >"$T/sink10.yaml"
+    mkdir -p "$T/o126" && : >"$T/o126/0-0_ema.mp4"
+    run -0 sf-batch --data_path "$T/p1.txt" --output_folder "$T/o126" --model-dir "$M" --config_path "$T/sink10.yaml" \
+        --deep-forcing --use_ema --save_with_index --height 32 --width 48 --threads 1
+    grep -qx "num_output_frames=126" "$T/o126/.sf-batch/flags"
+    grep -qx "deep_forcing=pc 16 4" "$T/o126/.sf-batch/flags"
+    # the rule is its own: not beside ours; sizes sf-denoise --check refuses, before any video
+    run -2 --separate-stderr sf-batch "${B[@]}" --data_path "$T/p1.txt" --output_folder "$T/out2" --config_path "$T/roll.yaml" \
+        --deep-forcing --kv-compress 1
+    [[ "$stderr" == *"sets the cache's rule itself: leave --kv-compress and --sink-rope out"* ]]
+    run -2 --separate-stderr sf-batch "${B[@]}" --data_path "$T/p1.txt" --output_folder "$T/out2" --config_path "$T/roll.yaml" \
+        --num_output_frames 9 --Budget 3
+    [[ "$stderr" == *"sf-denoise --check: --pc-budget 3: the sink (1 frame) and the recent frames (4) need 5"* ]]
+    [ ! -e "$T/out2/0-0_ema.mp4" ]
+}
+
 @test "--kv-compress N: passed to sf-denoise with a rolling-cache config (its log says so), recorded; refused without one" {
     printf 'a red fox\n' >"$T/p1.txt"
     printf 'denoising_step_list: [1000, 750, 500, 250]\nwarp_denoising_step: true\nnum_frame_per_block: 3\nmodel_kwargs:\n  timestep_shift: 5.0\n  local_attn_size: 6\n  sink_size: 1\n' >"$T/roll.yaml"

@@ -9,6 +9,7 @@
 #            [--threads N] [--cache-dir DIR] [--layer_indices L ... [--tap-mode M] [--tap-select S]
 #            [--tap-token-frames K] [--tap-cross]] [--sink-ablate K [--sink-ablate-layers L ...]]
 #            [--sink-rope absolute|realign [--sink-rope-gap N]] [--kv-compress N]
+#            [--deep-forcing] [--Budget N] [--Recent N] [--is_ds_only N]
 #            [--retries N] [--dry-run | -n]
 #            [--progress none|lines|bar|auto] [--log-level L] [--noise-rng torch-cuda|sfpipe]
 #            [--torchrun W[:P]]
@@ -57,6 +58,11 @@
 # sf-denoise's attention-sink ablation (those layers skip the first K key frames of each block's context).
 # --sink-rope realign [--sink-rope-gap N]: sf-denoise's Deep Sink re-alignment (a config with a rolling cache and a sink).
 # --kv-compress N: sf-denoise's Participative Compression of the rolling cache (N frames' worth of kept tokens).
+# --deep-forcing: Deep Forcing's inference.py (its authors' release): its Participative Compression with its Deep Sink
+# (sf-denoise --pc-budget 16 --pc-recent 4; its --Budget N and --Recent N set them), or with --is_ds_only 1 its Deep
+# Sink alone (sf-denoise --sink-rope realign --sink-rope-gap block); --Budget, --Recent and --is_ds_only imply it, and
+# --num_output_frames defaults to its 126. Its configs are the reference's with model_kwargs local_attn_size 21 and
+# sink_size 10-14 (e.g. --local_attn_size 21 --sink_size 10 with the shipped configs).
 # Exit 0 when every video exists, 1 otherwise (the summary says which failed and why), 2 bad flags;
 # SIGINT, SIGTERM or SIGHUP stop every worker and exit 130, 143 or 129 after the summary; when
 # sf-batch is SIGKILLed its local workers get SIGTERM (setpriv --pdeathsig) and stop too.
@@ -97,6 +103,7 @@ seed=0 checkpoint_path= use_ema=0   # inference.py's defaults: no checkpoint →
 data_path= output_folder= extended= num_frames=21 num_samples=1 with_index=0
 workers=1 retries=1 threads= layers=() dry=0 status=0 progress=none noise_rng=torch-cuda torchrun=0 nproc=0
 slurm=0 sbatch_args=() requeue=1 wait=0 i2v=0 vae= fp8=0 ablate=0 ab_layers=() sink_rope= sink_rope_gap= kv_compress=0
+df=0 df_budget=16 df_recent=4 df_ds=0 nf_given=0   # Deep Forcing's inference.py: --Budget, --Recent, --is_ds_only
 tap_mode= tap_select= token_frames= tap_cross=0   # sf-denoise's, with --layer_indices (checked by sf-denoise --check)
 worker_job= task=0 tasks=1
 orig=("$@")
@@ -115,7 +122,7 @@ while [ $# -gt 0 ]; do
     --data-path) ref_need "$@"; data_path=$2; shift 2 ;;
     --output-folder) ref_need "$@"; output_folder=$2; shift 2 ;;
     --extended-prompt-path) ref_need "$@"; extended=$2; shift 2 ;;
-    --num-output-frames) ref_need "$@"; ref_dec num_frames "$1" "$2"; shift 2 ;;
+    --num-output-frames) ref_need "$@"; ref_dec num_frames "$1" "$2"; nf_given=1; shift 2 ;;
     --num-samples) ref_need "$@"; ref_dec num_samples "$1" "$2"; shift 2 ;;
     --noise-rng) ref_need "$@"; noise_rng=$2; shift 2 ;;   # checked with the rest by sf-denoise --check
     --vae) ref_need "$@"; vae=$2; shift 2 ;;   # sf-decode's checkpoint (a Wan VAE or a TAEHV)
@@ -125,6 +132,10 @@ while [ $# -gt 0 ]; do
     --sink-rope) ref_need "$@"; sink_rope=$2; shift 2 ;;   # sf-denoise's, checked by its --check
     --sink-rope-gap) ref_need "$@"; ref_int "$1" "$2"; sink_rope_gap=$2; shift 2 ;;
     --kv-compress) ref_need "$@"; ref_int "$1" "$2"; kv_compress=$2; shift 2 ;;
+    --deep-forcing) df=1; shift ;;
+    --Budget) ref_need "$@"; ref_dec df_budget "$1" "$2"; df=1; shift 2 ;;   # checked by sf-denoise --check
+    --Recent) ref_need "$@"; ref_dec df_recent "$1" "$2"; df=1; shift 2 ;;
+    --is-ds-only) ref_need "$@"; ref_dec df_ds "$1" "$2"; df=1; shift 2 ;;   # its int: any but 0 is on
     --tap-mode) ref_need "$@"; tap_mode=$2; shift 2 ;;
     --tap-select) ref_need "$@"; tap_select=$2; shift 2 ;;
     --tap-token-frames) ref_need "$@"; token_frames=$2; shift 2 ;;
@@ -162,6 +173,11 @@ while [ $# -gt 0 ]; do
     esac
 done
 [ -n "$output_folder" ] || bad "--output_folder DIR is required (see --help)"
+if [ "$df" = 1 ]; then
+    [ "$kv_compress" = 0 ] && [ -z "$sink_rope$sink_rope_gap" ] ||
+        bad "--deep-forcing (--Budget, --Recent, --is_ds_only: Deep Forcing's inference.py) sets the cache's rule itself: leave --kv-compress and --sink-rope out"
+    [ "$nf_given" = 1 ] || num_frames=126   # its inference.py's default
+fi
 if [ ${#layers[@]} -eq 0 ] && { [ -n "$tap_mode$tap_select$token_frames" ] || [ "$tap_cross" = 1 ]; }; then
     bad "--tap-mode, --tap-select, --tap-token-frames and --tap-cross go with --layer_indices (the layers to tap)"
 fi
@@ -342,6 +358,8 @@ den_flags() { # → den: the flags that shape a video, as sf-denoise takes them 
     [ -z "$sink_rope" ] || den+=(--sink-rope "$sink_rope")
     [ -z "$sink_rope_gap" ] || den+=(--sink-rope-gap "$sink_rope_gap")
     [ "$kv_compress" = 0 ] || den+=(--kv-compress "$kv_compress")
+    if [ "$df" = 1 ] && [ "$df_ds" != 0 ]; then den+=(--sink-rope realign --sink-rope-gap block)
+    elif [ "$df" = 1 ]; then den+=(--pc-budget "$df_budget" --pc-recent "$df_recent"); fi
 }
 
 # ---- worker: the videos k ≡ task (mod tasks) of a job list ----
@@ -543,6 +561,7 @@ fp8=$fp8
 sink_ablate=$ablate${ab_layers[*]:+ layers ${ab_layers[*]}}
 sink_rope=${sink_rope:-absolute}${sink_rope_gap:+ gap $sink_rope_gap}
 kv_compress=$kv_compress
+deep_forcing=$(if [ "$df" = 0 ]; then echo 0; elif [ "$df_ds" != 0 ]; then echo ds; else echo "pc $df_budget $df_recent"; fi)
 tap_mode=${tap_mode:-logits}
 tap_select=${tap_select:-seed}
 tap_token_frames=${token_frames:-1}
@@ -564,6 +583,7 @@ oldflags=
 [ -z "$oldflags" ] || grep -q '^sink_ablate=' <<<"$oldflags" || oldflags+=$'\nsink_ablate=0'   # and before --sink-ablate
 [ -z "$oldflags" ] || grep -q '^sink_rope=' <<<"$oldflags" || oldflags+=$'\nsink_rope=absolute'   # and before --sink-rope
 [ -z "$oldflags" ] || grep -q '^kv_compress=' <<<"$oldflags" || oldflags+=$'\nkv_compress=0'   # and before --kv-compress
+[ -z "$oldflags" ] || grep -q '^deep_forcing=' <<<"$oldflags" || oldflags+=$'\ndeep_forcing=0'   # and --deep-forcing
 [ -z "$oldflags" ] || grep -q '^tap_mode=' <<<"$oldflags" ||   # and before --tap-mode, the figure-4 logits taps
     oldflags+=$'\ntap_mode=logits\ntap_select=seed\ntap_token_frames=1\ntap_cross=0'
 if [ "$made" = 1 ] && [ -n "$oldflags" ] && [ "$oldflags" != "$flags" ]; then
