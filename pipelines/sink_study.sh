@@ -11,6 +11,7 @@
 #                           [--tap-select all|seed|b:B,s:S] [--progress auto|bar|lines|none]
 #                           [--sink-ablate K [--sink-ablate-layers L]] [--local-attn-size N] [--sink-size S]
 #                           [--sink-rope absolute|realign [--sink-rope-gap N]] [--kv-compress N]
+#                           [--pc-budget N [--pc-recent R]]
 #
 # Writes, per prompt i, OUT/p<i>/{probs,frames,tokens}_{base,dmd,sid[,dmd_ablated]}.safetensors (probs with --tap-cross: the
 # prompt's tokens each frame attends to), each checkpoint's video
@@ -27,7 +28,9 @@
 # dmd_realigned, the DMD checkpoint with the sink's keys moved in time to the recent frames once eviction opens a
 # gap (Deep Sink; --sink-rope-gap N frames before them), tapped like the others; --kv-compress N adds dmd_compressed,
 # the DMD checkpoint whose cache keeps, per head, the N frames' worth of most attended tokens at each eviction
-# (Participative Compression; its taps mark those slots with key frame −1). Every flag also works in
+# (Participative Compression; its taps mark those slots with key frame −1); --pc-budget N [--pc-recent R] adds
+# dmd_deepforcing, the DMD checkpoint with Deep Forcing's released compression and sink (sf-denoise --pc-budget, e.g.
+# --local-attn-size 21 --sink-size 10 --pc-budget 16, its settings). Every flag also works in
 # --underscore_form, as --flag=value and abbreviated to a unique prefix (pipelines/flags.sh).
 set -euo pipefail
 here=$(dirname -- "$(readlink -f -- "${BASH_SOURCE[0]}")")
@@ -42,10 +45,11 @@ prompts=()
 seed=42 num_frames=21 height=480 width=832 device=cpu layers=all select=all progress=none
 config=configs/self_forcing_dmd.yaml dmd_config=configs/self_forcing_dmd.yaml sid_config=configs/self_forcing_sid.yaml
 dmd_ckpt=checkpoints/self_forcing_dmd.pt sid_ckpt=checkpoints/self_forcing_sid.pt
-out_dir=sink_study cache_dir= ablate=0 ablate_layers=all las= sink= sink_rope=absolute rope_gap= kvc=0
+out_dir=sink_study cache_dir= ablate=0 ablate_layers=all las= sink= sink_rope=absolute rope_gap= kvc=0 pcb=0 pcr=
 sf_flags_expand sink_study.sh --help --model-dir= --prompt= --seed= --num-frames= --height= --width= --device= --layers= \
     --config= --dmd-checkpoint= --sid-checkpoint= --dmd-config= --sid-config= --out-dir= --cache-dir= --tap-select= \
-    --progress= --sink-ablate= --sink-ablate-layers= --local-attn-size= --sink-size= --sink-rope= --sink-rope-gap= --kv-compress= -- "$@"
+    --progress= --sink-ablate= --sink-ablate-layers= --local-attn-size= --sink-size= --sink-rope= --sink-rope-gap= --kv-compress= \
+    --pc-budget= --pc-recent= -- "$@"
 set -- "${sf_flags[@]}"
 while [ $# -gt 0 ]; do
     flag=${1//_/-}
@@ -53,7 +57,8 @@ while [ $# -gt 0 ]; do
     -h | --help) sf_usage; exit 0 ;;
     --model-dir | --prompt | --seed | --num-frames | --height | --width | --device | --layers | --config | \
         --dmd-checkpoint | --sid-checkpoint | --dmd-config | --sid-config | --out-dir | --cache-dir | --tap-select | --progress | \
-        --sink-ablate | --sink-ablate-layers | --local-attn-size | --sink-size | --sink-rope | --sink-rope-gap | --kv-compress)
+        --sink-ablate | --sink-ablate-layers | --local-attn-size | --sink-size | --sink-rope | --sink-rope-gap | --kv-compress | \
+        --pc-budget | --pc-recent)
         [ $# -ge 2 ] || die "option $1 needs a value"
         case "$flag" in
         --model-dir) model_dir=$2 ;; --prompt) prompts+=("$2") ;; --seed) seed=$2 ;; --num-frames) num_frames=$2 ;;
@@ -62,14 +67,14 @@ while [ $# -gt 0 ]; do
         --sid-config) sid_config=$2 ;; --out-dir) out_dir=$2 ;; --cache-dir) cache_dir=$2 ;; --tap-select) select=$2 ;;
         --progress) progress=$2 ;; --sink-ablate) ablate=$2 ;; --sink-ablate-layers) ablate_layers=$2 ;;
         --local-attn-size) las=$2 ;; --sink-size) sink=$2 ;; --sink-rope) sink_rope=$2 ;; --sink-rope-gap) rope_gap=$2 ;;
-        --kv-compress) kvc=$2 ;;
+        --kv-compress) kvc=$2 ;; --pc-budget) pcb=$2 ;; --pc-recent) pcr=$2 ;;
         esac
         shift 2 ;;
     *) die "unknown option '$1' (see --help)" ;;
     esac
 done
 [ ${#prompts[@]} -gt 0 ] || prompts=("A majestic eagle soaring through a cloudy sky, cinematic lighting")
-for v in "$seed" "$num_frames" "$height" "$width" "${ablate:-0}" "${sink:-0}" "${rope_gap:-0}" "$kvc"; do [[ "$v" =~ ^[0-9]+$ ]] || die "expected a non-negative integer, got '$v'"; done
+for v in "$seed" "$num_frames" "$height" "$width" "${ablate:-0}" "${sink:-0}" "${rope_gap:-0}" "$kvc" "${pcb:-0}" "${pcr:-0}"; do [[ "$v" =~ ^[0-9]+$ ]] || die "expected a non-negative integer, got '$v'"; done
 [ -n "$ablate" ] || ablate=0
 for c in "$dmd_ckpt" "$sid_ckpt"; do [ -f "$c" ] || die "checkpoint $c not found (give --dmd-checkpoint / --sid-checkpoint)"; done
 runs=(base dmd sid)
@@ -89,6 +94,14 @@ if [ "$kvc" -gt 0 ]; then # the compressed run, checked by sf-denoise before any
     why=$(sf-denoise --check --model-dir "$model_dir" --config_path "$dmd_config" --no_checkpoint --num_frames "$num_frames" \
         --height "$height" --width "$width" "${window[@]}" --kv-compress "$kvc" --log-level error 2>&1) || die "${why##*error: }"
     runs+=(dmd_compressed)
+fi
+[ -n "$pcb" ] || pcb=0
+[ -z "$pcr" ] || [ "$pcb" -gt 0 ] || die "--pc-recent goes with --pc-budget N"
+deepf=(--pc-budget "$pcb" ${pcr:+--pc-recent "$pcr"})
+if [ "$pcb" -gt 0 ]; then # Deep Forcing's released rule, checked by sf-denoise before any work
+    why=$(sf-denoise --check --model-dir "$model_dir" --config_path "$dmd_config" --no_checkpoint --num_frames "$num_frames" \
+        --height "$height" --width "$width" "${window[@]}" "${deepf[@]}" --log-level error 2>&1) || die "${why##*error: }"
+    runs+=(dmd_deepforcing)
 fi
 if [ "$ablate" -gt 0 ]; then # the ablated run; its layers checked against the model before any work
     size=(--model-dir "$model_dir" --num_frames "$num_frames" --height "$height" --width "$width" --no_checkpoint --log-level error)
@@ -117,6 +130,7 @@ for i in "${!prompts[@]}"; do
                          --sink-ablate "$ablate" --sink-ablate-layers "$ablate_layers") ;;
         dmd_realigned) ck=(--config_path "$dmd_config" --checkpoint_path "$dmd_ckpt" --require-checkpoint "${realign[@]}") ;;
         dmd_compressed) ck=(--config_path "$dmd_config" --checkpoint_path "$dmd_ckpt" --require-checkpoint --kv-compress "$kvc") ;;
+        dmd_deepforcing) ck=(--config_path "$dmd_config" --checkpoint_path "$dmd_ckpt" --require-checkpoint "${deepf[@]}") ;;
         sid) ck=(--config_path "$sid_config" --checkpoint_path "$sid_ckpt" --require-checkpoint) ;;
         esac
         for mode in probs frames tokens; do

@@ -279,3 +279,27 @@ print(json.loads(a["forwards"])[10]["key_frames"])' "$T/tc.safetensors" "$T/tg.s
     [[ "$stderr" == "sf-batch: error: --workers 3 --device cuda runs worker 2 on cuda:2: "*"(one worker per GPU: --workers at most the GPU count, or --device cuda:N for one GPU)" ]]
     [ -z "$(ls "$T/w3" 2>/dev/null | grep mp4)" ]
 }
+
+@test "sf-denoise --pc-budget --device cuda:0 on the emulated GPU, streams deferred: runs, the CPU's preds within bf16 up to the first compression, the same windows and sink shifts" {
+    G="${SF_GOLDEN:-$SF_ROOT/tests/golden}"
+    P="$G/expect/dit_pipeline_base.safetensors"
+    common=(--model-dir "$G/model" --num_frames 9 --height 64 --width 96 --progress none --local_attn_size 6 --sink_size 1
+            --prompt-embeds "$P:context.prompt_embeds" --noise "$P" --dump-preds --pc-budget 5 --pc-recent 3
+            --layer_indices 0 --tap-mode probs --tap-select all)
+    run -0 sf-denoise "${common[@]}" --save-latents "$T/cpu.safetensors" --output_path "$T/tc.safetensors"
+    SF_EMU_ASYNC=1 run -0 --separate-stderr "$E/sf-denoise" "${common[@]}" --device cuda:0 --save-latents "$T/gpu.safetensors" \
+        --output_path "$T/tg.safetensors"
+    [[ "$stderr" == *"KV compress (Deep Forcing's release)"* ]] || false
+    # blocks 0 and 1 (pred.0.*, pred.1.*) run before any compression: within the bf16 forward's reach; block 2 (frames
+    # 6-8) overflows the 6-frame cache on both (which tokens a near tie keeps may differ between bf16 and f32)
+    run -0 sf-tensor diff "$T/cpu.safetensors" "$T/gpu.safetensors" --rtol 5e-2 --atol 5e-2 -q
+    refute_output --regexp "pred\.[01]\.[^"$'\n'"]*MISMATCH"
+    run -0 python3 -c 'import json, sys
+def fw(p):
+    f = open(p, "rb"); n = int.from_bytes(f.read(8), "little"); return json.loads(f.read(n))["__metadata__"]
+a, b = fw(sys.argv[1]), fw(sys.argv[2]); assert a["forwards"] == b["forwards"] and a["pc_budget"] == b["pc_budget"] == "5"
+f = {(x["block"], x["step"]): x for x in json.loads(a["forwards"])}
+print(f[(2, 0)]["key_frames"], f[(2, 0)].get("sink_shift", 0), f[(1, 0)].get("sink_shift", 0))' "$T/tc.safetensors" "$T/tg.safetensors"
+    # block 2's window: the sink, one frame's worth of kept tokens, its own frames; the sink moved to frame 1 on both
+    assert_output "[0, -1, 6, 7, 8] 1 0"
+}

@@ -100,6 +100,19 @@ rss_flat() {
     grep -q "stopped" "$T/den.log"
 }
 
+@test "endless with --pc-budget (Deep Forcing's released compression, its sink moving): memory flat over 100 blocks of compressions, SIGINT stops it; live.yaml passes it on" {
+    # every block from the first overflow on sums each layer's query window, scores, selects and compacts its cache
+    endless_start --local_attn_size 8 --sink_size 1 --pc-budget 6 --pc-recent 3
+    rss_flat 10 100
+    grep -q "KV compress (Deep Forcing's release)" "$T/den.log"
+    kill -INT "$pid"
+    wait_exit "$pid" 1
+    wait "$pid"
+    grep -q "stopped" "$T/den.log"
+    run -0 sf-run --dry-run "$SF_ROOT/pipelines/live.yaml" model_dir="$M" sink_size=10 pc_budget=16 pc_recent=5
+    assert_output --partial "--pc-budget 16 --pc-recent 5"
+}
+
 @test "endless to a file: SIGINT ends the video, exit 0, and the file holds every finished block, committed" {
     sf-denoise --model-dir "$M" --in "$T/emb.wire" "${ENDLESS[@]}" --out "$T/lat.wire" 2>"$T/den.log" 3>&- &
     pid=$!

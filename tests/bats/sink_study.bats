@@ -179,3 +179,25 @@ PY
     [[ "$stderr" == "sink_study.sh: error: --kv-compress 3: the sink (1 frame), the compressed frames and a block (3) need 7 frames"* ]] || false
     [ ! -e "$D/o2/embeds.safetensors" ]
 }
+
+@test "sink_study.yaml pc_budget=5 pc_recent=3 (a rolling cache with a 1-frame sink): a fourth run, DMD with Deep Forcing's released compression, compared and reported" {
+    study num_frames=9 local_attn_size=6 sink_size=1 pc_budget=5 pc_recent=3
+    p="$D/out/p0"
+    meta() { python3 -c 'import json,struct,sys; f=open(sys.argv[1],"rb"); n=struct.unpack("<Q",f.read(8))[0]; print(json.loads(f.read(n))["__metadata__"].get(sys.argv[2],""))' "$1" "$2"; }
+    [[ "$(meta "$p/probs_dmd_deepforcing.safetensors" weights)" == *"dmd.pt:generator_ema, KV cache compressed as Deep Forcing's release (budget 5, recent 3)" ]]
+    assert_equal "$(meta "$p/frames_dmd_deepforcing.safetensors" pc_budget)" 5
+    [ -z "$(meta "$p/frames_dmd.safetensors" pc_budget)" ]
+    # block 2 (latents 6-8) is the first to overflow the cache: video frames 0-20 are DMD's, frame 21 on not
+    for f in 00000 00020; do cmp -s "$p/video_dmd/frame_$f.png" "$p/video_dmd_deepforcing/frame_$f.png"; done
+    ! cmp -s "$p/video_dmd/frame_00021.png" "$p/video_dmd_deepforcing/frame_00021.png" || false
+    assert_equal "$(grep -c '^[0-2],[01],dmd_deepforcing,' "$p/compare/compare.csv")" 6
+    grep -qF '<th>dmd_deepforcing</th>' "$p/report.html"
+    # a budget the cache cannot give: sf-denoise's refusal, before any work; --pc-recent alone
+    run -2 --separate-stderr pipelines/sink_study.sh --model-dir "$D/m" --dmd-checkpoint "$D/m/dmd.pt" \
+        --sid-checkpoint "$D/m/sid.pt" --out-dir "$D/o2" --local-attn-size 6 --sink-size 1 --pc-budget 7
+    [[ "$stderr" == "sink_study.sh: error: --pc-budget 7: the cache holds 6 frames (local_attn_size)"* ]] || false
+    run -2 --separate-stderr pipelines/sink_study.sh --model-dir "$D/m" --dmd-checkpoint "$D/m/dmd.pt" \
+        --sid-checkpoint "$D/m/sid.pt" --out-dir "$D/o2" --pc-recent 3
+    [[ "$stderr" == "sink_study.sh: error: --pc-recent goes with --pc-budget N"* ]] || false
+    [ ! -e "$D/o2/embeds.safetensors" ]
+}
