@@ -93,9 +93,48 @@ static int by_score(const void *a, const void *b) {
     if (!xn && x->s != y->s) return x->s > y->s ? -1 : 1;
     return (x->j > y->j) - (x->j < y->j);
 }
-static int by_index(const void *a, const void *b) {
-    const int32_t x = *(const int32_t *)a, y = *(const int32_t *)b;
-    return (x > y) - (x < y);
+
+static void swap_c(cand *c, int64_t i, int64_t j) {
+    const cand t = c[i];
+    c[i] = c[j], c[j] = t;
+}
+
+/* c[0..k) ← the k first of c[0..n) in by_score's order, in no particular order: a quickselect (the set is unique,
+ * by_score being a total order: every index differs), O(n) where a full sort of every head's thousands of
+ * candidates cost milliseconds a layer; a range that keeps partitioning badly is sorted instead. */
+static void select_first(cand *c, int64_t n, int64_t k) {
+    int64_t lo = 0, hi = n - 1, budget = 64;
+    while (lo < hi && k - 1 >= lo && k - 1 <= hi) {
+        if (--budget < 0) { /* bad pivots again and again: finish by sorting what is left */
+            qsort(c + lo, (size_t)(hi - lo + 1), sizeof(cand), by_score);
+            return;
+        }
+        const int64_t mid = lo + (hi - lo) / 2;
+        if (by_score(&c[mid], &c[lo]) < 0) swap_c(c, mid, lo);
+        if (by_score(&c[hi], &c[lo]) < 0) swap_c(c, hi, lo);
+        if (by_score(&c[hi], &c[mid]) < 0) swap_c(c, hi, mid);
+        const cand p = c[mid];
+        int64_t i = lo, j = hi;
+        while (i <= j) {
+            while (by_score(&c[i], &p) < 0) i++;
+            while (by_score(&p, &c[j]) < 0) j--;
+            if (i <= j) swap_c(c, i++, j--);
+        }
+        if (k - 1 <= j) hi = j; /* [lo, j] precede [i, hi] */
+        else if (k - 1 >= i) lo = i;
+        else return;            /* the k-th sits between them: done */
+    }
+}
+
+/* idx[0..keep) ← the indices c[0..keep).j in ascending order (mark, then scan: O(n)). */
+static int ascending(const cand *c, int64_t n, int64_t keep, int32_t *idx) {
+    unsigned char *mark = calloc((size_t)(n > 0 ? n : 1), 1);
+    if (!mark) return -1;
+    for (int64_t i = 0; i < keep; i++) mark[c[i].j] = 1;
+    for (int64_t j = 0, o = 0; j < n; j++)
+        if (mark[j]) idx[o++] = (int32_t)j;
+    free(mark);
+    return 0;
 }
 
 int sf_kv_select_cpu(int H, int64_t n, const double *score, int64_t keep, int32_t *idx) {
@@ -103,10 +142,8 @@ int sf_kv_select_cpu(int H, int64_t n, const double *score, int64_t keep, int32_
     if (!c) return -1;
     for (int h = 0; h < H; h++) {
         for (int64_t j = 0; j < n; j++) c[j].s = score[(size_t)h * (size_t)n + (size_t)j], c[j].j = (int32_t)j;
-        qsort(c, (size_t)n, sizeof(cand), by_score);
-        int32_t *o = idx + (size_t)h * (size_t)keep;
-        for (int64_t i = 0; i < keep; i++) o[i] = c[i].j;
-        qsort(o, (size_t)keep, sizeof(int32_t), by_index);
+        select_first(c, n, keep);
+        if (ascending(c, n, keep, idx + (size_t)h * (size_t)keep)) return free(c), -1;
     }
     free(c);
     return 0;
@@ -151,10 +188,9 @@ int64_t sf_pc_select_cpu(int64_t n, const double *score, const int32_t *count, i
         cand *o = held ? &c[--nb] : &c[na++];
         o->s = score[j], o->j = (int32_t)j;
     }
-    qsort(c, (size_t)na, sizeof(cand), by_score);
-    qsort(c + na, (size_t)(n - na), sizeof(cand), by_score);
-    for (int64_t i = 0; i < keep; i++) idx[i] = c[i].j;
-    qsort(idx, (size_t)keep, sizeof(int32_t), by_index);
+    if (keep <= na) select_first(c, na, keep);
+    else select_first(c + na, n - na, keep - na); /* every qualifying one, then the best of the others */
+    const int r = ascending(c, n, keep, idx);
     free(c);
-    return keep > na ? keep - na : 0;
+    return r ? -1 : keep > na ? keep - na : 0;
 }

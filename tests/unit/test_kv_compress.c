@@ -300,11 +300,63 @@ done:
     cu_close(&c);
 }
 
+/* The selections against a full sort written here (score descending, NaN last, ties to the lower index), on
+ * scores with many ties and NaNs, every keep from 0 to n: the quickselect picks exactly the sorted order's first. */
+static int ref_before(const double *s, int32_t a, int32_t b) {
+    const int an = isnan(s[a]), bn = isnan(s[b]);
+    if (an != bn) return bn;
+    if (!an && s[a] != s[b]) return s[a] > s[b];
+    return a < b;
+}
+static void test_select_vs_sort(void) {
+    enum { N = 97 };
+    double sc[N];
+    int32_t order[N], got[N], cnt[N];
+    uint64_t r = 0x2545F4914F6CDD1Dull;
+    for (int trial = 0; trial < 40; trial++) {
+        for (int j = 0; j < N; j++) {
+            r ^= r << 13, r ^= r >> 7, r ^= r << 17;
+            const int v = (int)(r % 23); /* 23 distinct values: ties everywhere */
+            sc[j] = trial % 4 == 0 ? 1.0 : v == 0 ? NAN : (double)(v % 11) - 5.0;
+            cnt[j] = (int32_t)(r >> 40) % 4;
+            order[j] = j;
+        }
+        for (int a = 1; a < N; a++) /* insertion sort by the rule */
+            for (int b = a; b > 0 && ref_before(sc, order[b], order[b - 1]); b--) {
+                const int32_t t = order[b];
+                order[b] = order[b - 1], order[b - 1] = t;
+            }
+        for (int keep = 0; keep <= N; keep += trial % 3 + 1) {
+            unsigned char want[N] = {0};
+            for (int i = 0; i < keep; i++) want[order[i]] = 1;
+            SF_CHECK(sf_kv_select_cpu(1, N, sc, keep, got) == 0);
+            int bad = 0;
+            for (int i = 0; i < keep; i++) bad += !want[got[i]] || (i && got[i] <= got[i - 1]);
+            SF_CHECK_MSG(!bad, "trial %d keep %d: %d of the chosen not the sort's first, or out of order", trial, keep, bad);
+            /* with the reuse counts: the qualifying ones (count < 2) first, in the rule's order, then the others */
+            int32_t ord2[N], n2 = 0;
+            for (int pass = 0; pass < 2; pass++)
+                for (int i = 0; i < N; i++)
+                    if ((cnt[order[i]] >= 2) == pass) ord2[n2++] = order[i];
+            int qual = 0;
+            for (int j = 0; j < N; j++) qual += cnt[j] < 2;
+            unsigned char want2[N] = {0};
+            for (int i = 0; i < keep; i++) want2[ord2[i]] = 1;
+            const int64_t fills = sf_pc_select_cpu(N, sc, cnt, 2, keep, got);
+            bad = 0;
+            for (int i = 0; i < keep; i++) bad += !want2[got[i]] || (i && got[i] <= got[i - 1]);
+            SF_CHECK_MSG(!bad && fills == (keep > qual ? keep - qual : 0), "trial %d keep %d: reuse selection (%d wrong, "
+                         "%lld fills)", trial, keep, bad, (long long)fills);
+        }
+    }
+}
+
 static const sf_test tests[] = {
     {"hand", test_hand},
     {"cpu_vs_softmax", test_cpu_vs_softmax},
     {"threads", test_threads},
     {"select", test_select},
+    {"select_vs_sort", test_select_vs_sort},
     {"gather_cpu", test_gather_cpu},
     {"gpu_rows", test_gpu_rows},
     {"gpu_qk", test_gpu_qk},
