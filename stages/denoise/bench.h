@@ -11,7 +11,8 @@
  *   attn:        the self-attention alone at full size on a GPU, every path (bench_attn.c).
  *   glue:        the norm / RoPE / residual kernels alone at full size on a GPU, TB/s against a device
  *                copy (bench_glue.c).
- *   kvc:         one eviction of --kv-compress at full size on a GPU, per part and per block (bench_kvc.c).
+ *   kvc:         one eviction of --kv-compress, then one compression of --pc-budget, at full size on a GPU, per
+ *                part and per block (bench_kvc.c).
  * cuda_ordinal −1 = CPU, N = cuda:N (bench_video.c).
  * Prints one line per figure on stdout. Used by tests/bench/run.sh. */
 #ifndef SF_DENOISE_BENCH_H

@@ -156,6 +156,9 @@ print(json.loads(a["forwards"])[10]["key_frames"])' "$T/tc.safetensors" "$T/tg.s
     run -0 "$E/sf-denoise" --bench kvc-small --device cuda:0
     assert_equal "$(grep -c '^kvc gpu 192 queries x 1344 keys, 576 candidates -> 384 kept a head, .*: [0-9.]* ms' <<<"$output")" 4
     assert_line --regexp '^kvc gpu per eviction \(one layer [0-9.]+ ms x 30 layers, the block.s first forward\): [0-9.]+ ms$'
+    # and --pc-budget's compression at Deep Forcing's settings (a 10-frame sink, budget 16, recent 4 of 64-token frames)
+    assert_equal "$(grep -c '^pc gpu a window of 256 queries, 512 candidates -> 128 kept, .*: [0-9.]* ms' <<<"$output")" 5
+    assert_line --regexp '^pc gpu per compression \(one layer [0-9.]+ ms x 30 layers, .*\): [0-9.]+ ms$'
 }
 
 @test "sf-vae-encode --device cuda:0 on the emulated GPU, streams deferred and threads reversed: the CPU's latents within bf16" {
