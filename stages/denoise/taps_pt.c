@@ -117,9 +117,9 @@ sf_status sf_taps_stream_matrix(const sf_taps *t, int layer, const sf_taps_meta 
             return sf_fail(err, SF_E_ARG, "frame capture of layer %d block %d does not fit %lld frames", layer, c->block,
                            (long long)T);
         for (int64_t kf = 0; kf < KF; kf++)
-            if (c->key_frames[kf] == -1) /* --kv-compress: no one frame to put the slot's mass at */
-                return sf_fail(err, SF_E_ARG, "frame capture of layer %d block %d: its keys include --kv-compress's kept "
-                                              "tokens (mixed frames), which a frame-by-frame matrix cannot hold: keep every "
+            if (c->key_frames[kf] == -1) /* --kv-compress, --pc-budget: no one frame to put the slot's mass at */
+                return sf_fail(err, SF_E_ARG, "frame capture of layer %d block %d: its keys include a compressed cache's "
+                                              "kept tokens (mixed frames), which a frame-by-frame matrix cannot hold: keep every "
                                               "forward's captures instead (--tap-select all: key_frames −1 marks those "
                                               "slots)", layer, c->block);
             else if (c->key_frames[kf] < 0 || c->key_frames[kf] >= T)

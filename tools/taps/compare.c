@@ -143,7 +143,7 @@ static sf_status load_run(sf_taps_cmp *c, int i, const char *path, int64_t fsl, 
                 a += src->kind == SF_TAPS_SRC_PROBS ? st.F[(size_t)h * (size_t)st.nkf + (size_t)k]
                                                     : st.W[(size_t)h * (size_t)st.nkf + (size_t)k] * (double)src->fsl;
             m[k] = a / (st.nh > 0 ? st.nh : 1);
-            if (kf[k] == -1) kf[k] = k; /* not recorded: slot k, frame k (global attention's order); --kv-compress's
+            if (kf[k] == -1) kf[k] = k; /* not recorded: slot k, frame k (global attention's order); a compressed cache's
                                            kept tokens (SF_TAPS_KF_KEPT) hold no one frame: no column of the grid */
             if (kf[k] + 1 > c->nf && kf[k] < SF_TAPS_GRID_FRAMES) c->nf = kf[k] + 1;
         }
@@ -475,12 +475,12 @@ static void write_report(FILE *f, const sf_taps_cmp *c, sf_err *err, sf_status *
           "window, rolled out of a rolling cache, or skipped by <code>--sink-ablate</code>); two or more consecutive "
           "frames no layer of any run attended share one hatched column, labelled with their range (a long run's "
           "past behind its rolling window). A row sums to 1.</p>\n", f);
-    int kept = 0; /* a run with --kv-compress: its kept tokens' slots are no column */
+    int kept = 0; /* a run with --kv-compress or --pc-budget: its kept tokens' slots are no column */
     for (int i = 0; i < c->nr; i++)
         for (size_t j = 0; j < (size_t)(c->nl + 1) * (size_t)c->r[i].kmax && !kept; j++) kept = c->r[i].skf[j] == SF_TAPS_KF_KEPT;
     if (kept)
-        fputs("<p>Here a row sums to less where the run kept tokens of mixed frames (sf-denoise <code>--kv-compress</code>: "
-              "the tap file's key frame −1): their mass is on no frame's column.</p>\n", f);
+        fputs("<p>Here a row sums to less where the run kept tokens of mixed frames (sf-denoise <code>--kv-compress</code> "
+              "or <code>--pc-budget</code>: the tap file's key frame −1): their mass is on no frame's column.</p>\n", f);
     for (int i = 0; i < c->nr && !*s; i++) *s = inline_figure(f, c, FIG_FRAMES, i, err);
     for (int i = 1; i < c->nr && !*s; i++) *s = inline_figure(f, c, FIG_FRAMES_DIFF, i, err);
     fputs("<h2>Layers × heads</h2>\n", f);

@@ -23,7 +23,7 @@ sf_status sf_taps_pick(const sf_tfile *tf, const char *prefix, const int *layers
 /* The run's facts of forward (b, st) (the file's "forwards"): *start (non-NULL) its first query frame, 0 when not
  * said; kf[0..K) the absolute frame each of layer's first K key slots holds (its layer_key_frames when it attended
  * fewer than the window: --sink-ablate), -1 where not said (an older or hand-made file), SF_TAPS_KF_KEPT where the
- * file says −1: a slot of sf-denoise --kv-compress's kept tokens, which hold no one frame. */
+ * file says −1: a slot of sf-denoise --kv-compress's or --pc-budget's kept tokens, which hold no one frame. */
 #define SF_TAPS_KF_KEPT (-2)
 void sf_taps_forward_facts(const sf_tfile *tf, int layer, int b, int st, int64_t *start, int64_t *kf, int64_t K);
 /* The same forward's key frames of layer as the file writes them (a JSON list), or "(not recorded)"; into out[n]. */
