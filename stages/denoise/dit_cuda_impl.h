@@ -89,6 +89,7 @@ struct sf_dit_gpu {
     double *kvc_lse, *kvc_score;
     int32_t *kvc_idx;
     int64_t kvc_rows;
+    size_t kvc_bytes, pc_bytes;               /* what --kv-compress / --pc-budget added to state_bytes (freed: taken off) */
     /* --pc-budget (pc.c): each layer's query ring (NL, R, D), the query sum and scores f64 (D), (cache), the
      * compaction's sources (cache), its scratch (budget, 2D) and a compressing forward's new K|V rows (L, 2D) */
     bf16 *pc_ring, *pc_tmp, *pc_new;

@@ -28,6 +28,7 @@
 #include <string.h>
 
 static void free_gpu(sf_dit_gpu *g) {
+    g->state_bytes -= g->kvc_bytes, g->kvc_bytes = 0;
     sf_cuda_free(g->kvc_q), sf_cuda_free(g->kvc_tmp), sf_cuda_free(g->kvc_S), sf_cuda_free(g->kvc_lse);
     sf_cuda_free(g->kvc_score), sf_cuda_free(g->kvc_idx);
     g->kvc_q = g->kvc_tmp = NULL, g->kvc_S = NULL, g->kvc_lse = g->kvc_score = NULL, g->kvc_idx = NULL;
@@ -79,7 +80,8 @@ sf_status sf_dit_set_kv_compress(sf_dit_state *st, int64_t frames, sf_err *err) 
             !(s = sf_cuda_malloc((void **)&g->kvc_S, b_S, err)) && !(s = sf_cuda_malloc((void **)&g->kvc_lse, b_lse, err)) &&
             !(s = sf_cuda_malloc((void **)&g->kvc_score, sizeof(double) * nscore, err)) &&
             !(s = sf_cuda_malloc((void **)&g->kvc_idx, sizeof(int32_t) * nidx, err)))
-            g->state_bytes += b_q + b_tmp + b_S + b_lse + sizeof(double) * nscore + sizeof(int32_t) * nidx;
+            g->kvc_bytes = b_q + b_tmp + b_S + b_lse + sizeof(double) * nscore + sizeof(int32_t) * nidx,
+            g->state_bytes += g->kvc_bytes;
     } else if (!(st->kvc_q = malloc(sizeof(float) * (size_t)(NL * L * D)))) {
         s = sf_fail(err, SF_E_NOMEM, "--kv-compress: out of memory for the kept queries");
     }

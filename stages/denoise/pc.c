@@ -38,6 +38,7 @@
 #include <string.h>
 
 static void free_gpu(sf_dit_gpu *g) {
+    g->state_bytes -= g->pc_bytes, g->pc_bytes = 0;
     sf_cuda_free(g->pc_ring), sf_cuda_free(g->pc_tmp), sf_cuda_free(g->pc_new);
     sf_cuda_free(g->pc_qsum), sf_cuda_free(g->pc_score), sf_cuda_free(g->pc_idx);
     g->pc_ring = g->pc_tmp = g->pc_new = NULL, g->pc_qsum = g->pc_score = NULL, g->pc_idx = NULL;
@@ -106,7 +107,8 @@ sf_status sf_dit_set_pc(sf_dit_state *st, int64_t budget, int64_t recent, int ma
             !(s = sf_cuda_malloc((void **)&g->pc_qsum, sizeof(double) * (size_t)D, err)) &&
             !(s = sf_cuda_malloc((void **)&g->pc_score, sizeof(double) * (size_t)cache, err)) &&
             !(s = sf_cuda_malloc((void **)&g->pc_idx, sizeof(int32_t) * (size_t)cache, err)))
-            g->state_bytes += b_ring + b_tmp + b_new + sizeof(double) * (size_t)(D + cache) + sizeof(int32_t) * (size_t)cache;
+            g->pc_bytes = b_ring + b_tmp + b_new + sizeof(double) * (size_t)(D + cache) + sizeof(int32_t) * (size_t)cache,
+            g->state_bytes += g->pc_bytes;
     } else if (!(st->pc_ring = malloc(sizeof(float) * (size_t)(NL * R * D)))) {
         s = sf_fail(err, SF_E_NOMEM, "--pc-budget: out of memory for the query window (%lld rows a layer)", (long long)R);
     }

@@ -276,12 +276,25 @@ static int rig_open(rig *g, const shape_case *c, int dev, sf_taps *gt, sf_taps *
         SF_CHECK_OK(sf_dit_set_sink_rope(&g->cs, 1, c->sink_rope - 1, &err), &err);
     }
     if (c->kv_compress) { /* Participative Compression at every eviction (kv_compress.c) */
+        const size_t b0 = sf_dit_cuda_bytes(&g->gs); /* set twice: counted once */
         SF_CHECK_OK(sf_dit_set_kv_compress(&g->gs, c->kv_compress, &err), &err);
+        const size_t b1 = sf_dit_cuda_bytes(&g->gs);
+        SF_CHECK_OK(sf_dit_set_kv_compress(&g->gs, c->kv_compress, &err), &err);
+        SF_CHECK_MSG(b1 > b0 && sf_dit_cuda_bytes(&g->gs) == b1, "--kv-compress's memory: %zu, %zu once set, %zu set again",
+                     b0, b1, sf_dit_cuda_bytes(&g->gs));
         SF_CHECK_OK(sf_dit_set_kv_compress(&g->cs, c->kv_compress, &err), &err);
         g->kf.gpu = &g->gs;
         g->cs.kvc_select = kvc_follow_select, g->cs.kvc_select_ctx = &g->kf;
     }
     if (c->pc_budget) { /* Deep Forcing's released rule at every overflow (pc.c) */
+        const size_t b0 = sf_dit_cuda_bytes(&g->gs); /* set, set again, off, on: the device memory it reports */
+        SF_CHECK_OK(sf_dit_set_pc(&g->gs, c->pc_budget, c->pc_recent, 0, &err), &err);
+        const size_t b1 = sf_dit_cuda_bytes(&g->gs);
+        SF_CHECK_OK(sf_dit_set_pc(&g->gs, c->pc_budget, c->pc_recent, 0, &err), &err);
+        SF_CHECK_MSG(b1 > b0 && sf_dit_cuda_bytes(&g->gs) == b1, "--pc-budget's memory: %zu, %zu once set, %zu set again",
+                     b0, b1, sf_dit_cuda_bytes(&g->gs));
+        SF_CHECK_OK(sf_dit_set_pc(&g->gs, 0, 0, 0, &err), &err);
+        SF_CHECK(sf_dit_cuda_bytes(&g->gs) == b0);
         SF_CHECK_OK(sf_dit_set_pc(&g->gs, c->pc_budget, c->pc_recent, 0, &err), &err);
         SF_CHECK_OK(sf_dit_set_pc(&g->cs, c->pc_budget, c->pc_recent, 0, &err), &err);
         g->pf.cache = g->cs.cache_tokens;
