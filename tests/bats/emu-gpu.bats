@@ -132,20 +132,27 @@ print(json.loads(a)[10]["layer_key_frames"])' "$T/tc.safetensors" "$T/tg.safeten
     refute_output --regexp "pred\.0\.[0-9][^"$'\n'"]*MISMATCH"
 }
 
-@test "sf-denoise --kv-compress --device cuda:0 on the emulated GPU, streams deferred: runs, the CPU's preds within bf16 up to the first compression, the same slots kept" {
-    G="${SF_GOLDEN:-$SF_ROOT/tests/golden}"
-    P="$G/expect/dit_pipeline_base.safetensors"
-    common=(--model-dir "$G/model" --num_frames 9 --height 64 --width 96 --progress none --local_attn_size 6 --sink_size 1
-            --prompt-embeds "$P:context.prompt_embeds" --noise "$P" --dump-preds --kv-compress 2
-            --layer_indices 0 --tap-mode probs --tap-select all)
+# sf-denoise on the golden tiny model, 9 frames with a 6-frame rolling cache and a 1-frame sink, a cache rule given in
+# "$@", probs taps of layer 0 at every forward: on the CPU, then on the emulated GPU with deferred streams, which
+# must say $COMPRESS_SAYS; blocks 0 and 1 (pred.0.*, pred.1.*: 2 blocks × 5 forwards) run before any compression,
+# within the bf16 forward's reach (block 2 compresses on both; which tokens a near tie keeps may differ between bf16
+# and f32: not compared). The tap files: $T/tc.safetensors (CPU), $T/tg.safetensors (GPU).
+compressed_cpu_gpu() {
+    local G="${SF_GOLDEN:-$SF_ROOT/tests/golden}"
+    local P="$G/expect/dit_pipeline_base.safetensors"
+    local common=(--model-dir "$G/model" --num_frames 9 --height 64 --width 96 --progress none --local_attn_size 6
+                  --sink_size 1 --prompt-embeds "$P:context.prompt_embeds" --noise "$P" --dump-preds "$@"
+                  --layer_indices 0 --tap-mode probs --tap-select all)
     run -0 sf-denoise "${common[@]}" --save-latents "$T/cpu.safetensors" --output_path "$T/tc.safetensors"
     SF_EMU_ASYNC=1 run -0 --separate-stderr "$E/sf-denoise" "${common[@]}" --device cuda:0 --save-latents "$T/gpu.safetensors" \
         --output_path "$T/tg.safetensors"
-    [[ "$stderr" == *"KV compress: at each eviction"* ]] || false
-    # blocks 0 and 1 (pred.0.*, pred.1.*: 2 blocks × 5 forwards) run before any compression: within the bf16 forward's reach;
-    # block 2 compresses on both (which tokens a near tie keeps may differ between bf16 and f32: not compared)
+    [[ "$stderr" == *"$COMPRESS_SAYS"* ]] || false
     run -0 sf-tensor diff "$T/cpu.safetensors" "$T/gpu.safetensors" --rtol 5e-2 --atol 5e-2 -q
     refute_output --regexp "pred\.[01]\.[^"$'\n'"]*MISMATCH"
+}
+
+@test "sf-denoise --kv-compress --device cuda:0 on the emulated GPU, streams deferred: runs, the CPU's preds within bf16 up to the first compression, the same slots kept" {
+    COMPRESS_SAYS="KV compress: at each eviction" compressed_cpu_gpu --kv-compress 2
     run -0 python3 -c 'import json, sys
 def fw(p):
     f = open(p, "rb"); n = int.from_bytes(f.read(8), "little"); return json.loads(f.read(n))["__metadata__"]
@@ -284,19 +291,7 @@ print(json.loads(a["forwards"])[10]["key_frames"])' "$T/tc.safetensors" "$T/tg.s
 }
 
 @test "sf-denoise --pc-budget --device cuda:0 on the emulated GPU, streams deferred: runs, the CPU's preds within bf16 up to the first compression, the same windows and sink shifts" {
-    G="${SF_GOLDEN:-$SF_ROOT/tests/golden}"
-    P="$G/expect/dit_pipeline_base.safetensors"
-    common=(--model-dir "$G/model" --num_frames 9 --height 64 --width 96 --progress none --local_attn_size 6 --sink_size 1
-            --prompt-embeds "$P:context.prompt_embeds" --noise "$P" --dump-preds --pc-budget 5 --pc-recent 3
-            --layer_indices 0 --tap-mode probs --tap-select all)
-    run -0 sf-denoise "${common[@]}" --save-latents "$T/cpu.safetensors" --output_path "$T/tc.safetensors"
-    SF_EMU_ASYNC=1 run -0 --separate-stderr "$E/sf-denoise" "${common[@]}" --device cuda:0 --save-latents "$T/gpu.safetensors" \
-        --output_path "$T/tg.safetensors"
-    [[ "$stderr" == *"KV compress (Deep Forcing's release)"* ]] || false
-    # blocks 0 and 1 (pred.0.*, pred.1.*) run before any compression: within the bf16 forward's reach; block 2 (frames
-    # 6-8) overflows the 6-frame cache on both (which tokens a near tie keeps may differ between bf16 and f32)
-    run -0 sf-tensor diff "$T/cpu.safetensors" "$T/gpu.safetensors" --rtol 5e-2 --atol 5e-2 -q
-    refute_output --regexp "pred\.[01]\.[^"$'\n'"]*MISMATCH"
+    COMPRESS_SAYS="KV compress (Deep Forcing's release)" compressed_cpu_gpu --pc-budget 5 --pc-recent 3
     run -0 python3 -c 'import json, sys
 def fw(p):
     f = open(p, "rb"); n = int.from_bytes(f.read(8), "little"); return json.loads(f.read(n))["__metadata__"]

@@ -7,6 +7,23 @@ bats_require_minimum_version 1.5.0
 load '/usr/lib/bats/bats-support/load'
 load '/usr/lib/bats/bats-assert/load'
 
+# a .safetensors file's metadata value $2 ("" when absent)
+meta() { python3 -c 'import json,struct,sys; f=open(sys.argv[1],"rb"); n=struct.unpack("<Q",f.read(8))[0]; print(json.loads(f.read(n))["__metadata__"].get(sys.argv[2],""))' "$1" "$2"; }
+
+# the study's run $1 beside DMD's when it changes the cache from block 2 on (latents 6-8, the first to overflow a
+# 6-frame cache): its weights end with $2, its tap files record $3 = $4 (DMD's not), video frames 0-20 are DMD's and
+# frame 21 not, its rows in compare.csv and its column in the report
+cache_run() {
+    p="$D/out/p0"
+    [[ "$(meta "$p/probs_$1.safetensors" weights)" == *"dmd.pt:generator_ema, $2" ]]
+    assert_equal "$(meta "$p/frames_$1.safetensors" "$3")" "$4"
+    [ -z "$(meta "$p/frames_dmd.safetensors" "$3")" ]
+    for f in 00000 00020; do cmp -s "$p/video_dmd/frame_$f.png" "$p/video_$1/frame_$f.png"; done
+    ! cmp -s "$p/video_dmd/frame_00021.png" "$p/video_$1/frame_00021.png" || false
+    assert_equal "$(grep -c "^[0-2],[01],$1," "$p/compare/compare.csv")" 6
+    grep -qF "<th>$1</th>" "$p/report.html"
+}
+
 # two random checkpoints made by sf-mkmodel (DMD: the model's own seed, SID: another), then the study on them into
 # $D/out at 32×48, 6 latent frames, with the vars given
 study() {
@@ -29,7 +46,6 @@ study() {
         assert_equal "$(sf-tensor ls "$p/probs_$r.safetensors" | grep -c '^lse\.L')" 30
         assert_equal "$(sf-tensor ls "$p/tokens_$r.safetensors" | grep -c "^tokens\.L[0-2]\.b[01]\.s[0-4]	f32	\[2, 3, 6\]$")" 30
     done
-    meta() { python3 -c 'import json,struct,sys; f=open(sys.argv[1],"rb"); n=struct.unpack("<Q",f.read(8))[0]; print(json.loads(f.read(n))["__metadata__"].get(sys.argv[2],""))' "$1" "$2"; }
     # one prompt, one seed (the same noise), three different weights
     for r in base dmd sid; do
         assert_equal "$(meta "$p/probs_$r.safetensors" seed)" 42
@@ -83,7 +99,6 @@ PY
 @test "sink_study.yaml sink_ablate=1 sink_ablate_layers=2: a fourth run, DMD sink-ablated, every layer tapped; its ablated layer marked" {
     study sink_ablate=1 sink_ablate_layers=2
     p="$D/out/p0"
-    meta() { python3 -c 'import json,struct,sys; f=open(sys.argv[1],"rb"); n=struct.unpack("<Q",f.read(8))[0]; print(json.loads(f.read(n))["__metadata__"].get(sys.argv[2],""))' "$1" "$2"; }
     for r in base dmd sid dmd_ablated; do
         assert_equal "$(meta "$p/probs_$r.safetensors" layers)" "[0,1,2]" # layer 2 is ablated in one run, tapped in all
         assert_equal "$(sf-tensor ls "$p/probs_$r.safetensors" | grep -c '^probs\.L[0-2]\.')" 30
@@ -112,7 +127,6 @@ PY
 @test "sink_study.yaml local_attn_size=6 sink_size=3 sink_rope=realign: every run rolling, a fourth run DMD realigned" {
     study num_frames=9 local_attn_size=6 sink_size=3 sink_rope=realign
     p="$D/out/p0"
-    meta() { python3 -c 'import json,struct,sys; f=open(sys.argv[1],"rb"); n=struct.unpack("<Q",f.read(8))[0]; print(json.loads(f.read(n))["__metadata__"].get(sys.argv[2],""))' "$1" "$2"; }
     for r in base dmd sid dmd_realigned; do # 3 layers, 3 blocks x 5 forwards; the rolling cache in the facts
         assert_equal "$(sf-tensor ls "$p/probs_$r.safetensors" | grep -c '^probs\.L[0-2]\.')" 45
         assert_equal "$(meta "$p/probs_$r.safetensors" local_attn_size)/$(meta "$p/probs_$r.safetensors" sink_size)" "6/3"
@@ -163,16 +177,7 @@ PY
 
 @test "sink_study.yaml kv_compress=2 (a rolling cache with a 1-frame sink): a fourth run, DMD compressed, compared and reported" {
     study num_frames=9 local_attn_size=6 sink_size=1 kv_compress=2
-    p="$D/out/p0"
-    meta() { python3 -c 'import json,struct,sys; f=open(sys.argv[1],"rb"); n=struct.unpack("<Q",f.read(8))[0]; print(json.loads(f.read(n))["__metadata__"].get(sys.argv[2],""))' "$1" "$2"; }
-    [[ "$(meta "$p/probs_dmd_compressed.safetensors" weights)" == *"dmd.pt:generator_ema, KV cache compressed (2 frames)" ]]
-    assert_equal "$(meta "$p/frames_dmd_compressed.safetensors" kv_compress)" 2
-    [ -z "$(meta "$p/frames_dmd.safetensors" kv_compress)" ]
-    # block 2 (latents 6-8) is the first to evict: video frames 0-20 are DMD's, frame 21 on not
-    for f in 00000 00020; do cmp -s "$p/video_dmd/frame_$f.png" "$p/video_dmd_compressed/frame_$f.png"; done
-    ! cmp -s "$p/video_dmd/frame_00021.png" "$p/video_dmd_compressed/frame_00021.png" || false
-    assert_equal "$(grep -c '^[0-2],[01],dmd_compressed,' "$p/compare/compare.csv")" 6
-    grep -qF '<th>dmd_compressed</th>' "$p/report.html"
+    cache_run dmd_compressed "KV cache compressed (2 frames)" kv_compress 2
     # a compression the cache cannot hold: sf-denoise's refusal, before any work
     run -2 --separate-stderr pipelines/sink_study.sh --model-dir "$D/m" --dmd-checkpoint "$D/m/dmd.pt" \
         --sid-checkpoint "$D/m/sid.pt" --out-dir "$D/o2" --local-attn-size 6 --sink-size 1 --kv-compress 3
@@ -182,16 +187,7 @@ PY
 
 @test "sink_study.yaml pc_budget=5 pc_recent=3 (a rolling cache with a 1-frame sink): a fourth run, DMD with Deep Forcing's released compression, compared and reported" {
     study num_frames=9 local_attn_size=6 sink_size=1 pc_budget=5 pc_recent=3
-    p="$D/out/p0"
-    meta() { python3 -c 'import json,struct,sys; f=open(sys.argv[1],"rb"); n=struct.unpack("<Q",f.read(8))[0]; print(json.loads(f.read(n))["__metadata__"].get(sys.argv[2],""))' "$1" "$2"; }
-    [[ "$(meta "$p/probs_dmd_deepforcing.safetensors" weights)" == *"dmd.pt:generator_ema, KV cache compressed as Deep Forcing's release (budget 5, recent 3)" ]]
-    assert_equal "$(meta "$p/frames_dmd_deepforcing.safetensors" pc_budget)" 5
-    [ -z "$(meta "$p/frames_dmd.safetensors" pc_budget)" ]
-    # block 2 (latents 6-8) is the first to overflow the cache: video frames 0-20 are DMD's, frame 21 on not
-    for f in 00000 00020; do cmp -s "$p/video_dmd/frame_$f.png" "$p/video_dmd_deepforcing/frame_$f.png"; done
-    ! cmp -s "$p/video_dmd/frame_00021.png" "$p/video_dmd_deepforcing/frame_00021.png" || false
-    assert_equal "$(grep -c '^[0-2],[01],dmd_deepforcing,' "$p/compare/compare.csv")" 6
-    grep -qF '<th>dmd_deepforcing</th>' "$p/report.html"
+    cache_run dmd_deepforcing "KV cache compressed as Deep Forcing's release (budget 5, recent 3)" pc_budget 5
     # a budget the cache cannot give: sf-denoise's refusal, before any work; --pc-recent alone
     run -2 --separate-stderr pipelines/sink_study.sh --model-dir "$D/m" --dmd-checkpoint "$D/m/dmd.pt" \
         --sid-checkpoint "$D/m/sid.pt" --out-dir "$D/o2" --local-attn-size 6 --sink-size 1 --pc-budget 7
