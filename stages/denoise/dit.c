@@ -899,7 +899,9 @@ sf_status sf_dit_prepare(sf_dit_state *st, int n_blocks, const int *frames, sf_e
             s = sf_fail(err, SF_E_ARG, "block %d has %d frames (state sized for %d)", b, F, st->max_frames);
             break;
         }
-        if ((s = kv_plan(st, start * S, F * S, &ls, &le, &evict, &keep, err))) break;
+        sf_dit_kv_step pk; /* --pc-budget: its windows, the query window taken as full */
+        if (sf_dit_pc_sizes(st, F * S, start, st->pc_recent, &pk)) le = pk.le;
+        else if ((s = kv_plan(st, start * S, F * S, &ls, &le, &evict, &keep, err))) break;
         const int64_t lo = le - max_att > 0 ? le - max_att : 0;
         if ((s = prepare_shape(st, (int64_t)F * S, le - lo, err))) break;
         st->global_end = (start + F) * S;

@@ -352,6 +352,8 @@ sf_status sf_dit_pc_fits(int64_t budget, int64_t recent, int64_t sink_frames, in
 /* A forward's plan (dit.c): with --pc-budget on, 1 when this forward of n_new tokens compresses, with kv's ls / le /
  * pc fields set (no eviction), key_frames rearranged and the sink's shift asked for; 0 when the plain plan stands. */
 int sf_dit_pc_plan(sf_dit_state *st, int64_t n_new, int64_t start_frame, sf_dit_kv_step *kv);
+/* Its arithmetic alone, the query window holding window_rows rows before the forward (sf_dit_prepare's replay). */
+int sf_dit_pc_sizes(const sf_dit_state *st, int64_t n_new, int64_t start_frame, int64_t window_rows, sf_dit_kv_step *kv);
 /* Layer l's part, CPU (dit.c, after RoPE, before the new keys are written): the layer's L query rows q join its
  * ring; a compressing forward then scores, selects and compacts the layer's cache (keys, values, counts). */
 sf_status sf_dit_pc_layer(sf_dit_state *st, int l, const sf_dit_kv_step *kv, const float *q, int64_t L, sf_err *err);

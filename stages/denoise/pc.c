@@ -121,12 +121,12 @@ sf_status sf_dit_set_pc(sf_dit_state *st, int64_t budget, int64_t recent, int ma
     return SF_OK;
 }
 
-int sf_dit_pc_plan(sf_dit_state *st, int64_t n_new, int64_t start_frame, sf_dit_kv_step *kv) {
+int sf_dit_pc_sizes(const sf_dit_state *st, int64_t n_new, int64_t start_frame, int64_t window_rows, sf_dit_kv_step *kv) {
     const int64_t S = st->frame_tokens, lend = st->local_end;
     if (st->pc_budget <= 0 || start_frame * S + n_new <= st->global_end || n_new + lend <= st->cache_tokens) return 0;
     /* the release's arithmetic: T tokens with the block's; the window's rows after this forward's join it */
     const int64_t T = lend + n_new, R = st->pc_recent;
-    int64_t reff = st->pc_len + n_new < R ? st->pc_len + n_new : R;
+    int64_t reff = window_rows + n_new < R ? window_rows + n_new : R;
     if (reff > T) reff = T;
     const int64_t sink = st->sink_tokens;
     int64_t cap = st->pc_budget < st->cache_tokens ? st->pc_budget : st->cache_tokens;
@@ -139,6 +139,13 @@ int sf_dit_pc_plan(sf_dit_state *st, int64_t n_new, int64_t start_frame, sf_dit_
     const int64_t le = sink + topc + reff;
     memset(kv, 0, sizeof *kv);
     kv->ls = le - n_new, kv->le = le, kv->pc = 1, kv->pc_topc = topc, kv->pc_from = from, kv->pc_end = lend;
+    return 1;
+}
+
+int sf_dit_pc_plan(sf_dit_state *st, int64_t n_new, int64_t start_frame, sf_dit_kv_step *kv) {
+    if (!sf_dit_pc_sizes(st, n_new, start_frame, st->pc_len, kv)) return 0;
+    const int64_t S = st->frame_tokens, sink = st->sink_tokens, topc = kv->pc_topc, from = kv->pc_from;
+    const int64_t lend = kv->pc_end, le = kv->le;
     /* key_frames: the kept slots hold tokens of mixed frames (−1), the old recent frames move down behind them
        (forward() then writes the block's); every quantity is whole frames */
     const int64_t sf = sink / S, kf = topc / S;
