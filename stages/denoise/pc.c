@@ -25,8 +25,10 @@
  * settings (its region is empty whenever the cache is no longer than the window), so kept tokens keep their RoPE.
  * The selection is host code (a few thousand scores a layer): on a GPU one download and one upload per layer of a
  * compressing forward, which therefore runs outside a CUDA graph; the others keep theirs (the window's update is
- * one kernel whatever its position). Tested by tests/unit/test_dit_longvideo.c (pc_*: against a brute force of
- * the release's algorithm written in the test) and test_dit_cuda_shapes.c (pc_*: the GPU against the CPU). */
+ * one kernel whatever its position). Tested against the release's own code on the tiny model (tests/golden/expect/
+ * dit_deepforcing.safetensors, made by tests/heldout/make_deepforcing.py; sf-denoise.bats: every prediction within
+ * 1e-4), by tests/unit/test_dit_pc.c (every compression of every layer against a brute force of the algorithm written
+ * in the test) and test_dit_cuda_shapes.c (pc_*: the GPU against the CPU). */
 #include "cuda_ops.h"
 #include "dit.h"
 #include "dit_cuda_impl.h"

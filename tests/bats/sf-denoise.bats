@@ -613,6 +613,25 @@ PY
     [ ! -e "$D/x.safetensors" ] && [ ! -e "$D/x.pt" ]
 }
 
+@test "--pc-budget 16 (recent 4) with a 21-frame window and a 10-frame sink: Deep Forcing's released code on the tiny model, every prediction within 1e-4, its two compressions included; the plain rolling run and another recent differ from block 7 on" {
+    # tests/golden/expect/dit_deepforcing.safetensors: what the authors' release computes (tests/heldout/make_deepforcing.py:
+    # its causal_model.py and pipeline, 33 latent frames of 4x6, blocks 7 and 9 compress), its noise replayed here
+    D="$BATS_TEST_TMPDIR"
+    E="$G/expect/dit_deepforcing.safetensors"
+    RUN=(--model-dir "$G/model" --config_path "$G/expect/dit_deepforcing.yaml" --no_checkpoint --num_frames 33 --height 32
+         --width 48 --prompt-embeds "$P:context.prompt_embeds" --noise "$E" --deterministic --dump-preds --progress none)
+    run -0 sf-denoise "${RUN[@]}" --pc-budget 16 --pc-recent 4 --save-latents "$D/pc.safetensors"
+    run sf-tensor diff "$E" "$D/pc.safetensors" --rtol 1e-4 --atol 1e-4 -q # the noise only in the expect file
+    assert_line "# 34 compared, 0 mismatched, 12 only in A, 0 only in B (rtol 0.0001, atol 0.0001)"
+    sf-denoise "${RUN[@]}" --save-latents "$D/plain.safetensors"
+    sf-denoise "${RUN[@]}" --pc-budget 16 --pc-recent 3 --save-latents "$D/r3.safetensors"
+    for f in plain r3; do # 11 blocks x 3 forwards: blocks 0-6 as the release's, 7-10 (12 predictions) and the latents not
+        run sf-tensor diff "$E" "$D/$f.safetensors" --rtol 1e-4 --atol 1e-4 -q
+        assert_line "# 34 compared, 13 mismatched, 12 only in A, 0 only in B (rtol 0.0001, atol 0.0001)"
+        refute_output --regexp "pred\.[0-6]\.[^"$'\n'"]*MISMATCH"
+    done
+}
+
 @test "--kv-compress N: blocks before the first eviction as the plain rolling run, later ones not; tap files mark the kept tokens' slots; recorded; errors" {
     D="$BATS_TEST_TMPDIR"
     IN=(--prompt-embeds "$P:context.prompt_embeds" --noise "$P" --local_attn_size 6 --sink_size 1)

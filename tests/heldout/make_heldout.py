@@ -437,10 +437,14 @@ def import_reference(ref):
         torch.cuda.current_device = cur
     R.pipe = importlib.import_module("pipeline.causal_inference")
     R.t5.torch = _TorchForT5()
-    # exact attention wherever the DiT modules call it
-    for m in (R.model, R.causal):
-        assert m.attention is R.attn.attention
-        m.attention = exact_attention
+    # exact attention wherever the DiT modules call it (Deep Forcing's release: its model.py calls flash_attention,
+    # make_deepforcing.py; its Deep Sink-only causal_model_DS.py, which its wrapper imports, attention)
+    for m in (R.model, R.causal, sys.modules.get("wan.modules.causal_model_DS")):
+        for name in ("attention", "flash_attention"):
+            if m is not None and hasattr(m, name):
+                assert getattr(m, name) is getattr(R.attn, name), (m.__name__, name)
+                setattr(m, name, exact_attention)
+    assert R.causal.attention is exact_attention
     for name in ("attn", "model", "causal", "t5", "vae", "wrapper", "pipe"):
         f = os.path.abspath(getattr(R, name).__file__)
         assert f.startswith(ref + os.sep), f"{name} imported from {f}, not from {ref}"

@@ -1,0 +1,113 @@
+#!/usr/bin/env python3
+"""What Deep Forcing's released code computes on the tiny golden DiT, for sfpipe's `--pc-budget` to be held to
+(tests/bats/deepforcing.bats).
+
+    /usr/bin/python3 tests/heldout/make_deepforcing.py tests/golden/expect [--mirror GITDIR] [--commit SHA]
+
+The code: the authors' release ("code release", YJ-142150, 2026-02-08: commit ea9961a, kept in the history of
+Nizben/Spectral_C, fetched to /work/.mirror/Nizben+Spectral_C/repo), its .py and .yaml files extracted with git
+archive — Participative Compression with its Deep Sink as its `inference.py` runs it by default (budget 16,
+recent 4, top-C reuse limit 7, `wan/modules/causal_model.py`). Around it, make_heldout.py's shims (exact float32
+attention, diffusers, no flash-attn; the pipeline's caches sized for this model) and one size adaptation: the
+release hard-codes 832x480's 1560 tokens a frame (its compression's capacity and window, its attention window,
+its sink's first shift); each `1560` of `wan/modules/causal_model.py` and `utils/wan_wrapper.py` becomes this
+model's frame_seq_length. Nothing else of its code is changed.
+
+The run: its own settings (a 21-frame rolling cache, a 10-frame sink, blocks of 3) over 33 latent frames of 4x6
+(6 tokens a frame) — blocks 7 and 9 compress — 2 warped steps [1000, 500] + the clean-context pass, the golden
+prompt embedding (tests/golden/expect/dit_pipeline_base.safetensors), noise seeded here. Writes
+OUTDIR/dit_deepforcing.yaml (the run config) and OUTDIR/dit_deepforcing.safetensors: noise.init,
+noise.renoise.<k>, pred.<b>.<s> (s = 2: the clean-context pass), latents. A few seconds on 2 cores; needs
+python3 with torch, numpy and pyyaml.
+"""
+import argparse
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from collections import OrderedDict
+
+sys.dont_write_bytecode = True
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(os.path.dirname(HERE))
+sys.path.insert(0, HERE)
+import make_heldout as MH  # noqa: E402  (its shims and its reference loop)
+
+MIRROR = "/work/.mirror/Nizben+Spectral_C/repo"
+RELEASE = "ea9961aa4bd5b554daeecdcf59e37c495fba9df6"
+RUN = dict(frames=33, lat_h=4, lat_w=6, num_frame_per_block=3, local_attn_size=21, sink_size=10, steps=[1000, 500])
+SEED = 11
+
+
+def extract(mirror, commit, dst, fsl):
+    files = subprocess.run(["git", "--git-dir", mirror, "ls-tree", "-r", "--name-only", commit], capture_output=True,
+                           text=True, check=True).stdout.split("\n")
+    files = [f for f in files if f.endswith((".py", ".yaml")) and f.split("/")[0] in
+             ("wan", "utils", "pipeline", "configs", "demo_utils")]
+    tar = subprocess.run(["git", "--git-dir", mirror, "archive", "--format=tar", commit, "--"] + files,
+                         capture_output=True, check=True).stdout
+    subprocess.run(["tar", "-x", "-C", dst], input=tar, check=True)
+    for rel in ("wan/modules/causal_model.py", "utils/wan_wrapper.py"):  # the one size adaptation
+        p = os.path.join(dst, rel)
+        with open(p) as f:
+            src = f.read()
+        assert "1560" in src, rel
+        with open(p, "w") as f:
+            f.write(src.replace("1560", str(fsl)))
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("outdir")
+    ap.add_argument("--mirror", default=MIRROR)
+    ap.add_argument("--commit", default=RELEASE)
+    a = ap.parse_args()
+    import torch
+    MH.torch = torch
+    torch.set_num_threads(max(1, min(os.cpu_count() or 1, 4)))
+    fsl = (RUN["lat_h"] // 2) * (RUN["lat_w"] // 2)
+    golden = os.path.join(ROOT, "tests", "golden")
+    mdir = os.path.join(golden, "model")
+    ctx = torch.from_numpy(MH.st_read(os.path.join(golden, "expect", "dit_pipeline_base.safetensors"))["context.prompt_embeds"])
+    with open(os.path.join(mdir, "config.json")) as f:
+        import json
+        cfg = json.load(f)
+    L, nh = cfg["num_layers"], cfg["num_heads"]
+    hd = cfg["dim"] // nh
+    os.makedirs(a.outdir, exist_ok=True)
+    with tempfile.TemporaryDirectory() as tmp:
+        ref = os.path.join(tmp, "ref")
+        os.makedirs(ref)
+        extract(a.mirror, a.commit, ref, fsl)
+        if not hasattr(torch, "compile"):  # causal_model_DS.py (imported by the wrapper) compiles flex_attention
+            torch.compile = lambda fn=None, *x, **k: fn if fn is not None else (lambda f: f)  # at import: unused here
+        R = MH.import_reference(ref)
+        prune, pruned = R.causal._mkv_prune_cache, []
+
+        def counted(kv_cache, keep_lists, *x, **k):  # how many compressions ran, and what each kept
+            pruned.append(len(keep_lists[0]))
+            return prune(kv_cache, keep_lists, *x, **k)
+        R.causal._mkv_prune_cache = counted
+        noise, calls, draws, output, _ = MH.reference_loop(R, RUN, tmp, mdir, ctx, SEED, L, nh, hd)
+        shutil.copyfile(os.path.join(tmp, "config.yaml"), os.path.join(a.outdir, "dit_deepforcing.yaml"))
+    # blocks 7 and 9 compress every layer's cache to the budget: 16 frames of 6 tokens
+    assert pruned == [16 * fsl] * (2 * L), pruned
+    rec = OrderedDict()
+    rec["noise.init"] = MH.npf(noise)
+    for k, t in enumerate(draws):
+        rec[f"noise.renoise.{k}"] = MH.npf(t)
+    n_steps = len(RUN["steps"])
+    assert len(calls) == (RUN["frames"] // 3) * (n_steps + 1), len(calls)
+    for j, (x, t, flow, x0, cs) in enumerate(calls):
+        b, s = divmod(j, n_steps + 1)
+        rec[f"pred.{b}.{s}"] = MH.npf(x0)  # [1, F, C, H, W], as sf-denoise --dump-preds writes them
+    rec["latents"] = MH.npf(output)  # the video's latents, named as sf-denoise --save-latents names them
+    MH.st_write(os.path.join(a.outdir, "dit_deepforcing.safetensors"), rec,
+                metadata={"reference": f"Deep Forcing's release {a.commit}", "seed": str(SEED),
+                          "settings": "local_attn_size 21, sink_size 10, budget 16, recent 4, top-C reuse 7"})
+    MH.log(f"wrote {a.outdir}/dit_deepforcing.safetensors ({len(rec)} tensors) and dit_deepforcing.yaml")
+
+
+if __name__ == "__main__":
+    main()
