@@ -613,23 +613,31 @@ PY
     [ ! -e "$D/x.safetensors" ] && [ ! -e "$D/x.pt" ]
 }
 
-@test "--pc-budget 16 (recent 4) with a 21-frame window and a 10-frame sink: Deep Forcing's released code on the tiny model, every prediction within 1e-4, its two compressions included; the plain rolling run and another recent differ from block 7 on" {
-    # tests/golden/expect/dit_deepforcing.safetensors: what the authors' release computes (tests/heldout/make_deepforcing.py:
-    # its causal_model.py and pipeline, 33 latent frames of 4x6, blocks 7 and 9 compress), its noise replayed here
-    D="$BATS_TEST_TMPDIR"
-    E="$G/expect/dit_deepforcing.safetensors"
-    RUN=(--model-dir "$G/model" --config_path "$G/expect/dit_deepforcing.yaml" --no_checkpoint --num_frames 33 --height 32
-         --width 48 --prompt-embeds "$P:context.prompt_embeds" --noise "$E" --deterministic --dump-preds --progress none)
-    run -0 sf-denoise "${RUN[@]}" --pc-budget 16 --pc-recent 4 --save-latents "$D/pc.safetensors"
-    run sf-tensor diff "$E" "$D/pc.safetensors" --rtol 1e-4 --atol 1e-4 -q # the noise only in the expect file
-    assert_line "# 34 compared, 0 mismatched, 12 only in A, 0 only in B (rtol 0.0001, atol 0.0001)"
-    sf-denoise "${RUN[@]}" --save-latents "$D/plain.safetensors"
-    sf-denoise "${RUN[@]}" --pc-budget 16 --pc-recent 3 --save-latents "$D/r3.safetensors"
-    for f in plain r3; do # 11 blocks x 3 forwards: blocks 0-6 as the release's, 7-10 (12 predictions) and the latents not
-        run sf-tensor diff "$E" "$D/$f.safetensors" --rtol 1e-4 --atol 1e-4 -q
-        assert_line "# 34 compared, 13 mismatched, 12 only in A, 0 only in B (rtol 0.0001, atol 0.0001)"
-        refute_output --regexp "pred\.[0-6]\.[^"$'\n'"]*MISMATCH"
+# Deep Forcing's released code on the tiny model (tests/heldout/make_deepforcing.py: its causal_model.py / _DS.py and
+# pipeline, 33 latent frames of 4x6 in blocks of 3, a 21-frame window): tests/golden/expect/$1.safetensors (+ .yaml, its
+# run config). sf-denoise replays its noise with the flags "$2" (a word list): every prediction within 1e-4; with "$3"
+# instead, those of the blocks before block $4 still within it, the rest and the latents not; the same for "$5", $6.
+release_case() {
+    local D="$BATS_TEST_TMPDIR" E="$G/expect/$1.safetensors" f flags first
+    local run=(--model-dir "$G/model" --config_path "$G/expect/$1.yaml" --no_checkpoint --num_frames 33 --height 32
+               --width 48 --prompt-embeds "$P:context.prompt_embeds" --noise "$E" --deterministic --dump-preds --progress none)
+    for f in 0 1 2; do
+        case $f in 0) flags=$2 first=11 ;; 1) flags=$3 first=$4 ;; 2) flags=$5 first=$6 ;; esac
+        read -ra fl <<<"$flags"
+        sf-denoise "${run[@]}" "${fl[@]}" --save-latents "$D/r$f.safetensors"
+        run sf-tensor diff "$E" "$D/r$f.safetensors" --rtol 1e-4 --atol 1e-4 -q # its noise is only in the expect file
+        assert_line "# 34 compared, $(( f ? (11 - first) * 3 + 1 : 0 )) mismatched, 12 only in A, 0 only in B (rtol 0.0001, atol 0.0001)"
+        [ "$f" = 0 ] || refute_output --regexp "pred\.[0-$((first - 1))]\.[^"$'\n'"]*MISMATCH"
     done
+}
+
+@test "--pc-budget 16 (recent 4), window 21, sink 10: Deep Forcing's released code on the tiny model, every prediction within 1e-4 through its two compressions; the plain rolling run and --pc-recent 3 differ from block 7 on" {
+    release_case dit_deepforcing "--pc-budget 16 --pc-recent 4" "" 7 "--pc-budget 16 --pc-recent 3" 7
+}
+
+@test "--sink-rope realign --sink-rope-gap block, window 21, sink 14: Deep Forcing's released Deep Sink alone on the tiny model (its is_ds_only), every prediction within 1e-4; the plain run and gap 0 differ once they move the sink apart" {
+    # the first eviction (block 7) leaves its sink where it was, and the sink moves from block 8 on; gap 0 moves it at 7
+    release_case dit_deepsink "--sink-rope realign --sink-rope-gap block" "" 8 "--sink-rope realign" 7
 }
 
 @test "--kv-compress N: blocks before the first eviction as the plain rolling run, later ones not; tap files mark the kept tokens' slots; recorded; errors" {

@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """What Deep Forcing's released code computes on the tiny golden DiT, for sfpipe's `--pc-budget` to be held to
-(tests/bats/deepforcing.bats).
+(tests/bats/sf-denoise.bats), and what its Deep Sink alone computes, for `--sink-rope realign --sink-rope-gap block`.
 
     /usr/bin/python3 tests/heldout/make_deepforcing.py tests/golden/expect [--mirror GITDIR] [--commit SHA]
 
@@ -17,7 +17,8 @@ The run: its own settings (a 21-frame rolling cache, a 10-frame sink, blocks of 
 (6 tokens a frame) — blocks 7 and 9 compress — 2 warped steps [1000, 500] + the clean-context pass, the golden
 prompt embedding (tests/golden/expect/dit_pipeline_base.safetensors), noise seeded here. Writes
 OUTDIR/dit_deepforcing.yaml (the run config) and OUTDIR/dit_deepforcing.safetensors: noise.init,
-noise.renoise.<k>, pred.<b>.<s> (s = 2: the clean-context pass), latents. A few seconds on 2 cores; needs
+noise.renoise.<k>, pred.<b>.<s> (s = 2: the clean-context pass), latents; then the same for its Deep Sink alone
+(`inference.py --is_ds_only 1`, `causal_model_DS.py`; its configs' sink of 14 frames): OUTDIR/dit_deepsink.*. A few seconds on 2 cores; needs
 python3 with torch, numpy and pyyaml.
 """
 import argparse
@@ -57,12 +58,26 @@ def extract(mirror, commit, dst, fsl):
             f.write(src.replace("1560", str(fsl)))
 
 
+def record(noise, calls, draws, output, n_steps):
+    rec = OrderedDict()
+    rec["noise.init"] = MH.npf(noise)
+    for k, t in enumerate(draws):
+        rec[f"noise.renoise.{k}"] = MH.npf(t)
+    assert len(calls) == (RUN["frames"] // 3) * (n_steps + 1), len(calls)
+    for j, (x, t, flow, x0, cs) in enumerate(calls):
+        b, s = divmod(j, n_steps + 1)
+        rec[f"pred.{b}.{s}"] = MH.npf(x0)  # [1, F, C, H, W], as sf-denoise --dump-preds writes them
+    rec["latents"] = MH.npf(output)  # the video's latents, named as sf-denoise --save-latents names them
+    return rec
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("outdir")
     ap.add_argument("--mirror", default=MIRROR)
     ap.add_argument("--commit", default=RELEASE)
     a = ap.parse_args()
+    import json
     import torch
     MH.torch = torch
     torch.set_num_threads(max(1, min(os.cpu_count() or 1, 4)))
@@ -71,10 +86,10 @@ def main():
     mdir = os.path.join(golden, "model")
     ctx = torch.from_numpy(MH.st_read(os.path.join(golden, "expect", "dit_pipeline_base.safetensors"))["context.prompt_embeds"])
     with open(os.path.join(mdir, "config.json")) as f:
-        import json
         cfg = json.load(f)
     L, nh = cfg["num_layers"], cfg["num_heads"]
     hd = cfg["dim"] // nh
+    n_steps = len(RUN["steps"])
     os.makedirs(a.outdir, exist_ok=True)
     with tempfile.TemporaryDirectory() as tmp:
         ref = os.path.join(tmp, "ref")
@@ -83,30 +98,39 @@ def main():
         if not hasattr(torch, "compile"):  # causal_model_DS.py (imported by the wrapper) compiles flex_attention
             torch.compile = lambda fn=None, *x, **k: fn if fn is not None else (lambda f: f)  # at import: unused here
         R = MH.import_reference(ref)
-        prune, pruned = R.causal._mkv_prune_cache, []
+        DS = sys.modules["wan.modules.causal_model_DS"]
+        prune, pruned, rotate, rotated = R.causal._mkv_prune_cache, [], DS._rope_time_delta_mul_, []
 
         def counted(kv_cache, keep_lists, *x, **k):  # how many compressions ran, and what each kept
             pruned.append(len(keep_lists[0]))
             return prune(kv_cache, keep_lists, *x, **k)
-        R.causal._mkv_prune_cache = counted
-        noise, calls, draws, output, _ = MH.reference_loop(R, RUN, tmp, mdir, ctx, SEED, L, nh, hd)
-        shutil.copyfile(os.path.join(tmp, "config.yaml"), os.path.join(a.outdir, "dit_deepforcing.yaml"))
-    # blocks 7 and 9 compress every layer's cache to the budget: 16 frames of 6 tokens
+
+        def turned(k_chunk, freqs, delta):  # Deep Sink alone: each move of the sink
+            rotated.append(delta)
+            return rotate(k_chunk, freqs, delta)
+        R.causal._mkv_prune_cache, DS._rope_time_delta_mul_ = counted, turned
+        write_config = MH.write_run_config
+        for name, sink, ds in (("dit_deepforcing", 10, False), ("dit_deepsink", 14, True)):
+            def config(path, run, ds=ds):  # its inference.py's --is_ds_only, as the model_kwargs it becomes
+                write_config(path, run)
+                if ds:
+                    with open(path, "a") as f:
+                        f.write("  is_ds_only: true\n")
+            MH.write_run_config = config
+            run = dict(RUN, sink_size=sink)
+            noise, calls, draws, output, _ = MH.reference_loop(R, run, tmp, mdir, ctx, SEED, L, nh, hd)
+            shutil.copyfile(os.path.join(tmp, "config.yaml"), os.path.join(a.outdir, name + ".yaml"))
+            rec = record(noise, calls, draws, output, n_steps)
+            what = ("Deep Sink alone (is_ds_only): local_attn_size 21, sink_size 14" if ds else
+                    "local_attn_size 21, sink_size 10, budget 16, recent 4, top-C reuse 7")
+            MH.st_write(os.path.join(a.outdir, name + ".safetensors"), rec,
+                        metadata={"reference": f"Deep Forcing's release {a.commit}", "seed": str(SEED), "settings": what})
+            MH.log(f"wrote {a.outdir}/{name}.safetensors ({len(rec)} tensors) and {name}.yaml")
+        MH.write_run_config = write_config
+    # PC: blocks 7 and 9 compress every layer's cache to the budget (16 frames of 6 tokens), and the Deep Sink-only
+    # code never compresses; it moves the sink 3 frames at each block's eviction after the first (blocks 8-10)
     assert pruned == [16 * fsl] * (2 * L), pruned
-    rec = OrderedDict()
-    rec["noise.init"] = MH.npf(noise)
-    for k, t in enumerate(draws):
-        rec[f"noise.renoise.{k}"] = MH.npf(t)
-    n_steps = len(RUN["steps"])
-    assert len(calls) == (RUN["frames"] // 3) * (n_steps + 1), len(calls)
-    for j, (x, t, flow, x0, cs) in enumerate(calls):
-        b, s = divmod(j, n_steps + 1)
-        rec[f"pred.{b}.{s}"] = MH.npf(x0)  # [1, F, C, H, W], as sf-denoise --dump-preds writes them
-    rec["latents"] = MH.npf(output)  # the video's latents, named as sf-denoise --save-latents names them
-    MH.st_write(os.path.join(a.outdir, "dit_deepforcing.safetensors"), rec,
-                metadata={"reference": f"Deep Forcing's release {a.commit}", "seed": str(SEED),
-                          "settings": "local_attn_size 21, sink_size 10, budget 16, recent 4, top-C reuse 7"})
-    MH.log(f"wrote {a.outdir}/dit_deepforcing.safetensors ({len(rec)} tensors) and dit_deepforcing.yaml")
+    assert rotated == [3] * (3 * L), rotated
 
 
 if __name__ == "__main__":
