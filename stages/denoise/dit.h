@@ -340,9 +340,9 @@ void sf_dit_kv_compress_free(sf_dit_state *st);
  * (after the sink, before the recent) by that sum dotted with its key over all the heads' features, divided by
  * √d·heads (kernels/kv_compress.h sf_pc_scores_cpu: one score shared by every head, no softmax), and keeps the
  * C = budget − sink − recent best (ties: the older; a token already chosen max_reuse times stands back while
- * others can, 0: no limit), in cache order. With a sink, the sink's keys then move in time to end where the kept
- * and recent frames begin counted back from the block (the shift the released code gives them, set at each
- * compression; sink_rope.c). Kept slots' key_frames read −1. Needs a rolling cache whose window is the cache,
+ * others can, 0: no limit), in cache order. With a sink, the sink's keys then move in time as if the compressed
+ * cache ended where the block begins — the sink starts budget frames before it (the shift the released code gives
+ * them, set at each compression; sink_rope.c). Kept slots' key_frames read −1. Needs a rolling cache whose window is the cache,
  * max_frames ≤ recent, sink + recent ≤ budget ≤ the cache's frames, and --kv-compress off (SF_E_ARG otherwise).
  * Both backends; set before a video; budget 0 turns it off. */
 sf_status sf_dit_set_pc(sf_dit_state *st, int64_t budget, int64_t recent, int max_reuse, sf_err *err);

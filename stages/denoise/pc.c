@@ -12,8 +12,8 @@
  *   the window's query sum dotted with its key over all the heads' features, over √d·heads: one score for every
  *   head, no softmax (kernels/kv_compress.h sf_pc_scores_cpu). Ties go to the older token; a token already chosen
  *   --pc-max-reuse times (the release's default: 7) stands back while enough others can be chosen;
- * - with a sink, the sink's keys then move in time to end where the kept frames would begin if they ran up to the
- *   block (block start − the compressed cache's frames): the shift the release gives them, held until the next
+ * - with a sink, the sink's keys then move in time as if the compressed cache ended where the block begins: the
+ *   sink starts budget frames before the block (the shift the release gives them), held until the next
  *   compression (sink_rope.c, mode 2).
  * Where sfpipe differs, and why (docs/sink-workbench.md): scores in fp64 (the release rounds them to bf16, whose
  * ties torch.topk breaks its own way); when the reuse limit leaves too few candidates, the best held-back ones fill
@@ -153,7 +153,7 @@ int sf_dit_pc_plan(sf_dit_state *st, int64_t n_new, int64_t start_frame, sf_dit_
     const int64_t sf = sink / S, kf = topc / S;
     memmove(st->key_frames + sf + kf, st->key_frames + from / S, sizeof(int64_t) * (size_t)((lend - from) / S));
     for (int64_t f = sf; f < sf + kf; f++) st->key_frames[f] = -1;
-    if (sink > 0) st->pc_sink_want = start_frame - le / S; /* the sink ends where the kept frames would begin */
+    if (sink > 0) st->pc_sink_want = start_frame - le / S; /* as if the compressed cache ended at the block */
     st->pc_runs++;
     return 1;
 }
