@@ -421,7 +421,8 @@ void sf_dit_state_reset(sf_dit_state *st) {
     st->local_end = 0;
     st->sink_shift = 0, st->sink_orig_valid = 0; /* the next video's sink is cached afresh */
     st->kvc_lq = 0;                              /* and --kv-compress has no queries of it yet */
-    st->pc_head = st->pc_len = 0, st->pc_sink_want = 0; /* nor --pc-budget's window */
+    st->pc_head = st->pc_len = 0, st->pc_sink_want = 0, st->pc_kept = 0; /* nor --pc-budget's window, kept tokens */
+    st->kvc_src_valid = 0;
     if (st->pc_count)
         memset(st->pc_count, 0, sizeof(int32_t) * (size_t)st->w->cfg.num_layers * (size_t)st->cache_tokens);
 }
@@ -624,7 +625,9 @@ static sf_status dit_layer(sf_dit_state *st, int l, const dit_fwd *fw, sf_err *e
         return sf_fail(err, SF_E_NOMEM, "attention: out of memory");
     if (tapped && st->tap.done) {
         sf_dit_attn_view vw = {l,    L,    Lk,   (int)NH, (int)hd, st->q, Ka,      D,           S,
-                               kfr,  logits, NULL, NULL,  NULL,    0,     0,  NULL, fw->kfr, fw->kv.Lk / S};
+                               kfr,  logits, NULL, NULL,  NULL,    0,     0,  NULL, fw->kfr, fw->kv.Lk / S,
+                               NULL, 0,      0};
+        sf_dit_kept_view(st, l, &vw);
         if ((s = st->tap.done(st->tap.ctx, &vw, err))) return s;
     }
     if (l == 0) probe(st, "mid.block0.self_attn.attn_out", st->o, L * D);
@@ -643,7 +646,7 @@ static sf_status dit_layer(sf_dit_state *st, int l, const dit_fwd *fw, sf_err *e
         return sf_fail(err, SF_E_NOMEM, "attention: out of memory");
     if (st->tap.wants_cross && st->tap.done && st->tap.wants_cross(st->tap.ctx, l)) {
         sf_dit_attn_view vw = {l, L, c->text_len, (int)NH, (int)hd, st->q, st->ck[l], D, S, NULL, NULL, NULL,
-                               NULL, NULL, 1, st->ctx_real, NULL, NULL, 0};
+                               NULL, NULL, 1, st->ctx_real, NULL, NULL, 0, NULL, 0, 0};
         if ((s = st->tap.done(st->tap.ctx, &vw, err))) return s;
     }
     if (l == 0) probe(st, "mid.block0.cross_attn.attn_out", st->o, L * D);

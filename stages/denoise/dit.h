@@ -107,6 +107,12 @@ typedef struct sf_dit_attn_view {
      * skipped some of its first slots (--sink-ablate: sf_dit_ablate_skip). NULL: key_frames is the window. */
     const int64_t *window_frames;
     int64_t window_slots;
+    /* Self-attention under --kv-compress or --pc-budget: the absolute frame each kept token came from, (kept_heads,
+     * kept_tokens) — the slots of key_frames that read −1, in order; kept_heads 1 when every head keeps the same
+     * tokens (--pc-budget), the heads' count when each keeps its own (--kv-compress). NULL / 0: none kept. */
+    const int32_t *kept_frames;
+    int64_t kept_tokens;
+    int kept_heads;
 } sf_dit_attn_view;
 
 typedef struct sf_dit_tap {
@@ -229,6 +235,8 @@ typedef struct sf_dit_state {
     double *kvc_score;               /* host: (num_layers, heads, kvc_tokens + max_frames·frame_tokens) importances */
     int32_t *kvc_idx;                /* host: (num_layers, heads, kvc_tokens) the tokens each head keeps */
     int64_t kvc_runs;                /* compressions since the state was made (tests, info) */
+    int32_t *kvc_src;                /* host: (num_layers, heads, kvc_tokens) the frame each kept token came from */
+    int kvc_src_valid;               /* kvc_src holds them (a compression of this video ran) */
     /* Test seam (test_dit_cuda_shapes): when set, layer l's selection comes from here instead of sf_kv_select_cpu
      * (same contract; 0 = done) — a CPU state made to keep the GPU's tokens, so their flows stay comparable. */
     int (*kvc_select)(void *ctx, int layer, int H, int64_t n, const double *score, int64_t keep, int32_t *idx);
@@ -243,6 +251,9 @@ typedef struct sf_dit_state {
     double *pc_qsum, *pc_score;      /* host scratch: (dim), (cache_tokens) */
     int32_t *pc_idx;                 /* host scratch: (cache_tokens) a compaction's sources */
     int64_t pc_sink_want;            /* the shift of the sink that the last compression asked for (frames) */
+    int32_t *pc_src;                 /* host: (num_layers, cache_tokens) the frame each kept token came from */
+    int64_t pc_kept, pc_kept_old;    /* tokens kept after the sink now, and before this forward's compression */
+    int64_t *pc_old_kf;              /* host: (cache frames) key_frames as they were before this forward's plan */
     int64_t pc_runs, pc_fills;       /* compressions; tokens chosen past the reuse limit (tests, info) */
 } sf_dit_state;
 
@@ -329,6 +340,8 @@ sf_status sf_dit_kv_compress(sf_dit_state *st, int64_t evict, int *done, sf_err 
  * so (sf_dit_set_kv_compress's check, for callers that check before making a state). */
 sf_status sf_dit_kv_compress_fits(int64_t frames, int64_t sink_frames, int block_frames, int64_t cache_frames,
                                   sf_err *err);
+/* Layer l's kept tokens' frames into a self-attention view (kept_frames, kept_tokens, kept_heads; none: NULL, 0). */
+void sf_dit_kept_view(const sf_dit_state *st, int l, sf_dit_attn_view *v);
 /* Frees what sf_dit_set_kv_compress made (sf_dit_state_free calls it). */
 void sf_dit_kv_compress_free(sf_dit_state *st);
 

@@ -608,7 +608,7 @@ static sf_status layer(sf_dit_state *st, int l, int F, int64_t start_frame, cons
     const int xtap = st->tap.wants_cross && st->tap.done && st->tap.wants_cross(st->tap.ctx, l);
     if (xtap && st->ctx_real < 1) { /* no real token: the tap reports it (as on the CPU) */
         sf_dit_attn_view vw = {l,    L,    c->text_len, (int)NH, (int)hd, NULL, NULL, D, S, NULL,
-                               NULL, NULL, NULL,        NULL,    1,       0,    NULL, NULL, 0};
+                               NULL, NULL, NULL,        NULL,    1,       0,    NULL, NULL, 0, NULL, 0, 0};
         return st->tap.done(st->tap.ctx, &vw, err);
     }
     massrun xr = {g, (int)NH, L, c->text_len, 1, st->ctx_real};
@@ -619,7 +619,7 @@ static sf_status layer(sf_dit_state *st, int l, int F, int64_t start_frame, cons
     if (xtap) { /* the cross-attention's text-token mass, renormalised over the real tokens */
         if ((s = sf_dgpu_mass_finish(st, &xr, 1, -1, err))) return s;
         sf_dit_attn_view vw = {l, L, c->text_len, (int)NH, (int)hd, NULL, NULL, D, S, NULL, NULL, NULL,
-                               g->tm_hout, g->tm_hst, 1, st->ctx_real, NULL, NULL, 0};
+                               g->tm_hout, g->tm_hst, 1, st->ctx_real, NULL, NULL, 0, NULL, 0, 0};
         if ((s = st->tap.done(st->tap.ctx, &vw, err))) return s;
     }
     if (l == 0 && (s = gprobe(st, "mid.block0.cross_attn.attn_out", g->o, L * D, err))) return s;

@@ -341,6 +341,7 @@ static sf_dit_attn_view layer_view(const sf_dit_state *st, int l, int64_t L, int
     sf_dit_attn_view vw = {0};
     vw.layer = l, vw.Lq = L, vw.Lk = Lkw - skip, vw.heads = c->num_heads, vw.head_dim = (int)(c->dim / c->num_heads);
     vw.ld = c->dim, vw.frame_tokens = S, vw.key_frames = kfw + skip / S, vw.window_frames = kfw, vw.window_slots = Lkw / S;
+    sf_dit_kept_view(st, l, &vw);
     return vw;
 }
 

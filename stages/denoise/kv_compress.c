@@ -36,8 +36,9 @@ static void free_gpu(sf_dit_gpu *g) {
 
 void sf_dit_kv_compress_free(sf_dit_state *st) {
     if (st->gpu) free_gpu(st->gpu);
-    free(st->kvc_q), free(st->kvc_score), free(st->kvc_idx);
-    st->kvc_q = NULL, st->kvc_score = NULL, st->kvc_idx = NULL, st->kvc_tokens = 0, st->kvc_lq = 0;
+    free(st->kvc_q), free(st->kvc_score), free(st->kvc_idx), free(st->kvc_src);
+    st->kvc_q = NULL, st->kvc_score = NULL, st->kvc_idx = NULL, st->kvc_src = NULL, st->kvc_tokens = 0, st->kvc_lq = 0;
+    st->kvc_src_valid = 0;
 }
 
 sf_status sf_dit_kv_compress_fits(int64_t frames, int64_t sink_frames, int block_frames, int64_t cache_frames,
@@ -68,7 +69,8 @@ sf_status sf_dit_set_kv_compress(sf_dit_state *st, int64_t frames, sf_err *err) 
     const size_t nscore = (size_t)(NL * H * ncand), nidx = (size_t)(NL * H * kept);
     st->kvc_score = malloc(sizeof(double) * nscore);
     st->kvc_idx = malloc(sizeof(int32_t) * nidx);
-    if (!st->kvc_score || !st->kvc_idx) {
+    st->kvc_src = malloc(sizeof(int32_t) * nidx);
+    if (!st->kvc_score || !st->kvc_idx || !st->kvc_src) {
         s = sf_fail(err, SF_E_NOMEM, "--kv-compress: out of memory");
     } else if (st->gpu) {
         sf_dit_gpu *g = st->gpu;
@@ -93,11 +95,21 @@ sf_status sf_dit_set_kv_compress(sf_dit_state *st, int64_t frames, sf_err *err) 
     return SF_OK;
 }
 
-/* Layer l's selection: the kept tokens of each head (sf_kv_select_cpu, or the test seam). */
+/* Layer l's selection: the kept tokens of each head (sf_kv_select_cpu, or the test seam); then where each came
+ * from — a kept token of the last compression (this video's), else the frame its candidate slot holds (key_frames,
+ * still as before the roll) — in place (idx ascending, idx[i] ≥ i). */
 static int pick(sf_dit_state *st, int l, int64_t n, const double *score, int32_t *idx) {
     const int H = st->w->cfg.num_heads;
-    if (st->kvc_select) return st->kvc_select(st->kvc_select_ctx, l, H, n, score, st->kvc_tokens, idx);
-    return sf_kv_select_cpu(H, n, score, st->kvc_tokens, idx);
+    const int64_t kept = st->kvc_tokens, S = st->frame_tokens, T = st->sink_tokens;
+    const int r = st->kvc_select ? st->kvc_select(st->kvc_select_ctx, l, H, n, score, kept, idx)
+                                 : sf_kv_select_cpu(H, n, score, kept, idx);
+    for (int h = 0; h < H && !r; h++) {
+        int32_t *src = st->kvc_src + ((size_t)l * (size_t)H + (size_t)h) * (size_t)kept;
+        const int32_t *ih = idx + (size_t)h * (size_t)kept;
+        for (int64_t i = 0; i < kept; i++)
+            src[i] = st->kvc_src_valid && ih[i] < kept ? src[ih[i]] : (int32_t)st->key_frames[(T + ih[i]) / S];
+    }
+    return r;
 }
 
 /* Every layer, CPU: score, select, gather keys and values, roll the rest. */
@@ -166,7 +178,19 @@ sf_status sf_dit_kv_compress(sf_dit_state *st, int64_t evict, int *done, sf_err 
     const int64_t sf = T / S, kf = kept / S;
     for (int64_t f = sf; f < sf + kf; f++) st->key_frames[f] = -1; /* tokens of mixed frames, per head */
     memmove(st->key_frames + sf + kf, st->key_frames + sf + n / S, sizeof(int64_t) * (size_t)(rest / S));
-    st->kvc_runs++;
+    st->kvc_runs++, st->kvc_src_valid = 1;
     *done = 1;
     return SF_OK;
+}
+
+void sf_dit_kept_view(const sf_dit_state *st, int l, sf_dit_attn_view *v) {
+    v->kept_frames = NULL, v->kept_tokens = 0, v->kept_heads = 0;
+    if (st->kvc_tokens > 0 && st->kvc_src_valid) {
+        const int H = st->w->cfg.num_heads;
+        v->kept_frames = st->kvc_src + (size_t)l * (size_t)H * (size_t)st->kvc_tokens;
+        v->kept_tokens = st->kvc_tokens, v->kept_heads = H;
+    } else if (st->pc_budget > 0 && st->pc_kept > 0) {
+        v->kept_frames = st->pc_src + (size_t)l * (size_t)st->cache_tokens;
+        v->kept_tokens = st->pc_kept, v->kept_heads = 1;
+    }
 }

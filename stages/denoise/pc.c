@@ -49,7 +49,9 @@ static void free_gpu(sf_dit_gpu *g) {
 void sf_dit_pc_free(sf_dit_state *st) {
     if (st->gpu) free_gpu(st->gpu);
     free(st->pc_ring), free(st->pc_count), free(st->pc_qsum), free(st->pc_score), free(st->pc_idx);
+    free(st->pc_src), free(st->pc_old_kf);
     st->pc_ring = NULL, st->pc_count = NULL, st->pc_qsum = st->pc_score = NULL, st->pc_idx = NULL;
+    st->pc_src = NULL, st->pc_old_kf = NULL, st->pc_kept = st->pc_kept_old = 0;
     st->pc_budget = st->pc_recent = 0, st->pc_head = st->pc_len = 0, st->pc_sink_want = 0;
 }
 
@@ -98,7 +100,9 @@ sf_status sf_dit_set_pc(sf_dit_state *st, int64_t budget, int64_t recent, int ma
     st->pc_qsum = malloc(sizeof(double) * (size_t)D);
     st->pc_score = malloc(sizeof(double) * (size_t)cache);
     st->pc_idx = malloc(sizeof(int32_t) * (size_t)cache);
-    if (!st->pc_count || !st->pc_qsum || !st->pc_score || !st->pc_idx) {
+    st->pc_src = malloc(sizeof(int32_t) * (size_t)(NL * cache));
+    st->pc_old_kf = malloc(sizeof(int64_t) * (size_t)(S > 0 ? cache / S : 1));
+    if (!st->pc_count || !st->pc_qsum || !st->pc_score || !st->pc_idx || !st->pc_src || !st->pc_old_kf) {
         s = sf_fail(err, SF_E_NOMEM, "--pc-budget: out of memory");
     } else if (st->gpu) {
         sf_dit_gpu *g = st->gpu;
@@ -151,6 +155,8 @@ int sf_dit_pc_plan(sf_dit_state *st, int64_t n_new, int64_t start_frame, sf_dit_
     /* key_frames: the kept slots hold tokens of mixed frames (−1), the old recent frames move down behind them
        (forward() then writes the block's); every quantity is whole frames */
     const int64_t sf = sink / S, kf = topc / S;
+    memcpy(st->pc_old_kf, st->key_frames, sizeof(int64_t) * (size_t)(lend / S)); /* where the candidates came from */
+    st->pc_kept_old = st->pc_kept, st->pc_kept = topc;
     memmove(st->key_frames + sf + kf, st->key_frames + from / S, sizeof(int64_t) * (size_t)((lend - from) / S));
     for (int64_t f = sf; f < sf + kf; f++) st->key_frames[f] = -1;
     if (sink > 0) st->pc_sink_want = start_frame - le / S; /* as if the compressed cache ended at the block */
@@ -171,7 +177,7 @@ void sf_dit_pc_advance(sf_dit_state *st, int64_t L) {
 
 /* The compaction's sources (relative to the sink): the selection, then the old recent slots; returns their count
  * (selection fills, if any, counted in pc_fills), or −1 out of memory. Counts move with their tokens (the chosen
- * +1), the block's slots start at 0. */
+ * +1), the block's slots start at 0; the chosen tokens' frames: a kept token's own, else its slot's frame. */
 static int64_t choose(sf_dit_state *st, int l, const sf_dit_kv_step *kv, int32_t *cnt) {
     const int64_t sink = st->sink_tokens, n = kv->pc_from - sink, topc = kv->pc_topc, old = kv->pc_end - kv->pc_from;
     int32_t *idx = st->pc_idx;
@@ -185,6 +191,9 @@ static int64_t choose(sf_dit_state *st, int l, const sf_dit_kv_step *kv, int32_t
     for (int64_t i = 0; i < old; i++) idx[topc + i] = (int32_t)(n + i);
     const int64_t keep = topc + old;
     for (int64_t i = 0; i < keep; i++) cnt[sink + i] = cnt[sink + idx[i]] + (i < topc); /* idx[i] ≥ i */
+    int32_t *src = st->pc_src + (size_t)l * (size_t)st->cache_tokens;
+    for (int64_t i = 0; i < topc; i++)
+        src[i] = idx[i] < st->pc_kept_old ? src[idx[i]] : (int32_t)st->pc_old_kf[(sink + idx[i]) / st->frame_tokens];
     for (int64_t i = kv->ls; i < kv->le; i++) cnt[i] = 0;
     return keep;
 }

@@ -168,7 +168,38 @@ static void cap_free(sf_tap_capture *c) {
     free(c->stats);
     free(c->key_frames);
     free(c->win_frames);
+    free(c->kept_hist);
     memset(c, 0, sizeof *c);
+}
+
+static int cmp_i32(const void *a, const void *b) {
+    const int32_t x = *(const int32_t *)a, y = *(const int32_t *)b;
+    return (x > y) - (x < y);
+}
+
+/* The view's kept tokens as (frame, tokens) pairs, frames ascending (c->kept_hist; none: NULL). */
+static sf_status kept_histogram(sf_tap_capture *c, const sf_dit_attn_view *v, sf_err *err) {
+    free(c->kept_hist);
+    c->kept_hist = NULL, c->kept_bins = 0;
+    const int64_t n = v->cross || !v->kept_frames ? 0 : v->kept_tokens * v->kept_heads;
+    if (n <= 0) return SF_OK;
+    int32_t *f = malloc(sizeof(int32_t) * (size_t)n);
+    if (!f) return sf_fail(err, SF_E_NOMEM, "out of memory");
+    memcpy(f, v->kept_frames, sizeof(int32_t) * (size_t)n);
+    qsort(f, (size_t)n, sizeof(int32_t), cmp_i32);
+    int64_t bins = 1;
+    for (int64_t i = 1; i < n; i++) bins += f[i] != f[i - 1];
+    if (!(c->kept_hist = malloc(sizeof(int64_t) * (size_t)(2 * bins)))) {
+        free(f);
+        return sf_fail(err, SF_E_NOMEM, "out of memory");
+    }
+    for (int64_t i = 0, b = -1; i < n; i++) {
+        if (!i || f[i] != f[i - 1]) c->kept_hist[2 * ++b] = f[i], c->kept_hist[2 * b + 1] = 0;
+        c->kept_hist[2 * b + 1]++;
+    }
+    c->kept_bins = bins;
+    free(f);
+    return SF_OK;
 }
 
 void sf_taps_free(sf_taps *t) {
@@ -314,6 +345,8 @@ static sf_status cap_describe(sf_tap_capture *c, const sf_taps *t, const sf_dit_
         memcpy(c->win_frames, v->window_frames, sizeof(int64_t) * (size_t)v->window_slots);
         c->win_slots = v->window_slots;
     }
+    sf_status s = kept_histogram(c, v, err);
+    if (s) return s;
     c->cross = v->cross;
     c->n_real = v->n_real;
     c->sink_shift = !v->cross && t->st ? t->st->sink_shift : 0; /* set before the forward's layers, on both backends */
@@ -535,6 +568,24 @@ static sf_status facts(const sf_taps *t, const sf_taps_meta *m, const char **kv,
         cJSON_AddItemToObject(o, "key_frames", frames_json(w->win_frames ? w->win_frames : w->key_frames, wslots));
         /* --sink-rope realign: the sink's keys sat sink_shift frames later in time than the frames they hold */
         if (c->sink_shift) cJSON_AddNumberToObject(o, "sink_shift", (double)c->sink_shift);
+        /* --kv-compress / --pc-budget: where each layer's kept tokens came from */
+        cJSON *kh = NULL;
+        for (size_t j = i; j < t->n_caps; j++) {
+            const sf_tap_capture *a = &t->caps[j];
+            if (!same_forward(a, c) || a->cross || !a->kept_bins) continue;
+            char nm[16];
+            snprintf(nm, sizeof nm, "%d", a->layer);
+            if (!kh) cJSON_AddItemToObject(o, "kept_frames", kh = cJSON_CreateObject());
+            if (!kh || cJSON_GetObjectItem(kh, nm)) continue;
+            cJSON *arr = cJSON_CreateArray();
+            for (int64_t b = 0; arr && b < a->kept_bins; b++) {
+                cJSON *pair = cJSON_CreateArray();
+                cJSON_AddItemToArray(pair, cJSON_CreateNumber((double)a->kept_hist[2 * b]));
+                cJSON_AddItemToArray(pair, cJSON_CreateNumber((double)a->kept_hist[2 * b + 1]));
+                cJSON_AddItemToArray(arr, pair);
+            }
+            cJSON_AddItemToObject(kh, nm, arr);
+        }
         for (size_t j = i; j < t->n_caps; j++)
             if (same_forward(&t->caps[j], c) && t->caps[j].Lk / t->caps[j].frame_tokens < wslots) {
                 char nm[16];

@@ -67,6 +67,9 @@ typedef struct sf_tap_capture {
     int cross;               /* 1: a cross-attention capture (Lk = text_len) */
     int64_t n_real;          /* cross: real text tokens */
     int64_t sink_shift;      /* --sink-rope realign: the time shift the sink's keys had in this forward (0: none) */
+    int64_t *kept_hist;      /* --kv-compress / --pc-budget: (kept_bins, 2) frame, tokens (summed over the heads) the
+                                kept slots hold from it, frames ascending; owned, NULL when none */
+    int64_t kept_bins;
 } sf_tap_capture;
 
 typedef struct sf_taps {
@@ -177,7 +180,8 @@ sf_status sf_taps_check_path(const sf_taps *t, const char *path, sf_err *err);
  * .safetensors metadata: tap_mode, num_frames, num_frame_per_block, frame_seq_length, prompt,
  * weights, layers (JSON list), heads, forwards (JSON: block, step, start_frame, query_frames,
  * key_frames = the absolute frame of every key slot of the forward's window, sink frames of a rolling cache
- * included, −1 for a slot of --kv-compress's kept tokens (mixed frames, per head), and layer_key_frames {"<layer>": [...]} for a tapped layer that attended fewer: --sink-ablate),
+ * included, −1 for a slot of --kv-compress's kept tokens (mixed frames, per head), kept_frames {"<layer>":
+ * [[frame, tokens], ...]} where those slots' tokens came from (tokens summed over the heads), and layer_key_frames {"<layer>": [...]} for a tapped layer that attended fewer: --sink-ablate),
  * tap_cross, real_text_tokens, local_attn_size, sink_size, kv_compress, seed, model_dir, config (those set in meta). */
 sf_status sf_taps_write(const sf_taps *t, const char *path, const sf_taps_meta *meta, sf_err *err);
 

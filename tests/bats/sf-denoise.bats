@@ -588,6 +588,10 @@ fw = {(x["block"], x["step"]): x for x in json.loads(mt["forwards"])}
 assert fw[(2, 0)]["key_frames"] == [0, -1, 6, 7, 8], fw[(2, 0)]
 assert fw[(2, 0)]["sink_shift"] == 1 and fw[(2, 2)]["sink_shift"] == 1, fw[(2, 0)]
 assert fw[(1, 0)]["key_frames"] == [0, 1, 2, 3, 4, 5] and "sink_shift" not in fw[(1, 0)], fw[(1, 0)]
+# where each layer's kept tokens came from: a frame's worth (24 tokens, one set for every head) of candidates 1-5
+kf = fw[(2, 0)]["kept_frames"]
+assert sorted(kf) == ["0", "1", "2"] and "kept_frames" not in fw[(1, 0)], fw[(2, 0)]
+assert all(sum(n for f, n in kf[l]) == 24 and all(1 <= f <= 5 for f, n in kf[l]) for l in kf), kf
 PY
     # errors, before any work and without outputs
     run -2 --separate-stderr sf-denoise "${COMMON[@]}" --prompt-embeds "$P:context.prompt_embeds" \
@@ -669,6 +673,9 @@ assert mt["weights"] == mk["weights"] and mt["kv_compress"] == "2", mt
 fw = {(x["block"], x["step"]): x for x in json.loads(mt["forwards"])}
 assert fw[(2, 0)]["key_frames"] == [0, -1, -1, 6, 7, 8], fw[(2, 0)]
 assert fw[(1, 0)]["key_frames"] == [0, 1, 2, 3, 4, 5], fw[(1, 0)]
+# where the kept tokens came from: 2 frames' worth (48 tokens) in each of the 2 heads, of the candidates 1-5
+kf = fw[(2, 0)]["kept_frames"]
+assert all(sum(n for f, n in kf[l]) == 96 and all(1 <= f <= 5 for f, n in kf[l]) for l in kf) and len(kf) == 3, kf
 PY
     # sf-taps: the kept tokens' slots are no frame's column (block 2's window: the sink, then frames 6-8), said so
     run -0 sf-taps compare "$D/t.safetensors" "$D/t.safetensors" --forward 2:0 -o "$D/cmp"

@@ -78,6 +78,9 @@ typedef struct kvc_snap {
     float *k, *v, *q;        /* the cache (NL, cache_tokens, D) and the kept queries (NL, L, D) before the forward */
     int64_t lq, lend;
     int armed, checked, bad, near_ties;
+    int64_t kf[T];           /* key_frames before the forward */
+    int32_t *frm;            /* (NL, H, kept) the frame each kept token came from, as the brute force chose them */
+    int frm_valid;           /* a compression of this run ran */
 } kvc_snap;
 static kvc_snap KS;
 static void kvc_snapshot(const sf_dit_state *st, int F);
@@ -134,6 +137,7 @@ static void run(long las, long sink, int iff, const window *sel, const window *c
     sf_err err = {{0}};
     model_load();
     if (!M.ok) return;
+    KS.frm_valid = 0; /* a new state: no kept tokens yet */
     int nf = iff ? T - 2 : T; /* 1 + 3·3 = 10 frames with an independent first frame */
     sf_dit_state st;
     int64_t cache = las == -1 ? nf : las;
@@ -467,6 +471,8 @@ static void kvc_snapshot(const sf_dit_state *st, int F) {
         memcpy(KS.v + l * C * D, st->vc[l], sizeof(float) * (size_t)(C * D));
     }
     memcpy(KS.q, st->kvc_q, sizeof(float) * (size_t)(NL * L * D));
+    memcpy(KS.kf, st->key_frames, sizeof(int64_t) * (size_t)(C / S));
+    if (!KS.frm) KS.frm = calloc((size_t)(NL * M.w.cfg.num_heads * st->kvc_tokens), sizeof(int32_t));
     KS.lq = st->kvc_lq, KS.lend = st->local_end;
 }
 
@@ -507,12 +513,21 @@ static void kvc_brute(const sf_dit_state *st, int F) {
                 for (int64_t i = 0; i < KS.lend; i++) z += exp(lg[i] - m);
                 for (int64_t j = 0; j < n; j++) cd[j].s += exp(lg[T0 + j] - m) / z;
             }
+            int32_t *frm = KS.frm + (l * H + h) * kept; /* where the kept tokens came from: its record, then a tap's */
+            const int32_t *got = st->kvc_src + (l * H + h) * kept;
             qsort(cd, (size_t)n, sizeof *cd, kvc_desc);
             if (cd[kept - 1].s - cd[kept].s < 1e-9 * cd[kept - 1].s) { /* too close to call in float: not checked */
                 KS.near_ties++;
+                memcpy(frm, got, sizeof(int32_t) * (size_t)kept);
                 continue;
             }
             qsort(cd, (size_t)kept, sizeof *cd, kvc_asc);
+            for (int64_t i = 0; i < kept; i++) { /* in place: cd[i].j >= i */
+                frm[i] = KS.frm_valid && cd[i].j < kept ? frm[cd[i].j] : (int32_t)KS.kf[(T0 + cd[i].j) / S];
+                if (got[i] != frm[i] && !bad++)
+                    fprintf(stderr, "# kv-compress: layer %d head %lld kept token %lld came from frame %d, not %d\n", l,
+                            (long long)h, (long long)i, got[i], frm[i]);
+            }
             for (int64_t i = 0; i < kept; i++) {
                 const size_t at = (size_t)((T0 + i) * D + h * hd), from = (size_t)((T0 + cd[i].j) * D + h * hd);
                 if (memcmp(st->kc[l] + at, K + from, sizeof(float) * (size_t)hd) ||
@@ -532,6 +547,7 @@ static void kvc_brute(const sf_dit_state *st, int F) {
     free(cd), free(lg);
     KS.checked++;
     KS.bad += bad;
+    KS.frm_valid = 1;
 }
 
 /* The state after a compressed run: the slots' frames and the count; then a prompt switch's re-cache rewrites the

@@ -33,6 +33,7 @@ typedef struct brute {
     int64_t wlen;               /* rows in the window (every layer alike), before the current forward */
     float *kk, *vv;             /* the caches (NL, cache, D) before a block's first forward */
     int32_t *cnt;               /* (NL, cache) times each slot's token was chosen */
+    int32_t *frm;               /* (NL, cache) the frame each slot's token came from */
     int64_t lend;               /* the brute's own cache length */
     int64_t start;              /* this forward's block start */
     int step, compress, n_compress, fills, bad, views;
@@ -134,11 +135,13 @@ static sf_status tap_done(void *vc, const sf_dit_attn_view *v, sf_err *err) {
                 note_bad(b, "layer %d candidate %lld: score %.17g, want %.17g", l, j, b->st->pc_score[j], sc[j]);
         rank_select(sc, cnt + b->sink, n, keep, (int)b->max_reuse, sel, &b->fills);
         /* expected slots after the sink: the chosen, then the old recent [from, old_lend) */
-        int32_t *c2 = malloc(sizeof(int32_t) * (size_t)cache);
+        int32_t *c2 = malloc(sizeof(int32_t) * (size_t)cache), *f2 = malloc(sizeof(int32_t) * (size_t)cache);
+        int32_t *frm = b->frm + l * cache;
         memcpy(c2, cnt, sizeof(int32_t) * (size_t)cache);
+        memcpy(f2, frm, sizeof(int32_t) * (size_t)cache);
         for (int64_t i = 0; i < b->le - L - b->sink; i++) {
             const int64_t src = i < keep ? b->sink + sel[i] : b->from + (i - keep), dst = b->sink + i;
-            c2[dst] = cnt[src] + (i < keep);
+            c2[dst] = cnt[src] + (i < keep), f2[dst] = frm[src];
             for (int64_t e = 0; e < D; e++) {
                 if (v->k[dst * v->ld + e] != K0[src * D + e])
                     note_bad(b, "layer %d slot %lld: key %.9g, want %.9g", l, dst, v->k[dst * v->ld + e], K0[src * D + e]);
@@ -150,10 +153,20 @@ static sf_status tap_done(void *vc, const sf_dit_attn_view *v, sf_err *err) {
         for (int64_t i = 0; i < b->sink * D; i++) /* the sink's values never move (its keys turn in time) */
             if (b->st->vc[l][i] != V0[i]) note_bad(b, "layer %d sink value %lld: %.9g, want %.9g", l, i, b->st->vc[l][i], V0[i]);
         memcpy(cnt, c2, sizeof(int32_t) * (size_t)cache);
-        free(qs), free(sc), free(sel), free(c2);
+        memcpy(frm, f2, sizeof(int32_t) * (size_t)cache);
+        free(qs), free(sc), free(sel), free(c2), free(f2);
     }
     if (b->step == 0)
-        for (int64_t i = b->le - L; i < b->le; i++) cnt[i] = 0; /* the block's own slots */
+        for (int64_t i = b->le - L; i < b->le; i++) /* the block's own slots */
+            cnt[i] = 0, b->frm[l * cache + i] = (int32_t)(b->start + (i - (b->le - L)) / b->S);
+    /* the view says where the kept tokens came from: the brute force's own record of them */
+    const int64_t kt = b->n_compress ? b->topc : 0; /* the last compression's C, once any ran */
+    if (v->kept_tokens != kt || (kt && (!v->kept_frames || v->kept_heads != 1)))
+        note_bad(b, "layer %d: %lld kept tokens' frames in the view, want %.0f (%.0f)", l, v->kept_tokens, (double)kt, 0);
+    for (int64_t i = 0; i < kt && v->kept_frames && v->kept_tokens == kt; i++)
+        if (v->kept_frames[i] != b->frm[l * cache + b->sink + i])
+            note_bad(b, "layer %d kept token %lld: from frame %.0f, want %.0f", l, i, v->kept_frames[i],
+                     b->frm[l * cache + b->sink + i]);
     /* this forward's queries join the window (the last R rows kept) */
     const int64_t n = b->wlen + L, drop = n > b->R ? n - b->R : 0;
     memmove(win, win + drop * D, sizeof(float) * (size_t)((b->wlen - drop) * D));
@@ -191,6 +204,7 @@ static int run(int nf, long las, long sink, int64_t budget, int64_t recent, int 
         b.kk = malloc(sizeof(float) * (size_t)(NL * b.cache * D));
         b.vv = malloc(sizeof(float) * (size_t)(NL * b.cache * D));
         b.cnt = calloc((size_t)(NL * b.cache), sizeof(int32_t));
+        b.frm = calloc((size_t)(NL * b.cache), sizeof(int32_t));
         st.tap.wants = wants, st.tap.done = tap_done, st.tap.ctx = &b;
     }
     sf_scheduler sc;
@@ -210,7 +224,7 @@ static int run(int nf, long las, long sink, int64_t budget, int64_t recent, int 
     const int n = (int)st.pc_runs;
     if (out) *out = b;
     for (int64_t l = 0; l < NL; l++) free(b.win[l]);
-    free(b.kk), free(b.vv), free(b.cnt);
+    free(b.kk), free(b.vv), free(b.cnt), free(b.frm);
     sf_dit_state_free(&st);
     return n;
 }
