@@ -679,10 +679,25 @@ assert all(sum(n for f, n in kf[l]) == 96 and all(1 <= f <= 5 for f, n in kf[l])
 PY
     # sf-taps: the kept tokens' slots are no frame's column (block 2's window: the sink, then frames 6-8), said so
     run -0 sf-taps compare "$D/t.safetensors" "$D/t.safetensors" --forward 2:0 -o "$D/cmp"
-    grep -qF '<title>L0 frames 1–5: nan</title>' "$D/cmp/frame_mass_t.svg"
+    grep -qF '<title>L0 frame 3: nan</title>' "$D/cmp/frame_mass_t.svg" # (own columns: its kept tokens came from them)
     grep -qE '<title>L0 frame 6: 0\.[0-9]+</title>' "$D/cmp/frame_mass_t.svg"
     run -0 sf-taps report "$D/t.safetensors" --forward 2:0 -o "$D/r.html"
     grep -q "kept tokens of mixed frames" "$D/r.html"
+    # where the kept tokens came from: the file's kept_frames of block 2, layer 0, as shares of its tokens, frame by frame
+    grep -q "<h2>Where the kept tokens came from</h2>" "$D/r.html"
+    run -0 python3 - "$D" "$BATS_TEST_DIRNAME" <<'PY'
+import json, sys
+sys.path.insert(0, sys.argv[2])
+from st_read import load
+d = sys.argv[1]
+fw = {(x["block"], x["step"]): x for x in json.loads(load(d + "/t.safetensors", "-")[0]["forwards"])}
+h = fw[(2, 0)]["kept_frames"]["0"]
+svg = open(d + "/cmp/kept_frames_t.svg").read()
+total = sum(n for f, n in h)
+for f, n in h:
+    assert "<title>L0 frame %d: %.6g</title>" % (f, n / total) in svg, (f, n, total)
+assert "<title>L0 frame 0: nan</title>" in svg and "<title>L0 frame 6: nan</title>" in svg
+PY
     # tokens mode over the video: a kept-tokens slot has no one frame to be drawn over, said in one line
     run -0 sf-denoise "${COMMON[@]}" "${IN[@]}" --kv-compress 2 --layer_indices 0 --tap-mode tokens --tap-token-frames 2 \
         --tap-select b:2,s:0 --output_path "$D/tok.safetensors"

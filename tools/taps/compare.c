@@ -23,6 +23,7 @@ void sf_taps_cmp_free(sf_taps_cmp *c) {
         free(c->r[i].nslot);
         free(c->r[i].skf);
         free(c->r[i].sm);
+        free(c->r[i].nkept), free(c->r[i].kept_f), free(c->r[i].kept_n);
     }
     free(c->r);
     free(c->layers);
@@ -57,6 +58,25 @@ static void base_label(const char *path, char *out, size_t n) {
     snprintf(out, n, "%s", b);
     char *dot = strrchr(out, '.');
     if (dot && dot != out) *dot = 0;
+}
+
+/* Layer li's kept tokens in src's forward, where the file records them (made on a run's first one). */
+static sf_status load_kept(sf_taps_cmp *c, sf_taps_run *r, int li, const sf_taps_src *src, sf_err *err) {
+    enum { CAP = SF_TAPS_GRID_FRAMES };
+    int64_t f[64];
+    double t[64];
+    if (!r->nkept && !sf_taps_forward_kept(r->tf, src->layer, src->block, src->step, f, t, 64)) return SF_OK;
+    if (!r->nkept) {
+        r->nkept = calloc((size_t)c->nl, sizeof(int64_t));
+        r->kept_f = calloc((size_t)c->nl * CAP, sizeof(int64_t));
+        r->kept_n = calloc((size_t)c->nl * CAP, sizeof(double));
+        if (!r->nkept || !r->kept_f || !r->kept_n) return sf_fail(err, SF_E_NOMEM, "out of memory");
+    }
+    int64_t *kf = r->kept_f + (size_t)li * CAP;
+    r->nkept[li] = sf_taps_forward_kept(r->tf, src->layer, src->block, src->step, kf, r->kept_n + (size_t)li * CAP, CAP);
+    for (int64_t k = 0; k < r->nkept[li]; k++)
+        if (kf[k] + 1 > c->nf && kf[k] < SF_TAPS_GRID_FRAMES) c->nf = kf[k] + 1;
+    return SF_OK;
 }
 
 static sf_status load_run(sf_taps_cmp *c, int i, const char *path, int64_t fsl, int fb, int fs, sf_err *err) {
@@ -149,6 +169,7 @@ static sf_status load_run(sf_taps_cmp *c, int i, const char *path, int64_t fsl, 
         }
         r->nslot[li] = K;
         sf_taps_stats_free(&st);
+        if (!s) s = load_kept(c, r, li, src, err);
     }
     free(v);
     return s;
@@ -170,6 +191,12 @@ static sf_status grid_columns(sf_taps_cmp *c, sf_err *err) {
             for (int64_t k = 0; k < c->r[i].nslot[li]; k++) {
                 const int64_t f = c->r[i].skf[(size_t)li * (size_t)c->r[i].kmax + (size_t)k];
                 if (f >= 0 && f < nf) seen[f] = 1;
+            }
+    for (int i = 0; i < c->nr; i++) /* and the frames kept tokens came from */
+        for (int li = 0; c->r[i].nkept && li < c->nl; li++)
+            for (int64_t k = 0; k < c->r[i].nkept[li]; k++) {
+                const int64_t f = c->r[i].kept_f[(size_t)li * SF_TAPS_GRID_FRAMES + (size_t)k];
+                if (f < nf) seen[f] = 1;
             }
     c->ncol = 0;
     for (int64_t f = 0; f < nf;) {
@@ -236,7 +263,24 @@ void sf_taps_cmp_csv(FILE *f, const sf_taps_cmp *c) {
 
 /* ---- figures ---------------------------------------------------------------------------- */
 
-typedef enum { FIG_HEAT, FIG_DIFF, FIG_MASS, FIG_RATIO, FIG_FRAMES, FIG_FRAMES_DIFF } fig_kind;
+typedef enum { FIG_HEAT, FIG_DIFF, FIG_MASS, FIG_RATIO, FIG_FRAMES, FIG_FRAMES_DIFF, FIG_KEPT } fig_kind;
+
+/* Run i's layers × grid columns v[nl, ncol]: the share of the layer's kept tokens from each frame (NaN: none). */
+static void kept_grid(const sf_taps_cmp *c, int i, double *v) {
+    const sf_taps_run *r = &c->r[i];
+    for (size_t j = 0; j < (size_t)c->nl * (size_t)c->ncol; j++) v[j] = NAN;
+    for (int li = 0; r->nkept && li < c->nl; li++) {
+        const int64_t *kf = r->kept_f + (size_t)li * SF_TAPS_GRID_FRAMES;
+        const double *kn = r->kept_n + (size_t)li * SF_TAPS_GRID_FRAMES;
+        double all = 0;
+        for (int64_t k = 0; k < r->nkept[li]; k++) all += kn[k];
+        for (int64_t k = 0; k < r->nkept[li]; k++)
+            if (kf[k] < c->nf) {
+                double *at = &v[(size_t)li * (size_t)c->ncol + (size_t)c->f2c[kf[k]]];
+                *at = (isnan(*at) ? 0 : *at) + kn[k] / all;
+            }
+    }
+}
 
 /* Run i's layers × grid columns v[nl, ncol]: the mass on each absolute frame, NaN where no slot held it. */
 static void frame_grid(const sf_taps_cmp *c, int i, double *v) {
@@ -263,7 +307,7 @@ static void head_mean(const sf_taps_cmp *c, const double *v, double *out) {
 
 static sf_status figure(FILE *f, const sf_taps_cmp *c, fig_kind k, int run, sf_err *err) {
     char title[256];
-    const int grid = k == FIG_FRAMES || k == FIG_FRAMES_DIFF;
+    const int grid = k == FIG_FRAMES || k == FIG_FRAMES_DIFF || k == FIG_KEPT;
     size_t n = (size_t)c->nl * (size_t)(grid ? c->ncol : k == FIG_MASS || k == FIG_RATIO ? c->nr : c->H);
     double *v = calloc(grid ? 2 * n : n ? n : 1, sizeof(double));
     const char **names = calloc((size_t)c->nr, sizeof *names);
@@ -272,7 +316,13 @@ static sf_status figure(FILE *f, const sf_taps_cmp *c, fig_kind k, int run, sf_e
         free(names);
         return sf_fail(err, SF_E_NOMEM, "out of memory");
     }
-    if (grid) {
+    if (k == FIG_KEPT) {
+        kept_grid(c, run, v);
+        snprintf(title, sizeof title, "Where the kept tokens came from (share of each layer's, heads together): %s",
+                 c->r[run].label);
+        sf_taps_svg_grid(f, title, c->nl, c->layers, "L", "Layer", c->ncol, c->col_lo, c->col_hi, "Frame (absolute)",
+                         "frame", v, "Share");
+    } else if (grid) {
         frame_grid(c, run, v);
         if (k == FIG_FRAMES_DIFF) {
             frame_grid(c, 0, v + n);
@@ -339,6 +389,8 @@ sf_status sf_taps_cmp_write_dir(const sf_taps_cmp *c, const char *dir, sf_err *e
         if (!s) s = figure_file(c, FIG_FRAMES, i, p, err);
         snprintf(p, sizeof p, "%s/frame_mass_diff_%s.svg", dir, c->r[i].label);
         if (!s && i > 0) s = figure_file(c, FIG_FRAMES_DIFF, i, p, err);
+        snprintf(p, sizeof p, "%s/kept_frames_%s.svg", dir, c->r[i].label);
+        if (!s && c->r[i].nkept) s = figure_file(c, FIG_KEPT, i, p, err);
     }
     snprintf(p, sizeof p, "%s/first_mass.svg", dir);
     if (!s) s = figure_file(c, FIG_MASS, 0, p, err);
@@ -483,6 +535,13 @@ static void write_report(FILE *f, const sf_taps_cmp *c, sf_err *err, sf_status *
               "or <code>--pc-budget</code>: the tap file's key frame −1): their mass is on no frame's column.</p>\n", f);
     for (int i = 0; i < c->nr && !*s; i++) *s = inline_figure(f, c, FIG_FRAMES, i, err);
     for (int i = 1; i < c->nr && !*s; i++) *s = inline_figure(f, c, FIG_FRAMES_DIFF, i, err);
+    if (kept) {
+        fputs("<h2>Where the kept tokens came from</h2>\n<p>Per layer, the share of its kept tokens (the slots above with "
+              "no frame) that came from each frame, heads together: <code>--pc-budget</code> keeps one set of tokens for "
+              "every head, <code>--kv-compress</code> one per head (the file's <code>kept_frames</code>).</p>\n", f);
+        for (int i = 0; i < c->nr && !*s; i++)
+            if (c->r[i].nkept) *s = inline_figure(f, c, FIG_KEPT, i, err);
+    }
     fputs("<h2>Layers × heads</h2>\n", f);
     for (int i = 0; i < c->nr && !*s; i++) *s = inline_figure(f, c, FIG_HEAT, i, err);
     for (int i = 1; i < c->nr && !*s; i++) *s = inline_figure(f, c, FIG_DIFF, i, err);

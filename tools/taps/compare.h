@@ -33,6 +33,9 @@ typedef struct sf_taps_run {
     int64_t *nslot;           /* [nl] key slots of the layer's source */
     int64_t *skf;             /* [nl, kmax] the absolute frame each slot holds (the slot's index when not recorded) */
     double *sm;               /* [nl, kmax] the mass on each slot, mean over the heads and the queries */
+    int64_t *nkept;           /* [nl] (frame, tokens) pairs of the layer's kept tokens (--kv-compress, --pc-budget) */
+    int64_t *kept_f;          /* [nl, SF_TAPS_GRID_FRAMES] the frames they came from */
+    double *kept_n;           /* [nl, SF_TAPS_GRID_FRAMES] and how many tokens (heads together) from each */
 } sf_taps_run;
 
 typedef struct sf_taps_cmp {
@@ -65,7 +68,8 @@ void sf_taps_cmp_csv(FILE *f, const sf_taps_cmp *c);
  * sink_ratio_layers.svg, frame_mass_<label>.svg (layers × absolute key frames: the mass on each, mean over the
  * heads and queries; grey where the layer attended no such frame — not yet in the window, rolled out, or skipped:
  * --sink-ablate; two or more consecutive frames no layer of any run attended share one grey column labelled
- * "a–b") and frame_mass_diff_<label>.svg (runs ≥ 1: minus the first run's, frame for frame). */
+ * "a–b") and frame_mass_diff_<label>.svg (runs ≥ 1: minus the first run's, frame for frame); kept_frames_<label>.svg
+ * for a run that kept tokens (--kv-compress, --pc-budget): per layer, the share of its kept tokens from each frame. */
 sf_status sf_taps_cmp_write_dir(const sf_taps_cmp *c, const char *dir, sf_err *err);
 /* One run's layers × heads sink-ratio heatmap as an SVG file. */
 sf_status sf_taps_cmp_heatmap(const sf_taps_cmp *c, int run, const char *path, sf_err *err);

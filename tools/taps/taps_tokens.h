@@ -26,6 +26,9 @@ sf_status sf_taps_pick(const sf_tfile *tf, const char *prefix, const int *layers
  * file says −1: a slot of sf-denoise --kv-compress's or --pc-budget's kept tokens, which hold no one frame. */
 #define SF_TAPS_KF_KEPT (-2)
 void sf_taps_forward_facts(const sf_tfile *tf, int layer, int b, int st, int64_t *start, int64_t *kf, int64_t K);
+/* Layer `layer`'s kept tokens in forward (b, st) — the file's kept_frames (sf-denoise --kv-compress / --pc-budget):
+ * up to cap (frame, tokens) pairs into frame[] / tokens[]; returns how many (0: none recorded). */
+int64_t sf_taps_forward_kept(const sf_tfile *tf, int layer, int b, int st, int64_t *frame, double *tokens, int64_t cap);
 /* The same forward's key frames of layer as the file writes them (a JSON list), or "(not recorded)"; into out[n]. */
 void sf_taps_forward_keys_text(const sf_tfile *tf, int layer, int b, int st, char *out, size_t n);
 

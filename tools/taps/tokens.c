@@ -312,6 +312,25 @@ void sf_taps_forward_facts(const sf_tfile *tf, int layer, int b, int st, int64_t
     cJSON_Delete(a);
 }
 
+int64_t sf_taps_forward_kept(const sf_tfile *tf, int layer, int b, int st, int64_t *frame, double *tokens, int64_t cap) {
+    const char *fw = sf_tfile_meta(tf, "forwards");
+    if (!fw || !strstr(fw, "kept_frames")) return 0;
+    cJSON *a = cJSON_Parse(fw);
+    const cJSON *ka, *o = forward_entry(a, layer, b, st, &ka), *pair;
+    char nm[16];
+    snprintf(nm, sizeof nm, "%d", layer);
+    const cJSON *h = o ? cJSON_GetObjectItem(cJSON_GetObjectItem(o, "kept_frames"), nm) : NULL;
+    int64_t n = 0;
+    cJSON_ArrayForEach(pair, h) {
+        const cJSON *f = cJSON_GetArrayItem(pair, 0), *t = cJSON_GetArrayItem(pair, 1);
+        if (n < cap && cJSON_IsNumber(f) && cJSON_IsNumber(t) && f->valuedouble >= 0 && f->valuedouble < 1e9 &&
+            t->valuedouble > 0)
+            frame[n] = (int64_t)f->valuedouble, tokens[n++] = t->valuedouble;
+    }
+    cJSON_Delete(a);
+    return n;
+}
+
 void sf_taps_forward_keys_text(const sf_tfile *tf, int layer, int b, int st, char *out, size_t n) {
     snprintf(out, n, "%s", "(not recorded)");
     const char *fw = sf_tfile_meta(tf, "forwards");
