@@ -262,7 +262,7 @@ by_hand() {
     grep -q "sf-denoise: info: KV compress (Deep Forcing's release): when a block would overflow the cache every layer keeps the sink, the 1 frames' worth of tokens" "$T/out/.sf-batch/logs/0-0_ema.log"
     grep -qx "deep_forcing=pc 5 3" "$T/out/.sf-batch/flags"
     run -2 --separate-stderr sf-batch "${B[@]}" --data_path "$T/p1.txt" --config_path "$T/roll.yaml" --num_output_frames 9
-    [[ "$stderr" == *"made with other flags: --deep_forcing pc 5 3 (now 0)"* ]]
+    [[ "$stderr" == *"made with other flags: --seed 1356145 (now 0), "*"--deep_forcing pc 5 3 (now 0)"* ]] # its seed too
     # Deep Sink alone: the sink a block's frames before the oldest recent frame
     run -0 sf-batch "${B[@]}" --data_path "$T/p1.txt" --output_folder "$T/ds" --config_path "$T/roll.yaml" \
         --num_output_frames 9 --is_ds_only 1 --log-level info
@@ -276,6 +276,7 @@ by_hand() {
     run -0 sf-batch --data_path "$T/p1.txt" --output_folder "$T/o126" --model-dir "$M" --config_path "$T/sink10.yaml" \
         --deep-forcing --use_ema --save_with_index --height 32 --width 48 --threads 1
     grep -qx "num_output_frames=126" "$T/o126/.sf-batch/flags"
+    grep -qx "seed=1356145" "$T/o126/.sf-batch/flags"
     grep -qx "deep_forcing=pc 16 4" "$T/o126/.sf-batch/flags"
     # the rule is its own: not beside ours; sizes sf-denoise --check refuses, before any video
     run -2 --separate-stderr sf-batch "${B[@]}" --data_path "$T/p1.txt" --output_folder "$T/out2" --config_path "$T/roll.yaml" \

@@ -61,7 +61,7 @@
 # --deep-forcing: Deep Forcing's inference.py (its authors' release): its Participative Compression with its Deep Sink
 # (sf-denoise --pc-budget 16 --pc-recent 4; its --Budget N and --Recent N set them), or with --is_ds_only 1 its Deep
 # Sink alone (sf-denoise --sink-rope realign --sink-rope-gap block); --Budget, --Recent and --is_ds_only imply it, and
-# --num_output_frames defaults to its 126. Its configs are the reference's with model_kwargs local_attn_size 21 and
+# --num_output_frames defaults to its 126, --seed to its 1356145. Its configs are the reference's with model_kwargs local_attn_size 21 and
 # sink_size 10-14 (e.g. --local_attn_size 21 --sink_size 10 with the shipped configs).
 # Exit 0 when every video exists, 1 otherwise (the summary says which failed and why), 2 bad flags;
 # SIGINT, SIGTERM or SIGHUP stop every worker and exit 130, 143 or 129 after the summary; when
@@ -99,7 +99,7 @@ mkdirs() { # what dir... : one line, not one per folder, when they cannot be mad
 }
 
 # ---- flags: the reference's inference.py, the shared ones (reference_flags.sh), ours ----
-seed=0 checkpoint_path= use_ema=0   # inference.py's defaults: no checkpoint → the base weights
+seed= checkpoint_path= use_ema=0   # inference.py's defaults: no checkpoint → the base weights (seed below)
 data_path= output_folder= extended= num_frames=21 num_samples=1 with_index=0
 workers=1 retries=1 threads= layers=() dry=0 status=0 progress=none noise_rng=torch-cuda torchrun=0 nproc=0
 slurm=0 sbatch_args=() requeue=1 wait=0 i2v=0 vae= fp8=0 ablate=0 ab_layers=() sink_rope= sink_rope_gap= kv_compress=0
@@ -176,8 +176,10 @@ done
 if [ "$df" = 1 ]; then
     [ "$kv_compress" = 0 ] && [ -z "$sink_rope$sink_rope_gap" ] ||
         bad "--deep-forcing (--Budget, --Recent, --is_ds_only: Deep Forcing's inference.py) sets the cache's rule itself: leave --kv-compress and --sink-rope out"
-    [ "$nf_given" = 1 ] || num_frames=126   # its inference.py's default
+    [ "$nf_given" = 1 ] || num_frames=126   # its inference.py's defaults
+    [ -n "$seed" ] || seed=1356145
 fi
+[ -n "$seed" ] || seed=0
 if [ ${#layers[@]} -eq 0 ] && { [ -n "$tap_mode$tap_select$token_frames" ] || [ "$tap_cross" = 1 ]; }; then
     bad "--tap-mode, --tap-select, --tap-token-frames and --tap-cross go with --layer_indices (the layers to tap)"
 fi
