@@ -185,6 +185,38 @@ static sf_status on_pred(void *vc, int blk, int s, int F, const float *x0, sf_er
     return SF_OK;
 }
 
+/* After the run (recache_after): a prompt switch's re-cache rewrites every whole frame's slots and leaves the kept
+ * tokens as they are, keys, values and where they came from. */
+static int recache_after;
+static const float *clean_frame(void *ctx, int64_t f) { /* the block's last denoising step's x0: its output */
+    return (const float *)ctx + ((f / FPB) * (NSTEP + 1) + NSTEP - 1) * FPB * FR + (f % FPB) * FR;
+}
+static void recache_check(sf_dit_state *st, const float *preds) {
+    const int64_t S = st->frame_tokens, D = st->w->cfg.dim, n = st->local_end * D, C = st->cache_tokens;
+    float *k0 = malloc(sizeof(float) * (size_t)n), *v0 = malloc(sizeof(float) * (size_t)n);
+    int32_t *src0 = malloc(sizeof(int32_t) * (size_t)C);
+    float *emb2 = malloc(sizeof(float) * (size_t)M.n);
+    sf_err err = {{0}};
+    if (!k0 || !v0 || !src0 || !emb2) goto out;
+    memcpy(k0, st->kc[1], sizeof(float) * (size_t)n), memcpy(v0, st->vc[1], sizeof(float) * (size_t)n);
+    memcpy(src0, st->pc_src + C, sizeof(int32_t) * (size_t)C);
+    for (int64_t i = 0; i < M.n; i++) emb2[i] = -0.5f * M.emb[M.n - 1 - i];
+    st->tap.wants = NULL, st->tap.done = NULL;
+    const int64_t kept = st->pc_kept;
+    SF_CHECK(kept > 0);
+    SF_CHECK_OK(sf_dit_set_context(st, emb2, M.rows, &err), &err);
+    SF_CHECK_OK(sf_dit_recache(st, 0.0f, FPB, 0, clean_frame, (void *)preds, &err), &err);
+    for (int64_t f = 0; f < st->local_end / S; f++) {
+        const int same = !memcmp(k0 + f * S * D, st->kc[1] + f * S * D, sizeof(float) * (size_t)(S * D)) &&
+                         !memcmp(v0 + f * S * D, st->vc[1] + f * S * D, sizeof(float) * (size_t)(S * D));
+        SF_CHECK_MSG(same == (st->key_frames[f] < 0), "re-cache: slot %lld (frame %lld) %s", (long long)f,
+                     (long long)st->key_frames[f], same ? "was not rewritten" : "was rewritten");
+    }
+    SF_CHECK(st->pc_kept == kept && !memcmp(src0, st->pc_src + C, sizeof(int32_t) * (size_t)kept));
+out:
+    free(k0), free(v0), free(src0), free(emb2);
+}
+
 /* One run of nf frames: window las, sink, --pc-budget budget (0: off) / recent / max_reuse frames; the brute force
  * checks every compression when budget > 0. Returns the run's compressions (−1 when it could not run). */
 static int run(int nf, long las, long sink, int64_t budget, int64_t recent, int max_reuse, float *preds, brute *out) {
@@ -220,6 +252,7 @@ static int run(int nf, long las, long sink, int64_t budget, int64_t recent, int 
                      b.n_compress);
         SF_CHECK_MSG(st.pc_fills == (int64_t)b.fills * 1, "%lld fills, the brute force %d", (long long)st.pc_fills, b.fills);
         SF_CHECK(b.views > 0 && st.local_end == b.lend);
+        if (recache_after && preds) recache_check(&st, preds);
     }
     const int n = (int)st.pc_runs;
     if (out) *out = b;
@@ -258,6 +291,16 @@ static void test_pc_sink(void) { pc_case(27, 10, 2, 8, 4, 7, 3, 0); }
  * beside the 5 chosen once already, so 2 frames' worth come from those (the fills). */
 static void test_pc_fills(void) { pc_case(27, 10, 1, 9, 3, 1, 3, 1); }
 
+/* A prompt switch's re-cache after compressions (window 10, sink 2, budget 8, recent 4): the whole frames rewritten,
+ * the kept tokens not. */
+static void test_pc_recache(void) {
+    float *p = calloc((size_t)(27 / FPB) * BLK, sizeof(float));
+    recache_after = 1;
+    if (p) SF_CHECK(run(27, 10, 2, 8, 4, 7, p, NULL) > 0);
+    recache_after = 0;
+    free(p);
+}
+
 /* What the setting refuses, each with its reason. */
 static void test_pc_refused(void) {
     sf_err err = {{0}};
@@ -288,6 +331,7 @@ static const sf_test tests[] = {
     {"pc_nosink", test_pc_nosink},
     {"pc_sink", test_pc_sink},
     {"pc_fills", test_pc_fills},
+    {"pc_recache", test_pc_recache},
     {"pc_refused", test_pc_refused},
 };
 SF_TEST_MAIN(tests)
