@@ -595,7 +595,7 @@ static void test_kv_compress_run(void) {
                      blk < 2 ? "differs from" : "equals");
     SF_CHECK_MSG(KS.checked == 2 && KS.bad == 0, "kv-compress: %d compressions checked, %d wrong", KS.checked, KS.bad);
     SF_CHECK_MSG(KS.near_ties <= 2, "kv-compress: %d heads too close to call", KS.near_ties);
-    free(KS.k), free(KS.v), free(KS.q), free(kvc_emb2);
+    free(KS.k), free(KS.v), free(KS.q), free(KS.frm), free(kvc_emb2);
     memset(&KS, 0, sizeof KS);
     kvc_emb2 = NULL;
 }
@@ -614,7 +614,7 @@ static void test_kv_compress_sink_rope(void) {
     run(6, 1, 0, NULL, NULL, pc);
     kvc_frames = 0, rope_on = 0, rope_after = NULL;
     SF_CHECK_MSG(KS.checked == 2 && KS.bad == 0, "kv-compress with realign: %d checked, %d wrong", KS.checked, KS.bad);
-    free(KS.k), free(KS.v), free(KS.q);
+    free(KS.k), free(KS.v), free(KS.q), free(KS.frm);
     memset(&KS, 0, sizeof KS);
 }
 
