@@ -150,34 +150,44 @@ static void env_set(const shape_case *c, int on) {
  * between two near-equal importances, which bf16 against f32 may make either way, cannot part the flows; the CPU's
  * own choice and its importances are compared with the GPU's here instead: importances within 5 % of the layer's
  * largest (bf16 keys and queries against f32), at least 90 % of the GPU's tokens among those the CPU would keep. */
-typedef struct kvc_follow {
-    const sf_dit_state *gpu;
-    int64_t compared, differ;
-    double worst;             /* max |Δ| / max over the layers' importances */
-} kvc_follow;
-static int kvc_follow_select(void *ctx, int l, int H, int64_t n, const double *score, int64_t keep, int32_t *idx) {
-    kvc_follow *f = ctx;
-    const double *gs = f->gpu->kvc_score + (size_t)l * (size_t)(H * n);
-    const int32_t *gi = f->gpu->kvc_idx + (size_t)l * (size_t)(H * keep);
+typedef struct follow_tally {
+    int64_t compared, differ; /* the GPU's kept tokens, and those of them the CPU's own choice leaves out */
+    double worst;             /* max |Δ| / max |score| over the layers' scores */
+} follow_tally;
+/* The CPU's scores score beside the GPU's gs ((H, n) each) and its own choice idx beside the GPU's gi ((H, keep) each)
+ * into t; then idx ← gi. −1 out of memory. */
+static int follow(follow_tally *t, int H, int64_t n, const double *score, const double *gs, int64_t keep,
+                  const int32_t *gi, int32_t *idx) {
     double mx = 0, md = 0;
     for (int64_t i = 0; i < H * n; i++) { /* a NaN anywhere makes worst NaN: fails the bound */
         const double d = fabs(score[i] - gs[i]);
-        mx = fmax(mx, score[i]);
+        mx = fmax(mx, fabs(score[i]));
         if (!(d <= md)) md = d;
     }
     const double w = mx > 0 ? md / mx : md;
-    if (!(w <= f->worst)) f->worst = w;
-    unsigned char *mine = calloc((size_t)n, 1);
-    if (!mine || sf_kv_select_cpu(H, n, score, keep, idx)) return free(mine), -1;
+    if (!(w <= t->worst)) t->worst = w;
+    unsigned char *mine = calloc((size_t)n + 1, 1);
+    if (!mine) return -1;
     for (int h = 0; h < H; h++) { /* the GPU's tokens the CPU would not have kept */
         memset(mine, 0, (size_t)n);
         for (int64_t i = 0; i < keep; i++) mine[idx[h * keep + i]] = 1;
-        for (int64_t i = 0; i < keep; i++) f->differ += !mine[gi[h * keep + i]];
+        for (int64_t i = 0; i < keep; i++) t->differ += !mine[gi[h * keep + i]];
     }
     free(mine);
-    f->compared += H * keep;
+    t->compared += H * keep;
     memcpy(idx, gi, sizeof(int32_t) * (size_t)(H * keep));
     return 0;
+}
+
+typedef struct kvc_follow {
+    const sf_dit_state *gpu;
+    follow_tally t;
+} kvc_follow;
+static int kvc_follow_select(void *ctx, int l, int H, int64_t n, const double *score, int64_t keep, int32_t *idx) {
+    kvc_follow *f = ctx;
+    if (sf_kv_select_cpu(H, n, score, keep, idx)) return -1;
+    return follow(&f->t, H, n, score, f->gpu->kvc_score + (size_t)l * (size_t)(H * n), keep,
+                  f->gpu->kvc_idx + (size_t)l * (size_t)(H * keep), idx);
 }
 
 /* --pc-budget on both, the same way: the GPU's state records each layer's scores and choice through the same seam
@@ -185,8 +195,8 @@ static int kvc_follow_select(void *ctx, int l, int H, int64_t n, const double *s
 typedef struct pc_follow {
     double *score;            /* (layers, cache) the GPU's last scores of each layer */
     int32_t *idx;             /* (layers, cache) and its choice */
-    int64_t cache, compared, differ;
-    double worst;
+    int64_t cache;
+    follow_tally t;
 } pc_follow;
 static int pc_record(void *ctx, int l, int H, int64_t n, const double *score, int64_t keep, int32_t *idx) {
     pc_follow *f = ctx;
@@ -197,24 +207,8 @@ static int pc_record(void *ctx, int l, int H, int64_t n, const double *score, in
 }
 static int pc_follow_select(void *ctx, int l, int H, int64_t n, const double *score, int64_t keep, int32_t *idx) {
     pc_follow *f = ctx;
-    const double *gs = f->score + l * f->cache;
-    const int32_t *gi = f->idx + l * f->cache;
-    double mx = 0, md = 0;
-    for (int64_t i = 0; i < n; i++) {
-        const double d = fabs(score[i] - gs[i]);
-        mx = fmax(mx, fabs(score[i]));
-        if (!(d <= md)) md = d;
-    }
-    const double w = mx > 0 ? md / mx : md;
-    if (!(w <= f->worst)) f->worst = w;
-    unsigned char *mine = calloc((size_t)n + 1, 1);
-    if (H != 1 || !mine || sf_pc_select_cpu(n, score, NULL, 0, keep, idx) < 0) return free(mine), -1;
-    for (int64_t i = 0; i < keep; i++) mine[idx[i]] = 1;
-    for (int64_t i = 0; i < keep; i++) f->differ += !mine[gi[i]];
-    free(mine);
-    f->compared += keep;
-    memcpy(idx, gi, sizeof(int32_t) * (size_t)keep);
-    return 0;
+    if (H != 1 || sf_pc_select_cpu(n, score, NULL, 0, keep, idx) < 0) return -1;
+    return follow(&f->t, 1, n, score, f->score + l * f->cache, keep, f->idx + l * f->cache, idx);
 }
 
 /* Two states on one random model of the case's shape (model_make) — the GPU's (gs, on dev) and the CPU's
@@ -397,14 +391,14 @@ static void shape_run(const shape_case *c) {
                      (long long)g.cs.sink_shift);
         SF_CHECK_MSG(g.gs.kvc_runs == g.cs.kvc_runs && (g.gs.kvc_runs > 0) == (c->kv_compress > 0),
                      "%s: compressions GPU %lld, CPU %lld", name, (long long)g.gs.kvc_runs, (long long)g.cs.kvc_runs);
-        SF_CHECK_MSG(g.kf.worst <= 0.05 && g.kf.differ * 10 <= g.kf.compared,
+        SF_CHECK_MSG(g.kf.t.worst <= 0.05 && g.kf.t.differ * 10 <= g.kf.t.compared,
                      "%s: the GPU's importances within %.3g of the largest (bound 0.05); %lld of its %lld kept tokens "
-                     "the CPU would not keep", name, g.kf.worst, (long long)g.kf.differ, (long long)g.kf.compared);
-        SF_CHECK_MSG(g.gs.pc_runs == g.cs.pc_runs && (g.gs.pc_runs > 0) == (c->pc_budget > 0) && g.pf.worst <= 0.05 &&
-                         g.pf.differ * 10 <= g.pf.compared,
+                     "the CPU would not keep", name, g.kf.t.worst, (long long)g.kf.t.differ, (long long)g.kf.t.compared);
+        SF_CHECK_MSG(g.gs.pc_runs == g.cs.pc_runs && (g.gs.pc_runs > 0) == (c->pc_budget > 0) && g.pf.t.worst <= 0.05 &&
+                         g.pf.t.differ * 10 <= g.pf.t.compared,
                      "%s: --pc-budget compressions GPU %lld, CPU %lld; scores within %.3g of the largest (bound 0.05); "
                      "%lld of the GPU's %lld chosen tokens the CPU would not choose", name, (long long)g.gs.pc_runs,
-                     (long long)g.cs.pc_runs, g.pf.worst, (long long)g.pf.differ, (long long)g.pf.compared);
+                     (long long)g.cs.pc_runs, g.pf.t.worst, (long long)g.pf.t.differ, (long long)g.pf.t.compared);
         /* CUDA graphs: sf_dit_prepare readied every shape, so every forward is one. On a GPU a library may
            load on a plan's first execution, inside the capture of a shape's first forward: then at most
            one failed capture per block's shape, that forward run directly (test_dit_cuda `graphs`) */
@@ -782,11 +776,6 @@ static void test_sink_rope_head_dim_64_rolling(void) {
     shape_run(&c);
 }
 
-/* --sink-rope realign through a prompt switch's re-cache on both backends: the rolling run of head_dim_48_rolling (its
- * sink moved at blocks 2-4), then a new context and sf_dit_recache (the sink's chunk rewrites it unshifted, the next
- * chunk moves a fresh copy of it: on the device the copy is the shift-0 kernel), then one more block — the GPU's flows
- * within the bf16 bound of the CPU's throughout, the same shifts. A device that kept moving its first copy fails the
- * last block. */
 /* --kv-compress on both backends (kv_compress.c: importances from the kept queries by cuBLASLt, the selection on the
  * host, the gather kernel, before the forward and outside its CUDA graph): on the explicit path after an independent
  * first frame (evictions of 1 frame: 3 frames of candidates into 2), and on cuDNN through the sampling loop's calls
@@ -819,6 +808,11 @@ static void test_pc_head_dim_64_rolling(void) {
     c.name = "pc_head_dim_64_rolling", c.las = 7, c.sink = 1, c.blocks = 5, c.slots = 1, c.pc_budget = 6, c.pc_recent = 4;
     shape_run(&c);
 }
+/* --sink-rope realign through a prompt switch's re-cache on both backends: the rolling run of head_dim_48_rolling (its
+ * sink moved at blocks 2-4), then a new context and sf_dit_recache (the sink's chunk rewrites it unshifted, the next
+ * chunk moves a fresh copy of it: on the device the copy is the shift-0 kernel), then one more block — the GPU's flows
+ * within the bf16 bound of the CPU's throughout, the same shifts. A device that kept moving its first copy fails the
+ * last block. */
 static const float *recache_frame(void *ctx, int64_t f) { return (const float *)ctx + f * recache_fr; }
 static void test_sink_rope_recache(void) {
     shape_case c = case_head_dim_48_rolling;
