@@ -24,6 +24,10 @@ teardown() {
 }
 
 videos() { find "$T/out" -maxdepth 1 -name '*.mp4' | wc -l; }
+# $T/roll.yaml: the reference's 4-step config with a 6-frame rolling KV cache and a sink of $1 frames
+roll_config() {
+    printf 'denoising_step_list: [1000, 750, 500, 250]\nwarp_denoising_step: true\nnum_frame_per_block: 3\nmodel_kwargs:\n  timestep_shift: 5.0\n  local_attn_size: 6\n  sink_size: %s\n' "$1" >"$T/roll.yaml"
+}
 wait_for() { # $1 a command, $2 seconds
     local i
     for ((i = 0; i < $2 * 20; i++)); do eval "$1" && return 0; sleep 0.05; done
@@ -255,7 +259,7 @@ by_hand() {
 
 @test "--deep-forcing, --Budget, --Recent, --is_ds_only: Deep Forcing's inference.py (its compression, or its Deep Sink alone), recorded; its 126 frames by default; refused beside --kv-compress or --sink-rope" {
     printf 'a red fox\n' >"$T/p1.txt"
-    printf 'denoising_step_list: [1000, 750, 500, 250]\nwarp_denoising_step: true\nnum_frame_per_block: 3\nmodel_kwargs:\n  timestep_shift: 5.0\n  local_attn_size: 6\n  sink_size: 1\n' >"$T/roll.yaml"
+    roll_config 1
     run -0 sf-batch "${B[@]}" --data_path "$T/p1.txt" --config_path "$T/roll.yaml" --num_output_frames 9 \
         --Budget 5 --Recent 3 --log-level info
     [ -s "$T/out/0-0_ema.mp4" ]
@@ -290,7 +294,7 @@ by_hand() {
 
 @test "--kv-compress N: passed to sf-denoise with a rolling-cache config (its log says so), recorded; refused without one" {
     printf 'a red fox\n' >"$T/p1.txt"
-    printf 'denoising_step_list: [1000, 750, 500, 250]\nwarp_denoising_step: true\nnum_frame_per_block: 3\nmodel_kwargs:\n  timestep_shift: 5.0\n  local_attn_size: 6\n  sink_size: 1\n' >"$T/roll.yaml"
+    roll_config 1
     run -0 sf-batch "${B[@]}" --data_path "$T/p1.txt" --config_path "$T/roll.yaml" --num_output_frames 9 \
         --kv-compress 2 --log-level info
     [ -s "$T/out/0-0_ema.mp4" ]
@@ -308,7 +312,7 @@ by_hand() {
 
 @test "--sink-rope realign --sink-rope-gap N: passed to sf-denoise with a rolling-cache config (its weights say so), recorded; refused without one" {
     printf 'a red fox\n' >"$T/p1.txt"
-    printf 'denoising_step_list: [1000, 750, 500, 250]\nwarp_denoising_step: true\nnum_frame_per_block: 3\nmodel_kwargs:\n  timestep_shift: 5.0\n  local_attn_size: 6\n  sink_size: 3\n' >"$T/roll.yaml"
+    roll_config 3
     run -0 sf-batch "${B[@]}" --data_path "$T/p1.txt" --config_path "$T/roll.yaml" --num_output_frames 9 \
         --sink-rope realign --sink-rope-gap 1 --log-level info
     [ -s "$T/out/0-0_ema.mp4" ]
