@@ -16,6 +16,7 @@
 
 #include "sf.h"
 
+#include <math.h>
 #include <stdint.h>
 
 /* One head's logits rows S (rows, lds) f32, each over Lk keys: acc[j] += Σ_r exp(S[r, k0 + j] − lse_r) for
@@ -54,6 +55,8 @@ void sf_ring_put_cpu(float *ring, int64_t R, int64_t D, int64_t pos, const float
 /* out[e] = Σ_{i<n} ring[(head + i) mod R][e] for e < D, i ascending, in fp64 (overwritten). 0 ≤ head < R, n ≤ R. */
 void sf_ring_sum_cpu(const float *ring, int64_t R, int64_t D, int64_t head, int64_t n, double *out);
 /* out[j] = scale·Σ_{e<D} qsum[e]·k[j·ldk + e] for j < n, in fp64, e ascending. */
+/* The release's scale for heads of d features: 1 / (√d · heads), the dot over all heads' features averaged over them. */
+static inline double sf_pc_score_scale(int64_t d, int heads) { return 1.0 / (sqrt((double)d) * (double)heads); }
 void sf_pc_scores_cpu(int64_t n, int64_t D, const float *k, int64_t ldk, const double *qsum, double scale, double *out);
 /* idx[0..keep) ← the candidates j < n with the keep highest score[j] (a NaN counts as −∞; ties: the lower j) among
  * those with count[j] < max_reuse (all of them when max_reuse is 0 or count is NULL), in ascending order; when

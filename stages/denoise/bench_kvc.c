@@ -140,7 +140,7 @@ static sf_status bench_pc(sf_cuda_ctx *cx, void *kv, void *q, int64_t S, sf_err 
         goto done;
     if ((s = sf_cuda_copy_d2d(cx, ring, q, (size_t)(L * D) * 2, err))) goto done; /* a window of real values */
     double total = 0;
-    const double scale = 1.0 / (sqrt((double)HD) * H);
+    const double scale = sf_pc_score_scale(HD, H);
     for (int part = 0; part < 5 && !s; part++) {
         float ms[REPS];
         for (int i = -1; i < REPS && !s; i++) {

@@ -198,10 +198,11 @@ static int64_t choose(sf_dit_state *st, int l, const sf_dit_kv_step *kv, int32_t
     return keep;
 }
 
-/* The window's last reff rows start here once this forward's L rows are in (the same for every layer). */
+/* A compressing forward's window: the last rows of the stream, this forward's L included — as many as the recent
+ * tokens kept (T − pc_from) — and where they start in the ring once those L rows are in (every layer alike). */
+static int64_t window_rows(const sf_dit_kv_step *kv, int64_t L) { return kv->pc_end + L - kv->pc_from; }
 static int64_t window_head(const sf_dit_state *st, const sf_dit_kv_step *kv, int64_t L) {
-    const int64_t R = st->pc_recent, reff = kv->pc_end + L - kv->pc_from;
-    return (st->pc_head + st->pc_len + L - reff) % R;
+    return (st->pc_head + st->pc_len + L - window_rows(kv, L)) % st->pc_recent;
 }
 
 sf_status sf_dit_pc_layer(sf_dit_state *st, int l, const sf_dit_kv_step *kv, const float *q, int64_t L, sf_err *err) {
@@ -214,8 +215,8 @@ sf_status sf_dit_pc_layer(sf_dit_state *st, int l, const sf_dit_kv_step *kv, con
         for (int64_t i = kv->ls; i < kv->le; i++) cnt[i] = 0;
         return SF_OK;
     }
-    const double scale = 1.0 / (sqrt((double)(D / c->num_heads)) * (double)c->num_heads);
-    sf_ring_sum_cpu(ring, R, D, window_head(st, kv, L), kv->pc_end + L - kv->pc_from, st->pc_qsum);
+    const double scale = sf_pc_score_scale(D / c->num_heads, c->num_heads);
+    sf_ring_sum_cpu(ring, R, D, window_head(st, kv, L), window_rows(kv, L), st->pc_qsum);
     sf_pc_scores_cpu(kv->pc_from - sink, D, st->kc[l] + sink * D, D, st->pc_qsum, scale, st->pc_score);
     const int64_t keep = choose(st, l, kv, cnt);
     if (keep < 0) return sf_fail(err, SF_E_NOMEM, "--pc-budget: out of memory");
@@ -235,8 +236,8 @@ sf_status sf_dgpu_pc_layer(sf_dit_state *st, int l, const sf_dit_kv_step *kv, co
         for (int64_t i = kv->ls; i < kv->le && !s; i++) cnt[i] = 0;
         return s;
     }
-    const double scale = 1.0 / (sqrt((double)(D / c->num_heads)) * (double)c->num_heads);
-    if ((s = sf_ring_sum_cuda(&g->cx, ring, R, D, window_head(st, kv, L), kv->pc_end + L - kv->pc_from, g->pc_qsum, err)) ||
+    const double scale = sf_pc_score_scale(D / c->num_heads, c->num_heads);
+    if ((s = sf_ring_sum_cuda(&g->cx, ring, R, D, window_head(st, kv, L), window_rows(kv, L), g->pc_qsum, err)) ||
         (s = sf_pc_scores_cuda(&g->cx, n, D, KV + sink * row, row, g->pc_qsum, scale, g->pc_score, err)) ||
         (s = sf_cuda_copy_d2h(&g->cx, st->pc_score, g->pc_score, sizeof(double) * (size_t)n, err)))
         return s;
