@@ -60,13 +60,12 @@ static void base_label(const char *path, char *out, size_t n) {
     if (dot && dot != out) *dot = 0;
 }
 
-/* Layer li's kept tokens in src's forward, where the file records them (made on a run's first one). */
+/* Layer li's kept tokens in src's forward, where the file records them (the arrays made for a file that has any). */
 static sf_status load_kept(sf_taps_cmp *c, sf_taps_run *r, int li, const sf_taps_src *src, sf_err *err) {
     enum { CAP = SF_TAPS_GRID_FRAMES };
-    int64_t f[64];
-    double t[64];
-    if (!r->nkept && !sf_taps_forward_kept(r->tf, src->layer, src->block, src->step, f, t, 64)) return SF_OK;
     if (!r->nkept) {
+        const char *fw = sf_tfile_meta(r->tf, "forwards");
+        if (!fw || !strstr(fw, "kept_frames")) return SF_OK;
         r->nkept = calloc((size_t)c->nl, sizeof(int64_t));
         r->kept_f = calloc((size_t)c->nl * CAP, sizeof(int64_t));
         r->kept_n = calloc((size_t)c->nl * CAP, sizeof(double));
@@ -77,6 +76,13 @@ static sf_status load_kept(sf_taps_cmp *c, sf_taps_run *r, int li, const sf_taps
     for (int64_t k = 0; k < r->nkept[li]; k++)
         if (kf[k] + 1 > c->nf && kf[k] < SF_TAPS_GRID_FRAMES) c->nf = kf[k] + 1;
     return SF_OK;
+}
+
+/* Whether some layer of run r kept tokens in the forward used (a figure to draw). */
+static int has_kept(const sf_taps_run *r, int nl) {
+    for (int li = 0; r->nkept && li < nl; li++)
+        if (r->nkept[li] > 0) return 1;
+    return 0;
 }
 
 static sf_status load_run(sf_taps_cmp *c, int i, const char *path, int64_t fsl, int fb, int fs, sf_err *err) {
@@ -390,7 +396,7 @@ sf_status sf_taps_cmp_write_dir(const sf_taps_cmp *c, const char *dir, sf_err *e
         snprintf(p, sizeof p, "%s/frame_mass_diff_%s.svg", dir, c->r[i].label);
         if (!s && i > 0) s = figure_file(c, FIG_FRAMES_DIFF, i, p, err);
         snprintf(p, sizeof p, "%s/kept_frames_%s.svg", dir, c->r[i].label);
-        if (!s && c->r[i].nkept) s = figure_file(c, FIG_KEPT, i, p, err);
+        if (!s && has_kept(&c->r[i], c->nl)) s = figure_file(c, FIG_KEPT, i, p, err);
     }
     snprintf(p, sizeof p, "%s/first_mass.svg", dir);
     if (!s) s = figure_file(c, FIG_MASS, 0, p, err);
@@ -540,7 +546,7 @@ static void write_report(FILE *f, const sf_taps_cmp *c, sf_err *err, sf_status *
               "no frame) that came from each frame, heads together: <code>--pc-budget</code> keeps one set of tokens for "
               "every head, <code>--kv-compress</code> one per head (the file's <code>kept_frames</code>).</p>\n", f);
         for (int i = 0; i < c->nr && !*s; i++)
-            if (c->r[i].nkept) *s = inline_figure(f, c, FIG_KEPT, i, err);
+            if (has_kept(&c->r[i], c->nl)) *s = inline_figure(f, c, FIG_KEPT, i, err);
     }
     fputs("<h2>Layers × heads</h2>\n", f);
     for (int i = 0; i < c->nr && !*s; i++) *s = inline_figure(f, c, FIG_HEAT, i, err);
