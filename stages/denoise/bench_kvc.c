@@ -24,82 +24,104 @@
 
 enum { D = 1536, H = 12, HD = 128, F = 3, CACHE_F = 21, SINK_F = 3, KEPT_F = 6, LAYERS = 30, REPS = 5 };
 
-static sf_status bench_pc(sf_cuda_ctx *cx, void *kv, void *q, int64_t S, sf_err *err);
+/* One part's median ms over REPS runs after a warm-up: run(ctx, part, rep) enqueues it (rep −1: the warm-up, waited
+ * for); host: the part is host work, timed on the wall clock, else between two events of ev on the stream. */
+typedef sf_status (*part_fn)(void *ctx, int part, int rep, sf_err *err);
+static sf_status time_part(sf_cuda_ctx *cx, void *ev, part_fn run, void *ctx, int part, int host, double *med,
+                           sf_err *err) {
+    float ms[REPS];
+    sf_status s = SF_OK;
+    for (int i = -1; i < REPS && !s; i++) {
+        if (i >= 0 && (s = sf_cuda_event_record(cx, ev, 2 * i, err))) break;
+        const double t0 = sf_now();
+        if ((s = run(ctx, part, i, err))) break;
+        if (i < 0) s = sf_cuda_sync(cx, err);
+        else if (host) ms[i] = (float)((sf_now() - t0) * 1e3);
+        else if (!(s = sf_cuda_event_record(cx, ev, 2 * i + 1, err))) s = sf_cuda_event_ms(ev, 2 * i, 2 * i + 1, &ms[i], err);
+    }
+    if (!s) *med = sf_bench_median_ms(ms, REPS);
+    return s;
+}
+
+/* --kv-compress's eviction: its sizes and buffers. */
+typedef struct kvc_bench {
+    sf_cuda_ctx *cx;
+    int64_t Lq, Lk, T, kept, n, rest, row, ws_rows;
+    void *q, *kv, *tmp;
+    float *Sw;
+    double *lse, *score, *hscore;
+    int32_t *idx, *hidx;
+} kvc_bench;
+
+static sf_status kvc_part(void *ctx, int part, int rep, sf_err *err) {
+    (void)rep;
+    kvc_bench *b = ctx;
+    uint16_t *kv = b->kv;
+    const float scale = (float)(1.0 / sqrt((double)HD));
+    sf_status s = SF_OK;
+    switch (part) {
+    case 0:
+        return sf_key_mass_cuda(b->cx, b->Lq, b->Lk, H, HD, b->q, D, kv, b->row, scale, b->T, b->n, b->Sw, b->ws_rows,
+                                b->lse, b->score, err);
+    case 1: return sf_cuda_copy_d2h(b->cx, b->hscore, b->score, sizeof(double) * (size_t)(H * b->n), err);
+    case 2:
+        if (sf_kv_select_cpu(H, b->n, b->hscore, b->kept, b->hidx)) return sf_fail(err, SF_E_NOMEM, "out of memory");
+        return sf_cuda_copy_h2d(b->cx, b->idx, b->hidx, sizeof(int32_t) * (size_t)(H * b->kept), err);
+    default:
+        s = sf_kv_gather_cuda(b->cx, kv + b->T * b->row, b->row, H, HD, b->kept, b->idx, b->tmp, err);
+        if (!s) s = sf_kv_gather_cuda(b->cx, kv + b->T * b->row + D, b->row, H, HD, b->kept, b->idx, b->tmp, err);
+        if (!s)
+            s = sf_cuda_copy_d2d(b->cx, kv + (b->T + b->kept) * b->row, kv + (b->T + b->n) * b->row,
+                                 sizeof(uint16_t) * (size_t)(b->rest * b->row), err);
+        return s;
+    }
+}
+
+static sf_status bench_pc(sf_cuda_ctx *cx, void *ev, void *kv, void *q, int64_t S, sf_err *err);
 
 sf_status sf_denoise_bench_kvc(int cuda_ordinal, int small, sf_err *err) {
     if (cuda_ordinal < 0) return sf_fail(err, SF_E_ARG, "--bench kvc measures the GPU's --kv-compress: give --device cuda");
-    const int64_t S = small ? 64 : 1560, Lq = F * S, Lk = CACHE_F * S, T = SINK_F * S, kept = KEPT_F * S;
-    const int64_t n = kept + F * S, rest = Lk - T - n, row = 2 * D;
-    const int64_t ws_rows = sf_key_mass_ws_rows(Lq, Lk); /* the chunk the DiT's compression uses */
+    const int64_t S = small ? 64 : 1560;
     sf_cuda_ctx cx;
-    void *q = NULL, *kv = NULL, *tmp = NULL, *ev = NULL;
-    float *Sw = NULL, *hq = NULL;
-    double *lse = NULL, *score = NULL, *hscore = NULL;
-    int32_t *idx = NULL, *hidx = NULL;
+    kvc_bench b = {.cx = &cx, .Lq = F * S, .Lk = CACHE_F * S, .T = SINK_F * S, .kept = KEPT_F * S};
+    b.n = b.kept + F * S, b.rest = b.Lk - b.T - b.n, b.row = 2 * D;
+    b.ws_rows = sf_key_mass_ws_rows(b.Lq, b.Lk); /* the chunk the DiT's compression uses */
+    void *ev = NULL;
+    float *hq = NULL;
     sf_status s = sf_cuda_ctx_init(&cx, cuda_ordinal, err);
     if (s) return s;
-    if ((s = sf_cuda_malloc(&q, (size_t)(Lq * D) * 2, err)) || (s = sf_cuda_malloc(&kv, (size_t)(Lk * row) * 2, err)) ||
-        (s = sf_cuda_malloc(&tmp, (size_t)(kept * D) * 2, err)) ||
-        (s = sf_cuda_malloc((void **)&Sw, sizeof(float) * (size_t)(ws_rows * Lk), err)) ||
-        (s = sf_cuda_malloc((void **)&lse, sizeof(double) * (size_t)ws_rows, err)) ||
-        (s = sf_cuda_malloc((void **)&score, sizeof(double) * (size_t)(H * n), err)) ||
-        (s = sf_cuda_malloc((void **)&idx, sizeof(int32_t) * (size_t)(H * kept), err)) ||
+    if ((s = sf_cuda_malloc(&b.q, (size_t)(b.Lq * D) * 2, err)) || (s = sf_cuda_malloc(&b.kv, (size_t)(b.Lk * b.row) * 2, err)) ||
+        (s = sf_cuda_malloc(&b.tmp, (size_t)(b.kept * D) * 2, err)) ||
+        (s = sf_cuda_malloc((void **)&b.Sw, sizeof(float) * (size_t)(b.ws_rows * b.Lk), err)) ||
+        (s = sf_cuda_malloc((void **)&b.lse, sizeof(double) * (size_t)b.ws_rows, err)) ||
+        (s = sf_cuda_malloc((void **)&b.score, sizeof(double) * (size_t)(H * b.n), err)) ||
+        (s = sf_cuda_malloc((void **)&b.idx, sizeof(int32_t) * (size_t)(H * b.kept), err)) ||
         (s = sf_cuda_events_new(&ev, 2 * REPS, err)))
         goto done;
-    hscore = malloc(sizeof(double) * (size_t)(H * n));
-    hidx = malloc(sizeof(int32_t) * (size_t)(H * kept));
-    hq = malloc(sizeof(float) * (size_t)(Lk * row));
-    if (!hscore || !hidx || !hq) {
+    b.hscore = malloc(sizeof(double) * (size_t)(H * b.n));
+    b.hidx = malloc(sizeof(int32_t) * (size_t)(H * b.kept));
+    hq = malloc(sizeof(float) * (size_t)(b.Lk * b.row));
+    if (!b.hscore || !b.hidx || !hq) {
         s = sf_fail(err, SF_E_NOMEM, "out of memory");
         goto done;
     }
     sf_rng r;
     sf_rng_seed(&r, 7);
-    for (int64_t i = 0; i < Lk * row; i++) hq[i] = (float)(2.0 * sf_rng_uniform(&r) - 1.0);
-    if ((s = sf_cuda_upload_bf16(&cx, kv, hq, (size_t)(Lk * row), err)) ||
-        (s = sf_cuda_upload_bf16(&cx, q, hq, (size_t)(Lq * D), err)))
+    for (int64_t i = 0; i < b.Lk * b.row; i++) hq[i] = (float)(2.0 * sf_rng_uniform(&r) - 1.0);
+    if ((s = sf_cuda_upload_bf16(&cx, b.kv, hq, (size_t)(b.Lk * b.row), err)) ||
+        (s = sf_cuda_upload_bf16(&cx, b.q, hq, (size_t)(b.Lq * D), err)))
         goto done;
-    const float scale = (float)(1.0 / sqrt((double)HD));
     double total = 0;
     for (int part = 0; part < 4 && !s; part++) {
-        float ms[REPS];
-        for (int i = -1; i < REPS && !s; i++) { /* i = −1: the warm-up */
-            if (i >= 0 && (s = sf_cuda_event_record(&cx, ev, 2 * i, err))) break;
-            double t0 = sf_now();
-            switch (part) {
-            case 0:
-                s = sf_key_mass_cuda(&cx, Lq, Lk, H, HD, q, D, kv, row, scale, T, n, Sw, ws_rows, lse, score, err);
-                break;
-            case 1: s = sf_cuda_copy_d2h(&cx, hscore, score, sizeof(double) * (size_t)(H * n), err); break;
-            case 2:
-                if (sf_kv_select_cpu(H, n, hscore, kept, hidx)) s = sf_fail(err, SF_E_NOMEM, "out of memory");
-                if (!s) s = sf_cuda_copy_h2d(&cx, idx, hidx, sizeof(int32_t) * (size_t)(H * kept), err);
-                break;
-            default:
-                s = sf_kv_gather_cuda(&cx, (uint16_t *)kv + T * row, row, H, HD, kept, idx, tmp, err);
-                if (!s) s = sf_kv_gather_cuda(&cx, (uint16_t *)kv + T * row + D, row, H, HD, kept, idx, tmp, err);
-                if (!s) s = sf_cuda_copy_d2d(&cx, (uint16_t *)kv + (T + kept) * row, (uint16_t *)kv + (T + n) * row,
-                                             sizeof(uint16_t) * (size_t)(rest * row), err);
-            }
-            if (i < 0 || s) {
-                if (!s) s = sf_cuda_sync(&cx, err);
-                continue;
-            }
-            if (part == 2) { /* host work: the wall clock */
-                ms[i] = (float)((sf_now() - t0) * 1e3);
-                continue;
-            }
-            if (!(s = sf_cuda_event_record(&cx, ev, 2 * i + 1, err))) s = sf_cuda_event_ms(ev, 2 * i, 2 * i + 1, &ms[i], err);
-        }
-        if (s) break;
-        const double med = sf_bench_median_ms(ms, REPS);
+        double med = 0;
+        if ((s = time_part(&cx, ev, kvc_part, &b, part, part == 2, &med, err))) break;
         total += med;
         static const char *const name[4] = {"importance (logits + lse + per-key sums)", "scores to the host",
                                             "selection on the host + its upload", "gathers of k and v + the roll"};
-        printf("kvc gpu %lld queries x %lld keys, %lld candidates -> %lld kept a head, %s: %.3f ms", (long long)Lq,
-               (long long)Lk, (long long)n, (long long)kept, name[part], med);
+        printf("kvc gpu %lld queries x %lld keys, %lld candidates -> %lld kept a head, %s: %.3f ms", (long long)b.Lq,
+               (long long)b.Lk, (long long)b.n, (long long)b.kept, name[part], med);
         if (part == 0) {
-            const double bytes = (double)H * (double)Lq * (2.0 * (double)Lk + (double)n) * 4.0;
+            const double bytes = (double)H * (double)b.Lq * (2.0 * (double)b.Lk + (double)b.n) * 4.0;
             printf(", %.2f TB/s over its f32 logits (written, read, the candidates read again)", med > 0 ? bytes / (med * 1e-3) / 1e12 : 0);
         }
         printf("\n");
@@ -107,12 +129,12 @@ sf_status sf_denoise_bench_kvc(int cuda_ordinal, int small, sf_err *err) {
     if (!s)
         printf("kvc gpu per eviction (one layer %.3f ms x %d layers, the block's first forward): %.1f ms\n", total, LAYERS,
                total * LAYERS);
-    if (!s) s = bench_pc(&cx, kv, q, S, err);
+    if (!s) s = bench_pc(&cx, ev, b.kv, b.q, S, err);
 done:
-    free(hscore), free(hidx), free(hq);
+    free(b.hscore), free(b.hidx), free(hq);
     sf_cuda_events_free(ev, 2 * REPS);
-    sf_cuda_free(q), sf_cuda_free(kv), sf_cuda_free(tmp), sf_cuda_free(Sw), sf_cuda_free(lse), sf_cuda_free(score);
-    sf_cuda_free(idx);
+    sf_cuda_free(b.q), sf_cuda_free(b.kv), sf_cuda_free(b.tmp), sf_cuda_free(b.Sw), sf_cuda_free(b.lse);
+    sf_cuda_free(b.score), sf_cuda_free(b.idx);
     sf_cuda_ctx_free(&cx);
     return s;
 }
@@ -124,69 +146,67 @@ done:
  * scores, the scores to the host, the selection + its upload, the gather of the kept and recent rows and the block's
  * new rows into place. */
 enum { PC_SINK = 10, PC_BUDGET = 16, PC_RECENT = 4, PC_CACHE = 19 };
-static sf_status bench_pc(sf_cuda_ctx *cx, void *kv, void *q, int64_t S, sf_err *err) {
-    const int64_t L = F * S, R = PC_RECENT * S, T = PC_SINK * S, from = (PC_CACHE + F - PC_RECENT) * S, n = from - T;
-    const int64_t topc = (PC_BUDGET - PC_SINK - PC_RECENT) * S, keep = topc + PC_CACHE * S - from, row = 2 * D;
-    void *ring = NULL, *tmp = NULL, *nw = NULL, *ev = NULL;
-    double *qsum = NULL, *score = NULL, *hscore = malloc(sizeof(double) * (size_t)n);
-    int32_t *idx = NULL, *hidx = malloc(sizeof(int32_t) * (size_t)keep);
-    sf_status s = hscore && hidx ? SF_OK : sf_fail(err, SF_E_NOMEM, "out of memory");
-    if (!s && ((s = sf_cuda_malloc(&ring, (size_t)(R * D) * 2, err)) || (s = sf_cuda_malloc(&tmp, (size_t)(keep * row) * 2, err)) ||
-               (s = sf_cuda_malloc(&nw, (size_t)(L * row) * 2, err)) ||
-               (s = sf_cuda_malloc((void **)&qsum, sizeof(double) * D, err)) ||
-               (s = sf_cuda_malloc((void **)&score, sizeof(double) * (size_t)n, err)) ||
-               (s = sf_cuda_malloc((void **)&idx, sizeof(int32_t) * (size_t)keep, err)) ||
-               (s = sf_cuda_events_new(&ev, 2 * REPS, err))))
+typedef struct pc_bench {
+    sf_cuda_ctx *cx;
+    int64_t L, R, T, n, topc, keep, row;
+    void *kv, *q, *ring, *tmp, *nw;
+    double *qsum, *score, *hscore;
+    int32_t *idx, *hidx;
+} pc_bench;
+
+static sf_status pc_part(void *ctx, int part, int rep, sf_err *err) {
+    pc_bench *b = ctx;
+    uint16_t *kv = b->kv;
+    sf_status s = SF_OK;
+    switch (part) {
+    case 0: return sf_ring_put_cuda(b->cx, b->ring, b->R, D, (b->L * (rep + 2)) % b->R, b->q, D, b->L, err);
+    case 1:
+        s = sf_ring_sum_cuda(b->cx, b->ring, b->R, D, 0, b->R, b->qsum, err);
+        return s ? s : sf_pc_scores_cuda(b->cx, b->n, D, kv + b->T * b->row, b->row, b->qsum, sf_pc_score_scale(HD, H),
+                                         b->score, err);
+    case 2: return sf_cuda_copy_d2h(b->cx, b->hscore, b->score, sizeof(double) * (size_t)b->n, err);
+    case 3:
+        if (sf_pc_select_cpu(b->n, b->hscore, NULL, 0, b->topc, b->hidx) < 0) return sf_fail(err, SF_E_NOMEM, "out of memory");
+        for (int64_t j = 0; j < b->keep - b->topc; j++) b->hidx[b->topc + j] = (int32_t)(b->n + j);
+        return sf_cuda_copy_h2d(b->cx, b->idx, b->hidx, sizeof(int32_t) * (size_t)b->keep, err);
+    default:
+        s = sf_kv_gather_cuda(b->cx, kv + b->T * b->row, b->row, 1, (int)b->row, b->keep, b->idx, b->tmp, err);
+        return s ? s : sf_cuda_copy_d2d(b->cx, kv + (b->T + b->keep) * b->row, b->nw, sizeof(uint16_t) * (size_t)(b->L * b->row), err);
+    }
+}
+
+static sf_status bench_pc(sf_cuda_ctx *cx, void *ev, void *kv, void *q, int64_t S, sf_err *err) {
+    pc_bench b = {.cx = cx, .L = F * S, .R = PC_RECENT * S, .T = PC_SINK * S};
+    const int64_t from = (PC_CACHE + F - PC_RECENT) * S;
+    b.n = from - b.T, b.topc = (PC_BUDGET - PC_SINK - PC_RECENT) * S, b.keep = b.topc + PC_CACHE * S - from, b.row = 2 * D;
+    b.kv = kv, b.q = q;
+    b.hscore = malloc(sizeof(double) * (size_t)b.n), b.hidx = malloc(sizeof(int32_t) * (size_t)b.keep);
+    sf_status s = b.hscore && b.hidx ? SF_OK : sf_fail(err, SF_E_NOMEM, "out of memory");
+    if (!s && ((s = sf_cuda_malloc(&b.ring, (size_t)(b.R * D) * 2, err)) ||
+               (s = sf_cuda_malloc(&b.tmp, (size_t)(b.keep * b.row) * 2, err)) ||
+               (s = sf_cuda_malloc(&b.nw, (size_t)(b.L * b.row) * 2, err)) ||
+               (s = sf_cuda_malloc((void **)&b.qsum, sizeof(double) * D, err)) ||
+               (s = sf_cuda_malloc((void **)&b.score, sizeof(double) * (size_t)b.n, err)) ||
+               (s = sf_cuda_malloc((void **)&b.idx, sizeof(int32_t) * (size_t)b.keep, err))))
         goto done;
-    if ((s = sf_cuda_copy_d2d(cx, ring, q, (size_t)(L * D) * 2, err))) goto done; /* a window of real values */
+    if ((s = sf_cuda_copy_d2d(cx, b.ring, q, (size_t)(b.L * D) * 2, err))) goto done; /* a window of real values */
     double total = 0;
-    const double scale = sf_pc_score_scale(HD, H);
     for (int part = 0; part < 5 && !s; part++) {
-        float ms[REPS];
-        for (int i = -1; i < REPS && !s; i++) {
-            if (i >= 0 && (s = sf_cuda_event_record(cx, ev, 2 * i, err))) break;
-            double t0 = sf_now();
-            switch (part) {
-            case 0: s = sf_ring_put_cuda(cx, ring, R, D, (L * (i + 2)) % R, q, D, L, err); break;
-            case 1:
-                s = sf_ring_sum_cuda(cx, ring, R, D, 0, R, qsum, err);
-                if (!s) s = sf_pc_scores_cuda(cx, n, D, (uint16_t *)kv + T * row, row, qsum, scale, score, err);
-                break;
-            case 2: s = sf_cuda_copy_d2h(cx, hscore, score, sizeof(double) * (size_t)n, err); break;
-            case 3:
-                if (sf_pc_select_cpu(n, hscore, NULL, 0, topc, hidx) < 0) s = sf_fail(err, SF_E_NOMEM, "out of memory");
-                for (int64_t j = 0; !s && j < keep - topc; j++) hidx[topc + j] = (int32_t)(n + j);
-                if (!s) s = sf_cuda_copy_h2d(cx, idx, hidx, sizeof(int32_t) * (size_t)keep, err);
-                break;
-            default:
-                s = sf_kv_gather_cuda(cx, (uint16_t *)kv + T * row, row, 1, (int)row, keep, idx, tmp, err);
-                if (!s) s = sf_cuda_copy_d2d(cx, (uint16_t *)kv + (T + keep) * row, nw, sizeof(uint16_t) * (size_t)(L * row), err);
-            }
-            if (i < 0 || s) {
-                if (!s) s = sf_cuda_sync(cx, err);
-                continue;
-            }
-            if (part == 3) { /* host work: the wall clock */
-                ms[i] = (float)((sf_now() - t0) * 1e3);
-                continue;
-            }
-            if (!(s = sf_cuda_event_record(cx, ev, 2 * i + 1, err))) s = sf_cuda_event_ms(ev, 2 * i, 2 * i + 1, &ms[i], err);
-        }
-        if (s) break;
-        const double med = sf_bench_median_ms(ms, REPS);
+        double med = 0;
+        if ((s = time_part(cx, ev, pc_part, &b, part, part == 3, &med, err))) break;
         if (part > 0) total += med; /* the window's update runs in every forward, not only this one */
         static const char *const name[5] = {"the block's queries into the window (every forward)",
                                             "window sums + scores", "scores to the host",
                                             "selection on the host + its upload", "gather of the kept + recent rows, the block's rows"};
-        printf("pc gpu a window of %lld queries, %lld candidates -> %lld kept, %s: %.3f ms\n", (long long)R, (long long)n,
-               (long long)topc, name[part], med);
+        printf("pc gpu a window of %lld queries, %lld candidates -> %lld kept, %s: %.3f ms\n", (long long)b.R, (long long)b.n,
+               (long long)b.topc, name[part], med);
     }
     if (!s)
         printf("pc gpu per compression (one layer %.3f ms x %d layers, a block's first forward, outside its CUDA graph; "
                "one block in two at budget 16): %.1f ms\n", total, LAYERS, total * LAYERS);
 done:
-    free(hscore), free(hidx);
-    sf_cuda_events_free(ev, 2 * REPS);
-    sf_cuda_free(ring), sf_cuda_free(tmp), sf_cuda_free(nw), sf_cuda_free(qsum), sf_cuda_free(score), sf_cuda_free(idx);
+    free(b.hscore), free(b.hidx);
+    sf_cuda_free(b.ring), sf_cuda_free(b.tmp), sf_cuda_free(b.nw), sf_cuda_free(b.qsum), sf_cuda_free(b.score);
+    sf_cuda_free(b.idx);
     return s;
 }
