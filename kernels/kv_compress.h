@@ -6,7 +6,7 @@
  *               summed over the queries (the softmax over all the keys the queries saw: exactly what the
  *               attention computed), in fp64;
  *   selection   sf_kv_select_cpu: per head the `keep` most important, ties to the older (lower) index,
- *               listed in ascending order (host code on both backends: a few thousand scores a head);
+ *               listed in ascending order (on a GPU sf_topk_select_cuda, the same choice: no host round trip);
  *   compaction  sf_kv_gather_cpu: per head, row i of the region ← row idx[i] (in place: idx[i] ≥ i).
  *
  * GPU forms (kernels/kv_compress_cuda.h, kernels/cuda/kv_compress.cu) are held to these by
@@ -48,7 +48,8 @@ void sf_kv_gather_cpu(float *x, int64_t ld, int H, int d, int64_t keep, const in
  *               their column sums in fp64, oldest row first;
  *   scores      sf_pc_scores_cpu: φ_j = scale·Σ_e qsum[e]·k[j, e] in fp64;
  *   selection   sf_pc_select_cpu: the keep highest, a token chosen max_reuse times already held back while others
- *               can stand in (host code on both backends); compaction is sf_kv_gather_cpu with H = 1. */
+ *               can stand in; sf_pc_finish_cpu: the recent slots after them, the reuse counts moved along;
+ *               compaction is sf_kv_gather_cpu with H = 1. */
 
 /* ring[(pos + i) mod R] ← x[i] for i < n (rows of D floats; ring rows dense, x rows ldx apart). 0 ≤ pos < R, n ≤ R. */
 void sf_ring_put_cpu(float *ring, int64_t R, int64_t D, int64_t pos, const float *x, int64_t ldx, int64_t n);
@@ -64,5 +65,10 @@ void sf_pc_scores_cpu(int64_t n, int64_t D, const float *k, int64_t ldk, const d
  * Returns how many of the chosen were such fills (0 when none), or −1 when out of memory (idx untouched). */
 int64_t sf_pc_select_cpu(int64_t n, const double *score, const int32_t *count, int max_reuse, int64_t keep,
                          int32_t *idx);
+/* After a selection of topc of n candidates (idx ascending): the old recent slots [n, n + old) follow the chosen,
+ * idx[topc + i] ← n + i; then the counts move with their tokens, cnt[i] ← cnt[idx[i]] + (i < topc) for i < keep =
+ * topc + old (in place: idx[i] ≥ i), and cnt[i] ← 0 for keep ≤ i < ncnt (the slots the block and later forwards fill
+ * hold tokens never chosen). Indices and counts relative to the sink. Requires n + old ≤ ncnt. */
+void sf_pc_finish_cpu(int64_t n, int64_t topc, int64_t old, int32_t *idx, int32_t *cnt, int64_t ncnt);
 
 #endif

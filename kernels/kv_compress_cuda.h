@@ -1,6 +1,6 @@
 /* kv_compress_cuda.h — Participative Compression's ops on the GPU (kernels/cuda/kv_compress.cu), held to the
  * CPU references of kernels/kv_compress.h (same definitions) by tests/unit/test_kv_compress.c. All pointers are
- * device memory; work is enqueued on ctx->stream. The selection between them is host code (sf_kv_select_cpu). */
+ * device memory; work is enqueued on ctx->stream, nothing waits for the host. */
 #ifndef SF_KV_COMPRESS_CUDA_H
 #define SF_KV_COMPRESS_CUDA_H
 
@@ -41,6 +41,19 @@ sf_status sf_ring_sum_cuda(const sf_cuda_ctx *ctx, const void *ring, int64_t R, 
                            double *out, sf_err *err);
 sf_status sf_pc_scores_cuda(const sf_cuda_ctx *ctx, int64_t n, int64_t D, const void *k, int64_t ldk, const double *qsum,
                             double scale, double *out, sf_err *err);
+
+/* The selections on the device, so that a compression needs no host round trip. Per segment s < nseg (one block
+ * each): sf_pc_select_cpu(n, score + s·lds, count ? count + s·ldc : NULL, max_reuse, keep, idx + s·ldi) — with no
+ * count (or max_reuse 0) that is sf_kv_select_cpu's choice of one head — the same indices in the same order, and
+ * fills[s] (when fills is not NULL) its return value: how many chosen past the reuse limit. Requires keep ≤ n. */
+sf_status sf_topk_select_cuda(const sf_cuda_ctx *ctx, int nseg, int64_t n, const double *score, int64_t lds,
+                              const int32_t *count, int64_t ldc, int max_reuse, int64_t keep, int32_t *idx, int64_t ldi,
+                              int64_t *fills, sf_err *err);
+/* sf_pc_finish_cpu on the device (one block); tmp: topc + old int32 of scratch. */
+sf_status sf_pc_finish_cuda(const sf_cuda_ctx *ctx, int64_t n, int64_t topc, int64_t old, int32_t *idx, int32_t *cnt,
+                            int64_t ncnt, int32_t *tmp, sf_err *err);
+/* x[i] ← v for i < n (the counts of the slots a forward writes: 0). */
+sf_status sf_fill_i32_cuda(const sf_cuda_ctx *ctx, int32_t *x, int64_t n, int32_t v, sf_err *err);
 
 #ifdef __cplusplus
 }

@@ -194,3 +194,10 @@ int64_t sf_pc_select_cpu(int64_t n, const double *score, const int32_t *count, i
     free(c);
     return r ? -1 : keep > na ? keep - na : 0;
 }
+
+void sf_pc_finish_cpu(int64_t n, int64_t topc, int64_t old, int32_t *idx, int32_t *cnt, int64_t ncnt) {
+    const int64_t keep = topc + old;
+    for (int64_t i = 0; i < old; i++) idx[topc + i] = (int32_t)(n + i);
+    for (int64_t i = 0; i < keep; i++) cnt[i] = cnt[idx[i]] + (i < topc);
+    for (int64_t i = keep; i < ncnt; i++) cnt[i] = 0;
+}

@@ -191,3 +191,169 @@ extern "C" sf_status sf_pc_scores_cuda(const sf_cuda_ctx *ctx, int64_t n, int64_
 fail:
     return st;
 }
+
+/* ---- the selections on the device: no host round trip inside a compressing forward ---- */
+#define SEL_THREADS 512 /* a multiple of 32: sel_scan's warps */
+
+/* A score as an unsigned key ordered as kernels/cpu/kv_compress.c's by_score orders scores: a larger score, a
+ * larger key; −0 as +0 (they tie there); NaN below everything, −∞ included (key 0). */
+__device__ __forceinline__ unsigned long long sel_key(double s) {
+    if (s != s) return 0ull;
+    if (s == 0.0) s = 0.0;
+    const unsigned long long b = (unsigned long long)__double_as_longlong(s);
+    return (b >> 63) ? ~b : b | 0x8000000000000000ull;
+}
+
+/* Exclusive prefix sum of v over the block in thread order; *total ← the block's sum (every thread gets both).
+ * sh: 32 ints; synchronises before reusing it, so it may be called repeatedly. */
+__device__ __forceinline__ int sel_scan(int v, int *sh, int *total) {
+    const int lane = threadIdx.x & 31, w = threadIdx.x >> 5, nw = blockDim.x >> 5;
+    int x = v;
+    for (int o = 1; o < 32; o <<= 1) {
+        const int y = __shfl_up_sync(0xffffffffu, x, o);
+        if (lane >= o) x += y;
+    }
+    __syncthreads(); /* sh may still be read from the last call */
+    if (lane == 31) sh[w] = x;
+    __syncthreads();
+    if (w == 0) {
+        int t = lane < nw ? sh[lane] : 0;
+        for (int o = 1; o < 32; o <<= 1) {
+            const int y = __shfl_up_sync(0xffffffffu, t, o);
+            if (lane >= o) t += y;
+        }
+        if (lane < nw) sh[lane] = t;
+    }
+    __syncthreads();
+    *total = sh[nw - 1];
+    return (w ? sh[w - 1] : 0) + x - v;
+}
+
+/* One block a segment: sf_pc_select_cpu's choice (sf_kv_select_cpu's when no counts). The order is (qualifies,
+ * key, lower index first); a radix select finds the keep-th in it, a byte of the key a pass from the top (the
+ * "qualifies" bit decided first, by a count), stopping early once the bucket it narrowed to is taken whole (scores
+ * that differ in their first bytes: two or three passes, not eight); then one pass in index order writes the chosen
+ * ascending: those above the threshold prefix, and of those equal to it the first `need` (two block scans a chunk).
+ * Every step is integer counting: the same choice whatever the threads' order. */
+static __global__ void topk_select_kernel(int64_t n, const double *__restrict__ score, int64_t lds,
+                                          const int32_t *__restrict__ count, int64_t ldc, int max_reuse, int64_t keep,
+                                          int32_t *__restrict__ idx, int64_t ldi, int64_t *__restrict__ fills) {
+    __shared__ unsigned hist[256];
+    __shared__ int sh[32];
+    __shared__ unsigned long long s_pre, s_mask;
+    __shared__ long long s_rem;
+    __shared__ unsigned s_qual;
+    __shared__ int s_done;
+    const double *sc = score + (int64_t)blockIdx.x * lds;
+    const int32_t *cn = count && max_reuse > 0 ? count + (int64_t)blockIdx.x * ldc : NULL;
+    int32_t *out = idx + (int64_t)blockIdx.x * ldi;
+    if (threadIdx.x == 0) s_qual = 0;
+    __syncthreads();
+    unsigned q = 0;
+    for (int64_t j = threadIdx.x; j < n; j += blockDim.x) q += !cn || cn[j] < max_reuse;
+    atomicAdd(&s_qual, q);
+    __syncthreads();
+    const int64_t E = s_qual; /* the candidates that qualify */
+    if (fills && threadIdx.x == 0) fills[blockIdx.x] = keep > E ? keep - E : 0;
+    if (keep <= 0) return;
+    const int qt = keep <= E; /* the threshold's "qualifies" bit */
+    if (threadIdx.x == 0) s_rem = qt ? keep : keep - E, s_pre = 0, s_mask = 0, s_done = 0;
+    for (int pass = 0; pass < 8; pass++) {
+        const int shift = 56 - 8 * pass;
+        for (int b = threadIdx.x; b < 256; b += blockDim.x) hist[b] = 0;
+        __syncthreads();
+        const unsigned long long pre = s_pre, mask = s_mask;
+        for (int64_t j = threadIdx.x; j < n; j += blockDim.x) {
+            const unsigned long long k = sel_key(sc[j]);
+            if ((!cn || cn[j] < max_reuse) == qt && (k & mask) == pre) atomicAdd(&hist[(k >> shift) & 255u], 1u);
+        }
+        __syncthreads();
+        if (threadIdx.x == 0) {
+            long long rem = s_rem;
+            int b = 255;
+            for (; b > 0 && rem > (long long)hist[b]; b--) rem -= hist[b];
+            s_rem = rem, s_pre = pre | (unsigned long long)b << shift, s_mask = mask | 255ull << shift;
+            s_done = rem == (long long)hist[b]; /* the whole bucket is chosen: no need to look further */
+        }
+        __syncthreads();
+        if (s_done) break;
+    }
+    const unsigned long long T = s_pre, M = s_mask; /* the threshold: a prefix of the key, or all of it */
+    const int64_t need = s_rem; /* of the candidates equal to it, the first `need` (all of them when done early) */
+    int64_t base_eq = 0, base_out = 0;
+    for (int64_t j0 = 0; j0 < n; j0 += blockDim.x) {
+        const int64_t j = j0 + threadIdx.x;
+        int gt = 0, eq = 0;
+        if (j < n) {
+            const int qj = !cn || cn[j] < max_reuse;
+            const unsigned long long k = sel_key(sc[j]) & M;
+            gt = qj > qt || (qj == qt && k > T);
+            eq = qj == qt && k == T;
+        }
+        int eq_tot, sel_tot;
+        const int eq_rank = sel_scan(eq, sh, &eq_tot);
+        const int sel = gt || (eq && base_eq + eq_rank < need);
+        const int pos = sel_scan(sel, sh, &sel_tot);
+        if (sel) out[base_out + pos] = (int32_t)j;
+        base_eq += eq_tot, base_out += sel_tot;
+    }
+}
+
+extern "C" sf_status sf_topk_select_cuda(const sf_cuda_ctx *ctx, int nseg, int64_t n, const double *score, int64_t lds,
+                                         const int32_t *count, int64_t ldc, int max_reuse, int64_t keep, int32_t *idx,
+                                         int64_t ldi, int64_t *fills, sf_err *err) {
+    sf_status st = SF_OK;
+    SF_CUDA_REQUIRE(ctx && ctx->stream, "sf_topk_select_cuda: CUDA context not initialised");
+    SF_CUDA_REQUIRE(nseg >= 0 && nseg <= 65535 * 32 && n >= 0 && n <= INT_MAX && keep >= 0 && keep <= n && lds >= n &&
+                        ldi >= keep && max_reuse >= 0 && (!count || ldc >= n),
+                    "sf_topk_select_cuda: bad shape segments=%d n=%lld keep=%lld lds=%lld ldi=%lld ldc=%lld", nseg,
+                    (long long)n, (long long)keep, (long long)lds, (long long)ldi, (long long)ldc);
+    if (nseg == 0) return SF_OK;
+    SF_LAUNCH(topk_select_kernel, (unsigned)nseg, SEL_THREADS, 0, SF_CUDA_STREAM(ctx), n, score, lds, count, ldc,
+              max_reuse, keep, idx, ldi, fills);
+    CUDA_CHECK_LAUNCH("topk_select_kernel");
+    return SF_OK;
+fail:
+    return st;
+}
+
+/* One block: sf_pc_finish_cpu (the writes of each step done before the next reads them). */
+static __global__ void pc_finish_kernel(int64_t n, int64_t topc, int64_t old, int32_t *__restrict__ idx,
+                                        int32_t *__restrict__ cnt, int64_t ncnt, int32_t *__restrict__ tmp) {
+    const int64_t keep = topc + old;
+    for (int64_t i = threadIdx.x; i < old; i += blockDim.x) idx[topc + i] = (int32_t)(n + i);
+    __syncthreads();
+    for (int64_t i = threadIdx.x; i < keep; i += blockDim.x) tmp[i] = cnt[idx[i]] + (i < topc);
+    __syncthreads();
+    for (int64_t i = threadIdx.x; i < ncnt; i += blockDim.x) cnt[i] = i < keep ? tmp[i] : 0;
+}
+
+extern "C" sf_status sf_pc_finish_cuda(const sf_cuda_ctx *ctx, int64_t n, int64_t topc, int64_t old, int32_t *idx,
+                                       int32_t *cnt, int64_t ncnt, int32_t *tmp, sf_err *err) {
+    sf_status st = SF_OK;
+    SF_CUDA_REQUIRE(ctx && ctx->stream, "sf_pc_finish_cuda: CUDA context not initialised");
+    SF_CUDA_REQUIRE(n >= 0 && topc >= 0 && topc <= n && old >= 0 && n + old <= ncnt && n + old <= INT_MAX,
+                    "sf_pc_finish_cuda: bad shape n=%lld topc=%lld old=%lld counts=%lld", (long long)n, (long long)topc,
+                    (long long)old, (long long)ncnt);
+    SF_LAUNCH(pc_finish_kernel, 1, SEL_THREADS, 0, SF_CUDA_STREAM(ctx), n, topc, old, idx, cnt, ncnt, tmp);
+    CUDA_CHECK_LAUNCH("pc_finish_kernel");
+    return SF_OK;
+fail:
+    return st;
+}
+
+static __global__ void fill_i32_kernel(int32_t *__restrict__ x, int64_t n, int32_t v) {
+    for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += (int64_t)gridDim.x * blockDim.x) x[i] = v;
+}
+
+extern "C" sf_status sf_fill_i32_cuda(const sf_cuda_ctx *ctx, int32_t *x, int64_t n, int32_t v, sf_err *err) {
+    sf_status st = SF_OK;
+    SF_CUDA_REQUIRE(ctx && ctx->stream, "sf_fill_i32_cuda: CUDA context not initialised");
+    SF_CUDA_REQUIRE(n >= 0, "sf_fill_i32_cuda: n=%lld", (long long)n);
+    if (n == 0) return SF_OK;
+    SF_LAUNCH(fill_i32_kernel, sf_cuda_blocks(n, 256), 256, 0, SF_CUDA_STREAM(ctx), x, n, v);
+    CUDA_CHECK_LAUNCH("fill_i32_kernel");
+    return SF_OK;
+fail:
+    return st;
+}

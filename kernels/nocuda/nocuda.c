@@ -598,3 +598,19 @@ sf_status sf_pc_scores_cuda(const sf_cuda_ctx *ctx, int64_t n, int64_t D, const 
     (void)ctx, (void)n, (void)D, (void)k, (void)ldk, (void)qsum, (void)scale, (void)out;
     return SF_NO_CUDA(err);
 }
+sf_status sf_topk_select_cuda(const sf_cuda_ctx *ctx, int nseg, int64_t n, const double *score, int64_t lds,
+                              const int32_t *count, int64_t ldc, int max_reuse, int64_t keep, int32_t *idx, int64_t ldi,
+                              int64_t *fills, sf_err *err) {
+    (void)ctx, (void)nseg, (void)n, (void)score, (void)lds, (void)count, (void)ldc, (void)max_reuse, (void)keep;
+    (void)idx, (void)ldi, (void)fills;
+    return SF_NO_CUDA(err);
+}
+sf_status sf_pc_finish_cuda(const sf_cuda_ctx *ctx, int64_t n, int64_t topc, int64_t old, int32_t *idx, int32_t *cnt,
+                            int64_t ncnt, int32_t *tmp, sf_err *err) {
+    (void)ctx, (void)n, (void)topc, (void)old, (void)idx, (void)cnt, (void)ncnt, (void)tmp;
+    return SF_NO_CUDA(err);
+}
+sf_status sf_fill_i32_cuda(const sf_cuda_ctx *ctx, int32_t *x, int64_t n, int32_t v, sf_err *err) {
+    (void)ctx, (void)x, (void)n, (void)v;
+    return SF_NO_CUDA(err);
+}

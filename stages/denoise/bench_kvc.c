@@ -3,9 +3,10 @@
  * warm-up) and ×30 for the block that evicts: a 3-frame block's queries (4680 × 1536 bf16) against a full
  * 21-frame cache (32760 rows of [k | v]) with a 3-frame sink and 6 kept frames, so 9 frames of candidates
  * (14040 tokens) scored and 6 frames' worth kept per head. Rows: the importance (cuBLASLt logits in chunks +
- * the row lse and per-key sums: sf_key_mass_cuda), the download of the scores, the host's selection, the
- * upload of the choice, the gathers of keys and values and the roll of the recent frames. The importance
- * writes and reads every f32 logit (~7.4 GB a layer): the bytes are its floor, printed beside it as the TB/s
+ * the row lse and per-key sums: sf_key_mass_cuda), the selection on the device (sf_topk_select_cuda, a block a
+ * head), the gathers of keys and values and the roll of the recent frames; then, not counted, the way it was done
+ * before (the scores downloaded, chosen on the host, the choice uploaded): the A/B the device's selection must win.
+ * The importance writes and reads every f32 logit (~7.4 GB a layer): the bytes are its floor, printed beside it as the TB/s
  * it reached. Nothing passes or fails on time. `--bench kvc-small`: 64-token frames, to try it on an
  * emulated device. Then the same for --pc-budget's compression at Deep Forcing's settings (bench_pc below). Run by
  * tests/gpu/check.sh (part bench_attn). */
@@ -63,17 +64,18 @@ static sf_status kvc_part(void *ctx, int part, int rep, sf_err *err) {
     case 0:
         return sf_key_mass_cuda(b->cx, b->Lq, b->Lk, H, HD, b->q, D, kv, b->row, scale, b->T, b->n, b->Sw, b->ws_rows,
                                 b->lse, b->score, err);
-    case 1: return sf_cuda_copy_d2h(b->cx, b->hscore, b->score, sizeof(double) * (size_t)(H * b->n), err);
+    case 1: return sf_topk_select_cuda(b->cx, H, b->n, b->score, b->n, NULL, 0, 0, b->kept, b->idx, b->kept, NULL, err);
     case 2:
-        if (sf_kv_select_cpu(H, b->n, b->hscore, b->kept, b->hidx)) return sf_fail(err, SF_E_NOMEM, "out of memory");
-        return sf_cuda_copy_h2d(b->cx, b->idx, b->hidx, sizeof(int32_t) * (size_t)(H * b->kept), err);
-    default:
         s = sf_kv_gather_cuda(b->cx, kv + b->T * b->row, b->row, H, HD, b->kept, b->idx, b->tmp, err);
         if (!s) s = sf_kv_gather_cuda(b->cx, kv + b->T * b->row + D, b->row, H, HD, b->kept, b->idx, b->tmp, err);
         if (!s)
             s = sf_cuda_copy_d2d(b->cx, kv + (b->T + b->kept) * b->row, kv + (b->T + b->n) * b->row,
                                  sizeof(uint16_t) * (size_t)(b->rest * b->row), err);
         return s;
+    default: /* before: the scores to the host, the selection there, the choice back */
+        if ((s = sf_cuda_copy_d2h(b->cx, b->hscore, b->score, sizeof(double) * (size_t)(H * b->n), err))) return s;
+        if (sf_kv_select_cpu(H, b->n, b->hscore, b->kept, b->hidx)) return sf_fail(err, SF_E_NOMEM, "out of memory");
+        return sf_cuda_copy_h2d(b->cx, b->idx, b->hidx, sizeof(int32_t) * (size_t)(H * b->kept), err);
     }
 }
 
@@ -114,10 +116,11 @@ sf_status sf_denoise_bench_kvc(int cuda_ordinal, int small, sf_err *err) {
     double total = 0;
     for (int part = 0; part < 4 && !s; part++) {
         double med = 0;
-        if ((s = time_part(&cx, ev, kvc_part, &b, part, part == 2, &med, err))) break;
-        total += med;
-        static const char *const name[4] = {"importance (logits + lse + per-key sums)", "scores to the host",
-                                            "selection on the host + its upload", "gathers of k and v + the roll"};
+        if ((s = time_part(&cx, ev, kvc_part, &b, part, part == 3, &med, err))) break;
+        if (part < 3) total += med;
+        static const char *const name[4] = {"importance (logits + lse + per-key sums)", "selection on the device",
+                                            "gathers of k and v + the roll",
+                                            "before, not counted: scores to the host, selection there, its upload"};
         printf("kvc gpu %lld queries x %lld keys, %lld candidates -> %lld kept a head, %s: %.3f ms", (long long)b.Lq,
                (long long)b.Lk, (long long)b.n, (long long)b.kept, name[part], med);
         if (part == 0) {
@@ -143,15 +146,15 @@ done:
  * budget 16, recent 4 — the cache holds 19 frames when a 3-frame block overflows it, so 8 frames of candidates
  * (from the sink to the newest 4) and 2 frames' worth kept, plus the recent frame before the block. Parts: the
  * block's queries into the layer's window (every forward does this, inside its graph), the window's sums and the
- * scores, the scores to the host, the selection + its upload, the gather of the kept and recent rows and the block's
- * new rows into place. */
+ * scores, the selection and the counts on the device, the gather of the kept and recent rows and the block's new rows
+ * into place; then, not counted, the way it was done before (the scores to the host, chosen there, uploaded). */
 enum { PC_SINK = 10, PC_BUDGET = 16, PC_RECENT = 4, PC_CACHE = 19 };
 typedef struct pc_bench {
     sf_cuda_ctx *cx;
     int64_t L, R, T, n, topc, keep, row;
     void *kv, *q, *ring, *tmp, *nw;
     double *qsum, *score, *hscore;
-    int32_t *idx, *hidx;
+    int32_t *idx, *hidx, *cnt, *itmp;
 } pc_bench;
 
 static sf_status pc_part(void *ctx, int part, int rep, sf_err *err) {
@@ -164,14 +167,17 @@ static sf_status pc_part(void *ctx, int part, int rep, sf_err *err) {
         s = sf_ring_sum_cuda(b->cx, b->ring, b->R, D, 0, b->R, b->qsum, err);
         return s ? s : sf_pc_scores_cuda(b->cx, b->n, D, kv + b->T * b->row, b->row, b->qsum, sf_pc_score_scale(HD, H),
                                          b->score, err);
-    case 2: return sf_cuda_copy_d2h(b->cx, b->hscore, b->score, sizeof(double) * (size_t)b->n, err);
+    case 2: /* the release's reuse limit (7): the counts grow by one a run, and the 6 runs leave every candidate in */
+        s = sf_topk_select_cuda(b->cx, 1, b->n, b->score, b->n, b->cnt, b->n, 7, b->topc, b->idx, b->topc, NULL, err);
+        return s ? s : sf_pc_finish_cuda(b->cx, b->n, b->topc, b->keep - b->topc, b->idx, b->cnt, b->n + b->keep, b->itmp, err);
     case 3:
+        s = sf_kv_gather_cuda(b->cx, kv + b->T * b->row, b->row, 1, (int)b->row, b->keep, b->idx, b->tmp, err);
+        return s ? s : sf_cuda_copy_d2d(b->cx, kv + (b->T + b->keep) * b->row, b->nw, sizeof(uint16_t) * (size_t)(b->L * b->row), err);
+    default: /* before: the scores to the host, the selection there, the choice back */
+        if ((s = sf_cuda_copy_d2h(b->cx, b->hscore, b->score, sizeof(double) * (size_t)b->n, err))) return s;
         if (sf_pc_select_cpu(b->n, b->hscore, NULL, 0, b->topc, b->hidx) < 0) return sf_fail(err, SF_E_NOMEM, "out of memory");
         for (int64_t j = 0; j < b->keep - b->topc; j++) b->hidx[b->topc + j] = (int32_t)(b->n + j);
         return sf_cuda_copy_h2d(b->cx, b->idx, b->hidx, sizeof(int32_t) * (size_t)b->keep, err);
-    default:
-        s = sf_kv_gather_cuda(b->cx, kv + b->T * b->row, b->row, 1, (int)b->row, b->keep, b->idx, b->tmp, err);
-        return s ? s : sf_cuda_copy_d2d(b->cx, kv + (b->T + b->keep) * b->row, b->nw, sizeof(uint16_t) * (size_t)(b->L * b->row), err);
     }
 }
 
@@ -187,26 +193,30 @@ static sf_status bench_pc(sf_cuda_ctx *cx, void *ev, void *kv, void *q, int64_t 
                (s = sf_cuda_malloc(&b.nw, (size_t)(b.L * b.row) * 2, err)) ||
                (s = sf_cuda_malloc((void **)&b.qsum, sizeof(double) * D, err)) ||
                (s = sf_cuda_malloc((void **)&b.score, sizeof(double) * (size_t)b.n, err)) ||
-               (s = sf_cuda_malloc((void **)&b.idx, sizeof(int32_t) * (size_t)b.keep, err))))
+               (s = sf_cuda_malloc((void **)&b.idx, sizeof(int32_t) * (size_t)b.keep, err)) ||
+               (s = sf_cuda_malloc((void **)&b.cnt, sizeof(int32_t) * (size_t)(b.n + b.keep), err)) ||
+               (s = sf_cuda_malloc((void **)&b.itmp, sizeof(int32_t) * (size_t)b.keep, err)) ||
+               (s = sf_cuda_memset(cx, b.cnt, 0, sizeof(int32_t) * (size_t)(b.n + b.keep), err))))
         goto done;
     if ((s = sf_cuda_copy_d2d(cx, b.ring, q, (size_t)(b.L * D) * 2, err))) goto done; /* a window of real values */
     double total = 0;
     for (int part = 0; part < 5 && !s; part++) {
         double med = 0;
-        if ((s = time_part(cx, ev, pc_part, &b, part, part == 3, &med, err))) break;
-        if (part > 0) total += med; /* the window's update runs in every forward, not only this one */
+        if ((s = time_part(cx, ev, pc_part, &b, part, part == 4, &med, err))) break;
+        if (part > 0 && part < 4) total += med; /* the window's update runs in every forward, not only this one */
         static const char *const name[5] = {"the block's queries into the window (every forward)",
-                                            "window sums + scores", "scores to the host",
-                                            "selection on the host + its upload", "gather of the kept + recent rows, the block's rows"};
+                                            "window sums + scores", "selection + reuse counts on the device",
+                                            "gather of the kept + recent rows, the block's rows",
+                                            "before, not counted: scores to the host, selection there, its upload"};
         printf("pc gpu a window of %lld queries, %lld candidates -> %lld kept, %s: %.3f ms\n", (long long)b.R, (long long)b.n,
                (long long)b.topc, name[part], med);
     }
     if (!s)
-        printf("pc gpu per compression (one layer %.3f ms x %d layers, a block's first forward, outside its CUDA graph; "
+        printf("pc gpu per compression (one layer %.3f ms x %d layers, a block's first forward, in its CUDA graph; "
                "one block in two at budget 16): %.1f ms\n", total, LAYERS, total * LAYERS);
 done:
     free(b.hscore), free(b.hidx);
     sf_cuda_free(b.ring), sf_cuda_free(b.tmp), sf_cuda_free(b.nw), sf_cuda_free(b.qsum), sf_cuda_free(b.score);
-    sf_cuda_free(b.idx);
+    sf_cuda_free(b.idx), sf_cuda_free(b.cnt), sf_cuda_free(b.itmp);
     return s;
 }

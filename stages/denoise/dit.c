@@ -423,8 +423,8 @@ void sf_dit_state_reset(sf_dit_state *st) {
     st->kvc_lq = 0;                              /* and --kv-compress has no queries of it yet */
     st->pc_head = st->pc_len = 0, st->pc_sink_want = 0, st->pc_kept = 0; /* nor --pc-budget's window, kept tokens */
     st->kvc_src_valid = 0;
-    if (st->pc_count)
-        memset(st->pc_count, 0, sizeof(int32_t) * (size_t)st->w->cfg.num_layers * (size_t)st->cache_tokens);
+    sf_dit_pc_reset(st); /* its reuse counts, and a compression's record still pending (either rule) dropped */
+    if (st->kvc_pend) memset(st->kvc_pend, 0, (size_t)st->w->cfg.num_layers);
 }
 
 /* Rows of the RoPE table: the time positions asked for, and at least the spatial grid's. */
@@ -689,6 +689,7 @@ static sf_status forward(sf_dit_state *st, const float *x_t, int F, const float 
                        (long long)(start_frame + F), st->rope.max_pos);
     int64_t ls = 0, le = 0, evict = 0, keep = 0;
     sf_dit_kv_step pk = {0}; /* --pc-budget's compression, when this forward makes one */
+    if (st->gpu && (s = sf_dit_settle(st, -1, err))) return s; /* the last compression's record, before a plan */
     if (fix) /* a re-cache forward: rewrite slots [ls, le) in place, no roll, cache indices unchanged */
         ls = fix->ls, le = fix->le;
     else if (sf_dit_pc_plan(st, L, start_frame, &pk))

@@ -237,8 +237,13 @@ typedef struct sf_dit_state {
     int64_t kvc_runs;                /* compressions since the state was made (tests, info) */
     int32_t *kvc_src;                /* host: (num_layers, heads, kvc_tokens) the frame each kept token came from */
     int kvc_src_valid;               /* kvc_src holds them (a compression of this video ran) */
-    /* Test seam (test_dit_cuda_shapes): when set, layer l's selection comes from here instead of sf_kv_select_cpu
-     * (same contract; 0 = done) — a CPU state made to keep the GPU's tokens, so their flows stay comparable. */
+    unsigned char *kvc_pend;         /* GPU, host: (num_layers) 1 where the last compression's choice is still only on
+                                        the device: kvc_src catches up in sf_dit_settle */
+    int64_t *kvc_old_kf;             /* GPU, host: (cache frames) key_frames before that compression's roll */
+    int kvc_old_valid;               /* and kvc_src_valid before it */
+    /* Test seam (test_dit_cuda_shapes), CPU states only: when set, layer l's selection comes from here instead of
+     * sf_kv_select_cpu / sf_pc_select_cpu (same contract; 0 = done) — a CPU state made to keep the GPU's tokens, so
+     * their flows stay comparable (a GPU state selects on the device: SF_E_UNSUPPORTED there). */
     int (*kvc_select)(void *ctx, int layer, int H, int64_t n, const double *score, int64_t keep, int32_t *idx);
     void *kvc_select_ctx;
     /* --pc-budget (sf_dit_set_pc, pc.c): Participative Compression as Deep Forcing's released code runs it */
@@ -247,9 +252,11 @@ typedef struct sf_dit_state {
     int pc_max_reuse;                /* a token chosen this many times stands back while others can (0: no limit) */
     int64_t pc_head, pc_len;         /* the query ring's oldest row and the rows it holds (every layer alike) */
     float *pc_ring;                  /* CPU: (num_layers, pc_recent, dim) each layer's last R post-RoPE queries */
-    int32_t *pc_count;               /* host: (num_layers, cache_tokens) times the token in each slot was chosen */
+    int32_t *pc_count;               /* CPU: (num_layers, cache_tokens) times the token in each slot was chosen (a GPU
+                                        keeps its own) */
     double *pc_qsum, *pc_score;      /* host scratch: (dim), (cache_tokens) */
     int32_t *pc_idx;                 /* host scratch: (cache_tokens) a compaction's sources */
+    unsigned char *pc_pend;          /* GPU, host: (num_layers) as kvc_pend, for --pc-budget's compression */
     int64_t pc_sink_want;            /* the shift of the sink that the last compression asked for (frames) */
     int32_t *pc_src;                 /* host: (num_layers, cache_tokens) the frame each kept token came from */
     int64_t pc_kept, pc_kept_old;    /* tokens kept after the sink now, and before this forward's compression */
@@ -340,8 +347,16 @@ sf_status sf_dit_kv_compress(sf_dit_state *st, int64_t evict, int *done, sf_err 
  * so (sf_dit_set_kv_compress's check, for callers that check before making a state). */
 sf_status sf_dit_kv_compress_fits(int64_t frames, int64_t sink_frames, int block_frames, int64_t cache_frames,
                                   sf_err *err);
-/* Layer l's kept tokens' frames into a self-attention view (kept_frames, kept_tokens, kept_heads; none: NULL, 0). */
+/* Layer l's kept tokens' frames into a self-attention view (kept_frames, kept_tokens, kept_heads; none: NULL, 0).
+ * On a GPU, the layer settled first (sf_dit_settle; the GPU's taps do). */
 void sf_dit_kept_view(const sf_dit_state *st, int l, sf_dit_attn_view *v);
+/* GPU: a compression's choice is made on the device (kernels/kv_compress_cuda.h sf_topk_select_cuda), so the forward
+ * never waits for the host; what the host keeps of it — where each kept token came from (kvc_src, pc_src) and
+ * --pc-budget's fills — catches up here: for layer l (all layers: l < 0) whose last compression is pending, one
+ * download of its choice (synchronous). A GPU forward calls it once its work is enqueued (before its taps' views and
+ * its output), with taps also before a view it delivers while running, and sf_dit_forward before each plan; a no-op on
+ * the CPU and when nothing is pending. */
+sf_status sf_dit_settle(sf_dit_state *st, int l, sf_err *err);
 /* Frees what sf_dit_set_kv_compress made (sf_dit_state_free calls it). */
 void sf_dit_kv_compress_free(sf_dit_state *st);
 
@@ -370,8 +385,12 @@ int sf_dit_pc_sizes(const sf_dit_state *st, int64_t n_new, int64_t start_frame, 
 /* Layer l's part, CPU (dit.c, after RoPE, before the new keys are written): the layer's L query rows q join its
  * ring; a compressing forward then scores, selects and compacts the layer's cache (keys, values, counts). */
 sf_status sf_dit_pc_layer(sf_dit_state *st, int l, const sf_dit_kv_step *kv, const float *q, int64_t L, sf_err *err);
+/* sf_dit_settle's part for --pc-budget's layer l (pc.c). */
+sf_status sf_dit_pc_settle(sf_dit_state *st, int l, sf_err *err);
 /* After a forward of L query rows: the ring's oldest row and length move on (both backends). */
 void sf_dit_pc_advance(sf_dit_state *st, int64_t L);
+/* A new video (sf_dit_state_reset): every slot's reuse count 0 (a GPU's too: enqueued), nothing pending. */
+void sf_dit_pc_reset(sf_dit_state *st);
 /* Frees what sf_dit_set_pc made (sf_dit_state_free calls it). */
 void sf_dit_pc_free(sf_dit_state *st);
 

@@ -552,6 +552,8 @@ static sf_status layer(sf_dit_state *st, int l, int F, int64_t start_frame, cons
     if (st->pc_budget > 0) {
         prof(g, P_IO);
         if ((s = sf_dgpu_pc_layer(st, l, kv, g->q, L, err))) return s;
+        /* a tap that reads this layer's view while the forward runs: the kept tokens' record first (one wait) */
+        if (kv->pc && st->tap.done && !g->capturing && (s = sf_dit_settle(st, l, err))) return s;
     }
     if (st->kvc_tokens > 0) { /* --kv-compress: the next eviction scores the keys with these queries (kv_compress.c) */
         prof(g, P_IO);
@@ -779,10 +781,13 @@ sf_status sf_dit_cuda_forward(sf_dit_state *st, const float *x_t, int F, const f
     if (x_t && (s = sf_cuda_copy_h2d(&g->cx, g->xin, x_t, sizeof(float) * (size_t)(F * c->in_dim * plane), err)))
         return s;
     const int64_t *kfr = st->key_frames + kv->lo / st->frame_tokens;
-    const int want = kv->pc ? 0 : graph_wanted(st, L, kv->Lk); /* --pc-budget's compaction waits on the host */
-    /* the key's bits above the frame count: cache-only pass, cache roll, prediction slot, tapped layers, kept queries */
+    /* --kv-compress's last compression (before this forward) recorded for the views of a tapped one */
+    if (st->tap.done && (s = sf_dit_settle(st, -1, err))) return s;
+    const int want = graph_wanted(st, L, kv->Lk);
+    /* the key's bits above the frame count: cache-only pass, cache roll, prediction slot, tapped layers, kept queries,
+       --pc-budget's compression */
     const int variant = (kv_only != 0) | (kv->evict > 0 && kv->keep > 0) << 1 | (x0_slot >= 0) << 2 | (want == 2) << 3 |
-                        (st->kvc_tokens > 0 || st->pc_budget > 0) << 4;
+                        (st->kvc_tokens > 0 || st->pc_budget > 0) << 4 | (kv->pc != 0) << 5;
     if (want) {
         const uint64_t key = (uint64_t)F | (uint64_t)variant << 32;
         sf_err ge = {{0}};
@@ -811,6 +816,7 @@ sf_status sf_dit_cuda_forward(sf_dit_state *st, const float *x_t, int F, const f
     if ((s = forward_body(st, x_t != NULL, F, t, start_frame, kv, sigma, x0_slot, kv_only, err))) return s;
 out:
     graph_shape_add(g, L, kv->Lk, variant); /* warm, and this variant has run */
+    if ((s = sf_dit_settle(st, -1, err))) return s; /* a compression's record on the host (waits, when there was one) */
     if ((s = sf_dgpu_tap_flush(st, L, kv->Lk, kfr, err))) return s; /* frames-mode views, after one wait */
     if (flow && !kv_only &&
         (s = sf_cuda_copy_d2h(&g->cx, flow, g->flow, sizeof(float) * (size_t)(F * c->out_dim * plane), err)))

@@ -58,6 +58,12 @@ void sf_dit_cuda_profile_reset(sf_dit_state *st);
 sf_status sf_dit_cuda_mark(sf_dit_state *st, void *ev, int i, sf_err *err);
 /* CUDA graphs launched for this state's forwards, and how (kernels/cuda_graph.h; zeros when off). */
 void sf_dit_cuda_graph_stats(const sf_dit_state *st, sf_cuda_graph_stats *out);
+/* Tests and diagnosis: host copies of what the device's last compression left for layer l — the candidates' scores
+ * (--kv-compress: heads·n, n = kept + evicted; --pc-budget: n), its choice (heads·keep, keep = the kept tokens; keep
+ * of --pc-budget's, its sources after the sink) and, for --pc-budget, the layer's slots' reuse counts (cache_tokens;
+ * count NULL: not wanted). Synchronous. SF_E_ARG on a CPU state or one without compression. */
+sf_status sf_dit_cuda_compression(sf_dit_state *st, int l, int64_t n, int64_t keep, double *score, int32_t *idx,
+                                  int32_t *count, sf_err *err);
 /* Peak device memory of this state in bytes (weights + state), for reports. */
 size_t sf_dit_cuda_bytes(const sf_dit_state *st);
 /* ... of which the explicit attention's logits workspace: 0 unless something read logits (a logits or

@@ -90,11 +90,13 @@ struct sf_dit_gpu {
     int32_t *kvc_idx;
     int64_t kvc_rows;
     size_t kvc_bytes, pc_bytes;               /* what --kv-compress / --pc-budget added to state_bytes (freed: taken off) */
-    /* --pc-budget (pc.c): each layer's query ring (NL, R, D), the query sum and scores f64 (D), (cache), the
-     * compaction's sources (cache), its scratch (budget, 2D) and a compressing forward's new K|V rows (L, 2D) */
+    /* --pc-budget (pc.c): each layer's query ring (NL, R, D), the query sum f64 (D); per layer its last compression's
+     * scores f64, sources and the slots' reuse counts (NL, cache) each, and how many it chose past the limit (NL);
+     * the counts' scratch (cache), the compaction's (budget, 2D) and a compressing forward's new K|V rows (L, 2D) */
     bf16 *pc_ring, *pc_tmp, *pc_new;
     double *pc_qsum, *pc_score;
-    int32_t *pc_idx;
+    int32_t *pc_idx, *pc_count, *pc_itmp;
+    int64_t *pc_fills;
     float *S;                                 /* explicit attention logits (H, chunk, Lk_max), lazily */
     bf16 *P;                                  /* its probabilities */
     uint16_t *S16;                            /* a chunk of logits as f16, on its way to a tap */
@@ -188,9 +190,10 @@ sf_status sf_dgpu_product8(sf_dit_gpu *g, int64_t M, const void *x, int64_t ldx,
 sf_status sf_dgpu_download_rows(sf_dit_gpu *g, float *host, const void *dev, int64_t rows, int64_t cols, int64_t ld,
                                sf_err *err);
 
-/* pc.c: layer l's part of --pc-budget on the GPU (the layer, after RoPE): the layer's L query rows q join its ring;
- * a compressing forward then scores (on the device), selects (on the host: one download, one upload), compacts
- * the layer's K|V cache rows, and moves this forward's new K|V rows from kn (g->pc_new) into slots [ls, le). */
+/* pc.c: layer l's part of --pc-budget on the GPU (the layer, after RoPE): the layer's L query rows q join its ring
+ * (the slots [ls, le) a forward writes count 0 uses); a compressing forward then scores, selects, moves the counts,
+ * compacts the layer's K|V cache rows and moves this forward's new K|V rows from g->pc_new into slots [ls, le), all on
+ * the device (nothing waits: a CUDA graph holds it); the host's record of the choice is pending (sf_dit_settle). */
 sf_status sf_dgpu_pc_layer(sf_dit_state *st, int l, const sf_dit_kv_step *kv, const bf16 *q, int64_t L, sf_err *err);
 
 #endif

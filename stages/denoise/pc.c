@@ -23,9 +23,10 @@
  * blocks fill a 21-frame window); the window is reset with each video (the release keeps it across the prompts of
  * one process; its scripts run one prompt a process). The release's "Top-C RoPE" adjustment never runs at its
  * settings (its region is empty whenever the cache is no longer than the window), so kept tokens keep their RoPE.
- * The selection is host code (a few thousand scores a layer): on a GPU one download and one upload per layer of a
- * compressing forward, which therefore runs outside a CUDA graph; the others keep theirs (the window's update is
- * one kernel whatever its position). Tested against the release's own code on the tiny model (tests/golden/expect/
+ * On a GPU every step runs on the device — the selection too (sf_topk_select_cuda, the CPU's choice exactly on the
+ * same scores), the reuse counts with it (sf_pc_finish_cuda) — so a compressing forward waits on nothing and is a
+ * CUDA graph like the others (the window's update is one kernel whatever its position); where the kept tokens came
+ * from (pc_src) and the fills catch up at the forward's end (sf_dit_settle: one download of each layer's choice). Tested against the release's own code on the tiny model (tests/golden/expect/
  * dit_deepforcing.safetensors, made by tests/heldout/make_deepforcing.py; sf-denoise.bats: every prediction within
  * 1e-4), by tests/unit/test_dit_pc.c (every compression of every layer against a brute force of the algorithm written
  * in the test) and test_dit_cuda_shapes.c (pc_*: the GPU against the CPU). */
@@ -42,17 +43,29 @@
 static void free_gpu(sf_dit_gpu *g) {
     g->state_bytes -= g->pc_bytes, g->pc_bytes = 0;
     sf_cuda_free(g->pc_ring), sf_cuda_free(g->pc_tmp), sf_cuda_free(g->pc_new);
-    sf_cuda_free(g->pc_qsum), sf_cuda_free(g->pc_score), sf_cuda_free(g->pc_idx);
-    g->pc_ring = g->pc_tmp = g->pc_new = NULL, g->pc_qsum = g->pc_score = NULL, g->pc_idx = NULL;
+    sf_cuda_free(g->pc_qsum), sf_cuda_free(g->pc_score), sf_cuda_free(g->pc_idx), sf_cuda_free(g->pc_count);
+    sf_cuda_free(g->pc_itmp), sf_cuda_free(g->pc_fills);
+    g->pc_ring = g->pc_tmp = g->pc_new = NULL, g->pc_qsum = g->pc_score = NULL, g->pc_idx = g->pc_count = NULL;
+    g->pc_itmp = NULL, g->pc_fills = NULL;
 }
 
 void sf_dit_pc_free(sf_dit_state *st) {
     if (st->gpu) free_gpu(st->gpu);
     free(st->pc_ring), free(st->pc_count), free(st->pc_qsum), free(st->pc_score), free(st->pc_idx);
-    free(st->pc_src), free(st->pc_old_kf);
+    free(st->pc_src), free(st->pc_old_kf), free(st->pc_pend);
+    st->pc_pend = NULL;
     st->pc_ring = NULL, st->pc_count = NULL, st->pc_qsum = st->pc_score = NULL, st->pc_idx = NULL;
     st->pc_src = NULL, st->pc_old_kf = NULL, st->pc_kept = st->pc_kept_old = 0;
     st->pc_budget = st->pc_recent = 0, st->pc_head = st->pc_len = 0, st->pc_sink_want = 0;
+}
+
+void sf_dit_pc_reset(sf_dit_state *st) {
+    const size_t n = (size_t)st->w->cfg.num_layers * (size_t)st->cache_tokens;
+    if (st->pc_count) memset(st->pc_count, 0, sizeof(int32_t) * n);
+    if (st->pc_pend) memset(st->pc_pend, 0, (size_t)st->w->cfg.num_layers);
+    sf_err e = {{0}};
+    if (st->gpu && st->gpu->pc_count && sf_cuda_memset(&st->gpu->cx, st->gpu->pc_count, 0, sizeof(int32_t) * n, &e))
+        sf_log(SF_LOG_WARN, "sf-denoise: --pc-budget's counts not reset: %s", e.msg); /* the next forward's call fails too */
 }
 
 sf_status sf_dit_pc_fits(int64_t budget, int64_t recent, int64_t sink_frames, int block_frames, int64_t cache_frames,
@@ -102,18 +115,25 @@ sf_status sf_dit_set_pc(sf_dit_state *st, int64_t budget, int64_t recent, int ma
     st->pc_idx = malloc(sizeof(int32_t) * (size_t)cache);
     st->pc_src = malloc(sizeof(int32_t) * (size_t)(NL * cache));
     st->pc_old_kf = malloc(sizeof(int64_t) * (size_t)(S > 0 ? cache / S : 1));
-    if (!st->pc_count || !st->pc_qsum || !st->pc_score || !st->pc_idx || !st->pc_src || !st->pc_old_kf) {
+    if (st->gpu) st->pc_pend = calloc((size_t)NL, 1);
+    if (!st->pc_count || !st->pc_qsum || !st->pc_score || !st->pc_idx || !st->pc_src || !st->pc_old_kf ||
+        (st->gpu && !st->pc_pend)) {
         s = sf_fail(err, SF_E_NOMEM, "--pc-budget: out of memory");
     } else if (st->gpu) {
         sf_dit_gpu *g = st->gpu;
         const size_t b_ring = sizeof(bf16) * (size_t)(NL * R * D), b_tmp = sizeof(bf16) * (size_t)(budget * S * 2 * D);
         const size_t b_new = sizeof(bf16) * (size_t)((int64_t)st->max_frames * S * 2 * D);
+        const size_t b_sc = sizeof(double) * (size_t)(NL * cache), b_i = sizeof(int32_t) * (size_t)(NL * cache);
         if (!(s = sf_cuda_malloc((void **)&g->pc_ring, b_ring, err)) && !(s = sf_cuda_malloc((void **)&g->pc_tmp, b_tmp, err)) &&
             !(s = sf_cuda_malloc((void **)&g->pc_new, b_new, err)) &&
             !(s = sf_cuda_malloc((void **)&g->pc_qsum, sizeof(double) * (size_t)D, err)) &&
-            !(s = sf_cuda_malloc((void **)&g->pc_score, sizeof(double) * (size_t)cache, err)) &&
-            !(s = sf_cuda_malloc((void **)&g->pc_idx, sizeof(int32_t) * (size_t)cache, err)))
-            g->pc_bytes = b_ring + b_tmp + b_new + sizeof(double) * (size_t)(D + cache) + sizeof(int32_t) * (size_t)cache,
+            !(s = sf_cuda_malloc((void **)&g->pc_score, b_sc, err)) && !(s = sf_cuda_malloc((void **)&g->pc_idx, b_i, err)) &&
+            !(s = sf_cuda_malloc((void **)&g->pc_count, b_i, err)) &&
+            !(s = sf_cuda_malloc((void **)&g->pc_itmp, sizeof(int32_t) * (size_t)cache, err)) &&
+            !(s = sf_cuda_malloc((void **)&g->pc_fills, sizeof(int64_t) * (size_t)NL, err)) &&
+            !(s = sf_cuda_memset(&g->cx, g->pc_count, 0, b_i, err))) /* every slot's count 0, as the CPU's calloc */
+            g->pc_bytes = b_ring + b_tmp + b_new + sizeof(double) * (size_t)D + b_sc + 2 * b_i +
+                          sizeof(int32_t) * (size_t)cache + sizeof(int64_t) * (size_t)NL,
             g->state_bytes += g->pc_bytes;
     } else if (!(st->pc_ring = malloc(sizeof(float) * (size_t)(NL * R * D)))) {
         s = sf_fail(err, SF_E_NOMEM, "--pc-budget: out of memory for the query window (%lld rows a layer)", (long long)R);
@@ -175,9 +195,18 @@ void sf_dit_pc_advance(sf_dit_state *st, int64_t L) {
     }
 }
 
-/* The compaction's sources (relative to the sink): the selection, then the old recent slots; returns their count
+/* Where layer l's topc chosen tokens came from (idx ascending, relative to the sink): a kept token's own frame, else
+ * its slot's (pc_old_kf: key_frames before the plan) — in place. */
+static void provenance(sf_dit_state *st, int l, const int32_t *idx, int64_t topc) {
+    int32_t *src = st->pc_src + (size_t)l * (size_t)st->cache_tokens;
+    for (int64_t i = 0; i < topc; i++)
+        src[i] = idx[i] < st->pc_kept_old ? src[idx[i]]
+                                          : (int32_t)st->pc_old_kf[(st->sink_tokens + idx[i]) / st->frame_tokens];
+}
+
+/* CPU: the compaction's sources (relative to the sink): the selection, then the old recent slots; returns their count
  * (selection fills, if any, counted in pc_fills), or −1 out of memory. Counts move with their tokens (the chosen
- * +1), the block's slots start at 0; the chosen tokens' frames: a kept token's own, else its slot's frame. */
+ * +1), the block's slots and those after them start at 0 (sf_pc_finish_cpu). */
 static int64_t choose(sf_dit_state *st, int l, const sf_dit_kv_step *kv, int32_t *cnt) {
     const int64_t sink = st->sink_tokens, n = kv->pc_from - sink, topc = kv->pc_topc, old = kv->pc_end - kv->pc_from;
     int32_t *idx = st->pc_idx;
@@ -188,14 +217,9 @@ static int64_t choose(sf_dit_state *st, int l, const sf_dit_kv_step *kv, int32_t
         return -1;
     }
     st->pc_fills += fills;
-    for (int64_t i = 0; i < old; i++) idx[topc + i] = (int32_t)(n + i);
-    const int64_t keep = topc + old;
-    for (int64_t i = 0; i < keep; i++) cnt[sink + i] = cnt[sink + idx[i]] + (i < topc); /* idx[i] ≥ i */
-    int32_t *src = st->pc_src + (size_t)l * (size_t)st->cache_tokens;
-    for (int64_t i = 0; i < topc; i++)
-        src[i] = idx[i] < st->pc_kept_old ? src[idx[i]] : (int32_t)st->pc_old_kf[(sink + idx[i]) / st->frame_tokens];
-    for (int64_t i = kv->ls; i < kv->le; i++) cnt[i] = 0;
-    return keep;
+    provenance(st, l, idx, topc);
+    sf_pc_finish_cpu(n, topc, old, idx, cnt + sink, st->cache_tokens - sink);
+    return topc + old;
 }
 
 /* A compressing forward's window: the last rows of the stream, this forward's L included — as many as the recent
@@ -229,23 +253,34 @@ sf_status sf_dgpu_pc_layer(sf_dit_state *st, int l, const sf_dit_kv_step *kv, co
     sf_dit_gpu *g = st->gpu;
     const sf_dit_config *c = &st->w->cfg;
     const int64_t D = c->dim, R = st->pc_recent, sink = st->sink_tokens, row = 2 * D, n = kv->pc_from - sink;
-    bf16 *ring = g->pc_ring + (size_t)l * (size_t)(R * D), *KV = g->kv + (size_t)l * (size_t)(st->cache_tokens * row);
-    int32_t *cnt = st->pc_count + (size_t)l * (size_t)st->cache_tokens;
+    const int64_t cache = st->cache_tokens, topc = kv->pc_topc, old = kv->pc_end - kv->pc_from;
+    bf16 *ring = g->pc_ring + (size_t)l * (size_t)(R * D), *KV = g->kv + (size_t)l * (size_t)(cache * row);
+    int32_t *cnt = g->pc_count + (size_t)l * (size_t)cache, *idx = g->pc_idx + (size_t)l * (size_t)cache;
+    double *score = g->pc_score + (size_t)l * (size_t)cache;
     sf_status s = sf_ring_put_cuda(&g->cx, ring, R, D, (st->pc_head + st->pc_len) % R, q, D, L, err);
-    if (s || !kv->pc) {
-        for (int64_t i = kv->ls; i < kv->le && !s; i++) cnt[i] = 0;
-        return s;
-    }
+    if (s || !kv->pc) return s ? s : sf_fill_i32_cuda(&g->cx, cnt + kv->ls, kv->le - kv->ls, 0, err);
+    if (st->kvc_select) return sf_fail(err, SF_E_UNSUPPORTED, "kvc_select (a test seam) runs on the CPU only");
     const double scale = sf_pc_score_scale(D / c->num_heads, c->num_heads);
     if ((s = sf_ring_sum_cuda(&g->cx, ring, R, D, window_head(st, kv, L), window_rows(kv, L), g->pc_qsum, err)) ||
-        (s = sf_pc_scores_cuda(&g->cx, n, D, KV + sink * row, row, g->pc_qsum, scale, g->pc_score, err)) ||
-        (s = sf_cuda_copy_d2h(&g->cx, st->pc_score, g->pc_score, sizeof(double) * (size_t)n, err)))
+        (s = sf_pc_scores_cuda(&g->cx, n, D, KV + sink * row, row, g->pc_qsum, scale, score, err)) ||
+        (s = sf_topk_select_cuda(&g->cx, 1, n, score, n, cnt + sink, n, st->pc_max_reuse, topc, idx, topc,
+                                 g->pc_fills + l, err)) ||
+        (s = sf_pc_finish_cuda(&g->cx, n, topc, old, idx, cnt + sink, cache - sink, g->pc_itmp, err)) ||
+        (s = sf_kv_gather_cuda(&g->cx, KV + sink * row, row, 1, (int)row, topc + old, idx, g->pc_tmp, err)))
         return s;
-    const int64_t keep = choose(st, l, kv, cnt);
-    if (keep < 0) return sf_fail(err, SF_E_NOMEM, "--pc-budget: out of memory");
-    if ((s = sf_cuda_copy_h2d(&g->cx, g->pc_idx, st->pc_idx, sizeof(int32_t) * (size_t)keep, err)) ||
-        (s = sf_kv_gather_cuda(&g->cx, KV + sink * row, row, 1, (int)row, keep, g->pc_idx, g->pc_tmp, err)))
-        return s;
+    st->pc_pend[l] = 1; /* (the same when a graph's capture runs this again) */
     /* the block's K|V rows, made aside while the cache was compacted, into their slots */
     return sf_cuda_copy_d2d(&g->cx, KV + kv->ls * row, g->pc_new, sizeof(bf16) * (size_t)(L * row), err);
+}
+
+sf_status sf_dit_pc_settle(sf_dit_state *st, int l, sf_err *err) {
+    sf_dit_gpu *g = st->gpu;
+    int64_t fills = 0;
+    const size_t at = (size_t)l * (size_t)st->cache_tokens;
+    sf_status s = sf_cuda_copy_d2h(&g->cx, st->pc_idx, g->pc_idx + at, sizeof(int32_t) * (size_t)st->pc_kept, err);
+    if (!s) s = sf_cuda_copy_d2h(&g->cx, &fills, g->pc_fills + l, sizeof fills, err);
+    if (s) return s;
+    provenance(st, l, st->pc_idx, st->pc_kept);
+    st->pc_fills += fills, st->pc_pend[l] = 0;
+    return SF_OK;
 }

@@ -166,6 +166,9 @@ print(json.loads(a["forwards"])[10]["key_frames"])' "$T/tc.safetensors" "$T/tg.s
     # and --pc-budget's compression at Deep Forcing's settings (a 10-frame sink, budget 16, recent 4 of 64-token frames)
     assert_equal "$(grep -c '^pc gpu a window of 256 queries, 512 candidates -> 128 kept, .*: [0-9.]* ms' <<<"$output")" 5
     assert_line --regexp '^pc gpu per compression \(one layer [0-9.]+ ms x 30 layers, .*\): [0-9.]+ ms$'
+    # both selections on the device, the host's way beside them (not counted: the A/B the device's must win)
+    assert_equal "$(grep -c '^\(kvc\|pc\) gpu .*, selection\( + reuse counts\)\? on the device: [0-9.]* ms$' <<<"$output")" 2
+    assert_equal "$(grep -c '^\(kvc\|pc\) gpu .*, before, not counted: scores to the host, selection there, its upload: [0-9.]* ms$' <<<"$output")" 2
 }
 
 @test "sf-vae-encode --device cuda:0 on the emulated GPU, streams deferred and threads reversed: the CPU's latents within bf16" {

@@ -484,7 +484,7 @@ u_tests() { # every CUDA test against its CPU reference / the goldens
     step sdpa 120 env SF_CUDNN_DEBUG=1 "$G/tests/test_sdpa_plans" forward_gpu # deviceless_plans: CPU machine only
     step dit_cuda 180 "$G/tests/test_dit_cuda"
     step dit_shapes 150 "$G/tests/test_dit_cuda_shapes" # other model shapes (head dims 20-384, odd tokens a frame) vs the CPU DiT; 27 cases (--pc-budget two), never yet timed on a card
-    step kv_compress 30 "$G/tests/test_kv_compress_gpu" # --kv-compress's importance (cuBLASLt logits + glue), gather, --pc-budget's ring, sums, scores vs kernels/kv_compress.h
+    step kv_compress 30 "$G/tests/test_kv_compress_gpu" # --kv-compress's importance (cuBLASLt logits + glue), gather, --pc-budget's ring, sums, scores, both selections (radix select) vs kernels/kv_compress.h
     step t5_glue 60 "$G/tests/test_t5_glue_gpu"
     step t5_cuda 120 "$G/tests/test_t5_cuda"
     step t5_shapes 90 "$G/tests/test_t5_cuda_shapes" # other model shapes (head dims 8-128, dim_attn != dim, odd dims, dtypes) vs the CPU encoder
@@ -566,7 +566,8 @@ u_san_attn() { # the warp-specialised modes share their memory traffic (memcheck
 
 u_san_tests() {
     sanitize "memcheck test_dit_cuda forward" "racecheck test_cuda_kernels" "memcheck test_t5_cuda all_prompts" \
-        "racecheck test_t5_glue_gpu" "memcheck test_vae_cuda vae_cuda_golden" "memcheck test_kv_compress_gpu"
+        "racecheck test_t5_glue_gpu" "memcheck test_vae_cuda vae_cuda_golden" "memcheck test_kv_compress_gpu" \
+        "racecheck test_kv_compress_gpu gpu_select"
 }
 
 # issue 13's table (tests/gpu/table.py) from what has run so far: rewritten after every unit

@@ -84,8 +84,8 @@ typedef struct shape_case {
     int ablate;           /* > 0: sink ablation of that many frames in every layer but the first, on both (--sink-ablate) */
     int sink_rope;        /* > 0: --sink-rope realign with a gap of sink_rope − 1 frames, on both */
     int kv_compress;      /* > 0: --kv-compress of that many frames, on both; the CPU keeps the GPU's tokens (kvc_follow) */
-    int pc_budget, pc_recent; /* > 0: --pc-budget / --pc-recent frames (no reuse limit), on both; the CPU keeps the
-                             GPU's tokens (pc_follow) */
+    int pc_budget, pc_recent, pc_reuse; /* > 0: --pc-budget / --pc-recent / --pc-max-reuse, on both; the CPU keeps
+                             the GPU's tokens (pc_follow), the slots' reuse counts the same on both after every pass */
 } shape_case;
 
 enum { MAXF = 3, CTX_ROWS = 7 };
@@ -179,36 +179,35 @@ static int follow(follow_tally *t, int H, int64_t n, const double *score, const 
     return 0;
 }
 
-typedef struct kvc_follow {
-    const sf_dit_state *gpu;
+/* The device's compression of layer l (its scores and choice, sf_dit_cuda_compression: the GPU's forward ran first)
+ * into the follow buffers (room for (heads, cache) each); −1 when it cannot be read. */
+typedef struct follow_buf {
+    sf_dit_state *gpu;
+    double *score;
+    int32_t *idx;
     follow_tally t;
-} kvc_follow;
+    int64_t fills; /* --pc-budget: the CPU's own choices' fills (the same count as the GPU's, whatever the scores) */
+} follow_buf;
+static int device_choice(follow_buf *f, int l, int64_t n, int64_t keep) {
+    sf_err err = {{0}};
+    sf_status s = sf_dit_cuda_compression(f->gpu, l, n, keep, f->score, f->idx, NULL, &err);
+    SF_CHECK_OK(s, &err);
+    return s ? -1 : 0;
+}
 static int kvc_follow_select(void *ctx, int l, int H, int64_t n, const double *score, int64_t keep, int32_t *idx) {
-    kvc_follow *f = ctx;
-    if (sf_kv_select_cpu(H, n, score, keep, idx)) return -1;
-    return follow(&f->t, H, n, score, f->gpu->kvc_score + (size_t)l * (size_t)(H * n), keep,
-                  f->gpu->kvc_idx + (size_t)l * (size_t)(H * keep), idx);
+    follow_buf *f = ctx;
+    if (sf_kv_select_cpu(H, n, score, keep, idx) || device_choice(f, l, n, keep)) return -1;
+    return follow(&f->t, H, n, score, f->score, keep, f->idx, idx);
 }
-
-/* --pc-budget on both, the same way: the GPU's state records each layer's scores and choice through the same seam
- * (the rule's own selection, no reuse limit), and the CPU's keeps that choice after comparing its own. */
-typedef struct pc_follow {
-    double *score;            /* (layers, cache) the GPU's last scores of each layer */
-    int32_t *idx;             /* (layers, cache) and its choice */
-    int64_t cache;
-    follow_tally t;
-} pc_follow;
-static int pc_record(void *ctx, int l, int H, int64_t n, const double *score, int64_t keep, int32_t *idx) {
-    pc_follow *f = ctx;
-    if (H != 1 || sf_pc_select_cpu(n, score, NULL, 0, keep, idx) < 0) return -1;
-    memcpy(f->score + l * f->cache, score, sizeof(double) * (size_t)n);
-    memcpy(f->idx + l * f->cache, idx, sizeof(int32_t) * (size_t)keep);
-    return 0;
-}
+/* --pc-budget: the CPU's own choice with its own reuse counts (the same as the GPU's, pc_counts_same checks) */
+static sf_dit_state *pc_cpu;
 static int pc_follow_select(void *ctx, int l, int H, int64_t n, const double *score, int64_t keep, int32_t *idx) {
-    pc_follow *f = ctx;
-    if (H != 1 || sf_pc_select_cpu(n, score, NULL, 0, keep, idx) < 0) return -1;
-    return follow(&f->t, 1, n, score, f->score + l * f->cache, keep, f->idx + l * f->cache, idx);
+    follow_buf *f = ctx;
+    const int32_t *cnt = pc_cpu->pc_count + (size_t)l * (size_t)pc_cpu->cache_tokens + pc_cpu->sink_tokens;
+    const int64_t fills = H == 1 ? sf_pc_select_cpu(n, score, cnt, pc_cpu->pc_max_reuse, keep, idx) : -1;
+    if (fills < 0 || device_choice(f, l, n, keep)) return -1;
+    f->fills += fills;
+    return follow(&f->t, 1, n, score, f->score, keep, f->idx, idx);
 }
 
 /* Two states on one random model of the case's shape (model_make) — the GPU's (gs, on dev) and the CPU's
@@ -226,8 +225,7 @@ typedef struct rig {
     int64_t fr;                /* latent floats a frame: in_dim·H·W */
     float *x, *fg, *fc, *emb;  /* x and the GPU's, the CPU's flow: (MAXF, in_dim, H, W); emb: (CTX_ROWS, text_dim) */
     uint64_t r;                /* the inputs' random stream */
-    kvc_follow kf;             /* --kv-compress: the CPU keeps the GPU's tokens */
-    pc_follow pf;              /* --pc-budget: the same */
+    follow_buf kf, pf;         /* --kv-compress, --pc-budget: the CPU keeps the GPU's tokens */
 } rig;
 
 static int rig_open(rig *g, const shape_case *c, int dev, sf_taps *gt, sf_taps *ct) {
@@ -278,6 +276,9 @@ static int rig_open(rig *g, const shape_case *c, int dev, sf_taps *gt, sf_taps *
                      b0, b1, sf_dit_cuda_bytes(&g->gs));
         SF_CHECK_OK(sf_dit_set_kv_compress(&g->cs, c->kv_compress, &err), &err);
         g->kf.gpu = &g->gs;
+        g->kf.score = calloc((size_t)(g->cfg.num_heads * cache * g->cs.frame_tokens), sizeof(double));
+        g->kf.idx = calloc((size_t)(g->cfg.num_heads * cache * g->cs.frame_tokens), sizeof(int32_t));
+        SF_CHECK(g->kf.score && g->kf.idx);
         g->cs.kvc_select = kvc_follow_select, g->cs.kvc_select_ctx = &g->kf;
     }
     if (c->pc_budget) { /* Deep Forcing's released rule at every overflow (pc.c) */
@@ -289,12 +290,12 @@ static int rig_open(rig *g, const shape_case *c, int dev, sf_taps *gt, sf_taps *
                      b0, b1, sf_dit_cuda_bytes(&g->gs));
         SF_CHECK_OK(sf_dit_set_pc(&g->gs, 0, 0, 0, &err), &err);
         SF_CHECK(sf_dit_cuda_bytes(&g->gs) == b0);
-        SF_CHECK_OK(sf_dit_set_pc(&g->gs, c->pc_budget, c->pc_recent, 0, &err), &err);
-        SF_CHECK_OK(sf_dit_set_pc(&g->cs, c->pc_budget, c->pc_recent, 0, &err), &err);
-        g->pf.cache = g->cs.cache_tokens;
-        g->pf.score = calloc((size_t)(g->cfg.num_layers * g->pf.cache), sizeof(double));
-        g->pf.idx = calloc((size_t)(g->cfg.num_layers * g->pf.cache), sizeof(int32_t));
-        g->gs.kvc_select = pc_record, g->gs.kvc_select_ctx = &g->pf;
+        SF_CHECK_OK(sf_dit_set_pc(&g->gs, c->pc_budget, c->pc_recent, c->pc_reuse, &err), &err);
+        SF_CHECK_OK(sf_dit_set_pc(&g->cs, c->pc_budget, c->pc_recent, c->pc_reuse, &err), &err);
+        g->pf.gpu = &g->gs, pc_cpu = &g->cs;
+        g->pf.score = calloc((size_t)g->cs.cache_tokens, sizeof(double));
+        g->pf.idx = calloc((size_t)g->cs.cache_tokens, sizeof(int32_t));
+        SF_CHECK(g->pf.score && g->pf.idx);
         g->cs.kvc_select = pc_follow_select, g->cs.kvc_select_ctx = &g->pf;
     }
     SF_CHECK_OK(sf_dit_prepare(&g->gs, g->nb, g->frames, &err), &err);
@@ -311,7 +312,7 @@ static void rig_close(rig *g) {
     sf_dit_state_free(&g->cs);
     sf_dit_weights_free(&g->w);
     sf_tfile_destroy(&g->tf);
-    free(g->x), free(g->fg), free(g->fc), free(g->emb), free(g->pf.score), free(g->pf.idx);
+    free(g->x), free(g->fg), free(g->fc), free(g->emb), free(g->pf.score), free(g->pf.idx), free(g->kf.score), free(g->kf.idx);
 }
 
 /* Fresh random inputs for block b's F frames from start: pass k (0: the denoising step at t = 750, 1: the
@@ -333,6 +334,23 @@ static void rig_forward(rig *g, int b, int k, int64_t start, const char *what) {
     SF_CHECK_OK(sf_dit_forward(&g->gs, g->x, g->frames[b], t, start, g->fg, &err), &err);
     SF_CHECK_OK(sf_dit_forward(&g->cs, g->x, g->frames[b], t, start, g->fc, &err), &err);
     sf_test_rel_close(nm, g->fg, g->fc, (size_t)(g->frames[b] * g->fr), g->c->fp8 ? SF_TOL_FP8_GPU : SF_TOL_BF16_FWD);
+}
+
+/* --pc-budget: every layer's reuse counts on the device equal the CPU's (which kept the same tokens), after block b */
+static void pc_counts_same(rig *g, int b) {
+    sf_err err = {{0}};
+    const int64_t cache = g->cs.cache_tokens;
+    int32_t *cnt = malloc(sizeof(int32_t) * (size_t)cache);
+    SF_CHECK(cnt != NULL);
+    for (int l = 0; cnt && l < g->cfg.num_layers && !sf_test_failures; l++) {
+        SF_CHECK_OK(sf_dit_cuda_compression(&g->gs, l, 0, 0, g->pf.score, g->pf.idx, cnt, &err), &err);
+        const int32_t *want = g->cs.pc_count + (size_t)l * (size_t)cache;
+        int64_t i = 0;
+        while (i < cache && cnt[i] == want[i]) i++;
+        SF_CHECK_MSG(i == cache, "%s: after block %d, layer %d slot %lld: reuse count GPU %d, CPU %d", g->c->name, b, l,
+                     (long long)i, i < cache ? cnt[i] : 0, i < cache ? want[i] : 0);
+    }
+    free(cnt);
 }
 
 /* The case: GPU flows against the CPU's, block by block (see the top of the file). */
@@ -380,6 +398,7 @@ static void shape_run(const shape_case *c) {
                 attns += 2LL * (k && !c->kv_compress && !c->pc_budget ? nl - 1 : nl);
                 if (!k) sf_test_rel_close(nm, g.fg, g.fc, (size_t)(F * g.fr), c->fp8 ? SF_TOL_FP8_GPU : SF_TOL_BF16_FWD);
             }
+            if (c->pc_budget) pc_counts_same(&g, b);
             start += F;
         }
         if (sf_test_failures) goto done; /* the first failure says it; the counts below would only echo it */
@@ -395,19 +414,20 @@ static void shape_run(const shape_case *c) {
                      "%s: the GPU's importances within %.3g of the largest (bound 0.05); %lld of its %lld kept tokens "
                      "the CPU would not keep", name, g.kf.t.worst, (long long)g.kf.t.differ, (long long)g.kf.t.compared);
         SF_CHECK_MSG(g.gs.pc_runs == g.cs.pc_runs && (g.gs.pc_runs > 0) == (c->pc_budget > 0) && g.pf.t.worst <= 0.05 &&
-                         g.pf.t.differ * 10 <= g.pf.t.compared,
+                         g.pf.t.differ * 10 <= g.pf.t.compared && g.gs.pc_fills == g.pf.fills,
                      "%s: --pc-budget compressions GPU %lld, CPU %lld; scores within %.3g of the largest (bound 0.05); "
-                     "%lld of the GPU's %lld chosen tokens the CPU would not choose", name, (long long)g.gs.pc_runs,
-                     (long long)g.cs.pc_runs, g.pf.t.worst, (long long)g.pf.t.differ, (long long)g.pf.t.compared);
+                     "%lld of the GPU's %lld chosen tokens the CPU would not choose; fills GPU %lld, CPU %lld", name,
+                     (long long)g.gs.pc_runs, (long long)g.cs.pc_runs, g.pf.t.worst, (long long)g.pf.t.differ,
+                     (long long)g.pf.t.compared, (long long)g.gs.pc_fills, (long long)g.pf.fills);
         /* CUDA graphs: sf_dit_prepare readied every shape, so every forward is one. On a GPU a library may
            load on a plan's first execution, inside the capture of a shape's first forward: then at most
            one failed capture per block's shape, that forward run directly (test_dit_cuda `graphs`) */
         sf_cuda_graph_stats gst;
         sf_dit_cuda_graph_stats(&g.gs, &gst);
 #ifdef SF_TEST_EMU
-        const int graphs_ok = gst.failed == 0 && gst.launches == 2LL * nb - g.gs.pc_runs; /* a compression waits on the host */
+        const int graphs_ok = gst.failed == 0 && gst.launches == 2LL * nb; /* a compressing forward too */
 #else
-        const int graphs_ok = gst.failed <= nb && gst.launches == 2LL * nb - gst.failed - g.gs.pc_runs;
+        const int graphs_ok = gst.failed <= nb && gst.launches == 2LL * nb - gst.failed;
 #endif
         SF_CHECK_MSG(graphs_ok, "%s: %lld graphs launched for %d forwards, %lld failed captures", name, gst.launches,
                      2 * nb, gst.failed);
@@ -776,8 +796,8 @@ static void test_sink_rope_head_dim_64_rolling(void) {
     shape_run(&c);
 }
 
-/* --kv-compress on both backends (kv_compress.c: importances from the kept queries by cuBLASLt, the selection on the
- * host, the gather kernel, before the forward and outside its CUDA graph): on the explicit path after an independent
+/* --kv-compress on both backends (kv_compress.c: importances from the kept queries by cuBLASLt, the selection and the
+ * gather kernels, before the forward and outside its CUDA graph): on the explicit path after an independent
  * first frame (evictions of 1 frame: 3 frames of candidates into 2), and on cuDNN through the sampling loop's calls
  * (the refresh keeps its last layer's queries; evictions of 3 frames) — the GPU's flows within the bf16 bound of the
  * CPU's with the same tokens kept (kvc_follow), its importances and own choices beside the CPU's (whose compression
@@ -792,12 +812,12 @@ static void test_kv_compress_head_dim_64_rolling(void) {
     c.name = "kv_compress_head_dim_64_rolling", c.las = 6, c.sink = 1, c.blocks = 4, c.slots = 1, c.kv_compress = 2;
     shape_run(&c);
 }
-/* --pc-budget on both backends (pc.c: the query window updated inside the forward's CUDA graph, the scores on the
- * device, the selection on the host — that forward outside a graph): after an independent first frame on the explicit
- * path (window 6, sink 1, recent 3, budget 5), and on cuDNN through the sampling loop's calls (window 7, sink 1,
- * recent 4: the window spans the block before's refresh; budget 6) — the GPU's flows within the bf16 bound of the
- * CPU's with the same tokens kept (pc_follow), its scores and own choices beside the CPU's (whose compression
- * test_dit_pc holds to a brute force), the sink's shifts the same */
+/* --pc-budget on both backends (pc.c: all on the device, every forward a CUDA graph, the compressing ones too): after
+ * an independent first frame on the explicit path (window 6, sink 1, recent 3, budget 5), and on cuDNN through the
+ * sampling loop's calls (window 7, sink 1, recent 4: the window spans the block before's refresh; budget 6; a reuse
+ * limit of 1) — the GPU's flows within the bf16 bound of the CPU's with the same tokens kept (pc_follow), its scores and
+ * own choices beside the CPU's (whose compression test_dit_pc holds to a brute force), the reuse counts and fills the
+ * same, the sink's shifts the same */
 static void test_pc_head_dim_48_rolling(void) {
     shape_case c = case_head_dim_48_rolling;
     c.name = "pc_head_dim_48_rolling", c.pc_budget = 5, c.pc_recent = 3;
@@ -806,6 +826,7 @@ static void test_pc_head_dim_48_rolling(void) {
 static void test_pc_head_dim_64_rolling(void) {
     shape_case c = case_head_dim_64;
     c.name = "pc_head_dim_64_rolling", c.las = 7, c.sink = 1, c.blocks = 5, c.slots = 1, c.pc_budget = 6, c.pc_recent = 4;
+    c.pc_reuse = 1; /* a token chosen once stands back: the counts decide */
     shape_run(&c);
 }
 /* --sink-rope realign through a prompt switch's re-cache on both backends: the rolling run of head_dim_48_rolling (its

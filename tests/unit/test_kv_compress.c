@@ -351,6 +351,102 @@ static void test_select_vs_sort(void) {
     }
 }
 
+/* After a selection: the old recent slots follow the chosen, counts move with their tokens (+1 the chosen), the rest
+ * 0 — by hand. */
+static void test_pc_finish_cpu(void) {
+    int32_t idx[8] = {1, 4, -7, -7, -7, -7, -7, -7}, cnt[9] = {5, 2, 9, 9, 3, 1, 4, 8, 8};
+    sf_pc_finish_cpu(6, 2, 3, idx, cnt, 9); /* chosen 1 and 4 of 6 candidates, then slots 6, 7, 8 */
+    const int32_t wi[5] = {1, 4, 6, 7, 8}, wc[9] = {3, 4, 4, 8, 8, 0, 0, 0, 0};
+    for (int i = 0; i < 5; i++) SF_CHECK_MSG(idx[i] == wi[i], "idx[%d] = %d, want %d", i, idx[i], wi[i]);
+    SF_CHECK(idx[5] == -7);
+    for (int i = 0; i < 9; i++) SF_CHECK_MSG(cnt[i] == wc[i], "cnt[%d] = %d, want %d", i, cnt[i], wc[i]);
+}
+
+/* The device's selection against the CPU's, index for index: segments strided in one launch, n past a block's
+ * threads (several chunks), scores with ties, NaNs, ±∞, ±0 and neighbours one ulp apart (every byte of the key
+ * decides somewhere), with and without reuse counts, every kind of keep (0, 1, all, the qualifying ones exactly,
+ * more than them); then sf_pc_finish_cuda and sf_fill_i32_cuda against theirs. */
+static void test_gpu_select(void) {
+    enum { NSEG = 5, N = 1300, LDS = N + 3, LDI = N + 1, LDC = N + 2 };
+    cu c;
+    if (!cu_open(&c)) return;
+    double *sc = malloc(sizeof(double) * NSEG * LDS);
+    int32_t *cnt = malloc(sizeof(int32_t) * NSEG * LDC), *ref = malloc(sizeof(int32_t) * LDI), *got = malloc(sizeof(int32_t) * NSEG * LDI);
+    double *dsc = cu_alloc(&c, sizeof(double) * NSEG * LDS);
+    int32_t *dcnt = cu_alloc(&c, sizeof(int32_t) * NSEG * LDC), *didx = cu_alloc(&c, sizeof(int32_t) * NSEG * LDI);
+    int64_t *dfill = cu_alloc(&c, sizeof(int64_t) * NSEG), fills[NSEG];
+    int32_t *dtmp = cu_alloc(&c, sizeof(int32_t) * N);
+    if (!sc || !cnt || !ref || !got || !dsc || !dcnt || !didx || !dfill || !dtmp) goto done;
+    uint64_t r = 0x9E3779B97F4A7C15ull;
+    for (int trial = 0; trial < 6; trial++) {
+        const int n = trial == 5 ? 37 : N, reuse = trial % 2 ? 3 : 0;
+        for (int s = 0; s < NSEG; s++)
+            for (int j = 0; j < LDS; j++) {
+                r ^= r << 13, r ^= r >> 7, r ^= r << 17;
+                const int v = (int)(r % 29);
+                double x = trial == 0 ? 0.25 : (double)(v % 13) - 6.0;       /* trial 0: all tied */
+                if (trial >= 2) x = ((r >> 63) ? -1.0 : 1.0) * (1.0 + (double)(v % 7) * 0x1p-52); /* ulps apart */
+                if (trial >= 4) x = ldexp((double)(int64_t)(r >> 11) - 4e15, (int)(r % 61) - 30); /* spread wide */
+                if (v == 0) x = NAN;
+                if (v == 1) x = -INFINITY;
+                if (v == 2) x = INFINITY;
+                if (v == 3) x = -0.0;
+                if (v == 4) x = 0.0;
+                sc[s * LDS + j] = x;
+                if (j < LDC) cnt[s * LDC + j] = (int32_t)((r >> 33) % 5);
+            }
+        SF_CHECK_OK(sf_cuda_copy_h2d(&c.ctx, dsc, sc, sizeof(double) * NSEG * LDS, &c.err), &c.err);
+        SF_CHECK_OK(sf_cuda_copy_h2d(&c.ctx, dcnt, cnt, sizeof(int32_t) * NSEG * LDC, &c.err), &c.err);
+        int qual = 0; /* segment 0's qualifying candidates */
+        for (int j = 0; j < n; j++) qual += !reuse || cnt[j] < reuse;
+        const int64_t keeps[7] = {0, 1, n, qual, qual + 1 <= n ? qual + 1 : n, n / 3, n - 1};
+        for (int ki = 0; ki < 7; ki++) {
+            const int64_t keep = keeps[ki];
+            const int32_t *dc = trial % 3 == 2 ? NULL : dcnt; /* no counts: the plain per-head selection */
+            SF_CHECK_OK(sf_topk_select_cuda(&c.ctx, NSEG, n, dsc, LDS, dc, LDC, reuse, keep, didx, LDI, dfill, &c.err),
+                        &c.err);
+            SF_CHECK_OK(sf_cuda_copy_d2h(&c.ctx, got, didx, sizeof(int32_t) * NSEG * LDI, &c.err), &c.err);
+            SF_CHECK_OK(sf_cuda_copy_d2h(&c.ctx, fills, dfill, sizeof fills, &c.err), &c.err);
+            for (int s = 0; s < NSEG; s++) {
+                int64_t f = 0;
+                if (dc) f = sf_pc_select_cpu(n, sc + s * LDS, cnt + s * LDC, reuse, keep, ref);
+                else SF_CHECK(sf_kv_select_cpu(1, n, sc + s * LDS, keep, ref) == 0);
+                int64_t bad = -1;
+                for (int64_t i = 0; i < keep && bad < 0; i++)
+                    if (got[s * LDI + i] != ref[i]) bad = i;
+                SF_CHECK_MSG(bad < 0 && fills[s] == f, "trial %d segment %d keep %lld%s: index %lld device %d, CPU %d; "
+                             "fills device %lld, CPU %lld", trial, s, (long long)keep, dc ? " (counts)" : "",
+                             (long long)bad, bad < 0 ? 0 : got[s * LDI + bad], bad < 0 ? 0 : ref[bad],
+                             (long long)fills[s], (long long)f);
+            }
+        }
+    }
+    /* the bookkeeping after segment 0's selection of n/3 with counts (trial 5's scores, n = 37: old slots fit) */
+    {
+        const int n = 37, topc = 12, old = 9, ncnt = 60;
+        SF_CHECK(sf_pc_select_cpu(n, sc, cnt, 3, topc, ref) >= 0);
+        int32_t c0[60], cg[60], ig[60];
+        for (int i = 0; i < ncnt; i++) c0[i] = (int32_t)(i * 7 % 5);
+        SF_CHECK_OK(sf_cuda_copy_h2d(&c.ctx, dcnt, c0, sizeof c0, &c.err), &c.err);
+        SF_CHECK_OK(sf_cuda_copy_h2d(&c.ctx, didx, ref, sizeof(int32_t) * topc, &c.err), &c.err);
+        sf_pc_finish_cpu(n, topc, old, ref, c0, ncnt);
+        SF_CHECK_OK(sf_pc_finish_cuda(&c.ctx, n, topc, old, didx, dcnt, ncnt, dtmp, &c.err), &c.err);
+        SF_CHECK_OK(sf_cuda_copy_d2h(&c.ctx, cg, dcnt, sizeof cg, &c.err), &c.err);
+        SF_CHECK_OK(sf_cuda_copy_d2h(&c.ctx, ig, didx, sizeof(int32_t) * (topc + old), &c.err), &c.err);
+        for (int i = 0; i < ncnt; i++) SF_CHECK_MSG(cg[i] == c0[i], "pc finish count %d: device %d, CPU %d", i, cg[i], c0[i]);
+        for (int i = 0; i < topc + old; i++) SF_CHECK_MSG(ig[i] == ref[i], "pc finish idx %d: device %d, CPU %d", i, ig[i], ref[i]);
+        SF_CHECK_OK(sf_fill_i32_cuda(&c.ctx, dcnt + 5, 50, 0, &c.err), &c.err);
+        SF_CHECK_OK(sf_cuda_copy_d2h(&c.ctx, cg, dcnt, sizeof cg, &c.err), &c.err);
+        for (int i = 0; i < ncnt; i++)
+            SF_CHECK_MSG(cg[i] == (i >= 5 && i < 55 ? 0 : c0[i]), "fill %d: %d", i, cg[i]);
+    }
+    SF_CHECK(sf_topk_select_cuda(&c.ctx, 1, 10, dsc, 10, NULL, 0, 0, 11, didx, 11, NULL, &c.err) == SF_E_ARG);
+    SF_CHECK(sf_pc_finish_cuda(&c.ctx, 10, 11, 0, didx, dcnt, 20, dtmp, &c.err) == SF_E_ARG);
+done:
+    free(sc), free(cnt), free(ref), free(got);
+    cu_close(&c);
+}
+
 static const sf_test tests[] = {
     {"hand", test_hand},
     {"cpu_vs_softmax", test_cpu_vs_softmax},
@@ -363,5 +459,7 @@ static const sf_test tests[] = {
     {"gpu_gather", test_gpu_gather},
     {"pc_cpu", test_pc_cpu},
     {"gpu_pc", test_gpu_pc},
+    {"pc_finish_cpu", test_pc_finish_cpu},
+    {"gpu_select", test_gpu_select},
 };
 SF_TEST_MAIN(tests)

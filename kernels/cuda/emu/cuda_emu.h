@@ -364,6 +364,11 @@ static inline float __uint_as_float(unsigned u) {
     memcpy(&f, &u, 4);
     return f;
 }
+static inline long long __double_as_longlong(double x) {
+    long long u;
+    memcpy(&u, &x, 8);
+    return u;
+}
 static inline float __frcp_rn(float x) { return 1.0f / x; }
 static inline float __fdiv_rn(float a, float b) { return a / b; }
 static inline float __fsqrt_rn(float x) { return sqrtf(x); }
