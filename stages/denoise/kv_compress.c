@@ -15,9 +15,10 @@
  * On a GPU the importances come from cuBLASLt logits chunks (sf_key_mass_cuda), the selection of every layer's heads
  * from one kernel (sf_topk_select_cuda: the CPU's choice exactly, on the same scores), then a gather kernel per layer
  * and part: all before the forward, nothing waiting on the host; where the kept tokens came from (kvc_src) catches up
- * at the forward's end (sf_dit_settle: one download of the choice). Tested by tests/unit/test_dit_longvideo.c (kv_compress_*: the compressed slots against a brute
- * force written in the test, the plain run before the first eviction, the re-cache, Deep Sink beside it) and
- * test_dit_cuda_shapes.c (kv_compress_*: the GPU path against the CPU, on the emulation in make test). */
+ * at the forward's end (sf_dit_settle: one download of the choice). Tested by tests/unit/test_dit_longvideo.c
+ * (kv_compress_*: the compressed slots against a brute force written in the test, the plain run before the first
+ * eviction, the re-cache, Deep Sink beside it) and test_dit_cuda_shapes.c (kv_compress_*: the GPU path against the
+ * CPU, on the emulation in make test). */
 #include "cuda_ops.h"
 #include "dit.h"
 #include "dit_cuda_impl.h"

@@ -317,3 +317,33 @@ next call: SF_CHECK_UNITS=bench,ref bash tests/gpu/check.sh (~220 s)"
     run -2 bash "$SF_ROOT/tests/gpu/carry.sh"
     assert_output "carry: not in a git checkout"
 }
+
+@test "pack_goldens.sh: tests/golden into .gpu/goldens.tar.gz and out of the tree for a call, back from git after it; check.sh unpacks it" {
+    R="$BATS_TEST_TMPDIR/repo"
+    mkdir -p "$R/tests/gpu" "$R/tests/golden/model" "$R/.gpu"
+    cp "$SF_ROOT/tests/gpu/pack_goldens.sh" "$SF_ROOT/tests/gpu/carry.sh" "$R/tests/gpu/"
+    cd "$R" && git init -q . && printf '/.gpu/\n' >.gitignore
+    head -c 300000 /dev/zero >tests/golden/model/zeros.bin   # packs to almost nothing
+    printf 'a golden\n' >"tests/golden/with space.txt"
+    git add -A && git -c user.name=t -c user.email=t@t commit -qm t
+    run -2 bash tests/gpu/pack_goldens.sh      # no verb
+    assert_output --partial "usage:"
+    # a golden changed here and not committed: no pack (restore would lose it)
+    printf 'changed\n' >"tests/golden/with space.txt"
+    run -1 bash tests/gpu/pack_goldens.sh pack
+    assert_output "pack_goldens: tests/golden has changes git does not have: commit them first (restore takes the files from git)"
+    [ -e "tests/golden/with space.txt" ] && [ ! -e .gpu/goldens.tar.gz ]
+    git checkout -q -- tests/golden
+    run -0 bash tests/gpu/pack_goldens.sh pack
+    assert_line --regexp '^pack_goldens: 2 files into \.gpu/goldens\.tar\.gz \([0-9.]+ MiB\), removed from the tree until restore$'
+    assert_line --partial "MiB carried"
+    [ ! -e tests/golden/model/zeros.bin ] && [ ! -e "tests/golden/with space.txt" ]
+    # what check.sh does first on the device: the files back, the same bytes
+    mkdir "$BATS_TEST_TMPDIR/dev" && tar -xzf .gpu/goldens.tar.gz -C "$BATS_TEST_TMPDIR/dev"
+    cmp "$BATS_TEST_TMPDIR/dev/tests/golden/with space.txt" <(printf 'a golden\n')
+    [ "$(stat -c %s "$BATS_TEST_TMPDIR/dev/tests/golden/model/zeros.bin")" = 300000 ]
+    run -0 bash tests/gpu/pack_goldens.sh restore
+    assert_line "pack_goldens: tests/golden back from git (2 files), .gpu/goldens.tar.gz removed"
+    [ -z "$(git status --porcelain)" ] && [ ! -e .gpu/goldens.tar.gz ]
+    grep -q 'tar -xzf .gpu/goldens.tar.gz' "$SF_ROOT/tests/gpu/check.sh"
+}

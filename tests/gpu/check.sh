@@ -7,7 +7,9 @@
 #   bash tests/gpu/prepare_ref.sh                    # .ref/: the reference's sources (fetch the fork first)
 #   bash tests/gpu/rehearse.sh                       # still here: the bundle tried on the CPU
 #   SF_CHECK_DRY=1 bash tests/gpu/check.sh           # still here: what the call will run, in which order
+#   bash tests/gpu/pack_goldens.sh pack              # only when the rehearsal's carry line says so (~13 MiB less)
 #   device run: bash tests/gpu/check.sh              carry [".gpu", ".ref"], timeout_s 600
+#   bash tests/gpu/pack_goldens.sh restore           # after the last call, when packed
 #
 # A device session has 15 minutes in all (machine start included) and a call at most 600 s, so the
 # check is made of units run most-needed first under a time budget (SF_CHECK_BUDGET seconds, default
@@ -193,6 +195,11 @@ setup_device() {
     row build "$build"
     [ -n "$next_note" ] && row "next call" "$next_note"
     tar -xzf .gpu/bundle.tar.gz -C "$G" || { echo "no .gpu/bundle.tar.gz: run ../shared/device/bundle.sh first"; exit 1; }
+    # the goldens, when they travelled packed (tests/gpu/pack_goldens.sh: the tree was sent without them)
+    if [ -f .gpu/goldens.tar.gz ]; then
+        tar -xzf .gpu/goldens.tar.gz || { echo "cannot unpack .gpu/goldens.tar.gz"; exit 1; }
+        row goldens "unpacked from .gpu/goldens.tar.gz: $(find tests/golden -type f | wc -l) files"
+    fi
 
     # Libraries the bundle does not carry: cuBLAS (toolkit or the venv's wheels), cuDNN, NVRTC.
     find1() { find /usr/local /opt /usr/lib -name "$1" -print -quit 2>/dev/null | xargs -r dirname; }
