@@ -182,7 +182,7 @@ static int follow(follow_tally *t, int H, int64_t n, const double *score, const 
 /* The device's compression of layer l (its scores and choice, sf_dit_cuda_compression: the GPU's forward ran first)
  * into the follow buffers (room for (heads, cache) each); −1 when it cannot be read. */
 typedef struct follow_buf {
-    sf_dit_state *gpu;
+    sf_dit_state *gpu, *cpu;
     double *score;
     int32_t *idx;
     follow_tally t;
@@ -200,11 +200,10 @@ static int kvc_follow_select(void *ctx, int l, int H, int64_t n, const double *s
     return follow(&f->t, H, n, score, f->score, keep, f->idx, idx);
 }
 /* --pc-budget: the CPU's own choice with its own reuse counts (the same as the GPU's, pc_counts_same checks) */
-static sf_dit_state *pc_cpu;
 static int pc_follow_select(void *ctx, int l, int H, int64_t n, const double *score, int64_t keep, int32_t *idx) {
     follow_buf *f = ctx;
-    const int32_t *cnt = pc_cpu->pc_count + (size_t)l * (size_t)pc_cpu->cache_tokens + pc_cpu->sink_tokens;
-    const int64_t fills = H == 1 ? sf_pc_select_cpu(n, score, cnt, pc_cpu->pc_max_reuse, keep, idx) : -1;
+    const int32_t *cnt = f->cpu->pc_count + (size_t)l * (size_t)f->cpu->cache_tokens + f->cpu->sink_tokens;
+    const int64_t fills = H == 1 ? sf_pc_select_cpu(n, score, cnt, f->cpu->pc_max_reuse, keep, idx) : -1;
     if (fills < 0 || device_choice(f, l, n, keep)) return -1;
     f->fills += fills;
     return follow(&f->t, 1, n, score, f->score, keep, f->idx, idx);
@@ -292,7 +291,7 @@ static int rig_open(rig *g, const shape_case *c, int dev, sf_taps *gt, sf_taps *
         SF_CHECK(sf_dit_cuda_bytes(&g->gs) == b0);
         SF_CHECK_OK(sf_dit_set_pc(&g->gs, c->pc_budget, c->pc_recent, c->pc_reuse, &err), &err);
         SF_CHECK_OK(sf_dit_set_pc(&g->cs, c->pc_budget, c->pc_recent, c->pc_reuse, &err), &err);
-        g->pf.gpu = &g->gs, pc_cpu = &g->cs;
+        g->pf.gpu = &g->gs, g->pf.cpu = &g->cs;
         g->pf.score = calloc((size_t)g->cs.cache_tokens, sizeof(double));
         g->pf.idx = calloc((size_t)g->cs.cache_tokens, sizeof(int32_t));
         SF_CHECK(g->pf.score && g->pf.idx);
