@@ -744,7 +744,7 @@ static void graph_shape_add(sf_dit_gpu *g, int64_t L, int64_t Lk, int variant) {
         i = g->n_warm++;
         g->warm[i].L = L, g->warm[i].Lk = Lk, g->warm[i].ran = 0;
     }
-    if (variant >= 0) g->warm[i].ran |= 1u << variant;
+    if (variant >= 0) g->warm[i].ran |= 1ull << variant;
 }
 
 static int graph_variant_ran(const sf_dit_gpu *g, int64_t L, int64_t Lk, int variant) {

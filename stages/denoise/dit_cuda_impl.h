@@ -136,7 +136,7 @@ struct sf_dit_gpu {
     int n_warm;
     struct {
         int64_t L, Lk; /* a (queries, keys) shape whose first-use work is done (prepared, or a forward ran) */
-        uint32_t ran;  /* bit k: a forward of graph variant k (dit_cuda.c graph_variant) ran or launched */
+        uint64_t ran;  /* bit k (k < 64): a forward of graph variant k (dit_cuda.c graph_variant) ran or launched */
     } warm[SF_DIT_WARM_MAX];
 };
 
