@@ -324,10 +324,13 @@ demo:
 	@bash tests/demo.sh
 
 # The CPU stages against the reference PyTorch modules on model shapes the goldens never used
-# (tests/heldout/: writes the models, runs the reference and ours, compares). A developer's check, not
-# part of `make test`: it needs python3 with torch (Debian's python3-torch) and the reference source.
+# (tests/heldout/: writes the models, runs the reference and ours, compares), then --pc-budget against
+# Deep Forcing's released code on settings its golden never used (run_deepforcing.sh; skipped without the
+# release's git mirror). A developer's check, not part of `make test`: it needs python3 with torch
+# (Debian's python3-torch) and the reference source.
 heldout: all
 	@SF_BIN=$(BUILD)/bin bash tests/heldout/run_heldout.sh
+	@SF_BIN=$(BUILD)/bin bash tests/heldout/run_deepforcing.sh
 
 # The prompt cleaning and tokenizer against ftfy 6.3.1 (fix_text as the reference calls it, mojibake
 # repair included) + sentencepiece on random hard prompts, two seeds, then + Hugging Face tokenizers on

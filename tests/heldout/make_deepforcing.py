@@ -3,6 +3,7 @@
 (tests/bats/sf-denoise.bats), and what its Deep Sink alone computes, for `--sink-rope realign --sink-rope-gap block`.
 
     /usr/bin/python3 tests/heldout/make_deepforcing.py tests/golden/expect [--mirror GITDIR] [--commit SHA]
+    /usr/bin/python3 tests/heldout/make_deepforcing.py OUTDIR --sweep     (tests/heldout/run_deepforcing.sh)
 
 The code: the authors' release ("code release", YJ-142150, 2026-02-08: commit ea9961a, kept in the history of
 Nizben/Spectral_C, fetched to /work/.mirror/Nizben+Spectral_C/repo), its .py and .yaml files extracted with git
@@ -18,8 +19,14 @@ The run: its own settings (a 21-frame rolling cache, a 10-frame sink, blocks of 
 prompt embedding (tests/golden/expect/dit_pipeline_base.safetensors), noise seeded here. Writes
 OUTDIR/dit_deepforcing.yaml (the run config) and OUTDIR/dit_deepforcing.safetensors: noise.init,
 noise.renoise.<k>, pred.<b>.<s> (s = 2: the clean-context pass), latents; then the same for its Deep Sink alone
-(`inference.py --is_ds_only 1`, `causal_model_DS.py`; its configs' sink of 14 frames): OUTDIR/dit_deepsink.*. A few seconds on 2 cores; needs
-python3 with torch, numpy and pyyaml.
+(`inference.py --is_ds_only 1`, `causal_model_DS.py`; its configs' sink of 14 frames): OUTDIR/dit_deepsink.*. A few
+seconds on 2 cores; needs python3 with torch, numpy and pyyaml.
+
+--sweep: instead, Participative Compression on settings the golden never used (SWEEP: other budgets, recent windows,
+sinks, reuse limits, longer videos), each run as its `inference.py --Budget B --Recent R` passes them (model_kwargs
+budget / recent) with the reuse limit — which its wrapper does not expose — set on its PCConfig: OUTDIR/<name>.*,
+and OUTDIR/sweep.txt, a line per run: name, latent frames, the sf-denoise flags that ask for the same. Each run must
+compress at least twice, and where the limit is low hold candidates back.
 """
 import argparse
 import os
@@ -39,6 +46,12 @@ MIRROR = "/work/.mirror/Nizben+Spectral_C/repo"
 RELEASE = "ea9961aa4bd5b554daeecdcf59e37c495fba9df6"
 RUN = dict(frames=33, lat_h=4, lat_w=6, num_frame_per_block=3, local_attn_size=21, sink_size=10, steps=[1000, 500])
 SEED = 11
+# held-out settings (--sweep): name, latent frames, sink, budget, recent, reuse limit. The window stays 21 frames: the
+# release's sink shift at a first compression is 21 − budget, sfpipe's the place that stands for (docs/sink-workbench.md)
+SWEEP = [("df_reuse1", 45, 10, 16, 4, 1),   # a token chosen once stands back: the limit bites from the 2nd compression
+         ("df_budget14", 39, 8, 14, 3, 7),  # a smaller budget, recent = one block, an 8-frame sink
+         ("df_sink4", 48, 4, 12, 4, 2),     # a small sink, many candidates, a limit of 2
+         ("df_budget18", 42, 10, 18, 5, 3)] # a larger budget and recent window
 
 
 def extract(mirror, commit, dst, fsl):
@@ -58,12 +71,12 @@ def extract(mirror, commit, dst, fsl):
             f.write(src.replace("1560", str(fsl)))
 
 
-def record(noise, calls, draws, output, n_steps):
+def record(noise, calls, draws, output, n_steps, frames):
     rec = OrderedDict()
     rec["noise.init"] = MH.npf(noise)
     for k, t in enumerate(draws):
         rec[f"noise.renoise.{k}"] = MH.npf(t)
-    assert len(calls) == (RUN["frames"] // 3) * (n_steps + 1), len(calls)
+    assert len(calls) == (frames // 3) * (n_steps + 1), len(calls)
     for j, (x, t, flow, x0, cs) in enumerate(calls):
         b, s = divmod(j, n_steps + 1)
         rec[f"pred.{b}.{s}"] = MH.npf(x0)  # [1, F, C, H, W], as sf-denoise --dump-preds writes them
@@ -76,6 +89,7 @@ def main():
     ap.add_argument("outdir")
     ap.add_argument("--mirror", default=MIRROR)
     ap.add_argument("--commit", default=RELEASE)
+    ap.add_argument("--sweep", action="store_true", help="the held-out settings (SWEEP) instead of the goldens")
     a = ap.parse_args()
     import json
     import torch
@@ -110,6 +124,9 @@ def main():
             return rotate(k_chunk, freqs, delta)
         R.causal._mkv_prune_cache, DS._rope_time_delta_mul_ = counted, turned
         write_config = MH.write_run_config
+        if a.sweep:
+            sweep(a, R, tmp, mdir, ctx, L, nh, hd, n_steps, fsl, pruned, write_config)
+            return
         for name, sink, ds in (("dit_deepforcing", 10, False), ("dit_deepsink", 14, True)):
             def config(path, run, ds=ds):  # its inference.py's --is_ds_only, as the model_kwargs it becomes
                 write_config(path, run)
@@ -131,6 +148,47 @@ def main():
     # code never compresses; it moves the sink 3 frames at each block's eviction after the first (blocks 8-10)
     assert pruned == [16 * fsl] * (2 * L), pruned
     assert rotated == [3] * (3 * L), rotated
+
+
+def sweep(a, R, tmp, mdir, ctx, L, nh, hd, n_steps, fsl, pruned, write_config):
+    """The SWEEP runs (see the module's text)."""
+    pc_init, select = R.causal.PCConfig.__init__, R.causal._mkv_select_indices
+    limit, held = [0], [0]
+
+    def init(self, *x, **k):  # the reuse limit of this run, where its wrapper passes none
+        pc_init(self, *x, **k)
+        self.topc_max_reuse = limit[0]
+
+    def selecting(scores_fused, T, R_eff, sink_tokens, top_c, device, topc_counts=None, topc_max_reuse=0):
+        if topc_counts is not None and topc_max_reuse > 0:  # the candidates it holds back
+            old = max(0, T - R_eff)
+            held[0] += int((topc_counts[:, min(sink_tokens, old):old] >= topc_max_reuse).sum())
+        return select(scores_fused, T=T, R_eff=R_eff, sink_tokens=sink_tokens, top_c=top_c, device=device,
+                      topc_counts=topc_counts, topc_max_reuse=topc_max_reuse)
+    R.causal.PCConfig.__init__, R.causal._mkv_select_indices = init, selecting
+    lines = []
+    for name, frames, sink, budget, recent, reuse in SWEEP:
+        def config(path, run, budget=budget, recent=recent):  # its inference.py's --Budget / --Recent
+            write_config(path, run)
+            with open(path, "a") as f:
+                f.write(f"  budget: {budget}\n  recent: {recent}\n")
+        MH.write_run_config = config
+        limit[0], held[0] = reuse, 0
+        del pruned[:]
+        run = dict(RUN, frames=frames, sink_size=sink)
+        noise, calls, draws, output, _ = MH.reference_loop(R, run, tmp, mdir, ctx, SEED, L, nh, hd)
+        runs = len(pruned) // L
+        assert runs >= 2 and pruned == [budget * fsl] * (runs * L), (name, pruned)
+        assert reuse >= 4 or held[0] > 0, (name, "the reuse limit never held a candidate back")
+        shutil.copyfile(os.path.join(tmp, "config.yaml"), os.path.join(a.outdir, name + ".yaml"))
+        what = f"local_attn_size 21, sink_size {sink}, budget {budget}, recent {recent}, top-C reuse {reuse}"
+        MH.st_write(os.path.join(a.outdir, name + ".safetensors"), record(noise, calls, draws, output, n_steps, frames),
+                    metadata={"reference": f"Deep Forcing's release {a.commit}", "seed": str(SEED), "settings": what})
+        lines.append(f"{name} {frames} --pc-budget {budget} --pc-recent {recent} --pc-max-reuse {reuse}")
+        MH.log(f"wrote {a.outdir}/{name}.* ({what}: {runs} compressions, {held[0]} candidates held back)")
+    MH.write_run_config = write_config
+    with open(os.path.join(a.outdir, "sweep.txt"), "w") as f:
+        f.write("\n".join(lines) + "\n")
 
 
 if __name__ == "__main__":
