@@ -137,7 +137,7 @@ def main():
             run = dict(RUN, sink_size=sink)
             noise, calls, draws, output, _ = MH.reference_loop(R, run, tmp, mdir, ctx, SEED, L, nh, hd)
             shutil.copyfile(os.path.join(tmp, "config.yaml"), os.path.join(a.outdir, name + ".yaml"))
-            rec = record(noise, calls, draws, output, n_steps)
+            rec = record(noise, calls, draws, output, n_steps, RUN["frames"])
             what = ("Deep Sink alone (is_ds_only): local_attn_size 21, sink_size 14" if ds else
                     "local_attn_size 21, sink_size 10, budget 16, recent 4, top-C reuse 7")
             MH.st_write(os.path.join(a.outdir, name + ".safetensors"), rec,
