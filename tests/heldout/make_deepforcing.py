@@ -22,11 +22,12 @@ noise.renoise.<k>, pred.<b>.<s> (s = 2: the clean-context pass), latents; then t
 (`inference.py --is_ds_only 1`, `causal_model_DS.py`; its configs' sink of 14 frames): OUTDIR/dit_deepsink.*. A few
 seconds on 2 cores; needs python3 with torch, numpy and pyyaml.
 
---sweep: instead, Participative Compression on settings the golden never used (SWEEP: other budgets, recent windows,
-sinks, reuse limits, longer videos), each run as its `inference.py --Budget B --Recent R` passes them (model_kwargs
-budget / recent) with the reuse limit — which its wrapper does not expose — set on its PCConfig: OUTDIR/<name>.*,
-and OUTDIR/sweep.txt, a line per run: name, latent frames, the sf-denoise flags that ask for the same. Each run must
-compress at least twice, and where the limit is low hold candidates back.
+--sweep: instead, settings the goldens never used (SWEEP): Participative Compression with other budgets, recent windows,
+sinks, reuse limits and longer videos, each run as its `inference.py --Budget B --Recent R` passes them (model_kwargs
+budget / recent) with the reuse limit — which its wrapper does not expose — set on its PCConfig; and its Deep Sink
+alone with other sinks and windows. OUTDIR/<name>.*, and OUTDIR/sweep.txt, a line per run: name, latent frames, the
+sf-denoise flags that ask for the same. Each compressing run must compress at least twice, and where the limit is low
+hold candidates back; each Deep Sink run must move its sink.
 """
 import argparse
 import os
@@ -46,12 +47,15 @@ MIRROR = "/work/.mirror/Nizben+Spectral_C/repo"
 RELEASE = "ea9961aa4bd5b554daeecdcf59e37c495fba9df6"
 RUN = dict(frames=33, lat_h=4, lat_w=6, num_frame_per_block=3, local_attn_size=21, sink_size=10, steps=[1000, 500])
 SEED = 11
-# held-out settings (--sweep): name, latent frames, sink, budget, recent, reuse limit. The window stays 21 frames: the
-# release's sink shift at a first compression is 21 − budget, sfpipe's the place that stands for (docs/sink-workbench.md)
-SWEEP = [("df_reuse1", 45, 10, 16, 4, 1),   # a token chosen once stands back: the limit bites from the 2nd compression
-         ("df_budget14", 39, 8, 14, 3, 7),  # a smaller budget, recent = one block, an 8-frame sink
-         ("df_sink4", 48, 4, 12, 4, 2),     # a small sink, many candidates, a limit of 2
-         ("df_budget18", 42, 10, 18, 5, 3)] # a larger budget and recent window
+# held-out settings (--sweep): name, latent frames, window, sink, budget, recent, reuse limit; budget 0: its Deep Sink
+# alone (is_ds_only). Participative Compression keeps the 21-frame window: the release's sink shift at a first
+# compression is 21 − budget, sfpipe's the place that number stands for there (docs/sink-workbench.md)
+SWEEP = [("df_reuse1", 45, 21, 10, 16, 4, 1),   # a token chosen once stands back: the limit bites from the 2nd compression
+         ("df_budget14", 39, 21, 8, 14, 3, 7),  # a smaller budget, recent = one block, an 8-frame sink
+         ("df_sink4", 48, 21, 4, 12, 4, 2),     # a small sink, many candidates, a limit of 2
+         ("df_budget18", 42, 21, 10, 18, 5, 3), # a larger budget and recent window
+         ("ds_sink10", 39, 21, 10, 0, 0, 0),    # Deep Sink alone, a 10-frame sink
+         ("ds_window15", 36, 15, 6, 0, 0, 0)]   # Deep Sink alone in a 15-frame window, a 6-frame sink
 
 
 def extract(mirror, commit, dst, fsl):
@@ -125,7 +129,7 @@ def main():
         R.causal._mkv_prune_cache, DS._rope_time_delta_mul_ = counted, turned
         write_config = MH.write_run_config
         if a.sweep:
-            sweep(a, R, tmp, mdir, ctx, L, nh, hd, n_steps, fsl, pruned, write_config)
+            sweep(a, R, tmp, mdir, ctx, L, nh, hd, n_steps, fsl, pruned, rotated, write_config)
             return
         for name, sink, ds in (("dit_deepforcing", 10, False), ("dit_deepsink", 14, True)):
             def config(path, run, ds=ds):  # its inference.py's --is_ds_only, as the model_kwargs it becomes
@@ -150,7 +154,7 @@ def main():
     assert rotated == [3] * (3 * L), rotated
 
 
-def sweep(a, R, tmp, mdir, ctx, L, nh, hd, n_steps, fsl, pruned, write_config):
+def sweep(a, R, tmp, mdir, ctx, L, nh, hd, n_steps, fsl, pruned, rotated, write_config):
     """The SWEEP runs (see the module's text)."""
     pc_init, select = R.causal.PCConfig.__init__, R.causal._mkv_select_indices
     limit, held = [0], [0]
@@ -167,25 +171,32 @@ def sweep(a, R, tmp, mdir, ctx, L, nh, hd, n_steps, fsl, pruned, write_config):
                       topc_counts=topc_counts, topc_max_reuse=topc_max_reuse)
     R.causal.PCConfig.__init__, R.causal._mkv_select_indices = init, selecting
     lines = []
-    for name, frames, sink, budget, recent, reuse in SWEEP:
-        def config(path, run, budget=budget, recent=recent):  # its inference.py's --Budget / --Recent
+    for name, frames, window, sink, budget, recent, reuse in SWEEP:
+        def config(path, run, budget=budget, recent=recent):  # its inference.py's --Budget / --Recent / --is_ds_only
             write_config(path, run)
             with open(path, "a") as f:
-                f.write(f"  budget: {budget}\n  recent: {recent}\n")
+                f.write(f"  budget: {budget}\n  recent: {recent}\n" if budget else "  is_ds_only: true\n")
         MH.write_run_config = config
         limit[0], held[0] = reuse, 0
-        del pruned[:]
-        run = dict(RUN, frames=frames, sink_size=sink)
+        del pruned[:], rotated[:]
+        run = dict(RUN, frames=frames, local_attn_size=window, sink_size=sink)
         noise, calls, draws, output, _ = MH.reference_loop(R, run, tmp, mdir, ctx, SEED, L, nh, hd)
         runs = len(pruned) // L
-        assert runs >= 2 and pruned == [budget * fsl] * (runs * L), (name, pruned)
-        assert reuse >= 4 or held[0] > 0, (name, "the reuse limit never held a candidate back")
+        if budget:
+            assert runs >= 2 and pruned == [budget * fsl] * (runs * L), (name, pruned)
+            assert reuse >= 4 or held[0] > 0, (name, "the reuse limit never held a candidate back")
+            what = f"local_attn_size {window}, sink_size {sink}, budget {budget}, recent {recent}, top-C reuse {reuse}"
+            flags, did = f"--pc-budget {budget} --pc-recent {recent} --pc-max-reuse {reuse}", \
+                f"{runs} compressions, {held[0]} candidates held back"
+        else:
+            assert not pruned and rotated, (name, pruned, rotated)
+            what = f"Deep Sink alone (is_ds_only): local_attn_size {window}, sink_size {sink}"
+            flags, did = "--sink-rope realign --sink-rope-gap block", f"{len(rotated) // L} moves of the sink"
         shutil.copyfile(os.path.join(tmp, "config.yaml"), os.path.join(a.outdir, name + ".yaml"))
-        what = f"local_attn_size 21, sink_size {sink}, budget {budget}, recent {recent}, top-C reuse {reuse}"
         MH.st_write(os.path.join(a.outdir, name + ".safetensors"), record(noise, calls, draws, output, n_steps, frames),
                     metadata={"reference": f"Deep Forcing's release {a.commit}", "seed": str(SEED), "settings": what})
-        lines.append(f"{name} {frames} --pc-budget {budget} --pc-recent {recent} --pc-max-reuse {reuse}")
-        MH.log(f"wrote {a.outdir}/{name}.* ({what}: {runs} compressions, {held[0]} candidates held back)")
+        lines.append(f"{name} {frames} {flags}")
+        MH.log(f"wrote {a.outdir}/{name}.* ({what}: {did})")
     MH.write_run_config = write_config
     with open(os.path.join(a.outdir, "sweep.txt"), "w") as f:
         f.write("\n".join(lines) + "\n")

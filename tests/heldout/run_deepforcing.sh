@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
-# tests/heldout/run_deepforcing.sh [OUTDIR] — sf-denoise --pc-budget against Deep Forcing's released code on settings
-# the golden (tests/golden/expect/dit_deepforcing.*, one setting, two compressions, the reuse limit never reached)
-# never used: other budgets, recent windows, sinks and reuse limits, longer videos (make_deepforcing.py --sweep's
-# SWEEP). Each run of the release, then sf-denoise with the flags that ask for the same on the same noise, every
-# prediction within 1e-4 (as the golden's bats test). A developer's check (`make heldout` runs it after
+# tests/heldout/run_deepforcing.sh [OUTDIR] — sf-denoise --pc-budget and --sink-rope realign against Deep Forcing's
+# released code on settings its goldens (tests/golden/expect/dit_deepforcing.*, dit_deepsink.*: one setting each, the
+# reuse limit never reached) never used: other budgets, recent windows, sinks and reuse limits, longer videos, Deep
+# Sink alone in another window (make_deepforcing.py --sweep's SWEEP). Each run of the release, then sf-denoise with
+# the flags that ask for the same on the same noise, every prediction within 1e-4 (as the goldens' bats tests). A developer's check (`make heldout` runs it after
 # run_heldout.sh), not part of make test: it needs python3 with torch and the release's git history — a mirror of
 # Nizben/Spectral_C ($SF_DF_MIRROR, default /work/.mirror/Nizben+Spectral_C/repo); without one it says so and exits 0.
 # OUTDIR defaults to a temporary folder (removed on success). SF_BIN: the programs (default build/bin). Exit 1 when a
