@@ -23,9 +23,11 @@ one() { # "ENV=V ..." binary [cases...]
     fi
 }
 # reversed order: the kernel tests (their launch / vector-load counters need the synchronous streams)
-for g in test_cuda_emu test_t5_glue test_hopper test_vae_glue_emu test_taehv_glue_emu test_tap_mass; do one SF_EMU_ORDER=reverse "$g"; done
-# a seeded shuffle: the quick ones
-for g in test_cuda_emu test_t5_glue test_hopper test_vae_glue_emu; do one SF_EMU_ORDER=shuffle:1 "$g"; done
+for g in test_cuda_emu test_t5_glue test_hopper test_vae_glue_emu test_taehv_glue_emu test_tap_mass test_kv_compress; do
+    one SF_EMU_ORDER=reverse "$g"
+done
+# a seeded shuffle: the quick ones (the compressions' radix select: its histograms, scans and early stop)
+for g in test_cuda_emu test_t5_glue test_hopper test_vae_glue_emu test_kv_compress; do one SF_EMU_ORDER=shuffle:1 "$g"; done
 # TMA loads and cp.async copies landing only when a wait needs them (SF_EMU_COPIES_LATE): a missing or
 # early wait in the attention kernels finds the buffer's old contents; with the shuffle too
 for o in forward shuffle:2; do one "SF_EMU_COPIES_LATE=1 SF_EMU_ORDER=$o" test_tap_mass; done
