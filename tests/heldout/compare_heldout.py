@@ -25,6 +25,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from make_heldout import st_read  # noqa: E402  (numpy only at import: torch is imported in its main)
 
 TOL_FWD, TOL_PIPE, TOL_VAE = 1e-4, 1e-3, 1e-4  # float32; main() sets the bf16 bounds for --bf16
+TOL_TAPS = 1e-3  # the logits as a tap file keeps them: float16 (~5e-4 of a value)
 BF16 = False
 
 
@@ -108,6 +109,22 @@ def check_dit(r, s, exp, got, info):
         r.missing(s, "dit", "latents")
 
 
+def check_taps(r, s, exp, got):
+    """sf-denoise --layer_indices all --tap-select all: every layer's self-attention logits of every forward, the
+    worst of them (the tap file stores float16: ~5e-4 of a value)."""
+    worst, n = None, 0
+    for k in sorted(x for x in exp if x.startswith("taps.")):
+        n += 1
+        if k not in got:
+            r.missing(s, "taps", k)
+            continue
+        d, m = diff(got[k], exp[k])
+        if worst is None or d / m > worst[0]:
+            worst = (d / m, k, d, m)
+    if worst:
+        r.add(s, "taps", f"worst of {n} logits taps ({worst[1]})", worst[2], worst[3], TOL_TAPS)
+
+
 def check_vae(r, s, exp, got):
     if "video" not in got:
         r.missing(s, "vae", "video")
@@ -125,8 +142,8 @@ def main():
                     help="a stage that refused the shape (got/<comp>.refused: its error) is reported, not failed")
     a = ap.parse_args()
     if a.bf16:
-        global TOL_FWD, TOL_PIPE, TOL_VAE, BF16
-        TOL_FWD, TOL_PIPE, TOL_VAE, BF16 = 2e-2, 5e-2, 5e-2, True
+        global TOL_FWD, TOL_PIPE, TOL_VAE, TOL_TAPS, BF16
+        TOL_FWD, TOL_PIPE, TOL_VAE, TOL_TAPS, BF16 = 2e-2, 5e-2, 5e-2, 5e-2, True
     r = Report()
     shapes = sorted(d for d in os.listdir(a.out) if os.path.isfile(os.path.join(a.out, d, "shape.json")))
     if not shapes:
@@ -135,9 +152,11 @@ def main():
         sd = os.path.join(a.out, s)
         with open(os.path.join(sd, "shape.json")) as f:
             info = json.load(f)
-        for comp, fn in (("t5", check_t5), ("dit", check_dit), ("vae", check_vae)):
+        for comp, fn in (("t5", check_t5), ("dit", check_dit), ("taps", check_taps), ("vae", check_vae)):
             e = os.path.join(sd, "expect", f"{comp}.safetensors")
             g = os.path.join(sd, "got", f"{comp}.safetensors")
+            if comp == "taps" and not os.path.isfile(e):  # reference files made before the taps were
+                continue
             if not os.path.isfile(g):
                 rf = os.path.join(sd, "got", f"{comp}.refused")
                 if a.allow_refusal and os.path.isfile(rf):

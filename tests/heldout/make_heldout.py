@@ -29,6 +29,9 @@ float32 softmax, as tests/golden was made):
                                            one), in/flow/pred/timestep.<b>.<s> of the generated blocks
                                            (s = steps: the clean refresh pass), output; fwd0.* intermediates of
                                            the first forward (patch embedding, time embedding, every block, head)
+    OUTDIR/<shape>/expect/taps.safetensors taps.L<l>.b<b>.s<s>: every layer's self-attention logits q·kᵀ/√d
+                                           [1, heads, Lq, Lk] of every generated forward, over the keys the
+                                           causal model passed (its KV cache's window, sink included)
     OUTDIR/<shape>/expect/vae.safetensors  z [1,T,16,h,w] -> video [1,1+4(T-1),3,8h,8w] from
                                            WanVAEWrapper.decode_to_pixel(use_cache=False)
     OUTDIR/<shape>/expect/vae_encode.safetensors  pixels [1,3,4T-1,8h,8w] (seeded, in [-1, 1]; the last 2
@@ -616,12 +619,14 @@ def make_t5(R, S, sdir, mdir, tokens, gen):
     return emb[0:1].clone()
 
 
-def reference_loop(R, run, sdir, mdir, context, seed, L, nh, hd, noise=None, renoise=None, initial=None):
+def reference_loop(R, run, sdir, mdir, context, seed, L, nh, hd, noise=None, renoise=None, initial=None, taps=None):
     """CausalInferencePipeline.inference of the DiT in mdir under run's config (written to sdir/config.yaml) with the
     optional initial_latent [1, F_in, 16, H, W]. The noise [1, F, 16, H, W]: drawn after torch.manual_seed(seed), or
     given; the re-noising draws: torch.randn_like's, or the given list's in order. Returns the noise, every generator
     call (input, timestep, flow, x0, current_start), every re-noising draw, the output and fwd0.* (the first call's
-    intermediates)."""
+    intermediates). taps: a list that receives, for every self-attention call of the causal model (a forward's layers
+    in order, forward after forward), its pre-softmax logits q·kᵀ/√d [1, heads, Lq, Lk] in float32 over the keys the
+    model passed — the window of its KV cache, as the fork's ATTENTION_WEIGHT_CAPTURE records them."""
     F, H, W = run["frames"], run["lat_h"], run["lat_w"]
     fsl = (H // 2) * (W // 2)
     cpath = os.path.join(sdir, "config.yaml")
@@ -697,12 +702,21 @@ def reference_loop(R, run, sdir, mdir, context, seed, L, nh, hd, noise=None, ren
     if noise is None:
         noise = torch.randn([1, F, 16, H, W], dtype=torch.float32)
     torch.randn_like = recording_randn_like
+    self_attention = R.causal.attention
+
+    def capturing(q, k, v, **kw):  # the causal model's self-attention only (its cross-attention is model.py's)
+        qf, kf = (t.transpose(1, 2).to(torch.float32) for t in (q, k))
+        taps.append(torch.matmul(qf, kf.transpose(-2, -1)) * qf.shape[-1] ** -0.5)
+        return self_attention(q, k, v, **kw)
+    if taps is not None:
+        R.causal.attention = capturing
     try:
         with torch.no_grad(), contextlib.redirect_stdout(open(os.devnull, "w")):
             _, output = pipe.inference(noise=noise, text_prompts=["heldout"], initial_latent=initial,
                                        return_latents=True)
     finally:
         torch.randn_like = randn_like
+        R.causal.attention = self_attention
     for h in hooks:
         h.remove()
 
@@ -732,7 +746,9 @@ def make_dit(R, S, sdir, mdir, context, gen, seed):
     initial, n_in = None, run.get("initial", 0)
     if n_in:  # the reference's initial_latent: clean latents of their own seed (any values will do)
         initial = torch.randn([1, n_in, 16, H, W], generator=torch.Generator().manual_seed(seed + 7), dtype=torch.float32)
-    noise, calls, draws, output, fwd0 = reference_loop(R, run, sdir, mdir, context, seed, L, nh, hd, initial=initial)
+    taps = []
+    noise, calls, draws, output, fwd0 = reference_loop(R, run, sdir, mdir, context, seed, L, nh, hd, initial=initial,
+                                                       taps=taps)
     rec = OrderedDict()
 
     n_steps = len(run.get("steps", STEPS))
@@ -761,6 +777,13 @@ def make_dit(R, S, sdir, mdir, context, gen, seed):
     for k, v in fwd0.items():
         rec[k] = npf(v)
     st_write(os.path.join(sdir, "expect", "dit.safetensors"), rec)
+    # every layer's self-attention logits of every generated forward (the context forwards' are not tapped), named as
+    # sf-denoise --layer_indices all --tap-select all names them
+    assert len(taps) == (len(ctx) + len(calls)) * L, (len(taps), len(calls), L)
+    taps = taps[len(ctx) * L:]
+    st_write(os.path.join(sdir, "expect", "taps.safetensors"),
+             OrderedDict((f"taps.L{i % L}.b{i // L // (n_steps + 1)}.s{i // L % (n_steps + 1)}", npf(t))
+                         for i, t in enumerate(taps)))
     return dict(frames=F, height=8 * H, width=8 * W, num_frame_per_block=nfpb, blocks=nb, steps=n_steps,
                 frame_seq_length=fsl, head_dim=hd, local_attn_size=run["local_attn_size"], sink_size=run["sink_size"],
                 initial=n_in, from_pretrained=STATE.get("from_pretrained"))
