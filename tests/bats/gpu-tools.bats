@@ -338,12 +338,20 @@ next call: SF_CHECK_UNITS=bench,ref bash tests/gpu/check.sh (~220 s)"
     assert_line --regexp '^pack_goldens: 2 files into \.gpu/goldens\.tar\.gz \([0-9.]+ MiB\), removed from the tree until restore$'
     assert_line --partial "MiB carried"
     [ ! -e tests/golden/model/zeros.bin ] && [ ! -e "tests/golden/with space.txt" ]
+    # no commit while packed (the files look deleted): the hook pack installed refuses it
+    run -1 git -c user.name=t -c user.email=t@t commit -qam "would delete the goldens"
+    assert_output --partial "tests/golden is packed for a device call: bash tests/gpu/pack_goldens.sh restore first"
     # what check.sh does first on the device: the files back, the same bytes
     mkdir "$BATS_TEST_TMPDIR/dev" && tar -xzf .gpu/goldens.tar.gz -C "$BATS_TEST_TMPDIR/dev"
     cmp "$BATS_TEST_TMPDIR/dev/tests/golden/with space.txt" <(printf 'a golden\n')
     [ "$(stat -c %s "$BATS_TEST_TMPDIR/dev/tests/golden/model/zeros.bin")" = 300000 ]
     run -0 bash tests/gpu/pack_goldens.sh restore
     assert_line "pack_goldens: tests/golden back from git (2 files), .gpu/goldens.tar.gz removed"
-    [ -z "$(git status --porcelain)" ] && [ ! -e .gpu/goldens.tar.gz ]
+    [ -z "$(git status --porcelain)" ] && [ ! -e .gpu/goldens.tar.gz ] && [ ! -e .git/hooks/pre-commit ]
+    # a hook of the checkout's own is left alone
+    printf '#!/bin/sh\nexit 0\n' >.git/hooks/pre-commit && chmod +x .git/hooks/pre-commit
+    run -0 bash tests/gpu/pack_goldens.sh pack
+    run -0 bash tests/gpu/pack_goldens.sh restore
+    [ "$(cat .git/hooks/pre-commit)" = "$(printf '#!/bin/sh\nexit 0')" ]
     grep -q 'tar -xzf .gpu/goldens.tar.gz' "$SF_ROOT/tests/gpu/check.sh"
 }

@@ -7,10 +7,13 @@
 #            working tree — git still has them. check.sh unpacks the pack first thing on the device.
 #   restore  after the call: the files back from git (git checkout), the pack removed.
 # Refuses to pack while tests/golden has changes git does not have (restore would lose them). Both print
-# carry.sh's line for .gpu and .ref. Between pack and restore, commit nothing (the files look deleted).
+# carry.sh's line for .gpu and .ref. Between pack and restore the files look deleted: pack installs a pre-commit hook
+# (.git/hooks/pre-commit, when there is none) that refuses any commit until restore removes it.
 set -uo pipefail
 cd "$(dirname "$0")/../.." || exit 2
 P=.gpu/goldens.tar.gz
+HOOK=$(git rev-parse --git-path hooks/pre-commit)
+MARK="# sfpipe pack_goldens.sh: no commit while tests/golden is packed"
 say() { echo "pack_goldens: $*"; }
 case "${1:-}" in
 pack)
@@ -29,11 +32,16 @@ pack)
     [ -z "$bad" ] || { say "unpacked, these differ: $bad"; exit 1; }
     mv "$tmp/p.tar.gz" "$P" || exit 1
     git ls-files -z -- tests/golden | xargs -0 rm -f
+    if [ ! -e "$HOOK" ] && mkdir -p "$(dirname "$HOOK")"; then
+        printf '#!/bin/sh\n%s\necho "tests/golden is packed for a device call: bash tests/gpu/pack_goldens.sh restore first" >&2\nexit 1\n' \
+            "$MARK" >"$HOOK" && chmod +x "$HOOK"
+    fi
     say "$n files into $P ($(awk -v b="$(stat -c %s "$P")" 'BEGIN {printf "%.2f MiB", b / 1048576}')), removed from the tree until restore"
     ;;
 restore)
     git checkout -- tests/golden || { say "git checkout -- tests/golden failed"; exit 1; }
     rm -f "$P"
+    if [ -f "$HOOK" ] && grep -qF "$MARK" "$HOOK"; then rm -f "$HOOK"; fi
     say "tests/golden back from git ($(git ls-files -- tests/golden | wc -l) files), $P removed"
     ;;
 *)
