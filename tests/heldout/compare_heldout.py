@@ -83,6 +83,20 @@ def check_t5(r, s, exp, got):
         i += 1
 
 
+def worst_of(r, s, comp, keys, exp, got):
+    """The tensor of keys furthest from the reference, relative to its largest value: (rel, key, max|d|, max|ref|),
+    or None; a key the stage did not write is reported missing."""
+    worst = None
+    for k in keys:
+        if k not in got:
+            r.missing(s, comp, k)
+            continue
+        d, m = diff(got[k], exp[k])
+        if worst is None or d / m > worst[0]:
+            worst = (d / m, k, d, m)
+    return worst
+
+
 def check_dit(r, s, exp, got, info):
     nb, steps = info["blocks"], info["steps"]
     d, m = diff(got["pred.0.0"], exp["pred.0.0"]) if "pred.0.0" in got else (None, None)
@@ -90,16 +104,7 @@ def check_dit(r, s, exp, got, info):
         r.missing(s, "dit", "pred.0.0")
     else:
         r.add(s, "dit", "pred.0.0 (single forward)", d, m, TOL_FWD)
-    worst = None
-    for b in range(nb):
-        for st in range(steps + 1):
-            k = f"pred.{b}.{st}"
-            if k not in got:
-                r.missing(s, "dit", k)
-                continue
-            d, m = diff(got[k], exp[k])
-            if worst is None or d / m > worst[0]:
-                worst = (d / m, k, d, m)
+    worst = worst_of(r, s, "dit", [f"pred.{b}.{st}" for b in range(nb) for st in range(steps + 1)], exp, got)
     if worst:
         r.add(s, "dit", f"worst of {nb * (steps + 1)} preds ({worst[1]})", worst[2], worst[3], TOL_PIPE)
     if "latents" in got:
@@ -112,17 +117,10 @@ def check_dit(r, s, exp, got, info):
 def check_taps(r, s, exp, got):
     """sf-denoise --layer_indices all --tap-select all: every layer's self-attention logits of every forward, the
     worst of them (the tap file stores float16: ~5e-4 of a value)."""
-    worst, n = None, 0
-    for k in sorted(x for x in exp if x.startswith("taps.")):
-        n += 1
-        if k not in got:
-            r.missing(s, "taps", k)
-            continue
-        d, m = diff(got[k], exp[k])
-        if worst is None or d / m > worst[0]:
-            worst = (d / m, k, d, m)
+    keys = sorted(x for x in exp if x.startswith("taps."))
+    worst = worst_of(r, s, "taps", keys, exp, got)
     if worst:
-        r.add(s, "taps", f"worst of {n} logits taps ({worst[1]})", worst[2], worst[3], TOL_TAPS)
+        r.add(s, "taps", f"worst of {len(keys)} logits taps ({worst[1]})", worst[2], worst[3], TOL_TAPS)
 
 
 def check_vae(r, s, exp, got):
