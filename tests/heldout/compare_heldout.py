@@ -83,15 +83,17 @@ def check_t5(r, s, exp, got):
         i += 1
 
 
-def worst_of(r, s, comp, keys, exp, got):
-    """The tensor of keys furthest from the reference, relative to its largest value: (rel, key, max|d|, max|ref|),
-    or None; a key the stage did not write is reported missing."""
+def worst_of(r, s, comp, keys, exp, got, scale=None):
+    """The tensor of keys furthest from the reference, relative to its largest value (or to scale(key)): (rel, key,
+    max|d|, that scale), or None; a key the stage did not write is reported missing."""
     worst = None
     for k in keys:
         if k not in got:
             r.missing(s, comp, k)
             continue
         d, m = diff(got[k], exp[k])
+        if scale:
+            m = scale(k)
         if worst is None or d / m > worst[0]:
             worst = (d / m, k, d, m)
     return worst
@@ -116,11 +118,18 @@ def check_dit(r, s, exp, got, info):
 
 def check_taps(r, s, exp, got):
     """sf-denoise --layer_indices all --tap-select all: every layer's self-attention logits of every forward, the
-    worst of them (the tap file stores float16: ~5e-4 of a value)."""
-    keys = sorted(x for x in exp if x.startswith("taps."))
-    worst = worst_of(r, s, "taps", keys, exp, got)
-    if worst:
-        r.add(s, "taps", f"worst of {len(keys)} logits taps ({worst[1]})", worst[2], worst[3], TOL_TAPS)
+    worst of them (the tap file stores float16: ~5e-4 of a value); then --tap-mode frames and probs (float32, from
+    their own runs: got/taps_<mode>.safetensors, merged into got by main). In bf16 a frame's mean logit is held
+    against the scale of the logits it averages (its forward's largest |logit|): bf16 q and k err in proportion to
+    each logit, and a mean of logits of both signs is much smaller than they are."""
+    def logits_scale(k):
+        return float(np.max(np.abs(np.asarray(exp["taps." + k.split(".", 1)[1]], dtype=np.float64))))
+    for prefix, what, tol in (("taps.", "logits taps", TOL_TAPS), ("frames.", "frames taps (mean logits)", TOL_FWD),
+                              ("probs.", "probs taps (softmax mass)", TOL_FWD)):
+        keys = sorted(x for x in exp if x.startswith(prefix))
+        worst = worst_of(r, s, "taps", keys, exp, got, logits_scale if BF16 and prefix == "frames." else None)
+        if worst:
+            r.add(s, "taps", f"worst of {len(keys)} {what} ({worst[1]})", worst[2], worst[3], tol)
 
 
 def check_vae(r, s, exp, got):
@@ -164,6 +173,10 @@ def main():
                     r.missing(s, comp, g)
                 continue
             exp, got = st_read(e), st_read(g)
+            for mode in ("frames", "probs") if comp == "taps" else ():
+                gm = os.path.join(sd, "got", f"taps_{mode}.safetensors")
+                if os.path.isfile(gm):
+                    got.update(st_read(gm))
             if comp == "dit":
                 fn(r, s, exp, got, info["dit_run"])
             else:

@@ -31,7 +31,9 @@ float32 softmax, as tests/golden was made):
                                            the first forward (patch embedding, time embedding, every block, head)
     OUTDIR/<shape>/expect/taps.safetensors taps.L<l>.b<b>.s<s>: every layer's self-attention logits q·kᵀ/√d
                                            [1, heads, Lq, Lk] of every generated forward, over the keys the
-                                           causal model passed (its KV cache's window, sink included)
+                                           causal model passed (its KV cache's window, sink included); frames.*
+                                           and probs.* their frame aggregates [heads, query frames, key slots]
+                                           (mean logit; softmax mass, as sf-denoise's --tap-mode defines them)
     OUTDIR/<shape>/expect/vae.safetensors  z [1,T,16,h,w] -> video [1,1+4(T-1),3,8h,8w] from
                                            WanVAEWrapper.decode_to_pixel(use_cache=False)
     OUTDIR/<shape>/expect/vae_encode.safetensors  pixels [1,3,4T-1,8h,8w] (seeded, in [-1, 1]; the last 2
@@ -781,9 +783,19 @@ def make_dit(R, S, sdir, mdir, context, gen, seed):
     # sf-denoise --layer_indices all --tap-select all names them
     assert len(taps) == (len(ctx) + len(calls)) * L, (len(taps), len(calls), L)
     taps = taps[len(ctx) * L:]
-    st_write(os.path.join(sdir, "expect", "taps.safetensors"),
-             OrderedDict((f"taps.L{i % L}.b{i // L // (n_steps + 1)}.s{i // L % (n_steps + 1)}", npf(t))
-                         for i, t in enumerate(taps)))
+    # and their frame aggregates as --tap-mode frames / probs define them (stages/denoise/taps.h), in float64: per
+    # query frame and key frame-slot the mean logit, and the mean over the query frame's tokens of the softmax
+    # probability summed over the slot's tokens (the softmax over every key the forward saw)
+    tr = OrderedDict()
+    for i, t in enumerate(taps):
+        name = f"L{i % L}.b{i // L // (n_steps + 1)}.s{i // L % (n_steps + 1)}"
+        lg = t[0].to(torch.float64)  # [heads, Lq, Lk]
+        h, lq, lk = lg.shape
+        blocks = lambda x: x.reshape(h, lq // fsl, fsl, lk // fsl, fsl)  # noqa: E731
+        tr["taps." + name] = npf(t)
+        tr["frames." + name] = blocks(lg).mean(dim=(2, 4)).numpy().astype("float32")
+        tr["probs." + name] = blocks(torch.softmax(lg, dim=-1)).sum(dim=4).mean(dim=2).numpy().astype("float32")
+    st_write(os.path.join(sdir, "expect", "taps.safetensors"), tr)
     return dict(frames=F, height=8 * H, width=8 * W, num_frame_per_block=nfpb, blocks=nb, steps=n_steps,
                 frame_seq_length=fsl, head_dim=hd, local_attn_size=run["local_attn_size"], sink_size=run["sink_size"],
                 initial=n_in, from_pretrained=STATE.get("from_pretrained"))

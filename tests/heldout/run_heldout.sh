@@ -65,6 +65,14 @@ for sd in "$OUT"/*/; do
         --num-frames "$frames" --height "$height" --width "$width" --dump-preds "${init[@]}" "${taps[@]}" \
         --save-latents "$sd/got/dit.safetensors" "${dev[@]}" --threads "$thr" --progress none >>"$log" 2>&1 ||
         { echo "run_heldout: $name: sf-denoise failed:"; tail -n 5 "$log"; tail -n 1 "$log" >"$sd/got/dit.refused"; }
+    for mode in frames probs; do # and their aggregates: each a run of its own (one tap mode a run)
+        [ ${#taps[@]} -gt 0 ] || break
+        "$BIN/sf-denoise" --model-dir "$sd/model" --config-path "$sd/config.yaml" --no-checkpoint \
+            --prompt-embeds "$sd/expect/dit.safetensors:context.prompt_embeds" --noise "$sd/expect/dit.safetensors" \
+            --num-frames "$frames" --height "$height" --width "$width" "${init[@]}" --layer_indices all --tap-select all \
+            --tap-mode "$mode" --output_path "$sd/got/taps_$mode.safetensors" "${dev[@]}" --threads "$thr" --progress none \
+            >>"$log" 2>&1 || { echo "run_heldout: $name: sf-denoise --tap-mode $mode failed:"; tail -n 5 "$log"; }
+    done
     "$BIN/sf-decode" --latents "$sd/expect/vae.safetensors:z" --model-dir "$sd/model" \
         --save-video "$sd/got/vae.safetensors" "${dev[@]}" --threads "$thr" --progress none >>"$log" 2>&1 ||
         { echo "run_heldout: $name: sf-decode failed:"; tail -n 5 "$log"; tail -n 1 "$log" >"$sd/got/vae.refused"; }
