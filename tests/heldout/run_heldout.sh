@@ -58,20 +58,18 @@ for sd in "$OUT"/*/; do
     "$BIN/sf-encode" --model-dir "$sd/model" --no-cache --prompts "$sd/prompts.txt" \
         --save-embeds "$sd/got/t5.safetensors" "${dev[@]}" --threads "$thr" --progress none >>"$log" 2>&1 ||
         { echo "run_heldout: $name: sf-encode failed:"; tail -n 5 "$log"; tail -n 1 "$log" >"$sd/got/t5.refused"; }
+    run=(--model-dir "$sd/model" --config-path "$sd/config.yaml" --no-checkpoint --num-frames "$frames" --height "$height"
+         --width "$width" --prompt-embeds "$sd/expect/dit.safetensors:context.prompt_embeds" --noise "$sd/expect/dit.safetensors"
+         "${init[@]}" "${dev[@]}" --threads "$thr" --progress none)
     taps=() # every layer's self-attention logits of every forward, beside the reference's (expect/taps.safetensors)
     if [ -f "$sd/expect/taps.safetensors" ]; then taps=(--layer_indices all --tap-select all --output_path "$sd/got/taps.safetensors"); fi
-    "$BIN/sf-denoise" --model-dir "$sd/model" --config-path "$sd/config.yaml" --no-checkpoint \
-        --prompt-embeds "$sd/expect/dit.safetensors:context.prompt_embeds" --noise "$sd/expect/dit.safetensors" \
-        --num-frames "$frames" --height "$height" --width "$width" --dump-preds "${init[@]}" "${taps[@]}" \
-        --save-latents "$sd/got/dit.safetensors" "${dev[@]}" --threads "$thr" --progress none >>"$log" 2>&1 ||
+    "$BIN/sf-denoise" "${run[@]}" --dump-preds "${taps[@]}" --save-latents "$sd/got/dit.safetensors" >>"$log" 2>&1 ||
         { echo "run_heldout: $name: sf-denoise failed:"; tail -n 5 "$log"; tail -n 1 "$log" >"$sd/got/dit.refused"; }
     for mode in frames probs; do # and their aggregates: each a run of its own (one tap mode a run)
         [ ${#taps[@]} -gt 0 ] || break
-        "$BIN/sf-denoise" --model-dir "$sd/model" --config-path "$sd/config.yaml" --no-checkpoint \
-            --prompt-embeds "$sd/expect/dit.safetensors:context.prompt_embeds" --noise "$sd/expect/dit.safetensors" \
-            --num-frames "$frames" --height "$height" --width "$width" "${init[@]}" --layer_indices all --tap-select all \
-            --tap-mode "$mode" --output_path "$sd/got/taps_$mode.safetensors" "${dev[@]}" --threads "$thr" --progress none \
-            >>"$log" 2>&1 || { echo "run_heldout: $name: sf-denoise --tap-mode $mode failed:"; tail -n 5 "$log"; }
+        "$BIN/sf-denoise" "${run[@]}" --layer_indices all --tap-select all --tap-mode "$mode" \
+            --output_path "$sd/got/taps_$mode.safetensors" >>"$log" 2>&1 ||
+            { echo "run_heldout: $name: sf-denoise --tap-mode $mode failed:"; tail -n 5 "$log"; }
     done
     "$BIN/sf-decode" --latents "$sd/expect/vae.safetensors:z" --model-dir "$sd/model" \
         --save-video "$sd/got/vae.safetensors" "${dev[@]}" --threads "$thr" --progress none >>"$log" 2>&1 ||
