@@ -689,7 +689,7 @@ static sf_status forward(sf_dit_state *st, const float *x_t, int F, const float 
                        (long long)(start_frame + F), st->rope.max_pos);
     int64_t ls = 0, le = 0, evict = 0, keep = 0;
     sf_dit_kv_step pk = {0}; /* --pc-budget's compression, when this forward makes one */
-    if (st->gpu && (s = sf_dit_settle(st, -1, err))) return s; /* the last compression's record, before a plan */
+    if ((s = sf_dit_settle(st, -1, err))) return s; /* a GPU's last compression's record, before a plan */
     if (fix) /* a re-cache forward: rewrite slots [ls, le) in place, no roll, cache indices unchanged */
         ls = fix->ls, le = fix->le;
     else if (sf_dit_pc_plan(st, L, start_frame, &pk))

@@ -232,7 +232,7 @@ typedef struct sf_dit_state {
     int64_t kvc_tokens;              /* tokens of the compressed region right after the sink (0: off) */
     int64_t kvc_lq;                  /* query rows of the last forward, kept in kvc_q (0: none since the reset) */
     float *kvc_q;                    /* CPU: (num_layers, max_frames·frame_tokens, dim) its post-RoPE queries, owned */
-    double *kvc_score;               /* host: (num_layers, heads, kvc_tokens + max_frames·frame_tokens) importances */
+    double *kvc_score;               /* CPU: (num_layers, heads, kvc_tokens + max_frames·frame_tokens) importances */
     int32_t *kvc_idx;                /* host: (num_layers, heads, kvc_tokens) the tokens each head keeps */
     int64_t kvc_runs;                /* compressions since the state was made (tests, info) */
     int32_t *kvc_src;                /* host: (num_layers, heads, kvc_tokens) the frame each kept token came from */
@@ -254,8 +254,8 @@ typedef struct sf_dit_state {
     float *pc_ring;                  /* CPU: (num_layers, pc_recent, dim) each layer's last R post-RoPE queries */
     int32_t *pc_count;               /* CPU: (num_layers, cache_tokens) times the token in each slot was chosen (a GPU
                                         keeps its own) */
-    double *pc_qsum, *pc_score;      /* host scratch: (dim), (cache_tokens) */
-    int32_t *pc_idx;                 /* host scratch: (cache_tokens) a compaction's sources */
+    double *pc_qsum, *pc_score;      /* CPU scratch: (dim), (cache_tokens) */
+    int32_t *pc_idx;                 /* host scratch: (cache_tokens) a compaction's sources (GPU: as downloaded) */
     unsigned char *pc_pend;          /* GPU, host: (num_layers) as kvc_pend, for --pc-budget's compression */
     int64_t pc_sink_want;            /* the shift of the sink that the last compression asked for (frames) */
     int32_t *pc_src;                 /* host: (num_layers, cache_tokens) the frame each kept token came from */

@@ -191,7 +191,7 @@ sf_status sf_dgpu_download_rows(sf_dit_gpu *g, float *host, const void *dev, int
                                sf_err *err);
 
 /* pc.c: layer l's part of --pc-budget on the GPU (the layer, after RoPE): the layer's L query rows q join its ring
- * (the slots [ls, le) a forward writes count 0 uses); a compressing forward then scores, selects, moves the counts,
+ * and the slots [ls, le) it writes count 0 uses; a compressing forward then scores, selects, moves the counts,
  * compacts the layer's K|V cache rows and moves this forward's new K|V rows from g->pc_new into slots [ls, le), all on
  * the device (nothing waits: a CUDA graph holds it); the host's record of the choice is pending (sf_dit_settle). */
 sf_status sf_dgpu_pc_layer(sf_dit_state *st, int l, const sf_dit_kv_step *kv, const bf16 *q, int64_t L, sf_err *err);

@@ -186,8 +186,8 @@ sf_status sf_dit_kv_compress(sf_dit_state *st, int64_t evict, int *done, sf_err 
     if (rest < 0 || evict % S)
         return sf_fail(err, SF_E_ARG, "--kv-compress: an eviction of %lld tokens from a cache filled to %lld",
                        (long long)evict, (long long)st->local_end);
-    sf_status s = st->gpu ? sf_dit_settle(st, -1, err) : SF_OK; /* the last one's record first */
-    if (!s) s = st->gpu ? compress_gpu(st, n, rest, err) : compress_cpu(st, n, rest, err);
+    /* (the last compression's record on the host is complete: sf_dit_forward settles before it plans) */
+    sf_status s = st->gpu ? compress_gpu(st, n, rest, err) : compress_cpu(st, n, rest, err);
     if (s) return s;
     if (st->gpu) { /* what provenance will need of the state as it is now */
         memcpy(st->kvc_old_kf, st->key_frames, sizeof(int64_t) * (size_t)(st->cache_tokens / S));

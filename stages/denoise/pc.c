@@ -26,9 +26,9 @@
  * On a GPU every step runs on the device — the selection too (sf_topk_select_cuda, the CPU's choice exactly on the
  * same scores), the reuse counts with it (sf_pc_finish_cuda) — so a compressing forward waits on nothing and is a
  * CUDA graph like the others (the window's update is one kernel whatever its position); where the kept tokens came
- * from (pc_src) and the fills catch up at the forward's end (sf_dit_settle: one download of each layer's choice). Tested against the release's own code on the tiny model (tests/golden/expect/
- * dit_deepforcing.safetensors, made by tests/heldout/make_deepforcing.py; sf-denoise.bats: every prediction within
- * 1e-4), by tests/unit/test_dit_pc.c (every compression of every layer against a brute force of the algorithm written
+ * from (pc_src) and the fills catch up at the forward's end (sf_dit_settle: one download of each layer's choice).
+ * Tested against the release's own code on the tiny model (tests/golden/expect/dit_deepforcing.safetensors, made by
+ * tests/heldout/make_deepforcing.py; sf-denoise.bats: every prediction within 1e-4), by tests/unit/test_dit_pc.c (every compression of every layer against a brute force of the algorithm written
  * in the test) and test_dit_cuda_shapes.c (pc_*: the GPU against the CPU). */
 #include "cuda_ops.h"
 #include "dit.h"
@@ -109,15 +109,18 @@ sf_status sf_dit_set_pc(sf_dit_state *st, int64_t budget, int64_t recent, int ma
     sf_status s = sf_dit_pc_fits(budget, recent, S > 0 ? st->sink_tokens / S : 0, st->max_frames, S > 0 ? cache / S : 0, err);
     if (s) return s;
     const int64_t R = recent * S;
-    st->pc_count = calloc((size_t)(NL * cache), sizeof(int32_t));
-    st->pc_qsum = malloc(sizeof(double) * (size_t)D);
-    st->pc_score = malloc(sizeof(double) * (size_t)cache);
     st->pc_idx = malloc(sizeof(int32_t) * (size_t)cache);
     st->pc_src = malloc(sizeof(int32_t) * (size_t)(NL * cache));
     st->pc_old_kf = malloc(sizeof(int64_t) * (size_t)(S > 0 ? cache / S : 1));
-    if (st->gpu) st->pc_pend = calloc((size_t)NL, 1);
-    if (!st->pc_count || !st->pc_qsum || !st->pc_score || !st->pc_idx || !st->pc_src || !st->pc_old_kf ||
-        (st->gpu && !st->pc_pend)) {
+    if (st->gpu) { /* the counts, sums and scores live on the device; the host's record of a choice waits in these */
+        st->pc_pend = calloc((size_t)NL, 1);
+    } else {
+        st->pc_count = calloc((size_t)(NL * cache), sizeof(int32_t));
+        st->pc_qsum = malloc(sizeof(double) * (size_t)D);
+        st->pc_score = malloc(sizeof(double) * (size_t)cache);
+    }
+    if (!st->pc_idx || !st->pc_src || !st->pc_old_kf ||
+        (st->gpu ? !st->pc_pend : !st->pc_count || !st->pc_qsum || !st->pc_score)) {
         s = sf_fail(err, SF_E_NOMEM, "--pc-budget: out of memory");
     } else if (st->gpu) {
         sf_dit_gpu *g = st->gpu;
