@@ -334,7 +334,11 @@ next call: SF_CHECK_UNITS=bench,ref bash tests/gpu/check.sh (~220 s)"
     assert_output "pack_goldens: tests/golden has changes git does not have: commit them first (restore takes the files from git)"
     [ -e "tests/golden/with space.txt" ] && [ ! -e .gpu/goldens.tar.gz ]
     git checkout -q -- tests/golden
+    run -0 bash tests/gpu/pack_goldens.sh size # the files' bytes and their pack's (rehearse.sh's estimate)
+    read -r raw gz <<<"$output"
+    [ "$raw" = 300009 ]
     run -0 bash tests/gpu/pack_goldens.sh pack
+    [ "$gz" = "$(stat -c %s .gpu/goldens.tar.gz)" ]
     assert_line --regexp '^pack_goldens: 2 files into \.gpu/goldens\.tar\.gz \([0-9.]+ MiB\), removed from the tree until restore$'
     assert_line --partial "MiB carried"
     [ ! -e tests/golden/model/zeros.bin ] && [ ! -e "tests/golden/with space.txt" ]

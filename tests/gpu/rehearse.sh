@@ -147,8 +147,7 @@ if out=$(bash tests/gpu/carry.sh .gpu .ref 2>&1); then
     say "carry" "${out#carry: }"
 else
     sum=$(sed -n 's/.* = \([0-9.]*\) MiB of .*/\1/p' <<<"$out")
-    raw=$(git ls-files -z -- tests/golden | xargs -0 -r stat -c %s | awk '{s += $1} END {print s + 0}')
-    gz=$(git ls-files -z -- tests/golden | tar --null -T - -cf - | gzip -9 | wc -c)
+    read -r raw gz < <(bash tests/gpu/pack_goldens.sh size)
     packed=$(awk -v s="${sum:-999}" -v r="$raw" -v g="$gz" 'BEGIN {printf "%.2f", s - (r - g) / 1048576}')
     if awk -v p="$packed" -v m="${SF_CARRY_MAX_MIB:-63}" 'BEGIN {exit !(p <= m)}'; then
         say "carry" "${out#carry: }; with tests/golden packed $packed MiB: before the call tests/gpu/pack_goldens.sh pack, after it restore"
