@@ -132,26 +132,36 @@ def main():
             sweep(a, R, tmp, mdir, ctx, L, nh, hd, n_steps, fsl, pruned, rotated, write_config)
             return
         for name, sink, ds in (("dit_deepforcing", 10, False), ("dit_deepsink", 14, True)):
-            def config(path, run, ds=ds):  # its inference.py's --is_ds_only, as the model_kwargs it becomes
-                write_config(path, run)
-                if ds:
-                    with open(path, "a") as f:
-                        f.write("  is_ds_only: true\n")
-            MH.write_run_config = config
-            run = dict(RUN, sink_size=sink)
-            noise, calls, draws, output, _ = MH.reference_loop(R, run, tmp, mdir, ctx, SEED, L, nh, hd)
-            shutil.copyfile(os.path.join(tmp, "config.yaml"), os.path.join(a.outdir, name + ".yaml"))
-            rec = record(noise, calls, draws, output, n_steps, RUN["frames"])
             what = ("Deep Sink alone (is_ds_only): local_attn_size 21, sink_size 14" if ds else
                     "local_attn_size 21, sink_size 10, budget 16, recent 4, top-C reuse 7")
-            MH.st_write(os.path.join(a.outdir, name + ".safetensors"), rec,
-                        metadata={"reference": f"Deep Forcing's release {a.commit}", "seed": str(SEED), "settings": what})
-            MH.log(f"wrote {a.outdir}/{name}.safetensors ({len(rec)} tensors) and {name}.yaml")
-        MH.write_run_config = write_config
+            n = release_run(a, R, tmp, mdir, ctx, (L, nh, hd), n_steps, write_config, name, dict(RUN, sink_size=sink),
+                            "  is_ds_only: true\n" if ds else "", what)
+            MH.log(f"wrote {a.outdir}/{name}.safetensors ({n} tensors) and {name}.yaml")
     # PC: blocks 7 and 9 compress every layer's cache to the budget (16 frames of 6 tokens), and the Deep Sink-only
     # code never compresses; it moves the sink 3 frames at each block's eviction after the first (blocks 8-10)
     assert pruned == [16 * fsl] * (2 * L), pruned
     assert rotated == [3] * (3 * L), rotated
+
+
+def release_run(a, R, tmp, mdir, ctx, dims, n_steps, write_config, name, run, kwargs, what):
+    """One run of the release under run's config, its model_kwargs given the lines kwargs too (its inference.py's
+    flags as they reach its wrapper): OUTDIR/<name>.yaml (the config) and OUTDIR/<name>.safetensors (record(), what
+    in its metadata). Returns how many tensors that holds."""
+    def config(path, r):
+        write_config(path, r)
+        if kwargs:
+            with open(path, "a") as f:
+                f.write(kwargs)
+    MH.write_run_config = config
+    try:
+        noise, calls, draws, output, _ = MH.reference_loop(R, run, tmp, mdir, ctx, SEED, *dims)
+    finally:
+        MH.write_run_config = write_config
+    shutil.copyfile(os.path.join(tmp, "config.yaml"), os.path.join(a.outdir, name + ".yaml"))
+    rec = record(noise, calls, draws, output, n_steps, run["frames"])
+    MH.st_write(os.path.join(a.outdir, name + ".safetensors"), rec,
+                metadata={"reference": f"Deep Forcing's release {a.commit}", "seed": str(SEED), "settings": what})
+    return len(rec)
 
 
 def sweep(a, R, tmp, mdir, ctx, L, nh, hd, n_steps, fsl, pruned, rotated, write_config):
@@ -172,32 +182,27 @@ def sweep(a, R, tmp, mdir, ctx, L, nh, hd, n_steps, fsl, pruned, rotated, write_
     R.causal.PCConfig.__init__, R.causal._mkv_select_indices = init, selecting
     lines = []
     for name, frames, window, sink, budget, recent, reuse in SWEEP:
-        def config(path, run, budget=budget, recent=recent):  # its inference.py's --Budget / --Recent / --is_ds_only
-            write_config(path, run)
-            with open(path, "a") as f:
-                f.write(f"  budget: {budget}\n  recent: {recent}\n" if budget else "  is_ds_only: true\n")
-        MH.write_run_config = config
         limit[0], held[0] = reuse, 0
         del pruned[:], rotated[:]
-        run = dict(RUN, frames=frames, local_attn_size=window, sink_size=sink)
-        noise, calls, draws, output, _ = MH.reference_loop(R, run, tmp, mdir, ctx, SEED, L, nh, hd)
+        if budget:  # its inference.py's --Budget / --Recent, else its --is_ds_only
+            what = f"local_attn_size {window}, sink_size {sink}, budget {budget}, recent {recent}, top-C reuse {reuse}"
+            kwargs = f"  budget: {budget}\n  recent: {recent}\n"
+        else:
+            what = f"Deep Sink alone (is_ds_only): local_attn_size {window}, sink_size {sink}"
+            kwargs = "  is_ds_only: true\n"
+        release_run(a, R, tmp, mdir, ctx, (L, nh, hd), n_steps, write_config, name,
+                    dict(RUN, frames=frames, local_attn_size=window, sink_size=sink), kwargs, what)
         runs = len(pruned) // L
         if budget:
             assert runs >= 2 and pruned == [budget * fsl] * (runs * L), (name, pruned)
             assert reuse >= 4 or held[0] > 0, (name, "the reuse limit never held a candidate back")
-            what = f"local_attn_size {window}, sink_size {sink}, budget {budget}, recent {recent}, top-C reuse {reuse}"
             flags, did = f"--pc-budget {budget} --pc-recent {recent} --pc-max-reuse {reuse}", \
                 f"{runs} compressions, {held[0]} candidates held back"
         else:
             assert not pruned and rotated, (name, pruned, rotated)
-            what = f"Deep Sink alone (is_ds_only): local_attn_size {window}, sink_size {sink}"
             flags, did = "--sink-rope realign --sink-rope-gap block", f"{len(rotated) // L} moves of the sink"
-        shutil.copyfile(os.path.join(tmp, "config.yaml"), os.path.join(a.outdir, name + ".yaml"))
-        MH.st_write(os.path.join(a.outdir, name + ".safetensors"), record(noise, calls, draws, output, n_steps, frames),
-                    metadata={"reference": f"Deep Forcing's release {a.commit}", "seed": str(SEED), "settings": what})
         lines.append(f"{name} {frames} {flags}")
         MH.log(f"wrote {a.outdir}/{name}.* ({what}: {did})")
-    MH.write_run_config = write_config
     with open(os.path.join(a.outdir, "sweep.txt"), "w") as f:
         f.write("\n".join(lines) + "\n")
 
